@@ -1,0 +1,230 @@
+"""`mailmoat …` commands (SPEC §2): parse, call a service, print. Nothing else lives here.
+
+Exit status: 0 success, 2 bad input (one line per problem on stderr, `KEY: rule`), 1 any
+other failure. No traceback reaches the terminal for an expected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence
+
+from shared import db
+from shared.paths import resolve_home
+from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value
+
+__all__ = ["main", "build_parser", "register"]
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class CommandFailed(Exception):
+    """An expected failure: message for stderr, exit status."""
+
+    def __init__(self, message: str, status: int = EXIT_FAILURE):
+        super().__init__(message)
+        self.status = status
+
+
+# --- commands --------------------------------------------------------------------------------
+
+def cmd_init(args) -> int:
+    from shared.home import initialise
+
+    home = resolve_home(args.home)
+    result = initialise(home, args.admin_password, args.reset_admin_password)
+    print(f"Data home: {home.root} ({'created' if result.created else 'already initialised'})")
+    if result.migrations_applied:
+        print(f"Database schema: {result.migrations_applied} migration(s) applied")
+    if result.generated_password:
+        print(f"Administrator password (shown once, log on as 'admin'): "
+              f"{result.generated_password}")
+    elif result.password_set:
+        print("Administrator password set.")
+    else:
+        print("Administrator password unchanged (use --reset-admin-password to replace it).")
+    if result.certificate_created:
+        print(f"Self-signed TLS certificate: {home.tls_cert}")
+    return EXIT_OK
+
+
+def cmd_migrate(args) -> int:
+    home = resolve_home(args.home)
+    if not home.exists():
+        raise CommandFailed(f"no Mailmoat data home at {home.root}; run `mailmoat init` first")
+    conn = db.connect(home.db)
+    try:
+        applied = db.migrate(conn)
+        version = db.schema_version(conn)
+    finally:
+        conn.close()
+    if applied:
+        for migration in applied:
+            print(f"applied {migration.version:04d}_{migration.name}")
+    else:
+        print(f"schema already at version {version}")
+    return EXIT_OK
+
+
+def cmd_config(args) -> int:
+    from shared.home import open_db
+    from shared.settings_store import (apply_changes, export_settings, import_settings, load)
+
+    conn = open_db(resolve_home(args.home))
+    try:
+        if args.config_command == "get":
+            values = load(conn)
+            if args.key is None:
+                print(json.dumps({k: display_value(k, v) for k, v in sorted(values.items())},
+                                 indent=2, ensure_ascii=False))
+            else:
+                if args.key not in SCHEMA:
+                    raise SettingError([(args.key, "unknown setting")])
+                print(json.dumps(display_value(args.key, values[args.key]), ensure_ascii=False))
+        elif args.config_command == "set":
+            value = parse_cli_value(args.key, args.value)
+            changed = apply_changes(conn, {args.key: value})
+            if changed:
+                print(f"{args.key} set")
+            else:
+                print(f"{args.key} unchanged")
+        elif args.config_command == "export":
+            print(json.dumps(export_settings(conn), indent=2, ensure_ascii=False))
+        elif args.config_command == "import":
+            try:
+                with open(args.file, encoding="utf-8") as handle:
+                    data = json.load(handle)
+            except OSError as exc:
+                raise CommandFailed(f"{args.file}: {exc.strerror}", EXIT_BAD_INPUT) from None
+            except json.JSONDecodeError as exc:
+                raise CommandFailed(f"{args.file}: not valid JSON ({exc.msg} at line "
+                                    f"{exc.lineno})", EXIT_BAD_INPUT) from None
+            changed = import_settings(conn, data)
+            print(f"imported {len(data)} settings ({len(changed)} changed)")
+    finally:
+        conn.close()
+    return EXIT_OK
+
+
+def not_built(name: str, issue: str) -> Callable:
+    def run(_args) -> int:
+        raise CommandFailed(f"`mailmoat {name}` is not built yet ({issue})")
+    return run
+
+
+# Commands that later modules fill in register themselves here (name → (help, setup, run)).
+_REGISTRY: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
+
+
+def register(name: str, help: str, setup: Callable[[argparse.ArgumentParser], None],
+             run: Callable) -> None:
+    _REGISTRY[name] = (help, setup, run)
+
+
+def _home_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", help="data home (default: $MAILMOAT_HOME, else a per-user "
+                                       "directory; /var/lib/mailmoat for root)")
+
+
+def _placeholders() -> None:
+    """Commands whose issues have not landed say so instead of pretending."""
+    for name, help, issue in (
+        ("run", "start core and console, supervised", "SMTP core and console issues"),
+        ("core", "start the core (SMTP, pipeline, delivery)", "SMTP core issue"),
+        ("console", "start the web console", "console issue"),
+        ("queue", "list and act on queued messages", "SMTP core issue"),
+        ("report", "summary and detail reports", "reporting issue"),
+        ("definitions", "virus and spam definitions", "antivirus issue"),
+    ):
+        if name not in _REGISTRY:
+            def setup(p):
+                p.add_argument("rest", nargs=argparse.REMAINDER)
+            register(name, help, setup, not_built(name, issue))
+
+
+def _load_commands() -> None:
+    """Import the modules that register real commands (each registers on import)."""
+    import importlib
+
+    for module in ("core.commands", "console.commands", "shared.report_commands",
+                   "shared.definitions_commands"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    _placeholders()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailmoat", description="Mailmoat email-security "
+                                     "gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="create or complete a data home")
+    _home_option(p)
+    p.add_argument("--admin-password", help="administrator password (≤32 characters); "
+                                            "generated and printed once when omitted")
+    p.add_argument("--reset-admin-password", action="store_true",
+                   help="replace an existing administrator password")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    _home_option(p)
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("config", help="read and change settings")
+    config = p.add_subparsers(dest="config_command", required=True)
+    g = config.add_parser("get", help="print settings as JSON")
+    g.add_argument("key", nargs="?")
+    _home_option(g)
+    s = config.add_parser("set", help="change one setting")
+    s.add_argument("key")
+    s.add_argument("value")
+    _home_option(s)
+    e = config.add_parser("export", help="print every setting (a full backup)")
+    _home_option(e)
+    i = config.add_parser("import", help="validated restore of an export")
+    i.add_argument("file")
+    _home_option(i)
+    p.set_defaults(func=cmd_config)
+
+    _load_commands()
+    for name, (help, setup, run) in _REGISTRY.items():
+        p = sub.add_parser(name, help=help)
+        _home_option(p)
+        setup(p)
+        p.set_defaults(func=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SettingError as exc:
+        for line in exc.lines():
+            print(line, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except CommandFailed as exc:
+        print(f"mailmoat: {exc}", file=sys.stderr)
+        return exc.status
+    except (db.SchemaTooNew, db.SchemaTooOld) as exc:
+        print(f"mailmoat: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as exc:  # the boundary: a short message, never a traceback
+        from shared.home import HomeMissing
+        if isinstance(exc, HomeMissing):
+            print(f"mailmoat: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"mailmoat: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

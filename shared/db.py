@@ -1,0 +1,152 @@
+"""SQLite access for both processes: connections, the migrations runner, small helpers.
+
+Rules:
+- Every connection is WAL with a busy timeout, so readers never block the writers and a
+  writer waits (up to BUSY_TIMEOUT_MS) instead of failing while another commits.
+- The schema changes only through numbered files in `migrations/` (NNNN_name.sql), applied in
+  order inside one transaction each and recorded in `schema_migrations`. Applying twice is a
+  no-op. A database whose recorded version is newer than the code knows is refused
+  (`SchemaTooNew`): running old code on it could corrupt data written by the newer one.
+- Plain SQL only, so a PostgreSQL backend can come later (ARCHITECTURE "Growth").
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+__all__ = ["connect", "migrate", "schema_version", "known_migrations", "SchemaTooNew",
+           "SchemaTooOld", "check_schema", "BUSY_TIMEOUT_MS", "Migration", "utils_db"]
+
+BUSY_TIMEOUT_MS = 10_000
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer Mailmoat."""
+
+
+class SchemaTooOld(RuntimeError):
+    """The database needs `mailmoat migrate` before this code can use it."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the database in WAL mode with a busy timeout; rows come back as sqlite3.Row.
+
+    `isolation_level=None`: callers open transactions explicitly (`BEGIN IMMEDIATE` for
+    writers), so no statement starts one behind their back.
+    """
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                               timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(str(path), isolation_level=None,
+                               timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # NORMAL is durable in WAL mode except for the last transactions before a power cut;
+        # events and settings tolerate that, mail durability lives in the spool's fsyncs.
+        conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def utils_db(conn: sqlite3.Connection) -> sqlite_utils.Database:
+    """A sqlite-utils view of a connection, for introspection and simple upserts."""
+    return sqlite_utils.Database(conn)
+
+
+def known_migrations() -> list[Migration]:
+    """The migrations shipped with this code, in order."""
+    found = []
+    for entry in importlib.resources.files("migrations").iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..n without gaps, found {versions}")
+    return found
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The highest applied migration (0 for an empty database)."""
+    if "schema_migrations" not in utils_db(conn).table_names():
+        return 0
+    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return row[0] or 0
+
+
+def migrate(conn: sqlite3.Connection) -> list[Migration]:
+    """Apply every migration not yet applied; returns those applied now.
+
+    Raises SchemaTooNew when the database is newer than this code.
+    """
+    migrations = known_migrations()
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                 "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)")
+    current = schema_version(conn)
+    latest = migrations[-1].version if migrations else 0
+    if current > latest:
+        raise SchemaTooNew(
+            f"the database is at schema version {current}, newer than this Mailmoat "
+            f"(which knows up to {latest}); upgrade Mailmoat or restore a matching backup")
+    applied = []
+    for migration in migrations:
+        if migration.version <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # executescript would COMMIT on its own; run statement by statement instead.
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations (version, name, applied_at) "
+                         "VALUES (?, ?, ?)", (migration.version, migration.name, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(migration)
+    return applied
+
+
+def check_schema(conn: sqlite3.Connection) -> None:
+    """Refuse to run on a database this code does not match exactly."""
+    current = schema_version(conn)
+    latest = known_migrations()[-1].version
+    if current > latest:
+        raise SchemaTooNew(f"the database is at schema version {current}, newer than this "
+                           f"Mailmoat (which knows up to {latest})")
+    if current < latest:
+        raise SchemaTooOld(f"the database is at schema version {current}; run "
+                           f"`mailmoat migrate` to bring it to {latest}")
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration file into complete statements (sqlite3 decides where one ends)."""
+    statements, pending = [], ""
+    for line in sql.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip() and not all(l.strip().startswith("--") or not l.strip()
+                                   for l in pending.splitlines()):
+        raise RuntimeError(f"incomplete statement at the end of a migration: {pending[:60]!r}")
+    return statements

@@ -1,0 +1,290 @@
+"""The event catalogue (SPEC §6) and the one batching event writer of each process.
+
+Rules:
+- Every action is declared once here, in `Action`, with its category; no event name is written
+  as a literal anywhere else. Events are append-only facts.
+- `Event` is the one record type; its columns are the detail report's (SPEC §2), anything
+  action-specific goes into `data` (virus, file, score, user, reason, …).
+- `EventWriter` is the only code that inserts events. `emit()` never blocks and never touches
+  SQLite: it hands the event to a writer thread that inserts in short batched transactions,
+  in emit order, and retries a batch while the database is busy (ARCHITECTURE invariant 4).
+  The same object serves trio code (emit is non-blocking; `await writer.aflush()`) and plain
+  threads (`flush()`).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from shared.clock import SYSTEM_CLOCK, WallClock
+
+__all__ = ["Category", "Action", "Event", "EventWriter", "CATEGORY_OF", "SIEM_ACTIONS"]
+
+
+class Category(enum.StrEnum):
+    SYSTEM = "system"
+    SMTP = "smtp"
+    PREMIUM = "premium"
+    MESSAGE = "message"
+    BLOCKING = "blocking"
+
+
+class Action(enum.StrEnum):
+    # system (guide Table 7-5 and SPEC §6)
+    LOGON = "logon"
+    LOGOFF = "logoff"
+    LIVEUPDATE = "liveupdate"
+    DEFINITIONS_UPDATED = "definitions_updated"
+    OBJECT_MODIFIED = "object_modified"
+    SERVICE_STARTED = "service_started"
+    SERVICE_START_FAILED = "service_start_failed"
+    SERVICE_STOPPED = "service_stopped"
+    REORDERING_STARTED = "reordering_started"
+    REORDERING_STOPPED = "reordering_stopped"
+    UNAUTHORIZED_ACCESS = "unauthorized_access"
+    LOW_DISK = "low_disk"
+    LOW_MEMORY = "low_memory"
+    HTTP_PROTOCOL_VIOLATION = "http_protocol_violation"
+    OUTBREAK = "outbreak"
+    ALERT_SENT = "alert_sent"
+    SERVICE_START_IMPROPER = "service_start_improper"
+    FAILED_LOGON = "failed_logon"
+    # smtp
+    CONNECTION_FROM = "connection_from"
+    CONNECTED_TO = "connected_to"
+    DISCONNECTED = "disconnected"
+    CONNECTION_CLOSED = "connection_closed"
+    PROTOCOL_VIOLATION = "protocol_violation"
+    REJECTED = "rejected"
+    # premium
+    SPAM = "spam"
+    SUSPECTED_SPAM = "suspected_spam"
+    REPUTATION_SPAM = "reputation_spam"
+    SPAM_QUARANTINED = "spam_quarantined"
+    # message
+    ACCEPTED = "accepted"
+    DROPPED = "dropped"
+    FORWARDED = "forwarded"
+    BOUNCED = "bounced"
+    DELIVERY_FAILED = "delivery_failed"
+    DELIVERED = "delivered"
+    COMPLETED = "completed"
+    DELIVERY_SUPPRESSED = "delivery_suppressed"
+    HELD = "held"
+    QUARANTINED = "quarantined"
+    DEFERRED = "deferred"
+    # blocking
+    MALFORMED = "malformed"
+    VIRUS_LOGGED = "virus_logged"
+    FILE_REPAIRED = "file_repaired"
+    FILE_DELETED = "file_deleted"
+    SUBJECT_BLOCKED = "subject_blocked"
+    SCAN_ERROR = "scan_error"
+    SENDER_BLOCKED = "sender_blocked"
+    ATTACHMENT_DELETED = "attachment_deleted"
+    SPAM_LIST_BLOCK = "spam_list_block"
+    HEURISTIC_SPAM = "heuristic_spam"
+    MASS_MAILER_CLEANUP = "mass_mailer_cleanup"
+    CONTENT_RULE_VIOLATION = "content_rule_violation"
+    SPAM_RULE_VIOLATION = "spam_rule_violation"
+    ENCRYPTED_CONTAINER = "encrypted_container"
+    CONTAINER_LIMIT = "container_limit"
+
+
+_BY_CATEGORY = {
+    Category.SYSTEM: "logon logoff liveupdate definitions_updated object_modified service_started "
+                     "service_start_failed service_stopped reordering_started reordering_stopped "
+                     "unauthorized_access low_disk low_memory http_protocol_violation outbreak "
+                     "alert_sent service_start_improper failed_logon",
+    Category.SMTP: "connection_from connected_to disconnected connection_closed "
+                   "protocol_violation rejected",
+    Category.PREMIUM: "spam suspected_spam reputation_spam spam_quarantined",
+    Category.MESSAGE: "accepted dropped forwarded bounced delivery_failed delivered completed "
+                      "delivery_suppressed held quarantined deferred",
+    Category.BLOCKING: "malformed virus_logged file_repaired file_deleted subject_blocked "
+                       "scan_error sender_blocked attachment_deleted spam_list_block "
+                       "heuristic_spam mass_mailer_cleanup content_rule_violation "
+                       "spam_rule_violation encrypted_container container_limit",
+}
+CATEGORY_OF: dict[Action, Category] = {
+    Action(name): category for category, names in _BY_CATEGORY.items() for name in names.split()
+}
+assert set(CATEGORY_OF) == set(Action), "every action needs exactly one category"
+
+# The subset forwarded to a SIEM (guide §3 "Configuring logging options").
+SIEM_ACTIONS = frozenset({
+    Action.LOGON, Action.LOGOFF, Action.DEFINITIONS_UPDATED, Action.OBJECT_MODIFIED,
+    Action.PROTOCOL_VIOLATION, Action.REJECTED, Action.DROPPED, Action.BOUNCED,
+    Action.DELIVERY_FAILED, Action.VIRUS_LOGGED, Action.FILE_REPAIRED, Action.FILE_DELETED,
+    Action.SUBJECT_BLOCKED, Action.SCAN_ERROR,
+})
+
+
+@dataclass(frozen=True)
+class Event:
+    """One fact. `time` is UTC unix seconds, stamped from the process's wall clock."""
+
+    action: Action
+    time: float
+    result: str | None = None
+    queue_id: str | None = None
+    connection_id: str | None = None
+    client_ip: str | None = None
+    sender: str | None = None
+    recipients: tuple[str, ...] = ()
+    subject: str | None = None
+    size: int | None = None
+    rule: str | None = None
+    info: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def category(self) -> Category:
+        return CATEGORY_OF[self.action]
+
+    def row(self, process: str) -> tuple:
+        return (self.time, self.category.value, self.action.value, self.result, self.queue_id,
+                self.connection_id, self.client_ip, self.sender,
+                ";".join(self.recipients) if self.recipients else None, self.subject,
+                self.size, self.rule, self.info,
+                json.dumps(self.data, sort_keys=True, default=str) if self.data else None,
+                process)
+
+
+_INSERT = ("INSERT INTO events (time, category, action, result, queue_id, connection_id, "
+           "client_ip, sender, recipients, subject, size, rule, info, data, process) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+_STOP = object()
+
+
+class EventWriter:
+    """Batches events into SQLite from one background thread, in the order they were emitted.
+
+    `emit()` and `record()` are safe from any thread and from trio code; they never block.
+    """
+
+    MAX_BATCH = 500
+    QUEUE_LIMIT = 100_000  # bounded: past it events are counted as lost, never block mail
+    RETRY_SECONDS = 0.05
+
+    def __init__(self, db_path: str | Path, process: str, clock: WallClock = SYSTEM_CLOCK,
+                 *, enabled: bool = True):
+        self.db_path = Path(db_path)
+        self.process = process
+        self.clock = clock
+        self.lost = 0
+        self.written = 0
+        self.busy_retries = 0
+        self._queue: queue.Queue = queue.Queue(self.QUEUE_LIMIT)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._enabled = enabled
+
+    # --- producing ---------------------------------------------------------------------
+    def record(self, action: Action, **fields: Any) -> Event:
+        """Build an event stamped now and emit it; returns the event."""
+        if "recipients" in fields and fields["recipients"] is not None:
+            fields["recipients"] = tuple(fields["recipients"])
+        event = Event(action=Action(action), time=self.clock.now(), **fields)
+        self.emit(event)
+        return event
+
+    def emit(self, event: Event) -> None:
+        if not self._enabled:
+            return
+        self._ensure_started()
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.lost += 1
+
+    # --- flushing ------------------------------------------------------------------------
+    def flush(self, timeout: float = 30.0) -> None:
+        """Block until every event emitted so far is committed (or timeout)."""
+        if self._thread is None:
+            return
+        done = threading.Event()
+        self._queue.put(done, timeout=timeout)
+        if not done.wait(timeout):
+            raise TimeoutError("event writer did not flush in time")
+
+    async def aflush(self) -> None:
+        import trio
+        await trio.to_thread.run_sync(self.flush)
+
+    def close(self) -> None:
+        """Write everything pending and stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(_STOP)
+            thread.join()
+
+    # --- the writer thread ---------------------------------------------------------------
+    def _ensure_started(self) -> None:
+        if self._thread is not None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="event-writer",
+                                                daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        from shared.db import connect
+        conn = connect(self.db_path)
+        try:
+            stopping = False
+            while not stopping:
+                batch, markers, stopping = self._next_batch()
+                if batch:
+                    self._insert(conn, batch)
+                for marker in markers:
+                    marker.set()
+        finally:
+            conn.close()
+
+    def _next_batch(self) -> tuple[list[Event], list[threading.Event], bool]:
+        batch: list[Event] = []
+        markers: list[threading.Event] = []
+        item = self._queue.get()
+        while True:
+            if item is _STOP:
+                return batch, markers, True
+            if isinstance(item, threading.Event):
+                markers.append(item)
+            else:
+                batch.append(item)
+            if len(batch) >= self.MAX_BATCH:
+                return batch, markers, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, markers, False
+
+    def _insert(self, conn: sqlite3.Connection, batch: Iterable[Event]) -> None:
+        rows = [event.row(self.process) for event in batch]
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(_INSERT, rows)
+                conn.execute("COMMIT")
+                self.written += len(rows)
+                return
+            except sqlite3.OperationalError as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                # The database stayed busy past the busy timeout: keep the batch, try again.
+                self.busy_retries += 1
+                time.sleep(self.RETRY_SECONDS)

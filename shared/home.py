@@ -1,0 +1,84 @@
+"""Creating and opening a data home: the services behind `init`, `migrate` and every command
+that needs the database.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import sqlite3
+from dataclasses import dataclass
+
+from shared import db
+from shared.paths import DataHome
+from shared.settings import generated_values
+from shared.settings_store import apply_changes, load, stored_keys
+from shared.tls import ensure_self_signed
+
+__all__ = ["initialise", "open_db", "InitResult", "HomeMissing", "machine_hostname"]
+
+
+class HomeMissing(RuntimeError):
+    """No initialised data home where one was expected."""
+
+
+@dataclass(frozen=True)
+class InitResult:
+    created: bool
+    generated_password: str | None  # printed once by the CLI, never stored in plain text
+    password_set: bool
+    migrations_applied: int
+    certificate_created: bool
+
+
+def machine_hostname() -> str:
+    name = socket.getfqdn()
+    return name if name and name != "localhost" else socket.gethostname() or "localhost"
+
+
+def initialise(home: DataHome, admin_password: str | None = None,
+               reset_admin_password: bool = False) -> InitResult:
+    """Create or complete the data home; idempotent.
+
+    The administrator password is set when the home has none, or when
+    `reset_admin_password` is true; without `admin_password` one is generated and returned.
+    Raises SettingError for an invalid password.
+    """
+    created = not home.exists()
+    home.create()
+    conn = db.connect(home.db)
+    try:
+        applied = db.migrate(conn)
+        current = load(conn)
+        changes = {}
+        have = stored_keys(conn)
+        for key, value in generated_values().items():
+            if key not in have:
+                changes[key] = value
+        generated = None
+        password_set = False
+        if current.get("admin.password") is None or reset_admin_password:
+            if admin_password is None:
+                generated = admin_password = secrets.token_urlsafe(12)
+            changes["admin.password"] = admin_password
+            password_set = True
+        if changes:
+            apply_changes(conn, changes)
+        hostname = load(conn)["smtp.hostname"] or machine_hostname()
+    finally:
+        conn.close()
+    cert_created = ensure_self_signed(home.tls_key, home.tls_cert, hostname)
+    return InitResult(created, generated, password_set, len(applied), cert_created)
+
+
+def open_db(home: DataHome) -> sqlite3.Connection:
+    """A connection to an initialised home whose schema matches this code."""
+    if not home.exists():
+        raise HomeMissing(f"no Mailmoat data home at {home.root}; run `mailmoat init` first")
+    conn = db.connect(home.db)
+    try:
+        db.check_schema(conn)
+    except Exception:
+        conn.close()
+        raise
+    return conn

@@ -1,0 +1,651 @@
+"""The settings schema: every key Mailmoat knows, declared once (SPEC §3, ARCHITECTURE invariant 5).
+
+Each `Setting` has its kind (type and range), default, help text, the console page that owns
+it, whether it needs a restart and whether it is a secret. Console forms, the CLI and the core
+read defaults and validate through this module only; no other module may hold a default.
+
+Rules:
+- Every message names the key and the rule: `smtp.port: must be between 1 and 65535`.
+- `validate_changes` checks a set of changes against the current values, all keys at once,
+  including the rules that span keys (`CROSS_RULES`), and returns every error; nothing is
+  half-applied by its callers.
+- Hashed secrets (`admin.password`, `admin.report_only.password`) are given in plain text
+  (≤32 characters, case-sensitive) and stored as werkzeug hashes; a stored hash given back
+  (from `config export`) is kept as it is. Other secrets are stored as given and never printed.
+"""
+
+from __future__ import annotations
+
+import secrets as _secrets
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from shared.guide_texts import (
+    ALERT_TEXTS, DEFAULT_AV_DELETED_TEXT, DEFAULT_BLOCKED_EXTENSIONS,
+    DEFAULT_FILENAME_DELETED_TEXT, DEFAULT_NOTIFY_ADMIN_BODY, DEFAULT_NOTIFY_SENDER_BODY,
+    DEFAULT_NOTIFY_SUBJECT, DEFAULT_OUTBREAK_BODY, DEFAULT_OUTBREAK_SUBJECT,
+    DEFAULT_QUARANTINE_TEMPLATE_LIST, DEFAULT_QUARANTINE_TEMPLATE_USER, LDAP_AUTOFILL,
+)
+from shared.settings_types import (
+    Base64Key, BlacklistEntry, Bool, Choice, Domain, Email, Extension, HostPort, Hostname,
+    Int, Kind, ListOf, Nullable, Pattern, RblZone, RelayEntry, Resolver, RoutingEntry, Rule,
+    RuleError, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry, IpAddress,
+)
+
+__all__ = [
+    "Setting", "SCHEMA", "SettingError", "validate_changes", "defaults", "is_secret",
+    "display_value", "parse_cli_value", "hash_password", "check_password", "PAGES",
+    "generated_values", "ALERT_EVENTS", "RULES_MAX_TOTAL",
+]
+
+PASSWORD_MAX_CHARS = 32  # SPEC §3 admin.password: ≤32 chars, case-sensitive
+RULES_MAX_TOTAL = 100  # SPEC §3: ≤100 spam + content rules together
+RBL_MAX_ZONES = 3  # SPEC §3 rbl.zones: up to 3
+_HASH_PREFIXES = ("scrypt:", "pbkdf2:")
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    kind: Kind
+    default: Any
+    help: str
+    page: str
+    restart: bool = False
+    secret: str | None = None  # None | "hashed" | "stored"
+    generated: Callable[[], Any] | None = None  # value made once by `init`
+
+
+class SettingError(ValueError):
+    """One or more settings break their rules. `errors` is a list of `(key, rule)`."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{k}: {r}" for k, r in errors))
+
+    def lines(self) -> list[str]:
+        return [f"{key}: {rule}" for key, rule in self.errors]
+
+
+# Console pages (one place, so forms and docs/settings.md agree on them).
+PAGES = {
+    "accounts": "Configuration › Accounts",
+    "setup": "Configuration › Setup",
+    "scan_policy": "Configuration › Scan Policy",
+    "routing": "Configuration › Routing",
+    "alerts": "Configuration › Alerts",
+    "notifications": "Configuration › Notifications",
+    "logging": "Configuration › Logging",
+    "diagnostics": "Configuration › Diagnostics",
+    "antivirus": "Antivirus Policy",
+    "outbreak": "Antivirus Policy › Outbreak Alert",
+    "whitelist": "Anti-spam Policy › Whitelist",
+    "rbl": "Anti-spam Policy › Real-time Blacklists",
+    "blacklist": "Anti-spam Policy › Custom Blacklist",
+    "heuristic": "Anti-spam Policy › Heuristic Engine",
+    "premium": "Anti-spam Policy › Premium AntiSpam",
+    "spam_rules": "Anti-spam Policy › Spam Rules",
+    "quarantine": "Spam Quarantine › Settings",
+    "ldap": "Spam Quarantine › LDAP",
+    "content": "Filtering Policy › Content",
+    "container": "Filtering Policy › Container Limits",
+    "encrypted": "Filtering Policy › Encrypted Container",
+    "relay": "Filtering Policy › Anti-Relay",
+    "content_rules": "Filtering Policy › Content Rules",
+    "liveupdate": "LiveUpdate",
+}
+
+ALERT_EVENTS = tuple(ALERT_TEXTS)
+_ALERTS_ON = {"service_start_improper", "low_disk", "low_memory", "failed_logons",
+              "unauthorized_access", "suspect_message"}
+
+PORT = Int(1, 65535)
+EMAILS = ListOf(Email(), max_items=100)
+FORWARD_SUBJECT = Str(max_len=255)
+
+_S: list[Setting] = []
+
+
+def _add(key, kind, default, help, page, **kw):
+    _S.append(Setting(key, kind, default, help, page, **kw))
+
+
+def _forwarding_trio(prefix: str, page: str, what: str, actions: tuple[str, ...], default: str):
+    _add(f"{prefix}.action", Choice(actions), default, f"What to do with {what}.", page)
+    _add(f"{prefix}.forward_to", Nullable(Email()), None,
+         f"Address that receives {what} when the action is forward.", page)
+    _add(f"{prefix}.forward_subject", FORWARD_SUBJECT, "",
+         "Subject of forwarded messages (empty = keep the original subject).", page)
+
+
+# --- Accounts (guide §3 "Configuring administrator settings") ---
+_add("admin.password", Nullable(Str(max_len=PASSWORD_MAX_CHARS, min_len=1)), None,
+     "Administrator password (≤32 characters, case-sensitive); stored hashed.", "accounts",
+     secret="hashed")
+_add("admin.report_only.enabled", Bool(), False,
+     "Enable the report-only administrator account `report`.", "accounts")
+_add("admin.report_only.password", Nullable(Str(max_len=PASSWORD_MAX_CHARS, min_len=1)), None,
+     "Report-only administrator password; must differ from the administrator's.", "accounts",
+     secret="hashed")
+_add("admin.timeout_minutes", Int(1, 1440), 5,
+     "Minutes of inactivity before a console session ends (both roles).", "accounts")
+_add("admin.emails", EMAILS, [], "Addresses that receive notifications and alerts.", "accounts")
+
+# --- Setup (guide §3 "Configuring connection and delivery options") ---
+_add("smtp.port", PORT, 25, "SMTP listening port.", "setup")
+_add("smtp.listen", ListOf(IpAddress(), min_items=1, max_items=16), ["0.0.0.0", "::"],
+     "Addresses the SMTP listener binds (IPv4 and IPv6).", "setup")
+_add("smtp.max_incoming", Int(1, 1000), 15,
+     "SMTP sessions served at once; further connections wait.", "setup")
+_add("smtp.max_outgoing", Int(1, 1000), 30, "Delivery connections open at once.", "setup")
+_add("smtp.notify_from", Sender(), "Mailmoat",
+     "From of alerts and notifications: a user name (at smtp.hostname) or a full address.",
+     "setup")
+_add("smtp.hostname", Nullable(Hostname()), None,
+     "Name in the banner and EHLO (null = the machine's fully qualified name).", "setup")
+_add("smtp.tls.inbound", Choice(("off", "offer")), "offer", "Offer STARTTLS to clients.", "setup")
+_add("smtp.tls.outbound", Choice(("off", "opportunistic", "required")), "opportunistic",
+     "STARTTLS when delivering: never, when offered, or required.", "setup")
+_add("dns.resolvers", ListOf(Resolver(), max_items=8), [],
+     "DNS servers (IP[:port]) for MX, RBL, PTR and URL lookups; empty = the system's.", "setup")
+_add("dns.timeout_seconds", Int(1, 60), 5, "Time limit of one DNS lookup.", "setup")
+_add("delivery.paused", Bool(), False, "Accept and process mail but deliver nothing.", "setup")
+_add("delivery.reject_incoming", Bool(), False,
+     "Refuse new SMTP connections with 421 service not available.", "setup")
+_add("delivery.retry_days", Int(1, 30), 5,
+     "Days a deferred message is retried before it bounces.", "setup")
+_add("delivery.retry_initial_seconds", Int(1, 3600), 300,
+     "First retry after a temporary failure; the interval then doubles.", "setup")
+_add("delivery.retry_max_seconds", Int(1, 86400), 14400, "Longest retry interval.", "setup")
+_add("http.port", PORT, 8003, "Console HTTP port.", "setup")
+_add("https.port", PORT, 8043, "Console HTTPS port.", "setup")
+_add("https.logons", Bool(), False,
+     "Enable SSL & encryption for logons: logon and password pages only over HTTPS.", "setup")
+_add("disclaimer.enabled", Bool(), False,
+     "Append the disclaimer to messages not destined to a local-routing domain.", "setup")
+_add("disclaimer.text", Str(max_len=1000, multiline=True), "", "Disclaimer text.", "setup")
+_add("timezone", Timezone(), "UTC", "Time zone for display and reports (storage is UTC).",
+     "setup")
+_add("scan.temp_dir", Nullable(Str(max_len=4096, min_len=1)), None,
+     "Scratch directory for scanning (null = tmp/ in the data home).", "setup", restart=True)
+
+# --- Scan policy ---
+_add("scan.mode", Choice(("all", "include", "exclude")), "all",
+     "Scan all files, only the included extensions, or all but the excluded ones.",
+     "scan_policy")
+_add("scan.include", ListOf(Extension(), max_items=500), [],
+     "Extensions scanned in include mode (.ext).", "scan_policy")
+_add("scan.exclude", ListOf(Extension(), max_items=500), [],
+     "Extensions not scanned in exclude mode; containers are still decomposed.", "scan_policy")
+_add("scan.unprocessable", Choice(("deliver", "drop", "hold")), "hold",
+     "Handling of content that cannot be decoded or expanded for scanning.", "scan_policy")
+
+# --- Routing ---
+_add("routing.local", ListOf(RoutingEntry(), max_items=10_000), [],
+     "Local routing list: domains (wildcards allowed) with an optional relay host and port.",
+     "routing")
+_add("routing.default", Nullable(HostPort()), None,
+     "Default route for non-local mail (null = MX delivery).", "routing")
+
+# --- Alerts (guide Table 3-2) ---
+for _event, (_subject, _body) in ALERT_TEXTS.items():
+    _add(f"alerts.{_event}", Bool(), _event in _ALERTS_ON,
+         f"Send the alert “{_subject}”.", "alerts")
+
+# --- Notifications ---
+_add("notify.admin", Bool(), False, "Notify the administrator of policy violations.",
+     "notifications")
+_add("notify.sender", Bool(), False, "Notify the sender of policy violations.",
+     "notifications")
+_add("notify.admin.subject", Str(max_len=255), DEFAULT_NOTIFY_SUBJECT,
+     "Subject of administrator notifications.", "notifications")
+_add("notify.admin.body", Str(max_len=10_000, multiline=True), DEFAULT_NOTIFY_ADMIN_BODY,
+     "Body of administrator notifications (metatags ${MSGINFO} ${VIRUSINFO} ${CONTENTINFO} "
+     "${ENCRYPTINFO} ${DISPOSITION}).", "notifications")
+_add("notify.sender.subject", Str(max_len=255), DEFAULT_NOTIFY_SUBJECT,
+     "Subject of sender notifications.", "notifications")
+_add("notify.sender.body", Str(max_len=10_000, multiline=True), DEFAULT_NOTIFY_SENDER_BODY,
+     "Body of sender notifications (metatags ${MSGINFO} ${VIRUSINFO} ${CONTENTINFO} "
+     "${ENCRYPTINFO}).", "notifications")
+
+# --- Logging ---
+_add("logging.local", Bool(), True, "Store events locally (reports need them).", "logging")
+_add("logging.retention_days", Int(7, 3650, also=(0,)), 30,
+     "Days events are kept (0 = never delete).", "logging")
+_add("forwarding.enabled", Bool(), False, "Forward events to a SIEM.", "logging")
+_add("forwarding.host", Nullable(Hostname()), None, "SIEM receiver host.", "logging")
+_add("forwarding.port", PORT, 6514, "SIEM receiver port.", "logging")
+_add("forwarding.transport", Choice(("tcp", "tls", "udp")), "tls", "SIEM transport.", "logging")
+_add("forwarding.format", Choice(("rfc5424", "cef", "json")), "rfc5424",
+     "SIEM record format.", "logging")
+_add("forwarding.ca_file", Str(max_len=4096), "",
+     "CA file to verify the receiver (empty = system CAs).", "logging")
+
+# --- Diagnostics ---
+_DIAG = ("off", "on_error", "all")
+_add("diagnostics.queue_file_save", Choice(_DIAG), "off",
+     "Save queue files to the diagnostics directory.", "diagnostics")
+_add("diagnostics.conversation.inbound", Choice(_DIAG), "off",
+     "Log inbound SMTP conversations.", "diagnostics")
+_add("diagnostics.conversation.outbound", Choice(_DIAG), "off",
+     "Log outbound SMTP conversations.", "diagnostics")
+_add("diagnostics.conversation.errors",
+     Choice(("all", "communication", "protocol", "local", "unsupported")), "all",
+     "Which errors count for on_error conversation logging.", "diagnostics")
+_add("diagnostics.conversation.data", Choice(("ignore", "summarize", "echo")), "ignore",
+     "How message data appears in conversation logs.", "diagnostics")
+
+# --- Antivirus ---
+_add("av.enabled", Bool(), True, "Scan messages for viruses.", "antivirus")
+_add("av.engine", Choice(("builtin", "clamd", "both")), "builtin", "Antivirus engine.",
+     "antivirus")
+_add("av.clamd.address", Str(max_len=4096, min_len=1), "127.0.0.1:3310",
+     "clamd address: host:port or a unix socket path.", "antivirus")
+_add("av.heuristics", Choice(("off", "low", "medium", "high")), "medium",
+     "Heuristic detection level.", "antivirus")
+_add("av.on_virus", Choice(("repair", "delete", "log")), "repair",
+     "Action on an infected attachment.", "antivirus")
+_add("av.on_unrepairable", Choice(("delete", "log")), "delete",
+     "Action when repair is impossible.", "antivirus")
+_add("av.on_not_removed", Choice(("drop", "log")), "drop",
+     "Action when an infected attachment is still in the message.", "antivirus")
+_add("av.deleted_text.enabled", Bool(), True,
+     "Add text to the message when an infected attachment is deleted.", "antivirus")
+_add("av.deleted_text", Str(max_len=1000, multiline=True), DEFAULT_AV_DELETED_TEXT,
+     "Text added when an infected attachment is deleted.", "antivirus")
+_add("av.mass_mailer_cleanup", Bool(), True,
+     "Drop messages whose detection is a mass-mailer (@m, @mm).", "antivirus")
+_add("av.quarantine", Choice(("nothing", "unrepaired", "all")), "nothing",
+     "Keep a copy of infected messages in the virus quarantine.", "antivirus")
+_add("av.central_quarantine", Nullable(HostPort()), None,
+     "SMTP host that receives copies of infected messages.", "antivirus")
+_add("outbreak.enabled", Bool(), False, "Send outbreak alerts.", "outbreak")
+_add("outbreak.count", Int(1, 100_000), 10, "Infected messages that make an outbreak.",
+     "outbreak")
+_add("outbreak.minutes", Int(1, 10_080), 60, "Period in which they must arrive.", "outbreak")
+_add("outbreak.emails", EMAILS, [], "Recipients of outbreak alerts.", "outbreak")
+_add("outbreak.subject", Str(max_len=255), DEFAULT_OUTBREAK_SUBJECT, "Outbreak alert subject.",
+     "outbreak")
+_add("outbreak.body", Str(max_len=10_000, multiline=True), DEFAULT_OUTBREAK_BODY,
+     "Outbreak alert body.", "outbreak")
+
+# --- Antispam ---
+_add("whitelist.custom.enabled", Bool(), False, "Use the custom whitelist.", "whitelist")
+_add("whitelist.custom", ListOf(WhitelistEntry(), max_items=10_000), [],
+     "Senders that bypass heuristic and blacklist checks: @domain, .domain or address.",
+     "whitelist")
+_add("whitelist.auto.enabled", Bool(), False,
+     "Collect outbound recipients' domains into the auto-generated whitelist.", "whitelist")
+_add("whitelist.auto.exclusions", ListOf(Domain(), max_items=10_000), [],
+     "Domains never added to the auto-generated whitelist.", "whitelist")
+_add("rbl.zones", ListOf(RblZone(), max_items=RBL_MAX_ZONES), [],
+     "Real-time blacklist zones (up to 3).", "rbl")
+_forwarding_trio("rbl", "rbl", "mail from listed clients", ("drop", "log", "forward", "reject"),
+                 "drop")
+_add("blacklist.enabled", Bool(), False, "Use the custom blacklist.", "blacklist")
+_add("blacklist.entries", ListOf(BlacklistEntry(), max_items=10_000), [],
+     "Blocked senders: @domain or address (wildcards in the local part).", "blacklist")
+_forwarding_trio("blacklist", "blacklist", "mail from blacklisted senders",
+                 ("drop", "log", "forward"), "drop")
+_add("heuristic.enabled", Bool(), False, "Use the heuristic antispam engine.", "heuristic")
+_add("heuristic.sensitivity", Int(1, 5), 1,
+     "1..5: spam at score ≥ 90, 80, 70, 60, 50 respectively.", "heuristic")
+_add("heuristic.subject_prefix", Str(max_len=100), "[Spam]",
+     "Text prepended to the subject of spam.", "heuristic")
+_add("heuristic.x_bulk", Bool(), False, "Add X-Bulk: <score> to spam.", "heuristic")
+_add("heuristic.drop_score", Nullable(Int(1, 100)), None,
+     "Drop messages scoring at least this (null = never).", "heuristic")
+_add("heuristic.forward_score", Nullable(Int(1, 100)), None,
+     "Forward messages scoring at least this (null = never); lower than drop_score.",
+     "heuristic")
+_add("heuristic.forward_to", Nullable(Email()), None, "Address for forwarded spam.",
+     "heuristic")
+_add("premium.enabled", Bool(), False, "Use Premium AntiSpam.", "premium")
+_add("premium.suspected.enabled", Bool(), False, "Detect suspected spam.", "premium")
+_add("premium.suspected.threshold", Int(25, 89), 72,
+     "Score from which a message is suspected spam (90-100 is spam).", "premium")
+_add("premium.reputation.open_proxy", Bool(), True, "Use the open proxy list.", "premium")
+_add("premium.reputation.safe", Bool(), True, "Use the safe list.", "premium")
+for _level, _score in (("spam", 100), ("suspected", 89)):
+    _add(f"premium.{_level}.disposition", Choice(("drop", "quarantine", "forward", "deliver")),
+         "deliver", f"Disposition of {_level} messages.", "premium")
+    _add(f"premium.{_level}.forward_to", Nullable(Email()), None,
+         f"Address for forwarded {_level} messages.", "premium")
+    _add(f"premium.{_level}.x_bulk", Bool(), False, f"Add X-Bulk: {_score} when delivering.",
+         "premium")
+    _add(f"premium.{_level}.spam_folder", Bool(), False,
+         "Add X-Mailmoat-Folder: spam when delivering.", "premium")
+    _add(f"premium.{_level}.subject_prefix", Str(max_len=100), "(Spam)",
+         "Text prepended to the subject when delivering.", "premium")
+_add("premium.language.enabled", Bool(), False, "Identify the message language.", "premium")
+_add("premium.language.blocked", ListOf(Choice(tuple(
+    "aa ab af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy "
+    "da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht "
+    "hu hy hz ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky "
+    "la lb lg li ln lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny "
+    "oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss "
+    "st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo "
+    "za zh zu".split()))), [], "Languages (ISO 639-1) whose mail is treated as spam.",
+     "premium")
+_add("premium.url_filtering", Bool(), True, "URL filtering (premium).", "premium")
+_add("premium.signature_filtering", Bool(), True, "Signature (fuzzy) filtering (premium).",
+     "premium")
+_add("rules.body_scanning", Bool(), True,
+     "Spam and content rules look at the message text, not only the Subject.", "spam_rules")
+_add("rules.spam", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
+     "Spam rules: a match makes the message spam with score 100.", "spam_rules")
+
+# --- Spam quarantine ---
+_add("quarantine.mode", Choice(("admin_only", "users")), "admin_only",
+     "Who sees the spam quarantine: the administrator only, or users after LDAP logon.",
+     "quarantine")
+_add("quarantine.notify.frequency_hours", Int(1, 168), 24, "Hours between digests.",
+     "quarantine")
+_add("quarantine.notify.time", TimeOfDay(), "04:00", "Time of the first digest of the day.",
+     "quarantine")
+_add("quarantine.notify.distribution_lists", Bool(), False,
+     "Send digests to distribution lists too.", "quarantine")
+_add("quarantine.notify.from", Nullable(Email()), None, "From address of digests.",
+     "quarantine")
+_add("quarantine.notify.subject", Str(max_len=255), "Your Suspected Spam Summary",
+     "Subject of digests.", "quarantine")
+_add("quarantine.notify.template_user", Str(max_len=20_000, multiline=True),
+     DEFAULT_QUARANTINE_TEMPLATE_USER, "Digest template for users.", "quarantine")
+_add("quarantine.notify.template_list", Str(max_len=20_000, multiline=True),
+     DEFAULT_QUARANTINE_TEMPLATE_LIST, "Digest template for distribution lists.", "quarantine")
+_add("quarantine.notify.format", Choice(("multipart", "html", "text")), "html",
+     "Digest format.", "quarantine")
+_add("quarantine.notify.view_link", Bool(), True, "Include a View link per message.",
+     "quarantine")
+_add("quarantine.notify.release_link", Bool(), True, "Include a Release link per message.",
+     "quarantine")
+_add("quarantine.misidentified.admin", Nullable(Email()), None,
+     "Copy of released “not spam” messages to this address.", "quarantine")
+_add("quarantine.max_total_mb", Int(1, 10_485_760), 10240, "Quarantine size limit (MB).",
+     "quarantine")
+_add("quarantine.max_user_mb", Int(1, 1_048_576), 1024, "Per-user size limit (MB).",
+     "quarantine")
+_add("quarantine.max_messages", Int(1, 1_000_000_000), 10_000_000, "Message count limit.",
+     "quarantine")
+_add("quarantine.max_user_messages", Int(1, 10_000_000), 10_000, "Per-user message limit.",
+     "quarantine")
+_add("quarantine.delete_unresolved", Bool(), False,
+     "Delete messages whose recipient matches no LDAP user.", "quarantine")
+_add("quarantine.retention_days", Int(1, 3650), 7, "Days messages are kept.", "quarantine")
+_add("quarantine.page_size", Int(10, 1000), 200, "Messages per quarantine page.",
+     "quarantine")
+_add("quarantine.login_help_url", Str(max_len=2048), "", "Link shown on the logon page.",
+     "quarantine")
+_add("quarantine.reinsertion_key", Nullable(Str(max_len=128, min_len=16)), None,
+     "Key that lets released mail skip antispam when reinserted over SMTP (generated).",
+     "quarantine", secret="stored", generated=lambda: _secrets.token_urlsafe(32))
+_add("ldap.server", Nullable(Hostname()), None, "LDAP server.", "ldap")
+_add("ldap.port", PORT, 389, "LDAP port.", "ldap")
+_add("ldap.tls", Choice(("off", "starttls", "ldaps")), "off", "LDAP transport security.",
+     "ldap")
+_add("ldap.type", Choice(tuple(LDAP_AUTOFILL)), "active_directory", "Directory type.", "ldap")
+_add("ldap.bind_dn", Str(max_len=1024), "", "Bind DN (empty = anonymous).", "ldap")
+_add("ldap.password", Nullable(Str(max_len=1024)), None, "Bind password.", "ldap",
+     secret="stored")
+_add("ldap.domains", ListOf(Domain(), max_items=1000), [], "Mail domains of the directory.",
+     "ldap")
+_add("ldap.base_dn", Str(max_len=1024), "", "Query start (base DN).", "ldap")
+_add("ldap.filter", Str(max_len=2048), LDAP_AUTOFILL["active_directory"]["filter"],
+     "Query filter.", "ldap")
+_add("ldap.login_attr", Str(max_len=128), LDAP_AUTOFILL["active_directory"]["login_attr"],
+     "User login name attribute.", "ldap")
+_add("ldap.mail_attr", Str(max_len=128), LDAP_AUTOFILL["active_directory"]["mail_attr"],
+     "Primary email attribute.", "ldap")
+_add("ldap.alias_attr", Str(max_len=128), LDAP_AUTOFILL["active_directory"]["alias_attr"],
+     "Email alias attribute.", "ldap")
+
+# --- Filtering (guide §6) ---
+_add("size.enabled", Bool(), False, "Refuse messages over size.max_mb.", "content")
+_add("size.max_mb", Int(1, 2047), 50, "Largest message accepted (MB).", "content")
+_add("subject.enabled", Bool(), False, "Block subject lines.", "content")
+_add("subject.lines", ListOf(Pattern(), max_items=10_000), [],
+     "Subject patterns (* and ? wildcards, matched against the whole subject).", "content")
+_forwarding_trio("subject", "content", "messages with a blocked subject",
+                 ("drop", "log", "forward"), "drop")
+_add("filename.enabled", Bool(), False, "Delete attachments with the listed names.",
+     "content")
+_add("filename.patterns", ListOf(Pattern(), max_items=10_000), list(DEFAULT_BLOCKED_EXTENSIONS),
+     "Attachment name patterns (one per line).", "content")
+_add("filename.deleted_text.enabled", Bool(), True,
+     "Add text to the message when an attachment is deleted.", "content")
+_add("filename.deleted_text", Str(max_len=1000, multiline=True), DEFAULT_FILENAME_DELETED_TEXT,
+     "Text added when an attachment is deleted.", "content")
+_add("container.enabled", Bool(), True, "Enforce container limits.", "container")
+_add("container.max_depth", Int(1, 100), 10, "Deepest nesting of archives and attached messages.",
+     "container")
+_add("container.max_files", Int(1, 1_000_000), 5000, "Most files in one message.", "container")
+_add("container.max_total_mb", Int(1, 100_000), 200, "Most MB extracted from one message.",
+     "container")
+_add("container.max_file_mb", Int(1, 100_000), 100, "Largest extracted file (MB).", "container")
+_add("container.max_ratio", Int(1, 100_000), 100, "Highest compression ratio.", "container")
+_forwarding_trio("encrypted", "encrypted", "messages with encrypted containers",
+                 ("delete", "drop", "log", "forward"), "delete")
+_add("relay.mode", Choice(("allow", "deny_except")), "deny_except",
+     "Relay for anyone, or only for the listed clients.", "relay")
+_add("relay.allowed", ListOf(RelayEntry(), max_items=10_000), [],
+     "Clients allowed to relay: host names, IPs, CIDRs, *.domain, 1.2.3.*.", "relay")
+_add("address_chars.enabled", Bool(), False,
+     "Reject recipients containing the listed characters.", "relay")
+_add("address_chars.chars", Str(max_len=32, min_len=1), "!%", "Characters refused in recipients.",
+     "relay")
+_add("rules.content", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
+     "Content rules.", "content_rules")
+_add("rules.content_action", Choice(("drop", "log", "forward", "quarantine")), "drop",
+     "What to do with messages that match a content rule.", "content_rules")
+_add("rules.content_forward_to", Nullable(Email()), None,
+     "Address for messages forwarded by content rules.", "content_rules")
+_add("rules.content_forward_subject", FORWARD_SUBJECT, "",
+     "Subject of messages forwarded by content rules.", "content_rules")
+
+# --- LiveUpdate ---
+_add("liveupdate.enabled", Bool(), False, "Run LiveUpdate on a schedule.", "liveupdate")
+_add("liveupdate.days", ListOf(Weekday(), max_items=7), list(Weekday.DAYS),
+     "Days LiveUpdate runs.", "liveupdate")
+_add("liveupdate.first", TimeOfDay(), "06:00", "First run of the day.", "liveupdate")
+_add("liveupdate.every_hours", Int(1, 24), 4, "Hours between runs until midnight.",
+     "liveupdate")
+_add("liveupdate.source", Str(max_len=4096), "",
+     "Update source: an http(s) URL or a local directory.", "liveupdate")
+_add("liveupdate.drop_dir", Str(max_len=4096), "",
+     "Directory watched for dropped definitions packages.", "liveupdate")
+_add("definitions.trusted_keys", ListOf(Base64Key(), max_items=32), [],
+     "Ed25519 public keys whose definitions signatures are accepted.", "liveupdate")
+
+SCHEMA: dict[str, Setting] = {s.key: s for s in _S}
+assert len(SCHEMA) == len(_S), "a settings key is declared twice"
+
+
+def defaults() -> dict[str, Any]:
+    """Every key with its default (generated keys as None: `init` makes their values)."""
+    return {key: _copy(s.default) for key, s in SCHEMA.items()}
+
+
+def generated_values() -> dict[str, Any]:
+    """Fresh values for the keys that `init` generates once."""
+    return {key: s.generated() for key, s in SCHEMA.items() if s.generated}
+
+
+def is_secret(key: str) -> bool:
+    return SCHEMA[key].secret is not None
+
+
+def display_value(key: str, value: Any) -> Any:
+    """What `config get` prints: secrets as "***" (set) or null."""
+    if is_secret(key):
+        return None if value is None else "***"
+    return value
+
+
+def hash_password(plain: str) -> str:
+    return generate_password_hash(plain)
+
+
+def check_password(stored_hash: str | None, plain: str) -> bool:
+    return bool(stored_hash) and check_password_hash(stored_hash, plain)
+
+
+def _is_stored_hash(value: Any) -> bool:
+    return isinstance(value, str) and len(value) > PASSWORD_MAX_CHARS \
+        and value.startswith(_HASH_PREFIXES)
+
+
+def parse_cli_value(key: str, text: str) -> Any:
+    """SPEC §2: for a text key the argument is the string itself unless it is a JSON string
+    literal; for other keys it is JSON. Raises SettingError naming the key."""
+    import json
+
+    setting = _known(key)
+    if setting.kind.is_text or setting.secret == "hashed":
+        if text.startswith('"'):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError:
+                pass
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise SettingError([(key, "must be JSON (for example 25, true, [\"a\"], null)")]) from None
+
+
+def _known(key: str) -> Setting:
+    try:
+        return SCHEMA[key]
+    except KeyError:
+        raise SettingError([(key, "unknown setting")]) from None
+
+
+def validate_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Check `changes` against `current` (a full settings dict as stored).
+
+    Returns the normalised changes (passwords hashed) ready to store. Raises SettingError with
+    every broken rule, single-key and cross-key, when anything is wrong; callers then change
+    nothing.
+    """
+    errors: list[tuple[str, str]] = []
+    normalised: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in SCHEMA:
+            errors.append((key, "unknown setting"))
+            continue
+        setting = SCHEMA[key]
+        if setting.secret == "hashed" and _is_stored_hash(value):
+            normalised[key] = value
+            continue
+        try:
+            normalised[key] = setting.kind.check(value)
+        except RuleError as exc:
+            errors.append((key, exc.rule))
+    if errors:
+        raise SettingError(errors)
+
+    merged = {**current, **normalised}
+    plain = {k: v for k, v in normalised.items()
+             if SCHEMA[k].secret == "hashed" and v is not None and not _is_stored_hash(v)}
+    for rule in CROSS_RULES:
+        for key, message in rule(merged, plain, set(normalised)):
+            errors.append((key, message))
+    if errors:
+        raise SettingError(errors)
+    for key, value in plain.items():
+        normalised[key] = hash_password(value)
+    return normalised
+
+
+# --- rules that span keys -------------------------------------------------------------------
+
+def _ports_distinct(s, _plain, changed):
+    keys = ("smtp.port", "http.port", "https.port")
+    for i, first in enumerate(keys):
+        for second in keys[i + 1:]:
+            if s.get(first) == s.get(second):
+                # Name the key being changed, so the message points at the edit.
+                if first in changed and second not in changed:
+                    yield first, f"already used by {second}"
+                else:
+                    yield second, f"already used by {first}"
+
+
+def _heuristic_scores(s, _plain, _changed):
+    drop, forward = s.get("heuristic.drop_score"), s.get("heuristic.forward_score")
+    if drop is not None and forward is not None and forward >= drop:
+        yield "heuristic.forward_score", "must be lower than heuristic.drop_score"
+    if forward is not None and not s.get("heuristic.forward_to"):
+        yield "heuristic.forward_to", "required when heuristic.forward_score is set"
+
+
+def _filename_not_everything(s, _plain, _changed):
+    for pattern in s.get("filename.patterns") or []:
+        if pattern.strip() in ("*", "*.*"):
+            yield "filename.patterns", f"'{pattern.strip()}' alone would delete every attachment"
+
+
+def _forward_targets(s, _plain, _changed):
+    for prefix, action_key in (("subject", "subject.action"), ("rbl", "rbl.action"),
+                               ("blacklist", "blacklist.action"),
+                               ("encrypted", "encrypted.action")):
+        if s.get(action_key) == "forward" and not s.get(f"{prefix}.forward_to"):
+            yield f"{prefix}.forward_to", f"required when {action_key} is forward"
+    if s.get("rules.content_action") == "forward" and not s.get("rules.content_forward_to"):
+        yield "rules.content_forward_to", "required when rules.content_action is forward"
+    for level in ("spam", "suspected"):
+        if s.get(f"premium.{level}.disposition") == "forward" \
+                and not s.get(f"premium.{level}.forward_to"):
+            yield (f"premium.{level}.forward_to",
+                   f"required when premium.{level}.disposition is forward")
+
+
+def _rules_total(s, _plain, _changed):
+    total = len(s.get("rules.spam") or []) + len(s.get("rules.content") or [])
+    if total > RULES_MAX_TOTAL:
+        yield "rules.content", f"spam and content rules together must be at most {RULES_MAX_TOTAL}"
+
+
+def _report_only_account(s, plain, _changed):
+    if s.get("admin.report_only.enabled") and not s.get("admin.report_only.password"):
+        yield "admin.report_only.enabled", "set admin.report_only.password first"
+    report_plain = plain.get("admin.report_only.password")
+    admin_plain = plain.get("admin.password")
+    if report_plain is not None:
+        if admin_plain is not None:
+            same = admin_plain == report_plain
+        else:
+            same = check_password(s.get("admin.password"), report_plain)
+        if same:
+            yield "admin.report_only.password", "must differ from admin.password"
+    elif admin_plain is not None and check_password(s.get("admin.report_only.password"),
+                                                    admin_plain):
+        yield "admin.password", "must differ from admin.report_only.password"
+
+
+def _retry_interval(s, _plain, _changed):
+    if s.get("delivery.retry_max_seconds", 0) < s.get("delivery.retry_initial_seconds", 0):
+        yield "delivery.retry_max_seconds", "must not be lower than delivery.retry_initial_seconds"
+
+
+def _forwarding_host(s, _plain, _changed):
+    if s.get("forwarding.enabled") and not s.get("forwarding.host"):
+        yield "forwarding.host", "required when forwarding.enabled is true"
+
+
+def _scan_lists(s, _plain, _changed):
+    if s.get("scan.mode") == "include" and not s.get("scan.include"):
+        yield "scan.include", "must list at least one extension when scan.mode is include"
+
+
+CROSS_RULES: tuple[Callable[[dict, dict, set], Iterable[tuple[str, str]]], ...] = (
+    _ports_distinct, _heuristic_scores, _filename_not_everything, _forward_targets,
+    _rules_total, _report_only_account, _retry_interval, _forwarding_host, _scan_lists,
+)
+
+
+def _copy(value):
+    import copy
+    return copy.deepcopy(value)

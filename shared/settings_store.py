@@ -1,0 +1,81 @@
+"""Settings in SQLite: read the full set, validate and write changes, export and import.
+
+Only the console and the CLI write settings (ARCHITECTURE invariant 4); the core reads them
+through `load()` into an immutable snapshot and notices changes with `PRAGMA data_version`.
+Only values that were set are stored; a key never set reads as its schema default, so a new
+release's defaults reach installations that never changed them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from shared.settings import SCHEMA, SettingError, defaults, validate_changes
+
+__all__ = ["load", "snapshot", "apply_changes", "export_settings", "import_settings",
+           "stored_keys"]
+
+
+def load(conn: sqlite3.Connection) -> dict[str, Any]:
+    """Every key: the stored value, else the default. Unknown stored keys are ignored."""
+    values = defaults()
+    for row in conn.execute("SELECT key, value FROM settings"):
+        if row["key"] in SCHEMA:
+            values[row["key"]] = json.loads(row["value"])
+    return values
+
+
+def snapshot(conn: sqlite3.Connection) -> Mapping[str, Any]:
+    """A read-only view for the core's per-message snapshot."""
+    return MappingProxyType(load(conn))
+
+
+def stored_keys(conn: sqlite3.Connection) -> set[str]:
+    return {row["key"] for row in conn.execute("SELECT key FROM settings")}
+
+
+def apply_changes(conn: sqlite3.Connection, changes: Mapping[str, Any]) -> dict[str, tuple]:
+    """Validate `changes` against the current settings and store them in one transaction.
+
+    Returns {key: (old, new)} for the keys whose value changed (secrets as stored hashes).
+    Raises SettingError (every broken rule) and changes nothing then.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = load(conn)
+        normalised = validate_changes(current, dict(changes))
+        now = time.time()
+        changed = {}
+        for key, value in normalised.items():
+            if current.get(key) != value:
+                changed[key] = (current.get(key), value)
+            conn.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
+                         "updated_at = excluded.updated_at",
+                         (key, json.dumps(value), now))
+        conn.execute("COMMIT")
+        return changed
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def export_settings(conn: sqlite3.Connection) -> dict[str, Any]:
+    """The full flat object, secrets as stored (hashes for passwords), sorted by key."""
+    values = load(conn)
+    return {key: values[key] for key in sorted(values)}
+
+
+def import_settings(conn: sqlite3.Connection, data: Any) -> dict[str, tuple]:
+    """Validated restore: every key of `data` checked before anything changes.
+
+    Keys missing from `data` are left as they are (an export from an older release restores
+    cleanly). Raises SettingError listing every bad key.
+    """
+    if not isinstance(data, dict):
+        raise SettingError([("(file)", "must be a JSON object of settings")])
+    return apply_changes(conn, data)

@@ -1,0 +1,530 @@
+"""Value kinds of the settings schema: how one setting's value is checked and normalised.
+
+Each kind is a small immutable object with `check(value) -> normalised value`, raising
+`RuleError(rule)` with the rule in words ("must be between 1 and 65535"). The schema in
+`shared.settings` wraps the rule with the key, so every message reads `KEY: rule`.
+
+Kinds never look at other settings; rules that span keys live in `shared.settings`.
+Values are plain JSON data (str, int, bool, list, dict, None) so the database, the CLI,
+the console and the core's snapshot all hold the same thing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import zoneinfo
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "RuleError", "Kind", "Bool", "Int", "Str", "Choice", "ListOf", "Nullable", "Email",
+    "Sender", "IpAddress", "Resolver", "Hostname", "TimeOfDay", "Timezone", "Extension",
+    "HostPort", "RoutingEntry", "Rule", "RblZone", "WhitelistEntry", "BlacklistEntry",
+    "RelayEntry", "Weekday", "Base64Key", "Domain", "Pattern",
+]
+
+
+class RuleError(ValueError):
+    """The value breaks a rule; `rule` is the rule in words, without the key."""
+
+    def __init__(self, rule: str):
+        super().__init__(rule)
+        self.rule = rule
+
+
+class Kind:
+    """Base of all kinds. `describe()` is the type as shown in docs/settings.md."""
+
+    def check(self, value: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def describe(self) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def is_text(self) -> bool:
+        """True when a bare CLI argument is the value itself, not JSON (SPEC §2)."""
+        return False
+
+
+@dataclass(frozen=True)
+class Bool(Kind):
+    def check(self, value):
+        if not isinstance(value, bool):
+            raise RuleError("must be true or false")
+        return value
+
+    def describe(self):
+        return "boolean"
+
+
+@dataclass(frozen=True)
+class Int(Kind):
+    min: int
+    max: int
+    also: tuple[int, ...] = ()  # single values allowed outside the range (0 = never, …)
+
+    def check(self, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise RuleError("must be a whole number")
+        if value in self.also:
+            return value
+        if not self.min <= value <= self.max:
+            extra = "".join(f" or {v}" for v in self.also)
+            raise RuleError(f"must be between {self.min} and {self.max}{extra}")
+        return value
+
+    def describe(self):
+        extra = "".join(f" or {v}" for v in self.also)
+        return f"integer {self.min}..{self.max}{extra}"
+
+
+@dataclass(frozen=True)
+class Str(Kind):
+    max_len: int = 10_000
+    min_len: int = 0
+    multiline: bool = False
+
+    def check(self, value):
+        if not isinstance(value, str):
+            raise RuleError("must be a text string")
+        if len(value) > self.max_len:
+            raise RuleError(f"must be at most {self.max_len} characters")
+        if len(value) < self.min_len:
+            raise RuleError("must not be empty" if self.min_len == 1
+                            else f"must be at least {self.min_len} characters")
+        if not self.multiline and ("\n" in value or "\r" in value):
+            raise RuleError("must be a single line")
+        if "\x00" in value:
+            raise RuleError("must not contain NUL characters")
+        return value
+
+    def describe(self):
+        return "text" + (f" (≤{self.max_len} chars)" if self.max_len < 10_000 else "")
+
+    @property
+    def is_text(self):
+        return True
+
+
+@dataclass(frozen=True)
+class Choice(Kind):
+    choices: tuple[str, ...]
+
+    def check(self, value):
+        if value not in self.choices:
+            raise RuleError("must be one of " + ", ".join(self.choices))
+        return value
+
+    def describe(self):
+        return "one of " + " | ".join(self.choices)
+
+    @property
+    def is_text(self):
+        return True
+
+
+@dataclass(frozen=True)
+class Nullable(Kind):
+    inner: Kind
+
+    def check(self, value):
+        return None if value is None else self.inner.check(value)
+
+    def describe(self):
+        return f"null or {self.inner.describe()}"
+
+    @property
+    def is_text(self):
+        return self.inner.is_text
+
+
+@dataclass(frozen=True)
+class ListOf(Kind):
+    item: Kind
+    max_items: int = 10_000
+    min_items: int = 0
+    unique: bool = True
+
+    def check(self, value):
+        if not isinstance(value, list):
+            raise RuleError("must be a list")
+        if len(value) > self.max_items:
+            raise RuleError(f"must have at most {self.max_items} entries")
+        if len(value) < self.min_items:
+            raise RuleError(f"must have at least {self.min_items} entries")
+        out = []
+        for index, item in enumerate(value, 1):
+            try:
+                out.append(self.item.check(item))
+            except RuleError as exc:
+                raise RuleError(f"entry {index}: {exc.rule}") from None
+        if self.unique:
+            seen = set()
+            for item in out:
+                marker = repr(item)
+                if marker in seen:
+                    raise RuleError(f"entry {item!r} is listed twice")
+                seen.add(marker)
+        return out
+
+    def describe(self):
+        return f"list of {self.item.describe()}"
+
+
+_LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                        r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$")
+_EMAIL_RE = re.compile(rf"^{_LOCAL}@[^@\s]+$")
+
+
+def _is_domain(text: str) -> bool:
+    return bool(_DOMAIN_RE.match(text))
+
+
+@dataclass(frozen=True)
+class Domain(Kind):
+    def check(self, value):
+        if not isinstance(value, str) or not _is_domain(value):
+            raise RuleError("must be a domain name such as example.com")
+        return value.lower().rstrip(".")
+
+    def describe(self):
+        return "domain"
+
+    @property
+    def is_text(self):
+        return True
+
+
+@dataclass(frozen=True)
+class Hostname(Domain):
+    def check(self, value):
+        if isinstance(value, str):
+            try:
+                ipaddress.ip_address(value.strip("[]"))
+                return value
+            except ValueError:
+                pass
+        if not isinstance(value, str) or not _is_domain(value):
+            raise RuleError("must be a host name or an IP address")
+        return value.rstrip(".")
+
+    def describe(self):
+        return "host name or IP"
+
+
+@dataclass(frozen=True)
+class Email(Kind):
+    def check(self, value):
+        if not isinstance(value, str) or not _EMAIL_RE.match(value) \
+                or not _is_domain(value.rsplit("@", 1)[1]):
+            raise RuleError("must be a full email address such as admin@example.com")
+        return value
+
+    def describe(self):
+        return "email address"
+
+    @property
+    def is_text(self):
+        return True
+
+
+@dataclass(frozen=True)
+class Sender(Kind):
+    """A user name (completed with smtp.hostname) or a full address."""
+
+    def check(self, value):
+        if isinstance(value, str) and "@" in value:
+            return Email().check(value)
+        if not isinstance(value, str) or not re.match(rf"^{_LOCAL}$", value):
+            raise RuleError("must be a user name or a full email address")
+        return value
+
+    def describe(self):
+        return "user name or email address"
+
+    @property
+    def is_text(self):
+        return True
+
+
+@dataclass(frozen=True)
+class IpAddress(Kind):
+    def check(self, value):
+        try:
+            return str(ipaddress.ip_address(value))
+        except (ValueError, TypeError):
+            raise RuleError("must be an IPv4 or IPv6 address") from None
+
+    def describe(self):
+        return "IP address"
+
+    @property
+    def is_text(self):
+        return True
+
+
+@dataclass(frozen=True)
+class Resolver(Kind):
+    """`IP`, `IP:port`, `[IPv6]:port` — a DNS server."""
+
+    def check(self, value):
+        if not isinstance(value, str):
+            raise RuleError("must be IP or IP:port")
+        host, port = value, None
+        if value.startswith("["):
+            host, _, rest = value[1:].partition("]")
+            port = rest[1:] if rest.startswith(":") else None
+        elif value.count(":") == 1:
+            host, port = value.split(":")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise RuleError("must be IP or IP:port (IPv6 as [addr]:port)") from None
+        if port is not None and (not port.isdigit() or not 1 <= int(port) <= 65535):
+            raise RuleError("port must be between 1 and 65535")
+        return value
+
+    def describe(self):
+        return "IP[:port]"
+
+
+@dataclass(frozen=True)
+class TimeOfDay(Kind):
+    def check(self, value):
+        if not isinstance(value, str) or not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", value):
+            raise RuleError("must be a time of day HH:MM (00:00 to 23:59)")
+        return value
+
+    def describe(self):
+        return "HH:MM"
+
+    @property
+    def is_text(self):
+        return True
+
+
+@dataclass(frozen=True)
+class Timezone(Kind):
+    def check(self, value):
+        if not isinstance(value, str):
+            raise RuleError("must be an IANA time zone name such as Europe/Berlin")
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise RuleError("must be an IANA time zone name such as Europe/Berlin") from None
+        return value
+
+    def describe(self):
+        return "IANA time zone"
+
+    @property
+    def is_text(self):
+        return True
+
+
+@dataclass(frozen=True)
+class Extension(Kind):
+    def check(self, value):
+        if not isinstance(value, str) or not re.match(r"^\.[A-Za-z0-9_~-]{1,32}$", value):
+            raise RuleError("must be a file extension written .ext")
+        return value.lower()
+
+    def describe(self):
+        return ".ext"
+
+
+@dataclass(frozen=True)
+class Pattern(Kind):
+    """A subject line or file name pattern with `*`/`?` wildcards."""
+
+    max_len: int = 255
+
+    def check(self, value):
+        value = Str(max_len=self.max_len, min_len=1).check(value)
+        return value
+
+    def describe(self):
+        return "pattern (* and ? wildcards)"
+
+
+@dataclass(frozen=True)
+class Weekday(Kind):
+    DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+    def check(self, value):
+        return Choice(self.DAYS).check(value)
+
+    def describe(self):
+        return "weekday mon..sun"
+
+
+@dataclass(frozen=True)
+class Base64Key(Kind):
+    def check(self, value):
+        import base64
+        import binascii
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise RuleError("must be a base64 Ed25519 public key") from None
+        if len(raw) != 32:
+            raise RuleError("must be a base64 Ed25519 public key (32 bytes)")
+        return value
+
+    def describe(self):
+        return "base64 Ed25519 public key"
+
+
+def _object(value, required: set[str], optional: set[str]) -> dict:
+    if not isinstance(value, dict):
+        raise RuleError("must be an object")
+    unknown = set(value) - required - optional
+    if unknown:
+        raise RuleError(f"unknown field {sorted(unknown)[0]!r}")
+    missing = required - set(value)
+    if missing:
+        raise RuleError(f"field {sorted(missing)[0]!r} is required")
+    return dict(value)
+
+
+@dataclass(frozen=True)
+class HostPort(Kind):
+    default_port: int = 25
+
+    def check(self, value):
+        value = _object(value, {"host"}, {"port"})
+        value["host"] = Hostname().check(value["host"])
+        try:
+            value["port"] = Int(1, 65535).check(value.get("port", self.default_port))
+        except RuleError as exc:
+            raise RuleError(f"port {exc.rule}") from None
+        return value
+
+    def describe(self):
+        return '{"host", "port"}'
+
+
+@dataclass(frozen=True)
+class RoutingEntry(Kind):
+    def check(self, value):
+        value = _object(value, {"match"}, {"relay", "port"})
+        match = Str(max_len=253, min_len=1).check(value["match"])
+        if not re.match(r"^[A-Za-z0-9*?.-]+$", match):
+            raise RuleError("match must be a domain, with * and ? wildcards allowed")
+        out = {"match": match.lower()}
+        if value.get("relay") not in (None, ""):
+            out["relay"] = Hostname().check(value["relay"])
+        try:
+            out["port"] = Int(1, 65535).check(value.get("port", 25))
+        except RuleError as exc:
+            raise RuleError(f"port {exc.rule}") from None
+        return out
+
+    def describe(self):
+        return '{"match", "relay"?, "port"?}'
+
+
+RULE_MAX_TERMS = 50  # SPEC §3 rules.spam: ≤50 terms per rule
+
+
+@dataclass(frozen=True)
+class Rule(Kind):
+    """A content or spam rule (SPEC §3 rules.spam)."""
+
+    def check(self, value):
+        value = _object(value, {"terms"}, {"enabled", "match", "none_of", "name"})
+        out = {
+            "enabled": Bool().check(value.get("enabled", True)),
+            "match": Choice(("all", "any")).check(value.get("match", "any")),
+        }
+        if value.get("name") is not None:
+            out["name"] = Str(max_len=100).check(value["name"])
+        for field_name in ("terms", "none_of"):
+            terms = value.get(field_name, [])
+            try:
+                out[field_name] = ListOf(Str(max_len=200, min_len=1),
+                                         max_items=RULE_MAX_TERMS).check(terms)
+            except RuleError as exc:
+                raise RuleError(f"{field_name}: {exc.rule}") from None
+        if not out["terms"]:
+            raise RuleError("terms: must have at least one term")
+        return out
+
+    def describe(self):
+        return '{"enabled", "match": all|any, "terms": [...], "none_of": [...]}'
+
+
+@dataclass(frozen=True)
+class RblZone(Kind):
+    def check(self, value):
+        value = _object(value, {"zone"}, {"enabled", "return_codes"})
+        out = {"enabled": Bool().check(value.get("enabled", True)),
+               "zone": Domain().check(value["zone"])}
+        codes = value.get("return_codes", [])
+        try:
+            out["return_codes"] = ListOf(IpAddress()).check(codes)
+        except RuleError as exc:
+            raise RuleError(f"return_codes: {exc.rule}") from None
+        return out
+
+    def describe(self):
+        return '{"enabled", "zone", "return_codes": [IP...]}'
+
+
+@dataclass(frozen=True)
+class WhitelistEntry(Kind):
+    """`@domain`, `.domain` (the domain and its subdomains) or a full address."""
+
+    def check(self, value):
+        if isinstance(value, str):
+            if value.startswith(("@", ".")) and _is_domain(value[1:]):
+                return value.lower()
+            if "@" in value:
+                return Email().check(value).lower()
+        raise RuleError("must be @domain, .domain or a full email address")
+
+    def describe(self):
+        return "@domain | .domain | address"
+
+
+@dataclass(frozen=True)
+class BlacklistEntry(Kind):
+    """`@domain` or `local@domain` with `*`/`?` in the local part."""
+
+    def check(self, value):
+        if isinstance(value, str) and "@" in value:
+            local, _, domain = value.rpartition("@")
+            if _is_domain(domain) and (local == "" or re.match(rf"^[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~.-]+$", local)):
+                return value.lower()
+        raise RuleError("must be @domain or an address (* and ? allowed before the @)")
+
+    def describe(self):
+        return "@domain | address with wildcards"
+
+
+@dataclass(frozen=True)
+class RelayEntry(Kind):
+    """Host name, IP, CIDR, `*.domain` or `1.2.3.*` (SPEC §3 relay.allowed)."""
+
+    def check(self, value):
+        if not isinstance(value, str) or not value:
+            raise RuleError("must be a host name, IP, CIDR, *.domain or 1.2.3.*")
+        try:
+            return str(ipaddress.ip_network(value, strict=False)) if "/" in value \
+                else str(ipaddress.ip_address(value))
+        except ValueError:
+            pass
+        if re.match(r"^(\d{1,3}|\*)(\.(\d{1,3}|\*)){3}$", value) and "*" in value:
+            return value
+        if value.startswith("*.") and _is_domain(value[2:]):
+            return value.lower()
+        if _is_domain(value):
+            return value.lower()
+        raise RuleError("must be a host name, IP, CIDR, *.domain or 1.2.3.*")
+
+    def describe(self):
+        return "host | IP | CIDR | *.domain | 1.2.3.*"
+

@@ -1,0 +1,569 @@
+"""The on-disk queue format: where a message lives and how it changes state.
+
+Owns the byte layout of the spool and nothing else. The queue manager in
+``core/spool`` decides *when* a message moves; this module says *how*
+(Postfix's ``mail_queue.c`` "encapsulates access to the mail queue hierarchy").
+Plain synchronous code: the core calls it through ``trio.to_thread``.
+
+Layout under the spool root (``<home>/spool``)::
+
+    incoming/ fast/ slow/ hold/ quarantine/spam/ quarantine/virus/ corrupt/
+    <queue>/<id>/message         raw RFC 5322 bytes as received (Received header included)
+    <queue>/<id>/envelope.json   the Envelope below, as JSON
+    <queue>/.trash-<id>/         a message being deleted (removed by recover())
+
+Rules:
+1. One message = one directory. A state change (fast -> slow, slow -> hold, ...)
+   is ONE ``os.rename`` of that directory within the spool file system, then an
+   fsync of the destination and the source parent directories.
+2. Every write is: write temp -> flush -> fsync(file) -> rename -> fsync(dir).
+   Acceptance (ARCHITECTURE invariant 1): ``IncomingMessage.prepare`` fsyncs
+   message, envelope and message directory; ``Spool.commit`` renames
+   ``incoming/<id>`` into its queue and fsyncs both directories. The SMTP 250
+   may be sent only after ``commit`` returns. Several messages finishing at
+   once share one ``commit`` and so one pair of directory fsyncs.
+3. Anything in ``incoming/`` was never acknowledged: ``recover`` removes it.
+4. Envelope updates are atomic rewrites (``envelope.json.tmp`` then rename), and
+   JSON keys this version does not know are written back unchanged.
+5. Directories 0o700, files 0o600: the data home is the mailmoat user's only.
+
+Never: delete a message that is unreadable (it goes to ``corrupt/``), raise out
+of ``recover``, hold a whole message in memory, read the wall clock except
+through a ``clock`` parameter, or put a pid or host name into a queue id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import secrets
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, ClassVar
+
+INCOMING = "incoming"
+CORRUPT = "corrupt"
+MESSAGE_QUEUES = ("fast", "slow", "hold", "quarantine/spam", "quarantine/virus")
+QUEUES = (INCOMING, *MESSAGE_QUEUES, CORRUPT)
+MESSAGE_FILE = "message"
+ENVELOPE_FILE = "envelope.json"
+TMP_SUFFIX = ".tmp"
+TRASH_PREFIX = ".trash-"
+ENVELOPE_FORMAT = 1
+COPY_CHUNK_OCTETS = 64 * 1024
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+# Failure-injection steps, in the order the accept path passes them.
+STEP_AFTER_MESSAGE_FSYNC = "after_message_fsync"
+STEP_AFTER_ENVELOPE_FSYNC = "after_envelope_fsync"  # temp file fsync'd, not yet renamed
+STEP_AFTER_ENVELOPE_RENAME = "after_envelope_rename"  # renamed, directory not yet fsync'd
+STEP_BEFORE_COMMIT_RENAME = "before_commit_rename"
+STEP_AFTER_COMMIT_RENAME = "after_commit_rename"
+STEP_BEFORE_DIR_FSYNC = "before_dir_fsync"  # commit and move, before the directory fsyncs
+STEP_AFTER_DIR_FSYNC = "after_dir_fsync"
+STEP_BEFORE_MOVE_RENAME = "before_move_rename"
+STEP_AFTER_DELETE_RENAME = "after_delete_rename"  # in the trash, tree not yet removed
+STEPS = (STEP_AFTER_MESSAGE_FSYNC, STEP_AFTER_ENVELOPE_FSYNC, STEP_AFTER_ENVELOPE_RENAME,
+         STEP_BEFORE_COMMIT_RENAME, STEP_AFTER_COMMIT_RENAME, STEP_BEFORE_DIR_FSYNC,
+         STEP_AFTER_DIR_FSYNC, STEP_BEFORE_MOVE_RENAME, STEP_AFTER_DELETE_RENAME)
+
+FailureInjector = Callable[[str], None]
+"""Called with a step name; a test raises from it to simulate a crash there."""
+
+RECIPIENT_STATUSES = ("pending", "delivered", "deferred", "failed")
+BODY_TYPES = ("7BIT", "8BITMIME")
+_NAME_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,99}")  # no '/', never starts with '.'
+
+
+class EnvelopeError(ValueError):
+    """envelope.json is not valid JSON or not a valid envelope."""
+
+
+# --- queue ids ---------------------------------------------------------------
+
+# Crockford base32 in ascending ASCII order, so ids sort as the numbers they encode.
+_ID_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ID_CHARS = 12                 # 60 bits: 42 bits of milliseconds (until 2109) + 18 bits
+_ID_LOW_BITS = 18
+_id_lock = threading.Lock()
+_id_last = 0
+
+
+def new_queue_id(clock_ns: Callable[[], int] = time.time_ns) -> str:
+    """Return a new 12-character queue id: opaque, unique, sortable by time.
+
+    Milliseconds since the epoch, then 17 random bits (18 with the carry room).
+    Within a process ids strictly increase, even if the clock steps back; across
+    processes the random bits make a clash unlikely and ``open_incoming``'s
+    exclusive mkdir makes it harmless. No pid, host or counter is revealed.
+    """
+    global _id_last
+    value = (clock_ns() // 1_000_000) << _ID_LOW_BITS | secrets.randbits(_ID_LOW_BITS - 1)
+    with _id_lock:
+        value = max(value, _id_last + 1)
+        _id_last = value
+    chars = []
+    for _ in range(_ID_CHARS):
+        chars.append(_ID_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+# --- envelope ----------------------------------------------------------------
+
+_NONE, _NUMBER = type(None), (int, float)
+
+
+class _Record:
+    """JSON object <-> dataclass, type-checked, keeping unknown keys in ``extra``."""
+    _TYPES: ClassVar[dict[str, tuple]]      # field -> accepted JSON types (bool is never an int)
+    _CHOICES: ClassVar[dict[str, tuple]]    # field -> allowed values
+
+    def to_dict(self) -> dict:
+        known = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        return {**self.extra, **known}
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Any:
+        """Raise EnvelopeError when *obj* does not fit the record."""
+        if not isinstance(obj, dict):
+            raise EnvelopeError(f"{cls.__name__} is not a JSON object")
+        values, names = {}, {f.name for f in dataclasses.fields(cls)}
+        for f in dataclasses.fields(cls):
+            if f.name == "extra":
+                continue
+            if f.name not in obj:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise EnvelopeError(f"{cls.__name__}: missing {f.name!r}")
+                continue
+            value, types = obj[f.name], cls._TYPES[f.name]
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                raise EnvelopeError(f"{cls.__name__}.{f.name}: wrong type {type(value).__name__}")
+            if value not in cls._CHOICES.get(f.name, (value,)):
+                raise EnvelopeError(f"{cls.__name__}.{f.name}: unknown value {value!r}")
+            values[f.name] = value
+        extra = {k: v for k, v in obj.items() if k not in names and k != "format"}
+        return cls(**values, extra=extra)
+
+
+@dataclass
+class Recipient(_Record):
+    """One envelope recipient and its own delivery state."""
+    address: str
+    status: str = "pending"        # one of RECIPIENT_STATUSES
+    attempts: int = 0
+    last_error: str | None = None
+    next_hop: str | None = None
+    extra: dict = field(default_factory=dict, repr=False)  # unknown keys, written back as read
+
+    _TYPES = {"address": (str,), "status": (str,), "attempts": (int,),
+              "last_error": (str, _NONE), "next_hop": (str, _NONE)}
+    _CHOICES = {"status": RECIPIENT_STATUSES}
+
+
+@dataclass
+class Envelope(_Record):
+    """Everything about a message except its bytes. Stored as envelope.json."""
+    queue_id: str
+    sender: str                      # "" is the null sender (bounces, notices)
+    recipients: list[Recipient]
+    received_at: float               # unix time from the caller's injectable clock
+    client_ip: str = ""
+    client_helo: str = ""
+    connection_id: str = ""
+    size: int = 0                    # octets of the message file; set by prepare()
+    body: str = "7BIT"               # one of BODY_TYPES
+    smtputf8: bool = False
+    attempts: int = 0                # delivery attempts of the whole message
+    next_attempt_at: float | None = None
+    first_deferral_notice_sent: bool = False
+    crash_count: int = 0             # pipeline crashes; the queue manager holds at 3
+    hold_reason: str | None = None
+    is_generated: bool = False       # made by Mailmoat (alert, notice, bounce): never counted as accepted
+    is_bounce: bool = False
+    skip_antispam: bool = False
+    processed: bool = False          # the pipeline has run
+    meta: dict = field(default_factory=dict)   # free space for later features
+    extra: dict = field(default_factory=dict, repr=False)  # unknown keys, written back as read
+
+    _TYPES = {
+        "queue_id": (str,), "sender": (str,), "recipients": (list,), "received_at": _NUMBER,
+        "client_ip": (str,), "client_helo": (str,), "connection_id": (str,), "size": (int,),
+        "body": (str,), "smtputf8": (bool,), "attempts": (int,),
+        "next_attempt_at": (*_NUMBER, _NONE), "first_deferral_notice_sent": (bool,),
+        "crash_count": (int,), "hold_reason": (str, _NONE), "is_generated": (bool,),
+        "is_bounce": (bool,), "skip_antispam": (bool,), "processed": (bool,), "meta": (dict,)}
+    _CHOICES = {"body": BODY_TYPES}
+
+    @classmethod
+    def new(cls, queue_id: str, sender: str, recipients: Iterable[str], *,
+            clock: Callable[[], float] = time.time, **fields: Any) -> Envelope:
+        """An envelope with every recipient pending, received now by *clock*."""
+        return cls(queue_id=queue_id, sender=sender, received_at=clock(),
+                   recipients=[Recipient(address) for address in recipients], **fields)
+
+    def to_dict(self) -> dict:
+        recipients = [r.to_dict() for r in self.recipients]
+        return {"format": ENVELOPE_FORMAT, **super().to_dict(), "recipients": recipients}
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), indent=1).encode("ascii")
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> Envelope:
+        envelope = super().from_dict(obj)
+        envelope.recipients = [Recipient.from_dict(r) for r in envelope.recipients]
+        return envelope
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Envelope:
+        """Raise EnvelopeError when *data* is not JSON or not a valid envelope."""
+        try:
+            obj = json.loads(data)
+        except ValueError as exc:   # includes UnicodeDecodeError
+            raise EnvelopeError(f"not JSON: {exc}") from None
+        return cls.from_dict(obj)
+
+    def copy(self) -> Envelope:
+        return Envelope.from_json(self.to_json())
+
+
+# --- file system helpers -----------------------------------------------------
+
+def _fsync_dir(path: str | os.PathLike) -> None:
+    """Make the entries of directory *path* (creations, renames) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _no_failure(step: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class PreparedMessage:
+    """A message fully written and fsync'd in incoming/, ready for commit()."""
+    queue_id: str
+
+
+class IncomingMessage:
+    """A message being received into ``incoming/<id>/``. Not thread-safe."""
+
+    def __init__(self, spool: Spool, queue_id: str) -> None:
+        self._spool = spool
+        self.queue_id = queue_id
+        self.directory = spool.message_path(INCOMING, queue_id).parent
+        self.size = 0
+        os.mkdir(self.directory, DIR_MODE)          # FileExistsError on an id clash
+        try:
+            fd = os.open(self.directory / MESSAGE_FILE,
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        except BaseException:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+        self._state = "writing"                     # -> "prepared" | "aborted"
+
+    def write(self, chunk: bytes) -> None:
+        """Append *chunk* to the message file (buffered, not yet durable)."""
+        if self._state != "writing":
+            raise RuntimeError(f"write() on a message that is {self._state}")  # bug
+        self._file.write(chunk)
+        self.size += len(chunk)
+
+    def prepare(self, envelope: Envelope) -> PreparedMessage:
+        """Make message and envelope durable in incoming/; return the commit handle.
+
+        Sets ``envelope.size`` to the octets written. Raises ValueError when the
+        envelope's queue_id is not this message's (bug) and OSError on I/O
+        failure (e.g. ENOSPC), after which the caller must ``abort()``.
+        """
+        if self._state != "writing":
+            raise RuntimeError(f"prepare() on a message that is {self._state}")  # bug
+        if envelope.queue_id != self.queue_id:
+            raise ValueError(f"envelope is for {envelope.queue_id}, not {self.queue_id}")
+        envelope.size = self.size
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        self._spool._step(STEP_AFTER_MESSAGE_FSYNC)
+        self._spool._write_atomic(self.directory / ENVELOPE_FILE, envelope.to_json())
+        self._state = "prepared"
+        return PreparedMessage(self.queue_id)
+
+    def abort(self) -> None:
+        """Close and remove the message; safe to call more than once."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._state = "aborted"
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> IncomingMessage:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None and self._state == "writing":
+            self.abort()
+
+
+@dataclass
+class RecoveryReport:
+    """What recover() found and did; ``found`` is the whole queue state."""
+    found: dict[str, list[str]] = field(default_factory=dict)   # queue -> sorted ids
+    removed_incoming: list[str] = field(default_factory=list)
+    corrupt: list[tuple[str, str, str]] = field(default_factory=list)  # (queue, name, reason)
+    removed_tmp: int = 0
+    removed_trash: int = 0
+    errors: list[str] = field(default_factory=list)             # what could not be fixed
+
+
+class Spool:
+    """The spool at *root*; creates missing queue directories (0o700)."""
+
+    def __init__(self, root: str | os.PathLike,
+                 failure_injector: FailureInjector | None = None) -> None:
+        self.root = Path(root)
+        self._step = failure_injector or _no_failure
+        for queue in (".", "quarantine", *QUEUES):
+            path = self.root / queue
+            if not path.is_dir():
+                path.mkdir(DIR_MODE, parents=True)
+                _fsync_dir(path.parent)
+            if stat.S_IMODE(path.stat().st_mode) != DIR_MODE:
+                path.chmod(DIR_MODE)
+
+    # paths ------------------------------------------------------------------
+
+    def message_path(self, queue: str, queue_id: str) -> Path:
+        """Path of the message file; ValueError for an unknown queue or bad id."""
+        if queue not in QUEUES:
+            raise ValueError(f"unknown queue {queue!r}")
+        if not _NAME_RE.fullmatch(queue_id):
+            raise ValueError(f"invalid queue id {queue_id!r}")
+        return self.root / queue / queue_id / MESSAGE_FILE
+
+    def _dir(self, queue: str, queue_id: str) -> Path:
+        return self.message_path(queue, queue_id).parent
+
+    def _not_incoming(self, queue: str) -> str:
+        if queue == INCOMING:   # incoming/ entries are only reached through IncomingMessage
+            raise ValueError("incoming/ is not a queue for this operation")
+        return queue
+
+    # accepting ----------------------------------------------------------------
+
+    def open_incoming(self, queue_id: str) -> IncomingMessage:
+        """Create ``incoming/<id>/`` with an empty message file.
+
+        FileExistsError if the id is taken (pick a new one)."""
+        return IncomingMessage(self, queue_id)
+
+    def commit(self, prepared: Iterable[PreparedMessage], queue: str = "fast") -> None:
+        """Move prepared messages into *queue* durably: renames, then two fsyncs.
+
+        When this returns, every message is durable in *queue* (the SMTP 250 may
+        go out). If it raises, messages already renamed stay there (a duplicate
+        at worst); the rest stay in incoming/ and recover() removes them.
+        """
+        queue = self._not_incoming(queue)
+        if queue == CORRUPT:
+            raise ValueError("cannot commit into corrupt/")
+        for message in prepared:
+            source, target = self._dir(INCOMING, message.queue_id), self._dir(queue, message.queue_id)
+            self._step(STEP_BEFORE_COMMIT_RENAME)
+            os.rename(source, target)
+            self._step(STEP_AFTER_COMMIT_RENAME)
+        self._step(STEP_BEFORE_DIR_FSYNC)
+        _fsync_dir(self.root / queue)       # group commit: once for the whole batch
+        _fsync_dir(self.root / INCOMING)
+        self._step(STEP_AFTER_DIR_FSYNC)
+
+    def copy_to(self, queue_id: str, src: str, dst_queue: str, new_id: str,
+                envelope: Envelope | None = None) -> None:
+        """Copy a message to *dst_queue* as *new_id* through incoming/ and commit.
+
+        The envelope is *envelope* if given (for forward copies), else a copy of
+        the source's; either way its queue_id becomes *new_id* (the argument is
+        not modified). The source is untouched.
+        """
+        new_envelope = (envelope or self.read_envelope(src, queue_id)).copy()
+        new_envelope.queue_id = new_id
+        incoming = self.open_incoming(new_id)
+        try:
+            with self.open_message(src, queue_id) as source:
+                while chunk := source.read(COPY_CHUNK_OCTETS):
+                    incoming.write(chunk)
+            self.commit([incoming.prepare(new_envelope)], dst_queue)
+        except BaseException:
+            incoming.abort()    # removes only what is still in incoming/
+            raise
+
+    # state changes --------------------------------------------------------------
+
+    def move(self, queue_id: str, src: str, dst: str) -> None:
+        """Atomically move a message between queues; durable on return.
+
+        FileNotFoundError if it is not in *src*, FileExistsError if *dst* has it.
+        """
+        source, target = self._dir(self._not_incoming(src), queue_id), self._dir(self._not_incoming(dst), queue_id)
+        if target.exists():
+            raise FileExistsError(f"{dst}/{queue_id} exists")
+        self._step(STEP_BEFORE_MOVE_RENAME)
+        os.rename(source, target)
+        self._step(STEP_BEFORE_DIR_FSYNC)
+        _fsync_dir(target.parent)
+        _fsync_dir(source.parent)
+        self._step(STEP_AFTER_DIR_FSYNC)
+
+    def read_envelope(self, queue: str, queue_id: str) -> Envelope:
+        """FileNotFoundError if missing; EnvelopeError if unreadable or invalid."""
+        return Envelope.from_json((self._dir(queue, queue_id) / ENVELOPE_FILE).read_bytes())
+
+    def write_envelope(self, queue: str, envelope: Envelope) -> None:
+        """Atomically replace the envelope of a message in *queue*; durable on return.
+
+        FileNotFoundError if the message is not in *queue*."""
+        directory = self._dir(self._not_incoming(queue), envelope.queue_id)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{queue}/{envelope.queue_id}")
+        self._write_atomic(directory / ENVELOPE_FILE, envelope.to_json())
+
+    def open_message(self, queue: str, queue_id: str) -> BinaryIO:
+        """The message file opened for binary reading (close it, or use ``with``)."""
+        return open(self.message_path(queue, queue_id), "rb")
+
+    def delete(self, queue: str, queue_id: str) -> None:
+        """Remove a message: rename to a trash name, fsync the queue, remove the tree.
+
+        A crash leaves either the whole message in *queue* or a trash entry that
+        recover() removes. FileNotFoundError if it is not in *queue*."""
+        source = self._dir(self._not_incoming(queue), queue_id)
+        trash = source.with_name(TRASH_PREFIX + queue_id)
+        if trash.exists():
+            shutil.rmtree(trash)
+        os.rename(source, trash)
+        _fsync_dir(source.parent)
+        self._step(STEP_AFTER_DELETE_RENAME)
+        shutil.rmtree(trash)
+
+    def list(self, queue: str) -> Iterator[str]:
+        """Ids of the messages in *queue*, sorted (so oldest first)."""
+        if queue not in QUEUES:
+            raise ValueError(f"unknown queue {queue!r}")
+        return iter(sorted(n for n in os.listdir(self.root / queue) if _NAME_RE.fullmatch(n)))
+
+    def disk_free_fraction(self) -> float:
+        """Free fraction (0..1) of the spool file system: space or inodes, whichever is lower."""
+        st = os.statvfs(self.root)
+        fractions = [st.f_bavail / st.f_blocks if st.f_blocks else 1.0]
+        if st.f_files:      # some file systems (btrfs) report no inode count
+            fractions.append(st.f_favail / st.f_files)
+        return min(fractions)
+
+    # startup ------------------------------------------------------------------------
+
+    def recover(self) -> RecoveryReport:
+        """Bring the spool to a consistent state at startup; never raises OSError.
+
+        incoming/ is emptied (nothing there was acknowledged); temp and trash
+        entries are removed; in every message queue an entry without a valid
+        envelope.json (matching its id) and a message file goes to corrupt/.
+        ``found`` lists every queue's ids afterwards, corrupt/ included.
+        """
+        report = RecoveryReport()
+        for queue in (INCOMING, *MESSAGE_QUEUES):
+            try:
+                self._recover_queue(queue, report)
+                _fsync_dir(self.root / queue)
+            except OSError as exc:
+                report.errors.append(f"{queue}: {exc}")
+        for queue in (*MESSAGE_QUEUES, CORRUPT):
+            try:
+                report.found[queue] = list(self.list(queue))
+            except OSError as exc:
+                report.found[queue] = []
+                report.errors.append(f"{queue}: {exc}")
+        return report
+
+    def _recover_queue(self, queue: str, report: RecoveryReport) -> None:
+        directory = self.root / queue
+        for name in sorted(os.listdir(directory)):
+            if queue == INCOMING:   # never acknowledged: remove
+                try:
+                    _remove(directory / name)
+                    report.removed_incoming.append(name)
+                except OSError as exc:
+                    report.errors.append(f"{INCOMING}/{name}: {exc}")
+                continue
+            path = directory / name
+            try:
+                if name.startswith(TRASH_PREFIX):
+                    _remove(path)
+                    report.removed_trash += 1
+                    continue
+                tmp = path / (ENVELOPE_FILE + TMP_SUFFIX)
+                if _NAME_RE.fullmatch(name) and tmp.is_file():
+                    tmp.unlink()
+                    report.removed_tmp += 1
+                reason = self._invalid_reason(queue, name)
+                if reason is not None:
+                    self._move_to_corrupt(queue, name)
+                    report.corrupt.append((queue, name, reason))
+            except OSError as exc:
+                report.errors.append(f"{queue}/{name}: {exc}")
+
+    def _invalid_reason(self, queue: str, name: str) -> str | None:
+        """None for a well-formed message directory, else why it is not one."""
+        if not _NAME_RE.fullmatch(name) or not (self.root / queue / name).is_dir():
+            return "not a message directory"
+        if not self.message_path(queue, name).is_file():
+            return "message file missing"
+        try:
+            envelope = self.read_envelope(queue, name)
+        except (OSError, EnvelopeError) as exc:
+            return f"envelope: {exc}"
+        if envelope.queue_id != name:
+            return f"envelope is for {envelope.queue_id}"
+        return None
+
+    def _move_to_corrupt(self, queue: str, name: str) -> None:
+        target, n = self.root / CORRUPT / name, 0
+        while target.exists() or target.is_symlink():
+            n += 1
+            target = self.root / CORRUPT / f"{name}.{n}"
+        os.rename(self.root / queue / name, target)
+        _fsync_dir(target.parent)
+
+    # helpers ----------------------------------------------------------------------
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        """write temp -> flush -> fsync(file) -> rename -> fsync(dir)."""
+        tmp = path.with_name(path.name + TMP_SUFFIX)
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self._step(STEP_AFTER_ENVELOPE_FSYNC)
+        os.rename(tmp, path)
+        self._step(STEP_AFTER_ENVELOPE_RENAME)
+        _fsync_dir(path.parent)
