@@ -1,0 +1,60 @@
+"""The status snapshot (guide Table 7-1): what the core writes every second, the console reads.
+
+The core owns the `status` row named "core" (ARCHITECTURE invariant 4); `write_snapshot` is its
+only writer and `read_snapshot` what the Status page uses. Counter names are declared here
+once so both sides agree.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+__all__ = ["COUNTERS", "QUEUES", "new_snapshot", "write_snapshot", "read_snapshot",
+           "STALE_AFTER_SECONDS"]
+
+# Table 7-1 counters, since the core last started.
+COUNTERS = (
+    "accepted", "rejected", "delivered", "forwarded", "dropped", "held", "quarantined",
+    "bounced", "delivery_failures", "mass_mailers_deleted",
+    "infections_repaired", "infections_deleted", "infections_logged",
+    "attachments_stripped", "encryptions_deleted", "encryptions_logged",
+    "spam_blacklist", "spam_rbl", "spam_heuristic", "spam", "suspected_spam",
+    "reputation_spam", "policy_violations", "protocol_violations", "connections",
+    "bytes_received",
+)
+QUEUES = ("fast", "slow", "hold")
+STALE_AFTER_SECONDS = 5  # the core writes every second; older means it is not running
+
+
+def new_snapshot(**facts: Any) -> dict[str, Any]:
+    base = {
+        "version": None, "hostname": None, "smtp_port": None, "started_at": None,
+        "improper_shutdown": False, "delivery_mode": "delivery", "incoming": "accept",
+        "virus_scanning": True, "central_quarantine": "disabled",
+        "counters": {name: 0 for name in COUNTERS},
+        "queues": {name: 0 for name in QUEUES},
+        "definitions": {"virus": None, "spam": None},
+        "auto_whitelist_entries": 0,
+    }
+    base.update(facts)
+    return base
+
+
+def write_snapshot(conn: sqlite3.Connection, snapshot: dict[str, Any],
+                   now: float | None = None, process: str = "core") -> None:
+    conn.execute("INSERT INTO status (process, updated_at, data) VALUES (?, ?, ?) "
+                 "ON CONFLICT(process) DO UPDATE SET updated_at = excluded.updated_at, "
+                 "data = excluded.data",
+                 (process, now if now is not None else time.time(), json.dumps(snapshot)))
+
+
+def read_snapshot(conn: sqlite3.Connection, process: str = "core") -> tuple[dict, float] | None:
+    """(snapshot, updated_at) or None when the process never wrote one."""
+    row = conn.execute("SELECT data, updated_at FROM status WHERE process = ?",
+                       (process,)).fetchone()
+    if row is None:
+        return None
+    return json.loads(row["data"]), row["updated_at"]
