@@ -1,0 +1,120 @@
+"""Settings reload and console commands: how the core hears the console and the CLI.
+
+- `SettingsWatcher` keeps an immutable settings snapshot and swaps it when another process
+  commits to the database (`PRAGMA data_version` changes), polled every POLL_SECONDS — well
+  inside the 2-second design figure of SPEC §3. Code reads `watcher.current` once per message
+  or session, so a change applies to the next one (ARCHITECTURE invariant 5).
+- `CommandRunner` claims pending rows of the `commands` table in order, runs the handler
+  registered for their kind and records done/failed with a result text.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from types import MappingProxyType
+from typing import Any, Awaitable, Callable, Mapping
+
+import trio
+
+from shared import db
+from shared.settings_store import load
+
+__all__ = ["SettingsWatcher", "CommandRunner", "POLL_SECONDS"]
+
+POLL_SECONDS = 0.5
+
+
+class SettingsWatcher:
+    def __init__(self, db_path):
+        self.db_path = db_path
+        self._conn = db.connect(db_path)
+        self._version = self._data_version()
+        self.current: Mapping[str, Any] = MappingProxyType(load(self._conn))
+        self._listeners: list[Callable[[Mapping, Mapping], None]] = []
+
+    def __call__(self) -> Mapping[str, Any]:
+        return self.current
+
+    def on_change(self, listener: Callable[[Mapping, Mapping], None]) -> None:
+        """`listener(old, new)` runs in the trio thread after each swap."""
+        self._listeners.append(listener)
+
+    def _data_version(self) -> int:
+        return self._conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def _reload_if_changed(self):
+        version = self._data_version()
+        if version == self._version:
+            return None
+        self._version = version
+        return MappingProxyType(load(self._conn))
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        try:
+            while True:
+                await trio.sleep(POLL_SECONDS)
+                fresh = await trio.to_thread.run_sync(self._reload_if_changed)
+                if fresh is not None and fresh != self.current:
+                    old, self.current = self.current, fresh
+                    for listener in self._listeners:
+                        listener(old, fresh)
+        finally:
+            self._conn.close()
+
+
+Handler = Callable[[dict], Awaitable[str]]
+
+
+class CommandRunner:
+    def __init__(self, db_path):
+        self.db_path = db_path
+        self.handlers: dict[str, Handler] = {}
+
+    def register(self, kind: str, handler: Handler) -> None:
+        self.handlers[kind] = handler
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        conn = await trio.to_thread.run_sync(db.connect, self.db_path)
+        task_status.started()
+        try:
+            while True:
+                claimed = await trio.to_thread.run_sync(self._claim, conn)
+                if claimed is None:
+                    await trio.sleep(POLL_SECONDS)
+                    continue
+                command_id, kind, args = claimed
+                handler = self.handlers.get(kind)
+                if handler is None:
+                    state, result = "failed", f"unknown command {kind!r}"
+                else:
+                    try:
+                        state, result = "done", await handler(args)
+                    except Exception as exc:  # boundary: a failed command is recorded
+                        state, result = "failed", f"{type(exc).__name__}: {exc}"
+                await trio.to_thread.run_sync(self._finish, conn, command_id, state, result)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(conn.close)
+
+    @staticmethod
+    def _claim(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT id, kind, args FROM commands WHERE state = 'pending' "
+                               "ORDER BY id LIMIT 1").fetchone()
+            if row is None:
+                conn.execute("COMMIT")
+                return None
+            conn.execute("UPDATE commands SET state = 'running' WHERE id = ?", (row["id"],))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return row["id"], row["kind"], json.loads(row["args"] or "{}")
+
+    @staticmethod
+    def _finish(conn, command_id, state, result):
+        conn.execute("UPDATE commands SET state = ?, result = ?, done_at = ? WHERE id = ?",
+                     (state, result, time.time(), command_id))

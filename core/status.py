@@ -1,0 +1,86 @@
+"""Counters since start and the status snapshot the core writes every second (guide Table 7-1).
+
+`Counters` is plain in-memory state touched only from the trio thread; `StatusReporter`
+writes it to SQLite once a second through a worker thread so the event loop never waits on
+SQLite.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Callable, Mapping
+
+import trio
+
+from shared import db
+from shared.clock import WallClock
+from shared.status import COUNTERS, new_snapshot, write_snapshot
+
+__all__ = ["Counters", "StatusReporter", "SNAPSHOT_INTERVAL_SECONDS"]
+
+SNAPSHOT_INTERVAL_SECONDS = 1.0
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.values = {name: 0 for name in COUNTERS}
+
+    def incr(self, name: str, amount: int = 1) -> None:
+        if name not in self.values:
+            raise KeyError(f"unknown counter {name!r}")  # a bug: names live in shared.status
+        self.values[name] += amount
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.values)
+
+
+class StatusReporter:
+    def __init__(self, db_path, counters: Counters, clock: WallClock,
+                 settings: Callable[[], Mapping], queue_sizes: Callable[[], dict],
+                 version: str, improper_shutdown: bool):
+        self.db_path = db_path
+        self.counters = counters
+        self.clock = clock
+        self.settings = settings
+        self.queue_sizes = queue_sizes
+        self.version = version
+        self.improper_shutdown = improper_shutdown
+        self.started_at = clock.now()
+        self.extra: dict = {}
+
+    def snapshot(self) -> dict:
+        s = self.settings()
+        central = s["av.central_quarantine"]
+        return new_snapshot(
+            version=self.version,
+            hostname=s["smtp.hostname"] or socket.getfqdn(),
+            smtp_port=s["smtp.port"],
+            started_at=self.started_at,
+            improper_shutdown=self.improper_shutdown,
+            delivery_mode="pause" if s["delivery.paused"] else "delivery",
+            incoming="reject" if s["delivery.reject_incoming"] else "accept",
+            virus_scanning=bool(s["av.enabled"]),
+            central_quarantine=("disabled" if not central else
+                                {"all": "all files", "unrepaired": "unrepairable files"}.get(
+                                    s["av.quarantine"], "disabled")),
+            counters=self.counters.as_dict(),
+            queues=self.queue_sizes(),
+            **self.extra,
+        )
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        conn = await trio.to_thread.run_sync(db.connect, self.db_path)
+        try:
+            await self._write(conn)
+            task_status.started()
+            while True:
+                await trio.sleep(SNAPSHOT_INTERVAL_SECONDS)
+                await self._write(conn)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._write(conn)
+                await trio.to_thread.run_sync(conn.close)
+
+    async def _write(self, conn) -> None:
+        snap, now = self.snapshot(), self.clock.now()
+        await trio.to_thread.run_sync(write_snapshot, conn, snap, now)
