@@ -61,20 +61,19 @@ COPY_CHUNK_OCTETS = 64 * 1024
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 
-# Failure-injection steps, in the order the accept path passes them.
-STEP_AFTER_MESSAGE_FSYNC = "after_message_fsync"
-STEP_AFTER_ENVELOPE_FSYNC = "after_envelope_fsync"  # temp file fsync'd, not yet renamed
-STEP_AFTER_ENVELOPE_RENAME = "after_envelope_rename"  # renamed, directory not yet fsync'd
-STEP_BEFORE_COMMIT_RENAME = "before_commit_rename"
-STEP_AFTER_COMMIT_RENAME = "after_commit_rename"
-STEP_BEFORE_DIR_FSYNC = "before_dir_fsync"  # commit and move, before the directory fsyncs
-STEP_AFTER_DIR_FSYNC = "after_dir_fsync"
-STEP_BEFORE_MOVE_RENAME = "before_move_rename"
-STEP_AFTER_DELETE_RENAME = "after_delete_rename"  # in the trash, tree not yet removed
-STEPS = (STEP_AFTER_MESSAGE_FSYNC, STEP_AFTER_ENVELOPE_FSYNC, STEP_AFTER_ENVELOPE_RENAME,
-         STEP_BEFORE_COMMIT_RENAME, STEP_AFTER_COMMIT_RENAME, STEP_BEFORE_DIR_FSYNC,
-         STEP_AFTER_DIR_FSYNC, STEP_BEFORE_MOVE_RENAME, STEP_AFTER_DELETE_RENAME)
-
+# Failure-injection steps, in the order the accept path passes them; move() passes
+# "before_move_rename" and the two dir-fsync steps, delete() "after_delete_rename".
+STEPS = (
+    "after_message_fsync",      # message file fsync'd and closed
+    "after_envelope_fsync",     # envelope.json.tmp fsync'd, not yet renamed (every envelope write)
+    "after_envelope_rename",    # renamed over envelope.json, directory not yet fsync'd
+    "before_commit_rename",     # once per message of a commit
+    "after_commit_rename",
+    "before_dir_fsync",         # commit and move: renames done, directories not yet fsync'd
+    "after_dir_fsync",
+    "before_move_rename",
+    "after_delete_rename",      # in the trash, tree not yet removed
+)
 FailureInjector = Callable[[str], None]
 """Called with a step name; a test raises from it to simulate a crash there."""
 
@@ -97,24 +96,29 @@ _id_lock = threading.Lock()
 _id_last = 0
 
 
+def _forget_last_id() -> None:   # a forked worker must not count on from its parent's last id
+    global _id_last
+    _id_last = 0
+
+
+os.register_at_fork(after_in_child=_forget_last_id)
+
+
 def new_queue_id(clock_ns: Callable[[], int] = time.time_ns) -> str:
     """Return a new 12-character queue id: opaque, unique, sortable by time.
 
-    Milliseconds since the epoch, then 17 random bits (18 with the carry room).
-    Within a process ids strictly increase, even if the clock steps back; across
-    processes the random bits make a clash unlikely and ``open_incoming``'s
-    exclusive mkdir makes it harmless. No pid, host or counter is revealed.
+    Milliseconds since the epoch, then 18 bits that start random (top bit clear)
+    and count up when ids share a millisecond. Within a process ids strictly
+    increase, even if the clock steps back; across processes the random bits
+    make a clash unlikely and ``open_incoming``'s exclusive mkdir makes it
+    harmless (FileExistsError: take a new id). No pid or host is in it.
     """
     global _id_last
     value = (clock_ns() // 1_000_000) << _ID_LOW_BITS | secrets.randbits(_ID_LOW_BITS - 1)
     with _id_lock:
         value = max(value, _id_last + 1)
         _id_last = value
-    chars = []
-    for _ in range(_ID_CHARS):
-        chars.append(_ID_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    return "".join(_ID_ALPHABET[value >> 5 * i & 31] for i in reversed(range(_ID_CHARS)))
 
 
 # --- envelope ----------------------------------------------------------------
@@ -128,8 +132,8 @@ class _Record:
     _CHOICES: ClassVar[dict[str, tuple]]    # field -> allowed values
 
     def to_dict(self) -> dict:
-        known = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
-        return {**self.extra, **known}
+        names = (f.name for f in dataclasses.fields(self) if f.name != "extra")
+        return {**self.extra, **{name: getattr(self, name) for name in names}}
 
     @classmethod
     def from_dict(cls, obj: Any) -> Any:
@@ -187,11 +191,11 @@ class Envelope(_Record):
     first_deferral_notice_sent: bool = False
     crash_count: int = 0             # pipeline crashes; the queue manager holds at 3
     hold_reason: str | None = None
-    is_generated: bool = False       # made by Mailmoat (alert, notice, bounce): never counted as accepted
+    is_generated: bool = False       # made by Mailmoat (alert, notice, bounce): not "accepted"
     is_bounce: bool = False
     skip_antispam: bool = False
     processed: bool = False          # the pipeline has run
-    meta: dict = field(default_factory=dict)   # free space for later features
+    meta: dict = field(default_factory=dict)   # free space for later features; JSON values only
     extra: dict = field(default_factory=dict, repr=False)  # unknown keys, written back as read
 
     _TYPES = {
@@ -228,7 +232,7 @@ class Envelope(_Record):
         """Raise EnvelopeError when *data* is not JSON or not a valid envelope."""
         try:
             obj = json.loads(data)
-        except ValueError as exc:   # includes UnicodeDecodeError
+        except (ValueError, RecursionError) as exc:   # ValueError includes UnicodeDecodeError
             raise EnvelopeError(f"not JSON: {exc}") from None
         return cls.from_dict(obj)
 
@@ -252,10 +256,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
-
-
-def _no_failure(step: str) -> None:
-    pass
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,7 @@ class IncomingMessage:
 
         Sets ``envelope.size`` to the octets written. Raises ValueError when the
         envelope's queue_id is not this message's (bug) and OSError on I/O
-        failure (e.g. ENOSPC), after which the caller must ``abort()``.
+        failure (e.g. ENOSPC); after any exception the caller calls ``abort()``.
         """
         if self._state != "writing":
             raise RuntimeError(f"prepare() on a message that is {self._state}")  # bug
@@ -305,16 +305,20 @@ class IncomingMessage:
         os.fsync(self._file.fileno())
         self._file.close()
         self._file = None
-        self._spool._step(STEP_AFTER_MESSAGE_FSYNC)
+        self._spool._step("after_message_fsync")
         self._spool._write_atomic(self.directory / ENVELOPE_FILE, envelope.to_json())
         self._state = "prepared"
         return PreparedMessage(self.queue_id)
 
     def abort(self) -> None:
-        """Close and remove the message; safe to call more than once."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Close and remove what is still in incoming/; safe at any time and more than once
+        (after a failed ``commit`` too: a message already renamed is not touched)."""
+        file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:     # e.g. ENOSPC flushing the buffer: the bytes are discarded anyway
+                pass
         self._state = "aborted"
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -343,7 +347,7 @@ class Spool:
     def __init__(self, root: str | os.PathLike,
                  failure_injector: FailureInjector | None = None) -> None:
         self.root = Path(root)
-        self._step = failure_injector or _no_failure
+        self._step: FailureInjector = failure_injector or (lambda step: None)
         for queue in (".", "quarantine", *QUEUES):
             path = self.root / queue
             if not path.is_dir():
@@ -389,14 +393,15 @@ class Spool:
         if queue == CORRUPT:
             raise ValueError("cannot commit into corrupt/")
         for message in prepared:
-            source, target = self._dir(INCOMING, message.queue_id), self._dir(queue, message.queue_id)
-            self._step(STEP_BEFORE_COMMIT_RENAME)
+            source = self._dir(INCOMING, message.queue_id)
+            target = self._dir(queue, message.queue_id)
+            self._step("before_commit_rename")
             os.rename(source, target)
-            self._step(STEP_AFTER_COMMIT_RENAME)
-        self._step(STEP_BEFORE_DIR_FSYNC)
+            self._step("after_commit_rename")
+        self._step("before_dir_fsync")
         _fsync_dir(self.root / queue)       # group commit: once for the whole batch
         _fsync_dir(self.root / INCOMING)
-        self._step(STEP_AFTER_DIR_FSYNC)
+        self._step("after_dir_fsync")
 
     def copy_to(self, queue_id: str, src: str, dst_queue: str, new_id: str,
                 envelope: Envelope | None = None) -> None:
@@ -425,15 +430,16 @@ class Spool:
 
         FileNotFoundError if it is not in *src*, FileExistsError if *dst* has it.
         """
-        source, target = self._dir(self._not_incoming(src), queue_id), self._dir(self._not_incoming(dst), queue_id)
+        source = self._dir(self._not_incoming(src), queue_id)
+        target = self._dir(self._not_incoming(dst), queue_id)
         if target.exists():
             raise FileExistsError(f"{dst}/{queue_id} exists")
-        self._step(STEP_BEFORE_MOVE_RENAME)
+        self._step("before_move_rename")
         os.rename(source, target)
-        self._step(STEP_BEFORE_DIR_FSYNC)
+        self._step("before_dir_fsync")
         _fsync_dir(target.parent)
         _fsync_dir(source.parent)
-        self._step(STEP_AFTER_DIR_FSYNC)
+        self._step("after_dir_fsync")
 
     def read_envelope(self, queue: str, queue_id: str) -> Envelope:
         """FileNotFoundError if missing; EnvelopeError if unreadable or invalid."""
@@ -463,7 +469,7 @@ class Spool:
             shutil.rmtree(trash)
         os.rename(source, trash)
         _fsync_dir(source.parent)
-        self._step(STEP_AFTER_DELETE_RENAME)
+        self._step("after_delete_rename")
         shutil.rmtree(trash)
 
     def list(self, queue: str) -> Iterator[str]:
@@ -491,7 +497,7 @@ class Spool:
         ``found`` lists every queue's ids afterwards, corrupt/ included.
         """
         report = RecoveryReport()
-        for queue in (INCOMING, *MESSAGE_QUEUES):
+        for queue in (INCOMING, *MESSAGE_QUEUES, CORRUPT):
             try:
                 self._recover_queue(queue, report)
                 _fsync_dir(self.root / queue)
@@ -508,18 +514,17 @@ class Spool:
     def _recover_queue(self, queue: str, report: RecoveryReport) -> None:
         directory = self.root / queue
         for name in sorted(os.listdir(directory)):
-            if queue == INCOMING:   # never acknowledged: remove
-                try:
-                    _remove(directory / name)
-                    report.removed_incoming.append(name)
-                except OSError as exc:
-                    report.errors.append(f"{INCOMING}/{name}: {exc}")
-                continue
             path = directory / name
             try:
+                if queue == INCOMING:   # never acknowledged: remove
+                    _remove(path)
+                    report.removed_incoming.append(name)
+                    continue
                 if name.startswith(TRASH_PREFIX):
                     _remove(path)
                     report.removed_trash += 1
+                    continue
+                if queue == CORRUPT:    # set aside for a person: never touched
                     continue
                 tmp = path / (ENVELOPE_FILE + TMP_SUFFIX)
                 if _NAME_RE.fullmatch(name) and tmp.is_file():
@@ -563,7 +568,7 @@ class Spool:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        self._step(STEP_AFTER_ENVELOPE_FSYNC)
+        self._step("after_envelope_fsync")
         os.rename(tmp, path)
-        self._step(STEP_AFTER_ENVELOPE_RENAME)
+        self._step("after_envelope_rename")
         _fsync_dir(path.parent)
