@@ -1,0 +1,395 @@
+"""Sans-IO ESMTP server: bytes in, events out; replies in, bytes out.
+
+What this module owns
+    `ServerConnection`, one SMTP session as a state machine (RFC 5321, with
+    PIPELINING RFC 2920, SIZE RFC 1870, 8BITMIME RFC 6152, SMTPUTF8 RFC 6531,
+    ENHANCEDSTATUSCODES RFC 2034, STARTTLS RFC 3207). The transitions are the
+    tables in `core.smtp.state`; framing is `core.smtp.readers`; command
+    syntax is `core.smtp.commands`; reply texts are `core.smtp.replies`.
+
+What it must never do
+    Touch a socket, trio, a clock, DNS or a logger; decide policy; raise on
+    anything the peer sends.
+
+How the app drives it (core/smtp/server.py)
+    conn = ServerConnection("mx.example.org", max_message_octets=..., tls_available=True)
+    write(conn.send(R220_READY("mx.example.org")))     # or R421_SERVICE_NOT_AVAILABLE
+    while conn.state is not State.CLOSED:
+        event = conn.next_event()
+        write(conn.data_to_send())                   # replies the protocol made itself
+        if event is NEED_DATA: conn.receive_data(await read()) ; continue
+        if conn.awaiting_reply: write(conn.send(decide(event)))
+    Timeouts are the app's: write(conn.send(R421_TIMEOUT)) is legal any time.
+
+Rules
+    1. Replies go out in command order, even when the client pipelines
+       (RFC 2920 §3.2). The protocol does not parse the next command while an
+       app-decided event (MailFrom, RcptTo, DataRequested, DataComplete,
+       StartTlsRequested) awaits its reply; next_event() then raises
+       LocalProtocolError. send() returns the protocol's own queued replies
+       first, then the app's, so writing what send() and data_to_send()
+       return, in call order, is always correct.
+    2. Peer mistakes never raise: they yield a ProtocolViolation event whose
+       reply is already queued, and the session goes on where RFC 5321 allows.
+       After `max_unknown_commands` unknown commands the next one gets
+       421 4.7.0 and the session is CLOSED.
+    3. Our mistakes raise LocalProtocolError and change nothing.
+    4. Limits never desynchronise the stream: an overlong command line is
+       skipped to its LF and answered 500 5.5.2; an overlong text line or an
+       oversized message inside DATA is read to CRLF.CRLF and reported in
+       DataComplete (the app replies 554 5.6.0 / 552 5.3.4).
+    5. After STARTTLS, bytes that arrived before the handshake are plaintext
+       injected ahead of TLS and are discarded (CVE-2011-0411); the session is
+       reset to GREETED (RFC 3207 §4.2: forget EHLO and the transaction).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from core.smtp import commands as C
+from core.smtp import replies as R
+from core.smtp.commands import PeerError
+from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
+                              DataRequested, Ehlo, Event, LocalProtocolError, MailFrom,
+                              ProtocolViolation, RcptTo, StartTlsRequested, ViolationKind)
+from core.smtp.readers import LINE_TOO_LONG, CommandReader, DataReader
+from core.smtp.replies import Reply
+from core.smtp.state import COMMAND_TABLE, GREETING, State, next_state_for_reply
+
+__all__ = ["ServerConnection"]
+
+# RFC 5321 §4.5.3.1.4: a command line is at most 512 octets including CRLF.
+MAX_COMMAND_OCTETS = 512
+# RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including CRLF.
+MAX_TEXT_LINE_OCTETS = 1000
+# SPEC §4: at most 1000 recipients per message (RFC 5321 §4.5.3.1.8 asks >= 100).
+MAX_RECIPIENTS = 1000
+# Budget of unrecognised commands before hanging up (aiosmtpd's idea; SPEC §4).
+MAX_UNKNOWN_COMMANDS = 20
+
+
+class ServerConnection:
+    """One server-side SMTP session. See the module header for the rules."""
+
+    def __init__(
+        self,
+        hostname: str,
+        *,
+        max_command_octets: int = MAX_COMMAND_OCTETS,
+        max_text_line_octets: int = MAX_TEXT_LINE_OCTETS,
+        max_recipients: int = MAX_RECIPIENTS,
+        max_unknown_commands: int = MAX_UNKNOWN_COMMANDS,
+        max_message_octets: int | None = None,
+        tls_available: bool = False,
+        size_advertised: int | None = None,
+    ) -> None:
+        self.hostname = hostname
+        self.max_recipients = max_recipients
+        self.max_unknown_commands = max_unknown_commands
+        self.max_text_line_octets = max_text_line_octets
+        self.max_message_octets = max_message_octets
+        self.tls_available = tls_available
+        self.size_advertised = size_advertised
+        self._state = State.CONNECTED
+        self._awaiting: object | None = GREETING   # event type whose reply the app owes
+        self._buffer = bytearray()
+        self._outgoing = bytearray()
+        self._events: deque[Event] = deque()
+        self._commands = CommandReader(max_command_octets)
+        self._data: DataReader | None = None
+        self._peer_closed = False
+        self._is_tls = False
+        self._unknown_commands = 0
+        # Transaction facts (RFC 5321 §4.1.4 "buffers"), cleared by RSET/EHLO/end.
+        self._recipients = 0
+        self._rcpt_attempts = 0
+        self._smtputf8 = False
+        self._pending: Event | None = None   # MailFrom/RcptTo awaiting its reply
+
+    # --- facts -----------------------------------------------------------------
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def awaiting_reply(self) -> object | None:
+        """The event type (or "Greeting") whose reply the app owes, else None."""
+        return self._awaiting
+
+    @property
+    def is_tls(self) -> bool:
+        return self._is_tls
+
+    @property
+    def recipient_count(self) -> int:
+        """Recipients accepted in the current transaction."""
+        return self._recipients
+
+    def extensions(self) -> tuple[str, ...]:
+        """The EHLO keywords offered now (STARTTLS only before TLS)."""
+        size = "SIZE" if self.size_advertised is None else f"SIZE {self.size_advertised}"
+        offered = ["PIPELINING", size, "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES"]
+        if self.tls_available and not self._is_tls:
+            offered.append("STARTTLS")
+        offered.append("HELP")
+        return tuple(offered)
+
+    # --- bytes in ----------------------------------------------------------------
+    def receive_data(self, data: bytes) -> None:
+        """Feed bytes from the peer; b"" means the peer closed its side.
+        Raises LocalProtocolError for data after b"" (the app read past EOF)."""
+        if self._peer_closed:
+            if data:
+                raise LocalProtocolError("receive_data() after the peer closed")
+            return
+        if not data:
+            self._peer_closed = True
+        elif self._state is not State.CLOSED:
+            self._buffer += data
+
+    # --- events out --------------------------------------------------------------
+    def next_event(self) -> Event | object:
+        """Return the next event, or NEED_DATA when more bytes are needed.
+
+        Raises LocalProtocolError while a reply is owed (send() it first) or
+        during the STARTTLS handshake (call start_tls_done() first). Never
+        raises because of what the peer sent. In CLOSED it returns
+        ConnectionClosed."""
+        if self._events:
+            event = self._events.popleft()
+            if isinstance(event, DataComplete):
+                self._awaiting = DataComplete
+            return event
+        if self._state is State.CLOSED:
+            return ConnectionClosed()
+        if self._awaiting is not None:
+            raise LocalProtocolError(f"reply to {self._awaiting_name()} first (send())")
+        if self._state is State.STARTTLS_HANDSHAKE:
+            raise LocalProtocolError("finish the TLS handshake and call start_tls_done() first")
+        if self._state is State.DATA:
+            return self._next_data_event()
+        while self._state in (State.GREETED, State.READY, State.MAIL, State.RCPT):
+            line = self._commands.next_line(self._buffer)
+            if line is None:
+                break
+            event = self._handle_line(line)
+            if event is not None:
+                return event
+        if self._state is State.CLOSED:
+            return ConnectionClosed()
+        if self._peer_closed:
+            return self._close()
+        return NEED_DATA
+
+    def _next_data_event(self) -> Event | object:
+        assert self._data is not None
+        result = self._data.read(self._buffer)
+        if result.is_complete:
+            data = self._data
+            self._data = None
+            complete = DataComplete(size=data.size, line_too_long=data.line_too_long,
+                                    size_exceeded=data.size_exceeded,
+                                    bare_line_endings=data.bare_line_endings)
+            if result.chunk:
+                self._events.append(complete)  # awaited once next_event() returns it
+                return DataChunk(result.chunk)
+            self._awaiting = DataComplete
+            return complete
+        if result.chunk:
+            return DataChunk(result.chunk)
+        if self._peer_closed:
+            return self._close()
+        return NEED_DATA
+
+    def _close(self) -> ConnectionClosed:
+        self._state = State.CLOSED
+        self._awaiting = None
+        self._data = None
+        self._buffer.clear()
+        return ConnectionClosed()
+
+    # --- replies out --------------------------------------------------------------
+    def send(self, reply: Reply) -> bytes:
+        """Send the app's reply to the awaited event (or a 421 at any time).
+
+        Returns every byte owed to the peer, in order: replies the protocol
+        queued itself, then `reply`. Raises LocalProtocolError if nothing
+        awaits a reply, or the code does not fit the awaited event (see
+        state.REPLY_TABLE); the state is then unchanged."""
+        if self._state is State.CLOSED:
+            raise LocalProtocolError("send() on a closed session")
+        awaited = self._awaiting
+        if awaited is None and reply.code != 421:
+            raise LocalProtocolError(f"no event awaits a reply (state {self._state.value})")
+        target = next_state_for_reply(self._state, awaited, reply)
+        if target is None:
+            raise LocalProtocolError(
+                f"reply {reply.code} does not answer {self._awaiting_name()} in {self._state.value}"
+            )
+        self._apply_reply(awaited, reply, target)
+        self._outgoing += reply.to_bytes()
+        return self.data_to_send()
+
+    def _apply_reply(self, awaited: object, reply: Reply, target: State) -> None:
+        accepted = reply.code_class == 2 or reply.code == 354
+        if awaited is MailFrom and accepted and isinstance(self._pending, MailFrom):
+            self._smtputf8 = bool(self._pending.params.get("SMTPUTF8"))
+        elif awaited is RcptTo and accepted:
+            self._recipients += 1
+        elif awaited is DataRequested and reply.code == 354:
+            self._data = DataReader(self.max_text_line_octets, self.max_message_octets)
+        if target is State.READY and awaited in (DataComplete, MailFrom):
+            self._reset_transaction()
+        self._pending = None
+        self._awaiting = None
+        if target is State.CLOSED:
+            self._data = None
+            self._buffer.clear()
+        self._state = target
+
+    def data_to_send(self) -> bytes:
+        """Replies the protocol produced itself since the last call (may be b"")."""
+        out = bytes(self._outgoing)
+        self._outgoing.clear()
+        return out
+
+    def start_tls_done(self) -> None:
+        """Call after the TLS handshake that followed R220_READY_TO_START_TLS.
+        Resets the session to GREETED (RFC 3207 §4.2) and discards bytes that
+        arrived in plaintext after STARTTLS (Rule 5). Raises
+        LocalProtocolError outside STARTTLS_HANDSHAKE."""
+        if self._state is not State.STARTTLS_HANDSHAKE:
+            raise LocalProtocolError("start_tls_done() without an accepted STARTTLS")
+        if self._buffer:
+            self._events.append(ProtocolViolation(
+                ViolationKind.STARTTLS_PLAINTEXT_INJECTION, None,
+                f"{len(self._buffer)} octets sent after STARTTLS before the handshake, discarded"))
+            self._buffer.clear()
+        self._is_tls = True
+        self._reset_transaction()
+        self._state = State.GREETED
+
+    # --- commands ------------------------------------------------------------------
+    def _handle_line(self, line: bytes | object) -> Event | None:
+        if line is LINE_TOO_LONG:
+            return self._violation(ViolationKind.COMMAND_LINE_TOO_LONG, R.R500_LINE_TOO_LONG,
+                                   "command line over the limit (RFC 5321 §4.5.3.1.4)")
+        command = C.split_command(line)  # type: ignore[arg-type]
+        verb = command.verb
+        if verb in C.KNOWN_VERBS:
+            key = verb
+        elif verb in C.UNSUPPORTED_VERBS:
+            key = "(unsupported)"
+        else:
+            return self._unknown_command(line)  # type: ignore[arg-type]
+        move = COMMAND_TABLE[(self._state, key)]
+        try:
+            if move.kind == "BAD_SEQ":
+                return self._bad_sequence(verb)
+            if move.kind == "APP":
+                return self._app_command(verb, command.argument)
+            return self._self_command(verb, command.argument, move)
+        except PeerError as error:
+            return self._violation(error.kind, error.reply, error.detail)
+
+    def _unknown_command(self, line: bytes) -> Event:
+        self._unknown_commands += 1
+        shown = line[:40].decode("ascii", errors="replace")
+        if self._unknown_commands > self.max_unknown_commands:
+            self._state = State.CLOSED
+            return self._violation(ViolationKind.TOO_MANY_UNKNOWN_COMMANDS,
+                                   R.R421_TOO_MANY_ERRORS, f"unknown command {shown!r}")
+        return self._violation(ViolationKind.UNKNOWN_COMMAND, R.R500_UNKNOWN_COMMAND,
+                               f"unknown command {shown!r}")
+
+    def _bad_sequence(self, verb: str) -> Event:
+        reply = R.R503_BAD_SEQUENCE
+        if verb == "DATA" and self._state is State.MAIL and self._rcpt_attempts:
+            reply = R.R554_NO_VALID_RECIPIENTS  # RFC 5321 §3.3, RFC 2920 §3.1
+        return self._violation(ViolationKind.BAD_SEQUENCE, reply,
+                               f"{verb} not allowed in state {self._state.value}")
+
+    def _self_command(self, verb: str, argument: bytes, move) -> Event | None:
+        if verb in ("EHLO", "HELO"):
+            name = C.parse_hello(argument)
+            if verb == "EHLO":
+                reply = R.R250_EHLO(self.hostname, self.extensions())
+            else:
+                reply = R.R250_HELO(self.hostname)
+            self._reset_transaction()
+            self._outgoing += reply.to_bytes()
+            self._state = State.READY
+            return Ehlo(name, is_extended=verb == "EHLO")
+        if verb in ("DATA", "RSET", "QUIT", "STARTTLS") and argument:
+            raise PeerError(ViolationKind.SYNTAX, R.R501_SYNTAX, f"{verb} takes no argument")
+        if verb == "VRFY" and not argument:
+            raise PeerError(ViolationKind.SYNTAX, R.R501_SYNTAX, "VRFY needs an argument")
+        self._outgoing += move.reply.to_bytes()
+        if verb == "RSET":
+            self._reset_transaction()
+        if move.next is not None:
+            self._state = move.next
+        return move.event() if move.event is not None else None
+
+    def _app_command(self, verb: str, argument: bytes) -> Event | None:
+        if verb == "MAIL":
+            event: Event = self._parse_mail(argument)
+        elif verb == "RCPT":
+            self._rcpt_attempts += 1
+            event = self._parse_rcpt(argument)
+        elif verb == "DATA":
+            if argument:
+                raise PeerError(ViolationKind.SYNTAX, R.R501_SYNTAX, "DATA takes no argument")
+            event = DataRequested()
+        else:  # STARTTLS
+            if argument:
+                raise PeerError(ViolationKind.SYNTAX, R.R501_SYNTAX, "STARTTLS takes no argument")
+            if self._is_tls:
+                raise PeerError(ViolationKind.BAD_SEQUENCE, R.R503_BAD_SEQUENCE,
+                                "STARTTLS after TLS is active (RFC 3207 §4.2)")
+            if not self.tls_available:
+                self._outgoing += R.R502_NOT_IMPLEMENTED.to_bytes()
+                return None
+            event = StartTlsRequested()
+        self._awaiting = type(event)
+        self._pending = event
+        return event
+
+    def _parse_mail(self, argument: bytes) -> MailFrom:
+        address, raw = C.parse_path_argument(argument, "FROM", is_mail=True)
+        params = C.parse_mail_params(raw)
+        if C.has_non_ascii(address) and not params.get("SMTPUTF8"):
+            raise PeerError(ViolationKind.NON_ASCII_ADDRESS, R.R553_NON_ASCII_ADDRESS,
+                            "non-ASCII sender without SMTPUTF8 (RFC 6531 §3.5)")
+        declared = params.get("SIZE")
+        if self.max_message_octets is not None and declared is not None \
+                and declared > self.max_message_octets:
+            raise PeerError(ViolationKind.SIZE_DECLARED_OVER_LIMIT, R.R552_SIZE_EXCEEDED,
+                            f"SIZE={declared} over {self.max_message_octets} (RFC 1870 §6)")
+        return MailFrom(address, params)
+
+    def _parse_rcpt(self, argument: bytes) -> RcptTo:
+        address, raw = C.parse_path_argument(argument, "TO", is_mail=False)
+        C.check_no_rcpt_params(raw)
+        if C.has_non_ascii(address) and not self._smtputf8:
+            raise PeerError(ViolationKind.NON_ASCII_ADDRESS, R.R553_NON_ASCII_ADDRESS,
+                            "non-ASCII recipient without SMTPUTF8 (RFC 6531 §3.5)")
+        if self._recipients >= self.max_recipients:
+            raise PeerError(ViolationKind.TOO_MANY_RECIPIENTS, R.R452_TOO_MANY_RECIPIENTS,
+                            f"more than {self.max_recipients} recipients (SPEC §4)")
+        return RcptTo(address, {})
+
+    # --- helpers -----------------------------------------------------------------------
+    def _violation(self, kind: ViolationKind, reply: Reply, detail: str) -> ProtocolViolation:
+        self._outgoing += reply.to_bytes()
+        return ProtocolViolation(kind, reply, detail)
+
+    def _reset_transaction(self) -> None:
+        self._recipients = 0
+        self._rcpt_attempts = 0
+        self._smtputf8 = False
+
+    def _awaiting_name(self) -> str:
+        awaited = self._awaiting
+        return awaited if isinstance(awaited, str) else getattr(awaited, "__name__", "nothing")
