@@ -1,0 +1,214 @@
+"""Turning a next hop into the hosts and addresses to connect to (RFC 5321 §5.1, RFC 7505).
+
+What this module owns
+    `candidates(hop, settings)` -> ordered `Candidate`s (host, port, addresses) for a
+    `routing.NextHop`, using dnspython's async resolver on trio (sniffio picks the backend).
+    `make_resolver(settings)` builds that resolver from `dns.resolvers` / `dns.timeout_seconds`;
+    other features that need DNS (RBL, PTR) may use it too.
+
+Rules
+    1. MX records are tried in ascending preference; hosts with equal preference are
+       shuffled (RFC 5321 §5.1 "randomize them to spread the load").
+    2. No MX record at all (NOERROR, empty answer) -> the domain's own A/AAAA as an implicit
+       MX of preference 0 (RFC 5321 §5.1).
+    3. A null MX (a single MX with exchange ".", RFC 7505) -> permanent failure 5.1.10.
+    4. NXDOMAIN of the domain -> permanent failure (5.1.2, "domain not found"); SERVFAIL,
+       a timeout or no reachable server -> temporary failure (4.4.3): try again later.
+    5. A relay host (routing.local relay / routing.default) is the administrator's own
+       choice: every failure to resolve it is temporary — a typo must not bounce mail.
+    6. Every lookup is limited by `dns.timeout_seconds` (dnspython's lifetime, plus a trio
+       deadline as a backstop). Addresses per host: IPv4 first, then IPv6; at most
+       MAX_MX_HOSTS hosts are tried.
+
+Never: use the system resolver when `dns.resolvers` lists servers, block the event loop, or
+raise anything but LookupFailed for a DNS outcome.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.resolver
+import trio
+
+from core.delivery.routing import NextHop
+
+__all__ = ["Candidate", "LookupFailed", "candidates", "make_resolver", "parse_resolver",
+           "MAX_MX_HOSTS"]
+
+MAX_MX_HOSTS = 10                 # Postfix tries 5 addresses; 10 hosts is plenty
+TRIO_DEADLINE_MARGIN_SECONDS = 1  # the backstop above dnspython's own lifetime
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One host to try, in order; `addresses` are IPs to connect to, in order."""
+    host: str
+    port: int
+    addresses: tuple[str, ...]
+    preference: int = 0
+
+
+class LookupFailed(Exception):
+    """DNS could not give a destination. `is_permanent` decides bounce vs. retry;
+    `status` is the RFC 3463 code for the DSN."""
+
+    def __init__(self, text: str, *, is_permanent: bool, status: str) -> None:
+        super().__init__(text)
+        self.text = text
+        self.is_permanent = is_permanent
+        self.status = status
+
+
+def parse_resolver(entry: str) -> tuple[str, int]:
+    """"IP", "IP:port" or "[IPv6]:port" -> (ip, port)."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else 53
+    if entry.count(":") == 1:
+        host, port = entry.split(":")
+        return host, int(port)
+    return entry, 53
+
+
+def make_resolver(settings: Mapping) -> dns.asyncresolver.Resolver:
+    """A resolver for the settings snapshot; the system's configuration when the list is empty."""
+    entries = list(settings.get("dns.resolvers") or [])
+    if entries:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [dns.nameserver.Do53Nameserver(*parse_resolver(e))
+                                for e in entries]
+    else:
+        resolver = dns.asyncresolver.Resolver()
+    timeout = float(settings.get("dns.timeout_seconds") or 5)
+    resolver.lifetime = timeout
+    resolver.timeout = timeout
+    resolver.cache = None
+    return resolver
+
+
+async def candidates(hop: NextHop, settings: Mapping, *,
+                     rng: random.Random | None = None,
+                     resolver: dns.asyncresolver.Resolver | None = None) -> list[Candidate]:
+    """Ordered candidates for *hop*; raises LookupFailed (never an empty list)."""
+    resolver = resolver or make_resolver(settings)
+    if hop.kind == "relay":
+        return [await _relay(hop, resolver)]
+    return await _mx(hop, resolver, rng or random.Random())
+
+
+async def _relay(hop: NextHop, resolver) -> Candidate:
+    if _is_ip(hop.name):
+        return Candidate(hop.name, hop.port, (hop.name,))
+    try:
+        addresses = await _addresses(hop.name, resolver)
+    except LookupFailed as failure:
+        raise LookupFailed(f"relay {hop.name}: {failure.text}", is_permanent=False,
+                           status="4.4.3") from None
+    if not addresses:
+        raise LookupFailed(f"relay {hop.name} has no address", is_permanent=False,
+                           status="4.4.3")
+    return Candidate(hop.name, hop.port, addresses)
+
+
+async def _mx(hop: NextHop, resolver, rng: random.Random) -> list[Candidate]:
+    domain = hop.name
+    try:
+        answer = await _query(resolver, domain, "MX")
+    except dns.resolver.NXDOMAIN:
+        raise LookupFailed(f"domain {domain} not found", is_permanent=True,
+                           status="5.1.2") from None
+    if answer is None:     # no MX: the domain itself is the implicit MX (RFC 5321 §5.1)
+        addresses = await _addresses(domain, resolver)
+        if not addresses:
+            raise LookupFailed(f"domain {domain} has no MX and no address", is_permanent=True,
+                               status="5.1.2")
+        return [Candidate(domain, hop.port, addresses)]
+    records = [(rr.preference, str(rr.exchange).lower().rstrip(".")) for rr in answer]
+    if any(host == "" for _, host in records):   # RFC 7505 §3: "." means no mail
+        raise LookupFailed(f"domain {domain} does not accept mail (null MX)",
+                           is_permanent=True, status="5.1.10")
+    ordered = order_mx(records, rng)[:MAX_MX_HOSTS]
+    result: list[Candidate] = []
+    temporary: LookupFailed | None = None
+    for preference, host in ordered:
+        try:
+            addresses = (host,) if _is_ip(host) else await _addresses(host, resolver)
+        except LookupFailed as failure:
+            if not failure.is_permanent and temporary is None:
+                temporary = failure
+            continue
+        if addresses:
+            result.append(Candidate(host, hop.port, addresses, preference))
+    if result:
+        return result
+    if temporary is not None:
+        raise LookupFailed(f"MX hosts of {domain}: {temporary.text}", is_permanent=False,
+                           status="4.4.3")
+    raise LookupFailed(f"no MX host of {domain} has an address", is_permanent=True,
+                       status="5.4.4")
+
+
+def order_mx(records: list[tuple[int, str]], rng: random.Random) -> list[tuple[int, str]]:
+    """Ascending preference, equal preferences shuffled (RFC 5321 §5.1)."""
+    shuffled = list(records)
+    rng.shuffle(shuffled)
+    return sorted(shuffled, key=lambda record: record[0])   # sort is stable
+
+
+async def _addresses(host: str, resolver) -> tuple[str, ...]:
+    """IPv4 then IPv6 addresses of *host*; () when it has none.
+
+    Raises LookupFailed: permanent on NXDOMAIN, temporary on SERVFAIL / timeout."""
+    found: list[str] = []
+    failure: LookupFailed | None = None
+    for rdtype in ("A", "AAAA"):
+        try:
+            answer = await _query(resolver, host, rdtype)
+        except dns.resolver.NXDOMAIN:
+            raise LookupFailed(f"host {host} not found", is_permanent=True,
+                               status="5.4.4") from None
+        except LookupFailed as exc:
+            failure = exc
+            continue
+        if answer is not None:
+            found.extend(rr.address for rr in answer)
+    if not found and failure is not None:
+        raise failure
+    return tuple(found)
+
+
+async def _query(resolver, name: str, rdtype: str):
+    """The answer, or None for NOERROR without records; NXDOMAIN propagates;
+    every other failure becomes a temporary LookupFailed."""
+    limit = (resolver.lifetime or 5) + TRIO_DEADLINE_MARGIN_SECONDS
+    try:
+        with trio.fail_after(limit):
+            return await resolver.resolve(name, rdtype, search=False)
+    except dns.resolver.NoAnswer:
+        return None
+    except dns.resolver.NXDOMAIN:
+        raise
+    except (dns.exception.Timeout, trio.TooSlowError):
+        raise LookupFailed(f"DNS timeout looking up {rdtype} of {name}", is_permanent=False,
+                           status="4.4.3") from None
+    except dns.resolver.NoNameservers:
+        raise LookupFailed(f"DNS server failure looking up {rdtype} of {name}",
+                           is_permanent=False, status="4.4.3") from None
+    except (dns.exception.DNSException, OSError) as exc:
+        raise LookupFailed(f"DNS error looking up {rdtype} of {name}: {exc}",
+                           is_permanent=False, status="4.4.3") from None
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,92 @@
+"""Where a recipient's mail goes next: the routing decision (SPEC §3 Routing, guide §3).
+
+What this module owns
+    `route(domain, settings)` -> `NextHop`, a pure function of the recipient domain and
+    the settings snapshot. No DNS here: a `NextHop` says *what* to look up (a relay host's
+    addresses, or the MX records of a domain); `core/delivery/mx.py` does the looking.
+
+Rules (first that applies wins)
+    1. `routing.local`: entries are tried in order; `match` is a `*`/`?` wildcard pattern
+       compared case-insensitively with the whole domain (`shared/wildcard.py`). The first
+       match makes the destination *local*. With `relay` the next hop is that host and the
+       entry's port; without it, the MX of the matched name (the entry's `match` itself, or
+       the recipient's domain when `match` has wildcards — an MX of "*.example.com" does not
+       exist) on the entry's port.
+    2. `routing.default` {"host", "port"}: every non-local destination goes to that relay.
+    3. Otherwise: MX delivery to the domain on port 25 (RFC 5321 §5.1).
+    A domain literal (`user@[192.0.2.1]`) not routed by rules 1-2 goes to that address.
+
+Never: resolve names, read the clock, or depend on anything but its arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from shared.wildcard import matches
+
+__all__ = ["NextHop", "route", "domain_of", "SMTP_PORT"]
+
+SMTP_PORT = 25  # RFC 5321 §4.5.4.2 — and the port MX hosts listen on
+
+
+@dataclass(frozen=True)
+class NextHop:
+    """Where to deliver: `kind` "relay" (connect to `name`) or "mx" (MX records of `name`).
+
+    `key` names the next hop in envelopes, events and the connection pool; two recipients
+    with the same key travel in one SMTP transaction.
+    """
+    kind: str          # "relay" | "mx"
+    name: str          # host name / IP for "relay", domain for "mx" (lower case, no final dot)
+    port: int = SMTP_PORT
+    is_local: bool = False
+    rule: str | None = None    # what decided: "routing.local:<match>", "routing.default", None
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.name}:{self.port}"
+
+
+def domain_of(address: str) -> str:
+    """The domain part of an address, lower case without a final dot ("" when none)."""
+    _local, at, domain = address.rpartition("@")
+    return domain.lower().rstrip(".") if at else ""
+
+
+def route(domain: str, settings: Mapping) -> NextHop:
+    """The next hop for mail to *domain* under the settings snapshot (see the rules)."""
+    return route_with(domain, settings.get("routing.local") or (),
+                      settings.get("routing.default"))
+
+
+def route_with(domain: str, local: Sequence[Mapping], default: Mapping | None) -> NextHop:
+    domain = domain.lower().rstrip(".")
+    for entry in local:
+        pattern = str(entry["match"])
+        if not matches(pattern, domain):
+            continue
+        port = int(entry.get("port") or SMTP_PORT)
+        rule = f"routing.local:{pattern}"
+        relay = entry.get("relay")
+        if relay:
+            return NextHop("relay", _host(relay), port, is_local=True, rule=rule)
+        mx_name = domain if ("*" in pattern or "?" in pattern) else pattern.lower()
+        return NextHop("mx", mx_name.rstrip("."), port, is_local=True, rule=rule)
+    if default:
+        return NextHop("relay", _host(default["host"]), int(default.get("port") or SMTP_PORT),
+                       rule="routing.default")
+    if domain.startswith("[") and domain.endswith("]"):
+        literal = domain[1:-1]
+        if literal.lower().startswith("ipv6:"):
+            literal = literal[5:]
+        return NextHop("relay", literal, SMTP_PORT)
+    return NextHop("mx", domain, SMTP_PORT)
+
+
+def _host(name: str) -> str:
+    name = str(name).strip()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    return name.lower().rstrip(".")

@@ -1,0 +1,53 @@
+"""The policy pipeline's seam with the queue manager (SPEC §5; ARCHITECTURE "way a message travels").
+
+What this package owns (for now)
+    The contract the queue manager calls for every message in the fast queue, and a
+    pass-through implementation. The pipeline issue replaces `PassThroughPipeline` with the
+    real one (decompose -> checks -> verdict -> rewrite, in worker processes); the queue
+    manager does not change.
+
+The contract
+    `await pipeline.process(queue_id, envelope, message_path, settings) -> PipelineResult`
+    - runs once per message (the manager sets `envelope.processed` afterwards), may rewrite
+      the message file in place atomically (write temp, fsync, rename) and write events;
+    - returns exactly one disposition: "deliver" (to the envelope's recipients), "drop"
+      (delete; the pipeline wrote the event that says why), "hold" (move to hold/ with
+      `reason`) or "forward" (deliver to `forward_to` only, instead of the recipients);
+    - raising is a crash: the manager counts it in `envelope.crash_count` and holds the
+      message at the third (SPEC §4 "Suspect message"). Never return for a message that
+      was not looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.spool import Envelope
+
+__all__ = ["PipelineResult", "PassThroughPipeline", "DISPOSITIONS"]
+
+DISPOSITIONS = ("deliver", "drop", "hold", "forward")
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    disposition: str = "deliver"          # one of DISPOSITIONS
+    reason: str | None = None             # for the hold reason / the event
+    forward_to: tuple[str, ...] = ()      # with "forward": the only recipients
+    rule: str | None = None               # the setting or rule that decided
+
+    def __post_init__(self) -> None:
+        if self.disposition not in DISPOSITIONS:
+            raise ValueError(f"unknown disposition {self.disposition!r}")
+        if self.disposition == "forward" and not self.forward_to:
+            raise ValueError("a forward needs forward_to")
+
+
+class PassThroughPipeline:
+    """Every message is delivered unchanged (no policy yet)."""
+
+    async def process(self, queue_id: str, envelope: Envelope, message_path: Path,
+                      settings: Mapping) -> PipelineResult:
+        return PipelineResult("deliver")
