@@ -1,0 +1,167 @@
+"""The core's main: one root nursery with the listener, queue manager, writers and pollers.
+
+Start order (each service reports ready through `task_status.started()`):
+settings watcher → spool recovery → group committer → queue manager → SMTP listener →
+status reporter → command runner; then `service_started`. A clean stop (cancellation of the
+root scope, e.g. SIGTERM) closes the listener, gives sessions a grace period, writes
+`service_stopped` and flushes the event writer.
+
+Improper shutdown: a marker file in `run/` exists while the core runs; finding it at start
+means the previous run did not stop cleanly (kill -9, power cut) → `service_start_improper`.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import trio
+
+from core.control import CommandRunner, SettingsWatcher
+from core.smtp.server import GroupCommitter, SmtpServer
+from core.status import Counters, StatusReporter
+from shared import db
+from shared.clock import SYSTEM_CLOCK, WallClock
+from shared.events import Action, EventWriter
+from shared.home import machine_hostname
+from shared.paths import DataHome
+from shared.spool import Spool
+
+__all__ = ["run_core", "CoreHandle", "TlsFiles", "VERSION"]
+
+try:
+    from importlib.metadata import version as _version
+    VERSION = _version("mailmoat")
+except Exception:  # running from a tree that is not installed
+    VERSION = "0.0.0"
+
+
+class TlsFiles:
+    """The data home's key + certificate as an SSL context, rebuilt when the files change
+    (the console installs a new certificate by replacing them)."""
+
+    def __init__(self, home: DataHome):
+        self.home = home
+        self._stamp = None
+        self._context: ssl.SSLContext | None = None
+
+    def __call__(self) -> ssl.SSLContext | None:
+        try:
+            stamp = (self.home.tls_cert.stat().st_mtime_ns, self.home.tls_key.stat().st_mtime_ns)
+        except FileNotFoundError:
+            return None
+        if stamp != self._stamp:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                context.load_cert_chain(self.home.tls_cert, self.home.tls_key)
+            except (ssl.SSLError, OSError):
+                return self._context  # a half-written pair: keep the previous one
+            self._stamp, self._context = stamp, context
+        return self._context
+
+
+@dataclass
+class CoreHandle:
+    """What a started core exposes to its caller (tests and the CLI)."""
+
+    smtp_addresses: list
+    server: SmtpServer
+    queue: object
+    counters: Counters
+    events: EventWriter
+    settings: SettingsWatcher
+    cancel_scope: trio.CancelScope
+
+
+async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
+                   task_status=trio.TASK_STATUS_IGNORED) -> None:
+    from core.delivery import Deliverer, Resolver
+    from core.pipeline import PassThroughPipeline
+    from core.spool import QueueManager
+
+    conn = db.connect(home.db)
+    try:
+        db.check_schema(conn)
+    finally:
+        conn.close()
+    home.create()
+    marker = home.run / "core.running"
+    improper = marker.exists()
+    marker.write_text(str(os.getpid()))
+
+    events = EventWriter(home.db, "core", clock)
+    settings = SettingsWatcher(home.db)
+    counters = Counters()
+    spool = Spool(home.spool)
+    hostname: Callable[[], str] = lambda: settings()["smtp.hostname"] or machine_hostname()
+    clean = False
+    try:
+        report = await trio.to_thread.run_sync(spool.recover)
+        for queue, name, reason in report.corrupt:
+            events.record(Action.SCAN_ERROR, queue_id=name, rule="spool.corrupt",
+                          info=f"unreadable queue entry in {queue} moved to corrupt/: {reason}")
+        resolver = Resolver(settings)
+        deliverer = Deliverer(settings=settings, events=events, clock=clock,
+                              resolver=resolver, hostname=hostname,
+                              diagnostics_dir=home.diagnostics)
+        queue = QueueManager(spool=spool, settings=settings, events=events, counters=counters,
+                             clock=clock, pipeline=PassThroughPipeline(), deliverer=deliverer)
+        committer = GroupCommitter(spool)
+        server = SmtpServer(settings=settings, spool=spool, committer=committer, events=events,
+                            counters=counters, clock=clock, on_accepted=queue.message_accepted,
+                            ssl_context=TlsFiles(home), diagnostics_dir=home.diagnostics,
+                            resolver=resolver, hostname=hostname)
+        settings.on_change(server.settings_changed)
+        status = StatusReporter(home.db, counters, clock, settings, queue.queue_sizes,
+                                VERSION, improper)
+        commands = CommandRunner(home.db)
+        _register_commands(commands, queue)
+
+        async with trio.open_nursery() as nursery:
+            await nursery.start(settings.run)
+            await nursery.start(committer.run)
+            await nursery.start(queue.run)
+            addresses = await nursery.start(server.serve)
+            await nursery.start(status.run)
+            await nursery.start(commands.run)
+            if improper:
+                events.record(Action.SERVICE_START_IMPROPER,
+                              info="the previous run did not stop cleanly")
+            events.record(Action.SERVICE_STARTED, info=f"Mailmoat {VERSION}, SMTP on "
+                          + ", ".join(f"{h}:{p}" for h, p in addresses))
+            task_status.started(CoreHandle(addresses, server, queue, counters, events,
+                                           settings, nursery.cancel_scope))
+            try:
+                await trio.sleep_forever()
+            finally:
+                clean = True
+    finally:
+        with trio.CancelScope(shield=True):
+            if clean:
+                events.record(Action.SERVICE_STOPPED)
+            await trio.to_thread.run_sync(events.close)
+            if clean:
+                marker.unlink(missing_ok=True)
+
+
+def _register_commands(commands: CommandRunner, queue) -> None:
+    """Console/CLI requests the core carries out (commands table kinds)."""
+
+    async def reprocess(args):
+        count = await queue.hold_reprocess(args.get("ids"))
+        return f"{count} message(s) moved to the fast queue"
+
+    async def drop(args):
+        count = await queue.hold_drop(args.get("ids"))
+        return f"{count} message(s) dropped"
+
+    async def forward(args):
+        count = await queue.hold_forward(args["address"], args.get("subject"), args.get("ids"))
+        return f"{count} copy(ies) forwarded to {args['address']}"
+
+    commands.register("hold.reprocess", reprocess)
+    commands.register("hold.drop", drop)
+    commands.register("hold.forward", forward)

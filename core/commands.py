@@ -1,0 +1,225 @@
+"""CLI commands of the core: `mailmoat core`, `mailmoat run` and `mailmoat queue` (SPEC §2).
+
+`run` supervises two child processes (`mailmoat core`, `mailmoat console`): a child that dies
+is restarted with backoff (1 s doubling to 60 s) and a `service_start_improper` event is
+written; SIGTERM or Ctrl-C stops both cleanly and exits 0.
+
+`queue list` reads the spool (read-only); `queue reprocess|drop|forward` are requests the core
+carries out through the commands table, as Postfix's postsuper asks its queue manager.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+from shared.cli import CommandFailed, register
+from shared.paths import resolve_home
+
+__all__ = ["serve_core", "supervise"]
+
+RESTART_INITIAL_SECONDS = 1
+RESTART_MAX_SECONDS = 60
+STOP_GRACE_SECONDS = 15
+
+
+async def _until_signal(cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            cancel_scope.cancel()
+            return
+
+
+def serve_core(args) -> int:
+    from core.app import run_core
+    from shared.home import open_db
+
+    home = resolve_home(args.home)
+    open_db(home).close()  # clear message for a missing home or a schema mismatch
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(run_core, home)
+            print("Mailmoat core: SMTP on " + ", ".join(
+                f"{h}:{p}" for h, p in handle.smtp_addresses), flush=True)
+            await _until_signal(nursery.cancel_scope)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    return 0
+
+
+def supervise(args) -> int:
+    from shared import db
+    from shared.home import open_db
+    from shared.settings_store import load
+
+    home = resolve_home(args.home)
+    if not home.exists():
+        raise CommandFailed(f"no Mailmoat data home at {home.root}; run `mailmoat init` first")
+    conn = db.connect(home.db)
+    try:
+        db.migrate(conn)  # `run` applies migrations itself (issue 2)
+    finally:
+        conn.close()
+    conn = open_db(home)
+    try:
+        settings = load(conn)
+    finally:
+        conn.close()
+    print(f"Mailmoat: data home {home.root}")
+    print(f"Console: http://localhost:{settings['http.port']}/  and  "
+          f"https://localhost:{settings['https.port']}/ (self-signed certificate until you "
+          "install one)")
+    print("Log on as 'admin' with the password that `mailmoat init` printed "
+          "(`mailmoat init --reset-admin-password` sets a new one).")
+    print(f"SMTP: port {settings['smtp.port']}. Ctrl-C stops Mailmoat.", flush=True)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            for part in ("core", "console"):
+                nursery.start_soon(_keep_running, part, str(home.root))
+            await _until_signal(nursery.cancel_scope)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    return 0
+
+
+async def _keep_running(part: str, home: str) -> None:
+    from shared.events import Action, EventWriter
+    from shared.paths import DataHome
+
+    delay = RESTART_INITIAL_SECONDS
+    command = [sys.executable, "-m", "shared.cli", part, "--home", home]
+    while True:
+        started = time.monotonic()
+        process = await trio.lowlevel.open_process(command)
+        try:
+            status = await process.wait()
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True):
+                process.send_signal(signal.SIGTERM)
+                with trio.move_on_after(STOP_GRACE_SECONDS):
+                    await process.wait()
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+            raise
+        if time.monotonic() - started > 2 * RESTART_MAX_SECONDS:
+            delay = RESTART_INITIAL_SECONDS  # it ran a good while: start the backoff afresh
+        print(f"mailmoat run: {part} exited with status {status}; restarting in {delay} s",
+              file=sys.stderr, flush=True)
+        writer = EventWriter(DataHome(Path(home)).db, "supervisor")
+        writer.record(Action.SERVICE_START_IMPROPER, info=f"{part} exited with status "
+                      f"{status}; restarted by mailmoat run")
+        await trio.to_thread.run_sync(writer.close)
+        await trio.sleep(delay)
+        delay = min(delay * 2, RESTART_MAX_SECONDS)
+
+
+def queue_command(args) -> int:
+    from shared.home import open_db
+
+    home = resolve_home(args.home)
+    conn = open_db(home)
+    try:
+        if args.action == "list":
+            return _queue_list(home, args.queue or None)
+        if not args.hold:
+            raise CommandFailed("only the hold queue takes actions: add --hold", 2)
+        kind = {"reprocess": "hold.reprocess", "drop": "hold.drop",
+                "forward": "hold.forward"}[args.action]
+        request = {}
+        if args.action == "forward":
+            from shared.settings_types import Email, RuleError
+            try:
+                Email().check(args.address)
+            except RuleError as exc:
+                raise CommandFailed(f"ADDRESS: {exc.rule}", 2) from None
+            request = {"address": args.address, "subject": args.subject}
+        if args.ids:
+            request["ids"] = args.ids
+        conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
+                     "VALUES (?, ?, ?, 'cli')", (time.time(), kind, json.dumps(request)))
+        command_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        if args.no_wait:
+            print(f"request {command_id} queued for the core")
+            return 0
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            row = conn.execute("SELECT state, result FROM commands WHERE id = ?",
+                               (command_id,)).fetchone()
+            if row["state"] in ("done", "failed"):
+                print(row["result"])
+                return 0 if row["state"] == "done" else 1
+            time.sleep(0.2)
+        raise CommandFailed(f"request {command_id} is queued, but the core has not carried it "
+                            f"out within {args.wait} s (is `mailmoat core` running?)")
+    finally:
+        conn.close()
+
+
+def _queue_list(home, only: str | None) -> int:
+    from shared.spool import Spool
+
+    spool = Spool(home.spool)
+    now = time.time()
+    rows = []
+    for queue in (only,) if only else ("fast", "slow", "hold"):
+        for queue_id in spool.list(queue):
+            try:
+                env = spool.read_envelope(queue, queue_id)
+            except (OSError, ValueError):
+                continue  # moved or being written right now
+            last_error = next((r.last_error for r in env.recipients if r.last_error), None)
+            rows.append((queue, queue_id, _age(now - env.received_at), env.sender or "<>",
+                         ",".join(r.address for r in env.recipients), env.size, env.attempts,
+                         env.hold_reason or last_error or ""))
+    header = ("QUEUE", "ID", "AGE", "SENDER", "RECIPIENTS", "SIZE", "ATTEMPTS", "LAST ERROR")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
+def _queue_setup(parser) -> None:
+    parser.add_argument("action", choices=("list", "reprocess", "drop", "forward"))
+    parser.add_argument("queue", nargs="?", help="list: fast | slow | hold (default: all); "
+                        "forward: the ADDRESS")
+    parser.add_argument("--hold", action="store_true", help="act on the hold queue")
+    parser.add_argument("--subject", help="forward: subject of the copies")
+    parser.add_argument("--id", dest="ids", action="append", help="only this message "
+                        "(repeatable; default: every message in the hold queue)")
+    parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the core")
+    parser.add_argument("--no-wait", action="store_true", help="queue the request and return")
+
+
+def _queue_run(args) -> int:
+    if args.action == "forward":
+        args.address = args.queue
+        if not args.address:
+            raise CommandFailed("forward needs an ADDRESS", 2)
+    elif args.action == "list":
+        if args.queue not in (None, "fast", "slow", "hold"):
+            raise CommandFailed("queue: must be one of fast, slow, hold", 2)
+    return queue_command(args)
+
+
+register("core", "start the core (SMTP, pipeline, delivery)", lambda p: None, serve_core)
+register("run", "start core and console, supervised", lambda p: None, supervise)
+register("queue", "list and act on queued messages", _queue_setup, _queue_run)

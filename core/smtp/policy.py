@@ -1,0 +1,108 @@
+"""SMTP-time policy (SPEC §5 step 1): what the session asks before it answers MAIL and RCPT.
+
+Each check is a small pure function of (facts, settings snapshot) returning a `Refusal` or
+None; the session turns a refusal into its reply and a `rejected` event naming the rule.
+They never touch sockets or SQLite. Relay entries that name hosts need the client's PTR name,
+which the session looks up once per connection (only when such entries exist) and passes in.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Mapping
+
+from core.smtp import replies as R
+from core.smtp.replies import Reply
+from shared.wildcard import matches
+
+__all__ = ["Refusal", "check_recipient", "check_sender", "is_local_domain",
+           "relay_allowed", "relay_needs_ptr", "MIN_FREE_DISK_FRACTION", "max_message_octets"]
+
+MIN_FREE_DISK_FRACTION = 0.05  # SPEC §3 size: refuse with 452 4.3.1 under 5% free
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Refusal:
+    reply: Reply
+    rule: str      # the setting or rule that fired, for the event
+    reason: str
+
+
+def max_message_octets(settings: Mapping) -> int | None:
+    return settings["size.max_mb"] * MIB if settings["size.enabled"] else None
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower().rstrip(".")
+
+
+def is_local_domain(domain: str, settings: Mapping) -> bool:
+    """A destination is local when routing.local has an entry matching its domain."""
+    return any(matches(entry["match"], domain) for entry in settings["routing.local"])
+
+
+def relay_needs_ptr(settings: Mapping) -> bool:
+    return settings["relay.mode"] == "deny_except" and any(
+        _is_host_entry(entry) for entry in settings["relay.allowed"])
+
+
+def _is_host_entry(entry: str) -> bool:
+    if entry.replace(".", "").replace("*", "").isdigit():
+        return False
+    try:
+        ipaddress.ip_network(entry, strict=False)
+        return False
+    except ValueError:
+        return True
+
+
+def relay_allowed(client_ip: str, client_ptr: str | None, settings: Mapping) -> bool:
+    """relay.allowed: IPs, CIDRs, `1.2.3.*`, host names and `*.domain` (via the PTR name)."""
+    if settings["relay.mode"] == "allow":
+        return True
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    for entry in settings["relay.allowed"]:
+        if "/" in entry:
+            if address in ipaddress.ip_network(entry, strict=False):
+                return True
+        elif "*" in entry and entry[0].isdigit() or entry == "*":
+            if address.version == 4 and matches(entry, str(address)):
+                return True
+        elif not _is_host_entry(entry):
+            if address == ipaddress.ip_address(entry):
+                return True
+        elif client_ptr and matches(entry, client_ptr.rstrip(".")):
+            return True
+    return False
+
+
+def check_sender(size_declared: int | None, disk_free_fraction: float,
+                 settings: Mapping) -> Refusal | None:
+    if disk_free_fraction < MIN_FREE_DISK_FRACTION:
+        return Refusal(R.R452_INSUFFICIENT_STORAGE, "spool.disk_free",
+                       f"spool file system {disk_free_fraction:.1%} free")
+    limit = max_message_octets(settings)
+    if limit is not None and size_declared is not None and size_declared > limit:
+        return Refusal(R.R552_SIZE_EXCEEDED, "size.max_mb",
+                       f"declared size {size_declared} over {limit}")
+    return None
+
+
+def check_recipient(address: str, client_ip: str, client_ptr: str | None,
+                    settings: Mapping) -> Refusal | None:
+    if settings["address_chars.enabled"]:
+        bad = [ch for ch in settings["address_chars.chars"] if ch in address]
+        if bad:
+            return Refusal(R.R553_BAD_ADDRESS_CHARS, "address_chars.chars",
+                           f"recipient contains {''.join(bad)!r}")
+    domain = domain_of(address) if "@" in address else ""
+    if domain and not is_local_domain(domain, settings) \
+            and not relay_allowed(client_ip, client_ptr, settings):
+        return Refusal(R.R550_RELAY_DENIED, "relay.allowed",
+                       f"relay to {domain} denied for {client_ip}")
+    return None

@@ -1,0 +1,412 @@
+"""The trio SMTP listener: sockets, limits, timeouts and TLS around the sans-IO protocol.
+
+Rules:
+- At most `smtp.max_incoming` sessions are served at once; further connections are accepted
+  by the kernel and wait for a slot (SPEC §4: queued, not refused).
+- Every read has a deadline from trio's clock: 5 minutes between commands, 10 minutes idle in
+  DATA, 30 minutes for a whole DATA phase (SPEC §4) → 421 4.4.2 and close.
+- 250 after DATA only when `GroupCommitter.commit` returned: message and envelope fsync'd,
+  renamed into fast/, directory fsync'd (ARCHITECTURE invariant 1).
+- A client that vanishes mid-DATA leaves nothing queued: the incoming entry is aborted.
+- Exceptions stop at the session boundary: an event, 421 if the socket still works, close.
+  Exception text never goes into a reply.
+- The listener follows `smtp.port`/`smtp.listen`: a change rebinds within the settings poll.
+"""
+
+from __future__ import annotations
+
+import errno
+import secrets
+import socket
+import ssl
+import time
+from email.utils import formatdate
+from typing import Callable, Mapping
+
+import trio
+
+from core.smtp import replies as R
+from core.smtp.conversation import ConversationLog
+from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
+                              DataRequested, Ehlo, MailFrom, ProtocolViolation, Quit, RcptTo,
+                              Rset, StartTlsRequested)
+from core.smtp.policy import (check_recipient, check_sender, max_message_octets,
+                              relay_needs_ptr)
+from core.smtp.protocol import ServerConnection
+from core.smtp.state import State
+from shared.events import Action
+from shared.spool import Envelope, new_queue_id
+
+__all__ = ["SmtpServer", "GroupCommitter", "COMMAND_IDLE_SECONDS", "DATA_IDLE_SECONDS",
+           "DATA_TOTAL_SECONDS"]
+
+COMMAND_IDLE_SECONDS = 5 * 60   # SPEC §4 / RFC 5321 §4.5.3.2.7
+DATA_IDLE_SECONDS = 10 * 60     # SPEC §4 / RFC 5321 §4.5.3.2.6
+DATA_TOTAL_SECONDS = 30 * 60    # SPEC §4: overall limit on a slow sender
+TLS_HANDSHAKE_SECONDS = 60
+READ_OCTETS = 64 * 1024
+SHUTDOWN_GRACE_SECONDS = 5
+
+
+class GroupCommitter:
+    """Commits prepared messages into fast/ in batches: one directory fsync for all the
+    messages that finished while the previous batch was being committed."""
+
+    def __init__(self, spool):
+        self.spool = spool
+        self._pending: list = []
+        self._waiters: list[trio.Event] = []
+        self._wakeup = trio.Event()
+        self._results: dict[int, BaseException | None] = {}
+
+    async def commit(self, prepared) -> None:
+        done = trio.Event()
+        self._pending.append(prepared)
+        self._waiters.append(done)
+        self._wakeup.set()
+        with trio.CancelScope(shield=True):  # the commit happens whether or not we wait
+            await done.wait()
+        error = self._results.pop(id(done))
+        if error is not None:
+            raise error
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            batch, waiters = self._pending, self._waiters
+            self._pending, self._waiters = [], []
+            if not batch:
+                continue
+            try:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self.spool.commit, batch)
+                error = None
+            except OSError as exc:
+                error = exc
+            for done in waiters:
+                self._results[id(done)] = error
+                done.set()
+
+
+class SmtpServer:
+    def __init__(self, *, settings: Callable[[], Mapping], spool, committer: GroupCommitter,
+                 events, counters, clock, on_accepted: Callable[[str], None],
+                 ssl_context: Callable[[], ssl.SSLContext | None], diagnostics_dir,
+                 resolver=None, hostname: Callable[[], str]):
+        self.settings = settings
+        self.spool = spool
+        self.committer = committer
+        self.events = events
+        self.counters = counters
+        self.clock = clock
+        self.on_accepted = on_accepted
+        self.ssl_context = ssl_context
+        self.diagnostics_dir = diagnostics_dir
+        self.resolver = resolver
+        self.hostname = hostname
+        self.limiter = trio.CapacityLimiter(settings()["smtp.max_incoming"])
+        self.active = 0
+        self.max_active_seen = 0
+        self.bound: list[tuple[str, int]] = []
+        self._rebind = trio.Event()
+
+    # --- listeners ---------------------------------------------------------------------
+    def settings_changed(self, old: Mapping, new: Mapping) -> None:
+        self.limiter.total_tokens = new["smtp.max_incoming"]
+        if (old["smtp.port"], old["smtp.listen"]) != (new["smtp.port"], new["smtp.listen"]):
+            self._rebind.set()
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled; sessions get a grace period at shutdown."""
+        async with trio.open_nursery() as sessions:
+            first = True
+            while True:
+                listeners = await self._open_listeners()
+                self.bound = [l.socket.getsockname()[:2] for l in listeners]
+                if first:
+                    task_status.started(self.bound)
+                    first = False
+                try:
+                    async with trio.open_nursery() as accepting:
+                        for listener in listeners:
+                            accepting.start_soon(self._accept_loop, listener, sessions)
+                        await self._rebind.wait()
+                        self._rebind = trio.Event()
+                        accepting.cancel_scope.cancel()
+                finally:
+                    for listener in listeners:
+                        with trio.CancelScope(shield=True):
+                            await listener.aclose()
+
+    async def _open_listeners(self) -> list[trio.SocketListener]:
+        s = self.settings()
+        port = s["smtp.port"]
+        listeners = []
+        for host in s["smtp.listen"]:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = trio.socket.socket(family, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                await sock.bind((host, port))
+            except OSError as exc:
+                sock.close()
+                if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6:
+                    continue  # a host without IPv6: serve IPv4 only
+                raise
+            sock.listen(256)
+            listeners.append(trio.SocketListener(sock))
+        if not listeners:
+            raise OSError(f"no SMTP listener could be opened on {s['smtp.listen']}")
+        return listeners
+
+    async def _accept_loop(self, listener, sessions: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    await trio.sleep(0.1)  # out of descriptors: back off, keep listening
+                    continue
+                raise
+            sessions.start_soon(self._session, stream)
+
+    # --- one session -------------------------------------------------------------------
+    async def _session(self, stream: trio.SocketStream) -> None:
+        peer = stream.socket.getpeername()
+        client_ip = peer[0]
+        async with self.limiter:
+            self.active += 1
+            self.max_active_seen = max(self.max_active_seen, self.active)
+            try:
+                session = _Session(self, stream, client_ip)
+                await session.run()
+            finally:
+                self.active -= 1
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+
+
+class _Session:
+    def __init__(self, server: SmtpServer, stream, client_ip: str):
+        self.server = server
+        self.stream = stream
+        self.client_ip = client_ip
+        self.settings = server.settings()  # one snapshot per session (invariant 5)
+        self.connection_id = secrets.token_hex(6)
+        self.hostname = server.hostname()
+        self.log = ConversationLog(self.settings, "inbound", self.connection_id, client_ip)
+        limit = max_message_octets(self.settings)
+        tls_ok = self.settings["smtp.tls.inbound"] == "offer" and server.ssl_context() is not None
+        self.conn = ServerConnection(self.hostname, max_message_octets=limit,
+                                     tls_available=tls_ok, size_advertised=limit)
+        self.helo = ""
+        self.client_ptr: str | None = None
+        self.sender: str | None = None
+        self.mail_params: dict = {}
+        self.recipients: list[str] = []
+        self.incoming = None
+        self.queue_id: str | None = None
+        self.deadline_total: float | None = None
+
+    def record(self, action: Action, **fields) -> None:
+        self.server.events.record(action, connection_id=self.connection_id,
+                                  client_ip=self.client_ip, **fields)
+
+    async def write(self, data: bytes) -> None:
+        if data:
+            self.log.server(data)
+            await self.stream.send_all(data)
+
+    async def run(self) -> None:
+        server = self.server
+        server.counters.incr("connections")
+        self.record(Action.CONNECTION_FROM)
+        try:
+            if self.settings["delivery.reject_incoming"]:
+                await self.write(self.conn.send(R.R421_SERVICE_NOT_AVAILABLE))
+                server.counters.incr("rejected")
+                self.record(Action.REJECTED, rule="delivery.reject_incoming",
+                            info="incoming mail refused (421)")
+                return
+            if relay_needs_ptr(self.settings) and server.resolver is not None:
+                self.client_ptr = await server.resolver.ptr(self.client_ip)
+            await self.write(self.conn.send(R.R220_READY(self.hostname)))
+            await self._loop()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError,
+                ssl.SSLError):
+            self.log.error("communication", "connection lost")
+        except trio.TooSlowError:
+            self.log.error("communication", "timeout")
+            with trio.move_on_after(5):
+                try:
+                    await self.write(self.conn.send(R.R421_TIMEOUT))
+                except Exception:
+                    pass
+        except Exception as exc:  # session boundary: never a traceback to the client
+            self.log.error("local", f"{type(exc).__name__}")
+            self.record(Action.CONNECTION_CLOSED, result="error",
+                        info=f"internal error: {type(exc).__name__}: {exc}")
+            with trio.move_on_after(5):
+                try:
+                    await self.write(R.R451_LOCAL_ERROR.to_bytes())
+                except Exception:
+                    pass
+        finally:
+            if self.incoming is not None:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self.incoming.abort)
+                self.incoming = None
+            self.record(Action.DISCONNECTED)
+            with trio.CancelScope(shield=True):
+                await self.log.close(self.server.diagnostics_dir)
+
+    def _read_timeout(self) -> float:
+        if self.conn.state is State.DATA:
+            remaining = self.deadline_total - trio.current_time()
+            return max(0.0, min(DATA_IDLE_SECONDS, remaining))
+        return COMMAND_IDLE_SECONDS
+
+    async def _loop(self) -> None:
+        conn = self.conn
+        while conn.state is not State.CLOSED:
+            event = conn.next_event()
+            await self.write(conn.data_to_send())
+            if event is NEED_DATA:
+                with trio.fail_after(self._read_timeout()):
+                    data = await self.stream.receive_some(READ_OCTETS)
+                if not data:
+                    conn.receive_data(b"")
+                    continue
+                self.log.client(data, conn.state is State.DATA)
+                conn.receive_data(data)
+                continue
+            await self._handle(event)
+        await self.write(conn.data_to_send())
+
+    async def _handle(self, event) -> None:
+        conn = self.conn
+        if isinstance(event, DataChunk):
+            self.incoming.write(event.data)
+        elif isinstance(event, Ehlo):
+            self.helo = event.name
+            await self._reset()
+        elif isinstance(event, MailFrom):
+            await self._reset()
+            refusal = check_sender(event.params.get("SIZE"),
+                                   self.server.spool.disk_free_fraction(), self.settings)
+            if refusal:
+                await self._refuse(refusal)
+            else:
+                self.sender = event.address
+                self.mail_params = event.params
+                await self.write(conn.send(R.R250_SENDER_OK))
+        elif isinstance(event, RcptTo):
+            refusal = check_recipient(event.address, self.client_ip, self.client_ptr,
+                                      self.settings)
+            if refusal:
+                await self._refuse(refusal, recipient=event.address)
+            else:
+                self.recipients.append(event.address)
+                await self.write(conn.send(R.R250_RECIPIENT_OK))
+        elif isinstance(event, DataRequested):
+            await self._start_data()
+        elif isinstance(event, DataComplete):
+            await self._finish_data(event)
+        elif isinstance(event, Rset):
+            await self._reset()
+        elif isinstance(event, StartTlsRequested):
+            await self._start_tls()
+        elif isinstance(event, ProtocolViolation):
+            self.server.counters.incr("protocol_violations")
+            self.log.error("protocol", event.detail)
+            self.record(Action.PROTOCOL_VIOLATION, rule=str(event.kind), info=event.detail,
+                        result=str(event.reply.code) if event.reply else None)
+        elif isinstance(event, (Quit, ConnectionClosed)):
+            pass
+
+    async def _refuse(self, refusal, recipient: str | None = None) -> None:
+        self.server.counters.incr("rejected")
+        self.record(Action.REJECTED, sender=self.sender,
+                    recipients=[recipient] if recipient else (), rule=refusal.rule,
+                    info=refusal.reason, result=str(refusal.reply.code))
+        await self.write(self.conn.send(refusal.reply))
+
+    async def _reset(self) -> None:
+        if self.incoming is not None:
+            incoming, self.incoming = self.incoming, None
+            await trio.to_thread.run_sync(incoming.abort)
+        self.sender, self.mail_params, self.recipients = None, {}, []
+
+    async def _start_data(self) -> None:
+        self.queue_id = new_queue_id()
+        self.incoming = await trio.to_thread.run_sync(self.server.spool.open_incoming,
+                                                      self.queue_id)
+        self.incoming.write(self._received_header())
+        self.deadline_total = trio.current_time() + DATA_TOTAL_SECONDS
+        await self.write(self.conn.send(R.R354_START_DATA))
+
+    def _received_header(self) -> bytes:
+        with_ = "ESMTPS" if self.conn.is_tls else "ESMTP"
+        ptr = f"{self.client_ptr} " if self.client_ptr else ""
+        rcpt = f"\r\n\tfor <{self.recipients[0]}>" if len(self.recipients) == 1 else ""
+        text = (f"Received: from {self.helo or 'unknown'} ({ptr}[{self.client_ip}])\r\n"
+                f"\tby {self.hostname} (Mailmoat) with {with_} id {self.queue_id}{rcpt};\r\n"
+                f"\t{formatdate(self.server.clock.now())}\r\n")
+        return text.encode("utf-8", "replace")
+
+    async def _finish_data(self, event: DataComplete) -> None:
+        incoming, self.incoming = self.incoming, None
+        server = self.server
+        if event.line_too_long or event.size_exceeded:
+            await trio.to_thread.run_sync(incoming.abort)
+            reply = R.R554_LINE_TOO_LONG_IN_DATA if event.line_too_long else R.R552_SIZE_EXCEEDED
+            rule = "smtp.max_text_line" if event.line_too_long else "size.max_mb"
+            server.counters.incr("rejected")
+            self.record(Action.REJECTED, sender=self.sender, recipients=self.recipients,
+                        size=event.size, rule=rule, result=str(reply.code))
+            self.log.error("protocol", rule)
+            await self.write(self.conn.send(reply))
+            self.sender, self.recipients = None, []
+            return
+        envelope = Envelope.new(
+            self.queue_id, self.sender or "", self.recipients, clock=server.clock.now,
+            client_ip=self.client_ip, client_helo=self.helo, connection_id=self.connection_id,
+            body="8BITMIME" if self.mail_params.get("BODY") == "8BITMIME" else "7BIT",
+            smtputf8=bool(self.mail_params.get("SMTPUTF8")))
+        try:
+            with trio.CancelScope(shield=True):
+                prepared = await trio.to_thread.run_sync(incoming.prepare, envelope)
+                await server.committer.commit(prepared)
+        except OSError as exc:
+            await trio.to_thread.run_sync(incoming.abort)
+            self.log.error("local", f"spool write failed: {exc.strerror}")
+            self.record(Action.REJECTED, sender=self.sender, recipients=self.recipients,
+                        rule="spool", info=f"spool write failed: {exc.strerror}",
+                        result="452")
+            await self.write(self.conn.send(R.R452_INSUFFICIENT_STORAGE
+                                            if exc.errno == errno.ENOSPC else R.R451_LOCAL_ERROR))
+            return
+        server.counters.incr("accepted")
+        server.counters.incr("bytes_received", envelope.size)
+        self.record(Action.ACCEPTED, queue_id=self.queue_id, sender=envelope.sender,
+                    recipients=self.recipients, size=envelope.size)
+        await self.write(self.conn.send(R.R250_QUEUED(self.queue_id)))
+        server.on_accepted(self.queue_id)
+        self.sender, self.recipients = None, []
+
+    async def _start_tls(self) -> None:
+        context = self.server.ssl_context()
+        if context is None or self.conn.is_tls:
+            await self.write(self.conn.send(R.R454_TLS_NOT_AVAILABLE))
+            return
+        await self.write(self.conn.send(R.R220_READY_TO_START_TLS))
+        tls_stream = trio.SSLStream(self.stream, context, server_side=True)
+        with trio.fail_after(TLS_HANDSHAKE_SECONDS):
+            await tls_stream.do_handshake()
+        self.stream = tls_stream
+        self.conn.start_tls_done()
+        self.helo = ""

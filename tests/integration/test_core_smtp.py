@@ -1,0 +1,278 @@
+"""The core end to end: real SMTP clients → the core on loopback → a sink SMTP server.
+
+The core runs in-process under pytest-trio (run_core in the test's nursery); clients are
+Python's smtplib in a worker thread and raw sockets. Every home routes only to loopback.
+"""
+
+from __future__ import annotations
+
+import email
+import smtplib
+import socket
+import ssl
+from email.message import EmailMessage
+
+import pytest
+import trio
+
+from core.app import run_core
+from shared import db
+from shared.events import Action
+from tests.support.core import make_home, set_settings
+from tests.support.sink import Sink
+
+pytestmark = pytest.mark.trio
+
+
+def _message(subject="Hello", to="user@local.test", body="Body line\n.leading dot\n"):
+    msg = EmailMessage()
+    msg["From"] = "sender@client.test"
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{subject.replace(' ', '-')}@client.test>"
+    msg.set_content(body)
+    return msg
+
+
+def _send(port, msg, sender="sender@client.test", recipients=("user@local.test",), **kw):
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        return client.send_message(msg, from_addr=sender, to_addrs=list(recipients), **kw)
+
+
+def _events(home, action):
+    conn = db.connect(home.db)
+    try:
+        return conn.execute("SELECT * FROM events WHERE action = ? ORDER BY id",
+                            (str(action),)).fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def sink():
+    with Sink() as s:
+        yield s
+
+
+@pytest.fixture
+def sink2():
+    with Sink() as s:
+        yield s
+
+
+async def _start(nursery, home):
+    return await nursery.start(run_core, home)
+
+
+async def _until(predicate, timeout=10.0):
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.02)
+
+
+async def test_message_to_local_domain_arrives_with_headers_and_received(tmp_path, sink,
+                                                                         nursery):
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+    await trio.to_thread.run_sync(_send, port, _message())
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    parsed = email.message_from_bytes(received.data)
+    assert parsed["Subject"] == "Hello"
+    assert parsed["Message-ID"] == "<Hello@client.test>"
+    assert parsed["Received"].startswith("from ")
+    assert "by mailmoat.test (Mailmoat)" in parsed["Received"]
+    assert b"\r\n.leading dot\r\n" in received.data  # dot-stuffing survived both hops
+    assert received.sender == "sender@client.test"
+    assert received.recipients == ["user@local.test"]
+    await core.events.aflush()
+    await _until(lambda: not list(home.queue("fast").iterdir()))
+    await core.events.aflush()
+    assert _events(home, Action.ACCEPTED)
+    assert _events(home, Action.DELIVERED)
+    core.cancel_scope.cancel()
+
+
+async def test_recipients_on_different_next_hops_are_tracked_separately(tmp_path, sink, sink2,
+                                                                        nursery):
+    home = make_home(tmp_path, routing__local=[
+        {"match": "one.test", "relay": "127.0.0.1", "port": sink.port},
+        {"match": "two.test", "relay": "127.0.0.1", "port": sink2.port}])
+    sink2.rcpt_replies = {"bad@two.test": (550, "5.1.1 no such user")}
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+    await trio.to_thread.run_sync(
+        lambda: _send(port, _message(to="a@one.test"),
+                      recipients=("a@one.test", "b@two.test", "bad@two.test")))
+    await trio.to_thread.run_sync(sink.wait_for, 1)
+    await trio.to_thread.run_sync(sink2.wait_for, 1)
+    assert sink.messages[0].recipients == ["a@one.test"]
+    assert sink2.messages[0].recipients == ["b@two.test"]
+    await _until(lambda: not list(home.queue("fast").iterdir()))
+    await core.events.aflush()
+    delivered = {row["recipients"] for row in _events(home, Action.DELIVERED)}
+    assert {"a@one.test", "b@two.test"} <= delivered
+    failed = [row["recipients"] for row in _events(home, Action.DELIVERY_FAILED)]
+    assert "bad@two.test" in failed
+    core.cancel_scope.cancel()
+
+
+async def test_relay_to_non_local_domain_is_refused_with_550(tmp_path, nursery):
+    home = make_home(tmp_path)
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+
+    def attempt():
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.ehlo("client.test")
+            client.mail("a@client.test")
+            return client.rcpt("someone@elsewhere.example")
+
+    code, text = await trio.to_thread.run_sync(attempt)
+    assert code == 550 and text.startswith(b"5.7.1")
+    await core.events.aflush()
+    [row] = _events(home, Action.REJECTED)
+    assert row["rule"] == "relay.allowed"
+    core.cancel_scope.cancel()
+
+
+async def test_reject_incoming_takes_effect_within_two_seconds(tmp_path, nursery):
+    home = make_home(tmp_path)
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+    set_settings(home, delivery__reject_incoming=True)
+
+    def greeting():
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            return sock.recv(512)
+
+    with trio.fail_after(4):  # 2 s design figure plus margin for a noisy machine
+        while not (await trio.to_thread.run_sync(greeting)).startswith(b"421"):
+            await trio.sleep(0.1)
+    core.cancel_scope.cancel()
+
+
+async def test_max_incoming_serves_all_clients_but_never_more_than_limit(tmp_path, sink,
+                                                                         nursery):
+    home = make_home(tmp_path, smtp__max_incoming=2, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+
+    def client(i):
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+            c.ehlo()
+            c.noop()
+            c.noop()
+            c.send_message(_message(subject=f"m{i}"), from_addr="a@client.test",
+                           to_addrs=["user@local.test"])
+
+    async with trio.open_nursery() as clients:
+        for i in range(5):
+            clients.start_soon(trio.to_thread.run_sync, client, i)
+    await trio.to_thread.run_sync(sink.wait_for, 5)
+    assert core.server.max_active_seen == 2
+    core.cancel_scope.cancel()
+
+
+async def test_inbound_starttls_with_smtplib(tmp_path, sink, nursery):
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+
+    def send_tls():
+        context = ssl.create_default_context(cafile=str(home.tls_cert))
+        context.check_hostname = False
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.ehlo()
+            assert client.has_extn("starttls")
+            client.starttls(context=context)
+            client.ehlo()
+            assert not client.has_extn("starttls")
+            client.send_message(_message(subject="tls"), from_addr="a@client.test",
+                                to_addrs=["user@local.test"])
+
+    await trio.to_thread.run_sync(send_tls)
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert "with ESMTPS" in email.message_from_bytes(received.data)["Received"]
+    core.cancel_scope.cancel()
+
+
+async def test_size_limit_refused_at_mail_and_after_data(tmp_path, nursery):
+    home = make_home(tmp_path, size__enabled=True, size__max_mb=1, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": 9}])
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+
+    def attempt():
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.ehlo()
+            assert client.esmtp_features["size"] == str(1 << 20)
+            declared = client.mail("a@client.test", [f"SIZE={2 << 20}"])
+            client.rset()
+            client.mail("a@client.test")
+            client.rcpt("user@local.test")
+            client.putcmd("data")
+            client.getreply()
+            client.send(b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 1100 + b".\r\n")
+            after_data = client.getreply()
+            return declared, after_data
+
+    declared, after_data = await trio.to_thread.run_sync(attempt)
+    assert declared[0] == 552 and declared[1].startswith(b"5.3.4")
+    assert after_data[0] == 552
+    assert not list(home.queue("fast").iterdir())
+    core.cancel_scope.cancel()
+
+
+async def test_client_vanishing_mid_data_queues_nothing(tmp_path, nursery):
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": 9}])
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+
+    def vanish():
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.recv(512)
+        sock.sendall(b"EHLO x\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<user@local.test>\r\n"
+                     b"DATA\r\n")
+        data = b""
+        while b"354" not in data:
+            data += sock.recv(4096)
+        sock.sendall(b"Subject: half\r\n\r\nonly half of the mess")
+        sock.close()
+
+    await trio.to_thread.run_sync(vanish)
+    await _until(lambda: not list(home.queue("incoming").iterdir()))
+    assert not list(home.queue("fast").iterdir())
+    assert core.counters.values["accepted"] == 0
+    core.cancel_scope.cancel()
+
+
+async def test_conversation_log_written_when_enabled(tmp_path, sink, nursery):
+    home = make_home(tmp_path, diagnostics__conversation__inbound="all",
+                     diagnostics__conversation__data="summarize", routing__local=[
+                         {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+    await trio.to_thread.run_sync(_send, port, _message())
+    await trio.to_thread.run_sync(sink.wait_for, 1)
+    await _until(lambda: any(p.name.startswith("inbound-") for p in home.diagnostics.iterdir()))
+    [log] = [p for p in home.diagnostics.iterdir() if p.name.startswith("inbound-")]
+    text = log.read_text()
+    assert "C: MAIL FROM:<sender@client.test>" in text
+    assert "S: 250" in text
+    assert "<message data," in text and "Body line" not in text
+    core.cancel_scope.cancel()
+
+
+async def test_conversation_log_off_writes_nothing(tmp_path, sink, nursery):
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    core = await _start(nursery, home)
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], _message())
+    await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert not [p for p in home.diagnostics.iterdir() if p.name.startswith("inbound-")]
+    core.cancel_scope.cancel()

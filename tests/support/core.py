@@ -1,0 +1,120 @@
+"""Test homes and core processes: a real data home in a temp folder, pinned to loopback.
+
+Every home made here routes mail only to loopback sinks and asks only the loopback DNS server
+it is given (or a closed loopback port): nothing a test does can leave the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shared import db
+from shared.home import initialise
+from shared.paths import DataHome
+from shared.settings_store import apply_changes
+
+__all__ = ["free_port", "make_home", "set_settings", "CoreProcess", "ADMIN_PASSWORD",
+           "DEAD_RESOLVER"]
+
+ADMIN_PASSWORD = "Secret-Test-1"
+DEAD_RESOLVER = "127.0.0.1:9"  # discard port: nothing answers, lookups time out locally
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def set_settings(home: DataHome, **changes) -> None:
+    """Apply settings through the shared store (validated), as the console and CLI do.
+    Keyword names use `__` for dots: smtp__port=2525."""
+    conn = db.connect(home.db)
+    try:
+        apply_changes(conn, {k.replace("__", "."): v for k, v in changes.items()})
+    finally:
+        conn.close()
+
+
+def make_home(root: Path, **changes) -> DataHome:
+    home = DataHome(Path(root))
+    initialise(home, ADMIN_PASSWORD)
+    base = {
+        "smtp.port": free_port(), "smtp.listen": ["127.0.0.1"], "smtp.hostname": "mailmoat.test",
+        "http.port": free_port(), "https.port": free_port(),
+        "dns.resolvers": [DEAD_RESOLVER], "dns.timeout_seconds": 1,
+        "delivery.retry_initial_seconds": 1, "delivery.retry_max_seconds": 2,
+    }
+    base.update({k.replace("__", "."): v for k, v in changes.items()})
+    conn = db.connect(home.db)
+    try:
+        apply_changes(conn, base)
+    finally:
+        conn.close()
+    return home
+
+
+class CoreProcess:
+    """`mailmoat core` as a real child process."""
+
+    def __init__(self, home: DataHome, *, prefix: list[str] | None = None, env=None):
+        self.home = home
+        self.prefix = prefix or []
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def smtp_port(self) -> int:
+        from shared.settings_store import load
+        conn = db.connect(self.home.db)
+        try:
+            return load(conn)["smtp.port"]
+        finally:
+            conn.close()
+
+    def start(self, timeout: float = 20.0) -> "CoreProcess":
+        command = [*self.prefix, sys.executable, "-m", "shared.cli", "core",
+                   "--home", str(self.home.root)]
+        self.log = open(self.home.root / "core-test.log", "ab")
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
+                                        env=self.env)
+        port = self.smtp_port
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"core exited with {self.process.returncode}: "
+                                   + (self.home.root / "core-test.log").read_text()[-2000:])
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("core did not start listening")
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *_exc):
+        self.stop()
+        self.log.close()
