@@ -28,19 +28,20 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import dns.asyncresolver
 import dns.exception
 import dns.nameserver
 import dns.resolver
+import dns.reversename
 import trio
 
 from core.delivery.routing import NextHop
 
-__all__ = ["Candidate", "LookupFailed", "candidates", "make_resolver", "parse_resolver",
-           "MAX_MX_HOSTS"]
+__all__ = ["Candidate", "LookupFailed", "Resolver", "candidates", "make_resolver",
+           "parse_resolver", "order_mx", "MAX_MX_HOSTS"]
 
 MAX_MX_HOSTS = 10                 # Postfix tries 5 addresses; 10 hosts is plenty
 TRIO_DEADLINE_MARGIN_SECONDS = 1  # the backstop above dnspython's own lifetime
@@ -91,6 +92,52 @@ def make_resolver(settings: Mapping) -> dns.asyncresolver.Resolver:
     resolver.timeout = timeout
     resolver.cache = None
     return resolver
+
+
+class Resolver:
+    """The core's DNS access, shared by delivery and SMTP-time policy (PTR, RBL).
+
+    `settings` is the settings callable; the dnspython resolver is rebuilt when
+    `dns.resolvers` or `dns.timeout_seconds` change.
+    """
+
+    def __init__(self, settings: Callable[[], Mapping], *, rng: random.Random | None = None):
+        self._settings = settings
+        self._rng = rng or random.Random()
+        self._key: tuple | None = None
+        self._resolver: dns.asyncresolver.Resolver | None = None
+
+    def resolver(self, settings: Mapping | None = None) -> dns.asyncresolver.Resolver:
+        settings = settings if settings is not None else self._settings()
+        key = (tuple(settings.get("dns.resolvers") or ()), settings.get("dns.timeout_seconds"))
+        if key != self._key or self._resolver is None:
+            self._resolver, self._key = make_resolver(settings), key
+        return self._resolver
+
+    async def candidates(self, hop: NextHop, settings: Mapping | None = None) -> list[Candidate]:
+        """See the module function `candidates`; raises LookupFailed."""
+        settings = settings if settings is not None else self._settings()
+        return await candidates(hop, settings, rng=self._rng, resolver=self.resolver(settings))
+
+    async def ptr(self, ip: str) -> str | None:
+        """The PTR name of *ip* (no final dot), or None when there is none or DNS fails."""
+        try:
+            name = dns.reversename.from_address(ip)
+            answer = await _query(self.resolver(), str(name), "PTR")
+        except (LookupFailed, dns.resolver.NXDOMAIN, dns.exception.DNSException, ValueError):
+            return None
+        if answer is None or not len(answer):
+            return None
+        return str(answer[0].target).rstrip(".").lower()
+
+    async def addresses(self, host: str) -> tuple[str, ...]:
+        """IPv4 then IPv6 addresses of *host*; raises LookupFailed (NXDOMAIN is permanent)."""
+        return await _addresses(host, self.resolver())
+
+    async def lookup(self, name: str, rdtype: str):
+        """A raw answer for RBL/TXT-style lookups: None for NODATA; NXDOMAIN propagates as
+        dns.resolver.NXDOMAIN; other failures raise LookupFailed (temporary)."""
+        return await _query(self.resolver(), name, rdtype)
 
 
 async def candidates(hop: NextHop, settings: Mapping, *,

@@ -1,0 +1,231 @@
+"""Delivering one message to one next hop: the trio driver of the sans-IO SMTP client.
+
+What this module owns
+    `Deliverer.deliver(hop, envelope, recipients, message_path)` -> one `RecipientResult`
+    per recipient. It resolves the hop (core/delivery/mx.py), borrows a connection from the
+    pool (core/delivery/pool.py: `smtp.max_outgoing`, reuse per next hop with RSET between
+    messages), speaks SMTP through `core.smtp.client.ClientConnection` and streams the
+    message file. It only moves bytes and time; what the replies mean is the client's.
+
+Rules
+    1. Candidates (MX hosts by preference, each address in order) are tried in turn while
+       *connecting* fails: refused/unreachable/timeout, a greeting other than 220, a failed
+       EHLO/HELO, or TLS required but impossible. Once MAIL is sent the answer of that host
+       stands: 2xx delivered, 4xx deferred, 5xx failed, per recipient (Transaction.outcomes).
+       A connection lost mid-transaction defers every recipient not yet decided.
+    2. `smtp.tls.outbound`: "off" never sends STARTTLS. "opportunistic" uses STARTTLS when
+       offered, without certificate verification (RFC 7435: self-signed certificates are the
+       norm between MTAs, and an unverified TLS session still beats plain text); a failed
+       handshake leaves the connection unusable (RFC 3207 §4.1), so we reconnect to the same
+       address without TLS. "required" delivers only over TLS (also unverified — encryption,
+       not authentication: we have no MTA-STS/DANE policy to verify against) and otherwise
+       defers with "TLS required" in the error.
+    3. Every read and write has a deadline from trio's clock — RFC 5321 §4.5.3.2 values,
+       named below. A deadline hit is a connection failure, never a hang.
+    4. Exceptions are caught at one boundary, per delivery attempt: the recipients still
+       undecided are deferred with the error text; the message is never lost (the queue
+       manager keeps it). A bug (LocalProtocolError) is deferred too, and logged in the text.
+    5. Events: CONNECTED_TO for every new connection. Per-recipient events (DELIVERED,
+       DEFERRED, DELIVERY_FAILED) and counters are the queue manager's, which knows the message.
+    6. Outbound conversation logs (`diagnostics.conversation.outbound`) use the same
+       `ConversationLog` as inbound sessions, one file per connection.
+
+Never: keep a message in memory (it is streamed in MESSAGE_CHUNK_OCTETS pieces), read the
+wall clock for a timeout, or let a connection outlive its pool token.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import ssl
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from core.delivery.mx import Candidate, LookupFailed, Resolver
+from core.delivery.pool import IDLE_CONNECTION_SECONDS, REAP_INTERVAL_SECONDS, ConnectionPool
+from core.delivery.routing import NextHop
+from core.delivery.session import (DeliveryError, Session, Timeouts, close_session,
+                                   open_session, reply_text, reset_session, run_transaction)
+from shared.clock import SYSTEM_CLOCK, WallClock
+from shared.events import Action
+from shared.spool import Envelope
+
+__all__ = ["Deliverer", "RecipientResult", "Timeouts", "DeliveryError", "unverified_tls_context",
+           "MAX_RECIPIENTS_PER_TRANSACTION"]
+
+# RFC 5321 §4.5.3.1.8: a server must take at least 100 recipients per transaction.
+MAX_RECIPIENTS_PER_TRANSACTION = 100
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    """The outcome for one recipient at one next hop."""
+    address: str
+    outcome: str                    # "delivered" | "deferred" | "failed"
+    text: str                       # the deciding reply ("550 5.1.1 no such user") or our error
+    status: str                     # RFC 3463 status for DSNs ("2.0.0", "4.4.1", "5.1.1")
+    remote_mta: str | None = None
+    is_remote_reply: bool = False   # text is an SMTP reply of the remote host
+
+
+def _machine_hostname() -> str:
+    from shared.home import machine_hostname
+    return machine_hostname()
+
+
+class Deliverer:
+    """Delivers messages over SMTP. Start `run` in a nursery for idle-connection upkeep."""
+
+    def __init__(self, *, settings: Callable[[], Mapping], events, clock: WallClock = SYSTEM_CLOCK,
+                 resolver: Resolver | None = None, hostname: Callable[[], str] | None = None,
+                 diagnostics_dir: Path | None = None, tls_context: ssl.SSLContext | None = None,
+                 timeouts: Timeouts | None = None,
+                 idle_seconds: float = IDLE_CONNECTION_SECONDS) -> None:
+        self.settings = settings
+        self.events = events
+        self.clock = clock
+        self.resolver = resolver or Resolver(settings)
+        self.hostname = hostname or (lambda: settings()["smtp.hostname"] or _machine_hostname())
+        self.diagnostics_dir = Path(diagnostics_dir) if diagnostics_dir else None
+        self.tls_context = tls_context or unverified_tls_context()
+        self.timeouts = timeouts or Timeouts()
+        self.idle_seconds = idle_seconds
+        self.pool = ConnectionPool(int(settings()["smtp.max_outgoing"]), self._close)
+        self._ids = itertools.count(1)
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Close idle connections after `idle_seconds`; close them all when cancelled."""
+        task_status.started()
+        try:
+            while True:
+                await trio.sleep(REAP_INTERVAL_SECONDS)
+                self.pool.set_limit(int(self.settings()["smtp.max_outgoing"]))
+                await self.pool.reap(self.idle_seconds)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self.pool.close_all()
+
+    # --- delivering --------------------------------------------------------------------------
+    async def deliver(self, hop: NextHop, envelope: Envelope, recipients: Sequence[str],
+                      message_path: Path, settings: Mapping | None = None
+                      ) -> list[RecipientResult]:
+        """Deliver *message_path* to *recipients* (all routed to *hop*); never raises
+        except trio.Cancelled. Returns one result per recipient, in order."""
+        settings = settings if settings is not None else self.settings()
+        self.pool.set_limit(int(settings["smtp.max_outgoing"]))
+        try:
+            found = await self.resolver.candidates(hop, settings)
+        except LookupFailed as failure:
+            outcome = "failed" if failure.is_permanent else "deferred"
+            return [RecipientResult(r, outcome, failure.text, failure.status) for r in recipients]
+        mode = settings["smtp.tls.outbound"]
+        results: dict[str, RecipientResult] = {}
+        slot = await self.pool.checkout((hop.key, mode))
+        try:
+            if slot.session is not None and not await reset_session(slot.session, self.timeouts):
+                await self._close(slot.session)
+                slot.session = None
+            if slot.session is None:
+                slot.session = await self._connect(found, hop, settings, mode, envelope)
+            for start in range(0, len(recipients), MAX_RECIPIENTS_PER_TRANSACTION):
+                chunk = list(recipients[start:start + MAX_RECIPIENTS_PER_TRANSACTION])
+                outcomes = await run_transaction(slot.session, envelope, chunk, message_path,
+                                                 self.timeouts)
+                for address, (outcome, text, status, remote) in outcomes.items():
+                    results[address] = RecipientResult(address, outcome, text, status,
+                                                       slot.session.host, remote)
+                if not slot.session.is_usable:
+                    break
+        except DeliveryError as error:
+            self._fill(results, recipients, error.text, error.status, error.host)
+        except Exception as error:   # boundary (rule 4): defer, never lose the message
+            self._fill(results, recipients, f"internal error: {type(error).__name__}: {error}",
+                       "4.3.0", None)
+        finally:
+            await self._give_back(slot)
+        self._fill(results, recipients, "connection closed before these recipients were tried",
+                   "4.4.2", None)
+        return [results[r] for r in recipients]
+
+    @staticmethod
+    def _fill(results: dict, recipients: Sequence[str], text: str, status: str,
+              host: str | None) -> None:
+        for address in recipients:
+            if address not in results:
+                results[address] = RecipientResult(address, "deferred", text, status, host)
+
+    async def _give_back(self, slot) -> None:
+        session: Session | None = slot.session
+        if session is not None and session.is_usable:
+            self.pool.checkin(slot)
+            return
+        try:
+            if session is not None:
+                await self._close(session)
+        finally:
+            self.pool.release(slot)
+
+    async def _close(self, session: Session) -> None:
+        with trio.CancelScope(shield=True):
+            await close_session(session, self.timeouts, self.diagnostics_dir)
+
+    async def _connect(self, found: list[Candidate], hop: NextHop, settings: Mapping, mode: str,
+                       envelope: Envelope) -> Session:
+        """The first candidate address that gives a ready session (rule 1)."""
+        hostname = await trio.to_thread.run_sync(self.hostname)
+        last: DeliveryError | None = None
+        for candidate in found:
+            for address in candidate.addresses:
+                use_tls = mode != "off"
+                while True:
+                    session_id = f"out{next(self._ids)}"
+                    try:
+                        session = await open_session(
+                            candidate, address, hostname=hostname, mode=mode, use_tls=use_tls,
+                            tls_context=self.tls_context, timeouts=self.timeouts,
+                            settings=settings, session_id=session_id,
+                            diagnostics_dir=self.diagnostics_dir,
+                            server_hostname=_sni_name(candidate.host))
+                    except DeliveryError as error:
+                        last = error
+                        if error.tls_failed and mode == "opportunistic" and use_tls:
+                            use_tls = False        # rule 2: reconnect without TLS
+                            continue
+                        break
+                    self.events.record(
+                        Action.CONNECTED_TO, queue_id=envelope.queue_id,
+                        info=f"{candidate.host}[{address}]:{candidate.port}",
+                        result="tls" if session.is_tls else "plain",
+                        data={"host": candidate.host, "address": address,
+                              "port": candidate.port, "tls": session.is_tls,
+                              "next_hop": hop.key})
+                    return session
+        assert last is not None   # candidates() never returns an empty list
+        raise last
+
+
+def unverified_tls_context() -> ssl.SSLContext:
+    """Client context for STARTTLS: encrypt, do not verify (rule 2)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _sni_name(host: str) -> str | None:
+    try:
+        ipaddress.ip_address(host)
+        return None                    # SNI carries names only (RFC 6066 §3)
+    except ValueError:
+        return host
+
+
+

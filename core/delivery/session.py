@@ -1,0 +1,350 @@
+"""One outgoing SMTP connection driven over trio: connect, greet, STARTTLS, transactions, QUIT.
+
+What this module owns
+    `open_session` (TCP connect -> 220 -> EHLO/HELO -> STARTTLS per mode -> EHLO again),
+    `run_transaction` (MAIL, RCPT..., DATA, streamed content, final reply; pipelined when
+    the server offers PIPELINING, RFC 2920), `reset_session` (RSET before reuse) and
+    `close_session` (QUIT, close, write the conversation log). `core/delivery/deliver.py`
+    decides which host to call and what the results mean for the queue.
+
+Rules
+    1. Every wait has a deadline from `Timeouts` (RFC 5321 §4.5.3.2 defaults) on trio's clock.
+    2. Any failure to talk (timeout, reset, closed, garbage, 421) raises `DeliveryError` and
+       marks the session unusable; an SMTP answer is never an exception, it is a result.
+    3. Message content goes through `ClientConnection.encode_data_chunk` (dot-stuffing,
+       CRLF) in MESSAGE_CHUNK_OCTETS pieces read with trio's async file API.
+    4. A message that needs SMTPUTF8 (RFC 6531 §3.4) to a host without it fails with
+       5.6.7; one over the host's SIZE (RFC 1870) fails with 5.3.4. 8-bit content to a host
+       without 8BITMIME is sent as is, without BODY= (what Postfix does by default).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from core.delivery.mx import Candidate
+from core.smtp.client import ClientConnection, ClientState, Command, Outcome
+from core.smtp.conversation import ConversationLog
+from core.smtp.events import NEED_DATA, ConnectionClosed, LocalProtocolError, ServerReply
+from core.smtp.replies import Reply
+from shared.spool import Envelope
+
+__all__ = ["Timeouts", "Session", "DeliveryError", "open_session", "run_transaction",
+           "reset_session", "close_session", "reply_text", "MESSAGE_CHUNK_OCTETS"]
+
+MESSAGE_CHUNK_OCTETS = 64 * 1024
+RECEIVE_OCTETS = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Seconds on trio's clock. Defaults: RFC 5321 §4.5.3.2 where it names one."""
+    connect: float = 30.0                 # not in the RFC; Postfix smtp_connect_timeout
+    greeting: float = 300.0               # §4.5.3.2.1 initial 220 message: 5 minutes
+    helo: float = 300.0                   # Postfix smtp_helo_timeout
+    tls_handshake: float = 60.0           # ours: a handshake is a few round trips
+    mail: float = 300.0                   # §4.5.3.2.2 MAIL command: 5 minutes
+    rcpt: float = 300.0                   # §4.5.3.2.3 RCPT command: 5 minutes
+    data_initiation: float = 120.0        # §4.5.3.2.4 DATA initiation: 2 minutes
+    data_block: float = 180.0             # §4.5.3.2.5 data block: 3 minutes
+    data_termination: float = 600.0       # §4.5.3.2.6 DATA termination: 10 minutes
+    rset: float = 30.0                    # ours: a reused connection must answer quickly
+    quit: float = 5.0                     # ours: QUIT is a courtesy
+
+
+class DeliveryError(Exception):
+    """The connection failed (rule 2): the recipients still undecided are deferred."""
+
+    def __init__(self, text: str, *, status: str = "4.4.1", host: str | None = None,
+                 tls_failed: bool = False, kind: str = "communication") -> None:
+        super().__init__(text)
+        self.text = text
+        self.status = status
+        self.host = host
+        self.tls_failed = tls_failed
+        self.kind = kind          # conversation log error class: communication | protocol | local
+
+
+@dataclass
+class Session:
+    stream: trio.abc.Stream
+    conn: ClientConnection
+    host: str
+    address: str
+    port: int
+    log: ConversationLog | None
+    is_tls: bool = False
+    is_broken: bool = False
+
+    @property
+    def peer(self) -> str:
+        return f"{self.host}[{self.address}]:{self.port}"
+
+    @property
+    def is_usable(self) -> bool:
+        return not self.is_broken and self.conn.state is ClientState.READY
+
+
+def reply_text(reply: Reply) -> str:
+    """"550 5.1.1 text" on one line (multi-line replies joined with spaces)."""
+    enhanced = f" {reply.enhanced}" if reply.enhanced else ""
+    return f"{reply.code}{enhanced} {' '.join(reply.lines)}".strip()
+
+
+def _status(reply: Reply) -> str:
+    if reply.enhanced:
+        return reply.enhanced
+    return {2: "2.0.0", 4: "4.0.0"}.get(reply.code_class, "5.0.0")
+
+
+# --- bytes and replies ---------------------------------------------------------------------
+
+async def _send(session: Session, data: bytes, timeout: float, in_data: bool = False) -> None:
+    if session.log is not None:
+        session.log.client(data, in_data)
+    try:
+        with trio.fail_after(timeout):
+            await session.stream.send_all(data)
+    except trio.TooSlowError:
+        raise _broken(session, f"timeout sending to {session.peer}") from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
+        raise _broken(session, f"connection to {session.peer} lost: {exc}") from None
+
+
+async def _reply(session: Session, timeout: float) -> Reply:
+    """The next reply; DeliveryError on timeout, close, garbage or a 421 (rule 2)."""
+    conn = session.conn
+    try:
+        with trio.fail_after(timeout):
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    data = await session.stream.receive_some(RECEIVE_OCTETS)
+                    if session.log is not None and data:
+                        session.log.server(data)
+                    conn.receive_data(data)
+                    continue
+                if isinstance(event, ServerReply):
+                    if event.command is Command.UNSOLICITED:
+                        raise _broken(session, f"{session.peer} closed: {reply_text(event.reply)}")
+                    return event.reply
+                if isinstance(event, ConnectionClosed):
+                    raise _broken(session, f"{session.peer} closed the connection")
+                raise _broken(session, f"protocol error from {session.peer}: "
+                                       f"{getattr(event, 'detail', event)}", kind="protocol")
+    except trio.TooSlowError:
+        raise _broken(session, f"timeout waiting for {session.peer}") from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
+        raise _broken(session, f"connection to {session.peer} lost: {exc}") from None
+
+
+def _broken(session: Session, text: str, kind: str = "communication") -> DeliveryError:
+    session.is_broken = True
+    if session.log is not None:
+        session.log.error(kind, text)
+    return DeliveryError(text, host=session.host, kind=kind)
+
+
+# --- opening -------------------------------------------------------------------------------
+
+async def open_session(candidate: Candidate, address: str, *, hostname: str, mode: str,
+                       use_tls: bool, tls_context: ssl.SSLContext, timeouts: Timeouts,
+                       settings: Mapping, session_id: str, diagnostics_dir: Path | None,
+                       server_hostname: str | None) -> Session:
+    """A session ready for MAIL, or DeliveryError (with `tls_failed` after a bad handshake)."""
+    peer = f"{candidate.host}[{address}]:{candidate.port}"
+    try:
+        with trio.fail_after(timeouts.connect):
+            stream = await trio.open_tcp_stream(address, candidate.port)
+    except trio.TooSlowError:
+        raise DeliveryError(f"connect to {peer}: timeout", host=candidate.host) from None
+    except OSError as exc:
+        raise DeliveryError(f"connect to {peer}: {exc.strerror or exc}",
+                            host=candidate.host) from None
+    log = None
+    if diagnostics_dir is not None and settings.get("diagnostics.conversation.outbound",
+                                                    "off") != "off":
+        log = ConversationLog(settings, "outbound", session_id, peer)
+    session = Session(stream, ClientConnection(hostname), candidate.host, address,
+                      candidate.port, log)
+    try:
+        greeting = await _reply(session, timeouts.greeting)
+        if greeting.code != 220:
+            raise DeliveryError(f"{peer} greeted with {reply_text(greeting)}", host=candidate.host,
+                                status=_status(greeting).replace("5.", "4.", 1))
+        await _hello(session, timeouts)
+        if mode != "off" and use_tls:
+            await _start_tls(session, tls_context, timeouts, server_hostname, mode)
+        elif mode == "required":
+            raise DeliveryError(f"TLS required, but not possible with {peer}", status="4.7.0",
+                                host=candidate.host)
+        return session
+    except BaseException:
+        session.is_broken = True
+        with trio.CancelScope(shield=True):
+            await close_session(session, timeouts, diagnostics_dir)
+        raise
+
+
+async def _hello(session: Session, timeouts: Timeouts) -> None:
+    await _send(session, session.conn.ehlo(), timeouts.helo)
+    reply = await _reply(session, timeouts.helo)
+    if reply.code_class == 5:                    # RFC 5321 §4.1.4: fall back to HELO
+        await _send(session, session.conn.helo(), timeouts.helo)
+        reply = await _reply(session, timeouts.helo)
+    if reply.code_class != 2:
+        raise DeliveryError(f"{session.peer} refused EHLO/HELO: {reply_text(reply)}",
+                            host=session.host)
+
+
+async def _start_tls(session: Session, context: ssl.SSLContext, timeouts: Timeouts,
+                     server_hostname: str | None, mode: str) -> None:
+    conn = session.conn
+    if "STARTTLS" not in conn.extensions:
+        if mode == "required":
+            raise DeliveryError(f"TLS required, but {session.peer} does not offer STARTTLS",
+                                status="4.7.0", host=session.host)
+        return
+    await _send(session, conn.starttls(), timeouts.helo)
+    reply = await _reply(session, timeouts.helo)
+    if reply.code != 220:
+        if mode == "required":
+            raise DeliveryError(f"TLS required, but {session.peer} refused STARTTLS: "
+                                f"{reply_text(reply)}", status="4.7.0", host=session.host)
+        return                                   # the session goes on in plain text
+    tls = trio.SSLStream(session.stream, context, server_hostname=server_hostname)
+    try:
+        with trio.fail_after(timeouts.tls_handshake):
+            await tls.do_handshake()
+    except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
+        session.is_broken = True
+        what = "TLS required, but the" if mode == "required" else "the"
+        raise DeliveryError(f"{what} TLS handshake with {session.peer} failed: "
+                            f"{exc or type(exc).__name__}", status="4.7.0", host=session.host,
+                            tls_failed=True) from None
+    session.stream = tls
+    session.is_tls = True
+    conn.start_tls_done()
+    await _hello(session, timeouts)
+
+
+# --- transactions --------------------------------------------------------------------------
+
+async def run_transaction(session: Session, envelope: Envelope, recipients: Sequence[str],
+                          message_path: Path, timeouts: Timeouts
+                          ) -> dict[str, tuple[str, str, str, bool]]:
+    """address -> (outcome, text, status, is_remote_reply) for every recipient.
+
+    Raises DeliveryError only before MAIL was answered; later failures defer the
+    recipients still undecided (their text says why)."""
+    conn = session.conn
+    needs_utf8 = envelope.smtputf8 or not envelope.sender.isascii() or not all(
+        r.isascii() for r in recipients)
+    if needs_utf8 and "SMTPUTF8" not in conn.extensions:
+        text = f"{session.peer} does not support SMTPUTF8, which this message needs"
+        return {r: ("failed", text, "5.6.7", False) for r in recipients}
+    limit = conn.max_message_octets
+    if limit is not None and envelope.size > limit:
+        text = f"message of {envelope.size} octets is over the SIZE limit {limit} of {session.peer}"
+        return {r: ("failed", text, "5.3.4", False) for r in recipients}
+    needs_8bit = envelope.body == "8BITMIME" and "8BITMIME" in conn.extensions
+    try:
+        await _exchange(session, envelope, recipients, message_path, timeouts,
+                        needs_8bit, needs_utf8)
+        error = None
+    except DeliveryError as exc:
+        error = exc
+    except LocalProtocolError as exc:          # a bug: say so, defer, drop the connection
+        session.is_broken = True
+        error = DeliveryError(f"internal error talking to {session.peer}: {exc}",
+                              status="4.3.0", host=session.host, kind="local")
+    transaction = conn.transaction
+    outcomes = transaction.outcomes() if transaction is not None else {}
+    results: dict[str, tuple[str, str, str, bool]] = {}
+    for address in recipients:
+        outcome, reply = outcomes.get(address, (Outcome.PENDING, None))
+        if outcome is Outcome.PENDING or reply is None:
+            text = error.text if error else f"no answer from {session.peer}"
+            results[address] = ("deferred", text, error.status if error else "4.4.2", False)
+        else:
+            results[address] = (outcome.value, reply_text(reply), _status(reply), True)
+    return results
+
+
+async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[str],
+                    message_path: Path, timeouts: Timeouts, needs_8bit: bool,
+                    needs_utf8: bool) -> None:
+    conn = session.conn
+    mail = conn.mail(envelope.sender, size=envelope.size or None, needs_8bitmime=needs_8bit,
+                     needs_smtputf8=needs_utf8)
+    if conn.supports_pipelining:                 # RFC 2920: MAIL, RCPT..., DATA in one go
+        batch = mail + b"".join(conn.rcpt(r) for r in recipients) + conn.data()
+        await _send(session, batch, timeouts.mail)
+        await _reply(session, timeouts.mail)
+        for _ in recipients:
+            await _reply(session, timeouts.rcpt)
+        data_reply = await _reply(session, timeouts.data_initiation)
+    else:
+        await _send(session, mail, timeouts.mail)
+        if (await _reply(session, timeouts.mail)).code_class != 2:
+            return
+        for recipient in recipients:
+            await _send(session, conn.rcpt(recipient), timeouts.rcpt)
+            await _reply(session, timeouts.rcpt)
+        if not conn.transaction.accepted_recipients:
+            await _send(session, conn.rset(), timeouts.rset)
+            await _reply(session, timeouts.rset)
+            return
+        await _send(session, conn.data(), timeouts.data_initiation)
+        data_reply = await _reply(session, timeouts.data_initiation)
+    if data_reply.code != 354:
+        return
+    if conn.transaction.accepted_recipients:
+        async with await trio.open_file(message_path, "rb") as message:
+            while chunk := await message.read(MESSAGE_CHUNK_OCTETS):
+                await _send(session, conn.encode_data_chunk(chunk), timeouts.data_block,
+                            in_data=True)
+    await _send(session, conn.end_data(), timeouts.data_block)
+    await _reply(session, timeouts.data_termination)
+
+
+async def reset_session(session: Session, timeouts: Timeouts) -> bool:
+    """RSET on an idle connection before reuse; False when it is no longer usable."""
+    if not session.is_usable:
+        return False
+    try:
+        await _send(session, session.conn.rset(), timeouts.rset)
+        return (await _reply(session, timeouts.rset)).code_class == 2
+    except (DeliveryError, LocalProtocolError):
+        session.is_broken = True
+        return False
+
+
+async def close_session(session: Session, timeouts: Timeouts,
+                        diagnostics_dir: Path | None) -> None:
+    """QUIT when the session allows it, close the stream, keep the log. Never raises
+    (except Cancelled from outside a shield)."""
+    with trio.move_on_after(timeouts.quit):
+        if not session.is_broken and session.conn.state in (ClientState.READY,
+                                                            ClientState.GREETED,
+                                                            ClientState.REFUSED):
+            try:
+                await _send(session, session.conn.quit(), timeouts.quit)
+                await _reply(session, timeouts.quit)
+            except (DeliveryError, LocalProtocolError):
+                pass
+        try:
+            await session.stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
+            pass
+    session.is_broken = True
+    if session.log is not None and diagnostics_dir is not None:
+        try:
+            await session.log.close(diagnostics_dir)
+        except OSError:
+            pass
