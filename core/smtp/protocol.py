@@ -70,7 +70,12 @@ MAX_UNKNOWN_COMMANDS = 20
 
 
 class ServerConnection:
-    """One server-side SMTP session. See the module header for the rules."""
+    """One server-side SMTP session. See the module header for the rules.
+
+    Limits default to their sources (RFC 5321 §4.5.3.1, SPEC §4);
+    `max_message_octets=None` means no size limit; `size_advertised=None`
+    advertises a bare "SIZE" (RFC 1870 §4). Raises ValueError if `hostname`
+    cannot appear in a reply (a configuration bug)."""
 
     def __init__(
         self,
@@ -106,6 +111,8 @@ class ServerConnection:
         self._rcpt_attempts = 0
         self._smtputf8 = False
         self._pending: Event | None = None   # MailFrom/RcptTo awaiting its reply
+        # A host name that cannot go into a reply is a configuration bug: fail now.
+        R.R220_READY(hostname), R.R250_EHLO(hostname, self.extensions())
 
     # --- facts -----------------------------------------------------------------
     @property
@@ -176,8 +183,6 @@ class ServerConnection:
             event = self._handle_line(line)
             if event is not None:
                 return event
-        if self._state is State.CLOSED:
-            return ConnectionClosed()
         if self._peer_closed:
             return self._close()
         return NEED_DATA
@@ -285,6 +290,8 @@ class ServerConnection:
             return self._unknown_command(line)  # type: ignore[arg-type]
         move = COMMAND_TABLE[(self._state, key)]
         try:
+            if b"\x00" in command.argument:
+                raise PeerError(ViolationKind.SYNTAX, R.R501_SYNTAX, f"NUL byte in {verb} line")
             if move.kind == "BAD_SEQ":
                 return self._bad_sequence(verb)
             if move.kind == "APP":
@@ -321,7 +328,7 @@ class ServerConnection:
             self._outgoing += reply.to_bytes()
             self._state = State.READY
             return Ehlo(name, is_extended=verb == "EHLO")
-        if verb in ("DATA", "RSET", "QUIT", "STARTTLS") and argument:
+        if verb in ("RSET", "QUIT") and argument:
             raise PeerError(ViolationKind.SYNTAX, R.R501_SYNTAX, f"{verb} takes no argument")
         if verb == "VRFY" and not argument:
             raise PeerError(ViolationKind.SYNTAX, R.R501_SYNTAX, "VRFY needs an argument")

@@ -60,9 +60,6 @@ class CommandReader:
             return LINE_TOO_LONG
         return line[:-1] if line.endswith(b"\r") else line
 
-    def has_partial_line(self, buffer: bytearray) -> bool:
-        return bool(buffer) or self._discarding
-
 
 @dataclass
 class DataResult:

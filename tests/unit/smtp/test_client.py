@@ -364,3 +364,34 @@ def test_overlong_command_is_a_local_error():
     conn = greeted()
     with pytest.raises(LocalProtocolError):
         conn.mail("a" * 600 + "@b.example")
+
+
+def test_outcomes_are_pending_until_replies_arrive():
+    conn = greeted()
+    conn.mail("s@x.example")
+    conn.rcpt("r@x.example")
+    assert conn.transaction.outcomes() == {"r@x.example": (Outcome.PENDING, None)}
+
+
+@pytest.mark.parametrize("name", ["", "two words", "bad\r\nname"])
+def test_bad_local_hostname_is_a_local_error(name):
+    with pytest.raises(LocalProtocolError):
+        ClientConnection(name)
+
+
+def test_start_tls_done_without_starttls_is_a_local_error():
+    with pytest.raises(LocalProtocolError):
+        greeted().start_tls_done()
+
+
+def test_empty_recipient_is_a_local_error():
+    conn = greeted()
+    conn.mail("")
+    with pytest.raises(LocalProtocolError):
+        conn.rcpt("")
+
+
+def test_noop_gets_its_reply():
+    conn = greeted()
+    assert conn.noop() == b"NOOP\r\n"
+    assert feed(conn, b"250 2.0.0 ok\r\n")[0].command is Command.NOOP

@@ -334,7 +334,8 @@ def test_malformed_rcpt_gets_its_reply(command, code):
     assert codes(out) == [250, 250, code] and conn.state is State.MAIL
 
 
-@pytest.mark.parametrize("command", [b"DATA x", b"RSET x", b"QUIT now", b"VRFY"])
+@pytest.mark.parametrize("command", [b"DATA x", b"RSET x", b"QUIT now", b"VRFY", b"NOOP \x00",
+                                     b"HELP \x00x"])
 def test_arguments_where_none_belong_reply_501(command):
     conn = new_conn()
     drive(conn, EHLO + b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n")
@@ -786,3 +787,36 @@ def test_every_reply_constant_has_an_enhanced_code_except_where_rfc_2034_exempts
         else:
             assert reply.enhanced and reply.enhanced[0] == str(reply.code)[0], reply
     assert R220_READY(HOST).enhanced is None
+
+
+# --- odds and ends ----------------------------------------------------------------------------
+
+def test_starttls_with_an_argument_replies_501():
+    conn = new_conn(tls_available=True)
+    _, out = drive(conn, EHLO + b"STARTTLS now\r\n")
+    assert codes(out) == [250, 501] and conn.state is State.READY
+
+
+def test_data_complete_is_awaited_only_once_it_has_been_returned():
+    conn = new_conn()
+    _data(conn, b"")
+    conn.receive_data(b"text\r\n.\r\n")
+    assert conn.next_event() == DataChunk(b"text\r\n")
+    with pytest.raises(LocalProtocolError):
+        conn.send(R250_OK)
+    assert conn.next_event() == DataComplete(size=6)
+    conn.send(R250_OK)
+    assert conn.state is State.READY
+
+
+def test_repeated_end_of_input_is_harmless():
+    conn = new_conn()
+    conn.receive_data(b"")
+    conn.receive_data(b"")
+    assert isinstance(conn.next_event(), ConnectionClosed)
+
+
+@pytest.mark.parametrize("hostname", ["mx\r\n250 injected", "x" * 600])
+def test_hostname_that_cannot_go_into_a_reply_fails_at_construction(hostname):
+    with pytest.raises(ValueError):
+        ServerConnection(hostname)
