@@ -4,6 +4,7 @@ that needs the database.
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import sqlite3
@@ -46,6 +47,13 @@ def initialise(home: DataHome, admin_password: str | None = None,
     """
     created = not home.exists()
     home.create()
+    # mkdir(parents=True) gives intermediate directories (spool/quarantine) the umask's mode;
+    # the data home is for the Mailmoat user only.
+    for directory in home.directories():
+        for path in (directory, *directory.parents):
+            if not path.is_relative_to(home.root):
+                break
+            os.chmod(path, 0o700)
     conn = db.connect(home.db)
     try:
         applied = db.migrate(conn)

@@ -488,7 +488,12 @@ def hash_password(plain: str) -> str:
 
 
 def check_password(stored_hash: str | None, plain: str) -> bool:
-    return bool(stored_hash) and check_password_hash(stored_hash, plain)
+    if not stored_hash:
+        return False
+    try:
+        return check_password_hash(stored_hash, plain)
+    except ValueError:  # a malformed "hash" (hand-edited import) matches nothing
+        return False
 
 
 def _is_stored_hash(value: Any) -> bool:

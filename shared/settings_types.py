@@ -174,13 +174,17 @@ class ListOf(Kind):
 
 
 _LOCAL = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+"
-_DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-                        r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$")
-_EMAIL_RE = re.compile(rf"^{_LOCAL}@[^@\s]+$")
+# `\Z`, not `$`: `$` also matches before a trailing newline, which would let "example.com\n"
+# through into SMTP commands and headers.
+_DOMAIN_RE = re.compile(r"^(?=.{1,253}\Z)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                        r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?\Z")
+_EMAIL_RE = re.compile(rf"^{_LOCAL}@[^@\s]+\Z")
 
 
 def _is_domain(text: str) -> bool:
-    return bool(_DOMAIN_RE.match(text))
+    # An all-numeric last label is a mistyped IP address (999.1.1.1), never a domain
+    # (RFC 3696 §2: top-level domains are not all-numeric).
+    return bool(_DOMAIN_RE.match(text)) and not text.rstrip(".").rsplit(".", 1)[-1].isdigit()
 
 
 @dataclass(frozen=True)
@@ -238,7 +242,7 @@ class Sender(Kind):
     def check(self, value):
         if isinstance(value, str) and "@" in value:
             return Email().check(value)
-        if not isinstance(value, str) or not re.match(rf"^{_LOCAL}$", value):
+        if not isinstance(value, str) or not re.match(rf"^{_LOCAL}\Z", value):
             raise RuleError("must be a user name or a full email address")
         return value
 
@@ -253,6 +257,8 @@ class Sender(Kind):
 @dataclass(frozen=True)
 class IpAddress(Kind):
     def check(self, value):
+        if not isinstance(value, str):  # ip_address() also takes integers: 5 -> 0.0.0.5
+            raise RuleError("must be an IPv4 or IPv6 address")
         try:
             return str(ipaddress.ip_address(value))
         except (ValueError, TypeError):
@@ -275,8 +281,10 @@ class Resolver(Kind):
             raise RuleError("must be IP or IP:port")
         host, port = value, None
         if value.startswith("["):
-            host, _, rest = value[1:].partition("]")
-            port = rest[1:] if rest.startswith(":") else None
+            host, bracket, rest = value[1:].partition("]")
+            if not bracket or (rest and not rest.startswith(":")):
+                raise RuleError("must be IP or IP:port (IPv6 as [addr]:port)")
+            port = rest[1:] if rest else None
         elif value.count(":") == 1:
             host, port = value.split(":")
         try:
@@ -294,7 +302,7 @@ class Resolver(Kind):
 @dataclass(frozen=True)
 class TimeOfDay(Kind):
     def check(self, value):
-        if not isinstance(value, str) or not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", value):
+        if not isinstance(value, str) or not re.match(r"^([01]\d|2[0-3]):[0-5]\d\Z", value):
             raise RuleError("must be a time of day HH:MM (00:00 to 23:59)")
         return value
 
@@ -328,7 +336,7 @@ class Timezone(Kind):
 @dataclass(frozen=True)
 class Extension(Kind):
     def check(self, value):
-        if not isinstance(value, str) or not re.match(r"^\.[A-Za-z0-9_~-]{1,32}$", value):
+        if not isinstance(value, str) or not re.match(r"^\.[A-Za-z0-9_~-]{1,32}\Z", value):
             raise RuleError("must be a file extension written .ext")
         return value.lower()
 
@@ -412,7 +420,7 @@ class RoutingEntry(Kind):
     def check(self, value):
         value = _object(value, {"match"}, {"relay", "port"})
         match = Str(max_len=253, min_len=1).check(value["match"])
-        if not re.match(r"^[A-Za-z0-9*?.-]+$", match):
+        if not re.match(r"^[A-Za-z0-9*?.-]+\Z", match):
             raise RuleError("match must be a domain, with * and ? wildcards allowed")
         out = {"match": match.lower()}
         if value.get("relay") not in (None, ""):
@@ -482,7 +490,7 @@ class WhitelistEntry(Kind):
         if isinstance(value, str):
             if value.startswith(("@", ".")) and _is_domain(value[1:]):
                 return value.lower()
-            if "@" in value:
+            if "@" in value and not value.startswith(("@", ".")):
                 return Email().check(value).lower()
         raise RuleError("must be @domain, .domain or a full email address")
 
@@ -497,7 +505,7 @@ class BlacklistEntry(Kind):
     def check(self, value):
         if isinstance(value, str) and "@" in value:
             local, _, domain = value.rpartition("@")
-            if _is_domain(domain) and (local == "" or re.match(rf"^[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~.-]+$", local)):
+            if _is_domain(domain) and (local == "" or re.match(rf"^[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~.-]+\Z", local)):
                 return value.lower()
         raise RuleError("must be @domain or an address (* and ? allowed before the @)")
 
@@ -517,7 +525,8 @@ class RelayEntry(Kind):
                 else str(ipaddress.ip_address(value))
         except ValueError:
             pass
-        if re.match(r"^(\d{1,3}|\*)(\.(\d{1,3}|\*)){3}$", value) and "*" in value:
+        octet = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d|\*)"
+        if re.match(rf"^{octet}(\.{octet}){{3}}\Z", value) and "*" in value:
             return value
         if value.startswith("*.") and _is_domain(value[2:]):
             return value.lower()
