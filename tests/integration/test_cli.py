@@ -1,0 +1,251 @@
+"""`mailmoat init|migrate|config …` as a real subprocess (SPEC §2's stable interface)."""
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from shared import db
+from shared.paths import SPOOL_QUEUES, DataHome
+from shared.settings import SCHEMA, check_password
+from shared.settings_store import apply_changes, export_settings, load
+
+ADMIN_PASSWORD = "Admin-Pass-1"
+_SCRIPT = shutil.which("mailmoat", path=os.path.dirname(sys.executable))
+MAILMOAT = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "shared.cli"]
+
+
+def mailmoat(*args, env=None, expect=0):
+    """Run the CLI; check its exit status and that no traceback escaped."""
+    environ = {k: v for k, v in os.environ.items() if k != "MAILMOAT_HOME"}
+    environ.update(env or {})
+    result = subprocess.run([*MAILMOAT, *map(str, args)], capture_output=True, text=True,
+                            env=environ, timeout=60)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == expect, (result.returncode, result.stdout, result.stderr)
+    return result
+
+
+def stored(home, key=None):
+    """Settings as stored (read in-process; hashes included)."""
+    conn = db.connect(Path(home) / "mailmoat.db")
+    try:
+        values = export_settings(conn)
+    finally:
+        conn.close()
+    return values if key is None else values[key]
+
+
+def change(home, changes):
+    conn = db.connect(Path(home) / "mailmoat.db")
+    try:
+        apply_changes(conn, changes)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """One initialised home; tests that change it work on a copy (init costs a key pair)."""
+    home = tmp_path_factory.mktemp("template") / "home"
+    mailmoat("init", "--home", home, "--admin-password", ADMIN_PASSWORD)
+    return home
+
+
+@pytest.fixture
+def home(template, tmp_path):
+    copy = tmp_path / "home"
+    shutil.copytree(template, copy)
+    return copy
+
+
+# --- init and the data home ----------------------------------------------------------------
+
+def test_init_then_get(template):
+    assert mailmoat("config", "get", "smtp.port", "--home", template).stdout == "25\n"
+
+
+def test_data_home_layout(template):
+    layout = DataHome(template)
+    expected = [layout.root, layout.spool, *(layout.queue(q) for q in SPOOL_QUEUES),
+                layout.spool / "quarantine", layout.definitions, layout.logs,
+                layout.diagnostics, layout.tmp, layout.tls]
+    for directory in expected:
+        assert directory.is_dir(), directory
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    conn = db.connect(layout.db)
+    try:
+        db.check_schema(conn)
+        assert load(conn)["quarantine.reinsertion_key"]
+    finally:
+        conn.close()
+    cert = x509.load_pem_x509_certificate(layout.tls_cert.read_bytes())
+    key = serialization.load_pem_private_key(layout.tls_key.read_bytes(), password=None)
+    assert cert.public_key().public_numbers() == key.public_key().public_numbers()
+    assert stat.S_IMODE(layout.tls_key.stat().st_mode) == 0o600
+    assert "localhost" in cert.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+
+
+def test_init_is_idempotent_and_keeps_the_password(home):
+    before = stored(home)
+    cert = (home / "tls" / "cert.pem").read_bytes()
+
+    out = mailmoat("init", "--home", home).stdout
+    assert "already initialised" in out
+    assert "Administrator password unchanged" in out and "shown once" not in out
+    out = mailmoat("init", "--home", home, "--admin-password", "Other-Pass-2").stdout
+    assert "Administrator password unchanged" in out
+    assert stored(home) == before  # same hash, same generated key, nothing else touched
+    assert check_password(stored(home, "admin.password"), ADMIN_PASSWORD)
+    assert (home / "tls" / "cert.pem").read_bytes() == cert
+
+    mailmoat("init", "--home", home, "--admin-password", "New-Pass-3", "--reset-admin-password")
+    assert check_password(stored(home, "admin.password"), "New-Pass-3")
+    assert not check_password(stored(home, "admin.password"), ADMIN_PASSWORD)
+    assert stored(home, "quarantine.reinsertion_key") == before["quarantine.reinsertion_key"]
+
+
+def test_init_generates_a_password_and_prints_it_once(tmp_path):
+    home = tmp_path / "fresh"
+    out = mailmoat("init", "--home", home).stdout
+    (password,) = re.findall(r"^Administrator password \(shown once, log on as 'admin'\): "
+                             r"(\S+)$", out, re.MULTILINE)
+    assert len(password) >= 12
+    hashed = stored(home, "admin.password")
+    assert hashed != password and check_password(hashed, password)
+    assert password.encode() not in (home / "mailmoat.db").read_bytes()
+    again = mailmoat("init", "--home", home).stdout
+    assert password not in again and "shown once" not in again
+
+
+def test_init_refuses_a_bad_password(tmp_path):
+    result = mailmoat("init", "--home", tmp_path / "h", "--admin-password", "x" * 33, expect=2)
+    assert result.stderr == "admin.password: must be at most 32 characters\n"
+
+
+# --- config get / set -------------------------------------------------------------------------
+
+def test_get_all_masks_secrets(template):
+    out = mailmoat("config", "get", "--home", template).stdout
+    values = json.loads(out)
+    assert list(values) == sorted(SCHEMA)
+    assert values["smtp.port"] == 25
+    assert values["admin.password"] == "***"
+    assert values["quarantine.reinsertion_key"] == "***"
+    assert values["admin.report_only.password"] is None
+    assert values["ldap.password"] is None
+    assert stored(template, "admin.password") not in out
+    assert stored(template, "quarantine.reinsertion_key") not in out
+
+
+def test_set_out_of_range_is_one_line_naming_the_key(home):
+    result = mailmoat("config", "set", "smtp.port", "70000", "--home", home, expect=2)
+    assert result.stderr.splitlines() == ["smtp.port: must be between 1 and 65535"]
+    assert result.stdout == ""
+    assert stored(home, "smtp.port") == 25
+
+
+def test_set_validates_across_keys_and_by_type(home):
+    result = mailmoat("config", "set", "https.port", "25", "--home", home, expect=2)
+    assert result.stderr == "https.port: already used by smtp.port\n"
+    assert stored(home, "https.port") == 8043
+
+    assert mailmoat("config", "set", "smtp.port", "2525", "--home", home).stdout == \
+        "smtp.port set\n"
+    # A text key takes the bare argument; a list key takes JSON.
+    mailmoat("config", "set", "smtp.notify_from", "alerts@example.com", "--home", home)
+    assert stored(home, "smtp.port") == 2525
+    assert stored(home, "smtp.notify_from") == "alerts@example.com"
+
+
+def test_mailmoat_home_environment_variable(template):
+    result = mailmoat("config", "get", "smtp.port", env={"MAILMOAT_HOME": str(template)})
+    assert result.stdout == "25\n"
+
+
+def test_missing_home_is_a_clear_failure(tmp_path):
+    missing = tmp_path / "nowhere"
+    result = mailmoat("config", "get", "smtp.port", "--home", missing, expect=1)
+    assert result.stderr == (f"mailmoat: no Mailmoat data home at {missing}; "
+                             f"run `mailmoat init` first\n")
+    result = mailmoat("migrate", "--home", missing, expect=1)
+    assert "run `mailmoat init` first" in result.stderr
+    assert not missing.exists()
+
+
+def test_migrate(home):
+    version = len(db.known_migrations())
+    assert mailmoat("migrate", "--home", home).stdout == f"schema already at version {version}\n"
+    with sqlite3.connect(home / "mailmoat.db") as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 'future', 0)", (version + 1,))
+    conn.close()
+    result = mailmoat("config", "get", "smtp.port", "--home", home, expect=1)
+    assert result.stderr.startswith(f"mailmoat: the database is at schema version "
+                                    f"{version + 1}, newer than this Mailmoat")
+
+
+# --- export / import --------------------------------------------------------------------------
+
+def test_export_import_round_trip(template, home, tmp_path):
+    change(home, {
+        "smtp.port": 2525, "admin.report_only.password": "Report-Pass-1",
+        "admin.report_only.enabled": True, "ldap.password": "bind secret",
+        "rules.spam": [{"terms": ["cheap", "pills"], "match": "all"}],
+        "disclaimer.text": "Line one\nLine «two»"})
+    exported = mailmoat("config", "export", "--home", home).stdout
+    assert json.loads(exported) == stored(home)
+
+    target = tmp_path / "target"
+    shutil.copytree(template, target)
+    change(target, {"http.port": 8080, "admin.password": "Target-Pass-1"})
+    backup = tmp_path / "settings.json"
+    backup.write_text(exported, "utf-8")
+    mailmoat("config", "import", backup, "--home", target)
+    assert mailmoat("config", "export", "--home", target).stdout == exported
+
+    assert check_password(stored(target, "admin.password"), ADMIN_PASSWORD)
+    assert check_password(stored(target, "admin.report_only.password"), "Report-Pass-1")
+    assert stored(target, "ldap.password") == "bind secret"
+
+
+def test_import_with_errors_changes_nothing(home, tmp_path):
+    before = stored(home)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"smtp.port": 2525, "smtp.colour": "blue", "http.port": 0,
+                               "timezone": "Europe/Berlin", "scan.mode": "some"}), "utf-8")
+    result = mailmoat("config", "import", bad, "--home", home, expect=2)
+    assert result.stderr.splitlines() == [
+        "smtp.colour: unknown setting",
+        "http.port: must be between 1 and 65535",
+        "scan.mode: must be one of all, include, exclude",
+    ]
+    assert stored(home) == before
+
+    bad.write_text("{not json", "utf-8")
+    result = mailmoat("config", "import", bad, "--home", home, expect=2)
+    assert result.stderr.startswith(f"mailmoat: {bad}: not valid JSON")
+    assert stored(home) == before
+
+
+# --- commands that later issues build ---------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["queue", "report", "definitions"])
+def test_placeholder_commands_say_not_built(name, template):
+    from shared import cli
+
+    cli.build_parser()  # fills the registry the way `mailmoat` does
+    _help, _setup, run = cli._REGISTRY[name]
+    if not run.__qualname__.startswith("not_built."):
+        pytest.skip(f"`mailmoat {name}` is built now; its own tests cover it")
+    result = mailmoat(name, "--home", template, expect=1)
+    assert "not built yet" in result.stderr

@@ -1,0 +1,639 @@
+"""shared/settings.py and shared/settings_types.py: every rule family, with its exact message."""
+
+import base64
+
+import pytest
+
+from shared import db
+from shared.settings import (
+    PAGES, RULES_MAX_TOTAL, SCHEMA, SettingError, check_password, defaults, display_value,
+    generated_values, hash_password, is_secret, parse_cli_value, validate_changes,
+)
+from shared.settings_store import apply_changes, export_settings, import_settings, load
+from shared.settings_types import (
+    Base64Key, BlacklistEntry, Bool, Choice, Domain, Email, Extension, HostPort, Hostname, Int,
+    IpAddress, ListOf, Nullable, Pattern, RblZone, RelayEntry, Resolver, RoutingEntry, Rule,
+    RuleError, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry,
+)
+
+KEY_32 = base64.b64encode(bytes(range(32))).decode()
+RULE = {"terms": ["viagra"]}
+TERMS_50 = [f"t{i}" for i in range(50)]
+
+
+def ok(kind, value, expected):
+    assert kind.check(value) == expected
+
+
+def bad(kind, value, rule):
+    with pytest.raises(RuleError) as info:
+        kind.check(value)
+    assert info.value.rule == rule
+
+
+def errors(changes, current=None):
+    """The `KEY: rule` lines validate_changes reports for `changes`."""
+    with pytest.raises(SettingError) as info:
+        validate_changes(defaults() if current is None else current, changes)
+    return info.value.lines()
+
+
+# --- kinds: accepted values and their normalised form ----------------------------------------
+
+ACCEPTED = [
+    (Bool(), True, True),
+    (Bool(), False, False),
+    (Int(1, 65535), 1, 1),
+    (Int(1, 65535), 65535, 65535),
+    (Int(7, 3650, also=(0,)), 0, 0),
+    (Int(7, 3650, also=(0,)), 7, 7),
+    (Str(max_len=5), "abcde", "abcde"),
+    (Str(), "", ""),
+    (Str(multiline=True), "two\nlines\r\n", "two\nlines\r\n"),
+    (Choice(("off", "offer")), "offer", "offer"),
+    (Nullable(Int(1, 2)), None, None),
+    (Nullable(Int(1, 2)), 2, 2),
+    (ListOf(Int(1, 5), max_items=2), [1, 2], [1, 2]),
+    (ListOf(Rule(), unique=False), [RULE, RULE], [
+        {"enabled": True, "match": "any", "terms": ["viagra"], "none_of": []}] * 2),
+    (Email(), "admin@example.com", "admin@example.com"),
+    (Email(), "first.last+tag@mail.example.co.uk", "first.last+tag@mail.example.co.uk"),
+    (Sender(), "Mailmoat", "Mailmoat"),
+    (Sender(), "alerts@example.com", "alerts@example.com"),
+    (IpAddress(), "192.0.2.1", "192.0.2.1"),
+    (IpAddress(), "2001:DB8::1", "2001:db8::1"),
+    (Resolver(), "192.0.2.53", "192.0.2.53"),
+    (Resolver(), "192.0.2.53:5353", "192.0.2.53:5353"),
+    (Resolver(), "2001:db8::53", "2001:db8::53"),
+    (Resolver(), "[2001:db8::53]:53", "[2001:db8::53]:53"),
+    (Resolver(), "[2001:db8::53]", "[2001:db8::53]"),
+    (Hostname(), "mail.example.com.", "mail.example.com"),
+    (Hostname(), "localhost", "localhost"),
+    (Hostname(), "192.0.2.1", "192.0.2.1"),
+    (Hostname(), "[2001:db8::1]", "[2001:db8::1]"),
+    (Domain(), "Example.COM.", "example.com"),
+    (TimeOfDay(), "00:00", "00:00"),
+    (TimeOfDay(), "23:59", "23:59"),
+    (Timezone(), "Europe/Berlin", "Europe/Berlin"),
+    (Timezone(), "UTC", "UTC"),
+    (Extension(), ".EXE", ".exe"),
+    (Extension(), ".tar-gz_1~", ".tar-gz_1~"),
+    (Pattern(), "*.exe", "*.exe"),
+    (Pattern(), "hot?stuff*", "hot?stuff*"),
+    (Weekday(), "mon", "mon"),
+    (Base64Key(), KEY_32, KEY_32),
+    (HostPort(), {"host": "relay.example.com"}, {"host": "relay.example.com", "port": 25}),
+    (HostPort(), {"host": "192.0.2.1", "port": 2525}, {"host": "192.0.2.1", "port": 2525}),
+    (RoutingEntry(), {"match": "*.Example.com"}, {"match": "*.example.com", "port": 25}),
+    (RoutingEntry(), {"match": "ex?mple.com", "relay": "mx.example.com", "port": 2525},
+     {"match": "ex?mple.com", "relay": "mx.example.com", "port": 2525}),
+    (RoutingEntry(), {"match": "example.com", "relay": ""}, {"match": "example.com", "port": 25}),
+    (Rule(), {"terms": ["cheap", "pills"], "match": "all", "none_of": ["invoice"],
+              "enabled": False, "name": "pharma"},
+     {"enabled": False, "match": "all", "name": "pharma", "terms": ["cheap", "pills"],
+      "none_of": ["invoice"]}),
+    (Rule(), {"terms": TERMS_50}, {"enabled": True, "match": "any", "terms": TERMS_50,
+                                   "none_of": []}),
+    (RblZone(), {"zone": "zen.spamhaus.org"},
+     {"enabled": True, "zone": "zen.spamhaus.org", "return_codes": []}),
+    (RblZone(), {"zone": "Bl.Example.", "enabled": False, "return_codes": ["127.0.0.2"]},
+     {"enabled": False, "zone": "bl.example", "return_codes": ["127.0.0.2"]}),
+    (WhitelistEntry(), "@Example.com", "@example.com"),
+    (WhitelistEntry(), ".example.com", ".example.com"),
+    (WhitelistEntry(), "User@Example.com", "user@example.com"),
+    (BlacklistEntry(), "@example.com", "@example.com"),
+    (BlacklistEntry(), "Sp*m?@Example.com", "sp*m?@example.com"),
+    (RelayEntry(), "mail.example.com", "mail.example.com"),
+    (RelayEntry(), "192.0.2.7", "192.0.2.7"),
+    (RelayEntry(), "2001:db8::7", "2001:db8::7"),
+    (RelayEntry(), "10.0.0.0/8", "10.0.0.0/8"),
+    (RelayEntry(), "10.1.2.3/8", "10.0.0.0/8"),
+    (RelayEntry(), "2001:db8::/32", "2001:db8::/32"),
+    (RelayEntry(), "*.Example.com", "*.example.com"),
+    (RelayEntry(), "1.2.3.*", "1.2.3.*"),
+    (RelayEntry(), "1.2.*.*", "1.2.*.*"),
+]
+
+
+@pytest.mark.parametrize("kind, value, expected", ACCEPTED,
+                         ids=[f"{type(k).__name__}-{v!r}"[:60] for k, v, _ in ACCEPTED])
+def test_kind_accepts(kind, value, expected):
+    ok(kind, value, expected)
+
+
+EMAIL_RULE = "must be a full email address such as admin@example.com"
+RELAY_RULE = "must be a host name, IP, CIDR, *.domain or 1.2.3.*"
+RESOLVER_RULE = "must be IP or IP:port (IPv6 as [addr]:port)"
+
+REJECTED = [
+    # Bool: JSON true/false only
+    (Bool(), 1, "must be true or false"),
+    (Bool(), "true", "must be true or false"),
+    (Bool(), None, "must be true or false"),
+    # Int: whole numbers in range, `also` values named in the message
+    (Int(1, 65535), 0, "must be between 1 and 65535"),
+    (Int(1, 65535), 65536, "must be between 1 and 65535"),
+    (Int(1, 65535), True, "must be a whole number"),
+    (Int(1, 65535), 25.0, "must be a whole number"),
+    (Int(1, 65535), "25", "must be a whole number"),
+    (Int(7, 3650, also=(0,)), 6, "must be between 7 and 3650 or 0"),
+    (Int(7, 3650, also=(0,)), -1, "must be between 7 and 3650 or 0"),
+    # Str: type, length, single line, NUL
+    (Str(), 5, "must be a text string"),
+    (Str(max_len=5), "abcdef", "must be at most 5 characters"),
+    (Str(min_len=1), "", "must not be empty"),
+    (Str(min_len=3), "ab", "must be at least 3 characters"),
+    (Str(), "a\nb", "must be a single line"),
+    (Str(), "a\rb", "must be a single line"),
+    (Str(), "a\x00b", "must not contain NUL characters"),
+    (Str(multiline=True), "a\n\x00", "must not contain NUL characters"),
+    # Choice
+    (Choice(("off", "offer")), "OFFER", "must be one of off, offer"),
+    (Choice(("off", "offer")), None, "must be one of off, offer"),
+    (Choice(("off", "offer")), ["off"], "must be one of off, offer"),
+    # Nullable passes the inner rule through
+    (Nullable(Int(1, 2)), 3, "must be between 1 and 2"),
+    (Nullable(Email()), "", EMAIL_RULE),
+    # ListOf: type, size, entry N, duplicates after normalising
+    (ListOf(Int(1, 5)), "1", "must be a list"),
+    (ListOf(Int(1, 5), max_items=2), [1, 2, 3], "must have at most 2 entries"),
+    (ListOf(Int(1, 5), min_items=1), [], "must have at least 1 entries"),
+    (ListOf(Int(1, 5)), [1, 9], "entry 2: must be between 1 and 5"),
+    (ListOf(Extension()), [".EXE", ".exe"], "entry '.exe' is listed twice"),
+    (ListOf(Int(1, 5)), [3, 3], "entry 3 is listed twice"),
+    # Email
+    (Email(), "admin", EMAIL_RULE),
+    (Email(), "a b@example.com", EMAIL_RULE),
+    (Email(), "admin@-bad-.com", EMAIL_RULE),
+    (Email(), "admin@example.com\n", EMAIL_RULE),
+    (Email(), "admin@@example.com", EMAIL_RULE),
+    (Email(), None, EMAIL_RULE),
+    # Sender: a user name, or then a full address
+    (Sender(), "two words", "must be a user name or a full email address"),
+    (Sender(), "Mailmoat\n", "must be a user name or a full email address"),
+    (Sender(), "", "must be a user name or a full email address"),
+    (Sender(), "alerts@", EMAIL_RULE),
+    # IpAddress: text only (ip_address() would turn 5 into 0.0.0.5)
+    (IpAddress(), "192.0.2.256", "must be an IPv4 or IPv6 address"),
+    (IpAddress(), "localhost", "must be an IPv4 or IPv6 address"),
+    (IpAddress(), 5, "must be an IPv4 or IPv6 address"),
+    (IpAddress(), True, "must be an IPv4 or IPv6 address"),
+    # Resolver
+    (Resolver(), 53, "must be IP or IP:port"),
+    (Resolver(), "dns.example.com", RESOLVER_RULE),
+    (Resolver(), "192.0.2.53:0", "port must be between 1 and 65535"),
+    (Resolver(), "192.0.2.53:65536", "port must be between 1 and 65535"),
+    (Resolver(), "192.0.2.53:dns", "port must be between 1 and 65535"),
+    (Resolver(), "[2001:db8::53", RESOLVER_RULE),
+    (Resolver(), "[2001:db8::53]x", RESOLVER_RULE),
+    (Resolver(), "[2001:db8::53]:", "port must be between 1 and 65535"),
+    # Hostname
+    (Hostname(), "bad_host", "must be a host name or an IP address"),
+    (Hostname(), "-bad.example.com", "must be a host name or an IP address"),
+    (Hostname(), "a" * 64 + ".example.com", "must be a host name or an IP address"),
+    (Hostname(), "999.1.1.1", "must be a host name or an IP address"),
+    (Hostname(), "mail.example.com\n", "must be a host name or an IP address"),
+    (Hostname(), 5, "must be a host name or an IP address"),
+    # Domain
+    (Domain(), "", "must be a domain name such as example.com"),
+    (Domain(), "@example.com", "must be a domain name such as example.com"),
+    (Domain(), "example..com", "must be a domain name such as example.com"),
+    (Domain(), ".".join(["a" * 60] * 5), "must be a domain name such as example.com"),
+    # TimeOfDay
+    (TimeOfDay(), "24:00", "must be a time of day HH:MM (00:00 to 23:59)"),
+    (TimeOfDay(), "6:00", "must be a time of day HH:MM (00:00 to 23:59)"),
+    (TimeOfDay(), "06:60", "must be a time of day HH:MM (00:00 to 23:59)"),
+    (TimeOfDay(), "06:00\n", "must be a time of day HH:MM (00:00 to 23:59)"),
+    (TimeOfDay(), 600, "must be a time of day HH:MM (00:00 to 23:59)"),
+    # Timezone
+    (Timezone(), "Mars/Olympus_Mons", "must be an IANA time zone name such as Europe/Berlin"),
+    (Timezone(), "../../etc/passwd", "must be an IANA time zone name such as Europe/Berlin"),
+    (Timezone(), "", "must be an IANA time zone name such as Europe/Berlin"),
+    (Timezone(), None, "must be an IANA time zone name such as Europe/Berlin"),
+    # Extension
+    (Extension(), "exe", "must be a file extension written .ext"),
+    (Extension(), ".", "must be a file extension written .ext"),
+    (Extension(), ".e xe", "must be a file extension written .ext"),
+    (Extension(), ".exe\n", "must be a file extension written .ext"),
+    (Extension(), "." + "x" * 33, "must be a file extension written .ext"),
+    # Pattern
+    (Pattern(), "", "must not be empty"),
+    (Pattern(), "x" * 256, "must be at most 255 characters"),
+    (Pattern(), "*.exe\n", "must be a single line"),
+    # Weekday
+    (Weekday(), "Mon", "must be one of mon, tue, wed, thu, fri, sat, sun"),
+    (Weekday(), "monday", "must be one of mon, tue, wed, thu, fri, sat, sun"),
+    # Base64Key
+    (Base64Key(), "not base64!", "must be a base64 Ed25519 public key"),
+    (Base64Key(), None, "must be a base64 Ed25519 public key"),
+    (Base64Key(), base64.b64encode(b"short").decode(),
+     "must be a base64 Ed25519 public key (32 bytes)"),
+    # HostPort
+    (HostPort(), "relay.example.com", "must be an object"),
+    (HostPort(), {}, "field 'host' is required"),
+    (HostPort(), {"host": "relay.example.com", "tls": True}, "unknown field 'tls'"),
+    (HostPort(), {"host": "bad host"}, "must be a host name or an IP address"),
+    (HostPort(), {"host": "relay.example.com", "port": 0}, "port must be between 1 and 65535"),
+    (HostPort(), {"host": "relay.example.com", "port": "25"}, "port must be a whole number"),
+    # RoutingEntry
+    (RoutingEntry(), {"relay": "mx.example.com"}, "field 'match' is required"),
+    (RoutingEntry(), {"match": "ex ample.com"},
+     "match must be a domain, with * and ? wildcards allowed"),
+    (RoutingEntry(), {"match": ""}, "must not be empty"),
+    (RoutingEntry(), {"match": "example.com", "relay": "bad host"},
+     "must be a host name or an IP address"),
+    (RoutingEntry(), {"match": "example.com", "port": 70000}, "port must be between 1 and 65535"),
+    (RoutingEntry(), {"match": "example.com", "via": "x"}, "unknown field 'via'"),
+    # Rule: terms required, at most 50, each non-empty
+    (Rule(), {"match": "any"}, "field 'terms' is required"),
+    (Rule(), {"terms": []}, "terms: must have at least one term"),
+    (Rule(), {"terms": TERMS_50 + ["t50"]}, "terms: must have at most 50 entries"),
+    (Rule(), {"terms": ["ok", ""]}, "terms: entry 2: must not be empty"),
+    (Rule(), {"terms": ["a", "a"]}, "terms: entry 'a' is listed twice"),
+    (Rule(), {"terms": ["a"], "none_of": ["x"] * 51}, "none_of: must have at most 50 entries"),
+    (Rule(), {"terms": ["a"], "match": "most"}, "must be one of all, any"),
+    (Rule(), {"terms": ["a"], "enabled": "yes"}, "must be true or false"),
+    (Rule(), {"terms": ["a"], "weight": 3}, "unknown field 'weight'"),
+    # RblZone
+    (RblZone(), {"enabled": True}, "field 'zone' is required"),
+    (RblZone(), {"zone": "not a zone"}, "must be a domain name such as example.com"),
+    (RblZone(), {"zone": "bl.example", "return_codes": ["127.0.0.x"]},
+     "return_codes: entry 1: must be an IPv4 or IPv6 address"),
+    (RblZone(), {"zone": "bl.example", "return_codes": "127.0.0.2"},
+     "return_codes: must be a list"),
+    # WhitelistEntry
+    (WhitelistEntry(), "example.com", "must be @domain, .domain or a full email address"),
+    (WhitelistEntry(), "@bad domain", "must be @domain, .domain or a full email address"),
+    (WhitelistEntry(), "user@", EMAIL_RULE),
+    (WhitelistEntry(), 5, "must be @domain, .domain or a full email address"),
+    # BlacklistEntry
+    (BlacklistEntry(), "example.com",
+     "must be @domain or an address (* and ? allowed before the @)"),
+    (BlacklistEntry(), "a b@example.com",
+     "must be @domain or an address (* and ? allowed before the @)"),
+    (BlacklistEntry(), "user@*.example.com",
+     "must be @domain or an address (* and ? allowed before the @)"),
+    # RelayEntry
+    (RelayEntry(), "", RELAY_RULE),
+    (RelayEntry(), None, RELAY_RULE),
+    (RelayEntry(), "bad entry", RELAY_RULE),
+    (RelayEntry(), "10.0.0.0/33", RELAY_RULE),
+    (RelayEntry(), "1.2.3.999", RELAY_RULE),
+    (RelayEntry(), "300.2.3.*", RELAY_RULE),
+    (RelayEntry(), "1.2.*", RELAY_RULE),
+    (RelayEntry(), "*.bad domain", RELAY_RULE),
+    (RelayEntry(), "mail.example.com\n", RELAY_RULE),
+]
+
+
+@pytest.mark.parametrize("kind, value, rule", REJECTED,
+                         ids=[f"{type(k).__name__}-{v!r}"[:60] for k, v, _ in REJECTED])
+def test_kind_rejects(kind, value, rule):
+    bad(kind, value, rule)
+
+
+def test_every_kind_describes_itself():
+    for setting in SCHEMA.values():
+        assert setting.kind.describe()
+
+
+# --- the schema --------------------------------------------------------------------------------
+
+def test_every_default_passes_its_own_kind():
+    for key, setting in SCHEMA.items():
+        if setting.default is None and setting.generated is None:
+            assert isinstance(setting.kind, Nullable), key
+        # Defaults are stored as they are, so they must already be in normalised form.
+        assert setting.kind.check(setting.default) == setting.default, key
+
+
+def test_defaults_pass_the_cross_rules():
+    assert validate_changes(defaults(), {}) == {}
+    assert validate_changes(defaults(), defaults()) == defaults()
+
+
+def test_generated_values_pass_their_kind_and_differ_each_time():
+    first, second = generated_values(), generated_values()
+    assert set(first) == {"quarantine.reinsertion_key"}
+    for key, value in first.items():
+        assert SCHEMA[key].kind.check(value) == value
+        assert first[key] != second[key]
+
+
+def test_every_setting_has_help_and_a_known_page():
+    for key, setting in SCHEMA.items():
+        assert setting.help.strip(), key
+        assert setting.page in PAGES, key
+
+
+def test_spec_keys_and_defaults():
+    d = defaults()
+    assert d["smtp.port"] == 25 and d["http.port"] == 8003 and d["https.port"] == 8043
+    assert d["smtp.listen"] == ["0.0.0.0", "::"]
+    assert d["admin.timeout_minutes"] == 5
+    assert d["logging.retention_days"] == 30
+    assert d["delivery.retry_max_seconds"] == 14400
+    assert [k for k in SCHEMA if k.startswith("alerts.") and d[k]] == [
+        "alerts.service_start_improper", "alerts.low_disk", "alerts.low_memory",
+        "alerts.failed_logons", "alerts.unauthorized_access", "alerts.suspect_message"]
+    assert len([k for k in SCHEMA if k.startswith("alerts.")]) == 14
+    assert [k for k, s in SCHEMA.items() if s.restart] == ["scan.temp_dir"]
+    assert {k for k, s in SCHEMA.items() if s.secret} == {
+        "admin.password", "admin.report_only.password", "ldap.password",
+        "quarantine.reinsertion_key"}
+
+
+def test_defaults_are_copies():
+    first = defaults()
+    first["smtp.listen"].append("192.0.2.1")
+    assert defaults()["smtp.listen"] == ["0.0.0.0", "::"]
+
+
+# --- validate_changes: single keys through the schema ------------------------------------------
+
+def test_unknown_key():
+    assert errors({"smtp.prot": 25}) == ["smtp.prot: unknown setting"]
+
+
+def test_value_errors_name_the_key():
+    assert errors({"smtp.port": 70000}) == ["smtp.port: must be between 1 and 65535"]
+    assert errors({"logging.retention_days": 3}) == [
+        "logging.retention_days: must be between 7 and 3650 or 0"]
+    assert errors({"smtp.listen": []}) == ["smtp.listen: must have at least 1 entries"]
+    assert errors({"rbl.zones": [{"zone": f"bl{i}.example"} for i in range(4)]}) == [
+        "rbl.zones: must have at most 3 entries"]
+    assert errors({"admin.emails": ["ok@example.com", "nope"]}) == [
+        f"admin.emails: entry 2: {EMAIL_RULE}"]
+    assert errors({"rules.spam": [{"terms": []}]}) == [
+        "rules.spam: entry 1: terms: must have at least one term"]
+
+
+def test_all_errors_reported_at_once():
+    assert errors({"smtp.port": 0, "nope": 1, "timezone": "Mars/Base", "scan.mode": "some"}) == [
+        "smtp.port: must be between 1 and 65535",
+        "nope: unknown setting",
+        "timezone: must be an IANA time zone name such as Europe/Berlin",
+        "scan.mode: must be one of all, include, exclude",
+    ]
+    assert errors({"https.port": 25, "forwarding.enabled": True,
+                   "filename.patterns": ["*"]}) == [
+        "https.port: already used by smtp.port",
+        "filename.patterns: '*' alone would delete every attachment",
+        "forwarding.host: required when forwarding.enabled is true",
+    ]
+
+
+def test_values_are_normalised():
+    assert validate_changes(defaults(), {"scan.exclude": [".ZIP"], "relay.allowed":
+                                         ["10.1.2.3/8"], "smtp.hostname": "mx.example.com."}) == {
+        "scan.exclude": [".zip"], "relay.allowed": ["10.0.0.0/8"],
+        "smtp.hostname": "mx.example.com"}
+
+
+# --- cross-key rules ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("changes, line", [
+    ({"https.port": 25}, "https.port: already used by smtp.port"),
+    ({"smtp.port": 8043}, "smtp.port: already used by https.port"),
+    ({"http.port": 25}, "http.port: already used by smtp.port"),
+    ({"smtp.port": 8003}, "smtp.port: already used by http.port"),
+    ({"https.port": 8003}, "https.port: already used by http.port"),
+    ({"http.port": 8043}, "http.port: already used by https.port"),
+])
+def test_ports_distinct_names_the_changed_key(changes, line):
+    assert errors(changes) == [line]
+
+
+def test_ports_may_be_swapped_in_one_change():
+    assert validate_changes(defaults(), {"smtp.port": 8003, "http.port": 25}) == {
+        "smtp.port": 8003, "http.port": 25}
+
+
+def test_heuristic_forward_below_drop():
+    base = {"heuristic.forward_to": "spam@example.com"}
+    for forward, drop in ((90, 80), (80, 80)):
+        assert errors({**base, "heuristic.forward_score": forward,
+                       "heuristic.drop_score": drop}) == [
+            "heuristic.forward_score: must be lower than heuristic.drop_score"]
+    assert validate_changes(defaults(), {**base, "heuristic.forward_score": 70,
+                                         "heuristic.drop_score": 90})
+    assert validate_changes(defaults(), {**base, "heuristic.forward_score": 70})
+    assert validate_changes(defaults(), {"heuristic.drop_score": 1})
+    assert errors({"heuristic.forward_score": 70}) == [
+        "heuristic.forward_to: required when heuristic.forward_score is set"]
+
+
+@pytest.mark.parametrize("pattern", ["*", "*.*", " *.* "])
+def test_filename_patterns_refuse_everything(pattern):
+    assert errors({"filename.patterns": ["*.exe", pattern]}) == [
+        f"filename.patterns: '{pattern.strip()}' alone would delete every attachment"]
+
+
+def test_filename_patterns_allow_wildcards_that_select():
+    assert validate_changes(defaults(), {"filename.patterns": ["*.*.exe", "*.exe", "x*"]})
+
+
+@pytest.mark.parametrize("action_key, value, target", [
+    ("subject.action", "forward", "subject.forward_to"),
+    ("rbl.action", "forward", "rbl.forward_to"),
+    ("blacklist.action", "forward", "blacklist.forward_to"),
+    ("encrypted.action", "forward", "encrypted.forward_to"),
+    ("rules.content_action", "forward", "rules.content_forward_to"),
+    ("premium.spam.disposition", "forward", "premium.spam.forward_to"),
+    ("premium.suspected.disposition", "forward", "premium.suspected.forward_to"),
+])
+def test_forward_needs_a_target(action_key, value, target):
+    assert errors({action_key: value}) == [f"{target}: required when {action_key} is forward"]
+    assert validate_changes(defaults(), {action_key: value, target: "copy@example.com"})
+
+
+def test_at_most_100_spam_and_content_rules_together():
+    assert RULES_MAX_TOTAL == 100
+    assert validate_changes(defaults(), {"rules.spam": [RULE] * 50, "rules.content": [RULE] * 50})
+    assert errors({"rules.spam": [RULE] * 60, "rules.content": [RULE] * 41}) == [
+        "rules.content: spam and content rules together must be at most 100"]
+    current = {**defaults(), "rules.content": [RULE] * 100}
+    assert errors({"rules.spam": [RULE]}, current) == [
+        "rules.content: spam and content rules together must be at most 100"]
+    assert errors({"rules.spam": [RULE] * 101}) == [
+        "rules.spam: must have at most 100 entries"]
+
+
+def test_retry_max_not_below_initial():
+    assert errors({"delivery.retry_max_seconds": 299}) == [
+        "delivery.retry_max_seconds: must not be lower than delivery.retry_initial_seconds"]
+    current = {**defaults(), "delivery.retry_max_seconds": 600}
+    assert errors({"delivery.retry_initial_seconds": 601}, current) == [
+        "delivery.retry_max_seconds: must not be lower than delivery.retry_initial_seconds"]
+    assert validate_changes(current, {"delivery.retry_initial_seconds": 600})
+
+
+def test_forwarding_needs_a_host():
+    assert errors({"forwarding.enabled": True}) == [
+        "forwarding.host: required when forwarding.enabled is true"]
+    assert validate_changes(defaults(), {"forwarding.enabled": True,
+                                         "forwarding.host": "siem.example.com"})
+
+
+def test_include_mode_needs_extensions():
+    assert errors({"scan.mode": "include"}) == [
+        "scan.include: must list at least one extension when scan.mode is include"]
+    assert validate_changes(defaults(), {"scan.mode": "include", "scan.include": [".doc"]})
+    assert validate_changes(defaults(), {"scan.mode": "exclude"})  # an empty exclude is fine
+
+
+# --- passwords ----------------------------------------------------------------------------------
+
+def with_admin(password):
+    return {**defaults(), "admin.password": hash_password(password)}
+
+
+def test_password_is_hashed_and_case_sensitive():
+    stored = validate_changes(defaults(), {"admin.password": "Secret-1"})["admin.password"]
+    assert stored != "Secret-1" and stored.startswith(("scrypt:", "pbkdf2:"))
+    assert check_password(stored, "Secret-1")
+    assert not check_password(stored, "secret-1")
+    assert not check_password(stored, "SECRET-1")
+    assert not check_password(stored, "Secret-1 ")
+    assert not check_password(None, "Secret-1")
+    assert not check_password("", "")
+
+
+def test_password_length():
+    stored = validate_changes(defaults(), {"admin.password": "p" * 32})["admin.password"]
+    assert check_password(stored, "p" * 32)
+    assert errors({"admin.password": "p" * 33}) == [
+        "admin.password: must be at most 32 characters"]
+    assert errors({"admin.password": ""}) == ["admin.password: must not be empty"]
+    assert errors({"admin.report_only.password": "r" * 33}) == [
+        "admin.report_only.password: must be at most 32 characters"]
+
+
+def test_stored_hash_passed_back_is_kept():
+    stored = hash_password("Secret-1")
+    assert validate_changes(defaults(), {"admin.password": stored}) == {"admin.password": stored}
+    # A hash is not a valid plain password (too long), so it cannot be mistaken for one.
+    assert len(stored) > 32
+
+
+def test_malformed_hash_matches_nothing():
+    assert not check_password("scrypt:1$2$" + "a" * 40, "x")
+    assert not check_password("not a hash at all", "x")
+
+
+def test_report_only_needs_its_password_first():
+    assert errors({"admin.report_only.enabled": True}) == [
+        "admin.report_only.enabled: set admin.report_only.password first"]
+    done = validate_changes(with_admin("Admin-1"), {"admin.report_only.enabled": True,
+                                                   "admin.report_only.password": "Report-1"})
+    assert check_password(done["admin.report_only.password"], "Report-1")
+
+
+def test_report_only_password_differs_from_admin():
+    current = with_admin("Same-1")
+    assert errors({"admin.report_only.password": "Same-1"}, current) == [
+        "admin.report_only.password: must differ from admin.password"]
+    # Different case is a different password.
+    assert validate_changes(current, {"admin.report_only.password": "same-1"})
+    assert errors({"admin.password": "Both-1", "admin.report_only.password": "Both-1"}) == [
+        "admin.report_only.password: must differ from admin.password"]
+    current = {**defaults(), "admin.report_only.password": hash_password("Report-1")}
+    assert errors({"admin.password": "Report-1"}, current) == [
+        "admin.password: must differ from admin.report_only.password"]
+
+
+# --- CLI values and display ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("key, text, value", [
+    ("smtp.notify_from", "Mailmoat", "Mailmoat"),
+    ("smtp.notify_from", '"quoted"', "quoted"),
+    ("smtp.notify_from", '"unterminated', '"unterminated'),
+    ("disclaimer.text", "25", "25"),
+    ("disclaimer.text", "true", "true"),
+    ("disclaimer.text", '"line\\nbreak"', "line\nbreak"),
+    ("scan.mode", "include", "include"),
+    ("heuristic.forward_to", "spam@example.com", "spam@example.com"),
+    ("admin.password", "[not json]", "[not json]"),
+    ("admin.password", "25", "25"),
+    ("smtp.port", "25", 25),
+    ("delivery.paused", "true", True),
+    ("smtp.listen", '["127.0.0.1", "::1"]', ["127.0.0.1", "::1"]),
+    ("routing.default", "null", None),
+    ("routing.default", '{"host": "relay.example.com"}', {"host": "relay.example.com"}),
+    ("scan.include", '[".doc"]', [".doc"]),
+])
+def test_parse_cli_value(key, text, value):
+    assert parse_cli_value(key, text) == value
+
+
+def test_parse_cli_value_errors():
+    with pytest.raises(SettingError) as info:
+        parse_cli_value("smtp.port", "twenty-five")
+    assert info.value.lines() == [
+        'smtp.port: must be JSON (for example 25, true, ["a"], null)']
+    with pytest.raises(SettingError) as info:
+        parse_cli_value("smtp.prot", "25")
+    assert info.value.lines() == ["smtp.prot: unknown setting"]
+
+
+def test_display_value_masks_secrets():
+    assert is_secret("admin.password") and is_secret("ldap.password")
+    assert display_value("admin.password", hash_password("x")) == "***"
+    assert display_value("admin.report_only.password", None) is None
+    assert display_value("ldap.password", "bind-secret") == "***"
+    assert display_value("quarantine.reinsertion_key", "k" * 40) == "***"
+    assert display_value("smtp.port", 25) == 25
+    assert display_value("smtp.hostname", None) is None
+
+
+def test_setting_error_lines():
+    error = SettingError([("a.b", "rule one"), ("c", "rule two")])
+    assert error.lines() == ["a.b: rule one", "c: rule two"]
+    assert str(error) == "a.b: rule one; c: rule two"
+
+
+# --- through the store: export / import keeps hashes -------------------------------------------
+
+@pytest.fixture
+def conn(tmp_path):
+    connection = db.connect(tmp_path / "mailmoat.db")
+    db.migrate(connection)
+    yield connection
+    connection.close()
+
+
+def test_store_export_import_keeps_hashes(conn, tmp_path):
+    apply_changes(conn, {"admin.password": "Admin-1", "admin.report_only.password": "Report-1",
+                         "admin.report_only.enabled": True, "smtp.port": 2525,
+                         "ldap.password": "bind-secret"})
+    exported = export_settings(conn)
+    assert list(exported) == sorted(SCHEMA)
+    assert check_password(exported["admin.password"], "Admin-1")
+
+    other = db.connect(tmp_path / "other.db")
+    db.migrate(other)
+    import_settings(other, exported)
+    assert export_settings(other) == exported
+    assert check_password(load(other)["admin.password"], "Admin-1")
+    assert check_password(load(other)["admin.report_only.password"], "Report-1")
+    assert load(other)["ldap.password"] == "bind-secret"
+    other.close()
+
+
+def test_store_changes_nothing_on_error(conn):
+    before = export_settings(conn)
+    with pytest.raises(SettingError) as info:
+        import_settings(conn, {"smtp.port": 2525, "nope": 1, "http.port": 0})
+    assert info.value.lines() == ["nope: unknown setting",
+                                  "http.port: must be between 1 and 65535"]
+    assert export_settings(conn) == before
+    with pytest.raises(SettingError) as info:
+        import_settings(conn, ["smtp.port"])
+    assert info.value.lines() == ["(file): must be a JSON object of settings"]
+
+
+def test_store_reports_what_changed(conn):
+    assert apply_changes(conn, {"smtp.port": 2525, "http.port": 8003}) == {
+        "smtp.port": (25, 2525)}
+    assert apply_changes(conn, {"smtp.port": 2525}) == {}
+    assert load(conn)["smtp.port"] == 2525
