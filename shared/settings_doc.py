@@ -1,0 +1,103 @@
+"""docs/settings.md, generated from the settings schema so the reference never drifts from it.
+
+Regenerate after any change to `shared/settings.py`:
+
+    python -m shared.settings_doc > docs/settings.md
+
+`tests/unit/test_settings_doc.py` fails while the committed file differs from `render()`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from shared.settings import PAGES, SCHEMA, Setting
+
+__all__ = ["render"]
+
+REGENERATE = "python -m shared.settings_doc > docs/settings.md"
+
+_HEADER = f"""\
+# Mailmoat settings
+
+Every setting Mailmoat knows, grouped by the console page that edits it. Generated from
+`shared/settings.py` by `{REGENERATE}`; do not edit by hand.
+
+Read a value with `mailmoat config get KEY`, change it with `mailmoat config set KEY VALUE`
+(VALUE is JSON, or the bare text for text settings), or on the console page named in the
+heading. Every change is validated by the same rules and applies within 2 seconds unless the
+*Restart* column says yes. Secrets are never printed: `config get` shows them as `"***"` (set)
+or `null`.
+"""
+
+
+def _text(value: str) -> str:
+    """Text for a table cell: Markdown and table syntax escaped, `code spans` kept as such."""
+    balanced = value.count("`") % 2 == 0  # unbalanced: no code spans, escape the backtick
+    pieces = value.split("`") if balanced else [value]
+    special = "\\*_[]<>|" + ("" if balanced else "`")
+    out = []
+    for index, piece in enumerate(pieces):
+        if index % 2:  # inside a code span only the table's pipe needs escaping
+            out.append("`" + piece.replace("|", "\\|") + "`")
+            continue
+        for char in special:
+            piece = piece.replace(char, "\\" + char)
+        out.append(piece)
+    return "".join(out)
+
+
+def _code(value: str) -> str:
+    """A code span for a table cell (pipes still need escaping inside GFM tables)."""
+    value = value.replace("|", "\\|")
+    fence = "``" if "`" in value else "`"
+    pad = " " if value.startswith("`") or value.endswith("`") else ""
+    return f"{fence}{pad}{value}{pad}{fence}"
+
+
+def _default(setting: Setting) -> str:
+    if setting.generated is not None:
+        return "(generated)"
+    if setting.secret is not None:
+        return "(secret)"
+    return _code(json.dumps(setting.default, ensure_ascii=False))
+
+
+def _row(setting: Setting) -> str:
+    cells: list[Any] = [
+        _code(setting.key),
+        _text(setting.kind.describe()),
+        _default(setting),
+        "yes" if setting.restart else "no",
+        _text(setting.help),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def render() -> str:
+    """The whole of docs/settings.md."""
+    by_page: dict[str, list[Setting]] = {page: [] for page in PAGES}
+    for setting in SCHEMA.values():
+        by_page[setting.page].append(setting)
+    parts = [_HEADER]
+    for page, title in PAGES.items():
+        settings = by_page[page]
+        if not settings:
+            continue
+        parts.append(f"\n## {title}\n\n")
+        parts.append("| Key | Type | Default | Restart | Help |\n")
+        parts.append("|---|---|---|---|---|\n")
+        parts.extend(_row(setting) + "\n" for setting in settings)
+    return "".join(parts)
+
+
+def main() -> int:
+    sys.stdout.buffer.write(render().encode("utf-8"))
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

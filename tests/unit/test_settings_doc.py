@@ -1,0 +1,52 @@
+"""shared/settings_doc.py and the committed docs/settings.md it generates."""
+
+from pathlib import Path
+
+from shared.settings import PAGES, SCHEMA
+from shared.settings_doc import REGENERATE, render
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
+
+
+def table_rows(text):
+    """{key: [type, default, restart, help]} from the rendered tables."""
+    found = {}
+    for line in text.splitlines():
+        if line.startswith("| `"):
+            cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+            found[cells[0].strip("`")] = cells[1:]
+    return found
+
+
+def test_committed_doc_is_current():
+    assert DOC.read_text("utf-8") == render(), (
+        f"docs/settings.md is out of date with shared/settings.py; regenerate it with "
+        f"`{REGENERATE}` and commit it")
+
+
+def test_every_key_once_under_its_page():
+    text = render()
+    rows = table_rows(text)
+    assert list(rows) == [key for page in PAGES for key, s in SCHEMA.items() if s.page == page]
+    headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
+    assert headings == [title for page, title in PAGES.items()
+                        if any(s.page == page for s in SCHEMA.values())]
+
+
+def test_cells():
+    rows = table_rows(render())
+    assert rows["smtp.port"] == ["integer 1..65535", "`25`", "no", "SMTP listening port."]
+    assert rows["smtp.tls.inbound"][:2] == ["one of off \\| offer", '`"offer"`']
+    assert rows["scan.temp_dir"][2] == "yes"
+    assert rows["admin.password"][1] == "(secret)"
+    assert rows["ldap.password"][1] == "(secret)"
+    assert rows["quarantine.reinsertion_key"][1] == "(generated)"
+    assert rows["logging.retention_days"][0] == "integer 7..3650 or 0"
+    assert rows["heuristic.x_bulk"][3] == "Add X-Bulk: \\<score\\> to spam."
+
+
+def test_every_line_is_a_well_formed_table_row():
+    for line in render().splitlines():
+        if line.startswith("|"):
+            unescaped = line.replace("\\|", "")
+            assert unescaped.count("|") == 6, line
