@@ -1,0 +1,72 @@
+"""What the queue manager does with a pipeline verdict or a pipeline crash (SPEC §4, §5).
+
+Rules
+    1. "deliver" marks the envelope processed (persisted, so a restart does not scan again);
+       "forward" does the same after replacing the recipients by `forward_to`; "drop"
+       deletes; "hold" moves to hold/ with the reason. Each writes its disposition event
+       (FORWARDED, DROPPED, HELD) naming the rule, and counts it.
+    2. A crash (exception or timeout) is a SCAN_ERROR event and `crash_count` + 1, written
+       before anything else; at CRASH_LIMIT the message goes to hold/ with a HELD event of
+       rule "suspect_message" (the alert engine mails the Suspect message alert from it);
+       below it the message is tried again after CRASH_RETRY_SECONDS.
+"""
+
+from __future__ import annotations
+
+from shared.events import Action
+from shared.spool import Envelope, Recipient
+
+__all__ = ["apply_result", "crashed", "SUSPECT_RULE"]
+
+SUSPECT_RULE = "suspect_message"
+
+
+def _fields(envelope: Envelope) -> dict:
+    return {"queue_id": envelope.queue_id, "sender": envelope.sender,
+            "recipients": [r.address for r in envelope.recipients], "size": envelope.size,
+            "client_ip": envelope.client_ip or None, "connection_id": envelope.connection_id or None}
+
+
+async def apply_result(manager, envelope: Envelope, result) -> bool:
+    """True when the message goes on to delivery (rule 1)."""
+    disposition = result.disposition
+    if disposition == "drop":
+        await manager._delete("fast", envelope.queue_id)
+        manager.counters.incr("dropped")
+        manager.events.record(Action.DROPPED, rule=result.rule, info=result.reason,
+                              **_fields(envelope))
+        return False
+    if disposition == "hold":
+        await hold(manager, "fast", envelope, result.reason or "held by policy", result.rule)
+        return False
+    if disposition == "forward":
+        manager.events.record(Action.FORWARDED, rule=result.rule, info=result.reason,
+                              data={"forward_to": list(result.forward_to)}, **_fields(envelope))
+        manager.counters.incr("forwarded")
+        envelope.recipients = [Recipient(address) for address in result.forward_to]
+    envelope.processed = True
+    await manager._write("fast", envelope)
+    return True
+
+
+async def hold(manager, queue: str, envelope: Envelope, reason: str, rule: str | None) -> None:
+    envelope.hold_reason = reason
+    await manager._write(queue, envelope)
+    await manager._move(envelope.queue_id, queue, "hold")
+    manager.counters.incr("held")
+    manager.events.record(Action.HELD, rule=rule, info=reason, **_fields(envelope))
+
+
+async def crashed(manager, envelope: Envelope, text: str) -> None:
+    from core.spool.manager import CRASH_LIMIT, CRASH_RETRY_SECONDS
+    envelope.crash_count += 1
+    manager.events.record(Action.SCAN_ERROR, rule="pipeline.crash",
+                          info=f"processing crashed ({envelope.crash_count}/{CRASH_LIMIT}): {text}",
+                          **_fields(envelope))
+    if envelope.crash_count >= CRASH_LIMIT:
+        await hold(manager, "fast", envelope,
+                   f"suspect message: processing crashed {envelope.crash_count} times "
+                   f"(last: {text})", SUSPECT_RULE)
+        return
+    await manager._write("fast", envelope)
+    manager._requeue_later(envelope.queue_id, CRASH_RETRY_SECONDS)

@@ -1,0 +1,130 @@
+"""Synchronous spool helpers the queue manager runs through `trio.to_thread` (they fsync).
+
+What this module owns
+    Small compositions of `shared.spool` calls that must run together off the event loop:
+    writing a generated message through the durable accept path, reading the header section
+    of a message for a DSN, making a forwarded copy with a new Subject, and scanning the
+    queues at startup. Byte layout stays in `shared/spool.py` (STYLE §1 "spool").
+
+Never: run on the trio thread (every function here blocks), or modify a message in place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from shared.spool import COPY_CHUNK_OCTETS, Envelope, EnvelopeError, Spool, new_queue_id
+
+__all__ = ["write_generated", "read_headers", "copy_with_subject", "scan_queues",
+           "MAX_HEADER_SECTION_OCTETS"]
+
+MAX_HEADER_SECTION_OCTETS = 1 << 20   # a header section longer than this is cut for copies
+
+
+def write_generated(spool: Spool, envelope_fields: dict, sender: str, recipients: list[str],
+                    message: bytes, clock_now: float) -> str:
+    """Accept *message* into fast/ exactly as the SMTP listener would (prepare + commit);
+    returns its new queue id."""
+    while True:
+        queue_id = new_queue_id()
+        try:
+            incoming = spool.open_incoming(queue_id)
+        except FileExistsError:
+            continue
+        break
+    try:
+        incoming.write(message)
+        envelope = Envelope.new(queue_id, sender, recipients, clock=lambda: clock_now,
+                                **envelope_fields)
+        spool.commit([incoming.prepare(envelope)], "fast")
+    except BaseException:
+        incoming.abort()
+        raise
+    return queue_id
+
+
+def read_headers(spool: Spool, queue: str, queue_id: str, limit: int) -> bytes:
+    """Up to *limit* octets from the start of the message: its header section (and maybe
+    some body, which the DSN composer cuts off)."""
+    with spool.open_message(queue, queue_id) as handle:
+        return handle.read(limit)
+
+
+def copy_with_subject(spool: Spool, src_queue: str, queue_id: str, envelope: Envelope,
+                      subject: str | None) -> str:
+    """Copy a message into fast/ under a new id with *envelope* (its queue_id is replaced),
+    replacing the Subject header when *subject* is given. Returns the new id."""
+    if subject is None:
+        new_id = new_queue_id()
+        spool.copy_to(queue_id, src_queue, "fast", new_id, envelope)
+        return new_id
+    while True:
+        new_id = new_queue_id()
+        try:
+            incoming = spool.open_incoming(new_id)
+        except FileExistsError:
+            continue
+        break
+    try:
+        with spool.open_message(src_queue, queue_id) as source:
+            head = _read_header_section(source)
+            incoming.write(_replace_subject(head, subject))
+            while chunk := source.read(COPY_CHUNK_OCTETS):
+                incoming.write(chunk)
+        new_envelope = envelope.copy()
+        new_envelope.queue_id = new_id
+        spool.commit([incoming.prepare(new_envelope)], "fast")
+    except BaseException:
+        incoming.abort()
+        raise
+    return new_id
+
+
+def _read_header_section(source) -> bytes:
+    """Lines up to and including the empty line that ends the header section."""
+    lines: list[bytes] = []
+    size = 0
+    while size < MAX_HEADER_SECTION_OCTETS:
+        line = source.readline(MAX_HEADER_SECTION_OCTETS)
+        if not line:
+            break
+        lines.append(line)
+        size += len(line)
+        if line in (b"\r\n", b"\n"):
+            break
+    return b"".join(lines)
+
+
+def _replace_subject(head: bytes, subject: str) -> bytes:
+    """Drop every Subject field (with its folded lines), put the new one first."""
+    out: list[bytes] = []
+    skipping = False
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and skipping:
+            continue
+        skipping = line.lower().startswith(b"subject:")
+        if not skipping:
+            out.append(line)
+    clean = " ".join(subject.split())
+    return f"Subject: {clean}\r\n".encode("utf-8") + b"".join(out)
+
+
+def scan_queues(spool: Spool) -> tuple[list[str], list[tuple[str, Envelope | None]], int]:
+    """(fast ids, [(slow id, envelope or None if unreadable)], hold count) from the disk."""
+    fast = list(spool.list("fast"))
+    slow: list[tuple[str, Envelope | None]] = []
+    for queue_id in spool.list("slow"):
+        try:
+            slow.append((queue_id, spool.read_envelope("slow", queue_id)))
+        except (OSError, EnvelopeError):
+            slow.append((queue_id, None))
+    return fast, slow, sum(1 for _ in spool.list("hold"))
+
+
+def list_ids(spool: Spool, queue: str, ids: Iterable[str] | None) -> list[str]:
+    """The ids of *queue*, or those of *ids* that are in it."""
+    present = list(spool.list(queue))
+    if ids is None:
+        return present
+    wanted = set(ids)
+    return [queue_id for queue_id in present if queue_id in wanted]

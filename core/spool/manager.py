@@ -1,0 +1,377 @@
+"""The queue manager: what happens to a message after the 250 (SPEC §4, ARCHITECTURE).
+
+What it owns
+    Scheduling of fast/, slow/ and hold/: run the pipeline once per message, deliver each
+    recipient to its next hop, retry with backoff, bounce, expire, hold suspects, and the
+    hold-queue actions. It decides *when*; `shared/spool.py` says *how* (every spool call
+    runs through `trio.to_thread`, since they fsync), `core/delivery` does the talking.
+
+Rules
+    1. The spool is the truth. Memory holds ids and schedules only, rebuilt by `run()` from
+       the spool alone; a full channel never loses a message (an overflow triggers a rescan
+       of fast/). At most FAST_CHANNEL_SIZE ids wait in memory (Postfix's active queue).
+    2. Fast queue: pipeline (at most PROCESS_TIMEOUT_SECONDS; an exception or a timeout is a
+       crash: `crash_count` + 1 persisted, the third moves it to hold/ with a HELD event of
+       rule "suspect_message"); then delivery per recipient, grouped by next hop.
+    3. After an attempt: every recipient delivered -> delete + COMPLETED. 5xx recipients are
+       bounced at once (RFC 3464, one DSN per attempt). 4xx recipients -> slow/ with
+       `next_attempt_at` persisted, and the sender gets ONE delay notice per message.
+       Past `delivery.retry_days` since `received_at` the rest is bounced and deleted.
+    4. Order of durable steps: DSN committed, then the envelope rewritten, then the message
+       moved or deleted. A crash in between repeats a step (duplicates are allowed), never
+       loses one.
+    5. `delivery.paused`: processing goes on, delivery waits; the pause is polled every
+       PAUSE_POLL_SECONDS, so resuming takes well under a second.
+    6. Bounces never bounce (`bounce.should_notify`); generated mail (`submit_generated`)
+       takes the same durable path, is never counted as accepted and is counted as delivered.
+
+Never: block the event loop, write event names as literals, delete a message that still
+has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+
+from core.delivery.routing import domain_of, route
+from core.spool import files
+from core.spool.notices import NoticeWriter
+from core.spool.schedule import SlowSchedule, retry_delay
+from shared.clock import WallClock
+from shared.events import Action
+from shared.spool import Envelope, EnvelopeError, Spool
+
+__all__ = ["QueueManager", "FAST_CHANNEL_SIZE", "PROCESS_TIMEOUT_SECONDS", "CRASH_LIMIT"]
+
+FAST_CHANNEL_SIZE = 1000        # ids waiting in memory; more wait on disk (rule 1)
+SLOW_CHANNEL_SIZE = 100
+FAST_WORKERS = 16
+SLOW_WORKERS = 8
+PROCESS_TIMEOUT_SECONDS = 60    # SPEC §4: a worker may take at most 60 s per message
+CRASH_LIMIT = 3                 # SPEC §4: the third crash holds the message
+CRASH_RETRY_SECONDS = 1.0
+ERROR_RETRY_SECONDS = 60.0      # after an unexpected error handling a message
+PAUSE_POLL_SECONDS = 0.2
+SECONDS_PER_DAY = 86400
+
+
+class QueueManager:
+    def __init__(self, spool: Spool, settings: Callable[[], Mapping], events, counters,
+                 clock: WallClock, pipeline, deliverer, *, tick_seconds: float = 1.0) -> None:
+        """`tick_seconds`: how often (trio time) the slow queue looks at the wall clock."""
+        self.spool = spool
+        self.settings = settings
+        self.events = events
+        self.counters = counters
+        self.clock = clock
+        self.pipeline = pipeline
+        self.deliverer = deliverer
+        self.tick_seconds = tick_seconds
+        self.notices = NoticeWriter(self)
+        self.schedule = SlowSchedule()
+        self._fast_send, self._fast_recv = trio.open_memory_channel(FAST_CHANNEL_SIZE)
+        self._slow_send, self._slow_recv = trio.open_memory_channel(SLOW_CHANNEL_SIZE)
+        self._fast_ids: set[str] = set()      # in fast/ as far as we know
+        self._busy: set[str] = set()          # queued in a channel or being handled
+        self._paused: dict[str, str] = {}     # id -> queue, waiting for delivery.paused off
+        self._hold_count = 0
+        self._rescan = trio.Event()
+        self._slow_wakeup = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    # --- public API ---------------------------------------------------------------------------
+    async def run(self, *, recovery=None, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Rebuild state from the spool (after `spool.recover()`), start the workers, then
+        report ready. `recovery` (a RecoveryReport) is accepted for symmetry; unused."""
+        fast, slow, self._hold_count = await trio.to_thread.run_sync(files.scan_queues,
+                                                                     self.spool)
+        now = self.clock.now()
+        for queue_id, envelope in slow:
+            if envelope is None:
+                continue
+            hops = {r.next_hop for r in envelope.recipients
+                    if r.status in ("pending", "deferred") and r.next_hop}
+            self.schedule.put(queue_id, envelope.next_attempt_at or now, hops)
+            self.schedule.deferring_hops.update(hops)
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if hasattr(self.deliverer, "run"):
+                await nursery.start(self.deliverer.run)
+            async with self._fast_recv, self._slow_recv:
+                for _ in range(FAST_WORKERS):
+                    nursery.start_soon(self._worker, self._fast_recv.clone(), self._handle_fast)
+                for _ in range(SLOW_WORKERS):
+                    nursery.start_soon(self._worker, self._slow_recv.clone(), self._handle_slow)
+            nursery.start_soon(self._rescan_loop)
+            nursery.start_soon(self._slow_loop)
+            nursery.start_soon(self._pause_loop)
+            for queue_id in fast:
+                self.message_accepted(queue_id)
+            task_status.started()
+
+    def message_accepted(self, queue_id: str) -> None:
+        """A new message is in fast/ (never blocks; see rule 1)."""
+        self._fast_ids.add(queue_id)
+        if queue_id in self._busy:
+            return
+        try:
+            self._fast_send.send_nowait(queue_id)
+            self._busy.add(queue_id)
+        except trio.WouldBlock:
+            self._rescan.set()
+
+    def queue_sizes(self) -> dict[str, int]:
+        return {"fast": len(self._fast_ids), "slow": len(self.schedule),
+                "hold": self._hold_count}
+
+    async def submit_generated(self, sender: str, recipients: list[str], message_bytes: bytes,
+                               *, is_bounce: bool = False, kind: str = "bounce",
+                               scan: bool = False) -> str:
+        """Queue a message Mailmoat made (bounce, notice, alert, released quarantine mail)
+        through the durable accept path; returns its queue id. With `scan` false it skips
+        the pipeline."""
+        fields = {"is_generated": True, "is_bounce": is_bounce, "processed": not scan,
+                  "meta": {"kind": kind},
+                  "body": "7BIT" if message_bytes.isascii() else "8BITMIME",
+                  "smtputf8": not all(r.isascii() for r in recipients) or not sender.isascii()}
+        queue_id = await trio.to_thread.run_sync(files.write_generated, self.spool, fields,
+                                                 sender, list(recipients), message_bytes,
+                                                 self.clock.now())
+        self.message_accepted(queue_id)
+        return queue_id
+
+    async def hold_reprocess(self, ids=None) -> int:
+        from core.spool.hold import reprocess
+        return await reprocess(self, ids)
+
+    async def hold_drop(self, ids=None) -> int:
+        from core.spool.hold import drop
+        return await drop(self, ids)
+
+    async def hold_forward(self, address: str, subject: str | None = None, ids=None) -> int:
+        from core.spool.hold import forward
+        return await forward(self, address, subject, ids)
+
+    # --- tasks ----------------------------------------------------------------------------------
+    async def _worker(self, receive, handle) -> None:
+        async with receive:
+            async for queue_id in receive:
+                try:
+                    await handle(queue_id)
+                except Exception as exc:     # boundary: per message; it stays on disk
+                    self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule="queue.error",
+                                       info=f"{type(exc).__name__}: {exc}; "
+                                            f"trying again in {ERROR_RETRY_SECONDS:.0f} s")
+                    if handle == self._handle_fast:
+                        self._requeue_later(queue_id, ERROR_RETRY_SECONDS)
+                    elif queue_id in self.schedule.entries:
+                        self.schedule.entries[queue_id].next_attempt_at = (
+                            self.clock.now() + ERROR_RETRY_SECONDS)
+                finally:
+                    if queue_id not in self._paused:
+                        self._busy.discard(queue_id)
+
+    def _requeue_later(self, queue_id: str, delay_seconds: float) -> None:
+        """Offer a fast/ message to the workers again after *delay_seconds* (trio time)."""
+        async def later() -> None:
+            await trio.sleep(delay_seconds)
+            self.message_accepted(queue_id)
+        assert self._nursery is not None
+        self._nursery.start_soon(later)
+
+    async def _rescan_loop(self) -> None:
+        """Feed fast/ ids the channel could not take (rule 1); blocking sends are the
+        backpressure."""
+        while True:
+            await self._rescan.wait()
+            self._rescan = trio.Event()
+            ids = await trio.to_thread.run_sync(lambda: list(self.spool.list("fast")))
+            for queue_id in ids:
+                self._fast_ids.add(queue_id)
+                if queue_id not in self._busy:
+                    self._busy.add(queue_id)
+                    await self._fast_send.send(queue_id)
+
+    async def _slow_loop(self) -> None:
+        while True:
+            if not self._is_paused():
+                for queue_id in self.schedule.due(self.clock.now(), exclude=self._busy):
+                    self._busy.add(queue_id)
+                    await self._slow_send.send(queue_id)
+            next_at = self.schedule.next_due_at(exclude=self._busy)
+            wait = self.tick_seconds
+            if next_at is not None:
+                wait = max(0.0, min(wait, next_at - self.clock.now()))
+            with trio.move_on_after(wait if wait > 0 else self.tick_seconds / 10):
+                await self._slow_wakeup.wait()
+            self._slow_wakeup = trio.Event()
+
+    async def _pause_loop(self) -> None:
+        """Release what waited for `delivery.paused` to turn off (rule 5)."""
+        while True:
+            await trio.sleep(PAUSE_POLL_SECONDS)
+            if self._paused and not self._is_paused():
+                waiting, self._paused = self._paused, {}
+                for queue_id, queue in waiting.items():
+                    channel = self._fast_send if queue == "fast" else self._slow_send
+                    await channel.send(queue_id)
+                self._slow_wakeup.set()
+
+    def _is_paused(self) -> bool:
+        return bool(self.settings().get("delivery.paused"))
+
+    # --- fast queue -----------------------------------------------------------------------------
+    async def _read(self, queue: str, queue_id: str) -> Envelope | None:
+        try:
+            return await trio.to_thread.run_sync(self.spool.read_envelope, queue, queue_id)
+        except FileNotFoundError:
+            return None
+        except (EnvelopeError, OSError) as exc:     # recover() sets it aside at next start
+            self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule="spool.corrupt",
+                               info=f"unreadable envelope in {queue}/: {exc}")
+            return None
+
+    async def _write(self, queue: str, envelope: Envelope) -> None:
+        await trio.to_thread.run_sync(self.spool.write_envelope, queue, envelope)
+
+    async def _move(self, queue_id: str, src: str, dst: str) -> None:
+        await trio.to_thread.run_sync(self.spool.move, queue_id, src, dst)
+        if src == "fast":
+            self._fast_ids.discard(queue_id)
+        if dst == "fast":
+            self._fast_ids.add(queue_id)
+        self._hold_count += (dst == "hold") - (src == "hold")
+
+    async def _delete(self, queue: str, queue_id: str) -> None:
+        await trio.to_thread.run_sync(self.spool.delete, queue, queue_id)
+        self._fast_ids.discard(queue_id)
+        self.schedule.remove(queue_id)
+        if queue == "hold":
+            self._hold_count -= 1
+
+    async def _handle_fast(self, queue_id: str) -> None:
+        envelope = await self._read("fast", queue_id)
+        if envelope is None:
+            self._fast_ids.discard(queue_id)
+            return
+        if not envelope.processed and not await self._process(envelope):
+            return
+        await self._attempt("fast", envelope)
+
+    async def _process(self, envelope: Envelope) -> bool:
+        """Run the pipeline; True when the message goes on to delivery (rule 2)."""
+        from core.spool.dispositions import apply_result, crashed
+        settings = self.settings()
+        path = self.spool.message_path("fast", envelope.queue_id)
+        try:
+            with trio.fail_after(PROCESS_TIMEOUT_SECONDS):
+                result = await self.pipeline.process(envelope.queue_id, envelope, path, settings)
+        except Exception as exc:            # boundary: a crash counts against the message
+            await crashed(self, envelope, f"{type(exc).__name__}: {exc}")
+            return False
+        return await apply_result(self, envelope, result)
+
+    # --- slow queue -----------------------------------------------------------------------------
+    async def _handle_slow(self, queue_id: str) -> None:
+        envelope = await self._read("slow", queue_id)
+        if envelope is None:
+            self.schedule.remove(queue_id)
+            return
+        await self._attempt("slow", envelope)
+
+    # --- delivery -------------------------------------------------------------------------------
+    async def _attempt(self, queue: str, envelope: Envelope) -> None:
+        """One delivery attempt of every recipient still to do, then rule 3."""
+        if self._is_paused():
+            self._paused[envelope.queue_id] = queue
+            return
+        settings = self.settings()
+        path = self.spool.message_path(queue, envelope.queue_id)
+        todo = [r for r in envelope.recipients if r.status in ("pending", "deferred")]
+        groups: dict[Any, list] = {}
+        for recipient in todo:
+            hop = route(domain_of(recipient.address), settings)
+            recipient.next_hop = hop.key
+            groups.setdefault(hop, []).append(recipient)
+        results: dict[str, Any] = {}
+
+        async def deliver_group(hop, recipients) -> None:
+            for result in await self.deliverer.deliver(hop, envelope, [r.address for r in recipients],
+                                                       path, settings):
+                results[result.address] = (hop, result)
+
+        async with trio.open_nursery() as nursery:
+            for hop, recipients in groups.items():
+                nursery.start_soon(deliver_group, hop, recipients)
+        envelope.attempts += 1
+        failed = self._record_results(envelope, todo, results)
+        await self._after_attempt(queue, envelope, failed, settings)
+
+    def _record_results(self, envelope: Envelope, todo, results) -> list:
+        failed = []
+        hops_ok, hops_deferred = set(), set()
+        for recipient in todo:
+            hop, result = results[recipient.address]
+            recipient.status = result.outcome
+            recipient.attempts += 1
+            recipient.last_error = None if result.outcome == "delivered" else result.text
+            recipient.extra["status"] = result.status
+            recipient.extra["remote_mta"] = result.remote_mta
+            recipient.extra["is_remote_reply"] = result.is_remote_reply
+            action, counter = {"delivered": (Action.DELIVERED, "delivered"),
+                               "deferred": (Action.DEFERRED, None),
+                               "failed": (Action.DELIVERY_FAILED, "delivery_failures")}[
+                result.outcome]
+            if counter:
+                self.counters.incr(counter)
+            self.events.record(action, queue_id=envelope.queue_id, sender=envelope.sender,
+                               recipients=[recipient.address], size=envelope.size,
+                               result=result.outcome, info=result.text, rule=hop.rule,
+                               data={"next_hop": hop.key, "remote_mta": result.remote_mta,
+                                     "status": result.status})
+            if result.outcome == "failed":
+                failed.append(recipient)
+            (hops_ok if result.outcome == "delivered" else
+             hops_deferred if result.outcome == "deferred" else set()).add(hop.key)
+        for key in hops_deferred - hops_ok:
+            self.schedule.hop_deferred(key)
+        for key in hops_ok:
+            count = self.schedule.hop_delivered(key)
+            if count:
+                self.events.record(Action.REORDERING_STARTED, info=key,
+                                   data={"next_hop": key, "messages": count})
+                self._slow_wakeup.set()
+        return failed
+
+    async def _after_attempt(self, queue: str, envelope: Envelope, failed: list,
+                             settings: Mapping) -> None:
+        queue_id = envelope.queue_id
+        for hop in self.schedule.attempted(queue_id):
+            self.events.record(Action.REORDERING_STOPPED, info=hop, data={"next_hop": hop})
+        if failed:
+            await self.notices.bounce(queue, envelope, failed)
+        deferred = [r for r in envelope.recipients if r.status in ("pending", "deferred")]
+        if not deferred:
+            await self._delete(queue, queue_id)
+            self.events.record(Action.COMPLETED, queue_id=queue_id, sender=envelope.sender,
+                               recipients=[r.address for r in envelope.recipients],
+                               size=envelope.size)
+            return
+        now = self.clock.now()
+        if now >= envelope.received_at + settings["delivery.retry_days"] * SECONDS_PER_DAY:
+            await self.notices.expire(queue, envelope, deferred)
+            return
+        if not envelope.first_deferral_notice_sent:
+            envelope.first_deferral_notice_sent = True    # even when none may be sent
+            await self.notices.delay(queue, envelope, deferred, settings)
+        envelope.next_attempt_at = now + retry_delay(envelope.attempts,
+                                                     settings["delivery.retry_initial_seconds"],
+                                                     settings["delivery.retry_max_seconds"])
+        await self._write(queue, envelope)
+        if queue == "fast":
+            await self._move(queue_id, "fast", "slow")
+        self.schedule.put(queue_id, envelope.next_attempt_at,
+                          {r.next_hop for r in deferred if r.next_hop})

@@ -1,0 +1,92 @@
+"""Bounces, delay notices and expiry: the DSNs the queue manager sends (SPEC §4, RFC 3464).
+
+Rules
+    1. A DSN goes only where `bounce.should_notify` allows (never for a null sender or a
+       bounce), with the null sender, through `QueueManager.submit_generated`.
+    2. One bounce per attempt for all recipients that failed in it (Action: failed); one
+       delay notice per message, at its first deferral (Action: delayed); at expiry the
+       recipients still waiting fail with 4.4.7 "delivery time expired" and are bounced.
+    3. Counters: `bounced` once per bounce sent; expired recipients count as
+       `delivery_failures` and get a DELIVERY_FAILED event each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import trio
+
+from core.delivery.bounce import MAX_HEADER_OCTETS, RecipientReport, compose_dsn, should_notify
+from core.spool import files
+from shared.events import Action
+from shared.spool import Envelope
+
+__all__ = ["NoticeWriter", "EXPIRED_STATUS"]
+
+EXPIRED_STATUS = "4.4.7"   # RFC 3463: delivery time expired
+SECONDS_PER_DAY = 86400
+
+
+def _report(recipient, action: str) -> RecipientReport:
+    status = recipient.extra.get("status") or ("5.0.0" if action == "failed" else "4.0.0")
+    return RecipientReport(recipient.address, action, status, recipient.last_error,
+                           recipient.extra.get("remote_mta"),
+                           bool(recipient.extra.get("is_remote_reply")))
+
+
+class NoticeWriter:
+    def __init__(self, manager) -> None:
+        self.manager = manager
+
+    async def _hostname(self, settings: Mapping) -> str:
+        if settings.get("smtp.hostname"):
+            return settings["smtp.hostname"]
+        from shared.home import machine_hostname
+        return await trio.to_thread.run_sync(machine_hostname)
+
+    async def _send(self, queue: str, envelope: Envelope, reports: list[RecipientReport],
+                    settings: Mapping, kind: str, retry_until: float | None = None) -> str:
+        m = self.manager
+        headers = await trio.to_thread.run_sync(files.read_headers, m.spool, queue,
+                                                envelope.queue_id, MAX_HEADER_OCTETS)
+        dsn = compose_dsn(envelope=envelope, original_headers=headers, reports=reports,
+                          hostname=await self._hostname(settings),
+                          notify_from=settings.get("smtp.notify_from"), now=m.clock.now(),
+                          retry_until=retry_until)
+        return await m.submit_generated("", [envelope.sender], dsn, is_bounce=True, kind=kind)
+
+    async def bounce(self, queue: str, envelope: Envelope, failed) -> None:
+        if not failed or not should_notify(envelope):
+            return
+        m = self.manager
+        settings = m.settings()
+        dsn_id = await self._send(queue, envelope, [_report(r, "failed") for r in failed],
+                                  settings, "bounce")
+        m.counters.incr("bounced")
+        m.events.record(Action.BOUNCED, queue_id=envelope.queue_id, sender=envelope.sender,
+                        recipients=[r.address for r in failed], size=envelope.size,
+                        info="; ".join(f"{r.address}: {r.last_error}" for r in failed)[:1000],
+                        data={"dsn_queue_id": dsn_id})
+
+    async def delay(self, queue: str, envelope: Envelope, deferred, settings: Mapping) -> None:
+        if not should_notify(envelope):
+            return
+        until = envelope.received_at + settings["delivery.retry_days"] * SECONDS_PER_DAY
+        await self._send(queue, envelope, [_report(r, "delayed") for r in deferred], settings,
+                         "delay_notice", retry_until=until)
+
+    async def expire(self, queue: str, envelope: Envelope, deferred) -> None:
+        """Fail what is still waiting after delivery.retry_days, bounce it, delete."""
+        m = self.manager
+        for recipient in deferred:
+            recipient.status = "failed"
+            recipient.last_error = ("delivery time expired; last error: "
+                                    f"{recipient.last_error or 'none'}")
+            recipient.extra["status"] = EXPIRED_STATUS
+            m.counters.incr("delivery_failures")
+            m.events.record(Action.DELIVERY_FAILED, queue_id=envelope.queue_id,
+                            sender=envelope.sender, recipients=[recipient.address],
+                            size=envelope.size, rule="delivery.retry_days",
+                            result="failed", info=recipient.last_error)
+        await self.bounce(queue, envelope, deferred)
+        await m._delete(queue, envelope.queue_id)

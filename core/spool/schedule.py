@@ -1,0 +1,96 @@
+"""When the slow queue tries again: the backoff schedule and reordering (SPEC §4).
+
+What this module owns
+    `retry_delay(attempts, initial, maximum)` (pure) and `SlowSchedule`, the in-memory view
+    of the slow queue: for every message its next attempt (wall-clock unix time, as
+    persisted in `envelope.next_attempt_at`) and the next hops it still waits for. It is
+    rebuilt from the envelopes at startup, so a restart keeps the schedule.
+
+Rules
+    1. Backoff: the first retry comes `delivery.retry_initial_seconds` after a temporary
+       failure, then the interval doubles, capped at `delivery.retry_max_seconds`.
+    2. Reordering: a next hop becomes *deferring* when a delivery to it is deferred (and,
+       at startup, every hop a slow message waits for is deferring). When a delivery to a
+       deferring hop succeeds, the hop is accepting again: every slow message waiting for it
+       becomes due at once and goes out ahead of other due messages — REORDERING_STARTED.
+       When the last of those messages has had its attempt, REORDERING_STOPPED.
+    3. `due(now)` lists due messages, reordered ones first, then oldest due first.
+
+Never: touch the spool or read a clock — times come in as arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["retry_delay", "SlowSchedule", "SlowEntry"]
+
+
+def retry_delay(attempts: int, initial: float, maximum: float) -> float:
+    """Seconds until the next try after *attempts* (>= 1) failed attempts (rule 1)."""
+    attempts = max(1, attempts)
+    delay = initial * (2 ** min(attempts - 1, 62))
+    return float(min(delay, maximum))
+
+
+@dataclass
+class SlowEntry:
+    next_attempt_at: float
+    hops: frozenset[str] = frozenset()
+    is_reordered: bool = False
+
+
+@dataclass
+class SlowSchedule:
+    entries: dict[str, SlowEntry] = field(default_factory=dict)
+    deferring_hops: set[str] = field(default_factory=set)
+    reordering: dict[str, set[str]] = field(default_factory=dict)   # hop -> ids still to try
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def put(self, queue_id: str, next_attempt_at: float, hops) -> None:
+        self.entries[queue_id] = SlowEntry(next_attempt_at, frozenset(hops))
+
+    def remove(self, queue_id: str) -> None:
+        self.entries.pop(queue_id, None)
+
+    def hop_deferred(self, hop: str) -> None:
+        self.deferring_hops.add(hop)
+
+    def hop_delivered(self, hop: str) -> int:
+        """A delivery to *hop* succeeded; returns how many messages were reordered (rule 2)."""
+        if hop not in self.deferring_hops:
+            return 0
+        self.deferring_hops.discard(hop)
+        waiting = {qid for qid, entry in self.entries.items() if hop in entry.hops}
+        if not waiting:
+            return 0
+        for qid in waiting:
+            self.entries[qid].is_reordered = True
+        self.reordering.setdefault(hop, set()).update(waiting)
+        return len(waiting)
+
+    def attempted(self, queue_id: str) -> list[str]:
+        """A message had its attempt; returns the hops whose reordering is now over."""
+        finished = []
+        entry = self.entries.get(queue_id)
+        if entry is not None:
+            entry.is_reordered = False
+        for hop, ids in list(self.reordering.items()):
+            ids.discard(queue_id)
+            if not ids:
+                del self.reordering[hop]
+                finished.append(hop)
+        return finished
+
+    def due(self, now: float, exclude=frozenset()) -> list[str]:
+        """Due ids: reordered first, then by next attempt (rule 3)."""
+        ready = [(not e.is_reordered, e.next_attempt_at, qid) for qid, e in self.entries.items()
+                 if qid not in exclude and (e.is_reordered or e.next_attempt_at <= now)]
+        return [qid for *_, qid in sorted(ready)]
+
+    def next_due_at(self, exclude=frozenset()) -> float | None:
+        times = [0.0 if e.is_reordered else e.next_attempt_at
+                 for qid, e in self.entries.items() if qid not in exclude]
+        return min(times) if times else None

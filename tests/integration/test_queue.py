@@ -1,0 +1,385 @@
+"""The queue manager with the real deliverer against loopback sinks (no SMTP listener).
+
+Messages go into a real spool in a temp dir through the accept path (open_incoming ->
+prepare -> commit). Wall time is a FakeClock the tests move; trio time is real but short
+(the slow queue looks at the wall clock every TICK_SECONDS).
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from types import MappingProxyType
+
+import pytest
+import trio
+
+from core.delivery import Deliverer
+from core.pipeline import PassThroughPipeline, PipelineResult
+from core.spool import QueueManager
+from core.status import Counters
+from shared.clock import FakeClock
+from shared.events import Action
+from shared.settings import defaults
+from shared.spool import Envelope, Spool, new_queue_id
+from tests.support.sink import Sink
+
+pytest_plugins = ["tests.support.fixtures"]
+
+TICK_SECONDS = 0.02
+DAY = 86400
+MESSAGE = (b"From: Alice <alice@sender.test>\r\nTo: bob@dest.test\r\nSubject: hello there\r\n"
+           b"Message-ID: <m1@sender.test>\r\n\r\n.leading dot\r\nbody line\r\n")
+
+
+class Recorder:
+    """Stands in for EventWriter: keeps events in memory."""
+
+    def __init__(self):
+        self.events = []
+
+    def record(self, action, **fields):
+        self.events.append((Action(action), fields))
+
+    def of(self, action):
+        return [fields for a, fields in self.events if a == action]
+
+
+class Harness:
+    def __init__(self, tmp_path, routes, **overrides):
+        self.spool = Spool(tmp_path / "spool")
+        self.values = dict(defaults())
+        self.values.update({"smtp.hostname": "gw.test", "routing.local": routes,
+                            "dns.resolvers": ["127.0.0.1:9"], "dns.timeout_seconds": 1,
+                            "delivery.retry_initial_seconds": 300,
+                            "delivery.retry_max_seconds": 3600})
+        self.values.update(overrides)
+        self.events = Recorder()
+        self.counters = Counters()
+        self.clock = FakeClock()
+        self.pipeline = PassThroughPipeline()
+
+    def settings(self):
+        return MappingProxyType(dict(self.values))
+
+    def manager(self):
+        deliverer = Deliverer(settings=self.settings, events=self.events, clock=self.clock)
+        return QueueManager(self.spool, self.settings, self.events, self.counters, self.clock,
+                            self.pipeline, deliverer, tick_seconds=TICK_SECONDS)
+
+    def put(self, sender, recipients, data=MESSAGE, queue="fast", **fields) -> str:
+        queue_id = new_queue_id()
+        incoming = self.spool.open_incoming(queue_id)
+        incoming.write(data)
+        envelope = Envelope.new(queue_id, sender, recipients, clock=self.clock.now, **fields)
+        self.spool.commit([incoming.prepare(envelope)], queue)
+        return queue_id
+
+    def ids(self, queue):
+        return list(self.spool.list(queue))
+
+    async def until(self, predicate, timeout=10.0):
+        with trio.fail_after(timeout):
+            while not predicate():
+                await trio.sleep(0.01)
+
+
+def routes_to(*pairs):
+    return [{"match": domain, "relay": "127.0.0.1", "port": sink.port} for domain, sink in pairs]
+
+
+@pytest.fixture
+async def running(nursery):
+    """Start a harness's manager: `manager = await running(harness)`."""
+    async def start(harness):
+        manager = harness.manager()
+        await nursery.start(manager.run)
+        return manager
+    return start
+
+
+async def test_delivers_with_headers_intact_and_completes(tmp_path, sink, running):
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    manager = await running(h)
+    queue_id = h.put("alice@sender.test", ["bob@dest.test", "carol@dest.test"])
+    manager.message_accepted(queue_id)
+    [message] = await sink.await_messages(1)
+    assert message.data == MESSAGE
+    assert message.sender == "alice@sender.test"
+    assert sorted(message.recipients) == ["bob@dest.test", "carol@dest.test"]
+    await h.until(lambda: h.events.of(Action.COMPLETED))
+    assert h.ids("fast") == h.ids("slow") == []
+    assert h.counters.values["delivered"] == 2
+    assert [f["recipients"] for f in h.events.of(Action.DELIVERED)] == [["bob@dest.test"],
+                                                                        ["carol@dest.test"]]
+    assert manager.queue_sizes() == {"fast": 0, "slow": 0, "hold": 0}
+
+
+async def test_recipients_on_different_next_hops_are_tracked_separately(tmp_path, make_sink,
+                                                                        running):
+    one, two = make_sink(), make_sink()
+    two.rcpt_replies["dave@two.test"] = (451, "4.2.0 mailbox busy")
+    h = Harness(tmp_path, routes_to(("one.test", one), ("two.test", two)))
+    queue_id = h.put("", ["bob@one.test", "dave@two.test", "erin@two.test"])
+    await running(h)          # found in fast/ at startup
+    await h.until(lambda: h.ids("slow") == [queue_id])
+    assert [m.recipients for m in one.messages] == [["bob@one.test"]]
+    assert [m.recipients for m in two.messages] == [["erin@two.test"]]
+    envelope = h.spool.read_envelope("slow", queue_id)
+    status = {r.address: r.status for r in envelope.recipients}
+    assert status == {"bob@one.test": "delivered", "dave@two.test": "deferred",
+                      "erin@two.test": "delivered"}
+    assert {r.next_hop for r in envelope.recipients} == {
+        f"relay:127.0.0.1:{one.port}", f"relay:127.0.0.1:{two.port}"}
+    assert "451 4.2.0 mailbox busy" in envelope.recipients[1].last_error
+
+
+def _dsn(message):
+    parsed = message.message
+    assert parsed.get_content_type() == "multipart/report"
+    assert parsed.get_param("report-type") == "delivery-status"
+    text, status, headers = parsed.get_payload()
+    blocks = status.get_payload()
+    return parsed, blocks, headers
+
+
+async def test_temporary_failure_goes_slow_with_one_delay_notice_then_delivers(
+        tmp_path, make_sink, running):
+    dest, senders = make_sink(), make_sink()
+    dest.tempfail_all = True
+    h = Harness(tmp_path, routes_to(("dest.test", dest), ("sender.test", senders)))
+    queue_id = h.put("alice@sender.test", ["bob@dest.test"])
+    await running(h)
+    await h.until(lambda: h.ids("slow") == [queue_id])
+    [notice] = await senders.await_messages(1)
+    assert notice.sender == "" and notice.recipients == ["alice@sender.test"]
+    parsed, blocks, _ = _dsn(notice)
+    assert blocks[1]["Action"] == "delayed" and blocks[1]["Status"] == "4.3.0"
+    envelope = h.spool.read_envelope("slow", queue_id)
+    assert envelope.first_deferral_notice_sent
+    assert envelope.next_attempt_at == h.clock.now() + 300
+    # a second failed attempt: no second notice, interval doubles
+    h.clock.advance(301)
+    await h.until(lambda: len(h.events.of(Action.DEFERRED)) == 2)
+    await h.until(lambda: h.spool.read_envelope("slow", queue_id).attempts == 2)
+    assert h.spool.read_envelope("slow", queue_id).next_attempt_at == h.clock.now() + 600
+    dest.tempfail_all = False
+    h.clock.advance(601)
+    [message] = await dest.await_messages(1)
+    assert message.data == MESSAGE
+    await h.until(lambda: h.ids("slow") == [])
+    assert len(senders.messages) == 1        # exactly one delay notice
+    assert h.counters.values["delivered"] == 2   # the notice and the message
+
+
+async def test_permanent_failure_bounces_rfc3464_and_bounces_never_bounce(
+        tmp_path, make_sink, running):
+    dest, senders = make_sink(), make_sink()
+    dest.rcpt_replies["bob@dest.test"] = (550, "5.1.1 no such user")
+    senders.rcpt_replies["alice@sender.test"] = (550, "5.1.1 sender gone too")
+    h = Harness(tmp_path, routes_to(("dest.test", dest), ("sender.test", senders)))
+    queue_id = h.put("alice@sender.test", ["bob@dest.test", "carol@dest.test"])
+    await running(h)
+    await dest.await_messages(1)
+    await h.until(lambda: len(h.events.of(Action.DELIVERY_FAILED)) == 2)
+    await h.until(lambda: h.ids("fast") == [] and h.ids("slow") == [])
+    # the bounce was refused (5xx) by the sender's host: it is dropped, never bounced again
+    assert senders.messages == [] and "RCPT" in senders.connections[0].commands
+    bounce_events = h.events.of(Action.BOUNCED)
+    assert [e["queue_id"] for e in bounce_events] == [queue_id]
+    assert h.counters.values["bounced"] == 1
+    failed = h.events.of(Action.DELIVERY_FAILED)
+    assert [f["recipients"] for f in failed] == [["bob@dest.test"], ["alice@sender.test"]]
+    assert failed[1]["sender"] == ""
+
+
+async def test_bounce_content(tmp_path, make_sink, running):
+    dest, senders = make_sink(), make_sink()
+    dest.rcpt_replies["bob@dest.test"] = (550, "5.1.1 no such user")
+    h = Harness(tmp_path, routes_to(("dest.test", dest), ("sender.test", senders)))
+    h.put("alice@sender.test", ["bob@dest.test"])
+    await running(h)
+    [bounce] = await senders.await_messages(1)
+    assert bounce.sender == "" and bounce.recipients == ["alice@sender.test"]
+    parsed, blocks, headers = _dsn(bounce)
+    assert parsed["From"] == "Mailmoat <MAILER-DAEMON@gw.test>"
+    assert parsed["Auto-Submitted"] == "auto-replied"
+    assert blocks[1]["Final-Recipient"] == "rfc822; bob@dest.test"
+    assert blocks[1]["Action"] == "failed" and blocks[1]["Status"] == "5.1.1"
+    assert blocks[1]["Diagnostic-Code"] == "smtp; 550 5.1.1 no such user"
+    assert headers.get_content_type() == "text/rfc822-headers"
+    assert "Subject: hello there" in headers.get_content()
+    assert "body line" not in headers.get_content()
+
+
+async def test_expiry_bounces_and_deletes(tmp_path, make_sink, running):
+    dest, senders = make_sink(), make_sink()
+    dest.tempfail_all = True
+    h = Harness(tmp_path, routes_to(("dest.test", dest), ("sender.test", senders)),
+                **{"delivery.retry_days": 1})
+    queue_id = h.put("alice@sender.test", ["bob@dest.test"])
+    await running(h)
+    await h.until(lambda: h.ids("slow") == [queue_id])
+    h.clock.advance(DAY + 1)
+    await h.until(lambda: h.ids("slow") == [])
+    messages = await senders.await_messages(2)      # the delay notice, then the bounce
+    actions = [_dsn(m)[1][1]["Action"] for m in messages]
+    assert actions == ["delayed", "failed"]
+    assert _dsn(messages[1])[1][1]["Status"] == "4.4.7"
+    assert h.counters.values["bounced"] == 1
+
+
+async def test_max_outgoing_is_respected_and_connections_are_reused(tmp_path, sink, running):
+    h = Harness(tmp_path, routes_to(("dest.test", sink)), **{"smtp.max_outgoing": 2})
+    for n in range(20):
+        h.put("alice@sender.test", [f"user{n}@dest.test"])
+    await running(h)
+    await sink.await_messages(20)
+    assert sink.max_open_connections <= 2
+    assert sum(sink.transactions_per_connection) == 20
+    assert len(sink.connections) <= 4           # reused, not one per message
+    assert "RSET" in sink.connections[0].commands
+
+
+async def test_paused_delivery_waits_and_resumes(tmp_path, sink, running):
+    h = Harness(tmp_path, routes_to(("dest.test", sink)), **{"delivery.paused": True})
+    queue_id = h.put("alice@sender.test", ["bob@dest.test"])
+    await running(h)
+    await trio.sleep(0.5)
+    assert sink.messages == [] and h.ids("fast") == [queue_id]
+    assert h.spool.read_envelope("fast", queue_id).processed      # processed, not delivered
+    h.values["delivery.paused"] = False
+    with trio.fail_after(1.5):
+        await sink.await_messages(1)
+
+
+async def test_outbound_starttls_opportunistic(tmp_path, tls_sink, running):
+    h = Harness(tmp_path, routes_to(("dest.test", tls_sink)))
+    h.put("alice@sender.test", ["bob@dest.test"])
+    await running(h)
+    [message] = await tls_sink.await_messages(1)
+    assert message.is_tls
+    assert h.events.of(Action.CONNECTED_TO)[0]["result"] == "tls"
+
+
+async def test_outbound_tls_required_refuses_plain_and_uses_tls(tmp_path, make_sink, running):
+    plain, secure = make_sink(), make_sink(tls=True)
+    h = Harness(tmp_path, routes_to(("plain.test", plain), ("secure.test", secure)),
+                **{"smtp.tls.outbound": "required"})
+    queue_id = h.put("", ["a@plain.test", "b@secure.test"])
+    await running(h)
+    [message] = await secure.await_messages(1)
+    assert message.is_tls
+    await h.until(lambda: h.ids("slow") == [queue_id])
+    assert plain.messages == []
+    envelope = h.spool.read_envelope("slow", queue_id)
+    assert "TLS required" in envelope.recipients[0].last_error
+
+
+async def test_restart_recovers_and_delivers_everything(tmp_path, sink, running):
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    sink.tempfail_all = True
+    first = h.put("", ["bob@dest.test"])                # null sender: no delay notice
+    async with trio.open_nursery() as inner:
+        manager = h.manager()
+        await inner.start(manager.run)
+        await h.until(lambda: h.ids("slow") == [first])
+        inner.cancel_scope.cancel()
+    h.put("", ["carol@dest.test"])                               # arrives while stopped
+    sink.tempfail_all = False
+    await running(h)                                             # a new manager, same spool
+    h.clock.advance(301)                                         # the persisted schedule
+    messages = await sink.await_messages(2)
+    assert sorted(r for m in messages for r in m.recipients) == ["bob@dest.test",
+                                                                 "carol@dest.test"]
+    await h.until(lambda: h.ids("slow") == [] and h.ids("fast") == [])
+
+
+class CrashingPipeline:
+    def __init__(self):
+        self.calls = 0
+
+    async def process(self, queue_id, envelope, message_path, settings):
+        self.calls += 1
+        raise RuntimeError("decoder exploded")
+
+
+async def test_third_crash_holds_as_suspect_then_hold_actions(tmp_path, sink, running):
+    h = Harness(tmp_path, routes_to(("dest.test", sink), ("admin.test", sink)))
+    h.pipeline = CrashingPipeline()
+    queue_id = h.put("alice@sender.test", ["bob@dest.test"])
+    manager = await running(h)
+    await h.until(lambda: h.events.of(Action.HELD))
+    assert h.ids("hold") == [queue_id] and h.pipeline.calls == 3
+    held = h.events.of(Action.HELD)
+    assert held[0]["rule"] == "suspect_message"
+    envelope = h.spool.read_envelope("hold", queue_id)
+    assert envelope.crash_count == 3 and "suspect" in envelope.hold_reason
+    assert manager.queue_sizes()["hold"] == 1 and h.counters.values["held"] == 1
+
+    assert await manager.hold_forward("admin@admin.test", "Held message", [queue_id]) == 1
+    [copy] = await sink.await_messages(1)
+    assert copy.recipients == ["admin@admin.test"] and copy.sender == ""
+    assert copy.message["Subject"] == "Held message"
+    assert b"body line" in copy.data
+    assert h.ids("hold") == [queue_id]                       # the original stays
+
+    h.pipeline = PassThroughPipeline()
+    manager.pipeline = h.pipeline
+    assert await manager.hold_reprocess() == 1
+    messages = await sink.await_messages(2)
+    assert messages[1].recipients == ["bob@dest.test"]
+    await h.until(lambda: h.ids("hold") == [] and h.ids("fast") == [])
+
+
+async def test_hold_drop(tmp_path, running):
+    h = Harness(tmp_path, [])
+    first = h.put("alice@sender.test", ["bob@dest.test"], queue="hold")
+    second = h.put("alice@sender.test", ["bob@dest.test"], queue="hold")
+    manager = await running(h)
+    assert manager.queue_sizes()["hold"] == 2
+    assert await manager.hold_drop([first]) == 1
+    assert h.ids("hold") == [second]
+    assert await manager.hold_drop() == 1
+    assert h.ids("hold") == [] and manager.queue_sizes()["hold"] == 0
+    assert [e["rule"] for e in h.events.of(Action.DROPPED)] == ["hold.drop", "hold.drop"]
+    assert h.counters.values["dropped"] == 2
+
+
+class DispositionPipeline:
+    def __init__(self, result):
+        self.result = result
+
+    async def process(self, queue_id, envelope, message_path, settings):
+        return self.result
+
+
+async def test_pipeline_forward_and_drop(tmp_path, sink, running):
+    h = Harness(tmp_path, routes_to(("dest.test", sink), ("admin.test", sink)))
+    h.pipeline = DispositionPipeline(PipelineResult("forward", reason="subject matched",
+                                                    forward_to=("admin@admin.test",),
+                                                    rule="subject.lines"))
+    h.put("alice@sender.test", ["bob@dest.test"])
+    manager = await running(h)
+    [message] = await sink.await_messages(1)
+    assert message.recipients == ["admin@admin.test"]
+    manager.pipeline = DispositionPipeline(PipelineResult("drop", reason="virus",
+                                                          rule="av.on_not_removed"))
+    dropped = h.put("alice@sender.test", ["bob@dest.test"])
+    manager.message_accepted(dropped)
+    await h.until(lambda: h.events.of(Action.DROPPED))
+    assert h.ids("fast") == [] and len(sink.messages) == 1
+    assert h.events.of(Action.DROPPED)[0]["rule"] == "av.on_not_removed"
+
+
+async def test_submit_generated_is_delivered_and_not_accepted(tmp_path, sink, running):
+    h = Harness(tmp_path, routes_to(("admin.test", sink)))
+    manager = await running(h)
+    queue_id = await manager.submit_generated("", ["admin@admin.test"],
+                                              b"Subject: alert\r\n\r\nlow disk\r\n",
+                                              kind="alert")
+    [message] = await sink.await_messages(1)
+    assert message.data == b"Subject: alert\r\n\r\nlow disk\r\n"
+    await h.until(lambda: h.events.of(Action.COMPLETED))
+    assert h.counters.values["delivered"] == 1 and h.counters.values["accepted"] == 0
+    assert h.events.of(Action.COMPLETED)[0]["queue_id"] == queue_id
