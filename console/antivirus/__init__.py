@@ -1,0 +1,9 @@
+"""Antivirus Policy (SPEC §7): a left-pane entry whose pages a later issue fills."""
+
+from flask import Blueprint
+
+bp = Blueprint("antivirus", __name__, url_prefix="/antivirus", template_folder="templates")
+
+from console.antivirus import views  # noqa: E402,F401
+
+__all__ = ["bp"]

@@ -1,0 +1,34 @@
+"""Logon and logoff pages. With `https.logons` on, the logon page is served over HTTPS only."""
+
+from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from console.auth import bp
+from console.auth.forms import LogoffForm, LogonForm
+from console.auth.service import log_off, log_on, safe_next
+from console.roles import Access, public, requires
+from console.security import logon_page
+
+
+@bp.route("/logon", methods=["GET", "POST"])
+@public
+@logon_page
+def logon():
+    if current_user.is_authenticated and request.method == "GET":
+        return redirect(safe_next(request.args.get("next")))
+    form = LogonForm(next=request.args.get("next", ""))
+    if form.validate_on_submit():
+        if log_on(form.username.data, form.password.data):
+            return redirect(safe_next(form.next.data))
+        flash("The user name or password is incorrect.", "error")
+        return render_template("auth/logon.html", form=form), 200
+    return render_template("auth/logon.html", form=form)
+
+
+@bp.route("/logoff", methods=["POST"])
+@requires(Access.REPORTS)
+def logoff():
+    if LogoffForm().validate_on_submit():
+        log_off(current_user.id)
+        flash("You have logged off.", "info")
+    return redirect(url_for("auth.logon"))

@@ -1,0 +1,160 @@
+"""Forms of the Configuration tabs. Settings forms are generated from the schema; the others
+(passwords, routing entries, hold-queue actions, certificates) check shape only and leave
+meaning to the schema or to console.certs."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (HiddenField, PasswordField, SelectMultipleField, StringField, SubmitField,
+                     TextAreaField)
+from wtforms.validators import EqualTo, InputRequired, Length, Regexp
+
+from console.schema_forms import settings_form
+from shared.settings import SCHEMA
+
+__all__ = ["TABS", "SETTINGS_PAGES", "page_keys", "SETTINGS_FORMS", "AccountSettingsForm",
+           "AdminPasswordForm", "ReportPasswordForm", "RoutingEntryForm", "DefaultRouteForm",
+           "DeleteRouteForm", "HoldSelectionForm", "HoldConfirmForm", "RequestForm",
+           "InstallForm", "SelfSignedForm", "ACCOUNT_KEYS"]
+
+# The tabs, in the guide's order: (tab id, title, endpoint).
+TABS = (
+    ("accounts", "Accounts", "configuration.accounts"),
+    ("setup", "Setup", "configuration.setup"),
+    ("hold", "Hold Queue", "configuration.hold"),
+    ("scan_policy", "Scan Policy", "configuration.scan_policy"),
+    ("routing", "Routing", "configuration.routing"),
+    ("alerts", "Alerts", "configuration.alerts"),
+    ("notifications", "Notifications", "configuration.notifications"),
+    ("logging", "Logging", "configuration.logging"),
+    ("diagnostics", "Diagnostics", "configuration.diagnostics"),
+)
+SETTINGS_PAGES = ("setup", "scan_policy", "alerts", "notifications", "logging", "diagnostics")
+
+# Labels in the guide's words where the schema's help text reads less well as a label.
+LABELS = {
+    "smtp.port": "SMTP port number",
+    "smtp.listen": "Listen on addresses",
+    "smtp.max_incoming": "Maximum number of incoming connections",
+    "smtp.max_outgoing": "Maximum number of outgoing connections",
+    "smtp.notify_from": "Alert/Notification “From:”",
+    "smtp.hostname": "Host name in the SMTP banner (empty = this machine's name)",
+    "delivery.paused": "Pause message delivery",
+    "delivery.reject_incoming": "Reject incoming messages",
+    "delivery.retry_days": "Number of days to attempt delivery",
+    "http.port": "HTTP port number",
+    "https.port": "HTTPS port number",
+    "https.logons": "Enable SSL & encryption for logons",
+    "disclaimer.enabled": "Enable custom disclaimer",
+    "disclaimer.text": "Disclaimer text",
+    "timezone": "Local time zone",
+    "scan.temp_dir": "Temporary files directory (empty = tmp/ in the data home)",
+    "scan.mode": "Files to scan",
+    "scan.include": "Include list",
+    "scan.exclude": "Exclude list",
+    "scan.unprocessable": "Messages that can't be processed",
+    "admin.report_only.enabled": "Enable Report-only Administrator account",
+    "admin.timeout_minutes": "Administrator timeout (minutes)",
+    "admin.emails": "Administrator email addresses",
+    "notify.admin": "Notify the administrator",
+    "notify.sender": "Notify the sender",
+    "notify.admin.subject": "Message for administrator: subject",
+    "notify.admin.body": "Message for administrator: body",
+    "notify.sender.subject": "Message for sender: subject",
+    "notify.sender.body": "Message for sender: body",
+    "logging.local": "Enable local logging",
+    "logging.retention_days": "Delete logs after (days, 0 = never)",
+    "forwarding.enabled": "Enable event forwarding to a SIEM",
+    "diagnostics.queue_file_save": "Queue File Save",
+    "diagnostics.conversation.inbound": "Inbound conversation logging",
+    "diagnostics.conversation.outbound": "Outbound conversation logging",
+    "diagnostics.conversation.errors": "Errors that trigger logging",
+    "diagnostics.conversation.data": "Message data in conversation logs",
+}
+
+
+def page_keys(page: str) -> list[str]:
+    """The schema's keys of a page that a generated form edits (not passwords)."""
+    return [key for key, s in SCHEMA.items()
+            if s.page == page and s.secret != "hashed" and s.generated is None]
+
+
+SETTINGS_FORMS = {page: settings_form(page_keys(page), LABELS, name=f"{page}_form")
+                  for page in SETTINGS_PAGES}
+ACCOUNT_KEYS = page_keys("accounts")
+AccountSettingsForm = settings_form(ACCOUNT_KEYS, LABELS, name="AccountSettingsForm")
+DefaultRouteForm = settings_form(["routing.default"], {"routing.default": "Default routing"},
+                                 name="DefaultRouteForm")
+
+
+class _PasswordForm(FlaskForm):
+    new_password = PasswordField("New password", validators=[InputRequired()],
+                                 render_kw={"autocomplete": "new-password", "maxlength": 32})
+    confirm = PasswordField("Confirm", validators=[
+        InputRequired(), EqualTo("new_password", message="the two passwords differ")],
+        render_kw={"autocomplete": "new-password", "maxlength": 32})
+    submit = SubmitField("Change Password")
+
+
+class AdminPasswordForm(_PasswordForm):
+    """Administrator password (32 characters max, case-sensitive)."""
+
+
+class ReportPasswordForm(_PasswordForm):
+    """Report-only administrator password (must differ from the administrator's)."""
+
+
+class RoutingEntryForm(FlaskForm):
+    match = StringField("Routed host or domain (* and ? allowed)", validators=[Length(max=253)])
+    relay = StringField("Destination relay host (empty = MX of the routed name)",
+                        validators=[Length(max=253)])
+    port = StringField("Port", default="25", render_kw={"inputmode": "numeric", "size": 6})
+    original = HiddenField()  # the entry's match when editing: detects a list changed meanwhile
+    submit = SubmitField("Save")
+
+
+class DeleteRouteForm(FlaskForm):
+    original = HiddenField()
+    submit = SubmitField("Delete")
+
+
+class HoldSelectionForm(FlaskForm):
+    ids = SelectMultipleField("Selected messages", choices=[], validate_choice=False)
+    action = HiddenField()
+    reprocess = SubmitField("Reprocess Messages")
+    drop = SubmitField("Drop Messages")
+    forward = SubmitField("Forward Messages")
+
+
+class HoldConfirmForm(FlaskForm):
+    action = HiddenField(validators=[InputRequired()])
+    ids = HiddenField()  # comma-separated queue ids; empty = every message in the hold queue
+    subject = StringField("Subject", validators=[Length(max=255)])
+    address = StringField("Email address", validators=[Length(max=320)])
+    confirm = SubmitField("Yes")
+
+
+class RequestForm(FlaskForm):
+    common_name = StringField("Common Name (this server's host name or IP address)",
+                              validators=[InputRequired(), Length(max=64)])
+    organization = StringField("Organization", validators=[InputRequired(), Length(max=64)])
+    unit = StringField("Organization Unit", validators=[Length(max=64)])
+    city = StringField("City/Locality", validators=[InputRequired(), Length(max=128)])
+    state = StringField("State/Province", validators=[InputRequired(), Length(max=128)])
+    country = StringField("Country/Region (two-letter code, e.g. DE)", validators=[
+        InputRequired(), Regexp(r"^[A-Za-z]{2}$", message="a two-letter country code")],
+        render_kw={"size": 2, "maxlength": 2})
+    email = StringField("E-mail Address", validators=[InputRequired(), Length(max=128)])
+    submit = SubmitField("Create Request")
+
+
+class InstallForm(FlaskForm):
+    certificate = TextAreaField("Certificate (PEM, including header and footer)",
+                                validators=[InputRequired(), Length(max=200_000)],
+                                render_kw={"rows": 12, "class": "pem"})
+    submit = SubmitField("Install Certificate")
+
+
+class SelfSignedForm(FlaskForm):
+    common_name = StringField("Common Name", validators=[InputRequired(), Length(max=64)])
+    submit = SubmitField("Create Self-signed Certificate")

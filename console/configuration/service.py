@@ -1,0 +1,295 @@
+"""What the Configuration tabs do beyond a plain save: port checks, the local routing list,
+hold-queue actions (commands for the core) and certificate changes.
+
+Rules:
+- Every save goes through `console.settings_service.save_settings`, so the schema validates
+  it, nothing changes on error, and an object_modified event records it.
+- A port is refused when another program is listening on it; a port that one of Mailmoat's
+  own listeners holds now (the current smtp/http/https ports) is not "in use" (SPEC §3).
+- The hold queue is read from the spool, never written: actions are commands the core runs.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from console import certs
+from console.context import console_context, settings
+from console.settings_service import record_change, save_settings, submit_command
+from shared.settings import SettingError
+from shared.settings_types import Email, RoutingEntry, RuleError, Str
+
+__all__ = ["PORT_KEYS", "port_problem", "save_page", "page_warnings", "add_route",
+           "update_route", "delete_route", "HeldMessage", "HoldListing", "list_hold",
+           "request_hold_action", "HOLD_ACTIONS", "create_certificate_request",
+           "install_ca_certificate", "install_self_signed_certificate", "RequestFieldsError"]
+
+PORT_KEYS = ("smtp.port", "http.port", "https.port")
+HOLD_ACTIONS = {"reprocess": "hold.reprocess", "drop": "hold.drop", "forward": "hold.forward"}
+HOLD_LIST_LIMIT = 500  # messages shown; the actions still reach all of them
+_QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+# --- settings pages ------------------------------------------------------------------------
+
+def port_problem(port: int) -> str | None:
+    """Why `port` cannot be used by a Mailmoat listener, or None when it is free."""
+    families = [(socket.AF_INET, "0.0.0.0")]
+    if socket.has_ipv6:
+        families.append((socket.AF_INET6, "::"))
+    for family, address in families:
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 on this machine
+        try:
+            if sys.platform == "win32":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address, port))
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                return f"port {port} needs administrator rights on this machine"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                continue
+            return f"port {port} is in use by another program; the old value is kept"
+        finally:
+            sock.close()
+    return None
+
+
+def _check_ports(changes: dict[str, Any]) -> None:
+    current = settings()
+    ours = {current[key] for key in PORT_KEYS} | set(console_context().bound_ports.values())
+    errors = []
+    for key in PORT_KEYS:
+        new = changes.get(key)
+        if isinstance(new, int) and not isinstance(new, bool) and new != current[key] \
+                and 1 <= new <= 65535 and new not in ours:
+            problem = port_problem(new)
+            if problem:
+                errors.append((key, problem))
+    if errors:
+        raise SettingError(errors)
+
+
+def save_page(page: str, changes: dict[str, Any], *, user: str, client_ip: str | None) -> dict:
+    """Save one tab's settings; raises SettingError (nothing saved) on any broken rule."""
+    if page == "setup":
+        _check_ports(changes)
+    return save_settings(changes, user=user, client_ip=client_ip, page=page)
+
+
+def page_warnings(page: str) -> list[str]:
+    values = settings()
+    warnings = []
+    if page in ("alerts", "notifications", "accounts") and not values["admin.emails"]:
+        if page != "notifications" or values["notify.admin"]:
+            warnings.append("No administrator email address is set (Configuration › Accounts), "
+                            "so alerts and administrator notifications cannot be delivered.")
+    if page == "setup" and values["scan.temp_dir"]:
+        warnings.append("The temporary files directory takes effect when Mailmoat restarts.")
+    return warnings
+
+
+# --- local routing list (guide §3 "Configuring local routing") ----------------------------
+
+class RouteEntryError(SettingError):
+    """Errors of one routing entry; keys are the entry form's field names."""
+
+
+def _entry(match: str, relay: str, port: str) -> dict:
+    if not match.strip():
+        raise RouteEntryError([("match", "must not be empty")])
+    entry: dict[str, Any] = {"match": match.strip()}
+    if relay.strip():
+        entry["relay"] = relay.strip()
+    port = port.strip()
+    entry["port"] = int(port) if port.isdigit() else (port or 25)
+    try:
+        return RoutingEntry().check(entry)
+    except RuleError as exc:
+        rule = exc.rule
+        if rule.startswith("match") or "'match'" in rule:
+            raise RouteEntryError([("match", rule.removeprefix("match ").strip())]) from None
+        if rule.startswith("port"):
+            raise RouteEntryError([("port", rule.removeprefix("port ").strip())]) from None
+        raise RouteEntryError([("relay", rule)]) from None
+
+
+def _routes() -> list[dict]:
+    return [dict(e) for e in settings()["routing.local"]]
+
+
+def _save_routes(routes: list[dict], user: str, client_ip: str | None) -> None:
+    try:
+        save_settings({"routing.local": routes}, user=user, client_ip=client_ip, page="routing")
+    except SettingError as exc:
+        raise RouteEntryError([("match", rule) for _key, rule in exc.errors]) from None
+
+
+def _find(routes: list[dict], index: int, original: str) -> None:
+    if not 0 <= index < len(routes) or routes[index]["match"] != original:
+        raise RouteEntryError([("match", "the routing list was changed meanwhile; "
+                                          "reload the page and try again")])
+
+
+def _check_unique(routes: list[dict], entry: dict, skip: int | None = None) -> None:
+    for i, other in enumerate(routes):
+        if i != skip and other["match"] == entry["match"]:
+            raise RouteEntryError([("match", f"{entry['match']} is already in the local "
+                                             "routing list")])
+
+
+def add_route(match: str, relay: str, port: str, *, user: str, client_ip: str | None) -> dict:
+    entry = _entry(match, relay, port)
+    routes = _routes()
+    _check_unique(routes, entry)
+    _save_routes(routes + [entry], user, client_ip)
+    return entry
+
+
+def update_route(index: int, original: str, match: str, relay: str, port: str, *, user: str,
+                 client_ip: str | None) -> dict:
+    entry = _entry(match, relay, port)
+    routes = _routes()
+    _find(routes, index, original)
+    _check_unique(routes, entry, skip=index)
+    routes[index] = entry
+    _save_routes(routes, user, client_ip)
+    return entry
+
+
+def delete_route(index: int, original: str, *, user: str, client_ip: str | None) -> dict:
+    routes = _routes()
+    _find(routes, index, original)
+    removed = routes.pop(index)
+    _save_routes(routes, user, client_ip)
+    return removed
+
+
+# --- hold queue (guide §3 "Processing messages in the hold queue") ------------------------
+
+@dataclass(frozen=True)
+class HeldMessage:
+    queue_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    received_at: float | None
+    size: int | None
+    hold_reason: str | None
+
+
+@dataclass(frozen=True)
+class HoldListing:
+    total: int
+    messages: list[HeldMessage]
+    unreadable: int
+
+
+def list_hold(limit: int = HOLD_LIST_LIMIT) -> HoldListing:
+    """The hold queue as the spool has it (read-only; oldest queue ids first)."""
+    folder = console_context().home.queue("hold")
+    try:
+        names = sorted(n for n in (p.name for p in folder.iterdir()) if _QUEUE_ID.match(n))
+    except FileNotFoundError:
+        names = []
+    messages, unreadable = [], 0
+    for name in names[:limit]:
+        try:
+            data = json.loads((folder / name / "envelope.json").read_bytes())
+            recipients = tuple(r["address"] if isinstance(r, dict) else str(r)
+                               for r in data.get("recipients", []))
+            messages.append(HeldMessage(name, data.get("sender") or "<>", recipients,
+                                        data.get("received_at"), data.get("size"),
+                                        data.get("hold_reason")))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            unreadable += 1
+    return HoldListing(len(names), messages, unreadable)
+
+
+def _hold_ids(ids_text: str) -> list[str]:
+    ids = [i.strip() for i in ids_text.split(",") if i.strip()]
+    for queue_id in ids:
+        if not _QUEUE_ID.match(queue_id):
+            raise SettingError([("ids", f"{queue_id!r} is not a queue id")])
+    return ids
+
+
+def request_hold_action(action: str, ids_text: str, address: str, subject: str, *,
+                        user: str, client_ip: str | None) -> int:
+    """Queue a hold-queue command for the core; returns the command id.
+
+    Raises SettingError (keys "address", "subject", "ids", "action") for bad input.
+    """
+    if action not in HOLD_ACTIONS:
+        raise SettingError([("action", "must be reprocess, drop or forward")])
+    ids = _hold_ids(ids_text or "")
+    args: dict[str, Any] = {"ids": ids} if ids else {"all": True}
+    if action == "forward":
+        errors = []
+        try:
+            args["address"] = Email().check(address.strip())
+        except RuleError as exc:
+            errors.append(("address", exc.rule))
+        try:
+            args["subject"] = Str(max_len=255).check(subject.strip())
+        except RuleError as exc:
+            errors.append(("subject", exc.rule))
+        if errors:
+            raise SettingError(errors)
+    return submit_command(HOLD_ACTIONS[action], args, user=user, client_ip=client_ip,
+                          page="hold")
+
+
+# --- certificates --------------------------------------------------------------------------
+
+class RequestFieldsError(SettingError):
+    """A certificate operation refused; the key names the form field."""
+
+
+def create_certificate_request(fields: certs.RequestFields, *, user: str,
+                               client_ip: str | None) -> str:
+    try:
+        Email().check(fields.email.strip())
+    except RuleError as exc:
+        raise RequestFieldsError([("email", exc.rule)]) from None
+    try:
+        pem = certs.create_request(console_context().home, fields)
+    except certs.CertificateError as exc:
+        raise RequestFieldsError([("common_name", str(exc))]) from None
+    record_change(user, client_ip, "certificates",
+                  {"tls.request": [None, f"CN={fields.common_name}"]})
+    return pem
+
+
+def install_ca_certificate(pem_text: str, *, user: str, client_ip: str | None) -> str:
+    home = console_context().home
+    old = certs.certificate_status(home).fingerprint
+    try:
+        new = certs.install_certificate(home, pem_text)
+    except certs.CertificateError as exc:
+        raise RequestFieldsError([("certificate", str(exc))]) from None
+    record_change(user, client_ip, "certificates", {"tls.certificate": [old, new]})
+    return new
+
+
+def install_self_signed_certificate(common_name: str, *, user: str,
+                                    client_ip: str | None) -> str:
+    home = console_context().home
+    old = certs.certificate_status(home).fingerprint
+    try:
+        new = certs.install_self_signed(home, common_name)
+    except certs.CertificateError as exc:
+        raise RequestFieldsError([("common_name", str(exc))]) from None
+    record_change(user, client_ip, "certificates", {"tls.certificate": [old, new]})
+    return new

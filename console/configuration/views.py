@@ -1,0 +1,318 @@
+"""Configuration tabs: form → one service call → flash → redirect (Post/Redirect/Get).
+
+A refused save re-renders the tab with the schema's message next to the field and changes
+nothing. Administrator only.
+"""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from console import certs
+from console.configuration import bp, service
+from console.configuration.forms import (
+    ACCOUNT_KEYS, SETTINGS_FORMS, TABS, AccountSettingsForm, AdminPasswordForm,
+    DefaultRouteForm, DeleteRouteForm, HoldConfirmForm, HoldSelectionForm, InstallForm,
+    ReportPasswordForm, RequestForm, RoutingEntryForm, SelfSignedForm, page_keys)
+from console.context import console_context, settings
+from console.roles import Access, requires
+from console.schema_forms import attach_errors, form_data, form_values
+from console.security import logon_page
+from shared.settings import PAGES, SettingError
+
+
+def _who() -> dict:
+    return {"user": current_user.id, "client_ip": request.remote_addr}
+
+
+def _render(template: str, tab: str, **context):
+    return render_template(f"configuration/{template}", tabs=TABS, tab=tab,
+                           warnings=service.page_warnings(tab), **context)
+
+
+@bp.route("/")
+@requires(Access.ADMIN)
+def index():
+    return redirect(url_for("configuration.accounts"))
+
+
+# --- Accounts ------------------------------------------------------------------------------
+
+def _account_forms(**override):
+    forms = {
+        "admin": AdminPasswordForm(prefix="admin"),
+        "report": ReportPasswordForm(prefix="report"),
+        "settings": AccountSettingsForm(prefix="settings",
+                                        data=form_data(ACCOUNT_KEYS, settings())),
+    }
+    forms.update(override)
+    return forms
+
+
+@bp.route("/accounts", methods=["GET"])
+@requires(Access.ADMIN)
+@logon_page
+def accounts():
+    return _render("accounts.html", "accounts", forms=_account_forms(), errors=[])
+
+
+@bp.route("/accounts/password/<account>", methods=["POST"])
+@requires(Access.ADMIN)
+@logon_page
+def change_password(account: str):
+    if account not in ("admin", "report"):
+        abort(404)
+    key = "admin.password" if account == "admin" else "admin.report_only.password"
+    form = (AdminPasswordForm if account == "admin" else ReportPasswordForm)(prefix=account)
+    errors: list[str] = []
+    if form.validate_on_submit():
+        try:
+            service.save_page("accounts", {key: form.new_password.data}, **_who())
+        except SettingError as exc:
+            errors = attach_errors(form, exc.errors, {key: "new_password"})
+        else:
+            flash("The administrator password was changed." if account == "admin" else
+                  "The report-only administrator password was changed.", "info")
+            return redirect(url_for("configuration.accounts"))
+    return _render("accounts.html", "accounts", forms=_account_forms(**{account: form}),
+                   errors=errors)
+
+
+@bp.route("/accounts", methods=["POST"])
+@requires(Access.ADMIN)
+@logon_page
+def save_accounts():
+    form = AccountSettingsForm(prefix="settings")
+    errors: list[str] = []
+    if form.validate_on_submit():
+        try:
+            service.save_page("accounts", form_values(form, ACCOUNT_KEYS), **_who())
+        except SettingError as exc:
+            errors = attach_errors(form, exc.errors)
+        else:
+            flash("Changes saved.", "info")
+            return redirect(url_for("configuration.accounts"))
+    return _render("accounts.html", "accounts", forms=_account_forms(settings=form),
+                   errors=errors)
+
+
+# --- Setup, Scan Policy, Alerts, Notifications, Logging, Diagnostics -------------------------
+
+@requires(Access.ADMIN)
+def settings_tab(page: str):
+    keys = page_keys(page)
+    form = SETTINGS_FORMS[page](data=form_data(keys, settings()))
+    errors: list[str] = []
+    if form.validate_on_submit():
+        try:
+            changed = service.save_page(page, form_values(form, keys), **_who())
+        except SettingError as exc:
+            errors = attach_errors(form, exc.errors)
+        else:
+            flash("Changes saved." if changed else "No changes to save.", "info")
+            return redirect(url_for(request.endpoint))
+    return _render("settings.html", page, form=form, title=PAGES[page].split("› ")[-1],
+                   errors=errors)
+
+
+for _page, _url in (("setup", "/setup"), ("scan_policy", "/scan-policy"),
+                    ("alerts", "/alerts"), ("notifications", "/notifications"),
+                    ("logging", "/logging"), ("diagnostics", "/diagnostics")):
+    bp.add_url_rule(_url, _page, settings_tab, methods=["GET", "POST"],
+                    defaults={"page": _page})
+
+
+# --- Hold Queue ----------------------------------------------------------------------------
+
+@bp.route("/hold", methods=["GET"])
+@requires(Access.ADMIN)
+def hold():
+    return _render("hold.html", "hold", listing=service.list_hold(),
+                   form=HoldSelectionForm())
+
+
+@bp.route("/hold/confirm", methods=["POST"])
+@requires(Access.ADMIN)
+def hold_confirm():
+    """The guide's "Are you sure?" window, as a page (no script needed)."""
+    selection = HoldSelectionForm()
+    if not selection.validate_on_submit():
+        return redirect(url_for("configuration.hold"))
+    action = next((a for a in service.HOLD_ACTIONS if selection[a].data), None)
+    if action is None:
+        return redirect(url_for("configuration.hold"))
+    form = HoldConfirmForm(formdata=None, action=action, ids=",".join(selection.ids.data or []))
+    return _render("hold_confirm.html", "hold", form=form, action=action,
+                   count=len(selection.ids.data or []), listing=service.list_hold(), errors=[])
+
+
+@bp.route("/hold/action", methods=["POST"])
+@requires(Access.ADMIN)
+def hold_action():
+    form = HoldConfirmForm()
+    errors: list[str] = []
+    if form.validate_on_submit():
+        try:
+            service.request_hold_action(form.action.data, form.ids.data or "",
+                                        form.address.data or "", form.subject.data or "",
+                                        **_who())
+        except SettingError as exc:
+            errors = attach_errors(form, exc.errors, {"address": "address",
+                                                      "subject": "subject"})
+        else:
+            flash("The request was passed to the core; the hold queue shows the result "
+                  "within a few seconds.", "info")
+            return redirect(url_for("configuration.hold"))
+    ids = [i for i in (form.ids.data or "").split(",") if i]
+    return _render("hold_confirm.html", "hold", form=form, action=form.action.data,
+                   count=len(ids), listing=service.list_hold(), errors=errors)
+
+
+# --- Routing -------------------------------------------------------------------------------
+
+def _routing_page(add_form=None, default_form=None, errors=()):
+    values = settings()
+    return _render("routing.html", "routing", routes=values["routing.local"],
+                   add_form=add_form or RoutingEntryForm(prefix="add"),
+                   default_form=default_form or DefaultRouteForm(
+                       prefix="default", data=form_data(["routing.default"], values)),
+                   delete_form=DeleteRouteForm(), errors=list(errors))
+
+
+@bp.route("/routing", methods=["GET"])
+@requires(Access.ADMIN)
+def routing():
+    return _routing_page()
+
+
+@bp.route("/routing/local", methods=["POST"])
+@requires(Access.ADMIN)
+def add_route():
+    form = RoutingEntryForm(prefix="add")
+    if form.validate_on_submit():
+        try:
+            entry = service.add_route(form.match.data or "", form.relay.data or "",
+                                      form.port.data or "", **_who())
+        except SettingError as exc:
+            return _routing_page(add_form=form, errors=attach_errors(form, exc.errors))
+        flash(f"{entry['match']} was added to the local routing list.", "info")
+        return redirect(url_for("configuration.routing"))
+    return _routing_page(add_form=form)
+
+
+@bp.route("/routing/local/<int:index>", methods=["GET", "POST"])
+@requires(Access.ADMIN)
+def edit_route(index: int):
+    routes = settings()["routing.local"]
+    if not 0 <= index < len(routes):
+        abort(404)
+    entry = routes[index]
+    form = RoutingEntryForm(data={"match": entry["match"], "relay": entry.get("relay", ""),
+                                  "port": str(entry.get("port", 25)),
+                                  "original": entry["match"]})
+    errors: list[str] = []
+    if form.validate_on_submit():
+        try:
+            service.update_route(index, form.original.data or "", form.match.data or "",
+                                 form.relay.data or "", form.port.data or "", **_who())
+        except SettingError as exc:
+            errors = attach_errors(form, exc.errors)
+        else:
+            flash("The routing entry was saved.", "info")
+            return redirect(url_for("configuration.routing"))
+    return _render("routing_edit.html", "routing", form=form, index=index, errors=errors)
+
+
+@bp.route("/routing/local/<int:index>/delete", methods=["POST"])
+@requires(Access.ADMIN)
+def delete_route(index: int):
+    form = DeleteRouteForm()
+    if form.validate_on_submit():
+        try:
+            removed = service.delete_route(index, form.original.data or "", **_who())
+        except SettingError as exc:
+            for _key, rule in exc.errors:
+                flash(rule, "error")
+        else:
+            flash(f"{removed['match']} was removed from the local routing list.", "info")
+    return redirect(url_for("configuration.routing"))
+
+
+@bp.route("/routing/default", methods=["POST"])
+@requires(Access.ADMIN)
+def save_default_route():
+    form = DefaultRouteForm(prefix="default")
+    if form.validate_on_submit():
+        try:
+            service.save_page("routing", form_values(form, ["routing.default"]), **_who())
+        except SettingError as exc:
+            return _routing_page(default_form=form, errors=attach_errors(form, exc.errors))
+        flash("Default routing saved.", "info")
+        return redirect(url_for("configuration.routing"))
+    return _routing_page(default_form=form)
+
+
+# --- Certificate Management (reached from Setup) -------------------------------------------
+
+def _certificates_page(request_form=None, install_form=None, self_signed_form=None):
+    status = certs.certificate_status(console_context().home)
+    return _render("certificates.html", "setup", status=status,
+                   request_form=request_form or RequestForm(prefix="request"),
+                   install_form=install_form or InstallForm(prefix="install"),
+                   self_signed_form=self_signed_form or SelfSignedForm(prefix="self")), 200
+
+
+@bp.route("/setup/certificates", methods=["GET"])
+@requires(Access.ADMIN)
+def certificates():
+    return _certificates_page()
+
+
+@bp.route("/setup/certificates/request", methods=["POST"])
+@requires(Access.ADMIN)
+def certificate_request():
+    form = RequestForm(prefix="request")
+    if form.validate_on_submit():
+        fields = certs.RequestFields(**{name: form[name].data or "" for name in (
+            "common_name", "organization", "unit", "city", "state", "country", "email")})
+        try:
+            service.create_certificate_request(fields, **_who())
+        except SettingError as exc:
+            attach_errors(form, exc.errors)
+            return _certificates_page(request_form=form)
+        flash("Certificate request created. Copy it, including the BEGIN and END lines, "
+              "and submit it to your Certificate Authority.", "info")
+        return redirect(url_for("configuration.certificates") + "#request-pem")
+    return _certificates_page(request_form=form)
+
+
+@bp.route("/setup/certificates/install", methods=["POST"])
+@requires(Access.ADMIN)
+def certificate_install():
+    form = InstallForm(prefix="install")
+    if form.validate_on_submit():
+        try:
+            service.install_ca_certificate(form.certificate.data, **_who())
+        except SettingError as exc:
+            attach_errors(form, exc.errors)
+            return _certificates_page(install_form=form)
+        flash("Certificate installed. The HTTPS listener uses it within a few seconds.", "info")
+        return redirect(url_for("configuration.certificates"))
+    return _certificates_page(install_form=form)
+
+
+@bp.route("/setup/certificates/self-signed", methods=["POST"])
+@requires(Access.ADMIN)
+def certificate_self_signed():
+    form = SelfSignedForm(prefix="self")
+    if form.validate_on_submit():
+        try:
+            service.install_self_signed_certificate(form.common_name.data, **_who())
+        except SettingError as exc:
+            attach_errors(form, exc.errors)
+            return _certificates_page(self_signed_form=form)
+        flash("Self-signed certificate installed. Browsers will warn about it until a "
+              "CA-signed certificate is installed.", "info")
+        return redirect(url_for("configuration.certificates"))
+    return _certificates_page(self_signed_form=form)

@@ -1,0 +1,226 @@
+"""WTForms forms generated from the settings schema (ARCHITECTURE invariant 5).
+
+One field per key, chosen by the key's kind; the schema (`shared.settings`) alone decides
+whether a value is valid and gives the message shown next to the field. Forms only check
+shape (CSRF, a number is digits) and hand the schema what the user typed.
+
+Kind → field:
+- Bool → checkbox; Choice → select; Timezone → select of IANA names
+- Int, Nullable(Int) → text box (digits; anything else is passed on so the schema's
+  "must be a whole number" is the message)
+- Str (multiline) → text area; other text kinds → text box; Nullable(...) empty → null
+- ListOf(simple kind) → text area, one entry per line; ListOf(Choice) → multiple select
+- HostPort, Nullable(HostPort) → Host and Port boxes (empty host → null)
+Anything else (rules, RBL zones, routing entries) needs a page-specific form.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterable
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, SelectField, SelectMultipleField, StringField, TextAreaField
+
+from shared.settings import SCHEMA, Setting
+from shared.settings_types import (Bool, Choice, HostPort, Int, Kind, ListOf, Nullable, Str,
+                                   Timezone, Weekday)
+
+__all__ = ["field_name", "settings_form", "form_values", "form_data", "attach_errors",
+           "UnsupportedKind", "supports", "SettingField"]
+
+_INTEGER = re.compile(r"^[+-]?\d{1,18}$")
+
+try:  # WTForms ≥ 3.3 deprecates (value, label) tuples in favour of SelectChoice
+    from wtforms.fields.choices import SelectChoice as _SelectChoice
+except ImportError:  # pragma: no cover - older WTForms
+    _SelectChoice = None
+
+
+def _choices(pairs):
+    if _SelectChoice is None:
+        return list(pairs)
+    return [_SelectChoice(value, label) for value, label in pairs]
+
+
+class UnsupportedKind(TypeError):
+    """The key's kind has no generic field; the page must build its own."""
+
+
+def field_name(key: str, part: str | None = None) -> str:
+    name = key.replace(".", "__")
+    return f"{name}___{part}" if part else name
+
+
+def _inner(kind: Kind) -> tuple[Kind, bool]:
+    if isinstance(kind, Nullable):
+        return kind.inner, True
+    return kind, False
+
+
+def supports(key: str) -> bool:
+    try:
+        _fields_for(SCHEMA[key], {})
+        return True
+    except UnsupportedKind:
+        return False
+
+
+def _label(setting: Setting, labels: dict[str, str]) -> str:
+    return labels.get(setting.key) or setting.help.rstrip(".").split(" (")[0].split(";")[0]
+
+
+def _choice_label(value: str) -> str:
+    return value.replace("_", " ").capitalize()
+
+
+@lru_cache(maxsize=1)
+def _timezones() -> tuple[str, ...]:
+    return tuple(sorted(zoneinfo.available_timezones()))
+
+
+def _fields_for(setting: Setting, labels: dict[str, str]) -> dict[str, Any]:
+    kind, nullable = _inner(setting.kind)
+    label = _label(setting, labels)
+    common = {"description": setting.help}
+    name = field_name(setting.key)
+    if setting.secret == "hashed":
+        raise UnsupportedKind(setting.key)
+    if isinstance(kind, Bool):
+        return {name: BooleanField(label, **common)}
+    if isinstance(kind, Timezone):
+        return {name: SelectField(label, choices=_choices((z, z) for z in _timezones()),
+                                  validate_choice=False, **common)}
+    if isinstance(kind, (Choice, Weekday)):
+        choices = kind.choices if isinstance(kind, Choice) else Weekday.DAYS
+        return {name: SelectField(label, choices=_choices((c, _choice_label(c)) for c in choices),
+                                  validate_choice=False, **common)}
+    if isinstance(kind, Int):
+        return {name: StringField(label, render_kw={"inputmode": "numeric", "size": 8},
+                                  **common)}
+    if isinstance(kind, HostPort):
+        return {field_name(setting.key, "host"): StringField(f"{label}: host", **common),
+                field_name(setting.key, "port"): StringField(
+                    "Port", render_kw={"inputmode": "numeric", "size": 6},
+                    description=f"Port (default {kind.default_port}).")}
+    if isinstance(kind, ListOf):
+        item = kind.item
+        if isinstance(item, (Choice, Weekday)):
+            choices = item.choices if isinstance(item, Choice) else Weekday.DAYS
+            return {name: SelectMultipleField(label, choices=_choices((c, c) for c in choices),
+                                              validate_choice=False, **common)}
+        if type(item).__name__ in ("RoutingEntry", "Rule", "RblZone"):
+            raise UnsupportedKind(setting.key)
+        return {name: TextAreaField(f"{label} (one per line)", render_kw={"rows": 5},
+                                    **common)}
+    if isinstance(kind, Str) and kind.multiline:
+        return {name: TextAreaField(label, render_kw={"rows": 6}, **common)}
+    if type(kind).__name__ in ("Rule", "RblZone", "RoutingEntry"):
+        raise UnsupportedKind(setting.key)
+    return {name: StringField(label, **common)}
+
+
+@dataclass(frozen=True)
+class SettingField:
+    """What a template needs to draw one setting: its key and its form field names."""
+    key: str
+    names: tuple[str, ...]
+    restart: bool
+
+
+def settings_form(keys: Iterable[str], labels: dict[str, str] | None = None,
+                  name: str = "SettingsForm", base: type = FlaskForm) -> type:
+    """A FlaskForm class with one field (or a host/port pair) per key, in the given order."""
+    labels = labels or {}
+    attrs: dict[str, Any] = {}
+    layout: list[SettingField] = []
+    for key in keys:
+        fields = _fields_for(SCHEMA[key], labels)
+        attrs.update(fields)
+        layout.append(SettingField(key, tuple(fields), SCHEMA[key].restart))
+    attrs["setting_fields"] = tuple(layout)
+    return type(name, (base,), attrs)
+
+
+# --- values ↔ form data ------------------------------------------------------------------
+
+def form_data(keys: Iterable[str], values: dict[str, Any]) -> dict[str, Any]:
+    """Form `data=` for the current settings."""
+    data: dict[str, Any] = {}
+    for key in keys:
+        kind, _nullable = _inner(SCHEMA[key].kind)
+        value = values[key]
+        if isinstance(kind, HostPort):
+            data[field_name(key, "host")] = value["host"] if value else ""
+            data[field_name(key, "port")] = str(value["port"]) if value else ""
+        elif isinstance(kind, ListOf) and not isinstance(kind.item, (Choice, Weekday)):
+            data[field_name(key)] = "\n".join(str(v) for v in value)
+        elif isinstance(kind, (Int, Str)) or (value is None):
+            data[field_name(key)] = "" if value is None else str(value)
+        else:
+            data[field_name(key)] = value
+    return data
+
+
+def _number(text: str) -> Any:
+    text = text.strip()
+    return int(text) if _INTEGER.match(text) else text
+
+
+def form_values(form, keys: Iterable[str]) -> dict[str, Any]:
+    """The values the user submitted, as the schema expects them (not yet validated)."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        kind, nullable = _inner(SCHEMA[key].kind)
+        if isinstance(kind, HostPort):
+            host = (form[field_name(key, "host")].data or "").strip()
+            port = (form[field_name(key, "port")].data or "").strip()
+            if not host and nullable:
+                out[key] = None
+            else:
+                out[key] = {"host": host, "port": _number(port) if port else kind.default_port}
+            continue
+        data = form[field_name(key)].data
+        if isinstance(kind, Bool):
+            out[key] = bool(data)
+        elif isinstance(kind, Int):
+            text = (data or "").strip()
+            out[key] = None if (nullable and not text) else _number(text)
+        elif isinstance(kind, ListOf):
+            if isinstance(kind.item, (Choice, Weekday)):
+                out[key] = list(data or [])
+            else:
+                out[key] = [line.strip() for line in (data or "").splitlines() if line.strip()]
+        elif isinstance(kind, Str) and kind.multiline:
+            out[key] = (data or "").replace("\r\n", "\n")
+        else:
+            text = (data or "").strip()
+            out[key] = None if (nullable and not text) else text
+    return out
+
+
+def attach_errors(form, errors: list[tuple[str, str]],
+                  fields: dict[str, str] | None = None) -> list[str]:
+    """Put each schema error next to its field; returns the messages that have no field.
+
+    `fields` maps a key to a field name when the page names its fields otherwise.
+    """
+    leftover = []
+    fields = fields or {}
+    for key, rule in errors:
+        name = fields.get(key)
+        if name is None and key not in SCHEMA and key in form:
+            name = key
+        if name is None and key in SCHEMA:
+            for candidate in (field_name(key), field_name(key, "host")):
+                if candidate in form:
+                    name = candidate
+                    break
+        if name is not None and name in form:
+            form[name].errors = [*(form[name].errors or ()), rule]
+        else:
+            leftover.append(f"{key}: {rule}")
+    return leftover

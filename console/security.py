@@ -1,0 +1,110 @@
+"""Request-level protection: security headers, request ids, error pages, HTTPS for logons.
+
+Rules:
+- No traceback or exception text ever reaches a page: every error page is a fixed text with
+  the request id; the exception is logged with that id (STYLE §1 "Console").
+- Every response carries the security headers below; the pages use no inline script or
+  style, so the Content-Security-Policy forbids both.
+- With `https.logons` on, the logon and password pages answer plain HTTP with a redirect to
+  the same path on the HTTPS port (guide §3 "Configuring HTTPS options").
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from functools import wraps
+from typing import Callable
+
+from flask import Flask, g, redirect, render_template, request
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from console.context import console_context, settings
+from shared.events import Action
+
+__all__ = ["install", "logon_page", "SECURITY_HEADERS", "https_url"]
+
+log = logging.getLogger("mailmoat.console")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; "
+                                "img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+                                "form-action 'self'; frame-ancestors 'none'"),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+
+_MESSAGES = {
+    400: ("Bad request", "The request could not be understood."),
+    403: ("Not allowed", "Your account does not have permission to open this page. "
+                         "The attempt has been recorded."),
+    404: ("Not found", "There is no such page."),
+    405: ("Not allowed", "This page does not accept that kind of request."),
+    500: ("Something went wrong", "The console could not complete the request. "
+                                  "Nothing was changed by the failed step."),
+}
+
+
+def https_url() -> str:
+    """The current path on the HTTPS listener."""
+    port = console_context().bound_ports.get("https") or settings()["https.port"]
+    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    return f"https://{host}:{port}{request.full_path.rstrip('?')}"
+
+
+def logon_page(view: Callable) -> Callable:
+    """Logon and password pages: only over HTTPS while `https.logons` is on."""
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if not request.is_secure and settings()["https.logons"]:
+            return redirect(https_url(), code=302 if request.method == "GET" else 307)
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def _error_page(code: int, title: str | None = None, text: str | None = None):
+    default_title, default_text = _MESSAGES.get(code, _MESSAGES[500])
+    return render_template("errors.html", code=code, title=title or default_title,
+                           text=text or default_text, request_id=g.get("request_id")), code
+
+
+def install(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id():
+        g.request_id = secrets.token_hex(6)
+
+    @app.after_request
+    def add_headers(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if request.endpoint != "static":
+            response.headers["Cache-Control"] = "no-store"
+        if g.get("request_id"):
+            response.headers["X-Request-Id"] = g.request_id
+        return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_failed(_exc):
+        return _error_page(400, "Form expired", "The form was not accepted because its "
+                           "security token was missing or out of date. Go back, reload the "
+                           "page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if exc.code == 400:
+            console_context().events.record(Action.HTTP_PROTOCOL_VIOLATION, result="rejected",
+                                            client_ip=request.remote_addr,
+                                            info=request.path[:200])
+        if exc.code in (301, 302, 303, 307, 308):
+            return exc
+        return _error_page(exc.code or 500)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("request %s failed: %s %s", g.get("request_id"), request.method,
+                      request.path)
+        return _error_page(500)

@@ -1,0 +1,236 @@
+"""Serving the console: one process, two cheroot WSGI listeners (HTTP and HTTPS) on one app.
+
+Rules:
+- Ports come from the settings `http.port` and `https.port`; when they change, the listener
+  moves within about a second (the new port is bound first, then the old one closed; if the
+  new port cannot be bound the old listener stays and the failure is logged).
+- HTTPS uses tls/cert.pem and tls/key.pem of the data home. When either file changes, a new
+  TLS context is built and swapped into the listener; connections already open keep theirs.
+  A pair that does not load (e.g. caught between the two renames of an install) is retried
+  at the next poll and the old context stays in use meanwhile.
+- cheroot runs on Linux, macOS and Windows alike; nothing here needs root except ports < 1024.
+- `ConsoleServer(ports fixed)` is what tests use: port 0 picks free ports, settings changes
+  then do not move the listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from console.app import create_app
+from console.certs import server_context
+from console.context import EXTENSION_KEY
+from shared import db as shared_db
+from shared.clock import WallClock
+from shared.paths import DataHome
+from shared.settings_store import load
+
+__all__ = ["ConsoleServer", "run", "POLL_SECONDS"]
+
+log = logging.getLogger("mailmoat.console.serve")
+
+POLL_SECONDS = 0.5   # settings and certificate files are checked this often
+THREADS = 10         # worker threads per listener
+SHUTDOWN_SECONDS = 5
+
+
+@dataclass
+class _Listener:
+    scheme: str
+    server: wsgi.Server
+    thread: threading.Thread
+    port: int
+
+
+def _default_host() -> str:
+    """Dual-stack "::" where IPv6 exists, else every IPv4 address."""
+    if socket.has_ipv6:
+        try:
+            probe = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            probe.close()
+            return "::"
+        except OSError:
+            pass
+    return "0.0.0.0"
+
+
+@dataclass
+class ConsoleServer:
+    home: DataHome
+    host: str | None = None
+    http_port: int | None = None     # None = follow the settings
+    https_port: int | None = None
+    clock: WallClock | None = None
+    app_config: dict | None = None
+    listeners: dict[str, _Listener] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.host = self.host or _default_host()
+        self.app = create_app(self.home, self.clock, self.app_config)
+        self.context = self.app.extensions[EXTENSION_KEY]
+        self._fixed = {"http": self.http_port, "https": self.https_port}
+        self._tls_signature: tuple | None = None
+        self._tls_failed_signature: tuple | None = None
+        self._adapter: BuiltinSSLAdapter | None = None
+        self._stop = threading.Event()
+
+    # --- listeners ------------------------------------------------------------------------
+    def _wanted_ports(self) -> dict[str, int]:
+        values = None
+        wanted = {}
+        for scheme in ("http", "https"):
+            if self._fixed[scheme] is not None:
+                wanted[scheme] = self._fixed[scheme]
+            else:
+                if values is None:
+                    conn = shared_db.connect(self.home.db)
+                    try:
+                        values = load(conn)
+                    finally:
+                        conn.close()
+                wanted[scheme] = values[f"{scheme}.port"]
+        return wanted
+
+    def _tls_adapter(self) -> BuiltinSSLAdapter:
+        if self._adapter is None:
+            self._adapter = BuiltinSSLAdapter(str(self.home.tls_cert), str(self.home.tls_key))
+            self._adapter.context = server_context(self.home)
+            self._tls_signature = self._tls_files_signature()
+        return self._adapter
+
+    def _open(self, scheme: str, port: int) -> _Listener:
+        server = wsgi.Server((self.host, port), self.app, numthreads=THREADS,
+                             server_name="mailmoat-console", shutdown_timeout=SHUTDOWN_SECONDS)
+        if scheme == "https":
+            server.ssl_adapter = self._tls_adapter()
+        server.prepare()  # binds; raises OSError when the port cannot be used
+        bound = server.bind_addr[1]
+        thread = threading.Thread(target=server.serve, name=f"console-{scheme}", daemon=True)
+        thread.start()
+        self.context.bound_ports[scheme] = bound
+        return _Listener(scheme, server, thread, bound)
+
+    def _close(self, listener: _Listener) -> None:
+        listener.server.stop()
+        listener.thread.join(SHUTDOWN_SECONDS)
+
+    def start(self) -> None:
+        """Bind both listeners (raises OSError if a port cannot be bound)."""
+        wanted = self._wanted_ports()
+        try:
+            for scheme in ("http", "https"):
+                self.listeners[scheme] = self._open(scheme, wanted[scheme])
+        except BaseException:
+            self.stop()
+            raise
+
+    def urls(self) -> dict[str, str]:
+        host = "localhost" if self.host in ("::", "0.0.0.0") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return {scheme: f"{scheme}://{host}:{listener.port}/"
+                for scheme, listener in self.listeners.items()}
+
+    # --- live changes ---------------------------------------------------------------------
+    def _tls_files_signature(self) -> tuple:
+        sig = []
+        for path in (self.home.tls_cert, self.home.tls_key):
+            try:
+                st = path.stat()
+                sig.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except FileNotFoundError:
+                sig.append(None)
+        return tuple(sig)
+
+    def reload_certificate_if_changed(self) -> bool:
+        """Swap in a new TLS context when tls/ changed; True when swapped."""
+        if self._adapter is None:
+            return False
+        signature = self._tls_files_signature()
+        if signature == self._tls_signature:
+            return False
+        try:
+            context = server_context(self.home)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            if signature != self._tls_failed_signature:
+                log.warning("the TLS key and certificate in %s do not load (%s); the previous "
+                            "certificate stays in use", self.home.tls, exc)
+                self._tls_failed_signature = signature
+            return False
+        self._adapter.context = context
+        self._tls_signature = signature
+        log.info("HTTPS now uses the certificate in %s", self.home.tls_cert)
+        return True
+
+    def follow_port_settings(self) -> None:
+        try:
+            wanted = self._wanted_ports()
+        except Exception as exc:  # a busy or missing database must not stop serving
+            log.warning("cannot read the port settings: %s", exc)
+            return
+        for scheme, port in wanted.items():
+            current = self.listeners.get(scheme)
+            if current is None or current.port == port or self._fixed[scheme] is not None:
+                continue
+            try:
+                replacement = self._open(scheme, port)
+            except OSError as exc:
+                log.error("cannot move the %s listener to port %s (%s); it stays on %s",
+                          scheme.upper(), port, exc, current.port)
+                self._fixed[scheme] = None
+                continue
+            self.listeners[scheme] = replacement
+            self._close(current)
+            log.info("console %s listener moved from port %s to %s", scheme.upper(),
+                     current.port, port)
+            print(f"Mailmoat console: {self.urls()[scheme]}", flush=True)
+
+    def poll_once(self) -> None:
+        self.reload_certificate_if_changed()
+        self.follow_port_settings()
+
+    def serve_until_stopped(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            self.poll_once()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def stop(self) -> None:
+        for listener in list(self.listeners.values()):
+            self._close(listener)
+        self.listeners.clear()
+        self.context.close()
+
+
+def run(home: DataHome, out: Callable[[str], None] = print) -> int:
+    """`mailmoat console`: serve until SIGTERM or Ctrl-C; 0 after a clean stop."""
+    from shared.home import open_db
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s mailmoat-console %(levelname)s %(message)s")
+    open_db(home).close()  # refuses a missing home or a schema this code does not know
+    server = ConsoleServer(home)
+    try:
+        server.start()
+    except OSError as exc:
+        out(f"mailmoat: the console cannot listen: {exc}")
+        return 1
+    for handled in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(handled, lambda *_: server.request_stop())
+    urls = server.urls()
+    out(f"Mailmoat console: {urls['http']} and {urls['https']} (data home {home.root})")
+    try:
+        server.serve_until_stopped()
+    finally:
+        server.stop()
+    out("Mailmoat console stopped.")
+    return 0

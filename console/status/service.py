@@ -1,0 +1,189 @@
+"""What the Status page shows: Table 7-1 items from the status snapshot, plus traffic per hour.
+
+Rules:
+- The core writes the snapshot every second (shared.status); an older one means the core is
+  not running, and the page says so instead of showing stale numbers as live.
+- Licensing and definitions have their own issues; until they land the page says so plainly.
+- Traffic per hour is counted from events (accepted, delivered, dropped, rejected) over the
+  last 24 hours, bucketed on whole hours of the wall clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass, field
+from typing import Any
+
+from console.certs import certificate_status
+from console.context import console_context, request_db, settings
+from shared.events import Action
+from shared.status import COUNTERS, QUEUES, STALE_AFTER_SECONDS, read_snapshot
+
+__all__ = ["StatusView", "Traffic", "status_view", "traffic_last_24h", "TRAFFIC_SERIES",
+           "format_duration"]
+
+TRAFFIC_SERIES = (Action.ACCEPTED, Action.DELIVERED, Action.DROPPED, Action.REJECTED)
+HOURS = 24
+NOT_BUILT = "not built yet"
+
+
+@dataclass
+class Traffic:
+    hour_starts: list[float]                       # unix time of each bucket's start
+    counts: dict[str, list[int]]                   # action → count per hour
+    timezone: str = "UTC"
+
+    def total(self, action: str) -> int:
+        return sum(self.counts[action])
+
+
+@dataclass
+class StatusView:
+    core_state: str                                # running | stopped | never
+    updated_at: float | None
+    sections: list[tuple[str, list[tuple[str, Any]]]] = field(default_factory=list)
+    traffic: Traffic | None = None
+    now_text: str = ""
+    updated_text: str = ""
+    hour_labels: list[str] = field(default_factory=list)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = ([f"{days} day{'s' if days != 1 else ''}"] if days else []) + \
+        [f"{hours} hour{'s' if hours != 1 else ''}", f"{minutes} minute{'s' if minutes != 1 else ''}"]
+    return ", ".join(parts)
+
+
+def _zone() -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(settings()["timezone"])
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")
+
+
+def format_time(unix: float | None) -> str:
+    if not unix:
+        return "—"
+    return dt.datetime.fromtimestamp(unix, _zone()).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _definitions(value: Any) -> str:
+    if not value:
+        return "No definitions installed (the definitions issue is " + NOT_BUILT + ")"
+    if isinstance(value, dict):
+        date = value.get("date") or value.get("installed_at")
+        revision = value.get("revision") or value.get("version")
+        if isinstance(date, (int, float)):
+            date = format_time(date)
+        return " ".join(str(p) for p in (date, f"(revision {revision})" if revision else None)
+                        if p)
+    return str(value)
+
+
+def traffic_last_24h(now: float) -> Traffic:
+    """Counts per hour for the 24 whole hours ending with the current one."""
+    current_hour = now - (now % 3600)
+    start = current_hour - (HOURS - 1) * 3600
+    counts = {str(a): [0] * HOURS for a in TRAFFIC_SERIES}
+    rows = request_db().execute(
+        "SELECT CAST((time - ?) / 3600 AS INTEGER) AS bucket, action, COUNT(*) AS n "
+        "FROM events WHERE time >= ? AND time < ? AND action IN (?, ?, ?, ?) "
+        "GROUP BY bucket, action",
+        (start, start, current_hour + 3600, *[str(a) for a in TRAFFIC_SERIES]))
+    for row in rows:
+        if 0 <= row["bucket"] < HOURS:
+            counts[row["action"]][row["bucket"]] = row["n"]
+    return Traffic([start + i * 3600 for i in range(HOURS)], counts, settings()["timezone"])
+
+
+def status_view() -> StatusView:
+    now = console_context().clock.now()
+    values = settings()
+    found = read_snapshot(request_db())
+    if found is None:
+        snap, updated_at, state = None, None, "never"
+    else:
+        snap, updated_at = found
+        state = "running" if now - updated_at <= STALE_AFTER_SECONDS else "stopped"
+    counters = {name: 0 for name in COUNTERS}
+    queues = {name: 0 for name in QUEUES}
+    if snap:
+        counters.update(snap.get("counters") or {})
+        queues.update(snap.get("queues") or {})
+    snap = snap or {}
+    cert = certificate_status(console_context().home)
+    started = snap.get("started_at")
+    premium = bool(values["premium.enabled"])
+
+    system = [
+        ("Server and port", f"{snap.get('hostname') or values['smtp.hostname'] or '—'}:"
+                            f"{snap.get('smtp_port') or values['smtp.port']}"),
+        ("Version", snap.get("version") or "—"),
+        ("Product license", f"Licensing is {NOT_BUILT}"),
+        ("Content license", f"Licensing is {NOT_BUILT}"),
+        ("Premium AntiSpam license", f"Licensing is {NOT_BUILT}"),
+        ("Last started", format_time(started)),
+        ("Running for", format_duration(now - started) if started and state == "running"
+         else "—"),
+        ("Virus scanning", "Enabled" if snap.get("virus_scanning", values["av.enabled"])
+         else "Disabled"),
+        ("Central Quarantine forwarding", str(snap.get("central_quarantine") or "disabled")
+         .replace("_", " ").capitalize()),
+        ("Data received (MB)", f"{counters['bytes_received'] / 2**20:.1f}"),
+        ("Message delivery mode", str(snap.get("delivery_mode") or
+                                      ("pause" if values["delivery.paused"] else "delivery"))
+         .capitalize()),
+        ("Incoming messages", str(snap.get("incoming") or
+                                  ("reject" if values["delivery.reject_incoming"] else "accept"))
+         .capitalize()),
+        ("Virus definitions", _definitions((snap.get("definitions") or {}).get("virus"))),
+        ("Spam definitions", _definitions((snap.get("definitions") or {}).get("spam"))),
+        ("SSL certificate installed", format_time(cert.cert_installed_at)
+         if cert.cert_installed_at else "Not installed"),
+        ("Viruses repaired, deleted and logged", counters["infections_repaired"]
+         + counters["infections_deleted"] + counters["infections_logged"]),
+        ("Spam messages detected", counters["spam_blacklist"] + counters["spam_rbl"]
+         + counters["spam_heuristic"] + counters["spam"] + counters["suspected_spam"]
+         + counters["reputation_spam"]),
+        ("Auto-generated whitelist entries", snap.get("auto_whitelist_entries", 0)),
+        ("Policy violations", counters["policy_violations"]),
+    ]
+    messages = [("Accepted", counters["accepted"]), ("Rejected", counters["rejected"]),
+                ("Delivered", counters["delivered"]), ("Forwarded", counters["forwarded"]),
+                ("Dropped", counters["dropped"]), ("Held", counters["held"]),
+                ("Quarantined", counters["quarantined"]), ("Bounced", counters["bounced"]),
+                ("Delivery failures", counters["delivery_failures"]),
+                ("Mass mailers deleted", counters["mass_mailers_deleted"])]
+    infections = [("Repaired", counters["infections_repaired"]),
+                  ("Deleted", counters["infections_deleted"]),
+                  ("Logged", counters["infections_logged"])]
+    attachments = [("Top-level attachments stripped", counters["attachments_stripped"]),
+                   ("Encryptions deleted", counters["encryptions_deleted"]),
+                   ("Encryptions logged", counters["encryptions_logged"])]
+    queue_rows = [("Fast queue", queues["fast"]), ("Slow queue", queues["slow"]),
+                  ("Hold queue", queues["hold"])]
+    antispam = [("Custom blacklist", counters["spam_blacklist"]),
+                ("Real-time blacklists", counters["spam_rbl"])]
+    if premium:
+        antispam += [("Spam", counters["spam"]), ("Suspected spam", counters["suspected_spam"]),
+                     ("Reputation spam", counters["reputation_spam"])]
+    else:
+        antispam += [("Heuristic engine", counters["spam_heuristic"])]
+    connections = [("SMTP connections", counters["connections"]),
+                   ("Protocol violations", counters["protocol_violations"])]
+
+    traffic = traffic_last_24h(now)
+    return StatusView(
+        core_state=state, updated_at=updated_at,
+        sections=[("System status", system), ("Messages", messages),
+                  ("Infections", infections), ("Attachments", attachments),
+                  ("Queue status", queue_rows), ("Antispam detections", antispam),
+                  ("Connections", connections)],
+        traffic=traffic, now_text=format_time(now), updated_text=format_time(updated_at),
+        hour_labels=[dt.datetime.fromtimestamp(t, _zone()).strftime("%Y-%m-%d %H:00")
+                     for t in traffic.hour_starts])

@@ -1,0 +1,201 @@
+"""Logon, logoff, failed-logon counting, idle timeout, CSRF, HTTPS for logons, headers."""
+
+from __future__ import annotations
+
+from shared.events import Action
+
+from .conftest import ADMIN_PASSWORD, REPORT_PASSWORD, Console
+
+
+def test_logon_writes_event_with_client_ip_and_opens_status(console):
+    response = console.logon()
+    assert response.status_code == 302 and response.headers["Location"] == "/status/"
+    event = console.events(Action.LOGON)[-1]
+    assert (event["result"], event["client_ip"], event["data"]) == \
+        ("success", "127.0.0.1", {"user": "admin"})
+    assert event["process"] == "console"
+    assert console.get("/status/").status_code == 200
+
+
+def test_logoff_writes_event_and_ends_session(admin):
+    response = admin.logoff()
+    assert response.status_code == 302
+    event = admin.events(Action.LOGOFF)[-1]
+    assert event["data"]["user"] == "admin" and event["client_ip"] == "127.0.0.1"
+    assert "/logon" in admin.get("/status/").headers["Location"]
+
+
+def test_logoff_needs_post(admin):
+    assert admin.get("/logoff").status_code == 405
+
+
+def test_wrong_password_is_refused_with_a_message(console):
+    response = console.logon("admin", "wrong")
+    assert response.status_code == 200
+    assert b"The user name or password is incorrect." in response.data
+    assert console.events(Action.LOGON)[-1]["result"] == "failure"
+    assert "/logon" in console.get("/status/").headers["Location"]
+
+
+def test_passwords_are_case_sensitive(console):
+    assert console.logon("admin", ADMIN_PASSWORD.upper()).status_code == 200
+
+
+def test_password_longer_than_32_characters_is_refused(console):
+    assert console.logon("admin", ADMIN_PASSWORD + "x" * 40).status_code == 200
+
+
+def test_third_failure_and_each_after_write_failed_logon_alert_event(console):
+    for _ in range(2):
+        console.logon("admin", "wrong")
+    assert console.events(Action.FAILED_LOGON) == []
+    console.logon("admin", "wrong")
+    console.logon("admin", "wrong")
+    alerts = console.events(Action.FAILED_LOGON)
+    assert [a["data"] for a in alerts] == [{"account": "admin", "count": 3},
+                                           {"account": "admin", "count": 4}]
+    assert alerts[0]["client_ip"] == "127.0.0.1"
+
+
+def test_failures_are_counted_per_account_name(console):
+    for name in ("admin", "admin", "report", "nobody"):
+        console.logon(name, "wrong")
+    assert console.events(Action.FAILED_LOGON) == []
+    console.logon("nobody", "wrong")
+    console.logon("nobody", "wrong")
+    assert [a["data"] for a in console.events(Action.FAILED_LOGON)] == [
+        {"account": "nobody", "count": 3}]
+
+
+def test_successful_logon_resets_the_count(console):
+    for _ in range(2):
+        console.logon("admin", "wrong")
+    assert console.logon().status_code == 302
+    console.logoff()
+    for _ in range(2):
+        console.logon("admin", "wrong")
+    assert console.events(Action.FAILED_LOGON) == []
+
+
+def test_report_account_cannot_log_on_until_enabled(console):
+    console.set(admin__report_only__password=REPORT_PASSWORD)
+    assert console.logon("report", REPORT_PASSWORD).status_code == 200
+    console.set(admin__report_only__enabled=True)
+    assert console.logon("report", REPORT_PASSWORD).status_code == 302
+
+
+def test_disabling_report_account_ends_its_sessions(reporter):
+    reporter.set(admin__report_only__enabled=False)
+    assert "/logon" in reporter.get("/status/").headers["Location"]
+
+
+def test_session_expires_after_idle_timeout(admin, clock):
+    clock.advance(4 * 60)
+    assert admin.get("/status/").status_code == 200   # activity restarts the timer
+    clock.advance(4 * 60)
+    assert admin.get("/status/").status_code == 200
+    clock.advance(5 * 60 + 1)
+    response = admin.get("/status/")
+    assert response.status_code == 302 and "/logon" in response.headers["Location"]
+    assert admin.events(Action.LOGOFF)[-1]["result"] == "timeout"
+    assert b"without activity" in admin.get("/logon").data
+
+
+def test_idle_timeout_follows_the_setting_for_both_roles(reporter, clock):
+    reporter.set(admin__timeout_minutes=1)
+    clock.advance(59)
+    assert reporter.get("/status/").status_code == 200
+    clock.advance(61)
+    assert reporter.get("/status/").status_code == 302
+
+
+def test_logon_without_csrf_token_is_rejected(console):
+    response = console.post("/logon", {"username": "admin", "password": ADMIN_PASSWORD},
+                            csrf=False)
+    assert response.status_code == 400
+    assert b"security token" in response.data
+    assert console.events(Action.LOGON) == []
+
+
+def test_settings_post_with_wrong_csrf_token_changes_nothing(admin):
+    response = admin.post("/configuration/setup", {"smtp__max_incoming": "99",
+                                                   "csrf_token": "forged"})
+    assert response.status_code == 400
+    assert admin.settings()["smtp.max_incoming"] == 15
+
+
+def test_csrf_token_of_another_session_is_rejected(admin, app, home):
+    other = Console(app, home)
+    foreign = other.token()
+    response = admin.post("/configuration/setup", {"smtp__max_incoming": "99",
+                                                   "csrf_token": foreign})
+    assert response.status_code == 400
+
+
+def test_logon_does_not_follow_offsite_next(console):
+    response = console.post("/logon?next=//evil.example/", {
+        "username": "admin", "password": ADMIN_PASSWORD, "next": "//evil.example/"})
+    assert response.headers["Location"] == "/status/"
+
+
+def test_logon_follows_local_next(console):
+    response = console.post("/logon", {"username": "admin", "password": ADMIN_PASSWORD,
+                                       "next": "/configuration/routing"})
+    assert response.headers["Location"] == "/configuration/routing"
+
+
+def test_https_logons_redirects_logon_and_password_pages_to_https(console):
+    console.set(https__logons=True)
+    response = console.get("/logon")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://localhost:8043/logon"
+    secure = Console(console.app, console.home, base_url="https://localhost:8043")
+    assert secure.get("/logon").status_code == 200
+    assert secure.logon().status_code == 302
+    response = secure.client.get("/configuration/accounts", base_url="http://localhost")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("https://localhost:8043/configuration/accounts")
+    assert secure.get("/configuration/accounts").status_code == 200
+    # other pages stay on HTTP
+    assert secure.client.get("/configuration/setup", base_url="http://localhost").status_code == 200
+
+
+def test_security_headers_on_every_response(console):
+    for url in ("/logon", "/status/", "/nope"):
+        headers = console.get(url).headers
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["Referrer-Policy"] == "same-origin"
+        assert "script-src 'self'" in headers["Content-Security-Policy"]
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+
+
+def test_session_cookie_is_http_only(console):
+    console.logon()
+    cookie = console.client.get_cookie("mailmoat_session")
+    assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
+
+
+def test_no_inline_script_or_style_in_pages(admin):
+    for url in ("/logon", "/status/", "/configuration/setup", "/configuration/routing"):
+        html = admin.get(url).get_data(as_text=True)
+        assert "<script" not in html and "style=" not in html and "<style" not in html
+
+
+def test_unknown_page_is_a_plain_404(admin):
+    response = admin.get("/no/such/page")
+    assert response.status_code == 404
+    assert b"There is no such page." in response.data
+
+
+def test_unexpected_error_shows_request_id_not_traceback(app, home):
+    def broken():
+        raise RuntimeError("secret internals /etc/passwd")
+    from console.roles import public
+    app.add_url_rule("/broken-for-test", "broken", public(broken))
+    client = Console(app, home)
+    response = client.get("/broken-for-test")
+    assert response.status_code == 500
+    body = response.get_data(as_text=True)
+    assert "secret internals" not in body and "Traceback" not in body
+    assert response.headers["X-Request-Id"] in body

@@ -1,0 +1,367 @@
+"""Configuration tabs: forms from the schema, saves, validation messages, events, ports,
+routing list, hold-queue commands."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from console.configuration.forms import ACCOUNT_KEYS, SETTINGS_FORMS, page_keys
+from console.schema_forms import supports
+from shared.events import Action
+from shared.settings import SCHEMA
+
+from .conftest import ADMIN_PASSWORD, REPORT_PASSWORD, Console
+
+CONFIG_PAGES = ("accounts", "setup", "scan_policy", "routing", "alerts", "notifications",
+                "logging", "diagnostics")
+
+
+def test_every_configuration_key_has_a_form_field():
+    """Forms come from the schema: a key added to a Configuration page shows up by itself."""
+    covered = set(ACCOUNT_KEYS) | {"admin.password", "admin.report_only.password",
+                                   "routing.local", "routing.default"}
+    for form in SETTINGS_FORMS.values():
+        covered |= {sf.key for sf in form.setting_fields}
+    expected = {key for key, s in SCHEMA.items() if s.page in CONFIG_PAGES}
+    assert expected == covered
+
+
+def test_generic_pages_need_no_hand_written_fields():
+    for page in SETTINGS_FORMS:
+        assert all(supports(key) for key in page_keys(page))
+
+
+def _form_fields(admin: Console, url: str) -> dict:
+    """The page's form as a browser would submit it unchanged (text, selects, checkboxes)."""
+    import re
+    html = admin.get(url).get_data(as_text=True)
+    form = html.split('id="settings-form"', 1)[1].split("</form>", 1)[0]
+    data = {}
+    for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*type="text" value="([^"]*)"', form):
+        data[name] = value
+    for name, value in re.findall(r'<input[^>]*name="([^"]+)"[^>]*type="text"(?: value="([^"]*)")?', form):
+        data.setdefault(name, value)
+    for tag in re.findall(r'<input[^>]*type="checkbox"[^>]*>', form):
+        if "checked" in tag:
+            data[re.search(r'name="([^"]+)"', tag).group(1)] = "y"
+    for name, body in re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
+        selected = re.search(r'<option selected value="([^"]*)"', body) or \
+            re.search(r'<option value="([^"]*)" selected', body)
+        data[name] = selected.group(1) if selected else ""
+    for name, body in re.findall(r'<textarea[^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', form, re.S):
+        import html as h
+        data[name] = h.unescape(body.lstrip("\r\n"))
+    return data
+
+
+@pytest.mark.parametrize("url", ["/configuration/setup", "/configuration/scan-policy",
+                                 "/configuration/alerts", "/configuration/notifications",
+                                 "/configuration/logging", "/configuration/diagnostics"])
+def test_submitting_a_tab_unchanged_changes_nothing(admin, url):
+    before = admin.settings()
+    response = admin.post(url, _form_fields(admin, url))
+    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
+    assert admin.settings() == before
+    assert admin.events(Action.OBJECT_MODIFIED) == []
+
+
+def test_setup_change_is_persisted_with_object_modified_event(admin):
+    data = _form_fields(admin, "/configuration/setup")
+    data["smtp__max_incoming"] = "20"
+    data["delivery__reject_incoming"] = "y"
+    response = admin.post("/configuration/setup", data)
+    assert response.status_code == 302
+    values = admin.settings()
+    assert values["smtp.max_incoming"] == 20 and values["delivery.reject_incoming"] is True
+    event = admin.events(Action.OBJECT_MODIFIED)[-1]
+    assert event["client_ip"] == "127.0.0.1"
+    assert event["data"] == {"user": "admin", "page": "setup", "changes": {
+        "smtp.max_incoming": [15, 20], "delivery.reject_incoming": [False, True]}}
+    assert b"Changes saved." in admin.get("/configuration/setup").data
+
+
+BAD_VALUES = [
+    # (url, form field, bad value, the schema's message)
+    ("/configuration/setup", "smtp__port", "70000", "must be between 1 and 65535"),
+    ("/configuration/setup", "smtp__max_incoming", "many", "must be a whole number"),
+    ("/configuration/setup", "http__port", "25", "already used by smtp.port"),
+    ("/configuration/setup", "smtp__notify_from", "not valid", "must be a user name or a full email address"),
+    ("/configuration/setup", "dns__resolvers", "1.2.3.4\nnot-an-ip", "entry 2: must be IP or IP:port"),
+    ("/configuration/setup", "timezone", "Mars/Olympus", "must be an IANA time zone name"),
+    ("/configuration/setup", "delivery__retry_max_seconds", "10", "must not be lower than delivery.retry_initial_seconds"),
+    ("/configuration/scan-policy", "scan__include", "exe", "entry 1: must be a file extension written .ext"),
+    ("/configuration/scan-policy", "scan__unprocessable", "shred", "must be one of deliver, drop, hold"),
+    ("/configuration/notifications", "notify__admin__subject", "x" * 300, "must be at most 255 characters"),
+    ("/configuration/logging", "logging__retention_days", "5", "must be between 7 and 3650 or 0"),
+    ("/configuration/logging", "forwarding__host", "bad host!", "must be a host name or an IP address"),
+    ("/configuration/diagnostics", "diagnostics__queue_file_save", "sometimes", "must be one of off, on_error, all"),
+]
+
+
+@pytest.mark.parametrize("url,field,value,message", BAD_VALUES)
+def test_bad_value_shows_schema_message_next_to_field_and_changes_nothing(admin, url, field,
+                                                                          value, message):
+    before = admin.settings()
+    data = _form_fields(admin, url)
+    data[field] = value
+    response = admin.post(url, data)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    field_id = field
+    error_span = f'<span class="error" id="{field_id}-error">'
+    assert error_span in html, html[:200]
+    assert message in html.split(error_span, 1)[1].split("</span>", 1)[0]
+    assert admin.settings() == before
+    assert admin.events(Action.OBJECT_MODIFIED) == []
+
+
+def test_alerts_toggle_is_saved_and_warns_without_admin_email(admin):
+    html = admin.get("/configuration/alerts").get_data(as_text=True)
+    assert "alerts and administrator notifications cannot be delivered" in html
+    data = _form_fields(admin, "/configuration/alerts")
+    data["alerts__config_change"] = "y"
+    assert admin.post("/configuration/alerts", data).status_code == 302
+    assert admin.settings()["alerts.config_change"] is True
+
+
+# --- ports ---------------------------------------------------------------------------------
+
+def test_port_used_by_another_program_is_refused_and_old_value_kept(admin):
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        data = _form_fields(admin, "/configuration/setup")
+        data["http__port"] = str(port)
+        response = admin.post("/configuration/setup", data)
+    assert response.status_code == 200
+    assert f"port {port} is in use by another program; the old value is kept" in \
+        response.get_data(as_text=True)
+    assert admin.settings()["http.port"] == 8003
+
+
+def test_free_port_is_accepted(admin):
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        port = probe.getsockname()[1]
+    data = _form_fields(admin, "/configuration/setup")
+    data["https__port"] = str(port)
+    assert admin.post("/configuration/setup", data).status_code == 302
+    assert admin.settings()["https.port"] == port
+
+
+def test_port_held_by_mailmoats_own_listener_is_not_in_use(admin):
+    with socket.socket() as ours:
+        ours.bind(("0.0.0.0", 0))
+        ours.listen()
+        port = ours.getsockname()[1]
+        admin.app.extensions["mailmoat"].bound_ports["http"] = port
+        data = _form_fields(admin, "/configuration/setup")
+        data["http__port"] = str(port)
+        assert admin.post("/configuration/setup", data).status_code == 302
+    assert admin.settings()["http.port"] == port
+
+
+# --- accounts ------------------------------------------------------------------------------
+
+def _password(admin, account, new, confirm=None):
+    return admin.post(f"/configuration/accounts/password/{account}", {
+        f"{account}-new_password": new, f"{account}-confirm": new if confirm is None else confirm})
+
+
+def test_admin_password_change_is_hashed_and_usable(admin, app, home):
+    assert _password(admin, "admin", "New-Secret9").status_code == 302
+    event = admin.events(Action.OBJECT_MODIFIED)[-1]
+    assert event["data"]["changes"] == {"admin.password": ["***", "***"]}
+    assert "New-Secret9" not in json.dumps(admin.events())
+    fresh = Console(app, home)
+    assert fresh.logon("admin", ADMIN_PASSWORD).status_code == 200
+    assert fresh.logon("admin", "New-Secret9").status_code == 302
+
+
+@pytest.mark.parametrize("account,new,confirm,message", [
+    ("admin", "abc", "abd", "the two passwords differ"),
+    ("admin", "x" * 33, None, "must be at most 32 characters"),
+    ("report", ADMIN_PASSWORD, None, "must differ from admin.password"),
+])
+def test_password_form_messages(admin, account, new, confirm, message):
+    before = admin.settings()
+    response = _password(admin, account, new, confirm)
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    assert admin.settings() == before
+
+
+def test_report_only_must_have_a_password_before_it_is_enabled(admin):
+    data = _form_fields(admin, "/configuration/accounts")
+    data["settings-admin__report_only__enabled"] = "y"
+    response = admin.post("/configuration/accounts", data)
+    assert "set admin.report_only.password first" in response.get_data(as_text=True)
+    assert admin.settings()["admin.report_only.enabled"] is False
+    assert _password(admin, "report", REPORT_PASSWORD).status_code == 302
+    assert admin.post("/configuration/accounts", data).status_code == 302
+    assert admin.settings()["admin.report_only.enabled"] is True
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("settings-admin__timeout_minutes", "0", "must be between 1 and 1440"),
+    ("settings-admin__emails", "ops@example.com\nnot-an-address", "entry 2: must be a full email address"),
+])
+def test_accounts_settings_messages(admin, field, value, message):
+    data = _form_fields(admin, "/configuration/accounts")
+    data[field] = value
+    response = admin.post("/configuration/accounts", data)
+    html = response.get_data(as_text=True)
+    assert message in html.split(f'id="{field}-error"', 1)[1].split("</span>", 1)[0]
+
+
+def test_accounts_settings_saved(admin):
+    data = _form_fields(admin, "/configuration/accounts")
+    data["settings-admin__timeout_minutes"] = "30"
+    data["settings-admin__emails"] = "ops@example.com\r\nsec@example.com\r\n"
+    assert admin.post("/configuration/accounts", data).status_code == 302
+    values = admin.settings()
+    assert values["admin.timeout_minutes"] == 30
+    assert values["admin.emails"] == ["ops@example.com", "sec@example.com"]
+
+
+# --- routing -------------------------------------------------------------------------------
+
+def _add_route(admin, match, relay="", port="25"):
+    return admin.post("/configuration/routing/local",
+                      {"add-match": match, "add-relay": relay, "add-port": port})
+
+
+def test_add_edit_delete_local_routing_entry(admin):
+    assert _add_route(admin, "example.com", "mail.example.com", "2525").status_code == 302
+    assert _add_route(admin, "*.example.org").status_code == 302
+    assert admin.settings()["routing.local"] == [
+        {"match": "example.com", "relay": "mail.example.com", "port": 2525},
+        {"match": "*.example.org", "port": 25}]
+    html = admin.get("/configuration/routing").get_data(as_text=True)
+    assert "mail.example.com" in html and "*.example.org" in html
+
+    page = admin.get("/configuration/routing/local/0")
+    assert b'value="mail.example.com"' in page.data
+    response = admin.post("/configuration/routing/local/0", {
+        "match": "example.com", "relay": "10.0.0.5", "port": "25", "original": "example.com"})
+    assert response.status_code == 302
+    assert admin.settings()["routing.local"][0] == {"match": "example.com", "relay": "10.0.0.5",
+                                                    "port": 25}
+    response = admin.post("/configuration/routing/local/1/delete", {"original": "*.example.org"})
+    assert response.status_code == 302
+    assert [e["match"] for e in admin.settings()["routing.local"]] == ["example.com"]
+    assert len(admin.events(Action.OBJECT_MODIFIED)) == 4
+
+
+@pytest.mark.parametrize("match,relay,port,field,message", [
+    ("bad domain!", "", "25", "add-match", "must be a domain, with * and ? wildcards allowed"),
+    ("example.com", "bad host!", "25", "add-relay", "must be a host name or an IP address"),
+    ("example.com", "", "99999", "add-port", "must be between 1 and 65535"),
+    ("", "", "25", "add-match", "must not be empty"),
+])
+def test_routing_entry_messages(admin, match, relay, port, field, message):
+    response = _add_route(admin, match, relay, port)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert message in html.split(f'id="{field}-error"', 1)[1].split("</span>", 1)[0]
+    assert admin.settings()["routing.local"] == []
+
+
+def test_duplicate_routing_entry_is_refused(admin):
+    _add_route(admin, "example.com")
+    response = _add_route(admin, "EXAMPLE.com")
+    assert "already in the local routing list" in response.get_data(as_text=True)
+
+
+def test_delete_of_a_changed_entry_is_refused(admin):
+    _add_route(admin, "example.com")
+    admin.post("/configuration/routing/local/0/delete", {"original": "other.com"})
+    assert len(admin.settings()["routing.local"]) == 1
+
+
+def test_default_route_set_and_cleared(admin):
+    response = admin.post("/configuration/routing/default", {
+        "default-routing__default___host": "smtp.example.com",
+        "default-routing__default___port": "587"})
+    assert response.status_code == 302
+    assert admin.settings()["routing.default"] == {"host": "smtp.example.com", "port": 587}
+    admin.post("/configuration/routing/default", {"default-routing__default___host": "",
+                                                  "default-routing__default___port": ""})
+    assert admin.settings()["routing.default"] is None
+
+
+def test_default_route_bad_port_message(admin):
+    response = admin.post("/configuration/routing/default", {
+        "default-routing__default___host": "smtp.example.com",
+        "default-routing__default___port": "0"})
+    assert "port must be between 1 and 65535" in response.get_data(as_text=True)
+    assert admin.settings()["routing.default"] is None
+
+
+# --- hold queue ----------------------------------------------------------------------------
+
+def _hold(home, queue_id, sender="a@example.com", reason="crashed the processor 3 times"):
+    folder = home.queue("hold") / queue_id
+    folder.mkdir(parents=True)
+    (folder / "envelope.json").write_text(json.dumps({
+        "format": 1, "queue_id": queue_id, "sender": sender,
+        "recipients": [{"address": "b@example.net", "status": "pending"}],
+        "received_at": 1_800_000_000.0, "size": 1234, "hold_reason": reason}))
+    (folder / "message").write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+
+
+def test_hold_queue_lists_messages_read_only(admin, home):
+    _hold(home, "q1aaaa")
+    _hold(home, "q2bbbb")
+    (home.queue("hold") / "q3broken").mkdir()
+    html = admin.get("/configuration/hold").get_data(as_text=True)
+    assert "3 message(s) in the hold queue" in html
+    assert "q1aaaa" in html and "b@example.net" in html and "crashed the processor" in html
+    assert "1 message(s) could not be read" in html
+
+
+def test_hold_drop_all_asks_then_queues_a_command(admin, home):
+    _hold(home, "q1aaaa")
+    confirm = admin.post("/configuration/hold/confirm", {"drop": "Drop Messages"})
+    assert confirm.status_code == 200
+    assert b"Drop all 1 message(s) in the hold queue?" in confirm.data
+    assert admin.commands() == []
+    done = admin.post("/configuration/hold/action", {"action": "drop", "ids": ""})
+    assert done.status_code == 302
+    [command] = admin.commands()
+    assert (command["kind"], command["args"], command["requested_by"], command["state"]) == \
+        ("hold.drop", {"all": True}, "admin", "pending")
+    assert (home.queue("hold") / "q1aaaa").exists()  # the console never touches the spool
+    assert admin.events(Action.OBJECT_MODIFIED)[-1]["data"]["command"] == "hold.drop"
+
+
+def test_hold_reprocess_selected(admin, home):
+    _hold(home, "q1aaaa")
+    _hold(home, "q2bbbb")
+    confirm = admin.post("/configuration/hold/confirm", {"reprocess": "x", "ids": ["q2bbbb"]})
+    assert b"the 1 selected message(s)" in confirm.data
+    admin.post("/configuration/hold/action", {"action": "reprocess", "ids": "q2bbbb"})
+    assert admin.commands()[-1]["args"] == {"ids": ["q2bbbb"]}
+
+
+def test_hold_forward_needs_one_valid_address(admin, home):
+    _hold(home, "q1aaaa")
+    response = admin.post("/configuration/hold/action", {
+        "action": "forward", "ids": "", "address": "not an address", "subject": "Held"})
+    assert response.status_code == 200
+    assert "must be a full email address" in response.get_data(as_text=True)
+    assert admin.commands() == []
+    admin.post("/configuration/hold/action", {
+        "action": "forward", "ids": "", "address": "sec@example.com", "subject": "Held mail"})
+    assert admin.commands()[-1]["args"] == {"all": True, "address": "sec@example.com",
+                                            "subject": "Held mail"}
+
+
+def test_hold_action_refuses_bad_ids(admin):
+    response = admin.post("/configuration/hold/action", {"action": "drop", "ids": "../etc"})
+    assert response.status_code == 200
+    assert admin.commands() == []
