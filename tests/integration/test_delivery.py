@@ -1,0 +1,193 @@
+"""The deliverer and MX lookup against loopback servers: the local DNS server and sinks.
+
+MX hosts resolve to 127.0.0.x; the sinks listen on 127.0.0.1 only, so 127.0.0.2 is a host
+that refuses connections. Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import random
+from types import MappingProxyType
+
+import pytest
+import trio
+
+from core.delivery import Deliverer, LookupFailed, NextHop, candidates
+from core.delivery.routing import route
+from core.delivery.session import Timeouts
+from shared.settings import defaults
+from shared.spool import Envelope
+
+pytest_plugins = ["tests.support.fixtures"]
+
+MESSAGE = b"Subject: t\r\n\r\n.one\r\n..two\r\nthree\r\n"
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def record(self, action, **fields):
+        self.events.append((action, fields))
+
+
+def snapshot(dns_server=None, **overrides):
+    values = dict(defaults())
+    values.update({"smtp.hostname": "gw.test", "dns.timeout_seconds": 1,
+                   "dns.resolvers": [dns_server.resolver] if dns_server else ["127.0.0.1:9"]})
+    values.update(overrides)
+    return MappingProxyType(values)
+
+
+@pytest.fixture
+def message(tmp_path):
+    path = tmp_path / "message"
+    path.write_bytes(MESSAGE)
+    envelope = Envelope.new("Q1", "alice@x.test", ["bob@mx.test"])
+    envelope.size = len(MESSAGE)
+    return envelope, path
+
+
+async def deliver(settings, hop, envelope, path, recipients=None, **kw):
+    deliverer = Deliverer(settings=lambda: settings, events=Recorder(), **kw)
+    try:
+        return await deliverer.deliver(hop, envelope,
+                                       recipients or [r.address for r in envelope.recipients],
+                                       path)
+    finally:
+        await deliverer.aclose()
+
+
+# --- MX lookup -------------------------------------------------------------------------------
+
+async def test_mx_sorted_by_preference_and_addresses(dns_server):
+    dns_server.add_mx("mx.test", 20, "b.mx.test").add_mx("mx.test", 10, "a.mx.test")
+    dns_server.add_a("a.mx.test", "127.0.0.1").add_aaaa("a.mx.test", "::1")
+    dns_server.add_a("b.mx.test", "127.0.0.2")
+    found = await candidates(NextHop("mx", "mx.test", 2525), snapshot(dns_server),
+                             rng=random.Random(1))
+    assert [(c.host, c.port, c.addresses) for c in found] == [
+        ("a.mx.test", 2525, ("127.0.0.1", "::1")), ("b.mx.test", 2525, ("127.0.0.2",))]
+
+
+async def test_no_mx_falls_back_to_the_domain_address(dns_server):
+    dns_server.add_a("plain.test", "127.0.0.1")
+    [found] = await candidates(NextHop("mx", "plain.test"), snapshot(dns_server))
+    assert (found.host, found.addresses) == ("plain.test", ("127.0.0.1",))
+
+
+@pytest.mark.parametrize("setup, permanent, status", [
+    (lambda d: d.add_mx("null.test", 0, "."), True, "5.1.10"),
+    (lambda d: None, True, "5.1.2"),                          # NXDOMAIN
+    (lambda d: d.fail("null.test", "servfail"), False, "4.4.3"),
+    (lambda d: d.fail("null.test", "timeout"), False, "4.4.3"),
+])
+async def test_lookup_failures_are_permanent_or_temporary(dns_server, setup, permanent, status):
+    setup(dns_server)
+    with pytest.raises(LookupFailed) as info:
+        await candidates(NextHop("mx", "null.test"), snapshot(dns_server))
+    assert (info.value.is_permanent, info.value.status) == (permanent, status)
+
+
+async def test_unresolvable_relay_is_only_temporary(dns_server):
+    with pytest.raises(LookupFailed) as info:
+        await candidates(NextHop("relay", "typo.test"), snapshot(dns_server))
+    assert not info.value.is_permanent
+
+
+# --- delivering ---------------------------------------------------------------------------------
+
+async def test_next_mx_when_the_first_refuses_connections(dns_server, sink, message):
+    dns_server.add_mx("mx.test", 10, "down.mx.test").add_mx("mx.test", 20, "up.mx.test")
+    dns_server.add_a("down.mx.test", "127.0.0.2").add_a("up.mx.test", "127.0.0.1")
+    settings = snapshot(dns_server, **{"routing.local": [{"match": "mx.test", "port": sink.port}]})
+    envelope, path = message
+    [result] = await deliver(settings, route("mx.test", settings), envelope, path)
+    assert result.outcome == "delivered" and result.remote_mta == "up.mx.test"
+    assert sink.messages[0].data == MESSAGE
+
+
+async def test_a_421_greeting_defers(dns_server, make_sink, message):
+    busy, good = make_sink(), make_sink()
+    busy.greeting = (421, "4.3.2 too busy")
+    dns_server.add_mx("mx.test", 10, "busy.mx.test").add_a("busy.mx.test", "127.0.0.1")
+    settings = snapshot(dns_server, **{"routing.local": [{"match": "mx.test",
+                                                          "port": busy.port}]})
+    envelope, path = message
+    [result] = await deliver(settings, route("mx.test", settings), envelope, path)
+    assert result.outcome == "deferred" and "421" in result.text
+    assert result.status.startswith("4.")
+
+
+async def test_unreachable_relay_defers_everything(message):
+    settings = snapshot()
+    envelope, path = message
+    hop = NextHop("relay", "127.0.0.2", 9)
+    results = await deliver(settings, hop, envelope, path, ["a@x.test", "b@x.test"])
+    assert [r.outcome for r in results] == ["deferred", "deferred"]
+    assert "connect to" in results[0].text
+
+
+async def test_without_pipelining_one_command_at_a_time(make_sink, message):
+    sink = make_sink(pipelining=False)
+    sink.rcpt_replies["no@x.test"] = (550, "5.1.1 unknown")
+    settings = snapshot()
+    envelope, path = message
+    results = await deliver(settings, NextHop("relay", "127.0.0.1", sink.port), envelope, path,
+                            ["yes@x.test", "no@x.test"])
+    assert [r.outcome for r in results] == ["delivered", "failed"]
+    assert sink.messages[0].recipients == ["yes@x.test"]
+
+
+async def test_data_rejected_fails_every_recipient(sink, message):
+    sink.data_reply = (554, "5.6.0 content rejected")
+    envelope, path = message
+    results = await deliver(snapshot(), NextHop("relay", "127.0.0.1", sink.port), envelope,
+                            path, ["a@x.test", "b@x.test"])
+    assert [(r.outcome, r.status) for r in results] == [("failed", "5.6.0")] * 2
+
+
+async def test_tls_required_but_not_offered_defers(sink, message):
+    envelope, path = message
+    [result] = await deliver(snapshot(**{"smtp.tls.outbound": "required"}),
+                             NextHop("relay", "127.0.0.1", sink.port), envelope, path)
+    assert result.outcome == "deferred" and "TLS required" in result.text
+    assert sink.messages == []
+
+
+async def test_tls_off_never_starttls(tls_sink, message):
+    envelope, path = message
+    [result] = await deliver(snapshot(**{"smtp.tls.outbound": "off"}),
+                             NextHop("relay", "127.0.0.1", tls_sink.port), envelope, path)
+    assert result.outcome == "delivered" and not tls_sink.messages[0].is_tls
+
+
+async def test_connection_reused_across_messages_with_rset(sink, message):
+    envelope, path = message
+    settings = snapshot()
+    deliverer = Deliverer(settings=lambda: settings, events=Recorder())
+    hop = NextHop("relay", "127.0.0.1", sink.port)
+    for _ in range(3):
+        [result] = await deliverer.deliver(hop, envelope, ["a@x.test"], path)
+        assert result.outcome == "delivered"
+    await deliverer.aclose()
+    assert sink.transactions_per_connection == [3]
+    assert sink.connections[0].commands.count("RSET") == 2
+    assert sink.connections[0].commands[-1] == "QUIT"
+
+
+async def test_stale_pooled_connection_is_replaced(make_sink, message):
+    sink = make_sink()
+    envelope, path = message
+    settings = snapshot()
+    deliverer = Deliverer(settings=lambda: settings, events=Recorder(),
+                          timeouts=Timeouts(rset=1))
+    hop = NextHop("relay", "127.0.0.1", sink.port)
+    await deliverer.deliver(hop, envelope, ["a@x.test"], path)
+    for slots in deliverer.pool._idle.values():     # the idle connection dies under us
+        for slot in slots:
+            slot.session.stream.socket.close()
+    [result] = await deliverer.deliver(hop, envelope, ["b@x.test"], path)
+    await deliverer.aclose()
+    assert result.outcome == "delivered"
+    assert len(sink.messages) == 2
