@@ -143,12 +143,18 @@ def _parse_chain(pem_text: str) -> tuple[list[x509.Certificate], bytes]:
 def _matches(key_pem: bytes, cert_pem: bytes) -> bool:
     """pyOpenSSL's own check that the private key belongs to the certificate."""
     try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        cert = x509.load_pem_x509_certificate(cert_pem)
         context = SSL.Context(SSL.TLS_METHOD)
-        context.use_privatekey(crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem))
-        context.use_certificate(crypto.load_certificate(crypto.FILETYPE_PEM, cert_pem))
+        try:
+            context.use_privatekey(key)
+            context.use_certificate(cert)
+        except TypeError:  # pyOpenSSL < 24.3 takes only its own objects
+            context.use_privatekey(crypto.PKey.from_cryptography_key(key))
+            context.use_certificate(crypto.X509.from_cryptography(cert))
         context.check_privatekey()
         return True
-    except (SSL.Error, crypto.Error, ValueError):
+    except (SSL.Error, crypto.Error, ValueError, TypeError):
         return False
 
 

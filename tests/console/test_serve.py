@@ -1,0 +1,122 @@
+"""Serving: HTTP and HTTPS at once with cheroot, ports that follow the settings, the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from console.serve import ConsoleServer
+from shared import db
+from shared.settings_store import apply_changes
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str, timeout: float = 5.0) -> int:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
+        return response.status
+
+
+def _set(home, **changes):
+    conn = db.connect(home.db)
+    try:
+        apply_changes(conn, {k.replace("__", "."): v for k, v in changes.items()})
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def server(home):
+    servers = []
+
+    def make(**kw):
+        server = ConsoleServer(home, host="127.0.0.1", **kw)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def test_http_and_https_are_served_at_once(server):
+    console = server(http_port=0, https_port=0)
+    urls = console.urls()
+    assert _get(urls["http"] + "logon") == 200
+    assert _get(urls["https"] + "logon") == 200
+
+
+def test_listeners_move_when_the_port_settings_change(server, home):
+    _set(home, http__port=free_port(), https__port=free_port())
+    console = server()
+    old_http = console.listeners["http"].port
+    assert _get(f"http://127.0.0.1:{old_http}/logon") == 200
+    new_http, new_https = free_port(), free_port()
+    _set(home, http__port=new_http, https__port=new_https)
+    console.poll_once()
+    assert console.listeners["http"].port == new_http
+    assert _get(f"http://127.0.0.1:{new_http}/logon") == 200
+    assert _get(f"https://127.0.0.1:{new_https}/logon") == 200
+    with pytest.raises(OSError):
+        _get(f"http://127.0.0.1:{old_http}/logon", timeout=1)
+
+
+def test_a_port_that_cannot_be_bound_keeps_the_old_listener(server, home):
+    _set(home, http__port=free_port(), https__port=free_port())
+    console = server()
+    old = console.listeners["http"].port
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        _set(home, http__port=busy.getsockname()[1])
+        console.poll_once()
+    assert console.listeners["http"].port == old
+    assert _get(f"http://127.0.0.1:{old}/logon") == 200
+
+
+def test_mailmoat_console_prints_urls_and_stops_cleanly_on_sigterm(home):
+    http_port, https_port = free_port(), free_port()
+    _set(home, http__port=http_port, https__port=https_port)
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from shared.cli import main; sys.exit(main())",
+         "console", "--home", str(home.root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = process.stdout.readline()
+        assert f":{http_port}/" in line and f":{https_port}/" in line, \
+            line + process.stderr.read() if process.poll() is not None else line
+        assert _get(f"http://127.0.0.1:{http_port}/logon") == 200
+        assert _get(f"https://127.0.0.1:{https_port}/logon") == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_mailmoat_console_without_a_home_fails_with_a_message(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from shared.cli import main; sys.exit(main())",
+         "console", "--home", str(tmp_path / "missing")], capture_output=True, text=True,
+        timeout=30)
+    assert result.returncode == 1
+    assert "run `mailmoat init` first" in result.stderr
+    assert "Traceback" not in result.stderr
