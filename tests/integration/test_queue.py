@@ -383,3 +383,34 @@ async def test_submit_generated_is_delivered_and_not_accepted(tmp_path, sink, ru
     await h.until(lambda: h.events.of(Action.COMPLETED))
     assert h.counters.values["delivered"] == 1 and h.counters.values["accepted"] == 0
     assert h.events.of(Action.COMPLETED)[0]["queue_id"] == queue_id
+
+
+async def test_reordering_when_a_deferring_hop_accepts_again(tmp_path, sink, running):
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    sink.tempfail_all = True
+    waiting = [h.put("", [f"user{n}@dest.test"]) for n in range(3)]
+    manager = await running(h)
+    await h.until(lambda: sorted(h.ids("slow")) == sorted(waiting))
+    sink.tempfail_all = False
+    fresh = h.put("", ["fresh@dest.test"])
+    manager.message_accepted(fresh)         # succeeds: the hop accepts again
+    await sink.await_messages(4)            # the slow ones go at once, no clock advance
+    await h.until(lambda: h.events.of(Action.REORDERING_STOPPED))
+    [started] = h.events.of(Action.REORDERING_STARTED)
+    assert started["data"] == {"next_hop": f"relay:127.0.0.1:{sink.port}", "messages": 3}
+    await h.until(lambda: h.ids("slow") == [])
+
+
+async def test_full_channel_never_loses_a_message(tmp_path, sink, running, monkeypatch):
+    import core.spool.manager as manager_module
+    monkeypatch.setattr(manager_module, "FAST_CHANNEL_SIZE", 2)
+    monkeypatch.setattr(manager_module, "FAST_WORKERS", 1)
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    for n in range(12):
+        h.put("", [f"user{n}@dest.test"])
+    manager = await running(h)
+    for n in range(12, 20):
+        manager.message_accepted(h.put("", [f"user{n}@dest.test"]))
+    await sink.await_messages(20)
+    await h.until(lambda: h.ids("fast") == [])
+    assert len({m.recipients[0] for m in sink.messages}) == 20
