@@ -11,8 +11,10 @@ The contract
     - runs once per message (the manager sets `envelope.processed` afterwards), may rewrite
       the message file in place atomically (write temp, fsync, rename) and write events;
     - returns exactly one disposition: "deliver" (to the envelope's recipients), "drop"
-      (delete; the pipeline wrote the event that says why), "hold" (move to hold/ with
-      `reason`) or "forward" (deliver to `forward_to` only, instead of the recipients);
+      (delete), "hold" (move to hold/ with `reason`) or "forward" (deliver to `forward_to`
+      only, instead of the recipients). The pipeline writes one event per finding; the queue
+      manager writes the disposition event (DROPPED / HELD / FORWARDED, with `rule` and
+      `reason`) and counts it (core/spool/dispositions.py);
     - raising is a crash: the manager counts it in `envelope.crash_count` and holds the
       message at the third (SPEC §4 "Suspect message"). Never return for a message that
       was not looked at.
