@@ -30,9 +30,10 @@ SERIES_STYLE = {  # action → (legend name, colour)
 
 
 def nice_ceiling(value: int) -> int:
-    """The smallest 1, 2 or 5 × 10^n that is ≥ value (at least 4, so ticks stay whole)."""
-    if value <= 4:
-        return 4
+    """The smallest 1, 2 or 5 × 10^n that is ≥ value, at least 5: the five gridline steps
+    (top / 5) are then whole numbers."""
+    if value <= 5:
+        return 5
     exponent = 10 ** int(math.floor(math.log10(value)))
     for step in (1, 2, 5, 10):
         if step * exponent >= value:
@@ -73,8 +74,8 @@ def traffic_chart_svg(traffic: Traffic | None) -> Markup:
                    f'{escape(label)}</text>')
         x += 40 + 9 * len(label)
     # horizontal grid and count axis
-    for i in range(5):
-        value = top * i // 4
+    for i in range(6):
+        value = top * i // 5
         gy = y(value)
         out.append(f'<line x1="{LEFT}" y1="{gy:.1f}" x2="{WIDTH - RIGHT}" y2="{gy:.1f}" '
                    f'stroke="{"#8a93a6" if i == 0 else "#e1e5ec"}" stroke-width="1"/>'

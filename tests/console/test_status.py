@@ -124,7 +124,7 @@ def test_chart_hours_follow_timezone_setting(admin):
     assert "hour of day (Asia/Kolkata)" in html
 
 
-@pytest.mark.parametrize("value,expected", [(0, 4), (3, 4), (5, 5), (7, 10), (11, 20),
+@pytest.mark.parametrize("value,expected", [(0, 5), (3, 5), (5, 5), (7, 10), (11, 20),
                                             (45, 50), (51, 100), (999, 1000)])
 def test_chart_axis_is_a_round_number(value, expected):
     assert nice_ceiling(value) == expected
