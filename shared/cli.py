@@ -227,4 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not this __main__ copy: areas register their commands into
+    # `shared.cli`'s registry when they import it.
+    from shared import cli as _cli
+    sys.exit(_cli.main())

@@ -62,13 +62,17 @@ class ConversationLog:
             if self.data_mode == "echo":
                 self._add(b"C: ", data)
             return
-        if self.data_octets and self.data_mode == "summarize":
-            self._add(b"C: ", f"<message data, {self.data_octets} octets>".encode())
-            self.data_octets = 0
+        self._summarize()
         self._add(b"C: ", data)
 
     def server(self, data: bytes) -> None:
+        self._summarize()
         self._add(b"S: ", data)
+
+    def _summarize(self) -> None:
+        if self.data_octets and self.data_mode == "summarize":
+            self._add(b"C: ", f"<message data, {self.data_octets} octets>".encode())
+        self.data_octets = 0
 
     def error(self, kind: str, detail: str) -> None:
         self.errors.append((kind, detail))

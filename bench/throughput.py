@@ -1,0 +1,213 @@
+"""Pass-through throughput: smtp-source → SUT → smtp-sink, Mailmoat beside a private Postfix.
+
+For each message size and concurrency, in the same run on the same machine:
+- `direct`:   smtp-source → smtp-sink (the ceiling of the load generator and sink),
+- `postfix`:  smtp-source → a private Postfix relay (../shared/tools/postfix-relay.sh) → sink,
+- `mailmoat`: smtp-source → `mailmoat core` (pass-through pipeline) → sink.
+Both relays fsync before their 250. A run counts from the first connection until every
+message has left the relay's queue (end-to-end), and reports the accept phase alone too.
+CPU-seconds per 1000 messages are read from /proc (the process tree of each relay).
+
+    python -m bench.throughput [--messages 2000] [--sizes 2048,102400] [--concurrency 10,50]
+
+Prints one line per run and the ratios mailmoat/postfix; nothing leaves loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+POSTFIX_RELAY = REPO.parent / "shared" / "tools" / "postfix-relay.sh"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def tree_cpu_seconds(root_pid: int) -> float:
+    """utime+stime of a process and its live descendants, plus what it reaped."""
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2:].split()
+        stats[int(entry)] = fields
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    total, stack = 0.0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        fields = stats.get(pid)
+        if fields:
+            # fields[11..14] = utime stime cutime cstime (after pid and comm)
+            total += sum(int(v) for v in fields[11:15]) / TICKS
+        stack.extend(children.get(pid, []))
+    return total
+
+
+@dataclass
+class Result:
+    sut: str
+    size: int
+    concurrency: int
+    messages: int
+    accept_seconds: float
+    total_seconds: float
+    cpu_seconds: float | None
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.total_seconds
+
+    def line(self) -> str:
+        cpu = f"{1000 * self.cpu_seconds / self.messages:7.2f}" if self.cpu_seconds is not None \
+            else "      -"
+        return (f"{self.sut:9} size={self.size:>7} conc={self.concurrency:>3} "
+                f"n={self.messages:>5}  {self.rate:8.1f} msg/s end-to-end  "
+                f"{self.messages / self.accept_seconds:8.1f} msg/s accepted  "
+                f"CPU-s/1000 msgs {cpu}")
+
+
+class SmtpSink:
+    def __init__(self):
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [shutil.which("smtp-sink") or "/usr/sbin/smtp-sink", "-u", "postfix",
+             f"127.0.0.1:{self.port}", "512"], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait()
+
+
+def smtp_source(port: int, messages: int, size: int, concurrency: int) -> float:
+    started = time.monotonic()
+    subprocess.run([shutil.which("smtp-source") or "/usr/sbin/smtp-source",
+                    "-s", str(concurrency), "-m", str(messages), "-l", str(size),
+                    "-f", "bench@source.test", "-t", "user@local.test",
+                    f"127.0.0.1:{port}"], check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def queue_files(root: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(root))
+
+
+def run_direct(size, concurrency, messages) -> Result:
+    sink = SmtpSink()
+    try:
+        seconds = smtp_source(sink.port, messages, size, concurrency)
+    finally:
+        sink.stop()
+    return Result("direct", size, concurrency, messages, seconds, seconds, None)
+
+
+def run_postfix(size, concurrency, messages) -> Result:
+    sink = SmtpSink()
+    work = Path(tempfile.mkdtemp(prefix="bench-postfix-"))
+    port = free_port()
+    process = subprocess.Popen(["sh", str(POSTFIX_RELAY), "start", str(port), str(sink.port),
+                                str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port)
+        cpu_before = tree_cpu_seconds(process.pid)
+        started = time.monotonic()
+        accept = smtp_source(port, messages, size, concurrency)
+        spool = work / "spool"
+        while any(queue_files(spool / q) for q in ("incoming", "active", "deferred", "maildrop")
+                  if (spool / q).exists()):
+            time.sleep(0.02)
+        total = time.monotonic() - started
+        cpu = tree_cpu_seconds(process.pid) - cpu_before
+    finally:
+        subprocess.run(["sh", str(POSTFIX_RELAY), "stop", str(work)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        process.wait(30)
+        sink.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return Result("postfix", size, concurrency, messages, accept, total, cpu)
+
+
+def run_mailmoat(size, concurrency, messages) -> Result:
+    sys.path.insert(0, str(REPO))
+    from tests.support.core import CoreProcess, make_home
+
+    sink = SmtpSink()
+    root = Path(tempfile.mkdtemp(prefix="bench-mailmoat-"))
+    home = make_home(root, smtp__max_incoming=max(concurrency, 15), smtp__max_outgoing=30,
+                     routing__local=[{"match": "local.test", "relay": "127.0.0.1",
+                                      "port": sink.port}])
+    core = CoreProcess(home).start()
+    try:
+        cpu_before = tree_cpu_seconds(core.process.pid)
+        started = time.monotonic()
+        accept = smtp_source(core.smtp_port, messages, size, concurrency)
+        while queue_files(home.queue("fast")) or queue_files(home.queue("slow")):
+            time.sleep(0.02)
+        total = time.monotonic() - started
+        cpu = tree_cpu_seconds(core.process.pid) - cpu_before
+    finally:
+        core.stop()
+        sink.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    return Result("mailmoat", size, concurrency, messages, accept, total, cpu)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--sizes", default="2048,102400")
+    parser.add_argument("--concurrency", default="10,50")
+    parser.add_argument("--only", default="direct,postfix,mailmoat")
+    args = parser.parse_args(argv)
+    runners = {"direct": run_direct, "postfix": run_postfix, "mailmoat": run_mailmoat}
+    results = []
+    for size in (int(s) for s in args.sizes.split(",")):
+        for concurrency in (int(c) for c in args.concurrency.split(",")):
+            by_sut = {}
+            for name in args.only.split(","):
+                result = runners[name](size, concurrency, args.messages)
+                print(result.line(), flush=True)
+                by_sut[name] = result
+                results.append(result)
+            if "postfix" in by_sut and "mailmoat" in by_sut:
+                ratio = by_sut["mailmoat"].rate / by_sut["postfix"].rate
+                print(f"  ratio mailmoat/postfix at size={size} conc={concurrency}: "
+                      f"{ratio:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.exit(main())
