@@ -12,7 +12,9 @@ The contract
       the message file in place atomically (write temp, fsync, rename) and write events;
     - returns exactly one disposition: "deliver" (to the envelope's recipients), "drop"
       (delete), "hold" (move to hold/ with `reason`) or "forward" (deliver to `forward_to`
-      only, instead of the recipients). The pipeline writes one event per finding; the queue
+      only, instead of the recipients; the pipeline has already put `…forward_subject` into
+      the message file) or "quarantine" (move to spool quarantine/<quarantine>, default
+      "spam"). The pipeline writes one event per finding; the queue
       manager writes the disposition event (DROPPED / HELD / FORWARDED, with `rule` and
       `reason`) and counts it (core/spool/dispositions.py);
     - raising is a crash: the manager counts it in `envelope.crash_count` and holds the
@@ -30,7 +32,7 @@ from shared.spool import Envelope
 
 __all__ = ["PipelineResult", "PassThroughPipeline", "DISPOSITIONS"]
 
-DISPOSITIONS = ("deliver", "drop", "hold", "forward")
+DISPOSITIONS = ("deliver", "drop", "hold", "forward", "quarantine")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class PipelineResult:
     reason: str | None = None             # for the hold reason / the event
     forward_to: tuple[str, ...] = ()      # with "forward": the only recipients
     rule: str | None = None               # the setting or rule that decided
+    quarantine: str | None = None         # with "quarantine": "spam" | "virus" folder
 
     def __post_init__(self) -> None:
         if self.disposition not in DISPOSITIONS:

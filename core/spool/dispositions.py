@@ -4,7 +4,9 @@ Rules
     1. "deliver" marks the envelope processed (persisted, so a restart does not scan again);
        "forward" does the same after replacing the recipients by `forward_to`; "drop"
        deletes; "hold" moves to hold/ with the reason. Each writes its disposition event
-       (FORWARDED, DROPPED, HELD) naming the rule, and counts it.
+       (FORWARDED, DROPPED, HELD) naming the rule, and counts it. "quarantine" moves the
+       message to quarantine/<folder> ("spam" unless the result says "virus") with a
+       QUARANTINED event.
     2. A crash (exception or timeout) is a SCAN_ERROR event and `crash_count` + 1, written
        before anything else; at CRASH_LIMIT the message goes to hold/ with a HELD event of
        rule "suspect_message" (the alert engine mails the Suspect message alert from it);
@@ -35,6 +37,15 @@ async def apply_result(manager, envelope: Envelope, result) -> bool:
         manager.counters.incr("dropped")
         manager.events.record(Action.DROPPED, rule=result.rule, info=result.reason,
                               **_fields(envelope))
+        return False
+    if disposition == "quarantine":
+        folder = getattr(result, "quarantine", None) or "spam"
+        envelope.processed = True
+        await manager._write("fast", envelope)
+        await manager._move(envelope.queue_id, "fast", f"quarantine/{folder}")
+        manager.counters.incr("quarantined")
+        manager.events.record(Action.QUARANTINED, rule=result.rule, info=result.reason,
+                              data={"folder": folder}, **_fields(envelope))
         return False
     if disposition == "hold":
         await hold(manager, "fast", envelope, result.reason or "held by policy", result.rule)

@@ -1,0 +1,54 @@
+"""Subject lines (SPEC §3 subject.*; guide §6 "Blocking by subject line").
+
+Each line is a pattern matched against the WHOLE subject (`*hot*` anywhere, `hot` only the
+subject "hot"), `*`/`?` wildcards, case-insensitive, after removing leading Re:/Fw:/Fwd:
+prefixes in any letter case (the guide: "Fw: and Re: are added automatically"). Action
+subject.action: drop | log | forward (to subject.forward_to with subject.forward_subject).
+The first matching line names the rule.
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.pipeline.findings import Finding
+from shared.wildcard import matches
+
+_PREFIX = re.compile(r"^\s*(?:re|fwd?|aw|wg)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.IGNORECASE)
+
+
+def strip_prefixes(subject: str) -> str:
+    """The subject without its leading reply/forward prefixes ("Re: Fw: RE[2]: x" -> "x")."""
+    subject = " ".join(subject.split())
+    while True:
+        stripped = _PREFIX.sub("", subject, count=1)
+        if stripped == subject:
+            return subject
+        subject = stripped
+
+
+def matching_line(lines, subject: str) -> str | None:
+    bare = strip_prefixes(subject)
+    candidates = (bare, " ".join(subject.split()))
+    for line in lines:
+        pattern = line.strip()
+        if pattern and any(matches(pattern, text) for text in candidates):
+            return line
+    return None
+
+
+def check(view, settings) -> list[Finding]:
+    if not settings["subject.enabled"] or not settings["subject.lines"]:
+        return []
+    line = matching_line(settings["subject.lines"], view.subject)
+    if line is None:
+        return []
+    action = settings["subject.action"]
+    reason = f"subject {view.subject[:200]!r} matches blocked subject line {line!r}"
+    finding = dict(rule="subject.lines", event="subject_blocked", reason=reason,
+                   notify="content",
+                   data={"pattern": line, "subject": view.subject[:500]})
+    if action == "forward":
+        return [Finding(action="forward", forward_to=settings["subject.forward_to"],
+                        forward_subject=settings["subject.forward_subject"] or None, **finding)]
+    return [Finding(action=action, **finding)]

@@ -1,0 +1,32 @@
+"""Content that cannot be decoded or expanded (SPEC §3 scan.unprocessable).
+
+One finding per error in `view.errors` (a corrupt archive or member, an undecodable
+transfer encoding of an attachment, a scanner error), asking for `scan.unprocessable`
+(deliver | drop | hold), reported as `scan_error`. MIME defects alone are not errors
+(checks/malformed.py). A container limit hit while `container.enabled` is off also leaves
+content unexpanded, so it counts here too.
+"""
+
+from __future__ import annotations
+
+from core.pipeline.findings import Finding
+
+MAX_FINDINGS = 20   # one event per error, but a hostile message cannot flood the log
+
+
+def check(view, settings) -> list[Finding]:
+    action = settings["scan.unprocessable"]
+    errors = [(e.part, e.reason) for e in view.errors]
+    if view.limit_hit is not None and not settings["container.enabled"]:
+        errors.append((None, f"not expanded past {view.limit_hit.limit} at "
+                             f"{view.limit_hit.location}"))
+    out = []
+    for part, reason in errors[:MAX_FINDINGS]:
+        location = view.parts[part].location if part is not None else "message"
+        out.append(Finding(rule="scan.unprocessable", action=action, event="scan_error",
+                           part=part, reason=f"cannot process {location}: {reason}",
+                           data={"location": location}))
+    if len(errors) > MAX_FINDINGS:
+        out.append(Finding(rule="scan.unprocessable", action=action, event="scan_error",
+                           reason=f"{len(errors) - MAX_FINDINGS} more unprocessable parts"))
+    return out

@@ -1,0 +1,68 @@
+"""The content/spam rule engine (SPEC §3 rules.spam, rules.content; guide §6 "Blocking by
+custom content rules"). Content rules use it here; antispam's spam rules (issue 7) use the
+same `matching_rules`.
+
+A rule is `{"enabled", "match": "all"|"any", "terms": [...], "none_of": [...], "name"?}`.
+Each term is a word or phrase found anywhere, case-insensitive, in the Subject or in the
+decoded text of the text parts (HTML reduced to its text) — in the Subject only when
+`rules.body_scanning` is off. `*` matches 0 or more characters, `?` exactly one, `\\`
+escapes them (shared.wildcard.find). "all" = every term (AND), "any" = at least one (OR);
+`none_of` terms must all be absent (NOT, which implies AND NOT). A rule without terms
+never matches. Pure functions: no settings object, no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from shared.wildcard import find
+
+__all__ = ["RuleMatch", "rule_matches", "matching_rules", "rule_label"]
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    index: int
+    label: str                 # "rules.content[2]" or "rules.content[2] <name>"
+    terms: tuple[str, ...]     # the terms that were found
+
+
+def rule_label(key: str, index: int, rule: Mapping) -> str:
+    name = rule.get("name")
+    return f"{key}[{index}] {name}" if name else f"{key}[{index}]"
+
+
+def _found(term: str, texts: Sequence[str]) -> bool:
+    term = term.strip()
+    return bool(term) and any(find(term, text) for text in texts)
+
+
+def rule_matches(rule: Mapping, texts: Sequence[str]) -> tuple[str, ...] | None:
+    """The terms that made `rule` match `texts`, or None when it does not match."""
+    if not rule.get("enabled", True):
+        return None
+    terms = [t for t in rule.get("terms") or () if t.strip()]
+    if not terms:
+        return None
+    found = tuple(t for t in terms if _found(t, texts))
+    if rule.get("match", "any") == "all":
+        if len(found) != len(terms):
+            return None
+    elif not found:
+        return None
+    if any(_found(t, texts) for t in rule.get("none_of") or ()):
+        return None
+    return found
+
+
+def matching_rules(key: str, rules: Sequence[Mapping], subject: str, body_text: str,
+                   body_scanning: bool) -> list[RuleMatch]:
+    """Every rule of `rules` (the setting `key`) that matches, in list order."""
+    texts = [subject, body_text] if body_scanning else [subject]
+    out = []
+    for index, rule in enumerate(rules):
+        found = rule_matches(rule, texts)
+        if found is not None:
+            out.append(RuleMatch(index, rule_label(key, index, rule), found))
+    return out

@@ -1,0 +1,92 @@
+"""Findings -> exactly one verdict (SPEC §5 "Precedence"; STYLE §1 "one verdict").
+
+The precedence is a table, not ifs spread over checks:
+
+    rank  disposition   wins over
+    0     reject        everything (SMTP time; a finding after DATA cannot reject, it drops)
+    1     drop          hold, quarantine, forward, deliver
+    2     hold          quarantine, forward, deliver
+    3     quarantine    forward, deliver
+    4     forward       deliver
+    5     deliver       (the default when no finding asks for anything)
+
+Rules
+    1. The disposition is the strongest disposition finding; among equals the first in
+       registry order (checks run in SPEC §5 order) names the rule and, for forward, the
+       address and subject.
+    2. Edits (remove_part, replace_part, add_text, add_header, prefix_subject) are kept only
+       when the disposition delivers (deliver or forward), in finding order; a remove_part
+       wins over a replace_part of the same part, and a part is removed once.
+    3. "log" findings decide nothing; like every finding they get their event.
+    4. "reject" after DATA is turned into "drop" (the 250 has been sent): the table keeps it
+       at rank 0 so a future SMTP-time caller can use the same function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.pipeline.findings import Finding
+
+__all__ = ["PRECEDENCE", "Verdict", "decide", "DELIVERING"]
+
+PRECEDENCE: dict[str, int] = {
+    "reject": 0,
+    "drop": 1,
+    "hold": 2,
+    "quarantine": 3,
+    "forward": 4,
+    "deliver": 5,
+}
+DELIVERING = frozenset({"deliver", "forward"})
+
+
+@dataclass(frozen=True)
+class Verdict:
+    disposition: str                     # deliver | drop | hold | quarantine | forward
+    rule: str | None = None              # the finding that decided (None: nothing asked)
+    reason: str | None = None
+    forward_to: str | None = None
+    forward_subject: str | None = None
+    quarantine: str | None = None        # "spam" | "virus" with quarantine
+    edits: tuple[Finding, ...] = field(default_factory=tuple)
+
+
+def decide(findings: list[Finding] | tuple[Finding, ...], *, after_data: bool = True) -> Verdict:
+    """The one verdict for these findings (rules 1-4). Never raises for valid findings."""
+    deciding: Finding | None = None
+    for finding in findings:
+        if not finding.is_disposition:
+            continue
+        if deciding is None or PRECEDENCE[finding.action] < PRECEDENCE[deciding.action]:
+            deciding = finding
+    disposition = deciding.action if deciding else "deliver"
+    if disposition == "reject" and after_data:
+        disposition = "drop"
+    edits: tuple[Finding, ...] = ()
+    if disposition in DELIVERING:
+        edits = _edits(findings)
+    if deciding is None:
+        return Verdict("deliver", edits=edits)
+    return Verdict(disposition, rule=deciding.rule, reason=deciding.reason,
+                   forward_to=deciding.forward_to if disposition == "forward" else None,
+                   forward_subject=deciding.forward_subject if disposition == "forward" else None,
+                   quarantine=(deciding.quarantine or "spam") if disposition == "quarantine"
+                   else None,
+                   edits=edits)
+
+
+def _edits(findings) -> tuple[Finding, ...]:
+    removed = {f.part for f in findings if f.action == "remove_part"}
+    out, seen_removed = [], set()
+    for finding in findings:
+        if not finding.is_edit:
+            continue
+        if finding.action == "remove_part":
+            if finding.part in seen_removed:
+                continue
+            seen_removed.add(finding.part)
+        if finding.action == "replace_part" and finding.part in removed:
+            continue
+        out.append(finding)
+    return tuple(out)

@@ -1,0 +1,155 @@
+"""The message view: what every check reads (decompose/ builds it, in a worker process).
+
+A view is the message taken apart once: the envelope facts, the decoded top-level headers,
+and a flat pre-order list of parts — MIME parts, attached messages, archive members, TNEF
+attachments — each with its decoded content, its declared name, its true type (magic bytes)
+and where it sits. Checks read it and never change it; it never leaves the worker process
+(only findings do), so it may hold the decoded bytes.
+
+Rules
+    1. `parts[0]` is the message itself (depth 0). `Part.id` is its index in `parts`;
+       `parent` is the id of the part that contains it (a multipart, an attached message,
+       an archive). `depth` is the container depth of SPEC §3: each archive or attached
+       message/rfc822 adds a level, multipart nesting does not.
+    2. `span`/`body_span` are byte offsets into the raw message file, for parts whose bytes
+       lie there verbatim (MIME parts, also inside a non-encoded message/rfc822). rewrite.py
+       cuts and splices with them so that untouched parts stay byte-identical. Archive
+       members have no span; `carrier` names the outermost part with a span that holds them
+       (the attachment to remove when a member must go).
+    3. Limits are enforced while decomposing (decompose/limits.py). When one is hit,
+       decomposition stops there and `limit_hit` says which; the parts found so far stay.
+    4. `errors` lists content that could not be decoded or expanded (SPEC §3
+       scan.unprocessable); `defects` lists MIME defects that did not stop the parts being
+       found (reported as `malformed`, not unprocessable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Part", "MessageView", "LimitHit", "PartError"]
+
+
+@dataclass
+class Part:
+    id: int
+    parent: int | None
+    depth: int                          # container depth (rule 1)
+    location: str                       # human path: "invoice.zip/docs/a.exe"
+    origin: str = "mime"                # mime | archive | tnef
+    content_type: str = "application/octet-stream"   # declared (lower case, no params)
+    charset: str | None = None
+    filename: str | None = None         # declared name (MIME filename/name, archive member name)
+    disposition: str | None = None      # inline | attachment | None
+    transfer_encoding: str | None = None
+    true_type: str | None = None        # by content: "exe", "zip", "pdf", "elf", "gzip", ...
+    container: str | None = None        # zip | tar | gzip | bzip2 | xz | 7z | rar | tnef | message
+    is_multipart: bool = False
+    is_attachment: bool = False
+    encrypted: bool = False             # password-protected container/document
+    data: bytes = b""                   # decoded content (b"" for multiparts)
+    declared_size: int | None = None    # archive header size, when different from len(data)
+    text: str | None = None             # decoded text of text/plain and text/html (HTML reduced)
+    span: tuple[int, int] | None = None        # headers + body in the raw file (rule 2)
+    body_span: tuple[int, int] | None = None   # body only
+    carrier: int | None = None          # outermost part with a span holding this one
+    defects: list[str] = field(default_factory=list)
+    expanded: bool = True               # False: a container we could list but not open
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
+    def names(self) -> list[str]:
+        """Names a file-name rule looks at: the declared name, and the name's last path
+        element for archive members."""
+        if not self.filename:
+            return []
+        base = self.filename.replace("\\", "/").rsplit("/", 1)[-1]
+        return [self.filename] if base == self.filename else [self.filename, base]
+
+    @property
+    def extension(self) -> str | None:
+        """The declared extension with its dot, lower case ('.exe'), or None."""
+        if not self.filename:
+            return None
+        base = self.filename.replace("\\", "/").rsplit("/", 1)[-1]
+        return "." + base.rsplit(".", 1)[1].lower() if "." in base else None
+
+    @property
+    def is_body_text(self) -> bool:
+        """A text/plain or text/html part that is part of the message text, not a file."""
+        return (self.origin == "mime" and not self.is_attachment
+                and self.content_type in ("text/plain", "text/html"))
+
+
+@dataclass(frozen=True)
+class LimitHit:
+    limit: str          # the setting: "container.max_depth", "container.max_ratio", ...
+    value: float        # what was seen (or would have been)
+    maximum: float      # the limit
+    location: str       # where
+
+
+@dataclass(frozen=True)
+class PartError:
+    part: int
+    reason: str
+
+
+@dataclass
+class MessageView:
+    queue_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    client_ip: str = ""
+    helo: str = ""
+    size: int = 0
+    is_generated: bool = False
+    skip_antispam: bool = False
+    headers: list[tuple[str, str]] = field(default_factory=list)   # top level, decoded
+    subject: str = ""
+    parts: list[Part] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)     # MIME defects, with their location
+    errors: list[PartError] = field(default_factory=list)
+    limit_hit: LimitHit | None = None
+    extracted_octets: int = 0                            # decoded bytes of all parts
+
+    # --- helpers checks use ------------------------------------------------------------
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [value for key, value in self.headers if key.lower() == name]
+
+    def files(self) -> list[Part]:
+        """Every part that is a file: attachments at any level, archive and TNEF members."""
+        return [p for p in self.parts if p.id != 0 and not p.is_multipart
+                and (p.is_attachment or p.origin != "mime")]
+
+    def leaves(self) -> list[Part]:
+        return [p for p in self.parts if not p.is_multipart]
+
+    def text_parts(self) -> list[Part]:
+        """Parts with decoded text: the message's text and HTML, and text attachments."""
+        return [p for p in self.parts if p.text is not None]
+
+    def body_text(self) -> str:
+        """The decoded text of the text parts (HTML reduced to text), joined by newlines."""
+        return "\n".join(p.text for p in self.parts if p.text is not None)
+
+    def children(self, part_id: int) -> list[Part]:
+        return [p for p in self.parts if p.parent == part_id]
+
+    def ancestors(self, part_id: int) -> list[Part]:
+        out, part = [], self.parts[part_id]
+        while part.parent is not None:
+            part = self.parts[part.parent]
+            out.append(part)
+        return out
