@@ -136,6 +136,7 @@ def run_direct(size, concurrency, messages) -> Result:
 def run_postfix(size, concurrency, messages) -> Result:
     sink = SmtpSink()
     work = Path(tempfile.mkdtemp(prefix="bench-postfix-"))
+    work.chmod(0o755)  # Postfix daemons run as the postfix user and must reach data/
     port = free_port()
     process = subprocess.Popen(["sh", str(POSTFIX_RELAY), "start", str(port), str(sink.port),
                                 str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,7 @@ from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.events import Action, EventWriter
 from shared.home import machine_hostname
 from shared.paths import DataHome
+from shared.retention import local_storage_filter
 from shared.spool import Spool
 
 __all__ = ["run_core", "CoreHandle", "TlsFiles", "VERSION"]
@@ -43,12 +45,19 @@ class TlsFiles:
     """The data home's key + certificate as an SSL context, rebuilt when the files change
     (the console installs a new certificate by replacing them)."""
 
+    CHECK_SECONDS = 1.0  # asked at every session: look at the files at most once a second
+
     def __init__(self, home: DataHome):
         self.home = home
         self._stamp = None
         self._context: ssl.SSLContext | None = None
+        self._checked = -self.CHECK_SECONDS
 
     def __call__(self) -> ssl.SSLContext | None:
+        now = time.monotonic()
+        if now - self._checked < self.CHECK_SECONDS:
+            return self._context
+        self._checked = now
         try:
             stamp = (self.home.tls_cert.stat().st_mtime_ns, self.home.tls_key.stat().st_mtime_ns)
         except FileNotFoundError:
@@ -92,8 +101,9 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
     improper = marker.exists()
     marker.write_text(str(os.getpid()))
 
-    events = EventWriter(home.db, "core", clock)
     settings = SettingsWatcher(home.db)
+    # logging.local off: store only what other parts read (shared.retention)
+    events = EventWriter(home.db, "core", clock, keep=local_storage_filter(settings))
     counters = Counters()
     spool = Spool(home.spool)
     hostname: Callable[[], str] = lambda: settings()["smtp.hostname"] or machine_hostname()

@@ -5,6 +5,7 @@ that needs the database.
 from __future__ import annotations
 
 import os
+import functools
 import secrets
 import socket
 import sqlite3
@@ -32,7 +33,9 @@ class InitResult:
     certificate_created: bool
 
 
+@functools.lru_cache(maxsize=1)
 def machine_hostname() -> str:
+    """The machine's FQDN, looked up once (getfqdn may ask DNS; never per session)."""
     name = socket.getfqdn()
     return name if name and name != "localhost" else socket.gethostname() or "localhost"
 

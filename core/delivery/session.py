@@ -305,12 +305,28 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
     if data_reply.code != 354:
         return
     if conn.transaction.accepted_recipients:
-        async with await trio.open_file(message_path, "rb") as message:
-            while chunk := await message.read(MESSAGE_CHUNK_OCTETS):
-                await _send(session, conn.encode_data_chunk(chunk), timeouts.data_block,
-                            in_data=True)
+        async for chunk in _message_chunks(message_path):
+            await _send(session, conn.encode_data_chunk(chunk), timeouts.data_block,
+                        in_data=True)
     await _send(session, conn.end_data(), timeouts.data_block)
     await _reply(session, timeouts.data_termination)
+
+
+def _read_small(path: Path) -> bytes | None:
+    """The whole message when it is small (one thread hop), else None."""
+    with open(path, "rb") as handle:
+        data = handle.read(MESSAGE_CHUNK_OCTETS + 1)
+    return data if len(data) <= MESSAGE_CHUNK_OCTETS else None
+
+
+async def _message_chunks(path: Path):
+    small = await trio.to_thread.run_sync(_read_small, path)
+    if small is not None:
+        yield small
+        return
+    async with await trio.open_file(path, "rb") as message:
+        while chunk := await message.read(MESSAGE_CHUNK_OCTETS):
+            yield chunk
 
 
 async def reset_session(session: Session, timeouts: Timeouts) -> bool:

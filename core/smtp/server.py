@@ -19,7 +19,7 @@ import errno
 import secrets
 import socket
 import ssl
-import time
+from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Callable, Mapping
 
@@ -45,23 +45,40 @@ DATA_IDLE_SECONDS = 10 * 60     # SPEC §4 / RFC 5321 §4.5.3.2.6
 DATA_TOTAL_SECONDS = 30 * 60    # SPEC §4: overall limit on a slow sender
 TLS_HANDSHAKE_SECONDS = 60
 READ_OCTETS = 64 * 1024
+BUFFER_OCTETS = 256 * 1024  # messages up to this size stay in memory until the group commit
 SHUTDOWN_GRACE_SECONDS = 5
+DISK_CHECK_SECONDS = 1.0
+
+
+@dataclass
+class PendingMessage:
+    """A received message on its way to fast/: buffered in memory (small messages) or
+    already streaming into its incoming/ file (large ones)."""
+
+    queue_id: str
+    envelope: Envelope
+    chunks: list[bytes] | None = None
+    incoming: object | None = None
 
 
 class GroupCommitter:
-    """Commits prepared messages into fast/ in batches: one directory fsync for all the
-    messages that finished while the previous batch was being committed."""
+    """Makes received messages durable in batches, in one worker thread per batch: write
+    and fsync each message and envelope (`prepare`), then rename all of them into fast/ and
+    fsync fast/ once (`Spool.commit`). Messages that finish while a batch is being written
+    form the next batch, so one directory fsync covers every message accepted at the same
+    moment (group commit) and the event loop pays one thread hop per batch."""
 
     def __init__(self, spool):
         self.spool = spool
-        self._pending: list = []
+        self._pending: list[PendingMessage] = []
         self._waiters: list[trio.Event] = []
         self._wakeup = trio.Event()
-        self._results: dict[int, BaseException | None] = {}
+        self._results: dict[int, OSError | None] = {}
 
-    async def commit(self, prepared) -> None:
+    async def commit(self, pending: PendingMessage) -> None:
+        """Return once the message is in fast/ and durable; OSError when it is not."""
         done = trio.Event()
-        self._pending.append(prepared)
+        self._pending.append(pending)
         self._waiters.append(done)
         self._wakeup.set()
         with trio.CancelScope(shield=True):  # the commit happens whether or not we wait
@@ -79,15 +96,36 @@ class GroupCommitter:
             self._pending, self._waiters = [], []
             if not batch:
                 continue
-            try:
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(self.spool.commit, batch)
-                error = None
-            except OSError as exc:
-                error = exc
-            for done in waiters:
-                self._results[id(done)] = error
+            with trio.CancelScope(shield=True):
+                errors = await trio.to_thread.run_sync(self._write_batch, batch)
+            for item, done in zip(batch, waiters):
+                self._results[id(done)] = errors.get(item.queue_id)
                 done.set()
+
+    def _write_batch(self, batch: list[PendingMessage]) -> dict[str, OSError]:
+        errors: dict[str, OSError] = {}
+        prepared = []
+        for item in batch:
+            incoming = item.incoming
+            try:
+                if incoming is None:
+                    incoming = self.spool.open_incoming(item.queue_id)
+                    for chunk in item.chunks or ():
+                        incoming.write(chunk)
+                prepared.append((item, incoming, incoming.prepare(item.envelope)))
+            except OSError as exc:
+                errors[item.queue_id] = exc
+                if incoming is not None:
+                    incoming.abort()
+        try:
+            self.spool.commit([p for _, _, p in prepared])
+        except OSError as exc:
+            # Those already renamed stay queued (a duplicate at worst after the client's
+            # retry); the rest are removed.
+            for item, incoming, _ in prepared:
+                errors[item.queue_id] = exc
+                incoming.abort()
+        return errors
 
 
 class SmtpServer:
@@ -111,6 +149,16 @@ class SmtpServer:
         self.max_active_seen = 0
         self.bound: list[tuple[str, int]] = []
         self._rebind = trio.Event()
+        self._disk_free = (1.0, -DISK_CHECK_SECONDS)
+
+    def disk_free_fraction(self) -> float:
+        """statvfs at most once a second: it is asked at every MAIL."""
+        value, checked = self._disk_free
+        now = trio.current_time()
+        if now - checked >= DISK_CHECK_SECONDS:
+            value = self.spool.disk_free_fraction()
+            self._disk_free = (value, now)
+        return value
 
     # --- listeners ---------------------------------------------------------------------
     def settings_changed(self, old: Mapping, new: Mapping) -> None:
@@ -208,7 +256,9 @@ class _Session:
         self.sender: str | None = None
         self.mail_params: dict = {}
         self.recipients: list[str] = []
-        self.incoming = None
+        self.incoming = None           # the incoming/ file, once a message outgrows memory
+        self.buffered: list[bytes] | None = None
+        self.buffered_octets = 0
         self.queue_id: str | None = None
         self.deadline_total: float | None = None
 
@@ -290,14 +340,14 @@ class _Session:
     async def _handle(self, event) -> None:
         conn = self.conn
         if isinstance(event, DataChunk):
-            self.incoming.write(event.data)
+            await self._append(event.data)
         elif isinstance(event, Ehlo):
             self.helo = event.name
             await self._reset()
         elif isinstance(event, MailFrom):
             await self._reset()
             refusal = check_sender(event.params.get("SIZE"),
-                                   self.server.spool.disk_free_fraction(), self.settings)
+                                   self.server.disk_free_fraction(), self.settings)
             if refusal:
                 await self._refuse(refusal)
             else:
@@ -336,6 +386,7 @@ class _Session:
         await self.write(self.conn.send(refusal.reply))
 
     async def _reset(self) -> None:
+        self.buffered, self.buffered_octets = None, 0
         if self.incoming is not None:
             incoming, self.incoming = self.incoming, None
             await trio.to_thread.run_sync(incoming.abort)
@@ -343,11 +394,25 @@ class _Session:
 
     async def _start_data(self) -> None:
         self.queue_id = new_queue_id()
-        self.incoming = await trio.to_thread.run_sync(self.server.spool.open_incoming,
-                                                      self.queue_id)
-        self.incoming.write(self._received_header())
+        header = self._received_header()
+        self.buffered, self.buffered_octets = [header], len(header)
         self.deadline_total = trio.current_time() + DATA_TOTAL_SECONDS
         await self.write(self.conn.send(R.R354_START_DATA))
+
+    async def _append(self, data: bytes) -> None:
+        if self.incoming is not None:
+            self.incoming.write(data)
+            return
+        self.buffered.append(data)
+        self.buffered_octets += len(data)
+        if self.buffered_octets > BUFFER_OCTETS:
+            # Too big to keep in memory: stream the rest into incoming/ (page cache writes;
+            # the fsyncs happen in the committer's thread).
+            self.incoming = await trio.to_thread.run_sync(self.server.spool.open_incoming,
+                                                          self.queue_id)
+            for chunk in self.buffered:
+                self.incoming.write(chunk)
+            self.buffered, self.buffered_octets = None, 0
 
     def _received_header(self) -> bytes:
         with_ = "ESMTPS" if self.conn.is_tls else "ESMTP"
@@ -360,9 +425,11 @@ class _Session:
 
     async def _finish_data(self, event: DataComplete) -> None:
         incoming, self.incoming = self.incoming, None
+        buffered, self.buffered, self.buffered_octets = self.buffered, None, 0
         server = self.server
         if event.line_too_long or event.size_exceeded:
-            await trio.to_thread.run_sync(incoming.abort)
+            if incoming is not None:
+                await trio.to_thread.run_sync(incoming.abort)
             reply = R.R554_LINE_TOO_LONG_IN_DATA if event.line_too_long else R.R552_SIZE_EXCEEDED
             rule = "smtp.max_text_line" if event.line_too_long else "size.max_mb"
             server.counters.incr("rejected")
@@ -378,11 +445,9 @@ class _Session:
             body="8BITMIME" if self.mail_params.get("BODY") == "8BITMIME" else "7BIT",
             smtputf8=bool(self.mail_params.get("SMTPUTF8")))
         try:
-            with trio.CancelScope(shield=True):
-                prepared = await trio.to_thread.run_sync(incoming.prepare, envelope)
-                await server.committer.commit(prepared)
+            await server.committer.commit(PendingMessage(self.queue_id, envelope, buffered,
+                                                         incoming))
         except OSError as exc:
-            await trio.to_thread.run_sync(incoming.abort)
             self.log.error("local", f"spool write failed: {exc.strerror}")
             self.record(Action.REJECTED, sender=self.sender, recipients=self.recipients,
                         rule="spool", info=f"spool write failed: {exc.strerror}",
@@ -395,7 +460,7 @@ class _Session:
         self.record(Action.ACCEPTED, queue_id=self.queue_id, sender=envelope.sender,
                     recipients=self.recipients, size=envelope.size)
         await self.write(self.conn.send(R.R250_QUEUED(self.queue_id)))
-        server.on_accepted(self.queue_id)
+        server.on_accepted(self.queue_id, envelope.copy())
         self.sender, self.recipients = None, []
 
     async def _start_tls(self) -> None:

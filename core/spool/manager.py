@@ -73,6 +73,7 @@ class QueueManager:
         self.notices = NoticeWriter(self)
         self.schedule = SlowSchedule()
         self._fast_send, self._fast_recv = trio.open_memory_channel(FAST_CHANNEL_SIZE)
+        self._handed_over: dict[str, Envelope] = {}  # at most FAST_CHANNEL_SIZE entries
         self._slow_send, self._slow_recv = trio.open_memory_channel(SLOW_CHANNEL_SIZE)
         self._fast_ids: set[str] = set()      # in fast/ as far as we know
         self._busy: set[str] = set()          # queued in a channel or being handled
@@ -112,14 +113,18 @@ class QueueManager:
                 self.message_accepted(queue_id)
             task_status.started()
 
-    def message_accepted(self, queue_id: str) -> None:
-        """A new message is in fast/ (never blocks; see rule 1)."""
+    def message_accepted(self, queue_id: str, envelope: Envelope | None = None) -> None:
+        """A new message is in fast/ (never blocks; see rule 1). The SMTP listener hands over
+        the envelope it just committed, which saves reading it back; it is only a cache —
+        the spool stays the truth."""
         self._fast_ids.add(queue_id)
         if queue_id in self._busy:
             return
         try:
             self._fast_send.send_nowait(queue_id)
             self._busy.add(queue_id)
+            if envelope is not None:
+                self._handed_over[queue_id] = envelope
         except trio.WouldBlock:
             self._rescan.set()
 
@@ -253,7 +258,7 @@ class QueueManager:
             self._hold_count -= 1
 
     async def _handle_fast(self, queue_id: str) -> None:
-        envelope = await self._read("fast", queue_id)
+        envelope = self._handed_over.pop(queue_id, None) or await self._read("fast", queue_id)
         if envelope is None:
             self._fast_ids.discard(queue_id)
             return
@@ -331,7 +336,9 @@ class QueueManager:
                                recipients=[recipient.address], size=envelope.size,
                                result=result.outcome, info=result.text, rule=hop.rule,
                                data={"next_hop": hop.key, "remote_mta": result.remote_mta,
-                                     "status": result.status})
+                                     "status": result.status,
+                                     # reports: made by Mailmoat, delivered but never accepted
+                                     **({"generated": True} if envelope.is_generated else {})})
             if result.outcome == "failed":
                 failed.append(recipient)
             (hops_ok if result.outcome == "delivered" else
@@ -358,7 +365,8 @@ class QueueManager:
             await self._delete(queue, queue_id)
             self.events.record(Action.COMPLETED, queue_id=queue_id, sender=envelope.sender,
                                recipients=[r.address for r in envelope.recipients],
-                               size=envelope.size)
+                               size=envelope.size,
+                               data={"generated": True} if envelope.is_generated else {})
             return
         now = self.clock.now()
         if now >= envelope.received_at + settings["delivery.retry_days"] * SECONDS_PER_DAY:
