@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from shared.clock import SYSTEM_CLOCK, WallClock
 
@@ -57,6 +57,7 @@ class Action(enum.StrEnum):
     ALERT_SENT = "alert_sent"
     SERVICE_START_IMPROPER = "service_start_improper"
     FAILED_LOGON = "failed_logon"
+    EVENTS_PURGED = "events_purged"   # the daily retention purge (logging.retention_days)
     # smtp
     CONNECTION_FROM = "connection_from"
     CONNECTED_TO = "connected_to"
@@ -103,7 +104,7 @@ _BY_CATEGORY = {
     Category.SYSTEM: "logon logoff liveupdate definitions_updated object_modified service_started "
                      "service_start_failed service_stopped reordering_started reordering_stopped "
                      "unauthorized_access low_disk low_memory http_protocol_violation outbreak "
-                     "alert_sent service_start_improper failed_logon",
+                     "alert_sent service_start_improper failed_logon events_purged",
     Category.SMTP: "connection_from connected_to disconnected connection_closed "
                    "protocol_violation rejected",
     Category.PREMIUM: "spam suspected_spam reputation_spam spam_quarantined",
@@ -170,6 +171,8 @@ class EventWriter:
     """Batches events into SQLite from one background thread, in the order they were emitted.
 
     `emit()` and `record()` are safe from any thread and from trio code; they never block.
+    `keep(event)`, when given, decides whether an event is stored at all (`logging.local`
+    off: see shared.retention.local_storage_filter); skipped events are counted in `skipped`.
     """
 
     MAX_BATCH = 500
@@ -177,13 +180,15 @@ class EventWriter:
     RETRY_SECONDS = 0.05
 
     def __init__(self, db_path: str | Path, process: str, clock: WallClock = SYSTEM_CLOCK,
-                 *, enabled: bool = True):
+                 *, enabled: bool = True, keep: Callable[[Event], bool] | None = None):
         self.db_path = Path(db_path)
         self.process = process
         self.clock = clock
         self.lost = 0
         self.written = 0
         self.busy_retries = 0
+        self.skipped = 0
+        self._keep = keep
         self._queue: queue.Queue = queue.Queue(self.QUEUE_LIMIT)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -200,6 +205,9 @@ class EventWriter:
 
     def emit(self, event: Event) -> None:
         if not self._enabled:
+            return
+        if self._keep is not None and not self._keep(event):
+            self.skipped += 1
             return
         self._ensure_started()
         try:

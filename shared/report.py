@@ -1,0 +1,440 @@
+"""The report service (guide ch. 7 "Generating reports", SPEC §2 and §7): summary and detail
+reports over a time range, used by the console's Reporting page and `mailmoat report`.
+
+Rules:
+- Read-only. Nothing here writes the database; the event writers (and, through triggers,
+  migration 0002's hourly roll-ups) are the only writers of what is read here.
+- Summary figures and chart series come from `event_hourly` for the whole UTC hours inside
+  the range and from the raw events (through the `event_facts` view, same keys) for the
+  partial hours at either edge, so a report over 30 days reads ~720 roll-up hours plus at
+  most two hours of events, and is exact to the second.
+- Detail rows stream: `iter_detail` reads in keyset pages of `BATCH_ROWS` (time, id), each its
+  own short statement, so an export of millions of rows holds neither memory nor a long read
+  transaction (the core's writer and WAL checkpoints carry on meanwhile).
+- Ranges are [start, end) in UTC unix seconds (see shared.report_time for parsing).
+- Which event feeds which figure is written once, in `MESSAGE_ITEMS` and friends below.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Iterator, Mapping
+
+from shared.events import CATEGORY_OF, Action, Category
+from shared.report_time import ReportRange
+
+__all__ = ["Summary", "SummarySection", "DetailFilter", "DetailRow", "ACTION_GROUPS",
+           "ACTION_LABELS", "DISPOSITION_SERIES", "summarise", "disposition_counts",
+           "iter_detail", "detail_page", "count_detail", "DetailPage", "BATCH_ROWS",
+           "ENCRYPTED_DELETED_RESULTS", "UNKNOWN_ITEM", "action_filter", "parse_key",
+           "top_items"]
+
+HOUR = 3600
+BATCH_ROWS = 5_000
+UNKNOWN_ITEM = "(unknown)"
+# What an encrypted_container event's `result` says when the file was deleted
+# (`encrypted.action` "delete"); counted as "Encrypted Files Deleted".
+ENCRYPTED_DELETED_RESULTS = frozenset({"deleted", "delete"})
+
+# --- summary definitions (guide Tables 7-2..7-4, SPEC §2 summary CSV) -------------------------
+# (item label, action, how): how = "events" | "events_not_generated" | "kb_not_generated"
+MESSAGE_ITEMS: tuple[tuple[str, Action, str], ...] = (
+    ("Messages Accepted", Action.ACCEPTED, "events_not_generated"),
+    ("Data Accepted (KB)", Action.ACCEPTED, "kb_not_generated"),
+    ("Messages Rejected", Action.REJECTED, "events"),
+    ("Messages Bounced", Action.BOUNCED, "events"),
+    ("Messages Dropped", Action.DROPPED, "events"),
+    ("Messages Delivered", Action.DELIVERED, "events"),
+    ("Message Delivery Failures", Action.DELIVERY_FAILED, "events"),
+    ("Messages Completed", Action.COMPLETED, "events"),
+    ("Encrypted Files Deleted", Action.ENCRYPTED_CONTAINER, "encrypted_deleted"),
+    ("Messages Quarantined", Action.QUARANTINED, "events"),
+)
+PREMIUM_ITEMS = (("Spam Detected", Action.SPAM), ("Suspected Spam Detected",
+                 Action.SUSPECTED_SPAM), ("Reputation Spam Detected", Action.REPUTATION_SPAM))
+INFECTION_ITEMS = (("Infections Logged", Action.VIRUS_LOGGED),
+                   ("Infections Repaired", Action.FILE_REPAIRED),
+                   ("Infections Deleted", Action.FILE_DELETED))
+VIRUS_ACTIONS = frozenset(a for _, a in INFECTION_ITEMS)
+SECTION_TITLES = {
+    "message": "Message Summary", "premium": "Premium AntiSpam Summary",
+    "infection": "Infection Summary", "viruses": "Viruses Found",
+    "subjects_blocked": "Subjects Blocked", "attachments_deleted": "Attachments Deleted",
+}
+
+# The chart's series: what became of messages, hour by hour (Accepted is the intake).
+DISPOSITION_SERIES: tuple[Action, ...] = (
+    Action.ACCEPTED, Action.DELIVERED, Action.FORWARDED, Action.DROPPED, Action.REJECTED,
+    Action.HELD, Action.QUARANTINED, Action.BOUNCED)
+
+# --- detail report action groups (guide Tables 7-5..7-9, in the guide's order) -------------
+_GUIDE_ORDER = (
+    (Category.SYSTEM, "System", "logon logoff failed_logon liveupdate definitions_updated "
+     "object_modified service_started service_start_failed service_stopped "
+     "service_start_improper reordering_started reordering_stopped unauthorized_access "
+     "low_disk low_memory http_protocol_violation outbreak alert_sent"),
+    (Category.SMTP, "SMTP", "connection_from connected_to disconnected connection_closed "
+     "protocol_violation rejected"),
+    (Category.PREMIUM, "Premium AntiSpam", "spam suspected_spam reputation_spam "
+     "spam_quarantined"),
+    (Category.MESSAGE, "Message", "accepted dropped forwarded bounced delivery_failed "
+     "delivered deferred completed delivery_suppressed held quarantined"),
+    (Category.BLOCKING, "Blocking", "malformed virus_logged file_repaired file_deleted "
+     "subject_blocked scan_error sender_blocked attachment_deleted spam_list_block "
+     "heuristic_spam mass_mailer_cleanup content_rule_violation spam_rule_violation "
+     "encrypted_container container_limit"),
+)
+
+
+_KNOWN = frozenset(a.value for a in Action)
+
+
+def _groups() -> tuple[tuple[Category, str, tuple[Action, ...]], ...]:
+    groups = []
+    placed: set[Action] = set()
+    for category, title, names in _GUIDE_ORDER:
+        actions = [Action(n) for n in names.split() if n in _KNOWN]
+        # Actions added to shared.events later land at the end of their category's group.
+        actions += [a for a in Action if CATEGORY_OF[a] is category and a not in actions]
+        placed.update(actions)
+        groups.append((category, title, tuple(actions)))
+    assert placed == set(Action), "every action belongs to a detail-report group"
+    return tuple(groups)
+
+
+ACTION_GROUPS = _groups()
+_LABEL_OVERRIDES = {Action.FILE_REPAIRED: "Files repaired", Action.FILE_DELETED: "Files deleted",
+                    Action.SUBJECT_BLOCKED: "Subjects blocked",
+                    Action.MASS_MAILER_CLEANUP: "Mass mailer cleanup",
+                    Action.HTTP_PROTOCOL_VIOLATION: "HTTP protocol violation"}
+ACTION_LABELS: dict[Action, str] = {
+    a: _LABEL_OVERRIDES.get(a, a.value.replace("_", " ").capitalize()) for a in Action}
+
+
+# --- summary ------------------------------------------------------------------------------
+
+@dataclass
+class SummarySection:
+    key: str                      # the CSV `section`
+    title: str
+    rows: list[tuple[str, int]]   # (item, count)
+    total: int | None = None      # shown as "Total" (premium, infection: also a CSV row)
+
+
+@dataclass
+class Summary:
+    range: ReportRange
+    sections: list[SummarySection] = field(default_factory=list)
+
+    def section(self, key: str) -> SummarySection | None:
+        return next((s for s in self.sections if s.key == key), None)
+
+    def figure(self, section: str, item: str) -> int:
+        found = self.section(section)
+        if found is None:
+            raise KeyError(section)
+        return dict(found.rows)[item]
+
+
+def _whole_hours(start: float, end: float) -> tuple[int, int]:
+    """[h0, h1): the whole UTC hours inside [start, end) (h0 >= h1 when there are none)."""
+    return int(math.ceil(start / HOUR) * HOUR), int(math.floor(end / HOUR) * HOUR)
+
+
+def _edges(start: float, end: float) -> list[tuple[float, float]]:
+    h0, h1 = _whole_hours(start, end)
+    if h0 >= h1:
+        return [(start, end)]
+    return [(a, b) for a, b in ((start, h0), (h1, end)) if a < b]
+
+
+def _totals(conn: sqlite3.Connection, start: float, end: float,
+            actions: tuple[str, ...] | None = None) -> dict[tuple[str, str, int], list[int]]:
+    """(action, item, generated) → [events, bytes] over [start, end)."""
+    totals: dict[tuple[str, str, int], list[int]] = {}
+    where_action = ""
+    params: tuple = ()
+    if actions:
+        where_action = f" AND action IN ({','.join('?' * len(actions))})"
+        params = tuple(actions)
+    queries = []
+    h0, h1 = _whole_hours(start, end)
+    if h0 < h1:
+        queries.append(("SELECT action, item, generated, SUM(events), SUM(bytes) FROM "
+                        "event_hourly WHERE hour >= ? AND hour < ?" + where_action +
+                        " GROUP BY action, item, generated", (h0, h1, *params)))
+    for a, b in _edges(start, end):
+        queries.append(("SELECT action, item, generated, COUNT(*), COALESCE(SUM(size), 0) "
+                        "FROM event_facts WHERE time >= ? AND time < ?" + where_action +
+                        " GROUP BY action, item, generated", (a, b, *params)))
+    for sql, args in queries:
+        for action, item, generated, events, size in conn.execute(sql, args):
+            slot = totals.setdefault((action, item, generated), [0, 0])
+            slot[0] += events
+            slot[1] += size or 0
+    return totals
+
+
+def summarise(conn: sqlite3.Connection, rng: ReportRange, *, premium: bool) -> Summary:
+    """The summary report (guide Tables 7-2..7-4): sections in the SPEC §2 CSV order.
+
+    The premium section is present only when `premium` (the `premium.enabled` setting).
+    Mail that Mailmoat generated counts as delivered and completed, never as accepted.
+    """
+    totals = _totals(conn, rng.start, rng.end)
+    by_action: dict[str, int] = {}
+    for (action, _item, _gen), (events, _bytes) in totals.items():
+        by_action[action] = by_action.get(action, 0) + events
+
+    def figure(action: Action, how: str) -> int:
+        if how == "events":
+            return by_action.get(action.value, 0)
+        picked = [v for (a, item, gen), v in totals.items() if a == action.value and
+                  (how != "encrypted_deleted" or item in ENCRYPTED_DELETED_RESULTS) and
+                  (how == "encrypted_deleted" or not gen)]
+        if how == "kb_not_generated":
+            return (sum(v[1] for v in picked) + 512) // 1024
+        return sum(v[0] for v in picked)
+
+    sections = [SummarySection("message", SECTION_TITLES["message"],
+                               [(label, figure(a, how)) for label, a, how in MESSAGE_ITEMS])]
+    if premium:
+        rows = [(label, by_action.get(a.value, 0)) for label, a in PREMIUM_ITEMS]
+        sections.append(SummarySection("premium", SECTION_TITLES["premium"], rows,
+                                       sum(n for _, n in rows)))
+    rows = [(label, by_action.get(a.value, 0)) for label, a in INFECTION_ITEMS]
+    sections.append(SummarySection("infection", SECTION_TITLES["infection"], rows,
+                                   sum(n for _, n in rows)))
+    for key, actions in (("viruses", VIRUS_ACTIONS),
+                         ("subjects_blocked", {Action.SUBJECT_BLOCKED}),
+                         ("attachments_deleted", {Action.ATTACHMENT_DELETED})):
+        names: dict[str, int] = {}
+        for (action, item, _gen), (events, _bytes) in totals.items():
+            if action in actions:
+                name = item or UNKNOWN_ITEM
+                names[name] = names.get(name, 0) + events
+        rows = sorted(names.items(), key=lambda kv: (-kv[1], kv[0].casefold()))
+        sections.append(SummarySection(key, SECTION_TITLES[key], rows,
+                                       sum(names.values())))
+    return Summary(rng, sections)
+
+
+def disposition_counts(conn: sqlite3.Connection, rng: ReportRange,
+                       series: tuple[Action, ...] = DISPOSITION_SERIES
+                       ) -> dict[int, dict[str, int]]:
+    """UTC hour start → {action: events} for the chart's series, over the range's hours
+    (the partial hours at the edges counted from their events only)."""
+    names = tuple(a.value for a in series)
+    marks = ",".join("?" * len(names))
+    out: dict[int, dict[str, int]] = {}
+    h0, h1 = _whole_hours(rng.start, rng.end)
+    queries = []
+    if h0 < h1:
+        queries.append((f"SELECT hour, action, SUM(events) FROM event_hourly WHERE hour >= ? "
+                        f"AND hour < ? AND action IN ({marks}) GROUP BY hour, action",
+                        (h0, h1, *names)))
+    for a, b in _edges(rng.start, rng.end):
+        queries.append((f"SELECT CAST(time / 3600 AS INTEGER) * 3600, action, COUNT(*) FROM "
+                        f"events WHERE time >= ? AND time < ? AND action IN ({marks}) "
+                        f"GROUP BY 1, 2", (a, b, *names)))
+    for sql, args in queries:
+        for hour, action, events in conn.execute(sql, args):
+            bucket = out.setdefault(int(hour), {})
+            bucket[action] = bucket.get(action, 0) + events
+    return out
+
+
+# --- detail -------------------------------------------------------------------------------
+
+DETAIL_FIELDS = ("id", "time", "category", "action", "result", "queue_id", "connection_id",
+                 "client_ip", "sender", "recipients", "subject", "size", "rule", "info", "data")
+# Every text column, for the one search term (guide: "a single search term … not case-sensitive").
+SEARCH_FIELDS = ("category", "action", "result", "queue_id", "connection_id", "client_ip",
+                 "sender", "recipients", "subject", "rule", "info", "data")
+_SEARCH_TEXT = " || char(31) || ".join(f"COALESCE({f}, '')" for f in SEARCH_FIELDS)
+
+
+@dataclass(frozen=True)
+class DetailFilter:
+    range: ReportRange
+    actions: frozenset[Action] = frozenset()   # empty: every action (the guide's default)
+    search: str = ""
+
+    def action_values(self) -> tuple[str, ...]:
+        return tuple(sorted(a.value for a in self.actions))
+
+
+@dataclass(frozen=True)
+class DetailRow:
+    id: int
+    time: float
+    category: str
+    action: str
+    result: str | None
+    queue_id: str | None
+    connection_id: str | None
+    client_ip: str | None
+    sender: str | None
+    recipients: str | None
+    subject: str | None
+    size: int | None
+    rule: str | None
+    info: str | None
+    data: str | None
+
+    @property
+    def key(self) -> str:
+        """The keyset position of this row, for "next page" links."""
+        return f"{self.time!r}:{self.id}"
+
+
+def _casefold_contains(text: str | None, needle: str) -> int:
+    return int(text is not None and needle in text.casefold())
+
+
+def _search_clause(conn: sqlite3.Connection, term: str) -> tuple[str, tuple]:
+    if term.isascii():
+        # LIKE folds ASCII letters, which is all an ASCII term can match.
+        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return f" AND ({_SEARCH_TEXT}) LIKE ? ESCAPE '\\'", (f"%{escaped}%",)
+    conn.create_function("mailmoat_contains", 2, _casefold_contains, deterministic=True)
+    return f" AND mailmoat_contains({_SEARCH_TEXT}, ?)", (term.casefold(),)
+
+
+def count_detail(conn: sqlite3.Connection, flt: DetailFilter) -> int | None:
+    """How many events the filter selects, from the roll-ups (exact, no scan); None when a
+    search term is set (that needs the scan the report itself does)."""
+    if flt.search:
+        return None
+    totals = _totals(conn, flt.range.start, flt.range.end, flt.action_values() or None)
+    return sum(v[0] for v in totals.values())
+
+
+def _plan(conn: sqlite3.Connection, flt: DetailFilter, page: int) -> str:
+    """Which index the page query walks. With a few matching events among many, the
+    (action, time) index finds them directly and sorts them; otherwise walking the time index
+    in order and skipping the rest reaches a page sooner. Cost estimates: matching·log vs
+    page·total/matching rows."""
+    if not flt.actions:
+        return "time"
+    totals = _totals(conn, flt.range.start, flt.range.end)
+    everything = sum(v[0] for v in totals.values())
+    wanted = set(flt.action_values())
+    matching = sum(v[0] for (a, _i, _g), v in totals.items() if a in wanted)
+    if matching == 0:
+        return "action"
+    return "action" if matching * matching < page * max(everything, 1) * 4 else "time"
+
+
+def _detail_sql(conn: sqlite3.Connection, flt: DetailFilter, *, plan: str,
+                after: tuple[float, int] | None, before: tuple[float, int] | None,
+                limit: int) -> tuple[str, tuple]:
+    sql = f"SELECT {', '.join(DETAIL_FIELDS)} FROM events WHERE time >= ? AND time < ?"
+    params: list = [flt.range.start, flt.range.end]
+    if flt.actions:
+        column = "action" if plan == "action" else "+action"   # `+` keeps the index unused
+        sql += f" AND {column} IN ({','.join('?' * len(flt.actions))})"
+        params += flt.action_values()
+    if flt.search:
+        clause, args = _search_clause(conn, flt.search)
+        sql += clause
+        params += args
+    if after is not None:
+        sql += " AND (time, id) > (?, ?)"
+        params += after
+    if before is not None:
+        sql += " AND (time, id) < (?, ?)"
+        params += before
+    order = "DESC" if before is not None else "ASC"
+    sql += f" ORDER BY time {order}, id {order} LIMIT ?"
+    params.append(limit)
+    return sql, tuple(params)
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: tuple) -> list[DetailRow]:
+    return [DetailRow(*row) for row in conn.execute(sql, params)]
+
+
+def iter_detail(conn: sqlite3.Connection, flt: DetailFilter, *,
+                batch: int = BATCH_ROWS) -> Iterator[DetailRow]:
+    """Every selected event in time order, streamed in keyset batches (flat memory)."""
+    plan = _plan(conn, flt, batch)
+    after = None
+    while True:
+        sql, params = _detail_sql(conn, flt, plan=plan, after=after, before=None, limit=batch)
+        rows = _rows(conn, sql, params)
+        yield from rows
+        if len(rows) < batch:
+            return
+        after = (rows[-1].time, rows[-1].id)
+
+
+@dataclass
+class DetailPage:
+    rows: list[DetailRow]
+    has_next: bool
+    has_previous: bool
+    total: int | None        # None when a search term makes counting a scan
+
+    @property
+    def next_key(self) -> str | None:
+        return self.rows[-1].key if self.rows and self.has_next else None
+
+    @property
+    def previous_key(self) -> str | None:
+        return self.rows[0].key if self.rows and self.has_previous else None
+
+
+def parse_key(text: str | None) -> tuple[float, int] | None:
+    """A row key from a page link (`time:id`); None for a missing or malformed one."""
+    if not text or ":" not in text:
+        return None
+    time_text, _, id_text = text.rpartition(":")
+    try:
+        return float(time_text), int(id_text)
+    except ValueError:
+        return None
+
+
+def detail_page(conn: sqlite3.Connection, flt: DetailFilter, *, size: int = 100,
+                after: str | None = None, before: str | None = None,
+                with_total: bool = True) -> DetailPage:
+    """One page of the detail report, in time order: the first, the one after the row key
+    `after`, or the one before `before`."""
+    plan = _plan(conn, flt, size)
+    after_key, before_key = parse_key(after), parse_key(before)
+    if before_key is not None:
+        sql, params = _detail_sql(conn, flt, plan=plan, after=None, before=before_key,
+                                  limit=size + 1)
+        rows = _rows(conn, sql, params)
+        has_previous = len(rows) > size
+        rows = list(reversed(rows[:size]))
+        has_next = True
+    else:
+        sql, params = _detail_sql(conn, flt, plan=plan, after=after_key, before=None,
+                                  limit=size + 1)
+        rows = _rows(conn, sql, params)
+        has_next = len(rows) > size
+        rows = rows[:size]
+        has_previous = after_key is not None
+    total = count_detail(conn, flt) if with_total else None
+    return DetailPage(rows, has_next, has_previous, total)
+
+
+def action_filter(values: list[str] | tuple[str, ...]) -> frozenset[Action]:
+    """Actions from their identifiers (SPEC §6); raises ValueError naming an unknown one."""
+    out = set()
+    for value in values:
+        try:
+            out.add(Action(value.strip().lower()))
+        except ValueError:
+            raise ValueError(f"unknown action {value!r}") from None
+    return frozenset(out)
+
+
+def top_items(summary: Summary, section: str, limit: int = 10) -> list[tuple[str, int]]:
+    found = summary.section(section)
+    return list(found.rows[:limit]) if found else []
+

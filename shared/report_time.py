@@ -1,0 +1,116 @@
+"""Report time ranges: ISO 8601 in, UTC unix seconds out, and back again for display.
+
+Rules (SPEC §2 "report … --from/--to"):
+- A date or date-time without an offset is read in the `timezone` setting; one with an offset
+  (or `Z`) means exactly that instant. Storage and queries are UTC unix seconds.
+- A range is half-open, [start, end). A bare date as the end means the end of that day, i.e.
+  the next local midnight; as the start it means that day's midnight.
+- A local time that does not exist (inside a DST gap) or exists twice (the hour repeated in
+  autumn) is read as Python's `zoneinfo` does with fold=0: the earlier offset.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zoneinfo
+from dataclasses import dataclass
+
+__all__ = ["ReportRange", "BadTime", "zone_of", "parse_time", "make_range", "iso_local",
+           "csv_file_name", "DEFAULT_SPAN_SECONDS"]
+
+DEFAULT_SPAN_SECONDS = 24 * 3600
+_BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class BadTime(ValueError):
+    """A --from/--to value that is not an ISO 8601 date or date-time, or an empty range.
+    `option` names the input at fault: "from", "to" or "range"."""
+
+    def __init__(self, message: str, option: str = "range"):
+        super().__init__(message)
+        self.option = option
+
+
+def zone_of(name: str | None) -> zoneinfo.ZoneInfo:
+    """The zone named by the `timezone` setting (UTC when it is missing or unknown)."""
+    try:
+        return zoneinfo.ZoneInfo(name or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")
+
+
+def parse_time(text: str, zone: dt.tzinfo, *, end: bool = False) -> float:
+    """UTC unix seconds for an ISO 8601 date or date-time; raises BadTime.
+
+    `end=True`: a bare date means the end of that day (the next midnight in `zone`).
+    """
+    text = (text or "").strip()
+    if not text:
+        raise BadTime("empty date")
+    if _BARE_DATE.match(text):
+        try:
+            day = dt.date.fromisoformat(text)
+        except ValueError:
+            raise BadTime(f"{text!r} is not a valid date") from None
+        if end:
+            day += dt.timedelta(days=1)
+        return dt.datetime.combine(day, dt.time(0), tzinfo=zone).timestamp()
+    try:
+        moment = dt.datetime.fromisoformat(text.replace(" ", "T", 1))
+    except ValueError:
+        raise BadTime(f"{text!r} is not an ISO 8601 date or date-time "
+                      "(e.g. 2026-11-27 or 2026-11-27T13:00)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=zone)
+    return moment.timestamp()
+
+
+@dataclass(frozen=True)
+class ReportRange:
+    """[start, end) in UTC unix seconds, shown in `timezone`."""
+
+    start: float
+    end: float
+    timezone: str = "UTC"
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zone_of(self.timezone)
+
+    def label(self) -> str:
+        """`2026-11-19 00:00 – 2026-11-20 00:00 Europe/Berlin` (the guide's report heading)."""
+        zone = self.zone
+        first = dt.datetime.fromtimestamp(self.start, zone)
+        last = dt.datetime.fromtimestamp(self.end, zone)
+        return f"{first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} {self.timezone}"
+
+
+def make_range(start_text: str | None, end_text: str | None, timezone: str,
+               now: float) -> ReportRange:
+    """The range of `--from`/`--to` (or the console's pickers); defaults: the last 24 hours.
+
+    Raises BadTime for a bad value or when the start is not before the end.
+    """
+    zone = zone_of(timezone)
+    try:
+        end = parse_time(end_text, zone, end=True) if end_text else now
+    except BadTime as exc:
+        raise BadTime(str(exc), "to") from None
+    try:
+        start = parse_time(start_text, zone) if start_text else end - DEFAULT_SPAN_SECONDS
+    except BadTime as exc:
+        raise BadTime(str(exc), "from") from None
+    if start >= end:
+        raise BadTime("the start of the range must be before its end")
+    return ReportRange(start, end, timezone)
+
+
+def iso_local(unix: float, zone: dt.tzinfo) -> str:
+    """`2026-11-27T13:00:05+01:00`: ISO 8601 with offset, whole seconds (the CSV time)."""
+    return dt.datetime.fromtimestamp(unix, zone).isoformat(timespec="seconds")
+
+
+def csv_file_name(now: float, zone: dt.tzinfo) -> str:
+    """`MAILMOATyyyymmddhhmm.csv` for the moment of creation (guide ch. 7, SPEC §7)."""
+    return f"MAILMOAT{dt.datetime.fromtimestamp(now, zone):%Y%m%d%H%M}.csv"

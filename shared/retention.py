@@ -1,0 +1,120 @@
+"""Event retention (guide §3 "Configuring logging options"; SPEC §3 `logging.*`).
+
+Rules:
+- `logging.retention_days` N > 0: events older than N days are deleted by `purge_events`,
+  which the console's scheduler runs daily (console.jobs). 0 keeps events for ever.
+- The purge deletes in batches of `PURGE_BATCH_ROWS`, each its own short `BEGIN IMMEDIATE`
+  transaction, and pauses between batches: the core's event writer (which waits up to the
+  busy timeout) never waits longer than one batch, a few tens of milliseconds. The roll-up
+  triggers of migration 0002 take each deleted event out of `event_hourly` in the same
+  transaction, so reports stay exact while a purge runs. It is idempotent: run twice, the
+  second run finds nothing to delete.
+- `logging.local` false: the writers stop storing events locally, except the few other parts
+  of Mailmoat read as their input — the Status page's traffic chart (accepted, delivered,
+  dropped, rejected), the system events that raise alerts, and, while SIEM forwarding is on,
+  the events it forwards (the guide: SIEM logging is independent of local logging). Reports
+  for such a period are empty apart from those. `local_storage_filter` is the writers' `keep`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from shared.events import CATEGORY_OF, SIEM_ACTIONS, Action, Category, Event
+
+__all__ = ["PurgeResult", "purge_events", "cutoff_for", "local_storage_filter",
+           "keeps_locally", "STATUS_ACTIONS", "PURGE_BATCH_ROWS", "kept_without_local_logging"]
+
+PURGE_BATCH_ROWS = 2_000
+PURGE_PAUSE_SECONDS = 0.01
+SECONDS_PER_DAY = 86_400
+# What console.status counts per hour for its chart (kept with logging.local off).
+STATUS_ACTIONS = frozenset({Action.ACCEPTED, Action.DELIVERED, Action.DROPPED, Action.REJECTED})
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    deleted: int
+    cutoff: float | None      # events before this UTC time were deleted; None = retention off
+    batches: int
+    seconds: float
+    longest_batch_seconds: float
+
+
+def cutoff_for(now: float, retention_days: int) -> float | None:
+    return None if not retention_days else now - retention_days * SECONDS_PER_DAY
+
+
+def purge_events(conn: sqlite3.Connection, now: float, retention_days: int, *,
+                 batch: int = PURGE_BATCH_ROWS, pause: float = PURGE_PAUSE_SECONDS,
+                 max_batches: int | None = None) -> PurgeResult:
+    """Delete events older than `retention_days` before `now`, in short transactions.
+
+    `conn` must be in autocommit mode (shared.db.connect). Returns what was done; raises
+    sqlite3 errors other than a busy database (a busy batch is retried after the pause).
+    """
+    started = time.monotonic()
+    cutoff = cutoff_for(now, retention_days)
+    if cutoff is None:
+        return PurgeResult(0, None, 0, 0.0, 0.0)
+    deleted = batches = 0
+    longest = 0.0
+    while max_batches is None or batches < max_batches:
+        t0 = time.monotonic()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            count = conn.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time < ? "
+                "ORDER BY time LIMIT ?)", (cutoff, batch)).rowcount
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            time.sleep(pause)
+            continue
+        longest = max(longest, time.monotonic() - t0)
+        batches += 1
+        deleted += count
+        if count < batch:
+            break
+        time.sleep(pause)   # let the writers in between batches
+    return PurgeResult(deleted, cutoff, batches, time.monotonic() - started, longest)
+
+
+def kept_without_local_logging(settings: Mapping) -> frozenset[Action]:
+    """The actions still stored while `logging.local` is false."""
+    kept = set(STATUS_ACTIONS)
+    kept |= {a for a in Action if CATEGORY_OF[a] is Category.SYSTEM}
+    if settings.get("forwarding.enabled"):
+        kept |= SIEM_ACTIONS
+    return frozenset(kept)
+
+
+def keeps_locally(settings: Mapping, event: Event) -> bool:
+    if settings.get("logging.local", True):
+        return True
+    return event.action in kept_without_local_logging(settings)
+
+
+def local_storage_filter(settings: Callable[[], Mapping]) -> Callable[[Event], bool]:
+    """A writer's `keep`: reads the current settings (a cheap snapshot call) per event.
+    A failure to read settings keeps the event: losing a fact is worse than storing one."""
+
+    def keep(event: Event) -> bool:
+        try:
+            return keeps_locally(settings(), event)
+        except Exception:
+            return True
+
+    return keep
+
+
+def db_size_bytes(db_path: Path) -> int:
+    return sum(p.stat().st_size for p in (db_path, Path(f"{db_path}-wal"))
+               if p.exists())
