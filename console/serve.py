@@ -228,9 +228,13 @@ def run(home: DataHome, out: Callable[[str], None] = print) -> int:
         signal.signal(handled, lambda *_: server.request_stop())
     urls = server.urls()
     out(f"Mailmoat console: {urls['http']} and {urls['https']} (data home {home.root})")
+    # The process's one scheduler (console.jobs): here, not in create_app, so it runs once.
+    from console.jobs import start_jobs
+    jobs = start_jobs(home, server.context.events, server.context.clock)
     try:
         server.serve_until_stopped()
     finally:
+        jobs.shutdown()
         server.stop()
     out("Mailmoat console stopped.")
     return 0

@@ -1,17 +1,99 @@
-"""Reporting: says plainly what is not built yet and shows the settings in force."""
+"""Reporting (guide ch. 7 "Generating reports", SPEC §7): Summary Report and Detail Report tabs.
 
-from flask import render_template
+Both roles have full access (report-only administrators exist for this page). "Generate
+Report" posts the form and is redirected to the report's own URL (Post/Redirect/Get), so a
+report can be bookmarked, paged and refreshed; "Write to CSV" answers the post with the file.
+"""
 
-from console.placeholders import settings_sections
-from console.roles import Access, requires
+from __future__ import annotations
+
+from flask import (Response, abort, redirect, render_template, request, stream_with_context,
+                   url_for)
+
+from console.context import console_context
 from console.reporting import bp
+from console.reporting.forms import DetailForm, SummaryForm
+from console.reporting.service import (PAGE_ROWS, RangeError, csv_download, detail_filter,
+                                       detail_view, local_logging_notice, picker_value,
+                                       report_range, summary_view)
+from console.roles import Access, requires
+from shared.report import ACTION_GROUPS, ACTION_LABELS
 
-PAGES = ()
-NOTICE = ('Summary and detail reports with CSV download are not built yet; they arrive with the reporting issue. Until then, `mailmoat report` is the place to look once it exists.')
+TABS = (("summary", "Summary Report"), ("detail", "Detail Report"))
+_FORMS = {"summary": SummaryForm, "detail": DetailForm}
+
+
+def _query(form) -> dict:
+    """The report's URL parameters from a validated form."""
+    args = {"start": form.start.data or "", "end": form.end.data or ""}
+    if isinstance(form, DetailForm):
+        args["actions"] = list(form.actions.data or [])
+        args["search"] = form.search.data or ""
+    return args
+
+
+def _page(tab: str, form, *, errors=(), status: int = 200):
+    """Render a tab; with a range in the query string, the report too."""
+    context = {"tab": tab, "tabs": TABS, "form": form, "errors": list(errors),
+               "notice": local_logging_notice(), "groups": ACTION_GROUPS,
+               "labels": ACTION_LABELS, "report": None}
+    if not form.start.data and not form.end.data:
+        now = console_context().clock.now()
+        form.start.data = picker_value(now - 24 * 3600)
+        form.end.data = picker_value(now)
+    if "generated" in request.args and not errors:
+        try:
+            rng = report_range(form.start.data, form.end.data)
+            if tab == "summary":
+                context["report"] = summary_view(rng)
+            else:
+                flt = detail_filter(rng, form.actions.data or [], form.search.data)
+                first = request.args.get("n", "1")
+                context["report"] = detail_view(
+                    flt, after=request.args.get("after"), before=request.args.get("before"),
+                    first_number=int(first) if first.isdigit() else 1)
+                context["query"] = {**_query(form), "generated": 1}
+            context["range_label"] = rng.label()
+        except (RangeError, ValueError) as exc:
+            context["errors"] = [str(exc)]
+            status = 400
+    return render_template(f"reporting/{tab}.html", page_rows=PAGE_ROWS, **context), status
 
 
 @bp.route("/")
 @requires(Access.REPORTS)
 def index():
-    return render_template("reporting/index.html", title="Reporting", notice=NOTICE,
-                           sections=settings_sections(PAGES))
+    """The left pane's entry: the Summary Report tab."""
+    return _page("summary", SummaryForm(formdata=request.args))
+
+
+@bp.route("/<any(summary, detail):tab>", methods=["GET"])
+@requires(Access.REPORTS)
+def report(tab: str):
+    form = _FORMS[tab](formdata=request.args)
+    return _page(tab, form)
+
+
+@bp.route("/<any(summary, detail):tab>", methods=["POST"])
+@requires(Access.REPORTS)
+def submit(tab: str):
+    form = _FORMS[tab]()
+    if not form.validate():
+        errors = [f"{getattr(form, name).label.text}: {message}"
+                  for name, messages in form.errors.items() if name != "csrf_token"
+                  for message in messages]
+        if "csrf_token" in form.errors:
+            abort(400)
+        return _page(tab, form, errors=errors, status=400)
+    if not form.write_csv.data:
+        return redirect(url_for("reporting.report", tab=tab, generated=1, **_query(form)))
+    try:
+        rng = report_range(form.start.data, form.end.data)
+        flt = detail_filter(rng, form.actions.data or [], form.search.data) \
+            if tab == "detail" else None
+    except (RangeError, ValueError) as exc:
+        return _page(tab, form, errors=[str(exc)], status=400)
+    name, stream = csv_download(tab, rng, flt)
+    return Response(stream_with_context(stream), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "Cache-Control": "no-store"})

@@ -1,0 +1,181 @@
+"""The Reporting page's charts: inline SVG drawn on the server, like the Status page's.
+
+- Messages by disposition over the chosen range: stacked bars per time bucket (an hour for a
+  day or two, up to a day for a month, so there are never more than ~72 bars) with the
+  accepted count as a line over them; the legend carries each series' total.
+- Top viruses / blocked subjects / deleted attachments: horizontal bars, longest first.
+
+No script, no CDN, no inline style (the CSP forbids both): SVG presentation attributes only.
+Every bar has a <title>, so hovering shows its exact count, and the page repeats the numbers
+in tables. The count axis and colours come from console.status.chart (`nice_ceiling`,
+`SERIES_STYLE`), so both pages read the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from html import escape
+
+from markupsafe import Markup
+
+from console.status.chart import SERIES_STYLE, nice_ceiling
+from shared.events import Action
+from shared.report import DISPOSITION_SERIES
+from shared.report_time import ReportRange
+
+__all__ = ["Buckets", "bucket_counts", "disposition_chart_svg", "top_chart_svg", "STYLE"]
+
+WIDTH, HEIGHT = 800, 300
+LEFT, RIGHT, TOP, BOTTOM = 56, 16, 56, 44
+MAX_BUCKETS = 72
+BUCKET_HOURS = (1, 2, 3, 6, 12, 24)
+# action → (legend name, colour): the Status page's four, and four more.
+STYLE = {**SERIES_STYLE,
+         "forwarded": ("Forwarded", "#6a3d9a"), "held": ("Held", "#8c564b"),
+         "quarantined": ("Quarantined", "#c51b7d"), "bounced": ("Bounced", "#4d4d4d")}
+STACKED = [a.value for a in DISPOSITION_SERIES if a is not Action.ACCEPTED]
+
+
+@dataclass
+class Buckets:
+    hours: int                          # bucket width
+    starts: list[float]                 # UTC start of each bucket
+    counts: dict[str, list[int]]        # action → count per bucket
+    timezone: str
+
+    def total(self, action: str) -> int:
+        return sum(self.counts[action])
+
+    def label(self, i: int, zone) -> str:
+        local = dt.datetime.fromtimestamp(self.starts[i], zone)
+        return f"{local:%Y-%m-%d}" if self.hours == 24 else f"{local:%Y-%m-%d %H:00}"
+
+    @property
+    def unit(self) -> str:
+        return {1: "hour", 24: "day"}.get(self.hours, f"{self.hours} hours")
+
+
+def bucket_counts(hourly: dict[int, dict[str, int]], rng: ReportRange) -> Buckets:
+    """Group hourly counts into at most MAX_BUCKETS buckets aligned on local time."""
+    zone = rng.zone
+    span_hours = max(1, int((rng.end - rng.start + 3599) // 3600))
+    width = next((h for h in BUCKET_HOURS if span_hours / h <= MAX_BUCKETS), 24)
+    local = dt.datetime.fromtimestamp(rng.start, zone)
+    first = local.replace(minute=0, second=0, microsecond=0,
+                          hour=local.hour - local.hour % width)
+    origin = first.timestamp()
+    count = int((rng.end - origin) // (width * 3600)) + 1
+    if origin + (count - 1) * width * 3600 >= rng.end:
+        count -= 1
+    count = max(count, 1)
+    starts = [origin + i * width * 3600 for i in range(count)]
+    series = [a.value for a in DISPOSITION_SERIES]
+    counts = {s: [0] * count for s in series}
+    for hour, by_action in hourly.items():
+        index = int((hour - origin) // (width * 3600))
+        index = min(max(index, 0), count - 1)
+        for action, n in by_action.items():
+            if action in counts:
+                counts[action][index] += n
+    return Buckets(width, starts, counts, rng.timezone)
+
+
+def _svg_open(chart_id: str, title: str, desc: str, height: int) -> list[str]:
+    return [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
+            f'role="img" aria-labelledby="{chart_id}-title {chart_id}-desc" id="{chart_id}">',
+            f'<title id="{chart_id}-title">{escape(title)}</title>',
+            f'<desc id="{chart_id}-desc">{escape(desc)}</desc>']
+
+
+def disposition_chart_svg(buckets: Buckets, zone) -> Markup:
+    n = len(buckets.starts)
+    totals_per_bucket = [sum(buckets.counts[s][i] for s in STACKED) for i in range(n)]
+    peak = max(totals_per_bucket + buckets.counts["accepted"] + [0])
+    top = nice_ceiling(peak)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    slot = plot_w / n
+    bar = max(1.0, slot * 0.8)
+
+    def y(count: float) -> float:
+        return TOP + plot_h - plot_h * count / top
+
+    desc = ", ".join(f"{STYLE[s][0]} {buckets.total(s)}" for s in ["accepted", *STACKED])
+    out = _svg_open("disposition-chart", f"Messages per {buckets.unit} by disposition",
+                    desc + " in the chosen range", HEIGHT)
+    # legend with totals, two rows of four
+    for k, s in enumerate(["accepted", *STACKED]):
+        name, colour = STYLE[s]
+        lx, ly = LEFT + (k % 4) * 180, 8 + (k // 4) * 20
+        mark = (f'<line x1="{lx}" y1="{ly + 7}" x2="{lx + 14}" y2="{ly + 7}" stroke="{colour}" '
+                f'stroke-width="3"/>' if s == "accepted" else
+                f'<rect x="{lx}" y="{ly}" width="14" height="14" fill="{colour}"/>')
+        out.append(mark + f'<text x="{lx + 20}" y="{ly + 12}" font-size="13" fill="#1d2433">'
+                          f'{escape(name)}: {buckets.total(s)}</text>')
+    for i in range(6):
+        value = top * i // 5
+        gy = y(value)
+        out.append(f'<line x1="{LEFT}" y1="{gy:.1f}" x2="{WIDTH - RIGHT}" y2="{gy:.1f}" '
+                   f'stroke="{"#8a93a6" if i == 0 else "#e1e5ec"}" stroke-width="1"/>'
+                   f'<text x="{LEFT - 8}" y="{gy + 4:.1f}" font-size="12" text-anchor="end" '
+                   f'fill="#5b6478">{value}</text>')
+    out.append(f'<text x="14" y="{TOP + plot_h / 2:.0f}" font-size="12" fill="#5b6478" '
+               f'transform="rotate(-90 14 {TOP + plot_h / 2:.0f})" text-anchor="middle">'
+               f'messages per {escape(buckets.unit)}</text>')
+    label_every = max(1, n // 8)
+    points = []
+    for i in range(n):
+        x0 = LEFT + i * slot + (slot - bar) / 2
+        label = buckets.label(i, zone)
+        base = 0
+        for s in STACKED:
+            count = buckets.counts[s][i]
+            if not count:
+                continue
+            name, colour = STYLE[s]
+            y_top, y_bottom = y(base + count), y(base)
+            out.append(f'<rect x="{x0:.1f}" y="{y_top:.1f}" width="{bar:.1f}" '
+                       f'height="{y_bottom - y_top:.1f}" fill="{colour}">'
+                       f'<title>{escape(label)} {escape(name)}: {count}</title></rect>')
+            base += count
+        points.append(f"{LEFT + i * slot + slot / 2:.1f},{y(buckets.counts['accepted'][i]):.1f}")
+        if i % label_every == 0:
+            out.append(f'<text x="{LEFT + i * slot + slot / 2:.1f}" y="{HEIGHT - BOTTOM + 16}" '
+                       f'font-size="11" text-anchor="middle" fill="#5b6478">'
+                       f'{escape(label[5:])}</text>')
+    out.append(f'<polyline points="{" ".join(points)}" fill="none" '
+               f'stroke="{STYLE["accepted"][1]}" stroke-width="2">'
+               f'<title>Accepted: {buckets.total("accepted")}</title></polyline>')
+    out.append(f'<text x="{LEFT + plot_w / 2:.0f}" y="{HEIGHT - 8}" font-size="12" '
+               f'text-anchor="middle" fill="#5b6478">{escape(buckets.unit)} starting '
+               f'({escape(buckets.timezone)})</text>')
+    out.append("</svg>")
+    return Markup("".join(out))
+
+
+def top_chart_svg(chart_id: str, title: str, rows: list[tuple[str, int]],
+                  colour: str = "#0b5cad") -> Markup:
+    """Horizontal bars for the top items of a summary section (longest first)."""
+    if not rows:
+        return Markup("")
+    row_h, label_w, pad = 26, 300, 10
+    height = pad * 2 + 24 + row_h * len(rows)
+    peak = max(count for _, count in rows)
+    top = nice_ceiling(peak)
+    plot_w = WIDTH - label_w - 70
+    out = _svg_open(chart_id, title, ", ".join(f"{name} {count}" for name, count in rows),
+                    height)
+    out.append(f'<text x="{pad}" y="{pad + 12}" font-size="14" font-weight="600" '
+               f'fill="#1d2433">{escape(title)}</text>')
+    for i, (name, count) in enumerate(rows):
+        top_y = pad + 24 + i * row_h
+        shown = name if len(name) <= 40 else name[:39] + "…"
+        width = max(1.0, plot_w * count / top)
+        out.append(f'<text x="{label_w - 8}" y="{top_y + 17}" font-size="13" text-anchor="end" '
+                   f'fill="#1d2433">{escape(shown)}</text>'
+                   f'<rect x="{label_w}" y="{top_y + 4}" width="{width:.1f}" height="18" '
+                   f'fill="{colour}"><title>{escape(name)}: {count}</title></rect>'
+                   f'<text x="{label_w + width + 6:.1f}" y="{top_y + 17}" font-size="13" '
+                   f'fill="#1d2433">{count}</text>')
+    out.append("</svg>")
+    return Markup("".join(out))

@@ -1,0 +1,176 @@
+"""Reporting services: run the shared report service (shared.report) for the page, and write
+CSV files (guide ch. 7 "Write to CSV": `MAILMOATyyyymmddhhmm.csv`, downloaded and also saved in
+the data home's logs directory).
+
+Rules:
+- No SQL here beyond calling shared.report; the CLI runs the same queries.
+- A CSV streams: rows go to the browser and to `logs/<name>.part` as they are read, and the
+  file is renamed into place when the last row is written. A download the browser abandons
+  leaves no partial file behind.
+- Times typed in the pickers are read in the `timezone` setting (shared.report_time).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from markupsafe import Markup
+
+from console.context import console_context, request_db, settings
+from console.reporting.charts import (Buckets, bucket_counts, disposition_chart_svg,
+                                      top_chart_svg)
+from shared import db as shared_db
+from shared.report import (DetailFilter, DetailPage, Summary, action_filter, detail_page,
+                           disposition_counts, iter_detail, summarise, top_items)
+from shared.report_format import (DETAIL_COLUMNS, SUMMARY_COLUMNS, csv_lines, detail_record,
+                                  summary_records)
+from shared.report_time import BadTime, ReportRange, csv_file_name, make_range
+from shared.retention import kept_without_local_logging
+
+__all__ = ["RangeError", "report_range", "SummaryView", "summary_view", "DetailView",
+           "detail_view", "csv_download", "local_logging_notice", "PAGE_ROWS",
+           "picker_value"]
+
+PAGE_ROWS = 100
+TOP_ROWS = 10
+CHUNK_BYTES = 64 * 1024
+
+
+class RangeError(ValueError):
+    """A From/To value the report cannot use; the message says which and why."""
+
+
+def picker_value(unix: float) -> str:
+    """A time for the datetime-local pickers, in the `timezone` setting."""
+    import datetime as dt
+    from shared.report_time import zone_of
+    return dt.datetime.fromtimestamp(unix, zone_of(settings()["timezone"])).strftime(
+        "%Y-%m-%dT%H:%M")
+
+
+def report_range(start: str | None, end: str | None) -> ReportRange:
+    try:
+        return make_range(start or None, end or None, settings()["timezone"],
+                          console_context().clock.now())
+    except BadTime as exc:
+        field_name = {"from": "From", "to": "To"}.get(exc.option, "From/To")
+        raise RangeError(f"{field_name}: {exc}") from None
+
+
+def local_logging_notice() -> str | None:
+    """What the page says while `logging.local` is off (guide §3 "Configuring logging")."""
+    values = settings()
+    if values["logging.local"]:
+        return None
+    kept = ", ".join(sorted(a.value for a in kept_without_local_logging(values)))
+    return ("Local logging is off (Configuration › Logging): Mailmoat stores no events for "
+            "reports, so reports over that time are empty — except for the few events other "
+            f"parts of Mailmoat still need (Status chart, alerts, SIEM forwarding): {kept}.")
+
+
+@dataclass
+class SummaryView:
+    summary: Summary
+    buckets: Buckets
+    disposition_chart: Markup
+    top_charts: list[Markup] = field(default_factory=list)
+    bucket_labels: list[str] = field(default_factory=list)
+
+
+def summary_view(rng: ReportRange) -> SummaryView:
+    conn = request_db()
+    summary = summarise(conn, rng, premium=bool(settings()["premium.enabled"]))
+    buckets = bucket_counts(disposition_counts(conn, rng), rng)
+    zone = rng.zone
+    tops = [top_chart_svg("top-viruses", "Top viruses", top_items(summary, "viruses", TOP_ROWS),
+                          "#b3261e"),
+            top_chart_svg("top-subjects", "Top blocked subjects",
+                          top_items(summary, "subjects_blocked", TOP_ROWS), "#d98200"),
+            top_chart_svg("top-attachments", "Top deleted attachments",
+                          top_items(summary, "attachments_deleted", TOP_ROWS), "#6a3d9a")]
+    return SummaryView(summary, buckets, disposition_chart_svg(buckets, zone),
+                       [t for t in tops if t],
+                       [buckets.label(i, zone) for i in range(len(buckets.starts))])
+
+
+@dataclass
+class DetailView:
+    filter: DetailFilter
+    page: DetailPage
+    records: list[dict]
+    first_number: int
+
+
+def detail_filter(rng: ReportRange, actions: list[str], search: str | None) -> DetailFilter:
+    return DetailFilter(rng, action_filter(actions), (search or "").strip())
+
+
+def detail_view(flt: DetailFilter, *, after: str | None, before: str | None,
+                first_number: int) -> DetailView:
+    page = detail_page(request_db(), flt, size=PAGE_ROWS, after=after, before=before)
+    zone = flt.range.zone
+    return DetailView(flt, page, [detail_record(row, zone) for row in page.rows],
+                      max(1, first_number))
+
+
+# --- CSV ------------------------------------------------------------------------------------
+
+def _chunks(lines: Iterable[str]) -> Iterator[str]:
+    pending: list[str] = []
+    size = 0
+    for line in lines:
+        pending.append(line)
+        size += len(line)
+        if size >= CHUNK_BYTES:
+            yield "".join(pending)
+            pending, size = [], 0
+    if pending:
+        yield "".join(pending)
+
+
+def _tee_to_file(chunks: Iterable[str], target: Path) -> Iterator[bytes]:
+    """Yield each chunk as UTF-8 and write it to `target` (through a .part file renamed at
+    the end; removed when the stream is abandoned or fails)."""
+    partial = target.with_name(target.name + ".part")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    done = False
+    try:
+        with open(partial, "w", encoding="utf-8", newline="") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+                yield chunk.encode("utf-8")
+        os.replace(partial, target)
+        done = True
+    finally:
+        if not done:
+            partial.unlink(missing_ok=True)
+
+
+def csv_download(kind: str, rng: ReportRange, flt: DetailFilter | None = None
+                 ) -> tuple[str, Iterator[bytes]]:
+    """(file name, byte stream) of the summary or detail CSV; the stream also saves the file
+    in the logs directory. The stream opens its own database connection, so it outlives the
+    request's."""
+    ctx = console_context()
+    values = settings()
+    name = csv_file_name(ctx.clock.now(), rng.zone)
+    target = ctx.home.logs / name
+    premium = bool(values["premium.enabled"])
+
+    def lines() -> Iterator[str]:
+        conn = shared_db.connect(ctx.home.db)
+        try:
+            if kind == "summary":
+                yield from csv_lines(SUMMARY_COLUMNS,
+                                     summary_records(summarise(conn, rng, premium=premium)))
+            else:
+                zone = rng.zone
+                yield from csv_lines(DETAIL_COLUMNS, (detail_record(row, zone)
+                                                      for row in iter_detail(conn, flt)))
+        finally:
+            conn.close()
+
+    return name, _tee_to_file(_chunks(lines()), target)
