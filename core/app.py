@@ -86,9 +86,12 @@ class CoreHandle:
 
 
 async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
+                   pipeline_options: dict | None = None,
                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """`pipeline_options`: FilteringPipeline keywords (tests: timeout_seconds, fault)."""
     from core.delivery import Deliverer, Resolver
-    from core.pipeline import PassThroughPipeline
+    from core.notify import AlertServices
+    from core.pipeline.service import FilteringPipeline
     from core.spool import QueueManager
 
     conn = db.connect(home.db)
@@ -117,8 +120,10 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
         deliverer = Deliverer(settings=settings, events=events, clock=clock,
                               resolver=resolver, hostname=hostname,
                               diagnostics_dir=home.diagnostics)
+        pipeline = FilteringPipeline(events, counters, **(pipeline_options or {}))
         queue = QueueManager(spool=spool, settings=settings, events=events, counters=counters,
-                             clock=clock, pipeline=PassThroughPipeline(), deliverer=deliverer)
+                             clock=clock, pipeline=pipeline, deliverer=deliverer)
+        alerts = AlertServices(home, settings, events, queue, hostname, pipeline)
         committer = GroupCommitter(spool)
         server = SmtpServer(settings=settings, spool=spool, committer=committer, events=events,
                             counters=counters, clock=clock, on_accepted=queue.message_accepted,
@@ -134,6 +139,7 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
             await nursery.start(settings.run)
             await nursery.start(committer.run)
             await nursery.start(queue.run)
+            await nursery.start(alerts.run)
             addresses = await nursery.start(server.serve)
             await nursery.start(status.run)
             await nursery.start(commands.run)

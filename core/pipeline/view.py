@@ -52,6 +52,8 @@ class Part:
     text: str | None = None             # decoded text of text/plain and text/html (HTML reduced)
     span: tuple[int, int] | None = None        # headers + body in the raw file (rule 2)
     body_span: tuple[int, int] | None = None   # body only
+    cut: tuple[int, int] | None = None         # bytes to remove to delete the part from its
+                                               # multipart (line break + delimiter + part)
     carrier: int | None = None          # outermost part with a span holding this one
     defects: list[str] = field(default_factory=list)
     expanded: bool = True               # False: a container we could list but not open

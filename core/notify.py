@@ -1,0 +1,378 @@
+"""Alerts, violation notifications and resource checks, as mail through the spool
+(SPEC §3 Alerts / Notifications, §6; ARCHITECTURE invariant 4: "Alerts are events; the
+core's alert engine mails them").
+
+What it owns
+    `Notifier`        policy-violation notifications to the administrator and/or the sender,
+                      with the metatags ${MSGINFO} ${VIRUSINFO} ${CONTENTINFO} ${ENCRYPTINFO}
+                      and (administrator only) ${DISPOSITION}; called by the pipeline after
+                      each message whose findings feed a metatag (never antispam, content
+                      rules or spam rules: guide §3 note).
+    `AlertEngine`     reads new events of both processes from SQLite (a cursor kept in
+                      run/alerts.cursor, so a restart neither loses nor repeats alerts) and
+                      mails each enabled alert of Table 3-2 to admin.emails, then writes
+                      `alert_sent`.
+    `ResourceMonitor` low disk (under 10 % free on the data home's file systems) and low
+                      memory (under 10 % available) -> low_disk / low_memory events, once
+                      per crossing.
+
+Rules
+    1. Mail goes through `submit(sender, recipients, bytes, kind=...)` — the queue manager's
+       submit_generated: the same durable spool path, never counted as accepted. Generated
+       mail has the null sender, so it never bounces back into a loop.
+    2. One alert mail per alert kind per poll; kinds that a failing delivery can itself
+       cause (smtp_connection_failure) are sent at most once per THROTTLE_SECONDS.
+    3. With admin.emails empty nothing is sent (the console says so on the Alerts and
+       Notifications tabs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+import trio
+
+from shared import db
+from shared.events import Action
+from shared.guide_texts import ALERT_TEXTS
+
+__all__ = ["Notifier", "AlertEngine", "ResourceMonitor", "alert_key", "fill_metatags",
+           "compose_mail"]
+
+POLL_SECONDS = 1.0
+THROTTLE_SECONDS = 300.0
+MAX_EVENTS_LISTED = 20
+LOW_FRACTION = 0.10            # Table 3-2: "less than 10 percent"
+REARM_FRACTION = 0.12
+RESOURCE_CHECK_SECONDS = 60.0
+CONNECTION_FAILURE_STATUSES = ("4.4.1", "4.4.2", "4.4.0", "5.4.4", "4.4.3")
+THROTTLED = frozenset({"smtp_connection_failure"})
+
+
+# --- composing -----------------------------------------------------------------------------
+
+def from_address(settings: Mapping, hostname: str) -> tuple[str, str]:
+    """(From header, address) for smtp.notify_from: a full address or a user name."""
+    value = (settings.get("smtp.notify_from") or "Mailmoat").strip()
+    if "@" in value:
+        return value, value.strip("<>").split("<")[-1]
+    address = f"{value.replace(' ', '.').lower() or 'mailmoat'}@{hostname}"
+    return f"{value} <{address}>", address
+
+
+def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, body: str,
+                 kind: str) -> bytes:
+    header_from, _ = from_address(settings, hostname)
+    msg = EmailMessage()
+    msg["From"] = header_from
+    msg["To"] = ", ".join(recipients)
+    msg["Subject"] = subject
+    msg["Date"] = formatdate(localtime=False)
+    msg["Message-ID"] = make_msgid(domain=hostname)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg["X-Mailmoat-Kind"] = kind
+    msg.set_content(body)
+    return msg.as_bytes()
+
+
+# --- notifications ---------------------------------------------------------------------------
+
+def fill_metatags(template: str, tags: Mapping[str, str]) -> str:
+    out = template
+    for name, value in tags.items():
+        out = out.replace("${" + name + "}", value).replace("$ {" + name + "}", value)
+    return out
+
+
+def _disposition_text(verdict) -> str:
+    d = verdict.disposition
+    if d == "forward":
+        return f"The message was forwarded to {verdict.forward_to}"
+    if d == "deliver" and any(e.action == "remove_part" for e in verdict.edits):
+        return "The message was delivered with attachments deleted"
+    return {"drop": "The message was dropped", "hold": "The message was held",
+            "quarantine": "The message was quarantined",
+            "deliver": "The message was delivered"}.get(d, f"The message was {d}")
+
+
+def metatags(envelope, outcome) -> dict[str, str]:
+    recipients = ", ".join(r.address for r in envelope.recipients)
+    msginfo = (f"From: {envelope.sender or '<>'}\nTo: {recipients}\n"
+               f"Subject: {outcome.subject[:300]}")
+    virus, content, encrypt = [], [], []
+    for f in outcome.findings:
+        if f.notify == "virus":
+            virus.append(f.reason)
+        elif f.notify == "content":
+            if f.event == "subject_blocked":
+                content.append(f"Subject: {outcome.subject[:300]}\n"
+                               f"Matching Subject: {f.data.get('pattern', '')}")
+            else:
+                content.append(f"File: {f.data.get('file', '')}\n"
+                               f"Matching file name: {f.data.get('pattern', '')}")
+        elif f.notify == "container":
+            content.append(f.text or f.reason)
+        elif f.notify == "encrypted":
+            encrypt.append(f"Message contained an encrypted container "
+                           f"({f.data.get('file', '')})")
+    return {"MSGINFO": msginfo,
+            "VIRUSINFO": ("Virus scan results follow\n" + "\n".join(virus)) if virus else "",
+            "CONTENTINFO": "\n".join(content),
+            "ENCRYPTINFO": "\n".join(dict.fromkeys(encrypt)),
+            "DISPOSITION": _disposition_text(outcome.verdict)}
+
+
+class Notifier:
+    """Violation notifications (module header). `submit` is the queue manager's
+    submit_generated; `hostname` a callable giving the core's host name."""
+
+    def __init__(self, submit: Callable, hostname: Callable[[], str]):
+        self.submit = submit
+        self.hostname = hostname
+        self.sent = 0
+
+    async def violation(self, envelope, outcome, settings: Mapping) -> None:
+        if not any(f.notify for f in outcome.findings) or envelope.is_generated:
+            return
+        if not (settings["notify.admin"] or settings["notify.sender"]):
+            return
+        tags = metatags(envelope, outcome)
+        hostname = self.hostname()
+        if settings["notify.admin"] and settings["admin.emails"]:
+            body = fill_metatags(settings["notify.admin.body"], tags)
+            subject = fill_metatags(settings["notify.admin.subject"], tags)
+            await self._send(settings, hostname, list(settings["admin.emails"]), subject, body)
+        if settings["notify.sender"] and envelope.sender and not envelope.is_bounce:
+            sender_tags = {**tags, "DISPOSITION": ""}
+            body = fill_metatags(settings["notify.sender.body"], sender_tags)
+            subject = fill_metatags(settings["notify.sender.subject"], sender_tags)
+            await self._send(settings, hostname, [envelope.sender], subject, body)
+
+    async def _send(self, settings, hostname, recipients, subject, body) -> None:
+        message = compose_mail(settings, hostname, recipients, subject, body, "notification")
+        await self.submit("", recipients, message, kind="notification")
+        self.sent += 1
+
+
+# --- alerts ------------------------------------------------------------------------------------
+
+def alert_key(row: Mapping) -> str | None:
+    """The `alerts.<key>` an event row raises, or None (guide Table 3-2)."""
+    action = row["action"]
+    data = _data(row)
+    simple = {"service_started": "service_start",
+              "service_start_improper": "service_start_improper",
+              "service_stopped": "service_stop", "low_disk": "low_disk",
+              "low_memory": "low_memory", "object_modified": "config_change",
+              "scan_error": "scan_error", "protocol_violation": "smtp_protocol_violation",
+              "http_protocol_violation": "http_protocol_violation",
+              "failed_logon": "failed_logons", "unauthorized_access": "unauthorized_access"}
+    if action in simple:
+        return simple[action]
+    if action == "held" and row["rule"] == "suspect_message":
+        return "suspect_message"
+    if action in ("liveupdate", "definitions_updated") and (row["result"] or "success") in (
+            "success", "ok", "updated", "installed"):
+        return "liveupdate_complete"
+    if action in ("deferred", "delivery_failed") and not data.get("generated") and \
+            str(data.get("status") or "") in CONNECTION_FAILURE_STATUSES and \
+            not data.get("remote_mta"):
+        return "smtp_connection_failure"
+    return None
+
+
+def _data(row) -> dict:
+    try:
+        return json.loads(row["data"]) if row["data"] else {}
+    except (ValueError, TypeError):
+        return {}
+
+
+class AlertEngine:
+    def __init__(self, db_path, run_dir: Path, settings: Callable[[], Mapping], events,
+                 submit: Callable, hostname: Callable[[], str], *,
+                 poll_seconds: float = POLL_SECONDS, clock=time.monotonic):
+        self.db_path = db_path
+        self.cursor_file = Path(run_dir) / "alerts.cursor"
+        self.settings = settings
+        self.events = events
+        self.submit = submit
+        self.hostname = hostname
+        self.poll_seconds = poll_seconds
+        self.clock = clock
+        self.cursor: int | None = None
+        self.last_sent: dict[str, float] = {}
+        self.sent = 0
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        self.cursor = await trio.to_thread.run_sync(self._load_cursor)
+        task_status.started()
+        while True:
+            await self.poll_once()
+            await trio.sleep(self.poll_seconds)
+
+    async def poll_once(self) -> int:
+        """Mail the alerts of the events written since the last poll; returns mails sent."""
+        rows = await trio.to_thread.run_sync(self._read_new)
+        if not rows:
+            return 0
+        settings = self.settings()
+        grouped: dict[str, list] = {}
+        for row in rows:
+            key = alert_key(row)
+            if key and settings.get(f"alerts.{key}"):
+                grouped.setdefault(key, []).append(row)
+        sent = 0
+        for key, group in grouped.items():
+            if not settings["admin.emails"]:
+                continue                                  # rule 3
+            now = self.clock()
+            if key in THROTTLED and now - self.last_sent.get(key, -1e18) < THROTTLE_SECONDS:
+                continue
+            self.last_sent[key] = now
+            await self._send(settings, key, group)
+            sent += 1
+        self.cursor = rows[-1]["id"]
+        await trio.to_thread.run_sync(self._save_cursor)
+        return sent
+
+    async def _send(self, settings, key: str, rows) -> None:
+        subject, body = ALERT_TEXTS[key]
+        directory = next((_data(r).get("directory") for r in rows if _data(r).get("directory")),
+                         "mail queuing")
+        body = body.replace("{directory}", str(directory))
+        lines = []
+        for row in rows[:MAX_EVENTS_LISTED]:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row["time"]))
+            detail = " ".join(str(x) for x in (row["queue_id"], row["client_ip"], row["info"])
+                              if x)
+            lines.append(f"{stamp}  {row['action']}  {detail}".rstrip())
+        if len(rows) > MAX_EVENTS_LISTED:
+            lines.append(f"... and {len(rows) - MAX_EVENTS_LISTED} more")
+        text = body + "\n\n" + "\n".join(lines) + "\n"
+        recipients = list(settings["admin.emails"])
+        message = compose_mail(settings, self.hostname(), recipients, subject, text, "alert")
+        queue_id = await self.submit("", recipients, message, kind="alert")
+        self.sent += 1
+        self.events.record(Action.ALERT_SENT, rule=f"alerts.{key}", info=subject,
+                           recipients=recipients, queue_id=queue_id,
+                           data={"alert": key, "events": len(rows), "generated": True})
+
+    # --- cursor ------------------------------------------------------------------------------
+    def _max_id(self) -> int:
+        conn = db.connect(self.db_path)
+        try:
+            return conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        finally:
+            conn.close()
+
+    def _load_cursor(self) -> int:
+        try:
+            return int(self.cursor_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return self._max_id()        # first start: alerts from now on, not history
+
+    def _save_cursor(self) -> None:
+        tmp = self.cursor_file.with_name(self.cursor_file.name + ".tmp")
+        tmp.write_text(str(self.cursor))
+        os.replace(tmp, self.cursor_file)
+
+    def _read_new(self) -> list:
+        conn = db.connect(self.db_path)
+        try:
+            return conn.execute(
+                "SELECT id, time, action, result, queue_id, client_ip, rule, info, data "
+                "FROM events WHERE id > ? ORDER BY id LIMIT 1000", (self.cursor,)).fetchall()
+        finally:
+            conn.close()
+
+
+# --- resources ----------------------------------------------------------------------------------
+
+def disk_free_fraction(path: Path) -> float:
+    st = os.statvfs(path)
+    return st.f_bavail / st.f_blocks if st.f_blocks else 1.0
+
+
+def memory_available_fraction() -> float:
+    try:
+        info = {}
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                name, _, value = line.partition(":")
+                info[name] = int(value.split()[0])
+        return info["MemAvailable"] / info["MemTotal"]
+    except (OSError, KeyError, ValueError, ZeroDivisionError):
+        return 1.0
+
+
+class ResourceMonitor:
+    """Low disk / low memory events (Table 3-2), once per crossing below 10 %."""
+
+    def __init__(self, events, directories: Mapping[str, Path], *,
+                 disk_free: Callable[[Path], float] = disk_free_fraction,
+                 memory_free: Callable[[], float] = memory_available_fraction,
+                 interval_seconds: float = RESOURCE_CHECK_SECONDS):
+        self.events = events
+        self.directories = directories      # label ("logging", "mail queuing", ...) -> path
+        self.disk_free = disk_free
+        self.memory_free = memory_free
+        self.interval_seconds = interval_seconds
+        self.low: set[str] = set()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await trio.to_thread.run_sync(self.check_once)
+            await trio.sleep(self.interval_seconds)
+
+    def check_once(self) -> None:
+        seen_devices = set()
+        for label, path in self.directories.items():
+            try:
+                device = os.stat(path).st_dev
+                fraction = self.disk_free(path)
+            except OSError:
+                continue
+            if device in seen_devices:
+                continue
+            seen_devices.add(device)
+            self._edge(f"disk:{label}", fraction, Action.LOW_DISK,
+                       {"directory": label, "path": str(path), "free": round(fraction, 4)},
+                       f"the {label} directory has {fraction:.1%} free disk space")
+        fraction = self.memory_free()
+        self._edge("memory", fraction, Action.LOW_MEMORY, {"free": round(fraction, 4)},
+                   f"{fraction:.1%} of memory available")
+
+    def _edge(self, key, fraction, action, data, info) -> None:
+        if fraction < LOW_FRACTION and key not in self.low:
+            self.low.add(key)
+            self.events.record(action, info=info, data=data)
+        elif fraction >= REARM_FRACTION:
+            self.low.discard(key)
+
+
+class AlertServices:
+    """The alert engine and the resource monitor as one service for core/app.py; also
+    gives the pipeline its Notifier once the queue manager exists."""
+
+    def __init__(self, home, settings: Callable[[], Mapping], events, queue,
+                 hostname: Callable[[], str], pipeline=None):
+        self.engine = AlertEngine(home.db, home.run, settings, events, queue.submit_generated,
+                                  hostname)
+        self.monitor = ResourceMonitor(events, {"mail queuing": home.spool,
+                                                "logging": home.logs, "email": home.tmp})
+        if pipeline is not None and hasattr(pipeline, "notifier"):
+            pipeline.notifier = Notifier(queue.submit_generated, hostname)
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.engine.run)
+            await nursery.start(self.monitor.run)
+            task_status.started()

@@ -1,0 +1,263 @@
+"""Decomposition (SPEC §5 step 2): raw message bytes -> MessageView.
+
+Walks the MIME tree on the raw bytes (mime.py), decodes transfer encodings, descends into
+attached messages (message/rfc822) and containers (archives.py), sniffs every part's true
+type (sniff.py), detects password protection (archives.py, encryption.py) and reduces text
+parts to text (text.py) — all under the per-message container budget (limits.py).
+
+Rules
+    1. `decompose()` never raises for anything in the message: defects go to
+       `view.defects`, undecodable content to `view.errors`, the first limit hit to
+       `view.limit_hit` (and decomposition stops there). A bug raises (the worker crash
+       path of the queue manager catches it).
+    2. Parts are numbered in pre-order as they are found; `depth` follows SPEC §3 (message
+       0, +1 per archive or attached message; multipart nesting adds nothing).
+    3. MIME nesting deeper than MAX_MIME_NESTING is not followed (a defect; the rest of
+       the subtree is kept as one opaque part), so hostile nesting cannot exhaust the stack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from core.pipeline.decompose import archives
+from core.pipeline.decompose.encryption import office_is_encrypted, pdf_is_encrypted
+from core.pipeline.decompose.limits import Budget, LimitExceeded
+from core.pipeline.decompose.mime import (content_info, decode_transfer, decode_words,
+                                          find_parts, split_header)
+from core.pipeline.decompose.sniff import CONTAINER_TYPES, true_type
+from core.pipeline.decompose.text import decode_text, html_to_text
+from core.pipeline.view import LimitHit, MessageView, Part, PartError
+
+__all__ = ["decompose", "decompose_bytes", "Budget", "LimitExceeded"]
+
+MAX_MIME_NESTING = 100
+MAX_DEFECTS = 200
+TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
+
+
+def decompose(path, context: Mapping, settings: Mapping) -> MessageView:
+    """Read the message file at `path` and take it apart (rule 1)."""
+    with open(path, "rb") as handle:
+        raw = handle.read()
+    return decompose_bytes(raw, context, settings)
+
+
+def decompose_bytes(raw: bytes, context: Mapping, settings: Mapping) -> MessageView:
+    view = MessageView(queue_id=context.get("queue_id", ""), sender=context.get("sender", ""),
+                       recipients=tuple(context.get("recipients", ())),
+                       client_ip=context.get("client_ip", ""), helo=context.get("helo", ""),
+                       size=len(raw), is_generated=bool(context.get("is_generated")),
+                       skip_antispam=bool(context.get("skip_antispam")))
+    walker = _Walker(raw, view, Budget.from_settings(settings))
+    try:
+        walker.entity(raw, 0, len(raw), parent=None, depth=0, in_raw=True, location="message",
+                      cut=None, nesting=0)
+    except LimitExceeded as hit:
+        view.limit_hit = LimitHit(hit.limit, float(hit.value), float(hit.maximum), hit.location)
+    except RecursionError:
+        view.errors.append(PartError(0, "structure nested too deeply to follow"))
+    view.extracted_octets = walker.budget.total_octets
+    return view
+
+
+class _Walker:
+    def __init__(self, raw: bytes, view: MessageView, budget: Budget):
+        self.raw = raw
+        self.view = view
+        self.budget = budget
+
+    # --- bookkeeping -------------------------------------------------------------------
+    def new_part(self, **fields) -> Part:
+        part = Part(id=len(self.view.parts), **fields)
+        if part.id:
+            self.budget.add_file(part.location)
+        self.view.parts.append(part)
+        return part
+
+    def defect(self, part: Part, text: str) -> None:
+        part.defects.append(text)
+        if len(self.view.defects) < MAX_DEFECTS:
+            self.view.defects.append(f"{part.location}: {text}")
+
+    def error(self, part: Part, reason: str) -> None:
+        self.view.errors.append(PartError(part.id, reason))
+
+    def carrier_of(self, part: Part) -> int:
+        return part.id if part.span is not None else (part.carrier if part.carrier is not None
+                                                       else part.id)
+
+    # --- archives call these -----------------------------------------------------------
+    def take(self, out: bytearray, chunk: bytes, location: str, compressed_in: int) -> None:
+        """Append a decompressed chunk, charging the budget first."""
+        if not chunk:
+            return
+        self.budget.charge(len(chunk), location)
+        out += chunk
+        self.budget.check_file(len(out), location)
+        self.budget.check_ratio(len(out), compressed_in, location)
+
+    def read_limited(self, read, location: str, compressed_in: int | None) -> bytes:
+        out = bytearray()
+        while True:
+            chunk = read(archives.CHUNK_OCTETS)
+            if not chunk:
+                return bytes(out)
+            self.take(out, chunk, location, compressed_in or len(out))
+
+    def add_member(self, container: Part, name: str, data: bytes | None, *,
+                   declared: int | None = None, encrypted_member: bool = False,
+                   expand: bool = True) -> Part:
+        name = (name or "").replace("\x00", "") or "unnamed"
+        member = self.new_part(parent=container.id, depth=container.depth + 1,
+                               location=f"{container.location}/{name}", origin=(
+                                   "tnef" if container.container == "tnef" else "archive"),
+                               filename=name, is_attachment=True,
+                               carrier=self.carrier_of(container), declared_size=declared)
+        if data is None:
+            member.expanded = not encrypted_member
+            member.encrypted = False
+            return member
+        member.data = data
+        member.content_type = "application/octet-stream"
+        if expand:
+            self.content(member)
+        return member
+
+    # --- MIME ----------------------------------------------------------------------------
+    def entity(self, buf: bytes, start: int, end: int, *, parent: int | None, depth: int,
+               in_raw: bool, location: str, cut, nesting: int,
+               default_type: str = "text/plain") -> None:
+        header = split_header(buf, start, end)
+        info = content_info(header.fields, default_type)
+        part = self.new_part(parent=parent, depth=depth, location=location,
+                             content_type=info.content_type, charset=info.charset,
+                             filename=info.filename, disposition=info.disposition,
+                             transfer_encoding=info.transfer_encoding)
+        if in_raw:
+            part.span, part.body_span, part.cut = (start, end), (header.body_start, end), cut
+        elif parent is not None:
+            part.carrier = self.carrier_of(self.view.parts[parent])
+        if parent is not None and part.carrier is None and part.span is None:
+            part.carrier = self.carrier_of(self.view.parts[parent])
+        for text in header.defects + info.defects:
+            self.defect(part, text)
+        if part.id == 0:
+            self._top_headers(part, header.fields)
+        maintype = info.content_type.split("/", 1)[0]
+        if maintype == "multipart":
+            self._multipart(buf, part, info, header.body_start, end, in_raw, nesting)
+            return
+        if info.content_type in ("message/rfc822", "message/global"):
+            self._attached_message(buf, part, info, header.body_start, end, in_raw, nesting)
+            return
+        part.is_attachment = self._is_attachment(part)
+        body = buf[header.body_start:end]
+        data, error, defect = decode_transfer(body, info.transfer_encoding)
+        if defect:
+            self.defect(part, defect)
+        if error:
+            if part.is_attachment:
+                self.error(part, error)
+            else:
+                self.defect(part, error)
+            data = body
+        self.budget.check_file(len(data), location)
+        self.budget.charge(len(data), location)
+        part.data = data
+        self.content(part)
+
+    def _top_headers(self, part: Part, fields) -> None:
+        decoded = []
+        for name, value in fields:
+            text, ok = decode_words(value)
+            if not ok:
+                self.defect(part, f"bad encoded word in {name}")
+            decoded.append((name, text))
+        self.view.headers = decoded
+        subjects = [v for k, v in decoded if k.lower() == "subject"]
+        self.view.subject = subjects[0] if subjects else ""
+
+    @staticmethod
+    def _is_attachment(part: Part) -> bool:
+        if part.disposition == "attachment" or part.filename:
+            return True
+        return not part.content_type.startswith("text/")
+
+    def _multipart(self, buf, part, info, body_start, end, in_raw, nesting) -> None:
+        part.is_multipart = True
+        if nesting >= MAX_MIME_NESTING:
+            self.defect(part, f"multipart nesting deeper than {MAX_MIME_NESTING} not followed")
+            part.is_multipart, part.is_attachment = False, True
+            part.data = b""
+            return
+        if not info.boundary:
+            self.defect(part, "multipart without a boundary (read as text)")
+            self._as_text_leaf(buf, part, body_start, end)
+            return
+        children, closed = find_parts(buf, body_start, end, info.boundary)
+        if not children:
+            self.defect(part, "multipart boundary never found (read as text)")
+            self._as_text_leaf(buf, part, body_start, end)
+            return
+        if not closed:
+            self.defect(part, "missing closing boundary")
+        child_default = ("message/rfc822" if info.content_type == "multipart/digest"
+                         else "text/plain")
+        for index, child in enumerate(children, 1):
+            self.entity(buf, child.start, child.end, parent=part.id, depth=part.depth,
+                        in_raw=in_raw, location=f"{part.location}.{index}" if part.id
+                        else f"part{index}",
+                        cut=(child.cut_start, child.end) if in_raw else None,
+                        nesting=nesting + 1, default_type=child_default)
+
+    def _as_text_leaf(self, buf, part, body_start, end) -> None:
+        part.is_multipart = False
+        part.content_type = "text/plain"
+        data = buf[body_start:end]
+        self.budget.check_file(len(data), part.location)
+        self.budget.charge(len(data), part.location)
+        part.data = data
+        self.content(part)
+
+    def _attached_message(self, buf, part, info, body_start, end, in_raw, nesting) -> None:
+        part.container = "message"
+        part.is_attachment = True
+        depth = part.depth + 1
+        self.budget.check_depth(depth, part.location + "/")
+        encoding = (info.transfer_encoding or "7bit").lower()
+        if encoding in ("7bit", "8bit", "binary"):
+            self.entity(buf, body_start, end, parent=part.id, depth=depth, in_raw=in_raw,
+                        location=part.location + "/message", cut=None, nesting=nesting + 1)
+            return
+        data, error, defect = decode_transfer(buf[body_start:end], encoding)
+        if defect:
+            self.defect(part, defect)
+        if error:
+            self.error(part, error)
+            return
+        self.budget.check_file(len(data), part.location)
+        self.budget.charge(len(data), part.location)
+        self.entity(data, 0, len(data), parent=part.id, depth=depth, in_raw=False,
+                    location=part.location + "/message", cut=None, nesting=nesting + 1)
+
+    # --- content of a leaf: type, text, encryption, containers ------------------------------
+    def content(self, part: Part) -> None:
+        data = part.data
+        kind = true_type(data)
+        part.true_type = kind
+        if (part.origin == "mime" and part.content_type in ("text/plain", "text/html")
+                and not (part.is_attachment and kind is not None)):
+            text, defect = decode_text(data, part.charset)
+            if defect:
+                self.defect(part, defect)
+            part.text = html_to_text(text) if part.content_type == "text/html" else text
+        if kind == "pdf":
+            part.encrypted = pdf_is_encrypted(data)
+        elif kind == "ole":
+            part.encrypted = bool(office_is_encrypted(data))
+        if kind is None and part.content_type in TNEF_TYPES and data:
+            self.error(part, "TNEF content without the TNEF signature")
+            return
+        if kind in CONTAINER_TYPES:
+            archives.expand(self, part)

@@ -1,0 +1,290 @@
+"""Container readers: zip, tar, gzip, bzip2, xz, 7z (py7zr), rar (rarfile), TNEF (tnefparse).
+
+Every reader reads members through the walker's budget (limits.py), in chunks, so the
+first byte over a limit stops it: declared sizes are checked before a member is opened,
+and what comes out is charged as it comes. Readers never write to disk.
+
+Rules
+    1. `expand(walker, part)` adds the container's members as parts (walker.add_member,
+       which sniffs and expands them in turn) and marks `part.encrypted` when the container
+       is password-protected; encrypted members are listed by name with no content.
+    2. A container that cannot be read (corrupt, truncated, unsupported method) is a
+       walker.error on that part (unprocessable); a bad member is an error on that member
+       and the others are still read. LimitExceeded always propagates.
+    3. rar content needs an external unrar tool; without one the members are listed
+       (names, sizes, encryption) and `part.expanded` is False — not an error.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import lzma
+import tarfile
+import zipfile
+import zlib
+
+from core.pipeline.decompose.limits import LimitExceeded
+
+__all__ = ["expand", "CHUNK_OCTETS"]
+
+CHUNK_OCTETS = 64 * 1024
+
+
+def expand(walker, part) -> None:
+    kind = part.true_type
+    reader = _READERS[kind]
+    part.container = kind
+    walker.budget.check_depth(part.depth + 1, part.location + "/")
+    try:
+        reader(walker, part)
+    except LimitExceeded:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:        # rule 2: a container we cannot read
+        walker.error(part, f"cannot read {kind} container: {type(exc).__name__}: {exc}"[:300])
+
+
+# --- zip ---------------------------------------------------------------------------------
+
+def _zip(walker, part) -> None:
+    archive = zipfile.ZipFile(io.BytesIO(part.data))
+    infos = archive.infolist()
+    if any(info.flag_bits & 0x1 for info in infos):
+        part.encrypted = True
+    for info in infos:
+        if info.is_dir():
+            continue
+        location = f"{part.location}/{info.filename}"
+        if info.flag_bits & 0x1:
+            walker.add_member(part, info.filename, None, declared=info.file_size,
+                              encrypted_member=True)
+            continue
+        walker.budget.check_declared(info.file_size, info.compress_size, location)
+        try:
+            with archive.open(info) as stream:
+                data = walker.read_limited(stream.read, location, info.compress_size)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError,
+                lzma.LZMAError, ValueError, RuntimeError) as exc:
+            member = walker.add_member(part, info.filename, b"", expand=False)
+            walker.error(member, f"corrupt zip member: {type(exc).__name__}: {exc}"[:300])
+            continue
+        walker.add_member(part, info.filename, data)
+
+
+# --- tar ---------------------------------------------------------------------------------
+
+def _tar(walker, part) -> None:
+    with tarfile.open(fileobj=io.BytesIO(part.data), mode="r:") as archive:
+        for member in archive:           # lazy: headers are read one at a time
+            if not member.isfile():
+                continue
+            location = f"{part.location}/{member.name}"
+            walker.budget.check_declared(member.size, member.size, location)
+            stream = archive.extractfile(member)
+            data = walker.read_limited(stream.read, location, max(member.size, 1))
+            walker.add_member(part, member.name, data)
+
+
+# --- single-stream compressors -------------------------------------------------------------
+
+def _stream_name(part, suffixes: tuple[str, ...], header_name: str | None = None) -> str:
+    if header_name:
+        return header_name
+    name = part.filename or "data"
+    base = name.rsplit("/", 1)[-1]
+    lower = base.lower()
+    if lower.endswith(".tgz") or lower.endswith(".tbz2") or lower.endswith(".txz"):
+        return base.rsplit(".", 1)[0] + ".tar"
+    for suffix in suffixes:
+        if lower.endswith(suffix):
+            return base[: -len(suffix)] or "data"
+    return base + ".out"
+
+
+def _gzip_name(data: bytes) -> str | None:
+    """FNAME of the gzip header (RFC 1952 §2.3.1), if any."""
+    if len(data) < 10 or not data[3] & 0x08:
+        return None
+    pos = 10
+    if data[3] & 0x04:                       # FEXTRA
+        if len(data) < 12:
+            return None
+        pos += 2 + int.from_bytes(data[10:12], "little")
+    end = data.find(b"\x00", pos, pos + 1024)
+    if end < 0:
+        return None
+    return data[pos:end].decode("latin-1").rsplit("/", 1)[-1] or None
+
+
+def _decompress(walker, part, new_decompressor, is_zlib: bool) -> bytes:
+    """Every stream of a multi-stream file, chunk by chunk under the budget."""
+    location = part.location + "/"
+    out = bytearray()
+    data = part.data
+    total_in = len(data)
+    while data:
+        decomp = new_decompressor()
+        if is_zlib:                  # zlib tells how much input it consumed: exact ratio
+            consumed_before = total_in - len(data)
+            chunk = decomp.decompress(data, CHUNK_OCTETS)
+            while True:
+                consumed = consumed_before + len(data) - len(decomp.unconsumed_tail)
+                walker.take(out, chunk, location, max(consumed, 1))
+                if decomp.eof or not (decomp.unconsumed_tail or chunk):
+                    break
+                chunk = decomp.decompress(decomp.unconsumed_tail, CHUNK_OCTETS)
+            if not decomp.eof:
+                raise EOFError("compressed stream ends early")
+        else:
+            chunk = decomp.decompress(data, CHUNK_OCTETS)
+            while True:
+                walker.take(out, chunk, location, total_in)
+                if decomp.eof or (decomp.needs_input and not chunk):
+                    break
+                chunk = decomp.decompress(b"", CHUNK_OCTETS)
+            if not decomp.eof:
+                raise EOFError("compressed stream ends early")
+        data = decomp.unused_data
+        if data.strip(b"\x00") == b"":      # trailing padding
+            break
+    return bytes(out)
+
+
+def _gz(walker, part) -> None:
+    data = _decompress(walker, part, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), True)
+    walker.add_member(part, _stream_name(part, (".gz", ".gzip", ".z"), _gzip_name(part.data)),
+                      data)
+
+
+def _bz2(walker, part) -> None:
+    data = _decompress(walker, part, bz2.BZ2Decompressor, False)
+    walker.add_member(part, _stream_name(part, (".bz2", ".bz")), data)
+
+
+def _xz(walker, part) -> None:
+    data = _decompress(walker, part, lzma.LZMADecompressor, False)
+    walker.add_member(part, _stream_name(part, (".xz", ".lzma")), data)
+
+
+# --- 7z ------------------------------------------------------------------------------------
+
+def _7z(walker, part) -> None:
+    import py7zr
+    from py7zr.exceptions import PasswordRequired
+    from py7zr.io import Py7zIO, WriterFactory
+
+    try:
+        archive = py7zr.SevenZipFile(io.BytesIO(part.data), mode="r")
+    except PasswordRequired:
+        part.encrypted = True                 # encrypted headers: even the names are hidden
+        part.expanded = False
+        return
+    with archive:
+        infos = [i for i in archive.list() if not i.is_directory]
+        if archive.needs_password():
+            part.encrypted = True
+            for info in infos:
+                walker.add_member(part, info.filename, None, declared=info.uncompressed,
+                                  encrypted_member=True)
+            return
+        compressed_total = max(len(part.data), 1)
+        for info in infos:
+            walker.budget.check_declared(info.uncompressed, None,
+                                         f"{part.location}/{info.filename}")
+        outputs: dict[str, bytearray] = {}
+
+        class _Sink(Py7zIO):
+            def __init__(self, name: str):
+                self.name, self.buf = name, bytearray()
+                outputs[name] = self.buf
+
+            def write(self, s):
+                walker.take(self.buf, bytes(s), f"{part.location}/{self.name}",
+                            compressed_total)
+                return len(s)
+
+            def read(self, size=None):
+                return b""
+
+            def seek(self, offset, whence=0):
+                return 0
+
+            def flush(self):
+                return None
+
+            def size(self):
+                return len(self.buf)
+
+        class _Factory(WriterFactory):
+            def create(self, filename):
+                return _Sink(filename)
+
+        archive.extractall(factory=_Factory())
+    for info in infos:
+        walker.add_member(part, info.filename, bytes(outputs.get(info.filename, b"")))
+
+
+# --- rar -----------------------------------------------------------------------------------
+
+def _rar(walker, part) -> None:
+    import rarfile
+
+    try:
+        archive = rarfile.RarFile(io.BytesIO(part.data))
+    except rarfile.PasswordRequired:
+        part.encrypted = True                  # encrypted headers
+        part.expanded = False
+        return
+    with archive:
+        infos = [i for i in archive.infolist() if not i.is_dir()]
+        if archive.needs_password() or any(i.needs_password() for i in infos):
+            part.encrypted = True
+        can_extract = _rar_tool_available()
+        part.expanded = can_extract and not part.encrypted
+        for info in infos:
+            location = f"{part.location}/{info.filename}"
+            if info.needs_password():
+                walker.add_member(part, info.filename, None, declared=info.file_size,
+                                  encrypted_member=True)
+                continue
+            walker.budget.check_declared(info.file_size, info.compress_size, location)
+            if not can_extract:
+                walker.add_member(part, info.filename, None, declared=info.file_size)
+                continue
+            with archive.open(info) as stream:
+                data = walker.read_limited(stream.read, location, info.compress_size)
+            walker.add_member(part, info.filename, data)
+
+
+def _rar_tool_available() -> bool:
+    import rarfile
+    try:
+        rarfile.tool_setup()
+        return True
+    except Exception:
+        return False
+
+
+# --- TNEF (winmail.dat) --------------------------------------------------------------------
+
+def _tnef(walker, part) -> None:
+    from tnefparse import TNEF
+
+    tnef = TNEF(part.data)
+    for attachment in tnef.attachments:
+        try:
+            name = attachment.long_filename() or attachment.name
+        except Exception:
+            name = getattr(attachment, "name", None)
+        if isinstance(name, bytes):
+            name = name.decode("latin-1")
+        data = attachment.data or b""
+        walker.budget.check_declared(len(data), None, f"{part.location}/{name}")
+        walker.budget.charge(len(data), f"{part.location}/{name}")
+        walker.add_member(part, str(name or "attachment").strip("\x00"), data)
+
+
+_READERS = {"zip": _zip, "tar": _tar, "gz": _gz, "bz2": _bz2, "xz": _xz, "7z": _7z,
+            "rar": _rar, "tnef": _tnef}

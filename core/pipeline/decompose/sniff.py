@@ -1,0 +1,57 @@
+"""True file type by content (magic bytes), pure Python (no libmagic).
+
+`true_type(data)` returns an extension-like name ("exe", "zip", "pdf", ...) or None. Only
+the first bytes are read (and offset 257 for tar, 0x8001 for ISO 9660). The names are what
+file-name and scan-policy rules compare with extensions, so they are extensions.
+"""
+
+from __future__ import annotations
+
+__all__ = ["true_type", "CONTAINER_TYPES"]
+
+# (offset, magic, type) — first match wins; longer/more specific first.
+_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+    (0, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "ole"),
+    (0, b"Rar!\x1a\x07", "rar"),
+    (0, b"7z\xbc\xaf\x27\x1c", "7z"),
+    (0, b"\xfd7zXZ\x00", "xz"),
+    (0, b"PK\x03\x04", "zip"),
+    (0, b"PK\x05\x06", "zip"),          # empty archive
+    (0, b"PK\x07\x08", "zip"),          # spanned marker
+    (0, b"\x1f\x8b", "gz"),
+    (0, b"BZh", "bz2"),
+    (0, b"\x78\x9f\x3e\x22", "tnef"),
+    (0, b"%PDF-", "pdf"),
+    (0, b"{\\rtf", "rtf"),
+    (0, b"MSCF", "cab"),
+    (0, b"ITSF", "chm"),
+    (0, b"L\x00\x00\x00\x01\x14\x02\x00", "lnk"),
+    (0, b"\x7fELF", "elf"),
+    (0, b"\xca\xfe\xba\xbe", "class"),
+    (0, b"\xcf\xfa\xed\xfe", "macho"),
+    (0, b"\xfe\xed\xfa\xce", "macho"),
+    (0, b"MZ", "exe"),
+    (0, b"GIF87a", "gif"),
+    (0, b"GIF89a", "gif"),
+    (0, b"\x89PNG\r\n\x1a\n", "png"),
+    (0, b"\xff\xd8\xff", "jpg"),
+    (0, b"xar!", "xar"),
+    (0, b"070701", "cpio"),
+    (0, b"070707", "cpio"),
+    (0, b"\xc7\x71", "cpio"),
+    (257, b"ustar", "tar"),
+    (0x8001, b"CD001", "iso"),
+)
+
+# Types the decomposer opens (decompose/archives.py).
+CONTAINER_TYPES = frozenset({"zip", "tar", "gz", "bz2", "xz", "7z", "rar", "tnef"})
+
+
+def true_type(data: bytes) -> str | None:
+    for offset, magic, name in _MAGIC:
+        if data[offset:offset + len(magic)] == magic:
+            return name
+    head = data[:1024]
+    if b"%PDF-" in head:            # PDF allows junk before the header
+        return "pdf"
+    return None

@@ -1,0 +1,94 @@
+"""What runs inside a worker process for one message: decompose -> checks -> verdict ->
+rewrite (ARCHITECTURE invariant 2; the trio side is workers.py).
+
+`process_message(path, context, settings)` reads the message file itself (only the path
+crosses the process boundary), and returns a `WorkerOutcome` of plain data: the findings,
+the verdict, the facts notifications need, and the path of the rewritten message (a temp
+file beside the original, fsync'd) when the verdict edits it. It never renames over the
+message: the core does that after it has the outcome, so a worker killed half way leaves
+the message as it was.
+
+Rules
+    1. A check that raises becomes a scan_error finding asking for `scan.unprocessable`
+       (STYLE §1, invariant 8); the other checks still run.
+    2. `fault` is a test hook only: an importable "module:function" the worker calls with
+       the path before decomposing (tests inject crashes and hangs with it). Shipped code
+       passes None; nothing in a message or in the settings can set it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.pipeline.decompose import decompose_bytes
+from core.pipeline.findings import Finding
+from core.pipeline.registry import CHECKS
+from core.pipeline.rewrite import rewrite
+from core.pipeline.verdict import DELIVERING, Verdict, decide
+
+__all__ = ["process_message", "WorkerOutcome", "REWRITE_SUFFIX"]
+
+REWRITE_SUFFIX = ".rewrite.tmp"
+MAX_LISTED_FILES = 50
+
+
+@dataclass
+class WorkerOutcome:
+    findings: list[Finding]
+    verdict: Verdict
+    rewritten: str | None = None          # temp file to rename over the message
+    subject: str = ""
+    parts: int = 0
+    files: list[str] = field(default_factory=list)      # attachment names, for MSGINFO
+    defects: int = 0
+    extracted_octets: int = 0
+
+
+def run_checks(view, settings, checks=CHECKS) -> list[Finding]:
+    findings: list[Finding] = []
+    for check in checks:
+        try:
+            findings.extend(check.run(view, settings))
+        except Exception as exc:          # rule 1
+            findings.append(Finding(
+                rule=f"check.{check.name}", action=settings["scan.unprocessable"],
+                event="scan_error",
+                reason=f"check {check.name} failed: {type(exc).__name__}: {exc}"[:300]))
+    return findings
+
+
+def process_message(path: str, context: dict, settings: dict,
+                    fault: str | None = None) -> WorkerOutcome:
+    if fault:                              # rule 2: tests only
+        module, _, name = fault.partition(":")
+        getattr(importlib.import_module(module), name)(path)
+    raw = Path(path).read_bytes()
+    view = decompose_bytes(raw, context, settings)
+    findings = run_checks(view, settings)
+    verdict = decide(findings)
+    outcome = WorkerOutcome(
+        findings=findings, verdict=verdict, subject=view.subject, parts=len(view.parts),
+        files=[p.filename for p in view.files() if p.filename][:MAX_LISTED_FILES],
+        defects=len(view.defects), extracted_octets=view.extracted_octets)
+    if verdict.disposition in DELIVERING and (verdict.edits or verdict.forward_subject):
+        new = rewrite(raw, view, verdict.edits, forward_subject=verdict.forward_subject)
+        if new != raw:
+            outcome.rewritten = _write_temp(path, new)
+    return outcome
+
+
+def _write_temp(path: str, data: bytes) -> str:
+    temp = path + REWRITE_SUFFIX
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return temp

@@ -1,0 +1,111 @@
+"""The real pipeline behind the queue manager's seam (core/pipeline/__init__.py contract).
+
+Per message: run decompose -> checks -> verdict -> rewrite in a worker process (run.py via
+workers.py), then, back in the core: write one event per finding (naming its rule), count,
+put the rewritten message in place atomically, send the notifications, and return the one
+disposition. The queue manager writes the disposition event.
+
+Rules
+    1. Only the path, the envelope facts and a plain copy of the settings snapshot go to
+       the worker; only plain findings come back.
+    2. The rewritten file is renamed over the message and the directory fsync'd before the
+       result is returned (invariant 1: every later state change is atomic).
+    3. A worker crash or timeout propagates (the manager's crash path); nothing is written
+       for that attempt except by the manager.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import trio
+
+from core.pipeline import PipelineResult
+from core.pipeline.run import process_message
+from core.pipeline.workers import PROCESS_TIMEOUT_SECONDS, run_in_worker
+from shared.events import Action
+from shared.spool import Envelope
+
+__all__ = ["FilteringPipeline"]
+
+EVENT_RESULTS = {"remove_part": "deleted", "replace_part": "repaired", "drop": "dropped",
+                 "log": "logged", "forward": "forwarded", "hold": "held",
+                 "quarantine": "quarantined", "deliver": "delivered", "reject": "rejected"}
+COUNTER_OF = {"attachment_deleted": "attachments_stripped",
+              "subject_blocked": "policy_violations",
+              "content_rule_violation": "policy_violations",
+              "container_limit": "policy_violations"}
+
+
+class FilteringPipeline:
+    def __init__(self, events, counters=None, *, notifier=None,
+                 timeout_seconds: float = PROCESS_TIMEOUT_SECONDS, fault: str | None = None,
+                 inline: bool = False):
+        """`fault`: test hook (run.py rule 2); `inline`: run in a thread, not a process."""
+        self.events = events
+        self.counters = counters
+        self.notifier = notifier
+        self.timeout_seconds = timeout_seconds
+        self.fault = fault
+        self.inline = inline
+
+    async def process(self, queue_id: str, envelope: Envelope, message_path: Path,
+                      settings: Mapping) -> PipelineResult:
+        context = {"queue_id": queue_id, "sender": envelope.sender,
+                   "recipients": [r.address for r in envelope.recipients],
+                   "client_ip": envelope.client_ip, "helo": envelope.client_helo,
+                   "is_generated": envelope.is_generated,
+                   "skip_antispam": envelope.skip_antispam}
+        outcome = await run_in_worker(process_message, str(message_path), context,
+                                      dict(settings), self.fault,
+                                      timeout_seconds=self.timeout_seconds, inline=self.inline)
+        self._record(envelope, outcome)
+        if outcome.rewritten:
+            envelope.size = await trio.to_thread.run_sync(_replace, outcome.rewritten,
+                                                          str(message_path))
+        verdict = outcome.verdict
+        if self.notifier is not None:
+            await self.notifier.violation(envelope, outcome, settings)
+        if verdict.disposition == "forward":
+            return PipelineResult("forward", reason=verdict.reason,
+                                  forward_to=(verdict.forward_to,), rule=verdict.rule)
+        return PipelineResult(verdict.disposition, reason=verdict.reason, rule=verdict.rule,
+                              quarantine=verdict.quarantine)
+
+    def _record(self, envelope: Envelope, outcome) -> None:
+        common = {"queue_id": envelope.queue_id, "sender": envelope.sender,
+                  "recipients": [r.address for r in envelope.recipients],
+                  "subject": outcome.subject[:998] or None, "size": envelope.size,
+                  "client_ip": envelope.client_ip or None,
+                  "connection_id": envelope.connection_id or None}
+        for finding in outcome.findings:
+            if finding.event is None:
+                continue
+            data = {**finding.data, "action": finding.action}
+            if finding.score is not None:
+                data["score"] = finding.score
+            self.events.record(Action(finding.event), rule=finding.rule, info=finding.reason,
+                               result=EVENT_RESULTS.get(finding.action), data=data, **common)
+            self._count(finding)
+
+    def _count(self, finding) -> None:
+        if self.counters is None:
+            return
+        name = COUNTER_OF.get(finding.event)
+        if finding.event == "encrypted_container":
+            name = "encryptions_deleted" if finding.action == "remove_part" else (
+                "encryptions_logged" if finding.action == "log" else "policy_violations")
+        if name:
+            self.counters.incr(name)
+
+
+def _replace(temp: str, path: str) -> int:
+    os.rename(temp, path)
+    fd = os.open(os.path.dirname(path), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return os.path.getsize(path)
