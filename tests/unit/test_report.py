@@ -1,0 +1,415 @@
+"""The report service (shared.report*): every summary figure, every detail filter, the search,
+time zones, CSV/JSON/text formats. Events are seeded through the event writer, never SQL."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import zoneinfo
+
+import pytest
+
+from shared import db
+from shared.clock import FakeClock
+from shared.events import CATEGORY_OF, Action, Category, EventWriter
+from shared.report import (ACTION_GROUPS, DetailFilter, count_detail, detail_page,
+                           disposition_counts, iter_detail, summarise)
+from shared.report_format import (DETAIL_COLUMNS, SUMMARY_COLUMNS, csv_lines, detail_record,
+                                  escape_cell, json_lines, summary_records, summary_text,
+                                  text_lines)
+from shared.report_time import (BadTime, ReportRange, csv_file_name, iso_local, make_range,
+                                parse_time)
+
+T0 = 1_800_000_000.0          # 2027-01-15 08:00:00 UTC, a whole hour
+UTC = zoneinfo.ZoneInfo("UTC")
+
+
+class Seeder:
+    """Events written by the real EventWriter at chosen times."""
+
+    def __init__(self, path):
+        self.path = path
+        self.clock = FakeClock(T0)
+        self.writer = EventWriter(path, "core", self.clock)
+
+    def at(self, when: float, action: Action, **fields):
+        self.clock.value = when
+        return self.writer.record(action, **fields)
+
+    def done(self):
+        self.writer.flush()
+
+
+@pytest.fixture
+def database(tmp_path):
+    path = tmp_path / "mailmoat.db"
+    conn = db.connect(path)
+    db.migrate(conn)
+    yield path, conn
+    conn.close()
+
+
+@pytest.fixture
+def seed(database):
+    seeder = Seeder(database[0])
+    yield seeder
+    seeder.writer.close()
+
+
+def whole_day() -> ReportRange:
+    return ReportRange(T0 - 12 * 3600, T0 + 12 * 3600, "UTC")
+
+
+def seed_traffic(seed: Seeder) -> None:
+    """A day with something for every summary figure (counts chosen to be distinct)."""
+    t = T0 - 3600 + 17.5                      # partial and whole hours both get events
+    for i in range(23):
+        seed.at(t + i * 60, Action.ACCEPTED, queue_id=f"q{i}", size=1000 + i,
+                sender="a@example.com", recipients=["b@example.net", "c@example.net"])
+    for i in range(45):
+        seed.at(t + i * 50, Action.DELIVERED, queue_id=f"q{i % 23}",
+                recipients=["b@example.net"], data={"next_hop": "mx"})
+    for i in range(3):                         # bounces etc. Mailmoat made: delivered only
+        seed.at(t + 100 + i, Action.DELIVERED, queue_id=f"g{i}", recipients=["a@example.com"],
+                data={"generated": True})
+        seed.at(t + 100 + i, Action.COMPLETED, queue_id=f"g{i}", data={"generated": True})
+    seed.at(t + 200, Action.ACCEPTED, queue_id="bogus", size=999_999,
+            data={"generated": True})        # never counted as accepted, whoever wrote it
+    for action, n in ((Action.REJECTED, 4), (Action.BOUNCED, 2), (Action.DROPPED, 5),
+                      (Action.DELIVERY_FAILED, 6), (Action.COMPLETED, 20),
+                      (Action.QUARANTINED, 7), (Action.SPAM, 8), (Action.SUSPECTED_SPAM, 9),
+                      (Action.REPUTATION_SPAM, 10), (Action.HELD, 1), (Action.FORWARDED, 2)):
+        for i in range(n):
+            seed.at(t + 300 + i, action, queue_id=f"{action}-{i}")
+    seed.at(t + 400, Action.ENCRYPTED_CONTAINER, result="deleted", data={"file": "a.zip"})
+    seed.at(t + 401, Action.ENCRYPTED_CONTAINER, result="deleted", data={"file": "b.zip"})
+    seed.at(t + 402, Action.ENCRYPTED_CONTAINER, result="logged", data={"file": "c.zip"})
+    viruses = [("EICAR-Test-File", Action.FILE_DELETED, 12), ("Gergana.182", Action.FILE_REPAIRED, 8),
+               ("XM.Laroux.A", Action.VIRUS_LOGGED, 2), ("EICAR-Test-File", Action.VIRUS_LOGGED, 1)]
+    for name, action, n in viruses:
+        for i in range(n):
+            seed.at(t + 500 + i, action, data={"virus": name, "file": f"f{i}.doc"})
+    seed.at(t + 600, Action.FILE_DELETED, info="W32.InfoOnly")  # older writers: name in info
+    for pattern, n in (("*hot stock*", 3), ("viagra", 1)):
+        for i in range(n):
+            seed.at(t + 700 + i, Action.SUBJECT_BLOCKED, subject=f"HOT STOCK {i}",
+                    data={"pattern": pattern})
+    for name, n in (("invoice.exe", 4), ("setup.scr", 2)):
+        for i in range(n):
+            seed.at(t + 800 + i, Action.ATTACHMENT_DELETED, data={"file": name})
+    seed.at(T0 + 13 * 3600, Action.ACCEPTED, size=5)   # outside the range
+    seed.at(T0 - 13 * 3600, Action.ACCEPTED, size=5)
+    seed.done()
+
+
+def test_summary_every_figure(database, seed):
+    seed_traffic(seed)
+    _, conn = database
+    summary = summarise(conn, whole_day(), premium=True)
+    kb = (sum(1000 + i for i in range(23)) + 512) // 1024
+    assert summary.section("message").rows == [
+        ("Messages Accepted", 23), ("Data Accepted (KB)", kb), ("Messages Rejected", 4),
+        ("Messages Bounced", 2), ("Messages Dropped", 5), ("Messages Delivered", 48),
+        ("Message Delivery Failures", 6), ("Messages Completed", 23),
+        ("Encrypted Files Deleted", 2), ("Messages Quarantined", 7)]
+    assert summary.section("premium").rows == [
+        ("Spam Detected", 8), ("Suspected Spam Detected", 9), ("Reputation Spam Detected", 10)]
+    assert summary.section("premium").total == 27
+    assert summary.section("infection").rows == [
+        ("Infections Logged", 3), ("Infections Repaired", 8), ("Infections Deleted", 13)]
+    assert summary.section("infection").total == 24
+    assert summary.section("viruses").rows == [
+        ("EICAR-Test-File", 13), ("Gergana.182", 8), ("XM.Laroux.A", 2), ("W32.InfoOnly", 1)]
+    assert summary.section("viruses").total == summary.section("infection").total
+    assert summary.section("subjects_blocked").rows == [("*hot stock*", 3), ("viagra", 1)]
+    assert summary.section("attachments_deleted").rows == [("invoice.exe", 4),
+                                                           ("setup.scr", 2)]
+
+
+def test_generated_mail_is_delivered_never_accepted(database, seed):
+    seed.at(T0 + 10, Action.ACCEPTED, size=2048)
+    seed.at(T0 + 20, Action.DELIVERED, recipients=["x@example.com"])
+    seed.at(T0 + 30, Action.DELIVERED, recipients=["sender@example.com"],
+            data={"generated": True, "next_hop": "mx"})          # a bounce
+    seed.at(T0 + 40, Action.ACCEPTED, size=4096, data={"generated": True})
+    seed.done()
+    summary = summarise(database[1], ReportRange(T0, T0 + 3600), premium=False)
+    assert summary.figure("message", "Messages Accepted") == 1
+    assert summary.figure("message", "Data Accepted (KB)") == 2
+    assert summary.figure("message", "Messages Delivered") == 2
+
+
+def test_the_queue_manager_marks_generated_deliveries():
+    """The marker the summary relies on is written where deliveries are recorded."""
+    import inspect
+
+    from core.spool import manager
+    source = inspect.getsource(manager.QueueManager._record_results)
+    assert '"generated": True' in source and "envelope.is_generated" in source
+
+
+def test_premium_section_only_when_premium_is_enabled(database, seed):
+    seed_traffic(seed)
+    keys = [s.key for s in summarise(database[1], whole_day(), premium=False).sections]
+    assert keys == ["message", "infection", "viruses", "subjects_blocked",
+                    "attachments_deleted"]
+
+
+def brute_force(conn, start, end) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in iter_detail(conn, DetailFilter(ReportRange(start, end))):
+        counts[row.action] = counts.get(row.action, 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "America/St_Johns"])
+def test_summary_is_exact_at_partial_hours_in_any_zone(database, seed, zone):
+    """Roll-ups for whole hours + raw events at the edges = a count of the events."""
+    for i in range(300):
+        seed.at(T0 + i * 97.3, Action.DELIVERED if i % 3 else Action.REJECTED)
+    seed.done()
+    conn = database[1]
+    local = dt.datetime.fromtimestamp(T0, zoneinfo.ZoneInfo(zone))
+    rng = make_range((local + dt.timedelta(minutes=7)).strftime("%Y-%m-%dT%H:%M:%S"),
+                     (local + dt.timedelta(hours=5, minutes=13)).strftime("%Y-%m-%dT%H:%M"),
+                     zone, now=0)
+    assert rng.start == T0 + 420 and rng.end == T0 + 5 * 3600 + 780
+    expected = brute_force(conn, rng.start, rng.end)
+    summary = summarise(conn, rng, premium=False)
+    assert summary.figure("message", "Messages Delivered") == expected["delivered"]
+    assert summary.figure("message", "Messages Rejected") == expected["rejected"]
+    hourly = disposition_counts(conn, rng)
+    assert sum(h.get("delivered", 0) for h in hourly.values()) == expected["delivered"]
+    assert count_detail(conn, DetailFilter(rng)) == sum(expected.values())
+
+
+def test_a_range_in_a_non_utc_zone_selects_that_local_day(database, seed):
+    zone = "America/New_York"                        # UTC-5 in January
+    seed.at(parse_time("2027-01-15T00:00:00-05:00", UTC), Action.ACCEPTED, subject="first")
+    seed.at(parse_time("2027-01-15T23:59:59-05:00", UTC), Action.ACCEPTED, subject="last")
+    seed.at(parse_time("2027-01-15T02:00:00Z", UTC), Action.ACCEPTED, subject="day before")
+    seed.at(parse_time("2027-01-16T04:00:00Z", UTC), Action.ACCEPTED, subject="still the 15th")
+    seed.at(parse_time("2027-01-16T05:00:00Z", UTC), Action.ACCEPTED, subject="the 16th")
+    seed.done()
+    rng = make_range("2027-01-15", "2027-01-15", zone, now=0)   # bare --to: end of that day
+    rows = list(iter_detail(database[1], DetailFilter(rng)))
+    assert [r.subject for r in rows] == ["first", "still the 15th", "last"]
+    assert detail_record(rows[0], rng.zone)["time"] == "2027-01-15T00:00:00-05:00"
+    assert summarise(database[1], rng, premium=False).figure(
+        "message", "Messages Accepted") == 3
+
+
+def test_every_action_filter_selects_exactly_its_events(database, seed):
+    for i, action in enumerate(Action):
+        seed.at(T0 + i, action, info=f"event {action}")
+    seed.done()
+    conn = database[1]
+    rng = ReportRange(T0, T0 + 3600)
+    for action in Action:
+        rows = list(iter_detail(conn, DetailFilter(rng, frozenset({action}))))
+        assert [r.action for r in rows] == [action.value]
+    for category, _title, actions in ACTION_GROUPS:
+        rows = list(iter_detail(conn, DetailFilter(rng, frozenset(actions))))
+        assert {r.action for r in rows} == {a.value for a in Action if CATEGORY_OF[a] is category}
+    assert len(list(iter_detail(conn, DetailFilter(rng)))) == len(Action)
+
+
+def test_action_groups_follow_the_guide_tables():
+    titles = [title for _c, title, _a in ACTION_GROUPS]
+    assert titles == ["System", "SMTP", "Premium AntiSpam", "Message", "Blocking"]
+    groups = {c: [a.value for a in actions] for c, _t, actions in ACTION_GROUPS}
+    assert groups[Category.SMTP] == ["connection_from", "connected_to", "disconnected",
+                                     "connection_closed", "protocol_violation", "rejected"]
+    assert groups[Category.BLOCKING][:4] == ["malformed", "virus_logged", "file_repaired",
+                                             "file_deleted"]
+
+
+@pytest.mark.parametrize("field, value", [
+    ("result", "Succeeded-XYZ"), ("queue_id", "Q-XYZ-1"), ("connection_id", "c-xyz"),
+    ("client_ip", "2001:db8::xyz"), ("sender", "XyZ@example.com"),
+    ("recipients", ["a@example.com", "xyz@example.org"]), ("subject", "Re: the XYZ plan"),
+    ("rule", "rules.xyz"), ("info", "virus W32.Xyz"), ("data", {"user": "mr xyz"}),
+])
+def test_search_finds_a_term_in_every_text_field_ignoring_case(database, seed, field, value):
+    seed.at(T0 + 1, Action.SCAN_ERROR, **{field: value})
+    seed.at(T0 + 2, Action.SCAN_ERROR, subject="nothing to see")
+    seed.done()
+    rng = ReportRange(T0, T0 + 60)
+    for term in ("xyz", "XYZ", "xYz"):
+        rows = list(iter_detail(database[1], DetailFilter(rng, search=term)))
+        assert len(rows) == 1, term
+
+
+def test_search_folds_unicode_and_takes_like_wildcards_literally(database, seed):
+    seed.at(T0 + 1, Action.SUBJECT_BLOCKED, subject="Über-Angebot für Sie")
+    seed.at(T0 + 2, Action.SUBJECT_BLOCKED, subject="100% free")
+    seed.at(T0 + 3, Action.SUBJECT_BLOCKED, subject="1000 free")
+    seed.at(T0 + 4, Action.SUBJECT_BLOCKED, subject="snake_case")
+    seed.at(T0 + 5, Action.SUBJECT_BLOCKED, subject="snakeXcase")
+    seed.done()
+    rng, conn = ReportRange(T0, T0 + 60), database[1]
+
+    def found(term):
+        return [r.subject for r in iter_detail(conn, DetailFilter(rng, search=term))]
+
+    assert found("über-ANGEBOT") == ["Über-Angebot für Sie"]
+    assert found("0% f") == ["100% free"]
+    assert found("e_c") == ["snake_case"]
+    assert found("accepted") == []
+    assert found("subject_blocked") == found("SUBJECT_BLOCKED") and len(found("blocked")) == 5
+
+
+def test_search_and_actions_combine(database, seed):
+    seed.at(T0 + 1, Action.DROPPED, subject="invoice")
+    seed.at(T0 + 2, Action.DELIVERED, subject="invoice")
+    seed.at(T0 + 3, Action.DROPPED, subject="hello")
+    seed.done()
+    flt = DetailFilter(ReportRange(T0, T0 + 60), frozenset({Action.DROPPED}), "INVOICE")
+    assert [(r.action, r.subject) for r in iter_detail(database[1], flt)] == [
+        ("dropped", "invoice")]
+    assert count_detail(database[1], flt) is None   # a search is counted by scanning
+
+
+def test_detail_pages_forward_and_back(database, seed):
+    for i in range(250):
+        seed.at(T0 + i // 3, Action.DELIVERED, queue_id=f"q{i:03d}")  # equal times too
+    seed.done()
+    conn, flt = database[1], DetailFilter(ReportRange(T0, T0 + 3600))
+    first = detail_page(conn, flt, size=100)
+    assert first.total == 250 and first.has_next and not first.has_previous
+    second = detail_page(conn, flt, size=100, after=first.next_key)
+    third = detail_page(conn, flt, size=100, after=second.next_key)
+    assert [len(p.rows) for p in (first, second, third)] == [100, 100, 50]
+    assert not third.has_next and third.has_previous
+    ids = [r.queue_id for p in (first, second, third) for r in p.rows]
+    assert ids == [f"q{i:03d}" for i in range(250)]
+    back = detail_page(conn, flt, size=100, before=third.previous_key)
+    assert [r.queue_id for r in back.rows] == [r.queue_id for r in second.rows]
+    back = detail_page(conn, flt, size=100, before=back.previous_key)
+    assert [r.queue_id for r in back.rows] == [r.queue_id for r in first.rows]
+    assert not back.has_previous
+
+
+def test_detail_streams_in_batches_without_losing_or_repeating_rows(database, seed):
+    for i in range(1234):
+        seed.at(T0 + (i % 400), Action.ACCEPTED, queue_id=str(i))
+    seed.done()
+    rows = list(iter_detail(database[1], DetailFilter(ReportRange(T0, T0 + 3600)), batch=100))
+    assert sorted(int(r.queue_id) for r in rows) == list(range(1234))
+    assert [r.time for r in rows] == sorted(r.time for r in rows)
+
+
+@pytest.mark.parametrize("actions", [frozenset(), frozenset({Action.REJECTED}),
+                                     frozenset({Action.DELIVERED, Action.ACCEPTED})])
+def test_detail_queries_use_an_index(database, seed, actions):
+    from shared.report import _detail_sql, _plan
+    for i in range(50):
+        seed.at(T0 + i, Action.DELIVERED)
+    seed.done()
+    conn = database[1]
+    flt = DetailFilter(ReportRange(T0, T0 + 3600), actions)
+    sql, params = _detail_sql(conn, flt, plan=_plan(conn, flt, 100), after=(T0, 1),
+                              before=None, limit=101)
+    plan = " ".join(row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params))
+    assert "USING INDEX events_time" in plan or "USING INDEX events_action_time" in plan, plan
+
+
+def test_csv_header_columns_and_formula_escaping(database, seed):
+    seed.at(T0 + 1, Action.SUBJECT_BLOCKED, sender="@evil.example", subject="=HYPERLINK(1)",
+            recipients=["+1@example.com", "b@example.com"], info="-2+3", rule="subject.lines",
+            size=12, queue_id="Q1", client_ip="192.0.2.1", connection_id="c1",
+            result="dropped, with \"quotes\"\nand a newline")
+    seed.done()
+    rng = ReportRange(T0, T0 + 60, "Europe/Berlin")
+    text = "".join(csv_lines(DETAIL_COLUMNS, (detail_record(r, rng.zone) for r in
+                                             iter_detail(database[1], DetailFilter(rng)))))
+    assert text.startswith("time,category,action,result,queue_id,connection_id,client_ip,"
+                           "sender,recipients,subject,size,rule,info\r\n")
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert rows == [{
+        "time": "2027-01-15T09:00:01+01:00", "category": "blocking", "action": "subject_blocked",
+        "result": "dropped, with \"quotes\"\nand a newline", "queue_id": "Q1",
+        "connection_id": "c1", "client_ip": "192.0.2.1", "sender": "'@evil.example",
+        "recipients": "'+1@example.com;b@example.com", "subject": "'=HYPERLINK(1)",
+        "size": "12", "rule": "subject.lines", "info": "'-2+3"}]
+
+
+@pytest.mark.parametrize("value, cell", [("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"),
+                                         ("@SUM(A1)", "'@SUM(A1)"), ("a=b", "a=b"),
+                                         (None, ""), (12, "12"), ("", "")])
+def test_escape_cell(value, cell):
+    assert escape_cell(value) == cell
+
+
+def test_summary_csv_and_json(database, seed):
+    seed_traffic(seed)
+    summary = summarise(database[1], whole_day(), premium=True)
+    text = "".join(csv_lines(SUMMARY_COLUMNS, summary_records(summary)))
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows[0] == ["section", "item", "count"]
+    assert rows[1] == ["message", "Messages Accepted", "23"]
+    assert ["premium", "Total", "27"] in rows and ["infection", "Total", "24"] in rows
+    assert ["viruses", "EICAR-Test-File", "13"] in rows
+    assert ["subjects_blocked", "'*hot stock*", "3"] not in rows     # * is not a formula
+    assert ["subjects_blocked", "*hot stock*", "3"] in rows
+    assert ["attachments_deleted", "invoice.exe", "4"] in rows
+    assert {r[0] for r in rows[1:]} == {"message", "premium", "infection", "viruses",
+                                        "subjects_blocked", "attachments_deleted"}
+    lines = [json.loads(line) for line in json_lines(summary_records(summary))]
+    assert lines[0] == {"section": "message", "item": "Messages Accepted", "count": 23}
+    report = "".join(summary_text(summary))
+    assert "Message Summary" in report and "Viruses Found" in report
+
+
+def test_detail_json_lines_use_the_csv_column_names(database, seed):
+    seed.at(T0 + 1, Action.DELIVERED, recipients=["a@x.example", "b@x.example"], size=10)
+    seed.at(T0 + 2, Action.FILE_DELETED, data={"virus": "EICAR", "file": "x.com"})
+    seed.done()
+    rng = ReportRange(T0, T0 + 60)
+    lines = [json.loads(line) for line in json_lines(
+        detail_record(r, rng.zone) for r in iter_detail(database[1], DetailFilter(rng)))]
+    assert list(lines[0]) == list(DETAIL_COLUMNS)
+    assert lines[0]["recipients"] == "a@x.example;b@x.example" and lines[0]["size"] == 10
+    assert lines[1]["info"] == "file=x.com; virus=EICAR"   # no info: the data, readable
+
+
+def test_text_table_is_aligned():
+    records = [{"a": "x", "size": 5}, {"a": "longer", "size": 12345}]
+    lines = list(text_lines(("a", "size"), records))
+    assert lines[0] == "a        size\n"
+    assert lines[1] == "------  -----\n"
+    assert lines[2] == "x           5\n" and lines[3] == "longer  12345\n"
+
+
+# --- times ---------------------------------------------------------------------------------
+
+def test_parse_time_forms():
+    berlin = zoneinfo.ZoneInfo("Europe/Berlin")
+    assert parse_time("2027-01-15", berlin) == parse_time("2027-01-15T00:00+01:00", UTC)
+    assert parse_time("2027-01-15", berlin, end=True) == parse_time("2027-01-16T00:00+01:00",
+                                                                    UTC)
+    assert parse_time("2027-01-15T13:00", berlin) == parse_time("2027-01-15T12:00Z", UTC)
+    assert parse_time("2027-07-15 13:00", berlin) == parse_time("2027-07-15T11:00:00Z", UTC)
+    assert parse_time("2027-01-15T13:00-05:00", berlin) == parse_time("2027-01-15T18:00Z", UTC)
+    for bad in ("", "yesterday", "2027-13-01", "2027-01-15T25:00"):
+        with pytest.raises(BadTime):
+            parse_time(bad, berlin)
+
+
+def test_make_range_defaults_and_errors():
+    rng = make_range(None, None, "UTC", now=T0)
+    assert (rng.start, rng.end) == (T0 - 86400, T0)
+    with pytest.raises(BadTime) as caught:
+        make_range("2027-01-02", "2027-01-01", "UTC", now=T0)
+    assert caught.value.option == "range"
+    with pytest.raises(BadTime) as caught:
+        make_range("nope", None, "UTC", now=T0)
+    assert caught.value.option == "from"
+
+
+def test_iso_local_and_file_name():
+    tokyo = zoneinfo.ZoneInfo("Asia/Tokyo")
+    assert iso_local(T0 + 0.9, tokyo) == "2027-01-15T17:00:00+09:00"
+    assert csv_file_name(T0 + 65, tokyo) == "MAILMOAT202701151701.csv"
