@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import SelectMultipleField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -29,6 +30,7 @@ class SummaryForm(FlaskForm):
 
 
 class DetailForm(SummaryForm):
-    actions = SelectMultipleField("Actions", choices=[(a.value, ACTION_LABELS[a]) for a in Action],
+    actions = SelectMultipleField("Actions", choices=[SelectChoice(a.value, ACTION_LABELS[a])
+                                                      for a in Action],
                                   option_widget=CheckboxInput(), widget=ListWidget())
     search = StringField("Search", validators=[Optional(), Length(max=200)])

@@ -1,0 +1,176 @@
+"""Reporting page (SPEC §7, guide ch. 7): both administrator roles, the summary and detail
+tabs, pagination, Write to CSV (download + logs/ copy), charts, and logging.local off.
+Events are seeded through the event writer."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+
+from shared.clock import FakeClock
+from shared.events import Action, EventWriter
+
+URLS = ["/reporting/", "/reporting/summary", "/reporting/detail",
+        "/reporting/summary?generated=1", "/reporting/detail?generated=1"]
+
+
+@pytest.fixture
+def seeded(console, clock):
+    """A day of traffic ending at the console clock's now (2027-01-15 08:00 UTC)."""
+    writer_clock = FakeClock(clock.now())
+    writer = EventWriter(console.home.db, "core", writer_clock)
+    for i in range(150):
+        writer_clock.value = clock.now() - 3600 * 5 + i * 60
+        writer.record(Action.ACCEPTED, queue_id=f"Q{i:03d}", size=2048, sender="a@example.com",
+                      recipients=["b@example.net"], subject=f"Message {i}",
+                      client_ip="192.0.2.7")
+        writer.record(Action.DELIVERED, queue_id=f"Q{i:03d}", recipients=["b@example.net"])
+    writer_clock.value = clock.now() - 600
+    writer.record(Action.FILE_DELETED, queue_id="Q007", data={"virus": "EICAR-Test-File"},
+                  subject="=cmd|' /C calc'!A0")
+    writer.record(Action.SUBJECT_BLOCKED, queue_id="Q008", subject="HOT stock tips",
+                  data={"pattern": "*hot stock*"})
+    writer.record(Action.ATTACHMENT_DELETED, queue_id="Q009", data={"file": "invoice.exe"})
+    writer.record(Action.DELIVERED, queue_id="G1", recipients=["a@example.com"],
+                  data={"generated": True})
+    writer.close()
+    return console
+
+
+def window(console) -> dict:
+    return {"start": "2027-01-14T08:00", "end": "2027-01-15T08:00"}
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_anonymous_is_sent_to_logon(console, url):
+    response = console.get(url)
+    assert response.status_code == 302 and "/logon" in response.headers["Location"]
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_both_roles_have_full_access(admin, reporter, url):
+    for who in (admin, reporter):
+        response = who.get(url)
+        assert response.status_code == 200, url
+        assert b"Traceback" not in response.data
+
+
+def test_report_only_administrator_can_write_csv(reporter, seeded):
+    response = reporter.post("/reporting/detail", {**window(reporter), "write_csv": "1"})
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+
+
+def test_pickers_default_to_the_last_24_hours_in_the_timezone(admin):
+    admin.set(timezone="Asia/Tokyo")
+    page = admin.get("/reporting/summary").get_data(as_text=True)
+    assert 'value="2027-01-14T17:00"' in page and 'value="2027-01-15T17:00"' in page
+    assert 'type="datetime-local"' in page
+
+
+def test_generate_summary_redirects_and_shows_every_section_and_the_charts(admin, seeded):
+    response = admin.post("/reporting/summary", {**window(admin), "generate": "1"})
+    assert response.status_code == 302
+    location = response.headers["Location"]
+    assert location.startswith("/reporting/summary?") and "generated=1" in location
+    page = admin.get(location).get_data(as_text=True)
+    for section in ("message", "infection", "viruses", "subjects_blocked",
+                    "attachments_deleted"):
+        assert f'id="section-{section}"' in page
+    assert 'id="section-premium"' not in page      # premium.enabled is off
+    assert re.search(r"Messages Accepted</th><td class=\"num\">150<", page)
+    assert re.search(r"Messages Delivered</th><td class=\"num\">151<", page)
+    assert re.search(r"Data Accepted \(KB\)</th><td class=\"num\">300<", page)
+    assert 'id="disposition-chart"' in page and "Accepted: 150" in page
+    assert 'id="top-viruses"' in page and "EICAR-Test-File: 1" in page
+    assert 'id="top-subjects"' in page and 'id="top-attachments"' in page
+    assert "<script" not in page and "style=" not in page   # the CSP forbids both
+
+
+def test_premium_section_appears_when_premium_is_enabled(admin, seeded):
+    admin.set(premium__enabled=True)
+    page = admin.get("/reporting/summary?generated=1&start=2027-01-14T08:00"
+                     "&end=2027-01-15T08:00").get_data(as_text=True)
+    assert 'id="section-premium"' in page and "Reputation Spam Detected" in page
+
+
+def test_detail_report_filters_pages_and_counts(admin, seeded):
+    response = admin.post("/reporting/detail", {**window(admin), "actions": ["accepted"],
+                                                "generate": "1"})
+    page = admin.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Events 1–100 of 150" in page
+    assert page.count("<td>accepted</td>") == 100 and "<td>delivered</td>" not in page
+    next_url = re.search(r'href="([^"]+)" id="next-page"', page).group(1).replace("&amp;", "&")
+    page = admin.get(next_url).get_data(as_text=True)
+    assert "Events 101–150 of 150" in page and 'id="next-page"' not in page
+    assert "Q149" in page and "Q099" not in page
+    previous = re.search(r'href="([^"]+)" id="previous-page"', page).group(1).replace("&amp;", "&")
+    page = admin.get(previous).get_data(as_text=True)
+    assert "Events 1–100 of 150" in page and "Q000" in page
+    assert 'checked' in page   # the filter stays chosen
+
+
+def test_detail_search_is_case_insensitive(admin, seeded):
+    page = admin.get("/reporting/detail?generated=1&start=2027-01-14T08:00&end=2027-01-15T08:00"
+                     "&search=hot+STOCK").get_data(as_text=True)
+    assert "Events 1–1" in page and "HOT stock tips" in page
+
+
+def test_detail_checkboxes_are_grouped_as_the_guide_tables(admin):
+    page = admin.get("/reporting/detail").get_data(as_text=True)
+    for group in ("system", "smtp", "premium", "message", "blocking"):
+        assert f'id="group-{group}"' in page
+    for action in Action:
+        assert f'value="{action.value}"' in page
+
+
+def test_write_to_csv_downloads_and_saves_the_same_file_in_logs(admin, seeded, clock):
+    response = admin.post("/reporting/detail", {**window(admin), "search": "cmd",
+                                                "write_csv": "1"})
+    assert response.status_code == 200
+    disposition = response.headers["Content-Disposition"]
+    name = re.fullmatch(r'attachment; filename="(MAILMOAT\d{12}\.csv)"', disposition).group(1)
+    assert name == "MAILMOAT202701150800.csv"
+    body = response.get_data(as_text=True)
+    saved = (admin.home.logs / name).read_bytes().decode("utf-8")
+    assert saved == body
+    assert not list(admin.home.logs.glob("*.part"))
+    rows = list(csv.reader(io.StringIO(body, newline="")))
+    assert rows[0] == ["time", "category", "action", "result", "queue_id", "connection_id",
+                       "client_ip", "sender", "recipients", "subject", "size", "rule", "info"]
+    assert len(rows) == 2 and rows[1][2] == "file_deleted"
+    assert rows[1][9] == "'=cmd|' /C calc'!A0" and rows[1][0] == "2027-01-15T07:50:00+00:00"
+
+
+def test_summary_csv(admin, seeded):
+    response = admin.post("/reporting/summary", {**window(admin), "write_csv": "1"})
+    rows = list(csv.reader(io.StringIO(response.get_data(as_text=True), newline="")))
+    assert rows[0] == ["section", "item", "count"]
+    assert ["message", "Messages Accepted", "150"] in rows
+    assert ["message", "Messages Delivered", "151"] in rows
+    assert ["viruses", "EICAR-Test-File", "1"] in rows
+
+
+def test_csv_needs_the_csrf_token(admin):
+    response = admin.post("/reporting/detail", {**window(admin), "write_csv": "1"}, csrf=False)
+    assert response.status_code == 400
+    assert not list(admin.home.logs.glob("MAILMOAT*"))
+
+
+def test_a_bad_range_says_what_is_wrong(admin):
+    response = admin.post("/reporting/detail", {"start": "2027-01-15T10:00",
+                                                "end": "2027-01-15T09:00", "write_csv": "1"})
+    assert response.status_code == 400
+    assert "must be before its end" in response.get_data(as_text=True)
+    response = admin.get("/reporting/summary?generated=1&start=garbage")
+    assert response.status_code == 400
+    assert "From:" in response.get_data(as_text=True)
+
+
+def test_local_logging_off_says_reports_are_empty(admin):
+    assert b"local-logging-off" not in admin.get("/reporting/").data
+    admin.set(logging__local=False)
+    page = admin.get("/reporting/detail").get_data(as_text=True)
+    assert 'id="local-logging-off"' in page and "reports over that time are empty" in page
