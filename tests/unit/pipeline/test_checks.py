@@ -1,0 +1,275 @@
+"""Every filtering check and action on message fixtures (SPEC §3 Filtering; guide §6)."""
+
+import io
+import zipfile
+
+import pytest
+
+from core.pipeline.checks.subject import matching_line, strip_prefixes
+from core.pipeline.rules import matching_rules, rule_matches
+from shared.guide_texts import DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_FILENAME_DELETED_TEXT
+from tests.unit.pipeline.support import message, verdict_of
+
+EXE = b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00" + b"\x00" * 200
+
+
+def zipped(**members) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name.replace("__", "."), data)
+    return out.getvalue()
+
+
+# --- subject lines (guide §6 "Blocking by subject line") ------------------------------------
+
+@pytest.mark.parametrize("pattern,subject,blocked", [
+    ("*hot*", "shotgun wedding", True),            # the guide's example
+    ("?hot?", "shots", True),
+    ("?hot?", "hot", False),
+    ("?hot?", "hots", False),
+    ("?hot?", "a line with shots in it", False),
+    ("hot", "hot", True),
+    ("hot", "hot stuff", False),                   # whole subject only
+    ("Make money*", "MAKE MONEY FAST", True),      # case-insensitive
+    ("make money*", "Re: Make money fast", True),  # Re: added automatically
+    ("make money*", "FW: re: Fwd: make money now", True),
+    ("make money*", "RE[2]: make money", True),
+])
+def test_subject_patterns(pattern, subject, blocked):
+    assert (matching_line([pattern], subject) is not None) is blocked
+
+
+def test_strip_prefixes_any_case():
+    assert strip_prefixes("Re: FW: fwd:  RE:  hello  world") == "hello world"
+
+
+def test_blocked_subject_drops_by_default():
+    _, findings, verdict = verdict_of(message("Cheap pills"), subject__enabled=True,
+                                      subject__lines=["cheap*"])
+    assert verdict.disposition == "drop" and verdict.rule == "subject.lines"
+    [finding] = findings
+    assert finding.event == "subject_blocked" and finding.data["pattern"] == "cheap*"
+    assert finding.notify == "content"
+
+
+def test_blocked_subject_log_only_delivers():
+    _, findings, verdict = verdict_of(message("Cheap pills"), subject__enabled=True,
+                                      subject__lines=["cheap*"], subject__action="log")
+    assert verdict.disposition == "deliver" and findings[0].action == "log"
+
+
+def test_blocked_subject_forward():
+    _, _, verdict = verdict_of(message("Cheap pills"), subject__enabled=True,
+                               subject__lines=["cheap*"], subject__action="forward",
+                               subject__forward_to="review@local.test",
+                               subject__forward_subject="Blocked subject")
+    assert verdict.disposition == "forward"
+    assert (verdict.forward_to, verdict.forward_subject) == ("review@local.test",
+                                                             "Blocked subject")
+
+
+def test_subject_blocking_off_or_unmatched_delivers():
+    assert verdict_of(message("Cheap pills"), subject__lines=["cheap*"])[2].disposition == "deliver"
+    assert verdict_of(message("Hello"), subject__enabled=True,
+                      subject__lines=["cheap*"])[2].disposition == "deliver"
+
+
+def test_encoded_subject_is_matched_decoded():
+    raw = message("x").replace(b"Subject: x", b"Subject: =?utf-8?q?Cheap_p=C3=AFlls?=")
+    assert verdict_of(raw, subject__enabled=True,
+                      subject__lines=["cheap p?lls"])[2].disposition == "drop"
+
+
+# --- file names (guide §6 "Blocking by file name", Table 6-2) ---------------------------------
+
+@pytest.mark.parametrize("pattern", DEFAULT_BLOCKED_EXTENSIONS)
+def test_every_table_6_2_extension_is_removed(pattern):
+    name = "file" + pattern[1:].upper()
+    raw = message(attachments=[(name, b"data")])
+    view, findings, verdict = verdict_of(raw, filename__enabled=True)
+    assert verdict.disposition == "deliver"
+    [edit] = verdict.edits
+    assert edit.action == "remove_part" and edit.text == DEFAULT_FILENAME_DELETED_TEXT
+    assert view.parts[edit.part].filename == name
+    assert findings[0].event == "attachment_deleted" and findings[0].data["file"] == name
+
+
+def test_double_extension_and_true_type():
+    raw = message(attachments=[("invoice.pdf.exe", b"x"), ("report.pdf", EXE),
+                               ("photo.jpg", b"\xff\xd8\xff\xe0 jpeg")])
+    view, findings, verdict = verdict_of(raw, filename__enabled=True)
+    removed = sorted(view.parts[e.part].filename for e in verdict.edits)
+    assert removed == ["invoice.pdf.exe", "report.pdf"]          # an exe named .pdf matches *.exe
+    assert verdict.disposition == "deliver"
+
+
+def test_member_inside_archive_removes_the_archive():
+    raw = message(attachments=[("docs.zip", zipped(readme__txt=b"hi", setup__exe=EXE))])
+    view, findings, verdict = verdict_of(raw, filename__enabled=True)
+    [finding] = findings
+    assert finding.data["file"] == "setup.exe"
+    assert view.parts[finding.part].filename == "docs.zip"
+
+
+def test_custom_file_name_and_no_text():
+    raw = message(attachments=[("badnews.doc", b"x"), ("good.doc", b"y")])
+    view, findings, verdict = verdict_of(raw, filename__enabled=True,
+                                         filename__patterns=["badnews.doc"],
+                                         filename__deleted_text__enabled=False)
+    [edit] = verdict.edits
+    assert view.parts[edit.part].filename == "badnews.doc" and edit.text is None
+
+
+def test_file_names_off_by_default():
+    assert verdict_of(message(attachments=[("a.exe", EXE)]))[1] == []
+
+
+# --- content rules (guide §6 "Blocking by custom content rules") ------------------------------
+
+def rule(terms, match="any", none_of=(), enabled=True):
+    return {"enabled": enabled, "match": match, "terms": list(terms), "none_of": list(none_of)}
+
+
+@pytest.mark.parametrize("r,texts,hit", [
+    (rule(["viagra"]), ["Buy VIAGRA now"], True),                       # case-insensitive
+    (rule(["free money", "winner"], "all"), ["free money for the winner"], True),
+    (rule(["free money", "winner"], "all"), ["free money"], False),
+    (rule(["free money", "winner"], "any"), ["winner!"], True),
+    (rule(["cheap"], none_of=["newsletter"]), ["cheap stuff newsletter"], False),
+    (rule(["cheap"], none_of=["newsletter", "digest"]), ["cheap stuff"], True),
+    (rule(["v*gra"]), ["buy viagra"], True),
+    (rule(["v?agra"]), ["buy vXagra"], True),
+    (rule(["v?agra"]), ["buy vagra"], False),
+    (rule([r"50\% off"]), ["now 50% off"], True),
+    (rule([r"what\?"]), ["so what?"], True),
+    (rule([r"what\?"]), ["so whatX"], False),
+    (rule([r"a\*b"]), ["a*b"], True),
+    (rule([r"a\*b"]), ["axxb"], False),
+    (rule(["viagra"], enabled=False), ["viagra"], False),
+    (rule([]), ["anything"], False),
+])
+def test_rule_engine(r, texts, hit):
+    assert (rule_matches(r, texts) is not None) is hit
+
+
+def test_body_scanning_switch():
+    rules = [rule(["secret plan"])]
+    assert matching_rules("rules.content", rules, "hello", "the secret plan", True)
+    assert not matching_rules("rules.content", rules, "hello", "the secret plan", False)
+    assert matching_rules("rules.content", rules, "the secret plan", "", False)
+
+
+def test_content_rule_in_html_text_reduced():
+    raw = message("Hi", html="<p>the <b>secret</b> plan</p>")
+    _, findings, verdict = verdict_of(raw, rules__content=[rule(["secret plan"])])
+    assert verdict.disposition == "drop" and findings[0].rule == "rules.content[0]"
+    assert findings[0].event == "content_rule_violation" and findings[0].notify is None
+
+
+@pytest.mark.parametrize("action,disposition", [("drop", "drop"), ("log", "deliver"),
+                                                ("quarantine", "quarantine")])
+def test_content_rule_actions(action, disposition):
+    raw = message("Hi", body="confidential merger details")
+    _, _, verdict = verdict_of(raw, rules__content=[rule(["merger"])],
+                               rules__content_action=action)
+    assert verdict.disposition == disposition
+
+
+def test_content_rule_forward_and_named_rule():
+    raw = message("Hi", body="confidential merger details")
+    named = {**rule(["merger"]), "name": "M&A"}
+    _, findings, verdict = verdict_of(raw, rules__content=[rule(["nothing"]), named],
+                                      rules__content_action="forward",
+                                      rules__content_forward_to="legal@local.test")
+    assert verdict.disposition == "forward" and verdict.forward_to == "legal@local.test"
+    assert verdict.rule == "rules.content[1] M&A"
+
+
+# --- container limits, encrypted containers, unprocessable, malformed --------------------------
+
+def test_container_limit_drops_and_notifies():
+    raw = message(attachments=[("a.zip", zipped(**{f"f{i}__txt": b"x" for i in range(20)}))])
+    view, findings, verdict = verdict_of(raw, container__max_files=10)
+    assert verdict.disposition == "drop" and verdict.rule == "container.max_files"
+    assert findings[0].event == "container_limit" and findings[0].notify == "container"
+
+
+def test_container_limit_disabled_logs_and_is_unprocessable():
+    raw = message(attachments=[("a.zip", zipped(**{f"f{i}__txt": b"x" for i in range(20)}))])
+    _, findings, verdict = verdict_of(raw, container__max_files=10, container__enabled=False,
+                                      scan__unprocessable="deliver")
+    assert [f.event for f in findings][:2] == ["container_limit", "scan_error"]
+    assert verdict.disposition == "deliver"
+
+
+def zipcrypto() -> bytes:
+    """A zip whose member has the encryption flag (the content is never read)."""
+    data = bytearray(zipped(secret__txt=b"hidden"))
+    for sig in (b"PK\x03\x04", b"PK\x01\x02"):
+        pos = data.find(sig)
+        flag_at = pos + (6 if sig == b"PK\x03\x04" else 8)
+        data[flag_at] |= 1
+    return bytes(data)
+
+
+@pytest.mark.parametrize("action,disposition", [("delete", "deliver"), ("drop", "drop"),
+                                                ("log", "deliver")])
+def test_encrypted_container_actions(action, disposition):
+    raw = message(attachments=[("secret.zip", zipcrypto())])
+    view, findings, verdict = verdict_of(raw, encrypted__action=action)
+    [finding] = findings
+    assert finding.event == "encrypted_container" and finding.notify == "encrypted"
+    assert verdict.disposition == disposition
+    assert bool(verdict.edits) is (action == "delete")
+
+
+def test_encrypted_container_forward():
+    raw = message(attachments=[("secret.zip", zipcrypto())])
+    _, _, verdict = verdict_of(raw, encrypted__action="forward",
+                               encrypted__forward_to="sec@local.test",
+                               encrypted__forward_subject="Encrypted attachment")
+    assert (verdict.disposition, verdict.forward_to, verdict.forward_subject) == (
+        "forward", "sec@local.test", "Encrypted attachment")
+
+
+@pytest.mark.parametrize("setting", ["deliver", "drop", "hold"])
+def test_unprocessable_follows_scan_unprocessable(setting):
+    raw = message(attachments=[("broken.zip", b"PK\x03\x04 this is no zip at all")])
+    _, findings, verdict = verdict_of(raw, scan__unprocessable=setting)
+    assert [f.event for f in findings] == ["scan_error"]
+    assert verdict.disposition == setting and verdict.rule == "scan.unprocessable"
+
+
+def test_malformed_is_logged_not_unprocessable():
+    raw = (b"From: a@b.test\r\nTo: c@local.test\r\nSubject: x\r\n"
+           b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+           b"--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n")      # no closing boundary
+    view, findings, verdict = verdict_of(raw)
+    assert [f.event for f in findings] == ["malformed"]
+    assert verdict.disposition == "deliver" and len(view.parts) == 2
+
+
+def test_a_check_that_raises_becomes_scan_error(monkeypatch):
+    from core.pipeline import registry, run
+    from core.pipeline.registry import Check
+
+    def broken(view, settings):
+        raise ValueError("bug")
+    findings = run.run_checks(verdict_of(message())[0], __import__(
+        "tests.unit.pipeline.support", fromlist=["settings"]).settings(),
+        checks=(Check("broken", broken), *registry.CHECKS))
+    assert findings[0].event == "scan_error" and findings[0].action == "hold"
+    assert findings[0].rule == "check.broken"
+
+
+# --- disclaimer -------------------------------------------------------------------------------
+
+def test_disclaimer_only_for_non_local_destinations():
+    on = dict(disclaimer__enabled=True, disclaimer__text="Confidential.")
+    assert verdict_of(message(), **on)[2].edits == ()
+    _, _, verdict = verdict_of(message(), {"recipients": ["x@elsewhere.test"]}, **on)
+    [edit] = verdict.edits
+    assert edit.action == "add_text" and edit.text == "Confidential." and edit.event is None
+    assert verdict_of(message(), {"recipients": ["x@elsewhere.test"], "is_generated": True},
+                      **on)[2].edits == ()

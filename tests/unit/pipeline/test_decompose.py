@@ -1,0 +1,224 @@
+"""Decomposition: MIME tree and defects, transfer decodings, attached messages, one test per
+container type, true types, encrypted containers (SPEC §5 step 2)."""
+
+import bz2
+import gzip
+import io
+import lzma
+import tarfile
+import zipfile
+
+import pytest
+
+from core.pipeline.decompose.sniff import true_type
+from tests.unit.pipeline.support import (corpus_file, message, view_of,
+                                        with_attached_message)
+
+
+def attach(name, data):
+    return view_of(message(attachments=[(name, data)]))
+
+
+def member_names(view, container_name):
+    container = next(p for p in view.parts if p.filename == container_name)
+    return sorted(p.filename for p in view.parts if p.parent == container.id)
+
+
+# --- MIME -------------------------------------------------------------------------------------
+
+def test_mime_tree_spans_and_depths():
+    raw = message("Tree", html="<p>hi</p>", attachments=[("a.txt", b"hello", "text/plain")])
+    view = view_of(raw)
+    kinds = [(p.content_type, p.depth, p.is_multipart) for p in view.parts]
+    assert kinds == [("multipart/mixed", 0, True), ("multipart/alternative", 0, True),
+                     ("text/plain", 0, False), ("text/html", 0, False),
+                     ("text/plain", 0, False)]
+    for part in view.parts:
+        assert raw[part.span[0]:part.span[1]]            # every MIME part has its bytes
+    assert view.parts[4].filename == "a.txt" and view.parts[4].data == b"hello"
+    assert view.parts[3].text.strip() == "hi"
+    assert view.subject == "Tree" and not view.defects
+
+
+@pytest.mark.parametrize("cte,encoded,decoded", [
+    ("base64", b"aGVsbG8gd29y\r\nbGQ=\r\n", b"hello world"),
+    ("base64", b"aGVsbG8gd29ybGQ\r\n", b"hello world"),                 # missing padding
+    ("quoted-printable", b"caf=C3=A9 =\r\nsoft", b"caf\xc3\xa9 soft"),
+    ("7bit", b"plain", b"plain"),
+    ("x-uuencode", b"begin 644 a.bin\r\n+:&5L;&\\@=V]R;&0`\r\n`\r\nend\r\n", b"hello world"),
+])
+def test_transfer_decodings(cte, encoded, decoded):
+    raw = (b"From: a@b.test\r\nSubject: t\r\nContent-Type: application/octet-stream; "
+           b"name=x.bin\r\nContent-Transfer-Encoding: " + cte.encode() + b"\r\n\r\n" + encoded)
+    view = view_of(raw)
+    assert view.parts[0].data.rstrip(b"\r\n") == decoded
+    assert not view.errors
+
+
+def test_defects_are_recorded_and_parts_still_found():
+    raw = (b"From: a@b.test\r\nSubject: t\r\nContent-Type: multipart/mixed; boundary=zz\r\n\r\n"
+           b"--zz\r\nContent-Type: text/plain\r\n\r\none\r\n--zz\r\nContent-Type: text/plain"
+           b"\r\n\r\ntwo\r\n")
+    view = view_of(raw)
+    assert [p.data.strip() for p in view.parts[1:]] == [b"one", b"two"]
+    assert any("closing boundary" in d for d in view.defects)
+
+
+def test_multipart_without_boundary_is_read_as_text():
+    raw = b"Subject: t\r\nContent-Type: multipart/mixed\r\n\r\nsome text\r\n"
+    view = view_of(raw)
+    assert view.parts[0].text.strip() == "some text" and view.defects
+
+
+def test_nested_message_rfc822_adds_a_level():
+    inner = message("Inner", attachments=[("inner.exe", b"MZ" + b"\0" * 64)])
+    outer = with_attached_message("Outer", inner)
+    view = view_of(outer)
+    attached = next(p for p in view.parts if p.content_type == "message/rfc822")
+    exe = next(p for p in view.parts if p.filename == "inner.exe")
+    assert attached.depth == 0 and exe.depth == 1 and exe.true_type == "exe"
+    assert exe.span is not None             # raw bytes of the inner part are in the file
+
+
+def test_nested_message_over_depth_limit():
+    raw = message("0")
+    for level in range(1, 5):
+        raw = with_attached_message(str(level), raw)
+    assert view_of(raw, container__max_depth=3).limit_hit.limit == "container.max_depth"
+    assert view_of(raw, container__max_depth=4).limit_hit is None
+
+
+def test_mime_parts_count_as_files():
+    raw = message(attachments=[(f"f{i}.txt", b"x", "text/plain") for i in range(6)])
+    assert view_of(raw, container__max_files=7).limit_hit is None          # 2 body + 6
+    assert view_of(raw, container__max_files=6).limit_hit.limit == "container.max_files"
+
+
+# --- one test per container type ----------------------------------------------------------------
+
+def _zip():
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("dir/a.txt", "alpha")
+        z.writestr("b.exe", b"MZ" + b"\0" * 64)
+    return out.getvalue()
+
+
+def _tar():
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as t:
+        for name, data in (("a.txt", b"alpha"), ("b.exe", b"MZ" + b"\0" * 64)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_zip():
+    view = attach("x.zip", _zip())
+    assert member_names(view, "x.zip") == ["b.exe", "dir/a.txt"]
+    assert next(p for p in view.parts if p.filename == "b.exe").true_type == "exe"
+
+
+def test_tar_and_tar_gz():
+    assert member_names(attach("x.tar", _tar()), "x.tar") == ["a.txt", "b.exe"]
+    view = attach("x.tar.gz", gzip.compress(_tar()))
+    assert member_names(view, "x.tar.gz") == ["x.tar"]
+    assert member_names(view, "x.tar") == ["a.txt", "b.exe"]
+    assert next(p for p in view.parts if p.filename == "b.exe").depth == 2
+
+
+@pytest.mark.parametrize("name,compress", [("doc.txt.gz", gzip.compress),
+                                           ("doc.txt.bz2", bz2.compress),
+                                           ("doc.txt.xz", lzma.compress)])
+def test_gzip_bzip2_xz(name, compress):
+    view = attach(name, compress(b"the document text"))
+    [member] = [p for p in view.parts if p.origin == "archive"]
+    assert member.filename == "doc.txt" and member.data == b"the document text"
+
+
+@pytest.mark.parametrize("relative,expected", [
+    ("archives/strelka/test.7z", "7z"), ("archives/strelka/test.rar", "rar"),
+    ("archives/strelka/test.zip", "zip"), ("archives/strelka/test.tar", "tar"),
+    ("archives/strelka/test.gz", "gz"), ("archives/strelka/test.bz2", "bz2"),
+    ("archives/strelka/test.xz", "xz"),
+])
+def test_corpus_containers_are_opened(relative, expected):
+    data = corpus_file(relative)
+    view = attach(relative.rsplit("/", 1)[1], data)
+    container = next(p for p in view.parts if p.container == expected)
+    assert view.children(container.id), relative
+    assert not view.errors and view.limit_hit is None
+
+
+def test_7z_members_have_content():
+    view = attach("test.7z", corpus_file("archives/strelka/test.7z"))
+    members = [p for p in view.parts if p.origin == "archive"]
+    assert members and any(p.data for p in members)
+
+
+def test_tnef_winmail_dat():
+    path = "mime/mimekit"
+    from tests.unit.pipeline.support import corpus_rows
+    tnef = [p for p, _ in corpus_rows(path) if "tnef" in p.name.lower() or b"ms-tnef" in
+            p.read_bytes()[:200000].lower()]
+    if not tnef:
+        pytest.skip("no TNEF mail in the corpus")
+    opened = 0
+    for path in tnef:
+        view = view_of(path.read_bytes())
+        for container in (p for p in view.parts if p.container == "tnef"):
+            opened += bool(view.children(container.id))
+    assert opened, "no TNEF attachment was opened"
+
+
+def test_unknown_tnef_signature_is_unprocessable():
+    raw = message(attachments=[("winmail.dat", b"not tnef", "application/ms-tnef")])
+    assert view_of(raw).errors
+
+
+# --- true types -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("data,kind", [
+    (b"MZ\x90\x00", "exe"), (b"\x7fELF\x02", "elf"), (b"PK\x03\x04", "zip"), (b"%PDF-1.7", "pdf"),
+    (b"\x1f\x8b\x08", "gz"), (b"BZh91AY", "bz2"), (b"\xfd7zXZ\x00", "xz"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"), (b"Rar!\x1a\x07\x00", "rar"), (b"\x78\x9f\x3e\x22", "tnef"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "ole"), (b"GIF89a", "gif"), (b"hello", None),
+    (b"\x00" * 257 + b"ustar\x00", "tar"),
+])
+def test_true_type_by_magic(data, kind):
+    assert true_type(data) == kind
+
+
+# --- encrypted containers -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("relative", [
+    "archives/encrypted/zipcrypto_infected.zip",
+    "archives/encrypted/aes256_infected.zip",
+    "archives/encrypted/zipcrypto_mixed_plain_and_encrypted.zip",
+    "archives/encrypted/encrypted_infected.7z",
+    "archives/encrypted/encrypted_headers_infected.7z",
+    "archives/encrypted/strelka/test_password.rar",
+    "archives/encrypted/strelka/test_password_encrypted_headers.rar",
+    "archives/encrypted/strelka/test_password.doc",
+    "archives/encrypted/strelka/test_password.docx",
+])
+def test_encrypted_containers_are_detected(relative):
+    view = attach(relative.rsplit("/", 1)[1], corpus_file(relative))
+    assert [p.filename for p in view.parts if p.encrypted] == [relative.rsplit("/", 1)[1]]
+
+
+def test_encrypted_pdf_is_detected():
+    from tests.unit.pipeline.support import corpus_rows
+    rows = corpus_rows("pdf/", "pdf-encrypted")
+    if not rows:
+        pytest.skip("no encrypted PDF in the corpus")
+    for path, _ in rows:
+        assert attach(path.name, path.read_bytes()).parts[-1].encrypted, path
+
+
+def test_plain_archives_and_documents_are_not_encrypted():
+    for relative in ("archives/strelka/test.zip", "archives/strelka/test.7z",
+                     "archives/strelka/test.rar"):
+        view = attach("x", corpus_file(relative))
+        assert not any(p.encrypted for p in view.parts), relative

@@ -1,0 +1,81 @@
+"""verdict.py on hand-made findings: one test per precedence rule (SPEC §5)."""
+
+import pytest
+
+from core.pipeline.findings import Finding
+from core.pipeline.verdict import PRECEDENCE, decide
+
+
+def f(action, rule=None, **kw):
+    kw.setdefault("event", "content_rule_violation")
+    return Finding(rule=rule or f"rule.{action}", action=action, reason=action, **kw)
+
+
+def test_no_findings_delivers():
+    verdict = decide([])
+    assert verdict.disposition == "deliver" and verdict.rule is None and verdict.edits == ()
+
+
+def test_precedence_table_is_the_spec_order():
+    assert sorted(PRECEDENCE, key=PRECEDENCE.get) == [
+        "reject", "drop", "hold", "quarantine", "forward", "deliver"]
+
+
+@pytest.mark.parametrize("strong,weak", [
+    ("drop", "hold"), ("drop", "quarantine"), ("drop", "forward"), ("drop", "deliver"),
+    ("hold", "quarantine"), ("hold", "forward"), ("hold", "deliver"),
+    ("quarantine", "forward"), ("quarantine", "deliver"), ("forward", "deliver"),
+])
+def test_stronger_disposition_wins_in_either_order(strong, weak):
+    extra = {"forward_to": "x@y.test"}
+    a = f(strong, **(extra if strong == "forward" else {}))
+    b = f(weak, **(extra if weak == "forward" else {}))
+    assert decide([a, b]).disposition == strong
+    assert decide([b, a]).disposition == strong
+    assert decide([b, a]).rule == f"rule.{strong}"
+
+
+def test_reject_after_data_becomes_drop():
+    verdict = decide([f("reject"), f("hold")])
+    assert verdict.disposition == "drop" and verdict.rule == "rule.reject"
+    assert decide([f("reject")], after_data=False).disposition == "reject"
+
+
+def test_first_of_equals_names_the_rule_and_forward_address():
+    verdict = decide([f("forward", "first", forward_to="a@x.test", forward_subject="S1"),
+                      f("forward", "second", forward_to="b@x.test")])
+    assert (verdict.rule, verdict.forward_to, verdict.forward_subject) == (
+        "first", "a@x.test", "S1")
+
+
+def test_log_findings_decide_nothing():
+    assert decide([f("log"), f("log")]).disposition == "deliver"
+
+
+def test_edits_apply_only_when_delivering():
+    edit = f("remove_part", part=2, event="attachment_deleted")
+    assert decide([edit]).edits == (edit,)
+    assert decide([edit, f("forward", forward_to="a@x.test")]).edits == (edit,)
+    for action in ("drop", "hold", "quarantine"):
+        assert decide([edit, f(action)]).edits == ()
+
+
+def test_a_part_is_removed_once_and_removal_beats_replacement():
+    one = f("remove_part", "filename.patterns", part=3)
+    two = f("remove_part", "encrypted.action", part=3)
+    repair = f("replace_part", "av", part=3, data={"content": b"x"})
+    assert decide([one, two, repair]).edits == (one,)
+
+
+def test_quarantine_folder_defaults_to_spam():
+    assert decide([f("quarantine")]).quarantine == "spam"
+    assert decide([f("quarantine", quarantine="virus")]).quarantine == "virus"
+
+
+def test_finding_validates_its_shape():
+    with pytest.raises(ValueError):
+        Finding(rule="r", action="explode", event=None, reason="")
+    with pytest.raises(ValueError):
+        Finding(rule="r", action="forward", event=None, reason="")
+    with pytest.raises(ValueError):
+        Finding(rule="r", action="remove_part", event=None, reason="")
