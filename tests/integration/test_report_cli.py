@@ -1,0 +1,131 @@
+"""`mailmoat report summary|detail` as a real subprocess (SPEC §2): formats, filters, times
+in the `timezone` setting, exit statuses. Events are seeded through the event writer."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from shared.clock import FakeClock
+from shared.events import Action, EventWriter
+from tests.support.core import make_home, set_settings
+
+_SCRIPT = shutil.which("mailmoat", path=os.path.dirname(sys.executable))
+MAILMOAT = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "shared.cli"]
+T0 = 1_800_000_000.0   # 2027-01-15T08:00:00Z
+
+
+def report(home, *args, expect=0):
+    environ = {k: v for k, v in os.environ.items() if k != "MAILMOAT_HOME"}
+    result = subprocess.run([*MAILMOAT, "report", *map(str, args), "--home", str(home.root)],
+                            capture_output=True, env=environ, timeout=60)
+    stderr = result.stderr.decode()
+    assert "Traceback" not in stderr, stderr
+    assert result.returncode == expect, (result.returncode, result.stdout, stderr)
+    return result.stdout.decode("utf-8"), stderr
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = make_home(tmp_path_factory.mktemp("report") / "home", timezone="Europe/Berlin",
+                     premium__enabled=True)
+    clock = FakeClock(T0)
+    writer = EventWriter(home.db, "core", clock)
+    for i in range(5):
+        clock.value = T0 + i * 600                     # 09:00 … 09:40 Berlin
+        writer.record(Action.ACCEPTED, queue_id=f"Q{i}", size=1024, sender="a@example.com",
+                      recipients=["b@example.net", "c@example.net"], subject=f"Hello {i}")
+        writer.record(Action.DELIVERED, queue_id=f"Q{i}", recipients=["b@example.net"])
+    clock.value = T0 + 3000
+    writer.record(Action.SPAM, queue_id="Q1", info="score 100")
+    writer.record(Action.FILE_REPAIRED, queue_id="Q2", data={"virus": "W97M.Melissa"},
+                  subject="-@+= formula")
+    writer.record(Action.DELIVERED, queue_id="B1", recipients=["a@example.com"],
+                  data={"generated": True})
+    clock.value = T0 - 86_400                          # the day before
+    writer.record(Action.ACCEPTED, queue_id="OLD", size=1)
+    writer.close()
+    return home
+
+
+def test_summary_text_is_an_aligned_report(home):
+    out, _ = report(home, "summary", "--from", "2027-01-15", "--to", "2027-01-15")
+    assert "Summary Report  2027-01-15 00:00 – 2027-01-16 00:00 Europe/Berlin" in out
+    lines = out.splitlines()
+    accepted = next(line for line in lines if line.startswith("Messages Accepted"))
+    delivered = next(line for line in lines if line.startswith("Messages Delivered"))
+    assert accepted.split()[-1] == "5" and delivered.split()[-1] == "6"
+    assert len(accepted) == len(delivered)            # counts right-aligned in one column
+    assert "Premium AntiSpam Summary" in out and "W97M.Melissa" in out
+
+
+def test_summary_csv_and_json(home):
+    out, _ = report(home, "summary", "--from", "2027-01-15", "--to", "2027-01-15",
+                    "--format", "csv")
+    rows = list(csv.reader(io.StringIO(out, newline="")))
+    assert rows[0] == ["section", "item", "count"]
+    assert ["message", "Messages Accepted", "5"] in rows
+    assert ["message", "Data Accepted (KB)", "5"] in rows
+    assert ["premium", "Spam Detected", "1"] in rows and ["premium", "Total", "1"] in rows
+    assert ["viruses", "W97M.Melissa", "1"] in rows
+    out, _ = report(home, "summary", "--from", "2027-01-15", "--to", "2027-01-15",
+                    "--format", "json")
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert objects[0] == {"section": "message", "item": "Messages Accepted", "count": 5}
+
+
+def test_detail_csv_filters_and_escapes(home):
+    out, _ = report(home, "detail", "--from", "2027-01-15T09:00", "--to", "2027-01-15T10:00",
+                    "--action", "accepted", "--action", "file_repaired", "--format", "csv")
+    assert out.startswith("time,category,action,result,queue_id,connection_id,client_ip,"
+                          "sender,recipients,subject,size,rule,info\r\n")
+    rows = list(csv.DictReader(io.StringIO(out, newline="")))
+    assert [r["action"] for r in rows] == ["accepted"] * 5 + ["file_repaired"]
+    assert rows[0]["time"] == "2027-01-15T09:00:00+01:00"
+    assert rows[0]["recipients"] == "b@example.net;c@example.net"
+    assert rows[-1]["subject"] == "'-@+= formula" and rows[-1]["info"] == "virus=W97M.Melissa"
+
+
+def test_detail_search_json_and_offsets(home):
+    out, _ = report(home, "detail", "--from", "2027-01-15T08:00Z", "--to",
+                    "2027-01-15T08:25+00:00", "--search", "HELLO", "--format", "json")
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert [o["subject"] for o in objects] == ["Hello 0", "Hello 1", "Hello 2"]
+    assert list(objects[0]) == ["time", "category", "action", "result", "queue_id",
+                                "connection_id", "client_ip", "sender", "recipients", "subject",
+                                "size", "rule", "info"]
+
+
+def test_detail_text_is_the_default_format(home):
+    out, _ = report(home, "detail", "--from", "2027-01-14", "--to", "2027-01-15",
+                    "--action", "accepted")
+    lines = out.splitlines()
+    assert lines[0].split() == ["time", "category", "action", "result", "queue_id",
+                                "connection_id", "client_ip", "sender", "recipients", "subject",
+                                "size", "rule", "info"]
+    assert len(lines) == 2 + 6 and "OLD" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["detail", "--from", "yesterday"], "--from: "),
+    (["detail", "--to", "2027-02-30"], "--to: "),
+    (["detail", "--from", "2027-01-16", "--to", "2027-01-15"], "must be before its end"),
+    (["detail", "--action", "nonsense"], "--action: unknown action 'nonsense'"),
+    (["summary", "--search", "x"], "detail report only"),
+])
+def test_bad_input_exits_2_with_one_line(home, args, message):
+    _, err = report(home, *args, expect=2)
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_default_range_is_the_last_24_hours(home):
+    out, _ = report(home, "detail", "--format", "csv")
+    assert out.splitlines() == ["time,category,action,result,queue_id,connection_id,client_ip,"
+                                "sender,recipients,subject,size,rule,info"]
