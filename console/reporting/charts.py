@@ -29,6 +29,7 @@ __all__ = ["Buckets", "bucket_counts", "disposition_chart_svg", "top_chart_svg",
 WIDTH, HEIGHT = 800, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 56, 44
 MAX_BUCKETS = 72
+TOP_WIDTH = 420
 BUCKET_HOURS = (1, 2, 3, 6, 12, 24)
 # action → (legend name, colour): the Status page's four, and four more.
 STYLE = {**SERIES_STYLE,
@@ -155,27 +156,30 @@ def disposition_chart_svg(buckets: Buckets, zone) -> Markup:
 
 def top_chart_svg(chart_id: str, title: str, rows: list[tuple[str, int]],
                   colour: str = "#0b5cad") -> Markup:
-    """Horizontal bars for the top items of a summary section (longest first)."""
+    """Horizontal bars for the top items of a summary section (longest first). Drawn for a
+    half-width column, so its text stays the size of the page's."""
     if not rows:
         return Markup("")
-    row_h, label_w, pad = 26, 300, 10
+    width, row_h, label_w, pad = TOP_WIDTH, 24, 170, 8
     height = pad * 2 + 24 + row_h * len(rows)
-    peak = max(count for _, count in rows)
-    top = nice_ceiling(peak)
-    plot_w = WIDTH - label_w - 70
-    out = _svg_open(chart_id, title, ", ".join(f"{name} {count}" for name, count in rows),
-                    height)
+    top = nice_ceiling(max(count for _, count in rows))
+    plot_w = width - label_w - 56
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+           f'role="img" aria-labelledby="{chart_id}-title {chart_id}-desc" id="{chart_id}">',
+           f'<title id="{chart_id}-title">{escape(title)}</title>',
+           f'<desc id="{chart_id}-desc">'
+           + escape(", ".join(f"{name} {count}" for name, count in rows)) + '</desc>']
     out.append(f'<text x="{pad}" y="{pad + 12}" font-size="14" font-weight="600" '
                f'fill="#1d2433">{escape(title)}</text>')
     for i, (name, count) in enumerate(rows):
         top_y = pad + 24 + i * row_h
-        shown = name if len(name) <= 40 else name[:39] + "…"
-        width = max(1.0, plot_w * count / top)
-        out.append(f'<text x="{label_w - 8}" y="{top_y + 17}" font-size="13" text-anchor="end" '
+        shown = name if len(name) <= 24 else name[:23] + "…"
+        bar = max(1.0, plot_w * count / top)
+        out.append(f'<text x="{label_w - 6}" y="{top_y + 16}" font-size="12" text-anchor="end" '
                    f'fill="#1d2433">{escape(shown)}</text>'
-                   f'<rect x="{label_w}" y="{top_y + 4}" width="{width:.1f}" height="18" '
+                   f'<rect x="{label_w}" y="{top_y + 3}" width="{bar:.1f}" height="17" '
                    f'fill="{colour}"><title>{escape(name)}: {count}</title></rect>'
-                   f'<text x="{label_w + width + 6:.1f}" y="{top_y + 17}" font-size="13" '
+                   f'<text x="{label_w + bar + 5:.1f}" y="{top_y + 16}" font-size="12" '
                    f'fill="#1d2433">{count}</text>')
     out.append("</svg>")
     return Markup("".join(out))
