@@ -85,10 +85,10 @@ class Budget:
 
     def charge(self, octets: int, location: str) -> None:
         """Count `octets` more decoded bytes (call as they come out, chunk by chunk)."""
-        self.total_octets += octets
-        if self.total_octets > self.max_total_octets:
-            raise LimitExceeded("container.max_total_mb", self.total_octets / MIB,
+        if self.total_octets + octets > self.max_total_octets:
+            raise LimitExceeded("container.max_total_mb", (self.total_octets + octets) / MIB,
                                 self.max_total_octets / MIB, location)
+        self.total_octets += octets
 
     def room(self) -> int:
         """How many bytes one part may still take before a limit is hit (plus one, so that

@@ -1,0 +1,159 @@
+"""rewrite.py: edits applied by splicing, untouched parts byte-identical (SPEC §5 "Edits")."""
+
+import base64
+import email
+from email import policy
+
+from core.pipeline.decompose import decompose_bytes
+from core.pipeline.findings import Finding
+from core.pipeline.rewrite import rewrite
+from tests.unit.pipeline.support import CONTEXT, message, settings, view_of
+
+SIGNED = (
+    b"From: a@outside.test\r\nTo: user@local.test\r\nSubject: signed\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=\"mix\"\r\n\r\npreamble stays\r\n"
+    b"--mix\r\nContent-Type: multipart/signed; protocol=\"application/pgp-signature\"; "
+    b"micalg=pgp-sha256; boundary=\"sig\"\r\n\r\n"
+    b"--sig\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: "
+    b"quoted-printable\r\n\r\nSigned caf=C3=A9 text  \r\n"
+    b"--sig\r\nContent-Type: application/pgp-signature\r\n\r\n-----BEGIN PGP SIGNATURE-----\r\n"
+    b"iQEzBAEBCAAdFiEE\r\n-----END PGP SIGNATURE-----\r\n--sig--\r\n"
+    b"--mix\r\nContent-Type: application/octet-stream; name=\"invoice.pdf.exe\"\r\n"
+    b"Content-Disposition: attachment; filename=\"invoice.pdf.exe\"\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(b"MZ" + b"\0" * 100)
+    .replace(b"\n", b"\r\n") +
+    b"--mix\r\nContent-Type: image/gif; name=\"logo.gif\"\r\nContent-Transfer-Encoding: base64"
+    b"\r\n\r\nR0lGODlhAQABAAAAACw=\r\n--mix--\r\nepilogue stays\r\n")
+
+
+def edit(action, part=None, text=None, **kw):
+    return Finding(rule="test", action=action, event=None, reason="test", part=part,
+                   text=text, **kw)
+
+
+def part_bytes(raw):
+    """Raw bytes of every MIME part, keyed by (content type, file name)."""
+    view = decompose_bytes(raw, CONTEXT, settings())
+    return {(p.content_type, p.filename): raw[p.span[0]:p.span[1]]
+            for p in view.parts if p.span and p.id}
+
+
+def test_removing_an_attachment_keeps_every_other_part_byte_identical():
+    view = view_of(SIGNED)
+    exe = next(p for p in view.parts if p.filename == "invoice.pdf.exe")
+    out = rewrite(SIGNED, view, [edit("remove_part", exe.id, "Attachment removed.")])
+    before, after = part_bytes(SIGNED), part_bytes(out)
+    for key in [("multipart/signed", None), ("application/pgp-signature", None),
+                ("image/gif", "logo.gif")]:
+        assert after[key] == before[key], key
+    signed_text = next(p for p in view.parts if p.transfer_encoding == "quoted-printable")
+    original = SIGNED[signed_text.span[0]:signed_text.span[1]]
+    new_view = decompose_bytes(out, CONTEXT, settings())
+    new_text = next(p for p in new_view.parts if p.transfer_encoding == "quoted-printable")
+    assert out[new_text.span[0]:new_text.span[1]] == original          # signed bytes intact
+    assert ("application/octet-stream", "invoice.pdf.exe") not in after
+    assert b"preamble stays" in out and out.endswith(b"epilogue stays\r\n")
+    parsed = email.message_from_bytes(out, policy=policy.default)
+    texts = [p.get_content() for p in parsed.walk() if p.get_content_type() == "text/plain"]
+    assert "Attachment removed." in [t.strip() for t in texts]
+    assert out[:out.index(b"\r\n\r\n")] == SIGNED[:SIGNED.index(b"\r\n\r\n")]  # same header
+
+
+def test_removing_without_text_cuts_the_part_and_its_delimiter():
+    view = view_of(SIGNED)
+    gif = next(p for p in view.parts if p.filename == "logo.gif")
+    out = rewrite(SIGNED, view, [edit("remove_part", gif.id)])
+    assert b"logo.gif" not in out and out.count(b"--mix") == SIGNED.count(b"--mix") - 1
+    assert decompose_bytes(out, CONTEXT, settings()).defects == []
+
+
+def test_disclaimer_appended_to_text_and_html_only():
+    raw = message("Hi", body="Hello there.\n", html="<html><body><p>Hello</p></body></html>",
+                  attachments=[("a.bin", b"\x00\x01")])
+    view = view_of(raw)
+    out = rewrite(raw, view, [edit("add_text", text="Confidential & private.")])
+    parsed = email.message_from_bytes(out, policy=policy.default)
+    plain = parsed.get_body(("plain",)).get_content()
+    html = parsed.get_body(("html",)).get_content()
+    assert plain.rstrip().endswith("Confidential & private.")
+    assert "Confidential &amp; private." in html and html.index("Confidential") < html.index(
+        "</body>")
+    attachment = next(p for p in view.parts if p.filename == "a.bin")
+    assert part_bytes(out)[("application/octet-stream", "a.bin")] == \
+        raw[attachment.span[0]:attachment.span[1]]
+
+
+def test_disclaimer_on_base64_and_non_ascii_bodies():
+    raw = message("Hi", body="Grüße aus Köln\n" * 30)      # EmailMessage picks 8bit/qp/base64
+    view = view_of(raw)
+    out = rewrite(raw, view, [edit("add_text", text="Vertraulich – nur für Empfänger.")])
+    body = email.message_from_bytes(out, policy=policy.default).get_body(("plain",))
+    assert body.get_content().rstrip().endswith("Vertraulich – nur für Empfänger.")
+    assert "Grüße aus Köln" in body.get_content()
+
+
+def test_disclaimer_single_part_plain_message():
+    raw = b"From: a@b.test\r\nTo: c@d.test\r\nSubject: s\r\n\r\nJust text.\r\n"
+    out = rewrite(raw, view_of(raw), [edit("add_text", text="Footer.")])
+    assert out.startswith(b"From: a@b.test\r\nTo: c@d.test\r\nSubject: s\r\n")
+    assert out.endswith(b"Just text.\r\n\r\nFooter.\r\n")
+
+
+def test_disclaimer_when_there_is_no_text_part_wraps_the_message():
+    raw = (b"From: a@b.test\r\nSubject: s\r\nContent-Type: application/pdf; name=x.pdf\r\n"
+           b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n")
+    out = rewrite(raw, view_of(raw), [edit("add_text", text="Footer.")])
+    parsed = email.message_from_bytes(out, policy=policy.default)
+    assert parsed.get_content_type() == "multipart/mixed"
+    kinds = [p.get_content_type() for p in parsed.iter_parts()]
+    assert kinds == ["text/plain", "application/pdf"]
+    assert next(parsed.iter_attachments()).get_content() == b"%PDF-1.4\n"
+
+
+def test_removing_the_only_content_of_a_single_part_message():
+    raw = (b"From: a@b.test\r\nSubject: s\r\nContent-Type: application/octet-stream; "
+           b"name=a.exe\r\nContent-Transfer-Encoding: base64\r\n\r\nTVoAAA==\r\n")
+    out = rewrite(raw, view_of(raw), [edit("remove_part", 0, "Removed.")])
+    parsed = email.message_from_bytes(out, policy=policy.default)
+    assert parsed.get_content_type() == "text/plain"
+    assert parsed.get_content().strip() == "Removed."
+    assert parsed["Subject"] == "s"
+
+
+def test_archive_member_removal_removes_the_carrying_attachment():
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("x.exe", b"MZ")
+    raw = message(attachments=[("a.zip", buf.getvalue()), ("keep.txt", b"keep", "text/plain")])
+    view = view_of(raw)
+    member = next(p for p in view.parts if p.filename == "x.exe")
+    out = rewrite(raw, view, [edit("remove_part", member.carrier, "gone")])
+    assert b"a.zip" not in out and b"keep.txt" in out
+
+
+def test_forward_subject_and_prefix_and_header():
+    raw = message("Original subject")
+    view = view_of(raw)
+    out = rewrite(raw, view, [], forward_subject="Forwarded: blocked")
+    assert email.message_from_bytes(out)["Subject"] == "Forwarded: blocked"
+    out = rewrite(raw, view, [edit("prefix_subject", text="[Spam]"),
+                              edit("add_header", text="87", header="X-Bulk")])
+    parsed = email.message_from_bytes(out)
+    assert parsed["Subject"] == "[Spam] Original subject" and parsed["X-Bulk"] == "87"
+    assert out.split(b"\r\n\r\n", 1)[1] == raw.split(b"\r\n\r\n", 1)[1]      # body unchanged
+
+
+def test_replace_part_for_antivirus_repair():
+    raw = message(attachments=[("doc.bin", b"infected bytes")])
+    view = view_of(raw)
+    target = next(p for p in view.parts if p.filename == "doc.bin")
+    out = rewrite(raw, view, [edit("replace_part", target.id, data={"content": b"clean"})])
+    parsed = email.message_from_bytes(out, policy=policy.default)
+    assert next(parsed.iter_attachments()).get_content() == b"clean"
+
+
+def test_nothing_to_do_returns_the_same_bytes():
+    raw = message()
+    assert rewrite(raw, view_of(raw), []) is raw
