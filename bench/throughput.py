@@ -160,6 +160,9 @@ def run_postfix(size, concurrency, messages) -> Result:
     return Result("postfix", size, concurrency, messages, accept, total, cpu)
 
 
+LISTENER_PROCESSES = 0  # the product default: one per CPU core (--listeners overrides)
+
+
 def run_mailmoat(size, concurrency, messages) -> Result:
     sys.path.insert(0, str(REPO))
     from tests.support.core import CoreProcess, make_home
@@ -167,6 +170,7 @@ def run_mailmoat(size, concurrency, messages) -> Result:
     sink = SmtpSink()
     root = Path(tempfile.mkdtemp(prefix="bench-mailmoat-"))
     home = make_home(root, smtp__max_incoming=max(concurrency, 15), smtp__max_outgoing=30,
+                     smtp__listener_processes=LISTENER_PROCESSES,
                      routing__local=[{"match": "local.test", "relay": "127.0.0.1",
                                       "port": sink.port}])
     core = CoreProcess(home).start()
@@ -191,7 +195,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="2048,102400")
     parser.add_argument("--concurrency", default="10,50")
     parser.add_argument("--only", default="direct,postfix,mailmoat")
+    parser.add_argument("--listeners", type=int, default=0,
+                        help="smtp.listener_processes for Mailmoat (0 = one per CPU core)")
     args = parser.parse_args(argv)
+    global LISTENER_PROCESSES
+    LISTENER_PROCESSES = args.listeners
     runners = {"direct": run_direct, "postfix": run_postfix, "mailmoat": run_mailmoat}
     results = []
     for size in (int(s) for s in args.sizes.split(",")):

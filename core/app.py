@@ -22,6 +22,7 @@ from typing import Callable
 import trio
 
 from core.control import CommandRunner, SettingsWatcher
+from core.smtp.listeners import ListenerPool, listener_count
 from core.smtp.server import GroupCommitter, SmtpServer
 from core.status import Counters, StatusReporter
 from shared import db
@@ -39,6 +40,17 @@ try:
     VERSION = _version("mailmoat")
 except Exception:  # running from a tree that is not installed
     VERSION = "0.0.0"
+
+
+GIL_SWITCH_SECONDS = 0.0005
+
+
+def tune_interpreter() -> None:
+    """Hand the GIL back to the event loop quickly: the trio thread releases it at every
+    socket call, and with the default 5 ms switch interval a busy worker thread (fsync
+    bookkeeping, the event writer) keeps it for that long before the loop gets it back."""
+    import sys
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
 
 
 class TlsFiles:
@@ -77,7 +89,7 @@ class CoreHandle:
     """What a started core exposes to its caller (tests and the CLI)."""
 
     smtp_addresses: list
-    server: SmtpServer
+    server: SmtpServer | ListenerPool  # ListenerPool with several listener processes
     queue: object
     counters: Counters
     events: EventWriter
@@ -124,12 +136,20 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
         queue = QueueManager(spool=spool, settings=settings, events=events, counters=counters,
                              clock=clock, pipeline=pipeline, deliverer=deliverer)
         alerts = AlertServices(home, settings, events, queue, hostname, pipeline)
-        committer = GroupCommitter(spool)
-        server = SmtpServer(settings=settings, spool=spool, committer=committer, events=events,
-                            counters=counters, clock=clock, on_accepted=queue.message_accepted,
-                            ssl_context=TlsFiles(home), diagnostics_dir=home.diagnostics,
-                            resolver=resolver, hostname=hostname)
-        settings.on_change(server.settings_changed)
+        listeners = listener_count(settings()["smtp.listener_processes"],
+                                   settings()["smtp.max_incoming"])
+        if listeners == 1:
+            committer = GroupCommitter(spool)
+            server = SmtpServer(settings=settings, spool=spool, committer=committer,
+                                events=events, counters=counters, clock=clock,
+                                on_accepted=queue.message_accepted, ssl_context=TlsFiles(home),
+                                diagnostics_dir=home.diagnostics, resolver=resolver,
+                                hostname=hostname)
+            settings.on_change(server.settings_changed)
+        else:
+            committer = None
+            server = ListenerPool(home, listeners, on_accepted=queue.message_accepted,
+                                  counters=counters, events=events)
         status = StatusReporter(home.db, counters, clock, settings, queue.queue_sizes,
                                 VERSION, improper)
         commands = CommandRunner(home.db)
@@ -137,10 +157,12 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
 
         async with trio.open_nursery() as nursery:
             await nursery.start(settings.run)
-            await nursery.start(committer.run)
+            if committer is not None:
+                await nursery.start(committer.run)
             await nursery.start(queue.run)
             await nursery.start(alerts.run)
-            addresses = await nursery.start(server.serve)
+            addresses = await nursery.start(
+                server.serve if isinstance(server, SmtpServer) else server.run)
             await nursery.start(status.run)
             await nursery.start(commands.run)
             if improper:

@@ -37,8 +37,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import re
-import secrets
 import shutil
 import stat
 import threading
@@ -96,9 +96,14 @@ _id_lock = threading.Lock()
 _id_last = 0
 
 
+# Queue ids need uniqueness, not secrecy: a seeded PRNG instead of a getrandom(2) per id.
+_id_random = random.Random(os.urandom(16))
+
+
 def _forget_last_id() -> None:   # a forked worker must not count on from its parent's last id
     global _id_last
     _id_last = 0
+    _id_random.seed(os.urandom(16))
 
 
 os.register_at_fork(after_in_child=_forget_last_id)
@@ -114,7 +119,7 @@ def new_queue_id(clock_ns: Callable[[], int] = time.time_ns) -> str:
     harmless (FileExistsError: take a new id). No pid or host is in it.
     """
     global _id_last
-    value = (clock_ns() // 1_000_000) << _ID_LOW_BITS | secrets.randbits(_ID_LOW_BITS - 1)
+    value = (clock_ns() // 1_000_000) << _ID_LOW_BITS | _id_random.getrandbits(_ID_LOW_BITS - 1)
     with _id_lock:
         value = max(value, _id_last + 1)
         _id_last = value

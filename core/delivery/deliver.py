@@ -133,12 +133,22 @@ class Deliverer:
             if slot.session is not None and not await reset_session(slot.session, self.timeouts):
                 await self._close(slot.session)
                 slot.session = None
+            reused = slot.session is not None
             if slot.session is None:
                 slot.session = await self._connect(found, hop, settings, mode, envelope)
             for start in range(0, len(recipients), MAX_RECIPIENTS_PER_TRANSACTION):
                 chunk = list(recipients[start:start + MAX_RECIPIENTS_PER_TRANSACTION])
                 outcomes = await run_transaction(slot.session, envelope, chunk, message_path,
                                                  self.timeouts)
+                if reused and not any(remote for _, _, _, remote in outcomes.values()):
+                    # The pooled connection went stale before the server said anything:
+                    # one fresh connection before anything is deferred.
+                    await self._close(slot.session)
+                    slot.session = None
+                    slot.session = await self._connect(found, hop, settings, mode, envelope)
+                    outcomes = await run_transaction(slot.session, envelope, chunk,
+                                                     message_path, self.timeouts)
+                reused = False
                 for address, (outcome, text, status, remote) in outcomes.items():
                     results[address] = RecipientResult(address, outcome, text, status,
                                                        slot.session.host, remote)

@@ -80,6 +80,7 @@ class Session:
     log: ConversationLog | None
     is_tls: bool = False
     is_broken: bool = False
+    completed_at: float | None = None   # trio time the last transaction ended with a reply
 
     @property
     def peer(self) -> str:
@@ -310,6 +311,7 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
                         in_data=True)
     await _send(session, conn.end_data(), timeouts.data_block)
     await _reply(session, timeouts.data_termination)
+    session.completed_at = trio.current_time()
 
 
 def _read_small(path: Path) -> bytes | None:
@@ -329,10 +331,19 @@ async def _message_chunks(path: Path):
             yield chunk
 
 
+FRESH_SECONDS = 2.0  # a connection that just finished a transaction is reused without RSET
+
+
 async def reset_session(session: Session, timeouts: Timeouts) -> bool:
-    """RSET on an idle connection before reuse; False when it is no longer usable."""
+    """Make an idle connection ready for the next transaction; False when it is no longer
+    usable. After a transaction that ended with the reply to the data (RFC 5321 §4.1.1.4:
+    that reply clears the transaction) a connection used moments ago needs no RSET; an
+    older one is checked with RSET, since the server may have dropped it meanwhile."""
     if not session.is_usable:
         return False
+    if session.completed_at is not None \
+            and trio.current_time() - session.completed_at < FRESH_SECONDS:
+        return True
     try:
         await _send(session, session.conn.rset(), timeouts.rset)
         return (await _reply(session, timeouts.rset)).code_class == 2

@@ -132,7 +132,8 @@ class SmtpServer:
     def __init__(self, *, settings: Callable[[], Mapping], spool, committer: GroupCommitter,
                  events, counters, clock, on_accepted: Callable[[str], None],
                  ssl_context: Callable[[], ssl.SSLContext | None], diagnostics_dir,
-                 resolver=None, hostname: Callable[[], str]):
+                 resolver=None, hostname: Callable[[], str], reuse_port: bool = False,
+                 share: int = 1):
         self.settings = settings
         self.spool = spool
         self.committer = committer
@@ -144,7 +145,9 @@ class SmtpServer:
         self.diagnostics_dir = diagnostics_dir
         self.resolver = resolver
         self.hostname = hostname
-        self.limiter = trio.CapacityLimiter(settings()["smtp.max_incoming"])
+        self.reuse_port = reuse_port  # several listener processes share the port
+        self.share = share            # ... and smtp.max_incoming between them
+        self.limiter = trio.CapacityLimiter(self._sessions_allowed(settings()))
         self.active = 0
         self.max_active_seen = 0
         self.bound: list[tuple[str, int]] = []
@@ -161,8 +164,11 @@ class SmtpServer:
         return value
 
     # --- listeners ---------------------------------------------------------------------
+    def _sessions_allowed(self, settings: Mapping) -> int:
+        return max(1, settings["smtp.max_incoming"] // self.share)
+
     def settings_changed(self, old: Mapping, new: Mapping) -> None:
-        self.limiter.total_tokens = new["smtp.max_incoming"]
+        self.limiter.total_tokens = self._sessions_allowed(new)
         if (old["smtp.port"], old["smtp.listen"]) != (new["smtp.port"], new["smtp.listen"]):
             self._rebind.set()
 
@@ -196,6 +202,8 @@ class SmtpServer:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sock = trio.socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
@@ -460,7 +468,7 @@ class _Session:
         self.record(Action.ACCEPTED, queue_id=self.queue_id, sender=envelope.sender,
                     recipients=self.recipients, size=envelope.size)
         await self.write(self.conn.send(R.R250_QUEUED(self.queue_id)))
-        server.on_accepted(self.queue_id, envelope.copy())
+        server.on_accepted(self.queue_id, envelope)  # ours no more: handed over
         self.sender, self.recipients = None, []
 
     async def _start_tls(self) -> None:

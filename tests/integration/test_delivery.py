@@ -162,7 +162,24 @@ async def test_tls_off_never_starttls(tls_sink, message):
     assert result.outcome == "delivered" and not tls_sink.messages[0].is_tls
 
 
-async def test_connection_reused_across_messages_with_rset(sink, message):
+async def test_connection_reused_across_messages_without_rset_while_fresh(sink, message):
+    envelope, path = message
+    settings = snapshot()
+    deliverer = Deliverer(settings=lambda: settings, events=Recorder())
+    hop = NextHop("relay", "127.0.0.1", sink.port)
+    for _ in range(3):
+        [result] = await deliverer.deliver(hop, envelope, ["a@x.test"], path)
+        assert result.outcome == "delivered"
+    await deliverer.aclose()
+    assert sink.transactions_per_connection == [3]
+    # RFC 5321 §4.1.1.4: the reply to the data ended each transaction; no RSET needed
+    assert sink.connections[0].commands.count("RSET") == 0
+    assert sink.connections[0].commands[-1] == "QUIT"
+
+
+async def test_idle_connection_is_checked_with_rset_before_reuse(sink, message, monkeypatch):
+    import core.delivery.session as session_module
+    monkeypatch.setattr(session_module, "FRESH_SECONDS", 0.0)
     envelope, path = message
     settings = snapshot()
     deliverer = Deliverer(settings=lambda: settings, events=Recorder())
@@ -173,7 +190,6 @@ async def test_connection_reused_across_messages_with_rset(sink, message):
     await deliverer.aclose()
     assert sink.transactions_per_connection == [3]
     assert sink.connections[0].commands.count("RSET") == 2
-    assert sink.connections[0].commands[-1] == "QUIT"
 
 
 async def test_stale_pooled_connection_is_replaced(make_sink, message):

@@ -62,7 +62,7 @@ class _Sender(threading.Thread):
 def test_sigkill_at_random_points_loses_no_acknowledged_message(tmp_path):
     rng = random.Random(20261127)
     with Sink() as sink:
-        home = make_home(tmp_path, routing__local=[
+        home = make_home(tmp_path, smtp__listener_processes=0, routing__local=[
             {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
         core = CoreProcess(home).start()
         sender = _Sender(core.smtp_port)
@@ -92,7 +92,7 @@ def test_sigkill_at_random_points_loses_no_acknowledged_message(tmp_path):
 def test_fsync_and_rename_complete_before_each_250(tmp_path):
     strace = require_tool("strace")
     with Sink() as sink:
-        home = make_home(tmp_path, routing__local=[
+        home = make_home(tmp_path, smtp__listener_processes=0, routing__local=[
             {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
         trace = tmp_path / "strace.txt"
         core = CoreProcess(home, prefix=[

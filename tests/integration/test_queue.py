@@ -238,7 +238,7 @@ async def test_max_outgoing_is_respected_and_connections_are_reused(tmp_path, si
     assert sink.max_open_connections <= 2
     assert sum(sink.transactions_per_connection) == 20
     assert len(sink.connections) <= 4           # reused, not one per message
-    assert "RSET" in sink.connections[0].commands
+    assert max(sink.transactions_per_connection) > 1  # several messages per connection
 
 
 async def test_paused_delivery_waits_and_resumes(tmp_path, sink, running):

@@ -47,6 +47,9 @@ def make_home(root: Path, **changes) -> DataHome:
     initialise(home, ADMIN_PASSWORD)
     base = {
         "smtp.port": free_port(), "smtp.listen": ["127.0.0.1"], "smtp.hostname": "mailmoat.test",
+        # In-process listener so tests can look at the server object; tests of the
+        # listener processes set smtp.listener_processes themselves.
+        "smtp.listener_processes": 1,
         "http.port": free_port(), "https.port": free_port(),
         "dns.resolvers": [DEAD_RESOLVER], "dns.timeout_seconds": 1,
         "delivery.retry_initial_seconds": 1, "delivery.retry_max_seconds": 2,

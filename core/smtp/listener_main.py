@@ -1,0 +1,107 @@
+"""Main of one SMTP listener process (see core/smtp/listeners.py for the protocol and rules).
+
+    python -m core.smtp.listener_main --home DIR --fd N --share COUNT
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+
+import trio
+
+from core.control import SettingsWatcher
+from core.smtp.listeners import COUNTER_REPORT_SECONDS
+from core.smtp.server import GroupCommitter, SmtpServer
+from core.status import Counters
+from shared.events import EventWriter
+from shared.home import machine_hostname
+from shared.paths import DataHome
+from shared.spool import Spool
+
+REPORT_BUFFER = 10_000
+
+
+async def listen(home: DataHome, fd: int, share: int) -> None:
+    from core.app import TlsFiles
+    from core.delivery import Resolver
+
+    sock = socket.socket(fileno=fd)
+    stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+    events = EventWriter(home.db, "core")
+    settings = SettingsWatcher(home.db)
+    counters = Counters()
+    spool = Spool(home.spool)
+    send_line, receive_line = trio.open_memory_channel(REPORT_BUFFER)
+
+    def on_accepted(queue_id, envelope):
+        line = {"accepted": queue_id, "envelope": envelope.to_dict()}
+        try:
+            send_line.send_nowait(line)
+        except trio.WouldBlock:
+            pass  # the core finds it in fast/ at its next rescan (the spool is the truth)
+
+    committer = GroupCommitter(spool)
+    server = SmtpServer(settings=settings, spool=spool, committer=committer, events=events,
+                        counters=counters, clock=events.clock, on_accepted=on_accepted,
+                        ssl_context=TlsFiles(home), diagnostics_dir=home.diagnostics,
+                        resolver=Resolver(settings),
+                        hostname=lambda: settings()["smtp.hostname"] or machine_hostname(),
+                        reuse_port=True, share=share)
+    settings.on_change(server.settings_changed)
+
+    async def report():
+        async with receive_line:
+            async for line in receive_line:
+                await stream.send_all(json.dumps(line).encode() + b"\n")
+
+    async def report_counters():
+        while True:
+            await trio.sleep(COUNTER_REPORT_SECONDS)
+            deltas = {k: v for k, v in counters.as_dict().items() if v}
+            if deltas:
+                for name in deltas:
+                    counters.values[name] = 0
+                await send_line.send({"counters": deltas})
+
+    async def until_core_goes_away(cancel_scope):
+        while await stream.receive_some(1024):
+            pass
+        cancel_scope.cancel()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(settings.run)
+            await nursery.start(committer.run)
+            nursery.start_soon(report)
+            nursery.start_soon(report_counters)
+            addresses = await nursery.start(server.serve)
+            await send_line.send({"ready": [list(a) for a in addresses]})
+            nursery.start_soon(until_core_goes_away, nursery.cancel_scope)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(events.close)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--share", type=int, required=True)
+    args = parser.parse_args()
+    from pathlib import Path
+
+    from core.app import tune_interpreter
+    tune_interpreter()
+    trio.run(listen, DataHome(Path(args.home)), args.fd, args.share)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""SMTP listener processes: several processes share the SMTP port (SO_REUSEPORT) so that
+receiving mail uses every CPU core while the core process schedules and delivers.
+
+Each listener process runs the same `SmtpServer` as the in-process mode, with its own
+settings watcher, group committer and event writer, writing into the shared spool exactly
+as the core would (250 only after the group commit). It tells the core process what it did
+over a socketpair, one JSON object per line:
+
+    {"ready": [[host, port], ...]}          listening (sent again after a rebind)
+    {"accepted": QUEUE_ID, "envelope": {…}} a message is durable in fast/
+    {"counters": {name: delta, …}}          counter increments since the last report
+
+Rules:
+- The spool is the truth: a lost line only delays a message until the next rescan of fast/
+  (the core rescans at start and whenever its channel overflows); it never loses one.
+- A listener process exits when the core goes away (end of file on its socket), so a killed
+  core never leaves listeners answering 250 on its behalf for long.
+- The core restarts a listener that dies, with backoff, and writes an event.
+- `smtp.max_incoming` is shared out: each of N processes serves max(1, max_incoming // N)
+  sessions at once, so the total never exceeds the setting when N ≤ max_incoming.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from typing import Callable
+
+import trio
+
+from shared.events import Action
+from shared.spool import Envelope
+
+__all__ = ["ListenerPool", "listener_count", "COUNTER_REPORT_SECONDS"]
+
+COUNTER_REPORT_SECONDS = 0.5
+RESTART_INITIAL_SECONDS = 1
+RESTART_MAX_SECONDS = 60
+MAX_LINE_OCTETS = 16 << 20  # an envelope with 1000 recipients fits easily
+
+
+def listener_count(setting: int, max_incoming: int) -> int:
+    count = setting or (os.cpu_count() or 1)
+    return max(1, min(count, max_incoming))
+
+
+class ListenerPool:
+    """Starts and watches the listener processes (in the core process)."""
+
+    def __init__(self, home, count: int, *, on_accepted: Callable[[str, Envelope], None],
+                 counters, events):
+        self.home = home
+        self.count = count
+        self.on_accepted = on_accepted
+        self.counters = counters
+        self.events = events
+        self.addresses: list = []
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            ready = []
+            for index in range(self.count):
+                ready.append(await nursery.start(self._keep_running, index))
+            self.addresses = ready[0]
+            task_status.started(self.addresses)
+
+    async def _keep_running(self, index: int, *, task_status=trio.TASK_STATUS_IGNORED):
+        delay = RESTART_INITIAL_SECONDS
+        not_ready = task_status  # until the first process says it listens
+        while True:
+            ours, theirs = socket.socketpair()
+            command = [sys.executable, "-m", "core.smtp.listener_main", "--home",
+                       str(self.home.root), "--fd", str(theirs.fileno()), "--share",
+                       str(self.count)]
+            process = await trio.lowlevel.open_process(command, pass_fds=(theirs.fileno(),))
+            theirs.close()
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+            try:
+                not_ready = await self._read(stream, not_ready)
+            finally:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+                    if process.returncode is None:
+                        process.terminate()
+                        with trio.move_on_after(10):
+                            await process.wait()
+                        if process.returncode is None:
+                            process.kill()
+                            await process.wait()
+            if not_ready is not None:
+                raise RuntimeError(f"SMTP listener {index} exited before it was ready "
+                                   f"(status {process.returncode})")
+            self.events.record(Action.SERVICE_START_IMPROPER,
+                               info=f"SMTP listener process {index} exited with status "
+                                    f"{process.returncode}; restarting in {delay} s")
+            await trio.sleep(delay)
+            delay = min(delay * 2, RESTART_MAX_SECONDS)
+
+    async def _read(self, stream: trio.SocketStream, task_status):
+        """Handle the process's lines until it closes; returns task_status, or None once
+        it was used to say "ready"."""
+        buffer = bytearray()
+        while True:
+            data = await stream.receive_some(1 << 16)
+            if not data:
+                return task_status
+            buffer += data
+            if len(buffer) > MAX_LINE_OCTETS and b"\n" not in buffer:
+                raise RuntimeError("SMTP listener sent an overlong line")
+            *lines, rest = buffer.split(b"\n")
+            buffer = bytearray(rest)
+            for line in lines:
+                message = json.loads(line)
+                if "accepted" in message:
+                    self.on_accepted(message["accepted"],
+                                     Envelope.from_dict(message["envelope"]))
+                elif "counters" in message:
+                    for name, delta in message["counters"].items():
+                        self.counters.incr(name, delta)
+                elif "ready" in message and task_status is not None:
+                    task_status.started([tuple(a) for a in message["ready"]])
+                    task_status = None

@@ -1,0 +1,105 @@
+"""SMTP listener processes (smtp.listener_processes > 1): several processes share the port,
+write into the shared spool and report to the core, which delivers and counts."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import threading
+import time
+from email.message import EmailMessage
+
+import pytest
+import trio
+
+from core.app import run_core
+from shared import db
+from shared.events import Action
+from shared.status import read_snapshot
+from tests.support.core import make_home
+from tests.support.sink import Sink
+
+pytestmark = pytest.mark.trio
+
+
+@pytest.fixture
+def sink():
+    with Sink() as s:
+        yield s
+
+
+def _message(n):
+    msg = EmailMessage()
+    msg["From"] = "a@client.test"
+    msg["To"] = "user@local.test"
+    msg["Subject"] = f"listener {n}"
+    msg["Message-ID"] = f"<listener-{n}@client.test>"
+    msg.set_content("hello\n")
+    return msg
+
+
+async def test_listener_processes_accept_and_the_core_delivers_and_counts(tmp_path, sink,
+                                                                         nursery):
+    home = make_home(tmp_path, smtp__listener_processes=2, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+
+    def send_all():
+        for n in range(10):
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                client.send_message(_message(n))
+
+    await trio.to_thread.run_sync(send_all)
+    received = await trio.to_thread.run_sync(sink.wait_for, 10)
+    assert {m.message["Message-ID"] for m in received} == {f"<listener-{n}@client.test>"
+                                                           for n in range(10)}
+    with trio.fail_after(10):
+        while core.counters.values["accepted"] < 10 or core.counters.values["delivered"] < 10:
+            await trio.sleep(0.05)
+    with trio.fail_after(10):  # the status snapshot carries the listeners' counters
+        while True:
+            conn = db.connect(home.db)
+            try:
+                snapshot, _ = read_snapshot(conn)
+            finally:
+                conn.close()
+            if snapshot["counters"]["accepted"] == 10:
+                break
+            await trio.sleep(0.1)
+    await core.events.aflush()
+    conn = db.connect(home.db)
+    try:
+        accepted = conn.execute("SELECT COUNT(*) FROM events WHERE action = ?",
+                                (str(Action.ACCEPTED),)).fetchone()[0]
+    finally:
+        conn.close()
+    assert accepted == 10
+    core.cancel_scope.cancel()
+
+
+async def test_max_incoming_is_shared_between_listener_processes(tmp_path, nursery):
+    home = make_home(tmp_path, smtp__listener_processes=2, smtp__max_incoming=2)
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    spans: list[tuple[float, float]] = []
+    lock = threading.Lock()
+
+    def client():
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            assert sock.recv(512).startswith(b"220")
+            greeted = time.monotonic()
+            time.sleep(0.4)               # hold the session: others must wait
+            sock.sendall(b"QUIT\r\n")
+            sock.recv(512)
+            with lock:
+                spans.append((greeted, time.monotonic()))
+
+    async with trio.open_nursery() as clients:
+        for _ in range(5):
+            clients.start_soon(trio.to_thread.run_sync, client)
+    assert len(spans) == 5                 # every client was served
+    for greeted, _ in spans:              # never more than 2 served at the same moment
+        overlapping = sum(1 for start, end in spans if start <= greeted < end)
+        assert overlapping <= 2
+    core.cancel_scope.cancel()
