@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Iterator, Mapping, NamedTuple
 
 from shared.events import CATEGORY_OF, Action, Category
 from shared.report_time import ReportRange
@@ -266,8 +266,9 @@ class DetailFilter:
         return tuple(sorted(a.value for a in self.actions))
 
 
-@dataclass(frozen=True)
-class DetailRow:
+class DetailRow(NamedTuple):
+    """One event as the detail report reads it (a tuple: millions of them stream by)."""
+
     id: int
     time: float
     category: str
@@ -354,7 +355,9 @@ def _detail_sql(conn: sqlite3.Connection, flt: DetailFilter, *, plan: str,
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple) -> list[DetailRow]:
-    return [DetailRow(*row) for row in conn.execute(sql, params)]
+    cursor = conn.execute(sql, params)
+    cursor.row_factory = None          # plain tuples: DetailRow._make is the cheap path
+    return list(map(DetailRow._make, cursor))
 
 
 def iter_detail(conn: sqlite3.Connection, flt: DetailFilter, *,

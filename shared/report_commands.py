@@ -17,6 +17,8 @@ from shared.cli import EXIT_BAD_INPUT, EXIT_OK, CommandFailed, register
 
 __all__: list[str] = []
 
+CHUNK_ROWS = 500   # rows per write to stdout
+
 
 def _setup(parser) -> None:
     parser.add_argument("kind", choices=("summary", "detail"))
@@ -70,7 +72,7 @@ def _run(args) -> int:
             if args.format == "text":
                 lines = text_lines(DETAIL_COLUMNS, records)
             elif args.format == "csv":
-                lines = csv_lines(DETAIL_COLUMNS, records)
+                lines = csv_lines(DETAIL_COLUMNS, records, rows_per_chunk=CHUNK_ROWS)
             else:
                 lines = json_lines(records)
         out = sys.stdout

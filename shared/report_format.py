@@ -30,6 +30,7 @@ DETAIL_COLUMNS = ("time", "category", "action", "result", "queue_id", "connectio
                   "client_ip", "sender", "recipients", "subject", "size", "rule", "info")
 SUMMARY_COLUMNS = ("section", "item", "count")
 FORMULA_PREFIXES = ("=", "+", "-", "@")
+_FORMULA_FIRST = frozenset(FORMULA_PREFIXES)
 TEXT_SAMPLE_ROWS = 200
 TEXT_MAX_WIDTH = 48
 
@@ -40,6 +41,20 @@ def escape_cell(value) -> str:
         return ""
     text = str(value)
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
+
+
+def _escaped_cells(record: dict, columns: tuple[str, ...]) -> list:
+    """`escape_cell` over a row, inlined: it runs for every cell of a multi-million-row export."""
+    cells = []
+    for column in columns:
+        value = record[column]
+        if value is None:
+            cells.append("")
+        elif type(value) is str:
+            cells.append("'" + value if value[:1] in _FORMULA_FIRST else value)
+        else:
+            cells.append(escape_cell(value))
+    return cells
 
 
 def data_text(data: str | None) -> str:
@@ -77,21 +92,31 @@ def summary_records(summary: Summary) -> Iterator[dict]:
             yield {"section": section.key, "item": "Total", "count": section.total}
 
 
-def csv_lines(columns: tuple[str, ...], records: Iterable[dict]) -> Iterator[str]:
-    """The header line, then one CSV line per record (RFC 4180 quoting, CRLF line ends)."""
+def csv_lines(columns: tuple[str, ...], records: Iterable[dict],
+              rows_per_chunk: int = 1) -> Iterator[str]:
+    """The header line, then the CSV lines of the records (RFC 4180 quoting, CRLF line
+    ends). With `rows_per_chunk` > 1 each string yielded holds up to that many lines, which
+    is what a stream to a socket or a pipe wants."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
 
-    def line(cells) -> str:
-        writer.writerow(cells)
+    def take() -> str:
         text = buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
         return text
 
-    yield line(columns)
+    writer.writerow(columns)
+    yield take()
+    pending = 0
     for record in records:
-        yield line(escape_cell(record[c]) for c in columns)
+        writer.writerow(_escaped_cells(record, columns))
+        pending += 1
+        if pending >= rows_per_chunk:
+            yield take()
+            pending = 0
+    if pending:
+        yield take()
 
 
 def json_lines(records: Iterable[dict]) -> Iterator[str]:

@@ -37,6 +37,7 @@ __all__ = ["RangeError", "report_range", "SummaryView", "summary_view", "DetailV
 PAGE_ROWS = 100
 TOP_ROWS = 10
 CHUNK_BYTES = 64 * 1024
+CHUNK_ROWS = 500
 
 
 class RangeError(ValueError):
@@ -169,7 +170,8 @@ def csv_download(kind: str, rng: ReportRange, flt: DetailFilter | None = None
             else:
                 zone = rng.zone
                 yield from csv_lines(DETAIL_COLUMNS, (detail_record(row, zone)
-                                                      for row in iter_detail(conn, flt)))
+                                                      for row in iter_detail(conn, flt)),
+                                     rows_per_chunk=CHUNK_ROWS)
         finally:
             conn.close()
 
