@@ -1,0 +1,176 @@
+"""The core against real third-party SMTP clients (swaks, Postfix's smtp-source), MX routing
+through a loopback DNS server, the `mailmoat queue` commands and the service events."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+import trio
+
+from core.app import run_core
+from shared import db
+from shared.events import Action
+from shared.spool import Envelope, Spool
+from shared.status import read_snapshot
+from tests.support.core import make_home
+from tests.support.tools import require_tool
+
+pytestmark = pytest.mark.trio
+pytest_plugins = ["tests.support.fixtures"]
+
+
+def _actions(home) -> list[str]:
+    conn = db.connect(home.db)
+    try:
+        return [r["action"] for r in conn.execute("SELECT action FROM events ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def _mailmoat(home, *args, timeout=60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "shared.cli", *args, "--home", str(home.root)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+async def test_swaks_delivers_through_the_core_with_and_without_starttls(tmp_path, sink,
+                                                                        nursery):
+    swaks = require_tool("swaks")
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    for extra in ([], ["--tls"]):
+        result = await trio.to_thread.run_sync(lambda: subprocess.run(
+            [swaks, "--server", f"127.0.0.1:{port}", "--from", "a@client.test",
+             "--to", "user@local.test", "--header", "Subject: from swaks", "--body",
+             "swaks body", *extra], capture_output=True, text=True, timeout=60))
+        assert result.returncode == 0, result.stdout + result.stderr
+    received = await trio.to_thread.run_sync(sink.wait_for, 2)
+    assert all(m.message["Subject"] == "from swaks" for m in received)
+    assert [("with ESMTPS" in m.message["Received"]) for m in received] == [False, True]
+    core.cancel_scope.cancel()
+
+
+async def test_smtp_source_load_is_all_delivered(tmp_path, sink, nursery):
+    smtp_source = require_tool("smtp-source", "postfix")
+    home = make_home(tmp_path, smtp__listener_processes=2, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    await trio.to_thread.run_sync(lambda: subprocess.run(
+        [smtp_source, "-s", "5", "-m", "50", "-l", "2048", "-f", "a@client.test",
+         "-t", "user@local.test", f"127.0.0.1:{port}"], check=True, timeout=120))
+    received = await trio.to_thread.run_sync(lambda: sink.wait_for(50, timeout=60))
+    assert len(received) == 50
+    core.cancel_scope.cancel()
+
+
+async def test_mx_routing_through_loopback_dns_prefers_lower_preference_and_falls_back(
+        tmp_path, make_sink, dns_server, nursery):
+    good = make_sink()
+    # Preference 10 names a host with no address; 20 is the sink: the core must skip to it.
+    dns_server.add_mx("mx.test", 10, "dead.mx.test")
+    dns_server.add_mx("mx.test", 20, "alive.mx.test")
+    dns_server.add_a("alive.mx.test", "127.0.0.1")
+    dns_server.fail("dead.mx.test", "nxdomain")
+    home = make_home(tmp_path, dns__resolvers=[dns_server.resolver], routing__local=[
+        {"match": "mx.test", "port": good.port}])
+    core = await nursery.start(run_core, home)
+    import smtplib
+
+    def send():
+        with smtplib.SMTP("127.0.0.1", core.smtp_addresses[0][1], timeout=10) as client:
+            client.sendmail("a@client.test", ["user@mx.test"],
+                            b"Subject: mx\r\n\r\nvia MX\r\n")
+
+    await trio.to_thread.run_sync(send)
+    [received] = await trio.to_thread.run_sync(good.wait_for, 1)
+    assert received.recipients == ["user@mx.test"]
+    queried = {name.rstrip(".") for name, _ in dns_server.queries}
+    assert {"mx.test", "alive.mx.test"} <= queried
+    core.cancel_scope.cancel()
+
+
+def _hold(home, n: int) -> list[str]:
+    """Put n messages into hold/ through the spool's own accept path, as the core would."""
+    spool = Spool(home.spool)
+    ids = []
+    for i in range(n):
+        from shared.spool import new_queue_id
+        queue_id = new_queue_id()
+        incoming = spool.open_incoming(queue_id)
+        incoming.write(f"Subject: held {i}\r\nMessage-ID: <held-{i}@client.test>\r\n\r\n"
+                       f"body {i}\r\n".encode())
+        envelope = Envelope.new(queue_id, "a@client.test", ["user@local.test"],
+                                hold_reason="suspect_message", processed=True)
+        spool.commit([incoming.prepare(envelope)], "hold")
+        ids.append(queue_id)
+    return ids
+
+
+async def test_queue_commands_list_forward_reprocess_and_drop(tmp_path, make_sink, nursery):
+    sink = make_sink()
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port},
+        {"match": "admin.test", "relay": "127.0.0.1", "port": sink.port}])
+    ids = _hold(home, 3)
+    core = await nursery.start(run_core, home)
+
+    listing = await trio.to_thread.run_sync(_mailmoat, home, "queue", "list", "hold")
+    assert listing.returncode == 0, listing.stderr
+    for queue_id in ids:
+        assert queue_id in listing.stdout
+    assert "suspect_message" in listing.stdout
+
+    forward = await trio.to_thread.run_sync(
+        lambda: _mailmoat(home, "queue", "forward", "copies@admin.test", "--hold",
+                          "--subject", "held copy"))
+    assert forward.returncode == 0, forward.stderr
+    copies = await trio.to_thread.run_sync(sink.wait_for, 3)
+    assert {m.recipients[0] for m in copies} == {"copies@admin.test"}
+    assert all(m.message["Subject"] == "held copy" for m in copies)
+    assert sorted(p.name for p in home.queue("hold").iterdir()) == sorted(ids)  # originals stay
+
+    drop = await trio.to_thread.run_sync(
+        lambda: _mailmoat(home, "queue", "drop", "--hold", "--id", ids[0]))
+    assert drop.returncode == 0 and "1 message" in drop.stdout
+    reprocess = await trio.to_thread.run_sync(
+        lambda: _mailmoat(home, "queue", "reprocess", "--hold"))
+    assert reprocess.returncode == 0 and "2 message" in reprocess.stdout
+    delivered = await trio.to_thread.run_sync(sink.wait_for, 5)
+    assert sorted(m.message["Subject"] for m in delivered[3:]) == ["held 1", "held 2"]
+    assert not list(home.queue("hold").iterdir())
+
+    bad = await trio.to_thread.run_sync(
+        lambda: _mailmoat(home, "queue", "forward", "not-an-address", "--hold"))
+    assert bad.returncode == 2 and "ADDRESS" in bad.stderr
+    core.cancel_scope.cancel()
+
+
+async def test_service_events_and_status_snapshot(tmp_path, nursery):
+    home = make_home(tmp_path)
+    core = await nursery.start(run_core, home)
+    with trio.fail_after(10):
+        while True:
+            conn = db.connect(home.db)
+            try:
+                found = read_snapshot(conn)
+            finally:
+                conn.close()
+            if found:
+                break
+            await trio.sleep(0.1)
+    snapshot, updated_at = found
+    assert snapshot["smtp_port"] == core.smtp_addresses[0][1]
+    assert snapshot["incoming"] == "accept" and snapshot["delivery_mode"] == "delivery"
+    assert abs(updated_at - time.time()) < 10
+    core.cancel_scope.cancel()
+    await trio.sleep(0.5)
+    actions = _actions(home)
+    assert str(Action.SERVICE_STARTED) in actions
+    assert str(Action.SERVICE_STOPPED) in actions
+    assert str(Action.SERVICE_START_IMPROPER) not in actions
