@@ -11,7 +11,7 @@ the message as it was.
 Rules
     1. A check that raises becomes a scan_error finding asking for `scan.unprocessable`
        (STYLE §1, invariant 8); the other checks still run.
-    2. `fault` is a test hook only: an importable "module:function" the worker calls with
+    2. `fault` is a test hook only: "module:function" or "/file.py:function" the worker calls with
        the path before decomposing (tests inject crashes and hangs with it). Shipped code
        passes None; nothing in a message or in the settings can set it.
 """
@@ -63,8 +63,7 @@ def run_checks(view, settings, checks=CHECKS) -> list[Finding]:
 def process_message(path: str, context: dict, settings: dict,
                     fault: str | None = None) -> WorkerOutcome:
     if fault:                              # rule 2: tests only
-        module, _, name = fault.partition(":")
-        getattr(importlib.import_module(module), name)(path)
+        _load_fault(fault)(path)
     raw = Path(path).read_bytes()
     view = decompose_bytes(raw, context, settings)
     findings = run_checks(view, settings)
@@ -78,6 +77,19 @@ def process_message(path: str, context: dict, settings: dict,
         if new != raw:
             outcome.rewritten = _write_temp(path, new)
     return outcome
+
+
+def _load_fault(fault: str):
+    """'package.module:function' or '/path/to/file.py:function'."""
+    where, _, name = fault.rpartition(":")
+    if where.endswith(".py"):
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("mailmoat_test_fault", where)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    return getattr(module, name)
 
 
 def _write_temp(path: str, data: bytes) -> str:

@@ -1,0 +1,20 @@
+"""Faults the tests inject into the pipeline's worker (core/pipeline/run.py rule 2).
+Only a test can install them (FilteringPipeline(fault=...)); a message merely selects which
+test message they hit, by a marker the test itself put in its subject."""
+
+import os
+import time
+
+MARKER = b"X-Test-Fault: yes"
+
+
+def crash_if_marked(path: str) -> None:
+    with open(path, "rb") as handle:
+        if MARKER in handle.read(64 * 1024):
+            os._exit(70)                      # the worker process dies
+
+
+def hang_if_marked(path: str) -> None:
+    with open(path, "rb") as handle:
+        if MARKER in handle.read(64 * 1024):
+            time.sleep(3600)                  # the worker never answers

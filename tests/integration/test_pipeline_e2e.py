@@ -1,0 +1,281 @@
+"""The filtering pipeline end to end: smtplib -> the core on loopback (in-process, real
+worker processes) -> loopback sinks. Nothing leaves the machine."""
+
+from __future__ import annotations
+
+import email
+import io
+import smtplib
+import time
+import zipfile
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+import trio
+
+from core.app import run_core
+from core.pipeline.decompose import decompose_bytes
+from shared import db
+from shared.events import Action
+from tests.support.core import make_home
+from tests.support.sink import Sink
+from tests.unit.pipeline.support import corpus_file, settings
+
+pytestmark = pytest.mark.trio
+
+FAULTS = str(Path(__file__).with_name("pipeline_faults.py"))
+EXE = b"MZ\x90\x00" + b"\x00" * 200
+
+
+@pytest.fixture
+def sink():
+    with Sink() as s:
+        yield s
+
+
+def _home(tmp_path, sink, **changes):
+    return make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}], **changes)
+
+
+def _mail(subject="Hello", body="Body text.\n", attachments=(), headers=None):
+    msg = EmailMessage()
+    msg["From"] = "sender@client.test"
+    msg["To"] = "user@local.test"
+    msg["Subject"] = subject
+    msg["Message-ID"] = "<e2e@client.test>"
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    for name, data in attachments:
+        msg.add_attachment(data, maintype="application", subtype="octet-stream",
+                           filename=name)
+    return msg
+
+
+def _send(port, msg, recipients=("user@local.test",)):
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        return client.send_message(msg, from_addr="sender@client.test",
+                                   to_addrs=list(recipients))
+
+
+def _events(home, action):
+    conn = db.connect(home.db)
+    try:
+        return conn.execute("SELECT * FROM events WHERE action = ? ORDER BY id",
+                            (str(action),)).fetchall()
+    finally:
+        conn.close()
+
+
+async def _until(predicate, timeout=20.0):
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.05)
+
+
+async def _settle(core, home):
+    await _until(lambda: not list(home.queue("fast").iterdir()))
+    await core.events.aflush()
+
+
+def _parts(raw):
+    """Raw bytes of the MIME parts by (type, name); the first of equal keys wins."""
+    view = decompose_bytes(raw, {}, settings())
+    out = {}
+    for p in view.parts:
+        if p.span and p.id:
+            out.setdefault((p.content_type, p.filename), raw[p.span[0]:p.span[1]])
+    return out
+
+
+async def test_invoice_pdf_exe_is_removed_with_text_and_the_rest_intact(tmp_path, sink,
+                                                                          nursery):
+    home = _home(tmp_path, sink, filename__enabled=True)
+    core = await nursery.start(run_core, home)
+    msg = _mail(attachments=[("invoice.pdf.exe", EXE), ("notes.txt.bin", b"keep me")])
+    sent = msg.as_bytes().replace(b"\n", b"\r\n")
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], msg)
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    parsed = email.message_from_bytes(received.data, policy=policy.default)
+    names = [p.get_filename() for p in parsed.iter_attachments() if p.get_filename()]
+    assert names == ["notes.txt.bin"]
+    texts = [p.get_content().strip() for p in parsed.walk()
+             if p.get_content_type() == "text/plain"]
+    assert settings()["filename.deleted_text"] in texts
+    before, after = _parts(sent), _parts(received.data)
+    assert after[("text/plain", None)] == before[("text/plain", None)]
+    assert after[("application/octet-stream", "notes.txt.bin")] == \
+        before[("application/octet-stream", "notes.txt.bin")]
+    await _settle(core, home)
+    [event] = _events(home, Action.ATTACHMENT_DELETED)
+    assert event["rule"] == "filename.patterns" and "invoice.pdf.exe" in event["data"]
+    assert core.counters.values["attachments_stripped"] == 1
+    core.cancel_scope.cancel()
+
+
+async def test_blocked_subject_is_dropped_and_admin_notified(tmp_path, sink, nursery):
+    home = _home(tmp_path, sink, subject__enabled=True, subject__lines=["*lottery*"],
+                 notify__admin=True, admin__emails=["admin@local.test"])
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
+                                  _mail("RE: You won the LOTTERY"))
+    [notice] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert notice.recipients == ["admin@local.test"] and notice.sender == ""
+    parsed = email.message_from_bytes(notice.data, policy=policy.default)
+    assert parsed["Subject"] == "Mailmoat Policy Violation"
+    body = parsed.get_content()
+    assert "From: sender@client.test" in body and "To: user@local.test" in body
+    assert "Matching Subject: *lottery*" in body
+    assert "The message was dropped" in body
+    assert "${" not in body
+    await _settle(core, home)
+    await trio.sleep(0.5)
+    assert len(sink.messages) == 1                       # the original was not delivered
+    [dropped] = _events(home, Action.DROPPED)
+    assert dropped["rule"] == "subject.lines"
+    [blocked] = _events(home, Action.SUBJECT_BLOCKED)
+    assert '"pattern": "*lottery*"' in blocked["data"]
+    core.cancel_scope.cancel()
+
+
+async def test_relay_from_unlisted_client_to_non_local_domain_gets_550(tmp_path, sink,
+                                                                        nursery):
+    home = _home(tmp_path, sink, relay__allowed=["10.9.8.7", "*.trusted.test"])
+    core = await nursery.start(run_core, home)
+
+    def attempt():
+        with smtplib.SMTP("127.0.0.1", core.smtp_addresses[0][1], timeout=10) as client:
+            client.ehlo("client.test")
+            client.mail("a@client.test")
+            local = client.rcpt("user@local.test")
+            outside = client.rcpt("someone@elsewhere.example")
+            return local, outside
+
+    local, (code, text) = await trio.to_thread.run_sync(attempt)
+    assert local[0] == 250
+    assert code == 550 and text.startswith(b"5.7.1")
+    core.cancel_scope.cancel()
+
+
+def _encrypted_zip():
+    try:
+        return corpus_file("archives/encrypted/zipcrypto_infected.zip")
+    except pytest.skip.Exception:
+        data = bytearray(io.BytesIO().getvalue())
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as z:
+            z.writestr("secret.txt", b"hidden")
+        data = bytearray(out.getvalue())
+        for sig, off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            data[data.find(sig) + off] |= 1
+        return bytes(data)
+
+
+@pytest.mark.parametrize("action", ["delete", "drop", "log", "forward"])
+async def test_encrypted_zip_follows_encrypted_action(tmp_path, sink, nursery, action):
+    extra = {"encrypted__forward_to": "security@local.test",
+             "encrypted__forward_subject": "Encrypted attachment held"} \
+        if action == "forward" else {}
+    home = _home(tmp_path, sink, encrypted__action=action, **extra)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
+                                  _mail("Files", attachments=[("secret.zip", _encrypted_zip())]))
+    await _settle(core, home)
+    [event] = _events(home, Action.ENCRYPTED_CONTAINER)
+    assert event["rule"] == "encrypted.action"
+    if action == "drop":
+        await trio.sleep(0.5)
+        assert sink.messages == []
+        assert _events(home, Action.DROPPED)[0]["rule"] == "encrypted.action"
+        assert event["result"] == "dropped"
+    else:
+        [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+        parsed = email.message_from_bytes(received.data, policy=policy.default)
+        names = [p.get_filename() for p in parsed.iter_attachments() if p.get_filename()]
+        if action == "delete":
+            assert names == [] and received.recipients == ["user@local.test"]
+            assert event["result"] == "deleted"
+            assert core.counters.values["encryptions_deleted"] == 1
+        elif action == "log":
+            assert names == ["secret.zip"] and received.recipients == ["user@local.test"]
+        else:
+            assert names == ["secret.zip"] and received.recipients == ["security@local.test"]
+            assert parsed["Subject"] == "Encrypted attachment held"
+            assert _events(home, Action.FORWARDED)[0]["rule"] == "encrypted.action"
+    core.cancel_scope.cancel()
+
+
+async def test_content_rule_quarantine_moves_to_spam_quarantine(tmp_path, sink, nursery):
+    home = _home(tmp_path, sink, rules__content=[{"terms": ["project x"]}],
+                 rules__content_action="quarantine")
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
+                                  _mail(body="about Project X budget\n"))
+    await _settle(core, home)
+    assert len(list(home.queue("quarantine/spam").iterdir())) == 1
+    [event] = _events(home, Action.QUARANTINED)
+    assert event["rule"] == "rules.content[0]"
+    core.cancel_scope.cancel()
+
+
+async def test_disclaimer_for_non_local_destination(tmp_path, sink, nursery):
+    home = make_home(tmp_path, routing__default={"host": "127.0.0.1", "port": sink.port},
+                     relay__mode="allow", disclaimer__enabled=True,
+                     disclaimer__text="This message is confidential.")
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(lambda: _send(core.smtp_addresses[0][1], _mail(),
+                                                recipients=("x@elsewhere.test",)))
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    body = email.message_from_bytes(received.data, policy=policy.default).get_body(("plain",))
+    assert body.get_content().rstrip().endswith("This message is confidential.")
+    core.cancel_scope.cancel()
+
+
+# --- worker crashes and hangs (SPEC §4; ARCHITECTURE invariant 2) ---------------------------------
+
+async def test_worker_crash_three_times_holds_with_suspect_alert(tmp_path, sink, nursery):
+    home = _home(tmp_path, sink, admin__emails=["admin@local.test"])
+    core = await nursery.start(lambda task_status: run_core(
+        home, pipeline_options={"fault": FAULTS + ":crash_if_marked"},
+        task_status=task_status))
+    port = core.smtp_addresses[0][1]
+    await trio.to_thread.run_sync(_send, port, _mail("boom", headers={"X-Test-Fault": "yes"}))
+    await trio.to_thread.run_sync(_send, port, _mail("fine"))
+    await _until(lambda: len(list(home.queue("hold").iterdir())) == 1, timeout=60)
+    await core.events.aflush()
+    errors = _events(home, Action.SCAN_ERROR)
+    assert len(errors) == 3, [(e["queue_id"], e["rule"], e["info"]) for e in errors]
+    [held] = _events(home, Action.HELD)
+    assert held["rule"] == "suspect_message"
+    got = await trio.to_thread.run_sync(lambda: sink.wait_for(2, timeout=30))
+    subjects = sorted(email.message_from_bytes(m.data)["Subject"] for m in got)
+    assert subjects == ["Suspect Message", "fine"]
+    alert = next(m for m in got if m.recipients == ["admin@local.test"])
+    assert b"A suspect message was received by the server." in alert.data
+    await core.events.aflush()
+    assert _events(home, Action.ALERT_SENT)[0]["rule"] == "alerts.suspect_message"
+    core.cancel_scope.cancel()
+
+
+async def test_hung_worker_is_stopped_and_smtp_stays_responsive(tmp_path, sink, nursery):
+    home = _home(tmp_path, sink)
+    core = await nursery.start(lambda task_status: run_core(
+        home, pipeline_options={"fault": FAULTS + ":hang_if_marked",
+                                "timeout_seconds": 2.0},
+        task_status=task_status))
+    port = core.smtp_addresses[0][1]
+    await trio.to_thread.run_sync(_send, port, _mail("hang", headers={"X-Test-Fault": "yes"}))
+    started = time.monotonic()
+    for i in range(3):                        # sessions are served while the worker hangs
+        await trio.to_thread.run_sync(_send, port, _mail(f"during {i}"))
+    assert time.monotonic() - started < 5
+    await trio.to_thread.run_sync(lambda: sink.wait_for(3, timeout=30))
+    await _until(lambda: len(list(home.queue("hold").iterdir())) == 1, timeout=60)
+    await core.events.aflush()
+    errors = _events(home, Action.SCAN_ERROR)
+    assert len(errors) == 3 and all("stopped after 2 s" in e["info"] for e in errors)
+    assert _events(home, Action.HELD)[0]["rule"] == "suspect_message"
+    core.cancel_scope.cancel()
