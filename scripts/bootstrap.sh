@@ -3,7 +3,7 @@
 # when asked). Idempotent: a second run only reinstalls when pyproject.toml changed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-venv="$here/.venv"
+venv="${VENV:-$here/.venv}"
 extras=${1:-}
 python=${PYTHON:-python3}
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then

@@ -1,14 +1,13 @@
 #!/usr/bin/env bash
 # Run Mailmoat (core + console) from this checkout on non-privileged ports, as a non-root user.
-#   - installs into .venv, initialises a data home on first use (SMTP on 2525, console on
-#     8003/8043), prints the console address and how to log on, then runs in the foreground
-#     until Ctrl-C.
+#   - installs into a virtual environment, initialises a data home on first use (SMTP on
+#     2525, console on 8003/8043), prints the console address and how to log on, then runs in
+#     the foreground until Ctrl-C.
 #   - started as root it runs as the system user `mailmoat` (created if missing) with the data
-#     home /var/lib/mailmoat; otherwise as you, with the per-user data home.
+#     home /var/lib/mailmoat, from a virtual environment (.venv-service) whose interpreter that
+#     user can execute; otherwise as you, from .venv, with the per-user data home.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-"$here/scripts/bootstrap.sh"
-mm="$here/.venv/bin/mailmoat"
 
 as_user=()
 if [ "$(id -u)" = 0 ]; then
@@ -18,17 +17,42 @@ if [ "$(id -u)" = 0 ]; then
     export MAILMOAT_HOME=${MAILMOAT_HOME:-/var/lib/mailmoat}
     install -d -o mailmoat -g mailmoat -m 0700 "$MAILMOAT_HOME"
     as_user=(runuser -u mailmoat --)
+    # root's own Python may live where `mailmoat` cannot reach (e.g. pyenv under /root).
+    python=""
+    for candidate in "${PYTHON:-}" python3 /usr/bin/python3; do
+        [ -n "$candidate" ] || continue
+        path=$(command -v "$candidate" 2>/dev/null) || continue
+        path=$(readlink -f "$path")
+        if runuser -u mailmoat -- "$path" -c \
+                'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            python=$path
+            break
+        fi
+    done
+    if [ -z "$python" ]; then
+        echo "No Python >= 3.11 with venv that the mailmoat user can run (Debian: apt-get" \
+             "install python3 python3-venv)" >&2
+        exit 1
+    fi
+    if ! runuser -u mailmoat -- test -r "$here/pyproject.toml"; then
+        echo "The mailmoat user cannot read $here; put the checkout somewhere it can" >&2
+        exit 1
+    fi
+    export PYTHON=$python VENV="$here/.venv-service"
+else
+    export VENV="$here/.venv"
 fi
+"$here/scripts/bootstrap.sh"
+mm="$VENV/bin/mailmoat"
 
 home_args=()
 [ -n "${MAILMOAT_HOME:-}" ] && home_args=(--home "$MAILMOAT_HOME")
-first_run=0
 if ! "${as_user[@]}" "$mm" config get smtp.port "${home_args[@]}" >/dev/null 2>&1; then
-    first_run=1
     "${as_user[@]}" "$mm" init "${home_args[@]}"
     # Non-privileged port for a first try; set 25 later (needs root or CAP_NET_BIND_SERVICE).
     "${as_user[@]}" "$mm" config set smtp.port 2525 "${home_args[@]}" >/dev/null
+else
+    echo "Using the existing data home (log on as 'admin' with its password;" \
+         "'mailmoat init --reset-admin-password' sets a new one)."
 fi
-[ $first_run = 1 ] || echo "Using the existing data home (log on as 'admin' with its password;" \
-    "'mailmoat init --reset-admin-password' sets a new one)."
 exec "${as_user[@]}" "$mm" run "${home_args[@]}"
