@@ -1,17 +1,127 @@
-"""Filtering Policy: says plainly what is not built yet and shows the settings in force."""
+"""Filtering Policy (guide §6): Content, Container Limits, Encrypted Container, Anti-Relay,
+Content Rules — form → one service call → flash → redirect (Post/Redirect/Get).
+A refused save re-renders the page with the schema's message and changes nothing.
+Administrator only."""
 
-from flask import render_template
+from __future__ import annotations
 
-from console.placeholders import settings_sections
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from console.context import settings
+from console.filtering import bp, service
+from console.filtering.forms import PAGE_FORMS, PAGE_KEYS, TABS, DeleteRuleForm, RuleForm
 from console.roles import Access, requires
-from console.filtering import bp
+from console.schema_forms import attach_errors, form_data, form_values
+from shared.settings import SettingError
 
-PAGES = ('content', 'container', 'encrypted', 'relay', 'content_rules')
-NOTICE = ('Editing the filtering policy here (content, container limits, encrypted containers, anti-relay, content rules) arrives with the filtering issue. The settings in force are listed below.')
+TITLES = {page: title for page, title, _ in TABS}
+
+
+def _who() -> dict:
+    return {"user": current_user.id, "client_ip": request.remote_addr}
+
+
+def _render(template: str, page: str, **context):
+    return render_template(f"filtering/{template}", tabs=TABS, tab=page, title=TITLES[page],
+                           warnings=service.page_warnings(page), **context)
 
 
 @bp.route("/")
 @requires(Access.ADMIN)
 def index():
-    return render_template("filtering/index.html", title="Filtering Policy", notice=NOTICE,
-                           sections=settings_sections(PAGES))
+    return redirect(url_for("filtering.content"))
+
+
+@requires(Access.ADMIN)
+def settings_page(page: str):
+    keys = PAGE_KEYS[page]
+    form = PAGE_FORMS[page](data=form_data(keys, settings()))
+    errors: list[str] = []
+    if form.validate_on_submit():
+        try:
+            changed = service.save_page(page, form_values(form, keys), **_who())
+        except SettingError as exc:
+            errors = attach_errors(form, exc.errors)
+        else:
+            flash("Changes saved." if changed else "No changes to save.", "info")
+            return redirect(url_for(request.endpoint))
+    if page == "content_rules":
+        return _render("content_rules.html", page, form=form, errors=errors,
+                       rules=_rules(), add_form=RuleForm(prefix="add"))
+    return _render("settings.html", page, form=form, errors=errors)
+
+
+for _page, _url in (("content", "/content"), ("container", "/container-limits"),
+                    ("encrypted", "/encrypted-container"), ("relay", "/anti-relay"),
+                    ("content_rules", "/content-rules")):
+    bp.add_url_rule(_url, _page, settings_page, methods=["GET", "POST"],
+                    defaults={"page": _page})
+
+
+def _rules():
+    return [(i, rule, service.rule_key(rule), DeleteRuleForm(prefix=f"del{i}",
+                                                            original=service.rule_key(rule)))
+            for i, rule in enumerate(settings()["rules.content"])]
+
+
+def _rule_values(form: RuleForm) -> dict:
+    return service.rule_from_form(form.enabled.data, form.name.data or "", form.match.data,
+                                  form.terms.data or "", form.none_of.data or "")
+
+
+@bp.route("/content-rules/add", methods=["POST"])
+@requires(Access.ADMIN)
+def add_rule():
+    form = RuleForm(prefix="add")
+    errors: list[str] = []
+    if form.validate_on_submit():
+        try:
+            service.add_rule(_rule_values(form), **_who())
+        except SettingError as exc:
+            errors = [f"{key}: {rule}" for key, rule in exc.errors]
+        else:
+            flash("Content rule added.", "info")
+            return redirect(url_for("filtering.content_rules"))
+    keys = PAGE_KEYS["content_rules"]
+    return _render("content_rules.html", "content_rules", errors=errors, rules=_rules(),
+                   form=PAGE_FORMS["content_rules"](data=form_data(keys, settings())),
+                   add_form=form)
+
+
+@bp.route("/content-rules/<int:index>", methods=["GET", "POST"])
+@requires(Access.ADMIN)
+def edit_rule(index: int):
+    rules = settings()["rules.content"]
+    if not 0 <= index < len(rules):
+        abort(404)
+    rule = rules[index]
+    form = RuleForm(prefix="edit", data={
+        "enabled": rule.get("enabled", True), "name": rule.get("name", ""),
+        "match": rule.get("match", "any"), "terms": ", ".join(rule.get("terms", [])),
+        "none_of": ", ".join(rule.get("none_of", [])), "original": service.rule_key(rule)})
+    errors: list[str] = []
+    if request.method == "POST" and form.validate_on_submit():
+        try:
+            service.update_rule(index, form.original.data or "", _rule_values(form), **_who())
+        except SettingError as exc:
+            errors = [f"{key}: {rule}" for key, rule in exc.errors]
+        else:
+            flash("Content rule saved.", "info")
+            return redirect(url_for("filtering.content_rules"))
+    return _render("rule_edit.html", "content_rules", rule_form=form, index=index,
+                   errors=errors)
+
+
+@bp.route("/content-rules/<int:index>/delete", methods=["POST"])
+@requires(Access.ADMIN)
+def delete_rule(index: int):
+    form = DeleteRuleForm(prefix=f"del{index}")
+    if form.validate_on_submit():
+        try:
+            service.delete_rule(index, form.original.data or "", **_who())
+        except SettingError as exc:
+            flash("; ".join(rule for _key, rule in exc.errors), "error")
+        else:
+            flash("Content rule deleted.", "info")
+    return redirect(url_for("filtering.content_rules"))

@@ -1,0 +1,82 @@
+"""Forms of the Filtering Policy pages: the settings forms come from the schema; the content
+rule form edits one rule, its terms as one comma-separated line (SPEC §3 rules.spam)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, SelectField, StringField, SubmitField
+from wtforms.validators import Length
+
+from console.schema_forms import settings_form, supports
+from shared.settings import SCHEMA
+
+__all__ = ["TABS", "PAGE_KEYS", "PAGE_FORMS", "RuleForm", "DeleteRuleForm"]
+
+# (page id, title, endpoint) in the guide's order (§6).
+TABS = (
+    ("content", "Content", "filtering.content"),
+    ("container", "Container Limits", "filtering.container"),
+    ("encrypted", "Encrypted Container", "filtering.encrypted"),
+    ("relay", "Anti-Relay", "filtering.relay"),
+    ("content_rules", "Content Rules", "filtering.content_rules"),
+)
+
+LABELS = {
+    "size.enabled": "Reject messages that are greater than the size below",
+    "size.max_mb": "Maximum message size (MB)",
+    "subject.enabled": "Identify the following subject lines as content violations",
+    "subject.lines": "Subject lines (* and ? wildcards)",
+    "subject.action": "Action when a subject line violation occurs",
+    "subject.forward_to": "Forward to (email address)",
+    "subject.forward_subject": "Subject of the forwarded message",
+    "filename.enabled": "Delete attachments with the following file names",
+    "filename.patterns": "File names",
+    "filename.deleted_text.enabled": "If an attachment is deleted, add the following text",
+    "filename.deleted_text": "Text added to the message",
+    "container.enabled": "Drop messages that exceed a container limit",
+    "container.max_depth": "Maximum nesting depth",
+    "container.max_files": "Maximum number of files (MIME parts count)",
+    "container.max_total_mb": "Maximum total size of extracted files (MB)",
+    "container.max_file_mb": "Maximum size of one extracted file (MB)",
+    "container.max_ratio": "Maximum compression ratio",
+    "encrypted.action": "When an encrypted container is detected",
+    "encrypted.forward_to": "Forward to (email address)",
+    "encrypted.forward_subject": "Subject of the forwarded message",
+    "relay.mode": "Relay",
+    "relay.allowed": "Allowed hosts: host names, IPs, CIDRs, *.domain, 1.2.3.*",
+    "address_chars.enabled": "Reject messages with email addresses that contain these "
+                             "characters",
+    "address_chars.chars": "Characters (no spaces or commas)",
+    "rules.content_action": "Action when a content rule matches",
+    "rules.content_forward_to": "Forward to (email address)",
+    "rules.content_forward_subject": "Subject of the forwarded message (optional)",
+    "rules.body_scanning": "Enable message body scanning for both spam and content rules",
+}
+
+
+def _keys(page: str) -> list[str]:
+    return [key for key, s in SCHEMA.items() if s.page == page and supports(key)]
+
+
+PAGE_KEYS = {page: _keys(page) for page, _t, _e in TABS}
+PAGE_KEYS["content_rules"] = ["rules.body_scanning"] + PAGE_KEYS["content_rules"]
+PAGE_FORMS = {page: settings_form(keys, LABELS, name=f"filtering_{page}_form")
+              for page, keys in PAGE_KEYS.items()}
+
+
+class RuleForm(FlaskForm):
+    enabled = BooleanField("Enable this custom filtering rule", default=True)
+    name = StringField("Name (optional)", validators=[Length(max=100)])
+    match = SelectField("Match", choices=[("all", "All of these terms"),
+                                          ("any", "Any of these terms")], default="any")
+    terms = StringField("Identify messages that contain (terms separated by commas)",
+                        validators=[Length(max=12_000)])
+    none_of = StringField("But none of (terms separated by commas)",
+                          validators=[Length(max=12_000)])
+    original = HiddenField()         # the rule as JSON when editing: detects a concurrent change
+    submit = SubmitField("Save")
+
+
+class DeleteRuleForm(FlaskForm):
+    original = HiddenField()
+    submit = SubmitField("Delete")

@@ -1,0 +1,85 @@
+"""Filtering Policy saves: every change goes through console.settings_service.save_settings
+(schema validation, nothing changes on error, an object_modified event).
+
+Content rules are edited one at a time in the list `rules.content`; a rule's terms come
+from one comma-separated line (the guide: "Separate all terms with commas"). An edit or a
+delete names the rule as it was shown, so a list changed meanwhile is refused rather than
+the wrong rule changed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from console.context import settings
+from console.settings_service import save_settings
+from shared.settings import SettingError
+
+__all__ = ["save_page", "split_terms", "rule_from_form", "add_rule", "update_rule",
+           "delete_rule", "rule_key", "page_warnings"]
+
+
+def save_page(page: str, changes: dict[str, Any], *, user: str, client_ip: str | None) -> dict:
+    return save_settings(changes, user=user, client_ip=client_ip, page=page)
+
+
+def split_terms(line: str) -> list[str]:
+    return [t.strip() for t in (line or "").split(",") if t.strip()]
+
+
+def rule_from_form(enabled: bool, name: str, match: str, terms: str, none_of: str) -> dict:
+    rule: dict[str, Any] = {"enabled": bool(enabled), "match": match or "any",
+                            "terms": split_terms(terms), "none_of": split_terms(none_of)}
+    if (name or "").strip():
+        rule["name"] = name.strip()
+    if not rule["terms"]:
+        raise SettingError([("terms", "at least one term is needed")])
+    return rule
+
+
+def rule_key(rule: dict) -> str:
+    return json.dumps(rule, sort_keys=True)
+
+
+def _save(rules: list, *, user, client_ip) -> None:
+    save_settings({"rules.content": rules}, user=user, client_ip=client_ip,
+                  page="content_rules")
+
+
+def add_rule(rule: dict, *, user, client_ip) -> None:
+    _save([*settings()["rules.content"], rule], user=user, client_ip=client_ip)
+
+
+def _checked(index: int, original: str) -> list:
+    rules = list(settings()["rules.content"])
+    if not 0 <= index < len(rules) or rule_key(rules[index]) != original:
+        raise SettingError([("rules.content", "the rule list changed meanwhile; reload the page")])
+    return rules
+
+
+def update_rule(index: int, original: str, rule: dict, *, user, client_ip) -> None:
+    rules = _checked(index, original)
+    rules[index] = rule
+    _save(rules, user=user, client_ip=client_ip)
+
+
+def delete_rule(index: int, original: str, *, user, client_ip) -> dict:
+    rules = _checked(index, original)
+    removed = rules.pop(index)
+    _save(rules, user=user, client_ip=client_ip)
+    return removed
+
+
+def page_warnings(page: str) -> list[str]:
+    values = settings()
+    warnings = []
+    if page == "relay" and values["relay.mode"] == "deny_except" and not values["relay.allowed"]:
+        warnings.append("No hosts are listed: all mail to non-local destinations is refused "
+                        "(550 5.7.1). Local destinations are the Local Routing entries.")
+    if page == "content" and values["filename.enabled"] and not values["filename.patterns"]:
+        warnings.append("File-name blocking is on but the list is empty.")
+    if page == "content_rules":
+        total = len(values["rules.content"]) + len(values["rules.spam"])
+        warnings.append(f"{total} of 100 spam and content rules in use (at most 50 terms each).")
+    return warnings

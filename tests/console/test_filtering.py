@@ -1,0 +1,103 @@
+"""Filtering Policy pages (guide §6): forms from the schema, saves with events, the schema's
+messages, content rules add/edit/delete."""
+
+from __future__ import annotations
+
+import pytest
+
+from console.filtering.forms import PAGE_FORMS
+from shared.events import Action
+from shared.settings import SCHEMA
+
+from .test_configuration import _form_fields
+
+PAGES = {"content": "/filtering/content", "container": "/filtering/container-limits",
+         "encrypted": "/filtering/encrypted-container", "relay": "/filtering/anti-relay",
+         "content_rules": "/filtering/content-rules"}
+
+
+def test_every_filtering_key_has_a_form_field():
+    covered = set()
+    for form in PAGE_FORMS.values():
+        covered |= {sf.key for sf in form.setting_fields}
+    expected = {key for key, s in SCHEMA.items()
+                if s.page in ("content", "container", "encrypted", "relay", "content_rules")}
+    assert expected - covered == {"rules.content"}          # edited as a list of rules
+    assert "rules.body_scanning" in covered
+
+
+@pytest.mark.parametrize("url", PAGES.values())
+def test_submitting_a_page_unchanged_changes_nothing(admin, url):
+    before = admin.settings()
+    response = admin.post(url, _form_fields(admin, url))
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    assert admin.settings() == before
+    assert admin.events(Action.OBJECT_MODIFIED) == []
+
+
+def test_content_page_saves_subject_lines_and_file_names(admin):
+    data = _form_fields(admin, PAGES["content"])
+    data["subject__enabled"] = "y"
+    data["subject__lines"] = "*lottery*\r\nmake money*"
+    data["filename__enabled"] = "y"
+    assert admin.post(PAGES["content"], data).status_code == 302
+    values = admin.settings()
+    assert values["subject.lines"] == ["*lottery*", "make money*"]
+    assert values["subject.enabled"] and values["filename.enabled"]
+    event = admin.events(Action.OBJECT_MODIFIED)[-1]
+    assert event["data"]["page"] == "content"
+
+
+@pytest.mark.parametrize("page,field,value,message", [
+    ("container", "container__max_depth", "0", "between"),
+    ("content", "filename__patterns", "*", "would delete every attachment"),
+    ("encrypted", "encrypted__action", "forward", "required"),
+])
+def test_bad_values_are_refused_with_the_schema_message(admin, page, field, value, message):
+    data = _form_fields(admin, PAGES[page])
+    data[field] = value
+    before = admin.settings()
+    response = admin.post(PAGES[page], data)
+    assert response.status_code == 200
+    assert message in response.get_data(as_text=True)
+    assert admin.settings() == before
+
+
+def test_relay_page_warns_when_nothing_may_relay(admin):
+    assert "all mail to non-local destinations is refused" in \
+        admin.get(PAGES["relay"]).get_data(as_text=True)
+
+
+def test_content_rules_add_edit_delete(admin):
+    response = admin.post("/filtering/content-rules/add", {
+        "add-enabled": "y", "add-name": "M&A", "add-match": "all",
+        "add-terms": "merger, insider trading , ", "add-none_of": "newsletter"})
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    [rule] = admin.settings()["rules.content"]
+    assert rule == {"enabled": True, "match": "all", "name": "M&A",
+                    "terms": ["merger", "insider trading"], "none_of": ["newsletter"]}
+    page = admin.get("/filtering/content-rules").get_data(as_text=True)
+    assert "merger, insider trading" in page
+    edit = admin.get("/filtering/content-rules/0").get_data(as_text=True)
+    import html
+    import re
+    original = html.unescape(re.search(r'name="edit-original" type="hidden" value="([^"]*)"',
+                                       edit).group(1))
+    response = admin.post("/filtering/content-rules/0", {
+        "edit-enabled": "y", "edit-match": "any", "edit-terms": "acquisition",
+        "edit-none_of": "", "edit-original": original})
+    assert response.status_code == 302
+    assert admin.settings()["rules.content"][0]["terms"] == ["acquisition"]
+    page = admin.get("/filtering/content-rules").get_data(as_text=True)
+    original = html.unescape(re.search(r'name="del0-original" type="hidden" value="([^"]*)"',
+                                       page).group(1))
+    assert admin.post("/filtering/content-rules/0/delete",
+                      {"del0-original": original}).status_code == 302
+    assert admin.settings()["rules.content"] == []
+
+
+def test_rule_with_too_many_terms_is_refused(admin):
+    terms = ", ".join(f"t{i}" for i in range(51))
+    response = admin.post("/filtering/content-rules/add", {
+        "add-enabled": "y", "add-match": "any", "add-terms": terms})
+    assert response.status_code == 200 and admin.settings()["rules.content"] == []
