@@ -1,0 +1,180 @@
+"""The alert engine in the core (SPEC §3 Alerts, §6): events of both processes -> enabled
+alerts mailed to admin.emails through the spool; resource checks; notification metatags."""
+
+from __future__ import annotations
+
+import email
+from email import policy
+
+import pytest
+import trio
+
+from core.app import run_core
+from core.notify import (AlertEngine, ResourceMonitor, alert_key, fill_metatags, metatags)
+from core.pipeline.findings import Finding
+from core.pipeline.run import WorkerOutcome
+from core.pipeline.verdict import decide
+from shared import db
+from shared.events import Action, EventWriter
+from shared.guide_texts import ALERT_TEXTS, DEFAULT_NOTIFY_ADMIN_BODY
+from shared.spool import Envelope
+from tests.support.core import make_home
+from tests.support.sink import Sink
+
+
+
+
+@pytest.fixture
+def sink():
+    with Sink() as s:
+        yield s
+
+
+def _home(tmp_path, sink, **changes):
+    return make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}], **changes)
+
+
+def _console_event(home, action, **fields):
+    writer = EventWriter(home.db, "console")
+    writer.record(action, **fields)
+    writer.close()
+
+
+def _events(home, action):
+    conn = db.connect(home.db)
+    try:
+        return conn.execute("SELECT * FROM events WHERE action = ?", (str(action),)).fetchall()
+    finally:
+        conn.close()
+
+
+async def test_console_event_raises_an_alert_mailed_to_admins(tmp_path, sink, nursery):
+    home = _home(tmp_path, sink, admin__emails=["admin@local.test", "ops@local.test"])
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(lambda: _console_event(
+        home, Action.UNAUTHORIZED_ACCESS, client_ip="192.0.2.9", info="report -> /filtering"))
+    [mail] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    parsed = email.message_from_bytes(mail.data, policy=policy.default)
+    subject, body = ALERT_TEXTS["unauthorized_access"]
+    assert parsed["Subject"] == subject and body in parsed.get_content()
+    assert "192.0.2.9" in parsed.get_content()
+    assert sorted(mail.recipients) == ["admin@local.test", "ops@local.test"]
+    assert mail.sender == ""
+    await core.events.aflush()
+    [sent] = _events(home, Action.ALERT_SENT)
+    assert sent["rule"] == "alerts.unauthorized_access"
+    core.cancel_scope.cancel()
+
+
+async def test_disabled_alert_or_no_admin_address_sends_nothing(tmp_path, sink, nursery):
+    home = _home(tmp_path, sink, admin__emails=["admin@local.test"],
+                 alerts__unauthorized_access=False)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(lambda: _console_event(home, Action.UNAUTHORIZED_ACCESS))
+    await trio.sleep(2.5)
+    assert sink.messages == []
+    core.cancel_scope.cancel()
+
+
+async def test_low_disk_event_is_alerted_with_the_directory(tmp_path, sink, nursery):
+    home = _home(tmp_path, sink, admin__emails=["admin@local.test"])
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(lambda: _console_event(
+        home, Action.LOW_DISK, data={"directory": "mail queuing"}, info="3% free"))
+    [mail] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    parsed = email.message_from_bytes(mail.data, policy=policy.default)
+    assert parsed["Subject"] == "Low Disk Space Threshold Exceeded"
+    assert "The mail queuing directory is running dangerously low" in parsed.get_content()
+    core.cancel_scope.cancel()
+
+
+async def test_engine_cursor_survives_restart_without_repeats(tmp_path):
+    home = make_home(tmp_path, admin__emails=["a@local.test"], alerts__config_change=True)
+    sent = []
+
+    async def submit(sender, recipients, data, kind):
+        sent.append(data)
+        return "Q"
+
+    class NoEvents:
+        def record(self, *a, **k):
+            pass
+
+    def settings():
+        from shared.settings_store import load
+        conn = db.connect(home.db)
+        try:
+            return load(conn)
+        finally:
+            conn.close()
+
+    engine = AlertEngine(home.db, home.run, settings, NoEvents(), submit, lambda: "mm.test")
+    engine.cursor = await trio.to_thread.run_sync(engine._load_cursor)
+    _console_event(home, Action.OBJECT_MODIFIED, info="setup")
+    _console_event(home, Action.OBJECT_MODIFIED, info="content")
+    assert await engine.poll_once() == 1               # two events, one mail
+    again = AlertEngine(home.db, home.run, settings, NoEvents(), submit, lambda: "mm.test")
+    again.cursor = await trio.to_thread.run_sync(again._load_cursor)
+    assert await again.poll_once() == 0
+    assert len(sent) == 1 and b"Configuration Change" in sent[0]
+
+
+def test_alert_keys_of_table_3_2():
+    def row(action, rule=None, result=None, data=None):
+        import json
+        return {"action": action, "rule": rule, "result": result,
+                "data": json.dumps(data) if data else None}
+    assert alert_key(row("held", "suspect_message")) == "suspect_message"
+    assert alert_key(row("held", "scan.unprocessable")) is None
+    assert alert_key(row("failed_logon")) == "failed_logons"
+    assert alert_key(row("protocol_violation")) == "smtp_protocol_violation"
+    assert alert_key(row("deferred", data={"status": "4.4.1"})) == "smtp_connection_failure"
+    assert alert_key(row("deferred", data={"status": "4.2.0", "remote_mta": "x"})) is None
+    assert alert_key(row("service_start_improper")) == "service_start_improper"
+    assert set(ALERT_TEXTS) >= {"low_disk", "low_memory", "scan_error", "config_change"}
+
+
+def test_resource_monitor_fires_once_per_crossing(tmp_path):
+    recorded = []
+
+    class Events:
+        def record(self, action, **fields):
+            recorded.append((action, fields))
+
+    level = {"disk": 0.05, "mem": 0.5}
+    monitor = ResourceMonitor(Events(), {"mail queuing": tmp_path},
+                              disk_free=lambda path: level["disk"],
+                              memory_free=lambda: level["mem"])
+    monitor.check_once()
+    monitor.check_once()
+    assert [a for a, _ in recorded] == [Action.LOW_DISK]
+    assert recorded[0][1]["data"]["directory"] == "mail queuing"
+    level.update(disk=0.5, mem=0.05)
+    monitor.check_once()
+    level.update(disk=0.05)
+    monitor.check_once()
+    assert [a for a, _ in recorded] == [Action.LOW_DISK, Action.LOW_MEMORY, Action.LOW_DISK]
+
+
+def test_notification_metatags_are_filled():
+    envelope = Envelope.new("Q1", "bad@outside.test", ["user@local.test"])
+    findings = [
+        Finding(rule="subject.lines", action="drop", event="subject_blocked", reason="r",
+                notify="content", data={"pattern": "*win*"}),
+        Finding(rule="filename.patterns", action="remove_part", event="attachment_deleted",
+                reason="r", part=3, notify="content", data={"file": "a.exe", "pattern": "*.exe"}),
+        Finding(rule="container.max_depth", action="drop", event="container_limit", reason="r",
+                notify="container", text="The extracted attachment depth exceeded set limits."),
+        Finding(rule="encrypted.action", action="log", event="encrypted_container", reason="r",
+                notify="encrypted", data={"file": "s.zip"}),
+    ]
+    outcome = WorkerOutcome(findings=findings, verdict=decide(findings), subject="You win")
+    text = fill_metatags(DEFAULT_NOTIFY_ADMIN_BODY, metatags(envelope, outcome))
+    assert "From: bad@outside.test" in text and "To: user@local.test" in text
+    assert "Subject: You win\nMatching Subject: *win*" in text
+    assert "File: a.exe\nMatching file name: *.exe" in text
+    assert "The extracted attachment depth exceeded set limits." in text
+    assert "Message contained an encrypted container" in text
+    assert text.rstrip().endswith("The message was dropped")
+    assert "${" not in text
