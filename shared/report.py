@@ -332,8 +332,18 @@ def _plan(conn: sqlite3.Connection, flt: DetailFilter, page: int) -> str:
 def _detail_sql(conn: sqlite3.Connection, flt: DetailFilter, *, plan: str,
                 after: tuple[float, int] | None, before: tuple[float, int] | None,
                 limit: int) -> tuple[str, tuple]:
-    sql = f"SELECT {', '.join(DETAIL_FIELDS)} FROM events WHERE time >= ? AND time < ?"
-    params: list = [flt.range.start, flt.range.end]
+    """The page query. The keyset position narrows the *index range* itself (one lower and
+    one upper bound on `time`, so SQLite seeks instead of scanning from the range's start);
+    only rows at exactly the position's time need the id comparison."""
+    lower, lower_op = flt.range.start, ">="
+    upper, upper_op = flt.range.end, "<"
+    if after is not None and after[0] >= lower:
+        lower, lower_op = after[0], ">="
+    if before is not None and before[0] < upper:
+        upper, upper_op = before[0], "<="
+    sql = (f"SELECT {', '.join(DETAIL_FIELDS)} FROM events "
+           f"WHERE time {lower_op} ? AND time {upper_op} ?")
+    params: list = [lower, upper]
     if flt.actions:
         column = "action" if plan == "action" else "+action"   # `+` keeps the index unused
         sql += f" AND {column} IN ({','.join('?' * len(flt.actions))})"
@@ -343,10 +353,10 @@ def _detail_sql(conn: sqlite3.Connection, flt: DetailFilter, *, plan: str,
         sql += clause
         params += args
     if after is not None:
-        sql += " AND (time, id) > (?, ?)"
+        sql += " AND (+time > ? OR id > ?)"
         params += after
     if before is not None:
-        sql += " AND (time, id) < (?, ?)"
+        sql += " AND (+time < ? OR id < ?)"
         params += before
     order = "DESC" if before is not None else "ASC"
     sql += f" ORDER BY time {order}, id {order} LIMIT ?"
