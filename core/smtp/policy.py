@@ -66,6 +66,8 @@ def relay_allowed(client_ip: str, client_ptr: str | None, settings: Mapping) -> 
         address = ipaddress.ip_address(client_ip)
     except ValueError:
         return False
+    if address.version == 6 and address.ipv4_mapped:   # a dual-stack listener's IPv4 client
+        address = address.ipv4_mapped
     for entry in settings["relay.allowed"]:
         if "/" in entry:
             if address in ipaddress.ip_network(entry, strict=False):

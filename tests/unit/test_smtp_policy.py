@@ -1,0 +1,89 @@
+"""SMTP-time policy (core/smtp/policy.py; SPEC §5 step 1, guide §6 "Preventing relaying",
+"Blocking by characters in email addresses", "Blocking by message size")."""
+
+import pytest
+
+from core.smtp import replies as R
+from core.smtp.policy import (check_recipient, check_sender, is_local_domain,
+                              max_message_octets, relay_allowed, relay_needs_ptr)
+from shared.settings import defaults
+
+
+def settings(**changes):
+    values = defaults()
+    values["routing.local"] = [{"match": "local.test"}, {"match": "*.corp.test"}]
+    values.update({k.replace("__", "."): v for k, v in changes.items()})
+    return values
+
+
+@pytest.mark.parametrize("entry,ip,ptr,allowed", [
+    ("192.0.2.10", "192.0.2.10", None, True),
+    ("192.0.2.10", "192.0.2.11", None, False),
+    ("192.0.2.0/24", "192.0.2.99", None, True),
+    ("192.0.2.0/24", "198.51.100.1", None, False),
+    ("1.2.3.*", "1.2.3.4", None, True),            # the guide's examples
+    ("1.2.*", "1.2.99.4", None, True),
+    ("1.*", "1.200.3.4", None, True),
+    ("1.2.3.*", "1.2.4.4", None, False),
+    ("2001:db8::/32", "2001:db8::5", None, True),
+    ("2001:db8::5", "2001:db8::5", None, True),
+    ("*.someplace.com", "203.0.113.5", "mx1.someplace.com", True),
+    ("*.someplace.com", "203.0.113.5", "someplace.com.evil.test", False),
+    ("*.someplace.com", "203.0.113.5", None, False),          # no PTR, no match
+    ("mail.partner.test", "203.0.113.6", "MAIL.partner.test.", True),
+    ("192.0.2.10", "::ffff:192.0.2.10", None, True),            # IPv4 via a dual-stack socket
+    ("1.2.3.*", "::ffff:1.2.3.4", None, True),
+])
+def test_relay_entries(entry, ip, ptr, allowed):
+    assert relay_allowed(ip, ptr, settings(relay__allowed=[entry])) is allowed
+
+
+def test_allow_mode_relays_for_everyone_and_empty_list_for_no_one():
+    assert relay_allowed("203.0.113.1", None, settings(relay__mode="allow"))
+    assert not relay_allowed("203.0.113.1", None, settings())
+
+
+def test_ptr_is_looked_up_only_when_host_entries_exist():
+    assert not relay_needs_ptr(settings(relay__allowed=["1.2.3.*", "10.0.0.0/8", "::1"]))
+    assert relay_needs_ptr(settings(relay__allowed=["*.someplace.com"]))
+    assert not relay_needs_ptr(settings(relay__mode="allow", relay__allowed=["a.test"]))
+
+
+def test_local_destinations_are_the_local_routing_entries():
+    s = settings()
+    assert is_local_domain("local.test", s) and is_local_domain("mail.corp.test", s)
+    assert not is_local_domain("elsewhere.test", s)
+
+
+def test_recipient_to_non_local_domain_from_unlisted_client_is_550():
+    refusal = check_recipient("x@elsewhere.test", "203.0.113.1", None, settings())
+    assert refusal.reply == R.R550_RELAY_DENIED and refusal.rule == "relay.allowed"
+    assert refusal.reply.code == 550 and refusal.reply.enhanced == "5.7.1"
+
+
+def test_local_destination_is_never_a_relay():
+    assert check_recipient("x@local.test", "203.0.113.1", None, settings()) is None
+    assert check_recipient("postmaster", "203.0.113.1", None, settings()) is None
+
+
+def test_listed_client_may_relay():
+    s = settings(relay__allowed=["203.0.113.0/24"])
+    assert check_recipient("x@elsewhere.test", "203.0.113.1", None, s) is None
+
+
+def test_address_characters_are_refused_with_553():
+    s = settings(address_chars__enabled=True)
+    refusal = check_recipient("a%b@local.test", "192.0.2.1", None, s)
+    assert refusal.reply == R.R553_BAD_ADDRESS_CHARS and refusal.rule == "address_chars.chars"
+    assert check_recipient("a!b@local.test", "192.0.2.1", None, s).reply.code == 553
+    assert check_recipient("a%b@local.test", "192.0.2.1", None, settings()) is None
+
+
+def test_size_at_mail_and_disk_space():
+    s = settings(size__enabled=True, size__max_mb=1)
+    assert max_message_octets(s) == 1 << 20 and max_message_octets(settings()) is None
+    assert check_sender((1 << 20) + 1, 0.5, s).reply.code == 552
+    assert check_sender(1 << 20, 0.5, s) is None
+    assert check_sender(None, 0.5, s) is None
+    refusal = check_sender(10, 0.04, settings())
+    assert refusal.reply == R.R452_INSUFFICIENT_STORAGE and refusal.rule == "spool.disk_free"
