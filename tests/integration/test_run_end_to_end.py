@@ -1,0 +1,139 @@
+"""`mailmoat run` as an administrator meets it: both processes up, a change saved in the
+console (over real HTTP, with its logon and CSRF token) is in effect in the core within the
+2-second design figure, and SIGTERM stops everything with exit status 0."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from html.parser import HTMLParser
+
+from shared import db
+from shared.settings_store import load
+from tests.support.core import ADMIN_PASSWORD, make_home
+
+
+class _Forms(HTMLParser):
+    """Every POST form of a page: its fields (as a browser would submit them) and checkboxes."""
+
+    def __init__(self):
+        super().__init__()
+        self.forms: list[tuple[dict[str, str], set[str]]] = []
+        self._form: tuple[dict[str, str], set[str]] | None = None
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def with_field(self, name: str) -> tuple[dict[str, str], set[str]]:
+        return next(f for f in self.forms if name in f[0] or name in f[1])
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "form" and a.get("method", "").lower() == "post":
+            self._form = ({}, set())
+            self.forms.append(self._form)
+        if self._form is None:
+            return
+        fields, checkboxes = self._form
+        name = a.get("name")
+        if tag == "input" and name:
+            kind = a.get("type", "text")
+            if kind == "checkbox":
+                checkboxes.add(name)
+                if "checked" in a:
+                    fields[name] = a.get("value", "y")
+            elif kind not in ("submit", "button"):
+                fields[name] = a.get("value", "")
+        elif tag == "select" and name:
+            self._select = name
+        elif tag == "option" and self._select and ("selected" in a
+                                                   or self._select not in fields):
+            fields[self._select] = a.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            fields[name] = ""
+
+    def handle_data(self, data):
+        if self._textarea and self._form is not None:
+            self._form[0][self._textarea] += data
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+        elif tag == "form":
+            self._form = None
+
+
+def _wait_port(port: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def _greeting(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        return sock.recv(512)
+
+
+def test_console_change_reaches_the_core_within_two_seconds(tmp_path):
+    home = make_home(tmp_path, smtp__listener_processes=0)
+    conn = db.connect(home.db)
+    try:
+        settings = load(conn)
+    finally:
+        conn.close()
+    smtp_port, http_port = settings["smtp.port"], settings["http.port"]
+    log = open(tmp_path / "run.log", "wb")
+    run = subprocess.Popen([sys.executable, "-m", "shared.cli", "run", "--home",
+                            str(home.root)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_port(smtp_port)
+        _wait_port(http_port)
+        assert _greeting(smtp_port).startswith(b"220")
+
+        base = f"http://127.0.0.1:{http_port}"
+        opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+        def form(path, field):
+            parser = _Forms()
+            parser.feed(opener.open(base + path, timeout=10).read().decode())
+            return parser.with_field(field)
+
+        def post(path, fields):
+            data = urllib.parse.urlencode(fields).encode()
+            return opener.open(base + path, data=data, timeout=10)
+
+        fields, _ = form("/logon", "password")
+        fields.update(username="admin", password=ADMIN_PASSWORD)
+        assert "/status" in post("/logon", fields).geturl()
+
+        fields, checkboxes = form("/configuration/setup", "delivery__reject_incoming")
+        assert "delivery__reject_incoming" in checkboxes
+        fields["delivery__reject_incoming"] = "y"
+        saved_at = time.monotonic()
+        page = post("/configuration/setup", fields).read().decode()
+        assert "Changes saved" in page
+
+        while not _greeting(smtp_port).startswith(b"421"):
+            assert time.monotonic() - saved_at < 4, "the core did not apply the change"
+            time.sleep(0.1)
+        applied = time.monotonic() - saved_at
+        print(f"reject_incoming applied after {applied:.2f} s")
+    finally:
+        run.send_signal(signal.SIGTERM)
+        status = run.wait(timeout=60)
+        log.close()
+    assert status == 0, (tmp_path / "run.log").read_text()[-3000:]
