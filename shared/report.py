@@ -304,26 +304,46 @@ def _search_clause(conn: sqlite3.Connection, term: str) -> tuple[str, tuple]:
     return f" AND mailmoat_contains({_SEARCH_TEXT}, ?)", (term.casefold(),)
 
 
+def _action_counts(conn: sqlite3.Connection, rng: ReportRange) -> dict[str, int]:
+    """Events per action over the range: roll-ups for whole hours, events at the edges."""
+    counts: dict[str, int] = {}
+    h0, h1 = _whole_hours(rng.start, rng.end)
+    queries = []
+    if h0 < h1:
+        queries.append(("SELECT action, SUM(events) FROM event_hourly WHERE hour >= ? AND "
+                        "hour < ? GROUP BY action", (h0, h1)))
+    for a, b in _edges(rng.start, rng.end):
+        queries.append(("SELECT action, COUNT(*) FROM events WHERE time >= ? AND time < ? "
+                        "GROUP BY action", (a, b)))
+    for sql, args in queries:
+        for action, events in conn.execute(sql, args):
+            counts[action] = counts.get(action, 0) + events
+    return counts
+
+
+def _selected(counts: Mapping[str, int], flt: DetailFilter) -> int:
+    if not flt.actions:
+        return sum(counts.values())
+    return sum(counts.get(a, 0) for a in flt.action_values())
+
+
 def count_detail(conn: sqlite3.Connection, flt: DetailFilter) -> int | None:
     """How many events the filter selects, from the roll-ups (exact, no scan); None when a
     search term is set (that needs the scan the report itself does)."""
     if flt.search:
         return None
-    totals = _totals(conn, flt.range.start, flt.range.end, flt.action_values() or None)
-    return sum(v[0] for v in totals.values())
+    return _selected(_action_counts(conn, flt.range), flt)
 
 
-def _plan(conn: sqlite3.Connection, flt: DetailFilter, page: int) -> str:
+def _plan(counts: Mapping[str, int], flt: DetailFilter, page: int) -> str:
     """Which index the page query walks. With a few matching events among many, the
     (action, time) index finds them directly and sorts them; otherwise walking the time index
     in order and skipping the rest reaches a page sooner. Cost estimates: matching·log vs
     page·total/matching rows."""
     if not flt.actions:
         return "time"
-    totals = _totals(conn, flt.range.start, flt.range.end)
-    everything = sum(v[0] for v in totals.values())
-    wanted = set(flt.action_values())
-    matching = sum(v[0] for (a, _i, _g), v in totals.items() if a in wanted)
+    everything = sum(counts.values())
+    matching = _selected(counts, flt)
     if matching == 0:
         return "action"
     return "action" if matching * matching < page * max(everything, 1) * 4 else "time"
@@ -373,7 +393,7 @@ def _rows(conn: sqlite3.Connection, sql: str, params: tuple) -> list[DetailRow]:
 def iter_detail(conn: sqlite3.Connection, flt: DetailFilter, *,
                 batch: int = BATCH_ROWS) -> Iterator[DetailRow]:
     """Every selected event in time order, streamed in keyset batches (flat memory)."""
-    plan = _plan(conn, flt, batch)
+    plan = _plan(_action_counts(conn, flt.range), flt, batch)
     after = None
     while True:
         sql, params = _detail_sql(conn, flt, plan=plan, after=after, before=None, limit=batch)
@@ -416,7 +436,8 @@ def detail_page(conn: sqlite3.Connection, flt: DetailFilter, *, size: int = 100,
                 with_total: bool = True) -> DetailPage:
     """One page of the detail report, in time order: the first, the one after the row key
     `after`, or the one before `before`."""
-    plan = _plan(conn, flt, size)
+    counts = _action_counts(conn, flt.range)
+    plan = _plan(counts, flt, size)
     after_key, before_key = parse_key(after), parse_key(before)
     if before_key is not None:
         sql, params = _detail_sql(conn, flt, plan=plan, after=None, before=before_key,
@@ -432,7 +453,7 @@ def detail_page(conn: sqlite3.Connection, flt: DetailFilter, *, size: int = 100,
         has_next = len(rows) > size
         rows = rows[:size]
         has_previous = after_key is not None
-    total = count_detail(conn, flt) if with_total else None
+    total = _selected(counts, flt) if with_total and not flt.search else None
     return DetailPage(rows, has_next, has_previous, total)
 
 

@@ -129,3 +129,62 @@ def test_default_range_is_the_last_24_hours(home):
     out, _ = report(home, "detail", "--format", "csv")
     assert out.splitlines() == ["time,category,action,result,queue_id,connection_id,client_ip,"
                                 "sender,recipients,subject,size,rule,info"]
+
+
+# --- end to end: the core's own writer code → the report --------------------------------------
+
+from tests.support.fixtures import make_sink, sink  # noqa: E402,F401  (fixtures)
+
+
+async def test_mail_the_core_generates_is_reported_delivered_not_accepted(tmp_path, sink,
+                                                                          nursery):
+    """An alert queued with submit_generated is delivered by the real queue manager, whose
+    events go through a real EventWriter; the summary counts it delivered, not accepted."""
+    import trio
+    from types import MappingProxyType
+
+    from core.delivery import Deliverer
+    from core.pipeline import PassThroughPipeline
+    from core.spool import QueueManager
+    from core.status import Counters
+    from shared import db
+    from shared.report import summarise
+    from shared.report_time import ReportRange
+    from shared.settings import defaults
+    from shared.spool import Spool
+
+    path = tmp_path / "mailmoat.db"
+    conn = db.connect(path)
+    db.migrate(conn)
+    values = dict(defaults())
+    values.update({"smtp.hostname": "gw.test", "dns.resolvers": ["127.0.0.1:9"],
+                   "routing.local": [{"match": "admin.test", "relay": "127.0.0.1",
+                                      "port": sink.port}]})
+    settings = lambda: MappingProxyType(values)  # noqa: E731
+    clock = FakeClock(T0)
+    writer = EventWriter(path, "core", clock)
+    manager = QueueManager(Spool(tmp_path / "spool"), settings, writer, Counters(), clock,
+                           PassThroughPipeline(),
+                           Deliverer(settings=settings, events=writer, clock=clock),
+                           tick_seconds=0.02)
+    await nursery.start(manager.run)
+    await manager.submit_generated("", ["admin@admin.test", "ops@admin.test"],
+                                   b"Subject: alert\r\n\r\nlow disk\r\n", kind="alert")
+    await sink.await_messages(1)
+    with trio.fail_after(10):
+        while True:
+            await writer.aflush()
+            done = conn.execute("SELECT COUNT(*) FROM events WHERE action = 'completed'")
+            if done.fetchone()[0]:
+                break
+            await trio.sleep(0.02)
+    summary = summarise(conn, ReportRange(T0 - 60, T0 + 60), premium=False)
+    assert summary.figure("message", "Messages Accepted") == 0
+    assert summary.figure("message", "Data Accepted (KB)") == 0
+    assert summary.figure("message", "Messages Delivered") == 2
+    assert summary.figure("message", "Messages Completed") == 1
+    marks = conn.execute("SELECT action, json_extract(data, '$.generated') FROM events "
+                         "WHERE action IN ('delivered', 'completed') ORDER BY id").fetchall()
+    assert [tuple(m) for m in marks] == [("delivered", 1), ("delivered", 1), ("completed", 1)]
+    writer.close()
+    conn.close()
