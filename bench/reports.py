@@ -20,7 +20,6 @@ and a full CSV export (issue 8).
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import re
 import resource

@@ -32,7 +32,7 @@ from shared.retention import kept_without_local_logging
 
 __all__ = ["RangeError", "report_range", "SummaryView", "summary_view", "DetailView",
            "detail_view", "csv_download", "local_logging_notice", "PAGE_ROWS",
-           "picker_value"]
+           "picker_value", "detail_filter"]
 
 PAGE_ROWS = 100
 TOP_ROWS = 10

@@ -15,7 +15,7 @@ import pytest
 
 from shared.clock import FakeClock
 from shared.events import Action, EventWriter
-from tests.support.core import make_home, set_settings
+from tests.support.core import make_home
 
 _SCRIPT = shutil.which("mailmoat", path=os.path.dirname(sys.executable))
 MAILMOAT = [_SCRIPT] if _SCRIPT else [sys.executable, "-m", "shared.cli"]
