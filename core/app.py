@@ -22,7 +22,7 @@ from typing import Callable
 import trio
 
 from core.control import CommandRunner, SettingsWatcher
-from core.smtp.listeners import ListenerPool, listener_count
+from core.smtp.listeners import ListenerPool, Listeners
 from core.smtp.server import GroupCommitter, SmtpServer
 from core.status import Counters, StatusReporter
 from shared import db
@@ -89,7 +89,7 @@ class CoreHandle:
     """What a started core exposes to its caller (tests and the CLI)."""
 
     smtp_addresses: list
-    server: SmtpServer | ListenerPool  # ListenerPool with several listener processes
+    server: SmtpServer               # the in-process listener (smtp.listener_processes = 1)
     queue: object
     counters: Counters
     events: EventWriter
@@ -136,20 +136,15 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
         queue = QueueManager(spool=spool, settings=settings, events=events, counters=counters,
                              clock=clock, pipeline=pipeline, deliverer=deliverer)
         alerts = AlertServices(home, settings, events, queue, hostname, pipeline)
-        listeners = listener_count(settings()["smtp.listener_processes"],
-                                   settings()["smtp.max_incoming"])
-        if listeners == 1:
-            committer = GroupCommitter(spool)
-            server = SmtpServer(settings=settings, spool=spool, committer=committer,
-                                events=events, counters=counters, clock=clock,
-                                on_accepted=queue.message_accepted, ssl_context=TlsFiles(home),
-                                diagnostics_dir=home.diagnostics, resolver=resolver,
-                                hostname=hostname)
-            settings.on_change(server.settings_changed)
-        else:
-            committer = None
-            server = ListenerPool(home, listeners, on_accepted=queue.message_accepted,
-                                  counters=counters, events=events)
+        committer = GroupCommitter(spool)
+        server = SmtpServer(settings=settings, spool=spool, committer=committer,
+                            events=events, counters=counters, clock=clock,
+                            on_accepted=queue.message_accepted, ssl_context=TlsFiles(home),
+                            diagnostics_dir=home.diagnostics, resolver=resolver,
+                            hostname=hostname)
+        settings.on_change(server.settings_changed)
+        listeners = Listeners(settings, server, lambda count: ListenerPool(
+            home, count, on_accepted=queue.message_accepted, counters=counters, events=events))
         status = StatusReporter(home.db, counters, clock, settings, queue.queue_sizes,
                                 VERSION, improper)
         commands = CommandRunner(home.db)
@@ -157,12 +152,10 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
 
         async with trio.open_nursery() as nursery:
             await nursery.start(settings.run)
-            if committer is not None:
-                await nursery.start(committer.run)
+            await nursery.start(committer.run)
             await nursery.start(queue.run)
             await nursery.start(alerts.run)
-            addresses = await nursery.start(
-                server.serve if isinstance(server, SmtpServer) else server.run)
+            addresses = await nursery.start(listeners.run)
             await nursery.start(status.run)
             await nursery.start(commands.run)
             if improper:

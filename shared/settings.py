@@ -142,7 +142,7 @@ _add("smtp.max_incoming", Int(1, 1000), 15,
 _add("smtp.max_outgoing", Int(1, 1000), 30, "Delivery connections open at once.", "setup")
 _add("smtp.listener_processes", Int(0, 32), 0,
      "SMTP listener processes sharing the port (0 = one per CPU core; 1 = inside the core "
-     "process). Takes effect at restart.", "setup", restart=True)
+     "process).", "setup")
 _add("smtp.notify_from", Sender(), "Mailmoat",
      "From of alerts and notifications: a user name (at smtp.hostname) or a full address.",
      "setup")

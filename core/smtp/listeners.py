@@ -122,3 +122,37 @@ class ListenerPool:
                 elif "ready" in message and task_status is not None:
                     task_status.started([tuple(a) for a in message["ready"]])
                     task_status = None
+
+
+class Listeners:
+    """The core's SMTP listening, in whichever mode `smtp.listener_processes` asks for: the
+    in-process `SmtpServer` (count 1) or a `ListenerPool`. A change of the count applies
+    live: the current listeners close and the new ones open (connections arriving in that
+    moment are refused and retried by their clients, as during any restart)."""
+
+    def __init__(self, settings, in_process_server, make_pool: Callable[[int], ListenerPool]):
+        self.settings = settings
+        self.in_process_server = in_process_server
+        self.make_pool = make_pool
+        self.current = None
+
+    def _count(self) -> int:
+        s = self.settings()
+        return listener_count(s["smtp.listener_processes"], s["smtp.max_incoming"])
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        from core.control import POLL_SECONDS
+        while True:
+            count = self._count()
+            async with trio.open_nursery() as nursery:
+                if count == 1:
+                    self.current = self.in_process_server
+                    addresses = await nursery.start(self.in_process_server.serve)
+                else:
+                    self.current = self.make_pool(count)
+                    addresses = await nursery.start(self.current.run)
+                task_status.started(addresses)
+                task_status = trio.TASK_STATUS_IGNORED
+                while self._count() == count:
+                    await trio.sleep(POLL_SECONDS)
+                nursery.cancel_scope.cancel()

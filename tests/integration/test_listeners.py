@@ -103,3 +103,53 @@ async def test_max_incoming_is_shared_between_listener_processes(tmp_path, nurse
         overlapping = sum(1 for start, end in spans if start <= greeted < end)
         assert overlapping <= 2
     core.cancel_scope.cancel()
+
+
+def _listener_processes(home) -> int:
+    """Live listener processes of this home (read from /proc)."""
+    import os
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"core.smtp.listener_main" in cmdline and str(home.root).encode() in cmdline:
+            count += 1
+    return count
+
+
+async def test_listener_count_change_applies_live(tmp_path, sink, nursery):
+    from tests.support.core import set_settings
+    home = make_home(tmp_path, smtp__listener_processes=1, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+
+    def send(n):
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.send_message(_message(n))
+
+    await trio.to_thread.run_sync(send, 1)
+    assert _listener_processes(home) == 0
+    set_settings(home, smtp__listener_processes=2)
+    with trio.fail_after(20):
+        while _listener_processes(home) != 2:
+            await trio.sleep(0.1)
+    for n in range(2, 6):  # served by the listener processes now (a refusal while they bind)
+        with trio.fail_after(20):
+            while True:
+                try:
+                    await trio.to_thread.run_sync(send, n)
+                    break
+                except OSError:
+                    await trio.sleep(0.2)
+    await trio.to_thread.run_sync(sink.wait_for, 5)
+    with trio.fail_after(10):
+        while core.counters.values["accepted"] < 5:
+            await trio.sleep(0.1)
+    set_settings(home, smtp__listener_processes=1)
+    with trio.fail_after(20):
+        while _listener_processes(home) != 0:
+            await trio.sleep(0.1)
+    core.cancel_scope.cancel()
