@@ -104,6 +104,8 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
     from core.delivery import Deliverer, Resolver
     from core.notify import AlertServices
     from core.pipeline.service import FilteringPipeline
+    from core.scan.antispam import definitions as spam_definitions
+    from core.scan.antispam.autowhitelist import AutoWhitelist, AutoWhitelistPipeline
     from core.spool import QueueManager
 
     conn = db.connect(home.db)
@@ -133,8 +135,12 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
                               resolver=resolver, hostname=hostname,
                               diagnostics_dir=home.diagnostics)
         pipeline = FilteringPipeline(events, counters, **(pipeline_options or {}))
+        # antispam (issue 7): installed spam definitions for the workers, auto-whitelist
+        os.environ[spam_definitions.ENV_DIR] = str(home.definitions)
+        auto_whitelist = AutoWhitelist(home.db, settings, clock)
         queue = QueueManager(spool=spool, settings=settings, events=events, counters=counters,
-                             clock=clock, pipeline=pipeline, deliverer=deliverer)
+                             clock=clock, pipeline=AutoWhitelistPipeline(pipeline, auto_whitelist),
+                             deliverer=deliverer)
         alerts = AlertServices(home, settings, events, queue, hostname, pipeline)
         committer = GroupCommitter(spool)
         server = SmtpServer(settings=settings, spool=spool, committer=committer,
@@ -143,16 +149,23 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
                             diagnostics_dir=home.diagnostics, resolver=resolver,
                             hostname=hostname)
         settings.on_change(server.settings_changed)
+        server.auto_whitelisted = auto_whitelist.contains
         listeners = Listeners(settings, server, lambda count: ListenerPool(
             home, count, on_accepted=queue.message_accepted, counters=counters, events=events))
         status = StatusReporter(home.db, counters, clock, settings, queue.queue_sizes,
                                 VERSION, improper)
+        status.extra["auto_whitelist_entries"] = 0
+        status.extra["definitions"] = {"virus": None,
+                                       "spam": spam_definitions.current().label}
+        auto_whitelist.on_change = lambda n: status.extra.__setitem__("auto_whitelist_entries", n)
         commands = CommandRunner(home.db)
         _register_commands(commands, queue)
+        commands.register("whitelist.auto.delete", auto_whitelist.delete_command)
 
         async with trio.open_nursery() as nursery:
             await nursery.start(settings.run)
             await nursery.start(committer.run)
+            await nursery.start(auto_whitelist.run)
             await nursery.start(queue.run)
             await nursery.start(alerts.run)
             addresses = await nursery.start(listeners.run)

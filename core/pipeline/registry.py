@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from core.pipeline.checks import (container, content_rules, disclaimer, encrypted, filename,
-                                  malformed, subject, unprocessable)
+from core.pipeline.checks import (antispam, blacklist, container, content_rules, disclaimer,
+                                  encrypted, filename, malformed, rbl, spam_rules, subject,
+                                  unprocessable)
 
 __all__ = ["Check", "CHECKS"]
 
@@ -37,10 +38,15 @@ CHECKS: tuple[Check, ...] = (
     Check("malformed", malformed.check),          # MIME defects -> malformed (log)
     Check("encrypted", encrypted.check),          # encrypted.action
     # 3. blocking
+    Check("blacklist", blacklist.check),          # blacklist.entries (issue 7)
+    Check("rbl", rbl.check),                      # rbl.* non-reject actions (issue 7)
     Check("subject", subject.check),              # subject.lines
     Check("filename", filename.check),            # filename.patterns -> remove_part
     Check("content_rules", content_rules.check),  # rules.content
-    # 4./5. antivirus (issue 6) and antispam (issue 7) go here
+    Check("spam_rules", spam_rules.check),        # rules.spam -> spam, score 100 (issue 7)
+    # 4. antivirus (issue 6) goes here
+    # 5. antispam
+    Check("antispam", antispam.check),            # heuristic.* (issue 7)
     # 6. disclaimer
     Check("disclaimer", disclaimer.check),        # disclaimer.* for non-local destinations
 )

@@ -36,7 +36,9 @@ EVENT_RESULTS = {"remove_part": "deleted", "replace_part": "repaired", "drop": "
 COUNTER_OF = {"attachment_deleted": "attachments_stripped",
               "subject_blocked": "policy_violations",
               "content_rule_violation": "policy_violations",
-              "container_limit": "policy_violations"}
+              "container_limit": "policy_violations",
+              "sender_blocked": "spam_blacklist", "spam_list_block": "spam_rbl",
+              "heuristic_spam": "spam_heuristic", "spam_rule_violation": "spam_heuristic"}
 
 
 class FilteringPipeline:
@@ -57,7 +59,8 @@ class FilteringPipeline:
                    "recipients": [r.address for r in envelope.recipients],
                    "client_ip": envelope.client_ip, "helo": envelope.client_helo,
                    "is_generated": envelope.is_generated,
-                   "skip_antispam": envelope.skip_antispam}
+                   "skip_antispam": envelope.skip_antispam,
+                   "meta": dict(envelope.meta)}
         outcome = await run_in_worker(process_message, str(message_path), context,
                                       dict(settings), self.fault,
                                       timeout_seconds=self.timeout_seconds, inline=self.inline)

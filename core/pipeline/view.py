@@ -117,6 +117,8 @@ class MessageView:
     errors: list[PartError] = field(default_factory=list)
     limit_hit: LimitHit | None = None
     extracted_octets: int = 0                            # decoded bytes of all parts
+    meta: dict = field(default_factory=dict)  # envelope meta from the core (antispam: "rbl"
+                                              # listing, "auto_whitelisted"), plain JSON data
 
     # --- helpers checks use ------------------------------------------------------------
     def header(self, name: str) -> str | None:

@@ -33,6 +33,7 @@ from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComple
 from core.smtp.policy import (check_recipient, check_sender, max_message_octets,
                               relay_needs_ptr)
 from core.smtp.protocol import ServerConnection
+from core.smtp.rbl import RblChecker, check_rbl_sender
 from core.smtp.state import State
 from shared.events import Action
 from shared.spool import Envelope, new_queue_id
@@ -144,6 +145,8 @@ class SmtpServer:
         self.ssl_context = ssl_context
         self.diagnostics_dir = diagnostics_dir
         self.resolver = resolver
+        self.rbl = RblChecker(resolver) if resolver is not None else None   # issue 7
+        self.auto_whitelisted = None   # (domain, settings) -> bool; the core sets it
         self.hostname = hostname
         self.reuse_port = reuse_port  # several listener processes share the port
         self.share = share            # ... and smtp.max_incoming between them
@@ -261,6 +264,7 @@ class _Session:
                                      tls_available=tls_ok, size_advertised=limit)
         self.helo = ""
         self.client_ptr: str | None = None
+        self.rbl_listing = None        # core/smtp/rbl.py RblListing when the client is listed
         self.sender: str | None = None
         self.mail_params: dict = {}
         self.recipients: list[str] = []
@@ -292,6 +296,8 @@ class _Session:
                 return
             if relay_needs_ptr(self.settings) and server.resolver is not None:
                 self.client_ptr = await server.resolver.ptr(self.client_ip)
+            if server.rbl is not None and server.rbl.enabled_zones(self.settings):
+                self.rbl_listing = await server.rbl.check(self.client_ip, self.settings)
             await self.write(self.conn.send(R.R220_READY(self.hostname)))
             await self._loop()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError,
@@ -355,8 +361,12 @@ class _Session:
         elif isinstance(event, MailFrom):
             await self._reset()
             refusal = check_sender(event.params.get("SIZE"),
-                                   self.server.disk_free_fraction(), self.settings)
+                                   self.server.disk_free_fraction(), self.settings) \
+                or check_rbl_sender(self.rbl_listing, event.address, self.settings,
+                                    self.server.auto_whitelisted)
             if refusal:
+                if refusal.rule.startswith("rbl."):
+                    self.server.counters.incr("spam_rbl")
                 await self._refuse(refusal)
             else:
                 self.sender = event.address
@@ -452,6 +462,8 @@ class _Session:
             client_ip=self.client_ip, client_helo=self.helo, connection_id=self.connection_id,
             body="8BITMIME" if self.mail_params.get("BODY") == "8BITMIME" else "7BIT",
             smtputf8=bool(self.mail_params.get("SMTPUTF8")))
+        if self.rbl_listing is not None:   # non-reject rbl.action applies after DATA
+            envelope.meta["rbl"] = self.rbl_listing.to_meta()
         try:
             await server.committer.commit(PendingMessage(self.queue_id, envelope, buffered,
                                                          incoming))

@@ -48,7 +48,8 @@ def decompose_bytes(raw: bytes, context: Mapping, settings: Mapping) -> MessageV
                        recipients=tuple(context.get("recipients", ())),
                        client_ip=context.get("client_ip", ""), helo=context.get("helo", ""),
                        size=len(raw), is_generated=bool(context.get("is_generated")),
-                       skip_antispam=bool(context.get("skip_antispam")))
+                       skip_antispam=bool(context.get("skip_antispam")),
+                       meta=dict(context.get("meta") or {}))
     walker = _Walker(raw, view, Budget.from_settings(settings))
     try:
         walker.entity(raw, 0, len(raw), parent=None, depth=0, in_raw=True, location="message",

@@ -1,0 +1,40 @@
+"""The heuristic antispam engine as a check (SPEC §3 heuristic.*, §5 step 5; guide §5
+"Identifying spam messages using the heuristic antispam engine").
+
+Scores the message 1..100 with core/scan/antispam (engine.py; definitions.py for the rules
+and model in force) and hands the score to handling.py: at or above the sensitivity's
+threshold the message is spam (`heuristic_spam` event with score and definitions date,
+subject prefix, X-Bulk), drop/forward by score. Not run for whitelisted senders, antispam-
+exempt mail (quarantine releases, generated mail), or when a spam rule already made the
+message spam (spam_rules.py handles it with score 100 — one set of marks, not two).
+"""
+
+from __future__ import annotations
+
+from core.pipeline.checks import spam_rules
+from core.pipeline.checks.whitelist import whitelisted
+from core.pipeline.findings import Finding
+from core.scan.antispam.engine import HeuristicEngine
+from core.scan.antispam.handling import spam_findings
+from shared.events import Action
+
+__all__ = ["check", "ENGINE"]
+
+ENGINE = HeuristicEngine()   # definitions in force, cached per worker process
+
+
+def check(view, settings) -> list[Finding]:
+    if not settings["heuristic.enabled"] or view.skip_antispam or view.is_generated \
+            or whitelisted(view, settings):
+        return []
+    if spam_rules.first_match(view, settings)[0] is not None:
+        return []
+    result = ENGINE.score(view)
+    rules = ", ".join(result.rules[:6])
+    return spam_findings(
+        result.score, settings, rule="heuristic.sensitivity",
+        event=Action.HEURISTIC_SPAM.value, malformed=bool(view.defects),
+        reason=f"Message is considered to be spam (score {result.score}, spam definitions "
+               f"{result.definitions}{'; ' + rules if rules else ''})",
+        data={"definitions": result.definitions, "rules": list(result.rules[:20]),
+              "forced_by": result.forced_by})

@@ -1,0 +1,189 @@
+"""The auto-generated whitelist, core side (SPEC §3 whitelist.auto.*; guide §5 "Activating
+and managing an auto-generated whitelist").
+
+What it owns
+    `AutoWhitelist` — the domains of outbound recipients that are not local (routing.local),
+    with a frequency count, kept in memory and written to the `auto_whitelist` table
+    (migration 0003) by its own task: the core is that table's only writer (ARCHITECTURE
+    invariant 4); the console reads it and asks for deletions with the command
+    "whitelist.auto.delete" (moves to the custom whitelist or the exclusion list are
+    settings the console writes itself, then the same command removes the entries).
+    `AutoWhitelistPipeline` wraps the filtering pipeline: before a message is scanned it
+    marks the envelope `meta["auto_whitelisted"]` (read by core/pipeline/checks/whitelist.py
+    in the worker); after a message is delivered it notes its non-local recipient domains.
+
+Rules
+    1. Only while `whitelist.auto.enabled`; never for mail Mailmoat generates (bounces to a
+       spammer must not whitelist it) and only for messages delivered to their recipients
+       (a dropped, held, quarantined or forwarded message teaches nothing).
+    2. A domain in `whitelist.auto.exclusions` (or under one) is not added and its count does
+       not grow (the guide); excluded entries do not whitelist.
+    3. At most MAX_ENTRIES (2000) entries; adding one to a full list first removes the
+       EVICT_COUNT (50) least frequent, ties: the oldest first seen.
+    4. Writes are batched: dirty entries and deletions are flushed every FLUSH_SECONDS in a
+       thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import trio
+
+from core.scan.antispam.lists import address_domain, is_excluded
+from shared import db
+from shared.wildcard import matches
+
+__all__ = ["AutoWhitelist", "AutoWhitelistPipeline", "MAX_ENTRIES", "EVICT_COUNT",
+           "load_entries"]
+
+MAX_ENTRIES = 2000      # guide §5: "a maximum of 2000 entries"
+EVICT_COUNT = 50        # guide §5: "When the maximum number of entries is exceeded, it removes the top 50"
+FLUSH_SECONDS = 1.0
+
+
+def load_entries(conn) -> dict[str, list]:
+    return {row["domain"]: [row["count"], row["first_seen"], row["last_seen"]]
+            for row in conn.execute("SELECT domain, count, first_seen, last_seen "
+                                    "FROM auto_whitelist")}
+
+
+def _is_local(domain: str, settings: Mapping) -> bool:
+    return any(matches(entry["match"], domain) for entry in settings["routing.local"])
+
+
+class AutoWhitelist:
+    def __init__(self, db_path, settings: Callable[[], Mapping], clock,
+                 on_change: Callable[[int], None] | None = None):
+        self.db_path = db_path
+        self.settings = settings
+        self.clock = clock
+        self.on_change = on_change
+        self.entries: dict[str, list] = {}        # domain -> [count, first_seen, last_seen]
+        self._dirty: set[str] = set()
+        self._deleted: set[str] = set()
+
+    def load(self) -> None:
+        conn = db.connect(self.db_path)
+        try:
+            self.entries = load_entries(conn)
+        finally:
+            conn.close()
+        self._changed()
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(len(self.entries))
+
+    # --- questions ---------------------------------------------------------------------
+    def contains(self, domain: str, settings: Mapping | None = None) -> bool:
+        settings = settings if settings is not None else self.settings()
+        domain = domain.lower().rstrip(".")
+        return bool(domain) and domain in self.entries \
+            and not is_excluded(domain, settings["whitelist.auto.exclusions"])
+
+    # --- changes -----------------------------------------------------------------------
+    def note_outbound(self, recipients, settings: Mapping | None = None) -> None:
+        """Rule 1-3 for one delivered message's recipients."""
+        settings = settings if settings is not None else self.settings()
+        if not settings["whitelist.auto.enabled"]:
+            return
+        now = self.clock.now()
+        changed = False
+        for domain in {address_domain(r) for r in recipients}:
+            if not domain or _is_local(domain, settings) \
+                    or is_excluded(domain, settings["whitelist.auto.exclusions"]):
+                continue
+            entry = self.entries.get(domain)
+            if entry is None:
+                if len(self.entries) >= MAX_ENTRIES:
+                    self._evict()
+                self.entries[domain] = [1, now, now]
+                changed = True
+            else:
+                entry[0] += 1
+                entry[2] = now
+            self._dirty.add(domain)
+            self._deleted.discard(domain)
+        if changed:
+            self._changed()
+
+    def _evict(self) -> None:
+        victims = sorted(self.entries.items(), key=lambda item: (item[1][0], item[1][1]))
+        for domain, _ in victims[:EVICT_COUNT]:
+            del self.entries[domain]
+            self._dirty.discard(domain)
+            self._deleted.add(domain)
+
+    def delete(self, domains) -> int:
+        removed = 0
+        for domain in domains:
+            domain = str(domain).lower().rstrip(".")
+            if self.entries.pop(domain, None) is not None:
+                removed += 1
+                self._dirty.discard(domain)
+                self._deleted.add(domain)
+        if removed:
+            self._changed()
+        return removed
+
+    # --- the writer --------------------------------------------------------------------
+    def _write(self, conn, upserts: list[tuple], deletions: list[str]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany("DELETE FROM auto_whitelist WHERE domain = ?",
+                             [(d,) for d in deletions])
+            conn.executemany(
+                "INSERT INTO auto_whitelist (domain, count, first_seen, last_seen) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(domain) DO UPDATE SET count = excluded.count,"
+                " last_seen = excluded.last_seen", upserts)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    async def flush(self, conn) -> None:
+        if not self._dirty and not self._deleted:
+            return
+        upserts = [(d, *self.entries[d]) for d in self._dirty if d in self.entries]
+        deletions = list(self._deleted)
+        self._dirty, self._deleted = set(), set()
+        await trio.to_thread.run_sync(self._write, conn, upserts, deletions)
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await trio.to_thread.run_sync(self.load)
+        conn = await trio.to_thread.run_sync(db.connect, self.db_path)
+        task_status.started()
+        try:
+            while True:
+                await trio.sleep(FLUSH_SECONDS)
+                await self.flush(conn)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.flush(conn)
+                await trio.to_thread.run_sync(conn.close)
+
+    async def delete_command(self, args: dict) -> str:
+        """The "whitelist.auto.delete" command: {"domains": [...]}."""
+        count = self.delete(args.get("domains") or ())
+        return f"{count} auto-generated whitelist entr{'y' if count == 1 else 'ies'} removed"
+
+
+class AutoWhitelistPipeline:
+    """Wraps the filtering pipeline (the queue manager's seam, core/pipeline/__init__.py)."""
+
+    def __init__(self, inner, whitelist: AutoWhitelist):
+        self.inner = inner
+        self.whitelist = whitelist
+
+    def __getattr__(self, name):          # notifier and the rest stay the inner pipeline's
+        return getattr(self.inner, name)
+
+    async def process(self, queue_id, envelope, message_path, settings):
+        if settings["whitelist.auto.enabled"] and not envelope.is_generated:
+            envelope.meta["auto_whitelisted"] = self.whitelist.contains(
+                address_domain(envelope.sender), settings)
+        result = await self.inner.process(queue_id, envelope, message_path, settings)
+        if result.disposition == "deliver" and not envelope.is_generated:
+            self.whitelist.note_outbound([r.address for r in envelope.recipients], settings)
+        return result

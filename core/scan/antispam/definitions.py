@@ -1,0 +1,144 @@
+"""Spam definitions: the heuristic engine's rules and trained model as one versioned set.
+
+What it owns
+    A spam definitions directory holds `manifest.json` — `{"type": "spam", "version":
+    "YYYY-MM-DD", "revision": N, "files": {name: sha256}}`, the fields of a definitions
+    package manifest (SPEC §3 LiveUpdate) — plus `rules.json` (heuristic_rules.py) and
+    `model.json.gz` (weights, bias and score calibration, learner.py / engine.py).
+    `load(directory)` checks the hashes and returns `SpamDefinitions`; `current()` returns
+    the definitions in force: the installed set under `<data home>/definitions/spam/` when
+    there is a valid one, else the default set shipped inside the package
+    (core/scan/antispam/data/spam/), so a fresh install scores mail out of the box.
+    `write(directory, ...)` is what the training script uses to produce a set.
+
+Interim (until the shared definitions package format lands, shared/definitions.py): the
+installed set is found through the MAILMOAT_DEFINITIONS_DIR environment variable, which the
+core sets to its data home's definitions/ at start (worker processes inherit it). A package
+install will unpack a verified "spam" package into definitions/spam/; nothing here changes
+but the way the directory is chosen.
+
+Rules
+    1. A set whose manifest or hashes do not check out is refused (DefinitionsError) and the
+       previous set stays in force; the packaged set is trusted as part of the package.
+    2. `current()` caches per process and reloads when the manifest's mtime changes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.scan.antispam.heuristic_rules import RuleSet, RuleSetError
+
+__all__ = ["SpamDefinitions", "DefinitionsError", "load", "current", "write",
+           "PACKAGED_DIR", "ENV_DIR", "MODEL_FILE", "RULES_FILE", "MANIFEST_FILE"]
+
+PACKAGED_DIR = Path(__file__).parent / "data" / "spam"
+ENV_DIR = "MAILMOAT_DEFINITIONS_DIR"
+MANIFEST_FILE = "manifest.json"
+RULES_FILE = "rules.json"
+MODEL_FILE = "model.json.gz"
+
+
+class DefinitionsError(ValueError):
+    """The definitions set is incomplete, altered or not a spam set."""
+
+
+@dataclass(frozen=True)
+class SpamDefinitions:
+    version: str                    # the definitions date, "YYYY-MM-DD"
+    revision: int
+    rules: RuleSet
+    bias: float
+    weights: dict[str, float]
+    z90: float                      # the raw score that score 90 stands for (engine.py)
+    directory: Path
+    info: dict                      # training facts (corpus, split, counts)
+
+    @property
+    def label(self) -> str:
+        """What events and the Status page show: "2026-11-27 rev 1"."""
+        return f"{self.version} rev {self.revision}"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load(directory: Path) -> SpamDefinitions:
+    """The set in `directory`; raises DefinitionsError (rule 1)."""
+    directory = Path(directory)
+    try:
+        manifest = json.loads((directory / MANIFEST_FILE).read_text())
+    except (OSError, ValueError) as exc:
+        raise DefinitionsError(f"{directory}: no readable manifest ({exc})") from None
+    if manifest.get("type") != "spam":
+        raise DefinitionsError(f"{directory}: not a spam definitions set")
+    files = manifest.get("files") or {}
+    for name in (RULES_FILE, MODEL_FILE):
+        if name not in files:
+            raise DefinitionsError(f"{directory}: manifest lacks {name}")
+        try:
+            if _sha256(directory / name) != files[name]:
+                raise DefinitionsError(f"{directory}: {name} does not match its hash")
+        except OSError as exc:
+            raise DefinitionsError(f"{directory}: {name}: {exc.strerror}") from None
+    try:
+        rules = RuleSet.from_json(json.loads((directory / RULES_FILE).read_text()))
+        model = json.loads(gzip.decompress((directory / MODEL_FILE).read_bytes()))
+        return SpamDefinitions(
+            version=str(manifest["version"]), revision=int(manifest.get("revision", 1)),
+            rules=rules, bias=float(model["bias"]),
+            weights={k: float(v) for k, v in model["weights"].items()},
+            z90=float(model["z90"]), directory=directory, info=model.get("info", {}))
+    except (RuleSetError, KeyError, TypeError, ValueError) as exc:
+        raise DefinitionsError(f"{directory}: {exc}") from None
+
+
+def write(directory: Path, *, version: str, revision: int, rules_json: list, bias: float,
+          weights: dict[str, float], z90: float, info: dict) -> Path:
+    """Write a complete set (rules, model, manifest last) into `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / RULES_FILE).write_text(json.dumps(rules_json, indent=1) + "\n")
+    model = {"format": 1, "bias": bias, "z90": z90, "info": info,
+             "weights": dict(sorted(weights.items()))}
+    # mtime=0: the same weights give the same bytes (reproducible training)
+    (directory / MODEL_FILE).write_bytes(
+        gzip.compress(json.dumps(model, separators=(",", ":")).encode(), 9, mtime=0))
+    manifest = {"type": "spam", "version": version, "revision": revision,
+                "files": {name: _sha256(directory / name) for name in (RULES_FILE, MODEL_FILE)}}
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
+    return directory
+
+
+_cache: dict[str, tuple[float, SpamDefinitions]] = {}
+
+
+def _cached(directory: Path) -> SpamDefinitions:
+    stamp = (directory / MANIFEST_FILE).stat().st_mtime
+    key = str(directory)
+    hit = _cache.get(key)
+    if hit is None or hit[0] != stamp:
+        _cache[key] = (stamp, load(directory))
+    return _cache[key][1]
+
+
+def installed_dir() -> Path | None:
+    root = os.environ.get(ENV_DIR)
+    return Path(root) / "spam" if root else None
+
+
+def current() -> SpamDefinitions:
+    """The definitions in force (rules 1-2): installed when valid, else packaged."""
+    directory = installed_dir()
+    if directory is not None and (directory / MANIFEST_FILE).exists():
+        try:
+            return _cached(directory)
+        except (DefinitionsError, OSError):
+            pass          # a broken install never stops scanning: the packaged set stays
+    return _cached(PACKAGED_DIR)

@@ -1,0 +1,60 @@
+"""What happens to a message found to be spam (SPEC §3 heuristic.*; guide §5 "Handling
+detected spam"): the findings a heuristic score — or a spam rule's score 100 — asks for.
+
+Rules
+    1. A score at or above the sensitivity's threshold is spam: the Subject gets
+       `heuristic.subject_prefix` (when not empty) and, with `heuristic.x_bulk`, the header
+       `X-Bulk: <score>` — edits, applied only when the message is delivered or forwarded.
+    2. `heuristic.drop_score` and `heuristic.forward_score` compare the score itself,
+       whatever the sensitivity (SPEC): score >= drop_score -> drop; else score >=
+       forward_score -> forward to `heuristic.forward_to`. Otherwise the message is
+       delivered, marked ("All messages tagged as spam will be delivered unless ...").
+    3. The deciding finding carries the event (`event`), the score and the definitions date;
+       the edits carry none. When the message is also malformed the event is left to the
+       malformed check (guide Table 7-9: "If a spam message is also malformed, the event will
+       be reported only as malformed") — the decision still stands and names its rule.
+    4. Nothing happens below both the threshold and the drop/forward scores.
+"""
+
+from __future__ import annotations
+
+from core.pipeline.findings import Finding
+from core.scan.antispam.engine import threshold_for
+
+__all__ = ["spam_findings", "X_BULK_HEADER"]
+
+X_BULK_HEADER = "X-Bulk"
+
+
+def spam_findings(score: int, settings, *, rule: str, event: str, reason: str,
+                  malformed: bool = False, data: dict | None = None) -> list[Finding]:
+    is_spam = score >= threshold_for(settings["heuristic.sensitivity"])
+    drop, forward = settings["heuristic.drop_score"], settings["heuristic.forward_score"]
+    forward_to = settings["heuristic.forward_to"]
+    event_name = None if malformed else event
+    data = {**(data or {}), "score": score}
+    out: list[Finding] = []
+    if drop is not None and score >= drop:
+        out.append(Finding(rule="heuristic.drop_score" if rule.startswith("heuristic") else rule,
+                           action="drop", event=event_name, score=score, data=data,
+                           reason=f"{reason}; score {score} >= drop score {drop}"))
+    elif forward is not None and forward_to and score >= forward:
+        out.append(Finding(rule="heuristic.forward_score" if rule.startswith("heuristic")
+                           else rule, action="forward", forward_to=forward_to,
+                           event=event_name, score=score, data=data,
+                           reason=f"{reason}; score {score} >= forward score {forward}"))
+    elif is_spam:
+        out.append(Finding(rule=rule, action="log", event=event_name, score=score, data=data,
+                           reason=reason))
+    if not out:
+        return []
+    if is_spam or out[0].action != "log":
+        prefix = settings["heuristic.subject_prefix"]
+        if prefix:
+            out.append(Finding(rule=rule, action="prefix_subject", event=None, text=prefix,
+                               reason="spam: subject prefix"))
+        if settings["heuristic.x_bulk"]:
+            out.append(Finding(rule=rule, action="add_header", event=None,
+                               header=X_BULK_HEADER, text=str(score),
+                               reason="spam: X-Bulk header"))
+    return out

@@ -1,0 +1,95 @@
+"""Sender lists: the custom whitelist, the auto-generated whitelist's matching, the custom
+blacklist (SPEC §3 whitelist.*, blacklist.*; guide §5 "Creating a custom whitelist",
+"Blocking by a custom blacklist").
+
+Rules
+    1. Whitelist entries (guide): `@domain` — senders at exactly that domain; `.domain` — a
+       wildcard: that domain and every subdomain (".company.com" matches mail.company.com);
+       a full address — that sender only. The whitelist is checked on the envelope sender
+       (the guide: "if the envelope sender matches ... the email message is allowed").
+    2. The auto-generated whitelist holds domains; a sender is auto-whitelisted when its
+       domain is an entry that is not excluded (whitelist.auto.exclusions: the domain and its
+       subdomains).
+    3. Blacklist entries are checked on the envelope sender and on the header From, in the
+       guide's order: the exact address -> entries with wildcards (`*`, `?`) in the local
+       part for the same domain -> `@domain` -> `@parent` for each parent domain, removing
+       the leftmost label each time ("@example.com" blocks user@mail.example.com;
+       "@mail.example.com" does not block user@example.com). The first match names the
+       rule.
+    4. Addresses compare case-insensitively; a null or local-part-only sender matches
+       nothing.
+"""
+
+from __future__ import annotations
+
+from email.utils import getaddresses
+
+from shared.wildcard import matches
+
+__all__ = ["address_domain", "whitelist_match", "is_excluded", "blacklist_match",
+           "header_addresses", "parent_domains"]
+
+
+def address_domain(address: str) -> str:
+    return address.rpartition("@")[2].strip().lower().rstrip(".") if "@" in address else ""
+
+
+def parent_domains(domain: str) -> list[str]:
+    """"a.b.example.com" -> ["b.example.com", "example.com", "com"]."""
+    labels = domain.split(".")
+    return [".".join(labels[i:]) for i in range(1, len(labels))]
+
+
+def whitelist_match(sender: str, entries) -> str | None:
+    """The custom-whitelist entry that lets `sender` through (rule 1), or None."""
+    sender = sender.strip().lower()
+    domain = address_domain(sender)
+    if not domain:
+        return None
+    for entry in entries:
+        entry = entry.lower()
+        if entry.startswith("@"):
+            if domain == entry[1:]:
+                return entry
+        elif entry.startswith("."):
+            if domain == entry[1:] or domain.endswith(entry):
+                return entry
+        elif entry == sender:
+            return entry
+    return None
+
+
+def is_excluded(domain: str, exclusions) -> bool:
+    """Rule 2: the domain or a parent of it is in whitelist.auto.exclusions."""
+    domain = domain.lower()
+    excluded = {e.lower().lstrip(".") for e in exclusions}
+    return domain in excluded or any(p in excluded for p in parent_domains(domain))
+
+
+def blacklist_match(address: str, entries) -> str | None:
+    """The blacklist entry that blocks `address` (rule 3), or None."""
+    address = address.strip().lower()
+    local, _, domain = address.rpartition("@")
+    if not local or not domain:
+        return None
+    domain = domain.rstrip(".")
+    address = f"{local}@{domain}"
+    entries = [e.lower() for e in entries]
+    exact = [e for e in entries if not e.startswith("@") and "*" not in e and "?" not in e]
+    if address in exact:
+        return address
+    for entry in entries:                       # wildcard local part, same domain
+        entry_local, _, entry_domain = entry.rpartition("@")
+        if entry_local and ("*" in entry_local or "?" in entry_local) \
+                and entry_domain == domain and matches(entry_local, local):
+            return entry
+    domains = {e[1:]: e for e in entries if e.startswith("@")}
+    for candidate in [domain, *parent_domains(domain)]:
+        if candidate in domains:
+            return domains[candidate]
+    return None
+
+
+def header_addresses(values) -> list[str]:
+    """The addresses of header From values (display names removed)."""
+    return [addr for _, addr in getaddresses(list(values)) if "@" in addr]

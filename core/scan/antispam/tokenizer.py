@@ -1,0 +1,207 @@
+"""Message -> the set of tokens the statistical classifier weighs (SPEC §3 heuristic.*).
+
+What it owns
+    `tokens(view)` reads a `core.pipeline.view.MessageView` (the decomposed message every
+    check shares) and returns the set of its tokens: words of the Subject and of the decoded
+    text, selected header facts, the HTML markup and the URLs of HTML and text parts, and
+    the attachments' types. Tokens carry a prefix saying where they come from ("s:" subject,
+    "h:" header, "u:" URL, "t:" HTML tag, ...), so "free" in the Subject and "free" in the
+    body are learned separately.
+
+Rules
+    1. Pure and deterministic: the same view gives the same tokens (the model is trained on
+       exactly what the engine sees). The training script builds views with the same
+       decomposer as the pipeline.
+    2. Bounded: at most MAX_TEXT_CHARS of text and MAX_TOKENS tokens per message, so a huge
+       message costs no more than a large one.
+    3. Never raises for anything in the message.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+__all__ = ["tokens", "urls", "MAX_TOKENS", "MAX_TEXT_CHARS"]
+
+MAX_TEXT_CHARS = 200_000
+MAX_TOKENS = 5_000
+MAX_HTML_CHARS = 300_000
+
+_WORD = re.compile(r"[^\s\"'(),;:<>\[\]{}|`]+")
+_URL = re.compile(r"(?i)\b(?:https?://|www\.)[^\s\"'<>()\[\]{}]{2,300}")
+_HREF = re.compile(r"""(?i)\b(?:href|src|action)\s*=\s*["']?([^"'\s>]{1,400})""")
+_TAG = re.compile(r"<\s*(/?)([a-zA-Z][a-zA-Z0-9]{0,15})([^>]{0,400})>")
+_ATTR = re.compile(r"""(?i)\b(color|bgcolor|size|face|width|height|align|style|border)\s*=""")
+_IP_HOST = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+_EMAIL = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+_HEADER_WORDS = ("from", "reply-to", "to", "cc", "x-mailer", "user-agent", "organization",
+                 "content-type", "message-id", "return-path", "x-priority", "x-msmail-priority",
+                 "precedence", "list-id", "mailing-list", "errors-to", "sender")
+_STRIP_CHARS = ".,!?*-_=#+~/\\"
+
+
+def _words(text: str, prefix: str, out: set[str]) -> None:
+    for word in _WORD.findall(text[:MAX_TEXT_CHARS]):
+        word = word.strip(_STRIP_CHARS).lower()
+        length = len(word)
+        if length < 3:
+            if word in ("$", "!!", "$$"):
+                out.add(prefix + word)
+            continue
+        if length > 20:
+            # long strings: keep their shape, not their text (SpamBayes "skip" tokens)
+            out.add(f"{prefix}skip:{word[0]} {length // 10 * 10}")
+            if "@" in word:
+                match = _EMAIL.search(word)
+                if match:
+                    out.add(prefix + "email:" + match.group(1))
+            continue
+        out.add(prefix + word)
+        if word[0] == "$" or word[-1] == "%":
+            out.add(prefix + "money" if word[0] == "$" else prefix + "percent")
+
+
+def urls(text: str) -> list[str]:
+    """The URLs written in `text` (plain text or HTML), in order."""
+    found = [m.group(0) for m in _URL.finditer(text[:MAX_HTML_CHARS])]
+    found += [m.group(1) for m in _HREF.finditer(text[:MAX_HTML_CHARS])
+              if m.group(1).lower().startswith(("http", "www", "mailto:"))]
+    return found
+
+
+def _url_tokens(url: str, out: set[str]) -> None:
+    lower = url.lower()
+    if lower.startswith("mailto:"):
+        out.add("u:mailto")
+        domain = lower.partition("@")[2].split("?")[0]
+        if domain:
+            out.add("u:mailto:" + domain)
+        return
+    if lower.startswith("www."):
+        lower = "http://" + lower
+    try:
+        parts = urlsplit(lower)
+    except ValueError:
+        out.add("u:bad")
+        return
+    host = (parts.hostname or "").strip(".")
+    if not host:
+        return
+    out.add("u:scheme:" + parts.scheme)
+    if _IP_HOST.match(host):
+        out.add("u:ip")
+    else:
+        labels = host.split(".")
+        for i in range(max(0, len(labels) - 3), len(labels) - 1):
+            out.add("u:" + ".".join(labels[i:]))
+    if parts.port:
+        out.add("u:port")
+    if "%" in parts.path or "@" in parts.netloc:
+        out.add("u:obfuscated")
+    for word in re.split(r"[/._\-?=&]+", parts.path)[:8]:
+        if 2 < len(word) < 20 and not word.isdigit():
+            out.add("up:" + word)
+
+
+def _html_tokens(markup: str, out: set[str]) -> None:
+    markup = markup[:MAX_HTML_CHARS]
+    seen_tags = 0
+    for match in _TAG.finditer(markup):
+        seen_tags += 1
+        if seen_tags > 2000:
+            break
+        closing, name, attrs = match.groups()
+        name = name.lower()
+        if closing:
+            continue
+        out.add("t:" + name)
+        for attr in _ATTR.findall(attrs):
+            out.add(f"t:{name}:{attr.lower()}")
+    for url in urls(markup):
+        _url_tokens(url, out)
+    if "<!--" in markup:
+        out.add("t:comment")
+    if re.search(r"(?i)&#\d{2,5};", markup[:50_000]):
+        out.add("t:numeric-entity")
+
+
+def _header_tokens(view, out: set[str]) -> None:
+    names = set()
+    for name, value in view.headers[:200]:
+        lname = name.lower()
+        names.add(lname)
+        if lname in _HEADER_WORDS:
+            short = "h:" + lname + ":"
+            value = value[:500]
+            if lname in ("message-id", "return-path", "errors-to", "sender", "list-id"):
+                domain = value.rpartition("@")[2].strip(" <>").lower()
+                out.add(short + domain[-40:])
+            elif lname in ("to", "cc"):
+                count = value.count("@")
+                out.add(short + ("n" + str(min(count, 5))))
+                for match in _EMAIL.finditer(value):
+                    out.add(short + match.group(1).lower())
+                if not value.strip() or "undisclosed" in value.lower():
+                    out.add(short + "undisclosed")
+            else:
+                _words(value, short, out)
+        elif lname == "received":
+            for host in re.findall(r"(?i)\b(?:from|by)\s+([\w.-]+)", value[:500]):
+                labels = host.lower().strip(".").split(".")
+                if len(labels) >= 2:
+                    out.add("h:rcvd:" + ".".join(labels[-2:]))
+    for lname in names:
+        out.add("hn:" + lname)
+    for must in ("date", "message-id", "from", "to", "subject"):
+        if must not in names:
+            out.add("hn:missing:" + must)
+
+
+def tokens(view) -> set[str]:
+    """The token set of a message view (module rules 1-3)."""
+    out: set[str] = set()
+    subject = view.subject or ""
+    _words(subject, "s:", out)
+    if subject:
+        letters = [c for c in subject if c.isalpha()]
+        if len(letters) >= 8 and sum(c.isupper() for c in letters) / len(letters) > 0.7:
+            out.add("s:shape:caps")
+        if "!" in subject:
+            out.add("s:shape:bang")
+        if re.search(r"\s{5,}\S+$", subject):
+            out.add("s:shape:padded")
+    else:
+        out.add("s:shape:empty")
+    _header_tokens(view, out)
+    has_plain = has_html = False
+    for part in view.parts:
+        ctype = part.content_type
+        if part.id != 0 or not part.is_multipart:
+            out.add("ct:" + ctype)
+        if part.charset:
+            out.add("cs:" + part.charset.lower()[:20])
+        if part.transfer_encoding:
+            out.add("cte:" + part.transfer_encoding.lower()[:20])
+        if part.is_attachment or part.origin != "mime":
+            out.add("att:" + (part.true_type or "data"))
+            if part.extension:
+                out.add("att:ext" + part.extension[:10])
+            continue
+        if part.text is None:
+            continue
+        if ctype == "text/html":
+            has_html = True
+            _html_tokens(part.data.decode("utf-8", "replace"), out)
+        else:
+            has_plain = True
+            for url in urls(part.text):
+                _url_tokens(url, out)
+        _words(part.text, "", out)
+        if len(out) > MAX_TOKENS:
+            break
+    if has_html and not has_plain:
+        out.add("shape:html-only")
+    if not has_html and not has_plain:
+        out.add("shape:no-text")
+    return out

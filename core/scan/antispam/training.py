@@ -1,0 +1,83 @@
+"""Training and evaluation helpers: the labelled corpus, the fixed train/test split, views.
+
+What it owns
+    `corpus_messages(root)` lists the shared corpus' spam/ham messages (MANIFEST labels
+    "spam" and "ham" under spamham/, the SpamAssassin public corpus); `split_of(raw)` says
+    whether a message is in the training part or the held-out test part; `view_of(raw)`
+    decomposes a message exactly as the pipeline does (the model learns what the engine sees).
+
+The split (fixed; docs/antispam.md states it)
+    key  = SHA-256 of the message body (after the first blank line; lower-cased, whitespace
+           collapsed; the whole file when the body is shorter than 40 bytes) — the corpus
+           README's body key, so identical bodies (near-copies re-sent with other headers)
+           always fall on the same side;
+    u    = int(sha256("mailmoat-antispam-split-v1|" + key)[:12], 16) / 2**48;
+    test when u < TEST_FRACTION (0.30), training otherwise.
+Changing SPLIT_SALT or TEST_FRACTION changes every published figure: don't.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Sample", "corpus_messages", "body_key", "split_of", "view_of", "SPLIT_SALT",
+           "TEST_FRACTION", "DEFAULT_CORPUS"]
+
+SPLIT_SALT = "mailmoat-antispam-split-v1"
+TEST_FRACTION = 0.30
+DEFAULT_CORPUS = Path("/work/shared/corpus")
+_SPACES = re.compile(rb"\s+")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: str          # "spam" | "ham"
+    group: str          # corpus folder: easy_ham, easy_ham_2, hard_ham, spam, spam_2
+    split: str          # "train" | "test"
+
+
+def body_key(raw: bytes) -> str:
+    head, sep, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    text = body if sep and len(body) >= 40 else raw
+    return hashlib.sha256(_SPACES.sub(b" ", text.lower()).strip()).hexdigest()
+
+
+def split_of(raw: bytes) -> str:
+    digest = hashlib.sha256(f"{SPLIT_SALT}|{body_key(raw)}".encode()).hexdigest()
+    return "test" if int(digest[:12], 16) / 2 ** 48 < TEST_FRACTION else "train"
+
+
+def corpus_messages(root: Path = DEFAULT_CORPUS) -> list[Sample]:
+    """Every spam/ham message of the corpus MANIFEST, sorted by path, with its split."""
+    out = []
+    for line in (root / "MANIFEST").read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        path, _sha, label = line.split("\t")
+        if label not in ("spam", "ham") or not path.startswith("spamham/"):
+            continue
+        full = root / path
+        out.append(Sample(full, label, path.split("/")[2], split_of(full.read_bytes())))
+    return sorted(out, key=lambda s: str(s.path))
+
+
+def view_of(raw: bytes, settings=None):
+    """The pipeline's MessageView of `raw` (default settings unless given)."""
+    from core.pipeline.decompose import decompose_bytes
+    from shared.settings import defaults
+    return decompose_bytes(raw, {}, settings if settings is not None else _defaults())
+
+
+_DEFAULTS = None
+
+
+def _defaults():
+    global _DEFAULTS
+    if _DEFAULTS is None:
+        from shared.settings import defaults
+        _DEFAULTS = defaults()
+    return _DEFAULTS

@@ -1,0 +1,193 @@
+"""Antispam checks in the pipeline: blacklist, RBL (after DATA), spam rules, heuristic engine,
+whitelists — each with an explicit settings snapshot, through the real decomposer, checks
+and verdict (tests/unit/pipeline/support.py)."""
+
+from pathlib import Path
+
+import pytest
+
+from core.pipeline.checks import antispam, blacklist, rbl, spam_rules
+from core.pipeline.checks.whitelist import whitelisted
+from tests.unit.pipeline.support import message, settings, view_of
+from core.pipeline.run import run_checks
+from core.pipeline.verdict import decide
+
+SAMPLES = Path("/work/shared/corpus/spamham/samples")
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+def verdict(raw, context=None, **changes):
+    view = view_of(raw, context, **changes)
+    findings = run_checks(view, settings(**changes))
+    return findings, decide(findings)
+
+
+def events(findings):
+    return [f.event for f in findings if f.event]
+
+
+# --- custom blacklist --------------------------------------------------------------------
+
+def test_blacklist_blocks_envelope_sender_with_drop():
+    findings, v = verdict(message(), {"sender": "bad@spam.test"}, blacklist__enabled=True,
+                          blacklist__entries=["@spam.test"])
+    assert v.disposition == "drop" and v.rule == "blacklist.entries"
+    assert events(findings) == ["sender_blocked"]
+    assert "envelope sender bad@spam.test" in findings[0].reason
+
+
+def test_blacklist_blocks_header_from():
+    raw = message(sender="Promo <promo@mail.spam.test>")
+    findings, v = verdict(raw, {"sender": "bounce@elsewhere.test"}, blacklist__enabled=True,
+                          blacklist__entries=["@spam.test"])
+    assert v.disposition == "drop"
+    assert findings[0].data["where"] == "header From"
+
+
+def test_blacklist_log_and_forward_actions():
+    common = dict(blacklist__enabled=True, blacklist__entries=["bad@spam.test"])
+    findings, v = verdict(message(), {"sender": "bad@spam.test"}, blacklist__action="log",
+                          **common)
+    assert v.disposition == "deliver" and events(findings) == ["sender_blocked"]
+    findings, v = verdict(message(), {"sender": "bad@spam.test"}, blacklist__action="forward",
+                          blacklist__forward_to="review@local.test",
+                          blacklist__forward_subject="blocked", **common)
+    assert v.disposition == "forward" and v.forward_to == "review@local.test"
+    assert v.forward_subject == "blocked"
+
+
+def test_blacklist_off_or_whitelisted_sender_passes():
+    raw = message()
+    assert verdict(raw, {"sender": "bad@spam.test"}, blacklist__entries=["@spam.test"])[1] \
+        .disposition == "deliver"
+    findings, v = verdict(raw, {"sender": "bad@spam.test"}, blacklist__enabled=True,
+                          blacklist__entries=["@spam.test"], whitelist__custom__enabled=True,
+                          whitelist__custom=["@spam.test"])
+    assert v.disposition == "deliver" and not findings
+
+
+def test_generated_and_released_mail_skip_antispam():
+    common = dict(blacklist__enabled=True, blacklist__entries=["@spam.test"])
+    for flag in ("is_generated", "skip_antispam"):
+        assert verdict(message(), {"sender": "bad@spam.test", flag: True}, **common)[1] \
+            .disposition == "deliver"
+
+
+# --- whitelists --------------------------------------------------------------------------
+
+def test_whitelist_needs_enabling_and_auto_mark():
+    s = settings(whitelist__custom=["@friend.test"])
+    view = view_of(message(), {"sender": "a@friend.test"})
+    assert whitelisted(view, s) is None
+    s["whitelist.custom.enabled"] = True
+    assert whitelisted(view, s) == "whitelist.custom @friend.test"
+    auto = view_of(message(), {"sender": "a@partner.test", "meta": {"auto_whitelisted": True}})
+    assert whitelisted(auto, settings()) is None
+    assert whitelisted(auto, settings(whitelist__auto__enabled=True)) == "whitelist.auto"
+
+
+# --- RBL after DATA ----------------------------------------------------------------------
+
+LISTED = {"meta": {"rbl": {"ip": "192.0.2.10", "zone": "bl.test", "codes": ["127.0.0.2"]}}}
+
+
+@pytest.mark.parametrize("action, disposition", [("drop", "drop"), ("log", "deliver"),
+                                                  ("forward", "forward")])
+def test_rbl_listing_applies_non_reject_actions(action, disposition):
+    findings, v = verdict(message(), LISTED, rbl__action=action,
+                          rbl__forward_to="review@local.test")
+    assert v.disposition == disposition
+    assert events(findings) == ["spam_list_block"]
+    assert findings[0].rule == "rbl.zones bl.test"
+    assert "192.0.2.10 listed in bl.test (127.0.0.2)" in findings[0].reason
+
+
+def test_rbl_reject_was_handled_at_smtp_time_and_whitelist_bypasses():
+    assert verdict(message(), LISTED, rbl__action="reject")[1].disposition == "deliver"
+    ctx = {**LISTED, "sender": "a@friend.test"}
+    assert verdict(message(), ctx, rbl__action="drop", whitelist__custom__enabled=True,
+                   whitelist__custom=[".friend.test"])[1].disposition == "deliver"
+
+
+# --- spam rules (shared rule engine) -----------------------------------------------------
+
+RULE = {"enabled": True, "match": "all", "terms": ["cheap", "watch*"], "none_of": []}
+
+
+def test_spam_rule_match_is_spam_with_score_100():
+    raw = message(subject="Cheap offer", body="Genuine watches for sale.\n")
+    findings, v = verdict(raw, rules__spam=[RULE], heuristic__x_bulk=True)
+    assert v.disposition == "deliver"
+    assert events(findings) == ["spam_rule_violation"]
+    assert findings[0].score == 100 and findings[0].rule == "rules.spam[0]"
+    edits = {(e.action, e.text) for e in v.edits}
+    assert ("prefix_subject", "[Spam]") in edits and ("add_header", "100") in edits
+
+
+def test_spam_rule_uses_drop_score_and_ignores_whitelist():
+    raw = message(subject="Cheap offer", body="Genuine watches for sale.\n")
+    findings, v = verdict(raw, {"sender": "a@friend.test"}, rules__spam=[RULE],
+                          heuristic__drop_score=95, whitelist__custom__enabled=True,
+                          whitelist__custom=["@friend.test"])
+    assert v.disposition == "drop" and v.rule == "rules.spam[0]"
+
+
+def test_spam_rule_body_scanning_off_reads_subject_only():
+    raw = message(subject="Hello", body="cheap watches\n")
+    assert not verdict(raw, rules__spam=[RULE], rules__body_scanning=False)[0]
+    assert verdict(raw, rules__spam=[RULE])[0]
+
+
+# --- heuristic engine --------------------------------------------------------------------
+
+def test_gtube_scores_100_and_is_spam_at_every_sensitivity():
+    raw = (SAMPLES / "sample-spam.txt").read_bytes()
+    for sensitivity in range(1, 6):
+        findings, v = verdict(raw, heuristic__enabled=True,
+                              heuristic__sensitivity=sensitivity, heuristic__x_bulk=True)
+        spam = [f for f in findings if f.event == "heuristic_spam"]
+        assert spam and spam[0].score == 100
+        assert spam[0].data["forced_by"] == "gtube"
+        assert "spam definitions" in spam[0].reason
+        assert ("add_header", "100") in {(e.action, e.text) for e in v.edits}
+
+
+def test_gtube_in_a_plain_message():
+    findings, _ = verdict(message(body=f"test\n{GTUBE}\n"), heuristic__enabled=True)
+    assert [f.score for f in findings if f.event == "heuristic_spam"] == [100]
+
+
+def test_sample_nonspam_is_not_spam():
+    raw = (SAMPLES / "sample-nonspam.txt").read_bytes()
+    findings, v = verdict(raw, heuristic__enabled=True, heuristic__sensitivity=5)
+    assert not [f for f in findings if f.event == "heuristic_spam"]
+    assert v.disposition == "deliver" and not v.edits
+
+
+def test_heuristic_drop_and_forward_scores():
+    raw = message(body=f"{GTUBE}\n")
+    _, v = verdict(raw, heuristic__enabled=True, heuristic__drop_score=100,
+                   heuristic__forward_score=50, heuristic__forward_to="spam@local.test")
+    assert v.disposition == "drop" and v.rule == "heuristic.drop_score"
+    _, v = verdict(raw, heuristic__enabled=True, heuristic__forward_score=50,
+                   heuristic__forward_to="spam@local.test")
+    assert v.disposition == "forward" and v.forward_to == "spam@local.test"
+    assert v.rule == "heuristic.forward_score"
+
+
+def test_heuristic_off_whitelisted_or_spam_rule_already_matched():
+    raw = message(subject="cheap", body=f"watches {GTUBE}\n")
+    assert not verdict(raw)[0]
+    assert not verdict(raw, {"sender": "a@friend.test"}, heuristic__enabled=True,
+                       whitelist__custom__enabled=True, whitelist__custom=["a@friend.test"])[0]
+    findings, _ = verdict(raw, heuristic__enabled=True, rules__spam=[RULE])
+    assert events(findings) == ["spam_rule_violation"]
+
+
+def test_malformed_spam_is_reported_as_malformed_only():
+    raw = (b"From: a@outside.test\r\nTo: user@local.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n"
+           b"Content-Type: text/plain\r\n\r\n" + GTUBE.encode() + b"\r\n")   # no closing boundary
+    findings, v = verdict(raw, heuristic__enabled=True, heuristic__drop_score=90)
+    assert "malformed" in events(findings) and "heuristic_spam" not in events(findings)
+    assert v.disposition == "drop" and v.rule == "heuristic.drop_score"
