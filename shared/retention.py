@@ -27,13 +27,18 @@ from typing import Callable, Mapping
 from shared.events import CATEGORY_OF, SIEM_ACTIONS, Action, Category, Event
 
 __all__ = ["PurgeResult", "purge_events", "cutoff_for", "local_storage_filter",
-           "keeps_locally", "STATUS_ACTIONS", "PURGE_BATCH_ROWS", "kept_without_local_logging"]
+           "keeps_locally", "STATUS_ACTIONS", "ALERT_ACTIONS", "PURGE_BATCH_ROWS", "kept_without_local_logging"]
 
 PURGE_BATCH_ROWS = 2_000
 PURGE_PAUSE_SECONDS = 0.01
 SECONDS_PER_DAY = 86_400
 # What console.status counts per hour for its chart (kept with logging.local off).
 STATUS_ACTIONS = frozenset({Action.ACCEPTED, Action.DELIVERED, Action.DROPPED, Action.REJECTED})
+# What the core's alert engine reads (core/notify.py `alert_key`, guide Table 3-2): every
+# system event, plus the non-system actions that raise an alert.
+ALERT_ACTIONS = frozenset({a for a in Action if CATEGORY_OF[a] is Category.SYSTEM} | {
+    Action.SCAN_ERROR, Action.PROTOCOL_VIOLATION, Action.HELD, Action.DEFERRED,
+    Action.DELIVERY_FAILED})
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,7 @@ def purge_events(conn: sqlite3.Connection, now: float, retention_days: int, *,
 
 def kept_without_local_logging(settings: Mapping) -> frozenset[Action]:
     """The actions still stored while `logging.local` is false."""
-    kept = set(STATUS_ACTIONS)
-    kept |= {a for a in Action if CATEGORY_OF[a] is Category.SYSTEM}
+    kept = set(STATUS_ACTIONS) | ALERT_ACTIONS
     if settings.get("forwarding.enabled"):
         kept |= SIEM_ACTIONS
     return frozenset(kept)
