@@ -11,7 +11,7 @@ Rules:
   second run finds nothing to delete.
 - `logging.local` false: the writers stop storing events locally, except the few other parts
   of Mailmoat read as their input — the Status page's traffic chart (accepted, delivered,
-  dropped, rejected), the system events that raise alerts, and, while SIEM forwarding is on,
+  dropped, rejected), the events that raise alerts (core/notify.py), and, while SIEM forwarding is on,
   the events it forwards (the guide: SIEM logging is independent of local logging). Reports
   for such a period are empty apart from those. `local_storage_filter` is the writers' `keep`.
 """
@@ -27,7 +27,8 @@ from typing import Callable, Mapping
 from shared.events import CATEGORY_OF, SIEM_ACTIONS, Action, Category, Event
 
 __all__ = ["PurgeResult", "purge_events", "cutoff_for", "local_storage_filter",
-           "keeps_locally", "STATUS_ACTIONS", "ALERT_ACTIONS", "PURGE_BATCH_ROWS", "kept_without_local_logging"]
+           "keeps_locally", "STATUS_ACTIONS", "ALERT_ACTIONS", "PURGE_BATCH_ROWS",
+           "kept_without_local_logging"]
 
 PURGE_BATCH_ROWS = 2_000
 PURGE_PAUSE_SECONDS = 0.01
