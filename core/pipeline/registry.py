@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-from core.pipeline.checks import (antispam, blacklist, container, content_rules, disclaimer,
-                                  encrypted, filename, malformed, rbl, spam_rules, subject,
-                                  unprocessable)
+from core.pipeline.checks import (antispam, antivirus, blacklist, container, content_rules,
+                                  disclaimer, encrypted, filename, malformed, rbl, spam_rules,
+                                  subject, unprocessable)
 
 __all__ = ["Check", "CHECKS"]
 
@@ -44,7 +44,8 @@ CHECKS: tuple[Check, ...] = (
     Check("filename", filename.check),            # filename.patterns -> remove_part
     Check("content_rules", content_rules.check),  # rules.content
     Check("spam_rules", spam_rules.check),        # rules.spam -> spam, score 100 (issue 7)
-    # 4. antivirus (issue 6) goes here
+    # 4. antivirus
+    Check("antivirus", antivirus.check),          # av.* engines + heuristics (issue 6)
     # 5. antispam
     Check("antispam", antispam.check),            # heuristic.* (issue 7)
     # 6. disclaimer

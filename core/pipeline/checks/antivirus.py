@@ -1,0 +1,180 @@
+"""Antivirus (SPEC §3 Antivirus, §5 step 4; guide §4): signature engines and heuristics on
+the parts the scan policy selects, and the guide's actions on what they find.
+
+For each infected part (first detection wins; engines in av.engine order, then heuristics
+at av.heuristics for parts no engine flagged):
+
+    in the message body itself (not an attachment)    drop          event virus_logged
+    detection name is a mass mailer (@m / @mm) and
+      av.mass_mailer_cleanup                          drop          event mass_mailer_cleanup
+    av.on_virus repair, and repairable                replace_part  event file_repaired
+    av.on_virus delete, or repair but unrepairable
+      with av.on_unrepairable delete                  remove_part   event file_deleted
+                                                      (+ av.deleted_text when enabled)
+    av.on_virus log, or unrepairable with
+      av.on_unrepairable log                          log           event virus_logged
+      ... and then av.on_not_removed drop             drop (no event of its own: the
+                                                      DROPPED disposition names the rule)
+
+Repairable means: macros in an OOXML document that is itself a MIME attachment — found by
+the macro heuristics, or by a signature inside its vbaProject.bin — and core/scan/repair.py
+can remove the VBA project. An archive member goes with the attachment carrying it.
+Encrypted containers are left to the encrypted-container check. A scanner that cannot
+answer (clamd down, too large) is a scan_error finding asking for scan.unprocessable.
+Every finding feeds ${VIRUSINFO} (notify="virus") and carries data["virus"], ["file"],
+["repaired"] and ["removed"] for the reports and core/scan/service.py (virus quarantine,
+outbreak counting, Status counters).
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.pipeline import scan_policy
+from core.pipeline.findings import Finding
+
+MASS_MAILER = re.compile(r"@mm?\b|@mm?$", re.IGNORECASE)
+VBA_MEMBER = re.compile(r"(^|/)vbaProject\.bin$", re.IGNORECASE)
+
+
+def is_mass_mailer(name: str) -> bool:
+    return bool(MASS_MAILER.search(name))
+
+
+def _scannable(part) -> bool:
+    if part.is_multipart or not part.data or part.encrypted:
+        return False
+    return not (part.container and part.expanded)     # its members are scanned instead
+
+
+def check(view, settings) -> list[Finding]:
+    if not settings["av.enabled"]:
+        return []
+    from core.scan.clamd import ScanError
+    from core.scan.engines import engines_for
+    from core.scan.heuristics import detect
+
+    parts = [p for p in scan_policy.selected(view, settings) if _scannable(p)]
+    engines = engines_for(settings)
+    decompose = _decomposer(settings)
+    infected: list[tuple] = []          # (part, name, engine, why, heuristic, repairable)
+    errors: list[tuple[str, str]] = []
+    broken: set[str] = set()
+    for part in parts:
+        for engine in engines:
+            kind = getattr(engine, "name", "builtin")
+            if kind in broken:
+                continue
+            try:
+                found = engine.scan(part.data, part.true_type or part.content_type, decompose)
+            except ScanError as exc:
+                broken.add(kind)
+                errors.append((kind, str(exc)))
+                continue
+            if found is not None:
+                where = f" (in {found.where})" if found.where else ""
+                repairable = bool(VBA_MEMBER.search(part.filename or "")) or \
+                    "vbaProject" in found.where
+                infected.append((part, found.name, found.engine,
+                                 f"signature {found.name}{where}", False, repairable))
+                break
+    flagged = {p.id for p, *_ in infected}
+    level = settings["av.heuristics"]
+    selected = {p.id for p in parts}
+    candidates = [p for p in view.parts if p.id not in flagged and (
+        p.id in selected or _is_expanded_document(p, selected, flagged, view))]
+    for part, hit in detect(view, candidates, level):
+        infected.append((part, hit.name, "heuristic", f"{hit.reason} [{hit.level}]", True,
+                         hit.repairable))
+    findings: list[Finding] = []
+    for kind, reason in errors:
+        findings.append(Finding(rule="av.engine", action=settings["scan.unprocessable"],
+                                event="scan_error", reason=f"virus scan incomplete: {reason}",
+                                data={"engine": kind}))
+    for part, name, engine, why, heuristic, repairable in infected:
+        findings.extend(_actions(view, settings, part, name, engine, why, heuristic,
+                                 repairable))
+    return findings
+
+
+def _is_expanded_document(part, selected, flagged, view) -> bool:
+    """An OOXML document is a zip the decomposer expanded; macro heuristics judge the
+    document itself when any of its members is selected."""
+    if part.id in flagged or part.container != "zip" or not part.data:
+        return False
+    return any(p.parent == part.id and p.id in selected for p in view.parts)
+
+
+def _decomposer(settings):
+    from core.pipeline.decompose import decompose_bytes
+
+    def decompose(data: bytes) -> list[bytes]:
+        view = decompose_bytes(data, {}, settings)
+        return [p.data for p in view.parts if p.data and not p.is_multipart][:200]
+    return decompose
+
+
+def _repair_target(view, part):
+    """(MIME part to replace, its bytes) when the infection can be repaired, else None."""
+    document = part
+    if VBA_MEMBER.search(part.filename or "") and part.parent is not None:
+        document = view.parts[part.parent]
+    if document.span is None or document.origin != "mime" or not document.data:
+        return None
+    return document
+
+
+def _actions(view, settings, part, name, engine, why, heuristic, repairable) -> list[Finding]:
+    from core.scan.repair import NotRepairable, RepairedContent, remove_vba
+
+    file = part.filename or part.location
+    outer = part.id == 0 or (part.origin == "mime" and part.depth == 0
+                             and not part.is_attachment)
+    data = {"virus": name, "file": file, "location": part.location, "engine": engine,
+            "heuristic": heuristic, "repaired": False, "removed": False}
+    text = f"File: {file}\nVirus: {name}\n"
+    common = dict(notify="virus", part=part.id)
+    if outer:
+        return [Finding(rule="av.outer_message", action="drop", event="virus_logged",
+                        reason=f"{text}Found: {why}\nAction: the message itself is infected; "
+                               "dropped", data=data, **common)]
+    if settings["av.mass_mailer_cleanup"] and is_mass_mailer(name):
+        return [Finding(rule="av.mass_mailer_cleanup", action="drop",
+                        event="mass_mailer_cleanup",
+                        reason=f"{text}Found: {why}\nAction: mass-mailer message dropped",
+                        data=data, **common)]
+    on_virus = settings["av.on_virus"]
+    carrier = part.carrier if part.carrier is not None else part.id
+    deleted_text = settings["av.deleted_text"] if settings["av.deleted_text.enabled"] else None
+    failure = "the file cannot be repaired"
+    if on_virus == "repair":
+        target = _repair_target(view, part) if repairable else None
+        if target is not None:
+            try:
+                content = RepairedContent(remove_vba(target.data))
+                return [Finding(rule="av.on_virus", action="replace_part",
+                                event="file_repaired",
+                                reason=f"{text}Found: {why}\nAction: repaired (macros removed)",
+                                data={**data, "repaired": True, "content": content,
+                                      "file": target.filename or target.location},
+                                notify="virus", part=target.id)]
+            except NotRepairable as exc:
+                failure = str(exc)
+    if on_virus == "delete" or (on_virus == "repair"
+                                and settings["av.on_unrepairable"] == "delete"):
+        rule = "av.on_virus" if on_virus == "delete" else "av.on_unrepairable"
+        return [Finding(rule=rule, action="remove_part", event="file_deleted",
+                        reason=f"{text}Found: {why}\nAction: deleted"
+                               + (f" ({failure})" if on_virus == "repair" else ""),
+                        text=deleted_text, data={**data, "removed": True},
+                        notify="virus", part=carrier)]
+    rule = "av.on_virus" if on_virus == "log" else "av.on_unrepairable"
+    out = [Finding(rule=rule, action="log", event="virus_logged",
+                   reason=f"{text}Found: {why}\nAction: logged"
+                          + (f" ({failure})" if on_virus == "repair" else ""),
+                   data=data, **common)]
+    if settings["av.on_not_removed"] == "drop":
+        out.append(Finding(rule="av.on_not_removed", action="drop", event=None,
+                           reason=f"infected file {file} ({name}) is still in the message",
+                           data={"virus": name, "file": file}))
+    return out

@@ -1,0 +1,152 @@
+"""The builtin signature engine (SPEC §3 av.engine "builtin"; docs/antivirus.md).
+
+Reads the ClamAV signature subset of signatures.py from a definitions version directory and
+scans buffers: hash signatures (MD5 / SHA-1 / SHA-256 + size) first, then body signatures
+through the matcher (one per buffer kind: raw bytes, normalised HTML, normalised text),
+then what unpack.py finds inside the buffer, recursively (UNPACK_DEPTH levels).
+
+Rules
+    1. `scan(data, hint)` returns the first Detection or None; it never raises for anything
+       in the data (an unreadable embedded format is simply not looked into).
+    2. An engine is immutable once built; a new definitions version builds a new engine
+       (core/scan/engines.py caches one per worker process and version).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.scan.filetypes import normalise_html, normalise_text, pe_layout, target_types
+from core.scan.matcher import Matcher
+from core.scan.signatures import Offset, SignatureSet, load_files
+from core.scan.unpack import Budget, expand
+
+__all__ = ["BuiltinEngine", "Detection"]
+
+UNPACK_DEPTH = 4
+HTML_TARGETS = {3}
+TEXT_TARGETS = {7}
+
+
+@dataclass(frozen=True)
+class Detection:
+    name: str                 # the signature's malware name ("Eicar-Test-Signature")
+    engine: str               # "builtin" | "clamd" | "heuristic"
+    where: str = ""           # inside the buffer, when found in unpacked content ("ole2[3]")
+    signature: str = ""       # file:line of the signature (builtin)
+
+
+class BuiltinEngine:
+    def __init__(self, signatures: SignatureSet, label: str = ""):
+        self.label = label
+        self.count = len(signatures)
+        self.skipped = signatures.skipped
+        raw = [s for s in signatures.body if s.target not in HTML_TARGETS | TEXT_TARGETS]
+        self.raw = Matcher(raw)
+        self.html = Matcher([s for s in signatures.body if s.target in HTML_TARGETS])
+        self.text = Matcher([s for s in signatures.body if s.target in TEXT_TARGETS])
+        self.hashes: dict[tuple[str, int | None], dict[str, str]] = {}
+        self.hash_sizes: dict[str, set] = {}
+        for sig in signatures.hashes:
+            self.hashes.setdefault((sig.kind, sig.size), {})[sig.digest] = sig.name
+            self.hash_sizes.setdefault(sig.kind, set()).add(sig.size)
+
+    @classmethod
+    def from_directory(cls, path: str | Path, label: str = "") -> "BuiltinEngine":
+        files = [p for p in Path(path).iterdir() if p.suffix.lower() in (".ndb", ".hdb",
+                                                                         ".hsb")]
+        return cls(load_files(files), label)
+
+    # --- scanning ------------------------------------------------------------------------
+    def scan(self, data: bytes, hint: str | None = None,
+             decompose: Callable[[bytes], list[bytes]] | None = None) -> Detection | None:
+        """The first detection in `data` or in what is unpacked from it (rule 1)."""
+        return self._scan(data, hint, decompose, UNPACK_DEPTH, Budget(), "")
+
+    def _scan(self, data, hint, decompose, depth, budget, where) -> Detection | None:
+        found = self.scan_buffer(data, hint)
+        if found is not None:
+            return Detection(found.name, found.engine, where, found.signature)
+        if depth <= 0:
+            return None
+        for label, inner in expand(data, decompose, budget):
+            found = self._scan(inner, None, decompose, depth - 1, budget,
+                               f"{where}/{label}" if where else label)
+            if found is not None:
+                return found
+        return None
+
+    def scan_buffer(self, data: bytes, hint: str | None = None) -> Detection | None:
+        """Signatures on this buffer only (no unpacking)."""
+        found = self._hash(data)
+        if found:
+            return found
+        types = target_types(data, hint)
+        layout: list = []
+
+        def accept(sig) -> bool:
+            return sig.target in types
+
+        def resolve(offset: Offset, size: int):
+            return _resolve(offset, size, data, layout)
+
+        sig = self.raw.first_match(data, accept, resolve) if len(self.raw) else None
+        if sig is None and len(self.html) and 3 in types:
+            norm = normalise_html(data)
+            sig = self.html.first_match(norm, accept,
+                                        lambda o, n: _resolve(o, n, norm, []))
+        if sig is None and len(self.text) and 7 in types:
+            norm = normalise_text(data)
+            sig = self.text.first_match(norm, accept,
+                                        lambda o, n: _resolve(o, n, norm, []))
+        if sig is None:
+            return None
+        return Detection(sig.name, "builtin", "", sig.source)
+
+    def _hash(self, data: bytes) -> Detection | None:
+        size = len(data)
+        for kind, sizes in self.hash_sizes.items():
+            if size not in sizes and None not in sizes:
+                continue
+            digest = hashlib.new(kind, data).hexdigest()
+            for key in ((kind, size), (kind, None)):
+                name = self.hashes.get(key, {}).get(digest)
+                if name:
+                    return Detection(name, "builtin", "", f"{kind} hash")
+        return None
+
+
+def _resolve(offset: Offset, size: int, data: bytes, layout_cache: list):
+    """(lo, hi) bounds for the first part's start; hi None = anywhere after lo."""
+    kind = offset.kind
+    if kind == "any":
+        return 0, None
+    if kind == "abs":
+        return offset.value, offset.value + offset.shift
+    if kind == "eof":
+        start = size - offset.value
+        return start, start + offset.shift
+    if not layout_cache:
+        layout_cache.append(pe_layout(data))
+    layout = layout_cache[0]
+    if layout is None:
+        return None
+    if kind == "ep":
+        start = layout.entry_point + offset.value
+        return start, start + offset.shift
+    sections = layout.sections
+    if not sections:
+        return None
+    if kind == "last_section":
+        start = sections[-1][0] + offset.value
+        return start, start + offset.shift
+    if offset.section >= len(sections):
+        return None
+    raw, raw_size = sections[offset.section]
+    if kind == "section":
+        start = raw + offset.value
+        return start, start + offset.shift
+    return raw, raw + max(0, raw_size - 1)          # in_section

@@ -1,0 +1,124 @@
+"""The clamd engine (SPEC §3 av.engine "clamd"/"both", av.clamd.address): INSTREAM to a
+running clamd over TCP ("host:port") or a unix socket (a path).
+
+Protocol (clamd(8)): send `zINSTREAM\\0`, then chunks of <4-byte big-endian length><data>,
+then a zero-length chunk; clamd answers one line `stream: OK`, `stream: <Name> FOUND` or
+`... ERROR`, NUL-terminated.
+
+Rules
+    1. Every socket operation has a deadline (CONNECT_SECONDS, SCAN_SECONDS); a buffer
+       larger than MAX_STREAM_OCTETS (clamd's StreamMaxLength default, 25 MiB) is not sent.
+    2. Anything that is not a clean OK/FOUND — connection refused, timeout, ERROR, a garbled
+       reply, too large — raises ScanError with a one-line reason; the antivirus check turns
+       it into a scan_error finding handled by scan.unprocessable. Never "clean" by default.
+    3. ClamAV appends `.UNOFFICIAL` to names from third-party databases; it is removed so a
+       name is the same whichever engine found it.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+from core.scan.builtin import Detection
+
+__all__ = ["ClamdEngine", "ScanError", "parse_address"]
+
+CONNECT_SECONDS = 5.0
+SCAN_SECONDS = 30.0
+CHUNK_OCTETS = 256 * 1024
+MAX_STREAM_OCTETS = 25 * 2**20
+MAX_REPLY_OCTETS = 4096
+
+
+class ScanError(RuntimeError):
+    """The scanner could not give an answer (rule 2)."""
+
+
+def parse_address(address: str):
+    """(family, sockaddr) for "host:port", "[v6]:port" or a unix socket path."""
+    address = address.strip()
+    if address.startswith("/") or address.startswith("unix:"):
+        return socket.AF_UNIX, address.removeprefix("unix:")
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit():
+        raise ScanError(f"bad clamd address {address!r}")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return family, (host, int(port))
+
+
+class ClamdEngine:
+    name = "clamd"
+
+    def __init__(self, address: str, *, connect_seconds: float = CONNECT_SECONDS,
+                 scan_seconds: float = SCAN_SECONDS,
+                 max_stream_octets: int = MAX_STREAM_OCTETS):
+        self.address = address
+        self.connect_seconds = connect_seconds
+        self.scan_seconds = scan_seconds
+        self.max_stream_octets = max_stream_octets
+
+    def _connect(self) -> socket.socket:
+        family, where = parse_address(self.address)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(self.connect_seconds)
+        try:
+            sock.connect(where)
+        except OSError as exc:
+            sock.close()
+            raise ScanError(f"clamd at {self.address} unreachable: {exc.strerror or exc}") \
+                from None
+        sock.settimeout(self.scan_seconds)
+        return sock
+
+    def ping(self) -> bool:
+        try:
+            with self._connect() as sock:
+                sock.sendall(b"zPING\0")
+                return sock.recv(64).rstrip(b"\0\n") == b"PONG"
+        except (ScanError, OSError):
+            return False
+
+    def version(self) -> str:
+        with self._connect() as sock:
+            sock.sendall(b"zVERSION\0")
+            return sock.recv(512).rstrip(b"\0\n").decode("utf-8", "replace")
+
+    def scan(self, data: bytes, hint: str | None = None, decompose=None) -> Detection | None:
+        """Detection or None; ScanError when clamd gives no clean answer (rule 2)."""
+        if len(data) > self.max_stream_octets:
+            raise ScanError(f"{len(data)} bytes exceed the clamd stream limit "
+                            f"({self.max_stream_octets})")
+        try:
+            with self._connect() as sock:
+                sock.sendall(b"zINSTREAM\0")
+                view = memoryview(data)
+                for start in range(0, len(view), CHUNK_OCTETS):
+                    chunk = view[start:start + CHUNK_OCTETS]
+                    sock.sendall(struct.pack(">I", len(chunk)))
+                    sock.sendall(chunk)
+                sock.sendall(struct.pack(">I", 0))
+                reply = b""
+                while not reply.endswith(b"\0") and len(reply) < MAX_REPLY_OCTETS:
+                    more = sock.recv(1024)
+                    if not more:
+                        break
+                    reply += more
+        except socket.timeout:
+            raise ScanError(f"clamd at {self.address} timed out") from None
+        except OSError as exc:
+            raise ScanError(f"clamd at {self.address} failed: {exc.strerror or exc}") from None
+        return parse_reply(reply.rstrip(b"\0\n").decode("utf-8", "replace"), self.address)
+
+
+def parse_reply(text: str, address: str = "clamd") -> Detection | None:
+    _, _, result = text.partition(": ")
+    if not text:
+        raise ScanError(f"clamd at {address} closed the connection without an answer")
+    if result == "OK":
+        return None
+    if result.endswith(" FOUND"):
+        name = result[:-len(" FOUND")].strip()
+        return Detection(name.removesuffix(".UNOFFICIAL"), "clamd")
+    raise ScanError(f"clamd at {address}: {text[:200]}")

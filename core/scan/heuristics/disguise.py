@@ -1,0 +1,54 @@
+"""Executables disguised by name (level low) and executables/scripts inside archives
+(level high)."""
+
+from __future__ import annotations
+
+from core.scan.heuristics import Heuristic
+
+EXECUTABLE_EXTENSIONS = {".exe", ".scr", ".com", ".pif", ".cpl", ".msi", ".bat", ".cmd",
+                         ".vbs", ".vbe", ".js", ".jse", ".wsf", ".wsh", ".hta", ".ps1",
+                         ".lnk", ".jar", ".dll", ".reg", ".iso"}
+SCRIPT_EXTENSIONS = {".bat", ".cmd", ".vbs", ".vbe", ".js", ".jse", ".wsf", ".wsh", ".hta",
+                     ".ps1"}
+DOCUMENT_EXTENSIONS = {".pdf", ".doc", ".docx", ".xls", ".xlsx", ".ppt", ".pptx", ".txt",
+                       ".rtf", ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".mp3", ".mp4",
+                       ".avi", ".htm", ".html", ".odt", ".csv", ".zip", ".wav", ".tif"}
+EXECUTABLE_TYPES = {"exe", "elf", "macho"}
+RLO = "\u202e"
+
+
+def _base(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def _extensions(base: str) -> list[str]:
+    pieces = base.lower().split(".")
+    return ["." + p.strip() for p in pieces[1:]]
+
+
+def check(view, part) -> list[Heuristic]:
+    name = part.filename or ""
+    base = _base(name)
+    out = []
+    if RLO in name or "\u202d" in name:
+        out.append(Heuristic("Heuristic.Disguised.RightToLeftOverride", "low",
+                             f"file name {base!r} contains a right-to-left override character "
+                             "that hides its real extension"))
+    exts = _extensions(base)
+    if len(exts) >= 2 and exts[-1] in EXECUTABLE_EXTENSIONS and exts[-2] in DOCUMENT_EXTENSIONS:
+        out.append(Heuristic("Heuristic.Disguised.DoubleExtension", "low",
+                             f"file name {base!r} shows a {exts[-2]} extension but ends in "
+                             f"{exts[-1]}"))
+    elif exts and exts[-1] in EXECUTABLE_EXTENSIONS and "      " in base:
+        out.append(Heuristic("Heuristic.Disguised.DoubleExtension", "low",
+                             f"file name {base!r} pads its real extension out of sight"))
+    if part.true_type in EXECUTABLE_TYPES and exts and exts[-1] in DOCUMENT_EXTENSIONS:
+        out.append(Heuristic("Heuristic.Disguised.ExecutableContent", "low",
+                             f"{base!r} is named like a {exts[-1]} file but its content is a "
+                             f"{part.true_type} executable"))
+    if part.origin == "archive":
+        if part.true_type in EXECUTABLE_TYPES or (exts and exts[-1] in EXECUTABLE_EXTENSIONS):
+            kind = "script" if exts and exts[-1] in SCRIPT_EXTENSIONS else "executable"
+            out.append(Heuristic("Heuristic.Archive.Executable", "high",
+                                 f"archive member {part.location!r} is an {kind}"))
+    return out

@@ -1,0 +1,275 @@
+"""Content the antivirus engines look into beyond what the pipeline's decomposer opens
+(docs/antivirus.md "What the builtin engine unpacks"): the places files hide inside other
+files that ClamAV also reads.
+
+    data: URIs (base64) in HTML         uuencoded and BinHex 4.0 blocks
+    MS-DOS COMPRESS (SZDD)               RTF \\objdata (hex) objects
+    OLE2 streams (olefile), Ole10Native  PDF streams (FlateDecode)
+    zlib streams inside OLE2/SIS/other binaries (PowerPoint's compressed embedded objects)
+    mail and mbox files (re-decomposed)  zip members compressed with Deflate64 (inflate64)
+
+`expand(data, decompose)` yields (label, bytes) pairs — derived buffers to scan like the
+original — under a Budget (count, total octets, depth); it never raises for anything in the
+data and never expands past the budget (ARCHITECTURE invariant 3).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from core.scan.filetypes import looks_like_mail
+
+__all__ = ["expand", "Budget", "szdd", "binhex", "uudecode"]
+
+MAX_ITEMS = 200
+MAX_TOTAL_OCTETS = 64 * 2**20
+MAX_ITEM_OCTETS = 32 * 2**20
+MAX_ZLIB_TRIES = 32
+
+
+@dataclass
+class Budget:
+    items: int = MAX_ITEMS
+    octets: int = MAX_TOTAL_OCTETS
+
+    def take(self, data: bytes) -> bool:
+        if self.items <= 0 or len(data) > self.octets:
+            return False
+        self.items -= 1
+        self.octets -= len(data)
+        return True
+
+
+def expand(data: bytes, decompose: Callable[[bytes], list[bytes]] | None = None,
+           budget: Budget | None = None) -> Iterator[tuple[str, bytes]]:
+    budget = budget or Budget()
+    for label, produce in _candidates(data, decompose):
+        try:
+            items = list(produce())
+        except Exception:                      # damaged content: nothing to add
+            continue
+        for index, item in enumerate(items):
+            if item and budget.take(item):
+                yield (f"{label}[{index}]" if len(items) > 1 else label), item
+
+
+def _candidates(data: bytes, decompose):
+    head = data[:4096]
+    if head.startswith(b"SZDD\x88\xf0\x27\x33"):
+        yield "szdd", lambda: [szdd(data)]
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        yield "ole2", lambda: _ole_streams(data)
+    if head.lstrip()[:5] == b"{\\rtf":
+        yield "rtf-object", lambda: _rtf_objects(data)
+    if b"%PDF-" in head[:1024]:
+        yield "pdf-stream", lambda: _pdf_streams(data)
+    if b"(This file must be converted with BinHex" in data[:65536]:
+        yield "binhex", lambda: [binhex(data)]
+    if re.search(rb"^begin [0-7]{3,4} ", data[:1 << 20], re.MULTILINE):
+        yield "uuencode", lambda: uudecode(data)
+    if b"data:" in data[:1 << 22] and b";base64," in data[:1 << 22]:
+        yield "data-uri", lambda: _data_uris(data)
+    if head.startswith(b"PK\x03\x04"):
+        yield "deflate64", lambda: _deflate64_members(data)
+    if decompose is not None and looks_like_mail(data):
+        yield "mail", lambda: decompose(data)
+    if head[:4] in (b"\xd0\xcf\x11\xe0",) or _is_sis(head):
+        yield "zlib", lambda: _zlib_streams(data)
+
+
+def _is_sis(head: bytes) -> bool:
+    return len(head) >= 16 and head[4:8] in (b"\x6d\x00\x00\x10", b"\x12\x3a\x00\x10",
+                                              b"\x19\x04\x00\x10") or head[8:12] == \
+        b"\x19\x04\x00\x10"
+
+
+# --- formats ---------------------------------------------------------------------------------
+
+def szdd(data: bytes) -> bytes:
+    """MS-DOS COMPRESS.EXE (SZDD): LZSS with a 4 KiB window primed with spaces."""
+    size, = struct.unpack_from("<I", data, 10)
+    size = min(size, MAX_ITEM_OCTETS)
+    window = bytearray(b" " * 4096)
+    pos, i, out = 4096 - 16, 14, bytearray()
+    while i < len(data) and len(out) < size:
+        control = data[i]
+        i += 1
+        for bit in range(8):
+            if i >= len(data) or len(out) >= size:
+                break
+            if control & (1 << bit):
+                value = data[i]
+                i += 1
+                out.append(value)
+                window[pos] = value
+                pos = (pos + 1) & 4095
+            else:
+                if i + 1 >= len(data):
+                    i = len(data)
+                    break
+                lo, hi = data[i], data[i + 1]
+                i += 2
+                where, length = lo | ((hi & 0xF0) << 4), (hi & 0x0F) + 3
+                for k in range(length):
+                    value = window[(where + k) & 4095]
+                    out.append(value)
+                    window[pos] = value
+                    pos = (pos + 1) & 4095
+    return bytes(out)
+
+
+_HQX = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"
+_HQX_VALUE = {c: i for i, c in enumerate(_HQX)}
+
+
+def binhex(data: bytes) -> bytes:
+    """The data fork of a BinHex 4.0 file."""
+    start = data.index(b":", data.index(b"(This file must be converted with BinHex")) + 1
+    end = data.find(b":", start)
+    text = data[start:end if end > 0 else len(data)]
+    bits, count, raw = 0, 0, bytearray()
+    for c in text:
+        value = _HQX_VALUE.get(c)
+        if value is None:
+            continue
+        bits = (bits << 6) | value
+        count += 6
+        if count >= 8:
+            count -= 8
+            raw.append((bits >> count) & 0xFF)
+    out, i, previous = bytearray(), 0, 0
+    while i < len(raw):                       # run-length: 0x90 n
+        value = raw[i]
+        if value == 0x90 and i + 1 < len(raw):
+            n = raw[i + 1]
+            i += 2
+            if n == 0:
+                out.append(0x90)
+                previous = 0x90
+            else:
+                out.extend(bytes([previous]) * (n - 1))
+            continue
+        out.append(value)
+        previous = value
+        i += 1
+    name_length = out[0]
+    at = 1 + name_length + 1 + 4 + 4 + 2
+    data_length, = struct.unpack_from(">I", out, at)
+    at += 4 + 4 + 2
+    return bytes(out[at:at + data_length])
+
+
+def uudecode(data: bytes) -> list[bytes]:
+    out = []
+    for match in re.finditer(rb"^begin [0-7]{3,4} [^\r\n]*\r?\n(.*?)^end\s*$", data,
+                             re.MULTILINE | re.DOTALL):
+        chunk = bytearray()
+        for line in match.group(1).splitlines():
+            if not line.strip() or line.strip() == b"`":
+                continue
+            try:
+                chunk += binascii.a2b_uu(line)
+            except binascii.Error:
+                nbytes = (((line[0] - 32) & 63) * 4 + 5) // 3
+                try:
+                    chunk += binascii.a2b_uu(line[:nbytes])
+                except binascii.Error:
+                    break
+        out.append(bytes(chunk))
+    return out
+
+
+def _ole_streams(data: bytes) -> list[bytes]:
+    import olefile
+    out = []
+    with olefile.OleFileIO(io.BytesIO(data)) as ole:
+        for path in ole.listdir(streams=True, storages=False)[:MAX_ITEMS]:
+            if ole.get_size(path) > MAX_ITEM_OCTETS:
+                continue
+            stream = ole.openstream(path).read()
+            if path[-1] == "\x01Ole10Native" and len(stream) > 4:
+                out.append(stream[4:])
+            else:
+                out.append(stream)
+    return out
+
+
+def _rtf_objects(data: bytes) -> list[bytes]:
+    out = []
+    for match in re.finditer(rb"\\objdata\b", data):
+        hexdigits = re.sub(rb"[^0-9a-fA-F]", b"",
+                           data[match.end():data.find(b"}", match.end())])
+        if len(hexdigits) % 2:
+            hexdigits = hexdigits[:-1]
+        out.append(binascii.unhexlify(hexdigits[:2 * MAX_ITEM_OCTETS]))
+    return out
+
+
+def _pdf_streams(data: bytes) -> list[bytes]:
+    out = []
+    for match in re.finditer(rb"stream\r?\n", data):
+        end = data.find(b"endstream", match.end())
+        if end < 0:
+            break
+        body = data[match.end():end]
+        try:
+            out.append(zlib.decompressobj().decompress(body, MAX_ITEM_OCTETS))
+        except zlib.error:
+            continue
+        if len(out) >= MAX_ITEMS:
+            break
+    return out
+
+
+def _zlib_streams(data: bytes) -> list[bytes]:
+    out, tries = [], 0
+    for match in re.finditer(rb"\x78[\x01\x5e\x9c\xda]", data):
+        tries += 1
+        if tries > MAX_ZLIB_TRIES * 8:
+            break
+        try:
+            inflated = zlib.decompressobj().decompress(data[match.start():], MAX_ITEM_OCTETS)
+        except zlib.error:
+            continue
+        if len(inflated) >= 64:
+            out.append(inflated)
+            if len(out) >= MAX_ZLIB_TRIES:
+                break
+    return out
+
+
+def _data_uris(data: bytes) -> list[bytes]:
+    out = []
+    for match in re.finditer(rb"data:[^;,\s\"']{0,100};base64,([A-Za-z0-9+/=\s]+)", data):
+        try:
+            out.append(base64.b64decode(re.sub(rb"\s", b"", match.group(1)) + b"==="[:0],
+                                        validate=False))
+        except (binascii.Error, ValueError):
+            continue
+    return out
+
+
+def _deflate64_members(data: bytes) -> list[bytes]:
+    """Zip members the standard library cannot read: Deflate64 (method 9)."""
+    out, at = [], 0
+    while True:
+        at = data.find(b"PK\x03\x04", at)
+        if at < 0 or at + 30 > len(data):
+            break
+        method, = struct.unpack_from("<H", data, at + 8)
+        csize, = struct.unpack_from("<I", data, at + 18)
+        name_length, extra_length = struct.unpack_from("<HH", data, at + 26)
+        start = at + 30 + name_length + extra_length
+        if method == 9:
+            import inflate64
+            body = data[start:start + csize] if csize else data[start:]
+            out.append(inflate64.Inflater().inflate(body)[:MAX_ITEM_OCTETS])
+        at = start if start > at else at + 4
+    return out

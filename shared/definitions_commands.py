@@ -1,0 +1,144 @@
+"""`mailmoat definitions …` (SPEC §2): status, install, build, rollback, keygen.
+
+    mailmoat definitions status [--format text|json]
+    mailmoat definitions install FILE [--allow-older]      verified with definitions.trusted_keys
+    mailmoat definitions build SRC --key KEY [--type virus|spam] [--version YYYY-MM-DD]
+                               [--revision N] [--out FILE]
+    mailmoat definitions rollback [--type virus|spam]      back to the previous version
+    mailmoat definitions keygen --out KEY                  a new Ed25519 pair; prints the public key
+    mailmoat definitions update                            LiveUpdate (its own issue)
+
+A running core picks up a newly current version by itself (core/scan/service.py) and writes
+the definitions_updated event then; install exits 0 once the version is current on disk. A
+refused package exits 1 with the reason on stderr and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from shared.cli import EXIT_BAD_INPUT, EXIT_OK, CommandFailed, register
+
+__all__: list[str] = []
+
+
+def _setup(parser) -> None:
+    parser.add_argument("action", choices=("status", "install", "build", "rollback", "keygen",
+                                           "update"))
+    parser.add_argument("file", nargs="?", help="install: the package; build: the source "
+                                                "directory")
+    parser.add_argument("--key", help="build: the Ed25519 private key (PEM or base64)")
+    parser.add_argument("--type", dest="kind", choices=("virus", "spam"), default="virus")
+    parser.add_argument("--version", dest="def_version", metavar="YYYY-MM-DD",
+                        help="build: version date (default today)")
+    parser.add_argument("--revision", type=int, default=1, help="build: revision (default 1)")
+    parser.add_argument("--out", help="build: package file; keygen: private key file")
+    parser.add_argument("--allow-older", action="store_true",
+                        help="install: accept a version not newer than the current one")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def _run(args) -> int:
+    from shared import definitions as defs
+    from shared.paths import resolve_home
+
+    if args.action == "build":
+        return _build(args, defs)
+    if args.action == "keygen":
+        if not args.out:
+            raise CommandFailed("keygen: --out KEY is required", EXIT_BAD_INPUT)
+        pem, public = defs.generate_key()
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        print(f"private key: {args.out}")
+        print(f"public key (add to definitions.trusted_keys): {public}")
+        return EXIT_OK
+    if args.action == "update":
+        raise CommandFailed("definitions update: LiveUpdate downloads come with the LiveUpdate "
+                            "issue; use `mailmoat definitions install FILE`")
+    home = resolve_home(args.home)
+    if args.action == "status":
+        return _status(args, defs, home)
+    if args.action == "rollback":
+        try:
+            now = defs.rollback(home.definitions, args.kind)
+        except defs.DefinitionsError as exc:
+            raise CommandFailed(str(exc)) from None
+        print(f"{args.kind} definitions rolled back: {now.label} is current")
+        return EXIT_OK
+    # install
+    if not args.file:
+        raise CommandFailed("install: FILE is required", EXIT_BAD_INPUT)
+    if not Path(args.file).is_file():
+        raise CommandFailed(f"install: {args.file}: no such file", EXIT_BAD_INPUT)
+    keys = _trusted_keys(home)
+    try:
+        now = defs.install_package(args.file, home.definitions, keys,
+                                   allow_older=args.allow_older)
+    except defs.DefinitionsError as exc:
+        raise CommandFailed(f"install refused: {exc}") from None
+    print(f"{now.type} definitions {now.label} installed and current")
+    return EXIT_OK
+
+
+def _trusted_keys(home) -> list[str]:
+    from shared.home import open_db
+    from shared.settings_store import load
+
+    conn = open_db(home)
+    try:
+        return list(load(conn)["definitions.trusted_keys"])
+    finally:
+        conn.close()
+
+
+def _status(args, defs, home) -> int:
+    out = {}
+    for kind in defs.TYPES:
+        now = defs.current(home.definitions, kind)
+        installed = defs.installed_versions(home.definitions, kind) \
+            if (home.definitions / kind).is_dir() else {"current": None, "previous": None}
+        out[kind] = {**(now.as_status() if now else {"version": None, "revision": None,
+                                                      "source": None}),
+                     "previous": installed["previous"]}
+    if args.format == "json":
+        print(json.dumps(out, sort_keys=True))
+        return EXIT_OK
+    for kind, facts in out.items():
+        if facts["version"] is None:
+            print(f"{kind}: none")
+            continue
+        where = "shipped with Mailmoat" if facts["source"] == "package" else "installed"
+        prev = f", previous {facts['previous']}" if facts["previous"] else ""
+        print(f"{kind}: version {facts['version']} revision {facts['revision']} ({where}{prev})")
+    return EXIT_OK
+
+
+def _build(args, defs) -> int:
+    if not args.file:
+        raise CommandFailed("build: SRC directory is required", EXIT_BAD_INPUT)
+    if not args.key:
+        raise CommandFailed("build: --key KEY is required", EXIT_BAD_INPUT)
+    if args.revision < 0:
+        raise CommandFailed("--revision: must be 0 or more", EXIT_BAD_INPUT)
+    try:
+        key = defs.load_private_key(args.key)
+        version = args.def_version
+        out = args.out or f"{args.kind}-{version or 'today'}-r{args.revision}{defs.PACKAGE_SUFFIX}"
+        manifest = defs.build_package(args.file, key, out, kind=args.kind, version=version,
+                                      revision=args.revision)
+    except (defs.DefinitionsError, OSError) as exc:
+        raise CommandFailed(f"build: {exc}", EXIT_BAD_INPUT) from None
+    if not args.out:
+        final = f"{args.kind}-{manifest.version}-r{manifest.revision}{defs.PACKAGE_SUFFIX}"
+        os.replace(out, final)
+        out = final
+    print(f"{out}: {manifest.type} {manifest.label}, {len(manifest.files)} file(s), signed "
+          f"by {defs.public_key_b64(key)}")
+    return EXIT_OK
+
+
+register("definitions", "virus and spam definitions: status, install, build", _setup, _run)
