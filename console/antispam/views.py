@@ -1,17 +1,215 @@
-"""Anti-spam Policy: says plainly what is not built yet and shows the settings in force."""
+"""Anti-spam Policy pages (SPEC §7; guide §5): Whitelist, Auto-generated Whitelist, Real-time
+Blacklists, Custom Blacklist, Heuristic Engine, Spam Rules (Premium AntiSpam comes with its own
+issue). Form -> one service call -> flash -> redirect; a refused save re-renders the page with
+the schema's messages and changes nothing. Administrator only.
+"""
 
-from flask import render_template
+from __future__ import annotations
 
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from console.antispam import bp, service
+from console.antispam.forms import (PAGE_KEYS, RBL_ZONE_ROWS, SETTINGS_FORMS, TABS, AutoListForm,
+                                    DeleteRuleForm, RblForm, SpamRuleForm)
+from console.context import settings
 from console.placeholders import settings_sections
 from console.roles import Access, requires
-from console.antispam import bp
+from console.schema_forms import attach_errors, form_data, form_values
+from shared.settings import SettingError
 
-PAGES = ('whitelist', 'rbl', 'blacklist', 'heuristic', 'premium', 'spam_rules')
-NOTICE = ('Editing the anti-spam policy here (whitelists, real-time blacklists, custom blacklist, heuristic engine, Premium AntiSpam, spam rules) arrives with the antispam issue. The settings in force are listed below.')
+PREMIUM_NOTICE = ("Premium AntiSpam (reputation lists, URL and signature filtering, language "
+                  "identification) and the spam quarantine arrive with their own issue. The "
+                  "settings in force are listed below.")
+
+
+def _who() -> dict:
+    return {"user": current_user.id, "client_ip": request.remote_addr}
+
+
+def _render(template: str, tab: str, **context):
+    return render_template(f"antispam/{template}", tabs=TABS, tab=tab,
+                           title=dict((t, n) for t, n, _ in TABS)[tab], **context)
 
 
 @bp.route("/")
 @requires(Access.ADMIN)
 def index():
-    return render_template("antispam/index.html", title="Anti-spam Policy", notice=NOTICE,
-                           sections=settings_sections(PAGES))
+    return redirect(url_for("antispam.whitelist"))
+
+
+@requires(Access.ADMIN)
+def settings_page(page: str):
+    keys = PAGE_KEYS[page]
+    form = SETTINGS_FORMS[page](data=form_data(keys, settings()))
+    errors: list[str] = []
+    if form.validate_on_submit():
+        try:
+            changed = service.save_page(form_values(form, keys), **_who())
+        except SettingError as exc:
+            errors = attach_errors(form, exc.errors)
+        else:
+            flash("Changes saved." if changed else "No changes to save.", "info")
+            return redirect(url_for(request.endpoint))
+    return _render("settings.html", page, form=form, errors=errors)
+
+
+for _page, _url in (("whitelist", "/whitelist"), ("blacklist", "/blacklist"),
+                    ("heuristic", "/heuristic")):
+    bp.add_url_rule(_url, _page, settings_page, methods=["GET", "POST"],
+                    defaults={"page": _page})
+
+
+# --- auto-generated whitelist ------------------------------------------------------------------
+
+@bp.route("/auto-whitelist", methods=["GET", "POST"])
+@requires(Access.ADMIN)
+def auto_whitelist():
+    keys = PAGE_KEYS["auto_whitelist"]
+    form = SETTINGS_FORMS["auto_whitelist"](data=form_data(keys, settings()))
+    errors: list[str] = []
+    if form.validate_on_submit():
+        try:
+            changed = service.save_page(form_values(form, keys), **_who())
+        except SettingError as exc:
+            errors = attach_errors(form, exc.errors)
+        else:
+            flash("Changes saved." if changed else "No changes to save.", "info")
+            return redirect(url_for("antispam.auto_whitelist"))
+    sort = request.args.get("sort", "frequency")
+    return _render("auto_whitelist.html", "auto_whitelist", form=form, errors=errors,
+                   sort=sort, entries=service.auto_entries(sort), list_form=AutoListForm())
+
+
+@bp.route("/auto-whitelist/manage", methods=["POST"])
+@requires(Access.ADMIN)
+def auto_whitelist_manage():
+    form = AutoListForm()
+    if form.validate_on_submit():
+        action = next((a for a in service.AUTO_ACTIONS if form[a].data), None)
+        if action and form.domains.data:
+            try:
+                count = service.move_auto_entries(action, form.domains.data, **_who())
+            except SettingError as exc:
+                for key, rule in exc.errors:
+                    flash(f"{key}: {rule}", "error")
+            else:
+                flash(f"{count} entr{'y' if count == 1 else 'ies'}: "
+                      f"{dict(to_custom='added to the custom whitelist', to_exclusions='added to the exclusion list', delete='deleted')[action]}.",
+                      "info")
+        else:
+            flash("Select one or more entries, then an action.", "info")
+    return redirect(url_for("antispam.auto_whitelist", sort=request.args.get("sort",
+                                                                                "frequency")))
+
+
+# --- real-time blacklists ----------------------------------------------------------------------
+
+def _rbl_data() -> dict:
+    data = form_data(PAGE_KEYS["rbl"], settings())
+    for i, zone in enumerate(service.rbl_rows(RBL_ZONE_ROWS)):
+        data[f"zone{i}_enabled"] = zone["enabled"]
+        data[f"zone{i}_zone"] = zone["zone"]
+        data[f"zone{i}_codes"] = "\n".join(zone["return_codes"])
+    return data
+
+
+@bp.route("/rbl", methods=["GET", "POST"])
+@requires(Access.ADMIN)
+def rbl():
+    form = RblForm(data=_rbl_data())
+    errors: list[str] = []
+    if form.validate_on_submit():
+        rows = [{"enabled": form[f"zone{i}_enabled"].data, "zone": form[f"zone{i}_zone"].data,
+                 "codes": form[f"zone{i}_codes"].data} for i in range(RBL_ZONE_ROWS)]
+        try:
+            changed = service.save_rbl(rows, form_values(form, PAGE_KEYS["rbl"]), **_who())
+        except SettingError as exc:
+            errors = attach_errors(form, exc.errors)
+        else:
+            flash("Changes saved." if changed else "No changes to save.", "info")
+            return redirect(url_for("antispam.rbl"))
+    return _render("rbl.html", "rbl", form=form, errors=errors, rows=range(RBL_ZONE_ROWS))
+
+
+# --- spam rules --------------------------------------------------------------------------------
+
+def _rule_forms():
+    out = []
+    for i, rule in enumerate(settings()["rules.spam"]):
+        out.append((i, rule, SpamRuleForm(formdata=None, prefix=f"r{i}", index=str(i),
+                                          name=rule.get("name", ""), enabled=rule["enabled"],
+                                          match=rule["match"],
+                                          terms=service.join_terms(rule["terms"]),
+                                          none_of=service.join_terms(rule["none_of"])),
+                    DeleteRuleForm(formdata=None, prefix=f"d{i}", index=str(i))))
+    return out
+
+
+@bp.route("/spam-rules", methods=["GET", "POST"])
+@requires(Access.ADMIN)
+def spam_rules():
+    keys = PAGE_KEYS["spam_rules"]
+    form = SETTINGS_FORMS["spam_rules"](data=form_data(keys, settings()))
+    errors: list[str] = []
+    if form.validate_on_submit():
+        try:
+            changed = service.save_page(form_values(form, keys), **_who())
+        except SettingError as exc:
+            errors = attach_errors(form, exc.errors)
+        else:
+            flash("Changes saved." if changed else "No changes to save.", "info")
+            return redirect(url_for("antispam.spam_rules"))
+    return _render("spam_rules.html", "spam_rules", form=form, errors=errors,
+                   rules=_rule_forms(), new_rule=SpamRuleForm(formdata=None, prefix="new"))
+
+
+@bp.route("/spam-rules/save", methods=["POST"])
+@requires(Access.ADMIN)
+def save_spam_rule():
+    prefix = request.form.get("prefix", "new")
+    if prefix != "new" and not prefix[1:].isdigit():
+        abort(400)
+    form = SpamRuleForm(prefix=prefix)
+    if form.validate_on_submit():
+        index = int(form.index.data) if form.index.data not in (None, "") else None
+        rule = {"enabled": form.enabled.data, "match": form.match.data,
+                "terms": service.split_terms(form.terms.data),
+                "none_of": service.split_terms(form.none_of.data)}
+        if form.name.data:
+            rule["name"] = form.name.data.strip()
+        try:
+            service.save_rule(index, rule, **_who())
+        except SettingError as exc:
+            for key, text in exc.errors:
+                flash(f"{key}: {text}", "error")
+        else:
+            flash("Spam rule saved.", "info")
+    return redirect(url_for("antispam.spam_rules"))
+
+
+@bp.route("/spam-rules/delete", methods=["POST"])
+@requires(Access.ADMIN)
+def delete_spam_rule():
+    prefix = request.form.get("prefix", "")
+    if not prefix[1:].isdigit():
+        abort(400)
+    form = DeleteRuleForm(prefix=prefix)
+    if form.validate_on_submit() and form.index.data.isdigit():
+        try:
+            service.delete_rule(int(form.index.data), **_who())
+        except SettingError as exc:
+            for key, text in exc.errors:
+                flash(f"{key}: {text}", "error")
+        else:
+            flash("Spam rule deleted.", "info")
+    return redirect(url_for("antispam.spam_rules"))
+
+
+# --- premium (later issue) -------------------------------------------------------------------
+
+@bp.route("/premium")
+@requires(Access.ADMIN)
+def premium():
+    return _render("premium.html", "premium", notice=PREMIUM_NOTICE,
+                   sections=settings_sections(("premium",)))

@@ -1,0 +1,100 @@
+"""Forms of the Anti-spam Policy pages. Settings forms are generated from the schema; the RBL
+zones, spam rules and auto-whitelist management have their own forms (shape only — meaning is
+checked by the settings schema)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (BooleanField, HiddenField, SelectField, SelectMultipleField, StringField,
+                     SubmitField, TextAreaField)
+from wtforms.validators import Optional
+
+from console.schema_forms import settings_form
+from shared.settings import SCHEMA
+
+__all__ = ["TABS", "PAGE_KEYS", "SETTINGS_FORMS", "LABELS", "RblForm", "SpamRuleForm",
+           "DeleteRuleForm", "AutoListForm", "RBL_ZONE_ROWS"]
+
+# (tab id, title, endpoint) in the guide's order
+TABS = (
+    ("whitelist", "Whitelist", "antispam.whitelist"),
+    ("auto_whitelist", "Auto-generated Whitelist", "antispam.auto_whitelist"),
+    ("rbl", "Real-time Blacklists", "antispam.rbl"),
+    ("blacklist", "Custom Blacklist", "antispam.blacklist"),
+    ("heuristic", "Heuristic Engine", "antispam.heuristic"),
+    ("spam_rules", "Spam Rules", "antispam.spam_rules"),
+    ("premium", "Premium AntiSpam", "antispam.premium"),
+)
+RBL_ZONE_ROWS = 3
+
+LABELS = {
+    "whitelist.custom.enabled": "Bypass heuristic and blacklist detection for the following "
+                                "domains or email addresses",
+    "whitelist.custom": "Custom whitelist (@domain, .domain wildcard or address)",
+    "whitelist.auto.enabled": "Enable whitelist generator",
+    "whitelist.auto.exclusions": "Exclusion list (domains the generator does not track)",
+    "blacklist.enabled": "Identify messages from the following email addresses or domains as "
+                         "violations",
+    "blacklist.entries": "Blocked senders (@domain or address; * and ? before the @)",
+    "blacklist.action": "When a violation occurs",
+    "blacklist.forward_to": "Forward to email address",
+    "blacklist.forward_subject": "Subject of forwarded messages (optional)",
+    "rbl.action": "When a real-time blacklist violation occurs",
+    "rbl.forward_to": "Forward to email address",
+    "rbl.forward_subject": "Subject of forwarded messages (optional)",
+    "heuristic.enabled": "Enable heuristic spam detection",
+    "heuristic.sensitivity": "Engine sensitivity level (1 = low, 5 = high)",
+    "heuristic.subject_prefix": "Prepend text to subject line of suspected spam messages",
+    "heuristic.x_bulk": "Insert X-Bulk header",
+    "heuristic.drop_score": "Drop messages that have a spam score greater than or equal to",
+    "heuristic.forward_score": "Forward messages that have a spam score greater than or equal to",
+    "heuristic.forward_to": "Forward to email address",
+    "rules.body_scanning": "Scan message bodies (spam and content rules)",
+}
+
+PAGE_KEYS = {
+    "whitelist": ["whitelist.custom.enabled", "whitelist.custom"],
+    "auto_whitelist": ["whitelist.auto.enabled", "whitelist.auto.exclusions"],
+    "rbl": ["rbl.action", "rbl.forward_to", "rbl.forward_subject"],
+    "blacklist": [k for k in SCHEMA if k.startswith("blacklist.")],
+    "heuristic": [k for k in SCHEMA if k.startswith("heuristic.")],
+    "spam_rules": ["rules.body_scanning"],
+}
+SETTINGS_FORMS = {page: settings_form(keys, LABELS, name=f"{page.title()}Form")
+                  for page, keys in PAGE_KEYS.items()}
+
+
+class RblForm(SETTINGS_FORMS["rbl"]):
+    """Three zone rows (guide: "up to three real-time antispam blacklists") + the action."""
+
+
+for _i in range(RBL_ZONE_ROWS):
+    setattr(RblForm, f"zone{_i}_enabled", BooleanField("Real-time blacklist domain name"))
+    setattr(RblForm, f"zone{_i}_zone", StringField("Zone", validators=[Optional()]))
+    setattr(RblForm, f"zone{_i}_codes", TextAreaField(
+        "Identify spam by return codes (one per line; empty = any listing)",
+        render_kw={"rows": 2}, validators=[Optional()]))
+
+
+class SpamRuleForm(FlaskForm):
+    index = HiddenField()              # "" = a new rule
+    name = StringField("Rule name (optional)", validators=[Optional()])
+    enabled = BooleanField("Enabled", default=True)
+    match = SelectField("Match", choices=[("any", "any of the terms"),
+                                          ("all", "all of the terms")])
+    terms = StringField("Terms (comma-separated; * and ? wildcards, \\ escapes)")
+    none_of = StringField("None of these terms (comma-separated)", validators=[Optional()])
+    save = SubmitField("Save rule")
+
+
+class DeleteRuleForm(FlaskForm):
+    index = HiddenField()
+    delete = SubmitField("Delete")
+
+
+class AutoListForm(FlaskForm):
+    """List management (guide §5): select entries, then one action."""
+    domains = SelectMultipleField("Entries", choices=[], validate_choice=False)
+    to_custom = SubmitField("Add to Custom Whitelist")
+    to_exclusions = SubmitField("Add to Exclusion List")
+    delete = SubmitField("Delete")

@@ -1,0 +1,157 @@
+"""Anti-spam Policy services: saving the pages' settings, the auto-generated whitelist
+(read from the core's table; changes requested as commands), spam rules and RBL zones.
+
+The auto-generated whitelist (ARCHITECTURE invariant 4) is written by the core only. The
+console reads `auto_whitelist`; "Add to Custom Whitelist" and "Add to Exclusion List" are
+settings the console writes itself (whitelist.custom gets "@domain", whitelist.auto.exclusions
+"domain") and then asks the core, with the command "whitelist.auto.delete", to drop the moved
+entries; "Delete" is that command alone. The core applies a command within a second.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+from console.context import request_db, settings
+from console.settings_service import save_settings, submit_command
+from shared.settings import SettingError
+
+__all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "save_page",
+           "save_rbl", "rbl_rows", "save_rule", "delete_rule", "split_terms", "join_terms",
+           "AUTO_ACTIONS", "DELETE_COMMAND"]
+
+DELETE_COMMAND = "whitelist.auto.delete"
+AUTO_ACTIONS = ("to_custom", "to_exclusions", "delete")
+
+
+@dataclass(frozen=True)
+class AutoEntry:
+    domain: str
+    count: int
+    first_seen: float
+    last_seen: float
+    excluded: bool
+
+
+def sld_key(domain: str) -> tuple:
+    """Sort by 2nd-level domain (guide §5): by the second-level name with its root domain
+    ("something.com"), then by the lower levels, left to right from the top."""
+    labels = domain.split(".")
+    if len(labels) < 2:
+        return (domain,)
+    return (labels[-2], labels[-1], *reversed(labels[:-2]))
+
+
+def _excluded(domain: str, exclusions) -> bool:
+    parts = domain.split(".")
+    parents = {".".join(parts[i:]) for i in range(len(parts))}
+    return any(e.lower().lstrip(".") in parents for e in exclusions)
+
+
+def auto_entries(sort: str = "frequency") -> list[AutoEntry]:
+    try:
+        rows = request_db().execute(
+            "SELECT domain, count, first_seen, last_seen FROM auto_whitelist").fetchall()
+    except sqlite3.OperationalError:          # a database from before migration 0003
+        rows = []
+    exclusions = settings()["whitelist.auto.exclusions"]
+    entries = [AutoEntry(r["domain"], r["count"], r["first_seen"], r["last_seen"],
+                         _excluded(r["domain"], exclusions)) for r in rows]
+    if sort == "domain":
+        return sorted(entries, key=lambda e: sld_key(e.domain))
+    return sorted(entries, key=lambda e: (-e.count, e.first_seen, e.domain))
+
+
+def move_auto_entries(action: str, domains: list[str], *, user: str,
+                      client_ip: str | None) -> int:
+    """Guide §5 list management. Raises SettingError when a move breaks a setting's rule."""
+    if action not in AUTO_ACTIONS:
+        raise ValueError(action)
+    domains = sorted({d.strip().lower() for d in domains if d.strip()})
+    if not domains:
+        return 0
+    current = settings()
+    if action == "to_custom":
+        entries = list(current["whitelist.custom"])
+        entries += [f"@{d}" for d in domains if f"@{d}" not in entries]
+        save_settings({"whitelist.custom": entries}, user=user, client_ip=client_ip,
+                      page="whitelist")
+    elif action == "to_exclusions":
+        entries = list(current["whitelist.auto.exclusions"])
+        entries += [d for d in domains if d not in entries]
+        save_settings({"whitelist.auto.exclusions": entries}, user=user, client_ip=client_ip,
+                      page="whitelist")
+    submit_command(DELETE_COMMAND, {"domains": domains}, user=user, client_ip=client_ip,
+                   page="whitelist")
+    return len(domains)
+
+
+def save_page(changes: dict[str, Any], *, user: str, client_ip: str | None) -> dict:
+    return save_settings(changes, user=user, client_ip=client_ip, page="antispam")
+
+
+# --- real-time blacklists ------------------------------------------------------------------
+
+def rbl_rows(count: int) -> list[dict]:
+    zones = list(settings()["rbl.zones"])
+    zones += [{"enabled": False, "zone": "", "return_codes": []}] * (count - len(zones))
+    return zones[:count]
+
+
+def save_rbl(rows: list[dict], action_changes: dict[str, Any], *, user: str,
+             client_ip: str | None) -> dict:
+    """`rows`: [{"enabled", "zone", "codes": text}] — empty zone names are left out."""
+    zones = [{"enabled": bool(r["enabled"]), "zone": r["zone"].strip(),
+              "return_codes": [c.strip() for c in (r["codes"] or "").splitlines() if c.strip()]}
+             for r in rows if (r["zone"] or "").strip()]
+    return save_settings({"rbl.zones": zones, **action_changes}, user=user,
+                         client_ip=client_ip, page="rbl")
+
+
+# --- spam rules ----------------------------------------------------------------------------
+
+def split_terms(line: str) -> list[str]:
+    """The console edits terms as one comma-separated line (SPEC §3); "\\," keeps a comma."""
+    terms, current, escaped = [], [], False
+    for ch in line or "":
+        if escaped:
+            current.append(ch if ch == "," else "\\" + ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ",":
+            terms.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    if escaped:
+        current.append("\\")
+    terms.append("".join(current))
+    return [t.strip() for t in terms if t.strip()]
+
+
+def join_terms(terms) -> str:
+    return ", ".join(t.replace(",", "\\,") for t in terms)
+
+
+def save_rule(index: int | None, rule: dict, *, user: str, client_ip: str | None) -> dict:
+    rules = list(settings()["rules.spam"])
+    if index is None:
+        rules.append(rule)
+    elif 0 <= index < len(rules):
+        rules[index] = rule
+    else:
+        raise SettingError([("rules.spam", "that rule no longer exists")])
+    return save_settings({"rules.spam": rules}, user=user, client_ip=client_ip,
+                         page="spam_rules")
+
+
+def delete_rule(index: int, *, user: str, client_ip: str | None) -> dict:
+    rules = list(settings()["rules.spam"])
+    if not 0 <= index < len(rules):
+        raise SettingError([("rules.spam", "that rule no longer exists")])
+    del rules[index]
+    return save_settings({"rules.spam": rules}, user=user, client_ip=client_ip,
+                         page="spam_rules")

@@ -1,0 +1,145 @@
+"""Anti-spam Policy pages: settings saves, RBL zones, spam rules, auto-whitelist management."""
+
+from __future__ import annotations
+
+import pytest
+
+from console.antispam.service import join_terms, sld_key, split_terms
+from shared import db
+from shared.events import Action
+
+PAGES = ["/antispam/whitelist", "/antispam/auto-whitelist", "/antispam/rbl",
+         "/antispam/blacklist", "/antispam/heuristic", "/antispam/spam-rules",
+         "/antispam/premium"]
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_pages_render_for_admin(admin, url):
+    response = admin.get(url)
+    assert response.status_code == 200
+    assert "Anti-spam Policy" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_pages_refused_to_report_only_admin(console, report_password_hash, url):
+    console.set(admin__report_only__enabled=True,
+                admin__report_only__password=report_password_hash)
+    from .conftest import REPORT_PASSWORD
+    assert console.logon("report", REPORT_PASSWORD).status_code == 302
+    assert console.get(url).status_code == 403
+
+
+def test_heuristic_page_saves_and_records_event(admin):
+    response = admin.post("/antispam/heuristic", {
+        "heuristic__enabled": "y", "heuristic__sensitivity": "3",
+        "heuristic__subject_prefix": "[SPAM]", "heuristic__x_bulk": "y",
+        "heuristic__drop_score": "95", "heuristic__forward_score": "",
+        "heuristic__forward_to": ""})
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    s = admin.settings()
+    assert s["heuristic.enabled"] and s["heuristic.sensitivity"] == 3
+    assert s["heuristic.drop_score"] == 95 and s["heuristic.subject_prefix"] == "[SPAM]"
+    assert admin.events(Action.OBJECT_MODIFIED)
+
+
+def test_heuristic_forward_must_be_below_drop(admin):
+    before = admin.settings()
+    response = admin.post("/antispam/heuristic", {
+        "heuristic__enabled": "y", "heuristic__sensitivity": "1",
+        "heuristic__subject_prefix": "[Spam]", "heuristic__drop_score": "80",
+        "heuristic__forward_score": "90", "heuristic__forward_to": "spam@example.com"})
+    assert response.status_code == 200
+    assert "must be lower than heuristic.drop_score" in response.get_data(as_text=True)
+    assert admin.settings() == before
+
+
+def test_whitelist_and_blacklist_pages_save_lists(admin):
+    assert admin.post("/antispam/whitelist", {
+        "whitelist__custom__enabled": "y",
+        "whitelist__custom": "@partner.test\n.friends.test\nboss@client.test"}).status_code == 302
+    assert admin.settings()["whitelist.custom"] == ["@partner.test", ".friends.test",
+                                                     "boss@client.test"]
+    assert admin.post("/antispam/blacklist", {
+        "blacklist__enabled": "y", "blacklist__entries": "@spam.test\nsales*@ads.test",
+        "blacklist__action": "drop", "blacklist__forward_to": "",
+        "blacklist__forward_subject": ""}).status_code == 302
+    assert admin.settings()["blacklist.entries"] == ["@spam.test", "sales*@ads.test"]
+    response = admin.post("/antispam/whitelist", {"whitelist__custom": "not a domain"})
+    assert response.status_code == 200 and admin.settings()["whitelist.custom"] != ["not a domain"]
+
+
+def test_rbl_page_saves_zones_with_return_codes(admin):
+    response = admin.post("/antispam/rbl", {
+        "zone0_enabled": "y", "zone0_zone": "bl.example.org", "zone0_codes": "127.0.0.2\n127.0.0.4",
+        "zone1_enabled": "", "zone1_zone": "dnsbl.example.net", "zone1_codes": "",
+        "zone2_zone": "", "rbl__action": "reject", "rbl__forward_to": "",
+        "rbl__forward_subject": ""})
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    s = admin.settings()
+    assert s["rbl.zones"] == [
+        {"enabled": True, "zone": "bl.example.org", "return_codes": ["127.0.0.2", "127.0.0.4"]},
+        {"enabled": False, "zone": "dnsbl.example.net", "return_codes": []}]
+    assert s["rbl.action"] == "reject"
+    page = admin.get("/antispam/rbl").get_data(as_text=True)
+    assert "bl.example.org" in page and "127.0.0.4" in page
+
+
+def test_spam_rules_add_edit_delete(admin):
+    assert admin.post("/antispam/spam-rules/save", {
+        "prefix": "new", "new-index": "", "new-name": "watches", "new-enabled": "y",
+        "new-match": "all", "new-terms": "cheap, watch*, a\\, b",
+        "new-none_of": "newsletter"}).status_code == 302
+    rules = admin.settings()["rules.spam"]
+    assert rules == [{"enabled": True, "match": "all", "terms": ["cheap", "watch*", "a, b"],
+                      "none_of": ["newsletter"], "name": "watches"}]
+    assert admin.post("/antispam/spam-rules/save", {
+        "prefix": "r0", "r0-index": "0", "r0-enabled": "", "r0-match": "any",
+        "r0-terms": "pills", "r0-none_of": ""}).status_code == 302
+    assert admin.settings()["rules.spam"][0]["terms"] == ["pills"]
+    assert admin.settings()["rules.spam"][0]["enabled"] is False
+    assert "pills" in admin.get("/antispam/spam-rules").get_data(as_text=True)
+    assert admin.post("/antispam/spam-rules/delete", {"prefix": "d0",
+                                                      "d0-index": "0"}).status_code == 302
+    assert admin.settings()["rules.spam"] == []
+
+
+def _seed_auto(home, rows):
+    """The core is the table's writer; tests seed it the way the core's writer does."""
+    conn = db.connect(home.db)
+    try:
+        conn.executemany("INSERT INTO auto_whitelist (domain, count, first_seen, last_seen) "
+                         "VALUES (?, ?, ?, ?)", rows)
+    finally:
+        conn.close()
+
+
+def test_auto_whitelist_sorts_and_moves(admin, home):
+    _seed_auto(home, [("b.example.com", 5, 1.0, 9.0), ("zeta.org", 40, 2.0, 9.0),
+                      ("alpha.net", 5, 0.5, 9.0), ("example.com", 1, 3.0, 9.0)])
+    by_frequency = admin.get("/antispam/auto-whitelist").get_data(as_text=True)
+    order = [d for d in ("zeta.org", "alpha.net", "b.example.com", "example.com")]
+    positions = [by_frequency.index(f'value="{d}"') for d in order]
+    assert positions == sorted(positions)
+    by_domain = admin.get("/antispam/auto-whitelist?sort=domain").get_data(as_text=True)
+    order = ["alpha.net", "example.com", "b.example.com", "zeta.org"]
+    positions = [by_domain.index(f'value="{d}"') for d in order]
+    assert positions == sorted(positions)
+
+    response = admin.post("/antispam/auto-whitelist/manage",
+                          {"domains": ["zeta.org", "alpha.net"], "to_custom": "y"})
+    assert response.status_code == 302
+    assert {"@zeta.org", "@alpha.net"} <= set(admin.settings()["whitelist.custom"])
+    assert admin.commands()[-1]["kind"] == "whitelist.auto.delete"
+    assert admin.commands()[-1]["args"] == {"domains": ["alpha.net", "zeta.org"]}
+    admin.post("/antispam/auto-whitelist/manage", {"domains": ["example.com"],
+                                                   "to_exclusions": "y"})
+    assert admin.settings()["whitelist.auto.exclusions"] == ["example.com"]
+    admin.post("/antispam/auto-whitelist/manage", {"domains": ["b.example.com"], "delete": "y"})
+    assert [c["args"]["domains"] for c in admin.commands()][-1] == ["b.example.com"]
+
+
+def test_terms_line_round_trip_and_sld_key():
+    assert split_terms("a, b\\, c ,, *x?") == ["a", "b, c", "*x?"]
+    assert join_terms(["a", "b, c"]) == "a, b\\, c"
+    assert sorted(["b.example.com", "example.com", "alpha.net", "example.org"], key=sld_key) \
+        == ["alpha.net", "example.com", "b.example.com", "example.org"]
