@@ -154,6 +154,11 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
             home, count, on_accepted=queue.message_accepted, counters=counters, events=events))
         status = StatusReporter(home.db, counters, clock, settings, queue.queue_sizes,
                                 VERSION, improper)
+        from core.scan.service import AntivirusService      # issue 6: antivirus around scans
+        antivirus = AntivirusService(home, events, counters, settings, spool,
+                                     submit=queue.submit_generated, deliverer=deliverer,
+                                     hostname=hostname, status_extra=status.extra)
+        pipeline.hooks.append(antivirus)
         status.extra["auto_whitelist_entries"] = 0
         status.extra["definitions"] = {"virus": None,
                                        "spam": spam_definitions.current().label}
@@ -166,6 +171,7 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
             await nursery.start(settings.run)
             await nursery.start(committer.run)
             await nursery.start(auto_whitelist.run)
+            await nursery.start(antivirus.run)
             await nursery.start(queue.run)
             await nursery.start(alerts.run)
             addresses = await nursery.start(listeners.run)

@@ -52,6 +52,11 @@ class FilteringPipeline:
         self.timeout_seconds = timeout_seconds
         self.fault = fault
         self.inline = inline
+        # Area services around a scan (core/scan/service.py for antivirus): each has
+        # worker_settings() -> dict added to the worker's settings copy, and
+        # `async after_scan(envelope, outcome, message_path, settings)`, called before a
+        # rewritten message replaces the original.
+        self.hooks: list = []
 
     async def process(self, queue_id: str, envelope: Envelope, message_path: Path,
                       settings: Mapping) -> PipelineResult:
@@ -61,10 +66,15 @@ class FilteringPipeline:
                    "is_generated": envelope.is_generated,
                    "skip_antispam": envelope.skip_antispam,
                    "meta": dict(envelope.meta)}
+        worker_settings = dict(settings)
+        for hook in self.hooks:
+            worker_settings.update(hook.worker_settings())
         outcome = await run_in_worker(process_message, str(message_path), context,
-                                      dict(settings), self.fault,
+                                      worker_settings, self.fault,
                                       timeout_seconds=self.timeout_seconds, inline=self.inline)
         self._record(envelope, outcome)
+        for hook in self.hooks:
+            await hook.after_scan(envelope, outcome, message_path, settings)
         if outcome.rewritten:
             envelope.size = await trio.to_thread.run_sync(_replace, outcome.rewritten,
                                                           str(message_path))

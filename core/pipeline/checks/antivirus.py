@@ -41,10 +41,12 @@ def is_mass_mailer(name: str) -> bool:
     return bool(MASS_MAILER.search(name))
 
 
-def _scannable(part) -> bool:
+def _scannable(part, troubled: set[int]) -> bool:
+    """Leaves with content; an expanded container only when one of its members could not
+    be read (the engines then look into the container themselves: Deflate64 zips, ...)."""
     if part.is_multipart or not part.data or part.encrypted:
         return False
-    return not (part.container and part.expanded)     # its members are scanned instead
+    return not (part.container and part.expanded) or part.id in troubled
 
 
 def check(view, settings) -> list[Finding]:
@@ -54,7 +56,9 @@ def check(view, settings) -> list[Finding]:
     from core.scan.engines import engines_for
     from core.scan.heuristics import detect
 
-    parts = [p for p in scan_policy.selected(view, settings) if _scannable(p)]
+    troubled = {view.parts[e.part].parent for e in view.errors
+                if e.part is not None and e.part < len(view.parts)}
+    parts = [p for p in scan_policy.selected(view, settings) if _scannable(p, troubled)]
     engines = engines_for(settings)
     decompose = _decomposer(settings)
     infected: list[tuple] = []          # (part, name, engine, why, heuristic, repairable)
@@ -87,6 +91,7 @@ def check(view, settings) -> list[Finding]:
         infected.append((part, hit.name, "heuristic", f"{hit.reason} [{hit.level}]", True,
                          hit.repairable))
     findings: list[Finding] = []
+    infected = _one_per_target(view, infected)
     for kind, reason in errors:
         findings.append(Finding(rule="av.engine", action=settings["scan.unprocessable"],
                                 event="scan_error", reason=f"virus scan incomplete: {reason}",
@@ -95,6 +100,25 @@ def check(view, settings) -> list[Finding]:
         findings.extend(_actions(view, settings, part, name, engine, why, heuristic,
                                  repairable))
     return findings
+
+
+def _one_per_target(view, infected: list) -> list:
+    """One detection per attachment acted on: a macro found both in a document and in its
+    vbaProject.bin member, or two members of one archive, make one finding (the first:
+    signatures before heuristics)."""
+    seen, out = set(), []
+    for item in infected:
+        part, repairable = item[0], item[5]
+        target = part.id
+        if repairable and VBA_MEMBER.search(part.filename or "") and part.parent is not None:
+            target = part.parent
+        elif part.carrier is not None:
+            target = part.carrier
+        if target in seen:
+            continue
+        seen.add(target)
+        out.append(item)
+    return out
 
 
 def _is_expanded_document(part, selected, flagged, view) -> bool:

@@ -1,0 +1,251 @@
+"""The antivirus service in the core (SPEC §3 Antivirus, §5 step 4; guide §4): everything
+antivirus does around a scan, on the trio side, as a hook of the FilteringPipeline.
+
+What it owns
+    Definitions watcher   reads `definitions/virus/current` (and spam) every
+                          WATCH_SECONDS; a change makes the new directory the one workers
+                          scan with from the next message on (core/scan/engines.py), writes
+                          definitions_updated and updates the status snapshot's
+                          `definitions`. No restart; a message in flight finishes with the
+                          engine it started with (version directories are immutable).
+    worker_settings()     what the pipeline adds to the settings copy a worker gets: the
+                          current virus definitions directory.
+    after_scan(...)       after each scan, before the rewritten message replaces the
+                          original: Status counters (infections repaired/deleted/logged,
+                          mass mailers deleted); a copy of the ORIGINAL message into the
+                          virus quarantine (av.quarantine all | unrepaired), marked for the
+                          central quarantine when av.central_quarantine is set; outbreak
+                          counting (outbreak.count infected messages within outbreak.minutes
+                          -> outbreak event + alert mail to outbreak.emails, else admin.emails).
+    Central forwarder     delivers marked copies to av.central_quarantine (host, port) with
+                          the core's deliverer, retrying every CENTRAL_RETRY_SECONDS until it
+                          is accepted (the local copy stays either way).
+
+Rules
+    1. The virus quarantine holds copies; the message itself is handled by the findings'
+       verdict (SPEC §3 av.quarantine). A copy is one spool entry in quarantine/virus,
+       written through shared/spool.Spool.copy_to (durable, atomic).
+    2. Nothing here blocks the event loop: file work goes through trio.to_thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import trio
+
+from core.scan.engines import RUNTIME_DEFINITIONS
+from shared import definitions as defs
+from shared.events import Action
+from shared.spool import new_queue_id
+
+__all__ = ["AntivirusService", "COUNTER_OF", "VIRUS_QUEUE"]
+
+WATCH_SECONDS = 0.5
+CENTRAL_RETRY_SECONDS = 30.0
+VIRUS_QUEUE = "quarantine/virus"
+COUNTER_OF = {"file_repaired": "infections_repaired", "file_deleted": "infections_deleted",
+              "virus_logged": "infections_logged", "mass_mailer_cleanup": "mass_mailers_deleted"}
+
+
+class AntivirusService:
+    def __init__(self, home, events, counters, settings: Callable[[], Mapping], spool, *,
+                 submit: Callable | None = None, deliverer=None,
+                 hostname: Callable[[], str] = lambda: "localhost",
+                 status_extra: dict | None = None, clock=time.time):
+        self.home = home
+        self.events = events
+        self.counters = counters
+        self.settings = settings
+        self.spool = spool
+        self.submit = submit
+        self.deliverer = deliverer
+        self.hostname = hostname
+        self.status_extra = status_extra if status_extra is not None else {}
+        self.clock = clock
+        self.current: dict[str, defs.Definitions | None] = {"virus": None, "spam": None}
+        self.infected_times: collections.deque[float] = collections.deque()
+        self.outbreaks = 0
+        self.quarantined = 0
+        self._central_wakeup = trio.Event()
+        self.refresh()
+
+    # --- definitions ------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Look at the installed definitions; True when the virus version changed."""
+        changed = False
+        for kind in defs.TYPES:
+            try:
+                now = defs.current(self.home.definitions, kind)
+            except defs.DefinitionsError:
+                now = self.current.get(kind)
+            if kind == "spam" and now is None:
+                now = _packaged_spam()
+            before = self.current.get(kind)
+            if now != before:
+                self.current[kind] = now
+                if before is not None and now is not None:
+                    changed = changed or kind == "virus"
+                    self.events.record(Action.DEFINITIONS_UPDATED, result="success",
+                                       rule=f"definitions.{kind}",
+                                       info=f"{kind} definitions {now.label} in use "
+                                            f"(was {before.label})",
+                                       data={"type": kind, "version": now.version,
+                                             "revision": now.revision, "source": now.source})
+        self.status_extra["definitions"] = {
+            kind: (value.as_status() | {"date": value.version} if value else None)
+            for kind, value in self.current.items()}
+        return changed
+
+    def worker_settings(self) -> dict:
+        virus = self.current.get("virus")
+        return {RUNTIME_DEFINITIONS: str(virus.path)} if virus else {}
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch)
+            nursery.start_soon(self._central_loop)
+            task_status.started()
+
+    async def _watch(self) -> None:
+        while True:
+            await trio.sleep(WATCH_SECONDS)
+            await trio.to_thread.run_sync(self.refresh)
+
+    # --- after each scan --------------------------------------------------------------------
+    async def after_scan(self, envelope, outcome, message_path: Path, settings: Mapping) -> None:
+        infected = [f for f in outcome.findings if f.data.get("virus") and f.event]
+        if not infected:
+            return
+        for finding in infected:
+            name = COUNTER_OF.get(finding.event)
+            if name and self.counters is not None:
+                self.counters.incr(name)
+        mode = settings["av.quarantine"]
+        unrepaired = any(not f.data.get("repaired") for f in infected)
+        central = settings["av.central_quarantine"]
+        if mode == "all" or (mode == "unrepaired" and unrepaired) or central:
+            await self._quarantine(envelope, infected, settings, central)
+        await self._count_outbreak(envelope, infected, settings)
+
+    async def _quarantine(self, envelope, infected, settings, central) -> None:
+        copy = envelope.copy()
+        names = sorted({f.data["virus"] for f in infected})
+        copy.meta = {**copy.meta, "kind": "virus_quarantine", "virus": names,
+                     "original_queue_id": envelope.queue_id,
+                     "actions": sorted({f.action for f in infected}),
+                     "files": sorted({str(f.data.get("file")) for f in infected})[:50],
+                     "quarantined_at": self.clock()}
+        if central:
+            copy.meta["central"] = {"host": central["host"], "port": central["port"],
+                                    "state": "pending"}
+        new_id = new_queue_id()
+        await trio.to_thread.run_sync(self.spool.copy_to, envelope.queue_id, "fast",
+                                      VIRUS_QUEUE, new_id, copy)
+        self.quarantined += 1
+        self.events.record(Action.QUARANTINED, rule="av.quarantine", result="quarantined",
+                           info=f"copy kept in the virus quarantine ({', '.join(names)})",
+                           queue_id=envelope.queue_id, sender=envelope.sender,
+                           recipients=[r.address for r in envelope.recipients],
+                           size=envelope.size,
+                           data={"folder": "virus", "copy_id": new_id, "virus": names[0],
+                                 "central": bool(central)})
+        if central:
+            self._central_wakeup.set()
+
+    async def _count_outbreak(self, envelope, infected, settings) -> None:
+        now = self.clock()
+        window = settings["outbreak.minutes"] * 60
+        self.infected_times.append(now)
+        while self.infected_times and self.infected_times[0] <= now - window:
+            self.infected_times.popleft()
+        if not settings["outbreak.enabled"] or len(self.infected_times) < settings["outbreak.count"]:
+            return
+        count = len(self.infected_times)
+        self.infected_times.clear()             # the next alert needs a new full count
+        self.outbreaks += 1
+        names = sorted({f.data["virus"] for f in infected})
+        self.events.record(Action.OUTBREAK, rule="outbreak.count", result="alert",
+                           info=f"{count} infected messages within {settings['outbreak.minutes']}"
+                                f" minutes (latest: {', '.join(names)})",
+                           data={"count": count, "minutes": settings["outbreak.minutes"],
+                                 "virus": names[0]})
+        recipients = list(settings["outbreak.emails"]) or list(settings["admin.emails"])
+        if not recipients or self.submit is None:
+            return
+        from core.notify import compose_mail, fill_metatags
+        tags = {"COUNT": str(count), "MINUTES": str(settings["outbreak.minutes"]),
+                "VIRUSINFO": "Virus scan results follow\n" + "\n".join(f.reason for f in infected)}
+        subject = fill_metatags(settings["outbreak.subject"], tags)
+        body = fill_metatags(settings["outbreak.body"], tags)
+        message = compose_mail(settings, self.hostname(), recipients, subject, body, "alert")
+        await self.submit("", recipients, message, kind="alert")
+
+    # --- central quarantine -----------------------------------------------------------------
+    async def _central_loop(self) -> None:
+        while True:
+            with trio.move_on_after(CENTRAL_RETRY_SECONDS):
+                await self._central_wakeup.wait()
+            self._central_wakeup = trio.Event()
+            if self.deliverer is None:
+                continue
+            pending = await trio.to_thread.run_sync(self._pending_central)
+            for queue_id, envelope in pending:
+                await self._send_central(queue_id, envelope)
+
+    def _pending_central(self) -> list:
+        out = []
+        for queue_id in self.spool.list(VIRUS_QUEUE):
+            try:
+                envelope = self.spool.read_envelope(VIRUS_QUEUE, queue_id)
+            except Exception:
+                continue
+            central = envelope.meta.get("central")
+            if isinstance(central, dict) and central.get("state") == "pending":
+                out.append((queue_id, envelope))
+        return out
+
+    async def _send_central(self, queue_id, envelope) -> None:
+        from core.delivery.routing import NextHop
+        central = envelope.meta["central"]
+        hop = NextHop("relay", central["host"], int(central["port"]), rule="av.central_quarantine")
+        path = self.spool.message_path(VIRUS_QUEUE, queue_id)
+        recipients = [r.address for r in envelope.recipients]
+        results = await self.deliverer.deliver(hop, envelope, recipients, path, self.settings())
+        if results and all(r.outcome == "delivered" for r in results):
+            envelope.meta["central"] = {**central, "state": "sent", "sent_at": self.clock()}
+            await trio.to_thread.run_sync(self.spool.write_envelope, VIRUS_QUEUE, envelope)
+            self.events.record(Action.FORWARDED, rule="av.central_quarantine",
+                               result="forwarded", queue_id=queue_id,
+                               info=f"virus quarantine copy sent to {central['host']}:"
+                                    f"{central['port']}",
+                               data={"forward_to": f"{central['host']}:{central['port']}",
+                                     "generated": True})
+
+
+def _packaged_spam():
+    """The spam definitions shipped with the antispam engine (its own manifest)."""
+    try:
+        from core.scan.antispam.definitions import PACKAGED_DIR
+        manifest = json.loads((Path(PACKAGED_DIR) / "manifest.json").read_text())
+        return defs.Definitions("spam", manifest["version"], int(manifest["revision"]),
+                                Path(PACKAGED_DIR), "package")
+    except (ImportError, OSError, ValueError, KeyError):
+        return None
+
+
+def virus_quarantine_entries(spool) -> list[tuple[str, object]]:
+    """(queue id, envelope) of every virus quarantine copy, newest first (console uses
+    shared/spool directly; this is for the core and tests)."""
+    out = []
+    for queue_id in spool.list(VIRUS_QUEUE):
+        try:
+            out.append((queue_id, spool.read_envelope(VIRUS_QUEUE, queue_id)))
+        except Exception:
+            continue
+    return sorted(out, key=lambda item: item[0], reverse=True)
+

@@ -1,0 +1,76 @@
+"""Helpers for the antivirus tests: corpus access, the shipped signatures, engines."""
+
+from __future__ import annotations
+
+import base64
+from functools import lru_cache
+from pathlib import Path
+
+import pytest
+
+from core.pipeline.decompose import decompose_bytes
+from core.scan.builtin import BuiltinEngine
+from shared.definitions import baseline
+from shared.settings import defaults
+
+CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpus"
+SHIPPED = baseline("virus").path
+# ClamAV test files that are executables wrapped by a packer, installer or script compiler
+# the builtin engine does not unpack: clamd (which unpacks them) detects them with the same
+# signature set.
+CLAMD_ONLY = {
+    "clam-aspack.exe", "clam-mew.exe", "clam-pespin.exe", "clam-petite.exe",
+    "clam-upack.exe", "clam-upx.exe", "clam-wwpack.exe", "clam-yc.exe",     # PE packers
+    "clam-nsis.exe",                                                       # NSIS installer
+    "clam.ea05.exe", "clam.ea06.exe",                                      # AutoIt compiled
+    "clam_IScab_int.exe", "clam_ISmsi_ext.exe", "clam_ISmsi_int.exe",      # InstallShield
+}
+
+
+def corpus_or_skip() -> Path:
+    if not CORPUS.is_dir():
+        pytest.skip(f"shared corpus not found at {CORPUS.resolve()}")
+    return CORPUS
+
+
+def manifest(*labels: str) -> list[Path]:
+    root = corpus_or_skip()
+    out = []
+    for line in (root / "MANIFEST").read_text().splitlines():
+        path, _sha, label = line.split("\t")
+        if label in labels:
+            out.append(root / path)
+    return out
+
+
+def settings(**changes) -> dict:
+    values = defaults()
+    values["routing.local"] = [{"match": "local.test"}]
+    values.update({k.replace("__", "."): v for k, v in changes.items()})
+    return values
+
+
+@lru_cache(maxsize=1)
+def shipped_engine() -> BuiltinEngine:
+    return BuiltinEngine.from_directory(SHIPPED)
+
+
+def as_attachment(name: str, data: bytes) -> bytes:
+    body = base64.encodebytes(data).replace(b"\n", b"\r\n")
+    return (b"From: a@outside.test\r\nTo: user@local.test\r\nSubject: test\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+            b"--XX\r\nContent-Type: text/plain\r\n\r\nSee the attachment.\r\n"
+            b"--XX\r\nContent-Type: application/octet-stream; name=\"" + name.encode()
+            + b"\"\r\nContent-Disposition: attachment; filename=\"" + name.encode()
+            + b"\"\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body + b"--XX--\r\n")
+
+
+def message_for(path: Path) -> bytes:
+    data = path.read_bytes()
+    return data if path.suffix in (".eml", ".mail") and path.parent.name == "eicar" \
+        else as_attachment(path.name, data)
+
+
+def view_of(raw: bytes, **changes):
+    return decompose_bytes(raw, {"queue_id": "T", "sender": "a@outside.test",
+                                 "recipients": ["user@local.test"]}, settings(**changes))
