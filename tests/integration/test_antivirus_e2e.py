@@ -1,0 +1,152 @@
+"""Antivirus end to end: smtplib -> the core on loopback (real worker processes) -> a sink.
+EICAR attachment deleted with the text and delivered; a .docm repaired and delivered as a
+valid package; virus quarantine copy of the original; ${VIRUSINFO} notification; outbreak
+alert; clamd unreachable -> scan.unprocessable; Status counters."""
+
+from __future__ import annotations
+
+import email
+import io
+import zipfile
+from email import policy
+from email.message import EmailMessage
+
+import pytest
+import trio
+
+from core.app import run_core
+from core.scan.repair import check_package
+from shared import db
+from shared.events import Action
+from shared.spool import Spool
+from tests.support.core import make_home
+from tests.support.sink import Sink
+from tests.unit.scan.support import corpus_or_skip
+
+pytestmark = pytest.mark.trio
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+@pytest.fixture
+def sink():
+    with Sink() as s:
+        yield s
+
+
+def _home(tmp_path, sink, **changes):
+    return make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}], **changes)
+
+
+def _mail(attachments=(), subject="Hello", body="Body text.\n"):
+    msg = EmailMessage()
+    msg["From"] = "sender@client.test"
+    msg["To"] = "user@local.test"
+    msg["Subject"] = subject
+    msg.set_content(body)
+    for name, data in attachments:
+        msg.add_attachment(data, maintype="application", subtype="octet-stream", filename=name)
+    return msg
+
+
+def _send(port, msg):
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.send_message(msg, from_addr="sender@client.test", to_addrs=["user@local.test"])
+
+
+def _events(home, action):
+    conn = db.connect(home.db)
+    try:
+        return conn.execute("SELECT * FROM events WHERE action = ? ORDER BY id",
+                            (str(action),)).fetchall()
+    finally:
+        conn.close()
+
+
+async def _until(predicate, timeout=30.0):
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.05)
+
+
+async def _settle(core, home):
+    await _until(lambda: not list(home.queue("fast").iterdir()))
+    await core.events.aflush()
+
+
+async def test_eicar_attachment_deleted_quarantined_and_notified(tmp_path, sink, nursery):
+    home = _home(tmp_path, sink, av__quarantine="all", notify__admin=True,
+                 admin__emails=["admin@local.test"])
+    core = await nursery.start(run_core, home)
+    msg = _mail([("eicar.com", EICAR), ("notes.txt", b"keep me")])
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], msg)
+    received = await trio.to_thread.run_sync(sink.wait_for, 2)
+    [delivered] = [m for m in received if m.recipients == ["user@local.test"]]
+    [notice] = [m for m in received if m.recipients == ["admin@local.test"]]
+    parsed = email.message_from_bytes(delivered.data, policy=policy.default)
+    names = [p.get_filename() for p in parsed.iter_attachments() if p.get_filename()]
+    assert names == ["notes.txt"] and EICAR not in delivered.data
+    texts = [p.get_content().strip() for p in parsed.walk() if p.get_content_type() == "text/plain"]
+    assert any("infected with a virus and has been deleted" in t for t in texts)
+    body = email.message_from_bytes(notice.data, policy=policy.default).get_content()
+    assert "Virus scan results follow" in body and "Mailmoat.Test.EICAR" in body
+    assert "${" not in body
+    await _settle(core, home)
+    [deleted] = _events(home, Action.FILE_DELETED)
+    assert deleted["rule"] == "av.on_unrepairable" and "Mailmoat.Test.EICAR" in deleted["data"]
+    [quarantined] = [e for e in _events(home, Action.QUARANTINED) if e["rule"] == "av.quarantine"]
+    copies = list(Spool(home.spool).list("quarantine/virus"))
+    assert len(copies) == 1
+    kept = (home.spool / "quarantine/virus" / copies[0] / "message").read_bytes()
+    assert b"eicar.com" in kept                                     # the original, infected
+    assert core.counters.values["infections_deleted"] == 1
+    core.cancel_scope.cancel()
+
+
+async def test_docm_is_repaired_and_delivered(tmp_path, sink, nursery):
+    document = (corpus_or_skip() / "office/oletools/oleform/oleform-PR314.docm").read_bytes()
+    home = _home(tmp_path, sink)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
+                                  _mail([("report.docm", document)]))
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    parsed = email.message_from_bytes(received.data, policy=policy.default)
+    [attachment] = [p for p in parsed.iter_attachments() if p.get_filename() == "report.docm"]
+    repaired = attachment.get_content()
+    assert check_package(repaired) == []
+    assert not [n for n in zipfile.ZipFile(io.BytesIO(repaired)).namelist() if "vbaProject" in n]
+    await _settle(core, home)
+    [event] = _events(home, Action.FILE_REPAIRED)
+    assert "Heuristic.Macro.AutoExecShell" in event["data"]
+    assert core.counters.values["infections_repaired"] == 1
+    core.cancel_scope.cancel()
+
+
+async def test_outbreak_alert_after_count_infected_messages(tmp_path, sink, nursery):
+    home = _home(tmp_path, sink, outbreak__enabled=True, outbreak__count=2,
+                 outbreak__minutes=5, outbreak__emails=["security@local.test"])
+    core = await nursery.start(run_core, home)
+    for _ in range(2):
+        await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
+                                      _mail([("eicar.com", EICAR)]))
+    received = await trio.to_thread.run_sync(sink.wait_for, 3)
+    [alert] = [m for m in received if m.recipients == ["security@local.test"]]
+    parsed = email.message_from_bytes(alert.data, policy=policy.default)
+    assert parsed["Subject"] == "Virus Outbreak Alert"
+    assert "2 infected messages in 5 minutes" in parsed.get_content()
+    await _settle(core, home)
+    assert len(_events(home, Action.OUTBREAK)) == 1
+    core.cancel_scope.cancel()
+
+
+async def test_unreachable_clamd_holds_the_message(tmp_path, sink, nursery):
+    home = _home(tmp_path, sink, av__engine="clamd", av__clamd__address="127.0.0.1:9")
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], _mail([("a.txt", b"x")]))
+    await _until(lambda: list(home.queue("hold").iterdir()))
+    await core.events.aflush()
+    [error] = [e for e in _events(home, Action.SCAN_ERROR) if e["rule"] == "av.engine"]
+    assert "clamd" in error["info"]
+    core.cancel_scope.cancel()
