@@ -1,4 +1,4 @@
-"""Antivirus Policy (SPEC §7): a left-pane entry whose pages a later issue fills."""
+"""Antivirus Policy (SPEC §7; guide §4): antivirus settings, outbreak alert, virus quarantine."""
 
 from flask import Blueprint
 

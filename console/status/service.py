@@ -74,7 +74,7 @@ def format_time(unix: float | None) -> str:
 
 def _definitions(value: Any) -> str:
     if not value:
-        return "No definitions installed (the definitions issue is " + NOT_BUILT + ")"
+        return "Not reported yet (the core reports the definitions in force while it runs)"
     if isinstance(value, dict):
         date = value.get("date") or value.get("installed_at")
         revision = value.get("revision") or value.get("version")

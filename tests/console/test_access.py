@@ -13,12 +13,14 @@ ADMIN_PAGES = [
     "/configuration/alerts", "/configuration/notifications", "/configuration/logging",
     "/configuration/diagnostics", "/configuration/setup/certificates",
     "/antivirus/", "/antispam/", "/filtering/", "/quarantine/", "/liveupdate/", "/licensing/",
+    "/antivirus/outbreak", "/antivirus/quarantine",
 ]
 REPORT_PAGES = ["/status/", "/reporting/"]
 ADMIN_POSTS = [
     "/configuration/setup", "/configuration/accounts", "/configuration/accounts/password/admin",
     "/configuration/routing/local", "/configuration/routing/default", "/configuration/hold/confirm",
     "/configuration/hold/action", "/configuration/setup/certificates/self-signed",
+    "/antivirus/", "/antivirus/outbreak",
 ]
 
 

@@ -1,0 +1,85 @@
+"""Antivirus Policy pages: settings and outbreak forms from the schema (saves, validation,
+object_modified), the virus quarantine list and its password-protected download, roles."""
+
+from __future__ import annotations
+
+import io
+
+import py7zr
+import pytest
+
+from shared.events import Action
+from shared.spool import Envelope, Spool
+
+from .test_configuration import _form_fields
+
+EICAR_MAIL = (b"From: a@outside.test\r\nTo: user@local.test\r\nSubject: infected\r\n\r\n"
+              b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\r\n")
+
+
+def _quarantine(home, queue_id="0123456789AB"):
+    spool = Spool(home.spool)
+    incoming = spool.open_incoming(queue_id)
+    incoming.write(EICAR_MAIL)
+    envelope = Envelope.new(queue_id, "a@outside.test", ["user@local.test"],
+                            meta={"kind": "virus_quarantine", "virus": ["Mailmoat.Test.EICAR"],
+                                  "files": ["message"], "actions": ["drop"],
+                                  "quarantined_at": 1_800_000_000})
+    spool.commit([incoming.prepare(envelope)], "quarantine/virus")
+    return queue_id
+
+
+@pytest.mark.parametrize("url", ["/antivirus/", "/antivirus/outbreak"])
+def test_unchanged_submit_changes_nothing(admin, url):
+    before = admin.settings()
+    response = admin.post(url, _form_fields(admin, url))
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    assert admin.settings() == before
+
+
+def test_antivirus_settings_saved_with_event(admin):
+    data = _form_fields(admin, "/antivirus/")
+    data["av__engine"] = "both"
+    data["av__heuristics"] = "high"
+    data["av__quarantine"] = "unrepaired"
+    data["av__central_quarantine___host"] = "quarantine.example.test"
+    data["av__central_quarantine___port"] = "2525"
+    assert admin.post("/antivirus/", data).status_code == 302
+    values = admin.settings()
+    assert values["av.engine"] == "both" and values["av.heuristics"] == "high"
+    assert values["av.central_quarantine"] == {"host": "quarantine.example.test", "port": 2525}
+    event = admin.events(Action.OBJECT_MODIFIED)[-1]
+    assert event["data"]["page"] == "antivirus"
+    page = admin.get("/antivirus/").get_data(as_text=True)
+    assert "Changes saved." in page and "Virus definitions in force" in page
+
+
+def test_outbreak_bad_value_shows_schema_message(admin):
+    data = _form_fields(admin, "/antivirus/outbreak")
+    data["outbreak__count"] = "0"
+    response = admin.post("/antivirus/outbreak", data)
+    assert response.status_code == 200
+    assert "must be between 1 and 100000" in response.get_data(as_text=True)
+    assert admin.settings()["outbreak.count"] == 10
+
+
+def test_virus_quarantine_list_and_safe_download(admin, home):
+    queue_id = _quarantine(home)
+    page = admin.get("/antivirus/quarantine").get_data(as_text=True)
+    assert "Mailmoat.Test.EICAR" in page and "a@outside.test" in page
+    response = admin.get(f"/antivirus/quarantine/{queue_id}/download")
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"].endswith(f'virus-{queue_id}.7z"')
+    data = response.data
+    assert b"EICAR" not in data                                   # encrypted, names too
+    out = home.root / "extracted"
+    with py7zr.SevenZipFile(io.BytesIO(data), password="infected") as archive:
+        archive.extractall(path=out)
+    assert (out / f"{queue_id}.eml").read_bytes() == EICAR_MAIL
+    assert admin.get("/antivirus/quarantine/NOPE/download").status_code == 404
+    assert admin.get("/antivirus/quarantine/..%2F..%2Fmailmoat.db/download").status_code == 404
+
+
+def test_report_only_administrator_is_refused(reporter):
+    for url in ("/antivirus/", "/antivirus/outbreak", "/antivirus/quarantine"):
+        assert reporter.get(url).status_code == 403
