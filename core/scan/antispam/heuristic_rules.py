@@ -19,8 +19,8 @@ Rules
        (MAX_TEXT_CHARS); a definitions update can add or change rules without code, a new
        computed test needs code here. Case-insensitive rules (flag "i", the default) are
        searched in the lower-cased text — five times faster than re.IGNORECASE — so their
-       patterns must be written in lower case (an upper-case letter outside an escape such
-       as \S is refused at load time).
+       patterns must be written in lower case (an upper-case letter outside an escape sequence
+       is refused at load time).
     2. Pure, no I/O; never raises for anything in the message (a bad pattern is refused when
        the rules are loaded, not at scan time).
 """

@@ -26,7 +26,7 @@ __all__ = ["Weights", "train", "raw_score", "cross_validated_scores", "EPOCHS",
            "LEARNING_RATE", "L2", "MIN_DOCUMENTS", "SEED"]
 
 EPOCHS = 20
-LEARNING_RATE = 0.1
+LEARNING_RATE = 0.2
 L2 = 1e-5
 MIN_DOCUMENTS = 2
 PRUNE_BELOW = 0.002

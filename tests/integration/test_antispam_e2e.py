@@ -1,0 +1,105 @@
+"""Antispam end to end: smtplib -> the core on loopback (real worker processes) -> a loopback
+sink. GTUBE is marked ([Spam], X-Bulk: 100) with a heuristic_spam event naming the score and
+the spam definitions; an outbound message teaches the auto-generated whitelist, which then
+lets that domain's mail past the custom blacklist. Nothing leaves the machine."""
+
+from __future__ import annotations
+
+import email
+import smtplib
+from email import policy
+
+import trio
+
+from core.app import run_core
+from core.scan.antispam.definitions import current
+from shared import db
+from shared.events import Action
+from tests.support.core import make_home
+from tests.support.sink import Sink
+
+import pytest
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+@pytest.fixture
+def sink():
+    with Sink() as s:
+        yield s
+
+
+def _rows(home, sql, args=()):
+    conn = db.connect(home.db)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def _send(port, sender, recipients, subject, body):
+    text = (f"From: {sender}\r\nTo: {', '.join(recipients)}\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject.replace(' ', '')}@client.test>\r\n\r\n{body}\r\n")
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail(sender, recipients, text)
+
+
+async def _until(predicate, timeout=20.0):
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.05)
+
+
+async def test_gtube_is_marked_and_reported(tmp_path, sink, nursery):
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}],
+        heuristic__enabled=True, heuristic__x_bulk=True)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], "a@client.test",
+                                  ["user@local.test"], "Test", f"GTUBE follows\r\n{GTUBE}")
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    parsed = email.message_from_bytes(received.data, policy=policy.default)
+    assert parsed["Subject"] == "[Spam] Test"
+    assert parsed["X-Bulk"] == "100"
+    await core.events.aflush()
+    [event] = _rows(home, "SELECT * FROM events WHERE action = ?", (str(Action.HEURISTIC_SPAM),))
+    assert "Message is considered to be spam" in event["info"]
+    assert current().label in event["info"] and '"score": 100' in event["data"]
+    assert core.counters.values["spam_heuristic"] == 1
+    core.cancel_scope.cancel()
+
+
+async def test_outbound_mail_feeds_the_auto_whitelist_which_bypasses_the_blacklist(
+        tmp_path, sink, nursery):
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}],
+        routing__default={"host": "127.0.0.1", "port": sink.port},
+        relay__allowed=["127.0.0.1"], whitelist__auto__enabled=True,
+        blacklist__enabled=True, blacklist__entries=["@partner.test"])
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    # outbound: a local user writes to partner.test (twice) -> entry with frequency 2
+    for n in range(2):
+        await trio.to_thread.run_sync(_send, port, "me@local.test", ["you@partner.test"],
+                                      f"Out {n}", "Hello partner.")
+    await trio.to_thread.run_sync(sink.wait_for, 2)
+    await _until(lambda: [tuple(r) for r in _rows(
+        home, "SELECT count FROM auto_whitelist WHERE domain = ?", ("partner.test",))] == [(2,)])
+    # inbound from partner.test: blacklisted, but auto-whitelisted -> delivered
+    await trio.to_thread.run_sync(_send, port, "you@partner.test", ["me@local.test"],
+                                  "Reply", "Thanks.")
+    received = await trio.to_thread.run_sync(sink.wait_for, 3)
+    assert received[-1].sender == "you@partner.test"
+    await core.events.aflush()
+    assert not _rows(home, "SELECT * FROM events WHERE action = ?",
+                     (str(Action.SENDER_BLOCKED),))
+    # the console's "delete" command
+    conn = db.connect(home.db)
+    try:
+        conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
+                     "VALUES (0, 'whitelist.auto.delete', '{\"domains\": [\"partner.test\"]}', "
+                     "'admin')")
+    finally:
+        conn.close()
+    await _until(lambda: not _rows(home, "SELECT * FROM auto_whitelist"))
+    core.cancel_scope.cancel()

@@ -1,0 +1,214 @@
+"""Real-time blacklists against a real DNS server on loopback (tests/support/dnsserver.py):
+RFC 5782 query names for IPv4 and IPv6, return-code filtering, TTL caching, time limits when
+the DNS server does not answer — and, through the core over SMTP, the reject at MAIL FROM
+(550 5.7.1, whitelisted senders pass) and the after-DATA actions."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+
+import pytest
+import trio
+
+from core.app import run_core
+from core.delivery.mx import Resolver
+from core.smtp.rbl import RblChecker, query_name
+from shared import db
+from shared.events import Action
+from shared.settings import defaults
+from tests.support.core import make_home
+from tests.support.dnsserver import DnsServer
+from tests.support.sink import Sink
+
+
+
+ZONE = "bl.test"
+
+
+@pytest.fixture
+def dns():
+    with DnsServer() as server:
+        yield server
+
+
+class FakeTime:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def _settings(dns, zones, **changes):
+    values = defaults()
+    values["dns.resolvers"] = [dns.resolver]
+    values["dns.timeout_seconds"] = 1
+    values["rbl.zones"] = zones
+    values.update({k.replace("__", "."): v for k, v in changes.items()})
+    return values
+
+
+def _checker(values, clock=None):
+    return RblChecker(Resolver(lambda: values), clock=clock or trio.current_time)
+
+
+def test_query_names_follow_rfc_5782():
+    assert query_name("192.0.2.99", "bl.test") == "99.2.0.192.bl.test"
+    # RFC 5782 §2.4 example: 2001:db8:1:2:3:4:567:89ab
+    assert query_name("2001:db8:1:2:3:4:567:89ab", "ugly.example.com.") == (
+        "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.8.b.d.0.1.0.0.2.ugly.example.com")
+    assert query_name("::ffff:192.0.2.99", "bl.test") == "99.2.0.192.bl.test"
+
+
+async def test_listed_ipv4_and_ipv6_clients(dns):
+    dns.add_a(query_name("192.0.2.99", ZONE), "127.0.0.2")
+    dns.add_a(query_name("2001:db8::99", ZONE), "127.0.0.2")
+    values = _settings(dns, [{"enabled": True, "zone": ZONE, "return_codes": []}])
+    checker = _checker(values)
+    listing = await checker.check("192.0.2.99", values)
+    assert listing.zone == ZONE and listing.codes == ("127.0.0.2",)
+    assert (await checker.check("2001:db8::99", values)).ip == "2001:db8::99"
+    assert await checker.check("192.0.2.1", values) is None        # NXDOMAIN: not listed
+
+
+async def test_return_codes_filter_which_answers_list(dns):
+    dns.add_a(query_name("192.0.2.10", ZONE), "127.0.0.4")        # e.g. "dynamic IP"
+    dns.add_a(query_name("192.0.2.11", ZONE), "127.0.0.2")
+    dns.add_a(query_name("192.0.2.11", ZONE), "127.0.0.4")
+    values = _settings(dns, [{"enabled": True, "zone": ZONE, "return_codes": ["127.0.0.2"]}])
+    checker = _checker(values)
+    assert await checker.check("192.0.2.10", values) is None
+    assert (await checker.check("192.0.2.11", values)).codes == ("127.0.0.2",)
+
+
+async def test_answers_outside_127_8_and_disabled_zones_do_not_list(dns):
+    dns.add_a(query_name("192.0.2.12", ZONE), "192.0.2.200")       # a hijacking resolver
+    dns.add_a(query_name("192.0.2.13", "off.test"), "127.0.0.2")
+    values = _settings(dns, [{"enabled": True, "zone": ZONE, "return_codes": []},
+                             {"enabled": False, "zone": "off.test", "return_codes": []}])
+    checker = _checker(values)
+    assert await checker.check("192.0.2.12", values) is None
+    assert await checker.check("192.0.2.13", values) is None
+
+
+async def test_first_listing_zone_in_settings_order_names_the_rule(dns):
+    dns.add_a(query_name("192.0.2.20", "one.test"), "127.0.0.2")
+    dns.add_a(query_name("192.0.2.20", "two.test"), "127.0.0.3")
+    values = _settings(dns, [{"enabled": True, "zone": "two.test", "return_codes": []},
+                             {"enabled": True, "zone": "one.test", "return_codes": []}])
+    assert (await _checker(values).check("192.0.2.20", values)).zone == "two.test"
+
+
+async def test_results_are_cached_for_the_answer_ttl(dns):
+    dns.add(query_name("192.0.2.30", ZONE), "A", __import__("dnslib").A("127.0.0.2"), ttl=30)
+    values = _settings(dns, [{"enabled": True, "zone": ZONE, "return_codes": []}])
+    clock = FakeTime()
+    checker = _checker(values, clock)
+    assert await checker.check("192.0.2.30", values)
+    assert await checker.check("192.0.2.30", values)
+    assert checker.lookups == 1 and len(dns.queries) == 1       # second answer from the cache
+    clock.now += 29
+    assert await checker.check("192.0.2.30", values) and len(dns.queries) == 1
+    dns.clear(query_name("192.0.2.30", ZONE))                   # delisted meanwhile
+    clock.now += 2                                              # TTL expired: asked again
+    assert await checker.check("192.0.2.30", values) is None
+    assert len(dns.queries) == 2
+    assert await checker.check("192.0.2.30", values) is None    # NXDOMAIN cached too
+    assert len(dns.queries) == 2
+
+
+async def test_a_dead_dns_server_delays_by_the_time_limit_only(dns):
+    dns.fail(query_name("192.0.2.40", ZONE), "timeout")
+    values = _settings(dns, [{"enabled": True, "zone": ZONE, "return_codes": []}],
+                       dns__timeout_seconds=1)
+    checker = _checker(values)
+    started = time.monotonic()
+    assert await checker.check("192.0.2.40", values) is None
+    assert time.monotonic() - started < 2.5
+    assert not checker.cache                                     # failures are not cached
+
+
+async def test_servfail_counts_as_not_listed(dns):
+    dns.fail(query_name("192.0.2.41", ZONE), "servfail")
+    values = _settings(dns, [{"enabled": True, "zone": ZONE, "return_codes": []}])
+    assert await _checker(values).check("192.0.2.41", values) is None
+
+
+# --- through the core over SMTP ------------------------------------------------------------
+
+@pytest.fixture
+def sink():
+    with Sink() as s:
+        yield s
+
+
+def _home(tmp_path, sink, dns, **changes):
+    return make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}],
+        dns__resolvers=[dns.resolver], dns__timeout_seconds=2,
+        rbl__zones=[{"enabled": True, "zone": ZONE, "return_codes": []}], **changes)
+
+
+def _events(home, action):
+    conn = db.connect(home.db)
+    try:
+        return conn.execute("SELECT * FROM events WHERE action = ? ORDER BY id",
+                            (str(action),)).fetchall()
+    finally:
+        conn.close()
+
+
+def _mail_from(port, sender):
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("client.test")
+        return client.mail(sender)
+
+
+def _send(port, sender, subject="Hello"):
+    body = (f"From: {sender}\r\nTo: user@local.test\r\nSubject: {subject}\r\n"
+            f"Message-ID: <rbl@client.test>\r\n\r\nHello there.\r\n")
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        return client.sendmail(sender, ["user@local.test"], body)
+
+
+async def _until(predicate, timeout=20.0):
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.05)
+
+
+async def test_reject_refuses_listed_client_at_mail_from_unless_whitelisted(tmp_path, sink,
+                                                                           dns, nursery):
+    dns.add_a(query_name("127.0.0.1", ZONE), "127.0.0.2")
+    home = _home(tmp_path, sink, dns, rbl__action="reject", whitelist__custom__enabled=True,
+                 whitelist__custom=["@friend.test"])
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    code, text = await trio.to_thread.run_sync(_mail_from, port, "spammer@elsewhere.test")
+    assert code == 550 and text.startswith(b"5.7.1")
+    await trio.to_thread.run_sync(_send, port, "boss@friend.test")
+    [delivered] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert delivered.sender == "boss@friend.test"
+    await core.events.aflush()
+    rejected = [e for e in _events(home, Action.REJECTED) if e["rule"] == f"rbl.zones {ZONE}"]
+    assert rejected and rejected[0]["result"] == "550"
+    assert core.counters.values["spam_rbl"] == 1
+    core.cancel_scope.cancel()
+
+
+async def test_drop_action_applies_after_data_with_spam_list_block_event(tmp_path, sink, dns,
+                                                                        nursery):
+    dns.add_a(query_name("127.0.0.1", ZONE), "127.0.0.2")
+    home = _home(tmp_path, sink, dns, rbl__action="drop")
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], "spammer@elsewhere.test")
+    await _until(lambda: not list(home.queue("fast").iterdir()))
+    await core.events.aflush()
+    await _until(lambda: _events(home, Action.DROPPED))
+    [blocked] = _events(home, Action.SPAM_LIST_BLOCK)
+    assert blocked["rule"] == f"rbl.zones {ZONE}" and "127.0.0.2" in blocked["info"]
+    assert _events(home, Action.DROPPED)[0]["rule"] == f"rbl.zones {ZONE}"
+    assert not sink.messages
+    assert core.counters.values["spam_rbl"] == 1
+    core.cancel_scope.cancel()

@@ -1,0 +1,125 @@
+"""Heuristic engine scale, spam definitions (package format, refusal of altered sets, installed
+set preferred), the auto-generated whitelist's rules (guide §5: 2000 entries, 50 removed,
+exclusions, frequency) and the fixed corpus split."""
+
+import json
+import shutil
+
+import pytest
+
+from core.scan.antispam import definitions as defs
+from core.scan.antispam.autowhitelist import EVICT_COUNT, MAX_ENTRIES, AutoWhitelist
+from core.scan.antispam.engine import SENSITIVITY_THRESHOLDS, score_from_raw
+from core.scan.antispam.heuristic_rules import RuleSet, RuleSetError
+from core.scan.antispam.training import body_key, split_of
+from shared.settings import defaults
+
+
+def test_score_scale():
+    assert SENSITIVITY_THRESHOLDS == {1: 90, 2: 80, 3: 70, 4: 60, 5: 50}
+    assert score_from_raw(0.0, 5.0) == 50
+    assert score_from_raw(5.0, 5.0) == 90
+    assert score_from_raw(4.999, 5.0) == 89
+    assert score_from_raw(100.0, 5.0) == 100 and score_from_raw(-100.0, 5.0) == 1
+
+
+def test_packaged_definitions_load_and_are_small():
+    d = defs.load(defs.PACKAGED_DIR)
+    assert d.version and d.revision >= 1 and d.z90 > 0 and d.weights
+    assert sum(p.stat().st_size for p in defs.PACKAGED_DIR.iterdir()) < 3 * 2 ** 20
+    assert d.info["split"]["part"] == "train"
+
+
+def test_altered_set_is_refused(tmp_path):
+    target = tmp_path / "spam"
+    shutil.copytree(defs.PACKAGED_DIR, target)
+    rules = json.loads((target / defs.RULES_FILE).read_text())
+    rules[0]["force_score"] = 1
+    (target / defs.RULES_FILE).write_text(json.dumps(rules))
+    with pytest.raises(defs.DefinitionsError, match="does not match its hash"):
+        defs.load(target)
+
+
+def test_installed_set_is_preferred_and_a_broken_one_ignored(tmp_path, monkeypatch):
+    packaged = defs.load(defs.PACKAGED_DIR)
+    target = tmp_path / "spam"
+    defs.write(target, version="2030-01-02", revision=7,
+               rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()),
+               bias=packaged.bias, weights=packaged.weights, z90=packaged.z90, info={})
+    monkeypatch.setenv(defs.ENV_DIR, str(tmp_path))
+    assert defs.current().label == "2030-01-02 rev 7"
+    (target / defs.MODEL_FILE).write_bytes(b"garbage")
+    import os
+    os.utime(target / defs.MANIFEST_FILE, (1, 1))       # a new mtime: reload
+    assert defs.current().label == packaged.label
+
+
+def test_rules_refuse_bad_patterns_and_upper_case_insensitive_ones():
+    with pytest.raises(RuleSetError):
+        RuleSet.from_json([{"name": "x", "target": "body", "pattern": "("}])
+    with pytest.raises(RuleSetError, match="lower case"):
+        RuleSet.from_json([{"name": "x", "target": "body", "pattern": "FREE"}])
+    with pytest.raises(RuleSetError, match="unknown test"):
+        RuleSet.from_json([{"name": "x", "target": "test:nope"}])
+    RuleSet.from_json([{"name": "x", "target": "body", "pattern": "\\S+FREE", "flags": ""}])
+
+
+def test_split_is_by_body_so_copies_stay_together():
+    a = b"Subject: one\r\nTo: a@x\r\n\r\nThe same body text, long enough to count as a body.\r\n"
+    b = b"Subject: two\nFrom: b@y\n\nthe same   BODY text, long enough to count as a body.\n"
+    assert body_key(a) == body_key(b) and split_of(a) == split_of(b)
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def now(self):
+        self.t += 1
+        return self.t
+
+
+def _list(**changes):
+    s = defaults()
+    s.update({"whitelist.auto.enabled": True, "routing.local": [{"match": "local.test"}]})
+    s.update({k.replace("__", "."): v for k, v in changes.items()})
+    return AutoWhitelist("unused.db", lambda: s, Clock()), s
+
+
+def test_auto_whitelist_collects_non_local_domains_with_frequency():
+    wl, s = _list()
+    wl.note_outbound(["a@partner.test", "b@partner.test", "c@local.test", "d@Other.TEST"], s)
+    wl.note_outbound(["x@partner.test"], s)
+    assert {d: e[0] for d, e in wl.entries.items()} == {"partner.test": 2, "other.test": 1}
+    assert wl.contains("partner.test", s) and not wl.contains("local.test", s)
+
+
+def test_auto_whitelist_exclusions_stop_counting_and_whitelisting():
+    wl, s = _list()
+    wl.note_outbound(["a@news.partner.test"], s)
+    s["whitelist.auto.exclusions"] = ["partner.test"]
+    wl.note_outbound(["a@news.partner.test", "b@partner.test"], s)
+    assert {d: e[0] for d, e in wl.entries.items()} == {"news.partner.test": 1}
+    assert not wl.contains("news.partner.test", s)
+
+
+def test_auto_whitelist_full_list_drops_the_50_least_frequent_oldest_first():
+    wl, s = _list()
+    for i in range(MAX_ENTRIES):
+        wl.note_outbound([f"u@d{i}.test"], s)
+    for i in range(100, MAX_ENTRIES):
+        wl.note_outbound([f"u@d{i}.test"], s)            # d0..d99 stay at count 1
+    wl.note_outbound(["u@newcomer.test"], s)
+    assert len(wl.entries) == MAX_ENTRIES - EVICT_COUNT + 1
+    assert "newcomer.test" in wl.entries
+    assert all(f"d{i}.test" not in wl.entries for i in range(EVICT_COUNT))
+    assert all(f"d{i}.test" in wl.entries for i in range(EVICT_COUNT, 100))
+
+
+def test_auto_whitelist_off_collects_nothing_and_delete_works():
+    wl, s = _list(whitelist__auto__enabled=False)
+    wl.note_outbound(["a@partner.test"], s)
+    assert not wl.entries
+    s["whitelist.auto.enabled"] = True
+    wl.note_outbound(["a@partner.test"], s)
+    assert wl.delete(["partner.test", "nothere.test"]) == 1 and not wl.entries
