@@ -7,9 +7,9 @@ Three stages, as ClamAV itself does (a q-gram filter in front of Aho-Corasick):
    Anchors of 15+ bytes are keyed by the 8-byte grams at their offsets 0..7, so reading
    the buffer as aligned 8-byte words (stride 8) meets one of them wherever the anchor
    lies; anchors of 7-14 bytes likewise by 4-byte grams at offsets 0..3 (stride 4);
-   anchors of 4-6 bytes by their first 4-byte gram at every position (stride 1). A word is
-   looked up in a bit table (hash of the gram), then exactly (sorted keys). Cost per byte
-   is a few vector operations, whatever the signature count.
+   anchors of 4-6 bytes by their first 4-byte gram at every position (stride 1). A word is looked up in two bit tables (two hashes of the gram: a Bloom
+   filter), then exactly in the sorted keys. Cost per byte is a few vector operations,
+   whatever the signature count.
 2. Aho-Corasick (pyahocorasick) over the small windows around the filter's hits: which
    anchors really occur, and where.
 3. Verification: each signature whose anchor occurred is matched in full (its sub-patterns
@@ -38,6 +38,8 @@ TABLE_BITS = 24
 MAX_FIND_ANCHORS = 4
 _MULT64 = np.uint64(0x9E3779B97F4A7C15)
 _MULT32 = np.uint32(2654435761)
+_MULT64_2 = np.uint64(0xC2B2AE3D27D4EB4F)
+_MULT32_2 = np.uint32(0x85EBCA6B)
 
 
 class _Tier:
@@ -51,9 +53,13 @@ class _Tier:
         self.mult = _MULT64 if width == 8 else _MULT32
         self.shift = (np.uint64 if width == 8 else np.uint32)(width * 8 - TABLE_BITS)
         self.index_dtype = np.int64 if width == 8 else np.int32
+        self.mult2 = _MULT64_2 if width == 8 else _MULT32_2
         self.table = np.zeros(1 << TABLE_BITS, dtype=bool)
+        self.table2 = np.zeros(1 << TABLE_BITS, dtype=bool)   # a second hash: Bloom, k=2
         if self.keys.size:
-            self.table[(self.keys * self.mult) >> self.shift] = True
+            with np.errstate(over="ignore"):
+                self.table[(self.keys * self.mult) >> self.shift] = True
+                self.table2[(self.keys * self.mult2) >> self.shift] = True
 
     def hits(self, data: bytes, base: int) -> np.ndarray:
         """Start positions (relative to data) of words that are keys."""
@@ -71,6 +77,13 @@ class _Tier:
             if not index.size:
                 continue
             found = words[index]
+            with np.errstate(over="ignore"):
+                second = found * self.mult2
+            second >>= self.shift
+            keep = self.table2.take(second.view(self.index_dtype))
+            index, found = index[keep], found[keep]
+            if not index.size:
+                continue
             where = np.searchsorted(self.keys, found)
             where[where >= self.keys.size] = 0
             index = index[self.keys[where] == found]
