@@ -7,8 +7,9 @@ Three stages, as ClamAV itself does (a q-gram filter in front of Aho-Corasick):
    Anchors of 15+ bytes are keyed by the 8-byte grams at their offsets 0..7, so reading
    the buffer as aligned 8-byte words (stride 8) meets one of them wherever the anchor
    lies; anchors of 7-14 bytes likewise by 4-byte grams at offsets 0..3 (stride 4);
-   anchors of 4-6 bytes by their first 4-byte gram at every position (stride 1). A word is looked up in two bit tables (two hashes of the gram: a Bloom
-   filter), then exactly in the sorted keys. Cost per byte is a few vector operations,
+   anchors of 4-6 bytes by their first 4-byte gram at every position (stride 1, or
+   bytes.find when there are only a few). A word is looked up in two bit tables (two
+   hashes of the gram: a Bloom filter), then exactly in the sorted keys. Cost per byte is a few vector operations,
    whatever the signature count.
 2. Aho-Corasick (pyahocorasick) over the small windows around the filter's hits: which
    anchors really occur, and where.
