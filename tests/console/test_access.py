@@ -14,6 +14,8 @@ ADMIN_PAGES = [
     "/configuration/diagnostics", "/configuration/setup/certificates",
     "/antivirus/", "/antispam/", "/filtering/", "/quarantine/", "/liveupdate/", "/licensing/",
     "/antivirus/outbreak", "/antivirus/quarantine",
+    "/antispam/whitelist", "/antispam/auto-whitelist", "/antispam/rbl", "/antispam/blacklist",
+    "/antispam/heuristic", "/antispam/spam-rules", "/antispam/premium",
 ]
 REPORT_PAGES = ["/status/", "/reporting/"]
 ADMIN_POSTS = [
@@ -21,6 +23,9 @@ ADMIN_POSTS = [
     "/configuration/routing/local", "/configuration/routing/default", "/configuration/hold/confirm",
     "/configuration/hold/action", "/configuration/setup/certificates/self-signed",
     "/antivirus/", "/antivirus/outbreak",
+    "/antispam/whitelist", "/antispam/auto-whitelist", "/antispam/auto-whitelist/manage",
+    "/antispam/rbl", "/antispam/blacklist", "/antispam/heuristic", "/antispam/spam-rules",
+    "/antispam/spam-rules/save", "/antispam/spam-rules/delete",
 ]
 
 
