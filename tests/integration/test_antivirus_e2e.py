@@ -150,3 +150,28 @@ async def test_unreachable_clamd_holds_the_message(tmp_path, sink, nursery):
     [error] = [e for e in _events(home, Action.SCAN_ERROR) if e["rule"] == "av.engine"]
     assert "clamd" in error["info"]
     core.cancel_scope.cancel()
+
+
+async def test_central_quarantine_gets_a_copy_and_local_copy_stays(tmp_path, sink, nursery):
+    with Sink() as central:
+        home = _home(tmp_path, sink, av__quarantine="unrepaired",
+                     av__central_quarantine={"host": "127.0.0.1", "port": central.port})
+        core = await nursery.start(run_core, home)
+        await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
+                                      _mail([("eicar.com", EICAR)], subject="central"))
+        [copy] = await trio.to_thread.run_sync(central.wait_for, 1)
+        parsed = email.message_from_bytes(copy.data, policy=policy.default)
+        [attached] = [p for p in parsed.iter_attachments() if p.get_filename() == "eicar.com"]
+        assert attached.get_content() == EICAR                   # the original, infected
+        assert copy.recipients == ["user@local.test"]
+        [delivered] = await trio.to_thread.run_sync(sink.wait_for, 1)
+        parsed = email.message_from_bytes(delivered.data, policy=policy.default)
+        assert "eicar.com" not in [p.get_filename() for p in parsed.iter_attachments()]
+        await _settle(core, home)
+        spool = Spool(home.spool)
+        [entry] = list(spool.list("quarantine/virus"))
+        await _until(lambda: spool.read_envelope("quarantine/virus", entry)
+                     .meta["central"]["state"] == "sent")
+        await core.events.aflush()
+        assert [e for e in _events(home, Action.FORWARDED) if e["rule"] == "av.central_quarantine"]
+        core.cancel_scope.cancel()
