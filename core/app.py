@@ -160,8 +160,6 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
                                      hostname=hostname, status_extra=status.extra)
         pipeline.hooks.append(antivirus)
         status.extra["auto_whitelist_entries"] = 0
-        status.extra["definitions"] = {"virus": None,
-                                       "spam": spam_definitions.current().label}
         auto_whitelist.on_change = lambda n: status.extra.__setitem__("auto_whitelist_entries", n)
         commands = CommandRunner(home.db)
         _register_commands(commands, queue)

@@ -11,11 +11,13 @@ What it owns
     (core/scan/antispam/data/spam/), so a fresh install scores mail out of the box.
     `write(directory, ...)` is what the training script uses to produce a set.
 
-Interim (until the shared definitions package format lands, shared/definitions.py): the
-installed set is found through the MAILMOAT_DEFINITIONS_DIR environment variable, which the
-core sets to its data home's definitions/ at start (worker processes inherit it). A package
-install will unpack a verified "spam" package into definitions/spam/; nothing here changes
-but the way the directory is chosen.
+Packages: a spam definitions package is a shared/definitions.py package of type "spam"
+holding rules.json and model.json.gz (`mailmoat definitions build DIR --key ...` on a directory
+written by tools/train_spam_model.py). `install` verifies its signature and puts it under
+<data home>/definitions/spam/v<version>-r<revision>/ with `current` pointing at it; the
+installed manifest lists the files as {name: sha256}, which `load` reads as well as the
+shipped form. The core sets MAILMOAT_DEFINITIONS_DIR to its data home's definitions/ at start
+(worker processes inherit it), so the workers find definitions/spam/current.
 
 Rules
     1. A set whose manifest or hashes do not check out is refused (DefinitionsError) and the
@@ -79,6 +81,8 @@ def load(directory: Path) -> SpamDefinitions:
     if manifest.get("type") != "spam":
         raise DefinitionsError(f"{directory}: not a spam definitions set")
     files = manifest.get("files") or {}
+    if isinstance(files, list):        # the package form: [{"name", "size", "sha256"}]
+        files = {e.get("name"): e.get("sha256") for e in files if isinstance(e, dict)}
     for name in (RULES_FILE, MODEL_FILE):
         if name not in files:
             raise DefinitionsError(f"{directory}: manifest lacks {name}")
@@ -129,8 +133,12 @@ def _cached(directory: Path) -> SpamDefinitions:
 
 
 def installed_dir() -> Path | None:
+    """<definitions>/spam/current (a package install), else <definitions>/spam."""
     root = os.environ.get(ENV_DIR)
-    return Path(root) / "spam" if root else None
+    if not root:
+        return None
+    current_link = Path(root) / "spam" / "current"
+    return current_link.resolve() if current_link.exists() else Path(root) / "spam"
 
 
 def current() -> SpamDefinitions:

@@ -123,3 +123,23 @@ def test_auto_whitelist_off_collects_nothing_and_delete_works():
     s["whitelist.auto.enabled"] = True
     wl.note_outbound(["a@partner.test"], s)
     assert wl.delete(["partner.test", "nothere.test"]) == 1 and not wl.entries
+
+
+def test_signed_spam_package_installs_and_becomes_current(tmp_path, monkeypatch):
+    """The shared package format (shared/definitions.py) with type "spam"."""
+    from shared import definitions as shared_defs
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    source = tmp_path / "src"
+    packaged = defs.load(defs.PACKAGED_DIR)
+    defs.write(source, version="2031-05-06", revision=2,
+               rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()),
+               bias=packaged.bias, weights=packaged.weights, z90=packaged.z90, info={})
+    (source / defs.MANIFEST_FILE).unlink()       # the package gets its own manifest
+    pem, public = shared_defs.generate_key()
+    package = tmp_path / "spam.mmdef"
+    shared_defs.build_package(source, load_pem_private_key(pem, None), package, kind="spam",
+                              version="2031-05-06", revision=2)
+    root = tmp_path / "definitions"
+    shared_defs.install_package(package, root, [public], allow_older=True)
+    monkeypatch.setenv(defs.ENV_DIR, str(root))
+    assert defs.current().label == "2031-05-06 rev 2"
