@@ -229,13 +229,13 @@ def _pdf_streams(data: bytes) -> list[bytes]:
 
 
 def _zlib_streams(data: bytes) -> list[bytes]:
-    out, tries = [], 0
+    out, tries, view = [], 0, memoryview(data)        # slices of a view copy nothing
     for match in re.finditer(rb"\x78[\x01\x5e\x9c\xda]", data):
         tries += 1
         if tries > MAX_ZLIB_TRIES * 8:
             break
         try:
-            inflated = zlib.decompressobj().decompress(data[match.start():], MAX_ITEM_OCTETS)
+            inflated = zlib.decompressobj().decompress(view[match.start():], MAX_ITEM_OCTETS)
         except zlib.error:
             continue
         if len(inflated) >= 64:
