@@ -67,7 +67,9 @@ def _settings_page(page: str):
             return redirect(url_for(request.endpoint))
     return render_template("antivirus/settings.html", tabs=TABS, tab=page, form=form,
                            errors=errors, title=PAGES[page].split("› ")[-1],
-                           definitions=service.definitions_status())
+                           definitions=service.definitions_status(),
+                           outbreak_without_recipients=bool(
+                               settings()["outbreak.enabled"] and not settings()["outbreak.emails"]))
 
 
 @bp.route("/", methods=["GET", "POST"])

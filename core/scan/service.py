@@ -13,10 +13,13 @@ What it owns
     after_scan(...)       after each scan, before the rewritten message replaces the
                           original: Status counters (infections repaired/deleted/logged,
                           mass mailers deleted); a copy of the ORIGINAL message into the
-                          virus quarantine (av.quarantine all | unrepaired), marked for the
-                          central quarantine when av.central_quarantine is set; outbreak
+                          virus quarantine (av.quarantine all | unrepaired: the guide's
+                          "What to quarantine"), marked for the central quarantine when
+                          av.central_quarantine is set (one copy per message, listing
+                          every virus found); outbreak
                           counting (outbreak.count infected messages within outbreak.minutes
-                          -> outbreak event + alert mail to outbreak.emails, else admin.emails).
+                          -> outbreak event + alert mail to outbreak.emails; with none, the
+                          event only — the Outbreak Alert tab says so).
     Central forwarder     delivers marked copies to av.central_quarantine (host, port) with
                           the core's deliverer, retrying every CENTRAL_RETRY_SECONDS until it
                           is accepted (the local copy stays either way).
@@ -128,7 +131,7 @@ class AntivirusService:
         mode = settings["av.quarantine"]
         unrepaired = any(not f.data.get("repaired") for f in infected)
         central = settings["av.central_quarantine"]
-        if mode == "all" or (mode == "unrepaired" and unrepaired) or central:
+        if mode == "all" or (mode == "unrepaired" and unrepaired):   # guide: "What to quarantine"
             await self._quarantine(envelope, infected, settings, central)
         await self._count_outbreak(envelope, infected, settings)
 
@@ -174,7 +177,7 @@ class AntivirusService:
                                 f" minutes (latest: {', '.join(names)})",
                            data={"count": count, "minutes": settings["outbreak.minutes"],
                                  "virus": names[0]})
-        recipients = list(settings["outbreak.emails"]) or list(settings["admin.emails"])
+        recipients = list(settings["outbreak.emails"])   # guide: required on the Outbreak tab
         if not recipients or self.submit is None:
             return
         from core.notify import compose_mail, fill_metatags

@@ -83,3 +83,10 @@ def test_virus_quarantine_list_and_safe_download(admin, home):
 def test_report_only_administrator_is_refused(reporter):
     for url in ("/antivirus/", "/antivirus/outbreak", "/antivirus/quarantine"):
         assert reporter.get(url).status_code == 403
+
+
+def test_outbreak_tab_warns_without_recipients(admin):
+    admin.set(outbreak__enabled=True)
+    assert "outbreak-no-recipients" in admin.get("/antivirus/outbreak").get_data(as_text=True)
+    admin.set(outbreak__emails=["sec@example.test"])
+    assert "outbreak-no-recipients" not in admin.get("/antivirus/outbreak").get_data(as_text=True)
