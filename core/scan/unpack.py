@@ -6,6 +6,7 @@ files that ClamAV also reads.
     MS-DOS COMPRESS (SZDD)               RTF \\objdata (hex) objects
     OLE2 streams (olefile), Ole10Native  PDF streams (FlateDecode)
     zlib streams inside OLE2/SIS/other binaries (PowerPoint's compressed embedded objects)
+    non-solid NSIS installers (LZMA / deflate / bzip2 blocks)
     mail and mbox files (re-decomposed)  zip members compressed with Deflate64 (inflate64)
 
 `expand(data, decompose)` yields (label, bytes) pairs — derived buffers to scan like the
@@ -78,6 +79,8 @@ def _candidates(data: bytes, decompose):
         yield "data-uri", lambda: _data_uris(data)
     if head.startswith(b"PK\x03\x04"):
         yield "deflate64", lambda: _deflate64_members(data)
+    if NSIS_MAGIC in data[:1 << 24]:
+        yield "nsis", lambda: nsis(data)
     if decompose is not None and looks_like_mail(data):
         yield "mail", lambda: decompose(data)
     if head[:4] in (b"\xd0\xcf\x11\xe0",) or _is_sis(head):
@@ -253,6 +256,49 @@ def _data_uris(data: bytes) -> list[bytes]:
                                         validate=False))
         except (binascii.Error, ValueError):
             continue
+    return out
+
+
+NSIS_MAGIC = b"\xef\xbe\xad\xdeNullsoftInst"
+
+
+def _lzma1(block: bytes) -> bytes:
+    """Raw LZMA1 with its 5-byte properties header (lc/lp/pb byte + dictionary size)."""
+    import lzma
+    props, dict_size = block[0], struct.unpack_from("<I", block, 1)[0]
+    lc, rest = props % 9, props // 9
+    lp, pb = rest % 5, rest // 5
+    filters = [{"id": lzma.FILTER_LZMA1, "dict_size": max(dict_size, 4096), "lc": lc,
+                "lp": lp, "pb": pb}]
+    return lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=filters).decompress(
+        block[5:], MAX_ITEM_OCTETS)
+
+
+def nsis(data: bytes) -> list[bytes]:
+    """The data blocks of a non-solid NSIS installer: after the first header, blocks of
+    <u32 length, high bit = compressed> + data, compressed with LZMA, deflate or bzip2."""
+    import bz2
+    at = data.find(NSIS_MAGIC) - 4
+    view = memoryview(data)[at + 28:]          # flags, siginfo, magic(12), two sizes
+    out, pos = [], 0
+    while pos + 4 <= len(view) and len(out) < MAX_ITEMS:
+        length, = struct.unpack_from("<I", view, pos)
+        pos += 4
+        compressed, length = bool(length & 0x80000000), length & 0x7FFFFFFF
+        if length == 0 or pos + length > len(view):
+            break
+        block = bytes(view[pos:pos + length])
+        pos += length
+        if not compressed:
+            out.append(block)
+            continue
+        for method in (_lzma1, lambda b: zlib.decompressobj(-15).decompress(b, MAX_ITEM_OCTETS),
+                       lambda b: bz2.BZ2Decompressor().decompress(b)):
+            try:
+                out.append(method(block))
+                break
+            except Exception:
+                continue
     return out
 
 
