@@ -90,3 +90,26 @@ def test_outbreak_tab_warns_without_recipients(admin):
     assert "outbreak-no-recipients" in admin.get("/antivirus/outbreak").get_data(as_text=True)
     admin.set(outbreak__emails=["sec@example.test"])
     assert "outbreak-no-recipients" not in admin.get("/antivirus/outbreak").get_data(as_text=True)
+
+
+def test_status_page_shows_definitions_and_infection_counters(admin, home, clock):
+    from shared import db
+    from shared.status import new_snapshot, write_snapshot
+    counters = {name: 0 for name in ("infections_repaired", "infections_deleted",
+                                     "infections_logged", "mass_mailers_deleted")}
+    counters.update(infections_repaired=2, infections_deleted=3, infections_logged=4,
+                    mass_mailers_deleted=5)
+    snap = new_snapshot(version="1", hostname="gw.test", smtp_port=25,
+                        started_at=clock.now() - 60,
+                        definitions={"virus": {"version": "2026-12-01", "revision": 7,
+                                               "source": "installed", "date": "2026-12-01"},
+                                     "spam": None})
+    snap["counters"].update(counters)
+    conn = db.connect(home.db)
+    try:
+        write_snapshot(conn, snap, now=clock.now())
+    finally:
+        conn.close()
+    page = admin.get("/status/").get_data(as_text=True)
+    assert "2026-12-01 (revision 7)" in page
+    assert "Mass mailers deleted" in page and ">5<" in page.replace(" ", "")
