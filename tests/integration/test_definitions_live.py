@@ -114,3 +114,35 @@ async def test_good_package_live_within_2s_and_tampered_refused(tmp_path, sink, 
     assert snap["definitions"]["virus"]["version"] == "2026-12-01"
     assert snap["counters"]["infections_deleted"] == 2
     core.cancel_scope.cancel()
+
+
+async def test_messages_in_flight_during_a_switch_are_all_scanned_and_delivered(tmp_path, sink,
+                                                                                 nursery):
+    key = Ed25519PrivateKey.generate()
+    home = _home(tmp_path / "home", sink,
+                 definitions__trusted_keys=[defs.public_key_b64(key)])
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    count = 12
+
+    async def sender(i):
+        await trio.to_thread.run_sync(_send, port, _mail([("f.bin", b"clean %d" % i)],
+                                                          subject=f"m{i}"))
+
+    async with trio.open_nursery() as senders:
+        for i in range(count // 2):
+            senders.start_soon(sender, i)
+        for revision in (1, 2):
+            package = _package(tmp_path, key, revision, name=f"r{revision}")
+            assert defs.install_package(package, home.definitions,
+                                        [defs.public_key_b64(key)]).revision == revision
+            await trio.sleep(0.3)
+        for i in range(count // 2, count):
+            senders.start_soon(sender, i)
+    received = await trio.to_thread.run_sync(sink.wait_for, count)
+    assert sorted(email.message_from_bytes(m.data)["Subject"] for m in received) == \
+        sorted(f"m{i}" for i in range(count))
+    await core.events.aflush()
+    assert not _events(home, Action.SCAN_ERROR)
+    assert _events(home, Action.DEFINITIONS_UPDATED)
+    core.cancel_scope.cancel()
