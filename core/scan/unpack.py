@@ -7,6 +7,7 @@ files that ClamAV also reads.
     OLE2 streams (olefile), Ole10Native  PDF streams (FlateDecode)
     zlib streams inside OLE2/SIS/other binaries (PowerPoint's compressed embedded objects)
     non-solid NSIS installers (LZMA / deflate / bzip2 blocks)
+    UPX-packed PE files (NRV2B/D/E, upx.py)
     mail and mbox files (re-decomposed)  zip members compressed with Deflate64 (inflate64)
 
 `expand(data, decompose)` yields (label, bytes) pairs — derived buffers to scan like the
@@ -79,6 +80,9 @@ def _candidates(data: bytes, decompose):
         yield "data-uri", lambda: _data_uris(data)
     if head.startswith(b"PK\x03\x04"):
         yield "deflate64", lambda: _deflate64_members(data)
+    if head.startswith(b"MZ") and b"UPX0" in head:
+        from core.scan.upx import unpack_upx
+        yield "upx", lambda: unpack_upx(data)
     if NSIS_MAGIC in data[:1 << 24]:
         yield "nsis", lambda: nsis(data)
     if decompose is not None and looks_like_mail(data):

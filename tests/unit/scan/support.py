@@ -20,7 +20,7 @@ SHIPPED = baseline("virus").path
 # signature set.
 CLAMD_ONLY = {
     "clam-aspack.exe", "clam-mew.exe", "clam-pespin.exe", "clam-petite.exe",
-    "clam-upack.exe", "clam-upx.exe", "clam-wwpack.exe", "clam-yc.exe",     # PE packers
+    "clam-upack.exe", "clam-wwpack.exe", "clam-yc.exe",     # PE packers
     "clam.ea05.exe", "clam.ea06.exe",                                      # AutoIt compiled
     "clam_IScab_int.exe", "clam_ISmsi_ext.exe", "clam_ISmsi_int.exe",      # InstallShield
 }

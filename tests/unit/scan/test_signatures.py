@@ -152,3 +152,14 @@ def test_many_random_signatures_each_found_and_no_false_positive():
     for i in rnd.sample(range(3000), 50):
         data = os.urandom(5000) + needles[i] + os.urandom(5000)
         assert hit(eng, data) is not None
+
+
+def test_upx_unpacker_reaches_the_program_inside():
+    from core.scan.upx import unpack_upx
+    from tests.unit.scan.support import corpus_or_skip
+    packed = (corpus_or_skip() / "clamav-testfiles" / "clam-upx.exe").read_bytes()
+    stub = bytes.fromhex("bb7110400033c050508bf3535350b029403004")
+    assert stub not in packed
+    [unpacked] = unpack_upx(packed)
+    assert stub in unpacked
+    assert unpack_upx(b"MZ" + b"\0" * 100) == []
