@@ -80,7 +80,7 @@ def target_types(data: bytes, hint: str | None = None) -> set[int]:
         out.add(5)
     if head.startswith(b"\x7fELF"):
         out.add(6)
-    if head and sum(1 for b in head if 32 <= b < 127 or b in (9, 10, 13)) > 0.9 * len(head):
+    if head and len(head.translate(None, _PRINTABLE)) < 0.1 * len(head):
         out.add(7)
     if head[:4] in (b"\xfe\xed\xfa\xce", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf",
                     b"\xcf\xfa\xed\xfe"):
@@ -95,6 +95,7 @@ def target_types(data: bytes, hint: str | None = None) -> set[int]:
 
 
 _TAGS = re.compile(rb"\s+")
+_PRINTABLE = bytes(range(32, 127)) + b"\t\n\r"
 
 
 def normalise_html(data: bytes) -> bytes:

@@ -74,7 +74,9 @@ def _candidates(data: bytes, decompose):
         yield "pdf-stream", lambda: _pdf_streams(data)
     if b"(This file must be converted with BinHex" in data[:65536]:
         yield "binhex", lambda: [binhex(data)]
-    if re.search(rb"^begin [0-7]{3,4} ", data[:1 << 20], re.MULTILINE):
+    window = data[:1 << 20]
+    if (window.startswith(b"begin ") or b"\nbegin " in window) and \
+            re.search(rb"^begin [0-7]{3,4} ", window, re.MULTILINE):
         yield "uuencode", lambda: uudecode(data)
     if b"data:" in data[:1 << 22] and b";base64," in data[:1 << 22]:
         yield "data-uri", lambda: _data_uris(data)

@@ -14,8 +14,8 @@ import struct
 
 __all__ = ["unpack_upx"]
 
-MAX_INPUT_OCTETS = 2 * 2**20
-MAX_OUTPUT_OCTETS = 8 * 2**20
+MAX_INPUT_OCTETS = 1 * 2**20
+MAX_OUTPUT_OCTETS = 2 * 2**20
 
 
 class _Bits:
@@ -48,6 +48,9 @@ def _copy(dst: bytearray, m_off: int, m_len: int) -> None:
     if m_off > len(dst) or m_off <= 0:
         raise ValueError("match before the start")
     start = len(dst) - m_off
+    if m_off >= m_len:                       # no overlap: one slice
+        dst += dst[start:start + m_len]
+        return
     for k in range(m_len):
         dst.append(dst[start + k])
 
