@@ -291,6 +291,8 @@ class QueueManager:
     async def _attempt(self, queue: str, envelope: Envelope) -> None:
         """One delivery attempt of every recipient still to do, then rule 3."""
         if self._is_paused():
+            if queue == "fast":   # it may wait long: keep "processed" across a restart
+                await self._write(queue, envelope)
             self._paused[envelope.queue_id] = queue
             return
         settings = self.settings()
