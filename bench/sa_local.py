@@ -115,8 +115,12 @@ class LocalSpamAssassin:
                 result = subprocess.run(["spamc", "-d", "127.0.0.1", "-p", str(self.port),
                                          "-c"], input=b"Subject: ping\n\nping\n",
                                         capture_output=True, timeout=60)
-                if b"/" in result.stdout:
+                score, _, threshold = result.stdout.decode().strip().partition("/")
+                if threshold and float(threshold) > 0:
                     return
+                if threshold:     # "0/0": spamd answers but cannot scan (rules not loaded)
+                    raise RuntimeError("spamd cannot scan: "
+                                       + (self.workdir / "spamd.log").read_text()[-2000:])
             except OSError:
                 pass
             time.sleep(0.2)
@@ -130,8 +134,8 @@ class LocalSpamAssassin:
                                     capture_output=True, timeout=120)
         text = result.stdout.decode().strip()
         score, _, threshold = text.partition("/")
-        if not threshold:
-            raise RuntimeError(f"spamc failed for {path}: {result.stderr.decode()[:200]}")
+        if not threshold or float(threshold) <= 0:
+            raise RuntimeError(f"spamc failed for {path}: {text or result.stderr.decode()[:200]}")
         return float(score), float(score) >= float(threshold)
 
     def stop(self) -> None:
