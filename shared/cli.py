@@ -108,13 +108,7 @@ def cmd_config(args) -> int:
     return EXIT_OK
 
 
-def not_built(name: str, issue: str) -> Callable:
-    def run(_args) -> int:
-        raise CommandFailed(f"`mailmoat {name}` is not built yet ({issue})")
-    return run
-
-
-# Commands that later modules fill in register themselves here (name → (help, setup, run)).
+# Commands of the areas, registered when their modules are imported (name → (help, setup, run)).
 _REGISTRY: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable]] = {}
 
 
@@ -128,34 +122,13 @@ def _home_option(parser: argparse.ArgumentParser) -> None:
                                        "directory; /var/lib/mailmoat for root)")
 
 
-def _placeholders() -> None:
-    """Commands whose issues have not landed say so instead of pretending."""
-    for name, help, issue in (
-        ("run", "start core and console, supervised", "SMTP core and console issues"),
-        ("core", "start the core (SMTP, pipeline, delivery)", "SMTP core issue"),
-        ("console", "start the web console", "console issue"),
-        ("queue", "list and act on queued messages", "SMTP core issue"),
-        ("report", "summary and detail reports", "reporting issue"),
-        ("definitions", "virus and spam definitions", "antivirus issue"),
-    ):
-        if name not in _REGISTRY:
-            def setup(p):
-                p.add_argument("rest", nargs=argparse.REMAINDER)
-            register(name, help, setup, not_built(name, issue))
-
-
 def _load_commands() -> None:
-    """Import the modules that register real commands (each registers on import)."""
+    """Import the modules that register the areas' commands (each registers on import)."""
     import importlib
 
     for module in ("core.commands", "console.commands", "shared.report_commands",
                    "shared.definitions_commands"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-    _placeholders()
+        importlib.import_module(module)
 
 
 def build_parser() -> argparse.ArgumentParser:
