@@ -384,8 +384,9 @@ def install_package(path: str | os.PathLike, root: str | os.PathLike,
     base = _type_dir(Path(root), manifest.type)
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
     now = current(root, manifest.type)
-    if not allow_older and now.source == "installed" and manifest.key <= (now.version,
-                                                                        now.revision):
+    # `now` is None for a type with neither an installed version nor a shipped baseline.
+    if not allow_older and now is not None and now.source == "installed" \
+            and manifest.key <= (now.version, now.revision):
         raise DefinitionsError(f"{manifest.label} is not newer than the current {now.label}")
     final = base / manifest.label
     if not final.exists():

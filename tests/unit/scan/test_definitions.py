@@ -183,3 +183,15 @@ def test_cli_build_install_status_rollback(tmp_path, capsys):
     assert "not newer" in capsys.readouterr().err
     assert main(["definitions", "rollback", "--home", str(home.root)]) == 1
     assert main(["definitions", "build", str(src), "--home", str(home.root)]) == 2
+
+
+def test_first_spam_package_installs_where_no_spam_baseline_ships(tmp_path):
+    # Regression: install_package read `.source` of the current version, which is None for
+    # a type with neither an installed version nor a shipped baseline.
+    key, public = key_pair()
+    package = tmp_path / "spam.mmdef"
+    defs.build_package(source(tmp_path, "model\n", "spam-src"), key, package, kind="spam",
+                       version="2026-11-01", revision=1)
+    root = tmp_path / "home" / "definitions"
+    now = defs.install_package(package, root, [public])
+    assert now.type == "spam" and now.source == "installed"
