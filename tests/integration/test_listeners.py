@@ -90,10 +90,13 @@ async def test_max_incoming_is_shared_between_listener_processes(tmp_path, nurse
             assert sock.recv(512).startswith(b"220")
             greeted = time.monotonic()
             time.sleep(0.4)               # hold the session: others must wait
+            # The session ends for this count when QUIT leaves: the server cannot free the
+            # slot before it reads it, so a later greeting is causally after this stamp.
+            leaving = time.monotonic()
             sock.sendall(b"QUIT\r\n")
             sock.recv(512)
             with lock:
-                spans.append((greeted, time.monotonic()))
+                spans.append((greeted, leaving))
 
     async with trio.open_nursery() as clients:
         for _ in range(5):
