@@ -16,7 +16,6 @@ import os
 import ssl
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import trio

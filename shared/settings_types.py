@@ -505,7 +505,7 @@ class BlacklistEntry(Kind):
     def check(self, value):
         if isinstance(value, str) and "@" in value:
             local, _, domain = value.rpartition("@")
-            if _is_domain(domain) and (local == "" or re.match(rf"^[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~.-]+\Z", local)):
+            if _is_domain(domain) and (local == "" or re.match(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+\Z", local)):
                 return value.lower()
         raise RuleError("must be @domain or an address (* and ? allowed before the @)")
 

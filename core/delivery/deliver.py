@@ -49,7 +49,7 @@ from core.delivery.mx import Candidate, LookupFailed, Resolver
 from core.delivery.pool import IDLE_CONNECTION_SECONDS, REAP_INTERVAL_SECONDS, ConnectionPool
 from core.delivery.routing import NextHop
 from core.delivery.session import (DeliveryError, Session, Timeouts, close_session,
-                                   open_session, reply_text, reset_session, run_transaction)
+                                   open_session, reset_session, run_transaction)
 from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.events import Action
 from shared.spool import Envelope

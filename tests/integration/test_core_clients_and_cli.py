@@ -3,7 +3,6 @@ through a loopback DNS server, the `mailmoat queue` commands and the service eve
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time

@@ -68,7 +68,6 @@ def corpus_messages(root: Path = DEFAULT_CORPUS) -> list[Sample]:
 def view_of(raw: bytes, settings=None):
     """The pipeline's MessageView of `raw` (default settings unless given)."""
     from core.pipeline.decompose import decompose_bytes
-    from shared.settings import defaults
     return decompose_bytes(raw, {}, settings if settings is not None else _defaults())
 
 
