@@ -1,6 +1,6 @@
 """Detection quality of the heuristic engine against SpamAssassin, on held-out corpus mail.
 
-    /work/venv/bin/python bench/antispam_eval.py [--corpus DIR] [--no-spamassassin]
+    .venv/bin/python bench/antispam_eval.py [--corpus DIR] [--no-spamassassin]
                                                 [--json FILE] [--workdir DIR]
 
 The corpus' labelled spam/ham (SpamAssassin public corpus, shared corpus spamham/) is split

@@ -1,7 +1,7 @@
 """Scan throughput: the builtin engine against a real clamd, same files, same signatures,
 same run (issue 6). Results in MB/s (MiB of input per second) and the ratio builtin/clamd.
 
-    /work/venv/bin/python -m bench.scan [--sizes 10,1000,100000] [--files-mb 40] [--repeat 3]
+    .venv/bin/python -m bench.scan [--sizes 10,1000,100000] [--files-mb 40] [--repeat 3]
 
 Signature sets: the shipped set (EICAR, the ClamAV test-file signatures) plus synthetic
 random hex body signatures of 16-64 bytes, a third with a `??` wildcard and a fifth with a

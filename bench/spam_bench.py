@@ -1,6 +1,6 @@
 """Classification speed: Mailmoat's heuristic engine against spamd/spamc, same messages, same run.
 
-    /work/venv/bin/python bench/spam_bench.py [--messages N] [--rounds R] [--no-spamassassin]
+    .venv/bin/python bench/spam_bench.py [--messages N] [--rounds R] [--no-spamassassin]
 
 Takes N held-out test messages of the corpus split (every k-th, so spam and ham mix as in
 the test part) and measures, one message at a time on one core:

@@ -28,7 +28,8 @@ __all__ = ["Sample", "corpus_messages", "body_key", "split_of", "view_of", "SPLI
 
 SPLIT_SALT = "mailmoat-antispam-split-v1"
 TEST_FRACTION = 0.30
-DEFAULT_CORPUS = Path("/work/shared/corpus")
+# The shared corpus beside the checkout (../shared/corpus), as in development and CI.
+DEFAULT_CORPUS = Path(__file__).resolve().parents[3].parent / "shared" / "corpus"
 _SPACES = re.compile(rb"\s+")
 
 
