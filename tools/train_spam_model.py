@@ -1,6 +1,6 @@
 """Train the heuristic engine's default spam definitions from the shared corpus.
 
-    /work/venv/bin/python tools/train_spam_model.py [--corpus DIR] [--out DIR]
+    .venv/bin/python tools/train_spam_model.py [--corpus DIR] [--out DIR]
                                                    [--version YYYY-MM-DD] [--revision N]
 
 Reads the labelled spam/ham messages of the corpus MANIFEST, keeps the TRAINING part of the
