@@ -105,6 +105,7 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
     from core.pipeline.service import FilteringPipeline
     from core.scan.antispam import definitions as spam_definitions
     from core.scan.antispam.autowhitelist import AutoWhitelist, AutoWhitelistPipeline
+    from core.scan.service import AntivirusService
     from core.spool import QueueManager
 
     conn = db.connect(home.db)
@@ -134,7 +135,8 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
                               resolver=resolver, hostname=hostname,
                               diagnostics_dir=home.diagnostics)
         pipeline = FilteringPipeline(events, counters, **(pipeline_options or {}))
-        # antispam (issue 7): installed spam definitions for the workers, auto-whitelist
+        # The pipeline's worker processes inherit the environment: this tells them where the
+        # installed spam definitions are.
         os.environ[spam_definitions.ENV_DIR] = str(home.definitions)
         auto_whitelist = AutoWhitelist(home.db, settings, clock)
         queue = QueueManager(spool=spool, settings=settings, events=events, counters=counters,
@@ -153,7 +155,6 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
             home, count, on_accepted=queue.message_accepted, counters=counters, events=events))
         status = StatusReporter(home.db, counters, clock, settings, queue.queue_sizes,
                                 VERSION, improper)
-        from core.scan.service import AntivirusService      # issue 6: antivirus around scans
         antivirus = AntivirusService(home, events, counters, settings, spool,
                                      submit=queue.submit_generated, deliverer=deliverer,
                                      hostname=hostname, status_extra=status.extra)
