@@ -7,13 +7,13 @@ the schema's messages and changes nothing. Administrator only.
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 
 from console.antispam import bp, service
 from console.antispam.forms import (PAGE_KEYS, RBL_ZONE_ROWS, SETTINGS_FORMS, TABS, AutoListForm,
                                     DeleteRuleForm, RblForm, SpamRuleForm)
 from console.context import settings
 from console.placeholders import settings_sections
+from console.form_submit import submit, who
 from console.roles import Access, requires
 from console.schema_forms import attach_errors, form_data, form_values
 from shared.settings import SettingError
@@ -22,9 +22,6 @@ PREMIUM_NOTICE = ("Premium AntiSpam (reputation lists, URL and signature filteri
                   "identification) and the spam quarantine arrive with their own issue. The "
                   "settings in force are listed below.")
 
-
-def _who() -> dict:
-    return {"user": current_user.id, "client_ip": request.remote_addr}
 
 
 def _render(template: str, tab: str, **context):
@@ -42,15 +39,9 @@ def index():
 def settings_page(page: str):
     keys = PAGE_KEYS[page]
     form = SETTINGS_FORMS[page](data=form_data(keys, settings()))
-    errors: list[str] = []
-    if form.validate_on_submit():
-        try:
-            changed = service.save_page(form_values(form, keys), **_who())
-        except SettingError as exc:
-            errors = attach_errors(form, exc.errors)
-        else:
-            flash("Changes saved." if changed else "No changes to save.", "info")
-            return redirect(url_for(request.endpoint))
+    errors = submit(form, lambda: service.save_page(form_values(form, keys), **who()))
+    if errors is None:
+        return redirect(url_for(request.endpoint))
     return _render("settings.html", page, form=form, errors=errors)
 
 
@@ -67,15 +58,9 @@ for _page, _url in (("whitelist", "/whitelist"), ("blacklist", "/blacklist"),
 def auto_whitelist():
     keys = PAGE_KEYS["auto_whitelist"]
     form = SETTINGS_FORMS["auto_whitelist"](data=form_data(keys, settings()))
-    errors: list[str] = []
-    if form.validate_on_submit():
-        try:
-            changed = service.save_page(form_values(form, keys), **_who())
-        except SettingError as exc:
-            errors = attach_errors(form, exc.errors)
-        else:
-            flash("Changes saved." if changed else "No changes to save.", "info")
-            return redirect(url_for("antispam.auto_whitelist"))
+    errors = submit(form, lambda: service.save_page(form_values(form, keys), **who()))
+    if errors is None:
+        return redirect(url_for("antispam.auto_whitelist"))
     sort = request.args.get("sort", "frequency")
     return _render("auto_whitelist.html", "auto_whitelist", form=form, errors=errors,
                    sort=sort, entries=service.auto_entries(sort), list_form=AutoListForm())
@@ -89,7 +74,7 @@ def auto_whitelist_manage():
         action = next((a for a in service.AUTO_ACTIONS if form[a].data), None)
         if action and form.domains.data:
             try:
-                count = service.move_auto_entries(action, form.domains.data, **_who())
+                count = service.move_auto_entries(action, form.domains.data, **who())
             except SettingError as exc:
                 for key, rule in exc.errors:
                     flash(f"{key}: {rule}", "error")
@@ -123,7 +108,7 @@ def rbl():
         rows = [{"enabled": form[f"zone{i}_enabled"].data, "zone": form[f"zone{i}_zone"].data,
                  "codes": form[f"zone{i}_codes"].data} for i in range(RBL_ZONE_ROWS)]
         try:
-            changed = service.save_rbl(rows, form_values(form, PAGE_KEYS["rbl"]), **_who())
+            changed = service.save_rbl(rows, form_values(form, PAGE_KEYS["rbl"]), **who())
         except SettingError as exc:
             errors = attach_errors(form, exc.errors)
         else:
@@ -151,15 +136,9 @@ def _rule_forms():
 def spam_rules():
     keys = PAGE_KEYS["spam_rules"]
     form = SETTINGS_FORMS["spam_rules"](data=form_data(keys, settings()))
-    errors: list[str] = []
-    if form.validate_on_submit():
-        try:
-            changed = service.save_page(form_values(form, keys), **_who())
-        except SettingError as exc:
-            errors = attach_errors(form, exc.errors)
-        else:
-            flash("Changes saved." if changed else "No changes to save.", "info")
-            return redirect(url_for("antispam.spam_rules"))
+    errors = submit(form, lambda: service.save_page(form_values(form, keys), **who()))
+    if errors is None:
+        return redirect(url_for("antispam.spam_rules"))
     return _render("spam_rules.html", "spam_rules", form=form, errors=errors,
                    rules=_rule_forms(), new_rule=SpamRuleForm(formdata=None, prefix="new"))
 
@@ -179,7 +158,7 @@ def save_spam_rule():
         if form.name.data:
             rule["name"] = form.name.data.strip()
         try:
-            service.save_rule(index, rule, **_who())
+            service.save_rule(index, rule, **who())
         except SettingError as exc:
             for key, text in exc.errors:
                 flash(f"{key}: {text}", "error")
@@ -197,7 +176,7 @@ def delete_spam_rule():
     form = DeleteRuleForm(prefix=prefix)
     if form.validate_on_submit() and form.index.data.isdigit():
         try:
-            service.delete_rule(int(form.index.data), **_who())
+            service.delete_rule(int(form.index.data), **who())
         except SettingError as exc:
             for key, text in exc.errors:
                 flash(f"{key}: {text}", "error")

@@ -6,15 +6,15 @@ from the spool and downloaded as a password-protected archive (service.py).
 
 from __future__ import annotations
 
-from flask import Response, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
+from flask import Response, abort, redirect, render_template, request, url_for
 
 from console.antivirus import bp, service
 from console.context import settings
+from console.form_submit import submit, who
 from console.roles import Access, requires
-from console.schema_forms import attach_errors, form_data, form_values, settings_form
+from console.schema_forms import form_data, form_values, settings_form
 from console.settings_service import save_settings
-from shared.settings import PAGES, SCHEMA, SettingError
+from shared.settings import PAGES, SCHEMA
 
 TABS = (("antivirus", "Antivirus Settings", "antivirus.index"),
         ("outbreak", "Outbreak Alert", "antivirus.outbreak"),
@@ -49,22 +49,13 @@ FORMS = {page: settings_form(_keys(page), LABELS, name=f"av_{page}_form")
          for page in ("antivirus", "outbreak")}
 
 
-def _who() -> dict:
-    return {"user": current_user.id, "client_ip": request.remote_addr}
-
 
 def _settings_page(page: str):
     keys = _keys(page)
     form = FORMS[page](data=form_data(keys, settings()))
-    errors: list[str] = []
-    if form.validate_on_submit():
-        try:
-            changed = save_settings(form_values(form, keys), page=page, **_who())
-        except SettingError as exc:
-            errors = attach_errors(form, exc.errors)
-        else:
-            flash("Changes saved." if changed else "No changes to save.", "info")
-            return redirect(url_for(request.endpoint))
+    errors = submit(form, lambda: save_settings(form_values(form, keys), page=page, **who()))
+    if errors is None:
+        return redirect(url_for(request.endpoint))
     return render_template("antivirus/settings.html", tabs=TABS, tab=page, form=form,
                            errors=errors, title=PAGES[page].split("› ")[-1],
                            definitions=service.definitions_status(),

@@ -7,7 +7,6 @@ nothing. Administrator only.
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 
 from console import certs
 from console.configuration import bp, service
@@ -16,14 +15,12 @@ from console.configuration.forms import (
     DefaultRouteForm, DeleteRouteForm, HoldConfirmForm, HoldSelectionForm, InstallForm,
     ReportPasswordForm, RequestForm, RoutingEntryForm, SelfSignedForm, page_keys)
 from console.context import console_context, settings
+from console.form_submit import submit, who
 from console.roles import Access, requires
 from console.schema_forms import attach_errors, form_data, form_values
 from console.security import logon_page
 from shared.settings import PAGES, SettingError
 
-
-def _who() -> dict:
-    return {"user": current_user.id, "client_ip": request.remote_addr}
 
 
 def _render(template: str, tab: str, **context):
@@ -68,7 +65,7 @@ def change_password(account: str):
     errors: list[str] = []
     if form.validate_on_submit():
         try:
-            service.save_page("accounts", {key: form.new_password.data}, **_who())
+            service.save_page("accounts", {key: form.new_password.data}, **who())
         except SettingError as exc:
             errors = attach_errors(form, exc.errors, {key: "new_password"})
         else:
@@ -87,7 +84,7 @@ def save_accounts():
     errors: list[str] = []
     if form.validate_on_submit():
         try:
-            service.save_page("accounts", form_values(form, ACCOUNT_KEYS), **_who())
+            service.save_page("accounts", form_values(form, ACCOUNT_KEYS), **who())
         except SettingError as exc:
             errors = attach_errors(form, exc.errors)
         else:
@@ -103,15 +100,9 @@ def save_accounts():
 def settings_tab(page: str):
     keys = page_keys(page)
     form = SETTINGS_FORMS[page](data=form_data(keys, settings()))
-    errors: list[str] = []
-    if form.validate_on_submit():
-        try:
-            changed = service.save_page(page, form_values(form, keys), **_who())
-        except SettingError as exc:
-            errors = attach_errors(form, exc.errors)
-        else:
-            flash("Changes saved." if changed else "No changes to save.", "info")
-            return redirect(url_for(request.endpoint))
+    errors = submit(form, lambda: service.save_page(page, form_values(form, keys), **who()))
+    if errors is None:
+        return redirect(url_for(request.endpoint))
     return _render("settings.html", page, form=form, title=PAGES[page].split("› ")[-1],
                    errors=errors)
 
@@ -156,7 +147,7 @@ def hold_action():
         try:
             service.request_hold_action(form.action.data, form.ids.data or "",
                                         form.address.data or "", form.subject.data or "",
-                                        **_who())
+                                        **who())
         except SettingError as exc:
             errors = attach_errors(form, exc.errors, {"address": "address",
                                                       "subject": "subject"})
@@ -193,7 +184,7 @@ def add_route():
     if form.validate_on_submit():
         try:
             entry = service.add_route(form.match.data or "", form.relay.data or "",
-                                      form.port.data or "", **_who())
+                                      form.port.data or "", **who())
         except SettingError as exc:
             return _routing_page(add_form=form, errors=attach_errors(form, exc.errors))
         flash(f"{entry['match']} was added to the local routing list.", "info")
@@ -215,7 +206,7 @@ def edit_route(index: int):
     if form.validate_on_submit():
         try:
             service.update_route(index, form.original.data or "", form.match.data or "",
-                                 form.relay.data or "", form.port.data or "", **_who())
+                                 form.relay.data or "", form.port.data or "", **who())
         except SettingError as exc:
             errors = attach_errors(form, exc.errors)
         else:
@@ -230,7 +221,7 @@ def delete_route(index: int):
     form = DeleteRouteForm()
     if form.validate_on_submit():
         try:
-            removed = service.delete_route(index, form.original.data or "", **_who())
+            removed = service.delete_route(index, form.original.data or "", **who())
         except SettingError as exc:
             for _key, rule in exc.errors:
                 flash(rule, "error")
@@ -245,7 +236,7 @@ def save_default_route():
     form = DefaultRouteForm(prefix="default")
     if form.validate_on_submit():
         try:
-            service.save_page("routing", form_values(form, ["routing.default"]), **_who())
+            service.save_page("routing", form_values(form, ["routing.default"]), **who())
         except SettingError as exc:
             return _routing_page(default_form=form, errors=attach_errors(form, exc.errors))
         flash("Default routing saved.", "info")
@@ -277,7 +268,7 @@ def certificate_request():
         fields = certs.RequestFields(**{name: form[name].data or "" for name in (
             "common_name", "organization", "unit", "city", "state", "country", "email")})
         try:
-            service.create_certificate_request(fields, **_who())
+            service.create_certificate_request(fields, **who())
         except SettingError as exc:
             attach_errors(form, exc.errors)
             return _certificates_page(request_form=form)
@@ -293,7 +284,7 @@ def certificate_install():
     form = InstallForm(prefix="install")
     if form.validate_on_submit():
         try:
-            service.install_ca_certificate(form.certificate.data, **_who())
+            service.install_ca_certificate(form.certificate.data, **who())
         except SettingError as exc:
             attach_errors(form, exc.errors)
             return _certificates_page(install_form=form)
@@ -308,7 +299,7 @@ def certificate_self_signed():
     form = SelfSignedForm(prefix="self")
     if form.validate_on_submit():
         try:
-            service.install_self_signed_certificate(form.common_name.data, **_who())
+            service.install_self_signed_certificate(form.common_name.data, **who())
         except SettingError as exc:
             attach_errors(form, exc.errors)
             return _certificates_page(self_signed_form=form)

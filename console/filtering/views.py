@@ -6,20 +6,17 @@ Administrator only."""
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user
 
 from console.context import settings
 from console.filtering import bp, service
 from console.filtering.forms import PAGE_FORMS, PAGE_KEYS, TABS, DeleteRuleForm, RuleForm
+from console.form_submit import submit, who
 from console.roles import Access, requires
-from console.schema_forms import attach_errors, form_data, form_values
+from console.schema_forms import form_data, form_values
 from shared.settings import SettingError
 
 TITLES = {page: title for page, title, _ in TABS}
 
-
-def _who() -> dict:
-    return {"user": current_user.id, "client_ip": request.remote_addr}
 
 
 def _render(template: str, page: str, **context):
@@ -37,15 +34,9 @@ def index():
 def settings_page(page: str):
     keys = PAGE_KEYS[page]
     form = PAGE_FORMS[page](data=form_data(keys, settings()))
-    errors: list[str] = []
-    if form.validate_on_submit():
-        try:
-            changed = service.save_page(page, form_values(form, keys), **_who())
-        except SettingError as exc:
-            errors = attach_errors(form, exc.errors)
-        else:
-            flash("Changes saved." if changed else "No changes to save.", "info")
-            return redirect(url_for(request.endpoint))
+    errors = submit(form, lambda: service.save_page(page, form_values(form, keys), **who()))
+    if errors is None:
+        return redirect(url_for(request.endpoint))
     if page == "content_rules":
         return _render("content_rules.html", page, form=form, errors=errors,
                        rules=_rules(), add_form=RuleForm(prefix="add"))
@@ -77,7 +68,7 @@ def add_rule():
     errors: list[str] = []
     if form.validate_on_submit():
         try:
-            service.add_rule(_rule_values(form), **_who())
+            service.add_rule(_rule_values(form), **who())
         except SettingError as exc:
             errors = [f"{key}: {rule}" for key, rule in exc.errors]
         else:
@@ -103,7 +94,7 @@ def edit_rule(index: int):
     errors: list[str] = []
     if request.method == "POST" and form.validate_on_submit():
         try:
-            service.update_rule(index, form.original.data or "", _rule_values(form), **_who())
+            service.update_rule(index, form.original.data or "", _rule_values(form), **who())
         except SettingError as exc:
             errors = [f"{key}: {rule}" for key, rule in exc.errors]
         else:
@@ -119,7 +110,7 @@ def delete_rule(index: int):
     form = DeleteRuleForm(prefix=f"del{index}")
     if form.validate_on_submit():
         try:
-            service.delete_rule(index, form.original.data or "", **_who())
+            service.delete_rule(index, form.original.data or "", **who())
         except SettingError as exc:
             flash("; ".join(rule for _key, rule in exc.errors), "error")
         else:
