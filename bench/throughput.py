@@ -19,7 +19,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,25 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from tests.support.core import free_port, wait_port  # noqa: E402  (shared with the tests)
 POSTFIX_RELAY = REPO.parent / "shared" / "tools" / "postfix-relay.sh"
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {port}")
 
 
 def tree_cpu_seconds(root_pid: int) -> float:
@@ -164,7 +148,6 @@ LISTENER_PROCESSES = 0  # the product default: one per CPU core (--listeners ove
 
 
 def run_mailmoat(size, concurrency, messages) -> Result:
-    sys.path.insert(0, str(REPO))
     from tests.support.core import CoreProcess, make_home
 
     sink = SmtpSink()

@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 
 from shared import db
 from shared.settings_store import load
-from tests.support.core import ADMIN_PASSWORD, make_home
+from tests.support.core import ADMIN_PASSWORD, make_home, wait_port
 
 
 class _Forms(HTMLParser):
@@ -71,17 +71,6 @@ class _Forms(HTMLParser):
             self._form = None
 
 
-def _wait_port(port: int, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listens on {port}")
-
-
 def _greeting(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
         return sock.recv(512)
@@ -99,8 +88,8 @@ def test_console_change_reaches_the_core_within_two_seconds(tmp_path):
     run = subprocess.Popen([sys.executable, "-m", "shared.cli", "run", "--home",
                             str(home.root)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_port(smtp_port)
-        _wait_port(http_port)
+        wait_port(smtp_port)
+        wait_port(http_port)
         assert _greeting(smtp_port).startswith(b"220")
 
         base = f"http://127.0.0.1:{http_port}"

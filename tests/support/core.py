@@ -19,7 +19,7 @@ from shared.home import initialise
 from shared.paths import DataHome
 from shared.settings_store import apply_changes
 
-__all__ = ["free_port", "make_home", "set_settings", "CoreProcess", "ADMIN_PASSWORD",
+__all__ = ["free_port", "wait_port", "make_home", "set_settings", "CoreProcess", "ADMIN_PASSWORD",
            "DEAD_RESOLVER"]
 
 ADMIN_PASSWORD = "Secret-Test-1"
@@ -30,6 +30,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    """Return once something accepts connections on 127.0.0.1:port; TimeoutError if not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
 
 
 def set_settings(home: DataHome, **changes) -> None:
