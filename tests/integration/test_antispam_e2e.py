@@ -19,6 +19,7 @@ from tests.support.core import make_home
 from tests.support.sink import Sink
 
 import pytest
+from tests.support.waiting import until
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
@@ -45,9 +46,7 @@ def _send(port, sender, recipients, subject, body):
 
 
 async def _until(predicate, timeout=20.0):
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
+    await until(predicate, timeout)
 
 
 async def test_gtube_is_marked_and_reported(tmp_path, sink, nursery):

@@ -14,12 +14,12 @@ import trio
 from core.app import run_core
 from core.delivery.mx import Resolver
 from core.smtp.rbl import RblChecker, query_name
-from shared import db
 from shared.events import Action
 from shared.settings import defaults
 from tests.support.core import make_home
 from tests.support.dnsserver import DnsServer
 from tests.support.sink import Sink
+from tests.support.waiting import events_of as _events, until
 
 
 
@@ -150,13 +150,6 @@ def _home(tmp_path, sink, dns, **changes):
         rbl__zones=[{"enabled": True, "zone": ZONE, "return_codes": []}], **changes)
 
 
-def _events(home, action):
-    conn = db.connect(home.db)
-    try:
-        return conn.execute("SELECT * FROM events WHERE action = ? ORDER BY id",
-                            (str(action),)).fetchall()
-    finally:
-        conn.close()
 
 
 def _mail_from(port, sender):
@@ -173,9 +166,7 @@ def _send(port, sender, subject="Hello"):
 
 
 async def _until(predicate, timeout=20.0):
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
+    await until(predicate, timeout)
 
 
 async def test_reject_refuses_listed_client_at_mail_from_unless_whitelisted(tmp_path, sink,

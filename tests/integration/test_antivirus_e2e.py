@@ -16,12 +16,12 @@ import trio
 
 from core.app import run_core
 from core.scan.repair import check_package
-from shared import db
 from shared.events import Action
 from shared.spool import Spool
 from tests.support.core import make_home
 from tests.support.sink import Sink
 from tests.unit.scan.support import corpus_or_skip
+from tests.support.waiting import events_of as _events, until
 
 pytestmark = pytest.mark.trio
 
@@ -56,19 +56,10 @@ def _send(port, msg):
         client.send_message(msg, from_addr="sender@client.test", to_addrs=["user@local.test"])
 
 
-def _events(home, action):
-    conn = db.connect(home.db)
-    try:
-        return conn.execute("SELECT * FROM events WHERE action = ? ORDER BY id",
-                            (str(action),)).fetchall()
-    finally:
-        conn.close()
 
 
 async def _until(predicate, timeout=30.0):
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
+    await until(predicate, timeout)
 
 
 async def _settle(core, home):

@@ -16,10 +16,10 @@ import pytest
 import trio
 
 from core.app import run_core
-from shared import db
 from shared.events import Action
 from tests.support.core import make_home, set_settings
 from tests.support.sink import Sink
+from tests.support.waiting import events_of as _events, until
 
 pytestmark = pytest.mark.trio
 
@@ -39,13 +39,6 @@ def _send(port, msg, sender="sender@client.test", recipients=("user@local.test",
         return client.send_message(msg, from_addr=sender, to_addrs=list(recipients), **kw)
 
 
-def _events(home, action):
-    conn = db.connect(home.db)
-    try:
-        return conn.execute("SELECT * FROM events WHERE action = ? ORDER BY id",
-                            (str(action),)).fetchall()
-    finally:
-        conn.close()
 
 
 @pytest.fixture
@@ -65,9 +58,7 @@ async def _start(nursery, home):
 
 
 async def _until(predicate, timeout=10.0):
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
+    await until(predicate, timeout)
 
 
 async def test_message_to_local_domain_arrives_with_headers_and_received(tmp_path, sink,

@@ -10,7 +10,6 @@ import random
 from types import MappingProxyType
 
 import pytest
-import trio
 
 from core.delivery import Deliverer, LookupFailed, NextHop, candidates
 from core.delivery.routing import route
@@ -108,7 +107,7 @@ async def test_next_mx_when_the_first_refuses_connections(dns_server, sink, mess
 
 
 async def test_a_421_greeting_defers(dns_server, make_sink, message):
-    busy, good = make_sink(), make_sink()
+    busy = make_sink()
     busy.greeting = (421, "4.3.2 too busy")
     dns_server.add_mx("mx.test", 10, "busy.mx.test").add_a("busy.mx.test", "127.0.0.1")
     settings = snapshot(dns_server, **{"routing.local": [{"match": "mx.test",

@@ -16,11 +16,11 @@ import trio
 
 from core.app import run_core
 from core.pipeline.decompose import decompose_bytes
-from shared import db
 from shared.events import Action
 from tests.support.core import make_home
 from tests.support.sink import Sink
 from tests.unit.pipeline.support import corpus_file, settings
+from tests.support.waiting import events_of as _events, until
 
 pytestmark = pytest.mark.trio
 
@@ -60,19 +60,10 @@ def _send(port, msg, recipients=("user@local.test",)):
                                    to_addrs=list(recipients))
 
 
-def _events(home, action):
-    conn = db.connect(home.db)
-    try:
-        return conn.execute("SELECT * FROM events WHERE action = ? ORDER BY id",
-                            (str(action),)).fetchall()
-    finally:
-        conn.close()
 
 
 async def _until(predicate, timeout=20.0):
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.05)
+    await until(predicate, timeout)
 
 
 async def _settle(core, home):

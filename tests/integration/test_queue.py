@@ -7,8 +7,6 @@ prepare -> commit). Wall time is a FakeClock the tests move; trio time is real b
 
 from __future__ import annotations
 
-import email
-import email.policy
 from types import MappingProxyType
 
 import pytest
@@ -22,7 +20,6 @@ from shared.clock import FakeClock
 from shared.events import Action
 from shared.settings import defaults
 from shared.spool import Envelope, Spool, new_queue_id
-from tests.support.sink import Sink
 
 pytest_plugins = ["tests.support.fixtures"]
 

@@ -1,7 +1,6 @@
 """The test servers themselves: the sink speaks correct SMTP, the DNS server answers."""
 
 import smtplib
-import ssl
 
 import dns.resolver
 import pytest

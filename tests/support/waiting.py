@@ -1,0 +1,26 @@
+"""Small helpers the end-to-end tests share: read events back, wait for a condition."""
+
+from __future__ import annotations
+
+import trio
+
+from shared import db
+
+__all__ = ["events_of", "until"]
+
+
+def events_of(home, action) -> list:
+    """Rows of one action from the home's events table, oldest first."""
+    conn = db.connect(home.db)
+    try:
+        return conn.execute("SELECT * FROM events WHERE action = ? ORDER BY id",
+                            (str(action),)).fetchall()
+    finally:
+        conn.close()
+
+
+async def until(predicate, timeout: float = 20.0) -> None:
+    """Poll `predicate` on trio's clock until it is true; TooSlowError after `timeout`."""
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.02)
