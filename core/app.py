@@ -13,8 +13,6 @@ means the previous run did not stop cleanly (kill -9, power cut) → `service_st
 from __future__ import annotations
 
 import os
-import ssl
-import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -23,6 +21,7 @@ import trio
 from core.control import CommandRunner, SettingsWatcher
 from core.smtp.listeners import ListenerPool, Listeners
 from core.smtp.server import GroupCommitter, SmtpServer
+from core.smtp.tls import TlsFiles
 from core.status import Counters, StatusReporter
 from shared import db
 from shared.clock import SYSTEM_CLOCK, WallClock
@@ -32,55 +31,13 @@ from shared.paths import DataHome
 from shared.retention import local_storage_filter
 from shared.spool import Spool
 
-__all__ = ["run_core", "CoreHandle", "TlsFiles", "VERSION"]
+__all__ = ["run_core", "CoreHandle", "VERSION"]
 
 try:
     from importlib.metadata import version as _version
     VERSION = _version("mailmoat")
 except Exception:  # running from a tree that is not installed
     VERSION = "0.0.0"
-
-
-GIL_SWITCH_SECONDS = 0.0005
-
-
-def tune_interpreter() -> None:
-    """Hand the GIL back to the event loop quickly: the trio thread releases it at every
-    socket call, and with the default 5 ms switch interval a busy worker thread (fsync
-    bookkeeping, the event writer) keeps it for that long before the loop gets it back."""
-    import sys
-    sys.setswitchinterval(GIL_SWITCH_SECONDS)
-
-
-class TlsFiles:
-    """The data home's key + certificate as an SSL context, rebuilt when the files change
-    (the console installs a new certificate by replacing them)."""
-
-    CHECK_SECONDS = 1.0  # asked at every session: look at the files at most once a second
-
-    def __init__(self, home: DataHome):
-        self.home = home
-        self._stamp = None
-        self._context: ssl.SSLContext | None = None
-        self._checked = -self.CHECK_SECONDS
-
-    def __call__(self) -> ssl.SSLContext | None:
-        now = time.monotonic()
-        if now - self._checked < self.CHECK_SECONDS:
-            return self._context
-        self._checked = now
-        try:
-            stamp = (self.home.tls_cert.stat().st_mtime_ns, self.home.tls_key.stat().st_mtime_ns)
-        except FileNotFoundError:
-            return None
-        if stamp != self._stamp:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            try:
-                context.load_cert_chain(self.home.tls_cert, self.home.tls_key)
-            except (ssl.SSLError, OSError):
-                return self._context  # a half-written pair: keep the previous one
-            self._stamp, self._context = stamp, context
-        return self._context
 
 
 @dataclass

@@ -36,13 +36,11 @@ async def _until_signal(cancel_scope: trio.CancelScope) -> None:
 
 
 def serve_core(args) -> int:
-    from core.app import run_core, tune_interpreter
+    from core.app import run_core
     from shared.home import open_db
 
     home = resolve_home(args.home)
     open_db(home).close()  # clear message for a missing home or a schema mismatch
-
-    tune_interpreter()
 
     async def main():
         async with trio.open_nursery() as nursery:

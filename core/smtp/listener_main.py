@@ -15,6 +15,7 @@ import trio
 from core.control import SettingsWatcher
 from core.smtp.listeners import COUNTER_REPORT_SECONDS
 from core.smtp.server import GroupCommitter, SmtpServer
+from core.smtp.tls import TlsFiles
 from core.status import Counters
 from shared.events import EventWriter
 from shared.home import machine_hostname
@@ -25,7 +26,6 @@ REPORT_BUFFER = 10_000
 
 
 async def listen(home: DataHome, fd: int, share: int) -> None:
-    from core.app import TlsFiles
     from core.delivery import Resolver
 
     sock = socket.socket(fileno=fd)
@@ -97,8 +97,6 @@ def main() -> int:
     args = parser.parse_args()
     from pathlib import Path
 
-    from core.app import tune_interpreter
-    tune_interpreter()
     trio.run(listen, DataHome(Path(args.home)), args.fd, args.share)
     return 0
 
