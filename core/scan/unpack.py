@@ -87,6 +87,16 @@ def _candidates(data: bytes, decompose):
         yield "upx", lambda: unpack_upx(data)
     if NSIS_MAGIC in data[:1 << 24]:
         yield "nsis", lambda: nsis(data)
+    if head.startswith(b"MZ"):                  # InstallShield and AutoIt (unpackers/)
+        from core.scan.unpackers import autoit, installshield
+        if b"InstallShield\0" in data:
+            yield "installshield-msi", lambda: installshield.installshield_msi(data)
+        yield "installshield", lambda: installshield.installshield(data)
+        if autoit.AUTOIT_MARKER in data:
+            yield "autoit", lambda: autoit.autoit(data)
+    if head.startswith(b"MSCF"):
+        from core.scan.unpackers.installshield import cabinet
+        yield "cab", lambda: cabinet(data)
     if decompose is not None and looks_like_mail(data):
         yield "mail", lambda: decompose(data)
     if head[:4] in (b"\xd0\xcf\x11\xe0",) or _is_sis(head):

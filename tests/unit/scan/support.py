@@ -15,15 +15,18 @@ from shared.settings import defaults
 
 CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpus"
 SHIPPED = baseline("virus").path
-# ClamAV test files that are executables wrapped by a packer, installer or script compiler
-# the builtin engine does not unpack: clamd (which unpacks them) detects them with the same
-# signature set.
+# ClamAV test files that are executables wrapped by a PE packer the builtin engine does not
+# unpack: clamd (which unpacks them) detects them with the same signature set.
 CLAMD_ONLY = {
     "clam-aspack.exe", "clam-mew.exe", "clam-pespin.exe", "clam-petite.exe",
-    "clam-upack.exe", "clam-wwpack.exe", "clam-yc.exe",     # PE packers
-    "clam.ea05.exe", "clam.ea06.exe",                                      # AutoIt compiled
-    "clam_IScab_int.exe", "clam_ISmsi_ext.exe", "clam_ISmsi_int.exe",      # InstallShield
+    "clam-upack.exe", "clam-wwpack.exe", "clam-yc.exe",
 }
+# ClamAV test files whose clam.exe only unpack.py's installer and script-compiler readers
+# reach (core/scan/unpackers/installshield.py, autoit.py): tests/unit/scan/test_installers.py
+INSTALLERS = (
+    "clam_IScab_int.exe", "clam_ISmsi_ext.exe", "clam_ISmsi_int.exe",      # InstallShield
+    "clam.ea05.exe", "clam.ea06.exe",                                      # AutoIt compiled
+)
 
 
 def corpus_or_skip() -> Path:

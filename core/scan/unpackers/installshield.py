@@ -1,0 +1,325 @@
+"""InstallShield installers and the Microsoft cabinets inside them, as libclamav reads them
+(ishield.c, cab.c; docs/antivirus.md "What it unpacks").
+
+    installshield_msi(data)  the payload of MSI-based setups (ClamAV's ISHIELD-MSI: setup.exe
+                             with files appended after an "InstallShield\\0" header): each file
+                             nibble-swapped, XOR-ed with its own name and zlib-compressed —
+                             ishield.c cli_scanishield_msi
+    installshield(data)      the PE overlay of older setups: <name\\0path\\0version\\0size\\0>
+                             records; data1.hdr + dataN.cab ("ISc(") are opened and their
+                             internal files inflated chunk by chunk — cli_scanishield,
+                             is_parse_hdr, is_extract_cab
+    cabinet(data)            Microsoft cabinet (MSCF) files, stored or MSZIP folders
+
+Rules
+    1. Each function returns the files it could extract, in the order found; damaged input
+       raises ValueError or yields fewer files — never more than MAX_ITEMS files, each at most
+       MAX_ITEM_OCTETS, MAX_TOTAL_OCTETS in all.
+    2. Work is bounded by the input: every length read from the data is checked against the
+       bytes that are there before anything is allocated or inflated.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import struct
+import zlib
+
+from core.scan.filetypes import pe_layout
+
+__all__ = ["ISHIELD_MSI_PATTERN", "installshield_msi", "installshield", "cabinet",
+           "pe_overlay"]
+
+MAX_ITEMS = 200                                   # the same budget as core/scan/unpack.py
+MAX_ITEM_OCTETS = 32 * 2**20
+MAX_TOTAL_OCTETS = 64 * 2**20
+
+# ClamAV's filetype magic "ISHIELD-MSI" (daily.ftm):
+#   496e7374616c6c536869656c6400 {292} 0600000000000000 ???????????????? 0000000001
+# — the header is followed by a file block whose unk1 is 6 and unk4 is 1.
+ISHIELD_MSI_PATTERN = re.compile(
+    rb"InstallShield\x00.{292}\x06\x00\x00\x00\x00\x00\x00\x00.{8}\x00\x00\x00\x00\x01",
+    re.DOTALL)
+_MSI_KEY = bytes([0xEC, 0xCA, 0x79, 0xF8])      # ~0x13, ~0x35, ~0x86, ~0x07
+_MSI_HEADER_OCTETS = 0x20
+_FILE_BLOCK_OCTETS = 0x104 + 4 + 4 + 8 + 9 * 4   # struct IS_FB (packed): 312
+_NIBBLE_SWAP = bytes(((c >> 4) | (c << 4)) & 0xFF for c in range(256))
+
+_HDR_MAGIC = 0x28635349                          # "ISc(" — data1.hdr and dataN.cab
+_OBJECTS_OCTETS = 0x4A                           # struct IS_OBJECTS (packed)
+_FILE_ITEM_OCTETS = 87                           # struct IS_FILEITEM (packed)
+_FILE_INTERNAL = 4
+
+
+def _damaged_is_value_error(function):
+    """Rule 1: whatever a damaged structure makes the parsing trip over is a ValueError."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (struct.error, zlib.error, IndexError) as error:
+            raise ValueError(f"damaged {function.__name__} data: {error}") from None
+    return wrapper
+
+
+class _Collector:
+    """Extracted files under rule 1's limits."""
+
+    def __init__(self):
+        self.files: list[bytes] = []
+        self.octets = MAX_TOTAL_OCTETS
+
+    @property
+    def full(self) -> bool:
+        return len(self.files) >= MAX_ITEMS or self.octets <= 0
+
+    def add(self, data: bytes) -> None:
+        if data and not self.full:
+            data = data[:min(MAX_ITEM_OCTETS, self.octets)]
+            self.files.append(data)
+            self.octets -= len(data)
+
+
+# --- MSI-based setups (cli_scanishield_msi) ----------------------------------------------
+
+@_damaged_is_value_error
+def installshield_msi(data: bytes) -> list[bytes]:
+    """The files of the first ISHIELD-MSI stream in `data` (ValueError when there is none)."""
+    match = ISHIELD_MSI_PATTERN.search(data)
+    if match is None:
+        raise ValueError("no InstallShield MSI header")
+    view = memoryview(data)
+    at = match.start() + 14                      # past "InstallShield\0"
+    if at + _MSI_HEADER_OCTETS > len(data):
+        raise ValueError("short InstallShield MSI header")
+    count, = struct.unpack_from("<I", data, at)
+    if any(struct.unpack_from("<6I", data, at + 8)) or count == 0:
+        raise ValueError("not an InstallShield MSI header")
+    at += _MSI_HEADER_OCTETS
+    out = _Collector()
+    for _ in range(count):
+        if out.full or at + _FILE_BLOCK_OCTETS > len(data):
+            break
+        name = bytes(view[at:at + 0x103]).split(b"\0", 1)[0]
+        csize, = struct.unpack_from("<Q", data, at + 0x104 + 8)
+        at += _FILE_BLOCK_OCTETS
+        if csize > len(data) - at:
+            break                                # "next stream is out of file"
+        if not name:
+            break
+        body = view[at:at + csize]
+        at += csize
+        if csize > 2 * MAX_ITEM_OCTETS:          # ClamAV skips streams over maxfilesize
+            continue
+        out.add(_inflate_prefix(_msi_decode(body, name), out.octets))
+    return out.files
+
+
+def _msi_decode(body, name: bytes) -> bytes:
+    """Swap the nibbles of each byte, then XOR with key[(i & 0x3ff) % len(key)], the key
+    being the file name XOR-ed with _MSI_KEY."""
+    key = bytes(c ^ _MSI_KEY[i & 3] for i, c in enumerate(name))
+    period = bytes(key[i % len(key)] for i in range(1024))
+    swapped = bytes(body).translate(_NIBBLE_SWAP)
+    stream = (period * (len(swapped) // 1024 + 1))[:len(swapped)]
+    return (int.from_bytes(swapped, "little") ^ int.from_bytes(stream, "little")).to_bytes(
+        len(swapped), "little")
+
+
+def _inflate_prefix(stream: bytes, room: int, wbits: int = 15) -> bytes:
+    """What zlib can inflate from the start of `stream` (ClamAV keeps the output of a
+    stream that goes bad midway), at most MAX_ITEM_OCTETS and `room`."""
+    inflater = zlib.decompressobj(wbits)
+    limit = max(0, min(MAX_ITEM_OCTETS, room))
+    if limit == 0:
+        return b""
+    try:
+        return inflater.decompress(stream, limit)
+    except zlib.error:
+        pass
+    # the stream is damaged somewhere: keep what inflates before the damage
+    inflater, out, step = zlib.decompressobj(wbits), bytearray(), 4096
+    for start in range(0, len(stream), step):
+        try:
+            out += inflater.decompress(stream[start:start + step], limit - len(out))
+        except zlib.error:
+            break
+        if len(out) >= limit or inflater.eof or inflater.unconsumed_tail:
+            break
+    return bytes(out)
+
+
+# --- older setups: files appended to the PE (cli_scanishield) ----------------------------
+
+def pe_overlay(data: bytes) -> int | None:
+    """Where the data appended to a PE file starts (after its last section), or None."""
+    layout = pe_layout(data)
+    if layout is None or not layout.sections:
+        return None
+    end = max(raw + size for raw, size in layout.sections)
+    return end if 0 < end < len(data) else None
+
+
+_RECORD = re.compile(rb"([^\0]{1,2047})\0([^\0]{0,2047})\0([^\0]{0,2047})\0([0-9]{1,12})\0")
+
+
+@_damaged_is_value_error
+def installshield(data: bytes, start: int | None = None) -> list[bytes]:
+    """The files appended to an InstallShield setup.exe, starting at its PE overlay (or at
+    `start`): plain files as they are, the internal files of data1.hdr + dataN.cab inflated."""
+    at = pe_overlay(data) if start is None else start
+    if at is None:
+        raise ValueError("no PE overlay")
+    out = _Collector()
+    header: tuple[int, int] | None = None
+    cabs: dict[int, tuple[int, int]] = {}
+    while not out.full:
+        record = _RECORD.match(data, at)
+        if record is None:
+            break
+        name, size = record.group(1), int(record.group(4))
+        at = record.end()
+        if size > len(data) - at:
+            break
+        lower = name.lower()
+        cab = re.fullmatch(rb"data([0-9]{1,5})\.cab", lower)
+        if lower == b"data1.hdr" and header is None:
+            header = (at, size)
+        elif cab and 0 < int(cab.group(1)) < 65536 and int(cab.group(1)) not in cabs:
+            cabs[int(cab.group(1))] = (at, size)
+        else:
+            out.add(data[at:at + size])
+        at += size
+    if header is not None and cabs:
+        for item in _cab_files(data, header, cabs):
+            out.add(item)
+            if out.full:
+                break
+    if header is not None:
+        out.add(data[header[0]:header[0] + header[1]])
+    for where, size in cabs.values():
+        out.add(data[where:where + size])
+    if not out.files:
+        raise ValueError("no InstallShield files")
+    return out.files
+
+
+def _cab_files(data: bytes, header: tuple[int, int], cabs: dict[int, tuple[int, int]]):
+    """The internal files data1.hdr lists (is_parse_hdr), inflated from their dataN.cab."""
+    hdr = memoryview(data)[header[0]:header[0] + header[1]]
+    if len(hdr) < 20:
+        return
+    magic, _unk1, _unk2, data_off = struct.unpack_from("<4I", hdr, 0)
+    if magic != _HDR_MAGIC or data_off + _OBJECTS_OCTETS > len(hdr):
+        return
+    dirs_off, = struct.unpack_from("<I", hdr, data_off + 0x0C)
+    files_count, dir_size = struct.unpack_from("<II", hdr, data_off + 0x28)
+    at = data_off + dirs_off + dir_size
+    for _ in range(min(files_count, (len(hdr) - at) // _FILE_ITEM_OCTETS if at < len(hdr)
+                       else 0)):
+        flags, size, csize, stream_off = struct.unpack_from("<HQQQ", hdr, at)
+        has_dup, cab_number = struct.unpack_from("<BH", hdr, at + 84)
+        at += _FILE_ITEM_OCTETS
+        if flags != _FILE_INTERNAL or has_dup & 1 or size == 0 or cab_number not in cabs:
+            continue                             # external, duplicate, empty or elsewhere
+        cab_at, cab_size = cabs[cab_number]
+        if stream_off + csize > cab_size:
+            continue                             # "stream out of file"
+        yield _is_cab_file(memoryview(data)[cab_at + stream_off:cab_at + stream_off + csize],
+                           min(size, MAX_ITEM_OCTETS))
+
+
+def _is_cab_file(stream, size: int) -> bytes:
+    """One file of an InstallShield cab: chunks of <u16 length><raw deflate> (is_extract_cab)."""
+    out, at = bytearray(), 0
+    while at + 2 <= len(stream) and len(out) < size:
+        length, = struct.unpack_from("<H", stream, at)
+        at += 2
+        if length == 0:
+            continue
+        if length > len(stream) - at:
+            break
+        chunk = _inflate_prefix(bytes(stream[at:at + length]), size - len(out), -15)
+        at += length
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+# --- Microsoft cabinet (libclamav cab.c; [MS-CAB]) ---------------------------------------
+
+_CAB_STORED, _CAB_MSZIP = 0, 1
+
+
+@_damaged_is_value_error
+def cabinet(data: bytes) -> list[bytes]:
+    """The files of a Microsoft cabinet whose folders are stored or MSZIP-compressed
+    ([MS-CAB] 2.1; a folder in another method, LZX or Quantum, is skipped)."""
+    if data[:4] != b"MSCF" or len(data) < 36:
+        raise ValueError("not a cabinet")
+    files_off, = struct.unpack_from("<I", data, 16)
+    folders_count, files_count, flags = struct.unpack_from("<HHH", data, 26)
+    at = 36
+    header_reserve = folder_reserve = data_reserve = 0
+    if flags & 0x0004:                           # cfhdrRESERVE_PRESENT
+        header_reserve, folder_reserve, data_reserve = struct.unpack_from("<HBB", data, at)
+        at += 4 + header_reserve
+    for flag in (0x0001, 0x0002):                # previous / next cabinet: two strings each
+        if flags & flag:
+            for _ in range(2):
+                end = data.index(b"\0", at, at + 256)
+                at = end + 1
+    folders = []
+    for _ in range(min(folders_count, MAX_ITEMS)):
+        first, blocks, method = struct.unpack_from("<IHH", data, at)
+        at += 8 + folder_reserve
+        folders.append((first, blocks, method & 0x000F))
+    out, at, opened, room = _Collector(), files_off, {}, MAX_TOTAL_OCTETS
+    for _ in range(files_count):
+        if out.full:
+            break
+        size, offset, folder = struct.unpack_from("<IIH", data, at)
+        at = data.index(b"\0", at + 16, at + 16 + 1024) + 1
+        if folder >= len(folders):
+            continue
+        if folder not in opened:                 # inflated once, when a file first needs it
+            if room <= 0:
+                break
+            opened[folder] = _cab_folder(data, *folders[folder], data_reserve,
+                                         min(room, MAX_ITEM_OCTETS))
+            room -= len(opened[folder] or b"")
+        if opened[folder] is not None:
+            out.add(opened[folder][offset:offset + min(size, MAX_ITEM_OCTETS)])
+    return out.files
+
+
+def _cab_folder(data: bytes, at: int, blocks: int, method: int, reserve: int,
+                limit: int) -> bytes | None:
+    """A folder's uncompressed bytes: its CFDATA blocks, stored or MSZIP (each block "CK" +
+    a deflate stream whose window carries over from the previous block)."""
+    if method not in (_CAB_STORED, _CAB_MSZIP):
+        return None
+    out = bytearray()
+    for _ in range(blocks):
+        if len(out) >= limit or at + 8 > len(data):
+            break
+        _checksum, compressed, _uncompressed = struct.unpack_from("<IHH", data, at)
+        at += 8 + reserve
+        block = data[at:at + compressed]
+        at += compressed
+        if len(block) < compressed:
+            break
+        if method == _CAB_STORED:
+            out += block
+            continue
+        if block[:2] != b"CK":
+            break
+        inflater = zlib.decompressobj(-15, zdict=bytes(out[-32768:])) if out else \
+            zlib.decompressobj(-15)
+        try:
+            out += inflater.decompress(block[2:], 32768)   # a block is at most 32 KiB
+        except zlib.error:
+            break
+    return bytes(out[:limit])
