@@ -9,10 +9,14 @@ files that ClamAV also reads.
     non-solid NSIS installers (LZMA / deflate / bzip2 blocks)
     UPX-packed PE files (NRV2B/D/E, upx.py)
     mail and mbox files (re-decomposed)  zip members compressed with Deflate64 (inflate64)
+    ARJ archives (methods 0-4), zip members compressed with PKWARE implode (method 6) and
+    CHM help files (LZX), decompressed in pure Python: unpackers/arj.py, implode.py, chm.py
 
 `expand(data, decompose)` yields (label, bytes) pairs — derived buffers to scan like the
 original — under a Budget (count, total octets, depth); it never raises for anything in the
-data and never expands past the budget (ARCHITECTURE invariant 3).
+data and never expands past the budget (ARCHITECTURE invariant 3). Decoders that take a
+`limit` are told what the budget has left (at most MAX_ITEM_OCTETS), so they stop there
+instead of decompressing what would be refused.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class Budget:
 def expand(data: bytes, decompose: Callable[[bytes], list[bytes]] | None = None,
            budget: Budget | None = None) -> Iterator[tuple[str, bytes]]:
     budget = budget or Budget()
-    for label, produce in _candidates(data, decompose):
+    for label, produce in _candidates(data, decompose, budget):
         try:
             items = list(produce())
         except Exception:                      # damaged content: nothing to add
@@ -62,7 +66,12 @@ def expand(data: bytes, decompose: Callable[[bytes], list[bytes]] | None = None,
                 yield (f"{label}[{index}]" if len(items) > 1 else label), item
 
 
-def _candidates(data: bytes, decompose):
+def _limit(budget: Budget) -> int:
+    """The most octets one decoder may produce now."""
+    return max(0, min(MAX_ITEM_OCTETS, budget.octets))
+
+
+def _candidates(data: bytes, decompose, budget: Budget):
     head = data[:4096]
     if head.startswith(b"SZDD\x88\xf0\x27\x33"):
         yield "szdd", lambda: [szdd(data)]
@@ -82,6 +91,15 @@ def _candidates(data: bytes, decompose):
         yield "data-uri", lambda: _data_uris(data)
     if head.startswith(b"PK\x03\x04"):
         yield "deflate64", lambda: _deflate64_members(data)
+        from core.scan.unpackers import implode
+        yield "implode", lambda: implode.imploded_members(data, _limit(budget))
+    if head.startswith(b"\x60\xea") or (head.startswith(b"MZ")
+                                         and b"\x60\xea" in data[:1 << 20]):   # ARJ, ARJ SFX
+        from core.scan.unpackers import arj
+        yield "arj", lambda: arj.arj_members(data, _limit(budget))
+    if head.startswith(b"ITSF"):
+        from core.scan.unpackers import chm
+        yield "chm", lambda: chm.chm_files(data, _limit(budget))
     if head.startswith(b"MZ") and b"UPX0" in head:
         from core.scan.upx import unpack_upx
         yield "upx", lambda: unpack_upx(data)

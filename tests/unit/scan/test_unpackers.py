@@ -1,0 +1,392 @@
+"""ARJ, PKWARE implode and CHM/LZX decompression (core/scan/unpackers/arj.py, implode.py,
+lzx.py, chm.py): the ClamAV test files yield clam.exe itself and the builtin engine finds it
+there; every ARJ method, both implode options and each LZX block type decode; damaged input
+only ever raises ValueError, quickly; output stays within the limit the budget sets."""
+
+from __future__ import annotations
+
+import base64
+import random
+import struct
+import time
+import zlib
+
+import pytest
+
+from core.scan.unpack import Budget, expand
+from core.scan.unpackers import arj, chm, implode, lzx
+from tests.unit.scan.support import corpus_or_skip, shipped_engine
+
+CLAMAV = "clamav-testfiles"
+LIMIT_OCTETS = 32 * 2**20
+SECONDS_PER_CALL = 2.0
+DECODERS = {
+    "clam.arj": arj.arj_members,
+    "clam.impl.zip": implode.imploded_members,
+    "clam.chm": chm.chm_files,
+}
+
+
+def _corpus_file(name: str) -> bytes:
+    path = corpus_or_skip() / CLAMAV / name
+    if not path.is_file():
+        pytest.skip(f"ClamAV test file {name} not in the shared corpus ({path})")
+    return path.read_bytes()
+
+
+# --- the ClamAV test files -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_clamav_test_file_decompresses_to_clam_exe(name):
+    items = DECODERS[name](_corpus_file(name), LIMIT_OCTETS)
+    assert _corpus_file("clam.exe") in items
+
+
+@pytest.mark.parametrize("name, label", [("clam.arj", "arj"), ("clam.impl.zip", "implode"),
+                                         ("clam.chm", "chm")])
+def test_expand_yields_clam_exe(name, label):
+    found = [(where, item) for where, item in expand(_corpus_file(name))
+             if item == _corpus_file("clam.exe")]
+    assert found and found[0][0].startswith(label)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_builtin_engine_finds_clam_exe_in_the_decompressed_output(name):
+    found = shipped_engine().scan(_corpus_file(name))
+    assert found is not None and found.name == "Mailmoat.Test.ClamAV-TestFile"
+    assert found.where.split("[")[0] in ("arj", "implode", "chm")
+
+
+def test_shipped_signatures_do_not_match_the_compressed_streams():
+    # Regression for the removed .ARJ/.Implode/.CHM signatures: detection must come from the
+    # decompressed clam.exe, so a re-packed archive is found too.
+    engine = shipped_engine()
+    for name in DECODERS:
+        assert engine.scan_buffer(_corpus_file(name)) is None, name
+
+
+# --- ARJ -------------------------------------------------------------------------------------
+
+# `arj a -m0 … -m4` (ARJ 3.10): s0.bin stored, s1-s4.bin with methods 1, 2, 3 and 4
+ARJ_METHODS_0_TO_4 = base64.b64decode(
+    "YOotACILAQIQAAIWHTEKax0xCmsAAAAAAAAAAAAAAAAAAAAAAABtdWx0aS5hcmoAAJHi5m0AAGDqNgAuCwECEAAAHR0x"
+    "CmsqAAAAKgAAAAjvAeMAAKQRAAAAAAAAHTEKax0xCmsAAAAAczAuYmluAAB8AEl2AABzdG9yZWQgbWVtYmVyIG9mIHRo"
+    "ZSBtYWlsbW9hdCBhcmogZml4dHVyZQpg6jYALgsBAhABAB0dMQprwAEAABgHAACUL+DhAACkEQAAAAAAAB0xCmsdMQpr"
+    "AAAAAHMxLmJpbgAAkugtewAAAWVgFqLWj/iKFVAKqqnwAVX/e9qtVUAAABVVVfq1W1tVaqqqoAAAAAAACqqqoAohRCpJ"
+    "RUkqAAABwAOuCVxLywAAgAUeeecoQSp1EIhEHIKUx0OgohU6Q4iueeQUlFJhSiFLSKWoUtYpRils/tJAAyABkADIAGQA"
+    "MgAZAAyABkADIAGUAMoAZQAygBlADKAGUAMoAZQAygBmADMAGYAMwAZgAzABm/3C7T4Np8H//BtVrVLZbVVWt1vuCusL"
+    "K0t3G5XO6XW7XdcXV5fYGFiY2S8HXm9Xu+X2/X/AYHBYNlZmdo/hNMiaWprRtja3N7g44TC4bD4jE4rF4zG47H5DI5LJ"
+    "5TK5bL5jM5rNuTm6Ors7vDy9PaD4+vyR/gIFKmgk6iDhIWGUw8RExUXGRsdHyEjJZzO57P6DQ6LR6TS6bT6jU6rV6zW6"
+    "7X7DY7LZ7Ta7bb7jc7rd7ze77f8Dg8Lh8Ti8bj8jk8rlycpKy0vMTM1Nzk7Pczm87n9Do9Lpz9B1OrQ9br9iio+z2qTt"
+    "9zu0tNT96o79T4Kqr8PirK2u8df5LDy2NlZ+bz+j0+r1+z2+73/D4/L5/T6/b7/j8/r9gGDqNgAuCwECEAIAHR0xCmu9"
+    "AQAAGAcAAH7ns+8AAKQRAAAAAAAAHTEKax0xCmsAAAAAczIuYmluAACH6ZCQAAABZGAWotaP+IoaqAVVVPgAqv+97W1q"
+    "qAAAAKqq/Vqtra1VqqqoAAAAAAAAVUABRCiFSSipJUAAADgAduCVxLywAAgC2eeecrQUKlaxBachEqTopBXDqk5xUR55"
+    "RSjFKQUuP+pIAEgASABIAEgASgBKAEoASgBKAEwATABMAE1foUgpMKXAUpRSmGhQAkACQAJAAkACUAJQAlACUAJQAmAC"
+    "YAJq/Qth+DYfg//8GxWNcsllXV6zWe0Il9gYWK02q12y2263sbIyszO0NLU13A643K53S63a73i83q9tja3N/93SZG4J"
+    "ErimcnN0dXa+X2/X/AYHBYPCYXDYfEYnFYvGY3HY/IZHJZPKZV3eHl6e3x9fkH+AgU8FBwihTCqlcMsh4iJilsXGRsdH"
+    "yEjJScplsvmMzms3nM7ns/oNDotHpNLptPqNTqtXrNbrtfsNjstntNrttvuNzut3vN7vt/wODwuHxOLxuPyJWWl5iZ5P"
+    "K5fM5vO5/Q6PS6fUmpvq9ac6/Y7M7Pdrtz/c7veoKGi79H4KTw0tN4vHT1FT5Kry1fmrK2u8/o9Pq9fs9vu9/w+Py+f0"
+    "+v2+/4/P6/f8YOo2AC4LAQIQAwAdHTEKa8oBAAAYBwAAS2osJwAApBEAAAAAAAAdMQprHTEKawAAAABzMy5iaW4AALQe"
+    "F/oAAAFnZ3X1rR/xFCqgKqqp4AKq73vbWqqgAAAqqqq9VqtraqrVVVQAAAAAABVVVVVVVVRCiFSSipJUAAAC/f/324HX"
+    "E/LAADAKYhCMRGn0KKANRmGwaAyENRQKE8YVPEIoaWQNLMk0jIGk4GllSaSDDSxhpOpNJQgMoQGVLAYNIgaRA0jBpGDS"
+    "MGkgNJAaSA0kC7ShAZUsBg0iBpEDSMGkYNIwaRg0kBpIDSQLtKEBlSwHe/g3kO3v4N5p//4N8vqZfr+mp2AwOCT1BRUl"
+    "PB4TC4bD4hUVVZXWFlaW1xdxJmKxeMxuOx+QyOSya8vsDCxf7h0rGcZDrKzM7Q0tTXlMrlsvmMzms3nM7ns/oNDotHpN"
+    "LptPqNS2Nrc3uDi5Obo6uzua8PL0ee3x9PoH5Cif4CBgoOERwsNDxETFRcZGx2q1es1uu1+w2Oy2e02u22+43O63e83u"
+    "+3/A4PC4fE4vG4/I5PK5fM5vO5/Q6PS6fU6sfISMlJykrLS8xMzU3OTs9P0FDRUdJS01PUdbr1PY7Paqqvt9ys7ve79b"
+    "XV/gsPDY+Kys/H5LS1tvLb+a489zdXfo9Pq9fs9vu9/w+Py+f0+v2+/4/P6/f8/oYOo2AC4LAQIQBAAdHTEKa8kBAAAY"
+    "BwAA0lETqwAApBEAAAAAAAAdMQprHTEKawAAAABzNC5iaW4AAGZVU70AABgMBgIDaYTSbDabzCdBAYTkahAczCbTgbDK"
+    "IBoChgMBp6AZHHnBkYjL0AyNvODIy9BAjL0ECMvQQIz9BAjP0ECMBn6AZG/oM8Y+gGRr6AZHPoM/0ECMvQQIz9BAjP0E"
+    "CMPQjow9COjH0M+MfQz4x9DPjL0ECMvQQIz9BAjP0xR+hHRh6Ud9DPjH0M+MfQz4y9BAjL0ECMvQQIz9MUf//ODTP//5"
+    "waDP4ucEAAEBAMCAUDAcEAkFAsGA0HA8IBEJBMKBULBcMBkNBsOB0PB8QCERCMSCUTCcUCkVCsWC0XC+QbjMaDUbDccD"
+    "kdDseD0fD8gEEhEMiEUjEckEklEsmE0nE8oFEpFMqFUrFcsFktFsuF0vF8wGExGMyGUzGc0Gk1Gs2G03G84HE5HM6HU7"
+    "Hc8Hk9Hs+H0/H9AIFBINCIVDIdEIlFItGI1HI9IJFJJNKJVLJdMJlNJtOJ1PJ9QKFRKNSKVTKdUKlVKtWK1XK9YLFZLN"
+    "aLVbLdcLldLteL1fL9gMFhMNiMVjMdkMllMtmM1nM9oNFpNNqNVrNdsNltNtuN1vN9wOFxONyOVzOd0Ol1Ot2O13O94P"
+    "F5PN6PV7Pd8Pl9Pt+P1/P8Bg6gAA"
+)
+
+
+def _arj_sample(seed: int) -> bytes:
+    return b"".join(b"%03d mailmoat arj sample %d\n" % ((i * seed) % 37, seed)
+                    for i in range(60)) + bytes(range(256))
+
+
+def test_arj_methods_0_to_4_decode_every_member():
+    members = arj.arj_members(ARJ_METHODS_0_TO_4, LIMIT_OCTETS)
+    assert members == [b"stored member of the mailmoat arj fixture\n"] + \
+        [_arj_sample(seed) for seed in (1, 2, 3, 4)]
+
+
+def _arj_header(fixed: bytes, name: bytes) -> bytes:
+    basic = fixed + name + b"\0" + b"\0"
+    return (b"\x60\xea" + struct.pack("<H", len(basic)) + basic
+            + struct.pack("<I", zlib.crc32(basic)) + b"\0\0")
+
+
+def _arj(method: int, body: bytes, size: int, crc: int, flags: int = 0) -> bytes:
+    main = struct.pack("<BBBBBBBB", 30, 11, 1, 0, 0, 0, 2, 0) + bytes(22)
+    member = struct.pack("<BBBBBBBBIIIIHHH", 30, 11, 1, 0, flags, method, 0, 0, 0,
+                         len(body), size, crc, 0, 0, 0)
+    return (_arj_header(main, b"t.arj") + _arj_header(member, b"t.bin") + body
+            + b"\x60\xea\0\0")
+
+
+class _MsbBits:
+    """A writer for MSB-first bit streams (ARJ's, LZX's before word swapping)."""
+
+    def __init__(self):
+        self.bits: list[int] = []
+
+    def put(self, value: int, count: int) -> "_MsbBits":
+        self.bits += [(value >> (count - 1 - i)) & 1 for i in range(count)]
+        return self
+
+    def octets(self) -> bytes:
+        bits = self.bits + [0] * (-len(self.bits) % 8)
+        return bytes(int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8))
+
+
+def _arj_constant_block(writer: _MsbBits, symbols: int, c: int, p: int) -> None:
+    """A method 1 block whose trees each have one zero-bit symbol (decode.c's n == 0)."""
+    writer.put(symbols % 65536, 16).put(0, 5).put(0, 5).put(0, 9).put(c, 9).put(0, 5).put(p, 5)
+
+
+def test_arj_block_of_one_literal_is_written_in_one_step():
+    writer = _MsbBits()
+    for _ in range(48):
+        _arj_constant_block(writer, 65536, ord("A"), 0)
+    size = 48 * 65536
+    data = _arj(1, writer.octets(), size, zlib.crc32(b"A" * size))
+    started = time.monotonic()
+    assert arj.arj_members(data, LIMIT_OCTETS) == [b"A" * size]
+    assert time.monotonic() - started < SECONDS_PER_CALL
+
+
+def test_arj_block_of_one_short_match_is_written_in_one_step():
+    writer = _MsbBits()
+    _arj_constant_block(writer, 1, ord("B"), 0)
+    _arj_constant_block(writer, 65536, 256 + 253, 0)      # length 256, distance 1
+    size = 1 + 65536 * 256
+    data = _arj(1, writer.octets(), size, zlib.crc32(b"B" * size))
+    started = time.monotonic()
+    assert arj.arj_members(data, LIMIT_OCTETS) == [b"B" * size]
+    assert time.monotonic() - started < SECONDS_PER_CALL
+
+
+def test_arj_member_crc_mismatch_raises():
+    data = _arj(0, b"hello", 5, zlib.crc32(b"hello") ^ 1)
+    with pytest.raises(ValueError, match="CRC"):
+        arj.arj_members(data, LIMIT_OCTETS)
+    assert arj.arj_members(_arj(0, b"hello", 5, zlib.crc32(b"hello")), 100) == [b"hello"]
+
+
+def test_arj_garbled_member_is_skipped():
+    assert arj.arj_members(_arj(0, b"xyz", 3, 0, flags=0x01), LIMIT_OCTETS) == []
+
+
+def test_arj_inside_a_self_extractor_is_found():
+    inner = _arj(0, b"hello", 5, zlib.crc32(b"hello"))
+    sfx = b"MZ" + bytes(1000) + b"\x60\xea\x05\x00junk" + bytes(100) + inner
+    assert arj.arj_members(sfx, LIMIT_OCTETS) == [b"hello"]
+    assert [item for _, item in expand(sfx)] == [b"hello"]
+
+
+# --- implode ---------------------------------------------------------------------------------
+
+class _LsbBits:
+    """A writer for the LSB-first bit stream of implode."""
+
+    def __init__(self):
+        self.value = self.count = 0
+
+    def put(self, value: int, count: int) -> None:
+        self.value |= value << self.count
+        self.count += count
+
+    def code(self, code: int, length: int) -> None:
+        """A Shannon-Fano code: its first (most significant) bit goes first."""
+        for i in range(length - 1, -1, -1):
+            self.put((code >> i) & 1, 1)
+
+    def octets(self) -> bytes:
+        return self.value.to_bytes((self.count + 7) // 8, "little")
+
+
+def _implode_literal_tree_8k(data: bytes) -> bytes:
+    """Implode `data` with a literal tree and the 8 KiB dictionary (flags 6), using trees
+    of equal lengths: literal s has code 255 - s (8 bits), length/distance s 63 - s (6)."""
+    trees = bytes([15] + [0xF7] * 16 + [3] + [0xF5] * 4 + [3] + [0xF5] * 4)
+    bits = _LsbBits()
+    at = 0
+    while at < len(data):
+        best_length, best_distance = 0, 0
+        for distance in (1, 5000, 8192):
+            if distance <= at:
+                length = 0
+                while at + length < len(data) and length < 3 + 63 + 255 and \
+                        data[at + length] == data[at + length - distance]:
+                    length += 1
+                if length > best_length:
+                    best_length, best_distance = length, distance
+        if best_length >= 3:
+            bits.put(0, 1)
+            bits.put((best_distance - 1) & 0x7F, 7)
+            bits.code(63 - ((best_distance - 1) >> 7), 6)
+            code = min(best_length - 3, 63)
+            bits.code(63 - code, 6)
+            if code == 63:
+                bits.put(best_length - 3 - 63, 8)
+            at += best_length
+        else:
+            bits.put(1, 1)
+            bits.code(255 - data[at], 8)
+            at += 1
+    return trees + bits.octets()
+
+
+def _zip_with(method: int, flags: int, body: bytes, data: bytes) -> bytes:
+    name = b"T.BIN"
+    crc = zlib.crc32(data)
+    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 10, flags, method, 0, 0, crc,
+                        len(body), len(data), len(name), 0) + name + body
+    central = struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 10, 10, flags, method, 0, 0,
+                          crc, len(body), len(data), len(name), 0, 0, 0, 0, 0, 0) + name
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(central), len(local), 0)
+    return local + central + end
+
+
+def test_implode_with_literal_tree_and_8k_dictionary():
+    random.seed(5)
+    block = bytes(random.randrange(256) for _ in range(5000))
+    data = b"x" * 400 + block + block + bytes(8192) + b"tail" * 50
+    body = _implode_literal_tree_8k(data)
+    assert implode.explode(body, len(data), 6, LIMIT_OCTETS) == data
+    assert implode.imploded_members(_zip_with(6, 6, body, data), LIMIT_OCTETS) == [data]
+
+
+def test_implode_distance_before_the_start_reads_zeros():
+    bits = _LsbBits()
+    bits.put(0, 1)
+    bits.put(9, 7)                              # distance 10, before the start
+    bits.code(63, 6)
+    bits.code(63 - 2, 6)                        # length 5
+    trees = bytes([15] + [0xF7] * 16 + [3] + [0xF5] * 4 + [3] + [0xF5] * 4)
+    assert implode.explode(trees + bits.octets(), 5, 6, LIMIT_OCTETS) == bytes(5)
+
+
+def test_implode_crc_mismatch_and_bad_trees_raise():
+    data = b"abcabcabc" * 20
+    body = _implode_literal_tree_8k(data)
+    archive = bytearray(_zip_with(6, 6, body, data))
+    archive[14] ^= 0xFF                         # the local header's CRC ...
+    central = archive.index(b"PK\x01\x02")
+    archive[central + 16] ^= 0xFF               # ... and the central directory's
+    with pytest.raises(ValueError, match="CRC"):
+        implode.imploded_members(bytes(archive), LIMIT_OCTETS)
+    with pytest.raises(ValueError, match="symbols"):
+        implode.explode(bytes([0, 0x0F]) + body[1:], len(data), 6, LIMIT_OCTETS)
+
+
+# --- LZX -------------------------------------------------------------------------------------
+
+def _lzx_words(writer: _MsbBits) -> bytes:
+    """MSB-first bits as LZX stores them: 16-bit words, little-endian."""
+    raw = writer.put(0, -len(writer.bits) % 16).octets()
+    return b"".join(raw[i + 1:i + 2] + raw[i:i + 1] for i in range(0, len(raw), 2))
+
+
+def test_lzx_verbatim_blocks_of_a_cabinet():
+    data = (corpus_or_skip() / "archives" / "strelka" / "test_lzx.cab").read_bytes()
+    first, blocks, kind = struct.unpack_from("<IHH", data, 0x24)
+    assert blocks == 1 and kind & 0xF == 3                 # one LZX folder, one data block
+    _checksum, compressed, size = struct.unpack_from("<IHH", data, first)
+    out = lzx.decompress(data[first + 8:first + 8 + compressed], kind >> 8 & 0x1F, 0, size,
+                         LIMIT_OCTETS)
+    assert len(out) == size and out.startswith(b"Lorem ipsum dolor sit amet")
+    assert lzx.decompress(data[first + 8:first + 8 + compressed], kind >> 8 & 0x1F, 0, size,
+                          100) == out[:100]
+
+
+def test_lzx_uncompressed_block_with_e8_translation():
+    body = bytearray(b"0123456789abcdef" * 4)
+    body[16:21] = b"\xe8" + (0x100).to_bytes(4, "little")  # CALL to absolute 0x100
+    writer = _MsbBits().put(1, 1).put(0, 16).put(0x1000, 16)      # E8 on, file size 0x1000
+    writer.put(3, 3).put(len(body) + 1, 24)                        # uncompressed, odd length
+    stream = _lzx_words(writer) + struct.pack("<3I", 1, 1, 1) + bytes(body) + b"!" + b"\0"
+    out = lzx.decompress(stream, 16, 0, len(body) + 1, LIMIT_OCTETS)
+    expected = bytearray(body)
+    expected[17:21] = (0x100 - 16).to_bytes(4, "little")           # back to relative
+    assert out == bytes(expected) + b"!"
+
+
+def test_lzx_rejects_a_bad_window_and_a_bad_block_type():
+    with pytest.raises(ValueError):
+        lzx.decompress(b"\0" * 64, 14, 0, 10, LIMIT_OCTETS)
+    with pytest.raises(ValueError, match="block type"):
+        lzx.decompress(_lzx_words(_MsbBits().put(0, 1).put(7, 3).put(10, 24)) + bytes(16),
+                       16, 0, 10, LIMIT_OCTETS)
+
+
+# --- damaged input, limits -------------------------------------------------------------------
+
+def _outcome(decoder, data: bytes, limit: int = LIMIT_OCTETS):
+    started = time.monotonic()
+    try:
+        items = decoder(data, limit)
+    except ValueError:
+        items = None
+    assert time.monotonic() - started < SECONDS_PER_CALL
+    if items is not None:
+        assert isinstance(items, list) and all(isinstance(i, bytes) and len(i) <= limit
+                                               for i in items)
+    return items
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_truncated_input_raises_value_error_or_yields_only_whole_members(name):
+    data = _corpus_file(name)
+    exe = _corpus_file("clam.exe")
+    step = max(1, len(data) // 400)
+    for cut in range(0, len(data), step):
+        items = _outcome(DECODERS[name], data[:cut])
+        if name != "clam.chm":      # a CHM keeps its stored files; the others CRC-check
+            assert not items or items == [exe], cut
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_garbled_input_only_raises_value_error(name):
+    data = _corpus_file(name)
+    rnd = random.Random(name)
+    for _ in range(400):
+        garbled = bytearray(data)
+        for _ in range(rnd.choice((1, 1, 2, 8))):
+            garbled[rnd.randrange(len(garbled))] ^= 1 << rnd.randrange(8)
+        _outcome(DECODERS[name], bytes(garbled))
+
+
+def test_random_input_with_each_magic_only_raises_value_error():
+    rnd = random.Random(11)
+    for magic in (b"\x60\xea", b"ITSF", b"PK\x03\x04"):
+        for _ in range(200):
+            data = magic + bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 600)))
+            for decoder in DECODERS.values():
+                _outcome(decoder, data)
+            for _ in range(2):
+                _outcome(lambda d, limit: [lzx.decompress(d, 15 + rnd.randrange(7),
+                                                          rnd.randrange(3), 70000, limit)],
+                         data)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_output_stops_at_the_limit(name):
+    for limit in (0, 1, 100, 543):
+        items = DECODERS[name](_corpus_file(name), limit)
+        assert all(len(item) <= limit for item in items)
+    if name != "clam.chm":      # a CHM decompresses only `limit` octets of its section
+        assert _corpus_file("clam.exe")[:100] in DECODERS[name](_corpus_file(name), 100)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_expand_tells_the_decoders_what_the_budget_has_left(name):
+    items = [item for _, item in expand(_corpus_file(name), budget=Budget(octets=300))]
+    assert items and all(len(item) <= 300 for item in items)
+    assert sum(map(len, items)) <= 300
