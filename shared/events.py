@@ -178,6 +178,10 @@ class EventWriter:
     MAX_BATCH = 500
     QUEUE_LIMIT = 100_000  # bounded: past it events are counted as lost, never block mail
     RETRY_SECONDS = 0.05
+    # After the first event of a batch the writer waits this long before taking the rest:
+    # events arrive in bursts (several per message), and a writer that woke for each one
+    # cost the emitting thread a wake-up per event (and SQLite a commit per event).
+    LINGER_SECONDS = 0.02
 
     def __init__(self, db_path: str | Path, process: str, clock: WallClock = SYSTEM_CLOCK,
                  *, enabled: bool = True, keep: Callable[[Event], bool] | None = None):
@@ -265,6 +269,8 @@ class EventWriter:
         batch: list[Event] = []
         markers: list[threading.Event] = []
         item = self._queue.get()
+        if isinstance(item, Event):
+            time.sleep(self.LINGER_SECONDS)
         while True:
             if item is _STOP:
                 return batch, markers, True

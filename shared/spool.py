@@ -247,6 +247,24 @@ class Envelope(_Record):
 
 # --- file system helpers -----------------------------------------------------
 
+def _remove_message_dir(path: Path) -> None:
+    """A message directory holds plain files only; unlinking them by name costs a fraction
+    of shutil.rmtree's per-call work, which the queue manager pays once per message."""
+    try:
+        with os.scandir(path) as entries:
+            names = [entry.name for entry in entries]
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(path / name)
+        except IsADirectoryError:     # not made by this module, but never left behind
+            shutil.rmtree(path / name)
+        except FileNotFoundError:
+            pass
+    os.rmdir(path)
+
+
 def _fsync_dir(path: str | os.PathLike) -> None:
     """Make the entries of directory *path* (creations, renames) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -474,10 +492,10 @@ class Spool:
         source = self._dir(self._not_incoming(queue), queue_id)
         trash = source.with_name(TRASH_PREFIX + queue_id)
         if trash.exists():
-            shutil.rmtree(trash)
+            _remove_message_dir(trash)
         os.rename(source, trash)
         self._step("after_delete_rename")
-        shutil.rmtree(trash)
+        _remove_message_dir(trash)
 
     def list(self, queue: str) -> Iterator[str]:
         """Ids of the messages in *queue*, sorted (so oldest first)."""

@@ -105,12 +105,17 @@ def _status(reply: Reply) -> str:
 
 # --- bytes and replies ---------------------------------------------------------------------
 
-async def _send(session: Session, data: bytes, timeout: float, in_data: bool = False) -> None:
+async def _send(session: Session, data: bytes, timeout: float, in_data: bool = False,
+                end_data: bytes = b"") -> None:
+    """`end_data`: the end-of-data marker sent with the last message content in one write
+    (logged as a line of its own)."""
     if session.log is not None:
         session.log.client(data, in_data)
+        if end_data:
+            session.log.client(end_data)
     try:
         with trio.fail_after(timeout):
-            await session.stream.send_all(data)
+            await session.stream.send_all(data + end_data if end_data else data)
     except trio.TooSlowError:
         raise _broken(session, f"timeout sending to {session.peer}") from None
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
@@ -305,27 +310,31 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
         data_reply = await _reply(session, timeouts.data_initiation)
     if data_reply.code != 354:
         return
-    if conn.transaction.accepted_recipients:
-        async for chunk in _message_chunks(message_path):
-            await _send(session, conn.encode_data_chunk(chunk), timeouts.data_block,
-                        in_data=True)
-    await _send(session, conn.end_data(), timeouts.data_block)
+    small = _read_small(message_path) if conn.transaction.accepted_recipients else None
+    if small is not None:       # the message and its end in one write
+        content = conn.encode_data_chunk(small)
+        await _send(session, content, timeouts.data_block, in_data=True,
+                    end_data=conn.end_data())
+    else:
+        if conn.transaction.accepted_recipients:
+            async for chunk in _message_chunks(message_path):
+                await _send(session, conn.encode_data_chunk(chunk), timeouts.data_block,
+                            in_data=True)
+        await _send(session, conn.end_data(), timeouts.data_block)
     await _reply(session, timeouts.data_termination)
     session.completed_at = trio.current_time()
 
 
 def _read_small(path: Path) -> bytes | None:
-    """The whole message when it is small (one thread hop), else None."""
+    """The whole message when it is small, else None. Read inline, not in a thread: the
+    queue manager spooled it moments ago, so it comes from the page cache, and a thread hop
+    per delivered message costs more than the read."""
     with open(path, "rb") as handle:
         data = handle.read(MESSAGE_CHUNK_OCTETS + 1)
     return data if len(data) <= MESSAGE_CHUNK_OCTETS else None
 
 
 async def _message_chunks(path: Path):
-    small = await trio.to_thread.run_sync(_read_small, path)
-    if small is not None:
-        yield small
-        return
     async with await trio.open_file(path, "rb") as message:
         while chunk := await message.read(MESSAGE_CHUNK_OCTETS):
             yield chunk
