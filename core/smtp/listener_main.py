@@ -13,6 +13,7 @@ import socket
 import trio
 
 from core.control import SettingsWatcher
+from core.scan.antispam.autowhitelist import AutoWhitelistMirror
 from core.smtp.listeners import COUNTER_REPORT_SECONDS
 from core.smtp.server import GroupCommitter, SmtpServer
 from core.smtp.tls import TlsFiles
@@ -51,6 +52,8 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
                         hostname=lambda: settings()["smtp.hostname"] or machine_hostname(),
                         reuse_port=True, share=share)
     settings.on_change(server.settings_changed)
+    auto_whitelist = AutoWhitelistMirror(home.db, settings, events.clock)
+    server.auto_whitelisted = auto_whitelist.contains
 
     async def report():
         async with receive_line:
@@ -75,6 +78,7 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(settings.run)
             await nursery.start(committer.run)
+            await nursery.start(auto_whitelist.run)
             nursery.start_soon(report)
             nursery.start_soon(report_counters)
             addresses = await nursery.start(server.serve)

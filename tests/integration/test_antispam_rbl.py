@@ -14,6 +14,7 @@ import trio
 from core.app import run_core
 from core.delivery.mx import Resolver
 from core.smtp.rbl import RblChecker, query_name
+from shared import db
 from shared.events import Action
 from shared.settings import defaults
 from tests.support.core import make_home
@@ -185,6 +186,28 @@ async def test_reject_refuses_listed_client_at_mail_from_unless_whitelisted(tmp_
     rejected = [e for e in _events(home, Action.REJECTED) if e["rule"] == f"rbl.zones {ZONE}"]
     assert rejected and rejected[0]["result"] == "550"
     assert core.counters.values["spam_rbl"] == 1
+    core.cancel_scope.cancel()
+
+
+async def test_listener_processes_reject_unless_auto_whitelisted(tmp_path, sink, dns,
+                                                                 nursery):
+    """With SMTP listener processes the MAIL FROM reject consults the auto-generated
+    whitelist too (each listener keeps a copy of the table the core writes)."""
+    dns.add_a(query_name("127.0.0.1", ZONE), "127.0.0.2")
+    home = _home(tmp_path, sink, dns, rbl__action="reject", smtp__listener_processes=2,
+                 whitelist__auto__enabled=True)
+    conn = db.connect(home.db)
+    with conn:
+        conn.execute("INSERT INTO auto_whitelist (domain, count, first_seen, last_seen) "
+                     "VALUES ('partner.test', 3, 1000, 1000)")
+    conn.close()
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    for _ in range(6):        # connections spread over both listener processes
+        code, _text = await trio.to_thread.run_sync(_mail_from, port, "boss@partner.test")
+        assert code == 250
+        code, _text = await trio.to_thread.run_sync(_mail_from, port, "spammer@elsewhere.test")
+        assert code == 550
     core.cancel_scope.cancel()
 
 

@@ -26,6 +26,7 @@ Rules
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping
 
 import trio
@@ -34,12 +35,13 @@ from core.scan.antispam.lists import address_domain, is_excluded
 from shared import db
 from shared.wildcard import matches
 
-__all__ = ["AutoWhitelist", "AutoWhitelistPipeline", "MAX_ENTRIES", "EVICT_COUNT",
-           "load_entries"]
+__all__ = ["AutoWhitelist", "AutoWhitelistMirror", "AutoWhitelistPipeline", "MAX_ENTRIES",
+           "EVICT_COUNT", "load_entries"]
 
 MAX_ENTRIES = 2000      # guide §5: "a maximum of 2000 entries"
 EVICT_COUNT = 50        # guide §5: "When the maximum number of entries is exceeded, it removes the top 50"
 FLUSH_SECONDS = 1.0
+MIRROR_RELOAD_SECONDS = 2.0
 
 
 def load_entries(conn) -> dict[str, list]:
@@ -167,6 +169,23 @@ class AutoWhitelist:
         """The "whitelist.auto.delete" command: {"domains": [...]}."""
         count = self.delete(args.get("domains") or ())
         return f"{count} auto-generated whitelist entr{'y' if count == 1 else 'ies'} removed"
+
+
+class AutoWhitelistMirror(AutoWhitelist):
+    """A read-only copy of the list for an SMTP listener process, whose reject at MAIL FROM
+    (rbl.action reject) asks the same question as the core: reloaded from the table the
+    core writes every MIRROR_RELOAD_SECONDS while the list is enabled, so a domain the core
+    learns whitelists there within a few seconds. Never writes (invariant 4)."""
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            if self.settings()["whitelist.auto.enabled"]:
+                try:
+                    await trio.to_thread.run_sync(self.load)
+                except sqlite3.Error:       # busy or locked for long: keep the last copy
+                    pass
+            await trio.sleep(MIRROR_RELOAD_SECONDS)
 
 
 class AutoWhitelistPipeline:
