@@ -13,7 +13,7 @@ import trio
 
 from core.app import run_core
 from core.delivery.mx import Resolver
-from core.smtp.rbl import RblChecker, query_name
+from core.smtp.rbl import DEFAULT_NEGATIVE_SECONDS, RblChecker, query_name
 from shared import db
 from shared.events import Action
 from shared.settings import defaults
@@ -117,6 +117,34 @@ async def test_results_are_cached_for_the_answer_ttl(dns):
     assert len(dns.queries) == 2
     assert await checker.check("192.0.2.30", values) is None    # NXDOMAIN cached too
     assert len(dns.queries) == 2
+
+
+async def test_not_listed_is_cached_for_the_soa_negative_ttl(dns):
+    """RFC 2308 §5: an NXDOMAIN is cached for min(SOA TTL, SOA MINIMUM) — here 15 s."""
+    dns.add_soa(ZONE, ttl=300, minimum=15)
+    values = _settings(dns, [{"enabled": True, "zone": ZONE, "return_codes": []}])
+    clock = FakeTime()
+    checker = _checker(values, clock)
+    assert await checker.check("192.0.2.31", values) is None
+    dns.add_a(query_name("192.0.2.31", ZONE), "127.0.0.2")      # listed meanwhile
+    clock.now += 14
+    assert await checker.check("192.0.2.31", values) is None    # still the cached NXDOMAIN
+    assert len(dns.queries) == 1
+    clock.now += 2
+    assert (await checker.check("192.0.2.31", values)).codes == ("127.0.0.2",)
+    assert len(dns.queries) == 2
+
+
+async def test_not_listed_without_soa_is_cached_for_the_default(dns):
+    values = _settings(dns, [{"enabled": True, "zone": ZONE, "return_codes": []}])
+    clock = FakeTime()
+    checker = _checker(values, clock)
+    assert await checker.check("192.0.2.32", values) is None
+    dns.add_a(query_name("192.0.2.32", ZONE), "127.0.0.2")
+    clock.now += DEFAULT_NEGATIVE_SECONDS - 1
+    assert await checker.check("192.0.2.32", values) is None and len(dns.queries) == 1
+    clock.now += 2
+    assert await checker.check("192.0.2.32", values) and len(dns.queries) == 2
 
 
 async def test_a_dead_dns_server_delays_by_the_time_limit_only(dns):

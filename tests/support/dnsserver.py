@@ -30,7 +30,7 @@ import struct
 import threading
 from collections import defaultdict
 
-from dnslib import AAAA, MX, PTR, QTYPE, RCODE, RR, TXT, A, DNSLabel, DNSRecord
+from dnslib import AAAA, MX, PTR, QTYPE, RCODE, RR, SOA, TXT, A, DNSLabel, DNSRecord
 
 __all__ = ["DnsServer"]
 
@@ -46,6 +46,7 @@ class DnsServer:
     def __init__(self) -> None:
         self._records: dict[str, list[RR]] = defaultdict(list)
         self._failures: dict[str, str] = {}          # name -> "nxdomain" | "servfail" | "timeout"
+        self._soas: dict[str, RR] = {}               # zone -> SOA sent with its NXDOMAINs
         self._lock = threading.Lock()
         self.queries: list[tuple[str, str]] = []     # (name, type) in arrival order
         self._udp: socketserver.ThreadingUDPServer | None = None
@@ -81,6 +82,16 @@ class DnsServer:
         except ValueError:
             name = address_or_name
         return self.add(name, "PTR", PTR(_key(target) + "."))
+
+    def add_soa(self, zone: str, ttl: int, minimum: int) -> DnsServer:
+        """Make *zone* authoritative: its NXDOMAIN answers carry this SOA in the authority
+        section (RFC 2308: the negative-caching TTL is min(TTL, MINIMUM))."""
+        rr = RR(rname=DNSLabel(_key(zone) + "."), rtype=QTYPE.SOA, ttl=ttl,
+                rdata=SOA(f"ns.{_key(zone)}.", f"hostmaster.{_key(zone)}.",
+                          (1, 3600, 600, 86400, minimum)))
+        with self._lock:
+            self._soas[_key(zone)] = rr
+        return self
 
     def fail(self, name: str, how: str) -> DnsServer:
         """Make every query for *name* fail: "nxdomain", "servfail" or "timeout" (no answer)."""
@@ -151,12 +162,16 @@ class DnsServer:
             self.queries.append((name, QTYPE[qtype]))
             how = self._failures.get(name)
             records = list(self._records.get(name, ()))
+            soa = next((rr for zone, rr in self._soas.items()
+                        if name == zone or name.endswith("." + zone)), None)
         if how == "timeout":
             return None
         if how == "servfail":
             reply.header.rcode = RCODE.SERVFAIL
         elif how == "nxdomain" or not records:
             reply.header.rcode = RCODE.NXDOMAIN
+            if soa is not None:
+                reply.add_auth(soa)
         else:
             for rr in records:
                 if rr.rtype == qtype or qtype == QTYPE.ANY:
