@@ -157,12 +157,14 @@ def _entries(data: bytes):
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()
+    except (zipfile.BadZipFile, NotImplementedError, ValueError, struct.error, OSError,
+            EOFError):                  # what zipfile raises on a damaged directory
+        infos = None
+    if infos is not None:
         for info in infos:
             yield (info.flag_bits, info.compress_type, info.CRC, info.compress_size,
                    info.file_size, info.header_offset)
         return
-    except (zipfile.BadZipFile, ValueError, struct.error, OSError, EOFError):
-        pass
     at = 0
     while True:
         at = data.find(b"PK\x03\x04", at)

@@ -199,8 +199,6 @@ def decompress(data: bytes, window_bits: int, reset_interval_frames: int, length
                     r0, r1, r2 = struct.unpack("<3I", bits.raw(12))
                 else:
                     raise ValueError("bad LZX block type")
-                if block_length == 0:
-                    raise ValueError("empty LZX block")
             run = min(block_remaining, frame_end - len(out))
             block_remaining -= run
             if block_type == _UNCOMPRESSED:

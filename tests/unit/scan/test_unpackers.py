@@ -263,6 +263,15 @@ def test_implode_with_literal_tree_and_8k_dictionary():
     assert implode.imploded_members(_zip_with(6, 6, body, data), LIMIT_OCTETS) == [data]
 
 
+def test_implode_member_is_read_from_its_local_header_when_zipfile_refuses_the_directory():
+    # Regression: zipfile raised NotImplementedError ("zip file version 25.5") on a garbled
+    # central directory, which is neither ValueError nor a reason to give up on the member.
+    data = b"abcabcabc" * 20
+    archive = bytearray(_zip_with(6, 6, _implode_literal_tree_8k(data), data))
+    archive[archive.index(b"PK\x01\x02") + 6] = 0xFF          # version needed: 25.5
+    assert implode.imploded_members(bytes(archive), LIMIT_OCTETS) == [data]
+
+
 def test_implode_distance_before_the_start_reads_zeros():
     bits = _LsbBits()
     bits.put(0, 1)
