@@ -251,9 +251,7 @@ class QueueManager:
         self._hold_count += (dst == "hold") - (src == "hold")
 
     async def _delete(self, queue: str, queue_id: str) -> None:
-        # Inline, not in a thread: a rename and a few unlinks without fsync cost less than
-        # the thread hop, which is paid once per delivered message.
-        self.spool.delete(queue, queue_id)
+        await trio.to_thread.run_sync(self.spool.delete, queue, queue_id)
         self._fast_ids.discard(queue_id)
         self.schedule.remove(queue_id)
         if queue == "hold":
