@@ -69,7 +69,7 @@ class RblForm(SETTINGS_FORMS["rbl"]):
 
 
 for _i in range(RBL_ZONE_ROWS):
-    setattr(RblForm, f"zone{_i}_enabled", BooleanField("Real-time blacklist domain name"))
+    setattr(RblForm, f"zone{_i}_enabled", BooleanField("Use this blacklist"))
     setattr(RblForm, f"zone{_i}_zone", StringField("Zone", validators=[Optional()]))
     setattr(RblForm, f"zone{_i}_codes", TextAreaField(
         "Identify spam by return codes (one per line; empty = any listing)",
