@@ -9,14 +9,24 @@ files that ClamAV also reads.
     non-solid NSIS installers (LZMA / deflate / bzip2 blocks)
     UPX-packed PE files (NRV2B/D/E, upx.py)
     mail and mbox files (re-decomposed)  zip members compressed with Deflate64 (inflate64)
-    ARJ archives (methods 0-4), zip members compressed with PKWARE implode (method 6) and
-    CHM help files (LZX), decompressed in pure Python: unpackers/arj.py, implode.py, chm.py
+    in pure Python, under core/scan/unpackers/:
+    ARJ archives, also in a self-extracting .exe (methods 0-4)          arj.py
+    zip members compressed with PKWARE implode (method 6)               implode.py
+    CHM help files (ITSF directory, LZX content section)                chm.py, lzx.py
+    InstallShield setups: MSI-based (ISHIELD-MSI streams) and older
+      ones (PE overlay, data1.hdr + dataN.cab)                          installshield.py
+    Microsoft cabinets (MSCF): stored, MSZIP and LZX folders
+      (Quantum folders are skipped)                                     installshield.py, lzx.py
+    compiled AutoIt scripts (EA05, EA06) in a PE                        autoit.py
 
 `expand(data, decompose)` yields (label, bytes) pairs — derived buffers to scan like the
 original — under a Budget (count, total octets, depth); it never raises for anything in the
 data and never expands past the budget (ARCHITECTURE invariant 3). Decoders that take a
-`limit` are told what the budget has left (at most MAX_ITEM_OCTETS), so they stop there
-instead of decompressing what would be refused.
+`limit` are told what the budget has left (at most MAX_ITEM_OCTETS per item, and the
+budget's octets in all), so they stop there instead of decompressing what would be refused.
+A member that decoded in full but whose stored CRC-32 does not match (unpackers.CrcMismatch)
+is yielded all the same, its label ending in "(crc mismatch)": a flipped checksum must not
+hide content from the scan.
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from core.scan.filetypes import looks_like_mail
+from core.scan.unpackers import CrcMismatch
 
 __all__ = ["expand", "Budget", "szdd", "binhex", "uudecode"]
 
@@ -63,7 +74,11 @@ def expand(data: bytes, decompose: Callable[[bytes], list[bytes]] | None = None,
             continue
         for index, item in enumerate(items):
             if item and budget.take(item):
-                yield (f"{label}[{index}]" if len(items) > 1 else label), item
+                where = f"{label}[{index}]" if len(items) > 1 else label
+                if isinstance(item, CrcMismatch):
+                    yield f"{where}(crc mismatch)", bytes(item)
+                else:
+                    yield where, item
 
 
 def _limit(budget: Budget) -> int:
@@ -92,14 +107,14 @@ def _candidates(data: bytes, decompose, budget: Budget):
     if head.startswith(b"PK\x03\x04"):
         yield "deflate64", lambda: _deflate64_members(data)
         from core.scan.unpackers import implode
-        yield "implode", lambda: implode.imploded_members(data, _limit(budget))
+        yield "implode", lambda: implode.imploded_members(data, _limit(budget), budget.octets)
     if head.startswith(b"\x60\xea") or (head.startswith(b"MZ")
                                          and b"\x60\xea" in data[:1 << 20]):   # ARJ, ARJ SFX
         from core.scan.unpackers import arj
-        yield "arj", lambda: arj.arj_members(data, _limit(budget))
+        yield "arj", lambda: arj.arj_members(data, _limit(budget), budget.octets)
     if head.startswith(b"ITSF"):
         from core.scan.unpackers import chm
-        yield "chm", lambda: chm.chm_files(data, _limit(budget))
+        yield "chm", lambda: chm.chm_files(data, _limit(budget), budget.octets)
     if head.startswith(b"MZ") and b"UPX0" in head:
         from core.scan.upx import unpack_upx
         yield "upx", lambda: unpack_upx(data)
@@ -114,7 +129,7 @@ def _candidates(data: bytes, decompose, budget: Budget):
             yield "autoit", lambda: autoit.autoit(data)
     if head.startswith(b"MSCF"):
         from core.scan.unpackers.installshield import cabinet
-        yield "cab", lambda: cabinet(data)
+        yield "cab", lambda: cabinet(data, budget.octets)
     if decompose is not None and looks_like_mail(data):
         yield "mail", lambda: decompose(data)
     if head[:4] in (b"\xd0\xcf\x11\xe0",) or _is_sis(head):

@@ -1,7 +1,7 @@
 """ARJ archives (Robert Jung): headers as ClamAV's unarj.c reads them, decompression ported
 from ARJ's decode.c (the open-source ARJ / unarj sources).
 
-    arj_members(data, limit) -> list[bytes]      the contents of the archive's files
+    arj_members(data, limit, total) -> list[bytes]   the contents of the archive's files
 
 Layout
     Every header: 0x60 0xEA, u16 basic header size (0 = end of archive), the basic header
@@ -12,19 +12,26 @@ Layout
     (decode.c decode); 4 "fastest", unary-coded lengths and positions (decode_f).
 
 Rules
-    1. A header whose CRC-32 does not match, a truncated member, a bad Huffman table, a match
-       reaching before the start of the file and a file whose CRC-32 does not match raise
-       ValueError. Garbled (password) members, continued-volume members and unknown methods
-       are skipped.
-    2. Output per member stops at min(original size, limit) octets; at most MAX_ITEMS
-       members. The LZH decoder reads zero bits past the end of the compressed data, as ARJ
-       does, but never more than a few octets' worth before raising ValueError; a block
-       whose only symbol is a literal is written in one step, so hostile input cannot make
-       it spin one octet at a time (nor one that repeats a single zero-bit match): every
-       other step reads at least one bit.
+    1. Checksums never hide content: a member that decodes in full but whose CRC-32, or its
+       header's, does not match is returned as CrcMismatch (core/scan/unpackers/__init__.py);
+       ClamAV's unarj.c checks neither. A member whose data is damaged — a bad Huffman
+       table, a match reaching before the start of the file, data that runs out — is
+       skipped (its header says where the next one starts); a header that cannot be read,
+       or a member cut short by the end of the file, ends the archive. The members read
+       before are returned; ValueError is raised only when there are none. Garbled
+       (password) members, continued-volume members and unknown methods are skipped.
+    2. Output per member stops at min(original size, limit) octets, and all members stop
+       at `total` octets (what the budget has left), charged with what each member produced
+       — a damaged one too, up to its damage. At most MAX_ITEMS members. The LZH decoder
+       reads zero bits past the end of the compressed data, as ARJ does, but never more
+       than a few octets' worth before raising ValueError; a block whose only symbol is a
+       literal is written in one step, so hostile input cannot make it spin one octet at a
+       time (nor one that repeats a single zero-bit match): every other step reads at least
+       one bit.
     3. An archive is found at offset 0 or, in a self-extracting .exe, at the first of at
        most MAX_SFX_TRIES "60 EA" marks in the first MAX_SFX_SCAN_OCTETS whose main header's
-       CRC-32 checks.
+       CRC-32 checks — failing that, at the first main header (type 2) that is followed by
+       another header mark, so a flipped main-header CRC does not hide the archive either.
 """
 
 from __future__ import annotations
@@ -32,12 +39,14 @@ from __future__ import annotations
 import struct
 import zlib
 
+from core.scan.unpackers import CrcMismatch
 from core.scan.unpackers.huffman import decode_table
 
 __all__ = ["ARJ_MAGIC", "MAX_ITEMS", "arj_members", "find_archive"]
 
 ARJ_MAGIC = b"\x60\xea"
 MAX_ITEMS = 200
+MAX_TOTAL_OCTETS = 64 * 2**20           # core/scan/unpack.py's budget
 MAX_SFX_SCAN_OCTETS = 1 << 20
 MAX_SFX_TRIES = 32
 MAX_BASIC_HEADER_OCTETS = 2600          # unarj.c HEADERSIZE_MAX: 30 + 10 + 512 + 2048
@@ -160,12 +169,11 @@ def _copy(out: bytearray, distance: int, length: int) -> None:
         out += (out[start:position] * (length // distance + 1))[:length]
 
 
-def _decode_lzh(data: bytes, wanted: int) -> bytearray:
-    """Methods 1-3 (decode.c decode). The per-symbol work is inlined: bits.* on the block
-    headers only."""
+def _decode_lzh(data: bytes, wanted: int, out: bytearray) -> bytearray:
+    """Methods 1-3 (decode.c decode) into `out`. The per-symbol work is inlined: bits.* on
+    the block headers only."""
     bits = _Bits(data)
     src, ip, bb, bl = bits.src, 0, 0, 0
-    out = bytearray()
     append = out.append
     remaining = 0                               # symbols left in the current block
     c_table, c_bits, p_table, p_bits = [0], 0, [0], 0
@@ -213,11 +221,10 @@ def _decode_lzh(data: bytes, wanted: int) -> bytearray:
     return out
 
 
-def _decode_fastest(data: bytes, wanted: int) -> bytearray:
-    """Method 4 (decode.c decode_f): lengths and positions as a unary prefix (decode_len,
-    decode_ptr) plus that many bits; every step reads at least one bit."""
+def _decode_fastest(data: bytes, wanted: int, out: bytearray) -> bytearray:
+    """Method 4 (decode.c decode_f) into `out`: lengths and positions as a unary prefix
+    (decode_len, decode_ptr) plus that many bits; every step reads at least one bit."""
     src, ip, bb, bl = bytes(data) + bytes(_SLACK_OCTETS), 0, 0, 0
-    out = bytearray()
     while len(out) < wanted:
         if bl < 24:
             ip, bb, bl = _fill(src, ip, bb, bl)
@@ -247,21 +254,21 @@ def _decode_fastest(data: bytes, wanted: int) -> bytearray:
     return out
 
 
-def _header(data: bytes, at: int) -> tuple[bytes | None, int]:
-    """(basic header or None at the end marker, offset after the header)."""
+def _header(data: bytes, at: int) -> tuple[bytes | None, int, bool]:
+    """(basic header or None at the end marker, offset after the header, whether the basic
+    header's CRC-32 matches). Raises ValueError for a header that cannot be read."""
     if data[at:at + 2] != ARJ_MAGIC or at + 4 > len(data):
         raise ValueError("ARJ header expected")
     size, = struct.unpack_from("<H", data, at + 2)
     if size == 0:
-        return None, at + 4
+        return None, at + 4, True
     if size > MAX_BASIC_HEADER_OCTETS:
         raise ValueError("ARJ header too large")
     basic = data[at + 4:at + 4 + size]
     at += 4 + size
     if len(basic) != size or at + 4 > len(data):
         raise ValueError("ARJ header truncated")
-    if zlib.crc32(basic) != struct.unpack_from("<I", data, at)[0]:
-        raise ValueError("ARJ header CRC")
+    crc_ok = zlib.crc32(basic) == struct.unpack_from("<I", data, at)[0]
     if size < 30 or basic[0] < 30:
         raise ValueError("ARJ header too short")
     at += 4
@@ -271,7 +278,7 @@ def _header(data: bytes, at: int) -> tuple[bytes | None, int]:
         extended, = struct.unpack_from("<H", data, at)
         at += 2
         if extended == 0:
-            return basic, at
+            return basic, at, crc_ok
         at += extended + 4
 
 
@@ -279,29 +286,41 @@ def find_archive(data: bytes) -> int:
     """Offset of the main header (rule 3); raises ValueError when there is none."""
     if data.startswith(ARJ_MAGIC):
         return 0
-    at, tries = 0, 0
+    at, tries, unchecked = 0, 0, None
     while tries < MAX_SFX_TRIES:
         at = data.find(ARJ_MAGIC, at + 1, MAX_SFX_SCAN_OCTETS)
         if at < 0:
             break
         tries += 1
         try:
-            basic, _ = _header(data, at)
+            basic, after, crc_ok = _header(data, at)
         except (ValueError, struct.error):
             continue
-        if basic is not None and basic[6] == _MAIN_HEADER_TYPE:
+        if basic is None or basic[6] != _MAIN_HEADER_TYPE:
+            continue
+        if crc_ok:
             return at
+        if unchecked is None and data[after:after + 2] == ARJ_MAGIC:
+            unchecked = at
+    if unchecked is not None:
+        return unchecked
     raise ValueError("no ARJ archive")
 
 
-def arj_members(data: bytes, limit: int) -> list[bytes]:
-    """The files of the archive in `data` (rules 1-2). Raises ValueError for damage."""
-    main, at = _header(data, find_archive(data))
+def arj_members(data: bytes, limit: int, total: int = MAX_TOTAL_OCTETS) -> list[bytes]:
+    """The files of the archive in `data` (rules 1-2), a member whose CRC-32 does not match
+    as CrcMismatch. Raises ValueError for damage that leaves no member at all."""
+    main, at, _ = _header(data, find_archive(data))
     if main is None:
         return []
-    out = []
+    out: list[bytes] = []
+    damage: ValueError | None = None
     while len(out) < MAX_ITEMS:
-        basic, at = _header(data, at)
+        try:
+            basic, at, header_ok = _header(data, at)
+        except ValueError as error:             # the walk cannot go on
+            damage = error
+            break
         if basic is None:
             break
         flags, method = basic[4], basic[5]
@@ -309,17 +328,29 @@ def arj_members(data: bytes, limit: int) -> list[bytes]:
         body = data[at:at + compressed]
         at += compressed
         if len(body) != compressed:
-            raise ValueError("ARJ member truncated")
+            damage = ValueError("ARJ member truncated")
+            break
         if flags & (_GARBLED | _EXTFILE) or method > 4 or original == 0:
             continue
-        wanted = min(original, limit)
-        if method == 0:
-            item = body[:wanted]
-        elif method == 4:
-            item = bytes(_decode_fastest(body, wanted)[:wanted])
-        else:
-            item = bytes(_decode_lzh(body, wanted)[:wanted])
-        if wanted == original and zlib.crc32(item) != crc:
-            raise ValueError("ARJ member CRC")
+        wanted = min(original, limit, total)
+        if wanted <= 0:
+            break
+        decoded = bytearray()
+        try:
+            if method == 0:
+                item = body[:wanted]
+            elif method == 4:
+                item = bytes(_decode_fastest(body, wanted, decoded)[:wanted])
+            else:
+                item = bytes(_decode_lzh(body, wanted, decoded)[:wanted])
+        except ValueError as error:             # this member only: the next header is known
+            item, damage = None, damage or error
+        total -= max(len(decoded), len(item or b""))
+        if item is None:
+            continue
+        if not header_ok or (wanted == original and zlib.crc32(item) != crc):
+            item = CrcMismatch(item)
         out.append(item)
+    if damage is not None and not out:
+        raise damage
     return out

@@ -1,7 +1,7 @@
 """Microsoft Compiled HTML Help (CHM, "ITSF") files: the directory and the LZX-compressed
 content section, as libmspack's chmd.c reads them (chm.h offsets).
 
-    chm_files(data, limit) -> list[bytes]   the contents of the files the CHM holds
+    chm_files(data, limit, total) -> list[bytes]   the contents of the files the CHM holds
 
 Layout
     ITSF header (0x38) + header section table: offsets of header section 0 (file length),
@@ -19,7 +19,9 @@ Rules
     2. Files come out in directory order, at most MAX_FILES of them; when the CHM lists more,
        the last item is the whole decompressed content section instead, so nothing that was
        decompressed goes unscanned. Every item is at most `limit` octets, and only
-       min(content length, limit) octets of the section are decompressed.
+       min(content length, limit) octets of the section are decompressed; the files stop
+       once they hold `total` octets (what the budget has left: files may overlap, so their
+       sum is not bounded by the section).
     3. System files ("::...") are not returned: they are the compressed stream and its
        control data, never content.
 """
@@ -34,6 +36,7 @@ __all__ = ["CHM_MAGIC", "MAX_FILES", "chm_files"]
 
 CHM_MAGIC = b"ITSF"
 MAX_FILES = 64
+MAX_TOTAL_OCTETS = 64 * 2**20           # core/scan/unpack.py's budget
 MAX_CHUNKS = 100_000                    # chmd.c's sanity limits on the directory
 MAX_CHUNK_OCTETS = 8192
 _GUIDS = bytes.fromhex("10fd017caa7bd0119e0c00a0c922e6ec11fd017caa7bd0119e0c00a0c922e6ec")
@@ -175,7 +178,7 @@ def _content_section(data: bytes, content0: int, system: dict, limit: int) -> by
                           stream_length, min(length, limit))
 
 
-def chm_files(data: bytes, limit: int) -> list[bytes]:
+def chm_files(data: bytes, limit: int, total: int = MAX_TOTAL_OCTETS) -> list[bytes]:
     """The non-empty files of a CHM (rule 2). Raises ValueError for a damaged one."""
     content0, entries = _directory(data)
     system = {e[0]: e for e in entries if e[0].startswith(b"::")}
@@ -183,14 +186,20 @@ def chm_files(data: bytes, limit: int) -> list[bytes]:
     section1 = b""
     if any(section == 1 for _name, section, _offset, _length in files):
         section1 = _content_section(data, content0, system, limit)
-    out = []
+    out: list[bytes] = []
     for _name, section, offset, length in files:
+        if total <= 0:
+            break
+        take = min(length, limit, total)
         if section == 0:
-            body = data[content0 + offset:content0 + offset + min(length, limit)]
+            body = data[content0 + offset:content0 + offset + take]
         else:
-            body = section1[offset:offset + min(length, limit)]
-        if body:
-            out.append(body)
-    if len(out) > MAX_FILES:
-        out = out[:MAX_FILES - 1] + ([section1] if section1 else [])
+            body = section1[offset:offset + take]
+        if not body:
+            continue
+        if len(out) == MAX_FILES:               # more than MAX_FILES: the section instead
+            out[-1:] = [section1] if section1 else []
+            break
+        out.append(body)
+        total -= len(body)
     return out

@@ -2,7 +2,7 @@
 it from PKWARE's APPNOTE, and the zip members that use it, which Python's zipfile refuses.
 
     explode(data, size, flags, limit) -> bytes    one member's compressed data
-    imploded_members(data, limit) -> list[bytes]  every imploded member of a zip file
+    imploded_members(data, limit, total) -> list[bytes]   every imploded member of a zip
 
 Format (APPNOTE 5.3)
     The member starts with two or three Shannon-Fano trees, each stored as <count - 1> and
@@ -16,10 +16,16 @@ Format (APPNOTE 5.3)
 
 Rules
     1. A tree that does not describe exactly its number of symbols, a code that matches no
-       symbol and input that ends before `size` octets came out raise ValueError; a member
-       whose CRC-32 (from the zip directory) does not match raises ValueError too.
+       symbol and input that ends before `size` octets came out raise ValueError (explode).
+       imploded_members skips such a member and goes on with the next; it raises the
+       ValueError only when no member came out. A member that decodes in full but whose
+       CRC-32 (from the zip directory) does not match is returned as CrcMismatch
+       (core/scan/unpackers/__init__.py): a flipped checksum must not hide content.
     2. Output stops at min(size, limit) octets; every step reads at least two bits, so the
-       work is bounded by the input. At most MAX_ITEMS members; encrypted ones are skipped.
+       work is bounded by the input. All members stop at `total` octets (what the budget has
+       left), charged with what each member produced — a damaged one too, up to its damage
+       (every step produces at least one octet, so the charge bounds the work). At most
+       MAX_ITEMS members are tried; encrypted ones are skipped.
 """
 
 from __future__ import annotations
@@ -29,10 +35,13 @@ import struct
 import zipfile
 import zlib
 
+from core.scan.unpackers import CrcMismatch
+
 __all__ = ["IMPLODE_METHOD", "MAX_ITEMS", "explode", "imploded_members"]
 
 IMPLODE_METHOD = 6
 MAX_ITEMS = 200
+MAX_TOTAL_OCTETS = 64 * 2**20           # core/scan/unpack.py's budget
 _LARGE_WINDOW, _LITERAL_TREE, _ENCRYPTED = 0x02, 0x04, 0x01
 _PAD_OCTETS = 4
 
@@ -75,9 +84,11 @@ def _tree(data: bytes, at: int, symbols: int) -> tuple[tuple[list[int], int], in
     return (table, bits), at + 1 + count
 
 
-def explode(data: bytes, size: int, flags: int, limit: int) -> bytes:
+def explode(data: bytes, size: int, flags: int, limit: int,
+            out: bytearray | None = None) -> bytes:
     """The first min(size, limit) octets of one imploded member (`flags`: the zip general
-    purpose flags). Raises ValueError for damaged or truncated data."""
+    purpose flags), decoded into `out` when given (so a caller sees how far a damaged member
+    got). Raises ValueError for damaged or truncated data."""
     at = 0
     literal_tree = None
     if flags & _LITERAL_TREE:
@@ -89,7 +100,7 @@ def explode(data: bytes, size: int, flags: int, limit: int) -> bytes:
     src = bytes(data) + bytes(_PAD_OCTETS)
     end = len(data)
     wanted = min(size, limit)
-    out = bytearray()
+    out = bytearray() if out is None else out
     bb = bl = 0                         # LSB-first bit buffer: `bl` bits of `bb` unread
 
     def fill(bb: int, bl: int, at: int) -> tuple[int, int, int]:
@@ -176,23 +187,44 @@ def _entries(data: bytes):
         at += 4
 
 
-def imploded_members(data: bytes, limit: int) -> list[bytes]:
-    """The imploded members of the zip file `data` (rules 1-2)."""
-    out = []
+def _member(data: bytes, offset: int, compressed: int, size: int, flags: int,
+            limit: int, out: bytearray) -> bytes:
+    """One imploded member, exploded into `out`; ValueError when it is damaged."""
+    if data[offset:offset + 4] != b"PK\x03\x04" or offset + 30 > len(data):
+        raise ValueError("zip local header expected")
+    name_length, extra_length = struct.unpack_from("<HH", data, offset + 26)
+    start = offset + 30 + name_length + extra_length
+    body = data[start:start + compressed]
+    if len(body) != compressed:
+        raise ValueError("imploded member truncated")
+    return explode(body, size, flags, limit, out)
+
+
+def imploded_members(data: bytes, limit: int,
+                     total: int = MAX_TOTAL_OCTETS) -> list[bytes]:
+    """The imploded members of the zip file `data` (rules 1-2), one whose CRC-32 does not
+    match as CrcMismatch. Raises ValueError when members were damaged and none came out."""
+    out: list[bytes] = []
+    damage: ValueError | None = None
+    tries = 0
     for flags, method, crc, compressed, size, offset in _entries(data):
         if method != IMPLODE_METHOD or flags & _ENCRYPTED or size == 0:
             continue
-        if data[offset:offset + 4] != b"PK\x03\x04" or offset + 30 > len(data):
-            raise ValueError("zip local header expected")
-        name_length, extra_length = struct.unpack_from("<HH", data, offset + 26)
-        start = offset + 30 + name_length + extra_length
-        body = data[start:start + compressed]
-        if len(body) != compressed:
-            raise ValueError("imploded member truncated")
-        item = explode(body, size, flags, limit)
-        if len(item) == size and zlib.crc32(item) != crc:
-            raise ValueError("imploded member CRC")
-        out.append(item)
-        if len(out) >= MAX_ITEMS:
+        wanted = min(size, limit, total)
+        if wanted <= 0 or tries >= MAX_ITEMS:
             break
+        tries += 1
+        decoded = bytearray()
+        try:
+            item = _member(data, offset, compressed, size, flags, wanted, decoded)
+        except ValueError as error:
+            item, damage = None, damage or error
+        total -= len(decoded)
+        if item is None:
+            continue
+        if len(item) == size and zlib.crc32(item) != crc:
+            item = CrcMismatch(item)
+        out.append(item)
+    if damage is not None and not out:
+        raise damage
     return out

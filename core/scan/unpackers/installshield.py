@@ -9,14 +9,22 @@
                              records; data1.hdr + dataN.cab ("ISc(") are opened and their
                              internal files inflated chunk by chunk — cli_scanishield,
                              is_parse_hdr, is_extract_cab
-    cabinet(data)            Microsoft cabinet (MSCF) files, stored or MSZIP folders
+    cabinet(data, total)     Microsoft cabinet (MSCF) files: stored, MSZIP and LZX folders
+                             (lzx.py, as libmspack's cabd.c drives lzxd.c); Quantum folders
+                             are skipped
 
 Rules
     1. Each function returns the files it could extract, in the order found; damaged input
        raises ValueError or yields fewer files — never more than MAX_ITEMS files, each at most
        MAX_ITEM_OCTETS, MAX_TOTAL_OCTETS in all.
     2. Work is bounded by the input: every length read from the data is checked against the
-       bytes that are there before anything is allocated or inflated.
+       bytes that are there before anything is allocated or inflated. A cabinet decompresses
+       at most `total` octets (what the budget has left), and all its folders together walk
+       at most as many octets of CFDATA blocks (headers and data) as the cabinet has: enough
+       for folders that do not overlap, as in any real cabinet, however many hostile folders
+       point at the same blocks.
+    3. Checksums never hide content: CFDATA checksums are not checked (nor does cab.c), and
+       a damaged MSZIP or LZX folder keeps what decoded before the damage.
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ import functools
 import re
 import struct
 import zlib
+from collections.abc import Iterable, Iterator
 
 from core.scan.filetypes import pe_layout
+from core.scan.unpackers import lzx
 
 __all__ = ["ISHIELD_MSI_PATTERN", "installshield_msi", "installshield", "cabinet",
            "pe_overlay"]
@@ -250,13 +260,13 @@ def _is_cab_file(stream, size: int) -> bytes:
 
 # --- Microsoft cabinet (libclamav cab.c; [MS-CAB]) ---------------------------------------
 
-_CAB_STORED, _CAB_MSZIP = 0, 1
+_CAB_STORED, _CAB_MSZIP, _CAB_QUANTUM, _CAB_LZX = 0, 1, 2, 3
 
 
 @_damaged_is_value_error
-def cabinet(data: bytes) -> list[bytes]:
-    """The files of a Microsoft cabinet whose folders are stored or MSZIP-compressed
-    ([MS-CAB] 2.1; a folder in another method, LZX or Quantum, is skipped)."""
+def cabinet(data: bytes, total: int = MAX_TOTAL_OCTETS) -> list[bytes]:
+    """The files of a Microsoft cabinet whose folders are stored, MSZIP- or LZX-compressed
+    ([MS-CAB] 2.1; a Quantum folder is skipped), at most `total` octets decompressed."""
     if data[:4] != b"MSCF" or len(data) < 36:
         raise ValueError("not a cabinet")
     files_off, = struct.unpack_from("<I", data, 16)
@@ -273,10 +283,12 @@ def cabinet(data: bytes) -> list[bytes]:
                 at = end + 1
     folders = []
     for _ in range(min(folders_count, MAX_ITEMS)):
-        first, blocks, method = struct.unpack_from("<IHH", data, at)
+        first, blocks, comp_type = struct.unpack_from("<IHH", data, at)
         at += 8 + folder_reserve
-        folders.append((first, blocks, method & 0x000F))
-    out, at, opened, room = _Collector(), files_off, {}, MAX_TOTAL_OCTETS
+        folders.append((first, blocks, comp_type))
+    out, at, opened = _Collector(), files_off, {}
+    room = min(total, MAX_TOTAL_OCTETS)
+    walk = [len(data)]                           # CFDATA octets left to walk (rule 2)
     for _ in range(files_count):
         if out.full:
             break
@@ -284,42 +296,82 @@ def cabinet(data: bytes) -> list[bytes]:
         at = data.index(b"\0", at + 16, at + 16 + 1024) + 1
         if folder >= len(folders):
             continue
-        if folder not in opened:                 # inflated once, when a file first needs it
+        if folder not in opened:                 # decompressed once, when a file needs it
             if room <= 0:
                 break
             opened[folder] = _cab_folder(data, *folders[folder], data_reserve,
-                                         min(room, MAX_ITEM_OCTETS))
+                                         min(room, MAX_ITEM_OCTETS), walk)
             room -= len(opened[folder] or b"")
         if opened[folder] is not None:
             out.add(opened[folder][offset:offset + min(size, MAX_ITEM_OCTETS)])
     return out.files
 
 
-def _cab_folder(data: bytes, at: int, blocks: int, method: int, reserve: int,
-                limit: int) -> bytes | None:
-    """A folder's uncompressed bytes: its CFDATA blocks, stored or MSZIP (each block "CK" +
-    a deflate stream whose window carries over from the previous block)."""
+def _cab_blocks(data: bytes, at: int, blocks: int, reserve: int,
+                walk: list[int]) -> Iterator[tuple[memoryview, int]]:
+    """A folder's CFDATA blocks as (compressed data, a view; uncompressed size), until the
+    data ends or `walk[0]`, the octets the cabinet's folders may still walk, runs out."""
+    view = memoryview(data)
+    for _ in range(blocks):
+        if at + 8 > len(data):
+            return
+        _checksum, compressed, uncompressed = struct.unpack_from("<IHH", data, at)
+        octets = 8 + reserve + compressed
+        if at + octets > len(data) or octets > walk[0]:
+            return
+        walk[0] -= octets
+        at += octets
+        yield view[at - compressed:at], uncompressed
+
+
+def _cab_folder(data: bytes, at: int, blocks: int, comp_type: int, reserve: int,
+                limit: int, walk: list[int]) -> bytes | None:
+    """A folder's uncompressed bytes (at most `limit`), None for a method we do not read."""
+    method = comp_type & 0x000F
+    if method == _CAB_LZX:
+        return _cab_lzx(_cab_blocks(data, at, blocks, reserve, walk), comp_type >> 8 & 0x1F,
+                        limit)
     if method not in (_CAB_STORED, _CAB_MSZIP):
         return None
     out = bytearray()
-    for _ in range(blocks):
-        if len(out) >= limit or at + 8 > len(data):
-            break
-        _checksum, compressed, _uncompressed = struct.unpack_from("<IHH", data, at)
-        at += 8 + reserve
-        block = data[at:at + compressed]
-        at += compressed
-        if len(block) < compressed:
+    for block, _uncompressed in _cab_blocks(data, at, blocks, reserve, walk):
+        if len(out) >= limit:
             break
         if method == _CAB_STORED:
             out += block
             continue
-        if block[:2] != b"CK":
-            break
+        if block[:2] != b"CK":                   # MSZIP: "CK" + a deflate stream whose
+            break                                # window carries over from the last block
         inflater = zlib.decompressobj(-15, zdict=bytes(out[-32768:])) if out else \
             zlib.decompressobj(-15)
         try:
             out += inflater.decompress(block[2:], 32768)   # a block is at most 32 KiB
         except zlib.error:
             break
+    return bytes(out[:limit])
+
+
+def _cab_lzx(blocks: Iterable[tuple[memoryview, int]], window_bits: int,
+             limit: int) -> bytes | None:
+    """An LZX folder as cabd.c has lzxd.c read it: one stream, the CFDATA blocks' data
+    end to end (each normally one 32 KiB frame), the window from bits 8-12 of the folder's
+    compression type, no reset interval (the state is reset only at the folder's start) and
+    the output length set to the sum of the blocks' uncompressed sizes, which sizes the last
+    frame. Only the blocks up to `limit` octets of output are joined; frames decoded before
+    damage are kept, as cabd.c writes them out."""
+    if not 15 <= window_bits <= 21:
+        return None                              # cabd.c: MSPACK_ERR_DATAFORMAT
+    chunks, length = [], 0
+    for block, uncompressed in blocks:
+        if length < limit:
+            chunks.append(block)
+        length += uncompressed
+    if length == 0:
+        return b""
+    out = bytearray()
+    try:
+        for frame in lzx.frames(b"".join(chunks), window_bits, 0, length, limit):
+            out += frame
+    except ValueError:
+        pass
     return bytes(out[:limit])

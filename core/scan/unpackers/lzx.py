@@ -1,7 +1,11 @@
 """LZX decompression (the LZ77 + Huffman method of Microsoft cabinets and CHM files), ported
-from libmspack's lzxd.c (Stuart Caie) so chm.py can hand the engine what a CHM holds.
+from libmspack's lzxd.c (Stuart Caie) so chm.py and the cabinet reader (installshield.py)
+can hand the engine what a CHM or an LZX cabinet folder holds.
 
     decompress(data, window_bits, reset_interval_frames, length, limit) -> bytes
+    frames(data, window_bits, reset_interval_frames, length, limit) -> Iterator[bytes]
+                        the same stream one decoded frame at a time, so a caller can keep
+                        the frames that precede damage (cabd.c extracts up to the bad block)
 
 The stream is a run of 32 KiB frames (the last one may be shorter), each made of verbatim,
 aligned-offset or uncompressed blocks; every `reset_interval_frames` frames the Huffman
@@ -16,7 +20,8 @@ Rules (the checks lzxd.c makes, each a ValueError here)
        the frame that the stream says it does.
     3. Input is consumed from `data` only: a reader that runs past its end (beyond the few
        zero octets libmspack also fakes there) raises instead of inventing data.
-    4. Output stops at min(length, limit) octets. Every Huffman symbol consumes at least one
+    4. Output stops at min(length, limit) octets (frames() may overshoot by the rest of the
+       frame that crosses the limit: at most one frame). Every Huffman symbol consumes at least one
        bit and every uncompressed octet one input octet, so the work is bounded by the input
        as well as by `limit`.
 """
@@ -24,10 +29,11 @@ Rules (the checks lzxd.c makes, each a ValueError here)
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 from core.scan.unpackers.huffman import decode_table
 
-__all__ = ["FRAME_OCTETS", "decompress"]
+__all__ = ["FRAME_OCTETS", "decompress", "frames"]
 
 FRAME_OCTETS = 32768
 _NUM_CHARS = 256
@@ -140,6 +146,15 @@ def decompress(data: bytes, window_bits: int, reset_interval_frames: int, length
     """The first min(length, limit) octets of the LZX stream `data` (`length` is the
     stream's decoded length, which sets the size of its last frame). Raises ValueError for a
     damaged or truncated stream."""
+    return b"".join(frames(data, window_bits, reset_interval_frames, length,
+                           limit))[:max(0, min(length, limit))]
+
+
+def frames(data: bytes, window_bits: int, reset_interval_frames: int, length: int,
+           limit: int) -> Iterator[bytes]:
+    """The LZX stream `data` decoded one frame (at most FRAME_OCTETS) at a time, E8
+    translation undone, until min(length, limit) octets came out (rule 4). Raises
+    ValueError, from the frame that is damaged, for a damaged or truncated stream."""
     if not 15 <= window_bits <= 21:
         raise ValueError("LZX window size out of range")
     if length <= 0 or reset_interval_frames < 0:
@@ -150,7 +165,6 @@ def decompress(data: bytes, window_bits: int, reset_interval_frames: int, length
     wanted = min(length, limit)
     bits = _Bits(data)
     out = bytearray()                   # the decoded stream; LZX's window is its tail
-    result = bytearray()                # the same after E8 translation
     r0 = r1 = r2 = 1
     main_lengths = [0] * (main_symbols + _LENGTHS_SAFETY)
     length_lengths = [0] * (_NUM_SECONDARY_LENGTHS + _LENGTHS_SAFETY)
@@ -214,9 +228,8 @@ def decompress(data: bytes, window_bits: int, reset_interval_frames: int, length
         chunk = out[frame_start:frame_end]
         if intel_started and intel_filesize and frame < 32768 and len(chunk) > 10:
             chunk = _e8_translate(chunk, frame_start, intel_filesize)
-        result += chunk
+        yield bytes(chunk)
         frame += 1
-    return bytes(result[:wanted])
 
 
 def _decode_run(bits: _Bits, out: bytearray, target: int, main_tree, length_tree,

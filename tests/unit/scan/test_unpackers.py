@@ -1,7 +1,8 @@
 """ARJ, PKWARE implode and CHM/LZX decompression (core/scan/unpackers/arj.py, implode.py,
 lzx.py, chm.py): the ClamAV test files yield clam.exe itself and the builtin engine finds it
-there; every ARJ method, both implode options and each LZX block type decode; damaged input
-only ever raises ValueError, quickly; output stays within the limit the budget sets."""
+there — also when a CRC-32 was tampered with; every ARJ method, both implode options and each
+LZX block type decode; damaged input only ever raises ValueError, quickly, and never hides the
+members around it; output stays within the limits the budget sets."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import zlib
 import pytest
 
 from core.scan.unpack import Budget, expand
-from core.scan.unpackers import arj, chm, implode, lzx
+from core.scan.unpackers import CrcMismatch, arj, chm, implode, lzx
 from tests.unit.scan.support import corpus_or_skip, shipped_engine
 
 CLAMAV = "clamav-testfiles"
@@ -63,6 +64,84 @@ def test_shipped_signatures_do_not_match_the_compressed_streams():
     engine = shipped_engine()
     for name in DECODERS:
         assert engine.scan_buffer(_corpus_file(name)) is None, name
+
+
+# --- a tampered CRC-32 does not hide clam.exe ------------------------------------------------
+
+def _arj_first_member_header(data: bytes) -> tuple[int, int]:
+    """(offset of the first file's basic header, its size) in an ARJ archive at offset 0."""
+    main_size, = struct.unpack_from("<H", data, 2)
+    at = 4 + main_size + 4
+    while True:                                 # the main header's extended headers
+        extended, = struct.unpack_from("<H", data, at)
+        at += 2
+        if extended == 0:
+            break
+        at += extended + 4
+    assert data[at:at + 2] == arj.ARJ_MAGIC
+    size, = struct.unpack_from("<H", data, at + 2)
+    return at + 4, size
+
+
+def _clam_arj_with_bad_crc(*, fix_header_crc: bool) -> bytes:
+    """clam.arj with the file CRC-32 in clam.exe's header flipped; the header's own CRC-32
+    left as it was (so it no longer matches) or recomputed, as an attacker would."""
+    data = bytearray(_corpus_file("clam.arj"))
+    basic, size = _arj_first_member_header(bytes(data))
+    data[basic + 20] ^= 0xFF                    # file CRC: basic header offset 20
+    if fix_header_crc:
+        struct.pack_into("<I", data, basic + size, zlib.crc32(data[basic:basic + size]))
+    return bytes(data)
+
+
+def _clam_impl_zip_with_bad_crc(*, local: bool = True, central: bool = True) -> bytes:
+    data = bytearray(_corpus_file("clam.impl.zip"))
+    if local:
+        data[14] ^= 0xFF                        # local header CRC-32
+    if central:
+        data[data.index(b"PK\x01\x02") + 16] ^= 0xFF
+    return bytes(data)
+
+
+TAMPERED = {
+    "arj, file CRC": (lambda: _clam_arj_with_bad_crc(fix_header_crc=True), "arj"),
+    "arj, file and header CRC": (lambda: _clam_arj_with_bad_crc(fix_header_crc=False), "arj"),
+    "implode, both CRCs": (_clam_impl_zip_with_bad_crc, "implode"),
+    "implode, central CRC": (lambda: _clam_impl_zip_with_bad_crc(local=False), "implode"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_member_with_a_tampered_crc_is_still_decoded_and_marked(case):
+    make, label = TAMPERED[case]
+    decoder = arj.arj_members if label == "arj" else implode.imploded_members
+    [item] = decoder(make(), LIMIT_OCTETS)
+    assert item == _corpus_file("clam.exe") and isinstance(item, CrcMismatch)
+    assert list(expand(make())) == [(f"{label}(crc mismatch)", _corpus_file("clam.exe"))]
+    assert all(type(item) is bytes for _, item in expand(make()))
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_builtin_engine_finds_clam_exe_behind_a_tampered_crc(case):
+    make, label = TAMPERED[case]
+    found = shipped_engine().scan(make())
+    assert found is not None and found.name == "Mailmoat.Test.ClamAV-TestFile"
+    assert found.where == f"{label}(crc mismatch)"
+
+
+def test_untampered_members_are_not_marked():
+    for name in ("clam.arj", "clam.impl.zip"):
+        assert not any(isinstance(item, CrcMismatch)
+                       for item in DECODERS[name](_corpus_file(name), LIMIT_OCTETS))
+        assert "crc" not in " ".join(label for label, _ in expand(_corpus_file(name)))
+
+
+def test_arj_sfx_with_a_tampered_main_header_crc_is_still_found():
+    inner = bytearray(_corpus_file("clam.arj"))
+    main_size, = struct.unpack_from("<H", inner, 2)
+    inner[4 + main_size] ^= 0xFF                # the main header's CRC-32
+    sfx = b"MZ" + bytes(1000) + b"\x60\xea\x05\x00junk" + bytes(100) + bytes(inner)
+    assert arj.arj_members(sfx, LIMIT_OCTETS) == [_corpus_file("clam.exe")]
 
 
 # --- ARJ -------------------------------------------------------------------------------------
@@ -172,11 +251,52 @@ def test_arj_block_of_one_short_match_is_written_in_one_step():
     assert time.monotonic() - started < SECONDS_PER_CALL
 
 
-def test_arj_member_crc_mismatch_raises():
-    data = _arj(0, b"hello", 5, zlib.crc32(b"hello") ^ 1)
-    with pytest.raises(ValueError, match="CRC"):
-        arj.arj_members(data, LIMIT_OCTETS)
-    assert arj.arj_members(_arj(0, b"hello", 5, zlib.crc32(b"hello")), 100) == [b"hello"]
+def test_arj_member_crc_mismatch_is_returned_marked_and_damage_still_raises():
+    [item] = arj.arj_members(_arj(0, b"hello", 5, zlib.crc32(b"hello") ^ 1), LIMIT_OCTETS)
+    assert item == b"hello" and isinstance(item, CrcMismatch)
+    [item] = arj.arj_members(_arj(0, b"hello", 5, zlib.crc32(b"hello")), 100)
+    assert item == b"hello" and not isinstance(item, CrcMismatch)
+    writer = _MsbBits()
+    _arj_constant_block(writer, 1, 256 + 10, 3)  # a match before the start of the file
+    with pytest.raises(ValueError, match="before the start"):
+        arj.arj_members(_arj(1, writer.octets(), 13, 0), LIMIT_OCTETS)
+    with pytest.raises(ValueError, match="truncated"):
+        arj.arj_members(_arj(0, b"hello", 5, zlib.crc32(b"hello"))[:-10], LIMIT_OCTETS)
+
+
+def _arj_of(*members: tuple[int, bytes, int, int]) -> bytes:
+    """An archive of (method, body, size, crc) members."""
+    main = struct.pack("<BBBBBBBB", 30, 11, 1, 0, 0, 0, 2, 0) + bytes(22)
+    out = _arj_header(main, b"t.arj")
+    for number, (method, body, size, crc) in enumerate(members):
+        fixed = struct.pack("<BBBBBBBBIIIIHHH", 30, 11, 1, 0, 0, method, 0, 0, 0,
+                            len(body), size, crc, 0, 0, 0)
+        out += _arj_header(fixed, b"m%d.bin" % number) + body
+    return out + b"\x60\xea\0\0"
+
+
+def test_arj_damaged_member_does_not_hide_the_others():
+    writer = _MsbBits()
+    _arj_constant_block(writer, 1, 256 + 10, 3)
+    broken = (1, writer.octets(), 13, 0)
+    good = (0, b"payload", 7, zlib.crc32(b"payload"))
+    assert arj.arj_members(_arj_of(broken, good), LIMIT_OCTETS) == [b"payload"]
+    assert arj.arj_members(_arj_of(good, broken, good), LIMIT_OCTETS) == [b"payload"] * 2
+    # an unreadable header ends the walk, keeping what came before it
+    assert arj.arj_members(_arj_of(good)[:-4] + b"\x60\xeaXX", LIMIT_OCTETS) == [b"payload"]
+
+
+def test_arj_members_stop_at_the_total_and_damaged_ones_count():
+    good = (0, b"x" * 100, 100, zlib.crc32(b"x" * 100))
+    items = arj.arj_members(_arj_of(*[good] * 10), LIMIT_OCTETS, 250)
+    assert [len(item) for item in items] == [100, 100, 50]
+    # a member claiming 4 GiB that breaks after 10 octets costs 10, not 4 GiB
+    writer = _MsbBits()
+    _arj_constant_block(writer, 10, ord("A"), 0)
+    _arj_constant_block(writer, 1, 256 + 10, 16)  # then a match 32 KiB back: too far
+    broken = (1, writer.octets(), 2**32 - 1, 0)
+    items = arj.arj_members(_arj_of(broken, broken, good), LIMIT_OCTETS, 100)
+    assert items == [b"x" * 80]
 
 
 def test_arj_garbled_member_is_skipped():
@@ -282,17 +402,61 @@ def test_implode_distance_before_the_start_reads_zeros():
     assert implode.explode(trees + bits.octets(), 5, 6, LIMIT_OCTETS) == bytes(5)
 
 
-def test_implode_crc_mismatch_and_bad_trees_raise():
+def test_implode_crc_mismatch_is_returned_marked_and_bad_trees_raise():
     data = b"abcabcabc" * 20
     body = _implode_literal_tree_8k(data)
     archive = bytearray(_zip_with(6, 6, body, data))
     archive[14] ^= 0xFF                         # the local header's CRC ...
     central = archive.index(b"PK\x01\x02")
     archive[central + 16] ^= 0xFF               # ... and the central directory's
-    with pytest.raises(ValueError, match="CRC"):
-        implode.imploded_members(bytes(archive), LIMIT_OCTETS)
+    [item] = implode.imploded_members(bytes(archive), LIMIT_OCTETS)
+    assert item == data and isinstance(item, CrcMismatch)
     with pytest.raises(ValueError, match="symbols"):
         implode.explode(bytes([0, 0x0F]) + body[1:], len(data), 6, LIMIT_OCTETS)
+    broken = _zip_with(6, 6, bytes([0, 0x0F]) + body[1:], data)
+    with pytest.raises(ValueError, match="symbols"):
+        implode.imploded_members(broken, LIMIT_OCTETS)
+
+
+def _zip_of(*members: tuple[bytes, bytes]) -> bytes:
+    """A zip of imploded (body, data) members, flags 6."""
+    local, central = b"", b""
+    for number, (body, data) in enumerate(members):
+        name = b"M%d.BIN" % number
+        crc = zlib.crc32(data)
+        central += struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 10, 10, 6, 6, 0, 0,
+                               crc, len(body), len(data), len(name), 0, 0, 0, 0, 0,
+                               len(local)) + name
+        local += struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 10, 6, 6, 0, 0, crc,
+                             len(body), len(data), len(name), 0) + name + body
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(members), len(members),
+                      len(central), len(local), 0)
+    return local + central + end
+
+
+def test_implode_damaged_member_does_not_hide_the_others():
+    data = b"abcabcabc" * 20
+    body = _implode_literal_tree_8k(data)
+    broken = (bytes([0, 0x0F]) + body[1:], data)
+    assert implode.imploded_members(_zip_of(broken, (body, data)), LIMIT_OCTETS) == [data]
+
+
+def test_implode_members_stop_at_the_total_and_damaged_ones_count():
+    random.seed(7)
+    data = bytes(random.randrange(256) for _ in range(180))
+    body = _implode_literal_tree_8k(data)
+    items = implode.imploded_members(_zip_of(*[(body, data)] * 5), LIMIT_OCTETS, 400)
+    assert [len(item) for item in items] == [180, 180, 40]
+    # a damaged member is charged what it produced before the damage (the work it cost),
+    # not what it claims: claims cannot starve the members after it
+    cut = body[:len(body) // 2]
+    produced = bytearray()
+    with pytest.raises(ValueError, match="truncated"):
+        implode.explode(cut, 10**9, 6, LIMIT_OCTETS, produced)
+    assert 0 < len(produced) < 180
+    items = implode.imploded_members(_zip_of((cut, bytes(10**6)), (cut, bytes(10**6)),
+                                             (body, data)), LIMIT_OCTETS, 400)
+    assert items == [data[:400 - 2 * len(produced)]]
 
 
 # --- LZX -------------------------------------------------------------------------------------
@@ -325,6 +489,17 @@ def test_lzx_uncompressed_block_with_e8_translation():
     expected = bytearray(body)
     expected[17:21] = (0x100 - 16).to_bytes(4, "little")           # back to relative
     assert out == bytes(expected) + b"!"
+
+
+def test_lzx_frames_are_the_stream_in_order():
+    data = (corpus_or_skip() / "archives" / "strelka" / "test_lzx.cab").read_bytes()
+    first, _blocks, kind = struct.unpack_from("<IHH", data, 0x24)
+    _checksum, compressed, size = struct.unpack_from("<IHH", data, first)
+    stream = data[first + 8:first + 8 + compressed]
+    frames = list(lzx.frames(stream, kind >> 8 & 0x1F, 0, size, LIMIT_OCTETS))
+    assert b"".join(frames) == lzx.decompress(stream, kind >> 8 & 0x1F, 0, size,
+                                              LIMIT_OCTETS)
+    assert len(frames) == 1 and len(frames[0]) == size
 
 
 def test_lzx_rejects_a_bad_window_and_a_bad_block_type():
