@@ -76,3 +76,29 @@ def message_for(path: Path) -> bytes:
 def view_of(raw: bytes, **changes):
     return decompose_bytes(raw, {"queue_id": "T", "sender": "a@outside.test",
                                  "recipients": ["user@local.test"]}, settings(**changes))
+
+
+class MsbBits:
+    """A writer for MSB-first bit streams, for hand-made compressed test data: `octets()` as
+    ARJ stores them, `words()` as LZX stores them (16-bit little-endian words)."""
+
+    def __init__(self):
+        self.bits: list[int] = []
+
+    def put(self, value: int, count: int) -> "MsbBits":
+        self.bits += [(value >> (count - 1 - i)) & 1 for i in range(count)]
+        return self
+
+    def octets(self) -> bytes:
+        bits = self.bits + [0] * (-len(self.bits) % 8)
+        return bytes(int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8))
+
+    def align(self) -> int:
+        """Pad to a 16-bit boundary; the octets written so far."""
+        self.bits += [0] * (-len(self.bits) % 16)
+        return len(self.bits) // 8
+
+    def words(self) -> bytes:
+        self.align()
+        raw = self.octets()
+        return b"".join(raw[i + 1:i + 2] + raw[i:i + 1] for i in range(0, len(raw), 2))

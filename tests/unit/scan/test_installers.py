@@ -20,7 +20,7 @@ from core.scan.unpackers import lzx
 from core.scan.unpackers.autoit import autoit
 from core.scan.unpackers.installshield import (cabinet, installshield, installshield_msi,
                                                 pe_overlay)
-from tests.unit.scan.support import INSTALLERS, corpus_or_skip, shipped_engine
+from tests.unit.scan.support import INSTALLERS, MsbBits, corpus_or_skip, shipped_engine
 
 CLAMAV = "clamav-testfiles"
 STRELKA = "archives/strelka"
@@ -150,28 +150,6 @@ def test_clamav_cab_yields_clam_exe_through_expand():
     assert list(expand(_corpus_file("clam.cab"))) == [("cab", _clam_exe())]
 
 
-class _MsbBits:
-    """MSB-first bits, stored as LZX stores them: 16-bit little-endian words."""
-
-    def __init__(self):
-        self.bits: list[int] = []
-
-    def put(self, value: int, count: int) -> "_MsbBits":
-        self.bits += [(value >> (count - 1 - i)) & 1 for i in range(count)]
-        return self
-
-    def align(self) -> int:
-        """Pad to a 16-bit boundary; the octets written so far."""
-        self.bits += [0] * (-len(self.bits) % 16)
-        return len(self.bits) // 8
-
-    def words(self) -> bytes:
-        self.align()
-        raw = bytes(int("".join(map(str, self.bits[i:i + 8])), 2)
-                    for i in range(0, len(self.bits), 8))
-        return b"".join(raw[i + 1:i + 2] + raw[i:i + 1] for i in range(0, len(raw), 2))
-
-
 def _lzx_literals(payload: bytes, window_bits: int = 15) -> tuple[bytes, list[int]]:
     """`payload` as one LZX verbatim block of literals (every literal an 8-bit code, so
     literal s is code s; no match symbols, an empty length tree) spanning as many 32 KiB
@@ -192,7 +170,7 @@ def _lzx_literals(payload: bytes, window_bits: int = 15) -> tuple[bytes, list[in
             writer.put(run - 20, 5)
             count -= run
 
-    writer = _MsbBits().put(0, 1)                 # no E8 translation
+    writer = MsbBits().put(0, 1)                 # no E8 translation
     writer.put(1, 3).put(len(payload) >> 8, 16).put(len(payload) & 0xFF, 8)
     for length in pretree:                        # main tree, literals: all length 8
         writer.put(length, 4)

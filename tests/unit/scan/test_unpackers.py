@@ -16,7 +16,7 @@ import pytest
 
 from core.scan.unpack import Budget, expand
 from core.scan.unpackers import CrcMismatch, arj, chm, implode, lzx
-from tests.unit.scan.support import corpus_or_skip, shipped_engine
+from tests.unit.scan.support import MsbBits, corpus_or_skip, shipped_engine
 
 CLAMAV = "clamav-testfiles"
 LIMIT_OCTETS = 32 * 2**20
@@ -209,28 +209,13 @@ def _arj(method: int, body: bytes, size: int, crc: int, flags: int = 0) -> bytes
             + b"\x60\xea\0\0")
 
 
-class _MsbBits:
-    """A writer for MSB-first bit streams (ARJ's, LZX's before word swapping)."""
-
-    def __init__(self):
-        self.bits: list[int] = []
-
-    def put(self, value: int, count: int) -> "_MsbBits":
-        self.bits += [(value >> (count - 1 - i)) & 1 for i in range(count)]
-        return self
-
-    def octets(self) -> bytes:
-        bits = self.bits + [0] * (-len(self.bits) % 8)
-        return bytes(int("".join(map(str, bits[i:i + 8])), 2) for i in range(0, len(bits), 8))
-
-
-def _arj_constant_block(writer: _MsbBits, symbols: int, c: int, p: int) -> None:
+def _arj_constant_block(writer: MsbBits, symbols: int, c: int, p: int) -> None:
     """A method 1 block whose trees each have one zero-bit symbol (decode.c's n == 0)."""
     writer.put(symbols % 65536, 16).put(0, 5).put(0, 5).put(0, 9).put(c, 9).put(0, 5).put(p, 5)
 
 
 def test_arj_block_of_one_literal_is_written_in_one_step():
-    writer = _MsbBits()
+    writer = MsbBits()
     for _ in range(48):
         _arj_constant_block(writer, 65536, ord("A"), 0)
     size = 48 * 65536
@@ -241,7 +226,7 @@ def test_arj_block_of_one_literal_is_written_in_one_step():
 
 
 def test_arj_block_of_one_short_match_is_written_in_one_step():
-    writer = _MsbBits()
+    writer = MsbBits()
     _arj_constant_block(writer, 1, ord("B"), 0)
     _arj_constant_block(writer, 65536, 256 + 253, 0)      # length 256, distance 1
     size = 1 + 65536 * 256
@@ -256,7 +241,7 @@ def test_arj_member_crc_mismatch_is_returned_marked_and_damage_still_raises():
     assert item == b"hello" and isinstance(item, CrcMismatch)
     [item] = arj.arj_members(_arj(0, b"hello", 5, zlib.crc32(b"hello")), 100)
     assert item == b"hello" and not isinstance(item, CrcMismatch)
-    writer = _MsbBits()
+    writer = MsbBits()
     _arj_constant_block(writer, 1, 256 + 10, 3)  # a match before the start of the file
     with pytest.raises(ValueError, match="before the start"):
         arj.arj_members(_arj(1, writer.octets(), 13, 0), LIMIT_OCTETS)
@@ -276,7 +261,7 @@ def _arj_of(*members: tuple[int, bytes, int, int]) -> bytes:
 
 
 def test_arj_damaged_member_does_not_hide_the_others():
-    writer = _MsbBits()
+    writer = MsbBits()
     _arj_constant_block(writer, 1, 256 + 10, 3)
     broken = (1, writer.octets(), 13, 0)
     good = (0, b"payload", 7, zlib.crc32(b"payload"))
@@ -291,7 +276,7 @@ def test_arj_members_stop_at_the_total_and_damaged_ones_count():
     items = arj.arj_members(_arj_of(*[good] * 10), LIMIT_OCTETS, 250)
     assert [len(item) for item in items] == [100, 100, 50]
     # a member claiming 4 GiB that breaks after 10 octets costs 10, not 4 GiB
-    writer = _MsbBits()
+    writer = MsbBits()
     _arj_constant_block(writer, 10, ord("A"), 0)
     _arj_constant_block(writer, 1, 256 + 10, 16)  # then a match 32 KiB back: too far
     broken = (1, writer.octets(), 2**32 - 1, 0)
@@ -461,7 +446,7 @@ def test_implode_members_stop_at_the_total_and_damaged_ones_count():
 
 # --- LZX -------------------------------------------------------------------------------------
 
-def _lzx_words(writer: _MsbBits) -> bytes:
+def _lzx_words(writer: MsbBits) -> bytes:
     """MSB-first bits as LZX stores them: 16-bit words, little-endian."""
     raw = writer.put(0, -len(writer.bits) % 16).octets()
     return b"".join(raw[i + 1:i + 2] + raw[i:i + 1] for i in range(0, len(raw), 2))
@@ -482,7 +467,7 @@ def test_lzx_verbatim_blocks_of_a_cabinet():
 def test_lzx_uncompressed_block_with_e8_translation():
     body = bytearray(b"0123456789abcdef" * 4)
     body[16:21] = b"\xe8" + (0x100).to_bytes(4, "little")  # CALL to absolute 0x100
-    writer = _MsbBits().put(1, 1).put(0, 16).put(0x1000, 16)      # E8 on, file size 0x1000
+    writer = MsbBits().put(1, 1).put(0, 16).put(0x1000, 16)      # E8 on, file size 0x1000
     writer.put(3, 3).put(len(body) + 1, 24)                        # uncompressed, odd length
     stream = _lzx_words(writer) + struct.pack("<3I", 1, 1, 1) + bytes(body) + b"!" + b"\0"
     out = lzx.decompress(stream, 16, 0, len(body) + 1, LIMIT_OCTETS)
@@ -506,7 +491,7 @@ def test_lzx_rejects_a_bad_window_and_a_bad_block_type():
     with pytest.raises(ValueError):
         lzx.decompress(b"\0" * 64, 14, 0, 10, LIMIT_OCTETS)
     with pytest.raises(ValueError, match="block type"):
-        lzx.decompress(_lzx_words(_MsbBits().put(0, 1).put(7, 3).put(10, 24)) + bytes(16),
+        lzx.decompress(_lzx_words(MsbBits().put(0, 1).put(7, 3).put(10, 24)) + bytes(16),
                        16, 0, 10, LIMIT_OCTETS)
 
 
