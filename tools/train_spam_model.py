@@ -6,15 +6,20 @@
 Reads the labelled spam/ham messages of the corpus MANIFEST, keeps the TRAINING part of the
 fixed split (core/scan/antispam/training.py; the held-out test part is never looked at),
 decomposes each message with the pipeline's decomposer, extracts tokens and rule hits, fits
-the logistic-regression weights (learner.py) and calibrates the score scale on 5-fold
-out-of-fold scores of the training messages:
+the logistic-regression weights (learner.py) — the corpus' hard ham (newsletters and
+promotions the recipients asked for) weighing HARD_HAM_WEIGHT times a message in the loss,
+the misses that cost most — and calibrates the score scale on 5-fold out-of-fold scores of
+the training messages (folds grouped by body hash, as the split is):
 
     z90 = max(CALIBRATION_FLOOR, out-of-fold raw score of training ham at the
               (1 - HAM_TAIL) quantile + MARGIN)
 
 so that at the default sensitivity (score >= 90) at most HAM_TAIL (0.2 %) of the training ham
 — the few hard-ham newsletters that read like spam — would have been flagged by a model that
-had not seen them, with a margin above those. Writes rules.json, model.json.gz and manifest.json
+had not seen them, with a margin above those.
+
+HARD_HAM_WEIGHT, the learner's settings, the token set and the calibration rule were chosen
+by cross-validation inside the training part only (docs/antispam.md, "Detection quality"). Writes rules.json, model.json.gz and manifest.json
 (definitions.py) — by default over the packaged set in core/scan/antispam/data/spam/.
 Deterministic: the same corpus gives the same files.
 """
@@ -33,14 +38,15 @@ from core.scan.antispam import definitions as defs          # noqa: E402
 from core.scan.antispam.engine import features             # noqa: E402
 from core.scan.antispam.heuristic_rules import RuleSet      # noqa: E402
 from core.scan.antispam.learner import (cross_validated_scores, train,   # noqa: E402
-                                        EPOCHS, L2, LEARNING_RATE, SEED)
+                                        FOLDS, ITERATIONS, L2, LEARNING_RATE)
 from core.scan.antispam.training import (DEFAULT_CORPUS, SPLIT_SALT, TEST_FRACTION,  # noqa: E402
-                                         corpus_messages, view_of)
+                                         body_key, corpus_messages, view_of)
 
 MARGIN = 0.5
 HAM_TAIL = 0.002
 CALIBRATION_FLOOR = 2.0
-DEFAULT_VERSION = "2026-11-27"
+HARD_HAM_WEIGHT = 40.0
+DEFAULT_VERSION = "2026-11-28"
 
 
 class _Probe:
@@ -50,13 +56,16 @@ class _Probe:
         self.rules = rules
 
 
-def extract(samples, rules) -> list[tuple[frozenset, bool]]:
+def extract(samples, rules) -> tuple[list[tuple[frozenset, bool]], list[str]]:
+    """(features, is_spam) per sample, and its body key (the cross-validation group)."""
     probe = _Probe(rules)
-    out = []
+    out, groups = [], []
     for sample in samples:
-        found, _ = features(view_of(sample.path.read_bytes()), probe)
+        raw = sample.path.read_bytes()
+        found, _ = features(view_of(raw), probe)
         out.append((frozenset(found), sample.label == "spam"))
-    return out
+        groups.append(body_key(raw))
+    return out, groups
 
 
 def main(argv=None) -> int:
@@ -72,11 +81,12 @@ def main(argv=None) -> int:
     rules_json = json.loads(args.rules.read_text())
     rules = RuleSet.from_json(rules_json)
     samples = [s for s in corpus_messages(args.corpus) if s.split == "train"]
-    data = extract(samples, rules)
+    data, groups = extract(samples, rules)
+    sample_weights = [HARD_HAM_WEIGHT if s.group == "hard_ham" else 1.0 for s in samples]
     print(f"{len(data)} training messages ({sum(y for _, y in data)} spam) "
           f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
-    weights = train(data)
-    oof = cross_validated_scores(data)
+    weights = train(data, sample_weights=sample_weights)
+    oof = cross_validated_scores(data, groups, sample_weights=sample_weights)
     ham_scores = sorted((z for z, (_, is_spam) in zip(oof, data) if not is_spam), reverse=True)
     tail = ham_scores[int(len(ham_scores) * HAM_TAIL)]
     z90 = round(max(CALIBRATION_FLOOR, tail + MARGIN), 4)
@@ -86,8 +96,9 @@ def main(argv=None) -> int:
             "split": {"salt": SPLIT_SALT, "test_fraction": TEST_FRACTION, "part": "train"},
             "messages": {"spam": sum(1 for _, s in data if s),
                          "ham": sum(1 for _, s in data if not s)},
-            "learner": {"epochs": EPOCHS, "learning_rate": LEARNING_RATE, "l2": L2,
-                        "seed": SEED},
+            "learner": {"iterations": ITERATIONS, "learning_rate": LEARNING_RATE, "l2": L2,
+                        "hard_ham_weight": HARD_HAM_WEIGHT, "folds": FOLDS,
+                        "folds_grouped_by": "body key"},
             "calibration": {"oof_ham_tail": HAM_TAIL, "oof_ham_at_tail": round(tail, 4),
                             "worst_oof_ham": round(ham_scores[0], 4), "margin": MARGIN,
                             "oof_spam_recall_at_90": round(oof_recall, 4)}}

@@ -3,9 +3,13 @@
 What it owns
     `tokens(view)` reads a `core.pipeline.view.MessageView` (the decomposed message every
     check shares) and returns the set of its tokens: words of the Subject and of the decoded
-    text, selected header facts, the HTML markup and the URLs of HTML and text parts, and
-    the attachments' types. Tokens carry a prefix saying where they come from ("s:" subject,
-    "h:" header, "u:" URL, "t:" HTML tag, ...), so "free" in the Subject and "free" in the
+    text, selected header facts, the words of every header value per header name, the HTML
+    markup and the URLs of HTML and text parts, and the attachments' types; plus a few
+    message facts: upper-case words, size and count buckets, and whether the sender's domain
+    is the one of the Return-Path, Message-ID, Reply-To, Received chain and linked URLs (a
+    newsletter links its own site; spam mostly links someone else's). Tokens carry a prefix
+    saying where they come from ("s:" subject, "h:"/"H:" header, "u:" URL, "t:" HTML tag,
+    "c:" sender consistency, "n:" bucket, ...), so "free" in the Subject and "free" in the
     body are learned separately.
 
 Rules
@@ -39,6 +43,16 @@ _HEADER_WORDS = ("from", "reply-to", "to", "cc", "x-mailer", "user-agent", "orga
                  "content-type", "message-id", "return-path", "x-priority", "x-msmail-priority",
                  "precedence", "list-id", "mailing-list", "errors-to", "sender")
 _STRIP_CHARS = ".,!?*-_=#+~/\\"
+# header words per header name ("H:<name>:<word>"), except headers that carry dates, serial
+# numbers or a filter's verdict (the corpus' own X-Spam-* marks must teach nothing)
+_HWORD = re.compile(r"[A-Za-z][A-Za-z'$-]{1,19}|\$?\d[\d,.]*%?")
+_HEADER_SKIP = frozenset(("date", "received", "message-id", "status", "x-status", "x-keywords",
+                          "x-uid", "delivered-to", "x-original-date", "x-mailman-version"))
+_CAPS_WORD = re.compile(r"\b[A-Z]{3,15}\b")
+_RECEIVED_IP = re.compile(r"\[(\d+\.\d+\.\d+)\.\d+\]")
+_RECEIVED_WITH = re.compile(r"(?i)\bwith\s+(\S+)")
+_ADDRESS_DOMAIN = re.compile(r"@([\w-]+(?:\.[\w-]+)+)")
+_SECOND_LEVEL = frozenset(("co", "com", "org", "net", "ac", "gov", "ne", "or"))
 
 
 def _words(text: str, prefix: str, out: set[str]) -> None:
@@ -70,7 +84,26 @@ def urls(text: str) -> list[str]:
     return found
 
 
-def _url_tokens(url: str, out: set[str]) -> None:
+def _registered(host: str) -> str:
+    """The registered domain of a host name: the last two labels, three under a country's
+    second level ("example.co.uk")."""
+    labels = host.lower().strip(".").split(".")
+    if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVEL:
+        return ".".join(labels[-3:])
+    return ".".join(labels[-2:])
+
+
+def _domain_of(value: str | None) -> str | None:
+    found = _ADDRESS_DOMAIN.findall(value[:1000]) if value else None
+    return _registered(found[-1]) if found else None
+
+
+def _bucket(n: int) -> int:
+    """0, 1, 2, ... for 0, 1, 2-3, 4-7, ...: a count's order of magnitude."""
+    return n.bit_length() if n > 0 else 0
+
+
+def _url_tokens(url: str, out: set[str], hosts: set[str] | None = None) -> None:
     lower = url.lower()
     if lower.startswith("mailto:"):
         out.add("u:mailto")
@@ -92,6 +125,8 @@ def _url_tokens(url: str, out: set[str]) -> None:
     if _IP_HOST.match(host):
         out.add("u:ip")
     else:
+        if hosts is not None and len(hosts) < 200:
+            hosts.add(_registered(host))
         labels = host.split(".")
         for i in range(max(0, len(labels) - 3), len(labels) - 1):
             out.add("u:" + ".".join(labels[i:]))
@@ -104,7 +139,7 @@ def _url_tokens(url: str, out: set[str]) -> None:
             out.add("up:" + word)
 
 
-def _html_tokens(markup: str, out: set[str]) -> None:
+def _html_tokens(markup: str, out: set[str], hosts: set[str]) -> None:
     markup = markup[:MAX_HTML_CHARS]
     seen_tags = 0
     for match in _TAG.finditer(markup):
@@ -119,7 +154,7 @@ def _html_tokens(markup: str, out: set[str]) -> None:
         for attr in _ATTR.findall(attrs):
             out.add(f"t:{name}:{attr.lower()}")
     for url in urls(markup):
-        _url_tokens(url, out)
+        _url_tokens(url, out, hosts)
     if "<!--" in markup:
         out.add("t:comment")
     if re.search(r"(?i)&#\d{2,5};", markup[:50_000]):
@@ -151,11 +186,57 @@ def _header_tokens(view, out: set[str]) -> None:
                 labels = host.lower().strip(".").split(".")
                 if len(labels) >= 2:
                     out.add("h:rcvd:" + ".".join(labels[-2:]))
+            for net in _RECEIVED_IP.findall(value[:500]):
+                out.add("h:rip:" + net)
+            match = _RECEIVED_WITH.search(value[:500])
+            if match:
+                out.add("h:rwith:" + match.group(1).lower()[:20])
+        if lname not in _HEADER_SKIP and not lname.startswith("x-spam"):
+            short = "H:" + lname[:30] + ":"
+            for word in _HWORD.findall(value[:300])[:30]:
+                out.add(short + word.lower())
     for lname in names:
         out.add("hn:" + lname)
     for must in ("date", "message-id", "from", "to", "subject"):
         if must not in names:
             out.add("hn:missing:" + must)
+
+
+def _consistency_tokens(view, hosts: set[str], out: set[str]) -> None:
+    """Whether the From domain is also the domain of the Return-Path, Message-ID, Reply-To
+    and Sender, appears in the Received chain, and is the domain the URLs link to."""
+    sender = _domain_of(view.header("from"))
+    if not sender:
+        out.add("c:nofromdomain")
+        return
+    for name, tag in (("return-path", "rp"), ("message-id", "mid"), ("reply-to", "rt"),
+                      ("sender", "snd")):
+        domain = _domain_of(view.header(name))
+        if domain:
+            out.add(f"c:{tag}_{'same' if domain == sender else 'diff'}")
+    received = " ".join(v[:1000] for v in view.header_all("received")[:10]).lower()
+    out.add("c:rcvd_" + ("has" if sender in received else "no"))
+    if hosts:
+        same = sum(h == sender for h in hosts)
+        out.add("c:url_" + ("all" if same == len(hosts) else "some" if same else "none"))
+        out.add(f"c:urldoms{min(len(hosts), 5)}")
+    else:
+        out.add("c:nourl")
+
+
+def _shape_tokens(view, out: set[str]) -> None:
+    """Upper-case words (case kept) and order-of-magnitude buckets of the text."""
+    text = view.body_text()[:50_000]
+    for word in _CAPS_WORD.findall(text[:20_000]):
+        out.add("C:" + word)
+    for word in _CAPS_WORD.findall(view.subject or ""):
+        out.add("sC:" + word)
+    out.add(f"n:urls{_bucket(len(urls(text)))}")
+    out.add(f"n:len{_bucket(len(text) // 100)}")
+    out.add(f"n:parts{min(len(view.parts), 6)}")
+    out.add(f"n:bang{_bucket(text.count('!'))}")
+    out.add(f"n:dollar{_bucket(text.count('$'))}")
+    out.add(f"n:lines{_bucket(text.count(chr(10)) + 1)}")
 
 
 def tokens(view) -> set[str]:
@@ -174,6 +255,8 @@ def tokens(view) -> set[str]:
     else:
         out.add("s:shape:empty")
     _header_tokens(view, out)
+    _shape_tokens(view, out)
+    hosts: set[str] = set()
     has_plain = has_html = False
     for part in view.parts:
         ctype = part.content_type
@@ -192,14 +275,15 @@ def tokens(view) -> set[str]:
             continue
         if ctype == "text/html":
             has_html = True
-            _html_tokens(part.data.decode("utf-8", "replace"), out)
+            _html_tokens(part.data.decode("utf-8", "replace"), out, hosts)
         else:
             has_plain = True
             for url in urls(part.text):
-                _url_tokens(url, out)
+                _url_tokens(url, out, hosts)
         _words(part.text, "", out)
         if len(out) > MAX_TOKENS:
             break
+    _consistency_tokens(view, hosts, out)
     if has_html and not has_plain:
         out.add("shape:html-only")
     if not has_html and not has_plain:
