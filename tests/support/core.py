@@ -97,8 +97,10 @@ class CoreProcess:
         command = [*self.prefix, sys.executable, "-m", "shared.cli", "core",
                    "--home", str(self.home.root)]
         self.log = open(self.home.root / "core-test.log", "ab")
+        # Behind a prefix (strace) the child is the tracer, which on SIGTERM detaches and
+        # leaves the core running: signal the whole process group instead.
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT,
-                                        env=self.env)
+                                        env=self.env, start_new_session=bool(self.prefix))
         port = self.smtp_port
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -115,17 +117,39 @@ class CoreProcess:
     def stop(self, timeout: float = 20.0) -> int:
         if self.process is None or self.process.poll() is not None:
             return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
+        self._signal(signal.SIGTERM)
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            self._signal(signal.SIGKILL)
             return self.process.wait()
+        finally:
+            if self.prefix:     # nothing of the group outlives the test
+                self._wait_group(timeout)
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
-            self.process.kill()
+            self._signal(signal.SIGKILL)
             self.process.wait()
+
+    def _wait_group(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, signum: int) -> None:
+        if self.prefix:
+            try:
+                os.killpg(self.process.pid, signum)
+            except ProcessLookupError:
+                pass
+        else:
+            self.process.send_signal(signum)
 
     def __enter__(self):
         return self.start()

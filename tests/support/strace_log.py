@@ -42,7 +42,9 @@ def completed_calls(text: str) -> list[Syscall]:
             if not started:
                 continue
             if body.endswith("<unfinished ...>"):
-                pending[pid] = (started["name"], started["args"][: -len("<unfinished ...>")])
+                # strace ends the first half with a space: "fsync(3</d> <unfinished ...>"
+                pending[pid] = (started["name"],
+                                started["args"][: -len("<unfinished ...>")].rstrip())
                 continue
             name, full = started["name"], started["args"]
         result = full.rsplit("=", 1)[-1].strip()
