@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -88,3 +89,32 @@ def log_on(page, password: str = ADMIN_PASSWORD) -> None:
     page.fill("#password", password)
     page.click("input[type=submit][value='Log On']")
     page.wait_for_selector("h1:has-text('Status')")
+
+
+@pytest.fixture
+def loopback_only(page):
+    """The page, with any request that would leave 127.0.0.1 aborted and failing the test."""
+    escaped: list[str] = []
+
+    def guard(route):
+        if urlsplit(route.request.url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            escaped.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", guard)
+    yield page
+    assert escaped == []
+
+
+def stored_settings(server) -> dict:
+    """The settings as stored in the console server's data home (what a save really wrote)."""
+    from shared import db
+    from shared.settings_store import load
+
+    conn = db.connect(server.home.db)
+    try:
+        return load(conn)
+    finally:
+        conn.close()

@@ -10,41 +10,14 @@ browser makes must stay on 127.0.0.1. Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 import pytest
 
 from shared import db
-from shared.settings_store import load
 
-from .conftest import log_on
+from .conftest import log_on, stored_settings
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def loopback_only(page):
-    """Abort (and remember) any request that would leave 127.0.0.1."""
-    escaped: list[str] = []
-
-    def guard(route):
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            escaped.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", guard)
-    yield page
-    assert escaped == []
-
-
-def _settings(server) -> dict:
-    conn = db.connect(server.home.db)
-    try:
-        return load(conn)
-    finally:
-        conn.close()
 
 
 def _commands(server, kind: str) -> list[dict]:
@@ -84,7 +57,7 @@ def test_heuristic_engine_saved_reloaded_and_bad_scores_refused(loopback_only, c
     assert page.input_value("#heuristic__subject_prefix") == "[Probably spam]"
     assert page.input_value("#heuristic__forward_score") == "70"
     assert page.input_value("#heuristic__drop_score") == "90"
-    values = _settings(console_server)
+    values = stored_settings(console_server)
     assert (values["heuristic.enabled"], values["heuristic.sensitivity"],
             values["heuristic.subject_prefix"], values["heuristic.forward_score"],
             values["heuristic.drop_score"], values["heuristic.forward_to"]) == \
@@ -102,7 +75,7 @@ def test_heuristic_engine_saved_reloaded_and_bad_scores_refused(loopback_only, c
     assert page.input_value("#heuristic__sensitivity") == "2"
     assert page.locator("text=Changes saved.").count() == 0
     page.screenshot(path=str(artifacts / "antispam-heuristic-error.png"), full_page=True)
-    after = _settings(console_server)
+    after = stored_settings(console_server)
     assert after["heuristic.forward_score"] == 70 and after["heuristic.sensitivity"] == 4
     assert page.console_errors == []
 
@@ -119,7 +92,7 @@ def test_custom_whitelist_and_blacklist_persist(loopback_only, console_server, a
     assert page.is_checked("#whitelist__custom__enabled")
     assert page.input_value("#whitelist__custom").splitlines() == \
         ["@friend.test", ".partner.test", "boss@client.test"]
-    values = _settings(console_server)
+    values = stored_settings(console_server)
     assert values["whitelist.custom.enabled"] is True
     assert values["whitelist.custom"] == ["@friend.test", ".partner.test", "boss@client.test"]
     page.screenshot(path=str(artifacts / "antispam-whitelist.png"), full_page=True)
@@ -135,7 +108,7 @@ def test_custom_whitelist_and_blacklist_persist(loopback_only, console_server, a
     assert page.input_value("#blacklist__entries").splitlines() == ["spam*@bad.test",
                                                                     "@junk.test"]
     assert page.input_value("#blacklist__action") == "drop"
-    values = _settings(console_server)
+    values = stored_settings(console_server)
     assert values["blacklist.enabled"] is True and values["blacklist.action"] == "drop"
     assert values["blacklist.entries"] == ["spam*@bad.test", "@junk.test"]
 
@@ -144,7 +117,7 @@ def test_custom_whitelist_and_blacklist_persist(loopback_only, console_server, a
     page.click("#save")
     page.locator("#blacklist__entries-error").wait_for()
     assert "must be @domain or an address" in page.inner_text("#blacklist__entries-error")
-    assert _settings(console_server)["blacklist.entries"] == ["spam*@bad.test", "@junk.test"]
+    assert stored_settings(console_server)["blacklist.entries"] == ["spam*@bad.test", "@junk.test"]
     page.screenshot(path=str(artifacts / "antispam-blacklist.png"), full_page=True)
     assert page.console_errors == []
 
@@ -188,7 +161,7 @@ def test_auto_generated_whitelist_sorts_and_adds_to_custom(loopback_only, consol
     page.check("#auto-entries input[value='alpha.net']")
     page.click("#to-custom")
     page.wait_for_selector("text=1 entry: added to the custom whitelist.")
-    assert "@alpha.net" in _settings(console_server)["whitelist.custom"]
+    assert "@alpha.net" in stored_settings(console_server)["whitelist.custom"]
     commands = _commands(console_server, "whitelist.auto.delete")
     assert commands and commands[-1]["args"] == {"domains": ["alpha.net"]}
     assert commands[-1]["state"] == "pending"   # no core here: the request waits for it
@@ -218,7 +191,7 @@ def test_real_time_blacklists_saved_at_most_three(loopback_only, console_server,
     assert page.input_value("#zone0_codes").splitlines() == ["127.0.0.2", "127.0.0.4"]
     assert page.input_value("#zone1_zone") == "dnsbl.example.net"
     assert page.input_value("#rbl__action") == "reject"
-    values = _settings(console_server)
+    values = stored_settings(console_server)
     assert values["rbl.zones"] == [
         {"enabled": True, "zone": "bl.example.org", "return_codes": ["127.0.0.2", "127.0.0.4"]},
         {"enabled": False, "zone": "dnsbl.example.net", "return_codes": []}]
@@ -238,7 +211,7 @@ def test_real_time_blacklists_saved_at_most_three(loopback_only, console_server,
     }""")
     page.click("#save")
     page.wait_for_selector("text=Changes saved.")
-    zones = [z["zone"] for z in _settings(console_server)["rbl.zones"]]
+    zones = [z["zone"] for z in stored_settings(console_server)["rbl.zones"]]
     assert zones == ["bl.example.org", "dnsbl.example.net", "rbl.example.com"]
     assert "four.example.org" not in page.content()
 
@@ -247,7 +220,7 @@ def test_real_time_blacklists_saved_at_most_three(loopback_only, console_server,
     page.click("#save")
     page.wait_for_selector("text=Nothing was saved:")
     assert "return_codes" in page.locator(".flash.error").inner_text()
-    assert [z["zone"] for z in _settings(console_server)["rbl.zones"]] == zones
-    assert _settings(console_server)["rbl.zones"][2]["return_codes"] == []
+    assert [z["zone"] for z in stored_settings(console_server)["rbl.zones"]] == zones
+    assert stored_settings(console_server)["rbl.zones"][2]["return_codes"] == []
     page.screenshot(path=str(artifacts / "antispam-rbl.png"), full_page=True)
     assert page.console_errors == []

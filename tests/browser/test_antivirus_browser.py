@@ -10,46 +10,18 @@ browser makes must stay on 127.0.0.1. Screenshots go to test-artifacts/.
 from __future__ import annotations
 
 import io
-from urllib.parse import urlsplit
 
 import py7zr
 import pytest
 
-from shared import db
-from shared.settings_store import load
 from shared.spool import Envelope, Spool
 
-from .conftest import log_on
+from .conftest import log_on, stored_settings
 
 pytestmark = pytest.mark.browser
 
 EICAR_MAIL = (b"From: a@outside.test\r\nTo: user@local.test\r\nSubject: infected\r\n\r\n"
               b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\r\n")
-
-
-@pytest.fixture
-def loopback_only(page):
-    """Abort (and remember) any request that would leave 127.0.0.1."""
-    escaped: list[str] = []
-
-    def guard(route):
-        if urlsplit(route.request.url).hostname == "127.0.0.1":
-            route.continue_()
-        else:
-            escaped.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", guard)
-    yield page
-    assert escaped == []
-
-
-def _settings(server) -> dict:
-    conn = db.connect(server.home.db)
-    try:
-        return load(conn)
-    finally:
-        conn.close()
 
 
 def _open_tab(page, tab: str) -> None:
@@ -82,7 +54,7 @@ def test_antivirus_settings_saved_and_reloaded(loopback_only, console_server, ar
     assert page.input_value("#av__quarantine") == "unrepaired"
     assert not page.is_checked("#av__mass_mailer_cleanup")
     assert page.input_value("#av__central_quarantine___host") == "quarantine.example.test"
-    values = _settings(console_server)
+    values = stored_settings(console_server)
     assert (values["av.engine"], values["av.heuristics"], values["av.on_virus"],
             values["av.on_not_removed"], values["av.quarantine"],
             values["av.mass_mailer_cleanup"]) == \
@@ -95,7 +67,7 @@ def test_antivirus_settings_saved_and_reloaded(loopback_only, console_server, ar
     page.click("#save")
     page.locator(".field.has-error .error").first.wait_for()
     assert "65535" in page.inner_text(".field.has-error .error")
-    after = _settings(console_server)
+    after = stored_settings(console_server)
     assert after["av.heuristics"] == "high"
     assert after["av.central_quarantine"] == {"host": "quarantine.example.test", "port": 2525}
     page.screenshot(path=str(artifacts / "antivirus-settings.png"), full_page=True)
@@ -120,7 +92,7 @@ def test_outbreak_alert_settings_saved(loopback_only, console_server, artifacts)
     assert page.input_value("#outbreak__emails").splitlines() == ["sec@example.test",
                                                                  "soc@example.test"]
     assert page.locator("#outbreak-no-recipients").count() == 0
-    values = _settings(console_server)
+    values = stored_settings(console_server)
     assert (values["outbreak.enabled"], values["outbreak.count"], values["outbreak.minutes"],
             values["outbreak.emails"], values["outbreak.subject"]) == \
         (True, 25, 15, ["sec@example.test", "soc@example.test"], "Virus outbreak on the gateway")
@@ -129,7 +101,7 @@ def test_outbreak_alert_settings_saved(loopback_only, console_server, artifacts)
     page.click("#save")
     page.locator("#outbreak__count-error").wait_for()
     assert page.inner_text("#outbreak__count-error") == "must be between 1 and 100000"
-    assert _settings(console_server)["outbreak.count"] == 25
+    assert stored_settings(console_server)["outbreak.count"] == 25
     page.screenshot(path=str(artifacts / "antivirus-outbreak.png"), full_page=True)
     assert page.console_errors == []
 

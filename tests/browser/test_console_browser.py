@@ -8,20 +8,11 @@ import pytest
 from shared import db
 from shared.clock import FakeClock
 from shared.events import Action, EventWriter
-from shared.settings_store import load
 from shared.status import new_snapshot, write_snapshot
 
-from .conftest import log_on
+from .conftest import log_on, stored_settings
 
 pytestmark = pytest.mark.browser
-
-
-def _settings(server) -> dict:
-    conn = db.connect(server.home.db)
-    try:
-        return load(conn)
-    finally:
-        conn.close()
 
 
 def test_log_on_read_status_page_and_log_off(page, console_server, artifacts):
@@ -74,7 +65,7 @@ def test_setup_change_is_saved_and_persisted(page, console_server, artifacts):
     page.reload()
     assert page.input_value("#smtp__max_incoming") == "25"
     assert page.is_checked("#delivery__paused")
-    values = _settings(console_server)
+    values = stored_settings(console_server)
     assert values["smtp.max_incoming"] == 25 and values["delivery.paused"] is True
     page.screenshot(path=str(artifacts / "configuration-setup.png"), full_page=True)
 
@@ -89,7 +80,7 @@ def test_add_local_routing_entry(page, console_server):
     page.wait_for_selector("text=brightcorp.com was added to the local routing list.")
     assert "mailer.brightcorp.com" in page.locator("#routing-list").inner_text()
     assert {"match": "brightcorp.com", "relay": "mailer.brightcorp.com", "port": 25} in \
-        _settings(console_server)["routing.local"]
+        stored_settings(console_server)["routing.local"]
 
 
 def test_invalid_value_shows_the_schema_message_next_to_the_field(page, console_server):
@@ -101,4 +92,4 @@ def test_invalid_value_shows_the_schema_message_next_to_the_field(page, console_
     error.wait_for()
     assert error.inner_text() == "must be between 1 and 65535"
     assert page.input_value("#smtp__port") == "70000"  # what was typed stays for correction
-    assert _settings(console_server)["smtp.port"] == 25
+    assert stored_settings(console_server)["smtp.port"] == 25
