@@ -172,6 +172,12 @@ class DataEncoder:
         self._held_cr = False   # a CR at the end of a chunk: LF may follow in the next
 
     def encode(self, data: bytes) -> bytes:
+        return self._encode(data, plain=True)
+
+    def _encode(self, data: bytes, plain: bool = False) -> bytes:
+        """`plain`: skip the line-end rewrite when every line end is already CRLF (the
+        spool holds what the listener normalised), which costs a regex substitution per
+        line end otherwise."""
         if self._held_cr:
             data = b"\r" + data
             self._held_cr = False
@@ -180,7 +186,9 @@ class DataEncoder:
             self._held_cr = True
         if not data:
             return b""
-        data = self._LINE_END_RE.sub(b"\r\n", data)
+        crlf = data.count(b"\r\n") if plain else -1
+        if not (crlf == data.count(b"\n") == data.count(b"\r")):
+            data = self._LINE_END_RE.sub(b"\r\n", data)
         data = data.replace(b"\r\n.", b"\r\n..")
         if self._at_line_start and data.startswith(b"."):
             data = b"." + data
