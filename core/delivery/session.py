@@ -310,7 +310,7 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
         data_reply = await _reply(session, timeouts.data_initiation)
     if data_reply.code != 354:
         return
-    small = (await trio.to_thread.run_sync(_read_small, message_path)
+    small = (_read_small(message_path)
              if conn.transaction.accepted_recipients else None)
     if small is not None:       # the message and its end in one write
         content = conn.encode_data_chunk(small)
@@ -327,9 +327,9 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
 
 
 def _read_small(path: Path) -> bytes | None:
-    """The whole message when it is small, else None. In a thread like every file
-    operation of the core: even a read from the page cache may wait for the file system's
-    journal (atime), which the listeners keep busy with fsyncs."""
+    """The whole message when it is small, else None. Read inline, not in a thread: the
+    message was spooled moments ago and comes from the page cache, and a thread hop per
+    delivered message cost more than the read (see QueueManager._delete)."""
     with open(path, "rb") as handle:
         data = handle.read(MESSAGE_CHUNK_OCTETS + 1)
     return data if len(data) <= MESSAGE_CHUNK_OCTETS else None

@@ -19,7 +19,6 @@ import errno
 import secrets
 import socket
 import ssl
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Callable, Mapping
@@ -107,13 +106,18 @@ class GroupCommitter:
     def _write_batch(self, batch: list[PendingMessage]) -> dict[str, OSError]:
         errors: dict[str, OSError] = {}
         prepared = []
-        outcomes = (map(self._prepare, batch) if len(batch) == 1
-                    else _prepare_pool().map(self._prepare, batch))
-        for item, incoming, outcome in outcomes:
-            if isinstance(outcome, OSError):
-                errors[item.queue_id] = outcome
-            else:
-                prepared.append((item, incoming, outcome))
+        for item in batch:
+            incoming = item.incoming
+            try:
+                if incoming is None:
+                    incoming = self.spool.open_incoming(item.queue_id)
+                    for chunk in item.chunks or ():
+                        incoming.write(chunk)
+                prepared.append((item, incoming, incoming.prepare(item.envelope)))
+            except OSError as exc:
+                errors[item.queue_id] = exc
+                if incoming is not None:
+                    incoming.abort()
         try:
             self.spool.commit([p for _, _, p in prepared])
         except OSError as exc:
@@ -123,36 +127,6 @@ class GroupCommitter:
                 errors[item.queue_id] = exc
                 incoming.abort()
         return errors
-
-    def _prepare(self, item: PendingMessage):
-        """(item, incoming, PreparedMessage | OSError): write and fsync one message."""
-        incoming = item.incoming
-        try:
-            if incoming is None:
-                incoming = self.spool.open_incoming(item.queue_id)
-                for chunk in item.chunks or ():
-                    incoming.write(chunk)
-            return item, incoming, incoming.prepare(item.envelope)
-        except OSError as exc:
-            if incoming is not None:
-                incoming.abort()
-            return item, incoming, exc
-
-
-_PREPARE_THREADS = 16
-_prepare_executor: ThreadPoolExecutor | None = None
-
-
-def _prepare_pool() -> ThreadPoolExecutor:
-    """The threads that fsync a batch's messages side by side. One after another, each
-    fsync is a journal commit of its own (about 1 ms on ext4); issued together, the file
-    system commits them at once — which is why Postfix's parallel smtpd processes accept
-    faster than one thread fsyncing in turn."""
-    global _prepare_executor
-    if _prepare_executor is None:
-        _prepare_executor = ThreadPoolExecutor(_PREPARE_THREADS,
-                                               thread_name_prefix="spool-prepare")
-    return _prepare_executor
 
 
 class SmtpServer:
