@@ -10,6 +10,8 @@ entries; "Delete" is that command alone. The core applies a command within a sec
 
 from __future__ import annotations
 
+import re
+
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -100,14 +102,40 @@ def rbl_rows(count: int) -> list[dict]:
     return zones[:count]
 
 
+def _filled(rows: list[dict]) -> list[int]:
+    """Indexes of the rows that become zones (an empty zone name is left out)."""
+    return [i for i, r in enumerate(rows) if (r["zone"] or "").strip()]
+
+
 def save_rbl(rows: list[dict], action_changes: dict[str, Any], *, user: str,
              client_ip: str | None) -> dict:
-    """`rows`: [{"enabled", "zone", "codes": text}] — empty zone names are left out."""
-    zones = [{"enabled": bool(r["enabled"]), "zone": r["zone"].strip(),
-              "return_codes": [c.strip() for c in (r["codes"] or "").splitlines() if c.strip()]}
-             for r in rows if (r["zone"] or "").strip()]
+    """`rows`: [{"enabled", "zone", "codes": text}] — empty zone names are left out.
+    SettingError's `rbl.zones` errors are pointed at the row's field (`zone_error_fields`)."""
+    zones = [{"enabled": bool(rows[i]["enabled"]), "zone": rows[i]["zone"].strip(),
+              "return_codes": [c.strip() for c in (rows[i]["codes"] or "").splitlines()
+                               if c.strip()]}
+             for i in _filled(rows)]
     return save_settings({"rbl.zones": zones, **action_changes}, user=user,
                          client_ip=client_ip, page="rbl")
+
+
+_ZONE_ERROR = re.compile(r"entry (\d+): (?:(return_codes|zone): )?(.*)", re.S)
+
+
+def zone_error_fields(errors: list[tuple[str, str]], rows: list[dict]) -> list[tuple[str, str]]:
+    """An `rbl.zones` error ("entry N: ...", N counting saved zones from 1) as an error of the
+    form field of its row (`zone<row>_codes` or `zone<row>_zone`); other errors unchanged."""
+    filled = _filled(rows)
+    out = []
+    for key, rule in errors:
+        match = _ZONE_ERROR.match(rule) if key == "rbl.zones" else None
+        if match and 0 < int(match[1]) <= len(filled):
+            row = filled[int(match[1]) - 1]
+            out.append((f"zone{row}_{'codes' if match[2] == 'return_codes' else 'zone'}",
+                        match[3]))
+        else:
+            out.append((key, rule))
+    return out
 
 
 # --- spam rules ----------------------------------------------------------------------------

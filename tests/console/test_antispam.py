@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from console.antispam.service import join_terms, sld_key, split_terms
@@ -82,6 +84,23 @@ def test_rbl_page_saves_zones_with_return_codes(admin):
     assert s["rbl.action"] == "reject"
     page = admin.get("/antispam/rbl").get_data(as_text=True)
     assert "bl.example.org" in page and "127.0.0.4" in page
+
+
+def test_rbl_errors_stand_next_to_their_row(admin):
+    response = admin.post("/antispam/rbl", {
+        "zone0_enabled": "y", "zone0_zone": "", "zone0_codes": "",
+        "zone1_enabled": "y", "zone1_zone": "bl.example.org", "zone1_codes": "",
+        "zone2_enabled": "y", "zone2_zone": "dnsbl.example.net", "zone2_codes": "not-an-ip",
+        "rbl__action": "reject", "rbl__forward_to": "", "rbl__forward_subject": ""})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and admin.settings()["rbl.zones"] == []
+    assert re.search(r'id="zone2_codes-error">[^<]*must be an IPv4 or IPv6 address', page)
+    response = admin.post("/antispam/rbl", {
+        "zone0_enabled": "y", "zone0_zone": "bad zone!", "zone0_codes": "",
+        "zone1_zone": "", "zone2_zone": "", "rbl__action": "reject", "rbl__forward_to": "",
+        "rbl__forward_subject": ""})
+    assert re.search(r'id="zone0_zone-error">[^<]*must be a domain name',
+                     response.get_data(as_text=True))
 
 
 def test_spam_rules_add_edit_delete(admin):
