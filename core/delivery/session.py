@@ -37,7 +37,7 @@ from shared.spool import Envelope
 __all__ = ["Timeouts", "Session", "DeliveryError", "open_session", "run_transaction",
            "reset_session", "close_session", "reply_text", "MESSAGE_CHUNK_OCTETS"]
 
-MESSAGE_CHUNK_OCTETS = 256 * 1024  # one read (one thread hop) and one write for most messages
+MESSAGE_CHUNK_OCTETS = 256 * 1024  # most messages: one read and one write
 RECEIVE_OCTETS = 64 * 1024
 
 
