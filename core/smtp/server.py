@@ -67,7 +67,11 @@ class GroupCommitter:
     and fsync each message and envelope (`prepare`), then rename all of them into fast/ and
     fsync fast/ once (`Spool.commit`). Messages that finish while a batch is being written
     form the next batch, so one directory fsync covers every message accepted at the same
-    moment (group commit) and the event loop pays one thread hop per batch."""
+    moment (group commit) and the event loop pays one thread hop per batch.
+
+    When `run` ends (shutdown cancels it) it still commits what is pending, and later
+    commits fail at once: a session waiting for its commit, shielded, must never wait for
+    a committer that is gone — that hung listener processes and the core at shutdown."""
 
     def __init__(self, spool):
         self.spool = spool
@@ -75,9 +79,12 @@ class GroupCommitter:
         self._waiters: list[trio.Event] = []
         self._wakeup = trio.Event()
         self._results: dict[int, OSError | None] = {}
+        self._closed = False
 
     async def commit(self, pending: PendingMessage) -> None:
         """Return once the message is in fast/ and durable; OSError when it is not."""
+        if self._closed:
+            raise OSError(errno.ESHUTDOWN, "the listener is shutting down")
         done = trio.Event()
         self._pending.append(pending)
         self._waiters.append(done)
@@ -90,18 +97,26 @@ class GroupCommitter:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        while True:
-            await self._wakeup.wait()
-            self._wakeup = trio.Event()
-            batch, waiters = self._pending, self._waiters
-            self._pending, self._waiters = [], []
-            if not batch:
-                continue
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                await self._commit_pending()
+        finally:
+            self._closed = True
             with trio.CancelScope(shield=True):
-                errors = await trio.to_thread.run_sync(self._write_batch, batch)
-            for item, done in zip(batch, waiters):
-                self._results[id(done)] = errors.get(item.queue_id)
-                done.set()
+                await self._commit_pending()
+
+    async def _commit_pending(self) -> None:
+        batch, waiters = self._pending, self._waiters
+        self._pending, self._waiters = [], []
+        if not batch:
+            return
+        with trio.CancelScope(shield=True):
+            errors = await trio.to_thread.run_sync(self._write_batch, batch)
+        for item, done in zip(batch, waiters):
+            self._results[id(done)] = errors.get(item.queue_id)
+            done.set()
 
     def _write_batch(self, batch: list[PendingMessage]) -> dict[str, OSError]:
         errors: dict[str, OSError] = {}
