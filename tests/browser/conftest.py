@@ -118,3 +118,21 @@ def stored_settings(server) -> dict:
         return load(conn)
     finally:
         conn.close()
+
+
+def open_tab(page, area: str, tab: str) -> None:
+    """Open a console area from the left navigation (its <h1> is the area's name), then one
+    of its tabs."""
+    page.click(f"nav.left-pane >> text={area}")
+    page.wait_for_selector(f"h1:has-text('{area}')")
+    page.click(f"ul.tabs >> text={tab}")
+    page.wait_for_selector(f"ul.tabs a[aria-current=page]:text-is('{tab}')")
+
+
+def save(page, *, reload: bool = True) -> None:
+    """Press Save Changes, wait for the confirmation and (by default) reload the page, so
+    what the test reads next comes from the server."""
+    page.click("#save")
+    page.wait_for_selector("text=Changes saved.")
+    if reload:
+        page.reload()

@@ -15,7 +15,7 @@ import pytest
 
 from shared import db
 
-from .conftest import log_on, stored_settings
+from .conftest import log_on, open_tab, save, stored_settings
 
 pytestmark = pytest.mark.browser
 
@@ -31,27 +31,18 @@ def _commands(server, kind: str) -> list[dict]:
             for r in rows]
 
 
-def _open_tab(page, tab: str) -> None:
-    page.click("nav.left-pane >> text=Anti-spam Policy")
-    page.wait_for_selector("h1:has-text('Anti-spam Policy')")
-    page.click(f"ul.tabs >> text={tab}")
-    page.wait_for_selector(f"ul.tabs a[aria-current=page]:text-is('{tab}')")
-
-
 def test_heuristic_engine_saved_reloaded_and_bad_scores_refused(loopback_only, console_server,
                                                                 artifacts):
     page = loopback_only
     log_on(page)
-    _open_tab(page, "Heuristic Engine")
+    open_tab(page, "Anti-spam Policy", "Heuristic Engine")
     page.check("#heuristic__enabled")
     page.fill("#heuristic__sensitivity", "4")
     page.fill("#heuristic__subject_prefix", "[Probably spam]")
     page.fill("#heuristic__forward_score", "70")
     page.fill("#heuristic__drop_score", "90")
     page.fill("#heuristic__forward_to", "spamdesk@example.test")
-    page.click("#save")
-    page.wait_for_selector("text=Changes saved.")
-    page.reload()
+    save(page)
     assert page.is_checked("#heuristic__enabled")
     assert page.input_value("#heuristic__sensitivity") == "4"
     assert page.input_value("#heuristic__subject_prefix") == "[Probably spam]"
@@ -83,12 +74,10 @@ def test_heuristic_engine_saved_reloaded_and_bad_scores_refused(loopback_only, c
 def test_custom_whitelist_and_blacklist_persist(loopback_only, console_server, artifacts):
     page = loopback_only
     log_on(page)
-    _open_tab(page, "Whitelist")
+    open_tab(page, "Anti-spam Policy", "Whitelist")
     page.check("#whitelist__custom__enabled")
     page.fill("#whitelist__custom", "@friend.test\n.partner.test\nboss@client.test")
-    page.click("#save")
-    page.wait_for_selector("text=Changes saved.")
-    page.reload()
+    save(page)
     assert page.is_checked("#whitelist__custom__enabled")
     assert page.input_value("#whitelist__custom").splitlines() == \
         ["@friend.test", ".partner.test", "boss@client.test"]
@@ -102,9 +91,7 @@ def test_custom_whitelist_and_blacklist_persist(loopback_only, console_server, a
     page.check("#blacklist__enabled")
     page.fill("#blacklist__entries", "spam*@bad.test\n@junk.test")
     page.select_option("#blacklist__action", "drop")
-    page.click("#save")
-    page.wait_for_selector("text=Changes saved.")
-    page.reload()
+    save(page)
     assert page.input_value("#blacklist__entries").splitlines() == ["spam*@bad.test",
                                                                     "@junk.test"]
     assert page.input_value("#blacklist__action") == "drop"
@@ -146,7 +133,7 @@ def test_auto_generated_whitelist_sorts_and_adds_to_custom(loopback_only, consol
         ("b.example.com", 5, now - 5000, now - 10), ("zeta.org", 40, now - 4000, now - 20),
         ("alpha.net", 5, now - 6000, now - 30), ("example.com", 1, now - 3000, now - 40)])
     log_on(page)
-    _open_tab(page, "Auto-generated Whitelist")
+    open_tab(page, "Anti-spam Policy", "Auto-generated Whitelist")
     # By frequency (the default): highest count first, ties by first seen (oldest first).
     assert _listed_domains(page) == ["zeta.org", "alpha.net", "b.example.com", "example.com"]
     assert page.locator("#auto-entries tbody tr:has-text('zeta.org') td").nth(2) \
@@ -177,15 +164,13 @@ def test_auto_generated_whitelist_sorts_and_adds_to_custom(loopback_only, consol
 def test_real_time_blacklists_saved_at_most_three(loopback_only, console_server, artifacts):
     page = loopback_only
     log_on(page)
-    _open_tab(page, "Real-time Blacklists")
+    open_tab(page, "Anti-spam Policy", "Real-time Blacklists")
     page.check("#zone0_enabled")
     page.fill("#zone0_zone", "bl.example.org")
     page.fill("#zone0_codes", "127.0.0.2\n127.0.0.4")
     page.fill("#zone1_zone", "dnsbl.example.net")
     page.select_option("#rbl__action", "reject")
-    page.click("#save")
-    page.wait_for_selector("text=Changes saved.")
-    page.reload()
+    save(page)
     assert page.is_checked("#zone0_enabled") and not page.is_checked("#zone1_enabled")
     assert page.input_value("#zone0_zone") == "bl.example.org"
     assert page.input_value("#zone0_codes").splitlines() == ["127.0.0.2", "127.0.0.4"]
@@ -209,8 +194,7 @@ def test_real_time_blacklists_saved_at_most_three(loopback_only, console_server,
             form.appendChild(input);
         }
     }""")
-    page.click("#save")
-    page.wait_for_selector("text=Changes saved.")
+    save(page, reload=False)
     zones = [z["zone"] for z in stored_settings(console_server)["rbl.zones"]]
     assert zones == ["bl.example.org", "dnsbl.example.net", "rbl.example.com"]
     assert "four.example.org" not in page.content()

@@ -16,7 +16,7 @@ import pytest
 
 from shared.spool import Envelope, Spool
 
-from .conftest import log_on, stored_settings
+from .conftest import log_on, open_tab, save, stored_settings
 
 pytestmark = pytest.mark.browser
 
@@ -24,17 +24,10 @@ EICAR_MAIL = (b"From: a@outside.test\r\nTo: user@local.test\r\nSubject: infected
               b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\r\n")
 
 
-def _open_tab(page, tab: str) -> None:
-    page.click("nav.left-pane >> text=Antivirus Policy")
-    page.wait_for_selector("h1:has-text('Antivirus Policy')")
-    page.click(f"ul.tabs >> text={tab}")
-    page.wait_for_selector(f"ul.tabs a[aria-current=page]:text-is('{tab}')")
-
-
 def test_antivirus_settings_saved_and_reloaded(loopback_only, console_server, artifacts):
     page = loopback_only
     log_on(page)
-    _open_tab(page, "Antivirus Settings")
+    open_tab(page, "Antivirus Policy", "Antivirus Settings")
     assert "Virus definitions in force" in page.inner_text("#definitions")
     page.select_option("#av__engine", "both")
     page.select_option("#av__heuristics", "high")
@@ -44,9 +37,7 @@ def test_antivirus_settings_saved_and_reloaded(loopback_only, console_server, ar
     page.uncheck("#av__mass_mailer_cleanup")
     page.fill("#av__central_quarantine___host", "quarantine.example.test")
     page.fill("#av__central_quarantine___port", "2525")
-    page.click("#save")
-    page.wait_for_selector("text=Changes saved.")
-    page.reload()
+    save(page)
     assert page.input_value("#av__engine") == "both"
     assert page.input_value("#av__heuristics") == "high"
     assert page.input_value("#av__on_virus") == "delete"
@@ -77,15 +68,13 @@ def test_antivirus_settings_saved_and_reloaded(loopback_only, console_server, ar
 def test_outbreak_alert_settings_saved(loopback_only, console_server, artifacts):
     page = loopback_only
     log_on(page)
-    _open_tab(page, "Outbreak Alert")
+    open_tab(page, "Antivirus Policy", "Outbreak Alert")
     page.check("#outbreak__enabled")
     page.fill("#outbreak__count", "25")
     page.fill("#outbreak__minutes", "15")
     page.fill("#outbreak__emails", "sec@example.test\nsoc@example.test")
     page.fill("#outbreak__subject", "Virus outbreak on the gateway")
-    page.click("#save")
-    page.wait_for_selector("text=Changes saved.")
-    page.reload()
+    save(page)
     assert page.is_checked("#outbreak__enabled")
     assert page.input_value("#outbreak__count") == "25"
     assert page.input_value("#outbreak__minutes") == "15"
@@ -122,7 +111,7 @@ def test_virus_quarantine_empty_then_listed_and_downloaded(loopback_only, consol
                                                           artifacts, tmp_path):
     page = loopback_only
     log_on(page)
-    _open_tab(page, "Virus Quarantine")
+    open_tab(page, "Antivirus Policy", "Virus Quarantine")
     assert "0 message(s)." in page.inner_text("main")
     assert page.locator("#virus-quarantine").count() == 0
 

@@ -10,7 +10,7 @@ from shared.clock import FakeClock
 from shared.events import Action, EventWriter
 from shared.status import new_snapshot, write_snapshot
 
-from .conftest import log_on, stored_settings
+from .conftest import log_on, save, stored_settings
 
 pytestmark = pytest.mark.browser
 
@@ -60,9 +60,7 @@ def test_setup_change_is_saved_and_persisted(page, console_server, artifacts):
     page.click(".tabs >> text=Setup")
     page.fill("#smtp__max_incoming", "25")
     page.check("#delivery__paused")
-    page.click("#save")
-    page.wait_for_selector("text=Changes saved.")
-    page.reload()
+    save(page)
     assert page.input_value("#smtp__max_incoming") == "25"
     assert page.is_checked("#delivery__paused")
     values = stored_settings(console_server)
