@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import json
-import queue
+from collections import deque
 import sqlite3
 import threading
 import time
@@ -193,7 +193,12 @@ class EventWriter:
         self.busy_retries = 0
         self.skipped = 0
         self._keep = keep
-        self._queue: queue.Queue = queue.Queue(self.QUEUE_LIMIT)
+        # A deque and a wake-up flag rather than queue.Queue: emit() runs several times per
+        # message on the event loop, and Queue.put takes a lock and notifies a condition
+        # each time; here the writer is woken once per batch.
+        self._queue: deque = deque()
+        self._wake = threading.Event()
+        self._wake_pending = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._enabled = enabled
@@ -214,10 +219,16 @@ class EventWriter:
             self.skipped += 1
             return
         self._ensure_started()
-        try:
-            self._queue.put_nowait(event)
-        except queue.Full:
+        if len(self._queue) >= self.QUEUE_LIMIT:
             self.lost += 1
+            return
+        self._put(event)
+
+    def _put(self, item) -> None:
+        self._queue.append(item)
+        if not self._wake_pending:      # the writer clears it before it drains (no lost wake)
+            self._wake_pending = True
+            self._wake.set()
 
     # --- flushing ------------------------------------------------------------------------
     def flush(self, timeout: float = 30.0) -> None:
@@ -225,7 +236,7 @@ class EventWriter:
         if self._thread is None:
             return
         done = threading.Event()
-        self._queue.put(done, timeout=timeout)
+        self._put(done)
         if not done.wait(timeout):
             raise TimeoutError("event writer did not flush in time")
 
@@ -238,7 +249,7 @@ class EventWriter:
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:
-            self._queue.put(_STOP)
+            self._put(_STOP)
             thread.join()
 
     # --- the writer thread ---------------------------------------------------------------
@@ -268,9 +279,15 @@ class EventWriter:
     def _next_batch(self) -> tuple[list[Event], list[threading.Event], bool]:
         batch: list[Event] = []
         markers: list[threading.Event] = []
-        item = self._queue.get()
-        if isinstance(item, Event):
+        while not self._queue:
+            self._wake.wait()           # may be left set by an item already taken: look again
+            self._wake_pending = False
+            self._wake.clear()
+        if isinstance(self._queue[0], Event):
             time.sleep(self.LINGER_SECONDS)
+        self._wake_pending = False      # before draining: what comes after wakes us again
+        self._wake.clear()
+        item = self._queue.popleft()
         while True:
             if item is _STOP:
                 return batch, markers, True
@@ -280,10 +297,9 @@ class EventWriter:
                 batch.append(item)
             if len(batch) >= self.MAX_BATCH:
                 return batch, markers, False
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
+            if not self._queue:
                 return batch, markers, False
+            item = self._queue.popleft()
 
     def _insert(self, conn: sqlite3.Connection, batch: Iterable[Event]) -> None:
         rows = [event.row(self.process) for event in batch]

@@ -26,6 +26,10 @@ from shared.spool import Spool
 REPORT_BUFFER = 10_000
 
 
+def _line(message: dict) -> bytes:
+    return json.dumps(message).encode() + b"\n"
+
+
 async def listen(home: DataHome, fd: int, share: int) -> None:
     from core.delivery import Resolver
 
@@ -38,7 +42,9 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
     send_line, receive_line = trio.open_memory_channel(REPORT_BUFFER)
 
     def on_accepted(queue_id, envelope):
-        line = {"accepted": queue_id, "envelope": envelope.to_dict()}
+        # The envelope's own JSON (one line) goes into the report as it is.
+        line = b'{"accepted":' + json.dumps(queue_id).encode() + b',"envelope":' \
+            + envelope.to_json() + b"}\n"
         try:
             send_line.send_nowait(line)
         except trio.WouldBlock:
@@ -58,7 +64,13 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
     async def report():
         async with receive_line:
             async for line in receive_line:
-                await stream.send_all(json.dumps(line).encode() + b"\n")
+                lines = [line]      # what else is waiting goes in the same write
+                while len(lines) < 100:
+                    try:
+                        lines.append(receive_line.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                await stream.send_all(b"".join(lines))
 
     async def report_counters():
         while True:
@@ -67,7 +79,7 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
             if deltas:
                 for name in deltas:
                     counters.values[name] = 0
-                await send_line.send({"counters": deltas})
+                await send_line.send(_line({"counters": deltas}))
 
     async def until_core_goes_away(cancel_scope):
         while await stream.receive_some(1024):
@@ -82,7 +94,7 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
             nursery.start_soon(report)
             nursery.start_soon(report_counters)
             addresses = await nursery.start(server.serve)
-            await send_line.send({"ready": [list(a) for a in addresses]})
+            await send_line.send(_line({"ready": [list(a) for a in addresses]}))
             nursery.start_soon(until_core_goes_away, nursery.cancel_scope)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:

@@ -64,10 +64,11 @@ class PendingMessage:
 
 class GroupCommitter:
     """Makes received messages durable in batches, in one worker thread per batch: write
-    and fsync each message and envelope (`prepare`), then rename all of them into fast/ and
-    fsync fast/ once (`Spool.commit`). Messages that finish while a batch is being written
-    form the next batch, so one directory fsync covers every message accepted at the same
-    moment (group commit) and the event loop pays one thread hop per batch.
+    each message and envelope (`prepare`), make the whole batch durable with one sync of
+    the file system, then rename all of them into fast/ and fsync fast/ once
+    (`Spool.commit`). Messages that finish while a batch is being written form the next
+    batch, so one sync covers every message accepted at the same moment (group commit) and
+    the event loop pays one thread hop per batch.
 
     When `run` ends (shutdown cancels it) it still commits what is pending, and later
     commits fail at once: a session waiting for its commit, shielded, must never wait for
@@ -128,7 +129,7 @@ class GroupCommitter:
                     incoming = self.spool.open_incoming(item.queue_id)
                     for chunk in item.chunks or ():
                         incoming.write(chunk)
-                prepared.append((item, incoming, incoming.prepare(item.envelope)))
+                prepared.append((item, incoming, incoming.prepare(item.envelope, sync=False)))
             except OSError as exc:
                 errors[item.queue_id] = exc
                 if incoming is not None:

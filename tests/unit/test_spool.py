@@ -233,14 +233,74 @@ def test_prepare_refuses_an_envelope_for_another_id(sp):
         incoming.prepare(make_envelope("OTHER"))
 
 
+def _prepare_unsynced(sp, count):
+    handles = []
+    for _ in range(count):
+        queue_id = new_queue_id()
+        incoming = sp.open_incoming(queue_id)
+        incoming.write(body_for(queue_id))
+        handles.append(incoming.prepare(make_envelope(queue_id), sync=False))
+    return handles
+
+
+def test_batch_prepared_without_sync_is_made_durable_by_one_syncfs(sp, monkeypatch):
+    if spool_mod._SYNCFS is None:
+        pytest.skip("no syncfs(2) on this platform: the fsync fallback is tested below")
+    calls = []
+    real = spool_mod._SYNCFS
+    monkeypatch.setattr(spool_mod, "_SYNCFS", lambda fd: calls.append(os.readlink(
+        f"/proc/self/fd/{fd}")) or real(fd))
+    monkeypatch.setattr(os, "fsync", lambda fd: pytest.fail("no per-file fsync expected"))
+    monkeypatch.setattr(spool_mod, "_fsync_dir", lambda p: None)   # the dir fsyncs after
+    handles = _prepare_unsynced(sp, 5)
+    assert not any(h.synced for h in handles)
+    sp.commit(handles)
+    assert calls == [str(sp.root)]
+    assert list(sp.list("fast")) == [h.queue_id for h in handles]
+
+
+def test_without_syncfs_each_file_and_directory_is_fsynced_before_the_rename(sp, monkeypatch):
+    monkeypatch.setattr(spool_mod, "_SYNCFS", None)
+    handles = _prepare_unsynced(sp, 3)
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(
+        f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    sp.commit(handles)
+    for h in handles:
+        directory = str(sp.root / INCOMING / h.queue_id)
+        position = [synced.index(f"{directory}/{MESSAGE_FILE}"),
+                    synced.index(f"{directory}/{ENVELOPE_FILE}"), synced.index(directory)]
+        assert position == sorted(position)
+        assert_whole(sp, "fast", h.queue_id)
+    assert synced[-2:] == [str(sp.root / "fast"), str(sp.root / INCOMING)]
+
+
+def test_a_failed_syncfs_commits_nothing(sp, monkeypatch):
+    if spool_mod._SYNCFS is None:
+        pytest.skip("no syncfs(2) on this platform")
+    import ctypes
+    def failing(fd):
+        ctypes.set_errno(5)      # EIO: the kernel's write-back error
+        return -1
+    monkeypatch.setattr(spool_mod, "_SYNCFS", failing)
+    handles = _prepare_unsynced(sp, 2)
+    with pytest.raises(OSError) as caught:
+        sp.commit(handles)
+    assert caught.value.errno == 5
+    assert list(sp.list("fast")) == []
+
+
 # --- failure injection: all or nothing ----------------------------------------
 
 ACCEPT_STEPS = [s for s in STEPS if s not in ("before_move_rename", "after_delete_rename")]
 
 
+@pytest.mark.parametrize("sync", [True, False], ids=["fsync-each", "batch-sync"])
 @pytest.mark.parametrize("occurrence", [1, 2, 3])
 @pytest.mark.parametrize("step", ACCEPT_STEPS)
-def test_crash_at_any_accept_step_leaves_each_message_whole_or_absent(tmp_path, step, occurrence):
+def test_crash_at_any_accept_step_leaves_each_message_whole_or_absent(tmp_path, step, occurrence,
+                                                                      sync):
     root = tmp_path / "spool"
     sp = Spool(root, failure_injector=crash_at(step, occurrence))
     ids = [new_queue_id() for _ in range(3)]
@@ -250,7 +310,7 @@ def test_crash_at_any_accept_step_leaves_each_message_whole_or_absent(tmp_path, 
         for queue_id in ids:
             incoming = sp.open_incoming(queue_id)
             incoming.write(body_for(queue_id))
-            handles.append(incoming.prepare(make_envelope(queue_id)))
+            handles.append(incoming.prepare(make_envelope(queue_id), sync=sync))
         sp.commit(handles)
     except Crash:
         crashed = True
