@@ -46,6 +46,7 @@ __all__ = ["Notifier", "AlertEngine", "ResourceMonitor", "alert_key", "fill_meta
            "compose_mail"]
 
 POLL_SECONDS = 1.0
+READ_LIMIT = 1000
 THROTTLE_SECONDS = 300.0
 MAX_EVENTS_LISTED = 20
 LOW_FRACTION = 0.10            # Table 3-2: "less than 10 percent"
@@ -162,19 +163,27 @@ class Notifier:
 
 # --- alerts ------------------------------------------------------------------------------------
 
+_SIMPLE_ALERTS = {"service_started": "service_start",
+                  "service_start_improper": "service_start_improper",
+                  "service_stopped": "service_stop", "low_disk": "low_disk",
+                  "low_memory": "low_memory", "object_modified": "config_change",
+                  "scan_error": "scan_error", "protocol_violation": "smtp_protocol_violation",
+                  "http_protocol_violation": "http_protocol_violation",
+                  "failed_logon": "failed_logons", "unauthorized_access": "unauthorized_access"}
+# Every action alert_key() may answer for; the engine reads only these from SQLite (most
+# events, such as accepted and delivered, never raise an alert).
+ALERT_ACTIONS = tuple(sorted({*_SIMPLE_ALERTS, "held", "liveupdate", "definitions_updated",
+                              "deferred", "delivery_failed"}))
+
+
 def alert_key(row: Mapping) -> str | None:
     """The `alerts.<key>` an event row raises, or None (guide Table 3-2)."""
     action = row["action"]
+    if action not in ALERT_ACTIONS:
+        return None
     data = _data(row)
-    simple = {"service_started": "service_start",
-              "service_start_improper": "service_start_improper",
-              "service_stopped": "service_stop", "low_disk": "low_disk",
-              "low_memory": "low_memory", "object_modified": "config_change",
-              "scan_error": "scan_error", "protocol_violation": "smtp_protocol_violation",
-              "http_protocol_violation": "http_protocol_violation",
-              "failed_logon": "failed_logons", "unauthorized_access": "unauthorized_access"}
-    if action in simple:
-        return simple[action]
+    if action in _SIMPLE_ALERTS:
+        return _SIMPLE_ALERTS[action]
     if action == "held" and row["rule"] == "suspect_message":
         return "suspect_message"
     if action in ("liveupdate", "definitions_updated") and (row["result"] or "success") in (
@@ -219,8 +228,8 @@ class AlertEngine:
 
     async def poll_once(self) -> int:
         """Mail the alerts of the events written since the last poll; returns mails sent."""
-        rows = await trio.to_thread.run_sync(self._read_new)
-        if not rows:
+        rows, last_id = await trio.to_thread.run_sync(self._read_new)
+        if last_id == self.cursor:
             return 0
         settings = self.settings()
         grouped: dict[str, list] = {}
@@ -238,7 +247,7 @@ class AlertEngine:
             self.last_sent[key] = now
             await self._send(settings, key, group)
             sent += 1
-        self.cursor = rows[-1]["id"]
+        self.cursor = last_id
         await trio.to_thread.run_sync(self._save_cursor)
         return sent
 
@@ -283,14 +292,22 @@ class AlertEngine:
         tmp.write_text(str(self.cursor))
         os.replace(tmp, self.cursor_file)
 
-    def _read_new(self) -> list:
+    def _read_new(self) -> tuple[list, int]:
+        """The alert-relevant rows after the cursor (at most READ_LIMIT) and the id the
+        cursor moves to: the newest event looked at."""
         conn = db.connect(self.db_path)
         try:
-            return conn.execute(
+            newest = conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0
+            rows = conn.execute(
                 "SELECT id, time, action, result, queue_id, client_ip, rule, info, data "
-                "FROM events WHERE id > ? ORDER BY id LIMIT 1000", (self.cursor,)).fetchall()
+                f"FROM events WHERE id > ? AND id <= ? AND action IN "
+                f"({','.join('?' * len(ALERT_ACTIONS))}) ORDER BY id LIMIT {READ_LIMIT}",
+                (self.cursor, newest, *ALERT_ACTIONS)).fetchall()
         finally:
             conn.close()
+        if len(rows) == READ_LIMIT:
+            return rows, rows[-1]["id"]
+        return rows, max(newest, self.cursor or 0)
 
 
 # --- resources ----------------------------------------------------------------------------------
