@@ -10,7 +10,9 @@ What it owns
     boundary is drawn away from them, since a false positive costs more than a miss).
     `cross_validated_scores(...)` gives out-of-fold raw scores, folds grouped by a key (the
     body hash) so near-copies are never on both sides; the training script calibrates the
-    score scale (engine.py) on them.
+    score scale (engine.py) on them. `nested_cross_validated_scores(...)` repeats that inside
+    each outer fold's training part, so a calibration rule can be checked on messages neither
+    the model nor the rule saw (tools/train_spam_model.py --check-calibration).
 
 Rules
     1. Deterministic: the same samples, in the same order, give the same weights
@@ -25,9 +27,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["Weights", "train", "raw_score", "cross_validated_scores", "fold_of", "ITERATIONS",
+__all__ = ["Weights", "train", "raw_score", "cross_validated_scores", "fold_of",
+           "NestedFold", "nested_cross_validated_scores", "ITERATIONS",
            "LEARNING_RATE", "L2", "MIN_DOCUMENTS", "FOLDS"]
 
 ITERATIONS = 400
@@ -109,3 +112,50 @@ def cross_validated_scores(samples: list[tuple[frozenset, bool]], groups: list[s
             if fold[i] == k:
                 scores[i] = raw_score(weights, samples[i][0])
     return scores
+
+
+@dataclass
+class NestedFold:
+    """One outer fold of a nested cross-validation: `inner` maps each index of the outer
+    training part to its out-of-fold raw score from the inner folds (what the calibration rule
+    sees), `outer` maps each index of the outer fold to its raw score from weights trained on
+    the whole outer training part (what the rule's threshold is applied to)."""
+    fold: int
+    inner: dict[int, float] = field(default_factory=dict)
+    outer: dict[int, float] = field(default_factory=dict)
+
+
+def nested_cross_validated_scores(samples: list[tuple[frozenset, bool]], groups: list[str], *,
+                                  folds: int = FOLDS, sample_weights=None,
+                                  **options) -> list[NestedFold]:
+    """Nested cross-validation over the folds of `fold_of(groups[i])`: for each outer fold k,
+    the other folds are the outer training part; inside it, each remaining fold j is scored by
+    weights trained on the outer training part without j (inner out-of-fold scores), and fold
+    k is scored by weights trained on the whole outer training part. A rule that turns inner
+    scores into a threshold can then be judged on fold k, which neither it nor the weights
+    saw — as the shipped model's threshold is judged on the held-out test part."""
+    fold = [fold_of(g, folds) for g in groups]
+    weight_of = (lambda i: 1.0) if sample_weights is None else sample_weights.__getitem__
+
+    def fit(indices):
+        return train([samples[i] for i in indices],
+                     sample_weights=None if sample_weights is None
+                     else [weight_of(i) for i in indices], **options)
+
+    out = []
+    for k in range(folds):
+        part = [i for i in range(len(samples)) if fold[i] != k]
+        result = NestedFold(k)
+        for j in range(folds):
+            if j == k:
+                continue
+            weights = fit([i for i in part if fold[i] != j])
+            for i in part:
+                if fold[i] == j:
+                    result.inner[i] = raw_score(weights, samples[i][0])
+        weights = fit(part)
+        for i in range(len(samples)):
+            if fold[i] == k:
+                result.outer[i] = raw_score(weights, samples[i][0])
+        out.append(result)
+    return out
