@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/train_spam_model.py [--corpus DIR] [--out DIR]
                                                    [--version YYYY-MM-DD] [--revision N]
+    .venv/bin/python tools/train_spam_model.py --check-calibration [--corpus DIR]
 
 Reads the labelled spam/ham messages of the corpus MANIFEST, keeps the TRAINING part of the
 fixed split (core/scan/antispam/training.py; the held-out test part is never looked at),
@@ -19,9 +20,18 @@ so that at the default sensitivity (score >= 90) at most HAM_TAIL (0.2 %) of the
 had not seen them, with a margin above those.
 
 HARD_HAM_WEIGHT, the learner's settings, the token set and the calibration rule were chosen
-by cross-validation inside the training part only (docs/antispam.md, "Detection quality"). Writes rules.json, model.json.gz and manifest.json
-(definitions.py) — by default over the packaged set in core/scan/antispam/data/spam/.
-Deterministic: the same corpus gives the same files.
+by cross-validation inside the training part only (docs/antispam.md, "Detection quality").
+Writes rules.json, model.json.gz and manifest.json (definitions.py) — by default over the
+packaged set in core/scan/antispam/data/spam/. Deterministic: the same corpus gives the same
+files.
+
+--check-calibration writes nothing: it judges the calibration rule by nested
+cross-validation inside the training part (learner.nested_cross_validated_scores) — in each
+outer fold, z90 comes from `calibrate` on the inner out-of-fold scores and is applied to the
+outer fold, scored by weights trained on the rest — and prints, per sensitivity, the training
+spam caught and training ham flagged, and the false positives that predicts per
+EXPECTED_FP_PER ham. That is the estimate of what the held-out test part will show, made
+without it (docs/antispam.md, "Calibration").
 """
 
 from __future__ import annotations
@@ -37,8 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.scan.antispam import definitions as defs          # noqa: E402
 from core.scan.antispam.engine import features             # noqa: E402
 from core.scan.antispam.heuristic_rules import RuleSet      # noqa: E402
-from core.scan.antispam.learner import (cross_validated_scores, train,   # noqa: E402
-                                        FOLDS, ITERATIONS, L2, LEARNING_RATE)
+from core.scan.antispam.engine import SENSITIVITY_THRESHOLDS   # noqa: E402
+from core.scan.antispam.learner import (FOLDS, ITERATIONS, L2, LEARNING_RATE,  # noqa: E402
+                                        cross_validated_scores, nested_cross_validated_scores,
+                                        train)
 from core.scan.antispam.training import (DEFAULT_CORPUS, SPLIT_SALT, TEST_FRACTION,  # noqa: E402
                                          body_key, corpus_messages, view_of)
 
@@ -47,6 +59,9 @@ HAM_TAIL = 0.002
 CALIBRATION_FLOOR = 2.0
 HARD_HAM_WEIGHT = 40.0
 DEFAULT_VERSION = "2026-11-28"
+# the held-out test part has 889 ham: "expected false positives on it" is the nested
+# false-positive rate times this
+EXPECTED_FP_PER = 889
 
 
 class _Probe:
@@ -68,6 +83,45 @@ def extract(samples, rules) -> tuple[list[tuple[frozenset, bool]], list[str]]:
     return out, groups
 
 
+def calibrate(ham_scores) -> tuple[float, float]:
+    """z90 from out-of-fold raw scores of training ham (module docstring), and the ham score at
+    the HAM_TAIL quantile it starts from."""
+    ranked = sorted(ham_scores, reverse=True)
+    tail = ranked[int(len(ranked) * HAM_TAIL)]
+    return round(max(CALIBRATION_FLOOR, tail + MARGIN), 4), tail
+
+
+def check_calibration(data, groups, sample_weights) -> list[dict]:
+    """Nested cross-validation of `calibrate` (module docstring): one row per sensitivity with
+    the outer folds' spam caught and ham flagged at z90 · (threshold - 50) / 40 — the raw
+    score where engine.score_from_raw reaches that threshold."""
+    nested = nested_cross_validated_scores(data, groups, sample_weights=sample_weights)
+    z90s = [calibrate([z for i, z in fold.inner.items() if not data[i][1]])[0]
+            for fold in nested]
+    spam = sum(1 for _, is_spam in data if is_spam)
+    ham = len(data) - spam
+    rows = []
+    for level, threshold in SENSITIVITY_THRESHOLDS.items():
+        caught = flagged = 0
+        for fold, z90 in zip(nested, z90s):
+            cut = z90 * (threshold - 50) / 40
+            for i, z in fold.outer.items():
+                if z >= cut:
+                    caught += data[i][1]
+                    flagged += not data[i][1]
+        rows.append({"sensitivity": level, "threshold": threshold, "spam_caught": caught,
+                     "spam": spam, "ham_flagged": flagged, "ham": ham,
+                     "expected_fp": round(flagged / ham * EXPECTED_FP_PER, 2)})
+    print(f"nested cross-validation of the calibration rule: z90 per outer fold {z90s}",
+          file=sys.stderr)
+    for r in rows:
+        print(f"sensitivity {r['sensitivity']} (score >= {r['threshold']}): spam caught "
+              f"{r['spam_caught']}/{r['spam']} ({r['spam_caught'] / r['spam']:.1%}), ham "
+              f"flagged {r['ham_flagged']}/{r['ham']} -> expected false positives on "
+              f"{EXPECTED_FP_PER} ham {r['expected_fp']}", file=sys.stderr)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -75,6 +129,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=defs.PACKAGED_DIR)
     parser.add_argument("--version", default=DEFAULT_VERSION)
     parser.add_argument("--revision", type=int, default=1)
+    parser.add_argument("--check-calibration", action="store_true",
+                        help="judge the calibration rule by nested cross-validation; write "
+                             "nothing")
     args = parser.parse_args(argv)
 
     started = time.monotonic()
@@ -85,11 +142,14 @@ def main(argv=None) -> int:
     sample_weights = [HARD_HAM_WEIGHT if s.group == "hard_ham" else 1.0 for s in samples]
     print(f"{len(data)} training messages ({sum(y for _, y in data)} spam) "
           f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    if args.check_calibration:
+        check_calibration(data, groups, sample_weights)
+        print(f"done in {time.monotonic() - started:.1f} s", file=sys.stderr)
+        return 0
     weights = train(data, sample_weights=sample_weights)
     oof = cross_validated_scores(data, groups, sample_weights=sample_weights)
     ham_scores = sorted((z for z, (_, is_spam) in zip(oof, data) if not is_spam), reverse=True)
-    tail = ham_scores[int(len(ham_scores) * HAM_TAIL)]
-    z90 = round(max(CALIBRATION_FLOOR, tail + MARGIN), 4)
+    z90, tail = calibrate(ham_scores)
     oof_recall = sum(1 for z, (_, s) in zip(oof, data) if s and z >= z90) / max(
         1, sum(1 for _, s in data if s))
     info = {"corpus": "SpamAssassin public corpus (shared corpus spamham/)",
