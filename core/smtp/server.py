@@ -123,25 +123,23 @@ class GroupCommitter:
         errors: dict[str, OSError] = {}
         prepared = []
         for item in batch:
-            incoming = item.incoming
             try:
-                if incoming is None:
-                    incoming = self.spool.open_incoming(item.queue_id)
-                    for chunk in item.chunks or ():
-                        incoming.write(chunk)
-                prepared.append((item, incoming, incoming.prepare(item.envelope, sync=False)))
+                if item.incoming is None:
+                    prepared.append(self.spool.write_incoming(item.envelope, item.chunks or ()))
+                else:
+                    prepared.append(item.incoming.prepare(item.envelope, sync=False))
             except OSError as exc:
                 errors[item.queue_id] = exc
-                if incoming is not None:
-                    incoming.abort()
+                if item.incoming is not None:
+                    item.incoming.abort()
         try:
-            self.spool.commit([p for _, _, p in prepared])
+            self.spool.commit(prepared)
         except OSError as exc:
             # Those already renamed stay queued (a duplicate at worst after the client's
             # retry); the rest are removed.
-            for item, incoming, _ in prepared:
-                errors[item.queue_id] = exc
-                incoming.abort()
+            for message in prepared:
+                errors[message.queue_id] = exc
+                self.spool.discard_incoming(message.queue_id)
         return errors
 
 

@@ -99,7 +99,7 @@ def test_fsync_and_rename_complete_before_each_250(tmp_path):
         trace = tmp_path / "strace.txt"
         core = CoreProcess(home, prefix=[
             strace, "-f", "-y", "-qq", "-s", "256", "-o", str(trace),
-            "-e", "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,sendto,write,sendmsg"])
+            "-e", "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,sendto,write,writev,sendmsg"])
         core.start(timeout=60)
         try:
             for n in range(3):
@@ -124,7 +124,7 @@ def test_fsync_and_rename_complete_before_each_250(tmp_path):
         rename = last(lambda c: c.name.startswith("rename")
                       and f"/incoming/{queue_id}\"" in c.text
                       and f"/fast/{queue_id}\"" in c.text, "rename into fast/")
-        written = last(lambda c: c.name == "write"
+        written = last(lambda c: c.name in ("write", "writev")
                        and re.search(rf"/incoming/{queue_id}/(message|envelope\.json)>", c.text),
                        "writes of message and envelope")
         # Made durable between the last write and the rename: by a syncfs of the spool's

@@ -291,6 +291,34 @@ def test_a_failed_syncfs_commits_nothing(sp, monkeypatch):
     assert list(sp.list("fast")) == []
 
 
+def test_write_incoming_writes_a_whole_message_for_commit(sp):
+    queue_id = new_queue_id()
+    envelope = make_envelope(queue_id)
+    body = body_for(queue_id)
+    prepared = sp.write_incoming(envelope, [body[:10], body[10:]])
+    assert not prepared.synced and envelope.size == len(body)
+    sp.commit([prepared])
+    assert_whole(sp, "fast", queue_id)
+    assert sp.read_envelope("fast", queue_id).size == len(body)
+
+
+def test_write_incoming_finishes_a_short_write(sp, monkeypatch):
+    real = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, chunks: real(fd, [chunks[0][:3]]))
+    queue_id = new_queue_id()
+    sp.commit([sp.write_incoming(make_envelope(queue_id), [body_for(queue_id), b"tail"])])
+    assert sp.message_path("fast", queue_id).read_bytes() == body_for(queue_id) + b"tail"
+
+
+def test_write_incoming_leaves_nothing_behind_on_a_write_error(sp, monkeypatch):
+    def full(fd, chunks):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "writev", full)
+    with pytest.raises(OSError):
+        sp.write_incoming(make_envelope(new_queue_id()), [b"x"])
+    assert os.listdir(sp.root / INCOMING) == []
+
+
 # --- failure injection: all or nothing ----------------------------------------
 
 ACCEPT_STEPS = [s for s in STEPS if s not in ("before_move_rename", "after_delete_rename")]
