@@ -127,6 +127,7 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
             await nursery.start(committer.run)
             await nursery.start(auto_whitelist.run)
             await nursery.start(antivirus.run)
+            await nursery.start(pipeline.run)
             await nursery.start(queue.run)
             await nursery.start(alerts.run)
             addresses = await nursery.start(listeners.run)

@@ -24,11 +24,13 @@ import trio
 
 from core.pipeline import PipelineResult
 from core.pipeline.run import process_message
-from core.pipeline.workers import PROCESS_TIMEOUT_SECONDS, run_in_worker
+from core.pipeline.workers import PROCESS_TIMEOUT_SECONDS, WorkerBatcher, run_in_worker
 from shared.events import Action
 from shared.spool import Envelope
 
-__all__ = ["FilteringPipeline"]
+__all__ = ["FilteringPipeline", "BATCH_MESSAGE_OCTETS"]
+
+BATCH_MESSAGE_OCTETS = 256 * 1024   # larger messages make a worker round trip of their own
 
 EVENT_RESULTS = {"remove_part": "deleted", "replace_part": "repaired", "drop": "dropped",
                  "log": "logged", "forward": "forwarded", "hold": "held",
@@ -57,6 +59,27 @@ class FilteringPipeline:
         # `async after_scan(envelope, outcome, message_path, settings)`, called before a
         # rewritten message replaces the original.
         self.hooks: list = []
+        self.batcher = WorkerBatcher(process_message, timeout_seconds=timeout_seconds,
+                                     inline=inline)
+        self._shared: tuple = (None, None, ())
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """The worker batching (core/pipeline/workers.py rule 4); without it each message
+        makes its own round trip."""
+        await self.batcher.run(task_status=task_status)
+
+    def _shared_arguments(self, settings: Mapping) -> tuple:
+        """(worker settings, fault): the same object for every message under one settings
+        snapshot and hook state, so that their messages may share a worker round trip."""
+        extra = {}
+        for hook in self.hooks:
+            extra.update(hook.worker_settings())
+        key = tuple(sorted(extra.items()))
+        last_settings, last_key, shared = self._shared
+        if settings is not last_settings or key != last_key:
+            shared = ({**settings, **extra}, self.fault)
+            self._shared = (settings, key, shared)
+        return shared
 
     async def process(self, queue_id: str, envelope: Envelope, message_path: Path,
                       settings: Mapping) -> PipelineResult:
@@ -66,12 +89,15 @@ class FilteringPipeline:
                    "is_generated": envelope.is_generated,
                    "skip_antispam": envelope.skip_antispam,
                    "meta": dict(envelope.meta)}
-        worker_settings = dict(settings)
-        for hook in self.hooks:
-            worker_settings.update(hook.worker_settings())
-        outcome = await run_in_worker(process_message, str(message_path), context,
-                                      worker_settings, self.fault,
-                                      timeout_seconds=self.timeout_seconds, inline=self.inline)
+        shared = self._shared_arguments(settings)
+        item = (str(message_path), context)
+        if self.batcher.running:
+            outcome = await self.batcher.call(item, shared,
+                                              solo=envelope.size > BATCH_MESSAGE_OCTETS)
+        else:                               # not started (unit tests): one at a time
+            outcome = await run_in_worker(process_message, *item, *shared,
+                                          timeout_seconds=self.timeout_seconds,
+                                          inline=self.inline)
         self._record(envelope, outcome)
         for hook in self.hooks:
             await hook.after_scan(envelope, outcome, message_path, settings)

@@ -4,6 +4,10 @@
 worker process and returns its result. The event loop only waits: SMTP sessions stay
 responsive however long a message takes.
 
+`WorkerBatcher` hands the same function several items per round trip when items queue up
+faster than the workers take them: under load a round trip cost the core more than the
+work it carried (pickling, pipes, wake-ups); a lone item still goes at once.
+
 Rules
     1. Past `timeout_seconds` (SPEC §4: 60) the worker is killed (kill_on_cancel) and
        `WorkerTimeout` is raised; a worker that dies (segfault, os._exit, OOM kill) raises
@@ -13,16 +17,26 @@ Rules
        manager); the pool replaces dead workers by itself.
     3. `inline=True` runs `fn` in a thread instead (for unit tests that need no processes);
        the kill guarantee of rule 1 holds only for processes.
+    4. Batches: at most MAX_BATCH items, only items given the same `shared` arguments (the
+       settings snapshot), never a `solo` item (a large message). An exception raised for
+       one item is that item's alone. When a batch of several crashes or times out, each
+       of its items runs again alone, so only the item that fails alone is charged with it:
+       a bad message delays the others of its batch, never counts against them.
 """
 
 from __future__ import annotations
 
+import os
+from collections import deque
+
 import trio
 import trio_parallel
 
-__all__ = ["run_in_worker", "WorkerCrashed", "WorkerTimeout", "PROCESS_TIMEOUT_SECONDS"]
+__all__ = ["run_in_worker", "WorkerBatcher", "WorkerCrashed", "WorkerTimeout",
+           "PROCESS_TIMEOUT_SECONDS", "MAX_BATCH"]
 
 PROCESS_TIMEOUT_SECONDS = 60.0
+MAX_BATCH = 8
 
 
 class WorkerCrashed(RuntimeError):
@@ -44,3 +58,109 @@ async def run_in_worker(fn, *args, timeout_seconds: float = PROCESS_TIMEOUT_SECO
         raise WorkerTimeout(f"worker stopped after {timeout_seconds:g} s") from None
     except trio_parallel.BrokenWorkerError as exc:
         raise WorkerCrashed(f"worker process died: {exc}") from None
+
+
+def run_batch(fn, items: list[tuple], shared: tuple) -> list[tuple[bool, object]]:
+    """In the worker: fn(*item, *shared) for each item -> (True, result) | (False, error)."""
+    results = []
+    for item in items:
+        try:
+            results.append((True, fn(*item, *shared)))
+        except Exception as exc:          # rule 4: this item's own failure
+            results.append((False, exc))
+    return results
+
+
+class _Job:
+    __slots__ = ("item", "shared", "solo", "done", "outcome", "abandoned")
+
+    def __init__(self, item: tuple, shared: tuple, solo: bool):
+        self.item, self.shared, self.solo = item, shared, solo
+        self.done = trio.Event()
+        self.outcome: tuple[bool, object] | None = None
+        self.abandoned = False
+
+    def finish(self, ok: bool, value) -> None:
+        self.outcome = (ok, value)
+        self.done.set()
+
+
+class WorkerBatcher:
+    """`await call(item, shared, solo=...)` = fn(*item, *shared) in a worker process, with
+    the batching of rule 4. `run` (in a nursery) keeps one dispatcher per worker slot."""
+
+    def __init__(self, fn, *, timeout_seconds: float = PROCESS_TIMEOUT_SECONDS,
+                 inline: bool = False, slots: int | None = None):
+        self.fn = fn
+        self.timeout_seconds = timeout_seconds
+        self.inline = inline
+        self.slots = slots or os.cpu_count() or 1
+        self.running = False
+        self.batches = 0            # round trips made (tests and benchmarks read it)
+        self._queue: deque[_Job] = deque()
+        self._ready = trio.Event()
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                for _ in range(self.slots):
+                    nursery.start_soon(self._dispatch)
+                self.running = True
+                task_status.started()
+        finally:
+            self.running = False
+
+    async def call(self, item: tuple, shared: tuple, *, solo: bool = False):
+        job = _Job(item, shared, solo)
+        self._queue.append(job)
+        self._ready.set()
+        try:
+            await job.done.wait()
+        except BaseException:
+            job.abandoned = True    # still queued: skipped; already running: result dropped
+            raise
+        ok, value = job.outcome
+        if not ok:
+            raise value
+        return value
+
+    def _next_batch(self) -> list[_Job]:
+        while self._queue and self._queue[0].abandoned:
+            self._queue.popleft()
+        if not self._queue:
+            return []
+        batch = [self._queue.popleft()]
+        while (not batch[0].solo and self._queue and len(batch) < MAX_BATCH
+               and not self._queue[0].solo and self._queue[0].shared is batch[0].shared):
+            job = self._queue.popleft()
+            if not job.abandoned:
+                batch.append(job)
+        return batch
+
+    async def _dispatch(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch:
+                await self._run(batch)
+                continue
+            if self._ready.is_set():        # consumed: the next call() sets a fresh one,
+                self._ready = trio.Event()  # and every idle dispatcher waits on the same
+            await self._ready.wait()
+
+    async def _run(self, batch: list[_Job]) -> None:
+        self.batches += 1
+        try:
+            results = await run_in_worker(run_batch, self.fn, [job.item for job in batch],
+                                          batch[0].shared, timeout_seconds=self.timeout_seconds,
+                                          inline=self.inline)
+        except Exception as exc:            # the worker died, timed out or could not be fed
+            if len(batch) == 1:
+                batch[0].finish(False, exc)
+                return
+            for job in reversed(batch):     # rule 4: each again alone, first in line
+                job.solo = True
+                self._queue.appendleft(job)
+            self._ready.set()
+            return
+        for job, (ok, value) in zip(batch, results):
+            job.finish(ok, value)

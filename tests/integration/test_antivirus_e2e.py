@@ -163,6 +163,7 @@ async def test_central_quarantine_gets_a_copy_and_local_copy_stays(tmp_path, sin
         [entry] = list(spool.list("quarantine/virus"))
         await _until(lambda: spool.read_envelope("quarantine/virus", entry)
                      .meta["central"]["state"] == "sent")
-        await core.events.aflush()
-        assert [e for e in _events(home, Action.FORWARDED) if e["rule"] == "av.central_quarantine"]
+        # The event follows the envelope's "sent" (a moment later): look until it is there.
+        await _until(lambda: core.events.flush() or [
+            e for e in _events(home, Action.FORWARDED) if e["rule"] == "av.central_quarantine"])
         core.cancel_scope.cancel()
