@@ -35,6 +35,7 @@ through a ``clock`` parameter, or put a pid or host name into a queue id.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import random
@@ -261,9 +262,24 @@ class Envelope(_Record):
 
 # --- file system helpers -----------------------------------------------------
 
-def _remove_message_dir(path: Path) -> None:
+def _remove_message_dir(path: str | Path) -> None:
     """A message directory holds plain files only; unlinking them by name costs a fraction
-    of shutil.rmtree's per-call work, which the queue manager pays once per message."""
+    of shutil.rmtree's per-call work, which the queue manager pays once per message. The
+    usual two files go without listing the directory."""
+    for name in (MESSAGE_FILE, ENVELOPE_FILE):
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        if exc.errno != errno.ENOTEMPTY:
+            raise
+    path = Path(path)
     try:
         with os.scandir(path) as entries:
             names = [entry.name for entry in entries]
@@ -614,11 +630,15 @@ class Spool:
         brings the message back, which at worst repeats a delivery (SPEC §4 allows
         duplicates, never loss) — Postfix does not sync its deletes either.
         FileNotFoundError if it is not in *queue*."""
-        source = self._dir(self._not_incoming(queue), queue_id)
-        trash = source.with_name(TRASH_PREFIX + queue_id)
-        if trash.exists():
+        source = str(self._dir(self._not_incoming(queue), queue_id))
+        trash = os.path.join(os.path.dirname(source), TRASH_PREFIX + queue_id)
+        try:
+            os.rename(source, trash)
+        except OSError as exc:          # a trash entry left by a crash is in the way
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
             _remove_message_dir(trash)
-        os.rename(source, trash)
+            os.rename(source, trash)
         self._step("after_delete_rename")
         _remove_message_dir(trash)
 

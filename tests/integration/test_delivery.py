@@ -10,6 +10,7 @@ import random
 from types import MappingProxyType
 
 import pytest
+import trio
 
 from core.delivery import Deliverer, LookupFailed, NextHop, candidates
 from core.delivery.routing import route
@@ -206,3 +207,25 @@ async def test_stale_pooled_connection_is_replaced(make_sink, message):
     await deliverer.aclose()
     assert result.outcome == "delivered"
     assert len(sink.messages) == 2
+
+
+async def _silent_server(task_status=trio.TASK_STATUS_IGNORED):
+    """Greets, then reads commands and never answers one."""
+    async def handle(stream):
+        await stream.send_all(b"220 silent.test ESMTP\r\n")
+        while await stream.receive_some(4096):
+            pass
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handle, listeners)
+
+
+async def test_a_next_hop_that_stops_answering_defers_after_the_timeout(message, nursery):
+    port = await nursery.start(_silent_server)
+    envelope, path = message
+    started = trio.current_time()
+    [result] = await deliver(snapshot(), NextHop("relay", "127.0.0.1", port), envelope, path,
+                             timeouts=Timeouts(helo=0.5))
+    assert result.outcome == "deferred"
+    assert result.text.startswith("timeout waiting for 127.0.0.1")
+    assert trio.current_time() - started < 5

@@ -566,9 +566,20 @@ def test_existing_queue_directory_is_made_private(tmp_path):
     assert stat.S_IMODE((tmp_path / "spool" / "hold").stat().st_mode) == 0o700
 
 
-def test_delete_replaces_a_stale_trash_entry(sp):
+@pytest.mark.parametrize("leftover", [(), ("message",), ("message", "envelope.json", "x.tmp")])
+def test_delete_replaces_a_stale_trash_entry(sp, leftover):
     [queue_id] = accept(sp)
-    (sp.root / "fast" / (".trash-" + queue_id)).mkdir()
+    stale = sp.root / "fast" / (".trash-" + queue_id)
+    stale.mkdir()
+    for name in leftover:
+        (stale / name).write_bytes(b"old")
+    sp.delete("fast", queue_id)
+    assert os.listdir(sp.root / "fast") == []
+
+
+def test_delete_removes_files_beyond_the_usual_two(sp):
+    [queue_id] = accept(sp)
+    (sp.message_path("fast", queue_id).parent / "message.rewrite.tmp").write_bytes(b"x")
     sp.delete("fast", queue_id)
     assert os.listdir(sp.root / "fast") == []
 
