@@ -354,8 +354,13 @@ class _Session:
             event = conn.next_event()
             await self.write(conn.data_to_send())
             if event is NEED_DATA:
-                with trio.fail_after(self._read_timeout()):
+                # A plain deadline scope: trio.fail_after adds a generator context
+                # manager to every read, several per message.
+                with trio.CancelScope(deadline=trio.current_time()
+                                      + self._read_timeout()) as deadline:
                     data = await self.stream.receive_some(READ_OCTETS)
+                if deadline.cancelled_caught:
+                    raise trio.TooSlowError
                 if not data:
                     conn.receive_data(b"")
                     continue

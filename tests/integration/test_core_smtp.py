@@ -267,3 +267,33 @@ async def test_conversation_log_off_writes_nothing(tmp_path, sink, nursery):
     await trio.to_thread.run_sync(sink.wait_for, 1)
     assert not [p for p in home.diagnostics.iterdir() if p.name.startswith("inbound-")]
     core.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("stage", ["command", "data"])
+async def test_an_idle_client_gets_421_timeout_and_is_closed(tmp_path, nursery, monkeypatch,
+                                                             stage):
+    from core.smtp import server
+    monkeypatch.setattr(server, "COMMAND_IDLE_SECONDS", 0.5)
+    monkeypatch.setattr(server, "DATA_IDLE_SECONDS", 0.5)
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": 9}])
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+
+    def idle():
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        data = sock.recv(512)
+        if stage == "data":
+            sock.sendall(b"EHLO x\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<user@local.test>\r\n"
+                         b"DATA\r\n")
+            while b"354" not in data:
+                data += sock.recv(4096)
+        data = b""
+        while chunk := sock.recv(4096):         # the server speaks, then closes
+            data += chunk
+        sock.close()
+        return data
+
+    reply = await trio.to_thread.run_sync(idle)
+    assert reply.startswith(b"421 4.4.2")
+    core.cancel_scope.cancel()
