@@ -295,7 +295,7 @@ def _remove_message_dir(path: str | Path) -> None:
     os.rmdir(path)
 
 
-def _write_new(path: Path, chunks: list[bytes]) -> int:
+def _write_new(path: str | Path, chunks: list[bytes]) -> int:
     """Create *path* (it must not exist) holding *chunks*; returns the octets written."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
@@ -464,6 +464,7 @@ class Spool:
     def __init__(self, root: str | os.PathLike,
                  failure_injector: FailureInjector | None = None) -> None:
         self.root = Path(root)
+        self._root = str(self.root)
         self._step: FailureInjector = failure_injector or (lambda step: None)
         for queue in (".", "quarantine", *QUEUES):
             path = self.root / queue
@@ -477,14 +478,19 @@ class Spool:
 
     def message_path(self, queue: str, queue_id: str) -> Path:
         """Path of the message file; ValueError for an unknown queue or bad id."""
+        return Path(os.path.join(self._dir_name(queue, queue_id), MESSAGE_FILE))
+
+    def _dir(self, queue: str, queue_id: str) -> Path:
+        return Path(self._dir_name(queue, queue_id))
+
+    def _dir_name(self, queue: str, queue_id: str) -> str:
+        """The message's directory as a string: the per-message paths (accept, commit,
+        delete) skip pathlib, whose joins were a visible share of a listener's work."""
         if queue not in QUEUES:
             raise ValueError(f"unknown queue {queue!r}")
         if not _NAME_RE.fullmatch(queue_id):
             raise ValueError(f"invalid queue id {queue_id!r}")
-        return self.root / queue / queue_id / MESSAGE_FILE
-
-    def _dir(self, queue: str, queue_id: str) -> Path:
-        return self.message_path(queue, queue_id).parent
+        return os.path.join(self._root, queue, queue_id)
 
     def _not_incoming(self, queue: str) -> str:
         if queue == INCOMING:   # incoming/ entries are only reached through IncomingMessage
@@ -505,13 +511,13 @@ class Spool:
         seven system calls per message where open_incoming/prepare take a dozen — in a
         worker thread each one is a GIL hand-over with the event loop. Sets
         ``envelope.size``; on OSError nothing is left in incoming/."""
-        directory = self._dir(INCOMING, envelope.queue_id)
+        directory = self._dir_name(INCOMING, envelope.queue_id)
         os.mkdir(directory, DIR_MODE)              # FileExistsError on an id clash
         try:
             chunks = list(chunks)
-            envelope.size = _write_new(directory / MESSAGE_FILE, chunks)
+            envelope.size = _write_new(os.path.join(directory, MESSAGE_FILE), chunks)
             self._step("after_message_fsync")
-            _write_new(directory / ENVELOPE_FILE, [envelope.to_json()])
+            _write_new(os.path.join(directory, ENVELOPE_FILE), [envelope.to_json()])
             self._step("after_envelope_fsync")
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
@@ -520,7 +526,7 @@ class Spool:
 
     def discard_incoming(self, queue_id: str) -> None:
         """Remove ``incoming/<id>/`` if it is still there (its files are closed)."""
-        shutil.rmtree(self._dir(INCOMING, queue_id), ignore_errors=True)
+        shutil.rmtree(self._dir_name(INCOMING, queue_id), ignore_errors=True)
 
     def commit(self, prepared: Iterable[PreparedMessage], queue: str = "fast") -> None:
         """Move prepared messages into *queue* durably: renames, then two fsyncs.
@@ -542,14 +548,14 @@ class Spool:
         if unsynced:
             self._make_durable(unsynced)
         for message in prepared:
-            source = self._dir(INCOMING, message.queue_id)
-            target = self._dir(queue, message.queue_id)
+            source = self._dir_name(INCOMING, message.queue_id)
+            target = self._dir_name(queue, message.queue_id)
             self._step("before_commit_rename")
             os.rename(source, target)
             self._step("after_commit_rename")
         self._step("before_dir_fsync")
-        _fsync_dir(self.root / queue)       # group commit: once for the whole batch
-        _fsync_dir(self.root / INCOMING)
+        _fsync_dir(os.path.join(self._root, queue))      # group commit: once for the whole batch
+        _fsync_dir(os.path.join(self._root, INCOMING))
         self._step("after_dir_fsync")
 
     def _make_durable(self, incoming_ids: list[str]) -> None:
@@ -630,7 +636,7 @@ class Spool:
         brings the message back, which at worst repeats a delivery (SPEC §4 allows
         duplicates, never loss) — Postfix does not sync its deletes either.
         FileNotFoundError if it is not in *queue*."""
-        source = str(self._dir(self._not_incoming(queue), queue_id))
+        source = self._dir_name(self._not_incoming(queue), queue_id)
         trash = os.path.join(os.path.dirname(source), TRASH_PREFIX + queue_id)
         try:
             os.rename(source, trash)
