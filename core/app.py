@@ -105,9 +105,8 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
                             events=events, counters=counters, clock=clock,
                             on_accepted=queue.message_accepted, ssl_context=TlsFiles(home),
                             diagnostics_dir=home.diagnostics, resolver=resolver,
-                            hostname=hostname)
+                            hostname=hostname, auto_whitelisted=auto_whitelist.contains)
         settings.on_change(server.settings_changed)
-        server.auto_whitelisted = auto_whitelist.contains
         listeners = Listeners(settings, server, lambda count: ListenerPool(
             home, count, on_accepted=queue.message_accepted, counters=counters, events=events))
         status = StatusReporter(home.db, counters, clock, settings, queue.queue_sizes,

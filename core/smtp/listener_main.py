@@ -51,15 +51,14 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
             pass  # the core finds it in fast/ at its next rescan (the spool is the truth)
 
     committer = GroupCommitter(spool)
+    auto_whitelist = AutoWhitelistMirror(home.db, settings, events.clock)
     server = SmtpServer(settings=settings, spool=spool, committer=committer, events=events,
                         counters=counters, clock=events.clock, on_accepted=on_accepted,
                         ssl_context=TlsFiles(home), diagnostics_dir=home.diagnostics,
                         resolver=Resolver(settings),
                         hostname=lambda: settings()["smtp.hostname"] or machine_hostname(),
-                        reuse_port=True, share=share)
+                        reuse_port=True, share=share, auto_whitelisted=auto_whitelist.contains)
     settings.on_change(server.settings_changed)
-    auto_whitelist = AutoWhitelistMirror(home.db, settings, events.clock)
-    server.auto_whitelisted = auto_whitelist.contains
 
     async def report():
         async with receive_line:

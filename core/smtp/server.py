@@ -148,7 +148,7 @@ class SmtpServer:
                  events, counters, clock, on_accepted: Callable[[str], None],
                  ssl_context: Callable[[], ssl.SSLContext | None], diagnostics_dir,
                  resolver=None, hostname: Callable[[], str], reuse_port: bool = False,
-                 share: int = 1):
+                 share: int = 1, auto_whitelisted: Callable[[str, Mapping], bool] | None = None):
         self.settings = settings
         self.spool = spool
         self.committer = committer
@@ -160,7 +160,7 @@ class SmtpServer:
         self.diagnostics_dir = diagnostics_dir
         self.resolver = resolver
         self.rbl = RblChecker(resolver) if resolver is not None else None   # issue 7
-        self.auto_whitelisted = None   # (domain, settings) -> bool; the core sets it
+        self.auto_whitelisted = auto_whitelisted   # (domain, settings) -> bool: RBL exemption
         self.hostname = hostname
         self.reuse_port = reuse_port  # several listener processes share the port
         self.share = share            # ... and smtp.max_incoming between them
