@@ -96,9 +96,12 @@ class Reply:
         for line in lines:
             if "\r" in line or "\n" in line:
                 raise ValueError("reply text must not contain CR or LF")
-        for raw in self.to_bytes().split(b"\r\n")[:-1]:
+        wire = self._render()
+        for raw in wire.split(b"\r\n")[:-1]:
             if len(raw) + 2 > MAX_REPLY_LINE_OCTETS:
                 raise ValueError("reply line over 512 octets (RFC 5321 §4.5.3.1.5)")
+        # Rendered once: the listener sends the same constant replies many times a second.
+        object.__setattr__(self, "_wire", wire)
 
     @property
     def lines(self) -> tuple[str, ...]:
@@ -117,6 +120,9 @@ class Reply:
 
     def to_bytes(self) -> bytes:
         """The reply as it goes on the wire, every line ending in CRLF."""
+        return self._wire
+
+    def _render(self) -> bytes:
         lines = self.lines
         prefix = f"{self.enhanced} " if self.enhanced else ""
         out = []
