@@ -34,6 +34,7 @@ through a ``clock`` parameter, or put a pid or host name into a queue id.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import errno
 import json
@@ -42,6 +43,7 @@ import random
 import re
 import shutil
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -328,10 +330,9 @@ def _remove(path: Path) -> None:
 
 def _load_syncfs() -> Callable[[int], int] | None:
     """Linux's syncfs(2), or None where there is none (then each file is fsync'd)."""
-    if not hasattr(os, "sched_getaffinity"):     # not Linux
+    if not sys.platform.startswith("linux"):
         return None
     try:
-        import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         function = libc.syncfs                   # ctypes releases the GIL around the call
     except (OSError, AttributeError):
@@ -347,7 +348,6 @@ _SYNCFS = _load_syncfs()
 def _syncfs(path: str | os.PathLike) -> None:
     """Make everything written on the file system of *path* durable (data, metadata and
     directory entries); OSError when the kernel reports a write-back error."""
-    import ctypes
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         if _SYNCFS(fd) != 0:

@@ -64,9 +64,9 @@ class PendingMessage:
 
 class GroupCommitter:
     """Makes received messages durable in batches, in one worker thread per batch: write
-    each message and envelope (`prepare`), make the whole batch durable with one sync of
-    the file system, then rename all of them into fast/ and fsync fast/ once
-    (`Spool.commit`). Messages that finish while a batch is being written form the next
+    each message and envelope into incoming/ (`Spool.write_incoming`, or `prepare` for a
+    message already streamed there), make the whole batch durable with one sync of the
+    file system, then rename all of them into fast/ and fsync fast/ once (`Spool.commit`). Messages that finish while a batch is being written form the next
     batch, so one sync covers every message accepted at the same moment (group commit) and
     the event loop pays one thread hop per batch.
 
