@@ -110,14 +110,8 @@ def loopback_only(page):
 
 def stored_settings(server) -> dict:
     """The settings as stored in the console server's data home (what a save really wrote)."""
-    from shared import db
-    from shared.settings_store import load
-
-    conn = db.connect(server.home.db)
-    try:
-        return load(conn)
-    finally:
-        conn.close()
+    from tests.support.core import stored_settings as in_home
+    return in_home(server.home)
 
 
 def open_tab(page, area: str, tab: str) -> None:

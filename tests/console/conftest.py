@@ -17,7 +17,8 @@ from shared import db
 from shared.clock import FakeClock
 from shared.home import initialise
 from shared.paths import DataHome
-from shared.settings_store import apply_changes, load
+from shared.settings_store import apply_changes
+from tests.support.core import stored_settings
 
 ADMIN_PASSWORD = "Admin-pass1"
 REPORT_PASSWORD = "Report-pass2"
@@ -103,11 +104,7 @@ class Console:
 
     # data ---------------------------------------------------------------------------------
     def settings(self) -> dict:
-        conn = db.connect(self.home.db)
-        try:
-            return load(conn)
-        finally:
-            conn.close()
+        return stored_settings(self.home)
 
     def set(self, **changes):
         conn = db.connect(self.home.db)

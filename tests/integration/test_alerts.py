@@ -18,7 +18,7 @@ from shared import db
 from shared.events import Action, EventWriter
 from shared.guide_texts import ALERT_TEXTS, DEFAULT_NOTIFY_ADMIN_BODY
 from shared.spool import Envelope
-from tests.support.core import make_home
+from tests.support.core import make_home, stored_settings
 from tests.support.sink import Sink
 
 
@@ -102,12 +102,7 @@ async def test_engine_cursor_survives_restart_without_repeats(tmp_path):
             pass
 
     def settings():
-        from shared.settings_store import load
-        conn = db.connect(home.db)
-        try:
-            return load(conn)
-        finally:
-            conn.close()
+        return stored_settings(home)
 
     engine = AlertEngine(home.db, home.run, settings, NoEvents(), submit, lambda: "mm.test")
     engine.cursor = await trio.to_thread.run_sync(engine._load_cursor)

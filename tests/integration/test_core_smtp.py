@@ -61,6 +61,19 @@ async def _until(predicate, timeout=10.0):
     await until(predicate, timeout)
 
 
+def _connect(port, to_data=False) -> socket.socket:
+    """A raw client after the greeting, or (to_data) after the 354 to a pipelined
+    EHLO, MAIL, RCPT, DATA."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    data = sock.recv(512)
+    if to_data:
+        sock.sendall(b"EHLO x\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<user@local.test>\r\n"
+                     b"DATA\r\n")
+        while b"354" not in data:
+            data += sock.recv(4096)
+    return sock
+
+
 async def test_message_to_local_domain_arrives_with_headers_and_received(tmp_path, sink,
                                                                          nursery):
     home = make_home(tmp_path, routing__local=[
@@ -225,13 +238,7 @@ async def test_client_vanishing_mid_data_queues_nothing(tmp_path, nursery):
     port = core.smtp_addresses[0][1]
 
     def vanish():
-        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        sock.recv(512)
-        sock.sendall(b"EHLO x\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<user@local.test>\r\n"
-                     b"DATA\r\n")
-        data = b""
-        while b"354" not in data:
-            data += sock.recv(4096)
+        sock = _connect(port, to_data=True)
         sock.sendall(b"Subject: half\r\n\r\nonly half of the mess")
         sock.close()
 
@@ -281,13 +288,7 @@ async def test_an_idle_client_gets_421_timeout_and_is_closed(tmp_path, nursery, 
     port = core.smtp_addresses[0][1]
 
     def idle():
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        data = sock.recv(512)
-        if stage == "data":
-            sock.sendall(b"EHLO x\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<user@local.test>\r\n"
-                         b"DATA\r\n")
-            while b"354" not in data:
-                data += sock.recv(4096)
+        sock = _connect(port, to_data=stage == "data")
         data = b""
         while chunk := sock.recv(4096):         # the server speaks, then closes
             data += chunk

@@ -44,6 +44,16 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
+def stored_settings(home: DataHome) -> dict:
+    """The settings as stored in *home* (what a save really wrote)."""
+    from shared.settings_store import load
+    conn = db.connect(home.db)
+    try:
+        return load(conn)
+    finally:
+        conn.close()
+
+
 def set_settings(home: DataHome, **changes) -> None:
     """Apply settings through the shared store (validated), as the console and CLI do.
     Keyword names use `__` for dots: smtp__port=2525."""
@@ -86,12 +96,7 @@ class CoreProcess:
 
     @property
     def smtp_port(self) -> int:
-        from shared.settings_store import load
-        conn = db.connect(self.home.db)
-        try:
-            return load(conn)["smtp.port"]
-        finally:
-            conn.close()
+        return stored_settings(self.home)["smtp.port"]
 
     def start(self, timeout: float = 20.0) -> "CoreProcess":
         command = [*self.prefix, sys.executable, "-m", "shared.cli", "core",
