@@ -4,9 +4,12 @@ For each message size and concurrency, in the same run on the same machine:
 - `direct`:   smtp-source → smtp-sink (the ceiling of the load generator and sink),
 - `postfix`:  smtp-source → a private Postfix relay (../shared/tools/postfix-relay.sh) → sink,
 - `mailmoat`: smtp-source → `mailmoat core` (pass-through pipeline) → sink.
-Both relays fsync before their 250. A run counts from the first connection until every
-message has left the relay's queue (end-to-end), and reports the accept phase alone too.
-CPU-seconds per 1000 messages are read from /proc (the process tree of each relay).
+Both relays fsync before their 250. Each relay first gets WARM_UP_MESSAGES (not counted),
+as a relay in service is warm: Postfix has its daemons running, Mailmoat its pipeline worker
+processes started and their modules imported. A run then counts from the first connection
+until every message has left the relay's queue (end-to-end), and reports the accept phase
+alone too. CPU-seconds per 1000 messages are read from /proc (the process tree of each
+relay; for Mailmoat also by process: core, SMTP listeners, pipeline workers).
 
     python -m bench.throughput [--messages 2000] [--sizes 2048,102400] [--concurrency 10,50]
 
@@ -33,8 +36,8 @@ POSTFIX_RELAY = REPO.parent / "shared" / "tools" / "postfix-relay.sh"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(root_pid: int) -> float:
-    """utime+stime of a process and its live descendants, plus what it reaped."""
+def _process_tree(root_pid: int) -> list[tuple[int, list[str]]]:
+    """(pid, /proc/<pid>/stat fields after the name) of a process and its live descendants."""
     children: dict[int, list[int]] = {}
     stats: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
@@ -47,15 +50,35 @@ def tree_cpu_seconds(root_pid: int) -> float:
         fields = raw[raw.rindex(")") + 2:].split()
         stats[int(entry)] = fields
         children.setdefault(int(fields[1]), []).append(int(entry))
-    total, stack = 0.0, [root_pid]
+    tree, stack = [], [root_pid]
     while stack:
         pid = stack.pop()
-        fields = stats.get(pid)
-        if fields:
-            # fields[11..14] = utime stime cutime cstime (after pid and comm)
-            total += sum(int(v) for v in fields[11:15]) / TICKS
+        if pid in stats:
+            tree.append((pid, stats[pid]))
         stack.extend(children.get(pid, []))
-    return total
+    return tree
+
+
+def tree_cpu_seconds(root_pid: int) -> float:
+    """utime+stime of a process and its live descendants, plus what it reaped."""
+    # fields[11..14] = utime stime cutime cstime (after pid and comm)
+    return sum(sum(int(v) for v in fields[11:15]) for _, fields in _process_tree(root_pid)) \
+        / TICKS
+
+
+def cpu_by_role(root_pid: int) -> dict[str, float]:
+    """utime+stime of the live processes of a Mailmoat core, by role: the core process,
+    the SMTP listener processes and the pipeline's worker processes."""
+    roles: dict[str, float] = {}
+    for pid, fields in _process_tree(root_pid):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        role = ("core" if pid == root_pid else "listeners" if b"listener_main" in command
+                else "workers" if b"multiprocessing" in command else "other")
+        roles[role] = roles.get(role, 0.0) + sum(int(v) for v in fields[11:13]) / TICKS
+    return roles
 
 
 @dataclass
@@ -67,6 +90,7 @@ class Result:
     accept_seconds: float
     total_seconds: float
     cpu_seconds: float | None
+    cpu_roles: dict[str, float] | None = None   # Mailmoat: CPU-seconds by process role
 
     @property
     def rate(self) -> float:
@@ -75,10 +99,15 @@ class Result:
     def line(self) -> str:
         cpu = f"{1000 * self.cpu_seconds / self.messages:7.2f}" if self.cpu_seconds is not None \
             else "      -"
-        return (f"{self.sut:9} size={self.size:>7} conc={self.concurrency:>3} "
+        line = (f"{self.sut:9} size={self.size:>7} conc={self.concurrency:>3} "
                 f"n={self.messages:>5}  {self.rate:8.1f} msg/s end-to-end  "
                 f"{self.messages / self.accept_seconds:8.1f} msg/s accepted  "
                 f"CPU-s/1000 msgs {cpu}")
+        if self.cpu_roles:
+            line += "\n          CPU-ms per message by process: " + ", ".join(
+                f"{role} {1000 * seconds / self.messages:.2f}"
+                for role, seconds in sorted(self.cpu_roles.items()))
+        return line
 
 
 class SmtpSink:
@@ -117,6 +146,15 @@ def run_direct(size, concurrency, messages) -> Result:
     return Result("direct", size, concurrency, messages, seconds, seconds, None)
 
 
+WARM_UP_MESSAGES = 50
+
+
+def _warm_up(port: int, size: int, concurrency: int, drained) -> None:
+    smtp_source(port, WARM_UP_MESSAGES, size, concurrency)
+    while not drained():
+        time.sleep(0.02)
+
+
 def run_postfix(size, concurrency, messages) -> Result:
     sink = SmtpSink()
     work = Path(tempfile.mkdtemp(prefix="bench-postfix-"))
@@ -124,14 +162,18 @@ def run_postfix(size, concurrency, messages) -> Result:
     port = free_port()
     process = subprocess.Popen(["sh", str(POSTFIX_RELAY), "start", str(port), str(sink.port),
                                 str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spool = work / "spool"
+
+    def drained() -> bool:
+        return not any(queue_files(spool / q) for q in ("incoming", "active", "deferred",
+                                                          "maildrop") if (spool / q).exists())
     try:
         wait_port(port)
+        _warm_up(port, size, concurrency, drained)
         cpu_before = tree_cpu_seconds(process.pid)
         started = time.monotonic()
         accept = smtp_source(port, messages, size, concurrency)
-        spool = work / "spool"
-        while any(queue_files(spool / q) for q in ("incoming", "active", "deferred", "maildrop")
-                  if (spool / q).exists()):
+        while not drained():
             time.sleep(0.02)
         total = time.monotonic() - started
         cpu = tree_cpu_seconds(process.pid) - cpu_before
@@ -157,19 +199,26 @@ def run_mailmoat(size, concurrency, messages) -> Result:
                      routing__local=[{"match": "local.test", "relay": "127.0.0.1",
                                       "port": sink.port}])
     core = CoreProcess(home).start()
+
+    def drained() -> bool:
+        return not (queue_files(home.queue("fast")) or queue_files(home.queue("slow")))
     try:
+        _warm_up(core.smtp_port, size, concurrency, drained)
         cpu_before = tree_cpu_seconds(core.process.pid)
+        roles_before = cpu_by_role(core.process.pid)
         started = time.monotonic()
         accept = smtp_source(core.smtp_port, messages, size, concurrency)
-        while queue_files(home.queue("fast")) or queue_files(home.queue("slow")):
+        while not drained():
             time.sleep(0.02)
         total = time.monotonic() - started
         cpu = tree_cpu_seconds(core.process.pid) - cpu_before
+        roles = {role: seconds - roles_before.get(role, 0.0)
+                 for role, seconds in cpu_by_role(core.process.pid).items()}
     finally:
         core.stop()
         sink.stop()
         shutil.rmtree(root, ignore_errors=True)
-    return Result("mailmoat", size, concurrency, messages, accept, total, cpu)
+    return Result("mailmoat", size, concurrency, messages, accept, total, cpu, roles)
 
 
 def main(argv=None) -> int:
