@@ -17,10 +17,10 @@ from __future__ import annotations
 import enum
 import functools
 import json
-from collections import deque
 import sqlite3
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -161,17 +161,18 @@ class Event:
                 process)
 
 
-_INSERT = ("INSERT INTO events (time, category, action, result, queue_id, connection_id, "
-           "client_ip, sender, recipients, subject, size, rule, info, data, process) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-
-_COLUMNS = _INSERT.count("?")
+# The columns Event.row() fills, in its order.
+_ROW_COLUMNS = ("time", "category", "action", "result", "queue_id", "connection_id",
+                "client_ip", "sender", "recipients", "subject", "size", "rule", "info", "data",
+                "process")
+_COLUMNS = len(_ROW_COLUMNS)
+_INSERT_HEAD = f"INSERT INTO events ({', '.join(_ROW_COLUMNS)}) VALUES "
 _ROW_PLACEHOLDERS = "(" + ", ".join("?" * _COLUMNS) + ")"
 
 
 @functools.lru_cache(maxsize=64)
 def _insert_rows(count: int) -> str:
-    return _INSERT.rsplit(" VALUES ", 1)[0] + " VALUES " + ", ".join([_ROW_PLACEHOLDERS] * count)
+    return _INSERT_HEAD + ", ".join([_ROW_PLACEHOLDERS] * count)
 
 
 _STOP = object()

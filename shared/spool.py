@@ -297,8 +297,9 @@ def _remove_message_dir(path: str | Path) -> None:
     os.rmdir(path)
 
 
-def _write_new(path: str | Path, chunks: list[bytes]) -> int:
-    """Create *path* (it must not exist) holding *chunks*; returns the octets written."""
+def _write_new(path: str | Path, chunks: list[bytes], sync: bool = False) -> int:
+    """Create *path* (it must not exist) holding *chunks*, fsync'd with `sync`; returns
+    the octets written."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         total = sum(map(len, chunks))
@@ -307,6 +308,8 @@ def _write_new(path: str | Path, chunks: list[bytes]) -> int:
             rest = memoryview(b"".join(chunks))[written:]
             while rest:
                 rest = rest[os.write(fd, rest):]
+        if sync:
+            os.fsync(fd)
         return total
     finally:
         os.close(fd)
@@ -415,12 +418,7 @@ class IncomingMessage:
         # whatever is left in it, so the envelope is written in place (one rename fewer
         # per accepted message); the directory fsync makes both entries durable before
         # commit() renames the directory into its queue.
-        with open(os.open(self.directory / ENVELOPE_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                          FILE_MODE), "wb") as file:
-            file.write(envelope.to_json())
-            file.flush()
-            if sync:
-                os.fsync(file.fileno())
+        _write_new(self.directory / ENVELOPE_FILE, [envelope.to_json()], sync=sync)
         self._spool._step("after_envelope_fsync")
         if sync:
             _fsync_dir(self.directory)
