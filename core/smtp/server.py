@@ -66,9 +66,10 @@ class GroupCommitter:
     """Makes received messages durable in batches, in one worker thread per batch: write
     each message and envelope into incoming/ (`Spool.write_incoming`, or `prepare` for a
     message already streamed there), make the whole batch durable with one sync of the
-    file system, then rename all of them into fast/ and fsync fast/ once (`Spool.commit`). Messages that finish while a batch is being written form the next
-    batch, so one sync covers every message accepted at the same moment (group commit) and
-    the event loop pays one thread hop per batch.
+    file system, then rename all of them into fast/ and fsync fast/ once (`Spool.commit`).
+    Messages that finish while a batch is being written form the next batch, so one sync
+    covers every message accepted at the same moment (group commit) and the event loop
+    pays one thread hop per batch.
 
     When `run` ends (shutdown cancels it) it still commits what is pending, and later
     commits fail at once: a session waiting for its commit, shielded, must never wait for
