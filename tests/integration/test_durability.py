@@ -99,7 +99,8 @@ def test_fsync_and_rename_complete_before_each_250(tmp_path):
         trace = tmp_path / "strace.txt"
         core = CoreProcess(home, prefix=[
             strace, "-f", "-y", "-qq", "-s", "256", "-o", str(trace),
-            "-e", "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,sendto,write,writev,sendmsg"])
+            "-e", "trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,sendto,write,writev,"
+                  "sendmsg"])
         core.start(timeout=60)
         try:
             for n in range(3):
