@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 
@@ -14,7 +15,7 @@ import trio
 
 from core.control import SettingsWatcher
 from core.scan.antispam.autowhitelist import AutoWhitelistMirror
-from core.smtp.listeners import COUNTER_REPORT_SECONDS
+from core.smtp.listeners import COUNTER_REPORT_SECONDS, LISTENER_NICE
 from core.smtp.server import GroupCommitter, SmtpServer
 from core.smtp.tls import TlsFiles
 from core.status import Counters
@@ -111,6 +112,8 @@ def main() -> int:
     parser.add_argument("--share", type=int, required=True)
     args = parser.parse_args()
     from pathlib import Path
+
+    os.nice(LISTENER_NICE)
 
     trio.run(listen, DataHome(Path(args.home)), args.fd, args.share)
     return 0

@@ -3,6 +3,7 @@ write into the shared spool and report to the core, which delivers and counts.""
 
 from __future__ import annotations
 
+import os
 import smtplib
 import socket
 import threading
@@ -13,6 +14,7 @@ import pytest
 import trio
 
 from core.app import run_core
+from core.smtp.listeners import LISTENER_NICE
 from shared import db
 from shared.events import Action
 from shared.status import read_snapshot
@@ -108,18 +110,34 @@ async def test_max_incoming_is_shared_between_listener_processes(tmp_path, nurse
     core.cancel_scope.cancel()
 
 
-def _listener_processes(home) -> int:
+def _listener_pids(home) -> list[int]:
     """Live listener processes of this home (read from /proc)."""
-    import os
-    count = 0
+    pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
         except OSError:
             continue
         if b"core.smtp.listener_main" in cmdline and str(home.root).encode() in cmdline:
-            count += 1
-    return count
+            pids.append(int(pid))
+    return pids
+
+
+def _listener_processes(home) -> int:
+    return len(_listener_pids(home))
+
+
+async def test_listener_processes_run_below_the_core_priority(tmp_path, nursery):
+    """Under CPU pressure the core (delivery) keeps its pace and acceptance slows, instead
+    of the spool filling faster than it drains (core/smtp/listeners.py)."""
+    home = make_home(tmp_path, smtp__listener_processes=2)
+    await nursery.start(run_core, home)   # in this process: its priority is ours
+    pids = _listener_pids(home)
+    assert len(pids) == 2
+    core_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    assert [os.getpriority(os.PRIO_PROCESS, pid) for pid in pids] == \
+        [min(19, core_nice + LISTENER_NICE)] * 2
+    assert LISTENER_NICE > 0
 
 
 async def test_listener_count_change_applies_live(tmp_path, sink, nursery):
