@@ -103,7 +103,9 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
         committer = GroupCommitter(spool)
         server = SmtpServer(settings=settings, spool=spool, committer=committer,
                             events=events, counters=counters, clock=clock,
-                            on_accepted=queue.message_accepted, ssl_context=TlsFiles(home),
+                            on_accepted=lambda queue_id, envelope, _json:
+                            queue.message_accepted(queue_id, envelope),
+                            ssl_context=TlsFiles(home),
                             diagnostics_dir=home.diagnostics, resolver=resolver,
                             hostname=hostname, auto_whitelisted=auto_whitelist.contains)
         settings.on_change(server.settings_changed)

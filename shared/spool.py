@@ -363,9 +363,11 @@ def _syncfs(path: str | os.PathLike) -> None:
 @dataclass(frozen=True)
 class PreparedMessage:
     """A message fully written in incoming/, ready for commit(); `synced` when its files
-    and directory are already fsync'd (otherwise commit() makes them durable first)."""
+    and directory are already fsync'd (otherwise commit() makes them durable first).
+    `envelope_json`: the envelope as written, for whoever reports the message onwards."""
     queue_id: str
     synced: bool = True
+    envelope_json: bytes = b""
 
 
 class IncomingMessage:
@@ -418,12 +420,13 @@ class IncomingMessage:
         # whatever is left in it, so the envelope is written in place (one rename fewer
         # per accepted message); the directory fsync makes both entries durable before
         # commit() renames the directory into its queue.
-        _write_new(self.directory / ENVELOPE_FILE, [envelope.to_json()], sync=sync)
+        envelope_json = envelope.to_json()
+        _write_new(self.directory / ENVELOPE_FILE, [envelope_json], sync=sync)
         self._spool._step("after_envelope_fsync")
         if sync:
             _fsync_dir(self.directory)
         self._state = "prepared"
-        return PreparedMessage(self.queue_id, synced=sync)
+        return PreparedMessage(self.queue_id, synced=sync, envelope_json=envelope_json)
 
     def abort(self) -> None:
         """Close and remove what is still in incoming/; safe at any time and more than once
@@ -515,12 +518,13 @@ class Spool:
             chunks = list(chunks)
             envelope.size = _write_new(os.path.join(directory, MESSAGE_FILE), chunks)
             self._step("after_message_fsync")
-            _write_new(os.path.join(directory, ENVELOPE_FILE), [envelope.to_json()])
+            envelope_json = envelope.to_json()
+            _write_new(os.path.join(directory, ENVELOPE_FILE), [envelope_json])
             self._step("after_envelope_fsync")
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
             raise
-        return PreparedMessage(envelope.queue_id, synced=False)
+        return PreparedMessage(envelope.queue_id, synced=False, envelope_json=envelope_json)
 
     def discard_incoming(self, queue_id: str) -> None:
         """Remove ``incoming/<id>/`` if it is still there (its files are closed)."""

@@ -26,6 +26,7 @@ raise anything but LookupFailed for a DNS outcome.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 from collections.abc import Callable, Mapping
@@ -253,6 +254,7 @@ async def _query(resolver, name: str, rdtype: str):
                            is_permanent=False, status="4.4.3") from None
 
 
+@functools.lru_cache(maxsize=1024)   # asked for every delivery to a relay host
 def _is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from core.smtp.client import ClientConnection, ClientState, Command, Outcome
 from core.smtp.conversation import ConversationLog
 from core.smtp.events import NEED_DATA, ConnectionClosed, LocalProtocolError, ServerReply
 from core.smtp.replies import Reply
+from core.smtp.streams import connect_tcp
 from shared.spool import Envelope
 
 __all__ = ["Timeouts", "Session", "DeliveryError", "open_session", "run_transaction",
@@ -81,6 +83,8 @@ class Session:
     is_tls: bool = False
     is_broken: bool = False
     completed_at: float | None = None   # trio time the last transaction ended with a reply
+    timer: trio.CancelScope | None = None   # set by _timed: the deadline of the current step
+    step: str = ""                          # what that step does, for the timeout's text
 
     @property
     def peer(self) -> str:
@@ -113,45 +117,53 @@ async def _send(session: Session, data: bytes, timeout: float, in_data: bool = F
         session.log.client(data, in_data)
         if end_data:
             session.log.client(end_data)
+    session.step = "sending to"
+    session.timer.deadline = trio.current_time() + timeout
     try:
-        with _deadline(timeout) as scope:
-            await session.stream.send_all(data + end_data if end_data else data)
+        await session.stream.send_all(data + end_data if end_data else data)
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
         raise _broken(session, f"connection to {session.peer} lost: {exc}") from None
-    if scope.cancelled_caught:
-        raise _broken(session, f"timeout sending to {session.peer}")
 
 
 async def _reply(session: Session, timeout: float) -> Reply:
     """The next reply; DeliveryError on timeout, close, garbage or a 421 (rule 2)."""
     conn = session.conn
+    session.step = "waiting for"
+    session.timer.deadline = trio.current_time() + timeout
     try:
-        with _deadline(timeout):
-            while True:
-                event = conn.next_event()
-                if event is NEED_DATA:
-                    data = await session.stream.receive_some(RECEIVE_OCTETS)
-                    if session.log is not None and data:
-                        session.log.server(data)
-                    conn.receive_data(data)
-                    continue
-                if isinstance(event, ServerReply):
-                    if event.command is Command.UNSOLICITED:
-                        raise _broken(session, f"{session.peer} closed: {reply_text(event.reply)}")
-                    return event.reply
-                if isinstance(event, ConnectionClosed):
-                    raise _broken(session, f"{session.peer} closed the connection")
-                raise _broken(session, f"protocol error from {session.peer}: "
-                                       f"{getattr(event, 'detail', event)}", kind="protocol")
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                data = await session.stream.receive_some(RECEIVE_OCTETS)
+                if session.log is not None and data:
+                    session.log.server(data)
+                conn.receive_data(data)
+                continue
+            if isinstance(event, ServerReply):
+                if event.command is Command.UNSOLICITED:
+                    raise _broken(session, f"{session.peer} closed: {reply_text(event.reply)}")
+                return event.reply
+            if isinstance(event, ConnectionClosed):
+                raise _broken(session, f"{session.peer} closed the connection")
+            raise _broken(session, f"protocol error from {session.peer}: "
+                                   f"{getattr(event, 'detail', event)}", kind="protocol")
     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError) as exc:
         raise _broken(session, f"connection to {session.peer} lost: {exc}") from None
-    raise _broken(session, f"timeout waiting for {session.peer}")   # the deadline passed
 
 
-def _deadline(seconds: float) -> trio.CancelScope:
-    """A scope cancelled *seconds* from now. trio.fail_after is the same plus a generator
-    context manager and an exception, a cost paid twice per exchange with the next hop."""
-    return trio.CancelScope(deadline=trio.current_time() + seconds)
+@contextmanager
+def _timed(session: Session):
+    """One cancel scope for a run of sends and replies (rule 1): each step moves its
+    deadline. A scope per step cost three times as much, several times per message. A
+    passed deadline ends the run with DeliveryError naming the step."""
+    with trio.CancelScope() as scope:
+        session.timer = scope
+        try:
+            yield
+        finally:
+            session.timer = None
+    if scope.cancelled_caught:
+        raise _broken(session, f"timeout {session.step} {session.peer}")
 
 
 def _broken(session: Session, text: str, kind: str = "communication") -> DeliveryError:
@@ -171,7 +183,7 @@ async def open_session(candidate: Candidate, address: str, *, hostname: str, mod
     peer = f"{candidate.host}[{address}]:{candidate.port}"
     try:
         with trio.fail_after(timeouts.connect):
-            stream = await trio.open_tcp_stream(address, candidate.port)
+            stream = await connect_tcp(address, candidate.port)
     except trio.TooSlowError:
         raise DeliveryError(f"connect to {peer}: timeout", host=candidate.host) from None
     except OSError as exc:
@@ -184,16 +196,18 @@ async def open_session(candidate: Candidate, address: str, *, hostname: str, mod
     session = Session(stream, ClientConnection(hostname), candidate.host, address,
                       candidate.port, log)
     try:
-        greeting = await _reply(session, timeouts.greeting)
-        if greeting.code != 220:
-            raise DeliveryError(f"{peer} greeted with {reply_text(greeting)}", host=candidate.host,
-                                status=_status(greeting).replace("5.", "4.", 1))
-        await _hello(session, timeouts)
-        if mode != "off" and use_tls:
-            await _start_tls(session, tls_context, timeouts, server_hostname, mode)
-        elif mode == "required":
-            raise DeliveryError(f"TLS required, but not possible with {peer}", status="4.7.0",
-                                host=candidate.host)
+        with _timed(session):
+            greeting = await _reply(session, timeouts.greeting)
+            if greeting.code != 220:
+                raise DeliveryError(f"{peer} greeted with {reply_text(greeting)}",
+                                    host=candidate.host,
+                                    status=_status(greeting).replace("5.", "4.", 1))
+            await _hello(session, timeouts)
+            if mode != "off" and use_tls:
+                await _start_tls(session, tls_context, timeouts, server_hostname, mode)
+            elif mode == "required":
+                raise DeliveryError(f"TLS required, but not possible with {peer}",
+                                    status="4.7.0", host=candidate.host)
         return session
     except BaseException:
         session.is_broken = True
@@ -265,8 +279,9 @@ async def run_transaction(session: Session, envelope: Envelope, recipients: Sequ
         return {r: ("failed", text, "5.3.4", False) for r in recipients}
     needs_8bit = envelope.body == "8BITMIME" and "8BITMIME" in conn.extensions
     try:
-        await _exchange(session, envelope, recipients, message_path, timeouts,
-                        needs_8bit, needs_utf8)
+        with _timed(session):
+            await _exchange(session, envelope, recipients, message_path, timeouts,
+                            needs_8bit, needs_utf8)
         error = None
     except DeliveryError as exc:
         error = exc
@@ -360,8 +375,9 @@ async def reset_session(session: Session, timeouts: Timeouts) -> bool:
             and trio.current_time() - session.completed_at < FRESH_SECONDS:
         return True
     try:
-        await _send(session, session.conn.rset(), timeouts.rset)
-        return (await _reply(session, timeouts.rset)).code_class == 2
+        with _timed(session):
+            await _send(session, session.conn.rset(), timeouts.rset)
+            return (await _reply(session, timeouts.rset)).code_class == 2
     except (DeliveryError, LocalProtocolError):
         session.is_broken = True
         return False
@@ -376,8 +392,9 @@ async def close_session(session: Session, timeouts: Timeouts,
                                                             ClientState.GREETED,
                                                             ClientState.REFUSED):
             try:
-                await _send(session, session.conn.quit(), timeouts.quit)
-                await _reply(session, timeouts.quit)
+                with _timed(session):
+                    await _send(session, session.conn.quit(), timeouts.quit)
+                    await _reply(session, timeouts.quit)
             except (DeliveryError, LocalProtocolError):
                 pass
         try:

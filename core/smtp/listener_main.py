@@ -42,10 +42,10 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
     spool = Spool(home.spool)
     send_line, receive_line = trio.open_memory_channel(REPORT_BUFFER)
 
-    def on_accepted(queue_id, envelope):
-        # The envelope's own JSON (one line) goes into the report as it is.
+    def on_accepted(queue_id, envelope, envelope_json):
+        # The envelope's JSON as the spool has it (one line) goes into the report as it is.
         line = b'{"accepted":' + json.dumps(queue_id).encode() + b',"envelope":' \
-            + envelope.to_json() + b"}\n"
+            + envelope_json + b"}\n"
         try:
             send_line.send_nowait(line)
         except trio.WouldBlock:

@@ -246,7 +246,7 @@ def _build_reply(lines: list[tuple[bytes, bytes]]) -> Reply:
     room = 512 - 6 - (len(enhanced) + 1 if enhanced else 0)
     texts = [_truncate_utf8(text, room) for text in texts]
     text: str | tuple[str, ...] = texts[0] if len(texts) == 1 else tuple(texts)
-    return Reply(code, enhanced, text)
+    return Reply.received(code, enhanced, text)
 
 
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")

@@ -20,6 +20,7 @@ Rules
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -103,6 +104,18 @@ class Reply:
         # Rendered once: the listener sends the same constant replies many times a second.
         object.__setattr__(self, "_wire", wire)
 
+    @classmethod
+    def received(cls, code: int, enhanced: str | None, text: str | tuple[str, ...]) -> Reply:
+        """A reply read from a server, which `core/smtp/readers.py` has already made fit
+        rule 3 (code 2xx-5xx, enhanced code of its class, no control characters, lines
+        cut to fit): built without the checks, rendered only if ever sent. The delivery
+        reads several replies per message."""
+        reply = object.__new__(cls)
+        object.__setattr__(reply, "code", code)
+        object.__setattr__(reply, "enhanced", enhanced)
+        object.__setattr__(reply, "text", text)
+        return reply
+
     @property
     def lines(self) -> tuple[str, ...]:
         """The text as a tuple of lines (one element for a one-line reply)."""
@@ -120,7 +133,11 @@ class Reply:
 
     def to_bytes(self) -> bytes:
         """The reply as it goes on the wire, every line ending in CRLF."""
-        return self._wire
+        try:
+            return self._wire
+        except AttributeError:          # a received reply
+            object.__setattr__(self, "_wire", self._render())
+            return self._wire
 
     def _render(self) -> bytes:
         lines = self.lines
@@ -137,16 +154,20 @@ class Reply:
 
 # --- builders: replies that carry a name -----------------------------------------
 
+# The builders below are cached: each session asks for the same host name's replies.
+@functools.lru_cache(maxsize=16)
 def R220_READY(hostname: str) -> Reply:  # noqa: N802 - named like the constants
     """The greeting (RFC 5321 §4.3.1); no enhanced code per RFC 2034 §3."""
     return Reply(220, None, f"{hostname} ESMTP Mailmoat")
 
 
+@functools.lru_cache(maxsize=16)
 def R250_HELO(hostname: str) -> Reply:  # noqa: N802
     """Reply to HELO (RFC 5321 §4.1.1.1); no enhanced code per RFC 2034 §3."""
     return Reply(250, None, hostname)
 
 
+@functools.lru_cache(maxsize=16)
 def R250_EHLO(hostname: str, extensions: tuple[str, ...]) -> Reply:  # noqa: N802
     """Multi-line reply to EHLO listing the extensions (RFC 5321 §4.1.1.1)."""
     return Reply(250, None, (hostname, *extensions))

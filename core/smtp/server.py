@@ -35,6 +35,7 @@ from core.smtp.policy import (check_recipient, check_sender, max_message_octets,
 from core.smtp.protocol import ServerConnection
 from core.smtp.rbl import RblChecker, check_rbl_sender
 from core.smtp.state import State
+from core.smtp.streams import TcpStream
 from shared.events import Action
 from shared.spool import Envelope, new_queue_id
 
@@ -48,6 +49,11 @@ TLS_HANDSHAKE_SECONDS = 60
 READ_OCTETS = 64 * 1024
 BUFFER_OCTETS = 256 * 1024  # messages up to this size stay in memory until the group commit
 SHUTDOWN_GRACE_SECONDS = 5
+# accept(2) errors about one connection, not the listener (trio.SocketListener's list)
+_ACCEPT_ERRORS_TO_IGNORE = {getattr(errno, name) for name in (
+    "EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
+    "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT", "EPROTONOSUPPORT",
+    "ETIMEDOUT", "ECONNRESET") if hasattr(errno, name)}
 DISK_CHECK_SECONDS = 1.0
 
 
@@ -60,6 +66,7 @@ class PendingMessage:
     envelope: Envelope
     chunks: list[bytes] | None = None
     incoming: object | None = None
+    envelope_json: bytes = b""      # set by the commit: the envelope as written
 
 
 class GroupCommitter:
@@ -126,9 +133,11 @@ class GroupCommitter:
         for item in batch:
             try:
                 if item.incoming is None:
-                    prepared.append(self.spool.write_incoming(item.envelope, item.chunks or ()))
+                    message = self.spool.write_incoming(item.envelope, item.chunks or ())
                 else:
-                    prepared.append(item.incoming.prepare(item.envelope, sync=False))
+                    message = item.incoming.prepare(item.envelope, sync=False)
+                item.envelope_json = message.envelope_json
+                prepared.append(message)
             except OSError as exc:
                 errors[item.queue_id] = exc
                 if item.incoming is not None:
@@ -146,7 +155,8 @@ class GroupCommitter:
 
 class SmtpServer:
     def __init__(self, *, settings: Callable[[], Mapping], spool, committer: GroupCommitter,
-                 events, counters, clock, on_accepted: Callable[[str], None],
+                 events, counters, clock,
+                 on_accepted: Callable[[str, Envelope, bytes], None],
                  ssl_context: Callable[[], ssl.SSLContext | None], diagnostics_dir,
                  resolver=None, hostname: Callable[[], str], reuse_port: bool = False,
                  share: int = 1, auto_whitelisted: Callable[[str, Mapping], bool] | None = None):
@@ -196,7 +206,7 @@ class SmtpServer:
             first = True
             while True:
                 listeners = await self._open_listeners()
-                self.bound = [l.socket.getsockname()[:2] for l in listeners]
+                self.bound = [l.getsockname()[:2] for l in listeners]
                 if first:
                     task_status.started(self.bound)
                     first = False
@@ -209,47 +219,57 @@ class SmtpServer:
                         accepting.cancel_scope.cancel()
                 finally:
                     for listener in listeners:
-                        with trio.CancelScope(shield=True):
-                            await listener.aclose()
+                        trio.lowlevel.notify_closing(listener)
+                        listener.close()
 
-    async def _open_listeners(self) -> list[trio.SocketListener]:
+    async def _open_listeners(self) -> list[socket.socket]:
         s = self.settings()
         port = s["smtp.port"]
         listeners = []
-        for host in s["smtp.listen"]:
+        for host in s["smtp.listen"]:   # IP addresses (the setting's rule): bind at once
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = trio.socket.socket(family, socket.SOCK_STREAM)
+            sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if self.reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             try:
-                await sock.bind((host, port))
+                sock.bind((host, port))
             except OSError as exc:
                 sock.close()
                 if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6:
                     continue  # a host without IPv6: serve IPv4 only
+                for opened in listeners:
+                    opened.close()
                 raise
+            sock.setblocking(False)
             sock.listen(256)
-            listeners.append(trio.SocketListener(sock))
+            listeners.append(sock)
+        await trio.lowlevel.checkpoint()
         if not listeners:
             raise OSError(f"no SMTP listener could be opened on {s['smtp.listen']}")
         return listeners
 
-    async def _accept_loop(self, listener, sessions: trio.Nursery) -> None:
+    async def _accept_loop(self, listener: socket.socket, sessions: trio.Nursery) -> None:
         while True:
             try:
-                stream = await listener.accept()
+                connection, _ = listener.accept()
+            except BlockingIOError:
+                await trio.lowlevel.wait_readable(listener)
+                continue
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     await trio.sleep(0.1)  # out of descriptors: back off, keep listening
                     continue
+                if exc.errno in _ACCEPT_ERRORS_TO_IGNORE:
+                    continue  # that client is gone; the listener is fine
                 raise
-            sessions.start_soon(self._session, stream)
+            sessions.start_soon(self._session, TcpStream(connection))
+            await trio.lowlevel.checkpoint()
 
     # --- one session -------------------------------------------------------------------
-    async def _session(self, stream: trio.SocketStream) -> None:
+    async def _session(self, stream: TcpStream) -> None:
         peer = stream.socket.getpeername()
         client_ip = peer[0]
         async with self.limiter:
@@ -350,18 +370,22 @@ class _Session:
         return COMMAND_IDLE_SECONDS
 
     async def _loop(self) -> None:
+        # One scope for the session whose deadline moves at every read: a scope per read
+        # cost three times as much, several times per message. Until the next read the
+        # deadline also bounds the handling and the replies.
+        with trio.CancelScope() as timer:
+            await self._serve(timer)
+        if timer.cancelled_caught:
+            raise trio.TooSlowError
+
+    async def _serve(self, timer: trio.CancelScope) -> None:
         conn = self.conn
         while conn.state is not State.CLOSED:
             event = conn.next_event()
             await self.write(conn.data_to_send())
             if event is NEED_DATA:
-                # A plain deadline scope: trio.fail_after adds a generator context
-                # manager to every read, several per message.
-                with trio.CancelScope(deadline=trio.current_time()
-                                      + self._read_timeout()) as deadline:
-                    data = await self.stream.receive_some(READ_OCTETS)
-                if deadline.cancelled_caught:
-                    raise trio.TooSlowError
+                timer.deadline = trio.current_time() + self._read_timeout()
+                data = await self.stream.receive_some(READ_OCTETS)
                 if not data:
                     conn.receive_data(b"")
                     continue
@@ -484,9 +508,9 @@ class _Session:
             smtputf8=bool(self.mail_params.get("SMTPUTF8")))
         if self.rbl_listing is not None:   # non-reject rbl.action applies after DATA
             envelope.meta["rbl"] = self.rbl_listing.to_meta()
+        pending = PendingMessage(self.queue_id, envelope, buffered, incoming)
         try:
-            await server.committer.commit(PendingMessage(self.queue_id, envelope, buffered,
-                                                         incoming))
+            await server.committer.commit(pending)
         except OSError as exc:
             self.log.error("local", f"spool write failed: {exc.strerror}")
             self.record(Action.REJECTED, sender=self.sender, recipients=self.recipients,
@@ -499,9 +523,11 @@ class _Session:
         server.counters.incr("bytes_received", envelope.size)
         self.record(Action.ACCEPTED, queue_id=self.queue_id, sender=envelope.sender,
                     recipients=self.recipients, size=envelope.size)
-        await self.write(self.conn.send(R.R250_QUEUED(self.queue_id)))
-        server.on_accepted(self.queue_id, envelope)  # ours no more: handed over
+        # Handed over before the reply: a client that vanishes now (or a passed deadline)
+        # must not leave the message in fast/ unannounced until the core's next rescan.
+        server.on_accepted(self.queue_id, envelope, pending.envelope_json)  # ours no more
         self.sender, self.recipients = None, []
+        await self.write(self.conn.send(R.R250_QUEUED(self.queue_id)))
 
     async def _start_tls(self) -> None:
         context = self.server.ssl_context()

@@ -395,3 +395,30 @@ def test_noop_gets_its_reply():
     conn = greeted()
     assert conn.noop() == b"NOOP\r\n"
     assert feed(conn, b"250 2.0.0 ok\r\n")[0].command is Command.NOOP
+
+
+# --- replies as read: Reply.received skips the checks the reader already made true --------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from core.smtp.readers import ReplyReader  # noqa: E402
+
+_reply_text = st.binary(max_size=700).map(lambda b: b.replace(b"\n", b""))
+_reply_line_tail = st.one_of(
+    _reply_text,
+    st.tuples(st.sampled_from([b"2", b"4", b"5"]), st.integers(0, 999), st.integers(0, 999),
+              _reply_text).map(lambda t: t[0] + b".%d.%d " % (t[1], t[2]) + t[3]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from([b"220", b"250", b"354", b"421", b"452", b"550", b"599"]),
+       st.lists(_reply_line_tail, min_size=1, max_size=4))
+def test_every_reply_read_passes_the_checks_it_was_built_without(code, tails):
+    wire = b"".join(code + (b" " if i == len(tails) - 1 else b"-") + tail + b"\r\n"
+                    for i, tail in enumerate(tails))
+    reader = ReplyReader(max_line_octets=2048, max_lines=100)
+    received = reader.next_reply(bytearray(wire))
+    checked = Reply(received.code, received.enhanced, received.text)   # raises if unfit
+    assert checked == received
+    assert received.to_bytes() == checked.to_bytes()
