@@ -270,8 +270,11 @@ class SmtpServer:
 
     # --- one session -------------------------------------------------------------------
     async def _session(self, stream: TcpStream) -> None:
-        peer = stream.socket.getpeername()
-        client_ip = peer[0]
+        try:
+            client_ip = stream.socket.getpeername()[0]
+        except OSError:             # gone before its session began (ENOTCONN)
+            await stream.aclose()
+            return
         async with self.limiter:
             self.active += 1
             self.max_active_seen = max(self.max_active_seen, self.active)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from contextlib import suppress
 
 import trio
 import trio.lowlevel as ll
@@ -38,7 +39,7 @@ FAIR_RECEIVES = 16
 class TcpStream(trio.abc.HalfCloseableStream):
     def __init__(self, sock: socket.socket):
         sock.setblocking(False)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
+        with suppress(OSError):     # e.g. a socketpair, or a peer that already reset
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.socket = sock
         self._closed = False
