@@ -7,10 +7,12 @@
 Reads the labelled spam/ham messages of the corpus MANIFEST, keeps the TRAINING part of the
 fixed split (core/scan/antispam/training.py; the held-out test part is never looked at),
 decomposes each message with the pipeline's decomposer, extracts tokens and rule hits, fits
-the logistic-regression weights (learner.py) — the corpus' hard ham (newsletters and
-promotions the recipients asked for) weighing HARD_HAM_WEIGHT times a message in the loss,
-the misses that cost most — and calibrates the score scale on 5-fold out-of-fold scores of
-the training messages (folds grouped by body hash, as the split is):
+the weights (learner.train_model: a logistic regression, the same regression over features
+scaled by their naive-Bayes log-count ratios, and a damped naive Bayes, summed into one
+weight per feature) — the corpus' hard ham (newsletters and promotions the recipients asked
+for) weighing HARD_HAM_WEIGHT times a message, the misses that cost most — and calibrates the
+score scale on 5-fold out-of-fold scores of the training messages (folds grouped by body
+hash, as the split is):
 
     z90 = max(CALIBRATION_FLOOR, out-of-fold raw score of training ham at the
               (1 - HAM_TAIL) quantile + MARGIN)
@@ -19,8 +21,9 @@ so that at the default sensitivity (score >= 90) at most HAM_TAIL (0.2 %) of the
 — the few hard-ham newsletters that read like spam — would have been flagged by a model that
 had not seen them, with a margin above those.
 
-HARD_HAM_WEIGHT, the learner's settings, the token set and the calibration rule were chosen
-by cross-validation inside the training part only (docs/antispam.md, "Detection quality").
+HARD_HAM_WEIGHT, the learners' settings (NB_WEIGHT among them), the token set and the
+calibration rule were chosen by cross-validation inside the training part only
+(docs/antispam.md, "Detection quality").
 Writes rules.json, model.json.gz and manifest.json (definitions.py) — by default over the
 packaged set in core/scan/antispam/data/spam/. Deterministic: the same corpus gives the same
 files.
@@ -49,8 +52,8 @@ from core.scan.antispam.engine import features             # noqa: E402
 from core.scan.antispam.heuristic_rules import RuleSet      # noqa: E402
 from core.scan.antispam.engine import SENSITIVITY_THRESHOLDS   # noqa: E402
 from core.scan.antispam.learner import (FOLDS, ITERATIONS, L2, LEARNING_RATE,  # noqa: E402
-                                        cross_validated_scores, nested_cross_validated_scores,
-                                        train)
+                                        MODEL, NB_ALPHA, NB_WEIGHT, cross_validated_scores,
+                                        nested_cross_validated_scores, train_model)
 from core.scan.antispam.training import (DEFAULT_CORPUS, SPLIT_SALT, TEST_FRACTION,  # noqa: E402
                                          body_key, corpus_messages, view_of)
 
@@ -59,6 +62,7 @@ HAM_TAIL = 0.002
 CALIBRATION_FLOOR = 2.0
 HARD_HAM_WEIGHT = 40.0
 DEFAULT_VERSION = "2026-11-28"
+DEFAULT_REVISION = 2
 # the held-out test part has 889 ham: "expected false positives on it" is the nested
 # false-positive rate times this
 EXPECTED_FP_PER = 889
@@ -128,7 +132,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rules", type=Path, default=defs.PACKAGED_DIR / defs.RULES_FILE)
     parser.add_argument("--out", type=Path, default=defs.PACKAGED_DIR)
     parser.add_argument("--version", default=DEFAULT_VERSION)
-    parser.add_argument("--revision", type=int, default=1)
+    parser.add_argument("--revision", type=int, default=DEFAULT_REVISION)
     parser.add_argument("--check-calibration", action="store_true",
                         help="judge the calibration rule by nested cross-validation; write "
                              "nothing")
@@ -146,7 +150,7 @@ def main(argv=None) -> int:
         check_calibration(data, groups, sample_weights)
         print(f"done in {time.monotonic() - started:.1f} s", file=sys.stderr)
         return 0
-    weights = train(data, sample_weights=sample_weights)
+    weights = train_model(data, sample_weights=sample_weights)
     oof = cross_validated_scores(data, groups, sample_weights=sample_weights)
     ham_scores = sorted((z for z, (_, is_spam) in zip(oof, data) if not is_spam), reverse=True)
     z90, tail = calibrate(ham_scores)
@@ -156,9 +160,10 @@ def main(argv=None) -> int:
             "split": {"salt": SPLIT_SALT, "test_fraction": TEST_FRACTION, "part": "train"},
             "messages": {"spam": sum(1 for _, s in data if s),
                          "ham": sum(1 for _, s in data if not s)},
-            "learner": {"iterations": ITERATIONS, "learning_rate": LEARNING_RATE, "l2": L2,
-                        "hard_ham_weight": HARD_HAM_WEIGHT, "folds": FOLDS,
-                        "folds_grouped_by": "body key"},
+            "learner": {"model": MODEL, "iterations": ITERATIONS,
+                        "learning_rate": LEARNING_RATE, "l2": L2, "nb_alpha": NB_ALPHA,
+                        "nb_weight": NB_WEIGHT, "hard_ham_weight": HARD_HAM_WEIGHT,
+                        "folds": FOLDS, "folds_grouped_by": "body key"},
             "calibration": {"oof_ham_tail": HAM_TAIL, "oof_ham_at_tail": round(tail, 4),
                             "worst_oof_ham": round(ham_scores[0], 4), "margin": MARGIN,
                             "oof_spam_recall_at_90": round(oof_recall, 4)}}

@@ -1,13 +1,23 @@
-"""Training of the heuristic engine's weights: logistic regression over message features.
+"""Training of the heuristic engine's weights: a linear model over message features.
 
 What it owns
-    `train(samples, ...)` -> `Weights`: a weight per feature (tokens from tokenizer.py and rule
-    hits "r:<name>" from heuristic_rules.py) and a bias, fitted by full-batch gradient descent
-    (Adam steps, ITERATIONS of them) on the weighted mean log loss plus L2/2 · |w|². A
-    message's raw score is z = bias + Σ weight(feature) over its features;
-    P(spam) = 1 / (1 + e^-z). Each sample may carry a weight (the training script weighs the
-    corpus' hard ham — newsletters and promotions from senders the reader asked for — so the
-    boundary is drawn away from them, since a false positive costs more than a miss).
+    `train_model(samples, ...)` -> `Weights`: a weight per feature (tokens from tokenizer.py
+    and rule hits "r:<name>" from heuristic_rules.py) and a bias. A message's raw score is
+    z = bias + Σ weight(feature) over its features, a log-odds of spam. The weights are the
+    sum of three learners fitted on the same features (MODEL below), each linear, so the sum
+    is one weight per feature and scoring (`raw_score`, engine.py) does not know there were
+    three:
+      - `train`: logistic regression, fitted by full-batch gradient descent (Adam steps,
+        ITERATIONS of them) on the weighted mean log loss plus L2/2 · |w|²;
+      - the same logistic regression over features scaled by |r|, r being each feature's
+        naive-Bayes log-count ratio (`log_count_ratios`, unweighted counts) — "NBSVM"
+        (Wang & Manning 2012): the regression starts from what each word says on its own;
+      - a naive Bayes over the features present (`log_count_ratios` with the sample weights:
+        log P(f | spam) / P(f | ham), Laplace NB_ALPHA, bias log(spam / ham)), damped by
+        NB_WEIGHT since its log-odds are overconfident.
+    Each sample may carry a weight (the training script weighs the corpus' hard ham —
+    newsletters and promotions from senders the reader asked for — so the boundary is drawn
+    away from them, since a false positive costs more than a miss).
     `cross_validated_scores(...)` gives out-of-fold raw scores, folds grouped by a key (the
     body hash) so near-copies are never on both sides; the training script calibrates the
     score scale (engine.py) on them. `nested_cross_validated_scores(...)` repeats that inside
@@ -29,9 +39,10 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-__all__ = ["Weights", "train", "raw_score", "cross_validated_scores", "fold_of",
-           "NestedFold", "nested_cross_validated_scores", "ITERATIONS",
-           "LEARNING_RATE", "L2", "MIN_DOCUMENTS", "FOLDS"]
+__all__ = ["Weights", "train", "train_model", "log_count_ratios", "raw_score",
+           "cross_validated_scores", "fold_of", "NestedFold", "nested_cross_validated_scores",
+           "ITERATIONS", "LEARNING_RATE", "L2", "MIN_DOCUMENTS", "FOLDS", "NB_ALPHA",
+           "NB_WEIGHT", "MODEL"]
 
 ITERATIONS = 400
 LEARNING_RATE = 0.1
@@ -39,6 +50,12 @@ L2 = 1e-3
 MIN_DOCUMENTS = 2
 PRUNE_BELOW = 0.002
 FOLDS = 5
+NB_ALPHA = 1.0
+# the naive Bayes' share of the sum; chosen, like the other settings, by cross-validation
+# inside the training part (docs/antispam.md, "Detection quality")
+NB_WEIGHT = 0.015
+MODEL = ("0.5 logistic regression + 0.5 NB-scaled logistic regression (NBSVM) + "
+         f"{NB_WEIGHT} naive Bayes")
 _CLIP = 35.0
 
 
@@ -53,43 +70,113 @@ def raw_score(weights: Weights, features) -> float:
     return weights.bias + sum(get(f, 0.0) for f in features)
 
 
+class _Matrix:
+    """The samples as a sparse 0/1 matrix over the features in >= MIN_DOCUMENTS of them."""
+
+    def __init__(self, samples, sample_weights):
+        import numpy as np
+
+        documents: Counter = Counter()
+        for features, _ in samples:
+            documents.update(features)
+        self.vocabulary = sorted(f for f, n in documents.items() if n >= MIN_DOCUMENTS)
+        index = {f: i for i, f in enumerate(self.vocabulary)}
+        rows = [sorted(index[f] for f in features if f in index) for features, _ in samples]
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        self.columns = np.array([i for r in rows for i in r], dtype=np.int64)
+        self.row_of = np.repeat(np.arange(len(rows)), lengths)
+        self.n, self.d = len(rows), len(self.vocabulary)
+        self.y = np.array([1.0 if is_spam else 0.0 for _, is_spam in samples])
+        self.share = (np.ones(self.n) if sample_weights is None
+                      else np.asarray(sample_weights, dtype=float))
+
+    def log_count_ratios(self, weighted: bool, alpha: float = NB_ALPHA):
+        """Per feature log P(f | spam) / P(f | ham) (document counts, Laplace alpha; with the
+        sample weights or without), and log(spam / ham)."""
+        import numpy as np
+
+        share = self.share if weighted else np.ones(self.n)
+        entry = share[self.row_of]
+        spam_entry = self.y[self.row_of] == 1.0
+        spam = np.bincount(self.columns[spam_entry], weights=entry[spam_entry],
+                           minlength=self.d)
+        ham = np.bincount(self.columns[~spam_entry], weights=entry[~spam_entry],
+                          minlength=self.d)
+        n_spam = float(share[self.y == 1.0].sum())
+        n_ham = float(share[self.y == 0.0].sum())
+        ratios = (np.log((spam + alpha) / (n_spam + 2 * alpha))
+                  - np.log((ham + alpha) / (n_ham + 2 * alpha)))
+        return ratios, math.log(max(n_spam, 1e-9) / max(n_ham, 1e-9))
+
+    def logistic(self, *, scale=None, iterations: int = ITERATIONS,
+                 learning_rate: float = LEARNING_RATE, l2: float = L2):
+        """Weights (per feature, in units of the unscaled 0/1 feature) and bias of the
+        logistic regression over the features, each multiplied by `scale` (default 1)."""
+        import numpy as np
+
+        n, d, columns, row_of, y = self.n, self.d, self.columns, self.row_of, self.y
+        values = None if scale is None else scale[columns]
+        share = self.share / self.share.sum()
+        w, b = np.zeros(d), 0.0
+        m, v, mb, vb = np.zeros(d), np.zeros(d), 0.0, 0.0
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        for t in range(1, iterations + 1):
+            entries = w[columns] if values is None else w[columns] * values
+            z = np.bincount(row_of, weights=entries, minlength=n) + b
+            residual = (1.0 / (1.0 + np.exp(-np.clip(z, -_CLIP, _CLIP))) - y) * share
+            spread = residual[row_of] if values is None else residual[row_of] * values
+            grad = np.bincount(columns, weights=spread, minlength=d) + l2 * w
+            grad_b = float(residual.sum())
+            m = beta1 * m + (1 - beta1) * grad
+            v = beta2 * v + (1 - beta2) * grad * grad
+            mb = beta1 * mb + (1 - beta1) * grad_b
+            vb = beta2 * vb + (1 - beta2) * grad_b * grad_b
+            step = learning_rate * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+            w -= step * m / (np.sqrt(v) + eps)
+            b -= step * mb / (math.sqrt(vb) + eps)
+        return (w if scale is None else w * scale), b
+
+    def weights(self, w, b) -> Weights:
+        kept = {f: round(float(x), 4) for f, x in zip(self.vocabulary, w)
+                if abs(x) >= PRUNE_BELOW}
+        return Weights(round(float(b), 4), kept)
+
+
 def train(samples: list[tuple[frozenset, bool]], *, sample_weights=None,
           iterations: int = ITERATIONS, learning_rate: float = LEARNING_RATE,
           l2: float = L2) -> Weights:
-    """Fit weights to (features, is_spam) samples (rules 1-2); `sample_weights` (one per
-    sample, default 1) say how much each counts in the loss."""
+    """The logistic regression alone (rules 1-2): weights fitted to (features, is_spam)
+    samples; `sample_weights` (one per sample, default 1) say how much each counts in the
+    loss."""
+    matrix = _Matrix(samples, sample_weights)
+    return matrix.weights(*matrix.logistic(iterations=iterations,
+                                           learning_rate=learning_rate, l2=l2))
+
+
+def log_count_ratios(samples: list[tuple[frozenset, bool]], *, sample_weights=None,
+                     alpha: float = NB_ALPHA) -> Weights:
+    """The naive Bayes over the features present: weight = log P(f | spam) / P(f | ham) from
+    (weighted) document counts with Laplace `alpha`, bias = log(spam / ham)."""
+    matrix = _Matrix(samples, sample_weights)
+    return matrix.weights(*matrix.log_count_ratios(sample_weights is not None, alpha))
+
+
+def train_model(samples: list[tuple[frozenset, bool]], *, sample_weights=None,
+                nb_weight: float = NB_WEIGHT, iterations: int = ITERATIONS,
+                learning_rate: float = LEARNING_RATE, l2: float = L2) -> Weights:
+    """The shipped model (module docstring, MODEL; rules 1-2): 0.5 · logistic regression +
+    0.5 · NB-scaled logistic regression + nb_weight · naive Bayes, as one weight per
+    feature."""
     import numpy as np
 
-    documents: Counter = Counter()
-    for features, _ in samples:
-        documents.update(features)
-    vocabulary = sorted(f for f, n in documents.items() if n >= MIN_DOCUMENTS)
-    index = {f: i for i, f in enumerate(vocabulary)}
-    rows = [sorted(index[f] for f in features if f in index) for features, _ in samples]
-    lengths = np.array([len(r) for r in rows], dtype=np.int64)
-    columns = np.array([i for r in rows for i in r], dtype=np.int64)
-    row_of = np.repeat(np.arange(len(rows)), lengths)
-    n, d = len(rows), len(vocabulary)
-    y = np.array([1.0 if is_spam else 0.0 for _, is_spam in samples])
-    share = np.ones(n) if sample_weights is None else np.asarray(sample_weights, dtype=float)
-    share = share / share.sum()
-    w, b = np.zeros(d), 0.0
-    m, v, mb, vb = np.zeros(d), np.zeros(d), 0.0, 0.0
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    for t in range(1, iterations + 1):
-        z = np.bincount(row_of, weights=w[columns], minlength=n) + b
-        residual = (1.0 / (1.0 + np.exp(-np.clip(z, -_CLIP, _CLIP))) - y) * share
-        grad = np.bincount(columns, weights=residual[row_of], minlength=d) + l2 * w
-        grad_b = float(residual.sum())
-        m = beta1 * m + (1 - beta1) * grad
-        v = beta2 * v + (1 - beta2) * grad * grad
-        mb = beta1 * mb + (1 - beta1) * grad_b
-        vb = beta2 * vb + (1 - beta2) * grad_b * grad_b
-        step = learning_rate * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
-        w -= step * m / (np.sqrt(v) + eps)
-        b -= step * mb / (math.sqrt(vb) + eps)
-    kept = {f: round(float(x), 4) for f, x in zip(vocabulary, w) if abs(x) >= PRUNE_BELOW}
-    return Weights(round(b, 4), kept)
+    matrix = _Matrix(samples, sample_weights)
+    options = {"iterations": iterations, "learning_rate": learning_rate, "l2": l2}
+    w_lr, b_lr = matrix.logistic(**options)
+    ratios, _ = matrix.log_count_ratios(weighted=False)
+    w_nbsvm, b_nbsvm = matrix.logistic(scale=np.abs(ratios), **options)
+    w_nb, b_nb = matrix.log_count_ratios(weighted=sample_weights is not None)
+    return matrix.weights(0.5 * w_lr + 0.5 * w_nbsvm + nb_weight * w_nb,
+                          0.5 * b_lr + 0.5 * b_nbsvm + nb_weight * b_nb)
 
 
 def fold_of(group_key: str, folds: int = FOLDS) -> int:
@@ -105,9 +192,9 @@ def cross_validated_scores(samples: list[tuple[frozenset, bool]], groups: list[s
     scores = [0.0] * len(samples)
     for k in range(folds):
         keep = [i for i in range(len(samples)) if fold[i] != k]
-        weights = train([samples[i] for i in keep],
-                        sample_weights=None if sample_weights is None
-                        else [sample_weights[i] for i in keep], **options)
+        weights = train_model([samples[i] for i in keep],
+                              sample_weights=None if sample_weights is None
+                              else [sample_weights[i] for i in keep], **options)
         for i in range(len(samples)):
             if fold[i] == k:
                 scores[i] = raw_score(weights, samples[i][0])
@@ -138,9 +225,9 @@ def nested_cross_validated_scores(samples: list[tuple[frozenset, bool]], groups:
     weight_of = (lambda i: 1.0) if sample_weights is None else sample_weights.__getitem__
 
     def fit(indices):
-        return train([samples[i] for i in indices],
-                     sample_weights=None if sample_weights is None
-                     else [weight_of(i) for i in indices], **options)
+        return train_model([samples[i] for i in indices],
+                           sample_weights=None if sample_weights is None
+                           else [weight_of(i) for i in indices], **options)
 
     out = []
     for k in range(folds):
