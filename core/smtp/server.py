@@ -45,6 +45,7 @@ __all__ = ["SmtpServer", "GroupCommitter", "COMMAND_IDLE_SECONDS", "DATA_IDLE_SE
 COMMAND_IDLE_SECONDS = 5 * 60   # SPEC §4 / RFC 5321 §4.5.3.2.7
 DATA_IDLE_SECONDS = 10 * 60     # SPEC §4 / RFC 5321 §4.5.3.2.6
 DATA_TOTAL_SECONDS = 30 * 60    # SPEC §4: overall limit on a slow sender
+DEADLINE_SLACK_SECONDS = 1.0    # how late a read timeout may fire (see _Session._serve)
 TLS_HANDSHAKE_SECONDS = 60
 READ_OCTETS = 64 * 1024
 BUFFER_OCTETS = 256 * 1024  # messages up to this size stay in memory until the group commit
@@ -373,7 +374,7 @@ class _Session:
         return COMMAND_IDLE_SECONDS
 
     async def _loop(self) -> None:
-        # One scope for the session whose deadline moves at every read: a scope per read
+        # One scope for the session whose deadline follows the reads: a scope per read
         # cost three times as much, several times per message. Until the next read the
         # deadline also bounds the handling and the replies.
         with trio.CancelScope() as timer:
@@ -387,7 +388,12 @@ class _Session:
             event = conn.next_event()
             await self.write(conn.data_to_send())
             if event is NEED_DATA:
-                timer.deadline = trio.current_time() + self._read_timeout()
+                # A timeout fires DEADLINE_SLACK_SECONDS late at most, never early: the
+                # deadline moves only when it leaves that window (a few times a session,
+                # not at every read).
+                due = trio.current_time() + self._read_timeout()
+                if not due <= timer.deadline <= due + DEADLINE_SLACK_SECONDS:
+                    timer.deadline = due + DEADLINE_SLACK_SECONDS
                 data = await self.stream.receive_some(READ_OCTETS)
                 if not data:
                     conn.receive_data(b"")
