@@ -95,6 +95,9 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
             nursery.start_soon(report_counters)
             addresses = await nursery.start(server.serve)
             await send_line.send(_line({"ready": [list(a) for a in addresses]}))
+            # Only now: starting (imports, binding) at the core's priority keeps a restart
+            # short while the core and its worker processes start too.
+            os.nice(LISTENER_NICE)
             nursery.start_soon(until_core_goes_away, nursery.cancel_scope)
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for _ in signals:
@@ -113,7 +116,6 @@ def main() -> int:
     args = parser.parse_args()
     from pathlib import Path
 
-    os.nice(LISTENER_NICE)
 
     trio.run(listen, DataHome(Path(args.home)), args.fd, args.share)
     return 0

@@ -71,7 +71,12 @@ def test_sigkill_at_random_points_loses_no_acknowledged_message(tmp_path):
         sender.start()
         try:
             for _ in range(6):
-                time.sleep(rng.uniform(0.3, 1.5))
+                # Each kill comes after a few more acknowledgements (however loaded the
+                # machine is), at a random moment of the flow.
+                wanted, deadline = len(sender.acknowledged) + 4, time.monotonic() + 30
+                while len(sender.acknowledged) < wanted and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                time.sleep(rng.uniform(0.0, 0.5))
                 core.kill()
                 core.start()
             time.sleep(1.0)
