@@ -18,7 +18,8 @@ Rules:
 - The core restarts a listener that dies, with backoff, and writes an event.
 - `smtp.max_incoming` is shared out: each of N processes serves max(1, max_incoming // N)
   sessions at once, so the total never exceeds the setting when N ≤ max_incoming.
-- Listener processes run LISTENER_NICE steps below the core's CPU priority. The core is one
+- Listener processes run LISTENER_NICE steps below the core's CPU priority once they
+  listen (they start at the core's, so a restart stays short). The core is one
   process that routes and delivers everything every listener accepts; when the CPUs are
   short, it keeps its pace and acceptance slows instead: backpressure at SMTP (clients wait
   a little for their replies, as with Postfix's in_flow_delay) instead of a spool that fills
