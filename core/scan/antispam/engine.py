@@ -4,7 +4,8 @@
 What it owns
     `HeuristicEngine(definitions).score(view)` -> `SpamScore`. The engine reads the whole
     message — headers, Subject, decoded text, HTML markup, URLs, attachment types — as the
-    token set of tokenizer.py plus the rule hits of heuristic_rules.py, adds their trained
+    token set of tokenizer.py, the structural tokens of structure.py (how the message was
+    built and sent) and the rule hits of heuristic_rules.py, adds their trained
     weights (learner.py) into a raw score z, and maps z onto 1..100:
 
         score = floor(50 + 40 · z / z90), kept within 1..100
@@ -26,6 +27,7 @@ import math
 from dataclasses import dataclass
 
 from core.scan.antispam.definitions import SpamDefinitions, current
+from core.scan.antispam.structure import structure_tokens
 from core.scan.antispam.tokenizer import tokens
 
 __all__ = ["HeuristicEngine", "SpamScore", "SENSITIVITY_THRESHOLDS", "threshold_for",
@@ -59,9 +61,12 @@ def score_from_raw(z: float, z90: float) -> int:
 
 
 def features(view, definitions: SpamDefinitions) -> tuple[set[str], list]:
-    """The feature set of a view (tokens and "r:<rule>") and the rules that hit."""
+    """The feature set of a view (tokens, structural "x:" tokens and "r:<rule>") and the rules
+    that hit. The training (tools/train_spam_model.py) extracts features with this function,
+    so the model weighs exactly what the engine sees."""
     hits = definitions.rules.hits(view)
     found = tokens(view)
+    found.update(structure_tokens(view))
     found.update("r:" + rule.name for rule in hits)
     return found, hits
 
