@@ -35,7 +35,7 @@ from datetime import timezone
 from email.utils import parsedate_to_datetime
 
 # the same registered-domain rule as the tokenizer's sender consistency tokens
-from core.scan.antispam.tokenizer import _registered as registered_domain
+from core.scan.antispam.tokenizer import registered_domain
 
 __all__ = ["structure_tokens", "MAX_SCAN_CHARS"]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-__all__ = ["tokens", "urls", "MAX_TOKENS", "MAX_TEXT_CHARS"]
+__all__ = ["tokens", "urls", "registered_domain", "MAX_TOKENS", "MAX_TEXT_CHARS"]
 
 MAX_TEXT_CHARS = 200_000
 MAX_TOKENS = 5_000
@@ -84,7 +84,7 @@ def urls(text: str) -> list[str]:
     return found
 
 
-def _registered(host: str) -> str:
+def registered_domain(host: str) -> str:
     """The registered domain of a host name: the last two labels, three under a country's
     second level ("example.co.uk")."""
     labels = host.lower().strip(".").split(".")
@@ -95,7 +95,7 @@ def _registered(host: str) -> str:
 
 def _domain_of(value: str | None) -> str | None:
     found = _ADDRESS_DOMAIN.findall(value[:1000]) if value else None
-    return _registered(found[-1]) if found else None
+    return registered_domain(found[-1]) if found else None
 
 
 def _bucket(n: int) -> int:
@@ -126,7 +126,7 @@ def _url_tokens(url: str, out: set[str], hosts: set[str] | None = None) -> None:
         out.add("u:ip")
     else:
         if hosts is not None and len(hosts) < 200:
-            hosts.add(_registered(host))
+            hosts.add(registered_domain(host))
         labels = host.split(".")
         for i in range(max(0, len(labels) - 3), len(labels) - 1):
             out.add("u:" + ".".join(labels[i:]))
