@@ -49,7 +49,6 @@ DEADLINE_SLACK_SECONDS = 1.0    # how late a read timeout may fire (see _Session
 TLS_HANDSHAKE_SECONDS = 60
 READ_OCTETS = 64 * 1024
 BUFFER_OCTETS = 256 * 1024  # messages up to this size stay in memory until the group commit
-SHUTDOWN_GRACE_SECONDS = 5
 # accept(2) errors about one connection, not the listener (trio.SocketListener's list)
 _ACCEPT_ERRORS_TO_IGNORE = {getattr(errno, name) for name in (
     "EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
