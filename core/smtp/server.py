@@ -4,7 +4,8 @@ Rules:
 - At most `smtp.max_incoming` sessions are served at once; further connections are accepted
   by the kernel and wait for a slot (SPEC §4: queued, not refused).
 - Every read has a deadline from trio's clock: 5 minutes between commands, 10 minutes idle in
-  DATA, 30 minutes for a whole DATA phase (SPEC §4) → 421 4.4.2 and close.
+  DATA, 30 minutes for a whole DATA phase (SPEC §4) → 421 4.4.2 and close (at most
+  DEADLINE_SLACK_SECONDS late, never early).
 - 250 after DATA only when `GroupCommitter.commit` returned: message and envelope fsync'd,
   renamed into fast/, directory fsync'd (ARCHITECTURE invariant 1).
 - A client that vanishes mid-DATA leaves nothing queued: the incoming entry is aborted.
