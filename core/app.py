@@ -60,7 +60,6 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
     from core.delivery import Deliverer, Resolver
     from core.notify import AlertServices
     from core.pipeline.service import FilteringPipeline
-    from core.scan.antispam import definitions as spam_definitions
     from core.scan.antispam.autowhitelist import AutoWhitelist, AutoWhitelistPipeline
     from core.scan.service import AntivirusService
     from core.spool import QueueManager
@@ -92,9 +91,6 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
                               resolver=resolver, hostname=hostname,
                               diagnostics_dir=home.diagnostics)
         pipeline = FilteringPipeline(events, counters, **(pipeline_options or {}))
-        # The pipeline's worker processes inherit the environment: this tells them where the
-        # installed spam definitions are.
-        os.environ[spam_definitions.ENV_DIR] = str(home.definitions)
         auto_whitelist = AutoWhitelist(home.db, settings, clock)
         queue = QueueManager(spool=spool, settings=settings, events=events, counters=counters,
                              clock=clock, pipeline=AutoWhitelistPipeline(pipeline, auto_whitelist),

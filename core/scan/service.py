@@ -9,7 +9,9 @@ What it owns
                           `definitions`. No restart; a message in flight finishes with the
                           engine it started with (version directories are immutable).
     worker_settings()     what the pipeline adds to the settings copy a worker gets: the
-                          current virus definitions directory.
+                          current virus definitions directory, and the installed spam
+                          definitions directory when one is installed (the heuristic engine
+                          falls back to its packaged set otherwise).
     after_scan(...)       after each scan, before the rewritten message replaces the
                           original: Status counters (infections repaired/deleted/logged,
                           mass mailers deleted); a copy of the ORIGINAL message into the
@@ -41,6 +43,7 @@ from pathlib import Path
 
 import trio
 
+from core.scan.antispam import definitions as spam_definitions
 from core.scan.engines import RUNTIME_DEFINITIONS
 from shared import definitions as defs
 from shared.events import Action
@@ -105,8 +108,13 @@ class AntivirusService:
         return changed
 
     def worker_settings(self) -> dict:
-        virus = self.current.get("virus")
-        return {RUNTIME_DEFINITIONS: str(virus.path)} if virus else {}
+        out = {}
+        virus, spam = self.current.get("virus"), self.current.get("spam")
+        if virus:
+            out[RUNTIME_DEFINITIONS] = str(virus.path)
+        if spam and spam.source == "installed":
+            out[spam_definitions.RUNTIME_DIR] = str(spam.path)
+        return out
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -232,12 +240,12 @@ class AntivirusService:
 
 def _packaged_spam():
     """The spam definitions shipped with the antispam engine (its own manifest)."""
+    packaged = spam_definitions.PACKAGED_DIR
     try:
-        from core.scan.antispam.definitions import PACKAGED_DIR
-        manifest = json.loads((Path(PACKAGED_DIR) / "manifest.json").read_text())
+        manifest = json.loads((packaged / spam_definitions.MANIFEST_FILE).read_text())
         return defs.Definitions("spam", manifest["version"], int(manifest["revision"]),
-                                Path(PACKAGED_DIR), "package")
-    except (ImportError, OSError, ValueError, KeyError):
+                                packaged, "package")
+    except (OSError, ValueError, KeyError):
         return None
 
 

@@ -102,3 +102,56 @@ async def test_outbound_mail_feeds_the_auto_whitelist_which_bypasses_the_blackli
         conn.close()
     await _until(lambda: not _rows(home, "SELECT * FROM auto_whitelist"))
     core.cancel_scope.cancel()
+
+
+async def test_installed_spam_definitions_score_the_next_message(tmp_path, sink, nursery):
+    """A signed spam package installed with `mailmoat definitions install` into a running
+    core scores the next message (the workers get its directory from the core with each
+    message); until then the packaged set scores."""
+    import json
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from core.scan.antispam import definitions as spam_defs
+    from shared import definitions as shared_defs
+    from shared.cli import main
+
+    key = Ed25519PrivateKey.generate()
+    home = make_home(tmp_path / "home", routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}],
+        heuristic__enabled=True, heuristic__x_bulk=True,
+        definitions__trusted_keys=[shared_defs.public_key_b64(key)])
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    body = "Lunch at noon tomorrow? The usual place, see you there."
+    await trio.to_thread.run_sync(_send, port, "a@client.test", ["user@local.test"], "Lunch",
+                                  body)
+    [plain] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert "X-Bulk" not in email.message_from_bytes(plain.data, policy=policy.default)
+
+    # a set that calls everything spam: the packaged rules and weights, the bias far up
+    packaged = spam_defs.load(spam_defs.PACKAGED_DIR)
+    source = tmp_path / "spam-src"
+    spam_defs.write(source, version="2031-05-06", revision=4,
+                    rules_json=json.loads((spam_defs.PACKAGED_DIR /
+                                           spam_defs.RULES_FILE).read_text()),
+                    bias=1000.0, weights=packaged.weights, z90=packaged.z90, info={})
+    (source / spam_defs.MANIFEST_FILE).unlink()     # the package carries its own manifest
+    package = tmp_path / "spam.mmdef"
+    shared_defs.build_package(source, key, package, kind="spam", version="2031-05-06",
+                              revision=4)
+    assert await trio.to_thread.run_sync(main, ["definitions", "install", str(package),
+                                                "--home", str(home.root)]) == 0
+
+    with trio.fail_after(20):              # the core looks at definitions/ twice a second
+        while not _rows(home, "SELECT 1 FROM events WHERE action = ? AND rule = ?",
+                        (str(Action.DEFINITIONS_UPDATED), "definitions.spam")):
+            await trio.sleep(0.05)
+            await core.events.aflush()
+    await trio.to_thread.run_sync(_send, port, "a@client.test", ["user@local.test"],
+                                  "Lunch again", body)
+    [_, received] = await trio.to_thread.run_sync(sink.wait_for, 2)
+    assert email.message_from_bytes(received.data, policy=policy.default)["X-Bulk"] == "100"
+    await core.events.aflush()
+    [event] = _rows(home, "SELECT * FROM events WHERE action = ?",
+                    (str(Action.HEURISTIC_SPAM),))
+    assert "spam definitions 2031-05-06 rev 4" in event["info"]
+    core.cancel_scope.cancel()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from core.pipeline.checks import spam_rules
 from core.pipeline.checks.whitelist import whitelisted
 from core.pipeline.findings import Finding
+from core.scan.antispam.definitions import RUNTIME_DIR
 from core.scan.antispam.engine import HeuristicEngine
 from core.scan.antispam.handling import spam_findings
 from shared.events import Action
@@ -29,7 +30,7 @@ def check(view, settings) -> list[Finding]:
         return []
     if spam_rules.first_match(view, settings)[0] is not None:
         return []
-    result = ENGINE.score(view)
+    result = ENGINE.score(view, settings.get(RUNTIME_DIR))
     rules = ", ".join(result.rules[:6])
     return spam_findings(
         result.score, settings, rule="heuristic.sensitivity",

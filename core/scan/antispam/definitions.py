@@ -5,9 +5,9 @@ What it owns
     "YYYY-MM-DD", "revision": N, "files": {name: sha256}}`, the fields of a definitions
     package manifest (SPEC §3 LiveUpdate) — plus `rules.json` (heuristic_rules.py) and
     `model.json.gz` (weights, bias and score calibration, learner.py / engine.py).
-    `load(directory)` checks the hashes and returns `SpamDefinitions`; `current()` returns
-    the definitions in force: the installed set under `<data home>/definitions/spam/` when
-    there is a valid one, else the default set shipped inside the package
+    `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
+    returns the definitions in force: the installed set in the directory `installed` when it
+    is a valid one, else the default set shipped inside the package
     (core/scan/antispam/data/spam/), so a fresh install scores mail out of the box.
     `write(directory, ...)` is what the training script uses to produce a set.
 
@@ -16,13 +16,16 @@ holding rules.json and model.json.gz (`mailmoat definitions build DIR --key ...`
 written by tools/train_spam_model.py). `install` verifies its signature and puts it under
 <data home>/definitions/spam/v<version>-r<revision>/ with `current` pointing at it; the
 installed manifest lists the files as {name: sha256}, which `load` reads as well as the
-shipped form. The core sets MAILMOAT_DEFINITIONS_DIR to its data home's definitions/ at start
-(worker processes inherit it), so the workers find definitions/spam/current.
+shipped form. The core's scan service (core/scan/service.py) follows definitions/spam/current
+and hands the directory in force to the workers with each message, as the runtime setting
+RUNTIME_DIR (as it does for the virus definitions), so a new set is used from the next
+message on.
 
 Rules
     1. A set whose manifest or hashes do not check out is refused (DefinitionsError) and the
        previous set stays in force; the packaged set is trusted as part of the package.
-    2. `current()` caches per process and reloads when the manifest's mtime changes.
+    2. `current()` caches per process and directory, and reloads when the manifest's mtime
+       changes.
 """
 
 from __future__ import annotations
@@ -30,17 +33,17 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.scan.antispam.heuristic_rules import RuleSet, RuleSetError
 
 __all__ = ["SpamDefinitions", "DefinitionsError", "load", "current", "write",
-           "PACKAGED_DIR", "ENV_DIR", "MODEL_FILE", "RULES_FILE", "MANIFEST_FILE"]
+           "PACKAGED_DIR", "RUNTIME_DIR", "MODEL_FILE", "RULES_FILE", "MANIFEST_FILE"]
 
 PACKAGED_DIR = Path(__file__).parent / "data" / "spam"
-ENV_DIR = "MAILMOAT_DEFINITIONS_DIR"
+# not a setting: the core adds the installed set's directory to each message's settings copy
+RUNTIME_DIR = "runtime.spam.definitions"
 MANIFEST_FILE = "manifest.json"
 RULES_FILE = "rules.json"
 MODEL_FILE = "model.json.gz"
@@ -128,25 +131,20 @@ def _cached(directory: Path) -> SpamDefinitions:
     key = str(directory)
     hit = _cache.get(key)
     if hit is None or hit[0] != stamp:
-        _cache[key] = (stamp, load(directory))
+        loaded = load(directory)
+        # one installed set at a time beside the packaged one: updates do not pile up
+        for other in [k for k in _cache if k not in (key, str(PACKAGED_DIR))]:
+            del _cache[other]
+        _cache[key] = (stamp, loaded)
     return _cache[key][1]
 
 
-def installed_dir() -> Path | None:
-    """<definitions>/spam/current (a package install), else <definitions>/spam."""
-    root = os.environ.get(ENV_DIR)
-    if not root:
-        return None
-    current_link = Path(root) / "spam" / "current"
-    return current_link.resolve() if current_link.exists() else Path(root) / "spam"
-
-
-def current() -> SpamDefinitions:
-    """The definitions in force (rules 1-2): installed when valid, else packaged."""
-    directory = installed_dir()
-    if directory is not None and (directory / MANIFEST_FILE).exists():
+def current(installed: str | Path | None = None) -> SpamDefinitions:
+    """The definitions in force (rules 1-2): the set in `installed` when given and valid,
+    else the packaged one."""
+    if installed and (Path(installed) / MANIFEST_FILE).exists():
         try:
-            return _cached(directory)
+            return _cached(Path(installed))
         except (DefinitionsError, OSError):
             pass          # a broken install never stops scanning: the packaged set stays
     return _cached(PACKAGED_DIR)

@@ -2,7 +2,7 @@
 §5 step 5; guide §5 "Identifying spam messages using the heuristic antispam engine").
 
 What it owns
-    `HeuristicEngine(definitions).score(view)` -> `SpamScore`. The engine reads the whole
+    `HeuristicEngine(definitions).score(view, installed)` -> `SpamScore`. The engine reads the whole
     message — headers, Subject, decoded text, HTML markup, URLs, attachment types — as the
     token set of tokenizer.py, the structural tokens of structure.py (how the message was
     built and sent) and the rule hits of heuristic_rules.py, adds their trained
@@ -73,14 +73,17 @@ def features(view, definitions: SpamDefinitions) -> tuple[set[str], list]:
 
 class HeuristicEngine:
     def __init__(self, definitions: SpamDefinitions | None = None):
+        """`definitions`: a fixed set (tests, benchmarks); None: the set in force."""
         self._fixed = definitions
 
-    @property
-    def definitions(self) -> SpamDefinitions:
-        return self._fixed if self._fixed is not None else current()
+    def definitions(self, installed: str | None = None) -> SpamDefinitions:
+        """The fixed set, else the one installed in `installed` (definitions.current)."""
+        return self._fixed if self._fixed is not None else current(installed)
 
-    def score(self, view) -> SpamScore:
-        definitions = self.definitions
+    def score(self, view, installed: str | None = None) -> SpamScore:
+        """`installed`: the installed definitions directory the core names (RUNTIME_DIR);
+        None or an invalid set: the packaged definitions."""
+        definitions = self.definitions(installed)
         found, hits = features(view, definitions)
         weights = definitions.weights
         z = definitions.bias + sum(weights.get(f, 0.0) for f in found)

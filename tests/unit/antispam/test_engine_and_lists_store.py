@@ -40,18 +40,18 @@ def test_altered_set_is_refused(tmp_path):
         defs.load(target)
 
 
-def test_installed_set_is_preferred_and_a_broken_one_ignored(tmp_path, monkeypatch):
+def test_installed_set_is_preferred_and_a_broken_one_ignored(tmp_path):
     packaged = defs.load(defs.PACKAGED_DIR)
     target = tmp_path / "spam"
     defs.write(target, version="2030-01-02", revision=7,
                rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()),
                bias=packaged.bias, weights=packaged.weights, z90=packaged.z90, info={})
-    monkeypatch.setenv(defs.ENV_DIR, str(tmp_path))
-    assert defs.current().label == "2030-01-02 rev 7"
+    assert defs.current(target).label == "2030-01-02 rev 7"
+    assert defs.current().label == defs.current(tmp_path / "none").label == packaged.label
     (target / defs.MODEL_FILE).write_bytes(b"garbage")
     import os
     os.utime(target / defs.MANIFEST_FILE, (1, 1))       # a new mtime: reload
-    assert defs.current().label == packaged.label
+    assert defs.current(target).label == packaged.label
 
 
 def test_rules_refuse_bad_patterns_and_upper_case_insensitive_ones():
@@ -125,7 +125,7 @@ def test_auto_whitelist_off_collects_nothing_and_delete_works():
     assert wl.delete(["partner.test", "nothere.test"]) == 1 and not wl.entries
 
 
-def test_signed_spam_package_installs_and_becomes_current(tmp_path, monkeypatch):
+def test_signed_spam_package_installs_and_becomes_current(tmp_path):
     """The shared package format (shared/definitions.py) with type "spam"."""
     from shared import definitions as shared_defs
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -141,5 +141,6 @@ def test_signed_spam_package_installs_and_becomes_current(tmp_path, monkeypatch)
                               version="2031-05-06", revision=2)
     root = tmp_path / "definitions"
     shared_defs.install_package(package, root, [public], allow_older=True)
-    monkeypatch.setenv(defs.ENV_DIR, str(root))
-    assert defs.current().label == "2031-05-06 rev 2"
+    installed = shared_defs.current(root, "spam")
+    assert installed.source == "installed"
+    assert defs.current(installed.path).label == "2031-05-06 rev 2"
