@@ -2,11 +2,11 @@
 §5 step 5; guide §5 "Identifying spam messages using the heuristic antispam engine").
 
 What it owns
-    `HeuristicEngine(definitions).score(view, installed)` -> `SpamScore`. The engine reads the whole
-    message — headers, Subject, decoded text, HTML markup, URLs, attachment types — as the
-    token set of tokenizer.py, the structural tokens of structure.py (how the message was
-    built and sent) and the rule hits of heuristic_rules.py, adds their trained
-    weights (learner.py) into a raw score z, and maps z onto 1..100:
+    `HeuristicEngine(definitions).score(view, installed)` -> `SpamScore`. The engine reads
+    the whole message — headers, Subject, decoded text, HTML markup, URLs, attachment types —
+    as the token set of tokenizer.py, the structural tokens of structure.py (how the message
+    was built and sent) and the rule hits of heuristic_rules.py, adds their trained weights
+    (learner.py) into a raw score z, and maps z onto 1..100:
 
         score = floor(50 + 40 · z / z90), kept within 1..100
 
