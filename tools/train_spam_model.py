@@ -79,13 +79,14 @@ class _Probe:
         self.rules = rules
 
 
-def extract(samples, rules) -> tuple[list[tuple[frozenset, bool]], list[str]]:
-    """(features, is_spam) per sample, and its body key (the cross-validation group)."""
+def extract(samples, rules, view=view_of) -> tuple[list[tuple[frozenset, bool]], list[str]]:
+    """(features, is_spam) per sample, and its body key (the cross-validation group);
+    `view` makes the message view from the file's bytes."""
     probe = _Probe(rules)
     out, groups = [], []
     for sample in samples:
         raw = sample.path.read_bytes()
-        found, _ = features(view_of(raw), probe)
+        found, _ = features(view(raw), probe)
         out.append((frozenset(found), sample.label == "spam"))
         groups.append(body_key(raw))
     return out, groups

@@ -5,6 +5,10 @@ What it owns
     "spam" and "ham" under spamham/, the SpamAssassin public corpus); `split_of(raw)` says
     whether a message is in the training part or the held-out test part; `view_of(raw)`
     decomposes a message exactly as the pipeline does (the model learns what the engine sees).
+    `gateway_message(raw)` takes off what the corpus' collectors added after their mail
+    gateway (delivery headers, mail-client flags, their internal Received hops) and returns
+    the message with the envelope a gateway would have had (bench/antispam_gateway.py
+    measures how much the engine leans on those collection traces).
 
 The split (fixed; docs/antispam.md states it)
     key  = SHA-256 of the message body (after the first blank line; lower-cased, whitespace
@@ -23,8 +27,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Sample", "corpus_messages", "body_key", "split_of", "view_of", "SPLIT_SALT",
-           "TEST_FRACTION", "DEFAULT_CORPUS"]
+__all__ = ["Sample", "corpus_messages", "body_key", "split_of", "view_of", "gateway_message",
+           "SPLIT_SALT", "TEST_FRACTION", "DEFAULT_CORPUS"]
 
 SPLIT_SALT = "mailmoat-antispam-split-v1"
 TEST_FRACTION = 0.30
@@ -66,10 +70,60 @@ def corpus_messages(root: Path = DEFAULT_CORPUS) -> list[Sample]:
     return sorted(out, key=lambda s: str(s.path))
 
 
-def view_of(raw: bytes, settings=None):
-    """The pipeline's MessageView of `raw` (default settings unless given)."""
+def view_of(raw: bytes, settings=None, envelope: dict | None = None):
+    """The pipeline's MessageView of `raw` (default settings and no envelope unless given;
+    `envelope` is the pipeline's context: sender, recipients, ...)."""
     from core.pipeline.decompose import decompose_bytes
-    return decompose_bytes(raw, {}, settings if settings is not None else _defaults())
+    return decompose_bytes(raw, envelope or {},
+                           settings if settings is not None else _defaults())
+
+
+# What the corpus' collectors (2002) added after the message reached their mail gateway: the
+# final delivery's headers, mail-client flags, an earlier filter's verdict, and Received hops
+# by their internal hosts (local Postfix, fetchmail over IMAP). A gateway in front of their
+# server would have seen none of it; it would have had the envelope sender (Return-Path) and
+# recipient (the gateway hop's "for <...>", else Delivered-To) instead.
+_AFTER_GATEWAY = frozenset((b"return-path", b"delivered-to", b"delivery-date", b"x-keywords",
+                            b"x-uid", b"status", b"x-status", b"x-spam-status",
+                            b"x-spam-checker-version", b"x-spam-level", b"x-spam-flag"))
+_INTERNAL_HOP = re.compile(
+    rb"(?is)\bby\s+(?:localhost|jalapeno|phobos\.labs\.\S+|spamassassin\.taint\.org"
+    rb"|[\w.-]*netnoteinc\.com|lerami\.lerctr\.org)\b"
+    rb"|^received:\s*from\s+\S+\s*\([^)]*\[127\.0\.0\.1\]|fetchmail|\bwith\s+imap\b")
+_FOR_ADDRESS = re.compile(rb"(?is)\bfor\s+<([^<>\s]+@[^<>\s]+)>")
+_PATH_ADDRESS = re.compile(rb"<?([^<>\s]+@[^<>\s]+?)>?\s*$")
+
+
+def gateway_message(raw: bytes) -> tuple[bytes, dict]:
+    """(message, envelope context) as a gateway in front of the collector's server would
+    have received it (the comment above); the context is what decompose_bytes takes."""
+    head, sep, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    fields: list[bytes] = []
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\n" + line
+        elif not (not fields and line.startswith(b"From ")):      # the mbox separator
+            fields.append(line)
+    sender, recipients, kept, outside = "", [], [], False
+    for field in fields:
+        name, _, value = field.partition(b":")
+        name = name.strip().lower()
+        if name == b"return-path" and not sender:
+            match = _PATH_ADDRESS.search(value.strip())
+            sender = match.group(1).decode("latin-1") if match else ""
+        if name == b"delivered-to" and not recipients:
+            recipients = [value.strip().decode("latin-1")]
+        if name in _AFTER_GATEWAY:
+            continue
+        if name == b"received" and not outside:
+            if _INTERNAL_HOP.search(field):
+                continue
+            outside = True                  # the gateway's own hop: kept, as Mailmoat adds one
+            match = _FOR_ADDRESS.search(field)
+            if match:
+                recipients = [match.group(1).decode("latin-1")]
+        kept.append(field)
+    return b"\n".join(kept) + sep + body, {"sender": sender, "recipients": recipients}
 
 
 _DEFAULTS = None

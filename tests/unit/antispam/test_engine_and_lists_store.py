@@ -11,7 +11,7 @@ from core.scan.antispam import definitions as defs
 from core.scan.antispam.autowhitelist import EVICT_COUNT, MAX_ENTRIES, AutoWhitelist
 from core.scan.antispam.engine import SENSITIVITY_THRESHOLDS, score_from_raw
 from core.scan.antispam.heuristic_rules import RuleSet, RuleSetError
-from core.scan.antispam.training import body_key, split_of
+from core.scan.antispam.training import body_key, gateway_message, split_of, view_of
 from shared.settings import defaults
 
 
@@ -68,6 +68,36 @@ def test_split_is_by_body_so_copies_stay_together():
     a = b"Subject: one\r\nTo: a@x\r\n\r\nThe same body text, long enough to count as a body.\r\n"
     b = b"Subject: two\nFrom: b@y\n\nthe same   BODY text, long enough to count as a body.\n"
     assert body_key(a) == body_key(b) and split_of(a) == split_of(b)
+
+
+COLLECTED = (b"From list-admin@lists.example  Tue Aug  6 12:53:24 2002\n"
+             b"Return-Path: <list-admin@lists.example>\n"
+             b"Delivered-To: zzzz@localhost.netnoteinc.com\n"
+             b"Received: from localhost (localhost [127.0.0.1])\n"
+             b"\tby phobos.labs.netnoteinc.com (Postfix) with ESMTP id F37BC441CC\n"
+             b"Received: from dogma.slashnull.org [212.17.35.15]\n"
+             b"\tby localhost with IMAP (fetchmail-5.9.0)\n"
+             b"Received: from lists.example (lists.example [192.0.2.7]) by\n"
+             b"    dogma.slashnull.org (8.11.6/8.11.6) with ESMTP id g74JU3v06596 for\n"
+             b"    <jm-lists@jmason.org>; Sun, 4 Aug 2002 20:30:03 +0100\n"
+             b"Received: from client.example ([198.51.100.3]) by lists.example\n"
+             b"From: Someone <someone@client.example>\n"
+             b"X-Keywords: \n"
+             b"Status: RO\n"
+             b"Subject: Hello\n\nBody text.\n")
+
+
+def test_gateway_message_drops_what_the_collector_added_after_its_gateway():
+    message, envelope = gateway_message(COLLECTED)
+    assert envelope == {"sender": "list-admin@lists.example",
+                        "recipients": ["jm-lists@jmason.org"]}
+    view = view_of(message, envelope=envelope)
+    names = [name.lower() for name, _ in view.headers]
+    assert names == ["received", "received", "from", "subject"]
+    assert "dogma.slashnull.org" in view.header("received")      # the gateway's own hop
+    assert view.sender == "list-admin@lists.example" and view.body_text().strip() == "Body text."
+    plain = b"From: a@b.example\nSubject: x\n\ntext\n"      # nothing to drop: unchanged
+    assert gateway_message(plain) == (plain, {"sender": "", "recipients": []})
 
 
 class Clock:
