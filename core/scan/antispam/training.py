@@ -98,11 +98,14 @@ def gateway_message(raw: bytes) -> tuple[bytes, dict]:
     """(message, envelope context) as a gateway in front of the collector's server would
     have received it (the comment above); the context is what decompose_bytes takes."""
     head, sep, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
+    lines = head.split(b"\n")
+    if lines[0].startswith(b"From "):                             # the mbox separator
+        lines = lines[1:]
     fields: list[bytes] = []
-    for line in head.split(b"\n"):
+    for line in lines:
         if line[:1] in (b" ", b"\t") and fields:
             fields[-1] += b"\n" + line
-        elif not (not fields and line.startswith(b"From ")):      # the mbox separator
+        else:
             fields.append(line)
     sender, recipients, kept, outside = "", [], [], False
     for field in fields:
