@@ -61,12 +61,6 @@ class HeaderEditor:
         self.fields = [(name, raw) for name, raw in self.fields if name not in names]
         return gone
 
-    def get(self, name: str) -> bytes | None:
-        for field_name, raw in self.fields:
-            if field_name == name:
-                return raw.split(b":", 1)[1].strip()
-        return None
-
     def set(self, name: str, value: str) -> None:
         line = _field(name, value, self.nl)
         for index, (field_name, _raw) in enumerate(self.fields):
@@ -79,6 +73,25 @@ class HeaderEditor:
 
     def add(self, name: str, value: str) -> None:
         self.fields.append((name.lower(), _field(name, value, self.nl)))
+
+    def prefix(self, name: str, text: str) -> None:
+        """Put `text` in front of the field's value. The value keeps its own bytes — raw
+        8-bit text in an undeclared charset, encoded words, folding — since decoding it to
+        re-encode would turn what it cannot name into U+FFFD. No field, or an empty one: the
+        field becomes `text`."""
+        for index, (field_name, raw) in enumerate(self.fields):
+            if field_name == name.lower():
+                value = raw.split(b":", 1)[1].lstrip(b" \t")
+                if not value.strip():
+                    break
+                if not text.isascii() and value.startswith(b"=?"):
+                    text += " "    # RFC 2047 §6.2: space between encoded words vanishes
+                head = _field(name, text, self.nl)[:-len(self.nl)]
+                self.fields[index] = (field_name, head + b" " + value)
+                self.fields = [f for i, f in enumerate(self.fields)
+                               if i <= index or f[0] != field_name]
+                return
+        self.set(name, text)
 
     def bytes(self) -> bytes:
         return b"".join(raw for _name, raw in self.fields) + self.nl
@@ -198,9 +211,7 @@ def rewrite(raw: bytes, view: MessageView, edits, *, forward_subject: str | None
     if forward_subject:
         top.set("Subject", forward_subject)
     elif prefixes:
-        current = top.get("subject")
-        value = (current or b"").decode("utf-8", "replace")
-        top.set("Subject", " ".join(prefixes) + (" " + value if value else ""))
+        top.prefix("Subject", " ".join(prefixes))
     for edit in edits:
         if edit.action == "add_header" and edit.header:
             top.add(edit.header, edit.text or "")

@@ -145,6 +145,27 @@ def test_forward_subject_and_prefix_and_header():
     assert out.split(b"\r\n\r\n", 1)[1] == raw.split(b"\r\n\r\n", 1)[1]      # body unchanged
 
 
+def test_prefix_keeps_the_subject_bytes_as_received():
+    # raw Latin-1 (no charset declared anywhere), folded: decoding it would make U+FFFD
+    raw = b"From: a@outside.test\r\nSubject: Le sondage avant les \xe9lections\r\n 2002 !\r\n" \
+          b"To: user@local.test\r\n\r\nbody\r\n"
+    out = rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Spam]")])
+    assert b"Subject: [Spam] Le sondage avant les \xe9lections\r\n 2002 !\r\n" in out
+    assert out.replace(b"[Spam] ", b"", 1) == raw
+    # an encoded word stays one; a non-ASCII prefix stays apart from it when decoded
+    raw = b"Subject: =?iso-8859-1?q?caf=E9?=\r\nTo: user@local.test\r\n\r\nbody\r\n"
+    out = rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Spam]")])
+    assert out.startswith(b"Subject: [Spam] =?iso-8859-1?q?caf=E9?=\r\n")
+    out = rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Pourriel \u00e9]")])
+    parsed = email.message_from_bytes(out, policy=policy.default)
+    assert parsed["Subject"] == "[Pourriel \u00e9] caf\u00e9"
+    # no Subject, or an empty one: the prefix is the Subject
+    for raw in (b"To: user@local.test\r\n\r\nbody\r\n",
+                b"Subject:  \r\nTo: user@local.test\r\n\r\nbody\r\n"):
+        out = rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Spam]")])
+        assert email.message_from_bytes(out)["Subject"] == "[Spam]"
+
+
 def test_replace_part_for_antivirus_repair():
     raw = message(attachments=[("doc.bin", b"infected bytes")])
     view = view_of(raw)
