@@ -237,6 +237,8 @@ def _text_bodies(view: MessageView, covered) -> list[Part]:
     for part in view.parts:
         if part.depth != 0 or part.span is None or not part.is_body_text:
             continue
+        if part.span[0] == part.span[1]:     # nothing after a last delimiter: not a body
+            continue
         if any(s <= part.span[0] and part.span[1] <= e for s, e, _ in covered):
             continue
         if part.content_type == "text/plain" and plain is None:
@@ -263,6 +265,10 @@ def _encode_body(text: str, part: Part, nl: bytes) -> tuple[bytes, dict[str, str
     """(body bytes, header changes or None when the part's headers can stay)."""
     encoding = (part.transfer_encoding or "7bit").lower()
     charset = part.charset or "us-ascii"
+    # Line breaks are made on the bytes, which is right only where "\n" is the byte 0x0A
+    # (not in UTF-16 or UTF-32): any other charset is kept only inside base64.
+    if encoding != "base64" and not _ascii_compatible(charset):
+        return _utf8_base64(text, part, nl)
     if encoding in ("7bit", "8bit", "binary"):
         try:
             data = text.encode(charset)
@@ -281,9 +287,20 @@ def _encode_body(text: str, part: Part, nl: bytes) -> tuple[bytes, dict[str, str
             return data.replace(b"\n", nl) if nl == b"\r\n" and b"\r\n" not in data else data, None
         except (LookupError, UnicodeEncodeError):
             pass
-    subtype = part.content_type
+    return _utf8_base64(text, part, nl)
+
+
+def _utf8_base64(text: str, part: Part, nl: bytes) -> tuple[bytes, dict[str, str]]:
     return _base64_lines(text.encode("utf-8"), nl), {
-        "Content-Type": f'{subtype}; charset="utf-8"', "Content-Transfer-Encoding": "base64"}
+        "Content-Type": f'{part.content_type}; charset="utf-8"',
+        "Content-Transfer-Encoding": "base64"}
+
+
+def _ascii_compatible(charset: str) -> bool:
+    try:
+        return "a\r\n".encode(charset) == b"a\r\n"
+    except (LookupError, UnicodeEncodeError):
+        return False
 
 
 def _append_to_part(raw: bytes, part: Part, added: str, nl: bytes) -> bytes:

@@ -92,6 +92,33 @@ def test_disclaimer_on_base64_and_non_ascii_bodies():
     assert "Grüße aus Köln" in body.get_content()
 
 
+def test_disclaimer_on_a_utf16_body_sent_as_binary():
+    # line breaks made on the bytes would cut UTF-16 code units in half: it goes to base64
+    text = "Line one\nLine two\n".encode("utf-16-le")
+    raw = (b"Subject: s\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+           b"Content-Type: text/plain; charset=utf-16le\r\nContent-Transfer-Encoding: binary"
+           b"\r\n\r\n" + text + b"\r\n--b--\r\n")
+    out = rewrite(raw, view_of(raw), [edit("add_text", text="Footer \u00e9t\u00e9.")])
+    body = email.message_from_bytes(out, policy=policy.default).get_body(("plain",))
+    content = body.get_content()
+    assert "Line one\nLine two" in content and "Footer \u00e9t\u00e9." in content
+    assert "\ufffd" not in content
+
+
+def test_disclaimer_after_a_last_delimiter_with_nothing_after_it():
+    # the message ends right after a delimiter (no CRLF, no closing "--"): the empty "part"
+    # after it is no body to append to; a text part goes in front, the image stays intact
+    image = (b"Content-Type: image/gif\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+             b"R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7\r\n")
+    raw = (b"Subject: s\r\nContent-Type: multipart/mixed; boundary=\"==b==\"\r\n\r\n"
+           b"--==b==\r\n" + image + b"\r\n--==b==")
+    out = rewrite(raw, view_of(raw), [edit("add_text", text="Footer.")])
+    parsed = email.message_from_bytes(out, policy=policy.default)
+    plain = parsed.get_body(("plain",))
+    assert plain is not None and plain.get_content().strip() == "Footer."
+    assert image in out and out.endswith(b"\r\n--==b==")
+
+
 def test_disclaimer_single_part_plain_message():
     raw = b"From: a@b.test\r\nTo: c@d.test\r\nSubject: s\r\n\r\nJust text.\r\n"
     out = rewrite(raw, view_of(raw), [edit("add_text", text="Footer.")])
