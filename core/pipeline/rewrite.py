@@ -84,10 +84,11 @@ class HeaderEditor:
                 value = raw.split(b":", 1)[1].lstrip(b" \t")
                 if not value.strip():
                     break
-                if not text.isascii() and value.startswith(b"=?"):
+                if not text.isascii() and value.lstrip().startswith(b"=?"):
                     text += " "    # RFC 2047 §6.2: space between encoded words vanishes
                 head = _field(name, text, self.nl)[:-len(self.nl)]
-                self.fields[index] = (field_name, head + b" " + value)
+                space = b"" if value[:1] in (b"\r", b"\n") else b" "    # a fold is one
+                self.fields[index] = (field_name, head + space + value)
                 self.fields = [f for i, f in enumerate(self.fields)
                                if i <= index or f[0] != field_name]
                 return

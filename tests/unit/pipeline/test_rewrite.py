@@ -186,6 +186,11 @@ def test_prefix_keeps_the_subject_bytes_as_received():
     out = rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Pourriel \u00e9]")])
     parsed = email.message_from_bytes(out, policy=policy.default)
     assert parsed["Subject"] == "[Pourriel \u00e9] caf\u00e9"
+    # a value that starts on a continuation line: the fold is the space
+    raw = b"Subject:\r\n =?utf-8?q?caf=C3=A9?=\r\nTo: user@local.test\r\n\r\nbody\r\n"
+    out = rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Spam]")])
+    assert out.startswith(b"Subject: [Spam]\r\n =?utf-8?q?caf=C3=A9?=\r\n")
+    assert email.message_from_bytes(out, policy=policy.default)["Subject"] == "[Spam] caf\u00e9"
     # no Subject, or an empty one: the prefix is the Subject
     for raw in (b"To: user@local.test\r\n\r\nbody\r\n",
                 b"Subject:  \r\nTo: user@local.test\r\n\r\nbody\r\n"):
