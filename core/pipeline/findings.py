@@ -56,6 +56,8 @@ class Finding:
     notify: str | None = None       # one of NOTIFY_KINDS, or None
     quarantine: str | None = None   # with "quarantine": "spam" (default) or "virus"
     data: dict[str, Any] = field(default_factory=dict)   # event data (file, pattern, virus, ...)
+    counts_as: str | None = None    # with event None: the event whose Status counter it adds
+                                    # to, its report left to another check (malformed spam)
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:

@@ -121,6 +121,7 @@ class FilteringPipeline:
                   "connection_id": envelope.connection_id or None}
         for finding in outcome.findings:
             if finding.event is None:
+                self._count(finding)
                 continue
             data = {**finding.data, "action": finding.action}
             if finding.score is not None:
@@ -132,7 +133,7 @@ class FilteringPipeline:
     def _count(self, finding) -> None:
         if self.counters is None:
             return
-        name = COUNTER_OF.get(finding.event)
+        name = COUNTER_OF.get(finding.event or finding.counts_as)
         if finding.event == "encrypted_container":
             name = "encryptions_deleted" if finding.action == "remove_part" else (
                 "encryptions_logged" if finding.action == "log" else "policy_violations")

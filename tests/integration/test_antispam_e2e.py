@@ -65,7 +65,25 @@ async def test_gtube_is_marked_and_reported(tmp_path, sink, nursery):
     assert "Message is considered to be spam" in event["info"]
     assert current().label in event["info"] and '"score": 100' in event["data"]
     assert core.counters.values["spam_heuristic"] == 1
+    # spam that is also malformed: marked, reported only as malformed (guide Table 7-9),
+    # and still counted as spam on the Status page
+    malformed = (b"From: b@client.test\r\nTo: user@local.test\r\nSubject: Broken\r\n"
+                 b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n"
+                 b"--b\r\nContent-Type: text/plain\r\n\r\n" + GTUBE.encode() + b"\r\n")
+    await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1], malformed)
+    received = await trio.to_thread.run_sync(sink.wait_for, 2)
+    assert email.message_from_bytes(received[1].data)["Subject"] == "[Spam] Broken"
+    await core.events.aflush()
+    assert len(_rows(home, "SELECT * FROM events WHERE action = ?",
+                     (str(Action.HEURISTIC_SPAM),))) == 1
+    assert len(_rows(home, "SELECT * FROM events WHERE action = 'malformed'")) == 1
+    assert core.counters.values["spam_heuristic"] == 2
     core.cancel_scope.cancel()
+
+
+def _send_raw(port, data: bytes):
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail("b@client.test", ["user@local.test"], data)
 
 
 async def test_outbound_mail_feeds_the_auto_whitelist_which_bypasses_the_blacklist(

@@ -12,7 +12,8 @@ Rules
     3. The deciding finding carries the event (`event`), the score and the definitions date;
        the edits carry none. When the message is also malformed the event is left to the
        malformed check (guide Table 7-9: "If a spam message is also malformed, the event will
-       be reported only as malformed") — the decision still stands and names its rule.
+       be reported only as malformed") — the decision still stands and names its rule, and
+       the message still counts as spam on the Status page (`counts_as`).
     4. Nothing happens below both the threshold and the drop/forward scores.
 """
 
@@ -31,21 +32,22 @@ def spam_findings(score: int, settings, *, rule: str, event: str, reason: str,
     is_spam = score >= threshold_for(settings["heuristic.sensitivity"])
     drop, forward = settings["heuristic.drop_score"], settings["heuristic.forward_score"]
     forward_to = settings["heuristic.forward_to"]
-    event_name = None if malformed else event
+    event_name, counts_as = (None, event) if malformed else (event, None)
     data = {**(data or {}), "score": score}
     out: list[Finding] = []
     if drop is not None and score >= drop:
         out.append(Finding(rule="heuristic.drop_score" if rule.startswith("heuristic") else rule,
-                           action="drop", event=event_name, score=score, data=data,
+                           action="drop", event=event_name, counts_as=counts_as,
+                           score=score, data=data,
                            reason=f"{reason}; score {score} >= drop score {drop}"))
     elif forward is not None and forward_to and score >= forward:
         out.append(Finding(rule="heuristic.forward_score" if rule.startswith("heuristic")
                            else rule, action="forward", forward_to=forward_to,
-                           event=event_name, score=score, data=data,
+                           event=event_name, counts_as=counts_as, score=score, data=data,
                            reason=f"{reason}; score {score} >= forward score {forward}"))
     elif is_spam:
-        out.append(Finding(rule=rule, action="log", event=event_name, score=score, data=data,
-                           reason=reason))
+        out.append(Finding(rule=rule, action="log", event=event_name, counts_as=counts_as,
+                           score=score, data=data, reason=reason))
     if not out:
         return []
     if is_spam or out[0].action != "log":

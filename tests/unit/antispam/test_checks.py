@@ -198,3 +198,5 @@ def test_malformed_spam_is_reported_as_malformed_only():
     findings, v = verdict(raw, heuristic__enabled=True, heuristic__drop_score=90)
     assert "malformed" in events(findings) and "heuristic_spam" not in events(findings)
     assert v.disposition == "drop" and v.rule == "heuristic.drop_score"
+    # not reported, still counted as spam on the Status page
+    assert [f.counts_as for f in findings if f.action == "drop"] == ["heuristic_spam"]
