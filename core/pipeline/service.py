@@ -120,14 +120,13 @@ class FilteringPipeline:
                   "client_ip": envelope.client_ip or None,
                   "connection_id": envelope.connection_id or None}
         for finding in outcome.findings:
-            if finding.event is None:
-                self._count(finding)
-                continue
-            data = {**finding.data, "action": finding.action}
-            if finding.score is not None:
-                data["score"] = finding.score
-            self.events.record(Action(finding.event), rule=finding.rule, info=finding.reason,
-                               result=EVENT_RESULTS.get(finding.action), data=data, **common)
+            if finding.event is not None:
+                data = {**finding.data, "action": finding.action}
+                if finding.score is not None:
+                    data["score"] = finding.score
+                self.events.record(Action(finding.event), rule=finding.rule,
+                                   info=finding.reason, result=EVENT_RESULTS.get(finding.action),
+                                   data=data, **common)
             self._count(finding)
 
     def _count(self, finding) -> None:
