@@ -12,7 +12,6 @@ evaluation's.
 from __future__ import annotations
 
 import json
-import re
 import smtplib
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from bench.antispam_eval import (engine_table, main as antispam_eval, run_spamas
 from core.scan.antispam.engine import threshold_for          # noqa: E402
 from core.scan.antispam.training import DEFAULT_CORPUS      # noqa: E402
 from tests.support.core import CoreProcess, make_home        # noqa: E402
+from tests.support.mail import raw_field, smtp_ready         # noqa: E402
 from tests.support.sink import Sink                          # noqa: E402
 from tests.support.tools import require_tool                 # noqa: E402
 
@@ -105,12 +105,6 @@ def test_against_spamassassin_with_bayes_same_messages_same_run(held_out):
                      f"(SpamAssassin false positives: {sa['ham_fp']})")
 
 
-def _smtp_ready(raw: bytes) -> bytes | None:
-    """The file as SMTP carries it (CRLF), or None when a line is over SMTP's 1000 octets."""
-    data = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return None if max(len(line) for line in data.split(b"\r\n")) > 998 else data
-
-
 @pytest.mark.slow
 def test_the_gateway_scores_held_out_mail_as_the_evaluation_does(held_out, tmp_path):
     """Every held-out message through a running core (smtplib, SMTP listeners, worker
@@ -125,7 +119,7 @@ def test_the_gateway_scores_held_out_mail_as_the_evaluation_does(held_out, tmp_p
             heuristic__enabled=True, heuristic__x_bulk=True)
         sent = {}
         for index, sample in enumerate(test):
-            data = _smtp_ready(sample.path.read_bytes())
+            data = smtp_ready(sample.path.read_bytes())
             if data is not None:
                 sent[f"m{index}@local.test"] = (data, scores[index])
         assert len(sent) >= len(test) - 10          # only a few have over-long lines
@@ -155,21 +149,15 @@ def test_the_gateway_scores_held_out_mail_as_the_evaluation_does(held_out, tmp_p
     marked = 0
     for address, (original, score) in sent.items():
         data = by_recipient[address].data
-        x_bulk = _field(data, b"x-bulk")
+        x_bulk = raw_field(data, "x-bulk")
         if score >= threshold:
             marked += 1
             assert x_bulk == str(score).encode(), address
             # the prefix, then the Subject exactly as received (raw 8-bit included)
-            assert _field(data, b"subject") == b" ".join(
-                filter(None, [b"[Spam]", _field(original, b"subject")])), address
+            assert raw_field(data, "subject") == b" ".join(
+                filter(None, [b"[Spam]", raw_field(original, "subject")])), address
         else:
             assert x_bulk is None, address
-            assert _field(data, b"subject") == _field(original, b"subject"), address
+            assert raw_field(data, "subject") == raw_field(original, "subject"), address
     assert marked >= 300        # the held-out spam at score 90 (370 of 396 when written)
 
-
-def _field(message: bytes, name: bytes) -> bytes | None:
-    """The raw value of the first header field `name`, folding kept, None when absent."""
-    head = message.split(b"\r\n\r\n", 1)[0]
-    match = re.search(rb"(?im)^" + name + rb":[ \t]*(.*(?:\r\n[ \t].*)*)", head)
-    return match.group(1).rstrip() if match else None
