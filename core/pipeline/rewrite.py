@@ -62,14 +62,7 @@ class HeaderEditor:
         return gone
 
     def set(self, name: str, value: str) -> None:
-        line = _field(name, value, self.nl)
-        for index, (field_name, _raw) in enumerate(self.fields):
-            if field_name == name.lower():
-                self.fields[index] = (field_name, line)
-                self.fields = [f for i, f in enumerate(self.fields)
-                               if i <= index or f[0] != field_name]
-                return
-        self.fields.append((name.lower(), line))
+        self._put(name, _field(name, value, self.nl))
 
     def add(self, name: str, value: str) -> None:
         self.fields.append((name.lower(), _field(name, value, self.nl)))
@@ -79,20 +72,27 @@ class HeaderEditor:
         8-bit text in an undeclared charset, encoded words, folding — since decoding it to
         re-encode would turn what it cannot name into U+FFFD. No field, or an empty one: the
         field becomes `text`."""
-        for index, (field_name, raw) in enumerate(self.fields):
-            if field_name == name.lower():
-                value = raw.split(b":", 1)[1].lstrip(b" \t")
-                if not value.strip():
-                    break
-                if not text.isascii() and value.lstrip().startswith(b"=?"):
-                    text += " "    # RFC 2047 §6.2: space between encoded words vanishes
-                head = _field(name, text, self.nl)[:-len(self.nl)]
-                space = b"" if value[:1] in (b"\r", b"\n") else b" "    # a fold is one
-                self.fields[index] = (field_name, head + space + value)
-                self.fields = [f for i, f in enumerate(self.fields)
-                               if i <= index or f[0] != field_name]
+        current = next((raw for field_name, raw in self.fields if field_name == name.lower()),
+                       None)
+        value = current.split(b":", 1)[1].lstrip(b" \t") if current else b""
+        if not value.strip():
+            self.set(name, text)
+            return
+        if not text.isascii() and value.lstrip().startswith(b"=?"):
+            text += " "            # RFC 2047 §6.2: space between encoded words vanishes
+        head = _field(name, text, self.nl)[:-len(self.nl)]
+        space = b"" if value[:1] in (b"\r", b"\n") else b" "    # a fold is one
+        self._put(name, head + space + value)
+
+    def _put(self, name: str, line: bytes) -> None:
+        """`line` in place of the first field `name` (later ones go), or at the end."""
+        key = name.lower()
+        for index, (field_name, _raw) in enumerate(self.fields):
+            if field_name == key:
+                self.fields[index] = (key, line)
+                self.fields = [f for i, f in enumerate(self.fields) if i <= index or f[0] != key]
                 return
-        self.set(name, text)
+        self.fields.append((key, line))
 
     def bytes(self) -> bytes:
         return b"".join(raw for _name, raw in self.fields) + self.nl

@@ -32,22 +32,22 @@ def spam_findings(score: int, settings, *, rule: str, event: str, reason: str,
     is_spam = score >= threshold_for(settings["heuristic.sensitivity"])
     drop, forward = settings["heuristic.drop_score"], settings["heuristic.forward_score"]
     forward_to = settings["heuristic.forward_to"]
-    event_name, counts_as = (None, event) if malformed else (event, None)
+    # the deciding finding: its event, or — malformed — only its count (rule 3)
+    decision = dict(event=None, counts_as=event) if malformed else dict(event=event)
     data = {**(data or {}), "score": score}
     out: list[Finding] = []
     if drop is not None and score >= drop:
         out.append(Finding(rule="heuristic.drop_score" if rule.startswith("heuristic") else rule,
-                           action="drop", event=event_name, counts_as=counts_as,
-                           score=score, data=data,
+                           action="drop", score=score, data=data, **decision,
                            reason=f"{reason}; score {score} >= drop score {drop}"))
     elif forward is not None and forward_to and score >= forward:
         out.append(Finding(rule="heuristic.forward_score" if rule.startswith("heuristic")
                            else rule, action="forward", forward_to=forward_to,
-                           event=event_name, counts_as=counts_as, score=score, data=data,
+                           score=score, data=data, **decision,
                            reason=f"{reason}; score {score} >= forward score {forward}"))
     elif is_spam:
-        out.append(Finding(rule=rule, action="log", event=event_name, counts_as=counts_as,
-                           score=score, data=data, reason=reason))
+        out.append(Finding(rule=rule, action="log", score=score, data=data, **decision,
+                           reason=reason))
     if not out:
         return []
     if is_spam or out[0].action != "log":
