@@ -1,0 +1,73 @@
+"""shared/wildcard.py: `*`/`?` patterns, whole-text and anywhere, in linear time."""
+
+import random
+import re
+
+import pytest
+
+from shared.wildcard import find, matches
+
+
+@pytest.mark.parametrize("pattern, text, whole, anywhere", [
+    ("hot", "hot", True, True),
+    ("hot", "a hot day", False, True),
+    ("*hot*", "a hot day", True, True),
+    ("HOT", "hot", True, True),                 # case-insensitive
+    ("h?t", "hat", True, True),
+    ("h?t", "ht", False, False),
+    ("h?t", "h\nt", True, True),                # ? and * cross line breaks
+    ("free*money", "free\nmoney", True, True),
+    ("free*money*now", "free money free money", False, False),
+    ("free*money*now", "free cash, money now", True, True),
+    ("a*a", "a", False, False),                 # the two a's need two characters
+    ("a*a", "aa", True, True),
+    ("*.exe", "x.exe", True, True),
+    ("*.exe", "x.exe.txt", False, True),
+    (r"50\%", "50%", True, True),
+    (r"a\*b", "a*b", True, True),
+    (r"a\*b", "axb", False, False),
+    (r"\?", "?", True, True),
+    (r"\?", "x", False, False),
+    ("*", "", True, True),
+    ("", "", True, True),
+    ("", "x", False, True),
+    ("*@bad.test", "x@bad.test", True, True),
+    ("*@bad.test", "x@bad.test.org", False, True),
+])
+def test_patterns_match_as_the_spec_says(pattern, text, whole, anywhere):
+    assert matches(pattern, text) is whole
+    assert find(pattern, text) is anywhere
+
+
+def _backtracking(pattern: str) -> str:
+    """The obvious translation (`*` -> `.*`), as a reference on small texts."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern[i] == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append({"*": ".*", "?": "."}.get(pattern[i], re.escape(pattern[i])))
+        i += 1
+    return "".join(out)
+
+
+def test_the_linear_matcher_agrees_with_backtracking_on_random_patterns():
+    rng = random.Random(7)
+    for _ in range(5000):
+        pattern = "".join(rng.choice("ab*?\\") for _ in range(rng.randint(0, 7)))
+        text = "".join(rng.choice("abAB\n") for _ in range(rng.randint(0, 10)))
+        reference = _backtracking(pattern)
+        flags = re.IGNORECASE | re.DOTALL
+        assert matches(pattern, text) is bool(re.fullmatch(reference, text, flags)), \
+            (pattern, text)
+        assert find(pattern, text) is bool(re.search(reference, text, flags)), (pattern, text)
+
+
+def test_a_long_text_without_the_last_piece_is_read_once():
+    # With `*` as a backtracking `.*` this took 12 s for 9 KB and grows with the cube of the
+    # text; it is a spam rule's term against a message that does not contain "now".
+    text = "free money " * 100_000
+    assert not find("free*money*now", text)
+    assert not matches("free*money*now*", text)
+    assert find("free*money*money", text)
