@@ -420,7 +420,7 @@ class _Session:
             if refusal:
                 if refusal.rule.startswith("rbl."):
                     self.server.counters.incr("spam_rbl")
-                await self._refuse(refusal)
+                await self._refuse(refusal, sender=event.address)
             else:
                 self.sender = event.address
                 self.mail_params = event.params
@@ -449,9 +449,12 @@ class _Session:
         elif isinstance(event, (Quit, ConnectionClosed)):
             pass
 
-    async def _refuse(self, refusal, recipient: str | None = None) -> None:
+    async def _refuse(self, refusal, recipient: str | None = None,
+                      sender: str | None = None) -> None:
+        """`sender`: the MAIL FROM address being refused (the transaction's own sender is
+        not set then); otherwise the transaction's."""
         self.server.counters.incr("rejected")
-        self.record(Action.REJECTED, sender=self.sender,
+        self.record(Action.REJECTED, sender=sender if sender is not None else self.sender,
                     recipients=[recipient] if recipient else (), rule=refusal.rule,
                     info=refusal.reason, result=str(refusal.reply.code))
         await self.write(self.conn.send(refusal.reply))

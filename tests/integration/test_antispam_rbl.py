@@ -213,6 +213,8 @@ async def test_reject_refuses_listed_client_at_mail_from_unless_whitelisted(tmp_
     await core.events.aflush()
     rejected = [e for e in _events(home, Action.REJECTED) if e["rule"] == f"rbl.zones {ZONE}"]
     assert rejected and rejected[0]["result"] == "550"
+    # the refused sender is on record, so a detail report finds whose mail was refused
+    assert rejected[0]["sender"] == "spammer@elsewhere.test"
     assert core.counters.values["spam_rbl"] == 1
     core.cancel_scope.cancel()
 
