@@ -111,6 +111,9 @@ class MessageView:
     is_generated: bool = False
     skip_antispam: bool = False
     headers: list[tuple[str, str]] = field(default_factory=list)   # top level, decoded
+    # the same fields before RFC 2047 decoding: an address list must be parsed before its
+    # display names are decoded (a decoded '"' or '(' would hide the address behind it)
+    raw_headers: list[tuple[str, str]] = field(default_factory=list)
     subject: str = ""
     parts: list[Part] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)     # MIME defects, with their location
@@ -128,9 +131,10 @@ class MessageView:
                 return value
         return None
 
-    def header_all(self, name: str) -> list[str]:
+    def header_all(self, name: str, decoded: bool = True) -> list[str]:
         name = name.lower()
-        return [value for key, value in self.headers if key.lower() == name]
+        fields = self.headers if decoded else self.raw_headers
+        return [value for key, value in fields if key.lower() == name]
 
     def files(self) -> list[Part]:
         """Every part that is a file: attachments at any level, archive and TNEF members."""

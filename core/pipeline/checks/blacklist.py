@@ -23,7 +23,8 @@ def check(view, settings) -> list[Finding]:
         return []
     entries = settings["blacklist.entries"]
     candidates = [("envelope sender", view.sender)] if view.sender else []
-    candidates += [("header From", a) for a in header_addresses(view.header_all("from"))]
+    candidates += [("header From", a) for a in header_addresses(
+        view.header_all("from", decoded=False), view.header_all("from"))]
     for where, address in candidates:
         entry = blacklist_match(address, entries)
         if entry is None:

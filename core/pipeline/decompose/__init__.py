@@ -176,6 +176,7 @@ class _Walker:
                 self.defect(part, f"bad encoded word in {name}")
             decoded.append((name, text))
         self.view.headers = decoded
+        self.view.raw_headers = list(fields)
         subjects = [v for k, v in decoded if k.lower() == "subject"]
         self.view.subject = subjects[0] if subjects else ""
 

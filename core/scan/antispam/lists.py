@@ -90,6 +90,11 @@ def blacklist_match(address: str, entries) -> str | None:
     return None
 
 
-def header_addresses(values) -> list[str]:
-    """The addresses of header From values (display names removed)."""
-    return [addr for _, addr in getaddresses(list(values)) if "@" in addr]
+def header_addresses(raw_values, decoded_values=()) -> list[str]:
+    """The addresses of header From values (display names removed), each once: parsed from
+    the values as received, where an encoded word is an atom of the display name (RFC 2047
+    §5), and from the decoded values too, so an address hidden in an encoded word — which a
+    mail client may show as the sender — is checked as well."""
+    found = [addr for _, addr in getaddresses(list(raw_values) + list(decoded_values))
+             if "@" in addr]
+    return list(dict.fromkeys(found))

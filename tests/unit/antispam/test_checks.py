@@ -51,6 +51,22 @@ def test_blacklist_blocks_header_from():
     assert findings[0].data["where"] == "header From"
 
 
+@pytest.mark.parametrize("sender", [
+    '=?utf-8?q?J=C3=B6rg_=22the?= <promo@spam.test>',    # decodes to: Jörg "the
+    "=?utf-8?q?=28Sales?= <promo@spam.test>",            # (Sales
+    "=?utf-8?b?KFNhbGVz?= <promo@spam.test>",
+    "=?utf-8?q?promo=40spam=2Etest?=",                   # the address itself encoded
+])
+def test_blacklist_sees_the_header_from_address_whatever_the_display_name_decodes_to(sender):
+    # decoded first, a '"' or '(' in the name would open a quoted string or a comment that
+    # hides the address; mail clients still show promo@spam.test as the sender
+    raw = f"From: {sender}\r\nTo: user@local.test\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    findings, v = verdict(raw, {"sender": "bounce@elsewhere.test"},
+                          blacklist__enabled=True, blacklist__entries=["@spam.test"])
+    assert v.disposition == "drop", sender
+    assert findings[0].data["address"] == "promo@spam.test"
+
+
 def test_blacklist_log_and_forward_actions():
     common = dict(blacklist__enabled=True, blacklist__entries=["bad@spam.test"])
     findings, v = verdict(message(), {"sender": "bad@spam.test"}, blacklist__action="log",
