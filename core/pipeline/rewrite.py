@@ -12,7 +12,9 @@ as received (tests/unit/pipeline/test_rewrite.py proves it part by part).
     replace_part    the part's body is replaced by data["content"], base64-encoded.
     add_text        appended to the first text/plain and text/html bodies of the message
                     (not of attached messages); with none, a text part is added.
-    prefix_subject  text put in front of the Subject; add_header adds a header field.
+    prefix_subject  text put in front of the Subject (once: a Subject that already starts
+                    with it keeps it as it is); add_header sets a header field, in place of
+                    any the message had.
     forward subject `forward_subject` replaces the Subject (SPEC §5 "forward").
 
 Rules: splices never overlap (an edit inside a part that is cut goes away with it); the
@@ -71,12 +73,16 @@ class HeaderEditor:
         """Put `text` in front of the field's value. The value keeps its own bytes — raw
         8-bit text in an undeclared charset, encoded words, folding — since decoding it to
         re-encode would turn what it cannot name into U+FFFD. No field, or an empty one: the
-        field becomes `text`."""
+        field becomes `text`; a value that already starts with `text` stays as it is (mail
+        marked by another gateway, or passing this one twice)."""
+        text = text.rstrip()
         current = next((raw for field_name, raw in self.fields if field_name == name.lower()),
                        None)
         value = current.split(b":", 1)[1].lstrip(b" \t") if current else b""
         if not value.strip():
             self.set(name, text)
+            return
+        if text.isascii() and value.lstrip().startswith(text.encode()):
             return
         if not text.isascii() and value.lstrip().startswith(b"=?"):
             text += " "            # RFC 2047 §6.2: space between encoded words vanishes
@@ -215,7 +221,9 @@ def rewrite(raw: bytes, view: MessageView, edits, *, forward_subject: str | None
         top.prefix("Subject", " ".join(prefixes))
     for edit in edits:
         if edit.action == "add_header" and edit.header:
-            top.add(edit.header, edit.text or "")
+            # the gateway's mark is the only one: a field of that name the sender put in
+            # (a forged "X-Bulk: 0" above ours) would be what a mail client's filter reads
+            top.set(edit.header, edit.text or "")
 
     out = raw
     for start, end, replacement in sorted(splices, key=lambda s: s[0], reverse=True):

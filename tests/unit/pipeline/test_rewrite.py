@@ -172,6 +172,20 @@ def test_forward_subject_and_prefix_and_header():
     assert out.split(b"\r\n\r\n", 1)[1] == raw.split(b"\r\n\r\n", 1)[1]      # body unchanged
 
 
+def test_the_gateways_header_replaces_one_the_sender_put_in():
+    raw = b"From: a@outside.test\r\nX-Bulk: 0\r\nSubject: hi\r\nX-BULK: 1\r\n\r\nbody\r\n"
+    out = rewrite(raw, view_of(raw), [edit("add_header", text="100", header="X-Bulk")])
+    assert email.message_from_bytes(out).get_all("X-Bulk") == ["100"]
+
+
+def test_a_subject_is_prefixed_once_with_one_space():
+    raw = b"Subject: [Spam] hi\r\nTo: user@local.test\r\n\r\nbody\r\n"
+    assert rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Spam]")]) == raw
+    raw = b"Subject: hi\r\nTo: user@local.test\r\n\r\nbody\r\n"
+    out = rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Spam] ")])
+    assert out.startswith(b"Subject: [Spam] hi\r\n")
+
+
 def test_prefix_keeps_the_subject_bytes_as_received():
     # raw Latin-1 (no charset declared anywhere), folded: decoding it would make U+FFFD
     raw = b"From: a@outside.test\r\nSubject: Le sondage avant les \xe9lections\r\n 2002 !\r\n" \
