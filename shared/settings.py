@@ -289,7 +289,7 @@ _forwarding_trio("rbl", "rbl", "mail from listed clients", ("drop", "log", "forw
                  "drop")
 _add("blacklist.enabled", Bool(), False, "Use the custom blacklist.", "blacklist")
 _add("blacklist.entries", ListOf(BlacklistEntry(), max_items=10_000), [],
-     "Blocked senders: @domain or address (wildcards in the local part).", "blacklist")
+     "Blocked senders: @domain, .domain or address (wildcards in the local part).", "blacklist")
 _forwarding_trio("blacklist", "blacklist", "mail from blacklisted senders",
                  ("drop", "log", "forward"), "drop")
 _add("heuristic.enabled", Bool(), False, "Use the heuristic antispam engine.", "heuristic")
@@ -511,6 +511,8 @@ def parse_cli_value(key: str, text: str) -> Any:
 
     setting = _known(key)
     if setting.kind.is_text or setting.secret == "hashed":
+        if text == "null" and isinstance(setting.kind, Nullable):
+            return None                 # back to "not set"; '"null"' is the word itself
         if text.startswith('"'):
             try:
                 return json.loads(text)

@@ -489,9 +489,12 @@ class WhitelistEntry(Kind):
     def check(self, value):
         if isinstance(value, str):
             if value.startswith(("@", ".")) and _is_domain(value[1:]):
-                return value.lower()
+                return value.lower().rstrip(".")
+            if "*" in value or "?" in value:
+                raise RuleError("takes no * or ? wildcards: use @domain for a domain, "
+                                ".domain for it and its subdomains")
             if "@" in value and not value.startswith(("@", ".")):
-                return Email().check(value).lower()
+                return Email().check(value).lower().rstrip(".")
         raise RuleError("must be @domain, .domain or a full email address")
 
     def describe(self):
@@ -500,17 +503,20 @@ class WhitelistEntry(Kind):
 
 @dataclass(frozen=True)
 class BlacklistEntry(Kind):
-    """`@domain` or `local@domain` with `*`/`?` in the local part."""
+    """`@domain`, `.domain` (the guide: domains begin with @ or a period; both block the
+    domain and its subdomains) or `local@domain` with `*`/`?` in the local part."""
 
     def check(self, value):
+        if isinstance(value, str) and value.startswith(".") and _is_domain(value[1:]):
+            return value.lower().rstrip(".")
         if isinstance(value, str) and "@" in value:
             local, _, domain = value.rpartition("@")
             if _is_domain(domain) and (local == "" or re.match(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+\Z", local)):
-                return value.lower()
-        raise RuleError("must be @domain or an address (* and ? allowed before the @)")
+                return value.lower().rstrip(".")
+        raise RuleError("must be @domain, .domain or an address (* and ? allowed before the @)")
 
     def describe(self):
-        return "@domain | address with wildcards"
+        return "@domain | .domain | address with wildcards"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ LABELS = {
     "whitelist.auto.exclusions": "Exclusion list (domains the generator does not track)",
     "blacklist.enabled": "Identify messages from the following email addresses or domains as "
                          "violations",
-    "blacklist.entries": "Blocked senders (@domain or address; * and ? before the @)",
+    "blacklist.entries": "Blocked senders (@domain, .domain or address; * and ? before the @)",
     "blacklist.action": "When a violation occurs",
     "blacklist.forward_to": "Forward to email address",
     "blacklist.forward_subject": "Subject of forwarded messages (optional)",

@@ -103,6 +103,12 @@ ACCEPTED = [
     (WhitelistEntry(), "User@Example.com", "user@example.com"),
     (BlacklistEntry(), "@example.com", "@example.com"),
     (BlacklistEntry(), "Sp*m?@Example.com", "sp*m?@example.com"),
+    (BlacklistEntry(), ".Example.com", ".example.com"),      # the guide: @ or a period
+    (BlacklistEntry(), "@example.com.", "@example.com"),     # a root dot would never match
+    (BlacklistEntry(), "x@example.com.", "x@example.com"),
+    (WhitelistEntry(), "@example.com.", "@example.com"),
+    (WhitelistEntry(), ".example.com.", ".example.com"),
+    (WhitelistEntry(), "x@example.com.", "x@example.com"),
     (RelayEntry(), "mail.example.com", "mail.example.com"),
     (RelayEntry(), "192.0.2.7", "192.0.2.7"),
     (RelayEntry(), "2001:db8::7", "2001:db8::7"),
@@ -266,13 +272,15 @@ REJECTED = [
     (WhitelistEntry(), "@bad domain", "must be @domain, .domain or a full email address"),
     (WhitelistEntry(), "user@", EMAIL_RULE),
     (WhitelistEntry(), 5, "must be @domain, .domain or a full email address"),
+    (WhitelistEntry(), "*@star.example", "takes no * or ? wildcards: use @domain for a "
+                                         "domain, .domain for it and its subdomains"),
     # BlacklistEntry
     (BlacklistEntry(), "example.com",
-     "must be @domain or an address (* and ? allowed before the @)"),
+     "must be @domain, .domain or an address (* and ? allowed before the @)"),
     (BlacklistEntry(), "a b@example.com",
-     "must be @domain or an address (* and ? allowed before the @)"),
+     "must be @domain, .domain or an address (* and ? allowed before the @)"),
     (BlacklistEntry(), "user@*.example.com",
-     "must be @domain or an address (* and ? allowed before the @)"),
+     "must be @domain, .domain or an address (* and ? allowed before the @)"),
     # RelayEntry
     (RelayEntry(), "", RELAY_RULE),
     (RelayEntry(), None, RELAY_RULE),
@@ -553,6 +561,10 @@ def test_report_only_password_differs_from_admin():
     ("disclaimer.text", '"line\\nbreak"', "line\nbreak"),
     ("scan.mode", "include", "include"),
     ("heuristic.forward_to", "spam@example.com", "spam@example.com"),
+    ("heuristic.forward_to", "null", None),           # a nullable text key can be cleared
+    ("scan.temp_dir", "null", None),
+    ("scan.temp_dir", '"null"', "null"),
+    ("disclaimer.text", "null", "null"),              # not nullable: the word itself
     ("admin.password", "[not json]", "[not json]"),
     ("admin.password", "25", "25"),
     ("smtp.port", "25", 25),

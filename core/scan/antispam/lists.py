@@ -15,7 +15,8 @@ Rules
        part for the same domain -> `@domain` -> `@parent` for each parent domain, removing
        the leftmost label each time ("@example.com" blocks user@mail.example.com;
        "@mail.example.com" does not block user@example.com). The first match names the
-       rule.
+       rule. `.domain` (the guide: "Domain names must begin with either @ or a period")
+       blocks what `@domain` blocks.
     4. Addresses compare case-insensitively; a null or local-part-only sender matches
        nothing.
 """
@@ -47,7 +48,7 @@ def whitelist_match(sender: str, entries) -> str | None:
     if not domain:
         return None
     for entry in entries:
-        entry = entry.lower()
+        entry = entry.lower().rstrip(".")
         if entry.startswith("@"):
             if domain == entry[1:]:
                 return entry
@@ -74,8 +75,8 @@ def blacklist_match(address: str, entries) -> str | None:
         return None
     domain = domain.rstrip(".")
     address = f"{local}@{domain}"
-    entries = [e.lower() for e in entries]
-    exact = [e for e in entries if not e.startswith("@") and "*" not in e and "?" not in e]
+    entries = [e.lower().rstrip(".") for e in entries]
+    exact = [e for e in entries if not e.startswith(("@", ".")) and "*" not in e and "?" not in e]
     if address in exact:
         return address
     for entry in entries:                       # wildcard local part, same domain
@@ -83,7 +84,7 @@ def blacklist_match(address: str, entries) -> str | None:
         if entry_local and ("*" in entry_local or "?" in entry_local) \
                 and entry_domain == domain and matches(entry_local, local):
             return entry
-    domains = {e[1:]: e for e in entries if e.startswith("@")}
+    domains = {e[1:]: e for e in reversed(entries) if e.startswith(("@", "."))}
     for candidate in [domain, *parent_domains(domain)]:
         if candidate in domains:
             return domains[candidate]

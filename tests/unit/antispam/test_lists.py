@@ -85,3 +85,13 @@ def test_helpers():
     assert not is_excluded("example.org", ["example.com"])
     assert header_addresses(['"Joe" <joe@example.com>, x@y.test']) == ["joe@example.com",
                                                                        "x@y.test"]
+
+
+def test_period_entries_and_root_dots():
+    # the guide: blacklist domains "must begin with either @ or a period"
+    assert blacklist_match("x@mail.spam.test", [".spam.test"]) == ".spam.test"
+    assert blacklist_match("x@spam.test", [".spam.test"]) == ".spam.test"
+    assert blacklist_match("x@other.test", [".spam.test"]) is None
+    # entries stored before validation stripped a root dot still match
+    assert blacklist_match("x@spam.test", ["@spam.test."]) == "@spam.test"
+    assert whitelist_match("x@good.test", ["@good.test."]) == "@good.test"
