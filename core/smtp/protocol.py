@@ -110,6 +110,9 @@ class ServerConnection:
         self._recipients = 0
         self._rcpt_attempts = 0
         self._smtputf8 = False
+        # the last MAIL was refused: a pipelining client's RCPT and DATA behind it get 503
+        # as RFC 2920 §3.1 expects, and are not its violations
+        self._mail_refused = False
         self._pending: Event | None = None   # MailFrom/RcptTo awaiting its reply
         # A host name that cannot go into a reply is a configuration bug: fail now.
         R.R220_READY(hostname), R.R250_EHLO(hostname, self.extensions())
@@ -246,6 +249,8 @@ class ServerConnection:
             self._data = DataReader(self.max_text_line_octets, self.max_message_octets)
         if target is State.READY and awaited in (DataComplete, MailFrom):
             self._reset_transaction()
+        if awaited is MailFrom:
+            self._mail_refused = not accepted
         self._pending = None
         self._awaiting = None
         if target is State.CLOSED:
@@ -298,6 +303,8 @@ class ServerConnection:
                 return self._app_command(verb, command.argument)
             return self._self_command(verb, command.argument, move)
         except PeerError as error:
+            if verb == "MAIL":
+                self._mail_refused = True
             return self._violation(error.kind, error.reply, error.detail)
 
     def _unknown_command(self, line: bytes) -> Event:
@@ -310,8 +317,11 @@ class ServerConnection:
         return self._violation(ViolationKind.UNKNOWN_COMMAND, R.R500_UNKNOWN_COMMAND,
                                f"unknown command {shown!r}")
 
-    def _bad_sequence(self, verb: str) -> Event:
+    def _bad_sequence(self, verb: str) -> Event | None:
         reply = R.R503_BAD_SEQUENCE
+        if verb in ("RCPT", "DATA") and self._mail_refused and self._state is State.READY:
+            self._outgoing += reply.to_bytes()
+            return None
         if verb == "DATA" and self._state is State.MAIL and self._rcpt_attempts:
             reply = R.R554_NO_VALID_RECIPIENTS  # RFC 5321 §3.3, RFC 2920 §3.1
         return self._violation(ViolationKind.BAD_SEQUENCE, reply,
@@ -396,6 +406,7 @@ class ServerConnection:
         self._recipients = 0
         self._rcpt_attempts = 0
         self._smtputf8 = False
+        self._mail_refused = False
 
     def _awaiting_name(self) -> str:
         awaited = self._awaiting

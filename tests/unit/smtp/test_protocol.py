@@ -282,6 +282,23 @@ def test_bad_sequences_reply_503_5_5_1(data, expected):
     assert violations(events)[-1].kind is ViolationKind.BAD_SEQUENCE
 
 
+@pytest.mark.parametrize("mail", [b"MAIL FROM:<a@b.example>\r\n",          # refused by the app
+                                  b"MAIL FROM:<a@b.example> SIZE=x\r\n"])  # by the protocol
+def test_rcpt_and_data_pipelined_behind_a_refused_mail_are_not_violations(mail):
+    # RFC 2920 §3.1: the client sent them before it saw the refusal; 503 is the expected
+    # answer, not a fault of the client's to count
+    conn = new_conn()
+    respond = lambda e: R550_RELAY_DENIED if isinstance(e, MailFrom) else accept_all(e)
+    events, out = drive(conn, EHLO + mail + b"RCPT TO:<c@d.example>\r\nDATA\r\n",
+                        respond=respond)
+    assert codes(out)[-2:] == [503, 503]
+    assert all(v.kind is not ViolationKind.BAD_SEQUENCE for v in violations(events))
+    # after RSET they are violations again
+    events, out = drive(conn, b"RSET\r\nRCPT TO:<c@d.example>\r\n", respond=respond)
+    assert codes(out) == [250, 503]
+    assert violations(events)[-1].kind is ViolationKind.BAD_SEQUENCE
+
+
 def test_data_after_every_recipient_was_refused_replies_554_no_valid_recipients():
     conn = new_conn()
     respond = lambda e: R550_RELAY_DENIED if isinstance(e, RcptTo) else accept_all(e)
