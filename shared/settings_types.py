@@ -439,6 +439,21 @@ RULE_MAX_TERMS = 50  # SPEC §3 rules.spam: ≤50 terms per rule
 
 
 @dataclass(frozen=True)
+class RuleTerm(Kind):
+    """A content or spam rule term: text with `*`/`?` wildcards that names something."""
+
+    def check(self, value):
+        value = Str(max_len=200, min_len=1).check(value)
+        if not value.strip(" \t*?"):
+            raise RuleError("must contain something other than spaces and wildcards "
+                            "(it would match every message)")
+        return value
+
+    def describe(self):
+        return "term (* and ? wildcards)"
+
+
+@dataclass(frozen=True)
 class Rule(Kind):
     """A content or spam rule (SPEC §3 rules.spam)."""
 
@@ -453,8 +468,7 @@ class Rule(Kind):
         for field_name in ("terms", "none_of"):
             terms = value.get(field_name, [])
             try:
-                out[field_name] = ListOf(Str(max_len=200, min_len=1),
-                                         max_items=RULE_MAX_TERMS).check(terms)
+                out[field_name] = ListOf(RuleTerm(), max_items=RULE_MAX_TERMS).check(terms)
             except RuleError as exc:
                 raise RuleError(f"{field_name}: {exc.rule}") from None
         if not out["terms"]:

@@ -256,6 +256,13 @@ REJECTED = [
     (Rule(), {"terms": TERMS_50 + ["t50"]}, "terms: must have at most 50 entries"),
     (Rule(), {"terms": ["ok", ""]}, "terms: entry 2: must not be empty"),
     (Rule(), {"terms": ["a", "a"]}, "terms: entry 'a' is listed twice"),
+    (Rule(), {"terms": ["ok", "*"]}, "terms: entry 2: must contain something other than "
+                                     "spaces and wildcards (it would match every message)"),
+    (Rule(), {"terms": [" "]}, "terms: entry 1: must contain something other than "
+                               "spaces and wildcards (it would match every message)"),
+    (Rule(), {"terms": ["a"], "none_of": ["* ?"]}, "none_of: entry 1: must contain something "
+                                                   "other than spaces and wildcards (it would "
+                                                   "match every message)"),
     (Rule(), {"terms": ["a"], "none_of": ["x"] * 51}, "none_of: must have at most 50 entries"),
     (Rule(), {"terms": ["a"], "match": "most"}, "must be one of all, any"),
     (Rule(), {"terms": ["a"], "enabled": "yes"}, "must be true or false"),
