@@ -12,7 +12,7 @@ import sqlite3
 import time
 from typing import Any
 
-__all__ = ["COUNTERS", "QUEUES", "new_snapshot", "write_snapshot", "read_snapshot",
+__all__ = ["COUNTERS", "SPAM_COUNTERS", "QUEUES", "new_snapshot", "write_snapshot", "read_snapshot",
            "STALE_AFTER_SECONDS"]
 
 # Table 7-1 counters, since the core last started.
@@ -23,8 +23,12 @@ COUNTERS = (
     "attachments_stripped", "encryptions_deleted", "encryptions_logged",
     "spam_blacklist", "spam_rbl", "spam_heuristic", "spam", "suspected_spam",
     "reputation_spam", "policy_violations", "protocol_violations", "connections",
-    "bytes_received",
+    "bytes_received", "spam_messages",
 )
+# The per-check spam counters; "spam_messages" counts each message once however many of them
+# it adds to (the guide's "Total number of spam messages detected").
+SPAM_COUNTERS = frozenset(("spam_blacklist", "spam_rbl", "spam_heuristic", "spam",
+                           "suspected_spam", "reputation_spam"))
 QUEUES = ("fast", "slow", "hold")
 STALE_AFTER_SECONDS = 5  # the core writes every second; older means it is not running
 

@@ -147,9 +147,7 @@ def status_view() -> StatusView:
          if cert.cert_installed_at else "Not installed"),
         ("Viruses repaired, deleted and logged", counters["infections_repaired"]
          + counters["infections_deleted"] + counters["infections_logged"]),
-        ("Spam messages detected", counters["spam_blacklist"] + counters["spam_rbl"]
-         + counters["spam_heuristic"] + counters["spam"] + counters["suspected_spam"]
-         + counters["reputation_spam"]),
+        ("Spam messages detected", counters["spam_messages"]),
         ("Auto-generated whitelist entries", snap.get("auto_whitelist_entries", 0)),
         ("Policy violations", counters["policy_violations"]),
     ]

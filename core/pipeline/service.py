@@ -27,6 +27,7 @@ from core.pipeline.run import process_message
 from core.pipeline.workers import PROCESS_TIMEOUT_SECONDS, WorkerBatcher, run_in_worker
 from shared.events import Action
 from shared.spool import Envelope
+from shared.status import SPAM_COUNTERS
 
 __all__ = ["FilteringPipeline", "BATCH_MESSAGE_OCTETS"]
 
@@ -127,17 +128,20 @@ class FilteringPipeline:
                 self.events.record(Action(finding.event), rule=finding.rule,
                                    info=finding.reason, result=EVENT_RESULTS.get(finding.action),
                                    data=data, **common)
-            self._count(finding)
-
-    def _count(self, finding) -> None:
         if self.counters is None:
             return
-        name = COUNTER_OF.get(finding.event or finding.counts_as)
-        if finding.event == "encrypted_container":
-            name = "encryptions_deleted" if finding.action == "remove_part" else (
-                "encryptions_logged" if finding.action == "log" else "policy_violations")
-        if name:
+        counted = [name for name in map(self._counter, outcome.findings) if name]
+        for name in counted:
             self.counters.incr(name)
+        if SPAM_COUNTERS.intersection(counted):
+            self.counters.incr("spam_messages")
+
+    @staticmethod
+    def _counter(finding) -> str | None:
+        if finding.event == "encrypted_container":
+            return "encryptions_deleted" if finding.action == "remove_part" else (
+                "encryptions_logged" if finding.action == "log" else "policy_violations")
+        return COUNTER_OF.get(finding.event or finding.counts_as)
 
 
 def _replace(temp: str, path: str) -> int:

@@ -420,6 +420,7 @@ class _Session:
             if refusal:
                 if refusal.rule.startswith("rbl."):
                     self.server.counters.incr("spam_rbl")
+                    self.server.counters.incr("spam_messages")
                 await self._refuse(refusal, sender=event.address)
             else:
                 self.sender = event.address

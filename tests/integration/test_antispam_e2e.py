@@ -52,7 +52,8 @@ async def _until(predicate, timeout=20.0):
 async def test_gtube_is_marked_and_reported(tmp_path, sink, nursery):
     home = make_home(tmp_path, routing__local=[
         {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}],
-        heuristic__enabled=True, heuristic__x_bulk=True)
+        heuristic__enabled=True, heuristic__x_bulk=True, blacklist__enabled=True,
+        blacklist__entries=["@listed.test"], blacklist__action="log")
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], "a@client.test",
                                   ["user@local.test"], "Test", f"GTUBE follows\r\n{GTUBE}")
@@ -78,6 +79,13 @@ async def test_gtube_is_marked_and_reported(tmp_path, sink, nursery):
                      (str(Action.HEURISTIC_SPAM),))) == 1
     assert len(_rows(home, "SELECT * FROM events WHERE action = 'malformed'")) == 1
     assert core.counters.values["spam_heuristic"] == 2
+    # a message two checks catch is one spam message on the Status page
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], "c@listed.test",
+                                  ["user@local.test"], "Twice", f"GTUBE\r\n{GTUBE}")
+    await trio.to_thread.run_sync(sink.wait_for, 3)
+    await _until(lambda: core.counters.values["spam_blacklist"] == 1)
+    assert core.counters.values["spam_heuristic"] == 3
+    assert core.counters.values["spam_messages"] == 3
     core.cancel_scope.cancel()
 
 

@@ -216,6 +216,7 @@ async def test_reject_refuses_listed_client_at_mail_from_unless_whitelisted(tmp_
     # the refused sender is on record, so a detail report finds whose mail was refused
     assert rejected[0]["sender"] == "spammer@elsewhere.test"
     assert core.counters.values["spam_rbl"] == 1
+    assert core.counters.values["spam_messages"] == 1
     core.cancel_scope.cancel()
 
 
