@@ -283,7 +283,7 @@ _add("whitelist.auto.enabled", Bool(), False,
      "Collect outbound recipients' domains into the auto-generated whitelist.", "whitelist")
 _add("whitelist.auto.exclusions", ListOf(Domain(), max_items=10_000), [],
      "Domains never added to the auto-generated whitelist.", "whitelist")
-_add("rbl.zones", ListOf(RblZone(), max_items=RBL_MAX_ZONES), [],
+_add("rbl.zones", ListOf(RblZone(), max_items=RBL_MAX_ZONES, unique=False), [],
      "Real-time blacklist zones (up to 3).", "rbl")
 _forwarding_trio("rbl", "rbl", "mail from listed clients", ("drop", "log", "forward", "reject"),
                  "drop")
@@ -591,6 +591,14 @@ def _heuristic_scores(s, _plain, _changed):
         yield "heuristic.forward_to", "required when heuristic.forward_score is set"
 
 
+def _rbl_zones_distinct(s, _plain, _changed):
+    seen = set()
+    for zone in s.get("rbl.zones") or []:
+        if zone["zone"] in seen:
+            yield "rbl.zones", f"zone {zone['zone']} is listed twice"
+        seen.add(zone["zone"])
+
+
 def _filename_not_everything(s, _plain, _changed):
     for pattern in s.get("filename.patterns") or []:
         if pattern.strip() in ("*", "*.*"):
@@ -651,7 +659,8 @@ def _scan_lists(s, _plain, _changed):
 
 
 CROSS_RULES: tuple[Callable[[dict, dict, set], Iterable[tuple[str, str]]], ...] = (
-    _ports_distinct, _heuristic_scores, _filename_not_everything, _forward_targets,
+    _ports_distinct, _heuristic_scores, _rbl_zones_distinct, _filename_not_everything,
+    _forward_targets,
     _rules_total, _report_only_account, _retry_interval, _forwarding_host, _scan_lists,
 )
 

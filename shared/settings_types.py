@@ -219,12 +219,26 @@ class Hostname(Domain):
         return "host name or IP"
 
 
+# RFC 5321 §4.5.3.1.1 and §4.5.3.1.3: a local part of at most 64 octets, a path of at most
+# 256 with its angle brackets
+LOCAL_PART_MAX = 64
+ADDRESS_MAX = 254
+
+
+def _address_length(value: str) -> None:
+    if len(value.rpartition("@")[0]) > LOCAL_PART_MAX:
+        raise RuleError(f"must have at most {LOCAL_PART_MAX} characters before the @")
+    if len(value) > ADDRESS_MAX:
+        raise RuleError(f"must be at most {ADDRESS_MAX} characters")
+
+
 @dataclass(frozen=True)
 class Email(Kind):
     def check(self, value):
         if not isinstance(value, str) or not _EMAIL_RE.match(value) \
                 or not _is_domain(value.rsplit("@", 1)[1]):
             raise RuleError("must be a full email address such as admin@example.com")
+        _address_length(value)
         return value
 
     def describe(self):
@@ -480,6 +494,19 @@ class Rule(Kind):
 
 
 @dataclass(frozen=True)
+class ListingAnswer(IpAddress):
+    """An RBL return code: the core takes only A records in 127.0.0.0/8 as listings
+    (RFC 5782 §2.1), so any other address could never match."""
+
+    def check(self, value):
+        value = super().check(value)
+        if ipaddress.ip_address(value) not in ipaddress.ip_network("127.0.0.0/8"):
+            raise RuleError("must be an address in 127.0.0.0/8, as lists answer "
+                            "(for example 127.0.0.2)")
+        return value
+
+
+@dataclass(frozen=True)
 class RblZone(Kind):
     def check(self, value):
         value = _object(value, {"zone"}, {"enabled", "return_codes"})
@@ -487,7 +514,7 @@ class RblZone(Kind):
                "zone": Domain().check(value["zone"])}
         codes = value.get("return_codes", [])
         try:
-            out["return_codes"] = ListOf(IpAddress()).check(codes)
+            out["return_codes"] = ListOf(ListingAnswer()).check(codes)
         except RuleError as exc:
             raise RuleError(f"return_codes: {exc.rule}") from None
         return out
@@ -526,6 +553,7 @@ class BlacklistEntry(Kind):
         if isinstance(value, str) and "@" in value:
             local, _, domain = value.rpartition("@")
             if _is_domain(domain) and (local == "" or re.match(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+\Z", local)):
+                _address_length(value)
                 return value.lower().rstrip(".")
         raise RuleError("must be @domain, .domain or an address (* and ? allowed before the @)")
 

@@ -279,6 +279,17 @@ REJECTED = [
     (WhitelistEntry(), "@bad domain", "must be @domain, .domain or a full email address"),
     (WhitelistEntry(), "user@", EMAIL_RULE),
     (WhitelistEntry(), 5, "must be @domain, .domain or a full email address"),
+    (Email(), "a" * 65 + "@example.com", "must have at most 64 characters before the @"),
+    (Email(), "a" * 10 + "@" + ".".join(c * 61 for c in "bcde") + ".com",
+     "must be at most 254 characters"),
+    (BlacklistEntry(), "*" * 65 + "@example.com", "must have at most 64 characters before the @"),
+    (WhitelistEntry(), "a" * 65 + "@example.com", "must have at most 64 characters before the @"),
+    (RblZone(), {"zone": "bl.example", "return_codes": ["10.0.0.2"]},
+     "return_codes: entry 1: must be an address in 127.0.0.0/8, as lists answer (for example "
+     "127.0.0.2)"),
+    (RblZone(), {"zone": "bl.example", "return_codes": ["::1"]},
+     "return_codes: entry 1: must be an address in 127.0.0.0/8, as lists answer (for example "
+     "127.0.0.2)"),
     (WhitelistEntry(), "*@star.example", "takes no * or ? wildcards: use @domain for a "
                                          "domain, .domain for it and its subdomains"),
     # BlacklistEntry
@@ -377,6 +388,11 @@ def test_value_errors_name_the_key():
     assert errors({"smtp.listen": []}) == ["smtp.listen: must have at least 1 entries"]
     assert errors({"rbl.zones": [{"zone": f"bl{i}.example"} for i in range(4)]}) == [
         "rbl.zones: must have at most 3 entries"]
+    # one zone asked twice, whatever its codes or switch: named, not printed as data
+    assert errors({"rbl.zones": [{"zone": "bl.example"},
+                                 {"zone": "BL.example", "enabled": False,
+                                  "return_codes": ["127.0.0.4"]}]}) == [
+        "rbl.zones: zone bl.example is listed twice"]
     assert errors({"admin.emails": ["ok@example.com", "nope"]}) == [
         f"admin.emails: entry 2: {EMAIL_RULE}"]
     assert errors({"rules.spam": [{"terms": []}]}) == [
