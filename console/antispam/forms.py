@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, HiddenField, SelectField, SelectMultipleField, StringField,
                      SubmitField, TextAreaField)
-from wtforms.validators import Optional
+from wtforms.validators import Optional, Regexp
 
 from console.schema_forms import settings_form
 from shared.settings import SCHEMA
@@ -76,8 +76,13 @@ for _i in range(RBL_ZONE_ROWS):
         render_kw={"rows": 2}, validators=[Optional()]))
 
 
+NOT_A_RULE_NUMBER = "not a rule number; reload the page"
+
+
 class SpamRuleForm(FlaskForm):
-    index = HiddenField()              # "" = a new rule
+    # index "" = a new rule; digest = service.rule_digest of the rule as the page showed it
+    index = HiddenField(validators=[Regexp(r"[0-9]*\Z", message=NOT_A_RULE_NUMBER)])
+    digest = HiddenField()
     name = StringField("Rule name (optional)", validators=[Optional()])
     enabled = BooleanField("Enabled", default=True)
     match = SelectField("Match", choices=[("any", "any of the terms"),
@@ -88,7 +93,8 @@ class SpamRuleForm(FlaskForm):
 
 
 class DeleteRuleForm(FlaskForm):
-    index = HiddenField()
+    index = HiddenField(validators=[Regexp(r"[0-9]+\Z", message=NOT_A_RULE_NUMBER)])
+    digest = HiddenField()
     delete = SubmitField("Delete")
 
 

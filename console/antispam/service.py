@@ -1,6 +1,10 @@
 """Anti-spam Policy services: saving the pages' settings, the auto-generated whitelist
 (read from the core's table; changes requested as commands), spam rules and RBL zones.
 
+Spam rules are edited one at a time in the list `rules.spam`. An edit or a delete names the
+rule by its index and the digest of the rule as the page showed it, so a list changed meanwhile
+(another session deleted a rule) is refused rather than the wrong rule changed.
+
 The auto-generated whitelist (ARCHITECTURE invariant 4) is written by the core only. The
 console reads `auto_whitelist`; "Add to Custom Whitelist" and "Add to Exclusion List" are
 settings the console writes itself (whitelist.custom gets "@domain", whitelist.auto.exclusions
@@ -10,8 +14,9 @@ entries; "Delete" is that command alone. The core applies a command within a sec
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
@@ -21,11 +26,12 @@ from console.settings_service import save_settings, submit_command
 from shared.settings import SettingError
 
 __all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "save_page",
-           "save_rbl", "rbl_rows", "save_rule", "delete_rule", "split_terms", "join_terms",
-           "AUTO_ACTIONS", "DELETE_COMMAND"]
+           "save_rbl", "rbl_rows", "save_rule", "delete_rule", "rule_digest", "split_terms",
+           "join_terms", "AUTO_ACTIONS", "DELETE_COMMAND", "RULE_CHANGED"]
 
 DELETE_COMMAND = "whitelist.auto.delete"
 AUTO_ACTIONS = ("to_custom", "to_exclusions", "delete")
+RULE_CHANGED = "that rule changed or no longer exists; reload the page"
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,9 @@ def move_auto_entries(action: str, domains: list[str], *, user: str,
     return len(domains)
 
 
-def save_page(changes: dict[str, Any], *, user: str, client_ip: str | None) -> dict:
-    return save_settings(changes, user=user, client_ip=client_ip, page="antispam")
+def save_page(page: str, changes: dict[str, Any], *, user: str, client_ip: str | None) -> dict:
+    """`page`: the shared.settings.PAGES key the object_modified event names."""
+    return save_settings(changes, user=user, client_ip=client_ip, page=page)
 
 
 # --- real-time blacklists ------------------------------------------------------------------
@@ -164,22 +171,35 @@ def join_terms(terms) -> str:
     return ", ".join(t.replace(",", "\\,") for t in terms)
 
 
-def save_rule(index: int | None, rule: dict, *, user: str, client_ip: str | None) -> dict:
+def rule_digest(rule: dict) -> str:
+    """A short digest of a stored rule; the page sends it back with the rule's index."""
+    stored = json.dumps(rule, sort_keys=True, ensure_ascii=False).encode()
+    return hashlib.sha256(stored).hexdigest()[:16]
+
+
+def _checked(index: int, digest: str) -> list:
+    """The rules, when rule `index` is still the one whose digest the page showed;
+    else SettingError (nothing changed)."""
     rules = list(settings()["rules.spam"])
+    if not 0 <= index < len(rules) or rule_digest(rules[index]) != digest:
+        raise SettingError([("rules.spam", RULE_CHANGED)])
+    return rules
+
+
+def save_rule(index: int | None, digest: str, rule: dict, *, user: str,
+              client_ip: str | None) -> dict:
+    """Add `rule` (index None; `digest` unused) or replace rule `index`."""
     if index is None:
-        rules.append(rule)
-    elif 0 <= index < len(rules):
-        rules[index] = rule
+        rules = [*settings()["rules.spam"], rule]
     else:
-        raise SettingError([("rules.spam", "that rule no longer exists")])
+        rules = _checked(index, digest)
+        rules[index] = rule
     return save_settings({"rules.spam": rules}, user=user, client_ip=client_ip,
                          page="spam_rules")
 
 
-def delete_rule(index: int, *, user: str, client_ip: str | None) -> dict:
-    rules = list(settings()["rules.spam"])
-    if not 0 <= index < len(rules):
-        raise SettingError([("rules.spam", "that rule no longer exists")])
+def delete_rule(index: int, digest: str, *, user: str, client_ip: str | None) -> dict:
+    rules = _checked(index, digest)
     del rules[index]
     return save_settings({"rules.spam": rules}, user=user, client_ip=client_ip,
                          page="spam_rules")

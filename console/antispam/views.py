@@ -6,6 +6,8 @@ the schema's messages and changes nothing. Administrator only.
 
 from __future__ import annotations
 
+import re
+
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from console.antispam import bp, service
@@ -22,6 +24,9 @@ PREMIUM_NOTICE = ("Premium AntiSpam (reputation lists, URL and signature filteri
                   "identification) and the spam quarantine arrive with their own issue. The "
                   "settings in force are listed below.")
 
+# The field prefixes of the Spam Rules page's forms: "new" or r<i> (save), d<i> (delete)
+SAVE_PREFIX = re.compile(r"new|r[0-9]+")
+DELETE_PREFIX = re.compile(r"d[0-9]+")
 
 
 def _render(template: str, tab: str, **context):
@@ -39,7 +44,7 @@ def index():
 def settings_page(page: str):
     keys = PAGE_KEYS[page]
     form = SETTINGS_FORMS[page](data=form_data(keys, settings()))
-    errors = submit(form, lambda: service.save_page(form_values(form, keys), **who()))
+    errors = submit(form, lambda: service.save_page(page, form_values(form, keys), **who()))
     if errors is None:
         return redirect(url_for(request.endpoint))
     return _render("settings.html", page, form=form, errors=errors)
@@ -58,7 +63,9 @@ for _page, _url in (("whitelist", "/whitelist"), ("blacklist", "/blacklist"),
 def auto_whitelist():
     keys = PAGE_KEYS["auto_whitelist"]
     form = SETTINGS_FORMS["auto_whitelist"](data=form_data(keys, settings()))
-    errors = submit(form, lambda: service.save_page(form_values(form, keys), **who()))
+    # whitelist.auto.* belong to the Whitelist page in the schema (PAGES has no entry of its own)
+    errors = submit(form, lambda: service.save_page("whitelist", form_values(form, keys),
+                                                    **who()))
     if errors is None:
         return redirect(url_for("antispam.auto_whitelist"))
     sort = request.args.get("sort", "frequency")
@@ -122,12 +129,15 @@ def rbl():
 def _rule_forms():
     out = []
     for i, rule in enumerate(settings()["rules.spam"]):
+        digest = service.rule_digest(rule)
         out.append((i, rule, SpamRuleForm(formdata=None, prefix=f"r{i}", index=str(i),
+                                          digest=digest,
                                           name=rule.get("name", ""), enabled=rule["enabled"],
                                           match=rule["match"],
                                           terms=service.join_terms(rule["terms"]),
                                           none_of=service.join_terms(rule["none_of"])),
-                    DeleteRuleForm(formdata=None, prefix=f"d{i}", index=str(i))))
+                    DeleteRuleForm(formdata=None, prefix=f"d{i}", index=str(i),
+                                   digest=digest)))
     return out
 
 
@@ -136,32 +146,45 @@ def _rule_forms():
 def spam_rules():
     keys = PAGE_KEYS["spam_rules"]
     form = SETTINGS_FORMS["spam_rules"](data=form_data(keys, settings()))
-    errors = submit(form, lambda: service.save_page(form_values(form, keys), **who()))
+    errors = submit(form, lambda: service.save_page("spam_rules", form_values(form, keys),
+                                                    **who()))
     if errors is None:
         return redirect(url_for("antispam.spam_rules"))
     return _render("spam_rules.html", "spam_rules", form=form, errors=errors,
                    rules=_rule_forms(), new_rule=SpamRuleForm(formdata=None, prefix="new"))
 
 
+def _flash_form_errors(form) -> None:
+    for name, messages in form.errors.items():
+        for message in messages:
+            flash(f"{form[name].label.text}: {message}", "error")
+
+
+def _flash_setting_errors(exc: SettingError) -> None:
+    for key, text in exc.errors:
+        flash(f"{key}: {text}", "error")
+
+
 @bp.route("/spam-rules/save", methods=["POST"])
 @requires(Access.ADMIN)
 def save_spam_rule():
     prefix = request.form.get("prefix", "new")
-    if prefix != "new" and not prefix[1:].isdigit():
+    if not SAVE_PREFIX.fullmatch(prefix):
         abort(400)
     form = SpamRuleForm(prefix=prefix)
-    if form.validate_on_submit():
-        index = int(form.index.data) if form.index.data not in (None, "") else None
+    if not form.validate_on_submit():
+        _flash_form_errors(form)
+    else:
+        index = int(form.index.data) if form.index.data else None    # the form checked digits
         rule = {"enabled": form.enabled.data, "match": form.match.data,
                 "terms": service.split_terms(form.terms.data),
                 "none_of": service.split_terms(form.none_of.data)}
         if form.name.data:
             rule["name"] = form.name.data.strip()
         try:
-            service.save_rule(index, rule, **who())
+            service.save_rule(index, form.digest.data or "", rule, **who())
         except SettingError as exc:
-            for key, text in exc.errors:
-                flash(f"{key}: {text}", "error")
+            _flash_setting_errors(exc)
         else:
             flash("Spam rule saved.", "info")
     return redirect(url_for("antispam.spam_rules"))
@@ -171,15 +194,16 @@ def save_spam_rule():
 @requires(Access.ADMIN)
 def delete_spam_rule():
     prefix = request.form.get("prefix", "")
-    if not prefix[1:].isdigit():
+    if not DELETE_PREFIX.fullmatch(prefix):
         abort(400)
     form = DeleteRuleForm(prefix=prefix)
-    if form.validate_on_submit() and form.index.data.isdigit():
+    if not form.validate_on_submit():
+        _flash_form_errors(form)
+    else:
         try:
-            service.delete_rule(int(form.index.data), **who())
+            service.delete_rule(int(form.index.data), form.digest.data or "", **who())
         except SettingError as exc:
-            for key, text in exc.errors:
-                flash(f"{key}: {text}", "error")
+            _flash_setting_errors(exc)
         else:
             flash("Spam rule deleted.", "info")
     return redirect(url_for("antispam.spam_rules"))

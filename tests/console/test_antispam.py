@@ -103,6 +103,23 @@ def test_rbl_errors_stand_next_to_their_row(admin):
                      response.get_data(as_text=True))
 
 
+def _shown_rule_fields(admin, prefix: str) -> dict:
+    """The hidden fields (index, digest) of one rule form as the Spam Rules page shows it."""
+    page = admin.get("/antispam/spam-rules").get_data(as_text=True)
+    return {f"{prefix}-{name}": re.search(rf'id="{prefix}-{name}" name="{prefix}-{name}" '
+                                          rf'type="hidden" value="([^"]*)"', page)[1]
+            for name in ("index", "digest")}
+
+
+def _rule(name: str, *terms: str) -> dict:
+    return {"enabled": True, "match": "any", "terms": list(terms), "none_of": [], "name": name}
+
+
+def _flashes(admin) -> str:
+    page = admin.get("/antispam/spam-rules").get_data(as_text=True)
+    return " ".join(re.findall(r'<p class="flash [a-z]+" role="status">([^<]*)</p>', page))
+
+
 def test_spam_rules_add_edit_delete(admin):
     assert admin.post("/antispam/spam-rules/save", {
         "prefix": "new", "new-index": "", "new-name": "watches", "new-enabled": "y",
@@ -112,14 +129,85 @@ def test_spam_rules_add_edit_delete(admin):
     assert rules == [{"enabled": True, "match": "all", "terms": ["cheap", "watch*", "a, b"],
                       "none_of": ["newsletter"], "name": "watches"}]
     assert admin.post("/antispam/spam-rules/save", {
-        "prefix": "r0", "r0-index": "0", "r0-enabled": "", "r0-match": "any",
-        "r0-terms": "pills", "r0-none_of": ""}).status_code == 302
+        **_shown_rule_fields(admin, "r0"), "prefix": "r0", "r0-enabled": "",
+        "r0-match": "any", "r0-terms": "pills", "r0-none_of": ""}).status_code == 302
     assert admin.settings()["rules.spam"][0]["terms"] == ["pills"]
     assert admin.settings()["rules.spam"][0]["enabled"] is False
     assert "pills" in admin.get("/antispam/spam-rules").get_data(as_text=True)
-    assert admin.post("/antispam/spam-rules/delete", {"prefix": "d0",
-                                                      "d0-index": "0"}).status_code == 302
+    assert admin.post("/antispam/spam-rules/delete", {
+        **_shown_rule_fields(admin, "d0"), "prefix": "d0"}).status_code == 302
     assert admin.settings()["rules.spam"] == []
+
+
+def test_stale_spam_rule_edit_and_delete_are_refused(admin):
+    """D4: rules were addressed by list index only, so a page opened before another session
+    deleted a rule edited or deleted the rule that moved into its place."""
+    admin.set(rules__spam=[_rule("Pharma2", "pills"), _rule("Lottery", "lotto"),
+                           _rule("fifty", "50%"), _rule("bs", "bs"), _rule("Ру", "ру")])
+    edit = _shown_rule_fields(admin, "r1")          # "Rule 2 — Lottery" as the page shows it
+    delete = _shown_rule_fields(admin, "d3")        # "Rule 4 — bs"
+    admin.set(rules__spam=admin.settings()["rules.spam"][1:])    # session B deletes Rule 1
+    before = admin.settings()["rules.spam"]
+
+    response = admin.post("/antispam/spam-rules/save", {
+        **edit, "prefix": "r1", "r1-name": "Lottery", "r1-enabled": "y", "r1-match": "any",
+        "r1-terms": "lotto, jackpot", "r1-none_of": ""})
+    assert response.status_code == 302
+    assert "that rule changed or no longer exists; reload the page" in _flashes(admin)
+    response = admin.post("/antispam/spam-rules/delete", {**delete, "prefix": "d3"})
+    assert response.status_code == 302
+    assert "that rule changed or no longer exists; reload the page" in _flashes(admin)
+    assert admin.settings()["rules.spam"] == before
+    assert not admin.events(Action.OBJECT_MODIFIED)
+
+    # reloaded, the same rules are addressed by their new places
+    admin.post("/antispam/spam-rules/delete", {**_shown_rule_fields(admin, "d2"),
+                                               "prefix": "d2"})
+    assert [r["name"] for r in admin.settings()["rules.spam"]] == ["Lottery", "fifty", "Ру"]
+
+
+@pytest.mark.parametrize("url, data, message", [
+    ("/antispam/spam-rules/save", {"prefix": "r0", "r0-index": "abc", "r0-match": "any",
+                                   "r0-terms": "x"}, "not a rule number"),
+    ("/antispam/spam-rules/save", {"prefix": "r0", "r0-index": "²", "r0-match": "any",
+                                   "r0-terms": "x"}, "not a rule number"),
+    ("/antispam/spam-rules/save", {"prefix": "new", "new-index": "", "new-match": "some",
+                                   "new-terms": "x"}, "Match: Not a valid choice"),
+    ("/antispam/spam-rules/delete", {"prefix": "d0", "d0-index": "x"}, "not a rule number"),
+    ("/antispam/spam-rules/delete", {"prefix": "d0"}, "not a rule number"),
+    ("/antispam/spam-rules/delete", {"prefix": "x0"}, None),
+    ("/antispam/spam-rules/save", {"prefix": "d0", "d0-index": "0"}, None),
+])
+def test_malformed_spam_rule_posts_are_refused_without_500(admin, url, data, message):
+    """D6: a malformed index gave a 500 (int("abc"), None.isdigit()) or a silent redirect."""
+    admin.set(rules__spam=[_rule("Pharma2", "pills")])
+    before = admin.settings()
+    response = admin.post(url, data)
+    if message is None:
+        assert response.status_code == 400
+    else:
+        assert response.status_code == 302
+        assert message in _flashes(admin)
+    assert admin.settings() == before
+
+
+@pytest.mark.parametrize("url, data, title", [
+    ("/antispam/whitelist", {"whitelist__custom__enabled": "y",
+                             "whitelist__custom": "@partner.test"}, "Whitelist"),
+    ("/antispam/auto-whitelist", {"whitelist__auto__enabled": "y",
+                                  "whitelist__auto__exclusions": "example.com"}, "Whitelist"),
+    ("/antispam/blacklist", {"blacklist__enabled": "y", "blacklist__entries": "@spam.test",
+                             "blacklist__action": "drop"}, "Custom Blacklist"),
+    ("/antispam/heuristic", {"heuristic__enabled": "y", "heuristic__sensitivity": "2",
+                             "heuristic__subject_prefix": "[Spam]"}, "Heuristic Engine"),
+    ("/antispam/spam-rules", {"rules__body_scanning": ""}, "Spam Rules"),
+])
+def test_settings_saves_record_their_page(admin, url, data, title):
+    """D8: every save was recorded with page "antispam". The auto-generated whitelist's
+    settings belong to the Whitelist page in the schema (there is no label of its own)."""
+    assert admin.post(url, data).status_code == 302
+    (event,) = admin.events(Action.OBJECT_MODIFIED)
+    assert event["info"] == f"Anti-spam Policy › {title}"
 
 
 def _seed_auto(home, rows):
