@@ -30,8 +30,8 @@ from shared.guide_texts import (
 )
 from shared.settings_types import (
     Base64Key, BlacklistEntry, Bool, Choice, Domain, Email, Extension, HostPort, Hostname,
-    Int, Kind, ListOf, Nullable, Pattern, RblZone, RelayEntry, Resolver, RoutingEntry, Rule,
-    RuleError, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry, IpAddress,
+    Int, IpAddress, Kind, ListOf, MailDomain, Nullable, Pattern, RblZone, RelayEntry, Resolver,
+    RoutingEntry, Rule, RuleError, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry,
 )
 
 __all__ = [
@@ -82,6 +82,7 @@ PAGES = {
     "antivirus": "Antivirus Policy",
     "outbreak": "Antivirus Policy › Outbreak Alert",
     "whitelist": "Anti-spam Policy › Whitelist",
+    "auto_whitelist": "Anti-spam Policy › Auto-generated Whitelist",
     "rbl": "Anti-spam Policy › Real-time Blacklists",
     "blacklist": "Anti-spam Policy › Custom Blacklist",
     "heuristic": "Anti-spam Policy › Heuristic Engine",
@@ -280,9 +281,10 @@ _add("whitelist.custom", ListOf(WhitelistEntry(), max_items=10_000), [],
      "Senders that bypass heuristic and blacklist checks: @domain, .domain or address.",
      "whitelist")
 _add("whitelist.auto.enabled", Bool(), False,
-     "Collect outbound recipients' domains into the auto-generated whitelist.", "whitelist")
-_add("whitelist.auto.exclusions", ListOf(Domain(), max_items=10_000), [],
-     "Domains never added to the auto-generated whitelist.", "whitelist")
+     "Collect outbound recipients' domains into the auto-generated whitelist.",
+     "auto_whitelist")
+_add("whitelist.auto.exclusions", ListOf(MailDomain(), max_items=10_000), [],
+     "Domains never added to the auto-generated whitelist.", "auto_whitelist")
 _add("rbl.zones", ListOf(RblZone(), max_items=RBL_MAX_ZONES, unique=False), [],
      "Real-time blacklist zones (up to 3).", "rbl")
 _forwarding_trio("rbl", "rbl", "mail from listed clients", ("drop", "log", "forward", "reject"),

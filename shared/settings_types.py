@@ -17,11 +17,14 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
+from shared.idn import ascii_domain
+
 __all__ = [
     "RuleError", "Kind", "Bool", "Int", "Str", "Choice", "ListOf", "Nullable", "Email",
     "Sender", "IpAddress", "Resolver", "Hostname", "TimeOfDay", "Timezone", "Extension",
     "HostPort", "RoutingEntry", "Rule", "RblZone", "WhitelistEntry", "BlacklistEntry",
-    "RelayEntry", "Weekday", "Base64Key", "Domain", "Pattern",
+    "RelayEntry", "Weekday", "Base64Key", "Domain", "MailDomain", "Pattern", "ListingAnswer",
+    "RuleTerm",
 ]
 
 
@@ -187,6 +190,18 @@ def _is_domain(text: str) -> bool:
     return bool(_DOMAIN_RE.match(text)) and not text.rstrip(".").rsplit(".", 1)[-1].isdigit()
 
 
+def _utf8_local(local: str) -> str:
+    """`local` for the ASCII local-part rules, non-ASCII characters allowed (RFC 6531 §3.3:
+    SMTPUTF8 mail may carry them)."""
+    return "".join(c if c.isascii() else "x" for c in local)
+
+
+def _is_mail_domain(text: str) -> bool:
+    """A domain as mail may carry it: internationalised (U-labels) too."""
+    ascii = ascii_domain(text)
+    return ascii is not None and _is_domain(ascii)
+
+
 @dataclass(frozen=True)
 class Domain(Kind):
     def check(self, value):
@@ -200,6 +215,20 @@ class Domain(Kind):
     @property
     def is_text(self):
         return True
+
+
+@dataclass(frozen=True)
+class MailDomain(Domain):
+    """A domain of mail senders or recipients: internationalised names allowed, kept as
+    written; a leading period (the guide's wildcard form) is taken off, since such a domain
+    covers its subdomains anyway."""
+
+    def check(self, value):
+        if isinstance(value, str) and value.startswith("."):
+            value = value[1:]
+        if not isinstance(value, str) or not _is_mail_domain(value):
+            raise RuleError("must be a domain name such as example.com")
+        return value.lower().rstrip(".")
 
 
 @dataclass(frozen=True)
@@ -529,13 +558,17 @@ class WhitelistEntry(Kind):
 
     def check(self, value):
         if isinstance(value, str):
-            if value.startswith(("@", ".")) and _is_domain(value[1:]):
+            if value.startswith(("@", ".")) and _is_mail_domain(value[1:]):
                 return value.lower().rstrip(".")
             if "*" in value or "?" in value:
                 raise RuleError("takes no * or ? wildcards: use @domain for a domain, "
                                 ".domain for it and its subdomains")
             if "@" in value and not value.startswith(("@", ".")):
-                return Email().check(value).lower().rstrip(".")
+                local, _, domain = value.rpartition("@")
+                if _is_mail_domain(domain):          # Email's rules, IDN domains allowed
+                    Email().check(f"{_utf8_local(local)}@{ascii_domain(domain)}")
+                    return value.lower().rstrip(".")
+                return Email().check(value)           # raises with Email's rule
         raise RuleError("must be @domain, .domain or a full email address")
 
     def describe(self):
@@ -548,11 +581,12 @@ class BlacklistEntry(Kind):
     domain and its subdomains) or `local@domain` with `*`/`?` in the local part."""
 
     def check(self, value):
-        if isinstance(value, str) and value.startswith(".") and _is_domain(value[1:]):
+        if isinstance(value, str) and value.startswith(".") and _is_mail_domain(value[1:]):
             return value.lower().rstrip(".")
         if isinstance(value, str) and "@" in value:
             local, _, domain = value.rpartition("@")
-            if _is_domain(domain) and (local == "" or re.match(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+\Z", local)):
+            if _is_mail_domain(domain) and (local == "" or re.match(
+                    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+\Z", _utf8_local(local))):
                 _address_length(value)
                 return value.lower().rstrip(".")
         raise RuleError("must be @domain, .domain or an address (* and ? allowed before the @)")

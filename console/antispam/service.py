@@ -90,9 +90,9 @@ def move_auto_entries(action: str, domains: list[str], *, user: str,
         entries = list(current["whitelist.auto.exclusions"])
         entries += [d for d in domains if d not in entries]
         save_settings({"whitelist.auto.exclusions": entries}, user=user, client_ip=client_ip,
-                      page="whitelist")
+                      page="auto_whitelist")
     submit_command(DELETE_COMMAND, {"domains": domains}, user=user, client_ip=client_ip,
-                   page="whitelist")
+                   page="auto_whitelist")
     return len(domains)
 
 

@@ -63,8 +63,7 @@ for _page, _url in (("whitelist", "/whitelist"), ("blacklist", "/blacklist"),
 def auto_whitelist():
     keys = PAGE_KEYS["auto_whitelist"]
     form = SETTINGS_FORMS["auto_whitelist"](data=form_data(keys, settings()))
-    # whitelist.auto.* belong to the Whitelist page in the schema (PAGES has no entry of its own)
-    errors = submit(form, lambda: service.save_page("whitelist", form_values(form, keys),
+    errors = submit(form, lambda: service.save_page("auto_whitelist", form_values(form, keys),
                                                     **who()))
     if errors is None:
         return redirect(url_for("antispam.auto_whitelist"))

@@ -42,6 +42,7 @@ class PipelineResult:
     forward_to: tuple[str, ...] = ()      # with "forward": the only recipients
     rule: str | None = None               # the setting or rule that decided
     quarantine: str | None = None         # with "quarantine": "spam" | "virus" folder
+    spam: bool = False                    # a spam check caught it (delivered marked, or not)
 
     def __post_init__(self) -> None:
         if self.disposition not in DISPOSITIONS:

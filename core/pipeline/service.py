@@ -99,7 +99,7 @@ class FilteringPipeline:
             outcome = await run_in_worker(process_message, *item, *shared,
                                           timeout_seconds=self.timeout_seconds,
                                           inline=self.inline)
-        self._record(envelope, outcome)
+        caught_spam = self._record(envelope, outcome)
         for hook in self.hooks:
             await hook.after_scan(envelope, outcome, message_path, settings)
         if outcome.rewritten:
@@ -110,11 +110,14 @@ class FilteringPipeline:
             await self.notifier.violation(envelope, outcome, settings)
         if verdict.disposition == "forward":
             return PipelineResult("forward", reason=verdict.reason,
-                                  forward_to=(verdict.forward_to,), rule=verdict.rule)
+                                  forward_to=(verdict.forward_to,), rule=verdict.rule,
+                                  spam=caught_spam)
         return PipelineResult(verdict.disposition, reason=verdict.reason, rule=verdict.rule,
-                              quarantine=verdict.quarantine)
+                              quarantine=verdict.quarantine, spam=caught_spam)
 
-    def _record(self, envelope: Envelope, outcome) -> None:
+    def _record(self, envelope: Envelope, outcome) -> bool:
+        """Events and counters of the outcome's findings; True when a spam check caught the
+        message."""
         common = {"queue_id": envelope.queue_id, "sender": envelope.sender,
                   "recipients": [r.address for r in envelope.recipients],
                   "subject": outcome.subject[:998] or None, "size": envelope.size,
@@ -128,13 +131,14 @@ class FilteringPipeline:
                 self.events.record(Action(finding.event), rule=finding.rule,
                                    info=finding.reason, result=EVENT_RESULTS.get(finding.action),
                                    data=data, **common)
-        if self.counters is None:
-            return
         counted = [name for name in map(self._counter, outcome.findings) if name]
-        for name in counted:
-            self.counters.incr(name)
-        if SPAM_COUNTERS.intersection(counted):
-            self.counters.incr("spam_messages")
+        caught_spam = bool(SPAM_COUNTERS.intersection(counted))
+        if self.counters is not None:
+            for name in counted:
+                self.counters.incr(name)
+            if caught_spam:
+                self.counters.incr("spam_messages")
+        return caught_spam
 
     @staticmethod
     def _counter(finding) -> str | None:

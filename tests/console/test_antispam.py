@@ -140,7 +140,7 @@ def test_spam_rules_add_edit_delete(admin):
 
 
 def test_stale_spam_rule_edit_and_delete_are_refused(admin):
-    """D4: rules were addressed by list index only, so a page opened before another session
+    """Rules were addressed by list index only, so a page opened before another session
     deleted a rule edited or deleted the rule that moved into its place."""
     admin.set(rules__spam=[_rule("Pharma2", "pills"), _rule("Lottery", "lotto"),
                            _rule("fifty", "50%"), _rule("bs", "bs"), _rule("Ру", "ру")])
@@ -179,7 +179,7 @@ def test_stale_spam_rule_edit_and_delete_are_refused(admin):
     ("/antispam/spam-rules/save", {"prefix": "d0", "d0-index": "0"}, None),
 ])
 def test_malformed_spam_rule_posts_are_refused_without_500(admin, url, data, message):
-    """D6: a malformed index gave a 500 (int("abc"), None.isdigit()) or a silent redirect."""
+    """A malformed index gave a 500 (int("abc"), None.isdigit()) or a silent redirect."""
     admin.set(rules__spam=[_rule("Pharma2", "pills")])
     before = admin.settings()
     response = admin.post(url, data)
@@ -195,7 +195,8 @@ def test_malformed_spam_rule_posts_are_refused_without_500(admin, url, data, mes
     ("/antispam/whitelist", {"whitelist__custom__enabled": "y",
                              "whitelist__custom": "@partner.test"}, "Whitelist"),
     ("/antispam/auto-whitelist", {"whitelist__auto__enabled": "y",
-                                  "whitelist__auto__exclusions": "example.com"}, "Whitelist"),
+                                  "whitelist__auto__exclusions": "example.com"},
+     "Auto-generated Whitelist"),
     ("/antispam/blacklist", {"blacklist__enabled": "y", "blacklist__entries": "@spam.test",
                              "blacklist__action": "drop"}, "Custom Blacklist"),
     ("/antispam/heuristic", {"heuristic__enabled": "y", "heuristic__sensitivity": "2",
@@ -203,8 +204,7 @@ def test_malformed_spam_rule_posts_are_refused_without_500(admin, url, data, mes
     ("/antispam/spam-rules", {"rules__body_scanning": ""}, "Spam Rules"),
 ])
 def test_settings_saves_record_their_page(admin, url, data, title):
-    """D8: every save was recorded with page "antispam". The auto-generated whitelist's
-    settings belong to the Whitelist page in the schema (there is no label of its own)."""
+    """Every save names its own page (each was recorded as "antispam")."""
     assert admin.post(url, data).status_code == 302
     (event,) = admin.events(Action.OBJECT_MODIFIED)
     assert event["info"] == f"Anti-spam Policy › {title}"
@@ -238,6 +238,8 @@ def test_auto_whitelist_sorts_and_moves(admin, home):
     assert {"@zeta.org", "@alpha.net"} <= set(admin.settings()["whitelist.custom"])
     assert admin.commands()[-1]["kind"] == "whitelist.auto.delete"
     assert admin.commands()[-1]["args"] == {"domains": ["alpha.net", "zeta.org"]}
+    assert admin.events(Action.OBJECT_MODIFIED)[-1]["info"] == \
+        "Anti-spam Policy › Auto-generated Whitelist"
     admin.post("/antispam/auto-whitelist/manage", {"domains": ["example.com"],
                                                    "to_exclusions": "y"})
     assert admin.settings()["whitelist.auto.exclusions"] == ["example.com"]

@@ -12,7 +12,7 @@ from shared.settings import (
 from shared.settings_store import apply_changes, export_settings, import_settings, load
 from shared.settings_types import (
     Base64Key, BlacklistEntry, Bool, Choice, Domain, Email, Extension, HostPort, Hostname, Int,
-    IpAddress, ListOf, Nullable, Pattern, RblZone, RelayEntry, Resolver, RoutingEntry, Rule,
+    IpAddress, ListOf, MailDomain, Nullable, Pattern, RblZone, RelayEntry, Resolver, RoutingEntry, Rule,
     RuleError, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry,
 )
 
@@ -107,6 +107,14 @@ ACCEPTED = [
     (BlacklistEntry(), "@example.com.", "@example.com"),     # a root dot would never match
     (BlacklistEntry(), "x@example.com.", "x@example.com"),
     (WhitelistEntry(), "@example.com.", "@example.com"),
+    # internationalised domains, as SMTPUTF8 mail carries them, kept as written
+    (WhitelistEntry(), "@Bücher.example", "@bücher.example"),
+    (WhitelistEntry(), "jörg@bücher.example", "jörg@bücher.example".lower()),
+    (BlacklistEntry(), "@müll.example", "@müll.example"),
+    (BlacklistEntry(), "sp*m@müll.example", "sp*m@müll.example"),
+    (MailDomain(), "Bücher.example", "bücher.example"),
+    (MailDomain(), ".partner.example", "partner.example"),   # the guide's wildcard form
+    (MailDomain(), "xn--bcher-kva.example", "xn--bcher-kva.example"),
     (WhitelistEntry(), ".example.com.", ".example.com"),
     (WhitelistEntry(), "x@example.com.", "x@example.com"),
     (RelayEntry(), "mail.example.com", "mail.example.com"),

@@ -15,7 +15,9 @@ What it owns
 Rules
     1. Only while `whitelist.auto.enabled`; never for mail Mailmoat generates (bounces to a
        spammer must not whitelist it) and only for messages delivered to their recipients
-       (a dropped, held, quarantined or forwarded message teaches nothing).
+       (a dropped, held, quarantined or forwarded message teaches nothing), and not caught
+       by a spam check (spam a compromised host sends out, delivered marked, must not make
+       its recipients' domains trusted senders).
     2. A domain in `whitelist.auto.exclusions` (or under one) is not added and its count does
        not grow (the guide); excluded entries do not whitelist.
     3. At most MAX_ENTRIES (2000) entries; adding one to a full list first removes the
@@ -93,7 +95,8 @@ class AutoWhitelist:
         now = self.clock.now()
         changed = False
         for domain in {address_domain(r) for r in recipients}:
-            if not domain or _is_local(domain, settings) \
+            # an address literal ([192.0.2.7]) names a host, not a domain to trust
+            if not domain or domain.startswith("[") or _is_local(domain, settings) \
                     or is_excluded(domain, settings["whitelist.auto.exclusions"]):
                 continue
             entry = self.entries.get(domain)
@@ -203,6 +206,6 @@ class AutoWhitelistPipeline:
             envelope.meta["auto_whitelisted"] = self.whitelist.contains(
                 address_domain(envelope.sender), settings)
         result = await self.inner.process(queue_id, envelope, message_path, settings)
-        if result.disposition == "deliver" and not envelope.is_generated:
+        if result.disposition == "deliver" and not result.spam and not envelope.is_generated:
             self.whitelist.note_outbound([r.address for r in envelope.recipients], settings)
         return result

@@ -17,14 +17,16 @@ Rules
        "@mail.example.com" does not block user@example.com). The first match names the
        rule. `.domain` (the guide: "Domain names must begin with either @ or a period")
        blocks what `@domain` blocks.
-    4. Addresses compare case-insensitively; a null or local-part-only sender matches
-       nothing.
+    4. Addresses compare case-insensitively, domains in one form (shared/idn.py: an entry
+       for müll.example matches mail from xn--mll-hoa.example and the other way round); a
+       null or local-part-only sender matches nothing.
 """
 
 from __future__ import annotations
 
 from email.utils import getaddresses
 
+from shared.idn import ascii_domain
 from shared.wildcard import matches
 
 __all__ = ["address_domain", "whitelist_match", "is_excluded", "blacklist_match",
@@ -32,7 +34,16 @@ __all__ = ["address_domain", "whitelist_match", "is_excluded", "blacklist_match"
 
 
 def address_domain(address: str) -> str:
-    return address.rpartition("@")[2].strip().lower().rstrip(".") if "@" in address else ""
+    """The address's domain in the lists' one form (rule 4); "" for none."""
+    return (ascii_domain(address.rpartition("@")[2]) or "") if "@" in address else ""
+
+
+def _entry(entry: str) -> str:
+    """A list entry with its domain in the lists' one form."""
+    head, at, domain = entry.rpartition("@") if "@" in entry else ("", "", entry)
+    if not at and domain.startswith("."):
+        return "." + (ascii_domain(domain[1:]) or domain[1:])
+    return f"{head.lower()}{at}{ascii_domain(domain) or domain.lower()}"
 
 
 def parent_domains(domain: str) -> list[str]:
@@ -43,48 +54,48 @@ def parent_domains(domain: str) -> list[str]:
 
 def whitelist_match(sender: str, entries) -> str | None:
     """The custom-whitelist entry that lets `sender` through (rule 1), or None."""
-    sender = sender.strip().lower()
     domain = address_domain(sender)
     if not domain:
         return None
+    sender = f"{sender.strip().rpartition('@')[0].lower()}@{domain}"
     for entry in entries:
-        entry = entry.lower().rstrip(".")
-        if entry.startswith("@"):
-            if domain == entry[1:]:
+        form = _entry(entry)
+        if form.startswith("@"):
+            if domain == form[1:]:
                 return entry
-        elif entry.startswith("."):
-            if domain == entry[1:] or domain.endswith(entry):
+        elif form.startswith("."):
+            if domain == form[1:] or domain.endswith(form):
                 return entry
-        elif entry == sender:
+        elif form == sender:
             return entry
     return None
 
 
 def is_excluded(domain: str, exclusions) -> bool:
     """Rule 2: the domain or a parent of it is in whitelist.auto.exclusions."""
-    domain = domain.lower()
-    excluded = {e.lower().lstrip(".") for e in exclusions}
+    domain = ascii_domain(domain) or domain.lower()
+    excluded = {_entry(e).lstrip(".") for e in exclusions}
     return domain in excluded or any(p in excluded for p in parent_domains(domain))
 
 
 def blacklist_match(address: str, entries) -> str | None:
     """The blacklist entry that blocks `address` (rule 3), or None."""
-    address = address.strip().lower()
-    local, _, domain = address.rpartition("@")
+    local = address.strip().rpartition("@")[0].lower()
+    domain = address_domain(address)
     if not local or not domain:
         return None
-    domain = domain.rstrip(".")
     address = f"{local}@{domain}"
-    entries = [e.lower().rstrip(".") for e in entries]
-    exact = [e for e in entries if not e.startswith(("@", ".")) and "*" not in e and "?" not in e]
-    if address in exact:
-        return address
-    for entry in entries:                       # wildcard local part, same domain
-        entry_local, _, entry_domain = entry.rpartition("@")
+    forms = [(_entry(e), e) for e in entries]
+    for form, entry in forms:                   # the exact address
+        if form == address:
+            return entry
+    for form, entry in forms:                   # wildcard local part, same domain
+        entry_local, _, entry_domain = form.rpartition("@")
         if entry_local and ("*" in entry_local or "?" in entry_local) \
                 and entry_domain == domain and matches(entry_local, local):
             return entry
-    domains = {e[1:]: e for e in reversed(entries) if e.startswith(("@", "."))}
+    domains = {form[1:]: entry for form, entry in reversed(forms)
+               if form.startswith(("@", "."))}
     for candidate in [domain, *parent_domains(domain)]:
         if candidate in domains:
             return domains[candidate]

@@ -72,7 +72,8 @@ def test_wildcards_in_the_local_part():
 
 
 def test_case_insensitive_and_trailing_dot():
-    assert blacklist_match("Spammer@Example.COM.", ["SPAMMER@example.com"]) == "spammer@example.com"
+    # the entry is named as it was configured
+    assert blacklist_match("Spammer@Example.COM.", ["SPAMMER@example.com"]) == "SPAMMER@example.com"
 
 
 def test_null_sender_matches_nothing():
@@ -93,5 +94,18 @@ def test_period_entries_and_root_dots():
     assert blacklist_match("x@spam.test", [".spam.test"]) == ".spam.test"
     assert blacklist_match("x@other.test", [".spam.test"]) is None
     # entries stored before validation stripped a root dot still match
-    assert blacklist_match("x@spam.test", ["@spam.test."]) == "@spam.test"
-    assert whitelist_match("x@good.test", ["@good.test."]) == "@good.test"
+    assert blacklist_match("x@spam.test", ["@spam.test."]) == "@spam.test."
+    assert whitelist_match("x@good.test", ["@good.test."]) == "@good.test."
+
+
+@pytest.mark.parametrize("entry", ["@müll.example", "@xn--mll-hoa.example", "@MÜLL.example"])
+@pytest.mark.parametrize("sender", ["spam@müll.example", "spam@xn--mll-hoa.example",
+                                    "Spam@Müll.Example"])
+def test_a_domain_matches_in_either_idn_form(entry, sender):
+    # SMTPUTF8 mail carries U-labels; an administrator may type either form
+    assert blacklist_match(sender, [entry]) == entry
+    assert blacklist_match(sender.replace("@", "@mail."), [entry]) == entry    # parents too
+    assert whitelist_match(sender, [entry]) == entry
+    assert whitelist_match(sender, ["." + entry[1:]]) == "." + entry[1:]
+    assert is_excluded(sender.partition("@")[2], [entry[1:]])
+    assert blacklist_match(sender, ["spam@" + entry[1:]]) == "spam@" + entry[1:]
