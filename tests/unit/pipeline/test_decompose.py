@@ -40,6 +40,26 @@ def test_mime_tree_spans_and_depths():
     assert view.subject == "Tree" and not view.defects
 
 
+@pytest.mark.parametrize("markup,text", [
+    # words a reader sees whole stay whole: comments and inline tags join
+    ("<p>buy via<!-- x -->gra now</p>", "buy viagra now"),
+    ("<p>buy v<span>iag</span>ra now</p>", "buy viagra now"),
+    ("<p>buy <b>via</b>gra <font color=red>now</font></p>", "buy viagra now"),
+    ("<a href='http://x.test/'>click</a>here", "clickhere"),
+    ("vi<xyz>ag</xyz>ra", "viagra"),                     # unknown tags are inline too
+    # blocks, cells, line breaks and images stand apart
+    ("<table><tr><td>one</td><td>two</td></tr></table>", "one two"),
+    ("one<br>two<p>three</p><div>four</div>", "one two three four"),
+    ("one<img src='x.gif'>two", "one two"),
+    ("a < b and c > d", "a < b and c > d"),              # not tags
+    ("<style>p {color: red}</style>seen", "seen"),
+])
+def test_html_is_reduced_to_the_text_a_reader_sees(markup, text):
+    view = view_of(message("Html", html=markup))
+    html_part = next(p for p in view.parts if p.content_type == "text/html")
+    assert " ".join(html_part.text.split()) == text
+
+
 @pytest.mark.parametrize("cte,encoded,decoded", [
     ("base64", b"aGVsbG8gd29y\r\nbGQ=\r\n", b"hello world"),
     ("base64", b"aGVsbG8gd29ybGQ\r\n", b"hello world"),                 # missing padding
