@@ -110,8 +110,10 @@ def rbl_rows(count: int) -> list[dict]:
 
 
 def _filled(rows: list[dict]) -> list[int]:
-    """Indexes of the rows that become zones (an empty zone name is left out)."""
-    return [i for i, r in enumerate(rows) if (r["zone"] or "").strip()]
+    """Indexes of the rows that become zones: an empty row is left out, return codes without
+    a zone name are not (the zone's rule then names that row)."""
+    return [i for i, r in enumerate(rows)
+            if (r["zone"] or "").strip() or (r.get("codes") or "").strip()]
 
 
 def save_rbl(rows: list[dict], action_changes: dict[str, Any], *, user: str,
@@ -127,6 +129,7 @@ def save_rbl(rows: list[dict], action_changes: dict[str, Any], *, user: str,
 
 
 _ZONE_ERROR = re.compile(r"entry (\d+): (?:(return_codes|zone): )?(.*)", re.S)
+_ZONE_TWICE = re.compile(r"zone (\S+) (is listed twice)")
 
 
 def zone_error_fields(errors: list[tuple[str, str]], rows: list[dict]) -> list[tuple[str, str]]:
@@ -136,10 +139,15 @@ def zone_error_fields(errors: list[tuple[str, str]], rows: list[dict]) -> list[t
     out = []
     for key, rule in errors:
         match = _ZONE_ERROR.match(rule) if key == "rbl.zones" else None
+        twice = _ZONE_TWICE.match(rule) if key == "rbl.zones" else None
         if match and 0 < int(match[1]) <= len(filled):
             row = filled[int(match[1]) - 1]
             out.append((f"zone{row}_{'codes' if match[2] == 'return_codes' else 'zone'}",
                         match[3]))
+        elif twice:                                 # the later row of the two
+            same = [i for i in filled
+                    if rows[i]["zone"].strip().lower().rstrip(".") == twice[1]]
+            out.append((f"zone{same[-1]}_zone", twice[2]) if len(same) > 1 else (key, rule))
         else:
             out.append((key, rule))
     return out

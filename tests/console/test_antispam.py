@@ -101,6 +101,23 @@ def test_rbl_errors_stand_next_to_their_row(admin):
         "rbl__forward_subject": ""})
     assert re.search(r'id="zone0_zone-error">[^<]*must be a domain name',
                      response.get_data(as_text=True))
+    # codes typed into a row without a zone are not dropped in silence
+    response = admin.post("/antispam/rbl", {
+        "zone0_enabled": "y", "zone0_zone": "bl.example.org", "zone0_codes": "",
+        "zone1_enabled": "y", "zone1_zone": "", "zone1_codes": "127.0.0.2",
+        "zone2_zone": "", "rbl__action": "reject", "rbl__forward_to": "",
+        "rbl__forward_subject": ""})
+    assert re.search(r'id="zone1_zone-error">[^<]*must be a domain name',
+                     response.get_data(as_text=True))
+    # one zone in two rows: said at the second, in words
+    response = admin.post("/antispam/rbl", {
+        "zone0_enabled": "y", "zone0_zone": "bl.example.org", "zone0_codes": "",
+        "zone1_enabled": "", "zone1_zone": "BL.example.org", "zone1_codes": "127.0.0.4",
+        "zone2_zone": "", "rbl__action": "reject", "rbl__forward_to": "",
+        "rbl__forward_subject": ""})
+    assert re.search(r'id="zone1_zone-error">[^<]*is listed twice',
+                     response.get_data(as_text=True))
+    assert admin.settings()["rbl.zones"] == []
 
 
 def _shown_rule_fields(admin, prefix: str) -> dict:
