@@ -198,8 +198,8 @@ def _utf8_local(local: str) -> str:
 
 def _is_mail_domain(text: str) -> bool:
     """A domain as mail may carry it: internationalised (U-labels) too."""
-    ascii = ascii_domain(text)
-    return ascii is not None and _is_domain(ascii)
+    form = ascii_domain(text)
+    return form is not None and _is_domain(form)
 
 
 @dataclass(frozen=True)
