@@ -103,7 +103,8 @@ def test_custom_whitelist_and_blacklist_persist(loopback_only, console_server, a
     page.fill("#blacklist__entries", "spam*@bad.test\nnot an address")
     page.click("#save")
     page.locator("#blacklist__entries-error").wait_for()
-    assert "must be @domain or an address" in page.inner_text("#blacklist__entries-error")
+    assert "must be @domain, .domain or an address" in page.inner_text(
+        "#blacklist__entries-error")
     assert stored_settings(console_server)["blacklist.entries"] == ["spam*@bad.test", "@junk.test"]
     page.screenshot(path=str(artifacts / "antispam-blacklist.png"), full_page=True)
     assert page.console_errors == []
