@@ -86,37 +86,30 @@ def test_rbl_page_saves_zones_with_return_codes(admin):
     assert "bl.example.org" in page and "127.0.0.4" in page
 
 
+def _post_rbl_rows(admin, *rows):
+    """The RBL page posted with `rows` (enabled, zone, codes) and action reject; the page."""
+    data = {"rbl__action": "reject", "rbl__forward_to": "", "rbl__forward_subject": ""}
+    for i, (enabled, zone, codes) in enumerate(rows):
+        data.update({f"zone{i}_enabled": "y" if enabled else "", f"zone{i}_zone": zone,
+                     f"zone{i}_codes": codes})
+    response = admin.post("/antispam/rbl", data)
+    assert response.status_code == 200          # refused: the page again, with its errors
+    return response.get_data(as_text=True)
+
+
 def test_rbl_errors_stand_next_to_their_row(admin):
-    response = admin.post("/antispam/rbl", {
-        "zone0_enabled": "y", "zone0_zone": "", "zone0_codes": "",
-        "zone1_enabled": "y", "zone1_zone": "bl.example.org", "zone1_codes": "",
-        "zone2_enabled": "y", "zone2_zone": "dnsbl.example.net", "zone2_codes": "not-an-ip",
-        "rbl__action": "reject", "rbl__forward_to": "", "rbl__forward_subject": ""})
-    page = response.get_data(as_text=True)
-    assert response.status_code == 200 and admin.settings()["rbl.zones"] == []
+    page = _post_rbl_rows(admin, (True, "", ""), (True, "bl.example.org", ""),
+                          (True, "dnsbl.example.net", "not-an-ip"))
     assert re.search(r'id="zone2_codes-error">[^<]*must be an IPv4 or IPv6 address', page)
-    response = admin.post("/antispam/rbl", {
-        "zone0_enabled": "y", "zone0_zone": "bad zone!", "zone0_codes": "",
-        "zone1_zone": "", "zone2_zone": "", "rbl__action": "reject", "rbl__forward_to": "",
-        "rbl__forward_subject": ""})
-    assert re.search(r'id="zone0_zone-error">[^<]*must be a domain name',
-                     response.get_data(as_text=True))
+    page = _post_rbl_rows(admin, (True, "bad zone!", ""))
+    assert re.search(r'id="zone0_zone-error">[^<]*must be a domain name', page)
     # codes typed into a row without a zone are not dropped in silence
-    response = admin.post("/antispam/rbl", {
-        "zone0_enabled": "y", "zone0_zone": "bl.example.org", "zone0_codes": "",
-        "zone1_enabled": "y", "zone1_zone": "", "zone1_codes": "127.0.0.2",
-        "zone2_zone": "", "rbl__action": "reject", "rbl__forward_to": "",
-        "rbl__forward_subject": ""})
-    assert re.search(r'id="zone1_zone-error">[^<]*must be a domain name',
-                     response.get_data(as_text=True))
+    page = _post_rbl_rows(admin, (True, "bl.example.org", ""), (True, "", "127.0.0.2"))
+    assert re.search(r'id="zone1_zone-error">[^<]*must be a domain name', page)
     # one zone in two rows: said at the second, in words
-    response = admin.post("/antispam/rbl", {
-        "zone0_enabled": "y", "zone0_zone": "bl.example.org", "zone0_codes": "",
-        "zone1_enabled": "", "zone1_zone": "BL.example.org", "zone1_codes": "127.0.0.4",
-        "zone2_zone": "", "rbl__action": "reject", "rbl__forward_to": "",
-        "rbl__forward_subject": ""})
-    assert re.search(r'id="zone1_zone-error">[^<]*is listed twice',
-                     response.get_data(as_text=True))
+    page = _post_rbl_rows(admin, (True, "bl.example.org", ""),
+                          (False, "BL.example.org", "127.0.0.4"))
+    assert re.search(r'id="zone1_zone-error">[^<]*is listed twice', page)
     assert admin.settings()["rbl.zones"] == []
 
 
