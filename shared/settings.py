@@ -593,7 +593,9 @@ def _heuristic_scores(s, _plain, _changed):
         yield "heuristic.forward_to", "required when heuristic.forward_score is set"
 
 
-def _rbl_zones_distinct(s, _plain, _changed):
+def _rbl_zones_distinct(s, _plain, changed):
+    if "rbl.zones" not in changed:      # a list saved before this rule must not block others
+        return
     seen = set()
     for zone in s.get("rbl.zones") or []:
         if zone["zone"] in seen:
