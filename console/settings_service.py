@@ -16,12 +16,15 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from console.context import console_context, forget_settings, request_db
+from console.context import console_context, forget_settings, request_db, settings
 from shared.events import Action
-from shared.settings import PAGES, display_value
+from shared.settings import PAGES, SettingError, display_value
 from shared.settings_store import apply_changes
 
-__all__ = ["save_settings", "submit_command", "record_change"]
+__all__ = ["save_settings", "submit_command", "record_change", "rule_key", "rules_as_shown",
+           "RULE_LIST_CHANGED"]
+
+RULE_LIST_CHANGED = "the rule list changed meanwhile; reload the page"
 
 
 def record_change(user: str, client_ip: str | None, page: str, changes: dict[str, list],
@@ -46,6 +49,21 @@ def save_settings(changes: Mapping[str, Any], *, user: str, client_ip: str | Non
             key: [display_value(key, old), display_value(key, new)]
             for key, (old, new) in changed.items()})
     return changed
+
+
+def rule_key(rule: dict) -> str:
+    """A rule as a page shows it: sent back with its index, so an edit or a delete can tell
+    that the list changed meanwhile (another session edited or deleted a rule)."""
+    return json.dumps(rule, sort_keys=True)
+
+
+def rules_as_shown(key: str, index: int, shown: str) -> list:
+    """A copy of the rule list `key` (rules.content, rules.spam) when its entry `index` is
+    still the one the page showed (`rule_key`); else SettingError, nothing changed."""
+    rules = list(settings()[key])
+    if not 0 <= index < len(rules) or rule_key(rules[index]) != shown:
+        raise SettingError([(key, RULE_LIST_CHANGED)])
+    return rules
 
 
 def submit_command(kind: str, args: dict[str, Any], *, user: str, client_ip: str | None,

@@ -80,9 +80,9 @@ NOT_A_RULE_NUMBER = "not a rule number; reload the page"
 
 
 class SpamRuleForm(FlaskForm):
-    # index "" = a new rule; digest = service.rule_digest of the rule as the page showed it
+    # index "" = a new rule; original = the rule as the page showed it (settings_service.rule_key)
     index = HiddenField(validators=[Regexp(r"[0-9]*\Z", message=NOT_A_RULE_NUMBER)])
-    digest = HiddenField()
+    original = HiddenField()
     name = StringField("Rule name (optional)", validators=[Optional()])
     enabled = BooleanField("Enabled", default=True)
     match = SelectField("Match", choices=[("any", "any of the terms"),
@@ -94,7 +94,7 @@ class SpamRuleForm(FlaskForm):
 
 class DeleteRuleForm(FlaskForm):
     index = HiddenField(validators=[Regexp(r"[0-9]+\Z", message=NOT_A_RULE_NUMBER)])
-    digest = HiddenField()
+    original = HiddenField()
     delete = SubmitField("Delete")
 
 

@@ -2,8 +2,9 @@
 (read from the core's table; changes requested as commands), spam rules and RBL zones.
 
 Spam rules are edited one at a time in the list `rules.spam`. An edit or a delete names the
-rule by its index and the digest of the rule as the page showed it, so a list changed meanwhile
-(another session deleted a rule) is refused rather than the wrong rule changed.
+rule by its index and the rule as the page showed it (console.settings_service.rules_as_shown,
+as content rules do), so a list changed meanwhile is refused rather than the wrong rule
+changed.
 
 The auto-generated whitelist (ARCHITECTURE invariant 4) is written by the core only. The
 console reads `auto_whitelist`; "Add to Custom Whitelist" and "Add to Exclusion List" are
@@ -14,24 +15,20 @@ entries; "Delete" is that command alone. The core applies a command within a sec
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
 from console.context import request_db, settings
-from console.settings_service import save_settings, submit_command
-from shared.settings import SettingError
+from console.settings_service import rules_as_shown, save_settings, submit_command
 
 __all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "save_page",
-           "save_rbl", "rbl_rows", "save_rule", "delete_rule", "rule_digest", "split_terms",
-           "join_terms", "AUTO_ACTIONS", "DELETE_COMMAND", "RULE_CHANGED"]
+           "save_rbl", "rbl_rows", "save_rule", "delete_rule", "split_terms",
+           "join_terms", "AUTO_ACTIONS", "DELETE_COMMAND"]
 
 DELETE_COMMAND = "whitelist.auto.delete"
 AUTO_ACTIONS = ("to_custom", "to_exclusions", "delete")
-RULE_CHANGED = "that rule changed or no longer exists; reload the page"
 
 
 @dataclass(frozen=True)
@@ -179,35 +176,20 @@ def join_terms(terms) -> str:
     return ", ".join(t.replace(",", "\\,") for t in terms)
 
 
-def rule_digest(rule: dict) -> str:
-    """A short digest of a stored rule; the page sends it back with the rule's index."""
-    stored = json.dumps(rule, sort_keys=True, ensure_ascii=False).encode()
-    return hashlib.sha256(stored).hexdigest()[:16]
-
-
-def _checked(index: int, digest: str) -> list:
-    """The rules, when rule `index` is still the one whose digest the page showed;
-    else SettingError (nothing changed)."""
-    rules = list(settings()["rules.spam"])
-    if not 0 <= index < len(rules) or rule_digest(rules[index]) != digest:
-        raise SettingError([("rules.spam", RULE_CHANGED)])
-    return rules
-
-
-def save_rule(index: int | None, digest: str, rule: dict, *, user: str,
+def save_rule(index: int | None, shown: str, rule: dict, *, user: str,
               client_ip: str | None) -> dict:
-    """Add `rule` (index None; `digest` unused) or replace rule `index`."""
+    """Add `rule` (index None; `shown` unused) or replace rule `index`, shown as `shown`."""
     if index is None:
         rules = [*settings()["rules.spam"], rule]
     else:
-        rules = _checked(index, digest)
+        rules = rules_as_shown("rules.spam", index, shown)
         rules[index] = rule
     return save_settings({"rules.spam": rules}, user=user, client_ip=client_ip,
                          page="spam_rules")
 
 
-def delete_rule(index: int, digest: str, *, user: str, client_ip: str | None) -> dict:
-    rules = _checked(index, digest)
+def delete_rule(index: int, shown: str, *, user: str, client_ip: str | None) -> dict:
+    rules = rules_as_shown("rules.spam", index, shown)
     del rules[index]
     return save_settings({"rules.spam": rules}, user=user, client_ip=client_ip,
                          page="spam_rules")

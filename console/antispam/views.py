@@ -18,6 +18,7 @@ from console.placeholders import settings_sections
 from console.form_submit import submit, who
 from console.roles import Access, requires
 from console.schema_forms import attach_errors, form_data, form_values
+from console.settings_service import rule_key
 from shared.settings import SettingError
 
 PREMIUM_NOTICE = ("Premium AntiSpam (reputation lists, URL and signature filtering, language "
@@ -128,15 +129,15 @@ def rbl():
 def _rule_forms():
     out = []
     for i, rule in enumerate(settings()["rules.spam"]):
-        digest = service.rule_digest(rule)
+        shown = rule_key(rule)
         out.append((i, rule, SpamRuleForm(formdata=None, prefix=f"r{i}", index=str(i),
-                                          digest=digest,
+                                          original=shown,
                                           name=rule.get("name", ""), enabled=rule["enabled"],
                                           match=rule["match"],
                                           terms=service.join_terms(rule["terms"]),
                                           none_of=service.join_terms(rule["none_of"])),
                     DeleteRuleForm(formdata=None, prefix=f"d{i}", index=str(i),
-                                   digest=digest)))
+                                   original=shown)))
     return out
 
 
@@ -181,7 +182,7 @@ def save_spam_rule():
         if form.name.data:
             rule["name"] = form.name.data.strip()
         try:
-            service.save_rule(index, form.digest.data or "", rule, **who())
+            service.save_rule(index, form.original.data or "", rule, **who())
         except SettingError as exc:
             _flash_setting_errors(exc)
         else:
@@ -200,7 +201,7 @@ def delete_spam_rule():
         _flash_form_errors(form)
     else:
         try:
-            service.delete_rule(int(form.index.data), form.digest.data or "", **who())
+            service.delete_rule(int(form.index.data), form.original.data or "", **who())
         except SettingError as exc:
             _flash_setting_errors(exc)
         else:

@@ -9,11 +9,10 @@ the wrong rule changed.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from console.context import settings
-from console.settings_service import save_settings
+from console.settings_service import rule_key, rules_as_shown, save_settings
 from shared.settings import SettingError
 
 __all__ = ["save_page", "split_terms", "rule_from_form", "add_rule", "update_rule",
@@ -38,10 +37,6 @@ def rule_from_form(enabled: bool, name: str, match: str, terms: str, none_of: st
     return rule
 
 
-def rule_key(rule: dict) -> str:
-    return json.dumps(rule, sort_keys=True)
-
-
 def _save(rules: list, *, user, client_ip) -> None:
     save_settings({"rules.content": rules}, user=user, client_ip=client_ip,
                   page="content_rules")
@@ -51,21 +46,14 @@ def add_rule(rule: dict, *, user, client_ip) -> None:
     _save([*settings()["rules.content"], rule], user=user, client_ip=client_ip)
 
 
-def _checked(index: int, original: str) -> list:
-    rules = list(settings()["rules.content"])
-    if not 0 <= index < len(rules) or rule_key(rules[index]) != original:
-        raise SettingError([("rules.content", "the rule list changed meanwhile; reload the page")])
-    return rules
-
-
 def update_rule(index: int, original: str, rule: dict, *, user, client_ip) -> None:
-    rules = _checked(index, original)
+    rules = rules_as_shown("rules.content", index, original)
     rules[index] = rule
     _save(rules, user=user, client_ip=client_ip)
 
 
 def delete_rule(index: int, original: str, *, user, client_ip) -> dict:
-    rules = _checked(index, original)
+    rules = rules_as_shown("rules.content", index, original)
     removed = rules.pop(index)
     _save(rules, user=user, client_ip=client_ip)
     return removed

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
 
 from console.antispam.service import join_terms, sld_key, split_terms
+from console.settings_service import RULE_LIST_CHANGED
 from shared import db
 from shared.events import Action
 
@@ -114,11 +116,12 @@ def test_rbl_errors_stand_next_to_their_row(admin):
 
 
 def _shown_rule_fields(admin, prefix: str) -> dict:
-    """The hidden fields (index, digest) of one rule form as the Spam Rules page shows it."""
+    """The hidden fields (index, original) of one rule form as the Spam Rules page shows it."""
     page = admin.get("/antispam/spam-rules").get_data(as_text=True)
-    return {f"{prefix}-{name}": re.search(rf'id="{prefix}-{name}" name="{prefix}-{name}" '
-                                          rf'type="hidden" value="([^"]*)"', page)[1]
-            for name in ("index", "digest")}
+    return {f"{prefix}-{name}": html.unescape(re.search(
+                rf'id="{prefix}-{name}" name="{prefix}-{name}" type="hidden" value="([^"]*)"',
+                page)[1])
+            for name in ("index", "original")}
 
 
 def _rule(name: str, *terms: str) -> dict:
@@ -163,10 +166,10 @@ def test_stale_spam_rule_edit_and_delete_are_refused(admin):
         **edit, "prefix": "r1", "r1-name": "Lottery", "r1-enabled": "y", "r1-match": "any",
         "r1-terms": "lotto, jackpot", "r1-none_of": ""})
     assert response.status_code == 302
-    assert "that rule changed or no longer exists; reload the page" in _flashes(admin)
+    assert RULE_LIST_CHANGED in _flashes(admin)
     response = admin.post("/antispam/spam-rules/delete", {**delete, "prefix": "d3"})
     assert response.status_code == 302
-    assert "that rule changed or no longer exists; reload the page" in _flashes(admin)
+    assert RULE_LIST_CHANGED in _flashes(admin)
     assert admin.settings()["rules.spam"] == before
     assert not admin.events(Action.OBJECT_MODIFIED)
 
