@@ -24,6 +24,8 @@ Rules
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from email.utils import getaddresses
 
 from shared.idn import ascii_domain
@@ -52,53 +54,78 @@ def parent_domains(domain: str) -> list[str]:
     return [".".join(labels[i:]) for i in range(1, len(labels))]
 
 
+@dataclass(frozen=True)
+class _Index:
+    """One list's entries by what they match, in the lists' one form; built once per list
+    (`_index`), since the lists hold up to 10,000 entries and are asked per address."""
+    addresses: dict       # "local@domain" -> entry (blacklist: without wildcards)
+    wildcards: dict       # domain -> [(local pattern, entry)], blacklist only
+    at_domains: dict      # "@domain" entries: domain -> entry
+    dot_domains: dict     # ".domain" entries: domain -> entry
+
+
+@functools.lru_cache(maxsize=16)
+def _index(entries: tuple) -> _Index:
+    index = _Index({}, {}, {}, {})
+    for entry in entries:                   # setdefault: the first entry of a kind names it
+        form = _entry(entry)
+        local, at, domain = form.rpartition("@")
+        if form.startswith("@"):
+            index.at_domains.setdefault(form[1:], entry)
+        elif form.startswith("."):
+            index.dot_domains.setdefault(form[1:], entry)
+        elif at and ("*" in local or "?" in local):
+            index.wildcards.setdefault(domain, []).append((local, entry))
+        elif at:
+            index.addresses.setdefault(form, entry)
+    return index
+
+
+def _address(address: str) -> tuple[str, str]:
+    """(local part lower-cased, domain in the one form); ("", "") for none."""
+    return address.strip().rpartition("@")[0].lower(), address_domain(address)
+
+
 def whitelist_match(sender: str, entries) -> str | None:
     """The custom-whitelist entry that lets `sender` through (rule 1), or None."""
-    domain = address_domain(sender)
+    local, domain = _address(sender)
     if not domain:
         return None
-    sender = f"{sender.strip().rpartition('@')[0].lower()}@{domain}"
-    for entry in entries:
-        form = _entry(entry)
-        if form.startswith("@"):
-            if domain == form[1:]:
-                return entry
-        elif form.startswith("."):
-            if domain == form[1:] or domain.endswith(form):
-                return entry
-        elif form == sender:
-            return entry
-    return None
+    index = _index(tuple(entries))
+    found = index.addresses.get(f"{local}@{domain}") or index.at_domains.get(domain)
+    for candidate in [domain, *parent_domains(domain)]:
+        found = found or index.dot_domains.get(candidate)
+    return found
 
 
 def is_excluded(domain: str, exclusions) -> bool:
     """Rule 2: the domain or a parent of it is in whitelist.auto.exclusions."""
     domain = ascii_domain(domain) or domain.lower()
-    excluded = {_entry(e).lstrip(".") for e in exclusions}
+    excluded = _exclusions(tuple(exclusions))
     return domain in excluded or any(p in excluded for p in parent_domains(domain))
+
+
+@functools.lru_cache(maxsize=16)
+def _exclusions(exclusions: tuple) -> frozenset:
+    return frozenset(_entry(e).lstrip(".") for e in exclusions)
 
 
 def blacklist_match(address: str, entries) -> str | None:
     """The blacklist entry that blocks `address` (rule 3), or None."""
-    local = address.strip().rpartition("@")[0].lower()
-    domain = address_domain(address)
+    local, domain = _address(address)
     if not local or not domain:
         return None
-    address = f"{local}@{domain}"
-    forms = [(_entry(e), e) for e in entries]
-    for form, entry in forms:                   # the exact address
-        if form == address:
+    index = _index(tuple(entries))
+    found = index.addresses.get(f"{local}@{domain}")
+    if found:
+        return found
+    for pattern, entry in index.wildcards.get(domain, ()):     # wildcard local part
+        if matches(pattern, local):
             return entry
-    for form, entry in forms:                   # wildcard local part, same domain
-        entry_local, _, entry_domain = form.rpartition("@")
-        if entry_local and ("*" in entry_local or "?" in entry_local) \
-                and entry_domain == domain and matches(entry_local, local):
-            return entry
-    domains = {form[1:]: entry for form, entry in reversed(forms)
-               if form.startswith(("@", "."))}
-    for candidate in [domain, *parent_domains(domain)]:
-        if candidate in domains:
-            return domains[candidate]
+    for candidate in [domain, *parent_domains(domain)]:         # domain, then its parents
+        found = index.at_domains.get(candidate) or index.dot_domains.get(candidate)
+        if found:
+            return found
     return None
 
 
