@@ -23,7 +23,7 @@ from typing import Any
 from console.context import request_db, settings
 from console.settings_service import rules_as_shown, save_settings, submit_command
 
-__all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "save_page",
+__all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries",
            "save_rbl", "rbl_rows", "save_rule", "delete_rule", "split_terms",
            "join_terms", "AUTO_ACTIONS", "DELETE_COMMAND"]
 
@@ -91,11 +91,6 @@ def move_auto_entries(action: str, domains: list[str], *, user: str,
     submit_command(DELETE_COMMAND, {"domains": domains}, user=user, client_ip=client_ip,
                    page="auto_whitelist")
     return len(domains)
-
-
-def save_page(page: str, changes: dict[str, Any], *, user: str, client_ip: str | None) -> dict:
-    """`page`: the shared.settings.PAGES key the object_modified event names."""
-    return save_settings(changes, user=user, client_ip=client_ip, page=page)
 
 
 # --- real-time blacklists ------------------------------------------------------------------

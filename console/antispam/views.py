@@ -18,7 +18,7 @@ from console.placeholders import settings_sections
 from console.form_submit import submit, who
 from console.roles import Access, requires
 from console.schema_forms import attach_errors, form_data, form_values
-from console.settings_service import rule_key
+from console.settings_service import rule_key, save_settings
 from shared.settings import SettingError
 
 PREMIUM_NOTICE = ("Premium AntiSpam (reputation lists, URL and signature filtering, language "
@@ -45,7 +45,7 @@ def index():
 def settings_page(page: str):
     keys = PAGE_KEYS[page]
     form = SETTINGS_FORMS[page](data=form_data(keys, settings()))
-    errors = submit(form, lambda: service.save_page(page, form_values(form, keys), **who()))
+    errors = submit(form, lambda: save_settings(form_values(form, keys), page=page, **who()))
     if errors is None:
         return redirect(url_for(request.endpoint))
     return _render("settings.html", page, form=form, errors=errors)
@@ -64,8 +64,8 @@ for _page, _url in (("whitelist", "/whitelist"), ("blacklist", "/blacklist"),
 def auto_whitelist():
     keys = PAGE_KEYS["auto_whitelist"]
     form = SETTINGS_FORMS["auto_whitelist"](data=form_data(keys, settings()))
-    errors = submit(form, lambda: service.save_page("auto_whitelist", form_values(form, keys),
-                                                    **who()))
+    errors = submit(form, lambda: save_settings(form_values(form, keys),
+                                                  page="auto_whitelist", **who()))
     if errors is None:
         return redirect(url_for("antispam.auto_whitelist"))
     sort = request.args.get("sort", "frequency")
@@ -146,8 +146,8 @@ def _rule_forms():
 def spam_rules():
     keys = PAGE_KEYS["spam_rules"]
     form = SETTINGS_FORMS["spam_rules"](data=form_data(keys, settings()))
-    errors = submit(form, lambda: service.save_page("spam_rules", form_values(form, keys),
-                                                    **who()))
+    errors = submit(form, lambda: save_settings(form_values(form, keys),
+                                                  page="spam_rules", **who()))
     if errors is None:
         return redirect(url_for("antispam.spam_rules"))
     return _render("spam_rules.html", "spam_rules", form=form, errors=errors,
