@@ -333,10 +333,7 @@ class _Session:
                 self.record(Action.REJECTED, rule="delivery.reject_incoming",
                             info="incoming mail refused (421)")
                 return
-            if relay_needs_ptr(self.settings) and server.resolver is not None:
-                self.client_ptr = await server.resolver.ptr(self.client_ip)
-            if server.rbl is not None and server.rbl.enabled_zones(self.settings):
-                self.rbl_listing = await server.rbl.check(self.client_ip, self.settings)
+            await self._look_up_client()
             await self.write(self.conn.send(R.R220_READY(self.hostname)))
             await self._loop()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError,
@@ -366,6 +363,27 @@ class _Session:
             self.record(Action.DISCONNECTED)
             with trio.CancelScope(shield=True):
                 await self.log.close(self.server.diagnostics_dir)
+
+    async def _look_up_client(self) -> None:
+        """The client's PTR name (for host names in relay.allowed) and RBL listing, asked
+        side by side: each is time-limited, so a dead DNS server delays the greeting by one
+        limit, not two."""
+        server = self.server
+        lookups = []
+        if relay_needs_ptr(self.settings) and server.resolver is not None:
+            lookups.append(self._look_up_ptr)
+        if server.rbl is not None and server.rbl.enabled_zones(self.settings):
+            lookups.append(self._check_rbl)
+        if lookups:
+            async with trio.open_nursery() as nursery:
+                for lookup in lookups:
+                    nursery.start_soon(lookup)
+
+    async def _look_up_ptr(self) -> None:
+        self.client_ptr = await self.server.resolver.ptr(self.client_ip)
+
+    async def _check_rbl(self) -> None:
+        self.rbl_listing = await self.server.rbl.check(self.client_ip, self.settings)
 
     def _read_timeout(self) -> float:
         if self.conn.state is State.DATA:

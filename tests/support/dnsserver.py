@@ -4,7 +4,8 @@ What it owns
     Authoritative answers for the records a test declares — MX (with preferences, null MX
     "."), A, AAAA, PTR, TXT — over UDP and TCP on the same 127.0.0.1 port (port 0 picks a
     free one), plus failures on purpose for a name: NXDOMAIN, SERVFAIL, or no answer at all
-    (a timeout).
+    (a timeout), and answers held back until another name has been asked (to show that
+    two lookups run side by side).
 
 Rules
     1. A name with no records at all answers NXDOMAIN; a name with records but none of the
@@ -36,6 +37,7 @@ __all__ = ["DnsServer"]
 
 DEFAULT_TTL_SECONDS = 60
 TCP_TIMEOUT_SECONDS = 5.0
+HOLD_SECONDS = 10.0
 
 
 def _key(name: str) -> str:
@@ -48,6 +50,8 @@ class DnsServer:
         self._failures: dict[str, str] = {}          # name -> "nxdomain" | "servfail" | "timeout"
         self._soas: dict[str, RR] = {}               # zone -> SOA sent with its NXDOMAINs
         self._lock = threading.Lock()
+        self._asked = threading.Condition(self._lock)
+        self._holds: dict[str, str] = {}             # name -> the name that releases it
         self.queries: list[tuple[str, str]] = []     # (name, type) in arrival order
         self._udp: socketserver.ThreadingUDPServer | None = None
         self._tcp: socketserver.ThreadingTCPServer | None = None
@@ -99,6 +103,13 @@ class DnsServer:
             raise ValueError(how)
         with self._lock:
             self._failures[_key(name)] = how
+        return self
+
+    def hold(self, name: str, until_asked: str) -> DnsServer:
+        """Answer *name* only once *until_asked* has been asked; if it is not asked within
+        HOLD_SECONDS, stay silent (a timeout)."""
+        with self._lock:
+            self._holds[_key(name)] = _key(until_asked)
         return self
 
     def clear(self, name: str) -> None:
@@ -160,6 +171,12 @@ class DnsServer:
         qtype = request.q.qtype
         with self._lock:
             self.queries.append((name, QTYPE[qtype]))
+            self._asked.notify_all()
+            release = self._holds.get(name)
+            if release is not None and not self._asked.wait_for(
+                    lambda: any(asked == release for asked, _type in self.queries),
+                    HOLD_SECONDS):
+                return None
             how = self._failures.get(name)
             records = list(self._records.get(name, ()))
             soa = next((rr for zone, rr in self._soas.items()
