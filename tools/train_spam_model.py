@@ -35,7 +35,7 @@ outer fold, z90 comes from `calibrate` on the inner out-of-fold scores and is ap
 outer fold, scored by weights trained on the rest — and prints, per sensitivity, the training
 spam caught and training ham flagged, and the false positives that predicts per
 EXPECTED_FP_PER ham. That is the estimate of what the held-out test part will show, made
-without it (docs/antispam.md, "Calibration").
+without it (docs/antispam-model.md, "Calibration").
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ MARGIN = 0.5
 HAM_TAIL = 0.002
 # the lowest of the pre-declared grid 2.0 / 1.75 / 1.5 / 1.25 at which --check-calibration
 # flags at most 1 of the 2044 training ham at score 90 (rev 3, with the structural tokens;
-# docs/antispam.md, "Calibration")
+# docs/antispam-model.md, "Calibration")
 CALIBRATION_FLOOR = 1.25
 HARD_HAM_WEIGHT = 40.0
 DEFAULT_VERSION = "2026-11-28"

@@ -52,7 +52,7 @@ PRUNE_BELOW = 0.002
 FOLDS = 5
 NB_ALPHA = 1.0
 # the naive Bayes' share of the sum; chosen, like the other settings, by cross-validation
-# inside the training part (docs/antispam.md, "Detection quality")
+# inside the training part (docs/antispam-model.md, "Model families (rev 2)")
 NB_WEIGHT = 0.015
 MODEL = ("0.5 logistic regression + 0.5 NB-scaled logistic regression (NBSVM) + "
          f"{NB_WEIGHT} naive Bayes")

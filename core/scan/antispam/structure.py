@@ -18,7 +18,7 @@ Why
     tokens give the learner evidence that does not depend on the sender's vocabulary. With
     them (rev 3) the nested cross-validation inside the training part stays within the
     criterion (at most 1 of 2044 training ham flagged at score 90) with a lower calibration
-    floor, so score 90 moves down (docs/antispam.md, "Calibration").
+    floor, so score 90 moves down (docs/antispam-model.md, "Calibration").
 
 Rules
     1. Tokens only: no token scores by itself; the training decides each one's weight, so a
