@@ -17,6 +17,7 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
+from shared.dnsxl import ERROR_CODE_NET, LISTING_NET
 from shared.idn import ascii_domain
 
 __all__ = [
@@ -524,12 +525,15 @@ class Rule(Kind):
 
 @dataclass(frozen=True)
 class ListingAnswer(IpAddress):
-    """An RBL return code: the core takes only A records in 127.0.0.0/8 as listings
-    (RFC 5782 §2.1), so any other address could never match."""
+    """An RBL return code: the core takes only A records in 127.0.0.0/8 outside the error
+    range as listings (shared/dnsxl.py), so any other address could never match."""
 
     def check(self, value):
         value = super().check(value)
-        if ipaddress.ip_address(value) not in ipaddress.ip_network("127.0.0.0/8"):
+        if ipaddress.ip_address(value) in ERROR_CODE_NET:
+            raise RuleError("127.255.255.0/24 is a list's error code (its queries are "
+                            "refused), never a listing")
+        if ipaddress.ip_address(value) not in LISTING_NET:
             raise RuleError("must be an address in 127.0.0.0/8, as lists answer "
                             "(for example 127.0.0.2)")
         return value

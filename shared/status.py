@@ -24,6 +24,7 @@ COUNTERS = (
     "spam_blacklist", "spam_rbl", "spam_heuristic", "spam", "suspected_spam",
     "reputation_spam", "policy_violations", "protocol_violations", "connections",
     "bytes_received", "spam_messages",
+    "rbl_refused",     # real-time blacklist answers that were error codes (core/smtp/rbl.py 2a)
 )
 # The per-check spam counters; "spam_messages" counts each message once however many of them
 # it adds to (the guide's "Total number of spam messages detected").

@@ -166,7 +166,8 @@ def status_view() -> StatusView:
     queue_rows = [("Fast queue", queues["fast"]), ("Slow queue", queues["slow"]),
                   ("Hold queue", queues["hold"])]
     antispam = [("Custom blacklist", counters["spam_blacklist"]),
-                ("Real-time blacklists", counters["spam_rbl"])]
+                ("Real-time blacklists", counters["spam_rbl"]),
+                ("Real-time blacklist queries refused", counters["rbl_refused"])]
     if premium:
         antispam += [("Spam", counters["spam"]), ("Suspected spam", counters["suspected_spam"]),
                      ("Reputation spam", counters["reputation_spam"])]

@@ -18,6 +18,12 @@ Rules
        (guide: "only the email messages that are associated with the return codes will be
        blocked"); without, any 127/8 answer lists it. The first listing zone, in the
        settings' order, names the rule.
+    2a. Answers in 127.255.255.0/24 are the zone's error codes, not listings (Spamhaus:
+       127.255.255.254 "query via public/open resolver", .255 "excessive number of
+       queries"; they "should NOT be interpreted as any sort of reputation"). Taken as
+       listings they would list every client — with action reject, refuse all mail. Such an
+       answer counts as "not listed", is cached for its TTL like one, and is counted
+       (`on_refused`, the Status page's "Real-time blacklist queries refused").
     3. Results are cached per (zone, IP) for the answer's TTL — positive answers by the A
        record TTL, NXDOMAIN by the negative TTL of the zone's SOA (RFC 2308 §5) — capped at
        MAX_CACHE_SECONDS and MAX_CACHE_ENTRIES (expired entries go first, then the oldest).
@@ -43,15 +49,16 @@ from core.delivery.mx import LookupFailed
 from core.smtp.policy import Refusal
 from core.smtp.replies import Reply
 from core.scan.antispam.lists import whitelist_match, address_domain
+from shared.dnsxl import ERROR_CODE_NET, LISTING_NET
 
 __all__ = ["RblChecker", "RblListing", "query_name", "sender_whitelisted", "check_rbl_sender",
-           "R550_RBL_LISTED", "MAX_LOOKUP_SECONDS", "MAX_CACHE_SECONDS", "MAX_CACHE_ENTRIES"]
+           "R550_RBL_LISTED", "MAX_LOOKUP_SECONDS", "MAX_CACHE_SECONDS",
+           "MAX_CACHE_ENTRIES"]
 
 MAX_LOOKUP_SECONDS = 5.0          # a connection waits at most this for all zones
 MAX_CACHE_SECONDS = 3600          # even a zone with a day-long TTL is asked again hourly
 DEFAULT_NEGATIVE_SECONDS = 60     # NXDOMAIN without an SOA in the answer
 MAX_CACHE_ENTRIES = 50_000
-LOOPBACK_NET = ipaddress.ip_network("127.0.0.0/8")
 
 R550_RBL_LISTED = Reply(550, "5.7.1", "Client host rejected: listed in a real-time blacklist")
 
@@ -103,8 +110,9 @@ def check_rbl_sender(listing: RblListing | None, sender: str, settings,
 
 class RblChecker:
     def __init__(self, resolver, *, clock=trio.current_time,
-                 max_entries: int = MAX_CACHE_ENTRIES):
+                 max_entries: int = MAX_CACHE_ENTRIES, on_refused=lambda: None):
         self.resolver = resolver
+        self.on_refused = on_refused    # called per answer that is only error codes (rule 2a)
         self.clock = clock
         self.max_entries = max_entries
         # (zone, ip) -> (expires_at, answer codes or () for "not listed")
@@ -161,8 +169,11 @@ class RblChecker:
             self._store(key, (), DEFAULT_NEGATIVE_SECONDS)
             results[zone] = ()
             return
-        codes = tuple(sorted({rr.address for rr in answer
-                              if ipaddress.ip_address(rr.address) in LOOPBACK_NET}))
+        answered = {ipaddress.ip_address(rr.address) for rr in answer}
+        codes = tuple(sorted(str(a) for a in answered
+                             if a in LISTING_NET and a not in ERROR_CODE_NET))
+        if not codes and any(a in ERROR_CODE_NET for a in answered):
+            self.on_refused()
         ttl = answer.rrset.ttl if answer.rrset is not None else DEFAULT_NEGATIVE_SECONDS
         self._store(key, codes, ttl)
         results[zone] = codes

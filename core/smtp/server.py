@@ -171,7 +171,8 @@ class SmtpServer:
         self.ssl_context = ssl_context
         self.diagnostics_dir = diagnostics_dir
         self.resolver = resolver
-        self.rbl = RblChecker(resolver) if resolver is not None else None   # issue 7
+        self.rbl = (RblChecker(resolver, on_refused=lambda: counters.incr("rbl_refused"))
+                    if resolver is not None else None)
         self.auto_whitelisted = auto_whitelisted   # (domain, settings) -> bool: RBL exemption
         self.hostname = hostname
         self.reuse_port = reuse_port  # several listener processes share the port

@@ -48,10 +48,12 @@ def _row(html: str, label: str) -> str:
 def test_every_table_7_1_item_is_shown(admin, home, clock):
     _snapshot(home, clock, accepted=23, delivered=45, bytes_received=3 * 2**20,
               infections_repaired=4, infections_deleted=24, infections_logged=2,
-              spam_heuristic=5, spam_rbl=1, spam_messages=5)
+              spam_heuristic=5, spam_rbl=1, spam_messages=5, rbl_refused=12)
     html = admin.get("/status/").get_data(as_text=True)
     for label in TABLE_7_1:
         _row(html, label)
+    # not in the guide's table: a zone answering error codes protects nothing
+    assert _row(html, "Real-time blacklist queries refused") == "12"
     assert _row(html, "Accepted") == "23" and _row(html, "Delivered") == "45"
     assert _row(html, "Server and port") == "gw.example.com:25"
     assert _row(html, "Running for") == "3 days, 2 hours, 5 minutes"

@@ -160,6 +160,23 @@ async def test_a_dead_dns_server_delays_by_the_time_limit_only(dns, autojump_clo
     assert not checker.cache                                     # failures are not cached
 
 
+async def test_error_codes_are_not_listings_and_are_counted(dns):
+    """Spamhaus answers 127.255.255.254 to every query that comes through a public resolver:
+    taken as a listing, every client would be listed. An answer of only error codes is "not
+    listed", counted, and cached like one; beside a real code it is ignored."""
+    dns.add_a(query_name("192.0.2.50", ZONE), "127.255.255.254")
+    dns.add_a(query_name("192.0.2.51", ZONE), "127.255.255.255")
+    dns.add_a(query_name("192.0.2.51", ZONE), "127.0.0.4")
+    values = _settings(dns, [{"enabled": True, "zone": ZONE, "return_codes": []}])
+    refused = []
+    checker = RblChecker(Resolver(lambda: values), on_refused=lambda: refused.append(1))
+    assert await checker.check("192.0.2.50", values) is None
+    assert await checker.check("192.0.2.50", values) is None and len(dns.queries) == 1
+    listing = await checker.check("192.0.2.51", values)
+    assert listing is not None and listing.codes == ("127.0.0.4",)
+    assert len(refused) == 1
+
+
 async def test_servfail_counts_as_not_listed(dns):
     dns.fail(query_name("192.0.2.41", ZONE), "servfail")
     values = _settings(dns, [{"enabled": True, "zone": ZONE, "return_codes": []}])
@@ -219,6 +236,21 @@ async def test_reject_refuses_listed_client_at_mail_from_unless_whitelisted(tmp_
     assert rejected[0]["sender"] == "spammer@elsewhere.test"
     assert core.counters.values["spam_rbl"] == 1
     assert core.counters.values["spam_messages"] == 1
+    core.cancel_scope.cancel()
+
+
+async def test_a_zone_refusing_queries_refuses_no_mail(tmp_path, sink, dns, nursery):
+    """rbl.action reject with a zone that answers every query with its "public resolver"
+    error code: mail still flows, and the Status page counts the refused queries."""
+    dns.add_a(query_name("127.0.0.1", ZONE), "127.255.255.254")
+    home = _home(tmp_path, sink, dns, rbl__action="reject")
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    await trio.to_thread.run_sync(_send, port, "someone@elsewhere.test")
+    [delivered] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert delivered.sender == "someone@elsewhere.test"
+    assert core.counters.values["rbl_refused"] == 1
+    assert core.counters.values["spam_rbl"] == 0
     core.cancel_scope.cancel()
 
 

@@ -295,6 +295,9 @@ REJECTED = [
     (RblZone(), {"zone": "bl.example", "return_codes": ["10.0.0.2"]},
      "return_codes: entry 1: must be an address in 127.0.0.0/8, as lists answer (for example "
      "127.0.0.2)"),
+    (RblZone(), {"zone": "bl.example", "return_codes": ["127.255.255.254"]},
+     "return_codes: entry 1: 127.255.255.0/24 is a list's error code (its queries are "
+     "refused), never a listing"),
     (RblZone(), {"zone": "bl.example", "return_codes": ["::1"]},
      "return_codes: entry 1: must be an address in 127.0.0.0/8, as lists answer (for example "
      "127.0.0.2)"),
