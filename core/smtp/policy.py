@@ -17,7 +17,8 @@ from core.smtp.replies import Reply
 from shared.wildcard import matches
 
 __all__ = ["Refusal", "check_recipient", "check_sender", "is_local_domain",
-           "relay_allowed", "relay_needs_ptr", "MIN_FREE_DISK_FRACTION", "max_message_octets"]
+           "relay_allowed", "listed_relay_client", "relay_needs_ptr", "MIN_FREE_DISK_FRACTION",
+           "max_message_octets"]
 
 MIN_FREE_DISK_FRACTION = 0.05  # SPEC §3 size: refuse with 452 4.3.1 under 5% free
 MIB = 1 << 20
@@ -44,8 +45,9 @@ def is_local_domain(domain: str, settings: Mapping) -> bool:
 
 
 def relay_needs_ptr(settings: Mapping) -> bool:
-    return settings["relay.mode"] == "deny_except" and any(
-        _is_host_entry(entry) for entry in settings["relay.allowed"])
+    """Host names in relay.allowed are matched against the client's PTR name (for relaying
+    under "deny_except", and in either mode to exempt the client from the RBL)."""
+    return any(_is_host_entry(entry) for entry in settings["relay.allowed"])
 
 
 def _is_host_entry(entry: str) -> bool:
@@ -59,9 +61,13 @@ def _is_host_entry(entry: str) -> bool:
 
 
 def relay_allowed(client_ip: str, client_ptr: str | None, settings: Mapping) -> bool:
-    """relay.allowed: IPs, CIDRs, `1.2.3.*`, host names and `*.domain` (via the PTR name)."""
-    if settings["relay.mode"] == "allow":
-        return True
+    return settings["relay.mode"] == "allow" or listed_relay_client(client_ip, client_ptr,
+                                                                    settings)
+
+
+def listed_relay_client(client_ip: str, client_ptr: str | None, settings: Mapping) -> bool:
+    """Is the client one of relay.allowed (IPs, CIDRs, `1.2.3.*`, host names and `*.domain`
+    via the PTR name) — one of the organisation's own mail hosts?"""
     try:
         address = ipaddress.ip_address(client_ip)
     except ValueError:

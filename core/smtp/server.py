@@ -31,8 +31,8 @@ from core.smtp.conversation import ConversationLog
 from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
                               DataRequested, Ehlo, MailFrom, ProtocolViolation, Quit, RcptTo,
                               Rset, StartTlsRequested)
-from core.smtp.policy import (check_recipient, check_sender, max_message_octets,
-                              relay_needs_ptr)
+from core.smtp.policy import (check_recipient, check_sender, listed_relay_client,
+                              max_message_octets, relay_needs_ptr)
 from core.smtp.protocol import ServerConnection
 from core.smtp.rbl import RblChecker, check_rbl_sender
 from core.smtp.state import State
@@ -368,7 +368,10 @@ class _Session:
     async def _look_up_client(self) -> None:
         """The client's PTR name (for host names in relay.allowed) and RBL listing, asked
         side by side: each is time-limited, so a dead DNS server delays the greeting by one
-        limit, not two."""
+        limit, not two. A client of relay.allowed is one of the organisation's own mail
+        hosts: its listing is ignored (as Postfix's permit_mynetworks comes before
+        reject_rbl_client), or an RBL listing of its address range would lose all
+        outbound mail."""
         server = self.server
         lookups = []
         if relay_needs_ptr(self.settings) and server.resolver is not None:
@@ -379,6 +382,9 @@ class _Session:
             async with trio.open_nursery() as nursery:
                 for lookup in lookups:
                     nursery.start_soon(lookup)
+        if self.rbl_listing is not None and listed_relay_client(
+                self.client_ip, self.client_ptr, self.settings):
+            self.rbl_listing = None
 
     async def _look_up_ptr(self) -> None:
         self.client_ptr = await self.server.resolver.ptr(self.client_ip)

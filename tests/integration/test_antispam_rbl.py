@@ -254,6 +254,23 @@ async def test_a_zone_refusing_queries_refuses_no_mail(tmp_path, sink, dns, nurs
     core.cancel_scope.cancel()
 
 
+@pytest.mark.parametrize("allowed", [["127.0.0.0/8"], ["*.mail.own.test"]])
+async def test_own_mail_hosts_are_not_refused_for_an_rbl_listing(tmp_path, sink, dns, nursery,
+                                                                allowed):
+    """A client of relay.allowed (by address, or by host name through its PTR name) is one
+    of the organisation's own mail hosts: were its address range listed (a policy list of
+    dynamic ranges, say), refusing or dropping its mail would lose all outbound mail."""
+    dns.add_a(query_name("127.0.0.1", ZONE), "127.0.0.2")
+    dns.add_ptr("127.0.0.1", "relay1.mail.own.test")
+    home = _home(tmp_path, sink, dns, rbl__action="reject", relay__allowed=allowed)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], "ceo@own.test")
+    [delivered] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert delivered.sender == "ceo@own.test"
+    assert core.counters.values["spam_rbl"] == 0
+    core.cancel_scope.cancel()
+
+
 async def test_listener_processes_reject_unless_auto_whitelisted(tmp_path, sink, dns,
                                                                  nursery):
     """With SMTP listener processes the MAIL FROM reject consults the auto-generated
