@@ -31,9 +31,10 @@ import re
 import secrets
 from email.header import Header
 
-from core.pipeline.decompose.mime import decode_transfer
+from core.pipeline.decompose.mime import decode_transfer, decode_words, header_text
 from core.pipeline.decompose.text import decode_text
 from core.pipeline.view import MessageView, Part
+from core.smtp.protocol import MAX_TEXT_LINE_OCTETS
 
 __all__ = ["rewrite", "HeaderEditor"]
 
@@ -84,10 +85,17 @@ class HeaderEditor:
             return
         if text.isascii() and value.lstrip().startswith(text.encode()):
             return
+        if not text.isascii() and _unfolded_words(value).startswith(text):
+            return                 # an encoded prefix is recognised by what it says
         if not text.isascii() and value.lstrip().startswith(b"=?"):
             text += " "            # RFC 2047 §6.2: space between encoded words vanishes
         head = _field(name, text, self.nl)[:-len(self.nl)]
         space = b"" if value[:1] in (b"\r", b"\n") else b" "    # a fold is one
+        first_line = (head + space + value).split(b"\n", 1)[0].rstrip(b"\r")
+        if len(first_line) + 2 > MAX_TEXT_LINE_OCTETS:
+            # The value's first line fitted after "Name: "; with the prefix in front it
+            # would not, and a next hop (this gateway too) refuses the message: fold.
+            space = self.nl + b" "
         self._put(name, head + space + value)
 
     def _put(self, name: str, line: bytes) -> None:
@@ -102,6 +110,11 @@ class HeaderEditor:
 
     def bytes(self) -> bytes:
         return b"".join(raw for _name, raw in self.fields) + self.nl
+
+
+def _unfolded_words(value: bytes) -> str:
+    text = re.sub(r"\r?\n[ \t]", " ", header_text(value)).strip()
+    return decode_words(text)[0]
 
 
 def _field(name: str, value: str, nl: bytes) -> bytes:

@@ -212,6 +212,24 @@ def test_prefix_keeps_the_subject_bytes_as_received():
         assert email.message_from_bytes(out)["Subject"] == "[Spam]"
 
 
+def test_a_prefix_that_would_make_the_line_too_long_folds_it():
+    """A 998-octet Subject line was accepted; with "[Spam] " in front of it on the same line,
+    a next hop (this gateway too) refuses the message (RFC 5322 §2.1.1)."""
+    value = b"x" * (998 - len(b"Subject: "))
+    raw = b"Subject: " + value + b"\r\nTo: user@local.test\r\n\r\nbody\r\n"
+    out = rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Spam]")])
+    assert max(len(line) for line in out.split(b"\r\n")) <= 998
+    assert out.startswith(b"Subject: [Spam]\r\n " + value + b"\r\n")
+    assert email.message_from_bytes(out, policy=policy.default)["Subject"] == \
+        "[Spam] " + value.decode()
+
+
+def test_a_non_ascii_prefix_is_recognised_when_already_there():
+    raw = b"Subject: hi\r\nTo: user@local.test\r\n\r\nbody\r\n"
+    once = rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Sp\u00e4m]")])
+    assert rewrite(once, view_of(once), [edit("prefix_subject", text="[Sp\u00e4m]")]) == once
+
+
 def test_replace_part_for_antivirus_repair():
     raw = message(attachments=[("doc.bin", b"infected bytes")])
     view = view_of(raw)
