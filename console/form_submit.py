@@ -31,6 +31,6 @@ def submit(form, save: Callable[[], Any]) -> list[str] | None:
     try:
         changed = save()
     except SettingError as exc:
-        return attach_errors(form, exc.errors)
+        return attach_errors(form, exc)
     flash("Changes saved." if changed else "No changes to save.", "info")
     return None

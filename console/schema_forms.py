@@ -9,7 +9,9 @@ Kind → field:
 - Int, Nullable(Int) → text box (digits; anything else is passed on so the schema's
   "must be a whole number" is the message)
 - Str (multiline) → text area; other text kinds → text box; Nullable(...) empty → null
-- ListOf(simple kind) → text area, one entry per line; ListOf(Choice) → multiple select
+- ListOf(simple kind) → text area, one entry per line (blank lines skipped); the schema's
+  message about bad entries is numbered by the lines the administrator typed (`attach_errors`)
+- ListOf(Choice) → multiple select
 - HostPort, Nullable(HostPort) → Host and Port boxes (empty host → null)
 Anything else (rules, RBL zones, routing entries) needs a page-specific form.
 """
@@ -25,12 +27,12 @@ from typing import Any, Iterable
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, SelectMultipleField, StringField, TextAreaField
 
-from shared.settings import SCHEMA, Setting
-from shared.settings_types import (Bool, Choice, HostPort, Int, Kind, ListOf, Nullable, Str,
-                                   Timezone, Weekday)
+from shared.settings import SCHEMA, Setting, SettingError
+from shared.settings_types import (Bool, Choice, HostPort, Int, Kind, ListOf, Nullable,
+                                   RuleError, Str, Timezone, Weekday, entries_rule)
 
 __all__ = ["field_name", "settings_form", "form_values", "form_data", "attach_errors",
-           "UnsupportedKind", "supports", "SettingField"]
+           "UnsupportedKind", "supports", "SettingField", "text_lines", "rule_by_line"]
 
 _INTEGER = re.compile(r"^[+-]?\d{1,18}$")
 
@@ -170,6 +172,27 @@ def _number(text: str) -> Any:
     return int(text) if _INTEGER.match(text) else text
 
 
+def text_lines(text: str | None) -> list[tuple[int, str]]:
+    """The entries of a one-entry-per-line text area, each with the line it was typed on
+    (from 1): blank lines are skipped but counted, as the administrator sees them."""
+    return [(number, line.strip())
+            for number, line in enumerate((text or "").splitlines(), 1) if line.strip()]
+
+
+def rule_by_line(error: RuleError, text: str | None) -> str:
+    """The rule of a list typed as `text` (`text_lines`), its bad entries numbered by line."""
+    lines = [number for number, _entry in text_lines(text)]
+    if not error.entries or error.entries[-1][0] > len(lines):     # not a list from `text`
+        return error.rule
+    return entries_rule([(lines[index - 1], entry.rule) for index, entry in error.entries],
+                        unit="line")
+
+
+def _is_text_area_list(key: str) -> bool:
+    kind, _nullable = _inner(SCHEMA[key].kind)
+    return isinstance(kind, ListOf) and not isinstance(kind.item, (Choice, Weekday))
+
+
 def form_values(form, keys: Iterable[str]) -> dict[str, Any]:
     """The values the user submitted, as the schema expects them (not yet validated)."""
     out: dict[str, Any] = {}
@@ -193,7 +216,7 @@ def form_values(form, keys: Iterable[str]) -> dict[str, Any]:
             if isinstance(kind.item, (Choice, Weekday)):
                 out[key] = list(data or [])
             else:
-                out[key] = [line.strip() for line in (data or "").splitlines() if line.strip()]
+                out[key] = [entry for _line, entry in text_lines(data)]
         elif isinstance(kind, Str) and kind.multiline:
             out[key] = (data or "").replace("\r\n", "\n")
         else:
@@ -202,12 +225,28 @@ def form_values(form, keys: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def attach_errors(form, errors: list[tuple[str, str]],
+def _by_line(form, exc: SettingError) -> list[tuple[str, str]]:
+    """`exc.errors`, the bad entries of a list typed in this form's text area numbered by
+    the lines the administrator typed them on (the schema numbers list positions)."""
+    out = []
+    for key, rule in exc.errors:
+        cause, name = exc.causes.get(key), field_name(key)
+        if cause is not None and key in SCHEMA and _is_text_area_list(key) and name in form:
+            rule = rule_by_line(cause, form[name].data)
+        out.append((key, rule))
+    return out
+
+
+def attach_errors(form, errors: SettingError | list[tuple[str, str]],
                   fields: dict[str, str] | None = None) -> list[str]:
     """Put each schema error next to its field; returns the messages that have no field.
 
-    `fields` maps a key to a field name when the page names its fields otherwise.
+    Given the SettingError itself, a text-area list's message counts the lines the
+    administrator typed. `fields` maps a key to a field name when the page names its fields
+    otherwise.
     """
+    if isinstance(errors, SettingError):
+        errors = _by_line(form, errors)
     leftover = []
     fields = fields or {}
     for key, rule in errors:

@@ -59,10 +59,14 @@ class Setting:
 
 
 class SettingError(ValueError):
-    """One or more settings break their rules. `errors` is a list of `(key, rule)`."""
+    """One or more settings break their rules. `errors` is a list of `(key, rule)`;
+    `causes` maps a key whose own value broke its kind's rule to that RuleError, whose parts
+    let the console number a list's bad entries by the lines the administrator typed."""
 
-    def __init__(self, errors: list[tuple[str, str]]):
+    def __init__(self, errors: list[tuple[str, str]],
+                 causes: dict[str, RuleError] | None = None):
         self.errors = errors
+        self.causes = dict(causes or {})
         super().__init__("; ".join(f"{k}: {r}" for k, r in errors))
 
     def lines(self) -> list[str]:
@@ -542,6 +546,7 @@ def validate_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
     nothing.
     """
     errors: list[tuple[str, str]] = []
+    causes: dict[str, RuleError] = {}
     normalised: dict[str, Any] = {}
     for key, value in changes.items():
         if key not in SCHEMA:
@@ -555,8 +560,9 @@ def validate_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
             normalised[key] = setting.kind.check(value)
         except RuleError as exc:
             errors.append((key, exc.rule))
+            causes[key] = exc
     if errors:
-        raise SettingError(errors)
+        raise SettingError(errors, causes)
 
     merged = {**current, **normalised}
     plain = {k: v for k, v in normalised.items()

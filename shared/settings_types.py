@@ -25,16 +25,64 @@ __all__ = [
     "Sender", "IpAddress", "Resolver", "Hostname", "TimeOfDay", "Timezone", "Extension",
     "HostPort", "RoutingEntry", "Rule", "RblZone", "WhitelistEntry", "BlacklistEntry",
     "RelayEntry", "Weekday", "Base64Key", "Domain", "MailDomain", "Pattern", "ListingAnswer",
-    "RuleTerm",
+    "RuleTerm", "entries_rule", "ENTRIES_NAMED",
 ]
 
 
 class RuleError(ValueError):
-    """The value breaks a rule; `rule` is the rule in words, without the key."""
+    """The value breaks a rule; `rule` is the rule in words, without the key.
 
-    def __init__(self, rule: str):
+    The parts it was made of, for a caller that shows the value otherwise than as JSON (the
+    console: a list as one entry per text-area line, a rule's terms as one comma-separated
+    line) and so must number or place the message its own way:
+    - `entries`: a list's bad entries as (position from 1, their RuleError), in order;
+    - `field` and `inner`: the object field the rule is about and its own error (`within`).
+    """
+
+    def __init__(self, rule: str, *, entries: tuple[tuple[int, RuleError], ...] = (),
+                 field: str | None = None, inner: RuleError | None = None):
         super().__init__(rule)
         self.rule = rule
+        self.entries = entries
+        self.field = field
+        self.inner = inner
+
+    def within(self, field: str) -> RuleError:
+        """This error as that of the object field `field`: "field: rule"."""
+        return RuleError(f"{field}: {self.rule}", field=field, inner=self)
+
+
+ENTRIES_NAMED = 10  # a message names at most this many bad entries, then "and K more"
+_PLURALS = {"entry": "entries"}
+
+
+def _plural(unit: str, count: int) -> str:
+    return unit if count == 1 else _PLURALS.get(unit, unit + "s")
+
+
+def _numbers(numbers: list[int]) -> str:
+    words = [str(n) for n in numbers]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def entries_rule(bad: list[tuple[int, str]], unit: str = "entry") -> str:
+    """The rules a list's bad entries break, in one message — the one place that words it.
+
+    `bad` is [(number, rule)] in order; `unit` says what the numbers count: "entry" (the
+    position in the list), "line" (the console's text areas), "term". Entries breaking the
+    same rule are named together; after ENTRIES_NAMED entries the rest are counted:
+    "entry 2: rule", "lines 2, 5 and 9: rule; line 12: other rule; and 3 more lines".
+    """
+    named: dict[str, list[int]] = {}
+    for number, rule in bad[:ENTRIES_NAMED]:
+        named.setdefault(rule, []).append(number)
+    parts = [f"{_plural(unit, len(numbers))} {_numbers(numbers)}: {rule}"
+             for rule, numbers in named.items()]
+    rest = len(bad) - ENTRIES_NAMED
+    if rest > 0:
+        parts.append(f"and {rest} more {_plural(unit, rest)}")
+    return "; ".join(parts)
+
 
 
 class Kind:
@@ -158,12 +206,15 @@ class ListOf(Kind):
             raise RuleError(f"must have at most {self.max_items} entries")
         if len(value) < self.min_items:
             raise RuleError(f"must have at least {self.min_items} entries")
-        out = []
+        out, bad = [], []
         for index, item in enumerate(value, 1):
             try:
                 out.append(self.item.check(item))
             except RuleError as exc:
-                raise RuleError(f"entry {index}: {exc.rule}") from None
+                bad.append((index, exc))
+        if bad:                                  # every bad entry, not only the first
+            raise RuleError(entries_rule([(index, exc.rule) for index, exc in bad]),
+                            entries=tuple(bad))
         if self.unique:
             seen = set()
             for item in out:
@@ -514,9 +565,9 @@ class Rule(Kind):
             try:
                 out[field_name] = ListOf(RuleTerm(), max_items=RULE_MAX_TERMS).check(terms)
             except RuleError as exc:
-                raise RuleError(f"{field_name}: {exc.rule}") from None
+                raise exc.within(field_name) from None
         if not out["terms"]:
-            raise RuleError("terms: must have at least one term")
+            raise RuleError("must have at least one term").within("terms")
         return out
 
     def describe(self):
@@ -549,7 +600,7 @@ class RblZone(Kind):
         try:
             out["return_codes"] = ListOf(ListingAnswer()).check(codes)
         except RuleError as exc:
-            raise RuleError(f"return_codes: {exc.rule}") from None
+            raise exc.within("return_codes") from None
         return out
 
     def describe(self):

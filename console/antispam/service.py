@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from console.context import request_db, settings
+from console.schema_forms import rule_by_line, text_lines
 from console.settings_service import rules_as_shown, save_settings, submit_command
+from shared.settings import SettingError
 
-__all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries",
-           "save_rbl", "rbl_rows", "save_rule", "delete_rule", "split_terms",
-           "join_terms", "AUTO_ACTIONS", "DELETE_COMMAND"]
+__all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "save_rbl", "rbl_rows",
+           "zone_error_fields", "save_rule", "delete_rule", "split_terms", "join_terms",
+           "AUTO_ACTIONS", "DELETE_COMMAND"]
 
 DELETE_COMMAND = "whitelist.auto.delete"
 AUTO_ACTIONS = ("to_custom", "to_exclusions", "delete")
@@ -113,29 +115,33 @@ def save_rbl(rows: list[dict], action_changes: dict[str, Any], *, user: str,
     """`rows`: [{"enabled", "zone", "codes": text}] — empty zone names are left out.
     SettingError's `rbl.zones` errors are pointed at the row's field (`zone_error_fields`)."""
     zones = [{"enabled": bool(rows[i]["enabled"]), "zone": rows[i]["zone"].strip(),
-              "return_codes": [c.strip() for c in (rows[i]["codes"] or "").splitlines()
-                               if c.strip()]}
+              "return_codes": [code for _line, code in text_lines(rows[i]["codes"])]}
              for i in _filled(rows)]
     return save_settings({"rbl.zones": zones, **action_changes}, user=user,
                          client_ip=client_ip, page="rbl")
 
 
-_ZONE_ERROR = re.compile(r"entry (\d+): (?:(return_codes|zone): )?(.*)", re.S)
 _ZONE_TWICE = re.compile(r"zone (\S+) (is listed twice)")
 
 
-def zone_error_fields(errors: list[tuple[str, str]], rows: list[dict]) -> list[tuple[str, str]]:
-    """An `rbl.zones` error ("entry N: ...", N counting saved zones from 1) as an error of the
-    form field of its row (`zone<row>_codes` or `zone<row>_zone`); other errors unchanged."""
+def zone_error_fields(exc: SettingError, rows: list[dict]) -> list[tuple[str, str]]:
+    """`exc`'s errors, each bad zone's as an error of the form field of its row
+    (`zone<row>_codes`, its codes numbered by the lines typed, or `zone<row>_zone`); other
+    errors unchanged."""
     filled = _filled(rows)
     out = []
-    for key, rule in errors:
-        match = _ZONE_ERROR.match(rule) if key == "rbl.zones" else None
+    for key, rule in exc.errors:
+        cause = exc.causes.get(key) if key == "rbl.zones" else None
         twice = _ZONE_TWICE.match(rule) if key == "rbl.zones" else None
-        if match and 0 < int(match[1]) <= len(filled):
-            row = filled[int(match[1]) - 1]
-            out.append((f"zone{row}_{'codes' if match[2] == 'return_codes' else 'zone'}",
-                        match[3]))
+        if cause is not None and cause.entries \
+                and all(0 < index <= len(filled) for index, _error in cause.entries):
+            for index, error in cause.entries:
+                row = filled[index - 1]
+                if error.field == "return_codes":
+                    out.append((f"zone{row}_codes",
+                                rule_by_line(error.inner, rows[row]["codes"])))
+                else:
+                    out.append((f"zone{row}_zone", error.rule))
         elif twice:                                 # the later row of the two
             same = [i for i in filled
                     if rows[i]["zone"].strip().lower().rstrip(".") == twice[1]]

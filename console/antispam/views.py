@@ -117,7 +117,7 @@ def rbl():
         try:
             changed = service.save_rbl(rows, form_values(form, PAGE_KEYS["rbl"]), **who())
         except SettingError as exc:
-            errors = attach_errors(form, service.zone_error_fields(exc.errors, rows))
+            errors = attach_errors(form, service.zone_error_fields(exc, rows))
         else:
             flash("Changes saved." if changed else "No changes to save.", "info")
             return redirect(url_for("antispam.rbl"))

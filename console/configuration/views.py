@@ -86,7 +86,7 @@ def save_accounts():
         try:
             service.save_page("accounts", form_values(form, ACCOUNT_KEYS), **who())
         except SettingError as exc:
-            errors = attach_errors(form, exc.errors)
+            errors = attach_errors(form, exc)
         else:
             flash("Changes saved.", "info")
             return redirect(url_for("configuration.accounts"))

@@ -265,3 +265,54 @@ def test_terms_line_round_trip_and_sld_key():
     assert join_terms(["a", "b, c"]) == "a, b\\, c"
     assert sorted(["b.example.com", "example.com", "alpha.net", "example.org"], key=sld_key) \
         == ["alpha.net", "example.com", "b.example.com", "example.org"]
+
+
+# --- list errors name every bad line, as typed -----------------------------------------------
+
+WHITELIST_RULE = "must be @domain, .domain or a full email address"
+NO_WILDCARDS = ("takes no * or ? wildcards: use @domain for a domain, .domain for it and its "
+                "subdomains")
+
+
+def _field_error(page: str, field: str) -> str:
+    """The text of the error shown next to form field `field` (empty when none)."""
+    match = re.search(rf'<span class="error" id="{field}-error">([^<]*)</span>', page)
+    return html.unescape(match[1]) if match else ""
+
+
+def test_list_errors_name_every_bad_line_by_the_line_typed(admin):
+    """Only the first bad entry was named, as "entry N" counting entries after blank lines
+    were dropped, so N was not the line the administrator saw."""
+    response = admin.post("/antispam/whitelist", {
+        "whitelist__custom__enabled": "y",
+        "whitelist__custom": "@ok.test\r\n\r\nbad one\r\n@fine.test\r\n\r\n*@x.test\r\nalso bad"})
+    assert response.status_code == 200
+    assert _field_error(response.get_data(as_text=True), "whitelist__custom") == \
+        f"lines 3 and 7: {WHITELIST_RULE}; line 6: {NO_WILDCARDS}"
+    assert admin.settings()["whitelist.custom"] == []
+    assert not admin.events(Action.OBJECT_MODIFIED)
+
+
+def test_long_list_errors_name_ten_lines_then_count_the_rest(admin):
+    exclusions = "\n".join(["ok.example", ""] + [f"bad domain {i}" for i in range(13)])
+    response = admin.post("/antispam/auto-whitelist", {"whitelist__auto__enabled": "y",
+                                                       "whitelist__auto__exclusions": exclusions})
+    assert _field_error(response.get_data(as_text=True), "whitelist__auto__exclusions") == (
+        "lines 3, 4, 5, 6, 7, 8, 9, 10, 11 and 12: must be a domain name such as example.com; "
+        "and 3 more lines")
+    response = admin.post("/antispam/blacklist", {
+        "blacklist__enabled": "y", "blacklist__entries": "\n\n@spam.test\nnot an address",
+        "blacklist__action": "drop"})
+    assert _field_error(response.get_data(as_text=True), "blacklist__entries") == \
+        "line 4: must be @domain, .domain or an address (* and ? allowed before the @)"
+
+
+def test_rbl_errors_of_every_row_with_codes_numbered_by_line(admin):
+    page = _post_rbl_rows(admin, (True, "bad zone!", ""),
+                          (True, "bl.example.org", "127.0.0.2\n\nnot-an-ip\n10.0.0.2"))
+    assert _field_error(page, "zone0_zone") == "must be a domain name such as example.com"
+    assert _field_error(page, "zone1_codes") == (
+        "line 3: must be an IPv4 or IPv6 address; line 4: must be an address in 127.0.0.0/8, "
+        "as lists answer (for example 127.0.0.2)")
+    assert admin.settings()["rbl.zones"] == []
+

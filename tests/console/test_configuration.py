@@ -89,10 +89,10 @@ BAD_VALUES = [
     ("/configuration/setup", "smtp__max_incoming", "many", "must be a whole number"),
     ("/configuration/setup", "http__port", "25", "already used by smtp.port"),
     ("/configuration/setup", "smtp__notify_from", "not valid", "must be a user name or a full email address"),
-    ("/configuration/setup", "dns__resolvers", "1.2.3.4\nnot-an-ip", "entry 2: must be IP or IP:port"),
+    ("/configuration/setup", "dns__resolvers", "1.2.3.4\nnot-an-ip", "line 2: must be IP or IP:port"),
     ("/configuration/setup", "timezone", "Mars/Olympus", "must be an IANA time zone name"),
     ("/configuration/setup", "delivery__retry_max_seconds", "10", "must not be lower than delivery.retry_initial_seconds"),
-    ("/configuration/scan-policy", "scan__include", "exe", "entry 1: must be a file extension written .ext"),
+    ("/configuration/scan-policy", "scan__include", "exe", "line 1: must be a file extension written .ext"),
     ("/configuration/scan-policy", "scan__unprocessable", "shred", "must be one of deliver, drop, hold"),
     ("/configuration/notifications", "notify__admin__subject", "x" * 300, "must be at most 255 characters"),
     ("/configuration/logging", "logging__retention_days", "5", "must be between 7 and 3650 or 0"),
@@ -208,7 +208,7 @@ def test_report_only_must_have_a_password_before_it_is_enabled(admin):
 
 @pytest.mark.parametrize("field,value,message", [
     ("settings-admin__timeout_minutes", "0", "must be between 1 and 1440"),
-    ("settings-admin__emails", "ops@example.com\nnot-an-address", "entry 2: must be a full email address"),
+    ("settings-admin__emails", "ops@example.com\nnot-an-address", "line 2: must be a full email address"),
 ])
 def test_accounts_settings_messages(admin, field, value, message):
     data = _form_fields(admin, "/configuration/accounts")
@@ -365,3 +365,16 @@ def test_hold_action_refuses_bad_ids(admin):
     response = admin.post("/configuration/hold/action", {"action": "drop", "ids": "../etc"})
     assert response.status_code == 200
     assert admin.commands() == []
+
+
+# --- list errors name the lines typed --------------------------------------------------------
+
+def test_list_error_counts_the_lines_typed_blank_ones_too(admin):
+    data = _form_fields(admin, "/configuration/setup")
+    data["dns__resolvers"] = "\r\n1.2.3.4\r\n\r\nnot-an-ip\r\nnor-this"
+    response = admin.post("/configuration/setup", data)
+    page = response.get_data(as_text=True)
+    assert "lines 4 and 5: must be IP or IP:port" in page.split(
+        'id="dns__resolvers-error">', 1)[1].split("</span>", 1)[0]
+    assert admin.settings()["dns.resolvers"] == []
+

@@ -683,3 +683,32 @@ def test_store_reports_what_changed(conn):
         "smtp.port": (25, 2525)}
     assert apply_changes(conn, {"smtp.port": 2525}) == {}
     assert load(conn)["smtp.port"] == 2525
+
+
+# --- a list's bad entries, all of them -------------------------------------------------------
+
+def test_list_names_every_bad_entry_not_only_the_first():
+    """Only the first bad entry was named, so a list with several came back once per entry."""
+    with pytest.raises(RuleError) as info:
+        ListOf(WhitelistEntry()).check(["@ok.test", "bad one", "*@x.test", "also bad"])
+    assert info.value.rule == (
+        "entries 2 and 4: must be @domain, .domain or a full email address; entry 3: takes no "
+        "* or ? wildcards: use @domain for a domain, .domain for it and its subdomains")
+    assert [(n, e.rule) for n, e in info.value.entries] == [
+        (2, "must be @domain, .domain or a full email address"),
+        (3, "takes no * or ? wildcards: use @domain for a domain, .domain for it and its "
+            "subdomains"),
+        (4, "must be @domain, .domain or a full email address")]
+    assert errors({"admin.emails": ["nope", "ok@example.com", "neither"]}) == [
+        f"admin.emails: entries 1 and 3: {EMAIL_RULE}"]
+
+
+def test_entries_rule_names_ten_entries_then_counts_the_rest():
+    from shared.settings_types import entries_rule
+    bad = [(n, "must be X") for n in range(1, 14)]
+    assert entries_rule(bad, unit="line") == \
+        "lines 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10: must be X; and 3 more lines"
+    assert entries_rule(bad[:11]) == \
+        "entries 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10: must be X; and 1 more entry"
+    assert entries_rule([(7, "must be X")], unit="term") == "term 7: must be X"
+
