@@ -20,11 +20,18 @@ from console.context import console_context, forget_settings, request_db, settin
 from shared.events import Action
 from shared.settings import PAGES, SettingError, display_value
 from shared.settings_store import apply_changes
+from shared.settings_types import RuleError, entries_rule
 
 __all__ = ["save_settings", "submit_command", "record_change", "rule_key", "rules_as_shown",
-           "RULE_LIST_CHANGED"]
+           "rule_errors", "RULE_LIST_CHANGED", "RuleListChanged"]
 
 RULE_LIST_CHANGED = "the rule list changed meanwhile; reload the page"
+RULE_FIELDS = ("name", "terms", "none_of")  # the fields of a rule form, named as in the rule
+
+
+class RuleListChanged(SettingError):
+    """The rule list is no longer the one the page showed: there is nothing to correct in
+    what was typed, the page must be reloaded."""
 
 
 def record_change(user: str, client_ip: str | None, page: str, changes: dict[str, list],
@@ -62,8 +69,45 @@ def rules_as_shown(key: str, index: int, shown: str) -> list:
     still the one the page showed (`rule_key`); else SettingError, nothing changed."""
     rules = list(settings()[key])
     if not 0 <= index < len(rules) or rule_key(rules[index]) != shown:
-        raise SettingError([(key, RULE_LIST_CHANGED)])
+        raise RuleListChanged([(key, RULE_LIST_CHANGED)])
     return rules
+
+
+def rule_errors(exc: SettingError, key: str, index: int,
+                numbering: Mapping[str, list[int]] | None = None) -> list[tuple[str, str]]:
+    """`exc`'s errors, those of rule `index` (from 0) of the list `key` (rules.content,
+    rules.spam) as (rule form field, rule), so a page can show them next to what the
+    administrator typed; the others as (key, rule).
+
+    `numbering` gives, per field, the number the administrator sees for each of its list's
+    entries (a term's place in the comma-separated line); the bad entries are then named by
+    those numbers (shared.settings_types.entries_rule).
+    """
+    out = []
+    for error_key, rule in exc.errors:
+        cause = exc.causes.get(error_key) if error_key == key else None
+        if cause is None or not cause.entries:
+            out.append((error_key, rule))
+            continue
+        others = []
+        for position, error in cause.entries:
+            if position != index + 1:
+                others.append((position, error.rule))
+            elif error.field in RULE_FIELDS:
+                out.append((error.field, _field_rule(error.inner,
+                                                     (numbering or {}).get(error.field))))
+            else:
+                out.append((error_key, error.rule))
+        if others:
+            out.append((error_key, entries_rule(others)))
+    return out
+
+
+def _field_rule(error: RuleError, numbers: list[int] | None) -> str:
+    if not error.entries or numbers is None or error.entries[-1][0] > len(numbers):
+        return error.rule
+    return entries_rule([(numbers[position - 1], entry.rule)
+                         for position, entry in error.entries], unit="term")
 
 
 def submit_command(kind: str, args: dict[str, Any], *, user: str, client_ip: str | None,

@@ -559,7 +559,10 @@ class Rule(Kind):
             "match": Choice(("all", "any")).check(value.get("match", "any")),
         }
         if value.get("name") is not None:
-            out["name"] = Str(max_len=100).check(value["name"])
+            try:
+                out["name"] = Str(max_len=100).check(value["name"])
+            except RuleError as exc:
+                raise exc.within("name") from None
         for field_name in ("terms", "none_of"):
             terms = value.get(field_name, [])
             try:

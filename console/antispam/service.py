@@ -22,12 +22,13 @@ from typing import Any
 
 from console.context import request_db, settings
 from console.schema_forms import rule_by_line, text_lines
+from console.settings_service import rule_errors as settings_rule_errors
 from console.settings_service import rules_as_shown, save_settings, submit_command
 from shared.settings import SettingError
 
 __all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "save_rbl", "rbl_rows",
-           "zone_error_fields", "save_rule", "delete_rule", "split_terms", "join_terms",
-           "AUTO_ACTIONS", "DELETE_COMMAND"]
+           "zone_error_fields", "save_rule", "rule_errors", "delete_rule", "split_terms",
+           "numbered_terms", "join_terms", "AUTO_ACTIONS", "DELETE_COMMAND"]
 
 DELETE_COMMAND = "whitelist.auto.delete"
 AUTO_ACTIONS = ("to_custom", "to_exclusions", "delete")
@@ -153,8 +154,10 @@ def zone_error_fields(exc: SettingError, rows: list[dict]) -> list[tuple[str, st
 
 # --- spam rules ----------------------------------------------------------------------------
 
-def split_terms(line: str) -> list[str]:
-    """The console edits terms as one comma-separated line (SPEC §3); "\\," keeps a comma."""
+def numbered_terms(line: str) -> list[tuple[int, str]]:
+    """The terms of one comma-separated line (SPEC §3; "\\," keeps a comma), each with its
+    place in the line from 1: empty places are skipped but counted, as the administrator
+    sees them."""
     terms, current, escaped = [], [], False
     for ch in line or "":
         if escaped:
@@ -170,7 +173,12 @@ def split_terms(line: str) -> list[str]:
     if escaped:
         current.append("\\")
     terms.append("".join(current))
-    return [t.strip() for t in terms if t.strip()]
+    return [(place, t.strip()) for place, t in enumerate(terms, 1) if t.strip()]
+
+
+def split_terms(line: str) -> list[str]:
+    """The console edits terms as one comma-separated line (SPEC §3); "\\," keeps a comma."""
+    return [term for _place, term in numbered_terms(line)]
 
 
 def join_terms(terms) -> str:
@@ -187,6 +195,17 @@ def save_rule(index: int | None, shown: str, rule: dict, *, user: str,
         rules[index] = rule
     return save_settings({"rules.spam": rules}, user=user, client_ip=client_ip,
                          page="spam_rules")
+
+
+def rule_errors(exc: SettingError, index: int | None, terms: str,
+                none_of: str) -> list[tuple[str, str]]:
+    """The errors of a refused `save_rule(index, ...)` of the rule typed with these terms
+    lines, by the rule form's fields where they belong (terms named by their place in the
+    line), the others by their key."""
+    position = len(settings()["rules.spam"]) if index is None else index
+    numbering = {"terms": [place for place, _t in numbered_terms(terms)],
+                 "none_of": [place for place, _t in numbered_terms(none_of)]}
+    return settings_rule_errors(exc, "rules.spam", position, numbering)
 
 
 def delete_rule(index: int, shown: str, *, user: str, client_ip: str | None) -> dict:

@@ -18,7 +18,7 @@ from console.placeholders import settings_sections
 from console.form_submit import submit, who
 from console.roles import Access, requires
 from console.schema_forms import attach_errors, form_data, form_values
-from console.settings_service import rule_key, save_settings
+from console.settings_service import RuleListChanged, rule_key, save_settings
 from shared.settings import SettingError
 
 PREMIUM_NOTICE = ("Premium AntiSpam (reputation lists, URL and signature filtering, language "
@@ -150,8 +150,18 @@ def spam_rules():
                                                   page="spam_rules", **who()))
     if errors is None:
         return redirect(url_for("antispam.spam_rules"))
-    return _render("spam_rules.html", "spam_rules", form=form, errors=errors,
-                   rules=_rule_forms(), new_rule=SpamRuleForm(formdata=None, prefix="new"))
+    return _spam_rules_page(form, errors)
+
+
+def _spam_rules_page(form, errors, refused: str | None = None, rule_form=None,
+                     rule_errors: list[str] | None = None):
+    """The Spam Rules page; a `refused` rule form (its prefix) is shown as it was typed, with
+    its errors, in place of the stored rule's (or of the empty "new" form)."""
+    rules = [(i, rule, rule_form if refused == f"r{i}" else f, d)
+             for i, rule, f, d in _rule_forms()]
+    new_rule = rule_form if refused == "new" else SpamRuleForm(formdata=None, prefix="new")
+    return _render("spam_rules.html", "spam_rules", form=form, errors=errors, rules=rules,
+                   new_rule=new_rule, refused=refused, rule_errors=rule_errors or [])
 
 
 def _flash_form_errors(form) -> None:
@@ -183,8 +193,15 @@ def save_spam_rule():
             rule["name"] = form.name.data.strip()
         try:
             service.save_rule(index, form.original.data or "", rule, **who())
-        except SettingError as exc:
+        except RuleListChanged as exc:           # nothing to correct: the page is stale
             _flash_setting_errors(exc)
+        except SettingError as exc:              # shown again as typed, with the errors
+            errors = attach_errors(form, service.rule_errors(exc, index, form.terms.data,
+                                                             form.none_of.data))
+            keys = PAGE_KEYS["spam_rules"]
+            page_form = SETTINGS_FORMS["spam_rules"](formdata=None,
+                                                     data=form_data(keys, settings()))
+            return _spam_rules_page(page_form, [], prefix, form, errors)
         else:
             flash("Spam rule saved.", "info")
     return redirect(url_for("antispam.spam_rules"))

@@ -316,3 +316,61 @@ def test_rbl_errors_of_every_row_with_codes_numbered_by_line(admin):
         "as lists answer (for example 127.0.0.2)")
     assert admin.settings()["rbl.zones"] == []
 
+
+# --- a refused spam rule comes back as typed ------------------------------------------------
+
+def test_refused_new_spam_rule_is_shown_again_as_typed(admin):
+    """The form came back empty: what the administrator typed was lost."""
+    response = admin.post("/antispam/spam-rules/save", {
+        "prefix": "new", "new-index": "", "new-name": "watches", "new-enabled": "y",
+        "new-match": "all", "new-terms": "cheap, , *", "new-none_of": "newsletter"})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'id="new-name" name="new-name" type="text" value="watches"' in page
+    assert 'id="new-terms" name="new-terms" type="text" value="cheap, , *"' in page
+    assert 'value="newsletter"' in page
+    assert re.search(r'<option selected value="all">|<option value="all" selected', page)
+    # the term named by its place in the comma-separated line, next to the field
+    assert _field_error(page, "new-terms") == ("term 3: must contain something other than "
+                                               "spaces and wildcards (it would match every "
+                                               "message)")
+    assert 'id="rule-new-refused"' in page
+    # the page's other form still saves to the page, not to the rule's URL
+    assert 'id="settings-form" action="/antispam/spam-rules"' in page
+    assert admin.settings()["rules.spam"] == []
+    assert not admin.events(Action.OBJECT_MODIFIED)
+
+
+def test_refused_spam_rule_edit_is_shown_again_as_typed(admin):
+    admin.set(rules__spam=[_rule("Pharma", "pills"), _rule("Lottery", "lotto")])
+    before = admin.settings()["rules.spam"]
+    typed = {**_shown_rule_fields(admin, "r1"), "prefix": "r1", "r1-name": "Lottery",
+             "r1-enabled": "y", "r1-match": "any", "r1-terms": "lotto, jackpot",
+             "r1-none_of": "?"}
+    response = admin.post("/antispam/spam-rules/save", typed)
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'name="r1-terms" type="text" value="lotto, jackpot"' in page
+    assert _field_error(page, "r1-none_of").startswith("term 1: must contain something")
+    assert 'name="r0-terms" type="text" value="pills"' in page      # the other rule as stored
+    assert 'name="new-terms" type="text" value=""' in page
+    response = admin.post("/antispam/spam-rules/save", {**typed, "r1-name": "L" * 101,
+                                                        "r1-none_of": ""})
+    page = response.get_data(as_text=True)
+    assert _field_error(page, "r1-name") == "must be at most 100 characters"
+    assert f'value="{"L" * 101}"' in page
+    assert admin.settings()["rules.spam"] == before
+
+
+def test_spam_rule_over_the_rules_total_is_shown_again_with_the_reason(admin):
+    admin.set(rules__content=[_rule(f"c{i}", f"term{i}") for i in range(100)])
+    response = admin.post("/antispam/spam-rules/save", {
+        "prefix": "new", "new-index": "", "new-name": "one more", "new-enabled": "y",
+        "new-match": "any", "new-terms": "lottery", "new-none_of": ""})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    refused = page.split('id="rule-new-refused"', 1)[1].split("</div>", 1)[0]
+    assert "rules.content: spam and content rules together must be at most 100" in refused
+    assert 'name="new-terms" type="text" value="lottery"' in page
+    assert admin.settings()["rules.spam"] == []
+

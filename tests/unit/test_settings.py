@@ -712,3 +712,21 @@ def test_entries_rule_names_ten_entries_then_counts_the_rest():
         "entries 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10: must be X; and 1 more entry"
     assert entries_rule([(7, "must be X")], unit="term") == "term 7: must be X"
 
+
+def test_object_field_errors_keep_their_parts():
+    """The console places a rule's or a zone's error by these parts, not by parsing text."""
+    with pytest.raises(RuleError) as info:
+        Rule().check({"terms": ["ok", "*", "?"]})
+    error = info.value
+    assert error.rule == ("terms: entries 2 and 3: must contain something other than spaces "
+                          "and wildcards (it would match every message)")
+    assert error.field == "terms" and [n for n, _e in error.inner.entries] == [2, 3]
+    with pytest.raises(RuleError) as info:
+        Rule().check({"terms": ["ok"], "name": "n" * 101})
+    assert (info.value.field, info.value.rule) == ("name", "name: must be at most 100 characters")
+    with pytest.raises(SettingError) as info:
+        validate_changes(defaults(), {"rbl.zones": [
+            {"zone": "bl.example", "return_codes": ["127.0.0.2", "x"]}, {"zone": "bad zone!"}]})
+    cause = info.value.causes["rbl.zones"]
+    assert [(n, e.field) for n, e in cause.entries] == [(1, "return_codes"), (2, None)]
+
