@@ -26,9 +26,10 @@ from console.settings_service import rule_errors as settings_rule_errors
 from console.settings_service import rules_as_shown, save_settings, submit_command
 from shared.settings import SettingError
 
-__all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "save_rbl", "rbl_rows",
-           "zone_error_fields", "save_rule", "rule_errors", "delete_rule", "split_terms",
-           "numbered_terms", "join_terms", "AUTO_ACTIONS", "DELETE_COMMAND"]
+__all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "move_warnings",
+           "save_rbl", "rbl_rows", "zone_error_fields", "CUSTOM_WHITELIST_OFF", "save_rule",
+           "rule_errors", "delete_rule", "split_terms", "numbered_terms", "join_terms",
+           "AUTO_ACTIONS", "DELETE_COMMAND"]
 
 DELETE_COMMAND = "whitelist.auto.delete"
 AUTO_ACTIONS = ("to_custom", "to_exclusions", "delete")
@@ -70,6 +71,19 @@ def auto_entries(sort: str = "frequency") -> list[AutoEntry]:
     if sort == "domain":
         return sorted(entries, key=lambda e: sld_key(e.domain))
     return sorted(entries, key=lambda e: (-e.count, e.first_seen, e.domain))
+
+
+CUSTOM_WHITELIST_OFF = ("The custom whitelist is disabled (whitelist.custom.enabled is off): "
+                        "the entries added to it have no effect until it is enabled on the "
+                        "Whitelist page.")
+
+
+def move_warnings(action: str) -> list[str]:
+    """What an administrator must know after `move_auto_entries(action, ...)`: entries moved
+    to a custom whitelist that is off whitelist nothing (and no longer auto-whitelist)."""
+    if action == "to_custom" and not settings()["whitelist.custom.enabled"]:
+        return [CUSTOM_WHITELIST_OFF]
+    return []
 
 
 def move_auto_entries(action: str, domains: list[str], *, user: str,

@@ -89,6 +89,8 @@ def auto_whitelist_manage():
                 flash(f"{count} entr{'y' if count == 1 else 'ies'}: "
                       f"{dict(to_custom='added to the custom whitelist', to_exclusions='added to the exclusion list', delete='deleted')[action]}.",
                       "info")
+                for warning in service.move_warnings(action):
+                    flash(warning, "warning")
         else:
             flash("Select one or more entries, then an action.", "info")
     return redirect(url_for("antispam.auto_whitelist", sort=request.args.get("sort",

@@ -374,3 +374,23 @@ def test_spam_rule_over_the_rules_total_is_shown_again_with_the_reason(admin):
     assert 'name="new-terms" type="text" value="lottery"' in page
     assert admin.settings()["rules.spam"] == []
 
+
+# --- auto-generated whitelist: moves to a custom whitelist that is off ----------------------
+
+def test_move_to_a_disabled_custom_whitelist_warns_and_still_moves(admin, home):
+    _seed_auto(home, [("partner.example", 3, 1.0, 9.0), ("other.example", 2, 1.0, 9.0)])
+    admin.post("/antispam/auto-whitelist/manage", {"domains": ["partner.example"],
+                                                   "to_custom": "y"})
+    page = admin.get("/antispam/auto-whitelist").get_data(as_text=True)
+    assert '<p class="flash warning" role="status">' in page
+    assert "whitelist.custom.enabled" in page
+    assert admin.settings()["whitelist.custom"] == ["@partner.example"]
+
+    admin.set(whitelist__custom__enabled=True)
+    admin.post("/antispam/auto-whitelist/manage", {"domains": ["other.example"],
+                                                   "to_custom": "y"})
+    page = admin.get("/antispam/auto-whitelist").get_data(as_text=True)
+    assert "1 entry: added to the custom whitelist." in page
+    assert "whitelist.custom.enabled" not in page
+    assert admin.settings()["whitelist.custom"] == ["@partner.example", "@other.example"]
+
