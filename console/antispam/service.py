@@ -27,9 +27,9 @@ from console.settings_service import rules_as_shown, save_settings, submit_comma
 from shared.settings import SettingError
 
 __all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "move_warnings",
-           "save_rbl", "rbl_rows", "zone_error_fields", "CUSTOM_WHITELIST_OFF", "save_rule",
-           "rule_errors", "delete_rule", "split_terms", "numbered_terms", "join_terms",
-           "AUTO_ACTIONS", "DELETE_COMMAND"]
+           "save_rbl", "rbl_rows", "zone_error_fields", "SECOND_LEVEL_SUFFIXES",
+           "CUSTOM_WHITELIST_OFF", "save_rule", "rule_errors", "delete_rule", "split_terms",
+           "numbered_terms", "join_terms", "AUTO_ACTIONS", "DELETE_COMMAND"]
 
 DELETE_COMMAND = "whitelist.auto.delete"
 AUTO_ACTIONS = ("to_custom", "to_exclusions", "delete")
@@ -44,13 +44,39 @@ class AutoEntry:
     excluded: bool
 
 
+# Public suffixes of two labels under which organisations register their names, so that
+# "mail.example.co.uk" sorts under "example", not under "co". The Public Suffix List has
+# about 10,000 rules and changes monthly; for ordering a page, the common multi-label suffixes
+# an administrator meets are enough, and a short list here needs no package, no download and
+# no update, and sorts the same on every machine. A suffix missing here only sorts its
+# domains under their second label, as before.
+SECOND_LEVEL_SUFFIXES = frozenset(f"{label}.{tld}" for tld, labels in {
+    "ar": "com gob net org", "at": "ac co gv or", "au": "asn com edu gov id net org",
+    "bd": "com", "br": "com edu gov net org", "cn": "ac com edu gov net org",
+    "co": "com edu gov net org", "cy": "ac com", "eg": "com edu gov", "es": "com org",
+    "gr": "com edu gov", "hk": "com edu gov net org", "hu": "co", "id": "ac co go or",
+    "il": "ac co gov org", "in": "ac co edu firm gen gov ind net org",
+    "jp": "ac ad co ed go gr lg ne or", "ke": "ac co go or", "kr": "ac co go ne or",
+    "lk": "com", "mt": "com", "mx": "com edu gob org", "my": "com edu gov net org",
+    "ng": "com edu gov org", "nz": "ac co govt net org school", "pe": "com gob", "ph": "com",
+    "pk": "com edu gov", "pl": "com net org", "ru": "com", "sa": "com edu gov",
+    "sg": "com edu gov net org", "th": "ac co go in or", "tr": "com edu gov net org",
+    "tw": "com edu gov net org", "ua": "com gov net org",
+    "uk": "ac co gov ltd me net nhs org plc police", "uy": "com", "ve": "com",
+    "vn": "com edu gov net", "za": "ac co gov net org",
+}.items() for label in labels.split())
+
+
 def sld_key(domain: str) -> tuple:
-    """Sort by 2nd-level domain (guide §5): by the second-level name with its root domain
-    ("something.com"), then by the lower levels, left to right from the top."""
+    """Sort by 2nd-level domain (guide §5): by the name registered under the public suffix
+    ("something" of "something.com" or "something.co.uk") with that suffix, then by the
+    lower levels, left to right from the top."""
     labels = domain.split(".")
     if len(labels) < 2:
         return (domain,)
-    return (labels[-2], labels[-1], *reversed(labels[:-2]))
+    suffix = 2 if ".".join(labels[-2:]) in SECOND_LEVEL_SUFFIXES and len(labels) > 2 else 1
+    return (labels[-suffix - 1], ".".join(labels[-suffix:]),
+            *reversed(labels[:-suffix - 1]))
 
 
 def _excluded(domain: str, exclusions) -> bool:

@@ -394,3 +394,20 @@ def test_move_to_a_disabled_custom_whitelist_warns_and_still_moves(admin, home):
     assert "whitelist.custom.enabled" not in page
     assert admin.settings()["whitelist.custom"] == ["@partner.example", "@other.example"]
 
+
+# --- sort by 2nd-level domain: the registered name, also under co.uk ------------------------
+
+def test_sort_by_second_level_domain_looks_past_multi_label_public_suffixes(admin, home):
+    """mail.example.co.uk sorted under "co", among other .co.uk domains."""
+    assert sorted(["zeta.co.uk", "mail.example.co.uk", "alpha.com.au", "example.com",
+                   "beta.org", "www.shop.co.jp", "example.co.uk"], key=sld_key) == [
+        "alpha.com.au", "beta.org", "example.co.uk", "mail.example.co.uk", "example.com",
+        "www.shop.co.jp", "zeta.co.uk"]
+    assert sorted(["b.co.uk", "co.uk", "a.uk"], key=sld_key) == ["a.uk", "b.co.uk", "co.uk"]
+    _seed_auto(home, [("zeta.co.uk", 9, 1.0, 9.0), ("mail.example.co.uk", 5, 1.0, 9.0),
+                      ("dolphin.net", 1, 1.0, 9.0)])
+    page = admin.get("/antispam/auto-whitelist?sort=domain").get_data(as_text=True)
+    order = ["dolphin.net", "mail.example.co.uk", "zeta.co.uk"]
+    assert [page.index(f'value="{d}"') for d in order] == sorted(
+        page.index(f'value="{d}"') for d in order)
+
