@@ -6,8 +6,9 @@ shape (CSRF, a number is digits) and hand the schema what the user typed.
 
 Kind → field:
 - Bool → checkbox; Choice → select; Timezone → select of IANA names
-- Int, Nullable(Int) → text box (digits; anything else is passed on so the schema's
-  "must be a whole number" is the message)
+- Int, Nullable(Int) → text box (ASCII digits and a sign; anything else, "٣" or "５" too, is
+  passed on so the schema's "must be a whole number written with the digits 0-9" is the
+  message)
 - Str (multiline) → text area; other text kinds → text box; Nullable(...) empty → null
 - ListOf(simple kind) → text area, one entry per line (blank lines skipped); the schema's
   message about bad entries is numbered by the lines the administrator typed (`attach_errors`)
@@ -18,7 +19,6 @@ Anything else (rules, RBL zones, routing entries) needs a page-specific form.
 
 from __future__ import annotations
 
-import re
 import zoneinfo
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,12 +29,11 @@ from wtforms import BooleanField, SelectField, SelectMultipleField, StringField,
 
 from shared.settings import SCHEMA, Setting, SettingError
 from shared.settings_types import (Bool, Choice, HostPort, Int, Kind, ListOf, Nullable,
-                                   RuleError, Str, Timezone, Weekday, entries_rule)
+                                   RuleError, Str, Timezone, Weekday, entries_rule,
+                                   integer_from_text)
 
 __all__ = ["field_name", "settings_form", "form_values", "form_data", "attach_errors",
            "UnsupportedKind", "supports", "SettingField", "text_lines", "rule_by_line"]
-
-_INTEGER = re.compile(r"^[+-]?\d{1,18}$")
 
 try:  # WTForms ≥ 3.3 deprecates (value, label) tuples in favour of SelectChoice
     from wtforms.fields.choices import SelectChoice as _SelectChoice
@@ -168,8 +167,8 @@ def form_data(keys: Iterable[str], values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _number(text: str) -> Any:
-    text = text.strip()
-    return int(text) if _INTEGER.match(text) else text
+    number = integer_from_text(text)            # ASCII digits only: int() also reads "٣"
+    return text.strip() if number is None else number
 
 
 def text_lines(text: str | None) -> list[tuple[int, str]]:

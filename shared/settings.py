@@ -512,7 +512,8 @@ def _is_stored_hash(value: Any) -> bool:
 
 def parse_cli_value(key: str, text: str) -> Any:
     """SPEC §2: for a text key the argument is the string itself unless it is a JSON string
-    literal; for other keys it is JSON. Raises SettingError naming the key."""
+    literal; for other keys it is JSON. Raises SettingError naming the key; an integer key's
+    argument that is not JSON is returned as text, so validation names the digits it takes."""
     import json
 
     setting = _known(key)
@@ -528,6 +529,9 @@ def parse_cli_value(key: str, text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError:
+        if isinstance(setting.kind, Int) or (isinstance(setting.kind, Nullable)
+                                             and isinstance(setting.kind.inner, Int)):
+            return text     # "٣", "25abc": the Int kind's rule names the digits it takes
         raise SettingError([(key, "must be JSON (for example 25, true, [\"a\"], null)")]) from None
 
 

@@ -25,7 +25,7 @@ __all__ = [
     "Sender", "IpAddress", "Resolver", "Hostname", "TimeOfDay", "Timezone", "Extension",
     "HostPort", "RoutingEntry", "Rule", "RblZone", "WhitelistEntry", "BlacklistEntry",
     "RelayEntry", "Weekday", "Base64Key", "Domain", "MailDomain", "Pattern", "ListingAnswer",
-    "RuleTerm", "entries_rule", "ENTRIES_NAMED",
+    "RuleTerm", "entries_rule", "integer_from_text", "ENTRIES_NAMED",
 ]
 
 
@@ -84,6 +84,19 @@ def entries_rule(bad: list[tuple[int, str]], unit: str = "entry") -> str:
     return "; ".join(parts)
 
 
+# Python's int() and the regular expression \d take every Unicode decimal digit, so "٣"
+# (Arabic-Indic) or "５" (fullwidth) would read as 3 or 5. A setting's number is written with
+# the ASCII digits, as JSON writes numbers (RFC 8259 §6).
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]{1,64}\Z")
+
+
+def integer_from_text(text: str) -> int | None:
+    """The whole number `text` writes (ASCII digits, an optional sign, spaces around), or
+    None: a form or the command line then hands the text itself to `Int.check`, whose rule
+    is the message."""
+    text = text.strip()
+    return int(text) if _INTEGER_TEXT.match(text) else None
+
 
 class Kind:
     """Base of all kinds. `describe()` is the type as shown in docs/settings.md."""
@@ -119,7 +132,8 @@ class Int(Kind):
 
     def check(self, value):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise RuleError("must be a whole number")
+            raise RuleError("must be a whole number written with the digits 0-9"
+                            + (" and an optional sign" if self.min < 0 else ""))
         if value in self.also:
             return value
         if not self.min <= value <= self.max:
@@ -386,7 +400,8 @@ class Resolver(Kind):
             ipaddress.ip_address(host)
         except ValueError:
             raise RuleError("must be IP or IP:port (IPv6 as [addr]:port)") from None
-        if port is not None and (not port.isdigit() or not 1 <= int(port) <= 65535):
+        if port is not None and (not re.fullmatch(r"[0-9]{1,5}", port)
+                                 or not 1 <= int(port) <= 65535):
             raise RuleError("port must be between 1 and 65535")
         return value
 

@@ -23,7 +23,7 @@ from console import certs
 from console.context import console_context, settings
 from console.settings_service import record_change, save_settings, submit_command
 from shared.settings import SettingError
-from shared.settings_types import Email, RoutingEntry, RuleError, Str
+from shared.settings_types import Email, RoutingEntry, RuleError, Str, integer_from_text
 
 __all__ = ["PORT_KEYS", "port_problem", "save_page", "page_warnings", "add_route",
            "update_route", "delete_route", "HeldMessage", "HoldListing", "list_hold",
@@ -114,7 +114,8 @@ def _entry(match: str, relay: str, port: str) -> dict:
     if relay.strip():
         entry["relay"] = relay.strip()
     port = port.strip()
-    entry["port"] = int(port) if port.isdigit() else (port or 25)
+    number = integer_from_text(port)            # ASCII digits only: int() also reads "٣"
+    entry["port"] = (port or 25) if number is None else number
     try:
         return RoutingEntry().check(entry)
     except RuleError as exc:

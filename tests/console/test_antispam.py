@@ -411,3 +411,17 @@ def test_sort_by_second_level_domain_looks_past_multi_label_public_suffixes(admi
     assert [page.index(f'value="{d}"') for d in order] == sorted(
         page.index(f'value="{d}"') for d in order)
 
+
+# --- numbers in ASCII digits only ----------------------------------------------------------
+
+@pytest.mark.parametrize("typed", ["٣", "３", "²"])
+def test_number_fields_refuse_digits_other_than_ascii(admin, typed):
+    """int() read "٣" (Arabic-Indic) and "３" (fullwidth) as 3; "²" passed as digits."""
+    response = admin.post("/antispam/heuristic", {
+        "heuristic__enabled": "y", "heuristic__sensitivity": typed,
+        "heuristic__subject_prefix": "[Spam]", "heuristic__drop_score": "",
+        "heuristic__forward_score": "", "heuristic__forward_to": ""})
+    assert response.status_code == 200
+    assert _field_error(response.get_data(as_text=True), "heuristic__sensitivity") == \
+        "must be a whole number written with the digits 0-9"
+    assert admin.settings()["heuristic.enabled"] is False

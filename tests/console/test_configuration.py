@@ -378,3 +378,35 @@ def test_list_error_counts_the_lines_typed_blank_ones_too(admin):
         'id="dns__resolvers-error">', 1)[1].split("</span>", 1)[0]
     assert admin.settings()["dns.resolvers"] == []
 
+
+# --- numbers in ASCII digits only -----------------------------------------------------------
+
+WHOLE_NUMBER_RULE = "must be a whole number written with the digits 0-9"
+
+
+@pytest.mark.parametrize("typed", ["２０", "٢٠", "2٠"])
+def test_number_field_refuses_digits_other_than_ascii(admin, typed):
+    """int() read "２０" (fullwidth) and "٢٠" (Arabic-Indic) as 20, and the console saved it."""
+    data = _form_fields(admin, "/configuration/setup")
+    data["smtp__max_incoming"] = typed
+    response = admin.post("/configuration/setup", data)
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert WHOLE_NUMBER_RULE in page.split('id="smtp__max_incoming-error">', 1)[1].split(
+        "</span>", 1)[0]
+    assert admin.settings()["smtp.max_incoming"] == 15
+
+
+@pytest.mark.parametrize("typed", ["٢٥", "２５", "²"])
+def test_routing_ports_refuse_digits_other_than_ascii(admin, typed):
+    """A local route's port "٢٥" was saved as 25; "²" (isdigit, but not int()) was a 500."""
+    response = _add_route(admin, "example.com", "", typed)
+    assert response.status_code == 200
+    assert WHOLE_NUMBER_RULE in response.get_data(as_text=True).split(
+        'id="add-port-error"', 1)[1].split("</span>", 1)[0]
+    assert admin.settings()["routing.local"] == []
+    response = admin.post("/configuration/routing/default", {
+        "default-routing__default___host": "smtp.example.com",
+        "default-routing__default___port": typed})
+    assert f"port {WHOLE_NUMBER_RULE}" in response.get_data(as_text=True)
+    assert admin.settings()["routing.default"] is None

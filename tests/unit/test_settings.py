@@ -19,6 +19,7 @@ from shared.settings_types import (
 KEY_32 = base64.b64encode(bytes(range(32))).decode()
 RULE = {"terms": ["viagra"]}
 TERMS_50 = [f"t{i}" for i in range(50)]
+WHOLE_NUMBER_RULE = "must be a whole number written with the digits 0-9"
 
 
 def ok(kind, value, expected):
@@ -147,9 +148,9 @@ REJECTED = [
     # Int: whole numbers in range, `also` values named in the message
     (Int(1, 65535), 0, "must be between 1 and 65535"),
     (Int(1, 65535), 65536, "must be between 1 and 65535"),
-    (Int(1, 65535), True, "must be a whole number"),
-    (Int(1, 65535), 25.0, "must be a whole number"),
-    (Int(1, 65535), "25", "must be a whole number"),
+    (Int(1, 65535), True, WHOLE_NUMBER_RULE),
+    (Int(1, 65535), 25.0, WHOLE_NUMBER_RULE),
+    (Int(1, 65535), "25", WHOLE_NUMBER_RULE),
     (Int(7, 3650, also=(0,)), 6, "must be between 7 and 3650 or 0"),
     (Int(7, 3650, also=(0,)), -1, "must be between 7 and 3650 or 0"),
     # Str: type, length, single line, NUL
@@ -248,7 +249,7 @@ REJECTED = [
     (HostPort(), {"host": "relay.example.com", "tls": True}, "unknown field 'tls'"),
     (HostPort(), {"host": "bad host"}, "must be a host name or an IP address"),
     (HostPort(), {"host": "relay.example.com", "port": 0}, "port must be between 1 and 65535"),
-    (HostPort(), {"host": "relay.example.com", "port": "25"}, "port must be a whole number"),
+    (HostPort(), {"host": "relay.example.com", "port": "25"}, f"port {WHOLE_NUMBER_RULE}"),
     # RoutingEntry
     (RoutingEntry(), {"relay": "mx.example.com"}, "field 'match' is required"),
     (RoutingEntry(), {"match": "ex ample.com"},
@@ -614,9 +615,9 @@ def test_parse_cli_value(key, text, value):
 
 def test_parse_cli_value_errors():
     with pytest.raises(SettingError) as info:
-        parse_cli_value("smtp.port", "twenty-five")
+        parse_cli_value("delivery.paused", "yes")
     assert info.value.lines() == [
-        'smtp.port: must be JSON (for example 25, true, ["a"], null)']
+        'delivery.paused: must be JSON (for example 25, true, ["a"], null)']
     with pytest.raises(SettingError) as info:
         parse_cli_value("smtp.prot", "25")
     assert info.value.lines() == ["smtp.prot: unknown setting"]
@@ -730,3 +731,41 @@ def test_object_field_errors_keep_their_parts():
     cause = info.value.causes["rbl.zones"]
     assert [(n, e.field) for n, e in cause.entries] == [(1, "return_codes"), (2, None)]
 
+
+# --- numbers in ASCII digits only ------------------------------------------------------------
+
+@pytest.mark.parametrize("text, number", [
+    ("25", 25), (" 25 ", 25), ("+7", 7), ("-3", -3), ("0", 0),
+    ("٣", None), ("５", None), ("2٥", None), ("²", None), ("1_000", None), ("25\n5", None),
+    ("", None), ("-", None), ("2.5", None),
+])
+def test_integer_from_text_reads_ascii_digits_only(text, number):
+    """int() reads "٣" (Arabic-Indic) and "５" (fullwidth) as 3 and 5; a setting must not."""
+    from shared.settings_types import integer_from_text
+    assert integer_from_text(text) == number
+
+
+def test_integer_rule_names_the_digits_it_takes():
+    bad(Int(1, 65535), "٣", WHOLE_NUMBER_RULE)
+    bad(Int(-10, 10), "x", WHOLE_NUMBER_RULE + " and an optional sign")
+    bad(Resolver(), "8.8.8.8:٥٣", "port must be between 1 and 65535")
+
+
+@pytest.mark.parametrize("text", ["٣", "５", "2٥", "twenty-five"])
+def test_config_set_refuses_integers_in_other_digits_naming_key_and_rule(text):
+    """`config set smtp.port ٣` said "must be JSON", not which rule the value breaks."""
+    assert errors({"smtp.port": parse_cli_value("smtp.port", text)}) == [
+        f"smtp.port: {WHOLE_NUMBER_RULE}"]
+    assert errors({"heuristic.drop_score": parse_cli_value("heuristic.drop_score", text)}) == [
+        f"heuristic.drop_score: {WHOLE_NUMBER_RULE}"]
+
+
+def test_config_set_command_refuses_arabic_indic_digits(tmp_path, capsys):
+    from shared.cli import main
+    from shared.home import initialise
+    from shared.paths import DataHome
+    home = DataHome(tmp_path / "home")
+    initialise(home, "Admin-pass1")
+    assert main(["config", "set", "smtp.port", "٢٥", "--home", str(home.root)]) == 2
+    assert capsys.readouterr().err == f"smtp.port: {WHOLE_NUMBER_RULE}\n"
+    assert main(["config", "set", "smtp.port", "2525", "--home", str(home.root)]) == 0
