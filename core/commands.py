@@ -96,7 +96,8 @@ async def _keep_running(part: str, home: str) -> None:
     from shared.paths import DataHome
 
     delay = RESTART_INITIAL_SECONDS
-    command = [sys.executable, "-m", "shared.cli", part, "--home", home]
+    # -P: not the current directory first on sys.path (a console.py there would be imported)
+    command = [sys.executable, "-P", "-m", "shared.cli", part, "--home", home]
     while True:
         started = time.monotonic()
         process = await trio.lowlevel.open_process(command)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from typing import Callable, Sequence
 
 from shared import db
@@ -190,12 +191,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
-    except Exception as exc:  # the boundary: a short message, never a traceback
+    except Exception as exc:  # the boundary: a known failure is one line
         from shared.home import HomeMissing
         if isinstance(exc, HomeMissing):
             print(f"mailmoat: {exc}", file=sys.stderr)
             return EXIT_FAILURE
+        # A bug: the operator (a terminal, or `mailmoat run`'s log) needs where it happened,
+        # or a crashed core cannot be diagnosed. Nothing here reaches a client or a page.
         print(f"mailmoat: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -80,7 +80,7 @@ class ListenerPool:
         not_ready = task_status  # until the first process says it listens
         while True:
             ours, theirs = socket.socketpair()
-            command = [sys.executable, "-m", "core.smtp.listener_main", "--home",
+            command = [sys.executable, "-P", "-m", "core.smtp.listener_main", "--home",
                        str(self.home.root), "--fd", str(theirs.fileno()), "--share",
                        str(self.count)]
             process = await trio.lowlevel.open_process(command, pass_fds=(theirs.fileno(),))

@@ -235,3 +235,20 @@ def test_import_with_errors_changes_nothing(home, tmp_path):
     result = mailmoat("config", "import", bad, "--home", home, expect=2)
     assert result.stderr.startswith(f"mailmoat: {bad}: not valid JSON")
     assert stored(home) == before
+
+
+def test_an_unexpected_error_says_where_it_happened(monkeypatch, capsys):
+    """A bug in a command (the core's crash among them) prints the one-line message and the
+    traceback to the operator's terminal or `mailmoat run`'s log; without it a crashed core
+    cannot be diagnosed. Known failures stay one line (the tests above)."""
+    from shared import cli
+
+    def broken(_args):
+        raise RuntimeError("the bug")
+
+    monkeypatch.setitem(cli._REGISTRY, "broken", ("a broken command", lambda p: None, broken))
+    monkeypatch.setattr(cli, "_load_commands", lambda: None)
+    assert cli.main(["broken"]) == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("mailmoat: unexpected error: RuntimeError: the bug\n")
+    assert "Traceback" in stderr and "in broken" in stderr

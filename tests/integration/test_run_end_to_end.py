@@ -126,3 +126,34 @@ def test_console_change_reaches_the_core_within_two_seconds(tmp_path):
         status = run.wait(timeout=60)
         log.close()
     assert status == 0, (tmp_path / "run.log").read_text()[-3000:]
+
+
+def test_the_working_directory_cannot_shadow_mailmoat_modules(tmp_path):
+    """The child processes are started with `python -m`, which would put the directory
+    `mailmoat run` was started from first on sys.path: a console.py or core.py lying there
+    would be imported instead of Mailmoat's, and every start of the core would fail."""
+    home = make_home(tmp_path, smtp__listener_processes=2)      # listener processes too
+    conn = db.connect(home.db)
+    try:
+        settings = load(conn)
+    finally:
+        conn.close()
+    cwd = tmp_path / "somewhere"
+    cwd.mkdir()
+    for name in ("console.py", "core.py", "shared.py"):
+        (cwd / name).write_text("raise SystemExit('imported from the working directory')\n")
+    log = open(tmp_path / "run.log", "wb")
+    # -P for this parent too: it stands for the `mailmoat` script, whose sys.path starts
+    # with its own directory
+    run = subprocess.Popen([sys.executable, "-P", "-m", "shared.cli", "run", "--home",
+                            str(home.root)], stdout=log, stderr=subprocess.STDOUT, cwd=cwd)
+    try:
+        wait_port(settings["smtp.port"])
+        wait_port(settings["http.port"])
+        assert _greeting(settings["smtp.port"]).startswith(b"220")
+    finally:
+        run.send_signal(signal.SIGTERM)
+        status = run.wait(timeout=60)
+        log.close()
+    output = (tmp_path / "run.log").read_text()
+    assert status == 0 and "working directory" not in output, output[-3000:]
