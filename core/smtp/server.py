@@ -283,6 +283,13 @@ class SmtpServer:
             try:
                 session = _Session(self, stream, client_ip)
                 await session.run()
+            except Exception as exc:
+                # run() answers the client for failures inside the conversation; this is
+                # the rest (setting up, closing): one session's failure must never end
+                # the listener and with it every other session.
+                self.events.record(Action.CONNECTION_CLOSED, client_ip=client_ip,
+                                   result="error",
+                                   info=f"internal error: {type(exc).__name__}: {exc}")
             finally:
                 self.active -= 1
                 with trio.CancelScope(shield=True):

@@ -141,6 +141,32 @@ async def test_relay_to_non_local_domain_is_refused_with_550(tmp_path, nursery):
     core.cancel_scope.cancel()
 
 
+async def test_a_session_failing_outside_the_conversation_stops_no_other(tmp_path, nursery,
+                                                                        monkeypatch):
+    """The conversation log fails to close (a full disk, say) after a client left: that
+    session's failure is recorded, and the listener goes on serving the next client."""
+    from core.smtp.conversation import ConversationLog
+
+    async def close_fails(self, directory):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(ConversationLog, "close", close_fails)
+    home = make_home(tmp_path)
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+
+    def greeting():
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            return sock.recv(512)
+
+    for _ in range(2):
+        assert (await trio.to_thread.run_sync(greeting)).startswith(b"220")
+    await until(lambda: len([e for e in _events(home, Action.CONNECTION_CLOSED)
+                             if e["result"] == "error"]) == 2)
+    assert "No space left on device" in _events(home, Action.CONNECTION_CLOSED)[0]["info"]
+    core.cancel_scope.cancel()
+
+
 async def test_reject_incoming_takes_effect_within_two_seconds(tmp_path, nursery):
     home = make_home(tmp_path)
     core = await _start(nursery, home)
