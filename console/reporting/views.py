@@ -51,7 +51,7 @@ def _page(tab: str, form, *, errors=(), status: int = 200):
                 first = request.args.get("n", "1")
                 context["report"] = detail_view(
                     flt, after=request.args.get("after"), before=request.args.get("before"),
-                    first_number=int(first) if first.isdigit() else 1)
+                    first_number=int(first) if first.isascii() and first.isdigit() else 1)
                 context["query"] = {**_query(form), "generated": 1}
             context["range_label"] = rng.label()
         except (RangeError, ValueError) as exc:

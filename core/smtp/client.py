@@ -235,7 +235,8 @@ class ClientConnection:
     def max_message_octets(self) -> int | None:
         """The server's SIZE limit (RFC 1870 §4), None if absent or 0 (no limit)."""
         value = self.extensions.get("SIZE", "").strip()
-        return int(value) if value.isdigit() and int(value) > 0 else None
+        # isascii: str.isdigit() also takes "²", which int() refuses
+        return int(value) if value.isascii() and value.isdigit() and int(value) > 0 else None
 
     @property
     def outstanding(self) -> tuple[Command, ...]:

@@ -112,6 +112,14 @@ def test_detail_report_filters_pages_and_counts(admin, seeded):
     assert 'checked' in page   # the filter stays chosen
 
 
+def test_a_page_number_in_other_digits_is_the_first_page(admin, seeded):
+    response = admin.get("/reporting/detail?generated=1&start=2027-01-14T08:00"
+                         "&end=2027-01-15T08:00&n=%C2%B2")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "invalid literal" not in page
+    assert "Events 1–" in page
+
+
 def test_detail_search_is_case_insensitive(admin, seeded):
     page = admin.get("/reporting/detail?generated=1&start=2027-01-14T08:00&end=2027-01-15T08:00"
                      "&search=hot+STOCK").get_data(as_text=True)

@@ -79,6 +79,14 @@ def test_multi_line_ehlo_reply_sets_extensions(mode):
     assert conn.supports_pipelining and conn.max_message_octets == 10000 and conn.is_extended
 
 
+def test_a_size_in_other_digits_is_no_limit_not_an_error():
+    conn = ClientConnection("gw.test")
+    feed(conn, b"220 mx.test\r\n")
+    conn.ehlo()
+    feed(conn, "250-mx.test\r\n250 SIZE \u00b2\u00b3\r\n".encode())
+    assert conn.max_message_octets is None
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_enhanced_codes_are_split_off_every_line(mode):
     conn = ClientConnection("gw.test")
