@@ -15,8 +15,11 @@ Package format (`*.mmdef`, a plain POSIX tar, optionally gzip-compressed)
 
 Install layout (under the data home's `definitions/`)
     <type>/v<version>-r<revision>/      an installed version: manifest.json + the files
-    <type>/current -> v<...>            symlink, switched atomically (symlink + rename)
-    <type>/previous -> v<...>           the version current replaced, kept for rollback
+    <type>/current -> v<...>            symlink, switched atomically (symlink + rename);
+                                        absent: the shipped set is current
+    <type>/previous -> v<...>           the version current replaced, kept for rollback;
+                                        absent: current replaced the shipped set (or
+                                        nothing is installed)
 
 Rules
     1. Nothing is installed before the whole package is verified: signature, then every
@@ -26,15 +29,31 @@ Rules
     2. A version directory is written under a temporary name, fsync'd, then renamed into
        place; `current` is switched by renaming a new symlink over it. A reader sees the old
        version or the new one, never a mix. Only current and previous are kept.
-    3. The definitions shipped inside the Python package (`shared/data/definitions/<type>/`)
-       are the trusted baseline: they are part of the installed code, so they carry a
-       manifest with hashes but no signature and no private key exists for them. They are in
-       force while nothing newer has been installed into the data home.
+    3. The definitions shipped inside the Python package (BASELINE_DIRS: virus in
+       `shared/data/definitions/virus/`, spam in `core/scan/antispam/data/spam/`) are the
+       trusted baseline: they are part of the installed code, so they carry a manifest with
+       hashes but no signature and no private key exists for them. They are in force while
+       nothing usable is installed into the data home.
     4. Installing a version that is not newer (version date, then revision) than the current
        one is refused unless `allow_older` (rollback is its own function).
+    5. A set is only made current (install, rollback) when the core can use it for its
+       type: `check_set` verifies its files against its manifest and loads it with the
+       core's own loader for the type (virus: core/scan/builtin.py `load_signatures`, at
+       least one signature; spam: core/scan/antispam/definitions.py `load`). A signed
+       package of the wrong type, or one whose rules or signatures do not load, is refused
+       like a bad hash. The core runs the same check on what is installed (`in_force`), so
+       a set damaged after install is reported as unusable and the shipped set scans; what
+       the core reports is always what it scans with.
+    6. Rollback swaps current and previous. When current replaced the shipped set (no
+       previous), rollback removes current, so the shipped set is in force, and keeps the
+       rolled-back version as previous: rolling back again makes it current again.
 
 Never: trust a package because of its file name or its manifest alone; write into an
-installed version directory; follow a path from the package outside the temp directory.
+installed version directory; follow a path from the package outside the temp directory;
+report a version as in use that the core's loader refused.
+
+Layering: the loaders live in core/scan/ and are imported here only inside `check_set`, so
+the console (which reads `current` and `installed_versions`) never imports the core.
 """
 
 from __future__ import annotations
@@ -61,7 +80,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey
 __all__ = ["DefinitionsError", "Manifest", "Definitions", "TYPES", "PACKAGE_SUFFIX",
            "build_package", "verify_package", "install_package", "rollback", "current",
            "baseline", "installed_versions", "load_private_key", "public_key_b64",
-           "generate_key", "manifest_for_dir"]
+           "generate_key", "manifest_for_dir", "check_set", "in_force", "describe",
+           "BASELINE_DIRS"]
 
 TYPES = ("virus", "spam")
 FORMAT = 1
@@ -71,6 +91,11 @@ SIGNATURE = "manifest.sig"
 MAX_PACKAGE_FILES = 256
 MAX_FILE_OCTETS = 512 * 2**20          # one signature file; a bound, not a expectation
 BASELINE_ROOT = Path(__file__).resolve().parent / "data" / "definitions"
+# rule 3; the spam set ships beside its engine (core/scan/antispam/definitions.py
+# PACKAGED_DIR, named here as a path so that reading it imports nothing from the core)
+BASELINE_DIRS = {"virus": BASELINE_ROOT / "virus",
+                 "spam": Path(__file__).resolve().parent.parent / "core" / "scan" / "antispam"
+                 / "data" / "spam"}
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -172,6 +197,23 @@ class Definitions:
 
     def as_status(self) -> dict:
         return {"version": self.version, "revision": self.revision, "source": self.source}
+
+
+def describe(facts: dict | None) -> str:
+    """One line for the set in force, from `Definitions.as_status()` plus optional
+    "previous" (a label) and "problem" (why the installed current set is not in force):
+    "version 2026-11-28 revision 0 (shipped with Mailmoat)". The CLI's `definitions status`
+    and the console's Status page both print it, so they say the same thing."""
+    if not facts or facts.get("version") is None:
+        text = "none"
+    else:
+        where = "shipped with Mailmoat" if facts.get("source") == "package" else "installed"
+        if facts.get("previous"):
+            where += f", previous {facts['previous']}"
+        text = f"version {facts['version']} revision {facts['revision']} ({where})"
+    if facts and facts.get("problem"):
+        text += f"; {facts['problem']}"
+    return text
 
 
 # --- keys ------------------------------------------------------------------------------------
@@ -396,21 +438,36 @@ def install_package(path: str | os.PathLike, root: str | os.PathLike,
             for name, data in members.items():
                 _write_file(tmp / name, data)
             _fsync_dir(tmp)
+            _check_unpacked(manifest, tmp)                  # rule 5
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+    else:
+        _check_unpacked(manifest, final)
     _make_current(base, manifest.label)
     return current(root, manifest.type)
 
 
+def _check_unpacked(manifest: Manifest, directory: Path) -> None:
+    try:
+        check_set(manifest.type, directory)
+    except DefinitionsError as exc:
+        raise DefinitionsError(f"{manifest.type} definitions {manifest.label} cannot be "
+                               f"used: {exc}") from None
+
+
 def _make_current(base: Path, label: str) -> None:
+    """Point current at `label`; previous keeps what current replaced, and is removed when
+    that was the shipped set (rule 6)."""
     link = base / "current"
     old = os.readlink(link) if link.is_symlink() else None
     if old == label:
         return
     if old is not None:
         _switch(base / "previous", old)
+    else:
+        (base / "previous").unlink(missing_ok=True)     # it replaces the shipped set
     _switch(link, label)
     _fsync_dir(base)
     _prune(base)
@@ -427,12 +484,39 @@ def _prune(base: Path) -> None:
 
 
 def rollback(root: str | os.PathLike, kind: str = "virus") -> Definitions:
-    """Make the previous version current again (and the current one previous)."""
+    """Make the version current replaced current again (rule 6): swap current and previous;
+    back to the shipped set when current replaced it. Returns the Definitions now current;
+    DefinitionsError (nothing changed) when there is nothing to roll back or the previous
+    version cannot be used (rule 5)."""
     base = _type_dir(Path(root), kind)
-    previous = base / "previous"
-    if not previous.is_symlink() or not (base / os.readlink(previous)).is_dir():
-        raise DefinitionsError(f"no previous {kind} definitions to roll back to")
-    _make_current(base, os.readlink(previous))
+    links = installed_versions(root, kind) if base.is_dir() else {"current": None,
+                                                                  "previous": None}
+    now, before = links["current"], links["previous"]
+    if before == now:
+        before = None                       # an interrupted roll back to the shipped set
+    if before is not None and not (base / before).is_dir():
+        raise DefinitionsError(f"previous {kind} definitions {before} are no longer there")
+    if now is None and before is None:
+        raise DefinitionsError(f"no {kind} definitions installed: the shipped set is in force, "
+                               f"there is nothing to roll back")
+    if before is None:                      # current replaced the shipped set
+        if baseline(kind) is None:
+            raise DefinitionsError(f"no previous {kind} definitions to roll back to")
+        _switch(base / "previous", now)
+        (base / "current").unlink()
+        _fsync_dir(base)
+        return current(root, kind)
+    try:
+        check_set(kind, base / before)
+    except DefinitionsError as exc:
+        raise DefinitionsError(f"previous {kind} definitions {before} cannot be used: "
+                               f"{exc}") from None
+    if now is None:                         # back from the shipped set: previous again
+        _switch(base / "current", before)
+        (base / "previous").unlink()
+        _fsync_dir(base)
+    else:
+        _make_current(base, before)
     return current(root, kind)
 
 
@@ -441,11 +525,21 @@ def rollback(root: str | os.PathLike, kind: str = "virus") -> Definitions:
 def baseline(kind: str = "virus") -> Definitions | None:
     """The definitions shipped in the Python package (rule 3), checked against their own
     manifest's hashes; None when this type ships none."""
-    path = BASELINE_ROOT / kind
+    path = BASELINE_DIRS.get(kind)
+    if path is None:
+        raise DefinitionsError(f"unknown definitions type {kind!r}")
     try:
-        manifest = Manifest.parse((path / MANIFEST).read_bytes())
+        raw = json.loads((path / MANIFEST).read_bytes())
     except FileNotFoundError:
         return None
+    except ValueError as exc:
+        raise DefinitionsError(f"shipped definitions: manifest is not JSON: {exc}") from None
+    if isinstance(raw, dict):
+        # the spam set's manifest is written by its training script without "format"
+        raw.setdefault("format", FORMAT)
+    manifest = Manifest.parse(json.dumps(raw).encode())
+    if manifest.type != kind:
+        raise DefinitionsError(f"shipped {kind} definitions: manifest says {manifest.type}")
     for entry in manifest.files:
         data = (path / entry["name"]).read_bytes()
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
@@ -454,7 +548,8 @@ def baseline(kind: str = "virus") -> Definitions | None:
 
 
 def current(root: str | os.PathLike | None, kind: str = "virus") -> Definitions | None:
-    """The version in force: the installed current one, else the shipped baseline."""
+    """The version made current: the installed current one (its manifest read, the set not
+    loaded), else the shipped baseline. What the core scans with is `in_force` (rule 5)."""
     if root is not None:
         link = _type_dir(Path(root), kind) / "current"
         try:
@@ -464,6 +559,115 @@ def current(root: str | os.PathLike | None, kind: str = "virus") -> Definitions 
         except (FileNotFoundError, NotADirectoryError, DefinitionsError, OSError):
             pass
     return baseline(kind)
+
+
+def in_force(root: str | os.PathLike | None, kind: str = "virus"
+             ) -> tuple[Definitions | None, str]:
+    """(the set the core scans `kind` with, why that is not the installed current set):
+    the installed current set when `check_set` accepts it, else the shipped baseline with
+    the problem ("installed v2026-12-01-r1 cannot be used: rules.json: ..."), else None.
+    The problem is "" when the installed set (or, with nothing installed, the shipped one)
+    is in force. Never raises for what is on disk."""
+    problem = ""
+    if root is not None:
+        link = _type_dir(Path(root), kind) / "current"
+        if link.is_symlink():
+            label = os.readlink(link)
+            try:
+                target = link.resolve(strict=True)
+                manifest = check_set(kind, target)
+                return Definitions(kind, manifest.version, manifest.revision, target,
+                                   "installed"), ""
+            except (OSError, DefinitionsError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                problem = f"installed {label} cannot be used: {why}"
+    try:
+        base = baseline(kind)
+        if base is not None:
+            check_set(kind, base.path, shipped=True)
+    except (OSError, DefinitionsError) as exc:
+        return None, "; ".join(p for p in (problem, f"shipped set cannot be used: {exc}") if p)
+    return base, problem
+
+
+def check_set(kind: str, directory: str | os.PathLike, *, shipped: bool = False) -> Manifest:
+    """The manifest of the set in `directory` when the core can use it as `kind` definitions
+    (rule 5): the manifest is of that type, every file it lists is there with its hash and
+    (unless `shipped`: the baseline directory is laid out by packaging, not by install)
+    nothing else is, and the core's loader for the type accepts the set. DefinitionsError
+    names the file and the problem otherwise. The answer is cached per directory until an
+    entry in it changes (the core asks twice a second)."""
+    directory = Path(directory)
+    try:
+        stamp = tuple(sorted((e.name, st.st_mtime_ns, st.st_size, st.st_ino)
+                             for e in os.scandir(directory) for st in (e.stat(),)))
+    except OSError as exc:
+        raise DefinitionsError(f"{directory.name}: {exc.strerror}") from None
+    key = (kind, str(directory), shipped)
+    hit = _checked.get(key)
+    if hit is None or hit[0] != stamp:
+        try:
+            hit = (stamp, _check_set(kind, directory, shipped), None)
+        except DefinitionsError as exc:
+            hit = (stamp, None, str(exc))
+        if len(_checked) >= 16:
+            _checked.clear()
+        _checked[key] = hit
+    if hit[2] is not None:
+        raise DefinitionsError(hit[2])
+    return hit[1]
+
+
+_checked: dict[tuple[str, str, bool], tuple[tuple, Manifest | None, str | None]] = {}
+
+
+def _check_set(kind: str, directory: Path, shipped: bool) -> Manifest:
+    try:
+        raw = json.loads((directory / MANIFEST).read_bytes())
+    except FileNotFoundError:
+        raise DefinitionsError(f"{MANIFEST}: missing") from None
+    except (OSError, ValueError) as exc:
+        raise DefinitionsError(f"{MANIFEST}: not readable ({exc})") from None
+    if isinstance(raw, dict):
+        raw.setdefault("format", FORMAT)            # the shipped spam manifest (baseline)
+    try:
+        manifest = Manifest.parse(json.dumps(raw).encode())
+    except DefinitionsError as exc:
+        raise DefinitionsError(f"{MANIFEST}: {exc}") from None
+    if manifest.type != kind:
+        raise DefinitionsError(f"{MANIFEST}: a {manifest.type} set, not {kind}")
+    listed = {entry["name"] for entry in manifest.files}
+    for entry in () if shipped else os.scandir(directory):
+        if entry.name != MANIFEST and entry.name not in listed:
+            raise DefinitionsError(f"{entry.name}: not in the manifest")
+    for entry in manifest.files:
+        try:
+            data = (directory / entry["name"]).read_bytes()
+        except OSError as exc:
+            raise DefinitionsError(f"{entry['name']}: {exc.strerror}") from None
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise DefinitionsError(f"{entry['name']}: does not match its hash")
+    _LOADERS[kind](directory)
+    return manifest
+
+
+def _load_virus(directory: Path) -> None:
+    from core.scan.builtin import DefinitionsUnusable, load_signatures
+    try:
+        load_signatures(directory)
+    except DefinitionsUnusable as exc:
+        raise DefinitionsError(str(exc)) from None
+
+
+def _load_spam(directory: Path) -> None:
+    from core.scan.antispam import definitions as spam
+    try:
+        spam.load(directory)
+    except spam.DefinitionsError as exc:
+        raise DefinitionsError(str(exc)) from None
+
+
+_LOADERS = {"virus": _load_virus, "spam": _load_spam}      # the core's loaders (rule 5)
 
 
 def installed_versions(root: str | os.PathLike, kind: str = "virus") -> dict[str, str | None]:

@@ -4,13 +4,17 @@
     mailmoat definitions install FILE [--allow-older]      verified with definitions.trusted_keys
     mailmoat definitions build SRC --key KEY [--type virus|spam] [--version YYYY-MM-DD]
                                [--revision N] [--out FILE]
-    mailmoat definitions rollback [--type virus|spam]      back to the previous version
+    mailmoat definitions rollback [--type virus|spam]      back to the previous version (the
+                                                           shipped one after the first install)
     mailmoat definitions keygen --out KEY                  a new Ed25519 pair; prints the public key
     mailmoat definitions update                            LiveUpdate (its own issue)
 
 A running core picks up a newly current version by itself (core/scan/service.py) and writes
 the definitions_updated event then; install exits 0 once the version is current on disk. A
-refused package exits 1 with the reason on stderr and changes nothing.
+refused package (bad signature or hash, or a set the core's loader cannot use for its type)
+exits 1 with the reason on stderr and changes nothing. `status` says what the core scans
+with: an installed set that does not load is reported with the reason, beside the shipped
+set in force.
 """
 
 from __future__ import annotations
@@ -66,8 +70,13 @@ def _run(args) -> int:
         try:
             now = defs.rollback(home.definitions, args.kind)
         except defs.DefinitionsError as exc:
-            raise CommandFailed(str(exc)) from None
-        print(f"{args.kind} definitions rolled back: {now.label} is current")
+            raise CommandFailed(f"rollback refused: {exc}") from None
+        if now.source == "package":
+            again = defs.installed_versions(home.definitions, args.kind)["previous"]
+            print(f"{args.kind} definitions rolled back: the shipped {now.label} is current"
+                  + (f" (rollback again makes {again} current)" if again else ""))
+        else:
+            print(f"{args.kind} definitions rolled back: {now.label} is current")
         return EXIT_OK
     # install
     if not args.file:
@@ -96,24 +105,21 @@ def _trusted_keys(home) -> list[str]:
 
 
 def _status(args, defs, home) -> int:
+    """What the core scans with (defs.in_force: the installed set when it loads, else the
+    shipped one, with the reason), in the words the Status page uses (defs.describe)."""
     out = {}
     for kind in defs.TYPES:
-        now = defs.current(home.definitions, kind)
+        now, problem = defs.in_force(home.definitions, kind)
         installed = defs.installed_versions(home.definitions, kind) \
             if (home.definitions / kind).is_dir() else {"current": None, "previous": None}
         out[kind] = {**(now.as_status() if now else {"version": None, "revision": None,
                                                       "source": None}),
-                     "previous": installed["previous"]}
+                     "previous": installed["previous"], "problem": problem or None}
     if args.format == "json":
         print(json.dumps(out, sort_keys=True))
         return EXIT_OK
     for kind, facts in out.items():
-        if facts["version"] is None:
-            print(f"{kind}: none")
-            continue
-        where = "shipped with Mailmoat" if facts["source"] == "package" else "installed"
-        prev = f", previous {facts['previous']}" if facts["previous"] else ""
-        print(f"{kind}: version {facts['version']} revision {facts['revision']} ({where}{prev})")
+        print(f"{kind}: {defs.describe(facts)}")
     return EXIT_OK
 
 

@@ -73,15 +73,13 @@ def format_time(unix: float | None) -> str:
 
 
 def _definitions(value: Any) -> str:
+    """The set in force as the core reports it, in the words of `mailmoat definitions
+    status` (shared.definitions.describe): the same line in both places."""
     if not value:
         return "Not reported yet (the core reports the definitions in force while it runs)"
     if isinstance(value, dict):
-        date = value.get("date") or value.get("installed_at")
-        revision = value.get("revision") or value.get("version")
-        if isinstance(date, (int, float)):
-            date = format_time(date)
-        return " ".join(str(p) for p in (date, f"(revision {revision})" if revision else None)
-                        if p)
+        from shared.definitions import describe
+        return describe(value)
     return str(value)
 
 

@@ -10,6 +10,11 @@ Rules
        in the data (an unreadable embedded format is simply not looked into).
     2. An engine is immutable once built; a new definitions version builds a new engine
        (core/scan/engines.py caches one per worker process and version).
+    3. A definitions directory without a single readable signature is refused
+       (DefinitionsUnusable), never built into an engine that passes every virus. A bad
+       line is skipped (signatures.py) as long as something is left. `load_signatures` is
+       the one loader: workers build engines with it and `mailmoat definitions install`
+       and the core's definitions watcher check a set with it (shared/definitions.py).
 """
 
 from __future__ import annotations
@@ -24,11 +29,43 @@ from core.scan.matcher import Matcher
 from core.scan.signatures import Offset, SignatureSet, load_files
 from core.scan.unpack import Budget, expand
 
-__all__ = ["BuiltinEngine", "Detection"]
+__all__ = ["BuiltinEngine", "Detection", "DefinitionsUnusable", "load_signatures",
+           "SIGNATURE_SUFFIXES"]
 
 UNPACK_DEPTH = 4
 HTML_TARGETS = {3}
 TEXT_TARGETS = {7}
+SIGNATURE_SUFFIXES = (".ndb", ".hdb", ".hsb")
+
+
+class DefinitionsUnusable(ValueError):
+    """A virus definitions directory the engine cannot scan with (rule 3); the message names
+    the file and the problem."""
+
+
+def load_signatures(path: str | Path) -> SignatureSet:
+    """Every signature in definitions directory `path`; raises DefinitionsUnusable when it
+    holds no signature file or no signature could be read from them (rule 3)."""
+    try:
+        entries = sorted(Path(path).iterdir())
+    except OSError as exc:
+        raise DefinitionsUnusable(f"{Path(path).name}: {exc.strerror}") from None
+    files = [p for p in entries if p.suffix.lower() in SIGNATURE_SUFFIXES]
+    if not files:
+        held = ", ".join(p.name for p in entries if p.name != "manifest.json") or "nothing"
+        raise DefinitionsUnusable(f"no signature file ({', '.join(SIGNATURE_SUFFIXES)}) in "
+                                  f"the set; it holds {held}")
+    try:
+        signatures = load_files(files)
+    except OSError as exc:
+        raise DefinitionsUnusable(f"{Path(exc.filename or path).name}: {exc.strerror}") \
+            from None
+    if not len(signatures):
+        why = (f"first problem: {signatures.errors[0]}" if signatures.errors
+               else f"{signatures.skipped} line(s) of kinds the engine does not read")
+        raise DefinitionsUnusable(f"{', '.join(p.name for p in files)}: no signature could "
+                                  f"be read ({why})")
+    return signatures
 
 
 @dataclass(frozen=True)
@@ -56,9 +93,8 @@ class BuiltinEngine:
 
     @classmethod
     def from_directory(cls, path: str | Path, label: str = "") -> "BuiltinEngine":
-        files = [p for p in Path(path).iterdir() if p.suffix.lower() in (".ndb", ".hdb",
-                                                                         ".hsb")]
-        return cls(load_files(files), label)
+        """The engine of definitions directory `path`; DefinitionsUnusable (rule 3)."""
+        return cls(load_signatures(path), label)
 
     # --- scanning ------------------------------------------------------------------------
     def scan(self, data: bytes, hint: str | None = None,

@@ -8,7 +8,10 @@ and keeps it until the directory changes. Version directories are immutable (sha
 definitions.py rule 2), so the directory path is the version: a new current version is
 used from the next message on, and a message already being scanned finishes with the
 engine it started with. Without the key (unit tests, a pipeline without the antivirus
-service) the definitions shipped in the package are used.
+service) the definitions shipped in the package are used. The core names only a directory
+its own check loaded (shared/definitions.py `in_force`); one that no longer holds a readable
+signature raises DefinitionsUnusable here (builtin.py rule 3), so the message gets a
+scan_error finding instead of a scan with no signatures.
 """
 
 from __future__ import annotations

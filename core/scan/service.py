@@ -3,15 +3,20 @@ antivirus does around a scan, on the trio side, as a hook of the FilteringPipeli
 
 What it owns
     Definitions watcher   reads `definitions/virus/current` (and spam) every
-                          WATCH_SECONDS; a change makes the new directory the one workers
-                          scan with from the next message on (core/scan/engines.py), writes
-                          definitions_updated and updates the status snapshot's
-                          `definitions`. No restart; a message in flight finishes with the
-                          engine it started with (version directories are immutable).
+                          WATCH_SECONDS and loads a changed set with the core's loader
+                          (shared/definitions.py `in_force`); a set that loads becomes the
+                          one workers scan with from the next message on
+                          (core/scan/engines.py); one that does not leaves the shipped set
+                          in force. Either way it writes definitions_updated (result
+                          "failure" with the problem when the installed set cannot be used)
+                          and puts what is really in force, and the problem, into the
+                          status snapshot's `definitions`. No restart; a message in flight
+                          finishes with the engine it started with (version directories are
+                          immutable).
     worker_settings()     what the pipeline adds to the settings copy a worker gets: the
-                          current virus definitions directory, and the installed spam
-                          definitions directory when one is installed (the heuristic engine
-                          falls back to its packaged set otherwise).
+                          virus definitions directory in force, and the installed spam
+                          definitions directory when that is in force (the heuristic engine
+                          uses its packaged set otherwise).
     after_scan(...)       after each scan, before the rewritten message replaces the
                           original: Status counters (infections repaired/deleted/logged,
                           mass mailers deleted); a copy of the ORIGINAL message into the
@@ -36,7 +41,6 @@ Rules
 from __future__ import annotations
 
 import collections
-import json
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -74,6 +78,8 @@ class AntivirusService:
         self.status_extra = status_extra if status_extra is not None else {}
         self.clock = clock
         self.current: dict[str, defs.Definitions | None] = {"virus": None, "spam": None}
+        # why the installed current set is not the one in self.current ("" when it is)
+        self.problems: dict[str, str] = {"virus": "", "spam": ""}
         self.infected_times: collections.deque[float] = collections.deque()
         self.outbreaks = 0
         self.quarantined = 0
@@ -82,30 +88,51 @@ class AntivirusService:
 
     # --- definitions ------------------------------------------------------------------------
     def refresh(self) -> bool:
-        """Look at the installed definitions; True when the virus version changed."""
+        """Look at the installed definitions; True when the virus set in force changed.
+        Only a set the loader accepts is put in force or reported (shared/definitions.py
+        rule 5): the snapshot and the events name what the workers really use."""
         changed = False
         for kind in defs.TYPES:
-            try:
-                now = defs.current(self.home.definitions, kind)
-            except defs.DefinitionsError:
-                now = self.current.get(kind)
-            if kind == "spam" and now is None:
-                now = _packaged_spam()
-            before = self.current.get(kind)
-            if now != before:
-                self.current[kind] = now
-                if before is not None and now is not None:
-                    changed = changed or kind == "virus"
-                    self.events.record(Action.DEFINITIONS_UPDATED, result="success",
-                                       rule=f"definitions.{kind}",
-                                       info=f"{kind} definitions {now.label} in use "
-                                            f"(was {before.label})",
-                                       data={"type": kind, "version": now.version,
-                                             "revision": now.revision, "source": now.source})
+            now, problem = defs.in_force(self.home.definitions, kind)
+            before, known = self.current.get(kind), self.problems.get(kind, "")
+            self.current[kind], self.problems[kind] = now, problem
+            if now != before and before is not None:
+                changed = changed or kind == "virus"
+            if problem and problem != known:
+                self.events.record(Action.DEFINITIONS_UPDATED, result="failure",
+                                   rule=f"definitions.{kind}",
+                                   info=f"{kind} definitions: {problem}; "
+                                        f"{_in_use(now)} in use"
+                                        + (f" (was {before.label})" if before and now != before
+                                           else ""),
+                                   data={"type": kind, "problem": problem,
+                                         **(now.as_status() if now else {})})
+            elif now != before and before is not None and now is not None:
+                self.events.record(Action.DEFINITIONS_UPDATED, result="success",
+                                   rule=f"definitions.{kind}",
+                                   info=f"{kind} definitions {now.label} in use "
+                                        f"(was {before.label})",
+                                   data={"type": kind, "version": now.version,
+                                         "revision": now.revision, "source": now.source})
         self.status_extra["definitions"] = {
-            kind: (value.as_status() | {"date": value.version} if value else None)
-            for kind, value in self.current.items()}
+            kind: self._status_of(kind) for kind in self.current}
         return changed
+
+    def _status_of(self, kind: str) -> dict | None:
+        """The snapshot's `definitions.<kind>`: what is in force, the installed previous
+        version and the problem, as shared/definitions.py `describe` reads them (the CLI's
+        `definitions status` prints the same facts)."""
+        value, problem = self.current.get(kind), self.problems.get(kind, "")
+        if value is None and not problem:
+            return None
+        out = (value.as_status() | {"date": value.version} if value
+               else {"version": None, "revision": None, "source": None})
+        try:
+            previous = defs.installed_versions(self.home.definitions, kind)["previous"]
+        except OSError:
+            previous = None
+        return out | ({"previous": previous} if previous else {}) \
+            | ({"problem": problem} if problem else {})
 
     def worker_settings(self) -> dict:
         out = {}
@@ -238,15 +265,10 @@ class AntivirusService:
                                      "generated": True})
 
 
-def _packaged_spam():
-    """The spam definitions shipped with the antispam engine (its own manifest)."""
-    packaged = spam_definitions.PACKAGED_DIR
-    try:
-        manifest = json.loads((packaged / spam_definitions.MANIFEST_FILE).read_text())
-        return defs.Definitions("spam", manifest["version"], int(manifest["revision"]),
-                                packaged, "package")
-    except (OSError, ValueError, KeyError):
-        return None
+def _in_use(value: defs.Definitions | None) -> str:
+    if value is None:
+        return "no set"
+    return value.label + (" (shipped)" if value.source == "package" else "")
 
 
 def virus_quarantine_entries(spool) -> list[tuple[str, object]]:

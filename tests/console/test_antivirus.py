@@ -111,5 +111,5 @@ def test_status_page_shows_definitions_and_infection_counters(admin, home, clock
     finally:
         conn.close()
     page = admin.get("/status/").get_data(as_text=True)
-    assert "2026-12-01 (revision 7)" in page
+    assert "version 2026-12-01 revision 7 (installed)" in page   # as `definitions status`
     assert "Mass mailers deleted" in page and ">5<" in page.replace(" ", "")

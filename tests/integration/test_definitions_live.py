@@ -146,3 +146,128 @@ async def test_messages_in_flight_during_a_switch_are_all_scanned_and_delivered(
     assert not _events(home, Action.SCAN_ERROR)
     assert _events(home, Action.DEFINITIONS_UPDATED)
     core.cancel_scope.cancel()
+
+
+def _spam_source(tmp_path, name, rules_extra=(), bias=None):
+    """A spam set from the packaged one (rules + model), optionally with extra rules or the
+    bias moved (1000: everything is spam)."""
+    import gzip
+    import json
+    from core.scan.antispam import definitions as spam
+    src = tmp_path / f"spam-{name}"
+    src.mkdir()
+    rules = json.loads((spam.PACKAGED_DIR / spam.RULES_FILE).read_text()) + list(rules_extra)
+    (src / spam.RULES_FILE).write_text(json.dumps(rules))
+    model = json.loads(gzip.decompress((spam.PACKAGED_DIR / spam.MODEL_FILE).read_bytes()))
+    if bias is not None:
+        model["bias"] = bias
+    (src / spam.MODEL_FILE).write_bytes(gzip.compress(json.dumps(model).encode()))
+    return src
+
+
+def _snapshot(home):
+    conn = db.connect(home.db)
+    try:
+        return read_snapshot(conn)[0]
+    finally:
+        conn.close()
+
+
+def _plain(subject):
+    return _mail(subject=subject, body="Lunch at noon tomorrow? The usual place, see you.\n")
+
+
+async def _updated_events(core, home, count):
+    """The definitions_updated rows once there are `count` of them."""
+    with trio.fail_after(20):
+        while True:
+            await core.events.aflush()
+            rows = _events(home, Action.DEFINITIONS_UPDATED)
+            if len(rows) >= count:
+                return rows
+            await trio.sleep(0.05)
+
+
+async def test_packages_the_core_cannot_use_are_refused_and_scanning_goes_on(tmp_path, sink,
+                                                                               nursery):
+    """Regression (exploratory report D3): a signed "virus" package of spam files was
+    installed and reported as in use, and from then on EICAR was delivered intact; spam
+    packages with a broken rule or of virus files were reported as in use while the shipped
+    set scored."""
+    key = Ed25519PrivateKey.generate()
+    home = _home(tmp_path / "home", sink, definitions__trusted_keys=[defs.public_key_b64(key)])
+    core = await nursery.start(run_core, home)
+    virus_src = tmp_path / "virus-src"
+    virus_src.mkdir()
+    (virus_src / "mailmoat.ndb").write_text("Mailmoat.Test.EICAR:0:*:" + EICAR.hex() + "\n")
+    packages = {
+        "virus_from_spam": ("virus", _spam_source(tmp_path, "for-virus")),
+        "spam_bad_rule": ("spam", _spam_source(tmp_path, "bad", [
+            {"name": "broken", "target": "body", "pattern": "(unclosed"}])),
+        "spam_from_virus": ("spam", virus_src),
+    }
+    for name, (kind, src) in packages.items():
+        package = tmp_path / f"{name}.mmdef"
+        defs.build_package(src, key, package, kind=kind, version="2026-12-01", revision=1)
+        code = await trio.to_thread.run_sync(main, ["definitions", "install", str(package),
+                                                    "--home", str(home.root)])
+        assert code == 1, name
+        assert defs.installed_versions(home.definitions, kind)["current"] is None
+    await trio.sleep(1.2)                           # the watcher looked more than twice
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
+                                  _mail([("eicar.com", EICAR)]))
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert EICAR not in received.data                          # the shipped set still scans
+    await core.events.aflush()
+    assert not _events(home, Action.DEFINITIONS_UPDATED)
+    snap = await trio.to_thread.run_sync(_snapshot, home)
+    assert snap["definitions"]["virus"] == {"version": "2026-11-28", "revision": 0,
+                                            "source": "package", "date": "2026-11-28"}
+    assert snap["definitions"]["spam"]["revision"] == 4
+    core.cancel_scope.cancel()
+
+
+async def test_a_set_damaged_at_run_time_is_reported_as_not_in_use(tmp_path, sink, nursery):
+    """Regression (exploratory report D3): the core reported an installed version it was
+    not scanning with. Now it loads what is installed itself; a set that stops loading is
+    reported with the reason (definitions_updated "failure", Status) and the shipped set
+    scans — for virus and spam alike."""
+    key = Ed25519PrivateKey.generate()
+    home = _home(tmp_path / "home", sink, definitions__trusted_keys=[defs.public_key_b64(key)],
+                 heuristic__enabled=True, heuristic__x_bulk=True)
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    spam_package = tmp_path / "spam.mmdef"
+    defs.build_package(_spam_source(tmp_path, "all-spam", bias=1000.0), key, spam_package,
+                       kind="spam", version="2026-12-01", revision=1)
+    for package in (_package(tmp_path, key, 1, name="marker"), spam_package):
+        assert await trio.to_thread.run_sync(main, ["definitions", "install", str(package),
+                                                    "--home", str(home.root)]) == 0
+    await _updated_events(core, home, 2)
+    assert await _detected(core, sink, home, 0)                  # the installed virus set
+    await trio.to_thread.run_sync(_send, port, _plain("Lunch"))
+    received = await trio.to_thread.run_sync(sink.wait_for, 2)
+    assert email.message_from_bytes(received[-1].data)["X-Bulk"] == "100"   # installed spam
+
+    for kind, name in (("virus", "mailmoat.ndb"), ("spam", "rules.json")):
+        (home.definitions / kind / "v2026-12-01-r1" / name).write_text("damaged\n")
+    failures = (await _updated_events(core, home, 4))[2:]
+    assert {row["result"] for row in failures} == {"failure"}
+    assert any(row["info"].startswith(
+        "virus definitions: installed v2026-12-01-r1 cannot be used: mailmoat.ndb: does not "
+        "match its hash; v2026-11-28-r0 (shipped) in use") for row in failures)
+    await trio.sleep(1.2)                                        # the next snapshot
+    snap = (await trio.to_thread.run_sync(_snapshot, home))["definitions"]
+    assert (snap["virus"]["version"], snap["virus"]["source"]) == ("2026-11-28", "package")
+    assert "mailmoat.ndb: does not match its hash" in snap["virus"]["problem"]
+    assert (snap["spam"]["revision"], snap["spam"]["source"]) == (4, "package")
+    assert "rules.json: does not match its hash" in snap["spam"]["problem"]
+
+    assert not await _detected(core, sink, home, 2)              # marker: not in the shipped
+    await trio.to_thread.run_sync(_send, port, _mail([("eicar.com", EICAR)]))
+    received = await trio.to_thread.run_sync(sink.wait_for, 4)
+    assert EICAR not in received[-1].data                        # the shipped set scans
+    await trio.to_thread.run_sync(_send, port, _plain("Lunch again"))
+    received = await trio.to_thread.run_sync(sink.wait_for, 5)
+    assert email.message_from_bytes(received[-1].data)["X-Bulk"] != "100"
+    core.cancel_scope.cancel()

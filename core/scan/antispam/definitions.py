@@ -13,17 +13,20 @@ What it owns
 
 Packages: a spam definitions package is a shared/definitions.py package of type "spam"
 holding rules.json and model.json.gz (`mailmoat definitions build DIR --key ...` on a directory
-written by tools/train_spam_model.py). `install` verifies its signature and puts it under
+written by tools/train_spam_model.py). `install` verifies its signature, unpacks it, loads the
+unpacked set with `load` and only then puts it under
 <data home>/definitions/spam/v<version>-r<revision>/ with `current` pointing at it; the
 installed manifest lists the files as {name: sha256}, which `load` reads as well as the
-shipped form. The core's scan service (core/scan/service.py) follows definitions/spam/current
-and hands the directory in force to the workers with each message, as the runtime setting
-RUNTIME_DIR (as it does for the virus definitions), so a new set is used from the next
-message on.
+shipped form. The core's scan service (core/scan/service.py) follows definitions/spam/current,
+loads the set itself (shared/definitions.py `in_force`) and hands its directory to the
+workers with each message, as the runtime setting RUNTIME_DIR (as it does for the virus
+definitions), so a new set is used from the next message on. An installed set that no longer
+loads is not handed over: the packaged set scores, and the core says so.
 
 Rules
-    1. A set whose manifest or hashes do not check out is refused (DefinitionsError) and the
-       previous set stays in force; the packaged set is trusted as part of the package.
+    1. A set whose manifest, hashes, rules or model do not check out is refused
+       (DefinitionsError naming the file and the problem); `current()` then scores with
+       the packaged set, which is trusted as part of the package.
     2. `current()` caches per process and directory, and reloads when the manifest's mtime
        changes.
 """
@@ -33,6 +36,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,35 +80,55 @@ def _sha256(path: Path) -> str:
 
 
 def load(directory: Path) -> SpamDefinitions:
-    """The set in `directory`; raises DefinitionsError (rule 1)."""
+    """The set in `directory`; raises DefinitionsError naming the file and the problem
+    (rule 1). This is the one loader: the workers score with what it returns, and
+    `mailmoat definitions install` and the core's definitions watcher check a set with it
+    (shared/definitions.py), so a set install accepts is a set the engine can use."""
     directory = Path(directory)
     try:
         manifest = json.loads((directory / MANIFEST_FILE).read_text())
     except (OSError, ValueError) as exc:
-        raise DefinitionsError(f"{directory}: no readable manifest ({exc})") from None
-    if manifest.get("type") != "spam":
-        raise DefinitionsError(f"{directory}: not a spam definitions set")
+        raise DefinitionsError(f"{MANIFEST_FILE}: not readable ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("type") != "spam":
+        kind = manifest.get("type") if isinstance(manifest, dict) else None
+        raise DefinitionsError(f"{MANIFEST_FILE}: not a spam definitions set (type {kind!r})")
     files = manifest.get("files") or {}
     if isinstance(files, list):        # the package form: [{"name", "size", "sha256"}]
         files = {e.get("name"): e.get("sha256") for e in files if isinstance(e, dict)}
+    if not isinstance(files, dict):
+        raise DefinitionsError(f"{MANIFEST_FILE}: files is not a list of files")
     for name in (RULES_FILE, MODEL_FILE):
         if name not in files:
-            raise DefinitionsError(f"{directory}: manifest lacks {name}")
+            raise DefinitionsError(f"{name}: missing (a spam set holds {RULES_FILE} and "
+                                   f"{MODEL_FILE}; this one holds "
+                                   f"{', '.join(sorted(map(str, files))) or 'nothing'})")
         try:
             if _sha256(directory / name) != files[name]:
-                raise DefinitionsError(f"{directory}: {name} does not match its hash")
+                raise DefinitionsError(f"{name}: does not match its hash")
         except OSError as exc:
-            raise DefinitionsError(f"{directory}: {name}: {exc.strerror}") from None
+            raise DefinitionsError(f"{name}: {exc.strerror}") from None
     try:
         rules = RuleSet.from_json(json.loads((directory / RULES_FILE).read_text()))
+    except (RuleSetError, ValueError, TypeError, AttributeError, OSError) as exc:
+        raise DefinitionsError(f"{RULES_FILE}: {exc}") from None
+    try:
         model = json.loads(gzip.decompress((directory / MODEL_FILE).read_bytes()))
-        return SpamDefinitions(
-            version=str(manifest["version"]), revision=int(manifest.get("revision", 1)),
-            rules=rules, bias=float(model["bias"]),
-            weights={k: float(v) for k, v in model["weights"].items()},
-            z90=float(model["z90"]), directory=directory, info=model.get("info", {}))
-    except (RuleSetError, KeyError, TypeError, ValueError) as exc:
-        raise DefinitionsError(f"{directory}: {exc}") from None
+        bias, z90 = float(model["bias"]), float(model["z90"])
+        weights = {str(k): float(v) for k, v in model["weights"].items()}
+        info = model.get("info", {})
+    except (KeyError, TypeError, ValueError, AttributeError, OSError, EOFError,
+            zlib.error) as exc:
+        raise DefinitionsError(f"{MODEL_FILE}: {type(exc).__name__}: {exc}") from None
+    if not (math.isfinite(bias) and math.isfinite(z90) and z90 > 0
+            and all(math.isfinite(w) for w in weights.values())):
+        raise DefinitionsError(f"{MODEL_FILE}: bias, z90 and weights must be finite numbers "
+                               f"and z90 above 0")
+    try:
+        version, revision = str(manifest["version"]), int(manifest.get("revision", 1))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DefinitionsError(f"{MANIFEST_FILE}: bad version or revision ({exc})") from None
+    return SpamDefinitions(version=version, revision=revision, rules=rules, bias=bias,
+                           weights=weights, z90=z90, directory=directory, info=info)
 
 
 def write(directory: Path, *, version: str, revision: int, rules_json: list, bias: float,

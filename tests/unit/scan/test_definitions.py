@@ -181,17 +181,26 @@ def test_cli_build_install_status_rollback(tmp_path, capsys):
     assert status["virus"]["version"] == "2026-11-05" and status["virus"]["revision"] == 4
     assert main(["definitions", "install", str(out), "--home", str(home.root)]) == 1
     assert "not newer" in capsys.readouterr().err
-    assert main(["definitions", "rollback", "--home", str(home.root)]) == 1
+    assert main(["definitions", "rollback", "--home", str(home.root)]) == 0   # to the shipped
+    assert main(["definitions", "rollback", "--home", str(home.root)]) == 0   # and back
+    assert defs.current(home.definitions).label == "v2026-11-05-r4"
+    assert main(["definitions", "rollback", "--type", "spam", "--home", str(home.root)]) == 1
+    assert "nothing to roll back" in capsys.readouterr().err
     assert main(["definitions", "build", str(src), "--home", str(home.root)]) == 2
 
 
-def test_first_spam_package_installs_where_no_spam_baseline_ships(tmp_path):
-    # Regression: install_package read `.source` of the current version, which is None for
-    # a type with neither an installed version nor a shipped baseline.
+def test_first_spam_package_installs_over_the_shipped_spam_set(tmp_path):
+    # Regression: install_package read `.source` of the current version, which was None
+    # while shared/definitions.py did not know the shipped spam set.
+    from core.scan.antispam import definitions as spam
     key, public = key_pair()
+    src = tmp_path / "spam-src"
+    src.mkdir()
+    for name in (spam.RULES_FILE, spam.MODEL_FILE):
+        (src / name).write_bytes((spam.PACKAGED_DIR / name).read_bytes())
     package = tmp_path / "spam.mmdef"
-    defs.build_package(source(tmp_path, "model\n", "spam-src"), key, package, kind="spam",
-                       version="2026-11-01", revision=1)
+    defs.build_package(src, key, package, kind="spam", version="2026-11-01", revision=1)
     root = tmp_path / "home" / "definitions"
+    assert defs.current(root, "spam").source == "package"
     now = defs.install_package(package, root, [public])
     assert now.type == "spam" and now.source == "installed"
