@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from console.context import console_context
 
 __all__ = ["QuarantinedMessage", "list_quarantine", "safe_archive", "SAFE_ARCHIVE_PASSWORD",
-           "definitions_status", "LIST_LIMIT"]
+           "LIST_LIMIT"]
 
 SAFE_ARCHIVE_PASSWORD = "infected"
 LIST_LIMIT = 500
@@ -84,14 +84,3 @@ def safe_archive(queue_id: str) -> bytes | None:
     return out.getvalue()
 
 
-def definitions_status() -> dict:
-    from shared import definitions as defs
-    home = console_context().home
-    out = {}
-    for kind in defs.TYPES:
-        try:
-            now = defs.current(home.definitions, kind)
-        except defs.DefinitionsError:
-            now = None
-        out[kind] = now
-    return out

@@ -14,6 +14,7 @@ from console.form_submit import submit, who
 from console.roles import Access, requires
 from console.schema_forms import form_data, form_values, settings_form
 from console.settings_service import save_settings
+from console.status.service import definitions_in_force
 from shared.settings import PAGES, SCHEMA
 
 TABS = (("antivirus", "Antivirus Settings", "antivirus.index"),
@@ -58,7 +59,7 @@ def _settings_page(page: str):
         return redirect(url_for(request.endpoint))
     return render_template("antivirus/settings.html", tabs=TABS, tab=page, form=form,
                            errors=errors, title=PAGES[page].split("› ")[-1],
-                           definitions=service.definitions_status(),
+                           definitions=definitions_in_force("virus"),
                            outbreak_without_recipients=bool(
                                settings()["outbreak.enabled"] and not settings()["outbreak.emails"]))
 

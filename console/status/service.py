@@ -21,7 +21,7 @@ from shared.events import Action
 from shared.status import COUNTERS, QUEUES, STALE_AFTER_SECONDS, read_snapshot
 
 __all__ = ["StatusView", "Traffic", "status_view", "traffic_last_24h", "TRAFFIC_SERIES",
-           "format_duration"]
+           "format_duration", "definitions_in_force", "definitions_line"]
 
 TRAFFIC_SERIES = (Action.ACCEPTED, Action.DELIVERED, Action.DROPPED, Action.REJECTED)
 HOURS = 24
@@ -72,7 +72,7 @@ def format_time(unix: float | None) -> str:
     return dt.datetime.fromtimestamp(unix, _zone()).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
-def _definitions(value: Any) -> str:
+def definitions_line(value: Any) -> str:
     """The set in force as the core reports it, in the words of `mailmoat definitions
     status` (shared.definitions.describe): the same line in both places."""
     if not value:
@@ -97,6 +97,13 @@ def traffic_last_24h(now: float) -> Traffic:
         if 0 <= row["bucket"] < HOURS:
             counts[row["action"]][row["bucket"]] = row["n"]
     return Traffic([start + i * 3600 for i in range(HOURS)], counts, settings()["timezone"])
+
+
+def definitions_in_force(kind: str) -> str:
+    """The line for the `kind` definitions the core scans with, from its status snapshot —
+    not the set installed on disk, which may be one the core could not use."""
+    found = read_snapshot(request_db())
+    return definitions_line(((found[0] if found else {}).get("definitions") or {}).get(kind))
 
 
 def status_view() -> StatusView:
@@ -139,8 +146,8 @@ def status_view() -> StatusView:
         ("Incoming messages", str(snap.get("incoming") or
                                   ("reject" if values["delivery.reject_incoming"] else "accept"))
          .capitalize()),
-        ("Virus definitions", _definitions((snap.get("definitions") or {}).get("virus"))),
-        ("Spam definitions", _definitions((snap.get("definitions") or {}).get("spam"))),
+        ("Virus definitions", definitions_line((snap.get("definitions") or {}).get("virus"))),
+        ("Spam definitions", definitions_line((snap.get("definitions") or {}).get("spam"))),
         ("SSL certificate installed", format_time(cert.cert_installed_at)
          if cert.cert_installed_at else "Not installed"),
         ("Viruses repaired, deleted and logged", counters["infections_repaired"]

@@ -113,3 +113,6 @@ def test_status_page_shows_definitions_and_infection_counters(admin, home, clock
     page = admin.get("/status/").get_data(as_text=True)
     assert "version 2026-12-01 revision 7 (installed)" in page   # as `definitions status`
     assert "Mass mailers deleted" in page and ">5<" in page.replace(" ", "")
+    # the Antivirus page says the same: what the core scans with, not what is on disk
+    page = admin.get("/antivirus/").get_data(as_text=True)
+    assert "Virus definitions in force: version 2026-12-01 revision 7 (installed)." in page
