@@ -8,11 +8,24 @@ used only to read one header value (parameters, RFC 2231 continuations, RFC 2047
 Rules
     1. Nothing here raises on hostile input: every oddity becomes a defect string and the
        parsing goes on with the most useful reading (Postel, as mail parsers must).
-    2. Offsets are into the buffer given; line ends may be CRLF or bare LF (the spool stores
-       what was received; SMTP gives CRLF).
+    2. Offsets are into the buffer given. A line ends at CRLF, bare LF or bare CR: the spool
+       stores what was received (the listener keeps a bare CR as content), but the delivery
+       client turns every bare CR and LF into CRLF (core/smtp/client.py rule 4) and Python's
+       email parser splits lines at each of them too, so that is what the next hop and the
+       reader see — and so what headers and delimiter lines are found by here.
     3. A delimiter line owns the line break before it (RFC 2046 §5.1.1), so a part's bytes
        end before that break, and cutting (break + delimiter line + part) removes the part
        and leaves the multipart well formed.
+    4. A header block (of the message, of a MIME part, of an attached message) ends at the
+       blank line, or else at the first line that is neither a field nor a continuation:
+       that line starts the body, as it does for the next hop (Postfix's cleanup inserts the
+       missing blank line there) and for Python's email parser
+       (MissingHeaderBodySeparatorDefect). Where those two readers differ, the line is read
+       as header, which keeps the MIME structure it announces in view: a field name with
+       blanks before the colon (Postfix), a line starting with a colon, and a "From " line
+       followed by more header lines (Python; a "From " line followed by anything else
+       starts the body for both). A line of blanks is a continuation for both. The first
+       line may be an mbox "From " line.
 """
 
 from __future__ import annotations
@@ -28,11 +41,22 @@ __all__ = ["HeaderBlock", "split_header", "ContentInfo", "content_info", "find_p
 
 MAX_HEADER_FIELDS_KEPT = 2000    # of a part's header, kept for the view (the rest: defect)
 
+# Rule 2: the line ends the relay (core/smtp/client.py rule 4) and Python's email parser know.
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+# Rule 4. A field: RFC 5322 §2.2 ftext (printable US-ASCII except ":") up to the colon, also
+# with blanks before it (obs-optional, RFC 5322 §4.5.3; Postfix reads it) or with no name at
+# all (Python's email parser reads ":x" as a header line without a name).
+_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]*[ \t]*:")
+# The first line of a header block may be an mbox "From " line (Python's unixfrom; Postfix's
+# smtpd makes ">From " and "From " there an X-Mailbox-Line field).
+_MBOX_FROM = re.compile(rb">*From ")
+
 
 @dataclass
 class HeaderBlock:
     fields: list[tuple[str, str]]   # (name, unfolded value as text), in order
-    body_start: int                 # offset of the body (after the blank line)
+    body_start: int                 # offset of the body: after the blank line, or the first
+                                    # line that is not a field (rule 4)
     defects: list[str]
 
 
@@ -43,59 +67,78 @@ def header_text(raw: bytes) -> str:
         return raw.decode("latin-1")
 
 
-def _header_end(buf: bytes, start: int, end: int) -> tuple[int, int] | None:
-    """(end of the header block, start of the body), or None when there is no blank line."""
-    if buf.startswith(b"\r\n", start) or buf.startswith(b"\n", start):
-        return start, start + (2 if buf[start:start + 1] == b"\r" else 1)
-    lf = buf.find(b"\n\n", start, end)
-    crlf = buf.find(b"\n\r\n", start, end)
-    candidates = [(i + 1, i + 2) for i in (lf,) if i >= 0]
-    candidates += [(i + 1, i + 3) for i in (crlf,) if i >= 0]
-    return min(candidates) if candidates else None
+def _line(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    """(end of the line's text, start of the next line) for the line at `pos` (rule 2)."""
+    brk = _LINE_END.search(buf, pos, end)
+    return (brk.start(), brk.end()) if brk else (end, end)
+
+
+def _header_goes_on(buf: bytes, pos: int, end: int) -> bool:
+    """Whether the line at `pos` would still be read as header by Python's email parser
+    (its `headerRE`: a field, a continuation or a "From " line)."""
+    if pos >= end:
+        return False
+    line = buf[pos:_line(buf, pos, end)[0]]
+    return (line[:1] in (b" ", b"\t") or line.startswith(b"From ")
+            or _FIELD.match(line) is not None)
 
 
 def split_header(buf: bytes, start: int, end: int) -> HeaderBlock:
+    """The header block at buf[start:end] and where its body starts (rule 4)."""
     defects: list[str] = []
-    found = _header_end(buf, start, end)
-    if found is None:
-        header_stop, body_start = end, end
-        defects.append("no blank line after the header")
-    else:
-        header_stop, body_start = found
     fields: list[tuple[str, str]] = []
     name: str | None = None
     value: list[bytes] = []
     dropped = 0
-    for line in buf[start:header_stop].split(b"\n"):
-        line = line.rstrip(b"\r")
-        if not line:
-            continue
-        if line[:1] in (b" ", b"\t"):
+    body_start: int | None = None
+    pos = start
+    while pos < end:
+        text_end, next_pos = _line(buf, pos, end)
+        line = buf[pos:text_end]
+        if not line:                                    # the blank line
+            body_start = next_pos
+            break
+        if line[:1] in (b" ", b"\t"):                  # a fold (a line of blanks too)
             if name is None:
                 defects.append("continuation line before the first header")
             else:
                 value.append(line)
+            pos = next_pos
             continue
         if name is not None:
             if len(fields) < MAX_HEADER_FIELDS_KEPT:
                 fields.append((name, _unfold(value)))
             else:
                 dropped += 1
-        colon = line.find(b":")
-        if colon <= 0 or b" " in line[:colon].strip(b" \t"):
             name = None
+        field = _FIELD.match(line)
+        if field is not None:
             if b"\x00" in line:
                 defects.append("NUL in the header")
-            elif not line.startswith(b"From "):      # mbox separator line: tolerated
+            if field.end() == 1:                         # ":value", Python's reading
                 defects.append("header line without a field name")
-            continue
-        name = header_text(line[:colon].strip())
-        value = [line[colon + 1:]]
+            else:
+                name = header_text(line[:field.end() - 1].rstrip(b" \t"))
+                value = [line[field.end():]]
+        elif pos == start and _MBOX_FROM.match(line):
+            pass                                         # mbox separator line: tolerated
+        elif line.startswith(b"From ") and _header_goes_on(buf, next_pos, end):
+            defects.append("misplaced 'From ' line in the header")
+        else:
+            body_start = pos
+            defects.append("no blank line after the header: the body starts at a line "
+                           "that is not a header field")
+            break
+        pos = next_pos
     if name is not None:
         if len(fields) < MAX_HEADER_FIELDS_KEPT:
             fields.append((name, _unfold(value)))
         else:
             dropped += 1
+    if body_start is None:
+        body_start = end
+        if start < end:                    # an empty part (RFC 2046 §5.1.1) is no defect
+            defects.append("no blank line after the header")
     if dropped:
         defects.append(f"{dropped} header fields past {MAX_HEADER_FIELDS_KEPT} not read")
     return HeaderBlock(fields, body_start, defects)
@@ -176,9 +219,10 @@ class ChildSpan:
 def find_parts(buf: bytes, start: int, end: int, boundary: str
                ) -> tuple[list[ChildSpan], bool]:
     """The children of a multipart body in buf[start:end], and whether the close delimiter
-    was found."""
-    delim = re.compile(rb"^--" + re.escape(boundary.encode("utf-8", "surrogateescape"))
-                       + rb"(--)?[ \t]*\r?$", re.MULTILINE)
+    was found. Delimiter lines start and end at any line break of rule 2."""
+    marker = re.escape(boundary.encode("utf-8", "surrogateescape"))
+    delim = re.compile(rb"(?:^|(?<=\r))--" + marker + rb"(--)?[ \t]*(?:\r\n|\r|\n|\Z)",
+                       re.MULTILINE)
     children: list[ChildSpan] = []
     open_start: int | None = None
     open_cut = 0
@@ -186,17 +230,20 @@ def find_parts(buf: bytes, start: int, end: int, boundary: str
     for match in delim.finditer(buf, start, end):
         line_start = match.start()
         brk = 0
-        if line_start > start and buf[line_start - 1:line_start] == b"\n":
-            brk = 2 if line_start - 2 >= start and buf[line_start - 2:line_start - 1] == b"\r" else 1
+        if line_start > start:
+            before = buf[line_start - 1:line_start]
+            if before == b"\n":
+                crlf = line_start - 2 >= start and buf[line_start - 2:line_start - 1] == b"\r"
+                brk = 2 if crlf else 1
+            elif before == b"\r":
+                brk = 1
         if open_start is not None:
             children.append(ChildSpan(open_start, max(open_start, line_start - brk), open_cut))
         if match.group(1):
             closed = True
             open_start = None
             break
-        line_end = match.end()
-        next_line = buf.find(b"\n", line_end, end)
-        open_start = end if next_line < 0 else next_line + 1
+        open_start = match.end()
         open_cut = line_start - brk
     if open_start is not None:
         children.append(ChildSpan(open_start, end, open_cut))

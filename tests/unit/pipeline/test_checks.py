@@ -250,6 +250,21 @@ def test_malformed_is_logged_not_unprocessable():
     assert verdict.disposition == "deliver" and len(view.parts) == 2
 
 
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+NO_BLANK_LINE = b"From: a@b.test\r\nTo: user@local.test\r\nSubject: x\r\n"   # then the body
+
+
+def test_a_body_line_right_after_the_header_meets_the_content_checks():
+    # regression: a header not ended by a blank line hid its first body line (and all after
+    # it) from every content check; only `malformed` was reported
+    raw = NO_BLANK_LINE + b"Hello friend, buy cheap pills today\r\n"
+    _, findings, verdict = verdict_of(raw, rules__content=[{"terms": ["cheap pills"]}])
+    assert [f.event for f in findings] == ["malformed", "content_rule_violation"]
+    assert verdict.disposition == "drop" and verdict.rule == "rules.content[0]"
+    _, findings, verdict = verdict_of(NO_BLANK_LINE + EICAR + b"\r\n")
+    assert verdict.disposition == "drop" and verdict.rule == "av.outer_message"
+
+
 def test_a_check_that_raises_becomes_scan_error(monkeypatch):
     from core.pipeline import registry, run
     from core.pipeline.registry import Check

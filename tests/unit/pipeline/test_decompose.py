@@ -242,3 +242,113 @@ def test_plain_archives_and_documents_are_not_encrypted():
                      "archives/strelka/test.rar"):
         view = attach("x", corpus_file(relative))
         assert not any(p.encrypted for p in view.parts), relative
+
+
+# --- where a header ends (decompose/mime.py rules 2 and 4) ---------------------------------------
+# The body a reader sees starts where Python's email parser (MissingHeaderBodySeparatorDefect)
+# and the next hop (Postfix's cleanup inserts the blank line) start it: at the first line that
+# is neither a field nor a continuation. Regression: the header used to end only at a blank
+# line, so such a line was dropped as "a header line without a field name" and no content
+# check saw it.
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+TOP = b"From: a@b.test\r\nTo: u@local.test\r\nSubject: x\r\n"
+
+
+def _python_body(raw: bytes) -> bytes:
+    import email
+    from email import policy
+    return email.message_from_bytes(raw, policy=policy.compat32).get_payload(decode=True)
+
+
+@pytest.mark.parametrize("raw,body,fields", [
+    (TOP + EICAR + b"\r\n", EICAR + b"\r\n", ["From", "To", "Subject"]),
+    (TOP + b"Hello friend, buy cheap pills today\r\nmore\r\n",
+     b"Hello friend, buy cheap pills today\r\nmore\r\n", ["From", "To", "Subject"]),
+    (TOP.replace(b"\r\n", b"\n") + b"Hello\nX: y\n", b"Hello\nX: y\n",          # bare LF
+     ["From", "To", "Subject"]),
+    (TOP[:-2] + b"\rHello\r\n", b"Hello\r\n", ["From", "To", "Subject"]),          # bare CR
+    (b"From: a@b.test\rSubject: x\r\rbody\r\n", b"body\r\n", ["From", "Subject"]),  # CR CR
+    (b"no header at all\r\nX: y\r\n\r\nz\r\n", b"no header at all\r\nX: y\r\n\r\nz\r\n", []),
+    # field names: RFC 5322 ftext only — blanks, controls, NUL and 8-bit bytes end the header
+    (TOP + b"Hello friend: buy\r\nX: y\r\n\r\nz\r\n", b"Hello friend: buy\r\nX: y\r\n\r\nz\r\n",
+     ["From", "To", "Subject"]),
+    (TOP + b"Subj\xc3\xa9ct: x\r\n\r\nz\r\n", b"Subj\xc3\xa9ct: x\r\n\r\nz\r\n",
+     ["From", "To", "Subject"]),
+    (TOP + b"Su\x00bject: x\r\n\r\nz\r\n", b"Su\x00bject: x\r\n\r\nz\r\n",
+     ["From", "To", "Subject"]),
+    (TOP + b"Sub\tject: x\r\n\r\nz\r\n", b"Sub\tject: x\r\n\r\nz\r\n", ["From", "To", "Subject"]),
+    (TOP + b"X(1)[2]: odd but legal\r\n\r\nz\r\n", b"z\r\n",
+     ["From", "To", "Subject", "X(1)[2]"]),
+    # a line of blanks is a fold, not the end of the header
+    (b"From: a@b.test\r\n   \r\nSubject: x\r\n\r\nz\r\n", b"z\r\n", ["From", "Subject"]),
+    # "From " lines: at the top an mbox separator; later one followed by more header is
+    # skipped, one followed by anything else starts the body
+    (b"From someone Mon Jan  1 00:00:00 2024\r\n" + TOP + b"\r\nz\r\n", b"z\r\n",
+     ["From", "To", "Subject"]),
+    (b"From: a@b.test\r\nFrom evil x\r\nSubject: x\r\n\r\nz\r\n", b"z\r\n", ["From", "Subject"]),
+    (TOP + b"From cheap pills\r\nz\r\n", b"From cheap pills\r\nz\r\n", ["From", "To", "Subject"]),
+    # a line starting with a colon: a header line without a name (Python's reading)
+    (b"From: a@b.test\r\n:oops\r\nSubject: x\r\n\r\nz\r\n", b"z\r\n", ["From", "Subject"]),
+])
+def test_the_header_ends_at_the_first_line_that_is_not_a_field(raw, body, fields):
+    view = view_of(raw)
+    root = view.parts[0]
+    assert raw[root.body_span[0]:] == body
+    assert [name for name, _ in view.headers] == fields
+    assert _python_body(raw).replace(b"\r\n", b"\n") == body.replace(b"\r\n", b"\n")
+
+
+@pytest.mark.parametrize("raw,fields,body", [
+    # the two readers differ here; the line is read as header, which keeps the MIME
+    # structure it announces in view (Postfix reads "Subject :" as a field, and makes
+    # a first ">From " line an X-Mailbox-Line field)
+    (b"From: a@b.test\r\nSubject : x\r\nX: y\r\n\r\nz\r\n", ["From", "Subject", "X"], b"z\r\n"),
+    (b">From someone Mon Jan  1 00:00:00 2024\r\nSubject: x\r\n\r\nz\r\n", ["Subject"],
+     b"z\r\n"),
+])
+def test_where_readers_differ_the_line_is_read_as_header(raw, fields, body):
+    view = view_of(raw)
+    assert [name for name, _ in view.headers] == fields
+    assert raw[view.parts[0].body_span[0]:] == body
+
+
+def test_a_body_line_after_the_header_is_text_and_still_malformed():
+    view = view_of(TOP + b"Hello friend, buy cheap pills today\r\n")
+    assert view.parts[0].text == "Hello friend, buy cheap pills today\r\n"
+    assert view.subject == "x" and not view.errors
+    assert view.defects == ["message: no blank line after the header: the body starts at a "
+                            "line that is not a header field"]
+
+
+def test_a_part_header_without_blank_line_starts_the_part_body():
+    raw = (TOP + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: application/octet-stream; name=a.com\r\n" + EICAR
+           + b"\r\n--b--\r\n")
+    view = view_of(raw)
+    attachment = view.parts[1]
+    assert attachment.filename == "a.com" and attachment.data == EICAR
+    assert any("part1: no blank line after the header" in d for d in view.defects)
+
+
+def test_a_delimiter_after_a_bare_cr_starts_a_part():
+    raw = (TOP + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r--b\r"
+           b"Content-Type: application/octet-stream; name=a.com\r\n\r\n" + EICAR
+           + b"\r--b--\r\n")
+    view = view_of(raw)
+    assert [(p.content_type, p.data) for p in view.parts[1:]] == [
+        ("text/plain", b"hello"), ("application/octet-stream", EICAR)]
+    assert not view.defects
+    text_part = view.parts[1]
+    assert raw[text_part.cut[0]:text_part.cut[1]] == (b"--b\r\nContent-Type: text/plain"
+                                                      b"\r\n\r\nhello")
+    assert raw[view.parts[2].cut[0]:view.parts[2].cut[0] + 5] == b"\r--b\r"
+
+
+def test_an_empty_part_is_not_a_defect():
+    raw = (TOP + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n")
+    view = view_of(raw)
+    assert [p.data for p in view.parts[1:]] == [b"", b"hello"] and not view.defects
+

@@ -172,6 +172,26 @@ def test_forward_subject_and_prefix_and_header():
     assert out.split(b"\r\n\r\n", 1)[1] == raw.split(b"\r\n\r\n", 1)[1]      # body unchanged
 
 
+def test_header_edits_go_into_a_header_not_ended_by_a_blank_line():
+    # the body starts at the first line that is not a field (decompose/mime.py rule 4): the
+    # marks go above it, and the missing blank line is put in, so every reader agrees
+    for nl in (b"\r\n", b"\n"):
+        raw = nl.join([b"From: a@outside.test", b"Subject: hi", b"Hello friend, buy now",
+                       b"X-Looks-Like: a field", b""])
+        view = view_of(raw)
+        out = rewrite(raw, view, [edit("prefix_subject", text="[Spam]"),
+                                  edit("add_header", text="100", header="X-Bulk"),
+                                  edit("add_text", text="Disclaimer.")])
+        head, body = out.split(nl + nl, 1)
+        assert head == nl.join([b"From: a@outside.test", b"Subject: [Spam] hi",
+                                b"X-Bulk: 100"])
+        assert body.startswith(b"Hello friend, buy now" + nl + b"X-Looks-Like: a field" + nl)
+        assert body.rstrip().endswith(b"Disclaimer.")
+        parsed = email.message_from_bytes(out, policy=policy.default)
+        assert parsed["X-Bulk"] == "100" and parsed["X-Looks-Like"] is None
+        assert not parsed.defects
+
+
 def test_the_gateways_header_replaces_one_the_sender_put_in():
     raw = b"From: a@outside.test\r\nX-Bulk: 0\r\nSubject: hi\r\nX-BULK: 1\r\n\r\nbody\r\n"
     out = rewrite(raw, view_of(raw), [edit("add_header", text="100", header="X-Bulk")])

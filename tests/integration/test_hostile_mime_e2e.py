@@ -1,0 +1,132 @@
+"""Hostile MIME structure end to end: raw bytes over SMTP (smtplib) -> the core on loopback
+(real worker processes, builtin signatures) -> a loopback sink. What the gateway scans must
+be what the next hop and the reader get:
+
+- a header not ended by a blank line: the first line that is not a field starts the body
+  (decompose/mime.py rule 4), so the content checks see it and header edits land in the
+  header;
+- a bare CR is a line end for the decomposer as it is for the relay (which turns it into
+  CRLF) and for Python's email parser (decompose/mime.py rule 2).
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import smtplib
+from email import policy
+
+import pytest
+import trio
+
+from core.app import run_core
+from shared.events import Action
+from tests.support.core import make_home
+from tests.support.sink import Sink
+from tests.support.waiting import events_of, until
+
+pytestmark = pytest.mark.trio
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+TOP = b"From: a@b.test\r\nTo: u@local.test\r\nSubject: x\r\n"
+
+
+@pytest.fixture
+def sink():
+    with Sink() as s:
+        yield s
+
+
+def _home(tmp_path, sink, **changes):
+    return make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}], **changes)
+
+
+def _send_raw(port, data: bytes):
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail("a@b.test", ["u@local.test"], data)
+
+
+async def _settle(core, home):
+    await until(lambda: not list(home.queue("fast").iterdir()), 30)
+    await core.events.aflush()
+
+
+EICAR_ATTACHMENT = (b"Content-Type: application/octet-stream; name=eicar.com\r\n"
+                    b"Content-Transfer-Encoding: base64\r\n\r\n"
+                    + base64.b64encode(EICAR) + b"\r\n")
+
+
+# --- a header not ended by a blank line ----------------------------------------------------------
+
+@pytest.mark.parametrize("top", [TOP, TOP[:-2] + b"\r"], ids=["crlf", "bare-cr"])
+async def test_eicar_line_right_after_the_header_is_caught(tmp_path, sink, nursery, top):
+    # regression: the decomposer ended the header only at a blank line and dropped this
+    # line as "a header line without a field name", so the antivirus never saw it
+    home = _home(tmp_path, sink)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1], top + EICAR + b"\r\n")
+    await _settle(core, home)
+    await trio.sleep(0.5)
+    assert sink.messages == []
+    [dropped] = events_of(home, Action.DROPPED)
+    assert dropped["rule"] == "av.outer_message"
+    [malformed] = events_of(home, Action.MALFORMED)
+    assert "no blank line after the header" in malformed["info"]
+    core.cancel_scope.cancel()
+
+
+async def test_spam_line_right_after_the_header_is_marked_in_the_header(tmp_path, sink,
+                                                                         nursery):
+    home = _home(tmp_path, sink, rules__spam=[{"terms": ["cheap pills"]}],
+                 heuristic__x_bulk=True)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(
+        _send_raw, core.smtp_addresses[0][1],
+        TOP + b"Hello friend, buy cheap pills today\r\nsecond line\r\n")
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    parsed = email.message_from_bytes(received.data, policy=policy.default)
+    # the marks went into the header, and the rewrite put the missing blank line after it
+    assert parsed["Subject"] == "[Spam] x" and parsed["X-Bulk"] == "100"
+    assert parsed.defects == []
+    assert parsed.get_content().startswith("Hello friend, buy cheap pills today")
+    head, _, body = received.data.partition(b"\r\n\r\n")
+    assert b"X-Bulk: 100" in head and body.startswith(b"Hello friend")
+    await _settle(core, home)
+    [event] = events_of(home, Action.SPAM_RULE_VIOLATION)
+    assert event["rule"] == "rules.spam[0]"
+    core.cancel_scope.cancel()
+
+
+async def test_part_header_without_blank_line_is_scanned(tmp_path, sink, nursery):
+    raw = (TOP + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+           b"--b\r\nContent-Type: application/octet-stream; name=a.com\r\n"
+           + EICAR + b"\r\n--b--\r\n")
+    home = _home(tmp_path, sink)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1], raw)
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert EICAR not in received.data and b"hello" in received.data
+    await _settle(core, home)
+    [deleted] = events_of(home, Action.FILE_DELETED)
+    assert "Mailmoat.Test.EICAR" in deleted["data"]
+    core.cancel_scope.cancel()
+
+
+async def test_delimiter_after_a_bare_cr_is_a_delimiter(tmp_path, sink, nursery):
+    # the relay turns the bare CR into CRLF, so the next hop sees a second part here
+    raw = (TOP + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r--b\r\n" + EICAR_ATTACHMENT
+           + b"--b--\r\n")
+    home = _home(tmp_path, sink)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1], raw)
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    parsed = email.message_from_bytes(received.data, policy=policy.default)
+    assert [p.get_filename() for p in parsed.iter_attachments()] == [None]   # the notice
+    assert base64.b64encode(EICAR) not in received.data
+    await _settle(core, home)
+    assert len(events_of(home, Action.FILE_DELETED)) == 1
+    core.cancel_scope.cancel()
+
