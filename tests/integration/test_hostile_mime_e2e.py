@@ -6,7 +6,9 @@ be what the next hop and the reader get:
   (decompose/mime.py rule 4), so the content checks see it and header edits land in the
   header;
 - a bare CR is a line end for the decomposer as it is for the relay (which turns it into
-  CRLF) and for Python's email parser (decompose/mime.py rule 2).
+  CRLF) and for Python's email parser (decompose/mime.py rule 2);
+- content nested past MAX_MIME_NESTING is not followed and so is unprocessable
+  (decompose/__init__.py rule 3): held by default, never delivered unscanned.
 """
 
 from __future__ import annotations
@@ -50,6 +52,15 @@ def _send_raw(port, data: bytes):
 async def _settle(core, home):
     await until(lambda: not list(home.queue("fast").iterdir()), 30)
     await core.events.aflush()
+
+
+def _nested(depth: int, leaf: bytes) -> bytes:
+    body = leaf
+    for level in range(depth, 0, -1):
+        b = f"nest{level}".encode()
+        body = (b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n--' + b
+                + b"\r\n" + body + b"\r\n--" + b + b"--\r\n")
+    return TOP + b"MIME-Version: 1.0\r\n" + body
 
 
 EICAR_ATTACHMENT = (b"Content-Type: application/octet-stream; name=eicar.com\r\n"
@@ -130,3 +141,24 @@ async def test_delimiter_after_a_bare_cr_is_a_delimiter(tmp_path, sink, nursery)
     assert len(events_of(home, Action.FILE_DELETED)) == 1
     core.cancel_scope.cancel()
 
+
+# --- nesting past MAX_MIME_NESTING ---------------------------------------------------------------
+
+async def test_content_nested_past_the_mime_limit_is_held_not_delivered(tmp_path, sink,
+                                                                        nursery):
+    # regression: 120 nested multiparts with EICAR at the bottom were delivered unscanned
+    # with only a `malformed` event
+    home = _home(tmp_path, sink)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1],
+                                  _nested(120, EICAR_ATTACHMENT))
+    await until(lambda: list(home.queue("hold").iterdir()), 30)
+    await _settle(core, home)
+    await trio.sleep(0.5)
+    assert sink.messages == []
+    [error] = events_of(home, Action.SCAN_ERROR)
+    assert error["rule"] == "scan.unprocessable"
+    assert "MIME nesting deeper than 100" in error["info"]
+    [held] = events_of(home, Action.HELD)
+    assert held["rule"] == "scan.unprocessable"
+    core.cancel_scope.cancel()

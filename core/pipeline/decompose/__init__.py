@@ -7,13 +7,17 @@ parts to text (text.py) — all under the per-message container budget (limits.p
 
 Rules
     1. `decompose()` never raises for anything in the message: defects go to
-       `view.defects`, undecodable content to `view.errors`, the first limit hit to
-       `view.limit_hit` (and decomposition stops there). A bug raises (the worker crash
-       path of the queue manager catches it).
+       `view.defects`, content that cannot be decoded or expanded to `view.errors`, the
+       first limit hit to `view.limit_hit` (and decomposition stops there). A bug raises
+       (the worker crash path of the queue manager catches it).
     2. Parts are numbered in pre-order as they are found; `depth` follows SPEC §3 (message
        0, +1 per archive or attached message; multipart nesting adds nothing).
-    3. MIME nesting deeper than MAX_MIME_NESTING is not followed (a defect; the rest of
-       the subtree is kept as one opaque part), so hostile nesting cannot exhaust the stack.
+    3. MIME nesting (multiparts and attached messages) deeper than MAX_MIME_NESTING is not
+       followed, so hostile nesting cannot exhaust the stack: the part where the walk stops
+       is kept as one opaque part and is an error (`view.errors`, SPEC §3
+       scan.unprocessable), since what lies below it was never scanned — not a mere
+       defect. A chain of attached messages alone meets container.max_depth (at most 100,
+       limits.py; checked first) before this.
 """
 
 from __future__ import annotations
@@ -186,12 +190,19 @@ class _Walker:
             return True
         return not part.content_type.startswith("text/")
 
+    def _too_deep(self, part: Part, nesting: int) -> bool:
+        """Rule 3: at MAX_MIME_NESTING the walk stops; the part stays opaque and unscanned."""
+        if nesting < MAX_MIME_NESTING:
+            return False
+        self.error(part, f"MIME nesting deeper than {MAX_MIME_NESTING} levels not followed "
+                         f"(its content was not scanned)")
+        part.is_multipart, part.is_attachment = False, True
+        part.data = b""
+        return True
+
     def _multipart(self, buf, part, info, body_start, end, in_raw, nesting) -> None:
         part.is_multipart = True
-        if nesting >= MAX_MIME_NESTING:
-            self.defect(part, f"multipart nesting deeper than {MAX_MIME_NESTING} not followed")
-            part.is_multipart, part.is_attachment = False, True
-            part.data = b""
+        if self._too_deep(part, nesting):
             return
         if not info.boundary:
             self.defect(part, "multipart without a boundary (read as text)")
@@ -226,7 +237,9 @@ class _Walker:
         part.container = "message"
         part.is_attachment = True
         depth = part.depth + 1
-        self.budget.check_depth(depth, part.location + "/")
+        self.budget.check_depth(depth, part.location + "/")     # the configured limit first
+        if self._too_deep(part, nesting):
+            return
         encoding = (info.transfer_encoding or "7bit").lower()
         if encoding in ("7bit", "8bit", "binary"):
             self.entity(buf, body_start, end, parent=part.id, depth=depth, in_raw=in_raw,

@@ -265,6 +265,38 @@ def test_a_body_line_right_after_the_header_meets_the_content_checks():
     assert verdict.disposition == "drop" and verdict.rule == "av.outer_message"
 
 
+def _nested_multipart(depth: int) -> bytes:
+    body = (b"Content-Type: application/octet-stream; name=eicar.com\r\n\r\n" + EICAR
+            + b"\r\n")
+    for level in range(depth, 0, -1):
+        b = f"n{level}".encode()
+        body = (b"Content-Type: multipart/mixed; boundary=" + b + b"\r\n\r\n--" + b + b"\r\n"
+                + body + b"\r\n--" + b + b"--\r\n")
+    return b"From: a@b.test\r\nTo: user@local.test\r\nSubject: deep\r\n" + body
+
+
+@pytest.mark.parametrize("setting", ["deliver", "drop", "hold"])
+def test_content_nested_past_the_mime_limit_follows_scan_unprocessable(setting):
+    # regression: delivered unscanned with only a `malformed` event
+    _, findings, verdict = verdict_of(_nested_multipart(120), scan__unprocessable=setting)
+    assert [f.event for f in findings] == ["scan_error"]
+    assert "MIME nesting deeper than 100" in findings[0].reason
+    assert verdict.disposition == setting and verdict.rule == "scan.unprocessable"
+
+
+@pytest.mark.parametrize("name,changes,disposition,rule", [
+    ("nested_multipart_100.eml", {}, "deliver", None),
+    ("nested_rfc822_50.eml", {}, "drop", "container.max_depth"),
+    ("nested_rfc822_50.eml", {"container__enabled": False}, "hold", "scan.unprocessable"),
+    ("nested_rfc822_50.eml", {"container__max_depth": 100}, "deliver", None),
+])
+def test_corpus_hostile_nesting_gets_what_an_administrator_expects(name, changes, disposition,
+                                                                   rule):
+    from tests.unit.pipeline.support import corpus_file
+    _, findings, verdict = verdict_of(corpus_file(f"mime-hostile/{name}"), **changes)
+    assert (verdict.disposition, verdict.rule) == (disposition, rule), findings
+
+
 def test_a_check_that_raises_becomes_scan_error(monkeypatch):
     from core.pipeline import registry, run
     from core.pipeline.registry import Check

@@ -352,3 +352,74 @@ def test_an_empty_part_is_not_a_defect():
     view = view_of(raw)
     assert [p.data for p in view.parts[1:]] == [b"", b"hello"] and not view.defects
 
+
+# --- nesting past MAX_MIME_NESTING (decompose/__init__.py rule 3) --------------------------------
+
+def nested_multipart(depth: int, leaf: bytes) -> bytes:
+    body = leaf
+    for level in range(depth, 0, -1):
+        b = f"nest{level}".encode()
+        body = (b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n--' + b
+                + b"\r\n" + body + b"\r\n--" + b + b"--\r\n")
+    return TOP + b"MIME-Version: 1.0\r\n" + body
+
+
+EICAR_ATTACHMENT = (b"Content-Type: application/octet-stream; name=eicar.com\r\n"
+                    b"Content-Transfer-Encoding: base64\r\n\r\n"
+                    b"WDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJELUFOVElWSVJVUy1URVNU"
+                    b"LUZJTEUhJEgrSCo=\r\n")
+
+
+def test_content_nested_past_the_mime_limit_is_an_error_not_a_defect():
+    # regression: 120 nested multiparts hid an attachment behind a `malformed` defect only
+    from core.pipeline.decompose import MAX_MIME_NESTING
+    view = view_of(nested_multipart(120, EICAR_ATTACHMENT))
+    [error] = view.errors
+    stopped = view.parts[error.part]
+    assert stopped.location.count(".") == MAX_MIME_NESTING - 1
+    assert not stopped.is_multipart and stopped.data == b""
+    assert "MIME nesting deeper than 100" in error.reason
+    assert not any(p.filename == "eicar.com" for p in view.parts)
+
+
+def test_nesting_up_to_the_mime_limit_is_followed():
+    view = view_of(nested_multipart(100, EICAR_ATTACHMENT))
+    assert not view.errors and view.parts[-1].data == EICAR
+
+
+def test_attached_messages_nested_past_the_mime_limit_are_an_error():
+    # message/rfc822 in multipart/mixed, 60 times: container depth 60, MIME nesting 120;
+    # the walk stops at the attached message at nesting 100
+    inner = b"Subject: innermost\r\n\r\n" + EICAR + b"\r\n"
+    for level in range(60):
+        b = f"m{level}".encode()
+        inner = (b"Subject: layer\r\nContent-Type: multipart/mixed; boundary=" + b
+                 + b"\r\n\r\n--" + b + b"\r\nContent-Type: message/rfc822\r\n\r\n" + inner
+                 + b"\r\n--" + b + b"--\r\n")
+    inner = b"Content-Type: message/rfc822\r\n\r\n" + inner
+    view = view_of(inner, container__max_depth=100)
+    assert view.limit_hit is None
+    [error] = view.errors
+    assert view.parts[error.part].content_type == "message/rfc822"
+    assert "MIME nesting deeper than 100" in error.reason
+
+
+def test_attached_messages_alone_meet_the_container_depth_limit_first():
+    inner = b"Subject: innermost\r\n\r\n" + EICAR + b"\r\n"
+    for level in range(101):
+        inner = b"Subject: layer\r\nContent-Type: message/rfc822\r\n\r\n" + inner
+    view = view_of(inner, container__max_depth=100)
+    assert view.limit_hit.limit == "container.max_depth" and not view.errors
+
+
+def test_corpus_hostile_nesting_files():
+    # 100 nested multiparts: every level followed, the innermost part found and read
+    view = view_of(corpus_file("mime-hostile/nested_multipart_100.eml"))
+    assert not view.errors and view.limit_hit is None
+    assert view.parts[-1].text == "innermost part\n"
+    # 50 nested message/rfc822: the container depth limit stops it first
+    view = view_of(corpus_file("mime-hostile/nested_rfc822_50.eml"))
+    assert view.limit_hit.limit == "container.max_depth" and not view.errors
+    view = view_of(corpus_file("mime-hostile/nested_rfc822_50.eml"), container__max_depth=100)
+    assert view.limit_hit is None and not view.errors
+    assert view.parts[-1].text == "the innermost message\n"
