@@ -40,6 +40,12 @@ __all__ = ["HeaderBlock", "split_header", "ContentInfo", "content_info", "find_p
            "ChildSpan", "decode_transfer", "decode_words", "header_text"]
 
 MAX_HEADER_FIELDS_KEPT = 2000    # of a part's header, kept for the view (the rest: defect)
+# ...except these, kept wherever they stand: past the cap they would still tell the receiving
+# side how to read the message and who sent it, so 2000 filler fields in front of a
+# Content-Type would hide its attachments from every check (and a Subject from its rules).
+FIELDS_ALWAYS_KEPT = frozenset({
+    "content-type", "content-transfer-encoding", "content-disposition", "mime-version",
+    "subject", "from", "sender", "reply-to", "to", "cc", "return-path"})
 
 # Rule 2: the line ends the relay (core/smtp/client.py rule 4) and Python's email parser know.
 _LINE_END = re.compile(rb"\r\n|\r|\n")
@@ -106,10 +112,7 @@ def split_header(buf: bytes, start: int, end: int) -> HeaderBlock:
             pos = next_pos
             continue
         if name is not None:
-            if len(fields) < MAX_HEADER_FIELDS_KEPT:
-                fields.append((name, _unfold(value)))
-            else:
-                dropped += 1
+            dropped += _keep(fields, name, value)
             name = None
         field = _FIELD.match(line)
         if field is not None:
@@ -131,10 +134,7 @@ def split_header(buf: bytes, start: int, end: int) -> HeaderBlock:
             break
         pos = next_pos
     if name is not None:
-        if len(fields) < MAX_HEADER_FIELDS_KEPT:
-            fields.append((name, _unfold(value)))
-        else:
-            dropped += 1
+        dropped += _keep(fields, name, value)
     if body_start is None:
         body_start = end
         if start < end:                    # an empty part (RFC 2046 §5.1.1) is no defect
@@ -142,6 +142,14 @@ def split_header(buf: bytes, start: int, end: int) -> HeaderBlock:
     if dropped:
         defects.append(f"{dropped} header fields past {MAX_HEADER_FIELDS_KEPT} not read")
     return HeaderBlock(fields, body_start, defects)
+
+
+def _keep(fields: list[tuple[str, str]], name: str, value: list[bytes]) -> int:
+    """Append the field unless the cap says not to; 1 when it was left out."""
+    if len(fields) < MAX_HEADER_FIELDS_KEPT or name.lower() in FIELDS_ALWAYS_KEPT:
+        fields.append((name, _unfold(value)))
+        return 0
+    return 1
 
 
 def _unfold(lines: list[bytes]) -> str:

@@ -265,6 +265,24 @@ def test_a_body_line_right_after_the_header_meets_the_content_checks():
     assert verdict.disposition == "drop" and verdict.rule == "av.outer_message"
 
 
+def test_fields_behind_thousands_of_filler_fields_still_decide_the_reading():
+    # regression: past the 2000 fields the view keeps, a Content-Type and a Subject were not
+    # read, so their attachment and their subject line met no check
+    filler = b"".join(b"X-Filler-%d: x\r\n" % n for n in range(2100))
+    raw = (b"From: a@b.test\r\nTo: user@local.test\r\n" + filler
+           + b"Subject: cheap pills\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\n"
+           b"Content-Type: text/plain\r\n\r\nhello\r\n--b1\r\n"
+           b"Content-Type: application/octet-stream; name=eicar.com\r\n\r\n" + EICAR
+           + b"\r\n--b1--\r\n")
+    view, findings, verdict = verdict_of(raw)
+    assert any(p.filename == "eicar.com" for p in view.parts)
+    assert [e.action for e in verdict.edits] == ["remove_part"]        # the infected file
+    _, _, verdict = verdict_of(raw, subject__enabled=True, subject__lines=["cheap pills"],
+                               av__enabled=False)
+    assert verdict.rule == "subject.lines"
+
+
 def _nested_multipart(depth: int) -> bytes:
     body = (b"Content-Type: application/octet-stream; name=eicar.com\r\n\r\n" + EICAR
             + b"\r\n")
