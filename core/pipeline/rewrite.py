@@ -48,16 +48,18 @@ class HeaderEditor:
     def __init__(self, raw: bytes, nl: bytes):
         self.nl = nl
         self.fields: list[tuple[str, bytes]] = []       # (lower name, raw lines incl. breaks)
-        lines = raw.splitlines(keepends=True)
-        for line in lines:
-            if line.strip(b"\r\n") == b"":
+        for line in raw.splitlines():
+            # every line ends with `nl`: a bare CR kept at a line's end would become CRLF
+            # at the relay (core/smtp/client.py) after the CRLF added here, a blank line
+            # that would put every field below it, the gateway's own marks too, in the body
+            if not line:
                 break
             if line[:1] in (b" ", b"\t") and self.fields:
                 name, text = self.fields[-1]
-                self.fields[-1] = (name, text + line)
+                self.fields[-1] = (name, text + line + nl)
                 continue
             name = line.split(b":", 1)[0].strip().lower().decode("latin-1")
-            self.fields.append((name, line if line.endswith(b"\n") else line + nl))
+            self.fields.append((name, line + nl))
 
     def remove(self, *names: str) -> list[bytes]:
         gone = [raw for name, raw in self.fields if name in names]

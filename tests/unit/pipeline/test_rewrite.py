@@ -244,6 +244,19 @@ def test_a_prefix_that_would_make_the_line_too_long_folds_it():
         "[Spam] " + value.decode()
 
 
+def test_a_field_ending_in_a_bare_cr_keeps_the_fields_below_it_in_the_header():
+    """The relay turns a bare CR into CRLF; a CRLF added after it made a blank line there,
+    and the fields below it — the gateway's X-Bulk among them — became body text."""
+    raw = (b"From: a@outside.test\r\nX-Note: one\rSubject: hi\r\nTo: user@local.test\r\n"
+           b"\r\nbody\r\n")
+    out = rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Spam]"),
+                                      edit("add_header", text="99", header="X-Bulk")])
+    relayed = out.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
+    parsed = email.message_from_bytes(relayed, policy=policy.default)
+    assert parsed["X-Note"] == "one" and parsed["Subject"] == "[Spam] hi"
+    assert parsed["X-Bulk"] == "99" and parsed.get_content().strip() == "body"
+
+
 def test_a_non_ascii_prefix_is_recognised_when_already_there():
     raw = b"Subject: hi\r\nTo: user@local.test\r\n\r\nbody\r\n"
     once = rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Sp\u00e4m]")])
