@@ -15,17 +15,26 @@ Kind → field:
 - ListOf(Choice) → multiple select
 - HostPort, Nullable(HostPort) → Host and Port boxes (empty host → null)
 Anything else (rules, RBL zones, routing entries) needs a page-specific form.
+
+Every form carries, hidden (`SHOWN_FIELD`), a digest of each value as the page showed it.
+A key changed elsewhere since (another tab, another administrator, a move from the
+auto-generated whitelist, `mailmoat config set`) is left as it is now when this page did not
+change it, and refused when it did: saving the whole page must not put back what the page
+showed over a newer value (`form_values`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import zoneinfo
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms import (BooleanField, HiddenField, SelectField, SelectMultipleField, StringField,
+                     TextAreaField)
 
 from shared.settings import SCHEMA, Setting, SettingError
 from shared.settings_types import (Bool, Choice, HostPort, Int, Kind, ListOf, Nullable,
@@ -33,7 +42,12 @@ from shared.settings_types import (Bool, Choice, HostPort, Int, Kind, ListOf, Nu
                                    integer_from_text)
 
 __all__ = ["field_name", "settings_form", "form_values", "form_data", "attach_errors",
-           "UnsupportedKind", "supports", "SettingField", "text_lines", "rule_by_line"]
+           "UnsupportedKind", "supports", "SettingField", "text_lines", "rule_by_line",
+           "SHOWN_FIELD", "CHANGED_MEANWHILE"]
+
+SHOWN_FIELD = "settings_shown"
+CHANGED_MEANWHILE = ("was changed elsewhere after this page was loaded; nothing was saved. "
+                     "Reload the page to see the current value, then make your change again")
 
 try:  # WTForms ≥ 3.3 deprecates (value, label) tuples in favour of SelectChoice
     from wtforms.fields.choices import SelectChoice as _SelectChoice
@@ -143,6 +157,7 @@ def settings_form(keys: Iterable[str], labels: dict[str, str] | None = None,
         attrs.update(fields)
         layout.append(SettingField(key, tuple(fields), SCHEMA[key].restart))
     attrs["setting_fields"] = tuple(layout)
+    attrs[SHOWN_FIELD] = HiddenField()
     return type(name, (base,), attrs)
 
 
@@ -150,7 +165,10 @@ def settings_form(keys: Iterable[str], labels: dict[str, str] | None = None,
 
 def form_data(keys: Iterable[str], values: dict[str, Any]) -> dict[str, Any]:
     """Form `data=` for the current settings."""
-    data: dict[str, Any] = {}
+    keys = list(keys)
+    # not of secrets: a digest in the page would be a password hash to guess against
+    data: dict[str, Any] = {SHOWN_FIELD: json.dumps(
+        {k: _digest(values[k]) for k in keys if SCHEMA[k].secret is None})}
     for key in keys:
         kind, _nullable = _inner(SCHEMA[key].kind)
         value = values[key]
@@ -192,8 +210,48 @@ def _is_text_area_list(key: str) -> bool:
     return isinstance(kind, ListOf) and not isinstance(kind.item, (Choice, Weekday))
 
 
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _as_shown(form, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` without the keys changed elsewhere since the page was shown that this page
+    did not change; SettingError naming the ones it did change (module docstring)."""
+    try:
+        shown = json.loads(form[SHOWN_FIELD].data or "{}") if SHOWN_FIELD in form else {}
+    except ValueError:
+        shown = {}
+    if not isinstance(shown, dict) or not shown:
+        return values                   # a form from before the digests: saved as it was
+    from console.context import settings
+    current = settings()
+    out, changed_meanwhile = {}, []
+    for key, value in values.items():
+        was = shown.get(key)
+        if was is None or was == _digest(current[key]):
+            out[key] = value
+        elif was != _digest(_checked(key, value)):
+            changed_meanwhile.append((key, CHANGED_MEANWHILE))
+    if changed_meanwhile:
+        raise SettingError(changed_meanwhile)
+    return out
+
+
+def _checked(key: str, value: Any) -> Any:
+    """The value as it would be stored (normalised), or as typed when it is not valid."""
+    try:
+        return SCHEMA[key].kind.check(value)
+    except RuleError:
+        return value
+
+
 def form_values(form, keys: Iterable[str]) -> dict[str, Any]:
-    """The values the user submitted, as the schema expects them (not yet validated)."""
+    """The values the user submitted, as the schema expects them (not yet validated), less
+    those changed elsewhere since the page was shown (`_as_shown`)."""
+    return _as_shown(form, _submitted(form, keys))
+
+
+def _submitted(form, keys: Iterable[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in keys:
         kind, nullable = _inner(SCHEMA[key].kind)

@@ -72,6 +72,42 @@ def test_whitelist_and_blacklist_pages_save_lists(admin):
     assert response.status_code == 200 and admin.settings()["whitelist.custom"] != ["not a domain"]
 
 
+def _shown(page: str) -> str:
+    """The digest of the values a settings page showed (its hidden settings_shown field)."""
+    match = re.search(r'name="settings_shown" type="hidden" value="([^"]*)"', page)
+    assert match, "no settings_shown field"
+    return html.unescape(match.group(1))
+
+
+def test_a_save_from_an_older_page_keeps_what_changed_elsewhere(admin):
+    """Tab A shows the whitelist; meanwhile an entry is moved in from the auto-generated
+    whitelist (or another tab saves). A then switches the whitelist on: the list it showed
+    must not be put back over the newer one."""
+    admin.set(whitelist__custom=["@old.test"])
+    shown = _shown(admin.get("/antispam/whitelist").get_data(as_text=True))
+    admin.set(whitelist__custom=["@old.test", "@moved.test"])           # elsewhere
+    response = admin.post("/antispam/whitelist", {
+        "whitelist__custom__enabled": "y", "whitelist__custom": "@old.test",
+        "settings_shown": shown})
+    assert response.status_code == 302
+    assert admin.settings()["whitelist.custom"] == ["@old.test", "@moved.test"]
+    assert admin.settings()["whitelist.custom.enabled"] is True
+
+
+def test_a_save_from_an_older_page_that_changed_the_same_list_is_refused(admin):
+    admin.set(whitelist__custom=["@old.test"])
+    shown = _shown(admin.get("/antispam/whitelist").get_data(as_text=True))
+    admin.set(whitelist__custom=["@old.test", "@moved.test"])           # elsewhere
+    response = admin.post("/antispam/whitelist", {
+        "whitelist__custom__enabled": "y", "whitelist__custom": "@old.test\n@typed.test",
+        "settings_shown": shown})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "was changed elsewhere" in page
+    assert "@typed.test" in page                                         # kept as typed
+    assert admin.settings()["whitelist.custom"] == ["@old.test", "@moved.test"]
+    assert admin.settings()["whitelist.custom.enabled"] is False         # nothing saved
+
+
 def test_rbl_page_saves_zones_with_return_codes(admin):
     response = admin.post("/antispam/rbl", {
         "zone0_enabled": "y", "zone0_zone": "bl.example.org", "zone0_codes": "127.0.0.2\n127.0.0.4",
