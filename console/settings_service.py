@@ -93,11 +93,13 @@ def rule_errors(exc: SettingError, key: str, index: int,
         for position, error in cause.entries:
             if position != index + 1:
                 others.append((position, error.rule))
-            elif error.field in RULE_FIELDS:
-                out.append((error.field, _field_rule(error.inner,
-                                                     (numbering or {}).get(error.field))))
-            else:
-                out.append((error_key, error.rule))
+                continue
+            for part in error.field_errors or (error,):      # every bad field of the rule
+                if part.field in RULE_FIELDS:
+                    out.append((part.field, _field_rule(part.inner,
+                                                        (numbering or {}).get(part.field))))
+                else:
+                    out.append((error_key, part.rule))
         if others:
             out.append((error_key, entries_rule(others)))
     return out

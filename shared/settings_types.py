@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.dnsxl import ERROR_CODE_NET, LISTING_NET
-from shared.idn import ascii_domain
+from shared.idn import ascii_domain, entry_form
 
 __all__ = [
     "RuleError", "Kind", "Bool", "Int", "Str", "Choice", "ListOf", "Nullable", "Email",
     "Sender", "IpAddress", "Resolver", "Hostname", "TimeOfDay", "Timezone", "Extension",
     "HostPort", "RoutingEntry", "Rule", "RblZone", "WhitelistEntry", "BlacklistEntry",
     "RelayEntry", "Weekday", "Base64Key", "Domain", "MailDomain", "Pattern", "ListingAnswer",
-    "RuleTerm", "entries_rule", "integer_from_text", "ENTRIES_NAMED",
+    "RuleTerm", "RuleTerms", "entries_rule", "integer_from_text", "ENTRIES_NAMED",
 ]
 
 
@@ -35,21 +35,49 @@ class RuleError(ValueError):
     The parts it was made of, for a caller that shows the value otherwise than as JSON (the
     console: a list as one entry per text-area line, a rule's terms as one comma-separated
     line) and so must number or place the message its own way:
-    - `entries`: a list's bad entries as (position from 1, their RuleError), in order;
-    - `field` and `inner`: the object field the rule is about and its own error (`within`).
+    - `entries`: a list's bad entries as (position from 1, their RuleError), in order. An
+      entry equal to an earlier one is bad (its rule says which one it repeats), and that
+      earlier entry is listed too, so a caller that numbers the entries its own way numbers
+      the one a repeat names; `entries_rule` words the two together ("line 4 repeats line 2");
+    - `field` and `inner`: the object field the rule is about and its own error (`within`);
+    - `fields`: those errors (each with `field` and `inner`) when several fields of one
+      object break their rules; `field_errors` gives them whether one field or several.
     """
 
     def __init__(self, rule: str, *, entries: tuple[tuple[int, RuleError], ...] = (),
-                 field: str | None = None, inner: RuleError | None = None):
+                 field: str | None = None, inner: RuleError | None = None,
+                 fields: tuple[RuleError, ...] = ()):
         super().__init__(rule)
         self.rule = rule
         self.entries = entries
         self.field = field
         self.inner = inner
+        self.fields = fields
 
     def within(self, field: str) -> RuleError:
         """This error as that of the object field `field`: "field: rule"."""
         return RuleError(f"{field}: {self.rule}", field=field, inner=self)
+
+    @property
+    def field_errors(self) -> tuple[RuleError, ...]:
+        """The errors of the object's fields that break their rules (each with `field` and
+        `inner`), in the object's field order; () when the rule is not about a field."""
+        return self.fields or ((self,) if self.field is not None else ())
+
+
+class _Repeat(str):
+    """The rule of a list entry equal to the earlier entry `first` (position from 1), or,
+    with `is_first`, of that earlier entry itself: listed among the bad entries only so that
+    the repeat's message can name it by the number the caller gives it (`entries_rule`)."""
+
+    first: int
+    is_first: bool
+
+    @classmethod
+    def of(cls, first: int, *, is_first: bool = False) -> _Repeat:
+        rule = cls("is repeated by a later entry" if is_first else f"repeats entry {first}")
+        rule.first, rule.is_first = first, is_first
+        return rule
 
 
 ENTRIES_NAMED = 10  # a message names at most this many bad entries, then "and K more"
@@ -68,17 +96,30 @@ def _numbers(numbers: list[int]) -> str:
 def entries_rule(bad: list[tuple[int, str]], unit: str = "entry") -> str:
     """The rules a list's bad entries break, in one message — the one place that words it.
 
-    `bad` is [(number, rule)] in order; `unit` says what the numbers count: "entry" (the
-    position in the list), "line" (the console's text areas), "term". Entries breaking the
-    same rule are named together; after ENTRIES_NAMED entries the rest are counted:
-    "entry 2: rule", "lines 2, 5 and 9: rule; line 12: other rule; and 3 more lines".
+    `bad` is [(number, rule)] in order, the rules those of RuleError.entries; `unit` says
+    what the numbers count: "entry" (the position in the list), "line" (the console's text
+    areas), "term". Entries breaking the same rule are named together, and so are the
+    entries repeating the same earlier one; after ENTRIES_NAMED entries the rest are
+    counted: "entry 2: rule", "lines 2, 5 and 9: rule; line 12: other rule; lines 4 and 7
+    repeat line 1; and 3 more lines".
     """
-    named: dict[str, list[int]] = {}
-    for number, rule in bad[:ENTRIES_NAMED]:
-        named.setdefault(rule, []).append(number)
-    parts = [f"{_plural(unit, len(numbers))} {_numbers(numbers)}: {rule}"
-             for rule, numbers in named.items()]
-    rest = len(bad) - ENTRIES_NAMED
+    firsts = {rule.first: number for number, rule in bad
+              if isinstance(rule, _Repeat) and rule.is_first}
+    shown = [(number, rule) for number, rule in bad
+             if not (isinstance(rule, _Repeat) and rule.is_first)]
+    named: dict[tuple[bool, Any], list[int]] = {}
+    for number, rule in shown[:ENTRIES_NAMED]:
+        key = (True, firsts.get(rule.first, rule.first)) if isinstance(rule, _Repeat) \
+            else (False, rule)
+        named.setdefault(key, []).append(number)
+    parts = []
+    for (is_repeat, what), numbers in named.items():
+        if is_repeat:
+            verb = "repeats" if len(numbers) == 1 else "repeat"
+            parts.append(f"{_plural(unit, len(numbers))} {_numbers(numbers)} {verb} {unit} {what}")
+        else:
+            parts.append(f"{_plural(unit, len(numbers))} {_numbers(numbers)}: {what}")
+    rest = len(shown) - ENTRIES_NAMED
     if rest > 0:
         parts.append(f"and {rest} more {_plural(unit, rest)}")
     return "; ".join(parts)
@@ -106,6 +147,12 @@ class Kind:
 
     def describe(self) -> str:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def same_form(self, value: Any) -> Any:
+        """What two checked values that are the same entry of a list have in common (a list
+        refuses the second, `ListOf.unique`): the value itself, unless the kind says that
+        two spellings mean one thing."""
+        return repr(value)
 
     @property
     def is_text(self) -> bool:
@@ -220,22 +267,24 @@ class ListOf(Kind):
             raise RuleError(f"must have at most {self.max_items} entries")
         if len(value) < self.min_items:
             raise RuleError(f"must have at least {self.min_items} entries")
-        out, bad = [], []
+        out, bad, first_at = [], [], {}
         for index, item in enumerate(value, 1):
             try:
-                out.append(self.item.check(item))
+                checked = self.item.check(item)
             except RuleError as exc:
                 bad.append((index, exc))
+                continue
+            out.append(checked)
+            if self.unique:                      # every repeat, named with its first entry
+                first = first_at.setdefault(self.item.same_form(checked), index)
+                if first != index:
+                    bad.append((index, RuleError(_Repeat.of(first))))
         if bad:                                  # every bad entry, not only the first
+            firsts = {exc.rule.first for _index, exc in bad if isinstance(exc.rule, _Repeat)}
+            bad = sorted(bad + [(first, RuleError(_Repeat.of(first, is_first=True)))
+                                for first in firsts], key=lambda pair: pair[0])
             raise RuleError(entries_rule([(index, exc.rule) for index, exc in bad]),
                             entries=tuple(bad))
-        if self.unique:
-            seen = set()
-            for item in out:
-                marker = repr(item)
-                if marker in seen:
-                    raise RuleError(f"entry {item!r} is listed twice")
-                seen.add(marker)
         return out
 
     def describe(self):
@@ -295,6 +344,9 @@ class MailDomain(Domain):
         if not isinstance(value, str) or not _is_mail_domain(value):
             raise RuleError("must be a domain name such as example.com")
         return value.lower().rstrip(".")
+
+    def same_form(self, value):
+        return entry_form(value)         # bücher.example is xn--bcher-kva.example
 
 
 @dataclass(frozen=True)
@@ -496,6 +548,22 @@ class Base64Key(Kind):
         return "base64 Ed25519 public key"
 
 
+def _fields(checks: list[tuple[str, Kind, Any]]) -> dict:
+    """{field: its checked value} of an object's (field, kind, value) checks; RuleError
+    naming every field that breaks its kind's rule, not only the first (`field_errors`)."""
+    out, bad = {}, []
+    for name, kind, value in checks:
+        try:
+            out[name] = kind.check(value)
+        except RuleError as exc:
+            bad.append(exc.within(name))
+    if len(bad) == 1:
+        raise bad[0]
+    if bad:
+        raise RuleError("; ".join(exc.rule for exc in bad), fields=tuple(bad))
+    return out
+
+
 def _object(value, required: set[str], optional: set[str]) -> dict:
     if not isinstance(value, dict):
         raise RuleError("must be an object")
@@ -564,29 +632,34 @@ class RuleTerm(Kind):
 
 
 @dataclass(frozen=True)
+class RuleTerms(Kind):
+    """A rule's terms (`terms`, which needs one at least) or its `none_of` terms."""
+
+    required: bool = False
+
+    def check(self, value):
+        terms = ListOf(RuleTerm(), max_items=RULE_MAX_TERMS).check(value)
+        if self.required and not terms:
+            raise RuleError("must have at least one term")
+        return terms
+
+    def describe(self):
+        return "list of terms"
+
+
+@dataclass(frozen=True)
 class Rule(Kind):
-    """A content or spam rule (SPEC §3 rules.spam)."""
+    """A content or spam rule (SPEC §3 rules.spam). Every bad field is named at once."""
 
     def check(self, value):
         value = _object(value, {"terms"}, {"enabled", "match", "none_of", "name"})
-        out = {
-            "enabled": Bool().check(value.get("enabled", True)),
-            "match": Choice(("all", "any")).check(value.get("match", "any")),
-        }
-        if value.get("name") is not None:
-            try:
-                out["name"] = Str(max_len=100).check(value["name"])
-            except RuleError as exc:
-                raise exc.within("name") from None
-        for field_name in ("terms", "none_of"):
-            terms = value.get(field_name, [])
-            try:
-                out[field_name] = ListOf(RuleTerm(), max_items=RULE_MAX_TERMS).check(terms)
-            except RuleError as exc:
-                raise exc.within(field_name) from None
-        if not out["terms"]:
-            raise RuleError("must have at least one term").within("terms")
-        return out
+        name = [("name", Str(max_len=100), value["name"])] \
+            if value.get("name") is not None else []
+        return _fields([("enabled", Bool(), value.get("enabled", True)),
+                        ("match", Choice(("all", "any")), value.get("match", "any")),
+                        *name,
+                        ("terms", RuleTerms(required=True), value.get("terms", [])),
+                        ("none_of", RuleTerms(), value.get("none_of", []))])
 
     def describe(self):
         return '{"enabled", "match": all|any, "terms": [...], "none_of": [...]}'
@@ -610,16 +683,14 @@ class ListingAnswer(IpAddress):
 
 @dataclass(frozen=True)
 class RblZone(Kind):
+    """A real-time blacklist zone (SPEC §3 rbl.zones). Every bad field is named at once."""
+
     def check(self, value):
         value = _object(value, {"zone"}, {"enabled", "return_codes"})
-        out = {"enabled": Bool().check(value.get("enabled", True)),
-               "zone": Domain().check(value["zone"])}
-        codes = value.get("return_codes", [])
-        try:
-            out["return_codes"] = ListOf(ListingAnswer()).check(codes)
-        except RuleError as exc:
-            raise exc.within("return_codes") from None
-        return out
+        return _fields([("enabled", Bool(), value.get("enabled", True)),
+                        ("zone", Domain(), value["zone"]),
+                        ("return_codes", ListOf(ListingAnswer()),
+                         value.get("return_codes", []))])
 
     def describe(self):
         return '{"enabled", "zone", "return_codes": [IP...]}'
@@ -644,6 +715,9 @@ class WhitelistEntry(Kind):
                 return Email().check(value)           # raises with Email's rule
         raise RuleError("must be @domain, .domain or a full email address")
 
+    def same_form(self, value):
+        return entry_form(value)         # @bücher.example is @xn--bcher-kva.example
+
     def describe(self):
         return "@domain | .domain | address"
 
@@ -663,6 +737,9 @@ class BlacklistEntry(Kind):
                 _address_length(value)
                 return value.lower().rstrip(".")
         raise RuleError("must be @domain, .domain or an address (* and ? allowed before the @)")
+
+    def same_form(self, value):
+        return entry_form(value)         # @bücher.example is @xn--bcher-kva.example
 
     def describe(self):
         return "@domain | .domain | address with wildcards"

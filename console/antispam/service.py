@@ -24,12 +24,13 @@ from console.context import request_db, settings
 from console.schema_forms import rule_by_line, text_lines
 from console.settings_service import rule_errors as settings_rule_errors
 from console.settings_service import rules_as_shown, save_settings, submit_command
+from shared.idn import ascii_domain, entry_form
 from shared.settings import SettingError
 
 __all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "move_warnings",
            "save_rbl", "rbl_rows", "zone_error_fields", "SECOND_LEVEL_SUFFIXES",
            "CUSTOM_WHITELIST_OFF", "save_rule", "rule_errors", "delete_rule", "split_terms",
-           "numbered_terms", "join_terms", "AUTO_ACTIONS", "DELETE_COMMAND"]
+           "numbered_terms", "join_terms", "AUTO_ACTIONS", "DELETE_COMMAND", "ZONE_REPEATS"]
 
 DELETE_COMMAND = "whitelist.auto.delete"
 AUTO_ACTIONS = ("to_custom", "to_exclusions", "delete")
@@ -80,9 +81,11 @@ def sld_key(domain: str) -> tuple:
 
 
 def _excluded(domain: str, exclusions) -> bool:
-    parts = domain.split(".")
+    """The domain or a parent of it is excluded, both compared in the lists' one form
+    (shared/idn.py), as the core compares them: BÜCHER.example excludes xn--bcher-kva.example."""
+    parts = (ascii_domain(domain) or domain.lower()).split(".")
     parents = {".".join(parts[i:]) for i in range(len(parts))}
-    return any(e.lower().lstrip(".") in parents for e in exclusions)
+    return any(entry_form(e).lstrip(".") in parents for e in exclusions)
 
 
 def auto_entries(sort: str = "frequency") -> list[AutoEntry]:
@@ -114,7 +117,10 @@ def move_warnings(action: str) -> list[str]:
 
 def move_auto_entries(action: str, domains: list[str], *, user: str,
                       client_ip: str | None) -> int:
-    """Guide §5 list management. Raises SettingError when a move breaks a setting's rule."""
+    """Guide §5 list management. Raises SettingError when a move breaks a setting's rule.
+
+    An entry already in the target list, in either form of its domain (shared/idn.py
+    `entry_form`, as the lists compare), is not added again."""
     if action not in AUTO_ACTIONS:
         raise ValueError(action)
     domains = sorted({d.strip().lower() for d in domains if d.strip()})
@@ -122,18 +128,26 @@ def move_auto_entries(action: str, domains: list[str], *, user: str,
         return 0
     current = settings()
     if action == "to_custom":
-        entries = list(current["whitelist.custom"])
-        entries += [f"@{d}" for d in domains if f"@{d}" not in entries]
+        entries = _with_new(current["whitelist.custom"], [f"@{d}" for d in domains])
         save_settings({"whitelist.custom": entries}, user=user, client_ip=client_ip,
                       page="whitelist")
     elif action == "to_exclusions":
-        entries = list(current["whitelist.auto.exclusions"])
-        entries += [d for d in domains if d not in entries]
+        entries = _with_new(current["whitelist.auto.exclusions"], domains)
         save_settings({"whitelist.auto.exclusions": entries}, user=user, client_ip=client_ip,
                       page="auto_whitelist")
     submit_command(DELETE_COMMAND, {"domains": domains}, user=user, client_ip=client_ip,
                    page="auto_whitelist")
     return len(domains)
+
+
+def _with_new(entries: list[str], added: list[str]) -> list[str]:
+    """`entries` and then those of `added` whose form (`entry_form`) is not yet among them."""
+    out, forms = list(entries), {entry_form(e) for e in entries}
+    for entry in added:
+        if entry_form(entry) not in forms:
+            out.append(entry)
+            forms.add(entry_form(entry))
+    return out
 
 
 # --- real-time blacklists ------------------------------------------------------------------
@@ -162,67 +176,106 @@ def save_rbl(rows: list[dict], action_changes: dict[str, Any], *, user: str,
                          client_ip=client_ip, page="rbl")
 
 
-_ZONE_TWICE = re.compile(r"zone (\S+) (is listed twice)")
+_ZONE_TWICE = re.compile(r"zone (\S+) is listed twice")
+ZONE_REPEATS = "repeats the zone of Blacklist {row}"
 
 
 def zone_error_fields(exc: SettingError, rows: list[dict]) -> list[tuple[str, str]]:
-    """`exc`'s errors, each bad zone's as an error of the form field of its row
-    (`zone<row>_codes`, its codes numbered by the lines typed, or `zone<row>_zone`); other
-    errors unchanged."""
+    """`exc`'s errors, each bad zone's as errors of the form fields of its row
+    (`zone<row>_zone`, `zone<row>_codes` with its codes numbered by the lines typed), every
+    bad field of a row at once; a zone in several rows marked once at each later row, naming
+    the first (`ZONE_REPEATS`); other errors unchanged."""
     filled = _filled(rows)
-    out = []
+    out, repeats = [], None
     for key, rule in exc.errors:
         cause = exc.causes.get(key) if key == "rbl.zones" else None
         twice = _ZONE_TWICE.match(rule) if key == "rbl.zones" else None
         if cause is not None and cause.entries \
                 and all(0 < index <= len(filled) for index, _error in cause.entries):
             for index, error in cause.entries:
-                row = filled[index - 1]
-                if error.field == "return_codes":
-                    out.append((f"zone{row}_codes",
-                                rule_by_line(error.inner, rows[row]["codes"])))
-                else:
-                    out.append((f"zone{row}_zone", error.rule))
-        elif twice:                                 # the later row of the two
-            same = [i for i in filled
-                    if rows[i]["zone"].strip().lower().rstrip(".") == twice[1]]
-            out.append((f"zone{same[-1]}_zone", twice[2]) if len(same) > 1 else (key, rule))
-        else:
+                out += _row_errors(filled[index - 1], error, rows)
+        elif twice and repeats is None:             # one error per repeat: all rows at once
+            repeats = _zone_repeats(rows, filled)
+            out += repeats or [(key, rule)]
+        elif not twice or not repeats:
             out.append((key, rule))
+    return out
+
+
+def _row_errors(row: int, error, rows: list[dict]) -> list[tuple[str, str]]:
+    out = []
+    for part in error.field_errors or (error,):
+        if part.field == "return_codes":
+            out.append((f"zone{row}_codes", rule_by_line(part.inner, rows[row]["codes"])))
+        elif part.field == "zone":
+            out.append((f"zone{row}_zone", part.inner.rule))
+        else:
+            out.append((f"zone{row}_zone", part.rule))
+    return out
+
+
+def _zone_repeats(rows: list[dict], filled: list[int]) -> list[tuple[str, str]]:
+    """The zone field of each row naming the zone of an earlier row, with that row's error
+    (zones compare as the schema stores them: lower case, no root dot)."""
+    first_row: dict[str, int] = {}
+    out = []
+    for row in filled:
+        zone = rows[row]["zone"].strip().lower().rstrip(".")
+        first = first_row.setdefault(zone, row)
+        if zone and first != row:
+            out.append((f"zone{row}_zone", ZONE_REPEATS.format(row=first + 1)))
     return out
 
 
 # --- spam rules ----------------------------------------------------------------------------
 
+# The terms line (SPEC §3: the console edits terms as one comma-separated line; `*` and `?`
+# are wildcards and `\` escapes them, as the core's matcher reads a term):
+# - "\," is a comma in a term ("1\,000 dollars"); any other backslash is part of the term
+#   ("100\*sure", "C:\temp");
+# - backslashes right before a comma are read in pairs, each pair one backslash of the term,
+#   an odd one left over making the comma part of the term: "a\\\,b" is the term a\,b;
+# - spaces around a term are not part of it, so a term that ends in a backslash is shown
+#   with a space before the comma that follows it ("C:\temp\ , next").
+# `join_terms` writes any stored terms so that `split_terms` reads back exactly those terms
+# (terms typed in the console have no spaces around them; a term set otherwise with spaces
+# around it comes back without them).
+_BACKSLASHES_BEFORE_COMMA = re.compile(r"(\\*),")
+_TERMS_LINE = re.compile(r"(\\+)(,?)|(,)|[^\\,]+")     # backslashes (and a comma), a comma, text
+
+
 def numbered_terms(line: str) -> list[tuple[int, str]]:
-    """The terms of one comma-separated line (SPEC §3; "\\," keeps a comma), each with its
-    place in the line from 1: empty places are skipped but counted, as the administrator
-    sees them."""
-    terms, current, escaped = [], [], False
-    for ch in line or "":
-        if escaped:
-            current.append(ch if ch == "," else "\\" + ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ",":
+    """The terms of one comma-separated line (rules above), each with its place in the line
+    from 1: empty places are skipped but counted, as the administrator sees them."""
+    terms, current = [], []
+    for part in _TERMS_LINE.finditer(line or ""):
+        backslashes, comma, separator = part[1], part[2], part[3]
+        if backslashes and comma:                # in pairs; an odd one keeps the comma
+            current.append("\\" * (len(backslashes) // 2))
+            if len(backslashes) % 2:
+                current.append(",")
+            else:
+                separator = comma
+        else:
+            current.append("" if separator else part[0])
+        if separator:
             terms.append("".join(current))
             current = []
-        else:
-            current.append(ch)
-    if escaped:
-        current.append("\\")
     terms.append("".join(current))
     return [(place, t.strip()) for place, t in enumerate(terms, 1) if t.strip()]
 
 
 def split_terms(line: str) -> list[str]:
-    """The console edits terms as one comma-separated line (SPEC §3); "\\," keeps a comma."""
+    """The terms of one comma-separated line (rules above)."""
     return [term for _place, term in numbered_terms(line)]
 
 
 def join_terms(terms) -> str:
-    return ", ".join(t.replace(",", "\\,") for t in terms)
+    """The terms as one line that `split_terms` reads back as exactly these terms."""
+    texts = [_BACKSLASHES_BEFORE_COMMA.sub(lambda m: "\\" * (2 * len(m[1]) + 1) + ",", t)
+             for t in terms]
+    return ", ".join(text + " " if text.endswith("\\") and place < len(texts) else text
+                     for place, text in enumerate(texts, 1))
 
 
 def save_rule(index: int | None, shown: str, rule: dict, *, user: str,

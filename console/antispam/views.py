@@ -25,6 +25,12 @@ PREMIUM_NOTICE = ("Premium AntiSpam (reputation lists, URL and signature filteri
                   "identification) and the spam quarantine arrive with their own issue. The "
                   "settings in force are listed below.")
 
+# A spam-rule edit refused because the rule list changed after the page was loaded
+# (settings_service.RULE_LIST_CHANGED); the page then shows the rules as they now are.
+STALE_RULE = ("the rule list changed meanwhile (in another tab or by another administrator). "
+              "The rules below are as they are now; copy what you typed from here into the "
+              "rule it belongs to and save it there.")
+
 # The field prefixes of the Spam Rules page's forms: "new" or r<i> (save), d<i> (delete)
 SAVE_PREFIX = re.compile(r"new|r[0-9]+")
 DELETE_PREFIX = re.compile(r"d[0-9]+")
@@ -156,14 +162,22 @@ def spam_rules():
 
 
 def _spam_rules_page(form, errors, refused: str | None = None, rule_form=None,
-                     rule_errors: list[str] | None = None):
+                     rule_errors: list[str] | None = None, stale=None):
     """The Spam Rules page; a `refused` rule form (its prefix) is shown as it was typed, with
-    its errors, in place of the stored rule's (or of the empty "new" form)."""
+    its errors, in place of the stored rule's (or of the empty "new" form). A `stale` rule
+    form, whose rule the list no longer holds as the page showed it, is shown as typed on its
+    own, read-only, above the rules as they now are, for the administrator to copy."""
     rules = [(i, rule, rule_form if refused == f"r{i}" else f, d)
              for i, rule, f, d in _rule_forms()]
     new_rule = rule_form if refused == "new" else SpamRuleForm(formdata=None, prefix="new")
     return _render("spam_rules.html", "spam_rules", form=form, errors=errors, rules=rules,
-                   new_rule=new_rule, refused=refused, rule_errors=rule_errors or [])
+                   new_rule=new_rule, refused=refused, rule_errors=rule_errors or [],
+                   stale=stale, stale_message=STALE_RULE)
+
+
+def _page_form():
+    keys = PAGE_KEYS["spam_rules"]
+    return SETTINGS_FORMS["spam_rules"](formdata=None, data=form_data(keys, settings()))
 
 
 def _flash_form_errors(form) -> None:
@@ -195,15 +209,12 @@ def save_spam_rule():
             rule["name"] = form.name.data.strip()
         try:
             service.save_rule(index, form.original.data or "", rule, **who())
-        except RuleListChanged as exc:           # nothing to correct: the page is stale
-            _flash_setting_errors(exc)
+        except RuleListChanged:                  # the page is stale: the rules as they are
+            return _spam_rules_page(_page_form(), [], stale=form)   # now, and what was typed
         except SettingError as exc:              # shown again as typed, with the errors
             errors = attach_errors(form, service.rule_errors(exc, index, form.terms.data,
                                                              form.none_of.data))
-            keys = PAGE_KEYS["spam_rules"]
-            page_form = SETTINGS_FORMS["spam_rules"](formdata=None,
-                                                     data=form_data(keys, settings()))
-            return _spam_rules_page(page_form, [], prefix, form, errors)
+            return _spam_rules_page(_page_form(), [], prefix, form, errors)
         else:
             flash("Spam rule saved.", "info")
     return redirect(url_for("antispam.spam_rules"))

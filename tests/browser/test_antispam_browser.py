@@ -209,3 +209,71 @@ def test_real_time_blacklists_saved_at_most_three(loopback_only, console_server,
     assert stored_settings(console_server)["rbl.zones"][2]["return_codes"] == []
     page.screenshot(path=str(artifacts / "antispam-rbl.png"), full_page=True)
     assert page.console_errors == []
+
+
+def test_spam_rule_terms_survive_saving_again_and_a_stale_edit_keeps_what_was_typed(
+        loopback_only, console_server, browser, artifacts):
+    """A term ending in a backslash took the next term into it when the rule was saved
+    again; an edit refused because another tab deleted the rule lost what was typed."""
+    page = loopback_only
+    log_on(page)
+    open_tab(page, "Anti-spam Policy", "Spam Rules")
+    page.fill("#new-name", "paths")
+    page.fill("#new-terms", "C:\\temp\\ , 1\\,000 dollars, 100\\*sure, last")
+    page.click("#save-new")
+    page.wait_for_selector("text=Spam rule saved.")
+    stored = ["C:\\temp\\", "1,000 dollars", "100\\*sure", "last"]
+    assert stored_settings(console_server)["rules.spam"][-1]["terms"] == stored
+    index = len(stored_settings(console_server)["rules.spam"]) - 1
+    page.fill(f"#r{index}-name", "paths renamed")           # only the name changes
+    page.click(f"#save-r{index}")
+    page.wait_for_selector("text=Spam rule saved.")
+    rule = stored_settings(console_server)["rules.spam"][index]
+    assert (rule["name"], rule["terms"]) == ("paths renamed", stored)
+    assert page.input_value(f"#r{index}-terms") == "C:\\temp\\ , 1\\,000 dollars, 100\\*sure, last"
+
+    # Tab B still shows the rule when tab A deletes it; B's edit is refused, kept to copy.
+    page.fill(f"#r{index}-terms", "C:\\temp\\ , jackpot")
+    other = page.context.new_page()
+    other.goto("/antispam/spam-rules")
+    other.click(f"#delete-{index}")
+    other.wait_for_selector("text=Spam rule deleted.")
+    other.close()
+    page.click(f"#save-r{index}")
+    page.wait_for_selector("#rule-stale")
+    assert "the rule list changed meanwhile" in page.inner_text("#rule-stale")
+    assert page.input_value("#stale-terms") == "C:\\temp\\ , jackpot"
+    assert page.input_value("#stale-name") == "paths renamed"
+    assert page.locator(f"#r{index}-terms").count() == 0       # the rules as they are now
+    assert len(stored_settings(console_server)["rules.spam"]) == index
+    page.screenshot(path=str(artifacts / "antispam-spam-rule-stale.png"), full_page=True)
+    assert page.console_errors == []
+
+
+def test_repeated_entries_and_zones_are_named_where_they_were_typed(loopback_only,
+                                                                     console_server, artifacts):
+    page = loopback_only
+    log_on(page)
+    open_tab(page, "Anti-spam Policy", "Whitelist")
+    before = stored_settings(console_server)["whitelist.custom"]
+    page.fill("#whitelist__custom", "@a.example\n@b.example\n\n@B.example\n@c.example\n"
+                                    "@a.example\n@bücher.example\n@xn--bcher-kva.example")
+    page.click("#save")
+    page.locator("#whitelist__custom-error").wait_for()
+    assert page.inner_text("#whitelist__custom-error") == \
+        "line 4 repeats line 2; line 6 repeats line 1; line 8 repeats line 7"
+    assert stored_settings(console_server)["whitelist.custom"] == before
+
+    page.click("ul.tabs >> text=Real-time Blacklists")
+    page.wait_for_selector("#zone0_zone")
+    zones = stored_settings(console_server)["rbl.zones"]
+    for row, zone in enumerate(("rbl1.test", "RBL1.test.", "rbl1.test")):
+        page.fill(f"#zone{row}_zone", zone)
+    page.click("#save")
+    page.locator("#zone2_zone-error").wait_for()
+    assert page.locator("#zone0_zone-error").count() == 0
+    assert [page.locator(f"#zone{row}_zone-error").all_inner_texts() for row in (1, 2)] == \
+        [["repeats the zone of Blacklist 1"]] * 2
+    assert stored_settings(console_server)["rbl.zones"] == zones
+    page.screenshot(path=str(artifacts / "antispam-rbl-repeats.png"), full_page=True)
+    assert page.console_errors == []

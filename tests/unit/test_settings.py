@@ -174,8 +174,11 @@ REJECTED = [
     (ListOf(Int(1, 5), max_items=2), [1, 2, 3], "must have at most 2 entries"),
     (ListOf(Int(1, 5), min_items=1), [], "must have at least 1 entries"),
     (ListOf(Int(1, 5)), [1, 9], "entry 2: must be between 1 and 5"),
-    (ListOf(Extension()), [".EXE", ".exe"], "entry '.exe' is listed twice"),
-    (ListOf(Int(1, 5)), [3, 3], "entry 3 is listed twice"),
+    (ListOf(Extension()), [".EXE", ".exe"], "entry 2 repeats entry 1"),
+    (ListOf(Int(1, 5)), [3, 3], "entry 2 repeats entry 1"),
+    (ListOf(Int(1, 5)), [3, 4, 3, 3, 4],
+     "entries 3 and 4 repeat entry 1; entry 5 repeats entry 2"),
+    (ListOf(Int(1, 5)), [3, 9, 3], "entry 2: must be between 1 and 5; entry 3 repeats entry 1"),
     # Email
     (Email(), "admin", EMAIL_RULE),
     (Email(), "a b@example.com", EMAIL_RULE),
@@ -264,7 +267,7 @@ REJECTED = [
     (Rule(), {"terms": []}, "terms: must have at least one term"),
     (Rule(), {"terms": TERMS_50 + ["t50"]}, "terms: must have at most 50 entries"),
     (Rule(), {"terms": ["ok", ""]}, "terms: entry 2: must not be empty"),
-    (Rule(), {"terms": ["a", "a"]}, "terms: entry 'a' is listed twice"),
+    (Rule(), {"terms": ["a", "a"]}, "terms: entry 2 repeats entry 1"),
     (Rule(), {"terms": ["ok", "*"]}, "terms: entry 2: must contain something other than "
                                      "spaces and wildcards (it would match every message)"),
     (Rule(), {"terms": [" "]}, "terms: entry 1: must contain something other than "
@@ -273,12 +276,12 @@ REJECTED = [
                                                    "other than spaces and wildcards (it would "
                                                    "match every message)"),
     (Rule(), {"terms": ["a"], "none_of": ["x"] * 51}, "none_of: must have at most 50 entries"),
-    (Rule(), {"terms": ["a"], "match": "most"}, "must be one of all, any"),
-    (Rule(), {"terms": ["a"], "enabled": "yes"}, "must be true or false"),
+    (Rule(), {"terms": ["a"], "match": "most"}, "match: must be one of all, any"),
+    (Rule(), {"terms": ["a"], "enabled": "yes"}, "enabled: must be true or false"),
     (Rule(), {"terms": ["a"], "weight": 3}, "unknown field 'weight'"),
     # RblZone
     (RblZone(), {"enabled": True}, "field 'zone' is required"),
-    (RblZone(), {"zone": "not a zone"}, "must be a domain name such as example.com"),
+    (RblZone(), {"zone": "not a zone"}, "zone: must be a domain name such as example.com"),
     (RblZone(), {"zone": "bl.example", "return_codes": ["127.0.0.x"]},
      "return_codes: entry 1: must be an IPv4 or IPv6 address"),
     (RblZone(), {"zone": "bl.example", "return_codes": "127.0.0.2"},
@@ -729,7 +732,89 @@ def test_object_field_errors_keep_their_parts():
         validate_changes(defaults(), {"rbl.zones": [
             {"zone": "bl.example", "return_codes": ["127.0.0.2", "x"]}, {"zone": "bad zone!"}]})
     cause = info.value.causes["rbl.zones"]
-    assert [(n, e.field) for n, e in cause.entries] == [(1, "return_codes"), (2, None)]
+    assert [(n, e.field) for n, e in cause.entries] == [(1, "return_codes"), (2, "zone")]
+
+
+def test_every_bad_field_of_a_rule_or_zone_is_named_at_once():
+    """Rule.check and RblZone.check stopped at the first bad field, so a rule with bad terms
+    and bad none-of terms (or a long name) came back once per field."""
+    with pytest.raises(RuleError) as info:
+        Rule().check({"terms": ["*"], "none_of": ["?"]})
+    wildcards = ("must contain something other than spaces and wildcards (it would match "
+                 "every message)")
+    assert info.value.rule == f"terms: entry 1: {wildcards}; none_of: entry 1: {wildcards}"
+    assert [(e.field, e.inner.rule) for e in info.value.field_errors] == [
+        ("terms", f"entry 1: {wildcards}"), ("none_of", f"entry 1: {wildcards}")]
+    with pytest.raises(RuleError) as info:
+        Rule().check({"terms": ["ok", "*"], "name": "n" * 150, "match": "most"})
+    assert [e.field for e in info.value.field_errors] == ["match", "name", "terms"]
+    assert info.value.rule == ("match: must be one of all, any; name: must be at most 100 "
+                               f"characters; terms: entry 2: {wildcards}")
+    with pytest.raises(RuleError) as info:
+        Rule().check({"terms": [], "none_of": ["x", "x"]})
+    assert info.value.rule == \
+        "terms: must have at least one term; none_of: entry 2 repeats entry 1"
+    with pytest.raises(RuleError) as info:
+        RblZone().check({"zone": "bad zone!", "return_codes": ["x", "10.0.0.2"]})
+    assert [e.field for e in info.value.field_errors] == ["zone", "return_codes"]
+    assert info.value.rule == (
+        "zone: must be a domain name such as example.com; return_codes: entry 1: must be an "
+        "IPv4 or IPv6 address; entry 2: must be an address in 127.0.0.0/8, as lists answer "
+        "(for example 127.0.0.2)")
+    assert errors({"rules.spam": [{"terms": ["*"], "none_of": ["?"]}]}) == [
+        f"rules.spam: entry 1: terms: entry 1: {wildcards}; none_of: entry 1: {wildcards}"]
+    # one bad field: that field's error itself, as before
+    with pytest.raises(RuleError) as info:
+        Rule().check({"terms": ["ok"], "name": "n" * 101})
+    assert info.value.field_errors == (info.value,) and info.value.field == "name"
+
+
+def test_every_repeated_entry_is_named_with_the_entry_it_repeats():
+    """Only the first repeat was named ("entry '@b.example' is listed twice"), without its
+    place in the list or the entry it repeats."""
+    typed = ["@a.example", "@b.example", "@B.example", "@c.example", "@a.example"]
+    with pytest.raises(RuleError) as info:
+        ListOf(WhitelistEntry()).check(typed)
+    assert info.value.rule == "entry 3 repeats entry 2; entry 5 repeats entry 1"
+    # the entries carry the repeated ones too, so numbering them otherwise (the console's
+    # text-area lines, a blank line 3 here) names both ends of each repeat
+    from shared.settings_types import entries_rule
+    lines = [1, 2, 4, 5, 6]
+    assert entries_rule([(lines[n - 1], e.rule) for n, e in info.value.entries], unit="line") \
+        == "line 4 repeats line 2; line 6 repeats line 1"
+    assert entries_rule([(n + 10, e.rule) for n, e in
+                         _rule_error(ListOf(Int(1, 5)), [1, 2, 1, 1, 2]).entries], unit="term") \
+        == "terms 13 and 14 repeat term 11; term 15 repeats term 12"
+    # repeats and other bad entries together, all named; then the rest counted
+    assert _rule_error(ListOf(Int(1, 9)), [1, 0, 1, 2, 2]).rule == (
+        "entry 2: must be between 1 and 9; entry 3 repeats entry 1; entry 5 repeats entry 4")
+    assert _rule_error(ListOf(Int(1, 9)), [1] * 13).rule == (
+        "entries 2, 3, 4, 5, 6, 7, 8, 9, 10 and 11 repeat entry 1; and 2 more entries")
+    assert errors({"blacklist.entries": ["@x.example", "@X.example"]}) == [
+        "blacklist.entries: entry 2 repeats entry 1"]
+
+
+def _rule_error(kind, value) -> RuleError:
+    with pytest.raises(RuleError) as info:
+        kind.check(value)
+    return info.value
+
+
+@pytest.mark.parametrize("key, first, second", [
+    ("whitelist.custom", "@xn--bcher-kva.example", "@bücher.example"),
+    ("whitelist.custom", ".BÜCHER.example", ".xn--bcher-kva.example"),
+    ("whitelist.custom", "Ann@bücher.example", "ann@xn--bcher-kva.example"),
+    ("blacklist.entries", "@bücher.example", "@xn--bcher-kva.example."),
+    ("blacklist.entries", "sales*@xn--bcher-kva.example", "SALES*@bücher.example"),
+    ("whitelist.auto.exclusions", "BÜCHER.example", "xn--bcher-kva.example"),
+])
+def test_the_two_forms_of_an_internationalised_domain_are_one_entry(key, first, second):
+    """docs/antispam.md: the lists take either form and compare the same way; both forms
+    were accepted in one list."""
+    assert errors({key: ["@other.example" if key != "whitelist.auto.exclusions"
+                         else "other.example", first, second]}) == [
+        f"{key}: entry 3 repeats entry 2"]
+    assert validate_changes(defaults(), {key: [first]})[key] == [first.lower().rstrip(".")]
 
 
 # --- numbers in ASCII digits only ------------------------------------------------------------
