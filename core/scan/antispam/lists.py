@@ -28,7 +28,7 @@ import functools
 from dataclasses import dataclass
 from email.utils import getaddresses
 
-from shared.idn import ascii_domain
+from shared.idn import ascii_domain, entry_form
 from shared.wildcard import matches
 
 __all__ = ["address_domain", "whitelist_match", "is_excluded", "blacklist_match",
@@ -38,14 +38,6 @@ __all__ = ["address_domain", "whitelist_match", "is_excluded", "blacklist_match"
 def address_domain(address: str) -> str:
     """The address's domain in the lists' one form (rule 4); "" for none."""
     return (ascii_domain(address.rpartition("@")[2]) or "") if "@" in address else ""
-
-
-def _entry(entry: str) -> str:
-    """A list entry with its domain in the lists' one form."""
-    head, at, domain = entry.rpartition("@") if "@" in entry else ("", "", entry)
-    if not at and domain.startswith("."):
-        return "." + (ascii_domain(domain[1:]) or domain[1:])
-    return f"{head.lower()}{at}{ascii_domain(domain) or domain.lower()}"
 
 
 def parent_domains(domain: str) -> list[str]:
@@ -68,7 +60,7 @@ class _Index:
 def _index(entries: tuple) -> _Index:
     index = _Index({}, {}, {}, {})
     for entry in entries:                   # setdefault: the first entry of a kind names it
-        form = _entry(entry)
+        form = entry_form(entry)
         local, at, domain = form.rpartition("@")
         if form.startswith("@"):
             index.at_domains.setdefault(form[1:], entry)
@@ -107,7 +99,7 @@ def is_excluded(domain: str, exclusions) -> bool:
 
 @functools.lru_cache(maxsize=16)
 def _exclusions(exclusions: tuple) -> frozenset:
-    return frozenset(_entry(e).lstrip(".") for e in exclusions)
+    return frozenset(entry_form(e).lstrip(".") for e in exclusions)
 
 
 def blacklist_match(address: str, entries) -> str | None:
