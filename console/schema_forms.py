@@ -6,9 +6,10 @@ shape (CSRF, a number is digits) and hand the schema what the user typed.
 
 Kind → field:
 - Bool → checkbox; Choice → select; Timezone → select of IANA names
-- Int, Nullable(Int) → text box (ASCII digits and a sign; anything else, "٣" or "５" too, is
-  passed on so the schema's "must be a whole number written with the digits 0-9" is the
-  message)
+- Int with at most 10 values (the heuristic sensitivity 1..5) → select
+- other Int, Nullable(Int) → text box (ASCII digits and a sign; anything else, "٣" or "５"
+  too, is passed on so the schema's "must be a whole number written with the digits 0-9" is
+  the message)
 - Str (multiline) → text area; other text kinds → text box; Nullable(...) empty → null
 - ListOf(simple kind) → text area, one entry per line (blank lines skipped); the schema's
   message about bad entries is numbered by the lines the administrator typed (`attach_errors`)
@@ -46,6 +47,7 @@ __all__ = ["field_name", "settings_form", "form_values", "form_data", "attach_er
            "SHOWN_FIELD", "CHANGED_MEANWHILE"]
 
 SHOWN_FIELD = "settings_shown"
+MAX_SELECT_NUMBERS = 10     # an Int with at most this many values is a select
 CHANGED_MEANWHILE = ("was changed elsewhere after this page was loaded; nothing was saved. "
                      "Reload the page to see the current value, then make your change again")
 
@@ -113,6 +115,11 @@ def _fields_for(setting: Setting, labels: dict[str, str]) -> dict[str, Any]:
         choices = kind.choices if isinstance(kind, Choice) else Weekday.DAYS
         return {name: SelectField(label, choices=_choices((c, _choice_label(c)) for c in choices),
                                   validate_choice=False, **common)}
+    if isinstance(kind, Int) and not nullable and kind.max - kind.min < MAX_SELECT_NUMBERS:
+        # a level such as the heuristic sensitivity 1..5: chosen, as the guide has it
+        return {name: SelectField(label, choices=_choices(
+            (str(n), str(n)) for n in range(kind.min, kind.max + 1)), validate_choice=False,
+            **common)}
     if isinstance(kind, Int):
         return {name: StringField(label, render_kw={"inputmode": "numeric", "size": 8},
                                   **common)}

@@ -37,7 +37,7 @@ def test_heuristic_engine_saved_reloaded_and_bad_scores_refused(loopback_only, c
     log_on(page)
     open_tab(page, "Anti-spam Policy", "Heuristic Engine")
     page.check("#heuristic__enabled")
-    page.fill("#heuristic__sensitivity", "4")
+    page.select_option("#heuristic__sensitivity", "4")
     page.fill("#heuristic__subject_prefix", "[Probably spam]")
     page.fill("#heuristic__forward_score", "70")
     page.fill("#heuristic__drop_score", "90")
@@ -55,7 +55,7 @@ def test_heuristic_engine_saved_reloaded_and_bad_scores_refused(loopback_only, c
         (True, 4, "[Probably spam]", 70, 90, "spamdesk@example.test")
 
     # Forward must be lower than drop: the rule's message next to the field, nothing saved.
-    page.fill("#heuristic__sensitivity", "2")
+    page.select_option("#heuristic__sensitivity", "2")
     page.fill("#heuristic__forward_score", "95")
     page.click("#save")
     error = page.locator("#heuristic__forward_score-error")

@@ -451,6 +451,14 @@ def test_sort_by_second_level_domain_looks_past_multi_label_public_suffixes(admi
 
 # --- numbers in ASCII digits only ----------------------------------------------------------
 
+def test_sensitivity_is_chosen_from_its_five_levels(admin):
+    # the guide: "select the engine sensitivity level"
+    page = admin.get("/antispam/heuristic").get_data(as_text=True)
+    select = re.search(r'<select[^>]*id="heuristic__sensitivity".*?</select>', page, re.S)
+    assert select, "sensitivity is not a select"
+    assert re.findall(r'<option[^>]*value="(\d)"', select.group(0)) == ["1", "2", "3", "4", "5"]
+
+
 @pytest.mark.parametrize("typed", ["٣", "３", "²"])
 def test_number_fields_refuse_digits_other_than_ascii(admin, typed):
     """int() read "٣" (Arabic-Indic) and "３" (fullwidth) as 3; "²" passed as digits."""
