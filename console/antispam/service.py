@@ -15,6 +15,7 @@ entries; "Delete" is that command alone. The core applies a command within a sec
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -95,11 +96,28 @@ def auto_entries(sort: str = "frequency") -> list[AutoEntry]:
     except sqlite3.OperationalError:          # a database from before migration 0003
         rows = []
     exclusions = settings()["whitelist.auto.exclusions"]
+    leaving = _being_deleted()
     entries = [AutoEntry(r["domain"], r["count"], r["first_seen"], r["last_seen"],
-                         _excluded(r["domain"], exclusions)) for r in rows]
+                         _excluded(r["domain"], exclusions))
+               for r in rows if r["domain"] not in leaving]
     if sort == "domain":
         return sorted(entries, key=lambda e: sld_key(e.domain))
     return sorted(entries, key=lambda e: (-e.count, e.first_seen, e.domain))
+
+
+def _being_deleted() -> set[str]:
+    """Domains of delete commands the core has not carried out yet (it does within about a
+    second): a page shown right after a move must not list them, or they are moved twice."""
+    rows = request_db().execute(
+        "SELECT args FROM commands WHERE state IN ('pending', 'running') AND kind = ?",
+        (DELETE_COMMAND,)).fetchall()
+    domains: set[str] = set()
+    for row in rows:
+        try:
+            domains.update(json.loads(row["args"]).get("domains") or ())
+        except (ValueError, AttributeError, TypeError):
+            continue
+    return domains
 
 
 CUSTOM_WHITELIST_OFF = ("The custom whitelist is disabled (whitelist.custom.enabled is off): "
