@@ -462,6 +462,17 @@ def test_sensitivity_is_chosen_from_its_five_levels(admin):
     assert re.findall(r'<option[^>]*value="(\d)"', select.group(0)) == ["1", "2", "3", "4", "5"]
 
 
+def test_a_refused_save_puts_the_focus_on_the_first_field_in_error(admin):
+    page = admin.post("/antispam/heuristic", {
+        "heuristic__enabled": "y", "heuristic__sensitivity": "9",
+        "heuristic__subject_prefix": "[Spam]", "heuristic__drop_score": "500",
+        "heuristic__forward_score": "", "heuristic__forward_to": ""}).get_data(as_text=True)
+    marked = re.findall(r'<(?:select|input)[^>]*aria-invalid="true"[^>]*>', page)
+    assert [re.search(r'\sid="([^"]+)"', m).group(1) for m in marked] == [
+        "heuristic__sensitivity", "heuristic__drop_score"]
+    assert [" autofocus" in m for m in marked] == [True, False]
+
+
 @pytest.mark.parametrize("typed", ["٣", "３", "²"])
 def test_number_fields_refuse_digits_other_than_ascii(admin, typed):
     """int() read "٣" (Arabic-Indic) and "３" (fullwidth) as 3; "²" passed as digits."""
