@@ -8,6 +8,9 @@ Rules:
   file is renamed into place when the last row is written. A download the browser abandons
   leaves no partial file behind.
 - Times typed in the pickers are read in the `timezone` setting (shared.report_time).
+- The pickers start out at the last 24 hours up to the *next* whole minute: the range ends
+  just before To and the pickers show minutes, so a To of the current minute would leave out
+  what happened in it (a change saved a moment ago). Both tabs use `default_picker_values`.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from shared.report import (DetailFilter, DetailPage, Summary, action_filter, det
                            disposition_counts, iter_detail, summarise, top_items)
 from shared.report_format import (DETAIL_COLUMNS, SUMMARY_COLUMNS, csv_lines, detail_record,
                                   summary_records)
-from shared.report_time import BadTime, ReportRange, csv_file_name, make_range
+from shared.report_time import (DEFAULT_SPAN_SECONDS, BadTime, ReportRange, csv_file_name,
+                                make_range)
 from shared.retention import kept_without_local_logging
 
 __all__ = ["RangeError", "report_range", "SummaryView", "summary_view", "DetailView",
            "detail_view", "csv_download", "local_logging_notice", "PAGE_ROWS",
-           "picker_value", "detail_filter"]
+           "picker_value", "detail_filter", "default_picker_values"]
 
 PAGE_ROWS = 100
 TOP_ROWS = 10
@@ -50,6 +54,13 @@ def picker_value(unix: float) -> str:
     from shared.report_time import zone_of
     return dt.datetime.fromtimestamp(unix, zone_of(settings()["timezone"])).strftime(
         "%Y-%m-%dT%H:%M")
+
+
+def default_picker_values(now: float) -> tuple[str, str]:
+    """(From, To) the pickers start with: the 24 hours up to the next whole minute, so the
+    report includes everything that happened up to now."""
+    end = (now // 60 + 1) * 60
+    return picker_value(end - DEFAULT_SPAN_SECONDS), picker_value(end)
 
 
 def report_range(start: str | None, end: str | None) -> ReportRange:

@@ -13,9 +13,9 @@ from flask import (Response, abort, redirect, render_template, request, stream_w
 from console.context import console_context
 from console.reporting import bp
 from console.reporting.forms import DetailForm, SummaryForm
-from console.reporting.service import (PAGE_ROWS, RangeError, csv_download, detail_filter,
-                                       detail_view, local_logging_notice, picker_value,
-                                       report_range, summary_view)
+from console.reporting.service import (PAGE_ROWS, RangeError, csv_download,
+                                       default_picker_values, detail_filter, detail_view,
+                                       local_logging_notice, report_range, summary_view)
 from console.roles import Access, requires
 from shared.report import ACTION_GROUPS, ACTION_LABELS
 
@@ -38,9 +38,7 @@ def _page(tab: str, form, *, errors=(), status: int = 200):
                "notice": local_logging_notice(), "groups": ACTION_GROUPS,
                "labels": ACTION_LABELS, "report": None}
     if not form.start.data and not form.end.data:
-        now = console_context().clock.now()
-        form.start.data = picker_value(now - 24 * 3600)
-        form.end.data = picker_value(now)
+        form.start.data, form.end.data = default_picker_values(console_context().clock.now())
     if "generated" in request.args and not errors:
         try:
             rng = report_range(form.start.data, form.end.data)

@@ -64,10 +64,52 @@ def test_report_only_administrator_can_write_csv(reporter, seeded):
 
 
 def test_pickers_default_to_the_last_24_hours_in_the_timezone(admin):
+    """Up to the next whole minute: the range ends just before To (now is 08:00:00 UTC)."""
     admin.set(timezone="Asia/Tokyo")
     page = admin.get("/reporting/summary").get_data(as_text=True)
-    assert 'value="2027-01-14T17:00"' in page and 'value="2027-01-15T17:00"' in page
+    assert 'value="2027-01-14T17:01"' in page and 'value="2027-01-15T17:01"' in page
     assert 'type="datetime-local"' in page
+
+
+def picker_values(page: str) -> dict:
+    return {name: re.search(rf'id="{name}"[^>]*value="([^"]*)"|value="([^"]*)"[^>]*id="{name}"',
+                            page).group(1) for name in ("start", "end")}
+
+
+def save_content_page(admin, **fields):
+    """Save Filtering Policy › Content through its page (console.settings_service writes
+    the object_modified event)."""
+    from tests.console.test_configuration import _form_fields
+    data = _form_fields(admin, "/filtering/content")
+    data.update(fields)
+    response = admin.post("/filtering/content", data)
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    admin.events()                                    # flushes the console's event writer
+
+
+def generated(admin, tab, values):
+    response = admin.post(f"/reporting/{tab}", {**values, "generate": "1"})
+    assert response.status_code == 302
+    return admin.get(response.headers["Location"]).get_data(as_text=True)
+
+
+def test_the_default_range_includes_a_change_saved_this_minute(admin, clock):
+    """An administrator who has just saved a change and opens the report sees it (the To the
+    pickers showed was the current minute, which the range excludes)."""
+    clock.advance(25)                                 # 08:00:25
+    save_content_page(admin, subject__lines="*lottery*")
+    clock.advance(5)
+    values = picker_values(admin.get("/reporting/detail").get_data(as_text=True))
+    page = generated(admin, "detail", {**values, "actions": ["object_modified"]})
+    assert "Events 1–1 of 1" in page and "subject.lines" in page
+    assert values == {"start": "2027-01-14T08:01", "end": "2027-01-15T08:01"}
+    assert picker_values(admin.get("/reporting/summary").get_data(as_text=True)) == values
+    clock.value = 1_800_000_000.0 + 59.5              # the last moment of that minute
+    save_content_page(admin, subject__lines="*lottery*\r\n*prize*")
+    page = generated(admin, "detail", {**picker_values(admin.get("/reporting/detail")
+                                                       .get_data(as_text=True)),
+                                       "actions": ["object_modified"]})
+    assert "Events 1–2 of 2" in page
 
 
 def test_generate_summary_redirects_and_shows_every_section_and_the_charts(admin, seeded):
