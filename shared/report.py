@@ -253,7 +253,18 @@ DETAIL_FIELDS = ("id", "time", "category", "action", "result", "queue_id", "conn
 # Every text column, for the one search term (guide: "a single search term … not case-sensitive").
 SEARCH_FIELDS = ("category", "action", "result", "queue_id", "connection_id", "client_ip",
                  "sender", "recipients", "subject", "rule", "info", "data")
-_SEARCH_TEXT = " || char(31) || ".join(f"COALESCE({f}, '')" for f in SEARCH_FIELDS)
+# `data` is JSON written with json.dumps' defaults, so a quote, a backslash or any non-ASCII
+# character in it is stored as an escape (`\"`, `\u00fc`). Where the text holds a backslash,
+# the search reads the decoded keys and values instead (SQLite's json_tree, still one SQL
+# statement), so what the report shows as user and details is what a term finds; the rest
+# (most rows) is searched as stored, at no extra cost.
+_DATA_SEARCH_TEXT = (
+    "CASE WHEN instr(events.data, '\\') AND json_valid(events.data) THEN "
+    "(SELECT group_concat(CASE WHEN typeof(key) = 'text' THEN key ELSE '' END || char(31) || "
+    "COALESCE(atom, ''), char(31)) FROM json_tree(events.data)) "
+    "ELSE COALESCE(events.data, '') END")
+_SEARCH_TEXT = " || char(31) || ".join(
+    _DATA_SEARCH_TEXT if f == "data" else f"COALESCE({f}, '')" for f in SEARCH_FIELDS)
 
 
 @dataclass(frozen=True)

@@ -242,6 +242,35 @@ def test_search_finds_a_term_in_every_text_field_ignoring_case(database, seed, f
         assert len(rows) == 1, term
 
 
+def object_modified(seed, when, changes, page="content", user="admin", **extra):
+    """What console.settings_service.record_change writes (secrets already "***")."""
+    return seed.at(when, Action.OBJECT_MODIFIED, result="saved", client_ip="192.0.2.9",
+                   info="Filtering Policy › Content", rule=",".join(sorted(changes)) or None,
+                   data={"user": user, "page": page, "changes": changes, **extra})
+
+
+def test_search_finds_the_data_as_shown_not_as_json_escapes_it(database, seed):
+    """`data` is stored with json.dumps' escapes (\\", \\u00fc, \\\\): a term typed as the
+    report shows the user or the details must still find the event."""
+    object_modified(seed, T0 + 1, {"subject.lines": [[], ['"><script>x</script>']]})
+    object_modified(seed, T0 + 2, {"smtp.banner": ["", "Grüße aus Köln"]}, user="jörg")
+    object_modified(seed, T0 + 3, {"logging.dir": ["", "C:\\temp"]})
+    seed.at(T0 + 4, Action.SCAN_ERROR, info="nothing to see", data={"problem": "plain"})
+    seed.done()
+    conn = database[1]
+
+    def found(term):
+        rows = iter_detail(conn, DetailFilter(ReportRange(T0, T0 + 60), search=term))
+        return [r.time - T0 for r in rows]
+
+    assert found('"><script>') == [1]
+    assert found("grüße AUS") == [2] and found("GRÜSSE") == [2]   # casefold: ß is ss
+    assert found("JÖRG") == [2]
+    assert found("c:\\TEMP") == [3]
+    assert found("plain") == [4] and found("smtp.banner") == [2]
+    assert found("u00fc") == []                                # no hits inside escapes
+
+
 def test_search_folds_unicode_and_takes_like_wildcards_literally(database, seed):
     seed.at(T0 + 1, Action.SUBJECT_BLOCKED, subject="Über-Angebot für Sie")
     seed.at(T0 + 2, Action.SUBJECT_BLOCKED, subject="100% free")
