@@ -2,8 +2,14 @@
 
 Rules:
 - Detail CSV columns and header, in this order: time,category,action,result,queue_id,
-  connection_id,client_ip,sender,recipients,subject,size,rule,info. `time` is ISO 8601 with
-  the offset of the `timezone` setting; `recipients` are `;`-separated.
+  connection_id,client_ip,sender,recipients,subject,size,rule,info,user,details. `time` is
+  ISO 8601 with the offset of the `timezone` setting; `recipients` are `;`-separated. The
+  first thirteen are SPEC §2's, in its order; `user` and `details` came later and stay last,
+  so a reader of the older file keeps working.
+- `user` and `details` come from the event's action-specific `data` (SPEC §6): `user` is the
+  console user the event is about, `details` the rest of `data`, complete (an object_modified
+  event's changes as `key: old → new`, values as JSON). Only a page shortens them
+  (`detail_parts(..., limit=)`); CSV, JSON and text carry them whole.
 - Summary CSV: section,item,count.
 - Spreadsheet formula injection: a CSV cell starting with `=`, `+`, `-` or `@` gets a leading
   `'` (SPEC §2, STYLE §1 Console). JSON and text are not spreadsheets and are not escaped.
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import io
 import json
 from typing import Iterable, Iterator
@@ -24,10 +31,12 @@ from shared.report_time import iso_local
 
 __all__ = ["DETAIL_COLUMNS", "SUMMARY_COLUMNS", "escape_cell", "detail_record",
            "summary_records", "csv_lines", "json_lines", "text_lines", "FORMULA_PREFIXES",
-           "data_text", "summary_text"]
+           "data_text", "summary_text", "event_data", "data_user", "detail_parts",
+           "DETAILS_SEPARATOR"]
 
 DETAIL_COLUMNS = ("time", "category", "action", "result", "queue_id", "connection_id",
-                  "client_ip", "sender", "recipients", "subject", "size", "rule", "info")
+                  "client_ip", "sender", "recipients", "subject", "size", "rule", "info",
+                  "user", "details")
 SUMMARY_COLUMNS = ("section", "item", "count")
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 _FORMULA_FIRST = frozenset(FORMULA_PREFIXES)
@@ -60,26 +69,187 @@ def _escaped_cells(record: dict, columns: tuple[str, ...]) -> list:
 def data_text(data: str | None) -> str:
     """The action-specific `data` JSON as `key=value; …` (for events whose writer left
     `info` empty)."""
-    if not data:
-        return ""
-    try:
-        values = json.loads(data)
-    except ValueError:
-        return data
+    return _values_text(event_data(data))
+
+
+def _values_text(values) -> str:
     if not isinstance(values, dict):
-        return str(values)
+        return str(values) if values not in (None, "", [], {}) else ""
     return "; ".join(f"{k}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}"
                      for k, v in values.items() if v not in (None, "", [], {}))
 
 
+# --- user and details (SPEC §6 "action-specific data (virus, file, score, rule, reason, user)")
+
+# The `data` keys naming the console user an event is about: logon, logoff, object_modified
+# and unauthorized_access write `user`; failed_logon writes the `account` that was tried.
+USER_KEYS = ("user", "account")
+# Keys that `details` leaves out because another column shows them already: the user, and an
+# object_modified event's page (its title is the event's `info`).
+_SHOWN_ELSEWHERE = {"object_modified": frozenset({"page"})}
+# An object_modified event's `changes` come first (`key: old → new`), then, for a command
+# asked of the core, these keys in this order; the other keys follow in name order.
+_COMMAND_KEYS = ("command", "args")
+DETAILS_SEPARATOR = "; "
+CHANGE_ARROW = " → "
+ELLIPSIS = "…"
+
+
+def event_data(data: str | None):
+    """The stored `data` JSON as Python values; {} when there is none, the text itself when
+    it is not JSON (an older or hand-made row)."""
+    if not data:
+        return {}
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data
+
+
+def data_user(values) -> str | None:
+    """The console user an event is about (`data.user`, else `data.account`), or None."""
+    if isinstance(values, dict):
+        for key in USER_KEYS:
+            user = values.get(key)
+            if isinstance(user, str) and user:
+                return user
+    return None
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _plain(value) -> str:
+    """A data value as `data_text` writes it: text as it is, anything else as JSON."""
+    return value if isinstance(value, str) else _json(value)
+
+
+def _shorten(text: str, limit: int | None) -> str:
+    if limit is None or len(text) <= limit:
+        return text
+    return text[:max(limit - 1, 1)] + ELLIPSIS
+
+
+def _list_difference(old: list, new: list, limit: int) -> str:
+    """`added [...], removed [...]` of two lists (by value, order kept), for a page cell
+    that cannot show both lists whole."""
+    old_keys = {_json(v) for v in old}
+    new_keys = {_json(v) for v in new}
+    added = [v for v in new if _json(v) not in old_keys]
+    removed = [v for v in old if _json(v) not in new_keys]
+    half = max(limit // 2, 16)
+    return (f"added {_shorten(_json(added), half)}, removed {_shorten(_json(removed), half)} "
+            f"({len(old)} → {len(new)} entries)")
+
+
+def _change(key: str, change, limit: int | None) -> str:
+    if not (isinstance(change, list) and len(change) == 2):
+        return _shorten(f"{key}: {_json(change)}", limit)
+    old, new = change
+    text = f"{key}: {_json(old)}{CHANGE_ARROW}{_json(new)}"
+    if limit is not None and len(text) > limit and isinstance(old, list) \
+            and isinstance(new, list):
+        text = f"{key}: {_list_difference(old, new, limit - len(key) - 2)}"
+    return _shorten(text, limit)
+
+
+def _flat(prefix: str, value, out: list[tuple[str, object]]) -> None:
+    if isinstance(value, dict) and value:
+        for key in sorted(value):
+            _flat(f"{prefix}.{key}", value[key], out)
+    elif value not in (None, "", [], {}):
+        out.append((prefix, value))
+
+
+def _fact(key: str, value, limit: int | None, parts: list[str]) -> None:
+    """`key=value` onto `parts` (nothing for an empty value; objects flattened). Text and
+    numbers take the short path: this runs for every key of every row of an export."""
+    kind = type(value)
+    if kind is str:
+        if value:
+            parts.append(_shorten(f"{key}={value}", limit))
+    elif kind is bool:
+        parts.append(f"{key}=true" if value else f"{key}=false")
+    elif kind is int:
+        parts.append(_shorten(f"{key}={value}", limit))
+    elif kind is dict:
+        flat: list[tuple[str, object]] = []
+        _flat(key, value, flat)
+        parts += [_shorten(f"{name}={_plain(item)}", limit) for name, item in flat]
+    elif value not in (None, [], {}):
+        parts.append(_shorten(f"{key}={_plain(value)}", limit))
+
+
+def detail_parts(action: str, values, *, limit: int | None = None) -> list[str]:
+    """The facts of an event's `data` that no other column shows, one string each: every
+    changed setting as `key: old → new` (values as JSON; secrets are already "***" in the
+    event), then `key=value` for the rest (nested objects as `args.domains=…`).
+
+    `limit` shortens each fact to that many characters (a page cell); a list too long for
+    it is shown as what was added and removed. None (CSV, JSON, text): everything, whole.
+    """
+    if type(values) is not dict:
+        return [_shorten(_plain(values), limit)] if values not in (None, "", [], {}) else []
+    user_key = None
+    for key in USER_KEYS:
+        user = values.get(key)
+        if isinstance(user, str) and user:
+            user_key = key
+            break
+    elsewhere = _SHOWN_ELSEWHERE.get(action, ())
+    parts: list[str] = []
+    changes = values.get("changes")
+    if isinstance(changes, dict):
+        parts += [_change(key, changes[key], limit) for key in sorted(changes)]
+    elif changes not in (None, "", [], {}):
+        parts.append(_shorten(f"changes={_plain(changes)}", limit))
+    for key in _COMMAND_KEYS:
+        if key in values:
+            _fact(key, values[key], limit, parts)
+    for key in sorted(values):
+        if key != user_key and key != "changes" and key not in _COMMAND_KEYS \
+                and key not in elsewhere:
+            _fact(key, values[key], limit, parts)
+    return parts
+
+
+# Most rows' data repeats (a next hop, a status, a flag), so its columns are worked out once
+# per distinct small data string; larger ones (a saved change) are rarer and not kept.
+MEMO_DATA_CHARS = 512
+MEMO_ENTRIES = 4096
+
+
+def _data_columns(action: str, data: str, with_info: bool) -> tuple[str | None, ...]:
+    """(info fallback, user, details) of an event's data."""
+    values = event_data(data)
+    details = DETAILS_SEPARATOR.join(detail_parts(action, values))
+    return ((_values_text(values) or None) if with_info else None, data_user(values),
+            details or None)
+
+
+_memo_data_columns = functools.lru_cache(maxsize=MEMO_ENTRIES)(_data_columns)
+
+
 def detail_record(row: DetailRow, zone: dt.tzinfo) -> dict:
-    """One detail-report row with the CSV column names as keys (typed: size is an int)."""
+    """One detail-report row with the CSV column names as keys (typed: size is an int).
+
+    `info` falls back to the data as `key=value; …` when the writer left it empty (what it
+    has always held); `user` and `details` are read from the data (see the module rules).
+    """
+    data = row.data
+    if not data:
+        fallback = user = details = None
+    elif len(data) <= MEMO_DATA_CHARS:
+        fallback, user, details = _memo_data_columns(row.action, data, not row.info)
+    else:
+        fallback, user, details = _data_columns(row.action, data, not row.info)
     return {
         "time": iso_local(row.time, zone), "category": row.category, "action": row.action,
         "result": row.result, "queue_id": row.queue_id, "connection_id": row.connection_id,
         "client_ip": row.client_ip, "sender": row.sender, "recipients": row.recipients,
         "subject": row.subject, "size": row.size, "rule": row.rule,
-        "info": row.info if row.info else (data_text(row.data) or None),
+        "info": row.info or fallback, "user": user, "details": details,
     }
 
 

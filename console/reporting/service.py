@@ -11,6 +11,9 @@ Rules:
 - The pickers start out at the last 24 hours up to the *next* whole minute: the range ends
   just before To and the pickers show minutes, so a To of the current minute would leave out
   what happened in it (a change saved a moment ago). Both tabs use `default_picker_values`.
+- The detail page shows what CSV shows, with `details` cut to `PAGE_DETAIL_CHARS` per fact
+  and `PAGE_DETAIL_PARTS` facts (Write to CSV has them whole), and `info` as its writer wrote
+  it (CSV's `info` falls back to the data, which the page shows under Details instead).
 """
 
 from __future__ import annotations
@@ -26,19 +29,22 @@ from console.context import console_context, request_db, settings
 from console.reporting.charts import (Buckets, bucket_counts, disposition_chart_svg,
                                       top_chart_svg)
 from shared import db as shared_db
-from shared.report import (DetailFilter, DetailPage, Summary, action_filter, detail_page,
-                           disposition_counts, iter_detail, summarise, top_items)
-from shared.report_format import (DETAIL_COLUMNS, SUMMARY_COLUMNS, csv_lines, detail_record,
-                                  summary_records)
+from shared.report import (DetailFilter, DetailPage, DetailRow, Summary, action_filter,
+                           detail_page, disposition_counts, iter_detail, summarise, top_items)
+from shared.report_format import (DETAIL_COLUMNS, DETAILS_SEPARATOR, SUMMARY_COLUMNS, csv_lines,
+                                  detail_parts, detail_record, event_data, summary_records)
 from shared.report_time import (DEFAULT_SPAN_SECONDS, BadTime, ReportRange, csv_file_name,
                                 make_range)
 from shared.retention import kept_without_local_logging
 
 __all__ = ["RangeError", "report_range", "SummaryView", "summary_view", "DetailView",
            "detail_view", "csv_download", "local_logging_notice", "PAGE_ROWS",
-           "picker_value", "detail_filter", "default_picker_values"]
+           "picker_value", "detail_filter", "default_picker_values", "PAGE_DETAIL_CHARS",
+           "PAGE_DETAIL_PARTS"]
 
 PAGE_ROWS = 100
+PAGE_DETAIL_CHARS = 200     # one fact of the Details cell (one changed setting, one data key)
+PAGE_DETAIL_PARTS = 12      # facts shown per row; "and N more" after them
 TOP_ROWS = 10
 CHUNK_BYTES = 64 * 1024
 CHUNK_ROWS = 500
@@ -120,11 +126,24 @@ def detail_filter(rng: ReportRange, actions: list[str], search: str | None) -> D
     return DetailFilter(rng, action_filter(actions), (search or "").strip())
 
 
+def page_record(row: DetailRow, zone) -> dict:
+    """A detail row as the page shows it: the CSV record, with `info` as written and the
+    details as a list of (shortened) facts plus how many more there are."""
+    record = detail_record(row, zone)
+    parts = detail_parts(row.action, event_data(row.data), limit=PAGE_DETAIL_CHARS)
+    record["info"] = row.info or None
+    record["detail_parts"] = parts[:PAGE_DETAIL_PARTS]
+    record["more_parts"] = max(0, len(parts) - PAGE_DETAIL_PARTS)
+    record["cut_short"] = record["more_parts"] > 0 or \
+        DETAILS_SEPARATOR.join(parts) != (record["details"] or "")
+    return record
+
+
 def detail_view(flt: DetailFilter, *, after: str | None, before: str | None,
                 first_number: int) -> DetailView:
     page = detail_page(request_db(), flt, size=PAGE_ROWS, after=after, before=before)
     zone = flt.range.zone
-    return DetailView(flt, page, [detail_record(row, zone) for row in page.rows],
+    return DetailView(flt, page, [page_record(row, zone) for row in page.rows],
                       max(1, first_number))
 
 

@@ -64,7 +64,8 @@ def test_generate_detail_report_and_download_csv(page, console_server, seeded, a
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["time", "category", "action", "result", "queue_id", "connection_id",
-                       "client_ip", "sender", "recipients", "subject", "size", "rule", "info"]
+                       "client_ip", "sender", "recipients", "subject", "size", "rule", "info",
+                       "user", "details"]
     assert len(rows) == 32
     assert [r[2] for r in rows[1:]].count("accepted") == 30
     virus = next(r for r in rows if r[2] == "file_deleted")
@@ -88,4 +89,33 @@ def test_summary_report_shows_figures_and_charts(page, console_server, seeded, a
     assert "EICAR-Test-File" in page.locator("#top-viruses").text_content()
     assert "*hot stock*" in page.locator("#top-subjects").text_content()
     page.screenshot(path=str(artifacts / "reporting-summary.png"), full_page=True)
+    assert page.console_errors == []
+
+
+def test_a_saved_change_is_in_the_default_report_with_its_user_and_values(
+        page, console_server, artifacts):
+    """Save a setting, open Reporting › Detail and generate with the pickers as they come:
+    the change is there (the default To is the next minute), with who and what, escaped."""
+    payload = '"><script>window.__x=1</script>'
+    log_on(page)
+    page.goto("/filtering/content")
+    page.fill("#subject__lines", f"*{payload}*")
+    page.click("#save")
+    page.wait_for_selector(".flash")
+    console_server.context.events.flush()
+    page.click("nav.left-pane >> text=Reporting")
+    page.click("ul.tabs >> text=Detail Report")
+    page.check("input[name=actions][value=object_modified]")
+    page.click("#generate")
+    page.wait_for_selector("#detail-table")
+    row = page.locator("#detail-table tbody tr").last
+    assert row.locator("td.user").inner_text() == "admin"
+    assert row.locator("td.details").inner_text() == \
+        'subject.lines: [] → ["*\\"><script>window.__x=1</script>*"]'
+    assert page.evaluate("document.querySelectorAll('main script').length") == 0
+    assert page.evaluate("window.__x === undefined")
+    page.screenshot(path=str(artifacts / "reporting-object-modified.png"), full_page=True)
+    page.evaluate("document.querySelector('.table-scroll').scrollLeft = 10000")  # to Details
+    page.locator(".table-scroll").screenshot(
+        path=str(artifacts / "reporting-object-modified-table.png"))
     assert page.console_errors == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 
 import pytest
@@ -112,6 +113,109 @@ def test_the_default_range_includes_a_change_saved_this_minute(admin, clock):
     assert "Events 1–2 of 2" in page
 
 
+def detail_cells(page: str) -> list[dict]:
+    """The detail table's rows as {column heading: cell HTML}."""
+    table = page.split('id="detail-table"', 1)[1].split("</table>", 1)[0]
+    heads = re.findall(r'<th scope="col">([^<]*)</th>', table)
+    body = table.split("<tbody>", 1)[1]
+    rows = []
+    for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", tr, re.S)
+        rows.append(dict(zip(heads, cells)))
+    return rows
+
+
+PAYLOAD = '"><script>alert(1)</script>'
+
+
+def test_an_object_modified_row_shows_who_changed_what_escaped(admin, clock):
+    """Guide Table 7-5: what was modified, which user, from which client, which page."""
+    save_content_page(admin, subject__lines=f"*{PAYLOAD}*\r\nfür*")
+    page = admin.get("/reporting/detail?generated=1&start=2027-01-15T07:00"
+                     "&end=2027-01-15T08:01&actions=object_modified").get_data(as_text=True)
+    assert "<script>alert" not in page                # escaped, never markup
+    (row,) = detail_cells(page)
+    assert row["User"] == "admin" and row["Client IP"] == "127.0.0.1"
+    assert row["Info"] == "Filtering Policy › Content" and row["Rule"] == "subject.lines"
+    assert row["Details"] == ('<ul><li>subject.lines: [] → [&#34;*\\&#34;&gt;&lt;script&gt;'
+                              'alert(1)&lt;/script&gt;*&#34;, &#34;für*&#34;]</li></ul>')
+    search = admin.get("/reporting/detail?generated=1&start=2027-01-15T07:00"
+                       "&end=2027-01-15T08:01&search=%22%3E%3Cscript%3E").get_data(as_text=True)
+    assert "Events 1–1" in search and len(detail_cells(search)) == 1
+    search = admin.get("/reporting/detail?generated=1&start=2027-01-15T07:00"
+                       "&end=2027-01-15T08:01&search=F%C3%9CR*").get_data(as_text=True)
+    assert "Events 1–1" in search
+
+
+def test_system_rows_show_the_user(admin, console):
+    """Logon and logoff events name their user; a failed logon the account that was tried."""
+    admin.logoff()
+    console.logon("admin", "wrong")
+    admin.logon()
+    admin.events()
+    page = admin.get("/reporting/detail?generated=1&start=2027-01-15T07:00&end=2027-01-15T08:01"
+                     "&actions=logon&actions=logoff").get_data(as_text=True)
+    rows = detail_cells(page)
+    assert [(r["Action"], r["Result"], r["User"]) for r in rows] == [
+        ("logon", "success", "admin"), ("logoff", "logoff", "admin"),
+        ("logon", "failure", "admin"), ("logon", "success", "admin")]
+    assert "reason=logoff" in rows[1]["Details"]
+
+
+def test_an_auto_whitelist_delete_names_the_deleted_domains(admin, home):
+    """The move/delete is a command for the core: no changed setting, so no Rule; the details
+    are the only place that says which domains."""
+    conn = __import__("shared.db", fromlist=["connect"]).connect(home.db)
+    try:
+        conn.executemany("INSERT INTO auto_whitelist (domain, count, first_seen, last_seen) "
+                         "VALUES (?, ?, ?, ?)", [("zeta.org", 4, 1.0, 2.0),
+                                                 ("alpha.net", 2, 1.0, 2.0)])
+    finally:
+        conn.close()
+    response = admin.post("/antispam/auto-whitelist/manage",
+                          {"domains": ["zeta.org", "alpha.net"], "delete": "y"})
+    assert response.status_code == 302
+    admin.events()
+    page = admin.get("/reporting/detail?generated=1&start=2027-01-15T07:00&end=2027-01-15T08:01"
+                     "&actions=object_modified").get_data(as_text=True)
+    (row,) = detail_cells(page)
+    assert row["User"] == "admin" and row["Rule"] == ""
+    assert "args.domains=[&#34;alpha.net&#34;, &#34;zeta.org&#34;]" in row["Details"]
+    assert "command=whitelist.auto.delete" in row["Details"]
+    csv_rows = list(csv.DictReader(io.StringIO(admin.post("/reporting/detail", {
+        "start": "2027-01-15T07:00", "end": "2027-01-15T08:01", "actions": ["object_modified"],
+        "write_csv": "1"}).get_data(as_text=True), newline="")))
+    assert csv_rows[0]["user"] == "admin"
+    assert 'args.domains=["alpha.net", "zeta.org"]' in csv_rows[0]["details"]
+
+
+def test_a_row_without_info_shows_its_data_once_under_details(admin, seeded):
+    """CSV's info falls back to the data (as it always has); the page shows it under Details
+    only, not twice."""
+    page = admin.get("/reporting/detail?generated=1&start=2027-01-14T08:00&end=2027-01-15T08:00"
+                     "&actions=file_deleted").get_data(as_text=True)
+    (row,) = detail_cells(page)
+    assert row["Info"] == "" and row["User"] == ""
+    assert row["Details"] == "<ul><li>virus=EICAR-Test-File</li></ul>"
+
+
+def test_long_details_are_shortened_on_the_page_and_whole_in_the_csv(admin):
+    lines = [f"*offer number {i:04d}*" for i in range(400)]
+    save_content_page(admin, subject__lines="\r\n".join(lines))
+    save_content_page(admin, subject__lines="\r\n".join(lines[1:] + ["*new one*"]))
+    query = {"start": "2027-01-15T07:00", "end": "2027-01-15T08:01",
+             "actions": ["object_modified"]}
+    page = generated(admin, "detail", query)
+    first, second = detail_cells(page)
+    assert "shortened: Write to CSV has it in full" in first["Details"]
+    assert len(first["Details"]) < 600
+    assert ("subject.lines: added [&#34;*new one*&#34;], removed [&#34;*offer number 0000*&#34;]"
+            " (400 → 400 entries)") in second["Details"]
+    response = admin.post("/reporting/detail", {**query, "write_csv": "1"})
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True), newline="")))
+    assert rows[0]["details"] == "subject.lines: [] → " + json.dumps(lines)
+
+
 def test_generate_summary_redirects_and_shows_every_section_and_the_charts(admin, seeded):
     response = admin.post("/reporting/summary", {**window(admin), "generate": "1"})
     assert response.status_code == 302
@@ -189,8 +293,10 @@ def test_write_to_csv_downloads_and_saves_the_same_file_in_logs(admin, seeded, c
     assert not list(admin.home.logs.glob("*.part"))
     rows = list(csv.reader(io.StringIO(body, newline="")))
     assert rows[0] == ["time", "category", "action", "result", "queue_id", "connection_id",
-                       "client_ip", "sender", "recipients", "subject", "size", "rule", "info"]
+                       "client_ip", "sender", "recipients", "subject", "size", "rule", "info",
+                       "user", "details"]
     assert len(rows) == 2 and rows[1][2] == "file_deleted"
+    assert rows[1][12] == "virus=EICAR-Test-File" and rows[1][14] == "virus=EICAR-Test-File"
     assert rows[1][9] == "'=cmd|' /C calc'!A0" and rows[1][0] == "2027-01-15T07:50:00+00:00"
 
 

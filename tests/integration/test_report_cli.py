@@ -49,6 +49,18 @@ def home(tmp_path_factory):
                   subject="-@+= formula")
     writer.record(Action.DELIVERED, queue_id="B1", recipients=["a@example.com"],
                   data={"generated": True})
+    clock.value = T0 + 4000                            # 10:06:40 Berlin: two saved changes
+    # What console.settings_service.record_change writes (secrets already "***").
+    writer.record(Action.OBJECT_MODIFIED, result="saved", client_ip="192.0.2.9",
+                  info="Configuration › Setup", rule="admin.password,smtp.banner",
+                  data={"user": "admin", "page": "setup", "changes": {
+                      "admin.password": ["***", "***"],
+                      "smtp.banner": ["ESMTP", '"><script>x</script> für']}})
+    writer.record(Action.OBJECT_MODIFIED, result="saved", client_ip="192.0.2.9",
+                  info="Anti-spam Policy › Auto-generated Whitelist",
+                  data={"user": "report", "page": "auto_whitelist", "changes": {},
+                        "command": "whitelist.auto.delete",
+                        "args": {"domains": ["alpha.net", "zeta.org"]}, "command_id": 4})
     clock.value = T0 - 86_400                          # the day before
     writer.record(Action.ACCEPTED, queue_id="OLD", size=1)
     writer.close()
@@ -85,7 +97,7 @@ def test_detail_csv_filters_and_escapes(home):
     out, _ = report(home, "detail", "--from", "2027-01-15T09:00", "--to", "2027-01-15T10:00",
                     "--action", "accepted", "--action", "file_repaired", "--format", "csv")
     assert out.startswith("time,category,action,result,queue_id,connection_id,client_ip,"
-                          "sender,recipients,subject,size,rule,info\r\n")
+                          "sender,recipients,subject,size,rule,info,user,details\r\n")
     rows = list(csv.DictReader(io.StringIO(out, newline="")))
     assert [r["action"] for r in rows] == ["accepted"] * 5 + ["file_repaired"]
     assert rows[0]["time"] == "2027-01-15T09:00:00+01:00"
@@ -100,7 +112,7 @@ def test_detail_search_json_and_offsets(home):
     assert [o["subject"] for o in objects] == ["Hello 0", "Hello 1", "Hello 2"]
     assert list(objects[0]) == ["time", "category", "action", "result", "queue_id",
                                 "connection_id", "client_ip", "sender", "recipients", "subject",
-                                "size", "rule", "info"]
+                                "size", "rule", "info", "user", "details"]
 
 
 def test_detail_text_is_the_default_format(home):
@@ -109,8 +121,34 @@ def test_detail_text_is_the_default_format(home):
     lines = out.splitlines()
     assert lines[0].split() == ["time", "category", "action", "result", "queue_id",
                                 "connection_id", "client_ip", "sender", "recipients", "subject",
-                                "size", "rule", "info"]
+                                "size", "rule", "info", "user", "details"]
     assert len(lines) == 2 + 6 and "OLD" in out
+
+
+def test_object_modified_says_who_changed_what_in_every_format(home):
+    """Guide Table 7-5 "Object modified": what was modified and which user modified it."""
+    window = ["--from", "2027-01-15T10:00", "--to", "2027-01-15T11:00",
+              "--action", "object_modified"]
+    changed = ('admin.password: "***" → "***"; '
+               'smtp.banner: "ESMTP" → "\\"><script>x</script> für"')
+    deleted = ('command=whitelist.auto.delete; args.domains=["alpha.net", "zeta.org"]; '
+               'command_id=4')
+    out, _ = report(home, "detail", *window, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out, newline="")))
+    assert [(r["user"], r["client_ip"], r["info"], r["details"]) for r in rows] == [
+        ("admin", "192.0.2.9", "Configuration › Setup", changed),
+        ("report", "192.0.2.9", "Anti-spam Policy › Auto-generated Whitelist", deleted)]
+    out, _ = report(home, "detail", *window, "--format", "json")
+    objects = [json.loads(line) for line in out.splitlines()]
+    assert [(o["user"], o["details"]) for o in objects] == [("admin", changed),
+                                                            ("report", deleted)]
+    out, _ = report(home, "detail", *window)
+    lines = out.splitlines()
+    assert lines[0].split()[-2:] == ["user", "details"] and len(lines) == 4
+    assert " admin " in lines[2] and lines[2].endswith(changed)
+    assert " report " in lines[3] and lines[3].endswith(deleted)
+    out, _ = report(home, "detail", *window, "--search", "<SCRIPT>X", "--format", "json")
+    assert [json.loads(line)["user"] for line in out.splitlines()] == ["admin"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -128,7 +166,7 @@ def test_bad_input_exits_2_with_one_line(home, args, message):
 def test_default_range_is_the_last_24_hours(home):
     out, _ = report(home, "detail", "--format", "csv")
     assert out.splitlines() == ["time,category,action,result,queue_id,connection_id,client_ip,"
-                                "sender,recipients,subject,size,rule,info"]
+                                "sender,recipients,subject,size,rule,info,user,details"]
 
 
 # --- end to end: the core's own writer code → the report --------------------------------------

@@ -16,9 +16,9 @@ from shared.clock import FakeClock
 from shared.events import CATEGORY_OF, Action, Category, EventWriter
 from shared.report import (ACTION_GROUPS, DetailFilter, count_detail, detail_page,
                            disposition_counts, iter_detail, summarise)
-from shared.report_format import (DETAIL_COLUMNS, SUMMARY_COLUMNS, csv_lines, detail_record,
-                                  escape_cell, json_lines, summary_records, summary_text,
-                                  text_lines)
+from shared.report_format import (DETAIL_COLUMNS, SUMMARY_COLUMNS, csv_lines, detail_parts,
+                                  detail_record, escape_cell, json_lines, summary_records,
+                                  summary_text, text_lines)
 from shared.report_time import (BadTime, ReportRange, csv_file_name, iso_local, make_range,
                                 parse_time)
 
@@ -349,20 +349,22 @@ def test_csv_header_columns_and_formula_escaping(database, seed):
     seed.at(T0 + 1, Action.SUBJECT_BLOCKED, sender="@evil.example", subject="=HYPERLINK(1)",
             recipients=["+1@example.com", "b@example.com"], info="-2+3", rule="subject.lines",
             size=12, queue_id="Q1", client_ip="192.0.2.1", connection_id="c1",
-            result="dropped, with \"quotes\"\nand a newline")
+            result="dropped, with \"quotes\"\nand a newline",
+            data={"user": "=cmd|' /C calc'!A0", "pattern": "-1"})
     seed.done()
     rng = ReportRange(T0, T0 + 60, "Europe/Berlin")
     text = "".join(csv_lines(DETAIL_COLUMNS, (detail_record(r, rng.zone) for r in
                                              iter_detail(database[1], DetailFilter(rng)))))
     assert text.startswith("time,category,action,result,queue_id,connection_id,client_ip,"
-                           "sender,recipients,subject,size,rule,info\r\n")
+                           "sender,recipients,subject,size,rule,info,user,details\r\n")
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     assert rows == [{
         "time": "2027-01-15T09:00:01+01:00", "category": "blocking", "action": "subject_blocked",
         "result": "dropped, with \"quotes\"\nand a newline", "queue_id": "Q1",
         "connection_id": "c1", "client_ip": "192.0.2.1", "sender": "'@evil.example",
         "recipients": "'+1@example.com;b@example.com", "subject": "'=HYPERLINK(1)",
-        "size": "12", "rule": "subject.lines", "info": "'-2+3"}]
+        "size": "12", "rule": "subject.lines", "info": "'-2+3",
+        "user": "'=cmd|' /C calc'!A0", "details": "pattern=-1"}]
 
 
 @pytest.mark.parametrize("value, cell", [("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"),
@@ -402,6 +404,88 @@ def test_detail_json_lines_use_the_csv_column_names(database, seed):
     assert list(lines[0]) == list(DETAIL_COLUMNS)
     assert lines[0]["recipients"] == "a@x.example;b@x.example" and lines[0]["size"] == 10
     assert lines[1]["info"] == "file=x.com; virus=EICAR"   # no info: the data, readable
+
+
+SPEC_DETAIL_COLUMNS = ("time", "category", "action", "result", "queue_id", "connection_id",
+                       "client_ip", "sender", "recipients", "subject", "size", "rule", "info")
+
+
+def test_detail_columns_keep_the_spec_order_and_add_user_and_details_last():
+    """Readers of the older 13-column file keep working: the new columns only follow."""
+    assert DETAIL_COLUMNS[:13] == SPEC_DETAIL_COLUMNS
+    assert DETAIL_COLUMNS[13:] == ("user", "details")
+
+
+def records(conn, rng=None, **flt):
+    rng = rng or ReportRange(T0, T0 + 3600)
+    return [detail_record(r, rng.zone) for r in iter_detail(conn, DetailFilter(rng, **flt))]
+
+
+def test_an_object_modified_row_says_who_changed_what(database, seed):
+    """Guide Table 7-5 "Object modified": what was modified, which user, from which client;
+    SPEC §7 "who, from where, which page, what changed"."""
+    object_modified(seed, T0 + 1, {"subject.lines": [["old*"], ["old*", "für \"><b>"]],
+                                   "admin.password": ["***", "***"],
+                                   "smtp.banner": ["", "Hello"], "tls.request": [None, "CN=x"]})
+    seed.done()
+    (row,) = records(database[1])
+    assert row["user"] == "admin" and row["client_ip"] == "192.0.2.9"
+    assert row["info"] == "Filtering Policy › Content"          # the page, as before
+    assert row["rule"] == "admin.password,smtp.banner,subject.lines,tls.request"
+    assert row["details"] == ('admin.password: "***" → "***"; smtp.banner: "" → "Hello"; '
+                              'subject.lines: ["old*"] → ["old*", "für \\"><b>"]; '
+                              'tls.request: null → "CN=x"')
+    as_json = json.loads(next(json_lines([row])))
+    assert as_json["user"] == "admin" and as_json["details"] == row["details"]
+    text = "".join(text_lines(DETAIL_COLUMNS, [row]))
+    assert text.splitlines()[0].split()[-2:] == ["user", "details"]
+    assert "admin" in text.splitlines()[2] and 'smtp.banner: "" → "Hello"' in text
+
+
+def test_a_command_row_names_the_command_and_its_arguments(database, seed):
+    """Auto-generated whitelist moves and deletes are commands for the core: no changed keys
+    (empty rule), so the details must say which domains."""
+    object_modified(seed, T0 + 1, {}, page="auto_whitelist", command="whitelist.auto.delete",
+                    args={"domains": ["alpha.net", "zeta.org"]}, command_id=7)
+    seed.done()
+    (row,) = records(database[1])
+    assert row["rule"] is None and row["user"] == "admin"
+    assert row["details"] == ('command=whitelist.auto.delete; '
+                              'args.domains=["alpha.net", "zeta.org"]; command_id=7')
+
+
+def test_system_rows_show_their_user_and_data(database, seed):
+    """What console.auth.service writes for logon, logoff, failed logons and refused pages."""
+    seed.at(T0 + 1, Action.LOGON, result="success", client_ip="192.0.2.1", info="admin",
+            data={"user": "admin"})
+    seed.at(T0 + 2, Action.FAILED_LOGON, result="failure", client_ip="192.0.2.2", info="root",
+            data={"account": "root", "count": 3})
+    seed.at(T0 + 3, Action.LOGOFF, result="timeout", client_ip="192.0.2.1", info="report",
+            data={"user": "report", "reason": "timeout"})
+    seed.at(T0 + 4, Action.UNAUTHORIZED_ACCESS, result="denied", info="/configuration/",
+            data={"user": "report", "path": "/configuration/"})
+    seed.at(T0 + 5, Action.FILE_DELETED, data={"virus": "EICAR", "file": "x.com"})
+    seed.done()
+    rows = records(database[1])
+    assert [(r["action"], r["user"], r["details"]) for r in rows] == [
+        ("logon", "admin", None), ("failed_logon", "root", "count=3"),
+        ("logoff", "report", "reason=timeout"),
+        ("unauthorized_access", "report", "path=/configuration/"),
+        ("file_deleted", None, "file=x.com; virus=EICAR")]
+
+
+def test_page_details_are_shortened_and_long_lists_shown_as_what_changed():
+    old = [f"@d{i:03d}.example" for i in range(300)]
+    new = old[1:] + ["@new.example"]
+    values = {"user": "admin", "page": "whitelist", "changes": {
+        "whitelist.custom": [old, new], "smtp.banner": ["a", "b" * 500]}}
+    full = detail_parts("object_modified", values)
+    assert full[1] == f"whitelist.custom: {json.dumps(old)} → {json.dumps(new)}"
+    short = detail_parts("object_modified", values, limit=120)
+    assert short[0].startswith('smtp.banner: "a" → "bbb') and short[0].endswith("…")
+    assert len(short[0]) == 120
+    assert short[1] == ('whitelist.custom: added ["@new.example"], removed ["@d000.example"] '
+                        '(300 → 300 entries)')
 
 
 def test_text_table_is_aligned():
