@@ -1,15 +1,15 @@
 """Report output formats (SPEC §2): CSV, JSON lines and an aligned text table.
 
 Rules:
-- Detail CSV columns and header, in this order: time,category,action,result,queue_id,
-  connection_id,client_ip,sender,recipients,subject,size,rule,info,user,details. `time` is
-  ISO 8601 with the offset of the `timezone` setting; `recipients` are `;`-separated. The
-  first thirteen are SPEC §2's, in its order; `user` and `details` came later and stay last,
-  so a reader of the older file keeps working.
-- `user` and `details` come from the event's action-specific `data` (SPEC §6): `user` is the
-  console user the event is about, `details` the rest of `data`, complete (an object_modified
-  event's changes as `key: old → new`, values as JSON). Only a page shortens them
-  (`detail_parts(..., limit=)`); CSV, JSON and text carry them whole.
+- Detail CSV columns and header, exactly SPEC §2's, in this order: time,category,action,
+  result,queue_id,connection_id,client_ip,sender,recipients,subject,size,rule,info. `time` is
+  ISO 8601 with the offset of the `timezone` setting; `recipients` are `;`-separated.
+- `info` is "the rest" (SPEC §2: virus name, file name, score, user, reason): what the event's
+  writer wrote, then the user the event is about and the details of its action-specific
+  `data` (SPEC §6) — an object_modified event's changes as `key: old → new`, values as JSON,
+  so a report says who changed what. A writer that wrote nothing gets the data as
+  `key=value; …`. CSV, JSON and text carry it whole; only a page shortens the details
+  (`detail_parts(..., limit=)`), which it shows in User and Details columns of its own.
 - Summary CSV: section,item,count.
 - Spreadsheet formula injection: a CSV cell starting with `=`, `+`, `-` or `@` gets a leading
   `'` (SPEC §2, STYLE §1 Console). JSON and text are not spreadsheets and are not escaped.
@@ -35,8 +35,7 @@ __all__ = ["DETAIL_COLUMNS", "SUMMARY_COLUMNS", "escape_cell", "detail_record",
            "DETAILS_SEPARATOR"]
 
 DETAIL_COLUMNS = ("time", "category", "action", "result", "queue_id", "connection_id",
-                  "client_ip", "sender", "recipients", "subject", "size", "rule", "info",
-                  "user", "details")
+                  "client_ip", "sender", "recipients", "subject", "size", "rule", "info")
 SUMMARY_COLUMNS = ("section", "item", "count")
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 _FORMULA_FIRST = frozenset(FORMULA_PREFIXES)
@@ -220,36 +219,37 @@ MEMO_DATA_CHARS = 512
 MEMO_ENTRIES = 4096
 
 
-def _data_columns(action: str, data: str, with_info: bool) -> tuple[str | None, ...]:
-    """(info fallback, user, details) of an event's data."""
+def _info(action: str, info: str | None, data: str) -> str | None:
+    """The `info` cell (module rules): the writer's text, the user, the data's details."""
     values = event_data(data)
-    details = DETAILS_SEPARATOR.join(detail_parts(action, values))
-    return ((_values_text(values) or None) if with_info else None, data_user(values),
-            details or None)
+    if not info:
+        return _values_text(values) or None
+    user = data_user(values)
+    return DETAILS_SEPARATOR.join([info, *([f"user={user}"] if user and user != info else []),
+                                   *detail_parts(action, values)])
 
 
-_memo_data_columns = functools.lru_cache(maxsize=MEMO_ENTRIES)(_data_columns)
+_memo_info = functools.lru_cache(maxsize=MEMO_ENTRIES)(_info)
 
 
 def detail_record(row: DetailRow, zone: dt.tzinfo) -> dict:
     """One detail-report row with the CSV column names as keys (typed: size is an int).
 
-    `info` falls back to the data as `key=value; …` when the writer left it empty (what it
-    has always held); `user` and `details` are read from the data (see the module rules).
+    `info` is the writer's text with the user and the data's details (module rules).
     """
     data = row.data
     if not data:
-        fallback = user = details = None
+        info = row.info
     elif len(data) <= MEMO_DATA_CHARS:
-        fallback, user, details = _memo_data_columns(row.action, data, not row.info)
+        info = _memo_info(row.action, row.info, data)
     else:
-        fallback, user, details = _data_columns(row.action, data, not row.info)
+        info = _info(row.action, row.info, data)
     return {
         "time": iso_local(row.time, zone), "category": row.category, "action": row.action,
         "result": row.result, "queue_id": row.queue_id, "connection_id": row.connection_id,
         "client_ip": row.client_ip, "sender": row.sender, "recipients": row.recipients,
         "subject": row.subject, "size": row.size, "rule": row.rule,
-        "info": row.info or fallback, "user": user, "details": details,
+        "info": info,
     }
 
 

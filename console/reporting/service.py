@@ -31,7 +31,7 @@ from console.reporting.charts import (Buckets, bucket_counts, disposition_chart_
 from shared import db as shared_db
 from shared.report import (DetailFilter, DetailPage, DetailRow, Summary, action_filter,
                            detail_page, disposition_counts, iter_detail, summarise, top_items)
-from shared.report_format import (DETAIL_COLUMNS, DETAILS_SEPARATOR, SUMMARY_COLUMNS, csv_lines,
+from shared.report_format import (DETAIL_COLUMNS, SUMMARY_COLUMNS, csv_lines, data_user,
                                   detail_parts, detail_record, event_data, summary_records)
 from shared.report_time import (DEFAULT_SPAN_SECONDS, BadTime, ReportRange, csv_file_name,
                                 make_range)
@@ -130,12 +130,14 @@ def page_record(row: DetailRow, zone) -> dict:
     """A detail row as the page shows it: the CSV record, with `info` as written and the
     details as a list of (shortened) facts plus how many more there are."""
     record = detail_record(row, zone)
-    parts = detail_parts(row.action, event_data(row.data), limit=PAGE_DETAIL_CHARS)
+    values = event_data(row.data)
+    parts = detail_parts(row.action, values, limit=PAGE_DETAIL_CHARS)
     record["info"] = row.info or None
+    record["user"] = data_user(values)
     record["detail_parts"] = parts[:PAGE_DETAIL_PARTS]
     record["more_parts"] = max(0, len(parts) - PAGE_DETAIL_PARTS)
     record["cut_short"] = record["more_parts"] > 0 or \
-        DETAILS_SEPARATOR.join(parts) != (record["details"] or "")
+        parts != detail_parts(row.action, values)
     return record
 
 

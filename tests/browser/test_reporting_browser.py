@@ -64,8 +64,7 @@ def test_generate_detail_report_and_download_csv(page, console_server, seeded, a
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["time", "category", "action", "result", "queue_id", "connection_id",
-                       "client_ip", "sender", "recipients", "subject", "size", "rule", "info",
-                       "user", "details"]
+                       "client_ip", "sender", "recipients", "subject", "size", "rule", "info"]
     assert len(rows) == 32
     assert [r[2] for r in rows[1:]].count("accepted") == 30
     virus = next(r for r in rows if r[2] == "file_deleted")

@@ -97,7 +97,7 @@ def test_detail_csv_filters_and_escapes(home):
     out, _ = report(home, "detail", "--from", "2027-01-15T09:00", "--to", "2027-01-15T10:00",
                     "--action", "accepted", "--action", "file_repaired", "--format", "csv")
     assert out.startswith("time,category,action,result,queue_id,connection_id,client_ip,"
-                          "sender,recipients,subject,size,rule,info,user,details\r\n")
+                          "sender,recipients,subject,size,rule,info\r\n")
     rows = list(csv.DictReader(io.StringIO(out, newline="")))
     assert [r["action"] for r in rows] == ["accepted"] * 5 + ["file_repaired"]
     assert rows[0]["time"] == "2027-01-15T09:00:00+01:00"
@@ -112,7 +112,7 @@ def test_detail_search_json_and_offsets(home):
     assert [o["subject"] for o in objects] == ["Hello 0", "Hello 1", "Hello 2"]
     assert list(objects[0]) == ["time", "category", "action", "result", "queue_id",
                                 "connection_id", "client_ip", "sender", "recipients", "subject",
-                                "size", "rule", "info", "user", "details"]
+                                "size", "rule", "info"]
 
 
 def test_detail_text_is_the_default_format(home):
@@ -121,7 +121,7 @@ def test_detail_text_is_the_default_format(home):
     lines = out.splitlines()
     assert lines[0].split() == ["time", "category", "action", "result", "queue_id",
                                 "connection_id", "client_ip", "sender", "recipients", "subject",
-                                "size", "rule", "info", "user", "details"]
+                                "size", "rule", "info"]
     assert len(lines) == 2 + 6 and "OLD" in out
 
 
@@ -135,20 +135,20 @@ def test_object_modified_says_who_changed_what_in_every_format(home):
                'command_id=4')
     out, _ = report(home, "detail", *window, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(out, newline="")))
-    assert [(r["user"], r["client_ip"], r["info"], r["details"]) for r in rows] == [
-        ("admin", "192.0.2.9", "Configuration › Setup", changed),
-        ("report", "192.0.2.9", "Anti-spam Policy › Auto-generated Whitelist", deleted)]
+    assert [(r["client_ip"], r["info"]) for r in rows] == [
+        ("192.0.2.9", f"Configuration › Setup; user=admin; {changed}"),
+        ("192.0.2.9", f"Anti-spam Policy › Auto-generated Whitelist; user=report; {deleted}")]
     out, _ = report(home, "detail", *window, "--format", "json")
     objects = [json.loads(line) for line in out.splitlines()]
-    assert [(o["user"], o["details"]) for o in objects] == [("admin", changed),
-                                                            ("report", deleted)]
+    assert [o["info"] for o in objects] == [r["info"] for r in rows]
     out, _ = report(home, "detail", *window)
     lines = out.splitlines()
-    assert lines[0].split()[-2:] == ["user", "details"] and len(lines) == 4
-    assert " admin " in lines[2] and lines[2].endswith(changed)
-    assert " report " in lines[3] and lines[3].endswith(deleted)
+    assert lines[0].split()[-1] == "info" and len(lines) == 4
+    assert lines[2].endswith(f"user=admin; {changed}")
+    assert lines[3].endswith(f"user=report; {deleted}")
     out, _ = report(home, "detail", *window, "--search", "<SCRIPT>X", "--format", "json")
-    assert [json.loads(line)["user"] for line in out.splitlines()] == ["admin"]
+    assert [json.loads(line)["rule"] for line in out.splitlines()] == [
+        "admin.password,smtp.banner"]
 
 
 @pytest.mark.parametrize("args, message", [
@@ -166,7 +166,7 @@ def test_bad_input_exits_2_with_one_line(home, args, message):
 def test_default_range_is_the_last_24_hours(home):
     out, _ = report(home, "detail", "--format", "csv")
     assert out.splitlines() == ["time,category,action,result,queue_id,connection_id,client_ip,"
-                                "sender,recipients,subject,size,rule,info,user,details"]
+                                "sender,recipients,subject,size,rule,info"]
 
 
 # --- end to end: the core's own writer code → the report --------------------------------------

@@ -356,15 +356,15 @@ def test_csv_header_columns_and_formula_escaping(database, seed):
     text = "".join(csv_lines(DETAIL_COLUMNS, (detail_record(r, rng.zone) for r in
                                              iter_detail(database[1], DetailFilter(rng)))))
     assert text.startswith("time,category,action,result,queue_id,connection_id,client_ip,"
-                           "sender,recipients,subject,size,rule,info,user,details\r\n")
+                           "sender,recipients,subject,size,rule,info\r\n")
     rows = list(csv.DictReader(io.StringIO(text, newline="")))
     assert rows == [{
         "time": "2027-01-15T09:00:01+01:00", "category": "blocking", "action": "subject_blocked",
         "result": "dropped, with \"quotes\"\nand a newline", "queue_id": "Q1",
         "connection_id": "c1", "client_ip": "192.0.2.1", "sender": "'@evil.example",
         "recipients": "'+1@example.com;b@example.com", "subject": "'=HYPERLINK(1)",
-        "size": "12", "rule": "subject.lines", "info": "'-2+3",
-        "user": "'=cmd|' /C calc'!A0", "details": "pattern=-1"}]
+        "size": "12", "rule": "subject.lines",
+        "info": "'-2+3; user==cmd|' /C calc'!A0; pattern=-1"}]
 
 
 @pytest.mark.parametrize("value, cell", [("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"),
@@ -410,10 +410,10 @@ SPEC_DETAIL_COLUMNS = ("time", "category", "action", "result", "queue_id", "conn
                        "client_ip", "sender", "recipients", "subject", "size", "rule", "info")
 
 
-def test_detail_columns_keep_the_spec_order_and_add_user_and_details_last():
-    """Readers of the older 13-column file keep working: the new columns only follow."""
-    assert DETAIL_COLUMNS[:13] == SPEC_DETAIL_COLUMNS
-    assert DETAIL_COLUMNS[13:] == ("user", "details")
+def test_detail_columns_are_the_spec_columns_in_its_order():
+    """SPEC §2: "Detail CSV columns, in this order, with this header row"; the user and the
+    details go into `info`, "the rest (virus name, file name, score, user, reason)"."""
+    assert DETAIL_COLUMNS == SPEC_DETAIL_COLUMNS
 
 
 def records(conn, rng=None, **flt):
@@ -429,17 +429,17 @@ def test_an_object_modified_row_says_who_changed_what(database, seed):
                                    "smtp.banner": ["", "Hello"], "tls.request": [None, "CN=x"]})
     seed.done()
     (row,) = records(database[1])
-    assert row["user"] == "admin" and row["client_ip"] == "192.0.2.9"
-    assert row["info"] == "Filtering Policy › Content"          # the page, as before
+    assert row["client_ip"] == "192.0.2.9"
     assert row["rule"] == "admin.password,smtp.banner,subject.lines,tls.request"
-    assert row["details"] == ('admin.password: "***" → "***"; smtp.banner: "" → "Hello"; '
-                              'subject.lines: ["old*"] → ["old*", "für \\"><b>"]; '
-                              'tls.request: null → "CN=x"')
+    assert row["info"] == ('Filtering Policy › Content; user=admin; '     # page, who, what
+                           'admin.password: "***" → "***"; smtp.banner: "" → "Hello"; '
+                           'subject.lines: ["old*"] → ["old*", "für \\"><b>"]; '
+                           'tls.request: null → "CN=x"')
     as_json = json.loads(next(json_lines([row])))
-    assert as_json["user"] == "admin" and as_json["details"] == row["details"]
+    assert as_json["info"] == row["info"] and list(as_json) == list(DETAIL_COLUMNS)
     text = "".join(text_lines(DETAIL_COLUMNS, [row]))
-    assert text.splitlines()[0].split()[-2:] == ["user", "details"]
-    assert "admin" in text.splitlines()[2] and 'smtp.banner: "" → "Hello"' in text
+    assert text.splitlines()[0].split()[-1] == "info"
+    assert "user=admin" in text.splitlines()[2] and 'smtp.banner: "" → "Hello"' in text
 
 
 def test_a_command_row_names_the_command_and_its_arguments(database, seed):
@@ -449,9 +449,10 @@ def test_a_command_row_names_the_command_and_its_arguments(database, seed):
                     args={"domains": ["alpha.net", "zeta.org"]}, command_id=7)
     seed.done()
     (row,) = records(database[1])
-    assert row["rule"] is None and row["user"] == "admin"
-    assert row["details"] == ('command=whitelist.auto.delete; '
-                              'args.domains=["alpha.net", "zeta.org"]; command_id=7')
+    assert row["rule"] is None
+    assert row["info"] == ('Filtering Policy › Content; user=admin; '
+                           'command=whitelist.auto.delete; '
+                           'args.domains=["alpha.net", "zeta.org"]; command_id=7')
 
 
 def test_system_rows_show_their_user_and_data(database, seed):
@@ -467,11 +468,11 @@ def test_system_rows_show_their_user_and_data(database, seed):
     seed.at(T0 + 5, Action.FILE_DELETED, data={"virus": "EICAR", "file": "x.com"})
     seed.done()
     rows = records(database[1])
-    assert [(r["action"], r["user"], r["details"]) for r in rows] == [
-        ("logon", "admin", None), ("failed_logon", "root", "count=3"),
-        ("logoff", "report", "reason=timeout"),
-        ("unauthorized_access", "report", "path=/configuration/"),
-        ("file_deleted", None, "file=x.com; virus=EICAR")]
+    assert [(r["action"], r["info"]) for r in rows] == [
+        ("logon", "admin"), ("failed_logon", "root; count=3"),    # info is the user already
+        ("logoff", "report; reason=timeout"),
+        ("unauthorized_access", "/configuration/; user=report; path=/configuration/"),
+        ("file_deleted", "file=x.com; virus=EICAR")]
 
 
 def test_page_details_are_shortened_and_long_lists_shown_as_what_changed():
