@@ -123,10 +123,11 @@ def split_header(buf: bytes, start: int, end: int) -> HeaderBlock:
             else:
                 name = header_text(line[:field.end() - 1].rstrip(b" \t"))
                 value = [line[field.end():]]
-        elif pos == start and _MBOX_FROM.match(line):
-            pass                                         # mbox separator line: tolerated
-        elif line.startswith(b"From ") and _header_goes_on(buf, next_pos, end):
-            defects.append("misplaced 'From ' line in the header")
+        elif _MBOX_FROM.match(line) and (pos == start or _header_goes_on(buf, next_pos, end)):
+            # an mbox separator line, tolerated at the top and, followed by more header,
+            # below fields a relay put on top of a message taken from a mailbox (this
+            # gateway's own Received field does): not a defect there either
+            pass
         else:
             body_start = pos
             defects.append("no blank line after the header: the body starts at a line "
