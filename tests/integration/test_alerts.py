@@ -6,7 +6,6 @@ from __future__ import annotations
 import email
 from email import policy
 
-import pytest
 import trio
 
 from core.app import run_core
@@ -18,21 +17,9 @@ from shared import db
 from shared.events import Action, EventWriter
 from shared.guide_texts import ALERT_TEXTS, DEFAULT_NOTIFY_ADMIN_BODY
 from shared.spool import Envelope
-from tests.support.core import make_home, stored_settings
-from tests.support.sink import Sink
+from tests.support.core import make_home, routed_home, stored_settings
 
 
-
-
-@pytest.fixture
-def sink():
-    with Sink() as s:
-        yield s
-
-
-def _home(tmp_path, sink, **changes):
-    return make_home(tmp_path, routing__local=[
-        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}], **changes)
 
 
 def _console_event(home, action, **fields):
@@ -50,7 +37,7 @@ def _events(home, action):
 
 
 async def test_console_event_raises_an_alert_mailed_to_admins(tmp_path, sink, nursery):
-    home = _home(tmp_path, sink, admin__emails=["admin@local.test", "ops@local.test"])
+    home = routed_home(tmp_path, sink, admin__emails=["admin@local.test", "ops@local.test"])
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(lambda: _console_event(
         home, Action.UNAUTHORIZED_ACCESS, client_ip="192.0.2.9", info="report -> /filtering"))
@@ -68,7 +55,7 @@ async def test_console_event_raises_an_alert_mailed_to_admins(tmp_path, sink, nu
 
 
 async def test_disabled_alert_or_no_admin_address_sends_nothing(tmp_path, sink, nursery):
-    home = _home(tmp_path, sink, admin__emails=["admin@local.test"],
+    home = routed_home(tmp_path, sink, admin__emails=["admin@local.test"],
                  alerts__unauthorized_access=False)
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(lambda: _console_event(home, Action.UNAUTHORIZED_ACCESS))
@@ -78,7 +65,7 @@ async def test_disabled_alert_or_no_admin_address_sends_nothing(tmp_path, sink, 
 
 
 async def test_low_disk_event_is_alerted_with_the_directory(tmp_path, sink, nursery):
-    home = _home(tmp_path, sink, admin__emails=["admin@local.test"])
+    home = routed_home(tmp_path, sink, admin__emails=["admin@local.test"])
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(lambda: _console_event(
         home, Action.LOW_DISK, data={"directory": "mail queuing"}, info="3% free"))

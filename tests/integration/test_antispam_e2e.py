@@ -16,18 +16,10 @@ from core.scan.antispam.definitions import current
 from shared import db
 from shared.events import Action
 from tests.support.core import make_home
-from tests.support.sink import Sink
 
-import pytest
 from tests.support.waiting import until
 
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
-
-
-@pytest.fixture
-def sink():
-    with Sink() as s:
-        yield s
 
 
 def _rows(home, sql, args=()):

@@ -19,7 +19,6 @@ from shared.events import Action
 from shared.settings import defaults
 from tests.support.core import make_home
 from tests.support.dnsserver import DnsServer
-from tests.support.sink import Sink
 from tests.support.waiting import events_of as _events, until
 
 
@@ -184,12 +183,6 @@ async def test_servfail_counts_as_not_listed(dns):
 
 
 # --- through the core over SMTP ------------------------------------------------------------
-
-@pytest.fixture
-def sink():
-    with Sink() as s:
-        yield s
-
 
 def _home(tmp_path, sink, dns, **changes):
     return make_home(tmp_path, routing__local=[

@@ -18,7 +18,7 @@ from core.app import run_core
 from core.scan.repair import check_package
 from shared.events import Action
 from shared.spool import Spool
-from tests.support.core import make_home
+from tests.support.core import routed_home
 from tests.support.sink import Sink
 from tests.unit.scan.support import corpus_or_skip
 from tests.support.waiting import events_of as _events, until
@@ -26,17 +26,6 @@ from tests.support.waiting import events_of as _events, until
 pytestmark = pytest.mark.trio
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
-
-
-@pytest.fixture
-def sink():
-    with Sink() as s:
-        yield s
-
-
-def _home(tmp_path, sink, **changes):
-    return make_home(tmp_path, routing__local=[
-        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}], **changes)
 
 
 def _mail(attachments=(), subject="Hello", body="Body text.\n"):
@@ -68,7 +57,7 @@ async def _settle(core, home):
 
 
 async def test_eicar_attachment_deleted_quarantined_and_notified(tmp_path, sink, nursery):
-    home = _home(tmp_path, sink, av__quarantine="all", notify__admin=True,
+    home = routed_home(tmp_path, sink, av__quarantine="all", notify__admin=True,
                  admin__emails=["admin@local.test"])
     core = await nursery.start(run_core, home)
     msg = _mail([("eicar.com", EICAR), ("notes.txt", b"keep me")])
@@ -98,7 +87,7 @@ async def test_eicar_attachment_deleted_quarantined_and_notified(tmp_path, sink,
 
 async def test_docm_is_repaired_and_delivered(tmp_path, sink, nursery):
     document = (corpus_or_skip() / "office/oletools/oleform/oleform-PR314.docm").read_bytes()
-    home = _home(tmp_path, sink)
+    home = routed_home(tmp_path, sink)
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
                                   _mail([("report.docm", document)]))
@@ -116,7 +105,7 @@ async def test_docm_is_repaired_and_delivered(tmp_path, sink, nursery):
 
 
 async def test_outbreak_alert_after_count_infected_messages(tmp_path, sink, nursery):
-    home = _home(tmp_path, sink, outbreak__enabled=True, outbreak__count=2,
+    home = routed_home(tmp_path, sink, outbreak__enabled=True, outbreak__count=2,
                  outbreak__minutes=5, outbreak__emails=["security@local.test"])
     core = await nursery.start(run_core, home)
     for _ in range(2):
@@ -133,7 +122,7 @@ async def test_outbreak_alert_after_count_infected_messages(tmp_path, sink, nurs
 
 
 async def test_unreachable_clamd_holds_the_message(tmp_path, sink, nursery):
-    home = _home(tmp_path, sink, av__engine="clamd", av__clamd__address="127.0.0.1:9")
+    home = routed_home(tmp_path, sink, av__engine="clamd", av__clamd__address="127.0.0.1:9")
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], _mail([("a.txt", b"x")]))
     await _until(lambda: list(home.queue("hold").iterdir()))
@@ -145,7 +134,7 @@ async def test_unreachable_clamd_holds_the_message(tmp_path, sink, nursery):
 
 async def test_central_quarantine_gets_a_copy_and_local_copy_stays(tmp_path, sink, nursery):
     with Sink() as central:
-        home = _home(tmp_path, sink, av__quarantine="unrepaired",
+        home = routed_home(tmp_path, sink, av__quarantine="unrepaired",
                      av__central_quarantine={"host": "127.0.0.1", "port": central.port})
         core = await nursery.start(run_core, home)
         await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],

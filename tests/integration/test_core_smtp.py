@@ -42,12 +42,6 @@ def _send(port, msg, sender="sender@client.test", recipients=("user@local.test",
 
 
 @pytest.fixture
-def sink():
-    with Sink() as s:
-        yield s
-
-
-@pytest.fixture
 def sink2():
     with Sink() as s:
         yield s

@@ -20,7 +20,8 @@ from shared import db, definitions as defs
 from shared.cli import main
 from shared.events import Action
 from shared.status import read_snapshot
-from tests.integration.test_antivirus_e2e import _events, _home, _mail, _send, sink  # noqa: F401
+from tests.integration.test_antivirus_e2e import _events, _mail, _send
+from tests.support.core import routed_home
 
 pytestmark = pytest.mark.trio
 
@@ -75,7 +76,7 @@ async def _detected(core, sink, home, count_before):
 
 async def test_good_package_live_within_2s_and_tampered_refused(tmp_path, sink, nursery):
     key = Ed25519PrivateKey.generate()
-    home = _home(tmp_path / "home", sink,
+    home = routed_home(tmp_path / "home", sink,
                  definitions__trusted_keys=[defs.public_key_b64(key)])
     core = await nursery.start(run_core, home)
     assert not await _detected(core, sink, home, 0)             # shipped set: unknown marker
@@ -119,7 +120,7 @@ async def test_good_package_live_within_2s_and_tampered_refused(tmp_path, sink, 
 async def test_messages_in_flight_during_a_switch_are_all_scanned_and_delivered(tmp_path, sink,
                                                                                  nursery):
     key = Ed25519PrivateKey.generate()
-    home = _home(tmp_path / "home", sink,
+    home = routed_home(tmp_path / "home", sink,
                  definitions__trusted_keys=[defs.public_key_b64(key)])
     core = await nursery.start(run_core, home)
     port = core.smtp_addresses[0][1]
@@ -195,7 +196,7 @@ async def test_packages_the_core_cannot_use_are_refused_and_scanning_goes_on(tmp
     packages with a broken rule or of virus files were reported as in use while the shipped
     set scored."""
     key = Ed25519PrivateKey.generate()
-    home = _home(tmp_path / "home", sink, definitions__trusted_keys=[defs.public_key_b64(key)])
+    home = routed_home(tmp_path / "home", sink, definitions__trusted_keys=[defs.public_key_b64(key)])
     core = await nursery.start(run_core, home)
     virus_src = tmp_path / "virus-src"
     virus_src.mkdir()
@@ -233,7 +234,7 @@ async def test_a_set_damaged_at_run_time_is_reported_as_not_in_use(tmp_path, sin
     reported with the reason (definitions_updated "failure", Status) and the shipped set
     scans — for virus and spam alike."""
     key = Ed25519PrivateKey.generate()
-    home = _home(tmp_path / "home", sink, definitions__trusted_keys=[defs.public_key_b64(key)],
+    home = routed_home(tmp_path / "home", sink, definitions__trusted_keys=[defs.public_key_b64(key)],
                  heuristic__enabled=True, heuristic__x_bulk=True)
     core = await nursery.start(run_core, home)
     port = core.smtp_addresses[0][1]

@@ -23,25 +23,13 @@ import trio
 
 from core.app import run_core
 from shared.events import Action
-from tests.support.core import make_home
-from tests.support.sink import Sink
+from tests.support.core import routed_home
 from tests.support.waiting import events_of, until
 
 pytestmark = pytest.mark.trio
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 TOP = b"From: a@b.test\r\nTo: u@local.test\r\nSubject: x\r\n"
-
-
-@pytest.fixture
-def sink():
-    with Sink() as s:
-        yield s
-
-
-def _home(tmp_path, sink, **changes):
-    return make_home(tmp_path, routing__local=[
-        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}], **changes)
 
 
 def _send_raw(port, data: bytes):
@@ -74,7 +62,7 @@ EICAR_ATTACHMENT = (b"Content-Type: application/octet-stream; name=eicar.com\r\n
 async def test_eicar_line_right_after_the_header_is_caught(tmp_path, sink, nursery, top):
     # regression: the decomposer ended the header only at a blank line and dropped this
     # line as "a header line without a field name", so the antivirus never saw it
-    home = _home(tmp_path, sink)
+    home = routed_home(tmp_path, sink)
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1], top + EICAR + b"\r\n")
     await _settle(core, home)
@@ -89,7 +77,7 @@ async def test_eicar_line_right_after_the_header_is_caught(tmp_path, sink, nurse
 
 async def test_spam_line_right_after_the_header_is_marked_in_the_header(tmp_path, sink,
                                                                          nursery):
-    home = _home(tmp_path, sink, rules__spam=[{"terms": ["cheap pills"]}],
+    home = routed_home(tmp_path, sink, rules__spam=[{"terms": ["cheap pills"]}],
                  heuristic__x_bulk=True)
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(
@@ -114,7 +102,7 @@ async def test_part_header_without_blank_line_is_scanned(tmp_path, sink, nursery
            b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
            b"--b\r\nContent-Type: application/octet-stream; name=a.com\r\n"
            + EICAR + b"\r\n--b--\r\n")
-    home = _home(tmp_path, sink)
+    home = routed_home(tmp_path, sink)
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1], raw)
     [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
@@ -130,7 +118,7 @@ async def test_delimiter_after_a_bare_cr_is_a_delimiter(tmp_path, sink, nursery)
     raw = (TOP + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
            b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r--b\r\n" + EICAR_ATTACHMENT
            + b"--b--\r\n")
-    home = _home(tmp_path, sink)
+    home = routed_home(tmp_path, sink)
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1], raw)
     [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
@@ -148,7 +136,7 @@ async def test_content_nested_past_the_mime_limit_is_held_not_delivered(tmp_path
                                                                         nursery):
     # regression: 120 nested multiparts with EICAR at the bottom were delivered unscanned
     # with only a `malformed` event
-    home = _home(tmp_path, sink)
+    home = routed_home(tmp_path, sink)
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1],
                                   _nested(120, EICAR_ATTACHMENT))

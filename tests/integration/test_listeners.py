@@ -19,15 +19,8 @@ from shared import db
 from shared.events import Action
 from shared.status import read_snapshot
 from tests.support.core import make_home
-from tests.support.sink import Sink
 
 pytestmark = pytest.mark.trio
-
-
-@pytest.fixture
-def sink():
-    with Sink() as s:
-        yield s
 
 
 def _message(n):

@@ -17,8 +17,7 @@ import trio
 from core.app import run_core
 from core.pipeline.decompose import decompose_bytes
 from shared.events import Action
-from tests.support.core import make_home
-from tests.support.sink import Sink
+from tests.support.core import make_home, routed_home
 from tests.unit.pipeline.support import corpus_file, settings
 from tests.support.waiting import events_of as _events, until
 
@@ -26,17 +25,6 @@ pytestmark = pytest.mark.trio
 
 FAULTS = str(Path(__file__).with_name("pipeline_faults.py"))
 EXE = b"MZ\x90\x00" + b"\x00" * 200
-
-
-@pytest.fixture
-def sink():
-    with Sink() as s:
-        yield s
-
-
-def _home(tmp_path, sink, **changes):
-    return make_home(tmp_path, routing__local=[
-        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}], **changes)
 
 
 def _mail(subject="Hello", body="Body text.\n", attachments=(), headers=None):
@@ -83,7 +71,7 @@ def _parts(raw):
 
 async def test_invoice_pdf_exe_is_removed_with_text_and_the_rest_intact(tmp_path, sink,
                                                                           nursery):
-    home = _home(tmp_path, sink, filename__enabled=True)
+    home = routed_home(tmp_path, sink, filename__enabled=True)
     core = await nursery.start(run_core, home)
     msg = _mail(attachments=[("invoice.pdf.exe", EXE), ("notes.txt.bin", b"keep me")])
     sent = msg.as_bytes().replace(b"\n", b"\r\n")
@@ -107,7 +95,7 @@ async def test_invoice_pdf_exe_is_removed_with_text_and_the_rest_intact(tmp_path
 
 
 async def test_blocked_subject_is_dropped_and_admin_notified(tmp_path, sink, nursery):
-    home = _home(tmp_path, sink, subject__enabled=True, subject__lines=["*lottery*"],
+    home = routed_home(tmp_path, sink, subject__enabled=True, subject__lines=["*lottery*"],
                  notify__admin=True, admin__emails=["admin@local.test"])
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
@@ -133,7 +121,7 @@ async def test_blocked_subject_is_dropped_and_admin_notified(tmp_path, sink, nur
 
 async def test_relay_from_unlisted_client_to_non_local_domain_gets_550(tmp_path, sink,
                                                                         nursery):
-    home = _home(tmp_path, sink, relay__allowed=["10.9.8.7", "*.trusted.test"])
+    home = routed_home(tmp_path, sink, relay__allowed=["10.9.8.7", "*.trusted.test"])
     core = await nursery.start(run_core, home)
 
     def attempt():
@@ -169,7 +157,7 @@ async def test_encrypted_zip_follows_encrypted_action(tmp_path, sink, nursery, a
     extra = {"encrypted__forward_to": "security@local.test",
              "encrypted__forward_subject": "Encrypted attachment held"} \
         if action == "forward" else {}
-    home = _home(tmp_path, sink, encrypted__action=action, **extra)
+    home = routed_home(tmp_path, sink, encrypted__action=action, **extra)
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
                                   _mail("Files", attachments=[("secret.zip", _encrypted_zip())]))
@@ -199,7 +187,7 @@ async def test_encrypted_zip_follows_encrypted_action(tmp_path, sink, nursery, a
 
 
 async def test_content_rule_quarantine_moves_to_spam_quarantine(tmp_path, sink, nursery):
-    home = _home(tmp_path, sink, rules__content=[{"terms": ["project x"]}],
+    home = routed_home(tmp_path, sink, rules__content=[{"terms": ["project x"]}],
                  rules__content_action="quarantine")
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
@@ -227,7 +215,7 @@ async def test_disclaimer_for_non_local_destination(tmp_path, sink, nursery):
 # --- worker crashes and hangs (SPEC §4; ARCHITECTURE invariant 2) ---------------------------------
 
 async def test_worker_crash_three_times_holds_with_suspect_alert(tmp_path, sink, nursery):
-    home = _home(tmp_path, sink, admin__emails=["admin@local.test"])
+    home = routed_home(tmp_path, sink, admin__emails=["admin@local.test"])
     core = await nursery.start(lambda task_status: run_core(
         home, pipeline_options={"fault": FAULTS + ":crash_if_marked"},
         task_status=task_status))
@@ -251,7 +239,7 @@ async def test_worker_crash_three_times_holds_with_suspect_alert(tmp_path, sink,
 
 
 async def test_hung_worker_is_stopped_and_smtp_stays_responsive(tmp_path, sink, nursery):
-    home = _home(tmp_path, sink)
+    home = routed_home(tmp_path, sink)
     core = await nursery.start(lambda task_status: run_core(
         home, pipeline_options={"fault": FAULTS + ":hang_if_marked",
                                 "timeout_seconds": 2.0},

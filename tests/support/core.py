@@ -32,6 +32,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def routed_home(tmp_path, sink, **changes) -> DataHome:
+    """`make_home` with the local domain local.test delivered to `sink` on loopback."""
+    return make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}], **changes)
+
+
 def wait_port(port: int, timeout: float = 30.0) -> None:
     """Return once something accepts connections on 127.0.0.1:port; TimeoutError if not."""
     deadline = time.monotonic() + timeout
