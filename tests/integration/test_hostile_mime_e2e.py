@@ -24,6 +24,7 @@ import trio
 from core.app import run_core
 from shared.events import Action
 from tests.support.core import routed_home
+from tests.support.mail import EICAR_ATTACHMENT, nested_multipart
 from tests.support.waiting import events_of, until
 
 pytestmark = pytest.mark.trio
@@ -42,18 +43,6 @@ async def _settle(core, home):
     await core.events.aflush()
 
 
-def _nested(depth: int, leaf: bytes) -> bytes:
-    body = leaf
-    for level in range(depth, 0, -1):
-        b = f"nest{level}".encode()
-        body = (b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n--' + b
-                + b"\r\n" + body + b"\r\n--" + b + b"--\r\n")
-    return TOP + b"MIME-Version: 1.0\r\n" + body
-
-
-EICAR_ATTACHMENT = (b"Content-Type: application/octet-stream; name=eicar.com\r\n"
-                    b"Content-Transfer-Encoding: base64\r\n\r\n"
-                    + base64.b64encode(EICAR) + b"\r\n")
 
 
 # --- a header not ended by a blank line ----------------------------------------------------------
@@ -139,7 +128,7 @@ async def test_content_nested_past_the_mime_limit_is_held_not_delivered(tmp_path
     home = routed_home(tmp_path, sink)
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1],
-                                  _nested(120, EICAR_ATTACHMENT))
+                                  nested_multipart(120, EICAR_ATTACHMENT))
     await until(lambda: list(home.queue("hold").iterdir()), 30)
     await _settle(core, home)
     await trio.sleep(0.5)

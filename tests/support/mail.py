@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["smtp_ready", "raw_field"]
+__all__ = ["smtp_ready", "raw_field", "nested_multipart", "EICAR_ATTACHMENT"]
 
 SMTP_TEXT_LINE = 998        # octets before the CRLF (RFC 5321 §4.5.3.1.6; SPEC §4)
 
@@ -24,3 +24,23 @@ def raw_field(message: bytes, name: str) -> bytes | None:
     match = re.search(rb"(?im)^" + re.escape(name.encode()) + rb"[ \t]*:(.*(?:\r?\n[ \t].*)*)",
                       head)
     return match.group(1).strip() if match else None
+
+
+# The EICAR test string as a base64 attachment part (headers and body).
+EICAR_ATTACHMENT = (b"Content-Type: application/octet-stream; name=eicar.com\r\n"
+                    b"Content-Transfer-Encoding: base64\r\n\r\n"
+                    b"WDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJELUFOVElWSVJVUy1URVNU"
+                    b"LUZJTEUhJEgrSCo=\r\n")
+
+
+def nested_multipart(depth: int, leaf: bytes,
+                     top: bytes = b"From: a@b.test\r\nTo: u@local.test\r\nSubject: x\r\n"
+                     ) -> bytes:
+    """A message of `depth` multipart/mixed levels, one inside the other, `leaf` (a part's
+    headers and body) at the bottom."""
+    body = leaf
+    for level in range(depth, 0, -1):
+        b = f"nest{level}".encode()
+        body = (b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n--' + b
+                + b"\r\n" + body + b"\r\n--" + b + b"--\r\n")
+    return top + b"MIME-Version: 1.0\r\n" + body

@@ -11,6 +11,7 @@ import zipfile
 import pytest
 
 from core.pipeline.decompose.sniff import true_type
+from tests.support.mail import EICAR_ATTACHMENT, nested_multipart
 from tests.unit.pipeline.support import (corpus_file, message, view_of,
                                         with_attached_message)
 
@@ -355,19 +356,6 @@ def test_an_empty_part_is_not_a_defect():
 
 # --- nesting past MAX_MIME_NESTING (decompose/__init__.py rule 3) --------------------------------
 
-def nested_multipart(depth: int, leaf: bytes) -> bytes:
-    body = leaf
-    for level in range(depth, 0, -1):
-        b = f"nest{level}".encode()
-        body = (b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n--' + b
-                + b"\r\n" + body + b"\r\n--" + b + b"--\r\n")
-    return TOP + b"MIME-Version: 1.0\r\n" + body
-
-
-EICAR_ATTACHMENT = (b"Content-Type: application/octet-stream; name=eicar.com\r\n"
-                    b"Content-Transfer-Encoding: base64\r\n\r\n"
-                    b"WDVPIVAlQEFQWzRcUFpYNTQoUF4pN0NDKTd9JEVJQ0FSLVNUQU5EQVJELUFOVElWSVJVUy1URVNU"
-                    b"LUZJTEUhJEgrSCo=\r\n")
 
 
 def test_content_nested_past_the_mime_limit_is_an_error_not_a_defect():
