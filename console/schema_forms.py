@@ -37,6 +37,7 @@ from flask_wtf import FlaskForm
 from wtforms import (BooleanField, HiddenField, SelectField, SelectMultipleField, StringField,
                      TextAreaField)
 
+from console.context import settings
 from shared.settings import SCHEMA, Setting, SettingError
 from shared.settings_types import (Bool, Choice, HostPort, Int, Kind, ListOf, Nullable,
                                    RuleError, Str, Timezone, Weekday, entries_rule,
@@ -230,7 +231,6 @@ def _as_shown(form, values: dict[str, Any]) -> dict[str, Any]:
         shown = {}
     if not isinstance(shown, dict) or not shown:
         return values                   # a form from before the digests: saved as it was
-    from console.context import settings
     current = settings()
     out, changed_meanwhile = {}, []
     for key, value in values.items():
