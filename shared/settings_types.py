@@ -618,14 +618,16 @@ RULE_MAX_TERMS = 50  # SPEC §3 rules.spam: ≤50 terms per rule
 
 @dataclass(frozen=True)
 class RuleTerm(Kind):
-    """A content or spam rule term: text with `*`/`?` wildcards that names something."""
+    """A content or spam rule term: text with `*`/`?` wildcards that names something. Spaces
+    around it are not part of it (the rule engine never matched them), so it is stored
+    without them and reads back in the console as it was saved."""
 
     def check(self, value):
         value = Str(max_len=200, min_len=1).check(value)
         if not value.strip(" \t*?"):
             raise RuleError("must contain something other than spaces and wildcards "
                             "(it would match every message)")
-        return value
+        return value.strip()
 
     def describe(self):
         return "term (* and ? wildcards)"

@@ -13,7 +13,7 @@ from shared.settings_store import apply_changes, export_settings, import_setting
 from shared.settings_types import (
     Base64Key, BlacklistEntry, Bool, Choice, Domain, Email, Extension, HostPort, Hostname, Int,
     IpAddress, ListOf, MailDomain, Nullable, Pattern, RblZone, RelayEntry, Resolver, RoutingEntry, Rule,
-    RuleError, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry,
+    RuleError, RuleTerms, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry,
 )
 
 KEY_32 = base64.b64encode(bytes(range(32))).decode()
@@ -58,6 +58,7 @@ ACCEPTED = [
     (ListOf(Rule(), unique=False), [RULE, RULE], [
         {"enabled": True, "match": "any", "terms": ["viagra"], "none_of": []}] * 2),
     (Email(), "admin@example.com", "admin@example.com"),
+    (RuleTerms(), [" cash ", "100\\* sure\t"], ["cash", "100\\* sure"]),
     (Email(), "first.last+tag@mail.example.co.uk", "first.last+tag@mail.example.co.uk"),
     (Sender(), "Mailmoat", "Mailmoat"),
     (Sender(), "alerts@example.com", "alerts@example.com"),
@@ -268,6 +269,7 @@ REJECTED = [
     (Rule(), {"terms": TERMS_50 + ["t50"]}, "terms: must have at most 50 entries"),
     (Rule(), {"terms": ["ok", ""]}, "terms: entry 2: must not be empty"),
     (Rule(), {"terms": ["a", "a"]}, "terms: entry 2 repeats entry 1"),
+    (Rule(), {"terms": ["a", " a "]}, "terms: entry 2 repeats entry 1"),
     (Rule(), {"terms": ["ok", "*"]}, "terms: entry 2: must contain something other than "
                                      "spaces and wildcards (it would match every message)"),
     (Rule(), {"terms": [" "]}, "terms: entry 1: must contain something other than "
