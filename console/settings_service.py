@@ -3,7 +3,8 @@
 Rules:
 - Settings are written only through `shared.settings_store.apply_changes` (one transaction,
   every rule checked, nothing changed on error), so the core sees a console change exactly
-  as it sees `mailmoat config set` — within its 2-second reload.
+  as it sees `mailmoat config set` — within its 2-second reload. An edit of part of a list
+  (`edit_list`) is made to the list as stored, inside that transaction.
 - A save that changes something writes one `object_modified` event: who, from which client,
   which page, and every changed key as [old, new] with secrets shown as "***". The core's
   alert engine mails the config_change alert for it when `alerts.config_change` is on.
@@ -14,17 +15,19 @@ Rules:
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
-from console.context import console_context, forget_settings, request_db, settings
+from console.context import console_context, forget_settings, request_db
 from shared.events import Action
 from shared.settings import PAGES, SettingError, display_value
-from shared.settings_store import apply_changes
+from shared.settings_store import Changes, apply_changes
 from shared.settings_types import RuleError, entries_rule
 
-__all__ = ["save_settings", "submit_command", "record_change", "rule_key", "rules_as_shown",
+__all__ = ["save_settings", "edit_list", "submit_command", "record_change", "rule_key",
+           "check_rule_shown",
            "rule_errors", "RULE_LIST_CHANGED", "RuleListChanged"]
 
+T = TypeVar("T")
 RULE_LIST_CHANGED = "the rule list changed meanwhile; reload the page"
 RULE_FIELDS = ("name", "terms", "none_of")  # the fields of a rule form, named as in the rule
 
@@ -43,9 +46,10 @@ def record_change(user: str, client_ip: str | None, page: str, changes: dict[str
         data={"user": user, "page": page, "changes": changes, **extra})
 
 
-def save_settings(changes: Mapping[str, Any], *, user: str, client_ip: str | None,
+def save_settings(changes: Changes, *, user: str, client_ip: str | None,
                   page: str) -> dict[str, tuple]:
-    """Store `changes`; returns {key: (old, new)} of what changed.
+    """Store `changes` (or what a function of the stored settings returns: see
+    shared.settings_store.apply_changes); returns {key: (old, new)} of what changed.
 
     Raises shared.settings.SettingError (nothing changed) when any rule is broken.
     """
@@ -64,13 +68,26 @@ def rule_key(rule: dict) -> str:
     return json.dumps(rule, sort_keys=True)
 
 
-def rules_as_shown(key: str, index: int, shown: str) -> list:
-    """A copy of the rule list `key` (rules.content, rules.spam) when its entry `index` is
-    still the one the page showed (`rule_key`); else SettingError, nothing changed."""
-    rules = list(settings()[key])
+def edit_list(key: str, edit: Callable[[list], T], *, user: str, client_ip: str | None,
+              page: str) -> T:
+    """Apply `edit` (in place) to a copy of the list setting `key` as stored, inside the
+    saving transaction, and save it; returns what `edit` returned. Two edits at the same
+    moment (two tabs adding a rule, two moves into a whitelist) both land."""
+    returned = []
+
+    def changes(current):
+        entries = list(current[key])
+        returned.append(edit(entries))
+        return {key: entries}
+    save_settings(changes, user=user, client_ip=client_ip, page=page)
+    return returned[-1]
+
+
+def check_rule_shown(key: str, rules: list, index: int, shown: str) -> None:
+    """RuleListChanged (a SettingError) unless entry `index` of the rule list `key`
+    (rules.content, rules.spam) is still the rule the page showed (`rule_key`)."""
     if not 0 <= index < len(rules) or rule_key(rules[index]) != shown:
         raise RuleListChanged([(key, RULE_LIST_CHANGED)])
-    return rules
 
 
 def rule_errors(exc: SettingError, key: str, index: int,

@@ -12,11 +12,11 @@ import json
 import sqlite3
 import time
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from shared.settings import SCHEMA, SettingError, defaults, validate_changes
 
-__all__ = ["load", "snapshot", "apply_changes", "export_settings", "import_settings",
+__all__ = ["load", "snapshot", "apply_changes", "Changes", "export_settings", "import_settings",
            "stored_keys"]
 
 
@@ -38,8 +38,15 @@ def stored_keys(conn: sqlite3.Connection) -> set[str]:
     return {row["key"] for row in conn.execute("SELECT key FROM settings")}
 
 
-def apply_changes(conn: sqlite3.Connection, changes: Mapping[str, Any]) -> dict[str, tuple]:
+Changes = Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]]
+
+
+def apply_changes(conn: sqlite3.Connection, changes: Changes) -> dict[str, tuple]:
     """Validate `changes` against the current settings and store them in one transaction.
+
+    `changes` may be a function of the settings as stored, called inside the transaction:
+    an edit of a list (add an entry, move entries in) then starts from the list as it is,
+    so two edits at the same moment both land instead of the later one undoing the other.
 
     Returns {key: (old, new)} for the keys whose value changed (secrets as stored hashes).
     Raises SettingError (every broken rule) and changes nothing then.
@@ -47,6 +54,8 @@ def apply_changes(conn: sqlite3.Connection, changes: Mapping[str, Any]) -> dict[
     conn.execute("BEGIN IMMEDIATE")
     try:
         current = load(conn)
+        if callable(changes):
+            changes = changes(MappingProxyType(current))
         normalised = validate_changes(current, dict(changes))
         now = time.time()
         changed = {}

@@ -2,9 +2,10 @@
 (read from the core's table; changes requested as commands), spam rules and RBL zones.
 
 Spam rules are edited one at a time in the list `rules.spam`. An edit or a delete names the
-rule by its index and the rule as the page showed it (console.settings_service.rules_as_shown,
+rule by its index and the rule as the page showed it (console.settings_service.check_rule_shown,
 as content rules do), so a list changed meanwhile is refused rather than the wrong rule
-changed.
+changed. Every edit of part of a list (a rule, a move) is made to the list as stored
+(`edit_list`), so edits at the same moment from two tabs all land.
 
 The auto-generated whitelist (ARCHITECTURE invariant 4) is written by the core only. The
 console reads `auto_whitelist`; "Add to Custom Whitelist" and "Add to Exclusion List" are
@@ -24,7 +25,7 @@ from typing import Any
 from console.context import request_db, settings
 from console.schema_forms import rule_by_line, text_lines
 from console.settings_service import rule_errors as settings_rule_errors
-from console.settings_service import rules_as_shown, save_settings, submit_command
+from console.settings_service import check_rule_shown, edit_list, save_settings, submit_command
 from shared.idn import ascii_domain, entry_form
 from shared.settings import SettingError
 
@@ -144,28 +145,24 @@ def move_auto_entries(action: str, domains: list[str], *, user: str,
     domains = sorted({d.strip().lower() for d in domains if d.strip()})
     if not domains:
         return 0
-    current = settings()
     if action == "to_custom":
-        entries = _with_new(current["whitelist.custom"], [f"@{d}" for d in domains])
-        save_settings({"whitelist.custom": entries}, user=user, client_ip=client_ip,
-                      page="whitelist")
+        edit_list("whitelist.custom", lambda entries: _add_new(entries, [f"@{d}" for d in domains]),
+                  user=user, client_ip=client_ip, page="whitelist")
     elif action == "to_exclusions":
-        entries = _with_new(current["whitelist.auto.exclusions"], domains)
-        save_settings({"whitelist.auto.exclusions": entries}, user=user, client_ip=client_ip,
-                      page="auto_whitelist")
+        edit_list("whitelist.auto.exclusions", lambda entries: _add_new(entries, domains),
+                  user=user, client_ip=client_ip, page="auto_whitelist")
     submit_command(DELETE_COMMAND, {"domains": domains}, user=user, client_ip=client_ip,
                    page="auto_whitelist")
     return len(domains)
 
 
-def _with_new(entries: list[str], added: list[str]) -> list[str]:
-    """`entries` and then those of `added` whose form (`entry_form`) is not yet among them."""
-    out, forms = list(entries), {entry_form(e) for e in entries}
+def _add_new(entries: list[str], added: list[str]) -> None:
+    """Append to `entries` those of `added` whose form (`entry_form`) is not yet among them."""
+    forms = {entry_form(e) for e in entries}
     for entry in added:
         if entry_form(entry) not in forms:
-            out.append(entry)
+            entries.append(entry)
             forms.add(entry_form(entry))
-    return out
 
 
 # --- real-time blacklists ------------------------------------------------------------------
@@ -297,15 +294,15 @@ def join_terms(terms) -> str:
 
 
 def save_rule(index: int | None, shown: str, rule: dict, *, user: str,
-              client_ip: str | None) -> dict:
+              client_ip: str | None) -> None:
     """Add `rule` (index None; `shown` unused) or replace rule `index`, shown as `shown`."""
-    if index is None:
-        rules = [*settings()["rules.spam"], rule]
-    else:
-        rules = rules_as_shown("rules.spam", index, shown)
-        rules[index] = rule
-    return save_settings({"rules.spam": rules}, user=user, client_ip=client_ip,
-                         page="spam_rules")
+    def edit(rules):
+        if index is None:
+            rules.append(rule)
+        else:
+            check_rule_shown("rules.spam", rules, index, shown)
+            rules[index] = rule
+    edit_list("rules.spam", edit, user=user, client_ip=client_ip, page="spam_rules")
 
 
 def rule_errors(exc: SettingError, index: int | None, terms: str,
@@ -320,7 +317,7 @@ def rule_errors(exc: SettingError, index: int | None, terms: str,
 
 
 def delete_rule(index: int, shown: str, *, user: str, client_ip: str | None) -> dict:
-    rules = rules_as_shown("rules.spam", index, shown)
-    del rules[index]
-    return save_settings({"rules.spam": rules}, user=user, client_ip=client_ip,
-                         page="spam_rules")
+    def edit(rules):
+        check_rule_shown("rules.spam", rules, index, shown)
+        return rules.pop(index)
+    return edit_list("rules.spam", edit, user=user, client_ip=client_ip, page="spam_rules")

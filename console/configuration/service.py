@@ -21,7 +21,7 @@ from typing import Any
 
 from console import certs
 from console.context import console_context, settings
-from console.settings_service import record_change, save_settings, submit_command
+from console.settings_service import edit_list, record_change, save_settings, submit_command
 from shared.settings import SettingError
 from shared.settings_types import Email, RoutingEntry, RuleError, Str, integer_from_text
 
@@ -127,13 +127,12 @@ def _entry(match: str, relay: str, port: str) -> dict:
         raise RouteEntryError([("relay", rule)]) from None
 
 
-def _routes() -> list[dict]:
-    return [dict(e) for e in settings()["routing.local"]]
-
-
-def _save_routes(routes: list[dict], user: str, client_ip: str | None) -> None:
+def _edit_routes(edit, user: str, client_ip: str | None):
+    """`edit` applied to the routing list as stored (console.settings_service.edit_list)."""
     try:
-        save_settings({"routing.local": routes}, user=user, client_ip=client_ip, page="routing")
+        return edit_list("routing.local", edit, user=user, client_ip=client_ip, page="routing")
+    except RouteEntryError:
+        raise
     except SettingError as exc:
         raise RouteEntryError([("match", rule) for _key, rule in exc.errors]) from None
 
@@ -153,29 +152,31 @@ def _check_unique(routes: list[dict], entry: dict, skip: int | None = None) -> N
 
 def add_route(match: str, relay: str, port: str, *, user: str, client_ip: str | None) -> dict:
     entry = _entry(match, relay, port)
-    routes = _routes()
-    _check_unique(routes, entry)
-    _save_routes(routes + [entry], user, client_ip)
+
+    def edit(routes):
+        _check_unique(routes, entry)
+        routes.append(entry)
+    _edit_routes(edit, user, client_ip)
     return entry
 
 
 def update_route(index: int, original: str, match: str, relay: str, port: str, *, user: str,
                  client_ip: str | None) -> dict:
     entry = _entry(match, relay, port)
-    routes = _routes()
-    _find(routes, index, original)
-    _check_unique(routes, entry, skip=index)
-    routes[index] = entry
-    _save_routes(routes, user, client_ip)
+
+    def edit(routes):
+        _find(routes, index, original)
+        _check_unique(routes, entry, skip=index)
+        routes[index] = entry
+    _edit_routes(edit, user, client_ip)
     return entry
 
 
 def delete_route(index: int, original: str, *, user: str, client_ip: str | None) -> dict:
-    routes = _routes()
-    _find(routes, index, original)
-    removed = routes.pop(index)
-    _save_routes(routes, user, client_ip)
-    return removed
+    def edit(routes):
+        _find(routes, index, original)
+        return routes.pop(index)
+    return _edit_routes(edit, user, client_ip)
 
 
 # --- hold queue (guide §3 "Processing messages in the hold queue") ------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from console.context import settings
-from console.settings_service import rule_key, rules_as_shown, save_settings
+from console.settings_service import check_rule_shown, edit_list, rule_key, save_settings
 from shared.settings import SettingError
 
 __all__ = ["save_page", "split_terms", "rule_from_form", "add_rule", "update_rule",
@@ -37,26 +37,27 @@ def rule_from_form(enabled: bool, name: str, match: str, terms: str, none_of: st
     return rule
 
 
-def _save(rules: list, *, user, client_ip) -> None:
-    save_settings({"rules.content": rules}, user=user, client_ip=client_ip,
-                  page="content_rules")
+def _edit(edit, *, user, client_ip):
+    return edit_list("rules.content", edit, user=user, client_ip=client_ip,
+                     page="content_rules")
 
 
 def add_rule(rule: dict, *, user, client_ip) -> None:
-    _save([*settings()["rules.content"], rule], user=user, client_ip=client_ip)
+    _edit(lambda rules: rules.append(rule), user=user, client_ip=client_ip)
 
 
 def update_rule(index: int, original: str, rule: dict, *, user, client_ip) -> None:
-    rules = rules_as_shown("rules.content", index, original)
-    rules[index] = rule
-    _save(rules, user=user, client_ip=client_ip)
+    def edit(rules):
+        check_rule_shown("rules.content", rules, index, original)
+        rules[index] = rule
+    _edit(edit, user=user, client_ip=client_ip)
 
 
 def delete_rule(index: int, original: str, *, user, client_ip) -> dict:
-    rules = rules_as_shown("rules.content", index, original)
-    removed = rules.pop(index)
-    _save(rules, user=user, client_ip=client_ip)
-    return removed
+    def edit(rules):
+        check_rule_shown("rules.content", rules, index, original)
+        return rules.pop(index)
+    return _edit(edit, user=user, client_ip=client_ip)
 
 
 def page_warnings(page: str) -> list[str]:

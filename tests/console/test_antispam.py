@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
@@ -12,6 +14,7 @@ from console.antispam.service import join_terms, numbered_terms, sld_key, split_
 from console.settings_service import RULE_LIST_CHANGED
 from shared import db
 from shared.events import Action
+from tests.console.conftest import Console
 
 PAGES = ["/antispam/whitelist", "/antispam/auto-whitelist", "/antispam/rbl",
          "/antispam/blacklist", "/antispam/heuristic", "/antispam/spam-rules",
@@ -433,6 +436,63 @@ def test_move_to_a_disabled_custom_whitelist_warns_and_still_moves(admin, home):
     assert "1 entry: added to the custom whitelist." in page
     assert "whitelist.custom.enabled" not in page
     assert admin.settings()["whitelist.custom"] == ["@partner.example", "@other.example"]
+
+
+# --- list edits at the same moment all land ------------------------------------------------
+
+@pytest.mark.parametrize("action, key, entry", [
+    ("to_custom", "whitelist.custom", "@{}"),
+    ("to_exclusions", "whitelist.auto.exclusions", "{}"),
+])
+def test_moves_from_several_tabs_at_once_all_land(app, home, admin, action, key, entry):
+    """Each tab moves its own entries at the same moment: every entry that leaves the
+    auto-generated whitelist must reach the target list (the later save must not put back
+    the list as it was before the earlier one)."""
+    tabs, per_tab = 6, 4
+    domains = [[f"t{tab}d{n}.example" for n in range(per_tab)] for tab in range(tabs)]
+    _seed_auto(home, [(d, 1, 1.0, 1.0) for group in domains for d in group])
+    sessions = []
+    for _ in range(tabs):
+        tab = Console(app, home)
+        assert tab.logon().status_code == 302
+        sessions.append((tab, tab.token()))
+    start = threading.Barrier(tabs)
+
+    def move(tab, token, group):
+        start.wait()
+        return tab.post("/antispam/auto-whitelist/manage",
+                        {"domains": group, action: "y", "csrf_token": token}).status_code
+
+    with ThreadPoolExecutor(tabs) as pool:
+        codes = list(pool.map(move, *zip(*sessions), domains))
+    assert codes == [302] * tabs
+    stored = set(admin.settings()[key])
+    assert stored == {entry.format(d) for group in domains for d in group}
+    deleted = [d for c in admin.commands() if c["kind"] == "whitelist.auto.delete"
+               for d in c["args"]["domains"]]
+    assert sorted(deleted) == sorted(d for group in domains for d in group)
+
+
+def test_rules_added_from_several_tabs_at_once_all_land(app, home, admin):
+    tabs = 6
+    sessions = []
+    for _ in range(tabs):
+        tab = Console(app, home)
+        assert tab.logon().status_code == 302
+        sessions.append((tab, tab.token()))
+    start = threading.Barrier(tabs)
+
+    def add(tab, token, n):
+        start.wait()
+        return tab.post("/antispam/spam-rules/save", {
+            "prefix": "new", "new-index": "", "new-enabled": "y", "new-match": "any",
+            "new-terms": f"term{n}", "new-none_of": "", "csrf_token": token}).status_code
+
+    with ThreadPoolExecutor(tabs) as pool:
+        codes = list(pool.map(add, *zip(*sessions), range(tabs)))
+    assert codes == [302] * tabs
+    assert sorted(r["terms"][0] for r in admin.settings()["rules.spam"]) == \
+        sorted(f"term{n}" for n in range(tabs))
 
 
 # --- sort by 2nd-level domain: the registered name, also under co.uk ------------------------
