@@ -178,6 +178,14 @@ def _insert_rows(count: int) -> str:
 _STOP = object()
 
 
+class _Marker:
+    """An item of the writer's queue that is not an event: `set()` once everything before
+    it is committed (as threading.Event is for `flush`)."""
+
+    def __init__(self, on_written: Callable[[], None]):
+        self.set = on_written
+
+
 class EventWriter:
     """Batches events into SQLite from one background thread, in the order they were emitted.
 
@@ -258,6 +266,18 @@ class EventWriter:
         import trio
         await trio.to_thread.run_sync(self.flush)
 
+    async def committed(self) -> None:
+        """Wait until every event emitted so far is committed, without hurrying the writer
+        (its batches stay whole): for a step that must not happen before its event is on
+        disk, such as deleting a dropped message."""
+        import trio
+        if self._thread is None:
+            return
+        done = trio.Event()
+        token = trio.lowlevel.current_trio_token()
+        self._put(_Marker(lambda: token.run_sync_soon(done.set)))
+        await done.wait()
+
     def close(self) -> None:
         """Write everything pending and stop the thread."""
         with self._lock:
@@ -291,9 +311,9 @@ class EventWriter:
         finally:
             conn.close()
 
-    def _next_batch(self) -> tuple[list[Event], list[threading.Event], bool]:
+    def _next_batch(self) -> tuple[list[Event], list, bool]:
         batch: list[Event] = []
-        markers: list[threading.Event] = []
+        markers: list = []
         while not self._queue:
             self._wake.wait()           # may be left set by an item already taken: look again
             self._wake_pending = False
@@ -307,10 +327,10 @@ class EventWriter:
         while True:
             if item is _STOP:
                 return batch, markers, True
-            if isinstance(item, threading.Event):
-                markers.append(item)
-            else:
+            if isinstance(item, Event):
                 batch.append(item)
+            else:                               # threading.Event (flush) or _Marker
+                markers.append(item)
             if len(batch) >= self.MAX_BATCH:
                 return batch, markers, False
             if not self._queue:

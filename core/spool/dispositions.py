@@ -5,7 +5,7 @@ Rules
        persists it if anything is deferred, and a crash in between only scans the message
        again (at least once, SPEC §4) — one fsync'd rewrite fewer per message. "forward"
        replaces the recipients by `forward_to` and persists that before delivery; "drop"
-       deletes; "hold" moves to hold/ with the reason. Each writes its disposition event
+       deletes once its event is committed (a crash before that drops it again); "hold" moves to hold/ with the reason. Each writes its disposition event
        (FORWARDED, DROPPED, HELD) naming the rule, and counts it. "quarantine" moves the
        message to quarantine/<folder> ("spam" unless the result says "virus") with a
        QUARANTINED event.
@@ -35,10 +35,10 @@ async def apply_result(manager, envelope: Envelope, result) -> bool:
     """True when the message goes on to delivery (rule 1)."""
     disposition = result.disposition
     if disposition == "drop":
-        await manager._delete("fast", envelope.queue_id)
         manager.counters.incr("dropped")
         manager.events.record(Action.DROPPED, rule=result.rule, info=result.reason,
                               **_fields(envelope))
+        manager.delete_when_recorded("fast", envelope.queue_id)
         return False
     if disposition == "quarantine":
         folder = getattr(result, "quarantine", None) or "spam"

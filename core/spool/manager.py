@@ -19,7 +19,9 @@ Rules
        Past `delivery.retry_days` since `received_at` the rest is bounced and deleted.
     4. Order of durable steps: DSN committed, then the envelope rewritten, then the message
        moved or deleted. A crash in between repeats a step (duplicates are allowed), never
-       loses one.
+       loses one. A message dropped by policy is deleted only once its DROPPED event is
+       committed (`delete_when_recorded`); a delivered one at once (waiting for its events
+       would make a crash redeliver every message of the last moment).
     5. `delivery.paused`: processing goes on, delivery waits; the pause is polled every
        PAUSE_POLL_SECONDS, so resuming takes well under a second.
     6. Bounces never bounce (`bounce.should_notify`); generated mail (`submit_generated`)
@@ -78,6 +80,7 @@ class QueueManager:
         self._fast_ids: set[str] = set()      # in fast/ as far as we know
         self._busy: set[str] = set()          # queued in a channel or being handled
         self._paused: dict[str, str] = {}     # id -> queue, waiting for delivery.paused off
+        self._deleting: set[str] = set()      # dropped, deleted once its events are written
         self._hold_count = 0
         self._rescan = trio.Event()
         self._slow_wakeup = trio.Event()
@@ -176,7 +179,7 @@ class QueueManager:
                         self.schedule.entries[queue_id].next_attempt_at = (
                             self.clock.now() + ERROR_RETRY_SECONDS)
                 finally:
-                    if queue_id not in self._paused:
+                    if queue_id not in self._paused and queue_id not in self._deleting:
                         self._busy.discard(queue_id)
 
     def _requeue_later(self, queue_id: str, delay_seconds: float) -> None:
@@ -259,6 +262,27 @@ class QueueManager:
         self.schedule.remove(queue_id)
         if queue == "hold":
             self._hold_count -= 1
+
+    def delete_when_recorded(self, queue: str, queue_id: str) -> None:
+        """Delete a message that leaves without delivery once the events that say so are
+        committed (rule 4): a kill -9 in between leaves it in the spool, to be scanned and
+        dropped again, rather than gone with no record of why. Until then it stays busy, so
+        no worker takes it up again."""
+        self._busy.add(queue_id)
+        self._deleting.add(queue_id)
+
+        async def delete() -> None:
+            try:
+                await self.events.committed()
+                await self._delete(queue, queue_id)
+            except Exception as exc:     # boundary, as in _worker: it stays on disk
+                self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule="queue.error",
+                                   info=f"{type(exc).__name__}: {exc}; not deleted yet")
+            finally:
+                self._deleting.discard(queue_id)
+                self._busy.discard(queue_id)
+        assert self._nursery is not None
+        self._nursery.start_soon(delete)
 
     async def _handle_fast(self, queue_id: str) -> None:
         envelope = self._handed_over.pop(queue_id, None) or await self._read("fast", queue_id)

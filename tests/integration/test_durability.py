@@ -148,3 +148,52 @@ def test_fsync_and_rename_complete_before_each_250(tmp_path):
                          and re.search(r"/spool/fast>\)", c.text) and c.index > rename,
                          "fsync of fast/")
         assert written < rename < dir_fsync < reply.index
+
+
+def test_a_dropped_message_leaves_the_spool_only_once_its_event_is_written(tmp_path):
+    """SPEC §5: every decision writes an event naming its rule. A message dropped by policy
+    is deleted only after its DROPPED event is committed: with the database locked (the
+    event cannot be written) it stays in fast/; a kill -9 then, and a restart, drop it again
+    with the event."""
+    from shared import db
+    from shared.events import Action
+    from shared.spool import Spool
+    from tests.support.waiting import events_of
+
+    with Sink() as sink:
+        home = make_home(tmp_path, smtp__listener_processes=1, blacklist__enabled=True,
+                         blacklist__entries=["@spam.test"], routing__local=[
+                             {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+        spool = Spool(home.spool)
+        core = CoreProcess(home).start(timeout=60)
+        lock = db.connect(home.db)
+        try:
+            time.sleep(1.0)                      # the core's start-up writes are done
+            lock.execute("BEGIN IMMEDIATE")      # from now on no event can be committed
+            msg = _message(1)
+            msg.replace_header("From", "seller@spam.test")
+            with smtplib.SMTP("127.0.0.1", core.smtp_port, timeout=30) as client:
+                client.send_message(msg, from_addr="seller@spam.test")
+            queued = list(spool.list("fast"))
+            assert len(queued) == 1
+            time.sleep(3.0)                      # scanned and dropped long before this
+            assert list(spool.list("fast")) == queued, "deleted before its event was written"
+            core.kill()
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+            core.kill()
+        assert not events_of(home, Action.DROPPED)
+        core = CoreProcess(home).start(timeout=60)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and list(spool.list("fast")):
+                time.sleep(0.1)
+            assert not list(spool.list("fast"))
+            core.stop()
+        finally:
+            core.kill()
+        dropped = events_of(home, Action.DROPPED)
+        assert [row["queue_id"] for row in dropped] == queued
+        assert dropped[0]["rule"].startswith("blacklist")
+        assert sink.messages == []
