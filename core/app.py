@@ -113,9 +113,10 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
                                      submit=queue.submit_generated, deliverer=deliverer,
                                      hostname=hostname, status_extra=status.extra)
         pipeline.hooks.append(antivirus)
+        queue.delivery_hooks.append(auto_whitelist.note_delivered)
         status.extra["auto_whitelist_entries"] = 0
         auto_whitelist.on_change = lambda n: status.extra.__setitem__("auto_whitelist_entries", n)
-        commands = CommandRunner(home.db)
+        commands = CommandRunner(home.db, settings)
         _register_commands(commands, queue)
         commands.register("whitelist.auto.delete", auto_whitelist.delete_command)
 

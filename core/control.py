@@ -5,7 +5,10 @@
   inside the 2-second design figure of SPEC §3. Code reads `watcher.current` once per message
   or session, so a change applies to the next one (ARCHITECTURE invariant 5).
 - `CommandRunner` claims pending rows of the `commands` table in order, runs the handler
-  registered for their kind and records done/failed with a result text.
+  registered for their kind and records done/failed with a result text. A handler sees
+  every setting committed before its command was: the console saves a move into the
+  exclusion list, then asks for the entries' deletion, and the core must not delete them
+  while still reading the old exclusions (mail delivered in between would add them back).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class SettingsWatcher:
         self._version = self._data_version()
         self.current: Mapping[str, Any] = MappingProxyType(load(self._conn))
         self._listeners: list[Callable[[Mapping, Mapping], None]] = []
+        self._reading = trio.Lock()      # one reload at a time on the one connection
 
     def __call__(self) -> Mapping[str, Any]:
         return self.current
@@ -50,26 +54,34 @@ class SettingsWatcher:
         self._version = version
         return MappingProxyType(load(self._conn))
 
+    async def refresh(self) -> None:
+        """Swap in the stored settings now if another process changed them."""
+        async with self._reading:
+            fresh = await trio.to_thread.run_sync(self._reload_if_changed)
+        if fresh is not None and fresh != self.current:
+            old, self.current = self.current, fresh
+            for listener in self._listeners:
+                listener(old, fresh)
+
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         try:
             while True:
                 await trio.sleep(POLL_SECONDS)
-                fresh = await trio.to_thread.run_sync(self._reload_if_changed)
-                if fresh is not None and fresh != self.current:
-                    old, self.current = self.current, fresh
-                    for listener in self._listeners:
-                        listener(old, fresh)
+                await self.refresh()
         finally:
-            self._conn.close()
+            with trio.CancelScope(shield=True):
+                async with self._reading:
+                    self._conn.close()
 
 
 Handler = Callable[[dict], Awaitable[str]]
 
 
 class CommandRunner:
-    def __init__(self, db_path):
+    def __init__(self, db_path, settings: SettingsWatcher | None = None):
         self.db_path = db_path
+        self.settings = settings
         self.handlers: dict[str, Handler] = {}
 
     def register(self, kind: str, handler: Handler) -> None:
@@ -85,6 +97,8 @@ class CommandRunner:
                     await trio.sleep(POLL_SECONDS)
                     continue
                 command_id, kind, args = claimed
+                if self.settings is not None:
+                    await self.settings.refresh()
                 handler = self.handlers.get(kind)
                 if handler is None:
                     state, result = "failed", f"unknown command {kind!r}"

@@ -43,6 +43,7 @@ class PipelineResult:
     rule: str | None = None               # the setting or rule that decided
     quarantine: str | None = None         # with "quarantine": "spam" | "virus" folder
     spam: bool = False                    # a spam check caught it (delivered marked, or not)
+    auto_submitted: bool = False          # an automatic response or report (RFC 3834)
 
     def __post_init__(self) -> None:
         if self.disposition not in DISPOSITIONS:

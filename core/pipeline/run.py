@@ -28,7 +28,7 @@ from core.pipeline.registry import CHECKS
 from core.pipeline.rewrite import rewrite
 from core.pipeline.verdict import DELIVERING, Verdict, decide
 
-__all__ = ["process_message", "WorkerOutcome", "REWRITE_SUFFIX"]
+__all__ = ["process_message", "WorkerOutcome", "REWRITE_SUFFIX", "is_auto_submitted"]
 
 REWRITE_SUFFIX = ".rewrite.tmp"
 MAX_LISTED_FILES = 50
@@ -44,6 +44,7 @@ class WorkerOutcome:
     files: list[str] = field(default_factory=list)      # attachment names, for MSGINFO
     defects: int = 0
     extracted_octets: int = 0
+    auto_submitted: bool = False          # RFC 3834 Auto-Submitted other than "no"
 
 
 def run_checks(view, settings, checks=CHECKS) -> list[Finding]:
@@ -70,12 +71,19 @@ def process_message(path: str, context: dict, settings: dict,
     outcome = WorkerOutcome(
         findings=findings, verdict=verdict, subject=view.subject, parts=len(view.parts),
         files=[p.filename for p in view.files() if p.filename][:MAX_LISTED_FILES],
-        defects=len(view.defects), extracted_octets=view.extracted_octets)
+        defects=len(view.defects), extracted_octets=view.extracted_octets,
+        auto_submitted=is_auto_submitted(view.header("Auto-Submitted")))
     if verdict.disposition in DELIVERING and (verdict.edits or verdict.forward_subject):
         new = rewrite(raw, view, verdict.edits, forward_subject=verdict.forward_subject)
         if new != raw:
             outcome.rewritten = _write_temp(path, new)
     return outcome
+
+
+def is_auto_submitted(value: str | None) -> bool:
+    """RFC 3834 §5: a message is automatic (a vacation reply, a report) unless the field is
+    absent or says "no" (a keyword, possibly followed by parameters after ";")."""
+    return value is not None and value.split(";", 1)[0].strip().lower() != "no"
 
 
 def _load_fault(fault: str):

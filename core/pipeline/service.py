@@ -111,9 +111,10 @@ class FilteringPipeline:
         if verdict.disposition == "forward":
             return PipelineResult("forward", reason=verdict.reason,
                                   forward_to=(verdict.forward_to,), rule=verdict.rule,
-                                  spam=caught_spam)
+                                  spam=caught_spam, auto_submitted=outcome.auto_submitted)
         return PipelineResult(verdict.disposition, reason=verdict.reason, rule=verdict.rule,
-                              quarantine=verdict.quarantine, spam=caught_spam)
+                              quarantine=verdict.quarantine, spam=caught_spam,
+                              auto_submitted=outcome.auto_submitted)
 
     def _record(self, envelope: Envelope, outcome) -> bool:
         """Events and counters of the outcome's findings; True when a spam check caught the

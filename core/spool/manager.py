@@ -73,6 +73,9 @@ class QueueManager:
         self.deliverer = deliverer
         self.tick_seconds = tick_seconds
         self.notices = NoticeWriter(self)
+        # `hook(envelope, addresses)` after an attempt delivered to `addresses` (the
+        # auto-generated whitelist learns from them)
+        self.delivery_hooks: list[Callable[[Envelope, list[str]], None]] = []
         self.schedule = SlowSchedule()
         self._fast_send, self._fast_recv = trio.open_memory_channel(FAST_CHANNEL_SIZE)
         self._handed_over: dict[str, Envelope] = {}  # at most FAST_CHANNEL_SIZE entries
@@ -377,6 +380,10 @@ class QueueManager:
                 failed.append(recipient)
             (hops_ok if result.outcome == "delivered" else
              hops_deferred if result.outcome == "deferred" else set()).add(hop.key)
+        delivered = [r.address for r in todo if r.status == "delivered"]
+        if delivered:
+            for hook in self.delivery_hooks:
+                hook(envelope, delivered)
         for key in hops_deferred - hops_ok:
             self.schedule.hop_deferred(key)
         for key in hops_ok:

@@ -6,6 +6,7 @@ lets that domain's mail past the custom blacklist. Nothing leaves the machine.""
 from __future__ import annotations
 
 import email
+import json
 import smtplib
 from email import policy
 
@@ -134,6 +135,66 @@ async def test_outbound_mail_feeds_the_auto_whitelist_which_bypasses_the_blackli
     finally:
         conn.close()
     await _until(lambda: not _rows(home, "SELECT * FROM auto_whitelist"))
+    core.cancel_scope.cancel()
+
+
+def _command(home, kind, args) -> int:
+    conn = db.connect(home.db)
+    try:
+        return conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
+                            "VALUES (0, ?, ?, 'admin')", (kind, json.dumps(args))).lastrowid
+    finally:
+        conn.close()
+
+
+def _command_done(home, command_id) -> bool:
+    return _rows(home, "SELECT state FROM commands WHERE id = ?",
+                 (command_id,))[0]["state"] == "done"
+
+
+async def test_only_mail_a_person_sent_and_the_next_hop_took_teaches_the_auto_whitelist(
+        tmp_path, sink, nursery):
+    """Bounces and vacation replies relayed from inside go to whatever address spam forged;
+    a recipient the next hop refused or keeps deferring may be mistyped or forged: none of
+    them may make its domain a trusted sender."""
+    sink.rcpt_replies = {"nobody@refused.test": (550, "5.1.1 no such user"),
+                         "later@deferred.test": (451, "4.3.0 try again later")}
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}],
+        routing__default={"host": "127.0.0.1", "port": sink.port},
+        relay__allowed=["127.0.0.1"], whitelist__auto__enabled=True,
+        delivery__retry_initial_seconds=1, delivery__retry_max_seconds=1)
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+
+    def send(sender, recipients, subject, extra=""):
+        text = (f"From: me@local.test\r\nTo: {recipients[0]}\r\nSubject: {subject}\r\n"
+                f"{extra}\r\nHello.\r\n")
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.sendmail(sender, recipients, text)
+
+    await trio.to_thread.run_sync(send, "", ["forged@backscatter.test"], "Undeliverable")
+    await trio.to_thread.run_sync(send, "me@local.test", ["spammer@vacation.test"],
+                                  "Out of office", "Auto-Submitted: auto-replied\r\n")
+    await trio.to_thread.run_sync(send, "me@local.test", ["you@person.test"], "Hi",
+                                  "Auto-Submitted: no\r\n")
+    await trio.to_thread.run_sync(send, "me@local.test", ["nobody@refused.test"], "Typo")
+    await trio.to_thread.run_sync(send, "me@local.test",
+                                  ["later@deferred.test", "ok@partial.test"], "Two")
+    await _until(lambda: _rows(home, "SELECT * FROM events WHERE action = 'deferred'")
+                 and _rows(home, "SELECT * FROM events WHERE action = 'delivery_failed'"))
+    # a deletion is written before its command reports done: a barrier for the flush too
+    done = _command(home, "whitelist.auto.delete", {"domains": ["none.test"]})
+    await _until(lambda: _command_done(home, done))
+    assert {tuple(r) for r in _rows(home, "SELECT domain, count FROM auto_whitelist")} == {
+        ("person.test", 1), ("partial.test", 1)}
+    # the deferred recipient, delivered at last, teaches then (its domain once per message)
+    sink.rcpt_replies = {}
+    await _until(lambda: sink.messages_to("later@deferred.test"))
+    done = _command(home, "whitelist.auto.delete", {"domains": ["person.test"]})
+    await _until(lambda: _command_done(home, done))
+    assert {tuple(r) for r in _rows(home, "SELECT domain, count FROM auto_whitelist")} == {
+        ("partial.test", 1), ("deferred.test", 1)}
     core.cancel_scope.cancel()
 
 

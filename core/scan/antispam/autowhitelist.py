@@ -10,20 +10,31 @@ What it owns
     settings the console writes itself, then the same command removes the entries).
     `AutoWhitelistPipeline` wraps the filtering pipeline: before a message is scanned it
     marks the envelope `meta["auto_whitelisted"]` (read by core/pipeline/checks/whitelist.py
-    in the worker); after a message is delivered it notes its non-local recipient domains.
+    in the worker); after the scan it marks whether the message may teach the list
+    (`meta[TEACHES]`). The queue manager calls `note_delivered` with the recipients each
+    delivery attempt delivered to.
 
 Rules
-    1. Only while `whitelist.auto.enabled`; never for mail Mailmoat generates (bounces to a
-       spammer must not whitelist it) and only for messages delivered to their recipients
-       (a dropped, held, quarantined or forwarded message teaches nothing), and not caught
-       by a spam check (spam a compromised host sends out, delivered marked, must not make
-       its recipients' domains trusted senders).
+    1. Only while `whitelist.auto.enabled`, and only from recipients the next hop accepted
+       (one refused or still deferred — a mistyped domain, a forged one — teaches nothing),
+       of a message that
+       - the scan let through unchanged in destination (a dropped, held, quarantined or
+         forwarded message teaches nothing) and no spam check caught (spam a compromised
+         host sends out, delivered marked, must not make its recipients' domains trusted
+         senders);
+       - a person sent: not mail Mailmoat generates, not a bounce (null reverse path) and
+         not an automatic response (RFC 3834 Auto-Submitted other than "no") relayed from
+         inside — bounces and vacation replies go to whatever address spam forged, and
+         would whitelist exactly the domains spammers forge.
+       Each domain counts once per message, however many attempts deliver to it.
     2. A domain in `whitelist.auto.exclusions` (or under one) is not added and its count does
-       not grow (the guide); excluded entries do not whitelist.
+       not grow (the guide); excluded entries do not whitelist. Exclusions are read when the
+       recipient is delivered, from the settings in force then.
     3. At most MAX_ENTRIES (2000) entries; adding one to a full list first removes the
        EVICT_COUNT (50) least frequent, ties: the oldest first seen.
     4. Writes are batched: dirty entries and deletions are flushed every FLUSH_SECONDS in a
-       thread, never on the event loop.
+       thread, never on the event loop. A deletion the console asked for is written before
+       its command reports it done: the administrator's action survives a crash.
 """
 
 from __future__ import annotations
@@ -44,6 +55,8 @@ MAX_ENTRIES = 2000      # guide §5: "a maximum of 2000 entries"
 EVICT_COUNT = 50        # guide §5: "When the maximum number of entries is exceeded, it removes the top 50"
 FLUSH_SECONDS = 1.0
 MIRROR_RELOAD_SECONDS = 2.0
+TEACHES = "auto_whitelist_teaches"      # envelope meta: rule 1 holds for the message
+COUNTED = "auto_whitelist_counted"      # envelope meta: the domains it already counted
 
 
 def load_entries(conn) -> dict[str, list]:
@@ -66,6 +79,8 @@ class AutoWhitelist:
         self.entries: dict[str, list] = {}        # domain -> [count, first_seen, last_seen]
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
+        self._conn = None                         # the writer's, while `run` runs
+        self._writing = trio.Lock()               # one flush at a time on that connection
 
     def load(self) -> None:
         conn = db.connect(self.db_path)
@@ -87,8 +102,18 @@ class AutoWhitelist:
             and not is_excluded(domain, settings["whitelist.auto.exclusions"])
 
     # --- changes -----------------------------------------------------------------------
+    def note_delivered(self, envelope, addresses: list[str]) -> None:
+        """The queue manager's delivery hook: `addresses` of `envelope` were delivered."""
+        if not envelope.meta.get(TEACHES):
+            return
+        counted = set(envelope.meta.get(COUNTED) or ())
+        fresh = [a for a in addresses if address_domain(a) not in counted]
+        if fresh:
+            self.note_outbound(fresh)
+            envelope.meta[COUNTED] = sorted(counted | {address_domain(a) for a in fresh})
+
     def note_outbound(self, recipients, settings: Mapping | None = None) -> None:
-        """Rule 1-3 for one delivered message's recipients."""
+        """Rules 2-3 for recipients delivered to (each domain once)."""
         settings = settings if settings is not None else self.settings()
         if not settings["whitelist.auto.enabled"]:
             return
@@ -108,8 +133,9 @@ class AutoWhitelist:
             else:
                 entry[0] += 1
                 entry[2] = now
+            # a domain deleted and added again before the flush stays in _deleted: the write
+            # deletes before it inserts, so the row starts again with this first_seen
             self._dirty.add(domain)
-            self._deleted.discard(domain)
         if changed:
             self._changed()
 
@@ -148,16 +174,23 @@ class AutoWhitelist:
             raise
 
     async def flush(self, conn) -> None:
-        if not self._dirty and not self._deleted:
-            return
-        upserts = [(d, *self.entries[d]) for d in self._dirty if d in self.entries]
-        deletions = list(self._deleted)
-        self._dirty, self._deleted = set(), set()
-        await trio.to_thread.run_sync(self._write, conn, upserts, deletions)
+        async with self._writing:
+            if not self._dirty and not self._deleted:
+                return
+            upserts = [(d, *self.entries[d]) for d in self._dirty if d in self.entries]
+            deletions = list(self._deleted)
+            self._dirty, self._deleted = set(), set()
+            try:
+                await trio.to_thread.run_sync(self._write, conn, upserts, deletions)
+            except BaseException:       # not written: the next flush writes them again
+                self._dirty.update(d for d, *_ in upserts)
+                self._deleted.update(deletions)
+                raise
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await trio.to_thread.run_sync(self.load)
         conn = await trio.to_thread.run_sync(db.connect, self.db_path)
+        self._conn = conn
         task_status.started()
         try:
             while True:
@@ -166,11 +199,15 @@ class AutoWhitelist:
         finally:
             with trio.CancelScope(shield=True):
                 await self.flush(conn)
+                self._conn = None
                 await trio.to_thread.run_sync(conn.close)
 
     async def delete_command(self, args: dict) -> str:
-        """The "whitelist.auto.delete" command: {"domains": [...]}."""
+        """The "whitelist.auto.delete" command: {"domains": [...]}; written before it
+        reports done (rule 4)."""
         count = self.delete(args.get("domains") or ())
+        if self._conn is not None:
+            await self.flush(self._conn)
         return f"{count} auto-generated whitelist entr{'y' if count == 1 else 'ies'} removed"
 
 
@@ -206,6 +243,9 @@ class AutoWhitelistPipeline:
             envelope.meta["auto_whitelisted"] = self.whitelist.contains(
                 address_domain(envelope.sender), settings)
         result = await self.inner.process(queue_id, envelope, message_path, settings)
-        if result.disposition == "deliver" and not result.spam and not envelope.is_generated:
-            self.whitelist.note_outbound([r.address for r in envelope.recipients], settings)
+        if (result.disposition == "deliver" and not result.spam and not result.auto_submitted
+                and envelope.sender and not envelope.is_generated):      # rule 1
+            envelope.meta[TEACHES] = True
+        else:
+            envelope.meta.pop(TEACHES, None)
         return result
