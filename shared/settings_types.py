@@ -332,6 +332,12 @@ class Domain(Kind):
         return True
 
 
+def _stripped(value):
+    """A list entry without the spaces, tabs or line ends pasted around it (a value is
+    stored as it is matched: matching never saw them)."""
+    return value.strip() if isinstance(value, str) else value
+
+
 @dataclass(frozen=True)
 class MailDomain(Domain):
     """A domain of mail senders or recipients: internationalised names allowed, kept as
@@ -339,6 +345,7 @@ class MailDomain(Domain):
     covers its subdomains anyway."""
 
     def check(self, value):
+        value = _stripped(value)
         if isinstance(value, str) and value.startswith("."):
             value = value[1:]
         if not isinstance(value, str) or not _is_mail_domain(value):
@@ -703,6 +710,7 @@ class WhitelistEntry(Kind):
     """`@domain`, `.domain` (the domain and its subdomains) or a full address."""
 
     def check(self, value):
+        value = _stripped(value)
         if isinstance(value, str):
             if value.startswith(("@", ".")) and _is_mail_domain(value[1:]):
                 return value.lower().rstrip(".")
@@ -730,6 +738,7 @@ class BlacklistEntry(Kind):
     domain and its subdomains) or `local@domain` with `*`/`?` in the local part."""
 
     def check(self, value):
+        value = _stripped(value)
         if isinstance(value, str) and value.startswith(".") and _is_mail_domain(value[1:]):
             return value.lower().rstrip(".")
         if isinstance(value, str) and "@" in value:
