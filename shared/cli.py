@@ -85,7 +85,13 @@ def cmd_config(args) -> int:
                     raise SettingError([(args.key, "unknown setting")])
                 print(json.dumps(display_value(args.key, values[args.key]), ensure_ascii=False))
         elif args.config_command == "set":
-            value = parse_cli_value(args.key, args.value)
+            text = args.value
+            if text is None:        # a list past what one argument may hold (128 KiB)
+                if sys.stdin.isatty():
+                    raise SettingError([(args.key, "give a value, or pipe it to standard "
+                                                   "input")])
+                text = sys.stdin.read().removesuffix("\n")
+            value = parse_cli_value(args.key, text)
             changed = apply_changes(conn, {args.key: value})
             if changed:
                 print(f"{args.key} set")
@@ -156,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     _home_option(g)
     s = config.add_parser("set", help="change one setting")
     s.add_argument("key")
-    s.add_argument("value")
+    s.add_argument("value", nargs="?",
+                   help="JSON or plain text; read from standard input when left out")
     _home_option(s)
     e = config.add_parser("export", help="print every setting (a full backup)")
     _home_option(e)

@@ -168,6 +168,24 @@ def test_set_validates_across_keys_and_by_type(home):
     assert stored(home, "smtp.notify_from") == "alerts@example.com"
 
 
+def test_set_reads_a_value_too_long_for_the_command_line_from_standard_input(home):
+    """Linux takes at most 128 KiB in one argument; the lists take 10 000 entries."""
+    entries = [f"@d{n:05}.example" for n in range(10_000)]
+    text = json.dumps(entries)
+    assert len(text) > 128 * 1024
+    environ = {k: v for k, v in os.environ.items() if k != "MAILMOAT_HOME"}
+    result = subprocess.run([*MAILMOAT, "config", "set", "whitelist.custom", "--home", str(home)],
+                            input=text + "\n", capture_output=True, text=True, env=environ,
+                            timeout=60)
+    assert (result.returncode, result.stdout) == (0, "whitelist.custom set\n"), result.stderr
+    assert stored(home, "whitelist.custom") == entries
+    refused = subprocess.run([*MAILMOAT, "config", "set", "whitelist.custom", "--home",
+                              str(home)], input=json.dumps(entries + ["@one.more"]),
+                             capture_output=True, text=True, env=environ, timeout=60)
+    assert refused.returncode == 2
+    assert refused.stderr == "whitelist.custom: must have at most 10000 entries\n"
+
+
 def test_mailmoat_home_environment_variable(template):
     result = mailmoat("config", "get", "smtp.port", env={"MAILMOAT_HOME": str(template)})
     assert result.stdout == "25\n"
