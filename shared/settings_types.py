@@ -99,14 +99,17 @@ def entries_rule(bad: list[tuple[int, str]], unit: str = "entry") -> str:
     `bad` is [(number, rule)] in order, the rules those of RuleError.entries; `unit` says
     what the numbers count: "entry" (the position in the list), "line" (the console's text
     areas), "term". Entries breaking the same rule are named together, and so are the
-    entries repeating the same earlier one; after ENTRIES_NAMED entries the rest are
-    counted: "entry 2: rule", "lines 2, 5 and 9: rule; line 12: other rule; lines 4 and 7
+    entries repeating the same earlier one, after the broken rules; after ENTRIES_NAMED
+    entries the rest are counted: "entry 2: rule", "lines 2, 5 and 9: rule; line 12: other rule; lines 4 and 7
     repeat line 1; and 3 more lines".
     """
     firsts = {rule.first: number for number, rule in bad
               if isinstance(rule, _Repeat) and rule.is_first}
     shown = [(number, rule) for number, rule in bad
              if not (isinstance(rule, _Repeat) and rule.is_first)]
+    # broken rules before repeats: in a long pasted list the one malformed entry must not
+    # hide behind ENTRIES_NAMED repeats
+    shown.sort(key=lambda item: isinstance(item[1], _Repeat))
     named: dict[tuple[bool, Any], list[int]] = {}
     for number, rule in shown[:ENTRIES_NAMED]:
         key = (True, firsts.get(rule.first, rule.first)) if isinstance(rule, _Repeat) \

@@ -797,6 +797,10 @@ def test_every_repeated_entry_is_named_with_the_entry_it_repeats():
         "entry 2: must be between 1 and 9; entry 3 repeats entry 1; entry 5 repeats entry 4")
     assert _rule_error(ListOf(Int(1, 9)), [1] * 13).rule == (
         "entries 2, 3, 4, 5, 6, 7, 8, 9, 10 and 11 repeat entry 1; and 2 more entries")
+    # a broken entry after many repeats is named first, not counted among the rest
+    assert _rule_error(ListOf(Int(1, 9)), [1] * 13 + [0]).rule == (
+        "entry 14: must be between 1 and 9; entries 2, 3, 4, 5, 6, 7, 8, 9 and 10 repeat "
+        "entry 1; and 3 more entries")
     assert errors({"blacklist.entries": ["@x.example", "@X.example"]}) == [
         "blacklist.entries: entry 2 repeats entry 1"]
 
