@@ -25,6 +25,7 @@ COUNTERS = (
     "reputation_spam", "policy_violations", "protocol_violations", "connections",
     "bytes_received", "spam_messages",
     "rbl_refused",     # real-time blacklist answers that were error codes (core/smtp/rbl.py 2a)
+    "rbl_skipped",     # real-time blacklist lookups skipped: zone suspended (core/smtp/rbl.py 5)
 )
 # The per-check spam counters; "spam_messages" counts each message once however many of them
 # it adds to (the guide's "Total number of spam messages detected").

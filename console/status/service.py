@@ -172,7 +172,8 @@ def status_view() -> StatusView:
                   ("Hold queue", queues["hold"])]
     antispam = [("Custom blacklist", counters["spam_blacklist"]),
                 ("Real-time blacklists", counters["spam_rbl"]),
-                ("Real-time blacklist queries refused", counters["rbl_refused"])]
+                ("Real-time blacklist queries refused", counters["rbl_refused"]),
+                ("Real-time blacklist lookups skipped", counters["rbl_skipped"])]
     if premium:
         antispam += [("Spam", counters["spam"]), ("Suspected spam", counters["suspected_spam"]),
                      ("Reputation spam", counters["reputation_spam"])]

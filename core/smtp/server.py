@@ -34,7 +34,7 @@ from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComple
 from core.smtp.policy import (check_recipient, check_sender, listed_relay_client,
                               max_message_octets, relay_needs_ptr)
 from core.smtp.protocol import ServerConnection
-from core.smtp.rbl import RblChecker, check_rbl_sender
+from core.smtp.rbl import RblChecker, RblListing, check_rbl_sender
 from core.smtp.state import State
 from core.smtp.streams import TcpStream
 from shared.events import Action
@@ -171,7 +171,8 @@ class SmtpServer:
         self.ssl_context = ssl_context
         self.diagnostics_dir = diagnostics_dir
         self.resolver = resolver
-        self.rbl = (RblChecker(resolver, on_refused=lambda: counters.incr("rbl_refused"))
+        self.rbl = (RblChecker(resolver, on_refused=lambda: counters.incr("rbl_refused"),
+                               on_skipped=lambda: counters.incr("rbl_skipped"))
                     if resolver is not None else None)
         self.auto_whitelisted = auto_whitelisted   # (domain, settings) -> bool: RBL exemption
         self.hostname = hostname
@@ -311,7 +312,8 @@ class _Session:
                                      tls_available=tls_ok, size_advertised=limit)
         self.helo = ""
         self.client_ptr: str | None = None
-        self.rbl_listing = None        # core/smtp/rbl.py RblListing when the client is listed
+        self.rbl_answers = None        # core/smtp/rbl.py RblAnswers: the zones' answers at connect
+        self.rbl_listing = None        # ...the listing they make at this transaction's MAIL FROM
         self.sender: str | None = None
         self.mail_params: dict = {}
         self.recipients: list[str] = []
@@ -373,12 +375,10 @@ class _Session:
                 await self.log.close(self.server.diagnostics_dir)
 
     async def _look_up_client(self) -> None:
-        """The client's PTR name (for host names in relay.allowed) and RBL listing, asked
+        """The client's PTR name (for host names in relay.allowed) and RBL answers, asked
         side by side: each is time-limited, so a dead DNS server delays the greeting by one
-        limit, not two. A client of relay.allowed is one of the organisation's own mail
-        hosts: its listing is ignored (as Postfix's permit_mynetworks comes before
-        reject_rbl_client), or an RBL listing of its address range would lose all
-        outbound mail."""
+        limit, not two (and a zone that keeps failing is skipped: core/smtp/rbl.py rule 5).
+        What the answers mean is decided at each MAIL FROM (`_rbl_listing_now`)."""
         server = self.server
         lookups = []
         if relay_needs_ptr(self.settings) and server.resolver is not None:
@@ -389,15 +389,37 @@ class _Session:
             async with trio.open_nursery() as nursery:
                 for lookup in lookups:
                     nursery.start_soon(lookup)
-        if self.rbl_listing is not None and listed_relay_client(
-                self.client_ip, self.client_ptr, self.settings):
-            self.rbl_listing = None
 
     async def _look_up_ptr(self) -> None:
         self.client_ptr = await self.server.resolver.ptr(self.client_ip)
 
     async def _check_rbl(self) -> None:
-        self.rbl_listing = await self.server.rbl.check(self.client_ip, self.settings)
+        self.rbl_answers = await self.server.rbl.answers(self.client_ip, self.settings)
+
+    def _rbl_listing_now(self) -> tuple[RblListing | None, Mapping]:
+        """The client's RBL listing under the settings in force now, and those settings.
+
+        SPEC §3 "every setting applies live": a session may stay open for hours (an MTA's
+        connection cache), so each MAIL FROM reads the current rbl.*, whitelist and
+        relay.allowed settings, not the session's snapshot. The connect-time answers are
+        filtered again: a zone removed or disabled since no longer lists the client, and
+        the current return codes decide (the usual reason to change a zone in a hurry is
+        that it started listing everybody). A zone enabled after the client connected was
+        not asked and does not count until the client's next connection: asking it here
+        would stall a command in mid-session for up to the DNS time limit while the
+        session holds its smtp.max_incoming slot, and adding a zone is not the urgent
+        direction. A client of relay.allowed is one of the organisation's own mail hosts:
+        its listing is ignored (as Postfix's permit_mynetworks comes before
+        reject_rbl_client), or an RBL listing of its address range would lose all
+        outbound mail."""
+        current = self.server.settings()
+        if self.rbl_answers is None:
+            return None, current
+        listing = self.rbl_answers.listing(current)
+        if listing is not None and listed_relay_client(self.client_ip, self.client_ptr,
+                                                        current):
+            listing = None
+        return listing, current
 
     def _read_timeout(self) -> float:
         if self.conn.state is State.DATA:
@@ -445,9 +467,10 @@ class _Session:
             await self._reset()
         elif isinstance(event, MailFrom):
             await self._reset()
+            self.rbl_listing, rbl_settings = self._rbl_listing_now()
             refusal = check_sender(event.params.get("SIZE"),
                                    self.server.disk_free_fraction(), self.settings) \
-                or check_rbl_sender(self.rbl_listing, event.address, self.settings,
+                or check_rbl_sender(self.rbl_listing, event.address, rbl_settings,
                                     self.server.auto_whitelisted)
             if refusal:
                 if refusal.rule.startswith("rbl."):

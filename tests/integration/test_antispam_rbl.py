@@ -13,11 +13,12 @@ import trio
 
 from core.app import run_core
 from core.delivery.mx import Resolver
-from core.smtp.rbl import DEFAULT_NEGATIVE_SECONDS, RblChecker, query_name
+from core.smtp.rbl import (DEFAULT_NEGATIVE_SECONDS, FAILURES_TO_SUSPEND, RblChecker,
+                           query_name)
 from shared import db
 from shared.events import Action
 from shared.settings import defaults
-from tests.support.core import make_home
+from tests.support.core import make_home, set_settings
 from tests.support.dnsserver import DnsServer
 from tests.support.waiting import events_of as _events, until
 
@@ -187,8 +188,9 @@ async def test_servfail_counts_as_not_listed(dns):
 def _home(tmp_path, sink, dns, **changes):
     return make_home(tmp_path, routing__local=[
         {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}],
-        dns__resolvers=[dns.resolver], dns__timeout_seconds=2,
-        rbl__zones=[{"enabled": True, "zone": ZONE, "return_codes": []}], **changes)
+        dns__resolvers=[dns.resolver], **{
+            "dns__timeout_seconds": 2,
+            "rbl__zones": [{"enabled": True, "zone": ZONE, "return_codes": []}], **changes})
 
 
 
@@ -323,4 +325,90 @@ async def test_the_ptr_and_rbl_lookups_run_side_by_side(tmp_path, sink, dns, nur
     core = await nursery.start(run_core, home)
     code, _text = await trio.to_thread.run_sync(relay)
     assert code == 250
+    core.cancel_scope.cancel()
+
+
+# --- settings changes reach open sessions; a dead zone stops holding up connections ------------
+
+async def _settings_in_force(core, key, value):
+    await _until(lambda: core.settings()[key] == value)
+
+
+@pytest.mark.parametrize("zones", [
+    [],                                                                    # removed
+    [{"enabled": False, "zone": ZONE, "return_codes": []}],                # disabled
+    [{"enabled": True, "zone": ZONE, "return_codes": ["127.0.0.4"]}],      # codes narrowed
+])
+async def test_a_zone_change_reaches_a_session_already_open(tmp_path, sink, dns, nursery,
+                                                            zones):
+    """SPEC §3: every setting applies live. The usual reason to remove a zone in a hurry is
+    that it lists everybody; a peer that keeps its connection open (an MTA's connection
+    cache) must not stay refused for as long as the session lasts."""
+    dns.add_a(query_name("127.0.0.1", ZONE), "127.0.0.2")
+    home = _home(tmp_path, sink, dns, rbl__action="reject")
+    core = await nursery.start(run_core, home)
+    client = smtplib.SMTP(timeout=30)
+    try:
+        await trio.to_thread.run_sync(client.connect, "127.0.0.1", core.smtp_addresses[0][1])
+        await trio.to_thread.run_sync(client.ehlo, "client.test")
+        code, _text = await trio.to_thread.run_sync(client.mail, "someone@elsewhere.test")
+        assert code == 550
+        set_settings(home, rbl__zones=zones)
+        await _settings_in_force(core, "rbl.zones", zones)
+        code, _text = await trio.to_thread.run_sync(client.mail, "someone@elsewhere.test")
+        assert code == 250
+    finally:
+        client.close()
+    assert core.counters.values["spam_rbl"] == 1
+    core.cancel_scope.cancel()
+
+
+async def test_a_message_of_a_session_opened_before_a_zone_was_removed_is_not_dropped(
+        tmp_path, sink, dns, nursery):
+    """rbl.action drop: the session looked the client up while the zone was configured; the
+    zone is removed before the message comes. Neither the session nor the pipeline applies
+    a listing of a zone no longer in rbl.zones."""
+    dns.add_a(query_name("127.0.0.1", ZONE), "127.0.0.2")
+    home = _home(tmp_path, sink, dns, rbl__action="drop")
+    core = await nursery.start(run_core, home)
+    body = ("From: someone@elsewhere.test\r\nTo: user@local.test\r\nSubject: Hello\r\n"
+            "Message-ID: <rbl-open@client.test>\r\n\r\nHello there.\r\n")
+    client = smtplib.SMTP(timeout=30)
+    try:
+        await trio.to_thread.run_sync(client.connect, "127.0.0.1", core.smtp_addresses[0][1])
+        await trio.to_thread.run_sync(client.ehlo, "client.test")
+        set_settings(home, rbl__zones=[])
+        await _settings_in_force(core, "rbl.zones", [])
+        await trio.to_thread.run_sync(client.sendmail, "someone@elsewhere.test",
+                                      ["user@local.test"], body)
+    finally:
+        client.close()
+    [delivered] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert delivered.sender == "someone@elsewhere.test"
+    await core.events.aflush()
+    assert not _events(home, Action.SPAM_LIST_BLOCK) and not _events(home, Action.DROPPED)
+    assert core.counters.values["spam_rbl"] == 0
+    core.cancel_scope.cancel()
+
+
+async def test_a_silent_zone_stops_holding_up_connections(tmp_path, sink, dns, nursery):
+    """A zone whose DNS server never answers: each connection used to wait the whole time
+    limit while holding its smtp.max_incoming slot, capping intake at max_incoming / limit.
+    After FAILURES_TO_SUSPEND timeouts the zone is skipped (not listed) and every skip is
+    counted for the Status page; no mail is refused either way."""
+    name = query_name("127.0.0.1", ZONE)
+    dns.fail(name, "timeout")
+    home = _home(tmp_path, sink, dns, rbl__action="reject", dns__timeout_seconds=1)
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    for n in range(FAILURES_TO_SUSPEND):
+        await trio.to_thread.run_sync(_send, port, "someone@elsewhere.test", f"slow {n}")
+    asked = sum(1 for asked_name, _type in dns.queries if asked_name == name)
+    assert asked >= FAILURES_TO_SUSPEND
+    for n in range(5):
+        await trio.to_thread.run_sync(_send, port, "someone@elsewhere.test", f"fast {n}")
+    assert sum(1 for asked_name, _type in dns.queries if asked_name == name) == asked
+    assert len(await trio.to_thread.run_sync(sink.wait_for, FAILURES_TO_SUSPEND + 5)) == (
+        FAILURES_TO_SUSPEND + 5)
+    assert core.counters.values["rbl_skipped"] == 5
     core.cancel_scope.cancel()

@@ -7,12 +7,19 @@ envelope (`meta["rbl"]`: zone, the returned codes, the client IP). Here a listin
 "reject" the session has already refused the sender at MAIL FROM — a message that got
 through anyway came from a whitelisted sender, so it passes. Whitelisted senders are never
 blocked (the guide checks the whitelist first).
+
+The listing counts only under the settings snapshot the message is processed with (SPEC §3
+"every setting applies live"; ARCHITECTURE invariant 5): its zone must still be enabled in
+`rbl.zones`, and its codes must still match that zone's return codes (shared/dnsxl.py) —
+a message queued before the zone was removed, or accepted in a session that was open when it
+was, is not blocked by it.
 """
 
 from __future__ import annotations
 
 from core.pipeline.checks.whitelist import whitelisted
 from core.pipeline.findings import Finding
+from shared.dnsxl import enabled_zone, listing_codes
 from shared.events import Action
 
 __all__ = ["check"]
@@ -24,10 +31,14 @@ def check(view, settings) -> list[Finding]:
     if not listing or action == "reject" or view.skip_antispam or view.is_generated \
             or whitelisted(view, settings):
         return []
-    codes = ", ".join(listing.get("codes") or ())
+    zone = enabled_zone(settings, str(listing.get("zone") or ""))
+    hits = listing_codes(listing.get("codes") or (), zone) if zone is not None else ()
+    if not hits:
+        return []
+    codes = ", ".join(hits)
     common = dict(rule=f"rbl.zones {listing.get('zone')}", event=Action.SPAM_LIST_BLOCK.value,
                   reason=f"client {listing.get('ip')} listed in {listing.get('zone')} ({codes})",
-                  data={"zone": listing.get("zone"), "codes": list(listing.get("codes") or ())})
+                  data={"zone": listing.get("zone"), "codes": list(hits)})
     if action == "forward":
         return [Finding(action="forward", forward_to=settings["rbl.forward_to"],
                         forward_subject=settings["rbl.forward_subject"] or None, **common)]

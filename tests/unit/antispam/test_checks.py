@@ -112,12 +112,13 @@ def test_whitelist_needs_enabling_and_auto_mark():
 # --- RBL after DATA ----------------------------------------------------------------------
 
 LISTED = {"meta": {"rbl": {"ip": "192.0.2.10", "zone": "bl.test", "codes": ["127.0.0.2"]}}}
+ZONES = [{"enabled": True, "zone": "bl.test", "return_codes": []}]   # the listing's zone in force
 
 
 @pytest.mark.parametrize("action, disposition", [("drop", "drop"), ("log", "deliver"),
                                                   ("forward", "forward")])
 def test_rbl_listing_applies_non_reject_actions(action, disposition):
-    findings, v = verdict(message(), LISTED, rbl__action=action,
+    findings, v = verdict(message(), LISTED, rbl__action=action, rbl__zones=ZONES,
                           rbl__forward_to="review@local.test")
     assert v.disposition == disposition
     assert events(findings) == ["spam_list_block"]
@@ -126,9 +127,11 @@ def test_rbl_listing_applies_non_reject_actions(action, disposition):
 
 
 def test_rbl_reject_was_handled_at_smtp_time_and_whitelist_bypasses():
-    assert verdict(message(), LISTED, rbl__action="reject")[1].disposition == "deliver"
+    assert verdict(message(), LISTED, rbl__action="reject",
+                   rbl__zones=ZONES)[1].disposition == "deliver"
     ctx = {**LISTED, "sender": "a@friend.test"}
-    assert verdict(message(), ctx, rbl__action="drop", whitelist__custom__enabled=True,
+    assert verdict(message(), ctx, rbl__action="drop", rbl__zones=ZONES,
+                   whitelist__custom__enabled=True,
                    whitelist__custom=[".friend.test"])[1].disposition == "deliver"
 
 
