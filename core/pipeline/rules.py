@@ -8,7 +8,10 @@ decoded text of the text parts (HTML reduced to its text) — in the Subject onl
 `rules.body_scanning` is off. `*` matches 0 or more characters, `?` exactly one, `\\`
 escapes them (shared.wildcard.find). "all" = every term (AND), "any" = at least one (OR);
 `none_of` terms must all be absent (NOT, which implies AND NOT). A rule without terms
-never matches. Pure functions: no settings object, no I/O.
+never matches. Any run of white space in the text (spaces, tabs, line breaks, no-break
+spaces) reads as one space, and so do the spaces of a term: a client wraps lines wherever
+the words fall, and a phrase must match across the wrap. Pure functions: no settings
+object, no I/O.
 """
 
 from __future__ import annotations
@@ -33,8 +36,13 @@ def rule_label(key: str, index: int, rule: Mapping) -> str:
     return f"{key}[{index}] {name}" if name else f"{key}[{index}]"
 
 
+def _spaced(text: str) -> str:
+    """`text` with every run of white space one space (module docstring)."""
+    return " ".join(text.split())
+
+
 def _found(term: str, texts: Sequence[str]) -> bool:
-    term = term.strip()
+    term = _spaced(term)
     return bool(term) and any(find(term, text) for text in texts)
 
 
@@ -59,7 +67,7 @@ def rule_matches(rule: Mapping, texts: Sequence[str]) -> tuple[str, ...] | None:
 def matching_rules(key: str, rules: Sequence[Mapping], subject: str, body_text: str,
                    body_scanning: bool) -> list[RuleMatch]:
     """Every rule of `rules` (the setting `key`) that matches, in list order."""
-    texts = [subject, body_text] if body_scanning else [subject]
+    texts = [_spaced(subject), _spaced(body_text)] if body_scanning else [_spaced(subject)]
     out = []
     for index, rule in enumerate(rules):
         found = rule_matches(rule, texts)

@@ -153,6 +153,19 @@ def test_rule_engine(r, texts, hit):
     assert (rule_matches(r, texts) is not None) is hit
 
 
+@pytest.mark.parametrize("body", [
+    "details of project\r\nfalcon yesterday",       # a client wrapped the line there
+    "details of project  falcon",                    # two spaces
+    "details of project\u00a0falcon",                # &nbsp; in HTML, reduced to text
+    "details of project\tfalcon",
+])
+def test_a_phrase_matches_across_any_white_space(body):
+    rules = [rule(["project falcon"])]
+    assert matching_rules("rules.content", rules, "hello", body, True)
+    assert matching_rules("rules.content", [rule(["project \n falcon"])], "hi", body, True)
+    assert not matching_rules("rules.content", [rule(["projectfalcon"])], "hi", body, True)
+
+
 def test_body_scanning_switch():
     rules = [rule(["secret plan"])]
     assert matching_rules("rules.content", rules, "hello", "the secret plan", True)
