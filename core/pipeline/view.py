@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Part", "MessageView", "LimitHit", "PartError"]
+__all__ = ["Part", "MessageView", "LimitHit", "PartError", "is_text_type"]
 
 
 @dataclass
@@ -81,9 +81,16 @@ class Part:
 
     @property
     def is_body_text(self) -> bool:
-        """A text/plain or text/html part that is part of the message text, not a file."""
+        """A text part (`is_text_type`) that is part of the message text, not a file."""
         return (self.origin == "mime" and not self.is_attachment
-                and self.content_type in ("text/plain", "text/html"))
+                and is_text_type(self.content_type))
+
+
+def is_text_type(content_type: str) -> bool:
+    """text/plain, text/html, and every other text/ subtype (text/enriched, text/markdown,
+    text/x-...): RFC 2046 §4.1.4 has a reader show an unknown one as plain text, so the
+    checks read it as text too, or it would carry any word past them."""
+    return content_type.startswith("text/")
 
 
 @dataclass(frozen=True)

@@ -224,7 +224,7 @@ async def test_packages_the_core_cannot_use_are_refused_and_scanning_goes_on(tmp
     snap = await trio.to_thread.run_sync(_snapshot, home)
     assert snap["definitions"]["virus"] == {"version": "2026-11-28", "revision": 0,
                                             "source": "package", "date": "2026-11-28"}
-    assert snap["definitions"]["spam"]["revision"] == 4
+    assert snap["definitions"]["spam"]["revision"] == 5
     core.cancel_scope.cancel()
 
 
@@ -261,7 +261,7 @@ async def test_a_set_damaged_at_run_time_is_reported_as_not_in_use(tmp_path, sin
     snap = (await trio.to_thread.run_sync(_snapshot, home))["definitions"]
     assert (snap["virus"]["version"], snap["virus"]["source"]) == ("2026-11-28", "package")
     assert "mailmoat.ndb: does not match its hash" in snap["virus"]["problem"]
-    assert (snap["spam"]["revision"], snap["spam"]["source"]) == (4, "package")
+    assert (snap["spam"]["revision"], snap["spam"]["source"]) == (5, "package")
     assert "rules.json: does not match its hash" in snap["spam"]["problem"]
 
     assert not await _detected(core, sink, home, 2)              # marker: not in the shipped

@@ -139,3 +139,27 @@ async def test_content_nested_past_the_mime_limit_is_held_not_delivered(tmp_path
     [held] = events_of(home, Action.HELD)
     assert held["rule"] == "scan.unprocessable"
     core.cancel_scope.cancel()
+
+
+# --- HTML whose tags never close --------------------------------------------------------------
+
+@pytest.mark.parametrize("unit", [b"<a ", b"<!--", b"<script>", b"<font "],
+                         ids=["tag", "comment", "script", "font"])
+async def test_html_that_never_closes_its_tags_is_scanned_and_delivered(tmp_path, sink,
+                                                                        nursery, unit):
+    # regression: "<a " * 50000 (150 KB) made every "<" scan to the end of the part, in the
+    # HTML reduction, the structure tokens and three heuristic rules; the worker ran into its
+    # 60-second limit three times and the message was held as suspect, stalling the workers
+    home = routed_home(tmp_path, sink, heuristic__enabled=True, heuristic__x_bulk=True,
+                       rules__spam=[{"terms": ["viagra"]}])
+    core = await nursery.start(run_core, home)
+    markup = b"<p>buy viagra now</p>" + unit * (360_000 // len(unit))
+    body = b"\r\n".join(markup[i:i + 900] for i in range(0, len(markup), 900))
+    message = TOP + b"Content-Type: text/html\r\n\r\n" + body + b"\r\n"
+    await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1], message)
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1, 50)
+    parsed = email.message_from_bytes(received.data, policy=policy.default)
+    assert parsed["X-Bulk"] is not None
+    assert parsed["Subject"].startswith("[Spam]")          # the spam rule saw the text
+    await core.events.aflush()
+    assert not events_of(home, Action.SCAN_ERROR)

@@ -31,7 +31,7 @@ from core.pipeline.decompose.mime import (content_info, decode_transfer, decode_
                                           find_parts, split_header)
 from core.pipeline.decompose.sniff import CONTAINER_TYPES, true_type
 from core.pipeline.decompose.text import decode_text, html_to_text
-from core.pipeline.view import LimitHit, MessageView, Part, PartError
+from core.pipeline.view import LimitHit, MessageView, Part, PartError, is_text_type
 
 __all__ = ["decompose", "decompose_bytes", "Budget", "LimitExceeded"]
 
@@ -261,7 +261,7 @@ class _Walker:
         data = part.data
         kind = true_type(data)
         part.true_type = kind
-        if (part.origin == "mime" and part.content_type in ("text/plain", "text/html")
+        if (part.origin == "mime" and is_text_type(part.content_type)
                 and not (part.is_attachment and kind is not None)):
             text, defect = decode_text(data, part.charset)
             if defect:

@@ -52,17 +52,17 @@ _IPV4 = re.compile(r"^\[?\d{1,3}(?:\.\d{1,3}){3}\]?$")
 _DYNAMIC = re.compile(r"(?i)\b(?:dsl|adsl|dial(?:up)?|ppp|pool|cable|dyn(?:amic)?|dhcp|client"
                       r"|modem|user|host)\d*[\w-]*\.|\d{1,3}[-.]\d{1,3}[-.]\d{1,3}[-.]\d{1,3}")
 _HREF_ANCHOR = re.compile(
-    r"""(?is)<a\s[^>]*?href\s*=\s*["']?(https?://[^"'\s>]+)[^>]*>(.{0,200}?)</a""")
+    r"""(?is)<a\s[^<>]*?href\s*=\s*["']?(https?://[^"'\s>]+)[^<>]*>(.{0,200}?)</a""")
 _TAGS = re.compile(r"<[^>]{0,500}>")
 _URL_HOST = re.compile(r"(?i)(?:https?://|www\.)([\w.-]+)")
-_TINY_FONT = re.compile(r"(?i)<font[^>]*\bsize\s*=\s*[\"']?(?:1|-[1-9])\b|font-size\s*:\s*"
+_TINY_FONT = re.compile(r"(?i)<font[^<>]*\bsize\s*=\s*[\"']?(?:1|-[1-9])\b|font-size\s*:\s*"
                         r"(?:[0-4](?:\.\d+)?px|[0-3]pt|0)")
 _HIDDEN = re.compile(r"(?i)display\s*:\s*none|visibility\s*:\s*hidden")
 _WORD_COMMENT = re.compile(r"[A-Za-z]<!--[^>]{0,80}-->[A-Za-z]")
 _WORD_TAG = re.compile(r"[a-z]<(?:b|i|u|font|span)\b[^>]{0,60}>[a-z]")
 _ENTITY_RUN = re.compile(r"(?:&#x?[0-9a-fA-F]{2,5};){5,}")
-_BG = re.compile(r"(?i)<body[^>]*\bbgcolor\s*=\s*[\"']?#?(\w+)")
-_FONT_COLOR = re.compile(r"(?i)<font[^>]*\bcolor\s*=\s*[\"']?#?(\w+)")
+_BG = re.compile(r"(?i)<body[^<>]*\bbgcolor\s*=\s*[\"']?#?(\w+)")
+_FONT_COLOR = re.compile(r"(?i)<font[^<>]*\bcolor\s*=\s*[\"']?#?(\w+)")
 _SHORTENER = frozenset(("tinyurl.com", "bit.ly", "go.to", "come.to", "surf.to", "clickhere.to",
                         "t.co", "goo.gl", "ow.ly", "is.gd", "redirect.to", "x.ru"))
 _MAILERS = (("outlook express", "oe"), ("microsoft outlook", "outlook"),

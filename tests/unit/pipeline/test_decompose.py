@@ -411,3 +411,15 @@ def test_corpus_hostile_nesting_files():
     view = view_of(corpus_file("mime-hostile/nested_rfc822_50.eml"), container__max_depth=100)
     assert view.limit_hit is None and not view.errors
     assert view.parts[-1].text == "the innermost message\n"
+
+
+@pytest.mark.parametrize("subtype", ["enriched", "markdown", "x-anything"])
+def test_every_text_subtype_is_read_as_text(subtype):
+    # RFC 2046 §4.1.4: a reader shows an unknown text subtype as plain text; the checks
+    # skipped it, so GTUBE or a spam-rule word in text/enriched went through unread
+    raw = (b"From: a@b.test\r\nTo: u@local.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: text/" + subtype.encode() + b"; charset=utf-8\r\n\r\n"
+           b"buy viagra now\r\n")
+    view = view_of(raw)
+    assert "buy viagra now" in view.body_text()
+    assert [p.is_body_text for p in view.leaves()] == [True]

@@ -1,0 +1,39 @@
+"""HTML reduced to its text (core/pipeline/decompose/text.py) as a mail client shows it:
+what the content and spam rules read (SPEC §3 rules.spam)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.pipeline.decompose.text import html_to_text
+
+
+@pytest.mark.parametrize("markup, shown", [
+    # a <body> inside an open <head> ends it: the text after it is on screen
+    ("<html><head><body><p>buy viagra now</p></body></head></html>", "buy viagra now"),
+    ("<head><title>t</title><body>buy viagra now", "buy viagra now"),
+    # a head never closed holds no text: what follows its title is shown
+    ("<html><head><title>Campaign</title><meta x=y>\n<DIV>To be removed, CLICK HERE</DIV>"
+     "</body></html>", "To be removed, CLICK HERE"),
+    # "<!-->" and "<!--->" are empty comments (HTML5 abrupt closing)
+    ("<p><!-->buy viagra now<!-- x --></p>", "buy viagra now"),
+    ("<p><!--->buy viagra now</p>", "buy viagra now"),
+    # inline tags and comments inside a word are nothing
+    ("v<span>iag</span>ra via<!-- x -->gra", "viagra viagra"),
+    # head, script and style are not shown
+    ("<head><title>hidden</title></head><body>hi <script>x()</script>there<style>a{}</style>",
+     "hi there"),
+    ("<SCRIPT type=x>a</Script >shown", "shown"),
+])
+def test_text_as_shown(markup, shown):
+    assert " ".join(html_to_text(markup).split()) == shown
+
+
+@pytest.mark.parametrize("markup", ["shown <!-- never closed", "shown <script>never closed",
+                                    "shown <head><title>never closed"])
+def test_an_element_or_comment_never_closed_runs_to_the_end(markup):
+    assert html_to_text(markup).split() == ["shown"]
+
+
+def test_a_less_than_sign_in_text_stays_text():
+    assert " ".join(html_to_text("<p>a < b and c<d</p>").split()) == "a < b and c<d"
