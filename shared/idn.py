@@ -10,18 +10,22 @@ pages compare with it).
 
 from __future__ import annotations
 
+import idna
+
 __all__ = ["ascii_domain", "entry_form"]
 
 
 def ascii_domain(domain: str) -> str | None:
-    """Lower case, without a root dot, non-ASCII labels as IDNA A-labels (RFC 5890); None when
-    a label cannot be one."""
+    """Lower case, without a root dot, non-ASCII labels as IDNA 2008 A-labels (RFC 5890,
+    UTS #46 non-transitional, as registries issue them and browsers read them: straße.example
+    is xn--strae-oqa.example, not strasse.example as Python's IDNA 2003 codec has it); None
+    when a label cannot be one."""
     domain = domain.strip().lower().rstrip(".")
     if domain.isascii():
         return domain
     try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         return None
 
 

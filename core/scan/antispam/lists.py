@@ -25,6 +25,7 @@ Rules
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from email.utils import getaddresses
 
@@ -74,8 +75,16 @@ def _index(entries: tuple) -> _Index:
 
 
 def _address(address: str) -> tuple[str, str]:
-    """(local part lower-cased, domain in the one form); ("", "") for none."""
-    return address.strip().rpartition("@")[0].lower(), address_domain(address)
+    """(local part lower-cased and unquoted, domain in the one form); ("", "") for none.
+    `"evil"@spam.example` is the mailbox `evil@spam.example` (RFC 5322 §3.2.4: the quotes
+    and the backslashes of a quoted string are not part of it)."""
+    return _unquoted(address.strip().rpartition("@")[0]).lower(), address_domain(address)
+
+
+def _unquoted(local: str) -> str:
+    if len(local) < 2 or not (local.startswith('"') and local.endswith('"')):
+        return local
+    return re.sub(r"\\(.)", r"\1", local[1:-1])
 
 
 def whitelist_match(sender: str, entries) -> str | None:

@@ -2,6 +2,7 @@
 whitelists — each with an explicit settings snapshot, through the real decomposer, checks
 and verdict (tests/unit/pipeline/support.py)."""
 
+import base64
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,37 @@ def test_blacklist_sees_the_header_from_address_whatever_the_display_name_decode
                           blacklist__enabled=True, blacklist__entries=["@spam.test"])
     assert v.disposition == "drop", sender
     assert findings[0].data["address"] == "promo@spam.test"
+
+
+@pytest.mark.parametrize("envelope, header", [
+    ('"evil"@spam.example', "x@elsewhere.test"),
+    ("x@elsewhere.test", '"evil"@spam.example'),
+    ("x@elsewhere.test", 'Evil <"evil"@spam.example>'),
+    ("x@elsewhere.test", '"e\\vil"@spam.example'),
+])
+def test_a_quoted_local_part_is_the_same_mailbox(envelope, header):
+    # RFC 5322 §3.2.4: the quotes are not part of the local part; "evil"@spam.example got
+    # past the entry evil@spam.example
+    raw = f"From: {header}\r\nTo: user@local.test\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    findings, v = verdict(raw, {"sender": envelope}, blacklist__enabled=True,
+                          blacklist__entries=["evil@spam.example"])
+    assert v.disposition == "drop", (envelope, header)
+
+
+def test_a_quoted_local_part_is_whitelisted_as_the_plain_one():
+    view = view_of(message(), {"sender": '"boss"@company.example'})
+    assert whitelisted(view, settings(whitelist__custom__enabled=True,
+                                      whitelist__custom=["boss@company.example"]))
+
+
+@pytest.mark.parametrize("sender, blocked", [
+    ("x@xn--strae-oqa.example", True),     # straße.example as registries issue it (IDNA 2008)
+    ("x@strasse.example", False),          # another domain, which IDNA 2003 mapped it to
+])
+def test_an_idn_entry_names_its_idna_2008_domain(sender, blocked):
+    findings, v = verdict(message(), {"sender": sender}, blacklist__enabled=True,
+                          blacklist__entries=["@straße.example"])
+    assert (v.disposition == "drop") is blocked
 
 
 def test_blacklist_log_and_forward_actions():
@@ -180,6 +212,20 @@ def test_gtube_scores_100_and_is_spam_at_every_sensitivity():
 
 def test_gtube_in_a_plain_message():
     findings, _ = verdict(message(body=f"test\n{GTUBE}\n"), heuristic__enabled=True)
+    assert [f.score for f in findings if f.event == "heuristic_spam"] == [100]
+
+
+@pytest.mark.parametrize("raw", [
+    f"From: a@b.test\r\nTo: u@local.test\r\nSubject: {GTUBE}\r\n\r\nhello\r\n".encode(),
+    ("From: a@b.test\r\nTo: u@local.test\r\nSubject: =?utf-8?b?"
+     + base64.b64encode(GTUBE.encode()).decode()
+     + "?=\r\n\r\nhello\r\n").encode(),
+    (f"From: a@b.test\r\nTo: u@local.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+     f"Content-Type: text/enriched\r\n\r\n{GTUBE}\r\n").encode(),
+], ids=["subject", "subject-encoded", "text-enriched"])
+def test_gtube_wherever_a_reader_sees_it(raw):
+    # where administrators paste it to test, and a text subtype a reader shows as text
+    findings, _ = verdict(raw, heuristic__enabled=True)
     assert [f.score for f in findings if f.event == "heuristic_spam"] == [100]
 
 
