@@ -252,7 +252,8 @@ async def test_hung_worker_is_stopped_and_smtp_stays_responsive(tmp_path, sink, 
     await _until(lambda: len(list(home.queue("hold").iterdir())) == 1, timeout=60)
     await core.events.aflush()
     errors = _events(home, Action.SCAN_ERROR)
-    assert len(errors) == 3 and all("stopped after 2 s" in e["info"] for e in errors)
+    assert len(errors) == 3 and all("stopped after 2 s" in e["info"] for e in errors), \
+        [(e["queue_id"], e["info"]) for e in errors]      # which message, if not the hung one
     # Causal, not wall-clock: the three sessions were accepted before the hung worker was
     # stopped the first time, so they were served while it hung.
     accepted = _events(home, Action.ACCEPTED)
