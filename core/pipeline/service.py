@@ -92,6 +92,10 @@ class FilteringPipeline:
                    "meta": dict(envelope.meta)}
         shared = self._shared_arguments(settings)
         item = (str(message_path), context)
+        # The time limit (SPEC §4: 60 s in a worker) is the worker's (workers.py rule 1):
+        # waiting for a free worker while slow messages hold every one is not the message's
+        # fault and must not count as its crash. The steps in the core after it (hooks,
+        # the rewritten file, notices) get the same limit of their own.
         if self.batcher.running:
             outcome = await self.batcher.call(item, shared,
                                               solo=envelope.size > BATCH_MESSAGE_OCTETS)
@@ -99,15 +103,16 @@ class FilteringPipeline:
             outcome = await run_in_worker(process_message, *item, *shared,
                                           timeout_seconds=self.timeout_seconds,
                                           inline=self.inline)
-        caught_spam = self._record(envelope, outcome)
-        for hook in self.hooks:
-            await hook.after_scan(envelope, outcome, message_path, settings)
-        if outcome.rewritten:
-            envelope.size = await trio.to_thread.run_sync(_replace, outcome.rewritten,
-                                                          str(message_path))
+        with trio.fail_after(self.timeout_seconds):
+            caught_spam = self._record(envelope, outcome)
+            for hook in self.hooks:
+                await hook.after_scan(envelope, outcome, message_path, settings)
+            if outcome.rewritten:
+                envelope.size = await trio.to_thread.run_sync(_replace, outcome.rewritten,
+                                                              str(message_path))
+            if self.notifier is not None:
+                await self.notifier.violation(envelope, outcome, settings)
         verdict = outcome.verdict
-        if self.notifier is not None:
-            await self.notifier.violation(envelope, outcome, settings)
         if verdict.disposition == "forward":
             return PipelineResult("forward", reason=verdict.reason,
                                   forward_to=(verdict.forward_to,), rule=verdict.rule,

@@ -18,3 +18,9 @@ def hang_if_marked(path: str) -> None:
     with open(path, "rb") as handle:
         if MARKER in handle.read(64 * 1024):
             time.sleep(3600)                  # the worker never answers
+
+
+def slow_if_marked(path: str) -> None:
+    with open(path, "rb") as handle:
+        if MARKER in handle.read(64 * 1024):
+            time.sleep(4)                     # slow, but well inside the worker's limit

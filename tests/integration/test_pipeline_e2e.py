@@ -260,3 +260,33 @@ async def test_hung_worker_is_stopped_and_smtp_stays_responsive(tmp_path, sink, 
     assert len(accepted) == 4 and max(e["id"] for e in accepted[1:]) < errors[0]["id"]
     assert _events(home, Action.HELD)[0]["rule"] == "suspect_message"
     core.cancel_scope.cancel()
+
+
+async def test_waiting_for_a_busy_worker_is_not_a_crash(tmp_path, sink, nursery, monkeypatch):
+    # regression: the queue manager's 60-second deadline ran from when it asked for a worker,
+    # so while slow messages held every worker the ones waiting behind them — small ordinary
+    # mail among them — were charged crashes and held as suspect. Here the limit is 10 s
+    # (the queue manager's own constant set to it too, as it was the same 60 s fact); each
+    # slow message takes 4 s, and 6 of them queue behind one another on 2 workers.
+    import core.spool.manager
+    monkeypatch.setattr(core.spool.manager, "PROCESS_TIMEOUT_SECONDS", 10.0)
+    home = routed_home(tmp_path, sink)
+    core_handle = await nursery.start(lambda task_status: run_core(
+        home, pipeline_options={"fault": FAULTS + ":slow_if_marked", "timeout_seconds": 10.0},
+        task_status=task_status))
+    port = core_handle.smtp_addresses[0][1]
+
+    def send_all():
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            for i in range(6):
+                client.send_message(_mail(f"slow {i}", headers={"X-Test-Fault": "yes"}),
+                                    to_addrs=["user@local.test"])
+            for i in range(2):
+                client.send_message(_mail(f"plain {i}"), to_addrs=["user@local.test"])
+
+    await trio.to_thread.run_sync(send_all)
+    await trio.to_thread.run_sync(lambda: sink.wait_for(8, timeout=120))
+    await core_handle.events.aflush()
+    assert _events(home, Action.SCAN_ERROR) == []
+    assert not list(home.queue("hold").iterdir())
+    core_handle.cancel_scope.cancel()
