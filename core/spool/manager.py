@@ -51,6 +51,7 @@ from shared.spool import Envelope, EnvelopeError, Spool
 __all__ = ["QueueManager", "FAST_CHANNEL_SIZE", "PROCESS_TIMEOUT_SECONDS", "CRASH_LIMIT"]
 
 FAST_CHANNEL_SIZE = 1000        # ids waiting in memory; more wait on disk (rule 1)
+DELETE_WAIT_SECONDS = 10        # a dropped message waits this long at most for its event
 SLOW_CHANNEL_SIZE = 100
 FAST_WORKERS = 16
 SLOW_WORKERS = 8
@@ -277,8 +278,13 @@ class QueueManager:
 
         async def delete() -> None:
             try:
-                await self.events.committed()
-                await self._delete(queue, queue_id)
+                # Shielded (for a while): a stop right after the drop still deletes it once
+                # the event is written, instead of leaving it to be scanned again, and
+                # perhaps delivered under other settings, while reports say it was dropped.
+                with trio.CancelScope(shield=True, deadline=trio.current_time()
+                                      + DELETE_WAIT_SECONDS):
+                    await self.events.committed()
+                    await self._delete(queue, queue_id)
             except Exception as exc:     # boundary, as in _worker: it stays on disk
                 self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule="queue.error",
                                    info=f"{type(exc).__name__}: {exc}; not deleted yet")

@@ -197,3 +197,37 @@ def test_a_dropped_message_leaves_the_spool_only_once_its_event_is_written(tmp_p
         assert [row["queue_id"] for row in dropped] == queued
         assert dropped[0]["rule"].startswith("blacklist")
         assert sink.messages == []
+
+
+def test_a_stop_right_after_a_drop_still_deletes_the_message(tmp_path):
+    """A clean stop while a dropped message waits for its event to be written: the event is
+    written and the message deleted, not left to be scanned (and perhaps delivered under
+    other settings) after the restart while the reports say it was dropped."""
+    from shared import db
+    from shared.events import Action
+    from shared.spool import Spool
+    from tests.support.waiting import events_of
+
+    with Sink() as sink:
+        home = make_home(tmp_path, smtp__listener_processes=1, blacklist__enabled=True,
+                         blacklist__entries=["@spam.test"], routing__local=[
+                             {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+        spool = Spool(home.spool)
+        core = CoreProcess(home).start(timeout=60)
+        lock = db.connect(home.db)
+        try:
+            time.sleep(1.0)
+            lock.execute("BEGIN IMMEDIATE")      # the DROPPED event waits for the lock
+            msg = _message(1)
+            msg.replace_header("From", "seller@spam.test")
+            with smtplib.SMTP("127.0.0.1", core.smtp_port, timeout=30) as client:
+                client.send_message(msg, from_addr="seller@spam.test")
+            queued = list(spool.list("fast"))
+            time.sleep(3.0)                      # dropped by now, its event not written
+            threading.Timer(2.0, lambda: lock.execute("ROLLBACK")).start()
+            assert core.stop() == 0              # the stop comes while it waits
+        finally:
+            lock.close()
+            core.kill()
+        assert list(spool.list("fast")) == []
+        assert [row["queue_id"] for row in events_of(home, Action.DROPPED)] == queued
