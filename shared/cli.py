@@ -90,7 +90,7 @@ def cmd_config(args) -> int:
                 if sys.stdin.isatty():
                     raise SettingError([(args.key, "give a value, or pipe it to standard "
                                                    "input")])
-                text = sys.stdin.read().removesuffix("\n")
+                text = sys.stdin.read().removesuffix("\n").removesuffix("\r")
             value = parse_cli_value(args.key, text)
             changed = apply_changes(conn, {args.key: value})
             if changed:

@@ -28,7 +28,7 @@ from core.pipeline.registry import CHECKS
 from core.pipeline.rewrite import rewrite
 from core.pipeline.verdict import DELIVERING, Verdict, decide
 
-__all__ = ["process_message", "WorkerOutcome", "REWRITE_SUFFIX", "is_auto_submitted"]
+__all__ = ["process_message", "WorkerOutcome", "REWRITE_SUFFIX", "is_automatic"]
 
 REWRITE_SUFFIX = ".rewrite.tmp"
 MAX_LISTED_FILES = 50
@@ -72,7 +72,7 @@ def process_message(path: str, context: dict, settings: dict,
         findings=findings, verdict=verdict, subject=view.subject, parts=len(view.parts),
         files=[p.filename for p in view.files() if p.filename][:MAX_LISTED_FILES],
         defects=len(view.defects), extracted_octets=view.extracted_octets,
-        auto_submitted=is_auto_submitted(view.header("Auto-Submitted")))
+        auto_submitted=is_automatic(view))
     if verdict.disposition in DELIVERING and (verdict.edits or verdict.forward_subject):
         new = rewrite(raw, view, verdict.edits, forward_subject=verdict.forward_subject)
         if new != raw:
@@ -80,10 +80,24 @@ def process_message(path: str, context: dict, settings: dict,
     return outcome
 
 
-def is_auto_submitted(value: str | None) -> bool:
-    """RFC 3834 §5: a message is automatic (a vacation reply, a report) unless the field is
-    absent or says "no" (a keyword, possibly followed by parameters after ";")."""
-    return value is not None and value.split(";", 1)[0].strip().lower() != "no"
+_AUTOREPLY_FIELDS = ("X-Autoreply", "X-Autorespond")
+
+
+def is_auto_submitted(value: str) -> bool:
+    """RFC 3834 §5: an Auto-Submitted value other than "no" (a keyword, possibly followed by
+    parameters after ";") marks a message made by a program (a vacation reply, a report)."""
+    return value.split(";", 1)[0].strip().lower() != "no"
+
+
+def is_automatic(view) -> bool:
+    """A message a program sent in answer to another: any Auto-Submitted field not "no"
+    (RFC 3834), or the older marks of vacation programs (Precedence: auto_reply,
+    X-Autoreply, X-Autorespond)."""
+    if any(is_auto_submitted(value) for value in view.header_all("Auto-Submitted")):
+        return True
+    if any(v.strip().lower() == "auto_reply" for v in view.header_all("Precedence")):
+        return True
+    return any(view.header(name) is not None for name in _AUTOREPLY_FIELDS)
 
 
 def _load_fault(fault: str):

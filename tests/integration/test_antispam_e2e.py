@@ -176,6 +176,12 @@ async def test_only_mail_a_person_sent_and_the_next_hop_took_teaches_the_auto_wh
     await trio.to_thread.run_sync(send, "", ["forged@backscatter.test"], "Undeliverable")
     await trio.to_thread.run_sync(send, "me@local.test", ["spammer@vacation.test"],
                                   "Out of office", "Auto-Submitted: auto-replied\r\n")
+    await trio.to_thread.run_sync(send, "MAILER-DAEMON@local.test", ["forged@daemon.test"],
+                                  "Delivery Status Notification")
+    for n, marks in enumerate(["Auto-Submitted: no\r\nAuto-Submitted: auto-replied\r\n",
+                               "Precedence: auto_reply\r\n", "X-Autoreply: yes\r\n"]):
+        await trio.to_thread.run_sync(send, "me@local.test", [f"spammer@vacation{n}.test"],
+                                      "Away", marks)
     await trio.to_thread.run_sync(send, "me@local.test", ["you@person.test"], "Hi",
                                   "Auto-Submitted: no\r\n")
     await trio.to_thread.run_sync(send, "me@local.test", ["nobody@refused.test"], "Typo")

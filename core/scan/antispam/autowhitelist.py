@@ -22,9 +22,10 @@ Rules
          forwarded message teaches nothing) and no spam check caught (spam a compromised
          host sends out, delivered marked, must not make its recipients' domains trusted
          senders);
-       - a person sent: not mail Mailmoat generates, not a bounce (null reverse path) and
-         not an automatic response (RFC 3834 Auto-Submitted other than "no") relayed from
-         inside — bounces and vacation replies go to whatever address spam forged, and
+       - a person sent: not mail Mailmoat generates, not a bounce (null reverse path, or
+         from MAILER-DAEMON@ or postmaster@) and not an automatic response (an RFC 3834
+         Auto-Submitted field other than "no", Precedence: auto_reply, X-Autoreply or
+         X-Autorespond) relayed from inside — bounces and vacation replies go to whatever address spam forged, and
          would whitelist exactly the domains spammers forge.
        Each domain counts once per message, however many attempts deliver to it.
     2. A domain in `whitelist.auto.exclusions` (or under one) is not added and its count does
@@ -228,6 +229,13 @@ class AutoWhitelistMirror(AutoWhitelist):
             await trio.sleep(MIRROR_RELOAD_SECONDS)
 
 
+def _is_daemon(sender: str) -> bool:
+    """The null reverse path, or a mail system's own address (MAILER-DAEMON@, postmaster@
+    as some servers sign their bounces): a bounce, whatever its fields say."""
+    local = sender.rpartition("@")[0].lower() if "@" in sender else sender.lower()
+    return not sender or local in ("mailer-daemon", "postmaster")
+
+
 class AutoWhitelistPipeline:
     """Wraps the filtering pipeline (the queue manager's seam, core/pipeline/__init__.py)."""
 
@@ -244,7 +252,7 @@ class AutoWhitelistPipeline:
                 address_domain(envelope.sender), settings)
         result = await self.inner.process(queue_id, envelope, message_path, settings)
         if (result.disposition == "deliver" and not result.spam and not result.auto_submitted
-                and envelope.sender and not envelope.is_generated):      # rule 1
+                and not _is_daemon(envelope.sender) and not envelope.is_generated):  # rule 1
             envelope.meta[TEACHES] = True
         else:
             envelope.meta.pop(TEACHES, None)
