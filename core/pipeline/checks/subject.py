@@ -14,17 +14,16 @@ import re
 from core.pipeline.findings import Finding
 from shared.wildcard import matches
 
-_PREFIX = re.compile(r"^\s*(?:re|fwd?|aw|wg)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*", re.IGNORECASE)
+# the whole run of prefixes at once (one prefix per pass copied the subject once per prefix)
+_PREFIXES = re.compile(r"(?:\s*(?:re|fwd?|aw|wg)\s*(?:\[\d+\]|\(\d+\))?\s*:\s*)+",
+                       re.IGNORECASE)
 
 
 def strip_prefixes(subject: str) -> str:
     """The subject without its leading reply/forward prefixes ("Re: Fw: RE[2]: x" -> "x")."""
     subject = " ".join(subject.split())
-    while True:
-        stripped = _PREFIX.sub("", subject, count=1)
-        if stripped == subject:
-            return subject
-        subject = stripped
+    prefixes = _PREFIXES.match(subject)
+    return subject[prefixes.end():] if prefixes else subject
 
 
 def matching_line(lines, subject: str) -> str | None:

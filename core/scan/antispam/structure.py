@@ -51,8 +51,11 @@ _BARE_IP = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3})$")
 _IPV4 = re.compile(r"^\[?\d{1,3}(?:\.\d{1,3}){3}\]?$")
 _DYNAMIC = re.compile(r"(?i)\b(?:dsl|adsl|dial(?:up)?|ppp|pool|cable|dyn(?:amic)?|dhcp|client"
                       r"|modem|user|host)\d*[\w-]*\.|\d{1,3}[-.]\d{1,3}[-.]\d{1,3}[-.]\d{1,3}")
+# a link and its text; the first http(s) href of the tag is the link (the atomic group): a
+# later one of the same tag ends at the same ">" and so fails as the first did, but each try
+# would scan on to the tag's end (possessive repeats give nothing back for the same reason)
 _HREF_ANCHOR = re.compile(
-    r"""(?is)<a\s[^<>]*?href\s*=\s*["']?(https?://[^"'\s>]+)[^<>]*>(.{0,200}?)</a""")
+    r"""(?is)<a\s(?>[^<>]*?href\s*=\s*["']?(https?://[^"'\s>]++))[^<>]*+>(.{0,200}?)</a""")
 _TAGS = re.compile(r"<[^>]{0,500}>")
 _URL_HOST = re.compile(r"(?i)(?:https?://|www\.)([\w.-]+)")
 _TINY_FONT = re.compile(r"(?i)<font[^<>]*\bsize\s*=\s*[\"']?(?:1|-[1-9])\b|font-size\s*:\s*"

@@ -38,7 +38,11 @@ _HREF = re.compile(r"""(?i)\b(?:href|src|action)\s*=\s*["']?([^"'\s>]{1,400})"""
 _TAG = re.compile(r"<\s*(/?)([a-zA-Z][a-zA-Z0-9]{0,15})([^>]{0,400})>")
 _ATTR = re.compile(r"""(?i)\b(color|bgcolor|size|face|width|height|align|style|border)\s*=""")
 _IP_HOST = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
-_EMAIL = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+# a search starts only where a run starts (the look-behind): an attempt from inside a run finds
+# what the one from its start found, and each one would scan on to the run's "@"
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
+# white space, then the subject's last word; from the start of a run only, as _EMAIL
+_PADDED = re.compile(r"(?<!\s)\s{5,}\S+$")
 _HEADER_WORDS = ("from", "reply-to", "to", "cc", "x-mailer", "user-agent", "organization",
                  "content-type", "message-id", "return-path", "x-priority", "x-msmail-priority",
                  "precedence", "list-id", "mailing-list", "errors-to", "sender")
@@ -250,7 +254,7 @@ def tokens(view) -> set[str]:
             out.add("s:shape:caps")
         if "!" in subject:
             out.add("s:shape:bang")
-        if re.search(r"\s{5,}\S+$", subject):
+        if _PADDED.search(subject):
             out.add("s:shape:padded")
     else:
         out.add("s:shape:empty")

@@ -351,3 +351,31 @@ def test_disclaimer_only_for_non_local_destinations():
     assert edit.action == "add_text" and edit.text == "Confidential." and edit.event is None
     assert verdict_of(message(), {"recipients": ["x@elsewhere.test"], "is_generated": True},
                       **on)[2].edits == ()
+
+
+# --- subject prefixes cost one pass (tester x4, finding 12) ---------------------------------
+
+@pytest.mark.parametrize("subject,bare", [
+    ("Re: FW: fwd:  RE[2]: Aw:WG (3) : hello re: world", "hello re: world"),
+    ("Re:Re:Re:", ""), ("re: " * 3000 + "x", "x"), ("Ready: or not", "Ready: or not"),
+    ("  re  :  fwd", "fwd"), ("Fwd[2]:", ""), ("rex: x", "rex: x"),
+])
+def test_strip_prefixes_of_a_run(subject, bare):
+    assert strip_prefixes(subject) == bare
+
+
+def test_strip_prefixes_makes_the_same_calls_for_any_number_of_prefixes():
+    # counted, not timed: one pass per prefix copied the whole subject once per prefix
+    import sys
+
+    def calls(subject):
+        seen = []
+        sys.setprofile(lambda frame, event, arg: seen.append(event) if event == "c_call"
+                       else None)
+        try:
+            strip_prefixes(subject)
+        finally:
+            sys.setprofile(None)
+        return len(seen)
+
+    assert calls("re: " * 200 + "x") == calls("re: x")
