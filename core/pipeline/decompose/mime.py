@@ -3,7 +3,8 @@
 The pipeline must know where every part lies in the file, so that rewrite.py can cut one
 part out and leave the others byte-identical; Python's email package re-serialises instead.
 So: headers and multipart boundaries are found here on the raw bytes; the email package is
-used only to read one header value (parameters, RFC 2231 continuations, RFC 2047 words).
+used only to read one header value (parameters, RFC 2231 continuations, RFC 2047 words), and
+through fieldvalue.py, which splits values for it in linear time with the same results.
 
 Rules
     1. Nothing here raises on hostile input: every oddity becomes a defect string and the
@@ -33,8 +34,8 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import dataclass
-from email.header import decode_header, make_header
-from email.message import Message
+
+from core.pipeline.decompose.fieldvalue import ParamMessage, decode_words_text
 
 __all__ = ["HeaderBlock", "split_header", "ContentInfo", "content_info", "find_parts",
            "ChildSpan", "decode_transfer", "decode_words", "header_text"]
@@ -162,7 +163,7 @@ def decode_words(value: str) -> tuple[str, bool]:
     if "=?" not in value:
         return value, True
     try:
-        return str(make_header(decode_header(value))), True
+        return decode_words_text(value), True
     except Exception:
         return value, False
 
@@ -179,7 +180,7 @@ class ContentInfo:
 
 
 def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain") -> ContentInfo:
-    message = Message()
+    message = ParamMessage()      # its parameter readers are linear (fieldvalue.py rule 1)
     defects: list[str] = []
     cte = None
     for name, value in fields:

@@ -1,0 +1,184 @@
+"""One header field value read in linear time: RFC 2047 encoded words and RFC 2045 / RFC 2231
+parameters, with the results of Python's email package.
+
+mime.py reads these values with the email package, whose readers are quadratic on hostile
+input: `email.message._parseparam` recounts the quotes from the start of the value for each
+";" (CPython gh-136063, open for 3.11), and `email.header.decode_header` scans to the end of
+the line for each "=?cs?q?" that is never closed by "?=" (and drops words from, and appends
+to, lists and bytes one at a time). A 40 KB header cost seconds, per MIME part for the
+parameters (x4-cost findings 5 and 6).
+
+Rules
+    1. Same results as the email package, for every input: only the splitting is rewritten,
+       so a real message reads exactly as before (RFC 2231 continuations, charsets, the
+       lenient readings of broken mail and the exceptions mime.py turns into defects all
+       stay the email package's). That is why the values are not cut at a limit instead:
+       a cut changes what a long but honest value (an RFC 2231 file name in 40 segments)
+       means, and a value just under any limit would still cost its square, per part.
+    2. Linear: each character is looked at a bounded number of times
+       (tests/unit/pipeline/test_headers_cost.py reads values the email package takes
+       minutes on, and compares the results with the email package's on small ones).
+    3. Never used for anything but reading: nothing here builds or re-serialises a header.
+"""
+
+from __future__ import annotations
+
+import binascii
+import email.base64mime
+import email.quoprimime
+import re
+from email import utils
+from email.errors import HeaderParseError
+from email.header import make_header
+from email.message import Message
+
+__all__ = ["ParamMessage", "split_params", "decode_header", "decode_words_text"]
+
+
+# --- RFC 2045 parameters ---------------------------------------------------------------------
+
+_QUOTE_OR_SEMICOLON = re.compile(r'[";]')
+_CLOSING_QUOTE = re.compile(r'(?<!\\)"')         # a quote not after a backslash
+
+
+def split_params(value: str) -> list[str]:
+    """`email.message._parseparam(value)` in one pass: the value split at each ";" that stands
+    outside a quoted string (a quote after a backslash does not count), each piece stripped,
+    with "name=" lower-cased and the blanks around "=" removed. An open quote runs to the end."""
+    text = ";" + value
+    size = len(text)
+    pieces: list[str] = []
+    start = 1                                 # after the ";" that ends the previous piece
+    while True:
+        pos, end = start, size
+        while pos < size:
+            mark = _QUOTE_OR_SEMICOLON.search(text, pos)
+            if mark is None:
+                break
+            if mark[0] == ";":
+                end = mark.start()
+                break
+            pos = mark.end()
+            if text[mark.start() - 1] == "\\":            # _parseparam's count('\\"')
+                continue
+            closing = _CLOSING_QUOTE.search(text, pos)     # the quoted string, in one search
+            if closing is None:
+                break
+            pos = closing.end()
+        piece = text[start:end]
+        if "=" in piece:
+            name, _, rest = piece.partition("=")
+            piece = name.strip().lower() + "=" + rest.strip()
+        pieces.append(piece.strip())
+        if end >= size:
+            return pieces
+        start = end + 1
+
+
+class ParamMessage(Message):
+    """A `Message` whose parameter readers (get_param, get_params, get_content_charset,
+    get_filename, get_boundary) split the value with `split_params`; what they do with the
+    pieces (RFC 2231, unquoting) is the email package's own (rule 1)."""
+
+    def _get_params_preserve(self, failobj, header):
+        # email.message.Message._get_params_preserve (3.11), with split_params for
+        # _parseparam; every parameter reader goes through here
+        missing = object()
+        value = self.get(header, missing)
+        if value is missing:
+            return failobj
+        params = []
+        for piece in split_params(str(value)):
+            name, sep, val = piece.partition("=")
+            params.append((name.strip(), val.strip()) if sep else (piece.strip(), ""))
+        return utils.decode_params(params)
+
+
+# --- RFC 2047 encoded words ------------------------------------------------------------------
+
+# email.header.ecre up to the encoded text: "=?" charset "?" q|b "?". The charset runs to the
+# first "?" (the pattern's [^?]*? can stop nowhere else), and may hold a line break.
+_WORD_OPENING = re.compile(r"=\?([^?]*+)\?([qQbB])\?")
+
+
+def _words(text: str):
+    """(start, end, charset, encoding, encoded) of each match of email.header.ecre in `text`,
+    as `ecre.finditer(text)` gives them: the encoded text is the shortest run up to "?=" that
+    holds no "\\n". Linear: the openings found have non-decreasing ends, so the next "?=" and
+    the next "\\n" are looked for only past the last ones found."""
+    size = len(text)
+    close = newline = -1                     # the next "?=" / "\n" found (size: none left)
+    pos = 0
+    while True:
+        opening = _WORD_OPENING.search(text, pos)
+        if opening is None:
+            return
+        end = opening.end()
+        if close < end:
+            found = text.find("?=", end)
+            close = size if found < 0 else found
+        if newline < end:
+            found = text.find("\n", end)
+            newline = size if found < 0 else found
+        if close >= size:                        # no "?=" after this opening: none later
+            return
+        if close < newline:
+            yield opening.start(), close + 2, opening[1], opening[2], text[end:close]
+            pos = close + 2
+        else:
+            pos = opening.start() + 1
+
+
+def decode_header(header: str) -> list[tuple[bytes | str, str | None]]:
+    """`email.header.decode_header(header)` for a str, in linear time (same pairs, same
+    HeaderParseError on bad base64)."""
+    if next(_words(header), None) is None:
+        return [(header, None)]
+    words: list[tuple[str, str | None, str | None]] = []
+    for line in header.splitlines():
+        pos = 0
+        for start, end, charset, encoding, encoded in _words(line):
+            unencoded = line[pos:start]
+            if pos == 0:
+                unencoded = unencoded.lstrip()
+            if unencoded:
+                words.append((unencoded, None, None))
+            words.append((encoded, encoding.lower(), charset.lower()))
+            pos = end
+        unencoded = line[pos:].lstrip() if pos == 0 else line[pos:]
+        if unencoded:
+            words.append((unencoded, None, None))
+    # white space between two encoded words goes
+    kept = [w for n, w in enumerate(words)
+            if not (0 < n < len(words) - 1 and words[n + 1][1] and words[n - 1][1]
+                    and w[0].isspace())]
+    decoded: list[tuple[bytes, str | None]] = []
+    for encoded, encoding, charset in kept:
+        if encoding is None:
+            word = encoded
+        elif encoding == "q":
+            word = email.quoprimime.header_decode(encoded)
+        else:
+            paderr = len(encoded) % 4                  # Postel's law: add missing padding
+            if paderr:
+                encoded += "==="[:4 - paderr]
+            try:
+                word = email.base64mime.decode(encoded)
+            except binascii.Error:
+                raise HeaderParseError("Base64 decoding error") from None
+        if isinstance(word, str):
+            word = bytes(word, "raw-unicode-escape")
+        decoded.append((word, charset))
+    collapsed: list[tuple[bytes, str | None]] = []
+    run: list[bytes] = []
+    for index, (word, charset) in enumerate(decoded):
+        run.append(word)
+        if index + 1 == len(decoded) or decoded[index + 1][1] != charset:
+            collapsed.append(((b" " if charset is None else b"").join(run), charset))
+            run = []
+    return collapsed
+
+
+def decode_words_text(value: str) -> str:
+    """`str(make_header(decode_header(value)))` in linear time; raises as that does."""
+    return str(make_header(decode_header(value)))
