@@ -22,10 +22,7 @@ def check(view, settings) -> list[Finding]:
             or view.skip_antispam or view.is_generated or whitelisted(view, settings):
         return []
     entries = settings["blacklist.entries"]
-    candidates = [("envelope sender", view.sender)] if view.sender else []
-    candidates += [("header From", a) for a in header_addresses(
-        view.header_all("from", decoded=False), view.header_all("from"))]
-    for where, address in candidates:
+    for where, address in _candidates(view):
         entry = blacklist_match(address, entries)
         if entry is None:
             continue
@@ -39,3 +36,14 @@ def check(view, settings) -> list[Finding]:
                             **common)]
         return [Finding(action=action, **common)]
     return []
+
+
+def _candidates(view):
+    """("envelope sender", address), then ("header From", address) for each header From
+    address. The envelope sender is matched before the header is read at all, so nothing in
+    the header can keep it from being checked (x4-cost finding 13)."""
+    if view.sender:
+        yield "envelope sender", view.sender
+    for address in header_addresses(view.header_all("from", decoded=False),
+                                    view.header_all("from")):
+        yield "header From", address

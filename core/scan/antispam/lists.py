@@ -20,6 +20,10 @@ Rules
     4. Addresses compare case-insensitively, domains in one form (shared/idn.py: an entry
        for müll.example matches mail from xn--mll-hoa.example and the other way round); a
        null or local-part-only sender matches nothing.
+    5. A header From that Python's address parser cannot read (it recurses once per "(" or
+       ":", so 2,000 of them raise RecursionError; x4-cost finding 13) still yields the
+       addr-specs found in its text: reading a header never fails the blacklist check, which
+       would leave the envelope sender unchecked (scan.unprocessable=deliver delivered it).
 """
 
 from __future__ import annotations
@@ -134,7 +138,24 @@ def header_addresses(raw_values, decoded_values=()) -> list[str]:
     """The addresses of header From values (display names removed), each once: parsed from
     the values as received, where an encoded word is an atom of the display name (RFC 2047
     §5), and from the decoded values too, so an address hidden in an encoded word — which a
-    mail client may show as the sender — is checked as well."""
-    found = [addr for _, addr in getaddresses(list(raw_values) + list(decoded_values))
+    mail client may show as the sender — is checked as well. Never raises (rule 5)."""
+    found = [addr for value in [*raw_values, *decoded_values] for addr in _value_addresses(value)
              if "@" in addr]
     return list(dict.fromkeys(found))
+
+
+# Rule 5: an addr-spec in text getaddresses cannot read — a run of characters that are not
+# specials (RFC 5322 §3.2.3) or blanks, "@", another such run. A run starts only after a
+# separator (the look-behind), so a long run without "@" is scanned once, not once per start.
+_SEPARATORS = r'\s<>()\[\]\\,;:@"'
+_LOOSE_ADDR_SPEC = re.compile(rf"(?<![^{_SEPARATORS}])[^{_SEPARATORS}]+@[^{_SEPARATORS}]+")
+
+
+def _value_addresses(value: str) -> list[str]:
+    """The addresses of one header value: getaddresses's reading, one value at a time so an
+    unclosed comment or quote in one cannot swallow the next; the addr-specs in its text
+    where getaddresses fails (rule 5)."""
+    try:
+        return [addr for _, addr in getaddresses([value])]
+    except Exception:       # RecursionError seen; whatever else the parser hits is the same
+        return _LOOSE_ADDR_SPEC.findall(value)
