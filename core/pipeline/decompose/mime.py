@@ -46,7 +46,10 @@ MAX_HEADER_FIELDS_KEPT = 2000    # of a part's header, kept for the view (the re
 # Content-Type would hide its attachments from every check (and a Subject from its rules).
 FIELDS_ALWAYS_KEPT = frozenset({
     "content-type", "content-transfer-encoding", "content-disposition", "mime-version",
-    "subject", "from", "sender", "reply-to", "to", "cc", "return-path"})
+    "subject", "from", "sender", "reply-to", "to", "cc", "return-path",
+    # what marks an automatic reply (core/pipeline/run.py is_automatic): past the cap it
+    # would teach the auto-generated whitelist
+    "auto-submitted", "precedence", "x-autoreply", "x-autorespond"})
 
 # Rule 2: the line ends the relay (core/smtp/client.py rule 4) and Python's email parser know.
 _LINE_END = re.compile(rb"\r\n|\r|\n")

@@ -296,6 +296,18 @@ def test_fields_behind_thousands_of_filler_fields_still_decide_the_reading():
     assert verdict.rule == "subject.lines"
 
 
+@pytest.mark.parametrize("mark", [b"Auto-Submitted: auto-replied", b"Precedence: auto_reply",
+                                  b"X-Autoreply: yes"])
+def test_an_auto_reply_mark_behind_thousands_of_filler_fields_is_read(mark):
+    # past the cap, the mark was not kept and the auto-reply taught the auto-generated
+    # whitelist (core/scan/antispam/autowhitelist.py rule 1)
+    from core.pipeline.run import is_automatic
+    filler = b"".join(b"X-Filler-%d: x\r\n" % n for n in range(2100))
+    raw = b"From: a@b.test\r\nTo: user@local.test\r\n" + filler + mark + b"\r\n\r\nhi\r\n"
+    view, _findings, _verdict = verdict_of(raw)
+    assert is_automatic(view)
+
+
 def _nested_multipart(depth: int) -> bytes:
     body = (b"Content-Type: application/octet-stream; name=eicar.com\r\n\r\n" + EICAR
             + b"\r\n")
