@@ -440,6 +440,16 @@ def test_move_to_a_disabled_custom_whitelist_warns_and_still_moves(admin, home):
 
 # --- list edits at the same moment all land ------------------------------------------------
 
+def _logged_on_tabs(app, home, count: int) -> list[tuple[Console, str]]:
+    """`count` sessions of the admin, each with the CSRF token of its page."""
+    sessions = []
+    for _ in range(count):
+        tab = Console(app, home)
+        assert tab.logon().status_code == 302
+        sessions.append((tab, tab.token()))
+    return sessions
+
+
 @pytest.mark.parametrize("action, key, entry", [
     ("to_custom", "whitelist.custom", "@{}"),
     ("to_exclusions", "whitelist.auto.exclusions", "{}"),
@@ -451,11 +461,7 @@ def test_moves_from_several_tabs_at_once_all_land(app, home, admin, action, key,
     tabs, per_tab = 6, 4
     domains = [[f"t{tab}d{n}.example" for n in range(per_tab)] for tab in range(tabs)]
     _seed_auto(home, [(d, 1, 1.0, 1.0) for group in domains for d in group])
-    sessions = []
-    for _ in range(tabs):
-        tab = Console(app, home)
-        assert tab.logon().status_code == 302
-        sessions.append((tab, tab.token()))
+    sessions = _logged_on_tabs(app, home, tabs)
     start = threading.Barrier(tabs)
 
     def move(tab, token, group):
@@ -475,11 +481,7 @@ def test_moves_from_several_tabs_at_once_all_land(app, home, admin, action, key,
 
 def test_rules_added_from_several_tabs_at_once_all_land(app, home, admin):
     tabs = 6
-    sessions = []
-    for _ in range(tabs):
-        tab = Console(app, home)
-        assert tab.logon().status_code == 302
-        sessions.append((tab, tab.token()))
+    sessions = _logged_on_tabs(app, home, tabs)
     start = threading.Barrier(tabs)
 
     def add(tab, token, n):

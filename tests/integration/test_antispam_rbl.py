@@ -19,6 +19,7 @@ from shared import db
 from shared.events import Action
 from shared.settings import defaults
 from tests.support.core import make_home, set_settings
+from tests.support.clock import FakeTime
 from tests.support.dnsserver import DnsServer
 from tests.support.waiting import events_of as _events, until
 
@@ -31,14 +32,6 @@ ZONE = "bl.test"
 def dns():
     with DnsServer() as server:
         yield server
-
-
-class FakeTime:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def _settings(dns, zones, **changes):

@@ -20,10 +20,14 @@ from email.message import EmailMessage
 
 import pytest
 
+from shared import db
+from shared.events import Action
+from shared.spool import Spool
 from tests.support.core import CoreProcess, make_home
 from tests.support.sink import Sink
 from tests.support.strace_log import completed_calls
 from tests.support.tools import require_tool
+from tests.support.waiting import events_of
 
 
 def _message(n: int) -> EmailMessage:
@@ -150,30 +154,34 @@ def test_fsync_and_rename_complete_before_each_250(tmp_path):
         assert written < rename < dir_fsync < reply.index
 
 
+def _blacklisting_home(tmp_path, sink):
+    """A home whose blacklist drops mail from @spam.test, with one listener process."""
+    return make_home(tmp_path, smtp__listener_processes=1, blacklist__enabled=True,
+                     blacklist__entries=["@spam.test"], routing__local=[
+                         {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+
+
+def _send_blacklisted(port: int) -> None:
+    msg = _message(1)
+    msg.replace_header("From", "seller@spam.test")
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.send_message(msg, from_addr="seller@spam.test")
+
+
 def test_a_dropped_message_leaves_the_spool_only_once_its_event_is_written(tmp_path):
     """SPEC §5: every decision writes an event naming its rule. A message dropped by policy
     is deleted only after its DROPPED event is committed: with the database locked (the
     event cannot be written) it stays in fast/; a kill -9 then, and a restart, drop it again
     with the event."""
-    from shared import db
-    from shared.events import Action
-    from shared.spool import Spool
-    from tests.support.waiting import events_of
-
     with Sink() as sink:
-        home = make_home(tmp_path, smtp__listener_processes=1, blacklist__enabled=True,
-                         blacklist__entries=["@spam.test"], routing__local=[
-                             {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+        home = _blacklisting_home(tmp_path, sink)
         spool = Spool(home.spool)
         core = CoreProcess(home).start(timeout=60)
         lock = db.connect(home.db)
         try:
             time.sleep(1.0)                      # the core's start-up writes are done
             lock.execute("BEGIN IMMEDIATE")      # from now on no event can be committed
-            msg = _message(1)
-            msg.replace_header("From", "seller@spam.test")
-            with smtplib.SMTP("127.0.0.1", core.smtp_port, timeout=30) as client:
-                client.send_message(msg, from_addr="seller@spam.test")
+            _send_blacklisted(core.smtp_port)
             queued = list(spool.list("fast"))
             assert len(queued) == 1
             time.sleep(3.0)                      # scanned and dropped long before this
@@ -203,25 +211,15 @@ def test_a_stop_right_after_a_drop_still_deletes_the_message(tmp_path):
     """A clean stop while a dropped message waits for its event to be written: the event is
     written and the message deleted, not left to be scanned (and perhaps delivered under
     other settings) after the restart while the reports say it was dropped."""
-    from shared import db
-    from shared.events import Action
-    from shared.spool import Spool
-    from tests.support.waiting import events_of
-
     with Sink() as sink:
-        home = make_home(tmp_path, smtp__listener_processes=1, blacklist__enabled=True,
-                         blacklist__entries=["@spam.test"], routing__local=[
-                             {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+        home = _blacklisting_home(tmp_path, sink)
         spool = Spool(home.spool)
         core = CoreProcess(home).start(timeout=60)
         lock = db.connect(home.db)
         try:
             time.sleep(1.0)
             lock.execute("BEGIN IMMEDIATE")      # the DROPPED event waits for the lock
-            msg = _message(1)
-            msg.replace_header("From", "seller@spam.test")
-            with smtplib.SMTP("127.0.0.1", core.smtp_port, timeout=30) as client:
-                client.send_message(msg, from_addr="seller@spam.test")
+            _send_blacklisted(core.smtp_port)
             queued = list(spool.list("fast"))
             time.sleep(3.0)                      # dropped by now, its event not written
             threading.Timer(2.0, lambda: lock.execute("ROLLBACK")).start()

@@ -14,6 +14,7 @@ from core.delivery.mx import Resolver
 from core.smtp.rbl import (FAILURE_WINDOW_SECONDS, FAILURES_TO_SUSPEND, SUSPEND_SECONDS,
                            RblAnswers, RblChecker, query_name)
 from shared.settings import defaults
+from tests.support.clock import FakeTime
 from tests.support.dnsserver import DnsServer
 from tests.unit.pipeline.support import message, settings as pipeline_settings, verdict_of
 
@@ -24,14 +25,6 @@ ZONE = "bl.test"
 def dns():
     with DnsServer() as server:
         yield server
-
-
-class FakeTime:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def _settings(dns, zones=None, **changes):
