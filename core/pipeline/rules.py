@@ -10,15 +10,20 @@ escapes them (shared.wildcard.find). "all" = every term (AND), "any" = at least 
 `none_of` terms must all be absent (NOT, which implies AND NOT). A rule without terms
 never matches. Any run of white space in the text (spaces, tabs, line breaks, no-break
 spaces) reads as one space, and so do the spaces of a term: a client wraps lines wherever
-the words fall, and a phrase must match across the wrap. Pure functions: no settings
-object, no I/O.
+the words fall, and a phrase must match across the wrap. Text and terms are read as a
+mail reader shows them: characters that draw nothing (zero-width spaces and joiners, soft
+hyphens, direction marks, BOMs) are dropped — spam and leaks put them inside a word to get
+past a term — and compatibility forms read as their letters (NFKC: full-width "ｆｒｅｅ" is
+"free", the ligature "ﬁ" is "fi"). Pure functions: no settings object, no I/O.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from core.pipeline.decompose.text import without_invisible
 from shared.wildcard import find
 
 __all__ = ["RuleMatch", "rule_matches", "matching_rules", "rule_label"]
@@ -36,13 +41,15 @@ def rule_label(key: str, index: int, rule: Mapping) -> str:
     return f"{key}[{index}] {name}" if name else f"{key}[{index}]"
 
 
-def _spaced(text: str) -> str:
-    """`text` with every run of white space one space (module docstring)."""
-    return " ".join(text.split())
+def _as_read(text: str) -> str:
+    """`text` as a reader sees it: NFKC, invisible characters dropped (the decomposer drops
+    them from a part's text; a term and the Subject need it here), every run of white space
+    one space (module docstring)."""
+    return " ".join(without_invisible(unicodedata.normalize("NFKC", text)).split())
 
 
 def _found(term: str, texts: Sequence[str]) -> bool:
-    term = _spaced(term)
+    term = _as_read(term)
     return bool(term) and any(find(term, text) for text in texts)
 
 
@@ -67,7 +74,7 @@ def rule_matches(rule: Mapping, texts: Sequence[str]) -> tuple[str, ...] | None:
 def matching_rules(key: str, rules: Sequence[Mapping], subject: str, body_text: str,
                    body_scanning: bool) -> list[RuleMatch]:
     """Every rule of `rules` (the setting `key`) that matches, in list order."""
-    texts = [_spaced(subject), _spaced(body_text)] if body_scanning else [_spaced(subject)]
+    texts = [_as_read(subject), _as_read(body_text)] if body_scanning else [_as_read(subject)]
     out = []
     for index, rule in enumerate(rules):
         found = rule_matches(rule, texts)

@@ -166,6 +166,26 @@ def test_a_phrase_matches_across_any_white_space(body):
     assert not matching_rules("rules.content", [rule(["projectfalcon"])], "hi", body, True)
 
 
+@pytest.mark.parametrize("body", [
+    "ask about pro\u200bject fal\u200dcon today",     # zero-width space and joiner
+    "ask about proj\u00adect falcon today",             # soft hyphen (&shy;)
+    "ask about \ufeffproject fal\u2060con today",      # BOM, word joiner
+    "ask about ｐｒｏｊｅｃｔ ｆａｌｃｏｎ today",            # full-width letters
+])
+def test_a_phrase_matches_text_with_invisible_characters_or_compatibility_forms(body):
+    # what a mail reader shows as "project falcon" must not get past the term
+    rules = [rule(["project falcon"])]
+    assert matching_rules("rules.content", rules, "hello", body, True)
+    assert matching_rules("rules.spam", rules, body, "", False)
+
+
+def test_invisible_characters_are_dropped_from_terms_too():
+    assert matching_rules("rules.content", [rule(["pro\u200bject falcon"])], "hi",
+                          "project falcon", True)
+    assert not matching_rules("rules.content", [rule(["project falcon"])], "hi",
+                              "project\u200bfalcon", True)     # shown as "projectfalcon"
+
+
 def test_body_scanning_switch():
     rules = [rule(["secret plan"])]
     assert matching_rules("rules.content", rules, "hello", "the secret plan", True)
@@ -178,6 +198,17 @@ def test_content_rule_in_html_text_reduced():
     _, findings, verdict = verdict_of(raw, rules__content=[rule(["secret plan"])])
     assert verdict.disposition == "drop" and findings[0].rule == "rules.content[0]"
     assert findings[0].event == "content_rule_violation" and findings[0].notify is None
+
+
+@pytest.mark.parametrize("body, html", [
+    ("see below", "<p>the se&#8203;cret pl&shy;an</p>"),            # HTML entities
+    ("the sec\u200bret p\u00adlan", None),                           # in UTF-8 plain text
+])
+def test_content_rule_sees_text_without_invisible_characters(body, html):
+    raw = message("Hi", body=body, html=html)
+    view, findings, verdict = verdict_of(raw, rules__content=[rule(["secret plan"])])
+    assert verdict.disposition == "drop" and findings[0].rule == "rules.content[0]"
+    assert "\u200b" not in view.body_text() and "\u00ad" not in view.body_text()
 
 
 @pytest.mark.parametrize("action,disposition", [("drop", "drop"), ("log", "deliver"),
