@@ -23,7 +23,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from core.pipeline.decompose.text import without_invisible
+from core.pipeline.decompose.text import as_read
 from shared.wildcard import find
 
 __all__ = ["RuleMatch", "rule_matches", "matching_rules", "rule_label"]
@@ -41,15 +41,15 @@ def rule_label(key: str, index: int, rule: Mapping) -> str:
     return f"{key}[{index}] {name}" if name else f"{key}[{index}]"
 
 
-def _as_read(text: str) -> str:
+def _compared(text: str) -> str:
     """`text` as a reader sees it: NFKC, invisible characters dropped (the decomposer drops
     them from a part's text; a term and the Subject need it here), every run of white space
     one space (module docstring)."""
-    return " ".join(without_invisible(unicodedata.normalize("NFKC", text)).split())
+    return " ".join(as_read(unicodedata.normalize("NFKC", text)).split())
 
 
 def _found(term: str, texts: Sequence[str]) -> bool:
-    term = _as_read(term)
+    term = _compared(term)
     return bool(term) and any(find(term, text) for text in texts)
 
 
@@ -74,7 +74,7 @@ def rule_matches(rule: Mapping, texts: Sequence[str]) -> tuple[str, ...] | None:
 def matching_rules(key: str, rules: Sequence[Mapping], subject: str, body_text: str,
                    body_scanning: bool) -> list[RuleMatch]:
     """Every rule of `rules` (the setting `key`) that matches, in list order."""
-    texts = [_as_read(subject), _as_read(body_text)] if body_scanning else [_as_read(subject)]
+    texts = [_compared(subject), _compared(body_text)] if body_scanning else [_compared(subject)]
     out = []
     for index, rule in enumerate(rules):
         found = rule_matches(rule, texts)

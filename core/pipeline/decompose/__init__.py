@@ -30,7 +30,7 @@ from core.pipeline.decompose.limits import Budget, LimitExceeded
 from core.pipeline.decompose.mime import (content_info, decode_transfer, decode_words,
                                           find_parts, split_header)
 from core.pipeline.decompose.sniff import CONTAINER_TYPES, true_type
-from core.pipeline.decompose.text import decode_text, html_to_text, without_invisible
+from core.pipeline.decompose.text import decode_text, html_to_text, as_read
 from core.pipeline.view import LimitHit, MessageView, Part, PartError, is_text_type
 
 __all__ = ["decompose", "decompose_bytes", "Budget", "LimitExceeded"]
@@ -266,8 +266,8 @@ class _Walker:
             text, defect = decode_text(data, part.charset)
             if defect:
                 self.defect(part, defect)
-            part.text = without_invisible(html_to_text(text) if part.content_type == "text/html"
-                                          else text)
+            part.text = as_read(html_to_text(text) if part.content_type == "text/html"
+                                else text)
         if kind == "pdf":
             part.encrypted = pdf_is_encrypted(data)
         elif kind == "ole":

@@ -1,6 +1,6 @@
 """Decoded text of text parts: charset decoding and HTML reduced to its text (for content
-and spam rules, SPEC §3 rules.spam: "HTML reduced to its text"), without the characters a
-reader never sees."""
+and spam rules, SPEC §3 rules.spam: "HTML reduced to its text"), read as a reader sees it:
+without the characters that draw nothing, look-alike letters of mixed-script words as Latin."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import codecs
 import html
 import re
 
-__all__ = ["decode_text", "html_to_text", "without_invisible"]
+__all__ = ["decode_text", "html_to_text", "as_read"]
 
 # Every pattern below scans a tag only up to the next "<" ([^<>]*, not [^>]*): unclosed
 # tags ("<a <a <a ...", 150 KB) made each "<" scan to the end of the part, quadratic time
@@ -38,11 +38,44 @@ _SPACES = re.compile(r"[ \t\r\f\v]+")
 _INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f"
                         "\u200b-\u200f\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f"
                         "\ufeff\uffa0\U000e0000-\U000e0fff]+")
+# Cyrillic and Greek letters drawn like Latin ones. A word that mixes them with Latin letters
+# ("p\u0430yp\u0430l" with Cyrillic a) is a disguise — no language writes so — and reads as
+# the Latin word; a word all in Cyrillic or Greek is left as it is (Russian and Greek text).
+_LOOKALIKES = str.maketrans(
+    "\u0430\u0432\u0435\u043a\u043c\u043d\u043e\u0440\u0441\u0442\u0443\u0445"
+    "\u0455\u0456\u0458\u0501\u04bb\u051b\u051d\u04cf"
+    "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0423\u0425"
+    "\u0405\u0406\u0408\u051a\u051c"
+    "\u03b1\u03b9\u03ba\u03bd\u03bf\u03c1\u03c5"
+    "\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d\u039f\u03a1\u03a4"
+    "\u03a5\u03a7",
+    "aBeKMHopcTyx"
+    "sijdhqwl"
+    "ABEKMHOPCTYX"
+    "SIJQW"
+    "aikvopu"
+    "ABEZHIKMNOPT"
+    "YX")
+_LOOKALIKE = re.compile("[" + "".join(chr(c) for c in _LOOKALIKES) + "]")
+_LATIN = re.compile("[A-Za-z]")
+_WORD = re.compile(r"\w+")
 
 
-def without_invisible(text: str) -> str:
-    """`text` without the characters a reader never sees (_INVISIBLE)."""
-    return _INVISIBLE.sub("", text)
+def _latin_if_mixed(word: re.Match) -> str:
+    text = word.group()
+    if _LOOKALIKE.search(text) and _LATIN.search(text):
+        return text.translate(_LOOKALIKES)
+    return text
+
+
+def as_read(text: str) -> str:
+    """`text` as a reader sees it: without the characters that draw nothing (_INVISIBLE), and
+    with the look-alike letters of a mixed-script word read as Latin (_LOOKALIKES). Linear:
+    each word is looked at once, and only in text that has a look-alike letter at all."""
+    text = _INVISIBLE.sub("", text)
+    if _LOOKALIKE.search(text) is None:
+        return text
+    return _WORD.sub(_latin_if_mixed, text)
 
 
 def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:

@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from core.pipeline.decompose.text import as_read
+
 __all__ = ["tokens", "urls", "registered_domain", "MAX_TOKENS", "MAX_TEXT_CHARS"]
 
 MAX_TEXT_CHARS = 200_000
@@ -246,7 +248,7 @@ def _shape_tokens(view, out: set[str]) -> None:
 def tokens(view) -> set[str]:
     """The token set of a message view (module rules 1-3)."""
     out: set[str] = set()
-    subject = view.subject or ""
+    subject = as_read(view.subject or "")       # as a part's text is (decompose/text.py)
     _words(subject, "s:", out)
     if subject:
         letters = [c for c in subject if c.isalpha()]

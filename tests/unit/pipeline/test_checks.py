@@ -171,8 +171,9 @@ def test_a_phrase_matches_across_any_white_space(body):
     "ask about proj\u00adect falcon today",             # soft hyphen (&shy;)
     "ask about \ufeffproject fal\u2060con today",      # BOM, word joiner
     "ask about ｐｒｏｊｅｃｔ ｆａｌｃｏｎ today",            # full-width letters
+    "ask about pr\u043eje\u0441t f\u0430lcon today",   # Cyrillic o, es, a among Latin
 ])
-def test_a_phrase_matches_text_with_invisible_characters_or_compatibility_forms(body):
+def test_a_phrase_matches_text_with_invisible_characters_or_look_alike_letters(body):
     # what a mail reader shows as "project falcon" must not get past the term
     rules = [rule(["project falcon"])]
     assert matching_rules("rules.content", rules, "hello", body, True)

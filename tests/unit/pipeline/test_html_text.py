@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.pipeline.decompose.text import html_to_text
+from core.pipeline.decompose.text import as_read, html_to_text
 
 
 @pytest.mark.parametrize("markup, shown", [
@@ -37,3 +37,15 @@ def test_an_element_or_comment_never_closed_runs_to_the_end(markup):
 
 def test_a_less_than_sign_in_text_stays_text():
     assert " ".join(html_to_text("<p>a < b and c<d</p>").split()) == "a < b and c<d"
+
+
+@pytest.mark.parametrize("text, read", [
+    ("se\u200bcret pl\u00adan\ufeff", "secret plan"),            # draw nothing
+    ("p\u0430yp\u0430l l\u043egin", "paypal login"),             # Cyrillic a, o among Latin
+    ("\u0405\u0440\u0435\u0441ial \u03bfffer", "Special offer"),  # Cyrillic, Greek
+    ("\u041f\u0440\u0438\u0432\u0435\u0442 \u03b1\u03b8\u03b7\u03bd\u03b1",  # Russian, Greek
+     "\u041f\u0440\u0438\u0432\u0435\u0442 \u03b1\u03b8\u03b7\u03bd\u03b1"),
+    ("Windows-\u0432\u0435\u0440\u0441\u0438\u044f", "Windows-\u0432\u0435\u0440\u0441\u0438\u044f"),
+])
+def test_text_is_read_as_a_reader_sees_it(text, read):
+    assert as_read(text) == read
