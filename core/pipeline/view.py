@@ -143,6 +143,12 @@ class MessageView:
         fields = self.headers if decoded else self.raw_headers
         return [value for key, value in fields if key.lower() == name]
 
+    def subjects(self) -> list[str]:
+        """Every Subject field, decoded. RFC 5322 allows one, but a message may carry more
+        and readers differ in which they show, so a check of the Subject looks at each
+        (`subject` is the first, for reports)."""
+        return self.header_all("subject") or [self.subject]
+
     def files(self) -> list[Part]:
         """Every part that is a file: attachments at any level, archive and TNEF members."""
         return [p for p in self.parts if p.id != 0 and not p.is_multipart

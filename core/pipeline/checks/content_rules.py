@@ -16,7 +16,8 @@ def check(view, settings) -> list[Finding]:
         return []
     action = settings["rules.content_action"]
     out = []
-    for match in matching_rules("rules.content", rules, view.subject, view.body_text(),
+    subjects = "\n".join(view.subjects())
+    for match in matching_rules("rules.content", rules, subjects, view.body_text(),
                                 settings["rules.body_scanning"]):
         common = dict(rule=match.label, event="content_rule_violation",
                       reason=f"content rule {match.label} matched: "

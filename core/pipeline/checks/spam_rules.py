@@ -24,7 +24,8 @@ def first_match(view, settings):
     rules = settings["rules.spam"]
     if not rules or view.skip_antispam or view.is_generated:
         return None, []
-    found = matching_rules("rules.spam", rules, view.subject, view.body_text(),
+    subjects = "\n".join(view.subjects())
+    found = matching_rules("rules.spam", rules, subjects, view.body_text(),
                            settings["rules.body_scanning"])
     return (found[0] if found else None), found
 

@@ -4,7 +4,8 @@ Each line is a pattern matched against the WHOLE subject (`*hot*` anywhere, `hot
 subject "hot"), `*`/`?` wildcards, case-insensitive, after removing leading Re:/Fw:/Fwd:
 prefixes in any letter case (the guide: "Fw: and Re: are added automatically"). Action
 subject.action: drop | log | forward (to subject.forward_to with subject.forward_subject).
-The first matching line names the rule.
+The first matching line names the rule. Every Subject field is matched (view.subjects): a
+second one must not carry a blocked subject past the check.
 """
 
 from __future__ import annotations
@@ -39,14 +40,17 @@ def matching_line(lines, subject: str) -> str | None:
 def check(view, settings) -> list[Finding]:
     if not settings["subject.enabled"] or not settings["subject.lines"]:
         return []
-    line = matching_line(settings["subject.lines"], view.subject)
-    if line is None:
+    for subject in view.subjects():
+        line = matching_line(settings["subject.lines"], subject)
+        if line is not None:
+            break
+    else:
         return []
     action = settings["subject.action"]
-    reason = f"subject {view.subject[:200]!r} matches blocked subject line {line!r}"
+    reason = f"subject {subject[:200]!r} matches blocked subject line {line!r}"
     finding = dict(rule="subject.lines", event="subject_blocked", reason=reason,
                    notify="content",
-                   data={"pattern": line, "subject": view.subject[:500]})
+                   data={"pattern": line, "subject": subject[:500]})
     if action == "forward":
         return [Finding(action="forward", forward_to=settings["subject.forward_to"],
                         forward_subject=settings["subject.forward_subject"] or None, **finding)]

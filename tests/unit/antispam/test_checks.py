@@ -196,6 +196,14 @@ def test_spam_rule_body_scanning_off_reads_subject_only():
     assert verdict(raw, rules__spam=[RULE])[0]
 
 
+def test_spam_rule_reads_every_subject_field():
+    raw = message(subject="Hello", body="Genuine watches for sale.\n")
+    header, body = raw.split(b"\r\n\r\n", 1)
+    raw = header + b"\r\nSubject: Cheap offer\r\n\r\n" + body   # a second Subject, last
+    findings, _ = verdict(raw, rules__spam=[RULE])
+    assert events(findings) == ["spam_rule_violation"]
+
+
 # --- heuristic engine --------------------------------------------------------------------
 
 def test_gtube_scores_100_and_is_spam_at_every_sensitivity():

@@ -53,6 +53,22 @@ def test_blocked_subject_drops_by_default():
     assert finding.notify == "content"
 
 
+def with_second_subject(raw: bytes, subject: str) -> bytes:
+    """`raw` with a second Subject field last in its header (RFC 5322 allows one)."""
+    header, body = raw.split(b"\r\n\r\n", 1)
+    return header + b"\r\nSubject: " + subject.encode() + b"\r\n\r\n" + body
+
+
+def test_every_subject_field_is_matched():
+    # a reader may show either Subject; a blocked one must not pass behind a harmless one
+    raw = with_second_subject(message("Hello"), "Cheap pills")
+    _, findings, verdict = verdict_of(raw, subject__enabled=True, subject__lines=["cheap*"])
+    assert verdict.disposition == "drop" and findings[0].data["subject"] == "Cheap pills"
+    _, findings, verdict = verdict_of(raw, rules__content=[rule(["cheap pills"])],
+                                      rules__body_scanning=False)
+    assert verdict.disposition == "drop" and findings[0].rule == "rules.content[0]"
+
+
 def test_blocked_subject_log_only_delivers():
     _, findings, verdict = verdict_of(message("Cheap pills"), subject__enabled=True,
                                       subject__lines=["cheap*"], subject__action="log")
