@@ -39,6 +39,8 @@ class Part:
     origin: str = "mime"                # mime | archive | tnef
     content_type: str = "application/octet-stream"   # declared (lower case, no params)
     charset: str | None = None
+    flowed: bool = False                # format=flowed text (RFC 3676) ...
+    delsp: bool = False                 # ... with DelSp=yes
     filename: str | None = None         # declared name (MIME filename/name, archive member name)
     disposition: str | None = None      # inline | attachment | None
     transfer_encoding: str | None = None

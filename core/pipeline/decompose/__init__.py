@@ -30,7 +30,7 @@ from core.pipeline.decompose.limits import Budget, LimitExceeded
 from core.pipeline.decompose.mime import (content_info, decode_transfer, decode_words,
                                           find_parts, split_header)
 from core.pipeline.decompose.sniff import CONTAINER_TYPES, true_type
-from core.pipeline.decompose.text import decode_text, html_to_text, as_read
+from core.pipeline.decompose.text import as_read, decode_text, html_to_text, unflow
 from core.pipeline.view import LimitHit, MessageView, Part, PartError, is_text_type
 
 __all__ = ["decompose", "decompose_bytes", "Budget", "LimitExceeded"]
@@ -137,6 +137,7 @@ class _Walker:
         info = content_info(header.fields, default_type)
         part = self.new_part(parent=parent, depth=depth, location=location,
                              content_type=info.content_type, charset=info.charset,
+                             flowed=info.flowed, delsp=info.delsp,
                              filename=info.filename, disposition=info.disposition,
                              transfer_encoding=info.transfer_encoding)
         if in_raw:
@@ -266,8 +267,11 @@ class _Walker:
             text, defect = decode_text(data, part.charset)
             if defect:
                 self.defect(part, defect)
-            part.text = as_read(html_to_text(text) if part.content_type == "text/html"
-                                else text)
+            if part.content_type == "text/html":
+                text = html_to_text(text)
+            elif part.flowed and part.content_type == "text/plain":
+                text = unflow(text, part.delsp)
+            part.text = as_read(text)
         if kind == "pdf":
             part.encrypted = pdf_is_encrypted(data)
         elif kind == "ole":

@@ -180,6 +180,8 @@ class ContentInfo:
     disposition: str | None
     transfer_encoding: str | None
     defects: list[str]
+    flowed: bool = False        # format=flowed (RFC 3676)
+    delsp: bool = False         # ... with DelSp=yes
 
 
 def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain") -> ContentInfo:
@@ -208,6 +210,8 @@ def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain"
         charset = message.get_content_charset()
         filename = message.get_filename()
         disposition = message.get_content_disposition()
+        flowed = _param_is(message, "format", "flowed")
+        delsp = _param_is(message, "delsp", "yes")
     except Exception as exc:   # a header the email package cannot read at all
         defects.append(f"unreadable content headers ({type(exc).__name__})")
         return ContentInfo(default_type, None, None, None, None, cte, defects)
@@ -219,7 +223,14 @@ def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain"
     if boundary is not None:
         boundary = str(boundary).strip('"')
     return ContentInfo(content_type, boundary or None, charset, filename, disposition, cte,
-                       defects)
+                       defects, flowed, flowed and delsp)
+
+
+def _param_is(message, name: str, value: str) -> bool:
+    found = message.get_param(name)
+    if isinstance(found, tuple):            # RFC 2231 form
+        found = found[2]
+    return found is not None and str(found).strip().strip('"').lower() == value
 
 
 @dataclass

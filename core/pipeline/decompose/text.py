@@ -8,7 +8,7 @@ import codecs
 import html
 import re
 
-__all__ = ["decode_text", "html_to_text", "as_read"]
+__all__ = ["decode_text", "html_to_text", "as_read", "unflow"]
 
 # Every pattern below scans a tag only up to the next "<" ([^<>]*, not [^>]*): unclosed
 # tags ("<a <a <a ...", 150 KB) made each "<" scan to the end of the part, quadratic time
@@ -76,6 +76,37 @@ def as_read(text: str) -> str:
     if _LOOKALIKE.search(text) is None:
         return text
     return _WORD.sub(_latin_if_mixed, text)
+
+
+_LINE_BREAK = re.compile(r"\r?\n")
+_QUOTES = re.compile(r">*")
+
+
+def unflow(text: str, delsp: bool) -> str:
+    """format=flowed text (RFC 3676 §4) as a reader shows it: a line ending in a space is
+    joined to the next one of the same quote depth, without that space under DelSp=yes
+    ("proj " + "ect" reads "project"), and space-stuffing is undone; "-- " stays a line.
+    Linear in the text."""
+    paragraphs: list[str] = []
+    pieces: list[str] = []
+    depth = None
+    for line in _LINE_BREAK.split(text):
+        quotes = _QUOTES.match(line).end()
+        content = line[quotes:]
+        if content.startswith(" "):
+            content = content[1:]
+        if pieces and quotes != depth:          # a quote depth change ends a paragraph
+            paragraphs.append(">" * depth + " " * bool(depth) + "".join(pieces))
+            pieces = []
+        depth = quotes
+        soft = content.endswith(" ") and content != "-- "
+        pieces.append(content[:-1] if soft and delsp else content)
+        if not soft:
+            paragraphs.append(">" * depth + " " * bool(depth) + "".join(pieces))
+            pieces = []
+    if pieces:
+        paragraphs.append(">" * depth + " " * bool(depth) + "".join(pieces))
+    return "\n".join(paragraphs)
 
 
 def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:

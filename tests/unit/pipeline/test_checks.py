@@ -228,6 +228,18 @@ def test_content_rule_sees_text_without_invisible_characters(body, html):
     assert "\u200b" not in view.body_text() and "\u00ad" not in view.body_text()
 
 
+@pytest.mark.parametrize("params, hit", [("format=flowed; delsp=yes", True),
+                                         ('format="Flowed"; DelSp="Yes"', True),
+                                         ("format=flowed", False),      # shown "proj ect"
+                                         ("", False)])
+def test_content_rule_reads_flowed_text_as_shown(params, hit):
+    raw = (b"From: a@outside.test\r\nTo: user@local.test\r\nSubject: hi\r\n"
+           b"Content-Type: text/plain; charset=us-ascii; " + params.encode() + b"\r\n\r\n"
+           b"Ask about proj \r\nect falcon today.\r\n")
+    view, _, verdict = verdict_of(raw, rules__content=[rule(["project falcon"])])
+    assert (verdict.disposition == "drop") is hit
+
+
 @pytest.mark.parametrize("action,disposition", [("drop", "drop"), ("log", "deliver"),
                                                 ("quarantine", "quarantine")])
 def test_content_rule_actions(action, disposition):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.pipeline.decompose.text import as_read, html_to_text
+from core.pipeline.decompose.text import as_read, html_to_text, unflow
 
 
 @pytest.mark.parametrize("markup, shown", [
@@ -49,3 +49,19 @@ def test_a_less_than_sign_in_text_stays_text():
 ])
 def test_text_is_read_as_a_reader_sees_it(text, read):
     assert as_read(text) == read
+
+
+@pytest.mark.parametrize("flowed, delsp, shown", [
+    # RFC 3676: a line ending in a space is a soft break; DelSp=yes deletes that space
+    ("Ask about proj \r\nect falcon\r\n", True, "Ask about project falcon\n"),
+    ("Ask about the  \r\nplan\r\n", True, "Ask about the plan\n"),
+    ("Ask about the \r\nplan\r\n", False, "Ask about the plan\n"),
+    # quote depth: soft breaks join lines of one depth only; space-stuffing is undone
+    ("> a soft \r\n> line\r\n>> deeper\r\n From here\r\n", False,
+     "> a soft line\n>> deeper\nFrom here\n"),
+    ("> soft at the end \r\nnot quoted\r\n", False, "> soft at the end \nnot quoted\n"),
+    # the signature separator is a hard break
+    ("text\r\n-- \r\nsig", True, "text\n-- \nsig"),
+])
+def test_flowed_text_is_read_as_shown(flowed, delsp, shown):
+    assert unflow(flowed, delsp) == shown
