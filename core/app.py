@@ -3,8 +3,8 @@
 Start order (each service reports ready through `task_status.started()`):
 settings watcher → spool recovery → group committer → queue manager → SMTP listener →
 status reporter → command runner; then `service_started`. A clean stop (cancellation of the
-root scope, e.g. SIGTERM) closes the listener, gives sessions a grace period, writes
-`service_stopped` and flushes the event writer.
+root scope, e.g. SIGTERM) closes the listener, lets a session whose message is queued send
+its 250 (SmtpServer.serve), writes `service_stopped` and flushes the event writer.
 
 Improper shutdown: a marker file in `run/` exists while the core runs; finding it at start
 means the previous run did not stop cleanly (kill -9, power cut) → `service_start_improper`.

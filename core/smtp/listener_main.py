@@ -48,8 +48,8 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
             + envelope_json + b"}\n"
         try:
             send_line.send_nowait(line)
-        except trio.WouldBlock:
-            pass  # the core finds it in fast/ at its next rescan (the spool is the truth)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # full or stopping: the core finds it in fast/ at its next rescan or start
 
     committer = GroupCommitter(spool)
     auto_whitelist = AutoWhitelistMirror(home.db, settings, events.clock)

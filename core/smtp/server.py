@@ -56,6 +56,7 @@ _ACCEPT_ERRORS_TO_IGNORE = {getattr(errno, name) for name in (
     "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT", "EPROTONOSUPPORT",
     "ETIMEDOUT", "ECONNRESET") if hasattr(errno, name)}
 DISK_CHECK_SECONDS = 1.0
+QUEUED_REPLY_SECONDS = 5.0      # how long a shutdown waits for a queued message's 250
 
 
 @dataclass
@@ -204,7 +205,9 @@ class SmtpServer:
             self._rebind.set()
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Listen until cancelled; sessions get a grace period at shutdown."""
+        """Listen until cancelled. At shutdown a session whose message is already queued
+        still sends its 250 (within QUEUED_REPLY_SECONDS); every other session is cut, and
+        its client sends again what got no 250."""
         async with trio.open_nursery() as sessions:
             first = True
             while True:
@@ -593,9 +596,19 @@ class _Session:
                     recipients=self.recipients, size=envelope.size)
         # Handed over before the reply: a client that vanishes now (or a passed deadline)
         # must not leave the message in fast/ unannounced until the core's next rescan.
-        server.on_accepted(self.queue_id, envelope, pending.envelope_json)  # ours no more
+        # A failed hand-over only delays it until then: it never costs the client its 250.
+        try:
+            server.on_accepted(self.queue_id, envelope, pending.envelope_json)  # ours no more
+        except Exception as exc:
+            self.log.error("local", f"hand-over failed: {type(exc).__name__}")
         self.sender, self.recipients = None, []
-        await self.write(self.conn.send(R.R250_QUEUED(self.queue_id)))
+        # The message is queued: the client must hear so even when a shutdown cancels the
+        # session now, or it sends the message again and it is delivered twice (SPEC §4
+        # allows duplicates after a crash only). Bounded: a client that does not read must
+        # not hold the shutdown.
+        with trio.CancelScope(shield=True) as reply:
+            reply.deadline = trio.current_time() + QUEUED_REPLY_SECONDS
+            await self.write(self.conn.send(R.R250_QUEUED(self.queue_id)))
 
     async def _start_tls(self) -> None:
         context = self.server.ssl_context()

@@ -27,6 +27,10 @@ Rules
        PAUSE_POLL_SECONDS, so resuming takes well under a second.
     6. Bounces never bounce (`bounce.should_notify`); generated mail (`submit_generated`)
        takes the same durable path, is never counted as accepted and is counted as delivered.
+    7. A clean stop lets delivery attempts in progress finish and record their results, for
+       up to STOP_GRACE_SECONDS (`_attempt`): cut in the middle, an attempt whose message
+       the next hop had already taken is made again after the restart — a duplicate, which
+       SPEC §4 allows after a crash only. No attempt starts once the stop has begun.
 
 Never: block the event loop, write event names as literals, delete a message that still
 has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
@@ -52,6 +56,7 @@ __all__ = ["QueueManager", "FAST_CHANNEL_SIZE", "PROCESS_TIMEOUT_SECONDS", "CRAS
 
 FAST_CHANNEL_SIZE = 1000        # ids waiting in memory; more wait on disk (rule 1)
 DELETE_WAIT_SECONDS = 10        # a dropped message waits this long at most for its event
+STOP_GRACE_SECONDS = 30         # how long a clean stop waits for attempts in progress (rule 7)
 SLOW_CHANNEL_SIZE = 100
 FAST_WORKERS = 16
 SLOW_WORKERS = 8
@@ -90,6 +95,8 @@ class QueueManager:
         self._rescan = trio.Event()
         self._slow_wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._attempts: set[trio.CancelScope] = set()   # delivery attempts in progress
+        self._stopping = False
 
     # --- public API ---------------------------------------------------------------------------
     async def run(self, *, recovery=None, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -117,6 +124,7 @@ class QueueManager:
             nursery.start_soon(self._rescan_loop)
             nursery.start_soon(self._slow_loop)
             nursery.start_soon(self._pause_loop)
+            nursery.start_soon(self._grace_at_stop)
             for queue_id in fast:
                 self.message_accepted(queue_id)
             task_status.started()
@@ -135,6 +143,9 @@ class QueueManager:
                 self._handed_over[queue_id] = envelope
         except trio.WouldBlock:
             self._rescan.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # stopping: the workers are gone; the next start finds it in fast/
+            self._busy.discard(queue_id)
 
     def queue_sizes(self) -> dict[str, int]:
         return {"fast": len(self._fast_ids), "slow": len(self.schedule),
@@ -326,7 +337,29 @@ class QueueManager:
         await self._attempt("slow", envelope)
 
     # --- delivery -------------------------------------------------------------------------------
+    async def _grace_at_stop(self) -> None:
+        """When the manager is cancelled (a clean stop), give the attempts in progress
+        STOP_GRACE_SECONDS to finish (rule 7)."""
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._stopping = True
+            deadline = trio.current_time() + STOP_GRACE_SECONDS
+            for scope in self._attempts:
+                scope.deadline = min(scope.deadline, deadline)
+
     async def _attempt(self, queue: str, envelope: Envelope) -> None:
+        """One delivery attempt (rule 7: shielded from a stop, for a while)."""
+        if self._stopping:
+            return
+        with trio.CancelScope(shield=True) as scope:
+            self._attempts.add(scope)
+            try:
+                await self._attempt_now(queue, envelope)
+            finally:
+                self._attempts.discard(scope)
+
+    async def _attempt_now(self, queue: str, envelope: Envelope) -> None:
         """One delivery attempt of every recipient still to do, then rule 3."""
         if self._is_paused():
             if queue == "fast":   # it may wait long: keep "processed" across a restart

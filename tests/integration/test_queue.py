@@ -7,6 +7,7 @@ prepare -> commit). Wall time is a FakeClock the tests move; trio time is real b
 
 from __future__ import annotations
 
+import threading
 from types import MappingProxyType
 
 import pytest
@@ -414,3 +415,49 @@ async def test_full_channel_never_loses_a_message(tmp_path, sink, running, monke
     await sink.await_messages(20)
     await h.until(lambda: h.ids("fast") == [])
     assert len({m.recipients[0] for m in sink.messages}) == 20
+
+
+async def test_a_message_accepted_after_the_manager_stopped_waits_in_fast_for_the_next_start(
+        tmp_path, sink):
+    # at shutdown the SMTP listener may hand over a message it just committed after the
+    # manager's workers are gone: that must not raise into the session (which then sent
+    # no 250, and the client sent the message again)
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    manager = h.manager()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        nursery.cancel_scope.cancel()
+    queue_id = h.put("alice@sender.test", ["bob@dest.test"])
+    manager.message_accepted(queue_id)
+    assert h.ids("fast") == [queue_id]
+    async with trio.open_nursery() as nursery:      # the next start delivers it
+        await nursery.start(h.manager().run)
+        [message] = await sink.await_messages(1)
+        nursery.cancel_scope.cancel()
+    assert message.recipients == ["bob@dest.test"]
+
+
+async def test_a_clean_stop_lets_a_delivery_in_progress_finish_and_record_it(tmp_path, sink):
+    # the stop comes while the next hop holds its reply to the message's end of data: cut
+    # there, the attempt left the message queued although the next hop had it, and the
+    # restart delivered it again (exploratory test: 3 of 1500 delivered twice after SIGTERM)
+    has_data, release = threading.Event(), threading.Event()
+
+    def slow_reply(message):
+        has_data.set()
+        release.wait(10)
+        return None                         # the default 250
+
+    sink.data_reply = slow_reply
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    manager = h.manager()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)
+        queue_id = h.put("alice@sender.test", ["bob@dest.test"])
+        manager.message_accepted(queue_id)
+        assert await trio.to_thread.run_sync(has_data.wait, 10)
+        threading.Timer(0.5, release.set).start()
+        nursery.cancel_scope.cancel()      # the clean stop
+    assert h.ids("fast") == h.ids("slow") == []
+    assert [f["recipients"] for f in h.events.of(Action.DELIVERED)] == [["bob@dest.test"]]
+    assert len(sink.messages) == 1
