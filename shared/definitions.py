@@ -35,7 +35,8 @@ Rules
        hashes but no signature and no private key exists for them. They are in force while
        nothing usable is installed into the data home.
     4. Installing a version that is not newer (version date, then revision) than the current
-       one is refused unless `allow_older` (rollback is its own function).
+       one — installed or shipped — is refused unless `allow_older` (rollback is its own
+       function).
     5. A set is only made current (install, rollback) when the core can use it for its
        type: `check_set` verifies its files against its manifest and loads it with the
        core's own loader for the type (virus: core/scan/builtin.py `load_signatures`, at
@@ -426,9 +427,10 @@ def install_package(path: str | os.PathLike, root: str | os.PathLike,
     base = _type_dir(Path(root), manifest.type)
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
     now = current(root, manifest.type)
-    # `now` is None for a type with neither an installed version nor a shipped baseline.
-    if not allow_older and now is not None and now.source == "installed" \
-            and manifest.key <= (now.version, now.revision):
+    # `now` is None for a type with neither an installed version nor a shipped baseline; the
+    # shipped set counts like an installed one (rule 4): a stale package must not replace
+    # newer definitions that came with an upgrade of Mailmoat.
+    if not allow_older and now is not None and manifest.key <= (now.version, now.revision):
         raise DefinitionsError(f"{manifest.label} is not newer than the current {now.label}")
     final = base / manifest.label
     if not final.exists():

@@ -30,7 +30,7 @@ def source(tmp_path: Path, text: str = NDB, name="src") -> Path:
     return src
 
 
-def build(tmp_path, key, version="2026-11-01", revision=1, text=NDB, out="p.mmdef"):
+def build(tmp_path, key, version="2026-12-01", revision=1, text=NDB, out="p.mmdef"):
     path = tmp_path / out
     defs.build_package(source(tmp_path, text, out + ".src"), key, path, version=version,
                        revision=revision)
@@ -54,14 +54,14 @@ def test_build_verify_install_and_current(tmp_path):
     key, public = key_pair()
     package = build(tmp_path, key)
     manifest, files = defs.verify_package(package, [public])
-    assert manifest.type == "virus" and manifest.label == "v2026-11-01-r1"
+    assert manifest.type == "virus" and manifest.label == "v2026-12-01-r1"
     assert files["test.ndb"] == NDB.encode()
     root = tmp_path / "home" / "definitions"
     assert defs.current(root, "virus").source == "package"          # the shipped baseline
     now = defs.install_package(package, root, [public])
-    assert now.source == "installed" and now.label == "v2026-11-01-r1"
+    assert now.source == "installed" and now.label == "v2026-12-01-r1"
     assert (now.path / "test.ndb").read_text() == NDB
-    assert os.readlink(root / "virus" / "current") == "v2026-11-01-r1"
+    assert os.readlink(root / "virus" / "current") == "v2026-12-01-r1"
 
 
 def test_newer_switches_keeps_previous_and_rollback(tmp_path):
@@ -69,14 +69,14 @@ def test_newer_switches_keeps_previous_and_rollback(tmp_path):
     root = tmp_path / "defs"
     defs.install_package(build(tmp_path, key, revision=1, out="a.mmdef"), root, [public])
     defs.install_package(build(tmp_path, key, revision=2, out="b.mmdef"), root, [public])
-    assert defs.installed_versions(root) == {"current": "v2026-11-01-r2",
-                                             "previous": "v2026-11-01-r1"}
-    defs.install_package(build(tmp_path, key, version="2026-11-02", revision=1,
+    assert defs.installed_versions(root) == {"current": "v2026-12-01-r2",
+                                             "previous": "v2026-12-01-r1"}
+    defs.install_package(build(tmp_path, key, version="2026-12-02", revision=1,
                                out="c.mmdef"), root, [public])
     kept = sorted(p.name for p in (root / "virus").iterdir() if not p.is_symlink())
-    assert kept == ["v2026-11-01-r2", "v2026-11-02-r1"]              # only current + previous
-    assert defs.rollback(root).label == "v2026-11-01-r2"
-    assert defs.installed_versions(root)["previous"] == "v2026-11-02-r1"
+    assert kept == ["v2026-12-01-r2", "v2026-12-02-r1"]              # only current + previous
+    assert defs.rollback(root).label == "v2026-12-01-r2"
+    assert defs.installed_versions(root)["previous"] == "v2026-12-02-r1"
 
 
 def test_older_or_same_is_refused_unless_allowed(tmp_path):
@@ -173,17 +173,17 @@ def test_cli_build_install_status_rollback(tmp_path, capsys):
     src = source(tmp_path)
     out = tmp_path / "v.mmdef"
     assert main(["definitions", "build", str(src), "--key", str(key_file), "--version",
-                 "2026-11-05", "--revision", "4", "--out", str(out)]) == 0
+                 "2026-12-05", "--revision", "4", "--out", str(out)]) == 0
     assert main(["definitions", "install", str(out), "--home", str(home.root)]) == 0
     capsys.readouterr()
     assert main(["definitions", "status", "--format", "json", "--home", str(home.root)]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["virus"]["version"] == "2026-11-05" and status["virus"]["revision"] == 4
+    assert status["virus"]["version"] == "2026-12-05" and status["virus"]["revision"] == 4
     assert main(["definitions", "install", str(out), "--home", str(home.root)]) == 1
     assert "not newer" in capsys.readouterr().err
     assert main(["definitions", "rollback", "--home", str(home.root)]) == 0   # to the shipped
     assert main(["definitions", "rollback", "--home", str(home.root)]) == 0   # and back
-    assert defs.current(home.definitions).label == "v2026-11-05-r4"
+    assert defs.current(home.definitions).label == "v2026-12-05-r4"
     assert main(["definitions", "rollback", "--type", "spam", "--home", str(home.root)]) == 1
     assert "nothing to roll back" in capsys.readouterr().err
     assert main(["definitions", "build", str(src), "--home", str(home.root)]) == 2
@@ -199,8 +199,33 @@ def test_first_spam_package_installs_over_the_shipped_spam_set(tmp_path):
     for name in (spam.RULES_FILE, spam.MODEL_FILE):
         (src / name).write_bytes((spam.PACKAGED_DIR / name).read_bytes())
     package = tmp_path / "spam.mmdef"
-    defs.build_package(src, key, package, kind="spam", version="2026-11-01", revision=1)
+    defs.build_package(src, key, package, kind="spam", version="2026-12-01", revision=1)
     root = tmp_path / "home" / "definitions"
     assert defs.current(root, "spam").source == "package"
     now = defs.install_package(package, root, [public])
     assert now.type == "spam" and now.source == "installed"
+
+
+@pytest.mark.parametrize("kind", ["virus", "spam"])
+def test_a_package_not_newer_than_the_shipped_set_is_refused(tmp_path, kind):
+    # A stale package (an old file in an update directory, a mirror behind a Mailmoat
+    # upgrade) must not replace the newer definitions the upgrade shipped (rule 4).
+    from core.scan.antispam import definitions as spam
+    key, public = key_pair()
+    root = tmp_path / "home" / "definitions"
+    shipped = defs.current(root, kind)
+    assert shipped.source == "package"
+    src = tmp_path / "src"
+    src.mkdir()
+    if kind == "spam":
+        for name in (spam.RULES_FILE, spam.MODEL_FILE):
+            (src / name).write_bytes((spam.PACKAGED_DIR / name).read_bytes())
+    else:
+        (src / "x.ndb").write_text(NDB)
+    package = tmp_path / "old.mmdef"
+    defs.build_package(src, key, package, kind=kind, version=shipped.version,
+                       revision=shipped.revision)
+    with pytest.raises(defs.DefinitionsError, match="is not newer than the current"):
+        defs.install_package(package, root, [public])
+    assert defs.current(root, kind).source == "package"             # nothing changed
+    assert defs.install_package(package, root, [public], allow_older=True).source == "installed"
