@@ -83,6 +83,8 @@ FailureInjector = Callable[[str], None]
 
 RECIPIENT_STATUSES = ("pending", "delivered", "deferred", "failed")
 BODY_TYPES = ("7BIT", "8BITMIME")
+# meta key: the Subject as the SMTP listener read it at acceptance (events carry it)
+SUBJECT_META = "subject"
 _NAME_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,99}")  # no '/', never starts with '.'
 
 
@@ -233,6 +235,20 @@ class Envelope(_Record):
         """An envelope with every recipient pending, received now by *clock*."""
         return cls(queue_id=queue_id, sender=sender, received_at=clock(),
                    recipients=[Recipient(address) for address in recipients], **fields)
+
+    def event_fields(self) -> dict:
+        """The columns every event about this message carries (SPEC §6); the Subject is the
+        one the SMTP listener read when it accepted the message (`subject`)."""
+        return {"queue_id": self.queue_id, "sender": self.sender,
+                "recipients": [r.address for r in self.recipients], "size": self.size,
+                "client_ip": self.client_ip or None,
+                "connection_id": self.connection_id or None, "subject": self.subject()}
+
+    def subject(self) -> str | None:
+        """The Subject the SMTP listener read when it accepted the message (meta
+        SUBJECT_META), for events; None when it had none or the message was made here."""
+        value = self.meta.get(SUBJECT_META)
+        return value if isinstance(value, str) and value else None
 
     def to_dict(self) -> dict:
         recipients = [r.to_dict() for r in self.recipients]

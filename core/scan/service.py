@@ -189,7 +189,7 @@ class AntivirusService:
                            info=f"copy kept in the virus quarantine ({', '.join(names)})",
                            queue_id=envelope.queue_id, sender=envelope.sender,
                            recipients=[r.address for r in envelope.recipients],
-                           size=envelope.size,
+                           size=envelope.size, subject=envelope.subject(),
                            data={"folder": "virus", "copy_id": new_id, "virus": names[0],
                                  "central": bool(central)})
         if central:

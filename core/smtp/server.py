@@ -26,6 +26,7 @@ from typing import Callable, Mapping
 
 import trio
 
+from core.pipeline.decompose.mime import first_subject
 from core.smtp import replies as R
 from core.smtp.conversation import ConversationLog
 from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
@@ -38,7 +39,7 @@ from core.smtp.rbl import RblChecker, RblListing, check_rbl_sender
 from core.smtp.state import State
 from core.smtp.streams import TcpStream
 from shared.events import Action
-from shared.spool import Envelope, new_queue_id
+from shared.spool import SUBJECT_META, Envelope, new_queue_id
 
 __all__ = ["SmtpServer", "GroupCommitter", "COMMAND_IDLE_SECONDS", "DATA_IDLE_SECONDS",
            "DATA_TOTAL_SECONDS"]
@@ -56,6 +57,8 @@ _ACCEPT_ERRORS_TO_IGNORE = {getattr(errno, name) for name in (
     "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT", "EPROTONOSUPPORT",
     "ETIMEDOUT", "ECONNRESET") if hasattr(errno, name)}
 DISK_CHECK_SECONDS = 1.0
+HEAD_OCTETS = 16 * 1024         # where the Subject for the events is looked for
+MAX_SUBJECT_CHARS = 998         # RFC 5322's line limit: what an event keeps of a Subject
 QUEUED_REPLY_SECONDS = 5.0      # how long a shutdown waits for a queued message's 250
 
 
@@ -323,6 +326,7 @@ class _Session:
         self.incoming = None           # the incoming/ file, once a message outgrows memory
         self.buffered: list[bytes] | None = None
         self.buffered_octets = 0
+        self.head = b""                # the message's first HEAD_OCTETS, for its Subject
         self.queue_id: str | None = None
         self.deadline_total: float | None = None
 
@@ -529,10 +533,13 @@ class _Session:
         self.queue_id = new_queue_id()
         header = self._received_header()
         self.buffered, self.buffered_octets = [header], len(header)
+        self.head = b""
         self.deadline_total = trio.current_time() + DATA_TOTAL_SECONDS
         await self.write(self.conn.send(R.R354_START_DATA))
 
     async def _append(self, data: bytes) -> None:
+        if len(self.head) < HEAD_OCTETS:
+            self.head += data[:HEAD_OCTETS - len(self.head)]
         if self.incoming is not None:
             self.incoming.write(data)
             return
@@ -579,6 +586,9 @@ class _Session:
             smtputf8=bool(self.mail_params.get("SMTPUTF8")))
         if self.rbl_listing is not None:   # non-reject rbl.action applies after DATA
             envelope.meta["rbl"] = self.rbl_listing.to_meta()
+        subject = " ".join(first_subject(self.head).split())[:MAX_SUBJECT_CHARS]
+        if subject:                         # for the events (guide Table 7-6)
+            envelope.meta[SUBJECT_META] = subject
         pending = PendingMessage(self.queue_id, envelope, buffered, incoming)
         try:
             await server.committer.commit(pending)
@@ -593,7 +603,7 @@ class _Session:
         server.counters.incr("accepted")
         server.counters.incr("bytes_received", envelope.size)
         self.record(Action.ACCEPTED, queue_id=self.queue_id, sender=envelope.sender,
-                    recipients=self.recipients, size=envelope.size)
+                    recipients=self.recipients, size=envelope.size, subject=envelope.subject())
         # Handed over before the reply: a client that vanishes now (or a passed deadline)
         # must not leave the message in fast/ unannounced until the core's next rescan.
         # A failed hand-over only delays it until then: it never costs the client its 250.

@@ -25,19 +25,13 @@ __all__ = ["apply_result", "crashed", "SUSPECT_RULE"]
 SUSPECT_RULE = "suspect_message"
 
 
-def _fields(envelope: Envelope) -> dict:
-    return {"queue_id": envelope.queue_id, "sender": envelope.sender,
-            "recipients": [r.address for r in envelope.recipients], "size": envelope.size,
-            "client_ip": envelope.client_ip or None, "connection_id": envelope.connection_id or None}
-
-
 async def apply_result(manager, envelope: Envelope, result) -> bool:
     """True when the message goes on to delivery (rule 1)."""
     disposition = result.disposition
     if disposition == "drop":
         manager.counters.incr("dropped")
         manager.events.record(Action.DROPPED, rule=result.rule, info=result.reason,
-                              **_fields(envelope))
+                              **envelope.event_fields())
         manager.delete_when_recorded("fast", envelope.queue_id)
         return False
     if disposition == "quarantine":
@@ -47,14 +41,14 @@ async def apply_result(manager, envelope: Envelope, result) -> bool:
         await manager._move(envelope.queue_id, "fast", f"quarantine/{folder}")
         manager.counters.incr("quarantined")
         manager.events.record(Action.QUARANTINED, rule=result.rule, info=result.reason,
-                              data={"folder": folder}, **_fields(envelope))
+                              data={"folder": folder}, **envelope.event_fields())
         return False
     if disposition == "hold":
         await hold(manager, "fast", envelope, result.reason or "held by policy", result.rule)
         return False
     if disposition == "forward":
         manager.events.record(Action.FORWARDED, rule=result.rule, info=result.reason,
-                              data={"forward_to": list(result.forward_to)}, **_fields(envelope))
+                              data={"forward_to": list(result.forward_to)}, **envelope.event_fields())
         manager.counters.incr("forwarded")
         envelope.recipients = [Recipient(address) for address in result.forward_to]
         envelope.processed = True
@@ -69,7 +63,7 @@ async def hold(manager, queue: str, envelope: Envelope, reason: str, rule: str |
     await manager._write(queue, envelope)
     await manager._move(envelope.queue_id, queue, "hold")
     manager.counters.incr("held")
-    manager.events.record(Action.HELD, rule=rule, info=reason, **_fields(envelope))
+    manager.events.record(Action.HELD, rule=rule, info=reason, **envelope.event_fields())
 
 
 async def crashed(manager, envelope: Envelope, text: str) -> None:
@@ -77,7 +71,7 @@ async def crashed(manager, envelope: Envelope, text: str) -> None:
     envelope.crash_count += 1
     manager.events.record(Action.SCAN_ERROR, rule="pipeline.crash",
                           info=f"processing crashed ({envelope.crash_count}/{CRASH_LIMIT}): {text}",
-                          **_fields(envelope))
+                          **envelope.event_fields())
     if envelope.crash_count >= CRASH_LIMIT:
         await hold(manager, "fast", envelope,
                    f"suspect message: processing crashed {envelope.crash_count} times "

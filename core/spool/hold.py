@@ -54,7 +54,7 @@ async def drop(manager, ids=None) -> int:
                               info="dropped from the hold queue by an administrator",
                               sender=envelope.sender if envelope else None,
                               recipients=[r.address for r in envelope.recipients] if envelope
-                              else None)
+                              else None, subject=envelope.subject() if envelope else None)
         count += 1
     return count
 
@@ -75,7 +75,8 @@ async def forward(manager, address: str, subject: str | None = None, ids=None) -
         manager.counters.incr("forwarded")
         manager.events.record(Action.FORWARDED, queue_id=queue_id, rule="hold.forward",
                               sender=original.sender, recipients=[address],
-                              size=original.size, info=f"copy {new_id} to {address}",
+                              size=original.size, subject=original.subject(),
+                              info=f"copy {new_id} to {address}",
                               data={"copy_queue_id": new_id, "subject": subject})
         count += 1
     return count

@@ -407,6 +407,7 @@ class QueueManager:
                 self.counters.incr(counter)
             self.events.record(action, queue_id=envelope.queue_id, sender=envelope.sender,
                                recipients=[recipient.address], size=envelope.size,
+                               subject=envelope.subject(),
                                result=result.outcome, info=result.text, rule=hop.rule,
                                data={"next_hop": hop.key, "remote_mta": result.remote_mta,
                                      "status": result.status,
@@ -442,7 +443,7 @@ class QueueManager:
             await self._delete(queue, queue_id)
             self.events.record(Action.COMPLETED, queue_id=queue_id, sender=envelope.sender,
                                recipients=[r.address for r in envelope.recipients],
-                               size=envelope.size,
+                               size=envelope.size, subject=envelope.subject(),
                                data={"generated": True} if envelope.is_generated else {})
             return
         now = self.clock.now()

@@ -65,6 +65,7 @@ class NoticeWriter:
         m.counters.incr("bounced")
         m.events.record(Action.BOUNCED, queue_id=envelope.queue_id, sender=envelope.sender,
                         recipients=[r.address for r in failed], size=envelope.size,
+                        subject=envelope.subject(),
                         info="; ".join(f"{r.address}: {r.last_error}" for r in failed)[:1000],
                         data={"dsn_queue_id": dsn_id})
 
@@ -86,7 +87,8 @@ class NoticeWriter:
             m.counters.incr("delivery_failures")
             m.events.record(Action.DELIVERY_FAILED, queue_id=envelope.queue_id,
                             sender=envelope.sender, recipients=[recipient.address],
-                            size=envelope.size, rule="delivery.retry_days",
+                            size=envelope.size, subject=envelope.subject(),
+                            rule="delivery.retry_days",
                             result="failed", info=recipient.last_error)
         await self.bounce(queue, envelope, deferred)
         await m._delete(queue, envelope.queue_id)

@@ -10,6 +10,7 @@ import email
 import smtplib
 import socket
 import ssl
+from email.header import Header
 from email.message import EmailMessage
 
 import pytest
@@ -89,6 +90,32 @@ async def test_message_to_local_domain_arrives_with_headers_and_received(tmp_pat
     await core.events.aflush()
     assert _events(home, Action.ACCEPTED)
     assert _events(home, Action.DELIVERED)
+    core.cancel_scope.cancel()
+
+
+async def test_every_event_of_a_message_carries_its_subject(tmp_path, sink, nursery):
+    # guide Table 7-6: "Accepted: shows ... the subject"; a search of the detail report by
+    # subject must find the message's accepted and delivered rows, not only a finding's
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+    subject = "Quarterly figures \u00fcber alles " + " ".join(["word"] * 250)
+    encoded = Header(subject, "utf-8").encode(linesep="\r\n")       # RFC 2047, folded
+    raw = (f"From: sender@client.test\r\nTo: user@local.test\r\nSubject: {encoded}\r\n"
+           f"\r\nbody\r\n").encode()
+
+    def send():
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("sender@client.test", ["user@local.test"], raw)
+
+    await trio.to_thread.run_sync(send)
+    await trio.to_thread.run_sync(sink.wait_for, 1)
+    await _until(lambda: not list(home.queue("fast").iterdir()))
+    await core.events.aflush()
+    for action in (Action.ACCEPTED, Action.DELIVERED, Action.COMPLETED):
+        [row] = _events(home, action)
+        assert row["subject"] == subject[:998], action
     core.cancel_scope.cancel()
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from core.pipeline.decompose.fieldvalue import ParamMessage, decode_words_text
 
-__all__ = ["HeaderBlock", "split_header", "ContentInfo", "content_info", "find_parts",
+__all__ = ["HeaderBlock", "split_header", "first_subject", "ContentInfo", "content_info", "find_parts",
            "ChildSpan", "decode_transfer", "decode_words", "header_text"]
 
 MAX_HEADER_FIELDS_KEPT = 2000    # of a part's header, kept for the view (the rest: defect)
@@ -159,6 +159,15 @@ def _keep(fields: list[tuple[str, str]], name: str, value: list[bytes]) -> int:
 
 def _unfold(lines: list[bytes]) -> str:
     return header_text(b" ".join(part.strip(b" \t") for part in lines)).strip()
+
+
+def first_subject(head: bytes) -> str:
+    """The first Subject field of the header block at the start of `head`, decoded as the
+    decomposer reads it (view.subject): "" when there is none in `head`."""
+    for name, value in split_header(head, 0, len(head)).fields:
+        if name.lower() == "subject":
+            return decode_words(value)[0]
+    return ""
 
 
 def decode_words(value: str) -> tuple[str, bool]:
