@@ -58,7 +58,7 @@ def create_app(home: DataHome, clock: WallClock | None = None,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="mailmoat_session",
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the session (idle timeout)
-        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        MAX_CONTENT_LENGTH=security.MAX_POST_OCTETS,
         PROPAGATE_EXCEPTIONS=False,
         TRAP_HTTP_EXCEPTIONS=False,
     )
@@ -70,6 +70,9 @@ def create_app(home: DataHome, clock: WallClock | None = None,
                          events=EventWriter(home.db, process="console", clock=clock))
     app.extensions[EXTENSION_KEY] = ctx
 
+    # first: its request id must exist before anything else can fail (CSRFProtect reads
+    # the body, which raises 413 for a post over MAX_CONTENT_LENGTH)
+    security.install(app)
     CSRFProtect(app)
     login = LoginManager(app)
     login.session_protection = "basic"
@@ -80,7 +83,6 @@ def create_app(home: DataHome, clock: WallClock | None = None,
         from console.auth.service import login_required_response
         return login_required_response()
 
-    security.install(app)
     app.teardown_appcontext(close_request_db)
 
     @app.before_request
@@ -103,7 +105,9 @@ def create_app(home: DataHome, clock: WallClock | None = None,
         nav = [(endpoint, title) for endpoint, title, access in NAVIGATION
                if user is not None and may(user.role, access)]
         return {"navigation": nav, "user": user,
-                "logoff_form": LogoffForm() if user else None,
+                # formdata=None: the layout's form never reads the request; the 413 page
+                # of a too-large post drew a bare 500 when building it read the body again
+                "logoff_form": LogoffForm(formdata=None) if user else None,
                 "settings_values": settings}
 
     return app

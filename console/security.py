@@ -11,6 +11,7 @@ Rules:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 from functools import wraps
@@ -38,12 +39,17 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
 
+MAX_POST_OCTETS = 2 * 1024 * 1024      # the largest request body the console reads
+
 _MESSAGES = {
     400: ("Bad request", "The request could not be understood."),
     403: ("Not allowed", "Your account does not have permission to open this page. "
                          "The attempt has been recorded."),
     404: ("Not found", "There is no such page."),
     405: ("Not allowed", "This page does not accept that kind of request."),
+    413: ("Too large", f"The form was larger than the console accepts "
+                       f"({MAX_POST_OCTETS // (1024 * 1024)} MiB) and nothing was saved. "
+                       "No list the console edits needs that much: check what was pasted."),
     500: ("Something went wrong", "The console could not complete the request. "
                                   "Nothing was changed by the failed step."),
 }
@@ -72,7 +78,25 @@ def _error_page(code: int, title: str | None = None, text: str | None = None):
                            text=text or default_text, request_id=g.get("request_id")), code
 
 
+def _ipv4_clients_as_ipv4(wsgi_app):
+    """The console listens dual-stack, so an IPv4 client arrives as ::ffff:a.b.c.d; events,
+    reports and alerts name it a.b.c.d, as the core does."""
+    def wrapped(environ, start_response):
+        address = environ.get("REMOTE_ADDR") or ""
+        if address.startswith("::ffff:"):
+            try:
+                mapped = ipaddress.IPv6Address(address).ipv4_mapped
+            except ValueError:
+                mapped = None
+            if mapped is not None:
+                environ["REMOTE_ADDR"] = str(mapped)
+        return wsgi_app(environ, start_response)
+    return wrapped
+
+
 def install(app: Flask) -> None:
+    app.wsgi_app = _ipv4_clients_as_ipv4(app.wsgi_app)
+
     @app.before_request
     def assign_request_id():
         g.request_id = secrets.token_hex(6)

@@ -188,6 +188,26 @@ def test_unknown_page_is_a_plain_404(admin):
     assert b"There is no such page." in response.data
 
 
+def test_a_too_large_post_gets_the_413_page_when_logged_on(admin):
+    # a 300,000-line list pasted into the whitelist: the 413 page drew the layout, whose
+    # log-off form read the body again, and the error handler ended as a bare 500
+    big = "\n".join(f"user{i}@example.test" for i in range(150_000))
+    response = admin.post("/antispam/whitelist", {"entries": big})
+    assert response.status_code == 413
+    body = response.get_data(as_text=True)
+    assert "Traceback" not in body and response.headers["X-Request-Id"] in body
+    assert "larger than the console accepts" in body and "nothing was saved" in body
+
+
+def test_an_ipv4_client_of_the_dual_stack_listener_is_recorded_as_ipv4(console):
+    # the console listens dual-stack: an IPv4 client arrives as ::ffff:a.b.c.d
+    console.post("/logon", {"username": "admin", "password": "wrong"},
+                 environ_base={"REMOTE_ADDR": "::ffff:192.0.2.7"})
+    console.post("/logon", {"username": "admin", "password": "wrong"},
+                 environ_base={"REMOTE_ADDR": "2001:db8::7"})
+    assert [e["client_ip"] for e in console.events("logon")] == ["192.0.2.7", "2001:db8::7"]
+
+
 def test_unexpected_error_shows_request_id_not_traceback(app, home):
     def broken():
         raise RuntimeError("secret internals /etc/passwd")
