@@ -88,24 +88,27 @@ def unflow(text: str, delsp: bool) -> str:
     ("proj " + "ect" reads "project"), and space-stuffing is undone; "-- " stays a line.
     Linear in the text."""
     paragraphs: list[str] = []
-    pieces: list[str] = []
-    depth = None
+    pieces: list[str] = []          # the lines of the paragraph being joined
+    depth = 0
+
+    def end_paragraph() -> None:
+        paragraphs.append(">" * depth + " " * bool(depth) + "".join(pieces))
+        pieces.clear()
+
     for line in _LINE_BREAK.split(text):
         quotes = _QUOTES.match(line).end()
         content = line[quotes:]
         if content.startswith(" "):
             content = content[1:]
         if pieces and quotes != depth:          # a quote depth change ends a paragraph
-            paragraphs.append(">" * depth + " " * bool(depth) + "".join(pieces))
-            pieces = []
+            end_paragraph()
         depth = quotes
         soft = content.endswith(" ") and content != "-- "
         pieces.append(content[:-1] if soft and delsp else content)
         if not soft:
-            paragraphs.append(">" * depth + " " * bool(depth) + "".join(pieces))
-            pieces = []
+            end_paragraph()
     if pieces:
-        paragraphs.append(">" * depth + " " * bool(depth) + "".join(pieces))
+        end_paragraph()
     return "\n".join(paragraphs)
 
 
