@@ -72,13 +72,14 @@ def edit_list(key: str, edit: Callable[[list], T], *, user: str, client_ip: str 
               page: str) -> T:
     """Apply `edit` (in place) to a copy of the list setting `key` as stored, inside the
     saving transaction, and save it; returns what `edit` returned. Two edits at the same
-    moment (two tabs adding a rule, two moves into a whitelist) both land."""
+    moment (two tabs adding a rule, two moves into a whitelist) both land. A list the edit
+    left as it was is not written (no change, no event)."""
     returned = []
 
     def changes(current):
         entries = list(current[key])
         returned.append(edit(entries))
-        return {key: entries}
+        return {key: entries} if entries != current[key] else {}
     save_settings(changes, user=user, client_ip=client_ip, page=page)
     return returned[-1]
 

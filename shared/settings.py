@@ -16,6 +16,7 @@ Rules:
 
 from __future__ import annotations
 
+import re
 import secrets as _secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -32,6 +33,7 @@ from shared.settings_types import (
     Base64Key, BlacklistEntry, Bool, Choice, Domain, Email, Extension, HostPort, Hostname,
     Int, IpAddress, Kind, ListOf, MailDomain, Nullable, Pattern, RblZone, RelayEntry, Resolver,
     RoutingEntry, Rule, RuleError, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry,
+    integer_from_text,
 )
 
 __all__ = [
@@ -510,6 +512,10 @@ def _is_stored_hash(value: Any) -> bool:
         and value.startswith(_HASH_PREFIXES)
 
 
+# A JSON number without fraction or exponent (RFC 8259 §6), spaces around allowed as JSON does
+_JSON_INTEGER = re.compile(r"[ \t\n\r]*-?(?:0|[1-9][0-9]*)[ \t\n\r]*\Z")
+
+
 def parse_cli_value(key: str, text: str) -> Any:
     """SPEC §2: for a text key the argument is the string itself unless it is a JSON string
     literal; for other keys it is JSON. Raises SettingError naming the key; an integer key's
@@ -526,11 +532,16 @@ def parse_cli_value(key: str, text: str) -> Any:
             except json.JSONDecodeError:
                 pass
         return text
+    is_integer = isinstance(setting.kind, Int) or (isinstance(setting.kind, Nullable)
+                                                   and isinstance(setting.kind.inner, Int))
+    if is_integer and _JSON_INTEGER.match(text):
+        # as json.loads reads it, but a number of thousands of digits too (json.loads raises
+        # ValueError past 4300): out of range, and the range is the message
+        return integer_from_text(text)
     try:
         return json.loads(text)
     except json.JSONDecodeError:
-        if isinstance(setting.kind, Int) or (isinstance(setting.kind, Nullable)
-                                             and isinstance(setting.kind.inner, Int)):
+        if is_integer:
             return text     # "٣", "25abc": the Int kind's rule names the digits it takes
         raise SettingError([(key, "must be JSON (for example 25, true, [\"a\"], null)")]) from None
 
@@ -634,10 +645,20 @@ def _forward_targets(s, _plain, _changed):
                    f"required when premium.{level}.disposition is forward")
 
 
-def _rules_total(s, _plain, _changed):
-    total = len(s.get("rules.spam") or []) + len(s.get("rules.content") or [])
-    if total > RULES_MAX_TOTAL:
-        yield "rules.content", f"spam and content rules together must be at most {RULES_MAX_TOTAL}"
+def _rules_total(s, _plain, changed):
+    counts = {"spam": len(s.get("rules.spam") or []),
+              "content": len(s.get("rules.content") or [])}
+    if sum(counts.values()) > RULES_MAX_TOTAL:
+        # Name the list being changed, so the message points at the edit (a spam rule added
+        # on the Spam Rules page is refused there as rules.spam), and count both lists,
+        # the one being changed last: "(60 content rules + 41 spam rules)".
+        edited = "spam" if "rules.spam" in changed and "rules.content" not in changed \
+            else "content"
+        other = "content" if edited == "spam" else "spam"
+        both = " + ".join(f"{counts[kind]} {kind} rule{'' if counts[kind] == 1 else 's'}"
+                          for kind in (other, edited))
+        yield (f"rules.{edited}",
+               f"spam and content rules together must be at most {RULES_MAX_TOTAL} ({both})")
 
 
 def _report_only_account(s, plain, _changed):

@@ -25,7 +25,8 @@ __all__ = [
     "Sender", "IpAddress", "Resolver", "Hostname", "TimeOfDay", "Timezone", "Extension",
     "HostPort", "RoutingEntry", "Rule", "RblZone", "WhitelistEntry", "BlacklistEntry",
     "RelayEntry", "Weekday", "Base64Key", "Domain", "MailDomain", "Pattern", "ListingAnswer",
-    "RuleTerm", "RuleTerms", "entries_rule", "integer_from_text", "ENTRIES_NAMED",
+    "RuleTerm", "RuleTerms", "entries_rule", "integer_from_text", "INTEGER_MAX_DIGITS",
+    "ENTRIES_NAMED",
 ]
 
 
@@ -131,15 +132,24 @@ def entries_rule(bad: list[tuple[int, str]], unit: str = "entry") -> str:
 # Python's int() and the regular expression \d take every Unicode decimal digit, so "٣"
 # (Arabic-Indic) or "５" (fullwidth) would read as 3 or 5. A setting's number is written with
 # the ASCII digits, as JSON writes numbers (RFC 8259 §6).
-_INTEGER_TEXT = re.compile(r"[+-]?[0-9]{1,64}\Z")
+_INTEGER_TEXT = re.compile(r"([+-]?)([0-9]+)\Z")
+# A number of more digits than this (leading zeros aside) is beyond every setting's range;
+# it is read as ±10**INTEGER_MAX_DIGITS, so that the range is its rule, without asking int()
+# to read thousands of digits (Python refuses more than 4300: sys.get_int_max_str_digits).
+INTEGER_MAX_DIGITS = 64
 
 
 def integer_from_text(text: str) -> int | None:
-    """The whole number `text` writes (ASCII digits, an optional sign, spaces around), or
-    None: a form or the command line then hands the text itself to `Int.check`, whose rule
-    is the message."""
-    text = text.strip()
-    return int(text) if _INTEGER_TEXT.match(text) else None
+    """The whole number `text` writes (ASCII digits, an optional sign, spaces around; past
+    INTEGER_MAX_DIGITS digits ±10**INTEGER_MAX_DIGITS, out of every range), or None: a form
+    or the command line then hands the text itself to `Int.check`, whose rule is the
+    message."""
+    match = _INTEGER_TEXT.match(text.strip())
+    if match is None:
+        return None
+    sign, digits = match[1], match[2].lstrip("0") or "0"
+    number = int(digits) if len(digits) <= INTEGER_MAX_DIGITS else 10 ** INTEGER_MAX_DIGITS
+    return -number if sign == "-" else number
 
 
 class Kind:
@@ -638,6 +648,13 @@ class RuleTerm(Kind):
             raise RuleError("must contain something other than spaces and wildcards "
                             "(it would match every message)")
         return value.strip()
+
+    def same_form(self, value):
+        # Terms match regardless of letter case (shared/wildcard.py: re.IGNORECASE), so "A"
+        # repeats "a". Lower case, not casefold(): re.IGNORECASE compares letters one by
+        # one by their lower case, so "Maß" and "MASS" match different text and are two
+        # terms, though casefold() makes both "mass".
+        return value.lower()
 
     def describe(self):
         return "term (* and ? wildcards)"

@@ -90,12 +90,21 @@ def _excluded(domain: str, exclusions) -> bool:
     return any(entry_form(e).lstrip(".") in parents for e in exclusions)
 
 
-def auto_entries(sort: str = "frequency") -> list[AutoEntry]:
+def _learned_rows() -> list:
     try:
-        rows = request_db().execute(
+        return request_db().execute(
             "SELECT domain, count, first_seen, last_seen FROM auto_whitelist").fetchall()
     except sqlite3.OperationalError:          # a database from before migration 0003
-        rows = []
+        return []
+
+
+def _listed() -> set[str]:
+    """The domains the page lists: learned, and not leaving already (`_being_deleted`)."""
+    return {row["domain"] for row in _learned_rows()} - _being_deleted()
+
+
+def auto_entries(sort: str = "frequency") -> list[AutoEntry]:
+    rows = _learned_rows()
     exclusions = settings()["whitelist.auto.exclusions"]
     leaving = _being_deleted()
     entries = [AutoEntry(r["domain"], r["count"], r["first_seen"], r["last_seen"],
@@ -136,13 +145,21 @@ def move_warnings(action: str) -> list[str]:
 
 def move_auto_entries(action: str, domains: list[str], *, user: str,
                       client_ip: str | None) -> int:
-    """Guide §5 list management. Raises SettingError when a move breaks a setting's rule.
+    """Guide §5 list management; returns the number of entries moved or deleted. Raises
+    SettingError when a move breaks a setting's rule.
 
-    An entry already in the target list, in either form of its domain (shared/idn.py
-    `entry_form`, as the lists compare), is not added again."""
+    Delete counts, and asks the core to delete, only the entries the page lists (`_listed`):
+    a stale page or a forged request may name domains the list does not hold (0: nothing
+    to delete, no command). A move adds what it names, learned or not: each is a valid
+    entry of the target list, which checks it. An entry already in the target list, in
+    either form of its domain (shared/idn.py `entry_form`, as the lists compare), is not
+    added again."""
     if action not in AUTO_ACTIONS:
         raise ValueError(action)
     domains = sorted({d.strip().lower() for d in domains if d.strip()})
+    if action == "delete":
+        listed = _listed()
+        domains = [d for d in domains if d in listed]
     if not domains:
         return 0
     if action == "to_custom":
@@ -174,15 +191,16 @@ def rbl_rows(count: int) -> list[dict]:
 
 
 def _filled(rows: list[dict]) -> list[int]:
-    """Indexes of the rows that become zones: an empty row is left out, return codes without
-    a zone name are not (the zone's rule then names that row)."""
+    """Indexes of the rows that become zones: an empty row is left out; return codes or a
+    ticked "Use this blacklist" without a zone name are not (the zone's rule then names
+    that row's Zone field)."""
     return [i for i, r in enumerate(rows)
-            if (r["zone"] or "").strip() or (r.get("codes") or "").strip()]
+            if (r["zone"] or "").strip() or (r.get("codes") or "").strip() or r["enabled"]]
 
 
 def save_rbl(rows: list[dict], action_changes: dict[str, Any], *, user: str,
              client_ip: str | None) -> dict:
-    """`rows`: [{"enabled", "zone", "codes": text}] — empty zone names are left out.
+    """`rows`: [{"enabled", "zone", "codes": text}] — rows left empty are left out (`_filled`).
     SettingError's `rbl.zones` errors are pointed at the row's field (`zone_error_fields`)."""
     zones = [{"enabled": bool(rows[i]["enabled"]), "zone": rows[i]["zone"].strip(),
               "return_codes": [code for _line, code in text_lines(rows[i]["codes"])]}
@@ -294,15 +312,17 @@ def join_terms(terms) -> str:
 
 
 def save_rule(index: int | None, shown: str, rule: dict, *, user: str,
-              client_ip: str | None) -> None:
-    """Add `rule` (index None; `shown` unused) or replace rule `index`, shown as `shown`."""
+              client_ip: str | None) -> bool:
+    """Add `rule` (index None; `shown` unused) or replace rule `index`, shown as `shown`.
+    Returns False when rule `index` already is `rule`: nothing is written then."""
     def edit(rules):
         if index is None:
             rules.append(rule)
-        else:
-            check_rule_shown("rules.spam", rules, index, shown)
-            rules[index] = rule
-    edit_list("rules.spam", edit, user=user, client_ip=client_ip, page="spam_rules")
+            return True
+        check_rule_shown("rules.spam", rules, index, shown)
+        changed, rules[index] = rules[index] != rule, rule
+        return changed
+    return edit_list("rules.spam", edit, user=user, client_ip=client_ip, page="spam_rules")
 
 
 def rule_errors(exc: SettingError, index: int | None, terms: str,

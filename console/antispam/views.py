@@ -31,6 +31,14 @@ STALE_RULE = ("the rule list changed meanwhile (in another tab or by another adm
               "The rules below are as they are now; copy what you typed from here into the "
               "rule it belongs to and save it there.")
 
+# What an auto-generated whitelist action did to the entries it counts
+AUTO_DONE = {"to_custom": "added to the custom whitelist",
+             "to_exclusions": "added to the exclusion list", "delete": "deleted"}
+# A Delete of entries the auto-generated whitelist no longer holds (a stale page: another tab
+# moved or deleted them, or the core evicted them)
+NOTHING_DELETED = ("Nothing was deleted: the selected entries are no longer in the "
+                   "auto-generated whitelist.")
+
 # The field prefixes of the Spam Rules page's forms: "new" or r<i> (save), d<i> (delete)
 SAVE_PREFIX = re.compile(r"new|r[0-9]+")
 DELETE_PREFIX = re.compile(r"d[0-9]+")
@@ -92,9 +100,8 @@ def auto_whitelist_manage():
                 for key, rule in exc.errors:
                     flash(f"{key}: {rule}", "error")
             else:
-                flash(f"{count} entr{'y' if count == 1 else 'ies'}: "
-                      f"{dict(to_custom='added to the custom whitelist', to_exclusions='added to the exclusion list', delete='deleted')[action]}.",
-                      "info")
+                flash(f"{count} entr{'y' if count == 1 else 'ies'}: {AUTO_DONE[action]}."
+                      if count or action != "delete" else NOTHING_DELETED, "info")
                 for warning in service.move_warnings(action):
                     flash(warning, "warning")
         else:
@@ -208,7 +215,7 @@ def save_spam_rule():
         if form.name.data:
             rule["name"] = form.name.data.strip()
         try:
-            service.save_rule(index, form.original.data or "", rule, **who())
+            changed = service.save_rule(index, form.original.data or "", rule, **who())
         except RuleListChanged:                  # the page is stale: the rules as they are
             return _spam_rules_page(_page_form(), [], stale=form)   # now, and what was typed
         except SettingError as exc:              # shown again as typed, with the errors
@@ -216,7 +223,7 @@ def save_spam_rule():
                                                              form.none_of.data))
             return _spam_rules_page(_page_form(), [], prefix, form, errors)
         else:
-            flash("Spam rule saved.", "info")
+            flash("Spam rule saved." if changed else "No changes to save.", "info")
     return redirect(url_for("antispam.spam_rules"))
 
 

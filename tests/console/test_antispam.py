@@ -406,16 +406,20 @@ def test_refused_spam_rule_edit_is_shown_again_as_typed(admin):
 
 
 def test_spam_rule_over_the_rules_total_is_shown_again_with_the_reason(admin):
-    admin.set(rules__content=[_rule(f"c{i}", f"term{i}") for i in range(100)])
+    """The refusal named rules.content (a Filtering Policy setting) and no counts."""
+    admin.set(rules__content=[_rule(f"c{i}", f"term{i}") for i in range(60)],
+              rules__spam=[_rule(f"s{i}", f"term{i}") for i in range(40)])
     response = admin.post("/antispam/spam-rules/save", {
         "prefix": "new", "new-index": "", "new-name": "one more", "new-enabled": "y",
         "new-match": "any", "new-terms": "lottery", "new-none_of": ""})
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     refused = page.split('id="rule-new-refused"', 1)[1].split("</div>", 1)[0]
-    assert "rules.content: spam and content rules together must be at most 100" in refused
+    assert re.findall(r"<li>([^<]*)</li>", refused) == [
+        "rules.spam: spam and content rules together must be at most 100 "
+        "(60 content rules + 41 spam rules)"]
     assert 'name="new-terms" type="text" value="lottery"' in page
-    assert admin.settings()["rules.spam"] == []
+    assert len(admin.settings()["rules.spam"]) == 40
 
 
 # --- auto-generated whitelist: moves to a custom whitelist that is off ----------------------
@@ -773,3 +777,94 @@ def test_a_field_with_several_errors_has_one_error_element(app):
     assert html_text.count('id="new-terms-error"') == 1
     assert 'aria-describedby="new-terms-error"' in html_text
     assert _field_error(html_text.replace("<br>", "|"), "new-terms") == "first rule|second <rule>"
+
+
+# --- cosmetic defects of the exploratory test (console-antispam) ----------------------------
+
+def test_terms_that_differ_only_in_letter_case_are_named_as_repeats(admin):
+    """Terms match whatever the letter case, yet `a, b, A, c` and none-of `q, Q` were saved
+    while `a, b, a` was refused as a repeat."""
+    response = admin.post("/antispam/spam-rules/save", {
+        "prefix": "new", "new-index": "", "new-name": "", "new-enabled": "y",
+        "new-match": "any", "new-terms": "a, b, A, c", "new-none_of": "q, Q"})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert _field_error(page, "new-terms") == "term 3 repeats term 1"
+    assert _field_error(page, "new-none_of") == "term 2 repeats term 1"
+    response = admin.post("/antispam/spam-rules/save", {
+        "prefix": "new", "new-index": "", "new-name": "", "new-enabled": "y",
+        "new-match": "any", "new-terms": "Free*, FREE*", "new-none_of": ""})
+    assert _field_error(response.get_data(as_text=True), "new-terms") == \
+        "term 2 repeats term 1"
+    assert admin.settings()["rules.spam"] == []
+
+
+def _updated_at(home, key: str) -> float:
+    conn = db.connect(home.db)
+    try:
+        return conn.execute("SELECT updated_at FROM settings WHERE key = ?", (key,)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_saving_an_unchanged_spam_rule_says_no_changes_and_writes_nothing(admin, home):
+    """It said "Spam rule saved." as if something had changed."""
+    admin.set(rules__spam=[_rule("paths", "C:\\temp\\", "1,000 dollars")])
+    written = _updated_at(home, "rules.spam")
+    page = admin.get("/antispam/spam-rules").get_data(as_text=True)
+    unchanged = {**_shown_rule_fields(admin, "r0"), "prefix": "r0", "r0-name": "paths",
+                 "r0-enabled": "y", "r0-match": "any", "r0-terms": _terms_field(page, "r0"),
+                 "r0-none_of": ""}
+    assert admin.post("/antispam/spam-rules/save", unchanged).status_code == 302
+    assert _flashes(admin) == "No changes to save."
+    assert _updated_at(home, "rules.spam") == written
+    assert not admin.events(Action.OBJECT_MODIFIED)
+    assert admin.post("/antispam/spam-rules/save",
+                      {**unchanged, "r0-name": "renamed"}).status_code == 302
+    assert _flashes(admin) == "Spam rule saved."
+    assert admin.settings()["rules.spam"][0]["name"] == "renamed"
+
+
+def test_a_ticked_rbl_row_without_a_zone_is_refused_at_its_zone_field(admin):
+    """The row was dropped in silence: "No changes to save." and the tick gone."""
+    page = _post_rbl_rows(admin, (False, "", ""), (True, "", ""))
+    assert _field_error(page, "zone1_zone") == "must be a domain name such as example.com"
+    assert _field_error(page, "zone0_zone") == ""                   # an empty row is no zone
+    assert re.search(r'<input checked id="zone1_enabled"|<input[^>]*id="zone1_enabled"[^>]*'
+                     r'checked', page)                               # the tick kept as typed
+    assert admin.settings()["rbl.zones"] == []
+
+
+@pytest.mark.parametrize("digits", [100, 5000])
+def test_a_long_number_is_out_of_range_not_unwritten(admin, digits):
+    """100 digits and more gave "must be a whole number written with the digits 0-9"."""
+    response = admin.post("/antispam/heuristic", {
+        "heuristic__enabled": "y", "heuristic__sensitivity": "1",
+        "heuristic__subject_prefix": "[Spam]", "heuristic__drop_score": "9" * digits,
+        "heuristic__forward_score": "", "heuristic__forward_to": ""})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert _field_error(page, "heuristic__drop_score") == "must be between 1 and 100"
+    assert "9" * digits in page                                     # kept as typed
+    assert admin.settings()["heuristic.drop_score"] is None
+
+
+def test_a_delete_of_entries_not_in_the_list_counts_what_it_deleted(admin, home):
+    """A stale or forged Delete of a domain the list does not hold said "1 entry: deleted."."""
+    _seed_auto(home, [("learned.example", 3, 1.0, 9.0)])
+    assert admin.post("/antispam/auto-whitelist/manage", {
+        "domains": ["never-learned.example", "x" * 300], "delete": "y"}).status_code == 302
+    page = admin.get("/antispam/auto-whitelist").get_data(as_text=True)
+    assert ("Nothing was deleted: the selected entries are no longer in the auto-generated "
+            "whitelist.") in page
+    assert "deleted." not in page.replace("Nothing was deleted", "")
+    assert admin.commands() == [] and not admin.events(Action.OBJECT_MODIFIED)
+    admin.post("/antispam/auto-whitelist/manage", {
+        "domains": ["never-learned.example", "learned.example"], "delete": "y"})
+    assert "1 entry: deleted." in admin.get("/antispam/auto-whitelist").get_data(as_text=True)
+    assert [c["args"] for c in admin.commands()] == [{"domains": ["learned.example"]}]
+    # deleted already (the core has not yet carried the command out): nothing more to delete
+    admin.post("/antispam/auto-whitelist/manage", {"domains": ["learned.example"],
+                                                   "delete": "y"})
+    assert "Nothing was deleted" in admin.get("/antispam/auto-whitelist").get_data(as_text=True)
+    assert len(admin.commands()) == 1

@@ -15,6 +15,7 @@ from shared.settings_types import (
     IpAddress, ListOf, MailDomain, Nullable, Pattern, RblZone, RelayEntry, Resolver, RoutingEntry, Rule,
     RuleError, RuleTerms, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry,
 )
+from shared.wildcard import find
 
 KEY_32 = base64.b64encode(bytes(range(32))).decode()
 RULE = {"terms": ["viagra"]}
@@ -504,12 +505,33 @@ def test_at_most_100_spam_and_content_rules_together():
     assert RULES_MAX_TOTAL == 100
     assert validate_changes(defaults(), {"rules.spam": [RULE] * 50, "rules.content": [RULE] * 50})
     assert errors({"rules.spam": [RULE] * 60, "rules.content": [RULE] * 41}) == [
-        "rules.content: spam and content rules together must be at most 100"]
+        "rules.content: spam and content rules together must be at most 100 "
+        "(60 spam rules + 41 content rules)"]
+    # the list being changed is named, and counted last: the Spam Rules page named
+    # rules.content for a spam rule added over the total
     current = {**defaults(), "rules.content": [RULE] * 100}
     assert errors({"rules.spam": [RULE]}, current) == [
-        "rules.content: spam and content rules together must be at most 100"]
+        "rules.spam: spam and content rules together must be at most 100 "
+        "(100 content rules + 1 spam rule)"]
+    current = {**defaults(), "rules.spam": [RULE] * 99}
+    assert errors({"rules.content": [RULE] * 2}, current) == [
+        "rules.content: spam and content rules together must be at most 100 "
+        "(99 spam rules + 2 content rules)"]
     assert errors({"rules.spam": [RULE] * 101}) == [
         "rules.spam: must have at most 100 entries"]
+
+
+@pytest.mark.parametrize("key", ["rules.spam", "rules.content"])
+def test_rule_terms_that_differ_only_in_letter_case_are_repeats(key):
+    """Terms match whatever the letter case, yet `a, b, A` was saved while `a, b, a` was
+    refused as a repeat."""
+    assert errors({key: [{"terms": ["a", "b", "A"], "none_of": ["q", "Q"]}]}) == [
+        f"{key}: entry 1: terms: entry 3 repeats entry 1; none_of: entry 2 repeats entry 1"]
+    assert errors({key: [{"terms": ["Free*", "FREE*"]}]}) == [
+        f"{key}: entry 1: terms: entry 2 repeats entry 1"]
+    # the matcher (re.IGNORECASE) tells "Maß" from "MASS": two terms, not a repeat
+    assert not find("Maß", "MASS") and not find("MASS", "Maß")
+    assert validate_changes(defaults(), {key: [{"terms": ["Maß", "MASS"]}]})
 
 
 def test_retry_max_not_below_initial():
@@ -839,6 +861,23 @@ def test_integer_from_text_reads_ascii_digits_only(text, number):
     """int() reads "٣" (Arabic-Indic) and "５" (fullwidth) as 3 and 5; a setting must not."""
     from shared.settings_types import integer_from_text
     assert integer_from_text(text) == number
+
+
+@pytest.mark.parametrize("digits", [65, 100, 5000])
+def test_a_number_of_many_digits_is_out_of_range_not_unwritten(digits):
+    """Past 64 digits a number in the console was "must be a whole number written with the
+    digits 0-9", though it is; past 4300 `config set` failed with Python's own
+    int-conversion error."""
+    from shared.settings_types import integer_from_text
+    assert integer_from_text("9" * digits) == 10 ** 64
+    assert integer_from_text("-" + "9" * digits) == -10 ** 64
+    assert integer_from_text("0" * digits + "50") == 50           # leading zeros aside
+    for text in ("9" * digits, "-" + "9" * digits):
+        assert errors({"heuristic.drop_score": parse_cli_value("heuristic.drop_score",
+                                                               text)}) == [
+            "heuristic.drop_score: must be between 1 and 100"]
+        assert errors({"smtp.port": parse_cli_value("smtp.port", text)}) == [
+            "smtp.port: must be between 1 and 65535"]
 
 
 def test_integer_rule_names_the_digits_it_takes():
