@@ -46,11 +46,13 @@ def add_rule(rule: dict, *, user, client_ip) -> None:
     _edit(lambda rules: rules.append(rule), user=user, client_ip=client_ip)
 
 
-def update_rule(index: int, original: str, rule: dict, *, user, client_ip) -> None:
+def update_rule(index: int, original: str, rule: dict, *, user, client_ip) -> bool:
+    """Replace rule `index`; False when it already is `rule` (nothing is written then)."""
     def edit(rules):
         check_rule_shown("rules.content", rules, index, original)
-        rules[index] = rule
-    _edit(edit, user=user, client_ip=client_ip)
+        changed, rules[index] = rules[index] != rule, rule
+        return changed
+    return _edit(edit, user=user, client_ip=client_ip)
 
 
 def delete_rule(index: int, original: str, *, user, client_ip) -> dict:

@@ -94,11 +94,12 @@ def edit_rule(index: int):
     errors: list[str] = []
     if request.method == "POST" and form.validate_on_submit():
         try:
-            service.update_rule(index, form.original.data or "", _rule_values(form), **who())
+            changed = service.update_rule(index, form.original.data or "", _rule_values(form),
+                                          **who())
         except SettingError as exc:
             errors = [f"{key}: {rule}" for key, rule in exc.errors]
         else:
-            flash("Content rule saved.", "info")
+            flash("Content rule saved." if changed else "No changes to save.", "info")
             return redirect(url_for("filtering.content_rules"))
     return _render("rule_edit.html", "content_rules", rule_form=form, index=index,
                    errors=errors)

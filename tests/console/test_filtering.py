@@ -96,6 +96,22 @@ def test_content_rules_add_edit_delete(admin):
     assert admin.settings()["rules.content"] == []
 
 
+def test_saving_an_unchanged_content_rule_says_no_changes_and_writes_nothing(admin):
+    import html
+    import re
+    admin.set(rules__content=[{"enabled": True, "match": "any", "terms": ["merger"],
+                               "none_of": []}])
+    edit = admin.get("/filtering/content-rules/0").get_data(as_text=True)
+    original = html.unescape(re.search(r'name="edit-original" type="hidden" value="([^"]*)"',
+                                       edit).group(1))
+    unchanged = {"edit-enabled": "y", "edit-match": "any", "edit-terms": "merger",
+                 "edit-none_of": "", "edit-original": original}
+    assert admin.post("/filtering/content-rules/0", unchanged).status_code == 302
+    page = admin.get("/filtering/content-rules").get_data(as_text=True)
+    assert "No changes to save." in page and "Content rule saved." not in page
+    assert not admin.events(Action.OBJECT_MODIFIED)
+
+
 def test_rule_with_too_many_terms_is_refused(admin):
     terms = ", ".join(f"t{i}" for i in range(51))
     response = admin.post("/filtering/content-rules/add", {
