@@ -58,6 +58,7 @@ __all__ = [
     "R553_BAD_ADDRESS_CHARS",
     "R553_NON_ASCII_ADDRESS",
     "R554_LINE_TOO_LONG_IN_DATA",
+    "R554_TOO_MANY_HOPS",
     "R554_NO_VALID_RECIPIENTS",
     "R555_UNKNOWN_PARAMETER",
 ]
@@ -218,5 +219,6 @@ R553_BAD_ADDRESS_CHARS = Reply(553, "5.1.3", "Address contains characters that a
 # RFC 6531 §3.5 with the RFC 6533 enhanced code for non-ASCII addresses.
 R553_NON_ASCII_ADDRESS = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
 R554_LINE_TOO_LONG_IN_DATA = Reply(554, "5.6.0", "Message has a line over 1000 octets")
+R554_TOO_MANY_HOPS = Reply(554, "5.4.6", "Too many hops: a mail loop")   # RFC 5321 §6.3
 R554_NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")  # RFC 5321 §3.3, RFC 2920 §3.1
 R555_UNKNOWN_PARAMETER = Reply(555, "5.5.4", "MAIL FROM/RCPT TO parameter not recognized or not implemented")

@@ -26,7 +26,7 @@ from typing import Callable, Mapping
 
 import trio
 
-from core.pipeline.decompose.mime import first_subject
+from core.pipeline.decompose.mime import head_facts
 from core.smtp import replies as R
 from core.smtp.conversation import ConversationLog
 from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
@@ -57,7 +57,8 @@ _ACCEPT_ERRORS_TO_IGNORE = {getattr(errno, name) for name in (
     "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT", "EPROTONOSUPPORT",
     "ETIMEDOUT", "ECONNRESET") if hasattr(errno, name)}
 DISK_CHECK_SECONDS = 1.0
-HEAD_OCTETS = 16 * 1024         # where the Subject for the events is looked for
+HEAD_OCTETS = 64 * 1024         # where the Subject and the hops are counted (head_facts)
+MAX_HOPS = 100                  # more Received fields than this: a loop (RFC 5321 §6.3)
 MAX_SUBJECT_CHARS = 998         # RFC 5322's line limit: what an event keeps of a Subject
 QUEUED_REPLY_SECONDS = 5.0      # how long a shutdown waits for a queued message's 250
 
@@ -563,21 +564,35 @@ class _Session:
                 f"\t{formatdate(self.server.clock.now())}\r\n")
         return text.encode("utf-8", "replace")
 
+    async def _refuse_message(self, incoming, reply: R.Reply, rule: str, **fields) -> None:
+        """Refuse the message just received with `reply` (nothing of it is kept)."""
+        if incoming is not None:
+            await trio.to_thread.run_sync(incoming.abort)
+        self.server.counters.incr("rejected")
+        self.record(Action.REJECTED, sender=self.sender, recipients=self.recipients,
+                    rule=rule, result=str(reply.code), **fields)
+        self.log.error("protocol", rule)
+        await self.write(self.conn.send(reply))
+        self.sender, self.recipients = None, []
+
     async def _finish_data(self, event: DataComplete) -> None:
         incoming, self.incoming = self.incoming, None
         buffered, self.buffered, self.buffered_octets = self.buffered, None, 0
         server = self.server
         if event.line_too_long or event.size_exceeded:
-            if incoming is not None:
-                await trio.to_thread.run_sync(incoming.abort)
             reply = R.R554_LINE_TOO_LONG_IN_DATA if event.line_too_long else R.R552_SIZE_EXCEEDED
             rule = "smtp.max_text_line" if event.line_too_long else "size.max_mb"
-            server.counters.incr("rejected")
-            self.record(Action.REJECTED, sender=self.sender, recipients=self.recipients,
-                        size=event.size, rule=rule, result=str(reply.code))
-            self.log.error("protocol", rule)
-            await self.write(self.conn.send(reply))
-            self.sender, self.recipients = None, []
+            await self._refuse_message(incoming, reply, rule, size=event.size)
+            return
+        facts = head_facts(self.head)
+        hops = facts.received + 1                       # and ours
+        if hops > MAX_HOPS:
+            # A route pointing back at us (or two gateways at each other) would take the
+            # message round for ever, a Received field longer each time.
+            await self._refuse_message(
+                incoming, R.R554_TOO_MANY_HOPS, "mail_loop", size=event.size,
+                subject=facts.subject or None,
+                info=f"{hops} Received fields, more than {MAX_HOPS}: a mail loop")
             return
         envelope = Envelope.new(
             self.queue_id, self.sender or "", self.recipients, clock=server.clock.now,
@@ -586,7 +601,7 @@ class _Session:
             smtputf8=bool(self.mail_params.get("SMTPUTF8")))
         if self.rbl_listing is not None:   # non-reject rbl.action applies after DATA
             envelope.meta["rbl"] = self.rbl_listing.to_meta()
-        subject = " ".join(first_subject(self.head).split())[:MAX_SUBJECT_CHARS]
+        subject = " ".join(facts.subject.split())[:MAX_SUBJECT_CHARS]
         if subject:                         # for the events (guide Table 7-6)
             envelope.meta[SUBJECT_META] = subject
         pending = PendingMessage(self.queue_id, envelope, buffered, incoming)

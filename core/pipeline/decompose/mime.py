@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 from core.pipeline.decompose.fieldvalue import ParamMessage, decode_words_text
 
-__all__ = ["HeaderBlock", "split_header", "first_subject", "ContentInfo", "content_info", "find_parts",
+__all__ = ["HeaderBlock", "split_header", "HeadFacts", "head_facts", "ContentInfo", "content_info", "find_parts",
            "ChildSpan", "decode_transfer", "decode_words", "header_text"]
 
 MAX_HEADER_FIELDS_KEPT = 2000    # of a part's header, kept for the view (the rest: defect)
@@ -161,13 +161,24 @@ def _unfold(lines: list[bytes]) -> str:
     return header_text(b" ".join(part.strip(b" \t") for part in lines)).strip()
 
 
-def first_subject(head: bytes) -> str:
-    """The first Subject field of the header block at the start of `head`, decoded as the
-    decomposer reads it (view.subject): "" when there is none in `head`."""
+@dataclass
+class HeadFacts:
+    subject: str        # the first Subject, decoded as view.subject is; "" when none
+    received: int       # Received fields (hops)
+
+
+def head_facts(head: bytes) -> HeadFacts:
+    """What the SMTP listener reads of a message it receives, from the header block at the
+    start of `head` (the message's first octets; a header longer than `head` is read as far
+    as it goes): its Subject for the events and its hop count for loop detection."""
+    subject, received = None, 0
     for name, value in split_header(head, 0, len(head)).fields:
-        if name.lower() == "subject":
-            return decode_words(value)[0]
-    return ""
+        lower = name.lower()
+        if lower == "received":
+            received += 1
+        elif lower == "subject" and subject is None:
+            subject = decode_words(value)[0]
+    return HeadFacts(subject or "", received)
 
 
 def decode_words(value: str) -> tuple[str, bool]:
