@@ -16,10 +16,16 @@ Rules
     4. A message that needs SMTPUTF8 (RFC 6531 §3.4) to a host without it fails with
        5.6.7; one over the host's SIZE (RFC 1870) fails with 5.3.4. 8-bit content to a host
        without 8BITMIME is sent as is, without BODY= (what Postfix does by default).
+       "Needs SMTPUTF8" means UTF-8 in an envelope address or in the header section (RFC
+       6531 §3.2); the client's SMTPUTF8 parameter alone is no need. A message without
+       that need goes to a host without SMTPUTF8 without the parameter; a host that offers
+       it gets the parameter as the client gave it. The header section is read only when
+       that decides (the parameter given, the host without SMTPUTF8), and no further.
 """
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
@@ -41,6 +47,7 @@ __all__ = ["Timeouts", "Session", "DeliveryError", "open_session", "run_transact
 
 MESSAGE_CHUNK_OCTETS = 256 * 1024  # most messages: one read and one write
 RECEIVE_OCTETS = 64 * 1024
+HEADER_CHUNK_OCTETS = 16 * 1024    # reading up to the end of the header section (rule 4)
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,13 @@ def reply_text(reply: Reply) -> str:
     """"550 5.1.1 text" on one line (multi-line replies joined with spaces)."""
     enhanced = f" {reply.enhanced}" if reply.enhanced else ""
     return f"{reply.code}{enhanced} {' '.join(reply.lines)}".strip()
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception as the end of an error text, never empty: its own text, else its
+    cause's (trio's BrokenResourceError carries none and wraps the ssl.SSLError that says
+    what went wrong), else its type's name."""
+    return str(exc) or str(exc.__cause__ or "") or type(exc).__name__
 
 
 def _status(reply: Reply) -> str:
@@ -250,8 +264,8 @@ async def _start_tls(session: Session, context: ssl.SSLContext, timeouts: Timeou
         session.is_broken = True
         what = "TLS required, but the" if mode == "required" else "the"
         raise DeliveryError(f"{what} TLS handshake with {session.peer} failed: "
-                            f"{exc or type(exc).__name__}", status="4.7.0", host=session.host,
-                            tls_failed=True) from None
+                            f"{_reason(exc)}", status="4.7.0",
+                            host=session.host, tls_failed=True) from None
     session.stream = tls
     session.is_tls = True
     conn.start_tls_done()
@@ -268,8 +282,9 @@ async def run_transaction(session: Session, envelope: Envelope, recipients: Sequ
     Raises DeliveryError only before MAIL was answered; later failures defer the
     recipients still undecided (their text says why)."""
     conn = session.conn
-    needs_utf8 = envelope.smtputf8 or not envelope.sender.isascii() or not all(
-        r.isascii() for r in recipients)
+    needs_utf8 = not envelope.sender.isascii() or not all(r.isascii() for r in recipients)
+    if envelope.smtputf8 and not needs_utf8:      # rule 4: the parameter alone is no need
+        needs_utf8 = "SMTPUTF8" in conn.extensions or not _header_is_ascii(message_path)
     if needs_utf8 and "SMTPUTF8" not in conn.extensions:
         text = f"{session.peer} does not support SMTPUTF8, which this message needs"
         return {r: ("failed", text, "5.6.7", False) for r in recipients}
@@ -344,6 +359,26 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
         await _send(session, conn.end_data(), timeouts.data_block)
     await _reply(session, timeouts.data_termination)
     session.completed_at = trio.current_time()
+
+
+_HEADER_END = re.compile(rb"\n\r?\n")   # the empty line after the header section
+
+
+def _header_is_ascii(path: Path) -> bool:
+    """True when the header section of the message at *path* is all ASCII (rule 4). Reads
+    HEADER_CHUNK_OCTETS at a time up to the empty line that ends it, no further; read inline
+    like _read_small, and only for a message whose client gave SMTPUTF8."""
+    carry = b"\n"                  # a message that starts with an empty line has no header
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HEADER_CHUNK_OCTETS):
+            data = carry + chunk
+            end = _HEADER_END.search(data)
+            if not (data if end is None else data[:end.start()]).isascii():
+                return False
+            if end is not None:
+                return True
+            carry = data[-2:]      # an end split across two reads is still found
+    return True
 
 
 def _read_small(path: Path) -> bytes | None:

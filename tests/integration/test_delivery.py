@@ -229,3 +229,93 @@ async def test_a_next_hop_that_stops_answering_defers_after_the_timeout(message,
     assert result.outcome == "deferred"
     assert result.text.startswith("timeout waiting for 127.0.0.1")
     assert trio.current_time() - started < 5
+
+
+# --- SMTPUTF8 (RFC 6531): what a message needs, not what its client said --------------------
+
+def _spooled(tmp_path, data, *, sender="alice@x.test", recipient="bob@x.test", **fields):
+    path = tmp_path / "utf8-message"
+    path.write_bytes(data)
+    envelope = Envelope.new("Q2", sender, [recipient], **fields)
+    envelope.size = len(data)
+    return envelope, path
+
+
+@pytest.mark.parametrize("data, body", [
+    (b"Subject: plain\r\n\r\nplain text\r\n", "7BIT"),
+    (b"Subject: plain\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nGr\xc3\xbc\xc3\x9fe\r\n",
+     "8BITMIME"),                                     # UTF-8 in the body only
+])
+async def test_smtputf8_parameter_alone_does_not_need_a_host_with_smtputf8(make_sink, tmp_path,
+                                                                            data, body):
+    # delivery.md defect 4: an all-ASCII header with SMTPUTF8 given was bounced 5.6.7
+    sink = make_sink()
+    sink.without_extensions = {"SMTPUTF8"}
+    envelope, path = _spooled(tmp_path, data, smtputf8=True, body=body)
+    [result] = await deliver(snapshot(), NextHop("relay", "127.0.0.1", sink.port), envelope,
+                             path)
+    assert (result.outcome, result.status) == ("delivered", "2.0.0")
+    [received] = sink.messages
+    assert "SMTPUTF8" not in received.mail_params and received.data == data
+
+
+@pytest.mark.parametrize("data, sender, recipient", [
+    (b"Subject: Gr\xc3\xbc\xc3\x9fe\r\n\r\nx\r\n", "alice@x.test", "bob@x.test"),
+    (b"Subject: a\r\nX-Long: " + b"b" * 40000 + b"\xc3\xa9\r\n\r\nx\r\n", "alice@x.test",
+     "bob@x.test"),                                 # the UTF-8 is past the first reads
+    (b"Subject: plain\r\n\r\nx\r\n", "alice@x.test", "j\u00f6rg@x.test"),
+    (b"Subject: plain\r\n\r\nx\r\n", "\u00e5sa@x.test", "bob@x.test"),
+])
+async def test_utf8_in_header_or_address_fails_5_6_7_without_smtputf8(make_sink, tmp_path, data,
+                                                                        sender, recipient):
+    sink = make_sink()
+    sink.without_extensions = {"SMTPUTF8"}
+    envelope, path = _spooled(tmp_path, data, sender=sender, recipient=recipient, smtputf8=True)
+    [result] = await deliver(snapshot(), NextHop("relay", "127.0.0.1", sink.port), envelope,
+                             path)
+    assert (result.outcome, result.status) == ("failed", "5.6.7")
+    assert "does not support SMTPUTF8" in result.text and sink.connections[0].commands.count(
+        "MAIL") == 0
+
+
+async def test_smtputf8_parameter_is_passed_on_to_a_host_that_offers_it(sink, tmp_path):
+    envelope, path = _spooled(tmp_path, b"Subject: plain\r\n\r\nx\r\n", smtputf8=True)
+    [result] = await deliver(snapshot(), NextHop("relay", "127.0.0.1", sink.port), envelope,
+                             path)
+    assert result.outcome == "delivered" and "SMTPUTF8" in sink.messages[0].mail_params
+
+
+async def _tls_breaking_server(task_status=trio.TASK_STATUS_IGNORED):
+    """Offers STARTTLS, answers it with 220, then the ClientHello with plain garbage."""
+    async def handle(stream):
+        await stream.send_all(b"220 broken.test ESMTP\r\n")
+        buffer = b""
+        while data := await stream.receive_some(4096):
+            buffer += data
+            while b"\r\n" in buffer:
+                line, buffer = buffer.split(b"\r\n", 1)
+                if line.upper().startswith(b"EHLO"):
+                    await stream.send_all(b"250-broken.test\r\n250 STARTTLS\r\n")
+                elif line.upper() == b"STARTTLS":
+                    await stream.send_all(b"220 2.0.0 go ahead\r\n")
+                    await stream.receive_some(4096)              # the ClientHello
+                    await stream.send_all(b"garbage, not TLS\r\n")
+                    while await stream.receive_some(4096):    # until the client hangs up
+                        pass
+                    return
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handle, listeners)
+
+
+async def test_a_failed_tls_handshake_says_why(message, nursery):
+    # delivery.md defect 6: the text ended in "failed: " with nothing after it
+    port = await nursery.start(_tls_breaking_server)
+    envelope, path = message
+    [result] = await deliver(snapshot(**{"smtp.tls.outbound": "required"}),
+                             NextHop("relay", "127.0.0.1", port), envelope, path,
+                             timeouts=Timeouts(tls_handshake=5))
+    assert (result.outcome, result.status) == ("deferred", "4.7.0"), result.text
+    prefix = f"TLS required, but the TLS handshake with 127.0.0.1[127.0.0.1]:{port} failed: "
+    assert result.text.startswith(prefix)
+    assert "SSL" in result.text[len(prefix):]        # the ssl error under trio's wrapper

@@ -15,7 +15,9 @@ Rules
        RFC 3207 §4.2 requires: the TLS layer starts on a fresh reader.
     2. Replies are configurable and may be changed while it runs (plain attribute writes
        are atomic enough for the GIL): `tempfail_all`, `rcpt_replies`, `rcpt_reply`,
-       `mail_reply`, `data_reply`, `greeting`.
+       `mail_reply`, `data_reply`, `greeting`. `without_extensions` takes keywords off the
+       EHLO reply (e.g. {"SMTPUTF8"}); a MAIL parameter of an extension not offered
+       (SMTPUTF8, BODY=8BITMIME) is refused with 555, as RFC 5321 §4.1.1.11 allows.
     3. It runs in background threads. Use it as a context manager from sync code, or
        `await nursery.start(sink.serve)` from trio code (the threads stop when the task is
        cancelled). `wait_for` / `await_messages` block until N messages have arrived.
@@ -170,7 +172,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 elif sender is not None:
                     self._send(503, "5.5.1 nested MAIL command")
                 else:
-                    answer = sink._mail_answer(address)
+                    answer = sink._mail_answer(address, rest.split(), record.is_tls)
                     self._send(*answer)
                     if answer[0] < 300:
                         sender, params, recipients = address, rest.split(), []
@@ -271,6 +273,7 @@ class Sink:
         self.pipelining = pipelining
         # reply knobs (change at any time)
         self.tempfail_all = False                     # 451 to every RCPT while True
+        self.without_extensions: set[str] = set()     # EHLO keywords not offered
         self.greeting: Answer | None = None           # e.g. (421, "4.3.2 busy") or (554, ...)
         self.mail_reply: Answer | None = None
         self.rcpt_replies: dict[str, Answer] = {}     # lower-case address -> answer
@@ -388,9 +391,15 @@ class Sink:
             lines.append("PIPELINING")
         if self.tls and not is_tls:
             lines.append("STARTTLS")
-        return lines
+        return [lines[0], *(line for line in lines[1:]
+                            if line.split()[0] not in self.without_extensions)]
 
-    def _mail_answer(self, address: str) -> Answer:
+    def _mail_answer(self, address: str, params: list[str], is_tls: bool) -> Answer:
+        offered = {line.split()[0] for line in self._ehlo_lines(is_tls)[1:]}
+        for param in params:
+            keyword = {"SMTPUTF8": "SMTPUTF8", "BODY=8BITMIME": "8BITMIME"}.get(param.upper())
+            if keyword is not None and keyword not in offered:
+                return 555, f"5.5.4 {param} not offered"
         return self.mail_reply or (250, "2.1.0 sender ok")
 
     def _rcpt_answer(self, address: str) -> Answer:
