@@ -17,8 +17,16 @@ Rules
        "<notify_from> <MAILER-DAEMON@hostname>". Auto-Submitted: auto-replied (RFC 3834).
     3. Status comes from the remote reply's enhanced code when it has one, else from the
        reply class (5.0.0 / 4.0.0); Diagnostic-Code is "smtp; <code> <text>" for remote
-       replies (RFC 3464 §2.3.6).
-    4. Lines end in CRLF; the result is 7-bit unless the original headers were not ASCII.
+       replies and "x-mailmoat; <text>" for our own (RFC 3464 §2.3.6). A report's `reason`,
+       when it has one, is what the human-readable part says instead of the diagnostic.
+    4. The message/delivery-status part is 7-bit and never holds an RFC 2047 encoded-word:
+       an address with UTF-8 is "utf-8; <utf-8-addr-xtext>" (RFC 6533 §3: \\x{HEX} for
+       each character outside QCHAR), and any other non-ASCII character in a field is
+       written the same way. (message/global-delivery-status would carry raw UTF-8, but
+       needs an 8-bit path back to the sender.) Original-Recipient is not written: ORCPT
+       is not kept.
+    5. Lines end in CRLF; the result is 7-bit (non-ASCII text and original headers go in
+       base64 text parts).
 
 Never: read files, the clock or settings itself — everything arrives as arguments.
 """
@@ -37,7 +45,7 @@ from email.mime.text import MIMEText
 from shared.spool import Envelope
 
 __all__ = ["RecipientReport", "compose_dsn", "should_notify", "dsn_from_address",
-           "status_of", "MAX_HEADER_OCTETS"]
+           "status_of", "typed_address", "MAX_HEADER_OCTETS"]
 
 MAX_HEADER_OCTETS = 64 * 1024      # of the original headers quoted in a DSN
 _POLICY = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
@@ -52,6 +60,7 @@ class RecipientReport:
     diagnostic: str | None = None   # the remote reply "550 5.1.1 no such user", or our text
     remote_mta: str | None = None   # host name of the next hop that answered
     is_remote_reply: bool = True    # diagnostic came from an SMTP reply (Diagnostic-Code: smtp)
+    reason: str | None = None       # for the human-readable part, when not the diagnostic
 
 
 def should_notify(envelope: Envelope) -> bool:
@@ -116,6 +125,11 @@ def _human_text(envelope: Envelope, reports: Sequence[RecipientReport], hostname
                   "be delivered to one or more recipients."]
     lines += ["", f"Queue id: {envelope.queue_id}", ""]
     for r in reports:
+        if r.reason:
+            last = f"; last error: {r.diagnostic}" if r.diagnostic else ""
+            where = f" (from {r.remote_mta})" if r.diagnostic and r.remote_mta else ""
+            lines.append(f"<{r.address}>: {r.reason}{last}{where}")
+            continue
         reason = r.diagnostic or "no reason given"
         where = f" (from {r.remote_mta})" if r.remote_mta else ""
         lines.append(f"<{r.address}>: {reason}{where}")
@@ -132,14 +146,13 @@ def _delivery_status(envelope: Envelope, reports: Sequence[RecipientReport], hos
     blocks = [per_message]
     for r in reports:
         block = Message(policy=_POLICY)
-        kind = "utf-8" if not r.address.isascii() else "rfc822"   # RFC 6533 §3
-        block["Final-Recipient"] = f"{kind}; {r.address}"
+        block["Final-Recipient"] = typed_address(r.address)
         block["Action"] = r.action
         block["Status"] = r.status
         if r.remote_mta:
-            block["Remote-MTA"] = f"dns; {r.remote_mta}"
+            block["Remote-MTA"] = f"dns; {_xtext(r.remote_mta, _TEXT_CHARS)}"
         if r.diagnostic:
-            text = " ".join(r.diagnostic.split())
+            text = _xtext(" ".join(r.diagnostic.split()), _TEXT_CHARS)
             block["Diagnostic-Code"] = f"{'smtp' if r.is_remote_reply else 'x-mailmoat'}; {text}"
         block["Last-Attempt-Date"] = _date(now)
         if r.action == "delayed" and retry_until is not None:
@@ -149,6 +162,28 @@ def _delivery_status(envelope: Envelope, reports: Sequence[RecipientReport], hos
     part.set_type("message/delivery-status")
     part.set_payload(blocks)
     return part
+
+
+# RFC 6533 §3 QCHAR: printable ASCII but SP, "\\", "+" and "=". Other field text (rule 4)
+# keeps every printable ASCII character and the space.
+_QCHAR = frozenset(chr(c) for c in range(0x21, 0x7F)) - {"\\", "+", "="}
+_TEXT_CHARS = frozenset(chr(c) for c in range(0x20, 0x7F))
+
+
+def typed_address(address: str) -> str:
+    """The address-type; address of Final-Recipient (RFC 3464 §2.3.2): "rfc822; a@b" when
+    ASCII, else "utf-8; " and the utf-8-addr-xtext form (RFC 6533 §3), 7-bit."""
+    if address.isascii():
+        return f"rfc822; {address}"
+    return f"utf-8; {_xtext(address, _QCHAR)}"
+
+
+def _xtext(text: str, keep: frozenset) -> str:
+    """*text* with every character not in *keep* as RFC 6533's EmbeddedUnicodeChar
+    "\\x{HEX}" (upper-case hex, at least two digits, as its HEXPOINT has it)."""
+    if all(c in keep for c in text):
+        return text
+    return "".join(c if c in keep else f"\\x{{{ord(c):02X}}}" for c in text)
 
 
 def _headers_part(original_headers: bytes) -> MIMEText:
@@ -174,4 +209,4 @@ def _date(timestamp: float) -> str:
 def _is_ascii(reports: Sequence[RecipientReport], envelope: Envelope) -> bool:
     return envelope.queue_id.isascii() and all(
         r.address.isascii() and (r.diagnostic or "").isascii() and (r.remote_mta or "").isascii()
-        for r in reports)
+        and (r.reason or "").isascii() for r in reports)

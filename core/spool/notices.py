@@ -5,7 +5,10 @@ Rules
        bounce), with the null sender, through `QueueManager.submit_generated`.
     2. One bounce per attempt for all recipients that failed in it (Action: failed); one
        delay notice per message, at its first deferral (Action: delayed); at expiry the
-       recipients still waiting fail with 4.4.7 "delivery time expired" and are bounced.
+       recipients still waiting fail with 4.4.7 and are bounced. The expiry bounce says
+       "delivery time expired" in its human-readable part; its Diagnostic-Code is the last
+       remote reply ("smtp; 451 ..."), or our own last error as "x-mailmoat; ..." when no
+       remote host answered (RFC 3464 §2.3.6: an smtp diagnostic is an SMTP reply).
     3. Counters: `bounced` once per bounce sent; expired recipients count as
        `delivery_failures` and get a DELIVERY_FAILED event each.
 """
@@ -24,14 +27,16 @@ from shared.spool import Envelope
 __all__ = ["NoticeWriter", "EXPIRED_STATUS"]
 
 EXPIRED_STATUS = "4.4.7"   # RFC 3463: delivery time expired
+EXPIRED_REASON = "delivery time expired"
 SECONDS_PER_DAY = 86400
 
 
-def _report(recipient, action: str) -> RecipientReport:
+def _report(recipient, action: str, **overrides) -> RecipientReport:
     status = recipient.extra.get("status") or ("5.0.0" if action == "failed" else "4.0.0")
-    return RecipientReport(recipient.address, action, status, recipient.last_error,
-                           recipient.extra.get("remote_mta"),
-                           bool(recipient.extra.get("is_remote_reply")))
+    return RecipientReport(**{
+        "address": recipient.address, "action": action, "status": status,
+        "diagnostic": recipient.last_error, "remote_mta": recipient.extra.get("remote_mta"),
+        "is_remote_reply": bool(recipient.extra.get("is_remote_reply")), **overrides})
 
 
 class NoticeWriter:
@@ -55,13 +60,16 @@ class NoticeWriter:
                           retry_until=retry_until)
         return await m.submit_generated("", [envelope.sender], dsn, is_bounce=True, kind=kind)
 
-    async def bounce(self, queue: str, envelope: Envelope, failed) -> None:
+    async def bounce(self, queue: str, envelope: Envelope, failed,
+                     reports: list[RecipientReport] | None = None) -> None:
+        """Bounce *failed*; *reports* (one per recipient) when the caller made them."""
         if not failed or not should_notify(envelope):
             return
         m = self.manager
         settings = m.settings()
-        dsn_id = await self._send(queue, envelope, [_report(r, "failed") for r in failed],
-                                  settings, "bounce")
+        if reports is None:
+            reports = [_report(r, "failed") for r in failed]
+        dsn_id = await self._send(queue, envelope, reports, settings, "bounce")
         m.counters.incr("bounced")
         m.events.record(Action.BOUNCED, queue_id=envelope.queue_id, sender=envelope.sender,
                         recipients=[r.address for r in failed], size=envelope.size,
@@ -79,16 +87,19 @@ class NoticeWriter:
     async def expire(self, queue: str, envelope: Envelope, deferred) -> None:
         """Fail what is still waiting after delivery.retry_days, bounce it, delete."""
         m = self.manager
+        reports = []
         for recipient in deferred:
+            # rule 2: the last error stays the diagnostic, with its own type
+            reports.append(_report(recipient, "failed", status=EXPIRED_STATUS,
+                                   reason=EXPIRED_REASON))
             recipient.status = "failed"
-            recipient.last_error = ("delivery time expired; last error: "
+            recipient.last_error = (f"{EXPIRED_REASON}; last error: "
                                     f"{recipient.last_error or 'none'}")
-            recipient.extra["status"] = EXPIRED_STATUS
             m.counters.incr("delivery_failures")
             m.events.record(Action.DELIVERY_FAILED, queue_id=envelope.queue_id,
                             sender=envelope.sender, recipients=[recipient.address],
                             size=envelope.size, subject=envelope.subject(),
                             rule="delivery.retry_days",
                             result="failed", info=recipient.last_error)
-        await self.bounce(queue, envelope, deferred)
+        await self.bounce(queue, envelope, deferred, reports)
         await m._delete(queue, envelope.queue_id)

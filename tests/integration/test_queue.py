@@ -230,6 +230,62 @@ async def test_expiry_bounces_and_deletes(tmp_path, make_sink, running):
     assert h.counters.values["bounced"] == 1
 
 
+async def test_expiry_bounce_gives_the_last_remote_reply_as_its_smtp_diagnostic(
+        tmp_path, make_sink, running):
+    # delivery.md defect 7: "smtp; delivery time expired; last error: 451 ..." was our own
+    # text labelled as an SMTP reply
+    dest, senders = make_sink(), make_sink()
+    dest.tempfail_all = True
+    h = Harness(tmp_path, routes_to(("dest.test", dest), ("sender.test", senders)),
+                **{"delivery.retry_days": 1})
+    queue_id = h.put("alice@sender.test", ["bob@dest.test"])
+    await running(h)
+    await h.until(lambda: h.ids("slow") == [queue_id])
+    h.clock.advance(DAY + 1)
+    _, bounce = await senders.await_messages(2)
+    parsed, blocks, _ = _dsn(bounce)
+    assert blocks[1]["Status"] == "4.4.7" and blocks[1]["Action"] == "failed"
+    assert blocks[1]["Diagnostic-Code"] == "smtp; 451 4.3.0 sink says try again later"
+    assert blocks[1]["Remote-MTA"] == "dns; 127.0.0.1"
+    text = parsed.get_payload()[0].get_content()
+    assert "<bob@dest.test>: delivery time expired; last error: 451 4.3.0" in text
+    [failed] = h.events.of(Action.DELIVERY_FAILED)
+    assert failed["info"].startswith("delivery time expired; last error: 451 4.3.0")
+
+
+async def test_expiry_bounce_without_a_remote_reply_is_an_x_mailmoat_diagnostic(
+        tmp_path, make_sink, running):
+    senders = make_sink()
+    h = Harness(tmp_path, [{"match": "dest.test", "relay": "127.0.0.2", "port": 9},
+                           *routes_to(("sender.test", senders))],
+                **{"delivery.retry_days": 1})
+    queue_id = h.put("alice@sender.test", ["bob@dest.test"])
+    await running(h)
+    await h.until(lambda: h.ids("slow") == [queue_id])
+    h.clock.advance(DAY + 1)
+    _, bounce = await senders.await_messages(2)
+    _, blocks, _ = _dsn(bounce)
+    assert blocks[1]["Status"] == "4.4.7"
+    assert blocks[1]["Diagnostic-Code"].startswith("x-mailmoat; connect to 127.0.0.2")
+
+
+async def test_bounce_for_a_utf8_recipient_names_it_in_utf8_addr_xtext(tmp_path, make_sink,
+                                                                        running):
+    # delivery.md defect 5: Final-Recipient was an RFC 2047 encoded-word
+    dest, senders = make_sink(), make_sink()
+    dest.without_extensions = {"SMTPUTF8"}
+    h = Harness(tmp_path, routes_to(("dest.test", dest), ("sender.test", senders)))
+    h.put("alice@sender.test", ["j\u00f6rg@dest.test"], smtputf8=True)
+    await running(h)
+    [bounce] = await senders.await_messages(1)
+    assert bounce.data.isascii() and b"=?" not in bounce.data.split(b"\r\n\r\n", 1)[1]
+    _, blocks, _ = _dsn(bounce)
+    assert blocks[1]["Final-Recipient"] == "utf-8; j\\x{F6}rg@dest.test"
+    assert blocks[1]["Status"] == "5.6.7"
+    assert blocks[1]["Diagnostic-Code"].startswith("x-mailmoat; 127.0.0.1[127.0.0.1]:")
+    assert dest.messages == []
+
+
 async def test_max_outgoing_is_respected_and_connections_are_reused(tmp_path, sink, running):
     h = Harness(tmp_path, routes_to(("dest.test", sink)), **{"smtp.max_outgoing": 2})
     for n in range(20):
@@ -461,3 +517,29 @@ async def test_a_clean_stop_lets_a_delivery_in_progress_finish_and_record_it(tmp
     assert h.ids("fast") == h.ids("slow") == []
     assert [f["recipients"] for f in h.events.of(Action.DELIVERED)] == [["bob@dest.test"]]
     assert len(sink.messages) == 1
+
+
+async def test_a_next_hop_that_never_answers_holds_up_no_other_next_hop(tmp_path, make_sink,
+                                                                        running):
+    # rule 8: 30 messages to a next hop that holds its reply to the end of data (more than
+    # the workers and more than a next hop's attempts), then one to a healthy next hop: it
+    # is delivered at once. Before, every worker waited on the slow next hop with its
+    # message and the healthy one got nothing until they were let go.
+    from core.spool.manager import HOP_ATTEMPTS
+    slow, healthy = make_sink(), make_sink()
+    release = threading.Event()
+    slow.data_reply = lambda message: release.wait(30) and None
+    h = Harness(tmp_path, routes_to(("slow.test", slow), ("ok.test", healthy)))
+    manager = await running(h)
+    try:
+        for n in range(30):
+            manager.message_accepted(h.put("a@sender.test", [f"u{n}@slow.test"]))
+        await h.until(lambda: slow.open_connections >= HOP_ATTEMPTS // 2)
+        manager.message_accepted(h.put("a@sender.test", ["bob@ok.test"]))
+        [message] = await healthy.await_messages(1)
+        assert message.recipients == ["bob@ok.test"]
+        assert slow.max_open_connections <= HOP_ATTEMPTS
+    finally:
+        release.set()
+    await slow.await_messages(30)
+    await h.until(lambda: h.ids("fast") == [])

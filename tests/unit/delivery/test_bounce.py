@@ -6,7 +6,7 @@ import email.policy
 import pytest
 
 from core.delivery.bounce import (RecipientReport, compose_dsn, dsn_from_address,
-                                  should_notify, status_of)
+                                  should_notify, status_of, typed_address)
 from shared.spool import Envelope
 
 HEADERS = b"From: alice@x.test\r\nSubject: quarterly report\r\n\r\nsecret body\r\n"
@@ -86,3 +86,32 @@ def test_from_address_and_status():
     assert status_of(550, "5.7.1") == "5.7.1"
     assert status_of(451, None) == "4.0.0"
     assert status_of(550, "4.1.1") == "5.0.0"
+
+
+def _status_part(data):
+    """The raw bytes of the message/delivery-status part, as they travel."""
+    start = data.index(b"Content-Type: message/delivery-status")
+    return data[start:data.index(b"\r\n--", start)]
+
+
+def test_utf8_recipient_is_utf8_addr_xtext_never_an_encoded_word():
+    # delivery.md defect 5: Final-Recipient was "=?utf-8?b?...?=", no type, no address
+    data = compose([RecipientReport("j\u00f6rg+t=x@\u00fc.test", "failed", "5.6.7",
+                                    "550 5.1.1 unbekannt: j\u00f6rg", "mx.\u00fc.test"),
+                    RecipientReport("bob+tag@y.test", "failed", "5.1.1",
+                                    "550 5.1.1 no such user", "mx.y.test")])
+    part = _status_part(data)
+    assert part.isascii() and b"=?" not in part
+    assert (b"Final-Recipient: utf-8; j\\x{F6}rg\\x{2B}t\\x{3D}x@\\x{FC}.test\r\n") in part
+    assert b"Remote-MTA: dns; mx.\\x{FC}.test\r\n" in part
+    assert b"Diagnostic-Code: smtp; 550 5.1.1 unbekannt: j\\x{F6}rg\r\n" in part
+    assert b"Final-Recipient: rfc822; bob+tag@y.test\r\n" in part      # ASCII: as it is
+    assert data.isascii()
+    text = parse(data).get_payload()[0].get_content()
+    assert "<j\u00f6rg+t=x@\u00fc.test>" in text                       # people read UTF-8
+
+
+def test_typed_address_escapes_what_qchar_does_not_allow():
+    assert typed_address("a@b.test") == "rfc822; a@b.test"
+    assert typed_address("\u00e5 \\@\u4e2d.test") == "utf-8; \\x{E5}\\x{20}\\x{5C}@\\x{4E2D}.test"
+    assert typed_address("\U0001F600@x.test") == "utf-8; \\x{1F600}@x.test"
