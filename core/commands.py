@@ -178,9 +178,15 @@ def _queue_list(home, only: str | None) -> int:
                 env = spool.read_envelope(queue, queue_id)
             except (OSError, ValueError):
                 continue  # moved or being written right now
-            last_error = next((r.last_error for r in env.recipients if r.last_error), None)
+            # what the message still waits for: its pending and deferred recipients and
+            # their error, not those already delivered or bounced
+            waiting = [r for r in env.recipients if r.status in ("pending", "deferred")]
+            done = len(env.recipients) - len(waiting)
+            recipients = ",".join(r.address for r in waiting) + (
+                f" (+{done} done)" if done else "")
+            last_error = next((r.last_error for r in waiting if r.last_error), None)
             rows.append((queue, queue_id, _age(now - env.received_at), env.sender or "<>",
-                         ",".join(r.address for r in env.recipients), env.size, env.attempts,
+                         recipients, env.size, env.attempts,
                          env.hold_reason or last_error or ""))
     header = ("QUEUE", "ID", "AGE", "SENDER", "RECIPIENTS", "SIZE", "ATTEMPTS", "LAST ERROR")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]

@@ -270,3 +270,29 @@ def test_an_unexpected_error_says_where_it_happened(monkeypatch, capsys):
     stderr = capsys.readouterr().err
     assert stderr.startswith("mailmoat: unexpected error: RuntimeError: the bug\n")
     assert "Traceback" in stderr and "in broken" in stderr
+
+
+# --- queue list ------------------------------------------------------------------------------
+
+def test_queue_list_shows_the_recipients_still_waiting_and_their_error(home):
+    # delivery.md defect 8: every recipient was listed, and LAST ERROR could be the 550 of
+    # a recipient already bounced while the message waited on a 451
+    from shared.spool import Envelope, Spool, new_queue_id
+    spool = Spool(DataHome(Path(home)).spool)
+    queue_id = new_queue_id()
+    incoming = spool.open_incoming(queue_id)
+    incoming.write(b"Subject: s\r\n\r\nbody\r\n")
+    envelope = Envelope.new(queue_id, "", ["gone@x.test", "ok@x.test", "busy@x.test",
+                                           "new@y.test"], attempts=2)
+    gone, ok, busy, _new = envelope.recipients
+    gone.status, gone.last_error = "failed", "550 5.1.1 no such user"
+    ok.status = "delivered"
+    busy.status, busy.last_error = "deferred", "451 4.2.0 mailbox busy"
+    spool.commit([incoming.prepare(envelope)], "slow")
+    listing = mailmoat("queue", "list", "slow", "--home", home).stdout
+    header, row = listing.splitlines()
+    assert header.split()[4] == "RECIPIENTS"
+    assert f"slow   {queue_id}" in row and "<>" in row
+    assert "busy@x.test,new@y.test (+2 done)" in row
+    assert row.endswith("451 4.2.0 mailbox busy")
+    assert "gone@x.test" not in row and "ok@x.test" not in row and "550" not in row
