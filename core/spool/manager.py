@@ -28,9 +28,16 @@ Rules
     6. Bounces never bounce (`bounce.should_notify`); generated mail (`submit_generated`)
        takes the same durable path, is never counted as accepted and is counted as delivered.
     7. A clean stop lets delivery attempts in progress finish and record their results, for
-       up to STOP_GRACE_SECONDS (`_attempt`): cut in the middle, an attempt whose message
-       the next hop had already taken is made again after the restart — a duplicate, which
-       SPEC §4 allows after a crash only. No attempt starts once the stop has begun.
+       up to STOP_GRACE_SECONDS (`_attempt_task`): cut in the middle, an attempt whose
+       message the next hop had already taken is made again after the restart — a
+       duplicate, which SPEC §4 allows after a crash only. No attempt starts once the stop
+       has begun.
+    8. A delivery attempt runs in a task of its own, not in the worker that took the message
+       up, and a next hop has at most HOP_ATTEMPTS attempts in progress (core/spool/hops.py);
+       a message for a full next hop waits, in memory and still in its queue on disk, for
+       one of them to end. So a slow or silent next hop holds no worker and no other next
+       hop's mail. At most MAX_ATTEMPTS attempts run and MAX_WAITING messages wait; past
+       that the workers wait too (backpressure, as a full channel is).
 
 Never: block the event loop, write event names as literals, delete a message that still
 has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
@@ -46,6 +53,7 @@ import trio
 from core.delivery.routing import domain_of, route
 from core.pipeline.workers import PROCESS_TIMEOUT_SECONDS   # the limit rule 2 names
 from core.spool import files
+from core.spool.hops import HopGate
 from core.spool.notices import NoticeWriter
 from core.spool.schedule import SlowSchedule, retry_delay
 from shared.clock import WallClock
@@ -57,6 +65,10 @@ __all__ = ["QueueManager", "FAST_CHANNEL_SIZE", "PROCESS_TIMEOUT_SECONDS", "CRAS
 FAST_CHANNEL_SIZE = 1000        # ids waiting in memory; more wait on disk (rule 1)
 DELETE_WAIT_SECONDS = 10        # a dropped message waits this long at most for its event
 STOP_GRACE_SECONDS = 30         # how long a clean stop waits for attempts in progress (rule 7)
+HOP_ATTEMPTS = 20               # attempts in progress per next hop (rule 8; Postfix's default
+                                # destination concurrency limit)
+MAX_ATTEMPTS = 256              # attempts in progress in all (rule 8)
+MAX_WAITING = 10_000            # messages waiting for a full next hop (rule 8)
 SLOW_CHANNEL_SIZE = 100
 FAST_WORKERS = 16
 SLOW_WORKERS = 8
@@ -96,6 +108,10 @@ class QueueManager:
         self._slow_wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._attempts: set[trio.CancelScope] = set()   # delivery attempts in progress
+        self._delivering: set[str] = set()    # in an attempt, or waiting for a next hop
+        self._hops = HopGate(HOP_ATTEMPTS)
+        self._attempt_slots = trio.Semaphore(MAX_ATTEMPTS)
+        self._hop_freed = trio.Event()         # a waiting message went on (rule 8)
         self._stopping = False
 
     # --- public API ---------------------------------------------------------------------------
@@ -186,17 +202,28 @@ class QueueManager:
                 try:
                     await handle(queue_id)
                 except Exception as exc:     # boundary: per message; it stays on disk
-                    self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule="queue.error",
-                                       info=f"{type(exc).__name__}: {exc}; "
-                                            f"trying again in {ERROR_RETRY_SECONDS:.0f} s")
-                    if handle == self._handle_fast:
-                        self._requeue_later(queue_id, ERROR_RETRY_SECONDS)
-                    elif queue_id in self.schedule.entries:
-                        self.schedule.entries[queue_id].next_attempt_at = (
-                            self.clock.now() + ERROR_RETRY_SECONDS)
+                    self._failed("fast" if handle == self._handle_fast else "slow", queue_id,
+                                 exc)
                 finally:
-                    if queue_id not in self._paused and queue_id not in self._deleting:
-                        self._busy.discard(queue_id)
+                    self._release(queue_id)
+
+    def _failed(self, queue: str, queue_id: str, exc: Exception) -> None:
+        """An unexpected error handling a message: an event, and another try later."""
+        self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule="queue.error",
+                           info=f"{type(exc).__name__}: {exc}; "
+                                f"trying again in {ERROR_RETRY_SECONDS:.0f} s")
+        if queue == "fast":
+            self._requeue_later(queue_id, ERROR_RETRY_SECONDS)
+        elif queue_id in self.schedule.entries:
+            self.schedule.entries[queue_id].next_attempt_at = (
+                self.clock.now() + ERROR_RETRY_SECONDS)
+
+    def _release(self, queue_id: str) -> None:
+        """A worker or an attempt is done with the message: it may be taken up again, unless
+        it waits for the pause to end, for its drop event or for its delivery attempt."""
+        if queue_id not in self._paused and queue_id not in self._deleting \
+                and queue_id not in self._delivering:
+            self._busy.discard(queue_id)
 
     def _requeue_later(self, queue_id: str, delay_seconds: float) -> None:
         """Offer a fast/ message to the workers again after *delay_seconds* (trio time)."""
@@ -349,15 +376,69 @@ class QueueManager:
                 scope.deadline = min(scope.deadline, deadline)
 
     async def _attempt(self, queue: str, envelope: Envelope) -> None:
-        """One delivery attempt (rule 7: shielded from a stop, for a while)."""
+        """Start a delivery attempt of the message in a task of its own, or have it wait for
+        a full next hop (rule 8)."""
         if self._stopping:
             return
-        with trio.CancelScope(shield=True) as scope:
-            self._attempts.add(scope)
-            try:
-                await self._attempt_now(queue, envelope)
-            finally:
-                self._attempts.discard(scope)
+        hops = {hop.key for hop in self._routes(envelope, self.settings())}
+        queue_id = envelope.queue_id
+        self._delivering.add(queue_id)
+        full = self._hops.full_hop(hops)
+        if full is not None:
+            while self._hops.waiting_count >= MAX_WAITING:
+                await self._hop_freed.wait()
+            self._hops.wait(full, (queue, envelope))
+            return
+        self._hops.enter(hops)
+        try:
+            await self._attempt_slots.acquire()
+        except BaseException:
+            self._leave(queue_id, hops)
+            raise
+        assert self._nursery is not None
+        self._nursery.start_soon(self._attempt_task, queue, envelope, hops)
+
+    async def _attempt_task(self, queue: str, envelope: Envelope, hops: set[str]) -> None:
+        """One delivery attempt (rule 7: shielded from a stop, for a while)."""
+        try:
+            with trio.CancelScope(shield=True) as scope:
+                self._attempts.add(scope)
+                try:
+                    await self._attempt_now(queue, envelope)
+                finally:
+                    self._attempts.discard(scope)
+        except Exception as exc:            # boundary, as in _worker
+            self._failed(queue, envelope.queue_id, exc)
+        finally:
+            self._attempt_slots.release()
+            self._leave(envelope.queue_id, hops)
+
+    def _leave(self, queue_id: str, hops: set[str]) -> None:
+        """The attempt is over: free its next hops, and let what waited for them go on."""
+        self._delivering.discard(queue_id)
+        self._release(queue_id)
+        assert self._nursery is not None
+        for queue, envelope in self._hops.leave(hops):
+            self._delivering.discard(envelope.queue_id)
+            self._nursery.start_soon(self._attempt_waited, queue, envelope)
+        self._hop_freed.set()
+        self._hop_freed = trio.Event()
+
+    async def _attempt_waited(self, queue: str, envelope: Envelope) -> None:
+        try:
+            await self._attempt(queue, envelope)
+        finally:
+            self._release(envelope.queue_id)
+
+    @staticmethod
+    def _routes(envelope: Envelope, settings: Mapping) -> dict[Any, list]:
+        """The recipients still to do, by the next hop they go to."""
+        groups: dict[Any, list] = {}
+        for recipient in envelope.recipients:
+            if recipient.status in ("pending", "deferred"):
+                hop = route(domain_of(recipient.address), settings)
+                groups.setdefault(hop, []).append(recipient)
+        return groups
 
     async def _attempt_now(self, queue: str, envelope: Envelope) -> None:
         """One delivery attempt of every recipient still to do, then rule 3."""
@@ -369,11 +450,10 @@ class QueueManager:
         settings = self.settings()
         path = self.spool.message_path(queue, envelope.queue_id)
         todo = [r for r in envelope.recipients if r.status in ("pending", "deferred")]
-        groups: dict[Any, list] = {}
-        for recipient in todo:
-            hop = route(domain_of(recipient.address), settings)
-            recipient.next_hop = hop.key
-            groups.setdefault(hop, []).append(recipient)
+        groups = self._routes(envelope, settings)
+        for hop, recipients in groups.items():
+            for recipient in recipients:
+                recipient.next_hop = hop.key
         results: dict[str, Any] = {}
 
         async def deliver_group(hop, recipients) -> None:

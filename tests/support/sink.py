@@ -96,6 +96,10 @@ def client_tls_context() -> ssl.SSLContext:
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a burst of connections (20 delivery attempts at
+    # once) overflowed it, and the kernel's SYN retries (1 s, 3 s, 7 s) looked like a
+    # slow gateway
+    request_queue_size = 128
 
     def __init__(self, sink: Sink):
         self.sink = sink
