@@ -85,6 +85,9 @@ RECIPIENT_STATUSES = ("pending", "delivered", "deferred", "failed")
 BODY_TYPES = ("7BIT", "8BITMIME")
 # meta key: the Subject as the SMTP listener read it at acceptance (events carry it)
 SUBJECT_META = "subject"
+# Recipient.extra key: the RFC 3463 status of its last attempt ("4.4.3"), for its DSN. Not
+# "status", which is the Recipient field and would hide it in envelope.json (to_dict).
+ENHANCED_STATUS = "enhanced_status"
 _NAME_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,99}")  # no '/', never starts with '.'
 
 

@@ -58,7 +58,7 @@ from core.spool.notices import NoticeWriter
 from core.spool.schedule import SlowSchedule, retry_delay
 from shared.clock import WallClock
 from shared.events import Action
-from shared.spool import Envelope, EnvelopeError, Spool
+from shared.spool import ENHANCED_STATUS, Envelope, EnvelopeError, Spool
 
 __all__ = ["QueueManager", "FAST_CHANNEL_SIZE", "PROCESS_TIMEOUT_SECONDS", "CRASH_LIMIT"]
 
@@ -476,7 +476,7 @@ class QueueManager:
             recipient.status = result.outcome
             recipient.attempts += 1
             recipient.last_error = None if result.outcome == "delivered" else result.text
-            recipient.extra["status"] = result.status
+            recipient.extra[ENHANCED_STATUS] = result.status
             recipient.extra["remote_mta"] = result.remote_mta
             recipient.extra["is_remote_reply"] = result.is_remote_reply
             action, counter = {"delivered": (Action.DELIVERED, "delivered"),

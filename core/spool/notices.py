@@ -22,7 +22,7 @@ import trio
 from core.delivery.bounce import MAX_HEADER_OCTETS, RecipientReport, compose_dsn, should_notify
 from core.spool import files
 from shared.events import Action
-from shared.spool import Envelope
+from shared.spool import ENHANCED_STATUS, Envelope
 
 __all__ = ["NoticeWriter", "EXPIRED_STATUS"]
 
@@ -32,7 +32,8 @@ SECONDS_PER_DAY = 86400
 
 
 def _report(recipient, action: str, **overrides) -> RecipientReport:
-    status = recipient.extra.get("status") or ("5.0.0" if action == "failed" else "4.0.0")
+    status = (recipient.extra.get(ENHANCED_STATUS)     # older envelopes have none
+              or ("5.0.0" if action == "failed" else "4.0.0"))
     return RecipientReport(**{
         "address": recipient.address, "action": action, "status": status,
         "diagnostic": recipient.last_error, "remote_mta": recipient.extra.get("remote_mta"),

@@ -286,6 +286,24 @@ async def test_bounce_for_a_utf8_recipient_names_it_in_utf8_addr_xtext(tmp_path,
     assert dest.messages == []
 
 
+async def test_a_deferred_recipient_keeps_its_enhanced_status_in_envelope_json(
+        tmp_path, make_sink, running):
+    # delivery.md defect 9: extra["status"] clashed with the Recipient.status field and
+    # to_dict wrote the field over it, so the RFC 3463 code never reached the disk
+    import json
+    dest = make_sink()
+    dest.tempfail_all = True
+    h = Harness(tmp_path, routes_to(("dest.test", dest)))
+    queue_id = h.put("", ["bob@dest.test"])
+    await running(h)
+    await h.until(lambda: h.ids("slow") == [queue_id])
+    stored = json.loads((h.spool.root / "slow" / queue_id / "envelope.json").read_bytes())
+    [recipient] = stored["recipients"]
+    assert (recipient["status"], recipient["enhanced_status"]) == ("deferred", "4.3.0")
+    envelope = h.spool.read_envelope("slow", queue_id)
+    assert envelope.recipients[0].extra["enhanced_status"] == "4.3.0"
+
+
 async def test_max_outgoing_is_respected_and_connections_are_reused(tmp_path, sink, running):
     h = Harness(tmp_path, routes_to(("dest.test", sink)), **{"smtp.max_outgoing": 2})
     for n in range(20):
