@@ -383,12 +383,12 @@ class QueueManager:
         hops = {hop.key for hop in self._routes(envelope, self.settings())}
         queue_id = envelope.queue_id
         self._delivering.add(queue_id)
-        full = self._hops.full_hop(hops)
-        if full is not None:
-            while self._hops.waiting_count >= MAX_WAITING:
-                await self._hop_freed.wait()
-            self._hops.wait(full, (queue, envelope))
-            return
+        while (full := self._hops.full_hop(hops)) is not None:
+            if self._hops.waiting_count < MAX_WAITING:
+                # `full` has attempts in progress: the end of one of them wakes it
+                self._hops.wait(full, (queue, envelope))
+                return
+            await self._hop_freed.wait()            # too many wait already: backpressure
         self._hops.enter(hops)
         try:
             await self._attempt_slots.acquire()

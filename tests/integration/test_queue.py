@@ -561,3 +561,19 @@ async def test_a_next_hop_that_never_answers_holds_up_no_other_next_hop(tmp_path
         release.set()
     await slow.await_messages(30)
     await h.until(lambda: h.ids("fast") == [])
+
+
+async def test_past_max_waiting_the_workers_wait_and_every_message_still_goes(
+        tmp_path, sink, running, monkeypatch):
+    # rule 8's bounds at their smallest: one attempt per next hop, one message waiting; the
+    # rest wait in the workers (backpressure) and none is left behind when the hop frees
+    import core.spool.manager as manager_module
+    monkeypatch.setattr(manager_module, "HOP_ATTEMPTS", 1)
+    monkeypatch.setattr(manager_module, "MAX_WAITING", 1)
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    manager = await running(h)
+    for n in range(12):
+        manager.message_accepted(h.put("a@sender.test", [f"u{n}@dest.test"]))
+    await sink.await_messages(12)
+    await h.until(lambda: h.ids("fast") == [])
+    assert sink.max_open_connections == 1
