@@ -167,18 +167,36 @@ class HeadFacts:
     received: int       # Received fields (hops)
 
 
+# literal first characters and no (?i): the engine skips to candidates at C speed
+_RECEIVED_FIELD = re.compile(rb"\n[Rr][Ee][Cc][Ee][Ii][Vv][Ee][Dd][ \t]*:")
+_SUBJECT_FIELD = re.compile(rb"\n[Ss][Uu][Bb][Jj][Ee][Cc][Tt][ \t]*:[^\r\n]*"
+                            rb"(?:\r?\n[ \t][^\r\n]*)*")
+
+
+def _header_end(head: bytes) -> int:
+    ends = [at for at in (head.find(b"\n\n"), head.find(b"\n\r\n")) if at >= 0]
+    return min(ends) if ends else len(head)
+
+
 def head_facts(head: bytes) -> HeadFacts:
     """What the SMTP listener reads of a message it receives, from the header block at the
     start of `head` (the message's first octets; a header longer than `head` is read as far
-    as it goes): its Subject for the events and its hop count for loop detection."""
-    subject, received = None, 0
-    for name, value in split_header(head, 0, len(head)).fields:
-        lower = name.lower()
-        if lower == "received":
-            received += 1
-        elif lower == "subject" and subject is None:
-            subject = decode_words(value)[0]
-    return HeadFacts(subject or "", received)
+    as it goes): its Subject for the events and its hop count for loop detection. It runs on
+    the listener's event loop for every message, so the block is searched by regular
+    expressions (15 µs a message on the corpus, against 90 µs for `split_header` over the
+    whole block); the Subject field found is read by `split_header` and `decode_words`, as
+    the decomposer reads it. Of 4,750 corpus headers all read alike but 3 whose first line
+    is no header field (a BOM, BSMTP): the decomposer reads them as all body, this finds
+    their Subject and Received fields below it."""
+    header = b"\n" + head[:_header_end(head)]        # every field after a line break
+    received = len(_RECEIVED_FIELD.findall(header))
+    found = _SUBJECT_FIELD.search(header)
+    subject = ""
+    if found is not None:
+        field = found.group()[1:] + b"\r\n\r\n"
+        fields = split_header(field, 0, len(field)).fields
+        subject = decode_words(fields[0][1])[0] if fields else ""
+    return HeadFacts(subject, received)
 
 
 def decode_words(value: str) -> tuple[str, bool]:
