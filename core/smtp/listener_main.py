@@ -87,19 +87,22 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
         cancel_scope.cancel()
 
     try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(settings.run)
-            await nursery.start(committer.run)
-            await nursery.start(auto_whitelist.run)
-            nursery.start_soon(report)
-            nursery.start_soon(report_counters)
-            addresses = await nursery.start(server.serve)
-            await send_line.send(_line({"ready": [list(a) for a in addresses]}))
-            # Only now: starting (imports, binding) at the core's priority keeps a restart
-            # short while the core and its worker processes start too.
-            os.nice(LISTENER_NICE)
-            nursery.start_soon(until_core_goes_away, nursery.cancel_scope)
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        # The receiver stays in place until every session has stopped: Ctrl-C reaches the
+        # whole process group and the core's SIGTERM follows; with the default action back,
+        # that killed the listener between a commit and its 250.
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(settings.run)
+                await nursery.start(committer.run)
+                await nursery.start(auto_whitelist.run)
+                nursery.start_soon(report)
+                nursery.start_soon(report_counters)
+                addresses = await nursery.start(server.serve)
+                await send_line.send(_line({"ready": [list(a) for a in addresses]}))
+                # Only now: starting (imports, binding) at the core's priority keeps a
+                # restart short while the core and its worker processes start too.
+                os.nice(LISTENER_NICE)
+                nursery.start_soon(until_core_goes_away, nursery.cancel_scope)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break

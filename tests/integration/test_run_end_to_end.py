@@ -5,6 +5,7 @@ console (over real HTTP, with its logon and CSRF token) is in effect in the core
 from __future__ import annotations
 
 import http.cookiejar
+import os
 import signal
 import socket
 import subprocess
@@ -157,3 +158,50 @@ def test_the_working_directory_cannot_shadow_mailmoat_modules(tmp_path):
         log.close()
     output = (tmp_path / "run.log").read_text()
     assert status == 0 and "working directory" not in output, output[-3000:]
+
+
+def test_ctrl_c_stops_every_process_cleanly(tmp_path):
+    # Ctrl-C in a terminal sends SIGINT to the whole process group; `run` then sends its
+    # children SIGTERM as well. The core stopped on the SIGINT and the SIGTERM that followed
+    # killed it halfway (no service_stopped, run/core.running left behind, and an "improper
+    # shutdown" alert at the next start). Listener processes (smtp.listener_processes 2)
+    # are in the group too.
+    home = make_home(tmp_path, smtp__listener_processes=2)
+    conn = db.connect(home.db)
+    try:
+        settings = load(conn)
+    finally:
+        conn.close()
+    log = open(tmp_path / "run.log", "wb")
+    run = subprocess.Popen([sys.executable, "-m", "shared.cli", "run", "--home",
+                            str(home.root)], stdout=log, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    try:
+        wait_port(settings["smtp.port"])
+        wait_port(settings["http.port"])
+        events = _core_events(home)
+        deadline = time.monotonic() + 30
+        while "service_started" not in events:
+            assert time.monotonic() < deadline, "the core did not start"
+            time.sleep(0.2)
+            events = _core_events(home)
+        os.killpg(run.pid, signal.SIGINT)                 # what a terminal's Ctrl-C does
+        status = run.wait(timeout=90)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        log.close()
+    output = (tmp_path / "run.log").read_text()
+    assert status == 0, output[-3000:]
+    assert _core_events(home)[-1] == "service_stopped", output[-3000:]
+    assert not (home.run / "core.running").exists()
+    assert "Traceback" not in output, output[-3000:]
+
+
+def _core_events(home) -> list[str]:
+    conn = db.connect(home.db)
+    try:
+        return [row[0] for row in conn.execute(
+            "SELECT action FROM events WHERE action LIKE 'service_%' ORDER BY id")]
+    finally:
+        conn.close()
