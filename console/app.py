@@ -47,7 +47,7 @@ def create_app(home: DataHome, clock: WallClock | None = None,
                          liveupdate, quarantine, reporting, status)
     from console import security
     from console.auth.forms import LogoffForm
-    from console.auth.service import check_idle_timeout, load_user
+    from console.auth.service import check_credentials, check_idle_timeout, load_user
 
     app = Flask(__name__)
     app.config.update(
@@ -86,8 +86,9 @@ def create_app(home: DataHome, clock: WallClock | None = None,
     app.teardown_appcontext(close_request_db)
 
     @app.before_request
-    def _idle_timeout():
-        check_idle_timeout(current_user)
+    def _session_checks():
+        if not check_credentials(current_user):
+            check_idle_timeout(current_user)
 
     for module in (auth, status, configuration, antivirus, antispam, filtering, quarantine,
                    reporting, liveupdate, licensing):

@@ -9,16 +9,23 @@ Rules:
   alert. A successful logon resets the count.
 - A session ends after `admin.timeout_minutes` without a request (both roles), measured on
   the app's wall clock so tests move time without sleeping.
+- A session ends at its next request once its account's password has changed (console,
+  `config set`/`import`, `init --reset-admin-password`): at logon the session keeps the
+  account's credential generation, an HMAC of the stored password hash under the app's
+  secret key (no new state; the cookie shows nothing derived from the hash without the key).
+  The session that changed its own password in the console is given the new generation.
 - Passwords are compared only through `shared.settings.check_password`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from flask import flash, redirect, request, session, url_for
-from flask_login import UserMixin, login_user, logout_user
+from flask import current_app, flash, redirect, request, session, url_for
+from flask_login import UserMixin, current_user, login_user, logout_user
 
 from console.context import console_context, settings
 from console.roles import Role
@@ -26,7 +33,8 @@ from shared.events import Action
 from shared.settings import PASSWORD_MAX_CHARS, check_password
 
 __all__ = ["User", "ACCOUNTS", "authenticate", "load_user", "log_on", "log_off",
-           "check_idle_timeout", "record_unauthorized", "login_required_response",
+           "check_idle_timeout", "check_credentials", "keep_session_after_password_change",
+           "record_unauthorized", "login_required_response",
            "safe_next", "FAILED_LOGONS_ALERT_AT"]
 
 ACCOUNTS = {"admin": Role.ADMINISTRATOR, "report": Role.REPORT_ONLY}
@@ -34,6 +42,7 @@ _PASSWORD_KEYS = {"admin": "admin.password", "report": "admin.report_only.passwo
 FAILED_LOGONS_ALERT_AT = 3  # guide Table 3-2: alert on the third failure, then every one
 ACCOUNT_NAME_MAX_CHARS = 64  # longer names are cut before counting and logging
 _SEEN = "seen"  # session key: wall-clock time of the last request
+_GENERATION = "generation"  # session key: the account's credential generation at logon
 
 
 @dataclass(eq=False)
@@ -74,6 +83,12 @@ def authenticate(name: str, password: str) -> User | None:
     return None
 
 
+def _generation(name: str, values: dict) -> str:
+    """The account's credential generation: changes whenever its stored password hash does."""
+    stored = values[_PASSWORD_KEYS[name]] or ""
+    return hmac.new(current_app.secret_key, stored.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def log_on(name: str, password: str) -> User | None:
     """Check the credentials, start the session and write the events. None = refused."""
     ctx = console_context()
@@ -92,6 +107,7 @@ def log_on(name: str, password: str) -> User | None:
     session.clear()  # no session fixation: nothing from before the logon survives
     login_user(user)
     session[_SEEN] = ctx.clock.now()
+    session[_GENERATION] = _generation(name, settings())
     ctx.events.record(Action.LOGON, result="success", client_ip=request.remote_addr,
                       info=name, data={"user": name})
     return user
@@ -119,6 +135,25 @@ def check_idle_timeout(user) -> bool:
         return True
     session[_SEEN] = now
     return False
+
+
+def check_credentials(user) -> bool:
+    """Before each request: end the session when its account's password changed since logon.
+    True when it ended."""
+    if not user.is_authenticated:
+        return False
+    if hmac.compare_digest(session.get(_GENERATION, ""), _generation(user.id, settings())):
+        return False
+    log_off(user.id, "password_changed")
+    flash("The password of this account was changed. Please log on again.", "info")
+    return True
+
+
+def keep_session_after_password_change(account: str) -> None:
+    """After `account`'s password was saved in this session: when it is this session's own
+    account, the session stays logged on (other sessions of the account end)."""
+    if current_user.is_authenticated and current_user.id == account:
+        session[_GENERATION] = _generation(account, settings())
 
 
 def record_unauthorized(user_id: str, path: str) -> None:

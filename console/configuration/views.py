@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import abort, flash, redirect, render_template, request, url_for
 
 from console import certs
+from console.auth.service import keep_session_after_password_change
 from console.configuration import bp, service
 from console.configuration.forms import (
     ACCOUNT_KEYS, SETTINGS_FORMS, TABS, AccountSettingsForm, AdminPasswordForm,
@@ -69,6 +70,7 @@ def change_password(account: str):
         except SettingError as exc:
             errors = attach_errors(form, exc.errors, {key: "new_password"})
         else:
+            keep_session_after_password_change(account)
             flash("The administrator password was changed." if account == "admin" else
                   "The report-only administrator password was changed.", "info")
             return redirect(url_for("configuration.accounts"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared.cli import main
 from shared.events import Action
 
 from .conftest import ADMIN_PASSWORD, REPORT_PASSWORD, Console
@@ -87,6 +88,45 @@ def test_report_account_cannot_log_on_until_enabled(console):
 def test_disabling_report_account_ends_its_sessions(reporter):
     reporter.set(admin__report_only__enabled=False)
     assert "/logon" in reporter.get("/status/").headers["Location"]
+
+
+# A1 (operations findings): resetting or changing a password left the sessions that had
+# logged on with the old one open until they idled out.
+def test_reset_admin_password_ends_sessions_logged_on_before(admin):
+    assert admin.get("/configuration/accounts").status_code == 200
+    assert main(["init", "--home", str(admin.home.root), "--reset-admin-password",
+                 "--admin-password", "N3w-pass"]) == 0
+    response = admin.get("/configuration/accounts")
+    assert response.status_code == 302 and "/logon" in response.headers["Location"]
+    assert admin.events(Action.LOGOFF)[-1]["result"] == "password_changed"
+    assert b"password of this account was changed" in admin.get("/logon").data
+    assert admin.logon("admin", "N3w-pass").status_code == 302
+    assert admin.get("/configuration/accounts").status_code == 200
+
+
+def test_config_set_admin_password_ends_sessions(admin):
+    assert main(["config", "set", "--home", str(admin.home.root), "admin.password",
+                 "Other-pass7"]) == 0
+    assert admin.get("/status/").status_code == 302
+
+
+def test_password_change_in_console_ends_other_sessions_not_its_own(app, home, admin):
+    other = Console(app, home)
+    assert other.logon().status_code == 302
+    response = admin.post("/configuration/accounts/password/admin", {
+        "admin-new_password": "Changed-pw5", "admin-confirm": "Changed-pw5"})
+    assert response.status_code == 302
+    assert admin.get("/configuration/accounts").status_code == 200
+    assert "/logon" in other.get("/status/").headers["Location"]
+
+
+def test_report_password_change_ends_report_sessions_only(admin, reporter):
+    response = admin.post("/configuration/accounts/password/report", {
+        "report-new_password": "Changed-rp6", "report-confirm": "Changed-rp6"})
+    assert response.status_code == 302
+    assert "/logon" in reporter.get("/status/").headers["Location"]
+    assert admin.get("/configuration/accounts").status_code == 200
+    assert reporter.logon("report", "Changed-rp6").status_code == 302
 
 
 def test_session_expires_after_idle_timeout(admin, clock):
