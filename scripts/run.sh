@@ -47,8 +47,12 @@ mm="$VENV/bin/mailmoat"
 
 home_args=()
 [ -n "${MAILMOAT_HOME:-}" ] && home_args=(--home "$MAILMOAT_HOME")
-if ! "${as_user[@]}" "$mm" config get smtp.port "${home_args[@]}" >/dev/null 2>&1; then
-    "${as_user[@]}" "$mm" init "${home_args[@]}"
+# `init` is idempotent: it creates the data home on first use and applies the migrations of an
+# upgraded checkout otherwise. Only a home it has just created gets the first-try port:
+# deciding by a failing `config get` set 2525 on a home that merely needed a migration.
+init_output=$("${as_user[@]}" "$mm" init "${home_args[@]}")
+echo "$init_output"
+if grep -q '(created)$' <<<"$(head -n 1 <<<"$init_output")"; then
     # Non-privileged port for a first try; set 25 later (needs root or CAP_NET_BIND_SERVICE).
     "${as_user[@]}" "$mm" config set smtp.port 2525 "${home_args[@]}" >/dev/null
 else
