@@ -48,7 +48,11 @@ async def _stopped_by_signal():
 
 
 def serve_core(args) -> int:
-    from core.app import run_core
+    """Raises CommandFailed (one line, status 1) when another core holds the data home or
+    SMTP cannot listen where the settings say."""
+    from core.app import CoreAlreadyRunning, run_core
+    from core.smtp.server import ListenFailed
+    from shared.cli import sole_exception
     from shared.home import open_db
 
     home = resolve_home(args.home)
@@ -60,7 +64,13 @@ def serve_core(args) -> int:
             print("Mailmoat core: SMTP on " + ", ".join(
                 f"{h}:{p}" for h, p in handle.smtp_addresses), flush=True)
 
-    trio.run(main)
+    try:
+        trio.run(main)
+    except Exception as exc:
+        failure = sole_exception(exc)
+        if isinstance(failure, (CoreAlreadyRunning, ListenFailed)):
+            raise CommandFailed(str(failure)) from None
+        raise
     return 0
 
 
@@ -161,17 +171,30 @@ def queue_command(args) -> int:
             print(f"request {command_id} queued for the core")
             return 0
         deadline = time.monotonic() + args.wait
-        while time.monotonic() < deadline:
+        while True:
             row = conn.execute("SELECT state, result FROM commands WHERE id = ?",
                                (command_id,)).fetchone()
             if row["state"] in ("done", "failed"):
                 print(row["result"])
                 return 0 if row["state"] == "done" else 1
-            time.sleep(0.2)
-        raise CommandFailed(f"request {command_id} is queued, but the core has not carried it "
-                            f"out within {args.wait} s (is `mailmoat core` running?)")
+            if time.monotonic() >= deadline and _withdraw(conn, command_id, args.wait):
+                raise CommandFailed(f"request {command_id} withdrawn: the core did not take it "
+                                    f"up within {args.wait} s (is `mailmoat core` running?); "
+                                    "nothing was changed")
+            time.sleep(0.2)     # pending, or past the deadline but running: see it through
     finally:
         conn.close()
+
+
+def _withdraw(conn, command_id: int, waited: float) -> bool:
+    """Withdraw a request the core has not taken up, so that exit status 1 means "not done"
+    and a core started later does not act on what is in hold by then. False when the core
+    took it up meanwhile (it is running: the caller waits for its result)."""
+    withdrawn = conn.execute(
+        "UPDATE commands SET state = 'failed', result = ?, done_at = ? "
+        "WHERE id = ? AND state = 'pending'",
+        (f"withdrawn by the requester after {waited} s", time.time(), command_id)).rowcount
+    return withdrawn == 1
 
 
 def _queue_list(home, only: str | None) -> int:

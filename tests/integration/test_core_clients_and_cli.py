@@ -173,3 +173,18 @@ async def test_service_events_and_status_snapshot(tmp_path, nursery):
     assert str(Action.SERVICE_STARTED) in actions
     assert str(Action.SERVICE_STOPPED) in actions
     assert str(Action.SERVICE_START_IMPROPER) not in actions
+
+
+async def test_a_hold_request_the_core_did_not_take_up_is_withdrawn_not_done_later(
+        tmp_path, nursery):
+    # exit status 1 means "not done": the request used to stay queued, and a core started
+    # later dropped whatever was in hold by then
+    home = make_home(tmp_path)
+    ids = _hold(home, 2)
+    drop = await trio.to_thread.run_sync(
+        lambda: _mailmoat(home, "queue", "drop", "--hold", "--wait", "1"))
+    assert drop.returncode == 1 and "withdrawn" in drop.stderr, drop.stderr
+    core = await nursery.start(run_core, home)
+    await trio.sleep(3)                   # the core reads its commands every second or so
+    assert sorted(p.name for p in home.queue("hold").iterdir()) == sorted(ids)
+    core.cancel_scope.cancel()
