@@ -11,7 +11,9 @@ Rules:
   half-applied by its callers.
 - Hashed secrets (`admin.password`, `admin.report_only.password`) are given in plain text
   (≤32 characters, case-sensitive) and stored as werkzeug hashes; a stored hash given back
-  (from `config export`) is kept as it is. Other secrets are stored as given and never printed.
+  (from `config export`) is kept as it is, but only when it is one `check_password` can check:
+  a damaged one is refused (it would lock the account out). Other secrets are stored as given
+  and never printed.
 """
 
 from __future__ import annotations
@@ -39,13 +41,27 @@ from shared.settings_types import (
 __all__ = [
     "Setting", "SCHEMA", "SettingError", "validate_changes", "defaults", "is_secret",
     "display_value", "parse_cli_value", "hash_password", "check_password", "PAGES",
-    "generated_values", "ALERT_EVENTS", "RULES_MAX_TOTAL",
+    "generated_values", "ALERT_EVENTS", "RULES_MAX_TOTAL", "STORED_HASH_RULE",
 ]
 
 PASSWORD_MAX_CHARS = 32  # SPEC §3 admin.password: ≤32 chars, case-sensitive
 RULES_MAX_TOTAL = 100  # SPEC §3: ≤100 spam + content rules together
 RBL_MAX_ZONES = 3  # SPEC §3 rbl.zones: up to 3
 _HASH_PREFIXES = ("scrypt:", "pbkdf2:")
+# A stored hash as werkzeug's generate_password_hash writes it: method:args$salt$hex digest.
+_STORED_HASH = re.compile(r"(?:scrypt:(?P<n>[1-9][0-9]{0,9}):(?P<r>[1-9][0-9]{0,3}):"
+                          r"(?P<p>[1-9][0-9]{0,3})"
+                          r"|pbkdf2:(?P<hash>sha1|sha224|sha256|sha384|sha512):"
+                          r"(?P<iterations>[1-9][0-9]{0,9}))"
+                          r"\$[A-Za-z0-9]{1,64}\$(?P<digest>[0-9a-f]+)\Z")
+_DIGEST_HEX_CHARS = {"scrypt": 128, "sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96,
+                     "sha512": 128}
+# Work limits for a stored hash given back, so checking one cannot hang a logon: 8 times
+# werkzeug 3.1's defaults (scrypt n·r·p = 2**15·8·1, pbkdf2 1,000,000 iterations).
+SCRYPT_MAX_COST = 8 * 2**15 * 8
+PBKDF2_MAX_ITERATIONS = 8 * 1_000_000
+STORED_HASH_RULE = (f"must be a password of at most {PASSWORD_MAX_CHARS} characters, or a "
+                    "password hash exactly as `config export` wrote it")
 
 
 @dataclass(frozen=True)
@@ -507,9 +523,36 @@ def check_password(stored_hash: str | None, plain: str) -> bool:
         return False
 
 
-def _is_stored_hash(value: Any) -> bool:
+def _looks_like_hash(value: Any) -> bool:
+    """Too long for a password and named like a hash: a stored hash given back, or a damaged
+    one. Either way never a plain password."""
     return isinstance(value, str) and len(value) > PASSWORD_MAX_CHARS \
         and value.startswith(_HASH_PREFIXES)
+
+
+def _is_stored_hash(value: Any) -> bool:
+    """True for a hash `check_password` can check within the work limits."""
+    if not _looks_like_hash(value):
+        return False
+    match = _STORED_HASH.match(value)
+    if match is None:
+        return False
+    if match["n"] is not None:
+        n, r, p = int(match["n"]), int(match["r"]), int(match["p"])
+        if n < 2 or n & (n - 1) or n * r * p > SCRYPT_MAX_COST:  # n: a power of 2 (RFC 7914 §2)
+            return False
+        digest_chars = _DIGEST_HEX_CHARS["scrypt"]
+    else:
+        if int(match["iterations"]) > PBKDF2_MAX_ITERATIONS:
+            return False
+        digest_chars = _DIGEST_HEX_CHARS[match["hash"]]
+    if len(match["digest"]) != digest_chars:
+        return False
+    try:                        # what a logon does with it; a wrong password, not an error
+        check_password_hash(value, "")
+    except (ValueError, MemoryError):
+        return False
+    return True
 
 
 # A JSON number without fraction or exponent (RFC 8259 §6), spaces around allowed as JSON does
@@ -568,8 +611,11 @@ def validate_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
             errors.append((key, "unknown setting"))
             continue
         setting = SCHEMA[key]
-        if setting.secret == "hashed" and _is_stored_hash(value):
-            normalised[key] = value
+        if setting.secret == "hashed" and _looks_like_hash(value):
+            if _is_stored_hash(value):
+                normalised[key] = value
+            else:
+                errors.append((key, STORED_HASH_RULE))
             continue
         try:
             normalised[key] = setting.kind.check(value)

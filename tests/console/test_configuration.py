@@ -185,6 +185,7 @@ def test_admin_password_change_is_hashed_and_usable(admin, app, home):
 @pytest.mark.parametrize("account,new,confirm,message", [
     ("admin", "abc", "abd", "the two passwords differ"),
     ("admin", "x" * 33, None, "must be at most 32 characters"),
+    ("admin", "scrypt:" + "x" * 33, None, "or a password hash exactly as"),   # B/C11
     ("report", ADMIN_PASSWORD, None, "must differ from admin.password"),
 ])
 def test_password_form_messages(admin, account, new, confirm, message):

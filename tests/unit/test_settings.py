@@ -1,8 +1,10 @@
 """shared/settings.py and shared/settings_types.py: every rule family, with its exact message."""
 
 import base64
+import json
 
 import pytest
+from werkzeug.security import generate_password_hash
 
 from shared import db
 from shared.settings import (
@@ -21,6 +23,8 @@ KEY_32 = base64.b64encode(bytes(range(32))).decode()
 RULE = {"terms": ["viagra"]}
 TERMS_50 = [f"t{i}" for i in range(50)]
 WHOLE_NUMBER_RULE = "must be a whole number written with the digits 0-9"
+STORED_HASH_RULE = ("must be a password of at most 32 characters, or a password hash exactly "
+                    "as `config export` wrote it")
 
 
 def ok(kind, value, expected):
@@ -589,6 +593,58 @@ def test_stored_hash_passed_back_is_kept():
     assert validate_changes(defaults(), {"admin.password": stored}) == {"admin.password": stored}
     # A hash is not a valid plain password (too long), so it cannot be mistaken for one.
     assert len(stored) > 32
+
+
+# B/C11 (operations findings): a value that looked like a stored hash by its prefix and length
+# was stored as it was, matched no password, and locked the administrator out.
+def _damaged_hashes():
+    good = generate_password_hash("Secret-1")               # scrypt:32768:8:1$salt$hex
+    method, salt, digest = good.split("$")
+    cases = {
+        "made-up": "scrypt:thisisnotahashatallbutlongerthan32chars",
+        "digest-cut-short": good[:-1],
+        "digest-upper-case": f"{method}${salt}${digest.upper()}",
+        "salt-lost": f"{method}${digest}",
+        "scrypt-n-not-power-of-2": f"scrypt:30000:8:1${salt}${digest}",
+        "scrypt-cost-too-high": f"scrypt:1073741824:8:1${salt}${digest}",
+        "pbkdf2-unknown-hash": f"pbkdf2:md4:1000${salt}${'0' * 32}",
+        "pbkdf2-iterations-too-high": f"pbkdf2:sha256:999999999${salt}${'0' * 64}",
+        "pbkdf2-digest-short": f"pbkdf2:sha256:1000${salt}${'0' * 63}",
+    }
+    return [pytest.param(value, id=name) for name, value in cases.items()]
+
+
+@pytest.mark.parametrize("key", ["admin.password", "admin.report_only.password"])
+@pytest.mark.parametrize("damaged", _damaged_hashes())
+def test_damaged_stored_hash_is_refused_naming_key_and_rule(key, damaged):
+    assert errors({key: damaged}) == [f"{key}: {STORED_HASH_RULE}"]
+
+
+@pytest.mark.parametrize("method", ["scrypt", "pbkdf2", "pbkdf2:sha256:1000",
+                                    "pbkdf2:sha512:260000", "pbkdf2:sha1:1000"])
+def test_hashes_werkzeug_writes_are_kept(method):
+    stored = generate_password_hash("Secret-1", method=method)
+    assert validate_changes(defaults(), {"admin.password": stored}) == {"admin.password": stored}
+
+
+def test_config_set_and_import_refuse_a_damaged_hash(tmp_path, capsys):
+    from shared.cli import main
+    from shared.home import initialise
+    from shared.paths import DataHome
+    home = DataHome(tmp_path / "home")
+    initialise(home, "Admin-pass1")
+    damaged = "scrypt:thisisnotahashatallbutlongerthan32chars"
+    assert main(["config", "set", "admin.password", damaged, "--home", str(home.root)]) == 2
+    assert capsys.readouterr().err == f"admin.password: {STORED_HASH_RULE}\n"
+    backup = tmp_path / "settings.json"
+    backup.write_text(json.dumps({"admin.password": damaged}))
+    assert main(["config", "import", str(backup), "--home", str(home.root)]) == 2
+    assert capsys.readouterr().err == f"admin.password: {STORED_HASH_RULE}\n"
+    conn = db.connect(home.db)
+    try:
+        assert check_password(load(conn)["admin.password"], "Admin-pass1")
+    finally:
+        conn.close()
 
 
 def test_malformed_hash_matches_nothing():
