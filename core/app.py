@@ -8,10 +8,16 @@ its 250 (SmtpServer.serve), writes `service_stopped` and flushes the event write
 
 Improper shutdown: a marker file in `run/` exists while the core runs; finding it at start
 means the previous run did not stop cleanly (kill -9, power cut) → `service_start_improper`.
+
+One core per data home: the core holds an flock on `run/core.lock` for its lifetime, taken
+before it touches the spool or the marker. A second core raises CoreAlreadyRunning. The
+kernel drops the lock with the process (kill -9 too), so a lock is never stale; the file is
+close-on-exec and no child is forked without exec, so no child keeps it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -20,7 +26,7 @@ import trio
 
 from core.control import CommandRunner, SettingsWatcher
 from core.smtp.listeners import ListenerPool, Listeners
-from core.smtp.server import GroupCommitter, SmtpServer
+from core.smtp.server import GroupCommitter, ListenFailed, SmtpServer
 from core.smtp.tls import TlsFiles
 from core.status import Counters, StatusReporter
 from shared import db
@@ -31,13 +37,33 @@ from shared.paths import DataHome
 from shared.retention import local_storage_filter
 from shared.spool import Spool
 
-__all__ = ["run_core", "CoreHandle", "VERSION"]
+__all__ = ["run_core", "CoreHandle", "CoreAlreadyRunning", "VERSION"]
 
 try:
     from importlib.metadata import version as _version
     VERSION = _version("mailmoat")
 except Exception:  # running from a tree that is not installed
     VERSION = "0.0.0"
+
+
+class CoreAlreadyRunning(Exception):
+    """Another core holds this data home (message names its pid)."""
+
+
+def _hold_core_lock(home: DataHome) -> int:
+    """Take `run/core.lock` for this process; returns the descriptor to keep open.
+    Raises CoreAlreadyRunning when another process holds it."""
+    fd = os.open(home.run / "core.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise CoreAlreadyRunning(f"another Mailmoat core is running on this data home "
+                                 f"(pid {pid})") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 @dataclass
@@ -56,7 +82,23 @@ class CoreHandle:
 async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
                    pipeline_options: dict | None = None,
                    task_status=trio.TASK_STATUS_IGNORED) -> None:
-    """`pipeline_options`: FilteringPipeline keywords (tests: timeout_seconds, fault)."""
+    """`pipeline_options`: FilteringPipeline keywords (tests: timeout_seconds, fault).
+    Raises CoreAlreadyRunning, or ListenFailed when SMTP cannot listen, before it is ready."""
+    conn = db.connect(home.db)
+    try:
+        db.check_schema(conn)
+    finally:
+        conn.close()
+    home.create()
+    lock = _hold_core_lock(home)
+    try:
+        await _run_locked(home, clock, pipeline_options, task_status)
+    finally:
+        os.close(lock)
+
+
+async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict | None,
+                      task_status) -> None:
     from core.delivery import Deliverer, Resolver
     from core.notify import AlertServices
     from core.pipeline.service import FilteringPipeline
@@ -64,12 +106,6 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
     from core.scan.service import AntivirusService
     from core.spool import QueueManager
 
-    conn = db.connect(home.db)
-    try:
-        db.check_schema(conn)
-    finally:
-        conn.close()
-    home.create()
     marker = home.run / "core.running"
     improper = marker.exists()
     marker.write_text(str(os.getpid()))
@@ -80,7 +116,7 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
     counters = Counters()
     spool = Spool(home.spool)
     hostname: Callable[[], str] = lambda: settings()["smtp.hostname"] or machine_hostname()
-    clean = False
+    clean = started = False
     try:
         report = await trio.to_thread.run_sync(spool.recover)
         for queue, name, reason in report.corrupt:
@@ -128,7 +164,11 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
             await nursery.start(pipeline.run)
             await nursery.start(queue.run)
             await nursery.start(alerts.run)
-            addresses = await nursery.start(listeners.run)
+            try:
+                addresses = await nursery.start(listeners.run)
+            except* ListenFailed as failed:
+                events.record(Action.SERVICE_START_FAILED, info=str(_first_leaf(failed)))
+                raise
             await nursery.start(status.run)
             await nursery.start(commands.run)
             if improper:
@@ -138,6 +178,7 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
                           + ", ".join(f"{h}:{p}" for h, p in addresses))
             task_status.started(CoreHandle(addresses, server, queue, counters, events,
                                            settings, nursery.cancel_scope))
+            started = True
             try:
                 await trio.sleep_forever()
             finally:
@@ -147,8 +188,15 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
             if clean:
                 events.record(Action.SERVICE_STOPPED)
             await trio.to_thread.run_sync(events.close)
-            if clean:
+            # a start that failed (its port taken) is no improper shutdown of this run
+            if clean or not (started or improper):
                 marker.unlink(missing_ok=True)
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc
 
 
 def _register_commands(commands: CommandRunner, queue) -> None:

@@ -1,13 +1,18 @@
 """`mailmoat …` commands (SPEC §2): parse, call a service, print. Nothing else lives here.
 
 Exit status: 0 success, 2 bad input (one line per problem on stderr, `KEY: rule`), 1 any
-other failure. No traceback reaches the terminal for an expected failure.
+other failure. No traceback reaches the terminal for an expected failure: CommandFailed, a
+setting's rule, a schema mismatch, a data home that is missing, unreadable or read-only
+(`mailmoat: cannot use PATH (reason)`). A reader that stops early (`| head`) ends the
+command quietly with 0, as `report` does. Anything else is a bug and prints its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import sys
 import traceback
 from typing import Callable, Sequence
@@ -16,9 +21,11 @@ from shared import db
 from shared.paths import resolve_home
 from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value
 
-__all__ = ["main", "build_parser", "register"]
+__all__ = ["main", "build_parser", "register", "CommandFailed", "sole_exception"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+# An operator's failure, not a bug, when the system refuses a file of the data home.
+_FILE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
 
 class CommandFailed(Exception):
@@ -27,6 +34,14 @@ class CommandFailed(Exception):
     def __init__(self, message: str, status: int = EXIT_FAILURE):
         super().__init__(message)
         self.status = status
+
+
+def sole_exception(exc: BaseException) -> BaseException:
+    """The one exception inside nested groups of one (what trio's nurseries wrap a failure
+    in); `exc` itself when it is no group or holds several."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 # --- commands --------------------------------------------------------------------------------
@@ -71,6 +86,7 @@ def cmd_migrate(args) -> int:
 
 def cmd_config(args) -> int:
     from shared.home import open_db
+    from shared.ports import check_ports
     from shared.settings_store import (apply_changes, export_settings, import_settings, load)
 
     conn = open_db(resolve_home(args.home))
@@ -92,6 +108,7 @@ def cmd_config(args) -> int:
                                                    "input")])
                 text = sys.stdin.read().removesuffix("\n").removesuffix("\r")
             value = parse_cli_value(args.key, text)
+            check_ports(load(conn), {args.key: value})     # SPEC §3, as the console does
             changed = apply_changes(conn, {args.key: value})
             if changed:
                 print(f"{args.key} set")
@@ -108,6 +125,8 @@ def cmd_config(args) -> int:
             except json.JSONDecodeError as exc:
                 raise CommandFailed(f"{args.file}: not valid JSON ({exc.msg} at line "
                                     f"{exc.lineno})", EXIT_BAD_INPUT) from None
+            if isinstance(data, dict):
+                check_ports(load(conn), data)
             changed = import_settings(conn, data)
             print(f"imported {len(data)} settings ({len(changed)} changed)")
     finally:
@@ -185,7 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()      # a closed pipe shows here, not at interpreter exit
+        return status
     except SettingError as exc:
         for line in exc.lines():
             print(line, file=sys.stderr)
@@ -200,8 +221,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except Exception as exc:  # the boundary: a known failure is one line
         from shared.home import HomeMissing
-        if isinstance(exc, HomeMissing):
-            print(f"mailmoat: {exc}", file=sys.stderr)
+        failure = sole_exception(exc)
+        if isinstance(failure, BrokenPipeError):
+            # `| head`: the reader has seen enough. Point stdout at /dev/null so the flush at
+            # interpreter exit does not fail again (the Python docs' recipe for SIGPIPE).
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_OK
+        if isinstance(failure, (HomeMissing, CommandFailed, db.DatabaseUnavailable)):
+            print(f"mailmoat: {failure}", file=sys.stderr)
+            return getattr(failure, "status", EXIT_FAILURE)
+        if isinstance(failure, OSError) and failure.errno in _FILE_ERRNOS and failure.filename:
+            print(f"mailmoat: cannot use {failure.filename} ({failure.strerror})",
+                  file=sys.stderr)
             return EXIT_FAILURE
         # A bug: the operator (a terminal, or `mailmoat run`'s log) needs where it happened,
         # or a crashed core cannot be diagnosed. Nothing here reaches a client or a page.

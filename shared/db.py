@@ -7,12 +7,16 @@ Rules:
   order inside one transaction each and recorded in `schema_migrations`. Applying twice is a
   no-op. A database whose recorded version is newer than the code knows is refused
   (`SchemaTooNew`): running old code on it could corrupt data written by the newer one.
+- A database that cannot be opened (no permission, a read-only data home) raises
+  `DatabaseUnavailable` naming the file and the reason the system gives, not SQLite's
+  "unable to open database file".
 - Plain SQL only, so a PostgreSQL backend can come later (ARCHITECTURE "Growth").
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import os
 import re
 import sqlite3
 import time
@@ -22,7 +26,7 @@ from pathlib import Path
 import sqlite_utils
 
 __all__ = ["connect", "migrate", "schema_version", "known_migrations", "SchemaTooNew",
-           "SchemaTooOld", "check_schema", "BUSY_TIMEOUT_MS", "Migration", "utils_db"]
+           "SchemaTooOld", "DatabaseUnavailable", "check_schema", "BUSY_TIMEOUT_MS", "Migration", "utils_db"]
 
 BUSY_TIMEOUT_MS = 10_000
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -34,6 +38,22 @@ class SchemaTooNew(RuntimeError):
 
 class SchemaTooOld(RuntimeError):
     """The database needs `mailmoat migrate` before this code can use it."""
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database file cannot be opened for this use (message: `cannot use PATH (why)`)."""
+
+
+def _why_unavailable(path: Path, error: sqlite3.Error) -> str:
+    """What the system says about opening `path` (and its folder, where WAL keeps its
+    -wal and -shm files) for writing; SQLite's own text when the system sees no problem."""
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if not os.access(path.parent, os.W_OK):
+        return f"cannot write in {path.parent}"
+    return str(error)
 
 
 @dataclass(frozen=True)
@@ -49,20 +69,32 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     `isolation_level=None`: callers open transactions explicitly (`BEGIN IMMEDIATE` for
     writers), so no statement starts one behind their back.
     """
-    if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                               timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-    else:
-        conn = sqlite3.connect(str(path), isolation_level=None,
-                               timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    try:
+        if readonly:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                   timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+        else:
+            conn = sqlite3.connect(str(path), isolation_level=None,
+                                   timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    except sqlite3.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot use {path} ({_why_unavailable(Path(path), exc)})"
+                                  ) from None
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
-        # NORMAL is durable in WAL mode except for the last transactions before a power cut;
-        # events and settings tolerate that, mail durability lives in the spool's fsyncs.
-        conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable in WAL mode except for the last transactions before a power
+            # cut; events and settings tolerate that, mail durability lives in the spool's
+            # fsyncs.
+            conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+    except sqlite3.OperationalError as exc:
+        conn.close()
+        if "unable to open" not in str(exc) and "readonly" not in str(exc):
+            raise
+        raise DatabaseUnavailable(f"cannot use {path} ({_why_unavailable(Path(path), exc)})"
+                                  ) from None
     return conn
 
 

@@ -1,6 +1,6 @@
 """Main of one SMTP listener process (see core/smtp/listeners.py for the protocol and rules).
 
-    python -m core.smtp.listener_main --home DIR --fd N --share COUNT
+    python -m core.smtp.listener_main --home DIR --fd N --share COUNT --index I
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import trio
 from core.control import SettingsWatcher
 from core.scan.antispam.autowhitelist import AutoWhitelistMirror
 from core.smtp.listeners import COUNTER_REPORT_SECONDS, LISTENER_NICE
-from core.smtp.server import GroupCommitter, SmtpServer
+from core.smtp.server import GroupCommitter, ListenFailed, SmtpServer
 from core.smtp.tls import TlsFiles
 from core.status import Counters
 from shared.events import EventWriter
@@ -31,7 +31,9 @@ def _line(message: dict) -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
-async def listen(home: DataHome, fd: int, share: int) -> None:
+async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
+    """Serve until the core goes away or a signal comes: 0; 1 when the listener cannot
+    bind at start (after telling the core why in a "failed" line)."""
     from core.delivery import Resolver
 
     sock = socket.socket(fileno=fd)
@@ -58,7 +60,8 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
                         ssl_context=TlsFiles(home), diagnostics_dir=home.diagnostics,
                         resolver=Resolver(settings),
                         hostname=lambda: settings()["smtp.hostname"] or machine_hostname(),
-                        reuse_port=True, share=share, auto_whitelisted=auto_whitelist.contains)
+                        reuse_port=True, share=share, auto_whitelisted=auto_whitelist.contains,
+                        reports_listen_errors=index == 0)  # not N times the same event
     settings.on_change(server.settings_changed)
 
     async def report():
@@ -97,7 +100,13 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
                 await nursery.start(auto_whitelist.run)
                 nursery.start_soon(report)
                 nursery.start_soon(report_counters)
-                addresses = await nursery.start(server.serve)
+                try:
+                    addresses = await nursery.start(server.serve)
+                except ListenFailed as exc:
+                    # Nothing else writes to the core yet (no session, no counter moved).
+                    await stream.send_all(_line({"failed": str(exc)}))
+                    nursery.cancel_scope.cancel()
+                    return 1
                 await send_line.send(_line({"ready": [list(a) for a in addresses]}))
                 # Only now: starting (imports, binding) at the core's priority keeps a
                 # restart short while the core and its worker processes start too.
@@ -106,6 +115,7 @@ async def listen(home: DataHome, fd: int, share: int) -> None:
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
+        return 0
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(events.close)
@@ -116,12 +126,11 @@ def main() -> int:
     parser.add_argument("--home", required=True)
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--share", type=int, required=True)
+    parser.add_argument("--index", type=int, default=0)
     args = parser.parse_args()
     from pathlib import Path
 
-
-    trio.run(listen, DataHome(Path(args.home)), args.fd, args.share)
-    return 0
+    return trio.run(listen, DataHome(Path(args.home)), args.fd, args.share, args.index)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ settings watcher, group committer and event writer, writing into the shared spoo
 as the core would (250 only after the group commit). It tells the core process what it did
 over a socketpair, one JSON object per line:
 
-    {"ready": [[host, port], ...]}          listening (sent again after a rebind)
+    {"ready": [[host, port], ...]}          listening
+    {"failed": "cannot listen … (reason)"}  cannot bind at start; the process then exits
     {"accepted": QUEUE_ID, "envelope": {…}} a message is durable in fast/
     {"counters": {name: delta, …}}          counter increments since the last report
 
@@ -15,7 +16,10 @@ Rules:
   (the core rescans at start and whenever its channel overflows); it never loses one.
 - A listener process exits when the core goes away (end of file on its socket), so a killed
   core never leaves listeners answering 250 on its behalf for long.
-- The core restarts a listener that dies, with backoff, and writes an event.
+- The core restarts a listener that dies, with backoff, and writes an event. One that
+  cannot bind at start ends the core's start with ListenFailed (`mailmoat core` prints why);
+  a later rebind that fails keeps each process where it was (SmtpServer.serve), and only
+  process 0 writes the event.
 - `smtp.max_incoming` is shared out: each of N processes serves max(1, max_incoming // N)
   sessions at once, so the total never exceeds the setting when N ≤ max_incoming.
 - Listener processes run LISTENER_NICE steps below the core's CPU priority once they
@@ -38,6 +42,7 @@ from typing import Callable
 
 import trio
 
+from core.smtp.server import ListenFailed
 from shared.events import Action
 from shared.spool import Envelope
 
@@ -82,7 +87,7 @@ class ListenerPool:
             ours, theirs = socket.socketpair()
             command = [sys.executable, "-P", "-m", "core.smtp.listener_main", "--home",
                        str(self.home.root), "--fd", str(theirs.fileno()), "--share",
-                       str(self.count)]
+                       str(self.count), "--index", str(index)]
             process = await trio.lowlevel.open_process(command, pass_fds=(theirs.fileno(),))
             theirs.close()
             stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
@@ -128,6 +133,8 @@ class ListenerPool:
                 elif "counters" in message:
                     for name, delta in message["counters"].items():
                         self.counters.incr(name, delta)
+                elif "failed" in message and task_status is not None:
+                    raise ListenFailed(message["failed"])
                 elif "ready" in message and task_status is not None:
                     task_status.started([tuple(a) for a in message["ready"]])
                     task_status = None

@@ -12,6 +12,10 @@ Rules:
 - Exceptions stop at the session boundary: an event, 421 if the socket still works, close.
   Exception text never goes into a reply.
 - The listener follows `smtp.port`/`smtp.listen`: a change rebinds within the settings poll.
+  The new sockets bind before the old ones close; a change that cannot be bound (a port
+  another program holds, an address the host lacks) leaves the listener where it was, with a
+  `service_start_failed` event, until the settings change again. At start it raises
+  ListenFailed instead (SPEC §3: "a port already in use … the old value kept").
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import errno
 import secrets
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Callable, Mapping
@@ -41,7 +46,7 @@ from core.smtp.streams import TcpStream
 from shared.events import Action
 from shared.spool import SUBJECT_META, Envelope, new_queue_id
 
-__all__ = ["SmtpServer", "GroupCommitter", "COMMAND_IDLE_SECONDS", "DATA_IDLE_SECONDS",
+__all__ = ["SmtpServer", "GroupCommitter", "ListenFailed", "COMMAND_IDLE_SECONDS", "DATA_IDLE_SECONDS",
            "DATA_TOTAL_SECONDS"]
 
 COMMAND_IDLE_SECONDS = 5 * 60   # SPEC §4 / RFC 5321 §4.5.3.2.7
@@ -61,6 +66,26 @@ HEAD_OCTETS = 64 * 1024         # where the Subject and the hops are counted (he
 MAX_HOPS = 100                  # more Received fields than this: a loop (RFC 5321 §6.3)
 MAX_SUBJECT_CHARS = 998         # RFC 5322's line limit: what an event keeps of a Subject
 QUEUED_REPLY_SECONDS = 5.0      # how long a shutdown waits for a queued message's 250
+
+
+class ListenFailed(Exception):
+    """The listener cannot bind where the settings say: the message names the address and
+    the reason (an operator's failure, not a bug: `mailmoat core` prints it as one line)."""
+
+    def __init__(self, message: str, errno_: int | None = None):
+        super().__init__(message)
+        self.errno = errno_
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _close(listeners: list[socket.socket]) -> None:
+    for listener in listeners:
+        if listener.fileno() != -1:
+            trio.lowlevel.notify_closing(listener)
+            listener.close()
 
 
 @dataclass
@@ -165,7 +190,8 @@ class SmtpServer:
                  on_accepted: Callable[[str, Envelope, bytes], None],
                  ssl_context: Callable[[], ssl.SSLContext | None], diagnostics_dir,
                  resolver=None, hostname: Callable[[], str], reuse_port: bool = False,
-                 share: int = 1, auto_whitelisted: Callable[[str, Mapping], bool] | None = None):
+                 share: int = 1, auto_whitelisted: Callable[[str, Mapping], bool] | None = None,
+                 reports_listen_errors: bool = True):
         self.settings = settings
         self.spool = spool
         self.committer = committer
@@ -183,6 +209,7 @@ class SmtpServer:
         self.hostname = hostname
         self.reuse_port = reuse_port  # several listener processes share the port
         self.share = share            # ... and smtp.max_incoming between them
+        self.reports_listen_errors = reports_listen_errors  # one listener process of N does
         self.limiter = trio.CapacityLimiter(self._sessions_allowed(settings()))
         self.active = 0
         self.max_active_seen = 0
@@ -211,34 +238,78 @@ class SmtpServer:
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled. At shutdown a session whose message is already queued
         still sends its 250 (within QUEUED_REPLY_SECONDS); every other session is cut, and
-        its client sends again what got no 250."""
-        async with trio.open_nursery() as sessions:
-            first = True
-            while True:
-                listeners = await self._open_listeners()
+        its client sends again what got no 250.
+
+        Raises ListenFailed before it is ready when it cannot listen where the settings say.
+        A later change that cannot be bound is reported (service_start_failed) and the
+        listener stays where it was until the settings change again."""
+        s = self.settings()
+        listeners = self._open_listeners(s["smtp.listen"], s["smtp.port"])
+        try:
+            async with trio.open_nursery() as sessions:
                 self.bound = [l.getsockname()[:2] for l in listeners]
-                if first:
-                    task_status.started(self.bound)
-                    first = False
-                try:
+                task_status.started(self.bound)
+                while True:
                     async with trio.open_nursery() as accepting:
                         for listener in listeners:
                             accepting.start_soon(self._accept_loop, listener, sessions)
-                        await self._rebind.wait()
-                        self._rebind = trio.Event()
+                        wanted = await self._next_binding()
                         accepting.cancel_scope.cancel()
-                finally:
-                    for listener in listeners:
-                        trio.lowlevel.notify_closing(listener)
-                        listener.close()
+                    listeners = self._rebound(listeners, wanted)
+                    self.bound = [l.getsockname()[:2] for l in listeners]
+        finally:
+            _close(listeners)
 
-    async def _open_listeners(self) -> list[socket.socket]:
+    async def _next_binding(self) -> tuple[list[str], int]:
+        """Wait for a change of smtp.port/smtp.listen; returns the (hosts, port) wanted."""
+        await self._rebind.wait()
+        self._rebind = trio.Event()
         s = self.settings()
-        port = s["smtp.port"]
+        return list(s["smtp.listen"]), s["smtp.port"]
+
+    def _rebound(self, listeners: list[socket.socket],
+                 wanted: tuple[list[str], int]) -> list[socket.socket]:
+        """The listeners for `wanted`, or `listeners` (still open) when it cannot be bound.
+
+        The new sockets are bound beside the old ones, so a refusal costs nothing. On the
+        same port our own old sockets may be what is in the way (0.0.0.0 after 127.0.0.1):
+        then the old ones close first and, if the new ones still cannot bind, open again."""
+        hosts, port = wanted
+        try:
+            new = self._open_listeners(hosts, port)
+        except ListenFailed as exc:
+            if exc.errno != errno.EADDRINUSE or port != self.bound[0][1]:
+                self._listen_failed(exc)
+                return listeners
+            old_hosts = [address[0] for address in self.bound]
+            _close(listeners)
+            try:
+                new = self._open_listeners(hosts, port)
+            except ListenFailed as exc:
+                self._listen_failed(exc)
+                return self._open_listeners(old_hosts, port)
+        _close(listeners)
+        return new
+
+    def _listen_failed(self, exc: ListenFailed) -> None:
+        where = ", ".join(_address(h, p) for h, p in self.bound)
+        message = f"{exc}; still listening on {where} until smtp.port or smtp.listen changes"
+        if self.reports_listen_errors:
+            self.events.record(Action.SERVICE_START_FAILED, info=message)
+            print(f"mailmoat core: {message}", file=sys.stderr, flush=True)
+
+    def _open_listeners(self, hosts, port: int) -> list[socket.socket]:
+        """One listening socket per address of `hosts` (IP addresses, the setting's rule);
+        raises ListenFailed naming the address and the reason."""
         listeners = []
-        for host in s["smtp.listen"]:   # IP addresses (the setting's rule): bind at once
+        for host in hosts:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock = socket.socket(family, socket.SOCK_STREAM)
+            except OSError:
+                if host == "::":
+                    continue  # IPv6 switched off on this host: serve IPv4 only
+                raise
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if self.reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -248,17 +319,18 @@ class SmtpServer:
                 sock.bind((host, port))
             except OSError as exc:
                 sock.close()
-                if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6:
+                if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6 \
+                        and host == "::":
                     continue  # a host without IPv6: serve IPv4 only
-                for opened in listeners:
-                    opened.close()
-                raise
+                _close(listeners)
+                raise ListenFailed(f"cannot listen for SMTP on {_address(host, port)} "
+                                   f"({exc.strerror})", exc.errno) from None
             sock.setblocking(False)
             sock.listen(256)
             listeners.append(sock)
-        await trio.lowlevel.checkpoint()
         if not listeners:
-            raise OSError(f"no SMTP listener could be opened on {s['smtp.listen']}")
+            raise ListenFailed(f"cannot listen for SMTP on any of {', '.join(hosts)} "
+                               f"(no such address on this host)", errno.EADDRNOTAVAIL)
         return listeners
 
     async def _accept_loop(self, listener: socket.socket, sessions: trio.Nursery) -> None:

@@ -296,3 +296,87 @@ def test_queue_list_shows_the_recipients_still_waiting_and_their_error(home):
     assert "busy@x.test,new@y.test (+2 done)" in row
     assert row.endswith("451 4.2.0 mailbox busy")
     assert "gone@x.test" not in row and "ok@x.test" not in row and "550" not in row
+
+
+def test_queue_list_into_a_closed_pipe_ends_quietly(home):
+    """Regression (operations B10): `mailmoat queue list | head` printed a BrokenPipeError
+    traceback."""
+    environ = {k: v for k, v in os.environ.items() if k != "MAILMOAT_HOME"}
+    process = subprocess.Popen([*MAILMOAT, "queue", "list", "--home", str(home)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ)
+    process.stdout.close()                  # the reader has gone before the first line
+    stderr = process.stderr.read().decode()
+    assert (process.wait(timeout=60), stderr) == (0, "")
+
+
+# --- expected failures are one line (operations report B1, B2, B10) ---------------------------
+
+def _held_port():
+    import socket
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder, holder.getsockname()[1]
+
+
+def test_set_refuses_a_port_another_program_holds(home, tmp_path):
+    """SPEC §3: "a port already in use by another program is refused with a warning and
+    the old value kept" — `config set` and `config import` as the console does."""
+    holder, taken = _held_port()
+    with holder:
+        for key in ("smtp.port", "http.port", "https.port"):
+            result = mailmoat("config", "set", key, taken, "--home", home, expect=2)
+            assert result.stderr == (f"{key}: port {taken} is in use by another program; "
+                                     f"the old value is kept\n")
+        backup = tmp_path / "settings.json"
+        backup.write_text(json.dumps({"smtp.port": taken, "timezone": "Europe/Paris"}))
+        result = mailmoat("config", "import", backup, "--home", home, expect=2)
+        assert result.stderr.startswith(f"smtp.port: port {taken} is in use")
+    assert (stored(home, "smtp.port"), stored(home, "http.port")) == (25, 8003)
+    assert stored(home, "timezone") == "UTC"
+    assert mailmoat("config", "set", "smtp.port", taken, "--home", home).stdout == \
+        "smtp.port set\n"                   # free again
+
+
+def _core_home(tmp_path):
+    from tests.support.core import make_home
+    return make_home(tmp_path / "core-home")
+
+
+def test_core_whose_port_is_taken_says_so_in_one_line(tmp_path):
+    from tests.support.core import set_settings
+    home = _core_home(tmp_path)
+    holder, taken = _held_port()
+    with holder:
+        set_settings(home, smtp__port=taken)
+        result = mailmoat("core", "--home", home.root, expect=1)
+    assert result.stderr == (f"mailmoat: cannot listen for SMTP on 127.0.0.1:{taken} "
+                             f"(Address already in use)\n")
+
+
+def test_a_second_core_on_one_data_home_exits_at_once(tmp_path):
+    from tests.support.core import CoreProcess
+    home = _core_home(tmp_path)
+    with CoreProcess(home) as first:
+        result = mailmoat("core", "--home", home.root, expect=1)
+        assert result.stderr == (f"mailmoat: another Mailmoat core is running on this data "
+                                 f"home (pid {first.process.pid})\n")
+        assert (home.run / "core.running").read_text() == str(first.process.pid)
+
+
+def _read_only(home: Path, *args) -> list[str]:
+    """`args` run on a read-only bind mount of `home` (a private mount namespace)."""
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-m", "true"]).returncode != 0:
+        pytest.skip("needs unshare -m (mount namespaces) to make a read-only data home")
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    return [unshare, "-m", "sh", "-c", script, "sh", str(home), *MAILMOAT, *map(str, args)]
+
+
+@pytest.mark.parametrize("command", [["config", "get", "smtp.port"], ["core"]])
+def test_a_read_only_data_home_is_one_line(home, command):
+    environ = {k: v for k, v in os.environ.items() if k != "MAILMOAT_HOME"}
+    result = subprocess.run(_read_only(home, *command, "--home", home), capture_output=True,
+                            text=True, env=environ, timeout=60)
+    assert (result.returncode, result.stderr) == (
+        1, f"mailmoat: cannot use {home / 'mailmoat.db'} (Read-only file system)\n")

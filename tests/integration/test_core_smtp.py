@@ -367,3 +367,79 @@ async def test_an_idle_client_gets_421_timeout_and_is_closed(tmp_path, nursery, 
     reply = await trio.to_thread.run_sync(idle)
     assert reply.startswith(b"421 4.4.2")
     core.cancel_scope.cancel()
+
+
+# --- rebinding (operations report B1, B2) ----------------------------------------------------
+
+def _greets(host, port) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=5) as sock:
+            return sock.recv(512).startswith(b"220")
+    except OSError:
+        return False
+
+
+async def test_a_rebind_that_cannot_bind_keeps_listening_where_it_was(tmp_path, nursery):
+    """Regression (operations B1): a port another program holds, or an address the host
+    lacks, crashed the core; now the listener stays, an event says why, and the next change
+    is tried again."""
+    home = make_home(tmp_path)
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+
+    def failures():
+        return [e["info"] for e in _events(home, Action.SERVICE_START_FAILED)]
+
+    with socket.socket() as holder:         # another program on the new port
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        set_settings(home, smtp__port=taken)
+        await _until(lambda: len(failures()) == 1)
+        assert failures()[0] == (f"cannot listen for SMTP on 127.0.0.1:{taken} (Address "
+                                 f"already in use); still listening on 127.0.0.1:{port} "
+                                 f"until smtp.port or smtp.listen changes")
+        assert await trio.to_thread.run_sync(_greets, "127.0.0.1", port)
+
+    set_settings(home, smtp__port=port, smtp__listen=["192.0.2.1"])  # TEST-NET-1: not ours
+    await _until(lambda: len(failures()) == 2)
+    assert "192.0.2.1" in failures()[1] and "Cannot assign requested address" in failures()[1]
+    assert await trio.to_thread.run_sync(_greets, "127.0.0.1", port)
+
+    # Same port, one more address: our own 127.0.0.1 socket is in the way of the new one.
+    set_settings(home, smtp__listen=["127.0.0.1", "127.0.0.2"])
+    await _until(lambda: core.server.bound == [("127.0.0.1", port), ("127.0.0.2", port)])
+    assert await trio.to_thread.run_sync(_greets, "127.0.0.2", port)
+    assert await trio.to_thread.run_sync(_greets, "127.0.0.1", port)
+    assert len(failures()) == 2
+    core.cancel_scope.cancel()
+
+
+async def test_a_core_that_cannot_listen_at_start_raises_listen_failed(tmp_path):
+    from core.smtp.server import ListenFailed
+    from shared.cli import sole_exception
+    home = make_home(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        set_settings(home, smtp__port=taken)
+        with pytest.raises(BaseExceptionGroup) as raised, trio.fail_after(30):
+            await run_core(home)
+    failure = sole_exception(raised.value)      # what `mailmoat core` prints
+    assert isinstance(failure, ListenFailed)
+    assert str(failure) == (f"cannot listen for SMTP on 127.0.0.1:{taken} (Address already in use)")
+    assert "Address already in use" in _events(home, Action.SERVICE_START_FAILED)[0]["info"]
+    assert not (home.run / "core.running").exists()   # no improper shutdown next time
+
+
+async def test_a_second_core_on_one_data_home_refuses_to_start(tmp_path, nursery):
+    """Regression (operations B2): two cores delivered the same spool twice."""
+    import os
+    from core.app import CoreAlreadyRunning
+    home = make_home(tmp_path)
+    core = await _start(nursery, home)
+    with pytest.raises(CoreAlreadyRunning, match=rf"^another Mailmoat core is running on "
+                                                 rf"this data home \(pid {os.getpid()}\)$"):
+        await run_core(home)
+    core.cancel_scope.cancel()

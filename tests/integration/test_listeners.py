@@ -168,3 +168,45 @@ async def test_listener_count_change_applies_live(tmp_path, sink, nursery):
         while _listener_processes(home) != 0:
             await trio.sleep(0.1)
     core.cancel_scope.cancel()
+
+
+def _greets(port) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            return sock.recv(512).startswith(b"220")
+    except OSError:
+        return False
+
+
+async def test_listener_processes_keep_their_port_when_the_new_one_is_taken(tmp_path):
+    """Regression (operations B1), listener-process mode: the processes stay where they
+    were and one event (not one per process) says why."""
+    from shared.cli import sole_exception
+    from core.smtp.server import ListenFailed
+    from tests.support.core import set_settings
+    from tests.support.waiting import events_of
+    home = make_home(tmp_path, smtp__listener_processes=2)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        async with trio.open_nursery() as nursery:     # ends when this core has stopped
+            core = await nursery.start(run_core, home)
+            port = core.smtp_addresses[0][1]
+            set_settings(home, smtp__port=taken)
+            with trio.fail_after(20):
+                while not events_of(home, Action.SERVICE_START_FAILED):
+                    await trio.sleep(0.1)
+            await trio.sleep(1)                 # the other process has tried too by now
+            assert len(events_of(home, Action.SERVICE_START_FAILED)) == 1
+            assert _listener_processes(home) == 2
+            for _ in range(4):                  # both processes still answer
+                assert await trio.to_thread.run_sync(_greets, port)
+            core.cancel_scope.cancel()
+
+        # At start the listener process tells the core why it cannot listen.
+        with pytest.raises(BaseExceptionGroup) as raised, trio.fail_after(60):
+            await run_core(home)
+    failure = sole_exception(raised.value)
+    assert isinstance(failure, ListenFailed)
+    assert str(failure) == f"cannot listen for SMTP on 127.0.0.1:{taken} (Address already in use)"

@@ -1,0 +1,67 @@
+"""Whether a port can take a Mailmoat listener: SPEC §3, "a port already in use by another
+program is refused with a warning and the old value kept".
+
+Rules:
+- A port counts as in use when a test socket cannot bind it on the wildcard address of
+  each family the host has (what the listeners ask for by default); a port below 1024 that
+  needs rights this process lacks is refused too.
+- A port that one of Mailmoat's own listeners may hold now (the current values of
+  PORT_KEYS) is not "in use" (SPEC §3): it is ours.
+- Only values the schema would accept are tried; the schema reports the rest.
+- The console checks the same way (console/configuration/service.py `port_problem`).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Any, Iterable, Mapping
+
+from shared.settings import SettingError
+
+__all__ = ["PORT_KEYS", "port_problem", "check_ports"]
+
+PORT_KEYS = ("smtp.port", "http.port", "https.port")
+
+
+def port_problem(port: int) -> str | None:
+    """Why `port` cannot be used by a Mailmoat listener, or None when it is free."""
+    families = [(socket.AF_INET, "0.0.0.0")]
+    if socket.has_ipv6:
+        families.append((socket.AF_INET6, "::"))
+    for family, address in families:
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 on this machine
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address, port))
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                return f"port {port} needs administrator rights on this machine"
+            if exc.errno == errno.EADDRNOTAVAIL:
+                continue
+            return f"port {port} is in use by another program; the old value is kept"
+        finally:
+            sock.close()
+    return None
+
+
+def check_ports(current: Mapping[str, Any], changes: Mapping[str, Any],
+                ours: Iterable[int] = ()) -> None:
+    """Raises SettingError (`KEY: rule` for each) when a changed port is in use by another
+    program. `ours`: further ports Mailmoat's own listeners hold now."""
+    mine = {current[key] for key in PORT_KEYS} | set(ours)
+    errors = []
+    for key in PORT_KEYS:
+        new = changes.get(key)
+        if isinstance(new, int) and not isinstance(new, bool) and new != current[key] \
+                and 1 <= new <= 65535 and new not in mine:
+            problem = port_problem(new)
+            if problem:
+                errors.append((key, problem))
+    if errors:
+        raise SettingError(errors)
