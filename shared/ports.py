@@ -8,7 +8,7 @@ Rules:
 - A port that one of Mailmoat's own listeners may hold now (the current values of
   PORT_KEYS) is not "in use" (SPEC §3): it is ours.
 - Only values the schema would accept are tried; the schema reports the rest.
-- The console checks the same way (console/configuration/service.py `port_problem`).
+- The console and `config set` / `config import` check with `check_ports`.
 """
 
 from __future__ import annotations

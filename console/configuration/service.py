@@ -11,26 +11,23 @@ Rules:
 
 from __future__ import annotations
 
-import errno
 import json
 import re
-import socket
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 from console import certs
 from console.context import console_context, settings
 from console.settings_service import edit_list, record_change, save_settings, submit_command
+from shared.ports import check_ports
 from shared.settings import SettingError
 from shared.settings_types import Email, RoutingEntry, RuleError, Str, integer_from_text
 
-__all__ = ["PORT_KEYS", "port_problem", "save_page", "page_warnings", "add_route",
+__all__ = ["save_page", "page_warnings", "add_route",
            "update_route", "delete_route", "HeldMessage", "HoldListing", "list_hold",
            "request_hold_action", "HOLD_ACTIONS", "create_certificate_request",
            "install_ca_certificate", "install_self_signed_certificate", "RequestFieldsError"]
 
-PORT_KEYS = ("smtp.port", "http.port", "https.port")
 HOLD_ACTIONS = {"reprocess": "hold.reprocess", "drop": "hold.drop", "forward": "hold.forward"}
 HOLD_LIST_LIMIT = 500  # messages shown; the actions still reach all of them
 _QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -38,48 +35,8 @@ _QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 # --- settings pages ------------------------------------------------------------------------
 
-def port_problem(port: int) -> str | None:
-    """Why `port` cannot be used by a Mailmoat listener, or None when it is free."""
-    families = [(socket.AF_INET, "0.0.0.0")]
-    if socket.has_ipv6:
-        families.append((socket.AF_INET6, "::"))
-    for family, address in families:
-        try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError:
-            continue  # no IPv6 on this machine
-        try:
-            if sys.platform == "win32":
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
-            else:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.bind((address, port))
-        except OSError as exc:
-            if exc.errno in (errno.EACCES, errno.EPERM):
-                return f"port {port} needs administrator rights on this machine"
-            if exc.errno == errno.EADDRNOTAVAIL:
-                continue
-            return f"port {port} is in use by another program; the old value is kept"
-        finally:
-            sock.close()
-    return None
-
-
 def _check_ports(changes: dict[str, Any]) -> None:
-    current = settings()
-    ours = {current[key] for key in PORT_KEYS} | set(console_context().bound_ports.values())
-    errors = []
-    for key in PORT_KEYS:
-        new = changes.get(key)
-        if isinstance(new, int) and not isinstance(new, bool) and new != current[key] \
-                and 1 <= new <= 65535 and new not in ours:
-            problem = port_problem(new)
-            if problem:
-                errors.append((key, problem))
-    if errors:
-        raise SettingError(errors)
+    check_ports(settings(), changes, ours=console_context().bound_ports.values())
 
 
 def save_page(page: str, changes: dict[str, Any], *, user: str, client_ip: str | None) -> dict:
