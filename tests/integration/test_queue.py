@@ -213,15 +213,26 @@ async def test_bounce_content(tmp_path, make_sink, running):
     assert "body line" not in headers.get_content()
 
 
-async def test_expiry_bounces_and_deletes(tmp_path, make_sink, running):
-    dest, senders = make_sink(), make_sink()
-    dest.tempfail_all = True
-    h = Harness(tmp_path, routes_to(("dest.test", dest), ("sender.test", senders)),
+async def _expired(tmp_path, make_sink, running, dest_routes=None):
+    """A message to bob@dest.test that waits in slow/ past delivery.retry_days (dest.test
+    tempfails, unless `dest_routes` routes it elsewhere); returns the harness and the
+    sender's sink, which gets the delay notice and then the bounce."""
+    senders = make_sink()
+    if dest_routes is None:
+        dest = make_sink()
+        dest.tempfail_all = True
+        dest_routes = routes_to(("dest.test", dest))
+    h = Harness(tmp_path, [*dest_routes, *routes_to(("sender.test", senders))],
                 **{"delivery.retry_days": 1})
     queue_id = h.put("alice@sender.test", ["bob@dest.test"])
     await running(h)
     await h.until(lambda: h.ids("slow") == [queue_id])
     h.clock.advance(DAY + 1)
+    return h, senders
+
+
+async def test_expiry_bounces_and_deletes(tmp_path, make_sink, running):
+    h, senders = await _expired(tmp_path, make_sink, running)
     await h.until(lambda: h.ids("slow") == [])
     messages = await senders.await_messages(2)      # the delay notice, then the bounce
     actions = [_dsn(m)[1][1]["Action"] for m in messages]
@@ -234,14 +245,7 @@ async def test_expiry_bounce_gives_the_last_remote_reply_as_its_smtp_diagnostic(
         tmp_path, make_sink, running):
     # delivery.md defect 7: "smtp; delivery time expired; last error: 451 ..." was our own
     # text labelled as an SMTP reply
-    dest, senders = make_sink(), make_sink()
-    dest.tempfail_all = True
-    h = Harness(tmp_path, routes_to(("dest.test", dest), ("sender.test", senders)),
-                **{"delivery.retry_days": 1})
-    queue_id = h.put("alice@sender.test", ["bob@dest.test"])
-    await running(h)
-    await h.until(lambda: h.ids("slow") == [queue_id])
-    h.clock.advance(DAY + 1)
+    h, senders = await _expired(tmp_path, make_sink, running)
     _, bounce = await senders.await_messages(2)
     parsed, blocks, _ = _dsn(bounce)
     assert blocks[1]["Status"] == "4.4.7" and blocks[1]["Action"] == "failed"
@@ -255,14 +259,8 @@ async def test_expiry_bounce_gives_the_last_remote_reply_as_its_smtp_diagnostic(
 
 async def test_expiry_bounce_without_a_remote_reply_is_an_x_mailmoat_diagnostic(
         tmp_path, make_sink, running):
-    senders = make_sink()
-    h = Harness(tmp_path, [{"match": "dest.test", "relay": "127.0.0.2", "port": 9},
-                           *routes_to(("sender.test", senders))],
-                **{"delivery.retry_days": 1})
-    queue_id = h.put("alice@sender.test", ["bob@dest.test"])
-    await running(h)
-    await h.until(lambda: h.ids("slow") == [queue_id])
-    h.clock.advance(DAY + 1)
+    _, senders = await _expired(tmp_path, make_sink, running, dest_routes=[
+        {"match": "dest.test", "relay": "127.0.0.2", "port": 9}])    # nobody answers
     _, bounce = await senders.await_messages(2)
     _, blocks, _ = _dsn(bounce)
     assert blocks[1]["Status"] == "4.4.7"
