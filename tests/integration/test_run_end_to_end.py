@@ -77,17 +77,23 @@ def _greeting(port: int) -> bytes:
         return sock.recv(512)
 
 
-def test_console_change_reaches_the_core_within_two_seconds(tmp_path):
-    home = make_home(tmp_path, smtp__listener_processes=0)
+def _start_run(tmp_path, home, **popen):
+    """`mailmoat run` on `home`, its output in tmp_path/run.log; (process, log, settings)."""
     conn = db.connect(home.db)
     try:
         settings = load(conn)
     finally:
         conn.close()
-    smtp_port, http_port = settings["smtp.port"], settings["http.port"]
     log = open(tmp_path / "run.log", "wb")
     run = subprocess.Popen([sys.executable, "-m", "shared.cli", "run", "--home",
-                            str(home.root)], stdout=log, stderr=subprocess.STDOUT)
+                            str(home.root)], stdout=log, stderr=subprocess.STDOUT, **popen)
+    return run, log, settings
+
+
+def test_console_change_reaches_the_core_within_two_seconds(tmp_path):
+    home = make_home(tmp_path, smtp__listener_processes=0)
+    run, log, settings = _start_run(tmp_path, home)
+    smtp_port, http_port = settings["smtp.port"], settings["http.port"]
     try:
         wait_port(smtp_port)
         wait_port(http_port)
@@ -167,15 +173,7 @@ def test_ctrl_c_stops_every_process_cleanly(tmp_path):
     # shutdown" alert at the next start). Listener processes (smtp.listener_processes 2)
     # are in the group too.
     home = make_home(tmp_path, smtp__listener_processes=2)
-    conn = db.connect(home.db)
-    try:
-        settings = load(conn)
-    finally:
-        conn.close()
-    log = open(tmp_path / "run.log", "wb")
-    run = subprocess.Popen([sys.executable, "-m", "shared.cli", "run", "--home",
-                            str(home.root)], stdout=log, stderr=subprocess.STDOUT,
-                           start_new_session=True)
+    run, log, settings = _start_run(tmp_path, home, start_new_session=True)
     try:
         wait_port(settings["smtp.port"])
         wait_port(settings["http.port"])
