@@ -88,7 +88,7 @@ def test_the_evaluation_measures_other_labelled_mail(tmp_path):
 @pytest.mark.slow
 def test_against_spamassassin_with_bayes_same_messages_same_run(held_out):
     for tool in ("spamassassin", "spamd", "spamc", "sa-learn"):
-        require_tool(tool, "spamassassin" if tool != "spamc" else "spamc")
+        require_tool(tool, tool if tool in ("spamd", "spamc") else "spamassassin")
     train, test, scores = held_out
     # not tmp_path: pytest makes its parents 0700, and spamd runs as nobody
     with tempfile.TemporaryDirectory(prefix="mailmoat-sa-") as workdir:
