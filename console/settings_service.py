@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from console.context import console_context, forget_settings, request_db
 from shared.events import Action
-from shared.settings import PAGES, SettingError, display_value
+from shared.settings import PAGES, SettingError, changes_shown
 from shared.settings_store import Changes, apply_changes
 from shared.settings_types import RuleError, entries_rule
 
@@ -56,9 +56,7 @@ def save_settings(changes: Changes, *, user: str, client_ip: str | None,
     changed = apply_changes(request_db(), changes)
     forget_settings()
     if changed:
-        record_change(user, client_ip, page, {
-            key: [display_value(key, old), display_value(key, new)]
-            for key, (old, new) in changed.items()})
+        record_change(user, client_ip, page, changes_shown(changed))
     return changed
 
 

@@ -46,11 +46,34 @@ def sole_exception(exc: BaseException) -> BaseException:
 
 # --- commands --------------------------------------------------------------------------------
 
+def _record_change(home, changed: dict[str, tuple], command: str) -> None:
+    """An object_modified event for a change made from the command line, as the console
+    writes one for a change saved there (the audit trail; it raises the config_change
+    alert): who (the system user), the command, what changed."""
+    if not changed:
+        return
+    import pwd
+
+    from shared.events import Action, EventWriter
+    from shared.settings import changes_shown
+
+    writer = EventWriter(home.db, "cli")
+    try:
+        writer.record(Action.OBJECT_MODIFIED, result="saved", info=f"mailmoat {command}",
+                      rule=",".join(sorted(changed))[:500],
+                      data={"user": pwd.getpwuid(os.geteuid()).pw_name, "page": "cli",
+                            "changes": changes_shown(changed)})
+    finally:
+        writer.close()
+
+
 def cmd_init(args) -> int:
     from shared.home import initialise
 
     home = resolve_home(args.home)
     result = initialise(home, args.admin_password, args.reset_admin_password)
+    if result.password_set and not result.created:
+        _record_change(home, {"admin.password": ("old", "new")}, "init --reset-admin-password")
     print(f"Data home: {home.root} ({'created' if result.created else 'already initialised'})")
     if result.migrations_applied:
         print(f"Database schema: {result.migrations_applied} migration(s) applied")
@@ -89,7 +112,8 @@ def cmd_config(args) -> int:
     from shared.ports import check_ports
     from shared.settings_store import (apply_changes, export_settings, import_settings, load)
 
-    conn = open_db(resolve_home(args.home))
+    home = resolve_home(args.home)
+    conn = open_db(home)
     try:
         if args.config_command == "get":
             values = load(conn)
@@ -110,6 +134,7 @@ def cmd_config(args) -> int:
             value = parse_cli_value(args.key, text)
             check_ports(load(conn), {args.key: value})     # SPEC §3, as the console does
             changed = apply_changes(conn, {args.key: value})
+            _record_change(home, changed, "config set")
             if changed:
                 print(f"{args.key} set")
             else:
@@ -128,6 +153,7 @@ def cmd_config(args) -> int:
             if isinstance(data, dict):
                 check_ports(load(conn), data)
             changed = import_settings(conn, data)
+            _record_change(home, changed, "config import")
             print(f"imported {len(data)} settings ({len(changed)} changed)")
     finally:
         conn.close()

@@ -510,6 +510,13 @@ def display_value(key: str, value: Any) -> Any:
     return value
 
 
+def changes_shown(changed: dict[str, tuple]) -> dict[str, list]:
+    """{key: (old, new)} as an object_modified event records it: {key: [old, new]}, secrets
+    as "***" (display_value)."""
+    return {key: [display_value(key, old), display_value(key, new)]
+            for key, (old, new) in changed.items()}
+
+
 def hash_password(plain: str) -> str:
     return generate_password_hash(plain)
 

@@ -380,3 +380,33 @@ def test_a_read_only_data_home_is_one_line(home, command):
                             text=True, env=environ, timeout=60)
     assert (result.returncode, result.stderr) == (
         1, f"mailmoat: cannot use {home / 'mailmoat.db'} (Read-only file system)\n")
+
+
+def test_command_line_changes_leave_the_audit_trail_the_console_leaves(home, tmp_path):
+    # object_modified events (they raise the config_change alert) for config set, config
+    # import and a password reset, as for a change saved in the console; a no-op writes none
+    def audit():
+        conn = sqlite3.connect(Path(home) / "mailmoat.db")
+        try:
+            return [(row[0], row[1], json.loads(row[2])) for row in conn.execute(
+                "SELECT info, rule, data FROM events WHERE action = 'object_modified' "
+                "ORDER BY id")]
+        finally:
+            conn.close()
+
+    mailmoat("config", "set", "smtp.max_incoming", "77", "--home", home)
+    mailmoat("config", "set", "smtp.max_incoming", "77", "--home", home)     # unchanged
+    exported = tmp_path / "settings.json"
+    exported.write_text(json.dumps({"smtp.max_incoming": 78, "admin.emails": ["a@b.test"]}))
+    mailmoat("config", "import", exported, "--home", home)
+    mailmoat("init", "--reset-admin-password", "--admin-password", "N3w-secret-pw",
+             "--home", home)
+    [(info1, rule1, set_), (info2, rule2, imported), (info3, rule3, reset)] = audit()
+    assert (info1, rule1) == ("mailmoat config set", "smtp.max_incoming")
+    assert set_["changes"] == {"smtp.max_incoming": [SCHEMA["smtp.max_incoming"].default, 77]}
+    assert set_["page"] == "cli"
+    assert set_["user"] == __import__("pwd").getpwuid(os.geteuid()).pw_name
+    assert (info2, rule2) == ("mailmoat config import", "admin.emails,smtp.max_incoming")
+    assert imported["changes"]["smtp.max_incoming"] == [77, 78]
+    assert (info3, rule3) == ("mailmoat init --reset-admin-password", "admin.password")
+    assert reset["changes"] == {"admin.password": ["***", "***"]}      # never the password
