@@ -134,10 +134,18 @@ async def _keep_running(part: str, home: str) -> None:
             delay = RESTART_INITIAL_SECONDS  # it ran a good while: start the backoff afresh
         print(f"mailmoat run: {part} exited with status {status}; restarting in {delay} s",
               file=sys.stderr, flush=True)
-        writer = EventWriter(DataHome(Path(home)).db, "supervisor")
-        writer.record(Action.SERVICE_START_IMPROPER, info=f"{part} exited with status "
-                      f"{status}; restarted by mailmoat run")
-        await trio.to_thread.run_sync(writer.close)
+        data_home = DataHome(Path(home))
+        if part == "core":
+            # this event says the core stopped improperly; its own marker would make the
+            # restarted core say it again (two alerts for one kill -9)
+            (data_home.run / "core.running").unlink(missing_ok=True)
+        if delay == RESTART_INITIAL_SECONDS:
+            # the first exit of a run of them: one that keeps failing to start mails the
+            # alert once, not at every restart (1,440 a day at the longest backoff)
+            writer = EventWriter(data_home.db, "supervisor")
+            writer.record(Action.SERVICE_START_IMPROPER, info=f"{part} exited with status "
+                          f"{status}; restarted by mailmoat run")
+            await trio.to_thread.run_sync(writer.close)
         await trio.sleep(delay)
         delay = min(delay * 2, RESTART_MAX_SECONDS)
 

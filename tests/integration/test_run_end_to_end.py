@@ -203,3 +203,32 @@ def _core_events(home) -> list[str]:
             "SELECT action FROM events WHERE action LIKE 'service_%' ORDER BY id")]
     finally:
         conn.close()
+
+
+def test_a_killed_core_is_reported_once(tmp_path):
+    # `run` records the core's improper exit, and the restarted core found its marker and
+    # recorded it again: two "improper shutdown" alerts for one kill -9
+    home = make_home(tmp_path, smtp__listener_processes=1)
+    run, log, settings = _start_run(tmp_path, home, start_new_session=True)
+    try:
+        _wait_for_events(home, ["service_started"])
+        pid = int((home.run / "core.running").read_text())
+        os.kill(pid, signal.SIGKILL)
+        _wait_for_events(home, ["service_started", "service_start_improper",
+                                "service_started"])
+        os.killpg(run.pid, signal.SIGTERM)
+        assert run.wait(timeout=90) == 0
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        log.close()
+    output = (tmp_path / "run.log").read_text()
+    assert _core_events(home) == ["service_started", "service_start_improper",
+                                  "service_started", "service_stopped"], output[-3000:]
+
+
+def _wait_for_events(home, expected, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while _core_events(home)[:len(expected)] != expected:
+        assert time.monotonic() < deadline, _core_events(home)
+        time.sleep(0.2)
