@@ -209,15 +209,20 @@ async def test_stale_pooled_connection_is_replaced(make_sink, message):
     assert len(sink.messages) == 2
 
 
+async def _serve_on_loopback(handle, task_status) -> None:
+    """Serve `handle` on a free loopback port; the port is what `nursery.start` returns."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    task_status.started(listeners[0].socket.getsockname()[1])
+    await trio.serve_listeners(handle, listeners)
+
+
 async def _silent_server(task_status=trio.TASK_STATUS_IGNORED):
     """Greets, then reads commands and never answers one."""
     async def handle(stream):
         await stream.send_all(b"220 silent.test ESMTP\r\n")
         while await stream.receive_some(4096):
             pass
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(handle, listeners)
+    await _serve_on_loopback(handle, task_status)
 
 
 async def test_a_next_hop_that_stops_answering_defers_after_the_timeout(message, nursery):
@@ -303,9 +308,7 @@ async def _tls_breaking_server(task_status=trio.TASK_STATUS_IGNORED):
                     while await stream.receive_some(4096):    # until the client hangs up
                         pass
                     return
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(handle, listeners)
+    await _serve_on_loopback(handle, task_status)
 
 
 async def test_a_failed_tls_handshake_says_why(message, nursery):
