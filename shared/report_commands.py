@@ -11,7 +11,6 @@ exits 2 with one line on stderr.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from shared.cli import EXIT_BAD_INPUT, EXIT_OK, CommandFailed, register
@@ -80,15 +79,9 @@ def _run(args) -> int:
         if args.format == "csv" and hasattr(out, "reconfigure"):
             # csv_lines ends rows with CRLF (RFC 4180); do not let text mode translate them.
             out.reconfigure(newline="")
-        try:
-            for line in lines:
-                out.write(line)
-            out.flush()
-        except BrokenPipeError:
-            # `| head`: the reader has seen enough. Point stdout at /dev/null so the flush at
-            # interpreter exit does not fail again (the Python docs' recipe for SIGPIPE).
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_OK
+        for line in lines:              # a reader that stops early (`| head`): shared/cli.py
+            out.write(line)
+        out.flush()
     finally:
         conn.close()
     return EXIT_OK
