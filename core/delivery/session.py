@@ -15,7 +15,15 @@ Rules
        CRLF) in MESSAGE_CHUNK_OCTETS pieces read with trio's async file API.
     4. A message that needs SMTPUTF8 (RFC 6531 §3.4) to a host without it fails with
        5.6.7; one over the host's SIZE (RFC 1870) fails with 5.3.4. 8-bit content to a host
-       without 8BITMIME is sent as is, without BODY= (what Postfix does by default).
+       without 8BITMIME is converted to 7-bit (RFC 6152 §3; Postfix does the same unless
+       disable_mime_output_conversion is set): core/delivery/downgrade.py re-encodes each
+       8-bit body, and the copy is sent without BODY= (held in memory up to
+       MESSAGE_CHUNK_OCTETS, else a temporary file beside the spooled message, removed
+       after the transaction) and its size is what SIZE is checked against. A message it
+       cannot convert (8-bit octets in a header section, to a host without SMTPUTF8
+       either; message/global) fails with 5.6.3. Whether content is 8-bit is read from
+       the bytes, not from the client's BODY= (clients lie), and only for a host without
+       8BITMIME; an all-ASCII message is sent untouched.
        "Needs SMTPUTF8" means UTF-8 in an envelope address or in the header section (RFC
        6531 §3.2); the client's SMTPUTF8 parameter alone is no need. A message without
        that need goes to a host without SMTPUTF8 without the parameter; a host that offers
@@ -25,8 +33,10 @@ Rules
 
 from __future__ import annotations
 
+import os
 import re
 import ssl
+import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +44,7 @@ from pathlib import Path
 
 import trio
 
+from core.delivery.downgrade import Unconvertible, downgrade
 from core.delivery.mx import Candidate
 from core.smtp.client import ClientConnection, ClientState, Command, Outcome
 from core.smtp.conversation import ConversationLog
@@ -288,14 +299,36 @@ async def run_transaction(session: Session, envelope: Envelope, recipients: Sequ
     if needs_utf8 and "SMTPUTF8" not in conn.extensions:
         text = f"{session.peer} does not support SMTPUTF8, which this message needs"
         return {r: ("failed", text, "5.6.7", False) for r in recipients}
+    content: bytes | Path = message_path
+    size = envelope.size
+    if "8BITMIME" not in conn.extensions and not _is_7bit(message_path):     # rule 4
+        try:
+            content = await _seven_bit_copy(message_path, "SMTPUTF8" in conn.extensions)
+        except Unconvertible as exc:
+            text = (f"{session.peer} does not support 8BITMIME, and this message cannot "
+                    f"be converted to 7-bit: {exc}")
+            return {r: ("failed", text, "5.6.3", False) for r in recipients}
+        size = len(content) if isinstance(content, bytes) else content.stat().st_size
+    try:
+        return await _transaction(session, envelope, recipients, content, size, timeouts,
+                                  needs_utf8)
+    finally:
+        if content is not message_path and isinstance(content, Path):
+            content.unlink(missing_ok=True)
+
+
+async def _transaction(session: Session, envelope: Envelope, recipients: Sequence[str],
+                       content: bytes | Path, size: int, timeouts: Timeouts,
+                       needs_utf8: bool) -> dict[str, tuple[str, str, str, bool]]:
+    conn = session.conn
     limit = conn.max_message_octets
-    if limit is not None and envelope.size > limit:
-        text = f"message of {envelope.size} octets is over the SIZE limit {limit} of {session.peer}"
+    if limit is not None and size > limit:
+        text = f"message of {size} octets is over the SIZE limit {limit} of {session.peer}"
         return {r: ("failed", text, "5.3.4", False) for r in recipients}
     needs_8bit = envelope.body == "8BITMIME" and "8BITMIME" in conn.extensions
     try:
         with _timed(session):
-            await _exchange(session, envelope, recipients, message_path, timeouts,
+            await _exchange(session, envelope, recipients, content, size, timeouts,
                             needs_8bit, needs_utf8)
         error = None
     except DeliveryError as exc:
@@ -318,10 +351,11 @@ async def run_transaction(session: Session, envelope: Envelope, recipients: Sequ
 
 
 async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[str],
-                    message_path: Path, timeouts: Timeouts, needs_8bit: bool,
+                    content: bytes | Path, size: int, timeouts: Timeouts, needs_8bit: bool,
                     needs_utf8: bool) -> None:
+    """`content`: the message file, or the message itself (a small 7-bit copy)."""
     conn = session.conn
-    mail = conn.mail(envelope.sender, size=envelope.size or None, needs_8bitmime=needs_8bit,
+    mail = conn.mail(envelope.sender, size=size or None, needs_8bitmime=needs_8bit,
                      needs_smtputf8=needs_utf8)
     if conn.supports_pipelining:                 # RFC 2920: MAIL, RCPT..., DATA in one go
         batch = mail + b"".join(conn.rcpt(r) for r in recipients) + conn.data()
@@ -345,15 +379,15 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
         data_reply = await _reply(session, timeouts.data_initiation)
     if data_reply.code != 354:
         return
-    small = (_read_small(message_path)
-             if conn.transaction.accepted_recipients else None)
+    small = None
+    if conn.transaction.accepted_recipients:
+        small = content if isinstance(content, bytes) else _read_small(content)
     if small is not None:       # the message and its end in one write
-        content = conn.encode_data_chunk(small)
-        await _send(session, content, timeouts.data_block, in_data=True,
+        await _send(session, conn.encode_data_chunk(small), timeouts.data_block, in_data=True,
                     end_data=conn.end_data())
     else:
         if conn.transaction.accepted_recipients:
-            async for chunk in _message_chunks(message_path):
+            async for chunk in _message_chunks(content):
                 await _send(session, conn.encode_data_chunk(chunk), timeouts.data_block,
                             in_data=True)
         await _send(session, conn.end_data(), timeouts.data_block)
@@ -379,6 +413,43 @@ def _header_is_ascii(path: Path) -> bool:
                 return True
             carry = data[-2:]      # an end split across two reads is still found
     return True
+
+
+def _is_7bit(path: Path) -> bool:
+    """True when the message at *path* has no octet over 127 (rule 4). Read inline in
+    MESSAGE_CHUNK_OCTETS pieces, like _read_small, and only for a host without 8BITMIME."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(MESSAGE_CHUNK_OCTETS):
+            if not chunk.isascii():
+                return False
+    return True
+
+
+async def _seven_bit_copy(path: Path, keep_8bit_headers: bool) -> bytes | Path:
+    """The message at *path* converted to 7-bit (rule 4): the bytes when they fit in
+    MESSAGE_CHUNK_OCTETS, else a temporary file beside *path* that the caller removes.
+    A message that was small is converted inline, as _read_small reads; a larger one in a
+    thread. Raises Unconvertible; OSError when the copy cannot be written."""
+    if os.stat(path).st_size <= MESSAGE_CHUNK_OCTETS:
+        return _convert(path, keep_8bit_headers)
+    return await trio.to_thread.run_sync(_convert, path, keep_8bit_headers)
+
+
+def _convert(path: Path, keep_8bit_headers: bool) -> bytes | Path:
+    with open(path, "rb") as handle:
+        converted = downgrade(handle.read(), keep_8bit_headers=keep_8bit_headers)
+    if len(converted) <= MESSAGE_CHUNK_OCTETS:
+        return converted
+    # in the message's own directory: removed with the message if a crash leaves it,
+    # and a unique name, since the message may go to several hops at once
+    fd, name = tempfile.mkstemp(prefix=f"{path.name}.7bit-", suffix=".tmp", dir=path.parent)
+    try:
+        with open(fd, "wb") as handle:
+            handle.write(converted)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
 
 
 def _read_small(path: Path) -> bytes | None:
