@@ -18,6 +18,7 @@ import json
 from typing import Any, Callable, Mapping, TypeVar
 
 from console.context import console_context, forget_settings, request_db
+from shared import db
 from shared.events import Action
 from shared.settings import PAGES, SettingError, changes_shown
 from shared.settings_store import Changes, apply_changes
@@ -133,14 +134,9 @@ def submit_command(kind: str, args: dict[str, Any], *, user: str, client_ip: str
     """Queue a command for the core; returns its id. The core carries it out."""
     conn = request_db()
     now = console_context().clock.now()
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with db.write_transaction(conn):
         cursor = conn.execute(
             "INSERT INTO commands (created_at, kind, args, requested_by) VALUES (?, ?, ?, ?)",
             (now, kind, json.dumps(args, sort_keys=True), user))
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     record_change(user, client_ip, page, {}, command=kind, args=args, command_id=cursor.lastrowid)
     return cursor.lastrowid

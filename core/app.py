@@ -31,6 +31,7 @@ from core.smtp.tls import TlsFiles
 from core.status import Counters, StatusReporter
 from shared import db
 from shared.clock import SYSTEM_CLOCK, WallClock
+from shared.disk import is_out_of_space
 from shared.events import Action, EventWriter
 from shared.home import machine_hostname
 from shared.paths import DataHome
@@ -108,7 +109,13 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
 
     marker = home.run / "core.running"
     improper = marker.exists()
-    marker.write_text(str(os.getpid()))
+    try:
+        marker.write_text(str(os.getpid()))
+    except OSError as exc:
+        if not is_out_of_space(exc):
+            raise
+        # Start anyway: delivering the spool is what frees the disk (an empty marker
+        # still tells the next start about an improper end).
 
     settings = SettingsWatcher(home.db)
     # logging.local off: store only what other parts read (shared.retention)

@@ -114,18 +114,12 @@ class CommandRunner:
 
     @staticmethod
     def _claim(conn):
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with db.write_transaction(conn):
             row = conn.execute("SELECT id, kind, args FROM commands WHERE state = 'pending' "
                                "ORDER BY id LIMIT 1").fetchone()
             if row is None:
-                conn.execute("COMMIT")
                 return None
             conn.execute("UPDATE commands SET state = 'running' WHERE id = ?", (row["id"],))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return row["id"], row["kind"], json.loads(row["args"] or "{}")
 
     @staticmethod

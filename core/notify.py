@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from email.message import EmailMessage
@@ -39,6 +40,7 @@ from pathlib import Path
 import trio
 
 from shared import db
+from shared.disk import is_out_of_space
 from shared.events import Action
 from shared.guide_texts import ALERT_TEXTS
 
@@ -223,7 +225,13 @@ class AlertEngine:
         self.cursor = await trio.to_thread.run_sync(self._load_cursor)
         task_status.started()
         while True:
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except (OSError, sqlite3.Error) as exc:
+                if not is_out_of_space(exc):
+                    raise
+                # A full disk: the alerts not mailed yet are tried at the next poll (the
+                # low_disk alert went out at LOW_FRACTION free, before the disk filled).
             await trio.sleep(self.poll_seconds)
 
     async def poll_once(self) -> int:

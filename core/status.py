@@ -8,12 +8,14 @@ SQLite.
 from __future__ import annotations
 
 import socket
+import sqlite3
 from typing import Callable, Mapping
 
 import trio
 
 from shared import db
 from shared.clock import WallClock
+from shared.disk import is_out_of_space
 from shared.status import COUNTERS, new_snapshot, write_snapshot
 
 __all__ = ["Counters", "StatusReporter", "SNAPSHOT_INTERVAL_SECONDS"]
@@ -83,4 +85,10 @@ class StatusReporter:
 
     async def _write(self, conn) -> None:
         snap, now = self.snapshot(), self.clock.now()
-        await trio.to_thread.run_sync(write_snapshot, conn, snap, now)
+        try:
+            await trio.to_thread.run_sync(write_snapshot, conn, snap, now)
+        except sqlite3.Error as exc:
+            if not is_out_of_space(exc):
+                raise
+            # A full disk: the next second's snapshot tries again; the Status page shows
+            # the core as not running meanwhile, and the low_disk alert says why.

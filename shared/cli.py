@@ -18,6 +18,7 @@ import traceback
 from typing import Callable, Sequence
 
 from shared import db
+from shared.disk import is_out_of_space
 from shared.paths import resolve_home
 from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value
 
@@ -258,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return getattr(failure, "status", EXIT_FAILURE)
         if isinstance(failure, OSError) and failure.errno in _FILE_ERRNOS and failure.filename:
             print(f"mailmoat: cannot use {failure.filename} ({failure.strerror})",
+                  file=sys.stderr)
+            return EXIT_FAILURE
+        if is_out_of_space(failure):
+            print(f"mailmoat: no space left on the data home's disk ({failure})",
                   file=sys.stderr)
             return EXIT_FAILURE
         # A bug: the operator (a terminal, or `mailmoat run`'s log) needs where it happened,

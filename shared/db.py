@@ -20,13 +20,16 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
 
 __all__ = ["connect", "migrate", "schema_version", "known_migrations", "SchemaTooNew",
-           "SchemaTooOld", "DatabaseUnavailable", "check_schema", "BUSY_TIMEOUT_MS", "Migration", "utils_db"]
+           "SchemaTooOld", "DatabaseUnavailable", "check_schema", "BUSY_TIMEOUT_MS", "Migration", "utils_db",
+           "write_transaction"]
 
 BUSY_TIMEOUT_MS = 10_000
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -98,6 +101,21 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+@contextmanager
+def write_transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception. SQLite has already rolled
+    back after some errors (SQLITE_FULL: a full disk), where a ROLLBACK of our own would
+    fail and hide the real error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def utils_db(conn: sqlite3.Connection) -> sqlite_utils.Database:
     """A sqlite-utils view of a connection, for introspection and simple upserts."""
     return sqlite_utils.Database(conn)
@@ -143,17 +161,12 @@ def migrate(conn: sqlite3.Connection) -> list[Migration]:
     for migration in migrations:
         if migration.version <= current:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             # executescript would COMMIT on its own; run statement by statement instead.
             for statement in _statements(migration.sql):
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations (version, name, applied_at) "
                          "VALUES (?, ?, ?)", (migration.version, migration.name, time.time()))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         applied.append(migration)
     return applied
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from shared.clock import SYSTEM_CLOCK, WallClock
+from shared.disk import OUT_OF_SPACE_RETRY_SECONDS, is_out_of_space
 
 __all__ = ["Category", "Action", "Event", "EventWriter", "CATEGORY_OF", "SIEM_ACTIONS"]
 
@@ -192,6 +193,7 @@ class EventWriter:
     `emit()` and `record()` are safe from any thread and from trio code; they never block.
     `keep(event)`, when given, decides whether an event is stored at all (`logging.local`
     off: see shared.retention.local_storage_filter); skipped events are counted in `skipped`.
+    A full disk keeps the batch in memory and retries (shared.disk), up to QUEUE_LIMIT.
     """
 
     MAX_BATCH = 500
@@ -211,6 +213,8 @@ class EventWriter:
         self.lost = 0
         self.written = 0
         self.busy_retries = 0
+        self.full_retries = 0
+        self._closing = False
         self.skipped = 0
         self._keep = keep
         # A deque and a wake-up flag rather than queue.Queue: emit() runs several times per
@@ -280,6 +284,7 @@ class EventWriter:
 
     def close(self) -> None:
         """Write everything pending and stop the thread."""
+        self._closing = True
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:
@@ -359,6 +364,15 @@ class EventWriter:
             except sqlite3.OperationalError as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                if is_out_of_space(exc):
+                    # The disk is full: keep the batch until delivery frees space, but a
+                    # stop does not wait for that (they count as lost).
+                    if self._closing:
+                        self.lost += len(rows)
+                        return
+                    self.full_retries += 1
+                    time.sleep(OUT_OF_SPACE_RETRY_SECONDS)
+                    continue
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 # The database stayed busy past the busy timeout: keep the batch, try again.

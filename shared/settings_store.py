@@ -14,6 +14,7 @@ import time
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+from shared import db
 from shared.settings import SCHEMA, SettingError, defaults, validate_changes
 
 __all__ = ["load", "snapshot", "apply_changes", "Changes", "export_settings", "import_settings",
@@ -51,8 +52,7 @@ def apply_changes(conn: sqlite3.Connection, changes: Changes) -> dict[str, tuple
     Returns {key: (old, new)} for the keys whose value changed (secrets as stored hashes).
     Raises SettingError (every broken rule) and changes nothing then.
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with db.write_transaction(conn):
         current = load(conn)
         if callable(changes):
             changes = changes(MappingProxyType(current))
@@ -66,11 +66,7 @@ def apply_changes(conn: sqlite3.Connection, changes: Changes) -> dict[str, tuple
                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "
                          "updated_at = excluded.updated_at",
                          (key, json.dumps(value), now))
-        conn.execute("COMMIT")
-        return changed
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+    return changed
 
 
 def export_settings(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -47,6 +47,7 @@ import trio
 
 from core.scan.antispam.lists import address_domain, is_excluded
 from shared import db
+from shared.disk import is_out_of_space
 from shared.wildcard import matches
 
 __all__ = ["AutoWhitelist", "AutoWhitelistMirror", "AutoWhitelistPipeline", "MAX_ENTRIES",
@@ -161,18 +162,13 @@ class AutoWhitelist:
 
     # --- the writer --------------------------------------------------------------------
     def _write(self, conn, upserts: list[tuple], deletions: list[str]) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with db.write_transaction(conn):
             conn.executemany("DELETE FROM auto_whitelist WHERE domain = ?",
                              [(d,) for d in deletions])
             conn.executemany(
                 "INSERT INTO auto_whitelist (domain, count, first_seen, last_seen) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT(domain) DO UPDATE SET count = excluded.count,"
                 " last_seen = excluded.last_seen", upserts)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     async def flush(self, conn) -> None:
         async with self._writing:
@@ -196,12 +192,21 @@ class AutoWhitelist:
         try:
             while True:
                 await trio.sleep(FLUSH_SECONDS)
-                await self.flush(conn)
+                await self._flush_unless_full(conn)
         finally:
             with trio.CancelScope(shield=True):
-                await self.flush(conn)
+                await self._flush_unless_full(conn)
                 self._conn = None
                 await trio.to_thread.run_sync(conn.close)
+
+    async def _flush_unless_full(self, conn) -> None:
+        """A full disk (shared.disk) keeps the changes for the next flush; at a stop
+        they are lost, as the counts of a cache may be."""
+        try:
+            await self.flush(conn)
+        except sqlite3.Error as exc:
+            if not is_out_of_space(exc):
+                raise
 
     async def delete_command(self, args: dict) -> str:
         """The "whitelist.auto.delete" command: {"domains": [...]}; written before it

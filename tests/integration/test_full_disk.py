@@ -1,0 +1,58 @@
+"""A full disk under a running core (SPEC §3 size, shared/disk.py): SMTP answers 452 4.3.1,
+the core keeps running and keeps delivering (which is what frees the disk), the events of
+that time are written once there is room again, and a command-line change says in one line
+why it failed. On a real, small tmpfs filled to the last byte, in a mount namespace of the
+scenario's own (tests/support/full_disk.py), so it needs neither root nor a spare disk."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.tools import require_tool
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory) -> dict:
+    unshare = require_tool("unshare", "util-linux")
+    work = tmp_path_factory.mktemp("full-disk")
+    mount_point, out = work / "disk", work / "facts.json"
+    mount_point.mkdir()
+    run = subprocess.run([unshare, "--user", "--map-root-user", "--mount", sys.executable,
+                          "-m", "tests.support.full_disk", str(mount_point), str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_mail_is_refused_with_452_while_the_disk_is_full(facts):
+    assert facts["before"] == "250" and facts["delivered_before"] == 1
+    assert facts["free_octets"] == 0
+    assert facts["while_full"].startswith("452 4.3.1"), facts["while_full"]
+
+
+def test_the_core_keeps_running_and_delivering_while_the_disk_is_full(facts):
+    assert facts["to_defer"] == "250" and facts["deferred"]
+    assert facts["delivered_while_full"] == 2, facts["log"]
+    assert facts["core_running_while_full"], facts["log"]
+
+
+def test_once_there_is_room_mail_flows_and_the_events_of_the_full_time_are_written(facts):
+    assert facts["after"] == "250" and facts["delivered_after"] == 3
+    assert facts["core_running_after"], facts["log"]
+    assert facts["core_exit"] == 0, facts["log"]
+    assert "Traceback" not in facts["log"], facts["log"]
+    assert facts["events"] == {"delivered": 3, "rejected": 1, "service_stopped": 1}
+    assert facts["rejected"][0]["result"] == "452"
+
+
+def test_a_command_line_change_on_a_full_disk_fails_in_one_line(facts):
+    assert facts["config_set"]["status"] == 1
+    assert facts["config_set"]["stderr"].strip().splitlines() == [
+        "mailmoat: no space left on the data home's disk (database or disk is full)"]

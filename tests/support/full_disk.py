@@ -1,0 +1,120 @@
+"""A real `mailmoat core` whose data home fills up: run inside a mount namespace of its own.
+
+    unshare --user --map-root-user --mount python -m tests.support.full_disk MOUNT_POINT OUT
+
+mounts a small tmpfs at MOUNT_POINT (seen by this process and its children only), makes a
+home on it routed to a loopback sink, starts the core, fills the disk to the last byte and
+writes what it saw to OUT as JSON for tests/integration/test_full_disk.py to judge. Nothing
+here asserts: the test does, on the facts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from shared.events import Action
+from tests.support.core import CoreProcess, make_home
+from tests.support.sink import Sink
+from tests.support.waiting import events_of
+
+DISK_OCTETS = 24 * 1024 * 1024
+RETRY_SECONDS = 4   # the deferred message's next attempt comes this long after its first
+
+
+def _send(port: int, n: int) -> str:
+    """The reply to message *n*: "250", or the code and text of the refusal."""
+    message = f"From: a@client.test\r\nTo: user@local.test\r\nSubject: full disk {n}\r\n\r\n" \
+              f"message {n}\r\n"
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.sendmail("a@client.test", ["user@local.test"], message.encode())
+        return "250"
+    except smtplib.SMTPResponseException as exc:
+        return f"{exc.smtp_code} {exc.smtp_error.decode()}"
+    except smtplib.SMTPRecipientsRefused as exc:
+        code, text = next(iter(exc.recipients.values()))
+        return f"{code} {text.decode()}"
+
+
+def _fill(path: Path) -> None:
+    """Write zeros to *path* until the file system has no block left."""
+    block = b"\0" * 65536
+    with open(path, "wb", buffering=0) as handle:
+        while True:
+            try:
+                handle.write(block)
+            except OSError:
+                break
+        while True:                 # the last partial block
+            try:
+                handle.write(b"\0" * 512)
+            except OSError:
+                return
+
+
+def _delivered(sink: Sink, n: int, timeout: float) -> int:
+    """How many messages the sink holds once it has *n*, or when *timeout* has passed."""
+    _wait(lambda: len(sink.messages) >= n, timeout)
+    return len(sink.messages)
+
+
+def _wait(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def scenario(mount_point: Path) -> dict:
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_OCTETS}", "tmpfs",
+                    str(mount_point)], check=True)
+    facts: dict = {}
+    filler = mount_point / "filler"
+    with Sink() as sink:
+        home = make_home(mount_point / "home", routing__local=[
+            {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}],
+            delivery__retry_initial_seconds=RETRY_SECONDS,
+            delivery__retry_max_seconds=RETRY_SECONDS)
+        core = CoreProcess(home)
+        with core:
+            port = core.smtp_port
+            facts["before"] = _send(port, 1)
+            facts["delivered_before"] = _delivered(sink, 1, 20)
+            sink.tempfail_all = True
+            facts["to_defer"] = _send(port, 2)
+            facts["deferred"] = _wait(lambda: events_of(home, Action.DEFERRED), 20)
+            sink.tempfail_all = False
+            _fill(filler)
+            facts["free_octets"] = os.statvfs(mount_point).f_bavail \
+                * os.statvfs(mount_point).f_frsize
+            facts["while_full"] = _send(port, 3)
+            cli = subprocess.run([sys.executable, "-m", "shared.cli", "config", "set", "--home",
+                                  str(home.root), "logging.retention_days", "20"],
+                                 capture_output=True, text=True)
+            facts["config_set"] = {"status": cli.returncode, "stderr": cli.stderr}
+            # Its next attempt comes while the disk is full: delivering is what frees space.
+            facts["delivered_while_full"] = _delivered(sink, 2, RETRY_SECONDS + 30)
+            facts["core_running_while_full"] = core.process.poll() is None
+            filler.unlink()
+            facts["after"] = _send(port, 4)
+            facts["delivered_after"] = _delivered(sink, 3, 30)
+            facts["core_running_after"] = core.process.poll() is None
+        facts["core_exit"] = core.process.returncode
+        facts["log"] = (home.root / "core-test.log").read_text(errors="replace")[-3000:]
+        facts["events"] = {action: len(events_of(home, action)) for action in (
+            Action.DELIVERED, Action.REJECTED, Action.SERVICE_STOPPED)}
+        facts["rejected"] = [dict(row) for row in events_of(home, Action.REJECTED)]
+    return facts
+
+
+if __name__ == "__main__":
+    result = scenario(Path(sys.argv[1]))
+    Path(sys.argv[2]).write_text(json.dumps(result, default=str))
