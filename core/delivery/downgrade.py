@@ -22,11 +22,12 @@ Rules
     2. A body's line breaks become CRLF before it is encoded: the delivery client sends
        CRLF for every bare CR and LF anyway (core/smtp/client.py rule 4), so that is what a
        next hop with 8BITMIME receives and decodes, and what this one decodes too.
-    3. What cannot honestly become 7-bit raises Unconvertible (session.py fails it 5.6.3):
-       raw 8-bit octets in a header section (unless the next hop offers SMTPUTF8, RFC 6531,
-       where they may stay: `keep_8bit_headers`), in a preamble, epilogue or delimiter
-       line, in message/global (RFC 6532 §3.5) or any other message/* type but rfc822, in
-       a multipart without a boundary that is found, in a body whose encoding is not 7bit,
+    3. Raw 8-bit octets in a header section stay as they are: no encoding is declared
+       for them, so no conversion is faithful (Postfix sends them unchanged too). What else
+       cannot honestly become 7-bit raises Unconvertible (session.py then sends the message
+       as received): 8-bit octets in a preamble, epilogue or delimiter line, in
+       message/global (RFC 6532 §3.5) or any other message/* type but rfc822, in a
+       multipart without a boundary that is found, in a body whose encoding is not 7bit,
        8bit, binary or (for a leaf) quoted-printable, or below MIME nesting the pipeline
        does not follow either.
     4. A converted message body in a message without MIME-Version gets "MIME-Version: 1.0",
@@ -58,20 +59,19 @@ class Unconvertible(Exception):
     says what and where."""
 
 
-def downgrade(raw: bytes, *, keep_8bit_headers: bool = False) -> bytes:
+def downgrade(raw: bytes) -> bytes:
     """The message `raw` with every 8-bit body re-encoded as 7-bit (rule 1); `raw` itself
     when it has no 8-bit octet. Raises Unconvertible (rule 3)."""
     if raw.isascii():
         return raw
     out: list[bytes] = []
-    _Downgrader(raw, keep_8bit_headers, out).entity(0, len(raw), "message", "text/plain", 0)
+    _Downgrader(raw, out).entity(0, len(raw), "message", "text/plain", 0)
     return b"".join(out)
 
 
 class _Downgrader:
-    def __init__(self, buf: bytes, keep_8bit_headers: bool, out: list[bytes]):
+    def __init__(self, buf: bytes, out: list[bytes]):
         self.buf = buf
-        self.keep_8bit_headers = keep_8bit_headers
         self.out = out
 
     def has_8bit(self, start: int, end: int) -> bool:
@@ -89,8 +89,6 @@ class _Downgrader:
                                 f"at {location}")
         header = split_header(buf, start, end)
         body_start = header.body_start
-        if self.has_8bit(start, body_start) and not self.keep_8bit_headers:
-            raise Unconvertible(f"8-bit octets in the header section of {location}")
         if not self.has_8bit(body_start, end):
             self.out.append(buf[start:end])
             return

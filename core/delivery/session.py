@@ -19,9 +19,10 @@ Rules
        disable_mime_output_conversion is set): core/delivery/downgrade.py re-encodes each
        8-bit body, and the copy is sent without BODY= (held in memory up to
        MESSAGE_CHUNK_OCTETS, else a temporary file beside the spooled message, removed
-       after the transaction) and its size is what SIZE is checked against. A message it
-       cannot convert (8-bit octets in a header section, to a host without SMTPUTF8
-       either; message/global) fails with 5.6.3. Whether content is 8-bit is read from
+       after the transaction) and its size is what SIZE is checked against. Raw 8-bit
+       header fields stay as they are, and a message it cannot convert (message/global,
+       8-bit octets in a preamble) is sent as received, as Postfix does: delivered to a
+       next hop that may well take it rather than bounced for its form. Whether content is 8-bit is read from
        the bytes, not from the client's BODY= (clients lie), and only for a host without
        8BITMIME; an all-ASCII message is sent untouched.
        "Needs SMTPUTF8" means UTF-8 in an envelope address or in the header section (RFC
@@ -303,11 +304,9 @@ async def run_transaction(session: Session, envelope: Envelope, recipients: Sequ
     size = envelope.size
     if "8BITMIME" not in conn.extensions and not _is_7bit(message_path):     # rule 4
         try:
-            content = await _seven_bit_copy(message_path, "SMTPUTF8" in conn.extensions)
-        except Unconvertible as exc:
-            text = (f"{session.peer} does not support 8BITMIME, and this message cannot "
-                    f"be converted to 7-bit: {exc}")
-            return {r: ("failed", text, "5.6.3", False) for r in recipients}
+            content = await _seven_bit_copy(message_path)
+        except Unconvertible:
+            content = message_path          # as received (rule 4)
         size = len(content) if isinstance(content, bytes) else content.stat().st_size
     try:
         return await _transaction(session, envelope, recipients, content, size, timeouts,
@@ -425,19 +424,19 @@ def _is_7bit(path: Path) -> bool:
     return True
 
 
-async def _seven_bit_copy(path: Path, keep_8bit_headers: bool) -> bytes | Path:
+async def _seven_bit_copy(path: Path) -> bytes | Path:
     """The message at *path* converted to 7-bit (rule 4): the bytes when they fit in
     MESSAGE_CHUNK_OCTETS, else a temporary file beside *path* that the caller removes.
     A message that was small is converted inline, as _read_small reads; a larger one in a
     thread. Raises Unconvertible; OSError when the copy cannot be written."""
     if os.stat(path).st_size <= MESSAGE_CHUNK_OCTETS:
-        return _convert(path, keep_8bit_headers)
-    return await trio.to_thread.run_sync(_convert, path, keep_8bit_headers)
+        return _convert(path)
+    return await trio.to_thread.run_sync(_convert, path)
 
 
-def _convert(path: Path, keep_8bit_headers: bool) -> bytes | Path:
+def _convert(path: Path) -> bytes | Path:
     with open(path, "rb") as handle:
-        converted = downgrade(handle.read(), keep_8bit_headers=keep_8bit_headers)
+        converted = downgrade(handle.read())
     if len(converted) <= MESSAGE_CHUNK_OCTETS:
         return converted
     # in the message's own directory: removed with the message if a crash leaves it,
