@@ -4,7 +4,9 @@ Start order (each service reports ready through `task_status.started()`):
 settings watcher → spool recovery → group committer → queue manager → SMTP listener →
 status reporter → command runner; then `service_started`. A clean stop (cancellation of the
 root scope, e.g. SIGTERM) closes the listener, lets a session whose message is queued send
-its 250 (SmtpServer.serve), writes `service_stopped` and flushes the event writer.
+its 250 (SmtpServer.serve), writes `service_stopped`, mails the alerts of the events until
+then (Service Stop) while the delivery side still runs — it is shielded from the stop until
+then (`_ShieldedServices`, at most STOP_ALERT_SECONDS) — and flushes the event writer.
 
 Improper shutdown: a marker file in `run/` exists while the core runs; finding it at start
 means the previous run did not stop cleanly (kill -9, power cut) → `service_start_improper`.
@@ -65,6 +67,9 @@ def _hold_core_lock(home: DataHome) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+STOP_ALERT_SECONDS = 15.0   # a clean stop waits this long at most for its alert's delivery
 
 
 @dataclass
@@ -163,41 +168,79 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         _register_commands(commands, queue)
         commands.register("whitelist.auto.delete", auto_whitelist.delete_command)
 
+        delivery_side = _ShieldedServices((settings.run, committer.run, auto_whitelist.run,
+                                           antivirus.run, pipeline.run, queue.run, alerts.run))
         async with trio.open_nursery() as nursery:
-            await nursery.start(settings.run)
-            await nursery.start(committer.run)
-            await nursery.start(auto_whitelist.run)
-            await nursery.start(antivirus.run)
-            await nursery.start(pipeline.run)
-            await nursery.start(queue.run)
-            await nursery.start(alerts.run)
+            await nursery.start(delivery_side.run)
             try:
-                addresses = await nursery.start(listeners.run)
-            except* ListenFailed as failed:
-                events.record(Action.SERVICE_START_FAILED, info=str(_first_leaf(failed)))
-                raise
-            await nursery.start(status.run)
-            await nursery.start(commands.run)
-            if improper:
-                events.record(Action.SERVICE_START_IMPROPER,
-                              info="the previous run did not stop cleanly")
-            events.record(Action.SERVICE_STARTED, info=f"Mailmoat {VERSION}, SMTP on "
-                          + ", ".join(f"{h}:{p}" for h, p in addresses))
-            task_status.started(CoreHandle(addresses, server, queue, counters, events,
-                                           settings, nursery.cancel_scope))
-            started = True
-            try:
-                await trio.sleep_forever()
+                try:
+                    addresses = await nursery.start(listeners.run)
+                except* ListenFailed as failed:
+                    events.record(Action.SERVICE_START_FAILED, info=str(_first_leaf(failed)))
+                    raise
+                await nursery.start(status.run)
+                await nursery.start(commands.run)
+                if improper:
+                    events.record(Action.SERVICE_START_IMPROPER,
+                                  info="the previous run did not stop cleanly")
+                events.record(Action.SERVICE_STARTED, info=f"Mailmoat {VERSION}, SMTP on "
+                              + ", ".join(f"{h}:{p}" for h, p in addresses))
+                task_status.started(CoreHandle(addresses, server, queue, counters, events,
+                                               settings, nursery.cancel_scope))
+                started = True
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    clean = True
+                    events.record(Action.SERVICE_STOPPED)
+                    if delivery_side.running:
+                        with trio.CancelScope(shield=True):
+                            await _mail_stop_alert(events, alerts, queue)
             finally:
-                clean = True
+                delivery_side.scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            if clean:
-                events.record(Action.SERVICE_STOPPED)
             await trio.to_thread.run_sync(events.close)
             # a start that failed (its port taken) is no improper shutdown of this run
             if clean or not (started or improper):
                 marker.unlink(missing_ok=True)
+
+
+class _ShieldedServices:
+    """Services that a stop of the core does not cancel until `scope` is cancelled: the
+    delivery side (queue manager, alerts and what they need), which must outlive the
+    listeners to mail the Service Stop alert (_mail_stop_alert)."""
+
+    def __init__(self, services):
+        self.services = services
+        self.scope = trio.CancelScope(shield=True)
+        self.running = False
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with self.scope:
+            async with trio.open_nursery() as nursery:
+                for service in self.services:
+                    await nursery.start(service)
+                self.running = True
+                task_status.started()
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    self.running = False
+
+
+async def _mail_stop_alert(events: EventWriter, alerts, queue) -> None:
+    """At a clean stop, with the listeners closed: mail the alerts of the events written
+    until now (Service Stop, when enabled) and give their delivery STOP_ALERT_SECONDS.
+    What does not make it in time stays in the spool for the next start; an error here
+    leaves the events to the next start's alert engine, as before."""
+    with trio.move_on_after(STOP_ALERT_SECONDS):
+        try:
+            await events.committed()
+            await queue.settled(await alerts.engine.poll_once())
+        except Exception as exc:     # boundary: the stop goes on
+            events.record(Action.SCAN_ERROR, rule="alerts.error",
+                          info=f"alerts not mailed at stop: {type(exc).__name__}: {exc}")
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

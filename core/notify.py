@@ -220,6 +220,7 @@ class AlertEngine:
         self.cursor: int | None = None
         self.last_sent: dict[str, float] = {}
         self.sent = 0
+        self._polling = trio.Lock()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         self.cursor = await trio.to_thread.run_sync(self._load_cursor)
@@ -234,18 +235,24 @@ class AlertEngine:
                 # low_disk alert went out at LOW_FRACTION free, before the disk filled).
             await trio.sleep(self.poll_seconds)
 
-    async def poll_once(self) -> int:
-        """Mail the alerts of the events written since the last poll; returns mails sent."""
+    async def poll_once(self) -> list[str]:
+        """Mail the alerts of the events written since the last poll; returns the queue ids
+        of the mails. One poll at a time: the core's stop polls once more (core/app.py)
+        while the poller may be at it, and both would mail the same events."""
+        async with self._polling:
+            return await self._poll()
+
+    async def _poll(self) -> list[str]:
         rows, last_id = await trio.to_thread.run_sync(self._read_new)
         if last_id == self.cursor:
-            return 0
+            return []
         settings = self.settings()
         grouped: dict[str, list] = {}
         for row in rows:
             key = alert_key(row)
             if key and settings.get(f"alerts.{key}"):
                 grouped.setdefault(key, []).append(row)
-        sent = 0
+        sent = []
         for key, group in grouped.items():
             if not settings["admin.emails"]:
                 continue                                  # rule 3
@@ -253,13 +260,12 @@ class AlertEngine:
             if key in THROTTLED and now - self.last_sent.get(key, -1e18) < THROTTLE_SECONDS:
                 continue
             self.last_sent[key] = now
-            await self._send(settings, key, group)
-            sent += 1
+            sent.append(await self._send(settings, key, group))
         self.cursor = last_id
         await trio.to_thread.run_sync(self._save_cursor)
         return sent
 
-    async def _send(self, settings, key: str, rows) -> None:
+    async def _send(self, settings, key: str, rows) -> str:
         subject, body = ALERT_TEXTS[key]
         directory = next((_data(r).get("directory") for r in rows if _data(r).get("directory")),
                          "mail queuing")
@@ -280,6 +286,7 @@ class AlertEngine:
         self.events.record(Action.ALERT_SENT, rule=f"alerts.{key}", info=subject,
                            recipients=recipients, queue_id=queue_id,
                            data={"alert": key, "events": len(rows), "generated": True})
+        return queue_id
 
     # --- cursor ------------------------------------------------------------------------------
     def _max_id(self) -> int:

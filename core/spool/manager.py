@@ -74,6 +74,7 @@ FAST_WORKERS = 16
 SLOW_WORKERS = 8
 CRASH_LIMIT = 3                 # SPEC §4: the third crash holds the message
 CRASH_RETRY_SECONDS = 1.0
+SETTLED_POLL_SECONDS = 0.05
 ERROR_RETRY_SECONDS = 60.0      # after an unexpected error handling a message
 PAUSE_POLL_SECONDS = 0.2
 SECONDS_PER_DAY = 86400
@@ -166,6 +167,15 @@ class QueueManager:
     def queue_sizes(self) -> dict[str, int]:
         return {"fast": len(self._fast_ids), "slow": len(self.schedule),
                 "hold": self._hold_count}
+
+    async def settled(self, queue_ids) -> None:
+        """Wait until none of *queue_ids* is in fast/ or being handled: delivered, bounced,
+        held, deferred to slow/ or waiting for a pause to end. For the core's stop
+        (core/app.py), which waits for its Service Stop alert this way; polled, as it
+        happens once per run."""
+        while any((q in self._fast_ids or q in self._busy) and q not in self._paused
+                  for q in queue_ids):
+            await trio.sleep(SETTLED_POLL_SECONDS)
 
     async def submit_generated(self, sender: str, recipients: list[str], message_bytes: bytes,
                                *, is_bounce: bool = False, kind: str = "bounce",

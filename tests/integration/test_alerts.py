@@ -16,8 +16,8 @@ from core.pipeline.verdict import decide
 from shared import db
 from shared.events import Action, EventWriter
 from shared.guide_texts import ALERT_TEXTS, DEFAULT_NOTIFY_ADMIN_BODY
-from shared.spool import Envelope
-from tests.support.core import make_home, routed_home, stored_settings
+from shared.spool import Envelope, Spool
+from tests.support.core import CoreProcess, make_home, routed_home, stored_settings
 
 
 
@@ -95,10 +95,10 @@ async def test_engine_cursor_survives_restart_without_repeats(tmp_path):
     engine.cursor = await trio.to_thread.run_sync(engine._load_cursor)
     _console_event(home, Action.OBJECT_MODIFIED, info="setup")
     _console_event(home, Action.OBJECT_MODIFIED, info="content")
-    assert await engine.poll_once() == 1               # two events, one mail
+    assert await engine.poll_once() == ["Q"]           # two events, one mail
     again = AlertEngine(home.db, home.run, settings, NoEvents(), submit, lambda: "mm.test")
     again.cursor = await trio.to_thread.run_sync(again._load_cursor)
-    assert await again.poll_once() == 0
+    assert await again.poll_once() == []
     assert len(sent) == 1 and b"Configuration Change" in sent[0]
 
 
@@ -160,3 +160,33 @@ def test_notification_metatags_are_filled():
     assert "Message contained an encrypted container" in text
     assert text.rstrip().endswith("The message was dropped")
     assert "${" not in text
+
+
+def test_the_service_stop_alert_is_mailed_when_the_core_stops(tmp_path, sink):
+    """Not at the next start (which may never come): the listeners close first, the alert
+    goes out through the still-running queue, then the rest stops (core/app.py)."""
+    home = routed_home(tmp_path, sink, admin__emails=["admin@local.test"],
+                       alerts__service_stop=True)
+    core = CoreProcess(home).start()
+    assert core.stop() == 0
+    subjects = [email.message_from_bytes(m.data, policy=policy.default)["Subject"]
+                for m in sink.messages]
+    assert subjects == [ALERT_TEXTS["service_stop"][0]]
+    assert [row["rule"] for row in _events(home, Action.ALERT_SENT)] == ["alerts.service_stop"]
+    assert list(Spool(home.spool).list("fast")) == []
+
+
+def test_a_stop_alert_the_next_hop_defers_is_delivered_once_at_the_next_start(tmp_path, sink):
+    home = routed_home(tmp_path, sink, admin__emails=["admin@local.test"],
+                       alerts__service_stop=True)
+    sink.tempfail_all = True
+    core = CoreProcess(home).start()
+    assert core.stop() == 0
+    assert sink.messages == [] and len(_events(home, Action.DEFERRED)) == 1
+    sink.tempfail_all = False
+    with CoreProcess(home):
+        sink.wait_for(1)
+    subjects = [email.message_from_bytes(m.data, policy=policy.default)["Subject"]
+                for m in sink.messages]
+    assert subjects == [ALERT_TEXTS["service_stop"][0]] * 2     # the first run's, this run's
+    assert len(_events(home, Action.ALERT_SENT)) == 2
