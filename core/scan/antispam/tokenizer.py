@@ -136,7 +136,10 @@ def _url_tokens(url: str, out: set[str], hosts: set[str] | None = None) -> None:
         labels = host.split(".")
         for i in range(max(0, len(labels) - 3), len(labels) - 1):
             out.add("u:" + ".".join(labels[i:]))
-    if parts.port:
+    try:
+        if parts.port:
+            out.add("u:port")
+    except ValueError:          # "host:$/" or a port over 65535: a port all the same
         out.add("u:port")
     if "%" in parts.path or "@" in parts.netloc:
         out.add("u:obfuscated")
