@@ -26,7 +26,8 @@ from typing import Callable
 
 import trio
 
-from core.control import CommandRunner, SettingsWatcher
+from core.control import CommandRefused, CommandRunner, SettingsWatcher
+from core.spool import files
 from core.smtp.listeners import ListenerPool, Listeners
 from core.smtp.server import GroupCommitter, ListenFailed, SmtpServer
 from core.smtp.tls import TlsFiles
@@ -250,19 +251,33 @@ def _first_leaf(exc: BaseException) -> BaseException:
 
 
 def _register_commands(commands: CommandRunner, queue) -> None:
-    """Console/CLI requests the core carries out (commands table kinds)."""
+    """Console/CLI requests the core carries out (commands table kinds). A request naming
+    messages says which of them are not in hold; naming only such messages, it fails."""
+
+    async def not_in_hold(args) -> str:
+        ids = args.get("ids")
+        if not ids:
+            return ""
+        present = set(await trio.to_thread.run_sync(files.list_ids, queue.spool, "hold", ids))
+        missing = [queue_id for queue_id in ids if queue_id not in present]
+        if missing and len(missing) == len(ids):
+            raise CommandRefused("not in the hold queue: " + ", ".join(missing))
+        return "; not in the hold queue: " + ", ".join(missing) if missing else ""
 
     async def reprocess(args):
+        missing = await not_in_hold(args)
         count = await queue.hold_reprocess(args.get("ids"))
-        return f"{count} message(s) moved to the fast queue"
+        return f"{count} message(s) moved to the fast queue{missing}"
 
     async def drop(args):
+        missing = await not_in_hold(args)
         count = await queue.hold_drop(args.get("ids"))
-        return f"{count} message(s) dropped"
+        return f"{count} message(s) dropped{missing}"
 
     async def forward(args):
+        missing = await not_in_hold(args)
         count = await queue.hold_forward(args["address"], args.get("subject"), args.get("ids"))
-        return f"{count} copy(ies) forwarded to {args['address']}"
+        return f"{count} copy(ies) forwarded to {args['address']}{missing}"
 
     commands.register("hold.reprocess", reprocess)
     commands.register("hold.drop", drop)

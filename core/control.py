@@ -23,7 +23,7 @@ import trio
 from shared import db
 from shared.settings_store import load
 
-__all__ = ["SettingsWatcher", "CommandRunner", "POLL_SECONDS"]
+__all__ = ["SettingsWatcher", "CommandRunner", "CommandRefused", "POLL_SECONDS"]
 
 POLL_SECONDS = 0.5
 
@@ -78,6 +78,10 @@ class SettingsWatcher:
 Handler = Callable[[dict], Awaitable[str]]
 
 
+class CommandRefused(Exception):
+    """A request the core cannot carry out as asked; its text is the whole result."""
+
+
 class CommandRunner:
     def __init__(self, db_path, settings: SettingsWatcher | None = None):
         self.db_path = db_path
@@ -105,6 +109,8 @@ class CommandRunner:
                 else:
                     try:
                         state, result = "done", await handler(args)
+                    except CommandRefused as exc:
+                        state, result = "failed", str(exc)
                     except Exception as exc:  # boundary: a failed command is recorded
                         state, result = "failed", f"{type(exc).__name__}: {exc}"
                 await trio.to_thread.run_sync(self._finish, conn, command_id, state, result)

@@ -149,8 +149,11 @@ def cmd_config(args) -> int:
             except OSError as exc:
                 raise CommandFailed(f"{args.file}: {exc.strerror}", EXIT_BAD_INPUT) from None
             except json.JSONDecodeError as exc:
-                raise CommandFailed(f"{args.file}: not valid JSON ({exc.msg} at line "
-                                    f"{exc.lineno})", EXIT_BAD_INPUT) from None
+                # some of json's texts end in "at" already: "Unterminated string starting at"
+                where = f"at line {exc.lineno}, column {exc.colno}"
+                raise CommandFailed(f"{args.file}: not valid JSON: "
+                                    f"{exc.msg.removesuffix(' at')} {where}",
+                                    EXIT_BAD_INPUT) from None
             if isinstance(data, dict):
                 check_ports(load(conn), data)
             changed = import_settings(conn, data)

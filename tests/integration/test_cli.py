@@ -251,7 +251,12 @@ def test_import_with_errors_changes_nothing(home, tmp_path):
 
     bad.write_text("{not json", "utf-8")
     result = mailmoat("config", "import", bad, "--home", home, expect=2)
-    assert result.stderr.startswith(f"mailmoat: {bad}: not valid JSON")
+    assert result.stderr == (f"mailmoat: {bad}: not valid JSON: Expecting property name "
+                             f"enclosed in double quotes at line 1, column 2\n")
+    bad.write_text('{"smtp.port": "25', "utf-8")          # truncated
+    result = mailmoat("config", "import", bad, "--home", home, expect=2)
+    assert result.stderr == (f"mailmoat: {bad}: not valid JSON: Unterminated string "
+                             f"starting at line 1, column 15\n")
     assert stored(home) == before
 
 

@@ -134,9 +134,13 @@ async def test_queue_commands_list_forward_reprocess_and_drop(tmp_path, make_sin
     assert all(m.message["Subject"] == "held copy" for m in copies)
     assert sorted(p.name for p in home.queue("hold").iterdir()) == sorted(ids)  # originals stay
 
+    unknown = await trio.to_thread.run_sync(
+        lambda: _mailmoat(home, "queue", "drop", "--hold", "--id", "NOSUCHID"))
+    assert (unknown.returncode, unknown.stdout) == (1, "not in the hold queue: NOSUCHID\n")
     drop = await trio.to_thread.run_sync(
-        lambda: _mailmoat(home, "queue", "drop", "--hold", "--id", ids[0]))
-    assert drop.returncode == 0 and "1 message" in drop.stdout
+        lambda: _mailmoat(home, "queue", "drop", "--hold", "--id", ids[0], "--id", "NOSUCHID"))
+    assert drop.returncode == 0
+    assert drop.stdout == "1 message(s) dropped; not in the hold queue: NOSUCHID\n"
     reprocess = await trio.to_thread.run_sync(
         lambda: _mailmoat(home, "queue", "reprocess", "--hold"))
     assert reprocess.returncode == 0 and "2 message" in reprocess.stdout
