@@ -4,8 +4,10 @@ Rules
     1. "deliver" marks the envelope processed in memory only: delivery follows at once and
        persists it if anything is deferred, and a crash in between only scans the message
        again (at least once, SPEC §4) — one fsync'd rewrite fewer per message. "forward"
-       replaces the recipients by `forward_to` and persists that before delivery; "drop"
-       deletes once its event is committed (a crash before that drops it again); "hold" moves to hold/ with the reason. Each writes its disposition event
+       replaces the recipients by `forward_to` and the sender by the null sender (no
+       bounce to a forged sender) and persists that before delivery; "drop" deletes once
+       its event is committed (a crash before that drops it again); "hold" moves to hold/
+       with the reason. Each writes its disposition event
        (FORWARDED, DROPPED, HELD) naming the rule, and counts it. "quarantine" moves the
        message to quarantine/<folder> ("spam" unless the result says "virus") with a
        QUARANTINED event.
@@ -51,6 +53,10 @@ async def apply_result(manager, envelope: Envelope, result) -> bool:
                               data={"forward_to": list(result.forward_to)}, **envelope.event_fields())
         manager.counters.incr("forwarded")
         envelope.recipients = [Recipient(address) for address in result.forward_to]
+        # The null sender, as for every copy Mailmoat makes (hold-queue forwards, alerts):
+        # a bounce from the forward address would go to the original sender, forged in
+        # much of what policy forwards. FORWARDED above keeps that sender.
+        envelope.sender = ""
         envelope.processed = True
         await manager._write("fast", envelope)
         return True

@@ -436,6 +436,11 @@ async def test_pipeline_forward_and_drop(tmp_path, sink, running):
     manager = await running(h)
     [message] = await sink.await_messages(1)
     assert message.recipients == ["admin@admin.test"]
+    # a copy Mailmoat sends, with the null sender: a bounce from the forward address must
+    # not reach the (for spam, often forged) original sender; the event names that sender
+    assert message.sender == ""
+    [forwarded] = h.events.of(Action.FORWARDED)
+    assert forwarded["sender"] == "alice@sender.test"
     manager.pipeline = DispositionPipeline(PipelineResult("drop", reason="virus",
                                                           rule="av.on_not_removed"))
     dropped = h.put("alice@sender.test", ["bob@dest.test"])
