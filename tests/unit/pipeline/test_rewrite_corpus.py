@@ -12,6 +12,7 @@ hostile shapes): each edit the pipeline makes does its job and damages nothing e
 from __future__ import annotations
 
 import email
+import html
 from email import policy
 
 import pytest
@@ -29,6 +30,7 @@ LABELS = {"ham", "spam", "mime", "malformed", "gtube", "spam+gtube", "eicar",
           "risky-attachment"}
 DISCLAIMER = "Scanned by Mailmoat: the disclaimer \u00e9t\u00e9 here."
 NOTE = "Attachment removed by the corpus test."
+BOM = b"\xef\xbb\xbf"
 MAX_BYTES = 3_000_000        # the multi-megabyte hostile shapes have their own tests
 
 
@@ -72,9 +74,12 @@ def test_a_disclaimer_reads_well_in_every_corpus_message(messages):
     for path, raw in messages:
         before = _body_texts(raw)
         out = rewrite(raw, view_of(raw), [_edit("add_text", text=DISCLAIMER)])
+        if raw.startswith(BOM) and out == raw:
+            continue    # a header behind a byte order mark: no body edit (rewrite.py)
         after = _body_texts(out)
-        readable = any(DISCLAIMER in text for text in after) \
-            or any(DISCLAIMER in text for text in _stdlib_texts(out))
+        # HTML in a charset without "é" gets it as a character reference (&#233;)
+        readable = any(DISCLAIMER in html.unescape(text)
+                       for text in after + _stdlib_texts(out))
         replaced = sum(t.count("\ufffd") for t in after) - sum(t.count("\ufffd") for t in before)
         if not readable or replaced > 0:
             damaged.append((path.name, readable, replaced))
