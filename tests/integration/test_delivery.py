@@ -17,6 +17,7 @@ from core.delivery.routing import route
 from core.delivery.session import Timeouts
 from shared.settings import defaults
 from shared.spool import Envelope
+from tests.support.scripted_server import command_lines, serve_on_loopback
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -209,20 +210,13 @@ async def test_stale_pooled_connection_is_replaced(make_sink, message):
     assert len(sink.messages) == 2
 
 
-async def _serve_on_loopback(handle, task_status) -> None:
-    """Serve `handle` on a free loopback port; the port is what `nursery.start` returns."""
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(handle, listeners)
-
-
 async def _silent_server(task_status=trio.TASK_STATUS_IGNORED):
     """Greets, then reads commands and never answers one."""
     async def handle(stream):
         await stream.send_all(b"220 silent.test ESMTP\r\n")
         while await stream.receive_some(4096):
             pass
-    await _serve_on_loopback(handle, task_status)
+    await serve_on_loopback(handle, task_status)
 
 
 async def test_a_next_hop_that_stops_answering_defers_after_the_timeout(message, nursery):
@@ -294,21 +288,17 @@ async def _tls_breaking_server(task_status=trio.TASK_STATUS_IGNORED):
     """Offers STARTTLS, answers it with 220, then the ClientHello with plain garbage."""
     async def handle(stream):
         await stream.send_all(b"220 broken.test ESMTP\r\n")
-        buffer = b""
-        while data := await stream.receive_some(4096):
-            buffer += data
-            while b"\r\n" in buffer:
-                line, buffer = buffer.split(b"\r\n", 1)
-                if line.upper().startswith(b"EHLO"):
-                    await stream.send_all(b"250-broken.test\r\n250 STARTTLS\r\n")
-                elif line.upper() == b"STARTTLS":
-                    await stream.send_all(b"220 2.0.0 go ahead\r\n")
-                    await stream.receive_some(4096)              # the ClientHello
-                    await stream.send_all(b"garbage, not TLS\r\n")
-                    while await stream.receive_some(4096):    # until the client hangs up
-                        pass
-                    return
-    await _serve_on_loopback(handle, task_status)
+        async for line in command_lines(stream):
+            if line.upper().startswith(b"EHLO"):
+                await stream.send_all(b"250-broken.test\r\n250 STARTTLS\r\n")
+            elif line.upper() == b"STARTTLS":
+                await stream.send_all(b"220 2.0.0 go ahead\r\n")
+                await stream.receive_some(4096)              # the ClientHello
+                await stream.send_all(b"garbage, not TLS\r\n")
+                while await stream.receive_some(4096):    # until the client hangs up
+                    pass
+                return
+    await serve_on_loopback(handle, task_status)
 
 
 async def test_a_failed_tls_handshake_says_why(message, nursery):

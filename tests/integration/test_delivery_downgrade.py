@@ -19,6 +19,7 @@ from core.delivery.downgrade import downgrade
 from core.delivery.session import MESSAGE_CHUNK_OCTETS
 from shared.settings import defaults
 from shared.spool import Envelope
+from tests.support.scripted_server import command_lines, serve_on_loopback
 
 MESSAGE = (b"From: Anna <anna@a.test>\r\n"
            b"To: bob@b.test\r\n"
@@ -161,22 +162,16 @@ async def _size_limited_server(limit: int, commands: list[str],
     """Announces SIZE `limit` and no 8BITMIME; answers 250 to all but QUIT."""
     async def handle(stream):
         await stream.send_all(b"220 small.test ESMTP\r\n")
-        buffer = b""
-        while data := await stream.receive_some(4096):
-            buffer += data
-            while b"\r\n" in buffer:
-                line, buffer = buffer.split(b"\r\n", 1)
-                commands.append(line.decode().split(" ")[0].upper())
-                if commands[-1] == "EHLO":
-                    await stream.send_all(b"250-small.test\r\n250 SIZE %d\r\n" % limit)
-                elif commands[-1] == "QUIT":
-                    await stream.send_all(b"221 bye\r\n")
-                    return
-                else:
-                    await stream.send_all(b"250 ok\r\n")
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    task_status.started(listeners[0].socket.getsockname()[1])
-    await trio.serve_listeners(handle, listeners)
+        async for line in command_lines(stream):
+            commands.append(line.decode().split(" ")[0].upper())
+            if commands[-1] == "EHLO":
+                await stream.send_all(b"250-small.test\r\n250 SIZE %d\r\n" % limit)
+            elif commands[-1] == "QUIT":
+                await stream.send_all(b"221 bye\r\n")
+                return
+            else:
+                await stream.send_all(b"250 ok\r\n")
+    await serve_on_loopback(handle, task_status)
 
 
 async def test_size_is_checked_against_the_7bit_copy(nursery, tmp_path):
