@@ -47,6 +47,10 @@ Rules
        lookup probes the zone (the others keep skipping it meanwhile): an answer, even
        NXDOMAIN, ends the suspension, a failure renews it. A change of `dns.resolvers` or
        `dns.timeout_seconds` ends every suspension (the operator fixed the DNS).
+       `on_suspended(zone, failures)` is called once per suspension, not per renewal: an
+       administrator learns that a zone has gone dark (mail from its listed clients gets
+       through meanwhile) from an event (and its Scan Error alert), not only from a
+       counter on the Status page.
     6. Nothing here writes events or replies; the session does (core/smtp/server.py).
 """
 
@@ -160,10 +164,11 @@ class _ZoneHealth:
 class RblChecker:
     def __init__(self, resolver, *, clock=trio.current_time,
                  max_entries: int = MAX_CACHE_ENTRIES, on_refused=lambda: None,
-                 on_skipped=lambda: None):
+                 on_skipped=lambda: None, on_suspended=lambda zone, failures: None):
         self.resolver = resolver
         self.on_refused = on_refused    # called per answer that is only error codes (rule 2a)
         self.on_skipped = on_skipped    # called per lookup of a suspended zone skipped (rule 5)
+        self.on_suspended = on_suspended  # a zone suspended (rule 5), once per episode
         self.clock = clock
         self.max_entries = max_entries
         # (zone_key, ip) -> (expires_at, answer codes or () for "not listed"), oldest first
@@ -275,6 +280,7 @@ class RblChecker:
         health.failures += 1
         if health.failures >= FAILURES_TO_SUSPEND:
             health.suspended_until = now + SUSPEND_SECONDS
+            self.on_suspended(zone, health.failures)
 
     def suspended(self, zone: str) -> bool:
         """Is *zone* skipped now (rule 5)? (for tests and diagnostics)"""

@@ -40,7 +40,7 @@ from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComple
 from core.smtp.policy import (check_recipient, check_sender, listed_relay_client,
                               max_message_octets, relay_needs_ptr)
 from core.smtp.protocol import ServerConnection
-from core.smtp.rbl import RblChecker, RblListing, check_rbl_sender
+from core.smtp.rbl import SUSPEND_SECONDS, RblChecker, RblListing, check_rbl_sender
 from core.smtp.state import State
 from core.smtp.streams import TcpStream
 from shared.events import Action
@@ -203,7 +203,8 @@ class SmtpServer:
         self.diagnostics_dir = diagnostics_dir
         self.resolver = resolver
         self.rbl = (RblChecker(resolver, on_refused=lambda: counters.incr("rbl_refused"),
-                               on_skipped=lambda: counters.incr("rbl_skipped"))
+                               on_skipped=lambda: counters.incr("rbl_skipped"),
+                               on_suspended=self._rbl_zone_suspended)
                     if resolver is not None else None)
         self.auto_whitelisted = auto_whitelisted   # (domain, settings) -> bool: RBL exemption
         self.hostname = hostname
@@ -229,6 +230,13 @@ class SmtpServer:
     # --- listeners ---------------------------------------------------------------------
     def _sessions_allowed(self, settings: Mapping) -> int:
         return max(1, settings["smtp.max_incoming"] // self.share)
+
+    def _rbl_zone_suspended(self, zone: str, failures: int) -> None:
+        self.events.record(
+            Action.SCAN_ERROR, rule="rbl.zones", result="suspended", data={"zone": zone},
+            info=f"real-time blacklist {zone}: {failures} lookups in a row failed or timed "
+                 f"out; not asked for {SUSPEND_SECONDS:.0f} s at a time until it answers "
+                 f"again (clients count as not listed there meanwhile)")
 
     def settings_changed(self, old: Mapping, new: Mapping) -> None:
         self.limiter.total_tokens = self._sessions_allowed(new)

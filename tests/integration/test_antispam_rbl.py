@@ -404,4 +404,8 @@ async def test_a_silent_zone_stops_holding_up_connections(tmp_path, sink, dns, n
     assert len(await trio.to_thread.run_sync(sink.wait_for, FAILURES_TO_SUSPEND + 5)) == (
         FAILURES_TO_SUSPEND + 5)
     assert core.counters.values["rbl_skipped"] == 5
+    await core.events.aflush()                  # the administrator is told, once
+    [suspended] = [row for row in _events(home, Action.SCAN_ERROR)
+                   if row["rule"] == "rbl.zones"]
+    assert suspended["result"] == "suspended" and ZONE in suspended["info"]
     core.cancel_scope.cancel()

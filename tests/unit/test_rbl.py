@@ -273,3 +273,30 @@ async def test_a_suspended_zone_still_answers_from_the_cache(dns):
         await checker.check("192.0.2.78", values)
     assert checker.suspended(ZONE)
     assert (await checker.check("192.0.2.77", values)).codes == ("127.0.0.2",)
+
+
+async def test_a_suspension_is_reported_once_until_the_zone_answers_again(dns):
+    """An administrator learns that a zone went dark from one event per suspension (core/smtp/
+    server.py records it), not one per renewal by a failed probe."""
+    ip = "192.0.2.73"
+    name = query_name(ip, ZONE)
+    dns.fail(name, "servfail")
+    values = _settings(dns)
+    clock = FakeTime()
+    reported = []
+    checker = RblChecker(Resolver(lambda: values), clock=clock,
+                         on_suspended=lambda zone, failures: reported.append((zone, failures)))
+    for _ in range(FAILURES_TO_SUSPEND):
+        await checker.check(ip, values)
+    assert reported == [(ZONE, FAILURES_TO_SUSPEND)]
+    clock.now += SUSPEND_SECONDS                     # the probe fails: suspended again
+    await checker.check(ip, values)
+    assert checker.suspended(ZONE) and len(reported) == 1
+    dns.clear(name)
+    dns.add_a(name, "127.0.0.2")
+    clock.now += SUSPEND_SECONDS                     # it answers: the episode is over
+    await checker.check(ip, values)
+    dns.fail(query_name("192.0.2.74", ZONE), "servfail")
+    for _ in range(FAILURES_TO_SUSPEND):
+        await checker.check("192.0.2.74", values)
+    assert reported == [(ZONE, FAILURES_TO_SUSPEND)] * 2
