@@ -18,6 +18,12 @@ Rules
        scan.unprocessable), since what lies below it was never scanned — not a mere
        defect. A chain of attached messages alone meets container.max_depth (at most 100,
        limits.py; checked first) before this.
+    4. Finding the multiparts' delimiter lines in a buffer (the message, or an attached
+       message that had to be decoded) may cost MAX_DELIMITER_SEARCH_FACTOR times its size
+       (mime.py rule 5 keeps real structures, at any nesting, under half of that). Past it
+       the walk stops and the message is unprocessable (`view.errors`, scan.unprocessable,
+       which the administrator controls) rather than keep a worker busy towards its time
+       limit (SPEC §4), as nesting did before (hostile-mime finding 5).
 """
 
 from __future__ import annotations
@@ -27,8 +33,8 @@ from collections.abc import Mapping
 from core.pipeline.decompose import archives
 from core.pipeline.decompose.encryption import office_is_encrypted, pdf_is_encrypted
 from core.pipeline.decompose.limits import Budget, LimitExceeded
-from core.pipeline.decompose.mime import (content_info, decode_transfer, decode_words,
-                                          find_parts, split_header)
+from core.pipeline.decompose.mime import (DelimiterSearch, content_info, decode_transfer,
+                                          decode_words, find_parts, split_header)
 from core.pipeline.decompose.sniff import CONTAINER_TYPES, true_type
 from core.pipeline.decompose.text import as_read, decode_text, html_to_text, unflow
 from core.pipeline.view import LimitHit, MessageView, Part, PartError, is_text_type
@@ -36,6 +42,7 @@ from core.pipeline.view import LimitHit, MessageView, Part, PartError, is_text_t
 __all__ = ["decompose", "decompose_bytes", "Budget", "LimitExceeded"]
 
 MAX_MIME_NESTING = 100
+MAX_DELIMITER_SEARCH_FACTOR = 8     # rule 4, in sizes of the buffer searched
 MAX_DEFECTS = 200
 TNEF_TYPES = ("application/ms-tnef", "application/vnd.ms-tnef")
 
@@ -62,8 +69,14 @@ def decompose_bytes(raw: bytes, context: Mapping, settings: Mapping) -> MessageV
         view.limit_hit = LimitHit(hit.limit, float(hit.value), float(hit.maximum), hit.location)
     except RecursionError:
         view.errors.append(PartError(0, "structure nested too deeply to follow"))
+    except _TooCostly:
+        pass                                # the error is on the part where the walk stopped
     view.extracted_octets = walker.budget.total_octets
     return view
+
+
+class _TooCostly(Exception):
+    """Rule 4: the walk stops."""
 
 
 class _Walker:
@@ -71,6 +84,9 @@ class _Walker:
         self.raw = raw
         self.view = view
         self.budget = budget
+        # by id() of each buffer being walked; an entry holds its buffer, so no other buffer
+        # can take that id while it is there
+        self.searches: dict[int, DelimiterSearch] = {}
 
     # --- bookkeeping -------------------------------------------------------------------
     def new_part(self, **fields) -> Part:
@@ -195,11 +211,15 @@ class _Walker:
         """Rule 3: at MAX_MIME_NESTING the walk stops; the part stays opaque and unscanned."""
         if nesting < MAX_MIME_NESTING:
             return False
-        self.error(part, f"MIME nesting deeper than {MAX_MIME_NESTING} levels not followed "
-                         f"(its content was not scanned)")
+        self._stop_at(part, f"MIME nesting deeper than {MAX_MIME_NESTING} levels not followed "
+                            f"(its content was not scanned)")
+        return True
+
+    def _stop_at(self, part: Part, reason: str) -> None:
+        """Rules 3 and 4: the part stays one opaque part, and unscanned."""
+        self.error(part, reason)
         part.is_multipart, part.is_attachment = False, True
         part.data = b""
-        return True
 
     def _multipart(self, buf, part, info, body_start, end, in_raw, nesting) -> None:
         part.is_multipart = True
@@ -209,7 +229,15 @@ class _Walker:
             self.defect(part, "multipart without a boundary (read as text)")
             self._as_text_leaf(buf, part, body_start, end)
             return
-        children, closed = find_parts(buf, body_start, end, info.boundary)
+        search = self.searches.get(id(buf))
+        if search is None:
+            search = self.searches[id(buf)] = DelimiterSearch(buf)
+        children, closed = find_parts(buf, body_start, end, info.boundary, search)
+        if search.octets > MAX_DELIMITER_SEARCH_FACTOR * len(buf):
+            self._stop_at(part, f"MIME structure too costly to follow: finding its delimiter "
+                                f"lines took more than {MAX_DELIMITER_SEARCH_FACTOR} times the "
+                                f"size of the message (the rest was not scanned)")
+            raise _TooCostly
         if not children:
             self.defect(part, "multipart boundary never found (read as text)")
             self._as_text_leaf(buf, part, body_start, end)
@@ -256,6 +284,7 @@ class _Walker:
         self.budget.charge(len(data), part.location)
         self.entity(data, 0, len(data), parent=part.id, depth=depth, in_raw=False,
                     location=part.location + "/message", cut=None, nesting=nesting + 1)
+        self.searches.pop(id(data), None)
 
     # --- content of a leaf: type, text, encryption, containers ------------------------------
     def content(self, part: Part) -> None:

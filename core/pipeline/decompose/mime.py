@@ -27,18 +27,30 @@ Rules
        followed by more header lines (Python; a "From " line followed by anything else
        starts the body for both). A line of blanks is a continuation for both. The first
        line may be an mbox "From " line.
+    5. Finding the delimiter lines of every multipart in a buffer costs a few times its size,
+       however deep the multiparts nest: searching the rest of the buffer at each level cost
+       100 times its size at the nesting limit (hostile-mime finding 5). One DelimiterSearch
+       serves the buffer: it searches each multipart's range directly until those searches
+       add up to DIRECT_SEARCH_FACTOR times the buffer, then indexes every line starting
+       with "--" once and answers from that. Both give exactly the matches of the one
+       delimiter pattern; `octets` counts the work, for the decomposer's budget.
 """
 
 from __future__ import annotations
 
 import binascii
+import heapq
 import re
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 
 from core.pipeline.decompose.fieldvalue import ParamMessage, decode_words_text
 
 __all__ = ["HeaderBlock", "split_header", "HeadFacts", "head_facts", "ContentInfo", "content_info", "find_parts",
-           "ChildSpan", "decode_transfer", "decode_words", "header_text"]
+           "DelimiterSearch", "ChildSpan", "decode_transfer", "decode_words", "header_text"]
 
 MAX_HEADER_FIELDS_KEPT = 2000    # of a part's header, kept for the view (the rest: defect)
 # ...except these, kept wherever they stand: past the cap they would still tell the receiving
@@ -278,18 +290,19 @@ class ChildSpan:
     cut_start: int      # start of the line break + delimiter line before the child (rule 3)
 
 
-def find_parts(buf: bytes, start: int, end: int, boundary: str
-               ) -> tuple[list[ChildSpan], bool]:
+def find_parts(buf: bytes, start: int, end: int, boundary: str,
+               search: DelimiterSearch | None = None) -> tuple[list[ChildSpan], bool]:
     """The children of a multipart body in buf[start:end], and whether the close delimiter
-    was found. Delimiter lines start and end at any line break of rule 2."""
-    marker = re.escape(boundary.encode("utf-8", "surrogateescape"))
-    delim = re.compile(rb"(?:^|(?<=\r))--" + marker + rb"(--)?[ \t]*(?:\r\n|\r|\n|\Z)",
-                       re.MULTILINE)
+    was found. Delimiter lines start and end at any line break of rule 2. `search` is the
+    DelimiterSearch of `buf` that all its multiparts share (rule 5); without it the range is
+    searched directly."""
+    if search is None:
+        search = DelimiterSearch(buf)
     children: list[ChildSpan] = []
     open_start: int | None = None
     open_cut = 0
     closed = False
-    for match in delim.finditer(buf, start, end):
+    for match in search.matches(start, end, boundary):
         line_start = match.start()
         brk = 0
         if line_start > start:
@@ -310,6 +323,107 @@ def find_parts(buf: bytes, start: int, end: int, boundary: str
     if open_start is not None:
         children.append(ChildSpan(open_start, end, open_cut))
     return children, closed
+
+
+DIRECT_SEARCH_FACTOR = 2          # rule 5: direct searches of a buffer, in buffer sizes
+# A buffer with more lines starting with "--" than one per this many octets is not indexed
+# (the index takes about 40 octets a line while it is built): its multiparts are searched
+# directly, under the decomposer's budget. Real mail is far sparser; a nest of multiparts
+# with one-letter boundaries has about one such line per 30 octets.
+INDEX_MIN_OCTETS_PER_LINE = 16
+# a line starting with "--" (rule 2: at the start of the buffer or after CR or LF); the group
+# is its text after "--" without the blanks that end it. The lookbehind follows the literal so
+# that the engine skips from one "--" to the next at C speed.
+_DASH_LINE = re.compile(rb"--(?<![^\r\n]--)([^\r\n]*[^\r\n \t]|)[ \t]*")
+
+
+def _delimiter_pattern(marker: bytes) -> re.Pattern[bytes]:
+    """A delimiter line of the boundary `marker` (RFC 2046 §5.1.1), with the close
+    delimiter's "--" in group 1. It starts a line as _DASH_LINE does, with the boundary in the
+    literal the engine skips to."""
+    escaped = re.escape(marker)
+    return re.compile(rb"--" + escaped + rb"(?<![^\r\n]--" + escaped + rb")(--)?[ \t]*"
+                      rb"(?:\r\n|\r|\n|\Z)")
+
+
+class DelimiterSearch:
+    """The delimiter lines of the multiparts of one buffer (rule 5)."""
+
+    def __init__(self, buf: bytes, direct_factor: float = DIRECT_SEARCH_FACTOR):
+        self.buf = buf
+        self.octets = 0             # the work so far: octets searched, indexed or compared
+        self._direct_octets = direct_factor * len(buf)
+        self._index: array | None = None    # (hash of a line's text << bits) | its offset,
+        self._bits = len(buf).bit_length()  # sorted, so one text's lines are in order
+        self._hash_mask = (1 << (63 - self._bits)) - 1
+        self._dense = False         # too many "--" lines to index
+
+    def matches(self, start: int, end: int, boundary: str) -> Iterator[re.Match[bytes]]:
+        """The delimiter lines of `boundary` in buf[start:end], in order, as the delimiter
+        pattern's finditer gives them (the caller stops at the close delimiter)."""
+        marker = boundary.encode("utf-8", "surrogateescape")
+        delimiter = _delimiter_pattern(marker)
+        if (b"\r" in marker or b"\n" in marker or self._cuts_a_line(end)
+                or not self._indexed(end - start)):
+            return self._direct(delimiter, start, end)    # what the index cannot answer
+        return self._from_index(delimiter, marker, start, end)
+
+    def _cuts_a_line(self, end: int) -> bool:
+        """Whether the line at `end` began before it (its text in the index is longer)."""
+        buf = self.buf
+        return 0 < end < len(buf) and buf[end - 1] not in b"\r\n" and buf[end] not in b"\r\n"
+
+    def _indexed(self, octets: int) -> bool:
+        """Whether the index answers a search of `octets` more (building it if now due)."""
+        if self._index is None and not self._dense and (
+                self.octets + octets > self._direct_octets):
+            self._build_index()
+        return self._index is not None
+
+    def _build_index(self) -> None:
+        buf = self.buf
+        most = len(buf) // INDEX_MIN_OCTETS_PER_LINE
+        bits, mask = self._bits, self._hash_mask
+        self.octets += len(buf)
+        lines = [((hash(line[1]) & mask) << bits) | line.start()
+                 for line in islice(_DASH_LINE.finditer(buf), most + 1)]
+        if len(lines) > most:
+            self._dense = True
+            return
+        lines.sort()
+        self._index = array("q", lines)
+
+    def _direct(self, delimiter: re.Pattern[bytes], start: int, end: int
+                ) -> Iterator[re.Match[bytes]]:
+        searched_to = start
+        for match in delimiter.finditer(self.buf, start, end):
+            self.octets += match.end() - searched_to
+            searched_to = match.end()
+            yield match
+        self.octets += end - searched_to
+
+    def _from_index(self, delimiter: re.Pattern[bytes], marker: bytes, start: int, end: int
+                    ) -> Iterator[re.Match[bytes]]:
+        # an open delimiter line's text is the boundary (less any blanks it ends with), a close
+        # one's the boundary and "--"; each line found is matched, since a text's hash may be
+        # another's and a boundary ending in blanks needs them on the line
+        # (a match ends at the end of its line, as the marker holds no line break: finditer
+        # would go on at the next line too)
+        texts = (marker.rstrip(b" \t"), marker + b"--")
+        for line_start in heapq.merge(*(self._lines(text, start, end) for text in texts)):
+            self.octets += len(marker) + 2
+            match = delimiter.match(self.buf, line_start, end)
+            if match is not None:
+                yield match
+
+    def _lines(self, text: bytes, start: int, end: int) -> Iterator[int]:
+        """Offsets in [start, end) of the lines starting with "--" + `text` (and blanks), or
+        of a text with the same hash."""
+        index, bits = self._index, self._bits
+        key = (hash(text) & self._hash_mask) << bits
+        offset_mask = (1 << bits) - 1
+        for at in range(bisect_left(index, key | start), bisect_left(index, key | end)):
+            yield index[at] & offset_mask
 
 
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
