@@ -43,7 +43,7 @@ import binascii
 import re
 
 from core.pipeline.decompose import MAX_MIME_NESTING
-from core.pipeline.decompose.mime import content_info, find_parts, split_header
+from core.pipeline.decompose.mime import DelimiterSearch, content_info, find_parts, split_header
 from core.pipeline.rewrite import HeaderEditor
 
 __all__ = ["Unconvertible", "downgrade"]
@@ -73,9 +73,19 @@ class _Downgrader:
     def __init__(self, buf: bytes, out: list[bytes]):
         self.buf = buf
         self.out = out
+        # Each nesting level asks again about a range inside the last one: both searches
+        # remember what they found, so a deep nest costs a few times its size, not its
+        # depth times (as the pipeline's walk: decompose/mime.py rule 5).
+        self.delimiters = DelimiterSearch(buf)
+        self._searched_from = self._next_8bit = -1
 
     def has_8bit(self, start: int, end: int) -> bool:
-        return _EIGHT_BIT.search(self.buf, start, end) is not None
+        """Whether buf[start:end] has an octet over 127."""
+        if not self._searched_from <= start <= self._next_8bit:
+            found = _EIGHT_BIT.search(self.buf, start)
+            self._searched_from = start
+            self._next_8bit = found.start() if found else len(self.buf)
+        return self._next_8bit < end
 
     def entity(self, start: int, end: int, location: str, default_type: str,
                nesting: int) -> None:
@@ -110,7 +120,8 @@ class _Downgrader:
             self.leaf(start, body_start, end, location, kind, encoding, header.fields)
 
     def multipart(self, start, body_start, end, location, info, encoding, nesting) -> None:
-        children, _closed = (find_parts(self.buf, body_start, end, info.boundary)
+        children, _closed = (find_parts(self.buf, body_start, end, info.boundary,
+                                        self.delimiters)
                              if info.boundary else ([], False))
         if not children:
             raise Unconvertible(f"8-bit octets in {location}, a {info.content_type} whose "

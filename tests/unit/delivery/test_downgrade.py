@@ -249,3 +249,15 @@ def test_real_8bit_mail_converts_to_the_same_content():
         assert leaves(result) == leaves(raw), path
         converted += 1
     assert converted >= 300, converted
+
+
+def test_a_deep_nest_with_8bit_text_at_its_end_converts_whole():
+    """Every level asks about a range inside the last one (downgrade.py remembers where the
+    next 8-bit octet is, and shares the pipeline's delimiter search)."""
+    depth = 90
+    head = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+                    for i in range(depth))
+    tail = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(depth)))
+    raw = (b"MIME-Version: 1.0\r\n" + head + b"Content-Type: text/plain; charset=utf-8\r\n"
+           b"Content-Transfer-Encoding: 8bit\r\n\r\n" + b"plain " * 1000 + b"caf\xc3\xa9" + tail)
+    assert_same_content(raw, downgrade(raw))
