@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import trio
@@ -139,12 +141,14 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         deliverer = Deliverer(settings=settings, events=events, clock=clock,
                               resolver=resolver, hostname=hostname,
                               diagnostics_dir=home.diagnostics)
-        pipeline = FilteringPipeline(events, counters, **(pipeline_options or {}))
+        scratch = _scratch_dir(home, settings()["scan.temp_dir"], events)
+        pipeline = FilteringPipeline(events, counters, scratch_dir=scratch,
+                                     **(pipeline_options or {}))
         auto_whitelist = AutoWhitelist(home.db, settings, clock)
         queue = QueueManager(spool=spool, settings=settings, events=events, counters=counters,
                              clock=clock, pipeline=AutoWhitelistPipeline(pipeline, auto_whitelist),
                              deliverer=deliverer)
-        alerts = AlertServices(home, settings, events, queue, hostname, pipeline)
+        alerts = AlertServices(home, settings, events, queue, hostname, pipeline, scratch)
         committer = GroupCommitter(spool)
         server = SmtpServer(settings=settings, spool=spool, committer=committer,
                             events=events, counters=counters, clock=clock,
@@ -205,6 +209,23 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
             # a start that failed (its port taken) is no improper shutdown of this run
             if clean or not (started or improper):
                 marker.unlink(missing_ok=True)
+
+
+def _scratch_dir(home: DataHome, configured: str | None, events: EventWriter) -> Path:
+    """`scan.temp_dir` (read at start: it takes effect at restart), created 0700 if need be;
+    tmp/ in the data home when it is not set, or cannot be written (said by an event)."""
+    if configured:
+        path = Path(configured)
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=path):
+                pass
+            return path
+        except OSError as exc:
+            events.record(Action.SCAN_ERROR, rule="scan.temp_dir",
+                          info=f"cannot use {path} ({exc.strerror or exc}); scanning uses "
+                               f"{home.tmp} instead")
+    return home.tmp
 
 
 class _ShieldedServices:

@@ -395,11 +395,12 @@ class AlertServices:
     gives the pipeline its Notifier once the queue manager exists."""
 
     def __init__(self, home, settings: Callable[[], Mapping], events, queue,
-                 hostname: Callable[[], str], pipeline=None):
+                 hostname: Callable[[], str], pipeline=None, scratch_dir: Path | None = None):
         self.engine = AlertEngine(home.db, home.run, settings, events, queue.submit_generated,
                                   hostname)
         self.monitor = ResourceMonitor(events, {"mail queuing": home.spool,
-                                                "logging": home.logs, "email": home.tmp})
+                                                "logging": home.logs,
+                                                "email": scratch_dir or home.tmp})
         if pipeline is not None and hasattr(pipeline, "notifier"):
             pipeline.notifier = Notifier(queue.submit_generated, hostname)
 

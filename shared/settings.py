@@ -32,7 +32,7 @@ from shared.guide_texts import (
     DEFAULT_QUARANTINE_TEMPLATE_LIST, DEFAULT_QUARANTINE_TEMPLATE_USER, LDAP_AUTOFILL,
 )
 from shared.settings_types import (
-    Base64Key, BlacklistEntry, Bool, Choice, Domain, Email, Extension, HostPort, Hostname,
+    AbsolutePath, Base64Key, BlacklistEntry, Bool, Choice, Domain, Email, Extension, HostPort, Hostname,
     Int, IpAddress, Kind, ListOf, MailDomain, Nullable, Pattern, RblZone, RelayEntry, Resolver,
     RoutingEntry, Rule, RuleError, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry,
     integer_from_text,
@@ -194,8 +194,10 @@ _add("disclaimer.enabled", Bool(), False,
 _add("disclaimer.text", Str(max_len=1000, multiline=True), "", "Disclaimer text.", "setup")
 _add("timezone", Timezone(), "UTC", "Time zone for display and reports (storage is UTC).",
      "setup")
-_add("scan.temp_dir", Nullable(Str(max_len=4096, min_len=1)), None,
-     "Scratch directory for scanning (null = tmp/ in the data home).", "setup", restart=True)
+_add("scan.temp_dir", Nullable(AbsolutePath(max_len=4096, min_len=1)), None,
+     "Scratch directory for scanning: archives that an external tool unpacks (rar) are "
+     "written there, and the low-disk check watches it (null = tmp/ in the data home).",
+     "setup", restart=True)
 
 # --- Scan policy ---
 _add("scan.mode", Choice(("all", "include", "exclude")), "all",

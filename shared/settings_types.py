@@ -21,7 +21,7 @@ from shared.dnsxl import ERROR_CODE_NET, LISTING_NET
 from shared.idn import ascii_domain, entry_form
 
 __all__ = [
-    "RuleError", "Kind", "Bool", "Int", "Str", "Choice", "ListOf", "Nullable", "Email",
+    "RuleError", "Kind", "Bool", "Int", "Str", "AbsolutePath", "Choice", "ListOf", "Nullable", "Email",
     "Sender", "IpAddress", "Resolver", "Hostname", "TimeOfDay", "Timezone", "Extension",
     "HostPort", "RoutingEntry", "Rule", "RblZone", "WhitelistEntry", "BlacklistEntry",
     "RelayEntry", "Weekday", "Base64Key", "Domain", "MailDomain", "Pattern", "ListingAnswer",
@@ -232,6 +232,21 @@ class Str(Kind):
     @property
     def is_text(self):
         return True
+
+
+@dataclass(frozen=True)
+class AbsolutePath(Str):
+    """A directory or file named from the root: the core and the console, started from
+    different working directories, must mean the same place."""
+
+    def check(self, value):
+        value = super().check(value)
+        if not value.startswith("/"):
+            raise RuleError("must be an absolute path (starting with /)")
+        return value
+
+    def describe(self):
+        return "absolute path"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 import trio
 
 from core.pipeline import PipelineResult
+from core.pipeline.decompose import SCRATCH_DIR_KEY
 from core.pipeline.run import process_message
 from core.pipeline.workers import PROCESS_TIMEOUT_SECONDS, WorkerBatcher, run_in_worker
 from shared.events import Action
@@ -48,9 +49,11 @@ COUNTER_OF = {"attachment_deleted": "attachments_stripped",
 class FilteringPipeline:
     def __init__(self, events, counters=None, *, notifier=None,
                  timeout_seconds: float = PROCESS_TIMEOUT_SECONDS, fault: str | None = None,
-                 inline: bool = False):
-        """`fault`: test hook (run.py rule 2); `inline`: run in a thread, not a process."""
+                 inline: bool = False, scratch_dir: Path | None = None):
+        """`fault`: test hook (run.py rule 2); `inline`: run in a thread, not a process;
+        `scratch_dir`: where container tools may write (decompose/archives.py rule 3)."""
         self.events = events
+        self.scratch_dir = scratch_dir
         self.counters = counters
         self.notifier = notifier
         self.timeout_seconds = timeout_seconds
@@ -73,7 +76,7 @@ class FilteringPipeline:
     def _shared_arguments(self, settings: Mapping) -> tuple:
         """(worker settings, fault): the same object for every message under one settings
         snapshot and hook state, so that their messages may share a worker round trip."""
-        extra = {}
+        extra = {SCRATCH_DIR_KEY: str(self.scratch_dir)} if self.scratch_dir else {}
         for hook in self.hooks:
             extra.update(hook.worker_settings())
         key = tuple(sorted(extra.items()))

@@ -39,7 +39,11 @@ from core.pipeline.decompose.sniff import CONTAINER_TYPES, true_type
 from core.pipeline.decompose.text import as_read, decode_text, html_to_text, unflow
 from core.pipeline.view import LimitHit, MessageView, Part, PartError, is_text_type
 
-__all__ = ["decompose", "decompose_bytes", "Budget", "LimitExceeded"]
+__all__ = ["decompose", "decompose_bytes", "Budget", "LimitExceeded", "SCRATCH_DIR_KEY"]
+
+# The worker settings' key of the scratch directory the core chose at start (scan.temp_dir,
+# else tmp/ in the data home): core/pipeline/service.py puts it there.
+SCRATCH_DIR_KEY = "scan.scratch_dir"
 
 MAX_MIME_NESTING = 100
 MAX_DELIMITER_SEARCH_FACTOR = 8     # rule 4, in sizes of the buffer searched
@@ -61,7 +65,8 @@ def decompose_bytes(raw: bytes, context: Mapping, settings: Mapping) -> MessageV
                        size=len(raw), is_generated=bool(context.get("is_generated")),
                        skip_antispam=bool(context.get("skip_antispam")),
                        meta=dict(context.get("meta") or {}))
-    walker = _Walker(raw, view, Budget.from_settings(settings))
+    walker = _Walker(raw, view, Budget.from_settings(settings),
+                     scratch_dir=settings.get(SCRATCH_DIR_KEY))
     try:
         walker.entity(raw, 0, len(raw), parent=None, depth=0, in_raw=True, location="message",
                       cut=None, nesting=0)
@@ -80,10 +85,12 @@ class _TooCostly(Exception):
 
 
 class _Walker:
-    def __init__(self, raw: bytes, view: MessageView, budget: Budget):
+    def __init__(self, raw: bytes, view: MessageView, budget: Budget,
+                 scratch_dir: str | None = None):
         self.raw = raw
         self.view = view
         self.budget = budget
+        self.scratch_dir = scratch_dir    # where a container tool may write (archives.py 3)
         # by id() of each buffer being walked; an entry holds its buffer, so no other buffer
         # can take that id while it is there
         self.searches: dict[int, DelimiterSearch] = {}

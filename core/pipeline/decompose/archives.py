@@ -2,7 +2,7 @@
 
 Every reader reads members through the walker's budget (limits.py), in chunks, so the
 first byte over a limit stops it: declared sizes are checked before a member is opened,
-and what comes out is charged as it comes. Readers never write to disk.
+and what comes out is charged as it comes. Readers never write to disk, but for rar.
 
 Rules
     1. `expand(walker, part)` adds the container's members as parts (walker.add_member,
@@ -12,7 +12,10 @@ Rules
        walker.error on that part (unprocessable); a bad member is an error on that member
        and the others are still read. LimitExceeded always propagates.
     3. rar content needs an external unrar tool; without one the members are listed
-       (names, sizes, encryption) and `part.expanded` is False — not an error.
+       (names, sizes, encryption) and `part.expanded` is False — not an error. With one,
+       rarfile writes the archive to a temporary file for the tool: in the scratch
+       directory (`scan.temp_dir`, else tmp/ in the data home; the core passes it as
+       SCRATCH_DIR_KEY in the worker's settings).
 """
 
 from __future__ import annotations
@@ -231,6 +234,7 @@ def _7z(walker, part) -> None:
 def _rar(walker, part) -> None:
     import rarfile
 
+    rarfile.HACK_TMP_DIR = walker.scratch_dir      # rule 3 (a worker reads one at a time)
     try:
         archive = rarfile.RarFile(io.BytesIO(part.data))
     except rarfile.PasswordRequired:
