@@ -3,9 +3,15 @@
 Rules:
 - At most `smtp.max_incoming` sessions are served at once; further connections are accepted
   by the kernel and wait for a slot (SPEC §4: queued, not refused).
-- Every read has a deadline from trio's clock: 5 minutes between commands, 10 minutes idle in
-  DATA, 30 minutes for a whole DATA phase (SPEC §4) → 421 4.4.2 and close (at most
-  DEADLINE_SLACK_SECONDS late, never early).
+- Every read has a deadline from trio's clock (SPEC §4) → 421 4.4.2 and close (at most
+  DEADLINE_SLACK_SECONDS late, never early). The limits are the constants below:
+  COMMAND_IDLE_SECONDS (5 min) for a whole command line, counted from the greeting or the
+  previous reply, so bytes dripped into an unfinished line do not extend it; DATA_IDLE_SECONDS
+  (10 min) between reads in DATA and DATA_TOTAL_SECONDS (30 min) for a whole DATA phase; and
+  SESSION_TOTAL_SECONDS (1 hour) for the session: once it has lasted that long, its next wait
+  for a command ends it (a message being received then is finished first, under the DATA
+  limits). A client sending one valid command every 4.9 minutes thus holds a session slot for
+  an hour, not for ever.
 - 250 after DATA only when `GroupCommitter.commit` returned: message and envelope fsync'd,
   renamed into fast/, directory fsync'd (ARCHITECTURE invariant 1).
 - A client that vanishes mid-DATA leaves nothing queued: the incoming entry is aborted.
@@ -47,11 +53,20 @@ from shared.events import Action
 from shared.spool import SUBJECT_META, Envelope, new_queue_id
 
 __all__ = ["SmtpServer", "GroupCommitter", "ListenFailed", "COMMAND_IDLE_SECONDS", "DATA_IDLE_SECONDS",
-           "DATA_TOTAL_SECONDS"]
+           "DATA_TOTAL_SECONDS", "SESSION_TOTAL_SECONDS"]
 
-COMMAND_IDLE_SECONDS = 5 * 60   # SPEC §4 / RFC 5321 §4.5.3.2.7
-DATA_IDLE_SECONDS = 10 * 60     # SPEC §4 / RFC 5321 §4.5.3.2.6
+# The session time limits (SPEC §4; docs/operations.md "SMTP limits" lists them for admins).
+# A whole command line within 5 minutes of our greeting or previous reply (RFC 5321
+# §4.5.3.2.7): restarting the timer at every byte let 26 clients dripping one byte each 50 s
+# hold every session slot for hours (smtp-security finding 1).
+COMMAND_IDLE_SECONDS = 5 * 60
+DATA_IDLE_SECONDS = 10 * 60     # RFC 5321 §4.5.3.2.6, restarted by every read in DATA
 DATA_TOTAL_SECONDS = 30 * 60    # SPEC §4: overall limit on a slow sender
+# Outside DATA a session ends at its first wait for a command after this long. Real senders
+# reuse a connection for minutes (Postfix's smtp_connection_reuse_time_limit is 300 s,
+# Exchange closes a receive session after 10 minutes); an hour leaves them ample room and
+# bounds the slot a client holds with one valid command every 4.9 minutes.
+SESSION_TOTAL_SECONDS = 60 * 60
 DEADLINE_SLACK_SECONDS = 1.0    # how late a read timeout may fire (see _Session._serve)
 TLS_HANDSHAKE_SECONDS = 60
 READ_OCTETS = 64 * 1024
@@ -409,7 +424,8 @@ class _Session:
         self.buffered_octets = 0
         self.head = b""                # the message's first HEAD_OCTETS, for its Subject
         self.queue_id: str | None = None
-        self.deadline_total: float | None = None
+        self.deadline_total: float | None = None   # of the DATA phase
+        self.session_deadline = trio.current_time() + SESSION_TOTAL_SECONDS
 
     def record(self, action: Action, **fields) -> None:
         self.server.events.record(action, connection_id=self.connection_id,
@@ -438,7 +454,9 @@ class _Session:
                 ssl.SSLError):
             self.log.error("communication", "connection lost")
         except trio.TooSlowError:
-            self.log.error("communication", "timeout")
+            over = self.conn.state is not State.DATA \
+                and trio.current_time() >= self.session_deadline
+            self.log.error("communication", "session time limit" if over else "timeout")
             with trio.move_on_after(5):
                 try:
                     await self.write(self.conn.send(R.R421_TIMEOUT))
@@ -509,11 +527,13 @@ class _Session:
             listing = None
         return listing, current
 
-    def _read_timeout(self) -> float:
+    def _read_deadline(self, waiting_since: float) -> float:
+        """When the read now starting must have brought what it waits for: in DATA the
+        next bytes; outside DATA the whole command line the session has been waiting for
+        since `waiting_since` (its greeting or previous reply)."""
         if self.conn.state is State.DATA:
-            remaining = self.deadline_total - trio.current_time()
-            return max(0.0, min(DATA_IDLE_SECONDS, remaining))
-        return COMMAND_IDLE_SECONDS
+            return min(trio.current_time() + DATA_IDLE_SECONDS, self.deadline_total)
+        return min(waiting_since + COMMAND_IDLE_SECONDS, self.session_deadline)
 
     async def _loop(self) -> None:
         # One scope for the session whose deadline follows the reads: a scope per read
@@ -526,14 +546,22 @@ class _Session:
 
     async def _serve(self, timer: trio.CancelScope) -> None:
         conn = self.conn
+        # When the wait for the next command began: set at the first read after an event or
+        # a reply, kept while the reads bring only part of a line (COMMAND_IDLE_SECONDS).
+        waiting_since: float | None = None
         while conn.state is not State.CLOSED:
             event = conn.next_event()
-            await self.write(conn.data_to_send())
+            replies = conn.data_to_send()
+            if replies:
+                await self.write(replies)
+                waiting_since = None
             if event is NEED_DATA:
+                if waiting_since is None:
+                    waiting_since = trio.current_time()
                 # A timeout fires DEADLINE_SLACK_SECONDS late at most, never early: the
                 # deadline moves only when it leaves that window (a few times a session,
                 # not at every read).
-                due = trio.current_time() + self._read_timeout()
+                due = self._read_deadline(waiting_since)
                 if not due <= timer.deadline <= due + DEADLINE_SLACK_SECONDS:
                     timer.deadline = due + DEADLINE_SLACK_SECONDS
                 data = await self.stream.receive_some(READ_OCTETS)
@@ -544,6 +572,7 @@ class _Session:
                 conn.receive_data(data)
                 continue
             await self._handle(event)
+            waiting_since = None
         await self.write(conn.data_to_send())
 
     async def _handle(self, event) -> None:

@@ -1,0 +1,184 @@
+"""The SMTP listener against hostile and odd clients (smtp-security findings): time limits
+that a client dripping bytes or commands cannot stretch, the Received field it cannot forge,
+and where mail for a domainless <Postmaster> goes.
+
+A real `SmtpServer` on loopback, driven by raw trio socket clients in the same trio run, so
+that trio's virtual clock (`autojump_clock`) can let hours of a slow client pass in
+milliseconds. Nothing here runs a worker thread while a time limit is due: the clock jumps
+whenever every task waits, a thread's work included.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from core.smtp import replies as R
+from core.smtp.server import (COMMAND_IDLE_SECONDS, DEADLINE_SLACK_SECONDS,
+                              SESSION_TOTAL_SECONDS, GroupCommitter, SmtpServer)
+from core.status import Counters
+from shared.clock import SYSTEM_CLOCK
+from shared.events import Action
+from shared.settings import defaults
+from shared.spool import Spool
+
+pytestmark = pytest.mark.trio
+
+
+class _Events:
+    def __init__(self):
+        self.rows: list[tuple[Action, dict]] = []
+
+    def record(self, action, **fields):
+        self.rows.append((action, fields))
+
+    def of(self, action) -> list[dict]:
+        return [fields for recorded, fields in self.rows if recorded is action]
+
+
+class _Listener:
+    def __init__(self, server: SmtpServer, events: _Events, spool: Spool):
+        self.server, self.events, self.spool = server, events, spool
+        self.accepted: list[tuple[str, object]] = []
+
+    @property
+    def port(self) -> int:
+        return self.server.bound[0][1]
+
+
+async def _listen(nursery, tmp_path, **changes) -> _Listener:
+    settings = {**defaults(), "smtp.port": 0, "smtp.listen": ["127.0.0.1"],
+                "relay.mode": "allow",
+                **{key.replace("__", "."): value for key, value in changes.items()}}
+    spool = Spool(tmp_path / "spool")
+    committer = GroupCommitter(spool)
+    events = _Events()
+    listener: _Listener
+
+    def accepted(queue_id, envelope, _json):
+        listener.accepted.append((queue_id, envelope))
+
+    server = SmtpServer(settings=lambda: settings, spool=spool, committer=committer,
+                        events=events, counters=Counters(), clock=SYSTEM_CLOCK,
+                        on_accepted=accepted, ssl_context=lambda: None,
+                        diagnostics_dir=tmp_path, hostname=lambda: "gw.test")
+    listener = _Listener(server, events, spool)
+    await nursery.start(committer.run)
+    await nursery.start(server.serve)
+    return listener
+
+
+class _Client:
+    """A raw SMTP client: sends bytes, reads whole replies."""
+
+    def __init__(self, stream: trio.SocketStream):
+        self.stream = stream
+        self.buffer = b""
+
+    @classmethod
+    async def connect(cls, port: int) -> _Client:
+        client = cls(await trio.open_tcp_stream("127.0.0.1", port))
+        assert (await client.reply()).startswith(b"220 ")
+        return client
+
+    async def send(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def reply(self) -> bytes:
+        """One whole reply (all its lines), or what came before the server closed."""
+        while True:
+            end = 0
+            while (newline := self.buffer.find(b"\n", end)) >= 0:
+                line = self.buffer[end:newline + 1]
+                end = newline + 1
+                if line[3:4] != b"-":
+                    reply, self.buffer = self.buffer[:end], self.buffer[end:]
+                    return reply
+            data = await self.stream.receive_some(65536)
+            if not data:
+                reply, self.buffer = self.buffer, b""
+                return reply
+            self.buffer += data
+
+    async def command(self, line: bytes) -> bytes:
+        await self.send(line + b"\r\n")
+        return await self.reply()
+
+
+# --- time limits (finding 1) -------------------------------------------------------------
+
+async def test_a_command_line_dripped_a_byte_at_a_time_is_cut_at_the_command_limit(
+        tmp_path, nursery, autojump_clock):
+    # smtp-security finding 1: one byte every 50 s restarted the 5-minute timer, so 26 such
+    # clients held every session slot for as long as they liked
+    listener = await _listen(nursery, tmp_path)
+    client = await _Client.connect(listener.port)
+    waiting_since = trio.current_time()
+    reply = b""
+    while not reply and trio.current_time() - waiting_since < 4 * COMMAND_IDLE_SECONDS:
+        await client.send(b"X")
+        with trio.move_on_after(50):
+            reply = await client.reply()
+    assert reply == R.R421_TIMEOUT.to_bytes()
+    waited = trio.current_time() - waiting_since
+    assert COMMAND_IDLE_SECONDS <= waited <= COMMAND_IDLE_SECONDS + DEADLINE_SLACK_SECONDS
+    assert await client.reply() == b""                       # and closed
+
+
+async def test_the_command_limit_counts_from_the_previous_reply(tmp_path, nursery,
+                                                               autojump_clock):
+    # a command begun in the packet of the one before has its 5 minutes from that one's
+    # reply; the pieces that follow do not extend them
+    listener = await _listen(nursery, tmp_path)
+    client = await _Client.connect(listener.port)
+    await client.send(b"EHLO client.test\r\nNO")
+    assert (await client.reply()).startswith(b"250-gw.test")
+    await trio.sleep(COMMAND_IDLE_SECONDS - 10)
+    assert await client.command(b"OP") == R.R250_OK.to_bytes()
+    answered = trio.current_time()
+    for piece in (b"NO", b"OP", b" "):                     # a NOOP never ended
+        await trio.sleep(COMMAND_IDLE_SECONDS / 4)
+        await client.send(piece)
+    assert await client.reply() == R.R421_TIMEOUT.to_bytes()
+    waited = trio.current_time() - answered
+    assert COMMAND_IDLE_SECONDS <= waited <= COMMAND_IDLE_SECONDS + DEADLINE_SLACK_SECONDS
+
+
+async def test_a_valid_command_every_few_minutes_holds_a_session_for_an_hour_only(
+        tmp_path, nursery, autojump_clock):
+    listener = await _listen(nursery, tmp_path)
+    started = trio.current_time()
+    client = await _Client.connect(listener.port)
+    assert (await client.command(b"EHLO client.test")).startswith(b"250-")
+    reply = R.R250_OK.to_bytes()
+    while reply == R.R250_OK.to_bytes() and trio.current_time() - started < 3 * SESSION_TOTAL_SECONDS:
+        with trio.move_on_after(COMMAND_IDLE_SECONDS - 10) as wait:
+            reply = await client.reply()             # the server speaks first: the limit
+        if wait.cancelled_caught:
+            reply = await client.command(b"NOOP")
+    assert reply == R.R421_TIMEOUT.to_bytes()
+    lasted = trio.current_time() - started
+    assert SESSION_TOTAL_SECONDS <= lasted <= SESSION_TOTAL_SECONDS + DEADLINE_SLACK_SECONDS
+
+
+async def test_a_message_being_sent_at_the_session_limit_is_finished_first(tmp_path, nursery,
+                                                                          autojump_clock):
+    # the DATA phase runs under its own limits; the session ends at its next command wait.
+    # The message is one the listener refuses (a line over 1000 octets) so that no commit
+    # runs in a worker thread while the virtual clock may jump.
+    listener = await _listen(nursery, tmp_path)
+    started = trio.current_time()
+    client = await _Client.connect(listener.port)
+    for line in (b"EHLO client.test", b"MAIL FROM:<a@client.test>", b"RCPT TO:<b@local.test>"):
+        assert (await client.command(line)).startswith(b"250")
+    while trio.current_time() - started < SESSION_TOTAL_SECONDS - 2 * 60:
+        await trio.sleep(COMMAND_IDLE_SECONDS - 10)
+        assert await client.command(b"NOOP") == R.R250_OK.to_bytes()
+    assert (await client.command(b"DATA")).startswith(b"354")
+    while trio.current_time() - started < SESSION_TOTAL_SECONDS + 200:
+        await client.send(b"Still-Coming: yes\r\n")
+        await trio.sleep(60)
+    assert await client.command(b"x" * 1000 + b"\r\n.") == R.R554_LINE_TOO_LONG_IN_DATA.to_bytes()
+    finished = trio.current_time()
+    assert await client.reply() == R.R421_TIMEOUT.to_bytes()
+    assert trio.current_time() - finished <= DEADLINE_SLACK_SECONDS
