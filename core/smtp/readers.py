@@ -117,7 +117,7 @@ class DataReader:
             return None
         if len(region) > self.max_line_octets \
                 and max(map(len, region.split(b"\n"))) >= self.max_line_octets:
-            return None         # a line of max_line_octets before its LF: too long
+            return None         # a line at or over the limit: `_read_lines` measures it
         complete = False
         if region.startswith(b".\r\n"):
             region, complete = b"", True
@@ -145,7 +145,10 @@ class DataReader:
             newline = buffer.find(b"\n", pos)
             if newline < 0:
                 rest = end - pos
-                if self._discarding or rest >= self.max_line_octets:
+                # Too long already if even a CRLF next would not fit; a leading dot is the
+                # transparency one and does not count (RFC 5321 §4.5.3.1.6).
+                stuffing = 1 if buffer[pos] == 0x2E else 0
+                if self._discarding or rest - stuffing >= self.max_line_octets:
                     self.line_too_long = True
                     self._discarding = True
                     self._discarded_cr = buffer[end - 1] == 0x0D
@@ -167,10 +170,10 @@ class DataReader:
                 complete = True
                 break
             self._previous_ended_crlf = ended_crlf
-            if len(content) + 2 > self.max_line_octets:
-                self.line_too_long = True
             if content.startswith(b"."):
                 content = content[1:]  # RFC 5321 §4.5.2 transparency
+            if len(content) + 2 > self.max_line_octets:    # the dot not counted (§4.5.3.1.6)
+                self.line_too_long = True
             self._count(len(content) + 2)
             if not self.is_limited:
                 out.append(content)

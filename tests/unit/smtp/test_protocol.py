@@ -541,6 +541,27 @@ def test_text_line_of_1000_octets_is_accepted_and_1001_is_not():
         assert events[-1].line_too_long is too_long
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("ending", [b"\r\n", b"\n"], ids=["crlf", "bare_lf"])
+def test_the_transparency_dot_does_not_count_towards_the_1000_octets(mode, ending):
+    # RFC 5321 §4.5.3.1.6: "not counting the leading dot duplicated for transparency".
+    # smtp-security finding 3: a 1000-octet line starting with "." (1001 on the wire) got 554.
+    for text, too_long in ((b"." * 998, False), (b"." + b"a" * 997, False),
+                           (b"." * 999, True), (b"." + b"a" * 998, True)):
+        conn = new_conn()
+        respond = lambda e: (R554_LINE_TOO_LONG_IN_DATA if isinstance(e, DataComplete)
+                             and e.line_too_long else accept_all(e))
+        events, out = drive(conn, EHLO + b"MAIL FROM:<>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n"
+                            + b"Subject: dots\r\n\r\n." + text + ending + b"end\r\n.\r\n", mode,
+                            respond)
+        [complete] = [e for e in events if isinstance(e, DataComplete)]
+        assert complete.line_too_long is too_long, text[:3]
+        if not too_long:
+            content = b"".join(e.data for e in events if isinstance(e, DataChunk))
+            assert content == b"Subject: dots\r\n\r\n" + text + b"\r\nend\r\n"
+            assert codes(out)[-1] == 250
+
+
 def test_overlong_line_ending_in_a_split_crlf_still_finds_end_of_data():
     conn = new_conn()
     drive(conn, EHLO + b"MAIL FROM:<>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n")
