@@ -27,6 +27,7 @@ Rules:
 from __future__ import annotations
 
 import errno
+import re
 import secrets
 import socket
 import ssl
@@ -81,6 +82,13 @@ HEAD_OCTETS = 64 * 1024         # where the Subject and the hops are counted (he
 MAX_HOPS = 100                  # more Received fields than this: a loop (RFC 5321 §6.3)
 MAX_SUBJECT_CHARS = 998         # RFC 5322's line limit: what an event keeps of a Subject
 QUEUED_REPLY_SECONDS = 5.0      # how long a shutdown waits for a queued message's 250
+# What the Received field shows of a client's HELO argument and PTR name: the characters of a
+# domain or an address literal, the rest as "?" (as Postfix writes them), at most a domain's
+# length. The client chooses both: verbatim it could write a fake "([10.9.9.9]) by host"
+# hop, break the field's grammar with "(" or ";", or put raw 8-bit text into a message
+# relayed without SMTPUTF8 (smtp-security finding 4). The envelope keeps the argument as sent.
+_NOT_IN_RECEIVED_NAME = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
+RECEIVED_NAME_CHARS = 255
 
 
 class ListenFailed(Exception):
@@ -90,6 +98,11 @@ class ListenFailed(Exception):
     def __init__(self, message: str, errno_: int | None = None):
         super().__init__(message)
         self.errno = errno_
+
+
+def _received_name(name: str) -> str:
+    """`name` as the Received field shows it (see _NOT_IN_RECEIVED_NAME)."""
+    return _NOT_IN_RECEIVED_NAME.sub("?", name[:RECEIVED_NAME_CHARS])
 
 
 def _address(host: str, port: int) -> str:
@@ -413,6 +426,7 @@ class _Session:
         self.conn = ServerConnection(self.hostname, max_message_octets=limit,
                                      tls_available=tls_ok, size_advertised=limit)
         self.helo = ""
+        self.is_extended = False       # the hello was EHLO (Received: "with ESMTP", not "SMTP")
         self.client_ptr: str | None = None
         self.rbl_answers = None        # core/smtp/rbl.py RblAnswers: the zones' answers at connect
         self.rbl_listing = None        # ...the listing they make at this transaction's MAIL FROM
@@ -580,7 +594,7 @@ class _Session:
         if isinstance(event, DataChunk):
             await self._append(event.data)
         elif isinstance(event, Ehlo):
-            self.helo = event.name
+            self.helo, self.is_extended = event.name, event.is_extended
             await self._reset()
         elif isinstance(event, MailFrom):
             await self._reset()
@@ -665,10 +679,13 @@ class _Session:
             self.buffered, self.buffered_octets = None, 0
 
     def _received_header(self) -> bytes:
-        with_ = "ESMTPS" if self.conn.is_tls else "ESMTP"
-        ptr = f"{self.client_ptr} " if self.client_ptr else ""
+        # RFC 3848 / RFC 5321 §4.4: SMTP after HELO, ESMTP after EHLO; STARTTLS is an ESMTP
+        # extension, so a session under TLS is ESMTPS whatever its last hello.
+        with_ = "ESMTPS" if self.conn.is_tls else "ESMTP" if self.is_extended else "SMTP"
+        ptr = f"{_received_name(self.client_ptr)} " if self.client_ptr else ""
+        helo = _received_name(self.helo) if self.helo else "unknown"
         rcpt = f"\r\n\tfor <{self.recipients[0]}>" if len(self.recipients) == 1 else ""
-        text = (f"Received: from {self.helo or 'unknown'} ({ptr}[{self.client_ip}])\r\n"
+        text = (f"Received: from {helo} ({ptr}[{self.client_ip}])\r\n"
                 f"\tby {self.hostname} (Mailmoat) with {with_} id {self.queue_id}{rcpt};\r\n"
                 f"\t{formatdate(self.server.clock.now())}\r\n")
         return text.encode("utf-8", "replace")

@@ -182,3 +182,51 @@ async def test_a_message_being_sent_at_the_session_limit_is_finished_first(tmp_p
     finished = trio.current_time()
     assert await client.reply() == R.R421_TIMEOUT.to_bytes()
     assert trio.current_time() - finished <= DEADLINE_SLACK_SECONDS
+
+
+# --- the Received field (finding 4) ------------------------------------------------------
+
+async def _received_field(listener: _Listener, hello: bytes) -> bytes:
+    """The Received field the gateway put on a message sent after `hello`."""
+    client = await _Client.connect(listener.port)
+    assert (await client.command(hello)).startswith(b"250")
+    for line in (b"MAIL FROM:<a@client.test>", b"RCPT TO:<b@local.test>", b"DATA"):
+        assert (await client.command(line))[:1] in b"23"
+    assert (await client.command(b"Subject: hi\r\n\r\nhello\r\n.")).startswith(b"250 2.0.0")
+    await client.command(b"QUIT")
+    queue_id, _envelope = listener.accepted[-1]
+    with listener.spool.open_message("fast", queue_id) as message:
+        head = message.read().split(b"\r\n\t;", 1)[0]
+    return head[:head.index(b"\r\nSubject:")]
+
+
+@pytest.mark.parametrize("argument, shown", [
+    (b"trusted.example ([10.9.9.9]) by mx.internal.example with ESMTP id X",
+     b"trusted.example??[10.9.9.9]??by?mx.internal.example?with?ESMTP?id?X"),
+    (b"a b c", b"a?b?c"),
+    (b";rm -rf", b"?rm?-rf"),
+    ("h\u00f6st.test".encode(), b"h?st.test"),
+    (b"mail-1.client_test.example", b"mail-1.client_test.example"),
+    (b"[IPv6:2001:db8::1]", b"[IPv6:2001:db8::1]"),
+    (b"x" * 300, b"x" * 255),
+])
+async def test_the_hello_argument_is_shown_sanitised_in_the_received_field(
+        tmp_path, nursery, argument, shown):
+    # smtp-security finding 4: the argument went into the field verbatim, so a client could
+    # write a forged hop or raw UTF-8 there; the greeting itself is still accepted
+    listener = await _listen(nursery, tmp_path)
+    received = await _received_field(listener, b"EHLO " + argument)
+    assert received.startswith(b"Received: from " + shown + b" ([127.0.0.1])\r\n\tby gw.test ")
+    assert received.isascii()
+    _queue_id, envelope = listener.accepted[-1]
+    assert envelope.client_helo == argument.decode()      # the envelope keeps it as sent
+
+
+@pytest.mark.parametrize("hello, protocol", [(b"HELO client.test", b"SMTP"),
+                                             (b"EHLO client.test", b"ESMTP")])
+async def test_received_names_smtp_after_helo_and_esmtp_after_ehlo(tmp_path, nursery, hello,
+                                                                   protocol):
+    # RFC 5321 §4.4 and RFC 3848: a HELO session was stamped "with ESMTP"
+    listener = await _listen(nursery, tmp_path)
+    received = await _received_field(listener, hello)
+    assert b" (Mailmoat) with " + protocol + b" id " in received
