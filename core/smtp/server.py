@@ -15,6 +15,13 @@ Rules:
 - 250 after DATA only when `GroupCommitter.commit` returned: message and envelope fsync'd,
   renamed into fast/, directory fsync'd (ARCHITECTURE invariant 1).
 - A client that vanishes mid-DATA leaves nothing queued: the incoming entry is aborted.
+- `RCPT TO:<Postmaster>` without a domain (RFC 5321 §4.5.1: always accepted) is mail for
+  this gateway's postmaster: accepted as the addresses of `admin.emails`, which the envelope
+  and the accepted event then name. An administrator should set `admin.emails`; while it is
+  empty such mail goes to postmaster@ the gateway's host name (smtp.hostname, else the
+  machine's), which reaches someone only if routing.local or DNS leads that name to a mail
+  server with a postmaster. Before, it went out as <Postmaster> to whatever next hop
+  routing.default named, someone else's postmaster (smtp-security finding 5).
 - Exceptions stop at the session boundary: an event, 421 if the socket still works, close.
   Exception text never goes into a reply.
 - The listener follows `smtp.port`/`smtp.listen`: a change rebinds within the settings poll.
@@ -618,7 +625,10 @@ class _Session:
             if refusal:
                 await self._refuse(refusal, recipient=event.address)
             else:
-                self.recipients.append(event.address)
+                if "@" in event.address:
+                    self.recipients.append(event.address)
+                else:                       # <Postmaster>, the only one without a domain
+                    self.recipients += self._postmasters()
                 await self.write(conn.send(R.R250_RECIPIENT_OK))
         elif isinstance(event, DataRequested):
             await self._start_data()
@@ -635,6 +645,10 @@ class _Session:
                         result=str(event.reply.code) if event.reply else None)
         elif isinstance(event, (Quit, ConnectionClosed)):
             pass
+
+    def _postmasters(self) -> list[str]:
+        """Who gets mail for the domainless <Postmaster> (module rules)."""
+        return list(self.settings["admin.emails"]) or [f"postmaster@{self.hostname}"]
 
     async def _refuse(self, refusal, recipient: str | None = None,
                       sender: str | None = None) -> None:
@@ -655,6 +669,9 @@ class _Session:
 
     async def _start_data(self) -> None:
         self.queue_id = new_queue_id()
+        # One copy for a recipient named twice, or as an administrator and as <Postmaster>
+        # (as Postfix's cleanup removes duplicate recipients).
+        self.recipients = list(dict.fromkeys(self.recipients))
         header = self._received_header()
         self.buffered, self.buffered_octets = [header], len(header)
         self.head = b""

@@ -230,3 +230,41 @@ async def test_received_names_smtp_after_helo_and_esmtp_after_ehlo(tmp_path, nur
     listener = await _listen(nursery, tmp_path)
     received = await _received_field(listener, hello)
     assert b" (Mailmoat) with " + protocol + b" id " in received
+
+
+# --- <Postmaster> (finding 5) ------------------------------------------------------------
+
+async def _mail_to_postmaster(listener: _Listener, rcpt: bytes, *more: bytes):
+    client = await _Client.connect(listener.port)
+    for line in (b"EHLO client.test", b"MAIL FROM:<a@client.test>", b"RCPT TO:" + rcpt,
+                 *(b"RCPT TO:" + other for other in more), b"DATA"):
+        assert (await client.command(line))[:1] in b"23", line
+    assert (await client.command(b"Subject: for the postmaster\r\n\r\nhello\r\n."))\
+        .startswith(b"250 2.0.0")
+    await client.command(b"QUIT")
+    queue_id, envelope = listener.accepted[-1]
+    [accepted] = listener.events.of(Action.ACCEPTED)
+    stored = listener.spool.read_envelope("fast", queue_id)
+    assert [r.address for r in stored.recipients] == [r.address for r in envelope.recipients]
+    return [r.address for r in stored.recipients], accepted["recipients"]
+
+
+@pytest.mark.parametrize("rcpt", [b"<Postmaster>", b"<postmaster>", b"<@relay.test:POSTMASTER>"])
+async def test_mail_for_the_domainless_postmaster_goes_to_the_administrators(tmp_path, nursery,
+                                                                           rcpt):
+    # smtp-security finding 5: accepted, then relayed as <Postmaster> to routing.default
+    # (a third party's postmaster) or bounced "domain not found"
+    # (an administrator outside the local domains too: the gateway's choice, not a relay)
+    admins = ["admin@example.org", "second@local.test"]
+    listener = await _listen(nursery, tmp_path, relay__mode="deny_except", admin__emails=admins,
+                             routing__local=[{"match": "local.test", "relay": "127.0.0.1",
+                                              "port": 9}])
+    recipients, in_event = await _mail_to_postmaster(listener, rcpt, b"<second@local.test>")
+    assert recipients == admins and in_event == admins     # and each of them once
+
+
+async def test_without_admin_emails_postmaster_mail_goes_to_the_gateways_postmaster(tmp_path,
+                                                                                   nursery):
+    listener = await _listen(nursery, tmp_path, relay__mode="deny_except")
+    recipients, in_event = await _mail_to_postmaster(listener, b"<Postmaster>")
+    assert recipients == in_event == ["postmaster@gw.test"]
