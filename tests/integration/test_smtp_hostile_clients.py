@@ -268,3 +268,17 @@ async def test_without_admin_emails_postmaster_mail_goes_to_the_gateways_postmas
     listener = await _listen(nursery, tmp_path, relay__mode="deny_except")
     recipients, in_event = await _mail_to_postmaster(listener, b"<Postmaster>")
     assert recipients == in_event == ["postmaster@gw.test"]
+
+
+# --- the listener's read of the header (finding 6) ---------------------------------------
+
+async def test_the_accepted_event_has_a_subject_that_follows_a_bare_cr(tmp_path, nursery):
+    listener = await _listen(nursery, tmp_path)
+    client = await _Client.connect(listener.port)
+    for line in (b"EHLO client.test", b"MAIL FROM:<a@client.test>", b"RCPT TO:<b@local.test>",
+                 b"DATA"):
+        assert (await client.command(line))[:1] in b"23"
+    assert (await client.command(b"X-A: 1\rSubject: forbidden stuff\r\n\r\nbody\r\n."))\
+        .startswith(b"250 2.0.0")
+    [accepted] = listener.events.of(Action.ACCEPTED)
+    assert accepted["subject"] == "forbidden stuff"
