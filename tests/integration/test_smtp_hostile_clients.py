@@ -1,6 +1,7 @@
 """The SMTP listener against hostile and odd clients (smtp-security findings): time limits
 that a client dripping bytes or commands cannot stretch, the Received field it cannot forge,
-and where mail for a domainless <Postmaster> goes.
+where mail for a domainless <Postmaster> goes, and the Subject the accepted event shows when
+the header has bare CRs.
 
 A real `SmtpServer` on loopback, driven by raw trio socket clients in the same trio run, so
 that trio's virtual clock (`autojump_clock`) can let hours of a slow client pass in
