@@ -60,8 +60,8 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
                         ssl_context=TlsFiles(home), diagnostics_dir=home.diagnostics,
                         resolver=Resolver(settings),
                         hostname=lambda: settings()["smtp.hostname"] or machine_hostname(),
-                        reuse_port=True, share=share, auto_whitelisted=auto_whitelist.contains,
-                        reports_listen_errors=index == 0)  # not N times the same event
+                        reuse_port=True, share=share, share_index=index,
+                        auto_whitelisted=auto_whitelist.contains)
     settings.on_change(server.settings_changed)
 
     async def report():

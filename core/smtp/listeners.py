@@ -20,8 +20,10 @@ Rules:
   cannot bind at start ends the core's start with ListenFailed (`mailmoat core` prints why);
   a later rebind that fails keeps each process where it was (SmtpServer.serve), and only
   process 0 writes the event.
-- `smtp.max_incoming` is shared out: each of N processes serves max(1, max_incoming // N)
-  sessions at once, so the total never exceeds the setting when N ≤ max_incoming.
+- `smtp.max_incoming` is shared out: of N processes, process i serves max_incoming // N
+  sessions at once, one more when i < max_incoming % N (at least 1), so the parts add up to
+  the setting when N ≤ max_incoming. The kernel spreads connections over the processes by a
+  hash, not by load: a client may wait at a full process while another has a free slot.
 - Listener processes run LISTENER_NICE steps below the core's CPU priority once they
   listen (they start at the core's, so a restart stays short). The core is one
   process that routes and delivers everything every listener accepts; when the CPUs are

@@ -225,8 +225,8 @@ class SmtpServer:
                  on_accepted: Callable[[str, Envelope, bytes], None],
                  ssl_context: Callable[[], ssl.SSLContext | None], diagnostics_dir,
                  resolver=None, hostname: Callable[[], str], reuse_port: bool = False,
-                 share: int = 1, auto_whitelisted: Callable[[str, Mapping], bool] | None = None,
-                 reports_listen_errors: bool = True):
+                 share: int = 1, share_index: int = 0,
+                 auto_whitelisted: Callable[[str, Mapping], bool] | None = None):
         self.settings = settings
         self.spool = spool
         self.committer = committer
@@ -244,8 +244,9 @@ class SmtpServer:
         self.auto_whitelisted = auto_whitelisted   # (domain, settings) -> bool: RBL exemption
         self.hostname = hostname
         self.reuse_port = reuse_port  # several listener processes share the port
-        self.share = share            # ... and smtp.max_incoming between them
-        self.reports_listen_errors = reports_listen_errors  # one listener process of N does
+        self.share = share            # ... and smtp.max_incoming between them;
+        self.share_index = share_index    # this one is number share_index (from 0) of them
+        self.reports_listen_errors = share_index == 0   # not N times the same event
         self.limiter = trio.CapacityLimiter(self._sessions_allowed(settings()))
         self.active = 0
         self.max_active_seen = 0
@@ -264,7 +265,10 @@ class SmtpServer:
 
     # --- listeners ---------------------------------------------------------------------
     def _sessions_allowed(self, settings: Mapping) -> int:
-        return max(1, settings["smtp.max_incoming"] // self.share)
+        """This process's part of smtp.max_incoming: the parts add up to the setting (15 over
+        2 processes: 8 and 7), at least 1 each."""
+        base, extra = divmod(settings["smtp.max_incoming"], self.share)
+        return max(1, base + (self.share_index < extra))
 
     def _rbl_zone_suspended(self, zone: str, failures: int) -> None:
         self.events.record(
