@@ -154,7 +154,9 @@ _add("admin.report_only.password", Nullable(Str(max_len=PASSWORD_MAX_CHARS, min_
      secret="hashed")
 _add("admin.timeout_minutes", Int(1, 1440), 5,
      "Minutes of inactivity before a console session ends (both roles).", "accounts")
-_add("admin.emails", EMAILS, [], "Addresses that receive notifications and alerts.", "accounts")
+_add("admin.emails", EMAILS, [],
+     "Addresses that receive notifications and alerts, and mail to the gateway's own "
+     "<Postmaster>.", "accounts")
 
 # --- Setup (guide §3 "Configuring connection and delivery options") ---
 _add("smtp.port", PORT, 25, "SMTP listening port.", "setup")
