@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from core.pipeline.decompose import decompose_bytes  # noqa: E402
 from shared.settings import defaults  # noqa: E402
+from tests.support.mail import deep_nest  # noqa: E402
 
 TOP = b"From: a@example.org\r\nTo: b@example.net\r\nSubject: %s\r\nMIME-Version: 1.0\r\n"
 CONTEXT = {"queue_id": "BENCH", "sender": "a@example.org", "recipients": ["b@example.net"]}
@@ -42,13 +43,7 @@ def nested(octets: int) -> bytes:
 
 
 def _nest(levels: int) -> bytes:
-    out = [TOP % b"deep" + b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"]
-    out += [b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i - 1, i)
-            for i in range(1, levels)]
-    out.append(b"--b%d\r\nContent-Type: text/plain\r\n\r\ninnermost\r\n--b%d--\r\n"
-               % (levels - 1, levels - 1))
-    out += [b"--b%d--\r\n" % i for i in range(levels - 2, -1, -1)]
-    return b"".join(out)
+    return deep_nest(levels, TOP % b"deep")
 
 
 def flat(octets: int) -> bytes:

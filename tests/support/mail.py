@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["smtp_ready", "raw_field", "nested_multipart", "EICAR_ATTACHMENT"]
+__all__ = ["smtp_ready", "raw_field", "nested_multipart", "deep_nest", "EICAR_ATTACHMENT"]
 
 SMTP_TEXT_LINE = 998        # octets before the CRLF (RFC 5321 §4.5.3.1.6; SPEC §4)
 
@@ -44,3 +44,16 @@ def nested_multipart(depth: int, leaf: bytes,
         body = (b'Content-Type: multipart/mixed; boundary="' + b + b'"\r\n\r\n--' + b
                 + b"\r\n" + body + b"\r\n--" + b + b"--\r\n")
     return top + b"MIME-Version: 1.0\r\n" + body
+
+
+def deep_nest(levels: int, top: bytes) -> bytes:
+    """The hostile-MIME finding's shape (make_deep.py), built in time linear in `levels`
+    (20,000 and more): `top` header fields, then level k a multipart/mixed with boundary bk
+    holding level k+1 as its only part, a text/plain "innermost" at the bottom."""
+    out = [top + b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"]
+    out += [b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (k - 1, k)
+            for k in range(1, levels)]
+    out.append(b"--b%d\r\nContent-Type: text/plain\r\n\r\ninnermost\r\n--b%d--\r\n"
+               % (levels - 1, levels - 1))
+    out += [b"--b%d--\r\n" % k for k in range(levels - 2, -1, -1)]
+    return b"".join(out)

@@ -15,6 +15,7 @@ from core.pipeline.decompose import MAX_DELIMITER_SEARCH_FACTOR, MAX_MIME_NESTIN
 from core.pipeline.decompose.mime import (INDEX_MIN_OCTETS_PER_LINE, DelimiterSearch,
                                           content_info, find_parts, split_header)
 from tests.support.mail import EICAR_ATTACHMENT, nested_multipart
+from tests.support.mail import deep_nest as nested
 from tests.unit.pipeline.support import view_of
 
 TOP = b"From: a@outside.test\r\nTo: user@local.test\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
@@ -23,15 +24,7 @@ TOO_COSTLY = "MIME structure too costly to follow"
 
 
 def deep_nest(levels: int) -> bytes:
-    """The finding's make_deep.py shape: level k a multipart/mixed with boundary bk, holding
-    level k+1 as its only part."""
-    out = [TOP + b"Content-Type: multipart/mixed; boundary=b0\r\n\r\n"]
-    out += [b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (k - 1, k)
-            for k in range(1, levels)]
-    out.append(b"--b%d\r\nContent-Type: text/plain\r\n\r\ninnermost\r\n--b%d--\r\n"
-               % (levels - 1, levels - 1))
-    out += [b"--b%d--\r\n" % k for k in range(levels - 2, -1, -1)]
-    return b"".join(out)
+    return nested(levels, TOP)
 
 
 # --- the same parts as before --------------------------------------------------------------
