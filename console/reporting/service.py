@@ -6,7 +6,8 @@ Rules:
 - No SQL here beyond calling shared.report; the CLI runs the same queries.
 - A CSV streams: rows go to the browser and to `logs/<name>.part` as they are read, and the
   file is renamed into place when the last row is written. A download the browser abandons
-  leaves no partial file behind.
+  leaves no partial file behind. The name has minutes only, so a second CSV of the same minute
+  is saved as `<name>-2.csv` (and so on), never over the first (`_reserved`).
 - Times typed in the pickers are read in the `timezone` setting (shared.report_time).
 - The pickers start out at the last 24 hours up to the *next* whole minute: the range ends
   just before To and the pickers show minutes, so a To of the current minute would leave out
@@ -18,6 +19,7 @@ Rules:
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,11 +166,27 @@ def _chunks(lines: Iterable[str]) -> Iterator[str]:
         yield "".join(pending)
 
 
-def _tee_to_file(chunks: Iterable[str], target: Path) -> Iterator[bytes]:
-    """Yield each chunk as UTF-8 and write it to `target` (through a .part file renamed at
-    the end; removed when the stream is abandoned or fails)."""
-    partial = target.with_name(target.name + ".part")
+def _reserved(target: Path) -> tuple[Path, Path]:
+    """(the name to save as, its .part file, created): `target`, or `<stem>-2.csv`, -3...
+    when a saved file or one being written has it."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count(1):
+        name = target if n == 1 else target.with_name(f"{target.stem}-{n}{target.suffix}")
+        partial = name.with_name(name.name + ".part")
+        if name.exists():
+            continue
+        try:                        # O_EXCL: two writes of one minute never share a file
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            continue
+        return name, partial
+    raise AssertionError("unreachable")
+
+
+def _tee_to_file(chunks: Iterable[str], target: Path) -> Iterator[bytes]:
+    """Yield each chunk as UTF-8 and write it to `target` or the next free name (through a
+    .part file renamed at the end; removed when the stream is abandoned or fails)."""
+    target, partial = _reserved(target)
     done = False
     try:
         with open(partial, "w", encoding="utf-8", newline="") as handle:

@@ -280,6 +280,19 @@ def test_detail_checkboxes_are_grouped_as_the_guide_tables(admin):
         assert f'value="{action.value}"' in page
 
 
+def test_csv_files_of_the_same_minute_are_all_kept(admin, seeded, clock):
+    """The saved names have minutes only: a summary written in the minute of a detail CSV
+    used to replace it in logs/ (soak test)."""
+    bodies = [admin.post(f"/reporting/{kind}", {**window(admin), "write_csv": "1"}).get_data()
+              for kind in ("detail", "summary", "detail")]
+    saved = sorted(p.name for p in admin.home.logs.glob("MAILMOAT*"))
+    assert saved == ["MAILMOAT202701150800-2.csv", "MAILMOAT202701150800-3.csv",
+                     "MAILMOAT202701150800.csv"]
+    assert [(admin.home.logs / name).read_bytes() for name in (
+        "MAILMOAT202701150800.csv", "MAILMOAT202701150800-2.csv",
+        "MAILMOAT202701150800-3.csv")] == bodies
+
+
 def test_write_to_csv_downloads_and_saves_the_same_file_in_logs(admin, seeded, clock):
     response = admin.post("/reporting/detail", {**window(admin), "search": "cmd",
                                                 "write_csv": "1"})
