@@ -89,6 +89,7 @@ HEAD_OCTETS = 64 * 1024         # where the Subject and the hops are counted (he
 MAX_HOPS = 100                  # more Received fields than this: a loop (RFC 5321 §6.3)
 MAX_SUBJECT_CHARS = 998         # RFC 5322's line limit: what an event keeps of a Subject
 QUEUED_REPLY_SECONDS = 5.0      # how long a shutdown waits for a queued message's 250
+SHUTDOWN_REPLY_SECONDS = 1.0    # ... and for the 421 to any other session
 # What the Received field shows of a client's HELO argument and PTR name: the characters of a
 # domain or an address literal, the rest as "?" (as Postfix writes them), at most a domain's
 # length. The client chooses both: verbatim it could write a fake "([10.9.9.9]) by host"
@@ -284,8 +285,8 @@ class SmtpServer:
 
     async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled. At shutdown a session whose message is already queued
-        still sends its 250 (within QUEUED_REPLY_SECONDS); every other session is cut, and
-        its client sends again what got no 250.
+        still sends its 250 (within QUEUED_REPLY_SECONDS); every other session gets 421
+        4.3.2 and is closed, and its client sends again what got no 250.
 
         Raises ListenFailed before it is ready when it cannot listen where the settings say.
         A later change that cannot be bound is reported (service_start_failed) and the
@@ -478,6 +479,14 @@ class _Session:
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError,
                 ssl.SSLError):
             self.log.error("communication", "connection lost")
+        except trio.Cancelled:
+            # A stop: say so (RFC 5321 §3.8) rather than vanish; the client tries later.
+            with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_REPLY_SECONDS):
+                try:
+                    await self.write(self.conn.send(R.R421_SHUTTING_DOWN))
+                except Exception:
+                    pass
+            raise
         except trio.TooSlowError:
             over = self.conn.state is not State.DATA \
                 and trio.current_time() >= self.session_deadline

@@ -49,12 +49,14 @@ def _tls_context(tmp_path) -> ssl.SSLContext:
 
 
 def _send(port: int, tls: bool) -> str:
-    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+    client = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    client.ehlo("client.test")
+    if tls:
+        client.starttls(context=ssl._create_unverified_context())
         client.ehlo("client.test")
-        if tls:
-            client.starttls(context=ssl._create_unverified_context())
-            client.ehlo("client.test")
-        client.sendmail("a@outside.test", ["b@local.test"], MESSAGE)
+    client.sendmail("a@outside.test", ["b@local.test"], MESSAGE)
+    # the QUIT may meet the shutdown's 421 (the message was queued all the same)
+    client.close()
     return "queued"
 
 
@@ -107,3 +109,25 @@ async def test_a_hand_over_to_a_stopped_queue_manager_does_not_cost_the_250(tmp_
                                                 on_accepted=stopped_queue_manager)
     assert len(queued) == 1
     assert seen == ["queued"], "no 250 for a queued message: the client sends it again"
+
+
+async def test_an_open_session_is_told_421_when_the_listener_stops(tmp_path):
+    """RFC 5321 §3.8: a server shutting down closes its sessions with 421, which a client
+    reads as "try again later" rather than a broken connection (soak test)."""
+    settings = {**defaults(), "smtp.port": 0, "smtp.listen": ["127.0.0.1"]}
+    spool = Spool(tmp_path / "spool")
+    server = SmtpServer(settings=lambda: settings, spool=spool, committer=GroupCommitter(spool),
+                        events=_Events(), counters=Counters(), clock=SYSTEM_CLOCK,
+                        on_accepted=lambda *a: None, ssl_context=lambda: None,
+                        diagnostics_dir=tmp_path, hostname=lambda: "gw.test")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        stream = await trio.open_tcp_stream(*server.bound[0])
+        greeting = await stream.receive_some(512)
+        await stream.send_all(b"EHLO client.test\r\n")
+        while b"250 " not in await stream.receive_some(4096):
+            pass
+        nursery.cancel_scope.cancel()
+    assert greeting.startswith(b"220 ")
+    assert await stream.receive_some(512) == b"421 4.3.2 Service shutting down, closing " \
+        b"transmission channel\r\n"
