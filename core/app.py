@@ -183,17 +183,20 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                 except* ListenFailed as failed:
                     events.record(Action.SERVICE_START_FAILED, info=str(_first_leaf(failed)))
                     raise
-                await nursery.start(status.run)
-                await nursery.start(commands.run)
-                if improper:
-                    events.record(Action.SERVICE_START_IMPROPER,
-                                  info="the previous run did not stop cleanly")
-                events.record(Action.SERVICE_STARTED, info=f"Mailmoat {VERSION}, SMTP on "
-                              + ", ".join(f"{h}:{p}" for h, p in addresses))
-                task_status.started(CoreHandle(addresses, server, queue, counters, events,
-                                               settings, nursery.cancel_scope))
+                # From here a stop is a clean one, even before the start is announced: a
+                # SIGTERM as soon as the port answers (a supervisor's quick restart) is no
+                # improper shutdown for the next start to report.
                 started = True
                 try:
+                    await nursery.start(status.run)
+                    await nursery.start(commands.run)
+                    if improper:
+                        events.record(Action.SERVICE_START_IMPROPER,
+                                      info="the previous run did not stop cleanly")
+                    events.record(Action.SERVICE_STARTED, info=f"Mailmoat {VERSION}, SMTP on "
+                                  + ", ".join(f"{h}:{p}" for h, p in addresses))
+                    task_status.started(CoreHandle(addresses, server, queue, counters, events,
+                                                   settings, nursery.cancel_scope))
                     await trio.sleep_forever()
                 finally:
                     clean = True

@@ -28,6 +28,14 @@ def _console_event(home, action, **fields):
     writer.close()
 
 
+def _all_events(home):
+    conn = db.connect(home.db)
+    try:
+        return conn.execute("SELECT * FROM events ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
 def _events(home, action):
     conn = db.connect(home.db)
     try:
@@ -171,7 +179,9 @@ def test_the_service_stop_alert_is_mailed_when_the_core_stops(tmp_path, sink):
     assert core.stop() == 0
     subjects = [email.message_from_bytes(m.data, policy=policy.default)["Subject"]
                 for m in sink.messages]
-    assert subjects == [ALERT_TEXTS["service_stop"][0]]
+    assert subjects == [ALERT_TEXTS["service_stop"][0]], (
+        [(r["action"], r["info"]) for r in _all_events(home)],
+        (home.root / "core-test.log").read_text()[-2000:])
     assert [row["rule"] for row in _events(home, Action.ALERT_SENT)] == ["alerts.service_stop"]
     assert list(Spool(home.spool).list("fast")) == []
 

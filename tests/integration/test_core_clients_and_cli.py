@@ -3,6 +3,8 @@ through a loopback DNS server, the `mailmoat queue` commands and the service eve
 
 from __future__ import annotations
 
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +17,7 @@ from shared import db
 from shared.events import Action
 from shared.spool import Envelope, Spool
 from shared.status import read_snapshot
-from tests.support.core import make_home
+from tests.support.core import CoreProcess, make_home
 from tests.support.tools import require_tool
 
 pytestmark = pytest.mark.trio
@@ -192,3 +194,28 @@ async def test_a_hold_request_the_core_did_not_take_up_is_withdrawn_not_done_lat
     await trio.sleep(3)                   # the core reads its commands every second or so
     assert sorted(p.name for p in home.queue("hold").iterdir()) == sorted(ids)
     core.cancel_scope.cancel()
+
+
+async def test_a_stop_while_the_start_is_still_going_on_is_a_clean_stop(tmp_path):
+    """SIGTERM as soon as SMTP answers, before the core has announced its start (here: held
+    up at its first status write by another writer of the database). It used to leave no
+    service_stopped and the run marker behind, so the next start reported (and alerted) an
+    improper shutdown that never happened."""
+    await trio.to_thread.run_sync(_stop_while_starting, tmp_path)
+
+
+def _stop_while_starting(tmp_path):
+    home = make_home(tmp_path)
+    blocker = sqlite3.connect(home.db, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")            # writers wait (readers do not: WAL)
+    core = CoreProcess(home).start()              # returns once SMTP answers
+    core.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)                               # the signal first, then the database
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    assert core.process.wait(60) == 0
+    assert not (home.run / "core.running").exists()
+    assert str(Action.SERVICE_STOPPED) in _actions(home)
+    with CoreProcess(home):
+        pass
+    assert str(Action.SERVICE_START_IMPROPER) not in _actions(home)
