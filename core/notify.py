@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -69,13 +70,30 @@ def from_address(settings: Mapping, hostname: str) -> tuple[str, str]:
     return f"{value} <{address}>", address
 
 
+def one_line(text: str) -> str:
+    """`text` as one line: control characters and line separators shown as escapes
+    (`\x0a`). What a sender or a logon form put in a subject, an address or a user name
+    must not start a line of its own in an alert or notification (a forged "logon ...
+    success" line), nor break a header field."""
+    return _CONTROLS.sub(_escaped, text)
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return " " if code == 9 else f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, body: str,
                  kind: str) -> bytes:
     header_from, _ = from_address(settings, hostname)
     msg = EmailMessage()
     msg["From"] = header_from
     msg["To"] = ", ".join(recipients)
-    msg["Subject"] = subject
+    # a metatag in the subject template may bring line breaks (${MSGINFO}): one line
+    msg["Subject"] = one_line(" ".join(subject.split("\n")))
     msg["Date"] = formatdate(localtime=False)
     msg["Message-ID"] = make_msgid(domain=hostname)
     msg["Auto-Submitted"] = "auto-generated"
@@ -105,16 +123,17 @@ def _disposition_text(verdict) -> str:
 
 
 def metatags(envelope, outcome) -> dict[str, str]:
-    recipients = ", ".join(r.address for r in envelope.recipients)
-    msginfo = (f"From: {envelope.sender or '<>'}\nTo: {recipients}\n"
-               f"Subject: {outcome.subject[:300]}")
+    recipients = one_line(", ".join(r.address for r in envelope.recipients))
+    subject = one_line(outcome.subject[:300])
+    msginfo = (f"From: {one_line(envelope.sender) or '<>'}\nTo: {recipients}\n"
+               f"Subject: {subject}")
     virus, content, encrypt = [], [], []
     for f in outcome.findings:
         if f.notify == "virus":
             virus.append(f.reason)
         elif f.notify == "content":
             if f.event == "subject_blocked":
-                content.append(f"Subject: {outcome.subject[:300]}\n"
+                content.append(f"Subject: {subject}\n"
                                f"Matching Subject: {f.data.get('pattern', '')}")
             else:
                 content.append(f"File: {f.data.get('file', '')}\n"
@@ -273,8 +292,8 @@ class AlertEngine:
         lines = []
         for row in rows[:MAX_EVENTS_LISTED]:
             stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row["time"]))
-            detail = " ".join(str(x) for x in (row["queue_id"], row["client_ip"], row["info"])
-                              if x)
+            detail = " ".join(one_line(str(x)) for x in (row["queue_id"], row["client_ip"],
+                                                           row["info"]) if x)
             lines.append(f"{stamp}  {row['action']}  {detail}".rstrip())
         if len(rows) > MAX_EVENTS_LISTED:
             lines.append(f"... and {len(rows) - MAX_EVENTS_LISTED} more")

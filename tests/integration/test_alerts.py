@@ -9,13 +9,15 @@ from email import policy
 import trio
 
 from core.app import run_core
-from core.notify import (AlertEngine, ResourceMonitor, alert_key, fill_metatags, metatags)
+from core.notify import (AlertEngine, ResourceMonitor, alert_key, compose_mail, fill_metatags,
+                         metatags)
 from core.pipeline.findings import Finding
 from core.pipeline.run import WorkerOutcome
 from core.pipeline.verdict import decide
 from shared import db
 from shared.events import Action, EventWriter
 from shared.guide_texts import ALERT_TEXTS, DEFAULT_NOTIFY_ADMIN_BODY
+from shared.settings import defaults
 from shared.spool import Envelope, Spool
 from tests.support.core import CoreProcess, make_home, routed_home, stored_settings
 
@@ -168,6 +170,53 @@ def test_notification_metatags_are_filled():
     assert "Message contained an encrypted container" in text
     assert text.rstrip().endswith("The message was dropped")
     assert "${" not in text
+
+
+async def test_an_event_field_cannot_forge_lines_of_an_alert_mail(tmp_path):
+    """A user name with line breaks on the logon form went verbatim into the Frequent Failed
+    Logon Attempts mail: a forged "logon ... success" line (console-security finding)."""
+    home = make_home(tmp_path, admin__emails=["a@local.test"])
+    sent = []
+
+    async def submit(sender, recipients, data, kind):
+        sent.append(data)
+        return "Q"
+
+    class NoEvents:
+        def record(self, *a, **k):
+            pass
+
+    engine = AlertEngine(home.db, home.run, lambda: stored_settings(home), NoEvents(), submit,
+                         lambda: "mm.test")
+    engine.cursor = await trio.to_thread.run_sync(engine._load_cursor)
+    forged = "admin\r\n2026-11-29 08:00:00 UTC  logon  admin success"
+    _console_event(home, Action.FAILED_LOGON, client_ip="192.0.2.7",
+                   info=f"user {forged}: wrong password")
+    assert len(await engine.poll_once()) == 1
+    body = email.message_from_bytes(sent[0], policy=policy.default).get_content()
+    event_lines = [line for line in body.splitlines() if " UTC  " in line]
+    assert event_lines == [event_lines[0]] and "failed_logon" in event_lines[0]
+    assert "admin\\x0d\\x0a2026-11-29 08:00:00 UTC  logon  admin success" in event_lines[0]
+
+
+def test_metatags_keep_a_sender_subject_on_its_line():
+    envelope = Envelope.new("Q1", "bad@outside.test", ["user@local.test"])
+    outcome = WorkerOutcome(findings=[], verdict=decide([]),
+                            subject="hi\r\nDisposition: The message was delivered")
+    assert metatags(envelope, outcome)["MSGINFO"].splitlines() == [
+        "From: bad@outside.test", "To: user@local.test",
+        "Subject: hi\\x0d\\x0aDisposition: The message was delivered"]
+
+
+def test_a_notification_subject_with_line_breaks_is_one_line():
+    """A metatag in the subject template (${MSGINFO} has line breaks; a decoded Subject may
+    too) made compose_mail raise, and the pipeline count the message as crashed."""
+    raw = compose_mail(defaults(), "mm.test", ["a@local.test"],
+                       "Violation: From: x\nSubject: a\r\nBcc: victim@example.com", "body",
+                       "notification")
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert parsed["Subject"] == "Violation: From: x Subject: a\\x0d Bcc: victim@example.com"
+    assert parsed["Bcc"] is None
 
 
 def test_the_service_stop_alert_is_mailed_when_the_core_stops(tmp_path, sink):
