@@ -26,7 +26,7 @@ from core.smtp.events import ViolationKind
 from core.smtp.replies import Reply
 
 __all__ = ["PeerError", "KNOWN_VERBS", "split_command", "parse_hello", "parse_path_argument",
-           "parse_mail_params", "has_non_ascii"]
+           "parse_mail_params", "has_non_ascii", "unrelayable"]
 
 # Verbs the server knows. UNSUPPORTED_VERBS are recognised but not implemented,
 # so they get 502, not 500 (RFC 5321 §4.2.4).
@@ -111,6 +111,15 @@ _SUB_DOMAIN = rf"{_LET_DIG}(?:[A-Za-z0-9\-{_U}]*{_LET_DIG})?"
 _DOMAIN = rf"{_SUB_DOMAIN}(?:\.{_SUB_DOMAIN})*"
 _ADDRESS_LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"
 _MAILBOX_RE = re.compile(rf"(?:{_DOT_STRING}|{_QUOTED})@(?:{_DOMAIN}|{_ADDRESS_LITERAL})")
+# Angle brackets are legal in a quoted local part ("<x>"@example.com), but the delivery
+# client never sends them (core/smtp/client.py: a path ends at ">" for too many servers), so
+# such an address would be accepted and then retried for days, never delivered.
+_UNRELAYABLE = re.compile(r"[<>]")
+
+
+def unrelayable(address: str) -> bool:
+    """Whether `address` is one this gateway could accept but never deliver (553 5.1.3)."""
+    return _UNRELAYABLE.search(address) is not None
 _ROUTE_RE = re.compile(rf"@{_DOMAIN}(?:,@{_DOMAIN})*:")
 
 

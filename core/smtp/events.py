@@ -71,6 +71,7 @@ class ViolationKind(enum.StrEnum):
     UNKNOWN_PARAMETER = "unknown_parameter"              # 555 5.5.4
     PARAMETER_NOT_IMPLEMENTED = "parameter_not_implemented"  # 504 5.5.4
     NON_ASCII_ADDRESS = "non_ascii_address"              # 553 5.6.7
+    UNRELAYABLE_ADDRESS = "unrelayable_address"          # 553 5.1.3 (commands.unrelayable)
     SIZE_DECLARED_OVER_LIMIT = "size_declared_over_limit"  # 552 5.3.4 at MAIL
     TOO_MANY_RECIPIENTS = "too_many_recipients"          # 452 4.5.3
     STARTTLS_PLAINTEXT_INJECTION = "starttls_plaintext_injection"  # no reply

@@ -379,6 +379,9 @@ class ServerConnection:
         if C.has_non_ascii(address) and not params.get("SMTPUTF8"):
             raise PeerError(ViolationKind.NON_ASCII_ADDRESS, R.R553_NON_ASCII_ADDRESS,
                             "non-ASCII sender without SMTPUTF8 (RFC 6531 §3.5)")
+        if C.unrelayable(address):
+            raise PeerError(ViolationKind.UNRELAYABLE_ADDRESS, R.R553_BAD_ADDRESS_CHARS,
+                            "sender with an angle bracket, which delivery never sends")
         declared = params.get("SIZE")
         if self.max_message_octets is not None and declared is not None \
                 and declared > self.max_message_octets:
@@ -392,6 +395,9 @@ class ServerConnection:
         if C.has_non_ascii(address) and not self._smtputf8:
             raise PeerError(ViolationKind.NON_ASCII_ADDRESS, R.R553_NON_ASCII_ADDRESS,
                             "non-ASCII recipient without SMTPUTF8 (RFC 6531 §3.5)")
+        if C.unrelayable(address):
+            raise PeerError(ViolationKind.UNRELAYABLE_ADDRESS, R.R553_BAD_ADDRESS_CHARS,
+                            "recipient with an angle bracket, which delivery never sends")
         if self._recipients >= self.max_recipients:
             raise PeerError(ViolationKind.TOO_MANY_RECIPIENTS, R.R452_TOO_MANY_RECIPIENTS,
                             f"more than {self.max_recipients} recipients (SPEC §4)")

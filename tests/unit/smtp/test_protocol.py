@@ -330,6 +330,7 @@ def test_data_after_every_recipient_was_refused_replies_554_no_valid_recipients(
     (b"MAIL FROM:<a\xff@b.example>", 501),
     (b"MAIL FROM:<a\x00@b.example>", 501),
     (b"MAIL FROM:<j\xc3\xb6rg@b.example>", 553),
+    (b'MAIL FROM:<"<x>"@b.example>', 553),       # legal, but delivery never sends "<"
 ])
 def test_malformed_mail_gets_its_reply_and_session_continues(command, code):
     conn = new_conn()
@@ -344,6 +345,7 @@ def test_malformed_mail_gets_its_reply_and_session_continues(command, code):
     (b"RCPT FROM:<b@c.example>", 501),
     (b"RCPT TO:<b@c.example> NOTIFY=NEVER", 555),
     (b"RCPT TO:<j\xc3\xb6rg@c.example>", 553),
+    (b'RCPT TO:<"<script>alert(1)</script>"@c.example>', 553),
 ])
 def test_malformed_rcpt_gets_its_reply(command, code):
     conn = new_conn()
@@ -367,7 +369,7 @@ def test_arguments_where_none_belong_reply_501(command):
     (b"<user@example.org>", "user@example.org"),
     (b"<@relay1.example,@relay2.example:user@example.org>", "user@example.org"),
     (b'<"john doe"@example.org>', '"john doe"@example.org'),
-    (b'<"a\\"b>c"@example.org>', '"a\\"b>c"@example.org'),
+    (b'<"a\\"b c"@example.org>', '"a\\"b c"@example.org'),   # ">" inside: 553, parsed
     (b"<user@[192.0.2.1]>", "user@[192.0.2.1]"),
     (b"<first.last+tag@sub.example.org>", "first.last+tag@sub.example.org"),
     (b" <user@example.org>", "user@example.org"),  # lenient: space after the colon
