@@ -11,8 +11,11 @@ Rules
     2. A container that cannot be read (corrupt, truncated, unsupported method) is a
        walker.error on that part (unprocessable); a bad member is an error on that member
        and the others are still read. LimitExceeded always propagates.
-    3. rar content needs an external unrar tool; without one the members are listed
-       (names, sizes, encryption) and `part.expanded` is False — not an error. With one,
+    3. rar content needs an external unpacking tool (unar, unrar, bsdtar or 7z: rarfile
+       finds one). Without one the members are listed (names, sizes, encryption) and
+       `part.expanded` is False, and an archive with members that are not encrypted is an
+       error (unprocessable, SPEC §3: "cannot be expanded for scanning"): the builtin engine
+       would see only compressed bytes, and RAR is a common carrier of malware. With one,
        rarfile writes the archive to a temporary file for the tool: in the scratch
        directory (`scan.temp_dir`, else tmp/ in the data home; the core passes it as
        SCRATCH_DIR_KEY in the worker's settings).
@@ -29,7 +32,7 @@ import zlib
 
 from core.pipeline.decompose.limits import LimitExceeded
 
-__all__ = ["expand", "CHUNK_OCTETS"]
+__all__ = ["expand", "CHUNK_OCTETS", "NO_RAR_TOOL"]
 
 CHUNK_OCTETS = 64 * 1024
 
@@ -247,6 +250,8 @@ def _rar(walker, part) -> None:
             part.encrypted = True
         can_extract = _rar_tool_available()
         part.expanded = can_extract and not part.encrypted
+        if not can_extract and any(not i.needs_password() for i in infos):
+            walker.error(part, NO_RAR_TOOL)
         for info in infos:
             location = f"{part.location}/{info.filename}"
             if info.needs_password():
@@ -260,6 +265,10 @@ def _rar(walker, part) -> None:
             with archive.open(info) as stream:
                 data = walker.read_limited(stream.read, location, info.compress_size)
             walker.add_member(part, info.filename, data)
+
+
+NO_RAR_TOOL = ("rar archive not expanded: no unpacking tool is installed "
+               "(Debian: apt-get install unar)")
 
 
 def _rar_tool_available() -> bool:

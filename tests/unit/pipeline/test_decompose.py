@@ -5,15 +5,23 @@ import bz2
 import gzip
 import io
 import lzma
+import os
+import subprocess
+import sys
 import tarfile
 import zipfile
+from pathlib import Path
 
 import pytest
 
+from core.pipeline.decompose.archives import NO_RAR_TOOL
 from core.pipeline.decompose.sniff import true_type
 from tests.support.mail import EICAR_ATTACHMENT, nested_multipart
+from tests.support.tools import require_tool
 from tests.unit.pipeline.support import (corpus_file, message, view_of,
                                         with_attached_message)
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def attach(name, data):
@@ -423,3 +431,29 @@ def test_every_text_subtype_is_read_as_text(subtype):
     view = view_of(raw)
     assert "buy viagra now" in view.body_text()
     assert [p.is_body_text for p in view.leaves()] == [True]
+
+
+# --- rar: an unpacking tool, or unprocessable (decompose/archives.py rule 3) ---------------------
+
+def test_a_rar_attachment_is_expanded_with_an_unpacking_tool():
+    require_tool("unar")
+    view = attach("docs.rar", corpus_file("archives/strelka/test.rar"))
+    members = {p.filename: p for p in view.parts if p.filename and p.filename != "docs.rar"}
+    assert {"lorem.txt", "hidden/lorem-hidden.txt"} <= set(members)
+    assert len(members["lorem.txt"].data) == 4015 and b"Lorem ipsum" in members["lorem.txt"].data
+    assert not view.errors
+
+
+def test_without_an_unpacking_tool_a_rar_attachment_is_unprocessable(tmp_path):
+    """Run where no tool is on PATH (a fresh interpreter: rarfile caches the tool it found).
+    Only compressed bytes would reach the builtin engine: scan.unprocessable decides."""
+    script = (
+        "import sys; sys.path.insert(0, '.')\n"
+        "from tests.unit.pipeline.test_decompose import attach\n"
+        "from tests.unit.pipeline.support import corpus_file\n"
+        "view = attach('docs.rar', corpus_file('archives/strelka/test.rar'))\n"
+        "print([e.reason for e in view.errors])\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "PATH": str(tmp_path)})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == repr([NO_RAR_TOOL])
