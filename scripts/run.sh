@@ -59,4 +59,6 @@ else
     echo "Using the existing data home (log on as 'admin' with its password;" \
          "'mailmoat init --reset-admin-password' sets a new one)."
 fi
+command -v unar >/dev/null 2>&1 || echo "Note: unar is not installed (Debian: apt-get install" \
+    "unar): messages with RAR attachments will be held as unprocessable." >&2
 exec "${as_user[@]}" "$mm" run "${home_args[@]}"
