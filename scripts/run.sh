@@ -59,6 +59,8 @@ else
     echo "Using the existing data home (log on as 'admin' with its password;" \
          "'mailmoat init --reset-admin-password' sets a new one)."
 fi
-command -v unar >/dev/null 2>&1 || echo "Note: unar is not installed (Debian: apt-get install" \
-    "unar): messages with RAR attachments will be held as unprocessable." >&2
+# the unpacking tools rarfile can use (core/pipeline/decompose/archives.py rule 3)
+command -v unar unrar bsdtar 7z 7zz >/dev/null 2>&1 || echo "Note: no RAR unpacking tool is" \
+    "installed (Debian: apt-get install unar): messages with RAR attachments will be held" \
+    "as unprocessable." >&2
 exec "${as_user[@]}" "$mm" run "${home_args[@]}"
