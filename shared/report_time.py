@@ -7,6 +7,8 @@ Rules (SPEC §2 "report … --from/--to"):
   the next local midnight; as the start it means that day's midnight.
 - A local time that does not exist (inside a DST gap) or exists twice (the hour repeated in
   autumn) is read as Python's `zoneinfo` does with fold=0: the earlier offset.
+- Dates are accepted from FIRST_YEAR to LAST_YEAR; one outside is a BadTime like any bad
+  date (a bare end date of 9999-12-31 used to overflow into an HTTP 500 and a traceback).
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import zoneinfo
 from dataclasses import dataclass
 
 __all__ = ["ReportRange", "BadTime", "zone_of", "parse_time", "make_range", "iso_local",
-           "csv_file_name", "DEFAULT_SPAN_SECONDS"]
+           "csv_file_name", "DEFAULT_SPAN_SECONDS", "FIRST_YEAR", "LAST_YEAR"]
 
 DEFAULT_SPAN_SECONDS = 24 * 3600
+# No event is older than unix time 0; LAST_YEAR stays a year below Python's datetime.MAXYEAR
+# so that a bare end date's next midnight, and any range shown in any time zone, still exist.
+FIRST_YEAR, LAST_YEAR = 1970, 9998
 _BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -53,6 +58,7 @@ def parse_time(text: str, zone: dt.tzinfo, *, end: bool = False) -> float:
             day = dt.date.fromisoformat(text)
         except ValueError:
             raise BadTime(f"{text!r} is not a valid date") from None
+        _check_year(text, day.year)
         if end:
             day += dt.timedelta(days=1)
         return dt.datetime.combine(day, dt.time(0), tzinfo=zone).timestamp()
@@ -61,9 +67,16 @@ def parse_time(text: str, zone: dt.tzinfo, *, end: bool = False) -> float:
     except ValueError:
         raise BadTime(f"{text!r} is not an ISO 8601 date or date-time "
                       "(e.g. 2026-11-27 or 2026-11-27T13:00)") from None
+    _check_year(text, moment.year)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
     return moment.timestamp()
+
+
+def _check_year(text: str, year: int) -> None:
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise BadTime(f"{text!r} is out of range: reports cover the years {FIRST_YEAR} to "
+                      f"{LAST_YEAR}")
 
 
 @dataclass(frozen=True)

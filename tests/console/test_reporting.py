@@ -342,3 +342,24 @@ def test_local_logging_off_says_reports_are_empty(admin):
     admin.set(logging__local=False)
     page = admin.get("/reporting/detail").get_data(as_text=True)
     assert 'id="local-logging-off"' in page and "reports over that time are empty" in page
+
+
+# --- out-of-range dates (console-security finding 6: 9999-12-31 gave HTTP 500) -------------
+
+def test_an_out_of_range_date_is_a_form_error_not_a_500(reporter):
+    response = reporter.get("/reporting/detail?generated=1&start=2026-11-28&end=9999-12-31")
+    assert response.status_code == 400
+    assert "To: &#39;9999-12-31&#39; is out of range" in response.get_data(as_text=True)
+    response = reporter.post("/reporting/summary", {"end": "9999-12-31", "write_csv": "1"})
+    assert response.status_code == 400 and b"out of range" in response.data
+    response = reporter.get("/reporting/summary?generated=1&start=0001-01-01T00:00%2B14:00")
+    assert response.status_code == 400 and b"From: " in response.data
+
+
+def test_the_report_command_says_an_out_of_range_date_in_one_line(home, capsys):
+    from shared.cli import main
+
+    assert main(["report", "detail", "--to", "9999-12-31", "--home", str(home.root)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "mailmoat: --to: '9999-12-31' is out of range: reports cover the years 1970 to 9998"]
