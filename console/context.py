@@ -13,10 +13,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from flask import current_app, g
 
+from core.notify import disk_free_fraction
 from shared import db as shared_db
 from shared.clock import WallClock
 from shared.events import EventWriter
@@ -65,6 +67,9 @@ class ConsoleContext:
     clock: WallClock
     events: EventWriter
     failed_logons: FailedLogons = field(default_factory=FailedLogons)
+    # Free fraction of the file system of a path, as the core's low-disk alert measures it
+    # (tests put a low value in instead of filling a disk).
+    disk_free: Callable[[Path], float] = disk_free_fraction
     # Ports the listeners really use, set by console.serve (tests bind port 0); None = settings.
     bound_ports: dict[str, int] = field(default_factory=dict)
 

@@ -11,7 +11,8 @@ Rules (STYLE §1 "Console"):
 Jobs:
 - `purge_old_events` (shared.retention): daily at PURGE_AT local time (the `timezone`
   setting as read at start), and once a minute after the console starts, so a console that is
-  restarted daily still purges.
+  restarted daily still purges. The same retention applies to the copies Write to CSV saved
+  in logs/ (console.reporting.service.purge_saved_csv).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
+from console.reporting.service import purge_saved_csv
 from shared import db
 from shared.clock import WallClock
 from shared.events import Action, EventWriter
@@ -40,13 +42,14 @@ FIRST_RUN_SECONDS = 60
 
 
 def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> PurgeResult:
-    """Delete events past `logging.retention_days` (0 = keep for ever) and record an
-    `events_purged` event saying what was done. Raises what the purge raised, after
-    recording the failure."""
+    """Delete events and saved report CSVs past `logging.retention_days` (0 = keep for ever)
+    and record an `events_purged` event saying what was done. Raises what the purge raised,
+    after recording the failure."""
     conn = db.connect(home.db)
     try:
         days = load(conn)["logging.retention_days"]
         result = purge_events(conn, clock.now(), days)
+        files = purge_saved_csv(home.logs, result.cutoff) if result.cutoff is not None else 0
     except Exception as exc:
         events.record(Action.EVENTS_PURGED, result="failed", rule="logging.retention_days",
                       info=f"the event purge failed: {type(exc).__name__}: {exc}")
@@ -54,9 +57,12 @@ def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> P
     finally:
         conn.close()
     if result.cutoff is not None:
+        deleted = f"{result.deleted} event(s)" + \
+            (f" and {files} saved report CSV file(s)" if files else "")
         events.record(Action.EVENTS_PURGED, result="succeeded", rule="logging.retention_days",
-                      info=f"{result.deleted} event(s) older than {days} days deleted",
-                      data={"deleted": result.deleted, "cutoff": result.cutoff,
+                      info=f"{deleted} older than {days} days deleted",
+                      data={"deleted": result.deleted, "csv_files_deleted": files,
+                            "cutoff": result.cutoff,
                             "batches": result.batches, "seconds": round(result.seconds, 3),
                             "longest_batch_seconds": round(result.longest_batch_seconds, 4)})
     return result

@@ -8,6 +8,12 @@ Rules:
   file is renamed into place when the last row is written. A download the browser abandons
   leaves no partial file behind. The name has minutes only, so a second CSV of the same minute
   is saved as `<name>-2.csv` (and so on), never over the first (`_reserved`).
+- The saved copies are bounded, since any report-only administrator can click Write to CSV
+  (each copy can be large): after a copy is saved only the MAX_SAVED_CSV newest are kept;
+  the console's daily retention job deletes copies older than `logging.retention_days`
+  (`purge_saved_csv`, console.jobs); and while the data home's file system is under the
+  core's low-disk threshold no copy is saved (the download is still answered), so a report
+  never takes the space the spool needs.
 - Times typed in the pickers are read in the `timezone` setting (shared.report_time).
 - The pickers start out at the last 24 hours up to the *next* whole minute: the range ends
   just before To and the pickers show minutes, so a To of the current minute would leave out
@@ -20,7 +26,9 @@ Rules:
 from __future__ import annotations
 
 import itertools
+import logging
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -37,10 +45,12 @@ from shared.report_format import (DETAIL_COLUMNS, SUMMARY_COLUMNS, csv_lines, da
                                   detail_parts, detail_record, event_data, summary_records)
 from shared.report_time import (DEFAULT_SPAN_SECONDS, BadTime, ReportRange, csv_file_name,
                                 make_range)
+from core.notify import LOW_FRACTION
 from shared.retention import kept_without_local_logging
 
 __all__ = ["RangeError", "report_range", "SummaryView", "summary_view", "DetailView",
-           "detail_view", "csv_download", "local_logging_notice", "PAGE_ROWS",
+           "detail_view", "csv_download", "local_logging_notice", "PAGE_ROWS", "MAX_SAVED_CSV",
+           "saved_csv_files", "purge_saved_csv",
            "picker_value", "detail_filter", "default_picker_values", "PAGE_DETAIL_CHARS",
            "PAGE_DETAIL_PARTS"]
 
@@ -50,6 +60,11 @@ PAGE_DETAIL_PARTS = 12      # facts shown per row; "and N more" after them
 TOP_ROWS = 10
 CHUNK_BYTES = 64 * 1024
 CHUNK_ROWS = 500
+MAX_SAVED_CSV = 100         # copies of Write to CSV kept in logs/; the oldest go first
+# What Write to CSV saves (shared.report_time.csv_file_name, `_reserved`), finished or not.
+_SAVED_CSV_NAME = re.compile(r"MAILMOAT\d{12}(?:-\d+)?\.csv(?:\.part)?")
+
+log = logging.getLogger("mailmoat.console.reporting")
 
 
 class RangeError(ValueError):
@@ -183,9 +198,49 @@ def _reserved(target: Path) -> tuple[Path, Path]:
     raise AssertionError("unreachable")
 
 
+def _saved_copies(logs: Path, partial: bool) -> list[tuple[float, str, Path]]:
+    try:
+        entries = list(os.scandir(logs))
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in entries:
+        if _SAVED_CSV_NAME.fullmatch(entry.name) and (partial or entry.name.endswith(".csv")):
+            try:
+                found.append((entry.stat().st_mtime, entry.name, Path(entry.path)))
+            except FileNotFoundError:       # deleted meanwhile
+                continue
+    return sorted(found)
+
+
+def saved_csv_files(logs: Path) -> list[Path]:
+    """The saved CSV copies in `logs` (not the ones being written), oldest first."""
+    return [path for _mtime, _name, path in _saved_copies(logs, partial=False)]
+
+
+def _remove(paths: Iterable[Path]) -> int:
+    removed = 0
+    for path in paths:
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def purge_saved_csv(logs: Path, cutoff: float) -> int:
+    """Delete the saved CSV copies last written before `cutoff` (UTC unix seconds), and the
+    .part files of writes that old (left by a console that stopped mid-write); returns how
+    many files were deleted."""
+    return _remove(path for mtime, _name, path in _saved_copies(logs, partial=True)
+                   if mtime < cutoff)
+
+
 def _tee_to_file(chunks: Iterable[str], target: Path) -> Iterator[bytes]:
     """Yield each chunk as UTF-8 and write it to `target` or the next free name (through a
-    .part file renamed at the end; removed when the stream is abandoned or fails)."""
+    .part file renamed at the end; removed when the stream is abandoned or fails); then keep
+    only the MAX_SAVED_CSV newest copies."""
     target, partial = _reserved(target)
     done = False
     try:
@@ -198,13 +253,20 @@ def _tee_to_file(chunks: Iterable[str], target: Path) -> Iterator[bytes]:
     finally:
         if not done:
             partial.unlink(missing_ok=True)
+    saved = saved_csv_files(target.parent)
+    _remove(saved[:max(0, len(saved) - MAX_SAVED_CSV)])
+
+
+def _encoded(chunks: Iterable[str]) -> Iterator[bytes]:
+    for chunk in chunks:
+        yield chunk.encode("utf-8")
 
 
 def csv_download(kind: str, rng: ReportRange, flt: DetailFilter | None = None
                  ) -> tuple[str, Iterator[bytes]]:
     """(file name, byte stream) of the summary or detail CSV; the stream also saves the file
-    in the logs directory. The stream opens its own database connection, so it outlives the
-    request's."""
+    in the logs directory, unless its disk is low. The stream opens its own database
+    connection, so it outlives the request's."""
     ctx = console_context()
     values = settings()
     name = csv_file_name(ctx.clock.now(), rng.zone)
@@ -225,4 +287,10 @@ def csv_download(kind: str, rng: ReportRange, flt: DetailFilter | None = None
         finally:
             conn.close()
 
+    target.parent.mkdir(parents=True, exist_ok=True)
+    free = ctx.disk_free(target.parent)
+    if free < LOW_FRACTION:
+        log.warning("Write to CSV: %s not saved in %s, which has %.1f%% free disk space",
+                    name, target.parent, free * 100)
+        return name, _encoded(_chunks(lines()))
     return name, _tee_to_file(_chunks(lines()), target)

@@ -7,12 +7,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import time
 
 import pytest
 
+from console.reporting.service import MAX_SAVED_CSV, saved_csv_files
+from core.notify import LOW_FRACTION
+from shared import db
 from shared.clock import FakeClock
 from shared.events import Action, EventWriter
+from shared.settings_store import apply_changes
 
 URLS = ["/reporting/", "/reporting/summary", "/reporting/detail",
         "/reporting/summary?generated=1", "/reporting/detail?generated=1"]
@@ -342,6 +348,79 @@ def test_local_logging_off_says_reports_are_empty(admin):
     admin.set(logging__local=False)
     page = admin.get("/reporting/detail").get_data(as_text=True)
     assert 'id="local-logging-off"' in page and "reports over that time are empty" in page
+
+
+# --- saved CSV copies are bounded (console-security finding 5: a report-only user could fill
+# the data home's disk with Write to CSV) ------------------------------------------------------
+
+def _old_copies(logs, count: int, age_seconds: float, now: float) -> list:
+    logs.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in range(count):
+        path = logs / f"MAILMOAT20260101{n // 60:02d}{n % 60:02d}.csv"
+        path.write_text("section,item,count\r\n")
+        os.utime(path, (now - age_seconds - n, now - age_seconds - n))
+        paths.append(path)
+    return paths
+
+
+def test_write_to_csv_keeps_only_the_newest_saved_copies(reporter, clock):
+    old = _old_copies(reporter.home.logs, MAX_SAVED_CSV, 3600, time.time())
+    other = reporter.home.logs / "mailmoat-notes.txt"
+    other.write_text("not a saved report")
+    response = reporter.post("/reporting/summary", {**window(reporter), "write_csv": "1"})
+    assert response.status_code == 200 and response.get_data()    # the stream saves the copy
+    saved = saved_csv_files(reporter.home.logs)
+    assert len(saved) == MAX_SAVED_CSV
+    assert saved[-1].name == "MAILMOAT202701150800.csv"
+    assert not old[-1].exists() and old[-2].exists()     # the oldest went
+    assert other.exists()
+
+
+def test_no_copy_is_saved_while_the_disk_is_low(admin, seeded):
+    admin.app.extensions["mailmoat"].disk_free = lambda path: LOW_FRACTION / 2
+    response = admin.post("/reporting/detail", {**window(admin), "write_csv": "1"})
+    assert response.status_code == 200 and "file_deleted" in response.get_data(as_text=True)
+    assert saved_csv_files(admin.home.logs) == []
+    admin.app.extensions["mailmoat"].disk_free = lambda path: LOW_FRACTION * 2
+    admin.post("/reporting/detail", {**window(admin), "write_csv": "1"}).get_data()
+    assert len(saved_csv_files(admin.home.logs)) == 1
+
+
+def test_the_retention_job_deletes_saved_copies_older_than_the_retention(home):
+    from console.jobs import purge_old_events
+    from shared.retention import SECONDS_PER_DAY
+
+    now = time.time()
+    clock = FakeClock(now)
+    old = _old_copies(home.logs, 3, 8 * SECONDS_PER_DAY, now)
+    stale_part = home.logs / "MAILMOAT202601010000-2.csv.part"
+    stale_part.write_text("")
+    os.utime(stale_part, (now - 8 * SECONDS_PER_DAY, now - 8 * SECONDS_PER_DAY))
+    recent = _old_copies(home.logs / "x", 1, 0, now)[0].rename(
+        home.logs / "MAILMOAT202701150800.csv")
+    writer = EventWriter(home.db, "console", clock)
+    try:
+        purge_old_events(home, writer, clock)          # retention 0: kept for ever
+        assert all(p.exists() for p in old)
+        conn = db.connect(home.db)
+        try:
+            apply_changes(conn, {"logging.retention_days": 7})
+        finally:
+            conn.close()
+        purge_old_events(home, writer, clock)
+        writer.flush()
+        assert not any(p.exists() for p in old) and not stale_part.exists()
+        assert recent.exists()
+        conn = db.connect(home.db)
+        try:
+            info = conn.execute("SELECT info FROM events WHERE action = ? ORDER BY id DESC",
+                                (Action.EVENTS_PURGED.value,)).fetchone()[0]
+        finally:
+            conn.close()
+        assert "and 4 saved report CSV file(s) older than 7 days deleted" in info
+    finally:
+        writer.close()
 
 
 # --- out-of-range dates (console-security finding 6: 9999-12-31 gave HTTP 500) -------------
