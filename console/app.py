@@ -47,9 +47,11 @@ def create_app(home: DataHome, clock: WallClock | None = None,
                          liveupdate, quarantine, reporting, status)
     from console import security
     from console.auth.forms import LogoffForm
-    from console.auth.service import check_credentials, check_idle_timeout, load_user
+    from console.auth.service import (check_credentials, check_idle_timeout,
+                                      end_unknown_session, load_user)
 
     app = Flask(__name__)
+    app.session_interface = security.SchemeSessionInterface()
     app.config.update(
         # A fresh key per process: sessions end when the console restarts, and no secret
         # has to be stored. HTTP and HTTPS are served by this one app, so they share it.
@@ -87,7 +89,7 @@ def create_app(home: DataHome, clock: WallClock | None = None,
 
     @app.before_request
     def _session_checks():
-        if not check_credentials(current_user):
+        if not end_unknown_session(current_user) and not check_credentials(current_user):
             check_idle_timeout(current_user)
 
     for module in (auth, status, configuration, antivirus, antispam, filtering, quarantine,

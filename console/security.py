@@ -1,4 +1,5 @@
-"""Request-level protection: security headers, request ids, error pages, HTTPS for logons.
+"""Request-level protection: security headers, request ids, error pages, HTTPS for logons,
+session cookies per scheme.
 
 Rules:
 - No traceback or exception text ever reaches a page: every error page is a fixed text with
@@ -7,6 +8,11 @@ Rules:
   style, so the Content-Security-Policy forbids both.
 - With `https.logons` on, the logon and password pages answer plain HTTP with a redirect to
   the same path on the HTTPS port (guide §3 "Configuring HTTPS options").
+- The session cookie of HTTPS is its own: named SECURE_SESSION_COOKIE, marked `Secure`, and
+  never read over HTTP; plain HTTP keeps `mailmoat_session` (`SchemeSessionInterface`). A
+  session started at the HTTPS logon therefore never travels or works over HTTP. One name
+  for both would not do: a browser does not let an http:// page replace a `Secure` cookie,
+  so the HTTP port could no longer start a session once HTTPS had set one.
 """
 
 from __future__ import annotations
@@ -18,13 +24,15 @@ from functools import wraps
 from typing import Callable
 
 from flask import Flask, g, redirect, render_template, request
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
 from console.context import console_context, settings
 from shared.events import Action
 
-__all__ = ["install", "logon_page", "SECURITY_HEADERS", "https_url"]
+__all__ = ["install", "logon_page", "SECURITY_HEADERS", "https_url", "SchemeSessionInterface",
+           "SECURE_SESSION_COOKIE"]
 
 log = logging.getLogger("mailmoat.console")
 
@@ -38,6 +46,14 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
+# No Strict-Transport-Security, on purpose: HSTS binds the whole host name, every port
+# (RFC 6797 §8.3 keeps a non-80 port as it is), so a browser that saw it once would ask for
+# https://host:8003/ — and the plain-HTTP port the guide keeps (and any other web service
+# on the host) would stop working for it. The Secure cookie of HTTPS is what keeps an HTTPS
+# session off the wire.
+
+# The `__Secure-` prefix makes browsers refuse the name unless Secure and set over HTTPS.
+SECURE_SESSION_COOKIE = "__Secure-mailmoat_session"
 
 MAX_POST_OCTETS = 2 * 1024 * 1024      # the largest request body the console reads
 
@@ -70,6 +86,17 @@ def logon_page(view: Callable) -> Callable:
             return redirect(https_url(), code=302 if request.method == "GET" else 307)
         return view(*args, **kwargs)
     return wrapper
+
+
+class SchemeSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions with one cookie per scheme: HTTPS's is Secure and is
+    the only one HTTPS reads; HTTP reads only its own (see the module rules)."""
+
+    def get_cookie_name(self, app: Flask) -> str:
+        return SECURE_SESSION_COOKIE if request.is_secure else super().get_cookie_name(app)
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return request.is_secure
 
 
 def _error_page(code: int, title: str | None = None, text: str | None = None):

@@ -1,4 +1,5 @@
-"""Accounts, logon checks, idle timeout and the logon events (SPEC §7, guide Table 3-2).
+"""Accounts, logon checks, sessions, idle timeout and the logon events (SPEC §7, guide
+Table 3-2).
 
 Rules:
 - Two built-in accounts: `admin` (administrator) and `report` (report-only administrator,
@@ -7,13 +8,22 @@ Rules:
   the third failure for an account name and every one after it also writes `failed_logon`
   (data {"account", "count"}), which the core's alert engine turns into the failed_logons
   alert. A successful logon resets the count.
+- A client with too many failed logons is locked out for a while (console.throttle): its
+  attempts are refused (`LogonsLockedOut`) without checking the password, and the lockout
+  writes one `failed_logon` event (result locked_out), which raises the same alert.
+- A session lives on the server (console.sessions): the cookie carries only its random id.
+  A request whose id is not live is logged off (`end_unknown_session`). Log Off, the idle
+  timeout and a password change end the session on the server, so an old copy of the
+  cookie opens nothing.
 - A session ends after `admin.timeout_minutes` without a request (both roles), measured on
   the app's wall clock so tests move time without sleeping.
 - A session ends at its next request once its account's password has changed (console,
   `config set`/`import`, `init --reset-admin-password`): at logon the session keeps the
   account's credential generation, an HMAC of the stored password hash under the app's
-  secret key (no new state; the cookie shows nothing derived from the hash without the key).
-  The session that changed its own password in the console is given the new generation.
+  secret key; it is compared with the stored hash's at every request. The session that
+  changed its own password in the console is given the new generation.
+- A session started over HTTPS is not used over plain HTTP (its cookie is `Secure` and has
+  its own name, console.app; the server refuses it as well).
 - Passwords are compared only through `shared.settings.check_password`.
 """
 
@@ -21,38 +31,59 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, request, session, url_for
 from flask_login import UserMixin, current_user, login_user, logout_user
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 
 from console.context import console_context, settings
 from console.roles import Role
+from console.sessions import SessionRecord
+from console.throttle import FAILED_LOGON_WINDOW_SECONDS, FAILED_LOGONS_PER_CLIENT
 from shared.events import Action
 from shared.settings import PASSWORD_MAX_CHARS, check_password
 
 __all__ = ["User", "ACCOUNTS", "authenticate", "load_user", "log_on", "log_off",
-           "check_idle_timeout", "check_credentials", "keep_session_after_password_change",
-           "record_unauthorized", "login_required_response",
-           "safe_next", "FAILED_LOGONS_ALERT_AT"]
+           "check_idle_timeout", "check_credentials", "end_unknown_session",
+           "keep_session_after_password_change", "record_unauthorized",
+           "login_required_response", "safe_next", "LogonsLockedOut", "FAILED_LOGONS_ALERT_AT"]
 
 ACCOUNTS = {"admin": Role.ADMINISTRATOR, "report": Role.REPORT_ONLY}
 _PASSWORD_KEYS = {"admin": "admin.password", "report": "admin.report_only.password"}
 FAILED_LOGONS_ALERT_AT = 3  # guide Table 3-2: alert on the third failure, then every one
 ACCOUNT_NAME_MAX_CHARS = 64  # longer names are cut before counting and logging
-_SEEN = "seen"  # session key: wall-clock time of the last request
-_GENERATION = "generation"  # session key: the account's credential generation at logon
+# Flask-Login keeps the user id (for us: the session id) under this session key.
+_SESSION_ID_KEY = "_user_id"
+
+
+class LogonsLockedOut(Exception):
+    """Logons from this client are refused for `seconds` more (console.throttle)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"logons refused for {seconds:.0f} s")
+        self.seconds = seconds
+
+    @property
+    def minutes(self) -> int:
+        return max(1, math.ceil(self.seconds / 60))
 
 
 @dataclass(eq=False)
 class User(UserMixin):
-    id: str
+    id: str                         # the account name
     role: Role
+    session_id: str | None = None   # console.sessions: what Flask-Login keeps in the cookie
 
     @property
     def is_administrator(self) -> bool:
         return self.role is Role.ADMINISTRATOR
+
+    def get_id(self) -> str | None:
+        return self.session_id
 
 
 def _account_enabled(name: str, values: dict) -> bool:
@@ -62,11 +93,17 @@ def _account_enabled(name: str, values: dict) -> bool:
     return name in ACCOUNTS
 
 
-def load_user(user_id: str) -> User | None:
-    """Flask-Login's loader: the account while it exists and is enabled."""
-    if user_id in ACCOUNTS and _account_enabled(user_id, settings()):
-        return User(user_id, ACCOUNTS[user_id])
-    return None
+def load_user(session_id: str) -> User | None:
+    """Flask-Login's loader: the live session's user, while its account exists and is
+    enabled and (for a session started over HTTPS) the request came over HTTPS."""
+    sessions = console_context().sessions
+    record = sessions.get(session_id)
+    if record is None or (record.is_secure and not request.is_secure):
+        return None
+    if record.account not in ACCOUNTS or not _account_enabled(record.account, settings()):
+        sessions.end(session_id)        # enabling the account again does not revive it
+        return None
+    return User(record.account, ACCOUNTS[record.account], session_id)
 
 
 def authenticate(name: str, password: str) -> User | None:
@@ -89,51 +126,91 @@ def _generation(name: str, values: dict) -> str:
     return hmac.new(current_app.secret_key, stored.encode(), hashlib.sha256).hexdigest()[:32]
 
 
+def _record_logoff(user_id: str, reason: str, client_ip: str | None) -> None:
+    console_context().events.record(Action.LOGOFF, result=reason, client_ip=client_ip,
+                                    info=user_id, data={"user": user_id, "reason": reason})
+
+
 def log_on(name: str, password: str) -> User | None:
-    """Check the credentials, start the session and write the events. None = refused."""
+    """Check the credentials, start the session and write the events. None = refused.
+
+    Raises LogonsLockedOut while the client is locked out, and for the failure that locks
+    it out."""
     ctx = console_context()
+    client_ip = request.remote_addr
+    now = ctx.clock.now()
+    locked_for = ctx.throttle.locked_for(client_ip, now)
+    if locked_for:
+        raise LogonsLockedOut(locked_for)
     name = name.strip()[:ACCOUNT_NAME_MAX_CHARS]
     user = authenticate(name, password)
     if user is None:
         count = ctx.failed_logons.fail(name)
-        ctx.events.record(Action.LOGON, result="failure", client_ip=request.remote_addr,
+        ctx.events.record(Action.LOGON, result="failure", client_ip=client_ip,
                           info=name, data={"user": name})
         if count >= FAILED_LOGONS_ALERT_AT:
             ctx.events.record(Action.FAILED_LOGON, result="failure",
-                              client_ip=request.remote_addr, info=name,
+                              client_ip=client_ip, info=name,
                               data={"account": name, "count": count})
+        locked_for = ctx.throttle.fail(client_ip, now)
+        if locked_for:
+            ctx.events.record(
+                Action.FAILED_LOGON, result="locked_out", client_ip=client_ip,
+                info=f"{FAILED_LOGONS_PER_CLIENT} failed logons from this client within "
+                     f"{FAILED_LOGON_WINDOW_SECONDS // 60} minutes: its logons are refused "
+                     f"for {locked_for / 60:.0f} minutes",
+                data={"account": name, "failures": FAILED_LOGONS_PER_CLIENT,
+                      "window_seconds": FAILED_LOGON_WINDOW_SECONDS,
+                      "locked_seconds": locked_for})
+            raise LogonsLockedOut(locked_for)
         return None
     ctx.failed_logons.reset(name)
+    idle_seconds = settings()["admin.timeout_minutes"] * 60
+    for ended in ctx.sessions.end_idle(now, idle_seconds):
+        _record_logoff(ended.account, "timeout", ended.client_ip)
     session.clear()  # no session fixation: nothing from before the logon survives
+    user.session_id = ctx.sessions.start(SessionRecord(
+        account=name, generation=_generation(name, settings()), seen=now,
+        is_secure=request.is_secure, client_ip=client_ip))
     login_user(user)
-    session[_SEEN] = ctx.clock.now()
-    session[_GENERATION] = _generation(name, settings())
-    ctx.events.record(Action.LOGON, result="success", client_ip=request.remote_addr,
+    ctx.events.record(Action.LOGON, result="success", client_ip=client_ip,
                       info=name, data={"user": name})
     return user
 
 
-def log_off(user_id: str, reason: str = "logoff") -> None:
-    console_context().events.record(Action.LOGOFF, result=reason,
-                                    client_ip=request.remote_addr, info=user_id,
-                                    data={"user": user_id, "reason": reason})
+def log_off(user: User, reason: str = "logoff") -> None:
+    """End `user`'s session on the server and in the browser, and write the logoff event."""
+    console_context().sessions.end(user.session_id)
+    _record_logoff(user.id, reason, request.remote_addr)
     logout_user()
     session.clear()
+
+
+def end_unknown_session(user) -> bool:
+    """Before each request: a cookie that names a session which is not live (ended, timed
+    out, from before a restart's sweep, or started over HTTPS and sent over HTTP) is cleared.
+    True when that happened."""
+    if user.is_authenticated or _SESSION_ID_KEY not in session:
+        return False
+    session.clear()
+    flash("Your session has ended. Please log on again.", "info")
+    return True
 
 
 def check_idle_timeout(user) -> bool:
     """Before each request: end the session when idle too long. True when it ended."""
     if not user.is_authenticated:
         return False
-    now = console_context().clock.now()
-    seen = session.get(_SEEN)
+    ctx = console_context()
+    now = ctx.clock.now()
+    record = ctx.sessions.get(user.session_id)
     limit_seconds = settings()["admin.timeout_minutes"] * 60
-    if seen is None or now - seen > limit_seconds:
-        log_off(user.id, "timeout")
+    if record is None or now - record.seen > limit_seconds:
+        log_off(user, "timeout")
         flash(f"Your session ended after {settings()['admin.timeout_minutes']} minute(s) "
               "without activity. Please log on again.", "info")
         return True
-    session[_SEEN] = now
+    ctx.sessions.update(user.session_id, seen=now)
     return False
 
 
@@ -142,9 +219,11 @@ def check_credentials(user) -> bool:
     True when it ended."""
     if not user.is_authenticated:
         return False
-    if hmac.compare_digest(session.get(_GENERATION, ""), _generation(user.id, settings())):
+    record = console_context().sessions.get(user.session_id)
+    kept = record.generation if record else ""
+    if hmac.compare_digest(kept, _generation(user.id, settings())):
         return False
-    log_off(user.id, "password_changed")
+    log_off(user, "password_changed")
     flash("The password of this account was changed. Please log on again.", "info")
     return True
 
@@ -153,7 +232,8 @@ def keep_session_after_password_change(account: str) -> None:
     """After `account`'s password was saved in this session: when it is this session's own
     account, the session stays logged on (other sessions of the account end)."""
     if current_user.is_authenticated and current_user.id == account:
-        session[_GENERATION] = _generation(account, settings())
+        console_context().sessions.update(current_user.session_id,
+                                          generation=_generation(account, settings()))
 
 
 def record_unauthorized(user_id: str, path: str) -> None:
@@ -162,15 +242,45 @@ def record_unauthorized(user_id: str, path: str) -> None:
                                     data={"user": user_id, "path": path})
 
 
+def _accepts_get(target: str) -> bool:
+    """True when the local URL `target` has a page to show (a GET view)."""
+    adapter = current_app.create_url_adapter(request)
+    try:
+        adapter.match(urlsplit(target).path, method="GET")
+    except RequestRedirect:     # e.g. a missing trailing slash: the redirect leads to a page
+        return True
+    except HTTPException:       # no such page, or one that only takes a form (405)
+        return False
+    return True
+
+
+def _form_page() -> str | None:
+    """For a form posted without a live session: the page that showed the form (the same
+    URL when it has a GET view, else the same-site Referer), so that logging on again leads
+    back there and not to a URL that only takes the post (405)."""
+    own = request.full_path.rstrip("?")
+    if _accepts_get(own):
+        return own
+    referrer = urlsplit(request.referrer or "")
+    if referrer.netloc == request.host and referrer.path:
+        return referrer.path + (f"?{referrer.query}" if referrer.query else "")
+    return None
+
+
 def login_required_response():
-    return redirect(url_for("auth.logon", next=request.full_path.rstrip("?")))
+    """Send an anonymous request to the logon page; `next` is where logging on leads back."""
+    target = request.full_path.rstrip("?") if request.method in ("GET", "HEAD") \
+        else _form_page()
+    return redirect(url_for("auth.logon", next=target) if target else url_for("auth.logon"))
 
 
 def safe_next(target: str | None) -> str:
-    """Only a path on this site is followed after logon (no open redirect)."""
+    """Only a page on this site is followed after logon (no open redirect, and never a URL
+    that only takes a form post); anything else leads to Status."""
     if target:
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc and target.startswith("/") \
-                and not target.startswith("//") and "\\" not in target:
+                and not target.startswith("//") and "\\" not in target \
+                and _accepts_get(target):
             return target
     return url_for("status.index")

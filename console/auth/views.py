@@ -1,11 +1,15 @@
-"""Logon and logoff pages. With `https.logons` on, the logon page is served over HTTPS only."""
+"""Logon and logoff pages. With `https.logons` on, the logon page is served over HTTPS only.
+
+A client locked out after too many failed logons (console.throttle) gets the logon page with
+the reason, HTTP 429 Too Many Requests and Retry-After.
+"""
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from console.auth import bp
 from console.auth.forms import LogoffForm, LogonForm
-from console.auth.service import log_off, log_on, safe_next
+from console.auth.service import LogonsLockedOut, log_off, log_on, safe_next
 from console.roles import Access, public, requires
 from console.security import logon_page
 
@@ -18,8 +22,15 @@ def logon():
         return redirect(safe_next(request.args.get("next")))
     form = LogonForm(next=request.args.get("next", ""))
     if form.validate_on_submit():
-        if log_on(form.username.data, form.password.data):
-            return redirect(safe_next(form.next.data))
+        try:
+            if log_on(form.username.data, form.password.data):
+                return redirect(safe_next(form.next.data))
+        except LogonsLockedOut as locked:
+            flash("Too many failed logons from your computer's address: logons from it are "
+                  f"refused for {locked.minutes} more minute(s). Other computers can still "
+                  "log on.", "error")
+            return render_template("auth/logon.html", form=form), 429, \
+                {"Retry-After": str(int(locked.seconds) + 1)}
         flash("The user name or password is incorrect.", "error")
         return render_template("auth/logon.html", form=form), 200
     return render_template("auth/logon.html", form=form)
@@ -29,6 +40,6 @@ def logon():
 @requires(Access.REPORTS)
 def logoff():
     if LogoffForm().validate_on_submit():
-        log_off(current_user.id)
+        log_off(current_user)
         flash("You have logged off.", "info")
     return redirect(url_for("auth.logon"))

@@ -185,19 +185,24 @@ def test_logon_follows_local_next(console):
 
 
 def test_https_logons_redirects_logon_and_password_pages_to_https(console):
+    assert console.logon().status_code == 302            # over HTTP, before the switch
     console.set(https__logons=True)
-    response = console.get("/logon")
+    response = console.get("/configuration/accounts")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://localhost:8043/configuration/accounts"
+    assert console.get("/configuration/setup").status_code == 200   # other pages stay on HTTP
+    anonymous = Console(console.app, console.home)
+    response = anonymous.get("/logon")
     assert response.status_code == 302
     assert response.headers["Location"] == "https://localhost:8043/logon"
     secure = Console(console.app, console.home, base_url="https://localhost:8043")
     assert secure.get("/logon").status_code == 200
     assert secure.logon().status_code == 302
-    response = secure.client.get("/configuration/accounts", base_url="http://localhost")
-    assert response.status_code == 302
-    assert response.headers["Location"].startswith("https://localhost:8043/configuration/accounts")
     assert secure.get("/configuration/accounts").status_code == 200
-    # other pages stay on HTTP
-    assert secure.client.get("/configuration/setup", base_url="http://localhost").status_code == 200
+    # the session of the HTTPS logon is not used over HTTP (console-security finding 2)
+    response = secure.client.get("/configuration/setup", base_url="http://localhost")
+    assert response.status_code == 302 and "/logon" in response.headers["Location"]
+    assert secure.get("/configuration/setup").status_code == 200
 
 
 def test_security_headers_on_every_response(console):
@@ -214,6 +219,7 @@ def test_session_cookie_is_http_only(console):
     console.logon()
     cookie = console.client.get_cookie("mailmoat_session")
     assert cookie is not None and cookie.http_only and cookie.same_site == "Lax"
+    assert not cookie.secure             # HTTP's cookie; HTTPS has its own, Secure one
 
 
 def test_no_inline_script_or_style_in_pages(admin):

@@ -1,0 +1,81 @@
+"""Logon throttling per client address: a password cannot be guessed at wire speed.
+
+Rules:
+- FAILED_LOGONS_PER_CLIENT failed logons from one client within FAILED_LOGON_WINDOW_SECONDS
+  lock that client out for LOCKOUT_SECONDS: while locked out, its logon attempts are refused
+  (HTTP 429) without checking the password. Before this, 40 guesses took 3.5 seconds.
+- Per client, never per account: locking an account would let anyone lock the administrator
+  out. Logons from other clients go on as before.
+- A successful logon does not clear the client's count: with the report-only password known,
+  logging on as `report` between guesses would otherwise reset the count for `admin`.
+  Failures older than the window simply stop counting.
+- An IPv6 client counts by its /64 (one host usually owns a whole /64, so counting single
+  addresses would let it rotate through them); an IPv4 client by its address.
+- In the console process's memory, like the failed-logon counts of the alert
+  (console.context.FailedLogons): a restart starts again. Bounded: past MAX_CLIENTS clients
+  the one that failed least recently is forgotten. Times come from the app's wall clock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+__all__ = ["LogonThrottle", "FAILED_LOGONS_PER_CLIENT", "FAILED_LOGON_WINDOW_SECONDS",
+           "LOCKOUT_SECONDS", "client_key"]
+
+FAILED_LOGONS_PER_CLIENT = 10
+FAILED_LOGON_WINDOW_SECONDS = 15 * 60
+LOCKOUT_SECONDS = 15 * 60
+MAX_CLIENTS = 10_000
+IPV6_PREFIX_BITS = 64
+
+
+def client_key(address: str | None) -> str:
+    """What a client is counted by: its IPv4 address, or its IPv6 /64."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or ""
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_PREFIX_BITS), strict=False))
+    return str(ip)
+
+
+@dataclass
+class _Client:
+    failures: deque = field(default_factory=lambda: deque(maxlen=FAILED_LOGONS_PER_CLIENT))
+    locked_until: float = 0.0
+
+
+class LogonThrottle:
+    def __init__(self) -> None:
+        self._clients: OrderedDict[str, _Client] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def locked_for(self, address: str | None, now: float) -> float:
+        """Seconds the client is still locked out for (0 = it may try)."""
+        with self._lock:
+            client = self._clients.get(client_key(address))
+            return max(0.0, client.locked_until - now) if client else 0.0
+
+    def fail(self, address: str | None, now: float) -> float:
+        """Count one failed logon of the client; returns LOCKOUT_SECONDS when this failure
+        locks it out, else 0."""
+        key = client_key(address)
+        with self._lock:
+            client = self._clients.pop(key, None) or _Client()
+            self._clients[key] = client
+            while len(self._clients) > MAX_CLIENTS:
+                self._clients.popitem(last=False)
+            client.failures.append(now)
+            if len(client.failures) == FAILED_LOGONS_PER_CLIENT and \
+                    now - client.failures[0] <= FAILED_LOGON_WINDOW_SECONDS:
+                client.failures.clear()
+                client.locked_until = now + LOCKOUT_SECONDS
+                return float(LOCKOUT_SECONDS)
+            return 0.0
