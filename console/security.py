@@ -1,5 +1,5 @@
 """Request-level protection: security headers, request ids, error pages, HTTPS for logons,
-session cookies per scheme.
+session cookies per scheme, bidi controls shown in pages.
 
 Rules:
 - No traceback or exception text ever reaches a page: every error page is a fixed text with
@@ -13,6 +13,12 @@ Rules:
   session started at the HTTPS logon therefore never travels or works over HTTP. One name
   for both would not do: a browser does not let an http:// page replace a `Secure` cookie,
   so the HTTP port could no longer start a session once HTTPS had set one.
+- Text shown in a page has its bidirectional control characters shown as visible marks
+  (`visible_bidi`, installed as Jinja's `finalize`): a right-to-left override in a sender or
+  a file name would otherwise show `exe.gpj` as `jpg.exe`. Every plain value a template
+  prints passes through it; markup made by code (form fields, charts) does not, so what a
+  form field holds is sent back unchanged, and the charts call it themselves. A value a
+  template writes into a form by hand (a hidden input) is marked `|as_is` for the same reason.
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ from typing import Callable
 from flask import Flask, g, redirect, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
+from markupsafe import Markup, escape
 from werkzeug.exceptions import HTTPException
 
 from console.context import console_context, settings
 from shared.events import Action
 
 __all__ = ["install", "logon_page", "SECURITY_HEADERS", "https_url", "SchemeSessionInterface",
-           "SECURE_SESSION_COOKIE"]
+           "SECURE_SESSION_COOKIE", "visible_bidi", "BIDI_CONTROLS"]
 
 log = logging.getLogger("mailmoat.console")
 
@@ -54,6 +61,12 @@ SECURITY_HEADERS = {
 
 # The `__Secure-` prefix makes browsers refuse the name unless Secure and set over HTTPS.
 SECURE_SESSION_COOKIE = "__Secure-mailmoat_session"
+
+# Unicode's explicit bidirectional formatting characters (UAX #9 §2): embeddings and
+# overrides U+202A-U+202E, isolates U+2066-U+2069, the marks U+200E/U+200F and U+061C.
+BIDI_CONTROLS = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A),
+                           0x200E, 0x200F, 0x061C])
+_BIDI_SHOWN = {code: f"\u27e8U+{code:04X}\u27e9" for code in BIDI_CONTROLS}
 
 MAX_POST_OCTETS = 2 * 1024 * 1024      # the largest request body the console reads
 
@@ -86,6 +99,25 @@ def logon_page(view: Callable) -> Callable:
             return redirect(https_url(), code=302 if request.method == "GET" else 307)
         return view(*args, **kwargs)
     return wrapper
+
+
+def visible_bidi(text: str) -> str:
+    """`text` with each bidi control character replaced by a visible `⟨U+202E⟩`."""
+    return text.translate(_BIDI_SHOWN)
+
+
+def _finalize(value):
+    """Jinja's `finalize`: every plain string a template prints shows its bidi controls;
+    Markup (form fields, charts) is left as it is."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible_bidi(value)
+    return value
+
+
+def _as_is(value) -> Markup:
+    """The `as_is` filter: the value escaped but with its characters as they are, for a form
+    value that must come back unchanged."""
+    return escape(value)
 
 
 class SchemeSessionInterface(SecureCookieSessionInterface):
@@ -123,6 +155,8 @@ def _ipv4_clients_as_ipv4(wsgi_app):
 
 def install(app: Flask) -> None:
     app.wsgi_app = _ipv4_clients_as_ipv4(app.wsgi_app)
+    app.jinja_env.finalize = _finalize   # read when a template is compiled, i.e. later
+    app.jinja_env.filters["as_is"] = _as_is
 
     @app.before_request
     def assign_request_id():

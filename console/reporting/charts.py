@@ -8,23 +8,32 @@
 No script, no CDN, no inline style (the CSP forbids both): SVG presentation attributes only.
 Every bar has a <title>, so hovering shows its exact count, and the page repeats the numbers
 in tables. The count axis and colours come from console.status.chart (`nice_ceiling`,
-`SERIES_STYLE`), so both pages read the same way.
+`SERIES_STYLE`), so both pages read the same way. Text in the SVG shows bidi control
+characters as visible marks, as every page does (console.security.visible_bidi): the top
+charts name subjects and file names taken from mail.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import html
 from dataclasses import dataclass
-from html import escape
 
 from markupsafe import Markup
 
+from console.security import visible_bidi
 from console.status.chart import SERIES_STYLE, nice_ceiling
 from shared.events import Action
 from shared.report import DISPOSITION_SERIES
 from shared.report_time import ReportRange
 
 __all__ = ["Buckets", "bucket_counts", "disposition_chart_svg", "top_chart_svg", "STYLE"]
+
+
+def escape(text) -> str:
+    """Text for the SVG: HTML-escaped, bidi controls shown."""
+    return html.escape(visible_bidi(str(text)))
+
 
 WIDTH, HEIGHT = 800, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 56, 44

@@ -442,3 +442,23 @@ def test_the_report_command_says_an_out_of_range_date_in_one_line(home, capsys):
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [
         "mailmoat: --to: '9999-12-31' is out of range: reports cover the years 1970 to 9998"]
+
+
+# --- bidi control characters (console-security finding 8) ----------------------------------
+
+def test_bidi_controls_show_as_marks_in_the_report_pages_and_stay_in_the_csv(admin, clock):
+    writer = EventWriter(admin.home.db, "core", FakeClock(clock.now() - 600))
+    writer.record(Action.ATTACHMENT_DELETED, queue_id="Q1", sender="\u202eexe.gpj@ext.test",
+                  subject="\u200fpay\u061c", data={"file": "\u202egnp.exe"})
+    writer.close()
+    query = "start=2027-01-14T08:00&end=2027-01-15T08:00&generated=1"
+    for tab in ("detail", "summary"):
+        page = admin.get(f"/reporting/{tab}?{query}").get_data(as_text=True)
+        assert "\u27e8U+202E\u27e9gnp.exe" in page, tab
+        assert not any(c in page for c in "\u202e\u200f\u061c"), tab
+    page = admin.get(f"/reporting/detail?{query}").get_data(as_text=True)
+    assert "\u27e8U+202E\u27e9exe.gpj@ext.test" in page
+    assert "\u27e8U+200F\u27e9pay\u27e8U+061C\u27e9" in page
+    body = admin.post("/reporting/detail", {**window(admin), "write_csv": "1"}).get_data(
+        as_text=True)
+    assert "\u202eexe.gpj@ext.test" in body and "\u27e8" not in body

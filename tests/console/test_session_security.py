@@ -1,6 +1,6 @@
 """Console sessions as an attacker meets them (console-security findings): sessions that end
 on the server, the HTTPS session cookie, logon throttling per client, a form posted after the
-session ended."""
+session ended, and bidi control characters in message-derived text."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from console.throttle import (FAILED_LOGON_WINDOW_SECONDS, FAILED_LOGONS_PER_CLI
                               LOCKOUT_SECONDS)
 from core.notify import alert_key
 from shared.events import Action
+from shared.spool import Envelope, Spool
 
 from .conftest import ADMIN_PASSWORD, REPORT_PASSWORD, Console
 
@@ -168,3 +169,38 @@ def test_logon_does_not_follow_a_next_that_only_takes_a_post(console):
     response = console.post("/logon", {"username": "admin", "password": ADMIN_PASSWORD,
                                        "next": "/configuration/hold/action"})
     assert response.headers["Location"] == "/status/"
+
+
+# --- bidi control characters (finding 8: sender shown reversed) ----------------------------
+
+def test_a_right_to_left_override_in_a_quarantined_sender_is_shown_as_a_mark(admin, home):
+    spool = Spool(home.spool)
+    incoming = spool.open_incoming("0123456789AB")
+    incoming.write(b"From: x@ext.test\r\nSubject: s\r\n\r\nbody\r\n")
+    envelope = Envelope.new("0123456789AB", "\u202eexe.gpj@ext.test", ["user@local.test"],
+                            meta={"kind": "virus_quarantine", "virus": ["Mailmoat.Test.EICAR"],
+                                  "files": ["\u2067gnp.exe\u2069"], "actions": ["drop"],
+                                  "quarantined_at": 1_800_000_000})
+    spool.commit([incoming.prepare(envelope)], "quarantine/virus")
+    page = admin.get("/antivirus/quarantine").get_data(as_text=True)
+    assert "\u27e8U+202E\u27e9exe.gpj@ext.test" in page
+    assert "\u27e8U+2067\u27e9gnp.exe\u27e8U+2069\u27e9" in page
+    for control in "\u202e\u2067\u2069":
+        assert control not in page
+
+
+def test_form_values_keep_their_bidi_controls(app):
+    from flask import render_template_string
+    from wtforms import Form, StringField
+
+    class Search(Form):
+        term = StringField()
+
+    text = "\u202eabc"
+    with app.test_request_context("/"):
+        html = render_template_string(
+            '{{ text }}|<input value="{{ text|as_is }}">|{{ form.term() }}',
+            text=text, form=Search(data={"term": text}))
+    shown, hidden, field = html.split("|")
+    assert shown == "\u27e8U+202E\u27e9abc"
+    assert hidden == f'<input value="{text}">' and f'value="{text}"' in field
