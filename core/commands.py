@@ -37,6 +37,13 @@ async def _stopped_by_signal():
     ignored until it has stopped: Ctrl-C reaches every process of the group, and `run` then
     sends its children SIGTERM too — with the default action back in place, that killed the
     core halfway through its clean stop (no service_stopped, an improper start next time)."""
+    # What the receiver restores when it closes, and then re-raises any signal it took in but
+    # nobody read: ignored, not the default action — `run`'s SIGTERM after a Ctrl-C arriving
+    # during the clean stop killed the finished process before it could say so, exit status
+    # -15. (The receiver's own handler is in place while children are started, so they get
+    # the default action back at exec.)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             async def first_signal():
@@ -71,6 +78,7 @@ def serve_core(args) -> int:
         if isinstance(failure, (CoreAlreadyRunning, ListenFailed)):
             raise CommandFailed(str(failure)) from None
         raise
+    print("Mailmoat core stopped.", flush=True)     # as the console says it
     return 0
 
 
@@ -106,6 +114,7 @@ def supervise(args) -> int:
                 nursery.start_soon(_keep_running, part, str(home.root))
 
     trio.run(main)
+    print("Mailmoat stopped.", flush=True)
     return 0
 
 

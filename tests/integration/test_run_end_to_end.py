@@ -194,6 +194,8 @@ def test_ctrl_c_stops_every_process_cleanly(tmp_path):
     assert _core_events(home)[-1] == "service_stopped", output[-3000:]
     assert not (home.run / "core.running").exists()
     assert "Traceback" not in output, output[-3000:]
+    for line in ("Mailmoat core stopped.", "Mailmoat console stopped.", "Mailmoat stopped."):
+        assert line in output.splitlines(), output[-3000:]
 
 
 def _core_events(home) -> list[str]:
