@@ -21,7 +21,7 @@ from flask import current_app, g
 
 from console.sessions import Sessions
 from console.throttle import LogonThrottle
-from core.notify import disk_free_fraction
+from shared.disk import disk_free_fraction
 from shared import db as shared_db
 from shared.clock import WallClock
 from shared.events import EventWriter

@@ -41,7 +41,7 @@ from pathlib import Path
 import trio
 
 from shared import db
-from shared.disk import is_out_of_space
+from shared.disk import LOW_DISK_FRACTION, disk_free_fraction, is_out_of_space
 from shared.events import Action
 from shared.guide_texts import ALERT_TEXTS
 
@@ -52,7 +52,7 @@ POLL_SECONDS = 1.0
 READ_LIMIT = 1000
 THROTTLE_SECONDS = 300.0
 MAX_EVENTS_LISTED = 20
-LOW_FRACTION = 0.10            # Table 3-2: "less than 10 percent"
+LOW_FRACTION = LOW_DISK_FRACTION   # Table 3-2: "less than 10 percent", memory too
 REARM_FRACTION = 0.12
 RESOURCE_CHECK_SECONDS = 60.0
 CONNECTION_FAILURE_STATUSES = ("4.4.1", "4.4.2", "4.4.0", "5.4.4", "4.4.3")
@@ -345,11 +345,6 @@ class AlertEngine:
 
 
 # --- resources ----------------------------------------------------------------------------------
-
-def disk_free_fraction(path: Path) -> float:
-    st = os.statvfs(path)
-    return st.f_bavail / st.f_blocks if st.f_blocks else 1.0
-
 
 def memory_available_fraction() -> float:
     try:

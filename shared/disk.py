@@ -10,11 +10,27 @@ could not write, or skip it, and try again; SMTP answers 452 4.3.1 (core/smtp/se
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
+from pathlib import Path
 
-__all__ = ["is_out_of_space", "OUT_OF_SPACE_RETRY_SECONDS"]
+__all__ = ["is_out_of_space", "disk_free_fraction", "OUT_OF_SPACE_RETRY_SECONDS",
+           "LOW_DISK_FRACTION"]
 
 OUT_OF_SPACE_RETRY_SECONDS = 1.0  # a writer that hit a full disk tries again this often
+# Under this free fraction a disk is low: the low_disk alert (guide Table 3-2: "less than 10
+# percent"), and the console saves no copy of a CSV report.
+LOW_DISK_FRACTION = 0.10
+
+
+def disk_free_fraction(path: str | os.PathLike) -> float:
+    """Free fraction (0..1) of the file system holding `path`: space or inodes, whichever
+    is lower (some file systems, btrfs, report no inode count)."""
+    st = os.statvfs(Path(path))
+    fractions = [st.f_bavail / st.f_blocks if st.f_blocks else 1.0]
+    if st.f_files:
+        fractions.append(st.f_favail / st.f_files)
+    return min(fractions)
 
 def is_out_of_space(exc: BaseException) -> bool:
     """True when *exc* says the disk (or the user's quota) is full."""

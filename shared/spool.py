@@ -51,6 +51,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
+from shared.disk import disk_free_fraction
+
 INCOMING = "incoming"
 CORRUPT = "corrupt"
 MESSAGE_QUEUES = ("fast", "slow", "hold", "quarantine/spam", "quarantine/virus")
@@ -676,12 +678,8 @@ class Spool:
         return iter(sorted(n for n in os.listdir(self.root / queue) if _NAME_RE.fullmatch(n)))
 
     def disk_free_fraction(self) -> float:
-        """Free fraction (0..1) of the spool file system: space or inodes, whichever is lower."""
-        st = os.statvfs(self.root)
-        fractions = [st.f_bavail / st.f_blocks if st.f_blocks else 1.0]
-        if st.f_files:      # some file systems (btrfs) report no inode count
-            fractions.append(st.f_favail / st.f_files)
-        return min(fractions)
+        """Free fraction (0..1) of the spool file system (shared.disk)."""
+        return disk_free_fraction(self.root)
 
     # startup ------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ from shared.report_format import (DETAIL_COLUMNS, SUMMARY_COLUMNS, csv_lines, da
                                   detail_parts, detail_record, event_data, summary_records)
 from shared.report_time import (DEFAULT_SPAN_SECONDS, BadTime, ReportRange, csv_file_name,
                                 make_range)
-from core.notify import LOW_FRACTION
+from shared.disk import LOW_DISK_FRACTION
 from shared.retention import kept_without_local_logging
 
 __all__ = ["RangeError", "report_range", "SummaryView", "summary_view", "DetailView",
@@ -289,7 +289,7 @@ def csv_download(kind: str, rng: ReportRange, flt: DetailFilter | None = None
 
     target.parent.mkdir(parents=True, exist_ok=True)
     free = ctx.disk_free(target.parent)
-    if free < LOW_FRACTION:
+    if free < LOW_DISK_FRACTION:
         log.warning("Write to CSV: %s not saved in %s, which has %.1f%% free disk space",
                     name, target.parent, free * 100)
         return name, _encoded(_chunks(lines()))

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from console.reporting.service import MAX_SAVED_CSV, saved_csv_files
-from core.notify import LOW_FRACTION
+from shared.disk import LOW_DISK_FRACTION
 from shared import db
 from shared.clock import FakeClock
 from shared.events import Action, EventWriter
@@ -378,11 +378,11 @@ def test_write_to_csv_keeps_only_the_newest_saved_copies(reporter, clock):
 
 
 def test_no_copy_is_saved_while_the_disk_is_low(admin, seeded):
-    admin.app.extensions["mailmoat"].disk_free = lambda path: LOW_FRACTION / 2
+    admin.app.extensions["mailmoat"].disk_free = lambda path: LOW_DISK_FRACTION / 2
     response = admin.post("/reporting/detail", {**window(admin), "write_csv": "1"})
     assert response.status_code == 200 and "file_deleted" in response.get_data(as_text=True)
     assert saved_csv_files(admin.home.logs) == []
-    admin.app.extensions["mailmoat"].disk_free = lambda path: LOW_FRACTION * 2
+    admin.app.extensions["mailmoat"].disk_free = lambda path: LOW_DISK_FRACTION * 2
     admin.post("/reporting/detail", {**window(admin), "write_csv": "1"}).get_data()
     assert len(saved_csv_files(admin.home.logs)) == 1
 
