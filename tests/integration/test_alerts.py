@@ -86,28 +86,31 @@ async def test_low_disk_event_is_alerted_with_the_directory(tmp_path, sink, nurs
     core.cancel_scope.cancel()
 
 
-async def test_engine_cursor_survives_restart_without_repeats(tmp_path):
-    home = make_home(tmp_path, admin__emails=["a@local.test"], alerts__config_change=True)
-    sent = []
+class _NoEvents:
+    def record(self, *a, **k):
+        pass
 
+
+async def _engine(home, sent: list) -> AlertEngine:
+    """An alert engine of `home` whose mails go into `sent`, its cursor loaded as at start."""
     async def submit(sender, recipients, data, kind):
         sent.append(data)
         return "Q"
 
-    class NoEvents:
-        def record(self, *a, **k):
-            pass
-
-    def settings():
-        return stored_settings(home)
-
-    engine = AlertEngine(home.db, home.run, settings, NoEvents(), submit, lambda: "mm.test")
+    engine = AlertEngine(home.db, home.run, lambda: stored_settings(home), _NoEvents(), submit,
+                         lambda: "mm.test")
     engine.cursor = await trio.to_thread.run_sync(engine._load_cursor)
+    return engine
+
+
+async def test_engine_cursor_survives_restart_without_repeats(tmp_path):
+    home = make_home(tmp_path, admin__emails=["a@local.test"], alerts__config_change=True)
+    sent: list = []
+    engine = await _engine(home, sent)
     _console_event(home, Action.OBJECT_MODIFIED, info="setup")
     _console_event(home, Action.OBJECT_MODIFIED, info="content")
     assert await engine.poll_once() == ["Q"]           # two events, one mail
-    again = AlertEngine(home.db, home.run, settings, NoEvents(), submit, lambda: "mm.test")
-    again.cursor = await trio.to_thread.run_sync(again._load_cursor)
+    again = await _engine(home, sent)
     assert await again.poll_once() == []
     assert len(sent) == 1 and b"Configuration Change" in sent[0]
 
@@ -176,19 +179,8 @@ async def test_an_event_field_cannot_forge_lines_of_an_alert_mail(tmp_path):
     """A user name with line breaks on the logon form went verbatim into the Frequent Failed
     Logon Attempts mail: a forged "logon ... success" line (console-security finding)."""
     home = make_home(tmp_path, admin__emails=["a@local.test"])
-    sent = []
-
-    async def submit(sender, recipients, data, kind):
-        sent.append(data)
-        return "Q"
-
-    class NoEvents:
-        def record(self, *a, **k):
-            pass
-
-    engine = AlertEngine(home.db, home.run, lambda: stored_settings(home), NoEvents(), submit,
-                         lambda: "mm.test")
-    engine.cursor = await trio.to_thread.run_sync(engine._load_cursor)
+    sent: list = []
+    engine = await _engine(home, sent)
     forged = "admin\r\n2026-11-29 08:00:00 UTC  logon  admin success"
     _console_event(home, Action.FAILED_LOGON, client_ip="192.0.2.7",
                    info=f"user {forged}: wrong password")
