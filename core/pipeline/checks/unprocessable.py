@@ -9,6 +9,8 @@ content unexpanded, so it counts here too.
 
 from __future__ import annotations
 
+import re
+
 from core.pipeline.findings import Finding
 
 MAX_FINDINGS = 20   # one event per error, but a hostile message cannot flood the log
@@ -24,9 +26,19 @@ def check(view, settings) -> list[Finding]:
     for part, reason in errors[:MAX_FINDINGS]:
         location = view.parts[part].location if part is not None else "message"
         out.append(Finding(rule="scan.unprocessable", action=action, event="scan_error",
-                           part=part, reason=f"cannot process {location}: {reason}",
+                           part=part, reason=f"cannot process {_shown(location)}: {reason}",
                            data={"location": location}))
     if len(errors) > MAX_FINDINGS:
         out.append(Finding(rule="scan.unprocessable", action=action, event="scan_error",
                            reason=f"{len(errors) - MAX_FINDINGS} more unprocessable parts"))
     return out
+
+
+_REPEATED_STEP = re.compile(r"(\.\d+)\1{3,}")
+
+
+def _shown(location: str) -> str:
+    """A location for reading: a step repeated many times once, with its count
+    ("part1.1.1.1.1.1" -> "part1.1×5"); a 100-deep nest took 200 characters of the event."""
+    return _REPEATED_STEP.sub(lambda m: f"{m.group(1)}×{len(m.group(0)) // len(m.group(1))}",
+                              location)

@@ -383,7 +383,10 @@ def test_content_nested_past_the_mime_limit_follows_scan_unprocessable(setting):
     # regression: delivered unscanned with only a `malformed` event
     _, findings, verdict = verdict_of(_nested_multipart(120), scan__unprocessable=setting)
     assert [f.event for f in findings] == ["scan_error"]
-    assert "MIME nesting deeper than 100" in findings[0].reason
+    # the 100-step location once, with its count (it took 200 characters of the event)
+    assert findings[0].reason == ("cannot process part1.1×99: MIME nesting deeper than 100 "
+                                  "levels not followed (its content was not scanned)")
+    assert findings[0].data["location"] == "part1" + ".1" * 99
     assert verdict.disposition == setting and verdict.rule == "scan.unprocessable"
 
 
