@@ -15,12 +15,7 @@ import pytest
 from console.serve import ConsoleServer
 from shared import db
 from shared.settings_store import apply_changes
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.support.core import free_ports
 
 
 def _get(url: str, timeout: float = 5.0) -> int:
@@ -62,11 +57,11 @@ def test_http_and_https_are_served_at_once(server):
 
 
 def test_listeners_move_when_the_port_settings_change(server, home):
-    _set(home, http__port=free_port(), https__port=free_port())
+    _set(home, **dict(zip(("http__port", "https__port"), free_ports(2))))
     console = server()
     old_http = console.listeners["http"].port
     assert _get(f"http://127.0.0.1:{old_http}/logon") == 200
-    new_http, new_https = free_port(), free_port()
+    new_http, new_https = free_ports(2)
     _set(home, http__port=new_http, https__port=new_https)
     console.poll_once()
     assert console.listeners["http"].port == new_http
@@ -77,7 +72,7 @@ def test_listeners_move_when_the_port_settings_change(server, home):
 
 
 def test_a_port_that_cannot_be_bound_keeps_the_old_listener(server, home):
-    _set(home, http__port=free_port(), https__port=free_port())
+    _set(home, **dict(zip(("http__port", "https__port"), free_ports(2))))
     console = server()
     old = console.listeners["http"].port
     with socket.socket() as busy:
@@ -90,7 +85,7 @@ def test_a_port_that_cannot_be_bound_keeps_the_old_listener(server, home):
 
 
 def test_mailmoat_console_prints_urls_and_stops_cleanly_on_sigterm(home):
-    http_port, https_port = free_port(), free_port()
+    http_port, https_port = free_ports(2)
     _set(home, http__port=http_port, https__port=https_port)
     process = subprocess.Popen(
         [sys.executable, "-c", "import sys; from shared.cli import main; sys.exit(main())",

@@ -19,7 +19,7 @@ from shared.home import initialise
 from shared.paths import DataHome
 from shared.settings_store import apply_changes
 
-__all__ = ["free_port", "wait_port", "make_home", "set_settings", "CoreProcess", "ADMIN_PASSWORD",
+__all__ = ["free_port", "free_ports", "wait_port", "make_home", "set_settings", "CoreProcess", "ADMIN_PASSWORD",
            "DEAD_RESOLVER"]
 
 ADMIN_PASSWORD = "Secret-Test-1"
@@ -27,9 +27,21 @@ DEAD_RESOLVER = "127.0.0.1:9"  # discard port: nothing answers, lookups time out
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports: held open together while they are picked (one
+    at a time, the kernel may hand out the same port twice: "https.port: already used by
+    http.port" in CI)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def routed_home(tmp_path, sink, **changes) -> DataHome:
@@ -73,12 +85,13 @@ def set_settings(home: DataHome, **changes) -> None:
 def make_home(root: Path, **changes) -> DataHome:
     home = DataHome(Path(root))
     initialise(home, ADMIN_PASSWORD)
+    smtp_port, http_port, https_port = free_ports(3)
     base = {
-        "smtp.port": free_port(), "smtp.listen": ["127.0.0.1"], "smtp.hostname": "mailmoat.test",
+        "smtp.port": smtp_port, "smtp.listen": ["127.0.0.1"], "smtp.hostname": "mailmoat.test",
         # In-process listener so tests can look at the server object; tests of the
         # listener processes set smtp.listener_processes themselves.
         "smtp.listener_processes": 1,
-        "http.port": free_port(), "https.port": free_port(),
+        "http.port": http_port, "https.port": https_port,
         "dns.resolvers": [DEAD_RESOLVER], "dns.timeout_seconds": 1,
         "delivery.retry_initial_seconds": 1, "delivery.retry_max_seconds": 2,
     }
