@@ -12,14 +12,13 @@ Improper shutdown: a marker file in `run/` exists while the core runs; finding i
 means the previous run did not stop cleanly (kill -9, power cut) → `service_start_improper`.
 
 One core per data home: the core holds an flock on `run/core.lock` for its lifetime, taken
-before it touches the spool or the marker. A second core raises CoreAlreadyRunning. The
-kernel drops the lock with the process (kill -9 too), so a lock is never stale; the file is
-close-on-exec and no child is forked without exec, so no child keeps it.
+before it touches the spool or the marker (shared.home.hold_lock; `mailmoat run` holds
+`run/run.lock` the same way). A second core raises CoreAlreadyRunning. No child is forked
+without exec, so no child keeps the lock.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from shared import db
 from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.disk import is_out_of_space
 from shared.events import Action, EventWriter
-from shared.home import machine_hostname
+from shared.home import AlreadyRunning, hold_lock, machine_hostname
 from shared.paths import DataHome
 from shared.retention import local_storage_filter
 from shared.spool import Spool
@@ -52,24 +51,7 @@ except Exception:  # running from a tree that is not installed
     VERSION = "0.0.0"
 
 
-class CoreAlreadyRunning(Exception):
-    """Another core holds this data home (message names its pid)."""
-
-
-def _hold_core_lock(home: DataHome) -> int:
-    """Take `run/core.lock` for this process; returns the descriptor to keep open.
-    Raises CoreAlreadyRunning when another process holds it."""
-    fd = os.open(home.run / "core.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-        os.close(fd)
-        raise CoreAlreadyRunning(f"another Mailmoat core is running on this data home "
-                                 f"(pid {pid})") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, str(os.getpid()).encode(), 0)
-    return fd
+CoreAlreadyRunning = AlreadyRunning     # another core holds run/core.lock
 
 
 STOP_ALERT_SECONDS = 15.0   # a clean stop waits this long at most for its alert's delivery
@@ -99,7 +81,7 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
     finally:
         conn.close()
     home.create()
-    lock = _hold_core_lock(home)
+    lock = hold_lock(home, "core.lock", "Mailmoat core")
     try:
         await _run_locked(home, clock, pipeline_options, task_status)
     finally:

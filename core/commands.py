@@ -84,12 +84,19 @@ def serve_core(args) -> int:
 
 def supervise(args) -> int:
     from shared import db
-    from shared.home import open_db
+    from shared.home import AlreadyRunning, hold_lock, open_db
     from shared.settings_store import load
 
     home = resolve_home(args.home)
     if not home.exists():
         raise CommandFailed(f"no Mailmoat data home at {home.root}; run `mailmoat init` first")
+    home.create()
+    try:
+        # held until this process ends: a second `run` would restart its core and console
+        # for ever against the first one's, an improper-start alert each time
+        hold_lock(home, "run.lock", "`mailmoat run`")
+    except AlreadyRunning as exc:
+        raise CommandFailed(str(exc)) from None
     conn = db.connect(home.db)
     try:
         db.migrate(conn)  # `run` applies migrations itself (issue 2)

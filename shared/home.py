@@ -4,8 +4,9 @@ that needs the database.
 
 from __future__ import annotations
 
-import os
+import fcntl
 import functools
+import os
 import secrets
 import socket
 import sqlite3
@@ -17,7 +18,29 @@ from shared.settings import generated_values
 from shared.settings_store import apply_changes, load, stored_keys
 from shared.tls import ensure_self_signed
 
-__all__ = ["initialise", "open_db", "InitResult", "HomeMissing", "machine_hostname"]
+__all__ = ["initialise", "open_db", "InitResult", "HomeMissing", "machine_hostname",
+           "AlreadyRunning", "hold_lock"]
+
+
+class AlreadyRunning(Exception):
+    """Another process holds this data home's lock of that name (message names its pid)."""
+
+
+def hold_lock(home: DataHome, name: str, what: str) -> int:
+    """Take the flock `run/<name>` for this process (one `what` per data home); returns the
+    descriptor to keep open. The kernel drops it with the process (kill -9 too), so a lock
+    is never stale; close-on-exec, so no child keeps it. Raises AlreadyRunning."""
+    fd = os.open(home.run / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise AlreadyRunning(f"another {what} is running on this data home (pid {pid})"
+                             ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
 
 
 class HomeMissing(RuntimeError):

@@ -234,3 +234,22 @@ def _wait_for_events(home, expected, timeout=60.0):
     while _core_events(home)[:len(expected)] != expected:
         assert time.monotonic() < deadline, _core_events(home)
         time.sleep(0.2)
+
+
+def test_a_second_run_on_the_same_home_is_refused_in_one_line(tmp_path):
+    """It used to start its own core and console, which failed against the first run's and
+    were restarted for ever, each first failure mailed as an improper shutdown."""
+    home = make_home(tmp_path, smtp__listener_processes=1)
+    run, log, settings = _start_run(tmp_path, home, start_new_session=True)
+    try:
+        _wait_for_events(home, ["service_started"])
+        second = subprocess.run([sys.executable, "-m", "shared.cli", "run", "--home",
+                                 str(home.root)], capture_output=True, text=True, timeout=60)
+    finally:
+        os.killpg(run.pid, signal.SIGTERM)
+        run.wait(timeout=90)
+        log.close()
+    assert second.returncode == 1
+    assert second.stderr == (f"mailmoat: another `mailmoat run` is running on this data home "
+                             f"(pid {run.pid})\n")
+    assert second.stdout == ""
