@@ -72,7 +72,7 @@ def with_text(raw: bytes, part: Part, added: str, nl: bytes, content_type: str |
     changes: dict[str, str] = {}
     work = data if encoding == "base64" else body     # where the offsets below point
     brk = line_break(work, b"\r\n" if encoding == "base64" else nl)
-    found = _BODY_END.search(work) if is_html else None
+    found = _body_end(work) if is_html else None
     at = found.start() if found else len(work)
     before = work[:at]
     ends_line = before.endswith(b"\n") and not (encoding == "quoted-printable"
@@ -104,6 +104,15 @@ def with_text(raw: bytes, part: Part, added: str, nl: bytes, content_type: str |
 _KEPT_ENCODINGS = ("7bit", "", "8bit", "binary", "quoted-printable", "base64")
 _SEVEN_BIT = ("7bit", "")
 _BODY_END = re.compile(rb"</body\s*>", re.IGNORECASE)
+
+
+def _body_end(data: bytes) -> re.Match | None:
+    """The last </body>: an earlier one may be text inside a <script> string, where the
+    addition would break the script and be shown to no one."""
+    found = None
+    for found in _BODY_END.finditer(data):
+        pass
+    return found
 _CHARSET_PARAM = re.compile(r'(;\s*charset\s*=\s*)("[^"]*"|[^;\s]*)', re.IGNORECASE)
 
 
@@ -122,7 +131,7 @@ def _with_wide_text(data: bytes, codec: str, added: str, is_html: bool) -> bytes
             return None
     except UnicodeError:
         return None
-    found = _BODY_END.search(text.encode("ascii", "replace")) if is_html else None
+    found = _body_end(text.encode("ascii", "replace")) if is_html else None
     at = found.start() if found else len(text)     # ASCII "replace" keeps the indexes
     first = text.find("\n")
     brk = "\r\n" if first > 0 and text[first - 1] == "\r" else "\n"

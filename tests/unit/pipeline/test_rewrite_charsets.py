@@ -304,3 +304,16 @@ def _without_disclaimer(markup: bytes) -> set[bytes]:
     brk = 2 if markup[:start].endswith(b"\r\n") else 1 if markup[:start].endswith(b"\n") else 0
     return {markup[:start] + markup[found.end():],
             markup[:start - brk] + markup[found.end():]}
+
+
+def test_html_gets_the_disclaimer_before_its_last_body_end_tag():
+    """A </body> in a script string is not the end of the body (regressions finding 3):
+    there the disclaimer broke the script and was shown to no one."""
+    markup = (b'<html><body><script>var t = "</body>";</script><p>Hello</p>\r\n'
+              b"</body></html>\r\n")
+    out = _disclaimer(_single(b"utf-8", b"8bit", markup, ctype=b"text/html"))
+    body = out.split(b"\r\n\r\n", 1)[1]
+    assert body.startswith(b'<html><body><script>var t = "</body>";</script><p>Hello</p>')
+    script_end = body.index(b"</script>")
+    assert body.index("disclaimer".encode()) > script_end
+    assert body.rstrip().endswith(b"</body></html>")
