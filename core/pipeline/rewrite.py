@@ -11,7 +11,9 @@ as received (tests/unit/pipeline/test_rewrite.py proves it part by part).
                     message itself (a single-part message) gets the text as its new body.
     replace_part    the part's body is replaced by data["content"], base64-encoded.
     add_text        appended to the first text/plain and text/html bodies of the message
-                    (not of attached messages); with none, a text part is added. The text
+                    (not of attached messages); with none, a text part is added; in a
+                    signed message (multipart/signed, S/MIME) a text part beside the signed
+                    content, so that the signature still checks. The text
                     it is appended to keeps its bytes and charset (text_append.py says how);
                     a plain text whose charset cannot hold the addition gets it in a text
                     part of its own beside it.
@@ -228,7 +230,13 @@ def rewrite(raw: bytes, view: MessageView, edits, *, forward_subject: str | None
             root_body = text.encode("utf-8")
         else:
             bodies = _text_bodies(view, covered)
-            if root.id in [p.id for p in bodies]:
+            if not splices and _inside_signed(view, bodies):
+                # beside the signed content, never in it: a signature that checked before
+                # must check after (PGP/MIME, S/MIME)
+                splices.append((*root.body_span, _wrap_root(raw, root, top,
+                                                            _text_part(added, nl), nl,
+                                                            first=False)))
+            elif root.id in [p.id for p in bodies]:
                 splices.append((*root.body_span, _append_to_root(raw, root, top, added, nl)))
             elif bodies:
                 for part in bodies:
@@ -294,6 +302,18 @@ def _text_bodies(view: MessageView, covered) -> list[Part]:
         elif part.content_type == "text/html" and html_part is None:
             html_part = part
     return [p for p in (plain, html_part) if p is not None]
+
+
+_SIGNED_TYPES = ("multipart/signed", "application/pkcs7-mime", "application/x-pkcs7-mime")
+
+
+def _inside_signed(view: MessageView, bodies: list[Part]) -> bool:
+    """Whether the message is signed (or S/MIME-wrapped) or a body to append to is inside a
+    signed part."""
+    signed = [p.span for p in view.parts if p.content_type in _SIGNED_TYPES and p.span]
+    if view.parts and view.parts[0].content_type in _SIGNED_TYPES:
+        return True
+    return any(s <= b.span[0] and b.span[1] <= e for s, e in signed for b in bodies)
 
 
 def _field_value(editor: HeaderEditor, name: str) -> str | None:

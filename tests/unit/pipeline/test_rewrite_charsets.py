@@ -317,3 +317,31 @@ def test_html_gets_the_disclaimer_before_its_last_body_end_tag():
     script_end = body.index(b"</script>")
     assert body.index("disclaimer".encode()) > script_end
     assert body.rstrip().endswith(b"</body></html>")
+
+
+SIGNED_CONTENT = (b"Content-Type: text/plain; charset=utf-8\r\n\r\nThe contract is attached.\r\n")
+PGP_SIGNED = (HEAD + b"MIME-Version: 1.0\r\nContent-Type: multipart/signed; "
+              b'micalg=pgp-sha256; protocol="application/pgp-signature"; boundary="sig"\r\n\r\n'
+              b"--sig\r\n" + SIGNED_CONTENT + b"--sig\r\n"
+              b"Content-Type: application/pgp-signature; name=signature.asc\r\n\r\n"
+              b"-----BEGIN PGP SIGNATURE-----\r\niQEzBAEBCAAdFiEE\r\n"
+              b"-----END PGP SIGNATURE-----\r\n--sig--\r\n")
+SMIME_OPAQUE = (HEAD + b"MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; "
+                b"smime-type=signed-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64"
+                b"\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQExDzANBglghkgBZQMEAgEFADCABgkqhkiG9w0BBwGg\r\n")
+
+
+@pytest.mark.parametrize("raw, signed_type", [(PGP_SIGNED, "multipart/signed"),
+                                              (SMIME_OPAQUE, "application/pkcs7-mime")])
+def test_a_signed_message_gets_the_disclaimer_beside_what_is_signed(raw, signed_type):
+    """Appended inside the signed text it broke every PGP/MIME and S/MIME signature
+    (regressions finding 4): it goes into a part of its own, the signed entity unchanged."""
+    out = _disclaimer(raw)
+    head, body = raw.split(b"\r\n\r\n", 1)
+    signed_entity = head.split(b"MIME-Version: 1.0\r\n", 1)[1] + b"\r\n\r\n" + body
+    assert signed_entity in out                       # byte for byte: it still verifies
+    parsed = email.message_from_bytes(out, policy=policy.default)
+    assert parsed.get_content_type() == "multipart/mixed"
+    first, second = parsed.get_payload()
+    assert first.get_content_type() == signed_type
+    assert DISCLAIMER in second.get_content()
