@@ -90,7 +90,12 @@ class ListenerPool:
             command = [sys.executable, "-P", "-m", "core.smtp.listener_main", "--home",
                        str(self.home.root), "--fd", str(theirs.fileno()), "--share",
                        str(self.count), "--index", str(index)]
-            process = await trio.lowlevel.open_process(command, pass_fds=(theirs.fileno(),))
+            # A process group of its own: a terminal's Ctrl-C goes to the core (which stops
+            # the listeners) and not to a listener still importing, where it printed a
+            # KeyboardInterrupt traceback. A listener still ends with the core, kill -9
+            # too: it stops when the socket pair closes.
+            process = await trio.lowlevel.open_process(command, pass_fds=(theirs.fileno(),),
+                                                       process_group=0)
             theirs.close()
             stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
             try:
