@@ -405,7 +405,18 @@ class SmtpServer:
         except OSError:             # gone before its session began (ENOTCONN)
             await stream.aclose()
             return
-        async with self.limiter:
+        try:
+            await self.limiter.acquire()
+        except trio.Cancelled:
+            # a stop while it waited for a session slot: told as the served ones are
+            with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_REPLY_SECONDS):
+                try:
+                    await stream.send_all(R.R421_SHUTTING_DOWN.to_bytes())
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+                await stream.aclose()
+            raise
+        try:
             self.active += 1
             self.max_active_seen = max(self.max_active_seen, self.active)
             try:
@@ -422,6 +433,8 @@ class SmtpServer:
                 self.active -= 1
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
+        finally:
+            self.limiter.release()
 
 
 class _Session:

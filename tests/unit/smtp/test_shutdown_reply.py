@@ -131,3 +131,23 @@ async def test_an_open_session_is_told_421_when_the_listener_stops(tmp_path):
     assert greeting.startswith(b"220 ")
     assert await stream.receive_some(512) == b"421 4.3.2 Service shutting down, closing " \
         b"transmission channel\r\n"
+
+
+async def test_a_connection_waiting_for_a_session_slot_is_told_421_too(tmp_path):
+    settings = {**defaults(), "smtp.port": 0, "smtp.listen": ["127.0.0.1"],
+                "smtp.max_incoming": 1}
+    spool = Spool(tmp_path / "spool")
+    server = SmtpServer(settings=lambda: settings, spool=spool, committer=GroupCommitter(spool),
+                        events=_Events(), counters=Counters(), clock=SYSTEM_CLOCK,
+                        on_accepted=lambda *a: None, ssl_context=lambda: None,
+                        diagnostics_dir=tmp_path, hostname=lambda: "gw.test")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        served = await trio.open_tcp_stream(*server.bound[0])
+        assert (await served.receive_some(512)).startswith(b"220 ")
+        waiting = await trio.open_tcp_stream(*server.bound[0])     # no slot: no greeting
+        with trio.move_on_after(0.3):
+            assert await waiting.receive_some(512) == b"", "greeted without a free slot"
+        nursery.cancel_scope.cancel()
+    assert await waiting.receive_some(512) == b"421 4.3.2 Service shutting down, closing " \
+        b"transmission channel\r\n"
