@@ -15,8 +15,9 @@ Rules:
 - 250 after DATA only when `GroupCommitter.commit` returned: message and envelope fsync'd,
   renamed into fast/, directory fsync'd (ARCHITECTURE invariant 1).
 - A client that vanishes mid-DATA leaves nothing queued: the incoming entry is aborted.
-- `RCPT TO:<Postmaster>` without a domain (RFC 5321 §4.5.1: always accepted) is mail for
-  this gateway's postmaster: accepted as the addresses of `admin.emails`, which the envelope
+- `RCPT TO:<Postmaster>` without a domain (RFC 5321 §4.5.1: always accepted), and
+  postmaster@ the gateway's own host name, is mail for this gateway's postmaster: accepted
+  from any client (no relay check) as the addresses of `admin.emails`, which the envelope
   and the accepted event then name. An administrator should set `admin.emails`; while it is
   empty such mail goes to postmaster@ the gateway's host name (smtp.hostname, else the
   machine's), which reaches someone only if routing.local or DNS leads that name to a mail
@@ -646,15 +647,16 @@ class _Session:
                 self.mail_params = event.params
                 await self.write(conn.send(R.R250_SENDER_OK))
         elif isinstance(event, RcptTo):
+            if self._is_our_postmaster(event.address):
+                self.recipients += self._postmasters()
+                await self.write(conn.send(R.R250_RECIPIENT_OK))
+                return
             refusal = check_recipient(event.address, self.client_ip, self.client_ptr,
                                       self.settings)
             if refusal:
                 await self._refuse(refusal, recipient=event.address)
             else:
-                if "@" in event.address:
-                    self.recipients.append(event.address)
-                else:                       # <Postmaster>, the only one without a domain
-                    self.recipients += self._postmasters()
+                self.recipients.append(event.address)
                 await self.write(conn.send(R.R250_RECIPIENT_OK))
         elif isinstance(event, DataRequested):
             await self._start_data()
@@ -672,8 +674,17 @@ class _Session:
         elif isinstance(event, (Quit, ConnectionClosed)):
             pass
 
+    def _is_our_postmaster(self, address: str) -> bool:
+        """<Postmaster> (the only address without a domain) or postmaster@ this gateway's
+        own host name, in any case (module rules)."""
+        local, _, domain = address.rpartition("@")
+        if not local:
+            return True
+        return local.lower() == "postmaster" \
+            and domain.lower().rstrip(".") == self.hostname.lower().rstrip(".")
+
     def _postmasters(self) -> list[str]:
-        """Who gets mail for the domainless <Postmaster> (module rules)."""
+        """Who gets mail for this gateway's postmaster (module rules)."""
         return list(self.settings["admin.emails"]) or [f"postmaster@{self.hostname}"]
 
     async def _refuse(self, refusal, recipient: str | None = None,

@@ -250,7 +250,8 @@ async def _mail_to_postmaster(listener: _Listener, rcpt: bytes, *more: bytes):
     return [r.address for r in stored.recipients], accepted["recipients"]
 
 
-@pytest.mark.parametrize("rcpt", [b"<Postmaster>", b"<postmaster>", b"<@relay.test:POSTMASTER>"])
+@pytest.mark.parametrize("rcpt", [b"<Postmaster>", b"<postmaster>", b"<@relay.test:POSTMASTER>",
+                                  b"<postmaster@gw.test>", b"<PostMaster@GW.test>"])
 async def test_mail_for_the_domainless_postmaster_goes_to_the_administrators(tmp_path, nursery,
                                                                            rcpt):
     # smtp-security finding 5: accepted, then relayed as <Postmaster> to routing.default
