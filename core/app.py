@@ -241,6 +241,7 @@ async def _mail_stop_alert(events: EventWriter, alerts, queue) -> None:
     until now (Service Stop, when enabled) and give their delivery STOP_ALERT_SECONDS.
     What does not make it in time stays in the spool for the next start; an error here
     leaves the events to the next start's alert engine, as before."""
+    queue.deliver_alerts_only()
     with trio.move_on_after(STOP_ALERT_SECONDS):
         try:
             await events.committed()

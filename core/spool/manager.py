@@ -101,6 +101,7 @@ class QueueManager:
         self._handed_over: dict[str, Envelope] = {}  # at most FAST_CHANNEL_SIZE entries
         self._slow_send, self._slow_recv = trio.open_memory_channel(SLOW_CHANNEL_SIZE)
         self._fast_ids: set[str] = set()      # in fast/ as far as we know
+        self._alerts_only = False             # stopping: see deliver_alerts_only
         self._busy: set[str] = set()          # queued in a channel or being handled
         self._paused: dict[str, str] = {}     # id -> queue, waiting for delivery.paused off
         self._deleting: set[str] = set()      # dropped, deleted once its events are written
@@ -385,10 +386,16 @@ class QueueManager:
             for scope in self._attempts:
                 scope.deadline = min(scope.deadline, deadline)
 
+    def deliver_alerts_only(self) -> None:
+        """The core is stopping (core/app.py): attempts in progress go on, and the Service
+        Stop alert may still go out, but no other delivery starts — every attempt cut at
+        the end of the stop grace is a message a slow next hop may get twice."""
+        self._alerts_only = True
+
     async def _attempt(self, queue: str, envelope: Envelope) -> None:
         """Start a delivery attempt of the message in a task of its own, or have it wait for
         a full next hop (rule 8)."""
-        if self._stopping:
+        if self._stopping or (self._alerts_only and envelope.meta.get("kind") != "alert"):
             return
         hops = {hop.key for hop in self._routes(envelope, self.settings())}
         queue_id = envelope.queue_id

@@ -580,3 +580,19 @@ async def test_past_max_waiting_the_workers_wait_and_every_message_still_goes(
     await sink.await_messages(12)
     await h.until(lambda: h.ids("fast") == [])
     assert sink.max_open_connections == 1
+
+
+async def test_while_the_core_stops_only_alerts_start_a_delivery(tmp_path, sink, running):
+    """core/app.py's stop: the Service Stop alert still goes out, but nothing else starts
+    (an attempt cut at the end of the stop grace may reach a slow next hop twice)."""
+    h = Harness(tmp_path, routes_to(("dest.test", sink), ("admin.test", sink)))
+    manager = await running(h)
+    manager.deliver_alerts_only()
+    waiting = h.put("alice@sender.test", ["bob@dest.test"])
+    manager.message_accepted(waiting)
+    await manager.submit_generated("", ["admin@admin.test"], b"Subject: stop\r\n\r\nbye\r\n",
+                                   kind="alert")
+    [alert] = await sink.await_messages(1)
+    assert alert.recipients == ["admin@admin.test"]
+    await h.until(lambda: h.events.of(Action.COMPLETED))
+    assert len(sink.messages) == 1 and h.ids("fast") == [waiting]   # for the next start
