@@ -111,15 +111,20 @@ async def test_a_hand_over_to_a_stopped_queue_manager_does_not_cost_the_250(tmp_
     assert seen == ["queued"], "no 250 for a queued message: the client sends it again"
 
 
+def _plain_server(tmp_path, **changes) -> SmtpServer:
+    """A listener on a free loopback port that accepts and forgets (nothing is sent)."""
+    settings = {**defaults(), "smtp.port": 0, "smtp.listen": ["127.0.0.1"], **changes}
+    spool = Spool(tmp_path / "spool")
+    return SmtpServer(settings=lambda: settings, spool=spool, committer=GroupCommitter(spool),
+                      events=_Events(), counters=Counters(), clock=SYSTEM_CLOCK,
+                      on_accepted=lambda *a: None, ssl_context=lambda: None,
+                      diagnostics_dir=tmp_path, hostname=lambda: "gw.test")
+
+
 async def test_an_open_session_is_told_421_when_the_listener_stops(tmp_path):
     """RFC 5321 §3.8: a server shutting down closes its sessions with 421, which a client
     reads as "try again later" rather than a broken connection (soak test)."""
-    settings = {**defaults(), "smtp.port": 0, "smtp.listen": ["127.0.0.1"]}
-    spool = Spool(tmp_path / "spool")
-    server = SmtpServer(settings=lambda: settings, spool=spool, committer=GroupCommitter(spool),
-                        events=_Events(), counters=Counters(), clock=SYSTEM_CLOCK,
-                        on_accepted=lambda *a: None, ssl_context=lambda: None,
-                        diagnostics_dir=tmp_path, hostname=lambda: "gw.test")
+    server = _plain_server(tmp_path)
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
         stream = await trio.open_tcp_stream(*server.bound[0])
@@ -134,13 +139,7 @@ async def test_an_open_session_is_told_421_when_the_listener_stops(tmp_path):
 
 
 async def test_a_connection_waiting_for_a_session_slot_is_told_421_too(tmp_path):
-    settings = {**defaults(), "smtp.port": 0, "smtp.listen": ["127.0.0.1"],
-                "smtp.max_incoming": 1}
-    spool = Spool(tmp_path / "spool")
-    server = SmtpServer(settings=lambda: settings, spool=spool, committer=GroupCommitter(spool),
-                        events=_Events(), counters=Counters(), clock=SYSTEM_CLOCK,
-                        on_accepted=lambda *a: None, ssl_context=lambda: None,
-                        diagnostics_dir=tmp_path, hostname=lambda: "gw.test")
+    server = _plain_server(tmp_path, **{"smtp.max_incoming": 1})
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve)
         served = await trio.open_tcp_stream(*server.bound[0])
