@@ -72,7 +72,7 @@ def from_address(settings: Mapping, hostname: str) -> tuple[str, str]:
 
 def one_line(text: str) -> str:
     """`text` as one line: control characters and line separators shown as escapes
-    (`\x0a`). What a sender or a logon form put in a subject, an address or a user name
+    (`\\x0a`). What a sender or a logon form put in a subject, an address or a user name
     must not start a line of its own in an alert or notification (a forged "logon ...
     success" line), nor break a header field."""
     return _CONTROLS.sub(_escaped, text)

@@ -114,6 +114,17 @@ def _received_name(name: str) -> str:
     return _NOT_IN_RECEIVED_NAME.sub("?", name[:RECEIVED_NAME_CHARS])
 
 
+async def _say_shutting_down(send) -> None:
+    """At a stop, `await send()` the 421 4.3.2 (RFC 5321 §3.8: the client tries again later,
+    rather than seeing a broken connection): shielded, bounded, a client gone meanwhile no
+    error."""
+    with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_REPLY_SECONDS):
+        try:
+            await send()
+        except Exception:
+            pass
+
+
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -410,11 +421,8 @@ class SmtpServer:
             await self.limiter.acquire()
         except trio.Cancelled:
             # a stop while it waited for a session slot: told as the served ones are
-            with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_REPLY_SECONDS):
-                try:
-                    await stream.send_all(R.R421_SHUTTING_DOWN.to_bytes())
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    pass
+            await _say_shutting_down(lambda: stream.send_all(R.R421_SHUTTING_DOWN.to_bytes()))
+            with trio.CancelScope(shield=True):
                 await stream.aclose()
             raise
         try:
@@ -494,12 +502,7 @@ class _Session:
                 ssl.SSLError):
             self.log.error("communication", "connection lost")
         except trio.Cancelled:
-            # A stop: say so (RFC 5321 §3.8) rather than vanish; the client tries later.
-            with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_REPLY_SECONDS):
-                try:
-                    await self.write(self.conn.send(R.R421_SHUTTING_DOWN))
-                except Exception:
-                    pass
+            await _say_shutting_down(lambda: self.write(self.conn.send(R.R421_SHUTTING_DOWN)))
             raise
         except trio.TooSlowError:
             over = self.conn.state is not State.DATA \
