@@ -22,9 +22,9 @@ Rules
        after the transaction) and its size is what SIZE is checked against. Raw 8-bit
        header fields stay as they are, and a message it cannot convert (message/global,
        8-bit octets in a preamble) is sent as received, as Postfix does: delivered to a
-       next hop that may well take it rather than bounced for its form. Whether content is 8-bit is read from
-       the bytes, not from the client's BODY= (clients lie), and only for a host without
-       8BITMIME; an all-ASCII message is sent untouched.
+       next hop that may well take it rather than bounced for its form. Whether content is
+       8-bit is read from the bytes, not from the client's BODY= (clients lie), and only for
+       a host without 8BITMIME; an all-ASCII message is sent untouched.
        "Needs SMTPUTF8" means UTF-8 in an envelope address or in the header section (RFC
        6531 §3.2); the client's SMTPUTF8 parameter alone is no need. A message without
        that need goes to a host without SMTPUTF8 without the parameter; a host that offers
@@ -302,12 +302,10 @@ async def run_transaction(session: Session, envelope: Envelope, recipients: Sequ
         return {r: ("failed", text, "5.6.7", False) for r in recipients}
     content: bytes | Path = message_path
     size = envelope.size
-    if "8BITMIME" not in conn.extensions and not _is_7bit(message_path):     # rule 4
-        try:
-            content = await _seven_bit_copy(message_path)
-        except Unconvertible:
-            content = message_path          # as received (rule 4)
-        size = len(content) if isinstance(content, bytes) else content.stat().st_size
+    if "8BITMIME" not in conn.extensions:                                    # rule 4
+        content = await _seven_bit(message_path)
+        if content is not message_path:
+            size = len(content) if isinstance(content, bytes) else content.stat().st_size
     try:
         return await _transaction(session, envelope, recipients, content, size, timeouts,
                                   needs_utf8)
@@ -414,29 +412,25 @@ def _header_is_ascii(path: Path) -> bool:
     return True
 
 
-def _is_7bit(path: Path) -> bool:
-    """True when the message at *path* has no octet over 127 (rule 4). Read inline in
-    MESSAGE_CHUNK_OCTETS pieces, like _read_small, and only for a host without 8BITMIME."""
-    with open(path, "rb") as handle:
-        while chunk := handle.read(MESSAGE_CHUNK_OCTETS):
-            if not chunk.isascii():
-                return False
-    return True
-
-
-async def _seven_bit_copy(path: Path) -> bytes | Path:
-    """The message at *path* converted to 7-bit (rule 4): the bytes when they fit in
-    MESSAGE_CHUNK_OCTETS, else a temporary file beside *path* that the caller removes.
-    A message that was small is converted inline, as _read_small reads; a larger one in a
-    thread. Raises Unconvertible; OSError when the copy cannot be written."""
+async def _seven_bit(path: Path) -> bytes | Path:
+    """What to send a host without 8BITMIME (rule 4): `path` itself when the message is
+    7-bit or cannot be converted; else its 7-bit copy, the bytes when they fit in
+    MESSAGE_CHUNK_OCTETS, else a temporary file beside `path` that the caller removes. The
+    file is read once: inline when small, as _read_small reads; in a thread when larger."""
     if os.stat(path).st_size <= MESSAGE_CHUNK_OCTETS:
-        return _convert(path)
-    return await trio.to_thread.run_sync(_convert, path)
+        return _seven_bit_now(path)
+    return await trio.to_thread.run_sync(_seven_bit_now, path)
 
 
-def _convert(path: Path) -> bytes | Path:
+def _seven_bit_now(path: Path) -> bytes | Path:
     with open(path, "rb") as handle:
-        converted = downgrade(handle.read())
+        raw = handle.read()
+    if raw.isascii():
+        return path
+    try:
+        converted = downgrade(raw)
+    except Unconvertible:
+        return path                         # as received (rule 4)
     if len(converted) <= MESSAGE_CHUNK_OCTETS:
         return converted
     # in the message's own directory: removed with the message if a crash leaves it,
