@@ -39,6 +39,7 @@ class WorkerOutcome:
     findings: list[Finding]
     verdict: Verdict
     rewritten: str | None = None          # temp file to rename over the message
+    rewritten_is_8bit: bool = False       # ... with octets over 127 (BODY=8BITMIME)
     subject: str = ""
     parts: int = 0
     files: list[str] = field(default_factory=list)      # attachment names, for MSGINFO
@@ -77,6 +78,7 @@ def process_message(path: str, context: dict, settings: dict,
         new = rewrite(raw, view, verdict.edits, forward_subject=verdict.forward_subject)
         if new != raw:
             outcome.rewritten = _write_temp(path, new)
+            outcome.rewritten_is_8bit = not new.isascii()
     return outcome
 
 

@@ -33,7 +33,6 @@ from shared.status import SPAM_COUNTERS
 __all__ = ["FilteringPipeline", "BATCH_MESSAGE_OCTETS"]
 
 BATCH_MESSAGE_OCTETS = 256 * 1024   # larger messages make a worker round trip of their own
-REPLACE_READ_OCTETS = 1024 * 1024
 
 EVENT_RESULTS = {"remove_part": "deleted", "replace_part": "repaired", "drop": "dropped",
                  "log": "logged", "forward": "forwarded", "hold": "held",
@@ -112,9 +111,9 @@ class FilteringPipeline:
             for hook in self.hooks:
                 await hook.after_scan(envelope, outcome, message_path, settings)
             if outcome.rewritten:
-                envelope.size, is_8bit = await trio.to_thread.run_sync(
-                    _replace, outcome.rewritten, str(message_path))
-                if is_8bit:
+                envelope.size = await trio.to_thread.run_sync(_replace, outcome.rewritten,
+                                                              str(message_path))
+                if outcome.rewritten_is_8bit:
                     # RFC 6152 §3: 8-bit data goes out only with BODY=8BITMIME, which
                     # delivery sends by the envelope; a 7-bit message with an 8-bit
                     # disclaimer appended has become 8-bit here
@@ -163,15 +162,12 @@ class FilteringPipeline:
         return COUNTER_OF.get(finding.event or finding.counts_as)
 
 
-def _replace(temp: str, path: str) -> tuple[int, bool]:
-    """Rename the rewritten message over `path`; (its size, whether it has 8-bit octets)."""
+def _replace(temp: str, path: str) -> int:
+    """Rename the rewritten message over `path`; its size."""
     os.rename(temp, path)
     fd = os.open(os.path.dirname(path), os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-    with open(path, "rb") as message:
-        chunks = iter(lambda: message.read(REPLACE_READ_OCTETS), b"")
-        is_8bit = not all(chunk.isascii() for chunk in chunks)
-    return os.path.getsize(path), is_8bit
+    return os.path.getsize(path)
