@@ -77,6 +77,7 @@ class User(UserMixin):
     id: str                         # the account name
     role: Role
     session_id: str | None = None   # console.sessions: what Flask-Login keeps in the cookie
+    record: SessionRecord | None = None     # that session as this request found it
 
     @property
     def is_administrator(self) -> bool:
@@ -103,7 +104,7 @@ def load_user(session_id: str) -> User | None:
     if record.account not in ACCOUNTS or not _account_enabled(record.account, settings()):
         sessions.end(session_id)        # enabling the account again does not revive it
         return None
-    return User(record.account, ACCOUNTS[record.account], session_id)
+    return User(record.account, ACCOUNTS[record.account], session_id, record)
 
 
 def authenticate(name: str, password: str) -> User | None:
@@ -201,11 +202,12 @@ def check_idle_timeout(user) -> bool:
     """Before each request: end the session when idle too long. True when it ended."""
     if not user.is_authenticated:
         return False
+    # The record load_user found: read again, a session another thread ended meanwhile (a
+    # Log Off in another tab) would look timed out and get a second, wrong logoff event.
     ctx = console_context()
     now = ctx.clock.now()
-    record = ctx.sessions.get(user.session_id)
     limit_seconds = settings()["admin.timeout_minutes"] * 60
-    if record is None or now - record.seen > limit_seconds:
+    if now - user.record.seen > limit_seconds:
         log_off(user, "timeout")
         flash(f"Your session ended after {settings()['admin.timeout_minutes']} minute(s) "
               "without activity. Please log on again.", "info")
@@ -219,9 +221,7 @@ def check_credentials(user) -> bool:
     True when it ended."""
     if not user.is_authenticated:
         return False
-    record = console_context().sessions.get(user.session_id)
-    kept = record.generation if record else ""
-    if hmac.compare_digest(kept, _generation(user.id, settings())):
+    if hmac.compare_digest(user.record.generation, _generation(user.id, settings())):
         return False
     log_off(user, "password_changed")
     flash("The password of this account was changed. Please log on again.", "info")
