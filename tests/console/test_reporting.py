@@ -8,6 +8,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import re
 import time
 
@@ -462,3 +463,32 @@ def test_bidi_controls_show_as_marks_in_the_report_pages_and_stay_in_the_csv(adm
     body = admin.post("/reporting/detail", {**window(admin), "write_csv": "1"}).get_data(
         as_text=True)
     assert "\u202eexe.gpj@ext.test" in body and "\u27e8" not in body
+
+
+def test_saved_copies_that_cannot_be_purged_do_not_make_the_event_purge_read_failed(home):
+    """The CSV clean-up ran inside the event purge's error handling: a logs/ it could not
+    read recorded "the event purge failed" after the events were deleted (console review)."""
+    from console.jobs import purge_old_events
+
+    clock = FakeClock(time.time())
+    conn = db.connect(home.db)
+    try:
+        apply_changes(conn, {"logging.retention_days": 7})
+    finally:
+        conn.close()
+    shutil.rmtree(home.logs)
+    home.logs.write_text("not a directory")
+    writer = EventWriter(home.db, "console", clock)
+    try:
+        purge_old_events(home, writer, clock)
+        writer.flush()
+        conn = db.connect(home.db)
+        try:
+            row = conn.execute("SELECT result, info FROM events WHERE action = ? ORDER BY id "
+                               "DESC", (Action.EVENTS_PURGED.value,)).fetchone()
+        finally:
+            conn.close()
+        assert row["result"] == "succeeded"
+        assert "saved report CSVs not purged" in row["info"]
+    finally:
+        writer.close()
