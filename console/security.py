@@ -18,7 +18,8 @@ Rules:
   a file name would otherwise show `exe.gpj` as `jpg.exe`. Every plain value a template
   prints passes through it; markup made by code (form fields, charts) does not, so what a
   form field holds is sent back unchanged, and the charts call it themselves. A value a
-  template writes into a form by hand (a hidden input) is marked `|as_is` for the same reason.
+  template writes into a form by hand (a hidden input) is marked `|e` for the same reason
+  (escaped, it is Markup, which finalize leaves alone).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Callable
 from flask import Flask, g, redirect, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from console.context import console_context, settings
@@ -114,12 +115,6 @@ def _finalize(value):
     return value
 
 
-def _as_is(value) -> Markup:
-    """The `as_is` filter: the value escaped but with its characters as they are, for a form
-    value that must come back unchanged."""
-    return escape(value)
-
-
 class SchemeSessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions with one cookie per scheme: HTTPS's is Secure and is
     the only one HTTPS reads; HTTP reads only its own (see the module rules)."""
@@ -156,7 +151,6 @@ def _ipv4_clients_as_ipv4(wsgi_app):
 def install(app: Flask) -> None:
     app.wsgi_app = _ipv4_clients_as_ipv4(app.wsgi_app)
     app.jinja_env.finalize = _finalize   # read when a template is compiled, i.e. later
-    app.jinja_env.filters["as_is"] = _as_is
 
     @app.before_request
     def assign_request_id():

@@ -26,7 +26,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 
-__all__ = ["SessionRecord", "Sessions", "SESSION_ID_BYTES"]
+__all__ = ["SessionRecord", "Sessions"]
 
 SESSION_ID_BYTES = 32   # 256 random bits (ASVS 3.2.2 asks for at least 64)
 
@@ -80,7 +80,3 @@ class Sessions:
             idle = [sid for sid, record in self._records.items()
                     if now - record.seen > idle_seconds]
             return [self._records.pop(sid) for sid in idle]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._records)

@@ -39,9 +39,7 @@ def client_key(address: str | None) -> str:
         ip = ipaddress.ip_address(address or "")
     except ValueError:
         return address or ""
-    if ip.version == 6:
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
+    if ip.version == 6:     # (IPv4-mapped clients arrive as IPv4: security.py unmaps them)
         return str(ipaddress.IPv6Network((ip, IPV6_PREFIX_BITS), strict=False))
     return str(ip)
 

@@ -199,7 +199,7 @@ def test_form_values_keep_their_bidi_controls(app):
     text = "\u202eabc"
     with app.test_request_context("/"):
         html = render_template_string(
-            '{{ text }}|<input value="{{ text|as_is }}">|{{ form.term() }}',
+            '{{ text }}|<input value="{{ text|e }}">|{{ form.term() }}',
             text=text, form=Search(data={"term": text}))
     shown, hidden, field = html.split("|")
     assert shown == "\u27e8U+202E\u27e9abc"
