@@ -11,9 +11,12 @@ Rules:
   Failures older than the window simply stop counting.
 - An IPv6 client counts by its /64 (one host usually owns a whole /64, so counting single
   addresses would let it rotate through them); an IPv4 client by its address.
+- One client's logons are checked one at a time (`one_at_a_time`): parallel guesses would
+  otherwise all pass the lock-out check before the first failure counted (30 requests at once
+  were all tried). Other clients are not held up.
 - In the console process's memory, like the failed-logon counts of the alert
   (console.context.FailedLogons): a restart starts again. Bounded: past MAX_CLIENTS clients
-  the one that failed least recently is forgotten. Times come from the app's wall clock.
+  the one that tried least recently is forgotten. Times come from the app's wall clock.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from __future__ import annotations
 import ipaddress
 import threading
 from collections import OrderedDict, deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 __all__ = ["LogonThrottle", "FAILED_LOGONS_PER_CLIENT", "FAILED_LOGON_WINDOW_SECONDS",
            "LOCKOUT_SECONDS", "client_key"]
@@ -48,12 +53,30 @@ def client_key(address: str | None) -> str:
 class _Client:
     failures: deque = field(default_factory=lambda: deque(maxlen=FAILED_LOGONS_PER_CLIENT))
     locked_until: float = 0.0
+    checking: threading.Lock = field(default_factory=threading.Lock)
 
 
 class LogonThrottle:
     def __init__(self) -> None:
         self._clients: OrderedDict[str, _Client] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _client(self, address: str | None) -> _Client:
+        """The client's record, made the most recent one (call with the lock held)."""
+        key = client_key(address)
+        client = self._clients.pop(key, None) or _Client()
+        self._clients[key] = client
+        while len(self._clients) > MAX_CLIENTS:
+            self._clients.popitem(last=False)
+        return client
+
+    @contextmanager
+    def one_at_a_time(self, address: str | None) -> Iterator[None]:
+        """Hold while one logon of the client is checked, from `locked_for` to `fail`."""
+        with self._lock:
+            client = self._client(address)
+        with client.checking:
+            yield
 
     def locked_for(self, address: str | None, now: float) -> float:
         """Seconds the client is still locked out for (0 = it may try)."""
@@ -64,12 +87,8 @@ class LogonThrottle:
     def fail(self, address: str | None, now: float) -> float:
         """Count one failed logon of the client; returns LOCKOUT_SECONDS when this failure
         locks it out, else 0."""
-        key = client_key(address)
         with self._lock:
-            client = self._clients.pop(key, None) or _Client()
-            self._clients[key] = client
-            while len(self._clients) > MAX_CLIENTS:
-                self._clients.popitem(last=False)
+            client = self._client(address)
             client.failures.append(now)
             if len(client.failures) == FAILED_LOGONS_PER_CLIENT and \
                     now - client.failures[0] <= FAILED_LOGON_WINDOW_SECONDS:

@@ -140,31 +140,32 @@ def log_on(name: str, password: str) -> User | None:
     ctx = console_context()
     client_ip = request.remote_addr
     now = ctx.clock.now()
-    locked_for = ctx.throttle.locked_for(client_ip, now)
-    if locked_for:
-        raise LogonsLockedOut(locked_for)
-    name = name.strip()[:ACCOUNT_NAME_MAX_CHARS]
-    user = authenticate(name, password)
-    if user is None:
-        count = ctx.failed_logons.fail(name)
-        ctx.events.record(Action.LOGON, result="failure", client_ip=client_ip,
-                          info=name, data={"user": name})
-        if count >= FAILED_LOGONS_ALERT_AT:
-            ctx.events.record(Action.FAILED_LOGON, result="failure",
-                              client_ip=client_ip, info=name,
-                              data={"account": name, "count": count})
-        locked_for = ctx.throttle.fail(client_ip, now)
+    with ctx.throttle.one_at_a_time(client_ip):
+        locked_for = ctx.throttle.locked_for(client_ip, now)
         if locked_for:
-            ctx.events.record(
-                Action.FAILED_LOGON, result="locked_out", client_ip=client_ip,
-                info=f"{FAILED_LOGONS_PER_CLIENT} failed logons from this client within "
-                     f"{FAILED_LOGON_WINDOW_SECONDS // 60} minutes: its logons are refused "
-                     f"for {locked_for / 60:.0f} minutes",
-                data={"account": name, "failures": FAILED_LOGONS_PER_CLIENT,
-                      "window_seconds": FAILED_LOGON_WINDOW_SECONDS,
-                      "locked_seconds": locked_for})
             raise LogonsLockedOut(locked_for)
-        return None
+        name = name.strip()[:ACCOUNT_NAME_MAX_CHARS]
+        user = authenticate(name, password)
+        if user is None:
+            count = ctx.failed_logons.fail(name)
+            ctx.events.record(Action.LOGON, result="failure", client_ip=client_ip,
+                              info=name, data={"user": name})
+            if count >= FAILED_LOGONS_ALERT_AT:
+                ctx.events.record(Action.FAILED_LOGON, result="failure",
+                                  client_ip=client_ip, info=name,
+                                  data={"account": name, "count": count})
+            locked_for = ctx.throttle.fail(client_ip, now)
+            if locked_for:
+                ctx.events.record(
+                    Action.FAILED_LOGON, result="locked_out", client_ip=client_ip,
+                    info=f"{FAILED_LOGONS_PER_CLIENT} failed logons from this client within "
+                         f"{FAILED_LOGON_WINDOW_SECONDS // 60} minutes: its logons are refused "
+                         f"for {locked_for / 60:.0f} minutes",
+                    data={"account": name, "failures": FAILED_LOGONS_PER_CLIENT,
+                          "window_seconds": FAILED_LOGON_WINDOW_SECONDS,
+                          "locked_seconds": locked_for})
+                raise LogonsLockedOut(locked_for)
+            return None
     ctx.failed_logons.reset(name)
     idle_seconds = settings()["admin.timeout_minutes"] * 60
     for ended in ctx.sessions.end_idle(now, idle_seconds):

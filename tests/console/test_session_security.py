@@ -4,6 +4,7 @@ session ended, and bidi control characters in message-derived text."""
 
 from __future__ import annotations
 
+import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -142,6 +143,30 @@ def test_an_ipv6_client_is_counted_by_its_64(console):
     assert attempt(console, ADMIN_PASSWORD, ip="2001:db8:0:1::ff").status_code == 429
     assert attempt(console, ADMIN_PASSWORD, ip="2001:db8:0:2::1").status_code == 302
 
+
+
+def test_guesses_sent_all_at_once_are_counted_before_any_passes_the_lock_out(app, home):
+    """A client's parallel logons are checked one at a time: before, 30 sent at once all
+    passed the lock-out check before the first failure counted, and all 30 were tried."""
+    from werkzeug.security import generate_password_hash
+    guesses = 30
+    consoles = [Console(app, home) for _ in range(guesses)]
+    consoles[0].set(admin__password=generate_password_hash(ADMIN_PASSWORD))  # slow scrypt
+    tokens = [console.token() for console in consoles]
+    start = threading.Barrier(guesses)
+
+    def guess(console, token):
+        start.wait()
+        console.post("/logon", {"username": "admin", "password": "wrong", "csrf_token": token},
+                     environ_base={"REMOTE_ADDR": "192.0.2.60"})
+
+    threads = [threading.Thread(target=guess, args=pair) for pair in zip(consoles, tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    failures = [e for e in consoles[0].events(Action.LOGON) if e["result"] == "failure"]
+    assert len(failures) == FAILED_LOGONS_PER_CLIENT
 
 # --- a form posted after the session ended (finding 7: 405 after logging on again) ---------
 
