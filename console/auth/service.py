@@ -103,6 +103,7 @@ def load_user(session_id: str) -> User | None:
         return None
     if record.account not in ACCOUNTS or not _account_enabled(record.account, settings()):
         sessions.end(session_id)        # enabling the account again does not revive it
+        _record_logoff(record.account, "account_disabled", request.remote_addr)
         return None
     return User(record.account, ACCOUNTS[record.account], session_id, record)
 

@@ -64,6 +64,8 @@ def test_a_report_session_stays_ended_when_the_account_is_enabled_again(reporter
     copied = cookie_value(reporter)
     reporter.set(admin__report_only__enabled=False)
     assert goes_to_logon(reporter.get("/status/"))
+    [logoff] = reporter.events(Action.LOGOFF)
+    assert (logoff["info"], logoff["result"]) == ("report", "account_disabled")
     reporter.set(admin__report_only__enabled=True)
     reporter.client.set_cookie("mailmoat_session", copied)
     assert goes_to_logon(reporter.get("/status/"))
