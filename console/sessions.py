@@ -39,6 +39,10 @@ class SessionRecord:
     is_secure: bool         # started over HTTPS: used over HTTPS only
     client_ip: str | None   # where it logged on from (for the logoff event of `end_idle`)
 
+    def idle_past(self, now: float, idle_seconds: float) -> bool:
+        """No request for more than `idle_seconds`: the session has timed out."""
+        return now - self.seen > idle_seconds
+
 
 class Sessions:
     """The live sessions of one console process, by session id."""
@@ -78,5 +82,5 @@ class Sessions:
         """Forget the sessions without a request for more than `idle_seconds`; returns them."""
         with self._lock:
             idle = [sid for sid, record in self._records.items()
-                    if now - record.seen > idle_seconds]
+                    if record.idle_past(now, idle_seconds)]
             return [self._records.pop(sid) for sid in idle]

@@ -209,7 +209,7 @@ def check_idle_timeout(user) -> bool:
     ctx = console_context()
     now = ctx.clock.now()
     limit_seconds = settings()["admin.timeout_minutes"] * 60
-    if now - user.record.seen > limit_seconds:
+    if user.record.idle_past(now, limit_seconds):
         log_off(user, "timeout")
         flash(f"Your session ended after {settings()['admin.timeout_minutes']} minute(s) "
               "without activity. Please log on again.", "info")
