@@ -101,7 +101,8 @@ class Session:
     log: ConversationLog | None
     is_tls: bool = False
     is_broken: bool = False
-    completed_at: float | None = None   # trio time the last transaction ended with a reply
+    completed_at: float | None = None   # trio time the last transaction ended with the reply
+                                        # to the data (None: not ended that way)
     timer: trio.CancelScope | None = None   # set by _timed: the deadline of the current step
     step: str = ""                          # what that step does, for the timeout's text
 
@@ -352,6 +353,10 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
                     needs_utf8: bool) -> None:
     """`content`: the message file, or the message itself (a small 7-bit copy)."""
     conn = session.conn
+    # Set again only by the reply to the data: a transaction ended any other way (every
+    # recipient or the DATA refused) is still open at the server, and reset_session must
+    # send RSET however soon the connection is reused.
+    session.completed_at = None
     mail = conn.mail(envelope.sender, size=size or None, needs_8bitmime=needs_8bit,
                      needs_smtputf8=needs_utf8)
     if conn.supports_pipelining:                 # RFC 2920: MAIL, RCPT..., DATA in one go
@@ -375,6 +380,12 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
         await _send(session, conn.data(), timeouts.data_initiation)
         data_reply = await _reply(session, timeouts.data_initiation)
     if data_reply.code != 354:
+        return
+    if not conn.transaction.mail_reply.is_positive:
+        # DATA taken after MAIL was refused: the server has a transaction open that is not
+        # ours (a stale one, with another sender); ending it would send this message in it.
+        # Dropping the connection makes the server discard it (RFC 5321 §4.1.1.4).
+        session.is_broken = True
         return
     small = None
     if conn.transaction.accepted_recipients:

@@ -178,6 +178,61 @@ async def test_connection_reused_across_messages_without_rset_while_fresh(sink, 
     assert sink.connections[0].commands[-1] == "QUIT"
 
 
+
+async def test_a_transaction_with_every_recipient_refused_is_reset_before_reuse(sink, message):
+    """The server's transaction stays open when DATA is refused for want of recipients: the
+    next message on the connection needs RSET even moments later. Before, it got "503 nested
+    MAIL", a permanent failure, and its RCPT and DATA went into the refused message's
+    transaction with that message's sender."""
+    sink.rcpt_replies["no@x.test"] = (550, "5.1.1 unknown")
+    envelope, path = message
+    settings = snapshot()
+    deliverer = Deliverer(settings=lambda: settings, events=Recorder())
+    hop = NextHop("relay", "127.0.0.1", sink.port)
+    outcomes = [(await deliverer.deliver(hop, envelope, [to], path))[0].outcome
+                for to in ("a@x.test", "no@x.test", "b@x.test")]
+    await deliverer.aclose()
+    assert outcomes == ["delivered", "failed", "delivered"]
+    assert [m.recipients for m in sink.messages] == [["a@x.test"], ["b@x.test"]]
+    assert sink.transactions_per_connection == [2]
+    assert sink.connections[0].commands.count("RSET") == 1
+
+
+async def test_data_accepted_after_a_refused_mail_sends_nothing_in_that_transaction(
+        message, nursery):
+    """A server that refuses MAIL yet takes the pipelined RCPT and DATA has a transaction
+    open that is not ours (another sender's): the connection is dropped without the data,
+    which would otherwise go out under that sender."""
+    lines: list[bytes] = []
+
+    async def handle(stream):
+        await stream.send_all(b"220 odd.test ESMTP\r\n")
+        async for line in command_lines(stream):
+            lines.append(line)
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                await stream.send_all(b"250-odd.test\r\n250 PIPELINING\r\n")
+            elif verb == b"MAIL":
+                await stream.send_all(b"503 5.5.1 nested MAIL command\r\n")
+            elif verb == b"RCPT":
+                await stream.send_all(b"250 2.1.5 ok\r\n")
+            elif verb == b"DATA":
+                await stream.send_all(b"354 go ahead\r\n")
+            elif line == b".":
+                await stream.send_all(b"250 2.0.0 queued as someone else's\r\n")
+            elif verb == b"QUIT":
+                await stream.send_all(b"221 bye\r\n")
+                return
+
+    async def server(task_status=trio.TASK_STATUS_IGNORED):
+        await serve_on_loopback(handle, task_status)
+
+    port = await nursery.start(server)
+    envelope, path = message
+    [result] = await deliver(snapshot(), NextHop("relay", "127.0.0.1", port), envelope, path)
+    assert result.outcome != "delivered"
+    assert lines[-1].upper() == b"DATA"     # nothing after it: no content, no final "."
+
 async def test_idle_connection_is_checked_with_rset_before_reuse(sink, message, monkeypatch):
     import core.delivery.session as session_module
     monkeypatch.setattr(session_module, "FRESH_SECONDS", 0.0)
