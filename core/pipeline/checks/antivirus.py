@@ -4,7 +4,7 @@ the parts the scan policy selects, and the guide's actions on what they find.
 For each infected part (first detection wins; engines in av.engine order, then heuristics
 at av.heuristics for parts no engine flagged):
 
-    in the message body itself (not an attachment)    drop          event virus_logged
+    in the message body itself (not an attachment)    drop          event file_deleted
     detection name is a mass mailer (@m / @mm) and
       av.mass_mailer_cleanup                          drop          event mass_mailer_cleanup
     av.on_virus repair, and repairable                replace_part  event file_repaired
@@ -159,9 +159,11 @@ def _actions(view, settings, part, name, engine, why, heuristic, repairable) -> 
     text = f"File: {file}\nVirus: {name}\n"
     common = dict(notify="virus", part=part.id)
     if outer:
-        return [Finding(rule="av.outer_message", action="drop", event="virus_logged",
+        # The infected file is the message, and it goes: an infection deleted (guide Table
+        # 7-4), not logged, which would read as a virus let through with a log entry.
+        return [Finding(rule="av.outer_message", action="drop", event="file_deleted",
                         reason=f"{text}Found: {why}\nAction: the message itself is infected; "
-                               "dropped", data=data, **common)]
+                               "dropped", data={**data, "removed": True}, **common)]
     if settings["av.mass_mailer_cleanup"] and is_mass_mailer(name):
         return [Finding(rule="av.mass_mailer_cleanup", action="drop",
                         event="mass_mailer_cleanup",

@@ -336,6 +336,9 @@ def test_a_body_line_right_after_the_header_meets_the_content_checks():
     assert verdict.disposition == "drop" and verdict.rule == "rules.content[0]"
     _, findings, verdict = verdict_of(NO_BLANK_LINE + EICAR + b"\r\n")
     assert verdict.disposition == "drop" and verdict.rule == "av.outer_message"
+    # counted as an infection deleted, not "logged" (a virus let through): reports finding 2
+    [virus] = [f for f in findings if f.data.get("virus")]
+    assert (virus.event, virus.data["removed"]) == ("file_deleted", True)
 
 
 def test_fields_behind_thousands_of_filler_fields_still_decide_the_reading():
