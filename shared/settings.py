@@ -341,7 +341,8 @@ _add("premium.reputation.open_proxy", Bool(), True, "Use the open proxy list.", 
 _add("premium.reputation.safe", Bool(), True, "Use the safe list.", "premium")
 for _level, _score in (("spam", 100), ("suspected", 89)):
     _add(f"premium.{_level}.disposition", Choice(("drop", "quarantine", "forward", "deliver")),
-         "deliver", f"Disposition of {_level} messages.", "premium")
+         "deliver", f"Disposition of {_level} messages (not quarantine until the spam "
+         "quarantine is built).", "premium")
     _add(f"premium.{_level}.forward_to", Nullable(Email()), None,
          f"Address for forwarded {_level} messages.", "premium")
     _add(f"premium.{_level}.x_bulk", Bool(), False, f"Add X-Bulk: {_score} when delivering.",
@@ -469,7 +470,8 @@ _add("address_chars.chars", Str(max_len=32, min_len=1), "!%", "Characters refuse
 _add("rules.content", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
      "Content rules.", "content_rules")
 _add("rules.content_action", Choice(("drop", "log", "forward", "quarantine")), "drop",
-     "What to do with messages that match a content rule.", "content_rules")
+     "What to do with messages that match a content rule (not quarantine until the spam "
+     "quarantine is built).", "content_rules")
 _add("rules.content_forward_to", Nullable(Email()), None,
      "Address for messages forwarded by content rules.", "content_rules")
 _add("rules.content_forward_subject", FORWARD_SUBJECT, "",
@@ -702,6 +704,21 @@ def _forward_targets(s, _plain, _changed):
                    f"required when premium.{level}.disposition is forward")
 
 
+# Keys whose value `quarantine` sends mail to the spam quarantine.
+_TO_SPAM_QUARANTINE = ("rules.content_action", "premium.spam.disposition",
+                       "premium.suspected.disposition")
+
+
+def _spam_quarantine_not_built(s, _plain, changed):
+    # Until the spam quarantine issue builds its pages, mail sent there could be neither seen
+    # nor released (dayone finding 6). Only a change is refused: a value already stored
+    # must not block every other edit.
+    for key in _TO_SPAM_QUARANTINE:
+        if key in changed and s.get(key) == "quarantine":
+            yield key, ("quarantine is not available yet: the spam quarantine cannot show or "
+                        "release mail until its pages are built; choose another action")
+
+
 def _rules_total(s, _plain, changed):
     counts = {"spam": len(s.get("rules.spam") or []),
               "content": len(s.get("rules.content") or [])}
@@ -752,7 +769,7 @@ def _scan_lists(s, _plain, _changed):
 
 CROSS_RULES: tuple[Callable[[dict, dict, set], Iterable[tuple[str, str]]], ...] = (
     _ports_distinct, _heuristic_scores, _rbl_zones_distinct, _filename_not_everything,
-    _forward_targets,
+    _forward_targets, _spam_quarantine_not_built,
     _rules_total, _report_only_account, _retry_interval, _forwarding_host, _scan_lists,
 )
 

@@ -186,19 +186,6 @@ async def test_encrypted_zip_follows_encrypted_action(tmp_path, sink, nursery, a
     core.cancel_scope.cancel()
 
 
-async def test_content_rule_quarantine_moves_to_spam_quarantine(tmp_path, sink, nursery):
-    home = routed_home(tmp_path, sink, rules__content=[{"terms": ["project x"]}],
-                 rules__content_action="quarantine")
-    core = await nursery.start(run_core, home)
-    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
-                                  _mail(body="about Project X budget\n"))
-    await _settle(core, home)
-    assert len(list(home.queue("quarantine/spam").iterdir())) == 1
-    [event] = _events(home, Action.QUARANTINED)
-    assert event["rule"] == "rules.content[0]"
-    core.cancel_scope.cancel()
-
-
 async def test_disclaimer_for_non_local_destination(tmp_path, sink, nursery):
     home = make_home(tmp_path, routing__default={"host": "127.0.0.1", "port": sink.port},
                      relay__mode="allow", disclaimer__enabled=True,

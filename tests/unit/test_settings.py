@@ -505,6 +505,16 @@ def test_forward_needs_a_target(action_key, value, target):
     assert validate_changes(defaults(), {action_key: value, target: "copy@example.com"})
 
 
+
+@pytest.mark.parametrize("key", ["rules.content_action", "premium.spam.disposition",
+                                 "premium.suspected.disposition"])
+def test_nothing_is_sent_to_the_spam_quarantine_before_it_can_be_seen(key):
+    # dayone finding 6: such mail went where no page or command could show or release it
+    [line] = errors({key: "quarantine"})
+    assert line.startswith(f"{key}: quarantine is not available yet")
+    # a value stored before does not block other changes
+    assert validate_changes({**defaults(), key: "quarantine"}, {"smtp.max_incoming": 20})
+
 def test_at_most_100_spam_and_content_rules_together():
     assert RULES_MAX_TOTAL == 100
     assert validate_changes(defaults(), {"rules.spam": [RULE] * 50, "rules.content": [RULE] * 50})
