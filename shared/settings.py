@@ -32,8 +32,8 @@ from shared.guide_texts import (
     DEFAULT_QUARANTINE_TEMPLATE_LIST, DEFAULT_QUARANTINE_TEMPLATE_USER, LDAP_AUTOFILL,
 )
 from shared.settings_types import (
-    AbsolutePath, Base64Key, BlacklistEntry, Bool, Choice, Domain, Email, Extension, HostPort, Hostname,
-    Int, IpAddress, Kind, ListOf, MailDomain, Nullable, Pattern, RblZone, RelayEntry, Resolver,
+    AbsolutePath, Base64Key, BlacklistEntry, Bool, Choice, ClamdAddress, Domain, Email,
+    Extension, HostPort, Hostname, Int, IpAddress, Kind, ListOf, MailDomain, Nullable, Pattern, RblZone, RelayEntry, Resolver,
     RoutingEntry, Rule, RuleError, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry,
     integer_from_text,
 )
@@ -271,7 +271,7 @@ _add("diagnostics.conversation.data", Choice(("ignore", "summarize", "echo")), "
 _add("av.enabled", Bool(), True, "Scan messages for viruses.", "antivirus")
 _add("av.engine", Choice(("builtin", "clamd", "both")), "builtin", "Antivirus engine.",
      "antivirus")
-_add("av.clamd.address", Str(max_len=4096, min_len=1), "127.0.0.1:3310",
+_add("av.clamd.address", ClamdAddress(max_len=4096, min_len=1), "127.0.0.1:3310",
      "clamd address: host:port or a unix socket path.", "antivirus")
 _add("av.heuristics", Choice(("off", "low", "medium", "high")), "medium",
      "Heuristic detection level.", "antivirus")

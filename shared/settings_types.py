@@ -23,7 +23,8 @@ from shared.idn import ascii_domain, entry_form
 __all__ = [
     "RuleError", "Kind", "Bool", "Int", "Str", "AbsolutePath", "Choice", "ListOf", "Nullable", "Email",
     "Sender", "IpAddress", "Resolver", "Hostname", "TimeOfDay", "Timezone", "Extension",
-    "HostPort", "RoutingEntry", "Rule", "RblZone", "WhitelistEntry", "BlacklistEntry",
+    "HostPort", "ClamdAddress",
+    "RoutingEntry", "Rule", "RblZone", "WhitelistEntry", "BlacklistEntry",
     "RelayEntry", "Weekday", "Base64Key", "Domain", "MailDomain", "Pattern", "ListingAnswer",
     "RuleTerm", "RuleTerms", "entries_rule", "integer_from_text", "INTEGER_MAX_DIGITS",
     "ENTRIES_NAMED",
@@ -626,6 +627,38 @@ class HostPort(Kind):
 
     def describe(self):
         return '{"host", "port"}'
+
+
+@dataclass(frozen=True)
+class ClamdAddress(Str):
+    """Where clamd listens: `host:port`, `[v6]:port`, or a unix socket's absolute path
+    (optionally `unix:/path`), as core/scan/clamd.py reads it. A typo found at save time
+    instead of holding all mail as unscannable (av finding 7)."""
+
+    def check(self, value):
+        value = super().check(value).strip()
+        if value.startswith(("/", "unix:/")):
+            return value
+        host, colon, port = value.rpartition(":")
+        if not colon or not host or (":" in host and not host.startswith("[")):
+            raise RuleError("must be host:port, [IPv6 address]:port or the absolute path of "
+                            "a unix socket")
+        if host.startswith("["):
+            try:
+                ipaddress.IPv6Address(host.removeprefix("[").removesuffix("]"))
+            except ValueError:
+                raise RuleError("must have an IPv6 address inside the [ ]") from None
+        else:
+            Hostname().check(host)
+        number = integer_from_text(port)
+        try:
+            Int(1, 65535).check(port if number is None else number)
+        except RuleError as exc:
+            raise RuleError(f"port {exc.rule}") from None
+        return value
+
+    def describe(self):
+        return "host:port or unix socket path"
 
 
 @dataclass(frozen=True)

@@ -515,6 +515,26 @@ def test_nothing_is_sent_to_the_spam_quarantine_before_it_can_be_seen(key):
     # a value stored before does not block other changes
     assert validate_changes({**defaults(), key: "quarantine"}, {"smtp.max_incoming": 20})
 
+
+@pytest.mark.parametrize("value", ["127.0.0.1:3310", "clamd.internal:3310", "[::1]:3310",
+                                   "/run/clamav/clamd.ctl", "unix:/run/clamav/clamd.ctl"])
+def test_a_clamd_address_is_host_port_or_a_socket_path(value):
+    assert validate_changes(defaults(), {"av.clamd.address": value})
+
+
+@pytest.mark.parametrize("value, rule", [
+    ("bogus", "must be host:port, [IPv6 address]:port or the absolute path of a unix socket"),
+    ("run/clamd.ctl", "must be host:port, [IPv6 address]:port or the absolute path of a unix "
+                      "socket"),
+    ("::1:3310", "must be host:port, [IPv6 address]:port or the absolute path of a unix socket"),
+    ("[nope]:3310", "must have an IPv6 address inside the [ ]"),
+    ("clamd:0", "port must be between 1 and 65535"),
+    ("bad host:3310", "must be a host name or an IP address"),
+])
+def test_a_mistyped_clamd_address_is_refused_when_saved(value, rule):
+    # av finding 7: "bogus" was saved, and then all mail was held as unscannable
+    assert errors({"av.clamd.address": value}) == [f"av.clamd.address: {rule}"]
+
 def test_at_most_100_spam_and_content_rules_together():
     assert RULES_MAX_TOTAL == 100
     assert validate_changes(defaults(), {"rules.spam": [RULE] * 50, "rules.content": [RULE] * 50})
