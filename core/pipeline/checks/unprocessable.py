@@ -5,6 +5,11 @@ transfer encoding of an attachment, a scanner error), asking for `scan.unprocess
 (deliver | drop | hold), reported as `scan_error`. MIME defects alone are not errors
 (checks/malformed.py). A container limit hit while `container.enabled` is off also leaves
 content unexpanded, so it counts here too.
+
+A message/partial part (RFC 2046 §5.2.2) is one fragment of a message sent in pieces: no
+check sees the whole, so a virus split across fragments passed every engine (av finding 7).
+Its content counts as unprocessable. (message/external-body carries no content, only a
+reference, and is left alone.)
 """
 
 from __future__ import annotations
@@ -19,6 +24,9 @@ MAX_FINDINGS = 20   # one event per error, but a hostile message cannot flood th
 def check(view, settings) -> list[Finding]:
     action = settings["scan.unprocessable"]
     errors = [(e.part, e.reason) for e in view.errors]
+    errors += [(part.id, "a fragment of a message sent in pieces (message/partial): its "
+                         "whole cannot be scanned")
+               for part in view.parts if part.content_type == "message/partial"]
     if view.limit_hit is not None and not settings["container.enabled"]:
         errors.append((None, f"not expanded past {view.limit_hit.limit} at "
                              f"{view.limit_hit.location}"))

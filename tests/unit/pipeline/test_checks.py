@@ -1,5 +1,6 @@
 """Every filtering check and action on message fixtures (SPEC §3 Filtering; guide §6)."""
 
+import base64
 import io
 import zipfile
 
@@ -313,6 +314,20 @@ def test_unprocessable_follows_scan_unprocessable(setting):
     assert [f.event for f in findings] == ["scan_error"]
     assert verdict.disposition == setting and verdict.rule == "scan.unprocessable"
 
+
+
+@pytest.mark.parametrize("setting", ["deliver", "drop", "hold"])
+def test_a_fragment_of_a_message_is_unprocessable(setting):
+    # av finding 7: EICAR split across message/partial fragments met no engine and no event
+    whole = message(attachments=[("eicar.com", EICAR)])
+    middle = whole.index(base64.b64encode(EICAR)[:40]) + 20    # inside the virus's base64
+    raw = (b"From: a@b.test\r\nTo: c@local.test\r\nSubject: part 1 of 2\r\n"
+           b"MIME-Version: 1.0\r\nContent-Type: message/partial; id=\"x1@b.test\"; "
+           b"number=1; total=2\r\n\r\n" + whole[:middle] + b"\r\n")
+    _, findings, verdict = verdict_of(raw, scan__unprocessable=setting)
+    [error] = [f for f in findings if f.event == "scan_error"]
+    assert "message/partial" in error.reason
+    assert verdict.disposition == setting and verdict.rule == "scan.unprocessable"
 
 def test_malformed_is_logged_not_unprocessable():
     raw = (b"From: a@b.test\r\nTo: c@local.test\r\nSubject: x\r\n"
