@@ -24,6 +24,10 @@ Rules
        the walk stops and the message is unprocessable (`view.errors`, scan.unprocessable,
        which the administrator controls) rather than keep a worker busy towards its time
        limit (SPEC §4), as nesting did before (hostile-mime finding 5).
+    5. A part whose repeated Content-Type or Content-Transfer-Encoding fields disagree
+       (mime.py rule 6) is walked as the first of them says, and is an error
+       (`view.errors`, scan.unprocessable): another reader may follow the other field, and
+       what that one shows was never scanned.
 """
 
 from __future__ import annotations
@@ -171,6 +175,8 @@ class _Walker:
             part.carrier = self.carrier_of(self.view.parts[parent])
         for text in header.defects + info.defects:
             self.defect(part, text)
+        for reason in info.conflicts:       # rule 5
+            self.error(part, reason)
         if part.id == 0:
             self._top_headers(part, header.fields)
         maintype = info.content_type.split("/", 1)[0]

@@ -34,6 +34,15 @@ Rules
        add up to DIRECT_SEARCH_FACTOR times the buffer, then indexes every line starting
        with "--" once and answers from that. Both give exactly the matches of the one
        delimiter pattern; `octets` counts the work, for the decomposer's budget.
+    6. A header that repeats Content-Type or Content-Transfer-Encoding is read one way here
+       (the first field, as Python's email package does), but readers differ in which one
+       they follow (ClamAV reached EICAR behind a second "base64": av finding 1), so the
+       sender would choose what is scanned. Repeats that mean the same — one type/subtype
+       and, for a multipart, one boundary (charset and other parameters aside); encodings
+       decoded alike — are a defect; repeats that differ are a conflict
+       (`ContentInfo.conflicts`), which the decomposer makes unprocessable. None of the
+       corpus' 2,932 ham and 1,343 spam messages has either; 6 of its 475 MIME fixtures
+       (spam and malformed ones) have conflicting Content-Types.
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 
 from core.pipeline.decompose.fieldvalue import ParamMessage, decode_words_text
@@ -248,21 +257,31 @@ class ContentInfo:
     defects: list[str]
     flowed: bool = False        # format=flowed (RFC 3676)
     delsp: bool = False         # ... with DelSp=yes
+    conflicts: list[str] = field(default_factory=list)   # rule 6: fields read two ways
 
 
 def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain") -> ContentInfo:
     message = ParamMessage()      # its parameter readers are linear (fieldvalue.py rule 1)
     defects: list[str] = []
-    cte = None
+    types: list[str] = []
+    encodings: list[str] = []
     for name, value in fields:
         lower = name.lower()
-        if lower in ("content-type", "content-disposition"):
-            if message[name] is not None:
-                defects.append(f"duplicate {name}")
-                continue
-            message[name] = value
-        elif lower == "content-transfer-encoding" and cte is None:
-            cte = value.strip().lower() or None
+        if lower == "content-type":
+            types.append(value)
+        elif lower == "content-transfer-encoding":
+            encodings.append(value)
+            continue
+        elif lower != "content-disposition":
+            continue
+        if message[name] is not None:
+            defects.append(f"duplicate {name}")
+            continue
+        message[name] = value
+    cte = (encodings[0].strip().lower() or None) if encodings else None
+    if len(encodings) > 1:
+        defects.append("duplicate Content-Transfer-Encoding")
+    conflicts = _conflicts(types, encodings, default_type)
     if default_type != "text/plain":
         message.set_default_type(default_type)
     try:
@@ -280,7 +299,8 @@ def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain"
         delsp = _param_is(message, "delsp", "yes")
     except Exception as exc:   # a header the email package cannot read at all
         defects.append(f"unreadable content headers ({type(exc).__name__})")
-        return ContentInfo(default_type, None, None, None, None, cte, defects)
+        return ContentInfo(default_type, None, None, None, None, cte, defects,
+                           conflicts=conflicts)
     if filename is not None:
         filename, ok = decode_words(str(filename))
         if not ok:
@@ -289,7 +309,51 @@ def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain"
     if boundary is not None:
         boundary = str(boundary).strip('"')
     return ContentInfo(content_type, boundary or None, charset, filename, disposition, cte,
-                       defects, flowed, flowed and delsp)
+                       defects, flowed, flowed and delsp, conflicts)
+
+
+def _conflicts(types: list[str], encodings: list[str], default_type: str) -> list[str]:
+    """Rule 6: one line for each of the two fields whose repeats differ in meaning. Each
+    distinct value is read once, and reading stops at the first difference, so a header of
+    many such fields costs a few times its splitting (fieldvalue.py reads each linearly)."""
+    out = []
+    for name, values, meaning in (
+            ("Content-Type", types, lambda value: _type_meaning(value, default_type)),
+            ("Content-Transfer-Encoding", encodings, _decoding)):
+        first: tuple[str, object] | None = None
+        for value in dict.fromkeys(value.strip() for value in values):
+            read = meaning(value)
+            if first is None:
+                first = (value, read)
+            elif read != first[1]:
+                out.append(f"conflicting {name} fields ({_shown(first[0])} and "
+                           f"{_shown(value)}): readers differ in which they follow, and only "
+                           f"the first was scanned")
+                break
+    return out
+
+
+def _type_meaning(value: str, default_type: str) -> tuple[str, str | None]:
+    """What a Content-Type value decides about reading the part: its type/subtype and, for
+    a multipart, its boundary (read as content_info reads them)."""
+    message = ParamMessage()
+    message.set_default_type(default_type)
+    message["Content-Type"] = value
+    try:
+        content_type = message.get_content_type()
+        boundary = message.get_param("boundary") if content_type.startswith("multipart/") else None
+    except Exception:            # unreadable: a meaning of its own
+        return value.lower(), None
+    if isinstance(boundary, tuple):
+        boundary = boundary[2]
+    return content_type, str(boundary).strip('"') if boundary is not None else None
+
+
+MAX_SHOWN_CHARS = 60            # of a field value quoted in an error
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= MAX_SHOWN_CHARS else value[:MAX_SHOWN_CHARS] + "…")
 
 
 def _param_is(message, name: str, value: str) -> bool:
@@ -446,13 +510,25 @@ _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 _UU_BEGIN = re.compile(rb"^begin[ \t]+[0-7]{3,4}[ \t]+", re.MULTILINE)
 
 
+# How each Content-Transfer-Encoding is decoded; any other is read as 8bit (with a defect).
+_DECODINGS = {"7bit": "none", "8bit": "none", "binary": "none", "": "none",
+              "base64": "base64", "quoted-printable": "quoted-printable",
+              "x-uuencode": "uuencode", "uuencode": "uuencode", "x-uue": "uuencode",
+              "uue": "uuencode"}
+
+
+def _decoding(encoding: str | None) -> str:
+    return _DECODINGS.get((encoding or "").strip().lower(), "none")
+
+
 def decode_transfer(body: bytes, encoding: str | None) -> tuple[bytes, str | None, str | None]:
     """(decoded bytes, error, defect). An error means the content could not be decoded
     (unprocessable for an attachment); a defect means it was decoded leniently."""
     enc = (encoding or "7bit").strip().lower()
-    if enc in ("7bit", "8bit", "binary", ""):
+    decoding = _DECODINGS.get(enc)
+    if decoding == "none":
         return body, None, None
-    if enc == "base64":
+    if decoding == "base64":
         clean = _B64_JUNK.sub(b"", body.split(b"=", 1)[0] if b"=" in body else body)
         defect = None
         if len(clean) % 4 == 1:
@@ -463,12 +539,12 @@ def decode_transfer(body: bytes, encoding: str | None) -> tuple[bytes, str | Non
             return binascii.a2b_base64(clean), None, defect
         except (binascii.Error, ValueError) as exc:
             return b"", f"undecodable base64 ({exc})", None
-    if enc == "quoted-printable":
+    if decoding == "quoted-printable":
         try:
             return binascii.a2b_qp(body), None, None
         except (binascii.Error, ValueError) as exc:
             return b"", f"undecodable quoted-printable ({exc})", None
-    if enc in ("x-uuencode", "uuencode", "x-uue", "uue"):
+    if decoding == "uuencode":
         return _decode_uu(body)
     return body, None, f"unknown Content-Transfer-Encoding {enc!r} (read as 8bit)"
 
