@@ -1,20 +1,118 @@
-"""Password protection of documents that are not archives (SPEC §3 encrypted.*): PDF
-(an /Encrypt dictionary in the trailer) and Office files (OLE compound files with an
-encryption header, encrypted OOXML packages), through msoffcrypto-tool's detector.
-Archives (zip, 7z, rar) are told by their own readers in archives.py."""
+"""Password protection of documents that are not archives (SPEC §3 encrypted.*): PDF and
+Office files (OLE compound files with an encryption header, encrypted OOXML packages),
+through msoffcrypto-tool's detector. Archives (zip, 7z, rar) are told by their own readers
+in archives.py.
+
+A PDF is password-protected when it does not open with the empty user password. An
+/Encrypt dictionary alone is not enough: with an empty user password and an owner password
+that only restricts printing or copying (bank statements, government forms) every reader
+opens the file without asking, so it is no password-protected file. The standard security
+handler's own check decides: ISO 32000-1 §7.6.3.3 algorithm 2 and §7.6.3.4 algorithms 4-6
+(MD5 and RC4) for R2-R4; ISO 32000-2 §7.6.4.4.10 algorithm 11 with the §7.6.4.3.3 algorithm
+2.B hash (SHA-2 and AES-128) for R6, and one SHA-256 for R5 (Adobe's extension level 3).
+
+Rules kept for PDF, whose bytes are untrusted:
+1. Cautious: whatever cannot be read or checked is encrypted — an /Encrypt whose dictionary
+   is missing or malformed, a handler other than /Standard, an unknown revision, a value
+   given indirectly, more /Encrypt entries or file identifiers than we look at. Where the
+   file has several (incremental updates), every /Encrypt dictionary must open with the
+   empty password under every file identifier, so no reading a viewer might pick needs a
+   password.
+2. Bounded: each dictionary is read from a window of DICT_OCTETS with at most MAX_DEPTH
+   nesting, at most MAX_ENCRYPT_ENTRIES /Encrypt entries, MAX_DEFINITIONS definitions of
+   one object and MAX_FILE_IDS identifiers are looked at, and the key derivations have
+   fixed round counts (R6's hash ends by round 288, see `_hash_r6`).
+3. Names are compared as PDF reads them, #xx escapes included (/Encr#79pt is /Encrypt).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
 __all__ = ["pdf_is_encrypted", "office_is_encrypted"]
 
-_PDF_ENCRYPT = re.compile(rb"/Encrypt\s*(?:\d+\s+\d+\s+R|<<)")
+DICT_OCTETS = 64 * 1024           # the most text one dictionary or array may span
+MAX_DEPTH = 8                     # nesting of dictionaries and arrays inside one
+MAX_ENCRYPT_ENTRIES = 8           # /Encrypt entries (one per trailer) looked at
+MAX_DEFINITIONS = 8               # definitions of one object number (incremental updates)
+MAX_FILE_IDS = 16                 # /ID arrays looked at
+
+# ISO 32000-1 §7.6.3.3 algorithm 2 step a: the padding string, all of it for the empty password
+PASSWORD_PAD = bytes.fromhex("28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A")
+
+_WHITESPACE = b"\x00\t\n\x0c\r "
+_SPACE = rb"[\x00\t\n\x0c\r ]"
+_NAME_END = rb"(?=[\x00\t\n\x0c\r ()<>\[\]{}/%]|\Z)"
+# digits bounded: int() refuses over 4300 of them, and no value we read needs more than 10
+_NUMBER = re.compile(rb"[+-]?(?:\d{1,20}(?:\.\d{0,20})?|\.\d{1,20})")
+_REFERENCE_TAIL = re.compile(_SPACE + rb"+(\d{1,10})" + _SPACE + rb"+R" + _NAME_END)
+_REGULAR = re.compile(rb"[^\x00\t\n\x0c\r ()<>\[\]{}/%]*")
+_KEYWORD = re.compile(rb"(true|false|null)" + _NAME_END)
+_COMMENT = re.compile(rb"%[^\r\n]*")
+_NAME_ESCAPE = re.compile(rb"#([0-9a-fA-F]{2})")
+
+
+def _name_pattern(name: str) -> bytes:
+    """A regex for /name with any of its characters written as a #xx escape (either case)."""
+    def either(char: str) -> bytes:
+        digits = b"".join(b"[%c%c]" % (d, bytes([d]).upper()[0]) for d in b"%02x" % ord(char))
+        return b"(?:" + re.escape(char.encode()) + b"|#" + digits + b")"
+    return b"/" + b"".join(either(char) for char in name) + _NAME_END
+
+
+# an /Encrypt entry whose value is a reference or a direct dictionary, which starts at group 1
+_ENCRYPT_ENTRY = re.compile(_name_pattern("Encrypt") + _SPACE + rb"*(\d+" + _SPACE + rb"+\d+"
+                            + _SPACE + rb"+R|<<)")
+_ID_ARRAY = re.compile(_name_pattern("ID") + _SPACE + rb"*(\[)")
+
+
+class _Unreadable(Exception):
+    """The PDF's encryption cannot be read; the caller counts the file as encrypted."""
+
+
+class _Name(str):
+    """A PDF name, without its slash and with #xx escapes read."""
+
+
+class _Reference(tuple):
+    """An indirect reference `n g R` as (n, g)."""
 
 
 def pdf_is_encrypted(data: bytes) -> bool:
-    return _PDF_ENCRYPT.search(data) is not None
+    """True when a PDF has an /Encrypt dictionary and does not open with the empty user
+    password, or its encryption cannot be read (rule 1); False when it has none or opens
+    without a password. Never raises for damaged input."""
+    entries = []
+    for match in _ENCRYPT_ENTRY.finditer(data):
+        if len(entries) == MAX_ENCRYPT_ENTRIES:
+            return True
+        entries.append(match.start(1))
+    if not entries:
+        return False
+    try:
+        dictionaries, references = [], set()
+        for position in entries:
+            value = _Parser(data, position).value()
+            if isinstance(value, dict):
+                dictionaries.append(value)
+            elif not isinstance(value, _Reference):
+                raise _Unreadable("/Encrypt is neither a dictionary nor a reference")
+            elif value not in references:
+                references.add(value)
+                dictionaries.extend(_definitions(data, value))
+        file_ids = None
+        for dictionary in dictionaries:
+            if _revision(dictionary) <= 4 and file_ids is None:
+                file_ids = _file_ids(data)
+            if not _opens_without_password(dictionary, file_ids):
+                return True
+        return False
+    except _Unreadable:
+        return True
 
 
 def office_is_encrypted(data: bytes) -> bool | None:
@@ -25,3 +123,283 @@ def office_is_encrypted(data: bytes) -> bool | None:
         return bool(office.is_encrypted())
     except Exception:       # not Office (msi, msg, thumbs.db) or a damaged file
         return None
+
+
+# --- the standard security handler ------------------------------------------------------------
+
+def _revision(dictionary: dict) -> int:
+    """The standard security handler's revision; _Unreadable for any other handler."""
+    if dictionary.get("Filter") != "Standard":
+        raise _Unreadable("not the standard security handler")     # /Adobe.PubSec: certificates
+    revision = _integer(dictionary, "R")
+    if revision not in (2, 3, 4, 5, 6):
+        raise _Unreadable(f"unknown revision {revision}")
+    return revision
+
+
+def _opens_without_password(dictionary: dict, file_ids: list[bytes] | None) -> bool:
+    revision = _revision(dictionary)
+    user = _string(dictionary, "U")
+    if revision >= 5:
+        # ISO 32000-2 algorithm 11: U is hash(32) + validation salt(8) + key salt(8)
+        if len(user) < 48:
+            raise _Unreadable("short /U")
+        salt = user[32:40]
+        digest = hashlib.sha256(salt).digest() if revision == 5 else _hash_r6(b"", salt)
+        return digest == user[:32]
+    owner = _string(dictionary, "O")
+    if len(owner) < 32 or len(user) < 32:
+        raise _Unreadable("short /O or /U")
+    permissions = (_integer(dictionary, "P") & 0xFFFFFFFF).to_bytes(4, "little")
+    metadata = dictionary.get("EncryptMetadata", True)
+    if not isinstance(metadata, bool):
+        raise _Unreadable("/EncryptMetadata is no boolean")
+    key_octets = _key_octets(dictionary, revision)
+    for file_id in file_ids or [b""]:
+        # algorithm 2 with the padding string as the password
+        digest = hashlib.md5(PASSWORD_PAD + owner[:32] + permissions + file_id
+                             + (b"\xff" * 4 if revision >= 4 and not metadata else b"")).digest()
+        if revision >= 3:
+            for _ in range(50):
+                digest = hashlib.md5(digest[:key_octets]).digest()
+        key = digest[:key_octets]
+        if revision == 2:                                           # algorithm 4
+            opens = _rc4(key, PASSWORD_PAD) == user[:32]
+        else:                                                       # algorithm 5
+            check = _rc4(key, hashlib.md5(PASSWORD_PAD + file_id).digest())
+            for step in range(1, 20):
+                check = _rc4(bytes(octet ^ step for octet in key), check)
+            opens = check == user[:16]
+        if not opens:
+            return False
+    return True
+
+
+def _key_octets(dictionary: dict, revision: int) -> int:
+    """Algorithm 2 step h: 5 octets for R2, /Length bits (default 40) for R3; R4 files may
+    keep the length in their crypt filter only, where Acrobat writes octets, not bits (read
+    as pdf.js reads it: under 40 means octets)."""
+    if revision == 2:
+        return 5
+    bits = dictionary.get("Length")
+    if bits is None and revision == 4:
+        filters, default = dictionary.get("CF"), dictionary.get("StmF")
+        handler = filters.get(default) if isinstance(filters, dict) and \
+            isinstance(default, _Name) else None
+        bits = handler.get("Length", 128) if isinstance(handler, dict) else 128
+        if isinstance(bits, int) and not isinstance(bits, bool) and bits < 40:
+            bits *= 8
+    if bits is None:
+        bits = 40
+    if not isinstance(bits, int) or isinstance(bits, bool) or bits % 8 or not 40 <= bits <= 128:
+        raise _Unreadable(f"key length {bits!r}")
+    return bits // 8
+
+
+def _hash_r6(password: bytes, salt: bytes) -> bytes:
+    """ISO 32000-2 algorithm 2.B without user data (the user password's hash). At least 64
+    rounds, then until the last octet of E is at most round - 32: an octet is at most 255,
+    so it ends by round 288."""
+    key = hashlib.sha256(password + salt).digest()
+    rounds, encrypted = 0, b""
+    while rounds < 64 or encrypted[-1] > rounds - 32:
+        encryptor = Cipher(algorithms.AES(key[:16]), modes.CBC(key[16:32])).encryptor()
+        encrypted = encryptor.update((password + key) * 64) + encryptor.finalize()
+        # the first 16 octets as a big-endian number mod 3: 256 = 1 (mod 3), so their sum
+        digest = (hashlib.sha256, hashlib.sha384, hashlib.sha512)[sum(encrypted[:16]) % 3]
+        key = digest(encrypted).digest()
+        rounds += 1
+    return key[:32]
+
+
+def _rc4(key: bytes, data: bytes) -> bytes:
+    """RC4 (the standard security handler's cipher for R2-R4) on at most 32 octets here."""
+    state = list(range(256))
+    j = 0
+    for i in range(256):
+        j = (j + state[i] + key[i % len(key)]) & 0xFF
+        state[i], state[j] = state[j], state[i]
+    out = bytearray()
+    i = j = 0
+    for octet in data:
+        i = (i + 1) & 0xFF
+        j = (j + state[i]) & 0xFF
+        state[i], state[j] = state[j], state[i]
+        out.append(octet ^ state[(state[i] + state[j]) & 0xFF])
+    return bytes(out)
+
+
+def _integer(dictionary: dict, key: str) -> int:
+    value = dictionary.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _Unreadable(f"/{key} is no integer")                # missing, or given indirectly
+    return value
+
+
+def _string(dictionary: dict, key: str) -> bytes:
+    value = dictionary.get(key)
+    if not isinstance(value, bytes):
+        raise _Unreadable(f"/{key} is no string")
+    return value
+
+
+# --- reading the objects ------------------------------------------------------------------------
+
+def _definitions(data: bytes, reference: tuple[int, int]) -> list[dict]:
+    """Every `n g obj << ... >>` of the referenced object; none is unreadable."""
+    pattern = re.compile(rb"(?<![0-9])%d[\x00\t\n\x0c\r ]+%d[\x00\t\n\x0c\r ]+obj" % reference
+                         + _NAME_END)
+    found = []
+    for match in pattern.finditer(data):
+        if len(found) == MAX_DEFINITIONS:
+            raise _Unreadable("too many definitions")
+        value = _Parser(data, match.end()).value()
+        if not isinstance(value, dict):
+            raise _Unreadable("the encryption dictionary is no dictionary")
+        found.append(value)
+    if not found:
+        raise _Unreadable(f"no object {reference[0]} {reference[1]}")
+    return found
+
+
+def _file_ids(data: bytes) -> list[bytes]:
+    """The distinct first elements of the /ID arrays (trailers, cross-reference streams)."""
+    ids: list[bytes] = []
+    for count, match in enumerate(_ID_ARRAY.finditer(data)):
+        if count == MAX_FILE_IDS:
+            raise _Unreadable("too many /ID arrays")
+        try:
+            value = _Parser(data, match.start(1)).value()
+        except _Unreadable:
+            continue                     # not a trailer's identifier (inside a stream)
+        if isinstance(value, list) and value and isinstance(value[0], bytes) \
+                and value[0] not in ids:
+            ids.append(value[0])
+    return ids
+
+
+class _Parser:
+    """The PDF object syntax (ISO 32000-1 §7.3) from one position, within DICT_OCTETS:
+    dictionaries (name keys, #xx unescaped) as dict, arrays as list, strings as bytes,
+    names as _Name, numbers, booleans, null as None, `n g R` as _Reference."""
+
+    def __init__(self, data: bytes, position: int):
+        self.text = data[position:position + DICT_OCTETS]
+        self.at = 0
+
+    def value(self, depth: int = 0):
+        if depth > MAX_DEPTH:
+            raise _Unreadable("nested too deep")
+        self.skip_space()
+        text, at = self.text, self.at
+        if text.startswith(b"<<", at):
+            self.at += 2
+            return self.dictionary(depth)
+        head = text[at:at + 1]
+        if head == b"<":
+            return self.hex_string()
+        if head == b"(":
+            return self.literal_string()
+        if head == b"[":
+            self.at += 1
+            items = []
+            while True:
+                self.skip_space()
+                if text.startswith(b"]", self.at):
+                    self.at += 1
+                    return items
+                items.append(self.value(depth + 1))
+        if head == b"/":
+            return self.name()
+        number = _NUMBER.match(text, at)
+        if number:
+            self.at = number.end()
+            if b"." in number.group():
+                return float(number.group())
+            tail = _REFERENCE_TAIL.match(text, self.at)
+            if tail:
+                self.at = tail.end()
+                return _Reference((int(number.group()), int(tail.group(1))))
+            return int(number.group())
+        keyword = _KEYWORD.match(text, at)
+        if keyword:
+            self.at = keyword.end()
+            return {b"true": True, b"false": False, b"null": None}[keyword.group(1)]
+        raise _Unreadable(f"unexpected {head!r}")
+
+    def dictionary(self, depth: int) -> dict:
+        out = {}
+        while True:
+            self.skip_space()
+            if self.text.startswith(b">>", self.at):
+                self.at += 2
+                return out
+            if not self.text.startswith(b"/", self.at):
+                raise _Unreadable("dictionary key is no name")
+            key = self.name()
+            out[key] = self.value(depth + 1)
+
+    def name(self) -> _Name:
+        start = self.at + 1
+        self.at = _REGULAR.match(self.text, start).end()
+        raw = _NAME_ESCAPE.sub(lambda m: bytes([int(m.group(1), 16)]), self.text[start:self.at])
+        return _Name(raw.decode("latin-1"))
+
+    def hex_string(self) -> bytes:
+        end = self.text.find(b">", self.at)
+        if end < 0:
+            raise _Unreadable("unterminated hex string")
+        digits = self.text[self.at + 1:end].translate(None, _WHITESPACE)
+        self.at = end + 1
+        try:
+            return bytes.fromhex((digits + b"0" * (len(digits) % 2)).decode("ascii"))
+        except ValueError:
+            raise _Unreadable("bad hex string") from None
+
+    def literal_string(self) -> bytes:
+        """§7.3.4.2: balanced parentheses, escapes, an end of line read as one LF."""
+        text, at, out, depth = self.text, self.at + 1, bytearray(), 1
+        escapes = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b",
+                   ord("f"): b"\f"}
+        while at < len(text):
+            octet = text[at]
+            at += 1
+            if octet == 0x5C:                                      # backslash
+                if at >= len(text):
+                    break
+                following = text[at]
+                if following in escapes:
+                    out += escapes[following]
+                    at += 1
+                elif 0x30 <= following <= 0x37:
+                    digits = re.match(rb"[0-7]{1,3}", text[at:at + 3]).group()
+                    out.append(int(digits, 8) & 0xFF)
+                    at += len(digits)
+                elif following in b"\r\n":                         # a continued line
+                    at += 2 if text.startswith(b"\r\n", at) else 1
+                else:
+                    out.append(following)
+                    at += 1
+            elif octet == 0x0D:
+                out += b"\n"
+                at += 1 if text.startswith(b"\n", at) else 0
+            else:
+                if octet == 0x28:
+                    depth += 1
+                elif octet == 0x29:
+                    depth -= 1
+                    if depth == 0:
+                        self.at = at
+                        return bytes(out)
+                out.append(octet)
+        raise _Unreadable("unterminated string")
+
+    def skip_space(self) -> None:
+        text = self.text
+        while self.at < len(text):
+            if text[self.at] in _WHITESPACE:
+                self.at += 1
+            elif text[self.at] == 0x25:                            # % comment to the line's end
+                self.at = _COMMENT.match(text, self.at).end()
+            else:
+                return
