@@ -3,7 +3,13 @@ session cookies per scheme, bidi controls shown in pages.
 
 Rules:
 - No traceback or exception text ever reaches a page: every error page is a fixed text with
-  the request id; the exception is logged with that id (STYLE §1 "Console").
+  the request id; the exception is logged with that id (STYLE §1 "Console"). Any other
+  error answer (a 4xx) logs one short line with its id and no traceback, so what a client
+  sends cannot fill the log.
+- The error page cannot fail: when it cannot be drawn, a plain page with the same text and
+  request id is sent instead (`_PLAIN_ERROR_PAGE`). A Host header that is no host name gets
+  that plain 400 page before anything else runs: werkzeug cannot build URLs for it, and
+  every page's layout builds some.
 - Every response carries the security headers below; the pages use no inline script or
   style, so the Content-Security-Policy forbids both.
 - With `https.logons` on, the logon and password pages answer plain HTTP with a redirect to
@@ -33,8 +39,8 @@ from typing import Callable
 from flask import Flask, g, redirect, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
-from markupsafe import Markup
-from werkzeug.exceptions import HTTPException
+from markupsafe import Markup, escape
+from werkzeug.exceptions import BadHost, HTTPException
 
 from console.context import console_context, settings
 from shared.events import Action
@@ -84,6 +90,20 @@ _MESSAGES = {
                                   "Nothing was changed by the failed step."),
 }
 
+# What is sent when errors.html cannot be drawn: no template, no layout, no URL.
+_PLAIN_ERROR_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>{title} · Mailmoat</title></head>
+<body>
+<h1>{title}</h1>
+<p>{text}</p>
+<p>Request id: <code>{request_id}</code> (quote it when you report a problem; the console \
+log has the details).</p>
+</body>
+</html>
+"""
+LOGGED_TEXT_MAX_CHARS = 200   # of a path or Host header in a log line
+
 
 def https_url() -> str:
     """The current path on the HTTPS listener."""
@@ -126,10 +146,38 @@ class SchemeSessionInterface(SecureCookieSessionInterface):
         return request.is_secure
 
 
+def _request_id() -> str:
+    """This request's id; made here when the request failed before `before_request`."""
+    if not g.get("request_id"):
+        g.request_id = secrets.token_hex(6)
+    return g.request_id
+
+
+def _shown(text: str) -> str:
+    """`text` as a log line may hold it: cut short and quoted, control characters escaped
+    (a path with an encoded CR LF must not forge a line)."""
+    return repr(text[:LOGGED_TEXT_MAX_CHARS])
+
+
 def _error_page(code: int, title: str | None = None, text: str | None = None):
     default_title, default_text = _MESSAGES.get(code, _MESSAGES[500])
-    return render_template("errors.html", code=code, title=title or default_title,
-                           text=text or default_text, request_id=g.get("request_id")), code
+    title, text = title or default_title, text or default_text
+    if not isinstance(request.routing_exception, BadHost):
+        try:
+            return render_template("errors.html", code=code, title=title, text=text,
+                                   request_id=_request_id()), code
+        except Exception:
+            log.exception("request %s: the %s page could not be drawn; a plain one was sent",
+                          _request_id(), code)
+    page = _PLAIN_ERROR_PAGE.format(title=escape(title), text=escape(text),
+                                    request_id=escape(_request_id()))
+    return page, code, {"Content-Type": "text/html; charset=utf-8"}
+
+
+def _log_error_answer(code: int, reason: str) -> None:
+    """The one log line of a request answered with an error page."""
+    log.info("request %s: %s %s answered %s %s", _request_id(), request.method,
+             _shown(request.path), code, reason)
 
 
 def _ipv4_clients_as_ipv4(wsgi_app):
@@ -156,6 +204,13 @@ def install(app: Flask) -> None:
     def assign_request_id():
         g.request_id = secrets.token_hex(6)
 
+    @app.before_request
+    def refuse_bad_host():
+        # first after the id, so no session check or CSRF check meets a request that
+        # cannot build a URL
+        if isinstance(request.routing_exception, BadHost):
+            raise request.routing_exception
+
     @app.after_request
     def add_headers(response):
         for name, value in SECURITY_HEADERS.items():
@@ -167,23 +222,28 @@ def install(app: Flask) -> None:
         return response
 
     @app.errorhandler(CSRFError)
-    def csrf_failed(_exc):
+    def csrf_failed(exc: CSRFError):
+        _log_error_answer(400, f"Form expired: {exc.description}")
         return _error_page(400, "Form expired", "The form was not accepted because its "
                            "security token was missing or out of date. Go back, reload the "
                            "page and try again.")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
+        if exc.code in (301, 302, 303, 307, 308):
+            return exc
         if exc.code == 400:
             console_context().events.record(Action.HTTP_PROTOCOL_VIOLATION, result="rejected",
                                             client_ip=request.remote_addr,
                                             info=request.path[:200])
-        if exc.code in (301, 302, 303, 307, 308):
-            return exc
+        reason = exc.name
+        if isinstance(exc, BadHost):
+            reason += f": the Host header {_shown(request.host)} is not a host name"
+        _log_error_answer(exc.code or 500, reason)
         return _error_page(exc.code or 500)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
-        log.exception("request %s failed: %s %s", g.get("request_id"), request.method,
-                      request.path)
+        log.exception("request %s failed: %s %s", _request_id(), request.method,
+                      _shown(request.path))
         return _error_page(500)

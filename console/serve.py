@@ -9,6 +9,9 @@ Rules:
   A pair that does not load (e.g. caught between the two renames of an install) is retried
   at the next poll and the old context stays in use meanwhile.
 - cheroot runs on Linux, macOS and Windows alike; nothing here needs root except ports < 1024.
+- The request line and headers together are read up to MAX_REQUEST_HEADER_OCTETS; cheroot
+  answers a longer request line 414 and longer headers 413 (its default reads them
+  without a bound, so one client could fill the memory).
 - `ConsoleServer(ports fixed)` is what tests use: port 0 picks free ports, settings changes
   then do not move the listeners.
 """
@@ -33,13 +36,16 @@ from shared.clock import WallClock
 from shared.paths import DataHome
 from shared.settings_store import load
 
-__all__ = ["ConsoleServer", "run", "POLL_SECONDS"]
+__all__ = ["ConsoleServer", "run", "POLL_SECONDS", "MAX_REQUEST_HEADER_OCTETS"]
 
 log = logging.getLogger("mailmoat.console.serve")
 
 POLL_SECONDS = 0.5   # settings and certificate files are checked this often
 THREADS = 10         # worker threads per listener
 SHUTDOWN_SECONDS = 5
+# A browser's request line and headers, cookies included, stay well under this; Apache and
+# nginx allow about 8 KiB a line, and the report pages' query strings are short.
+MAX_REQUEST_HEADER_OCTETS = 64 * 1024
 
 
 @dataclass
@@ -109,6 +115,7 @@ class ConsoleServer:
     def _open(self, scheme: str, port: int) -> _Listener:
         server = wsgi.Server((self.host, port), self.app, numthreads=THREADS,
                              server_name="mailmoat-console", shutdown_timeout=SHUTDOWN_SECONDS)
+        server.max_request_header_size = MAX_REQUEST_HEADER_OCTETS
         if scheme == "https":
             server.ssl_adapter = self._tls_adapter()
         server.prepare()  # binds; raises OSError when the port cannot be used

@@ -2,6 +2,10 @@
 
 A client locked out after too many failed logons (console.throttle) gets the logon page with
 the reason, HTTP 429 Too Many Requests and Retry-After.
+
+A logon form refused for its fields (empty, or over the form's length) is not checked as a
+logon, but it is a logon attempt: the page says what is wrong and the attempt writes its
+`logon` failure event, shaped as `log_on`'s (console.md: every attempt writes one).
 """
 
 from flask import flash, redirect, render_template, request, url_for
@@ -9,9 +13,12 @@ from flask_login import current_user
 
 from console.auth import bp
 from console.auth.forms import LogoffForm, LogonForm
-from console.auth.service import LogonsLockedOut, log_off, log_on, safe_next
+from console.auth.service import (ACCOUNT_NAME_MAX_CHARS, LogonsLockedOut, log_off, log_on,
+                                  safe_next)
+from console.context import console_context
 from console.roles import Access, public, requires
 from console.security import logon_page
+from shared.events import Action
 
 
 @bp.route("/logon", methods=["GET", "POST"])
@@ -33,7 +40,20 @@ def logon():
                 {"Retry-After": str(int(locked.seconds) + 1)}
         flash("The user name or password is incorrect.", "error")
         return render_template("auth/logon.html", form=form), 200
+    if form.is_submitted():
+        _record_refused_logon(form.username.data or "")
+        for message in form.field_messages:
+            flash(message, "error")
     return render_template("auth/logon.html", form=form)
+
+
+def _record_refused_logon(name: str) -> None:
+    """The `logon` failure event of a form refused for its fields, the name cut as `log_on`
+    cuts it."""
+    name = name.strip()[:ACCOUNT_NAME_MAX_CHARS]
+    console_context().events.record(Action.LOGON, result="failure",
+                                    client_ip=request.remote_addr, info=name,
+                                    data={"user": name})
 
 
 @bp.route("/logoff", methods=["POST"])
