@@ -94,6 +94,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
     from core.notify import AlertServices
     from core.pipeline.service import FilteringPipeline
     from core.scan.antispam.autowhitelist import AutoWhitelist, AutoWhitelistPipeline
+    from core.scan.service import DELETE_COMMAND as VIRUS_QUARANTINE_DELETE
     from core.scan.service import AntivirusService
     from core.spool import QueueManager
 
@@ -154,6 +155,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         commands = CommandRunner(home.db, settings)
         _register_commands(commands, queue)
         commands.register("whitelist.auto.delete", auto_whitelist.delete_command)
+        commands.register(VIRUS_QUARANTINE_DELETE, antivirus.delete_command)
 
         delivery_side = _ShieldedServices((settings.run, committer.run, auto_whitelist.run,
                                            antivirus.run, pipeline.run, queue.run, alerts.run))

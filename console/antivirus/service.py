@@ -1,6 +1,11 @@
 """Antivirus Policy pages beyond a plain save: the virus quarantine (read from the spool,
-never written — ARCHITECTURE invariant 4) and its safe download, and the definitions in
-force.
+never written — ARCHITECTURE invariant 4), its safe download and its Delete, and the
+definitions in force.
+
+Delete is a command the core carries out (core/scan/service.py `delete_command`), as the
+hold queue's actions are; until it has, the page no longer lists the copies it names
+(`_being_deleted`). There is no Release: a message found infected is not delivered from
+here (docs/antivirus.md).
 
 A download is a 7z archive encrypted with AES-256 and encrypted headers, password
 SAFE_ARCHIVE_PASSWORD ("infected", the convention of malware archives): neither the
@@ -14,13 +19,17 @@ import json
 import re
 from dataclasses import dataclass
 
-from console.context import console_context
+from console.context import console_context, request_db
+from console.settings_service import submit_command
+from shared.settings import SettingError
+from shared.spool import SUBJECT_META
 
-__all__ = ["QuarantinedMessage", "list_quarantine", "safe_archive", "SAFE_ARCHIVE_PASSWORD",
-           "LIST_LIMIT"]
+__all__ = ["QuarantinedMessage", "list_quarantine", "safe_archive", "request_delete",
+           "SAFE_ARCHIVE_PASSWORD", "LIST_LIMIT", "DELETE_COMMAND"]
 
 SAFE_ARCHIVE_PASSWORD = "infected"
 LIST_LIMIT = 500
+DELETE_COMMAND = "virus_quarantine.delete"      # carried out by core/scan/service.py
 _QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -30,6 +39,7 @@ class QuarantinedMessage:
     quarantined_at: float | None
     sender: str
     recipients: tuple[str, ...]
+    subject: str
     size: int | None
     viruses: tuple[str, ...]
     files: tuple[str, ...]
@@ -42,10 +52,11 @@ def _folder():
 
 
 def list_quarantine(limit: int = LIST_LIMIT) -> tuple[int, list[QuarantinedMessage]]:
-    """(total, newest first up to limit)."""
+    """(total, newest first up to limit), without the copies being deleted."""
+    leaving = _being_deleted()
     try:
-        names = sorted((p.name for p in _folder().iterdir() if _QUEUE_ID.match(p.name)),
-                       reverse=True)
+        names = sorted((p.name for p in _folder().iterdir()
+                        if _QUEUE_ID.match(p.name) and p.name not in leaving), reverse=True)
     except FileNotFoundError:
         names = []
     out = []
@@ -61,10 +72,42 @@ def list_quarantine(limit: int = LIST_LIMIT) -> tuple[int, list[QuarantinedMessa
             data.get("sender") or "<>",
             tuple(r["address"] if isinstance(r, dict) else str(r)
                   for r in data.get("recipients", [])),
-            data.get("size"), tuple(meta.get("virus") or ()), tuple(meta.get("files") or ()),
+            str(meta.get(SUBJECT_META) or ""), data.get("size"), tuple(meta.get("virus") or ()), tuple(meta.get("files") or ()),
             tuple(meta.get("actions") or ()),
             (central.get("state", "") if isinstance(central, dict) else "")))
     return len(names), out
+
+
+def _being_deleted() -> set[str]:
+    """Copies named by delete commands the core has not carried out yet (it does within
+    about a second)."""
+    rows = request_db().execute(
+        "SELECT args FROM commands WHERE state IN ('pending', 'running') AND kind = ?",
+        (DELETE_COMMAND,)).fetchall()
+    ids: set[str] = set()
+    for row in rows:
+        try:
+            ids.update(json.loads(row["args"]).get("ids") or ())
+        except (ValueError, AttributeError, TypeError):
+            continue
+    return ids
+
+
+def request_delete(ids: list[str], *, user: str, client_ip: str | None) -> int:
+    """Ask the core to delete these copies; returns how many were named. The request's
+    `object_modified` event names them (console.settings_service.submit_command).
+
+    Raises SettingError (key "ids") when none is selected or one is not a queue id.
+    """
+    chosen = list(dict.fromkeys(i.strip() for i in ids if i.strip()))
+    if not chosen:
+        raise SettingError([("ids", "select the messages to delete")])
+    for queue_id in chosen:
+        if not _QUEUE_ID.match(queue_id):
+            raise SettingError([("ids", f"{queue_id!r} is not a queue id")])
+    submit_command(DELETE_COMMAND, {"ids": chosen}, user=user, client_ip=client_ip,
+                   page="virus_quarantine")
+    return len(chosen)
 
 
 def safe_archive(queue_id: str) -> bytes | None:

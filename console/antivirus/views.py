@@ -1,21 +1,23 @@
 """Antivirus Policy (SPEC §7; guide §4): settings, outbreak alert, virus quarantine.
 
 Form -> one save -> flash -> redirect; administrator only. The virus quarantine is read
-from the spool and downloaded as a password-protected archive (service.py).
+from the spool and downloaded as a password-protected archive; Delete asks the core
+(service.py).
 """
 
 from __future__ import annotations
 
-from flask import Response, abort, redirect, render_template, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 
 from console.antivirus import bp, service
+from console.antivirus.forms import QuarantineDeleteForm
 from console.context import settings
 from console.form_submit import submit, who
 from console.roles import Access, requires
 from console.schema_forms import form_data, form_values, settings_form
 from console.settings_service import save_settings
 from console.status.service import definitions_in_force
-from shared.settings import PAGES, SCHEMA
+from shared.settings import PAGES, SCHEMA, SettingError
 
 TABS = (("antivirus", "Antivirus Settings", "antivirus.index"),
         ("outbreak", "Outbreak Alert", "antivirus.outbreak"),
@@ -81,9 +83,25 @@ def outbreak():
 def quarantine():
     total, messages = service.list_quarantine()
     return render_template("antivirus/quarantine.html", tabs=TABS, tab="quarantine",
-                           total=total, messages=messages,
+                           total=total, messages=messages, form=QuarantineDeleteForm(),
                            password=service.SAFE_ARCHIVE_PASSWORD,
                            mode=settings()["av.quarantine"])
+
+
+@bp.route("/quarantine/delete", methods=["POST"])
+@requires(Access.ADMIN)
+def quarantine_delete():
+    form = QuarantineDeleteForm()
+    if form.validate_on_submit():
+        try:
+            count = service.request_delete(form.ids.data or [], **who())
+        except SettingError as exc:
+            flash("Nothing was deleted: " + "; ".join(rule for _key, rule in exc.errors),
+                  "error")
+        else:
+            flash(f"The core deletes the {count} selected message(s) within a few seconds.",
+                  "info")
+    return redirect(url_for("antivirus.quarantine"))
 
 
 @bp.route("/quarantine/<queue_id>/download")

@@ -30,12 +30,26 @@ What it owns
     Central forwarder     delivers marked copies to av.central_quarantine (host, port) with
                           the core's deliverer, retrying every CENTRAL_RETRY_SECONDS until it
                           is accepted (the local copy stays either way).
+    Retention             at start and every RETENTION_PASS_SECONDS, deletes the copies
+                          quarantined more than `logging.retention_days` ago (0 = keep for
+                          ever) and says how many in an `events_purged` event, as the
+                          console's event purge does (console/jobs.py; the console cannot
+                          do it, rule 3).
+    delete_command(...)   the DELETE_COMMAND command: deletes the copies an administrator
+                          selected on Antivirus Policy › Virus Quarantine.
 
 Rules
     1. The virus quarantine holds copies; the message itself is handled by the findings'
        verdict (SPEC §3 av.quarantine). A copy is one spool entry in quarantine/virus,
        written through shared/spool.Spool.copy_to (durable, atomic).
     2. Nothing here blocks the event loop: file work goes through trio.to_thread.
+    3. This service is the only writer of quarantine/virus (ARCHITECTURE invariant 4: the
+       console reads it and asks for deletions as commands), so a copy that vanishes while
+       it is being sent to the central quarantine was deleted here, on purpose.
+    4. No copy is kept while the spool's file system is low (shared/disk.py
+       LOW_DISK_FRACTION, as the console's saved CSV reports): copies must not take the
+       space SMTP needs to accept mail at all (452 under 5 % free, SPEC §3 size). A `quarantined`
+       event with result "skipped_low_disk" says which copy was not kept.
 """
 
 from __future__ import annotations
@@ -47,17 +61,25 @@ from pathlib import Path
 
 import trio
 
+from core.control import CommandRefused
 from core.scan.antispam import definitions as spam_definitions
 from core.scan.engines import RUNTIME_DEFINITIONS
 from shared import definitions as defs
+from shared.disk import LOW_DISK_FRACTION
 from shared.events import Action
-from shared.spool import new_queue_id
+from shared.retention import cutoff_for
+from shared.spool import EnvelopeError, new_queue_id
 
-__all__ = ["AntivirusService", "COUNTER_OF", "VIRUS_QUEUE"]
+__all__ = ["AntivirusService", "COUNTER_OF", "VIRUS_QUEUE", "DELETE_COMMAND",
+           "RETENTION_PASS_SECONDS"]
 
 WATCH_SECONDS = 0.5
 CENTRAL_RETRY_SECONDS = 30.0
+# A copy outlives the retention by at most this much; an hourly pass of a folder the
+# retention bounds costs little, and writes at most 24 purge events a day.
+RETENTION_PASS_SECONDS = 3600.0
 VIRUS_QUEUE = "quarantine/virus"
+DELETE_COMMAND = "virus_quarantine.delete"      # console/antivirus/service.py asks for it
 COUNTER_OF = {"file_repaired": "infections_repaired", "file_deleted": "infections_deleted",
               "virus_logged": "infections_logged", "mass_mailer_cleanup": "mass_mailers_deleted"}
 
@@ -147,6 +169,7 @@ class AntivirusService:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch)
             nursery.start_soon(self._central_loop)
+            nursery.start_soon(self._retention_loop)
             task_status.started()
 
     async def _watch(self) -> None:
@@ -171,8 +194,21 @@ class AntivirusService:
         await self._count_outbreak(envelope, infected, settings)
 
     async def _quarantine(self, envelope, infected, settings, central) -> None:
-        copy = envelope.copy()
         names = sorted({f.data["virus"] for f in infected})
+        message = {"queue_id": envelope.queue_id, "sender": envelope.sender,
+                   "recipients": [r.address for r in envelope.recipients],
+                   "size": envelope.size, "subject": envelope.subject()}
+        free = await trio.to_thread.run_sync(self.spool.disk_free_fraction)
+        if free < LOW_DISK_FRACTION:                                    # rule 4
+            self.events.record(Action.QUARANTINED, rule="av.quarantine",
+                               result="skipped_low_disk",
+                               info=f"no copy kept in the virus quarantine ({', '.join(names)})"
+                                    f": the spool's file system has {free:.1%} free, under "
+                                    f"{LOW_DISK_FRACTION:.0%}",
+                               data={"folder": "virus", "virus": names[0],
+                                     "disk_free": round(free, 4)}, **message)
+            return
+        copy = envelope.copy()
         copy.meta = {**copy.meta, "kind": "virus_quarantine", "virus": names,
                      "original_queue_id": envelope.queue_id,
                      "actions": sorted({f.action for f in infected}),
@@ -187,11 +223,8 @@ class AntivirusService:
         self.quarantined += 1
         self.events.record(Action.QUARANTINED, rule="av.quarantine", result="quarantined",
                            info=f"copy kept in the virus quarantine ({', '.join(names)})",
-                           queue_id=envelope.queue_id, sender=envelope.sender,
-                           recipients=[r.address for r in envelope.recipients],
-                           size=envelope.size, subject=envelope.subject(),
                            data={"folder": "virus", "copy_id": new_id, "virus": names[0],
-                                 "central": bool(central)})
+                                 "central": bool(central)}, **message)
         if central:
             self._central_wakeup.set()
 
@@ -256,13 +289,86 @@ class AntivirusService:
         results = await self.deliverer.deliver(hop, envelope, recipients, path, self.settings())
         if results and all(r.outcome == "delivered" for r in results):
             envelope.meta["central"] = {**central, "state": "sent", "sent_at": self.clock()}
-            await trio.to_thread.run_sync(self.spool.write_envelope, VIRUS_QUEUE, envelope)
+            try:
+                await trio.to_thread.run_sync(self.spool.write_envelope, VIRUS_QUEUE, envelope)
+            except FileNotFoundError:   # deleted while it was being sent (rule 3)
+                pass
             self.events.record(Action.FORWARDED, rule="av.central_quarantine",
                                result="forwarded", queue_id=queue_id,
                                info=f"virus quarantine copy sent to {central['host']}:"
                                     f"{central['port']}",
                                data={"forward_to": f"{central['host']}:{central['port']}",
                                      "generated": True})
+
+    # --- retention and deletion (rule 3) -----------------------------------------------------
+    async def _retention_loop(self) -> None:
+        while True:
+            await self.purge_expired()
+            await trio.sleep(RETENTION_PASS_SECONDS)
+
+    async def purge_expired(self) -> int:
+        """Delete the copies quarantined more than `logging.retention_days` ago; returns how
+        many. An `events_purged` event says how many, when there were any, and which could
+        not be deleted; a copy that cannot be deleted does not stop the others."""
+        days = self.settings()["logging.retention_days"]
+        cutoff = cutoff_for(self.clock(), days)
+        if cutoff is None:
+            return 0
+        deleted, problem = await trio.to_thread.run_sync(self._delete_older, cutoff)
+        if deleted or problem:
+            copies = f"{deleted} virus quarantine cop{'y' if deleted == 1 else 'ies'}"
+            self.events.record(Action.EVENTS_PURGED, result="succeeded",
+                               rule="logging.retention_days",
+                               info=f"{copies} older than {days} days deleted"
+                                    + (f"; not deleted: {problem}" if problem else ""),
+                               data={"virus_quarantine_deleted": deleted, "cutoff": cutoff})
+        return deleted
+
+    def _delete_older(self, cutoff: float) -> tuple[int, str]:
+        """(copies deleted, the first error met or "")."""
+        try:
+            queue_ids = list(self.spool.list(VIRUS_QUEUE))
+        except OSError as exc:
+            return 0, f"{VIRUS_QUEUE}: {exc.strerror or exc}"
+        deleted, problem = 0, ""
+        for queue_id in queue_ids:
+            try:
+                envelope = self.spool.read_envelope(VIRUS_QUEUE, queue_id)
+                if _quarantined_at(envelope) < cutoff:
+                    self.spool.delete(VIRUS_QUEUE, queue_id)
+                    deleted += 1
+            except FileNotFoundError:   # deleted meanwhile by an administrator
+                continue
+            except EnvelopeError:       # the next start's recovery moves it to corrupt/
+                continue
+            except OSError as exc:
+                problem = problem or f"{queue_id}: {exc.strerror or exc}"
+        return deleted, problem
+
+    async def delete_command(self, args: dict) -> str:
+        """The DELETE_COMMAND command, {"ids": [...]}: delete these copies. Says which were
+        not in the virus quarantine (deleted meanwhile); CommandRefused when none was."""
+        ids = [i for i in args.get("ids") or () if isinstance(i, str)]
+        deleted, missing = await trio.to_thread.run_sync(self._delete_ids, ids)
+        if missing and not deleted:
+            raise CommandRefused("not in the virus quarantine: " + ", ".join(missing))
+        return (f"{deleted} virus quarantine cop{'y' if deleted == 1 else 'ies'} deleted"
+                + ("; not in the virus quarantine: " + ", ".join(missing) if missing else ""))
+
+    def _delete_ids(self, ids: list[str]) -> tuple[int, list[str]]:
+        deleted, missing = 0, []
+        for queue_id in ids:
+            try:
+                self.spool.delete(VIRUS_QUEUE, queue_id)
+                deleted += 1
+            except (FileNotFoundError, ValueError):     # ValueError: not a queue id at all
+                missing.append(queue_id)
+        return deleted, missing
+
+
+def _quarantined_at(envelope) -> float:
+    at = envelope.meta.get("quarantined_at")
+    return at if isinstance(at, (int, float)) else envelope.received_at
 
 
 def _in_use(value: defs.Definitions | None) -> str:

@@ -1,0 +1,15 @@
+"""Antivirus Policy forms beyond the schema's settings forms (console.schema_forms)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import SelectMultipleField, SubmitField
+
+__all__ = ["QuarantineDeleteForm"]
+
+
+class QuarantineDeleteForm(FlaskForm):
+    """Virus Quarantine: the selected copies (checkboxes named `ids`) and Delete."""
+
+    ids = SelectMultipleField("Selected messages", choices=[], validate_choice=False)
+    delete = SubmitField("Delete Selected Messages")
