@@ -42,6 +42,7 @@ class Part:
     flowed: bool = False                # format=flowed text (RFC 3676) ...
     delsp: bool = False                 # ... with DelSp=yes
     filename: str | None = None         # declared name (MIME filename/name, archive member name)
+    other_names: list[str] = field(default_factory=list)  # more declared names (mime.py rule 7)
     disposition: str | None = None      # inline | attachment | None
     transfer_encoding: str | None = None
     true_type: str | None = None        # by content: "exe", "zip", "pdf", "elf", "gzip", ...
@@ -66,12 +67,13 @@ class Part:
 
     @property
     def names(self) -> list[str]:
-        """Names a file-name rule looks at: the declared name, and the name's last path
-        element for archive members."""
-        if not self.filename:
-            return []
-        base = self.filename.replace("\\", "/").rsplit("/", 1)[-1]
-        return [self.filename] if base == self.filename else [self.filename, base]
+        """Names a file-name rule looks at: every declared name (mime.py rule 7), and each
+        name's last path element for archive members."""
+        out: list[str] = []
+        for name in filter(None, (self.filename, *self.other_names)):
+            base = name.replace("\\", "/").rsplit("/", 1)[-1]
+            out += [name] if base == name else [name, base]
+        return out
 
     @property
     def extension(self) -> str | None:

@@ -165,7 +165,8 @@ class _Walker:
         part = self.new_part(parent=parent, depth=depth, location=location,
                              content_type=info.content_type, charset=info.charset,
                              flowed=info.flowed, delsp=info.delsp,
-                             filename=info.filename, disposition=info.disposition,
+                             filename=info.filename, other_names=info.other_names,
+                             disposition=info.disposition,
                              transfer_encoding=info.transfer_encoding)
         if in_raw:
             part.span, part.body_span, part.cut = (start, end), (header.body_start, end), cut

@@ -138,6 +138,31 @@ def test_custom_file_name_and_no_text():
     assert view.parts[edit.part].filename == "badnews.doc" and edit.text is None
 
 
+
+@pytest.mark.parametrize("fields", [
+    # Content-Disposition's filename for Python, Content-Type's name for some clients
+    b"Content-Type: application/octet-stream; name=\"setup.exe\"\r\n"
+    b"Content-Disposition: attachment; filename=\"notes.txt\"\r\n",
+    # a second Content-Disposition, which a reader following the last field takes
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Disposition: attachment; filename=\"notes.txt\"\r\n"
+    b"Content-Disposition: attachment; filename=\"setup.exe\"\r\n",
+    # ... its name in RFC 2231 form
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Disposition: attachment; filename=\"notes.txt\"\r\n"
+    b"Content-Disposition: attachment; filename*=utf-8''setup%2Eexe\r\n",
+])
+def test_a_blocked_name_in_any_of_the_part_s_name_fields_is_found(fields):
+    # a harmless name in the field one reader takes hid the blocked one another reader shows
+    raw = (b"From: a@b.test\r\nTo: c@local.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+           b"--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+           b"--b1\r\n" + fields + b"\r\nplain text, not an executable\r\n--b1--\r\n")
+    view, findings, verdict = verdict_of(raw, filename__enabled=True)
+    [edit] = verdict.edits
+    assert edit.action == "remove_part" and view.parts[edit.part].filename == "notes.txt"
+    assert [f.event for f in findings if f.event != "malformed"] == ["attachment_deleted"]
+
 def test_file_names_off_by_default():
     assert verdict_of(message(attachments=[("a.exe", EXE)]))[1] == []
 
