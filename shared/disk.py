@@ -19,7 +19,8 @@ __all__ = ["is_out_of_space", "disk_free_fraction", "OUT_OF_SPACE_RETRY_SECONDS"
 
 OUT_OF_SPACE_RETRY_SECONDS = 1.0  # a writer that hit a full disk tries again this often
 # Under this free fraction a disk is low: the low_disk alert (guide Table 3-2: "less than 10
-# percent"), and the console saves no copy of a CSV report.
+# percent"), the console saves no copy of a CSV report, and the core keeps no virus
+# quarantine copy.
 LOW_DISK_FRACTION = 0.10
 
 
