@@ -14,24 +14,41 @@ Rules
     2. `fault` is a test hook only: "module:function" or "/file.py:function" the worker calls with
        the path before decomposing (tests inject crashes and hangs with it). Shipped code
        passes None; nothing in a message or in the settings can set it.
+    3. The scanners that wait on another process (clamd) get one deadline per message,
+       SCAN_MARGIN_SECONDS before the worker's time limit (workers.PROCESS_TIMEOUT_SECONDS,
+       SPEC §4) counted from when this function starts, in the settings copy under
+       RUNTIME_SCAN_DEADLINE (core/scan/engines.py). Running out is then a scan_error
+       finding this worker still returns, not a worker stopped and counted as a crash. In
+       a batch (workers.py rule 4) the limit covers the whole round trip; a batch that
+       overruns runs again one message at a time, where the deadline is exact.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.pipeline import workers
 from core.pipeline.decompose import decompose_bytes
 from core.pipeline.findings import Finding
 from core.pipeline.registry import CHECKS
 from core.pipeline.rewrite import rewrite
 from core.pipeline.verdict import DELIVERING, Verdict, decide
+from core.scan.engines import RUNTIME_SCAN_DEADLINE
 
-__all__ = ["process_message", "WorkerOutcome", "REWRITE_SUFFIX", "is_automatic"]
+__all__ = ["process_message", "WorkerOutcome", "REWRITE_SUFFIX", "is_automatic",
+           "SCAN_MARGIN_SECONDS"]
 
 REWRITE_SUFFIX = ".rewrite.tmp"
 MAX_LISTED_FILES = 50
+# Rule 3: what the worker still does after a scanner gave up, inside its limit: the
+# heuristics and the checks after antivirus, the verdict, the rewrite (writing and fsyncing
+# a copy of the message, up to size.max_mb) and sending the outcome back. Each of these
+# takes well under a second for ordinary mail; ten seconds leave room for a large message
+# on a busy disk while the scanners keep most of the limit.
+SCAN_MARGIN_SECONDS = 10.0
 
 
 @dataclass
@@ -63,6 +80,10 @@ def run_checks(view, settings, checks=CHECKS) -> list[Finding]:
 
 def process_message(path: str, context: dict, settings: dict,
                     fault: str | None = None) -> WorkerOutcome:
+    # rule 3; the limit is read here, not bound at import, so that a test running the
+    # worker inline can shorten it
+    settings = {**settings, RUNTIME_SCAN_DEADLINE: time.monotonic()
+                + workers.PROCESS_TIMEOUT_SECONDS - SCAN_MARGIN_SECONDS}
     if fault:                              # rule 2: tests only
         _load_fault(fault)(path)
     raw = Path(path).read_bytes()

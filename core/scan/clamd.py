@@ -6,8 +6,13 @@ then a zero-length chunk; clamd answers one line `stream: OK`, `stream: <Name> F
 `... ERROR`, NUL-terminated.
 
 Rules
-    1. Every socket operation has a deadline (CONNECT_SECONDS, SCAN_SECONDS); a buffer
-       larger than MAX_STREAM_OCTETS (clamd's StreamMaxLength default, 25 MiB) is not sent.
+    1. Every socket operation has a deadline: CONNECT_SECONDS to connect, and a scan ends
+       SCAN_SECONDS after it began or at the engine's `deadline`, whichever comes first. The
+       `deadline` is what the message being processed may spend on scanning (all its
+       parts together; core/pipeline/run.py sets it inside the worker's time limit, SPEC
+       §4), so a slow clamd costs the message one scan_error, never a worker timeout. A
+       buffer larger than MAX_STREAM_OCTETS (clamd's StreamMaxLength default, 25 MiB) is
+       not sent.
     2. Anything that is not a clean OK/FOUND — connection refused, timeout, ERROR, a garbled
        reply, too large — raises ScanError with a one-line reason; the antivirus check turns
        it into a scan_error finding handled by scan.unprocessable. Never "clean" by default.
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 from core.scan.builtin import Detection
 
@@ -53,20 +59,27 @@ class ClamdEngine:
 
     def __init__(self, address: str, *, connect_seconds: float = CONNECT_SECONDS,
                  scan_seconds: float = SCAN_SECONDS,
-                 max_stream_octets: int = MAX_STREAM_OCTETS):
+                 max_stream_octets: int = MAX_STREAM_OCTETS, deadline: float | None = None):
+        """`deadline`: the time.monotonic() by which every scan must have ended (rule 1);
+        None for no limit beyond the per-scan ones."""
         self.address = address
         self.connect_seconds = connect_seconds
         self.scan_seconds = scan_seconds
         self.max_stream_octets = max_stream_octets
+        self.deadline = deadline
 
-    def _connect(self) -> socket.socket:
+    def _connect(self, end: float | None = None) -> socket.socket:
+        """A connected socket; `end` (time.monotonic()) bounds the connect as well."""
         family, where = parse_address(self.address)
+        seconds = self.connect_seconds if end is None else min(self.connect_seconds, _left(end))
         sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(self.connect_seconds)
+        sock.settimeout(seconds)
         try:
             sock.connect(where)
         except OSError as exc:
             sock.close()
+            if end is not None and time.monotonic() >= end:
+                raise socket.timeout from None      # the scan's time ran out, not clamd
             raise ScanError(f"clamd at {self.address} unreachable: {exc.strerror or exc}") \
                 from None
         sock.settimeout(self.scan_seconds)
@@ -90,26 +103,43 @@ class ClamdEngine:
         if len(data) > self.max_stream_octets:
             raise ScanError(f"{len(data)} bytes exceed the clamd stream limit "
                             f"({self.max_stream_octets})")
+        end = time.monotonic() + self.scan_seconds
+        if self.deadline is not None and self.deadline < end:
+            end = self.deadline
         try:
-            with self._connect() as sock:
+            with self._connect(end) as sock:
+                sock.settimeout(_left(end))
                 sock.sendall(b"zINSTREAM\0")
                 view = memoryview(data)
                 for start in range(0, len(view), CHUNK_OCTETS):
                     chunk = view[start:start + CHUNK_OCTETS]
-                    sock.sendall(struct.pack(">I", len(chunk)))
-                    sock.sendall(chunk)
+                    sock.settimeout(_left(end))
+                    sock.sendall(struct.pack(">I", len(chunk)) + chunk)
+                sock.settimeout(_left(end))
                 sock.sendall(struct.pack(">I", 0))
                 reply = b""
                 while not reply.endswith(b"\0") and len(reply) < MAX_REPLY_OCTETS:
+                    sock.settimeout(_left(end))
                     more = sock.recv(1024)
                     if not more:
                         break
                     reply += more
         except socket.timeout:
+            if end == self.deadline:
+                raise ScanError(f"clamd at {self.address} did not answer in the time left "
+                                "to scan this message") from None
             raise ScanError(f"clamd at {self.address} timed out") from None
         except OSError as exc:
             raise ScanError(f"clamd at {self.address} failed: {exc.strerror or exc}") from None
         return parse_reply(reply.rstrip(b"\0\n").decode("utf-8", "replace"), self.address)
+
+
+def _left(end: float) -> float:
+    """Seconds until `end`; socket.timeout once it has passed."""
+    seconds = end - time.monotonic()
+    if seconds <= 0:
+        raise socket.timeout
+    return seconds
 
 
 def parse_reply(text: str, address: str = "clamd") -> Detection | None:

@@ -12,6 +12,11 @@ service) the definitions shipped in the package are used. The core names only a 
 its own check loaded (shared/definitions.py `in_force`); one that no longer holds a readable
 signature raises DefinitionsUnusable here (builtin.py rule 3), so the message gets a
 scan_error finding instead of a scan with no signatures.
+
+The worker adds, per message, the time.monotonic() by which its scans must have ended
+(`RUNTIME_SCAN_DEADLINE`, set by core/pipeline/run.py inside the worker's time limit);
+the clamd engine of that message stops there (clamd.py rule 1), so all its parts share one
+budget. The builtin engine scans in this process and needs none: its time is the worker's.
 """
 
 from __future__ import annotations
@@ -22,9 +27,11 @@ from collections.abc import Mapping
 from core.scan.builtin import BuiltinEngine
 from core.scan.clamd import ClamdEngine
 
-__all__ = ["RUNTIME_DEFINITIONS", "engines_for", "builtin_for", "clear_cache"]
+__all__ = ["RUNTIME_DEFINITIONS", "RUNTIME_SCAN_DEADLINE", "engines_for", "builtin_for",
+           "clear_cache"]
 
 RUNTIME_DEFINITIONS = "runtime.av.definitions"   # not a setting: the core adds it per message
+RUNTIME_SCAN_DEADLINE = "runtime.scan.deadline"  # not a setting: the worker adds it per message
 _lock = threading.Lock()
 _cache: dict[str, BuiltinEngine] = {}
 
@@ -62,5 +69,6 @@ def engines_for(settings: Mapping) -> list:
     if choice in ("builtin", "both"):
         out.append(builtin_for(definitions_dir(settings)))
     if choice in ("clamd", "both"):
-        out.append(ClamdEngine(settings["av.clamd.address"]))
+        out.append(ClamdEngine(settings["av.clamd.address"],
+                               deadline=settings.get(RUNTIME_SCAN_DEADLINE)))
     return out

@@ -20,7 +20,9 @@ Repairable means: macros in an OOXML document that is itself a MIME attachment â
 the macro heuristics, or by a signature inside its vbaProject.bin â€” and core/scan/repair.py
 can remove the VBA project. An archive member goes with the attachment carrying it.
 Encrypted containers are left to the encrypted-container check. A scanner that cannot
-answer (clamd down, too large) is a scan_error finding asking for scan.unprocessable.
+answer (clamd down, too large, or out of the time the message may spend on scanning:
+core/pipeline/run.py rule 3) is a scan_error finding asking for scan.unprocessable; clamd
+is then not asked about the message's other parts.
 Every finding feeds ${VIRUSINFO} (notify="virus") and carries data["virus"], ["file"],
 ["repaired"] and ["removed"] for the reports and core/scan/service.py (virus quarantine,
 outbreak counting, Status counters).
