@@ -6,6 +6,13 @@ prefixes in any letter case (the guide: "Fw: and Re: are added automatically"). 
 subject.action: drop | log | forward (to subject.forward_to with subject.forward_subject).
 The first matching line names the rule. Every Subject field is matched (view.subjects): a
 second one must not carry a blocked subject past the check.
+
+Subject and line are compared as content and spam rules compare a term with the text
+(core.pipeline.rules): NFKC, characters that draw nothing dropped, look-alike letters of a
+mixed-script word read as Latin, white space runs one space. A reader sees "hot deal" in
+full-width "ｈｏｔ deal", in "h<soft hyphen>ot" and in "h<Cyrillic о>t"; a content rule caught
+them while a subject line let them through (tester "policy", B3). Prefixes are stripped
+after that, so a disguised "Ｒｅ:" is a prefix too.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import re
 
 from core.pipeline.findings import Finding
+from core.pipeline.rules import _compared as as_compared
 from shared.wildcard import matches
 
 # the whole run of prefixes at once (one prefix per pass copied the subject once per prefix)
@@ -28,10 +36,11 @@ def strip_prefixes(subject: str) -> str:
 
 
 def matching_line(lines, subject: str) -> str | None:
-    bare = strip_prefixes(subject)
-    candidates = (bare, " ".join(subject.split()))
+    """The first of `lines` that matches `subject` (with or without its prefixes), or None."""
+    subject = as_compared(subject)
+    candidates = (strip_prefixes(subject), subject)
     for line in lines:
-        pattern = line.strip()
+        pattern = as_compared(line)
         if pattern and any(matches(pattern, text) for text in candidates):
             return line
     return None
