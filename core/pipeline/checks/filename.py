@@ -3,7 +3,8 @@
 Patterns are matched (whole name, `*`/`?`, case-insensitive) against the name of every
 file at every level — attachments, attached messages' attachments, archive and TNEF
 members — and against the name with the extension of the content's true type, so an
-executable named `invoice.pdf` matches `*.exe`. A match removes the attachment that carries
+executable named `invoice.pdf` matches `*.exe`. A name ending in dots or spaces is matched
+as Windows saves it too, without them: `evil.js.` lands as `evil.js` (policy finding A2). A match removes the attachment that carries
 the file (for an archive member: the archive, the outermost attachment holding it) and,
 with filename.deleted_text.enabled, puts filename.deleted_text in its place; the message is
 delivered. One finding (and event) per matching file.
@@ -21,6 +22,8 @@ TRUE_TYPE_EXTENSIONS = {"exe": "exe", "lnk": "lnk", "chm": "chm", "msi": "msi", 
 
 def candidate_names(part) -> list[str]:
     names = list(part.names)
+    names += [saved for name in names
+              if (saved := name.rstrip(". ")) and saved != name and saved not in names]
     true_ext = TRUE_TYPE_EXTENSIONS.get(part.true_type or "")
     if true_ext:
         base = (names[-1] if names else "attachment")

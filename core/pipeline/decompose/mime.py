@@ -330,8 +330,9 @@ MAX_OTHER_NAMES = 8     # distinct declared names kept besides the filename (rul
 def _other_names(filename: str | None, dispositions: list[str],
                  types: list[str]) -> list[str]:
     """Rule 7: the names the part's Content-Disposition and Content-Type fields declare
-    besides `filename`. Of many distinct fields, the first and the last few are read: a
-    header of thousands costs no more than a few."""
+    besides `filename`, each also cut at a NUL, where some readers end a name ("a.exe\\0.txt"
+    is a.exe to them; `filename` drops the NUL). Of many distinct fields, the first and the
+    last few are read: a header of thousands costs no more than a few."""
     out: list[str] = []
     for header, values, param in (("Content-Disposition", dispositions, "filename"),
                                   ("Content-Type", types, "name")):
@@ -348,9 +349,10 @@ def _other_names(filename: str | None, dispositions: list[str],
                 continue
             if name is None:
                 continue
-            name = decode_words(str(name))[0].replace("\x00", "").strip()
-            if name and name != filename and name not in out:
-                out.append(name)
+            name = decode_words(str(name))[0]
+            for name in (name.replace("\x00", "").strip(), name.split("\x00", 1)[0].strip()):
+                if name and name != filename and name not in out:
+                    out.append(name)
     return out[:MAX_OTHER_NAMES]
 
 

@@ -163,6 +163,40 @@ def test_a_blocked_name_in_any_of_the_part_s_name_fields_is_found(fields):
     assert edit.action == "remove_part" and view.parts[edit.part].filename == "notes.txt"
     assert [f.event for f in findings if f.event != "malformed"] == ["attachment_deleted"]
 
+
+def _zip_with(name: str, data: bytes) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        z.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("attachment", [
+    ("evil.js.", b"WScript.Echo(1)"),
+    ("a.exe. . ", b"not really"),
+    ("bundle.zip", _zip_with("evil.vbs.", b"MsgBox 1")),
+    ("bundle.zip", _zip_with("evil.bat ", b"echo 1")),
+])
+def test_a_name_is_matched_as_windows_saves_it(attachment):
+    # policy finding A2: Windows drops trailing dots and spaces, so evil.js. runs as evil.js
+    raw = message(attachments=[attachment])
+    view, findings, verdict = verdict_of(raw, filename__enabled=True)
+    [edit] = verdict.edits
+    assert edit.action == "remove_part"
+    assert [f.event for f in findings] == ["attachment_deleted"]
+
+
+def test_a_name_cut_at_a_nul_is_matched_as_well():
+    raw = (b"From: a@b.test\r\nTo: c@local.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+           b"--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+           b"--b1\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Disposition: attachment; filename*=utf-8''a.exe%00.txt\r\n"
+           b"\r\nsome bytes\r\n--b1--\r\n")
+    view, findings, verdict = verdict_of(raw, filename__enabled=True)
+    [edit] = verdict.edits
+    assert edit.action == "remove_part" and "a.exe" in view.parts[edit.part].names
+
 def test_file_names_off_by_default():
     assert verdict_of(message(attachments=[("a.exe", EXE)]))[1] == []
 
