@@ -7,20 +7,26 @@ Rules:
 - Summary figures and chart series come from `event_hourly` for the whole UTC hours inside
   the range and from the raw events (through the `event_facts` view, same keys) for the
   partial hours at either edge, so a report over 30 days reads ~720 roll-up hours plus at
-  most two hours of events, and is exact to the second.
+  most two hours of events, and is exact to the second. The chart's buckets are local time:
+  a UTC hour one of them cuts (a half-hour time zone) is counted from its events too.
 - Detail rows stream: `iter_detail` reads in keyset pages of `BATCH_ROWS` (time, id), each its
   own short statement, so an export of millions of rows holds neither memory nor a long read
   transaction (the core's writer and WAL checkpoints carry on meanwhile).
 - Ranges are [start, end) in UTC unix seconds (see shared.report_time for parsing).
 - Which event feeds which figure is written once, in `MESSAGE_ITEMS` and friends below.
+- Messages Rejected counts messages (guide Tables 7-1, 7-2), not refused recipients: a
+  `rejected` event whose result is RECIPIENT_REFUSED is left out of it and of the charts'
+  Rejected series. The roll-ups do not key `result`, so these few are counted from the events
+  (`events_action_time`: the range's `rejected` rows).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping, NamedTuple
+from typing import Iterator, Mapping, NamedTuple, Sequence
 
 from shared.events import CATEGORY_OF, Action, Category
 from shared.report_time import ReportRange
@@ -29,7 +35,7 @@ __all__ = ["Summary", "SummarySection", "DetailFilter", "DetailRow", "ACTION_GRO
            "ACTION_LABELS", "DISPOSITION_SERIES", "summarise", "disposition_counts",
            "iter_detail", "detail_page", "count_detail", "DetailPage", "BATCH_ROWS",
            "ENCRYPTED_DELETED_RESULTS", "UNKNOWN_ITEM", "action_filter", "parse_key",
-           "top_items"]
+           "top_items", "RECIPIENT_REFUSED"]
 
 HOUR = 3600
 BATCH_ROWS = 5_000
@@ -37,13 +43,19 @@ UNKNOWN_ITEM = "(unknown)"
 # What an encrypted_container event's `result` says when the file was deleted
 # (`encrypted.action` "delete"); counted as "Encrypted Files Deleted".
 ENCRYPTED_DELETED_RESULTS = frozenset({"deleted", "delete"})
+# The `result` of a `rejected` event that refused one recipient, not a message: the
+# transaction went on with other recipients, or an earlier refusal of it already stands for
+# the message (core/smtp/server.py `_settle_refusals`). The detail report shows these; Messages
+# Rejected, the charts' Rejected and the Status page's Rejected leave them out.
+RECIPIENT_REFUSED = "recipient"
 
 # --- summary definitions (guide Tables 7-2..7-4, SPEC §2 summary CSV) -------------------------
 # (item label, action, how): how = "events" | "events_not_generated" | "kb_not_generated"
+# | "encrypted_deleted" | "messages_rejected" (less the RECIPIENT_REFUSED ones)
 MESSAGE_ITEMS: tuple[tuple[str, Action, str], ...] = (
     ("Messages Accepted", Action.ACCEPTED, "events_not_generated"),
     ("Data Accepted (KB)", Action.ACCEPTED, "kb_not_generated"),
-    ("Messages Rejected", Action.REJECTED, "events"),
+    ("Messages Rejected", Action.REJECTED, "messages_rejected"),
     ("Messages Bounced", Action.BOUNCED, "events"),
     ("Messages Dropped", Action.DROPPED, "events"),
     ("Messages Delivered", Action.DELIVERED, "events"),
@@ -191,6 +203,9 @@ def summarise(conn: sqlite3.Connection, rng: ReportRange, *, premium: bool) -> S
     def figure(action: Action, how: str) -> int:
         if how == "events":
             return by_action.get(action.value, 0)
+        if how == "messages_rejected":
+            events = by_action.get(action.value, 0)
+            return events - len(_recipient_refusals(conn, rng.start, rng.end)) if events else 0
         picked = [v for (a, item, gen), v in totals.items() if a == action.value and
                   (how != "encrypted_deleted" or item in ENCRYPTED_DELETED_RESULTS) and
                   (how == "encrypted_deleted" or not gen)]
@@ -221,28 +236,72 @@ def summarise(conn: sqlite3.Connection, rng: ReportRange, *, premium: bool) -> S
     return Summary(rng, sections)
 
 
+def _recipient_refusals(conn: sqlite3.Connection, start: float, end: float) -> list[float]:
+    """The times of the RECIPIENT_REFUSED `rejected` events in [start, end)."""
+    return [t for (t,) in conn.execute(
+        "SELECT time FROM events WHERE action = ? AND time >= ? AND time < ? AND result = ?",
+        (Action.REJECTED.value, start, end, RECIPIENT_REFUSED))]
+
+
+def _split(a: float, b: float, cuts: list[float]) -> list[tuple[float, float]]:
+    """[a, b) cut at the UTC hours and the `cuts` (sorted) inside it."""
+    hours = (h * HOUR for h in range(int(a // HOUR) + 1, math.ceil(b / HOUR)))
+    inside = cuts[bisect.bisect_right(cuts, a):bisect.bisect_left(cuts, b)]
+    bounds = sorted({a, b, *hours, *inside})
+    return list(zip(bounds, bounds[1:]))
+
+
 def disposition_counts(conn: sqlite3.Connection, rng: ReportRange,
-                       series: tuple[Action, ...] = DISPOSITION_SERIES
-                       ) -> dict[int, dict[str, int]]:
-    """UTC hour start → {action: events} for the chart's series, over the range's hours
-    (the partial hours at the edges counted from their events only)."""
+                       series: tuple[Action, ...] = DISPOSITION_SERIES, *,
+                       starts: Sequence[float] = ()) -> dict[float, dict[str, int]]:
+    """Bucket start → {action: events} for the chart's series over the range.
+
+    The buckets are `starts` (ascending, the first at or before the range's start; each runs
+    to the next, the last to the range's end), else the UTC hours. A whole UTC hour inside
+    one bucket is read from the roll-ups; an hour that a bucket boundary cuts (local hours
+    in a half-hour time zone) or the range's edge cuts is counted from its events, so every
+    count is in the bucket its time belongs to. `rejected` leaves out RECIPIENT_REFUSED.
+    """
     names = tuple(a.value for a in series)
     marks = ",".join("?" * len(names))
-    out: dict[int, dict[str, int]] = {}
+    if starts:
+        def bucket_of(time: float) -> float:
+            return starts[max(bisect.bisect_right(starts, time) - 1, 0)]
+    else:
+        def bucket_of(time: float) -> float:
+            return int(time // HOUR) * HOUR
+    out: dict[float, dict[str, int]] = {}
+
+    def add(time: float, action: str, events: int) -> None:
+        bucket = out.setdefault(bucket_of(time), {})
+        bucket[action] = bucket.get(action, 0) + events
+
+    cuts = sorted(s for s in starts if rng.start < s < rng.end and s % HOUR)
+    cut_hours = {int(c // HOUR) * HOUR for c in cuts}
     h0, h1 = _whole_hours(rng.start, rng.end)
-    queries = []
+    partial = list(_edges(rng.start, rng.end))
     if h0 < h1:
-        queries.append((f"SELECT hour, action, SUM(events) FROM event_hourly WHERE hour >= ? "
-                        f"AND hour < ? AND action IN ({marks}) GROUP BY hour, action",
-                        (h0, h1, *names)))
-    for a, b in _edges(rng.start, rng.end):
-        queries.append((f"SELECT CAST(time / 3600 AS INTEGER) * 3600, action, COUNT(*) FROM "
-                        f"events WHERE time >= ? AND time < ? AND action IN ({marks}) "
-                        f"GROUP BY 1, 2", (a, b, *names)))
-    for sql, args in queries:
-        for hour, action, events in conn.execute(sql, args):
-            bucket = out.setdefault(int(hour), {})
-            bucket[action] = bucket.get(action, 0) + events
+        for hour, action, events in conn.execute(
+                f"SELECT hour, action, SUM(events) FROM event_hourly WHERE hour >= ? AND "
+                f"hour < ? AND action IN ({marks}) GROUP BY hour, action", (h0, h1, *names)):
+            if hour not in cut_hours:
+                add(hour, action, events)
+        partial += [(h, h + HOUR) for h in cut_hours if h0 <= h < h1]
+    pieces = sorted(piece for a, b in partial for piece in _split(a, b, cuts))
+    merged: list[tuple[float, float]] = []
+    for a, b in pieces:           # one query per bucket's run of pieces, not per piece
+        if merged and merged[-1][1] == a and bucket_of(merged[-1][0]) == bucket_of(a):
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    for a, b in merged:
+        for action, events in conn.execute(
+                f"SELECT action, COUNT(*) FROM events WHERE time >= ? AND time < ? AND "
+                f"action IN ({marks}) GROUP BY action", (a, b, *names)):
+            add(a, action, events)
+    if Action.REJECTED.value in names:
+        for time in _recipient_refusals(conn, rng.start, rng.end):
+            add(time, Action.REJECTED.value, -1)
     return out
 
 

@@ -2,7 +2,9 @@
 
 - Messages by disposition over the chosen range: stacked bars per time bucket (an hour for a
   day or two, up to a day for a month, so there are never more than ~72 bars) with the
-  accepted count as a line over them; the legend carries each series' total.
+  accepted count as a line over them; the legend carries each series' total. Buckets are
+  local hours and days in the `timezone` setting, and each holds exactly the events of its
+  time, in half-hour zones too (shared.report.disposition_counts).
 - Top viruses / blocked subjects / deleted attachments: horizontal bars, longest first.
 
 No script, no CDN, no inline style (the CSP forbids both): SVG presentation attributes only.
@@ -15,6 +17,7 @@ charts name subjects and file names taken from mail.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import html
 from dataclasses import dataclass
@@ -27,7 +30,8 @@ from shared.events import Action
 from shared.report import DISPOSITION_SERIES
 from shared.report_time import ReportRange
 
-__all__ = ["Buckets", "bucket_counts", "disposition_chart_svg", "top_chart_svg", "STYLE"]
+__all__ = ["Buckets", "bucket_layout", "bucket_counts", "disposition_chart_svg", "top_chart_svg",
+           "STYLE"]
 
 
 def escape(text) -> str:
@@ -58,16 +62,19 @@ class Buckets:
         return sum(self.counts[action])
 
     def label(self, i: int, zone) -> str:
+        # The minutes too: after a half-hour daylight-saving change (Lord Howe Island) a
+        # bucket starts at :30, and the label says when it starts.
         local = dt.datetime.fromtimestamp(self.starts[i], zone)
-        return f"{local:%Y-%m-%d}" if self.hours == 24 else f"{local:%Y-%m-%d %H:00}"
+        return f"{local:%Y-%m-%d}" if self.hours == 24 else f"{local:%Y-%m-%d %H:%M}"
 
     @property
     def unit(self) -> str:
         return {1: "hour", 24: "day"}.get(self.hours, f"{self.hours} hours")
 
 
-def bucket_counts(hourly: dict[int, dict[str, int]], rng: ReportRange) -> Buckets:
-    """Group hourly counts into at most MAX_BUCKETS buckets aligned on local time."""
+def bucket_layout(rng: ReportRange) -> Buckets:
+    """At most MAX_BUCKETS empty buckets over the range, aligned on local time (whole local
+    hours, days at local midnight), whatever the zone's offset from UTC."""
     zone = rng.zone
     span_hours = max(1, int((rng.end - rng.start + 3599) // 3600))
     width = next((h for h in BUCKET_HOURS if span_hours / h <= MAX_BUCKETS), 24)
@@ -80,15 +87,21 @@ def bucket_counts(hourly: dict[int, dict[str, int]], rng: ReportRange) -> Bucket
         count -= 1
     count = max(count, 1)
     starts = [origin + i * width * 3600 for i in range(count)]
-    series = [a.value for a in DISPOSITION_SERIES]
-    counts = {s: [0] * count for s in series}
-    for hour, by_action in hourly.items():
-        index = int((hour - origin) // (width * 3600))
-        index = min(max(index, 0), count - 1)
+    return Buckets(width, starts, {a.value: [0] * count for a in DISPOSITION_SERIES},
+                   rng.timezone)
+
+
+def bucket_counts(by_start: dict[float, dict[str, int]], rng: ReportRange) -> Buckets:
+    """The buckets of `bucket_layout(rng)` holding `by_start`: counts keyed by bucket start,
+    as shared.report.disposition_counts(..., starts=bucket_layout(rng).starts) returns them
+    (it counts a UTC hour that a local bucket boundary cuts from its events)."""
+    buckets = bucket_layout(rng)
+    for start, by_action in by_start.items():
+        index = max(bisect.bisect_right(buckets.starts, start) - 1, 0)
         for action, n in by_action.items():
-            if action in counts:
-                counts[action][index] += n
-    return Buckets(width, starts, counts, rng.timezone)
+            if action in buckets.counts:
+                buckets.counts[action][index] += n
+    return buckets
 
 
 def _svg_open(chart_id: str, title: str, desc: str, height: int) -> list[str]:

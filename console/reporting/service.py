@@ -4,6 +4,8 @@ the data home's logs directory).
 
 Rules:
 - No SQL here beyond calling shared.report; the CLI runs the same queries.
+- A CSV is UTF-8 with a byte-order mark (BYTE_ORDER_MARK, for Excel), download and saved
+  copy alike; the CLI's CSV has none.
 - A CSV streams: rows go to the browser and to `logs/<name>.part` as they are read, and the
   file is renamed into place when the last row is written. A download the browser abandons
   leaves no partial file behind. The name has minutes only, so a second CSV of the same minute
@@ -36,8 +38,8 @@ from typing import Iterable, Iterator
 from markupsafe import Markup
 
 from console.context import console_context, request_db, settings
-from console.reporting.charts import (Buckets, bucket_counts, disposition_chart_svg,
-                                      top_chart_svg)
+from console.reporting.charts import (Buckets, bucket_counts, bucket_layout,
+                                      disposition_chart_svg, top_chart_svg)
 from shared import db as shared_db
 from shared.report import (DetailFilter, DetailPage, DetailRow, Summary, action_filter,
                            detail_page, disposition_counts, iter_detail, summarise, top_items)
@@ -52,7 +54,7 @@ __all__ = ["RangeError", "report_range", "SummaryView", "summary_view", "DetailV
            "detail_view", "csv_download", "local_logging_notice", "PAGE_ROWS", "MAX_SAVED_CSV",
            "saved_csv_files", "purge_saved_csv",
            "picker_value", "detail_filter", "default_picker_values", "PAGE_DETAIL_CHARS",
-           "PAGE_DETAIL_PARTS"]
+           "PAGE_DETAIL_PARTS", "BYTE_ORDER_MARK"]
 
 PAGE_ROWS = 100
 PAGE_DETAIL_CHARS = 200     # one fact of the Details cell (one changed setting, one data key)
@@ -61,6 +63,12 @@ TOP_ROWS = 10
 CHUNK_BYTES = 64 * 1024
 CHUNK_ROWS = 500
 MAX_SAVED_CSV = 100         # copies of Write to CSV kept in logs/; the oldest go first
+# Before the header of the file Write to CSV gives (and saves): Excel reads a .csv opened by
+# double-click in the ANSI code page unless it starts with the UTF-8 byte-order mark, and
+# shows non-ASCII subjects as mojibake. It is outside every cell, so the formula escaping of
+# the cells (shared.report_format) is untouched. `mailmoat report --format csv` has none:
+# scripts read it.
+BYTE_ORDER_MARK = "\ufeff"
 # What Write to CSV saves (shared.report_time.csv_file_name, `_reserved`), finished or not.
 _SAVED_CSV_NAME = re.compile(r"MAILMOAT\d{12}(?:-\d+)?\.csv(?:\.part)?")
 
@@ -118,7 +126,8 @@ class SummaryView:
 def summary_view(rng: ReportRange) -> SummaryView:
     conn = request_db()
     summary = summarise(conn, rng, premium=bool(settings()["premium.enabled"]))
-    buckets = bucket_counts(disposition_counts(conn, rng), rng)
+    starts = bucket_layout(rng).starts
+    buckets = bucket_counts(disposition_counts(conn, rng, starts=starts), rng)
     zone = rng.zone
     tops = [top_chart_svg("top-viruses", "Top viruses", top_items(summary, "viruses", TOP_ROWS),
                           "#b3261e"),
@@ -288,9 +297,10 @@ def csv_download(kind: str, rng: ReportRange, flt: DetailFilter | None = None
             conn.close()
 
     target.parent.mkdir(parents=True, exist_ok=True)
+    chunks = _chunks(itertools.chain((BYTE_ORDER_MARK,), lines()))
     free = ctx.disk_free(target.parent)
     if free < LOW_DISK_FRACTION:
         log.warning("Write to CSV: %s not saved in %s, which has %.1f%% free disk space",
                     name, target.parent, free * 100)
-        return name, _encoded(_chunks(lines()))
-    return name, _tee_to_file(_chunks(lines()), target)
+        return name, _encoded(chunks)
+    return name, _tee_to_file(chunks, target)

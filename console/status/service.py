@@ -5,7 +5,10 @@ Rules:
   not running, and the page says so instead of showing stale numbers as live.
 - Licensing and definitions have their own issues; until they land the page says so plainly.
 - Traffic per hour is counted from events (accepted, delivered, dropped, rejected) over the
-  last 24 hours, bucketed on whole hours of the wall clock.
+  last 24 hours, bucketed on whole hours of the wall clock in the `timezone` setting (in a
+  half-hour zone such as Asia/Kolkata too: 09:00–10:00 local, not the UTC hour 09:30–10:30).
+  Rejected counts messages, as the counters do: refused recipients of a message that went
+  on (shared.report.RECIPIENT_REFUSED) are left out.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 from console.certs import certificate_status
 from console.context import console_context, request_db, settings
 from shared.events import Action
+from shared.report import RECIPIENT_REFUSED
 from shared.status import COUNTERS, QUEUES, STALE_AFTER_SECONDS, read_snapshot
 
 __all__ = ["StatusView", "Traffic", "status_view", "traffic_last_24h", "TRAFFIC_SERIES",
@@ -84,15 +88,17 @@ def definitions_line(value: Any) -> str:
 
 
 def traffic_last_24h(now: float) -> Traffic:
-    """Counts per hour for the 24 whole hours ending with the current one."""
-    current_hour = now - (now % 3600)
+    """Counts per hour for the 24 whole local hours ending with the current one."""
+    local = dt.datetime.fromtimestamp(now, _zone())
+    current_hour = local.replace(minute=0, second=0, microsecond=0).timestamp()
     start = current_hour - (HOURS - 1) * 3600
     counts = {str(a): [0] * HOURS for a in TRAFFIC_SERIES}
     rows = request_db().execute(
         "SELECT CAST((time - ?) / 3600 AS INTEGER) AS bucket, action, COUNT(*) AS n "
         "FROM events WHERE time >= ? AND time < ? AND action IN (?, ?, ?, ?) "
-        "GROUP BY bucket, action",
-        (start, start, current_hour + 3600, *[str(a) for a in TRAFFIC_SERIES]))
+        "AND (action != ? OR result IS NOT ?) GROUP BY bucket, action",
+        (start, start, current_hour + 3600, *[str(a) for a in TRAFFIC_SERIES],
+         str(Action.REJECTED), RECIPIENT_REFUSED))
     for row in rows:
         if 0 <= row["bucket"] < HOURS:
             counts[row["action"]][row["bucket"]] = row["n"]
@@ -190,5 +196,5 @@ def status_view() -> StatusView:
                   ("Queue status", queue_rows), ("Antispam detections", antispam),
                   ("Connections", connections)],
         traffic=traffic, now_text=format_time(now), updated_text=format_time(updated_at),
-        hour_labels=[dt.datetime.fromtimestamp(t, _zone()).strftime("%Y-%m-%d %H:00")
+        hour_labels=[dt.datetime.fromtimestamp(t, _zone()).strftime("%Y-%m-%d %H:%M")
                      for t in traffic.hour_starts])

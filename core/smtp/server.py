@@ -23,6 +23,9 @@ Rules:
   machine's), which reaches someone only if routing.local or DNS leads that name to a mail
   server with a postmaster. Before, it went out as <Postmaster> to whatever next hop
   routing.default named, someone else's postmaster (smtp-security finding 5).
+- A refused recipient's `rejected` event is written when its transaction reaches DATA or
+  ends (`_settle_refusals`): only then is it known whether a message was rejected, and the
+  reports and the Rejected counter count messages (guide Tables 7-1, 7-2).
 - Exceptions stop at the session boundary: an event, 421 if the socket still works, close.
   Exception text never goes into a reply.
 - The listener follows `smtp.port`/`smtp.listen`: a change rebinds within the settings poll.
@@ -51,14 +54,15 @@ from core.smtp import replies as R
 from core.smtp.conversation import ConversationLog
 from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
                               DataRequested, Ehlo, MailFrom, ProtocolViolation, Quit, RcptTo,
-                              Rset, StartTlsRequested)
-from core.smtp.policy import (check_recipient, check_sender, listed_relay_client,
+                              Rset, StartTlsRequested, ViolationKind)
+from core.smtp.policy import (Refusal, check_recipient, check_sender, listed_relay_client,
                               max_message_octets, relay_needs_ptr)
 from core.smtp.protocol import ServerConnection
 from core.smtp.rbl import SUSPEND_SECONDS, RblChecker, RblListing, check_rbl_sender
 from core.smtp.state import State
 from core.smtp.streams import TcpStream
 from shared.events import Action
+from shared.report import RECIPIENT_REFUSED
 from shared.spool import SUBJECT_META, Envelope, new_queue_id
 
 __all__ = ["SmtpServer", "GroupCommitter", "ListenFailed", "COMMAND_IDLE_SECONDS", "DATA_IDLE_SECONDS",
@@ -467,6 +471,9 @@ class _Session:
         self.sender: str | None = None
         self.mail_params: dict = {}
         self.recipients: list[str] = []
+        # (address, Refusal) of the recipients this transaction refused: their events wait
+        # for its end (`_settle_refusals`), which decides whether they rejected a message.
+        self.refused: list[tuple[str, Refusal]] = []
         self.incoming = None           # the incoming/ file, once a message outgrows memory
         self.buffered: list[bytes] | None = None
         self.buffered_octets = 0
@@ -527,6 +534,7 @@ class _Session:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(self.incoming.abort)
                 self.incoming = None
+            self._settle_refusals()
             self.record(Action.DISCONNECTED)
             with trio.CancelScope(shield=True):
                 await self.log.close(self.server.diagnostics_dir)
@@ -644,7 +652,7 @@ class _Session:
                 if refusal.rule.startswith("rbl."):
                     self.server.counters.incr("spam_rbl")
                     self.server.counters.incr("spam_messages")
-                await self._refuse(refusal, sender=event.address)
+                await self._refuse(refusal, event.address)
             else:
                 self.sender = event.address
                 self.mail_params = event.params
@@ -657,7 +665,8 @@ class _Session:
             refusal = check_recipient(event.address, self.client_ip, self.client_ptr,
                                       self.settings)
             if refusal:
-                await self._refuse(refusal, recipient=event.address)
+                self.refused.append((event.address, refusal))
+                await self.write(conn.send(refusal.reply))
             else:
                 self.recipients.append(event.address)
                 await self.write(conn.send(R.R250_RECIPIENT_OK))
@@ -670,8 +679,16 @@ class _Session:
         elif isinstance(event, StartTlsRequested):
             await self._start_tls()
         elif isinstance(event, ProtocolViolation):
-            self.server.counters.incr("protocol_violations")
             self.log.error("protocol", event.detail)
+            if event.kind is ViolationKind.SIZE_DECLARED_OVER_LIMIT:
+                # The size policy (SPEC §5 step 1) refusing at MAIL: the protocol checks the
+                # SIZE it advertised, but this is the rejection that after DATA is
+                # `size.max_mb` too, and counts as a rejected message (guide Table 7-2).
+                self.server.counters.incr("rejected")
+                self.record(Action.REJECTED, rule="size.max_mb", info=event.detail,
+                            result=str(event.reply.code))
+                return
+            self.server.counters.incr("protocol_violations")
             self.record(Action.PROTOCOL_VIOLATION, rule=str(event.kind), info=event.detail,
                         result=str(event.reply.code) if event.reply else None)
         elif isinstance(event, (Quit, ConnectionClosed)):
@@ -690,17 +707,38 @@ class _Session:
         """Who gets mail for this gateway's postmaster (module rules)."""
         return list(self.settings["admin.emails"]) or [f"postmaster@{self.hostname}"]
 
-    async def _refuse(self, refusal, recipient: str | None = None,
-                      sender: str | None = None) -> None:
-        """`sender`: the MAIL FROM address being refused (the transaction's own sender is
-        not set then); otherwise the transaction's."""
+    async def _refuse(self, refusal, sender: str) -> None:
+        """Refuse the MAIL FROM of `sender`: a rejected message."""
         self.server.counters.incr("rejected")
-        self.record(Action.REJECTED, sender=sender if sender is not None else self.sender,
-                    recipients=[recipient] if recipient else (), rule=refusal.rule,
-                    info=refusal.reason, result=str(refusal.reply.code))
+        self.record(Action.REJECTED, sender=sender, rule=refusal.rule, info=refusal.reason,
+                    result=str(refusal.reply.code))
         await self.write(self.conn.send(refusal.reply))
 
+    def _settle_refusals(self) -> None:
+        """Write the events of the recipients this transaction refused, now that it has
+        ended (RSET, a new hello, QUIT, the connection gone) or has its recipients (DATA).
+
+        Messages Rejected counts messages (guide Tables 7-1, 7-2): a transaction that went
+        on with other recipients rejected none, and one whose recipients were all refused
+        is one rejected message however many it named. So the first refusal of a
+        transaction without an accepted recipient is the message's rejection (result: the
+        reply code, and the Rejected counter); every other refused recipient gets the result
+        RECIPIENT_REFUSED, which the counts leave out, with the reply code in its data."""
+        refused, self.refused = self.refused, []
+        rejects_message = not self.recipients
+        for address, refusal in refused:
+            code = str(refusal.reply.code)
+            if rejects_message:
+                self.server.counters.incr("rejected")
+                result, data = code, {}
+            else:
+                result, data = RECIPIENT_REFUSED, {"reply": code}
+            self.record(Action.REJECTED, sender=self.sender, recipients=[address],
+                        rule=refusal.rule, info=refusal.reason, result=result, data=data)
+            rejects_message = False
+
     async def _reset(self) -> None:
+        self._settle_refusals()
         self.buffered, self.buffered_octets = None, 0
         if self.incoming is not None:
             incoming, self.incoming = self.incoming, None
@@ -708,6 +746,7 @@ class _Session:
         self.sender, self.mail_params, self.recipients = None, {}, []
 
     async def _start_data(self) -> None:
+        self._settle_refusals()
         self.queue_id = new_queue_id()
         # One copy for a recipient named twice, or as an administrator and as <Postmaster>
         # (as Postfix's cleanup removes duplicate recipients).
