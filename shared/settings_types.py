@@ -824,26 +824,39 @@ class BlacklistEntry(Kind):
         return "@domain | .domain | address with wildcards"
 
 
+_RELAY_RULE = "must be a host name, IP, CIDR, *.domain or 1.2.3.*"
+_RELAY_WILDCARD_RULE = ("* may stand only for the last parts of an IP address: "
+                        "1.2.3.*, 1.2.* or 1.*")
+_OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+
+
 @dataclass(frozen=True)
 class RelayEntry(Kind):
-    """Host name, IP, CIDR, `*.domain` or `1.2.3.*` (SPEC §3 relay.allowed)."""
+    """Host name, IP, CIDR, `*.domain` or an IPv4 wildcard (SPEC §3 relay.allowed).
+
+    Guide §6 "Preventing relaying": `*` is "the first element of a domain name or the last
+    element of an IP address": `1.2.3.*`, `1.2.*`, `1.*` (and `1.2.*.*`, the same range as
+    `1.2.*`); kept as written. A `*` before a number (`127.*.0.2`), which an earlier release
+    took, is refused with the rule that says where it goes.
+    """
 
     def check(self, value):
         if not isinstance(value, str) or not value:
-            raise RuleError("must be a host name, IP, CIDR, *.domain or 1.2.3.*")
+            raise RuleError(_RELAY_RULE)
         try:
             return str(ipaddress.ip_network(value, strict=False)) if "/" in value \
                 else str(ipaddress.ip_address(value))
         except ValueError:
             pass
-        octet = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d|\*)"
-        if re.match(rf"^{octet}(\.{octet}){{3}}\Z", value) and "*" in value:
+        if re.match(rf"^{_OCTET}(\.{_OCTET}){{0,2}}(\.\*)+\Z", value) and value.count(".") <= 3:
             return value
+        if re.match(rf"^({_OCTET}|\*)(\.({_OCTET}|\*)){{1,3}}\Z", value) and "*" in value:
+            raise RuleError(_RELAY_WILDCARD_RULE)
         if value.startswith("*.") and _is_domain(value[2:]):
             return value.lower()
         if _is_domain(value):
             return value.lower()
-        raise RuleError("must be a host name, IP, CIDR, *.domain or 1.2.3.*")
+        raise RuleError(_RELAY_RULE)
 
     def describe(self):
         return "host | IP | CIDR | *.domain | 1.2.3.*"
