@@ -4,7 +4,7 @@ What this module owns
     `candidates(hop, settings)` -> ordered `Candidate`s (host, port, addresses) for a
     `routing.NextHop`, using dnspython's async resolver on trio (sniffio picks the backend).
     `make_resolver(settings)` builds that resolver from `dns.resolvers` / `dns.timeout_seconds`;
-    other features that need DNS (RBL, PTR) may use it too.
+    other features that need DNS (RBL, a client's name) may use it too.
 
 Rules
     1. MX records are tried in ascending preference; hosts with equal preference are
@@ -19,6 +19,12 @@ Rules
     6. Every lookup is limited by `dns.timeout_seconds` (dnspython's lifetime, plus a trio
        deadline as a backstop). Addresses per host: IPv4 first, then IPv6; at most
        MAX_MX_HOSTS hosts are tried.
+    7. A client's name is its forward-confirmed PTR name (FCrDNS): a PTR name of its
+       address whose A (IPv4) or AAAA (IPv6) records include that address; of several PTR
+       names the first that does, of at most MAX_PTR_NAMES. Whoever holds an address block
+       writes its PTR records, so 203.0.113.9 may call itself mail.example.com; only the
+       name's own zone can confirm it (Postfix names such a client "unknown"). A failed
+       lookup, PTR or forward, confirms nothing: the client has no name.
 
 Never: use the system resolver when `dns.resolvers` lists servers, block the event loop, or
 raise anything but LookupFailed for a DNS outcome.
@@ -42,9 +48,10 @@ import trio
 from core.delivery.routing import NextHop
 
 __all__ = ["Candidate", "LookupFailed", "Resolver", "candidates", "make_resolver",
-           "parse_resolver", "order_mx", "MAX_MX_HOSTS"]
+           "parse_resolver", "order_mx", "MAX_MX_HOSTS", "MAX_PTR_NAMES"]
 
 MAX_MX_HOSTS = 10                 # Postfix tries 5 addresses; 10 hosts is plenty
+MAX_PTR_NAMES = 5                 # each costs a forward lookup before the greeting
 TRIO_DEADLINE_MARGIN_SECONDS = 1  # the backstop above dnspython's own lifetime
 
 
@@ -96,7 +103,7 @@ def make_resolver(settings: Mapping) -> dns.asyncresolver.Resolver:
 
 
 class Resolver:
-    """The core's DNS access, shared by delivery and SMTP-time policy (PTR, RBL).
+    """The core's DNS access, shared by delivery and SMTP-time policy (client name, RBL).
 
     `settings` is the settings callable; the dnspython resolver is rebuilt when
     `dns.resolvers` or `dns.timeout_seconds` change.
@@ -120,16 +127,31 @@ class Resolver:
         settings = settings if settings is not None else self._settings()
         return await candidates(hop, settings, rng=self._rng, resolver=self.resolver(settings))
 
-    async def ptr(self, ip: str) -> str | None:
-        """The PTR name of *ip* (no final dot), or None when there is none or DNS fails."""
+    async def confirmed_ptr(self, ip: str) -> str | None:
+        """The forward-confirmed PTR name of *ip* (rule 7), lower case without the final dot;
+        None when no PTR name resolves back to *ip* or DNS fails."""
         try:
-            name = dns.reversename.from_address(ip)
-            answer = await _query(self.resolver(), str(name), "PTR")
-        except (LookupFailed, dns.resolver.NXDOMAIN, dns.exception.DNSException, ValueError):
+            address = ipaddress.ip_address(ip)
+        except ValueError:
             return None
-        if answer is None or not len(answer):
+        if address.version == 6 and address.ipv4_mapped:   # a dual-stack listener's client
+            address = address.ipv4_mapped
+        resolver = self.resolver()
+        try:
+            answer = await _query(resolver, dns.reversename.from_address(str(address)).to_text(),
+                                  "PTR")
+        except (LookupFailed, dns.exception.DNSException):
             return None
-        return str(answer[0].target).rstrip(".").lower()
+        names = [str(rr.target).rstrip(".").lower() for rr in answer or ()]
+        rdtype = "A" if address.version == 4 else "AAAA"
+        for name in filter(None, names[:MAX_PTR_NAMES]):
+            try:
+                forward = await _query(resolver, name, rdtype)
+            except (LookupFailed, dns.exception.DNSException):
+                continue
+            if any(ipaddress.ip_address(rr.address) == address for rr in forward or ()):
+                return name
+        return None
 
     async def addresses(self, host: str) -> tuple[str, ...]:
         """IPv4 then IPv6 addresses of *host*; raises LookupFailed (NXDOMAIN is permanent)."""

@@ -2,8 +2,10 @@
 
 Each check is a small pure function of (facts, settings snapshot) returning a `Refusal` or
 None; the session turns a refusal into its reply and a `rejected` event naming the rule.
-They never touch sockets or SQLite. Relay entries that name hosts need the client's PTR name,
-which the session looks up once per connection (only when such entries exist) and passes in.
+They never touch sockets or SQLite. Relay entries that name hosts need the client's
+forward-confirmed PTR name (core/delivery/mx.py rule 7: a PTR name alone is whatever the
+holder of the client's address block wrote), which the session looks up once per connection
+(only when such entries exist) and passes in.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ def is_local_domain(domain: str, settings: Mapping) -> bool:
 
 
 def relay_needs_ptr(settings: Mapping) -> bool:
-    """Host names in relay.allowed are matched against the client's PTR name (for relaying
-    under "deny_except", and in either mode to exempt the client from the RBL)."""
+    """Host names in relay.allowed are matched against the client's confirmed PTR name (for
+    relaying under "deny_except", and in either mode to exempt the client from the RBL)."""
     return any(_is_host_entry(entry) for entry in settings["relay.allowed"])
 
 
@@ -66,8 +68,9 @@ def relay_allowed(client_ip: str, client_ptr: str | None, settings: Mapping) -> 
 
 
 def listed_relay_client(client_ip: str, client_ptr: str | None, settings: Mapping) -> bool:
-    """Is the client one of relay.allowed (IPs, CIDRs, `1.2.3.*`, host names and `*.domain`
-    via the PTR name) — one of the organisation's own mail hosts?"""
+    """Is the client one of relay.allowed (IPs, CIDRs, `1.2.3.*`, `1.2.*`, `1.*`, host names
+    and `*.domain` via `client_ptr`, its forward-confirmed PTR name) — one of the
+    organisation's own mail hosts?"""
     try:
         address = ipaddress.ip_address(client_ip)
     except ValueError:
@@ -79,6 +82,9 @@ def listed_relay_client(client_ip: str, client_ptr: str | None, settings: Mappin
             if address in ipaddress.ip_network(entry, strict=False):
                 return True
         elif "*" in entry and entry[0].isdigit() or entry == "*":
+            # `*` spans the octets it stands for (`1.*` is 1.0.0.0/8). An entry an earlier
+            # release stored with `*` in the middle (`127.*.0.2`) reads as written until the
+            # list is saved again, which refuses it (shared/settings_types.py RelayEntry).
             if address.version == 4 and matches(entry, str(address)):
                 return True
         elif not _is_host_entry(entry):

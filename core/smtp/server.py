@@ -465,6 +465,9 @@ class _Session:
                                      tls_available=tls_ok, size_advertised=limit)
         self.helo = ""
         self.is_extended = False       # the hello was EHLO (Received: "with ESMTP", not "SMTP")
+        # The client's forward-confirmed PTR name (core/delivery/mx.py rule 7), asked only
+        # when relay.allowed names hosts; None also when its PTR name does not resolve back.
+        # Relaying, the RBL exemption and the Received field trust no other name.
         self.client_ptr: str | None = None
         self.rbl_answers = None        # core/smtp/rbl.py RblAnswers: the zones' answers at connect
         self.rbl_listing = None        # ...the listing they make at this transaction's MAIL FROM
@@ -540,9 +543,9 @@ class _Session:
                 await self.log.close(self.server.diagnostics_dir)
 
     async def _look_up_client(self) -> None:
-        """The client's PTR name (for host names in relay.allowed) and RBL answers, asked
-        side by side: each is time-limited, so a dead DNS server delays the greeting by one
-        limit, not two (and a zone that keeps failing is skipped: core/smtp/rbl.py rule 5).
+        """The client's confirmed PTR name (for host names in relay.allowed) and RBL answers,
+        asked side by side: each is time-limited, so a dead DNS server delays the greeting by
+        one limit, not two (and a zone that keeps failing is skipped: core/smtp/rbl.py rule 5).
         What the answers mean is decided at each MAIL FROM (`_rbl_listing_now`)."""
         server = self.server
         lookups = []
@@ -556,7 +559,7 @@ class _Session:
                     nursery.start_soon(lookup)
 
     async def _look_up_ptr(self) -> None:
-        self.client_ptr = await self.server.resolver.ptr(self.client_ip)
+        self.client_ptr = await self.server.resolver.confirmed_ptr(self.client_ip)
 
     async def _check_rbl(self) -> None:
         self.rbl_answers = await self.server.rbl.answers(self.client_ip, self.settings)
