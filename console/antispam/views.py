@@ -17,7 +17,7 @@ from console.context import settings
 from console.placeholders import settings_sections
 from console.form_submit import submit, who
 from console.roles import Access, requires
-from console.schema_forms import attach_errors, form_data, form_values
+from console.schema_forms import attach_errors, form_data, form_values, operator_errors
 from console.settings_service import RuleListChanged, rule_key, save_settings
 from shared.settings import SettingError
 
@@ -214,6 +214,10 @@ def save_spam_rule():
                 "none_of": service.split_terms(form.none_of.data)}
         if form.name.data:
             rule["name"] = form.name.data.strip()
+        typed_operators = operator_errors(rule["terms"], rule["none_of"])
+        if typed_operators:                      # the guide's AND/OR/NOT, shown as typed
+            errors = attach_errors(form, typed_operators)
+            return _spam_rules_page(_page_form(), [], prefix, form, errors)
         try:
             changed = service.save_rule(index, form.original.data or "", rule, **who())
         except RuleListChanged:                  # the page is stale: the rules as they are

@@ -2,38 +2,45 @@
 (schema validation, nothing changes on error, an object_modified event).
 
 Content rules are edited one at a time in the list `rules.content`; a rule's terms come
-from one comma-separated line (the guide: "Separate all terms with commas"). An edit or a
-delete names the rule as it was shown, so a list changed meanwhile is refused rather than
-the wrong rule changed.
+from one comma-separated line (the guide: "Separate all terms with commas"), read and
+written as the Spam Rules page does (console.antispam.service: `\\,` is a comma in a term,
+so a term with a comma, which the CLI and an import can store, reads back as it is stored).
+A term with the guide's AND, OR or NOT between words is refused with what to type instead
+(console.schema_forms.operator_errors). An edit or a delete names the rule as it was shown,
+so a list changed meanwhile is refused rather than the wrong rule changed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from console.antispam.service import join_terms, split_terms
 from console.context import settings
+from console.schema_forms import operator_errors
 from console.settings_service import check_rule_shown, edit_list, rule_key, save_settings
 from shared.settings import SettingError
 
-__all__ = ["save_page", "split_terms", "rule_from_form", "add_rule", "update_rule",
-           "delete_rule", "rule_key", "page_warnings"]
+__all__ = ["save_page", "split_terms", "join_terms", "rule_from_form", "add_rule",
+           "update_rule", "delete_rule", "rule_key", "page_warnings"]
 
 
 def save_page(page: str, changes: dict[str, Any], *, user: str, client_ip: str | None) -> dict:
     return save_settings(changes, user=user, client_ip=client_ip, page=page)
 
 
-def split_terms(line: str) -> list[str]:
-    return [t.strip() for t in (line or "").split(",") if t.strip()]
-
-
 def rule_from_form(enabled: bool, name: str, match: str, terms: str, none_of: str) -> dict:
+    """The rule typed in the rule form (terms as lines). Raises SettingError naming the
+    form's fields (`terms`, `none_of`) when it has no term or a term with the guide's
+    operators."""
     rule: dict[str, Any] = {"enabled": bool(enabled), "match": match or "any",
                             "terms": split_terms(terms), "none_of": split_terms(none_of)}
     if (name or "").strip():
         rule["name"] = name.strip()
+    errors = operator_errors(rule["terms"], rule["none_of"])
     if not rule["terms"]:
-        raise SettingError([("terms", "at least one term is needed")])
+        errors.insert(0, ("terms", "at least one term is needed"))
+    if errors:
+        raise SettingError(errors)
     return rule
 
 

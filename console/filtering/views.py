@@ -12,7 +12,7 @@ from console.filtering import bp, service
 from console.filtering.forms import PAGE_FORMS, PAGE_KEYS, TABS, DeleteRuleForm, RuleForm
 from console.form_submit import submit, who
 from console.roles import Access, requires
-from console.schema_forms import form_data, form_values
+from console.schema_forms import attach_errors, form_data, form_values
 from shared.settings import SettingError
 
 TITLES = {page: title for page, title, _ in TABS}
@@ -51,8 +51,9 @@ for _page, _url in (("content", "/content"), ("container", "/container-limits"),
 
 
 def _rules():
-    return [(i, rule, service.rule_key(rule), DeleteRuleForm(prefix=f"del{i}",
-                                                            original=service.rule_key(rule)))
+    """(index, rule, its terms lines as the edit page shows them, its delete form)."""
+    return [(i, rule, (service.join_terms(rule["terms"]), service.join_terms(rule["none_of"])),
+             DeleteRuleForm(prefix=f"del{i}", original=service.rule_key(rule)))
             for i, rule in enumerate(settings()["rules.content"])]
 
 
@@ -70,7 +71,7 @@ def add_rule():
         try:
             service.add_rule(_rule_values(form), **who())
         except SettingError as exc:
-            errors = [f"{key}: {rule}" for key, rule in exc.errors]
+            errors = attach_errors(form, exc.errors)
         else:
             flash("Content rule added.", "info")
             return redirect(url_for("filtering.content_rules"))
@@ -89,15 +90,16 @@ def edit_rule(index: int):
     rule = rules[index]
     form = RuleForm(prefix="edit", data={
         "enabled": rule.get("enabled", True), "name": rule.get("name", ""),
-        "match": rule.get("match", "any"), "terms": ", ".join(rule.get("terms", [])),
-        "none_of": ", ".join(rule.get("none_of", [])), "original": service.rule_key(rule)})
+        "match": rule.get("match", "any"), "terms": service.join_terms(rule.get("terms", [])),
+        "none_of": service.join_terms(rule.get("none_of", [])),
+        "original": service.rule_key(rule)})
     errors: list[str] = []
     if request.method == "POST" and form.validate_on_submit():
         try:
             changed = service.update_rule(index, form.original.data or "", _rule_values(form),
                                           **who())
         except SettingError as exc:
-            errors = [f"{key}: {rule}" for key, rule in exc.errors]
+            errors = attach_errors(form, exc.errors)
         else:
             flash("Content rule saved." if changed else "No changes to save.", "info")
             return redirect(url_for("filtering.content_rules"))
