@@ -44,9 +44,10 @@ from werkzeug.exceptions import BadHost, HTTPException
 
 from console.context import console_context, settings
 from shared.events import Action
+from shared.shown_text import visible_bidi
 
 __all__ = ["install", "logon_page", "SECURITY_HEADERS", "https_url", "SchemeSessionInterface",
-           "SECURE_SESSION_COOKIE", "visible_bidi", "BIDI_CONTROLS"]
+           "SECURE_SESSION_COOKIE", "visible_bidi"]
 
 log = logging.getLogger("mailmoat.console")
 
@@ -68,12 +69,6 @@ SECURITY_HEADERS = {
 
 # The `__Secure-` prefix makes browsers refuse the name unless Secure and set over HTTPS.
 SECURE_SESSION_COOKIE = "__Secure-mailmoat_session"
-
-# Unicode's explicit bidirectional formatting characters (UAX #9 §2): embeddings and
-# overrides U+202A-U+202E, isolates U+2066-U+2069, the marks U+200E/U+200F and U+061C.
-BIDI_CONTROLS = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A),
-                           0x200E, 0x200F, 0x061C])
-_BIDI_SHOWN = {code: f"\u27e8U+{code:04X}\u27e9" for code in BIDI_CONTROLS}
 
 MAX_POST_OCTETS = 2 * 1024 * 1024      # the largest request body the console reads
 
@@ -120,11 +115,6 @@ def logon_page(view: Callable) -> Callable:
             return redirect(https_url(), code=302 if request.method == "GET" else 307)
         return view(*args, **kwargs)
     return wrapper
-
-
-def visible_bidi(text: str) -> str:
-    """`text` with each bidi control character replaced by a visible `⟨U+202E⟩`."""
-    return text.translate(_BIDI_SHOWN)
 
 
 def _finalize(value):

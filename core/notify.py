@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -44,6 +43,7 @@ from shared import db
 from shared.disk import LOW_DISK_FRACTION, disk_free_fraction, is_out_of_space
 from shared.events import Action
 from shared.guide_texts import ALERT_TEXTS
+from shared.shown_text import one_line
 
 __all__ = ["Notifier", "AlertEngine", "ResourceMonitor", "alert_key", "fill_metatags",
            "compose_mail"]
@@ -68,22 +68,6 @@ def from_address(settings: Mapping, hostname: str) -> tuple[str, str]:
         return value, value.strip("<>").split("<")[-1]
     address = f"{value.replace(' ', '.').lower() or 'mailmoat'}@{hostname}"
     return f"{value} <{address}>", address
-
-
-def one_line(text: str) -> str:
-    """`text` as one line: control characters and line separators shown as escapes
-    (`\\x0a`). What a sender or a logon form put in a subject, an address or a user name
-    must not start a line of its own in an alert or notification (a forged "logon ...
-    success" line), nor break a header field."""
-    return _CONTROLS.sub(_escaped, text)
-
-
-def _escaped(match: re.Match) -> str:
-    code = ord(match.group())
-    return " " if code == 9 else f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, body: str,
@@ -136,13 +120,13 @@ def metatags(envelope, outcome) -> dict[str, str]:
                 content.append(f"Subject: {subject}\n"
                                f"Matching Subject: {f.data.get('pattern', '')}")
             else:
-                content.append(f"File: {f.data.get('file', '')}\n"
+                content.append(f"File: {one_line(str(f.data.get('file', '')))}\n"
                                f"Matching file name: {f.data.get('pattern', '')}")
         elif f.notify == "container":
             content.append(f.text or f.reason)
         elif f.notify == "encrypted":
             encrypt.append(f"Message contained an encrypted container "
-                           f"({f.data.get('file', '')})")
+                           f"({one_line(str(f.data.get('file', '')))})")
     return {"MSGINFO": msginfo,
             "VIRUSINFO": ("Virus scan results follow\n" + "\n".join(virus)) if virus else "",
             "CONTENTINFO": "\n".join(content),

@@ -13,6 +13,9 @@ Rules:
 - Summary CSV: section,item,count.
 - Spreadsheet formula injection: a CSV cell starting with `=`, `+`, `-` or `@` gets a leading
   `'` (SPEC §2, STYLE §1 Console). JSON and text are not spreadsheets and are not escaped.
+- CSV and text show bidi control characters as marks, and text shows line breaks as escapes
+  (shared.shown_text): a file name "invoice\u202efdp.scr" must not read "invoicercs.pdf" in a
+  report. JSON is for programs and keeps the text as it is.
 - Everything here is a generator over rows: nothing holds a whole report in memory (the text
   table measures its column widths on the first `TEXT_SAMPLE_ROWS` rows only).
 """
@@ -28,6 +31,7 @@ from typing import Iterable, Iterator
 
 from shared.report import DetailRow, Summary
 from shared.report_time import iso_local
+from shared.shown_text import one_line, visible_bidi
 
 __all__ = ["DETAIL_COLUMNS", "SUMMARY_COLUMNS", "escape_cell", "detail_record",
            "summary_records", "csv_lines", "json_lines", "text_lines", "FORMULA_PREFIXES",
@@ -44,10 +48,11 @@ TEXT_MAX_WIDTH = 48
 
 
 def escape_cell(value) -> str:
-    """A CSV cell: None → empty; text starting with = + - @ gets a leading '."""
+    """A CSV cell: None → empty; text starting with = + - @ gets a leading '; bidi
+    controls shown as marks (shared.shown_text: a spreadsheet would render the disguise)."""
     if value is None:
         return ""
-    text = str(value)
+    text = visible_bidi(str(value))
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
@@ -59,6 +64,7 @@ def _escaped_cells(record: dict, columns: tuple[str, ...]) -> list:
         if value is None:
             cells.append("")
         elif type(value) is str:
+            value = value if value.isascii() else visible_bidi(value)
             cells.append("'" + value if value[:1] in _FORMULA_FIRST else value)
         else:
             cells.append(escape_cell(value))
@@ -295,7 +301,7 @@ def json_lines(records: Iterable[dict]) -> Iterator[str]:
 
 
 def _cell(value) -> str:
-    return "" if value is None else str(value).replace("\n", " ").replace("\r", " ")
+    return "" if value is None else one_line(str(value))
 
 
 def text_lines(columns: tuple[str, ...], records: Iterable[dict],
@@ -329,7 +335,7 @@ def text_lines(columns: tuple[str, ...], records: Iterable[dict],
 def summary_text(summary: Summary) -> Iterator[str]:
     """The summary as the guide prints it: a heading per section, item and count aligned."""
     yield f"Summary Report  {summary.range.label()}\n"
-    width = max([len(item) for s in summary.sections for item, _ in s.rows] + [24])
+    width = max([len(_cell(item)) for s in summary.sections for item, _ in s.rows] + [24])
     for section in summary.sections:
         yield f"\n{section.title}\n{'-' * (width + 12)}\n"
         if section.key in ("viruses", "subjects_blocked", "attachments_deleted"):
@@ -338,7 +344,7 @@ def summary_text(summary: Summary) -> Iterator[str]:
                 continue
             yield f"{'Name'.ljust(width)}  {'Count':>10}\n"
         for item, count in section.rows:
-            yield f"{item.ljust(width)}  {count:>10}\n"
+            yield f"{_cell(item).ljust(width)}  {count:>10}\n"
         if section.total is not None and (section.key in ("premium", "infection")
                                           or section.rows):
             yield f"{'Total'.ljust(width)}  {section.total:>10}\n"

@@ -200,6 +200,19 @@ def test_metatags_keep_a_sender_subject_on_its_line():
         "Subject: hi\\x0d\\x0aDisposition: The message was delivered"]
 
 
+def test_metatags_show_a_file_name_as_it_is_on_its_line():
+    # policy finding C2: the admin read "photo\u202egpj.exe" as photoexe.jpg; a line break in
+    # a file name (RFC 2231 allows %0A) started a forged line of its own
+    envelope = Envelope.new("Q1", "bad@outside.test", ["user@local.test"])
+    disguised = Finding(rule="filename.patterns", action="remove_part", reason="a name", part=1,
+                        event="attachment_deleted", notify="content",
+                        data={"file": "photo\u202egpj.exe\nDisposition: delivered",
+                              "pattern": "*.exe"})
+    outcome = WorkerOutcome(findings=[disguised], verdict=decide([disguised]), subject="hi")
+    assert metatags(envelope, outcome)["CONTENTINFO"].splitlines() == [
+        "File: photo⟨U+202E⟩gpj.exe\\x0aDisposition: delivered", "Matching file name: *.exe"]
+
+
 def test_a_notification_subject_with_line_breaks_is_one_line():
     """A metatag in the subject template (${MSGINFO} has line breaks; a decoded Subject may
     too) made compose_mail raise, and the pipeline count the message as crashed."""

@@ -369,7 +369,9 @@ def test_csv_header_columns_and_formula_escaping(database, seed):
 
 @pytest.mark.parametrize("value, cell", [("=1+1", "'=1+1"), ("+1", "'+1"), ("-1", "'-1"),
                                          ("@SUM(A1)", "'@SUM(A1)"), ("a=b", "a=b"),
-                                         (None, ""), (12, "12"), ("", "")])
+                                         (None, ""), (12, "12"), ("", ""),
+                                         # a right-to-left override shown, not obeyed
+                                         ("invoice\u202efdp.scr", "invoice⟨U+202E⟩fdp.scr")])
 def test_escape_cell(value, cell):
     assert escape_cell(value) == cell
 
@@ -392,6 +394,19 @@ def test_summary_csv_and_json(database, seed):
     assert lines[0] == {"section": "message", "item": "Messages Accepted", "count": 23}
     report = "".join(summary_text(summary))
     assert "Message Summary" in report and "Viruses Found" in report
+
+
+def test_csv_and_text_show_a_disguised_file_name_as_it_is(database, seed):
+    # policy finding C2: "photo\u202egpj.exe" read as "photoexe.jpg" in reports
+    seed.at(T0 + 1, Action.ATTACHMENT_DELETED, data={"file": "photo\u202egpj.exe"},
+            info="photo\u202egpj.exe\r\nforged line")
+    seed.done()
+    summary = summarise(database[1], whole_day(), premium=False)
+    rows = list(csv.reader(io.StringIO("".join(csv_lines(SUMMARY_COLUMNS,
+                                                          summary_records(summary))))))
+    assert ["attachments_deleted", "photo⟨U+202E⟩gpj.exe", "1"] in rows
+    assert "photo⟨U+202E⟩gpj.exe" in "".join(summary_text(summary))
+    assert "\u202e" not in "".join(summary_text(summary))
 
 
 def test_detail_json_lines_use_the_csv_column_names(database, seed):

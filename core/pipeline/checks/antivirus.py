@@ -34,6 +34,7 @@ import re
 
 from core.pipeline import scan_policy
 from core.pipeline.findings import Finding
+from shared.shown_text import one_line
 
 MASS_MAILER = re.compile(r"@mm?\b|@mm?$", re.IGNORECASE)
 VBA_MEMBER = re.compile(r"(^|/)vbaProject\.bin$", re.IGNORECASE)
@@ -158,7 +159,7 @@ def _actions(view, settings, part, name, engine, why, heuristic, repairable) -> 
                              and not part.is_attachment)
     data = {"virus": name, "file": file, "location": part.location, "engine": engine,
             "heuristic": heuristic, "repaired": False, "removed": False}
-    text = f"File: {file}\nVirus: {name}\n"
+    text = f"File: {one_line(str(file))}\nVirus: {one_line(name)}\n"
     common = dict(notify="virus", part=part.id)
     if outer:
         # The infected file is the message, and it goes: an infection deleted (guide Table

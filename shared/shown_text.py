@@ -1,0 +1,39 @@
+"""Text from a message or a client, made safe to show a person: one place for what every
+reader of it (pages, notifications, alerts, reports) must not be fooled by.
+
+- `visible_bidi`: Unicode's explicit bidirectional formatting characters (UAX #9 §2) shown as
+  visible marks `⟨U+202E⟩`. A right-to-left override turns "invoice‮fdp.scr" into what
+  reads as "invoicercs.pdf": the disguise its sender meant, shown to the administrator.
+- `one_line`: control characters and line separators shown as escapes (`\\x0a`), bidi
+  controls as marks. What a sender or a logon form put in a subject, an address, a file name
+  or a user name must not start a line of its own in an alert or notification (a forged
+  "logon ... success" line), nor break a header field.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["BIDI_CONTROLS", "visible_bidi", "one_line"]
+
+# Embeddings and overrides U+202A-U+202E, isolates U+2066-U+2069, the marks U+200E/U+200F
+# and U+061C.
+BIDI_CONTROLS = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A),
+                           0x200E, 0x200F, 0x061C])
+_BIDI_SHOWN = {code: f"\u27e8U+{code:04X}\u27e9" for code in BIDI_CONTROLS}
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def visible_bidi(text: str) -> str:
+    """`text` with each bidi control character replaced by a visible `⟨U+202E⟩`."""
+    return text if text.isascii() else text.translate(_BIDI_SHOWN)
+
+
+def one_line(text: str) -> str:
+    """`text` as one line, its bidi controls visible."""
+    return visible_bidi(_CONTROLS.sub(_escaped, text))
+
+
+def _escaped(match: re.Match) -> str:
+    code = ord(match.group())
+    return " " if code == 9 else f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
