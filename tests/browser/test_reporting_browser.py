@@ -61,7 +61,7 @@ def test_generate_detail_report_and_download_csv(page, console_server, seeded, a
     assert download.suggested_filename.startswith("MAILMOAT")
     assert download.suggested_filename.endswith(".csv")
     path = download.path()
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:     # Excel's byte-order mark
         rows = list(csv.reader(handle))
     assert rows[0] == ["time", "category", "action", "result", "queue_id", "connection_id",
                        "client_ip", "sender", "recipients", "subject", "size", "rule", "info"]

@@ -249,7 +249,7 @@ async def test_own_mail_hosts_are_not_refused_for_an_rbl_listing(tmp_path, sink,
     of the organisation's own mail hosts: were its address range listed (a policy list of
     dynamic ranges, say), refusing or dropping its mail would lose all outbound mail."""
     dns.add_a(query_name("127.0.0.1", ZONE), "127.0.0.2")
-    dns.add_ptr("127.0.0.1", "relay1.mail.own.test")
+    dns.add_ptr("127.0.0.1", "relay1.mail.own.test").add_a("relay1.mail.own.test", "127.0.0.1")
     home = _home(tmp_path, sink, dns, rbl__action="reject", relay__allowed=allowed)
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], "ceo@own.test")
@@ -304,7 +304,7 @@ async def test_the_ptr_and_rbl_lookups_run_side_by_side(tmp_path, sink, dns, nur
     one time limit, not two. The DNS server answers the PTR query only once the RBL query
     has been asked: one after the other, the PTR lookup would time out first and the
     client's relaying would be refused."""
-    dns.add_ptr("127.0.0.1", "client.trusted.test")
+    dns.add_ptr("127.0.0.1", "client.trusted.test").add_a("client.trusted.test", "127.0.0.1")
     dns.hold(ipaddress.ip_address("127.0.0.1").reverse_pointer,
              until_asked=query_name("127.0.0.1", ZONE))
     home = _home(tmp_path, sink, dns, relay__allowed=["*.trusted.test"])

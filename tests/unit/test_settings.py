@@ -333,7 +333,7 @@ REJECTED = [
     (RelayEntry(), "10.0.0.0/33", RELAY_RULE),
     (RelayEntry(), "1.2.3.999", RELAY_RULE),
     (RelayEntry(), "300.2.3.*", RELAY_RULE),
-    (RelayEntry(), "1.2.*", RELAY_RULE),
+    (RelayEntry(), "1.2.3.4.*", RELAY_RULE),
     (RelayEntry(), "*.bad domain", RELAY_RULE),
     (RelayEntry(), "mail.example.com\n", RELAY_RULE),
 ]
