@@ -32,10 +32,10 @@ from shared.guide_texts import (
     DEFAULT_QUARANTINE_TEMPLATE_LIST, DEFAULT_QUARANTINE_TEMPLATE_USER, LDAP_AUTOFILL,
 )
 from shared.settings_types import (
-    AbsolutePath, Base64Key, BlacklistEntry, Bool, Choice, ClamdAddress, Domain, Email,
-    Extension, HostPort, Hostname, Int, IpAddress, Kind, ListOf, MailDomain, Nullable, Pattern, RblZone, RelayEntry, Resolver,
-    RoutingEntry, Rule, RuleError, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry,
-    integer_from_text,
+    AbsolutePath, Base64Key, BlacklistEntry, Bool, Characters, Choice, ClamdAddress, Domain, Email,
+    Extension, HostPort, Hostname, Int, IpAddress, Kind, ListOf, MailDomain, Nullable, Pattern,
+    RblZone, RelayEntry, Resolver, RoutingEntry, Rule, RuleError, Sender, Str, TimeOfDay, Timezone,
+    Weekday, WhitelistEntry, integer_from_text,
 )
 
 __all__ = [
@@ -462,10 +462,12 @@ _forwarding_trio("encrypted", "encrypted", "messages with encrypted containers",
 _add("relay.mode", Choice(("allow", "deny_except")), "deny_except",
      "Relay for anyone, or only for the listed clients.", "relay")
 _add("relay.allowed", ListOf(RelayEntry(), max_items=10_000), [],
-     "Clients allowed to relay: host names, IPs, CIDRs, *.domain, 1.2.3.*.", "relay")
+     "Clients allowed to relay: host names (forward-confirmed PTR), IPs, CIDRs, *.domain, "
+     "1.2.3.*, 1.2.*, 1.*.", "relay")
 _add("address_chars.enabled", Bool(), False,
      "Reject recipients containing the listed characters.", "relay")
-_add("address_chars.chars", Str(max_len=32, min_len=1), "!%", "Characters refused in recipients.",
+_add("address_chars.chars", Characters(max_len=32, min_len=1), "!%",
+     "Characters refused in recipients (no spaces or commas).",
      "relay")
 _add("rules.content", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
      "Content rules.", "content_rules")
@@ -684,9 +686,12 @@ def _rbl_zones_distinct(s, _plain, changed):
 
 
 def _filename_not_everything(s, _plain, _changed):
+    # The guide forbids * and *.* alone (§6 "Blocking by file name"); **, ?* and *.?* are the
+    # same in other words (policy finding C3): only wildcards and dots, with a *.
     for pattern in s.get("filename.patterns") or []:
-        if pattern.strip() in ("*", "*.*"):
-            yield "filename.patterns", f"'{pattern.strip()}' alone would delete every attachment"
+        pattern = pattern.strip()
+        if "*" in pattern and not pattern.strip("*?."):
+            yield "filename.patterns", f"'{pattern}' alone would delete every attachment"
 
 
 def _forward_targets(s, _plain, _changed):

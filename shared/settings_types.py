@@ -23,7 +23,7 @@ from shared.idn import ascii_domain, entry_form
 __all__ = [
     "RuleError", "Kind", "Bool", "Int", "Str", "AbsolutePath", "Choice", "ListOf", "Nullable", "Email",
     "Sender", "IpAddress", "Resolver", "Hostname", "TimeOfDay", "Timezone", "Extension",
-    "HostPort", "ClamdAddress",
+    "HostPort", "ClamdAddress", "Characters",
     "RoutingEntry", "Rule", "RblZone", "WhitelistEntry", "BlacklistEntry",
     "RelayEntry", "Weekday", "Base64Key", "Domain", "MailDomain", "Pattern", "ListingAnswer",
     "RuleTerm", "RuleTerms", "entries_rule", "integer_from_text", "INTEGER_MAX_DIGITS",
@@ -627,6 +627,19 @@ class HostPort(Kind):
 
     def describe(self):
         return '{"host", "port"}'
+
+
+@dataclass(frozen=True)
+class Characters(Str):
+    """A set of characters written one after the other (guide §6: "Do not insert spaces or
+    commas"): a space or a comma in it would be refused as a character too."""
+
+    def check(self, value):
+        value = super().check(value)
+        if any(c.isspace() or c == "," for c in value):
+            raise RuleError("must list the characters one after the other, without spaces "
+                            "or commas")
+        return value
 
 
 @dataclass(frozen=True)

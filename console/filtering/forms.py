@@ -43,7 +43,7 @@ LABELS = {
     "encrypted.forward_to": "Forward to (email address)",
     "encrypted.forward_subject": "Subject of the forwarded message",
     "relay.mode": "Relay",
-    "relay.allowed": "Allowed hosts: host names, IPs, CIDRs, *.domain, 1.2.3.*",
+    "relay.allowed": "Allowed hosts: host names, IPs, CIDRs, *.domain, 1.2.3.*, 1.2.*, 1.*",
     "address_chars.enabled": "Reject messages with email addresses that contain these "
                              "characters",
     "address_chars.chars": "Characters (no spaces or commas)",

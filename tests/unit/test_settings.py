@@ -535,6 +535,22 @@ def test_a_mistyped_clamd_address_is_refused_when_saved(value, rule):
     # av finding 7: "bogus" was saved, and then all mail was held as unscannable
     assert errors({"av.clamd.address": value}) == [f"av.clamd.address: {rule}"]
 
+
+@pytest.mark.parametrize("pattern", ["**", "?*", "*.?*", " *.* "])
+def test_file_name_patterns_of_only_wildcards_are_refused(pattern):
+    # policy finding C3: the guide refuses * and *.*; these delete (nearly) every attachment too
+    assert errors({"filename.patterns": [pattern]}) == [
+        f"filename.patterns: '{pattern.strip()}' alone would delete every attachment"]
+    assert validate_changes(defaults(), {"filename.patterns": ["?.txt", "*.exe", "a*"]})
+
+
+def test_address_characters_are_listed_without_spaces_or_commas():
+    # guide §6: "Do not insert spaces or commas" (policy finding C3)
+    assert errors({"address_chars.chars": "! ,%"}) == [
+        "address_chars.chars: must list the characters one after the other, without spaces "
+        "or commas"]
+    assert validate_changes(defaults(), {"address_chars.chars": "!%#"})
+
 def test_at_most_100_spam_and_content_rules_together():
     assert RULES_MAX_TOTAL == 100
     assert validate_changes(defaults(), {"rules.spam": [RULE] * 50, "rules.content": [RULE] * 50})
