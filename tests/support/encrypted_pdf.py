@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import ARC4
 from cryptography.hazmat.primitives import padding
@@ -31,10 +32,15 @@ ENCRYPT_OBJECT = 6
 
 def encrypted_pdf(revision: int, user: str = "", owner: str = "owner", *,
                   encrypt_metadata: bool = True, literal_strings: bool = False,
-                  file_id: bytes = b"mailmoat-test-id") -> bytes:
+                  file_id: bytes = b"mailmoat-test-id", content: bytes | None = None,
+                  flate: bool = False, title: bytes = b"Statement",
+                  key_bits: int = 128) -> bytes:
     """A PDF encrypted with standard security handler revision 2 (RC4 40-bit), 3 (RC4
     128-bit), 4 (AES-128), 5 or 6 (AES-256) for the two passwords. `literal_strings`
-    writes /O and /U as (escaped) literal strings instead of hex strings."""
+    writes /O and /U as (escaped) literal strings instead of hex strings. `content` replaces
+    the page's content stream (which shows PAGE_TEXT), `flate` compresses it (/FlateDecode)
+    before it is encrypted; `title` is the /Info title (an encrypted string); `key_bits` is
+    R3's key length."""
     file_id = hashlib.md5(file_id).digest()
     write = _literal if literal_strings else _hex
     if revision >= 5:
@@ -42,13 +48,14 @@ def encrypted_pdf(revision: int, user: str = "", owner: str = "owner", *,
                                        encrypt_metadata, write)
     else:
         key, entries = _rc4_md5_handler(revision, user.encode(), owner.encode(),
-                                        encrypt_metadata, file_id, write)
+                                        encrypt_metadata, file_id, write, key_bits)
 
     def seal(number: int, data: bytes) -> bytes:
         return _encrypt_object(revision, key, number, data)
 
-    content = b"BT /F1 24 Tf 72 700 Td (" + PAGE_TEXT + b") Tj ET"
-    sealed = seal(4, content)
+    if content is None:
+        content = b"BT /F1 24 Tf 72 700 Td (" + PAGE_TEXT + b") Tj ET"
+    sealed = seal(4, zlib.compress(content) if flate else content)
     extensions = {5: b" /Extensions << /ADBE << /BaseVersion /1.7 /ExtensionLevel 3 >> >>",
                   6: b" /Extensions << /ADBE << /BaseVersion /1.7 /ExtensionLevel 8 >> >>"}
     objects = {
@@ -56,10 +63,11 @@ def encrypted_pdf(revision: int, user: str = "", owner: str = "owner", *,
         2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
            b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        4: b"<< /Length %d >>\nstream\n" % len(sealed) + sealed + b"\nendstream",
+        4: b"<< /Length %d%s >>\nstream\n" % (len(sealed), b" /Filter /FlateDecode" if flate
+                                                else b"") + sealed + b"\nendstream",
         5: b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         ENCRYPT_OBJECT: b"<< " + b" ".join(entries) + b" >>",
-        7: b"<< /Title <" + seal(7, b"Statement").hex().encode() + b"> >>",
+        7: b"<< /Title <" + seal(7, title).hex().encode() + b"> >>",
     }
     version = {2: b"1.3", 3: b"1.4", 4: b"1.6"}.get(revision, b"1.7")
     trailer = (b"/Root 1 0 R /Info 7 0 R /Encrypt %d 0 R /ID [<%s> <%s>]"
@@ -95,8 +103,8 @@ def _write(start: bytes, objects: dict[int, bytes], trailer: bytes, size: int = 
 
 # --- R2-R4: MD5 and RC4 (ISO 32000-1 algorithms 2 to 5) -------------------------------------------
 
-def _rc4_md5_handler(revision, user, owner, encrypt_metadata, file_id, write):
-    length = 5 if revision == 2 else 16
+def _rc4_md5_handler(revision, user, owner, encrypt_metadata, file_id, write, key_bits):
+    length = 5 if revision == 2 else key_bits // 8 if revision == 3 else 16
     owner_key = hashlib.md5((owner or user) + PAD[:32 - len(owner or user)]).digest()
     if revision >= 3:
         for _ in range(50):
@@ -125,7 +133,7 @@ def _rc4_md5_handler(revision, user, owner, encrypt_metadata, file_id, write):
                b"/R %d" % revision, b"/O " + write(o), b"/U " + write(u),
                b"/P %d" % RESTRICTED_PERMISSIONS]
     if revision >= 3:
-        entries.append(b"/Length 128")
+        entries.append(b"/Length %d" % (length * 8))
     if revision == 4:
         entries += [b"/CF << /StdCF << /AuthEvent /DocOpen /CFM /AESV2 /Length 16 >> >>",
                     b"/StmF /StdCF /StrF /StdCF"]
@@ -135,7 +143,19 @@ def _rc4_md5_handler(revision, user, owner, encrypt_metadata, file_id, write):
 
 
 def _rc4(key: bytes, data: bytes) -> bytes:
-    return Cipher(ARC4(key), mode=None).encryptor().update(data)
+    if len(key) * 8 in ARC4.key_sizes:
+        return Cipher(ARC4(key), mode=None).encryptor().update(data)
+    state, j = list(range(256)), 0            # RC4 itself, for key lengths OpenSSL refuses
+    for i in range(256):
+        j = (j + state[i] + key[i % len(key)]) & 0xFF
+        state[i], state[j] = state[j], state[i]
+    out, i, j = bytearray(), 0, 0
+    for octet in data:
+        i = (i + 1) & 0xFF
+        j = (j + state[i]) & 0xFF
+        state[i], state[j] = state[j], state[i]
+        out.append(octet ^ state[(state[i] + state[j]) & 0xFF])
+    return bytes(out)
 
 
 # --- R5/R6: SHA-2 and AES-256 (ISO 32000-2 algorithms 2.B, 8, 9, 10) -----------------------------

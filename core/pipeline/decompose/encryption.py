@@ -23,6 +23,11 @@ Rules kept for PDF, whose bytes are untrusted:
    one object and MAX_FILE_IDS identifiers are looked at, and the key derivations have
    fixed round counts (R6's hash ends by round 288, see `_hash_r6`).
 3. Names are compared as PDF reads them, #xx escapes included (/Encr#79pt is /Encrypt).
+
+The same check yields the file key, so `pdf_empty_password_keys` hands the keys of a PDF that
+opens without a password to the antivirus engine, which decrypts its streams before looking
+into them (core/scan/unpack.py): such a file is delivered, and its content must not be hidden
+from the scan.
 """
 
 from __future__ import annotations
@@ -30,16 +35,19 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-__all__ = ["pdf_is_encrypted", "office_is_encrypted"]
+__all__ = ["pdf_is_encrypted", "pdf_empty_password_keys", "PdfKey", "office_is_encrypted"]
 
 DICT_OCTETS = 64 * 1024           # the most text one dictionary or array may span
 MAX_DEPTH = 8                     # nesting of dictionaries and arrays inside one
 MAX_ENCRYPT_ENTRIES = 8           # /Encrypt entries (one per trailer) looked at
 MAX_DEFINITIONS = 8               # definitions of one object number (incremental updates)
 MAX_FILE_IDS = 16                 # /ID arrays looked at
+MAX_KEYS = 4                      # distinct file keys pdf_empty_password_keys hands out
 
 # ISO 32000-1 §7.6.3.3 algorithm 2 step a: the padding string, all of it for the empty password
 PASSWORD_PAD = bytes.fromhex("28BF4E5E4E758A4164004E56FFFA01082E2E00B6D0683E802F0CA9FE6453697A")
@@ -74,6 +82,10 @@ class _Unreadable(Exception):
     """The PDF's encryption cannot be read; the caller counts the file as encrypted."""
 
 
+class _NeedsPassword(_Unreadable):
+    """The empty user password does not open the PDF."""
+
+
 class _Name(str):
     """A PDF name, without its slash and with #xx escapes read."""
 
@@ -82,37 +94,71 @@ class _Reference(tuple):
     """An indirect reference `n g R` as (n, g)."""
 
 
+@dataclass(frozen=True)
+class PdfKey:
+    """What decrypts the strings and streams of a PDF that opens with the empty user password
+    (ISO 32000-1 §7.6.2, §7.6.5). A method is "RC4" or "AESV2" (object keys of algorithm 1),
+    "AESV3" (AES-256 with the file key itself), or None: not encrypted (/Identity), or by a
+    method no reader knows."""
+    file_key: bytes
+    streams: str | None                 # /StmF's method (before /V 4: RC4 for everything)
+    strings: str | None                 # /StrF's method
+    filters: Mapping[str, str | None]   # crypt filters by name, for a stream's own /Crypt
+    encrypt_metadata: bool              # False: metadata streams are not encrypted
+
+
 def pdf_is_encrypted(data: bytes) -> bool:
     """True when a PDF has an /Encrypt dictionary and does not open with the empty user
     password, or its encryption cannot be read (rule 1); False when it has none or opens
     without a password. Never raises for damaged input."""
+    try:
+        _empty_password_keys(data)
+    except _Unreadable:
+        return True
+    return False
+
+
+def pdf_empty_password_keys(data: bytes) -> list[PdfKey]:
+    """The keys of a PDF that has an /Encrypt dictionary and opens with the empty user
+    password: the latest definition's under the latest file identifier first, at most MAX_KEYS
+    distinct ones. [] when it has no /Encrypt, or pdf_is_encrypted is True. Never raises for
+    damaged input."""
+    try:
+        keys = _empty_password_keys(data)
+    except _Unreadable:
+        return []
+    distinct: list[PdfKey] = []
+    for key in reversed(keys):
+        if key not in distinct and len(distinct) < MAX_KEYS:
+            distinct.append(key)
+    return distinct
+
+
+def _empty_password_keys(data: bytes) -> list[PdfKey]:
+    """Every /Encrypt definition's keys under every file identifier, in file order; [] without
+    /Encrypt. _NeedsPassword when the empty password fails any of them, _Unreadable (rule 1)."""
     entries = []
     for match in _ENCRYPT_ENTRY.finditer(data):
         if len(entries) == MAX_ENCRYPT_ENTRIES:
-            return True
+            raise _Unreadable("too many /Encrypt entries")
         entries.append(match.start(1))
-    if not entries:
-        return False
-    try:
-        dictionaries, references = [], set()
-        for position in entries:
-            value = _Parser(data, position).value()
-            if isinstance(value, dict):
-                dictionaries.append(value)
-            elif not isinstance(value, _Reference):
-                raise _Unreadable("/Encrypt is neither a dictionary nor a reference")
-            elif value not in references:
-                references.add(value)
-                dictionaries.extend(_definitions(data, value))
-        file_ids = None
-        for dictionary in dictionaries:
-            if _revision(dictionary) <= 4 and file_ids is None:
-                file_ids = _file_ids(data)
-            if not _opens_without_password(dictionary, file_ids):
-                return True
-        return False
-    except _Unreadable:
-        return True
+    dictionaries, references = [], set()
+    for position in entries:
+        value = _Parser(data, position).value()
+        if isinstance(value, dict):
+            dictionaries.append(value)
+        elif not isinstance(value, _Reference):
+            raise _Unreadable("/Encrypt is neither a dictionary nor a reference")
+        elif value not in references:
+            references.add(value)
+            dictionaries.extend(_definitions(data, value))
+    keys, file_ids = [], None
+    for dictionary in dictionaries:
+        if _revision(dictionary) <= 4 and file_ids is None:
+            file_ids = _file_ids(data)
+        methods = _methods(dictionary)
+        keys += [PdfKey(file_key, *methods) for file_key in _file_keys(dictionary, file_ids)]
+    return keys
 
 
 def office_is_encrypted(data: bytes) -> bool | None:
@@ -137,16 +183,26 @@ def _revision(dictionary: dict) -> int:
     return revision
 
 
-def _opens_without_password(dictionary: dict, file_ids: list[bytes] | None) -> bool:
+def _file_keys(dictionary: dict, file_ids: list[bytes] | None) -> list[bytes]:
+    """The file keys of the empty user password: one per file identifier (R2-R4), or the one
+    of /UE (R5/R6; none when /UE is unusable). _NeedsPassword when it fails."""
     revision = _revision(dictionary)
     user = _string(dictionary, "U")
     if revision >= 5:
         # ISO 32000-2 algorithm 11: U is hash(32) + validation salt(8) + key salt(8)
         if len(user) < 48:
             raise _Unreadable("short /U")
-        salt = user[32:40]
-        digest = hashlib.sha256(salt).digest() if revision == 5 else _hash_r6(b"", salt)
-        return digest == user[:32]
+
+        def hashed(salt: bytes) -> bytes:
+            return hashlib.sha256(salt).digest() if revision == 5 else _hash_r6(b"", salt)
+        if hashed(user[32:40]) != user[:32]:
+            raise _NeedsPassword("the empty password fails")
+        # algorithm 2.A step e: /UE decrypted under the hash with the key salt
+        sealed = dictionary.get("UE")
+        if not isinstance(sealed, bytes) or len(sealed) < 32:
+            return []
+        decryptor = Cipher(algorithms.AES(hashed(user[40:48])), modes.CBC(bytes(16))).decryptor()
+        return [decryptor.update(sealed[:32]) + decryptor.finalize()]
     owner = _string(dictionary, "O")
     if len(owner) < 32 or len(user) < 32:
         raise _Unreadable("short /O or /U")
@@ -155,6 +211,7 @@ def _opens_without_password(dictionary: dict, file_ids: list[bytes] | None) -> b
     if not isinstance(metadata, bool):
         raise _Unreadable("/EncryptMetadata is no boolean")
     key_octets = _key_octets(dictionary, revision)
+    keys = []
     for file_id in file_ids or [b""]:
         # algorithm 2 with the padding string as the password
         digest = hashlib.md5(PASSWORD_PAD + owner[:32] + permissions + file_id
@@ -171,8 +228,33 @@ def _opens_without_password(dictionary: dict, file_ids: list[bytes] | None) -> b
                 check = _rc4(bytes(octet ^ step for octet in key), check)
             opens = check == user[:16]
         if not opens:
-            return False
-    return True
+            raise _NeedsPassword("the empty password fails")
+        keys.append(key)
+    return keys
+
+
+_CIPHERS = {"V2": "RC4", "AESV2": "AESV2", "AESV3": "AESV3"}      # a crypt filter's /CFM
+
+
+def _methods(dictionary: dict) -> tuple[str | None, str | None, dict, bool]:
+    """PdfKey's methods and /EncryptMetadata: ISO 32000-1 §7.6.5, crypt filters from /V 4
+    (/StmF and /StrF default to /Identity); before that RC4 (AES-256 for R5/R6 that skip
+    them). Lenient: what pdf_is_encrypted does not check does not make the file unreadable."""
+    metadata = dictionary.get("EncryptMetadata") is not False
+    if dictionary.get("V") not in (4, 5):
+        method = "AESV3" if _revision(dictionary) >= 5 else "RC4"
+        return method, method, {}, metadata
+    filters: dict[str, str | None] = {"Identity": None}
+    table = dictionary.get("CF")
+    for name, entry in (table.items() if isinstance(table, dict) else ()):
+        if name != "Identity" and isinstance(entry, dict):
+            cfm = entry.get("CFM")
+            filters[name] = _CIPHERS.get(cfm) if isinstance(cfm, str) else None
+
+    def method(entry: str) -> str | None:
+        name = dictionary.get(entry, "Identity")
+        return filters.get(name) if isinstance(name, str) else None
+    return method("StmF"), method("StrF"), filters, metadata
 
 
 def _key_octets(dictionary: dict, revision: int) -> int:
