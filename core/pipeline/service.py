@@ -25,6 +25,7 @@ import trio
 from core.pipeline import PipelineResult
 from core.pipeline.decompose import SCRATCH_DIR_KEY
 from core.pipeline.run import process_message
+from core.pipeline.verdict import DELIVERING
 from core.pipeline.workers import PROCESS_TIMEOUT_SECONDS, WorkerBatcher, run_in_worker
 from shared.events import Action
 from shared.spool import Envelope
@@ -37,6 +38,24 @@ BATCH_MESSAGE_OCTETS = 256 * 1024   # larger messages make a worker round trip o
 EVENT_RESULTS = {"remove_part": "deleted", "replace_part": "repaired", "drop": "dropped",
                  "log": "logged", "forward": "forwarded", "hold": "held",
                  "quarantine": "quarantined", "deliver": "delivered", "reject": "rejected"}
+SUPERSEDED = "superseded"
+
+
+def event_result(action: str, verdict) -> str | None:
+    """What became of a finding's requested `action` (its event's result). A disposition
+    other than the verdict's did not happen, nor did an edit of a message that was not
+    delivered (a quarantined copy keeps the .exe): "superseded", the request staying in the
+    event's data. Before, a subject forward beside a content-rule drop read "forwarded"
+    (policy finding C1)."""
+    if action in ("remove_part", "replace_part"):
+        happened = verdict.disposition in DELIVERING
+    elif action in ("drop", "hold", "quarantine", "forward", "reject"):
+        happened = action == verdict.disposition
+    else:                                   # log, deliver
+        happened = True
+    return EVENT_RESULTS.get(action) if happened else SUPERSEDED
+
+
 COUNTER_OF = {"attachment_deleted": "attachments_stripped",
               "subject_blocked": "policy_violations",
               "content_rule_violation": "policy_violations",
@@ -143,7 +162,8 @@ class FilteringPipeline:
                 if finding.score is not None:
                     data["score"] = finding.score
                 self.events.record(Action(finding.event), rule=finding.rule,
-                                   info=finding.reason, result=EVENT_RESULTS.get(finding.action),
+                                   info=finding.reason,
+                                   result=event_result(finding.action, outcome.verdict),
                                    data=data, **common)
         counted = [name for name in map(self._counter, outcome.findings) if name]
         caught_spam = bool(SPAM_COUNTERS.intersection(counted))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import io
+import json
 import smtplib
 import zipfile
 from email import policy
@@ -118,6 +119,30 @@ async def test_blocked_subject_is_dropped_and_admin_notified(tmp_path, sink, nur
     assert '"pattern": "*lottery*"' in blocked["data"]
     core.cancel_scope.cancel()
 
+
+
+async def test_a_finding_whose_action_did_not_happen_reads_superseded(tmp_path, sink,
+                                                                       nursery):
+    """A subject forward beside a content-rule drop read "forwarded", and the file-name
+    deletion of a dropped message "deleted" (policy finding C1)."""
+    home = routed_home(tmp_path, sink, subject__enabled=True, subject__lines=["*lottery*"],
+                       subject__action="forward", subject__forward_to="sec@local.test",
+                       rules__content=[{"terms": ["winnings"]}], filename__enabled=True)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], _mail(
+        "Your lottery prize", body="Claim your winnings.\n",
+        attachments=[("claim.exe", b"MZ not really")]))
+    await _settle(core, home)
+    results = {action: [(row["result"], json.loads(row["data"])["action"])
+                        for row in _events(home, action)]
+               for action in (Action.SUBJECT_BLOCKED, Action.CONTENT_RULE_VIOLATION,
+                              Action.ATTACHMENT_DELETED)}
+    assert results == {Action.SUBJECT_BLOCKED: [("superseded", "forward")],
+                       Action.CONTENT_RULE_VIOLATION: [("dropped", "drop")],
+                       Action.ATTACHMENT_DELETED: [("superseded", "remove_part")]}
+    assert [row["rule"] for row in _events(home, Action.DROPPED)] == ["rules.content[0]"]
+    assert sink.messages == []
+    core.cancel_scope.cancel()
 
 async def test_relay_from_unlisted_client_to_non_local_domain_gets_550(tmp_path, sink,
                                                                         nursery):
