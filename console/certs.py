@@ -5,13 +5,18 @@ What it does (guide §3 "Configuring HTTPS options", SPEC §7):
   tls/request-key.pem, so the certificate in use keeps working until the CA's answer comes.
 - `install_certificate`: a CA-signed certificate in PEM (header and footer included, chain
   after the leaf allowed) — refused unless it matches the pending request's key or the key
-  in use. Then key.pem and cert.pem are replaced atomically; the previous pair is kept as
-  *.previous. The HTTPS listener notices the new files and reloads (console.serve).
+  in use, and unless it is valid now (not expired, not valid only from a later date). Then
+  key.pem and cert.pem are replaced atomically; the previous pair is kept as *.previous.
+  The HTTPS listener notices the new files and reloads (console.serve).
 - `install_self_signed`: a new key and a self-signed certificate.
-- `certificate_status`: key date, certificate date, validity, subject, issuer.
+- `certificate_status`: key date, certificate date, validity, subject, issuer, and whether
+  the pair in tls/ loads at all (an administrator may have copied files there).
 
 Rules: X.509 building with `cryptography`; key/certificate matching with pyOpenSSL, the
 only module of the console that imports it. Never write a key anywhere but tls/ (mode 0600).
+Only a pair that loads is kept as *.previous: that is what the servers fall back on
+(shared.tls.load_server_pair), so a broken pair must never replace it. The installs return
+what changed (for the object_modified event); nothing, when the same pair is installed again.
 """
 
 from __future__ import annotations
@@ -21,23 +26,25 @@ import ipaddress
 import os
 import re
 import shutil
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 
+from shared.idn import ascii_domain
 from shared.paths import DataHome
-from shared.tls import make_self_signed, write_atomically
+from shared.settings_types import Hostname, RuleError
+from shared.tls import (PREVIOUS_SUFFIX, is_self_signed, load_server_pair, make_self_signed,
+                        previous_path, public_key_fingerprint, write_atomically)
 
 __all__ = ["CertificateError", "RequestFields", "CertificateStatus", "create_request",
            "install_certificate", "install_self_signed", "certificate_status",
-           "server_context", "request_key_path", "request_path", "fingerprint",
-           "KEY_BITS"]
+           "request_key_path", "request_path", "fingerprint", "KEY_BITS"]
 
 KEY_BITS = 2048
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----")
@@ -92,11 +99,39 @@ def fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
+COMMON_NAME_MAX = 64  # RFC 5280 ub-common-name
+
+
+def _host_name(common_name: str) -> tuple[str, x509.GeneralName]:
+    """The common name as a certificate carries it — an IP address, or a host name in ASCII
+    with A-labels for international names (RFC 5280 §4.2.1.6: dNSName is IA5String;
+    RFC 5890), "*." in front allowed for a wildcard request — and its subjectAltName entry.
+    Raises CertificateError saying what is wrong."""
+    name = common_name.strip()
+    try:
+        return name, x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        pass
+    wildcard = "*." if name.startswith("*.") else ""
+    ascii_name = ascii_domain(name[len(wildcard):]) or ""  # "": no IDNA form
+    try:
+        Hostname().check(ascii_name)
+    except RuleError:
+        raise CertificateError(f"the common name {name!r} is not a host name such as "
+                               "mail.example.com or an IP address") from None
+    name = wildcard + ascii_name
+    if len(name) > COMMON_NAME_MAX:
+        raise CertificateError(f"the common name must be at most {COMMON_NAME_MAX} characters"
+                               + (f" (as {name})" if name != common_name.strip() else ""))
+    return name, x509.DNSName(name)
+
+
 # --- request ------------------------------------------------------------------------------
 
 def create_request(home: DataHome, fields: RequestFields) -> str:
     """Make a new key and CSR; returns the CSR in PEM. Raises CertificateError."""
-    attributes = [(NameOID.COMMON_NAME, fields.common_name),
+    common_name, alt = _host_name(fields.common_name)
+    attributes = [(NameOID.COMMON_NAME, common_name),
                   (NameOID.ORGANIZATION_NAME, fields.organization),
                   (NameOID.ORGANIZATIONAL_UNIT_NAME, fields.unit),
                   (NameOID.LOCALITY_NAME, fields.city),
@@ -109,10 +144,6 @@ def create_request(home: DataHome, fields: RequestFields) -> str:
     except ValueError as exc:
         raise CertificateError(f"the request fields are not valid: {exc}") from None
     key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
-    try:
-        alt = x509.IPAddress(ipaddress.ip_address(fields.common_name.strip()))
-    except ValueError:
-        alt = x509.DNSName(fields.common_name.strip())
     csr = (x509.CertificateSigningRequestBuilder().subject_name(name)
            .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
            .sign(key, hashes.SHA256()))
@@ -158,82 +189,122 @@ def _matches(key_pem: bytes, cert_pem: bytes) -> bool:
         return False
 
 
-def _replace_pair(home: DataHome, key_pem: bytes, cert_pem: bytes) -> None:
-    for path in (home.tls_key, home.tls_cert):
-        if path.exists():
-            shutil.copy2(path, path.with_name(path.name + ".previous"))
-            os.chmod(path.with_name(path.name + ".previous"), 0o600)
+def _facts(key_pem: bytes | None, cert_pem: bytes | None) -> dict[str, str | None]:
+    """What an object_modified event says about a pair: the certificate's fingerprint, the
+    chain's after it, the key's (of its public half); None for what is missing or unreadable."""
+    try:
+        chain = [x509.load_pem_x509_certificate(block) for block in _PEM_CERT.findall(cert_pem)]
+    except (TypeError, ValueError):
+        chain = []
+    try:
+        key = public_key_fingerprint(serialization.load_pem_private_key(key_pem, password=None))
+    except (TypeError, ValueError, UnsupportedAlgorithm):
+        key = None
+    return {"tls.certificate": fingerprint(chain[0]) if chain else None,
+            "tls.chain": ", ".join(fingerprint(c) for c in chain[1:]) or None,
+            "tls.key": key}
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _replace_pair(home: DataHome, key_pem: bytes, cert_pem: bytes) -> dict[str, list]:
+    """Write the pair unless it is the one installed; returns what changed ({} for nothing)."""
+    old = _facts(_read(home.tls_key), _read(home.tls_cert))
+    new = _facts(key_pem, cert_pem)
+    changes = {name: [old[name], value] for name, value in new.items() if old[name] != value}
+    if not changes:
+        return {}
+    if load_server_pair(home).problem is None:
+        for path in (home.tls_key, home.tls_cert):
+            shutil.copy2(path, previous_path(path))
+            os.chmod(previous_path(path), 0o600)
     write_atomically(home.tls_key, key_pem, 0o600)
     write_atomically(home.tls_cert, cert_pem, 0o644)
+    return changes
 
 
-def install_certificate(home: DataHome, pem_text: str, now: dt.datetime | None = None) -> str:
-    """Install a CA-signed certificate; returns its SHA-256 fingerprint.
+def install_certificate(home: DataHome, pem_text: str,
+                        now: dt.datetime | None = None) -> dict[str, list]:
+    """Install a CA-signed certificate; returns what changed, {name: [old, new]}, as
+    object_modified events list it — empty when this certificate (and chain) is already
+    installed with its key, and nothing was written.
 
-    Raises CertificateError when it is not PEM, has expired, or matches neither the pending
-    request's key nor the key in use.
+    Raises CertificateError when it is not PEM, is not valid now (expired, or valid only
+    from a later date), or matches neither the pending request's key nor the key in use.
     """
     chain, chain_pem = _parse_chain(pem_text)
     leaf = chain[0]
     now = now or dt.datetime.now(dt.timezone.utc)
     if leaf.not_valid_after_utc <= now:
         raise CertificateError(f"the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d}")
+    if leaf.not_valid_before_utc > now:
+        # Browsers refuse it until then, and with https.logons on nobody could log on.
+        raise CertificateError("the certificate is not valid before "
+                               f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; install it "
+                               "from then on")
     leaf_pem = leaf.public_bytes(serialization.Encoding.PEM)
     for key_path in (request_key_path(home), home.tls_key):
         if key_path.exists() and _matches(key_path.read_bytes(), leaf_pem):
             key_pem = key_path.read_bytes()
-            _replace_pair(home, key_pem, chain_pem)
+            changes = _replace_pair(home, key_pem, chain_pem)
             if key_path == request_key_path(home):
                 request_key_path(home).unlink(missing_ok=True)
                 request_path(home).unlink(missing_ok=True)
-            return fingerprint(leaf)
+            return changes
     raise CertificateError("the certificate does not match the private key of the last "
                            "certificate request (nor the key in use); install the certificate "
                            "issued for this server's request")
 
 
-def install_self_signed(home: DataHome, common_name: str) -> str:
-    """A new key and a self-signed certificate for `common_name`; returns the fingerprint."""
-    common_name = common_name.strip()
-    if not common_name or len(common_name) > 64:
-        raise CertificateError("the common name must be 1 to 64 characters")
-    try:
-        key_pem, cert_pem = make_self_signed(common_name)
-    except ValueError as exc:
-        raise CertificateError(f"cannot make a certificate for {common_name!r}: {exc}") from None
-    _replace_pair(home, key_pem, cert_pem)
-    return fingerprint(x509.load_pem_x509_certificate(cert_pem))
+def install_self_signed(home: DataHome, common_name: str) -> dict[str, list]:
+    """A new key and a self-signed certificate for `common_name`; returns what changed.
+    Raises CertificateError when the name is not a host name or IP address."""
+    name, _alt = _host_name(common_name)
+    key_pem, cert_pem = make_self_signed(name)
+    return _replace_pair(home, key_pem, cert_pem)
 
 
-# --- status and serving -------------------------------------------------------------------
+# --- status -------------------------------------------------------------------------------
 
 def certificate_status(home: DataHome) -> CertificateStatus:
+    """What the status part of the page shows; `problem` says when there is nothing to
+    show or when the pair in tls/ does not load (and what the servers do about it)."""
     request_pem = None
     if request_path(home).exists() and request_key_path(home).exists():
         request_pem = request_path(home).read_text("ascii", "replace")
     base = dict(key_installed_at=_mtime(home.tls_key), cert_installed_at=_mtime(home.tls_cert),
                 request_pem=request_pem, request_created_at=_mtime(request_path(home)))
+    problem = _pair_problem(home)
     try:
         cert = x509.load_pem_x509_certificate(home.tls_cert.read_bytes())
-    except FileNotFoundError:
-        return CertificateStatus(**base, not_before=None, not_after=None, subject=None,
-                                 issuer=None, self_signed=False, fingerprint=None,
-                                 problem="no certificate is installed")
-    except ValueError:
-        return CertificateStatus(**base, not_before=None, not_after=None, subject=None,
-                                 issuer=None, self_signed=False, fingerprint=None,
-                                 problem="the installed certificate file cannot be read")
+    except (FileNotFoundError, ValueError):
+        # A file that is no certificate was not installed as one: no date for it either.
+        return CertificateStatus(**{**base, "cert_installed_at": None}, not_before=None,
+                                 not_after=None, subject=None, issuer=None, self_signed=False,
+                                 fingerprint=None, problem=problem)
     return CertificateStatus(**base, not_before=cert.not_valid_before_utc,
                              not_after=cert.not_valid_after_utc,
                              subject=cert.subject.rfc4514_string(),
                              issuer=cert.issuer.rfc4514_string(),
-                             self_signed=cert.issuer == cert.subject,
-                             fingerprint=fingerprint(cert))
+                             self_signed=is_self_signed(cert),
+                             fingerprint=fingerprint(cert), problem=problem)
 
 
-def server_context(home: DataHome) -> ssl.SSLContext:
-    """A TLS server context from tls/ (raises ssl.SSLError/OSError when the pair is unusable)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(str(home.tls_cert), str(home.tls_key))
-    return context
+def _pair_problem(home: DataHome) -> str | None:
+    pair = load_server_pair(home)
+    if pair.problem is None:
+        return None
+    if pair.context is not None:
+        after = ("when they start again, they use the previous pair "
+                 f"(key.pem{PREVIOUS_SUFFIX} and cert.pem{PREVIOUS_SUFFIX})")
+    else:
+        after = "when they start again, HTTPS is off and SMTP offers no STARTTLS"
+    return (f"The key and certificate in tls/ do not load: {pair.problem}. While they run, "
+            f"the console's HTTPS and the SMTP STARTTLS keep the pair they loaded last; "
+            f"{after}. Install a certificate below, or put a matching key.pem and cert.pem "
+            "in tls/.")

@@ -6,8 +6,12 @@ Rules:
   new port cannot be bound the old listener stays and the failure is logged).
 - HTTPS uses tls/cert.pem and tls/key.pem of the data home. When either file changes, a new
   TLS context is built and swapped into the listener; connections already open keep theirs.
-  A pair that does not load (e.g. caught between the two renames of an install) is retried
-  at the next poll and the old context stays in use meanwhile.
+- A pair that does not load never stops the console: plain HTTP is what reaches Certificate
+  Management to repair it. At start HTTPS uses the previous pair instead
+  (shared.tls.load_server_pair), or stays off until a pair loads; while running, the old
+  context stays in use. A changed pair that fails is looked at again at the next poll (it
+  may be caught between the two renames of an install) before it is reported, once: a
+  `service_start_failed` event and a log line.
 - cheroot runs on Linux, macOS and Windows alike; nothing here needs root except ports < 1024.
 - The request line and headers together are read up to MAX_REQUEST_HEADER_OCTETS; cheroot
   answers a longer request line 414 and longer headers 413 (its default reads them
@@ -29,12 +33,14 @@ from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from console.app import create_app
-from console.certs import server_context
 from console.context import EXTENSION_KEY
 from shared import db as shared_db
 from shared.clock import WallClock
+from shared.events import Action
 from shared.paths import DataHome
 from shared.settings_store import load
+from shared.tls import (ServerPair, load_server_pair, pair_signature, previous_path,
+                        unusable_message)
 
 __all__ = ["ConsoleServer", "run", "POLL_SECONDS", "MAX_REQUEST_HEADER_OCTETS"]
 
@@ -83,8 +89,8 @@ class ConsoleServer:
         self.app = create_app(self.home, self.clock, self.app_config)
         self.context = self.app.extensions[EXTENSION_KEY]
         self._fixed = {"http": self.http_port, "https": self.https_port}
-        self._tls_signature: tuple | None = None
-        self._tls_failed_signature: tuple | None = None
+        self._tls_signature: tuple | None = None   # the files the HTTPS decision was made for
+        self._tls_doubted: tuple | None = None     # failed once while HTTPS was on: look again
         self._adapter: BuiltinSSLAdapter | None = None
         self._stop = threading.Event()
 
@@ -105,19 +111,40 @@ class ConsoleServer:
                 wanted[scheme] = values[f"{scheme}.port"]
         return wanted
 
-    def _tls_adapter(self) -> BuiltinSSLAdapter:
-        if self._adapter is None:
-            self._adapter = BuiltinSSLAdapter(str(self.home.tls_cert), str(self.home.tls_key))
-            self._adapter.context = server_context(self.home)
-            self._tls_signature = self._tls_files_signature()
-        return self._adapter
+    def _make_adapter(self, pair: ServerPair) -> bool:
+        """cheroot's adapter for the pair that loaded; False when its files changed since
+        (the adapter loads them again), for the next poll to decide."""
+        key, cert = self.home.tls_key, self.home.tls_cert
+        if pair.is_previous:
+            key, cert = previous_path(key), previous_path(cert)
+        try:
+            adapter = BuiltinSSLAdapter(str(cert), str(key))
+        except (OSError, ValueError):  # ssl.SSLError is an OSError
+            self._tls_signature = None
+            return False
+        adapter.context = pair.context
+        self._adapter = adapter
+        return True
+
+    def _report_unusable(self, pair: ServerPair, kept: bool) -> None:
+        message = unusable_message("HTTPS", pair, kept=kept)
+        log.warning("%s", message)
+        self.context.events.record(Action.SERVICE_START_FAILED, info=message)
+
+    def _start_tls(self) -> bool:
+        """Decide HTTPS at start: True when there is a pair to serve."""
+        self._tls_signature = pair_signature(self.home)
+        pair = load_server_pair(self.home)
+        if pair.problem is not None:
+            self._report_unusable(pair, kept=False)
+        return pair.context is not None and self._make_adapter(pair)
 
     def _open(self, scheme: str, port: int) -> _Listener:
         server = wsgi.Server((self.host, port), self.app, numthreads=THREADS,
                              server_name="mailmoat-console", shutdown_timeout=SHUTDOWN_SECONDS)
         server.max_request_header_size = MAX_REQUEST_HEADER_OCTETS
         if scheme == "https":
-            server.ssl_adapter = self._tls_adapter()
+            server.ssl_adapter = self._adapter
         server.prepare()  # binds; raises OSError when the port cannot be used
         bound = server.bind_addr[1]
         thread = threading.Thread(target=server.serve, name=f"console-{scheme}", daemon=True)
@@ -130,10 +157,13 @@ class ConsoleServer:
         listener.thread.join(SHUTDOWN_SECONDS)
 
     def start(self) -> None:
-        """Bind both listeners (raises OSError if a port cannot be bound)."""
+        """Bind both listeners — HTTPS only when a pair loads (raises OSError if a port
+        cannot be bound)."""
         wanted = self._wanted_ports()
         try:
             for scheme in ("http", "https"):
+                if scheme == "https" and not self._start_tls():
+                    continue
                 self.listeners[scheme] = self._open(scheme, wanted[scheme])
         except BaseException:
             self.stop()
@@ -147,34 +177,40 @@ class ConsoleServer:
                 for scheme, listener in self.listeners.items()}
 
     # --- live changes ---------------------------------------------------------------------
-    def _tls_files_signature(self) -> tuple:
-        sig = []
-        for path in (self.home.tls_cert, self.home.tls_key):
-            try:
-                st = path.stat()
-                sig.append((st.st_mtime_ns, st.st_size, st.st_ino))
-            except FileNotFoundError:
-                sig.append(None)
-        return tuple(sig)
-
     def reload_certificate_if_changed(self) -> bool:
-        """Swap in a new TLS context when tls/ changed; True when swapped."""
-        if self._adapter is None:
+        """Swap in a new TLS context when tls/ changed (opening HTTPS if it was off for
+        want of a pair); True when swapped."""
+        if not self.listeners:
             return False
-        signature = self._tls_files_signature()
+        signature = pair_signature(self.home)
         if signature == self._tls_signature:
             return False
-        try:
-            context = server_context(self.home)
-        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-            if signature != self._tls_failed_signature:
-                log.warning("the TLS key and certificate in %s do not load (%s); the previous "
-                            "certificate stays in use", self.home.tls, exc)
-                self._tls_failed_signature = signature
+        pair = load_server_pair(self.home)
+        serving = "https" in self.listeners
+        if pair.problem is not None:
+            if serving and signature != self._tls_doubted:
+                self._tls_doubted = signature
+                return False
+            self._tls_signature = signature
+            self._report_unusable(pair, kept=serving)
+            if serving or pair.context is None:
+                return False
+        self._tls_signature, self._tls_doubted = signature, None
+        if serving:
+            self._adapter.context = pair.context
+            log.info("HTTPS now uses the certificate in %s", self.home.tls_cert)
+            return True
+        if not self._make_adapter(pair):
             return False
-        self._adapter.context = context
-        self._tls_signature = signature
-        log.info("HTTPS now uses the certificate in %s", self.home.tls_cert)
+        port = self._fixed["https"]
+        try:
+            if port is None:
+                port = self._wanted_ports()["https"]
+            self.listeners["https"] = self._open("https", port)
+        except Exception as exc:  # a busy port or database must not stop serving HTTP
+            log.error("cannot open the HTTPS listener on port %s (%s)", port, exc)
+            return False
+        log.info("HTTPS is on: %s", self.urls()["https"])
         return True
 
     def follow_port_settings(self) -> None:
@@ -234,7 +270,8 @@ def run(home: DataHome, out: Callable[[str], None] = print) -> int:
     for handled in (signal.SIGTERM, signal.SIGINT):
         signal.signal(handled, lambda *_: server.request_stop())
     urls = server.urls()
-    out(f"Mailmoat console: {urls['http']} and {urls['https']} (data home {home.root})")
+    https = urls.get("https", "no HTTPS (see Certificate Management)")
+    out(f"Mailmoat console: {urls['http']} and {https} (data home {home.root})")
     # The process's one scheduler (console.jobs): here, not in create_app, so it runs once.
     from console.jobs import start_jobs
     jobs = start_jobs(home, server.context.events, server.context.clock)

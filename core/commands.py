@@ -109,8 +109,7 @@ def supervise(args) -> int:
         conn.close()
     print(f"Mailmoat: data home {home.root}")
     print(f"Console: http://localhost:{settings['http.port']}/  and  "
-          f"https://localhost:{settings['https.port']}/ (self-signed certificate until you "
-          "install one)")
+          f"https://localhost:{settings['https.port']}/{_certificate_note(home)}")
     print("Log on as 'admin' with the password that `mailmoat init` printed "
           "(`mailmoat init --reset-admin-password` sets a new one).")
     print(f"SMTP: port {settings['smtp.port']}. Ctrl-C stops Mailmoat.", flush=True)
@@ -123,6 +122,22 @@ def supervise(args) -> int:
     trio.run(main)
     print("Mailmoat stopped.", flush=True)
     return 0
+
+
+def _certificate_note(home) -> str:
+    """What the banner says after the HTTPS address about the certificate in tls/."""
+    from cryptography import x509
+
+    from shared.tls import is_self_signed, load_server_pair
+
+    pair = load_server_pair(home)
+    if pair.problem is not None:
+        return f" (the key and certificate in tls/ do not load: {pair.problem})"
+    try:
+        cert = x509.load_pem_x509_certificate(home.tls_cert.read_bytes())
+    except (OSError, ValueError):  # replaced since it loaded: the banner says nothing
+        return ""
+    return " (self-signed certificate until you install one)" if is_self_signed(cert) else ""
 
 
 async def _keep_running(part: str, home: str) -> None:

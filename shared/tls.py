@@ -1,7 +1,16 @@
 """The data home's TLS key and certificate, shared by SMTP STARTTLS and the console's HTTPS.
 
 `init` makes a self-signed certificate here so both processes offer TLS from the first start;
-the console's certificate management replaces the files atomically (write temp, rename).
+the console's certificate management replaces the files atomically (write temp, rename) and
+keeps the pair it replaced as key.pem.previous and cert.pem.previous.
+
+Rules:
+- `load_server_pair` is the one way a server loads the pair: key.pem + cert.pem, else the
+  previous pair, else nothing. An administrator can copy any files into tls/ (a corporate
+  certificate, say), so a pair that does not load is an expected state, never a crash: the
+  caller keeps serving what it can and reports `unusable_message` once (an event).
+- The words for what is wrong with a pair (`ServerPair.problem`) and for what a service does
+  about it are made here only, so the events, the log and the console's status page agree.
 """
 
 from __future__ import annotations
@@ -9,30 +18,46 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-__all__ = ["ensure_self_signed", "make_self_signed", "write_atomically"]
+from shared.paths import DataHome
+
+__all__ = ["ensure_self_signed", "make_self_signed", "write_atomically", "previous_path",
+           "server_context", "ServerPair", "load_server_pair", "pair_signature",
+           "unusable_message", "is_self_signed", "public_key_fingerprint"]
 
 SELF_SIGNED_DAYS = 825  # the longest validity browsers accept for a server certificate
+PREVIOUS_SUFFIX = ".previous"
 
 
 def make_self_signed(hostname: str, key=None, days: int = SELF_SIGNED_DAYS) -> tuple[bytes, bytes]:
-    """A new RSA-2048 key (unless given) and a self-signed certificate for `hostname`.
+    """A new RSA-2048 key (unless given) and a self-signed certificate for `hostname` (a DNS
+    name in ASCII, A-labels for an internationalised one, or an IP address).
 
-    Returns (key_pem, cert_pem).
+    Returns (key_pem, cert_pem); raises ValueError for a name a certificate cannot carry.
     """
     key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname),
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Mailmoat self-signed")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    alt_names: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost")]
+    try:  # RFC 6125 §6.2.1: clients match an IP address only against an iPAddress entry
+        own: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(hostname))
+    except ValueError:
+        own = x509.DNSName(hostname)
+    alt_names: list[x509.GeneralName] = [own]
+    if hostname != "localhost":
+        alt_names.append(x509.DNSName("localhost"))
     for address in ("127.0.0.1", "::1"):
-        alt_names.append(x509.IPAddress(ipaddress.ip_address(address)))
+        if x509.IPAddress(ipaddress.ip_address(address)) not in alt_names:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(address)))
     cert = (x509.CertificateBuilder()
             .subject_name(name).issuer_name(name)
             .public_key(key.public_key())
@@ -67,3 +92,127 @@ def ensure_self_signed(key_path: Path, cert_path: Path, hostname: str) -> bool:
     write_atomically(key_path, key_pem)
     write_atomically(cert_path, cert_pem, 0o644)
     return True
+
+
+def previous_path(path: Path) -> Path:
+    """Where the console keeps the file `path` replaced (key.pem → key.pem.previous)."""
+    return path.with_name(path.name + PREVIOUS_SUFFIX)
+
+
+def is_self_signed(cert: x509.Certificate) -> bool:
+    """True when `cert` names itself as issuer and its signature verifies with its own key."""
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    return True
+
+
+def public_key_fingerprint(key) -> str:
+    """SHA-256 of a (public or private) key's SubjectPublicKeyInfo, as certificate
+    fingerprints are written: what events name a key by, never the key itself."""
+    public = key.public_key() if hasattr(key, "private_bytes") else key
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(public.public_bytes(serialization.Encoding.DER,
+                                      serialization.PublicFormat.SubjectPublicKeyInfo))
+    return digest.finalize().hex(":").upper()
+
+
+# --- serving ------------------------------------------------------------------------------
+
+def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    """A TLS server context (TLS 1.2 or later) for the pair; raises ssl.SSLError or OSError
+    when it does not load."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_path, key_path)
+    return context
+
+
+@dataclass(frozen=True)
+class ServerPair:
+    """What a TLS server can use from tls/.
+
+    `problem` is None when key.pem + cert.pem loaded (`context` is theirs); otherwise it says
+    why they did not, and `context` is the previous pair's, or None when that does not load
+    either."""
+
+    context: ssl.SSLContext | None
+    problem: str | None = None
+
+    @property
+    def is_previous(self) -> bool:
+        return self.problem is not None and self.context is not None
+
+
+def load_server_pair(home: DataHome) -> ServerPair:
+    """tls/key.pem + cert.pem as a server context, else the previous pair, else none."""
+    try:
+        return ServerPair(server_context(home.tls_cert, home.tls_key))
+    except (ssl.SSLError, OSError) as exc:  # ssl.SSLError is an OSError; both for clarity
+        problem = _why_not(home.tls_key, home.tls_cert, exc)
+    try:
+        context = server_context(previous_path(home.tls_cert), previous_path(home.tls_key))
+    except (ssl.SSLError, OSError):
+        context = None
+    return ServerPair(context, problem)
+
+
+def pair_signature(home: DataHome) -> tuple:
+    """Changes whenever key.pem or cert.pem is replaced or rewritten (a rename changes the
+    inode, an edit in place the time and size): when a server should load the pair again."""
+    signature = []
+    for path in (home.tls_cert, home.tls_key):
+        try:
+            st = path.stat()
+            signature.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except FileNotFoundError:
+            signature.append(None)
+    return tuple(signature)
+
+
+def unusable_message(service: str, pair: ServerPair, *, kept: bool = False,
+                     off: str | None = None) -> str:
+    """The event (and log) text when key.pem + cert.pem do not load: what is wrong, what
+    `service` ("HTTPS", "STARTTLS") does meanwhile, and how to put it right. `kept`: the
+    process goes on with a context it loaded before the files changed; `off`: what it
+    means that there is no pair at all (default "SERVICE is off")."""
+    if kept:
+        meanwhile = f"{service} goes on with the certificate it loaded before"
+    elif pair.context is not None:
+        meanwhile = (f"{service} uses the previous pair (key.pem{PREVIOUS_SUFFIX} and "
+                     f"cert.pem{PREVIOUS_SUFFIX})")
+    else:
+        meanwhile = off or f"{service} is off"
+    return (f"the key and certificate in tls/ do not load: {pair.problem}. Meanwhile "
+            f"{meanwhile}. To fix it, install a certificate on the console's Certificate "
+            "Management page (Configuration › Setup) or put a matching key.pem and cert.pem "
+            "in tls/")
+
+
+def _why_not(key_path: Path, cert_path: Path, exc: OSError) -> str:
+    """Why the pair did not load, in an administrator's words (`exc`: what ssl raised)."""
+    texts = {}
+    for path in (cert_path, key_path):
+        try:
+            texts[path] = path.read_bytes()
+        except FileNotFoundError:
+            return f"{path.name} is missing"
+        except OSError as error:
+            return f"{path.name} cannot be read ({error.strerror or error})"
+    try:
+        cert = x509.load_pem_x509_certificate(texts[cert_path])
+    except ValueError:
+        return f"{cert_path.name} holds no certificate in PEM format"
+    try:
+        key = serialization.load_pem_private_key(texts[key_path], password=None)
+    except TypeError:
+        return (f"{key_path.name} is protected by a passphrase; Mailmoat needs the key "
+                "without one")
+    except (ValueError, UnsupportedAlgorithm):
+        return f"{key_path.name} holds no private key in PEM format"
+    if public_key_fingerprint(key) != public_key_fingerprint(cert.public_key()):
+        return f"{key_path.name} is not the private key of the certificate in {cert_path.name}"
+    return f"OpenSSL refuses them ({getattr(exc, 'reason', None) or exc})"

@@ -231,24 +231,22 @@ def create_certificate_request(fields: certs.RequestFields, *, user: str,
     return pem
 
 
-def install_ca_certificate(pem_text: str, *, user: str, client_ip: str | None) -> str:
-    home = console_context().home
-    old = certs.certificate_status(home).fingerprint
+def install_ca_certificate(pem_text: str, *, user: str, client_ip: str | None) -> bool:
+    """Install the CA's certificate; False when it was already installed (nothing changed,
+    no event). Raises RequestFieldsError."""
     try:
-        new = certs.install_certificate(home, pem_text)
+        changes = certs.install_certificate(console_context().home, pem_text)
     except certs.CertificateError as exc:
         raise RequestFieldsError([("certificate", str(exc))]) from None
-    record_change(user, client_ip, "certificates", {"tls.certificate": [old, new]})
-    return new
+    if changes:
+        record_change(user, client_ip, "certificates", changes)
+    return bool(changes)
 
 
 def install_self_signed_certificate(common_name: str, *, user: str,
-                                    client_ip: str | None) -> str:
-    home = console_context().home
-    old = certs.certificate_status(home).fingerprint
+                                    client_ip: str | None) -> None:
     try:
-        new = certs.install_self_signed(home, common_name)
+        changes = certs.install_self_signed(console_context().home, common_name)
     except certs.CertificateError as exc:
         raise RequestFieldsError([("common_name", str(exc))]) from None
-    record_change(user, client_ip, "certificates", {"tls.certificate": [old, new]})
-    return new
+    record_change(user, client_ip, "certificates", changes)

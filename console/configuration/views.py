@@ -286,11 +286,12 @@ def certificate_install():
     form = InstallForm(prefix="install")
     if form.validate_on_submit():
         try:
-            service.install_ca_certificate(form.certificate.data, **who())
+            changed = service.install_ca_certificate(form.certificate.data, **who())
         except SettingError as exc:
             attach_errors(form, exc.errors)
             return _certificates_page(install_form=form)
-        flash("Certificate installed. The HTTPS listener uses it within a few seconds.", "info")
+        flash("Certificate installed. The HTTPS listener uses it within a few seconds."
+              if changed else "This certificate is already installed; nothing changed.", "info")
         return redirect(url_for("configuration.certificates"))
     return _certificates_page(install_form=form)
 

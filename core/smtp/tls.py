@@ -1,29 +1,51 @@
 """The SMTP listener's TLS context from the data home's key and certificate.
 
 The console installs a new certificate by replacing `tls/key.pem` and `tls/cert.pem`; the
-context is rebuilt when their modification times change, looked at most once a second since
-every session asks, and a half-written pair keeps the previous context.
+context is rebuilt when the files change, looked at most once a second since every session
+asks.
+
+Rules:
+- A pair that does not load never silently turns STARTTLS off (inbound mail would then
+  arrive in cleartext unnoticed). A process that has a context keeps it; one that has none
+  yet (a start) uses the previous pair (shared.tls.load_server_pair) and offers no STARTTLS
+  only when that does not load either.
+- Each distinct failure is reported once — a `service_start_failed` event and a line on
+  standard error — not once per session and not once per listener process: the processes
+  of one core run agree through a marker file in run/ that only the first creates.
+- A changed pair that fails while a context is in use is looked at once more before it is
+  reported: an install is two renames, and a session may come between them.
 """
 
 from __future__ import annotations
 
+import atexit
+import hashlib
+import os
 import ssl
+import sys
 import time
 
+from shared.events import Action, EventWriter
 from shared.paths import DataHome
+from shared.tls import load_server_pair, pair_signature, unusable_message
 
 __all__ = ["TlsFiles"]
+
+_REPORTED_PREFIX = "tls-reported."   # run/tls-reported.<hash>: that failure has its event
 
 
 class TlsFiles:
     """The data home's key + certificate as an SSL context, rebuilt when the files change
-    (the console installs a new certificate by replacing them)."""
+    (the console installs a new certificate by replacing them). Call it for the context,
+    or None when STARTTLS cannot be offered."""
 
     CHECK_SECONDS = 1.0  # asked at every session: look at the files at most once a second
 
-    def __init__(self, home: DataHome):
+    def __init__(self, home: DataHome, events: EventWriter | None = None):
         self.home = home
-        self._stamp = None
+        self._events = events       # None: a writer of its own, made at the first report
+        self._stamp = None          # the files' signature the context was decided for
+        self._doubted = None        # a signature that failed once while a context was in use
         self._context: ssl.SSLContext | None = None
         self._checked = -self.CHECK_SECONDS
 
@@ -32,15 +54,57 @@ class TlsFiles:
         if now - self._checked < self.CHECK_SECONDS:
             return self._context
         self._checked = now
-        try:
-            stamp = (self.home.tls_cert.stat().st_mtime_ns, self.home.tls_key.stat().st_mtime_ns)
-        except FileNotFoundError:
-            return None
-        if stamp != self._stamp:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            try:
-                context.load_cert_chain(self.home.tls_cert, self.home.tls_key)
-            except (ssl.SSLError, OSError):
-                return self._context  # a half-written pair: keep the previous one
-            self._stamp, self._context = stamp, context
+        stamp = pair_signature(self.home)
+        if stamp == self._stamp:
+            return self._context
+        pair = load_server_pair(self.home)
+        if pair.problem is None:
+            self._stamp, self._context, self._doubted = stamp, pair.context, None
+            self._forget_reports()
+            return self._context
+        kept = self._context is not None
+        if kept and stamp != self._doubted:
+            self._doubted = stamp   # perhaps between an install's two renames: look again
+            return self._context
+        if not kept:
+            self._context = pair.context
+        self._stamp = stamp
+        self._report(stamp, unusable_message(
+            "STARTTLS", pair, kept=kept,
+            off="SMTP offers no STARTTLS, so mail arrives unencrypted"))
         return self._context
+
+    # --- reporting once -------------------------------------------------------------------
+    def _report(self, stamp: tuple, message: str) -> None:
+        if not self._first_to_report(stamp, message):
+            return
+        if self._events is None:
+            self._events = EventWriter(self.home.db, "core")
+            atexit.register(self._events.close)     # its event is written before exit
+        self._events.record(Action.SERVICE_START_FAILED, info=message)
+        print(f"mailmoat core: {message}", file=sys.stderr, flush=True)
+
+    def _first_to_report(self, stamp: tuple, message: str) -> bool:
+        """True for the first process of this core run to report this failure."""
+        try:  # the core's pid, written at each start: a new run reports again
+            run = (self.home.run / "core.running").read_text()
+        except OSError:
+            run = ""
+        key = hashlib.sha256(repr((run, stamp, message)).encode()).hexdigest()[:16]
+        marker = self.home.run / (_REPORTED_PREFIX + key)
+        try:
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            return False
+        except OSError:
+            return True     # run/ unwritable: a report too many beats none
+        self._forget_reports(keep=marker.name)
+        return True
+
+    def _forget_reports(self, keep: str | None = None) -> None:
+        try:
+            for path in self.home.run.glob(_REPORTED_PREFIX + "*"):
+                if path.name != keep:
+                    path.unlink(missing_ok=True)
+        except OSError:
+            pass
