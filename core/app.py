@@ -137,7 +137,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                             events=events, counters=counters, clock=clock,
                             on_accepted=lambda queue_id, envelope, _json:
                             queue.message_accepted(queue_id, envelope),
-                            ssl_context=TlsFiles(home),
+                            ssl_context=TlsFiles(home, events),
                             diagnostics_dir=home.diagnostics, resolver=resolver,
                             hostname=hostname, auto_whitelisted=auto_whitelist.contains)
         settings.on_change(server.settings_changed)

@@ -57,7 +57,7 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
     auto_whitelist = AutoWhitelistMirror(home.db, settings, events.clock)
     server = SmtpServer(settings=settings, spool=spool, committer=committer, events=events,
                         counters=counters, clock=events.clock, on_accepted=on_accepted,
-                        ssl_context=TlsFiles(home), diagnostics_dir=home.diagnostics,
+                        ssl_context=TlsFiles(home, events), diagnostics_dir=home.diagnostics,
                         resolver=Resolver(settings),
                         hostname=lambda: settings()["smtp.hostname"] or machine_hostname(),
                         reuse_port=True, share=share, share_index=index,

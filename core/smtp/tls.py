@@ -18,7 +18,6 @@ Rules:
 
 from __future__ import annotations
 
-import atexit
 import hashlib
 import os
 import ssl
@@ -41,9 +40,9 @@ class TlsFiles:
 
     CHECK_SECONDS = 1.0  # asked at every session: look at the files at most once a second
 
-    def __init__(self, home: DataHome, events: EventWriter | None = None):
+    def __init__(self, home: DataHome, events: EventWriter):
         self.home = home
-        self._events = events       # None: a writer of its own, made at the first report
+        self._events = events       # the process's writer (ARCHITECTURE invariant 4)
         self._stamp = None          # the files' signature the context was decided for
         self._doubted = None        # a signature that failed once while a context was in use
         self._context: ssl.SSLContext | None = None
@@ -78,9 +77,6 @@ class TlsFiles:
     def _report(self, stamp: tuple, message: str) -> None:
         if not self._first_to_report(stamp, message):
             return
-        if self._events is None:
-            self._events = EventWriter(self.home.db, "core")
-            atexit.register(self._events.close)     # its event is written before exit
         self._events.record(Action.SERVICE_START_FAILED, info=message)
         print(f"mailmoat core: {message}", file=sys.stderr, flush=True)
 
