@@ -117,6 +117,10 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
                     break
         return 0
     finally:
+        # Stopping anyway: a signal now (the core's SIGTERM after closing the socket) must
+        # not kill the process before its last events are written.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(events.close)
 

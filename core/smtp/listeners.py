@@ -54,6 +54,7 @@ COUNTER_REPORT_SECONDS = 0.5
 LISTENER_NICE = 10      # CFS weight 110 against the core's 1024: see the rules above
 RESTART_INITIAL_SECONDS = 1
 RESTART_MAX_SECONDS = 60
+LISTENER_EXIT_SECONDS = 5  # at a stop: time a listener has to finish by itself before SIGTERM
 MAX_LINE_OCTETS = 16 << 20  # an envelope with 1000 recipients fits easily
 
 
@@ -103,6 +104,10 @@ class ListenerPool:
             finally:
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
+                    # At the end of its socket a listener stops by itself: its sessions
+                    # told 421, its events written. A signal only when it does not.
+                    with trio.move_on_after(LISTENER_EXIT_SECONDS):
+                        await process.wait()
                     if process.returncode is None:
                         process.terminate()
                         with trio.move_on_after(10):
