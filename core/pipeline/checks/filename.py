@@ -4,13 +4,16 @@ Patterns are matched (whole name, `*`/`?`, case-insensitive) against the name of
 file at every level — attachments, attached messages' attachments, archive and TNEF
 members — and against the name with the extension of the content's true type, so an
 executable named `invoice.pdf` matches `*.exe`. A name ending in dots or spaces is matched
-as Windows saves it too, without them: `evil.js.` lands as `evil.js` (policy finding A2). A match removes the attachment that carries
+as Windows saves it too, without them: `evil.js.` lands as `evil.js` (policy finding A2).
+Names and patterns are compared in canonical composition (NFC). A match removes the attachment that carries
 the file (for an archive member: the archive, the outermost attachment holding it) and,
 with filename.deleted_text.enabled, puts filename.deleted_text in its place; the message is
 delivered. One finding (and event) per matching file.
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 from core.pipeline.findings import Finding
 from shared.wildcard import matches
@@ -21,7 +24,9 @@ TRUE_TYPE_EXTENSIONS = {"exe": "exe", "lnk": "lnk", "chm": "chm", "msi": "msi", 
 
 
 def candidate_names(part) -> list[str]:
-    names = list(part.names)
+    # Canonical composition (NFC): macOS Mail sends names decomposed (a + U+0308 for ä), so
+    # a pattern typed "Rechnung_März*" missed the same name from a Mac (i18n finding 4).
+    names = list(dict.fromkeys(unicodedata.normalize("NFC", name) for name in part.names))
     names += [saved for name in names
               if (saved := name.rstrip(". ")) and saved != name and saved not in names]
     true_ext = TRUE_TYPE_EXTENSIONS.get(part.true_type or "")
@@ -36,7 +41,7 @@ def matching_pattern(patterns, part) -> tuple[str, str] | None:
     """(pattern, name) of the first pattern matching one of the part's names."""
     names = candidate_names(part)
     for pattern in patterns:
-        pattern = pattern.strip()
+        pattern = unicodedata.normalize("NFC", pattern.strip())
         if not pattern:
             continue
         for name in names:

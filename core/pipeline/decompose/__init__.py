@@ -139,12 +139,13 @@ class _Walker:
 
     def add_member(self, container: Part, name: str, data: bytes | None, *,
                    declared: int | None = None, encrypted_member: bool = False,
-                   expand: bool = True) -> Part:
+                   expand: bool = True, other_names: list[str] | None = None) -> Part:
         name = (name or "").replace("\x00", "") or "unnamed"
         member = self.new_part(parent=container.id, depth=container.depth + 1,
                                location=f"{container.location}/{name}", origin=(
                                    "tnef" if container.container == "tnef" else "archive"),
-                               filename=name, is_attachment=True,
+                               filename=name, other_names=other_names or [],
+                               is_attachment=True,
                                carrier=self.carrier_of(container), declared_size=declared)
         if data is None:
             member.expanded = not encrypted_member

@@ -54,6 +54,34 @@ def expand(walker, part) -> None:
 
 # --- zip ---------------------------------------------------------------------------------
 
+# Code pages the zip tools of non-English Windows write member names in. Without the UTF-8
+# flag (bit 11) zipfile reads a name as CP437, the format's default, which is not what a
+# reader on a Japanese or Russian system sees: 請求書.pdf came out as É┐ïüÅæ.pdf and met
+# no pattern (i18n finding 5). The file-name rules match each reading too.
+LEGACY_NAME_CODEPAGES = ("cp932", "cp936", "cp949", "cp950", "cp866", "cp1251", "cp850",
+                         "cp1252")
+
+
+def _legacy_names(info: zipfile.ZipInfo) -> list[str]:
+    """The member's name as each legacy code page reads its bytes, when it has no UTF-8
+    flag and is not ASCII."""
+    if info.flag_bits & 0x800 or info.orig_filename.isascii():
+        return []
+    try:
+        raw = info.orig_filename.encode("cp437")
+    except UnicodeEncodeError:
+        return []
+    names = []
+    for codepage in LEGACY_NAME_CODEPAGES:
+        try:
+            name = raw.decode(codepage)
+        except UnicodeDecodeError:
+            continue
+        if name != info.filename and name not in names:
+            names.append(name)
+    return names
+
+
 def _zip(walker, part) -> None:
     archive = zipfile.ZipFile(io.BytesIO(part.data))
     infos = archive.infolist()
@@ -63,9 +91,10 @@ def _zip(walker, part) -> None:
         if info.is_dir():
             continue
         location = f"{part.location}/{info.filename}"
+        also = _legacy_names(info)
         if info.flag_bits & 0x1:
             walker.add_member(part, info.filename, None, declared=info.file_size,
-                              encrypted_member=True)
+                              encrypted_member=True, other_names=also)
             continue
         walker.budget.check_declared(info.file_size, info.compress_size, location)
         try:
@@ -73,10 +102,11 @@ def _zip(walker, part) -> None:
                 data = walker.read_limited(stream.read, location, info.compress_size)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError,
                 lzma.LZMAError, ValueError, RuntimeError) as exc:
-            member = walker.add_member(part, info.filename, b"", expand=False)
+            member = walker.add_member(part, info.filename, b"", expand=False,
+                                       other_names=also)
             walker.error(member, f"corrupt zip member: {type(exc).__name__}: {exc}"[:300])
             continue
-        walker.add_member(part, info.filename, data)
+        walker.add_member(part, info.filename, data, other_names=also)
 
 
 # --- tar ---------------------------------------------------------------------------------

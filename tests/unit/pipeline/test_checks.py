@@ -2,6 +2,7 @@
 
 import base64
 import io
+import unicodedata
 import zipfile
 
 import pytest
@@ -197,6 +198,39 @@ def test_a_name_cut_at_a_nul_is_matched_as_well():
     [edit] = verdict.edits
     assert edit.action == "remove_part" and "a.exe" in view.parts[edit.part].names
 
+
+def _zip_with_legacy_name(raw_name: bytes, data: bytes) -> bytes:
+    """A zip whose member name is `raw_name` in a legacy code page, without the UTF-8 flag,
+    as the zip tools of a Japanese or Russian Windows write it (zipfile itself writes
+    non-ASCII names as UTF-8 with the flag: the name is put in afterwards)."""
+    placeholder = b"N" * len(raw_name)
+    built = _zip_with(placeholder.decode(), data)
+    assert built.count(placeholder) == 2           # local header and central directory
+    return built.replace(placeholder, raw_name)
+
+
+@pytest.mark.parametrize("name, pattern", [
+    ("請求書.pdf".encode("cp932"), "請求書*"),
+    ("счёт.pdf".encode("cp866"), "счёт*"),
+    ("счёт.pdf".encode("cp1251"), "счёт*"),
+])
+def test_a_zip_member_named_in_a_legacy_code_page_meets_the_patterns(name, pattern):
+    # i18n finding 5: zipfile reads such names as CP437 (請求書.pdf as É┐ïüÅæ.pdf)
+    raw = message(attachments=[("docs.zip", _zip_with_legacy_name(name, b"%PDF-1.4 x"))])
+    view, findings, verdict = verdict_of(raw, filename__enabled=True,
+                                         filename__patterns=[pattern])
+    assert [f.event for f in findings] == ["attachment_deleted"]
+    assert view.parts[findings[0].part].filename == "docs.zip"
+
+
+def test_a_name_written_decomposed_meets_a_pattern_written_composed():
+    # i18n finding 4: macOS Mail sends "März" as "Ma\u0308rz"
+    decomposed = unicodedata.normalize("NFD", "Rechnung_März_2026.pdf")
+    raw = message(attachments=[(decomposed, b"%PDF-1.4 x")])
+    _, findings, _ = verdict_of(raw, filename__enabled=True,
+                                filename__patterns=["Rechnung_März*"])
+    assert [f.event for f in findings] == ["attachment_deleted"]
+
 def test_file_names_off_by_default():
     assert verdict_of(message(attachments=[("a.exe", EXE)]))[1] == []
 
@@ -217,7 +251,7 @@ def rule(terms, match="any", none_of=(), enabled=True):
     (rule(["v*gra"]), ["buy viagra"], True),
     (rule(["v?agra"]), ["buy vXagra"], True),
     (rule(["v?agra"]), ["buy vagra"], False),
-    (rule([r"50\% off"]), ["now 50% off"], True),
+    (rule([r"50\% off"]), [r"now 50\% off"], True),      # `\` escapes * and ? only
     (rule([r"what\?"]), ["so what?"], True),
     (rule([r"what\?"]), ["so whatX"], False),
     (rule([r"a\*b"]), ["a*b"], True),
