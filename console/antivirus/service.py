@@ -33,6 +33,11 @@ DELETE_COMMAND = "virus_quarantine.delete"      # carried out by core/scan/servi
 _QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+# The pipeline's action names as the page says them (the guide's words for virus actions).
+ACTION_WORDS = {"remove_part": "attachment deleted", "replace_part": "repaired",
+                "drop": "message dropped", "log": "logged only", "hold": "held"}
+
+
 @dataclass(frozen=True)
 class QuarantinedMessage:
     queue_id: str
@@ -72,8 +77,9 @@ def list_quarantine(limit: int = LIST_LIMIT) -> tuple[int, list[QuarantinedMessa
             data.get("sender") or "<>",
             tuple(r["address"] if isinstance(r, dict) else str(r)
                   for r in data.get("recipients", [])),
-            str(meta.get(SUBJECT_META) or ""), data.get("size"), tuple(meta.get("virus") or ()), tuple(meta.get("files") or ()),
-            tuple(meta.get("actions") or ()),
+            str(meta.get(SUBJECT_META) or ""), data.get("size"),
+            tuple(meta.get("virus") or ()), tuple(meta.get("files") or ()),
+            tuple(ACTION_WORDS.get(a, a) for a in meta.get("actions") or ()),
             (central.get("state", "") if isinstance(central, dict) else "")))
     return len(names), out
 

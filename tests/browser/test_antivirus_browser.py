@@ -124,7 +124,7 @@ def test_virus_quarantine_empty_then_listed_and_downloaded(loopback_only, consol
     cells = rows.first.locator("td").all_inner_texts()
     # a checkbox for Delete, then Quarantined, Sender, Recipients, Subject (none here), …
     assert cells[2:8] == ["a@outside.test", "user@local.test", "", "Mailmoat.Test.EICAR",
-                          "message", "drop"]
+                          "message", "message dropped"]
     assert cells[8] == str(len(EICAR_MAIL))
     page.screenshot(path=str(artifacts / "antivirus-quarantine.png"), full_page=True)
 

@@ -67,6 +67,7 @@ def test_virus_quarantine_list_and_safe_download(admin, home):
     queue_id = _quarantine(home)
     page = admin.get("/antivirus/quarantine").get_data(as_text=True)
     assert "Mailmoat.Test.EICAR" in page and "a@outside.test" in page
+    assert "<td>message dropped</td>" in page       # the action in words, not "drop"
     response = admin.get(f"/antivirus/quarantine/{queue_id}/download")
     assert response.status_code == 200
     assert response.headers["Content-Disposition"].endswith(f'virus-{queue_id}.7z"')
