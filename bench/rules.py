@@ -1,0 +1,77 @@
+"""Content/spam rule terms: time per MB of text for 1 term and for the maximal rule set
+(SPEC §3: 100 rules of 50 terms), same text, same run (tester policy A3: 5000 plain terms
+held a worker past its 60 s limit on a 3 MB attachment, the cost was terms × text).
+
+    .venv/bin/python -m bench.rules [--mb 1] [--repeat 3] [--checkout DIR]
+
+Each rule set runs core.pipeline.rules.matching_rules over the same text — an order export
+(CSV lines) and prose, as a large text attachment reads — with body scanning on; none of
+the terms occurs, so every rule is decided over the whole text. Sets: 1 plain term; 5000
+plain words; 5000 wildcard terms (`*` and `?`). The first call of each set builds what it
+keeps for later messages and is shown apart ("first"); then the best of --repeat. The
+ratio 5000 / 1 is the number to watch: about 1 means the cost does not grow with the
+terms. --checkout runs another tree's engine (e.g. `git archive HEAD core shared | tar -x
+-C DIR` for the code before a change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CSV_LINE = "2026-11-28,order,12345,customer name here,shipped,EUR,199.00,comment text\n"
+PROSE = "Lorem ipsum dolor sit amet, consectetur adipiscing elit; the quarterly report.\n"
+
+
+def rule_sets() -> dict[str, list[dict]]:
+    def rule(terms):
+        return {"enabled": True, "match": "any", "terms": terms, "none_of": []}
+    return {
+        "1 term": [rule(["zqword0x0"])],
+        "5000 plain": [rule([f"zqword{i}x{j}" for j in range(50)]) for i in range(100)],
+        "5000 wildcard": [rule([f"zq*word{i}?x{j}*end" for j in range(50)])
+                          for i in range(100)],
+    }
+
+
+def text_of(mb: float) -> str:
+    block = CSV_LINE * 40 + PROSE * 10
+    return block * max(1, int(mb * 2 ** 20 / len(block)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mb", type=float, default=1.0)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--checkout", default=str(REPO))
+    args = parser.parse_args()
+    sys.path.insert(0, args.checkout)
+    from core.pipeline import rules as engine
+    matching_rules = engine.matching_rules
+
+    text = text_of(args.mb)
+    mb = len(text.encode()) / 2 ** 20
+    print(f"engine: {engine.__file__}; text {mb:.2f} MB")
+    per_mb = {}
+    for name, rules in rule_sets().items():
+        started = time.perf_counter()
+        assert not matching_rules("rules.content", rules, "Orders", text, True)
+        first = time.perf_counter() - started
+        best = first
+        for _ in range(args.repeat):
+            started = time.perf_counter()
+            matching_rules("rules.content", rules, "Orders", text, True)
+            best = min(best, time.perf_counter() - started)
+        per_mb[name] = best / mb
+        print(f"{name:>14}: {best / mb * 1000:9.1f} ms/MB   (first {first / mb * 1000:.1f})",
+              flush=True)
+    for name in ("5000 plain", "5000 wildcard"):
+        print(f"ratio {name} / 1 term: {per_mb[name] / per_mb['1 term']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Content and spam rule terms cost the text, not the text times the terms.
+
+Tester policy A3: the maximal rule set of SPEC §3 (100 rules of 50 terms) and an ordinary
+message with a 3 MB text/csv attachment hit the 60 s worker limit three times and the
+message was held as suspect: every term read the whole text again. The terms are now
+looked for together (shared.wildcard.TermSet); these tests count how often the terms' own
+expressions — the ones `find` runs over the text — are run, through the pipeline, instead
+of timing anything, and hold TermSet to `find`'s answers.
+"""
+
+import random
+import re
+import sys
+
+from shared import wildcard
+from shared.wildcard import TermSet, find
+from tests.unit.pipeline.support import message, verdict_of
+
+
+def _rule(terms):
+    return {"enabled": True, "match": "any", "terms": list(terms), "none_of": []}
+
+
+MAXIMAL = [_rule(f"zqword{i}x{j}" for j in range(50)) for i in range(100)]   # SPEC §3 limits
+ORDERS = "2026-11-28,order,12345,customer name here,shipped,EUR,199.00,comment text\n"
+CSV = ORDERS * 40_000                                                             # 3 MB
+
+
+def _orders_message(last_line: str = "") -> bytes:
+    return message(subject="Orders export", body="The export is attached.\n",
+                   attachments=[("orders.csv", (CSV + last_line).encode(), "text/csv")])
+
+
+def _expression_runs(rule_lists, call):
+    """(how many times an expression of a term of `rule_lists` ran during call(), its
+    result). Those are the expressions that read the text; counting them is what the
+    cost was, without a clock."""
+    sources = {piece.pattern for rules in rule_lists for rule in rules
+               for term in (*rule["terms"], *rule["none_of"])
+               for piece in wildcard._compile(term).pieces}
+    runs = 0
+
+    def profile(frame, event, arg):
+        nonlocal runs
+        if event == "c_call" and isinstance(getattr(arg, "__self__", None), re.Pattern) \
+                and arg.__self__.pattern in sources:
+            runs += 1
+
+    sys.setprofile(profile)
+    try:
+        result = call()
+    finally:
+        sys.setprofile(None)
+    return runs, result
+
+
+def test_the_maximal_rule_set_reads_a_3_mb_attachment_no_more_than_one_term_does():
+    raw = _orders_message()
+    one = [_rule(["zqword0x0"])]
+    runs_one, _ = _expression_runs([one], lambda: verdict_of(raw, rules__content=one))
+    runs_all, (view, findings, verdict) = _expression_runs(
+        [MAXIMAL], lambda: verdict_of(raw, rules__content=MAXIMAL))
+    assert len(view.body_text()) > len(CSV)             # the attachment was read, whole
+    assert verdict.disposition == "deliver" and findings == []
+    # before: one run per term and text, 10,000 readings of the 3 MB text
+    assert runs_all <= runs_one
+
+
+def test_terms_at_the_end_of_a_3_mb_attachment_are_found_among_the_maximal_rules():
+    raw = _orders_message("zqspam begins, then the end of file; and zqword99x7\n")
+    spam_terms = ["zqspam*end?of?file"] + [f"zqspam{j}*x" for j in range(49)]
+    spam = [_rule(spam_terms)] + MAXIMAL[:49]           # 50 + 50 rules: the most allowed
+    content = MAXIMAL[50:]
+    runs_all, (_, findings, _) = _expression_runs(
+        [spam, content],
+        lambda: verdict_of(raw, rules__spam=spam, rules__content=content))
+    found = {(f.event, f.rule) for f in findings}
+    assert ("content_rule_violation", "rules.content[49]") in found
+    assert ("spam_rule_violation", "rules.spam[0]") in found
+    few_spam, few_content = [_rule(spam_terms[:1])], [_rule(["zqword99x7"])]
+    runs_few, _ = _expression_runs(
+        [few_spam, few_content],
+        lambda: verdict_of(raw, rules__spam=few_spam, rules__content=few_content))
+    # the expressions run where a term's pieces occur, not once per term
+    assert runs_all <= runs_few
+
+
+def test_a_term_set_finds_what_find_finds():
+    rng = random.Random(11)
+    letters = "abAB\\ıİſßẞσςΣKKks"
+    for size in (20, 400):
+        for _ in range(1500):
+            patterns = ["".join(rng.choice(letters + "*?") for _ in range(rng.randint(0, 7)))
+                        for _ in range(rng.randint(1, 12))]
+            text = "".join(rng.choice(letters + "\n") for _ in range(rng.randint(0, size)))
+            assert TermSet(patterns).found(text) == {p for p in patterns if find(p, text)}, \
+                (patterns, text)
+
+
+def test_a_term_set_finds_what_find_finds_across_chunks(monkeypatch):
+    monkeypatch.setattr(wildcard, "FIRST_CHUNK_CHARS", 5)
+    rng = random.Random(12)
+    for _ in range(2000):
+        patterns = ["".join(rng.choice("ab*?") for _ in range(rng.randint(0, 8)))
+                    for _ in range(rng.randint(1, 12))]
+        text = "".join(rng.choice("abAB") for _ in range(rng.randint(0, 300)))
+        assert TermSet(patterns).found(text) == {p for p in patterns if find(p, text)}, \
+            (patterns, text)
+
+
+def test_anchors_nobody_waits_for_stop_being_read():
+    # "a" … "a" * 50 are found at once; then only "b*c" waits, over 300,000 a's
+    patterns = ["a" * n for n in range(1, 51)] + ["b*c", "b*d"]
+    text = "a" * 300_000 + "b-c"
+    assert TermSet(patterns).found(text) == set(patterns) - {"b*d"}
+
+
+def test_the_case_fold_holds_every_pair_re_takes_as_equal():
+    # the table is read below CASED_BELOW; all of Unicode gives the same one
+    assert wildcard._fold_table(sys.maxunicode + 1) == wildcard._fold_table()
+    table = wildcard._fold_table()
+    cased = {chr(c) for c in range(wildcard.CASED_BELOW)
+             if chr(c).lower() != chr(c) or chr(c).upper() != chr(c)}
+    cased |= {chr(c) for pair in table.items() for c in pair}
+    cased |= set(map(chr, range(128)))
+    everything = "".join(sorted(cased))
+
+    def stands(ch):
+        return table.get(ord(ch), ord(ch))
+
+    for c in cased:
+        for x in re.findall(re.escape(c), everything, re.IGNORECASE):
+            assert stands(x) == stands(c), (c, x)
+    # for ASCII the classes are re's exactly, so a plain ASCII piece needs no second check
+    for c in map(chr, range(128)):
+        assert {x for x in cased if stands(x) == stands(c)} == \
+            set(re.findall(re.escape(c), everything, re.IGNORECASE)), c
