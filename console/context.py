@@ -77,6 +77,8 @@ class ConsoleContext:
     disk_free: Callable[[Path], float] = disk_free_fraction
     # Ports the listeners really use, set by console.serve (tests bind port 0); None = settings.
     bound_ports: dict[str, int] = field(default_factory=dict)
+    # console.serve serves HTTP only, for want of a key and certificate that load.
+    https_off: bool = False
 
     def close(self) -> None:
         self.events.close()

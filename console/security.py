@@ -108,13 +108,24 @@ def https_url() -> str:
 
 
 def logon_page(view: Callable) -> Callable:
-    """Logon and password pages: only over HTTPS while `https.logons` is on."""
+    """Logon and password pages: only over HTTPS while `https.logons` is on. While HTTPS
+    is off (no key and certificate load) they say so and how to get in, instead of sending
+    the browser to a port nothing listens on; a password never goes over HTTP for it."""
     @wraps(view)
     def wrapper(*args, **kwargs):
         if not request.is_secure and settings()["https.logons"]:
+            if console_context().https_off:
+                _log_error_answer(503, "HTTPS-only logons while HTTPS is off")
+                return _error_page(503, "Logons need HTTPS, which is off", _HTTPS_OFF_TEXT)
             return redirect(https_url(), code=302 if request.method == "GET" else 307)
         return view(*args, **kwargs)
     return wrapper
+
+
+_HTTPS_OFF_TEXT = ("Logons are accepted over HTTPS only (https.logons), and HTTPS is off "
+                   "because the key and certificate in the data home's tls/ directory do not "
+                   "load (the service_start_failed event says why). Repair them, or allow "
+                   "logons over HTTP for now with: mailmoat config set https.logons false")
 
 
 def _finalize(value):

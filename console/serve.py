@@ -163,6 +163,7 @@ class ConsoleServer:
         try:
             for scheme in ("http", "https"):
                 if scheme == "https" and not self._start_tls():
+                    self.context.https_off = True
                     continue
                 self.listeners[scheme] = self._open(scheme, wanted[scheme])
         except BaseException:
@@ -210,6 +211,7 @@ class ConsoleServer:
         except Exception as exc:  # a busy port or database must not stop serving HTTP
             log.error("cannot open the HTTPS listener on port %s (%s)", port, exc)
             return False
+        self.context.https_off = False
         log.info("HTTPS is on: %s", self.urls()["https"])
         return True
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -241,6 +242,28 @@ def test_a_bad_pair_copied_in_while_running_is_reported_once_and_the_old_one_kep
         poller.join(5)
         server.stop()
 
+
+
+def test_https_only_logons_while_https_is_off_say_how_to_get_in(home):
+    """The logon page sent the browser to the HTTPS port, where nothing listened."""
+    _set(home, https__logons=True)
+    _break_key(home)                                # and no previous pair: HTTPS is off
+    server = ConsoleServer(home, host="127.0.0.1", http_port=0, https_port=0,
+                           app_config={"TESTING": True})
+    server.start()
+    try:
+        assert "https" not in server.listeners
+        url = server.urls()["http"] + "logon"
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(url, timeout=10)
+        assert answer.value.code == 503
+        page = answer.value.read().decode()
+        assert "Logons need HTTPS, which is off" in page
+        assert "mailmoat config set https.logons false" in page
+        _set(home, https__logons=False)
+        assert _http_status(url) == 200
+    finally:
+        server.stop()
 
 # --- the Certificate Management page ---------------------------------------------------------
 
