@@ -43,7 +43,8 @@ import binascii
 import re
 
 from core.pipeline.decompose import MAX_MIME_NESTING
-from core.pipeline.decompose.mime import DelimiterSearch, content_info, find_parts, split_header
+from core.pipeline.decompose.content_fields import content_info
+from core.pipeline.decompose.mime import DelimiterSearch, find_parts, split_header
 from core.pipeline.rewrite import HeaderEditor
 
 __all__ = ["Unconvertible", "downgrade"]

@@ -37,7 +37,8 @@ import re
 import secrets
 from email.header import Header
 
-from core.pipeline.decompose.mime import decode_words, header_text
+from core.pipeline.decompose.content_fields import decode_words
+from core.pipeline.decompose.mime import header_text
 from core.pipeline.text_append import base64_lines, line_break, quoted_printable, with_text
 from core.pipeline.view import MessageView, Part
 from core.smtp.protocol import MAX_TEXT_LINE_OCTETS

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from core.pipeline.decompose.text import as_read
 from shared.wildcard import TermSet
 
-__all__ = ["RuleMatch", "rule_matches", "matching_rules", "rule_label"]
+__all__ = ["RuleMatch", "rule_matches", "matching_rules", "rule_label", "as_compared"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def rule_label(key: str, index: int, rule: Mapping) -> str:
     return f"{key}[{index}] {name}" if name else f"{key}[{index}]"
 
 
-def _compared(text: str) -> str:
+def as_compared(text: str) -> str:
     """`text` as a reader sees it: NFKC, invisible characters dropped (the decomposer drops
     them from a part's text; a term and the Subject need it here), every run of white space
     one space (module docstring)."""
@@ -57,7 +57,7 @@ def _compared(text: str) -> str:
 def _term_set(terms: tuple[str, ...]) -> tuple[dict[str, str], TermSet]:
     """(each term -> the term as compared, the TermSet of those not empty). Kept per term
     list: a settings snapshot serves many messages."""
-    compared = {term: _compared(term) for term in terms}
+    compared = {term: as_compared(term) for term in terms}
     return compared, TermSet(c for c in compared.values() if c)
 
 
@@ -96,7 +96,7 @@ def rule_matches(rule: Mapping, texts: Sequence[str]) -> tuple[str, ...] | None:
 def matching_rules(key: str, rules: Sequence[Mapping], subject: str, body_text: str,
                    body_scanning: bool) -> list[RuleMatch]:
     """Every rule of `rules` (the setting `key`) that matches, in list order."""
-    texts = [_compared(subject), _compared(body_text)] if body_scanning else [_compared(subject)]
+    texts = [as_compared(subject)] + ([as_compared(body_text)] if body_scanning else [])
     present = _present(rules, texts)
     out = []
     for index, rule in enumerate(rules):

@@ -6,8 +6,8 @@ Regression for av finding 1: the decomposer read only the first field, so EICAR 
 second "Content-Transfer-Encoding: base64" (or a second Content-Type naming the real
 boundary or the attachment's type) was delivered, and ClamAV found it in the delivered
 bytes: mail readers differ in which field they follow. Such a part is now unprocessable
-(decompose/mime.py rule 6: `scan.unprocessable`, hold by default); repeats that mean the
-same stay a mere defect and the part is scanned as usual.
+(decompose/content_fields.py rule 1: `scan.unprocessable`, hold by default); repeats that
+mean the same stay a mere defect and the part is scanned as usual.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 
 from core.pipeline.findings import Finding
-from core.pipeline.rules import _compared as as_compared
+from core.pipeline.rules import as_compared
 from shared.wildcard import matches
 
 # the whole run of prefixes at once (one prefix per pass copied the subject once per prefix)

@@ -25,7 +25,7 @@ Rules
        which the administrator controls) rather than keep a worker busy towards its time
        limit (SPEC §4), as nesting did before (hostile-mime finding 5).
     5. A part whose repeated Content-Type or Content-Transfer-Encoding fields disagree
-       (mime.py rule 6) is walked as the first of them says, and is an error
+       (content_fields.py rule 1) is walked as the first of them says, and is an error
        (`view.errors`, scan.unprocessable): another reader may follow the other field, and
        what that one shows was never scanned.
 """
@@ -37,8 +37,9 @@ from collections.abc import Mapping
 from core.pipeline.decompose import archives
 from core.pipeline.decompose.encryption import office_is_encrypted, pdf_is_encrypted
 from core.pipeline.decompose.limits import Budget, LimitExceeded
-from core.pipeline.decompose.mime import (DelimiterSearch, content_info, decode_transfer,
-                                          decode_words, find_parts, split_header)
+from core.pipeline.decompose.content_fields import content_info, decode_words
+from core.pipeline.decompose.mime import (DelimiterSearch, decode_transfer, find_parts,
+                                          split_header)
 from core.pipeline.decompose.sniff import CONTAINER_TYPES, true_type
 from core.pipeline.decompose.text import as_read, decode_text, html_to_text, unflow
 from core.pipeline.view import LimitHit, MessageView, Part, PartError, is_text_type

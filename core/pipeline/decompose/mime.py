@@ -3,8 +3,9 @@
 The pipeline must know where every part lies in the file, so that rewrite.py can cut one
 part out and leave the others byte-identical; Python's email package re-serialises instead.
 So: headers and multipart boundaries are found here on the raw bytes; the email package is
-used only to read one header value (parameters, RFC 2231 continuations, RFC 2047 words), and
-through fieldvalue.py, which splits values for it in linear time with the same results.
+used only to read one header value (parameters, RFC 2231 continuations, RFC 2047 words), in
+content_fields.py, which reads a part's Content-Type, Content-Transfer-Encoding and
+Content-Disposition fields and keeps the rules on their repeats and declared file names.
 
 Rules
     1. Nothing here raises on hostile input: every oddity becomes a defect string and the
@@ -34,39 +35,23 @@ Rules
        add up to DIRECT_SEARCH_FACTOR times the buffer, then indexes every line starting
        with "--" once and answers from that. Both give exactly the matches of the one
        delimiter pattern; `octets` counts the work, for the decomposer's budget.
-    6. A header that repeats Content-Type or Content-Transfer-Encoding is read one way here
-       (the first field, as Python's email package does), but readers differ in which one
-       they follow (ClamAV reached EICAR behind a second "base64": av finding 1), so the
-       sender would choose what is scanned. Repeats that mean the same — one type/subtype
-       and, for a multipart, one boundary (charset and other parameters aside); encodings
-       decoded alike — are a defect; repeats that differ are a conflict
-       (`ContentInfo.conflicts`), which the decomposer makes unprocessable. None of the
-       corpus' 2,932 ham and 1,343 spam messages has either; 6 of its 475 MIME fixtures
-       (spam and malformed ones) have conflicting Content-Types.
-    7. A part may declare its file name more than once: Content-Disposition's filename and
-       Content-Type's name, each possibly repeated. Readers differ in which they show and
-       save under (Python and ClamAV take the filename, some clients the name or the last
-       field), so every such name is kept (`ContentInfo.other_names`, up to MAX_OTHER_NAMES)
-       and the file-name rules match each: "a.txt" in one field no longer hides "a.exe" in
-       another.
 """
 
 from __future__ import annotations
 
 import binascii
-import email.utils
 import heapq
 import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 
-from core.pipeline.decompose.fieldvalue import ParamMessage, decode_words_text
+from core.pipeline.decompose.content_fields import TRANSFER_DECODINGS, decode_words
 
-__all__ = ["HeaderBlock", "split_header", "HeadFacts", "head_facts", "ContentInfo", "content_info", "find_parts",
-           "DelimiterSearch", "ChildSpan", "decode_transfer", "decode_words", "header_text"]
+__all__ = ["HeaderBlock", "split_header", "HeadFacts", "head_facts", "find_parts",
+           "DelimiterSearch", "ChildSpan", "decode_transfer", "header_text"]
 
 MAX_HEADER_FIELDS_KEPT = 2000    # of a part's header, kept for the view (the rest: defect)
 # ...except these, kept wherever they stand: past the cap they would still tell the receiving
@@ -243,170 +228,6 @@ def head_facts(head: bytes) -> HeadFacts:
     return HeadFacts(subject, received)
 
 
-def decode_words(value: str) -> tuple[str, bool]:
-    """RFC 2047 encoded words decoded; (text, ok). Never raises."""
-    if "=?" not in value:
-        return value, True
-    try:
-        return decode_words_text(value), True
-    except Exception:
-        return value, False
-
-
-@dataclass
-class ContentInfo:
-    content_type: str           # "text/plain"
-    boundary: str | None
-    charset: str | None
-    filename: str | None
-    disposition: str | None
-    transfer_encoding: str | None
-    defects: list[str]
-    flowed: bool = False        # format=flowed (RFC 3676)
-    delsp: bool = False         # ... with DelSp=yes
-    conflicts: list[str] = field(default_factory=list)   # rule 6: fields read two ways
-    other_names: list[str] = field(default_factory=list)  # rule 7: names besides filename
-
-
-def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain") -> ContentInfo:
-    message = ParamMessage()      # its parameter readers are linear (fieldvalue.py rule 1)
-    defects: list[str] = []
-    types: list[str] = []
-    encodings: list[str] = []
-    dispositions: list[str] = []
-    for name, value in fields:
-        lower = name.lower()
-        if lower == "content-type":
-            types.append(value)
-        elif lower == "content-transfer-encoding":
-            encodings.append(value)
-            continue
-        elif lower == "content-disposition":
-            dispositions.append(value)
-        else:
-            continue
-        if message[name] is not None:
-            defects.append(f"duplicate {name}")
-            continue
-        message[name] = value
-    cte = (encodings[0].strip().lower() or None) if encodings else None
-    if len(encodings) > 1:
-        defects.append("duplicate Content-Transfer-Encoding")
-    conflicts = _conflicts(types, encodings, default_type)
-    if default_type != "text/plain":
-        message.set_default_type(default_type)
-    try:
-        content_type = message.get_content_type()
-        raw_type = message.get("content-type")
-        if raw_type is not None and "/" not in str(raw_type).split(";")[0]:
-            defects.append("invalid Content-Type")
-        boundary = message.get_param("boundary")
-        if isinstance(boundary, tuple):
-            boundary = boundary[2]
-        charset = message.get_content_charset()
-        filename = message.get_filename()
-        disposition = message.get_content_disposition()
-        flowed = _param_is(message, "format", "flowed")
-        delsp = _param_is(message, "delsp", "yes")
-    except Exception as exc:   # a header the email package cannot read at all
-        defects.append(f"unreadable content headers ({type(exc).__name__})")
-        return ContentInfo(default_type, None, None, None, None, cte, defects,
-                           conflicts=conflicts)
-    if filename is not None:
-        filename, ok = decode_words(str(filename))
-        if not ok:
-            defects.append("bad encoded word in a file name")
-        filename = filename.replace("\x00", "").strip() or None
-    if boundary is not None:
-        boundary = str(boundary).strip('"')
-    return ContentInfo(content_type, boundary or None, charset, filename, disposition, cte,
-                       defects, flowed, flowed and delsp, conflicts,
-                       _other_names(filename, dispositions, types))
-
-
-MAX_OTHER_NAMES = 8     # distinct declared names kept besides the filename (rule 7)
-
-
-def _other_names(filename: str | None, dispositions: list[str],
-                 types: list[str]) -> list[str]:
-    """Rule 7: the names the part's Content-Disposition and Content-Type fields declare
-    besides `filename`, each also cut at a NUL, where some readers end a name ("a.exe\\0.txt"
-    is a.exe to them; `filename` drops the NUL). Of many distinct fields, the first and the
-    last few are read: a header of thousands costs no more than a few."""
-    out: list[str] = []
-    for header, values, param in (("Content-Disposition", dispositions, "filename"),
-                                  ("Content-Type", types, "name")):
-        distinct = list(dict.fromkeys(values))
-        if len(distinct) > MAX_OTHER_NAMES:
-            distinct = distinct[:MAX_OTHER_NAMES // 2] + distinct[-(MAX_OTHER_NAMES // 2):]
-        for value in distinct:
-            message = ParamMessage()
-            message[header] = value
-            try:
-                name = message.get_param(param, header=header.lower())
-                name = email.utils.collapse_rfc2231_value(name) if name is not None else None
-            except Exception:         # unreadable: the defect is already counted
-                continue
-            if name is None:
-                continue
-            name = decode_words(str(name))[0]
-            for name in (name.replace("\x00", "").strip(), name.split("\x00", 1)[0].strip()):
-                if name and name != filename and name not in out:
-                    out.append(name)
-    return out[:MAX_OTHER_NAMES]
-
-
-def _conflicts(types: list[str], encodings: list[str], default_type: str) -> list[str]:
-    """Rule 6: one line for each of the two fields whose repeats differ in meaning. Each
-    distinct value is read once, and reading stops at the first difference, so a header of
-    many such fields costs a few times its splitting (fieldvalue.py reads each linearly)."""
-    out = []
-    for name, values, meaning in (
-            ("Content-Type", types, lambda value: _type_meaning(value, default_type)),
-            ("Content-Transfer-Encoding", encodings, _decoding)):
-        first: tuple[str, object] | None = None
-        for value in dict.fromkeys(value.strip() for value in values):
-            read = meaning(value)
-            if first is None:
-                first = (value, read)
-            elif read != first[1]:
-                out.append(f"conflicting {name} fields ({_shown(first[0])} and "
-                           f"{_shown(value)}): readers differ in which they follow, and only "
-                           f"the first was scanned")
-                break
-    return out
-
-
-def _type_meaning(value: str, default_type: str) -> tuple[str, str | None]:
-    """What a Content-Type value decides about reading the part: its type/subtype and, for
-    a multipart, its boundary (read as content_info reads them)."""
-    message = ParamMessage()
-    message.set_default_type(default_type)
-    message["Content-Type"] = value
-    try:
-        content_type = message.get_content_type()
-        boundary = message.get_param("boundary") if content_type.startswith("multipart/") else None
-    except Exception:            # unreadable: a meaning of its own
-        return value.lower(), None
-    if isinstance(boundary, tuple):
-        boundary = boundary[2]
-    return content_type, str(boundary).strip('"') if boundary is not None else None
-
-
-MAX_SHOWN_CHARS = 60            # of a field value quoted in an error
-
-
-def _shown(value: str) -> str:
-    return repr(value if len(value) <= MAX_SHOWN_CHARS else value[:MAX_SHOWN_CHARS] + "…")
-
-
-def _param_is(message, name: str, value: str) -> bool:
-    found = message.get_param(name)
-    if isinstance(found, tuple):            # RFC 2231 form
-        found = found[2]
-    return found is not None and str(found).strip().strip('"').lower() == value
-
-
 @dataclass
 class ChildSpan:
     start: int          # first byte of the child (its header)
@@ -554,22 +375,11 @@ _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/]")
 _UU_BEGIN = re.compile(rb"^begin[ \t]+[0-7]{3,4}[ \t]+", re.MULTILINE)
 
 
-# How each Content-Transfer-Encoding is decoded; any other is read as 8bit (with a defect).
-_DECODINGS = {"7bit": "none", "8bit": "none", "binary": "none", "": "none",
-              "base64": "base64", "quoted-printable": "quoted-printable",
-              "x-uuencode": "uuencode", "uuencode": "uuencode", "x-uue": "uuencode",
-              "uue": "uuencode"}
-
-
-def _decoding(encoding: str | None) -> str:
-    return _DECODINGS.get((encoding or "").strip().lower(), "none")
-
-
 def decode_transfer(body: bytes, encoding: str | None) -> tuple[bytes, str | None, str | None]:
     """(decoded bytes, error, defect). An error means the content could not be decoded
     (unprocessable for an attachment); a defect means it was decoded leniently."""
     enc = (encoding or "7bit").strip().lower()
-    decoding = _DECODINGS.get(enc)
+    decoding = TRANSFER_DECODINGS.get(enc)
     if decoding == "none":
         return body, None, None
     if decoding == "base64":

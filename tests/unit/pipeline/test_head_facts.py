@@ -8,7 +8,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.pipeline.decompose.mime import decode_words, head_facts, split_header
+from core.pipeline.decompose.content_fields import decode_words
+from core.pipeline.decompose.mime import head_facts, split_header
 
 ENDINGS = [b"\r\n", b"\n", b"\r"]
 

@@ -11,7 +11,7 @@ from email.message import Message
 import pytest
 
 from core.pipeline.decompose.fieldvalue import decode_header, split_params
-from core.pipeline.decompose.mime import content_info, decode_words
+from core.pipeline.decompose.content_fields import content_info, decode_words
 from tests.unit.pipeline.support import view_of
 
 HOSTILE_CHARS = 400_000     # the email package: ~7 minutes per reading; here: milliseconds

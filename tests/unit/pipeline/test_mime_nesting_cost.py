@@ -12,8 +12,9 @@ import random
 import pytest
 
 from core.pipeline.decompose import MAX_DELIMITER_SEARCH_FACTOR, MAX_MIME_NESTING
+from core.pipeline.decompose.content_fields import content_info
 from core.pipeline.decompose.mime import (INDEX_MIN_OCTETS_PER_LINE, DelimiterSearch,
-                                          content_info, find_parts, split_header)
+                                          find_parts, split_header)
 from tests.support.mail import EICAR_ATTACHMENT, nested_multipart
 from tests.support.mail import deep_nest as nested
 from tests.unit.pipeline.support import view_of

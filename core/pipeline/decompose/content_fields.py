@@ -1,0 +1,210 @@
+"""A MIME part's content fields read (RFC 2045, RFC 2183, RFC 2231, RFC 2047): its
+Content-Type, Content-Transfer-Encoding and Content-Disposition fields, as mime.py found them
+on the raw bytes, become one ContentInfo (type, boundary, charset, file names, transfer
+encoding) with the defects and conflicts met on the way; `decode_words` reads the RFC 2047
+words of any field (a file name, the Subject). Values are read with the email package,
+through fieldvalue.py, which splits them for it in linear time with the same results. As in
+mime.py (its rule 1), nothing here raises on hostile input: what cannot be read is a defect.
+
+Rules
+    1. A header that repeats Content-Type or Content-Transfer-Encoding is read one way here
+       (the first field, as Python's email package does), but readers differ in which one
+       they follow (ClamAV reached EICAR behind a second "base64": av finding 1), so the
+       sender would choose what is scanned. Repeats that mean the same — one type/subtype
+       and, for a multipart, one boundary (charset and other parameters aside); encodings
+       decoded alike — are a defect; repeats that differ are a conflict
+       (`ContentInfo.conflicts`), which the decomposer makes unprocessable. None of the
+       corpus' 2,932 ham and 1,343 spam messages has either; 6 of its 475 MIME fixtures
+       (spam and malformed ones) have conflicting Content-Types.
+    2. A part may declare its file name more than once: Content-Disposition's filename and
+       Content-Type's name, each possibly repeated. Readers differ in which they show and
+       save under (Python and ClamAV take the filename, some clients the name or the last
+       field), so every such name is kept (`ContentInfo.other_names`, up to MAX_OTHER_NAMES)
+       and the file-name rules match each: "a.txt" in one field no longer hides "a.exe" in
+       another.
+"""
+
+from __future__ import annotations
+
+import email.utils
+from dataclasses import dataclass, field
+
+from core.pipeline.decompose.fieldvalue import ParamMessage, decode_words_text
+
+__all__ = ["ContentInfo", "content_info", "decode_words", "TRANSFER_DECODINGS"]
+
+
+def decode_words(value: str) -> tuple[str, bool]:
+    """RFC 2047 encoded words decoded; (text, ok). Never raises."""
+    if "=?" not in value:
+        return value, True
+    try:
+        return decode_words_text(value), True
+    except Exception:
+        return value, False
+
+
+@dataclass
+class ContentInfo:
+    content_type: str           # "text/plain"
+    boundary: str | None
+    charset: str | None
+    filename: str | None
+    disposition: str | None
+    transfer_encoding: str | None
+    defects: list[str]
+    flowed: bool = False        # format=flowed (RFC 3676)
+    delsp: bool = False         # ... with DelSp=yes
+    conflicts: list[str] = field(default_factory=list)   # rule 1: fields read two ways
+    other_names: list[str] = field(default_factory=list)  # rule 2: names besides filename
+
+
+def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain") -> ContentInfo:
+    message = ParamMessage()      # its parameter readers are linear (fieldvalue.py rule 1)
+    defects: list[str] = []
+    types: list[str] = []
+    encodings: list[str] = []
+    dispositions: list[str] = []
+    for name, value in fields:
+        lower = name.lower()
+        if lower == "content-type":
+            types.append(value)
+        elif lower == "content-transfer-encoding":
+            encodings.append(value)
+            continue
+        elif lower == "content-disposition":
+            dispositions.append(value)
+        else:
+            continue
+        if message[name] is not None:
+            defects.append(f"duplicate {name}")
+            continue
+        message[name] = value
+    cte = (encodings[0].strip().lower() or None) if encodings else None
+    if len(encodings) > 1:
+        defects.append("duplicate Content-Transfer-Encoding")
+    conflicts = _conflicts(types, encodings, default_type)
+    if default_type != "text/plain":
+        message.set_default_type(default_type)
+    try:
+        content_type = message.get_content_type()
+        raw_type = message.get("content-type")
+        if raw_type is not None and "/" not in str(raw_type).split(";")[0]:
+            defects.append("invalid Content-Type")
+        boundary = message.get_param("boundary")
+        if isinstance(boundary, tuple):
+            boundary = boundary[2]
+        charset = message.get_content_charset()
+        filename = message.get_filename()
+        disposition = message.get_content_disposition()
+        flowed = _param_is(message, "format", "flowed")
+        delsp = _param_is(message, "delsp", "yes")
+    except Exception as exc:   # a header the email package cannot read at all
+        defects.append(f"unreadable content headers ({type(exc).__name__})")
+        return ContentInfo(default_type, None, None, None, None, cte, defects,
+                           conflicts=conflicts)
+    if filename is not None:
+        filename, ok = decode_words(str(filename))
+        if not ok:
+            defects.append("bad encoded word in a file name")
+        filename = filename.replace("\x00", "").strip() or None
+    if boundary is not None:
+        boundary = str(boundary).strip('"')
+    return ContentInfo(content_type, boundary or None, charset, filename, disposition, cte,
+                       defects, flowed, flowed and delsp, conflicts,
+                       _other_names(filename, dispositions, types))
+
+
+MAX_OTHER_NAMES = 8     # distinct declared names kept besides the filename (rule 2)
+
+
+def _other_names(filename: str | None, dispositions: list[str],
+                 types: list[str]) -> list[str]:
+    """Rule 2: the names the part's Content-Disposition and Content-Type fields declare
+    besides `filename`, each also cut at a NUL, where some readers end a name ("a.exe\\0.txt"
+    is a.exe to them; `filename` drops the NUL). Of many distinct fields, the first and the
+    last few are read: a header of thousands costs no more than a few."""
+    out: list[str] = []
+    for header, values, param in (("Content-Disposition", dispositions, "filename"),
+                                  ("Content-Type", types, "name")):
+        distinct = list(dict.fromkeys(values))
+        if len(distinct) > MAX_OTHER_NAMES:
+            distinct = distinct[:MAX_OTHER_NAMES // 2] + distinct[-(MAX_OTHER_NAMES // 2):]
+        for value in distinct:
+            message = ParamMessage()
+            message[header] = value
+            try:
+                name = message.get_param(param, header=header.lower())
+                name = email.utils.collapse_rfc2231_value(name) if name is not None else None
+            except Exception:         # unreadable: the defect is already counted
+                continue
+            if name is None:
+                continue
+            name = decode_words(str(name))[0]
+            for name in (name.replace("\x00", "").strip(), name.split("\x00", 1)[0].strip()):
+                if name and name != filename and name not in out:
+                    out.append(name)
+    return out[:MAX_OTHER_NAMES]
+
+
+def _conflicts(types: list[str], encodings: list[str], default_type: str) -> list[str]:
+    """Rule 1: one line for each of the two fields whose repeats differ in meaning. Each
+    distinct value is read once, and reading stops at the first difference, so a header of
+    many such fields costs a few times its splitting (fieldvalue.py reads each linearly)."""
+    out = []
+    for name, values, meaning in (
+            ("Content-Type", types, lambda value: _type_meaning(value, default_type)),
+            ("Content-Transfer-Encoding", encodings, _decoding)):
+        first: tuple[str, object] | None = None
+        for value in dict.fromkeys(value.strip() for value in values):
+            read = meaning(value)
+            if first is None:
+                first = (value, read)
+            elif read != first[1]:
+                out.append(f"conflicting {name} fields ({_shown(first[0])} and "
+                           f"{_shown(value)}): readers differ in which they follow, and only "
+                           f"the first was scanned")
+                break
+    return out
+
+
+def _type_meaning(value: str, default_type: str) -> tuple[str, str | None]:
+    """What a Content-Type value decides about reading the part: its type/subtype and, for
+    a multipart, its boundary (read as content_info reads them)."""
+    message = ParamMessage()
+    message.set_default_type(default_type)
+    message["Content-Type"] = value
+    try:
+        content_type = message.get_content_type()
+        boundary = message.get_param("boundary") if content_type.startswith("multipart/") else None
+    except Exception:            # unreadable: a meaning of its own
+        return value.lower(), None
+    if isinstance(boundary, tuple):
+        boundary = boundary[2]
+    return content_type, str(boundary).strip('"') if boundary is not None else None
+
+
+MAX_SHOWN_CHARS = 60            # of a field value quoted in an error
+
+
+def _shown(value: str) -> str:
+    return repr(value if len(value) <= MAX_SHOWN_CHARS else value[:MAX_SHOWN_CHARS] + "…")
+
+
+def _param_is(message, name: str, value: str) -> bool:
+    found = message.get_param(name)
+    if isinstance(found, tuple):            # RFC 2231 form
+        found = found[2]
+    return found is not None and str(found).strip().strip('"').lower() == value
+
+
+# How each Content-Transfer-Encoding is decoded (mime.decode_transfer), and so which repeats
+# mean the same (rule 1); any other is read as 8bit (with a defect).
+TRANSFER_DECODINGS = {"7bit": "none", "8bit": "none", "binary": "none", "": "none",
+                      "base64": "base64", "quoted-printable": "quoted-printable",
+                      "x-uuencode": "uuencode", "uuencode": "uuencode", "x-uue": "uuencode",
+                      "uue": "uuencode"}
+
+
+def _decoding(encoding: str | None) -> str:
+    return TRANSFER_DECODINGS.get((encoding or "").strip().lower(), "none")
