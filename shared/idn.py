@@ -1,18 +1,31 @@
 """One form for a mail domain, however it was written (SMTPUTF8 mail, console input).
 
-A sender at müll.example may arrive as `müll.example` (SMTPUTF8) or `xn--mll-hoa.example`,
-and an administrator may type either; the sender lists compare `ascii_domain` of both, so an
-entry in one form matches mail in the other. `entry_form` is that comparison for a list
-entry as a whole (`@domain`, `.domain`, `local@domain`, a bare domain): two entries in the
-same form are the same entry (the settings schema refuses the second; the console's list
-pages compare with it).
+A domain may arrive as `müll.example` (SMTPUTF8 mail, RFC 6531 §3.2), as
+`xn--mll-hoa.example`, in capitals or with an ideographic full stop (`例子。广告`), and an
+administrator may type any of them; every comparison of a domain with a configured one
+(routing.local, relay.allowed, the sender lists, the local/non-local decisions that follow
+from routing.local) is made between the `ascii_domain` forms of both, so an entry in one form
+matches mail in another. `entry_form` is that comparison for a sender-list entry as a whole
+(`@domain`, `.domain`, `local@domain`, a bare domain): two entries in the same form are the
+same entry (the settings schema refuses the second; the console's list pages compare with
+it). `matches_domain` is the same for a domain pattern with `*`/`?` wildcards, which stand
+for characters of the A-label form. `spellings` gives a search term in both forms.
 """
 
 from __future__ import annotations
 
+import functools
+
 import idna
 
-__all__ = ["ascii_domain", "entry_form"]
+from shared.wildcard import matches
+
+__all__ = ["ascii_domain", "domain_form", "entry_form", "ascii_pattern", "matches_domain",
+           "spellings"]
+
+# UTS #46 maps these to "." (the ideographic, fullwidth and halfwidth full stops); mapped
+# first, so that a domain ending in one loses it as it loses a final "."
+_FULL_STOPS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 
 def ascii_domain(domain: str) -> str | None:
@@ -20,13 +33,19 @@ def ascii_domain(domain: str) -> str | None:
     UTS #46 non-transitional, as registries issue them and browsers read them: straße.example
     is xn--strae-oqa.example, not strasse.example as Python's IDNA 2003 codec has it); None
     when a label cannot be one."""
-    domain = domain.strip().lower().rstrip(".")
+    domain = domain.strip().translate(_FULL_STOPS).lower().rstrip(".")
     if domain.isascii():
         return domain
     try:
         return idna.encode(domain, uts46=True, transitional=False).decode("ascii")
     except (idna.IDNAError, UnicodeError):
         return None
+
+
+def domain_form(domain: str) -> str:
+    """`ascii_domain`, or the domain in lower case as written when it cannot be one (it then
+    compares equal to itself only)."""
+    return ascii_domain(domain) or domain.strip().lower().rstrip(".")
 
 
 def entry_form(entry: str) -> str:
@@ -37,3 +56,51 @@ def entry_form(entry: str) -> str:
     if not at and domain.startswith("."):
         return "." + (ascii_domain(domain[1:]) or domain[1:].lower())
     return f"{head.lower()}{at}{ascii_domain(domain) or domain.lower()}"
+
+
+def ascii_pattern(pattern: str) -> str | None:
+    """A domain pattern with `*`/`?` wildcards (routing.local, relay.allowed `*.domain`) in
+    `ascii_domain`'s form, label by label; a label with a wildcard stays as written (lower
+    case). None when such a label is not ASCII (`münch*.de`: a wildcard cannot stand inside
+    an A-label's letters) or another label cannot be an A-label."""
+    pattern = pattern.strip().translate(_FULL_STOPS).lower().rstrip(".")
+    return pattern if pattern.isascii() else _ascii_labels(pattern)
+
+
+@functools.lru_cache(maxsize=1024)      # routing.local is read per recipient, per attempt
+def _ascii_labels(pattern: str) -> str | None:
+    out = []
+    for label in pattern.split("."):
+        if "*" in label or "?" in label:
+            if not label.isascii():
+                return None
+            out.append(label)
+        else:
+            form = ascii_domain(label) if label else ""
+            if form is None:
+                return None
+            out.append(form)
+    return ".".join(out)
+
+
+def matches_domain(pattern: str, domain: str) -> bool:
+    """Does the configured domain pattern match `domain`, both in their A-label forms?"""
+    return matches(ascii_pattern(pattern) or pattern.lower(), domain_form(domain))
+
+
+def spellings(text: str) -> tuple[str, ...]:
+    """`text`, and, when it is a domain or ends in `@domain` whose domain has an
+    internationalised label, the same with the domain in its other form: a search for
+    `user@münchen.de` also finds `user@xn--mnchen-3ya.de`, and the reverse."""
+    if text.isascii() and "xn--" not in text.lower():
+        return (text,)
+    head, at, domain = text.rpartition("@")
+    form = ascii_domain(domain)
+    if form is None:
+        return (text,)
+    try:
+        unicode_form = idna.decode(form)
+    except (idna.IDNAError, UnicodeError):
+        unicode_form = None
+    others = {head + at + f for f in (form, unicode_form) if f and f != domain.lower()}
+    return (text, *sorted(others))

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping, NamedTuple, Sequence
 
 from shared.events import CATEGORY_OF, Action, Category
+from shared.idn import spellings
 from shared.report_time import ReportRange
 
 __all__ = ["Summary", "SummarySection", "DetailFilter", "DetailRow", "ACTION_GROUPS",
@@ -361,17 +362,25 @@ class DetailRow(NamedTuple):
         return f"{self.time!r}:{self.id}"
 
 
-def _casefold_contains(text: str | None, needle: str) -> int:
-    return int(text is not None and needle in text.casefold())
+def _casefold_contains(text: str | None, *needles: str) -> int:
+    if text is None:
+        return 0
+    text = text.casefold()
+    return int(any(needle in text for needle in needles))
 
 
 def _search_clause(conn: sqlite3.Connection, term: str) -> tuple[str, tuple]:
-    if term.isascii():
+    # Events keep a domain as the mail wrote it, münchen.de or xn--mnchen-3ya.de: a term
+    # naming one finds both (shared/idn.py `spellings`).
+    terms = spellings(term)
+    if len(terms) == 1 and term.isascii():
         # LIKE folds ASCII letters, which is all an ASCII term can match.
         escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return f" AND ({_SEARCH_TEXT}) LIKE ? ESCAPE '\\'", (f"%{escaped}%",)
-    conn.create_function("mailmoat_contains", 2, _casefold_contains, deterministic=True)
-    return f" AND mailmoat_contains({_SEARCH_TEXT}, ?)", (term.casefold(),)
+    conn.create_function("mailmoat_contains", -1, _casefold_contains, deterministic=True)
+    marks = ", ?" * len(terms)
+    return (f" AND mailmoat_contains({_SEARCH_TEXT}{marks})",
+            tuple(t.casefold() for t in terms))
 
 
 def _action_counts(conn: sqlite3.Connection, rng: ReportRange) -> dict[str, int]:
