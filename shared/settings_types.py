@@ -432,16 +432,66 @@ class Email(Kind):
         return True
 
 
+_SENDER_RULE = ("must be a name (Security Office), an email address (alerts@example.com) "
+                "or both (Security Office <alerts@example.com>)")
+SENDER_NAME_MAX = 64            # characters of the name; From folds it (RFC 5322 §2.2.3)
+_NAME_SPECIALS = '"\\<>@'
+
+
+def _sender_name(text: str) -> str:
+    """The name part of smtp.notify_from, one line; quotes around it are taken off. Any
+    letters and spaces: the From field writes a name that is not ASCII as RFC 2047 encoded
+    words (core/notify.py, core/delivery/bounce.py)."""
+    name = text.strip(" ")
+    if len(name) >= 2 and name[0] == name[-1] == '"':
+        name = name[1:-1]
+    if not name.isprintable() or any(c in _NAME_SPECIALS for c in name):
+        # isprintable: no control, line break or bidi control, which would let the name
+        # start a forged header line or read backwards in a mail reader
+        raise RuleError(f"{_SENDER_RULE}; a name cannot hold control characters, "
+                        f"quotes inside it, \\, <, > or @")
+    name = " ".join(name.split())
+    if len(name) > SENDER_NAME_MAX:
+        raise RuleError(f"{_SENDER_RULE}; the name may have at most {SENDER_NAME_MAX} "
+                        f"characters")
+    return name
+
+
 @dataclass(frozen=True)
 class Sender(Kind):
-    """A user name (completed with smtp.hostname) or a full address."""
+    """smtp.notify_from (SPEC §3 "a user name or a full address"): a name, an address, or
+    both as `Name <address>`; stored as `Name <address>` with the quotes around a name
+    taken off. A name alone is completed with smtp.hostname (core/notify.py from_address).
+    The address is an `Email`: generated mail goes with the null sender, and an address
+    with UTF-8 in From would need SMTPUTF8 at every hop, which the envelope does not ask
+    for."""
 
     def check(self, value):
-        if isinstance(value, str) and "@" in value:
+        if not isinstance(value, str) or not value.strip():
+            raise RuleError(_SENDER_RULE)
+        value = value.strip(" ")        # a line break stays, and is refused
+        if "<" in value or ">" in value:
+            match = re.fullmatch(r"([^<>]*)<([^<>]*)>", value)
+            if match is None:
+                raise RuleError(_SENDER_RULE)
+            name, address = _sender_name(match[1]), Email().check(match[2].strip(" "))
+            return f"{name} <{address}>" if name else address
+        if "@" in value:
             return Email().check(value)
-        if not isinstance(value, str) or not re.match(rf"^{_LOCAL}\Z", value):
-            raise RuleError("must be a user name or a full email address")
-        return value
+        name = _sender_name(value)
+        if not name:
+            raise RuleError(_SENDER_RULE)
+        return name
+
+    @staticmethod
+    def parts(value: str) -> tuple[str, str | None]:
+        """(name, address or None) of a value `check` returned: the one reading of it."""
+        if "<" in value:
+            name, _, address = value.rpartition("<")
+            return name.strip(), address.rstrip(">").strip()
+        if "@" in value:
+            return "", value
+        return value, None
 
     def describe(self):
         return "user name or email address"
