@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import zoneinfo
 from dataclasses import dataclass
 from functools import lru_cache
@@ -46,7 +45,7 @@ from shared.settings_types import (Bool, Choice, HostPort, Int, Kind, ListOf, Nu
 
 __all__ = ["field_name", "settings_form", "form_values", "form_data", "attach_errors",
            "UnsupportedKind", "supports", "SettingField", "text_lines", "rule_by_line",
-           "operator_errors", "SHOWN_FIELD", "CHANGED_MEANWHILE"]
+           "SHOWN_FIELD", "CHANGED_MEANWHILE"]
 
 SHOWN_FIELD = "settings_shown"
 MAX_SELECT_NUMBERS = 10     # an Int with at most this many values is a select
@@ -212,61 +211,6 @@ def rule_by_line(error: RuleError, text: str | None) -> str:
         return error.rule
     return entries_rule([(lines[index - 1], entry.rule) for index, entry in error.entries],
                         unit="line")
-
-
-# The guide writes a content or spam rule as terms separated by AND, OR and NOT ("The
-# operators that are allowed to separate terms are AND, OR, and NOT"); a Mailmoat rule has
-# fields for them instead (Match all = AND, any = OR; the none-of terms = NOT), and inside
-# a term the words are text: "invoice AND overdue NOT newsletter" looks for that phrase and
-# never fires (tester "policy", B6). Terms ignore letter case, so the capitalised word is
-# taken for the guide's operator and refused, and the word itself is typed in lower case.
-_OPERATOR = re.compile(r"(?<!\S)(AND|OR|NOT)(?!\S)")
-_NOT_OPERATORS = ("would match only that whole phrase: AND, OR and NOT are not operators "
-                  "inside a term")
-_LOWER_CASE = ("To match the capitalised word itself, type it in lower case (terms are not "
-               "case-sensitive).")
-
-
-def _uses_operators(term: str) -> bool:
-    """An AND, OR or NOT beside another word ("OR" alone is a term: it separates nothing)."""
-    return _OPERATOR.search(term) is not None and len(term.split()) > 1
-
-
-def _as_fields(term: str) -> str:
-    """What to type in the rule's fields for `term` written with the guide's operators."""
-    pieces = _OPERATOR.split(term)
-    operators = set(pieces[1::2])
-    if {"AND", "OR"} <= operators:
-        return "AND and OR cannot be mixed in one rule (the guide's rule too): make a rule " \
-               "for each."
-    wanted, unwanted = [], []
-    for operator, text in zip(["AND", *pieces[1::2]], pieces[0::2]):
-        if text.strip():
-            (unwanted if operator == "NOT" else wanted).append(text.strip())
-    advice = []
-    if wanted:
-        match = "any" if "OR" in operators else "all"
-        advice.append(f'"{", ".join(wanted)}" as terms with Match "{match} of the terms"')
-    if unwanted:
-        advice.append(f'"{", ".join(unwanted)}" under "none of"')
-    return "Instead type " + " and ".join(advice) + "."
-
-
-def operator_errors(terms: list[str], none_of: list[str]) -> list[tuple[str, str]]:
-    """(field, message) for each term of a rule form written with the guide's AND, OR or
-    NOT between words (above), saying what to type in the rule's fields instead; [] when
-    there is none. The rule forms of both pages name their fields `terms` and `none_of`."""
-    out = []
-    for term in terms:
-        if _uses_operators(term):
-            out.append(("terms", f'"{term}" {_NOT_OPERATORS}. {_as_fields(term)} '
-                                 f"{_LOWER_CASE}"))
-    for term in none_of:
-        if _uses_operators(term):
-            out.append(("none_of", f'"{term}" {_NOT_OPERATORS}. Separate the terms under '
-                                   f'"none of" with commas: a message with any one of them '
-                                   f"does not match. {_LOWER_CASE}"))
-    return out
 
 
 def _is_text_area_list(key: str) -> bool:

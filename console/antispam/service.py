@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from console.context import request_db, settings
+from console.rule_terms import numbered_terms
 from console.schema_forms import rule_by_line, text_lines
 from console.settings_service import rule_errors as settings_rule_errors
 from console.settings_service import check_rule_shown, edit_list, save_settings, submit_command
@@ -31,8 +32,8 @@ from shared.settings import SettingError
 
 __all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "move_warnings",
            "save_rbl", "rbl_rows", "zone_error_fields", "SECOND_LEVEL_SUFFIXES",
-           "CUSTOM_WHITELIST_OFF", "save_rule", "rule_errors", "delete_rule", "split_terms",
-           "numbered_terms", "join_terms", "AUTO_ACTIONS", "DELETE_COMMAND", "ZONE_REPEATS"]
+           "CUSTOM_WHITELIST_OFF", "save_rule", "rule_errors", "delete_rule",
+           "AUTO_ACTIONS", "DELETE_COMMAND", "ZONE_REPEATS"]
 
 DELETE_COMMAND = "whitelist.auto.delete"
 AUTO_ACTIONS = ("to_custom", "to_exclusions", "delete")
@@ -261,55 +262,6 @@ def _zone_repeats(rows: list[dict], filled: list[int]) -> list[tuple[str, str]]:
 
 
 # --- spam rules ----------------------------------------------------------------------------
-
-# The terms line (SPEC §3: the console edits terms as one comma-separated line; `*` and `?`
-# are wildcards and `\` escapes them, as the core's matcher reads a term):
-# - "\," is a comma in a term ("1\,000 dollars"); any other backslash is part of the term
-#   ("100\*sure", "C:\temp");
-# - backslashes right before a comma are read in pairs, each pair one backslash of the term,
-#   an odd one left over making the comma part of the term: "a\\\,b" is the term a\,b;
-# - spaces around a term are not part of it, so a term that ends in a backslash is shown
-#   with a space before the comma that follows it ("C:\temp\ , next").
-# `join_terms` writes any stored terms so that `split_terms` reads back exactly those terms
-# (terms typed in the console have no spaces around them; a term set otherwise with spaces
-# around it comes back without them).
-_BACKSLASHES_BEFORE_COMMA = re.compile(r"(\\*),")
-_TERMS_LINE = re.compile(r"(\\+)(,?)|(,)|[^\\,]+")     # backslashes (and a comma), a comma, text
-
-
-def numbered_terms(line: str) -> list[tuple[int, str]]:
-    """The terms of one comma-separated line (rules above), each with its place in the line
-    from 1: empty places are skipped but counted, as the administrator sees them."""
-    terms, current = [], []
-    for part in _TERMS_LINE.finditer(line or ""):
-        backslashes, comma, separator = part[1], part[2], part[3]
-        if backslashes and comma:                # in pairs; an odd one keeps the comma
-            current.append("\\" * (len(backslashes) // 2))
-            if len(backslashes) % 2:
-                current.append(",")
-            else:
-                separator = comma
-        else:
-            current.append("" if separator else part[0])
-        if separator:
-            terms.append("".join(current))
-            current = []
-    terms.append("".join(current))
-    return [(place, t.strip()) for place, t in enumerate(terms, 1) if t.strip()]
-
-
-def split_terms(line: str) -> list[str]:
-    """The terms of one comma-separated line (rules above)."""
-    return [term for _place, term in numbered_terms(line)]
-
-
-def join_terms(terms) -> str:
-    """The terms as one line that `split_terms` reads back as exactly these terms."""
-    texts = [_BACKSLASHES_BEFORE_COMMA.sub(lambda m: "\\" * (2 * len(m[1]) + 1) + ",", t)
-             for t in terms]
-    return ", ".join(text + " " if text.endswith("\\") and place < len(texts) else text
-                     for place, text in enumerate(texts, 1))
-
 
 def save_rule(index: int | None, shown: str, rule: dict, *, user: str,
               client_ip: str | None) -> bool:

@@ -17,7 +17,8 @@ from console.context import settings
 from console.placeholders import settings_sections
 from console.form_submit import submit, who
 from console.roles import Access, requires
-from console.schema_forms import attach_errors, form_data, form_values, operator_errors
+from console.rule_terms import join_terms, operator_errors, split_terms
+from console.schema_forms import attach_errors, form_data, form_values
 from console.settings_service import RuleListChanged, rule_key, save_settings
 from shared.settings import SettingError
 
@@ -149,8 +150,8 @@ def _rule_forms():
                                           original=shown,
                                           name=rule.get("name", ""), enabled=rule["enabled"],
                                           match=rule["match"],
-                                          terms=service.join_terms(rule["terms"]),
-                                          none_of=service.join_terms(rule["none_of"])),
+                                          terms=join_terms(rule["terms"]),
+                                          none_of=join_terms(rule["none_of"])),
                     DeleteRuleForm(formdata=None, prefix=f"d{i}", index=str(i),
                                    original=shown)))
     return out
@@ -210,8 +211,8 @@ def save_spam_rule():
     else:
         index = int(form.index.data) if form.index.data else None    # the form checked digits
         rule = {"enabled": form.enabled.data, "match": form.match.data,
-                "terms": service.split_terms(form.terms.data),
-                "none_of": service.split_terms(form.none_of.data)}
+                "terms": split_terms(form.terms.data),
+                "none_of": split_terms(form.none_of.data)}
         if form.name.data:
             rule["name"] = form.name.data.strip()
         typed_operators = operator_errors(rule["terms"], rule["none_of"])

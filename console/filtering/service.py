@@ -6,7 +6,7 @@ from one comma-separated line (the guide: "Separate all terms with commas"), rea
 written as the Spam Rules page does (console.antispam.service: `\\,` is a comma in a term,
 so a term with a comma, which the CLI and an import can store, reads back as it is stored).
 A term with the guide's AND, OR or NOT between words is refused with what to type instead
-(console.schema_forms.operator_errors). An edit or a delete names the rule as it was shown,
+(console.rule_terms.operator_errors). An edit or a delete names the rule as it was shown,
 so a list changed meanwhile is refused rather than the wrong rule changed.
 """
 
@@ -14,13 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from console.antispam.service import join_terms, split_terms
+from console.rule_terms import operator_errors, split_terms
 from console.context import settings
-from console.schema_forms import operator_errors
 from console.settings_service import check_rule_shown, edit_list, rule_key, save_settings
 from shared.settings import SettingError
 
-__all__ = ["save_page", "split_terms", "join_terms", "rule_from_form", "add_rule",
+__all__ = ["save_page", "rule_from_form", "add_rule",
            "update_rule", "delete_rule", "rule_key", "page_warnings"]
 
 

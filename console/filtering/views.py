@@ -12,6 +12,7 @@ from console.filtering import bp, service
 from console.filtering.forms import PAGE_FORMS, PAGE_KEYS, TABS, DeleteRuleForm, RuleForm
 from console.form_submit import submit, who
 from console.roles import Access, requires
+from console.rule_terms import join_terms
 from console.schema_forms import attach_errors, form_data, form_values
 from shared.settings import SettingError
 
@@ -52,7 +53,7 @@ for _page, _url in (("content", "/content"), ("container", "/container-limits"),
 
 def _rules():
     """(index, rule, its terms lines as the edit page shows them, its delete form)."""
-    return [(i, rule, (service.join_terms(rule["terms"]), service.join_terms(rule["none_of"])),
+    return [(i, rule, (join_terms(rule["terms"]), join_terms(rule["none_of"])),
              DeleteRuleForm(prefix=f"del{i}", original=service.rule_key(rule)))
             for i, rule in enumerate(settings()["rules.content"])]
 
@@ -90,8 +91,8 @@ def edit_rule(index: int):
     rule = rules[index]
     form = RuleForm(prefix="edit", data={
         "enabled": rule.get("enabled", True), "name": rule.get("name", ""),
-        "match": rule.get("match", "any"), "terms": service.join_terms(rule.get("terms", [])),
-        "none_of": service.join_terms(rule.get("none_of", [])),
+        "match": rule.get("match", "any"), "terms": join_terms(rule.get("terms", [])),
+        "none_of": join_terms(rule.get("none_of", [])),
         "original": service.rule_key(rule)})
     errors: list[str] = []
     if request.method == "POST" and form.validate_on_submit():

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from hypothesis import given, settings as hypothesis_settings, strategies as st
 
-from console.antispam.service import join_terms, numbered_terms, sld_key, split_terms
+from console.antispam.service import sld_key
+from console.rule_terms import join_terms, numbered_terms, split_terms
 from console.settings_service import RULE_LIST_CHANGED
 from shared import db
 from shared.events import Action

@@ -1,0 +1,114 @@
+"""A content or spam rule's terms as the console edits them: one comma-separated line.
+
+Both rule pages (Filtering › Content Rules, Anti-spam › Spam Rules) read and write their
+terms through here, so a rule opened and saved unchanged on either page is unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["numbered_terms", "split_terms", "join_terms", "operator_errors"]
+
+# The terms line (SPEC §3: the console edits terms as one comma-separated line; `*` and `?`
+# are wildcards and `\` escapes them, as the core's matcher reads a term):
+# - "\," is a comma in a term ("1\,000 dollars"); any other backslash is part of the term
+#   ("100\*sure", "C:\temp");
+# - backslashes right before a comma are read in pairs, each pair one backslash of the term,
+#   an odd one left over making the comma part of the term: "a\\\,b" is the term a\,b;
+# - spaces around a term are not part of it, so a term that ends in a backslash is shown
+#   with a space before the comma that follows it ("C:\temp\ , next").
+# `join_terms` writes any stored terms so that `split_terms` reads back exactly those terms
+# (terms typed in the console have no spaces around them; a term set otherwise with spaces
+# around it comes back without them).
+_BACKSLASHES_BEFORE_COMMA = re.compile(r"(\\*),")
+_TERMS_LINE = re.compile(r"(\\+)(,?)|(,)|[^\\,]+")     # backslashes (and a comma), a comma, text
+
+
+def numbered_terms(line: str) -> list[tuple[int, str]]:
+    """The terms of one comma-separated line (rules above), each with its place in the line
+    from 1: empty places are skipped but counted, as the administrator sees them."""
+    terms, current = [], []
+    for part in _TERMS_LINE.finditer(line or ""):
+        backslashes, comma, separator = part[1], part[2], part[3]
+        if backslashes and comma:                # in pairs; an odd one keeps the comma
+            current.append("\\" * (len(backslashes) // 2))
+            if len(backslashes) % 2:
+                current.append(",")
+            else:
+                separator = comma
+        else:
+            current.append("" if separator else part[0])
+        if separator:
+            terms.append("".join(current))
+            current = []
+    terms.append("".join(current))
+    return [(place, t.strip()) for place, t in enumerate(terms, 1) if t.strip()]
+
+
+def split_terms(line: str) -> list[str]:
+    """The terms of one comma-separated line (rules above)."""
+    return [term for _place, term in numbered_terms(line)]
+
+
+def join_terms(terms) -> str:
+    """The terms as one line that `split_terms` reads back as exactly these terms."""
+    texts = [_BACKSLASHES_BEFORE_COMMA.sub(lambda m: "\\" * (2 * len(m[1]) + 1) + ",", t)
+             for t in terms]
+    return ", ".join(text + " " if text.endswith("\\") and place < len(texts) else text
+                     for place, text in enumerate(texts, 1))
+
+
+# The guide writes a content or spam rule as terms separated by AND, OR and NOT ("The
+# operators that are allowed to separate terms are AND, OR, and NOT"); a Mailmoat rule has
+# fields for them instead (Match all = AND, any = OR; the none-of terms = NOT), and inside
+# a term the words are text: "invoice AND overdue NOT newsletter" looks for that phrase and
+# never fires (tester "policy", B6). Terms ignore letter case, so the capitalised word is
+# taken for the guide's operator and refused, and the word itself is typed in lower case.
+_OPERATOR = re.compile(r"(?<!\S)(AND|OR|NOT)(?!\S)")
+_NOT_OPERATORS = ("would match only that whole phrase: AND, OR and NOT are not operators "
+                  "inside a term")
+_LOWER_CASE = ("To match the capitalised word itself, type it in lower case (terms are not "
+               "case-sensitive).")
+
+
+def _uses_operators(term: str) -> bool:
+    """An AND, OR or NOT beside another word ("OR" alone is a term: it separates nothing)."""
+    return _OPERATOR.search(term) is not None and len(term.split()) > 1
+
+
+def _as_fields(term: str) -> str:
+    """What to type in the rule's fields for `term` written with the guide's operators."""
+    pieces = _OPERATOR.split(term)
+    operators = set(pieces[1::2])
+    if {"AND", "OR"} <= operators:
+        return "AND and OR cannot be mixed in one rule (the guide's rule too): make a rule " \
+               "for each."
+    wanted, unwanted = [], []
+    for operator, text in zip(["AND", *pieces[1::2]], pieces[0::2]):
+        if text.strip():
+            (unwanted if operator == "NOT" else wanted).append(text.strip())
+    advice = []
+    if wanted:
+        match = "any" if "OR" in operators else "all"
+        advice.append(f'"{", ".join(wanted)}" as terms with Match "{match} of the terms"')
+    if unwanted:
+        advice.append(f'"{", ".join(unwanted)}" under "none of"')
+    return "Instead type " + " and ".join(advice) + "."
+
+
+def operator_errors(terms: list[str], none_of: list[str]) -> list[tuple[str, str]]:
+    """(field, message) for each term of a rule form written with the guide's AND, OR or
+    NOT between words (above), saying what to type in the rule's fields instead; [] when
+    there is none. The rule forms of both pages name their fields `terms` and `none_of`."""
+    out = []
+    for term in terms:
+        if _uses_operators(term):
+            out.append(("terms", f'"{term}" {_NOT_OPERATORS}. {_as_fields(term)} '
+                                 f"{_LOWER_CASE}"))
+    for term in none_of:
+        if _uses_operators(term):
+            out.append(("none_of", f'"{term}" {_NOT_OPERATORS}. Separate the terms under '
+                                   f'"none of" with commas: a message with any one of them '
+                                   f"does not match. {_LOWER_CASE}"))
+    return out
