@@ -42,7 +42,8 @@ class Part:
     flowed: bool = False                # format=flowed text (RFC 3676) ...
     delsp: bool = False                 # ... with DelSp=yes
     filename: str | None = None         # declared name (MIME filename/name, archive member name)
-    other_names: list[str] = field(default_factory=list)  # more declared names (mime.py rule 7)
+    other_names: list[str] = field(default_factory=list)  # more names (content_fields rule 2;
+                                                          # legacy zip names: archives.py)
     disposition: str | None = None      # inline | attachment | None
     transfer_encoding: str | None = None
     true_type: str | None = None        # by content: "exe", "zip", "pdf", "elf", "gzip", ...
@@ -67,8 +68,8 @@ class Part:
 
     @property
     def names(self) -> list[str]:
-        """Names a file-name rule looks at: every declared name (mime.py rule 7), and each
-        name's last path element for archive members."""
+        """Names a file-name rule looks at: every declared name (content_fields.py rule 2),
+        and each name's last path element for archive members."""
         out: list[str] = []
         for name in filter(None, (self.filename, *self.other_names)):
             base = name.replace("\\", "/").rsplit("/", 1)[-1]

@@ -26,7 +26,7 @@ Rules kept for PDF, whose bytes are untrusted:
 
 The same check yields the file key, so `pdf_empty_password_keys` hands the keys of a PDF that
 opens without a password to the antivirus engine, which decrypts its streams before looking
-into them (core/scan/unpack.py): such a file is delivered, and its content must not be hidden
+into them (core/scan/unpackers/pdf.py): such a file is delivered, and its content must not be hidden
 from the scan.
 """
 
