@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.dnsxl import ERROR_CODE_NET, LISTING_NET
-from shared.idn import ascii_domain, entry_form
+from shared.idn import ascii_domain, ascii_pattern, entry_form
 
 __all__ = [
     "RuleError", "Kind", "Bool", "Int", "Str", "AbsolutePath", "Choice", "ListOf", "Nullable", "Email",
@@ -346,12 +346,28 @@ def _is_mail_domain(text: str) -> bool:
     return form is not None and _is_domain(form)
 
 
+def _ascii_form(text: Any) -> str | None:
+    """`text` as a domain name in A-label form, or None when it is none. ASCII text is
+    checked as written; other text as shared/idn.py reads it (münchen.de, MÜNCHEN.DE and
+    例子。广告 are xn--mnchen-3ya.de and xn--fsqu00a.xn--4rr70v)."""
+    if not isinstance(text, str):
+        return None
+    if text.isascii():
+        return text if _is_domain(text) else None
+    form = ascii_domain(text)
+    return form if form is not None and _is_domain(form) else None
+
+
 @dataclass(frozen=True)
 class Domain(Kind):
+    """A domain name; an internationalised one is stored in its A-label form, the one DNS
+    lookups, SMTP commands and header fields take."""
+
     def check(self, value):
-        if not isinstance(value, str) or not _is_domain(value):
+        form = _ascii_form(value)
+        if form is None:
             raise RuleError("must be a domain name such as example.com")
-        return value.lower().rstrip(".")
+        return form.lower().rstrip(".")
 
     def describe(self):
         return "domain"
@@ -387,6 +403,8 @@ class MailDomain(Domain):
 
 @dataclass(frozen=True)
 class Hostname(Domain):
+    """A host name (an internationalised one stored in A-label form, as Domain) or an IP."""
+
     def check(self, value):
         if isinstance(value, str):
             try:
@@ -394,9 +412,10 @@ class Hostname(Domain):
                 return value
             except ValueError:
                 pass
-        if not isinstance(value, str) or not _is_domain(value):
+        form = _ascii_form(value)
+        if form is None:
             raise RuleError("must be a host name or an IP address")
-        return value.rstrip(".")
+        return form.rstrip(".")
 
     def describe(self):
         return "host name or IP"
@@ -415,9 +434,27 @@ def _address_length(value: str) -> None:
         raise RuleError(f"must be at most {ADDRESS_MAX} characters")
 
 
+_EAI_RULE = ("addresses with non-ASCII before the @ are not supported here (after the @, "
+             "an internationalised domain is)")
+
+
 @dataclass(frozen=True)
 class Email(Kind):
+    """An address Mailmoat writes into envelopes and header fields (notifications, forwards,
+    From of generated mail). An internationalised domain is stored in A-label form, so that
+    such mail needs no SMTPUTF8 and its header fields stay ASCII. A non-ASCII local part is
+    refused: mail to it needs SMTPUTF8 at every hop, and the notifications would write it
+    into their To field as RFC 2047 encoded-words, which RFC 2047 §5 forbids in an address."""
+
     def check(self, value):
+        if isinstance(value, str) and "@" in value:
+            local, _, domain = value.rpartition("@")
+            form = _ascii_form(domain)
+            if form is not None and not domain.isascii():
+                value = f"{local}@{form}"
+            if not local.isascii():
+                self.check(f"{_utf8_local(local)}@{domain}")   # any other rule first
+                raise RuleError(_EAI_RULE)
         if not isinstance(value, str) or not _EMAIL_RE.match(value) \
                 or not _is_domain(value.rsplit("@", 1)[1]):
             raise RuleError("must be a full email address such as admin@example.com")
@@ -726,9 +763,20 @@ class ClamdAddress(Str):
 
 @dataclass(frozen=True)
 class RoutingEntry(Kind):
+    """A local route. An internationalised `match` is stored in A-label form (shared/idn.py
+    `ascii_pattern`), which the core compares and whose MX it looks up; a `*` or `?` stands
+    for characters of that form, so it may share a label only with ASCII characters."""
+
     def check(self, value):
         value = _object(value, {"match"}, {"relay", "port"})
         match = Str(max_len=253, min_len=1).check(value["match"])
+        if not match.isascii():
+            form = ascii_pattern(match)
+            if form is None and any(("*" in label or "?" in label) and not label.isascii()
+                                    for label in re.split(r"[.。．｡]", match)):
+                raise RuleError("match may have * and ? only in labels written in ASCII "
+                                "(*.münchen.de, not münch*.de)")
+            match = Str(max_len=253, min_len=1).check(form or match)
         if not re.match(r"^[A-Za-z0-9*?.-]+\Z", match):
             raise RuleError("match must be a domain, with * and ? wildcards allowed")
         out = {"match": match.lower()}
@@ -915,10 +963,12 @@ class RelayEntry(Kind):
             return value
         if re.match(rf"^({_OCTET}|\*)(\.({_OCTET}|\*)){{1,3}}\Z", value) and "*" in value:
             raise RuleError(_RELAY_WILDCARD_RULE)
-        if value.startswith("*.") and _is_domain(value[2:]):
-            return value.lower()
-        if _is_domain(value):
-            return value.lower()
+        # a host name or *.domain is compared with the client's PTR name, which DNS gives in
+        # A-label form: an internationalised one is stored in that form (shared/idn.py)
+        if value.startswith("*.") and (form := _ascii_form(value[2:])) is not None:
+            return "*." + form.lower()
+        if (form := _ascii_form(value)) is not None:
+            return form.lower()
         raise RuleError(_RELAY_RULE)
 
     def describe(self):

@@ -7,11 +7,13 @@ What this module owns
 
 Rules (first that applies wins)
     1. `routing.local`: entries are tried in order; `match` is a `*`/`?` wildcard pattern
-       compared case-insensitively with the whole domain (`shared/wildcard.py`). The first
-       match makes the destination *local*. With `relay` the next hop is that host and the
-       entry's port; without it, the MX of the matched name (the entry's `match` itself, or
-       the recipient's domain when `match` has wildcards — an MX of "*.example.com" does not
-       exist) on the entry's port.
+       compared case-insensitively with the whole domain (`shared/wildcard.py`), both in
+       their A-label form (`shared/idn.py`: mail to user@münchen.de, SMTPUTF8, is local
+       under `xn--mnchen-3ya.de`, and the reverse). The first match makes the destination
+       *local*. With `relay` the next hop is that host and the entry's port; without it,
+       the MX of the matched name (the entry's `match` itself, or the recipient's domain
+       when `match` has wildcards — an MX of "*.example.com" does not exist) on the entry's
+       port. A domain a hop names is in A-label form, the one DNS answers for.
     2. `routing.default` {"host", "port"}: every non-local destination goes to that relay.
     3. Otherwise: MX delivery to the domain on port 25 (RFC 5321 §5.1).
     A domain literal (`user@[192.0.2.1]`) not routed by rules 1-2 goes to that address.
@@ -24,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from shared.idn import ascii_pattern, domain_form
 from shared.wildcard import matches
 
 __all__ = ["NextHop", "route", "domain_of", "SMTP_PORT"]
@@ -39,7 +42,8 @@ class NextHop:
     with the same key travel in one SMTP transaction.
     """
     kind: str          # "relay" | "mx"
-    name: str          # host name / IP for "relay", domain for "mx" (lower case, no final dot)
+    name: str          # host name / IP for "relay", domain for "mx" (lower case, no final dot,
+                       # an A-label domain)
     port: int = SMTP_PORT
     is_local: bool = False
     rule: str | None = None    # what decided: "routing.local:<match>", "routing.default", None
@@ -62,18 +66,19 @@ def route(domain: str, settings: Mapping) -> NextHop:
 
 
 def route_with(domain: str, local: Sequence[Mapping], default: Mapping | None) -> NextHop:
-    domain = domain.lower().rstrip(".")
+    domain = domain_form(domain)
     for entry in local:
         pattern = str(entry["match"])
-        if not matches(pattern, domain):
+        form = ascii_pattern(pattern) or pattern.lower()
+        if not matches(form, domain):
             continue
         port = int(entry.get("port") or SMTP_PORT)
         rule = f"routing.local:{pattern}"
         relay = entry.get("relay")
         if relay:
             return NextHop("relay", _host(relay), port, is_local=True, rule=rule)
-        mx_name = domain if ("*" in pattern or "?" in pattern) else pattern.lower()
-        return NextHop("mx", mx_name.rstrip("."), port, is_local=True, rule=rule)
+        mx_name = domain if ("*" in pattern or "?" in pattern) else form
+        return NextHop("mx", mx_name, port, is_local=True, rule=rule)
     if default:
         return NextHop("relay", _host(default["host"]), int(default.get("port") or SMTP_PORT),
                        rule="routing.default")

@@ -16,6 +16,7 @@ from typing import Mapping
 
 from core.smtp import replies as R
 from core.smtp.replies import Reply
+from shared.idn import matches_domain
 from shared.wildcard import matches
 
 __all__ = ["Refusal", "check_recipient", "check_sender", "is_local_domain",
@@ -42,8 +43,9 @@ def domain_of(address: str) -> str:
 
 
 def is_local_domain(domain: str, settings: Mapping) -> bool:
-    """A destination is local when routing.local has an entry matching its domain."""
-    return any(matches(entry["match"], domain) for entry in settings["routing.local"])
+    """A destination is local when routing.local has an entry matching its domain, in
+    either form (shared/idn.py: münchen.de is xn--mnchen-3ya.de)."""
+    return any(matches_domain(entry["match"], domain) for entry in settings["routing.local"])
 
 
 def relay_needs_ptr(settings: Mapping) -> bool:
@@ -90,7 +92,7 @@ def listed_relay_client(client_ip: str, client_ptr: str | None, settings: Mappin
         elif not _is_host_entry(entry):
             if address == ipaddress.ip_address(entry):
                 return True
-        elif client_ptr and matches(entry, client_ptr.rstrip(".")):
+        elif client_ptr and matches_domain(entry, client_ptr):
             return True
     return False
 

@@ -7,12 +7,13 @@ Mailmoat generates gets none. An edit, not a decision: it has no event of its ow
 from __future__ import annotations
 
 from core.pipeline.findings import Finding
-from shared.wildcard import matches
+from shared.idn import matches_domain
 
 
 def is_local(address: str, settings) -> bool:
-    domain = address.rpartition("@")[2].lower().rstrip(".")
-    return any(matches(str(entry["match"]), domain) for entry in settings["routing.local"])
+    domain = address.rpartition("@")[2]        # either form (shared/idn.py)
+    return any(matches_domain(str(entry["match"]), domain)
+               for entry in settings["routing.local"])
 
 
 def check(view, settings) -> list[Finding]:
