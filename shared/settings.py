@@ -178,7 +178,9 @@ _add("smtp.tls.outbound", Choice(("off", "opportunistic", "required")), "opportu
      "STARTTLS when delivering: never, when offered, or required.", "setup")
 _add("dns.resolvers", ListOf(Resolver(), max_items=8), [],
      "DNS servers (IP[:port]) for MX, RBL, PTR and URL lookups; empty = the system's.", "setup")
-_add("dns.timeout_seconds", Int(1, 60), 5, "Time limit of one DNS lookup.", "setup")
+_add("dns.timeout_seconds", Int(1, 60), 5,
+     "Time limit of one DNS lookup; each server of dns.resolvers gets its share in turn.",
+     "setup")
 _add("delivery.paused", Bool(), False, "Accept and process mail but deliver nothing.", "setup")
 _add("delivery.reject_incoming", Bool(), False,
      "Refuse new SMTP connections with 421 service not available.", "setup")

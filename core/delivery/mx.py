@@ -97,7 +97,9 @@ def make_resolver(settings: Mapping) -> dns.asyncresolver.Resolver:
         resolver = dns.asyncresolver.Resolver()
     timeout = float(settings.get("dns.timeout_seconds") or 5)
     resolver.lifetime = timeout
-    resolver.timeout = timeout
+    # Each server gets its share of the lookup's time limit: with the whole of it, a dead
+    # first server used it up and the next was never asked (ipv6 finding 1).
+    resolver.timeout = timeout / max(1, len(resolver.nameservers))
     resolver.cache = None
     return resolver
 

@@ -1,0 +1,42 @@
+"""Several DNS servers: a dead one is passed over for the next within one lookup's time
+limit (ipv6 finding 1: the first server had the whole limit, so the second was never
+asked, and a listed client got 250 and every MX delivery was deferred)."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from core.delivery import NextHop, Resolver
+from shared.settings import defaults
+from tests.support.dnsserver import DnsServer
+
+
+@pytest.fixture
+def dns():
+    with DnsServer() as server:
+        yield server
+
+
+@pytest.fixture
+def silent_server():
+    """A DNS server address that takes queries and never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+@pytest.mark.parametrize("order", ["dead first", "dead second"])
+async def test_a_dead_dns_server_is_passed_over_within_the_time_limit(dns, silent_server,
+                                                                      order):
+    dns.add_mx("example.test", 10, "mx.example.test").add_a("mx.example.test", "127.0.0.8")
+    servers = [silent_server, dns.resolver]
+    values = {**defaults(), "dns.timeout_seconds": 2,
+              "dns.resolvers": servers if order == "dead first" else servers[::-1]}
+    resolver = Resolver(lambda: values)
+    [candidate] = await resolver.candidates(NextHop("mx", "example.test", 25), values)
+    assert candidate.addresses == ("127.0.0.8",)
+    assert await resolver.confirmed_ptr("127.0.0.8") is None    # answered, not timed out
+    assert ("8.0.0.127.in-addr.arpa", "PTR") in dns.queries
