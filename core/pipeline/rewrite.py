@@ -79,6 +79,13 @@ class HeaderEditor:
     def add(self, name: str, value: str) -> None:
         self.fields.append((name.lower(), _field(name, value, self.nl)))
 
+    def replace_subject(self, text: str) -> None:
+        """`text` as the Subject, in place of every Subject field there was: the one way a
+        copy gets a new Subject (a policy forward's `forward_subject`, a hold-queue forward's
+        subject, core/spool/files.py). One line; not ASCII, it goes as RFC 2047 encoded
+        words, since the copy may go to a next hop without SMTPUTF8 or 8BITMIME."""
+        self.set("Subject", " ".join(text.split()))
+
     def prefix(self, name: str, text: str) -> None:
         """Put `text` in front of the field's value. The value keeps its own bytes — raw
         8-bit text in an undeclared charset, encoded words, folding — since decoding it to
@@ -259,7 +266,7 @@ def rewrite(raw: bytes, view: MessageView, edits, *, forward_subject: str | None
     # 4. the header block
     prefixes = [e.text for e in edits if e.action == "prefix_subject" and e.text]
     if forward_subject:
-        top.set("Subject", forward_subject)
+        top.replace_subject(forward_subject)
     elif prefixes:
         top.prefix("Subject", " ".join(prefixes))
     for edit in edits:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from core.pipeline.rewrite import HeaderEditor
 from shared.spool import COPY_CHUNK_OCTETS, Envelope, EnvelopeError, Spool, new_queue_id
 
 __all__ = ["write_generated", "read_headers", "copy_with_subject", "scan_queues",
@@ -96,17 +97,17 @@ def _read_header_section(source) -> bytes:
 
 
 def _replace_subject(head: bytes, subject: str) -> bytes:
-    """Drop every Subject field (with its folded lines), put the new one first."""
-    out: list[bytes] = []
-    skipping = False
-    for line in head.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t") and skipping:
-            continue
-        skipping = line.lower().startswith(b"subject:")
-        if not skipping:
-            out.append(line)
-    clean = " ".join(subject.split())
-    return f"Subject: {clean}\r\n".encode("utf-8") + b"".join(out)
+    """The header section *head* with *subject* as its Subject, written as a policy forward
+    writes it (HeaderEditor.replace_subject): raw 8-bit text would go to next hops without
+    SMTPUTF8 or 8BITMIME (i18n finding 8)."""
+    nl = b"\r\n" if b"\r\n" in head else b"\n"
+    editor = HeaderEditor(head, nl)
+    editor.replace_subject(subject)
+    out = editor.bytes()
+    # the editor ends the section with its blank line; a message without one (all header)
+    # must not get one, nor a body where there was none
+    return out if head.endswith((b"\n\n", b"\n\r\n")) or head in (b"\n", b"\r\n") \
+        else out[:-len(nl)]
 
 
 def scan_queues(spool: Spool) -> tuple[list[str], list[tuple[str, Envelope | None]], int]:

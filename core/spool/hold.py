@@ -6,8 +6,9 @@ Rules
     2. Reprocess: crash count and hold reason reset, `processed` cleared (the pipeline runs
        again), envelope rewritten, then the message moves to fast/.
     3. Drop: deleted, a DROPPED event (rule "hold.drop") and the `dropped` counter.
-    4. Forward: a copy to one address, Subject replaced when given, sent with the null sender
-       and never scanned (SPEC: "copies are not scanned, originals stay"); FORWARDED event.
+    4. Forward: a copy to one address, Subject replaced when given (as a policy forward
+       replaces it: files.copy_with_subject), sent with the null sender and never scanned
+       (SPEC: "copies are not scanned, originals stay"); FORWARDED event.
 """
 
 from __future__ import annotations
