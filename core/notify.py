@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -43,6 +45,7 @@ from shared import db
 from shared.disk import LOW_DISK_FRACTION, disk_free_fraction, is_out_of_space
 from shared.events import Action
 from shared.guide_texts import ALERT_TEXTS
+from shared.settings_types import Sender
 from shared.shown_text import one_line
 
 __all__ = ["Notifier", "AlertEngine", "ResourceMonitor", "alert_key", "fill_metatags",
@@ -61,20 +64,32 @@ THROTTLED = frozenset({"smtp_connection_failure"})
 
 # --- composing -----------------------------------------------------------------------------
 
+# A name alone becomes the local part when it can be one (RFC 5322 dot-atom, ASCII).
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
 def from_address(settings: Mapping, hostname: str) -> tuple[str, str]:
-    """(From header, address) for smtp.notify_from: a full address or a user name."""
-    value = (settings.get("smtp.notify_from") or "Mailmoat").strip()
-    if "@" in value:
-        return value, value.strip("<>").split("<")[-1]
-    address = f"{value.replace(' ', '.').lower() or 'mailmoat'}@{hostname}"
-    return f"{value} <{address}>", address
+    """(name, address) of the From of generated mail, from smtp.notify_from (a name, an
+    address or both: shared/settings_types.py Sender). A name alone is at *hostname*, as
+    itself in lower case with dots for spaces (Security Office: security.office@host) or,
+    when that is no local part (Sicherheitsprüfung), as mailmoat@host."""
+    name, address = Sender.parts(settings.get("smtp.notify_from") or "Mailmoat")
+    if address is None:
+        local = ".".join(name.lower().split())
+        address = f"{local if _DOT_ATOM.fullmatch(local) else 'mailmoat'}@{hostname}"
+    return name, address
 
 
 def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, body: str,
                  kind: str) -> bytes:
-    header_from, _ = from_address(settings, hostname)
+    """The bytes of a notification or alert to *recipients*. To an address with UTF-8 the
+    message is an SMTPUTF8 one (submit_generated's envelope asks for it): its header fields
+    are UTF-8 as they are (RFC 6532 §3.2), since RFC 2047 §5 allows no encoded-word in an
+    address. Otherwise they are ASCII, a name or Subject that is not as encoded-words."""
+    name, address = from_address(settings, hostname)
     msg = EmailMessage()
-    msg["From"] = header_from
+    local, _, domain = address.rpartition("@")
+    msg["From"] = Address(display_name=name, username=local, domain=domain)
     msg["To"] = ", ".join(recipients)
     # a metatag in the subject template may bring line breaks (${MSGINFO}): one line
     msg["Subject"] = one_line(" ".join(subject.split("\n")))
@@ -83,7 +98,8 @@ def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, bod
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Mailmoat-Kind"] = kind
     msg.set_content(body)
-    return msg.as_bytes()
+    is_utf8 = not all(r.isascii() for r in recipients)
+    return msg.as_bytes(policy=msg.policy.clone(utf8=True) if is_utf8 else msg.policy)
 
 
 # --- notifications ---------------------------------------------------------------------------

@@ -5,16 +5,17 @@ What this module owns
     message to the original sender: a human-readable text/plain part, the
     message/delivery-status part (per-message fields, then one block per recipient with
     Final-Recipient, Action failed|delayed, Status, Remote-MTA, Diagnostic-Code), and the
-    original message's headers as text/rfc822-headers (not the body: a bounce must not
-    carry a virus or a large attachment back). `should_notify(envelope)` says whether a
-    DSN may be sent at all.
+    original message's headers as text/rfc822-headers, or message/global-headers when they
+    hold UTF-8 (RFC 6533 §6.3; not the body: a bounce must not carry a virus or a large
+    attachment back). `should_notify(envelope)` says whether a DSN may be sent at all.
 
 Rules
     1. Bounces never bounce: no DSN for a message with the null sender `<>` or for a
        message that is itself a bounce/notice (RFC 5321 §4.5.5, RFC 3464 §2). The DSN is
        sent with the null sender (the caller submits it with sender "").
-    2. From is `smtp.notify_from` when it is a full address, else
-       "<notify_from> <MAILER-DAEMON@hostname>". Auto-Submitted: auto-replied (RFC 3834).
+    2. From is the address of `smtp.notify_from` (with its name, if it has one), else
+       "<notify_from> <MAILER-DAEMON@hostname>"; a name that is not ASCII is RFC 2047
+       encoded words. Auto-Submitted: auto-replied (RFC 3834).
     3. Status comes from the remote reply's enhanced code when it has one, else from the
        reply class (5.0.0 / 4.0.0); Diagnostic-Code is "smtp; <code> <text>" for remote
        replies and "x-mailmoat; <text>" for our own (RFC 3464 §2.3.6). A report's `reason`,
@@ -22,11 +23,19 @@ Rules
     4. The message/delivery-status part is 7-bit and never holds an RFC 2047 encoded-word:
        an address with UTF-8 is "utf-8; <utf-8-addr-xtext>" (RFC 6533 §3: \\x{HEX} for
        each character outside QCHAR), and any other non-ASCII character in a field is
-       written the same way. (message/global-delivery-status would carry raw UTF-8, but
-       needs an 8-bit path back to the sender.) Original-Recipient is not written: ORCPT
-       is not kept.
-    5. Lines end in CRLF; the result is 7-bit (non-ASCII text and original headers go in
-       base64 text parts).
+       written the same way. Original-Recipient is not written: ORCPT is not kept.
+    5. A DSN to a sender address with UTF-8 travels with SMTPUTF8 (its envelope asks for it:
+       QueueManager.submit_generated), to next hops that take 8-bit content too (RFC 6531
+       §3.1: SMTPUTF8 comes with 8BITMIME). It is an internationalised DSN (RFC 6533): To
+       is the address in UTF-8 (RFC 6532 §3.2; RFC 2047 §5 allows no encoded-word in an
+       address), the status part is message/global-delivery-status in 8bit, with UTF-8 as it
+       is ("utf-8; <utf-8-addr-unitext>"). Every other DSN keeps rule 4.
+    6. Original headers with UTF-8 go as message/global-headers in 8bit (RFC 6533 §6.3:
+       8bit "whenever possible"), whoever the DSN goes to: readers parse a message/* part
+       as a header section (Python's email package does), not as base64 to decode first.
+       A next hop without 8BITMIME gets such a DSN as it is (core/delivery/session.py
+       rule 4: message/global* cannot be made 7-bit).
+    7. Lines end in CRLF; non-ASCII text goes in a base64 text part.
 
 Never: read files, the clock or settings itself — everything arrives as arguments.
 """
@@ -36,12 +45,15 @@ from __future__ import annotations
 import datetime
 import email.policy
 import email.utils
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from email.generator import BytesGenerator
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
+from shared.settings_types import Sender
 from shared.spool import Envelope
 
 __all__ = ["RecipientReport", "compose_dsn", "should_notify", "dsn_from_address",
@@ -76,11 +88,10 @@ def status_of(code: int, enhanced: str | None) -> str:
 
 
 def dsn_from_address(notify_from: str | None, hostname: str) -> str:
-    """The From header of a DSN (rule 2)."""
-    if notify_from and "@" in notify_from:
-        return notify_from
-    return email.utils.formataddr((notify_from or "Mail Delivery System",
-                                   f"MAILER-DAEMON@{hostname}"))
+    """The From header of a DSN (rule 2), ASCII."""
+    name, address = Sender.parts(notify_from) if notify_from else ("Mail Delivery System", None)
+    return email.utils.formataddr((name, address or f"MAILER-DAEMON@{hostname}"),
+                                  charset="utf-8")
 
 
 def compose_dsn(*, envelope: Envelope, original_headers: bytes,
@@ -94,9 +105,10 @@ def compose_dsn(*, envelope: Envelope, original_headers: bytes,
     if not reports or len(actions) != 1 or not actions <= {"failed", "delayed"}:
         raise ValueError("a DSN needs reports that are all 'failed' or all 'delayed'")
     is_delay = actions == {"delayed"}
+    is_global = not envelope.sender.isascii()                           # rule 5
     report = MIMEMultipart("report", report_type="delivery-status", policy=_POLICY)
     report["From"] = dsn_from_address(notify_from, hostname)
-    report["To"] = envelope.sender
+    report["To"] = _octets(envelope.sender) if is_global else envelope.sender
     report["Subject"] = ("Delivery delayed: still trying" if is_delay
                          else "Undelivered mail returned to sender")
     report["Date"] = _date(now)
@@ -106,9 +118,11 @@ def compose_dsn(*, envelope: Envelope, original_headers: bytes,
     report.attach(MIMEText(_human_text(envelope, reports, hostname, is_delay, retry_until),
                            "plain", "us-ascii" if _is_ascii(reports, envelope) else "utf-8",
                            policy=_POLICY))
-    report.attach(_delivery_status(envelope, reports, hostname, now, retry_until))
+    report.attach(_delivery_status(envelope, reports, hostname, now, retry_until, is_global))
     report.attach(_headers_part(original_headers))
-    return report.as_bytes(policy=_POLICY)
+    out = io.BytesIO()
+    _Generator(out, mangle_from_=False, policy=_POLICY).flatten(report)
+    return out.getvalue()
 
 
 def _human_text(envelope: Envelope, reports: Sequence[RecipientReport], hostname: str,
@@ -137,8 +151,10 @@ def _human_text(envelope: Envelope, reports: Sequence[RecipientReport], hostname
 
 
 def _delivery_status(envelope: Envelope, reports: Sequence[RecipientReport], hostname: str,
-                     now: float, retry_until: float | None) -> Message:
-    """message/delivery-status: the email package wants a list of header blocks."""
+                     now: float, retry_until: float | None, is_global: bool) -> Message:
+    """message/delivery-status: the email package wants a list of header blocks. Global
+    (rule 5): message/global-delivery-status, the blocks as 8-bit text."""
+    address, text = (_unitext_address, _unitext) if is_global else (typed_address, _xtext)
     per_message = Message(policy=_POLICY)
     per_message["Reporting-MTA"] = f"dns; {hostname}"
     per_message["X-Mailmoat-Queue-ID"] = envelope.queue_id
@@ -146,19 +162,27 @@ def _delivery_status(envelope: Envelope, reports: Sequence[RecipientReport], hos
     blocks = [per_message]
     for r in reports:
         block = Message(policy=_POLICY)
-        block["Final-Recipient"] = typed_address(r.address)
+        block["Final-Recipient"] = address(r.address)
         block["Action"] = r.action
         block["Status"] = r.status
         if r.remote_mta:
-            block["Remote-MTA"] = f"dns; {_xtext(r.remote_mta, _TEXT_CHARS)}"
+            block["Remote-MTA"] = f"dns; {text(r.remote_mta, _TEXT_CHARS)}"
         if r.diagnostic:
-            text = _xtext(" ".join(r.diagnostic.split()), _TEXT_CHARS)
-            block["Diagnostic-Code"] = f"{'smtp' if r.is_remote_reply else 'x-mailmoat'}; {text}"
+            diagnostic = text(" ".join(r.diagnostic.split()), _TEXT_CHARS)
+            block["Diagnostic-Code"] = (f"{'smtp' if r.is_remote_reply else 'x-mailmoat'}; "
+                                        f"{diagnostic}")
         block["Last-Attempt-Date"] = _date(now)
         if r.action == "delayed" and retry_until is not None:
             block["Will-Retry-Until"] = _date(retry_until)
         blocks.append(block)
     part = Message(policy=_POLICY)
+    if is_global:
+        # unfolded: a field of UTF-8 is not folded by the email package, and a reply is
+        # one line of at most 512 octets (RFC 5321 §4.5.3.1.5)
+        lines = ["\r\n".join(f"{name}: {value}" for name, value in b.items()) + "\r\n"
+                 for b in blocks]
+        _set_8bit(part, "message/global-delivery-status", "\r\n".join(lines))
+        return part
     part.set_type("message/delivery-status")
     part.set_payload(blocks)
     return part
@@ -186,8 +210,49 @@ def _xtext(text: str, keep: frozenset) -> str:
     return "".join(c if c in keep else f"\\x{{{ord(c):02X}}}" for c in text)
 
 
-def _headers_part(original_headers: bytes) -> MIMEText:
-    """text/rfc822-headers (RFC 6522 §4) with the header section of the original."""
+def _unitext(text: str, keep: frozenset) -> str:
+    """*text* for message/global-delivery-status (rule 5): as _xtext, but a printable
+    character outside ASCII stays as it is (RFC 6533 §3 QUCHAR)."""
+    return "".join(c if c in keep or (not c.isascii() and c.isprintable())
+                   else f"\\x{{{ord(c):02X}}}" for c in text)
+
+
+def _unitext_address(address: str) -> str:
+    """Final-Recipient in message/global-delivery-status: "utf-8; <utf-8-addr-unitext>"
+    when the address has UTF-8 (RFC 6533 §3), else as typed_address."""
+    if address.isascii():
+        return typed_address(address)
+    return f"utf-8; {_unitext(address, _QCHAR)}"
+
+
+def _octets(text: str) -> str:
+    """*text* as the email package holds raw 8-bit octets: its UTF-8 octets as surrogate
+    escapes, which BytesGenerator writes back as they are (compat32 does not encode a
+    header field that holds them)."""
+    return text.encode("utf-8").decode("ascii", "surrogateescape")
+
+
+def _set_8bit(part: Message, content_type: str, text: str) -> None:
+    """*part* as *content_type* with *text* as its body in UTF-8 octets (_Generator)."""
+    part["Content-Type"] = content_type
+    part["Content-Transfer-Encoding"] = "8bit"
+    part.set_payload(text)
+
+
+class _Generator(BytesGenerator):
+    """BytesGenerator that also writes the 8-bit body of a message/global-* part (rules 5
+    and 6) as UTF-8, which RFC 6533 §6 allows in 8bit and BytesGenerator writes only for text/*
+    parts. The generator finds a part's writer by its type (_handle_<maintype>_<subtype>)."""
+
+    def _handle_message_global_headers(self, msg: Message) -> None:
+        self.write(_octets(msg.get_payload()))
+
+    _handle_message_global_delivery_status = _handle_message_global_headers
+
+
+def _headers_part(original_headers: bytes) -> Message:
+    """The header section of the original: text/rfc822-headers (RFC 6522 §4), or
+    message/global-headers in 8bit when it holds UTF-8 (rule 6)."""
     head = original_headers[:MAX_HEADER_OCTETS]
     end = head.find(b"\r\n\r\n")
     if end == -1:
@@ -196,8 +261,11 @@ def _headers_part(original_headers: bytes) -> MIMEText:
         head = head[:end]
     text = head.decode("utf-8", "replace").replace("\r\n", "\n").replace("\n", "\r\n")
     text = text.rstrip("\r\n") + "\r\n"
-    return MIMEText(text, "rfc822-headers", "us-ascii" if text.isascii() else "utf-8",
-                    policy=_POLICY)
+    if text.isascii():
+        return MIMEText(text, "rfc822-headers", "us-ascii", policy=_POLICY)
+    part = Message(policy=_POLICY)
+    _set_8bit(part, "message/global-headers", text)
+    return part
 
 
 def _date(timestamp: float) -> str:
