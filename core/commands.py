@@ -197,10 +197,10 @@ def queue_command(args) -> int:
         if args.action == "forward":
             from shared.settings_types import Email, RuleError
             try:
-                Email().check(args.address)
+                address = Email().check(args.address)   # an IDN domain as its A-labels
             except RuleError as exc:
                 raise CommandFailed(f"ADDRESS: {exc.rule}", 2) from None
-            request = {"address": args.address, "subject": args.subject}
+            request = {"address": address, "subject": args.subject}
         if args.ids:
             request["ids"] = args.ids
         conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "

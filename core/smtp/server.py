@@ -62,6 +62,7 @@ from core.smtp.rbl import SUSPEND_SECONDS, RblChecker, RblListing, check_rbl_sen
 from core.smtp.state import State
 from core.smtp.streams import TcpStream
 from shared.events import Action
+from shared.idn import domain_form
 from shared.report import RECIPIENT_REFUSED
 from shared.spool import SUBJECT_META, Envelope, new_queue_id
 
@@ -703,8 +704,7 @@ class _Session:
         local, _, domain = address.rpartition("@")
         if not local:
             return True
-        return local.lower() == "postmaster" \
-            and domain.lower().rstrip(".") == self.hostname.lower().rstrip(".")
+        return local.lower() == "postmaster" and domain_form(domain) == domain_form(self.hostname)
 
     def _postmasters(self) -> list[str]:
         """Who gets mail for this gateway's postmaster (module rules)."""

@@ -169,3 +169,18 @@ async def test_postmaster_mail_goes_to_an_admin_address_typed_with_an_idn_domain
     [received] = await trio.to_thread.run_sync(internal.wait_for, 1)
     assert received.recipients == [f"Admin@{MUNICH}"]
     core.cancel_scope.cancel()
+
+
+async def test_postmaster_at_the_gateway_s_idn_host_name_in_u_labels_is_its_postmaster(
+        tmp_path, make_sink, nursery):
+    """smtp.hostname is kept as A-labels; a client writes the name in U-labels."""
+    internal = make_sink()
+    home = make_home(tmp_path, smtp__hostname="gw.münchen.de", admin__emails=[
+        f"admin@{MUNICH}"], routing__local=[
+        {"match": MUNICH, "relay": "127.0.0.1", "port": internal.port}])
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    await trio.to_thread.run_sync(lambda: _send(port, "Postmaster@GW.MÜNCHEN.DE"))
+    [received] = await trio.to_thread.run_sync(internal.wait_for, 1)
+    assert received.recipients == [f"admin@{MUNICH}"]
+    core.cancel_scope.cancel()

@@ -46,9 +46,9 @@ from collections.abc import Callable, Mapping
 import trio
 
 from core.scan.antispam.lists import address_domain, is_excluded
+from core.smtp.policy import is_local_domain
 from shared import db
 from shared.disk import is_out_of_space
-from shared.wildcard import matches
 
 __all__ = ["AutoWhitelist", "AutoWhitelistMirror", "AutoWhitelistPipeline", "MAX_ENTRIES",
            "EVICT_COUNT", "load_entries"]
@@ -68,7 +68,7 @@ def load_entries(conn) -> dict[str, list]:
 
 
 def _is_local(domain: str, settings: Mapping) -> bool:
-    return any(matches(entry["match"], domain) for entry in settings["routing.local"])
+    return is_local_domain(domain, settings)
 
 
 class AutoWhitelist:
