@@ -67,7 +67,7 @@ def ascii_pattern(pattern: str) -> str | None:
     return pattern if pattern.isascii() else _ascii_labels(pattern)
 
 
-@functools.lru_cache(maxsize=1024)      # routing.local is read per recipient, per attempt
+@functools.lru_cache(maxsize=32768)     # routing.local (≤ 10,000) is read per recipient
 def _ascii_labels(pattern: str) -> str | None:
     out = []
     for label in pattern.split("."):
