@@ -169,7 +169,8 @@ _add("smtp.listener_processes", Int(0, 32), 0,
      "SMTP listener processes sharing the port (0 = one per CPU core; 1 = inside the core "
      "process).", "setup")
 _add("smtp.notify_from", Sender(), "Mailmoat",
-     "From of alerts and notifications: a user name (at smtp.hostname) or a full address.",
+     "From of alerts and notifications: a name (at smtp.hostname), a full address, or "
+     "Name <address>.",
      "setup")
 _add("smtp.hostname", Nullable(Hostname()), None,
      "Name in the banner and EHLO (null = the machine's fully qualified name).", "setup")

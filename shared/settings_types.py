@@ -531,7 +531,7 @@ class Sender(Kind):
         return value, None
 
     def describe(self):
-        return "user name or email address"
+        return "name, email address, or Name <address>"
 
     @property
     def is_text(self):

@@ -88,7 +88,7 @@ BAD_VALUES = [
     ("/configuration/setup", "smtp__port", "70000", "must be between 1 and 65535"),
     ("/configuration/setup", "smtp__max_incoming", "many", "must be a whole number"),
     ("/configuration/setup", "http__port", "25", "already used by smtp.port"),
-    ("/configuration/setup", "smtp__notify_from", "not valid", "must be a user name or a full email address"),
+    ("/configuration/setup", "smtp__notify_from", "bad <name", "must be a name (Security Office)"),
     ("/configuration/setup", "dns__resolvers", "1.2.3.4\nnot-an-ip", "line 2: must be IP or IP:port"),
     ("/configuration/setup", "timezone", "Mars/Olympus", "must be an IANA time zone name"),
     ("/configuration/setup", "delivery__retry_max_seconds", "10", "must not be lower than delivery.retry_initial_seconds"),

@@ -150,6 +150,8 @@ def test_kind_accepts(kind, value, expected):
 EMAIL_RULE = "must be a full email address such as admin@example.com"
 RELAY_RULE = "must be a host name, IP, CIDR, *.domain or 1.2.3.*"
 RESOLVER_RULE = "must be IP or IP:port (IPv6 as [addr]:port)"
+SENDER_RULE = ("must be a name (Security Office), an email address (alerts@example.com) "
+               "or both (Security Office <alerts@example.com>)")
 
 REJECTED = [
     # Bool: JSON true/false only
@@ -197,10 +199,11 @@ REJECTED = [
     (Email(), "admin@example.com\n", EMAIL_RULE),
     (Email(), "admin@@example.com", EMAIL_RULE),
     (Email(), None, EMAIL_RULE),
-    # Sender: a user name, or then a full address
-    (Sender(), "two words", "must be a user name or a full email address"),
-    (Sender(), "Mailmoat\n", "must be a user name or a full email address"),
-    (Sender(), "", "must be a user name or a full email address"),
+    # Sender: a name, an address, or both (a name may have spaces: "Security Office")
+    (Sender(), "bad <name", SENDER_RULE),
+    (Sender(), "Mailmoat\n", SENDER_RULE + "; a name cannot hold control characters, quotes "
+                                           "inside it, \\, <, > or @"),
+    (Sender(), "", SENDER_RULE),
     (Sender(), "alerts@", EMAIL_RULE),
     # IpAddress: text only (ip_address() would turn 5 into 0.0.0.5)
     (IpAddress(), "192.0.2.256", "must be an IPv4 or IPv6 address"),
