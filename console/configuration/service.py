@@ -201,7 +201,8 @@ def request_hold_action(action: str, ids_text: str, address: str, subject: str, 
         except RuleError as exc:
             errors.append(("address", exc.rule))
         try:
-            args["subject"] = Str(max_len=255).check(subject.strip())
+            # blank keeps the message's own Subject (None), as the CLI without --subject
+            args["subject"] = Str(max_len=255).check(subject.strip()) or None
         except RuleError as exc:
             errors.append(("subject", exc.rule))
         if errors:

@@ -360,6 +360,11 @@ def test_hold_forward_needs_one_valid_address(admin, home):
         "action": "forward", "ids": "", "address": "sec@example.com", "subject": "Held mail"})
     assert admin.commands()[-1]["args"] == {"all": True, "address": "sec@example.com",
                                             "subject": "Held mail"}
+    # a blank subject keeps the message's own, as `queue forward` without --subject does
+    admin.post("/configuration/hold/action", {
+        "action": "forward", "ids": "", "address": "sec@example.com", "subject": "  "})
+    assert admin.commands()[-1]["args"] == {"all": True, "address": "sec@example.com",
+                                            "subject": None}
 
 
 def test_hold_action_refuses_bad_ids(admin):
