@@ -34,8 +34,8 @@ from shared.guide_texts import (
 from shared.settings_types import (
     AbsolutePath, Base64Key, BlacklistEntry, Bool, Characters, Choice, ClamdAddress, Domain, Email,
     Extension, HostPort, Hostname, Int, IpAddress, Kind, ListOf, MailDomain, Nullable, Pattern,
-    RblZone, RelayEntry, Resolver, RoutingEntry, Rule, RuleError, Sender, Str, TimeOfDay, Timezone,
-    Weekday, WhitelistEntry, integer_from_text,
+    RblZone, RelayEntry, Resolver, RoutingEntry, Rule, RuleError, Sender, ServerName, Str,
+    TimeOfDay, Timezone, Weekday, WhitelistEntry, integer_from_text,
 )
 
 __all__ = [
@@ -161,7 +161,9 @@ _add("admin.emails", EMAILS, [],
 # --- Setup (guide §3 "Configuring connection and delivery options") ---
 _add("smtp.port", PORT, 25, "SMTP listening port.", "setup")
 _add("smtp.listen", ListOf(IpAddress(), min_items=1, max_items=16), ["0.0.0.0", "::"],
-     "Addresses the SMTP listener binds (IPv4 and IPv6).", "setup")
+     "Addresses the SMTP listener binds (IPv4 and IPv6). \"::\" listens for IPv6 only (the "
+     "listener sets IPV6_V6ONLY): list \"0.0.0.0\" too for IPv4. An IPv4-mapped address "
+     "(::ffff:127.0.0.1) is stored as IPv4; a zone index (%eth0) is refused.", "setup")
 _add("smtp.max_incoming", Int(1, 1000), 15,
      "SMTP sessions served at once; further connections wait.", "setup")
 _add("smtp.max_outgoing", Int(1, 1000), 30, "Delivery connections open at once.", "setup")
@@ -172,8 +174,10 @@ _add("smtp.notify_from", Sender(), "Mailmoat",
      "From of alerts and notifications: a name (at smtp.hostname), a full address, or "
      "Name <address>.",
      "setup")
-_add("smtp.hostname", Nullable(Hostname()), None,
-     "Name in the banner and EHLO (null = the machine's fully qualified name).", "setup")
+_add("smtp.hostname", Nullable(ServerName()), None,
+     "The gateway's DNS name, in the banner, EHLO, Received fields and the From and "
+     "Message-ID of bounces (null = the machine's fully qualified name); not an IP address.",
+     "setup")
 _add("smtp.tls.inbound", Choice(("off", "offer")), "offer", "Offer STARTTLS to clients.", "setup")
 _add("smtp.tls.outbound", Choice(("off", "opportunistic", "required")), "opportunistic",
      "STARTTLS when delivering: never, when offered, or required.", "setup")
@@ -466,7 +470,8 @@ _add("relay.mode", Choice(("allow", "deny_except")), "deny_except",
      "Relay for anyone, or only for the listed clients.", "relay")
 _add("relay.allowed", ListOf(RelayEntry(), max_items=10_000), [],
      "Clients allowed to relay: host names (forward-confirmed PTR), IPs, CIDRs, *.domain, "
-     "1.2.3.*, 1.2.*, 1.*.", "relay")
+     "1.2.3.*, 1.2.*, 1.*. IPv4-mapped IPv6 entries (::ffff:10.0.0.0/104) are stored in their "
+     "IPv4 form (10.0.0.0/8), the form IPv4 clients arrive in.", "relay")
 _add("address_chars.enabled", Bool(), False,
      "Reject recipients containing the listed characters.", "relay")
 _add("address_chars.chars", Characters(max_len=32, min_len=1), "!%",

@@ -22,7 +22,7 @@ from shared.idn import ascii_domain, ascii_pattern, entry_form
 
 __all__ = [
     "RuleError", "Kind", "Bool", "Int", "Str", "AbsolutePath", "Choice", "ListOf", "Nullable", "Email",
-    "Sender", "IpAddress", "Resolver", "Hostname", "TimeOfDay", "Timezone", "Extension",
+    "Sender", "IpAddress", "Resolver", "Hostname", "ServerName", "TimeOfDay", "Timezone", "Extension",
     "HostPort", "ClamdAddress", "Characters",
     "RoutingEntry", "Rule", "RblZone", "WhitelistEntry", "BlacklistEntry",
     "RelayEntry", "Weekday", "Base64Key", "Domain", "MailDomain", "Pattern", "ListingAnswer",
@@ -421,6 +421,35 @@ class Hostname(Domain):
         return "host name or IP"
 
 
+@dataclass(frozen=True)
+class ServerName(Domain):
+    """The gateway's own DNS name (smtp.hostname): the banner, EHLO, the Received field's
+    `by`, bounces' From and Message-IDs. An IP address is refused: EHLO takes a domain or
+    an address literal, and an address needs a domain (RFC 5321 §4.1.1.1, §4.1.2), so
+    `EHLO ::1` and `MAILER-DAEMON@::1` would be invalid. Null means the machine's name."""
+
+    def check(self, value):
+        if isinstance(value, str):
+            text = value.strip().strip("[]")
+            if text.lower().startswith("ipv6:"):
+                text = text[5:]
+            try:
+                ipaddress.ip_address(text)
+            except ValueError:
+                pass
+            else:
+                raise RuleError("must be the gateway's DNS name (mail.example.com), not an IP "
+                                "address: EHLO, bounces and Message-IDs need a domain; null "
+                                "uses the machine's name")
+        form = _ascii_form(value)
+        if form is None:
+            raise RuleError("must be a host name such as mail.example.com")
+        return form.rstrip(".")
+
+    def describe(self):
+        return "host name"
+
+
 # RFC 5321 §4.5.3.1.1 and §4.5.3.1.3: a local part of at most 64 octets, a path of at most
 # 256 with its angle brackets
 LOCAL_PART_MAX = 64
@@ -538,15 +567,30 @@ class Sender(Kind):
         return True
 
 
+def _unmapped(address: ipaddress.IPv4Address | ipaddress.IPv6Address):
+    """An IPv4-mapped IPv6 address (::ffff:10.0.0.1) as the IPv4 address it stands for:
+    clients arrive unmapped (the listener sets IPV6_V6ONLY, core/smtp/server.py), so the
+    mapped form would match nothing and could not be listened on."""
+    return getattr(address, "ipv4_mapped", None) or address
+
+
 @dataclass(frozen=True)
 class IpAddress(Kind):
+    """An address, stored in its short form; an IPv4-mapped one as IPv4 (`_unmapped`). A
+    zone index (fe80::1%eth0) is refused: a link-local address is no listening or
+    list-answer address here."""
+
     def check(self, value):
         if not isinstance(value, str):  # ip_address() also takes integers: 5 -> 0.0.0.5
             raise RuleError("must be an IPv4 or IPv6 address")
         try:
-            return str(ipaddress.ip_address(value))
+            address = ipaddress.ip_address(value)
         except (ValueError, TypeError):
             raise RuleError("must be an IPv4 or IPv6 address") from None
+        if getattr(address, "scope_id", None):
+            raise RuleError("must be an address without a zone index (%...): give an "
+                            "address of one of the host's interfaces, or :: for all of them")
+        return str(_unmapped(address))
 
     def describe(self):
         return "IP address"
@@ -941,13 +985,27 @@ _RELAY_WILDCARD_RULE = ("* may stand only for the last parts of an IP address: "
 _OCTET = r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 
 
+_MAPPED_NET = ipaddress.IPv6Network("::ffff:0:0/96")     # RFC 4291 §2.5.5.2
+
+
+def _relay_network(value: str) -> str:
+    """A CIDR entry in its short form; one inside ::ffff:0:0/96 as the IPv4 network it
+    stands for (::ffff:127.0.0.0/104 -> 127.0.0.0/8), as clients arrive (`_unmapped`)."""
+    network = ipaddress.ip_network(value, strict=False)
+    if network.version == 6 and network.subnet_of(_MAPPED_NET):
+        return str(ipaddress.IPv4Network((network.network_address.ipv4_mapped,
+                                          network.prefixlen - 96)))
+    return str(network)
+
+
 @dataclass(frozen=True)
 class RelayEntry(Kind):
     """Host name, IP, CIDR, `*.domain` or an IPv4 wildcard (SPEC §3 relay.allowed).
 
     Guide §6 "Preventing relaying": `*` is "the first element of a domain name or the last
     element of an IP address": `1.2.3.*`, `1.2.*`, `1.*` (and `1.2.*.*`, the same range as
-    `1.2.*`); kept as written. A `*` before a number (`127.*.0.2`), which an earlier release
+    `1.2.*`); kept as written. An IPv4-mapped address or network is stored in its IPv4 form
+    (`_unmapped`, `_relay_network`): the mapped form never matched a client. A `*` before a number (`127.*.0.2`), which an earlier release
     took, is refused with the rule that says where it goes.
     """
 
@@ -955,8 +1013,8 @@ class RelayEntry(Kind):
         if not isinstance(value, str) or not value:
             raise RuleError(_RELAY_RULE)
         try:
-            return str(ipaddress.ip_network(value, strict=False)) if "/" in value \
-                else str(ipaddress.ip_address(value))
+            return _relay_network(value) if "/" in value \
+                else str(_unmapped(ipaddress.ip_address(value)))
         except ValueError:
             pass
         if re.match(rf"^{_OCTET}(\.{_OCTET}){{0,2}}(\.\*)+\Z", value) and value.count(".") <= 3:

@@ -1,7 +1,8 @@
 """Delivery: routing, DNS, the SMTP client driver, connection pool and DSNs.
 
 Other packages import from here:
-- `route(domain, settings) -> NextHop`, `domain_of(address)` — routing.py (pure)
+- `route(domain, settings) -> NextHop`, `domain_of(address)`, `relay_host(name)` — routing.py
+  (pure)
 - `Resolver(settings)` — DNS for delivery and SMTP-time policy (`candidates`, `ptr`, `lookup`)
 - `Deliverer(settings=, events=, clock=, resolver=, hostname=, diagnostics_dir=, ...)` with
   `await deliver(hop, envelope, recipients, message_path, settings) -> [RecipientResult]`
@@ -12,11 +13,12 @@ Other packages import from here:
 from core.delivery.bounce import RecipientReport, compose_dsn, dsn_from_address, should_notify
 from core.delivery.deliver import Deliverer, RecipientResult, unverified_tls_context
 from core.delivery.mx import Candidate, LookupFailed, Resolver, candidates, make_resolver
-from core.delivery.routing import NextHop, domain_of, route
+from core.delivery.routing import NextHop, domain_of, relay_host, route
 from core.delivery.session import DeliveryError, Timeouts
 
 __all__ = [
     "Candidate", "Deliverer", "DeliveryError", "LookupFailed", "NextHop", "RecipientReport",
     "RecipientResult", "Resolver", "Timeouts", "candidates", "compose_dsn", "domain_of",
-    "dsn_from_address", "make_resolver", "route", "should_notify", "unverified_tls_context",
+    "dsn_from_address", "make_resolver", "relay_host", "route", "should_notify",
+    "unverified_tls_context",
 ]

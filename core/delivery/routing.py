@@ -17,19 +17,23 @@ Rules (first that applies wins)
     2. `routing.default` {"host", "port"}: every non-local destination goes to that relay.
     3. Otherwise: MX delivery to the domain on port 25 (RFC 5321 §5.1).
     A domain literal (`user@[192.0.2.1]`) not routed by rules 1-2 goes to that address.
+    A relay host is written one way wherever it comes from (`relay_host`: routing.local,
+    routing.default, av.central_quarantine): `[::1]`, `0:0::1` and `::1` are one next hop,
+    and a bracketed address is never looked up in DNS as a name.
 
 Never: resolve names, read the clock, or depend on anything but its arguments.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from shared.idn import ascii_pattern, domain_form
 from shared.wildcard import matches
 
-__all__ = ["NextHop", "route", "domain_of", "SMTP_PORT"]
+__all__ = ["NextHop", "route", "domain_of", "relay_host", "SMTP_PORT"]
 
 SMTP_PORT = 25  # RFC 5321 §4.5.4.2 — and the port MX hosts listen on
 
@@ -49,8 +53,13 @@ class NextHop:
     rule: str | None = None    # what decided: "routing.local:<match>", "routing.default", None
 
     @property
+    def destination(self) -> str:
+        """`name:port` as texts write it: an IPv6 address in brackets (`[::1]:25`)."""
+        return f"[{self.name}]:{self.port}" if ":" in self.name else f"{self.name}:{self.port}"
+
+    @property
     def key(self) -> str:
-        return f"{self.kind}:{self.name}:{self.port}"
+        return f"{self.kind}:{self.destination}"
 
 
 def domain_of(address: str) -> str:
@@ -76,22 +85,31 @@ def route_with(domain: str, local: Sequence[Mapping], default: Mapping | None) -
         rule = f"routing.local:{pattern}"
         relay = entry.get("relay")
         if relay:
-            return NextHop("relay", _host(relay), port, is_local=True, rule=rule)
+            return NextHop("relay", relay_host(relay), port, is_local=True, rule=rule)
         mx_name = domain if ("*" in pattern or "?" in pattern) else form
         return NextHop("mx", mx_name, port, is_local=True, rule=rule)
     if default:
-        return NextHop("relay", _host(default["host"]), int(default.get("port") or SMTP_PORT),
-                       rule="routing.default")
+        return NextHop("relay", relay_host(default["host"]),
+                       int(default.get("port") or SMTP_PORT), rule="routing.default")
     if domain.startswith("[") and domain.endswith("]"):
         literal = domain[1:-1]
         if literal.lower().startswith("ipv6:"):
             literal = literal[5:]
-        return NextHop("relay", literal, SMTP_PORT)
+        return NextHop("relay", relay_host(literal), SMTP_PORT)
     return NextHop("mx", domain, SMTP_PORT)
 
 
-def _host(name: str) -> str:
+def relay_host(name: str) -> str:
+    """A configured relay host as the core connects to it and names it: a host name in
+    lower case without a final dot; an address without brackets, in its short form, and an
+    IPv4-mapped IPv6 address as the IPv4 address it stands for (`[0:0::1]` -> `::1`,
+    `::ffff:192.0.2.1` -> `192.0.2.1`)."""
     name = str(name).strip()
     if name.startswith("[") and name.endswith("]"):
         name = name[1:-1]
-    return name.lower().rstrip(".")
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return name.lower().rstrip(".")
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
