@@ -10,6 +10,7 @@ import codecs
 import html
 import re
 
+from core.pipeline.decompose import charsets
 from core.pipeline.decompose.mime import decode_transfer
 from core.pipeline.view import Part
 from core.smtp.protocol import MAX_TEXT_LINE_OCTETS
@@ -81,7 +82,7 @@ def with_text(raw: bytes, part: Part, added: str, nl: bytes, content_type: str |
     try:
         addition = text.encode(codec or "ascii")
     except UnicodeEncodeError:
-        if _reads_as_utf8(data, codec):
+        if _reads_as_utf8(data, part.charset, codec, is_html):
             changes["Content-Type"] = _relabelled(content_type, part.content_type)
             addition = text.encode("utf-8")
         elif is_html:
@@ -154,8 +155,9 @@ def _addition(added: str, is_html: bool, brk: str, ends_line: bool) -> str:
 
 
 def _codec(charset: str | None) -> str | None:
-    """The codec of a declared charset, "ascii" for none (RFC 2045 §5.2), None for a name
-    Python does not know."""
+    """The codec the addition is written in: the declared charset's as Python knows it, which
+    is stricter than readers (decompose/charsets.py rule 4: bytes in it read alike for all),
+    "ascii" for none (RFC 2045 §5.2), None for a name Python does not know."""
     name = (charset or "us-ascii").strip().strip('"').lower()
     try:
         return codecs.lookup(name).name
@@ -163,18 +165,28 @@ def _codec(charset: str | None) -> str | None:
         return None
 
 
-def _reads_as_utf8(data: bytes, codec: str | None) -> bool:
+def _reads_as_utf8(data: bytes, charset: str | None, codec: str | None,
+                   is_html: bool) -> bool:
     """True when labelling `data` UTF-8 keeps what it says: US-ASCII (or no charset) with
-    ASCII or UTF-8 bytes, which is how the gateway's own checks read it; ASCII-only bytes
-    that `codec` reads as ASCII (not ISO-2022-JP's escapes, not HZ's "~{")."""
+    ASCII or UTF-8 bytes, which is how the gateway's own checks read it — but not HTML with
+    no charset whose <meta> declares another, which readers and those checks decode by;
+    ASCII-only bytes that readers read as ASCII under `charset` (decompose/charsets.py, so
+    "x-sjis" too; not ISO-2022-JP's escapes, not HZ's "~{")."""
     if codec == "ascii":
+        if is_html and charset is None and not data.isascii() \
+                and charsets.html_charset(data) not in (None, "utf-8"):
+            return False
         try:
             data.decode("utf-8")
         except UnicodeDecodeError:
             return False
         return True
-    return codec is not None and data.isascii() \
-        and data.decode(codec, "replace") == data.decode("ascii")
+    if not data.isascii():
+        return False
+    try:
+        return charsets.decode(data, charset, "replace") == data.decode("ascii")
+    except LookupError:
+        return False
 
 
 def _relabelled(value: str | None, content_type: str) -> str:

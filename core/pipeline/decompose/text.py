@@ -1,12 +1,14 @@
-"""Decoded text of text parts: charset decoding and HTML reduced to its text (for content
-and spam rules, SPEC §3 rules.spam: "HTML reduced to its text"), read as a reader sees it:
-without the characters that draw nothing, look-alike letters of mixed-script words as Latin."""
+"""Decoded text of text parts: charset decoding (charsets.py: as mail readers read the label)
+and HTML reduced to its text (for content and spam rules, SPEC §3 rules.spam: "HTML reduced
+to its text"), read as a reader sees it: without the characters that draw nothing, look-alike
+letters of mixed-script words as Latin."""
 
 from __future__ import annotations
 
-import codecs
 import html
 import re
+
+from core.pipeline.decompose import charsets
 
 __all__ = ["decode_text", "html_to_text", "as_read", "unflow"]
 
@@ -112,23 +114,39 @@ def unflow(text: str, delsp: bool) -> str:
     return "\n".join(paragraphs)
 
 
-def decode_text(data: bytes, charset: str | None) -> tuple[str, str | None]:
-    """(text, defect). Unknown charsets fall back to UTF-8, then Latin-1; never raises."""
+def decode_text(data: bytes, charset: str | None, *,
+                is_html: bool = False) -> tuple[str, str | None]:
+    """(text, defect): `data` read as mail readers read text labelled `charset` (charsets.py).
+    No charset is US-ASCII (RFC 2045 §5.2), or for HTML (`is_html`) the charset its <meta>
+    declares, which browsers and webmail decode by. US-ASCII, UTF-8 and a charset nobody knows
+    read UTF-8 where the bytes are UTF-8, else windows-1252, as readers fall back. Never
+    raises."""
+    if charset is None and is_html:
+        charset = charsets.html_charset(data)
     name = (charset or "us-ascii").strip().strip('"').lower()
-    try:
-        codecs.lookup(name)
-    except LookupError:
-        text, _ = decode_text(data, "utf-8")
-        return text, f"unknown charset {name!r}"
-    if name in ("us-ascii", "ascii", "utf-8", "utf8"):
+    encoding = charsets.encoding(name)
+    if encoding is None:
+        return _utf8_or_windows_1252(data), f"unknown charset {name!r}"
+    if encoding == "utf-8" or name in ("us-ascii", "ascii"):
         try:
             return data.decode("utf-8"), None
         except UnicodeDecodeError:
-            return data.decode("latin-1"), None if name != "utf-8" else "invalid UTF-8"
+            return _windows_1252(data), "invalid UTF-8" if encoding == "utf-8" else None
     try:
-        return data.decode(name, errors="replace"), None
+        return charsets.decode(data, name, "replace"), None
     except Exception:                       # codecs with odd failure modes (utf-7, ...)
-        return data.decode("latin-1"), f"cannot decode charset {name!r}"
+        return _windows_1252(data), f"cannot decode charset {name!r}"
+
+
+def _utf8_or_windows_1252(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _windows_1252(data)
+
+
+def _windows_1252(data: bytes) -> str:
+    return charsets.decode(data, "windows-1252")       # reads every byte (charsets.py 2)
 
 
 def _drop_comments(markup: str) -> str:
