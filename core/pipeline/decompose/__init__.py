@@ -1,9 +1,10 @@
 """Decomposition (SPEC §5 step 2): raw message bytes -> MessageView.
 
-Walks the MIME tree on the raw bytes (mime.py), decodes transfer encodings, descends into
-attached messages (message/rfc822) and containers (archives.py), sniffs every part's true
-type (sniff.py), detects password protection (archives.py, encryption.py) and reduces text
-parts to text (text.py) — all under the per-message container budget (limits.py).
+Walks the MIME tree on the raw bytes (mime.py; a part's content fields: content_fields.py),
+decodes transfer encodings, descends into attached messages (message/rfc822) and containers
+(archives.py), sniffs every part's true type (sniff.py), detects password protection
+(archives.py, encryption.py) and reduces text parts to text (text.py, with the charsets mail
+readers use: charsets.py) — all under the per-message container budget (limits.py).
 
 Rules
     1. `decompose()` never raises for anything in the message: defects go to
@@ -309,7 +310,8 @@ class _Walker:
         part.true_type = kind
         if (part.origin == "mime" and is_text_type(part.content_type)
                 and not (part.is_attachment and kind is not None)):
-            text, defect = decode_text(data, part.charset)
+            text, defect = decode_text(data, part.charset,
+                                       is_html=part.content_type == "text/html")
             if defect:
                 self.defect(part, defect)
             if part.content_type == "text/html":

@@ -26,10 +26,10 @@ Rules
 
 from __future__ import annotations
 
-import email.utils
 from dataclasses import dataclass, field
 
-from core.pipeline.decompose.fieldvalue import ParamMessage, decode_words_text
+from core.pipeline.decompose.fieldvalue import (ParamMessage, collapse_rfc2231_value,
+                                                decode_words_text)
 
 __all__ = ["ContentInfo", "content_info", "decode_words", "TRANSFER_DECODINGS"]
 
@@ -135,7 +135,7 @@ def _other_names(filename: str | None, dispositions: list[str],
             message[header] = value
             try:
                 name = message.get_param(param, header=header.lower())
-                name = email.utils.collapse_rfc2231_value(name) if name is not None else None
+                name = collapse_rfc2231_value(name) if name is not None else None
             except Exception:         # unreadable: the defect is already counted
                 continue
             if name is None:

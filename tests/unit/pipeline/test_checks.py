@@ -231,6 +231,31 @@ def test_a_name_written_decomposed_meets_a_pattern_written_composed():
                                 filename__patterns=["Rechnung_März*"])
     assert [f.event for f in findings] == ["attachment_deleted"]
 
+
+def test_a_second_name_in_a_charset_only_mail_readers_know_meets_the_patterns():
+    # "x-sjis" is Shift_JIS to mail readers and unknown to Python's codecs (charsets.py)
+    quoted = "".join(f"%{b:02X}" for b in "請求書".encode("cp932"))
+    raw = (b"From: a@b.test\r\nTo: c@local.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+           b"--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+           b"--b1\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Disposition: attachment; filename=\"notes.txt\"\r\n"
+           b"Content-Disposition: attachment; filename*=x-sjis''" + quoted.encode() +
+           b".pdf\r\n\r\nsome bytes\r\n--b1--\r\n")
+    view, findings, verdict = verdict_of(raw, filename__enabled=True,
+                                         filename__patterns=["請求書*"])
+    assert [f.event for f in findings if f.event != "malformed"] == ["attachment_deleted"]
+
+
+def test_an_html_part_without_a_charset_is_read_by_its_meta_charset():
+    # i18n finding 9: browsers and webmail apply <meta charset> when MIME names none
+    html = ("<html><head><meta charset=windows-1251></head><body>Документ секретно</body>"
+            "</html>").encode("cp1251")
+    raw = (b"From: a@b.test\r\nTo: c@local.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: text/html\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + html)
+    _, _, verdict = verdict_of(raw, rules__content=[rule(["секретно"])])
+    assert verdict.disposition == "drop"
+
 def test_file_names_off_by_default():
     assert verdict_of(message(attachments=[("a.exe", EXE)]))[1] == []
 
