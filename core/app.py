@@ -30,7 +30,7 @@ import trio
 from core.control import CommandRefused, CommandRunner, SettingsWatcher
 from core.spool import files
 from core.smtp.listeners import ListenerPool, Listeners
-from core.smtp.server import GroupCommitter, ListenFailed, SmtpServer
+from core.smtp.server import GroupCommitter, ListenFailed, SmtpServer, _address
 from core.smtp.tls import TlsFiles
 from core.status import Counters, StatusReporter
 from shared import db
@@ -68,6 +68,16 @@ class CoreHandle:
     events: EventWriter
     settings: SettingsWatcher
     cancel_scope: trio.CancelScope
+
+    @property
+    def listening(self) -> str:
+        """Where SMTP listens, as the start line and the service_started event say it."""
+        return _listening(self.smtp_addresses)
+
+
+def _listening(addresses) -> str:
+    # the listener's own way of writing an address: an IPv6 one in brackets ([::1]:25)
+    return ", ".join(_address(host, port) for host, port in addresses)
 
 
 async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
@@ -178,7 +188,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                         events.record(Action.SERVICE_START_IMPROPER,
                                       info="the previous run did not stop cleanly")
                     events.record(Action.SERVICE_STARTED, info=f"Mailmoat {VERSION}, SMTP on "
-                                  + ", ".join(f"{h}:{p}" for h, p in addresses))
+                                  + _listening(addresses))
                     task_status.started(CoreHandle(addresses, server, queue, counters, events,
                                                    settings, nursery.cancel_scope))
                     await trio.sleep_forever()

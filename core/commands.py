@@ -68,8 +68,7 @@ def serve_core(args) -> int:
     async def main():
         async with _stopped_by_signal() as nursery:
             handle = await nursery.start(run_core, home)
-            print("Mailmoat core: SMTP on " + ", ".join(
-                f"{h}:{p}" for h, p in handle.smtp_addresses), flush=True)
+            print("Mailmoat core: SMTP on " + handle.listening, flush=True)
 
     try:
         trio.run(main)

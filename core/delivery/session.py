@@ -30,6 +30,10 @@ Rules
        that need goes to a host without SMTPUTF8 without the parameter; a host that offers
        it gets the parameter as the client gave it. The header section is read only when
        that decides (the parameter given, the host without SMTPUTF8), and no further.
+    5. A `DeliveryError` names a host (the DSN's Remote-MTA and "(from host)", the events'
+       remote_mta) only when that host said something: a connection refused, timed out or
+       closed before the greeting has none (RFC 3464 §2.3.5: the MTA that reported the
+       status; Postfix leaves it out too). The text still names where it tried.
 """
 
 from __future__ import annotations
@@ -197,7 +201,8 @@ def _broken(session: Session, text: str, kind: str = "communication") -> Deliver
     session.is_broken = True
     if session.log is not None:
         session.log.error(kind, text)
-    return DeliveryError(text, host=session.host, kind=kind)
+    answered = session.conn.state is not ClientState.GREETING      # rule 5
+    return DeliveryError(text, host=session.host if answered else None, kind=kind)
 
 
 # --- opening -------------------------------------------------------------------------------
@@ -212,10 +217,12 @@ async def open_session(candidate: Candidate, address: str, *, hostname: str, mod
         with trio.fail_after(timeouts.connect):
             stream = await connect_tcp(address, candidate.port)
     except trio.TooSlowError:
-        raise DeliveryError(f"connect to {peer}: timeout", host=candidate.host) from None
+        raise DeliveryError(f"connect to {peer}: timeout") from None
     except OSError as exc:
-        raise DeliveryError(f"connect to {peer}: {exc.strerror or exc}",
-                            host=candidate.host) from None
+        # the system's words for errno, not trio's strerror ("Error connecting to
+        # ('::1', 25): Connection refused"), which senders read in their bounces
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise DeliveryError(f"connect to {peer}: {reason}") from None
     log = None
     if diagnostics_dir is not None and settings.get("diagnostics.conversation.outbound",
                                                     "off") != "off":

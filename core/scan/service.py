@@ -29,7 +29,7 @@ What it owns
                           event only — the Outbreak Alert tab says so).
     Central forwarder     delivers marked copies to av.central_quarantine (host, port) with
                           the core's deliverer, retrying every CENTRAL_RETRY_SECONDS until it
-                          is accepted (the local copy stays either way).
+                          is accepted (the local copy stays either way); see rule 5.
     Retention             at start and every RETENTION_PASS_SECONDS, deletes the copies
                           quarantined more than `logging.retention_days` ago (0 = keep for
                           ever) and says how many in an `events_purged` event, as the
@@ -50,6 +50,12 @@ Rules
        LOW_DISK_FRACTION, as the console's saved CSV reports): copies must not take the
        space SMTP needs to accept mail at all (452 under 5 % free, SPEC §3 size). A `quarantined`
        event with result "skipped_low_disk" says which copy was not kept.
+    5. A copy the central quarantine did not take writes a `deferred` event (rule
+       av.central_quarantine, the next hop and the reason, as the queue manager's), at its
+       first failed attempt and whenever the reason changes (it is kept in the copy's
+       envelope as `central.last_error`), not at every retry: every 30 s for days would bury
+       the detail report. The event is not marked generated, so a failed connection raises
+       the smtp_connection_failure alert as mail's own does (core/notify.py).
 """
 
 from __future__ import annotations
@@ -215,8 +221,9 @@ class AntivirusService:
                      "files": sorted({str(f.data.get("file")) for f in infected})[:50],
                      "quarantined_at": self.clock()}
         if central:
-            copy.meta["central"] = {"host": central["host"], "port": central["port"],
-                                    "state": "pending"}
+            from core.delivery import relay_host
+            copy.meta["central"] = {"host": relay_host(central["host"]),
+                                    "port": central["port"], "state": "pending"}
         new_id = new_queue_id()
         await trio.to_thread.run_sync(self.spool.copy_to, envelope.queue_id, "fast",
                                       VIRUS_QUEUE, new_id, copy)
@@ -281,24 +288,43 @@ class AntivirusService:
         return out
 
     async def _send_central(self, queue_id, envelope) -> None:
-        from core.delivery.routing import NextHop
+        """One attempt to send a copy (rule 5). The host is written as routing writes a
+        relay (`relay_host`) here, not only when the copy was kept: a copy kept with
+        "[::1]" by an earlier release is sent to ::1, not looked up in DNS as a name."""
+        from core.delivery import NextHop, relay_host
         central = envelope.meta["central"]
-        hop = NextHop("relay", central["host"], int(central["port"]), rule="av.central_quarantine")
+        hop = NextHop("relay", relay_host(central["host"]), int(central["port"]),
+                      rule="av.central_quarantine")
         path = self.spool.message_path(VIRUS_QUEUE, queue_id)
         recipients = [r.address for r in envelope.recipients]
         results = await self.deliverer.deliver(hop, envelope, recipients, path, self.settings())
-        if results and all(r.outcome == "delivered" for r in results):
+        failed = next((r for r in results if r.outcome != "delivered"), None)
+        if results and failed is None:
             envelope.meta["central"] = {**central, "state": "sent", "sent_at": self.clock()}
-            try:
-                await trio.to_thread.run_sync(self.spool.write_envelope, VIRUS_QUEUE, envelope)
-            except FileNotFoundError:   # deleted while it was being sent (rule 3)
-                pass
+            await self._write_copy(envelope)
             self.events.record(Action.FORWARDED, rule="av.central_quarantine",
                                result="forwarded", queue_id=queue_id,
-                               info=f"virus quarantine copy sent to {central['host']}:"
-                                    f"{central['port']}",
-                               data={"forward_to": f"{central['host']}:{central['port']}",
-                                     "generated": True})
+                               info=f"virus quarantine copy sent to {hop.destination}",
+                               data={"forward_to": hop.destination, "generated": True})
+            return
+        if failed is None or failed.text == central.get("last_error"):
+            return
+        envelope.meta["central"] = {**central, "last_error": failed.text}
+        await self._write_copy(envelope)
+        self.events.record(Action.DEFERRED, rule="av.central_quarantine", result=failed.outcome,
+                           queue_id=queue_id, sender=envelope.sender, recipients=recipients,
+                           size=envelope.size, subject=envelope.subject(),
+                           info=f"virus quarantine copy not sent to {hop.destination}: "
+                                f"{failed.text}; tried again every "
+                                f"{CENTRAL_RETRY_SECONDS:.0f} s",
+                           data={"next_hop": hop.key, "remote_mta": failed.remote_mta,
+                                 "status": failed.status})
+
+    async def _write_copy(self, envelope) -> None:
+        try:
+            await trio.to_thread.run_sync(self.spool.write_envelope, VIRUS_QUEUE, envelope)
+        except FileNotFoundError:   # deleted while it was being sent (rule 3)
+            pass
 
     # --- retention and deletion (rule 3) -----------------------------------------------------
     async def _retention_loop(self) -> None:

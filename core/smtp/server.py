@@ -784,7 +784,9 @@ class _Session:
         ptr = f"{_received_name(self.client_ptr)} " if self.client_ptr else ""
         helo = _received_name(self.helo) if self.helo else "unknown"
         rcpt = f"\r\n\tfor <{self.recipients[0]}>" if len(self.recipients) == 1 else ""
-        text = (f"Received: from {helo} ({ptr}[{self.client_ip}])\r\n"
+        # TCP-info is an address literal (RFC 5321 §4.4, §4.1.3): [IPv6:2001:db8::1]
+        literal = f"IPv6:{self.client_ip}" if ":" in self.client_ip else self.client_ip
+        text = (f"Received: from {helo} ({ptr}[{literal}])\r\n"
                 f"\tby {self.hostname} (Mailmoat) with {with_} id {self.queue_id}{rcpt};\r\n"
                 f"\t{formatdate(self.server.clock.now())}\r\n")
         return text.encode("utf-8", "replace")
