@@ -10,7 +10,10 @@ Rules:
   logging on as `report` between guesses would otherwise reset the count for `admin`.
   Failures older than the window simply stop counting.
 - An IPv6 client counts by its /64 (one host usually owns a whole /64, so counting single
-  addresses would let it rotate through them); an IPv4 client by its address.
+  addresses would let it rotate through them); an IPv4 client by its address. A /64 is
+  often a whole network segment, so what is locked out is said as `client_key` gives it:
+  the lock-out page says "your network (fd00::/64)" and the event's data carries the key
+  (console/auth).
 - One client's logons are checked one at a time (`one_at_a_time`): parallel guesses would
   otherwise all pass the lock-out check before the first failure counted (30 requests at once
   were all tried). Other clients are not held up.

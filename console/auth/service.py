@@ -10,7 +10,9 @@ Rules:
   alert. A successful logon resets the count.
 - A client with too many failed logons is locked out for a while (console.throttle): its
   attempts are refused (`LogonsLockedOut`) without checking the password, and the lockout
-  writes one `failed_logon` event (result locked_out), which raises the same alert.
+  writes one `failed_logon` event (result locked_out), which raises the same alert. The
+  event's data `client_key` is what was counted and is refused: the address, or for an
+  IPv6 client its whole /64, which the info names too.
 - A session lives on the server (console.sessions): the cookie carries only its random id.
   A request whose id is not live is logged off (`end_unknown_session`). Log Off, the idle
   timeout and a password change end the session on the server, so an old copy of the
@@ -43,7 +45,7 @@ from werkzeug.routing import RequestRedirect
 from console.context import console_context, settings
 from console.roles import Role
 from console.sessions import SessionRecord
-from console.throttle import FAILED_LOGON_WINDOW_SECONDS, FAILED_LOGONS_PER_CLIENT
+from console.throttle import FAILED_LOGON_WINDOW_SECONDS, FAILED_LOGONS_PER_CLIENT, client_key
 from shared.events import Action
 from shared.settings import PASSWORD_MAX_CHARS, check_password
 
@@ -61,11 +63,18 @@ _SESSION_ID_KEY = "_user_id"
 
 
 class LogonsLockedOut(Exception):
-    """Logons from this client are refused for `seconds` more (console.throttle)."""
+    """Logons from this client are refused for `seconds` more (console.throttle).
+    `client_key` is what it is counted by: its IPv4 address, or its IPv6 /64."""
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, client_key: str = ""):
         super().__init__(f"logons refused for {seconds:.0f} s")
         self.seconds = seconds
+        self.client_key = client_key
+
+    @property
+    def is_network(self) -> bool:
+        """True when a whole network is locked out (an IPv6 /64), not one address."""
+        return "/" in self.client_key
 
     @property
     def minutes(self) -> int:
@@ -141,10 +150,11 @@ def log_on(name: str, password: str) -> User | None:
     ctx = console_context()
     client_ip = request.remote_addr
     now = ctx.clock.now()
+    counted_as = client_key(client_ip)
     with ctx.throttle.one_at_a_time(client_ip):
         locked_for = ctx.throttle.locked_for(client_ip, now)
         if locked_for:
-            raise LogonsLockedOut(locked_for)
+            raise LogonsLockedOut(locked_for, counted_as)
         name = name.strip()[:ACCOUNT_NAME_MAX_CHARS]
         user = authenticate(name, password)
         if user is None:
@@ -157,15 +167,18 @@ def log_on(name: str, password: str) -> User | None:
                                   data={"account": name, "count": count})
             locked_for = ctx.throttle.fail(client_ip, now)
             if locked_for:
+                locked = LogonsLockedOut(locked_for, counted_as)
+                who = (f"the network {counted_as} (this client's /64)" if locked.is_network
+                       else "this client")
                 ctx.events.record(
                     Action.FAILED_LOGON, result="locked_out", client_ip=client_ip,
-                    info=f"{FAILED_LOGONS_PER_CLIENT} failed logons from this client within "
+                    info=f"{FAILED_LOGONS_PER_CLIENT} failed logons from {who} within "
                          f"{FAILED_LOGON_WINDOW_SECONDS // 60} minutes: its logons are refused "
                          f"for {locked_for / 60:.0f} minutes",
                     data={"account": name, "failures": FAILED_LOGONS_PER_CLIENT,
                           "window_seconds": FAILED_LOGON_WINDOW_SECONDS,
-                          "locked_seconds": locked_for})
-                raise LogonsLockedOut(locked_for)
+                          "locked_seconds": locked_for, "client_key": counted_as})
+                raise locked
             return None
     ctx.failed_logons.reset(name)
     idle_seconds = settings()["admin.timeout_minutes"] * 60

@@ -1,7 +1,8 @@
 """Logon and logoff pages. With `https.logons` on, the logon page is served over HTTPS only.
 
 A client locked out after too many failed logons (console.throttle) gets the logon page with
-the reason, HTTP 429 Too Many Requests and Retry-After.
+the reason, HTTP 429 Too Many Requests and Retry-After; for an IPv6 client the page names the
+/64 it was counted by.
 
 A logon form refused for its fields (empty, or over the form's length) is not checked as a
 logon, but it is a logon attempt: the page says what is wrong and the attempt writes its
@@ -33,9 +34,13 @@ def logon():
             if log_on(form.username.data, form.password.data):
                 return redirect(safe_next(form.next.data))
         except LogonsLockedOut as locked:
-            flash("Too many failed logons from your computer's address: logons from it are "
-                  f"refused for {locked.minutes} more minute(s). Other computers can still "
-                  "log on.", "error")
+            # an IPv6 client is counted by its /64 (console.throttle), which is usually a
+            # whole network segment: the page must not promise that the rest of it gets in
+            where, others = ((f"your network ({locked.client_key})", "Computers outside it")
+                             if locked.is_network
+                             else ("your computer's address", "Other computers"))
+            flash(f"Too many failed logons from {where}: logons from it are refused for "
+                  f"{locked.minutes} more minute(s). {others} can still log on.", "error")
             return render_template("auth/logon.html", form=form), 429, \
                 {"Retry-After": str(int(locked.seconds) + 1)}
         flash("The user name or password is incorrect.", "error")
