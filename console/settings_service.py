@@ -24,7 +24,8 @@ from shared.settings import PAGES, SettingError, changes_shown
 from shared.settings_store import Changes, apply_changes
 from shared.settings_types import RuleError, entries_rule
 
-__all__ = ["save_settings", "edit_list", "submit_command", "record_change", "rule_key",
+__all__ = ["save_settings", "edit_list", "submit_command", "pending_command_items",
+           "record_change", "rule_key",
            "check_rule_shown",
            "rule_errors", "RULE_LIST_CHANGED", "RuleListChanged"]
 
@@ -140,3 +141,19 @@ def submit_command(kind: str, args: dict[str, Any], *, user: str, client_ip: str
             (now, kind, json.dumps(args, sort_keys=True), user))
     record_change(user, client_ip, page, {}, command=kind, args=args, command_id=cursor.lastrowid)
     return cursor.lastrowid
+
+
+def pending_command_items(kind: str, field: str) -> set[str]:
+    """The items listed under `field` by `kind` commands the core has not carried out yet
+    (it does within about a second): a page shown meanwhile leaves them out, so they are not
+    acted on twice."""
+    rows = request_db().execute(
+        "SELECT args FROM commands WHERE state IN ('pending', 'running') AND kind = ?",
+        (kind,)).fetchall()
+    items: set[str] = set()
+    for row in rows:
+        try:
+            items.update(json.loads(row["args"]).get(field) or ())
+        except (ValueError, AttributeError, TypeError):
+            continue
+    return items

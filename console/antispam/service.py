@@ -16,7 +16,6 @@ entries; "Delete" is that command alone. The core applies a command within a sec
 
 from __future__ import annotations
 
-import json
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -26,7 +25,8 @@ from console.context import request_db, settings
 from console.rule_terms import numbered_terms
 from console.schema_forms import rule_by_line, text_lines
 from console.settings_service import rule_errors as settings_rule_errors
-from console.settings_service import check_rule_shown, edit_list, save_settings, submit_command
+from console.settings_service import (check_rule_shown, edit_list, pending_command_items,
+                                      save_settings, submit_command)
 from shared.idn import ascii_domain, entry_form
 from shared.settings import SettingError
 
@@ -100,35 +100,22 @@ def _learned_rows() -> list:
 
 
 def _listed() -> set[str]:
-    """The domains the page lists: learned, and not leaving already (`_being_deleted`)."""
-    return {row["domain"] for row in _learned_rows()} - _being_deleted()
+    """The domains the page lists: learned, and not leaving already (a move or delete the
+    core has not carried out yet)."""
+    leaving = pending_command_items(DELETE_COMMAND, "domains")
+    return {row["domain"] for row in _learned_rows()} - leaving
 
 
 def auto_entries(sort: str = "frequency") -> list[AutoEntry]:
     rows = _learned_rows()
     exclusions = settings()["whitelist.auto.exclusions"]
-    leaving = _being_deleted()
+    leaving = pending_command_items(DELETE_COMMAND, "domains")
     entries = [AutoEntry(r["domain"], r["count"], r["first_seen"], r["last_seen"],
                          _excluded(r["domain"], exclusions))
                for r in rows if r["domain"] not in leaving]
     if sort == "domain":
         return sorted(entries, key=lambda e: sld_key(e.domain))
     return sorted(entries, key=lambda e: (-e.count, e.first_seen, e.domain))
-
-
-def _being_deleted() -> set[str]:
-    """Domains of delete commands the core has not carried out yet (it does within about a
-    second): a page shown right after a move must not list them, or they are moved twice."""
-    rows = request_db().execute(
-        "SELECT args FROM commands WHERE state IN ('pending', 'running') AND kind = ?",
-        (DELETE_COMMAND,)).fetchall()
-    domains: set[str] = set()
-    for row in rows:
-        try:
-            domains.update(json.loads(row["args"]).get("domains") or ())
-        except (ValueError, AttributeError, TypeError):
-            continue
-    return domains
 
 
 CUSTOM_WHITELIST_OFF = ("The custom whitelist is disabled (whitelist.custom.enabled is off): "

@@ -4,7 +4,7 @@ definitions in force.
 
 Delete is a command the core carries out (core/scan/service.py `delete_command`), as the
 hold queue's actions are; until it has, the page no longer lists the copies it names
-(`_being_deleted`). There is no Release: a message found infected is not delivered from
+(`pending_command_items`). There is no Release: a message found infected is not delivered from
 here (docs/antivirus.md).
 
 A download is a 7z archive encrypted with AES-256 and encrypted headers, password
@@ -19,8 +19,8 @@ import json
 import re
 from dataclasses import dataclass
 
-from console.context import console_context, request_db
-from console.settings_service import submit_command
+from console.context import console_context
+from console.settings_service import pending_command_items, submit_command
 from shared.settings import SettingError
 from shared.spool import SUBJECT_META
 
@@ -58,7 +58,7 @@ def _folder():
 
 def list_quarantine(limit: int = LIST_LIMIT) -> tuple[int, list[QuarantinedMessage]]:
     """(total, newest first up to limit), without the copies being deleted."""
-    leaving = _being_deleted()
+    leaving = pending_command_items(DELETE_COMMAND, "ids")
     try:
         names = sorted((p.name for p in _folder().iterdir()
                         if _QUEUE_ID.match(p.name) and p.name not in leaving), reverse=True)
@@ -82,21 +82,6 @@ def list_quarantine(limit: int = LIST_LIMIT) -> tuple[int, list[QuarantinedMessa
             tuple(ACTION_WORDS.get(a, a) for a in meta.get("actions") or ()),
             (central.get("state", "") if isinstance(central, dict) else "")))
     return len(names), out
-
-
-def _being_deleted() -> set[str]:
-    """Copies named by delete commands the core has not carried out yet (it does within
-    about a second)."""
-    rows = request_db().execute(
-        "SELECT args FROM commands WHERE state IN ('pending', 'running') AND kind = ?",
-        (DELETE_COMMAND,)).fetchall()
-    ids: set[str] = set()
-    for row in rows:
-        try:
-            ids.update(json.loads(row["args"]).get("ids") or ())
-        except (ValueError, AttributeError, TypeError):
-            continue
-    return ids
 
 
 def request_delete(ids: list[str], *, user: str, client_ip: str | None) -> int:
