@@ -3,13 +3,20 @@ core on loopback -> a loopback sink. Regression for the antivirus exploration's 
 a PDF with an empty user password and an owner password that only restricts printing and
 copying (bank statements, government forms) was deleted as an encrypted container
 (`encrypted.action` delete); SPEC §3 encrypted.* is about password-protected files. A PDF
-that asks for a password is still deleted."""
+that asks for a password is still deleted.
+
+Such a PDF is scanned decrypted: its streams are still RC4 or AES encrypted, and before
+e563fcf the builtin engine only inflated them, so an owner password hid known malware from
+it. The engine's own cases (every revision, strings, crypt filters, RC4 key lengths, several
+keys, the cost) are tests/unit/scan/test_pdf_streams.py. The PDFs are built by
+tests/support/encrypted_pdf.py (checked against qpdf 11.3)."""
 
 from __future__ import annotations
 
 import email
 import json
 import smtplib
+import zlib
 from email import policy
 from email.message import EmailMessage
 
@@ -18,7 +25,9 @@ import trio
 
 from core.app import run_core
 from core.pipeline.checks.encrypted import ENCRYPT_TEXT
+from core.pipeline.decompose.encryption import pdf_is_encrypted
 from shared.events import Action
+from shared.guide_texts import DEFAULT_AV_DELETED_TEXT
 from shared.settings import defaults
 from tests.support.core import routed_home
 from tests.support.encrypted_pdf import PAGE_TEXT, encrypted_pdf
@@ -90,3 +99,25 @@ async def test_pdf_with_a_user_password_is_deleted_beside_one_without(tmp_path, 
     [event] = events_of(home, Action.ENCRYPTED_CONTAINER)
     assert event["rule"] == "encrypted.action" and event["result"] == "deleted"
     assert json.loads(event["data"])["file"] == "protected.pdf"
+
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+@pytest.mark.parametrize("revision", [3, 4, 6], ids=["R3-RC4", "R4-AES", "R6-AES256"])
+async def test_eicar_in_an_encrypted_content_stream_is_deleted_and_the_clean_pdf_delivered(
+        tmp_path, sink, nursery, revision):
+    infected = encrypted_pdf(revision, "", "bank-owner", content=EICAR, flate=True)
+    clean = encrypted_pdf(revision, "", "bank-owner", flate=True)
+    assert EICAR not in infected and zlib.compress(EICAR) not in infected
+    assert not pdf_is_encrypted(infected)            # no encrypted container: it is scanned
+    delivered, texts, home = await _deliver(
+        tmp_path, sink, nursery, {"statement.pdf": clean, "invoice.pdf": infected})
+    assert delivered == {"statement.pdf": clean}                  # byte-identical
+    assert texts == ["Your statement is attached.", DEFAULT_AV_DELETED_TEXT]
+    [deleted] = events_of(home, Action.FILE_DELETED)
+    assert deleted["rule"] == "av.on_unrepairable"
+    data = json.loads(deleted["data"])
+    assert (data["virus"], data["file"]) == ("Mailmoat.Test.EICAR", "invoice.pdf")
+    assert "signature Mailmoat.Test.EICAR (in pdf-stream)" in deleted["info"]
+    assert events_of(home, Action.ENCRYPTED_CONTAINER) == []

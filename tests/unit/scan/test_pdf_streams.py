@@ -3,7 +3,7 @@ the shipped signatures (core/scan/unpackers/pdf.py): every revision, stored stre
 crypt filters, /EncryptMetadata false, RC4 key lengths OpenSSL refuses, several keys after an
 update, and what decrypting costs. Regression for the hole e563fcf closed (such a PDF is
 delivered since 8223955, and its encrypted streams hid known malware from the engine); the mail
-end to end is tests/integration/test_pdf_encrypted_streams_scanned.py. The PDFs are built by
+end to end is tests/integration/test_pdf_permissions_only.py. The PDFs are built by
 tests/support/encrypted_pdf.py (checked against qpdf 11.3: `qpdf --password= --decrypt` shows
 the same content)."""
 
