@@ -139,6 +139,27 @@ def _certificate_note(home) -> str:
     return " (self-signed certificate until you install one)" if is_self_signed(cert) else ""
 
 
+def _core_failed_to_start(home, since: float) -> bool:
+    """The core run that began at `since` (wall clock) wrote service_start_failed and no
+    service_started: it never started, so its exit was no improper shutdown."""
+    from shared import db
+    from shared.events import Action
+
+    try:
+        conn = db.connect(home.db)
+    except Exception:                   # no database to tell: say what it always said
+        return False
+    try:
+        actions = {row[0] for row in conn.execute(
+            "SELECT DISTINCT action FROM events WHERE time >= ? AND action IN (?, ?)",
+            (since - 1, str(Action.SERVICE_START_FAILED), str(Action.SERVICE_STARTED)))}
+    except Exception:
+        return False
+    finally:
+        conn.close()
+    return actions == {str(Action.SERVICE_START_FAILED)}
+
+
 async def _keep_running(part: str, home: str) -> None:
     from shared.events import Action, EventWriter
     from shared.paths import DataHome
@@ -147,7 +168,7 @@ async def _keep_running(part: str, home: str) -> None:
     # -P: not the current directory first on sys.path (a console.py there would be imported)
     command = [sys.executable, "-P", "-m", "shared.cli", part, "--home", home]
     while True:
-        started = time.monotonic()
+        started, started_at = time.monotonic(), time.time()
         process = await trio.lowlevel.open_process(command)
         try:
             status = await process.wait()
@@ -169,7 +190,12 @@ async def _keep_running(part: str, home: str) -> None:
             # this event says the core stopped improperly; its own marker would make the
             # restarted core say it again (two alerts for one kill -9)
             (data_home.run / "core.running").unlink(missing_ok=True)
-        if delay == RESTART_INITIAL_SECONDS:
+        if part == "core" and await trio.to_thread.run_sync(
+                _core_failed_to_start, data_home, started_at):
+            # Its service_start_failed says why; "started after an improper shutdown" would
+            # say the opposite of the truth (alerts finding B5).
+            pass
+        elif delay == RESTART_INITIAL_SECONDS:
             # the first exit of a run of them: one that keeps failing to start mails the
             # alert once, not at every restart (1,440 a day at the longest backoff)
             writer = EventWriter(data_home.db, "supervisor")

@@ -17,7 +17,7 @@ from html.parser import HTMLParser
 
 from shared import db
 from shared.settings_store import load
-from tests.support.core import ADMIN_PASSWORD, make_home, wait_port
+from tests.support.core import ADMIN_PASSWORD, make_home, stored_settings, wait_port
 
 
 class _Forms(HTMLParser):
@@ -253,3 +253,32 @@ def test_a_second_run_on_the_same_home_is_refused_in_one_line(tmp_path):
     assert second.stderr == (f"mailmoat: another `mailmoat run` is running on this data home "
                              f"(pid {run.pid})\n")
     assert second.stdout == ""
+
+
+def test_a_core_that_cannot_start_is_not_reported_as_an_improper_shutdown(tmp_path):
+    """With the SMTP port taken, `run` recorded each failed start as "started after an
+    improper shutdown" and mailed that alert: the opposite of the truth (alerts finding B5).
+    The core's service_start_failed says why; once the port is free it starts."""
+    home = make_home(tmp_path, smtp__listener_processes=1)
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", stored_settings(home)["smtp.port"]))
+    blocker.listen()
+    run, log, settings = _start_run(tmp_path, home, start_new_session=True)
+    try:
+        _wait_for_events(home, ["service_start_failed"])
+        blocker.close()
+        deadline = time.monotonic() + 60
+        while "service_started" not in _core_events(home):
+            assert time.monotonic() < deadline, _core_events(home)
+            time.sleep(0.2)
+        os.killpg(run.pid, signal.SIGTERM)
+        assert run.wait(timeout=90) == 0
+    finally:
+        blocker.close()
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+        log.close()
+    events = _core_events(home)
+    assert "service_start_improper" not in events, events
+    assert events[-2:] == ["service_started", "service_stopped"], events
