@@ -150,6 +150,12 @@ def metatags(envelope, outcome) -> dict[str, str]:
             "DISPOSITION": _disposition_text(outcome.verdict)}
 
 
+def _forged_sender(outcome) -> bool:
+    """A mass-mailer worm forges its sender: notifying it mails an uninvolved third party
+    (backscatter; alerts finding B6)."""
+    return any(f.event == "mass_mailer_cleanup" for f in outcome.findings)
+
+
 class Notifier:
     """Violation notifications (module header). `submit` is the queue manager's
     submit_generated; `hostname` a callable giving the core's host name."""
@@ -170,7 +176,8 @@ class Notifier:
             body = fill_metatags(settings["notify.admin.body"], tags)
             subject = fill_metatags(settings["notify.admin.subject"], tags)
             await self._send(settings, hostname, list(settings["admin.emails"]), subject, body)
-        if settings["notify.sender"] and envelope.sender and not envelope.is_bounce:
+        if settings["notify.sender"] and envelope.sender and not envelope.is_bounce \
+                and not _forged_sender(outcome):
             sender_tags = {**tags, "DISPOSITION": ""}
             body = fill_metatags(settings["notify.sender.body"], sender_tags)
             subject = fill_metatags(settings["notify.sender.subject"], sender_tags)

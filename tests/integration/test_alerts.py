@@ -6,11 +6,12 @@ from __future__ import annotations
 import email
 from email import policy
 
+import pytest
 import trio
 
 from core.app import run_core
-from core.notify import (AlertEngine, ResourceMonitor, alert_key, compose_mail, fill_metatags,
-                         metatags)
+from core.notify import (AlertEngine, Notifier, ResourceMonitor, alert_key, compose_mail,
+                         fill_metatags, metatags)
 from core.pipeline.findings import Finding
 from core.pipeline.run import WorkerOutcome
 from core.pipeline.verdict import decide
@@ -254,3 +255,24 @@ def test_a_stop_alert_the_next_hop_defers_is_delivered_once_at_the_next_start(tm
                 for m in sink.messages]
     assert subjects == [ALERT_TEXTS["service_stop"][0]] * 2     # the first run's, this run's
     assert len(_events(home, Action.ALERT_SENT)) == 2
+
+
+@pytest.mark.parametrize("event, notified", [
+    ("file_deleted", [["admin@local.test"], ["victim@forged.test"]]),
+    # a mass-mailer worm forges its sender: no backscatter to it (alerts finding B6)
+    ("mass_mailer_cleanup", [["admin@local.test"]]),
+])
+async def test_the_sender_of_a_mass_mailer_is_not_notified(event, notified):
+    submitted: list = []
+
+    async def submit(sender, recipients, message, kind):
+        submitted.append(recipients)
+
+    envelope = Envelope.new("Q1", "victim@forged.test", ["user@local.test"])
+    virus = Finding(rule="av", action="drop", reason="File: x\nVirus: W32.Fake@mm\n",
+                    event=event, notify="virus", data={"virus": "W32.Fake@mm", "file": "x"})
+    outcome = WorkerOutcome(findings=[virus], verdict=decide([virus]), subject="hi")
+    settings = {**defaults(), "notify.admin": True, "notify.sender": True,
+                "admin.emails": ["admin@local.test"]}
+    await Notifier(submit, lambda: "mx.local.test").violation(envelope, outcome, settings)
+    assert submitted == notified
