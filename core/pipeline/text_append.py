@@ -162,7 +162,12 @@ def _codec(charset: str | None) -> str | None:
     try:
         return codecs.lookup(name).name
     except LookupError:
-        return None
+        # A label only readers know, which they read as UTF-16 ("ucs-2", "unicode"): the
+        # addition must go in as UTF-16 too, never as ASCII bytes inside the UTF-16 text.
+        return _WIDE_READINGS.get(charsets.encoding(name) or "")
+
+
+_WIDE_READINGS = {"utf-16le": "utf-16-le", "utf-16be": "utf-16-be"}
 
 
 def _reads_as_utf8(data: bytes, charset: str | None, codec: str | None,

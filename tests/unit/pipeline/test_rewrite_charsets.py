@@ -189,6 +189,18 @@ def test_utf16_text_keeps_its_byte_order_and_goes_out_in_base64():
     assert data.startswith(text) and data.decode("utf-16").endswith(DISCLAIMER + "\r\n")
 
 
+
+@pytest.mark.parametrize("label", [b"ucs-2", b"unicode", b"csUnicode"])
+def test_utf16_under_a_label_only_readers_know_gets_the_disclaimer_in_utf16(label):
+    # readers take these labels as UTF-16LE (WHATWG); Python knows none of them, and the
+    # disclaimer went into the UTF-16 bytes as ASCII, breaking the text after it
+    html = "<html><body><p>Grüße</p></body></html>\r\n".encode("utf-16-le")
+    out = _disclaimer(_single(label, b"base64", html, ctype=b"text/html"))
+    parsed = email.message_from_bytes(out, policy=policy.compat32)
+    text = parsed.get_payload(decode=True).decode("utf-16-le")
+    assert text.startswith("<html><body><p>Grüße</p>")
+    assert DISCLAIMER in text and text.endswith("</body></html>\r\n")
+
 def test_a_header_behind_a_byte_order_mark_is_not_moved_into_the_body():
     """Finding 6: a message starting with a UTF-8 BOM had its whole header block encoded
     into the body after the disclaimer. It is left as it is."""
