@@ -250,14 +250,15 @@ class _ShieldedServices:
 
 async def _mail_stop_alert(events: EventWriter, alerts, queue) -> None:
     """At a clean stop, with the listeners closed: mail the alerts of the events written
-    until now (Service Stop, when enabled) and give their delivery STOP_ALERT_SECONDS.
+    until now (Service Stop, when enabled) and those held back by the alert engine's
+    throttle (core/notify.py rule 2), and give their delivery STOP_ALERT_SECONDS.
     What does not make it in time stays in the spool for the next start; an error here
     leaves the events to the next start's alert engine, as before."""
     queue.deliver_alerts_only()
     with trio.move_on_after(STOP_ALERT_SECONDS):
         try:
             await events.committed()
-            await queue.settled(await alerts.engine.poll_once())
+            await queue.settled(await alerts.engine.poll_once(flush=True))
         except Exception as exc:     # boundary: the stop goes on
             events.record(Action.SCAN_ERROR, rule="alerts.error",
                           info=f"alerts not mailed at stop: {type(exc).__name__}: {exc}")

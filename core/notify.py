@@ -9,9 +9,9 @@ What it owns
                       each message whose findings feed a metatag (never antispam, content
                       rules or spam rules: guide §3 note).
     `AlertEngine`     reads new events of both processes from SQLite (a cursor kept in
-                      run/alerts.cursor, so a restart neither loses nor repeats alerts) and
-                      mails each enabled alert of Table 3-2 to admin.emails, then writes
-                      `alert_sent`.
+                      run/alerts.cursor with the events held by rule 2, so a restart
+                      neither loses nor repeats alerts) and mails each enabled alert of
+                      Table 3-2 to admin.emails, then writes `alert_sent`.
     `ResourceMonitor` low disk (under 10 % free on the data home's file systems) and low
                       memory (under 10 % available) -> low_disk / low_memory events, once
                       per crossing.
@@ -20,8 +20,19 @@ Rules
     1. Mail goes through `submit(sender, recipients, bytes, kind=...)` — the queue manager's
        submit_generated: the same durable spool path, never counted as accepted. Generated
        mail has the null sender, so it never bounces back into a loop.
-    2. One alert mail per alert kind per poll; kinds that a failing delivery can itself
-       cause (smtp_connection_failure) are sent at most once per THROTTLE_SECONDS.
+    2. One mail per alert kind per THROTTLE_SECONDS, whatever the rate of its events: a
+       client decides how fast it makes protocol violations, failed logons or unauthorized
+       requests, and the guide warns that "sending alerts increases the load of the
+       server". The events of a kind that come while it is quiet (no mail of that kind
+       went out in the last THROTTLE_SECONDS) are mailed at once, those read by the same
+       poll together; the ones that come in the THROTTLE_SECONDS after a mail are held
+       and mailed as one alert when that time is up, listing MAX_EVENTS_LISTED and
+       counting the rest (`alert_sent` data.events: all of them). No kind is exempt: the
+       guide's one Frequent Failed Logon Attempts mail per failure after the third becomes
+       one per THROTTLE_SECONDS listing them, and Service Start/Stop come too rarely for
+       the rule to matter. The core's stop mails whatever is held with its Service Stop
+       alert (poll_once(flush=True), core/app.py). What is held is saved with the cursor,
+       so after an improper end the next start mails it at its first poll.
     3. With admin.emails empty nothing is sent (the console says so on the Alerts and
        Notifications tabs).
 """
@@ -29,11 +40,13 @@ Rules
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -41,6 +54,7 @@ from pathlib import Path
 
 import trio
 
+from core.delivery import NO_ANSWER_STATUS
 from shared import db
 from shared.disk import LOW_DISK_FRACTION, disk_free_fraction, is_out_of_space
 from shared.events import Action
@@ -53,13 +67,19 @@ __all__ = ["Notifier", "AlertEngine", "ResourceMonitor", "alert_key", "fill_meta
 
 POLL_SECONDS = 1.0
 READ_LIMIT = 1000
-THROTTLE_SECONDS = 300.0
+THROTTLE_SECONDS = 300.0           # rule 2
 MAX_EVENTS_LISTED = 20
 LOW_FRACTION = LOW_DISK_FRACTION   # Table 3-2: "less than 10 percent", memory too
 REARM_FRACTION = 0.12
 RESOURCE_CHECK_SECONDS = 60.0
-CONNECTION_FAILURE_STATUSES = ("4.4.1", "4.4.2", "4.4.0", "5.4.4", "4.4.3")
-THROTTLED = frozenset({"smtp_connection_failure"})
+# Table 3-2 "The SMTP server that [the gateway] is trying to contact is not available": the
+# delivery code's RFC 3463 status when no session with the next hop could be opened
+# (NO_ANSWER_STATUS: refused, timed out, no greeting, a greeting other than 220, EHLO
+# refused; core/delivery/session.py rule 6) or its name has no address (core/delivery/mx.py:
+# 4.4.3 the lookup failed, 5.4.4 no MX host has one). Not X.4.2, a connection lost after
+# the next hop took the session, nor 4.7.0, TLS required but not possible with a host that
+# is there.
+CONNECTION_FAILURE_STATUSES = (NO_ANSWER_STATUS, "4.4.3", "5.4.4")
 
 
 # --- composing -----------------------------------------------------------------------------
@@ -205,7 +225,10 @@ ALERT_ACTIONS = tuple(sorted({*_SIMPLE_ALERTS, "held", "liveupdate", "definition
 
 
 def alert_key(row: Mapping) -> str | None:
-    """The `alerts.<key>` an event row raises, or None (guide Table 3-2)."""
+    """The `alerts.<key>` an event row raises, or None (guide Table 3-2). A deferral or
+    failure raises smtp_connection_failure by its status (CONNECTION_FAILURE_STATUSES), not
+    by whether it names a host: a next hop that greets with 421 is named, and not available.
+    Generated mail's own never does: an alert about an alert's delivery would loop."""
     action = row["action"]
     if action not in ALERT_ACTIONS:
         return None
@@ -218,8 +241,7 @@ def alert_key(row: Mapping) -> str | None:
             "success", "ok", "updated", "installed"):
         return "liveupdate_complete"
     if action in ("deferred", "delivery_failed") and not data.get("generated") and \
-            str(data.get("status") or "") in CONNECTION_FAILURE_STATUSES and \
-            not data.get("remote_mta"):
+            str(data.get("status") or "") in CONNECTION_FAILURE_STATUSES:
         return "smtp_connection_failure"
     return None
 
@@ -231,7 +253,33 @@ def _data(row) -> dict:
         return {}
 
 
+def _event_line(row) -> str:
+    """One event as an alert mail lists it: time, action, queue id, client, info."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row["time"]))
+    detail = " ".join(one_line(str(x)) for x in (row["queue_id"], row["client_ip"],
+                                                   row["info"]) if x)
+    return f"{stamp}  {row['action']}  {detail}".rstrip()
+
+
+@dataclass
+class HeldAlert:
+    """The events of one alert kind not mailed yet (rule 2), as the mail will show them:
+    kept as lines, so memory and the saved state stay small however many there are."""
+    lines: list[str] = field(default_factory=list)   # the first MAX_EVENTS_LISTED
+    count: int = 0                                   # all of them
+    directory: str | None = None                     # low_disk: the first one named
+
+    def add(self, row) -> None:
+        self.count += 1
+        if len(self.lines) < MAX_EVENTS_LISTED:
+            self.lines.append(_event_line(row))
+        self.directory = self.directory or _data(row).get("directory")
+
+
 class AlertEngine:
+    """The alerts of Table 3-2 (module header). `clock` measures the quiet time of rule 2;
+    tests give their own."""
+
     def __init__(self, db_path, run_dir: Path, settings: Callable[[], Mapping], events,
                  submit: Callable, hostname: Callable[[], str], *,
                  poll_seconds: float = POLL_SECONDS, clock=time.monotonic):
@@ -244,12 +292,19 @@ class AlertEngine:
         self.poll_seconds = poll_seconds
         self.clock = clock
         self.cursor: int | None = None
-        self.last_sent: dict[str, float] = {}
+        self.held: dict[str, HeldAlert] = {}
+        # Per kind, the clock time until which its events are held (rule 2); kept in memory
+        # only: a new run starts quiet, and its clock may not be the last run's.
+        self.quiet_until: dict[str, float] = {}
         self.sent = 0
         self._polling = trio.Lock()
 
+    async def load(self) -> None:
+        """Take up the cursor and the held events where the last run left them."""
+        self.cursor, self.held = await trio.to_thread.run_sync(self._load_state)
+
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        self.cursor = await trio.to_thread.run_sync(self._load_cursor)
+        await self.load()
         task_status.started()
         while True:
             try:
@@ -261,49 +316,47 @@ class AlertEngine:
                 # low_disk alert went out at LOW_FRACTION free, before the disk filled).
             await trio.sleep(self.poll_seconds)
 
-    async def poll_once(self) -> list[str]:
-        """Mail the alerts of the events written since the last poll; returns the queue ids
-        of the mails. One poll at a time: the core's stop polls once more (core/app.py)
-        while the poller may be at it, and both would mail the same events."""
+    async def poll_once(self, *, flush: bool = False) -> list[str]:
+        """Mail the alerts that are due (rule 2): of the events written since the last poll
+        and of the held ones; with `flush`, every one (the core's stop). Returns the queue
+        ids of the mails. One poll at a time: the core's stop polls once more
+        (core/app.py) while the poller may be at it, and both would mail the same events."""
         async with self._polling:
-            return await self._poll()
+            return await self._poll(flush)
 
-    async def _poll(self) -> list[str]:
+    async def _poll(self, flush: bool) -> list[str]:
         rows, last_id = await trio.to_thread.run_sync(self._read_new)
-        if last_id == self.cursor:
+        moved = last_id != self.cursor
+        if not moved and not self.held:
             return []
         settings = self.settings()
-        grouped: dict[str, list] = {}
         for row in rows:
             key = alert_key(row)
             if key and settings.get(f"alerts.{key}"):
-                grouped.setdefault(key, []).append(row)
-        sent = []
-        for key, group in grouped.items():
-            if not settings["admin.emails"]:
-                continue                                  # rule 3
-            now = self.clock()
-            if key in THROTTLED and now - self.last_sent.get(key, -1e18) < THROTTLE_SECONDS:
-                continue
-            self.last_sent[key] = now
-            sent.append(await self._send(settings, key, group))
+                self.held.setdefault(key, HeldAlert()).add(row)
+        # In memory the rows are held now: a mail that fails below is tried again at the
+        # next poll without reading them twice.
         self.cursor = last_id
-        await trio.to_thread.run_sync(self._save_cursor)
+        now = self.clock()
+        due = [key for key in self.held
+               if flush or now >= self.quiet_until.get(key, -math.inf)]
+        sent = []
+        for key in due:
+            # rule 3, and an alert turned off while its events were held: dropped
+            if settings["admin.emails"] and settings.get(f"alerts.{key}"):
+                sent.append(await self._send(settings, key, self.held[key]))
+                self.quiet_until[key] = now + THROTTLE_SECONDS
+            del self.held[key]
+        if moved or due:
+            await trio.to_thread.run_sync(self._save_state)
         return sent
 
-    async def _send(self, settings, key: str, rows) -> str:
+    async def _send(self, settings, key: str, held: HeldAlert) -> str:
         subject, body = ALERT_TEXTS[key]
-        directory = next((_data(r).get("directory") for r in rows if _data(r).get("directory")),
-                         "mail queuing")
-        body = body.replace("{directory}", str(directory))
-        lines = []
-        for row in rows[:MAX_EVENTS_LISTED]:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row["time"]))
-            detail = " ".join(one_line(str(x)) for x in (row["queue_id"], row["client_ip"],
-                                                           row["info"]) if x)
-            lines.append(f"{stamp}  {row['action']}  {detail}".rstrip())
-        if len(rows) > MAX_EVENTS_LISTED:
-            lines.append(f"... and {len(rows) - MAX_EVENTS_LISTED} more")
+        body = body.replace("{directory}", str(held.directory or "mail queuing"))
+        lines = list(held.lines)
+        if held.count > len(lines):
+            lines.append(f"... and {held.count - len(lines)} more")
         text = body + "\n\n" + "\n".join(lines) + "\n"
         recipients = list(settings["admin.emails"])
         message = compose_mail(settings, self.hostname(), recipients, subject, text, "alert")
@@ -311,10 +364,10 @@ class AlertEngine:
         self.sent += 1
         self.events.record(Action.ALERT_SENT, rule=f"alerts.{key}", info=subject,
                            recipients=recipients, queue_id=queue_id,
-                           data={"alert": key, "events": len(rows), "generated": True})
+                           data={"alert": key, "events": held.count, "generated": True})
         return queue_id
 
-    # --- cursor ------------------------------------------------------------------------------
+    # --- cursor and held events ----------------------------------------------------------------
     def _max_id(self) -> int:
         conn = db.connect(self.db_path)
         try:
@@ -322,15 +375,23 @@ class AlertEngine:
         finally:
             conn.close()
 
-    def _load_cursor(self) -> int:
+    def _load_state(self) -> tuple[int, dict[str, HeldAlert]]:
+        """{"cursor": id, "held": {kind: HeldAlert}}, or the bare id an older run wrote."""
         try:
-            return int(self.cursor_file.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return self._max_id()        # first start: alerts from now on, not history
+            state = json.loads(self.cursor_file.read_text())
+            if isinstance(state, int):
+                return state, {}
+            held = {key: HeldAlert(**value) for key, value in state["held"].items()
+                    if key in ALERT_TEXTS}
+            return int(state["cursor"]), held
+        except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+            return self._max_id(), {}    # first start: alerts from now on, not history
 
-    def _save_cursor(self) -> None:
+    def _save_state(self) -> None:
+        state = {"cursor": self.cursor,
+                 "held": {key: asdict(held) for key, held in self.held.items()}}
         tmp = self.cursor_file.with_name(self.cursor_file.name + ".tmp")
-        tmp.write_text(str(self.cursor))
+        tmp.write_text(json.dumps(state))
         os.replace(tmp, self.cursor_file)
 
     def _read_new(self) -> tuple[list, int]:

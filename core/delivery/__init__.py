@@ -8,17 +8,19 @@ Other packages import from here:
   `await deliver(hop, envelope, recipients, message_path, settings) -> [RecipientResult]`
   and `run()` for idle-connection upkeep
 - `compose_dsn(...)`, `RecipientReport`, `should_notify(envelope)` — RFC 3464 bounces/notices
+- `NO_ANSWER_STATUS` — the status of a failure to open a session with a next hop (session.py
+  rule 6), which raises the SMTP Connection Failure alert (core/notify.py)
 """
 
 from core.delivery.bounce import RecipientReport, compose_dsn, dsn_from_address, should_notify
 from core.delivery.deliver import Deliverer, RecipientResult, unverified_tls_context
 from core.delivery.mx import Candidate, LookupFailed, Resolver, candidates, make_resolver
 from core.delivery.routing import NextHop, domain_of, relay_host, route
-from core.delivery.session import DeliveryError, Timeouts
+from core.delivery.session import NO_ANSWER_STATUS, DeliveryError, Timeouts
 
 __all__ = [
-    "Candidate", "Deliverer", "DeliveryError", "LookupFailed", "NextHop", "RecipientReport",
-    "RecipientResult", "Resolver", "Timeouts", "candidates", "compose_dsn", "domain_of",
-    "dsn_from_address", "make_resolver", "relay_host", "route", "should_notify",
+    "NO_ANSWER_STATUS", "Candidate", "Deliverer", "DeliveryError", "LookupFailed", "NextHop",
+    "RecipientReport", "RecipientResult", "Resolver", "Timeouts", "candidates", "compose_dsn",
+    "domain_of", "dsn_from_address", "make_resolver", "relay_host", "route", "should_notify",
     "unverified_tls_context",
 ]

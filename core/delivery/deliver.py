@@ -48,8 +48,9 @@ import trio
 from core.delivery.mx import Candidate, LookupFailed, Resolver
 from core.delivery.pool import IDLE_CONNECTION_SECONDS, REAP_INTERVAL_SECONDS, ConnectionPool
 from core.delivery.routing import NextHop
-from core.delivery.session import (DeliveryError, Session, Timeouts, close_session,
-                                   open_session, reset_session, run_transaction)
+from core.delivery.session import (BAD_CONNECTION_STATUS, DeliveryError, Session, Timeouts,
+                                   close_session, open_session, reset_session,
+                                   run_transaction)
 from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.events import Action
 from shared.spool import Envelope
@@ -162,7 +163,7 @@ class Deliverer:
         finally:
             await self._give_back(slot)
         self._fill(results, recipients, "connection closed before these recipients were tried",
-                   "4.4.2", None)
+                   BAD_CONNECTION_STATUS, None)
         return [results[r] for r in recipients]
 
     @staticmethod

@@ -34,6 +34,13 @@ Rules
        remote_mta) only when that host said something: a connection refused, timed out or
        closed before the greeting has none (RFC 3464 §2.3.5: the MTA that reported the
        status; Postfix leaves it out too). The text still names where it tried.
+    6. Its status says where it happened (RFC 3463 §3.5): before the session is open
+       (connect refused, unreachable or timed out, the connection closed or silent before
+       the greeting, a greeting other than 220, EHLO and HELO refused) NO_ANSWER_STATUS,
+       X.4.1 "No answer from host", a next hop busy or "otherwise unable to take a call",
+       whatever the host's reply said (it stays in the text); TLS required but impossible
+       4.7.0; a connection lost once the session is open BAD_CONNECTION_STATUS, X.4.2. The
+       SMTP Connection Failure alert is raised on X.4.1 (core/notify.py alert_key).
 """
 
 from __future__ import annotations
@@ -59,11 +66,14 @@ from core.smtp.streams import connect_tcp
 from shared.spool import Envelope
 
 __all__ = ["Timeouts", "Session", "DeliveryError", "open_session", "run_transaction",
-           "reset_session", "close_session", "reply_text", "MESSAGE_CHUNK_OCTETS"]
+           "reset_session", "close_session", "reply_text", "MESSAGE_CHUNK_OCTETS",
+           "NO_ANSWER_STATUS", "BAD_CONNECTION_STATUS"]
 
 MESSAGE_CHUNK_OCTETS = 256 * 1024  # most messages: one read and one write
 RECEIVE_OCTETS = 64 * 1024
 HEADER_CHUNK_OCTETS = 16 * 1024    # reading up to the end of the header section (rule 4)
+NO_ANSWER_STATUS = "4.4.1"         # rule 6: the session could not be opened
+BAD_CONNECTION_STATUS = "4.4.2"    # rule 6: lost once it was open
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,7 @@ class Timeouts:
 class DeliveryError(Exception):
     """The connection failed (rule 2): the recipients still undecided are deferred."""
 
-    def __init__(self, text: str, *, status: str = "4.4.1", host: str | None = None,
+    def __init__(self, text: str, *, status: str = NO_ANSWER_STATUS, host: str | None = None,
                  tls_failed: bool = False, kind: str = "communication") -> None:
         super().__init__(text)
         self.text = text
@@ -105,6 +115,7 @@ class Session:
     log: ConversationLog | None
     is_tls: bool = False
     is_broken: bool = False
+    is_open: bool = False               # open_session finished: ready for MAIL (rule 6)
     completed_at: float | None = None   # trio time the last transaction ended with the reply
                                         # to the data (None: not ended that way)
     timer: trio.CancelScope | None = None   # set by _timed: the deadline of the current step
@@ -202,7 +213,9 @@ def _broken(session: Session, text: str, kind: str = "communication") -> Deliver
     if session.log is not None:
         session.log.error(kind, text)
     answered = session.conn.state is not ClientState.GREETING      # rule 5
-    return DeliveryError(text, host=session.host if answered else None, kind=kind)
+    status = BAD_CONNECTION_STATUS if session.is_open else NO_ANSWER_STATUS   # rule 6
+    return DeliveryError(text, status=status, host=session.host if answered else None,
+                         kind=kind)
 
 
 # --- opening -------------------------------------------------------------------------------
@@ -232,16 +245,16 @@ async def open_session(candidate: Candidate, address: str, *, hostname: str, mod
     try:
         with _timed(session):
             greeting = await _reply(session, timeouts.greeting)
-            if greeting.code != 220:
+            if greeting.code != 220:                 # rule 6: X.4.1 whatever it said
                 raise DeliveryError(f"{peer} greeted with {reply_text(greeting)}",
-                                    host=candidate.host,
-                                    status=_status(greeting).replace("5.", "4.", 1))
+                                    host=candidate.host)
             await _hello(session, timeouts)
             if mode != "off" and use_tls:
                 await _start_tls(session, tls_context, timeouts, server_hostname, mode)
             elif mode == "required":
                 raise DeliveryError(f"TLS required, but not possible with {peer}",
                                     status="4.7.0", host=candidate.host)
+        session.is_open = True
         return session
     except BaseException:
         session.is_broken = True
@@ -349,7 +362,8 @@ async def _transaction(session: Session, envelope: Envelope, recipients: Sequenc
         outcome, reply = outcomes.get(address, (Outcome.PENDING, None))
         if outcome is Outcome.PENDING or reply is None:
             text = error.text if error else f"no answer from {session.peer}"
-            results[address] = ("deferred", text, error.status if error else "4.4.2", False)
+            results[address] = ("deferred", text,
+                                 error.status if error else BAD_CONNECTION_STATUS, False)
         else:
             results[address] = (outcome.value, reply_text(reply), _status(reply), True)
     return results

@@ -25,8 +25,9 @@ What it owns
                           av.central_quarantine is set (one copy per message, listing
                           every virus found); outbreak
                           counting (outbreak.count infected messages within outbreak.minutes
-                          -> outbreak event + alert mail to outbreak.emails; with none, the
-                          event only — the Outbreak Alert tab says so).
+                          -> outbreak event + alert mail to outbreak.emails and its
+                          alert_sent; with none, the event only — the Outbreak Alert tab
+                          says so), see rule 6.
     Central forwarder     delivers marked copies to av.central_quarantine (host, port) with
                           the core's deliverer, retrying every CENTRAL_RETRY_SECONDS until it
                           is accepted (the local copy stays either way); see rule 5.
@@ -56,11 +57,17 @@ Rules
        envelope as `central.last_error`), not at every retry: every 30 s for days would bury
        the detail report. The event is not marked generated, so a failed connection raises
        the smtp_connection_failure alert as mail's own does (core/notify.py).
+    6. One outbreak per outbreak.minutes: after an outbreak event (and its mail) the next
+       comes only once that many minutes have passed, when the infected messages of the
+       last outbreak.minutes reach outbreak.count again; its count says how many there
+       were, the ones that came meanwhile included. A worm's 10,000 messages are one alert
+       an hour, not one per outbreak.count of them.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -109,6 +116,7 @@ class AntivirusService:
         # why the installed current set is not the one in self.current ("" when it is)
         self.problems: dict[str, str] = {"virus": "", "spam": ""}
         self.infected_times: collections.deque[float] = collections.deque()
+        self.outbreak_until = -math.inf     # clock time before which no new outbreak (rule 6)
         self.outbreaks = 0
         self.quarantined = 0
         self._central_wakeup = trio.Event()
@@ -243,8 +251,10 @@ class AntivirusService:
             self.infected_times.popleft()
         if not settings["outbreak.enabled"] or len(self.infected_times) < settings["outbreak.count"]:
             return
+        if now < self.outbreak_until:                                   # rule 6
+            return
+        self.outbreak_until = now + window
         count = len(self.infected_times)
-        self.infected_times.clear()             # the next alert needs a new full count
         self.outbreaks += 1
         names = sorted({f.data["virus"] for f in infected})
         self.events.record(Action.OUTBREAK, rule="outbreak.count", result="alert",
@@ -261,7 +271,10 @@ class AntivirusService:
         subject = fill_metatags(settings["outbreak.subject"], tags)
         body = fill_metatags(settings["outbreak.body"], tags)
         message = compose_mail(settings, self.hostname(), recipients, subject, body, "alert")
-        await self.submit("", recipients, message, kind="alert")
+        queue_id = await self.submit("", recipients, message, kind="alert")
+        self.events.record(Action.ALERT_SENT, rule="outbreak.enabled", info=subject,
+                           recipients=recipients, queue_id=queue_id,
+                           data={"alert": "outbreak", "events": 1, "generated": True})
 
     # --- central quarantine -----------------------------------------------------------------
     async def _central_loop(self) -> None:

@@ -4,12 +4,16 @@ alerts mailed to admin.emails through the spool; resource checks; notification m
 from __future__ import annotations
 
 import email
+import functools
+import json
 from email import policy
 
 import pytest
 import trio
 
+import core.delivery.deliver as deliver_module
 from core.app import run_core
+from core.delivery import Timeouts
 from core.notify import (AlertEngine, Notifier, ResourceMonitor, alert_key, compose_mail,
                          fill_metatags, metatags)
 from core.pipeline.findings import Finding
@@ -20,7 +24,9 @@ from shared.events import Action, EventWriter
 from shared.guide_texts import ALERT_TEXTS, DEFAULT_NOTIFY_ADMIN_BODY
 from shared.settings import defaults
 from shared.spool import Envelope, Spool
-from tests.support.core import CoreProcess, make_home, routed_home, stored_settings
+from tests.support.core import CoreProcess, free_port, make_home, routed_home, stored_settings
+from tests.support.scripted_server import command_lines, serve_on_loopback
+from tests.support.waiting import until
 
 
 
@@ -100,7 +106,7 @@ async def _engine(home, sent: list) -> AlertEngine:
 
     engine = AlertEngine(home.db, home.run, lambda: stored_settings(home), _NoEvents(), submit,
                          lambda: "mm.test")
-    engine.cursor = await trio.to_thread.run_sync(engine._load_cursor)
+    await engine.load()
     return engine
 
 
@@ -125,10 +131,145 @@ def test_alert_keys_of_table_3_2():
     assert alert_key(row("held", "scan.unprocessable")) is None
     assert alert_key(row("failed_logon")) == "failed_logons"
     assert alert_key(row("protocol_violation")) == "smtp_protocol_violation"
-    assert alert_key(row("deferred", data={"status": "4.4.1"})) == "smtp_connection_failure"
-    assert alert_key(row("deferred", data={"status": "4.2.0", "remote_mta": "x"})) is None
     assert alert_key(row("service_start_improper")) == "service_start_improper"
     assert set(ALERT_TEXTS) >= {"low_disk", "low_memory", "scan_error", "config_change"}
+
+
+# --- SMTP Connection Failure: real next hops (alerts finding A1) -----------------------------
+# Table 3-2: "The SMTP server that [the gateway] is trying to contact is not available". The
+# rule read whether the event named a host; a refused connection, a 421 greeting and a
+# timeout all named the one tried, so none of them raised it.
+
+async def _closes_at_once(task_status=trio.TASK_STATUS_IGNORED):
+    async def handle(stream):
+        await stream.aclose()
+    await serve_on_loopback(handle, task_status)
+
+
+async def _never_greets(task_status=trio.TASK_STATUS_IGNORED):
+    async def handle(stream):
+        while await stream.receive_some(4096):
+            pass
+    await serve_on_loopback(handle, task_status)
+
+
+async def _drops_after_data(task_status=trio.TASK_STATUS_IGNORED):
+    """Takes the session and the recipients, then closes once the content begins."""
+    async def handle(stream):
+        await stream.send_all(b"220 flaky.test ESMTP\r\n")
+        async for line in command_lines(stream):
+            verb = line.split(b" ")[0].upper()
+            if verb == b"EHLO":
+                await stream.send_all(b"250 flaky.test\r\n")
+            elif verb in (b"MAIL", b"RCPT"):
+                await stream.send_all(b"250 2.1.0 ok\r\n")
+            elif verb == b"DATA":
+                await stream.send_all(b"354 go ahead\r\n")
+            else:
+                await stream.aclose()
+                return
+    await serve_on_loopback(handle, task_status)
+
+
+def _next_hop_home(tmp_path, sink, port, **changes):
+    """A home whose admin is at the sink and whose down.test goes to 127.0.0.1:`port`."""
+    return make_home(tmp_path, admin__emails=["admin@local.test"],
+                     alerts__smtp_connection_failure=True, routing__local=[
+                         {"match": "local.test", "relay": "127.0.0.1", "port": sink.port},
+                         {"match": "down.test", "relay": "127.0.0.1", "port": port}],
+                     **changes)
+
+
+def _send_from_null_sender(port, recipient):
+    """The null sender: no delay notice or bounce joins the alerts at the sink."""
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.sendmail("", [recipient], b"Subject: hello\r\n\r\nhi\r\n")
+
+
+async def _alert_sent(home, core, rule):
+    """The alert_sent events of `rule` once there is one."""
+    def sent():
+        core.events.flush()
+        return [r for r in _events(home, Action.ALERT_SENT) if r["rule"] == rule]
+    await until(sent, timeout=30)
+    return sent()
+
+
+@pytest.mark.parametrize("next_hop, deferral", [
+    ("refuses the connection", "Connection refused"),
+    ("greets with 421", "greeted with 421 4.3.2 Service not available"),
+    ("closes before the greeting", "closed the connection"),
+])
+async def test_a_next_hop_that_is_not_available_raises_smtp_connection_failure(
+        tmp_path, sink, make_sink, nursery, next_hop, deferral):
+    if next_hop == "refuses the connection":
+        port = free_port()                                  # nothing listens there
+    elif next_hop == "greets with 421":
+        busy = make_sink()
+        busy.greeting = (421, "4.3.2 Service not available")
+        port = busy.port
+    else:
+        port = await nursery.start(_closes_at_once)
+    home = _next_hop_home(tmp_path, sink, port)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send_from_null_sender, core.smtp_addresses[0][1],
+                                  "x@down.test")
+    [sent] = await _alert_sent(home, core, "alerts.smtp_connection_failure")
+    [deferred, *_] = _events(home, Action.DEFERRED)
+    assert json.loads(deferred["data"])["status"] == "4.4.1", deferred["info"]
+    [mail] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    parsed = email.message_from_bytes(mail.data, policy=policy.default)
+    assert mail.recipients == ["admin@local.test"]
+    assert parsed["Subject"] == ALERT_TEXTS["smtp_connection_failure"][0]
+    assert deferral in parsed.get_content()
+    core.cancel_scope.cancel()
+
+
+async def test_a_next_hop_that_never_greets_raises_smtp_connection_failure(
+        tmp_path, sink, nursery, monkeypatch):
+    # RFC 5321 §4.5.3.2.1 gives the greeting 5 minutes and no setting shortens it: the
+    # core's deliverer gets a Timeouts with half a second instead
+    monkeypatch.setattr(deliver_module, "Timeouts", functools.partial(Timeouts, greeting=0.5))
+    port = await nursery.start(_never_greets)
+    home = _next_hop_home(tmp_path, sink, port)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send_from_null_sender, core.smtp_addresses[0][1],
+                                  "x@down.test")
+    await _alert_sent(home, core, "alerts.smtp_connection_failure")
+    [mail] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert f"timeout waiting for 127.0.0.1[127.0.0.1]:{port}" in email.message_from_bytes(
+        mail.data, policy=policy.default).get_content()
+    core.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("next_hop, action, status", [
+    ("refuses the recipient", Action.DELIVERY_FAILED, "5.1.1"),
+    ("drops the connection in the content", Action.DEFERRED, "4.4.2"),
+])
+async def test_a_next_hop_that_is_there_raises_no_smtp_connection_failure(
+        tmp_path, sink, nursery, next_hop, action, status):
+    if next_hop == "refuses the recipient":
+        sink.rcpt_replies["x@down.test"] = (550, "5.1.1 no such user")
+        port = sink.port
+    else:
+        port = await nursery.start(_drops_after_data)
+    home = _next_hop_home(tmp_path, sink, port)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send_from_null_sender, core.smtp_addresses[0][1],
+                                  "x@down.test")
+
+    def outcome():
+        core.events.flush()
+        return _events(home, action)
+    await until(outcome, timeout=30)
+    assert json.loads(outcome()[0]["data"])["status"] == status
+    # a later alert, mailed by the same poll or a later one than the outcome's would be
+    await trio.to_thread.run_sync(lambda: _console_event(home, Action.UNAUTHORIZED_ACCESS))
+    await _alert_sent(home, core, "alerts.unauthorized_access")
+    assert [r["rule"] for r in _events(home, Action.ALERT_SENT)] == [
+        "alerts.unauthorized_access"]
+    core.cancel_scope.cancel()
 
 
 def test_resource_monitor_fires_once_per_crossing(tmp_path):
