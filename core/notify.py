@@ -235,7 +235,7 @@ def alert_key(row: Mapping) -> str | None:
     data = _data(row)
     if action in _SIMPLE_ALERTS:
         return _SIMPLE_ALERTS[action]
-    if action == "held" and row["rule"] == "suspect_message":
+    if action == "held" and (row["rule"] == "suspect_message" or data.get("cannot_scan")):
         return "suspect_message"
     if action in ("liveupdate", "definitions_updated") and (row["result"] or "success") in (
             "success", "ok", "updated", "installed"):

@@ -44,6 +44,7 @@ class PipelineResult:
     quarantine: str | None = None         # with "quarantine": "spam" | "virus" folder
     spam: bool = False                    # a spam check caught it (delivered marked, or not)
     auto_submitted: bool = False          # an automatic response or report (RFC 3834)
+    cannot_scan: bool = False             # decided by a scan error (guide: "Cannot Scan")
 
     def __post_init__(self) -> None:
         if self.disposition not in DISPOSITIONS:

@@ -146,7 +146,8 @@ class FilteringPipeline:
                                   spam=caught_spam, auto_submitted=outcome.auto_submitted)
         return PipelineResult(verdict.disposition, reason=verdict.reason, rule=verdict.rule,
                               quarantine=verdict.quarantine, spam=caught_spam,
-                              auto_submitted=outcome.auto_submitted)
+                              auto_submitted=outcome.auto_submitted,
+                              cannot_scan=verdict.event == "scan_error")
 
     def _record(self, envelope: Envelope, outcome) -> bool:
         """Events and counters of the outcome's findings; True when a spam check caught the

@@ -50,6 +50,7 @@ class Verdict:
     forward_subject: str | None = None
     quarantine: str | None = None        # "spam" | "virus" with quarantine
     edits: tuple[Finding, ...] = field(default_factory=tuple)
+    event: str | None = None             # the deciding finding's event ("scan_error"...)
 
 
 def decide(findings: list[Finding] | tuple[Finding, ...], *, after_data: bool = True) -> Verdict:
@@ -73,7 +74,7 @@ def decide(findings: list[Finding] | tuple[Finding, ...], *, after_data: bool = 
                    forward_subject=deciding.forward_subject if disposition == "forward" else None,
                    quarantine=(deciding.quarantine or "spam") if disposition == "quarantine"
                    else None,
-                   edits=edits)
+                   edits=edits, event=deciding.event)
 
 
 def _edits(findings) -> tuple[Finding, ...]:

@@ -15,6 +15,12 @@ Rules
        before anything else; at CRASH_LIMIT the message goes to hold/ with a HELD event of
        rule "suspect_message" (the alert engine mails the Suspect message alert from it);
        below it the message is tried again after CRASH_RETRY_SECONDS.
+    3. A message held because it could not be scanned (the deciding finding a scan_error:
+       scan.unprocessable hold, a scanner that did not answer) is "suspect" too in the
+       guide's words ("a message that triggers a 'Cannot Scan' error ... is considered
+       suspect and moved to the hold queue"): its HELD event's data has cannot_scan, and
+       the Suspect message alert (on by default) follows, so innocent mail does not sit in
+       hold/ unnoticed while alerts.scan_error is off (alerts finding B7).
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ async def apply_result(manager, envelope: Envelope, result) -> bool:
                               data={"folder": folder}, **envelope.event_fields())
         return False
     if disposition == "hold":
-        await hold(manager, "fast", envelope, result.reason or "held by policy", result.rule)
+        await hold(manager, "fast", envelope, result.reason or "held by policy", result.rule,
+                   cannot_scan=result.cannot_scan)
         return False
     if disposition == "forward":
         manager.events.record(Action.FORWARDED, rule=result.rule, info=result.reason,
@@ -64,12 +71,17 @@ async def apply_result(manager, envelope: Envelope, result) -> bool:
     return True
 
 
-async def hold(manager, queue: str, envelope: Envelope, reason: str, rule: str | None) -> None:
+async def hold(manager, queue: str, envelope: Envelope, reason: str, rule: str | None, *,
+               cannot_scan: bool = False) -> None:
+    """Move to hold/ with `reason`. `cannot_scan`: held because it could not be scanned,
+    which the guide calls a suspect message too (the event's data says so; rule 3)."""
     envelope.hold_reason = reason
     await manager._write(queue, envelope)
     await manager._move(envelope.queue_id, queue, "hold")
     manager.counters.incr("held")
-    manager.events.record(Action.HELD, rule=rule, info=reason, **envelope.event_fields())
+    manager.events.record(Action.HELD, rule=rule, info=reason,
+                          data={"cannot_scan": True} if cannot_scan else None,
+                          **envelope.event_fields())
 
 
 async def crashed(manager, envelope: Envelope, text: str) -> None:

@@ -417,3 +417,35 @@ async def test_the_sender_of_a_mass_mailer_is_not_notified(event, notified):
                 "admin.emails": ["admin@local.test"]}
     await Notifier(submit, lambda: "mx.local.test").violation(envelope, outcome, settings)
     assert submitted == notified
+
+
+async def test_a_message_held_because_it_cannot_be_scanned_raises_the_suspect_alert(
+        tmp_path, sink, nursery):
+    """Guide Table 3-2: a message that triggers a "Cannot Scan" error is suspect and moved
+    to hold. With the default alerts (scan_error off) such mail sat in hold/ and nobody was
+    told (alerts finding B7)."""
+    import smtplib
+    from email.message import EmailMessage
+
+    home = routed_home(tmp_path, sink, admin__emails=["admin@local.test"])
+    assert stored_settings(home)["scan.unprocessable"] == "hold"
+    core = await nursery.start(run_core, home)
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "a@client.test", "user@local.test", "files"
+    msg.set_content("see the archive")
+    msg.add_attachment(b"PK\x03\x04 this is no zip at all", maintype="application",
+                       subtype="zip", filename="broken.zip")
+
+    def send():
+        with smtplib.SMTP("127.0.0.1", core.smtp_addresses[0][1], timeout=30) as client:
+            client.send_message(msg)
+    await trio.to_thread.run_sync(send)
+    [alert] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    parsed = email.message_from_bytes(alert.data, policy=policy.default)
+    assert alert.recipients == ["admin@local.test"]
+    assert parsed["Subject"] == ALERT_TEXTS["suspect_message"][0]
+    assert "broken.zip" in parsed.get_content()
+    await core.events.aflush()
+    [held] = _events(home, Action.HELD)
+    assert held["rule"] == "scan.unprocessable"
+    core.cancel_scope.cancel()

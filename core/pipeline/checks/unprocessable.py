@@ -33,8 +33,10 @@ def check(view, settings) -> list[Finding]:
     out = []
     for part, reason in errors[:MAX_FINDINGS]:
         location = view.parts[part].location if part is not None else "message"
+        name = view.parts[part].filename if part is not None else None
+        where = f"{name} ({_shown(location)})" if name else _shown(location)
         out.append(Finding(rule="scan.unprocessable", action=action, event="scan_error",
-                           part=part, reason=f"cannot process {_shown(location)}: {reason}",
+                           part=part, reason=f"cannot process {where}: {reason}",
                            data={"location": location}))
     if len(errors) > MAX_FINDINGS:
         out.append(Finding(rule="scan.unprocessable", action=action, event="scan_error",
