@@ -241,7 +241,9 @@ def alert_key(row: Mapping) -> str | None:
             "success", "ok", "updated", "installed"):
         return "liveupdate_complete"
     if action in ("deferred", "delivery_failed") and not data.get("generated") and \
+            not data.get("remote_reply") and \
             str(data.get("status") or "") in CONNECTION_FAILURE_STATUSES:
+        # a next hop's own 4.4.1 to RCPT/DATA tells of a failure beyond it, not of it
         return "smtp_connection_failure"
     return None
 

@@ -508,6 +508,9 @@ class QueueManager:
                                result=result.outcome, info=result.text, rule=hop.rule,
                                data={"next_hop": hop.key, "remote_mta": result.remote_mta,
                                      "status": result.status,
+                                     # the status is the next hop's reply, not our finding
+                                     **({"remote_reply": True} if result.is_remote_reply
+                                        else {}),
                                      # reports: made by Mailmoat, delivered but never accepted
                                      **({"generated": True} if envelope.is_generated else {})})
             if result.outcome == "failed":

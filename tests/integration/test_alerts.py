@@ -245,12 +245,17 @@ async def test_a_next_hop_that_never_greets_raises_smtp_connection_failure(
 
 @pytest.mark.parametrize("next_hop, action, status", [
     ("refuses the recipient", Action.DELIVERY_FAILED, "5.1.1"),
+    # its own 4.4.1 tells of a failure beyond it, not of it
+    ("answers the recipient 4.4.1", Action.DEFERRED, "4.4.1"),
     ("drops the connection in the content", Action.DEFERRED, "4.4.2"),
 ])
 async def test_a_next_hop_that_is_there_raises_no_smtp_connection_failure(
         tmp_path, sink, nursery, next_hop, action, status):
     if next_hop == "refuses the recipient":
         sink.rcpt_replies["x@down.test"] = (550, "5.1.1 no such user")
+        port = sink.port
+    elif next_hop == "answers the recipient 4.4.1":
+        sink.rcpt_replies["x@down.test"] = (450, "4.4.1 no answer from the next server")
         port = sink.port
     else:
         port = await nursery.start(_drops_after_data)
