@@ -184,7 +184,8 @@ _add("smtp.tls.outbound", Choice(("off", "opportunistic", "required")), "opportu
 _add("dns.resolvers", ListOf(Resolver(), max_items=8), [],
      "DNS servers (IP[:port]) for MX, RBL, PTR and URL lookups; empty = the system's.", "setup")
 _add("dns.timeout_seconds", Int(1, 60), 5,
-     "Time limit of one DNS lookup; each server of dns.resolvers gets its share in turn.",
+     "Time limit of one DNS lookup; the servers of dns.resolvers are asked in turn, the "
+     "next one too after 1 s without an answer.",
      "setup")
 _add("delivery.paused", Bool(), False, "Accept and process mail but deliver nothing.", "setup")
 _add("delivery.reject_incoming", Bool(), False,

@@ -3,8 +3,9 @@
 What this module owns
     `candidates(hop, settings)` -> ordered `Candidate`s (host, port, addresses) for a
     `routing.NextHop`, using dnspython's async resolver on trio (sniffio picks the backend).
-    `make_resolver(settings)` builds that resolver from `dns.resolvers` / `dns.timeout_seconds`;
-    other features that need DNS (RBL, a client's name) may use it too.
+    `make_resolver(settings)` builds that resolver (StaggeredResolver: the servers in turn)
+    from `dns.resolvers` / `dns.timeout_seconds`; other features that need DNS (RBL, a
+    client's name) use it too.
 
 Rules
     1. MX records are tried in ascending preference; hosts with equal preference are
@@ -86,22 +87,74 @@ def parse_resolver(entry: str) -> tuple[str, int]:
     return entry, 53
 
 
-def make_resolver(settings: Mapping) -> dns.asyncresolver.Resolver:
+def make_resolver(settings: Mapping) -> StaggeredResolver:
     """A resolver for the settings snapshot; the system's configuration when the list is empty."""
     entries = list(settings.get("dns.resolvers") or [])
     if entries:
-        resolver = dns.asyncresolver.Resolver(configure=False)
-        resolver.nameservers = [dns.nameserver.Do53Nameserver(*parse_resolver(e))
-                                for e in entries]
+        servers = [dns.nameserver.Do53Nameserver(*parse_resolver(e)) for e in entries]
     else:
-        resolver = dns.asyncresolver.Resolver()
-    timeout = float(settings.get("dns.timeout_seconds") or 5)
-    resolver.lifetime = timeout
-    # Each server gets its share of the lookup's time limit: with the whole of it, a dead
-    # first server used it up and the next was never asked (ipv6 finding 1).
-    resolver.timeout = timeout / max(1, len(resolver.nameservers))
+        servers = list(dns.asyncresolver.Resolver().nameservers)
+    limit = float(settings.get("dns.timeout_seconds") or 5)
+    return StaggeredResolver([_one_server(server, limit) for server in servers], limit)
+
+
+def _one_server(server, limit: float) -> dns.asyncresolver.Resolver:
+    resolver = dns.asyncresolver.Resolver(configure=False)
+    resolver.nameservers = [server]
+    resolver.lifetime = resolver.timeout = limit
     resolver.cache = None
     return resolver
+
+
+STAGGER_SECONDS = 1.0   # a server that has not answered by then: the next is asked too
+
+
+class StaggeredResolver:
+    """The servers of `dns.resolvers` asked in turn within one lookup's time limit, the next
+    one as soon as the one before fails or after STAGGER_SECONDS without an answer; the
+    first answer (records, none, or NXDOMAIN) decides. dnspython asks its servers one after
+    the other, each for a share of the limit: with the whole limit a dead first server used
+    it up (ipv6 finding 1), with a share a slow server that answers within the limit was
+    given up on (regress11 finding 1). A dead server now costs STAGGER_SECONDS, a slow one
+    nothing."""
+
+    def __init__(self, servers: list[dns.asyncresolver.Resolver], lifetime: float):
+        self.servers = servers
+        self.lifetime = lifetime
+
+    async def resolve(self, name: str, rdtype: str, search: bool = False):
+        if len(self.servers) == 1:
+            return await self.servers[0].resolve(name, rdtype, search=search)
+        decided: list = []          # [("answer", answer) | ("raise", exception)]
+        failures: list[Exception] = []
+        with trio.move_on_after(self.lifetime):
+            async with trio.open_nursery() as nursery:
+                async def ask(server, failed: trio.Event) -> None:
+                    try:
+                        answer = await server.resolve(name, rdtype, search=search)
+                    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer) as exc:
+                        decided.append(("raise", exc))
+                    except (dns.exception.DNSException, OSError) as exc:
+                        failures.append(exc)
+                        failed.set()
+                        return
+                    else:
+                        decided.append(("answer", answer))
+                    nursery.cancel_scope.cancel()
+
+                for server in self.servers:
+                    failed = trio.Event()
+                    nursery.start_soon(ask, server, failed)
+                    with trio.move_on_after(STAGGER_SECONDS):
+                        await failed.wait()
+        if decided:
+            kind, value = decided[0]
+            if kind == "raise":
+                raise value
+            return value
+        if failures and len(failures) == len(self.servers):
+            raise failures[-1]
+        raise dns.exception.Timeout(timeout=self.lifetime)
 
 
 class Resolver:

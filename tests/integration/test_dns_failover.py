@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from core.delivery import NextHop, Resolver
+from core.delivery import LookupFailed, NextHop, Resolver
 from shared.settings import defaults
 from tests.support.dnsserver import DnsServer
 
@@ -40,3 +40,27 @@ async def test_a_dead_dns_server_is_passed_over_within_the_time_limit(dns, silen
     assert candidate.addresses == ("127.0.0.8",)
     assert await resolver.confirmed_ptr("127.0.0.8") is None    # answered, not timed out
     assert ("8.0.0.127.in-addr.arpa", "PTR") in dns.queries
+
+
+async def test_slow_servers_that_answer_within_the_time_limit_are_waited_for():
+    """Each server had only its share of the limit (regress11 finding 1): two servers that
+    answer in 2.5 s failed a 4-second lookup that either of them answers in time."""
+    with DnsServer() as first, DnsServer() as second:
+        for server in (first, second):
+            server.add_a("slow.example.test", "127.0.0.9")
+            server.delay_seconds = 2.5
+        values = {**defaults(), "dns.timeout_seconds": 4,
+                  "dns.resolvers": [first.resolver, second.resolver]}
+        resolver = Resolver(lambda: values)
+        assert await resolver.addresses("slow.example.test") == ("127.0.0.9",)
+
+
+async def test_an_nxdomain_from_the_first_server_decides():
+    with DnsServer() as first, DnsServer() as second:
+        second.add_a("gone.example.test", "127.0.0.9")     # the first knows no such name
+        values = {**defaults(), "dns.timeout_seconds": 4,
+                  "dns.resolvers": [first.resolver, second.resolver]}
+        with pytest.raises(LookupFailed) as failed:
+            await Resolver(lambda: values).addresses("gone.example.test")
+        assert failed.value.is_permanent
+        assert second.queries == []                 # answered at once: nobody else asked

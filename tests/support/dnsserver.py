@@ -29,6 +29,7 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from collections import defaultdict
 
 from dnslib import AAAA, MX, PTR, QTYPE, RCODE, RR, SOA, TXT, A, DNSLabel, DNSRecord
@@ -53,6 +54,7 @@ class DnsServer:
         self._asked = threading.Condition(self._lock)
         self._holds: dict[str, str] = {}             # name -> the name that releases it
         self.queries: list[tuple[str, str]] = []     # (name, type) in arrival order
+        self.delay_seconds = 0.0                     # every answer this late (a slow server)
         self._udp: socketserver.ThreadingUDPServer | None = None
         self._tcp: socketserver.ThreadingTCPServer | None = None
         self._threads: list[threading.Thread] = []
@@ -183,6 +185,8 @@ class DnsServer:
                         if name == zone or name.endswith("." + zone)), None)
         if how == "timeout":
             return None
+        if self.delay_seconds:
+            time.sleep(self.delay_seconds)
         if how == "servfail":
             reply.header.rcode = RCODE.SERVFAIL
         elif how == "nxdomain" or not records:
