@@ -25,7 +25,8 @@ Rules
        names the first that does, of at most MAX_PTR_NAMES. Whoever holds an address block
        writes its PTR records, so 203.0.113.9 may call itself mail.example.com; only the
        name's own zone can confirm it (Postfix names such a client "unknown"). A failed
-       lookup, PTR or forward, confirms nothing: the client has no name.
+       lookup, PTR or forward, confirms nothing: the client has no name. The forward
+       lookups run side by side, so the whole takes at most two lookups' time.
 
 Never: use the system resolver when `dns.resolvers` lists servers, block the event loop, or
 raise anything but LookupFailed for a DNS outcome.
@@ -192,20 +193,31 @@ class Resolver:
         if address.version == 6 and address.ipv4_mapped:   # a dual-stack listener's client
             address = address.ipv4_mapped
         resolver = self.resolver()
-        try:
-            answer = await _query(resolver, dns.reversename.from_address(str(address)).to_text(),
-                                  "PTR")
-        except (LookupFailed, dns.exception.DNSException):
-            return None
-        names = [str(rr.target).rstrip(".").lower() for rr in answer or ()]
-        rdtype = "A" if address.version == 4 else "AAAA"
-        for name in filter(None, names[:MAX_PTR_NAMES]):
+        # Two lookups deep, the forward ones side by side: the greeting waits at most two
+        # limits, however many names the client's own PTR records list (it writes them).
+        with trio.move_on_after(2 * resolver.lifetime + TRIO_DEADLINE_MARGIN_SECONDS):
             try:
-                forward = await _query(resolver, name, rdtype)
+                answer = await _query(
+                    resolver, dns.reversename.from_address(str(address)).to_text(), "PTR")
             except (LookupFailed, dns.exception.DNSException):
-                continue
-            if any(ipaddress.ip_address(rr.address) == address for rr in forward or ()):
-                return name
+                return None
+            names = list(dict.fromkeys(filter(None, (
+                str(rr.target).rstrip(".").lower() for rr in answer or ()))))[:MAX_PTR_NAMES]
+            rdtype = "A" if address.version == 4 else "AAAA"
+            confirmed: set[str] = set()
+
+            async def confirm(name: str) -> None:
+                try:
+                    forward = await _query(resolver, name, rdtype)
+                except (LookupFailed, dns.exception.DNSException):
+                    return
+                if any(ipaddress.ip_address(rr.address) == address for rr in forward or ()):
+                    confirmed.add(name)
+
+            async with trio.open_nursery() as nursery:
+                for name in names:
+                    nursery.start_soon(confirm, name)
+            return next((name for name in names if name in confirmed), None)
         return None
 
     async def addresses(self, host: str) -> tuple[str, ...]:

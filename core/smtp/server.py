@@ -545,8 +545,10 @@ class _Session:
 
     async def _look_up_client(self) -> None:
         """The client's confirmed PTR name (for host names in relay.allowed) and RBL answers,
-        asked side by side: each is time-limited, so a dead DNS server delays the greeting by
-        one limit, not two (and a zone that keeps failing is skipped: core/smtp/rbl.py rule 5).
+        asked side by side: each is time-limited (the PTR name by two lookups' time, its
+        forward lookups side by side: core/delivery/mx.py rule 7), so DNS delays the greeting
+        by the longer of the two, not their sum (and a zone that keeps failing is skipped:
+        core/smtp/rbl.py rule 5).
         What the answers mean is decided at each MAIL FROM (`_rbl_listing_now`)."""
         server = self.server
         lookups = []

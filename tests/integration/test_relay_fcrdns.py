@@ -197,3 +197,15 @@ async def test_an_ipv6_client_relays_only_under_a_confirmed_name(tmp_path, sink,
     code, _text = await trio.to_thread.run_sync(_rcpt, port, "::1", "carol@other.test", "::1")
     assert code == 250
     core.cancel_scope.cancel()
+
+
+async def test_the_forward_lookups_of_several_ptr_names_run_side_by_side(dns):
+    """One after another, each with the whole DNS limit, five names that do not resolve made
+    the greeting wait six limits (regress11 finding 3). Here the name that confirms answers
+    only once the other name is asked: one after another it timed out first."""
+    dns.add_ptr("127.0.0.6", "first.someplace.test")
+    dns.add_ptr("127.0.0.6", "second.someplace.test")
+    dns.add_a("first.someplace.test", "127.0.0.6").add_a("second.someplace.test", "10.0.0.6")
+    dns.hold("first.someplace.test", until_asked="second.someplace.test")
+    resolver = Resolver(lambda: _values(dns))
+    assert await resolver.confirmed_ptr("127.0.0.6") == "first.someplace.test"
