@@ -26,11 +26,16 @@ Rules
        for them, so no conversion is faithful (Postfix sends them unchanged too). What else
        cannot honestly become 7-bit raises Unconvertible (session.py then sends the message
        as received): 8-bit octets in a preamble, epilogue or delimiter line, in
-       message/global (RFC 6532 §3.5) or any other message/* type but rfc822, in a
+       a message/* type other than rfc822 and the internationalised ones, in a
        multipart without a boundary that is found, in a body whose encoding is not 7bit,
        8bit, binary or (for a leaf) quoted-printable, or below MIME nesting the pipeline
        does not follow either.
-    4. A converted message body in a message without MIME-Version gets "MIME-Version: 1.0",
+    4. message/global (RFC 6532 §3.7) and the DSN's message/global-headers and
+       message/global-delivery-status (RFC 6533 §6) may be encoded, unlike message/rfc822:
+       through a 7-bit hop they go in base64. A bounce quoting UTF-8 header fields was
+       refused with 554 by a strict next hop without 8BITMIME and never reached its sender
+       (regress11 finding 4).
+    5. A converted message body in a message without MIME-Version gets "MIME-Version: 1.0",
        without which its new Content-Transfer-Encoding field means nothing (RFC 2045 §4).
 
 Never: change a message that is all 7-bit (it is returned as the same object), or raise
@@ -53,6 +58,11 @@ IDENTITY_ENCODINGS = ("7bit", "8bit", "binary")     # RFC 2045 §6.2: no transfo
 BASE64_LINE_OCTETS = 57                             # 76 characters, RFC 2045 §6.8
 
 _EIGHT_BIT = re.compile(rb"[\x80-\xff]")
+
+
+ENCODABLE_MESSAGE_TYPES = frozenset({"message/global", "message/global-headers",
+                                     "message/global-delivery-status",
+                                     "message/global-disposition-notification"})
 
 
 class Unconvertible(Exception):
@@ -115,6 +125,8 @@ class _Downgrader:
         elif kind == "message/rfc822":
             self.out.append(self.header(start, body_start, encoding, "7bit"))
             self.entity(body_start, end, f"{location}/message", "text/plain", nesting + 1)
+        elif kind in ENCODABLE_MESSAGE_TYPES:
+            self.leaf(start, body_start, end, location, kind, encoding, header.fields)
         elif kind.startswith("message/"):
             raise Unconvertible(f"8-bit octets in the {kind} body of {location}")
         else:
@@ -172,7 +184,7 @@ class _Downgrader:
         editor = HeaderEditor(raw, b"\r\n" if b"\r\n" in raw else b"\n")
         editor.set("Content-Transfer-Encoding", new)
         if add_version:
-            editor.add("MIME-Version", "1.0")           # rule 4
+            editor.add("MIME-Version", "1.0")           # rule 5
         return editor.bytes()
 
 

@@ -7,6 +7,7 @@ compared as CRLF, as the delivery client sends them both).
 
 from __future__ import annotations
 
+import base64
 import email
 import re
 from pathlib import Path
@@ -188,10 +189,28 @@ def test_digest_parts_are_attached_messages():
 
 # --- what cannot be converted ------------------------------------------------------------
 
+@pytest.mark.parametrize("kind", [b"message/global", b"message/global-headers",
+                                  b"message/global-delivery-status"])
+def test_internationalised_message_parts_go_through_a_7bit_hop_in_base64(kind):
+    # RFC 6532 §3.7, RFC 6533 §6: unlike message/rfc822 they may be encoded; a bounce
+    # quoting UTF-8 header fields was sent 8-bit to a next hop without 8BITMIME
+    inner = b"Subject: Gr\xc3\xbc\xc3\x9fe\r\nFrom: j\xc3\xb6rg@example.test\r\n\r\n"
+    raw = (b"MIME-Version: 1.0\r\nContent-Type: multipart/report; boundary=b\r\n\r\n"
+           b"--b\r\nContent-Type: text/plain\r\n\r\nundeliverable\r\n"
+           b"--b\r\nContent-Type: " + kind + b"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+           + inner + b"--b--\r\n")
+    converted = downgrade(raw)
+    assert converted.isascii()
+    part = converted.split(b"--b\r\n")[2].split(b"--b--")[0]
+    fields, _, body = part.partition(b"\r\n\r\n")
+    assert b"Content-Transfer-Encoding: base64" in fields
+    assert base64.b64decode(body) == inner[:-2]     # the last CRLF is the delimiter's
+
+
 @pytest.mark.parametrize("raw, where", [
     (b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
-     b"--b\r\nContent-Type: message/global\r\n\r\nSubject: x\r\n\r\n\xc3\xa9\r\n--b--\r\n",
-     "8-bit octets in the message/global body of part1"),
+     b"--b\r\nContent-Type: message/partial\r\n\r\nSubject: x\r\n\r\n\xc3\xa9\r\n--b--\r\n",
+     "8-bit octets in the message/partial body of part1"),
     (b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
      b"Pr\xe9ambule\r\n--b\r\n\r\nx\r\n--b--\r\n",
      "8-bit octets outside the parts of message"),
