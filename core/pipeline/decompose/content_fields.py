@@ -21,7 +21,9 @@ Rules
        save under (Python and ClamAV take the filename, some clients the name or the last
        field), so every such name is kept (`ContentInfo.other_names`, up to MAX_OTHER_NAMES)
        and the file-name rules match each: "a.txt" in one field no longer hides "a.exe" in
-       another.
+       another. Not for an attached message (message/*): a reader opens it as a message
+       whatever it is called, and mail clients name one by its subject ("Your receipt from
+       example.com", which *.com would have deleted: regress11 finding 6).
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain"
         boundary = str(boundary).strip('"')
     return ContentInfo(content_type, boundary or None, charset, filename, disposition, cte,
                        defects, flowed, flowed and delsp, conflicts,
-                       _other_names(filename, dispositions, types))
+                       [] if content_type.startswith("message/")
+                       else _other_names(filename, dispositions, types))
 
 
 MAX_OTHER_NAMES = 8     # distinct declared names kept besides the filename (rule 2)

@@ -256,6 +256,19 @@ def test_an_html_part_without_a_charset_is_read_by_its_meta_charset():
     _, _, verdict = verdict_of(raw, rules__content=[rule(["секретно"])])
     assert verdict.disposition == "drop"
 
+
+def test_an_attached_message_named_by_its_subject_is_not_a_file_name_match():
+    # regress11 finding 6: clients name a forwarded message by its subject
+    raw = (b"From: a@b.test\r\nTo: c@local.test\r\nSubject: fw\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+           b"--b1\r\nContent-Type: text/plain\r\n\r\nsee below\r\n"
+           b"--b1\r\nContent-Type: message/rfc822; name=\"Your receipt from example.com\"\r\n"
+           b"Content-Disposition: attachment; filename=\"Your receipt.eml\"\r\n\r\n"
+           b"From: shop@example.com\r\nSubject: Your receipt\r\n\r\nThanks.\r\n"
+           b"--b1--\r\n")
+    _, findings, verdict = verdict_of(raw, filename__enabled=True)
+    assert findings == [] and verdict.disposition == "deliver" and not verdict.edits
+
 def test_file_names_off_by_default():
     assert verdict_of(message(attachments=[("a.exe", EXE)]))[1] == []
 
