@@ -54,8 +54,9 @@ def read_headers(spool: Spool, queue: str, queue_id: str, limit: int) -> bytes:
 def copy_with_subject(spool: Spool, src_queue: str, queue_id: str, envelope: Envelope,
                       subject: str | None) -> str:
     """Copy a message into fast/ under a new id with *envelope* (its queue_id is replaced),
-    replacing the Subject header when *subject* is given. Returns the new id."""
-    if subject is None:
+    replacing the Subject header when *subject* is given and not blank (a blank one keeps
+    the message's own, from the console's form and the CLI alike). Returns the new id."""
+    if subject is None or not subject.strip():
         new_id = new_queue_id()
         spool.copy_to(queue_id, src_queue, "fast", new_id, envelope)
         return new_id

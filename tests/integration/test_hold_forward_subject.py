@@ -88,3 +88,18 @@ async def test_hold_forward_subject_is_encoded_as_a_policy_forward_encodes_it(
     assert policy_copy.recipients == ["pruefer@no8.test"]
     assert _subject_fields(policy_copy.data) == [field]   # the same field, byte for byte
     core.cancel_scope.cancel()
+
+
+async def test_a_blank_subject_keeps_the_message_s_own(tmp_path, make_sink, nursery):
+    """`--subject ""` emptied the Subject of every copy; the console's blank field keeps it
+    (regress11 finding 7): a blank subject means "no new subject" everywhere."""
+    sink = make_sink()
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    _hold(home, b"From: a@client.test\r\nSubject: held one\r\nTo: user@local.test\r\n\r\nb\r\n")
+    await nursery.start(run_core, home)
+    forward = await trio.to_thread.run_sync(lambda: _mailmoat(
+        home, "queue", "forward", "sec@local.test", "--hold", "--subject", " "))
+    assert forward.returncode == 0, forward.stderr
+    [copy] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert _subject_fields(copy.data) == [b"held one"]
