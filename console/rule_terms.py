@@ -97,10 +97,17 @@ def _as_fields(term: str) -> str:
     return "Instead type " + " and ".join(advice) + "."
 
 
-def operator_errors(terms: list[str], none_of: list[str]) -> list[tuple[str, str]]:
+def operator_errors(terms: list[str], none_of: list[str], *,
+                    stored: list[dict] = ()) -> list[tuple[str, str]]:
     """(field, message) for each term of a rule form written with the guide's AND, OR or
     NOT between words (above), saying what to type in the rule's fields instead; [] when
-    there is none. The rule forms of both pages name their fields `terms` and `none_of`."""
+    there is none. The rule forms of both pages name their fields `terms` and `none_of`.
+    A term the list's `stored` rules already have passes: a rule saved before this check
+    ("DO NOT REPLY") must stay editable without retyping it (regress11 finding 8)."""
+    kept = {term for rule in stored for term in (*rule.get("terms", ()),
+                                                   *rule.get("none_of", ()))}
+    terms = [term for term in terms if term not in kept]
+    none_of = [term for term in none_of if term not in kept]
     out = []
     for term in terms:
         if _uses_operators(term):

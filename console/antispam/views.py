@@ -215,7 +215,8 @@ def save_spam_rule():
                 "none_of": split_terms(form.none_of.data)}
         if form.name.data:
             rule["name"] = form.name.data.strip()
-        typed_operators = operator_errors(rule["terms"], rule["none_of"])
+        typed_operators = operator_errors(rule["terms"], rule["none_of"],
+                                          stored=settings()["rules.spam"])
         if typed_operators:                      # the guide's AND/OR/NOT, shown as typed
             errors = attach_errors(form, typed_operators)
             return _spam_rules_page(_page_form(), [], prefix, form, errors)

@@ -3,7 +3,7 @@
 
 Content rules are edited one at a time in the list `rules.content`; a rule's terms come
 from one comma-separated line (the guide: "Separate all terms with commas"), read and
-written as the Spam Rules page does (console.antispam.service: `\\,` is a comma in a term,
+written as the Spam Rules page does (console.rule_terms: `\\,` is a comma in a term,
 so a term with a comma, which the CLI and an import can store, reads back as it is stored).
 A term with the guide's AND, OR or NOT between words is refused with what to type instead
 (console.rule_terms.operator_errors). An edit or a delete names the rule as it was shown,
@@ -35,7 +35,7 @@ def rule_from_form(enabled: bool, name: str, match: str, terms: str, none_of: st
                             "terms": split_terms(terms), "none_of": split_terms(none_of)}
     if (name or "").strip():
         rule["name"] = name.strip()
-    errors = operator_errors(rule["terms"], rule["none_of"])
+    errors = operator_errors(rule["terms"], rule["none_of"], stored=settings()["rules.content"])
     if not rule["terms"]:
         errors.insert(0, ("terms", "at least one term is needed"))
     if errors:

@@ -167,3 +167,19 @@ def test_words_that_are_not_the_guides_operators_are_terms(admin, terms):
                           {**form_fields(page, "rule-new"), "new-terms": terms})
     assert response.status_code == 302, response.get_data(as_text=True)[:3000]
     assert len(admin.settings()["rules.content"]) == len(admin.settings()["rules.spam"]) == 1
+
+
+def test_a_rule_stored_with_a_capitalised_operator_word_stays_editable(admin):
+    """Stored before the refusal (or set with the CLI), "DO NOT REPLY" made its rule
+    impossible to re-save until the term was retyped (regress11 finding 8); a new term
+    with the guide's operators is still refused."""
+    admin.set(rules__content=[content_rule(["DO NOT REPLY", "merger"])])
+    fields = form_fields(admin.get("/filtering/content-rules/0").get_data(as_text=True),
+                         "edit-rule")
+    response = admin.post("/filtering/content-rules/0", {**fields, "edit-name": "renamed"})
+    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
+    [rule] = admin.settings()["rules.content"]
+    assert rule["terms"] == ["DO NOT REPLY", "merger"] and rule["name"] == "renamed"
+    response = admin.post("/filtering/content-rules/0", {
+        **fields, "edit-terms": fields["edit-terms"] + ", buy NOT sell"})
+    assert response.status_code == 200
