@@ -142,8 +142,10 @@ def _record_logoff(user_id: str, reason: str, client_ip: str | None) -> None:
                                     info=user_id, data={"user": user_id, "reason": reason})
 
 
-def log_on(name: str, password: str) -> User | None:
+def log_on(name: str, password: str | None) -> User | None:
     """Check the credentials, start the session and write the events. None = refused.
+    `password` None: a form refused for its fields (empty, too long), a failed logon like
+    any other, so that it is counted and throttled too.
 
     Raises LogonsLockedOut while the client is locked out, and for the failure that locks
     it out."""
@@ -156,7 +158,7 @@ def log_on(name: str, password: str) -> User | None:
         if locked_for:
             raise LogonsLockedOut(locked_for, counted_as)
         name = name.strip()[:ACCOUNT_NAME_MAX_CHARS]
-        user = authenticate(name, password)
+        user = authenticate(name, password) if password is not None else None
         if user is None:
             count = ctx.failed_logons.fail(name)
             ctx.events.record(Action.LOGON, result="failure", client_ip=client_ip,

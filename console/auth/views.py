@@ -5,8 +5,9 @@ the reason, HTTP 429 Too Many Requests and Retry-After; for an IPv6 client the p
 /64 it was counted by.
 
 A logon form refused for its fields (empty, or over the form's length) is not checked as a
-logon, but it is a logon attempt: the page says what is wrong and the attempt writes its
-`logon` failure event, shaped as `log_on`'s (console.md: every attempt writes one).
+logon, but it is a failed logon attempt: the page says what is wrong, and `log_on` writes
+its `logon` failure event (console.md: every attempt writes one) and counts it in the
+throttle, so such posts cannot write events at wire speed either (console review C1).
 """
 
 from flask import flash, redirect, render_template, request, url_for
@@ -14,12 +15,9 @@ from flask_login import current_user
 
 from console.auth import bp
 from console.auth.forms import LogoffForm, LogonForm
-from console.auth.service import (ACCOUNT_NAME_MAX_CHARS, LogonsLockedOut, log_off, log_on,
-                                  safe_next)
-from console.context import console_context
+from console.auth.service import LogonsLockedOut, log_off, log_on, safe_next
 from console.roles import Access, public, requires
 from console.security import logon_page
-from shared.events import Action
 
 
 @bp.route("/logon", methods=["GET", "POST"])
@@ -29,36 +27,27 @@ def logon():
     if current_user.is_authenticated and request.method == "GET":
         return redirect(safe_next(request.args.get("next")))
     form = LogonForm(next=request.args.get("next", ""))
-    if form.validate_on_submit():
-        try:
-            if log_on(form.username.data, form.password.data):
-                return redirect(safe_next(form.next.data))
-        except LogonsLockedOut as locked:
-            # an IPv6 client is counted by its /64 (console.throttle), which is usually a
-            # whole network segment: the page must not promise that the rest of it gets in
-            where, others = ((f"your network ({locked.client_key})", "Computers outside it")
-                             if locked.is_network
-                             else ("your computer's address", "Other computers"))
-            flash(f"Too many failed logons from {where}: logons from it are refused for "
-                  f"{locked.minutes} more minute(s). {others} can still log on.", "error")
-            return render_template("auth/logon.html", form=form), 429, \
-                {"Retry-After": str(int(locked.seconds) + 1)}
-        flash("The user name or password is incorrect.", "error")
-        return render_template("auth/logon.html", form=form), 200
-    if form.is_submitted():
-        _record_refused_logon(form.username.data or "")
-        for message in form.field_messages:
-            flash(message, "error")
-    return render_template("auth/logon.html", form=form)
-
-
-def _record_refused_logon(name: str) -> None:
-    """The `logon` failure event of a form refused for its fields, the name cut as `log_on`
-    cuts it."""
-    name = name.strip()[:ACCOUNT_NAME_MAX_CHARS]
-    console_context().events.record(Action.LOGON, result="failure",
-                                    client_ip=request.remote_addr, info=name,
-                                    data={"user": name})
+    if not form.is_submitted():
+        return render_template("auth/logon.html", form=form)
+    fields_ok = form.validate()
+    try:
+        # a form refused for its fields is a failed logon too: counted and throttled
+        if log_on(form.username.data or "", form.password.data if fields_ok else None):
+            return redirect(safe_next(form.next.data))
+    except LogonsLockedOut as locked:
+        # an IPv6 client is counted by its /64 (console.throttle), which is usually a
+        # whole network segment: the page must not promise that the rest of it gets in
+        where, others = ((f"your network ({locked.client_key})", "Computers outside it")
+                         if locked.is_network
+                         else ("your computer's address", "Other computers"))
+        flash(f"Too many failed logons from {where}: logons from it are refused for "
+              f"{locked.minutes} more minute(s). {others} can still log on.", "error")
+        return render_template("auth/logon.html", form=form), 429, \
+            {"Retry-After": str(int(locked.seconds) + 1)}
+    for message in form.field_messages if not fields_ok else (
+            "The user name or password is incorrect.",):
+        flash(message, "error")
+    return render_template("auth/logon.html", form=form), 200
 
 
 @bp.route("/logoff", methods=["POST"])

@@ -138,6 +138,17 @@ def test_failures_further_apart_than_the_window_do_not_lock(console, clock):
     assert attempt(console, ADMIN_PASSWORD).status_code == 302
 
 
+
+def test_logon_forms_refused_for_their_fields_count_as_failed_logons(console):
+    """An empty password wrote a logon event without counting it, so such posts wrote
+    events at wire speed and were never locked out (console review C1)."""
+    for _ in range(FAILED_LOGONS_PER_CLIENT - 1):
+        assert attempt(console, password="").status_code == 200
+    assert attempt(console, password="").status_code == 429
+    assert attempt(console, ADMIN_PASSWORD).status_code == 429
+    failures = [e for e in console.events(Action.LOGON) if e["result"] == "failure"]
+    assert len(failures) == FAILED_LOGONS_PER_CLIENT
+
 def test_an_ipv6_client_is_counted_by_its_64(console):
     responses = [attempt(console, ip=f"2001:db8:0:1::{n + 1:x}")
                  for n in range(FAILED_LOGONS_PER_CLIENT)]
