@@ -16,7 +16,9 @@ Rules:
   (console/auth).
 - One client's logons are checked one at a time (`one_at_a_time`): parallel guesses would
   otherwise all pass the lock-out check before the first failure counted (30 requests at once
-  were all tried). Other clients are not held up.
+  were all tried). Other clients are not held up: a logon that waits longer than
+  BUSY_WAIT_SECONDS for its client's turn is answered at once (ClientBusy, 429), so a burst
+  from one client cannot hold all the console's worker threads (console review C5).
 - In the console process's memory, like the failed-logon counts of the alert
   (console.context.FailedLogons): a restart starts again. Bounded: past MAX_CLIENTS clients
   the one that tried least recently is forgotten. Times come from the app's wall clock.
@@ -31,14 +33,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
-__all__ = ["LogonThrottle", "FAILED_LOGONS_PER_CLIENT", "FAILED_LOGON_WINDOW_SECONDS",
-           "LOCKOUT_SECONDS", "client_key"]
+__all__ = ["LogonThrottle", "ClientBusy", "BUSY_WAIT_SECONDS", "FAILED_LOGONS_PER_CLIENT",
+           "FAILED_LOGON_WINDOW_SECONDS", "LOCKOUT_SECONDS", "client_key"]
 
 FAILED_LOGONS_PER_CLIENT = 10
 FAILED_LOGON_WINDOW_SECONDS = 15 * 60
 LOCKOUT_SECONDS = 15 * 60
 MAX_CLIENTS = 10_000
 IPV6_PREFIX_BITS = 64
+BUSY_WAIT_SECONDS = 2.0     # a password check takes a fraction of this; a person one at a time
+
+
+class ClientBusy(Exception):
+    """Another logon of this client is being checked (`one_at_a_time`)."""
 
 
 def client_key(address: str | None) -> str:
@@ -75,11 +82,18 @@ class LogonThrottle:
 
     @contextmanager
     def one_at_a_time(self, address: str | None) -> Iterator[None]:
-        """Hold while one logon of the client is checked, from `locked_for` to `fail`."""
+        """Hold while one logon of the client is checked, from `locked_for` to `fail`.
+        Raises ClientBusy when another of its logons is still checked after
+        BUSY_WAIT_SECONDS: a burst of parallel logons from one client must not hold every
+        worker thread of the console waiting here."""
         with self._lock:
             client = self._client(address)
-        with client.checking:
+        if not client.checking.acquire(timeout=BUSY_WAIT_SECONDS):
+            raise ClientBusy()
+        try:
             yield
+        finally:
+            client.checking.release()
 
     def locked_for(self, address: str | None, now: float) -> float:
         """Seconds the client is still locked out for (0 = it may try)."""

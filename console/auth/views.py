@@ -18,6 +18,7 @@ from console.auth.forms import LogoffForm, LogonForm
 from console.auth.service import LogonsLockedOut, log_off, log_on, safe_next
 from console.roles import Access, public, requires
 from console.security import logon_page
+from console.throttle import ClientBusy
 
 
 @bp.route("/logon", methods=["GET", "POST"])
@@ -34,6 +35,10 @@ def logon():
         # a form refused for its fields is a failed logon too: counted and throttled
         if log_on(form.username.data or "", form.password.data if fields_ok else None):
             return redirect(safe_next(form.next.data))
+    except ClientBusy:
+        flash("Another logon from your address is being checked. Try again in a moment.",
+              "error")
+        return render_template("auth/logon.html", form=form), 429, {"Retry-After": "2"}
     except LogonsLockedOut as locked:
         # an IPv6 client is counted by its /64 (console.throttle), which is usually a
         # whole network segment: the page must not promise that the rest of it gets in

@@ -149,6 +149,18 @@ def test_logon_forms_refused_for_their_fields_count_as_failed_logons(console):
     failures = [e for e in console.events(Action.LOGON) if e["result"] == "failure"]
     assert len(failures) == FAILED_LOGONS_PER_CLIENT
 
+
+def test_a_logon_waiting_for_its_clients_turn_is_answered_at_once(app, console):
+    """One client's logons are checked one at a time; one that would wait longer is told
+    so with 429, so a burst from one client cannot hold every worker thread waiting."""
+    throttle = app.extensions["mailmoat"].throttle
+    with throttle.one_at_a_time("192.0.2.50"):          # a check of this client under way
+        response = attempt(console, ADMIN_PASSWORD)
+    assert response.status_code == 429 and response.headers["Retry-After"] == "2"
+    assert "Another logon from your address is being checked" in response.get_data(
+        as_text=True)
+    assert attempt(console, ADMIN_PASSWORD).status_code == 302
+
 def test_an_ipv6_client_is_counted_by_its_64(console):
     responses = [attempt(console, ip=f"2001:db8:0:1::{n + 1:x}")
                  for n in range(FAILED_LOGONS_PER_CLIENT)]
