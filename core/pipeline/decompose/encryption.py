@@ -221,11 +221,11 @@ def _file_keys(dictionary: dict, file_ids: list[bytes] | None) -> list[bytes]:
                 digest = hashlib.md5(digest[:key_octets]).digest()
         key = digest[:key_octets]
         if revision == 2:                                           # algorithm 4
-            opens = _rc4(key, PASSWORD_PAD) == user[:32]
+            opens = rc4(key, PASSWORD_PAD) == user[:32]
         else:                                                       # algorithm 5
-            check = _rc4(key, hashlib.md5(PASSWORD_PAD + file_id).digest())
+            check = rc4(key, hashlib.md5(PASSWORD_PAD + file_id).digest())
             for step in range(1, 20):
-                check = _rc4(bytes(octet ^ step for octet in key), check)
+                check = rc4(bytes(octet ^ step for octet in key), check)
             opens = check == user[:16]
         if not opens:
             raise _NeedsPassword("the empty password fails")
@@ -294,8 +294,9 @@ def _hash_r6(password: bytes, salt: bytes) -> bytes:
     return key[:32]
 
 
-def _rc4(key: bytes, data: bytes) -> bytes:
-    """RC4 (the standard security handler's cipher for R2-R4) on at most 32 octets here."""
+def rc4(key: bytes, data: bytes) -> bytes:
+    """RC4 (the standard security handler's cipher for R2-R4) in Python: 32 octets here,
+    and what core/scan/unpackers/pdf.py decrypts with key lengths OpenSSL refuses."""
     state = list(range(256))
     j = 0
     for i in range(256):

@@ -38,7 +38,7 @@ except ImportError:                            # cryptography 42 (pyproject: >= 
 # The scan code reads the pipeline's PDF key function because the decomposer's empty-password
 # check is what lets such a PDF through undeleted, and the same check yields its file keys:
 # the engine decrypts exactly the PDFs the pipeline delivers, and /Encrypt is read in one place.
-from core.pipeline.decompose.encryption import pdf_empty_password_keys
+from core.pipeline.decompose.encryption import pdf_empty_password_keys, rc4
 
 __all__ = ["pdf_streams", "pdf_strings"]
 
@@ -190,22 +190,11 @@ class _PdfDecryption:
     def _rc4(self, key: bytes, data) -> bytes:
         try:
             return Cipher(_ARC4(key), mode=None).decryptor().update(data)
-        except ValueError:                     # key lengths OpenSSL's RC4 refuses: 11, 13-15
+        except ValueError:                     # key lengths OpenSSL's RC4 refuses (11-15)
             pass
         data = bytes(data[:max(0, self.slow_octets)])
         self.slow_octets -= len(data)
-        state, j = list(range(256)), 0
-        for i in range(256):
-            j = (j + state[i] + key[i % len(key)]) & 0xFF
-            state[i], state[j] = state[j], state[i]
-        stream, i, j = bytearray(len(data)), 0, 0
-        for at in range(len(data)):
-            i = (i + 1) & 0xFF
-            j = (j + state[i]) & 0xFF
-            state[i], state[j] = state[j], state[i]
-            stream[at] = state[(state[i] + state[j]) & 0xFF]
-        return (int.from_bytes(data, "big") ^ int.from_bytes(stream, "big")) \
-            .to_bytes(len(data), "big")
+        return rc4(key, data)
 
 
 def pdf_strings(data: bytes) -> list[bytes]:
