@@ -15,12 +15,14 @@ for characters of the A-label form. `spellings` gives a search term in both form
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 
 import idna
 
 from shared.wildcard import matches
 
 __all__ = ["ascii_domain", "domain_form", "entry_form", "ascii_pattern", "matches_domain",
+           "any_matches_domain",
            "spellings"]
 
 # UTS #46 maps these to "." (the ideographic, fullwidth and halfwidth full stops); mapped
@@ -58,6 +60,7 @@ def entry_form(entry: str) -> str:
     return f"{head.lower()}{at}{ascii_domain(domain) or domain.lower()}"
 
 
+@functools.lru_cache(maxsize=32768)     # routing.local (≤ 10,000) is read per recipient
 def ascii_pattern(pattern: str) -> str | None:
     """A domain pattern with `*`/`?` wildcards (routing.local, relay.allowed `*.domain`) in
     `ascii_domain`'s form, label by label; a label with a wildcard stays as written (lower
@@ -67,7 +70,6 @@ def ascii_pattern(pattern: str) -> str | None:
     return pattern if pattern.isascii() else _ascii_labels(pattern)
 
 
-@functools.lru_cache(maxsize=32768)     # routing.local (≤ 10,000) is read per recipient
 def _ascii_labels(pattern: str) -> str | None:
     out = []
     for label in pattern.split("."):
@@ -85,7 +87,15 @@ def _ascii_labels(pattern: str) -> str | None:
 
 def matches_domain(pattern: str, domain: str) -> bool:
     """Does the configured domain pattern match `domain`, both in their A-label forms?"""
-    return matches(ascii_pattern(pattern) or pattern.lower(), domain_form(domain))
+    return any_matches_domain((pattern,), domain)
+
+
+def any_matches_domain(patterns: Iterable[str], domain: str) -> bool:
+    """Does any of the patterns match `domain`? The domain's form is worked out once: with
+    10,000 routing.local entries, once per entry cost 17 ms a recipient (186 ms for an
+    internationalised domain) on the SMTP event loop."""
+    form = domain_form(domain)
+    return any(matches(ascii_pattern(pattern) or pattern.lower(), form) for pattern in patterns)
 
 
 def spellings(text: str) -> tuple[str, ...]:

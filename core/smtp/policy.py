@@ -16,7 +16,7 @@ from typing import Mapping
 
 from core.smtp import replies as R
 from core.smtp.replies import Reply
-from shared.idn import matches_domain
+from shared.idn import any_matches_domain, matches_domain
 from shared.wildcard import matches
 
 __all__ = ["Refusal", "check_recipient", "check_sender", "is_local_domain",
@@ -45,7 +45,7 @@ def domain_of(address: str) -> str:
 def is_local_domain(domain: str, settings: Mapping) -> bool:
     """A destination is local when routing.local has an entry matching its domain, in
     either form (shared/idn.py: münchen.de is xn--mnchen-3ya.de)."""
-    return any(matches_domain(entry["match"], domain) for entry in settings["routing.local"])
+    return any_matches_domain((entry["match"] for entry in settings["routing.local"]), domain)
 
 
 def relay_needs_ptr(settings: Mapping) -> bool:

@@ -7,13 +7,13 @@ Mailmoat generates gets none. An edit, not a decision: it has no event of its ow
 from __future__ import annotations
 
 from core.pipeline.findings import Finding
-from shared.idn import matches_domain
+from shared.idn import any_matches_domain
 
 
 def is_local(address: str, settings) -> bool:
-    domain = address.rpartition("@")[2]        # either form (shared/idn.py)
-    return any(matches_domain(str(entry["match"]), domain)
-               for entry in settings["routing.local"])
+    """core/smtp/policy.py is_local_domain's rule, on an address (either form of domain)."""
+    return any_matches_domain((str(entry["match"]) for entry in settings["routing.local"]),
+                              address.rpartition("@")[2])
 
 
 def check(view, settings) -> list[Finding]:
