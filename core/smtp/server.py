@@ -475,9 +475,11 @@ class _Session:
         self.sender: str | None = None
         self.mail_params: dict = {}
         self.recipients: list[str] = []
-        # (address, Refusal) of the recipients this transaction refused: their events wait
-        # for its end (`_settle_refusals`), which decides whether they rejected a message.
-        self.refused: list[tuple[str, Refusal]] = []
+        # (address, Refusal) of the first recipient this transaction refused: its event waits
+        # for the end (`_settle_refusals`), which decides whether it rejected a message. The
+        # later ones cannot, and are written at once: a client naming refused recipients
+        # for an hour must not grow a list.
+        self.first_refused: tuple[str, Refusal] | None = None
         self.incoming = None           # the incoming/ file, once a message outgrows memory
         self.buffered: list[bytes] | None = None
         self.buffered_octets = 0
@@ -671,7 +673,10 @@ class _Session:
             refusal = check_recipient(event.address, self.client_ip, self.client_ptr,
                                       self.settings)
             if refusal:
-                self.refused.append((event.address, refusal))
+                if self.first_refused is None:
+                    self.first_refused = (event.address, refusal)
+                else:
+                    self._record_refusal(event.address, refusal, rejects_message=False)
                 await self.write(conn.send(refusal.reply))
             else:
                 self.recipients.append(event.address)
@@ -729,18 +734,19 @@ class _Session:
         transaction without an accepted recipient is the message's rejection (result: the
         reply code, and the Rejected counter); every other refused recipient gets the result
         RECIPIENT_REFUSED, which the counts leave out, with the reply code in its data."""
-        refused, self.refused = self.refused, []
-        rejects_message = not self.recipients
-        for address, refusal in refused:
-            code = str(refusal.reply.code)
-            if rejects_message:
-                self.server.counters.incr("rejected")
-                result, data = code, {}
-            else:
-                result, data = RECIPIENT_REFUSED, {"reply": code}
-            self.record(Action.REJECTED, sender=self.sender, recipients=[address],
-                        rule=refusal.rule, info=refusal.reason, result=result, data=data)
-            rejects_message = False
+        if self.first_refused is not None:
+            (address, refusal), self.first_refused = self.first_refused, None
+            self._record_refusal(address, refusal, rejects_message=not self.recipients)
+
+    def _record_refusal(self, address: str, refusal: Refusal, *, rejects_message: bool) -> None:
+        code = str(refusal.reply.code)
+        if rejects_message:
+            self.server.counters.incr("rejected")
+            result, data = code, {}
+        else:
+            result, data = RECIPIENT_REFUSED, {"reply": code}
+        self.record(Action.REJECTED, sender=self.sender, recipients=[address],
+                    rule=refusal.rule, info=refusal.reason, result=result, data=data)
 
     async def _reset(self) -> None:
         self._settle_refusals()

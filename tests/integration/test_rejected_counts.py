@@ -133,9 +133,10 @@ async def test_a_transaction_with_every_recipient_refused_is_one_rejected_messag
     await until(lambda: len(events_of(home, Action.DISCONNECTED)) == 1)
     await core.events.aflush()
     rows = events_of(home, Action.REJECTED)
-    assert [(row["recipients"], row["result"]) for row in rows] == [
-        ("x@third.test", "550"), ("y@third.test", RECIPIENT_REFUSED),
-        ("z@fourth.test", RECIPIENT_REFUSED), ("w@third.test", "550")]
+    # the first refusal waits for the transaction's end; the later ones are written at once
+    assert sorted((row["recipients"], row["result"]) for row in rows) == [
+        ("w@third.test", "550"), ("x@third.test", "550"),
+        ("y@third.test", RECIPIENT_REFUSED), ("z@fourth.test", RECIPIENT_REFUSED)]
     assert len(_rejected_in_detail_report(home)) == 4
     assert core.counters.values["rejected"] == 2
     assert _message_figures(home)["Messages Rejected"] == 2
