@@ -30,7 +30,8 @@ import trio
 from core.control import CommandRefused, CommandRunner, SettingsWatcher
 from core.spool import files
 from core.smtp.listeners import ListenerPool, Listeners
-from core.smtp.server import GroupCommitter, ListenFailed, SmtpServer, _address
+from core.delivery.routing import host_port
+from core.smtp.server import GroupCommitter, ListenFailed, SmtpServer
 from core.smtp.tls import TlsFiles
 from core.status import Counters, StatusReporter
 from shared import db
@@ -77,7 +78,7 @@ class CoreHandle:
 
 def _listening(addresses) -> str:
     # the listener's own way of writing an address: an IPv6 one in brackets ([::1]:25)
-    return ", ".join(_address(host, port) for host, port in addresses)
+    return ", ".join(host_port(host, port) for host, port in addresses)
 
 
 async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,

@@ -33,9 +33,14 @@ from dataclasses import dataclass
 from shared.idn import ascii_pattern, domain_form
 from shared.wildcard import matches
 
-__all__ = ["NextHop", "route", "domain_of", "relay_host", "SMTP_PORT"]
+__all__ = ["NextHop", "route", "domain_of", "relay_host", "host_port", "SMTP_PORT"]
 
 SMTP_PORT = 25  # RFC 5321 §4.5.4.2 — and the port MX hosts listen on
+
+
+def host_port(host: str, port: int) -> str:
+    """`host:port` as texts write it: an IPv6 address in brackets (`[::1]:25`)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,7 @@ class NextHop:
 
     @property
     def destination(self) -> str:
-        """`name:port` as texts write it: an IPv6 address in brackets (`[::1]:25`)."""
-        return f"[{self.name}]:{self.port}" if ":" in self.name else f"{self.name}:{self.port}"
+        return host_port(self.name, self.port)
 
     @property
     def key(self) -> str:

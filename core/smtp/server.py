@@ -49,6 +49,7 @@ from typing import Callable, Mapping
 
 import trio
 
+from core.delivery.routing import host_port
 from core.pipeline.decompose.mime import head_facts
 from core.smtp import replies as R
 from core.smtp.conversation import ConversationLog
@@ -128,10 +129,6 @@ async def _say_shutting_down(send) -> None:
             await send()
         except Exception:
             pass
-
-
-def _address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _close(listeners: list[socket.socket]) -> None:
@@ -357,7 +354,7 @@ class SmtpServer:
         return new
 
     def _listen_failed(self, exc: ListenFailed) -> None:
-        where = ", ".join(_address(h, p) for h, p in self.bound)
+        where = ", ".join(host_port(h, p) for h, p in self.bound)
         message = f"{exc}; still listening on {where} until smtp.port or smtp.listen changes"
         if self.reports_listen_errors:
             self.events.record(Action.SERVICE_START_FAILED, info=message)
@@ -388,7 +385,7 @@ class SmtpServer:
                         and host == "::":
                     continue  # a host without IPv6: serve IPv4 only
                 _close(listeners)
-                raise ListenFailed(f"cannot listen for SMTP on {_address(host, port)} "
+                raise ListenFailed(f"cannot listen for SMTP on {host_port(host, port)} "
                                    f"({exc.strerror})", exc.errno) from None
             sock.setblocking(False)
             sock.listen(256)
