@@ -378,16 +378,24 @@ class AlertEngine:
             conn.close()
 
     def _load_state(self) -> tuple[int, dict[str, HeldAlert]]:
-        """{"cursor": id, "held": {kind: HeldAlert}}, or the bare id an older run wrote."""
+        """{"cursor": id, "held": {kind: HeldAlert}}, or the bare id an older run wrote. A
+        held entry that does not read is dropped alone: the cursor still holds, else every
+        alert since it would be skipped."""
         try:
             state = json.loads(self.cursor_file.read_text())
-            if isinstance(state, int):
-                return state, {}
-            held = {key: HeldAlert(**value) for key, value in state["held"].items()
-                    if key in ALERT_TEXTS}
-            return int(state["cursor"]), held
+            cursor = state if isinstance(state, int) else int(state["cursor"])
         except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
             return self._max_id(), {}    # first start: alerts from now on, not history
+        held: dict[str, HeldAlert] = {}
+        entries = state.get("held") if isinstance(state, dict) else None
+        for key, value in (entries.items() if isinstance(entries, dict) else ()):
+            if key not in ALERT_TEXTS:
+                continue
+            try:
+                held[key] = HeldAlert(**value)
+            except (TypeError, ValueError):
+                continue
+        return cursor, held
 
     def _save_state(self) -> None:
         state = {"cursor": self.cursor,

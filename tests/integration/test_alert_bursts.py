@@ -128,6 +128,25 @@ async def test_each_alert_kind_has_its_own_quiet_time(tmp_path):
     writer.close()
 
 
+
+async def test_a_held_entry_that_does_not_read_is_dropped_alone(tmp_path):
+    """A bad held entry threw the whole saved state away: the cursor went to the newest
+    event and every alert since it was skipped (core review 13)."""
+    home = make_home(tmp_path, admin__emails=["a@local.test"])
+    sent: list = []
+    engine, writer = await _engine(home, sent, FakeTime())
+    _console_events(home, Action.SERVICE_START_IMPROPER, 1)
+    assert len(await engine.poll_once()) == 1      # mailed, and the cursor saved
+    cursor = json.loads((home.run / "alerts.cursor").read_text())["cursor"]
+    _console_events(home, Action.UNAUTHORIZED_ACCESS, 1)   # after the cursor
+    (home.run / "alerts.cursor").write_text(json.dumps(
+        {"cursor": cursor, "held": {"failed_logons": {"lines": [], "count": 2, "bogus": 1}}}))
+    writer.close()
+    engine, writer = await _engine(home, sent, FakeTime())
+    assert len(await engine.poll_once()) == 1      # the event after the cursor is mailed
+    assert b"Unauthorized Attempt" in sent[-1]
+    writer.close()
+
 # --- the real core: SMTP protocol violations, a stop, an improper end -----------------------
 
 def _violate(port: int, count: int) -> None:
