@@ -35,6 +35,7 @@ from shared import db
 from shared.events import Action
 from shared.settings_store import apply_changes
 from tests.support.core import free_ports
+from tests.support.waiting import events_of
 
 from .conftest import Console
 
@@ -118,15 +119,6 @@ def _http_status(url: str) -> int:
         return response.status
 
 
-def _events(home, action) -> list:
-    conn = db.connect(home.db)
-    try:
-        return conn.execute("SELECT * FROM events WHERE action = ? ORDER BY id",
-                            (str(action),)).fetchall()
-    finally:
-        conn.close()
-
-
 def _wait(predicate, timeout=10.0, what="condition"):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -169,8 +161,8 @@ def test_console_starts_with_a_mismatched_key_serves_http_and_turns_https_on_onc
         assert _http_status(f"http://127.0.0.1:{http_port}/logon") == 200
         with pytest.raises(OSError):
             _served_certificate(https_port)
-        _wait(lambda: _events(home, Action.SERVICE_START_FAILED), what="the TLS event")
-        [event] = _events(home, Action.SERVICE_START_FAILED)
+        _wait(lambda: events_of(home, Action.SERVICE_START_FAILED), what="the TLS event")
+        [event] = events_of(home, Action.SERVICE_START_FAILED)
         assert "key.pem is not the private key of the certificate in cert.pem" in event["info"]
         assert "HTTPS is off" in event["info"]
         assert "Certificate Management" in event["info"]
@@ -208,7 +200,7 @@ def test_console_start_falls_back_to_the_previous_pair(home, damage):
         assert _http_status(server.urls()["http"] + "logon") == 200
         assert _served_certificate(server.listeners["https"].port) == _der(previous_cert)
         server.context.events.flush()
-        [event] = _events(home, Action.SERVICE_START_FAILED)
+        [event] = events_of(home, Action.SERVICE_START_FAILED)
         assert "HTTPS uses the previous pair" in event["info"]
         assert ("cert.pem holds no certificate" if damage == "garbage certificate"
                 else "key.pem is not the private key") in event["info"]
@@ -229,7 +221,7 @@ def test_a_bad_pair_copied_in_while_running_is_reported_once_and_the_old_one_kep
         for _ in range(6):          # the first two decide (an install is two renames)
             server.poll_once()
         server.context.events.flush()
-        [event] = _events(home, Action.SERVICE_START_FAILED)
+        [event] = events_of(home, Action.SERVICE_START_FAILED)
         assert "HTTPS goes on with the certificate it loaded before" in event["info"]
         assert _served_certificate(port) == served
     finally:

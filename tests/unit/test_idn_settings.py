@@ -19,25 +19,15 @@ from shared import db
 from shared.cli import main as cli_main
 from shared.home import initialise
 from shared.paths import DataHome
-from shared.settings import SettingError, defaults, validate_changes
+from shared.settings import defaults
 from shared.settings_types import (Domain, Email, Hostname, RelayEntry, RoutingEntry,
                                    RuleError, Sender)
+from tests.support.settings_rules import rule_of, stored
 
 MUNICH = "xn--mnchen-3ya.de"                   # münchen.de
 EXAMPLE_CN = "xn--fsqu00a.xn--4rr70v"          # 例子.广告
 EAI_RULE = ("addresses with non-ASCII before the @ are not supported here (after the @, an "
             "internationalised domain is)")
-
-
-def stored(key, value):
-    return validate_changes(defaults(), {key: value})[key]
-
-
-def rule_of(key, value):
-    with pytest.raises(SettingError) as info:
-        validate_changes(defaults(), {key: value})
-    [line] = info.value.lines()
-    return line
 
 
 # --- the settings of finding 6 take U-labels ---------------------------------------------------

@@ -16,22 +16,11 @@ import pytest
 
 from core.delivery import NextHop, relay_host, route
 from core.smtp.policy import listed_relay_client
-from shared.settings import SettingError, defaults, validate_changes
+from tests.support.settings_rules import rule_of, stored
 
 HOSTNAME_RULE = ("smtp.hostname: must be the gateway's DNS name (mail.example.com), not an "
                  "IP address: EHLO, bounces and Message-IDs need a domain; null uses the "
                  "machine's name")
-
-
-def stored(key, value):
-    return validate_changes(defaults(), {key: value})[key]
-
-
-def rule_of(key, value):
-    with pytest.raises(SettingError) as info:
-        validate_changes(defaults(), {key: value})
-    [line] = info.value.lines()
-    return line
 
 
 @pytest.mark.parametrize("typed, kept", [
