@@ -6,29 +6,14 @@ scenario's own (tests/support/full_disk.py), so it needs neither root nor a spar
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from tests.support.tools import require_tool
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.full_disk import in_own_mount
 
 
 @pytest.fixture(scope="module")
 def facts(tmp_path_factory) -> dict:
-    unshare = require_tool("unshare", "util-linux")
-    work = tmp_path_factory.mktemp("full-disk")
-    mount_point, out = work / "disk", work / "facts.json"
-    mount_point.mkdir()
-    run = subprocess.run([unshare, "--user", "--map-root-user", "--mount", sys.executable,
-                          "-m", "tests.support.full_disk", str(mount_point), str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(out.read_text())
+    return in_own_mount(tmp_path_factory.mktemp("full-disk"), "tests.support.full_disk")
 
 
 def test_mail_is_refused_with_452_while_the_disk_is_full(facts):

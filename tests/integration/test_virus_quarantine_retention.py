@@ -28,10 +28,9 @@ from core.app import run_core
 from shared.events import Action
 from shared.spool import Spool
 from tests.support.core import ADMIN_PASSWORD, routed_home
-from tests.support.tools import require_tool
+from tests.support.full_disk import in_own_mount, wait_for
 from tests.support.waiting import events_of, until
 
-ROOT = Path(__file__).resolve().parents[2]
 VIRUS_QUEUE = "quarantine/virus"
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 DAY_SECONDS = 86_400
@@ -155,16 +154,8 @@ LOW_FREE_FRACTION = 0.075       # under LOW_DISK_FRACTION (10 %), over SMTP's 45
 
 @pytest.fixture(scope="module")
 def low_disk(tmp_path_factory) -> dict:
-    unshare = require_tool("unshare", "util-linux")
-    work = tmp_path_factory.mktemp("low-disk")
-    mount_point, out = work / "disk", work / "facts.json"
-    mount_point.mkdir()
-    run = subprocess.run([unshare, "--user", "--map-root-user", "--mount", sys.executable,
-                          "-m", "tests.integration.test_virus_quarantine_retention",
-                          str(mount_point), str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(out.read_text())
+    return in_own_mount(tmp_path_factory.mktemp("low-disk"),
+                        "tests.integration.test_virus_quarantine_retention")
 
 
 def test_no_copy_is_kept_while_the_disk_is_low_and_an_event_says_so(low_disk):
@@ -193,12 +184,12 @@ def _low_disk_scenario(mount_point: Path) -> dict:
         core = CoreProcess(home)
         with core:
             facts["with_room"] = _send(core.smtp_port, "with room")
-            _wait(lambda: len(events_of(home, Action.QUARANTINED)) == 1, 30)
+            wait_for(lambda: len(events_of(home, Action.QUARANTINED)) == 1, 30)
             facts["copies_with_room"] = sorted(_copies(home))
             _fill_to(mount_point, LOW_FREE_FRACTION)
             facts["free_when_low"] = _free(mount_point)
             facts["when_low"] = _send(core.smtp_port, "when low")
-            _wait(lambda: len(events_of(home, Action.QUARANTINED)) == 2, 30)
+            wait_for(lambda: len(events_of(home, Action.QUARANTINED)) == 2, 30)
             facts["copies_when_low"] = sorted(_copies(home))
         facts["log"] = (home.root / "core-test.log").read_text(errors="replace")[-3000:]
         facts["quarantined"] = [dict(row) for row in events_of(home, Action.QUARANTINED)]
@@ -220,15 +211,6 @@ def _fill_to(mount_point: Path, free_fraction: float) -> None:
             chunk = min(octets, 1 << 20)
             handle.write(b"\0" * chunk)
             octets -= chunk
-
-
-def _wait(predicate, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 if __name__ == "__main__":

@@ -60,11 +60,30 @@ def _fill(path: Path) -> None:
 
 def _delivered(sink: Sink, n: int, timeout: float) -> int:
     """How many messages the sink holds once it has *n*, or when *timeout* has passed."""
-    _wait(lambda: len(sink.messages) >= n, timeout)
+    wait_for(lambda: len(sink.messages) >= n, timeout)
     return len(sink.messages)
 
 
-def _wait(predicate, timeout: float) -> bool:
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def in_own_mount(work: Path, module: str) -> dict:
+    """Run `python -m module MOUNT_POINT OUT` in a user and mount namespace of its own
+    (`unshare -rm`: it may mount a small tmpfs at MOUNT_POINT, as root or as a user) and
+    return the JSON facts it wrote to OUT."""
+    from tests.support.tools import require_tool
+    unshare = require_tool("unshare", "util-linux")
+    mount_point, out = work / "disk", work / "facts.json"
+    mount_point.mkdir()
+    run = subprocess.run([unshare, "--user", "--map-root-user", "--mount", sys.executable,
+                          "-m", module, str(mount_point), str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    """Poll `predicate` (outside trio) until true or `timeout`; whether it came true."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -90,7 +109,7 @@ def scenario(mount_point: Path) -> dict:
             facts["delivered_before"] = _delivered(sink, 1, 20)
             sink.tempfail_all = True
             facts["to_defer"] = _send(port, 2)
-            facts["deferred"] = _wait(lambda: events_of(home, Action.DEFERRED), 20)
+            facts["deferred"] = wait_for(lambda: events_of(home, Action.DEFERRED), 20)
             sink.tempfail_all = False
             _fill(filler)
             facts["free_octets"] = os.statvfs(mount_point).f_bavail \
