@@ -36,6 +36,7 @@ from core.smtp.tls import TlsFiles
 from core.status import Counters, StatusReporter
 from shared import db
 from shared.clock import SYSTEM_CLOCK, WallClock
+from shared.commands import Command
 from shared.disk import is_out_of_space
 from shared.events import Action, EventWriter
 from shared.home import AlreadyRunning, hold_lock, machine_hostname
@@ -105,7 +106,6 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
     from core.notify import AlertServices
     from core.pipeline.service import FilteringPipeline
     from core.scan.antispam.autowhitelist import AutoWhitelist, AutoWhitelistPipeline
-    from core.scan.service import DELETE_COMMAND as VIRUS_QUARANTINE_DELETE
     from core.scan.service import AntivirusService
     from core.spool import QueueManager
 
@@ -165,8 +165,8 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         auto_whitelist.on_change = lambda n: status.extra.__setitem__("auto_whitelist_entries", n)
         commands = CommandRunner(home.db, settings)
         _register_commands(commands, queue)
-        commands.register("whitelist.auto.delete", auto_whitelist.delete_command)
-        commands.register(VIRUS_QUARANTINE_DELETE, antivirus.delete_command)
+        commands.register(Command.WHITELIST_AUTO_DELETE, auto_whitelist.delete_command)
+        commands.register(Command.VIRUS_QUARANTINE_DELETE, antivirus.delete_command)
 
         delivery_side = _ShieldedServices((settings.run, committer.run, auto_whitelist.run,
                                            antivirus.run, pipeline.run, queue.run, alerts.run))
@@ -300,6 +300,6 @@ def _register_commands(commands: CommandRunner, queue) -> None:
         count = await queue.hold_forward(args["address"], args.get("subject"), args.get("ids"))
         return f"{count} copy(ies) forwarded to {args['address']}{missing}"
 
-    commands.register("hold.reprocess", reprocess)
-    commands.register("hold.drop", drop)
-    commands.register("hold.forward", forward)
+    commands.register(Command.HOLD_REPROCESS, reprocess)
+    commands.register(Command.HOLD_DROP, drop)
+    commands.register(Command.HOLD_FORWARD, forward)

@@ -20,6 +20,7 @@ from pathlib import Path
 import trio
 
 from shared.cli import CommandFailed, register
+from shared.commands import HOLD_ACTIONS
 from shared.paths import resolve_home
 
 __all__ = ["serve_core", "supervise"]
@@ -216,8 +217,7 @@ def queue_command(args) -> int:
             return _queue_list(home, args.queue or None)
         if not args.hold:
             raise CommandFailed("only the hold queue takes actions: add --hold", 2)
-        kind = {"reprocess": "hold.reprocess", "drop": "hold.drop",
-                "forward": "hold.forward"}[args.action]
+        kind = HOLD_ACTIONS[args.action]
         request = {}
         if args.action == "forward":
             from shared.settings_types import Email, RuleError

@@ -27,15 +27,15 @@ from console.schema_forms import rule_by_line, text_lines
 from console.settings_service import rule_errors as settings_rule_errors
 from console.settings_service import (check_rule_shown, edit_list, pending_command_items,
                                       save_settings, submit_command)
+from shared.commands import Command
 from shared.idn import ascii_domain, entry_form
 from shared.settings import SettingError
 
 __all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "move_warnings",
            "save_rbl", "rbl_rows", "zone_error_fields", "SECOND_LEVEL_SUFFIXES",
            "CUSTOM_WHITELIST_OFF", "save_rule", "rule_errors", "delete_rule",
-           "AUTO_ACTIONS", "DELETE_COMMAND", "ZONE_REPEATS"]
+           "AUTO_ACTIONS", "ZONE_REPEATS"]
 
-DELETE_COMMAND = "whitelist.auto.delete"
 AUTO_ACTIONS = ("to_custom", "to_exclusions", "delete")
 
 
@@ -102,14 +102,14 @@ def _learned_rows() -> list:
 def _listed() -> set[str]:
     """The domains the page lists: learned, and not leaving already (a move or delete the
     core has not carried out yet)."""
-    leaving = pending_command_items(DELETE_COMMAND, "domains")
+    leaving = pending_command_items(Command.WHITELIST_AUTO_DELETE, "domains")
     return {row["domain"] for row in _learned_rows()} - leaving
 
 
 def auto_entries(sort: str = "frequency") -> list[AutoEntry]:
     rows = _learned_rows()
     exclusions = settings()["whitelist.auto.exclusions"]
-    leaving = pending_command_items(DELETE_COMMAND, "domains")
+    leaving = pending_command_items(Command.WHITELIST_AUTO_DELETE, "domains")
     entries = [AutoEntry(r["domain"], r["count"], r["first_seen"], r["last_seen"],
                          _excluded(r["domain"], exclusions))
                for r in rows if r["domain"] not in leaving]
@@ -156,7 +156,7 @@ def move_auto_entries(action: str, domains: list[str], *, user: str,
     elif action == "to_exclusions":
         edit_list("whitelist.auto.exclusions", lambda entries: _add_new(entries, domains),
                   user=user, client_ip=client_ip, page="auto_whitelist")
-    submit_command(DELETE_COMMAND, {"domains": domains}, user=user, client_ip=client_ip,
+    submit_command(Command.WHITELIST_AUTO_DELETE, {"domains": domains}, user=user, client_ip=client_ip,
                    page="auto_whitelist")
     return len(domains)
 

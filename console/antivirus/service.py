@@ -21,15 +21,15 @@ from dataclasses import dataclass
 
 from console.context import console_context
 from console.settings_service import pending_command_items, submit_command
+from shared.commands import Command
 from shared.settings import SettingError
 from shared.spool import SUBJECT_META
 
 __all__ = ["QuarantinedMessage", "list_quarantine", "safe_archive", "request_delete",
-           "SAFE_ARCHIVE_PASSWORD", "LIST_LIMIT", "DELETE_COMMAND"]
+           "SAFE_ARCHIVE_PASSWORD", "LIST_LIMIT"]
 
 SAFE_ARCHIVE_PASSWORD = "infected"
 LIST_LIMIT = 500
-DELETE_COMMAND = "virus_quarantine.delete"      # carried out by core/scan/service.py
 _QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -58,7 +58,7 @@ def _folder():
 
 def list_quarantine(limit: int = LIST_LIMIT) -> tuple[int, list[QuarantinedMessage]]:
     """(total, newest first up to limit), without the copies being deleted."""
-    leaving = pending_command_items(DELETE_COMMAND, "ids")
+    leaving = pending_command_items(Command.VIRUS_QUARANTINE_DELETE, "ids")
     try:
         names = sorted((p.name for p in _folder().iterdir()
                         if _QUEUE_ID.match(p.name) and p.name not in leaving), reverse=True)
@@ -96,7 +96,7 @@ def request_delete(ids: list[str], *, user: str, client_ip: str | None) -> int:
     for queue_id in chosen:
         if not _QUEUE_ID.match(queue_id):
             raise SettingError([("ids", f"{queue_id!r} is not a queue id")])
-    submit_command(DELETE_COMMAND, {"ids": chosen}, user=user, client_ip=client_ip,
+    submit_command(Command.VIRUS_QUARANTINE_DELETE, {"ids": chosen}, user=user, client_ip=client_ip,
                    page="virus_quarantine")
     return len(chosen)
 

@@ -19,16 +19,16 @@ from typing import Any
 from console import certs
 from console.context import console_context, settings
 from console.settings_service import edit_list, record_change, save_settings, submit_command
+from shared.commands import HOLD_ACTIONS
 from shared.ports import check_ports
 from shared.settings import SettingError
 from shared.settings_types import Email, RoutingEntry, RuleError, Str, integer_from_text
 
 __all__ = ["save_page", "page_warnings", "add_route",
            "update_route", "delete_route", "HeldMessage", "HoldListing", "list_hold",
-           "request_hold_action", "HOLD_ACTIONS", "create_certificate_request",
+           "request_hold_action", "create_certificate_request",
            "install_ca_certificate", "install_self_signed_certificate", "RequestFieldsError"]
 
-HOLD_ACTIONS = {"reprocess": "hold.reprocess", "drop": "hold.drop", "forward": "hold.forward"}
 HOLD_LIST_LIMIT = 500  # messages shown; the actions still reach all of them
 _QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

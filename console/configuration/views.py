@@ -20,6 +20,7 @@ from console.form_submit import submit, who
 from console.roles import Access, requires
 from console.schema_forms import attach_errors, form_data, form_values
 from console.security import logon_page
+from shared.commands import HOLD_ACTIONS
 from shared.settings import PAGES, SettingError
 
 
@@ -132,7 +133,7 @@ def hold_confirm():
     selection = HoldSelectionForm()
     if not selection.validate_on_submit():
         return redirect(url_for("configuration.hold"))
-    action = next((a for a in service.HOLD_ACTIONS if selection[a].data), None)
+    action = next((a for a in HOLD_ACTIONS if selection[a].data), None)
     if action is None:
         return redirect(url_for("configuration.hold"))
     form = HoldConfirmForm(formdata=None, action=action, ids=",".join(selection.ids.data or []))

@@ -36,7 +36,7 @@ What it owns
                           ever) and says how many in an `events_purged` event, as the
                           console's event purge does (console/jobs.py; the console cannot
                           do it, rule 3).
-    delete_command(...)   the DELETE_COMMAND command: deletes the copies an administrator
+    delete_command(...)   the Command.VIRUS_QUARANTINE_DELETE command: deletes the copies an administrator
                           selected on Antivirus Policy › Virus Quarantine.
 
 Rules
@@ -83,7 +83,7 @@ from shared.events import Action
 from shared.retention import cutoff_for
 from shared.spool import EnvelopeError, new_queue_id
 
-__all__ = ["AntivirusService", "COUNTER_OF", "VIRUS_QUEUE", "DELETE_COMMAND",
+__all__ = ["AntivirusService", "COUNTER_OF", "VIRUS_QUEUE",
            "RETENTION_PASS_SECONDS"]
 
 WATCH_SECONDS = 0.5
@@ -92,7 +92,6 @@ CENTRAL_RETRY_SECONDS = 30.0
 # retention bounds costs little, and writes at most 24 purge events a day.
 RETENTION_PASS_SECONDS = 3600.0
 VIRUS_QUEUE = "quarantine/virus"
-DELETE_COMMAND = "virus_quarantine.delete"      # console/antivirus/service.py asks for it
 COUNTER_OF = {"file_repaired": "infections_repaired", "file_deleted": "infections_deleted",
               "virus_logged": "infections_logged", "mass_mailer_cleanup": "mass_mailers_deleted"}
 
@@ -385,7 +384,7 @@ class AntivirusService:
         return deleted, problem
 
     async def delete_command(self, args: dict) -> str:
-        """The DELETE_COMMAND command, {"ids": [...]}: delete these copies. Says which were
+        """The Command.VIRUS_QUARANTINE_DELETE command, {"ids": [...]}: delete these copies. Says which were
         not in the virus quarantine (deleted meanwhile); CommandRefused when none was."""
         ids = [i for i in args.get("ids") or () if isinstance(i, str)]
         deleted, missing = await trio.to_thread.run_sync(self._delete_ids, ids)

@@ -209,7 +209,7 @@ class AutoWhitelist:
                 raise
 
     async def delete_command(self, args: dict) -> str:
-        """The "whitelist.auto.delete" command: {"domains": [...]}; written before it
+        """The Command.WHITELIST_AUTO_DELETE command: {"domains": [...]}; written before it
         reports done (rule 4)."""
         count = self.delete(args.get("domains") or ())
         if self._conn is not None:
