@@ -4,11 +4,11 @@ Rules:
 - The core writes the snapshot every second (shared.status); an older one means the core is
   not running, and the page says so instead of showing stale numbers as live.
 - Licensing and definitions have their own issues; until they land the page says so plainly.
-- Traffic per hour is counted from events (accepted, delivered, dropped, rejected) over the
-  last 24 hours, bucketed on whole hours of the wall clock in the `timezone` setting (in a
-  half-hour zone such as Asia/Kolkata too: 09:00–10:00 local, not the UTC hour 09:30–10:30).
-  Rejected counts messages, as the counters do: refused recipients of a message that went
-  on (shared.report.RECIPIENT_REFUSED) are left out.
+- Traffic per hour (accepted, delivered, dropped, rejected) over the last 24 hours is the
+  reports' chart count (shared.report.disposition_counts), bucketed on whole hours of the
+  wall clock in the `timezone` setting (in a half-hour zone such as Asia/Kolkata too:
+  09:00–10:00 local, not the UTC hour 09:30–10:30). Rejected counts messages there, as the
+  counters do.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from typing import Any
 from console.certs import certificate_status
 from console.context import console_context, request_db, settings
 from shared.events import Action
-from shared.report import RECIPIENT_REFUSED
+from shared.report import disposition_counts
+from shared.report_time import ReportRange
 from shared.status import COUNTERS, QUEUES, STALE_AFTER_SECONDS, read_snapshot
 
 __all__ = ["StatusView", "Traffic", "status_view", "traffic_last_24h", "TRAFFIC_SERIES",
@@ -88,21 +89,18 @@ def definitions_line(value: Any) -> str:
 
 
 def traffic_last_24h(now: float) -> Traffic:
-    """Counts per hour for the 24 whole local hours ending with the current one."""
+    """Counts per hour for the 24 whole local hours ending with the current one, counted as
+    the reports count them (shared.report.disposition_counts: one definition of each series,
+    "Rejected" included)."""
     local = dt.datetime.fromtimestamp(now, _zone())
     current_hour = local.replace(minute=0, second=0, microsecond=0).timestamp()
     start = current_hour - (HOURS - 1) * 3600
-    counts = {str(a): [0] * HOURS for a in TRAFFIC_SERIES}
-    rows = request_db().execute(
-        "SELECT CAST((time - ?) / 3600 AS INTEGER) AS bucket, action, COUNT(*) AS n "
-        "FROM events WHERE time >= ? AND time < ? AND action IN (?, ?, ?, ?) "
-        "AND (action != ? OR result IS NOT ?) GROUP BY bucket, action",
-        (start, start, current_hour + 3600, *[str(a) for a in TRAFFIC_SERIES],
-         str(Action.REJECTED), RECIPIENT_REFUSED))
-    for row in rows:
-        if 0 <= row["bucket"] < HOURS:
-            counts[row["action"]][row["bucket"]] = row["n"]
-    return Traffic([start + i * 3600 for i in range(HOURS)], counts, settings()["timezone"])
+    starts = [start + i * 3600 for i in range(HOURS)]
+    buckets = disposition_counts(request_db(), ReportRange(start, current_hour + 3600),
+                                 TRAFFIC_SERIES, starts=starts)
+    counts = {str(a): [buckets.get(s, {}).get(str(a), 0) for s in starts]
+              for a in TRAFFIC_SERIES}
+    return Traffic(starts, counts, settings()["timezone"])
 
 
 def definitions_in_force(kind: str) -> str:
