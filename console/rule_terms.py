@@ -1,14 +1,18 @@
 """A content or spam rule's terms as the console edits them: one comma-separated line.
 
 Both rule pages (Filtering › Content Rules, Anti-spam › Spam Rules) read and write their
-terms through here, so a rule opened and saved unchanged on either page is unchanged.
+terms through here, so a rule opened and saved unchanged on either page is unchanged, and
+both build the rule a form describes with `rule_from_form`.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
-__all__ = ["numbered_terms", "split_terms", "join_terms", "operator_errors"]
+from shared.settings import SettingError
+
+__all__ = ["numbered_terms", "split_terms", "join_terms", "operator_errors", "rule_from_form"]
 
 # The terms line (SPEC §3: the console edits terms as one comma-separated line; `*` and `?`
 # are wildcards and `\` escapes them, as the core's matcher reads a term):
@@ -119,3 +123,20 @@ def operator_errors(terms: list[str], none_of: list[str], *,
                                    f'"none of" with commas: a message with any one of them '
                                    f"does not match. {_LOWER_CASE}"))
     return out
+
+
+def rule_from_form(enabled: bool, name: str | None, match: str | None, terms: str | None,
+                   none_of: str | None, *, stored: list[dict]) -> dict:
+    """The rule a rule form describes (terms as comma-separated lines), for the list whose
+    rules are `stored`. Raises SettingError naming the form's fields (`terms`, `none_of`)
+    for a term written with the guide's operators (`operator_errors`); the schema checks the
+    rest when the rule is saved."""
+    rule: dict[str, Any] = {"enabled": bool(enabled), "match": match or "any",
+                            "terms": split_terms(terms or ""),
+                            "none_of": split_terms(none_of or "")}
+    if (name or "").strip():
+        rule["name"] = name.strip()
+    errors = operator_errors(rule["terms"], rule["none_of"], stored=stored)
+    if errors:
+        raise SettingError(errors)
+    return rule

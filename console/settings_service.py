@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable, Mapping, TypeVar
 
-from console.context import console_context, forget_settings, request_db
+from console.context import console_context, forget_settings, request_db, settings
+from console.rule_terms import numbered_terms
 from shared import db
 from shared.events import Action
 from shared.settings import PAGES, SettingError, changes_shown
@@ -27,7 +28,7 @@ from shared.settings_types import RuleError, entries_rule
 __all__ = ["save_settings", "edit_list", "submit_command", "pending_command_items",
            "record_change", "rule_key",
            "check_rule_shown",
-           "rule_errors", "RULE_LIST_CHANGED", "RuleListChanged"]
+           "rule_errors", "rule_form_errors", "RULE_LIST_CHANGED", "RuleListChanged"]
 
 T = TypeVar("T")
 RULE_LIST_CHANGED = "the rule list changed meanwhile; reload the page"
@@ -121,6 +122,18 @@ def rule_errors(exc: SettingError, key: str, index: int,
         if others:
             out.append((error_key, entries_rule(others)))
     return out
+
+
+def rule_form_errors(exc: SettingError, key: str, index: int | None, terms: str | None,
+                     none_of: str | None) -> list[tuple[str, str]]:
+    """The errors of a refused save of rule `index` of the list `key` (None: a new rule,
+    added at the end) typed with these terms lines, for the rule form: by its fields where
+    they belong, terms named by their place in the line (`rule_errors`). Errors already
+    named by a field pass through."""
+    position = len(settings()[key]) if index is None else index
+    numbering = {"terms": [place for place, _t in numbered_terms(terms or "")],
+                 "none_of": [place for place, _t in numbered_terms(none_of or "")]}
+    return rule_errors(exc, key, position, numbering)
 
 
 def _field_rule(error: RuleError, numbers: list[int] | None) -> str:

@@ -22,9 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from console.context import request_db, settings
-from console.rule_terms import numbered_terms
 from console.schema_forms import rule_by_line, text_lines
-from console.settings_service import rule_errors as settings_rule_errors
 from console.settings_service import (check_rule_shown, edit_list, pending_command_items,
                                       save_settings, submit_command)
 from shared.commands import Command
@@ -33,7 +31,7 @@ from shared.settings import SettingError
 
 __all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "move_warnings",
            "save_rbl", "rbl_rows", "zone_error_fields", "SECOND_LEVEL_SUFFIXES",
-           "CUSTOM_WHITELIST_OFF", "save_rule", "rule_errors", "delete_rule",
+           "CUSTOM_WHITELIST_OFF", "save_rule", "delete_rule",
            "AUTO_ACTIONS", "ZONE_REPEATS"]
 
 AUTO_ACTIONS = ("to_custom", "to_exclusions", "delete")
@@ -262,17 +260,6 @@ def save_rule(index: int | None, shown: str, rule: dict, *, user: str,
         changed, rules[index] = rules[index] != rule, rule
         return changed
     return edit_list("rules.spam", edit, user=user, client_ip=client_ip, page="spam_rules")
-
-
-def rule_errors(exc: SettingError, index: int | None, terms: str,
-                none_of: str) -> list[tuple[str, str]]:
-    """The errors of a refused `save_rule(index, ...)` of the rule typed with these terms
-    lines, by the rule form's fields where they belong (terms named by their place in the
-    line), the others by their key."""
-    position = len(settings()["rules.spam"]) if index is None else index
-    numbering = {"terms": [place for place, _t in numbered_terms(terms)],
-                 "none_of": [place for place, _t in numbered_terms(none_of)]}
-    return settings_rule_errors(exc, "rules.spam", position, numbering)
 
 
 def delete_rule(index: int, shown: str, *, user: str, client_ip: str | None) -> dict:

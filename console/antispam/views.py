@@ -17,9 +17,9 @@ from console.context import settings
 from console.placeholders import settings_sections
 from console.form_submit import submit, who
 from console.roles import Access, requires
-from console.rule_terms import join_terms, operator_errors, split_terms
+from console.rule_terms import join_terms, rule_from_form
 from console.schema_forms import attach_errors, form_data, form_values
-from console.settings_service import RuleListChanged, rule_key, save_settings
+from console.settings_service import RuleListChanged, rule_form_errors, rule_key, save_settings
 from shared.settings import SettingError
 
 PREMIUM_NOTICE = ("Premium AntiSpam (reputation lists, URL and signature filtering, language "
@@ -210,23 +210,16 @@ def save_spam_rule():
         _flash_form_errors(form)
     else:
         index = int(form.index.data) if form.index.data else None    # the form checked digits
-        rule = {"enabled": form.enabled.data, "match": form.match.data,
-                "terms": split_terms(form.terms.data),
-                "none_of": split_terms(form.none_of.data)}
-        if form.name.data:
-            rule["name"] = form.name.data.strip()
-        typed_operators = operator_errors(rule["terms"], rule["none_of"],
-                                          stored=settings()["rules.spam"])
-        if typed_operators:                      # the guide's AND/OR/NOT, shown as typed
-            errors = attach_errors(form, typed_operators)
-            return _spam_rules_page(_page_form(), [], prefix, form, errors)
         try:
+            rule = rule_from_form(form.enabled.data, form.name.data, form.match.data,
+                                  form.terms.data, form.none_of.data,
+                                  stored=settings()["rules.spam"])
             changed = service.save_rule(index, form.original.data or "", rule, **who())
         except RuleListChanged:                  # the page is stale: the rules as they are
             return _spam_rules_page(_page_form(), [], stale=form)   # now, and what was typed
         except SettingError as exc:              # shown again as typed, with the errors
-            errors = attach_errors(form, service.rule_errors(exc, index, form.terms.data,
-                                                             form.none_of.data))
+            errors = attach_errors(form, rule_form_errors(exc, "rules.spam", index,
+                                                          form.terms.data, form.none_of.data))
             return _spam_rules_page(_page_form(), [], prefix, form, errors)
         else:
             flash("Spam rule saved." if changed else "No changes to save.", "info")

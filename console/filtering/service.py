@@ -3,44 +3,25 @@
 
 Content rules are edited one at a time in the list `rules.content`; a rule's terms come
 from one comma-separated line (the guide: "Separate all terms with commas"), read and
-written as the Spam Rules page does (console.rule_terms: `\\,` is a comma in a term,
-so a term with a comma, which the CLI and an import can store, reads back as it is stored).
-A term with the guide's AND, OR or NOT between words is refused with what to type instead
-(console.rule_terms.operator_errors). An edit or a delete names the rule as it was shown,
-so a list changed meanwhile is refused rather than the wrong rule changed.
+written, and a rule built from its form, as the Spam Rules page does
+(console.rule_terms: `\\,` is a comma in a term, so a term with a comma, which the CLI and
+an import can store, reads back as it is stored; a term with the guide's AND, OR or NOT
+between words is refused with what to type instead). An edit or a delete names the rule as
+it was shown, so a list changed meanwhile is refused rather than the wrong rule changed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from console.rule_terms import operator_errors, split_terms
 from console.context import settings
 from console.settings_service import check_rule_shown, edit_list, rule_key, save_settings
-from shared.settings import SettingError
 
-__all__ = ["save_page", "rule_from_form", "add_rule",
-           "update_rule", "delete_rule", "rule_key", "page_warnings"]
+__all__ = ["save_page", "add_rule", "update_rule", "delete_rule", "rule_key", "page_warnings"]
 
 
 def save_page(page: str, changes: dict[str, Any], *, user: str, client_ip: str | None) -> dict:
     return save_settings(changes, user=user, client_ip=client_ip, page=page)
-
-
-def rule_from_form(enabled: bool, name: str, match: str, terms: str, none_of: str) -> dict:
-    """The rule typed in the rule form (terms as lines). Raises SettingError naming the
-    form's fields (`terms`, `none_of`) when it has no term or a term with the guide's
-    operators."""
-    rule: dict[str, Any] = {"enabled": bool(enabled), "match": match or "any",
-                            "terms": split_terms(terms), "none_of": split_terms(none_of)}
-    if (name or "").strip():
-        rule["name"] = name.strip()
-    errors = operator_errors(rule["terms"], rule["none_of"], stored=settings()["rules.content"])
-    if not rule["terms"]:
-        errors.insert(0, ("terms", "at least one term is needed"))
-    if errors:
-        raise SettingError(errors)
-    return rule
 
 
 def _edit(edit, *, user, client_ip):

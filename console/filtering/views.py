@@ -12,8 +12,9 @@ from console.filtering import bp, service
 from console.filtering.forms import PAGE_FORMS, PAGE_KEYS, TABS, DeleteRuleForm, RuleForm
 from console.form_submit import submit, who
 from console.roles import Access, requires
-from console.rule_terms import join_terms
+from console.rule_terms import join_terms, rule_from_form
 from console.schema_forms import attach_errors, form_data, form_values
+from console.settings_service import rule_form_errors
 from shared.settings import SettingError
 
 TITLES = {page: title for page, title, _ in TABS}
@@ -59,8 +60,13 @@ def _rules():
 
 
 def _rule_values(form: RuleForm) -> dict:
-    return service.rule_from_form(form.enabled.data, form.name.data or "", form.match.data,
-                                  form.terms.data or "", form.none_of.data or "")
+    return rule_from_form(form.enabled.data, form.name.data, form.match.data, form.terms.data,
+                          form.none_of.data, stored=settings()["rules.content"])
+
+
+def _rule_errors(form: RuleForm, exc: SettingError, index: int | None) -> list[str]:
+    return attach_errors(form, rule_form_errors(exc, "rules.content", index, form.terms.data,
+                                                form.none_of.data))
 
 
 @bp.route("/content-rules/add", methods=["POST"])
@@ -72,7 +78,7 @@ def add_rule():
         try:
             service.add_rule(_rule_values(form), **who())
         except SettingError as exc:
-            errors = attach_errors(form, exc.errors)
+            errors = _rule_errors(form, exc, None)
         else:
             flash("Content rule added.", "info")
             return redirect(url_for("filtering.content_rules"))
@@ -100,7 +106,7 @@ def edit_rule(index: int):
             changed = service.update_rule(index, form.original.data or "", _rule_values(form),
                                           **who())
         except SettingError as exc:
-            errors = attach_errors(form, exc.errors)
+            errors = _rule_errors(form, exc, index)
         else:
             flash("Content rule saved." if changed else "No changes to save.", "info")
             return redirect(url_for("filtering.content_rules"))

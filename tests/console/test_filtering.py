@@ -117,3 +117,32 @@ def test_rule_with_too_many_terms_is_refused(admin):
     response = admin.post("/filtering/content-rules/add", {
         "add-enabled": "y", "add-match": "any", "add-terms": terms})
     assert response.status_code == 200 and admin.settings()["rules.content"] == []
+
+
+def test_a_refused_content_rule_names_the_bad_terms_next_to_their_field(admin):
+    """The Content Rules page showed a refused rule's schema errors as one line at the top
+    ("rules.content: entry 1: terms: entry 3 repeats entry 1") while the Spam Rules page
+    named the term next to the field; both pages read a rule form the same way now."""
+    from .test_antispam import _field_error
+    response = admin.post("/filtering/content-rules/add", {
+        "add-enabled": "y", "add-match": "any", "add-terms": "alpha, beta, , ALPHA",
+        "add-none_of": "q, Q"})
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert _field_error(page, "add-terms") == "term 4 repeats term 1"
+    assert _field_error(page, "add-none_of") == "term 2 repeats term 1"
+    assert "rules.content: entry" not in page
+    assert admin.settings()["rules.content"] == []
+    admin.set(rules__content=[{"enabled": True, "match": "any", "terms": ["merger"],
+                               "none_of": []}])
+    import html
+    import re
+    edit = admin.get("/filtering/content-rules/0").get_data(as_text=True)
+    original = html.unescape(re.search(r'name="edit-original" type="hidden" value="([^"]*)"',
+                                       edit).group(1))
+    response = admin.post("/filtering/content-rules/0", {
+        "edit-enabled": "y", "edit-match": "any", "edit-terms": "merger, x, MERGER",
+        "edit-none_of": "", "edit-original": original})
+    assert _field_error(response.get_data(as_text=True), "edit-terms") == \
+        "term 3 repeats term 1"
+    assert admin.settings()["rules.content"][0]["terms"] == ["merger"]
