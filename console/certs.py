@@ -38,7 +38,8 @@ from OpenSSL import SSL, crypto
 
 from shared.idn import ascii_domain
 from shared.paths import DataHome
-from shared.settings_types import Hostname, RuleError
+from shared.settings_addresses import Hostname
+from shared.settings_types import RuleError
 from shared.tls import (PREVIOUS_SUFFIX, is_self_signed, load_server_pair, make_self_signed,
                         previous_path, public_key_fingerprint, write_atomically)
 

@@ -39,9 +39,11 @@ from wtforms import (BooleanField, HiddenField, SelectField, SelectMultipleField
 
 from console.context import settings
 from shared.settings import SCHEMA, Setting, SettingError
-from shared.settings_types import (Bool, Choice, HostPort, Int, Kind, ListOf, Nullable,
-                                   RuleError, Str, Timezone, Weekday, entries_rule,
-                                   integer_from_text)
+from shared.settings_addresses import HostPort
+from shared.settings_types import (
+    Bool, Choice, Int, Kind, ListOf, Nullable, RuleError, Str, Timezone, Weekday, entries_rule,
+    integer_from_text,
+)
 
 __all__ = ["field_name", "settings_form", "form_values", "form_data", "attach_errors",
            "UnsupportedKind", "supports", "SettingField", "text_lines", "rule_by_line",

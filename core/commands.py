@@ -220,7 +220,8 @@ def queue_command(args) -> int:
         kind = HOLD_ACTIONS[args.action]
         request = {}
         if args.action == "forward":
-            from shared.settings_types import Email, RuleError
+            from shared.settings_addresses import Email
+            from shared.settings_types import RuleError
             try:
                 address = Email().check(args.address)   # an IDN domain as its A-labels
             except RuleError as exc:

@@ -59,7 +59,7 @@ from shared import db
 from shared.disk import LOW_DISK_FRACTION, disk_free_fraction, is_out_of_space
 from shared.events import Action
 from shared.guide_texts import ALERT_TEXTS
-from shared.settings_types import Sender
+from shared.settings_addresses import Sender
 from shared.shown_text import one_line
 
 __all__ = ["Notifier", "AlertEngine", "ResourceMonitor", "alert_key", "fill_metatags",
@@ -90,7 +90,7 @@ _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/
 
 def from_address(settings: Mapping, hostname: str) -> tuple[str, str]:
     """(name, address) of the From of generated mail, from smtp.notify_from (a name, an
-    address or both: shared/settings_types.py Sender). A name alone is at *hostname*, as
+    address or both: shared/settings_addresses.py Sender). A name alone is at *hostname*, as
     itself in lower case with dots for spaces (Security Office: security.office@host) or,
     when that is no local part (Sicherheitsprüfung), as mailmoat@host."""
     name, address = Sender.parts(settings.get("smtp.notify_from") or "Mailmoat")

@@ -31,11 +31,14 @@ from shared.guide_texts import (
     DEFAULT_NOTIFY_SUBJECT, DEFAULT_OUTBREAK_BODY, DEFAULT_OUTBREAK_SUBJECT,
     DEFAULT_QUARANTINE_TEMPLATE_LIST, DEFAULT_QUARANTINE_TEMPLATE_USER, LDAP_AUTOFILL,
 )
+from shared.settings_addresses import (
+    BlacklistEntry, ClamdAddress, Domain, Email, HostPort, Hostname, IpAddress, MailDomain,
+    RelayEntry, Resolver, Sender, ServerName, WhitelistEntry,
+)
+from shared.settings_entries import RblZone, RoutingEntry, Rule
 from shared.settings_types import (
-    AbsolutePath, Base64Key, BlacklistEntry, Bool, Characters, Choice, ClamdAddress, Domain, Email,
-    Extension, HostPort, Hostname, Int, IpAddress, Kind, ListOf, MailDomain, Nullable, Pattern,
-    RblZone, RelayEntry, Resolver, RoutingEntry, Rule, RuleError, Sender, ServerName, Str,
-    TimeOfDay, Timezone, Weekday, WhitelistEntry, integer_from_text,
+    AbsolutePath, Base64Key, Bool, Characters, Choice, Extension, Int, Kind, ListOf, Nullable,
+    Pattern, RuleError, Str, TimeOfDay, Timezone, Weekday, integer_from_text,
 )
 
 __all__ = [

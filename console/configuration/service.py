@@ -22,7 +22,9 @@ from console.settings_service import edit_list, record_change, save_settings, su
 from shared.commands import HOLD_ACTIONS
 from shared.ports import check_ports
 from shared.settings import SettingError
-from shared.settings_types import Email, RoutingEntry, RuleError, Str, integer_from_text
+from shared.settings_addresses import Email
+from shared.settings_entries import RoutingEntry
+from shared.settings_types import RuleError, Str, integer_from_text
 
 __all__ = ["save_page", "page_warnings", "add_route",
            "update_route", "delete_route", "HeldMessage", "HoldListing", "list_hold",

@@ -53,7 +53,7 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
-from shared.settings_types import Sender
+from shared.settings_addresses import Sender
 from shared.spool import Envelope
 
 __all__ = ["RecipientReport", "compose_dsn", "should_notify", "dsn_from_address",

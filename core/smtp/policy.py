@@ -86,7 +86,7 @@ def listed_relay_client(client_ip: str, client_ptr: str | None, settings: Mappin
         elif "*" in entry and entry[0].isdigit() or entry == "*":
             # `*` spans the octets it stands for (`1.*` is 1.0.0.0/8). An entry an earlier
             # release stored with `*` in the middle (`127.*.0.2`) reads as written until the
-            # list is saved again, which refuses it (shared/settings_types.py RelayEntry).
+            # list is saved again, which refuses it (shared/settings_addresses.py RelayEntry).
             if address.version == 4 and matches(entry, str(address)):
                 return True
         elif not _is_host_entry(entry):

@@ -20,8 +20,9 @@ from shared.cli import main as cli_main
 from shared.home import initialise
 from shared.paths import DataHome
 from shared.settings import defaults
-from shared.settings_types import (Domain, Email, Hostname, RelayEntry, RoutingEntry,
-                                   RuleError, Sender)
+from shared.settings_addresses import Domain, Email, Hostname, RelayEntry, Sender
+from shared.settings_entries import RoutingEntry
+from shared.settings_types import RuleError
 from tests.support.settings_rules import rule_of, stored
 
 MUNICH = "xn--mnchen-3ya.de"                   # münchen.de

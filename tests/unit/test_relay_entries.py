@@ -1,4 +1,4 @@
-"""relay.allowed entries (shared/settings_types.py RelayEntry) against the guide's wildcard
+"""relay.allowed entries (shared/settings_addresses.py RelayEntry) against the guide's wildcard
 rule, and the matcher (core/smtp/policy.py) taking what the kind takes.
 
 Guide §6 "Preventing relaying": "You can use the * wildcard character as the first element
@@ -10,7 +10,8 @@ import pytest
 
 from core.smtp.policy import listed_relay_client, relay_needs_ptr
 from shared.settings import SettingError, defaults, validate_changes
-from shared.settings_types import RelayEntry, RuleError
+from shared.settings_addresses import RelayEntry
+from shared.settings_types import RuleError
 
 PLACEMENT_RULE = "* may stand only for the last parts of an IP address: 1.2.3.*, 1.2.* or 1.*"
 

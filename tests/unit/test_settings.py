@@ -1,4 +1,5 @@
-"""shared/settings.py and shared/settings_types.py: every rule family, with its exact message."""
+"""shared/settings.py and the value kinds (shared/settings_types.py, settings_addresses.py,
+settings_entries.py): every rule family, with its exact message."""
 
 import base64
 import json
@@ -12,10 +13,14 @@ from shared.settings import (
     generated_values, hash_password, is_secret, parse_cli_value, validate_changes,
 )
 from shared.settings_store import apply_changes, export_settings, import_settings, load
+from shared.settings_addresses import (
+    BlacklistEntry, Domain, Email, HostPort, Hostname, IpAddress, MailDomain, RelayEntry, Resolver,
+    Sender, WhitelistEntry,
+)
+from shared.settings_entries import RblZone, RoutingEntry, Rule, RuleTerms
 from shared.settings_types import (
-    Base64Key, BlacklistEntry, Bool, Choice, Domain, Email, Extension, HostPort, Hostname, Int,
-    IpAddress, ListOf, MailDomain, Nullable, Pattern, RblZone, RelayEntry, Resolver, RoutingEntry, Rule,
-    RuleError, RuleTerms, Sender, Str, TimeOfDay, Timezone, Weekday, WhitelistEntry,
+    Base64Key, Bool, Choice, Extension, Int, ListOf, Nullable, Pattern, RuleError, Str, TimeOfDay,
+    Timezone, Weekday,
 )
 from shared.wildcard import find
 

@@ -1,0 +1,142 @@
+"""Settings value kinds for structured entries: a local route, a content or spam rule
+and its terms, a real-time blacklist zone and its return codes (SPEC §3). Every bad field
+of an entry is named at once. The kinds' contract is in `shared.settings_types`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from shared.dnsxl import ERROR_CODE_NET, LISTING_NET
+from shared.idn import ascii_pattern
+from shared.settings_addresses import Domain, Hostname, IpAddress
+from shared.settings_types import (
+    Bool, Choice, Int, Kind, ListOf, RuleError, Str, checked_fields, plain_object,
+)
+
+__all__ = ["RoutingEntry", "RuleTerm", "RuleTerms", "Rule", "ListingAnswer", "RblZone"]
+
+
+@dataclass(frozen=True)
+class RoutingEntry(Kind):
+    """A local route. An internationalised `match` is stored in A-label form (shared/idn.py
+    `ascii_pattern`), which the core compares and whose MX it looks up; a `*` or `?` stands
+    for characters of that form, so it may share a label only with ASCII characters."""
+
+    def check(self, value):
+        value = plain_object(value, {"match"}, {"relay", "port"})
+        match = Str(max_len=253, min_len=1).check(value["match"])
+        if not match.isascii():
+            form = ascii_pattern(match)
+            if form is None and any(("*" in label or "?" in label) and not label.isascii()
+                                    for label in re.split(r"[.。．｡]", match)):
+                raise RuleError("match may have * and ? only in labels written in ASCII "
+                                "(*.münchen.de, not münch*.de)")
+            match = Str(max_len=253, min_len=1).check(form or match)
+        if not re.match(r"^[A-Za-z0-9*?.-]+\Z", match):
+            raise RuleError("match must be a domain, with * and ? wildcards allowed")
+        out = {"match": match.lower()}
+        if value.get("relay") not in (None, ""):
+            out["relay"] = Hostname().check(value["relay"])
+        try:
+            out["port"] = Int(1, 65535).check(value.get("port", 25))
+        except RuleError as exc:
+            raise RuleError(f"port {exc.rule}") from None
+        return out
+
+    def describe(self):
+        return '{"match", "relay"?, "port"?}'
+
+
+RULE_MAX_TERMS = 50  # SPEC §3 rules.spam: ≤50 terms per rule
+
+
+@dataclass(frozen=True)
+class RuleTerm(Kind):
+    """A content or spam rule term: text with `*`/`?` wildcards that names something. Spaces
+    around it are not part of it (the rule engine never matched them), so it is stored
+    without them and reads back in the console as it was saved."""
+
+    def check(self, value):
+        value = Str(max_len=200, min_len=1).check(value)
+        if not value.strip(" \t*?"):
+            raise RuleError("must contain something other than spaces and wildcards "
+                            "(it would match every message)")
+        return value.strip()
+
+    def same_form(self, value):
+        # Terms match regardless of letter case (shared/wildcard.py: re.IGNORECASE), so "A"
+        # repeats "a". Lower case, not casefold(): re.IGNORECASE compares letters one by
+        # one by their lower case, so "Maß" and "MASS" match different text and are two
+        # terms, though casefold() makes both "mass".
+        return value.lower()
+
+    def describe(self):
+        return "term (* and ? wildcards)"
+
+
+@dataclass(frozen=True)
+class RuleTerms(Kind):
+    """A rule's terms (`terms`, which needs one at least) or its `none_of` terms."""
+
+    required: bool = False
+
+    def check(self, value):
+        terms = ListOf(RuleTerm(), max_items=RULE_MAX_TERMS).check(value)
+        if self.required and not terms:
+            raise RuleError("must have at least one term")
+        return terms
+
+    def describe(self):
+        return "list of terms"
+
+
+@dataclass(frozen=True)
+class Rule(Kind):
+    """A content or spam rule (SPEC §3 rules.spam). Every bad field is named at once."""
+
+    def check(self, value):
+        value = plain_object(value, {"terms"}, {"enabled", "match", "none_of", "name"})
+        name = [("name", Str(max_len=100), value["name"])] \
+            if value.get("name") is not None else []
+        return checked_fields([("enabled", Bool(), value.get("enabled", True)),
+                        ("match", Choice(("all", "any")), value.get("match", "any")),
+                        *name,
+                        ("terms", RuleTerms(required=True), value.get("terms", [])),
+                        ("none_of", RuleTerms(), value.get("none_of", []))])
+
+    def describe(self):
+        return '{"enabled", "match": all|any, "terms": [...], "none_of": [...]}'
+
+
+@dataclass(frozen=True)
+class ListingAnswer(IpAddress):
+    """An RBL return code: the core takes only A records in 127.0.0.0/8 outside the error
+    range as listings (shared/dnsxl.py), so any other address could never match."""
+
+    def check(self, value):
+        value = super().check(value)
+        if ipaddress.ip_address(value) in ERROR_CODE_NET:
+            raise RuleError("127.255.255.0/24 is a list's error code (its queries are "
+                            "refused), never a listing")
+        if ipaddress.ip_address(value) not in LISTING_NET:
+            raise RuleError("must be an address in 127.0.0.0/8, as lists answer "
+                            "(for example 127.0.0.2)")
+        return value
+
+
+@dataclass(frozen=True)
+class RblZone(Kind):
+    """A real-time blacklist zone (SPEC §3 rbl.zones). Every bad field is named at once."""
+
+    def check(self, value):
+        value = plain_object(value, {"zone"}, {"enabled", "return_codes"})
+        return checked_fields([("enabled", Bool(), value.get("enabled", True)),
+                        ("zone", Domain(), value["zone"]),
+                        ("return_codes", ListOf(ListingAnswer()),
+                         value.get("return_codes", []))])
+
+    def describe(self):
+        return '{"enabled", "zone", "return_codes": [IP...]}'
