@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
-from shared.disk import disk_free_fraction
+from shared.disk import DiskSpace, disk_free_fraction, disk_space
 
 INCOMING = "incoming"
 CORRUPT = "corrupt"
@@ -680,6 +680,10 @@ class Spool:
     def disk_free_fraction(self) -> float:
         """Free fraction (0..1) of the spool file system (shared.disk)."""
         return disk_free_fraction(self.root)
+
+    def disk_space(self) -> DiskSpace:
+        """The spool file system's space (shared.disk)."""
+        return disk_space(self.root)
 
     # startup ------------------------------------------------------------------------
 

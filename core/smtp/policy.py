@@ -19,7 +19,7 @@ from core.smtp.replies import Reply
 from shared.idn import any_matches_domain, matches_domain
 from shared.wildcard import matches
 
-__all__ = ["Refusal", "check_recipient", "check_sender", "is_local_domain",
+__all__ = ["Refusal", "check_recipient", "check_spool_space", "is_local_domain",
            "relay_allowed", "listed_relay_client", "relay_needs_ptr", "MIN_FREE_DISK_FRACTION",
            "max_message_octets"]
 
@@ -97,15 +97,14 @@ def listed_relay_client(client_ip: str, client_ptr: str | None, settings: Mappin
     return False
 
 
-def check_sender(size_declared: int | None, disk_free_fraction: float,
-                 settings: Mapping) -> Refusal | None:
-    if disk_free_fraction < MIN_FREE_DISK_FRACTION:
+def check_spool_space(free_fraction_after: float) -> Refusal | None:
+    """SPEC §3: whatever the settings, a message that would leave the spool's file system
+    under MIN_FREE_DISK_FRACTION free is refused (452 4.3.1). `free_fraction_after` is the
+    free fraction once the message is written: at MAIL with its declared SIZE, after DATA
+    with its real size. (A declared SIZE over size.max_mb is the protocol's 552 at MAIL.)"""
+    if free_fraction_after < MIN_FREE_DISK_FRACTION:
         return Refusal(R.R452_INSUFFICIENT_STORAGE, "spool.disk_free",
-                       f"spool file system {disk_free_fraction:.1%} free")
-    limit = max_message_octets(settings)
-    if limit is not None and size_declared is not None and size_declared > limit:
-        return Refusal(R.R552_SIZE_EXCEEDED, "size.max_mb",
-                       f"declared size {size_declared} over {limit}")
+                       f"spool file system {free_fraction_after:.1%} free with this message")
     return None
 
 

@@ -56,12 +56,13 @@ from core.smtp.conversation import ConversationLog
 from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
                               DataRequested, Ehlo, MailFrom, ProtocolViolation, Quit, RcptTo,
                               Rset, StartTlsRequested, ViolationKind)
-from core.smtp.policy import (Refusal, check_recipient, check_sender, listed_relay_client,
+from core.smtp.policy import (Refusal, check_recipient, check_spool_space, listed_relay_client,
                               max_message_octets, relay_needs_ptr)
 from core.smtp.protocol import ServerConnection
 from core.smtp.rbl import SUSPEND_SECONDS, RblChecker, RblListing, check_rbl_sender
 from core.smtp.state import State
 from core.smtp.streams import TcpStream
+from shared.disk import DiskSpace
 from shared.events import Action
 from shared.idn import domain_form
 from shared.report import RECIPIENT_REFUSED
@@ -267,15 +268,16 @@ class SmtpServer:
         self.max_active_seen = 0
         self.bound: list[tuple[str, int]] = []
         self._rebind = trio.Event()
-        self._disk_free = (1.0, -DISK_CHECK_SECONDS)
+        self._disk_space = (DiskSpace(1, 1), -DISK_CHECK_SECONDS)
 
-    def disk_free_fraction(self) -> float:
-        """statvfs at most once a second: it is asked at every MAIL."""
-        value, checked = self._disk_free
+    def disk_space(self) -> DiskSpace:
+        """The spool's file system, statvfs at most once a second: it is asked at every
+        MAIL."""
+        value, checked = self._disk_space
         now = trio.current_time()
         if now - checked >= DISK_CHECK_SECONDS:
-            value = self.spool.disk_free_fraction()
-            self._disk_free = (value, now)
+            value = self.spool.disk_space()
+            self._disk_space = (value, now)
         return value
 
     # --- listeners ---------------------------------------------------------------------
@@ -649,8 +651,8 @@ class _Session:
         elif isinstance(event, MailFrom):
             await self._reset()
             self.rbl_listing, rbl_settings = self._rbl_listing_now()
-            refusal = check_sender(event.params.get("SIZE"),
-                                   self.server.disk_free_fraction(), self.settings) \
+            declared = event.params.get("SIZE") or 0
+            refusal = check_spool_space(self.server.disk_space().free_fraction(declared)) \
                 or check_rbl_sender(self.rbl_listing, event.address, rbl_settings,
                                     self.server.auto_whitelisted)
             if refusal:
@@ -796,14 +798,16 @@ class _Session:
                 f"\t{formatdate(self.server.clock.now())}\r\n")
         return text.encode("utf-8", "replace")
 
-    async def _refuse_message(self, incoming, reply: R.Reply, rule: str, **fields) -> None:
-        """Refuse the message just received with `reply` (nothing of it is kept)."""
+    async def _refuse_message(self, incoming, reply: R.Reply, rule: str, *,
+                              log_as: str = "protocol", **fields) -> None:
+        """Refuse the message just received with `reply` (nothing of it is kept); the
+        conversation log counts it under `log_as` (diagnostics.conversation.errors)."""
         if incoming is not None:
             await trio.to_thread.run_sync(incoming.abort)
         self.server.counters.incr("rejected")
         self.record(Action.REJECTED, sender=self.sender, recipients=self.recipients,
                     rule=rule, result=str(reply.code), **fields)
-        self.log.error("protocol", rule)
+        self.log.error(log_as, rule)
         await self.write(self.conn.send(reply))
         self.sender, self.recipients = None, []
 
@@ -815,6 +819,13 @@ class _Session:
             reply = R.R554_LINE_TOO_LONG_IN_DATA if event.line_too_long else R.R552_SIZE_EXCEEDED
             rule = "smtp.max_text_line" if event.line_too_long else "size.max_mb"
             await self._refuse_message(incoming, reply, rule, size=event.size)
+            return
+        # A message streamed into incoming/ is on the disk already; a buffered one is not.
+        writing = event.size if incoming is None else 0
+        refusal = check_spool_space(server.spool.disk_space().free_fraction(writing))
+        if refusal:
+            await self._refuse_message(incoming, refusal.reply, refusal.rule, size=event.size,
+                                       info=refusal.reason, log_as="local")
             return
         facts = head_facts(self.head)
         hops = facts.received + 1                       # and ours

@@ -27,13 +27,22 @@ DISK_OCTETS = 24 * 1024 * 1024
 RETRY_SECONDS = 4   # the deferred message's next attempt comes this long after its first
 
 
-def _send(port: int, n: int) -> str:
-    """The reply to message *n*: "250", or the code and text of the refusal."""
+def _send(port: int, n: int, *, body_octets: int = 0, declare: int | None = None) -> str:
+    """The reply to message *n* (with a body of about `body_octets`, and MAIL's SIZE=
+    `declare` if given): "250", or the code and text of the refusal."""
     message = f"From: a@client.test\r\nTo: user@local.test\r\nSubject: full disk {n}\r\n\r\n" \
-              f"message {n}\r\n"
+              f"message {n}\r\n" + ("x" * 998 + "\r\n") * (body_octets // 1000)
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-            client.sendmail("a@client.test", ["user@local.test"], message.encode())
+            # not sendmail(): it would declare the size itself
+            client.ehlo()
+            options = [f"SIZE={declare}"] if declare is not None else []
+            for step in (lambda: client.mail("a@client.test", options),
+                         lambda: client.rcpt("user@local.test"),
+                         lambda: client.data(message.encode())):
+                reply = step()
+                if reply[0] >= 400:
+                    return f"{reply[0]} {reply[1].decode()}"
         return "250"
     except smtplib.SMTPResponseException as exc:
         return f"{exc.smtp_code} {exc.smtp_error.decode()}"
@@ -56,6 +65,17 @@ def _fill(path: Path) -> None:
                 handle.write(b"\0" * 512)
             except OSError:
                 return
+
+
+def fill_to(mount_point: Path, free_fraction: float) -> None:
+    """Write zeros to mount_point/filler until the file system has `free_fraction` free."""
+    with open(mount_point / "filler", "wb") as handle:      # emptied first
+        st = os.statvfs(mount_point)
+        octets = (st.f_bavail - int(st.f_blocks * free_fraction)) * st.f_frsize
+        while octets > 0:
+            chunk = min(octets, 1 << 20)
+            handle.write(b"\0" * chunk)
+            octets -= chunk
 
 
 def _delivered(sink: Sink, n: int, timeout: float) -> int:
@@ -126,6 +146,21 @@ def scenario(mount_point: Path) -> dict:
             facts["after"] = _send(port, 4)
             facts["delivered_after"] = _delivered(sink, 3, 30)
             facts["core_running_after"] = core.process.poll() is None
+            # 8 % free (about 1.9 MB): a message that would leave under 5 % is refused, at
+            # MAIL by its declared SIZE, after DATA by its size (streamed into the spool: over
+            # 256 KiB); a small one still passes.
+            fill_to(mount_point, 0.08)
+            time.sleep(1.1)         # the listener looks at the disk at most once a second
+            facts["declared_too_big"] = _send(port, 10, declare=1_500_000)
+            facts["streamed_too_big"] = _send(port, 11, body_octets=1_500_000)
+            facts["small_declared"] = _send(port, 12, body_octets=20_000, declare=30_000)
+            # 5 % and 100 kB free: 200 kB (kept in memory until it is written) would leave
+            # under 5 %; 20 kB would not.
+            fill_to(mount_point, 0.05 + 100_000 / DISK_OCTETS)
+            time.sleep(1.1)
+            facts["buffered_too_big"] = _send(port, 13, body_octets=200_000)
+            facts["small"] = _send(port, 14, body_octets=20_000)
+            facts["delivered_small"] = _delivered(sink, 5, 30)
         facts["core_exit"] = core.process.returncode
         facts["log"] = (home.root / "core-test.log").read_text(errors="replace")[-3000:]
         facts["events"] = {action: len(events_of(home, action)) for action in (

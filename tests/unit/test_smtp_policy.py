@@ -4,7 +4,7 @@
 import pytest
 
 from core.smtp import replies as R
-from core.smtp.policy import (check_recipient, check_sender, is_local_domain,
+from core.smtp.policy import (check_recipient, check_spool_space, is_local_domain,
                               max_message_octets, relay_allowed, relay_needs_ptr)
 from shared.settings import defaults
 
@@ -83,8 +83,6 @@ def test_address_characters_are_refused_with_553():
 def test_size_at_mail_and_disk_space():
     s = settings(size__enabled=True, size__max_mb=1)
     assert max_message_octets(s) == 1 << 20 and max_message_octets(settings()) is None
-    assert check_sender((1 << 20) + 1, 0.5, s).reply.code == 552
-    assert check_sender(1 << 20, 0.5, s) is None
-    assert check_sender(None, 0.5, s) is None
-    refusal = check_sender(10, 0.04, settings())
+    assert check_spool_space(0.05) is None
+    refusal = check_spool_space(0.04)
     assert refusal.reply == R.R452_INSUFFICIENT_STORAGE and refusal.rule == "spool.disk_free"
