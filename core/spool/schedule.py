@@ -14,6 +14,10 @@ Rules
        deferring hop succeeds, the hop is accepting again: every slow message waiting for it
        becomes due at once and goes out ahead of other due messages — REORDERING_STARTED.
        When the last of those messages has had its attempt, REORDERING_STOPPED.
+       A message that the hop defers again on that attempt, while it takes other mail, is
+       deferred for its own sake (a full mailbox, greylisting, one recipient's 451): that hop
+       reorders it no more, and it waits for its backoff. Before, it went again after every
+       message the busy hop took (diagnostics tester: 5 attempts in a second).
     3. `due(now)` lists due messages, reordered ones first, then oldest due first.
 
 Never: touch the spool or read a clock — times come in as arguments.
@@ -38,6 +42,8 @@ class SlowEntry:
     next_attempt_at: float
     hops: frozenset[str] = frozenset()
     is_reordered: bool = False
+    reordered_by: frozenset[str] = frozenset()   # hops that reordered it since its last put
+    declined_by: frozenset[str] = frozenset()    # hops that reorder it no more (rule 2)
 
 
 @dataclass
@@ -50,7 +56,12 @@ class SlowSchedule:
         return len(self.entries)
 
     def put(self, queue_id: str, next_attempt_at: float, hops) -> None:
-        self.entries[queue_id] = SlowEntry(next_attempt_at, frozenset(hops))
+        """The message waits for `hops` until `next_attempt_at`; after an attempt, a hop
+        that had reordered it and still holds it back declines it (rule 2)."""
+        hops = frozenset(hops)
+        old = self.entries.get(queue_id)
+        declined = (old.declined_by | old.reordered_by) & hops if old else frozenset()
+        self.entries[queue_id] = SlowEntry(next_attempt_at, hops, declined_by=declined)
 
     def remove(self, queue_id: str) -> None:
         self.entries.pop(queue_id, None)
@@ -63,11 +74,14 @@ class SlowSchedule:
         if hop not in self.deferring_hops:
             return 0
         self.deferring_hops.discard(hop)
-        waiting = {qid for qid, entry in self.entries.items() if hop in entry.hops}
+        waiting = {qid for qid, entry in self.entries.items()
+                   if hop in entry.hops and hop not in entry.declined_by}
         if not waiting:
             return 0
         for qid in waiting:
-            self.entries[qid].is_reordered = True
+            entry = self.entries[qid]
+            entry.is_reordered = True
+            entry.reordered_by |= {hop}
         self.reordering.setdefault(hop, set()).update(waiting)
         return len(waiting)
 

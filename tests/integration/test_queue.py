@@ -479,6 +479,25 @@ async def test_reordering_when_a_deferring_hop_accepts_again(tmp_path, sink, run
     await h.until(lambda: h.ids("slow") == [])
 
 
+async def test_one_recipients_451_at_a_busy_hop_waits_for_its_backoff(tmp_path, sink, running):
+    """A recipient the next hop defers (mailbox full) while the hop takes other mail: the
+    message was sent again after every message the hop took (diagnostics tester: 5
+    attempts in a second with a one-hour backoff). At most one early try now."""
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    sink.rcpt_replies = {"full@dest.test": (451, "4.2.2 mailbox full")}
+    held = h.put("", ["full@dest.test"])
+    manager = await running(h)
+    await h.until(lambda: h.ids("slow") == [held])
+    for n in range(6):
+        manager.message_accepted(h.put("", [f"user{n}@dest.test"]))
+        await sink.await_messages(n + 1)
+        await h.until(lambda: h.ids("fast") == [])
+    await h.until(lambda: not manager.schedule.reordering)
+    refused = [e for e in h.events.of(Action.DEFERRED) if e["recipients"] == ["full@dest.test"]]
+    assert 1 <= len(refused) <= 2, refused
+    assert h.ids("slow") == [held]
+
+
 async def test_full_channel_never_loses_a_message(tmp_path, sink, running, monkeypatch):
     import core.spool.manager as manager_module
     monkeypatch.setattr(manager_module, "FAST_CHANNEL_SIZE", 2)

@@ -43,3 +43,27 @@ def test_mx_order_by_preference_with_equal_ones_shuffled():
         assert [p for p, _ in ordered] == [10, 10, 20, 30]
         seen.add(tuple(h for _, h in ordered[:2]))
     assert seen == {("a", "b"), ("b", "a")}
+
+
+def test_a_message_the_hop_defers_again_while_it_takes_other_mail_waits_for_its_backoff():
+    """One recipient's 451 at a busy, healthy hop: the message is reordered once when the hop
+    takes other mail; deferred again then, it is its own, and the hop's later successes do
+    not send it again before its backoff (it went after each: 5 attempts in a second)."""
+    s = SlowSchedule()
+    s.put("m", 1000, {"hop1"})
+    s.put("other", 1000, {"hop1", "hop2"})
+    s.hop_deferred("hop1")
+    assert s.hop_delivered("hop1") == 2               # the hop took a message: both go now
+    assert s.attempted("m") == []
+    s.put("m", 2000, {"hop1"})                        # ... and hop1 held m back again
+    assert s.attempted("other") == ["hop1"]
+    s.put("other", 2000, {"hop2"})                    # other went at hop1; waits for hop2
+    s.hop_deferred("hop1")
+    assert s.hop_delivered("hop1") == 0               # m waits for its backoff
+    assert s.due(1500) == [] and s.due(2000) == ["m", "other"]
+    s.hop_deferred("hop2")
+    assert s.hop_delivered("hop2") == 1               # hop2 never declined "other"
+    s.remove("m")
+    s.put("m", 3000, {"hop1"})                        # a new entry (a restart) starts afresh
+    s.hop_deferred("hop1")
+    assert s.hop_delivered("hop1") == 1
