@@ -108,6 +108,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
     from core.scan.antispam.autowhitelist import AutoWhitelist, AutoWhitelistPipeline
     from core.scan.service import AntivirusService
     from core.spool import QueueManager
+    from core.spool.queue_file_save import QueueFileSave
 
     marker = home.run / "core.running"
     improper = marker.exists()
@@ -139,9 +140,11 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         pipeline = FilteringPipeline(events, counters, scratch_dir=scratch,
                                      **(pipeline_options or {}))
         auto_whitelist = AutoWhitelist(home.db, settings, clock)
+        queue_files = QueueFileSave(home.diagnostics, spool, events)
+        await trio.to_thread.run_sync(queue_files.recover)
         queue = QueueManager(spool=spool, settings=settings, events=events, counters=counters,
                              clock=clock, pipeline=AutoWhitelistPipeline(pipeline, auto_whitelist),
-                             deliverer=deliverer)
+                             deliverer=deliverer, queue_files=queue_files)
         alerts = AlertServices(home, settings, events, queue, hostname, pipeline, scratch)
         committer = GroupCommitter(spool)
         server = SmtpServer(settings=settings, spool=spool, committer=committer,
@@ -160,6 +163,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                                      submit=queue.submit_generated, deliverer=deliverer,
                                      hostname=hostname, status_extra=status.extra)
         pipeline.hooks.append(antivirus)
+        pipeline.hooks.append(queue_files)      # a scan error finding keeps on_error copies
         queue.delivery_hooks.append(auto_whitelist.note_delivered)
         status.extra["auto_whitelist_entries"] = 0
         auto_whitelist.on_change = lambda n: status.extra.__setitem__("auto_whitelist_entries", n)

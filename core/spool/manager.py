@@ -38,6 +38,10 @@ Rules
        one of them to end. So a slow or silent next hop holds no worker and no other next
        hop's mail. At most MAX_ATTEMPTS attempts run and MAX_WAITING messages wait; past
        that the workers wait too (backpressure, as a full channel is).
+    9. Queue File Save (core/spool/queue_file_save.py) hears of a message when it is first
+       taken up, before the pipeline may edit it (`keep`), and how it ends: in an error
+       (a crash, an unexpected error, a bounce, expiry: `error`) or not (delivered to every
+       recipient; dropped, held or quarantined by policy: `done`). Its calls never raise.
 
 Never: block the event loop, write event names as literals, delete a message that still
 has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
@@ -55,6 +59,7 @@ from core.pipeline.workers import PROCESS_TIMEOUT_SECONDS   # the limit rule 2 n
 from core.spool import files
 from core.spool.hops import HopGate
 from core.spool.notices import NoticeWriter
+from core.spool.queue_file_save import NoQueueFileSave
 from core.spool.schedule import SlowSchedule, retry_delay
 from shared.clock import WallClock
 from shared.events import Action
@@ -82,8 +87,10 @@ SECONDS_PER_DAY = 86400
 
 class QueueManager:
     def __init__(self, spool: Spool, settings: Callable[[], Mapping], events, counters,
-                 clock: WallClock, pipeline, deliverer, *, tick_seconds: float = 1.0) -> None:
-        """`tick_seconds`: how often (trio time) the slow queue looks at the wall clock."""
+                 clock: WallClock, pipeline, deliverer, *, tick_seconds: float = 1.0,
+                 queue_files=None) -> None:
+        """`tick_seconds`: how often (trio time) the slow queue looks at the wall clock;
+        `queue_files`: a QueueFileSave (rule 9), none kept without it."""
         self.spool = spool
         self.settings = settings
         self.events = events
@@ -93,6 +100,7 @@ class QueueManager:
         self.deliverer = deliverer
         self.tick_seconds = tick_seconds
         self.notices = NoticeWriter(self)
+        self.queue_files = queue_files if queue_files is not None else NoQueueFileSave()
         # `hook(envelope, addresses)` after an attempt delivered to `addresses` (the
         # auto-generated whitelist learns from them)
         self.delivery_hooks: list[Callable[[Envelope, list[str]], None]] = []
@@ -223,6 +231,8 @@ class QueueManager:
         self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule="queue.error",
                            info=f"{type(exc).__name__}: {exc}; "
                                 f"trying again in {ERROR_RETRY_SECONDS:.0f} s")
+        assert self._nursery is not None
+        self._nursery.start_soon(self.queue_files.error, queue_id)
         if queue == "fast":
             self._requeue_later(queue_id, ERROR_RETRY_SECONDS)
         elif queue_id in self.schedule.entries:
@@ -357,14 +367,19 @@ class QueueManager:
         from core.spool.dispositions import apply_result, crashed
         settings = self.settings()
         path = self.spool.message_path("fast", envelope.queue_id)
+        await self.queue_files.keep(envelope, settings)
         try:
             # No deadline here: the pipeline limits the time in a worker (rule 2); one here
             # would also count the wait for a free worker against the message.
             result = await self.pipeline.process(envelope.queue_id, envelope, path, settings)
         except Exception as exc:            # boundary: a crash counts against the message
+            await self.queue_files.error(envelope.queue_id)
             await crashed(self, envelope, f"{type(exc).__name__}: {exc}")
             return False
-        return await apply_result(self, envelope, result)
+        goes_on = await apply_result(self, envelope, result)
+        if not goes_on:     # dropped, held or quarantined: a scan error was kept by the hook
+            self.queue_files.done(envelope.queue_id)
+        return goes_on
 
     # --- slow queue -----------------------------------------------------------------------------
     async def _handle_slow(self, queue_id: str) -> None:
@@ -537,10 +552,12 @@ class QueueManager:
         for hop in self.schedule.attempted(queue_id):
             self.events.record(Action.REORDERING_STOPPED, info=hop, data={"next_hop": hop})
         if failed:
+            await self.queue_files.error(queue_id)
             await self.notices.bounce(queue, envelope, failed)
         deferred = [r for r in envelope.recipients if r.status in ("pending", "deferred")]
         if not deferred:
             await self._delete(queue, queue_id)
+            self.queue_files.done(queue_id)
             self.events.record(Action.COMPLETED, queue_id=queue_id, sender=envelope.sender,
                                recipients=[r.address for r in envelope.recipients],
                                size=envelope.size, subject=envelope.subject(),
@@ -548,6 +565,7 @@ class QueueManager:
             return
         now = self.clock.now()
         if now >= envelope.received_at + settings["delivery.retry_days"] * SECONDS_PER_DAY:
+            await self.queue_files.error(queue_id)
             await self.notices.expire(queue, envelope, deferred)
             return
         if not envelope.first_deferral_notice_sent:
