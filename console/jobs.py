@@ -12,7 +12,8 @@ Jobs:
 - `purge_old_events` (shared.retention): daily at PURGE_AT local time (the `timezone`
   setting as read at start), and once a minute after the console starts, so a console that is
   restarted daily still purges. The same retention applies to the copies Write to CSV saved
-  in logs/ (console.reporting.service.purge_saved_csv).
+  in logs/ (console.reporting.service.purge_saved_csv) and to the files of the diagnostics
+  directory: conversation logs and saved queue files (shared.retention.purge_diagnostics).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from shared.clock import WallClock
 from shared.events import Action, EventWriter
 from shared.paths import DataHome
 from shared.report_time import zone_of
-from shared.retention import PurgeResult, purge_events
+from shared.retention import PurgeResult, purge_diagnostics, purge_events
 from shared.settings_store import load
 
 __all__ = ["ConsoleJobs", "start_jobs", "purge_old_events", "PURGE_AT", "FIRST_RUN_SECONDS"]
@@ -42,9 +43,9 @@ FIRST_RUN_SECONDS = 60
 
 
 def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> PurgeResult:
-    """Delete events and saved report CSVs past `logging.retention_days` (0 = keep for ever)
-    and record an `events_purged` event saying what was done. Raises what the purge raised,
-    after recording the failure."""
+    """Delete events, saved report CSVs and diagnostics files past `logging.retention_days`
+    (0 = keep for ever) and record an `events_purged` event saying what was done. Raises
+    what the event purge raised, after recording the failure."""
     conn = db.connect(home.db)
     try:
         days = load(conn)["logging.retention_days"]
@@ -62,11 +63,20 @@ def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> P
             files, not_purged = purge_saved_csv(home.logs, result.cutoff), ""
         except OSError as exc:
             files, not_purged = 0, f"; saved report CSVs not purged: {exc}"
-        deleted = f"{result.deleted} event(s)" + \
-            (f" and {files} saved report CSV file(s)" if files else "")
+        diagnostics, problem = purge_diagnostics(home.diagnostics, result.cutoff)
+        if problem:
+            not_purged += f"; diagnostics files not all purged: {problem}"
+        deleted = [f"{result.deleted} event(s)"]
+        if files:
+            deleted.append(f"{files} saved report CSV file(s)")
+        if diagnostics:
+            deleted.append(f"{diagnostics} diagnostics file(s)")
+        listed = ", ".join(deleted[:-1]) + " and " + deleted[-1] if len(deleted) > 1 \
+            else deleted[0]
         events.record(Action.EVENTS_PURGED, result="succeeded", rule="logging.retention_days",
-                      info=f"{deleted} older than {days} days deleted{not_purged}",
+                      info=f"{listed} older than {days} days deleted{not_purged}",
                       data={"deleted": result.deleted, "csv_files_deleted": files,
+                            "diagnostics_files_deleted": diagnostics,
                             "cutoff": result.cutoff,
                             "batches": result.batches, "seconds": round(result.seconds, 3),
                             "longest_batch_seconds": round(result.longest_batch_seconds, 4)})

@@ -3,6 +3,12 @@
 Rules:
 - `logging.retention_days` N > 0: events older than N days are deleted by `purge_events`,
   which the console's scheduler runs daily (console.jobs). 0 keeps events for ever.
+- The same N applies to the files of the diagnostics directory (`purge_diagnostics`, in the
+  same daily job): SMTP conversation logs and saved queue files hold whole messages —
+  personal data — and support needs days of them, not years. A file is as old as its last
+  modification, at any depth; names starting with "." are the core's work in progress (a
+  queue file copy waiting for its message's fate, core/spool/queue_file_save.py) and are
+  left, with everything below them; folders stay, as the core writes into them at any time.
 - The purge deletes in batches of `PURGE_BATCH_ROWS`, each its own short `BEGIN IMMEDIATE`
   transaction, and pauses between batches: the core's event writer (which waits up to the
   busy timeout) never waits longer than one batch, a few tens of milliseconds. The roll-up
@@ -18,8 +24,10 @@ Rules:
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -28,7 +36,8 @@ from shared.events import CATEGORY_OF, SIEM_ACTIONS, Action, Category, Event
 
 __all__ = ["PurgeResult", "purge_events", "cutoff_for", "local_storage_filter",
            "keeps_locally", "STATUS_ACTIONS", "ALERT_ACTIONS", "PURGE_BATCH_ROWS",
-           "kept_without_local_logging"]
+           "kept_without_local_logging", "purge_diagnostics", "diagnostics_usage",
+           "DirectoryUsage"]
 
 PURGE_BATCH_ROWS = 2_000
 PURGE_PAUSE_SECONDS = 0.01
@@ -123,3 +132,68 @@ def local_storage_filter(settings: Callable[[], Mapping]) -> Callable[[Event], b
 def db_size_bytes(db_path: Path) -> int:
     return sum(p.stat().st_size for p in (db_path, Path(f"{db_path}-wal"))
                if p.exists())
+
+
+# --- the diagnostics directory ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DirectoryUsage:
+    files: int
+    octets: int         # each file once, however many names it has (hard links)
+
+
+def purge_diagnostics(directory: Path, cutoff: float) -> tuple[int, str]:
+    """Delete the files under `directory` last modified before `cutoff` (UTC unix seconds),
+    as the module's rules say; returns (files deleted, the first problem met or ""). A file
+    that cannot be deleted does not stop the others."""
+    deleted, problem = 0, ""
+    try:
+        for path, status in _files(directory, hidden=False):
+            if status.st_mtime >= cutoff:
+                continue
+            try:
+                os.unlink(path)
+                deleted += 1
+            except FileNotFoundError:       # deleted meanwhile
+                continue
+            except OSError as exc:
+                problem = problem or f"{path}: {exc.strerror or exc}"
+    except OSError as exc:                  # a folder that cannot be read
+        problem = problem or f"{exc.filename or directory}: {exc.strerror or exc}"
+    return deleted, problem
+
+
+def diagnostics_usage(directory: Path) -> DirectoryUsage:
+    """How many files `directory` holds, at any depth, and their size. Raises OSError when
+    a folder of it cannot be read."""
+    seen: set[tuple[int, int]] = set()
+    files = octets = 0
+    for _path, status in _files(directory, hidden=True):
+        files += 1
+        if (status.st_dev, status.st_ino) not in seen:
+            seen.add((status.st_dev, status.st_ino))
+            octets += status.st_size
+    return DirectoryUsage(files, octets)
+
+
+def _files(directory: Path, *, hidden: bool) -> Iterator[tuple[str, os.stat_result]]:
+    """(path, lstat) of every regular file under `directory` (symbolic links are not
+    followed, nor counted); without `hidden`, none whose name or folder's name starts
+    with ".". A missing `directory` holds none."""
+    folders = [str(directory)]
+    while folders:
+        try:
+            with os.scandir(folders.pop()) as listing:
+                entries = list(listing)
+        except FileNotFoundError:           # removed meanwhile, or never made
+            continue
+        for entry in entries:
+            if not hidden and entry.name.startswith("."):
+                continue
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    yield entry.path, entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
