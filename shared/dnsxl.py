@@ -7,8 +7,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Iterable, Mapping
 
-__all__ = ["LISTING_NET", "ERROR_CODE_NET", "zone_key", "enabled_zones", "enabled_zone",
-           "listing_codes"]
+__all__ = ["LISTING_NET", "ERROR_CODE_NET", "NEVER_LISTED", "is_error_code", "is_listing",
+           "zone_key", "enabled_zones", "enabled_zone", "listing_codes"]
 
 # A listing is an A record in 127.0.0.0/8; any other address is not a list entry (a resolver
 # that rewrites NXDOMAIN to its own web server must not list everybody).
@@ -17,6 +17,21 @@ LISTING_NET = ipaddress.ip_network("127.0.0.0/8")
 # itself (.254 "query via public/open resolver", .255 "excessive number of queries"), which
 # "should NOT be interpreted as any sort of reputation".
 ERROR_CODE_NET = ipaddress.ip_network("127.255.255.0/24")
+# ...and 127.0.0.1, which RFC 5782 §5 reserves: a list "MUST NOT contain an entry for
+# 127.0.0.1", and URIBL and SURBL answer it to say that they refuse the query (a public or
+# blocked resolver). Taken as a listing it would list every client, as the error range would.
+NEVER_LISTED = ipaddress.ip_address("127.0.0.1")
+
+
+def is_error_code(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a list's answer says its query failed (refused, over quota), not who is
+    listed: 127.0.0.1 or 127.255.255.0/24."""
+    return address == NEVER_LISTED or address in ERROR_CODE_NET
+
+
+def is_listing(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a list's answer lists the client: in 127.0.0.0/8 and not an error code."""
+    return address in LISTING_NET and not is_error_code(address)
 
 
 def zone_key(zone: str) -> str:

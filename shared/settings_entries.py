@@ -9,7 +9,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from shared.dnsxl import ERROR_CODE_NET, LISTING_NET
+from shared.dnsxl import ERROR_CODE_NET, LISTING_NET, NEVER_LISTED
 from shared.idn import ascii_pattern
 from shared.settings_addresses import Domain, Hostname, IpAddress
 from shared.settings_types import (
@@ -113,11 +113,15 @@ class Rule(Kind):
 
 @dataclass(frozen=True)
 class ListingAnswer(IpAddress):
-    """An RBL return code: the core takes only A records in 127.0.0.0/8 outside the error
-    range as listings (shared/dnsxl.py), so any other address could never match."""
+    """An RBL return code: the core takes only A records in 127.0.0.0/8 other than the error
+    codes (127.0.0.1 and 127.255.255.0/24) as listings (shared/dnsxl.py), so any other
+    address could never match."""
 
     def check(self, value):
         value = super().check(value)
+        if ipaddress.ip_address(value) == NEVER_LISTED:
+            raise RuleError("127.0.0.1 is never a listing (RFC 5782 §5): lists answer it when "
+                            "they refuse a query")
         if ipaddress.ip_address(value) in ERROR_CODE_NET:
             raise RuleError("127.255.255.0/24 is a list's error code (its queries are "
                             "refused), never a listing")

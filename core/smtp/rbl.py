@@ -70,7 +70,7 @@ from core.delivery.mx import LookupFailed
 from core.smtp.policy import Refusal
 from core.smtp.replies import Reply
 from core.scan.antispam.lists import whitelist_match, address_domain
-from shared.dnsxl import ERROR_CODE_NET, LISTING_NET, enabled_zones, listing_codes, zone_key
+from shared.dnsxl import enabled_zones, is_error_code, is_listing, listing_codes, zone_key
 
 __all__ = ["RblChecker", "RblAnswers", "RblListing", "query_name", "sender_whitelisted",
            "check_rbl_sender", "R550_RBL_LISTED", "MAX_LOOKUP_SECONDS", "MAX_CACHE_SECONDS",
@@ -247,9 +247,8 @@ class RblChecker:
             results[zone] = ()
             return True
         answered = {ipaddress.ip_address(rr.address) for rr in answer}
-        codes = tuple(sorted(str(a) for a in answered
-                             if a in LISTING_NET and a not in ERROR_CODE_NET))
-        if not codes and any(a in ERROR_CODE_NET for a in answered):
+        codes = tuple(sorted(str(a) for a in answered if is_listing(a)))
+        if not codes and any(is_error_code(a) for a in answered):
             self.on_refused()
         ttl = answer.rrset.ttl if answer.rrset is not None else DEFAULT_NEGATIVE_SECONDS
         self._store(key, codes, ttl)

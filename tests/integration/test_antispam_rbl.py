@@ -170,6 +170,21 @@ async def test_error_codes_are_not_listings_and_are_counted(dns):
     assert len(refused) == 1
 
 
+async def test_an_answer_of_127_0_0_1_is_an_error_code_not_a_listing(dns):
+    """Antispam adversary C1: RFC 5782 §5 forbids a list to contain 127.0.0.1; URIBL and SURBL
+    answer it when they refuse a query; it was taken as a listing, so through a refused
+    resolver every client was listed (with reject: every sender refused 550)."""
+    dns.add_a(query_name("192.0.2.52", ZONE), "127.0.0.1")
+    dns.add_a(query_name("192.0.2.53", ZONE), "127.0.0.1")
+    dns.add_a(query_name("192.0.2.53", ZONE), "127.0.0.2")
+    values = _settings(dns, [{"enabled": True, "zone": ZONE, "return_codes": []}])
+    refused = []
+    checker = RblChecker(Resolver(lambda: values), on_refused=lambda: refused.append(1))
+    assert await checker.check("192.0.2.52", values) is None
+    assert (await checker.check("192.0.2.53", values)).codes == ("127.0.0.2",)
+    assert len(refused) == 1
+
+
 async def test_servfail_counts_as_not_listed(dns):
     dns.fail(query_name("192.0.2.41", ZONE), "servfail")
     values = _settings(dns, [{"enabled": True, "zone": ZONE, "return_codes": []}])
@@ -227,10 +242,12 @@ async def test_reject_refuses_listed_client_at_mail_from_unless_whitelisted(tmp_
     core.cancel_scope.cancel()
 
 
-async def test_a_zone_refusing_queries_refuses_no_mail(tmp_path, sink, dns, nursery):
+@pytest.mark.parametrize("answer", ["127.255.255.254", "127.0.0.1"])
+async def test_a_zone_refusing_queries_refuses_no_mail(tmp_path, sink, dns, nursery, answer):
     """rbl.action reject with a zone that answers every query with its "public resolver"
-    error code: mail still flows, and the Status page counts the refused queries."""
-    dns.add_a(query_name("127.0.0.1", ZONE), "127.255.255.254")
+    error code (Spamhaus' 127.255.255.254; URIBL's and SURBL's 127.0.0.1): mail still flows,
+    and the Status page counts the refused queries."""
+    dns.add_a(query_name("127.0.0.1", ZONE), answer)
     home = _home(tmp_path, sink, dns, rbl__action="reject")
     core = await nursery.start(run_core, home)
     port = core.smtp_addresses[0][1]

@@ -322,6 +322,10 @@ REJECTED = [
     (RblZone(), {"zone": "bl.example", "return_codes": ["127.255.255.254"]},
      "return_codes: entry 1: 127.255.255.0/24 is a list's error code (its queries are "
      "refused), never a listing"),
+    # RFC 5782 §5: never listed; URIBL and SURBL answer it for a refused query
+    (RblZone(), {"zone": "bl.example", "return_codes": ["127.0.0.1"]},
+     "return_codes: entry 1: 127.0.0.1 is never a listing (RFC 5782 §5): lists answer it "
+     "when they refuse a query"),
     (RblZone(), {"zone": "bl.example", "return_codes": ["::1"]},
      "return_codes: entry 1: must be an address in 127.0.0.0/8, as lists answer (for example "
      "127.0.0.2)"),
