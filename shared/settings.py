@@ -267,7 +267,10 @@ _add("forwarding.ca_file", Str(max_len=4096), "",
 # --- Diagnostics ---
 _DIAG = ("off", "on_error", "all")
 _add("diagnostics.queue_file_save", Choice(_DIAG), "off",
-     "Save queue files to the diagnostics directory.", "diagnostics")
+     "Save queue files (the message as received and its envelope) to `queuefiles/` in the "
+     "diagnostics directory: all for every accepted message, on_error for those whose "
+     "processing or delivery ends in an error. Only when support asks; deleted after "
+     "`logging.retention_days`.", "diagnostics")
 _add("diagnostics.conversation.inbound", Choice(_DIAG), "off",
      "Log inbound SMTP conversations.", "diagnostics")
 _add("diagnostics.conversation.outbound", Choice(_DIAG), "off",

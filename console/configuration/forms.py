@@ -5,11 +5,12 @@ meaning to the schema or to console.certs."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import (HiddenField, PasswordField, SelectMultipleField, StringField, SubmitField,
-                     TextAreaField)
+from wtforms import (HiddenField, PasswordField, SelectField, SelectMultipleField, StringField,
+                     SubmitField, TextAreaField)
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import EqualTo, InputRequired, Length, Regexp
 
-from console.schema_forms import settings_form
+from console.schema_forms import field_name, settings_form
 from shared.settings import SCHEMA
 
 __all__ = ["TABS", "SETTINGS_PAGES", "page_keys", "SETTINGS_FORMS", "AccountSettingsForm",
@@ -65,11 +66,29 @@ LABELS = {
     "logging.local": "Enable local logging",
     "logging.retention_days": "Delete logs after (days, 0 = never)",
     "forwarding.enabled": "Enable event forwarding to a SIEM",
-    "diagnostics.queue_file_save": "Queue File Save",
-    "diagnostics.conversation.inbound": "Inbound conversation logging",
-    "diagnostics.conversation.outbound": "Outbound conversation logging",
-    "diagnostics.conversation.errors": "Errors that trigger logging",
-    "diagnostics.conversation.data": "Message data in conversation logs",
+    "diagnostics.queue_file_save": "Queue File Save setting",
+    "diagnostics.conversation.inbound": "Inbound SMTP conversation logging",
+    "diagnostics.conversation.outbound": "Outbound SMTP conversation logging",
+    "diagnostics.conversation.errors": "Error types that trigger a log (Save log on error)",
+    "diagnostics.conversation.data": "DATA stream logging",
+}
+
+# Option texts in the guide's words where a select would otherwise show the bare values
+# (guide §3 "Configuring queue file save and SMTP conversation logging").
+OPTION_LABELS = {
+    "diagnostics.queue_file_save": {
+        "off": "Disable", "on_error": "Save on error", "all": "Save all"},
+    "diagnostics.conversation.inbound": {
+        "off": "Disable", "on_error": "Save log on error", "all": "Log all inbound traffic"},
+    "diagnostics.conversation.outbound": {
+        "off": "Disable", "on_error": "Save log on error", "all": "Log all outbound traffic"},
+    "diagnostics.conversation.errors": {
+        "all": "All SMTP errors", "communication": "Communication error",
+        "protocol": "Protocol error", "local": "Local processing error",
+        "unsupported": "Unsupported operation"},
+    "diagnostics.conversation.data": {
+        "ignore": "Ignore DATA stream", "summarize": "Summarize DATA stream",
+        "echo": "Echo DATA stream"},
 }
 
 
@@ -79,7 +98,21 @@ def page_keys(page: str) -> list[str]:
             if s.page == page and s.secret != "hashed" and s.generated is None]
 
 
-SETTINGS_FORMS = {page: settings_form(page_keys(page), LABELS, name=f"{page}_form")
+def _with_option_labels(form_class: type) -> type:
+    """`form_class` whose selects of OPTION_LABELS' keys show those texts; the values, and
+    everything else about the fields, stay as the schema made them."""
+    for key, texts in OPTION_LABELS.items():
+        name = field_name(key)
+        if name in form_class.__dict__:
+            unbound = form_class.__dict__[name]
+            choices = [SelectChoice(value, texts[value]) for value in SCHEMA[key].kind.choices]
+            setattr(form_class, name,
+                    SelectField(*unbound.args, **{**unbound.kwargs, "choices": choices}))
+    return form_class
+
+
+SETTINGS_FORMS = {page: _with_option_labels(settings_form(page_keys(page), LABELS,
+                                                          name=f"{page}_form"))
                   for page in SETTINGS_PAGES}
 ACCOUNT_KEYS = page_keys("accounts")
 AccountSettingsForm = settings_form(ACCOUNT_KEYS, LABELS, name="AccountSettingsForm")

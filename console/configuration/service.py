@@ -1,5 +1,6 @@
 """What the Configuration tabs do beyond a plain save: port checks, the local routing list,
-hold-queue actions (commands for the core) and certificate changes.
+hold-queue actions (commands for the core), certificate changes and what the Diagnostics
+tab says about the diagnostics directory.
 
 Rules:
 - Every save goes through `console.settings_service.save_settings`, so the schema validates
@@ -21,17 +22,23 @@ from console.context import console_context, settings
 from console.settings_service import edit_list, record_change, save_settings, submit_command
 from shared.commands import HOLD_ACTIONS
 from shared.ports import check_ports
+from shared.retention import DirectoryUsage, diagnostics_usage
 from shared.settings import SettingError
 from shared.settings_addresses import Email
 from shared.settings_entries import RoutingEntry
 from shared.settings_types import RuleError, Str, integer_from_text
 
-__all__ = ["save_page", "page_warnings", "add_route",
+__all__ = ["save_page", "page_warnings", "DiagnosticsFolder", "diagnostics_folder", "add_route",
            "update_route", "delete_route", "HeldMessage", "HoldListing", "list_hold",
            "request_hold_action", "create_certificate_request",
            "install_ca_certificate", "install_self_signed_certificate", "RequestFieldsError"]
 
 HOLD_LIST_LIMIT = 500  # messages shown; the actions still reach all of them
+# The guide's warning on the Diagnostics tab (§3 "Configuring queue file save and SMTP
+# conversation logging"), with "support" for the vendor's Technical Support.
+DIAGNOSTICS_WARNING = ("Do not change this setting unless you are instructed by support to "
+                       "do so. Changing the setting can result in undesirable system "
+                       "behavior.")
 _QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -57,7 +64,31 @@ def page_warnings(page: str) -> list[str]:
                             "so alerts and administrator notifications cannot be delivered.")
     if page == "setup" and values["scan.temp_dir"]:
         warnings.append("The temporary files directory takes effect when Mailmoat restarts.")
+    if page == "diagnostics":
+        warnings.append(DIAGNOSTICS_WARNING)
     return warnings
+
+
+@dataclass(frozen=True)
+class DiagnosticsFolder:
+    """Where the diagnostic files are and what the folder holds now."""
+    path: str
+    usage: DirectoryUsage
+    problem: str            # why it could not be read ("" when it could)
+    retention_days: int     # logging.retention_days: they are deleted after it (0 = never)
+
+    @property
+    def size_text(self) -> str:
+        return f"{self.usage.octets / 2**20:.1f} MB"   # SPEC §3: MB are MiB
+
+
+def diagnostics_folder() -> DiagnosticsFolder:
+    path = console_context().home.diagnostics
+    try:
+        usage, problem = diagnostics_usage(path), ""
+    except OSError as exc:
+        usage, problem = DirectoryUsage(0, 0), exc.strerror or str(exc)
+    return DiagnosticsFolder(str(path), usage, problem, settings()["logging.retention_days"])
 
 
 # --- local routing list (guide §3 "Configuring local routing") ----------------------------

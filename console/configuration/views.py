@@ -107,7 +107,8 @@ def settings_tab(page: str):
     if errors is None:
         return redirect(url_for(request.endpoint))
     return _render("settings.html", page, form=form, title=PAGES[page].split("› ")[-1],
-                   errors=errors)
+                   errors=errors,
+                   diagnostics=service.diagnostics_folder() if page == "diagnostics" else None)
 
 
 for _page, _url in (("setup", "/setup"), ("scan_policy", "/scan-policy"),
