@@ -79,6 +79,7 @@ MESSAGE_SUFFIX = ".eml"
 ENVELOPE_SUFFIX = ".envelope.json"
 PENDING_QUEUES = ("fast", "slow")       # where a message with a pending pair can be (rule 5)
 COPY_BUFFER_OCTETS = 1 << 20
+TEMPORARY_SUFFIX = ".tmp"               # a copy being written, under a hidden name (rule 5)
 # a link cannot be made here: copy instead
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
 
@@ -135,26 +136,32 @@ class QueueFileSave:
 
     def recover(self) -> None:
         """At start, in a thread, before the queue manager runs: the pending pairs of
-        messages still in fast/ or slow/ wait on; the others are removed (rule 5). Never
-        raises: the core starts whatever the diagnostics directory holds."""
+        messages still in fast/ or slow/ wait on; the others are removed (rule 5), as are
+        half copies a stop left (`_copy`). Never raises: the core starts whatever the
+        diagnostics directory holds."""
+        for folder in (self.directory, self.pending_dir):
+            try:
+                names = os.listdir(folder)
+            except OSError:     # none yet, or not a folder: the first copy says so (rule 1)
+                continue
+            for name in names:
+                if name.startswith("."):
+                    if name.endswith(TEMPORARY_SUFFIX):
+                        _remove(folder / name)
+                elif folder == self.pending_dir:
+                    self._recover_pending(name)
+
+    def _recover_pending(self, name: str) -> None:
+        queue_id = name.split(".", 1)[0]
         try:
-            names = os.listdir(self.pending_dir)
-        except OSError:     # none yet, or not a folder: the first copy says so (rule 1)
+            queued = any(self.spool.message_path(queue, queue_id).exists()
+                         for queue in PENDING_QUEUES)
+        except ValueError:      # not a queue id: not ours
             return
-        for name in names:
-            queue_id = name.split(".", 1)[0]
-            try:
-                queued = any(self.spool.message_path(queue, queue_id).exists()
-                             for queue in PENDING_QUEUES)
-            except ValueError:      # not a queue id: not ours
-                continue
-            if queued:
-                self._pending.add(queue_id)
-                continue
-            try:
-                (self.pending_dir / name).unlink(missing_ok=True)
-            except OSError:
-                pass                # tried again at the next start
+        if queued:
+            self._pending.add(queue_id)
+        else:
+            _remove(self.pending_dir / name)
 
     # --- the pipeline hook (core/pipeline/service.py FilteringPipeline.hooks) -----------
     def worker_settings(self) -> dict:
@@ -196,10 +203,7 @@ class QueueFileSave:
             return _os_problem("not kept", exc)
         finally:
             for path in sources:
-                try:
-                    path.unlink(missing_ok=True)
-                except OSError:
-                    pass            # recover() at the next start
+                _remove(path)
 
     def _make_dirs(self, target: Path) -> None:
         """diagnostics/ too: an administrator may have moved it away meanwhile."""
@@ -282,7 +286,7 @@ def _link(source: Path, target: Path) -> None:
 def _copy(source: Path, target: Path) -> None:
     """A new file `target` (FILE_MODE) holding `source`, through a hidden temporary name
     (rule 5), so that no half copy ever has the final name."""
-    temporary = target.with_name(f".{target.name}.tmp")
+    temporary = target.with_name(f".{target.name}{TEMPORARY_SUFFIX}")
     with open(source, "rb") as reader:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         try:
@@ -294,6 +298,13 @@ def _copy(source: Path, target: Path) -> None:
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass                        # tried again at the next start
 
 
 def _os_problem(what: str, exc: OSError) -> Problem:

@@ -10,8 +10,8 @@ Exploratory finding diagnostics 1: the setting was offered and saved, and nothin
   delivered anyway, a delivery given up after retry_days; a delivered message leaves
   nothing, in queuefiles/ or .pending/.
 - A copy that cannot be saved is one event, however many messages, and the mail goes on.
-- A pending pair waits across a restart for its message's fate; one whose message is gone is
-  removed at start.
+- A pending pair waits across a restart for its message's fate; one whose message is gone,
+  and a half copy, are removed at start.
 - No copy while the disk is low (under LOW_DISK_FRACTION), on a real small tmpfs in a mount
   namespace of the scenario's own, as tests/integration/test_virus_quarantine_retention.py.
 """
@@ -262,11 +262,14 @@ async def test_a_pending_pair_waits_across_a_restart_and_orphans_are_removed(tmp
     orphan = "0000000000AA"                 # a message that ended while no core ran
     for suffix in (MESSAGE, ENVELOPE):
         (_folder(home) / ".pending" / (orphan + suffix)).write_bytes(b"x")
+    half_copy = _folder(home) / f".{orphan}{MESSAGE}.tmp"     # a stop in the middle of a copy
+    half_copy.write_bytes(b"x")
 
     sink.tempfail_all = False
     async with trio.open_nursery() as nursery:
         core = await nursery.start(run_core, home)
         assert _pending(home) == _pair(queue_id)              # the orphan is gone at start
+        assert not half_copy.exists()
         await trio.to_thread.run_sync(lambda: sink.wait_for(1, timeout=30))
         await _ended(core, home, Action.COMPLETED, 1)
         assert _pending(home) == [] and _saved(home) == []    # delivered: discarded
