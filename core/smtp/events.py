@@ -29,6 +29,7 @@ __all__ = [
     "StartTlsRequested",
     "Quit",
     "ConnectionClosed",
+    "UnsupportedCommand",
     "ProtocolViolation",
     "ServerReply",
 ]
@@ -164,6 +165,16 @@ class Quit(Event):
 @dataclass(frozen=True)
 class ConnectionClosed(Event):
     """The peer closed the connection (or the session is already closed)."""
+
+
+@dataclass(frozen=True)
+class UnsupportedCommand(Event):
+    """A command we recognise but do not implement (TURN, ETRN, AUTH, EXPN, …; STARTTLS
+    when no TLS is offered): the protocol queued 502 (RFC 5321 §4.2.4). Not a violation:
+    the app only notes it (the guide's "unsupported operation"). `verb` only — an AUTH
+    argument is a secret."""
+
+    verb: str
 
 
 @dataclass(frozen=True)

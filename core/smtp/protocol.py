@@ -41,6 +41,9 @@ Rules
     5. After STARTTLS, bytes that arrived before the handshake are plaintext
        injected ahead of TLS and are discarded (CVE-2011-0411); the session is
        reset to GREETED (RFC 3207 §4.2: forget EHLO and the transaction).
+    6. A command recognised but not implemented gets 502 and an UnsupportedCommand
+       event. The lines after an AUTH, up to the next command, are a client going on
+       with its AUTH exchange: a ProtocolViolation for one never shows it.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ from core.smtp import replies as R
 from core.smtp.commands import PeerError
 from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
                               DataRequested, Ehlo, Event, LocalProtocolError, MailFrom,
-                              ProtocolViolation, RcptTo, StartTlsRequested, ViolationKind)
+                              ProtocolViolation, RcptTo, StartTlsRequested,
+                              UnsupportedCommand, ViolationKind)
 from core.smtp.readers import LINE_TOO_LONG, CommandReader, DataReader
 from core.smtp.replies import Reply
 from core.smtp.state import COMMAND_TABLE, GREETING, State, next_state_for_reply
@@ -106,6 +110,7 @@ class ServerConnection:
         self._peer_closed = False
         self._is_tls = False
         self._unknown_commands = 0
+        self._after_auth = False   # the last command was AUTH: the lines after it are secrets
         # Transaction facts (RFC 5321 §4.1.4 "buffers"), cleared by RSET/EHLO/end.
         self._recipients = 0
         self._rcpt_attempts = 0
@@ -293,6 +298,7 @@ class ServerConnection:
             key = "(unsupported)"
         else:
             return self._unknown_command(line)  # type: ignore[arg-type]
+        self._after_auth = verb == "AUTH"
         move = COMMAND_TABLE[(self._state, key)]
         try:
             if b"\x00" in command.argument:
@@ -309,13 +315,17 @@ class ServerConnection:
 
     def _unknown_command(self, line: bytes) -> Event:
         self._unknown_commands += 1
-        shown = line[:40].decode("ascii", errors="replace")
+        shown = repr(line[:40].decode("ascii", errors="replace"))
+        if self._after_auth:
+            # a client that goes on with its AUTH exchange after our 502 sends its
+            # credentials (AUTH LOGIN: user name, then password), which no event may show
+            shown = "(a line after AUTH, not shown)"
         if self._unknown_commands > self.max_unknown_commands:
             self._state = State.CLOSED
             return self._violation(ViolationKind.TOO_MANY_UNKNOWN_COMMANDS,
-                                   R.R421_TOO_MANY_ERRORS, f"unknown command {shown!r}")
+                                   R.R421_TOO_MANY_ERRORS, f"unknown command {shown}")
         return self._violation(ViolationKind.UNKNOWN_COMMAND, R.R500_UNKNOWN_COMMAND,
-                               f"unknown command {shown!r}")
+                               f"unknown command {shown}")
 
     def _bad_sequence(self, verb: str) -> Event | None:
         reply = R.R503_BAD_SEQUENCE
@@ -343,6 +353,8 @@ class ServerConnection:
         if verb == "VRFY" and not argument:
             raise PeerError(ViolationKind.SYNTAX, R.R501_SYNTAX, "VRFY needs an argument")
         self._outgoing += move.reply.to_bytes()
+        if move.reply.code == 502:
+            return UnsupportedCommand(verb)
         if verb == "RSET":
             self._reset_transaction()
         if move.next is not None:
@@ -367,7 +379,7 @@ class ServerConnection:
                                 "STARTTLS after TLS is active (RFC 3207 §4.2)")
             if not self.tls_available:
                 self._outgoing += R.R502_NOT_IMPLEMENTED.to_bytes()
-                return None
+                return UnsupportedCommand(verb)
             event = StartTlsRequested()
         self._awaiting = type(event)
         self._pending = event

@@ -43,6 +43,7 @@ from core.smtp import (
     ViolationKind,
     render_table,
 )
+from core.smtp.events import UnsupportedCommand
 
 HOST = "mx.test"
 MODES = ["whole", "bytewise", "trailing"]
@@ -408,17 +409,33 @@ def test_bare_postmaster_recipient_is_accepted():
     (b"NOOP", b"250 2.0.0 OK\r\n"),
     (b"NOOP anything", b"250 2.0.0 OK\r\n"),
     (b"VRFY bob", b"252 2.0.0 "),
-    (b"EXPN staff", b"502 5.5.1 "),
     (b"HELP", b"214 2.0.0 "),
     (b"HELP MAIL", b"214 2.0.0 "),
-    (b"AUTH PLAIN AGFhAGI=", b"502 5.5.1 "),
-    (b"BDAT 10 LAST", b"502 5.5.1 "),
 ])
 def test_informational_commands_are_answered_without_an_event(command, expected):
     conn = new_conn()
     drive(conn, EHLO)
     events, out = drive(conn, command + b"\r\n")
     assert events == [] and out.startswith(expected)
+
+
+@pytest.mark.parametrize("command,verb", [
+    (b"EXPN staff", "EXPN"), (b"AUTH PLAIN AGFhAGI=", "AUTH"), (b"BDAT 10 LAST", "BDAT"),
+    (b"TURN", "TURN"), (b"ETRN local.test", "ETRN"), (b"STARTTLS", "STARTTLS"),
+])
+def test_unimplemented_commands_reply_502_with_an_unsupported_command_event(command, verb):
+    conn = new_conn()          # no TLS offered: STARTTLS is not implemented here
+    drive(conn, EHLO)
+    events, out = drive(conn, command + b"\r\n")
+    assert events == [UnsupportedCommand(verb)] and out.startswith(b"502 5.5.1 ")
+
+
+def test_lines_after_auth_are_never_shown_in_a_violation():
+    conn = new_conn()
+    events, _ = drive(conn, EHLO + b"AUTH LOGIN\r\ndXNlcg==\r\nc2VjcmV0\r\nNOOP\r\nFOO x\r\n")
+    details = [v.detail for v in violations(events)]
+    assert len(details) == 3 and not any("dXNlcg" in d or "c2VjcmV0" in d for d in details)
+    assert "FOO x" in details[2]                # after the next command, shown again
 
 
 def test_rset_replies_250_surfaces_rset_and_clears_the_transaction():
