@@ -27,8 +27,14 @@ Rules
        manager keeps it). A bug (LocalProtocolError) is deferred too, and logged in the text.
     5. Events: CONNECTED_TO for every new connection. Per-recipient events (DELIVERED,
        DEFERRED, DELIVERY_FAILED) and counters are the queue manager's, which knows the message.
-    6. Outbound conversation logs (`diagnostics.conversation.outbound`) use the same
-       `ConversationLog` as inbound sessions, one file per connection.
+    6. Outbound conversation logs (`diagnostics.conversation.outbound`): one
+       `ConversationLog` per call of `deliver` — a delivery attempt of a message to a next
+       hop (the guide: "one log is generated for each message delivery attempt") — named
+       by its queue id and attempt number, written when the attempt ends, whatever becomes
+       of the connection. An attempt that cannot connect has one too. A connection's
+       set-up (greeting, EHLO, STARTTLS) is in the log of the attempt that opened it; an
+       attempt that reuses it says "reusing connection <id>", and a connection waiting
+       in the pool belongs to no log (its QUIT at the idle close is not logged).
 
 Never: keep a message in memory (it is streamed in MESSAGE_CHUNK_OCTETS pieces), read the
 wall clock for a timeout, or let a connection outlive its pool token.
@@ -37,7 +43,7 @@ wall clock for a timeout, or let a connection outlive its pool token.
 from __future__ import annotations
 
 import ipaddress
-import itertools
+import secrets
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +57,7 @@ from core.delivery.routing import NextHop
 from core.delivery.session import (BAD_CONNECTION_STATUS, DeliveryError, Session, Timeouts,
                                    close_session, open_session, reset_session,
                                    run_transaction)
+from core.smtp.conversation import ConversationLog, WriteFailures
 from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.events import Action
 from shared.spool import Envelope
@@ -96,7 +103,7 @@ class Deliverer:
         self.timeouts = timeouts or Timeouts()
         self.idle_seconds = idle_seconds
         self.pool = ConnectionPool(int(settings()["smtp.max_outgoing"]), self._close)
-        self._ids = itertools.count(1)
+        self.log_failures = WriteFailures(events, "diagnostics.conversation.outbound")
 
     # --- lifecycle -----------------------------------------------------------------------
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -129,14 +136,23 @@ class Deliverer:
             return [RecipientResult(r, outcome, failure.text, failure.status) for r in recipients]
         mode = settings["smtp.tls.outbound"]
         results: dict[str, RecipientResult] = {}
+        log = self._attempt_log(settings, hop, envelope, len(recipients))
         slot = await self.pool.checkout((hop.key, mode))
         try:
-            if slot.session is not None and not await reset_session(slot.session, self.timeouts):
-                await self._close(slot.session)
-                slot.session = None
+            if slot.session is not None:
+                session = slot.session
+                session.log = log
+                if log is not None:
+                    tls = f"TLS {session.tls}" if session.tls else "no TLS"
+                    log.note(f"reusing connection {session.connection_id} to {session.peer} "
+                             f"({tls}; its set-up is in the log of attempt "
+                             f"{session.opened_in or '(none)'}, if kept)")
+                if not await reset_session(session, self.timeouts):
+                    await self._close(session)
+                    slot.session = None
             reused = slot.session is not None
             if slot.session is None:
-                slot.session = await self._connect(found, hop, settings, mode, envelope)
+                slot.session = await self._connect(found, hop, settings, mode, envelope, log)
             for start in range(0, len(recipients), MAX_RECIPIENTS_PER_TRANSACTION):
                 chunk = list(recipients[start:start + MAX_RECIPIENTS_PER_TRANSACTION])
                 outcomes = await run_transaction(slot.session, envelope, chunk, message_path,
@@ -146,7 +162,8 @@ class Deliverer:
                     # one fresh connection before anything is deferred.
                     await self._close(slot.session)
                     slot.session = None
-                    slot.session = await self._connect(found, hop, settings, mode, envelope)
+                    slot.session = await self._connect(found, hop, settings, mode, envelope,
+                                                       log)
                     outcomes = await run_transaction(slot.session, envelope, chunk,
                                                      message_path, self.timeouts)
                 reused = False
@@ -158,10 +175,15 @@ class Deliverer:
         except DeliveryError as error:
             self._fill(results, recipients, error.text, error.status, error.host)
         except Exception as error:   # boundary (rule 4): defer, never lose the message
-            self._fill(results, recipients, f"internal error: {type(error).__name__}: {error}",
-                       "4.3.0", None)
+            text = f"internal error: {type(error).__name__}: {error}"
+            if log is not None:
+                log.error("local", text)
+            self._fill(results, recipients, text, "4.3.0", None)
         finally:
-            await self._give_back(slot)
+            await self._give_back(slot)     # a QUIT it sends is still this attempt's
+            if log is not None and self.diagnostics_dir is not None:
+                with trio.CancelScope(shield=True):
+                    await log.close(self.diagnostics_dir, self.log_failures)
         self._fill(results, recipients, "connection closed before these recipients were tried",
                    BAD_CONNECTION_STATUS, None)
         return [results[r] for r in recipients]
@@ -173,9 +195,22 @@ class Deliverer:
             if address not in results:
                 results[address] = RecipientResult(address, "deferred", text, status, host)
 
+    def _attempt_log(self, settings: Mapping, hop: NextHop, envelope: Envelope,
+                     recipients: int) -> ConversationLog | None:
+        """The conversation log of this delivery attempt (rule 6), or None."""
+        if self.diagnostics_dir is None \
+                or settings.get("diagnostics.conversation.outbound", "off") == "off":
+            return None
+        attempt = envelope.attempts + 1     # the queue manager counts it once it has ended
+        return ConversationLog(
+            settings, "outbound", f"{envelope.queue_id}-{attempt}",
+            f"outbound delivery attempt {attempt} of {envelope.queue_id} to next hop "
+            f"{hop.key}, {recipients} recipient(s)", now=self.clock.now)
+
     async def _give_back(self, slot) -> None:
         session: Session | None = slot.session
         if session is not None and session.is_usable:
+            session.log = None      # a pooled connection belongs to no attempt (rule 6)
             self.pool.checkin(slot)
             return
         try:
@@ -186,24 +221,23 @@ class Deliverer:
 
     async def _close(self, session: Session) -> None:
         with trio.CancelScope(shield=True):
-            await close_session(session, self.timeouts, self.diagnostics_dir)
+            await close_session(session, self.timeouts)
 
     async def _connect(self, found: list[Candidate], hop: NextHop, settings: Mapping, mode: str,
-                       envelope: Envelope) -> Session:
-        """The first candidate address that gives a ready session (rule 1)."""
+                       envelope: Envelope, log: ConversationLog | None) -> Session:
+        """The first candidate address that gives a ready session (rule 1); `log`: the
+        attempt's (rule 6)."""
         hostname = await trio.to_thread.run_sync(self.hostname)
         last: DeliveryError | None = None
         for candidate in found:
             for address in candidate.addresses:
                 use_tls = mode != "off"
                 while True:
-                    session_id = f"out{next(self._ids)}"
                     try:
                         session = await open_session(
                             candidate, address, hostname=hostname, mode=mode, use_tls=use_tls,
                             tls_context=self.tls_context, timeouts=self.timeouts,
-                            settings=settings, session_id=session_id,
-                            diagnostics_dir=self.diagnostics_dir,
+                            log=log, connection_id=secrets.token_hex(6),
                             server_hostname=_sni_name(candidate.host))
                     except DeliveryError as error:
                         last = error
@@ -213,6 +247,7 @@ class Deliverer:
                         break
                     self.events.record(
                         Action.CONNECTED_TO, queue_id=envelope.queue_id,
+                        connection_id=session.connection_id,
                         info=f"{candidate.host}[{address}]:{candidate.port}",
                         result="tls" if session.is_tls else "plain",
                         data={"host": candidate.host, "address": address,

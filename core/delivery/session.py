@@ -4,8 +4,8 @@ What this module owns
     `open_session` (TCP connect -> 220 -> EHLO/HELO -> STARTTLS per mode -> EHLO again),
     `run_transaction` (MAIL, RCPT..., DATA, streamed content, final reply; pipelined when
     the server offers PIPELINING, RFC 2920), `reset_session` (RSET before reuse) and
-    `close_session` (QUIT, close, write the conversation log). `core/delivery/deliver.py`
-    decides which host to call and what the results mean for the queue.
+    `close_session` (QUIT, close). `core/delivery/deliver.py` decides which host to call
+    and what the results mean for the queue.
 
 Rules
     1. Every wait has a deadline from `Timeouts` (RFC 5321 §4.5.3.2 defaults) on trio's clock.
@@ -41,6 +41,12 @@ Rules
        whatever the host's reply said (it stays in the text); TLS required but impossible
        4.7.0; a connection lost once the session is open BAD_CONNECTION_STATUS, X.4.2. The
        SMTP Connection Failure alert is raised on X.4.1 (core/notify.py alert_key).
+    7. `Session.log` is the conversation log of the delivery attempt using the connection
+       now (core/delivery/deliver.py sets it; None between attempts and when logging is
+       off): what is sent and received goes there, and each error with its class — a
+       connection that fails or times out "communication", a reply that is not SMTP
+       "protocol", a refusal ("local"): a 4xx/5xx reply of the next hop, or ours not to
+       send (a message over its SIZE, needing SMTPUTF8 it lacks, TLS required).
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ import os
 import re
 import ssl
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +65,7 @@ import trio
 from core.delivery.downgrade import Unconvertible, downgrade
 from core.delivery.mx import Candidate
 from core.smtp.client import ClientConnection, ClientState, Command, Outcome
-from core.smtp.conversation import ConversationLog
+from core.smtp.conversation import ConversationLog, tls_summary
 from core.smtp.events import NEED_DATA, ConnectionClosed, LocalProtocolError, ServerReply
 from core.smtp.replies import Reply
 from core.smtp.streams import connect_tcp
@@ -112,7 +118,10 @@ class Session:
     host: str
     address: str
     port: int
-    log: ConversationLog | None
+    log: ConversationLog | None         # rule 7
+    connection_id: str = ""             # in its logs and its connected_to event
+    opened_in: str = ""                 # the log that shows its set-up (greeting, EHLO, TLS)
+    tls: str = ""                       # TLS version and cipher, once established
     is_tls: bool = False
     is_broken: bool = False
     is_open: bool = False               # open_session finished: ready for MAIL (rule 6)
@@ -151,14 +160,10 @@ def _status(reply: Reply) -> str:
 
 # --- bytes and replies ---------------------------------------------------------------------
 
-async def _send(session: Session, data: bytes, timeout: float, in_data: bool = False,
-                end_data: bytes = b"") -> None:
-    """`end_data`: the end-of-data marker sent with the last message content in one write
-    (logged as a line of its own)."""
+async def _send(session: Session, data: bytes, timeout: float, end_data: bytes = b"") -> None:
+    """`end_data`: the end-of-data marker sent with the last message content in one write."""
     if session.log is not None:
-        session.log.client(data, in_data)
-        if end_data:
-            session.log.client(end_data)
+        session.log.client(data + end_data if end_data else data)
     session.step = "sending to"
     session.timer.deadline = trio.current_time() + timeout
     try:
@@ -184,6 +189,11 @@ async def _reply(session: Session, timeout: float) -> Reply:
             if isinstance(event, ServerReply):
                 if event.command is Command.UNSOLICITED:
                     raise _broken(session, f"{session.peer} closed: {reply_text(event.reply)}")
+                if event.reply.code >= 400 and session.log is not None:      # rule 7
+                    what = "greeting" if event.command is Command.GREETING else \
+                        f"reply to {event.command} {event.argument}".rstrip()
+                    session.log.error("local", f"{session.host} refused: {what}: "
+                                               f"{reply_text(event.reply)}")
                 return event.reply
             if isinstance(event, ConnectionClosed):
                 raise _broken(session, f"{session.peer} closed the connection")
@@ -208,6 +218,13 @@ def _timed(session: Session):
         raise _broken(session, f"timeout {session.step} {session.peer}")
 
 
+def _refusal(session: Session, text: str, **kwargs) -> DeliveryError:
+    """Ours not to go on (rule 7: "local"), said in the log."""
+    if session.log is not None:
+        session.log.error("local", text)
+    return DeliveryError(text, kind="local", **kwargs)
+
+
 def _broken(session: Session, text: str, kind: str = "communication") -> DeliveryError:
     session.is_broken = True
     if session.log is not None:
@@ -222,26 +239,33 @@ def _broken(session: Session, text: str, kind: str = "communication") -> Deliver
 
 async def open_session(candidate: Candidate, address: str, *, hostname: str, mode: str,
                        use_tls: bool, tls_context: ssl.SSLContext, timeouts: Timeouts,
-                       settings: Mapping, session_id: str, diagnostics_dir: Path | None,
+                       log: ConversationLog | None, connection_id: str,
                        server_hostname: str | None) -> Session:
-    """A session ready for MAIL, or DeliveryError (with `tls_failed` after a bad handshake)."""
+    """A session ready for MAIL, or DeliveryError (with `tls_failed` after a bad handshake).
+    `log`: the conversation log of the attempt that opens it (rule 7)."""
     peer = f"{candidate.host}[{address}]:{candidate.port}"
+    if log is not None:
+        log.note(f"connection {connection_id}: connecting to {peer}"
+                 + (" (plain text: the last try with TLS failed)"
+                    if mode == "opportunistic" and not use_tls else ""))
     try:
-        with trio.fail_after(timeouts.connect):
-            stream = await connect_tcp(address, candidate.port)
-    except trio.TooSlowError:
-        raise DeliveryError(f"connect to {peer}: timeout") from None
-    except OSError as exc:
-        # the system's words for errno, not trio's strerror ("Error connecting to
-        # ('::1', 25): Connection refused"), which senders read in their bounces
-        reason = os.strerror(exc.errno) if exc.errno else str(exc)
-        raise DeliveryError(f"connect to {peer}: {reason}") from None
-    log = None
-    if diagnostics_dir is not None and settings.get("diagnostics.conversation.outbound",
-                                                    "off") != "off":
-        log = ConversationLog(settings, "outbound", session_id, peer)
+        try:
+            with trio.fail_after(timeouts.connect):
+                stream = await connect_tcp(address, candidate.port)
+        except trio.TooSlowError:
+            raise DeliveryError(f"connect to {peer}: timeout") from None
+        except OSError as exc:
+            # the system's words for errno, not trio's strerror ("Error connecting to
+            # ('::1', 25): Connection refused"), which senders read in their bounces
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise DeliveryError(f"connect to {peer}: {reason}") from None
+    except DeliveryError as error:
+        if log is not None:
+            log.error("communication", error.text)
+        raise
     session = Session(stream, ClientConnection(hostname), candidate.host, address,
-                      candidate.port, log)
+                      candidate.port, log, connection_id=connection_id,
+                      opened_in=log.name if log is not None else "")
     try:
         with _timed(session):
             greeting = await _reply(session, timeouts.greeting)
@@ -252,14 +276,14 @@ async def open_session(candidate: Candidate, address: str, *, hostname: str, mod
             if mode != "off" and use_tls:
                 await _start_tls(session, tls_context, timeouts, server_hostname, mode)
             elif mode == "required":
-                raise DeliveryError(f"TLS required, but not possible with {peer}",
-                                    status="4.7.0", host=candidate.host)
+                raise _refusal(session, f"TLS required, but not possible with {peer}",
+                               status="4.7.0", host=candidate.host)
         session.is_open = True
         return session
     except BaseException:
         session.is_broken = True
         with trio.CancelScope(shield=True):
-            await close_session(session, timeouts, diagnostics_dir)
+            await close_session(session, timeouts)
         raise
 
 
@@ -279,8 +303,8 @@ async def _start_tls(session: Session, context: ssl.SSLContext, timeouts: Timeou
     conn = session.conn
     if "STARTTLS" not in conn.extensions:
         if mode == "required":
-            raise DeliveryError(f"TLS required, but {session.peer} does not offer STARTTLS",
-                                status="4.7.0", host=session.host)
+            raise _refusal(session, f"TLS required, but {session.peer} does not offer "
+                                    f"STARTTLS", status="4.7.0", host=session.host)
         return
     await _send(session, conn.starttls(), timeouts.helo)
     reply = await _reply(session, timeouts.helo)
@@ -296,9 +320,13 @@ async def _start_tls(session: Session, context: ssl.SSLContext, timeouts: Timeou
     except (trio.TooSlowError, trio.BrokenResourceError, ssl.SSLError, OSError) as exc:
         session.is_broken = True
         what = "TLS required, but the" if mode == "required" else "the"
-        raise DeliveryError(f"{what} TLS handshake with {session.peer} failed: "
-                            f"{_reason(exc)}", status="4.7.0",
-                            host=session.host, tls_failed=True) from None
+        text = f"{what} TLS handshake with {session.peer} failed: {_reason(exc)}"
+        if session.log is not None:
+            session.log.error("communication", text)
+        raise DeliveryError(text, status="4.7.0", host=session.host, tls_failed=True) from None
+    session.tls = tls_summary(tls)
+    if session.log is not None:
+        session.log.tls(tls)
     session.stream = tls
     session.is_tls = True
     conn.start_tls_done()
@@ -320,6 +348,8 @@ async def run_transaction(session: Session, envelope: Envelope, recipients: Sequ
         needs_utf8 = "SMTPUTF8" in conn.extensions or not _header_is_ascii(message_path)
     if needs_utf8 and "SMTPUTF8" not in conn.extensions:
         text = f"{session.peer} does not support SMTPUTF8, which this message needs"
+        if session.log is not None:
+            session.log.error("local", text)
         return {r: ("failed", text, "5.6.7", False) for r in recipients}
     content: bytes | Path = message_path
     size = envelope.size
@@ -342,6 +372,8 @@ async def _transaction(session: Session, envelope: Envelope, recipients: Sequenc
     limit = conn.max_message_octets
     if limit is not None and size > limit:
         text = f"message of {size} octets is over the SIZE limit {limit} of {session.peer}"
+        if session.log is not None:
+            session.log.error("local", text)
         return {r: ("failed", text, "5.3.4", False) for r in recipients}
     needs_8bit = envelope.body == "8BITMIME" and "8BITMIME" in conn.extensions
     try:
@@ -353,8 +385,8 @@ async def _transaction(session: Session, envelope: Envelope, recipients: Sequenc
         error = exc
     except LocalProtocolError as exc:          # a bug: say so, defer, drop the connection
         session.is_broken = True
-        error = DeliveryError(f"internal error talking to {session.peer}: {exc}",
-                              status="4.3.0", host=session.host, kind="local")
+        error = _refusal(session, f"internal error talking to {session.peer}: {exc}",
+                         status="4.3.0", host=session.host)
     transaction = conn.transaction
     outcomes = transaction.outcomes() if transaction is not None else {}
     results: dict[str, tuple[str, str, str, bool]] = {}
@@ -407,18 +439,20 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
         # ours (a stale one, with another sender); ending it would send this message in it.
         # Dropping the connection makes the server discard it (RFC 5321 §4.1.1.4).
         session.is_broken = True
+        if session.log is not None:
+            session.log.error("protocol", f"{session.peer} took DATA after refusing MAIL: "
+                                          f"connection dropped, nothing sent")
         return
     small = None
     if conn.transaction.accepted_recipients:
         small = content if isinstance(content, bytes) else _read_small(content)
     if small is not None:       # the message and its end in one write
-        await _send(session, conn.encode_data_chunk(small), timeouts.data_block, in_data=True,
+        await _send(session, conn.encode_data_chunk(small), timeouts.data_block,
                     end_data=conn.end_data())
     else:
         if conn.transaction.accepted_recipients:
             async for chunk in _message_chunks(content):
-                await _send(session, conn.encode_data_chunk(chunk), timeouts.data_block,
-                            in_data=True)
+                await _send(session, conn.encode_data_chunk(chunk), timeouts.data_block)
         await _send(session, conn.end_data(), timeouts.data_block)
     await _reply(session, timeouts.data_termination)
     session.completed_at = trio.current_time()
@@ -514,10 +548,9 @@ async def reset_session(session: Session, timeouts: Timeouts) -> bool:
         return False
 
 
-async def close_session(session: Session, timeouts: Timeouts,
-                        diagnostics_dir: Path | None) -> None:
-    """QUIT when the session allows it, close the stream, keep the log. Never raises
-    (except Cancelled from outside a shield)."""
+async def close_session(session: Session, timeouts: Timeouts) -> None:
+    """QUIT when the session allows it, close the stream. Never raises (except Cancelled
+    from outside a shield)."""
     with trio.move_on_after(timeouts.quit):
         if not session.is_broken and session.conn.state in (ClientState.READY,
                                                             ClientState.GREETED,
@@ -533,8 +566,5 @@ async def close_session(session: Session, timeouts: Timeouts,
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
             pass
     session.is_broken = True
-    if session.log is not None and diagnostics_dir is not None:
-        try:
-            await session.log.close(diagnostics_dir)
-        except OSError:
-            pass
+    if session.log is not None:
+        session.log.note(f"connection {session.connection_id} to {session.peer} closed")

@@ -52,10 +52,10 @@ import trio
 from core.delivery.routing import host_port
 from core.pipeline.decompose.mime import head_facts
 from core.smtp import replies as R
-from core.smtp.conversation import ConversationLog
+from core.smtp.conversation import ConversationLog, WriteFailures
 from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
-                              DataRequested, Ehlo, MailFrom, ProtocolViolation, Quit, RcptTo,
-                              Rset, StartTlsRequested, ViolationKind)
+                              DataRequested, Ehlo, MailFrom, ProtocolViolation, RcptTo, Rset,
+                              StartTlsRequested, UnsupportedCommand, ViolationKind)
 from core.smtp.policy import (Refusal, check_recipient, check_spool_space, listed_relay_client,
                               max_message_octets, relay_needs_ptr)
 from core.smtp.protocol import ServerConnection
@@ -105,6 +105,16 @@ SHUTDOWN_REPLY_SECONDS = 1.0    # ... and for the 421 to any other session
 # relayed without SMTPUTF8 (smtp-security finding 4). The envelope keeps the argument as sent.
 _NOT_IN_RECEIVED_NAME = re.compile(r"[^A-Za-z0-9.\-_:\[\]]")
 RECEIVED_NAME_CHARS = 255
+# The conversation log's error class (diagnostics.conversation.errors; docs/operations.md,
+# Troubleshooting, "SMTP conversations") of a violation, when it is not "protocol":
+# refusals by our own limits and rules are "local", as the guide's example, a message over
+# the size limit; a parameter we recognise but do not implement is an "unsupported" request.
+_VIOLATION_LOG_CLASS = {
+    ViolationKind.SIZE_DECLARED_OVER_LIMIT: "local",
+    ViolationKind.TOO_MANY_RECIPIENTS: "local",
+    ViolationKind.UNRELAYABLE_ADDRESS: "local",
+    ViolationKind.PARAMETER_NOT_IMPLEMENTED: "unsupported",
+}
 
 
 class ListenFailed(Exception):
@@ -252,6 +262,7 @@ class SmtpServer:
         self.on_accepted = on_accepted
         self.ssl_context = ssl_context
         self.diagnostics_dir = diagnostics_dir
+        self.log_failures = WriteFailures(events, "diagnostics.conversation.inbound")
         self.resolver = resolver
         self.rbl = (RblChecker(resolver, on_refused=lambda: counters.incr("rbl_refused"),
                                on_skipped=lambda: counters.incr("rbl_skipped"),
@@ -458,7 +469,9 @@ class _Session:
         self.settings = server.settings()  # one snapshot per session (invariant 5)
         self.connection_id = secrets.token_hex(6)
         self.hostname = server.hostname()
-        self.log = ConversationLog(self.settings, "inbound", self.connection_id, client_ip)
+        self.log = ConversationLog(
+            self.settings, "inbound", self.connection_id,
+            f"inbound connection {self.connection_id} from {client_ip}", now=server.clock.now)
         limit = max_message_octets(self.settings)
         tls_ok = self.settings["smtp.tls.inbound"] == "offer" and server.ssl_context() is not None
         self.conn = ServerConnection(self.hostname, max_message_octets=limit,
@@ -503,6 +516,7 @@ class _Session:
         try:
             if self.settings["delivery.reject_incoming"]:
                 await self.write(self.conn.send(R.R421_SERVICE_NOT_AVAILABLE))
+                self.log.error("local", "delivery.reject_incoming: incoming mail refused")
                 server.counters.incr("rejected")
                 self.record(Action.REJECTED, rule="delivery.reject_incoming",
                             info="incoming mail refused (421)")
@@ -511,8 +525,9 @@ class _Session:
             await self.write(self.conn.send(R.R220_READY(self.hostname)))
             await self._loop()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError,
-                ssl.SSLError):
-            self.log.error("communication", "connection lost")
+                ssl.SSLError) as exc:
+            reason = str(exc) or str(exc.__cause__ or "") or type(exc).__name__
+            self.log.error("communication", f"connection lost: {reason}")
         except trio.Cancelled:
             await _say_shutting_down(lambda: self.write(self.conn.send(R.R421_SHUTTING_DOWN)))
             raise
@@ -542,7 +557,7 @@ class _Session:
             self._settle_refusals()
             self.record(Action.DISCONNECTED)
             with trio.CancelScope(shield=True):
-                await self.log.close(self.server.diagnostics_dir)
+                await self.log.close(self.server.diagnostics_dir, self.server.log_failures)
 
     async def _look_up_client(self) -> None:
         """The client's confirmed PTR name (for host names in relay.allowed) and RBL answers,
@@ -634,7 +649,7 @@ class _Session:
                 if not data:
                     conn.receive_data(b"")
                     continue
-                self.log.client(data, conn.state is State.DATA)
+                self.log.client(data)
                 conn.receive_data(data)
                 continue
             await self._handle(event)
@@ -672,6 +687,7 @@ class _Session:
             refusal = check_recipient(event.address, self.client_ip, self.client_ptr,
                                       self.settings)
             if refusal:
+                self.log.error("local", f"{refusal.rule}: {refusal.reason}")
                 if self.first_refused is None:
                     self.first_refused = (event.address, refusal)
                 else:
@@ -689,7 +705,7 @@ class _Session:
         elif isinstance(event, StartTlsRequested):
             await self._start_tls()
         elif isinstance(event, ProtocolViolation):
-            self.log.error("protocol", event.detail)
+            self.log.error(_VIOLATION_LOG_CLASS.get(event.kind, "protocol"), event.detail)
             if event.kind is ViolationKind.SIZE_DECLARED_OVER_LIMIT:
                 # The size policy (SPEC §5 step 1) refusing at MAIL: the protocol checks the
                 # SIZE it advertised, but this is the rejection that after DATA is
@@ -701,8 +717,13 @@ class _Session:
             self.server.counters.incr("protocol_violations")
             self.record(Action.PROTOCOL_VIOLATION, rule=str(event.kind), info=event.detail,
                         result=str(event.reply.code) if event.reply else None)
-        elif isinstance(event, (Quit, ConnectionClosed)):
-            pass
+        elif isinstance(event, UnsupportedCommand):
+            self.log.error("unsupported", f"{event.verb}: command not implemented")
+        elif isinstance(event, ConnectionClosed):
+            # After QUIT the loop ends before this event: the client hung up without it
+            in_data = self.buffered is not None or self.incoming is not None
+            self.log.error("communication", "the client closed the connection "
+                           + ("in DATA: the message is lost" if in_data else "without QUIT"))
 
     def _is_our_postmaster(self, address: str) -> bool:
         """<Postmaster> (the only address without a domain) or postmaster@ this gateway's
@@ -721,6 +742,7 @@ class _Session:
         self.server.counters.incr("rejected")
         self.record(Action.REJECTED, sender=sender, rule=refusal.rule, info=refusal.reason,
                     result=str(refusal.reply.code))
+        self.log.error("local", f"{refusal.rule}: {refusal.reason}")
         await self.write(self.conn.send(refusal.reply))
 
     def _settle_refusals(self) -> None:
@@ -799,7 +821,7 @@ class _Session:
         return text.encode("utf-8", "replace")
 
     async def _refuse_message(self, incoming, reply: R.Reply, rule: str, *,
-                              log_as: str = "protocol", **fields) -> None:
+                              log_as: str = "local", **fields) -> None:
         """Refuse the message just received with `reply` (nothing of it is kept); the
         conversation log counts it under `log_as` (diagnostics.conversation.errors)."""
         if incoming is not None:
@@ -807,7 +829,8 @@ class _Session:
         self.server.counters.incr("rejected")
         self.record(Action.REJECTED, sender=self.sender, recipients=self.recipients,
                     rule=rule, result=str(reply.code), **fields)
-        self.log.error(log_as, rule)
+        info = fields.get("info")
+        self.log.error(log_as, f"{rule}: {info}" if info else rule)
         await self.write(self.conn.send(reply))
         self.sender, self.recipients = None, []
 
@@ -818,14 +841,15 @@ class _Session:
         if event.line_too_long or event.size_exceeded:
             reply = R.R554_LINE_TOO_LONG_IN_DATA if event.line_too_long else R.R552_SIZE_EXCEEDED
             rule = "smtp.max_text_line" if event.line_too_long else "size.max_mb"
-            await self._refuse_message(incoming, reply, rule, size=event.size)
+            await self._refuse_message(incoming, reply, rule, size=event.size,
+                                       log_as="protocol" if event.line_too_long else "local")
             return
         # A message streamed into incoming/ is on the disk already; a buffered one is not.
         writing = event.size if incoming is None else 0
         refusal = check_spool_space(server.spool.disk_space().free_fraction(writing))
         if refusal:
             await self._refuse_message(incoming, refusal.reply, refusal.rule, size=event.size,
-                                       info=refusal.reason, log_as="local")
+                                       info=refusal.reason)
             return
         facts = head_facts(self.head)
         hops = facts.received + 1                       # and ours
@@ -887,6 +911,7 @@ class _Session:
         tls_stream = trio.SSLStream(self.stream, context, server_side=True)
         with trio.fail_after(TLS_HANDSHAKE_SECONDS):
             await tls_stream.do_handshake()
+        self.log.tls(tls_stream)
         self.stream = tls_stream
         self.conn.start_tls_done()
         self.helo = ""

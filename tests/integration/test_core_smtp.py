@@ -190,7 +190,7 @@ async def test_a_session_failing_outside_the_conversation_stops_no_other(tmp_pat
     session's failure is recorded, and the listener goes on serving the next client."""
     from core.smtp.conversation import ConversationLog
 
-    async def close_fails(self, directory):
+    async def close_fails(self, directory, failures=None):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(ConversationLog, "close", close_fails)
