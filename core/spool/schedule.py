@@ -42,7 +42,8 @@ class SlowEntry:
     next_attempt_at: float
     hops: frozenset[str] = frozenset()
     is_reordered: bool = False
-    reordered_by: frozenset[str] = frozenset()   # hops that reordered it since its last put
+    reordered_by: frozenset[str] = frozenset()   # hops whose reordering waits for its attempt
+    tried_for: frozenset[str] = frozenset()      # ... and those its last attempt was for
     declined_by: frozenset[str] = frozenset()    # hops that reorder it no more (rule 2)
 
 
@@ -56,12 +57,18 @@ class SlowSchedule:
         return len(self.entries)
 
     def put(self, queue_id: str, next_attempt_at: float, hops) -> None:
-        """The message waits for `hops` until `next_attempt_at`; after an attempt, a hop
-        that had reordered it and still holds it back declines it (rule 2)."""
+        """The message waits for `hops` until `next_attempt_at`. After an attempt, a hop it
+        was reordered for and still waits for declines it (rule 2); a reordering that came
+        while the attempt was ending still stands."""
         hops = frozenset(hops)
         old = self.entries.get(queue_id)
-        declined = (old.declined_by | old.reordered_by) & hops if old else frozenset()
-        self.entries[queue_id] = SlowEntry(next_attempt_at, hops, declined_by=declined)
+        if old is None:
+            self.entries[queue_id] = SlowEntry(next_attempt_at, hops)
+            return
+        self.entries[queue_id] = SlowEntry(
+            next_attempt_at, hops, is_reordered=old.is_reordered and bool(old.reordered_by & hops),
+            reordered_by=old.reordered_by & hops,
+            declined_by=(old.declined_by | old.tried_for) & hops)
 
     def remove(self, queue_id: str) -> None:
         self.entries.pop(queue_id, None)
@@ -91,6 +98,7 @@ class SlowSchedule:
         entry = self.entries.get(queue_id)
         if entry is not None:
             entry.is_reordered = False
+            entry.tried_for, entry.reordered_by = entry.reordered_by, frozenset()
         for hop, ids in list(self.reordering.items()):
             ids.discard(queue_id)
             if not ids:

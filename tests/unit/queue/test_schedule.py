@@ -67,3 +67,20 @@ def test_a_message_the_hop_defers_again_while_it_takes_other_mail_waits_for_its_
     s.put("m", 3000, {"hop1"})                        # a new entry (a restart) starts afresh
     s.hop_deferred("hop1")
     assert s.hop_delivered("hop1") == 1
+
+
+def test_a_reordering_that_comes_while_an_attempt_ends_still_stands():
+    """Between a message's attempt and its next put (the envelope is written meanwhile) the
+    hop may take other mail and reorder it: that reordering must stand, and the hop must not
+    count as having declined it (the message sat in the reordering set until its backoff)."""
+    s = SlowSchedule()
+    s.put("m", 1000, {"hop1"})
+    assert s.attempted("m") == []                     # m's attempt ends (deferred) ...
+    s.hop_deferred("hop1")
+    assert s.hop_delivered("hop1") == 1               # ... the hop takes other mail ...
+    s.put("m", 2000, {"hop1"})                        # ... then m is put back
+    assert s.due(1500) == ["m"]                       # the reordering stands
+    assert s.attempted("m") == ["hop1"]
+    s.put("m", 4000, {"hop1"})                        # deferred again on that attempt
+    s.hop_deferred("hop1")
+    assert s.hop_delivered("hop1") == 0 and s.reordering == {}
