@@ -26,10 +26,18 @@ end, in text order, and each pattern waits for the anchor of its next piece only
 occurrence far enough on is checked with the piece's own expression — the one `find` uses,
 so case and `?` mean exactly the same; a piece that is all plain ASCII is its anchor and
 needs no check — and moves the pattern to its next piece. The cost is the text, plus the
-anchor occurrences, plus one check per occurrence for each pattern waiting on that anchor
-(patterns share the waiting only when their pieces' longest plain runs are the same).
-Anchors no pattern can still come to are dropped between chunks when they cost more than
-the text, so a found word is not reported on to the end of the text.
+anchor occurrences, plus the checks of the patterns waiting on them (patterns share the
+waiting only when their pieces' longest plain runs are the same). Anchors no pattern can
+still come to are dropped between chunks when they cost more than the text, so a found word
+is not reported on to the end of the text.
+
+Checks that fail are bounded too: the anchor of `s?x` is one letter, and a text of "sss…" had
+every character checked, half a second per MB, past the worker's limit on 50 MB. A piece
+refused at one place for every CHARS_PER_CHECK characters still ahead stops waiting: one
+search of its expression over the rest (in C, the scan `find` does) gives its next place or
+none, and its anchor, waited on by nobody, is dropped. As in renting until renting has cost
+the price of buying, this costs at most about twice the cheaper of checking every place and
+searching at once, whatever the text.
 """
 
 from __future__ import annotations
@@ -45,6 +53,15 @@ __all__ = ["matches", "find", "TermSet"]
 
 _ESCAPABLE = ("*", "?")        # what a `\\` can escape (module docstring)
 FIRST_CHUNK_CHARS = 1 << 16         # TermSet reads the text in chunks doubling from this
+# One failed check of a piece at an anchor (a turn of TermSet's loop and a fullmatch) costs
+# what a search of the piece's expression costs over about this many characters (measured:
+# ~550 ns against ~9 ns a character for `s.x`); module docstring, last paragraph.
+CHARS_PER_CHECK = 64
+# An anchor occurrence nobody waits for costs a turn of that loop, what the automaton's
+# reading of about this many characters costs; unused anchors are dropped once they cost
+# more than the chunk (counted one per character, a one-letter anchor on a text of that
+# letter never outnumbered the characters and was read to the end).
+CHARS_PER_IDLE_ANCHOR = 16
 
 
 def _tokens(pattern: str) -> list[list[str | None]]:
@@ -201,23 +218,28 @@ class TermSet:
         self._automaton = _automaton(anchors.items())
         self._expressions: dict[tuple[int, int], re.Pattern] = {}
 
+    def _expression(self, term: int, k: int) -> re.Pattern:
+        """Piece k of pattern `term` as `find` compiles it."""
+        expression = self._expressions.get((term, k))
+        if expression is None:
+            expression = _compile(self.patterns[term]).pieces[k]
+            self._expressions[term, k] = expression
+        return expression
+
     def _is_at(self, term: int, k: int, text: str, at: int) -> bool:
         """Piece k of pattern `term` matches `text` at `at` (where its anchor was seen), as
         `find` would say: with the same compiled expression."""
         piece = self._pieces[term][k]
         if piece.is_anchor:
             return True
-        expression = self._expressions.get((term, k))
-        if expression is None:
-            expression = _compile(self.patterns[term]).pieces[k]
-            self._expressions[term, k] = expression
-        return expression.fullmatch(text, at, at + piece.length) is not None
+        return self._expression(term, k).fullmatch(text, at, at + piece.length) is not None
 
     def found(self, text: str) -> set[str]:
         """The patterns that `find` would find in `text`."""
         size = len(text)
         hits: set[int] = set()
-        waiting: dict[int, list[tuple[int, int, int]]] = {}   # anchor -> (pattern, piece, from)
+        # anchor -> (pattern, piece, from, checks failed)
+        waiting: dict[int, list[tuple[int, int, int, int]]] = {}
         pending = 0
 
         def advance(term: int, k: int, start: int) -> None:
@@ -227,7 +249,7 @@ class TermSet:
             while k < len(pieces):
                 piece = pieces[k]
                 if piece.anchor is not None:
-                    waiting.setdefault(piece.anchor, []).append((term, k, start))
+                    waiting.setdefault(piece.anchor, []).append((term, k, start, 0))
                     pending += 1
                     return
                 if start + piece.length > size:     # `?`s past the end: never
@@ -254,27 +276,38 @@ class TermSet:
                         continue
                     stay = []
                     anchor_start = last + 1 - len(self._anchors[anchor])
-                    for term, k, start in waiters:
+                    for waiter in waiters:
+                        term, k, start, failed = waiter
                         piece = self._pieces[term][k]
                         at = anchor_start - piece.offset
-                        if at >= start and self._is_at(term, k, text, at):
+                        if at < start:
+                            stay.append(waiter)
+                        elif self._is_at(term, k, text, at):
                             pending -= 1
                             advance(term, k + 1, at + piece.length)
+                        elif (failed + 1) * CHARS_PER_CHECK < size - at:
+                            stay.append((term, k, start, failed + 1))
                         else:
-                            stay.append((term, k, start))
+                            # as many failures as the rest of the text: search it instead
+                            # (module docstring); no place after `at` is none at all
+                            pending -= 1
+                            place = self._expression(term, k).search(text, at + 1)
+                            if place is not None:
+                                advance(term, k + 1, place.end())
                     if stay:
                         waiting.setdefault(anchor, []).extend(stay)
                     if not pending:
                         break
-                if idle > end - begin:
+                if idle * CHARS_PER_IDLE_ANCHOR > end - begin:
                     # anchors nobody waits for any more cost more than the text: drop the
-                    # ones no pattern can come to (a found word, the long tail of "a", "aa"…)
+                    # ones no pattern can come to (a found word, the long tail of "a", "aa"…,
+                    # the one letter of a `?` piece that searched the rest)
                     automaton = self._narrowed(automaton, waiting)
                 begin, chunk = end, chunk * 2
         return {self.patterns[term] for term in hits}
 
     def _narrowed(self, automaton, waiting):
-        live = {piece.anchor for waiters in waiting.values() for term, k, _ in waiters
+        live = {piece.anchor for waiters in waiting.values() for term, k, *_ in waiters
                 for piece in self._pieces[term][k:] if piece.anchor is not None}
         if len(live) == len(automaton):
             return automaton
