@@ -262,6 +262,11 @@ def _withdraw(conn, command_id: int, waited: float) -> bool:
     return withdrawn == 1
 
 
+# A message to 50 recipients made one row of 800 characters (interop tester): the first few
+# and how many more.
+LISTED_RECIPIENTS = 3
+
+
 def _queue_list(home, only: str | None) -> int:
     from shared.spool import Spool
 
@@ -278,8 +283,10 @@ def _queue_list(home, only: str | None) -> int:
             # their error, not those already delivered or bounced
             waiting = [r for r in env.recipients if r.status in ("pending", "deferred")]
             done = len(env.recipients) - len(waiting)
-            recipients = ",".join(r.address for r in waiting) + (
-                f" (+{done} done)" if done else "")
+            shown = waiting[:LISTED_RECIPIENTS]
+            recipients = ",".join(r.address for r in shown) + (
+                f" (+{len(waiting) - len(shown)} more)" if len(waiting) > len(shown) else ""
+            ) + (f" (+{done} done)" if done else "")
             last_error = next((r.last_error for r in waiting if r.last_error), None)
             rows.append((queue, queue_id, _age(now - env.received_at), env.sender or "<>",
                          recipients, env.size, env.attempts,

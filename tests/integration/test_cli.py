@@ -303,6 +303,21 @@ def test_queue_list_shows_the_recipients_still_waiting_and_their_error(home):
     assert "gone@x.test" not in row and "ok@x.test" not in row and "550" not in row
 
 
+def test_queue_list_names_the_first_recipients_of_a_long_list_and_counts_the_rest(home):
+    """Interop tester: a message waiting for 50 recipients made a row of 800 characters."""
+    from shared.spool import Envelope, Spool, new_queue_id
+    spool = Spool(DataHome(Path(home)).spool)
+    queue_id = new_queue_id()
+    incoming = spool.open_incoming(queue_id)
+    incoming.write(b"Subject: s\r\n\r\nbody\r\n")
+    envelope = Envelope.new(queue_id, "a@b.test", [f"user{n}@x.test" for n in range(50)])
+    envelope.recipients[0].status = "delivered"
+    spool.commit([incoming.prepare(envelope)], "slow")
+    _header, row = mailmoat("queue", "list", "slow", "--home", home).stdout.splitlines()
+    assert "user1@x.test,user2@x.test,user3@x.test (+46 more) (+1 done)" in row
+    assert "user4@x.test" not in row and len(row) < 200
+
+
 def test_queue_list_into_a_closed_pipe_ends_quietly(home):
     """Regression (operations B10): `mailmoat queue list | head` printed a BrokenPipeError
     traceback."""
