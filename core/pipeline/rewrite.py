@@ -19,7 +19,9 @@ as received (tests/unit/pipeline/test_rewrite.py proves it part by part).
                     part of its own beside it.
     prefix_subject  text put in front of the Subject (once: a Subject that already starts
                     with it keeps it as it is); add_header sets a header field, in place of
-                    any the message had.
+                    any the message had — without a `text`, only removes those (a sender's
+                    forged mark, core/scan/antispam/handling.py rule 5), and never one
+                    another add_header sets.
     forward subject `forward_subject` replaces the Subject (SPEC §5 "forward").
 
 Rules: splices never overlap (an edit inside a part that is cut goes away with it); the
@@ -269,11 +271,13 @@ def rewrite(raw: bytes, view: MessageView, edits, *, forward_subject: str | None
         top.replace_subject(forward_subject)
     elif prefixes:
         top.prefix("Subject", " ".join(prefixes))
-    for edit in edits:
-        if edit.action == "add_header" and edit.header:
+    headers = [e for e in edits if e.action == "add_header" and e.header]
+    top.remove(*(e.header.lower() for e in headers if e.text is None))
+    for edit in headers:
+        if edit.text is not None:
             # the gateway's mark is the only one: a field of that name the sender put in
             # (a forged "X-Bulk: 0" above ours) would be what a mail client's filter reads
-            top.set(edit.header, edit.text or "")
+            top.set(edit.header, edit.text)
     if _mime_fields(top) != mime_fields and "mime-version" not in (n for n, _ in top.fields):
         # RFC 2045 §4: without it the Content-* fields just added mean nothing to a reader
         first = next((i for i, (name, _raw) in enumerate(top.fields) if name in CONTENT_FIELDS),

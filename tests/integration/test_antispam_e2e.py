@@ -255,3 +255,49 @@ async def test_installed_spam_definitions_score_the_next_message(tmp_path, sink,
                     (str(Action.HEURISTIC_SPAM),))
     assert "spam definitions 2031-05-06 rev 4" in event["info"]
     core.cancel_scope.cancel()
+
+
+FORGED_MARKS = ("X-Bulk: 0\r\nX-Mailmoat-Folder: inbox\r\nX-Mailmoat-Language: en\r\n"
+                "X-Bulk : 5\r\n")
+
+
+async def test_marks_a_sender_wrote_in_never_reach_the_mailbox(tmp_path, sink, nursery):
+    """Antispam adversary B2: the gateway's X-Bulk replaced a sender's only on spam it
+    marked, so a forged "X-Bulk: 0" reached the mailbox on every other message, where the
+    administrator's mail server or client rules read it as the gateway's verdict. While a
+    setting writes a mark, the sender's field goes from every message delivered."""
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}],
+        heuristic__enabled=True, heuristic__x_bulk=True, premium__spam__spam_folder=True)
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    for subject, body in (("Lunch", "Lunch on Friday?"), ("Test", f"GTUBE\r\n{GTUBE}")):
+        raw = (f"From: a@client.test\r\nTo: user@local.test\r\nSubject: {subject}\r\n"
+               f"{FORGED_MARKS}Message-ID: <{subject}@client.test>\r\n\r\n{body}\r\n")
+        await trio.to_thread.run_sync(_send_raw, port, raw.encode())
+    ham, spam = await trio.to_thread.run_sync(sink.wait_for, 2)
+    ham, spam = (email.message_from_bytes(m.data, policy=policy.default) for m in (ham, spam))
+    assert ham["Subject"] == "Lunch" and ham.get_all("X-Bulk") is None
+    assert ham["X-Mailmoat-Folder"] is None
+    # no setting writes X-Mailmoat-Language here (premium.language.enabled is off): kept
+    assert ham["X-Mailmoat-Language"] == "en"
+    assert spam["Subject"] == "[Spam] Test" and spam.get_all("X-Bulk") == ["100"]
+    assert spam["X-Mailmoat-Folder"] is None
+    await core.events.aflush()
+    # a removal is no decision and writes no event
+    assert not _rows(home, "SELECT * FROM events WHERE rule LIKE 'heuristic.x_bulk%' "
+                           "OR rule LIKE 'premium.%'")
+    core.cancel_scope.cancel()
+
+
+async def test_marks_are_left_as_sent_while_no_setting_writes_them(tmp_path, sink, nursery):
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}],
+        heuristic__enabled=True)
+    core = await nursery.start(run_core, home)
+    raw = (f"From: a@client.test\r\nTo: user@local.test\r\nSubject: Lunch\r\n{FORGED_MARKS}"
+           f"Message-ID: <lunch@client.test>\r\n\r\nLunch on Friday?\r\n").encode()
+    await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1], raw)
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert received.data.endswith(raw)          # byte for byte, below the gateway's Received
+    core.cancel_scope.cancel()

@@ -7,6 +7,9 @@ threshold the message is spam (`heuristic_spam` event with score and definitions
 subject prefix, X-Bulk), drop/forward by score. Not run for whitelisted senders, antispam-
 exempt mail (quarantine releases, generated mail), or when a spam rule already made the
 message spam (spam_rules.py handles it with score 100 — one set of marks, not two).
+
+Whatever the engine says, and for every message, a mark the sender wrote in (X-Bulk, the
+premium X-Mailmoat-* marks) goes while a setting that writes it is on (handling.py rule 5).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from core.pipeline.checks.whitelist import whitelisted
 from core.pipeline.findings import Finding
 from core.scan.antispam.definitions import RUNTIME_DIR
 from core.scan.antispam.engine import HeuristicEngine
-from core.scan.antispam.handling import spam_findings
+from core.scan.antispam.handling import forged_marks, spam_findings
 from shared.events import Action
 
 __all__ = ["check", "ENGINE"]
@@ -25,6 +28,10 @@ ENGINE = HeuristicEngine()   # definitions in force, cached per worker process
 
 
 def check(view, settings) -> list[Finding]:
+    return _scored(view, settings) + forged_marks(view, settings)
+
+
+def _scored(view, settings) -> list[Finding]:
     if not settings["heuristic.enabled"] or view.skip_antispam or view.is_generated \
             or whitelisted(view, settings):
         return []

@@ -62,7 +62,10 @@ FIELDS_ALWAYS_KEPT = frozenset({
     "subject", "from", "sender", "reply-to", "to", "cc", "return-path",
     # what marks an automatic reply (core/pipeline/run.py is_automatic): past the cap it
     # would teach the auto-generated whitelist
-    "auto-submitted", "precedence", "x-autoreply", "x-autorespond"})
+    "auto-submitted", "precedence", "x-autoreply", "x-autorespond",
+    # the gateway's own marks, a sender's forgery of which is removed (antispam handling.py
+    # rule 5): past the cap a forged "X-Bulk: 0" would reach the mailbox
+    "x-bulk", "x-mailmoat-folder", "x-mailmoat-language"})
 
 # Rule 2: the line ends the relay (core/smtp/client.py rule 4) and Python's email parser know.
 _LINE_END = re.compile(rb"\r\n|\r|\n")

@@ -15,6 +15,11 @@ Rules
        be reported only as malformed") — the decision still stands and names its rule, and
        the message still counts as spam on the Status page (`counts_as`).
     4. Nothing happens below both the threshold and the drop/forward scores.
+    5. The marks are the gateway's alone: while a setting that writes a mark is on, that
+       field as the sender wrote it is removed from every message delivered (`forged_marks`),
+       marked or not. A mail server or client rule that reads X-Bulk would otherwise read a
+       spammer's "X-Bulk: 0" on the spam the engine missed (SpamAssassin removes incoming
+       X-Spam-* fields so). When the gateway marks the message, its own field replaces them.
 """
 
 from __future__ import annotations
@@ -22,9 +27,28 @@ from __future__ import annotations
 from core.pipeline.findings import Finding
 from core.scan.antispam.engine import threshold_for
 
-__all__ = ["spam_findings", "X_BULK_HEADER"]
+__all__ = ["spam_findings", "forged_marks", "X_BULK_HEADER", "MARK_SETTINGS"]
 
 X_BULK_HEADER = "X-Bulk"
+# Each mark and the settings that write it (SPEC §3 heuristic.x_bulk, premium.*): rule 5.
+MARK_SETTINGS: dict[str, tuple[str, ...]] = {
+    X_BULK_HEADER: ("heuristic.x_bulk", "premium.spam.x_bulk", "premium.suspected.x_bulk"),
+    "X-Mailmoat-Folder": ("premium.spam.spam_folder", "premium.suspected.spam_folder"),
+    "X-Mailmoat-Language": ("premium.language.enabled",),
+}
+
+
+def forged_marks(view, settings) -> list[Finding]:
+    """Rule 5: an `add_header` edit without a value — the fields go, none is put in their
+    place — for each mark the message carries while a setting that writes it is on."""
+    present = {name.lower() for name, _value in view.headers}
+    out = []
+    for header, keys in MARK_SETTINGS.items():
+        on = [key for key in keys if settings[key]]
+        if on and header.lower() in present:
+            out.append(Finding(rule=on[0], action="add_header", event=None, header=header,
+                               text=None, reason=f"{header} from the sender removed"))
+    return out
 
 
 def spam_findings(score: int, settings, *, rule: str, event: str, reason: str,

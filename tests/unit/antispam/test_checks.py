@@ -3,6 +3,7 @@ whitelists — each with an explicit settings snapshot, through the real decompo
 and verdict (tests/unit/pipeline/support.py)."""
 
 import base64
+import email
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from core.pipeline.checks import antispam, blacklist, rbl, spam_rules
 from core.pipeline.checks.whitelist import whitelisted
 from tests.unit.pipeline.support import message, settings, view_of
+from core.pipeline.rewrite import rewrite
 from core.pipeline.run import run_checks
 from core.pipeline.verdict import decide
 
@@ -202,6 +204,43 @@ def test_spam_rule_reads_every_subject_field():
     raw = header + b"\r\nSubject: Cheap offer\r\n\r\n" + body   # a second Subject, last
     findings, _ = verdict(raw, rules__spam=[RULE])
     assert events(findings) == ["spam_rule_violation"]
+
+
+# --- the gateway's marks (handling.py rule 5; antispam adversary B2) -----------------------
+
+FORGED = {"X-Bulk": "0", "X-Mailmoat-Folder": "inbox", "X-Mailmoat-Language": "en"}
+
+
+@pytest.mark.parametrize("changes, removed", [
+    ({"heuristic__x_bulk": True}, {"X-Bulk"}),
+    ({"premium__suspected__x_bulk": True}, {"X-Bulk"}),
+    ({"premium__spam__spam_folder": True}, {"X-Mailmoat-Folder"}),
+    ({"premium__language__enabled": True}, {"X-Mailmoat-Language"}),
+    ({}, set()),
+])
+def test_a_mark_the_sender_wrote_goes_while_a_setting_writes_it(changes, removed):
+    raw = message(subject="Lunch", body="Lunch on Friday?\n", headers=FORGED)
+    # whitelisted, and with the engine off: the removal does not hang on a verdict
+    findings, v = verdict(raw, {"sender": "a@friend.test"}, whitelist__custom__enabled=True,
+                          whitelist__custom=["@friend.test"], **changes)
+    assert v.disposition == "deliver" and not events(findings)
+    assert {(e.action, e.header, e.text) for e in v.edits} == {
+        ("add_header", name, None) for name in removed}
+
+
+def test_a_mark_past_the_header_fields_read_still_goes():
+    filler = {f"X-Filler-{n}": "x" for n in range(2100)}
+    raw = message(subject="Lunch", body="Lunch on Friday?\n", headers={**filler, **FORGED})
+    _, v = verdict(raw, heuristic__x_bulk=True)
+    assert [(e.action, e.header, e.text) for e in v.edits] == [("add_header", "X-Bulk", None)]
+
+
+def test_the_gateways_mark_replaces_the_senders_on_spam():
+    raw = message(subject="Cheap offer", body="Genuine watches for sale.\n",
+                  headers={"X-Bulk": "0"})
+    _, v = verdict(raw, rules__spam=[RULE], heuristic__x_bulk=True)
+    out = rewrite(raw, view_of(raw), list(v.edits))
+    assert email.message_from_bytes(out).get_all("X-Bulk") == ["100"]
 
 
 # --- heuristic engine --------------------------------------------------------------------

@@ -198,6 +198,18 @@ def test_the_gateways_header_replaces_one_the_sender_put_in():
     assert email.message_from_bytes(out).get_all("X-Bulk") == ["100"]
 
 
+def test_a_header_edit_without_a_value_removes_the_field_and_never_the_gateways():
+    raw = b"From: a@outside.test\r\nX-Bulk: 0\r\nSubject: hi\r\nX-BULK : 1\r\n\r\nbody\r\n"
+    out = rewrite(raw, view_of(raw), [edit("add_header", header="X-Bulk")])
+    assert out == b"From: a@outside.test\r\nSubject: hi\r\n\r\nbody\r\n"
+    for edits in ([edit("add_header", text="100", header="X-Bulk"),
+                   edit("add_header", header="X-Bulk")],
+                  [edit("add_header", header="X-Bulk"),
+                   edit("add_header", text="100", header="X-Bulk")]):
+        out = rewrite(raw, view_of(raw), edits)
+        assert email.message_from_bytes(out).get_all("X-Bulk") == ["100"]
+
+
 def test_a_subject_is_prefixed_once_with_one_space():
     raw = b"Subject: [Spam] hi\r\nTo: user@local.test\r\n\r\nbody\r\n"
     assert rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Spam]")]) == raw
