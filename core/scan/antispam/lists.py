@@ -24,12 +24,21 @@ Rules
        ":", so 2,000 of them raise RecursionError; x4-cost finding 13) still yields the
        addr-specs found in its text: reading a header never fails the blacklist check, which
        would leave the envelope sender unchecked (scan.unprocessable=deliver delivered it).
+    6. A header From is parsed as received, and only then are its encoded words decoded: an
+       encoded word is an atom of the display name (RFC 2047 §5), so what it decodes to never
+       changes which address a mailbox holds. It neither hides the address (a decoded '"' or
+       '(' would open a quoted string or comment) nor stands for it (`=?utf-8?q?jim=40
+       company=2Ecom?= <x@ok.test>` is from x@ok.test; tester "guide", finding 8). Only a
+       mailbox whose address holds no "@" (an address written as an encoded word, which
+       RFC 2047 forbids but a mail client may show as the sender) is read from its decoded
+       text, as is an unreadable value (rule 5).
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import getaddresses
 
@@ -134,13 +143,24 @@ def blacklist_match(address: str, entries) -> str | None:
     return None
 
 
-def header_addresses(raw_values, decoded_values=()) -> list[str]:
-    """The addresses of header From values (display names removed), each once: parsed from
-    the values as received, where an encoded word is an atom of the display name (RFC 2047
-    §5), and from the decoded values too, so an address hidden in an encoded word — which a
-    mail client may show as the sender — is checked as well. Never raises (rule 5)."""
-    found = [addr for value in [*raw_values, *decoded_values] for addr in _value_addresses(value)
-             if "@" in addr]
+def header_addresses(raw_values, decode: Callable[[str], str] | None = None) -> list[str]:
+    """The addresses of header From values as received (display names removed), each once,
+    in order (rule 6). `decode` turns RFC 2047 encoded words into text; without it an
+    address written as an encoded word is not found. Never raises (rule 5)."""
+    found: list[str] = []
+    for value in raw_values:
+        try:
+            mailboxes = getaddresses([value])
+        except Exception:   # RecursionError seen; whatever else the parser hits is the same
+            found += _LOOSE_ADDR_SPEC.findall(value)
+            if decode is not None and "=?" in value:
+                found += _LOOSE_ADDR_SPEC.findall(decode(value))
+            continue
+        for name, address in mailboxes:
+            if "@" in address:
+                found.append(address)
+            elif decode is not None and "=?" in name + address:
+                found += _LOOSE_ADDR_SPEC.findall(decode(f"{name} {address}"))
     return list(dict.fromkeys(found))
 
 
@@ -149,13 +169,3 @@ def header_addresses(raw_values, decoded_values=()) -> list[str]:
 # separator (the look-behind), so a long run without "@" is scanned once, not once per start.
 _SEPARATORS = r'\s<>()\[\]\\,;:@"'
 _LOOSE_ADDR_SPEC = re.compile(rf"(?<![^{_SEPARATORS}])[^{_SEPARATORS}]+@[^{_SEPARATORS}]+")
-
-
-def _value_addresses(value: str) -> list[str]:
-    """The addresses of one header value: getaddresses's reading, one value at a time so an
-    unclosed comment or quote in one cannot swallow the next; the addr-specs in its text
-    where getaddresses fails (rule 5)."""
-    try:
-        return [addr for _, addr in getaddresses([value])]
-    except Exception:       # RecursionError seen; whatever else the parser hits is the same
-        return _LOOSE_ADDR_SPEC.findall(value)

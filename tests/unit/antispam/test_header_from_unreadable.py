@@ -23,9 +23,17 @@ def test_unreadable_header_from_yields_the_addr_specs_in_its_text(unit):
 
 
 def test_one_unreadable_value_does_not_hide_the_others():
-    assert header_addresses(["(" * NESTING], ["Joe <joe@example.com>"]) == ["joe@example.com"]
+    assert header_addresses(["(" * NESTING, "Joe <joe@example.com>"]) == ["joe@example.com"]
     assert header_addresses(['"Joe" <joe@example.com>, x@y.test']) == ["joe@example.com",
                                                                        "x@y.test"]
+
+
+def test_an_encoded_address_in_an_unreadable_header_is_found_decoded():
+    def decode(text):
+        return text.replace("=?utf-8?q?joe=40example=2Ecom?=", "joe@example.com")
+
+    value = "(" * NESTING + " =?utf-8?q?joe=40example=2Ecom?="
+    assert header_addresses([value], decode) == ["joe@example.com"]
 
 
 def test_a_long_word_without_at_in_an_unreadable_header_yields_nothing():
