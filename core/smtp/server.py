@@ -37,6 +37,7 @@ Rules:
 
 from __future__ import annotations
 
+import datetime
 import errno
 import re
 import secrets
@@ -44,7 +45,7 @@ import socket
 import ssl
 import sys
 from dataclasses import dataclass
-from email.utils import formatdate
+from email.utils import format_datetime
 from typing import Callable, Mapping
 
 import trio
@@ -815,9 +816,11 @@ class _Session:
         rcpt = f"\r\n\tfor <{self.recipients[0]}>" if len(self.recipients) == 1 else ""
         # TCP-info is an address literal (RFC 5321 §4.4, §4.1.3): [IPv6:2001:db8::1]
         literal = f"IPv6:{self.client_ip}" if ":" in self.client_ip else self.client_ip
+        # In UTC with "+0000": "-0000" says the offset is unknown (RFC 5322 §3.3)
+        now = datetime.datetime.fromtimestamp(self.server.clock.now(), datetime.timezone.utc)
         text = (f"Received: from {helo} ({ptr}[{literal}])\r\n"
                 f"\tby {self.hostname} (Mailmoat) with {with_} id {self.queue_id}{rcpt};\r\n"
-                f"\t{formatdate(self.server.clock.now())}\r\n")
+                f"\t{format_datetime(now)}\r\n")
         return text.encode("utf-8", "replace")
 
     async def _refuse_message(self, incoming, reply: R.Reply, rule: str, *,

@@ -11,6 +11,9 @@ whenever every task waits, a thread's work included.
 
 from __future__ import annotations
 
+import datetime
+from email.utils import parsedate_to_datetime
+
 import pytest
 import trio
 
@@ -231,6 +234,16 @@ async def test_received_names_smtp_after_helo_and_esmtp_after_ehlo(tmp_path, nur
     listener = await _listen(nursery, tmp_path)
     received = await _received_field(listener, hello)
     assert b" (Mailmoat) with " + protocol + b" id " in received
+
+
+async def test_the_received_date_is_utc_with_the_offset_plus_0000(tmp_path, nursery):
+    # interop finding 4: it ended in "-0000", which RFC 5322 §3.3 reserves for a time that
+    # says nothing about the local zone; bounces and Postfix write "+0000"
+    listener = await _listen(nursery, tmp_path)
+    received = await _received_field(listener, b"EHLO client.test")
+    date = received.rsplit(b";\r\n\t", 1)[1].decode()
+    assert date.endswith(" +0000")
+    assert parsedate_to_datetime(date).utcoffset() == datetime.timedelta(0)
 
 
 # --- <Postmaster> (finding 5) ------------------------------------------------------------
