@@ -85,8 +85,10 @@ class SpamRuleForm(FlaskForm):
     original = HiddenField()
     name = StringField("Rule name (optional)", validators=[Optional()])
     enabled = BooleanField("Enabled", default=True)
-    match = SelectField("Match", choices=[("any", "any of the terms"),
-                                          ("all", "all of the terms")])
+    # a new rule matches all of its terms: the guide reads a comma as AND and lists "All of
+    # these terms" first (tester "guide", finding 6); a stored rule keeps its own match
+    match = SelectField("Match", choices=[("all", "all of the terms"),
+                                          ("any", "any of the terms")], default="all")
     terms = StringField("Terms (comma-separated; * and ? wildcards, \\ escapes)")
     none_of = StringField("None of these terms (comma-separated)", validators=[Optional()])
     save = SubmitField("Save rule")

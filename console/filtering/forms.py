@@ -67,8 +67,10 @@ PAGE_FORMS = {page: settings_form(keys, LABELS, name=f"filtering_{page}_form")
 class RuleForm(FlaskForm):
     enabled = BooleanField("Enable this custom filtering rule", default=True)
     name = StringField("Name (optional)", validators=[Length(max=100)])
+    # a new rule matches all of its terms, as the guide reads a comma (AND); a stored rule
+    # keeps its own match (tester "guide", finding 6)
     match = SelectField("Match", choices=[("all", "All of these terms"),
-                                          ("any", "Any of these terms")], default="any")
+                                          ("any", "Any of these terms")], default="all")
     terms = StringField("Identify messages that contain (terms separated by commas)",
                         validators=[Length(max=12_000)])
     none_of = StringField("But none of (terms separated by commas)",
