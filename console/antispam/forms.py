@@ -32,7 +32,8 @@ LABELS = {
                                 "domains or email addresses",
     "whitelist.custom": "Custom whitelist (@domain, .domain wildcard or address)",
     "whitelist.auto.enabled": "Enable whitelist generator",
-    "whitelist.auto.exclusions": "Exclusion list (domains the generator does not track)",
+    "whitelist.auto.exclusions": "Exclusion list (domains the generator does not track, each "
+                                 "with its subdomains; a leading period is optional)",
     "blacklist.enabled": "Identify messages from the following email addresses or domains as "
                          "violations",
     "blacklist.entries": "Blocked senders (@domain, .domain or address; * and ? before the @)",
