@@ -30,6 +30,7 @@ __all__ = [
     "Quit",
     "ConnectionClosed",
     "UnsupportedCommand",
+    "RecipientLimitReached",
     "ProtocolViolation",
     "ServerReply",
 ]
@@ -74,7 +75,6 @@ class ViolationKind(enum.StrEnum):
     NON_ASCII_ADDRESS = "non_ascii_address"              # 553 5.6.7
     UNRELAYABLE_ADDRESS = "unrelayable_address"          # 553 5.1.3 (commands.unrelayable)
     SIZE_DECLARED_OVER_LIMIT = "size_declared_over_limit"  # 552 5.3.4 at MAIL
-    TOO_MANY_RECIPIENTS = "too_many_recipients"          # 452 4.5.3
     STARTTLS_PLAINTEXT_INJECTION = "starttls_plaintext_injection"  # no reply
     REPLY_SYNTAX = "reply_syntax"                        # client side: garbage from a server
     REPLY_TOO_LONG = "reply_too_long"                    # client side
@@ -175,6 +175,16 @@ class UnsupportedCommand(Event):
     argument is a secret."""
 
     verb: str
+
+
+@dataclass(frozen=True)
+class RecipientLimitReached(Event):
+    """An RCPT past the transaction's `limit` of recipients: the protocol queued 452 4.5.3.
+    Not a violation: RFC 5321 §4.5.3.1.10 has a client send more RCPTs than a server may
+    take, and the refused ones in a later transaction (Postfix and Exim do). Emitted for
+    the first such RCPT of a transaction only; the later ones get their 452 silently."""
+
+    limit: int
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,11 @@ Rules
     6. A command recognised but not implemented gets 502 and an UnsupportedCommand
        event. The lines after an AUTH, up to the next command, are a client going on
        with its AUTH exchange: a ProtocolViolation for one never shows it.
+    7. An RCPT past `max_recipients` (a valid one: syntax is checked first) gets
+       452 4.5.3 and is no violation: RFC 5321 §4.5.3.1.10 expects a client to send
+       the refused recipients in another transaction. The first of a transaction
+       yields RecipientLimitReached, the rest only their 452, so a client naming
+       thousands costs one event, not one each.
 """
 
 from __future__ import annotations
@@ -55,8 +60,8 @@ from core.smtp import replies as R
 from core.smtp.commands import PeerError
 from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
                               DataRequested, Ehlo, Event, LocalProtocolError, MailFrom,
-                              ProtocolViolation, RcptTo, StartTlsRequested,
-                              UnsupportedCommand, ViolationKind)
+                              ProtocolViolation, RcptTo, RecipientLimitReached,
+                              StartTlsRequested, UnsupportedCommand, ViolationKind)
 from core.smtp.readers import LINE_TOO_LONG, CommandReader, DataReader
 from core.smtp.replies import Reply
 from core.smtp.state import COMMAND_TABLE, GREETING, State, next_state_for_reply
@@ -114,6 +119,7 @@ class ServerConnection:
         # Transaction facts (RFC 5321 §4.1.4 "buffers"), cleared by RSET/EHLO/end.
         self._recipients = 0
         self._rcpt_attempts = 0
+        self._recipient_limit_told = False   # RecipientLimitReached went out (Rule 7)
         self._smtputf8 = False
         # the last MAIL was refused: a pipelining client's RCPT and DATA behind it get 503
         # as RFC 2920 §3.1 expects, and are not its violations
@@ -367,6 +373,8 @@ class ServerConnection:
         elif verb == "RCPT":
             self._rcpt_attempts += 1
             event = self._parse_rcpt(argument)
+            if self._recipients >= self.max_recipients:
+                return self._recipient_limit_reached()
         elif verb == "DATA":
             if argument:
                 raise PeerError(ViolationKind.SYNTAX, R.R501_SYNTAX, "DATA takes no argument")
@@ -410,10 +418,16 @@ class ServerConnection:
         if C.unrelayable(address):
             raise PeerError(ViolationKind.UNRELAYABLE_ADDRESS, R.R553_BAD_ADDRESS_CHARS,
                             "recipient with an angle bracket, which delivery never sends")
-        if self._recipients >= self.max_recipients:
-            raise PeerError(ViolationKind.TOO_MANY_RECIPIENTS, R.R452_TOO_MANY_RECIPIENTS,
-                            f"more than {self.max_recipients} recipients (SPEC §4)")
         return RcptTo(address, {})
+
+    def _recipient_limit_reached(self) -> Event | None:
+        """An RCPT past max_recipients: 452 4.5.3 (Rule 7); an event for the first one of
+        the transaction only."""
+        self._outgoing += R.R452_TOO_MANY_RECIPIENTS.to_bytes()
+        if self._recipient_limit_told:
+            return None
+        self._recipient_limit_told = True
+        return RecipientLimitReached(self.max_recipients)
 
     # --- helpers -----------------------------------------------------------------------
     def _violation(self, kind: ViolationKind, reply: Reply, detail: str) -> ProtocolViolation:
@@ -423,6 +437,7 @@ class ServerConnection:
     def _reset_transaction(self) -> None:
         self._recipients = 0
         self._rcpt_attempts = 0
+        self._recipient_limit_told = False
         self._smtputf8 = False
         self._mail_refused = False
 

@@ -55,8 +55,9 @@ from core.pipeline.decompose.mime import head_facts
 from core.smtp import replies as R
 from core.smtp.conversation import ConversationLog, WriteFailures
 from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
-                              DataRequested, Ehlo, MailFrom, ProtocolViolation, RcptTo, Rset,
-                              StartTlsRequested, UnsupportedCommand, ViolationKind)
+                              DataRequested, Ehlo, MailFrom, ProtocolViolation, RcptTo,
+                              RecipientLimitReached, Rset, StartTlsRequested,
+                              UnsupportedCommand, ViolationKind)
 from core.smtp.policy import (Refusal, check_recipient, check_spool_space, listed_relay_client,
                               max_message_octets, relay_needs_ptr)
 from core.smtp.protocol import ServerConnection
@@ -112,7 +113,6 @@ RECEIVED_NAME_CHARS = 255
 # the size limit; a parameter we recognise but do not implement is an "unsupported" request.
 _VIOLATION_LOG_CLASS = {
     ViolationKind.SIZE_DECLARED_OVER_LIMIT: "local",
-    ViolationKind.TOO_MANY_RECIPIENTS: "local",
     ViolationKind.UNRELAYABLE_ADDRESS: "local",
     ViolationKind.PARAMETER_NOT_IMPLEMENTED: "unsupported",
 }
@@ -720,6 +720,10 @@ class _Session:
                         result=str(event.reply.code) if event.reply else None)
         elif isinstance(event, UnsupportedCommand):
             self.log.error("unsupported", f"{event.verb}: command not implemented")
+        elif isinstance(event, RecipientLimitReached):
+            # flow control, not an error (protocol.py Rule 7): one note a transaction
+            self.log.note(f"more than {event.limit} recipients: the rest are answered "
+                          f"452 4.5.3, for the client to send in another transaction")
         elif isinstance(event, ConnectionClosed):
             # After QUIT the loop ends before this event: the client hung up without it
             in_data = self.buffered is not None or self.incoming is not None

@@ -15,7 +15,8 @@ Rule 1 - commands (COMMAND_TABLE). In a command state (GREETED, READY, MAIL,
                 (RFC 3207 §4.2: no second STARTTLS).
       DATA      554 "no valid recipients" instead of 503 when RCPTs were
                 tried but all refused (RFC 5321 §3.3, RFC 2920 §3.1).
-      RCPT      452 4.5.3 past max_recipients (SPEC §4).
+      RCPT      452 4.5.3 past max_recipients (SPEC §4), which is no
+                violation (RFC 5321 §4.5.3.1.10; protocol.py Rule 7).
 Rule 2 - app replies (REPLY_TABLE). For the event awaiting a reply, the reply
     code decides the next state; a code not listed is a LocalProtocolError and
     the state does not change. A 421 is legal in every state but CLOSED and

@@ -335,6 +335,46 @@ async def test_conversation_log_written_when_enabled(tmp_path, sink, nursery):
     core.cancel_scope.cancel()
 
 
+async def test_recipients_past_1000_are_sent_again_without_a_protocol_violation(tmp_path, sink,
+                                                                              nursery):
+    # interop finding 3: each RCPT past 1000 wrote a protocol_violation event (and a line in
+    # the SMTP Protocol Violation alert) citing "SPEC §4"; a client that sends the 452'd
+    # ones again in a new transaction, as Postfix does, breaks no rule (RFC 5321
+    # §4.5.3.1.10)
+    home = make_home(tmp_path, diagnostics__conversation__inbound="all",
+                     alerts__smtp_protocol_violation=True, routing__local=[
+                         {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+    everyone = [f"u{n}@local.test" for n in range(1010)]
+    raw = _message(to="list@local.test").as_bytes()
+
+    def send_as_postfix_does() -> list[int]:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.ehlo()
+            todo, codes = everyone, []
+            while todo:
+                client.mail("sender@client.test")
+                replies = [client.rcpt(address)[0] for address in todo]
+                codes += replies
+                client.data(raw)
+                todo = [a for a, code in zip(todo, replies) if code == 452]
+            return codes
+
+    codes = await trio.to_thread.run_sync(send_as_postfix_does)
+    assert codes == [250] * 1000 + [452] * 10 + [250] * 10
+    await _until(lambda: sum(len(m.recipients) for m in sink.messages) == 1010)
+    await _until(lambda: any(p.name.startswith("inbound-") for p in home.diagnostics.iterdir()))
+    await core.events.aflush()
+    assert _events(home, Action.PROTOCOL_VIOLATION) == []
+    assert [len(e["recipients"].split(";")) for e in _events(home, Action.ACCEPTED)] == [1000, 10]
+    [log] = [p for p in home.diagnostics.iterdir() if p.name.startswith("inbound-")]
+    notes = [line for line in log.read_text().splitlines() if "more than 1000" in line]
+    assert len(notes) == 1 and " -- " in notes[0]
+    assert " !! " not in log.read_text()
+    core.cancel_scope.cancel()
+
+
 async def test_conversation_log_off_writes_nothing(tmp_path, sink, nursery):
     home = make_home(tmp_path, routing__local=[
         {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])

@@ -43,7 +43,7 @@ from core.smtp import (
     ViolationKind,
     render_table,
 )
-from core.smtp.events import UnsupportedCommand
+from core.smtp.events import RecipientLimitReached, UnsupportedCommand
 
 HOST = "mx.test"
 MODES = ["whole", "bytewise", "trailing"]
@@ -499,8 +499,32 @@ def test_1001st_recipient_replies_452():
     events, out = drive(conn, EHLO + b"MAIL FROM:<a@b.example>\r\n" + rcpts)
     assert codes(out) == [250, 250] + [250] * 1000 + [452]
     assert out.endswith(b"452 4.5.3 Too many recipients\r\n")
-    assert violations(events)[-1].kind is ViolationKind.TOO_MANY_RECIPIENTS
+    assert events[-1] == RecipientLimitReached(1000)
     assert conn.recipient_count == 1000
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_recipients_past_the_limit_are_no_violation_and_one_event_a_transaction(mode):
+    # interop finding 3: every RCPT past 1000 was a protocol_violation event (and an alert
+    # line), though RFC 5321 §4.5.3.1.10 has a client send more and the rest later
+    conn = new_conn(max_recipients=2)
+    rcpts = b"".join(b"RCPT TO:<u%d@example.org>\r\n" % i for i in range(5))
+    transaction = b"MAIL FROM:<a@b.example>\r\n" + rcpts + b"DATA\r\nx\r\n.\r\n"
+    events, out = drive(conn, EHLO + transaction + transaction, mode)
+    assert codes(out) == [250] + ([250, 250, 250, 452, 452, 452, 354, 250] * 2)
+    assert not violations(events)
+    assert [e for e in events if isinstance(e, RecipientLimitReached)] == \
+        [RecipientLimitReached(2)] * 2
+    assert [e for e in events if isinstance(e, RcptTo)] == \
+        [RcptTo("u0@example.org"), RcptTo("u1@example.org")] * 2
+
+
+def test_a_bad_recipient_past_the_limit_is_still_a_syntax_error():
+    conn = new_conn(max_recipients=1)
+    events, out = drive(conn, EHLO + b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\n"
+                        b"RCPT TO:c@d\r\nRCPT TO:<e@f.example>\r\n")
+    assert codes(out) == [250, 250, 250, 501, 452]
+    assert [v.kind for v in violations(events)] == [ViolationKind.SYNTAX]
 
 
 def test_refused_recipients_do_not_count_toward_the_limit():
