@@ -11,7 +11,8 @@ Rules
     1. Candidates (MX hosts by preference, each address in order) are tried in turn while
        *connecting* fails: refused/unreachable/timeout, a greeting other than 220, a failed
        EHLO/HELO, or TLS required but impossible. Once MAIL is sent the answer of that host
-       stands: 2xx delivered, 4xx deferred, 5xx failed, per recipient (Transaction.outcomes).
+       stands: 2xx delivered, 4xx deferred, 5xx failed, per recipient (Transaction.outcomes),
+       except for a RCPT refused for the host's limit of recipients (rule 7).
        A connection lost mid-transaction defers every recipient not yet decided.
     2. `smtp.tls.outbound`: "off" never sends STARTTLS. "opportunistic" uses STARTTLS when
        offered, without certificate verification (RFC 7435: self-signed certificates are the
@@ -35,6 +36,17 @@ Rules
        set-up (greeting, EHLO, STARTTLS) is in the log of the attempt that opened it; an
        attempt that reuses it says "reusing connection <id>", and a connection waiting
        in the pool belongs to no log (its QUIT at the idle close is not logged).
+    7. Recipients go MAX_RECIPIENTS_PER_TRANSACTION to a transaction. Those a host refuses
+       only for its limit of recipients per transaction (core/delivery/session.py rule 8:
+       452 4.5.3, or 552 "too many recipients") are sent at once in further transactions
+       of the attempt, each of at most as many recipients as the host answered before its
+       limit in the one that hit it, until every recipient has had its answer: flow control, not a
+       failure (RFC 5321 §4.5.3.1.10), so the message does not wait in the slow queue
+       with a delay notice for it (interop finding 2; Exim does the same). They follow on
+       the same connection, or on a new one when the host closed it after the transaction
+       it took (found when the next MAIL gets no answer, as a stale pooled connection is).
+       Only a transaction whose host took none of them defers them (4.5.3): that limit is
+       no longer flow control.
 
 Never: keep a message in memory (it is streamed in MESSAGE_CHUNK_OCTETS pieces), read the
 wall clock for a timeout, or let a connection outlive its pool token.
@@ -54,9 +66,9 @@ import trio
 from core.delivery.mx import Candidate, LookupFailed, Resolver
 from core.delivery.pool import IDLE_CONNECTION_SECONDS, REAP_INTERVAL_SECONDS, ConnectionPool
 from core.delivery.routing import NextHop
-from core.delivery.session import (BAD_CONNECTION_STATUS, DeliveryError, Session, Timeouts,
-                                   close_session, open_session, reset_session,
-                                   run_transaction)
+from core.delivery.session import (BAD_CONNECTION_STATUS, RECIPIENT_LIMIT, DeliveryError,
+                                   Session, Timeouts, close_session, open_session,
+                                   reset_session, run_transaction)
 from core.smtp.conversation import ConversationLog, WriteFailures
 from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.events import Action
@@ -153,25 +165,42 @@ class Deliverer:
             reused = slot.session is not None
             if slot.session is None:
                 slot.session = await self._connect(found, hop, settings, mode, envelope, log)
-            for start in range(0, len(recipients), MAX_RECIPIENTS_PER_TRANSACTION):
-                chunk = list(recipients[start:start + MAX_RECIPIENTS_PER_TRANSACTION])
+            todo = list(recipients)
+            per_transaction = MAX_RECIPIENTS_PER_TRANSACTION
+            while todo:
+                chunk, todo = todo[:per_transaction], todo[per_transaction:]
                 outcomes = await run_transaction(slot.session, envelope, chunk, message_path,
                                                  self.timeouts)
                 if reused and not any(remote for _, _, _, remote in outcomes.values()):
-                    # The pooled connection went stale before the server said anything:
-                    # one fresh connection before anything is deferred.
+                    # The connection (from the pool, or after a transaction the host took:
+                    # some close then) went stale before the server said anything: one
+                    # fresh connection before anything is deferred.
                     await self._close(slot.session)
                     slot.session = None
                     slot.session = await self._connect(found, hop, settings, mode, envelope,
                                                        log)
                     outcomes = await run_transaction(slot.session, envelope, chunk,
                                                      message_path, self.timeouts)
-                reused = False
+                over = [a for a, (outcome, *_) in outcomes.items()
+                        if outcome == RECIPIENT_LIMIT]
+                answered = len(chunk) - len(over)
+                if over and answered:                                       # rule 7
+                    per_transaction = min(per_transaction, answered)
+                    todo = over + todo
+                    if log is not None:
+                        log.note(f"{slot.session.host} answered {answered} of {len(chunk)} "
+                                 f"recipients before its limit: the other {len(over)} "
+                                 f"follow, at most {per_transaction} a transaction")
                 for address, (outcome, text, status, remote) in outcomes.items():
+                    if outcome == RECIPIENT_LIMIT:
+                        if answered:
+                            continue
+                        outcome = "deferred"
                     results[address] = RecipientResult(address, outcome, text, status,
                                                        slot.session.host, remote)
                 if not slot.session.is_usable:
                     break
+                reused = True
         except DeliveryError as error:
             self._fill(results, recipients, error.text, error.status, error.host)
         except Exception as error:   # boundary (rule 4): defer, never lose the message

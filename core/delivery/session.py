@@ -47,6 +47,12 @@ Rules
        connection that fails or times out "communication", a reply that is not SMTP
        "protocol", a refusal ("local"): a 4xx/5xx reply of the next hop, or ours not to
        send (a message over its SIZE, needing SMTPUTF8 it lacks, TLS required).
+    8. A RCPT refused only because the transaction already has as many recipients as the
+       host takes — `452 4.5.3` (RFC 5321 §4.5.3.1.10), or RFC 821's `552` that the same
+       section asks clients to treat as temporary, known by 5.5.3 or the text "too many
+       recipients" — is no failure of that recipient: run_transaction reports it as
+       RECIPIENT_LIMIT with status 4.5.3, and core/delivery/deliver.py sends it in a
+       further transaction.
 """
 
 from __future__ import annotations
@@ -73,13 +79,17 @@ from shared.spool import Envelope
 
 __all__ = ["Timeouts", "Session", "DeliveryError", "open_session", "run_transaction",
            "reset_session", "close_session", "reply_text", "MESSAGE_CHUNK_OCTETS",
-           "NO_ANSWER_STATUS", "BAD_CONNECTION_STATUS"]
+           "NO_ANSWER_STATUS", "BAD_CONNECTION_STATUS", "RECIPIENT_LIMIT",
+           "RECIPIENT_LIMIT_STATUS"]
 
 MESSAGE_CHUNK_OCTETS = 256 * 1024  # most messages: one read and one write
 RECEIVE_OCTETS = 64 * 1024
 HEADER_CHUNK_OCTETS = 16 * 1024    # reading up to the end of the header section (rule 4)
 NO_ANSWER_STATUS = "4.4.1"         # rule 6: the session could not be opened
 BAD_CONNECTION_STATUS = "4.4.2"    # rule 6: lost once it was open
+RECIPIENT_LIMIT = "recipient_limit"  # rule 8: an outcome of run_transaction, not final
+RECIPIENT_LIMIT_STATUS = "4.5.3"   # RFC 3463 "too many recipients", temporary (rule 8)
+_TOO_MANY_RECIPIENTS = re.compile(r"too many recipients", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,16 @@ def _reason(exc: BaseException) -> str:
     cause's (trio's BrokenResourceError carries none and wraps the ssl.SSLError that says
     what went wrong), else its type's name."""
     return str(exc) or str(exc.__cause__ or "") or type(exc).__name__
+
+
+def _is_recipient_limit(reply: Reply) -> bool:
+    """Does this reply to RCPT say the transaction has all the recipients the host takes
+    (rule 8)?"""
+    if reply.code not in (452, 552):
+        return False
+    if reply.enhanced is not None and reply.enhanced[1:] == ".5.3":
+        return True
+    return any(_TOO_MANY_RECIPIENTS.search(line) for line in reply.lines)
 
 
 def _status(reply: Reply) -> str:
@@ -338,7 +358,8 @@ async def _start_tls(session: Session, context: ssl.SSLContext, timeouts: Timeou
 async def run_transaction(session: Session, envelope: Envelope, recipients: Sequence[str],
                           message_path: Path, timeouts: Timeouts
                           ) -> dict[str, tuple[str, str, str, bool]]:
-    """address -> (outcome, text, status, is_remote_reply) for every recipient.
+    """address -> (outcome, text, status, is_remote_reply) for every recipient; outcome
+    "delivered", "deferred", "failed", or RECIPIENT_LIMIT (rule 8).
 
     Raises DeliveryError only before MAIL was answered; later failures defer the
     recipients still undecided (their text says why)."""
@@ -396,6 +417,9 @@ async def _transaction(session: Session, envelope: Envelope, recipients: Sequenc
             text = error.text if error else f"no answer from {session.peer}"
             results[address] = ("deferred", text,
                                  error.status if error else BAD_CONNECTION_STATUS, False)
+        elif reply is transaction.rcpt_replies.get(address) and _is_recipient_limit(reply):
+            results[address] = (RECIPIENT_LIMIT, reply_text(reply), RECIPIENT_LIMIT_STATUS,
+                                True)
         else:
             results[address] = (outcome.value, reply_text(reply), _status(reply), True)
     return results
