@@ -54,6 +54,9 @@ class Part:
     data: bytes = b""                   # decoded content (b"" for multiparts)
     declared_size: int | None = None    # archive header size, when different from len(data)
     text: str | None = None             # decoded text of text/plain and text/html (HTML reduced)
+    visible_text: str | None = None     # text/html: `text` without what inline CSS or the
+                                        # hidden attribute hides (decompose/hidden.py);
+                                        # None when it hides nothing
     span: tuple[int, int] | None = None        # headers + body in the raw file (rule 2)
     body_span: tuple[int, int] | None = None   # body only
     cut: tuple[int, int] | None = None         # bytes to remove to delete the part from its
@@ -169,6 +172,14 @@ class MessageView:
     def body_text(self) -> str:
         """The decoded text of the text parts (HTML reduced to text), joined by newlines."""
         return "\n".join(p.text for p in self.parts if p.text is not None)
+
+    def rules_text(self) -> str:
+        """What content and spam rules read: `body_text()`, then the text of each HTML part
+        that hides some of it, without what it hides (decompose/hidden.py) — a word split
+        by hidden letters is found, and hidden text is still read, as a style sheet may show
+        it again. The heuristic engine reads `body_text()` and the parts' `text`."""
+        shown = [p.visible_text for p in self.parts if p.visible_text is not None]
+        return "\n".join([self.body_text(), *shown]) if shown else self.body_text()
 
     def children(self, part_id: int) -> list[Part]:
         return [p for p in self.parts if p.parent == part_id]

@@ -17,7 +17,7 @@ def check(view, settings) -> list[Finding]:
     action = settings["rules.content_action"]
     out = []
     subjects = "\n".join(view.subjects())
-    for match in matching_rules("rules.content", rules, subjects, view.body_text(),
+    for match in matching_rules("rules.content", rules, subjects, view.rules_text(),
                                 settings["rules.body_scanning"]):
         common = dict(rule=match.label, event="content_rule_violation",
                       reason=f"content rule {match.label} matched: "

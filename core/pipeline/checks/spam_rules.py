@@ -50,7 +50,7 @@ def _first_match(view, rules, body_scanning: bool):
     if not rules or view.skip_antispam or view.is_generated:
         return None, []
     subjects = "\n".join(view.subjects())
-    found = matching_rules("rules.spam", rules, subjects, view.body_text(), body_scanning)
+    found = matching_rules("rules.spam", rules, subjects, view.rules_text(), body_scanning)
     return (found[0] if found else None), found
 
 

@@ -42,7 +42,7 @@ from core.pipeline.decompose.content_fields import content_info, decode_words
 from core.pipeline.decompose.mime import (DelimiterSearch, decode_transfer, find_parts,
                                           split_header)
 from core.pipeline.decompose.sniff import CONTAINER_TYPES, true_type
-from core.pipeline.decompose.text import as_read, decode_text, html_to_text, unflow
+from core.pipeline.decompose.text import as_read, decode_text, html_texts, unflow
 from core.pipeline.view import LimitHit, MessageView, Part, PartError, is_text_type
 
 __all__ = ["decompose", "decompose_bytes", "Budget", "LimitExceeded", "SCRATCH_DIR_KEY"]
@@ -315,7 +315,9 @@ class _Walker:
             if defect:
                 self.defect(part, defect)
             if part.content_type == "text/html":
-                text = html_to_text(text)
+                text, shown = html_texts(text)
+                if shown is not None:
+                    part.visible_text = as_read(shown)
             elif part.flowed and part.content_type == "text/plain":
                 text = unflow(text, part.delsp)
             part.text = as_read(text)

@@ -1,7 +1,9 @@
 """Decoded text of text parts: charset decoding (charsets.py: as mail readers read the label)
 and HTML reduced to its text (for content and spam rules, SPEC §3 rules.spam: "HTML reduced
 to its text"), read as a reader sees it: without the characters that draw nothing, look-alike
-letters of mixed-script words as Latin."""
+letters of mixed-script words as Latin. `html_texts` also gives the text without what inline
+CSS hides (hidden.py), a second reading for the rules only: the heuristic engine's tokens
+read the first, which its model was trained on."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import html
 import re
 
 from core.pipeline.decompose import charsets
+from core.pipeline.decompose.hidden import without_hidden
 
-__all__ = ["decode_text", "html_to_text", "as_read", "unflow"]
+__all__ = ["decode_text", "html_to_text", "html_texts", "as_read", "unflow"]
 
 # Every pattern below scans a tag only up to the next "<" ([^<>]*, not [^>]*): unclosed
 # tags ("<a <a <a ...", 150 KB) made each "<" scan to the end of the part, quadratic time
@@ -184,7 +187,19 @@ def _drop_elements(markup: str) -> str:
 
 
 def html_to_text(markup: str) -> str:
+    return _reduced(_drop_comments(_drop_elements(markup)))
+
+
+def html_texts(markup: str) -> tuple[str, str | None]:
+    """(the text of `markup`, as html_to_text; the text without the elements inline CSS
+    or the `hidden` attribute hides, or None when it hides none: hidden.py)."""
     raw = _drop_comments(_drop_elements(markup))
+    shown = without_hidden(raw)
+    return _reduced(raw), None if shown is None else _reduced(shown)
+
+
+def _reduced(raw: str) -> str:
+    """Markup without comments, script, style and title, reduced to its text."""
     raw = _BREAK.sub("\n", raw)
     raw = _SEPARATING.sub(" ", raw)
     raw = _TAG.sub("", raw)

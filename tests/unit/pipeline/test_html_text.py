@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.pipeline.decompose.text import as_read, html_to_text, unflow
+from core.pipeline.decompose.text import as_read, html_texts, html_to_text, unflow
 
 
 @pytest.mark.parametrize("markup, shown", [
@@ -65,3 +65,64 @@ def test_text_is_read_as_a_reader_sees_it(text, read):
 ])
 def test_flowed_text_is_read_as_shown(flowed, delsp, shown):
     assert unflow(flowed, delsp) == shown
+
+
+# --- what inline CSS hides (decompose/hidden.py; antispam adversary B1) ---------------------
+
+@pytest.mark.parametrize("markup, shown", [
+    # the tester's two: a word split by hidden letters
+    ("<p>buy vi<span style='display:none'>zz</span>agra today</p>", "buy viagra today"),
+    ("<p>buy vi<font style='font-size:0'>xx</font>agra today</p>", "buy viagra today"),
+    # the hidden attribute, with same-name elements inside it
+    ("<p>vi<b hidden>x<b>y</b>z</b>agra</p>", "viagra"),
+    ("<p>vi<span style=\"visibility: hidden\">zz</span>agra</p>", "viagra"),
+    ("<p>vi<span style=\"visibility:collapse\">zz</span>agra</p>", "viagra"),
+    # every zero font size, and the font shorthand's
+    *((f"vi<span style='font-size:{size}'>zz</span>agra", "viagra")
+      for size in ("0px", "0pt", "0em", "0.0rem", ".0%", "0 !important")),
+    ("vi<span style='font: 0/0 a'>zz</span>agra", "viagra"),
+    # read as a browser reads a style: references decoded, comments dropped, any case,
+    # !important, the last declaration of a property winning
+    ("vi<span style=\"DISPLAY&#58;NONE !important\">zz</span>agra", "viagra"),
+    ("vi<span style=\"display:/* x */none\">zz</span>agra", "viagra"),
+    ("vi<span style=\"display:block;display:none\">zz</span>agra", "viagra"),
+    # an element whose end tag may be left out ends at the next of its name
+    ("<p style=\"display:none\">zz<p>viagra today", "viagra today"),
+    # a descendant showing its text again: kept from there on (rule 2)
+    ("<div style='visibility:hidden'>zz<span style='visibility:visible'>viagra</span></div>",
+     "viagra"),
+])
+def test_the_rules_reading_leaves_out_what_inline_css_hides(markup, shown):
+    text, visible = html_texts(markup)
+    assert text == html_to_text(markup)                 # the engine's text, unchanged
+    assert " ".join(visible.split()) == shown
+
+
+@pytest.mark.parametrize("markup", [
+    "<p>nothing hidden <font face='Arial'>here</font></p>",
+    "<a title='none of them' style='font-family: x; font-size: 10px'>a link</a>",
+    "<span style='display:none; display:inline'>shown</span>",
+    "<span hidden style='display:block'>shown</span>",    # the style beats the attribute
+    "<span style='font-size:0; font: 12px arial'>shown</span>",
+    "<span style='visibility:visible'>shown</span>",
+])
+def test_markup_hiding_nothing_has_one_reading(markup):
+    assert html_texts(markup) == (html_to_text(markup), None)
+
+
+HOSTILE_CHARS = 400_000
+
+
+def test_hostile_markup_is_read_in_one_pass():
+    # a tag never closed: each hint word in it, or each shorter name, tried against the rest
+    # of the tag would be quadratic (400 KB for minutes)
+    unclosed = "<a " + "nonefont " * (HOSTILE_CHARS // 9)
+    assert html_texts("shown " + unclosed)[1] is None
+    assert html_texts("shown <" + "a" * HOSTILE_CHARS + " hidden")[1] is None
+    styled = "<a style=\"" + "font: 0 " * (HOSTILE_CHARS // 8)
+    assert html_texts("shown " + styled)[1] is None
+    # many made-up names, each hidden and closed: no expression compiled per name
+    names = "".join(f"<x{i} hidden>zz</x{i}>v" for i in range(HOSTILE_CHARS // 24))
+    assert html_texts(names)[1] == "v" * (HOSTILE_CHARS // 24)
+    nested = "<div hidden>" * (HOSTILE_CHARS // 12) + "zz"
+    assert html_texts("shown" + nested)[1] == "shown"
