@@ -16,8 +16,10 @@ Rules:
 - Which event feeds which figure is written once, in `MESSAGE_ITEMS` and friends below.
 - Messages Rejected counts messages (guide Tables 7-1, 7-2), not refused recipients: a
   `rejected` event whose result is RECIPIENT_REFUSED is left out of it and of the charts'
-  Rejected series. The roll-ups do not key `result`, so these few are counted from the events
-  (`events_action_time`: the range's `rejected` rows).
+  Rejected series; so is a `quarantined` event whose result is COPY_NOT_KEPT from Messages
+  Quarantined and the Quarantined series (no copy, so the Status page does not count it
+  either). The roll-ups do not key `result`, so these few are counted from the events
+  (`events_action_time`: the range's rows of that action), `NOT_COUNTED`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ __all__ = ["Summary", "SummarySection", "DetailFilter", "DetailRow", "ACTION_GRO
            "ACTION_LABELS", "DISPOSITION_SERIES", "summarise", "disposition_counts",
            "iter_detail", "detail_page", "count_detail", "DetailPage", "BATCH_ROWS",
            "ENCRYPTED_DELETED_RESULTS", "UNKNOWN_ITEM", "action_filter", "parse_key",
-           "top_items", "RECIPIENT_REFUSED"]
+           "top_items", "RECIPIENT_REFUSED", "COPY_NOT_KEPT", "INFECTION_ITEMS",
+           "VIRUS_ACTIONS"]
 
 HOUR = 3600
 BATCH_ROWS = 5_000
@@ -49,28 +52,39 @@ ENCRYPTED_DELETED_RESULTS = frozenset({"deleted", "delete"})
 # the message (core/smtp/server.py `_settle_refusals`). The detail report shows these; Messages
 # Rejected, the charts' Rejected and the Status page's Rejected leave them out.
 RECIPIENT_REFUSED = "recipient"
+# The `result` of a `quarantined` event for a virus quarantine copy that was not kept (the
+# spool's file system low, core/scan/service.py rule 4): no message was quarantined.
+COPY_NOT_KEPT = "skipped_low_disk"
+# The events of an action that its figures leave out, by their `result`.
+NOT_COUNTED = {Action.REJECTED: RECIPIENT_REFUSED, Action.QUARANTINED: COPY_NOT_KEPT}
 
 # --- summary definitions (guide Tables 7-2..7-4, SPEC §2 summary CSV) -------------------------
 # (item label, action, how): how = "events" | "events_not_generated" | "kb_not_generated"
-# | "encrypted_deleted" | "messages_rejected" (less the RECIPIENT_REFUSED ones)
+# | "encrypted_deleted" | "events_counted" (less the NOT_COUNTED ones)
 MESSAGE_ITEMS: tuple[tuple[str, Action, str], ...] = (
     ("Messages Accepted", Action.ACCEPTED, "events_not_generated"),
     ("Data Accepted (KB)", Action.ACCEPTED, "kb_not_generated"),
-    ("Messages Rejected", Action.REJECTED, "messages_rejected"),
+    ("Messages Rejected", Action.REJECTED, "events_counted"),
     ("Messages Bounced", Action.BOUNCED, "events"),
     ("Messages Dropped", Action.DROPPED, "events"),
     ("Messages Delivered", Action.DELIVERED, "events"),
     ("Message Delivery Failures", Action.DELIVERY_FAILED, "events"),
     ("Messages Completed", Action.COMPLETED, "events"),
     ("Encrypted Files Deleted", Action.ENCRYPTED_CONTAINER, "encrypted_deleted"),
-    ("Messages Quarantined", Action.QUARANTINED, "events"),
+    ("Messages Quarantined", Action.QUARANTINED, "events_counted"),
 )
 PREMIUM_ITEMS = (("Spam Detected", Action.SPAM), ("Suspected Spam Detected",
                  Action.SUSPECTED_SPAM), ("Reputation Spam Detected", Action.REPUTATION_SPAM))
-INFECTION_ITEMS = (("Infections Logged", Action.VIRUS_LOGGED),
-                   ("Infections Repaired", Action.FILE_REPAIRED),
-                   ("Infections Deleted", Action.FILE_DELETED))
-VIRUS_ACTIONS = frozenset(a for _, a in INFECTION_ITEMS)
+# (item label, the actions it counts). A mass-mailer cleanup deletes the whole message, the
+# infected file with it: an infection deleted, as a virus in the message body itself is
+# (its `file_deleted`, rule av.outer_message). The outbreak alert counts these messages
+# too, so the summary of an outbreak shows the worm (guide finding 3).
+INFECTION_ITEMS: tuple[tuple[str, tuple[Action, ...]], ...] = (
+    ("Infections Logged", (Action.VIRUS_LOGGED,)),
+    ("Infections Repaired", (Action.FILE_REPAIRED,)),
+    ("Infections Deleted", (Action.FILE_DELETED, Action.MASS_MAILER_CLEANUP)))
+# Viruses Found: every detection the infection items count, by virus name.
+VIRUS_ACTIONS = frozenset(a for _, actions in INFECTION_ITEMS for a in actions)
 SECTION_TITLES = {
     "message": "Message Summary", "premium": "Premium AntiSpam Summary",
     "infection": "Infection Summary", "viruses": "Viruses Found",
@@ -204,9 +218,9 @@ def summarise(conn: sqlite3.Connection, rng: ReportRange, *, premium: bool) -> S
     def figure(action: Action, how: str) -> int:
         if how == "events":
             return by_action.get(action.value, 0)
-        if how == "messages_rejected":
+        if how == "events_counted":
             events = by_action.get(action.value, 0)
-            return events - len(_recipient_refusals(conn, rng.start, rng.end)) if events else 0
+            return events - len(_not_counted(conn, action, rng.start, rng.end)) if events else 0
         picked = [v for (a, item, gen), v in totals.items() if a == action.value and
                   (how != "encrypted_deleted" or item in ENCRYPTED_DELETED_RESULTS) and
                   (how == "encrypted_deleted" or not gen)]
@@ -220,7 +234,8 @@ def summarise(conn: sqlite3.Connection, rng: ReportRange, *, premium: bool) -> S
         rows = [(label, by_action.get(a.value, 0)) for label, a in PREMIUM_ITEMS]
         sections.append(SummarySection("premium", SECTION_TITLES["premium"], rows,
                                        sum(n for _, n in rows)))
-    rows = [(label, by_action.get(a.value, 0)) for label, a in INFECTION_ITEMS]
+    rows = [(label, sum(by_action.get(a.value, 0) for a in actions))
+            for label, actions in INFECTION_ITEMS]
     sections.append(SummarySection("infection", SECTION_TITLES["infection"], rows,
                                    sum(n for _, n in rows)))
     for key, actions in (("viruses", VIRUS_ACTIONS),
@@ -237,11 +252,13 @@ def summarise(conn: sqlite3.Connection, rng: ReportRange, *, premium: bool) -> S
     return Summary(rng, sections)
 
 
-def _recipient_refusals(conn: sqlite3.Connection, start: float, end: float) -> list[float]:
-    """The times of the RECIPIENT_REFUSED `rejected` events in [start, end)."""
+def _not_counted(conn: sqlite3.Connection, action: Action, start: float,
+                 end: float) -> list[float]:
+    """The times of the `action` events in [start, end) that its figures leave out
+    (NOT_COUNTED)."""
     return [t for (t,) in conn.execute(
         "SELECT time FROM events WHERE action = ? AND time >= ? AND time < ? AND result = ?",
-        (Action.REJECTED.value, start, end, RECIPIENT_REFUSED))]
+        (action.value, start, end, NOT_COUNTED[action]))]
 
 
 def _split(a: float, b: float, cuts: list[float]) -> list[tuple[float, float]]:
@@ -261,7 +278,7 @@ def disposition_counts(conn: sqlite3.Connection, rng: ReportRange,
     to the next, the last to the range's end), else the UTC hours. A whole UTC hour inside
     one bucket is read from the roll-ups; an hour that a bucket boundary cuts (local hours
     in a half-hour time zone) or the range's edge cuts is counted from its events, so every
-    count is in the bucket its time belongs to. `rejected` leaves out RECIPIENT_REFUSED.
+    count is in the bucket its time belongs to. The NOT_COUNTED events are left out.
     """
     names = tuple(a.value for a in series)
     marks = ",".join("?" * len(names))
@@ -300,9 +317,10 @@ def disposition_counts(conn: sqlite3.Connection, rng: ReportRange,
                 f"SELECT action, COUNT(*) FROM events WHERE time >= ? AND time < ? AND "
                 f"action IN ({marks}) GROUP BY action", (a, b, *names)):
             add(a, action, events)
-    if Action.REJECTED.value in names:
-        for time in _recipient_refusals(conn, rng.start, rng.end):
-            add(time, Action.REJECTED.value, -1)
+    for action in NOT_COUNTED:
+        if action.value in names:
+            for time in _not_counted(conn, action, rng.start, rng.end):
+                add(time, action.value, -1)
     return out
 
 

@@ -14,8 +14,8 @@ import pytest
 from shared import db
 from shared.clock import FakeClock
 from shared.events import CATEGORY_OF, Action, Category, EventWriter
-from shared.report import (ACTION_GROUPS, DetailFilter, count_detail, detail_page,
-                           disposition_counts, iter_detail, summarise)
+from shared.report import (ACTION_GROUPS, COPY_NOT_KEPT, DetailFilter, count_detail,
+                           detail_page, disposition_counts, iter_detail, summarise)
 from shared.report_format import (DETAIL_COLUMNS, SUMMARY_COLUMNS, csv_lines, detail_parts,
                                   detail_record, escape_cell, json_lines, summary_records,
                                   summary_text, text_lines)
@@ -542,3 +542,56 @@ def test_iso_local_and_file_name():
     tokyo = zoneinfo.ZoneInfo("Asia/Tokyo")
     assert iso_local(T0 + 0.9, tokyo) == "2027-01-15T17:00:00+09:00"
     assert csv_file_name(T0 + 65, tokyo) == "MAILMOAT202701151701.csv"
+
+
+# --- guide findings 3 and 4: mass mailers in the infection figures; copies not kept -------
+# A mass-mailer cleanup (the worm's message dropped) was in neither Viruses Found nor the
+# Infection Summary, though the outbreak alert counts it. A virus quarantine copy that was
+# not kept (low disk) counted as a message quarantined, which the Status page does not count.
+
+ONE_HOUR = ReportRange(T0, T0 + 3600, "UTC")
+
+
+def test_a_mass_mailer_cleanup_counts_as_an_infection_deleted_and_names_its_virus(
+        database, seed):
+    seed.at(T0 + 1, Action.MASS_MAILER_CLEANUP, rule="av.mass_mailer_cleanup",
+            result="dropped", data={"virus": "W32.Testmass@mm", "file": "a.exe"})
+    seed.at(T0 + 2, Action.MASS_MAILER_CLEANUP, rule="av.mass_mailer_cleanup",
+            result="dropped", data={"virus": "W32.Testmass2@m", "file": "b.exe"})
+    seed.at(T0 + 3, Action.MASS_MAILER_CLEANUP, rule="av.mass_mailer_cleanup",
+            result="dropped", data={"virus": "W32.Testmass@mm", "file": "c.exe"})
+    seed.at(T0 + 4, Action.FILE_DELETED, data={"virus": "EICAR", "file": "x.com"})
+    seed.done()
+    summary = summarise(database[1], ONE_HOUR, premium=False)
+    assert summary.section("infection").rows == [
+        ("Infections Logged", 0), ("Infections Repaired", 0), ("Infections Deleted", 4)]
+    assert summary.section("infection").total == 4
+    assert summary.section("viruses").rows == [
+        ("W32.Testmass@mm", 2), ("EICAR", 1), ("W32.Testmass2@m", 1)]
+    assert summary.section("viruses").total == summary.section("infection").total
+
+
+def test_a_mass_mailer_cleanup_in_a_whole_hour_counts_from_the_rollups(database, seed):
+    # the hour inside the range is read from event_hourly, keyed by the virus name
+    seed.at(T0 + 1800, Action.MASS_MAILER_CLEANUP, data={"virus": "W32.Testmass@mm"})
+    seed.done()
+    summary = summarise(database[1], ReportRange(T0 - 60, T0 + 7200 + 60, "UTC"),
+                        premium=False)
+    assert summary.figure("infection", "Infections Deleted") == 1
+    assert summary.section("viruses").rows == [("W32.Testmass@mm", 1)]
+
+
+def test_a_virus_quarantine_copy_not_kept_is_no_message_quarantined(database, seed):
+    for i in range(2):
+        seed.at(T0 + 10 + i, Action.QUARANTINED, rule="av.quarantine", result="quarantined",
+                data={"folder": "virus"})
+    seed.at(T0 + 20, Action.QUARANTINED, rule="av.quarantine", result=COPY_NOT_KEPT,
+            data={"folder": "virus"})
+    seed.at(T0 + 30, Action.QUARANTINED, rule="rules.content_action",
+            data={"folder": "spam"})              # the queue manager's disposition event
+    seed.done()
+    conn = database[1]
+    assert summarise(conn, ONE_HOUR, premium=False).figure(
+        "message", "Messages Quarantined") == 3
+    buckets = disposition_counts(conn, ONE_HOUR)
+    assert sum(b.get("quarantined", 0) for b in buckets.values()) == 3
