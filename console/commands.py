@@ -18,12 +18,16 @@ def _run(args) -> int:
     import sys
 
     from console.serve import run
+    from shared.home import AlreadyRunning
     from shared.paths import resolve_home
 
     home = resolve_home(args.home)
     if not home.exists():
         raise CommandFailed(f"no Mailmoat data home at {home.root}; run `mailmoat init` first")
-    status = run(home, out=lambda line: print(line, flush=True))
+    try:
+        status = run(home, out=lambda line: print(line, flush=True))
+    except AlreadyRunning as exc:
+        raise CommandFailed(str(exc)) from None
     sys.stdout.flush()
     return status
 

@@ -16,6 +16,9 @@ Rules:
 - The request line and headers together are read up to MAX_REQUEST_HEADER_OCTETS; cheroot
   answers a longer request line 414 and longer headers 413 (its default reads them
   without a bound, so one client could fill the memory).
+- One console per data home: `mailmoat console` holds the flock `run/console.lock` while it
+  runs (shared.home.hold_lock), so its jobs run once and `mailmoat run` can tell a console
+  it did not start.
 - `ConsoleServer(ports fixed)` is what tests use: port 0 picks free ports, settings changes
   then do not move the listeners.
 """
@@ -23,6 +26,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import threading
@@ -257,12 +261,22 @@ class ConsoleServer:
 
 
 def run(home: DataHome, out: Callable[[str], None] = print) -> int:
-    """`mailmoat console`: serve until SIGTERM or Ctrl-C; 0 after a clean stop."""
-    from shared.home import open_db
+    """`mailmoat console`: serve until SIGTERM or Ctrl-C; 0 after a clean stop. Raises
+    AlreadyRunning when another console holds the data home."""
+    from shared.home import hold_lock, open_db
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s mailmoat-console %(levelname)s %(message)s")
     open_db(home).close()  # refuses a missing home or a schema this code does not know
+    home.create()
+    lock = hold_lock(home, "console.lock", "Mailmoat console")
+    try:
+        return _serve(home, out)
+    finally:
+        os.close(lock)
+
+
+def _serve(home: DataHome, out: Callable[[str], None]) -> int:
     server = ConsoleServer(home)
     try:
         server.start()

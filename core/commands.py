@@ -2,7 +2,8 @@
 
 `run` supervises two child processes (`mailmoat core`, `mailmoat console`): a child that dies
 is restarted with backoff (1 s doubling to 60 s) and a `service_start_improper` event is
-written; SIGTERM or Ctrl-C stops both cleanly and exits 0.
+written; SIGTERM or Ctrl-C stops both cleanly and exits 0. A core or console it did not
+start, found on the data home at start, is named in one line and `run` exits 1.
 
 `queue list` reads the spool (read-only); `queue reprocess|drop|forward` are requests the core
 carries out through the commands table, as Postfix's postsuper asks its queue manager.
@@ -84,7 +85,7 @@ def serve_core(args) -> int:
 
 def supervise(args) -> int:
     from shared import db
-    from shared.home import AlreadyRunning, hold_lock, open_db
+    from shared.home import AlreadyRunning, hold_lock, lock_holder, open_db
     from shared.settings_store import load
 
     home = resolve_home(args.home)
@@ -97,6 +98,15 @@ def supervise(args) -> int:
         hold_lock(home, "run.lock", "`mailmoat run`")
     except AlreadyRunning as exc:
         raise CommandFailed(str(exc)) from None
+    for part in ("core", "console"):
+        # Started by hand, or left by a `mailmoat run` of a release whose children outlived
+        # it: ours would fail against it and be restarted for ever, each time "after an
+        # improper shutdown", while stopping this run would leave that one serving.
+        pid = lock_holder(home, f"{part}.lock")
+        if pid is not None:
+            raise CommandFailed(f"a Mailmoat {part} not started by this `mailmoat run` is "
+                                f"running on this data home (pid {pid}); stop it "
+                                f"(kill {pid}), then start `mailmoat run` again")
     conn = db.connect(home.db)
     try:
         db.migrate(conn)  # `run` applies migrations itself (issue 2)

@@ -19,7 +19,7 @@ from shared.settings_store import apply_changes, load, stored_keys
 from shared.tls import ensure_self_signed
 
 __all__ = ["initialise", "open_db", "InitResult", "HomeMissing", "machine_hostname",
-           "AlreadyRunning", "hold_lock"]
+           "AlreadyRunning", "hold_lock", "lock_holder"]
 
 
 class AlreadyRunning(Exception):
@@ -34,13 +34,34 @@ def hold_lock(home: DataHome, name: str, what: str) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        pid = _holder_pid(fd)
         os.close(fd)
         raise AlreadyRunning(f"another {what} is running on this data home (pid {pid})"
                              ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
+
+
+def lock_holder(home: DataHome, name: str) -> str | None:
+    """The pid (as its holder wrote it) of the process that holds `run/<name>`, or None when
+    no process does (it takes the lock, shared, for a moment to find out)."""
+    try:
+        fd = os.open(home.run / name, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)   # closing the descriptor drops it
+    except BlockingIOError:
+        return _holder_pid(fd)
+    else:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _holder_pid(fd: int) -> str:
+    return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
 
 
 class HomeMissing(RuntimeError):

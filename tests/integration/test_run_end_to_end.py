@@ -15,6 +15,8 @@ import urllib.parse
 import urllib.request
 from html.parser import HTMLParser
 
+import pytest
+
 from shared import db
 from shared.settings_store import load
 from tests.support.core import ADMIN_PASSWORD, make_home, stored_settings, wait_port
@@ -282,3 +284,35 @@ def test_a_core_that_cannot_start_is_not_reported_as_an_improper_shutdown(tmp_pa
     events = _core_events(home)
     assert "service_start_improper" not in events, events
     assert events[-2:] == ["service_started", "service_stopped"], events
+
+
+@pytest.mark.parametrize("part", ["core", "console"])
+def test_run_refuses_a_core_or_console_it_did_not_start(tmp_path, part):
+    """What a `run` killed by an older release left behind, or one started by hand: the new
+    run restarted its own for ever against it, mailing "Service Start After Improper
+    Shutdown" each round, and stopping it left the other one serving."""
+    home = make_home(tmp_path, smtp__listener_processes=1)
+    settings = stored_settings(home)
+    with open(tmp_path / f"{part}.log", "wb") as log:
+        alone = subprocess.Popen([sys.executable, "-m", "shared.cli", part, "--home",
+                                  str(home.root)], stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    second = None
+    try:
+        wait_port(settings["smtp.port" if part == "core" else "http.port"])
+        second = subprocess.Popen([sys.executable, "-m", "shared.cli", "run", "--home",
+                                   str(home.root)], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True)
+        out, err = second.communicate(timeout=60)
+        assert alone.poll() is None, f"`mailmoat run` stopped the {part} it found"
+    finally:
+        if second is not None and second.poll() is None:
+            os.killpg(second.pid, signal.SIGKILL)
+        alone.send_signal(signal.SIGTERM)
+        alone.wait(timeout=90)
+    assert second.returncode == 1
+    assert err == (f"mailmoat: a Mailmoat {part} not started by this `mailmoat run` is "
+                   f"running on this data home (pid {alone.pid}); stop it "
+                   f"(kill {alone.pid}), then start `mailmoat run` again\n")
+    assert out == ""
+    assert "service_start_improper" not in _core_events(home)
