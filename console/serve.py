@@ -18,7 +18,8 @@ Rules:
   without a bound, so one client could fill the memory).
 - One console per data home: `mailmoat console` holds the flock `run/console.lock` while it
   runs (shared.home.hold_lock), so its jobs run once and `mailmoat run` can tell a console
-  it did not start.
+  it did not start. Under `mailmoat run` it stops cleanly when the run ends, kill -9
+  included (shared.parent_watch).
 - `ConsoleServer(ports fixed)` is what tests use: port 0 picks free ports, settings changes
   then do not move the listeners.
 """
@@ -41,6 +42,7 @@ from console.context import EXTENSION_KEY
 from shared import db as shared_db
 from shared.clock import WallClock
 from shared.events import Action
+from shared.parent_watch import watch_supervisor
 from shared.paths import DataHome
 from shared.settings_store import load
 from shared.tls import (ServerPair, load_server_pair, pair_signature, previous_path,
@@ -261,8 +263,9 @@ class ConsoleServer:
 
 
 def run(home: DataHome, out: Callable[[str], None] = print) -> int:
-    """`mailmoat console`: serve until SIGTERM or Ctrl-C; 0 after a clean stop. Raises
-    AlreadyRunning when another console holds the data home."""
+    """`mailmoat console`: serve until SIGTERM or Ctrl-C (or the end of the `mailmoat run`
+    that started it); 0 after a clean stop. Raises AlreadyRunning when another console
+    holds the data home."""
     from shared.home import hold_lock, open_db
 
     logging.basicConfig(level=logging.INFO,
@@ -285,6 +288,7 @@ def _serve(home: DataHome, out: Callable[[str], None]) -> int:
         return 1
     for handled in (signal.SIGTERM, signal.SIGINT):
         signal.signal(handled, lambda *_: server.request_stop())
+    watch_supervisor("console")
     urls = server.urls()
     https = urls.get("https", "no HTTPS (see Certificate Management)")
     out(f"Mailmoat console: {urls['http']} and {https} (data home {home.root})")

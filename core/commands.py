@@ -2,8 +2,10 @@
 
 `run` supervises two child processes (`mailmoat core`, `mailmoat console`): a child that dies
 is restarted with backoff (1 s doubling to 60 s) and a `service_start_improper` event is
-written; SIGTERM or Ctrl-C stops both cleanly and exits 0. A core or console it did not
-start, found on the data home at start, is named in one line and `run` exits 1.
+written; SIGTERM or Ctrl-C stops both cleanly and exits 0. The children never outlive it:
+each watches a lifeline to it and stops cleanly when it goes, kill -9 included
+(shared.parent_watch). A core or console it did not start, found on the data home at start,
+is named in one line and `run` exits 1.
 
 `queue list` reads the spool (read-only); `queue reprocess|drop|forward` are requests the core
 carries out through the commands table, as Postfix's postsuper asks its queue manager.
@@ -63,12 +65,14 @@ def serve_core(args) -> int:
     from core.smtp.server import ListenFailed
     from shared.cli import sole_exception
     from shared.home import open_db
+    from shared.parent_watch import watch_supervisor
 
     home = resolve_home(args.home)
     open_db(home).close()  # clear message for a missing home or a schema mismatch
 
     async def main():
         async with _stopped_by_signal() as nursery:
+            watch_supervisor("core")
             handle = await nursery.start(run_core, home)
             print("Mailmoat core: SMTP on " + handle.listening, flush=True)
 
@@ -173,6 +177,7 @@ def _core_failed_to_start(home, since: float) -> bool:
 
 async def _keep_running(part: str, home: str) -> None:
     from shared.events import Action, EventWriter
+    from shared.parent_watch import lifeline
     from shared.paths import DataHome
 
     delay = RESTART_INITIAL_SECONDS
@@ -180,18 +185,19 @@ async def _keep_running(part: str, home: str) -> None:
     command = [sys.executable, "-P", "-m", "shared.cli", part, "--home", home]
     while True:
         started, started_at = time.monotonic(), time.time()
-        process = await trio.lowlevel.open_process(command)
-        try:
-            status = await process.wait()
-        except trio.Cancelled:
-            with trio.CancelScope(shield=True):
-                process.send_signal(signal.SIGTERM)
-                with trio.move_on_after(STOP_GRACE_SECONDS):
-                    await process.wait()
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
-            raise
+        with lifeline() as spawn_options:  # the child stops when this process goes
+            process = await trio.lowlevel.open_process(command, **spawn_options)
+            try:
+                status = await process.wait()
+            except trio.Cancelled:
+                with trio.CancelScope(shield=True):
+                    process.send_signal(signal.SIGTERM)
+                    with trio.move_on_after(STOP_GRACE_SECONDS):
+                        await process.wait()
+                    if process.returncode is None:
+                        process.kill()
+                        await process.wait()
+                raise
         if time.monotonic() - started > 2 * RESTART_MAX_SECONDS:
             delay = RESTART_INITIAL_SECONDS  # it ran a good while: start the backoff afresh
         print(f"mailmoat run: {part} exited with status {status}; restarting in {delay} s",

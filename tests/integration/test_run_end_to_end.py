@@ -1,6 +1,7 @@
 """`mailmoat run` as an administrator meets it: both processes up, a change saved in the
 console (over real HTTP, with its logon and CSRF token) is in effect in the core within the
-2-second design figure, and SIGTERM stops everything with exit status 0."""
+2-second design figure, SIGTERM stops everything with exit status 0, and the core and the
+console do not outlive it."""
 
 from __future__ import annotations
 
@@ -284,6 +285,46 @@ def test_a_core_that_cannot_start_is_not_reported_as_an_improper_shutdown(tmp_pa
     events = _core_events(home)
     assert "service_start_improper" not in events, events
     assert events[-2:] == ["service_started", "service_stopped"], events
+
+
+def _refuses(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            return False
+    except OSError:
+        return True
+
+
+def test_the_core_and_the_console_stop_when_run_is_killed(tmp_path):
+    """kill -9 of `mailmoat run` left the core, its listener processes and the console
+    running under init, supervised by nobody: SMTP kept answering, and the next `run`
+    restarted its own children against them for ever (chaos finding 2)."""
+    from shared.home import lock_holder
+
+    home = make_home(tmp_path, smtp__listener_processes=2)      # listener processes too
+    run, log, settings = _start_run(tmp_path, home, start_new_session=True)
+    try:
+        _wait_for_events(home, ["service_started"])
+        wait_port(settings["http.port"])
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+        # Not the pids: under an init that does not reap, a process that ended lingers;
+        # its ports and locks do not.
+        deadline = time.monotonic() + 90
+        while not (_refuses(settings["smtp.port"]) and _refuses(settings["http.port"])
+                   and lock_holder(home, "core.lock") is None
+                   and lock_holder(home, "console.lock") is None):
+            assert time.monotonic() < deadline, "the children outlived `mailmoat run`"
+            time.sleep(0.2)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)      # whatever is left of the group
+        log.close()
+    output = (tmp_path / "run.log").read_text()
+    # they stopped as a clean stop does: no improper start for the next run to report
+    assert _core_events(home) == ["service_started", "service_stopped"], output[-3000:]
+    assert not (home.run / "core.running").exists()
+    for line in ("Mailmoat core stopped.", "Mailmoat console stopped."):
+        assert line in output.splitlines(), output[-3000:]
 
 
 @pytest.mark.parametrize("part", ["core", "console"])
