@@ -15,6 +15,7 @@ import trio
 
 from core.control import SettingsWatcher
 from core.scan.antispam.autowhitelist import AutoWhitelistMirror
+from core.smtp.client_sessions import SharedClientSessions
 from core.smtp.listeners import COUNTER_REPORT_SECONDS, LISTENER_NICE
 from core.smtp.server import GroupCommitter, ListenFailed, SmtpServer
 from core.smtp.tls import TlsFiles
@@ -61,7 +62,9 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
                         resolver=Resolver(settings),
                         hostname=lambda: settings()["smtp.hostname"] or machine_hostname(),
                         reuse_port=True, share=share, share_index=index,
-                        auto_whitelisted=auto_whitelist.contains)
+                        auto_whitelisted=auto_whitelist.contains,
+                        client_sessions=SharedClientSessions(
+                            home.run / "smtp-client-sessions", share, index))
     settings.on_change(server.settings_changed)
 
     async def report():

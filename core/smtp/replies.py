@@ -43,6 +43,7 @@ __all__ = [
     "R421_TOO_MANY_ERRORS",
     "R421_TIMEOUT",
     "R421_SERVICE_NOT_AVAILABLE",
+    "R421_TOO_MANY_CONNECTIONS",
     "R451_LOCAL_ERROR",
     "R452_TOO_MANY_RECIPIENTS",
     "R452_INSUFFICIENT_STORAGE",
@@ -201,6 +202,7 @@ R421_SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, closing transmi
 R421_TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing transmission channel")
 R421_TIMEOUT = Reply(421, "4.4.2", "Timeout, closing transmission channel")
 R421_SERVICE_NOT_AVAILABLE = Reply(421, "4.3.2", "Service not available, closing transmission channel")
+R421_TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections from your host")
 R451_LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing, try again later")
 R452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")  # RFC 5321 §4.5.3.1.10
 R452_INSUFFICIENT_STORAGE = Reply(452, "4.3.1", "Insufficient system storage")

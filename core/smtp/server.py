@@ -3,6 +3,16 @@
 Rules:
 - At most `smtp.max_incoming` sessions are served at once; further connections are accepted
   by the kernel and wait for a slot (SPEC §4: queued, not refused).
+- One client (one IP address) has at most half of smtp.max_incoming sessions (`client_limit`,
+  served and waiting together, counted in every listener process: core/smtp/
+  client_sessions.py); its next connection is answered at once `421 4.7.0 Too many
+  connections from your host` and closed, with a `rejected` event of rule smtp.max_incoming,
+  as delivery.reject_incoming's 421 is recorded. Without it one host holding every slot
+  with idle connections made every other sender wait up to the command limit each time
+  (Postfix: smtpd_client_connection_count_limit, half its process limit). Clients of
+  relay.allowed by address are exempt: the organisation's own servers open many (a
+  host-name entry would need a DNS lookup before the limit could apply, for every
+  connection past it, so it does not count here).
 - Every read has a deadline from trio's clock (SPEC §4) → 421 4.4.2 and close (at most
   DEADLINE_SLACK_SECONDS late, never early). The limits are the constants below:
   COMMAND_IDLE_SECONDS (5 min) for a whole command line, counted from the greeting or the
@@ -53,6 +63,7 @@ import trio
 from core.delivery.routing import host_port
 from core.pipeline.decompose.mime import head_facts
 from core.smtp import replies as R
+from core.smtp.client_sessions import LocalClientSessions, SharedClientSessions
 from core.smtp.conversation import ConversationLog, WriteFailures
 from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
                               DataRequested, Ehlo, MailFrom, ProtocolViolation, RcptTo,
@@ -141,6 +152,12 @@ async def _say_shutting_down(send) -> None:
             await send()
         except Exception:
             pass
+
+
+def client_limit(max_incoming: int) -> int:
+    """The sessions one client may have, served or waiting (module rules): half of
+    smtp.max_incoming, rounded up."""
+    return (max_incoming + 1) // 2
 
 
 def _close(listeners: list[socket.socket]) -> None:
@@ -253,7 +270,8 @@ class SmtpServer:
                  ssl_context: Callable[[], ssl.SSLContext | None], diagnostics_dir,
                  resolver=None, hostname: Callable[[], str], reuse_port: bool = False,
                  share: int = 1, share_index: int = 0,
-                 auto_whitelisted: Callable[[str, Mapping], bool] | None = None):
+                 auto_whitelisted: Callable[[str, Mapping], bool] | None = None,
+                 client_sessions: LocalClientSessions | SharedClientSessions | None = None):
         self.settings = settings
         self.spool = spool
         self.committer = committer
@@ -276,6 +294,8 @@ class SmtpServer:
         self.share_index = share_index    # this one is number share_index (from 0) of them
         self.reports_listen_errors = share_index == 0   # not N times the same event
         self.limiter = trio.CapacityLimiter(self._sessions_allowed(settings()))
+        # each client's sessions, waiting too: in all listener processes when they share
+        self.client_sessions = client_sessions or LocalClientSessions()
         self.active = 0
         self.max_active_seen = 0
         self.bound: list[tuple[str, int]] = []
@@ -433,6 +453,34 @@ class SmtpServer:
         except OSError:             # gone before its session began (ENOTCONN)
             await stream.aclose()
             return
+        sessions = self.client_sessions.opened(client_ip)
+        try:
+            settings = self.settings()
+            limit = client_limit(settings["smtp.max_incoming"])
+            if sessions > limit and not listed_relay_client(client_ip, None, settings):
+                await self._refuse_client(stream, client_ip, sessions, limit)
+            else:
+                await self._serve_client(stream, client_ip)
+        finally:
+            self.client_sessions.closed(client_ip)
+
+    async def _refuse_client(self, stream: TcpStream, client_ip: str, sessions: int,
+                             limit: int) -> None:
+        """421 at once, without a session slot (module rules)."""
+        refusal = Refusal(R.R421_TOO_MANY_CONNECTIONS, "smtp.max_incoming",
+                          f"{sessions} connections at once from this client; a client may "
+                          f"have {limit}: half of smtp.max_incoming (clients of "
+                          f"relay.allowed have no such limit)")
+        try:
+            await _Session(self, stream, client_ip).run(refusal)
+        except Exception as exc:
+            self.events.record(Action.CONNECTION_CLOSED, client_ip=client_ip, result="error",
+                               info=f"internal error: {type(exc).__name__}: {exc}")
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def _serve_client(self, stream: TcpStream, client_ip: str) -> None:
         try:
             await self.limiter.acquire()
         except trio.Cancelled:
@@ -510,17 +558,20 @@ class _Session:
             self.log.server(data)
             await self.stream.send_all(data)
 
-    async def run(self) -> None:
+    async def run(self, refusal: Refusal | None = None) -> None:
+        """The session; with `refusal` (or delivery.reject_incoming) only its 421."""
         server = self.server
         server.counters.incr("connections")
         self.record(Action.CONNECTION_FROM)
         try:
-            if self.settings["delivery.reject_incoming"]:
-                await self.write(self.conn.send(R.R421_SERVICE_NOT_AVAILABLE))
-                self.log.error("local", "delivery.reject_incoming: incoming mail refused")
+            if refusal is None and self.settings["delivery.reject_incoming"]:
+                refusal = Refusal(R.R421_SERVICE_NOT_AVAILABLE, "delivery.reject_incoming",
+                                  "incoming mail refused (421)")
+            if refusal is not None:
+                await self.write(self.conn.send(refusal.reply))
+                self.log.error("local", f"{refusal.rule}: {refusal.reason}")
                 server.counters.incr("rejected")
-                self.record(Action.REJECTED, rule="delivery.reject_incoming",
-                            info="incoming mail refused (421)")
+                self.record(Action.REJECTED, rule=refusal.rule, info=refusal.reason)
                 return
             await self._look_up_client()
             await self.write(self.conn.send(R.R220_READY(self.hostname)))

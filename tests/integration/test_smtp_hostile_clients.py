@@ -80,10 +80,15 @@ class _Client:
         self.buffer = b""
 
     @classmethod
-    async def connect(cls, port: int) -> _Client:
-        client = cls(await trio.open_tcp_stream("127.0.0.1", port))
+    async def connect(cls, port: int, source: str | None = None) -> _Client:
+        """Greeted with 220; `source`: the client's address (another 127.x host)."""
+        client = await cls.open(port, source)
         assert (await client.reply()).startswith(b"220 ")
         return client
+
+    @classmethod
+    async def open(cls, port: int, source: str | None = None) -> _Client:
+        return cls(await trio.open_tcp_stream("127.0.0.1", port, local_address=source))
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
@@ -186,6 +191,62 @@ async def test_a_message_being_sent_at_the_session_limit_is_finished_first(tmp_p
     finished = trio.current_time()
     assert await client.reply() == R.R421_TIMEOUT.to_bytes()
     assert trio.current_time() - finished <= DEADLINE_SLACK_SECONDS
+
+
+# --- one client's share of the sessions -------------------------------------------------
+
+async def test_one_client_holding_idle_sessions_leaves_the_others_room(tmp_path, nursery):
+    # a host with smtp.max_incoming idle connections made every other sender wait up to the
+    # command limit (5 minutes), each time; now it has half of them, its next one a 421
+    listener = await _listen(nursery, tmp_path, smtp__max_incoming=4)
+    held = [await _Client.connect(listener.port) for _ in range(2)]
+    refused = await _Client.open(listener.port)
+    assert await refused.reply() == b"421 4.7.0 Too many connections from your host\r\n"
+    assert await refused.reply() == b""                                  # and closed
+    other = await _Client.connect(listener.port, source="127.0.0.2")     # another sender
+    assert (await other.command(b"EHLO other.test")).startswith(b"250-")
+    [rejected] = listener.events.of(Action.REJECTED)
+    assert rejected["rule"] == "smtp.max_incoming" and rejected["client_ip"] == "127.0.0.1"
+    assert rejected["info"].startswith("3 connections at once from this client; a client may "
+                                       "have 2: half of smtp.max_incoming")
+    assert len(listener.events.of(Action.CONNECTION_FROM)) == 4
+    assert len(listener.events.of(Action.DISCONNECTED)) == 1            # the refused one
+    assert listener.server.counters.values["rejected"] == 1
+    # a session that ends gives the client its place back
+    assert (await held[0].command(b"QUIT")).startswith(b"221")
+    await held[0].reply()
+    await _until_sessions(listener, "127.0.0.1", 1)
+    again = await _Client.connect(listener.port)
+    assert (await again.command(b"NOOP")) == R.R250_OK.to_bytes()
+
+
+async def test_connections_waiting_for_a_slot_count_toward_the_clients_share(tmp_path,
+                                                                            nursery):
+    listener = await _listen(nursery, tmp_path, smtp__max_incoming=3)   # 2 a client
+    held = [await _Client.connect(listener.port, source="127.0.0.2") for _ in range(2)]
+    held.append(await _Client.connect(listener.port))                    # the last slot
+    waiting = await _Client.open(listener.port)                          # no slot: waits
+    await _until_sessions(listener, "127.0.0.1", 2)
+    refused = await _Client.open(listener.port)
+    assert await refused.reply() == R.R421_TOO_MANY_CONNECTIONS.to_bytes()
+    with trio.move_on_after(0.2):
+        assert await waiting.reply() == b"", "greeted without a free slot"
+
+
+async def test_clients_of_relay_allowed_may_use_every_session(tmp_path, nursery):
+    # the organisation's own servers open many connections (Postfix exempts mynetworks)
+    listener = await _listen(nursery, tmp_path, smtp__max_incoming=3,
+                             relay__allowed=["10.0.0.0/8", "127.0.0.1"])
+    held = [await _Client.connect(listener.port) for _ in range(3)]
+    assert listener.server.client_sessions.of("127.0.0.1") == len(held)
+    assert listener.events.of(Action.REJECTED) == []
+
+
+async def _until_sessions(listener: _Listener, client_ip: str, count: int) -> None:
+    """Wait until the listener counts `count` sessions of `client_ip`."""
+    with trio.fail_after(5):
+        while listener.server.client_sessions.of(client_ip) != count:
+            await trio.sleep(0.01)
 
 
 # --- the Received field (finding 4) ------------------------------------------------------

@@ -1,0 +1,121 @@
+"""How many SMTP sessions each client has, for the per-client limit (core/smtp/server.py
+rules): in one process, or together in every listener process of a data home.
+
+Rules
+    1. A client is its IP address; its sessions are its connections accepted and not yet
+       ended, served or waiting for a session slot.
+    2. `LocalClientSessions` counts in a dict: the listener inside the core process.
+    3. `SharedClientSessions` counts in a file all listener processes map
+       (`run/smtp-client-sessions`): a header with a random key, then one region of SLOTS
+       counters per process. Process i writes only region i, which it zeroes when it
+       starts (a process that ended took its sessions with it; the pool starts a new set
+       of processes only once the old ones have gone, core/smtp/listeners.py), and a
+       client's count is the sum of its slot over the regions. Counting together matters:
+       the kernel spreads a client's connections over the processes at random, so a limit
+       per process refused a client with 5 connections to a 2-process gateway one time in
+       16, while a client counted together has its whole share wherever its connections
+       land, and one holding that share cannot choose the process they fill.
+    4. The slot is a keyed hash of the address (the key made at random with the file), so
+       nobody can pick addresses that fall on another client's slot. Two clients may share
+       one by chance (SLOTS is far above the sessions a gateway serves at once, so rarely)
+       and then share one limit; two processes accepting the same client at the same moment
+       may both admit it. The limit holds to within a connection or two, which is what it
+       is for: no host takes every session.
+    5. Never block and never raise once made: the counters are read and written through
+       the mapping, without a lock (the file is locked only while it is made).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import ipaddress
+import mmap
+import os
+from pathlib import Path
+
+__all__ = ["LocalClientSessions", "SharedClientSessions", "SLOTS"]
+
+SLOTS = 1 << 16
+_MAGIC = b"MMCS1\n\0\0"
+_KEY_OCTETS = 16
+_HEADER_OCTETS = 64                  # magic, key, room to grow
+_COUNTER_OCTETS = 4                  # signed 32 bits: aligned, so read and written whole
+
+
+class LocalClientSessions:
+    """The sessions of each client in this process (rule 2)."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def opened(self, client_ip: str) -> int:
+        """Count a new session of `client_ip`; returns its sessions, this one included."""
+        count = self._counts.get(client_ip, 0) + 1
+        self._counts[client_ip] = count
+        return count
+
+    def closed(self, client_ip: str) -> None:
+        """One session of `client_ip` (counted by `opened`) has ended."""
+        count = self._counts[client_ip] - 1
+        if count:
+            self._counts[client_ip] = count
+        else:
+            del self._counts[client_ip]
+
+    def of(self, client_ip: str) -> int:
+        return self._counts.get(client_ip, 0)
+
+
+class SharedClientSessions:
+    """The sessions of each client in all `processes` listener processes; this one is
+    number `index` (rule 3). Raises OSError when the file cannot be made or mapped."""
+
+    def __init__(self, path: Path, processes: int, index: int) -> None:
+        if not 0 <= index < processes:
+            raise ValueError(f"process {index} of {processes}")
+        self._processes = processes
+        self._index = index
+        size = _HEADER_OCTETS + processes * SLOTS * _COUNTER_OCTETS
+        region = SLOTS * _COUNTER_OCTETS
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)      # one process makes the header at a time
+            try:
+                if os.fstat(fd).st_size < size:
+                    os.ftruncate(fd, size)      # the new counters read 0
+                if os.pread(fd, len(_MAGIC), 0) != _MAGIC:
+                    os.pwrite(fd, _MAGIC + os.urandom(_KEY_OCTETS), 0)
+                self._map = mmap.mmap(fd, size)
+                start = _HEADER_OCTETS + index * region
+                self._map[start:start + region] = bytes(region)
+            finally:
+                # mmap keeps a duplicate of fd, which would hold the lock for ever
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        self._key = bytes(self._map[len(_MAGIC):len(_MAGIC) + _KEY_OCTETS])
+        self._counts = memoryview(self._map)[_HEADER_OCTETS:].cast("i")
+
+    def _slot(self, client_ip: str) -> int:
+        packed = ipaddress.ip_address(client_ip).packed
+        digest = hashlib.blake2b(packed, digest_size=4, key=self._key).digest()
+        return int.from_bytes(digest, "little") % SLOTS
+
+    def opened(self, client_ip: str) -> int:
+        """Count a new session of `client_ip`; returns its sessions in every process, this
+        one included."""
+        slot = self._slot(client_ip)
+        self._counts[self._index * SLOTS + slot] += 1
+        return self._sum(slot)
+
+    def closed(self, client_ip: str) -> None:
+        """One session of `client_ip` (counted here by `opened`) has ended."""
+        self._counts[self._index * SLOTS + self._slot(client_ip)] -= 1
+
+    def of(self, client_ip: str) -> int:
+        return self._sum(self._slot(client_ip))
+
+    def _sum(self, slot: int) -> int:
+        counts = self._counts
+        return sum(max(0, counts[region * SLOTS + slot]) for region in range(self._processes))
