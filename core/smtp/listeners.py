@@ -16,10 +16,11 @@ Rules:
   (the core rescans at start and whenever its channel overflows); it never loses one.
 - A listener process exits when the core goes away (end of file on its socket), so a killed
   core never leaves listeners answering 250 on its behalf for long.
-- The core restarts a listener that dies, with backoff, and writes an event. One that
-  cannot bind at start ends the core's start with ListenFailed (`mailmoat core` prints why);
-  a later rebind that fails keeps each process where it was (SmtpServer.serve), and only
-  process 0 writes the event.
+- The core restarts a listener that dies, with the backoff of `mailmoat run`
+  (core/restart.py: 1 s doubling to 60 s, afresh after a healthy while), and writes an
+  event. One that cannot bind at start ends the core's start with ListenFailed (`mailmoat
+  core` prints why); a later rebind that fails keeps each process where it was
+  (SmtpServer.serve), and only process 0 writes the event.
 - `smtp.max_incoming` is shared out: of N processes, process i serves max_incoming // N
   sessions at once, one more when i < max_incoming % N (at least 1), so the parts add up to
   the setting when N ≤ max_incoming. The kernel spreads connections over the processes by a
@@ -44,6 +45,7 @@ from typing import Callable
 
 import trio
 
+from core.restart import RestartBackoff
 from core.smtp.server import ListenFailed
 from shared.events import Action
 from shared.spool import Envelope
@@ -52,8 +54,6 @@ __all__ = ["ListenerPool", "listener_count", "COUNTER_REPORT_SECONDS", "LISTENER
 
 COUNTER_REPORT_SECONDS = 0.5
 LISTENER_NICE = 10      # CFS weight 110 against the core's 1024: see the rules above
-RESTART_INITIAL_SECONDS = 1
-RESTART_MAX_SECONDS = 60
 LISTENER_EXIT_SECONDS = 5  # at a stop: time a listener has to finish by itself before SIGTERM
 MAX_LINE_OCTETS = 16 << 20  # an envelope with 1000 recipients fits easily
 
@@ -67,10 +67,12 @@ class ListenerPool:
     """Starts and watches the listener processes (in the core process)."""
 
     def __init__(self, home, count: int, *, on_accepted: Callable[[str, Envelope], None],
-                 counters, events):
+                 counters, events, backoff: Callable[[], RestartBackoff] = RestartBackoff):
+        """`backoff` makes each process's RestartBackoff."""
         self.home = home
         self.count = count
         self.on_accepted = on_accepted
+        self.backoff = backoff
         self.counters = counters
         self.events = events
         self.addresses: list = []
@@ -84,9 +86,10 @@ class ListenerPool:
             task_status.started(self.addresses)
 
     async def _keep_running(self, index: int, *, task_status=trio.TASK_STATUS_IGNORED):
-        delay = RESTART_INITIAL_SECONDS
+        backoff = self.backoff()
         not_ready = task_status  # until the first process says it listens
         while True:
+            started = trio.current_time()
             ours, theirs = socket.socketpair()
             command = [sys.executable, "-P", "-m", "core.smtp.listener_main", "--home",
                        str(self.home.root), "--fd", str(theirs.fileno()), "--share",
@@ -118,11 +121,11 @@ class ListenerPool:
             if not_ready is not None:
                 raise RuntimeError(f"SMTP listener {index} exited before it was ready "
                                    f"(status {process.returncode})")
+            delay = backoff.after_exit(trio.current_time() - started)
             self.events.record(Action.SERVICE_START_IMPROPER,
                                info=f"SMTP listener process {index} exited with status "
                                     f"{process.returncode}; restarting in {delay} s")
             await trio.sleep(delay)
-            delay = min(delay * 2, RESTART_MAX_SECONDS)
 
     async def _read(self, stream: trio.SocketStream, task_status):
         """Handle the process's lines until it closes; returns task_status, or None once
