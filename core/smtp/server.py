@@ -9,10 +9,12 @@ Rules:
   connections from your host` and closed, with a `rejected` event of rule smtp.max_incoming,
   as delivery.reject_incoming's 421 is recorded. Without it one host holding every slot
   with idle connections made every other sender wait up to the command limit each time
-  (Postfix: smtpd_client_connection_count_limit, half its process limit). Clients of
-  relay.allowed by address are exempt: the organisation's own servers open many (a
-  host-name entry would need a DNS lookup before the limit could apply, for every
-  connection past it, so it does not count here).
+  (Postfix: smtpd_client_connection_count_limit, half its process limit). Exempt, and
+  served or queued as SPEC §4 says of every connection: the host itself (HOST_ITSELF: a
+  local MTA in front, monitoring, an administrator's test) and clients of relay.allowed by
+  address, the organisation's own servers, which open many (a host-name entry would need a
+  DNS lookup before the limit could apply, for every connection past it, so it does not
+  count here).
 - Every read has a deadline from trio's clock (SPEC §4) → 421 4.4.2 and close (at most
   DEADLINE_SLACK_SECONDS late, never early). The limits are the constants below:
   COMMAND_IDLE_SECONDS (5 min) for a whole command line, counted from the greeting or the
@@ -49,6 +51,7 @@ from __future__ import annotations
 
 import datetime
 import errno
+import ipaddress
 import re
 import secrets
 import socket
@@ -152,6 +155,18 @@ async def _say_shutting_down(send) -> None:
             await send()
         except Exception:
             pass
+
+
+# Connections from these addresses come from this host itself (module rules).
+HOST_ITSELF = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+def _from_host_itself(client_ip: str) -> bool:
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    return any(address in network for network in HOST_ITSELF)
 
 
 def client_limit(max_incoming: int) -> int:
@@ -457,7 +472,8 @@ class SmtpServer:
         try:
             settings = self.settings()
             limit = client_limit(settings["smtp.max_incoming"])
-            if sessions > limit and not listed_relay_client(client_ip, None, settings):
+            if sessions > limit and not _from_host_itself(client_ip) \
+                    and not listed_relay_client(client_ip, None, settings):
                 await self._refuse_client(stream, client_ip, sessions, limit)
             else:
                 await self._serve_client(stream, client_ip)

@@ -2,51 +2,97 @@
 rules, core/smtp/client_sessions.py): half of smtp.max_incoming, counted in every process,
 so a client has its whole share wherever the kernel puts its connections, and no more.
 
-The core runs in-process with two listener processes; the clients are raw loopback
-sockets held open (idle sessions), as the host that took every slot did."""
+The host itself is never limited, so the scenario runs in a network namespace of its own
+(tests/support/full_disk.py in_own_namespaces) whose loopback device has the addresses of
+a gateway and two other hosts: a real core with two listener processes, and clients that
+hold raw sockets open (idle sessions), as the host that took every slot did."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import trio
 
-from core.app import run_core
-from shared.events import Action
-from tests.support.core import make_home
-from tests.support.waiting import events_of, until
+from tests.support.full_disk import in_own_namespaces
 
-pytestmark = pytest.mark.trio
-
+GATEWAY, CLIENT, OTHER = "10.9.0.1", "10.9.0.2", "10.9.0.3"
 TOO_MANY = b"421 4.7.0 Too many connections from your host\r\n"
 
 
-async def _first_reply(port: int, held: list) -> bytes:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
-    held.append(stream)                 # open until the test ends: an idle session
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory) -> dict:
+    return in_own_namespaces(tmp_path_factory.mktemp("client-limit"),
+                             "tests.integration.test_client_session_limit", "--net")
+
+
+def test_a_client_has_half_the_sessions_of_all_listener_processes(facts):
+    # 8 sessions over 2 processes (4 each), 4 for a client: the 4 are served wherever they
+    # land (a limit of each process's half, 2, refused one of them 5 times in 8), the 5th
+    # is refused whichever process takes it
+    assert facts["first_four"] == ["220"] * 4
+    assert facts["fifth"] == TOO_MANY.decode()
+    assert facts["rejected"] == [["smtp.max_incoming", CLIENT]]
+
+
+def test_another_host_is_served_while_one_holds_its_share(facts):
+    assert facts["other"] == "220"
+
+
+def test_a_session_that_ends_frees_its_place_whichever_process_served_it(facts):
+    assert facts["after_close"] == "220"
+
+
+async def _first_reply(source: str, port: int, held: list) -> bytes:
+    stream = await trio.open_tcp_stream(GATEWAY, port, local_address=source)
+    held.append(stream)                 # open until the scenario ends: an idle session
     with trio.fail_after(10):
         return await stream.receive_some(512)
 
 
-async def test_a_client_has_half_the_sessions_of_all_listener_processes(tmp_path, nursery):
-    # 8 sessions over 2 processes (4 each), 4 for a client: the 4 are served wherever they
-    # land (a limit of each process's half, 2, refused one of them 5 times in 8), the 5th
-    # is refused whichever process takes it
-    home = make_home(tmp_path, smtp__listener_processes=2, smtp__max_incoming=8)
-    core = await nursery.start(run_core, home)
-    port = core.smtp_addresses[0][1]
-    held: list = []
-    for _ in range(4):
-        assert (await _first_reply(port, held)).startswith(b"220 ")
-    assert await _first_reply(port, held) == TOO_MANY
-    await until(lambda: events_of(home, Action.REJECTED))
-    [rejected] = events_of(home, Action.REJECTED)
-    assert (rejected["rule"], rejected["client_ip"]) == ("smtp.max_incoming", "127.0.0.1")
-    # a session that ends frees its place, whichever process served it
-    await held[0].aclose()
-    with trio.fail_after(10):
-        while not (reply := await _first_reply(port, held)).startswith(b"220 "):
-            assert reply == TOO_MANY
-            await trio.sleep(0.05)
-    for stream in held:
-        await stream.aclose()
-    core.cancel_scope.cancel()
+async def _scenario(home_dir: Path) -> dict:
+    from core.app import run_core
+    from shared.events import Action
+    from tests.support.core import make_home
+    from tests.support.waiting import events_of, until
+
+    facts: dict = {}
+    home = make_home(home_dir, smtp__listener_processes=2, smtp__max_incoming=8,
+                     smtp__listen=[GATEWAY])
+    async with trio.open_nursery() as nursery:
+        core = await nursery.start(run_core, home)
+        port = core.smtp_addresses[0][1]
+        held: list = []
+        facts["first_four"] = [(await _first_reply(CLIENT, port, held))[:3].decode()
+                               for _ in range(4)]
+        facts["fifth"] = (await _first_reply(CLIENT, port, held)).decode()
+        facts["other"] = (await _first_reply(OTHER, port, held))[:3].decode()
+        await until(lambda: events_of(home, Action.REJECTED))
+        facts["rejected"] = [[row["rule"], row["client_ip"]]
+                             for row in events_of(home, Action.REJECTED)]
+        await held[0].aclose()
+        with trio.fail_after(10):
+            while (reply := await _first_reply(CLIENT, port, held)) == TOO_MANY:
+                await trio.sleep(0.05)
+        facts["after_close"] = reply[:3].decode()
+        for stream in held:
+            await stream.aclose()
+        core.cancel_scope.cancel()
+    return facts
+
+
+def _addresses() -> None:
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    for address in (GATEWAY, CLIENT, OTHER):
+        subprocess.run(["ip", "addr", "add", f"{address}/32", "dev", "lo"], check=True)
+
+
+if __name__ == "__main__":
+    import tempfile
+    _addresses()
+    with tempfile.TemporaryDirectory() as work:
+        result = trio.run(_scenario, Path(work) / "home")
+    Path(sys.argv[1]).write_text(json.dumps(result))

@@ -194,8 +194,32 @@ async def test_a_message_being_sent_at_the_session_limit_is_finished_first(tmp_p
 
 
 # --- one client's share of the sessions -------------------------------------------------
+# The clients here are other 127.x hosts: connections from this host itself are never
+# limited (server.HOST_ITSELF), so these tests take loopback for other hosts.
 
-async def test_one_client_holding_idle_sessions_leaves_the_others_room(tmp_path, nursery):
+@pytest.fixture
+def loopback_is_another_host(monkeypatch):
+    import core.smtp.server as server_module
+    monkeypatch.setattr(server_module, "HOST_ITSELF", ())
+
+
+async def test_connections_from_this_host_wait_for_a_slot_and_are_never_refused(tmp_path,
+                                                                             nursery):
+    """SPEC §4: "at most smtp.max_incoming sessions are served; more wait (queued) rather
+    than being refused" — from the host itself (a local MTA in front of the gateway, an
+    administrator's test) whatever the per-client share."""
+    listener = await _listen(nursery, tmp_path, smtp__max_incoming=2)
+    held = [await _Client.connect(listener.port) for _ in range(2)]
+    waiting = await _Client.open(listener.port)
+    with trio.move_on_after(0.2):
+        assert await waiting.reply() == b"", "greeted without a free slot"
+    assert (await held[0].command(b"QUIT")).startswith(b"221")
+    with trio.fail_after(10):
+        assert (await waiting.reply()).startswith(b"220 ")
+    assert not listener.events.of(Action.REJECTED)
+
+async def test_one_client_holding_idle_sessions_leaves_the_others_room(tmp_path, nursery,
+        loopback_is_another_host):
     # a host with smtp.max_incoming idle connections made every other sender wait up to the
     # command limit (5 minutes), each time; now it has half of them, its next one a 421
     listener = await _listen(nursery, tmp_path, smtp__max_incoming=4)
@@ -220,8 +244,8 @@ async def test_one_client_holding_idle_sessions_leaves_the_others_room(tmp_path,
     assert (await again.command(b"NOOP")) == R.R250_OK.to_bytes()
 
 
-async def test_connections_waiting_for_a_slot_count_toward_the_clients_share(tmp_path,
-                                                                            nursery):
+async def test_connections_waiting_for_a_slot_count_toward_the_clients_share(
+        tmp_path, nursery, loopback_is_another_host):
     listener = await _listen(nursery, tmp_path, smtp__max_incoming=3)   # 2 a client
     held = [await _Client.connect(listener.port, source="127.0.0.2") for _ in range(2)]
     held.append(await _Client.connect(listener.port))                    # the last slot
@@ -233,7 +257,8 @@ async def test_connections_waiting_for_a_slot_count_toward_the_clients_share(tmp
         assert await waiting.reply() == b"", "greeted without a free slot"
 
 
-async def test_clients_of_relay_allowed_may_use_every_session(tmp_path, nursery):
+async def test_clients_of_relay_allowed_may_use_every_session(tmp_path, nursery,
+        loopback_is_another_host):
     # the organisation's own servers open many connections (Postfix exempts mynetworks)
     listener = await _listen(nursery, tmp_path, smtp__max_incoming=3,
                              relay__allowed=["10.0.0.0/8", "127.0.0.1"])
