@@ -108,6 +108,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
     from core.scan.antispam.autowhitelist import AutoWhitelist, AutoWhitelistPipeline
     from core.scan.service import AntivirusService
     from core.spool import QueueManager
+    from core.spool.manager import record_set_aside
     from core.spool.queue_file_save import QueueFileSave
 
     marker = home.run / "core.running"
@@ -130,8 +131,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
     try:
         report = await trio.to_thread.run_sync(spool.recover)
         for queue, name, reason in report.corrupt:
-            events.record(Action.SCAN_ERROR, queue_id=name, rule="spool.corrupt",
-                          info=f"unreadable queue entry in {queue} moved to corrupt/: {reason}")
+            record_set_aside(events, queue, name, reason)
         resolver = Resolver(settings)
         deliverer = Deliverer(settings=settings, events=events, clock=clock,
                               resolver=resolver, hostname=hostname,
@@ -156,7 +156,8 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                             hostname=hostname, auto_whitelisted=auto_whitelist.contains)
         settings.on_change(server.settings_changed)
         listeners = Listeners(settings, server, lambda count: ListenerPool(
-            home, count, on_accepted=queue.message_accepted, counters=counters, events=events))
+            home, count, on_accepted=queue.message_accepted, on_ended=queue.rescan,
+            counters=counters, events=events))
         status = StatusReporter(home.db, counters, clock, settings, queue.queue_sizes,
                                 VERSION, improper)
         antivirus = AntivirusService(home, events, counters, settings, spool,

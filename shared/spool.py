@@ -26,6 +26,10 @@ Rules:
 4. Envelope updates are atomic rewrites (``envelope.json.tmp`` then rename), and
    JSON keys this version does not know are written back unchanged.
 5. Directories 0o700, files 0o600: the data home is the mailmoat user's only.
+6. An entry is whole when its envelope reads, names it, and its message file has
+   the size the envelope gives (``check_message``). ``recover`` at start and
+   ``read_entry``, which the queue manager takes a message up with, find those
+   that are not; ``set_aside`` moves them to ``corrupt/``.
 
 Never: delete a message that is unreadable (it goes to ``corrupt/``), raise out
 of ``recover``, hold a whole message in memory, read the wall clock except
@@ -55,6 +59,7 @@ from shared.disk import DiskSpace, disk_free_fraction, disk_space
 
 INCOMING = "incoming"
 CORRUPT = "corrupt"
+CORRUPT_RULE = "spool.corrupt"   # the rule of the event for an entry set aside in corrupt/
 MESSAGE_QUEUES = ("fast", "slow", "hold", "quarantine/spam", "quarantine/virus")
 QUEUES = (INCOMING, *MESSAGE_QUEUES, CORRUPT)
 MESSAGE_FILE = "message"
@@ -211,6 +216,10 @@ class Envelope(_Record):
     client_helo: str = ""
     connection_id: str = ""
     size: int = 0                    # octets of the message file; set by prepare()
+    # The message file's inode when this envelope was written (prepare, write_envelope):
+    # that file with another size than `size` is damaged (Spool.check_message); None in
+    # envelopes written before it was kept
+    message_inode: int | None = None
     body: str = "7BIT"               # one of BODY_TYPES
     smtputf8: bool = False
     attempts: int = 0                # delivery attempts of the whole message
@@ -228,6 +237,7 @@ class Envelope(_Record):
     _TYPES = {
         "queue_id": (str,), "sender": (str,), "recipients": (list,), "received_at": _NUMBER,
         "client_ip": (str,), "client_helo": (str,), "connection_id": (str,), "size": (int,),
+        "message_inode": (int, _NONE),
         "body": (str,), "smtputf8": (bool,), "attempts": (int,),
         "next_attempt_at": (*_NUMBER, _NONE), "first_deferral_notice_sent": (bool,),
         "crash_count": (int,), "hold_reason": (str, _NONE), "is_generated": (bool,),
@@ -345,6 +355,14 @@ def _fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def _damage(message: str | Path, envelope: Envelope) -> str | None:
+    """Spool.check_message's finding about the file *message*, or None."""
+    status = os.stat(message)
+    if status.st_ino == envelope.message_inode and status.st_size != envelope.size:
+        return f"the message file has {status.st_size} octets, its envelope says {envelope.size}"
+    return None
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
@@ -422,7 +440,8 @@ class IncomingMessage:
         With `sync` false the files are written and closed but not fsync'd: commit()
         makes a whole batch durable with one file-system sync instead (group commit).
 
-        Sets ``envelope.size`` to the octets written. Raises ValueError when the
+        Sets ``envelope.size`` to the octets written (``message_inode`` to the file's
+        inode). Raises ValueError when the
         envelope's queue_id is not this message's (bug) and OSError on I/O
         failure (e.g. ENOSPC); after any exception the caller calls ``abort()``.
         """
@@ -431,6 +450,7 @@ class IncomingMessage:
         if envelope.queue_id != self.queue_id:
             raise ValueError(f"envelope is for {envelope.queue_id}, not {self.queue_id}")
         envelope.size = self.size
+        envelope.message_inode = os.fstat(self._file.fileno()).st_ino
         self._file.flush()
         if sync:
             os.fsync(self._file.fileno())
@@ -530,14 +550,16 @@ class Spool:
     def write_incoming(self, envelope: Envelope, chunks: Iterable[bytes]) -> PreparedMessage:
         """A whole message received in memory, written into ``incoming/<id>/`` in one go
         and prepared without sync (commit() makes it durable): the group committer's path,
-        seven system calls per message where open_incoming/prepare take a dozen — in a
+        eight system calls per message where open_incoming/prepare take a dozen — in a
         worker thread each one is a GIL hand-over with the event loop. Sets
-        ``envelope.size``; on OSError nothing is left in incoming/."""
+        ``envelope.size`` and ``message_inode``; on OSError nothing is left in incoming/."""
         directory = self._dir_name(INCOMING, envelope.queue_id)
         os.mkdir(directory, DIR_MODE)              # FileExistsError on an id clash
         try:
             chunks = list(chunks)
-            envelope.size = _write_new(os.path.join(directory, MESSAGE_FILE), chunks)
+            message = os.path.join(directory, MESSAGE_FILE)
+            envelope.size = _write_new(message, chunks)
+            envelope.message_inode = os.stat(message).st_ino
             self._step("after_message_fsync")
             envelope_json = envelope.to_json()
             _write_new(os.path.join(directory, ENVELOPE_FILE), [envelope_json])
@@ -640,12 +662,45 @@ class Spool:
 
     def write_envelope(self, queue: str, envelope: Envelope) -> None:
         """Atomically replace the envelope of a message in *queue*; durable on return.
+        Sets ``envelope.message_inode`` to the message file's as it is now: `size` is
+        that file's size (the pipeline's rewrite replaces the file and sets the size).
 
         FileNotFoundError if the message is not in *queue*."""
         directory = self._dir(self._not_incoming(queue), envelope.queue_id)
         if not directory.is_dir():
             raise FileNotFoundError(f"{queue}/{envelope.queue_id}")
+        try:
+            envelope.message_inode = os.stat(directory / MESSAGE_FILE).st_ino
+        except FileNotFoundError:       # a damaged entry: check_message says so
+            envelope.message_inode = None
         self._write_atomic(directory / ENVELOPE_FILE, envelope.to_json())
+
+    def check_message(self, queue: str, envelope: Envelope) -> None:
+        """Raise EnvelopeError when the message file is not the one *envelope* describes:
+        the file it was written with (``message_inode``) but of another size than
+        ``size`` — truncated or emptied by storage trouble or a hand edit (SMTP, copies and
+        generated mail all record the octets of the file as written, Received field
+        included). A file replaced since (the pipeline's rewrite, renamed over the message
+        and cut off by a crash before the envelope was written again), or one whose
+        envelope has no inode, is not held to ``size``: a good message is never set aside
+        for it. FileNotFoundError when the message file is gone. One stat, no read."""
+        damage = _damage(self.message_path(queue, envelope.queue_id), envelope)
+        if damage is not None:
+            raise EnvelopeError(damage)
+
+    def read_entry(self, queue: str, queue_id: str) -> Envelope:
+        """The envelope of a message about to be handled, checked against its message
+        file (check_message). FileNotFoundError when the message is no longer in *queue*;
+        EnvelopeError when its envelope is unreadable or invalid, its message file missing
+        or damaged: an entry for corrupt/ (set_aside)."""
+        envelope = self.read_envelope(queue, queue_id)
+        if envelope.queue_id != queue_id:
+            raise EnvelopeError(f"envelope is for {envelope.queue_id}")
+        try:
+            self.check_message(queue, envelope)
+        except FileNotFoundError:
+            raise EnvelopeError("message file missing") from None
+        return envelope
 
     def open_message(self, queue: str, queue_id: str) -> BinaryIO:
         """The message file opened for binary reading (close it, or use ``with``)."""
@@ -692,7 +747,8 @@ class Spool:
 
         incoming/ is emptied (nothing there was acknowledged); temp and trash
         entries are removed; in every message queue an entry without a valid
-        envelope.json (matching its id) and a message file goes to corrupt/.
+        envelope.json (matching its id) and a message file of the size it gives
+        (check_message) goes to corrupt/.
         ``found`` lists every queue's ids afterwards, corrupt/ included.
         """
         report = RecoveryReport()
@@ -729,15 +785,16 @@ class Spool:
                 if _NAME_RE.fullmatch(name) and tmp.is_file():
                     tmp.unlink()
                     report.removed_tmp += 1
-                reason = self._invalid_reason(queue, name)
+                reason = self.problem(queue, name)
                 if reason is not None:
-                    self._move_to_corrupt(queue, name)
+                    self.set_aside(queue, name)
                     report.corrupt.append((queue, name, reason))
             except OSError as exc:
                 report.errors.append(f"{queue}/{name}: {exc}")
 
-    def _invalid_reason(self, queue: str, name: str) -> str | None:
-        """None for a well-formed message directory, else why it is not one."""
+    def problem(self, queue: str, name: str) -> str | None:
+        """None for a well-formed message directory, else why it is not one (recover(),
+        and `mailmoat queue list corrupt` for what it set aside)."""
         if not _NAME_RE.fullmatch(name) or not (self.root / queue / name).is_dir():
             return "not a message directory"
         if not self.message_path(queue, name).is_file():
@@ -746,17 +803,25 @@ class Spool:
             envelope = self.read_envelope(queue, name)
         except (OSError, EnvelopeError) as exc:
             return f"envelope: {exc}"
-        if envelope.queue_id != name:
+        # set_aside() may have added ".N" to the name in corrupt/
+        if envelope.queue_id != (name.split(".")[0] if queue == CORRUPT else name):
             return f"envelope is for {envelope.queue_id}"
-        return None
+        try:
+            return _damage(self.message_path(queue, name), envelope)
+        except OSError as exc:
+            return f"message file: {exc}"
 
-    def _move_to_corrupt(self, queue: str, name: str) -> None:
+    def set_aside(self, queue: str, name: str) -> str:
+        """Move the entry *name* of *queue* to corrupt/ for a person to look at (never
+        deleted); returns its name there, with ".N" added when corrupt/ has one of that
+        name already. OSError when it cannot be moved."""
         target, n = self.root / CORRUPT / name, 0
         while target.exists() or target.is_symlink():
             n += 1
             target = self.root / CORRUPT / f"{name}.{n}"
-        os.rename(self.root / queue / name, target)
+        os.rename(self.root / self._not_incoming(queue) / name, target)
         _fsync_dir(target.parent)
+        return target.name
 
     # helpers ----------------------------------------------------------------------
 

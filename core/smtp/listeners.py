@@ -12,8 +12,11 @@ over a socketpair, one JSON object per line:
     {"counters": {name: delta, …}}          counter increments since the last report
 
 Rules:
-- The spool is the truth: a lost line only delays a message until the next rescan of fast/
-  (the core rescans at start and whenever its channel overflows); it never loses one.
+- The spool is the truth: a lost line only delays a message until the next rescan of fast/,
+  never loses one. Lines are lost when a process dies between its commit and its report:
+  when a listener process has ended, the pool asks the queue manager to rescan fast/ at
+  once (`on_ended`); the manager also rescans every RESCAN_SECONDS (core/spool/manager.py
+  rule 1), for a report the core itself lost.
 - A listener process exits when the core goes away (end of file on its socket), so a killed
   core never leaves listeners answering 250 on its behalf for long.
 - The core restarts a listener that dies, with the backoff of `mailmoat run`
@@ -67,11 +70,14 @@ class ListenerPool:
     """Starts and watches the listener processes (in the core process)."""
 
     def __init__(self, home, count: int, *, on_accepted: Callable[[str, Envelope], None],
-                 counters, events, backoff: Callable[[], RestartBackoff] = RestartBackoff):
-        """`backoff` makes each process's RestartBackoff."""
+                 counters, events, on_ended: Callable[[], None] = lambda: None,
+                 backoff: Callable[[], RestartBackoff] = RestartBackoff):
+        """`on_ended()` after a listener process has ended (the queue manager's rescan);
+        `backoff` makes each process's RestartBackoff."""
         self.home = home
         self.count = count
         self.on_accepted = on_accepted
+        self.on_ended = on_ended
         self.backoff = backoff
         self.counters = counters
         self.events = events
@@ -118,6 +124,8 @@ class ListenerPool:
                         if process.returncode is None:
                             process.kill()
                             await process.wait()
+                    # what it committed and did not report is in fast/ unannounced
+                    self.on_ended()
             if not_ready is not None:
                 raise RuntimeError(f"SMTP listener {index} exited before it was ready "
                                    f"(status {process.returncode})")

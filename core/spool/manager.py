@@ -10,6 +10,14 @@ Rules
     1. The spool is the truth. Memory holds ids and schedules only, rebuilt by `run()` from
        the spool alone; a full channel never loses a message (an overflow triggers a rescan
        of fast/). At most FAST_CHANNEL_SIZE ids wait in memory (Postfix's active queue).
+       A message committed by a listener process is announced after its commit, so one
+       can be in fast/ unannounced (the process died first): `rescan()` (a listener
+       process ended) takes up at once every fast/ id not being handled, and every
+       RESCAN_SECONDS the manager lists fast/ and takes up the ids that were already
+       there, not handled, at the previous listing — a newer one may still be on its way.
+       `_busy` makes sure no id is handled twice at once; an id announced after it was
+       handled and gone finds no file (`_handle_fast`). The fast count (queue_sizes) is
+       the last listing's, plus what came since.
     2. Fast queue: pipeline (at most PROCESS_TIMEOUT_SECONDS in a worker, which the pipeline
        enforces — waiting for a free worker does not count; an exception or a timeout is a
        crash: `crash_count` + 1 persisted, the third moves it to hold/ with a HELD event of
@@ -42,6 +50,10 @@ Rules
        taken up, before the pipeline may edit it (`keep`), and how it ends: in an error
        (a crash, an unexpected error, a bounce, expiry: `error`) or not (delivered to every
        recipient; dropped, held or quarantined by policy: `done`). Its calls never raise.
+   10. Taking a message up reads its entry through `Spool.read_entry`: one whose envelope is
+       unreadable, or whose message file is missing or not of the size recorded, goes to
+       corrupt/ with a SCAN_ERROR event of rule CORRUPT_RULE, as recover() does at start
+       (the alert engine mails Suspect Message for it: core/notify.py).
 
 Never: block the event loop, write event names as literals, delete a message that still
 has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
@@ -63,11 +75,13 @@ from core.spool.queue_file_save import NoQueueFileSave
 from core.spool.schedule import SlowSchedule, retry_delay
 from shared.clock import WallClock
 from shared.events import Action
-from shared.spool import ENHANCED_STATUS, Envelope, EnvelopeError, Spool
+from shared.spool import CORRUPT_RULE, ENHANCED_STATUS, Envelope, EnvelopeError, Spool
 
-__all__ = ["QueueManager", "FAST_CHANNEL_SIZE", "PROCESS_TIMEOUT_SECONDS", "CRASH_LIMIT"]
+__all__ = ["QueueManager", "FAST_CHANNEL_SIZE", "PROCESS_TIMEOUT_SECONDS", "CRASH_LIMIT",
+           "record_set_aside"]
 
 FAST_CHANNEL_SIZE = 1000        # ids waiting in memory; more wait on disk (rule 1)
+RESCAN_SECONDS = 30.0           # fast/ is listed this often for unannounced messages (rule 1)
 DELETE_WAIT_SECONDS = 10        # a dropped message waits this long at most for its event
 STOP_GRACE_SECONDS = 30         # how long a clean stop waits for attempts in progress (rule 7)
 HOP_ATTEMPTS = 20               # attempts in progress per next hop (rule 8; Postfix's default
@@ -88,9 +102,10 @@ SECONDS_PER_DAY = 86400
 class QueueManager:
     def __init__(self, spool: Spool, settings: Callable[[], Mapping], events, counters,
                  clock: WallClock, pipeline, deliverer, *, tick_seconds: float = 1.0,
-                 queue_files=None) -> None:
+                 rescan_seconds: float = RESCAN_SECONDS, queue_files=None) -> None:
         """`tick_seconds`: how often (trio time) the slow queue looks at the wall clock;
-        `queue_files`: a QueueFileSave (rule 9), none kept without it."""
+        `rescan_seconds`: how often fast/ is listed (rule 1); `queue_files`: a
+        QueueFileSave (rule 9), none kept without it."""
         self.spool = spool
         self.settings = settings
         self.events = events
@@ -99,6 +114,7 @@ class QueueManager:
         self.pipeline = pipeline
         self.deliverer = deliverer
         self.tick_seconds = tick_seconds
+        self.rescan_seconds = rescan_seconds
         self.notices = NoticeWriter(self)
         self.queue_files = queue_files if queue_files is not None else NoQueueFileSave()
         # `hook(envelope, addresses)` after an attempt delivered to `addresses` (the
@@ -172,6 +188,11 @@ class QueueManager:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # stopping: the workers are gone; the next start finds it in fast/
             self._busy.discard(queue_id)
+
+    def rescan(self) -> None:
+        """Take up every message in fast/ that no worker has (rule 1): a listener process
+        ended, and with it the announcements of what it committed last. Never blocks."""
+        self._rescan.set()
 
     def queue_sizes(self) -> dict[str, int]:
         return {"fast": len(self._fast_ids), "slow": len(self.schedule),
@@ -255,14 +276,23 @@ class QueueManager:
         self._nursery.start_soon(later)
 
     async def _rescan_loop(self) -> None:
-        """Feed fast/ ids the channel could not take (rule 1); blocking sends are the
-        backpressure."""
+        """Feed the workers the fast/ ids nobody offered them (rule 1): all of them after an
+        overflow of the channel or `rescan()`, those left over from the previous listing
+        every `rescan_seconds`. Blocking sends are the backpressure."""
+        left_over: set[str] = set()     # not handled at the previous listing
         while True:
-            await self._rescan.wait()
+            with trio.move_on_after(self.rescan_seconds):
+                await self._rescan.wait()
+            take_all = self._rescan.is_set()
             self._rescan = trio.Event()
             ids = await trio.to_thread.run_sync(lambda: list(self.spool.list("fast")))
-            for queue_id in ids:
-                self._fast_ids.add(queue_id)
+            # What is known and not busy but no longer listed has gone (or comes back with
+            # its own announcement); what is busy stays, listed or not.
+            self._fast_ids = set(ids).union(q for q in self._fast_ids if q in self._busy)
+            waiting = [q for q in ids if q not in self._busy]
+            take = waiting if take_all else [q for q in waiting if q in left_over]
+            left_over = set(waiting).difference(take)
+            for queue_id in take:
                 if queue_id not in self._busy:
                     self._busy.add(queue_id)
                     await self._fast_send.send(queue_id)
@@ -297,14 +327,33 @@ class QueueManager:
 
     # --- fast queue -----------------------------------------------------------------------------
     async def _read(self, queue: str, queue_id: str) -> Envelope | None:
+        """The message's envelope, checked against its file (rule 10); None when it is no
+        longer in *queue* or was set aside. Another OSError (the disk's, not the entry's)
+        propagates: the worker's boundary tries the message again later (`_failed`)."""
         try:
-            return await trio.to_thread.run_sync(self.spool.read_envelope, queue, queue_id)
+            return await trio.to_thread.run_sync(self.spool.read_entry, queue, queue_id)
         except FileNotFoundError:
             return None
-        except (EnvelopeError, OSError) as exc:     # recover() sets it aside at next start
-            self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule="spool.corrupt",
-                               info=f"unreadable envelope in {queue}/: {exc}")
+        except EnvelopeError as exc:
+            await self._set_aside(queue, queue_id, str(exc))
             return None
+
+    async def _set_aside(self, queue: str, queue_id: str, reason: str) -> None:
+        """Move a damaged entry to corrupt/ (rule 10)."""
+        try:
+            await trio.to_thread.run_sync(self.spool.set_aside, queue, queue_id)
+        except OSError as exc:
+            self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule=CORRUPT_RULE,
+                               info=f"unreadable queue entry in {queue}: {reason}; not moved "
+                                    f"to corrupt/: {exc}")
+            return
+        if queue == "fast":
+            self._fast_ids.discard(queue_id)
+        elif queue == "slow":
+            self.schedule.remove(queue_id)
+        elif queue == "hold":
+            self._hold_count -= 1
+        record_set_aside(self.events, queue, queue_id, reason)
 
     async def _write(self, queue: str, envelope: Envelope) -> None:
         await trio.to_thread.run_sync(self.spool.write_envelope, queue, envelope)
@@ -354,13 +403,26 @@ class QueueManager:
         self._nursery.start_soon(delete)
 
     async def _handle_fast(self, queue_id: str) -> None:
-        envelope = self._handed_over.pop(queue_id, None) or await self._read("fast", queue_id)
+        envelope = self._handed_over.pop(queue_id, None)
+        if envelope is not None and not self._is_whole(envelope):
+            envelope = None         # gone (announced late, rule 1) or damaged: ask the spool
+        if envelope is None:
+            envelope = await self._read("fast", queue_id)
         if envelope is None:
             self._fast_ids.discard(queue_id)
             return
         if not envelope.processed and not await self._process(envelope):
             return
         await self._attempt("fast", envelope)
+
+    def _is_whole(self, envelope: Envelope) -> bool:
+        """A handed-over envelope still describes a message in fast/ (rule 10). Inline:
+        one stat costs less than the thread hop that reading the entry would."""
+        try:
+            self.spool.check_message("fast", envelope)
+        except (OSError, EnvelopeError):
+            return False
+        return True
 
     async def _process(self, envelope: Envelope) -> bool:
         """Run the pipeline; True when the message goes on to delivery (rule 2)."""
@@ -579,3 +641,10 @@ class QueueManager:
             await self._move(queue_id, "fast", "slow")
         self.schedule.put(queue_id, envelope.next_attempt_at,
                           {r.next_hop for r in deferred if r.next_hop})
+
+
+def record_set_aside(events, queue: str, name: str, reason: str) -> None:
+    """The event for a queue entry moved to corrupt/, at start (recover) or when taken up
+    (rule 10): a SCAN_ERROR of rule CORRUPT_RULE, which raises the Suspect Message alert."""
+    events.record(Action.SCAN_ERROR, queue_id=name, rule=CORRUPT_RULE,
+                  info=f"unreadable queue entry in {queue} moved to corrupt/: {reason}")

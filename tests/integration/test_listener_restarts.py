@@ -1,5 +1,6 @@
-"""SMTP listener processes that die (chaos finding 3): the restart backoff starts afresh
-after a healthy run. Real listener processes, killed with SIGKILL."""
+"""SMTP listener processes that die (chaos findings 1 and 3): what one committed and never
+reported is taken up when it ends, and its restart backoff starts afresh after a healthy run.
+Real listener processes, killed with SIGKILL; a real sink."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import signal
 import pytest
 import trio
 
+from core.app import run_core
 from core.restart import RestartBackoff
 from core.smtp.listeners import ListenerPool
 from core.status import Counters
 from shared.events import Action
+from shared.spool import Envelope, Spool, new_queue_id
 from tests.support.core import make_home
 
 pytestmark = pytest.mark.trio
+
+MESSAGE = (b"From: a@client.test\r\nTo: user@local.test\r\nSubject: unreported\r\n"
+           b"Message-ID: <unreported@client.test>\r\n\r\nhello\r\n")
 
 
 def _listener_pids(home) -> list[int]:
@@ -29,6 +35,37 @@ def _listener_pids(home) -> list[int]:
         if b"core.smtp.listener_main" in cmdline and str(home.root).encode() in cmdline:
             pids.append(int(pid))
     return pids
+
+
+def _commit_unreported(home) -> str:
+    """What a listener process does up to its commit, and no further: it dies before its
+    report reaches the core."""
+    spool = Spool(home.spool)
+    queue_id = new_queue_id()
+    incoming = spool.open_incoming(queue_id)
+    incoming.write(MESSAGE)
+    envelope = Envelope.new(queue_id, "a@client.test", ["user@local.test"])
+    spool.commit([incoming.prepare(envelope)])
+    return queue_id
+
+
+async def test_a_message_a_killed_listener_never_reported_goes_out_when_it_restarts(
+        tmp_path, sink, nursery):
+    home = make_home(tmp_path, smtp__listener_processes=2, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    core = await nursery.start(run_core, home)
+    queue_id = _commit_unreported(home)
+    [victim, _] = _listener_pids(home)
+    os.kill(victim, signal.SIGKILL)
+    # well before the manager's own periodic rescan (RESCAN_SECONDS, twice) could find it
+    [message] = await trio.to_thread.run_sync(sink.wait_for, 1, 20)
+    assert message.data == MESSAGE
+    with trio.fail_after(10):
+        while os.listdir(home.spool / "fast"):
+            await trio.sleep(0.05)
+    assert core.queue.queue_sizes()["fast"] == 0
+    assert queue_id not in os.listdir(home.spool / "fast")
+    core.cancel_scope.cancel()
 
 
 class _Events:

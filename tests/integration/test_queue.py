@@ -63,10 +63,10 @@ class Harness:
     def settings(self):
         return MappingProxyType(dict(self.values))
 
-    def manager(self):
+    def manager(self, **options):
         deliverer = Deliverer(settings=self.settings, events=self.events, clock=self.clock)
         return QueueManager(self.spool, self.settings, self.events, self.counters, self.clock,
-                            self.pipeline, deliverer, tick_seconds=TICK_SECONDS)
+                            self.pipeline, deliverer, tick_seconds=TICK_SECONDS, **options)
 
     def put(self, sender, recipients, data=MESSAGE, queue="fast", **fields) -> str:
         queue_id = new_queue_id()
@@ -615,3 +615,130 @@ async def test_while_the_core_stops_only_alerts_start_a_delivery(tmp_path, sink,
     assert alert.recipients == ["admin@admin.test"]
     await h.until(lambda: h.events.of(Action.COMPLETED))
     assert len(sink.messages) == 1 and h.ids("fast") == [waiting]   # for the next start
+
+
+# --- messages nobody announced (chaos finding 1) and damaged entries (finding 7) -----------
+
+RESCAN_SECONDS = 0.05
+
+
+class GatedPipeline:
+    """Passes every message, once `gate` is set; remembers how many are in it at once."""
+
+    def __init__(self):
+        self.gate = trio.Event()
+        self.calls: list[str] = []
+        self.inside: set[str] = set()
+        self.twice_at_once = False
+
+    async def process(self, queue_id, envelope, message_path, settings):
+        self.twice_at_once |= queue_id in self.inside
+        self.inside.add(queue_id)
+        self.calls.append(queue_id)
+        try:
+            await self.gate.wait()
+        finally:
+            self.inside.discard(queue_id)
+        return PipelineResult("deliver")
+
+
+async def test_a_message_nobody_announced_is_taken_up_by_the_periodic_rescan_and_counted(
+        tmp_path, sink, nursery):
+    """A listener process that dies between its commit and its report leaves the message
+    in fast/ unannounced: it must not wait there for the core's next start while Status
+    says the fast queue is empty."""
+    h = Harness(tmp_path, routes_to(("dest.test", sink)), **{"delivery.paused": True})
+    manager = h.manager(rescan_seconds=RESCAN_SECONDS)
+    await nursery.start(manager.run)
+    queue_id = h.put("alice@sender.test", ["bob@dest.test"])    # never announced
+    await h.until(lambda: manager.queue_sizes()["fast"] == 1)
+    h.values["delivery.paused"] = False
+    [message] = await sink.await_messages(1)
+    assert message.recipients == ["bob@dest.test"]
+    await h.until(lambda: [f["queue_id"] for f in h.events.of(Action.COMPLETED)] == [queue_id])
+    await h.until(lambda: manager.queue_sizes()["fast"] == 0)
+
+
+async def test_rescans_never_give_one_message_to_two_workers_at_once(tmp_path, sink, nursery):
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    h.pipeline = GatedPipeline()
+    manager = h.manager(rescan_seconds=RESCAN_SECONDS)
+    await nursery.start(manager.run)
+    announced = h.put("alice@sender.test", ["a@dest.test"])
+    manager.message_accepted(announced)
+    silent = h.put("alice@sender.test", ["b@dest.test"])
+    await h.until(lambda: set(h.pipeline.calls) == {announced, silent})
+    for _ in range(5):      # a listener process ended, several times, while both are handled
+        manager.rescan()
+        await trio.sleep(RESCAN_SECONDS)
+    later = h.put("alice@sender.test", ["c@dest.test"])     # proof that listings went on
+    await h.until(lambda: later in h.pipeline.calls)
+    h.pipeline.gate.set()
+    await sink.await_messages(3)
+    await h.until(lambda: len(h.events.of(Action.COMPLETED)) == 3)
+    assert sorted(h.pipeline.calls) == sorted([announced, silent, later])
+    assert not h.pipeline.twice_at_once
+    assert sorted(m.recipients[0] for m in sink.messages) == ["a@dest.test", "b@dest.test",
+                                                               "c@dest.test"]
+
+
+async def test_an_announcement_that_comes_after_its_message_was_delivered_does_nothing(
+        tmp_path, sink, running):
+    """A listener's report read late (a busy core), after a rescan already took the
+    message up and delivered it: the envelope it carries is for a message that is gone."""
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    manager = await running(h)
+    queue_id = h.put("alice@sender.test", ["bob@dest.test"])
+    envelope = h.spool.read_envelope("fast", queue_id)
+    manager.rescan()
+    await sink.await_messages(1)
+    await h.until(lambda: h.events.of(Action.COMPLETED))
+    manager.message_accepted(queue_id, envelope)        # the late report
+    await manager.settled([queue_id])
+    assert len(sink.messages) == 1 and len(h.events.of(Action.COMPLETED)) == 1
+    assert h.events.of(Action.SCAN_ERROR) == []
+    assert manager.queue_sizes()["fast"] == 0
+
+
+@pytest.mark.parametrize("octets", [0, 40])
+async def test_a_message_file_cut_short_is_set_aside_when_taken_up(tmp_path, sink, running,
+                                                                    octets):
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    manager = await running(h)
+    good = h.put("alice@sender.test", ["good@dest.test"])
+    bad = h.put("alice@sender.test", ["bad@dest.test"])
+    path = h.spool.message_path("fast", bad)
+    with open(path, "r+b") as message:      # storage trouble: the same file, shorter
+        message.truncate(octets)
+    manager.message_accepted(bad)
+    manager.message_accepted(good)
+    [message] = await sink.await_messages(1)
+    assert message.recipients == ["good@dest.test"]
+    await h.until(lambda: h.events.of(Action.SCAN_ERROR))
+    [event] = h.events.of(Action.SCAN_ERROR)
+    assert event["queue_id"] == bad and event["rule"] == "spool.corrupt"
+    assert f"has {octets} octets, its envelope says {len(MESSAGE)}" in event["info"]
+    await h.until(lambda: h.events.of(Action.COMPLETED))
+    assert h.ids("fast") == [] and h.ids("corrupt") == [bad]
+    assert manager.queue_sizes()["fast"] == 0
+
+
+async def test_a_message_the_pipeline_rewrote_is_not_set_aside_after_a_crash(tmp_path, sink,
+                                                                           running):
+    """The pipeline renames its rewrite (a disclaimer, a removed attachment) over the message
+    and sets the size in memory; a crash before the envelope is written again leaves the
+    old size on disk with the new file. That message is whole."""
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    queue_id = h.put("alice@sender.test", ["bob@dest.test"])
+    path = h.spool.message_path("fast", queue_id)
+    rewritten = MESSAGE + b"-- \r\nSent through the gateway\r\n"
+    temp = path.with_name("message.rewrite")
+    temp.write_bytes(rewritten)
+    temp.rename(path)
+    assert h.spool.recover().corrupt == []
+    manager = await running(h)
+    manager.message_accepted(queue_id)
+    [message] = await sink.await_messages(1)
+    assert message.data == rewritten
+    assert h.events.of(Action.SCAN_ERROR) == []
+

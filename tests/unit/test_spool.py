@@ -434,6 +434,92 @@ def test_corrupt_message_is_moved_to_corrupt_not_deleted(sp, queue, damage):
     assert_whole(sp, queue, good)
 
 
+# --- the size check (chaos finding 7) --------------------------------------------
+
+def _cut(sp, queue, queue_id, octets):
+    """Storage trouble or a hand edit: the same file, shorter (truncate keeps the inode)."""
+    with open(sp.message_path(queue, queue_id), "r+b") as message:
+        message.truncate(octets)
+
+
+@pytest.mark.parametrize("octets", [0, 20])
+@pytest.mark.parametrize("queue", ["fast", "slow", "hold", "quarantine/spam"])
+def test_a_message_file_cut_short_goes_to_corrupt_at_start(sp, queue, octets):
+    [good, bad] = accept(sp, queue, count=2)
+    _cut(sp, queue, bad, octets)
+    report = Spool(sp.root).recover()
+    [(where, name, reason)] = report.corrupt
+    assert (where, name) == (queue, bad)
+    assert reason == (f"the message file has {octets} octets, its envelope says "
+                      f"{len(body_for(bad))}")
+    assert report.found[queue] == [good] and report.found[CORRUPT] == [bad]
+    assert Spool(sp.root).problem(CORRUPT, bad) == reason     # what queue list shows
+
+
+def test_every_accept_path_records_the_size_and_inode_of_the_file_it_wrote(sp):
+    prepared = accept(sp)[0]
+    queue_id = new_queue_id()
+    sp.commit([sp.write_incoming(make_envelope(queue_id), [body_for(queue_id)])])
+    copy_id = new_queue_id()
+    sp.copy_to(prepared, "fast", "hold", copy_id)
+    for queue, name in (("fast", prepared), ("fast", queue_id), ("hold", copy_id)):
+        envelope = sp.read_envelope(queue, name)
+        status = os.stat(sp.message_path(queue, name))
+        assert (envelope.size, envelope.message_inode) == (status.st_size, status.st_ino)
+        assert sp.read_entry(queue, name) == envelope
+
+
+def test_a_message_file_replaced_by_a_rewrite_is_not_held_to_the_old_size(sp):
+    """The pipeline renames its rewrite over the message and sets the size in memory; a
+    crash before the envelope follows must not cost a good message its delivery."""
+    [queue_id] = accept(sp)
+    path = sp.message_path("fast", queue_id)
+    temp = path.with_name("message.rewrite")
+    temp.write_bytes(body_for(queue_id) + b"a disclaimer\r\n")
+    temp.rename(path)
+    assert Spool(sp.root).recover().corrupt == []
+    envelope = sp.read_entry("fast", queue_id)
+    envelope.size = path.stat().st_size         # what the pipeline sets
+    sp.write_envelope("fast", envelope)         # ... and what the next write records
+    _cut(sp, "fast", queue_id, 5)               # the rewritten file is checked from then on
+    with pytest.raises(EnvelopeError, match="has 5 octets"):
+        sp.read_entry("fast", queue_id)
+
+
+def test_an_envelope_written_before_inodes_were_kept_is_not_size_checked(sp):
+    [queue_id] = accept(sp)
+    envelope_path = sp.root / "fast" / queue_id / ENVELOPE_FILE
+    data = json.loads(envelope_path.read_bytes())
+    del data["message_inode"]
+    envelope_path.write_text(json.dumps(data))
+    _cut(sp, "fast", queue_id, 3)
+    assert Spool(sp.root).recover().corrupt == []
+
+
+def test_read_entry_tells_a_gone_message_from_a_damaged_one(sp):
+    [gone, no_file, wrong_id] = accept(sp, count=3)
+    sp.delete("fast", gone)
+    (sp.root / "fast" / no_file / MESSAGE_FILE).unlink()
+    envelope = sp.read_envelope("fast", wrong_id)
+    envelope.queue_id = "OTHER"
+    (sp.root / "fast" / wrong_id / ENVELOPE_FILE).write_bytes(envelope.to_json())
+    with pytest.raises(FileNotFoundError):
+        sp.read_entry("fast", gone)
+    with pytest.raises(EnvelopeError, match="message file missing"):
+        sp.read_entry("fast", no_file)
+    with pytest.raises(EnvelopeError, match="envelope is for OTHER"):
+        sp.read_entry("fast", wrong_id)
+
+
+def test_set_aside_moves_an_entry_to_corrupt_under_a_free_name(sp):
+    [first, second] = accept(sp, count=2)
+    (sp.root / CORRUPT / first).mkdir()
+    assert sp.set_aside("fast", first) == f"{first}.1"
+    assert sp.set_aside("fast", second) == second
+    assert list(sp.list("fast")) == []
+    assert sorted(os.listdir(sp.root / CORRUPT)) == sorted([first, f"{first}.1", second])
+
+
 def test_junk_entries_go_to_corrupt_without_clobbering(sp):
     (sp.root / "slow" / "junk").write_bytes(b"not a directory")
     (sp.root / CORRUPT / "junk").write_bytes(b"an older one")
