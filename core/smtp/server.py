@@ -78,7 +78,7 @@ from core.smtp.protocol import ServerConnection
 from core.smtp.rbl import SUSPEND_SECONDS, RblChecker, RblListing, check_rbl_sender
 from core.smtp.state import State
 from core.smtp.streams import TcpStream
-from shared.disk import DiskSpace
+from shared.disk import DiskSpace, is_out_of_space
 from shared.events import Action
 from shared.idn import domain_form
 from shared.report import RECIPIENT_REFUSED
@@ -561,6 +561,7 @@ class _Session:
         self.buffered: list[bytes] | None = None
         self.buffered_octets = 0
         self.head = b""                # the message's first HEAD_OCTETS, for its Subject
+        self.write_failed: OSError | None = None   # streaming into incoming/ failed
         self.queue_id: str | None = None
         self.deadline_total: float | None = None   # of the DATA phase
         self.session_deadline = trio.current_time() + SESSION_TOTAL_SECONDS
@@ -858,24 +859,31 @@ class _Session:
         header = self._received_header()
         self.buffered, self.buffered_octets = [header], len(header)
         self.head = b""
+        self.write_failed = None
         self.deadline_total = trio.current_time() + DATA_TOTAL_SECONDS
         await self.write(self.conn.send(R.R354_START_DATA))
 
     async def _append(self, data: bytes) -> None:
         if len(self.head) < HEAD_OCTETS:
             self.head += data[:HEAD_OCTETS - len(self.head)]
-        if self.incoming is not None:
-            self.incoming.write(data)
-            return
-        self.buffered.append(data)
-        self.buffered_octets += len(data)
-        if self.buffered_octets > BUFFER_OCTETS:
-            # Too big to keep in memory: stream the rest into incoming/ (page cache writes;
-            # the fsyncs happen in the committer's thread).
-            self.incoming = await trio.to_thread.run_sync(self.server.spool.open_incoming,
-                                                          self.queue_id)
-            for chunk in self.buffered:
-                self.incoming.write(chunk)
+        if self.write_failed is not None:
+            return                  # read to its end and dropped: answered in _finish_data
+        try:
+            if self.incoming is not None:
+                self.incoming.write(data)
+                return
+            self.buffered.append(data)
+            self.buffered_octets += len(data)
+            if self.buffered_octets > BUFFER_OCTETS:
+                # Too big to keep in memory: stream the rest into incoming/ (page cache
+                # writes; the fsyncs happen in the committer's thread).
+                self.incoming = await trio.to_thread.run_sync(self.server.spool.open_incoming,
+                                                              self.queue_id)
+                for chunk in self.buffered:
+                    self.incoming.write(chunk)
+                self.buffered, self.buffered_octets = None, 0
+        except OSError as exc:      # a full disk: the client hears 452 at the end of data
+            self.write_failed = exc
             self.buffered, self.buffered_octets = None, 0
 
     def _received_header(self) -> bytes:
@@ -893,6 +901,13 @@ class _Session:
                 f"\tby {self.hostname} (Mailmoat) with {with_} id {self.queue_id}{rcpt};\r\n"
                 f"\t{format_datetime(now)}\r\n")
         return text.encode("utf-8", "replace")
+
+    async def _refuse_for_spool(self, incoming, exc: OSError, size: int) -> None:
+        """The spool could not take the message: 452 4.3.1 for a full disk (or quota),
+        else 451; either way the client tries again later and nothing of it is kept."""
+        reply = R.R452_INSUFFICIENT_STORAGE if is_out_of_space(exc) else R.R451_LOCAL_ERROR
+        await self._refuse_message(incoming, reply, "spool", size=size, log_as="local",
+                                   info=f"spool write failed: {exc.strerror or exc}")
 
     async def _refuse_message(self, incoming, reply: R.Reply, rule: str, *,
                               log_as: str = "local", **fields) -> None:
@@ -912,6 +927,9 @@ class _Session:
         incoming, self.incoming = self.incoming, None
         buffered, self.buffered, self.buffered_octets = self.buffered, None, 0
         server = self.server
+        if self.write_failed is not None:
+            await self._refuse_for_spool(incoming, self.write_failed, event.size)
+            return
         if event.line_too_long or event.size_exceeded:
             reply = R.R554_LINE_TOO_LONG_IN_DATA if event.line_too_long else R.R552_SIZE_EXCEEDED
             rule = "smtp.max_text_line" if event.line_too_long else "size.max_mb"
@@ -948,13 +966,8 @@ class _Session:
         pending = PendingMessage(self.queue_id, envelope, buffered, incoming)
         try:
             await server.committer.commit(pending)
-        except OSError as exc:
-            self.log.error("local", f"spool write failed: {exc.strerror}")
-            self.record(Action.REJECTED, sender=self.sender, recipients=self.recipients,
-                        rule="spool", info=f"spool write failed: {exc.strerror}",
-                        result="452")
-            await self.write(self.conn.send(R.R452_INSUFFICIENT_STORAGE
-                                            if exc.errno == errno.ENOSPC else R.R451_LOCAL_ERROR))
+        except OSError as exc:      # the committer removed what it could not commit
+            await self._refuse_for_spool(None, exc, event.size)
             return
         server.counters.incr("accepted")
         server.counters.incr("bytes_received", envelope.size)

@@ -162,6 +162,8 @@ def scenario(mount_point: Path) -> dict:
             facts["declared_too_big"] = _send(port, 10, declare=1_500_000)
             facts["streamed_too_big"] = _send(port, 11, body_octets=1_500_000)
             facts["small_declared"] = _send(port, 12, body_octets=20_000, declare=30_000)
+            # more than the disk holds, undeclared: the disk fills while it is streamed
+            facts["streamed_past_the_disk"] = _send(port, 15, body_octets=3_000_000)
             # 5 % and 100 kB free: 200 kB (kept in memory until it is written) would leave
             # under 5 %; 20 kB would not.
             fill_to(mount_point, 0.05 + 100_000 / DISK_OCTETS)
