@@ -284,16 +284,21 @@ LISTED_RECIPIENTS = 3
 
 
 def _queue_list(home, only: str | None) -> int:
-    from shared.spool import Spool
+    from shared.spool import CORRUPT, Spool
 
     spool = Spool(home.spool)
     now = time.time()
     rows = []
     for queue in (only,) if only else ("fast", "slow", "hold"):
         for queue_id in spool.list(queue):
+            # corrupt/: entries the core set aside (an event and a Suspect Message alert
+            # said so); LAST ERROR says what is wrong with one, as far as it can be read
+            problem = spool.problem(queue, queue_id) if queue == CORRUPT else None
             try:
                 env = spool.read_envelope(queue, queue_id)
             except (OSError, ValueError):
+                if queue == CORRUPT:
+                    rows.append((queue, queue_id, "", "", "", "", "", problem or ""))
                 continue  # moved or being written right now
             # what the message still waits for: its pending and deferred recipients and
             # their error, not those already delivered or bounced
@@ -306,7 +311,7 @@ def _queue_list(home, only: str | None) -> int:
             last_error = next((r.last_error for r in waiting if r.last_error), None)
             rows.append((queue, queue_id, _age(now - env.received_at), env.sender or "<>",
                          recipients, env.size, env.attempts,
-                         env.hold_reason or last_error or ""))
+                         problem or env.hold_reason or last_error or ""))
     header = ("QUEUE", "ID", "AGE", "SENDER", "RECIPIENTS", "SIZE", "ATTEMPTS", "LAST ERROR")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
@@ -325,8 +330,8 @@ def _age(seconds: float) -> str:
 
 def _queue_setup(parser) -> None:
     parser.add_argument("action", choices=("list", "reprocess", "drop", "forward"))
-    parser.add_argument("queue", nargs="?", help="list: fast | slow | hold (default: all); "
-                        "forward: the ADDRESS")
+    parser.add_argument("queue", nargs="?", help="list: fast | slow | hold (default: these "
+                        "three) | corrupt (entries set aside); forward: the ADDRESS")
     parser.add_argument("--hold", action="store_true", help="act on the hold queue")
     parser.add_argument("--subject", help="forward: subject of the copies")
     parser.add_argument("--id", dest="ids", action="append", help="only this message "
@@ -341,8 +346,8 @@ def _queue_run(args) -> int:
         if not args.address:
             raise CommandFailed("forward needs an ADDRESS", 2)
     elif args.action == "list":
-        if args.queue not in (None, "fast", "slow", "hold"):
-            raise CommandFailed("queue: must be one of fast, slow, hold", 2)
+        if args.queue not in (None, "fast", "slow", "hold", "corrupt"):
+            raise CommandFailed("queue: must be one of fast, slow, hold, corrupt", 2)
     return queue_command(args)
 
 

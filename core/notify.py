@@ -61,6 +61,7 @@ from shared.events import Action
 from shared.guide_texts import ALERT_TEXTS
 from shared.settings_addresses import Sender
 from shared.shown_text import one_line
+from shared.spool import CORRUPT_RULE
 
 __all__ = ["Notifier", "AlertEngine", "ResourceMonitor", "alert_key", "fill_metatags",
            "compose_mail"]
@@ -228,10 +229,15 @@ def alert_key(row: Mapping) -> str | None:
     """The `alerts.<key>` an event row raises, or None (guide Table 3-2). A deferral or
     failure raises smtp_connection_failure by its status (CONNECTION_FAILURE_STATUSES), not
     by whether it names a host: a next hop that greets with 421 is named, and not available.
-    Generated mail's own never does: an alert about an alert's delivery would loop."""
+    Generated mail's own never does: an alert about an alert's delivery would loop.
+    A queue entry set aside in corrupt/ (scan_error of rule CORRUPT_RULE) raises
+    suspect_message, on by default, not scan_error, off by default: an accepted message
+    that could not be processed, which only a person can deliver or drop now."""
     action = row["action"]
     if action not in ALERT_ACTIONS:
         return None
+    if action == "scan_error" and row["rule"] == CORRUPT_RULE:
+        return "suspect_message"
     data = _data(row)
     if action in _SIMPLE_ALERTS:
         return _SIMPLE_ALERTS[action]

@@ -132,6 +132,8 @@ def test_alert_keys_of_table_3_2():
     assert alert_key(row("failed_logon")) == "failed_logons"
     assert alert_key(row("protocol_violation")) == "smtp_protocol_violation"
     assert alert_key(row("service_start_improper")) == "service_start_improper"
+    assert alert_key(row("scan_error", "spool.corrupt")) == "suspect_message"
+    assert alert_key(row("scan_error", "scan.unprocessable")) == "scan_error"
     assert set(ALERT_TEXTS) >= {"low_disk", "low_memory", "scan_error", "config_change"}
 
 
@@ -454,3 +456,29 @@ async def test_a_message_held_because_it_cannot_be_scanned_raises_the_suspect_al
     [held] = _events(home, Action.HELD)
     assert held["rule"] == "scan.unprocessable"
     core.cancel_scope.cancel()
+
+
+async def test_a_queue_entry_set_aside_in_corrupt_raises_the_suspect_alert(tmp_path, sink,
+                                                                          nursery):
+    """An accepted message the core cannot process any more (chaos finding 6): with the
+    default alerts (scan_error off) it sat in corrupt/ with one event nobody was told of."""
+    home = routed_home(tmp_path, sink, admin__emails=["admin@local.test"])
+    assert stored_settings(home)["alerts.suspect_message"] is True
+    assert stored_settings(home)["alerts.scan_error"] is False
+    spool = Spool(home.spool)
+    incoming = spool.open_incoming("D24S0000000A")
+    incoming.write(b"Subject: cut\r\n\r\n" + b"x" * 500 + b"\r\n")
+    spool.commit([incoming.prepare(Envelope.new("D24S0000000A", "a@client.test",
+                                                ["user@local.test"]))], "slow")
+    with open(spool.message_path("slow", "D24S0000000A"), "r+b") as message:
+        message.truncate(100)                       # storage trouble
+    core = await nursery.start(run_core, home)      # recover() sets it aside
+    [alert] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    parsed = email.message_from_bytes(alert.data, policy=policy.default)
+    assert alert.recipients == ["admin@local.test"]
+    assert parsed["Subject"] == ALERT_TEXTS["suspect_message"][0]
+    assert "D24S0000000A" in parsed.get_content()
+    assert "moved to corrupt/" in parsed.get_content()
+    assert list(spool.list("corrupt")) == ["D24S0000000A"]
+    core.cancel_scope.cancel()
+

@@ -318,6 +318,33 @@ def test_queue_list_names_the_first_recipients_of_a_long_list_and_counts_the_res
     assert "user4@x.test" not in row and len(row) < 200
 
 
+def test_queue_list_corrupt_shows_what_the_core_set_aside_and_why(home):
+    """Chaos finding 6: entries in spool/corrupt could not be listed with the tools."""
+    from shared.spool import Envelope, Spool, new_queue_id
+    spool = Spool(DataHome(Path(home)).spool)
+    cut, unreadable = new_queue_id(), new_queue_id()
+    for queue_id in (cut, unreadable):
+        incoming = spool.open_incoming(queue_id)
+        incoming.write(b"Subject: s\r\n\r\n" + b"x" * 300 + b"\r\n")
+        spool.commit([incoming.prepare(Envelope.new(queue_id, "a@b.test", ["u@x.test"]))])
+    with open(spool.message_path("fast", cut), "r+b") as message:
+        message.truncate(10)
+    (spool.root / "fast" / unreadable / "envelope.json").write_bytes(b"")
+    assert sorted(n for _, n, _ in spool.recover().corrupt) == sorted([cut, unreadable])
+    listing = mailmoat("queue", "list", "corrupt", "--home", home).stdout
+    header, *rows = listing.splitlines()
+    assert header.split()[:2] == ["QUEUE", "ID"]
+    [cut_row] = [r for r in rows if cut in r]
+    [unreadable_row] = [r for r in rows if unreadable in r]
+    assert cut_row.startswith(f"corrupt  {cut}") and "a@b.test" in cut_row
+    assert cut_row.endswith("the message file has 10 octets, its envelope says 316")
+    assert unreadable_row.startswith("corrupt") and "envelope: not JSON" in unreadable_row
+    listing = mailmoat("queue", "list", "--home", home).stdout     # not among the queues
+    assert cut not in listing and unreadable not in listing
+    assert "fast, slow, hold, corrupt" in mailmoat("queue", "list", "nowhere", "--home", home,
+                                                   expect=2).stderr
+
+
 def test_queue_list_into_a_closed_pipe_ends_quietly(home):
     """Regression (operations B10): `mailmoat queue list | head` printed a BrokenPipeError
     traceback."""
