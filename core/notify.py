@@ -49,13 +49,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import make_msgid
 from pathlib import Path
 
 import trio
 
 from core.delivery import NO_ANSWER_STATUS
 from shared import db
+from shared.clock import mail_date
 from shared.disk import LOW_DISK_FRACTION, disk_free_fraction, is_out_of_space
 from shared.events import Action
 from shared.guide_texts import ALERT_TEXTS
@@ -114,7 +115,7 @@ def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, bod
     msg["To"] = ", ".join(recipients)
     # a metatag in the subject template may bring line breaks (${MSGINFO}): one line
     msg["Subject"] = one_line(" ".join(subject.split("\n")))
-    msg["Date"] = formatdate(localtime=False)
+    msg["Date"] = mail_date(time.time())
     msg["Message-ID"] = make_msgid(domain=hostname)
     msg["Auto-Submitted"] = "auto-generated"
     msg["X-Mailmoat-Kind"] = kind

@@ -6,9 +6,18 @@ trio's clock instead. Tests pass a `FakeClock` to move time without sleeping.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import time
 
-__all__ = ["WallClock", "FakeClock", "SYSTEM_CLOCK"]
+__all__ = ["WallClock", "FakeClock", "SYSTEM_CLOCK", "mail_date"]
+
+
+def mail_date(timestamp: float) -> str:
+    """An RFC 5322 date of mail Mailmoat writes (Received, Date, DSN dates): in UTC with
+    "+0000", since "-0000" means the offset is unknown (RFC 5322 §3.3)."""
+    return email.utils.format_datetime(
+        datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc))
 
 
 class WallClock:

@@ -42,7 +42,6 @@ Never: read files, the clock or settings itself — everything arrives as argume
 
 from __future__ import annotations
 
-import datetime
 import email.policy
 import email.utils
 import io
@@ -53,6 +52,7 @@ from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 
+from shared.clock import mail_date
 from shared.settings_addresses import Sender
 from shared.spool import Envelope
 
@@ -111,7 +111,7 @@ def compose_dsn(*, envelope: Envelope, original_headers: bytes,
     report["To"] = _octets(envelope.sender) if is_global else envelope.sender
     report["Subject"] = ("Delivery delayed: still trying" if is_delay
                          else "Undelivered mail returned to sender")
-    report["Date"] = _date(now)
+    report["Date"] = mail_date(now)
     report["Message-ID"] = email.utils.make_msgid("dsn", domain=hostname)
     report["Auto-Submitted"] = "auto-replied"
     report.preamble = "This is a MIME-encapsulated delivery status notification."
@@ -133,7 +133,7 @@ def _human_text(envelope: Envelope, reports: Sequence[RecipientReport], hostname
                   "This is only a warning; you do not need to send the message again."]
         if retry_until is not None:
             lines.append("Delivery will be tried until "
-                         f"{_date(retry_until)}.")
+                         f"{mail_date(retry_until)}.")
     else:
         lines += ["I'm sorry to have to inform you that your message could not",
                   "be delivered to one or more recipients."]
@@ -158,7 +158,7 @@ def _delivery_status(envelope: Envelope, reports: Sequence[RecipientReport], hos
     per_message = Message(policy=_POLICY)
     per_message["Reporting-MTA"] = f"dns; {hostname}"
     per_message["X-Mailmoat-Queue-ID"] = envelope.queue_id
-    per_message["Arrival-Date"] = _date(envelope.received_at)
+    per_message["Arrival-Date"] = mail_date(envelope.received_at)
     blocks = [per_message]
     for r in reports:
         block = Message(policy=_POLICY)
@@ -171,9 +171,9 @@ def _delivery_status(envelope: Envelope, reports: Sequence[RecipientReport], hos
             diagnostic = text(" ".join(r.diagnostic.split()), _TEXT_CHARS)
             block["Diagnostic-Code"] = (f"{'smtp' if r.is_remote_reply else 'x-mailmoat'}; "
                                         f"{diagnostic}")
-        block["Last-Attempt-Date"] = _date(now)
+        block["Last-Attempt-Date"] = mail_date(now)
         if r.action == "delayed" and retry_until is not None:
-            block["Will-Retry-Until"] = _date(retry_until)
+            block["Will-Retry-Until"] = mail_date(retry_until)
         blocks.append(block)
     part = Message(policy=_POLICY)
     if is_global:
@@ -266,12 +266,6 @@ def _headers_part(original_headers: bytes) -> Message:
     part = Message(policy=_POLICY)
     _set_8bit(part, "message/global-headers", text)
     return part
-
-
-def _date(timestamp: float) -> str:
-    """RFC 5322 date in UTC with "+0000" ("-0000" would mean "offset unknown")."""
-    return email.utils.format_datetime(datetime.datetime.fromtimestamp(timestamp,
-                                                                       datetime.timezone.utc))
 
 
 def _is_ascii(reports: Sequence[RecipientReport], envelope: Envelope) -> bool:

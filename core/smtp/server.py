@@ -49,7 +49,6 @@ Rules:
 
 from __future__ import annotations
 
-import datetime
 import errno
 import ipaddress
 import re
@@ -58,7 +57,6 @@ import socket
 import ssl
 import sys
 from dataclasses import dataclass
-from email.utils import format_datetime
 from typing import Callable, Mapping
 
 import trio
@@ -78,6 +76,7 @@ from core.smtp.protocol import ServerConnection
 from core.smtp.rbl import SUSPEND_SECONDS, RblChecker, RblListing, check_rbl_sender
 from core.smtp.state import State
 from core.smtp.streams import TcpStream
+from shared.clock import mail_date
 from shared.disk import DiskSpace, is_out_of_space
 from shared.events import Action
 from shared.idn import domain_form
@@ -895,11 +894,9 @@ class _Session:
         rcpt = f"\r\n\tfor <{self.recipients[0]}>" if len(self.recipients) == 1 else ""
         # TCP-info is an address literal (RFC 5321 §4.4, §4.1.3): [IPv6:2001:db8::1]
         literal = f"IPv6:{self.client_ip}" if ":" in self.client_ip else self.client_ip
-        # In UTC with "+0000": "-0000" says the offset is unknown (RFC 5322 §3.3)
-        now = datetime.datetime.fromtimestamp(self.server.clock.now(), datetime.timezone.utc)
         text = (f"Received: from {helo} ({ptr}[{literal}])\r\n"
                 f"\tby {self.hostname} (Mailmoat) with {with_} id {self.queue_id}{rcpt};\r\n"
-                f"\t{format_datetime(now)}\r\n")
+                f"\t{mail_date(self.server.clock.now())}\r\n")
         return text.encode("utf-8", "replace")
 
     async def _refuse_for_spool(self, incoming, exc: OSError, size: int) -> None:

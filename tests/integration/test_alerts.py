@@ -373,6 +373,14 @@ def test_a_notification_subject_with_line_breaks_is_one_line():
     assert parsed["Bcc"] is None
 
 
+def test_alerts_and_notifications_are_dated_in_utc_with_plus_0000():
+    """They said -0000, 'offset unknown' in RFC 5322 §3.3 (interop tester), while bounces
+    and the Received field say +0000."""
+    raw = compose_mail(defaults(), "mm.test", ["a@local.test"], "Alert", "body", "alert")
+    date = email.message_from_bytes(raw, policy=policy.default)["Date"]
+    assert date.endswith(" +0000"), date
+
+
 def test_the_service_stop_alert_is_mailed_when_the_core_stops(tmp_path, sink):
     """Not at the next start (which may never come): the listeners close first, the alert
     goes out through the still-running queue, then the rest stops (core/app.py)."""
