@@ -28,7 +28,8 @@ EDIT_ACTIONS = (
     "remove_part",      # cut `part` out of the message; `text` (optional) takes its place
     "replace_part",     # replace `part`'s content by data["content"] (bytes; antivirus repair)
     "add_text",         # append `text` to the message's text (and HTML) bodies
-    "add_header",       # set header `header`: `text` (replacing any the message had)
+    "add_header",       # set header `header`: `text` (replacing any the message had);
+                        # without `text`, only remove the fields of that name
     "prefix_subject",   # put `text` in front of the Subject
 )
 ACTIONS = (*DISPOSITION_ACTIONS, *EDIT_ACTIONS, "log")
