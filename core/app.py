@@ -11,6 +11,12 @@ then (`_ShieldedServices`, at most STOP_ALERT_SECONDS) — and flushes the event
 Improper shutdown: a marker file in `run/` exists while the core runs; finding it at start
 means the previous run did not stop cleanly (kill -9, power cut) → `service_start_improper`.
 
+Events are written in batches (shared/events.py), so a kill -9 or a power cut loses those of
+its last moments. At start, every message in fast/, slow/ or hold/ without an `accepted`
+event gets one (`_recover_accepted`), stamped with its reception and marked `recovered` in
+its data: the reports count every message the spool holds. Other lost events (delivered,
+completed, …) cannot be told from the spool and stay lost (docs/operations.md).
+
 One core per data home: the core holds an flock on `run/core.lock` for its lifetime, taken
 before it touches the spool or the marker (shared.home.hold_lock; `mailmoat run` holds
 `run/run.lock` the same way). A second core raises CoreAlreadyRunning. No child is forked
@@ -38,11 +44,11 @@ from shared import db
 from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.commands import Command
 from shared.disk import is_out_of_space
-from shared.events import Action, EventWriter
+from shared.events import Action, Event, EventWriter
 from shared.home import AlreadyRunning, hold_lock, machine_hostname
 from shared.paths import DataHome
-from shared.retention import local_storage_filter
-from shared.spool import Spool
+from shared.retention import cutoff_for, local_storage_filter
+from shared.spool import Envelope, EnvelopeError, Spool
 
 __all__ = ["run_core", "CoreHandle", "CoreAlreadyRunning", "VERSION"]
 
@@ -57,6 +63,7 @@ CoreAlreadyRunning = AlreadyRunning     # another core holds run/core.lock
 
 
 STOP_ALERT_SECONDS = 15.0   # a clean stop waits this long at most for its alert's delivery
+LOOKUP_IDS = 500            # queue ids per query for their accepted events (_recover_accepted)
 
 
 @dataclass
@@ -132,6 +139,10 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         report = await trio.to_thread.run_sync(spool.recover)
         for queue, name, reason in report.corrupt:
             record_set_aside(events, queue, name, reason)
+        for event in await trio.to_thread.run_sync(
+                _recover_accepted, home, spool, report.found,
+                cutoff_for(clock.now(), settings()["logging.retention_days"])):
+            events.emit(event)
         resolver = Resolver(settings)
         deliverer = Deliverer(settings=settings, events=events, clock=clock,
                               resolver=resolver, hostname=hostname,
@@ -212,6 +223,44 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
             # a start that failed (its port taken) is no improper shutdown of this run
             if clean or not (started or improper):
                 marker.unlink(missing_ok=True)
+
+
+def _recover_accepted(home: DataHome, spool: Spool, found: dict[str, list[str]],
+                      cutoff: float | None) -> list[Event]:
+    """The `accepted` events lost for messages in fast/, slow/ and hold/ (`found`, as
+    recover() left them): the process that accepted one was killed before its batch of
+    events was written. None for mail Mailmoat made (never accepted), nor for a message
+    received before `cutoff` (the retention purge took its event; writing it again would
+    count it twice)."""
+    queued = [(queue, queue_id) for queue in ("fast", "slow", "hold")
+              for queue_id in found.get(queue, ())]
+    recorded: set[str] = set()
+    conn = db.connect(home.db, readonly=True)
+    try:
+        for start in range(0, len(queued), LOOKUP_IDS):
+            ids = [queue_id for _, queue_id in queued[start:start + LOOKUP_IDS]]
+            recorded.update(row[0] for row in conn.execute(
+                f"SELECT DISTINCT queue_id FROM events WHERE action = ? AND queue_id IN "
+                f"({','.join('?' * len(ids))})", (str(Action.ACCEPTED), *ids)))
+    finally:
+        conn.close()
+    lost = []
+    for queue, queue_id in queued:
+        if queue_id in recorded:
+            continue
+        try:
+            envelope: Envelope = spool.read_envelope(queue, queue_id)
+        except (OSError, EnvelopeError):
+            continue                        # taken up and gone since, or set aside then
+        if envelope.is_generated or (cutoff is not None and envelope.received_at < cutoff):
+            continue
+        fields = envelope.event_fields()
+        lost.append(Event(Action.ACCEPTED, time=envelope.received_at,
+                          **{**fields, "recipients": tuple(fields["recipients"])},
+                          info="recorded at start: the event written when it was accepted "
+                               "was lost with the process that accepted it",
+                          data={"recovered": True}))
+    return lost
 
 
 def _scratch_dir(home: DataHome, configured: str | None, events: EventWriter) -> Path:
