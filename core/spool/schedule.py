@@ -81,8 +81,10 @@ class SlowSchedule:
         if hop not in self.deferring_hops:
             return 0
         self.deferring_hops.discard(hop)
+        # tried_for: its attempt for this hop has just ended, and put() is to say whether
+        # the hop held it back again (then it declines it) or took it
         waiting = {qid for qid, entry in self.entries.items()
-                   if hop in entry.hops and hop not in entry.declined_by}
+                   if hop in entry.hops and hop not in entry.declined_by | entry.tried_for}
         if not waiting:
             return 0
         for qid in waiting:

@@ -84,3 +84,17 @@ def test_a_reordering_that_comes_while_an_attempt_ends_still_stands():
     s.put("m", 4000, {"hop1"})                        # deferred again on that attempt
     s.hop_deferred("hop1")
     assert s.hop_delivered("hop1") == 0 and s.reordering == {}
+
+
+def test_a_hop_that_takes_mail_while_its_reordered_message_is_being_put_back_waits():
+    """The window between a reordered message's attempted() and its put(): a success at the
+    hop then must not reorder it a second time (3 attempts where at most 2 were meant)."""
+    s = SlowSchedule()
+    s.put("m", 1000, {"hop1"})
+    s.hop_deferred("hop1")
+    assert s.hop_delivered("hop1") == 1
+    assert s.attempted("m") == ["hop1"]
+    s.hop_deferred("hop1")                            # m's reordered attempt: held back again
+    assert s.hop_delivered("hop1") == 0               # another message went meanwhile
+    s.put("m", 2000, {"hop1"})
+    assert s.due(1500) == [] and s.reordering == {}
