@@ -22,14 +22,13 @@ from pathlib import Path
 
 import trio
 
+from core.restart import RESTART_INITIAL_SECONDS, RestartBackoff
 from shared.cli import CommandFailed, register
 from shared.commands import HOLD_ACTIONS
 from shared.paths import resolve_home
 
 __all__ = ["serve_core", "supervise"]
 
-RESTART_INITIAL_SECONDS = 1
-RESTART_MAX_SECONDS = 60
 # how long `run` waits for a child to stop before it kills it: more than the core needs for
 # a clean stop (delivery attempts get 30 s, dropped messages 10 s for their events)
 STOP_GRACE_SECONDS = 60
@@ -180,7 +179,7 @@ async def _keep_running(part: str, home: str) -> None:
     from shared.parent_watch import lifeline
     from shared.paths import DataHome
 
-    delay = RESTART_INITIAL_SECONDS
+    backoff = RestartBackoff()
     # -P: not the current directory first on sys.path (a console.py there would be imported)
     command = [sys.executable, "-P", "-m", "shared.cli", part, "--home", home]
     while True:
@@ -198,8 +197,7 @@ async def _keep_running(part: str, home: str) -> None:
                         process.kill()
                         await process.wait()
                 raise
-        if time.monotonic() - started > 2 * RESTART_MAX_SECONDS:
-            delay = RESTART_INITIAL_SECONDS  # it ran a good while: start the backoff afresh
+        delay = backoff.after_exit(time.monotonic() - started)
         print(f"mailmoat run: {part} exited with status {status}; restarting in {delay} s",
               file=sys.stderr, flush=True)
         data_home = DataHome(Path(home))
@@ -220,7 +218,6 @@ async def _keep_running(part: str, home: str) -> None:
                           f"{status}; restarted by mailmoat run")
             await trio.to_thread.run_sync(writer.close)
         await trio.sleep(delay)
-        delay = min(delay * 2, RESTART_MAX_SECONDS)
 
 
 def queue_command(args) -> int:
