@@ -324,7 +324,9 @@ _add("whitelist.auto.enabled", Bool(), False,
      "Collect outbound recipients' domains into the auto-generated whitelist.",
      "auto_whitelist")
 _add("whitelist.auto.exclusions", ListOf(MailDomain(), max_items=10_000), [],
-     "Domains never added to the auto-generated whitelist.", "auto_whitelist")
+     "Domains never added to the auto-generated whitelist, each with all of its subdomains "
+     "(a leading period, the guide's wildcard mark, is optional and not stored).",
+     "auto_whitelist")
 _add("rbl.zones", ListOf(RblZone(), max_items=RBL_MAX_ZONES, unique=False), [],
      "Real-time blacklist zones (up to 3).", "rbl")
 _forwarding_trio("rbl", "rbl", "mail from listed clients", ("drop", "log", "forward", "reject"),
