@@ -35,7 +35,7 @@ from shared.settings_addresses import (
     BlacklistEntry, ClamdAddress, Domain, Email, HostPort, Hostname, IpAddress, MailDomain,
     RelayEntry, Resolver, Sender, ServerName, WhitelistEntry,
 )
-from shared.settings_entries import RblZone, RoutingEntry, Rule
+from shared.settings_entries import CentralQuarantine, RblZone, RoutingEntry, Rule
 from shared.settings_types import (
     AbsolutePath, Base64Key, Bool, Characters, Choice, Extension, Int, Kind, ListOf, Nullable,
     Pattern, RuleError, Str, TimeOfDay, Timezone, Weekday, integer_from_text,
@@ -303,8 +303,10 @@ _add("av.mass_mailer_cleanup", Bool(), True,
      "Drop messages whose detection is a mass-mailer (@m, @mm).", "antivirus")
 _add("av.quarantine", Choice(("nothing", "unrepaired", "all")), "nothing",
      "Keep a copy of infected messages in the virus quarantine.", "antivirus")
-_add("av.central_quarantine", Nullable(HostPort()), None,
-     "SMTP host that receives copies of infected messages.", "antivirus")
+_add("av.central_quarantine", Nullable(CentralQuarantine()), None,
+     "SMTP host that receives copies of infected messages, and the mailbox there "
+     "(default quarantine@<host>); copies are signed with quarantine.reinsertion_key.",
+     "antivirus")
 _add("outbreak.enabled", Bool(), False, "Send outbreak alerts.", "outbreak")
 _add("outbreak.count", Int(1, 100_000), 10, "Infected messages that make an outbreak.",
      "outbreak")
@@ -427,7 +429,8 @@ _add("quarantine.page_size", Int(10, 1000), 200, "Messages per quarantine page."
 _add("quarantine.login_help_url", Str(max_len=2048), "", "Link shown on the logon page.",
      "quarantine")
 _add("quarantine.reinsertion_key", Nullable(Str(max_len=128, min_len=16)), None,
-     "Key that lets released mail skip antispam when reinserted over SMTP (generated).",
+     "Key that lets released mail skip antispam when reinserted over SMTP, and that signs "
+     "central quarantine copies; set the same key on both hosts (generated).",
      "quarantine", secret="stored", generated=lambda: _secrets.token_urlsafe(32))
 _add("ldap.server", Nullable(Hostname()), None, "LDAP server.", "ldap")
 _add("ldap.port", PORT, 389, "LDAP port.", "ldap")

@@ -1,6 +1,7 @@
 """Settings value kinds for structured entries: a local route, a content or spam rule
-and its terms, a real-time blacklist zone and its return codes (SPEC §3). Every bad field
-of an entry is named at once. The kinds' contract is in `shared.settings_types`.
+and its terms, a real-time blacklist zone and its return codes, the central quarantine
+(SPEC §3). Every bad field of an entry is named at once. The kinds' contract is in
+`shared.settings_types`.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from dataclasses import dataclass
 
 from shared.dnsxl import ERROR_CODE_NET, LISTING_NET, NEVER_LISTED
 from shared.idn import ascii_pattern
-from shared.settings_addresses import Domain, Hostname, IpAddress
+from shared.settings_addresses import Domain, Email, HostPort, Hostname, IpAddress
 from shared.settings_types import (
     Bool, Choice, Int, Kind, ListOf, RuleError, Str, checked_fields, plain_object,
 )
 
-__all__ = ["RoutingEntry", "RuleTerm", "RuleTerms", "Rule", "ListingAnswer", "RblZone"]
+__all__ = ["RoutingEntry", "RuleTerm", "RuleTerms", "Rule", "ListingAnswer", "RblZone",
+           "CentralQuarantine"]
 
 
 @dataclass(frozen=True)
@@ -153,3 +155,26 @@ class RblZone(Kind):
 
     def describe(self):
         return '{"enabled", "zone", "return_codes": [IP...]}'
+
+
+@dataclass(frozen=True)
+class CentralQuarantine(HostPort):
+    """av.central_quarantine (SPEC §3): the SMTP host and port that receive copies of
+    infected messages, and the `mailbox` there they are addressed to. The mailbox is
+    optional: without it copies go to quarantine@<host> (core/scan/central.py
+    `mailbox_of`), so the {"host", "port"} form stays valid as it was. A HostPort, so the
+    console's host and port boxes serve it (console/schema_forms.py); the Antivirus page
+    adds the mailbox box. Every bad field is named at once."""
+
+    def check(self, value):
+        value = plain_object(value, {"host"}, {"port", "mailbox"})
+        checks = [("host", Hostname(), value["host"]),
+                  ("port", Int(1, 65535), value.get("port", self.default_port))]
+        if value.get("mailbox") not in (None, ""):
+            mailbox = value["mailbox"]
+            checks.append(("mailbox", Email(),
+                           mailbox.strip() if isinstance(mailbox, str) else mailbox))
+        return checked_fields(checks)
+
+    def describe(self):
+        return '{"host", "port", "mailbox"?}'

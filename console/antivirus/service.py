@@ -49,7 +49,7 @@ class QuarantinedMessage:
     viruses: tuple[str, ...]
     files: tuple[str, ...]
     actions: tuple[str, ...]
-    central: str
+    central: str        # sending: pending | sent; a copy a gateway sent here: received from …
 
 
 def _folder():
@@ -71,7 +71,7 @@ def list_quarantine(limit: int = LIST_LIMIT) -> tuple[int, list[QuarantinedMessa
         except (OSError, ValueError):
             continue
         meta = data.get("meta") or {}
-        central = meta.get("central")
+        central, received = meta.get("central"), meta.get("received")
         out.append(QuarantinedMessage(
             name, meta.get("quarantined_at") or data.get("received_at"),
             data.get("sender") or "<>",
@@ -80,7 +80,9 @@ def list_quarantine(limit: int = LIST_LIMIT) -> tuple[int, list[QuarantinedMessa
             str(meta.get(SUBJECT_META) or ""), data.get("size"),
             tuple(meta.get("virus") or ()), tuple(meta.get("files") or ()),
             tuple(ACTION_WORDS.get(a, a) for a in meta.get("actions") or ()),
-            (central.get("state", "") if isinstance(central, dict) else "")))
+            (central.get("state", "") if isinstance(central, dict) else
+             f"received from {received.get('gateway') or '?'}"
+             if isinstance(received, dict) else "")))
     return len(names), out
 
 

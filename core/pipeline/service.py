@@ -80,7 +80,9 @@ class FilteringPipeline:
         # Area services around a scan (core/scan/service.py for antivirus): each has
         # worker_settings() -> dict added to the worker's settings copy, and
         # `async after_scan(envelope, outcome, message_path, settings)`, called before a
-        # rewritten message replaces the original.
+        # rewritten message replaces the original. One may also have `async claim(envelope,
+        # message_path, settings)`: a PipelineResult instead of a scan, or None (the
+        # antivirus service files a central quarantine copy sent by a gateway it trusts).
         self.hooks: list = []
         self.batcher = WorkerBatcher(process_message, timeout_seconds=timeout_seconds,
                                      inline=inline)
@@ -106,6 +108,11 @@ class FilteringPipeline:
 
     async def process(self, queue_id: str, envelope: Envelope, message_path: Path,
                       settings: Mapping) -> PipelineResult:
+        for hook in self.hooks:
+            claim = getattr(hook, "claim", None)
+            claimed = await claim(envelope, message_path, settings) if claim else None
+            if claimed is not None:
+                return claimed
         context = {"queue_id": queue_id, "sender": envelope.sender,
                    "recipients": [r.address for r in envelope.recipients],
                    "client_ip": envelope.client_ip, "helo": envelope.client_helo,

@@ -30,7 +30,15 @@ What it owns
                           says so), see rule 6.
     Central forwarder     delivers marked copies to av.central_quarantine (host, port) with
                           the core's deliverer, retrying every CENTRAL_RETRY_SECONDS until it
-                          is accepted (the local copy stays either way); see rule 5.
+                          is accepted (the local copy stays either way); see rule 5. A copy
+                          goes as core/scan/central.py writes it: with the null sender, to
+                          the quarantine mailbox, under X-Mailmoat-Quarantine-* fields
+                          signed with quarantine.reinsertion_key — never to the original
+                          recipients (guide finding 1: an ordinary mail server delivered the
+                          virus to the very recipient it had been taken from).
+    claim(...)            the pipeline asks before each scan: a central quarantine copy
+                          from a gateway that shares this installation's key is filed in the
+                          virus quarantine instead of being scanned and delivered (rule 7).
     Retention             at start and every RETENTION_PASS_SECONDS, deletes the copies
                           quarantined more than `logging.retention_days` ago (0 = keep for
                           ever) and says how many in an `events_purged` event, as the
@@ -46,11 +54,14 @@ Rules
     2. Nothing here blocks the event loop: file work goes through trio.to_thread.
     3. This service is the only writer of quarantine/virus (ARCHITECTURE invariant 4: the
        console reads it and asks for deletions as commands), so a copy that vanishes while
-       it is being sent to the central quarantine was deleted here, on purpose.
+       it is being sent to the central quarantine was deleted here, on purpose. (A received
+       copy is moved in by the queue manager at the disposition this service chose, rule 7:
+       an entry added, none changed or removed.)
     4. No copy is kept while the spool's file system is low (shared/disk.py
        LOW_DISK_FRACTION, as the console's saved CSV reports): copies must not take the
        space SMTP needs to accept mail at all (452 under 5 % free, SPEC §3 size). A `quarantined`
-       event with result "skipped_low_disk" says which copy was not kept.
+       event with result "skipped_low_disk" (shared/report.py COPY_NOT_KEPT) says which copy
+       was not kept.
     5. A copy the central quarantine did not take writes a `deferred` event (rule
        av.central_quarantine, the next hop and the reason, as the queue manager's), at its
        first failed attempt and whenever the reason changes (it is kept in the copy's
@@ -62,12 +73,22 @@ Rules
        last outbreak.minutes reach outbreak.count again; its count says how many there
        were, the ones that came meanwhile included. A worm's 10,000 messages are one alert
        an hour, not one per outbreak.count of them.
+    7. A received copy is filed only when core/scan/central.py `verified_copy` says so
+       (null sender, whole block, signature good under this installation's key); it goes to
+       the virus quarantine through the pipeline's "quarantine" disposition (the queue
+       manager moves it, writes `quarantined` and counts it), with the original envelope
+       and the block's facts in its envelope, and is never sent on to a central quarantine
+       of this one's. Anything else is ordinary mail.
+    8. The Status page's Quarantined counts every copy kept (guide Table 7-1), as the
+       summary's Messages Quarantined counts their `quarantined` events; a copy not kept
+       (rule 4) counts in neither.
 """
 
 from __future__ import annotations
 
 import collections
 import math
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -75,19 +96,23 @@ from pathlib import Path
 import trio
 
 from core.control import CommandRefused
+from core.pipeline import PipelineResult
+from core.scan import central as wire
 from core.scan.antispam import definitions as spam_definitions
 from core.scan.engines import RUNTIME_DEFINITIONS
 from shared import definitions as defs
 from shared.disk import LOW_DISK_FRACTION
 from shared.events import Action
+from shared.report import COPY_NOT_KEPT
 from shared.retention import cutoff_for
-from shared.spool import EnvelopeError, new_queue_id
+from shared.spool import EnvelopeError, Recipient, new_queue_id
 
 __all__ = ["AntivirusService", "COUNTER_OF", "VIRUS_QUEUE",
            "RETENTION_PASS_SECONDS"]
 
 WATCH_SECONDS = 0.5
 CENTRAL_RETRY_SECONDS = 30.0
+CENTRAL_TEMP_PREFIX = "central-copy-"    # a copy being sent, under the data home's tmp/
 # A copy outlives the retention by at most this much; an hourly pass of a folder the
 # retention bounds costs little, and writes at most 24 purge events a day.
 RETENTION_PASS_SECONDS = 3600.0
@@ -179,6 +204,7 @@ class AntivirusService:
         return out
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await trio.to_thread.run_sync(self._remove_stale_copies)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch)
             nursery.start_soon(self._central_loop)
@@ -214,7 +240,7 @@ class AntivirusService:
         free = await trio.to_thread.run_sync(self.spool.disk_free_fraction)
         if free < LOW_DISK_FRACTION:                                    # rule 4
             self.events.record(Action.QUARANTINED, rule="av.quarantine",
-                               result="skipped_low_disk",
+                               result=COPY_NOT_KEPT,
                                info=f"no copy kept in the virus quarantine ({', '.join(names)})"
                                     f": the spool's file system has {free:.1%} free, under "
                                     f"{LOW_DISK_FRACTION:.0%}",
@@ -230,11 +256,14 @@ class AntivirusService:
         if central:
             from core.delivery import relay_host
             copy.meta["central"] = {"host": relay_host(central["host"]),
-                                    "port": central["port"], "state": "pending"}
+                                    "port": central["port"],
+                                    "mailbox": wire.mailbox_of(central), "state": "pending"}
         new_id = new_queue_id()
         await trio.to_thread.run_sync(self.spool.copy_to, envelope.queue_id, "fast",
                                       VIRUS_QUEUE, new_id, copy)
         self.quarantined += 1
+        if self.counters is not None:                                   # rule 8
+            self.counters.incr("quarantined")
         self.events.record(Action.QUARANTINED, rule="av.quarantine", result="quarantined",
                            info=f"copy kept in the virus quarantine ({', '.join(names)})",
                            data={"folder": "virus", "copy_id": new_id, "virus": names[0],
@@ -300,37 +329,131 @@ class AntivirusService:
         return out
 
     async def _send_central(self, queue_id, envelope) -> None:
-        """One attempt to send a copy (rule 5). The host is written as routing writes a
-        relay (`relay_host`) here, not only when the copy was kept: a copy kept with
-        "[::1]" by an earlier release is sent to ::1, not looked up in DNS as a name."""
+        """One attempt to send a copy (rule 5), as core/scan/central.py writes it: null
+        sender, the quarantine mailbox, the signed block. The host is written as routing
+        writes a relay (`relay_host`) here, not only when the copy was kept: a copy kept
+        with "[::1]" by an earlier release is sent to ::1, not looked up in DNS as a name.
+        A copy kept without a mailbox (an earlier release) goes to the default one."""
         from core.delivery import NextHop, relay_host
         central = envelope.meta["central"]
         hop = NextHop("relay", relay_host(central["host"]), int(central["port"]),
                       rule="av.central_quarantine")
-        path = self.spool.message_path(VIRUS_QUEUE, queue_id)
-        recipients = [r.address for r in envelope.recipients]
-        results = await self.deliverer.deliver(hop, envelope, recipients, path, self.settings())
+        mailbox = wire.mailbox_of(central)
+        settings = self.settings()
+        try:
+            path, size = await trio.to_thread.run_sync(
+                self._write_wire_copy, queue_id, envelope, settings)
+        except FileNotFoundError:       # deleted while it was waiting (rule 3)
+            return
+        except OSError as exc:          # tmp/ full or unwritable: tried again, as a refusal
+            await self._not_sent(queue_id, envelope, hop, "deferred",
+                                 f"copy not written in {self.home.tmp}: "
+                                 f"{exc.strerror or exc}", status="4.3.0")
+            return
+        try:
+            outgoing = envelope.copy()
+            outgoing.sender, outgoing.recipients, outgoing.size = "", [Recipient(mailbox)], size
+            results = await self.deliverer.deliver(hop, outgoing, [mailbox], path, settings)
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(_unlink, path)
         failed = next((r for r in results if r.outcome != "delivered"), None)
         if results and failed is None:
             envelope.meta["central"] = {**central, "state": "sent", "sent_at": self.clock()}
             await self._write_copy(envelope)
             self.events.record(Action.FORWARDED, rule="av.central_quarantine",
                                result="forwarded", queue_id=queue_id,
-                               info=f"virus quarantine copy sent to {hop.destination}",
-                               data={"forward_to": hop.destination, "generated": True})
+                               info=f"virus quarantine copy sent to {mailbox} at "
+                                    f"{hop.destination}",
+                               data={"forward_to": hop.destination, "mailbox": mailbox,
+                                     "generated": True})
+        elif failed is not None:
+            await self._not_sent(queue_id, envelope, hop, failed.outcome, failed.text,
+                                 status=failed.status, remote_mta=failed.remote_mta)
+
+    async def _not_sent(self, queue_id, envelope, hop, outcome: str, text: str, *,
+                        status: str, remote_mta: str | None = None) -> None:
+        """A failed attempt: its `deferred` event, unless the reason is the one already
+        written for this copy (rule 5)."""
+        central = envelope.meta["central"]
+        if text == central.get("last_error"):
             return
-        if failed is None or failed.text == central.get("last_error"):
-            return
-        envelope.meta["central"] = {**central, "last_error": failed.text}
+        envelope.meta["central"] = {**central, "last_error": text}
         await self._write_copy(envelope)
-        self.events.record(Action.DEFERRED, rule="av.central_quarantine", result=failed.outcome,
-                           queue_id=queue_id, sender=envelope.sender, recipients=recipients,
+        self.events.record(Action.DEFERRED, rule="av.central_quarantine", result=outcome,
+                           queue_id=queue_id, sender=envelope.sender,
+                           recipients=[r.address for r in envelope.recipients],
                            size=envelope.size, subject=envelope.subject(),
                            info=f"virus quarantine copy not sent to {hop.destination}: "
-                                f"{failed.text}; tried again every "
-                                f"{CENTRAL_RETRY_SECONDS:.0f} s",
-                           data={"next_hop": hop.key, "remote_mta": failed.remote_mta,
-                                 "status": failed.status})
+                                f"{text}; tried again every {CENTRAL_RETRY_SECONDS:.0f} s",
+                           data={"next_hop": hop.key, "remote_mta": remote_mta,
+                                 "status": status})
+
+    def _write_wire_copy(self, queue_id: str, envelope, settings) -> tuple[Path, int]:
+        """The copy as it is sent, in a temporary file under the data home's tmp/ (the
+        same file system as the spool): (its path, its size). FileNotFoundError when the
+        copy is no longer in the virus quarantine."""
+        meta = envelope.meta
+        facts = wire.CopyFacts(
+            gateway=self.hostname(), queue_id=str(meta.get("original_queue_id") or queue_id),
+            date=wire.quarantined_date(_quarantined_at(envelope)), sender=envelope.sender,
+            recipients=tuple(r.address for r in envelope.recipients),
+            viruses=tuple(map(str, meta.get("virus") or ())),
+            files=tuple(map(str, meta.get("files") or ())),
+            actions=tuple(map(str, meta.get("actions") or ())))
+        self.home.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=CENTRAL_TEMP_PREFIX, dir=self.home.tmp)
+        path = Path(name)
+        try:
+            with open(fd, "wb") as out:
+                size = wire.write_copy(self.spool.message_path(VIRUS_QUEUE, queue_id), out,
+                                       facts, settings["quarantine.reinsertion_key"])
+        except BaseException:
+            _unlink(path)
+            raise
+        return path, size
+
+    def _remove_stale_copies(self) -> None:
+        """Copies left in tmp/ by a core stopped while it was sending them."""
+        try:
+            stale = list(self.home.tmp.glob(CENTRAL_TEMP_PREFIX + "*"))
+        except OSError:
+            return
+        for path in stale:
+            _unlink(path)
+
+    # --- received copies (rule 7) -----------------------------------------------------------
+    async def claim(self, envelope, message_path: Path, settings: Mapping
+                    ) -> PipelineResult | None:
+        """The pipeline's question before a scan (core/pipeline/service.py): is this a
+        central quarantine copy to file rather than scan? Then the envelope is made the
+        original's, with what the copy says in its meta, and the result files it in the
+        virus quarantine; else None."""
+        if envelope.sender or envelope.is_generated:
+            return None
+        facts = await trio.to_thread.run_sync(
+            wire.verified_copy, message_path, envelope.sender,
+            settings["quarantine.reinsertion_key"])
+        if facts is None:
+            return None
+        received_as = {"sender": envelope.sender,
+                       "recipients": [r.address for r in envelope.recipients],
+                       "client_ip": envelope.client_ip}
+        envelope.meta = {**envelope.meta, "kind": "virus_quarantine",
+                         "virus": list(facts.viruses), "files": list(facts.files),
+                         "actions": list(facts.actions), "original_queue_id": facts.queue_id,
+                         "quarantined_at": self.clock(),
+                         "received": {"gateway": facts.gateway, "date": facts.date,
+                                      **received_as}}
+        envelope.sender = facts.sender
+        if facts.recipients:
+            envelope.recipients = [Recipient(address) for address in facts.recipients]
+        viruses = ", ".join(facts.viruses) or "no virus named"
+        return PipelineResult(
+            "quarantine", quarantine="virus", rule="quarantine.reinsertion_key",
+            reason=f"central quarantine copy of {facts.queue_id} from {facts.gateway} "
+                   f"({viruses}), signed with the shared key: filed in the virus "
+                   f"quarantine, not scanned")
 
     async def _write_copy(self, envelope) -> None:
         try:
@@ -402,6 +525,13 @@ class AntivirusService:
             except (FileNotFoundError, ValueError):     # ValueError: not a queue id at all
                 missing.append(queue_id)
         return deleted, missing
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _quarantined_at(envelope) -> float:

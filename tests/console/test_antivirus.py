@@ -117,3 +117,77 @@ def test_status_page_shows_definitions_and_infection_counters(admin, home, clock
     # the Antivirus page says the same: what the core scans with, not what is on disk
     page = admin.get("/antivirus/").get_data(as_text=True)
     assert "Virus definitions in force: version 2026-12-01 revision 7 (installed)." in page
+
+
+# --- the central quarantine's mailbox (guide finding 1) ----------------------------------
+
+def _submitted_page(admin) -> dict:
+    """The Antivirus Settings form as a browser submits it unchanged, hidden fields too."""
+    import html
+    import re
+    data = _form_fields(admin, "/antivirus/")
+    page = admin.get("/antivirus/").get_data(as_text=True)
+    for name, value in re.findall(r'<input id="[^"]*" name="([^"]+)" type="hidden" '
+                                  r'value="([^"]*)"', page):
+        data[name] = html.unescape(value)
+    return data
+
+
+def test_central_quarantine_mailbox_saved_shown_and_cleared(admin):
+    data = _submitted_page(admin)
+    data["av__central_quarantine___host"] = "cq.example.test"
+    data["av__central_quarantine___port"] = "2525"
+    data["av__central_quarantine___mailbox"] = "virus-vault@example.test"
+    assert admin.post("/antivirus/", data).status_code == 302
+    assert admin.settings()["av.central_quarantine"] == {
+        "host": "cq.example.test", "port": 2525, "mailbox": "virus-vault@example.test"}
+    page = admin.get("/antivirus/").get_data(as_text=True)
+    assert 'name="av__central_quarantine___mailbox" type="text" ' \
+           'value="virus-vault@example.test"' in page
+    assert "X-Mailmoat-Quarantine-*" in page and "quarantine.reinsertion_key" in page
+    unchanged = _submitted_page(admin)
+    assert admin.post("/antivirus/", unchanged).status_code == 302      # kept as it was
+    assert admin.settings()["av.central_quarantine"]["mailbox"] == "virus-vault@example.test"
+    cleared = _submitted_page(admin)
+    cleared["av__central_quarantine___mailbox"] = ""
+    assert admin.post("/antivirus/", cleared).status_code == 302
+    assert admin.settings()["av.central_quarantine"] == {"host": "cq.example.test",
+                                                         "port": 2525}
+
+
+def test_a_bad_central_quarantine_mailbox_is_refused_with_the_schema_message(admin):
+    data = _submitted_page(admin)
+    data["av__central_quarantine___host"] = "cq.example.test"
+    data["av__central_quarantine___mailbox"] = "not an address"
+    response = admin.post("/antivirus/", data)
+    assert response.status_code == 200
+    assert "mailbox: must be a full email address" in response.get_data(as_text=True)
+    assert admin.settings()["av.central_quarantine"] is None
+
+
+def test_a_central_quarantine_changed_elsewhere_is_kept_or_the_save_refused(admin):
+    admin.set(av__central_quarantine={"host": "cq.example.test", "port": 25,
+                                      "mailbox": "vault@example.test"})
+    shown = _submitted_page(admin)
+    newer = {"host": "cq2.example.test", "port": 25, "mailbox": "vault2@example.test"}
+    admin.set(av__central_quarantine=newer)                # `mailmoat config set` meanwhile
+    other_change = dict(shown, av__heuristics="high")      # this page changed something else
+    assert admin.post("/antivirus/", other_change).status_code == 302
+    assert admin.settings()["av.central_quarantine"] == newer
+    assert admin.settings()["av.heuristics"] == "high"
+    mailbox_change = dict(shown, av__central_quarantine___mailbox="mine@example.test")
+    response = admin.post("/antivirus/", mailbox_change)
+    assert response.status_code == 200
+    assert "was changed elsewhere" in response.get_data(as_text=True)
+    assert admin.settings()["av.central_quarantine"] == newer
+
+
+def test_a_copy_received_from_a_gateway_says_so_in_the_list(admin, home):
+    queue_id = _quarantine(home)
+    spool = Spool(home.spool)
+    envelope = spool.read_envelope("quarantine/virus", queue_id)
+    envelope.meta["received"] = {"gateway": "gw.example.test", "sender": "",
+                                 "recipients": ["quarantine@cq.example.test"]}
+    spool.write_envelope("quarantine/virus", envelope)
+    page = admin.get("/antivirus/quarantine").get_data(as_text=True)
+    assert "<td>received from gw.example.test</td>" in page

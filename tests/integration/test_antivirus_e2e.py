@@ -143,7 +143,9 @@ async def test_central_quarantine_gets_a_copy_and_local_copy_stays(tmp_path, sin
         parsed = email.message_from_bytes(copy.data, policy=policy.default)
         [attached] = [p for p in parsed.iter_attachments() if p.get_filename() == "eicar.com"]
         assert attached.get_content() == EICAR                   # the original, infected
-        assert copy.recipients == ["user@local.test"]
+        # the quarantine mailbox with the null sender, never the original recipients
+        # (guide finding 1; tests/integration/test_central_quarantine_copies.py)
+        assert (copy.sender, copy.recipients) == ("", ["quarantine@[127.0.0.1]"])
         [delivered] = await trio.to_thread.run_sync(sink.wait_for, 1)
         parsed = email.message_from_bytes(delivered.data, policy=policy.default)
         assert "eicar.com" not in [p.get_filename() for p in parsed.iter_attachments()]

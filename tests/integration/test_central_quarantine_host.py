@@ -67,7 +67,8 @@ async def test_a_bracketed_ipv6_central_quarantine_gets_its_copy(tmp_path, sink,
     assert spool.read_envelope(VIRUS_QUEUE, entry).meta["central"]["host"] == "::1"
     await until(lambda: core.events.flush() or central_events(home, Action.FORWARDED))
     [forwarded] = central_events(home, Action.FORWARDED)
-    assert forwarded["info"] == f"virus quarantine copy sent to [::1]:{sink6.port}"
+    assert forwarded["info"] == (f"virus quarantine copy sent to quarantine@[IPv6:::1] at "
+                                 f"[::1]:{sink6.port}")
     core.cancel_scope.cancel()
 
 

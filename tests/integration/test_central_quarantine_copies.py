@@ -1,0 +1,216 @@
+"""Central quarantine copies (guide finding 1): what a copy is, who gets it, and what
+another Mailmoat does with it. Real cores, real SMTP on loopback.
+
+Before: the copy was the unmodified original, sent with the original sender to the original
+recipients and no marker, so an ordinary SMTP host used as the central quarantine delivered
+the virus to the very recipient Mailmoat had protected, and another Mailmoat scanned the copy
+and delivered what was left to that recipient again. Now a copy goes with the null sender to
+the quarantine mailbox, under X-Mailmoat-Quarantine-* fields signed with
+quarantine.reinsertion_key; a Mailmoat with the same key files it in its virus quarantine,
+one with another key scans it as ordinary mail addressed to that mailbox.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import smtplib
+from email.message import EmailMessage
+
+import pytest
+import trio
+
+from core.app import run_core
+from shared import db
+from shared.events import Action
+from shared.report import summarise
+from shared.report_time import ReportRange
+from shared.spool import Spool
+from tests.support.core import routed_home
+from tests.support.waiting import events_of, until
+
+pytestmark = pytest.mark.trio
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+VIRUS_QUEUE = "quarantine/virus"
+KEY = "central-quarantine-shared-key-1"
+OTHER_KEY = "another-installation-key-22"
+
+
+def send_infected(port: int, subject: str = "infected") -> None:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "sender@client.test", "user@local.test", subject
+    msg.set_content("See the attachment.\n")
+    msg.add_attachment(EICAR, maintype="application", subtype="octet-stream",
+                       filename="eicar.com")
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.send_message(msg, from_addr="sender@client.test", to_addrs=["user@local.test"])
+
+
+def infected(received) -> bool:
+    """Does the message the sink received carry EICAR in any part (decoded)?"""
+    return any(EICAR in (part.get_payload(decode=True) or b"")
+               for part in received.message.walk() if not part.is_multipart())
+
+
+def quarantine_fields(message) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, value in message.items():
+        if name.lower().startswith("x-mailmoat-quarantine"):
+            out.setdefault(name.lower(), []).append(str(value))
+    return out
+
+
+def entries(home) -> list:
+    spool = Spool(home.spool)
+    return [spool.read_envelope(VIRUS_QUEUE, q) for q in spool.list(VIRUS_QUEUE)]
+
+
+async def settled(core, home) -> None:
+    await until(lambda: not list(home.queue("fast").iterdir()), 30)
+    await core.events.aflush()
+
+
+async def test_an_ordinary_smtp_host_gets_the_copy_for_its_quarantine_mailbox_not_the_user(
+        tmp_path, sink, nursery):
+    # the organisation's own mail server is the central quarantine (the tester's case)
+    home = routed_home(tmp_path, sink, av__quarantine="all", smtp__hostname="gw.test",
+                       quarantine__reinsertion_key=KEY,
+                       av__central_quarantine={"host": "127.0.0.1", "port": sink.port})
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(send_infected, core.smtp_addresses[0][1])
+    received = await trio.to_thread.run_sync(sink.wait_for, 2, 30.0)
+    [to_user] = [m for m in received if m.recipients == ["user@local.test"]]
+    [copy] = [m for m in received if m is not to_user]
+    assert not infected(to_user)                          # the cleaned message only
+    assert copy.sender == ""                              # nothing bounces to a forged sender
+    assert copy.recipients == ["quarantine@[127.0.0.1]"]  # the default mailbox
+    assert infected(copy)
+    fields = quarantine_fields(copy.message)
+    await core.events.aflush()
+    [accepted] = events_of(home, Action.ACCEPTED)
+    assert fields["x-mailmoat-quarantine"] == [
+        "copy of an infected message, not for delivery (format 1)"]
+    assert fields["x-mailmoat-quarantine-gateway"] == ["gw.test"]
+    assert fields["x-mailmoat-quarantine-queue-id"] == [accepted["queue_id"]]
+    assert fields["x-mailmoat-quarantine-sender"] == ["<sender@client.test>"]
+    assert fields["x-mailmoat-quarantine-recipient"] == ["<user@local.test>"]
+    assert fields["x-mailmoat-quarantine-virus"] == ["Mailmoat.Test.EICAR"]
+    assert fields["x-mailmoat-quarantine-file"] == ["eicar.com"]
+    [signature] = fields["x-mailmoat-quarantine-signature"]
+    assert signature.startswith("hmac-sha256=") and KEY not in copy.data.decode("latin-1")
+    # the headers come first: a reader of the mailbox sees what it is before anything else
+    assert copy.data.startswith(b"X-Mailmoat-Quarantine: ")
+    await until(lambda: core.events.flush() or [
+        e for e in events_of(home, Action.FORWARDED) if e["rule"] == "av.central_quarantine"])
+    [forwarded] = [e for e in events_of(home, Action.FORWARDED)
+                   if e["rule"] == "av.central_quarantine"]
+    assert forwarded["info"] == ("virus quarantine copy sent to quarantine@[127.0.0.1] at "
+                                 f"127.0.0.1:{sink.port}")
+    assert not list(home.tmp.glob("central-copy-*"))      # the copy as sent is not kept
+    core.cancel_scope.cancel()
+
+
+async def test_the_copy_goes_to_the_configured_mailbox(tmp_path, sink, nursery):
+    home = routed_home(tmp_path, sink, av__quarantine="unrepaired",
+                       av__central_quarantine={"host": "127.0.0.1", "port": sink.port,
+                                               "mailbox": "virus-vault@local.test"})
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(send_infected, core.smtp_addresses[0][1])
+    received = await trio.to_thread.run_sync(sink.wait_for, 2, 30.0)
+    assert sorted((m.sender, tuple(m.recipients)) for m in received) == [
+        ("", ("virus-vault@local.test",)), ("sender@client.test", ("user@local.test",))]
+    core.cancel_scope.cancel()
+
+
+async def two_gateways(tmp_path, sink, nursery, central_key: str):
+    """A central Mailmoat (its own sink is `sink`, local.test) and a gateway sending it
+    copies for quarantine@local.test; (gateway core, gateway home, central core, central
+    home)."""
+    central_home = routed_home(tmp_path / "central", sink, quarantine__reinsertion_key=central_key,
+                               smtp__hostname="central.test")
+    central = await nursery.start(run_core, central_home)
+    gateway_home = routed_home(
+        tmp_path / "gateway", sink, av__quarantine="all", smtp__hostname="gw.test",
+        quarantine__reinsertion_key=KEY,
+        av__central_quarantine={"host": "127.0.0.1", "port": central.smtp_addresses[0][1],
+                                "mailbox": "quarantine@local.test"})
+    gateway = await nursery.start(run_core, gateway_home)
+    return gateway, gateway_home, central, central_home
+
+
+async def test_a_mailmoat_with_the_same_key_files_the_copy_in_its_virus_quarantine(
+        tmp_path, sink, nursery):
+    gateway, gateway_home, central, central_home = await two_gateways(
+        tmp_path, sink, nursery, KEY)
+    await trio.to_thread.run_sync(send_infected, gateway.smtp_addresses[0][1], "worm")
+    await until(lambda: entries(central_home), 30)
+    await settled(central, central_home)
+    await settled(gateway, gateway_home)
+    [filed] = entries(central_home)
+    # listed as the infected message it is a copy of, with what the gateway found
+    assert filed.sender == "sender@client.test"
+    assert [r.address for r in filed.recipients] == ["user@local.test"]
+    [original] = events_of(gateway_home, Action.ACCEPTED)
+    assert filed.meta["virus"] == ["Mailmoat.Test.EICAR"]
+    assert filed.meta["files"] == ["eicar.com"]
+    assert filed.meta["original_queue_id"] == original["queue_id"]
+    assert filed.meta["received"]["gateway"] == "gw.test"
+    assert filed.meta["received"]["sender"] == ""
+    assert filed.meta["received"]["recipients"] == ["quarantine@local.test"]
+    assert "central" not in filed.meta                    # never sent on from here
+    kept = email.message_from_bytes(
+        Spool(central_home.spool).message_path(VIRUS_QUEUE, filed.queue_id).read_bytes(),
+        policy=email.policy.default)
+    assert quarantine_fields(kept)["x-mailmoat-quarantine-gateway"] == ["gw.test"]
+    assert any(EICAR == part.get_payload(decode=True) for part in kept.iter_attachments())
+    [quarantined] = events_of(central_home, Action.QUARANTINED)
+    assert quarantined["rule"] == "quarantine.reinsertion_key"
+    assert quarantined["sender"] == "sender@client.test"
+    assert "from gw.test (Mailmoat.Test.EICAR)" in quarantined["info"]
+    # not scanned, not delivered: the central Mailmoat sent nothing to anyone
+    assert not events_of(central_home, Action.FILE_DELETED)
+    assert not events_of(central_home, Action.DELIVERED)
+    assert central.counters.as_dict()["quarantined"] == 1
+    assert [m.recipients for m in sink.messages] == [["user@local.test"]]   # the cleaned one
+    gateway.cancel_scope.cancel()
+    central.cancel_scope.cancel()
+
+
+async def test_a_copy_signed_with_another_key_is_scanned_as_ordinary_mail(
+        tmp_path, sink, nursery):
+    gateway, gateway_home, central, central_home = await two_gateways(
+        tmp_path, sink, nursery, OTHER_KEY)
+    await trio.to_thread.run_sync(send_infected, gateway.smtp_addresses[0][1], "worm")
+    received = await trio.to_thread.run_sync(sink.wait_for, 2, 30.0)
+    await settled(central, central_home)
+    assert not entries(central_home)
+    [scanned] = events_of(central_home, Action.FILE_DELETED)     # its own antivirus acted
+    assert scanned["recipients"] == "quarantine@local.test"
+    assert sorted((m.sender, tuple(m.recipients)) for m in received) == [
+        ("", ("quarantine@local.test",)), ("sender@client.test", ("user@local.test",))]
+    assert not any(infected(m) for m in received)
+    await settled(gateway, gateway_home)
+    assert len(sink.messages) == 2                       # nothing more, to anyone
+    gateway.cancel_scope.cancel()
+    central.cancel_scope.cancel()
+
+
+async def test_status_quarantined_counts_the_copies_the_summary_counts(tmp_path, sink,
+                                                                         nursery):
+    """Guide finding 4: the Status page's Quarantined stayed 0 for virus quarantine copies
+    while the summary's Messages Quarantined counted them."""
+    home = routed_home(tmp_path, sink, av__quarantine="all")
+    core = await nursery.start(run_core, home)
+    for subject in ("one", "two"):
+        await trio.to_thread.run_sync(send_infected, core.smtp_addresses[0][1], subject)
+    await until(lambda: len(entries(home)) == 2, 30)
+    await settled(core, home)
+    conn = db.connect(home.db)
+    try:
+        summary = summarise(conn, ReportRange(0, 4_000_000_000, "UTC"), premium=False)
+    finally:
+        conn.close()
+    assert summary.figure("message", "Messages Quarantined") == 2
+    assert core.counters.as_dict()["quarantined"] == 2
+    core.cancel_scope.cancel()
