@@ -135,7 +135,10 @@ ACTION_GROUPS = _groups()
 _LABEL_OVERRIDES = {Action.FILE_REPAIRED: "Files repaired", Action.FILE_DELETED: "Files deleted",
                     Action.SUBJECT_BLOCKED: "Subjects blocked",
                     Action.MASS_MAILER_CLEANUP: "Mass mailer cleanup",
-                    Action.HTTP_PROTOCOL_VIOLATION: "HTTP protocol violation"}
+                    Action.HTTP_PROTOCOL_VIOLATION: "HTTP protocol violation",
+                    Action.LIVEUPDATE: "LiveUpdate",
+                    # the guide's alert of that name (Table 3-2): the third failure and on
+                    Action.FAILED_LOGON: "Frequent failed logon attempts"}
 ACTION_LABELS: dict[Action, str] = {
     a: _LABEL_OVERRIDES.get(a, a.value.replace("_", " ").capitalize()) for a in Action}
 
