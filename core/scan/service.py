@@ -69,7 +69,8 @@ Rules
        the detail report. The event is not marked generated, so a failed connection raises
        the smtp_connection_failure alert as mail's own does (core/notify.py).
     6. One outbreak per outbreak.minutes: after an outbreak event (and its mail) the next
-       comes only once that many minutes have passed, when the infected messages of the
+       comes only once that many minutes have passed (as the setting is now: shortening it
+       shortens the pause that is running), when the infected messages of the
        last outbreak.minutes reach outbreak.count again; its count says how many there
        were, the ones that came meanwhile included. A worm's 10,000 messages are one alert
        an hour, not one per outbreak.count of them.
@@ -140,7 +141,7 @@ class AntivirusService:
         # why the installed current set is not the one in self.current ("" when it is)
         self.problems: dict[str, str] = {"virus": "", "spam": ""}
         self.infected_times: collections.deque[float] = collections.deque()
-        self.outbreak_until = -math.inf     # clock time before which no new outbreak (rule 6)
+        self.outbreak_at = -math.inf        # clock time of the last outbreak (rule 6)
         self.outbreaks = 0
         self.quarantined = 0
         self._central_wakeup = trio.Event()
@@ -279,9 +280,9 @@ class AntivirusService:
             self.infected_times.popleft()
         if not settings["outbreak.enabled"] or len(self.infected_times) < settings["outbreak.count"]:
             return
-        if now < self.outbreak_until:                                   # rule 6
+        if now < self.outbreak_at + window:     # rule 6: the window as it is set now
             return
-        self.outbreak_until = now + window
+        self.outbreak_at = now
         count = len(self.infected_times)
         self.outbreaks += 1
         names = sorted({f.data["virus"] for f in infected})

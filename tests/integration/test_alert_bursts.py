@@ -313,3 +313,9 @@ async def test_the_next_outbreak_alert_comes_only_after_the_window(tmp_path):
     sent = [f for a, f in events.recorded if a is Action.ALERT_SENT]
     assert [f["data"]["count"] for f in outbreaks] == [3, 21]
     assert [f["queue_id"] for f in sent] == ["Q1", "Q2"]
+    # the window shortened meanwhile (guide tester): its pause is the new one, not the
+    # hour the last alert began under
+    settings["outbreak.minutes"] = 1
+    clock.advance(2 * 60)
+    await infected(3)
+    assert len(mails) == 3
