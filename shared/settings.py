@@ -290,11 +290,18 @@ _add("av.clamd.address", ClamdAddress(max_len=4096, min_len=1), "127.0.0.1:3310"
 _add("av.heuristics", Choice(("off", "low", "medium", "high")), "medium",
      "Heuristic detection level.", "antivirus")
 _add("av.on_virus", Choice(("repair", "delete", "log")), "repair",
-     "Action on an infected attachment.", "antivirus")
+     "When a virus is detected: repair (if the repair succeeds the message is delivered), "
+     "delete (the infected file is deleted and the message delivered) or log (the "
+     "incident is logged and the file stays: av.on_not_removed then decides, and its "
+     "default drops the message).", "antivirus")
 _add("av.on_unrepairable", Choice(("delete", "log")), "delete",
-     "Action when repair is impossible.", "antivirus")
+     "If unable to repair: delete (the infected file is deleted and the message "
+     "delivered) or log (the incident is logged and the file stays: av.on_not_removed "
+     "then decides).", "antivirus")
 _add("av.on_not_removed", Choice(("drop", "log")), "drop",
-     "Action when an infected attachment is still in the message.", "antivirus")
+     "When an infected attachment is not repaired or deleted: drop (processing stops and "
+     "the message is dropped) or log (the incident is logged and the message is delivered "
+     "with the infected file).", "antivirus")
 _add("av.deleted_text.enabled", Bool(), True,
      "Add text to the message when an infected attachment is deleted.", "antivirus")
 _add("av.deleted_text", Str(max_len=1000, multiline=True), DEFAULT_AV_DELETED_TEXT,

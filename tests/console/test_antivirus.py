@@ -3,6 +3,7 @@ object_modified), the virus quarantine list and its password-protected download,
 
 from __future__ import annotations
 
+import html
 import io
 
 import py7zr
@@ -191,3 +192,13 @@ def test_a_copy_received_from_a_gateway_says_so_in_the_list(admin, home):
     spool.write_envelope("quarantine/virus", envelope)
     page = admin.get("/antivirus/quarantine").get_data(as_text=True)
     assert "<td>received from gw.example.test</td>" in page
+
+
+def test_the_actions_say_what_they_do_and_that_log_leaves_the_drop_to_the_third(admin):
+    """Guide tester 11(e): "Log" carried no hint that with the default "If an infected file
+    is not removed: Drop" the message is then dropped."""
+    page = html.unescape(admin.get("/antivirus/").get_data(as_text=True))
+    hint = " ".join(page.split('id="action-help"', 1)[1].split("</p>", 1)[0].split())
+    assert "Log logs the incident and leaves the file in the message" in hint.replace(
+        "<em>", "").replace("</em>", "")
+    assert "with its default, <em>Drop</em>, the message is dropped" in hint
