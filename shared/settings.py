@@ -168,7 +168,9 @@ _add("smtp.listen", ListOf(IpAddress(), min_items=1, max_items=16), ["0.0.0.0", 
      "listener sets IPV6_V6ONLY): list \"0.0.0.0\" too for IPv4. An IPv4-mapped address "
      "(::ffff:127.0.0.1) is stored as IPv4; a zone index (%eth0) is refused.", "setup")
 _add("smtp.max_incoming", Int(1, 1000), 15,
-     "SMTP sessions served at once; further connections wait.", "setup")
+     "SMTP sessions served at once; further connections wait. Another host may hold half of "
+     "them, and its next connection is answered 421 (this host and relay.allowed addresses "
+     "excepted).", "setup")
 _add("smtp.max_outgoing", Int(1, 1000), 30, "Delivery connections open at once.", "setup")
 _add("smtp.listener_processes", Int(0, 32), 0,
      "SMTP listener processes sharing the port (0 = one per CPU core; 1 = inside the core "
