@@ -1,49 +1,77 @@
 """`*` and `?` wildcard patterns, case-insensitive, with `\\` escapes (SPEC §3).
 
-One matcher for every setting that takes such patterns: routing.local matches, subject lines,
-file names, blacklist local parts, relay host patterns and content/spam rule terms. A pattern
-matches the WHOLE text (so `*hot*` matches anywhere and `hot` only "hot"); `find` is the
-"anywhere in the text" form that rule terms use, and `TermSet` answers `find` for many
-patterns at once.
+One escape and one letter case for every setting that takes such patterns: routing.local
+matches, subject lines, file names, blacklist local parts, relay host patterns and
+content/spam rule terms. Two readings:
 
-`*` is 0 or more characters, `?` exactly one (any letter, accented ones too), and `\\`
-takes the special meaning from a `*` or `?` right after it and from nothing else (guide §5
-and §6, "Escapes any special meaning for * and ? only"): every other character, a `\\`
+- `matches`: a pattern matches the WHOLE text (so `*hot*` matches anywhere and `hot` only
+  "hot"), `*` is 0 or more characters and `?` exactly one (any letter, accented ones too).
+  Subject lines, file names and the address and host patterns read so.
+- `find` (and `TermSet`, many terms at once): a content or spam rule term is a word or
+  phrase found in a text (guide §5 and §6: "If you are typing phrases, type all words in
+  the phrase"), as an administrator means it. Its ends are word ends: where the match begins (ends) with a letter, digit or mark,
+  the text character before (after) it must not be one, so `sex` is not found in "Sussex"
+  nor `c?alis` in "specialist", while "VIAGRA!" and "(viagra)" have `viagra`. `*` is a run
+  of characters within a word and `?` one character, never white space, so `v*agra` is
+  one word ("v1agra", "v-i-agra") and not "Vendor …" a page before "Agra". A term that
+  begins (ends) with `*` is found inside a word at that end, as written (`*agra` in
+  "viagra"). A space in a term is one white-space character of the text (callers read runs
+  of white space as one space, in the text and in the term: core/pipeline/rules.py, so a
+  phrase matches across a wrapped line). Scripts written without spaces between words
+  (Han, Hiragana, Katakana, Thai, Lao, Khmer, Myanmar: NO_SPACE_SCRIPTS) have no word ends
+  to ask for: a letter of theirs is never a letter for that rule, on either side, so
+  `東京` is found in "私は東京に住む" and "ABC" in "東京ABC社"; Hangul is written with spaces
+  and keeps them.
+
+`\\` takes the special meaning from a `*` or `?` right after it and from nothing else (guide
+§5 and §6, "Escapes any special meaning for * and ? only"): every other character, a `\\`
 before anything else included, is itself, so `c:\\temp` and `\\\\server\\share` are the paths
 they look like.
 
-Time is linear in the text for any pattern. A pattern is cut at its `*`s into pieces of
-fixed length (`?` is one character); each piece is found at its leftmost place after the
-previous one, which is all a `*` needs — the earliest place for a piece never rules out a
-place for the pieces after it. (Translating `*` to a backtracking `.*` instead costs time
-cubic in the text for `a*b*c` on text without "c": a 22 KB message held a worker for minutes.)
+Time is linear in the text for any pattern. For `matches`, a pattern is cut at its `*`s
+into pieces of fixed length (`?` is one character); each piece is found at its leftmost
+place after the previous one, which is all a `*` needs — the earliest place for a piece
+never rules out a place for the pieces after it. (Translating `*` to a backtracking `.*`
+instead costs time cubic in the text for `a*b*c` on text without "c": a 22 KB message held
+a worker for minutes.) A term's `*` stays in its word, and the same holds word by word: in a
+word, the leftmost place where the first piece begins at a word end, then the leftmost
+place of each further piece, is the one to try; only the last piece, which must end at a
+word end, may be anywhere in the rest of its word. So a term is one expression (`_term`)
+that tries each word's start once, its pieces in atomic groups (`(?>…)`, nothing given back),
+and reads a word once per space the term holds.
 
-`TermSet` keeps that rule for thousands of patterns while reading the text once, not once
-per pattern (the maximal rule set, 5000 terms, held a worker past its limit on a 3 MB
-attachment): every piece has an anchor, its longest run of plain characters; one
-Aho-Corasick pass (pyahocorasick) over the letter-case-folded text reports where anchors
-end, in text order, and each pattern waits for the anchor of its next piece only. An
-occurrence far enough on is checked with the piece's own expression — the one `find` uses,
-so case and `?` mean exactly the same; a piece that is all plain ASCII is its anchor and
-needs no check — and moves the pattern to its next piece. The cost is the text, plus the
-anchor occurrences, plus the checks of the patterns waiting on them (patterns share the
-waiting only when their pieces' longest plain runs are the same). Anchors no pattern can
-still come to are dropped between chunks when they cost more than the text, so a found word
-is not reported on to the end of the text.
+`TermSet` keeps that for thousands of terms while reading the text once, not once per term
+(the maximal rule set, 5000 terms, held a worker past its limit on a 3 MB attachment). A
+term's locator is its piece with the longest run of plain characters; one Aho-Corasick pass
+(pyahocorasick) over the text, letter case folded and white space read as a space, reports
+where runs end, in text order. Each term waits for its locator's run; where it is, the piece
+itself is checked, with the expression `find` would use for it (so case, `?` and word ends
+mean exactly the same; a piece that is its run in plain ASCII, with no word end to ask,
+needs none); the pieces before it are looked for from the start of the word, once per word
+(one expression, `left`), and the pieces after it wait for their runs in turn, each at its
+leftmost place in the rest of the word, the last anywhere there that ends at a word end.
+Once a term has begun in a word, its later locators there are passed over. A term without
+`*` is one piece: its locator's run gives its one place. The cost is the text, plus the run
+occurrences, plus the checks of the terms waiting on them, plus the words read before a
+locator. Runs no term waits for any more are dropped between chunks when they cost more than
+the text, so a found word is not reported on to the end of the text.
 
-Checks that fail are bounded too: the anchor of `s?x` is one letter, and a text of "sss…" had
-every character checked, half a second per MB, past the worker's limit on 50 MB. A piece
-refused at one place for every CHARS_PER_CHECK characters still ahead stops waiting: one
-search of its expression over the rest (in C, the scan `find` does) gives its next place or
-none, and its anchor, waited on by nobody, is dropped. As in renting until renting has cost
-the price of buying, this costs at most about twice the cheaper of checking every place and
-searching at once, whatever the text.
+Checks that fail are bounded too: the run of `s?x` is one letter, and a text of "sss…" had
+every character checked, half a second per MB, past the worker's limit on 50 MB; a long
+word full of a term's locator is passed over character by character. A term that has spent
+(CHARS_PER_CHECK a check or a pass, the characters of a word read) what a search from where
+a match may still begin would cost stops waiting and searches (in C, the scan `find` does:
+its attempts' pieces in the rest of their words, its expression from the first word its
+locator may be in). As in renting until renting has cost the price of buying, this costs at
+most about twice the cheaper of checking every place and searching at once, whatever the
+text.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -53,9 +81,9 @@ __all__ = ["matches", "find", "TermSet"]
 
 _ESCAPABLE = ("*", "?")        # what a `\\` can escape (module docstring)
 FIRST_CHUNK_CHARS = 1 << 16         # TermSet reads the text in chunks doubling from this
-# One failed check of a piece at an anchor (a turn of TermSet's loop and a fullmatch) costs
-# what a search of the piece's expression costs over about this many characters (measured:
-# ~550 ns against ~9 ns a character for `s.x`); module docstring, last paragraph.
+# One failed try of a term at a locator (a turn of TermSet's loop and a match) costs what
+# a search of the term's expression costs over about this many characters (measured: ~550
+# ns against ~9 ns a character for `s.x`); module docstring, last paragraph.
 CHARS_PER_CHECK = 64
 # An anchor occurrence nobody waits for costs a turn of that loop, what the automaton's
 # reading of about this many characters costs; unused anchors are dropped once they cost
@@ -125,16 +153,149 @@ def matches(pattern: str, text: str) -> bool:
     return _in_order(p.pieces[1:-1], text, first, len(text) - last)
 
 
-def find(pattern: str, text: str) -> bool:
-    """True when `pattern` matches somewhere in `text`."""
-    return _in_order(_compile(pattern).pieces, text, 0, len(text))
+# --- rule terms: words and phrases (find) ----------------------------------------------------
+
+# Scripts written without spaces between words (module docstring): Thai, Lao, Myanmar,
+# Khmer, Han (radicals, ideographs, their marks: 々, 〇, and counting rods), Hiragana and
+# Katakana, by block; a test holds them to every letter and digit named for these scripts.
+NO_SPACE_SCRIPTS = (
+    (0x0E00, 0x0EFF), (0x1000, 0x109F), (0x1780, 0x17FF), (0x19E0, 0x19FF),
+    (0x2E80, 0x2FDF), (0x3000, 0x30FF), (0x3190, 0x319F), (0x31C0, 0x31FF),
+    (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xA9E0, 0xA9FF), (0xAA60, 0xAA7F),
+    (0xF900, 0xFAFF), (0xFF65, 0xFF9F), (0x16FE0, 0x16FFF), (0x1AFF0, 0x1B16F),
+    (0x1D360, 0x1D37F), (0x20000, 0x3FFFF))
+# Combining marks (Unicode category M) are read below MARKS_BELOW and in plane 14 (its
+# variation selectors); a test reads all of Unicode to hold us to it.
+MARKS_BELOW = 0x20000
+MARKS_PLANE_14 = (0xE0000, 0xE0FFF)
+# A word character is a letter, digit or mark (re's \w without "_", and marks) of a script
+# written with spaces. An expression cannot name those in a class of its own: re reads a
+# class code point by code point, 9 ms for each term's. So where a text or term holds a
+# letter or digit of NO_SPACE_SCRIPTS or a mark, both are read with a stand-in for it
+# (`_read`), one character for one, from planes 4-10, where Unicode assigns nothing: a
+# letter's (STAND_IN_NO_SPACE + its code point) is no word character to re, and a mark's
+# (STAND_IN_MARK + its place) is one by the range below. Lengths and places are kept, and
+# a stand-in matches only itself, as the character did (none of them has a letter case).
+STAND_IN_NO_SPACE = 0x40000
+STAND_IN_MARK = 0x80000                 # marks below MARKS_BELOW; plane 14's follow them
+STAND_IN_LAST = STAND_IN_MARK + MARKS_BELOW + MARKS_PLANE_14[1] - MARKS_PLANE_14[0]
+_WORD = rf"(?-i:[^\W_]|[\U{STAND_IN_MARK:08x}-\U{STAND_IN_LAST:08x}])"
 
 
-# --- many patterns at once ------------------------------------------------------------------
+def _ranges(points: Iterable[int]) -> list[tuple[int, int]]:
+    out: list[list[int]] = []
+    for c in points:
+        if out and out[-1][1] == c - 1:
+            out[-1][1] = c
+        else:
+            out.append([c, c])
+    return [(a, b) for a, b in out]
+
+
+@functools.cache
+def _stand_in_searches() -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+    """(one of the characters `_read` stands in for in the basic plane, any character
+    beyond it, a run of the characters `_read` stands in for). Built once per process
+    (~50 ms). A class with characters beyond the basic plane is read range by range at
+    every character, 30 ms a MB: the first two tell in ~3 ms a MB each that European text
+    has nothing to stand in for, and the run's class looks beyond only for such a one."""
+    letters = (c for low, high in NO_SPACE_SCRIPTS for c in range(low, high + 1)
+               if chr(c).isalnum())
+    marks = (c for low, high in ((0, MARKS_BELOW - 1), MARKS_PLANE_14)
+             for c in range(low, high + 1)
+             if unicodedata.category(chr(c))[0] == "M" and not _no_space(c)
+             and chr(c).lower() == chr(c) == chr(c).upper())     # U+0345 has a case
+    ranges = _ranges(sorted({*letters, *marks}))
+
+    def among(low: int, high: int) -> str:
+        return "[" + "".join(f"\\U{max(a, low):08x}-\\U{min(b, high):08x}"
+                             for a, b in ranges if a <= high and b >= low) + "]"
+
+    basic, beyond = among(0, 0xFFFF), "[\\U00010000-\\U0010ffff]"
+    return (re.compile(basic), re.compile(beyond),
+            re.compile(f"(?:{basic}|(?={beyond}){among(0x10000, 0x10FFFF)})+"))
+
+
+def _no_space(c: int) -> bool:
+    return any(low <= c <= high for low, high in NO_SPACE_SCRIPTS)
+
+
+class _StandIns(dict):
+    """Code point -> its stand-in, for str.translate; filled as characters are met."""
+
+    def __missing__(self, c: int) -> int:
+        if _no_space(c):
+            stand = STAND_IN_NO_SPACE + c
+        else:
+            stand = STAND_IN_MARK + (c if c < MARKS_BELOW else
+                                     MARKS_BELOW + c - MARKS_PLANE_14[0])
+        self[c] = stand
+        return stand
+
+
+_STAND_INS = _StandIns()
+
+
+def _read(text: str) -> str:
+    """`text` with the stand-ins of `_WORD`'s comment (itself when it has none)."""
+    if text.isascii():
+        return text
+    basic, beyond, runs = _stand_in_searches()
+    if basic.search(text) is None and beyond.search(text) is None:
+        return text
+    return runs.sub(lambda run: run[0].translate(_STAND_INS), text)
+
+
+def _term_tokens(term: str) -> list[list[str | None]]:
+    """`_tokens`, read as `_read` reads text, every white-space character " " (it matches
+    any: `_source`)."""
+    return [[None if t is None else " " if t.isspace() else _read(t) for t in piece]
+            for piece in _tokens(term)]
+
+
+def _source(tokens: list[str | None], begins: bool, ends: bool) -> str:
+    """A piece as an expression: `?` is one character and a space one white-space
+    character; `begins`/`ends`: the match begins (ends) here, at a word end."""
+    out = [r"\S" if t is None else r"\s" if t == " " else re.escape(t) for t in tokens]
+    if not out:
+        return ""
+    if begins:          # not a word character on both sides of the first one, looked
+        # at once the piece is there (a letter's mismatch is cheaper than two lookups)
+        out.append(f"(?<!{_WORD}{_WORD}" + (rf"[\s\S]{{{len(out) - 1}}}" if len(out) > 1
+                                            else "") + ")")
+    if ends:
+        out.append(f"(?:(?<!{_WORD})|(?!{_WORD}))")
+    return "".join(out)
+
+
+@functools.lru_cache(maxsize=32768)
+def _term(term: str) -> re.Pattern:
+    """The expression that finds `term` in text as `_read` reads it (module docstring)."""
+    pieces = _term_tokens(term)
+    if len(pieces) == 1:
+        return re.compile(_source(pieces[0], True, True), re.IGNORECASE)
+    # from the start of a word: the leftmost place of each piece but the last, kept
+    # (atomic), then the last anywhere in the rest of its word that ends at a word end
+    parts = [r"(?<!\S)"]
+    parts += [rf"(?>\S*?{_source(p, k == 0, False)})" for k, p in enumerate(pieces[:-1])]
+    parts.append(rf"\S*?{_source(pieces[-1], False, True)}")
+    return re.compile("".join(parts), re.IGNORECASE)
+
+
+def find(term: str, text: str) -> bool:
+    """True when the rule term `term` is found in `text` as a word or phrase (module
+    docstring)."""
+    return _term(term).search(_read(text)) is not None
+
+
+# --- many terms at once (TermSet) -----------------------------------------------------------
 
 # Planes 2-16 hold no letter with a case (CJK ideographs, tags, private use); the fold
 # table is read from below this, and a test reads all of Unicode to hold us to it.
 CASED_BELOW = 0x20000
+# No white-space character (str.isspace, what re's \s and str.split take) is above this;
+# a test reads all of Unicode.
+SPACES_BELOW = 0x3001
 
 
 @functools.cache
@@ -182,136 +343,299 @@ def _fold_table(below: int = CASED_BELOW) -> dict[int, int]:
     return table
 
 
+@functools.cache
+def _space_fold_table() -> dict[int, int]:
+    """`_fold_table`, and every white-space character a space: in the folded text a
+    locator with a space is found across any white space, and a word ends at " "."""
+    table = dict(_fold_table())
+    table.update((c, 0x20) for c in range(SPACES_BELOW) if chr(c).isspace() and c != 0x20)
+    return table
+
+
 def _fold(text: str) -> str:
-    return text.translate(_fold_table())
+    return text.translate(_space_fold_table())
+
+
+@functools.lru_cache(maxsize=32768)
+def _piece(source: str) -> re.Pattern:
+    return re.compile(source, re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class _Piece:
+    """A piece of a term between `*`s (one that is not empty)."""
+    anchor: int                 # id of its longest plain run (folded); -1 before the locator
+    offset: int                 # where the run starts in the piece
     length: int
-    anchor: int | None          # id of its longest plain run; None: only `?`s, or empty
-    offset: int                 # where the anchor starts in the piece
-    # the anchor is the whole piece, in ASCII, whose letter-case classes are exactly re's
-    # (a, A; i, I, ı, İ; k, K, K; s, S, ſ): where the anchor is, the piece is
-    is_anchor: bool
+    fits: int                   # characters before its first space (else its length): it
+    #                             begins at most this far before the end of its word
+    # its expression (with the term's word end where the term begins or ends), None when
+    # the run is all of it in ASCII, whose letter-case classes are exactly re's (a, A; i, I,
+    # ı, İ; k, K, K; s, S, ſ), and no word end is asked: where the run is, the piece is
+    source: str | None
+
+
+@dataclass(frozen=True)
+class _Term:
+    pieces: tuple[_Piece, ...]  # the term's pieces that are not empty
+    locator: int                # the piece with the longest run: where the term is looked for
+    words_back: int             # 1 + the spaces in the pieces before the locator
+    starred: bool
+    tokens: tuple[list[str | None], ...]                # of the pieces
+    edges: tuple[bool, bool]    # the term begins, ends, at a word end (no `*` there)
+
+    @functools.cached_property
+    def left(self) -> str | None:
+        """The pieces before the locator, from a word start."""
+        return "".join(rf"(?>\S*?{_source(p, self.edges[0] and k == 0, False)})"
+                       for k, p in enumerate(self.tokens[:self.locator])) or None
+
+    @functools.cached_property
+    def rests(self) -> tuple[str, ...]:
+        """Piece k's: the pieces from k on, from where k may begin."""
+        last = _source(self.tokens[-1], False, self.edges[1])
+        return tuple("".join(rf"(?>\S*?{_source(p, False, False)})" for p in self.tokens[k:-1])
+                     + rf"\S*?{last}" for k in range(len(self.tokens)))
+
+
+def _term_parts(term: str, anchors: dict[str, int]) -> _Term | None:
+    """How TermSet looks for `term`; None when it cannot wait for an anchor (no plain
+    character at all, or a piece after the locator with `?`s and spaces only): such a term
+    is searched for at once."""
+    tokens = _term_tokens(term)
+    begins, ends = bool(tokens[0]), bool(tokens[-1])
+    kept = [p for p in tokens if p]
+    runs = [_longest_plain_run(p) for p in kept]
+    j = max(range(len(kept)), key=lambda k: len(runs[k][0]), default=0)
+    if not kept or not all(run for run, _ in runs[j:]):
+        return None
+    pieces = []
+    for k, (p, (run, at)) in enumerate(zip(kept, runs)):
+        edges = (begins and k == 0, ends and k == len(kept) - 1)
+        plain = len(run) == len(p) and run.isascii() and not any(edges)
+        # the pieces before the locator are read with `left`, and need no anchor
+        anchor = anchors.setdefault(_fold(run), len(anchors)) if k >= j else -1
+        pieces.append(_Piece(anchor, at, len(p), p.index(" ") if " " in p else len(p),
+                             None if plain else _source(p, *edges)))
+    return _Term(tuple(pieces), j, 1 + sum(p.count(" ") for p in kept[:j]), len(tokens) > 1,
+                 tuple(kept), (begins, ends))
 
 
 class TermSet:
-    """Many patterns, each to be found anywhere in a text (`find`), with one reading of the
-    text (module docstring). One set serves every message of a settings snapshot: `found`
-    keeps its state in locals, and the set only adds a piece's expression the first time a
-    check needs it (compiling 5000 of them up front cost more than a 1 MB text)."""
+    """Many rule terms, each to be found in a text as `find` finds it, with one reading of
+    the text (module docstring). One set serves every message of a settings snapshot:
+    `found` keeps its state in locals, and a piece's expression is compiled the first time
+    a check needs it (compiling 5000 of them up front cost more than a 1 MB text)."""
 
     def __init__(self, patterns: Iterable[str]):
         self.patterns: tuple[str, ...] = tuple(dict.fromkeys(patterns))
         anchors: dict[str, int] = {}
-        self._pieces: list[tuple[_Piece, ...]] = []
-        for pattern in self.patterns:
-            pieces = []
-            for tokens in _tokens(pattern):
-                run, at = _longest_plain_run(tokens)
-                anchor = anchors.setdefault(_fold(run), len(anchors)) if run else None
-                pieces.append(_Piece(len(tokens), anchor, at,
-                                     len(run) == len(tokens) and run.isascii()))
-            self._pieces.append(tuple(pieces))
+        self._terms = [_term_parts(p, anchors) for p in self.patterns]
         self._anchors = tuple(anchors)                  # id -> folded anchor
         self._automaton = _automaton(anchors.items())
-        self._expressions: dict[tuple[int, int], re.Pattern] = {}
-
-    def _expression(self, term: int, k: int) -> re.Pattern:
-        """Piece k of pattern `term` as `find` compiles it."""
-        expression = self._expressions.get((term, k))
-        if expression is None:
-            expression = _compile(self.patterns[term]).pieces[k]
-            self._expressions[term, k] = expression
-        return expression
-
-    def _is_at(self, term: int, k: int, text: str, at: int) -> bool:
-        """Piece k of pattern `term` matches `text` at `at` (where its anchor was seen), as
-        `find` would say: with the same compiled expression."""
-        piece = self._pieces[term][k]
-        if piece.is_anchor:
-            return True
-        return self._expression(term, k).fullmatch(text, at, at + piece.length) is not None
 
     def found(self, text: str) -> set[str]:
-        """The patterns that `find` would find in `text`."""
-        size = len(text)
+        """The terms that `find` would find in `text`."""
+        text = _read(text)
+        size, count = len(text), len(self.patterns)
         hits: set[int] = set()
-        # anchor -> (pattern, piece, from, checks failed)
-        waiting: dict[int, list[tuple[int, int, int, int]]] = {}
-        pending = 0
+        decided: set[int] = set()
+        # per term: where its locator's piece may be next (earlier places are ruled out or
+        # in a word an attempt began in); what its checks and reads have cost, in
+        # characters; its pieces before the locator in the last word they were looked for
+        # in (where they are looked for from, where they end or -1, up to where they were
+        # looked for, where that locator's word ends); where its search would begin
+        # (search_from); and its attempts: piece -> [(first place, last place)], one per
+        # word, in text order
+        since, spent, lefts, froms = [0] * count, [0] * count, [None] * count, [None] * count
+        attempts: list[dict[int, list[tuple[int, int]]]] = [{} for _ in range(count)]
+        waiting: dict[int, list[tuple[int, int]]] = {}  # anchor -> (term, piece)
+        listed: set[tuple[int, int]] = set()
+        for term, parts in enumerate(self._terms):
+            if parts is None:
+                decided.add(term)
+                if _term(self.patterns[term]).search(text):
+                    hits.add(term)
+            else:
+                entry = (term, parts.locator)
+                waiting.setdefault(parts.pieces[parts.locator].anchor, []).append(entry)
+                listed.add(entry)
+        pending = len(listed)
+        if not pending:
+            return {self.patterns[term] for term in hits}
+        folded = _fold(text)
+        word = [0, -1]                  # [p, q]: no space in folded[p:q], q a space or the end
 
-        def advance(term: int, k: int, start: int) -> None:
-            """Pieces before k matched; the next may start at `start`."""
-            nonlocal pending
-            pieces = self._pieces[term]
-            while k < len(pieces):
-                piece = pieces[k]
-                if piece.anchor is not None:
-                    waiting.setdefault(piece.anchor, []).append((term, k, start, 0))
-                    pending += 1
-                    return
-                if start + piece.length > size:     # `?`s past the end: never
-                    return
-                start, k = start + piece.length, k + 1
-            hits.add(term)
+        def word_end(at: int) -> int:
+            if not word[0] <= at <= word[1]:
+                end = folded.find(" ", at)
+                word[:] = at, size if end < 0 else end
+            return word[1]
 
-        for term in range(len(self.patterns)):
-            advance(term, 0, 0)
-        if pending:
-            folded = _fold(text)
-            automaton, chunk, begin = self._automaton, FIRST_CHUNK_CHARS, 0
-            longest = max(len(a) for a in self._anchors)
-            while begin < size and pending:
-                end = min(size, begin + chunk)
-                idle = 0
-                # an anchor ending in this chunk may start in the last one: read back for it
-                for last, anchor in automaton.iter(folded, max(0, begin - longest + 1), end):
-                    if last < begin:
-                        continue                    # the last chunk reported it
-                    waiters = waiting.pop(anchor, None)
-                    if not waiters:
-                        idle += 1
+        compiled: dict[str, re.Pattern] = {}
+
+        def is_at(piece: _Piece, at: int) -> bool:
+            source = piece.source
+            if source is None:
+                return True
+            expression = compiled.get(source)
+            if expression is None:
+                expression = compiled[source] = _piece(source)
+            return at >= 0 and expression.match(text, at) is not None
+
+        def left_end(term: int, parts: _Term, at: int) -> int:
+            """Where the term's pieces before the locator end at the earliest in the word
+            (or words) before a locator at `at`; -1 when not before `at`."""
+            cached = lefts[term]
+            if cached is not None and cached[3] >= at:             # the same word
+                start, end, tried = cached[:3]
+                if end >= 0 or tried >= at:
+                    return end
+            else:
+                start = _word_start(folded, at, parts.words_back)
+            found = _piece(parts.left).match(text, start, at)
+            spent[term] += at - start
+            end = found.end() if found else -1
+            lefts[term] = (start, end, at, word_end(at))
+            return end
+
+        def begin(term: int, k: int, lo: int, hi: int) -> None:
+            """An attempt of `term` waits for its piece k in [lo, hi]."""
+            queue = attempts[term].setdefault(k, [])
+            if queue and queue[-1][1] == hi:
+                return                  # one that began earlier in this word holds it
+            queue.append((lo, hi))
+            if (term, k) not in listed:
+                listed.add((term, k))
+                waiting.setdefault(self._terms[term].pieces[k].anchor, []).append((term, k))
+
+        def step(term: int, k: int, at: int) -> bool | None:
+            """An anchor of piece k of `term` at `at`: True found, False the entry leaves
+            its anchor, None it stays."""
+            parts = self._terms[term]
+            piece = parts.pieces[k]
+            last = len(parts.pieces) - 1
+            if k == parts.locator:
+                if at < since[term]:
+                    spent[term] += CHARS_PER_CHECK
+                    return None
+                spent[term] += CHARS_PER_CHECK
+                if not is_at(piece, at):
+                    since[term] = at + 1
+                    return None
+                if parts.left is not None and left_end(term, parts, at) < 0:
+                    return None
+                if k == last:
+                    return True
+                after = at + piece.length
+                since[term] = word_end(at) if piece.fits == piece.length else at + 1
+                begin(term, k + 1, after, word_end(after))
+                return None
+            queue = attempts[term].get(k)
+            while queue and at > queue[0][1] - piece.fits:
+                queue.pop(0)            # its word ended without this piece
+            if not queue:
+                return False
+            lo, hi = queue[0]
+            if at < lo or not is_at(piece, at):
+                spent[term] += CHARS_PER_CHECK
+                return None
+            if k == last:
+                return True
+            queue.pop(0)                # the leftmost place is all the next pieces need
+            after = at + piece.length
+            begin(term, k + 1, after, hi if piece.fits == piece.length else word_end(after))
+            return None if queue else False
+
+        def search_from(term: int) -> int:
+            """Where a search for `term` has to begin: the first word a match whose
+            locator is not ruled out yet may begin in."""
+            parts = self._terms[term]
+            start = since[term]
+            if start < size and folded[start] == " " and parts.pieces[parts.locator].fits:
+                start += 1              # where the locator cannot begin
+            if not parts.starred:
+                return start
+            cached = froms[term]        # (a place, the end of its word, where to begin)
+            if cached is None or not cached[0] <= start <= cached[1]:
+                cached = froms[term] = (start, word_end(start),
+                                        _word_start(folded, start, parts.words_back))
+            return cached[2]            # its expression begins at the start of a word
+
+        def buy(term: int, start: int) -> bool:
+            """The rest searched at once (module docstring): each attempt's pieces in the
+            rest of its word, and the term from `start` (search_from)."""
+            parts = self._terms[term]
+            if any(_piece(parts.rests[k]).match(text, lo) for k, queue in
+                   attempts[term].items() for lo, _ in queue):
+                return True
+            return _term(self.patterns[term]).search(text, start) is not None
+
+        automaton, chunk, begin_at = self._automaton, FIRST_CHUNK_CHARS, 0
+        longest = max(len(a) for a in self._anchors)
+        while begin_at < size and pending:
+            end = min(size, begin_at + chunk)
+            idle = 0
+            # an anchor ending in this chunk may start in the last one: read back for it
+            for last, anchor in automaton.iter(folded, max(0, begin_at - longest + 1), end):
+                if last < begin_at:
+                    continue                    # the last chunk reported it
+                waiters = waiting.pop(anchor, None)
+                if not waiters:
+                    idle += 1
+                    continue
+                stay = []
+                anchor_start = last + 1 - len(self._anchors[anchor])
+                for term, k in waiters:
+                    if term in decided:
+                        listed.discard((term, k))
                         continue
-                    stay = []
-                    anchor_start = last + 1 - len(self._anchors[anchor])
-                    for waiter in waiters:
-                        term, k, start, failed = waiter
-                        piece = self._pieces[term][k]
-                        at = anchor_start - piece.offset
-                        if at < start:
-                            stay.append(waiter)
-                        elif self._is_at(term, k, text, at):
-                            pending -= 1
-                            advance(term, k + 1, at + piece.length)
-                        elif (failed + 1) * CHARS_PER_CHECK < size - at:
-                            stay.append((term, k, start, failed + 1))
-                        else:
-                            # as many failures as the rest of the text: search it instead
-                            # (module docstring); no place after `at` is none at all
-                            pending -= 1
-                            place = self._expression(term, k).search(text, at + 1)
-                            if place is not None:
-                                advance(term, k + 1, place.end())
-                    if stay:
-                        waiting.setdefault(anchor, []).extend(stay)
-                    if not pending:
-                        break
-                if idle * CHARS_PER_IDLE_ANCHOR > end - begin:
-                    # anchors nobody waits for any more cost more than the text: drop the
-                    # ones no pattern can come to (a found word, the long tail of "a", "aa"…,
-                    # the one letter of a `?` piece that searched the rest)
-                    automaton = self._narrowed(automaton, waiting)
-                begin, chunk = end, chunk * 2
+                    at = anchor_start - self._terms[term].pieces[k].offset
+                    outcome = step(term, k, at)
+                    if outcome is None and spent[term] >= size - at:
+                        # as much spent as the search would cost: search instead
+                        start = search_from(term)
+                        if spent[term] >= size - start:
+                            outcome = buy(term, start)
+                            decided.add(term)
+                    if outcome is None:
+                        stay.append((term, k))
+                        continue
+                    listed.discard((term, k))
+                    if outcome or term in decided:
+                        decided.add(term)
+                        pending -= 1
+                        if outcome:
+                            hits.add(term)
+                if stay:
+                    waiting.setdefault(anchor, []).extend(stay)
+                if not pending:
+                    break
+            if idle * CHARS_PER_IDLE_ANCHOR > end - begin_at:
+                # anchors nobody waits for any more cost more than the text: drop them (a
+                # found word, the long tail of "a", "aa"…, a term that searched the rest)
+                automaton = self._narrowed(automaton, decided)
+            begin_at, chunk = end, chunk * 2
         return {self.patterns[term] for term in hits}
 
-    def _narrowed(self, automaton, waiting):
-        live = {piece.anchor for waiters in waiting.values() for term, k, *_ in waiters
-                for piece in self._pieces[term][k:] if piece.anchor is not None}
+    def _narrowed(self, automaton, decided):
+        """The automaton of the anchors of terms not decided yet (their locator's and the
+        pieces' after it: a term may begin again in every word)."""
+        live = {piece.anchor for term, parts in enumerate(self._terms)
+                if parts is not None and term not in decided
+                for piece in parts.pieces[parts.locator:]}
         if len(live) == len(automaton):
             return automaton
         return _automaton((self._anchors[a], a) for a in live)
+
+
+def _word_start(folded: str, at: int, words: int) -> int:
+    """Where the word `words` - 1 words before the one `at` is in begins (0: the text's)."""
+    for _ in range(words):
+        at = folded.rfind(" ", 0, at)
+        if at < 0:
+            return 0
+    return at + 1
 
 
 def _longest_plain_run(tokens: list[str | None]) -> tuple[str, int]:
