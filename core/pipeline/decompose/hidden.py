@@ -24,7 +24,11 @@ Rules
        declaration of a property winning.
     4. Linear in the markup: tags are found by regular expressions that stop at the next
        "<" (text.py's rule); only tags that name a hint ("none", "hidden", "collapse",
-       "font") are read in Python, and each hidden element's extent is walked once.
+       "font") are read in Python; where every element ends is found in one pass over the
+       tags, the first time a hiding tag needs it (`_ElementEnds`), and what follows a
+       hidden stretch is read once. Walking the tags from each hiding one to its end was
+       quadratic in the number of hiding tags left open (regression hunt: 250 KB of them
+       held a worker past 60 s three times).
 """
 
 from __future__ import annotations
@@ -64,13 +68,18 @@ def without_hidden(markup: str) -> str | None:
     out: list[str] = []
     at = 0
     search = 0
+    ends: _ElementEnds | None = None
     while (tag := _CANDIDATE.search(markup, search)) is not None:
         search = tag.end()
         name = tag.group(1).lower()
         kind = _hiding(tag.group(2), name)
         if kind is None:
             continue
-        end = tag.end() if name in _VOID else _element_end(markup, name, tag.end())
+        if name in _VOID:
+            end = tag.end()
+        else:
+            ends = ends or _ElementEnds(markup)
+            end = ends.of(tag.end())
         out.append(markup[at:tag.start()])
         if kind == GONE:
             at = search = end
@@ -143,18 +152,32 @@ def _without_comments(css: str) -> str:
     return " ".join(out)
 
 
-def _element_end(markup: str, name: str, start: int) -> int:
-    """Where the element whose start tag ends at `start` ends (rule 3): after its end tag,
-    before the next tag of its name for an element whose end tag may be left out, or the
-    end of the markup. Reads the tags up to there once (one expression for every name: one
-    compiled per name would let a message of many made-up names cost a compile each)."""
-    depth = 1
-    for tag in _NAMED_TAG.finditer(markup, start):
-        if tag.group(2).lower() != name:
-            continue
-        if name in _END_OPTIONAL:
-            return tag.end() if tag.group(1) else tag.start()
-        depth += -1 if tag.group(1) else 1
-        if depth == 0:
-            return tag.end()
-    return len(markup)
+class _ElementEnds:
+    """Where each element of `markup` ends (rule 3), found in one pass over its tags: after
+    its end tag, same-name elements inside counted; before the next tag of its name for an
+    element whose end tag may be left out; else at the end of the markup. One expression for
+    every name (one compiled per name would let a message of many made-up names cost a
+    compile each)."""
+
+    def __init__(self, markup: str) -> None:
+        self.length = len(markup)
+        self.ends: dict[int, int] = {}          # where a start tag ends -> its element's end
+        open_elements: dict[str, list[int]] = {}
+        open_optional: dict[str, int] = {}
+        for tag in _NAMED_TAG.finditer(markup):
+            name, closing = tag.group(2).lower(), bool(tag.group(1))
+            if name in _END_OPTIONAL:
+                started = open_optional.pop(name, None)
+                if started is not None:
+                    self.ends[started] = tag.end() if closing else tag.start()
+                if not closing:
+                    open_optional[name] = tag.end()
+            elif closing:
+                if open_elements.get(name):
+                    self.ends[open_elements[name].pop()] = tag.end()
+            else:
+                open_elements.setdefault(name, []).append(tag.end())
+
+    def of(self, start_tag_end: int) -> int:
+        """The end of the element whose start tag ends at `start_tag_end`."""
+        return self.ends.get(start_tag_end, self.length)
