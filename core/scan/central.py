@@ -46,12 +46,10 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.header import Header, decode_header, make_header
-from email.utils import formatdate
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["CopyFacts", "FIELD", "mailbox_of", "write_copy", "verified_copy",
-           "quarantined_date"]
+__all__ = ["CopyFacts", "FIELD", "mailbox_of", "write_copy", "verified_copy"]
 
 FIELD = "X-Mailmoat-Quarantine"
 MARKER = "copy of an infected message, not for delivery (format 1)"
@@ -144,10 +142,6 @@ def _mac(key: str, block: bytes):
     mac.update(len(block).to_bytes(8, "big"))
     mac.update(block)
     return mac
-
-
-def quarantined_date(timestamp: float) -> str:
-    return formatdate(timestamp, usegmt=True)
 
 
 # --- receiving --------------------------------------------------------------------------

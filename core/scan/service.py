@@ -102,6 +102,7 @@ from core.scan import central as wire
 from core.scan.antispam import definitions as spam_definitions
 from core.scan.engines import RUNTIME_DEFINITIONS
 from shared import definitions as defs
+from shared.clock import mail_date
 from shared.disk import LOW_DISK_FRACTION
 from shared.events import Action
 from shared.report import COPY_NOT_KEPT
@@ -397,7 +398,7 @@ class AntivirusService:
         meta = envelope.meta
         facts = wire.CopyFacts(
             gateway=self.hostname(), queue_id=str(meta.get("original_queue_id") or queue_id),
-            date=wire.quarantined_date(_quarantined_at(envelope)), sender=envelope.sender,
+            date=mail_date(_quarantined_at(envelope)), sender=envelope.sender,
             recipients=tuple(r.address for r in envelope.recipients),
             viruses=tuple(map(str, meta.get("virus") or ())),
             files=tuple(map(str, meta.get("files") or ())),

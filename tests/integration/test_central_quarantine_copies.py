@@ -97,6 +97,8 @@ async def test_an_ordinary_smtp_host_gets_the_copy_for_its_quarantine_mailbox_no
     assert fields["x-mailmoat-quarantine-recipient"] == ["<user@local.test>"]
     assert fields["x-mailmoat-quarantine-virus"] == ["Mailmoat.Test.EICAR"]
     assert fields["x-mailmoat-quarantine-file"] == ["eicar.com"]
+    [date] = fields["x-mailmoat-quarantine-date"]
+    assert date.endswith(" +0000"), date                  # as every date we write
     [signature] = fields["x-mailmoat-quarantine-signature"]
     assert signature.startswith("hmac-sha256=") and KEY not in copy.data.decode("latin-1")
     # the headers come first: a reader of the mailbox sees what it is before anything else

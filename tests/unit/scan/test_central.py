@@ -9,13 +9,14 @@ import email.policy
 import pytest
 
 from core.scan import central
+from shared.clock import mail_date
 
 KEY = "shared-key-of-both-hosts"
 ORIGINAL = (b"Received: from client.test by gw.test; Sun, 29 Nov 2026 08:00:00 +0000\r\n"
             b"From: sender@client.test\r\nTo: user@local.test\r\nSubject: hello\r\n\r\n"
             b"body line\r\n")
 FACTS = central.CopyFacts(
-    gateway="gw.test", queue_id="Q0123456789", date=central.quarantined_date(0.0),
+    gateway="gw.test", queue_id="Q0123456789", date=mail_date(0.0),
     sender="sender@client.test", recipients=("user@local.test", "other@local.test"),
     viruses=("Mailmoat.Test.EICAR",), files=("eicar.com", "f\u00fcr.zip"),
     actions=("remove_part",))
