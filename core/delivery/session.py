@@ -212,8 +212,14 @@ async def _reply(session: Session, timeout: float) -> Reply:
                 if event.reply.code >= 400 and session.log is not None:      # rule 7
                     what = "greeting" if event.command is Command.GREETING else \
                         f"reply to {event.command} {event.argument}".rstrip()
-                    session.log.error("local", f"{session.host} refused: {what}: "
-                                               f"{reply_text(event.reply)}")
+                    if event.command is Command.RCPT and _is_recipient_limit(event.reply):
+                        # flow control (rule 8), not an error: "on error" keeps no log of
+                        # a delivery that went in several transactions
+                        session.log.note(f"{session.host} takes no more recipients in this "
+                                         f"transaction: {reply_text(event.reply)}")
+                    else:
+                        session.log.error("local", f"{session.host} refused: {what}: "
+                                                   f"{reply_text(event.reply)}")
                 return event.reply
             if isinstance(event, ConnectionClosed):
                 raise _broken(session, f"{session.peer} closed the connection")

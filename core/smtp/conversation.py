@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import re
 import time
 from collections import deque
@@ -343,25 +344,27 @@ class ConversationLog:
             return None
 
     def _write(self, directory: Path) -> Path:
+        """Write the log under a hidden name, then link it to its own: a reader (an
+        administrator's tail, a test) never sees a log half written."""
         content = b"\n".join(self.lines()) + b"\n"
         directory.mkdir(mode=DIRECTORY_MODE, exist_ok=True)      # rule 1
         stem = (f"{self.direction}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(self.started))}"
                 f"-{self.name}")
-        number = 1
-        while True:
-            path = directory / (f"{stem}.log" if number == 1 else f"{stem}-{number}.log")
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                break
-            except FileExistsError:
-                number += 1
+        hidden = directory / f".{stem}-{secrets.token_hex(4)}.tmp"
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return path
+            number = 1
+            while True:
+                path = directory / (f"{stem}.log" if number == 1 else f"{stem}-{number}.log")
+                try:
+                    os.link(hidden, path)
+                    return path
+                except FileExistsError:
+                    number += 1
+        finally:
+            hidden.unlink(missing_ok=True)
 
 
 class WriteFailures:

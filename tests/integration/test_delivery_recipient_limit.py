@@ -108,19 +108,21 @@ class _Events:
         pass
 
 
-def _settings():
-    values = {**defaults(), "smtp.hostname": "gw.test", "dns.resolvers": ["127.0.0.1:9"]}
+def _settings(**changes):
+    values = {**defaults(), "smtp.hostname": "gw.test", "dns.resolvers": ["127.0.0.1:9"],
+              **{key.replace("__", "."): value for key, value in changes.items()}}
     return MappingProxyType(values)
 
 
-async def _deliver(nursery, tmp_path, hop: LimitedHop, recipients: list[str]):
+async def _deliver(nursery, tmp_path, hop: LimitedHop, recipients: list[str], **changes):
     port = await nursery.start(hop.serve)
     path = tmp_path / "message"
     path.write_bytes(MESSAGE)
     envelope = Envelope.new("Q1", "alice@sender.test", recipients)
     envelope.size = len(MESSAGE)
-    settings = _settings()
-    deliverer = Deliverer(settings=lambda: settings, events=_Events())
+    settings = _settings(**changes)
+    deliverer = Deliverer(settings=lambda: settings, events=_Events(),
+                          diagnostics_dir=tmp_path / "diagnostics")
     try:
         return await deliverer.deliver(NextHop("relay", "127.0.0.1", port), envelope,
                                        recipients, path)
@@ -154,6 +156,21 @@ async def test_a_1000_recipient_message_to_a_50_recipient_hop_is_done_in_one_att
     assert [len(m) for m in hop.messages] == [50] * 20
     assert sorted(sum(hop.messages, [])) == sorted(_addresses(1000))
     assert hop.connections == 1
+
+
+async def test_a_hops_recipient_limit_is_no_error_for_the_conversation_log(tmp_path, nursery):
+    """Regression hunt: with outbound logging on error, every delivery to a hop with a
+    recipient limit kept a log, its 452 recorded as an error though the delivery went."""
+    hop = LimitedHop(2)
+    results = await _deliver(nursery, tmp_path, hop, _addresses(5),
+                             diagnostics__conversation__outbound="on_error")
+    assert [r.outcome for r in results] == ["delivered"] * 5
+    assert not list((tmp_path / "diagnostics").glob("outbound-*"))
+    results = await _deliver(nursery, tmp_path, LimitedHop(2), _addresses(5),
+                             diagnostics__conversation__outbound="all")
+    [log] = (tmp_path / "diagnostics").glob("outbound-*")
+    text = log.read_text()
+    assert "takes no more recipients in this transaction" in text and "!! " not in text
 
 
 async def test_other_refusals_inside_the_limit_stand(tmp_path, nursery):
