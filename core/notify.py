@@ -150,13 +150,16 @@ def metatags(envelope, outcome) -> dict[str, str]:
     msginfo = (f"From: {one_line(envelope.sender) or '<>'}\nTo: {recipients}\n"
                f"Subject: {subject}")
     virus, content, encrypt = [], [], []
+    subject_shown = False
     for f in outcome.findings:
         if f.notify == "virus":
             virus.append(f.reason)
         elif f.notify == "content":
             if f.event == "subject_blocked":
-                content.append(f"Subject: {subject}\n"
-                               f"Matching Subject: {f.data.get('pattern', '')}")
+                # the Subject once, then each line it matched (one finding per line)
+                content.append(("" if subject_shown else f"Subject: {subject}\n")
+                               + f"Matching Subject: {f.data.get('pattern', '')}")
+                subject_shown = True
             else:
                 content.append(f"File: {one_line(str(f.data.get('file', '')))}\n"
                                f"Matching file name: {f.data.get('pattern', '')}")

@@ -340,6 +340,19 @@ async def test_an_event_field_cannot_forge_lines_of_an_alert_mail(tmp_path):
     assert "admin\\x0d\\x0a2026-11-29 08:00:00 UTC  logon  admin success" in event_lines[0]
 
 
+def test_a_subject_matching_several_lines_is_named_once_with_each_line():
+    """Regression hunt: with a finding per matching line (50178bd) the notification said
+    "Subject: ..." again before each of them."""
+    envelope = Envelope.new("Q1", "bad@outside.test", ["user@local.test"])
+    findings = [Finding(rule="subject.lines", action="drop", event="subject_blocked",
+                        reason="r", notify="content", data={"pattern": pattern})
+                for pattern in ("*free*", "*money*")]
+    outcome = WorkerOutcome(findings=findings, verdict=decide(findings),
+                            subject="FREE money now")
+    assert metatags(envelope, outcome)["CONTENTINFO"].splitlines() == [
+        "Subject: FREE money now", "Matching Subject: *free*", "Matching Subject: *money*"]
+
+
 def test_metatags_keep_a_sender_subject_on_its_line():
     envelope = Envelope.new("Q1", "bad@outside.test", ["user@local.test"])
     outcome = WorkerOutcome(findings=[], verdict=decide([]),
