@@ -3,10 +3,12 @@ custom content rules"). Content rules use it here; antispam's spam rules (issue 
 same `matching_rules`.
 
 A rule is `{"enabled", "match": "all"|"any", "terms": [...], "none_of": [...], "name"?}`.
-Each term is a word or phrase found anywhere, case-insensitive, in the Subject or in the
-decoded text of the text parts (HTML reduced to its text) — in the Subject only when
-`rules.body_scanning` is off. `*` matches 0 or more characters, `?` exactly one, `\\`
-escapes them and nothing else (shared.wildcard.find). "all" = every term (AND), "any" = at
+Each term is a word or phrase found, case-insensitive, in the Subject or in the decoded text
+of the text parts (HTML reduced to its text, and also read without what inline CSS hides) —
+in the Subject only when `rules.body_scanning` is off. A term matches whole words (the ends
+of a term are word ends, except next to scripts written without spaces, and at an end
+written `*`); `*` matches 0 or more characters and `?` exactly one, within a word, never
+white space; `\\` escapes them and nothing else (shared.wildcard.find). "all" = every term (AND), "any" = at
 least one (OR); `none_of` terms must all be absent (NOT, which implies AND NOT). A rule
 without terms never matches. Any run of white space in the text (spaces, tabs, line breaks, no-break
 spaces) reads as one space, and so do the spaces of a term: a client wraps lines wherever
