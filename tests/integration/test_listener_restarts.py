@@ -16,25 +16,12 @@ from core.smtp.listeners import ListenerPool
 from core.status import Counters
 from shared.events import Action
 from shared.spool import Envelope, Spool, new_queue_id
-from tests.support.core import make_home
+from tests.support.core import listener_pids, make_home
 
 pytestmark = pytest.mark.trio
 
 MESSAGE = (b"From: a@client.test\r\nTo: user@local.test\r\nSubject: unreported\r\n"
            b"Message-ID: <unreported@client.test>\r\n\r\nhello\r\n")
-
-
-def _listener_pids(home) -> list[int]:
-    """Live listener processes of this home (read from /proc)."""
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if b"core.smtp.listener_main" in cmdline and str(home.root).encode() in cmdline:
-            pids.append(int(pid))
-    return pids
 
 
 def _commit_unreported(home) -> str:
@@ -55,7 +42,7 @@ async def test_a_message_a_killed_listener_never_reported_goes_out_when_it_resta
         {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
     core = await nursery.start(run_core, home)
     queue_id = _commit_unreported(home)
-    [victim, _] = _listener_pids(home)
+    [victim, _] = listener_pids(home)
     os.kill(victim, signal.SIGKILL)
     # well before the manager's own periodic rescan (RESCAN_SECONDS, twice) could find it
     [message] = await trio.to_thread.run_sync(sink.wait_for, 1, 20)
@@ -80,9 +67,9 @@ class _Events:
 async def _kill_when_listening(home, events: _Events, deaths: int) -> None:
     """Wait for a listener process that is not the one killed before, and kill it."""
     with trio.fail_after(60):
-        while len(events.infos) < deaths - 1 or not _listener_pids(home):
+        while len(events.infos) < deaths - 1 or not listener_pids(home):
             await trio.sleep(0.05)
-    [pid] = _listener_pids(home)
+    [pid] = listener_pids(home)
     os.kill(pid, signal.SIGKILL)
     with trio.fail_after(30):
         while len(events.infos) < deaths:
@@ -103,7 +90,7 @@ async def test_listener_restart_backoff_starts_afresh_after_a_healthy_run(tmp_pa
     assert events.infos[0].endswith("restarting in 1 s")
     assert events.infos[1].endswith("restarting in 2 s")     # killed as soon as it started
     with trio.fail_after(60):
-        while not _listener_pids(home):
+        while not listener_pids(home):
             await trio.sleep(0.05)
     await trio.sleep(healthy_seconds)               # this one runs a healthy while
     await _kill_when_listening(home, events, 3)

@@ -18,7 +18,7 @@ from core.smtp.listeners import LISTENER_NICE
 from shared import db
 from shared.events import Action
 from shared.status import read_snapshot
-from tests.support.core import make_home
+from tests.support.core import listener_pids, make_home
 
 pytestmark = pytest.mark.trio
 
@@ -105,21 +105,8 @@ async def test_max_incoming_is_shared_between_listener_processes(tmp_path, nurse
     core.cancel_scope.cancel()
 
 
-def _listener_pids(home) -> list[int]:
-    """Live listener processes of this home (read from /proc)."""
-    pids = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        except OSError:
-            continue
-        if b"core.smtp.listener_main" in cmdline and str(home.root).encode() in cmdline:
-            pids.append(int(pid))
-    return pids
-
-
 def _listener_processes(home) -> int:
-    return len(_listener_pids(home))
+    return len(listener_pids(home))
 
 
 async def test_listener_processes_run_below_the_core_priority(tmp_path, nursery):
@@ -127,7 +114,7 @@ async def test_listener_processes_run_below_the_core_priority(tmp_path, nursery)
     of the spool filling faster than it drains (core/smtp/listeners.py)."""
     home = make_home(tmp_path, smtp__listener_processes=2)
     await nursery.start(run_core, home)   # in this process: its priority is ours
-    pids = _listener_pids(home)
+    pids = listener_pids(home)
     assert len(pids) == 2
     assert LISTENER_NICE > 0
     wanted = [min(19, os.getpriority(os.PRIO_PROCESS, 0) + LISTENER_NICE)] * 2

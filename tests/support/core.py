@@ -82,6 +82,19 @@ def set_settings(home: DataHome, **changes) -> None:
         conn.close()
 
 
+def listener_pids(home: DataHome) -> list[int]:
+    """The live SMTP listener processes of this home (read from /proc)."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        except OSError:
+            continue
+        if b"core.smtp.listener_main" in cmdline and str(home.root).encode() in cmdline:
+            pids.append(int(pid))
+    return pids
+
+
 def make_home(root: Path, **changes) -> DataHome:
     home = DataHome(Path(root))
     initialise(home, ADMIN_PASSWORD)
