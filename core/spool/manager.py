@@ -129,6 +129,7 @@ class QueueManager:
         self._busy: set[str] = set()          # queued in a channel or being handled
         self._paused: dict[str, str] = {}     # id -> queue, waiting for delivery.paused off
         self._deleting: set[str] = set()      # dropped, deleted once its events are written
+        self._retrying: set[str] = set()      # fast/ ids waiting out ERROR_RETRY_SECONDS
         self._hold_count = 0
         self._rescan = trio.Event()
         self._slow_wakeup = trio.Event()
@@ -264,13 +265,19 @@ class QueueManager:
         """A worker or an attempt is done with the message: it may be taken up again, unless
         it waits for the pause to end, for its drop event or for its delivery attempt."""
         if queue_id not in self._paused and queue_id not in self._deleting \
-                and queue_id not in self._delivering:
+                and queue_id not in self._delivering and queue_id not in self._retrying:
             self._busy.discard(queue_id)
 
     def _requeue_later(self, queue_id: str, delay_seconds: float) -> None:
-        """Offer a fast/ message to the workers again after *delay_seconds* (trio time)."""
+        """Offer a fast/ message to the workers again after *delay_seconds* (trio time).
+        Busy meanwhile, so that a rescan of fast/ does not take it up early and start a
+        second wait beside this one (a retry and an event more each 30 s on a full disk)."""
+        self._retrying.add(queue_id)
+
         async def later() -> None:
             await trio.sleep(delay_seconds)
+            self._retrying.discard(queue_id)
+            self._busy.discard(queue_id)
             self.message_accepted(queue_id)
         assert self._nursery is not None
         self._nursery.start_soon(later)

@@ -659,6 +659,36 @@ async def test_a_message_nobody_announced_is_taken_up_by_the_periodic_rescan_and
     await h.until(lambda: manager.queue_sizes()["fast"] == 0)
 
 
+class BrokenResultPipeline:
+    """Answers what the queue manager cannot apply: an unexpected error in handling the
+    message (the worker's boundary, another try after ERROR_RETRY_SECONDS), not a crash."""
+
+    def __init__(self):
+        self.calls = 0
+
+    async def process(self, queue_id, envelope, message_path, settings):
+        self.calls += 1
+        return None
+
+
+async def test_a_message_waiting_out_an_error_retry_is_left_alone_by_rescans(tmp_path, sink,
+                                                                           nursery):
+    """Core review: a rescan of fast/ took up a message waiting out its 60 s error retry, and
+    each rescan started another wait: a retry and a scan_error more every 30 s."""
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    h.pipeline = BrokenResultPipeline()
+    manager = h.manager(rescan_seconds=RESCAN_SECONDS)
+    await nursery.start(manager.run)
+    queue_id = h.put("alice@sender.test", ["bob@dest.test"])
+    manager.message_accepted(queue_id)
+    await h.until(lambda: h.events.of(Action.SCAN_ERROR))
+    for _ in range(5):      # listener processes ended, and the periodic rescans came
+        manager.rescan()
+        await trio.sleep(RESCAN_SECONDS)
+    assert h.pipeline.calls == 1
+    assert [e["queue_id"] for e in h.events.of(Action.SCAN_ERROR)] == [queue_id]
+
+
 async def test_rescans_never_give_one_message_to_two_workers_at_once(tmp_path, sink, nursery):
     h = Harness(tmp_path, routes_to(("dest.test", sink)))
     h.pipeline = GatedPipeline()
