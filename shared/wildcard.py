@@ -72,6 +72,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -448,7 +449,7 @@ class TermSet:
         # (search_from); and its attempts: piece -> [(first place, last place)], one per
         # word, in text order
         since, spent, lefts, froms = [0] * count, [0] * count, [None] * count, [None] * count
-        attempts: list[dict[int, list[tuple[int, int]]]] = [{} for _ in range(count)]
+        attempts: list[dict[int, deque[tuple[int, int]]]] = [{} for _ in range(count)]
         waiting: dict[int, list[tuple[int, int]]] = {}  # anchor -> (term, piece)
         listed: set[tuple[int, int]] = set()
         for term, parts in enumerate(self._terms):
@@ -501,7 +502,7 @@ class TermSet:
 
         def begin(term: int, k: int, lo: int, hi: int) -> None:
             """An attempt of `term` waits for its piece k in [lo, hi]."""
-            queue = attempts[term].setdefault(k, [])
+            queue = attempts[term].setdefault(k, deque())
             if queue and queue[-1][1] == hi:
                 return                  # one that began earlier in this word holds it
             queue.append((lo, hi))
@@ -533,7 +534,7 @@ class TermSet:
                 return None
             queue = attempts[term].get(k)
             while queue and at > queue[0][1] - piece.fits:
-                queue.pop(0)            # its word ended without this piece
+                queue.popleft()         # its word ended without this piece
             if not queue:
                 return False
             lo, hi = queue[0]
@@ -542,7 +543,7 @@ class TermSet:
                 return None
             if k == last:
                 return True
-            queue.pop(0)                # the leftmost place is all the next pieces need
+            queue.popleft()             # the leftmost place is all the next pieces need
             after = at + piece.length
             begin(term, k + 1, after, hi if piece.fits == piece.length else word_end(after))
             return None if queue else False
