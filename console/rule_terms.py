@@ -131,7 +131,7 @@ def rule_from_form(enabled: bool, name: str | None, match: str | None, terms: st
     rules are `stored`. Raises SettingError naming the form's fields (`terms`, `none_of`)
     for a term written with the guide's operators (`operator_errors`); the schema checks the
     rest when the rule is saved."""
-    rule: dict[str, Any] = {"enabled": bool(enabled), "match": match or "any",
+    rule: dict[str, Any] = {"enabled": bool(enabled), "match": match or "all",
                             "terms": split_terms(terms or ""),
                             "none_of": split_terms(none_of or "")}
     if (name or "").strip():

@@ -228,11 +228,8 @@ async def test_reject_incoming_takes_effect_within_two_seconds(tmp_path, nursery
 
 async def test_max_incoming_serves_all_clients_but_never_more_than_limit(tmp_path, sink,
                                                                          nursery):
-    # the clients are all 127.0.0.1: one of relay.allowed, as an internal server opening
-    # many connections is, so the per-client limit (1 here) does not refuse them
-    home = make_home(tmp_path, smtp__max_incoming=2, relay__allowed=["127.0.0.1"],
-                     routing__local=[
-                         {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+    home = make_home(tmp_path, smtp__max_incoming=2, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
     core = await _start(nursery, home)
     port = core.smtp_addresses[0][1]
 

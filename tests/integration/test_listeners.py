@@ -74,9 +74,7 @@ async def test_listener_processes_accept_and_the_core_delivers_and_counts(tmp_pa
 
 
 async def test_max_incoming_is_shared_between_listener_processes(tmp_path, nursery):
-    # 127.0.0.1 is of relay.allowed, so the per-client limit (1 of the 2) refuses none
-    home = make_home(tmp_path, smtp__listener_processes=2, smtp__max_incoming=2,
-                     relay__allowed=["127.0.0.1"])
+    home = make_home(tmp_path, smtp__listener_processes=2, smtp__max_incoming=2)
     core = await nursery.start(run_core, home)
     port = core.smtp_addresses[0][1]
     spans: list[tuple[float, float]] = []

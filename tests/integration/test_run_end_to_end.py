@@ -5,6 +5,7 @@ console do not outlive it."""
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import os
 import signal
@@ -317,7 +318,8 @@ def test_the_core_and_the_console_stop_when_run_is_killed(tmp_path):
             assert time.monotonic() < deadline, "the children outlived `mailmoat run`"
             time.sleep(0.2)
     finally:
-        os.killpg(run.pid, signal.SIGKILL)      # whatever is left of the group
+        with contextlib.suppress(ProcessLookupError):   # nothing left, where init reaps
+            os.killpg(run.pid, signal.SIGKILL)  # whatever is left of the group
         log.close()
     output = (tmp_path / "run.log").read_text()
     # they stopped as a clean stop does: no improper start for the next run to report
@@ -348,7 +350,8 @@ def test_run_refuses_a_core_or_console_it_did_not_start(tmp_path, part):
         assert alone.poll() is None, f"`mailmoat run` stopped the {part} it found"
     finally:
         if second is not None and second.poll() is None:
-            os.killpg(second.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(second.pid, signal.SIGKILL)
         alone.send_signal(signal.SIGTERM)
         alone.wait(timeout=90)
     assert second.returncode == 1

@@ -87,7 +87,7 @@ def listener_pids(home: DataHome) -> list[int]:
     pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if b"core.smtp.listener_main" in cmdline and str(home.root).encode() in cmdline:
