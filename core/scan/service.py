@@ -44,8 +44,8 @@ What it owns
                           ever) and says how many in an `events_purged` event, as the
                           console's event purge does (console/jobs.py; the console cannot
                           do it, rule 3).
-    delete_command(...)   the Command.VIRUS_QUARANTINE_DELETE command: deletes the copies an administrator
-                          selected on Antivirus Policy › Virus Quarantine.
+    delete_command(...)   the Command.VIRUS_QUARANTINE_DELETE command: deletes the copies an
+                          administrator selected on Antivirus Policy › Virus Quarantine.
 
 Rules
     1. The virus quarantine holds copies; the message itself is handled by the findings'
@@ -431,8 +431,8 @@ class AntivirusService:
         central quarantine copy to file rather than scan? Then the envelope is made the
         original's, with what the copy says in its meta, and the result files it in the
         virus quarantine; else None."""
-        if envelope.sender or envelope.is_generated:
-            return None
+        if envelope.sender or envelope.is_generated or not settings["quarantine.reinsertion_key"]:
+            return None                 # every bounce is null-sender: no file read for them
         facts = await trio.to_thread.run_sync(
             wire.verified_copy, message_path, envelope.sender,
             settings["quarantine.reinsertion_key"])
@@ -509,8 +509,9 @@ class AntivirusService:
         return deleted, problem
 
     async def delete_command(self, args: dict) -> str:
-        """The Command.VIRUS_QUARANTINE_DELETE command, {"ids": [...]}: delete these copies. Says which were
-        not in the virus quarantine (deleted meanwhile); CommandRefused when none was."""
+        """The Command.VIRUS_QUARANTINE_DELETE command, {"ids": [...]}: delete these copies.
+        Says which were not in the virus quarantine (deleted meanwhile); CommandRefused when
+        none was."""
         ids = [i for i in args.get("ids") or () if isinstance(i, str)]
         deleted, missing = await trio.to_thread.run_sync(self._delete_ids, ids)
         if missing and not deleted:

@@ -361,6 +361,7 @@ class QueueManager:
         elif queue == "hold":
             self._hold_count -= 1
         record_set_aside(self.events, queue, queue_id, reason)
+        await self.queue_files.error(queue_id)      # its pending copy is kept, not left over
 
     async def _write(self, queue: str, envelope: Envelope) -> None:
         await trio.to_thread.run_sync(self.spool.write_envelope, queue, envelope)
