@@ -27,6 +27,8 @@ __all__ = ["QuarantineDeleteForm", "CENTRAL", "with_central_mailbox", "central_d
 CENTRAL = "av.central_quarantine"
 MAILBOX_FIELD = field_name(CENTRAL, "mailbox")
 SHOWN_FIELD = "central_quarantine_shown"
+MAILBOX_WITHOUT_HOST = ("a quarantine mailbox needs the central quarantine's host: type the "
+                        "host, or clear the mailbox")
 
 
 class QuarantineDeleteForm(FlaskForm):
@@ -65,6 +67,8 @@ def central_value(form, current: dict | None) -> dict[str, Any]:
         submitted = {"host": host, "port": port if number is None else number}
         if mailbox:
             submitted["mailbox"] = mailbox
+    elif mailbox:                           # typed, and would be lost without a host
+        raise SettingError([(CENTRAL, MAILBOX_WITHOUT_HOST)])
     try:
         shown = json.loads(form[SHOWN_FIELD].data or "")
     except ValueError:

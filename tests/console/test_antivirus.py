@@ -166,6 +166,18 @@ def test_a_bad_central_quarantine_mailbox_is_refused_with_the_schema_message(adm
     assert admin.settings()["av.central_quarantine"] is None
 
 
+def test_a_mailbox_without_a_host_is_refused_not_dropped(admin):
+    """Console review: a mailbox typed with no host was dropped without a word."""
+    data = _submitted_page(admin)
+    data["av__central_quarantine___mailbox"] = "vault@example.test"
+    response = admin.post("/antivirus/", data)
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "a quarantine mailbox needs the central quarantine&#39;s host" in page \
+        or "a quarantine mailbox needs the central quarantine's host" in page
+    assert admin.settings()["av.central_quarantine"] is None
+
+
 def test_a_central_quarantine_changed_elsewhere_is_kept_or_the_save_refused(admin):
     admin.set(av__central_quarantine={"host": "cq.example.test", "port": 25,
                                       "mailbox": "vault@example.test"})
