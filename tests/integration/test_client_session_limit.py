@@ -3,7 +3,7 @@ rules, core/smtp/client_sessions.py): half of smtp.max_incoming, counted in ever
 so a client has its whole share wherever the kernel puts its connections, and no more.
 
 The host itself is never limited, so the scenario runs in a network namespace of its own
-(tests/support/full_disk.py in_own_namespaces) whose loopback device has the addresses of
+(tests/support/namespaces.py in_own_namespaces) whose loopback device has the addresses of
 a gateway and two other hosts: a real core with two listener processes, and clients that
 hold raw sockets open (idle sessions), as the host that took every slot did."""
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.support.full_disk import in_own_namespaces
+from tests.support.namespaces import in_own_namespaces
 
 GATEWAY, CLIENT, OTHER = "10.9.0.1", "10.9.0.2", "10.9.0.3"
 TOO_MANY = b"421 4.7.0 Too many connections from your host\r\n"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.full_disk import in_own_mount
+from tests.support.namespaces import in_own_mount
 
 
 @pytest.fixture(scope="module")

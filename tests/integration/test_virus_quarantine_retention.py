@@ -28,7 +28,8 @@ from core.app import run_core
 from shared.events import Action
 from shared.spool import Spool
 from tests.support.core import ADMIN_PASSWORD, routed_home
-from tests.support.full_disk import in_own_mount, wait_for
+from tests.support.full_disk import wait_for
+from tests.support.namespaces import in_own_mount
 from tests.support.waiting import events_of, until
 
 VIRUS_QUEUE = "quarantine/virus"
