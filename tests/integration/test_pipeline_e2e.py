@@ -55,6 +55,14 @@ async def _until(predicate, timeout=20.0):
     await until(predicate, timeout)
 
 
+async def _held(core, home) -> None:
+    """Until the held event is written: it is recorded once the move into hold/ has come
+    back from its thread, so the file can be seen there first (CI saw no event once)."""
+    with trio.fail_after(30):
+        while not (await core.events.aflush() or _events(home, Action.HELD)):
+            await trio.sleep(0.05)
+
+
 async def _settle(core, home):
     await _until(lambda: not list(home.queue("fast").iterdir()))
     await core.events.aflush()
@@ -235,7 +243,7 @@ async def test_worker_crash_three_times_holds_with_suspect_alert(tmp_path, sink,
     await trio.to_thread.run_sync(_send, port, _mail("boom", headers={"X-Test-Fault": "yes"}))
     await trio.to_thread.run_sync(_send, port, _mail("fine"))
     await _until(lambda: len(list(home.queue("hold").iterdir())) == 1, timeout=60)
-    await core.events.aflush()
+    await _held(core, home)
     errors = _events(home, Action.SCAN_ERROR)
     assert len(errors) == 3, [(e["queue_id"], e["rule"], e["info"]) for e in errors]
     [held] = _events(home, Action.HELD)
@@ -262,7 +270,7 @@ async def test_hung_worker_is_stopped_and_smtp_stays_responsive(tmp_path, sink, 
         await trio.to_thread.run_sync(_send, port, _mail(f"during {i}"))
     await trio.to_thread.run_sync(lambda: sink.wait_for(3, timeout=30))
     await _until(lambda: len(list(home.queue("hold").iterdir())) == 1, timeout=60)
-    await core.events.aflush()
+    await _held(core, home)
     errors = _events(home, Action.SCAN_ERROR)
     assert len(errors) == 3 and all("stopped after 2 s" in e["info"] for e in errors), \
         [(e["queue_id"], e["info"]) for e in errors]      # which message, if not the hung one
