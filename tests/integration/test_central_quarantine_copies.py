@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import smtplib
-from email.message import EmailMessage
 
 import pytest
 import trio
@@ -26,25 +24,16 @@ from shared.events import Action
 from shared.report import summarise
 from shared.report_time import ReportRange
 from shared.spool import Spool
+from tests.support.mail import EICAR, send_infected
 from tests.support.core import routed_home
 from tests.support.waiting import events_of, until
 
 pytestmark = pytest.mark.trio
 
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 VIRUS_QUEUE = "quarantine/virus"
 KEY = "central-quarantine-shared-key-1"
 OTHER_KEY = "another-installation-key-22"
 
-
-def send_infected(port: int, subject: str = "infected") -> None:
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = "sender@client.test", "user@local.test", subject
-    msg.set_content("See the attachment.\n")
-    msg.add_attachment(EICAR, maintype="application", subtype="octet-stream",
-                       filename="eicar.com")
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.send_message(msg, from_addr="sender@client.test", to_addrs=["user@local.test"])
 
 
 def infected(received) -> bool:

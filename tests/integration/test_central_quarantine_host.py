@@ -12,8 +12,6 @@ writes a `deferred` event — once per copy and reason, not at every retry.
 from __future__ import annotations
 
 import json
-import smtplib
-from email.message import EmailMessage
 
 import pytest
 import trio
@@ -23,10 +21,10 @@ from core.notify import alert_key
 from shared.events import Action
 from shared.spool import Spool
 from tests.integration.test_ipv6_texts import Sink6, dead_port_on_ipv6_loopback
+from tests.support.mail import send_infected
 from tests.support.core import routed_home, set_settings
 from tests.support.waiting import events_of, until
 
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 VIRUS_QUEUE = "quarantine/virus"
 
 
@@ -35,15 +33,6 @@ def sink6():
     with Sink6() as server:
         yield server
 
-
-def send_infected(port: int, subject: str) -> None:
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = "sender@client.test", "user@local.test", subject
-    msg.set_content("See the attachment.\n")
-    msg.add_attachment(EICAR, maintype="application", subtype="octet-stream",
-                       filename="eicar.com")
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.send_message(msg, from_addr="sender@client.test", to_addrs=["user@local.test"])
 
 
 def central_events(home, action) -> list:

@@ -4,6 +4,8 @@ out: the bytes as SMTP carries them, and a header field's value exactly as writt
 from __future__ import annotations
 
 import re
+import smtplib
+from email.message import EmailMessage
 
 __all__ = ["smtp_ready", "raw_field", "nested_multipart", "deep_nest", "EICAR_ATTACHMENT"]
 
@@ -57,3 +59,18 @@ def deep_nest(levels: int, top: bytes) -> bytes:
                % (levels - 1, levels - 1))
     out += [b"--b%d--\r\n" % k for k in range(levels - 2, -1, -1)]
     return b"".join(out)
+
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def send_infected(port: int, subject: str = "infected") -> None:
+    """A message with EICAR attached, from sender@client.test to user@local.test, over SMTP
+    on loopback."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "sender@client.test", "user@local.test", subject
+    msg.set_content("See the attachment.\n")
+    msg.add_attachment(EICAR, maintype="application", subtype="octet-stream",
+                       filename="eicar.com")
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.send_message(msg, from_addr="sender@client.test", to_addrs=["user@local.test"])
