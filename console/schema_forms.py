@@ -14,7 +14,9 @@ Kind → field:
 - ListOf(simple kind) → text area, one entry per line (blank lines skipped); the schema's
   message about bad entries is numbered by the lines the administrator typed (`attach_errors`)
 - ListOf(Choice) → multiple select
-- HostPort, Nullable(HostPort) → Host and Port boxes (empty host → null)
+- HostPort, Nullable(HostPort) → Host and Port boxes (empty host → null), and a box for each
+  of the kind's optional `extra_fields` (left out of the value when empty; typed with no host,
+  refused rather than dropped)
 Anything else (rules, RBL zones, routing entries) needs a page-specific form.
 
 Every form carries, hidden (`SHOWN_FIELD`), a digest of each value as the page showed it.
@@ -130,7 +132,9 @@ def _fields_for(setting: Setting, labels: dict[str, str]) -> dict[str, Any]:
         return {field_name(setting.key, "host"): StringField(f"{label}: host", **common),
                 field_name(setting.key, "port"): StringField(
                     "Port", render_kw={"inputmode": "numeric", "size": 6},
-                    description=f"Port (default {kind.default_port}).")}
+                    description=f"Port (default {kind.default_port})."),
+                **{field_name(setting.key, extra): StringField(extra_label)
+                   for extra, extra_label in kind.extra_fields}}
     if isinstance(kind, ListOf):
         item = kind.item
         if isinstance(item, (Choice, Weekday)):
@@ -185,6 +189,8 @@ def form_data(keys: Iterable[str], values: dict[str, Any]) -> dict[str, Any]:
         if isinstance(kind, HostPort):
             data[field_name(key, "host")] = value["host"] if value else ""
             data[field_name(key, "port")] = str(value["port"]) if value else ""
+            for extra, _label in kind.extra_fields:
+                data[field_name(key, extra)] = (value or {}).get(extra, "")
         elif isinstance(kind, ListOf) and not isinstance(kind.item, (Choice, Weekday)):
             data[field_name(key)] = "\n".join(str(v) for v in value)
         elif isinstance(kind, (Int, Str)) or (value is None):
@@ -192,6 +198,19 @@ def form_data(keys: Iterable[str], values: dict[str, Any]) -> dict[str, Any]:
         else:
             data[field_name(key)] = value
     return data
+
+
+def _host_port(form, key: str, kind: HostPort, nullable: bool) -> dict[str, Any] | None:
+    host = (form[field_name(key, "host")].data or "").strip()
+    port = (form[field_name(key, "port")].data or "").strip()
+    extras = {extra: text for extra, _label in kind.extra_fields
+              if (text := (form[field_name(key, extra)].data or "").strip())}
+    if not host and nullable:
+        if extras:                      # typed, and would be lost without a host
+            raise SettingError([(key, f"{' and '.join(extras)} needs the host: type the "
+                                      f"host, or clear the {' and '.join(extras)}")])
+        return None
+    return {"host": host, "port": _number(port) if port else kind.default_port, **extras}
 
 
 def _number(text: str) -> Any:
@@ -265,12 +284,7 @@ def _submitted(form, keys: Iterable[str]) -> dict[str, Any]:
     for key in keys:
         kind, nullable = _inner(SCHEMA[key].kind)
         if isinstance(kind, HostPort):
-            host = (form[field_name(key, "host")].data or "").strip()
-            port = (form[field_name(key, "port")].data or "").strip()
-            if not host and nullable:
-                out[key] = None
-            else:
-                out[key] = {"host": host, "port": _number(port) if port else kind.default_port}
+            out[key] = _host_port(form, key, kind, nullable)
             continue
         data = form[field_name(key)].data
         if isinstance(kind, Bool):

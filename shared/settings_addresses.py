@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from shared.idn import ascii_domain, entry_form
 from shared.settings_types import Int, Kind, RuleError, Str, integer_from_text, plain_object
@@ -334,6 +334,9 @@ class Resolver(Kind):
 @dataclass(frozen=True)
 class HostPort(Kind):
     default_port: int = 25
+    # optional text fields beside host and port, (name, console label): the console's
+    # generic forms give each a box of its own (console/schema_forms.py)
+    extra_fields: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def check(self, value):
         value = plain_object(value, {"host"}, {"port"})

@@ -163,8 +163,10 @@ class CentralQuarantine(HostPort):
     infected messages, and the `mailbox` there they are addressed to. The mailbox is
     optional: without it copies go to quarantine@<host> (core/scan/central.py
     `mailbox_of`), so the {"host", "port"} form stays valid as it was. A HostPort, so the
-    console's host and port boxes serve it (console/schema_forms.py); the Antivirus page
-    adds the mailbox box. Every bad field is named at once."""
+    console's generic forms serve it, the mailbox as an extra box (console/schema_forms.py).
+    Every bad field is named at once."""
+
+    extra_fields = (("mailbox", "Quarantine mailbox (empty: quarantine@ the host)"),)
 
     def check(self, value):
         value = plain_object(value, {"host"}, {"port", "mailbox"})

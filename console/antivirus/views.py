@@ -10,8 +10,7 @@ from __future__ import annotations
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 
 from console.antivirus import bp, service
-from console.antivirus.forms import (CENTRAL, QuarantineDeleteForm, central_data,
-                                     central_value, with_central_mailbox)
+from console.antivirus.forms import QuarantineDeleteForm
 from console.context import settings
 from console.form_submit import submit, who
 from console.roles import Access, requires
@@ -51,25 +50,12 @@ def _keys(page: str) -> list[str]:
 
 FORMS = {page: settings_form(_keys(page), LABELS, name=f"av_{page}_form")
          for page in ("antivirus", "outbreak")}
-FORMS["antivirus"] = with_central_mailbox(FORMS["antivirus"])
-
-
-def _values(form, page: str, keys: list[str]) -> dict:
-    """What the page submitted; the central quarantine (host, port and mailbox) as
-    console/antivirus/forms.py reads it."""
-    if CENTRAL not in keys:
-        return form_values(form, keys)
-    return {**form_values(form, [k for k in keys if k != CENTRAL]),
-            **central_value(form, settings()[CENTRAL])}
 
 
 def _settings_page(page: str):
     keys = _keys(page)
-    data = form_data(keys, settings())
-    if CENTRAL in keys:
-        data.update(central_data(settings()[CENTRAL]))
-    form = FORMS[page](data=data)
-    errors = submit(form, lambda: save_settings(_values(form, page, keys), page=page, **who()))
+    form = FORMS[page](data=form_data(keys, settings()))
+    errors = submit(form, lambda: save_settings(form_values(form, keys), page=page, **who()))
     if errors is None:
         return redirect(url_for(request.endpoint))
     return render_template("antivirus/settings.html", tabs=TABS, tab=page, form=form,
