@@ -16,11 +16,11 @@ terms. --checkout runs another tree's engine (e.g. `git archive HEAD core shared
 Then one adversarial line (antispam adversary A2): the term `s?x`, whose anchor is one
 letter, over lines of "s" as long as the order export — every character is a place to check
 it. Read its ms/MB against the "1 term" line: before the checks of a `?` piece were bounded
-(shared/wildcard.py CHARS_PER_CHECK) it cost about 550 ms/MB.
+(shared/term_set.py CHARS_PER_CHECK) it cost about 550 ms/MB.
 
 Last, the "1 term" and "5000 plain" sets over Japanese prose with the order lines: a text
 with letters of a script written without spaces is read with stand-ins for them (terms are
-words there too: shared/wildcard.py `_read`), which the ASCII text above never needs.
+words there too: shared/wildcard.py `read`), which the ASCII text above never needs.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ past a term — and compatibility forms read as their letters (NFKC: full-width 
 "free", the ligature "ﬁ" is "fi"). Pure functions: no settings object, no I/O.
 
 All the terms of a rule list are looked for together, in one reading of each text
-(shared.wildcard.TermSet), and the rules are then decided from the set of terms found: up
+(shared/term_set.py TermSet), and the rules are then decided from the set of terms found: up
 to 100 rules of 50 terms each must not make a large message cost 5000 readings of it.
 """
 
@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from core.pipeline.decompose.text import as_read
-from shared.wildcard import TermSet
+from shared.term_set import TermSet
 
 __all__ = ["RuleMatch", "rule_matches", "matching_rules", "rule_label", "as_compared"]
 

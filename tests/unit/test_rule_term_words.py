@@ -15,8 +15,9 @@ import unicodedata
 
 import pytest
 
-from shared import wildcard
-from shared.wildcard import TermSet, find, matches
+from shared import term_set, wildcard
+from shared.term_set import TermSet
+from shared.wildcard import find, matches
 
 INVOICE = ("Vendor invoice attached.\n" + "Lorem ipsum dolor sit amet.\n" * 200
            + "Regards from the Agra office.")
@@ -138,8 +139,8 @@ def test_find_and_a_term_set_agree_with_the_definition(terms_from, text_from):
 @pytest.mark.parametrize("per_check, first_chunk", [(1, 5), (64, 5), (10 ** 9, 5), (64, 1 << 16)])
 def test_a_term_set_finds_what_find_finds_however_it_reads(monkeypatch, per_check, first_chunk):
     # trying every word, searching at once, and chunks that cut words and phrases
-    monkeypatch.setattr(wildcard, "CHARS_PER_CHECK", per_check)
-    monkeypatch.setattr(wildcard, "FIRST_CHUNK_CHARS", first_chunk)
+    monkeypatch.setattr(term_set, "CHARS_PER_CHECK", per_check)
+    monkeypatch.setattr(term_set, "FIRST_CHUNK_CHARS", first_chunk)
     rng = random.Random(per_check + first_chunk)
     for _ in range(600):
         terms = ["".join(rng.choice("ab *?") for _ in range(rng.randint(0, 8)))
@@ -154,8 +155,8 @@ def test_a_term_set_finds_what_find_finds_however_it_reads(monkeypatch, per_chec
 def test_white_space_is_what_re_and_split_take_and_lies_below_spaces_below():
     spaces = {c for c in range(sys.maxunicode + 1) if chr(c).isspace()}
     assert spaces == {c for c in range(sys.maxunicode + 1) if re.match(r"\s", chr(c))}
-    assert max(spaces) < wildcard.SPACES_BELOW
-    folded = wildcard._fold("".join(map(chr, sorted(spaces))))
+    assert max(spaces) < term_set.SPACES_BELOW
+    folded = term_set._fold("".join(map(chr, sorted(spaces))))
     assert folded == " " * len(spaces)
 
 
@@ -174,13 +175,13 @@ def test_marks_lie_where_they_are_read():
 
 
 def test_a_word_character_is_what_the_stand_ins_make_it_in_all_of_unicode():
-    # terms and text are read with stand-ins (wildcard._read), so that an expression
+    # terms and text are read with stand-ins (wildcard.read), so that an expression
     # names word characters without a class of thousands of code points
     # (but the stand-ins' own planes, where Unicode assigns nothing)
     everything = "".join(chr(c) for c in range(sys.maxunicode + 1)
                          if not (0xD800 <= c < 0xE000 or wildcard.STAND_IN_NO_SPACE <= c
                                  <= wildcard.STAND_IN_LAST))
-    read = wildcard._read(everything)
+    read = wildcard.read(everything)
     assert len(read) == len(everything)
     words = {m.start() for m in re.finditer(wildcard._WORD, read)}
 

@@ -10,7 +10,8 @@ same fault.
 
 import pytest
 
-from shared.wildcard import TermSet, find, matches
+from shared.term_set import TermSet
+from shared.wildcard import find, matches
 from tests.unit.pipeline.support import message, verdict_of
 
 

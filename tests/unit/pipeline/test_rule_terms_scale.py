@@ -3,7 +3,7 @@
 Tester policy A3: the maximal rule set of SPEC §3 (100 rules of 50 terms) and an ordinary
 message with a 3 MB text/csv attachment hit the 60 s worker limit three times and the
 message was held as suspect: every term read the whole text again. The terms are now
-looked for together (shared.wildcard.TermSet); these tests count how often the terms' own
+looked for together (shared/term_set.py TermSet); these tests count how often the terms' own
 expressions — the ones `find` runs over the text — are run, through the pipeline, instead
 of timing anything, and hold TermSet to `find`'s answers.
 """
@@ -12,8 +12,9 @@ import random
 import re
 import sys
 
-from shared import wildcard
-from shared.wildcard import TermSet, find
+from shared import term_set, wildcard
+from shared.term_set import TermSet
+from shared.wildcard import find
 from tests.unit.pipeline.support import message, verdict_of
 
 
@@ -34,8 +35,8 @@ def _orders_message(last_line: str = "") -> bytes:
 def _sources(term: str) -> set[str]:
     """The expressions TermSet may run for `term`: the term's own (`find`'s), its pieces',
     the pieces before its locator and the rests after each piece."""
-    parts = wildcard._term_parts(term, {})
-    out = {wildcard._term(term).pattern}
+    parts = term_set._term_parts(term, {})
+    out = {wildcard.term_expression(term).pattern}
     if parts is not None:
         out |= {p.source for p in parts.pieces if p.source} | set(parts.rests)
         out |= {parts.left} if parts.left else set()
@@ -108,7 +109,7 @@ def test_a_term_set_finds_what_find_finds():
 
 
 def test_a_term_set_finds_what_find_finds_across_chunks(monkeypatch):
-    monkeypatch.setattr(wildcard, "FIRST_CHUNK_CHARS", 5)
+    monkeypatch.setattr(term_set, "FIRST_CHUNK_CHARS", 5)
     rng = random.Random(12)
     for _ in range(2000):
         patterns = ["".join(rng.choice("ab*?") for _ in range(rng.randint(0, 8)))
@@ -127,9 +128,9 @@ def test_anchors_nobody_waits_for_stop_being_read():
 
 def test_the_case_fold_holds_every_pair_re_takes_as_equal():
     # the table is read below CASED_BELOW; all of Unicode gives the same one
-    assert wildcard._fold_table(sys.maxunicode + 1) == wildcard._fold_table()
-    table = wildcard._fold_table()
-    cased = {chr(c) for c in range(wildcard.CASED_BELOW)
+    assert term_set._fold_table(sys.maxunicode + 1) == term_set._fold_table()
+    table = term_set._fold_table()
+    cased = {chr(c) for c in range(term_set.CASED_BELOW)
              if chr(c).lower() != chr(c) or chr(c).upper() != chr(c)}
     cased |= {chr(c) for pair in table.items() for c in pair}
     cased |= set(map(chr, range(128)))
@@ -173,8 +174,8 @@ class _CountingAutomaton:
 def test_a_question_mark_term_over_a_flood_of_its_one_letter_anchor_searches_the_rest(
         monkeypatch):
     counts = {"reported": 0}
-    real = wildcard._automaton
-    monkeypatch.setattr(wildcard, "_automaton",
+    real = term_set._automaton
+    monkeypatch.setattr(term_set, "_automaton",
                         lambda anchors: _CountingAutomaton(real(anchors), counts))
     text = "s" * FLOOD_CHARS
     patterns = ["s?x", "viagra", "s?s*x"]
@@ -188,7 +189,7 @@ def test_a_question_mark_term_over_a_flood_of_its_one_letter_anchor_searches_the
 
 def test_a_question_mark_piece_that_searched_the_rest_still_finds_what_find_finds(monkeypatch):
     for per_check in (1, 64, 10 ** 9):          # search at once, as shipped, never
-        monkeypatch.setattr(wildcard, "CHARS_PER_CHECK", per_check, raising=False)
+        monkeypatch.setattr(term_set, "CHARS_PER_CHECK", per_check)
         rng = random.Random(13)
         for _ in range(1500):
             patterns = ["".join(rng.choice("ab*?") for _ in range(rng.randint(0, 8)))
