@@ -39,7 +39,8 @@ __all__ = ["Summary", "SummarySection", "DetailFilter", "DetailRow", "ACTION_GRO
            "iter_detail", "detail_page", "count_detail", "DetailPage", "BATCH_ROWS",
            "ENCRYPTED_DELETED_RESULTS", "UNKNOWN_ITEM", "action_filter", "parse_key",
            "top_items", "RECIPIENT_REFUSED", "COPY_NOT_KEPT", "INFECTION_ITEMS",
-           "VIRUS_ACTIONS"]
+           "VIRUS_ACTIONS", "CONNECTION_SUCCEEDED", "CONNECTION_FAILED", "CONNECTION_ACTUAL",
+           "CONNECTION_CACHED"]
 
 HOUR = 3600
 BATCH_ROWS = 5_000
@@ -55,6 +56,17 @@ RECIPIENT_REFUSED = "recipient"
 # The `result` of a `quarantined` event for a virus quarantine copy that was not kept (the
 # spool's file system low, core/scan/service.py rule 4): no message was quarantined.
 COPY_NOT_KEPT = "skipped_low_disk"
+# The `result` of a `connection_from` or `connected_to` event (guide Table 7-6: "the result
+# of the connection (Succeeded/Failed)"). An inbound connection fails when it is answered 421
+# at once (delivery.reject_incoming, the per-client session limit); an outbound one when it
+# gives no session ready for MAIL (core/delivery/deliver.py rule 5).
+CONNECTION_SUCCEEDED = "succeeded"
+CONNECTION_FAILED = "failed"
+# A `connected_to` event's data `connection` (guide Table 7-6: "connection information
+# (Actual/Cached)"): opened for the delivery attempt, or taken from the pool of open ones
+# (core/delivery/pool.py).
+CONNECTION_ACTUAL = "actual"
+CONNECTION_CACHED = "cached"
 # The events of an action that its figures leave out, by their `result`.
 NOT_COUNTED = {Action.REJECTED: RECIPIENT_REFUSED, Action.QUARANTINED: COPY_NOT_KEPT}
 

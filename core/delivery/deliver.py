@@ -26,8 +26,15 @@ Rules
     4. Exceptions are caught at one boundary, per delivery attempt: the recipients still
        undecided are deferred with the error text; the message is never lost (the queue
        manager keeps it). A bug (LocalProtocolError) is deferred too, and logged in the text.
-    5. Events: CONNECTED_TO for every new connection. Per-recipient events (DELIVERED,
-       DEFERRED, DELIVERY_FAILED) and counters are the queue manager's, which knows the message.
+    5. Events: one CONNECTED_TO for every connection an attempt uses (guide Table 7-6):
+       each one it tries to open — result CONNECTION_SUCCEEDED, or CONNECTION_FAILED with
+       the error when it gives no session ready for MAIL (refused, silent, a bad greeting,
+       TLS required but impossible; a failed opportunistic handshake too, before its plain
+       retry, which has its own) — with data `connection` CONNECTION_ACTUAL, and a pooled
+       one it reuses, CONNECTION_CACHED. Each names its connection id, the peer and
+       whether it is under TLS (and which) in `info`, and carries `tls` in its data.
+       Per-recipient events (DELIVERED, DEFERRED, DELIVERY_FAILED) and counters are the
+       queue manager's, which knows the message.
     6. Outbound conversation logs (`diagnostics.conversation.outbound`): one
        `ConversationLog` per call of `deliver` — a delivery attempt of a message to a next
        hop (the guide: "one log is generated for each message delivery attempt") — named
@@ -72,6 +79,8 @@ from core.delivery.session import (BAD_CONNECTION_STATUS, RECIPIENT_LIMIT, Deliv
 from core.smtp.conversation import ConversationLog, WriteFailures
 from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.events import Action
+from shared.report import (CONNECTION_ACTUAL, CONNECTION_CACHED, CONNECTION_FAILED,
+                           CONNECTION_SUCCEEDED)
 from shared.spool import Envelope
 
 __all__ = ["Deliverer", "RecipientResult", "Timeouts", "DeliveryError", "unverified_tls_context",
@@ -159,7 +168,9 @@ class Deliverer:
                     log.note(f"reusing connection {session.connection_id} to {session.peer} "
                              f"({tls}; its set-up is in the log of attempt "
                              f"{session.opened_in or '(none)'}, if kept)")
-                if not await reset_session(session, self.timeouts):
+                if await reset_session(session, self.timeouts):
+                    self._connected(envelope, hop, session, CONNECTION_CACHED)
+                else:
                     await self._close(session)
                     slot.session = None
             reused = slot.session is not None
@@ -262,29 +273,49 @@ class Deliverer:
             for address in candidate.addresses:
                 use_tls = mode != "off"
                 while True:
+                    connection_id = secrets.token_hex(6)
                     try:
                         session = await open_session(
                             candidate, address, hostname=hostname, mode=mode, use_tls=use_tls,
                             tls_context=self.tls_context, timeouts=self.timeouts,
-                            log=log, connection_id=secrets.token_hex(6),
+                            log=log, connection_id=connection_id,
                             server_hostname=_sni_name(candidate.host))
                     except DeliveryError as error:
                         last = error
+                        self._record_connected(
+                            envelope, hop, connection_id,
+                            (candidate.host, address, candidate.port),
+                            result=CONNECTION_FAILED, connection=CONNECTION_ACTUAL,
+                            info=error.text, tls=False)
                         if error.tls_failed and mode == "opportunistic" and use_tls:
                             use_tls = False        # rule 2: reconnect without TLS
                             continue
                         break
-                    self.events.record(
-                        Action.CONNECTED_TO, queue_id=envelope.queue_id,
-                        connection_id=session.connection_id,
-                        info=f"{candidate.host}[{address}]:{candidate.port}",
-                        result="tls" if session.is_tls else "plain",
-                        data={"host": candidate.host, "address": address,
-                              "port": candidate.port, "tls": session.is_tls,
-                              "next_hop": hop.key})
+                    self._connected(envelope, hop, session, CONNECTION_ACTUAL)
                     return session
         assert last is not None   # candidates() never returns an empty list
         raise last
+
+    def _connected(self, envelope: Envelope, hop: NextHop, session: Session,
+                   connection: str) -> None:
+        """The CONNECTED_TO of a session ready for MAIL, new or reused (rule 5)."""
+        tls = f"TLS {session.tls}" if session.is_tls else "no TLS"
+        self._record_connected(envelope, hop, session.connection_id,
+                               (session.host, session.address, session.port),
+                               result=CONNECTION_SUCCEEDED, connection=connection,
+                               info=f"{connection} connection to {session.peer}, {tls}",
+                               tls=session.is_tls)
+
+    def _record_connected(self, envelope: Envelope, hop: NextHop, connection_id: str,
+                          peer: tuple[str, str, int], *, result: str, connection: str,
+                          info: str, tls: bool) -> None:
+        """The one writer of CONNECTED_TO (rule 5); `peer` is (host, address, port)."""
+        host, address, port = peer
+        self.events.record(
+            Action.CONNECTED_TO, queue_id=envelope.queue_id, connection_id=connection_id,
+            result=result, info=info,
+            data={"host": host, "address": address, "port": port, "tls": tls,
+                  "connection": connection, "next_hop": hop.key})
 
 
 def unverified_tls_context() -> ssl.SSLContext:

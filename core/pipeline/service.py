@@ -164,13 +164,22 @@ class FilteringPipeline:
                   "subject": outcome.subject[:998] or None, "size": envelope.size,
                   "client_ip": envelope.client_ip or None,
                   "connection_id": envelope.connection_id or None}
+        # Findings whose report another check's event makes (spam that is also malformed:
+        # core/scan/antispam/handling.py rule 3) say in it why they acted — the score and
+        # the definitions that made a delivered message [Spam] with X-Bulk: 100.
+        left = [f for f in outcome.findings if f.event is None and f.counts_as is not None]
         for finding in outcome.findings:
             if finding.event is not None:
                 data = {**finding.data, "action": finding.action}
                 if finding.score is not None:
                     data["score"] = finding.score
-                self.events.record(Action(finding.event), rule=finding.rule,
-                                   info=finding.reason,
+                info = finding.reason
+                if finding.event == Action.MALFORMED:
+                    for spam in left:
+                        info = f"{info}; {spam.reason}"
+                        data.update(score=spam.score, spam_rule=spam.rule,
+                                    definitions=spam.data.get("definitions"))
+                self.events.record(Action(finding.event), rule=finding.rule, info=info,
                                    result=event_result(finding.action, outcome.verdict),
                                    data=data, **common)
         counted = [name for name in map(self._counter, outcome.findings) if name]

@@ -6,10 +6,11 @@ Rules:
 - One client (one IP address) has at most half of smtp.max_incoming sessions (`client_limit`,
   served and waiting together, counted in every listener process: core/smtp/
   client_sessions.py); its next connection is answered at once `421 4.7.0 Too many
-  connections from your host` and closed, with a `rejected` event of rule smtp.max_incoming,
-  as delivery.reject_incoming's 421 is recorded. Without it one host holding every slot
-  with idle connections made every other sender wait up to the command limit each time
-  (Postfix: smtpd_client_connection_count_limit, half its process limit). Exempt, and
+  connections from your host` and closed, with a `rejected` event of rule smtp.max_incoming
+  and a `connection_from` whose result is CONNECTION_FAILED, as delivery.reject_incoming's
+  421 is recorded. Without it one host holding every slot with idle connections made every
+  other sender wait up to the command limit each time (Postfix:
+  smtpd_client_connection_count_limit, half its process limit). Exempt, and
   served or queued as SPEC §4 says of every connection: the host itself (HOST_ITSELF: a
   local MTA in front, monitoring, an administrator's test) and clients of relay.allowed by
   address, the organisation's own servers, which open many (a host-name entry would need a
@@ -80,7 +81,7 @@ from shared.clock import mail_date
 from shared.disk import DiskSpace, is_out_of_space
 from shared.events import Action
 from shared.idn import domain_form
-from shared.report import RECIPIENT_REFUSED
+from shared.report import CONNECTION_FAILED, CONNECTION_SUCCEEDED, RECIPIENT_REFUSED
 from shared.spool import SUBJECT_META, Envelope, new_queue_id
 
 __all__ = ["SmtpServer", "GroupCommitter", "ListenFailed", "COMMAND_IDLE_SECONDS", "DATA_IDLE_SECONDS",
@@ -578,11 +579,14 @@ class _Session:
         """The session; with `refusal` (or delivery.reject_incoming) only its 421."""
         server = self.server
         server.counters.incr("connections")
-        self.record(Action.CONNECTION_FROM)
+        if refusal is None and self.settings["delivery.reject_incoming"]:
+            refusal = Refusal(R.R421_SERVICE_NOT_AVAILABLE, "delivery.reject_incoming",
+                              "incoming mail refused (421)")
+        # guide Table 7-6: the connection's result; one answered only 421 failed
+        self.record(Action.CONNECTION_FROM,
+                    result=CONNECTION_SUCCEEDED if refusal is None else CONNECTION_FAILED,
+                    rule=refusal.rule if refusal is not None else None)
         try:
-            if refusal is None and self.settings["delivery.reject_incoming"]:
-                refusal = Refusal(R.R421_SERVICE_NOT_AVAILABLE, "delivery.reject_incoming",
-                                  "incoming mail refused (421)")
             if refusal is not None:
                 await self.write(self.conn.send(refusal.reply))
                 self.log.error("local", f"{refusal.rule}: {refusal.reason}")

@@ -573,6 +573,9 @@ class QueueManager:
     def _record_results(self, envelope: Envelope, todo, results) -> list:
         failed = []
         hops_ok, hops_deferred = set(), set()
+        # The message's columns (its client IP and inbound connection id too: guide Table
+        # 7-8 "Delivered"), each event naming its one recipient.
+        fields = envelope.event_fields()
         for recipient in todo:
             hop, result = results[recipient.address]
             recipient.status = result.outcome
@@ -587,9 +590,7 @@ class QueueManager:
                 result.outcome]
             if counter:
                 self.counters.incr(counter)
-            self.events.record(action, queue_id=envelope.queue_id, sender=envelope.sender,
-                               recipients=[recipient.address], size=envelope.size,
-                               subject=envelope.subject(),
+            self.events.record(action, **{**fields, "recipients": [recipient.address]},
                                result=result.outcome, info=result.text, rule=hop.rule,
                                data={"next_hop": hop.key, "remote_mta": result.remote_mta,
                                      "status": result.status,
@@ -628,9 +629,8 @@ class QueueManager:
         if not deferred:
             await self._delete(queue, queue_id)
             self.queue_files.done(queue_id)
-            self.events.record(Action.COMPLETED, queue_id=queue_id, sender=envelope.sender,
-                               recipients=[r.address for r in envelope.recipients],
-                               size=envelope.size, subject=envelope.subject(),
+            # guide Table 7-8 "Completed": the client IP and connection id as well
+            self.events.record(Action.COMPLETED, **envelope.event_fields(),
                                data={"generated": True} if envelope.is_generated else {})
             return
         now = self.clock.now()

@@ -38,6 +38,13 @@ def test_a_client_has_half_the_sessions_of_all_listener_processes(facts):
     assert facts["rejected"] == [["smtp.max_incoming", CLIENT]]
 
 
+def test_the_refused_connection_is_a_failed_connection_from(facts):
+    # guide Table 7-6: "Connection from … the result of the connection (Succeeded/Failed)"
+    [[rule, client, connection]] = facts["failed_connections"]
+    assert (rule, client) == ("smtp.max_incoming", CLIENT)
+    assert facts["rejected_connections"] == [connection]
+
+
 def test_another_host_is_served_while_one_holds_its_share(facts):
     assert facts["other"] == "220"
 
@@ -73,6 +80,12 @@ async def _scenario(home_dir: Path) -> dict:
         await until(lambda: events_of(home, Action.REJECTED))
         facts["rejected"] = [[row["rule"], row["client_ip"]]
                              for row in events_of(home, Action.REJECTED)]
+        # written before the rejected event by the same process: committed with it
+        facts["failed_connections"] = [
+            [row["rule"], row["client_ip"], row["connection_id"]]
+            for row in events_of(home, Action.CONNECTION_FROM) if row["result"] == "failed"]
+        facts["rejected_connections"] = [row["connection_id"]
+                                         for row in events_of(home, Action.REJECTED)]
         await held[0].aclose()
         with trio.fail_after(10):
             while (reply := await _first_reply(CLIENT, port, held)) == TOO_MANY:

@@ -431,8 +431,10 @@ async def test_each_delivery_attempt_has_its_log_when_it_ends_and_says_its_conne
     assert b"C: EHLO " not in two and b"S: 220 " not in two
     assert two.count(b"C: MAIL FROM:") == 1
     assert b"S: 250 2.0.0 queued as" in two
-    [connected] = events_of(home, Action.CONNECTED_TO)
-    assert connected["connection_id"] == connection.group(1).decode()
+    opened, reused = events_of(home, Action.CONNECTED_TO)
+    assert opened["connection_id"] == reused["connection_id"] == connection.group(1).decode()
+    assert '"connection": "actual"' in opened["data"]
+    assert '"connection": "cached"' in reused["data"]
 
 
 @pytest.mark.parametrize("setup, expected", [

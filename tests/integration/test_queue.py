@@ -332,7 +332,9 @@ async def test_outbound_starttls_opportunistic(tmp_path, tls_sink, running):
     await running(h)
     [message] = await tls_sink.await_messages(1)
     assert message.is_tls
-    assert h.events.of(Action.CONNECTED_TO)[0]["result"] == "tls"
+    [connected] = h.events.of(Action.CONNECTED_TO)
+    assert connected["result"] == "succeeded" and connected["data"]["tls"]
+    assert ", TLS TLSv1." in connected["info"]
 
 
 async def test_outbound_tls_required_refuses_plain_and_uses_tls(tmp_path, make_sink, running):

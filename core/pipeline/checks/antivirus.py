@@ -25,7 +25,8 @@ core/pipeline/run.py rule 3) is a scan_error finding asking for scan.unprocessab
 is then not asked about the message's other parts.
 Every finding feeds ${VIRUSINFO} (notify="virus") and carries data["virus"], ["file"],
 ["repaired"] and ["removed"] for the reports and core/scan/service.py (virus quarantine,
-outbreak counting, Status counters).
+outbreak counting, Status counters); a mass mailer's also ["mmc_entry"], the entry of the
+mass mailer cleanup list its name matched.
 """
 
 from __future__ import annotations
@@ -36,12 +37,18 @@ from core.pipeline import scan_policy
 from core.pipeline.findings import Finding
 from shared.shown_text import one_line
 
+# The mass mailer cleanup list (guide §4 "Enabling mass mailer cleanup": the "@m" that
+# Symantec Security Response gives mass-mailer names, and "@mm"), as one pattern.
 MASS_MAILER = re.compile(r"@mm?\b|@mm?$", re.IGNORECASE)
 VBA_MEMBER = re.compile(r"(^|/)vbaProject\.bin$", re.IGNORECASE)
 
 
-def is_mass_mailer(name: str) -> bool:
-    return bool(MASS_MAILER.search(name))
+def mass_mailer_entry(name: str) -> str | None:
+    """The entry of the mass mailer cleanup list that detection `name` matches ("@m",
+    "@mm"), or None: the mass_mailer_cleanup event names it (guide Table 7-9 "matching
+    entry in MMC list")."""
+    found = MASS_MAILER.search(name)
+    return found.group(0).lower() if found else None
 
 
 def _scannable(part, troubled: set[int]) -> bool:
@@ -167,11 +174,13 @@ def _actions(view, settings, part, name, engine, why, heuristic, repairable) -> 
         return [Finding(rule="av.outer_message", action="drop", event="file_deleted",
                         reason=f"{text}Found: {why}\nAction: the message itself is infected; "
                                "dropped", data={**data, "removed": True}, **common)]
-    if settings["av.mass_mailer_cleanup"] and is_mass_mailer(name):
+    entry = mass_mailer_entry(name) if settings["av.mass_mailer_cleanup"] else None
+    if entry is not None:
         return [Finding(rule="av.mass_mailer_cleanup", action="drop",
                         event="mass_mailer_cleanup",
-                        reason=f"{text}Found: {why}\nAction: mass-mailer message dropped",
-                        data=data, **common)]
+                        reason=f"{text}Found: {why}\nMass mailer cleanup list entry: {entry}\n"
+                               f"Action: mass-mailer message dropped",
+                        data={**data, "mmc_entry": entry}, **common)]
     on_virus = settings["av.on_virus"]
     carrier = part.carrier if part.carrier is not None else part.id
     deleted_text = settings["av.deleted_text"] if settings["av.deleted_text.enabled"] else None

@@ -12,8 +12,10 @@ Rules
     3. The deciding finding carries the event (`event`), the score and the definitions date;
        the edits carry none. When the message is also malformed the event is left to the
        malformed check (guide Table 7-9: "If a spam message is also malformed, the event will
-       be reported only as malformed") — the decision still stands and names its rule, and
-       the message still counts as spam on the Status page (`counts_as`).
+       be reported only as malformed") — the decision still stands and names its rule, the
+       message still counts as spam on the Status page (`counts_as`), and the malformed
+       event carries this finding's reason, score and definitions (core/pipeline/
+       service.py), so a report says why a delivered message is marked.
     4. Nothing happens below both the threshold and the drop/forward scores.
     5. The marks are the gateway's alone: while a setting that writes a mark is on, that
        field as the sender wrote it is removed from every message delivered (`forged_marks`),
