@@ -61,6 +61,7 @@ def serve_core(args) -> int:
     """Raises CommandFailed (one line, status 1) when another core holds the data home or
     SMTP cannot listen where the settings say."""
     from core.app import CoreAlreadyRunning, run_core
+    from core.pipeline.workers import configure_workers
     from core.smtp.server import ListenFailed
     from shared.cli import sole_exception
     from shared.home import open_db
@@ -68,6 +69,8 @@ def serve_core(args) -> int:
 
     home = resolve_home(args.home)
     open_db(home).close()  # clear message for a missing home or a schema mismatch
+
+    configure_workers()
 
     async def main():
         async with _stopped_by_signal() as nursery:

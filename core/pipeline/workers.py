@@ -22,18 +22,24 @@ Rules
        one item is that item's alone. When a batch of several crashes or times out, each
        of its items runs again alone, so only the item that fails alone is charged with it:
        a bad message delays the others of its batch, never counts against them.
+    5. Workers ignore SIGINT and SIGTERM (`configure_workers`, called by `mailmoat core`
+       before any work): the core stops them when it stops. A signal sent to the whole
+       process group (Ctrl-C in a terminal, systemd's KillMode=control-group) killed them
+       first, and every clean stop printed trio_parallel's "Graceful shutdown failed"
+       traceback. A worker still ends with the core: its job pipe closes.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from collections import deque
 
 import trio
 import trio_parallel
 
 __all__ = ["run_in_worker", "WorkerBatcher", "WorkerCrashed", "WorkerTimeout",
-           "PROCESS_TIMEOUT_SECONDS", "MAX_BATCH"]
+           "configure_workers", "PROCESS_TIMEOUT_SECONDS", "MAX_BATCH"]
 
 PROCESS_TIMEOUT_SECONDS = 60.0
 MAX_BATCH = 8
@@ -45,6 +51,17 @@ class WorkerCrashed(RuntimeError):
 
 class WorkerTimeout(RuntimeError):
     """The worker took longer than allowed and was stopped."""
+
+
+def configure_workers() -> None:
+    """Rule 5. Once, in the main thread, before the first `run_in_worker`."""
+    trio_parallel.configure_default_context(init=_ignore_stop_signals)
+
+
+def _ignore_stop_signals() -> bool:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return True
 
 
 async def run_in_worker(fn, *args, timeout_seconds: float = PROCESS_TIMEOUT_SECONDS,
