@@ -49,7 +49,8 @@ from email.header import Header, decode_header, make_header
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["CopyFacts", "FIELD", "mailbox_of", "write_copy", "verified_copy"]
+__all__ = ["CopyFacts", "FIELD", "FILES_MAX", "VALUE_MAX_CHARS", "mailbox_of", "write_copy",
+           "verified_copy"]
 
 FIELD = "X-Mailmoat-Quarantine"
 MARKER = "copy of an infected message, not for delivery (format 1)"
@@ -57,8 +58,8 @@ DEFAULT_MAILBOX_LOCAL = "quarantine"
 _SIGNATURE = f"{FIELD}-Signature"
 _SCHEME = b"hmac-sha256="
 _CONTEXT = b"mailmoat central quarantine copy 1\0"    # the HMAC's domain, and its format
-_FILES_MAX = 50                 # as the virus quarantine keeps them (service.py)
-_VALUE_MAX_CHARS = 300
+FILES_MAX = 50                  # a copy names at most this many infected files
+VALUE_MAX_CHARS = 300           # and each value in at most this many characters
 _PROBE_OCTETS = 64 * 1024       # where the block must start: after a few trace fields
 _HEADER_MAX_OCTETS = 1 << 20    # 1000 recipients' fields are ~50 KB
 _CHUNK_OCTETS = 1 << 20
@@ -122,7 +123,7 @@ def _block(facts: CopyFacts) -> bytes:
               ("Date", facts.date), ("Sender", f"<{facts.sender}>"),
               *(("Recipient", f"<{r}>") for r in facts.recipients),
               *(("Virus", v) for v in facts.viruses),
-              *(("File", f) for f in facts.files[:_FILES_MAX]),
+              *(("File", f) for f in facts.files[:FILES_MAX]),
               *(("Action", a) for a in facts.actions)]
     return b"".join(_field(name if name == FIELD else f"{FIELD}-{name}", value)
                     for name, value in fields)
@@ -130,7 +131,7 @@ def _block(facts: CopyFacts) -> bytes:
 
 def _field(name: str, value: str) -> bytes:
     """One header field, CRLF-terminated (rule 4)."""
-    value = str(value)[:_VALUE_MAX_CHARS]
+    value = str(value)[:VALUE_MAX_CHARS]
     if value.isascii() and value.isprintable() and "=?" not in value:
         return f"{name}: {value}\r\n".encode("ascii")
     encoded = Header(value, "utf-8", header_name=name).encode(linesep="\r\n")

@@ -21,7 +21,9 @@ What it owns
                           original: Status counters (infections repaired/deleted/logged,
                           mass mailers deleted); a copy of the ORIGINAL message into the
                           virus quarantine (av.quarantine all | unrepaired: the guide's
-                          "What to quarantine"), marked for the central quarantine when
+                          "What to quarantine"), its `quarantined` event naming the
+                          viruses and the infected files (guide Table 7-8), marked for the
+                          central quarantine when
                           av.central_quarantine is set (one copy per message, listing
                           every virus found); outbreak
                           counting (outbreak.count infected messages within outbreak.minutes
@@ -29,8 +31,9 @@ What it owns
                           alert_sent; with none, the event only — the Outbreak Alert tab
                           says so), see rule 6.
     Central forwarder     delivers marked copies to av.central_quarantine (host, port) with
-                          the core's deliverer, retrying every CENTRAL_RETRY_SECONDS until it
-                          is accepted (the local copy stays either way); see rule 5. A copy
+                          the core's deliverer: a copy goes at once, is retried with backoff
+                          while the host answers 4xx or cannot be reached, and ends at the
+                          host's 5xx (the local copy stays either way); rules 5, 9. A copy
                           goes as core/scan/central.py writes it: with the null sender, to
                           the quarantine mailbox, under X-Mailmoat-Quarantine-* fields
                           signed with quarantine.reinsertion_key — never to the original
@@ -62,12 +65,21 @@ Rules
        space SMTP needs to accept mail at all (452 under 5 % free, SPEC §3 size). A `quarantined`
        event with result "skipped_low_disk" (shared/report.py COPY_NOT_KEPT) says which copy
        was not kept.
-    5. A copy the central quarantine did not take writes a `deferred` event (rule
-       av.central_quarantine, the next hop and the reason, as the queue manager's), at its
-       first failed attempt and whenever the reason changes (it is kept in the copy's
-       envelope as `central.last_error`), not at every retry: every 30 s for days would bury
-       the detail report. The event is not marked generated, so a failed connection raises
-       the smtp_connection_failure alert as mail's own does (core/notify.py).
+    5. A copy's sending ends as mail's does (SPEC §4): accepted -> state "sent" and a
+       `forwarded` event; refused for good (5xx to MAIL, RCPT or DATA) -> state "failed"
+       and one `delivery_failed` event, never tried again; anything else (4xx, no
+       connection, a timeout, tmp/ unwritable) -> tried again, the first time
+       CENTRAL_RETRY_SECONDS later, then at doubling intervals up to
+       `delivery.retry_max_seconds` (core/spool `retry_delay`), each copy on its own
+       schedule (`central.attempts`, `central.next_attempt_at` in its envelope, so a
+       restart keeps it). A new copy goes at once, and once a host takes a copy, every
+       copy waiting for that host goes in the same pass: it is back. A temporary failure
+       writes a `deferred` event (rule av.central_quarantine, the next hop and the reason,
+       as the queue manager's) at its first failed attempt and whenever the reason changes
+       (kept as `central.last_error`), not at every retry. Neither failure event is marked
+       generated, so a failed connection raises the smtp_connection_failure alert as
+       mail's own does (core/notify.py); a `delivery_failed` counts in delivery_failures,
+       as the summary's Message Delivery Failures counts it.
     6. One outbreak per outbreak.minutes: after an outbreak event (and its mail) the next
        comes only once that many minutes have passed (as the setting is now: shortening it
        shortens the pause that is running), when the infected messages of the
@@ -83,6 +95,11 @@ Rules
     8. The Status page's Quarantined counts every copy kept (guide Table 7-1), as the
        summary's Messages Quarantined counts their `quarantined` events; a copy not kept
        (rule 4) counts in neither.
+    9. The signed copy as sent (core/scan/central.py) is written once per pending copy, to
+       the data home's tmp/, and sent again as it is while its facts and the key are
+       unchanged; it is removed when the copy's sending ends, when the copy is found deleted
+       at its next attempt, at the next start, and after an attempt while the spool's file
+       system is low (rule 4: it is then written again for each attempt).
 """
 
 from __future__ import annotations
@@ -101,6 +118,7 @@ from core.pipeline import PipelineResult
 from core.scan import central as wire
 from core.scan.antispam import definitions as spam_definitions
 from core.scan.engines import RUNTIME_DEFINITIONS
+from core.spool import retry_delay
 from shared import definitions as defs
 from shared.clock import mail_date
 from shared.disk import LOW_DISK_FRACTION
@@ -113,8 +131,8 @@ __all__ = ["AntivirusService", "COUNTER_OF", "VIRUS_QUEUE",
            "RETENTION_PASS_SECONDS"]
 
 WATCH_SECONDS = 0.5
-CENTRAL_RETRY_SECONDS = 30.0
-CENTRAL_TEMP_PREFIX = "central-copy-"    # a copy being sent, under the data home's tmp/
+CENTRAL_RETRY_SECONDS = 30.0            # the first retry of a copy; doubling from there (rule 5)
+CENTRAL_TEMP_PREFIX = "central-copy-"    # a copy as sent, under the data home's tmp/ (rule 9)
 # A copy outlives the retention by at most this much; an hourly pass of a folder the
 # retention bounds costs little, and writes at most 24 purge events a day.
 RETENTION_PASS_SECONDS = 3600.0
@@ -127,7 +145,11 @@ class AntivirusService:
     def __init__(self, home, events, counters, settings: Callable[[], Mapping], spool, *,
                  submit: Callable | None = None, deliverer=None,
                  hostname: Callable[[], str] = lambda: "localhost",
-                 status_extra: dict | None = None, clock=time.time):
+                 status_extra: dict | None = None, clock=time.time,
+                 central_tick_seconds: float = CENTRAL_RETRY_SECONDS):
+        """`clock`: wall-clock unix seconds, a callable (copies' times and schedules);
+        `central_tick_seconds`: the longest the forwarder waits (trio time) before it looks
+        at that clock again, so a test that moves the clock sees the copies that came due."""
         self.home = home
         self.events = events
         self.counters = counters
@@ -145,7 +167,12 @@ class AntivirusService:
         self.outbreak_at = -math.inf        # clock time of the last outbreak (rule 6)
         self.outbreaks = 0
         self.quarantined = 0
+        self.central_tick_seconds = central_tick_seconds
         self._central_wakeup = trio.Event()
+        # pending copy -> (its next attempt, wall clock; its host as "host:port"), rule 5
+        self._central_due: dict[str, tuple[float, str]] = {}
+        # pending copy -> (facts, key, path, size) of its signed form in tmp/ (rule 9)
+        self._central_forms: dict[str, tuple[wire.CopyFacts, str | None, Path, int]] = {}
         self.refresh()
 
     # --- definitions ------------------------------------------------------------------------
@@ -207,6 +234,7 @@ class AntivirusService:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         await trio.to_thread.run_sync(self._remove_stale_copies)
+        self._central_due.update(await trio.to_thread.run_sync(self._pending_central))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch)
             nursery.start_soon(self._central_loop)
@@ -236,6 +264,8 @@ class AntivirusService:
 
     async def _quarantine(self, envelope, infected, settings, central) -> None:
         names = sorted({f.data["virus"] for f in infected})
+        files = sorted({str(f.data.get("file")) for f in infected})[:wire.FILES_MAX]
+        found = f"{', '.join(names)}; {_files_text(files)}"
         message = {"queue_id": envelope.queue_id, "sender": envelope.sender,
                    "recipients": [r.address for r in envelope.recipients],
                    "size": envelope.size, "subject": envelope.subject()}
@@ -243,7 +273,7 @@ class AntivirusService:
         if free < LOW_DISK_FRACTION:                                    # rule 4
             self.events.record(Action.QUARANTINED, rule="av.quarantine",
                                result=COPY_NOT_KEPT,
-                               info=f"no copy kept in the virus quarantine ({', '.join(names)})"
+                               info=f"no copy kept in the virus quarantine ({found})"
                                     f": the spool's file system has {free:.1%} free, under "
                                     f"{LOW_DISK_FRACTION:.0%}",
                                data={"folder": "virus", "virus": names[0],
@@ -253,7 +283,7 @@ class AntivirusService:
         copy.meta = {**copy.meta, "kind": "virus_quarantine", "virus": names,
                      "original_queue_id": envelope.queue_id,
                      "actions": sorted({f.action for f in infected}),
-                     "files": sorted({str(f.data.get("file")) for f in infected})[:50],
+                     "files": files,
                      "quarantined_at": self.clock()}
         if central:
             from core.delivery import relay_host
@@ -267,10 +297,12 @@ class AntivirusService:
         if self.counters is not None:                                   # rule 8
             self.counters.incr("quarantined")
         self.events.record(Action.QUARANTINED, rule="av.quarantine", result="quarantined",
-                           info=f"copy kept in the virus quarantine ({', '.join(names)})",
+                           info=f"copy kept in the virus quarantine ({found})",
                            data={"folder": "virus", "copy_id": new_id, "virus": names[0],
                                  "central": bool(central)}, **message)
         if central:
+            meta = copy.meta["central"]
+            self._central_due[new_id] = (copy.meta["quarantined_at"], _host_of(meta))
             self._central_wakeup.set()
 
     async def _count_outbreak(self, envelope, infected, settings) -> None:
@@ -306,20 +338,41 @@ class AntivirusService:
                            recipients=recipients, queue_id=queue_id,
                            data={"alert": "outbreak", "events": 1, "generated": True})
 
-    # --- central quarantine -----------------------------------------------------------------
+    # --- central quarantine (rules 5 and 9) --------------------------------------------------
     async def _central_loop(self) -> None:
         while True:
-            with trio.move_on_after(CENTRAL_RETRY_SECONDS):
+            wait = self.central_tick_seconds
+            if self.deliverer is not None:
+                await self._central_pass()
+                if self._central_due:
+                    first = min(at for at, _ in self._central_due.values())
+                    wait = min(wait, max(first - self.clock(), wait / 10))
+            with trio.move_on_after(wait):
                 await self._central_wakeup.wait()
             self._central_wakeup = trio.Event()
-            if self.deliverer is None:
-                continue
-            pending = await trio.to_thread.run_sync(self._pending_central)
-            for queue_id, envelope in pending:
-                await self._send_central(queue_id, envelope)
 
-    def _pending_central(self) -> list:
-        out = []
+    async def _central_pass(self) -> None:
+        """Send every copy that is due, oldest due first, and then every copy waiting for a
+        host that took one in this pass (rule 5: it is back); each once."""
+        taking: set[str] = set()
+        tried: set[str] = set()
+        while True:
+            now = self.clock()
+            due = sorted((at, queue_id) for queue_id, (at, host) in self._central_due.items()
+                         if queue_id not in tried and (at <= now or host in taking))
+            if not due:
+                return
+            for _, queue_id in due:
+                tried.add(queue_id)
+                if queue_id in self._central_due:
+                    host = self._central_due[queue_id][1]
+                    if await self._send_central(queue_id):
+                        taking.add(host)
+
+    def _pending_central(self) -> dict[str, tuple[float, str]]:
+        """The pending copies of the virus quarantine, as `_central_due` holds them; a copy
+        kept by an earlier release (no schedule) is due now."""
+        out = {}
         for queue_id in self.spool.list(VIRUS_QUEUE):
             try:
                 envelope = self.spool.read_envelope(VIRUS_QUEUE, queue_id)
@@ -327,74 +380,152 @@ class AntivirusService:
                 continue
             central = envelope.meta.get("central")
             if isinstance(central, dict) and central.get("state") == "pending":
-                out.append((queue_id, envelope))
+                at = central.get("next_attempt_at")
+                out[queue_id] = (at if isinstance(at, (int, float)) else -math.inf,
+                                 _host_of(central))
         return out
 
-    async def _send_central(self, queue_id, envelope) -> None:
+    async def _send_central(self, queue_id: str) -> bool:
         """One attempt to send a copy (rule 5), as core/scan/central.py writes it: null
-        sender, the quarantine mailbox, the signed block. The host is written as routing
-        writes a relay (`relay_host`) here, not only when the copy was kept: a copy kept
-        with "[::1]" by an earlier release is sent to ::1, not looked up in DNS as a name.
-        A copy kept without a mailbox (an earlier release) goes to the default one."""
+        sender, the quarantine mailbox, the signed block; True when the host took it. The
+        host is written as routing writes a relay (`relay_host`) here, not only when the
+        copy was kept: a copy kept with "[::1]" by an earlier release is sent to ::1, not
+        looked up in DNS as a name. A copy kept without a mailbox (an earlier release) goes
+        to the default one."""
         from core.delivery import NextHop, relay_host
-        central = envelope.meta["central"]
+        try:
+            envelope = await trio.to_thread.run_sync(
+                self.spool.read_envelope, VIRUS_QUEUE, queue_id)
+        except (FileNotFoundError, EnvelopeError):  # deleted (rule 3), or unreadable
+            await self._central_done(queue_id)
+            return False
+        except OSError:                 # not readable now: its next attempt as after a try
+            self._central_due[queue_id] = (self.clock() + CENTRAL_RETRY_SECONDS,
+                                           self._central_due[queue_id][1])
+            return False
+        central = envelope.meta.get("central")
+        if not isinstance(central, dict) or central.get("state") != "pending":
+            await self._central_done(queue_id)
+            return False
         hop = NextHop("relay", relay_host(central["host"]), int(central["port"]),
                       rule="av.central_quarantine")
         mailbox = wire.mailbox_of(central)
         settings = self.settings()
         try:
-            path, size = await trio.to_thread.run_sync(
-                self._write_wire_copy, queue_id, envelope, settings)
+            form = await trio.to_thread.run_sync(
+                self._signed_form, queue_id, envelope, settings,
+                self._central_forms.pop(queue_id, None))
         except FileNotFoundError:       # deleted while it was waiting (rule 3)
-            return
+            await self._central_done(queue_id)
+            return False
         except OSError as exc:          # tmp/ full or unwritable: tried again, as a refusal
             await self._not_sent(queue_id, envelope, hop, "deferred",
                                  f"copy not written in {self.home.tmp}: "
                                  f"{exc.strerror or exc}", status="4.3.0")
-            return
-        try:
-            outgoing = envelope.copy()
-            outgoing.sender, outgoing.recipients, outgoing.size = "", [Recipient(mailbox)], size
-            results = await self.deliverer.deliver(hop, outgoing, [mailbox], path, settings)
-        finally:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(_unlink, path)
+            return False
+        self._central_forms[queue_id] = form
+        _, _, path, size = form
+        outgoing = envelope.copy()
+        outgoing.sender, outgoing.recipients, outgoing.size = "", [Recipient(mailbox)], size
+        results = await self.deliverer.deliver(hop, outgoing, [mailbox], path, settings)
         failed = next((r for r in results if r.outcome != "delivered"), None)
         if results and failed is None:
             envelope.meta["central"] = {**central, "state": "sent", "sent_at": self.clock()}
             await self._write_copy(envelope)
+            await self._central_done(queue_id)
             self.events.record(Action.FORWARDED, rule="av.central_quarantine",
                                result="forwarded", queue_id=queue_id,
                                info=f"virus quarantine copy sent to {mailbox} at "
                                     f"{hop.destination}",
                                data={"forward_to": hop.destination, "mailbox": mailbox,
                                      "generated": True})
-        elif failed is not None:
+            return True
+        if failed is not None and failed.outcome == "failed":
+            await self._failed(queue_id, envelope, hop, failed)
+            return False
+        if failed is None:              # no answer for the mailbox at all: as a deferral
+            await self._not_sent(queue_id, envelope, hop, "deferred", "no result",
+                                 status="4.0.0")
+        else:
             await self._not_sent(queue_id, envelope, hop, failed.outcome, failed.text,
-                                 status=failed.status, remote_mta=failed.remote_mta)
+                                 status=failed.status, remote_mta=failed.remote_mta,
+                                 is_remote_reply=failed.is_remote_reply)
+        return False
+
+    async def _failed(self, queue_id, envelope, hop, result) -> None:
+        """The host refused the copy for good (rule 5): "failed", its event, no more tries."""
+        central = envelope.meta["central"]
+        envelope.meta["central"] = {**central, "state": "failed", "last_error": result.text,
+                                    "attempts": int(central.get("attempts") or 0) + 1,
+                                    "failed_at": self.clock()}
+        envelope.meta["central"].pop("next_attempt_at", None)
+        await self._write_copy(envelope)
+        await self._central_done(queue_id)
+        if self.counters is not None:
+            self.counters.incr("delivery_failures")
+        self.events.record(Action.DELIVERY_FAILED, rule="av.central_quarantine",
+                           result="failed", queue_id=queue_id, sender=envelope.sender,
+                           recipients=[r.address for r in envelope.recipients],
+                           size=envelope.size, subject=envelope.subject(),
+                           info=f"virus quarantine copy refused by {hop.destination}: "
+                                f"{result.text}; not sent again (the copy stays in the "
+                                f"virus quarantine)",
+                           data={"next_hop": hop.key, "remote_mta": result.remote_mta,
+                                 "status": result.status,
+                                 **({"remote_reply": True} if result.is_remote_reply else {})})
 
     async def _not_sent(self, queue_id, envelope, hop, outcome: str, text: str, *,
-                        status: str, remote_mta: str | None = None) -> None:
-        """A failed attempt: its `deferred` event, unless the reason is the one already
-        written for this copy (rule 5)."""
+                        status: str, remote_mta: str | None = None,
+                        is_remote_reply: bool = False) -> None:
+        """A temporary failure (rule 5): the copy's next attempt, and its `deferred` event
+        unless the reason is the one already written for this copy."""
         central = envelope.meta["central"]
-        if text == central.get("last_error"):
-            return
-        envelope.meta["central"] = {**central, "last_error": text}
+        attempts = int(central.get("attempts") or 0) + 1
+        maximum = self.settings()["delivery.retry_max_seconds"]
+        delay = retry_delay(attempts, CENTRAL_RETRY_SECONDS, maximum)
+        next_at = self.clock() + delay
+        is_new = text != central.get("last_error")
+        envelope.meta["central"] = {**central, "last_error": text, "attempts": attempts,
+                                    "next_attempt_at": next_at}
         await self._write_copy(envelope)
+        if queue_id in self._central_due:
+            self._central_due[queue_id] = (next_at, self._central_due[queue_id][1])
+        free = await trio.to_thread.run_sync(self.spool.disk_free_fraction)
+        if free < LOW_DISK_FRACTION:                                    # rules 4 and 9
+            await self._drop_form(queue_id)
+        if not is_new:
+            return
         self.events.record(Action.DEFERRED, rule="av.central_quarantine", result=outcome,
                            queue_id=queue_id, sender=envelope.sender,
                            recipients=[r.address for r in envelope.recipients],
                            size=envelope.size, subject=envelope.subject(),
                            info=f"virus quarantine copy not sent to {hop.destination}: "
-                                f"{text}; tried again every {CENTRAL_RETRY_SECONDS:.0f} s",
+                                f"{text}; " + (f"tried again every {delay:.0f} s"
+                                               if delay >= maximum else
+                                               f"tried again in {delay:.0f} s, then at "
+                                               f"doubling intervals up to {maximum:.0f} s"),
                            data={"next_hop": hop.key, "remote_mta": remote_mta,
-                                 "status": status})
+                                 "status": status,
+                                 **({"remote_reply": True} if is_remote_reply else {})})
 
-    def _write_wire_copy(self, queue_id: str, envelope, settings) -> tuple[Path, int]:
-        """The copy as it is sent, in a temporary file under the data home's tmp/ (the
-        same file system as the spool): (its path, its size). FileNotFoundError when the
-        copy is no longer in the virus quarantine."""
+    async def _central_done(self, queue_id: str) -> None:
+        """The copy is no longer pending: no more attempts, and its signed form goes
+        (rule 9)."""
+        self._central_due.pop(queue_id, None)
+        await self._drop_form(queue_id)
+
+    async def _drop_form(self, queue_id: str) -> None:
+        form = self._central_forms.pop(queue_id, None)
+        if form is not None:
+            await trio.to_thread.run_sync(_unlink, form[2])
+
+    def _signed_form(self, queue_id: str, envelope, settings, known
+                     ) -> tuple[wire.CopyFacts, str | None, Path, int]:
+        """The copy as it is sent (rule 9), in the data home's tmp/ (the same file system
+        as the spool): (its facts, key, path, size). `known`, the form of the last attempt,
+        is sent again when its facts and the key are unchanged and its file is there, else
+        removed and written anew. FileNotFoundError when the copy is no longer in the
+        virus quarantine. Runs in a thread."""
         meta = envelope.meta
         facts = wire.CopyFacts(
             gateway=self.hostname(), queue_id=str(meta.get("original_queue_id") or queue_id),
@@ -403,17 +534,22 @@ class AntivirusService:
             viruses=tuple(map(str, meta.get("virus") or ())),
             files=tuple(map(str, meta.get("files") or ())),
             actions=tuple(map(str, meta.get("actions") or ())))
+        key = settings["quarantine.reinsertion_key"]
+        if known is not None and known[:2] == (facts, key) and known[2].exists():
+            return known
+        if known is not None:
+            _unlink(known[2])
         self.home.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=CENTRAL_TEMP_PREFIX, dir=self.home.tmp)
         path = Path(name)
         try:
             with open(fd, "wb") as out:
                 size = wire.write_copy(self.spool.message_path(VIRUS_QUEUE, queue_id), out,
-                                       facts, settings["quarantine.reinsertion_key"])
+                                       facts, key)
         except BaseException:
             _unlink(path)
             raise
-        return path, size
+        return facts, key, path, size
 
     def _remove_stale_copies(self) -> None:
         """Copies left in tmp/ by a core stopped while it was sending them."""
@@ -535,6 +671,23 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def _host_of(central: Mapping) -> str:
+    """The host a pending copy goes to, as "host:port" (rule 5: a host that takes one
+    copy takes the others)."""
+    from core.delivery import relay_host
+    return f"{relay_host(str(central.get('host')))}:{central.get('port')}"
+
+
+def _files_text(files: list[str]) -> str:
+    """The infected files for an event's info: at most as long as a value of a copy's
+    block (core/scan/central.py), the count of them when they do not fit."""
+    text = ("file: " if len(files) == 1 else "files: ") + ", ".join(files)
+    if len(text) <= wire.VALUE_MAX_CHARS:
+        return text
+    tail = f"… ({len(files)} files)"
+    return text[:wire.VALUE_MAX_CHARS - len(tail)] + tail
 
 
 def _quarantined_at(envelope) -> float:

@@ -77,6 +77,9 @@ async def test_eicar_attachment_deleted_quarantined_and_notified(tmp_path, sink,
     [deleted] = _events(home, Action.FILE_DELETED)
     assert deleted["rule"] == "av.on_unrepairable" and "Mailmoat.Test.EICAR" in deleted["data"]
     [quarantined] = [e for e in _events(home, Action.QUARANTINED) if e["rule"] == "av.quarantine"]
+    # the file name, as the guide's quarantined event shows it (Table 7-8)
+    assert quarantined["info"] == ("copy kept in the virus quarantine (Mailmoat.Test.EICAR; "
+                                   "file: eicar.com)")
     copies = list(Spool(home.spool).list("quarantine/virus"))
     assert len(copies) == 1
     kept = (home.spool / "quarantine/virus" / copies[0] / "message").read_bytes()
