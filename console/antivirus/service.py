@@ -49,7 +49,8 @@ class QuarantinedMessage:
     viruses: tuple[str, ...]
     files: tuple[str, ...]
     actions: tuple[str, ...]
-    central: str        # sending: pending | sent; a copy a gateway sent here: received from …
+    central: str        # sending: pending | sent | failed: <the central host's reply>; a copy
+                        # a gateway sent here: received from …
 
 
 def _folder():
@@ -80,10 +81,18 @@ def list_quarantine(limit: int = LIST_LIMIT) -> tuple[int, list[QuarantinedMessa
             str(meta.get(SUBJECT_META) or ""), data.get("size"),
             tuple(meta.get("virus") or ()), tuple(meta.get("files") or ()),
             tuple(ACTION_WORDS.get(a, a) for a in meta.get("actions") or ()),
-            (central.get("state", "") if isinstance(central, dict) else
+            (_central_state(central) if isinstance(central, dict) else
              f"received from {received.get('gateway') or '?'}"
              if isinstance(received, dict) else "")))
     return len(names), out
+
+
+def _central_state(central: dict) -> str:
+    """A copy the central host refused for good says why (core/scan/service.py rule 5)."""
+    state = str(central.get("state", ""))
+    if state == "failed" and central.get("last_error"):
+        return f"failed: {central['last_error']}"
+    return state
 
 
 def request_delete(ids: list[str], *, user: str, client_ip: str | None) -> int:

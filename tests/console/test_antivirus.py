@@ -18,14 +18,14 @@ EICAR_MAIL = (b"From: a@outside.test\r\nTo: user@local.test\r\nSubject: infected
               b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\r\n")
 
 
-def _quarantine(home, queue_id="0123456789AB"):
+def _quarantine(home, queue_id="0123456789AB", **meta):
     spool = Spool(home.spool)
     incoming = spool.open_incoming(queue_id)
     incoming.write(EICAR_MAIL)
     envelope = Envelope.new(queue_id, "a@outside.test", ["user@local.test"],
                             meta={"kind": "virus_quarantine", "virus": ["Mailmoat.Test.EICAR"],
                                   "files": ["message"], "actions": ["drop"],
-                                  "quarantined_at": 1_800_000_000})
+                                  "quarantined_at": 1_800_000_000, **meta})
     spool.commit([incoming.prepare(envelope)], "quarantine/virus")
     return queue_id
 
@@ -53,6 +53,17 @@ def test_antivirus_settings_saved_with_event(admin):
     assert event["data"]["page"] == "antivirus"
     page = admin.get("/antivirus/").get_data(as_text=True)
     assert "Changes saved." in page and "Virus definitions in force" in page
+
+
+def test_a_copy_the_central_quarantine_refused_says_why(admin, home):
+    _quarantine(home, "0123456789AC", central={
+        "host": "cq.example.test", "port": 25, "state": "failed",
+        "last_error": "550 5.7.1 Relaying denied"})
+    _quarantine(home, "0123456789AD", central={"host": "cq.example.test", "port": 25,
+                                                "state": "pending"})
+    page = admin.get("/antivirus/quarantine").get_data(as_text=True)
+    assert "<td>failed: 550 5.7.1 Relaying denied</td>" in page
+    assert "<td>pending</td>" in page
 
 
 def test_outbreak_bad_value_shows_schema_message(admin):
