@@ -31,6 +31,11 @@ as a list of thousands of entries must be: `mailmoat config set whitelist.custom
 or on the console page named in the heading. Every change is validated by the same rules and applies within 2 seconds unless the
 *Restart* column says yes. Secrets are never printed: `config get` shows them as `"***"` (set)
 or `null`.
+
+A change is checked against the rules of the keys it changes, and against a rule that spans
+keys (`heuristic.forward_score` below `heuristic.drop_score`) when it changes one of them. A
+value an older release stored that a rule of this one refuses therefore blocks no other
+change; the Status page lists it ("Upgrading" in [operations.md](operations.md)).
 """
 
 

@@ -9,6 +9,9 @@ Rules:
   wall clock in the `timezone` setting (in a half-hour zone such as Asia/Kolkata too:
   09:00–10:00 local, not the UTC hour 09:30–10:30). Rejected counts messages there, as the
   counters do.
+- Stored settings that the current rules refuse (shared.settings.refused_values: values an
+  older release accepted) are listed as a warning, each with its key, rule and console page:
+  they block no other save, so nothing else would tell the administrator.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from console.context import console_context, request_db, settings
 from shared.events import Action
 from shared.report import disposition_counts
 from shared.report_time import ReportRange
+from shared.settings import PAGES, SCHEMA, refused_values
 from shared.status import COUNTERS, QUEUES, STALE_AFTER_SECONDS, read_snapshot
 
 __all__ = ["StatusView", "Traffic", "status_view", "traffic_last_24h", "TRAFFIC_SERIES",
@@ -52,6 +56,7 @@ class StatusView:
     now_text: str = ""
     updated_text: str = ""
     hour_labels: list[str] = field(default_factory=list)
+    refused_settings: list[tuple[str, str, str]] = field(default_factory=list)  # key, page, rule
 
 
 def format_duration(seconds: float) -> str:
@@ -195,4 +200,6 @@ def status_view() -> StatusView:
                   ("Connections", connections)],
         traffic=traffic, now_text=format_time(now), updated_text=format_time(updated_at),
         hour_labels=[dt.datetime.fromtimestamp(t, _zone()).strftime("%Y-%m-%d %H:%M")
-                     for t in traffic.hour_starts])
+                     for t in traffic.hour_starts],
+        refused_settings=[(key, PAGES[SCHEMA[key].page], rule)
+                          for key, rule in refused_values(values)])

@@ -9,10 +9,12 @@ from werkzeug.security import generate_password_hash
 
 from shared import db
 from shared.settings import (
-    PAGES, RULES_MAX_TOTAL, SCHEMA, SettingError, check_password, defaults, display_value,
-    generated_values, hash_password, is_secret, parse_cli_value, validate_changes,
+    CROSS_RULES, PAGES, RULES_MAX_TOTAL, SCHEMA, CrossRule, SettingError, check_password,
+    defaults, display_value, generated_values, hash_password, is_secret, parse_cli_value,
+    refused_values, validate_changes,
 )
-from shared.settings_store import apply_changes, export_settings, import_settings, load
+from shared.settings_store import (IMPORT_REFUSED, apply_changes, export_settings,
+                                   import_settings, load)
 from shared.settings_addresses import (
     BlacklistEntry, Domain, Email, HostPort, Hostname, IpAddress, MailDomain, RelayEntry, Resolver,
     Sender, WhitelistEntry,
@@ -30,6 +32,7 @@ TERMS_50 = [f"t{i}" for i in range(50)]
 WHOLE_NUMBER_RULE = "must be a whole number written with the digits 0-9"
 STORED_HASH_RULE = ("must be a password of at most 32 characters, or a password hash exactly "
                     "as `config export` wrote it")
+REFUSED_LINE = "{}: {}".format(*IMPORT_REFUSED)
 
 
 def ok(kind, value, expected):
@@ -619,6 +622,80 @@ def test_include_mode_needs_extensions():
     assert validate_changes(defaults(), {"scan.mode": "exclude"})  # an empty exclude is fine
 
 
+# --- values stored before a rule refused them (an upgraded data home) --------------------------
+
+# Each: values an older release could store, a key that stores them, the line refusing them.
+STALE = [
+    ({"filename.patterns": ["*.exe", "?*"]}, "filename.patterns",
+     "filename.patterns: '?*' alone would delete every attachment"),
+    ({"rbl.zones": [{"zone": "bl.example"}, {"zone": "bl.example"}]}, "rbl.zones",
+     "rbl.zones: zone bl.example is listed twice"),
+    ({"rules.content_action": "quarantine"}, "rules.content_action",
+     "rules.content_action: quarantine is not available yet: the spam quarantine cannot show or "
+     "release mail until its pages are built; choose another action"),
+    ({"premium.spam.disposition": "quarantine"}, "premium.spam.disposition",
+     "premium.spam.disposition: quarantine is not available yet: the spam quarantine cannot "
+     "show or release mail until its pages are built; choose another action"),
+    ({"subject.action": "forward"}, "subject.action",
+     "subject.forward_to: required when subject.action is forward"),
+    ({"heuristic.forward_score": 90, "heuristic.drop_score": 80,
+      "heuristic.forward_to": "spam@example.com"}, "heuristic.drop_score",
+     "heuristic.forward_score: must be lower than heuristic.drop_score"),
+    ({"http.port": 8043}, "https.port", "https.port: already used by http.port"),
+    ({"delivery.retry_max_seconds": 60}, "delivery.retry_initial_seconds",
+     "delivery.retry_max_seconds: must not be lower than delivery.retry_initial_seconds"),
+    ({"forwarding.enabled": True}, "forwarding.host",
+     "forwarding.host: required when forwarding.enabled is true"),
+    ({"scan.mode": "include"}, "scan.include",
+     "scan.include: must list at least one extension when scan.mode is include"),
+    ({"admin.report_only.enabled": True}, "admin.report_only.enabled",
+     "admin.report_only.enabled: set admin.report_only.password first"),
+    ({"rules.spam": [RULE] * 60, "rules.content": [RULE] * 41}, "rules.content",
+     "rules.content: spam and content rules together must be at most 100 "
+     "(60 spam rules + 41 content rules)"),
+]
+
+
+@pytest.mark.parametrize("stale, its_key, line", STALE)
+def test_a_stored_value_a_cross_rule_refuses_blocks_only_edits_of_its_keys(stale, its_key, line):
+    """Upgrade finding 1: filename.patterns '?*', stored by an older release, refused every
+    `config set` and every console save, whatever key they changed."""
+    current = {**defaults(), **stale}
+    for other in ({"admin.timeout_minutes": 50}, {"smtp.max_incoming": 20},
+                  {"timezone": "Europe/Paris"}):
+        assert validate_changes(current, other) == other
+    assert line in errors({its_key: current[its_key]}, current)
+    assert line in [f"{key}: {rule}" for key, rule in refused_values(current)]
+
+
+def test_every_cross_rule_reads_only_the_keys_it_declares():
+    """A rule reading an undeclared key would not be checked when that key changes."""
+    everything = set(SCHEMA)
+    for values in [defaults()] + [{**defaults(), **stale} for stale, _key, _line in STALE]:
+        for rule in CROSS_RULES:
+            rule.check(values, {}, everything)      # raises on an undeclared read
+    sloppy = CrossRule(frozenset({"smtp.port"}),
+                       lambda s, _plain, _changed: [("smtp.port", str(s.get("http.port")))])
+    with pytest.raises(LookupError, match="http.port"):
+        sloppy.check(defaults(), {}, everything)
+    with pytest.raises(ValueError, match="smtp.prot"):
+        CrossRule(frozenset({"smtp.prot"}), lambda s, _plain, _changed: [])
+
+
+def test_refused_values_lists_single_key_and_cross_key_breaches_at_once():
+    assert refused_values(defaults()) == []
+    stale = {**defaults(), "av.clamd.address": "clamhost", "address_chars.chars": "!%,",
+             "whitelist.custom": ["@friend.test", "*@wild.test"],
+             "filename.patterns": ["*.exe", "?*"], "rules.content_action": "quarantine",
+             "admin.report_only.password": "scrypt:broken-and-longer-than-32-characters"}
+    assert [key for key, _rule in refused_values(stale)] == [
+        "admin.report_only.password", "av.clamd.address", "whitelist.custom",
+        "filename.patterns", "address_chars.chars", "rules.content_action"]
+    # a value that breaks its own kind is listed once, without the cross rules reading it
+    broken = {**defaults(), "rbl.zones": "not a list", "http.port": "eight"}
+    assert [key for key, _rule in refused_values(broken)] == ["http.port", "rbl.zones"]
+
+
 # --- passwords ----------------------------------------------------------------------------------
 
 def with_admin(password):
@@ -697,7 +774,7 @@ def test_config_set_and_import_refuse_a_damaged_hash(tmp_path, capsys):
     backup = tmp_path / "settings.json"
     backup.write_text(json.dumps({"admin.password": damaged}))
     assert main(["config", "import", str(backup), "--home", str(home.root)]) == 2
-    assert capsys.readouterr().err == f"admin.password: {STORED_HASH_RULE}\n"
+    assert capsys.readouterr().err == f"admin.password: {STORED_HASH_RULE}\n{REFUSED_LINE}\n"
     conn = db.connect(home.db)
     try:
         assert check_password(load(conn)["admin.password"], "Admin-pass1")
@@ -818,7 +895,7 @@ def test_store_changes_nothing_on_error(conn):
     with pytest.raises(SettingError) as info:
         import_settings(conn, {"smtp.port": 2525, "nope": 1, "http.port": 0})
     assert info.value.lines() == ["nope: unknown setting",
-                                  "http.port: must be between 1 and 65535"]
+                                  "http.port: must be between 1 and 65535", REFUSED_LINE]
     assert export_settings(conn) == before
     with pytest.raises(SettingError) as info:
         import_settings(conn, ["smtp.port"])

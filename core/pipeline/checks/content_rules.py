@@ -2,12 +2,19 @@
 through the shared rule engine (core/pipeline/rules.py). Every matching rule is a finding
 asking for rules.content_action (drop | log | forward | quarantine); content rules never
 notify (guide §3 note).
+
+"quarantine" holds the message instead, until the spam quarantine can show and release mail
+(shared.settings.SPAM_QUARANTINE_NOT_BUILT): no change may set it now, but an older release
+stored it, and mail sent to spool/quarantine/spam/ sat where nobody could reach it (upgrade
+finding 3). The hold queue's reason says why; the console and `mailmoat queue … --hold`
+release, drop or forward it.
 """
 
 from __future__ import annotations
 
 from core.pipeline.findings import Finding
 from core.pipeline.rules import matching_rules
+from shared.settings import SPAM_QUARANTINE_NOT_BUILT
 
 
 def check(view, settings) -> list[Finding]:
@@ -19,16 +26,17 @@ def check(view, settings) -> list[Finding]:
     subjects = "\n".join(view.subjects())
     for match in matching_rules("rules.content", rules, subjects, view.rules_text(),
                                 settings["rules.body_scanning"]):
+        reason = (f"content rule {match.label} matched: "
+                  + ", ".join(repr(t) for t in match.terms[:10]))
         common = dict(rule=match.label, event="content_rule_violation",
-                      reason=f"content rule {match.label} matched: "
-                             + ", ".join(repr(t) for t in match.terms[:10]),
                       data={"terms": list(match.terms[:50]), "rule_index": match.index})
         if action == "forward":
             out.append(Finding(action="forward", forward_to=settings["rules.content_forward_to"],
                                forward_subject=settings["rules.content_forward_subject"] or None,
-                               **common))
+                               reason=reason, **common))
         elif action == "quarantine":
-            out.append(Finding(action="quarantine", quarantine="spam", **common))
+            out.append(Finding(action="hold", reason=f"{reason}; held, not quarantined: "
+                                                     f"{SPAM_QUARANTINE_NOT_BUILT}", **common))
         else:
-            out.append(Finding(action=action, **common))
+            out.append(Finding(action=action, reason=reason, **common))
     return out

@@ -372,8 +372,10 @@ def test_content_rule_reads_flowed_text_as_shown(params, hit):
     assert (verdict.disposition == "drop") is hit
 
 
+# quarantine, stored by an older release: held until the spam quarantine can show and
+# release mail (upgrade finding 3)
 @pytest.mark.parametrize("action,disposition", [("drop", "drop"), ("log", "deliver"),
-                                                ("quarantine", "quarantine")])
+                                                ("quarantine", "hold")])
 def test_content_rule_actions(action, disposition):
     raw = message("Hi", body="confidential merger details")
     _, _, verdict = verdict_of(raw, rules__content=[rule(["merger"])],

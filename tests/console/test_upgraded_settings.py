@@ -1,0 +1,116 @@
+"""A data home upgraded in place keeps values an older release accepted and this one refuses
+(upgrade findings 1-3): the Status page lists them, they block no save of another page, and
+no page fails on them."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+
+import pytest
+
+from shared import db
+from shared.settings import refused_values
+
+from .test_configuration import _form_fields
+
+# What older releases stored (the upgrade tester's homes, HEAD~460 to HEAD~250), each refused
+# now but rules.content.
+OLD_VALUES = {
+    "av.clamd.address": "clamhost",
+    "whitelist.custom": ["@friend.test", "*@wild.test"],
+    "rbl.zones": [{"enabled": True, "zone": "rbl.upgrade.test", "return_codes": []},
+                  {"enabled": False, "zone": "rbl.upgrade.test", "return_codes": []}],
+    "filename.patterns": ["*.exe", "?*"],
+    "address_chars.chars": "!%,",
+    "rules.content": [{"enabled": True, "match": "any", "terms": ["confidential project"],
+                       "none_of": []}],
+    "rules.content_action": "quarantine",
+}
+
+
+def store_as_an_older_release_did(home, values: dict) -> None:
+    """Write straight into the settings table, past today's validation, as the older
+    release's `config set` wrote them."""
+    conn = db.connect(home.db)
+    try:
+        with db.write_transaction(conn):
+            for key, value in values.items():
+                conn.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
+                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                             (key, json.dumps(value), time.time()))
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def upgraded(admin, home):
+    store_as_an_older_release_did(home, OLD_VALUES)
+    return admin
+
+
+def _warning(page: str) -> list[str]:
+    """The items of the Status page's warning about refused settings, as text."""
+    if 'id="settings-refused"' not in page:
+        return []
+    block = page.split('id="settings-refused"', 1)[1].split("</div>", 1)[0]
+    return [html.unescape(" ".join(re.sub(r"</?code>", "", item).split()))
+            for item in re.findall(r"<li>(.*?)</li>", block, re.S)]
+
+
+def test_status_page_names_each_stored_value_the_rules_refuse(upgraded):
+    page = upgraded.get("/status/")
+    assert page.status_code == 200
+    items = _warning(page.get_data(as_text=True))
+    assert items == [
+        "av.clamd.address (Antivirus Policy): must be host:port, [IPv6 address]:port or the "
+        "absolute path of a unix socket",
+        "whitelist.custom (Anti-spam Policy › Whitelist): entry 2: takes no * or ? wildcards: "
+        "use @domain for a domain, .domain for it and its subdomains",
+        "rbl.zones (Anti-spam Policy › Real-time Blacklists): zone rbl.upgrade.test is listed "
+        "twice",
+        "filename.patterns (Filtering Policy › Content): '?*' alone would delete every "
+        "attachment",
+        "address_chars.chars (Filtering Policy › Anti-Relay): must list the characters one "
+        "after the other, without spaces or commas",
+        "rules.content_action (Filtering Policy › Content Rules): quarantine is not available "
+        "yet: the spam quarantine cannot show or release mail until its pages are built; "
+        "choose another action",
+    ]
+    assert len(items) == len(refused_values(upgraded.settings()))
+
+
+def test_status_page_has_no_such_warning_for_values_the_rules_accept(admin):
+    assert _warning(admin.get("/status/").get_data(as_text=True)) == []
+
+
+def test_a_page_without_the_refused_values_saves(upgraded):
+    """Upgrade finding 1: "Nothing was saved: filename.patterns: '?*' alone would delete
+    every attachment" on Configuration › Setup, saved unchanged or changed."""
+    data = _form_fields(upgraded, "/configuration/setup")
+    data["smtp__max_incoming"] = "20"
+    response = upgraded.post("/configuration/setup", data)
+    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
+    assert upgraded.settings()["smtp.max_incoming"] == 20
+
+
+def test_the_page_holding_a_refused_value_names_it_until_it_is_corrected(upgraded):
+    data = _form_fields(upgraded, "/filtering/content")
+    response = upgraded.post("/filtering/content", data)
+    assert "alone would delete every attachment" in html.unescape(
+        response.get_data(as_text=True))
+    assert upgraded.settings()["filename.patterns"] == ["*.exe", "?*"]
+    data["filename__patterns"] = "*.exe"
+    assert upgraded.post("/filtering/content", data).status_code == 302
+    assert upgraded.settings()["filename.patterns"] == ["*.exe"]
+    assert "filename.patterns" not in " ".join(_warning(upgraded.get("/status/")
+                                                        .get_data(as_text=True)))
+
+
+@pytest.mark.parametrize("url", sorted({"/status/", "/filtering/content", "/filtering/anti-relay",
+                                        "/filtering/content-rules", "/antivirus/",
+                                        "/antispam/rbl", "/configuration/setup"}))
+def test_pages_showing_refused_values_open(upgraded, url):
+    assert upgraded.get(url).status_code == 200
