@@ -18,7 +18,7 @@ from shared import db
 from shared.settings import SCHEMA, SettingError, defaults, validate_changes
 
 __all__ = ["load", "snapshot", "apply_changes", "Changes", "export_settings", "import_settings",
-           "stored_keys", "IMPORT_REFUSED"]
+           "stored_keys"]
 
 
 def load(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -75,24 +75,14 @@ def export_settings(conn: sqlite3.Connection) -> dict[str, Any]:
     return {key: values[key] for key in sorted(values)}
 
 
-# The last line of a refused import: what to do with the file. An older release's export may
-# hold values that release accepted and this one refuses, or a key it no longer knows
-# (upgrade finding 2); SPEC §2 has the import change nothing then, so the file must change.
-IMPORT_REFUSED = ("(file)", "nothing was imported: correct or remove the keys above in the "
-                            "file, then import it again (an export from an older release may "
-                            "hold values this release refuses; docs/operations.md, Upgrading)")
-
-
 def import_settings(conn: sqlite3.Connection, data: Any) -> dict[str, tuple]:
     """Validated restore: every key of `data` checked before anything changes.
 
     Keys missing from `data` are left as they are (an export from an older release missing
-    keys added since restores cleanly). Raises SettingError listing every bad key, then
-    IMPORT_REFUSED.
+    keys added since restores cleanly). Raises SettingError listing every bad key, one line
+    each (SPEC §2); an older release's export may hold values that release accepted and this
+    one refuses (upgrade finding 2): the file must change (docs/operations.md, Upgrading).
     """
     if not isinstance(data, dict):
         raise SettingError([("(file)", "must be a JSON object of settings")])
-    try:
-        return apply_changes(conn, data)
-    except SettingError as exc:
-        raise SettingError([*exc.errors, IMPORT_REFUSED], exc.causes) from None
+    return apply_changes(conn, data)
