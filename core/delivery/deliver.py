@@ -51,7 +51,8 @@ Rules
        failure (RFC 5321 §4.5.3.1.10), so the message does not wait in the slow queue
        with a delay notice for it (interop finding 2; Exim does the same). They follow on
        the same connection, or on a new one when the host closed it after the transaction
-       it took (found when the next MAIL gets no answer, as a stale pooled connection is).
+       it took (found when the next MAIL gets no answer, or a 421, as a stale pooled
+       connection is).
        Only a transaction whose host took none of them defers them (4.5.3): that limit is
        no longer flow control.
 
@@ -182,10 +183,12 @@ class Deliverer:
                 chunk, todo = todo[:per_transaction], todo[per_transaction:]
                 outcomes = await run_transaction(slot.session, envelope, chunk, message_path,
                                                  self.timeouts)
-                if reused and not any(remote for _, _, _, remote in outcomes.values()):
+                if reused and (not any(remote for _, _, _, remote in outcomes.values())
+                               or _closed_before_taking(slot.session, outcomes)):
                     # The connection (from the pool, or after a transaction the host took:
-                    # some close then) went stale before the server said anything: one
-                    # fresh connection before anything is deferred.
+                    # some close then, silently or with a 421 that answers our next MAIL)
+                    # went stale before the server took anything: one fresh connection
+                    # before anything is deferred.
                     await self._close(slot.session)
                     slot.session = None
                     slot.session = await self._connect(found, hop, settings, mode, envelope,
@@ -334,4 +337,7 @@ def _sni_name(host: str) -> str | None:
         return host
 
 
-
+def _closed_before_taking(session, outcomes: Mapping) -> bool:
+    """The host closed the connection (a 421) in a transaction where it took no recipient."""
+    return not session.is_usable and not any(
+        outcome == "delivered" for outcome, *_ in outcomes.values())

@@ -36,11 +36,13 @@ class LimitedHop:
     for Postfix's smtpd_recipient_limit they would not; either way works for us)."""
 
     def __init__(self, limit: int, refusal: bytes = R452, *, pipelining: bool = True,
-                 close_after_data: bool = False, refused: frozenset = frozenset()):
+                 close_after_data: bool = False, closing_reply: bytes | None = None,
+                 refused: frozenset = frozenset()):
         self.limit = limit
         self.refusal = refusal
         self.pipelining = pipelining
         self.close_after_data = close_after_data
+        self.closing_reply = closing_reply      # said before closing, after the 250 of DATA
         self.refused = refused
         self.messages: list[list[str]] = []     # the recipients of each message taken
         self.connections = 0
@@ -66,6 +68,8 @@ class LimitedHop:
                     recipients = None
                     await say(b"250 2.0.0 queued")
                     if self.close_after_data:
+                        if self.closing_reply:
+                            await say(self.closing_reply)
                         await stream.aclose()
                         return
                 continue
@@ -185,6 +189,19 @@ async def test_other_refusals_inside_the_limit_stand(tmp_path, nursery):
 async def test_a_hop_that_closes_after_each_message_gets_the_rest_on_a_new_connection(
         tmp_path, nursery):
     hop = LimitedHop(2, close_after_data=True)
+    results = await _deliver(nursery, tmp_path, hop, _addresses(5))
+    assert [r.outcome for r in results] == ["delivered"] * 5
+    assert [len(m) for m in hop.messages] == [2, 2, 1]
+    assert hop.connections == 3
+
+
+async def test_a_hop_that_says_421_after_each_message_gets_the_rest_on_a_new_connection(
+        tmp_path, nursery):
+    """Its 421 answers our next MAIL: the recipients its limit held back were deferred to
+    the slow queue, with a delay notice, though the hop had taken the transaction before
+    (review item). Like a connection gone stale, it is one fresh connection first."""
+    hop = LimitedHop(2, close_after_data=True,
+                     closing_reply=b"421 4.7.0 hop.test closing: one message per connection")
     results = await _deliver(nursery, tmp_path, hop, _addresses(5))
     assert [r.outcome for r in results] == ["delivered"] * 5
     assert [len(m) for m in hop.messages] == [2, 2, 1]
