@@ -166,9 +166,11 @@ class Deliverer:
                 session.log = log
                 if log is not None:
                     tls = f"TLS {session.tls}" if session.tls else "no TLS"
+                    set_up = (f"its set-up is in the log of attempt {session.opened_in}, if "
+                              f"kept" if session.opened_in else "its set-up was not logged "
+                              "(outbound logging was off when it opened)")
                     log.note(f"reusing connection {session.connection_id} to {session.peer} "
-                             f"({tls}; its set-up is in the log of attempt "
-                             f"{session.opened_in or '(none)'}, if kept)")
+                             f"({tls}; {set_up})")
                 if await reset_session(session, self.timeouts):
                     self._connected(envelope, hop, session, CONNECTION_CACHED)
                 else:

@@ -24,7 +24,9 @@ import trio
 
 from core.app import run_core
 from core.smtp.conversation import MAX_ECHO_OCTETS
+from shared import db
 from shared.events import Action
+from shared.settings_store import apply_changes
 from tests.support.core import make_home
 from tests.support.waiting import events_of, until
 
@@ -435,6 +437,28 @@ async def test_each_delivery_attempt_has_its_log_when_it_ends_and_says_its_conne
     assert opened["connection_id"] == reused["connection_id"] == connection.group(1).decode()
     assert '"connection": "actual"' in opened["data"]
     assert '"connection": "cached"' in reused["data"]
+
+
+async def test_a_connection_opened_while_logging_was_off_says_its_set_up_was_not_logged(
+        tmp_path, sink):
+    """Guide tester: the log said "its set-up is in the log of attempt (none), if kept"."""
+    home = _home(tmp_path, sink)
+    async with _core(home) as core:
+        port = core.smtp_addresses[0][1]
+        await trio.to_thread.run_sync(_send_message, port, "user@local.test", "one")
+        await until(lambda: events_of(home, Action.CONNECTED_TO), 10)
+        conn = db.connect(home.db)
+        try:
+            apply_changes(conn, {"diagnostics.conversation.outbound": "all"})
+        finally:
+            conn.close()
+        await until(lambda: core.settings()["diagnostics.conversation.outbound"] == "all", 10)
+        second = await trio.to_thread.run_sync(_send_message, port, "user@local.test", "two")
+        await until(lambda: _attempt_logs(home, second), 10)
+        [log] = _attempt_logs(home, second)
+        text = log.read_text()
+    assert "reusing connection " in text and "(none)" not in text
+    assert "its set-up was not logged (outbound logging was off when it opened)" in text
 
 
 @pytest.mark.parametrize("setup, expected", [
