@@ -15,6 +15,8 @@ for characters of the A-label form. `spellings` gives a search term in both form
 from __future__ import annotations
 
 import functools
+import ipaddress
+import re
 from collections.abc import Iterable
 
 import idna
@@ -22,8 +24,7 @@ import idna
 from shared.wildcard import matches
 
 __all__ = ["ascii_domain", "domain_form", "entry_form", "ascii_pattern", "matches_domain",
-           "any_matches_domain",
-           "spellings"]
+           "any_matches_domain", "first_matching", "address_literal", "spellings"]
 
 # UTS #46 maps these to "." (the ideographic, fullwidth and halfwidth full stops); mapped
 # first, so that a domain ending in one loses it as it loses a final "."
@@ -85,17 +86,58 @@ def _ascii_labels(pattern: str) -> str | None:
     return ".".join(out)
 
 
+# RFC 5321 §4.1.3 IPv4-address-literal: four Snum of 1 to 3 digits (leading zeros allowed)
+_IPV4_LITERAL = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}\Z")
+_IPV6_TAG = "ipv6:"
+
+
+def address_literal(domain: str) -> str | None:
+    """The address an address literal names, in `ipaddress`'s short form (an IPv4-mapped
+    IPv6 one as the IPv4 address it stands for, as clients and relay hosts are written):
+    `[192.0.2.010]` -> `192.0.2.10`, `[IPv6:2001:DB8:0::1]` -> `2001:db8::1`. None when
+    `domain` is no IPv4 or IPv6 address literal (a domain name, a General-address-literal
+    with another tag, an address with a zone index)."""
+    text = domain.strip().rstrip(".")
+    if len(text) < 2 or text[0] != "[" or text[-1] != "]":
+        return None
+    text = text[1:-1]
+    if _IPV4_LITERAL.match(text):
+        octets = [int(part) for part in text.split(".")]
+        return ".".join(map(str, octets)) if max(octets) <= 255 else None
+    if text[:len(_IPV6_TAG)].lower() != _IPV6_TAG or "%" in text:
+        return None
+    try:
+        address = ipaddress.IPv6Address(text[len(_IPV6_TAG):])
+    except ValueError:
+        return None
+    return str(address.ipv4_mapped or address)
+
+
+def _compared_form(domain: str) -> str:
+    """What a pattern is compared with: an address literal's address, else `domain_form`."""
+    address = address_literal(domain)
+    return domain_form(domain) if address is None else address
+
+
 def matches_domain(pattern: str, domain: str) -> bool:
     """Does the configured domain pattern match `domain`, both in their A-label forms?"""
     return any_matches_domain((pattern,), domain)
 
 
 def any_matches_domain(patterns: Iterable[str], domain: str) -> bool:
-    """Does any of the patterns match `domain`? The domain's form is worked out once: with
-    10,000 routing.local entries, once per entry cost 17 ms a recipient (186 ms for an
-    internationalised domain) on the SMTP event loop."""
-    form = domain_form(domain)
-    return any(matches(ascii_pattern(pattern) or pattern.lower(), form) for pattern in patterns)
+    """Does any of the patterns match `domain`?"""
+    return first_matching(patterns, domain) is not None
+
+
+def first_matching(patterns: Iterable[str], domain: str) -> int | None:
+    """The position (from 0) of the first pattern that matches `domain`, or None. The
+    domain's form is worked out once: with 10,000 routing.local entries, once per entry cost
+    17 ms a recipient (186 ms for an internationalised domain) on the SMTP event loop."""
+    form = _compared_form(domain)
+    for index, pattern in enumerate(patterns):
+        if matches(ascii_pattern(pattern) or pattern.lower(), form):
+            return index
+    return None
 
 
 def spellings(text: str) -> tuple[str, ...]:

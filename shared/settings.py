@@ -36,13 +36,13 @@ from shared.guide_texts import (
     DEFAULT_QUARANTINE_TEMPLATE_LIST, DEFAULT_QUARANTINE_TEMPLATE_USER, LDAP_AUTOFILL,
 )
 from shared.settings_addresses import (
-    BlacklistEntry, ClamdAddress, Domain, Email, HostPort, Hostname, IpAddress, MailDomain,
-    RelayEntry, Resolver, Sender, ServerName, WhitelistEntry,
+    AddressCharacters, BlacklistEntry, ClamdAddress, Domain, Email, HostPort, Hostname,
+    IpAddress, MailDomain, RelayEntry, Resolver, Sender, ServerName, WhitelistEntry,
 )
 from shared.settings_entries import CentralQuarantine, RblZone, RoutingEntry, Rule
 from shared.settings_types import (
-    AbsolutePath, Base64Key, Bool, Characters, Choice, Extension, Int, Kind, ListOf, Nullable,
-    Pattern, RuleError, Str, TimeOfDay, Timezone, Weekday, integer_from_text,
+    AbsolutePath, Base64Key, Bool, Choice, Extension, Int, Kind, ListOf, Nullable,
+    Pattern, RuleError, Str, Template, TimeOfDay, Timezone, Weekday, integer_from_text,
 )
 
 __all__ = [
@@ -50,6 +50,7 @@ __all__ = [
     "display_value", "parse_cli_value", "hash_password", "check_password", "PAGES",
     "generated_values", "ALERT_EVENTS", "RULES_MAX_TOTAL", "STORED_HASH_RULE",
     "refused_values", "CrossRule", "CROSS_RULES", "SPAM_QUARANTINE_NOT_BUILT",
+    "NOTIFY_SENDER_METATAGS", "NOTIFY_ADMIN_METATAGS",
 ]
 
 PASSWORD_MAX_CHARS = 32  # SPEC §3 admin.password: ≤32 chars, case-sensitive
@@ -129,6 +130,10 @@ PAGES = {
 }
 
 ALERT_EVENTS = tuple(ALERT_TEXTS)
+# The metatags of violation notifications (guide Table 3-3), which core/notify.py `metatags`
+# fills; ${DISPOSITION} is the administrator's only (§3 "Understanding notifications").
+NOTIFY_SENDER_METATAGS = ("MSGINFO", "VIRUSINFO", "CONTENTINFO", "ENCRYPTINFO")
+NOTIFY_ADMIN_METATAGS = (*NOTIFY_SENDER_METATAGS, "DISPOSITION")
 _ALERTS_ON = {"service_start_improper", "low_disk", "low_memory", "failed_logons",
               "unauthorized_access", "suspect_message"}
 
@@ -232,8 +237,10 @@ _add("scan.unprocessable", Choice(("deliver", "drop", "hold")), "hold",
 
 # --- Routing ---
 _add("routing.local", ListOf(RoutingEntry(), max_items=10_000), [],
-     "Local routing list: domains (wildcards allowed) with an optional relay host and port.",
-     "routing")
+     "Local routing list: domains (wildcards allowed) or IP addresses, with an optional relay "
+     "host and port. An IP entry (192.0.2.10, 192.0.2.*, 2001:db8::10) makes mail to its "
+     "address literal (user@[192.0.2.10], user@[IPv6:2001:db8::10]) local; without a relay "
+     "it goes to that address.", "routing")
 _add("routing.default", Nullable(HostPort()), None,
      "Default route for non-local mail (null = MX delivery).", "routing")
 
@@ -247,16 +254,15 @@ _add("notify.admin", Bool(), False, "Notify the administrator of policy violatio
      "notifications")
 _add("notify.sender", Bool(), False, "Notify the sender of policy violations.",
      "notifications")
-_add("notify.admin.subject", Str(max_len=255), DEFAULT_NOTIFY_SUBJECT,
-     "Subject of administrator notifications.", "notifications")
-_add("notify.admin.body", Str(max_len=10_000, multiline=True), DEFAULT_NOTIFY_ADMIN_BODY,
-     "Body of administrator notifications (metatags ${MSGINFO} ${VIRUSINFO} ${CONTENTINFO} "
-     "${ENCRYPTINFO} ${DISPOSITION}).", "notifications")
-_add("notify.sender.subject", Str(max_len=255), DEFAULT_NOTIFY_SUBJECT,
-     "Subject of sender notifications.", "notifications")
-_add("notify.sender.body", Str(max_len=10_000, multiline=True), DEFAULT_NOTIFY_SENDER_BODY,
-     "Body of sender notifications (metatags ${MSGINFO} ${VIRUSINFO} ${CONTENTINFO} "
-     "${ENCRYPTINFO}).", "notifications")
+for _who, _tags, _body in (("admin", NOTIFY_ADMIN_METATAGS, DEFAULT_NOTIFY_ADMIN_BODY),
+                           ("sender", NOTIFY_SENDER_METATAGS, DEFAULT_NOTIFY_SENDER_BODY)):
+    _whose = "administrator" if _who == "admin" else "sender"
+    _add(f"notify.{_who}.subject", Template(max_len=255, tags=_tags), DEFAULT_NOTIFY_SUBJECT,
+         f"Subject of {_whose} notifications (not empty; the metatags of the body).",
+         "notifications")
+    _add(f"notify.{_who}.body", Template(max_len=10_000, multiline=True, tags=_tags), _body,
+         f"Body of {_whose} notifications (not empty; metatags "
+         f"{' '.join('${' + tag + '}' for tag in _tags)}, no others).", "notifications")
 
 # --- Logging ---
 _add("logging.local", Bool(), True, "Store events locally (reports need them).", "logging")
@@ -500,9 +506,9 @@ _add("relay.allowed", ListOf(RelayEntry(), max_items=10_000), [],
      "IPv4 form (10.0.0.0/8), the form IPv4 clients arrive in.", "relay")
 _add("address_chars.enabled", Bool(), False,
      "Reject recipients containing the listed characters.", "relay")
-_add("address_chars.chars", Characters(max_len=32, min_len=1), "!%",
-     "Characters refused in recipients (no spaces or commas).",
-     "relay")
+_add("address_chars.chars", AddressCharacters(max_len=32, min_len=1), "!%",
+     "Characters refused in recipients (no spaces or commas; not @ or ., which every "
+     "address has).", "relay")
 _add("rules.content", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
      "Content rules.", "content_rules")
 _add("rules.content_action", Choice(("drop", "log", "forward", "quarantine")), "drop",

@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from shared.idn import ascii_domain, entry_form
-from shared.settings_types import Int, Kind, RuleError, Str, integer_from_text, plain_object
+from shared.settings_types import (
+    Characters, Int, Kind, RuleError, Str, integer_from_text, plain_object,
+)
 
 __all__ = [
     "Domain", "MailDomain", "Hostname", "ServerName", "Email", "Sender", "IpAddress",
     "Resolver", "HostPort", "ClamdAddress", "WhitelistEntry", "BlacklistEntry", "RelayEntry",
+    "AddressCharacters",
 ]
 
 
@@ -486,3 +489,25 @@ class RelayEntry(Kind):
 
     def describe(self):
         return "host | IP | CIDR | *.domain | 1.2.3.*"
+
+
+# What every recipient has: the @ before its domain, and a . in that domain (example.com;
+# RCPT TO:<postmaster> aside, which the session answers before this check).
+_IN_EVERY_ADDRESS = {"@": "an @", ".": "a . in its domain (example.com)"}
+
+
+@dataclass(frozen=True)
+class AddressCharacters(Characters):
+    """address_chars.chars (SPEC §3, guide §6 "Preventing relaying"): characters that make
+    the session refuse a recipient (553 5.1.3). `@` and `.` are refused: every address has
+    them, so every recipient would be refused and the gateway would take no mail at all
+    (tester guide36, finding 4)."""
+
+    def check(self, value):
+        value = super().check(value)
+        listed = [char for char in _IN_EVERY_ADDRESS if char in value]
+        if listed:
+            has = " and ".join(_IN_EVERY_ADDRESS[char] for char in listed)
+            raise RuleError(f"must not list {' or '.join(listed)}: every address has {has}, "
+                            f"so every recipient would be refused")
+        return value

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from shared.dnsxl import ERROR_CODE_NET, LISTING_NET, NEVER_LISTED
-from shared.idn import ascii_pattern
+from shared.idn import address_literal, ascii_pattern
 from shared.settings_addresses import Domain, Email, HostPort, Hostname, IpAddress
 from shared.settings_types import (
     Bool, Choice, Int, Kind, ListOf, RuleError, Str, checked_fields, plain_object,
@@ -21,25 +21,69 @@ __all__ = ["RoutingEntry", "RuleTerm", "RuleTerms", "Rule", "ListingAnswer", "Rb
            "CentralQuarantine"]
 
 
+_IPV4_MATCH_RULE = ("match of digits and dots must be an IPv4 address such as 192.0.2.10 "
+                    "(four numbers 0 to 255)")
+_IPV6_MATCH_RULE = ("match with a : must be a whole IPv6 address such as 2001:db8::10, without "
+                    "* or ? and without a zone index (%...)")
+_LITERAL_MATCH_RULE = ("match in [ ] must be an address literal such as [192.0.2.10] or "
+                       "[IPv6:2001:db8::10]")
+
+
+def _address_match(match: str) -> str | None:
+    """A `match` that is an IP address (`192.0.2.10`, `2001:db8::10`, or as an address
+    literal `[192.0.2.10]`, `[IPv6:2001:db8::10]`) in the form shared/idn.py compares an
+    address literal's address with; None for a domain pattern."""
+    if match.startswith("["):
+        address = address_literal(match)
+        if address is None:
+            raise RuleError(_LITERAL_MATCH_RULE)
+        return address
+    if ":" in match:
+        try:
+            address = ipaddress.IPv6Address(match)
+        except ValueError:
+            raise RuleError(_IPV6_MATCH_RULE) from None
+        if address.scope_id:
+            raise RuleError(_IPV6_MATCH_RULE)
+        return str(address.ipv4_mapped or address)
+    if re.fullmatch(r"[0-9.]+", match):
+        # never a domain (RFC 3696 §2: no all-numeric top-level domain); 192.000.002.010 is
+        # 192.0.2.10, as RFC 5321 §4.1.3 reads the literal [192.000.002.010]
+        address = address_literal(f"[{match}]")
+        if address is None:
+            raise RuleError(_IPV4_MATCH_RULE)
+        return address
+    return None
+
+
 @dataclass(frozen=True)
 class RoutingEntry(Kind):
     """A local route. An internationalised `match` is stored in A-label form (shared/idn.py
     `ascii_pattern`), which the core compares and whose MX it looks up; a `*` or `?` stands
-    for characters of that form, so it may share a label only with ASCII characters."""
+    for characters of that form, so it may share a label only with ASCII characters.
+
+    A `match` may be an IP address (guide §3: "host name, domain, or IP address"): it makes
+    mail to its address literal local (`192.0.2.10` for user@[192.0.2.10], `2001:db8::10`
+    for user@[IPv6:2001:db8::10]), stored in the short form shared/idn.py compares with,
+    whether typed bare or as the literal. An IPv4 entry may have `*` and `?`, read on the
+    address's text as on a domain's: `192.0.2.*` is [192.0.2.0] to [192.0.2.255], as in the
+    guide's relay lists; an IPv6 one is a whole address."""
 
     def check(self, value):
         value = plain_object(value, {"match"}, {"relay", "port"})
         match = Str(max_len=253, min_len=1).check(value["match"])
-        if not match.isascii():
+        address = _address_match(match)
+        if address is None and not match.isascii():
             form = ascii_pattern(match)
             if form is None and any(("*" in label or "?" in label) and not label.isascii()
                                     for label in re.split(r"[.。．｡]", match)):
                 raise RuleError("match may have * and ? only in labels written in ASCII "
                                 "(*.münchen.de, not münch*.de)")
             match = Str(max_len=253, min_len=1).check(form or match)
-        if not re.match(r"^[A-Za-z0-9*?.-]+\Z", match):
-            raise RuleError("match must be a domain, with * and ? wildcards allowed")
-        out = {"match": match.lower()}
+        if address is None and not re.match(r"^[A-Za-z0-9*?.-]+\Z", match):
+            raise RuleError("match must be a domain, with * and ? wildcards allowed, or an "
+                            "IP address")
+        out = {"match": address or match.lower()}
         if value.get("relay") not in (None, ""):
             out["relay"] = Hostname().check(value["relay"])
         try:

@@ -16,16 +16,18 @@ and RBL zones in `shared.settings_entries`.
 
 from __future__ import annotations
 
+import functools
 import re
 import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "RuleError", "Kind", "Bool", "Int", "Str", "AbsolutePath", "Choice", "ListOf", "Nullable",
-    "TimeOfDay", "Timezone", "Extension", "Pattern", "Weekday", "Base64Key", "Characters",
+    "RuleError", "Kind", "Bool", "Int", "Str", "Template", "AbsolutePath", "Choice", "ListOf",
+    "Nullable", "TimeOfDay", "Timezone", "Extension", "Pattern", "Weekday", "Base64Key",
+    "Characters",
     "checked_fields", "plain_object", "entries_rule", "integer_from_text",
-    "INTEGER_MAX_DIGITS", "ENTRIES_NAMED",
+    "INTEGER_MAX_DIGITS", "ENTRIES_NAMED", "zone_names", "NOT_PLACE_ZONES",
 ]
 
 
@@ -233,6 +235,49 @@ class Str(Kind):
         return True
 
 
+# A metatag as core/notify.py `fill_metatags` replaces it: ${NAME}, or $ {NAME} as the guide
+# prints it (§3 "Understanding notifications")
+_METATAG = re.compile(r"\$ ?\{([^{}\n]*)\}")
+# the guide's own misprint ("do not alter the metatags ({$MSGINFO}, for example)")
+_METATAG_MISPRINT = re.compile(r"\{\$ ?([^{}$\n]*)\}")
+
+
+def _tag_list(names: tuple[str, ...]) -> str:
+    tags = ["${" + name + "}" for name in names]
+    return tags[0] if len(tags) == 1 else ", ".join(tags[:-1]) + " and " + tags[-1]
+
+
+@dataclass(frozen=True)
+class Template(Str):
+    """A text mail is made of, with `${NAME}` metatags its sender fills (`tags`, the only
+    ones it knows). A text left empty, or a tag it does not know, would be mailed as it is —
+    a blank notification, a literal "${FOO}" — so both are refused, naming the tags it
+    takes (tester guide36, finding 6)."""
+
+    tags: tuple[str, ...] = ()
+
+    def check(self, value):
+        value = super().check(value)
+        if not value.strip():
+            raise RuleError("must not be empty: the mail would go without it")
+        problems = []
+        for written in dict.fromkeys(_METATAG_MISPRINT.findall(value)):
+            problems.append(self._problem("{$" + written + "}", written))
+        for written in dict.fromkeys(_METATAG.findall(value)):
+            if written not in self.tags:
+                problems.append(self._problem("${" + written + "}", written))
+        if problems:
+            takes = _tag_list(self.tags) if self.tags else "none"
+            raise RuleError(f"{'; '.join(problems)} (this text takes {takes})")
+        return value
+
+    def _problem(self, tag: str, written: str) -> str:
+        name = written.strip().upper()
+        if name in self.tags:                       # {$MSGINFO}, ${msginfo}, ${ MSGINFO }
+            return f"{tag} is written ${{{name}}}"
+        return f"{tag} is not a metatag of this text"
+
+
 @dataclass(frozen=True)
 class AbsolutePath(Str):
     """A directory or file named from the root: the core and the console, started from
@@ -333,19 +378,46 @@ class TimeOfDay(Kind):
         return True
 
 
+_ZONE_RULE = "must be an IANA time zone name such as Europe/Berlin"
+# Names the zoneinfo database of this host lists that name no place's time (SPEC §3: the
+# timezone is an "IANA name"), with the reason the message gives. `localtime` is a link to
+# the machine's own setting (Debian's /usr/share/zoneinfo/localtime), not an IANA name, and
+# means another zone on another host; IANA's `Factory` marks a machine whose zone was never
+# set, and shows every time as "-00". Backward-compatible links (US/Eastern, Zulu) are IANA
+# names of real zones, and stay.
+NOT_PLACE_ZONES = {
+    "localtime": "localtime is this machine's own setting, not an IANA name: choose the zone "
+                 "it stands for",
+    "Factory": "Factory is IANA's mark for a machine whose time zone is not set (times "
+               "show as -00): choose a zone",
+}
+
+
+@functools.cache
+def zone_names() -> tuple[str, ...]:
+    """The names `Timezone` takes, sorted: the IANA names of this host's zoneinfo database
+    (its directories and the `tzdata` package), without NOT_PLACE_ZONES: the list a form
+    offers."""
+    return tuple(sorted(set(zoneinfo.available_timezones()) - NOT_PLACE_ZONES.keys()))
+
+
 @dataclass(frozen=True)
 class Timezone(Kind):
+    """An IANA time zone name. Only a name the database lists as a zone: ZoneInfo also
+    loads `posixrules` and the `posix/` and `right/` copies of the tree, which are file
+    names, not IANA names (and `right/` zones count leap seconds)."""
+
     def check(self, value):
         if not isinstance(value, str):
-            raise RuleError("must be an IANA time zone name such as Europe/Berlin")
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise RuleError("must be an IANA time zone name such as Europe/Berlin") from None
+            raise RuleError(_ZONE_RULE)
+        if value in NOT_PLACE_ZONES:
+            raise RuleError(f"{_ZONE_RULE}; {NOT_PLACE_ZONES[value]}")
+        if value not in zone_names():
+            raise RuleError(_ZONE_RULE)
         return value
 
     def describe(self):
-        return "IANA time zone"
+        return "IANA time zone (not " + " or ".join(NOT_PLACE_ZONES) + ")"
 
     @property
     def is_text(self):

@@ -9,14 +9,19 @@ Rules (first that applies wins)
     1. `routing.local`: entries are tried in order; `match` is a `*`/`?` wildcard pattern
        compared case-insensitively with the whole domain (`shared/wildcard.py`), both in
        their A-label form (`shared/idn.py`: mail to user@münchen.de, SMTPUTF8, is local
-       under `xn--mnchen-3ya.de`, and the reverse). The first match makes the destination
-       *local*. With `relay` the next hop is that host and the entry's port; without it,
-       the MX of the matched name (the entry's `match` itself, or the recipient's domain
-       when `match` has wildcards — an MX of "*.example.com" does not exist) on the entry's
-       port. A domain a hop names is in A-label form, the one DNS answers for.
+       under `xn--mnchen-3ya.de`, and the reverse), and with the address of an address
+       literal (`shared/idn.py` `address_literal`: entry `192.0.2.10` or `192.0.2.*` for
+       user@[192.0.2.10], `2001:db8::10` for user@[IPv6:2001:db8::10]). The first match
+       makes the destination *local* — for the relay check (core/smtp/policy.py) and the
+       disclaimer too, which ask the same `shared/idn.py` question. With `relay` the next
+       hop is that host and the entry's port; without it, an address literal's own address
+       (RFC 5321 §5.1: it names the host), else the MX of the matched name (the entry's
+       `match` itself, or the recipient's domain when `match` has wildcards — an MX of
+       "*.example.com" does not exist), on the entry's port. A domain a hop names is in
+       A-label form, the one DNS answers for.
     2. `routing.default` {"host", "port"}: every non-local destination goes to that relay.
     3. Otherwise: MX delivery to the domain on port 25 (RFC 5321 §5.1).
-    A domain literal (`user@[192.0.2.1]`) not routed by rules 1-2 goes to that address.
+    An address literal (`user@[192.0.2.1]`) not routed by rules 1-2 goes to that address.
     A relay host is written one way wherever it comes from (`relay_host`: routing.local,
     routing.default, av.central_quarantine): `[::1]`, `0:0::1` and `::1` are one next hop,
     and a bracketed address is never looked up in DNS as a name.
@@ -30,8 +35,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from shared.idn import ascii_pattern, domain_form
-from shared.wildcard import matches
+from shared.idn import address_literal, ascii_pattern, domain_form, first_matching
 
 __all__ = ["NextHop", "route", "domain_of", "relay_host", "host_port", "SMTP_PORT"]
 
@@ -80,26 +84,26 @@ def route(domain: str, settings: Mapping) -> NextHop:
 
 def route_with(domain: str, local: Sequence[Mapping], default: Mapping | None) -> NextHop:
     domain = domain_form(domain)
-    for entry in local:
+    literal = address_literal(domain)
+    index = first_matching((str(entry["match"]) for entry in local), domain)
+    if index is not None:
+        entry = local[index]
         pattern = str(entry["match"])
-        form = ascii_pattern(pattern) or pattern.lower()
-        if not matches(form, domain):
-            continue
         port = int(entry.get("port") or SMTP_PORT)
         rule = f"routing.local:{pattern}"
         relay = entry.get("relay")
         if relay:
             return NextHop("relay", relay_host(relay), port, is_local=True, rule=rule)
+        if literal is not None:
+            return NextHop("relay", literal, port, is_local=True, rule=rule)
+        form = ascii_pattern(pattern) or pattern.lower()
         mx_name = domain if ("*" in pattern or "?" in pattern) else form
         return NextHop("mx", mx_name, port, is_local=True, rule=rule)
     if default:
         return NextHop("relay", relay_host(default["host"]),
                        int(default.get("port") or SMTP_PORT), rule="routing.default")
-    if domain.startswith("[") and domain.endswith("]"):
-        literal = domain[1:-1]
-        if literal.lower().startswith("ipv6:"):
-            literal = literal[5:]
-        return NextHop("relay", relay_host(literal), SMTP_PORT)
+    if literal is not None:
+        return NextHop("relay", literal, SMTP_PORT)
     return NextHop("mx", domain, SMTP_PORT)
 
 

@@ -98,7 +98,7 @@ def test_a_non_ascii_local_part_is_refused_as_such(key, value):
     (RoutingEntry(), {"match": "münch*.de"},
      "match may have * and ? only in labels written in ASCII (*.münchen.de, not münch*.de)"),
     (RoutingEntry(), {"match": "mün chen.de"},
-     "match must be a domain, with * and ? wildcards allowed"),
+     "match must be a domain, with * and ? wildcards allowed, or an IP address"),
     (RelayEntry(), "münch*.de", "must be a host name, IP, CIDR, *.domain or 1.2.3.*"),
     (Hostname(), "mx.mün chen.de", "must be a host name or an IP address"),
     (Domain(), "-ü.de", "must be a domain name such as example.com"),

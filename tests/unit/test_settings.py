@@ -277,7 +277,7 @@ REJECTED = [
     # RoutingEntry
     (RoutingEntry(), {"relay": "mx.example.com"}, "field 'match' is required"),
     (RoutingEntry(), {"match": "ex ample.com"},
-     "match must be a domain, with * and ? wildcards allowed"),
+     "match must be a domain, with * and ? wildcards allowed, or an IP address"),
     (RoutingEntry(), {"match": ""}, "must not be empty"),
     (RoutingEntry(), {"match": "example.com", "relay": "bad host"},
      "must be a host name or an IP address"),
@@ -1094,3 +1094,138 @@ def test_config_set_command_refuses_arabic_indic_digits(tmp_path, capsys):
     assert main(["config", "set", "smtp.port", "٢٥", "--home", str(home.root)]) == 2
     assert capsys.readouterr().err == f"smtp.port: {WHOLE_NUMBER_RULE}\n"
     assert main(["config", "set", "smtp.port", "2525", "--home", str(home.root)]) == 0
+
+
+# --- tester guide36: IP routing entries, address characters, notification texts, zones -----
+
+@pytest.mark.parametrize("match,stored", [
+    ("192.0.2.10", "192.0.2.10"),
+    ("[192.0.2.10]", "192.0.2.10"),                   # typed as the address literal
+    ("192.000.002.010", "192.0.2.10"),                # RFC 5321 §4.1.3 Snum: leading zeros
+    ("192.0.2.*", "192.0.2.*"),
+    ("2001:DB8:0::10", "2001:db8::10"),
+    ("[IPv6:2001:db8::10]", "2001:db8::10"),
+    ("::ffff:192.0.2.10", "192.0.2.10"),              # IPv4-mapped: as clients arrive
+])
+def test_routing_entry_takes_an_ip_address_in_the_form_literals_are_compared_in(match, stored):
+    assert RoutingEntry().check({"match": match}) == {"match": stored, "port": 25}
+
+
+@pytest.mark.parametrize("match,rule", [
+    ("999.1.1.1", "match of digits and dots must be an IPv4 address such as 192.0.2.10 "
+                  "(four numbers 0 to 255)"),
+    ("10.1", "match of digits and dots must be an IPv4 address such as 192.0.2.10 "
+             "(four numbers 0 to 255)"),
+    ("2001:db8::*", "match with a : must be a whole IPv6 address such as 2001:db8::10, "
+                    "without * or ? and without a zone index (%...)"),
+    ("fe80::1%eth0", "match with a : must be a whole IPv6 address such as 2001:db8::10, "
+                     "without * or ? and without a zone index (%...)"),
+    ("[mail.example.com]", "match in [ ] must be an address literal such as [192.0.2.10] or "
+                           "[IPv6:2001:db8::10]"),
+])
+def test_routing_entry_refuses_an_address_it_could_never_match(match, rule):
+    bad(RoutingEntry(), {"match": match}, rule)
+
+
+def test_routing_entries_of_one_address_are_one_entry():
+    assert errors({"routing.local": [{"match": "192.0.2.10"}, {"match": "[192.0.2.10]"}]}) \
+        == ["routing.local: entry 2 repeats entry 1"]
+
+
+@pytest.mark.parametrize("chars,line", [
+    ("@", "address_chars.chars: must not list @: every address has an @, so every recipient "
+          "would be refused"),
+    ("!%.", "address_chars.chars: must not list .: every address has a . in its domain "
+            "(example.com), so every recipient would be refused"),
+    ("@.", "address_chars.chars: must not list @ or .: every address has an @ and a . in its "
+           "domain (example.com), so every recipient would be refused"),
+])
+def test_address_characters_refuse_what_every_address_has(chars, line):
+    """guide36 finding 4: `@` was saved, and every RCPT got 553 5.1.3 from then on."""
+    assert errors({"address_chars.chars": chars}) == [line]
+    assert validate_changes(defaults(), {"address_chars.chars": "!%#"}) == {
+        "address_chars.chars": "!%#"}
+
+
+ADMIN_TAGS = "${MSGINFO}, ${VIRUSINFO}, ${CONTENTINFO}, ${ENCRYPTINFO} and ${DISPOSITION}"
+SENDER_TAGS = "${MSGINFO}, ${VIRUSINFO}, ${CONTENTINFO} and ${ENCRYPTINFO}"
+
+
+@pytest.mark.parametrize("key,value,line", [
+    ("notify.admin.subject", "", "must not be empty: the mail would go without it"),
+    ("notify.sender.subject", "  ", "must not be empty: the mail would go without it"),
+    ("notify.admin.body", "\n \n", "must not be empty: the mail would go without it"),
+    ("notify.admin.body", "Found: ${FOO}",
+     f"${{FOO}} is not a metatag of this text (this text takes {ADMIN_TAGS})"),
+    ("notify.admin.body", "Message: {$MSGINFO}",          # the guide's misprint
+     f"{{$MSGINFO}} is written ${{MSGINFO}} (this text takes {ADMIN_TAGS})"),
+    ("notify.admin.subject", "Violation ${msginfo}",
+     f"${{msginfo}} is written ${{MSGINFO}} (this text takes {ADMIN_TAGS})"),
+    ("notify.sender.body", "${MSGINFO}\n${DISPOSITION}",  # the administrator's only
+     f"${{DISPOSITION}} is not a metatag of this text (this text takes {SENDER_TAGS})"),
+    ("notify.sender.body", "${A} {$B} ${A}",
+     f"{{$B}} is not a metatag of this text; ${{A}} is not a metatag of this text "
+     f"(this text takes {SENDER_TAGS})"),
+])
+def test_notification_texts_refuse_blank_text_and_unknown_metatags(key, value, line):
+    """guide36 finding 6: an empty subject or body mailed blank notifications, and an
+    unknown metatag went out literally."""
+    assert errors({key: value}) == [f"{key}: {line}"]
+
+
+def test_notification_texts_take_their_metatags_as_the_guide_prints_them_too():
+    text = "Policy violation.\n$ {MSGINFO}\n${VIRUSINFO} costs $5 {draft}\n${DISPOSITION}"
+    assert validate_changes(defaults(), {"notify.admin.body": text}) == {
+        "notify.admin.body": text}
+
+
+def test_notification_metatags_are_the_ones_core_notify_fills():
+    """The schema's lists (NOTIFY_ADMIN_METATAGS) and what core/notify.py fills agree."""
+    from core.notify import metatags
+    from core.pipeline.run import WorkerOutcome
+    from core.pipeline.verdict import decide
+    from shared.settings import NOTIFY_ADMIN_METATAGS, NOTIFY_SENDER_METATAGS
+    from shared.spool import Envelope
+    outcome = WorkerOutcome(findings=[], verdict=decide([]), subject="s")
+    filled = metatags(Envelope.new("Q1", "a@b.test", ["c@d.test"]), outcome)
+    assert set(filled) == set(NOTIFY_ADMIN_METATAGS)
+    assert set(NOTIFY_ADMIN_METATAGS) - set(NOTIFY_SENDER_METATAGS) == {"DISPOSITION"}
+
+
+@pytest.mark.parametrize("zone,rule", [
+    ("localtime", "must be an IANA time zone name such as Europe/Berlin; localtime is this "
+                  "machine's own setting, not an IANA name: choose the zone it stands for"),
+    ("Factory", "must be an IANA time zone name such as Europe/Berlin; Factory is IANA's mark "
+                "for a machine whose time zone is not set (times show as -00): choose a zone"),
+    ("posixrules", "must be an IANA time zone name such as Europe/Berlin"),
+    ("posix/Europe/Berlin", "must be an IANA time zone name such as Europe/Berlin"),
+    ("right/UTC", "must be an IANA time zone name such as Europe/Berlin"),
+])
+def test_timezone_refuses_names_that_are_no_place_s_iana_zone(zone, rule):
+    """guide36 finding 7: `config set timezone localtime` was accepted (SPEC §3: IANA name)."""
+    bad(Timezone(), zone, rule)
+
+
+def test_timezone_keeps_iana_backward_links_and_lists_only_what_it_takes():
+    from shared.settings_types import zone_names
+    for link in ("US/Eastern", "Zulu", "GB", "Etc/GMT+5"):
+        assert Timezone().check(link) == link
+    names = zone_names()
+    assert "Europe/Berlin" in names and "US/Eastern" in names
+    assert "localtime" not in names and "Factory" not in names
+    assert all(Timezone().check(name) == name for name in names)
+
+
+def test_values_these_rules_refuse_that_an_older_release_stored_block_no_other_edit():
+    """af86c75: a stored value today's rules refuse is listed on the Status page and blocks
+    no change of another key."""
+    stored = {"routing.local": [{"match": "10.1", "port": 25}], "address_chars.chars": "@",
+              "notify.admin.subject": "", "notify.sender.body": "${FOO}",
+              "timezone": "localtime"}
+    current = {**defaults(), **stored}
+    assert [key for key, _rule in refused_values(current)] == [
+        "timezone", "routing.local", "notify.admin.subject", "notify.sender.body",
+        "address_chars.chars"]
+    for other in ({"admin.timeout_minutes": 50}, {"routing.default": None},
+                  {"notify.admin": True}, {"relay.mode": "allow"}):
+        assert validate_changes(current, other) == other

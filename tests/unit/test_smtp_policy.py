@@ -56,6 +56,30 @@ def test_local_destinations_are_the_local_routing_entries():
     assert not is_local_domain("elsewhere.test", s)
 
 
+@pytest.mark.parametrize("entry,recipient,local", [
+    # guide §3 "Configuring local routing": an IP address entry makes mail to it local, and
+    # mail to an IP address is written as an address literal (RFC 5321 §4.1.3)
+    ("192.0.2.10", "u@[192.0.2.10]", True),
+    ("192.0.2.10", "u@[192.0.2.010]", True),                 # Snum may have leading zeros
+    ("192.0.2.10", "u@[IPv6:::ffff:192.0.2.10]", True),      # IPv4-mapped: the IPv4 address
+    ("192.0.2.10", "u@[192.0.2.11]", False),
+    ("192.0.2.*", "u@[192.0.2.200]", True),                  # as the guide's relay lists
+    ("192.0.*", "u@[192.0.77.1]", True),
+    ("192.0.2.*", "u@[192.0.3.1]", False),
+    ("2001:db8::10", "u@[IPv6:2001:DB8:0:0::10]", True),
+    ("2001:db8::10", "u@[IPv6:2001:db8::11]", False),
+    ("2001:db8::10", "u@[2001:db8::10]", False),             # no IPv6 literal without its tag
+    ("*.corp.test", "u@[192.0.2.10]", False),
+])
+def test_ip_entries_make_their_address_literals_local(entry, recipient, local):
+    """tester guide36 finding 3: u@[192.0.2.10] was refused as relaying under its entry."""
+    s = settings(routing__local=[{"match": entry}])
+    refusal = check_recipient(recipient, "203.0.113.1", None, s)
+    assert (refusal is None) is local
+    if not local:
+        assert refusal.reply is R.R550_RELAY_DENIED
+
+
 def test_recipient_to_non_local_domain_from_unlisted_client_is_550():
     refusal = check_recipient("x@elsewhere.test", "203.0.113.1", None, settings())
     assert refusal.reply == R.R550_RELAY_DENIED and refusal.rule == "relay.allowed"

@@ -48,6 +48,25 @@ def test_domain_literal_goes_to_the_address():
     assert route("[IPv6:2001:db8::1]", settings()).name == "2001:db8::1"
 
 
+def test_an_ip_entry_routes_mail_to_its_address_literal_before_the_default():
+    """tester guide36 finding 3: u@[192.0.2.10] went by routing.default under its entry."""
+    s = settings([{"match": "192.0.2.10", "relay": "in.test", "port": 2525},
+                  {"match": "2001:db8::10", "relay": "in6.test", "port": 2526}],
+                 {"host": "smarthost.test", "port": 587})
+    assert route("[192.0.2.10]", s) == NextHop("relay", "in.test", 2525, True,
+                                               "routing.local:192.0.2.10")
+    assert route("[IPv6:2001:DB8:0::10]", s) == NextHop("relay", "in6.test", 2526, True,
+                                                        "routing.local:2001:db8::10")
+    assert route("[192.0.2.11]", s).rule == "routing.default"
+
+
+def test_an_ip_entry_without_relay_sends_to_the_literal_address_on_its_port():
+    """RFC 5321 §5.1: a literal names the host; there is no MX to look up for it."""
+    s = settings([{"match": "192.0.2.*", "port": 2525}])
+    assert route("[192.0.2.77]", s) == NextHop("relay", "192.0.2.77", 2525, True,
+                                               "routing.local:192.0.2.*")
+
+
 def test_domain_of():
     assert domain_of("Bob@Example.COM") == "example.com"
     assert domain_of("postmaster") == ""
