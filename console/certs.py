@@ -48,6 +48,9 @@ __all__ = ["CertificateError", "RequestFields", "CertificateStatus", "create_req
            "request_key_path", "request_path", "fingerprint", "KEY_BITS"]
 
 KEY_BITS = 2048
+# Attribute names RFC 4514 has no short name for, as OpenSSL and browsers show them
+# (cryptography would write the bare OID: 1.2.840.113549.1.9.1=admin@example.com).
+NAME_SHOWN = {NameOID.EMAIL_ADDRESS: "emailAddress"}
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----")
 
 
@@ -290,8 +293,8 @@ def certificate_status(home: DataHome) -> CertificateStatus:
                                  fingerprint=None, problem=problem)
     return CertificateStatus(**base, not_before=cert.not_valid_before_utc,
                              not_after=cert.not_valid_after_utc,
-                             subject=cert.subject.rfc4514_string(),
-                             issuer=cert.issuer.rfc4514_string(),
+                             subject=cert.subject.rfc4514_string(NAME_SHOWN),
+                             issuer=cert.issuer.rfc4514_string(NAME_SHOWN),
                              self_signed=is_self_signed(cert),
                              fingerprint=fingerprint(cert), problem=problem)
 

@@ -1,5 +1,6 @@
 """What one console process holds: its data home, wall clock, event writer, logon counters,
-live sessions (console.sessions) and logon throttle (console.throttle).
+live sessions (console.sessions), logon throttle and HTTP protocol violation budget
+(console.throttle).
 
 Rules:
 - One `ConsoleContext` per app, made by `create_app`; views and services reach it through
@@ -20,7 +21,7 @@ from typing import Any, Callable
 from flask import current_app, g
 
 from console.sessions import Sessions
-from console.throttle import LogonThrottle
+from console.throttle import LogonThrottle, ViolationBudget
 from shared.disk import disk_free_fraction
 from shared import db as shared_db
 from shared.clock import WallClock
@@ -72,6 +73,7 @@ class ConsoleContext:
     failed_logons: FailedLogons = field(default_factory=FailedLogons)
     sessions: Sessions = field(default_factory=Sessions)
     throttle: LogonThrottle = field(default_factory=LogonThrottle)
+    violations: ViolationBudget = field(default_factory=ViolationBudget)
     # Free fraction of the file system of a path, as the core's low-disk alert measures it
     # (tests put a low value in instead of filling a disk).
     disk_free: Callable[[Path], float] = disk_free_fraction

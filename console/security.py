@@ -42,12 +42,13 @@ from flask_wtf.csrf import CSRFError
 from markupsafe import Markup, escape
 from werkzeug.exceptions import BadHost, HTTPException
 
-from console.context import console_context, settings
+from console.context import ConsoleContext, console_context, settings
+from console.throttle import VIOLATION_EVENTS_PER_CLIENT, VIOLATION_WINDOW_SECONDS
 from shared.events import Action
 from shared.shown_text import visible_bidi
 
 __all__ = ["install", "logon_page", "SECURITY_HEADERS", "https_url", "SchemeSessionInterface",
-           "SECURE_SESSION_COOKIE", "visible_bidi"]
+           "SECURE_SESSION_COOKIE", "visible_bidi", "client_ip", "record_http_violation"]
 
 log = logging.getLogger("mailmoat.console")
 
@@ -181,20 +182,52 @@ def _log_error_answer(code: int, reason: str) -> None:
              _shown(request.path), code, reason)
 
 
+def client_ip(address: str | None) -> str | None:
+    """The client as events, reports and alerts name it: the console listens dual-stack, so
+    an IPv4 client arrives as ::ffff:a.b.c.d; it is a.b.c.d, as the core names it."""
+    if address and address.startswith("::ffff:"):
+        try:
+            mapped = ipaddress.IPv6Address(address).ipv4_mapped
+        except ValueError:
+            mapped = None
+        if mapped is not None:
+            return str(mapped)
+    return address
+
+
 def _ipv4_clients_as_ipv4(wsgi_app):
-    """The console listens dual-stack, so an IPv4 client arrives as ::ffff:a.b.c.d; events,
-    reports and alerts name it a.b.c.d, as the core does."""
     def wrapped(environ, start_response):
-        address = environ.get("REMOTE_ADDR") or ""
-        if address.startswith("::ffff:"):
-            try:
-                mapped = ipaddress.IPv6Address(address).ipv4_mapped
-            except ValueError:
-                mapped = None
-            if mapped is not None:
-                environ["REMOTE_ADDR"] = str(mapped)
+        if environ.get("REMOTE_ADDR"):
+            environ["REMOTE_ADDR"] = client_ip(environ["REMOTE_ADDR"])
         return wsgi_app(environ, start_response)
     return wrapped
+
+
+def record_http_violation(context: ConsoleContext, address: str | None, what: str) -> None:
+    """The one place an HTTP protocol violation is recorded, whoever answered the request
+    (cheroot before the console saw it: console.serve; the console itself: `install`): an
+    http_protocol_violation event with the client and what was wrong, from which the core
+    mails the "HTTP Protocol Violation" alert (guide Table 3-2) when it is on. A client
+    writes at most VIOLATION_EVENTS_PER_CLIENT of them in VIOLATION_WINDOW_SECONDS
+    (console.throttle.ViolationBudget). Never raises: it runs in cheroot's threads too."""
+    try:
+        address = client_ip(address)
+        allowance = context.violations.take(address, context.clock.now())
+        if not allowance.record:
+            return
+        info, data = what[:LOGGED_TEXT_MAX_CHARS], {}
+        if allowance.left_out:
+            info += f" (after {allowance.left_out} more from this client, not recorded)"
+            data["left_out"] = allowance.left_out
+        if allowance.is_last:
+            info += (f" (the {VIOLATION_EVENTS_PER_CLIENT}th from this client within "
+                     f"{VIOLATION_WINDOW_SECONDS // 60} minutes: the next ones are not "
+                     "recorded until that time has passed since the first of them)")
+            data["last_recorded"] = True
+        context.events.record(Action.HTTP_PROTOCOL_VIOLATION, result="rejected",
+                              client_ip=address, info=info, data=data or None)
+    except Exception:   # a bug here must not cost the client its answer
+        log.exception("cannot record an HTTP protocol violation")
 
 
 def install(app: Flask) -> None:
@@ -233,13 +266,12 @@ def install(app: Flask) -> None:
     def http_error(exc: HTTPException):
         if exc.code in (301, 302, 303, 307, 308):
             return exc
-        if exc.code == 400:
-            console_context().events.record(Action.HTTP_PROTOCOL_VIOLATION, result="rejected",
-                                            client_ip=request.remote_addr,
-                                            info=request.path[:200])
         reason = exc.name
         if isinstance(exc, BadHost):
             reason += f": the Host header {_shown(request.host)} is not a host name"
+        if exc.code == 400:
+            record_http_violation(console_context(), request.remote_addr,
+                                  f"400 {reason} ({request.method} {_shown(request.path)})")
         _log_error_answer(exc.code or 500, reason)
         return _error_page(exc.code or 500)
 

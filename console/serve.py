@@ -3,7 +3,8 @@
 Rules:
 - Ports come from the settings `http.port` and `https.port`; when they change, the listener
   moves within about a second (the new port is bound first, then the old one closed; if the
-  new port cannot be bound the old listener stays and the failure is logged).
+  new port cannot be bound the old listener stays, the failure is logged once for that port,
+  and the move is tried again at every poll).
 - HTTPS uses tls/cert.pem and tls/key.pem of the data home. When either file changes, a new
   TLS context is built and swapped into the listener; connections already open keep theirs.
 - A pair that does not load never stops the console: plain HTTP is what reaches Certificate
@@ -16,6 +17,11 @@ Rules:
 - The request line and headers together are read up to MAX_REQUEST_HEADER_OCTETS; cheroot
   answers a longer request line 414 and longer headers 413 (its default reads them
   without a bound, so one client could fill the memory).
+- A request cheroot refuses before the console sees it (a bad version 505, a malformed
+  request line or header 400, 413, 414 …: VIOLATION_STATUSES), and plain HTTP sent to the
+  HTTPS port, are HTTP protocol violations, recorded by console.security's
+  record_http_violation as the console's own 400s are. cheroot's own hooks carry them
+  (`_Request.simple_response`, `_TlsAdapter.wrap`); nothing here parses HTTP.
 - One console per data home: `mailmoat console` holds the flock `run/console.lock` while it
   runs (shared.home.hold_lock), so its jobs run once and `mailmoat run` can tell a console
   it did not start. Under `mailmoat run` it stops cleanly when the run ends, kill -9
@@ -34,11 +40,14 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from cheroot import errors as cheroot_errors
 from cheroot import wsgi
+from cheroot.server import HTTPConnection, HTTPRequest
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from console.app import create_app
 from console.context import EXTENSION_KEY
+from console.security import record_http_violation
 from shared import db as shared_db
 from shared.clock import WallClock
 from shared.events import Action
@@ -60,10 +69,57 @@ SHUTDOWN_SECONDS = 5
 MAX_REQUEST_HEADER_OCTETS = 64 * 1024
 
 
+# What cheroot answers a request it could not read (server.HTTPRequest.parse_request and
+# read_request_line/read_request_headers). Not 408 (a client that went quiet), 500 or 503
+# (our side), which pass through simple_response too.
+VIOLATION_STATUSES = frozenset({"400", "405", "413", "414", "501", "505"})
+PLAIN_HTTP_ON_HTTPS = "plain HTTP sent to the HTTPS port"
+
+
+class _Request(HTTPRequest):
+    """cheroot's request; an answer it gives a request it could not read is a violation."""
+
+    def simple_response(self, status, msg=""):
+        if not self.ready and str(status)[:3] in VIOLATION_STATUSES:
+            self.server.violation(self.conn.remote_addr,
+                                  f"{status}: {msg}" if msg else str(status))
+        super().simple_response(status, msg)
+
+
+class _Connection(HTTPConnection):
+    RequestHandlerClass = _Request
+
+
+class _Server(wsgi.Server):
+    ConnectionClass = _Connection
+
+    def __init__(self, *args, violation: Callable[[str | None, str], None], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.violation = violation
+
+
+class _TlsAdapter(BuiltinSSLAdapter):
+    """cheroot's TLS adapter; a client that speaks plain HTTP to it is a violation (cheroot
+    answers it 400 itself, before any request object exists)."""
+
+    violation: Callable[[str | None, str], None] = staticmethod(lambda address, what: None)
+
+    def wrap(self, sock):
+        try:
+            address = sock.getpeername()[0]   # before the handshake, which may detach sock
+        except OSError:     # gone already
+            address = None
+        try:
+            return super().wrap(sock)
+        except cheroot_errors.NoSSLError:
+            self.violation(address, PLAIN_HTTP_ON_HTTPS)
+            raise
+
+
 @dataclass
 class _Listener:
     scheme: str
-    server: wsgi.Server
+    server: _Server
     thread: threading.Thread
     port: int
 
@@ -97,8 +153,9 @@ class ConsoleServer:
         self._fixed = {"http": self.http_port, "https": self.https_port}
         self._tls_signature: tuple | None = None   # the files the HTTPS decision was made for
         self._tls_doubted: tuple | None = None     # failed once while HTTPS was on: look again
-        self._adapter: BuiltinSSLAdapter | None = None
+        self._adapter: _TlsAdapter | None = None
         self._stop = threading.Event()
+        self._move_failed: dict[str, int] = {}     # scheme -> the port it could not move to
 
     # --- listeners ------------------------------------------------------------------------
     def _wanted_ports(self) -> dict[str, int]:
@@ -124,11 +181,12 @@ class ConsoleServer:
         if pair.is_previous:
             key, cert = previous_path(key), previous_path(cert)
         try:
-            adapter = BuiltinSSLAdapter(str(cert), str(key))
+            adapter = _TlsAdapter(str(cert), str(key))
         except (OSError, ValueError):  # ssl.SSLError is an OSError
             self._tls_signature = None
             return False
         adapter.context = pair.context
+        adapter.violation = self._violation
         self._adapter = adapter
         return True
 
@@ -145,9 +203,13 @@ class ConsoleServer:
             self._report_unusable(pair, kept=False)
         return pair.context is not None and self._make_adapter(pair)
 
+    def _violation(self, address: str | None, what: str) -> None:
+        record_http_violation(self.context, address, what)
+
     def _open(self, scheme: str, port: int) -> _Listener:
-        server = wsgi.Server((self.host, port), self.app, numthreads=THREADS,
-                             server_name="mailmoat-console", shutdown_timeout=SHUTDOWN_SECONDS)
+        server = _Server((self.host, port), self.app, numthreads=THREADS,
+                         server_name="mailmoat-console", shutdown_timeout=SHUTDOWN_SECONDS,
+                         violation=self._violation)
         server.max_request_header_size = MAX_REQUEST_HEADER_OCTETS
         if scheme == "https":
             server.ssl_adapter = self._adapter
@@ -230,14 +292,20 @@ class ConsoleServer:
         for scheme, port in wanted.items():
             current = self.listeners.get(scheme)
             if current is None or current.port == port or self._fixed[scheme] is not None:
+                if current is not None and current.port == port:
+                    self._move_failed.pop(scheme, None)    # set back: a new failure is news
                 continue
             try:
                 replacement = self._open(scheme, port)
             except OSError as exc:
-                log.error("cannot move the %s listener to port %s (%s); it stays on %s",
-                          scheme.upper(), port, exc, current.port)
-                self._fixed[scheme] = None
+                # tried again at every poll, said once: the port may be freed later
+                if self._move_failed.get(scheme) != port:
+                    self._move_failed[scheme] = port
+                    log.error("cannot move the %s listener to port %s (%s); it stays on %s "
+                              "and moves when the port is free", scheme.upper(), port, exc,
+                              current.port)
                 continue
+            self._move_failed.pop(scheme, None)
             self.listeners[scheme] = replacement
             self._close(current)
             log.info("console %s listener moved from port %s to %s", scheme.upper(),

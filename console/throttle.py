@@ -1,4 +1,5 @@
-"""Logon throttling per client address: a password cannot be guessed at wire speed.
+"""Per-client bounds: logon throttling, so a password cannot be guessed at wire speed, and
+the bound on the HTTP protocol violation events one client can write (`ViolationBudget`).
 
 Rules:
 - FAILED_LOGONS_PER_CLIENT failed logons from one client within FAILED_LOGON_WINDOW_SECONDS
@@ -19,6 +20,12 @@ Rules:
   were all tried). Other clients are not held up: a logon that waits longer than
   BUSY_WAIT_SECONDS for its client's turn is answered at once (ClientBusy, 429), so a burst
   from one client cannot hold all the console's worker threads (console review C5).
+- A client decides how many malformed requests it sends, and each writes an
+  http_protocol_violation event (console.security.record_http_violation): at most
+  VIOLATION_EVENTS_PER_CLIENT of them per VIOLATION_WINDOW_SECONDS are written per client
+  (counted by `client_key`, as logons are). The last one written says that the next are
+  not; the first written after the pause says how many were left out. The alert these
+  events raise is throttled by the core already (core/notify.py rule 2).
 - In the console process's memory, like the failed-logon counts of the alert
   (console.context.FailedLogons): a restart starts again. Bounded: past MAX_CLIENTS clients
   the one that tried least recently is forgotten. Times come from the app's wall clock.
@@ -34,7 +41,8 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 __all__ = ["LogonThrottle", "ClientBusy", "BUSY_WAIT_SECONDS", "FAILED_LOGONS_PER_CLIENT",
-           "FAILED_LOGON_WINDOW_SECONDS", "LOCKOUT_SECONDS", "client_key"]
+           "FAILED_LOGON_WINDOW_SECONDS", "LOCKOUT_SECONDS", "client_key", "ViolationBudget",
+           "Allowance", "VIOLATION_EVENTS_PER_CLIENT", "VIOLATION_WINDOW_SECONDS"]
 
 FAILED_LOGONS_PER_CLIENT = 10
 FAILED_LOGON_WINDOW_SECONDS = 15 * 60
@@ -42,6 +50,10 @@ LOCKOUT_SECONDS = 15 * 60
 MAX_CLIENTS = 10_000
 IPV6_PREFIX_BITS = 64
 BUSY_WAIT_SECONDS = 2.0     # a password check takes a fraction of this; a person one at a time
+# A person whose browser sends a bad request now and then stays far below this; a scanner
+# throwing malformed requests at the port reaches it in a second.
+VIOLATION_EVENTS_PER_CLIENT = 10
+VIOLATION_WINDOW_SECONDS = 15 * 60
 
 
 class ClientBusy(Exception):
@@ -113,3 +125,44 @@ class LogonThrottle:
                 client.locked_until = now + LOCKOUT_SECONDS
                 return float(LOCKOUT_SECONDS)
             return 0.0
+
+
+@dataclass(frozen=True)
+class Allowance:
+    """What `ViolationBudget.take` allows for one violation."""
+    record: bool             # write its event
+    is_last: bool = False    # the last one written before this client's are left out
+    left_out: int = 0        # violations of this client not written since its last event
+
+
+@dataclass
+class _Violations:
+    recorded: deque = field(default_factory=lambda: deque(maxlen=VIOLATION_EVENTS_PER_CLIENT))
+    left_out: int = 0
+
+
+class ViolationBudget:
+    """The http_protocol_violation events each client may write (module rules)."""
+
+    def __init__(self) -> None:
+        self._clients: OrderedDict[str, _Violations] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, address: str | None, now: float) -> Allowance:
+        """Count one violation of the client; whether its event is written, and how."""
+        key = client_key(address)
+        with self._lock:
+            client = self._clients.pop(key, None) or _Violations()
+            self._clients[key] = client
+            while len(self._clients) > MAX_CLIENTS:
+                self._clients.popitem(last=False)
+            recorded = client.recorded
+            if len(recorded) == recorded.maxlen and \
+                    now - recorded[0] < VIOLATION_WINDOW_SECONDS:
+                client.left_out += 1
+                return Allowance(record=False)
+            recorded.append(now)
+            left_out, client.left_out = client.left_out, 0
+            is_last = len(recorded) == recorded.maxlen and \
+                now - recorded[0] < VIOLATION_WINDOW_SECONDS
+            return Allowance(record=True, is_last=is_last, left_out=left_out)

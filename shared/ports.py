@@ -7,6 +7,11 @@ Rules:
   needs rights this process lacks is refused too.
 - A port that one of Mailmoat's own listeners may hold now (the current values of
   PORT_KEYS) is not "in use" (SPEC §3): it is ours.
+- But one save may not give a key the port another of our listeners holds now while it
+  moves that listener too (a swap of http.port and https.port, say): each listener binds
+  its new port before it closes its old one, so neither move could ever happen. The guide
+  (§3 "Configuring SMTP options") refuses it as "in use" and says to change one port number
+  at a time; so do we (SWAP_RULE).
 - Only values the schema would accept are tried; the schema reports the rest.
 - The console and `config set` / `config import` check with `check_ports`.
 """
@@ -15,13 +20,15 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from shared.settings import SettingError
 
 __all__ = ["PORT_KEYS", "port_problem", "check_ports"]
 
 PORT_KEYS = ("smtp.port", "http.port", "https.port")
+SWAP_RULE = ("port {port} is in use: Mailmoat's {holder} listener holds it now, and this "
+             "change moves {holder} too; change one port number at a time")
 
 
 def port_problem(port: int) -> str | None:
@@ -51,15 +58,25 @@ def port_problem(port: int) -> str | None:
 
 
 def check_ports(current: Mapping[str, Any], changes: Mapping[str, Any],
-                ours: Iterable[int] = ()) -> None:
+                ours: Mapping[str, int] | None = None) -> None:
     """Raises SettingError (`KEY: rule` for each) when a changed port is in use by another
-    program. `ours`: further ports Mailmoat's own listeners hold now."""
-    mine = {current[key] for key in PORT_KEYS} | set(ours)
+    program, or by one of Mailmoat's own listeners that this change moves too (SWAP_RULE).
+    `ours`: the ports Mailmoat's own listeners hold now, by key, where they may differ from
+    the settings (the console's own listeners: `{"http.port": 8003}`)."""
+    holders: dict[int, set[str]] = {}
+    for key, port in [*((key, current[key]) for key in PORT_KEYS), *(ours or {}).items()]:
+        holders.setdefault(port, set()).add(key)
     errors = []
     for key in PORT_KEYS:
         new = changes.get(key)
-        if isinstance(new, int) and not isinstance(new, bool) and new != current[key] \
-                and 1 <= new <= 65535 and new not in mine:
+        if not (isinstance(new, int) and not isinstance(new, bool) and new != current[key]
+                and 1 <= new <= 65535):
+            continue          # unchanged, or the schema's to refuse
+        moving = sorted(holder for holder in holders.get(new, set()) - {key}
+                        if changes.get(holder, current[holder]) != new)
+        if moving:
+            errors.append((key, SWAP_RULE.format(port=new, holder=moving[0])))
+        elif new not in holders:
             problem = port_problem(new)
             if problem:
                 errors.append((key, problem))

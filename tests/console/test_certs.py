@@ -133,6 +133,17 @@ def test_signed_csr_is_installed_and_served_over_https_without_restart(home, clo
         server.stop()
 
 
+def test_the_subject_names_the_email_attribute_emailaddress(admin, ca):
+    # guide36 finding 7: shown as its OID, 1.2.840.113549.1.9.1=admin@example.com
+    response = admin.post("/configuration/setup/certificates/install",
+                          {"install-certificate": ca.sign(_request_pem(admin))})
+    assert response.status_code == 302, response.get_data(as_text=True)[:3000]
+    page = html.unescape(admin.get("/configuration/setup/certificates").get_data(as_text=True))
+    [subject] = re.findall(r"<th>Subject</th><td>(.*?)</td>", page)
+    assert subject.startswith("emailAddress=admin@example.com,C=US,")
+    assert "1.2.840" not in page
+
+
 def test_certificate_for_another_key_is_refused(admin, home, ca):
     _request_pem(admin)
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)

@@ -4,14 +4,17 @@ routing list, hold-queue commands."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 
 import pytest
 
 from console.configuration.forms import ACCOUNT_KEYS, SETTINGS_FORMS, page_keys
 from console.schema_forms import supports
+from shared import db
 from shared.events import Action
 from shared.settings import SCHEMA
+from shared.status import STALE_AFTER_SECONDS, new_snapshot, write_snapshot
 
 from .conftest import ADMIN_PASSWORD, REPORT_PASSWORD, Console
 
@@ -127,6 +130,60 @@ def test_alerts_toggle_is_saved_and_warns_without_admin_email(admin):
     assert admin.settings()["alerts.config_change"] is True
 
 
+def test_siem_transport_and_format_options_are_written_as_their_standards_write_them(admin):
+    # guide36 finding 7: "Tcp / Tls / Udp" and "Rfc5424 / Cef / Json"
+    html = admin.get("/configuration/logging").get_data(as_text=True)
+    shown = {name: re.findall(r"<option[^>]*>([^<]*)</option>", body) for name, body in
+             re.findall(r'<select[^>]*name="([^"]+)"[^>]*>(.*?)</select>', html, re.S)}
+    assert shown["forwarding__transport"] == ["TCP", "TLS", "UDP"]
+    assert shown["forwarding__format"] == ["RFC 5424", "CEF", "JSON"]
+
+
+TEMP_DIR_NOTE = "The temporary files directory takes effect when Mailmoat restarts"
+
+
+def _core_started(admin, clock) -> None:
+    """The status snapshot of a core that started now and is running."""
+    conn = db.connect(admin.home.db)
+    try:
+        write_snapshot(conn, new_snapshot(started_at=clock.now()), now=clock.now())
+    finally:
+        conn.close()
+
+
+def _save_temp_dir(admin, clock, value: str) -> str:
+    clock.advance(1)
+    data = _form_fields(admin, "/configuration/setup")
+    data["scan__temp_dir"] = value
+    assert admin.post("/configuration/setup", data).status_code == 302
+    return admin.get("/configuration/setup").get_data(as_text=True)
+
+
+def test_the_temporary_directory_note_shows_only_until_the_core_restarts(admin, clock, tmp_path):
+    # guide36 finding 7: shown on every visit whenever scan.temp_dir was set, long after
+    # the restart that put it in force
+    _core_started(admin, clock)
+    assert TEMP_DIR_NOTE not in admin.get("/configuration/setup").get_data(as_text=True)
+    scratch = str(tmp_path / "scratch")
+    html = _save_temp_dir(admin, clock, scratch)
+    assert f"{TEMP_DIR_NOTE}; until then scanning uses tmp/ in the data home." in html
+    clock.advance(1)
+    _core_started(admin, clock)                              # the restart
+    assert TEMP_DIR_NOTE not in admin.get("/configuration/setup").get_data(as_text=True)
+    html = _save_temp_dir(admin, clock, "")
+    assert f"{TEMP_DIR_NOTE}; until then scanning uses {scratch}." in html
+    # set back to what the core uses: nothing waits for a restart
+    assert TEMP_DIR_NOTE not in _save_temp_dir(admin, clock, scratch)
+
+
+def test_the_temporary_directory_note_is_not_shown_while_the_core_is_stopped(admin, clock,
+                                                                              tmp_path):
+    # it reads the directory when it starts; "restarts" and "until then" would mislead
+    _core_started(admin, clock)
+    clock.advance(STALE_AFTER_SECONDS + 1)
+    assert TEMP_DIR_NOTE not in _save_temp_dir(admin, clock, str(tmp_path / "scratch"))
+
+
 # --- ports ---------------------------------------------------------------------------------
 
 def test_port_used_by_another_program_is_refused_and_old_value_kept(admin):
@@ -163,6 +220,59 @@ def test_port_held_by_mailmoats_own_listener_is_not_in_use(admin):
         data["http__port"] = str(port)
         assert admin.post("/configuration/setup", data).status_code == 302
     assert admin.settings()["http.port"] == port
+
+
+ONE_AT_A_TIME = "change one port number at a time"
+
+
+def test_swapping_the_http_and_https_ports_in_one_save_is_refused(admin):
+    # guide36 finding 1: "Changes saved.", but neither listener could bind a port the other
+    # still held, so nothing moved until a restart swapped them (guide §3 "Configuring SMTP
+    # options": refused as in use, "change one port number at a time")
+    data = _form_fields(admin, "/configuration/setup")
+    data["http__port"], data["https__port"] = "8043", "8003"
+    response = admin.post("/configuration/setup", data)
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "Changes saved." not in html
+    assert ("port 8043 is in use: Mailmoat&#39;s https.port listener holds it now, and this "
+            f"change moves https.port too; {ONE_AT_A_TIME}") in html
+    assert ("port 8003 is in use: Mailmoat&#39;s http.port listener holds it now, and this "
+            f"change moves http.port too; {ONE_AT_A_TIME}") in html
+    assert (admin.settings()["http.port"], admin.settings()["https.port"]) == (8003, 8043)
+    # what the message says works
+    spare = _free_port()
+    for http, https in ((8003, spare), (8043, spare), (8043, 8003)):
+        data = _form_fields(admin, "/configuration/setup")
+        data["http__port"], data["https__port"] = str(http), str(https)
+        assert admin.post("/configuration/setup", data).status_code == 302
+    assert (admin.settings()["http.port"], admin.settings()["https.port"]) == (8043, 8003)
+
+
+def test_taking_the_smtp_port_while_moving_smtp_is_refused(admin):
+    free = _free_port()
+    data = _form_fields(admin, "/configuration/setup")
+    data["smtp__port"], data["http__port"] = str(free), "25"
+    html = admin.post("/configuration/setup", data).get_data(as_text=True)
+    assert "port 25 is in use: Mailmoat&#39;s smtp.port listener holds it now" in html
+    assert (admin.settings()["smtp.port"], admin.settings()["http.port"]) == (25, 8003)
+
+
+def test_a_port_a_listener_still_holds_while_it_moves_is_refused(admin):
+    # the HTTP listener is still on a port it has not left yet (its setting says 8003)
+    held = _free_port()
+    admin.app.extensions["mailmoat"].bound_ports["http"] = held
+    data = _form_fields(admin, "/configuration/setup")
+    data["https__port"] = str(held)
+    html = admin.post("/configuration/setup", data).get_data(as_text=True)
+    assert f"port {held} is in use: Mailmoat&#39;s http.port listener holds it now" in html
+    assert admin.settings()["https.port"] == 8043
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("0.0.0.0", 0))
+        return probe.getsockname()[1]
 
 
 # --- accounts ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -82,6 +83,31 @@ def test_a_port_that_cannot_be_bound_keeps_the_old_listener(server, home):
         console.poll_once()
     assert console.listeners["http"].port == old
     assert _get(f"http://127.0.0.1:{old}/logon") == 200
+
+
+def test_a_move_that_fails_is_logged_once_per_port_and_tried_again(server, home, caplog):
+    # guide36 finding 1: the same error twice a second, for ever, while the port stayed busy
+    _set(home, **dict(zip(("http__port", "https__port"), free_ports(2))))
+    console = server()
+    old = console.listeners["http"].port
+    caplog.set_level(logging.INFO, logger="mailmoat.console.serve")
+    with socket.socket() as first, socket.socket() as second:
+        for busy in (first, second):
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+        for busy in (first, second, first):
+            _set(home, http__port=busy.getsockname()[1])
+            for _ in range(3):
+                console.poll_once()
+        failures = [r.getMessage() for r in caplog.records if "cannot move" in r.getMessage()]
+        assert len(failures) == 3       # one per change of the port it cannot move to
+        assert [f"port {busy.getsockname()[1]} " in line
+                for line, busy in zip(failures, (first, second, first))] == [True] * 3
+        assert console.listeners["http"].port == old
+        freed = first.getsockname()[1]
+    console.poll_once()         # the port is free now: the listener gets there
+    assert console.listeners["http"].port == freed
+    assert _get(f"http://127.0.0.1:{freed}/logon") == 200
 
 
 def test_mailmoat_console_prints_urls_and_stops_cleanly_on_sigterm(home):
