@@ -147,7 +147,8 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         deliverer = Deliverer(settings=settings, events=events, clock=clock,
                               resolver=resolver, hostname=hostname,
                               diagnostics_dir=home.diagnostics)
-        scratch = _scratch_dir(home, settings()["scan.temp_dir"], events)
+        temp_dir = settings()["scan.temp_dir"]          # read at start only (_scratch_dir)
+        scratch = _scratch_dir(home, temp_dir, events)
         pipeline = FilteringPipeline(events, counters, scratch_dir=scratch,
                                      **(pipeline_options or {}))
         auto_whitelist = AutoWhitelist(home.db, settings, clock)
@@ -177,6 +178,8 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         pipeline.hooks.append(antivirus)
         pipeline.hooks.append(queue_files)      # a scan error finding keeps on_error copies
         queue.delivery_hooks.append(auto_whitelist.note_delivered)
+        # what the Setup page compares with the stored value (a change waits for a restart)
+        status.extra["scan_temp_dir"] = {"read_at_start": temp_dir or "", "in_use": str(scratch)}
         status.extra["auto_whitelist_entries"] = 0
         auto_whitelist.on_change = lambda n: status.extra.__setitem__("auto_whitelist_entries", n)
         commands = CommandRunner(home.db, settings)

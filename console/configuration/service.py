@@ -10,7 +10,8 @@ Rules:
   unless the same save moves that listener too (shared.ports: one port at a time).
 - The hold queue is read from the spool, never written: actions are commands the core runs.
 - The Setup tab says that the temporary files directory waits for a restart only while the
-  running core uses another one than the one stored (`temp_dir_in_force`).
+  running core uses another one than the one stored, and when the one stored could not be
+  used, as the core's status snapshot says (`_temp_dir_note`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from console import certs
 from console.context import console_context, request_db, settings
 from console.settings_service import edit_list, record_change, save_settings, submit_command
 from shared.commands import HOLD_ACTIONS
-from shared.events import Action
 from shared.ports import check_ports
 from shared.retention import DirectoryUsage, diagnostics_usage
 from shared.settings import SettingError
@@ -33,7 +33,7 @@ from shared.settings_entries import RoutingEntry
 from shared.settings_types import RuleError, Str, integer_from_text
 from shared.status import STALE_AFTER_SECONDS, read_snapshot
 
-__all__ = ["save_page", "page_warnings", "temp_dir_in_force", "DiagnosticsFolder",
+__all__ = ["save_page", "page_warnings", "DiagnosticsFolder",
            "diagnostics_folder", "add_route", "update_route", "delete_route", "HeldMessage",
            "HoldListing", "list_hold", "request_hold_action", "create_certificate_request",
            "install_ca_certificate", "install_self_signed_certificate", "RequestFieldsError"]
@@ -44,7 +44,6 @@ HOLD_LIST_LIMIT = 500  # messages shown; the actions still reach all of them
 DIAGNOSTICS_WARNING = ("Do not change this setting unless you are instructed by support to "
                        "do so. Changing the setting can result in undesirable system "
                        "behavior.")
-EVENTS_FLUSH_SECONDS = 2.0
 _QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -71,48 +70,35 @@ def page_warnings(page: str) -> list[str]:
             warnings.append("No administrator email address is set (Configuration › Accounts), "
                             "so alerts and administrator notifications cannot be delivered.")
     if page == "setup":
-        waiting = temp_dir_in_force()
-        if waiting is not None and waiting != (values["scan.temp_dir"] or ""):
-            warnings.append("The temporary files directory takes effect when Mailmoat "
-                            "restarts; until then scanning uses "
-                            f"{waiting or 'tmp/ in the data home'}.")
+        note = _temp_dir_note(values["scan.temp_dir"] or "")
+        if note:
+            warnings.append(note)
     if page == "diagnostics":
         warnings.append(DIAGNOSTICS_WARNING)
     return warnings
 
 
-def temp_dir_in_force() -> str | None:
-    """The `scan.temp_dir` the running core read when it started ("" for none), or None when
-    the core is not running or that cannot be told.
-
-    The core reads the key at start only (core/app.py) and does not report it; what it read
-    is what was stored then: the old value of the first change of the key recorded since
-    the start of the status snapshot (an object_modified event, written for the console's
-    saves and the CLI's alike), else the value stored now. A change whose event the
-    retention purge has deleted is not seen: the core then has run for longer than
-    `logging.retention_days`."""
-    conn = request_db()
-    found = read_snapshot(conn)
+def _temp_dir_note(stored: str) -> str | None:
+    """What the Setup page says about `scan.temp_dir`: the core reads it at start only and
+    reports, in its status snapshot, what it read and the directory it scans in (core/app.py
+    `_scratch_dir`: tmp/ in the data home when the one set cannot be used). None when all is
+    as stored, or no running core says otherwise."""
+    found = read_snapshot(request_db())
     if found is None:
         return None
     snapshot, updated_at = found
-    started = snapshot.get("started_at")
-    if started is None or console_context().clock.now() - updated_at > STALE_AFTER_SECONDS:
+    temp_dir = snapshot.get("scan_temp_dir")
+    if not isinstance(temp_dir, dict) or \
+            console_context().clock.now() - updated_at > STALE_AFTER_SECONDS:
         return None
-    try:        # the event of a save just made: the writer stores events in batches
-        console_context().events.flush(timeout=EVENTS_FLUSH_SECONDS)
-    except TimeoutError:
-        pass        # a busy database: the note may come a page later
-    rows = conn.execute(
-        "SELECT data FROM events WHERE action = ? AND time >= ? AND data LIKE ? "
-        "ORDER BY time, id", (str(Action.OBJECT_MODIFIED), started, '%"scan.temp_dir"%'))
-    for row in rows:
-        try:
-            old = json.loads(row["data"])["changes"]["scan.temp_dir"][0]
-        except (ValueError, KeyError, TypeError, IndexError):
-            continue
-        return old or ""
-    return settings()["scan.temp_dir"] or ""
+    in_use = temp_dir.get("in_use") or "tmp/ in the data home"
+    if temp_dir.get("read_at_start", "") != stored:
+        return (f"The temporary files directory takes effect when Mailmoat restarts; until "
+                f"then scanning uses {in_use}.")
+    if stored and temp_dir.get("in_use") != stored:
+        return (f"The temporary files directory {stored} could not be used when Mailmoat "
+                f"started (a scan_error event says why); scanning uses {in_use}.")
+    return None
 
 
 @dataclass(frozen=True)

@@ -142,11 +142,15 @@ def test_siem_transport_and_format_options_are_written_as_their_standards_write_
 TEMP_DIR_NOTE = "The temporary files directory takes effect when Mailmoat restarts"
 
 
-def _core_started(admin, clock) -> None:
-    """The status snapshot of a core that started now and is running."""
+def _core_started(admin, clock, read_at_start: str = "", in_use: str | None = None) -> None:
+    """The status snapshot of a core that started now and is running, with the temporary
+    directory it read and uses (core/app.py)."""
+    snapshot = new_snapshot(started_at=clock.now())
+    snapshot["scan_temp_dir"] = {"read_at_start": read_at_start,
+                                 "in_use": in_use or read_at_start or str(admin.home.tmp)}
     conn = db.connect(admin.home.db)
     try:
-        write_snapshot(conn, new_snapshot(started_at=clock.now()), now=clock.now())
+        write_snapshot(conn, snapshot, now=clock.now())
     finally:
         conn.close()
 
@@ -166,14 +170,25 @@ def test_the_temporary_directory_note_shows_only_until_the_core_restarts(admin, 
     assert TEMP_DIR_NOTE not in admin.get("/configuration/setup").get_data(as_text=True)
     scratch = str(tmp_path / "scratch")
     html = _save_temp_dir(admin, clock, scratch)
-    assert f"{TEMP_DIR_NOTE}; until then scanning uses tmp/ in the data home." in html
+    assert f"{TEMP_DIR_NOTE}; until then scanning uses {admin.home.tmp}." in html
     clock.advance(1)
-    _core_started(admin, clock)                              # the restart
+    _core_started(admin, clock, scratch)                     # the restart
     assert TEMP_DIR_NOTE not in admin.get("/configuration/setup").get_data(as_text=True)
     html = _save_temp_dir(admin, clock, "")
     assert f"{TEMP_DIR_NOTE}; until then scanning uses {scratch}." in html
     # set back to what the core uses: nothing waits for a restart
     assert TEMP_DIR_NOTE not in _save_temp_dir(admin, clock, scratch)
+
+
+def test_a_temporary_directory_the_core_could_not_use_is_said(admin, clock, tmp_path):
+    # guide36 finding 7: the core fell back to tmp/ in the data home (a scan_error event)
+    # while the page went on showing the unusable path, without a word
+    unusable = str(tmp_path / "a-file")
+    _save_temp_dir(admin, clock, unusable)
+    _core_started(admin, clock, unusable, in_use=str(admin.home.tmp))
+    html = admin.get("/configuration/setup").get_data(as_text=True)
+    assert (f"The temporary files directory {unusable} could not be used when Mailmoat "
+            f"started (a scan_error event says why); scanning uses {admin.home.tmp}.") in html
 
 
 def test_the_temporary_directory_note_is_not_shown_while_the_core_is_stopped(admin, clock,

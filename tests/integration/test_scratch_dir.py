@@ -13,10 +13,12 @@ import rarfile
 
 from core.app import run_core
 from core.pipeline.decompose import SCRATCH_DIR_KEY, decompose_bytes
+from shared import db
 from shared.events import Action
 from shared.settings import SettingError
+from shared.status import read_snapshot
 from tests.support.core import make_home, set_settings
-from tests.support.waiting import events_of
+from tests.support.waiting import events_of, until
 from tests.unit.pipeline.support import CONTEXT, corpus_file, message, settings
 
 
@@ -35,6 +37,9 @@ async def test_the_core_creates_the_scratch_directory_and_scans_with_it(tmp_path
     assert stat.S_IMODE(os.stat(scratch).st_mode) == 0o700
     pipeline = core.queue.pipeline.inner
     assert pipeline._shared_arguments(core.settings())[0][SCRATCH_DIR_KEY] == str(scratch)
+    # the Setup page compares it with the stored value (console/configuration/service.py)
+    await until(lambda: _reported(home) == {"read_at_start": str(scratch),
+                                            "in_use": str(scratch)}, 10)
     core.cancel_scope.cancel()
 
 
@@ -49,7 +54,19 @@ async def test_an_unusable_scratch_directory_is_reported_and_tmp_serves(tmp_path
     [event] = events_of(home, Action.SCAN_ERROR)
     assert event["rule"] == "scan.temp_dir"
     assert event["info"].startswith(f"cannot use {blocker / 'scratch'} (")
+    await until(lambda: _reported(home) == {"read_at_start": str(blocker / "scratch"),
+                                            "in_use": str(home.tmp)}, 10)
     core.cancel_scope.cancel()
+
+
+def _reported(home):
+    """The temporary directory as the core's status snapshot reports it."""
+    conn = db.connect(home.db)
+    try:
+        found = read_snapshot(conn)
+    finally:
+        conn.close()
+    return found and found[0].get("scan_temp_dir")
 
 
 def test_a_rar_is_read_with_the_scratch_directory_for_its_tool(tmp_path):
