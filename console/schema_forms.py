@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zoneinfo
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable
@@ -44,7 +43,7 @@ from shared.settings import SCHEMA, Setting, SettingError
 from shared.settings_addresses import HostPort
 from shared.settings_types import (
     Bool, Choice, Int, Kind, ListOf, Nullable, RuleError, Str, Timezone, Weekday, entries_rule,
-    integer_from_text,
+    integer_from_text, zone_names,
 )
 
 __all__ = ["field_name", "settings_form", "form_values", "form_data", "attach_errors",
@@ -101,7 +100,7 @@ def _choice_label(value: str) -> str:
 
 @lru_cache(maxsize=1)
 def _timezones() -> tuple[str, ...]:
-    return tuple(sorted(zoneinfo.available_timezones()))
+    return zone_names()             # what `Timezone` takes: no localtime, no Factory
 
 
 def _fields_for(setting: Setting, labels: dict[str, str]) -> dict[str, Any]:

@@ -50,7 +50,7 @@ __all__ = [
     "display_value", "parse_cli_value", "hash_password", "check_password", "PAGES",
     "generated_values", "ALERT_EVENTS", "RULES_MAX_TOTAL", "STORED_HASH_RULE",
     "refused_values", "CrossRule", "CROSS_RULES", "SPAM_QUARANTINE_NOT_BUILT",
-    "NOTIFY_SENDER_METATAGS", "NOTIFY_ADMIN_METATAGS",
+    "NOTIFY_SENDER_METATAGS", "NOTIFY_ADMIN_METATAGS", "OUTBREAK_METATAGS",
 ]
 
 PASSWORD_MAX_CHARS = 32  # SPEC §3 admin.password: ≤32 chars, case-sensitive
@@ -134,6 +134,7 @@ ALERT_EVENTS = tuple(ALERT_TEXTS)
 # fills; ${DISPOSITION} is the administrator's only (§3 "Understanding notifications").
 NOTIFY_SENDER_METATAGS = ("MSGINFO", "VIRUSINFO", "CONTENTINFO", "ENCRYPTINFO")
 NOTIFY_ADMIN_METATAGS = (*NOTIFY_SENDER_METATAGS, "DISPOSITION")
+OUTBREAK_METATAGS = ("COUNT", "MINUTES", "VIRUSINFO")    # core/scan/service.py fills them
 _ALERTS_ON = {"service_start_improper", "low_disk", "low_memory", "failed_logons",
               "unauthorized_access", "suspect_message"}
 
@@ -332,10 +333,10 @@ _add("outbreak.count", Int(1, 100_000), 10, "Infected messages that make an outb
      "outbreak")
 _add("outbreak.minutes", Int(1, 10_080), 60, "Period in which they must arrive.", "outbreak")
 _add("outbreak.emails", EMAILS, [], "Recipients of outbreak alerts.", "outbreak")
-_add("outbreak.subject", Str(max_len=255), DEFAULT_OUTBREAK_SUBJECT, "Outbreak alert subject.",
-     "outbreak")
-_add("outbreak.body", Str(max_len=10_000, multiline=True), DEFAULT_OUTBREAK_BODY,
-     "Outbreak alert body.", "outbreak")
+_add("outbreak.subject", Template(max_len=255, tags=OUTBREAK_METATAGS), DEFAULT_OUTBREAK_SUBJECT,
+     "Outbreak alert subject.", "outbreak")
+_add("outbreak.body", Template(max_len=10_000, multiline=True, tags=OUTBREAK_METATAGS),
+     DEFAULT_OUTBREAK_BODY, "Outbreak alert body.", "outbreak")
 
 # --- Antispam ---
 _add("whitelist.custom.enabled", Bool(), False, "Use the custom whitelist.", "whitelist")

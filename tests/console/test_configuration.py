@@ -139,6 +139,15 @@ def test_siem_transport_and_format_options_are_written_as_their_standards_write_
     assert shown["forwarding__format"] == ["RFC 5424", "CEF", "JSON"]
 
 
+def test_the_time_zone_list_offers_only_what_the_setting_takes(admin):
+    # guide36 finding 7: `localtime` was offered (and refused once fad96ab checked it)
+    html = admin.get("/configuration/setup").get_data(as_text=True)
+    [body] = re.findall(r'<select[^>]*name="timezone"[^>]*>(.*?)</select>', html, re.S)
+    offered = re.findall(r'<option[^>]*value="([^"]*)"', body)
+    assert "Europe/Berlin" in offered and "US/Eastern" in offered
+    assert "localtime" not in offered and "Factory" not in offered
+
+
 TEMP_DIR_NOTE = "The temporary files directory takes effect when Mailmoat restarts"
 
 

@@ -1179,6 +1179,17 @@ def test_notification_texts_take_their_metatags_as_the_guide_prints_them_too():
         "notify.admin.body": text}
 
 
+@pytest.mark.parametrize("key,value,line", [
+    ("outbreak.subject", "", "must not be empty: the mail would go without it"),
+    ("outbreak.body", "${COUNT} in ${MINUTES} minutes; ${MSGINFO}",
+     "${MSGINFO} is not a metatag of this text (this text takes ${COUNT}, ${MINUTES} and "
+     "${VIRUSINFO})"),
+])
+def test_the_outbreak_alert_texts_refuse_blank_text_and_unknown_metatags(key, value, line):
+    assert errors({key: value}) == [f"{key}: {line}"]
+    assert validate_changes(defaults(), {"outbreak.body": "${COUNT} ${MINUTES}\n${VIRUSINFO}"})
+
+
 def test_notification_metatags_are_the_ones_core_notify_fills():
     """The schema's lists (NOTIFY_ADMIN_METATAGS) and what core/notify.py fills agree."""
     from core.notify import metatags
