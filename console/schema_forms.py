@@ -94,8 +94,18 @@ def _label(setting: Setting, labels: dict[str, str]) -> str:
     return labels.get(setting.key) or setting.help.rstrip(".").split(" (")[0].split(";")[0]
 
 
+# Choice values that are names or acronyms, written as their owners write them ("TLS", not
+# "Tls"); every other value is shown as a word with a capital ("on_error" -> "On error").
+_NAMED_CHOICES = {
+    "tcp": "TCP", "tls": "TLS", "udp": "UDP", "rfc5424": "RFC 5424", "cef": "CEF",
+    "json": "JSON", "html": "HTML", "clamd": "clamd", "builtin": "Built-in",
+    "starttls": "STARTTLS", "ldaps": "LDAPS", "openldap": "OpenLDAP", "sunone": "Sun ONE",
+    "active_directory": "Active Directory",
+}
+
+
 def _choice_label(value: str) -> str:
-    return value.replace("_", " ").capitalize()
+    return _NAMED_CHOICES.get(value) or value.replace("_", " ").capitalize()
 
 
 @lru_cache(maxsize=1)

@@ -74,11 +74,9 @@ LABELS = {
 }
 
 # Option texts in the guide's words where a select would otherwise show the bare values
-# (guide §3 "Configuring queue file save and SMTP conversation logging"), and protocol and
-# format names written as their standards write them (not "Tcp" or "Rfc5424").
+# (guide §3 "Configuring queue file save and SMTP conversation logging"); names such as
+# TLS are written so by console/schema_forms.py for every page.
 OPTION_LABELS = {
-    "forwarding.transport": {"tcp": "TCP", "tls": "TLS", "udp": "UDP"},
-    "forwarding.format": {"rfc5424": "RFC 5424", "cef": "CEF", "json": "JSON"},
     "diagnostics.queue_file_save": {
         "off": "Disable", "on_error": "Save on error", "all": "Save all"},
     "diagnostics.conversation.inbound": {

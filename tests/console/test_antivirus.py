@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import io
+import re
 
 import py7zr
 import pytest
@@ -64,6 +65,13 @@ def test_a_copy_the_central_quarantine_refused_says_why(admin, home):
     page = admin.get("/antivirus/quarantine").get_data(as_text=True)
     assert "<td>failed: 550 5.7.1 Relaying denied</td>" in page
     assert "<td>pending</td>" in page
+
+
+def test_engine_names_are_written_as_their_owners_write_them(admin):
+    # guide36 finding 7 (the Logging tab's "Tcp"; here "Clamd" and "Builtin")
+    html = admin.get("/antivirus/").get_data(as_text=True)
+    [body] = re.findall(r'<select[^>]*name="av__engine"[^>]*>(.*?)</select>', html, re.S)
+    assert re.findall(r"<option[^>]*>([^<]*)</option>", body) == ["Built-in", "clamd", "Both"]
 
 
 def test_outbreak_bad_value_shows_schema_message(admin):
