@@ -16,7 +16,11 @@ Rules
        address and subject.
     2. Edits (remove_part, replace_part, add_text, add_header, prefix_subject) are kept only
        when the disposition delivers (deliver or forward), in finding order; a remove_part
-       wins over a replace_part of the same part, and a part is removed once.
+       wins over a replace_part of the same part, and a part is removed once — by the
+       first remove_part, carrying in its `text` every text the removals of that part ask
+       for, in finding order: a file that is infected and has a blocked name gets the
+       attachment-policy text and the virus text (guide36 finding 7: it got only the
+       first), the recipient learning from the second that it was infected.
     3. "log" findings decide nothing; like every finding they get their event.
     4. "reject" after DATA is turned into "drop" (the 250 has been sent): the table keeps it
        at rank 0 so a future SMTP-time caller can use the same function.
@@ -24,7 +28,7 @@ Rules
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from core.pipeline.findings import Finding
 
@@ -79,6 +83,12 @@ def decide(findings: list[Finding] | tuple[Finding, ...], *, after_data: bool = 
 
 def _edits(findings) -> tuple[Finding, ...]:
     removed = {f.part for f in findings if f.action == "remove_part"}
+    texts: dict[int, list[str]] = {}                # part -> texts of its removals (rule 2)
+    for finding in findings:
+        if finding.action == "remove_part" and finding.text:
+            texts.setdefault(finding.part, [])
+            if finding.text not in texts[finding.part]:
+                texts[finding.part].append(finding.text)
     out, seen_removed = [], set()
     for finding in findings:
         if not finding.is_edit:
@@ -87,6 +97,9 @@ def _edits(findings) -> tuple[Finding, ...]:
             if finding.part in seen_removed:
                 continue
             seen_removed.add(finding.part)
+            text = "\n".join(texts.get(finding.part, ())) or None
+            if text != finding.text:
+                finding = replace(finding, text=text)
         if finding.action == "replace_part" and finding.part in removed:
             continue
         out.append(finding)

@@ -82,16 +82,33 @@ class Part:
     @property
     def extension(self) -> str | None:
         """The declared extension with its dot, lower case ('.exe'), or None."""
-        if not self.filename:
-            return None
-        base = self.filename.replace("\\", "/").rsplit("/", 1)[-1]
-        return "." + base.rsplit(".", 1)[1].lower() if "." in base else None
+        return _extension(self.filename) if self.filename else None
+
+    @property
+    def extensions(self) -> list[str | None]:
+        """The extension of each declared name (`names`' last path elements), as
+        `extension` gives it, and of each name as Windows saves it, without trailing dots and
+        spaces ("run.vbs." lands as run.vbs); None for a name without one. Empty when the
+        part declares no name. What decides by extension (the scan policy) reads them all:
+        readers differ in which name they take (content_fields.py rule 2)."""
+        out: list[str | None] = []
+        for name in dict.fromkeys(filter(None, (self.filename, *self.other_names))):
+            for written in dict.fromkeys((name, name.rstrip(". "))):
+                extension = _extension(written)
+                if extension not in out:
+                    out.append(extension)
+        return out
 
     @property
     def is_body_text(self) -> bool:
         """A text part (`is_text_type`) that is part of the message text, not a file."""
         return (self.origin == "mime" and not self.is_attachment
                 and is_text_type(self.content_type))
+
+
+def _extension(name: str) -> str | None:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return "." + base.rsplit(".", 1)[1].lower() if "." in base else None
 
 
 def is_text_type(content_type: str) -> bool:

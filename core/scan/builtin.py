@@ -6,8 +6,9 @@ through the matcher (one per buffer kind: raw bytes, normalised HTML, normalised
 then what unpack.py finds inside the buffer, recursively (UNPACK_DEPTH levels).
 
 Rules
-    1. `scan(data, hint)` returns the first Detection or None; it never raises for anything
-       in the data (an unreadable embedded format is simply not looked into).
+    1. `scan(data, hint)` returns the first Detection or None, `scan_all(data, hint)` every
+       one (each with `where` it was found); neither raises for anything in the data (an
+       unreadable embedded format is simply not looked into).
     2. An engine is immutable once built; a new definitions version builds a new engine
        (core/scan/engines.py caches one per worker process and version).
     3. A definitions directory without a single readable signature is refused
@@ -100,20 +101,31 @@ class BuiltinEngine:
     def scan(self, data: bytes, hint: str | None = None,
              decompose: Callable[[bytes], list[bytes]] | None = None) -> Detection | None:
         """The first detection in `data` or in what is unpacked from it (rule 1)."""
-        return self._scan(data, hint, decompose, UNPACK_DEPTH, Budget(), "")
+        found = self._scan(data, hint, decompose, UNPACK_DEPTH, Budget(), "", every=False)
+        return found[0] if found else None
 
-    def _scan(self, data, hint, decompose, depth, budget, where) -> Detection | None:
+    def scan_all(self, data: bytes, hint: str | None = None,
+                 decompose: Callable[[bytes], list[bytes]] | None = None) -> list[Detection]:
+        """Every detection (rule 1): in `data`, and in each buffer unpacked from it — the
+        members of an archive only the engine opens (ARJ, cabinet, a Deflate64 zip) are
+        files of their own, each reported. A match in a buffer's own bytes that one inside
+        it also makes (a member stored uncompressed) is left to that one."""
+        return self._scan(data, hint, decompose, UNPACK_DEPTH, Budget(), "", every=True)
+
+    def _scan(self, data, hint, decompose, depth, budget, where, every) -> list[Detection]:
         found = self.scan_buffer(data, hint)
-        if found is not None:
-            return Detection(found.name, found.engine, where, found.signature)
-        if depth <= 0:
-            return None
-        for label, inner in expand(data, decompose, budget):
-            found = self._scan(inner, None, decompose, depth - 1, budget,
-                               f"{where}/{label}" if where else label)
-            if found is not None:
-                return found
-        return None
+        own = [Detection(found.name, found.engine, where, found.signature)] if found else []
+        if (own and not every) or depth <= 0:
+            return own
+        inner: list[Detection] = []
+        for label, item in expand(data, decompose, budget):
+            inner += self._scan(item, None, decompose, depth - 1, budget,
+                                f"{where}/{label}" if where else label, every)
+            if inner and not every:
+                return inner
+        if own and any(d.name == own[0].name for d in inner):
+            return inner
+        return own + inner
 
     def scan_buffer(self, data: bytes, hint: str | None = None) -> Detection | None:
         """Signatures on this buffer only (no unpacking)."""

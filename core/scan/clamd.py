@@ -18,6 +18,13 @@ Rules
        it into a scan_error finding handled by scan.unprocessable. Never "clean" by default.
     3. ClamAV appends `.UNOFFICIAL` to names from third-party databases; it is removed so a
        name is the same whichever engine found it.
+    4. clamd names one detection per stream: INSTREAM stops at the first match and has no
+       all-match mode (ALLMATCHSCAN reads a file on clamd's own host). `scan_all` therefore
+       sends, once a buffer is found infected, each item core/scan/unpack.py takes out of
+       it (the members of an ARJ, a cabinet, a Deflate64 zip, ...) as a stream of its own,
+       so that every infected one is reported; a clean buffer costs one stream, as before.
+       The decomposer's parts (zip, tar, 7z members, attachments) are separate streams
+       already (core/pipeline/checks/antivirus.py).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import struct
 import time
 
 from core.scan.builtin import Detection
+from core.scan.unpack import expand
 
 __all__ = ["ClamdEngine", "ScanError", "parse_address"]
 
@@ -132,6 +140,22 @@ class ClamdEngine:
         except OSError as exc:
             raise ScanError(f"clamd at {self.address} failed: {exc.strerror or exc}") from None
         return parse_reply(reply.rstrip(b"\0\n").decode("utf-8", "replace"), self.address)
+
+
+    def scan_all(self, data: bytes, hint: str | None = None,
+                 decompose=None) -> list[Detection]:
+        """Every detection in `data` (rule 4); ScanError as `scan`."""
+        found = self.scan(data, hint)
+        if found is None:
+            return []
+        inner = []
+        for label, item in expand(data, decompose):
+            detection = self.scan(item)
+            if detection is not None:
+                inner.append(Detection(detection.name, detection.engine, label))
+        if any(d.name == found.name for d in inner):
+            return inner                # the stream's match is one of the items inside it
+        return [found, *inner]
 
 
 def _left(end: float) -> float:

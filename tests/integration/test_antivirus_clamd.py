@@ -1,16 +1,22 @@
 """A real clamd started by the test (tests/support/clamd.py) with the same signature set the
 builtin engine ships: every EICAR variant and ClamAV test file of the corpus detected, over
-TCP and over the unix socket; the antivirus check with av.engine clamd and both."""
+TCP and over the unix socket; the antivirus check with av.engine clamd and both; every
+infected member of an archive reported, though clamd names one match per stream."""
 
 from __future__ import annotations
+
+import io
+import zipfile
 
 import pytest
 
 from core.pipeline.checks import antivirus
 from core.scan.clamd import ClamdEngine, ScanError
 from tests.support.clamd import Clamd
-from tests.unit.scan.support import (CLAMD_ONLY, SHIPPED, corpus_or_skip, manifest, message_for,
-                                     settings, view_of)
+from tests.unit.scan.support import (CLAMD_ONLY, SHIPPED, as_attachment, corpus_or_skip,
+                                     manifest, message_for, settings, stored_arj, view_of)
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +71,41 @@ def test_size_limit_and_stopped_clamd_raise_scan_error(clamd, tmp_path):
         ClamdEngine(clamd.address, max_stream_octets=10).scan(b"x" * 11)
     with pytest.raises(ScanError, match="unreachable"):
         ClamdEngine("127.0.0.1:9").scan(b"x")
+
+
+def _guide_zip() -> bytes:
+    """guide §3's test.zip, test.exe and test.doc both infected."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("test.exe", EICAR)
+        archive.writestr("test.doc", EICAR + b"  ")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("engine", ["clamd", "both"])
+def test_every_infected_member_of_an_archive_is_a_finding(clamd, engine):
+    # guide36 finding 5: with .zip excluded (guide §3's example) only test.exe was reported
+    changes = {"av__engine": engine, "av__clamd__address": clamd.address,
+               "scan__mode": "exclude", "scan__exclude": [".zip"], "av__on_virus": "log",
+               "av__on_not_removed": "log"}
+    findings = antivirus.check(view_of(as_attachment("test.zip", _guide_zip()), **changes),
+                               settings(**changes))
+    assert sorted((f.event, f.data["file"]) for f in findings) == [
+        ("virus_logged", "test.doc"), ("virus_logged", "test.exe")]
+
+
+def test_clamd_reports_each_infected_member_of_an_archive_it_opens_itself(clamd):
+    # INSTREAM stops at the first match: each member the unpackers take out of an infected
+    # stream goes as a stream of its own (clamd.py rule 4)
+    engine = ClamdEngine(clamd.address)
+    data = stored_arj({"a.exe": EICAR, "notes.txt": b"clean", "b.doc": EICAR + b"  "})
+    assert [(d.name, d.where) for d in engine.scan_all(data)] == [
+        ("Mailmoat.Test.EICAR", "arj[0]"), ("Mailmoat.Test.EICAR", "arj[2]")]
+    assert engine.scan_all(stored_arj({"notes.txt": b"clean"})) == []
+    changes = {"av__engine": "clamd", "av__clamd__address": clamd.address,
+               "av__on_virus": "log", "av__on_not_removed": "log"}
+    findings = antivirus.check(view_of(as_attachment("bundle.arj", data), **changes),
+                               settings(**changes))
+    assert [(f.data["file"], f.reason.split("Found: ")[1].split("\n")[0]) for f in findings] == [
+        ("bundle.arj", "signature Mailmoat.Test.EICAR (in arj[0])"),
+        ("bundle.arj", "signature Mailmoat.Test.EICAR (in arj[2])")]

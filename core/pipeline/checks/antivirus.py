@@ -1,8 +1,9 @@
 """Antivirus (SPEC §3 Antivirus, §5 step 4; guide §4): signature engines and heuristics on
 the parts the scan policy selects, and the guide's actions on what they find.
 
-For each infected part (first detection wins; engines in av.engine order, then heuristics
-at av.heuristics for parts no engine flagged):
+For each infected file (engines in av.engine order — the first that flags a part reports
+every detection it makes there, core/scan/builtin.py and clamd.py `scan_all` — then
+heuristics at av.heuristics for parts no engine flagged):
 
     in the message body itself (not an attachment)    drop          event file_deleted
     detection name is a mass mailer (@m / @mm) and
@@ -18,7 +19,12 @@ at av.heuristics for parts no engine flagged):
 
 Repairable means: macros in an OOXML document that is itself a MIME attachment — found by
 the macro heuristics, or by a signature inside its vbaProject.bin — and core/scan/repair.py
-can remove the VBA project. An archive member goes with the attachment carrying it.
+can remove the VBA project. An archive member goes with the attachment carrying it, but is
+reported on its own: every infected member of an archive, and every infected item an engine
+unpacks itself, is a finding (and event) with its own name and detection, as the guide has
+each of test.zip's .exe and .doc "scanned and repaired or deleted" (guide §3; guide36
+finding 5: only the first was reported, so "Log only" let the others through unlogged).
+Two detections of one file make one finding (`_one_per_file`).
 Encrypted containers are left to the encrypted-container check. A scanner that cannot
 answer (clamd down, too large, or out of the time the message may spend on scanning:
 core/pipeline/run.py rule 3) is a scan_error finding asking for scan.unprocessable; clamd
@@ -32,6 +38,7 @@ mass mailer cleanup list its name matched.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from core.pipeline import scan_policy
 from core.pipeline.findings import Finding
@@ -71,7 +78,7 @@ def check(view, settings) -> list[Finding]:
     parts = [p for p in scan_policy.selected(view, settings) if _scannable(p, troubled)]
     engines = engines_for(settings)
     decompose = _decomposer(settings)
-    infected: list[tuple] = []          # (part, name, engine, why, heuristic, repairable)
+    infected: list[_Infection] = []
     errors: list[tuple[str, str]] = []
     broken: set[str] = set()
     for part in parts:
@@ -80,50 +87,69 @@ def check(view, settings) -> list[Finding]:
             if kind in broken:
                 continue
             try:
-                found = engine.scan(part.data, part.true_type or part.content_type, decompose)
+                found = engine.scan_all(part.data, part.true_type or part.content_type,
+                                        decompose)
             except ScanError as exc:
                 broken.add(kind)
                 errors.append((kind, str(exc)))
                 continue
-            if found is not None:
-                where = f" (in {found.where})" if found.where else ""
+            for detection in found:
+                where = f" (in {detection.where})" if detection.where else ""
                 repairable = bool(VBA_MEMBER.search(part.filename or "")) or \
-                    "vbaProject" in found.where
-                infected.append((part, found.name, found.engine,
-                                 f"signature {found.name}{where}", False, repairable))
+                    "vbaProject" in detection.where
+                infected.append(_Infection(part, detection.name, detection.engine,
+                                           f"signature {detection.name}{where}", False,
+                                           repairable, detection.where))
+            if found:
                 break
-    flagged = {p.id for p, *_ in infected}
+    flagged = {i.part.id for i in infected}
     level = settings["av.heuristics"]
     selected = {p.id for p in parts}
     candidates = [p for p in view.parts if p.id not in flagged and (
         p.id in selected or _is_expanded_document(p, selected, flagged, view))]
     for part, hit in detect(view, candidates, level):
-        infected.append((part, hit.name, "heuristic", f"{hit.reason} [{hit.level}]", True,
-                         hit.repairable))
+        infected.append(_Infection(part, hit.name, "heuristic", f"{hit.reason} [{hit.level}]",
+                                   True, hit.repairable))
     findings: list[Finding] = []
-    infected = _one_per_target(view, infected)
     for kind, reason in errors:
         findings.append(Finding(rule="av.engine", action=settings["scan.unprocessable"],
                                 event="scan_error", reason=f"virus scan incomplete: {reason}",
                                 data={"engine": kind}))
-    for part, name, engine, why, heuristic, repairable in infected:
-        findings.extend(_actions(view, settings, part, name, engine, why, heuristic,
-                                 repairable))
+    for item in _one_per_file(view, infected):
+        findings.extend(_actions(view, settings, item.part, item.name, item.engine, item.why,
+                                 item.heuristic, item.repairable))
     return findings
 
 
-def _one_per_target(view, infected: list) -> list:
-    """One detection per attachment acted on: a macro found both in a document and in its
-    vbaProject.bin member, or two members of one archive, make one finding (the first:
-    signatures before heuristics)."""
+class _Infection(NamedTuple):
+    part: object                # the view's Part
+    name: str                   # detection name
+    engine: str
+    why: str
+    heuristic: bool
+    repairable: bool
+    where: str = ""             # inside the part, for an item an engine unpacked
+
+
+def _one_per_file(view, infected: list[_Infection]) -> list[_Infection]:
+    """One finding per infected file, so every infected member of an archive is reported
+    (module header). Two detections make one (the first: signatures before heuristics)
+    when they are one file: a macro found in a document and in its vbaProject.bin member;
+    a container an engine scanned whole because a member could not be read, and one of its
+    members the decomposer did read, infected with the same."""
+    found_in: dict[int, set[str]] = {}
+    for item in infected:
+        found_in.setdefault(item.part.id, set()).add(item.name)
     seen, out = set(), []
     for item in infected:
-        part, repairable = item[0], item[5]
-        target = part.id
-        if repairable and VBA_MEMBER.search(part.filename or "") and part.parent is not None:
-            target = part.parent
-        elif part.carrier is not None:
-            target = part.carrier
+        part = item.part
+        target = (part.id, item.where)
+        if VBA_MEMBER.search(part.filename or "") and part.parent is not None:
+            target = (part.parent, "")
+        elif not (item.where or item.heuristic) and part.container and any(
+                item.name in names and part.id in {a.id for a in view.ancestors(pid)}
+                for pid, names in found_in.items() if pid != part.id):
+            continue
         if target in seen:
             continue
         seen.add(target)

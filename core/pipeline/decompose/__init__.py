@@ -220,7 +220,8 @@ class _Walker:
 
     @staticmethod
     def _is_attachment(part: Part) -> bool:
-        if part.disposition == "attachment" or part.filename:
+        # a part that declares a name anywhere is a file (content_fields.py rule 2)
+        if part.disposition == "attachment" or part.filename or part.other_names:
             return True
         return not part.content_type.startswith("text/")
 

@@ -17,21 +17,33 @@ Rules
        corpus' 2,932 ham and 1,343 spam messages has either; 6 of its 475 MIME fixtures
        (spam and malformed ones) have conflicting Content-Types.
     2. A part may declare its file name more than once: Content-Disposition's filename and
-       Content-Type's name, each possibly repeated. Readers differ in which they show and
-       save under (Python and ClamAV take the filename, some clients the name or the last
-       field), so every such name is kept (`ContentInfo.other_names`, up to MAX_OTHER_NAMES)
-       and the file-name rules match each: "a.txt" in one field no longer hides "a.exe" in
-       another. Not for an attached message (message/*): a reader opens it as a message
+       Content-Type's name, each possibly repeated as a field or as a parameter of one field
+       (`filename="readme.txt"; filename="run.vbs"`), in RFC 2231 form or not, and a name=
+       in Content-Disposition or a filename= in Content-Type. Readers differ in which they
+       show and save under (Python and ClamAV take the first filename, some clients the
+       name, the last parameter or the RFC 2231 form), so every such name is kept
+       (`ContentInfo.other_names`; of many, the first and the last few of each field kind)
+       and the file-name rules match each: "readme.txt" in one place no longer hides
+       "run.vbs" in another (guide36 finding 7). Each parameter is read on its own, with
+       the email package's RFC 2231 decoding: a repeated filename*= is not joined into one
+       name, and a filename*= beside filename*0= (which the email package fails on) loses
+       neither. Not for an attached message (message/*): a reader opens it as a message
        whatever it is called, and mail clients name one by its subject ("Your receipt from
        example.com", which *.com would have deleted: regress11 finding 6).
+    3. A parameter the email package cannot read costs only what it reads: an unreadable
+       charset or file name is a defect, and the part keeps its type, boundary and the names
+       that could be read (a part that lost them all was read as text/plain without a name,
+       past the file-name rules).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from email import utils
 
 from core.pipeline.decompose.fieldvalue import (ParamMessage, collapse_rfc2231_value,
-                                                decode_words_text)
+                                                decode_words_text, split_params)
 
 __all__ = ["ContentInfo", "content_info", "decode_words", "TRANSFER_DECODINGS"]
 
@@ -93,18 +105,25 @@ def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain"
         raw_type = message.get("content-type")
         if raw_type is not None and "/" not in str(raw_type).split(";")[0]:
             defects.append("invalid Content-Type")
-        boundary = message.get_param("boundary")
-        if isinstance(boundary, tuple):
-            boundary = boundary[2]
-        charset = message.get_content_charset()
-        filename = message.get_filename()
         disposition = message.get_content_disposition()
-        flowed = _param_is(message, "format", "flowed")
-        delsp = _param_is(message, "delsp", "yes")
     except Exception as exc:   # a header the email package cannot read at all
         defects.append(f"unreadable content headers ({type(exc).__name__})")
         return ContentInfo(default_type, None, None, None, None, cte, defects,
                            conflicts=conflicts)
+    readers = _Readers(defects)                                     # rule 3
+    boundary = readers.read(lambda: message.get_param("boundary"))
+    if isinstance(boundary, tuple):
+        boundary = boundary[2]
+    charset = readers.read(message.get_content_charset)
+    flowed = bool(readers.read(lambda: _param_is(message, "format", "flowed")))
+    delsp = bool(readers.read(lambda: _param_is(message, "delsp", "yes")))
+    is_message = content_type.startswith("message/")
+    names = ([], []) if is_message else (_field_names(dispositions), _field_names(types))
+    failures = readers.failures
+    filename = readers.read(message.get_filename)
+    if readers.failures > failures:
+        # the email package failed on a name parameter; the first name declared stands in
+        filename = next((name for kind in names for name in kind), None)
     if filename is not None:
         filename, ok = decode_words(str(filename))
         if not ok:
@@ -114,40 +133,85 @@ def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain"
         boundary = str(boundary).strip('"')
     return ContentInfo(content_type, boundary or None, charset, filename, disposition, cte,
                        defects, flowed, flowed and delsp, conflicts,
-                       [] if content_type.startswith("message/")
-                       else _other_names(filename, dispositions, types))
+                       _other_names(filename, names))
 
 
-MAX_OTHER_NAMES = 8     # distinct declared names kept besides the filename (rule 2)
+class _Readers:
+    """Rule 3: one reader of the email package at a time; one that raises gives None and,
+    the first time, the defect the whole header used to be."""
+
+    def __init__(self, defects: list[str]):
+        self.defects = defects
+        self.failures = 0
+
+    def read(self, reader):
+        try:
+            return reader()
+        except Exception as exc:
+            if not self.failures:
+                self.defects.append(f"unreadable content headers ({type(exc).__name__})")
+            self.failures += 1
+            return None
 
 
-def _other_names(filename: str | None, dispositions: list[str],
-                 types: list[str]) -> list[str]:
-    """Rule 2: the names the part's Content-Disposition and Content-Type fields declare
-    besides `filename`, each also cut at a NUL, where some readers end a name ("a.exe\\0.txt"
-    is a.exe to them; `filename` drops the NUL). Of many distinct fields, the first and the
-    last few are read: a header of thousands costs no more than a few."""
+MAX_NAMES_PER_KIND = 8  # names kept of each field kind besides the filename (rule 2)
+NAME_PARAMETERS = ("filename", "name")
+# a parameter name, also in RFC 2231 form: name*, name*0, name*1* (as the email package's
+# email.utils.rfc2231_continuation reads them)
+_PARAMETER = re.compile(r"(?P<name>\w+)(?:\*(?:(?P<number>[0-9]+)\*?)?)?", re.ASCII)
+
+
+def _ends(items: list, most: int) -> list:
+    """`items`, or of more than `most`, the first and the last most/2: the ones readers
+    take (the first, the last) stay, and thousands cost no more than a few."""
+    return items if len(items) <= most else items[:most // 2] + items[-(most // 2):]
+
+
+def _field_names(values: list[str]) -> list[str]:
+    """Rule 2: every file name the fields `values` (all Content-Disposition or all
+    Content-Type fields of a part) declare, in order, each also cut at a NUL, where some
+    readers end a name ("a.exe\\0.txt" is a.exe to them)."""
     out: list[str] = []
-    for header, values, param in (("Content-Disposition", dispositions, "filename"),
-                                  ("Content-Type", types, "name")):
-        distinct = list(dict.fromkeys(values))
-        if len(distinct) > MAX_OTHER_NAMES:
-            distinct = distinct[:MAX_OTHER_NAMES // 2] + distinct[-(MAX_OTHER_NAMES // 2):]
-        for value in distinct:
-            message = ParamMessage()
-            message[header] = value
-            try:
-                name = message.get_param(param, header=header.lower())
-                name = collapse_rfc2231_value(name) if name is not None else None
-            except Exception:         # unreadable: the defect is already counted
-                continue
-            if name is None:
-                continue
-            name = decode_words(str(name))[0]
+    for value in _ends(list(dict.fromkeys(values)), MAX_NAMES_PER_KIND):
+        for name in _ends(_declared_names(value), MAX_NAMES_PER_KIND):
+            name = decode_words(name)[0]
             for name in (name.replace("\x00", "").strip(), name.split("\x00", 1)[0].strip()):
-                if name and name != filename and name not in out:
+                if name and name not in out:
                     out.append(name)
-    return out[:MAX_OTHER_NAMES]
+    return _ends(out, 2 * MAX_NAMES_PER_KIND)
+
+
+def _declared_names(value: str) -> list[str]:
+    """Rule 2: the filename and name parameters of one field value, in order: each plain or
+    RFC 2231 (filename*=) parameter on its own, a set of continuations (filename*0,
+    filename*1*, ...) as one. Decoded as the email package decodes them (fieldvalue.py);
+    a set it cannot decode is read as its pieces written one after the other."""
+    singles: list[list[tuple[str, str]]] = []
+    continued: dict[str, list[tuple[str, str]]] = {}
+    for piece in split_params(value)[1:]:
+        key, sep, text = piece.partition("=")
+        found = _PARAMETER.fullmatch(key.strip())
+        if not sep or found is None or found["name"].lower() not in NAME_PARAMETERS:
+            continue
+        if found["number"] is None:
+            singles.append([(key.strip(), text.strip())])
+        else:
+            continued.setdefault(found["name"].lower(), []).append((key.strip(), text.strip()))
+    out = []
+    for params in [*singles, *continued.values()]:
+        try:
+            [(_, read)] = utils.decode_params([("", "")] + params)[1:]
+            if isinstance(read, tuple):         # as Message.get_param unquotes it
+                read = (read[0], read[1], utils.unquote(read[2]))
+            out.append(collapse_rfc2231_value(read))
+        except Exception:
+            out.append("".join(utils.unquote(text) for _, text in params))
+    return out
+
+
+def _other_names(filename: str | None, names: tuple[list[str], list[str]]) -> list[str]:
+    """Rule 2: the names of both field kinds besides `filename`."""
+    return [name for name in dict.fromkeys(names[0] + names[1]) if name != filename]
 
 
 def _conflicts(types: list[str], encodings: list[str], default_type: str) -> list[str]:

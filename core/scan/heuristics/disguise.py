@@ -1,5 +1,7 @@
 """Executables disguised by name (level low) and executables/scripts inside archives
-(level high)."""
+(level high). Every name the part declares is judged (`Part.names`): readers differ in which
+they show and save under (core/pipeline/decompose/content_fields.py rule 2), so "invoice.pdf"
+in one field does not hide "invoice.pdf.exe" in another."""
 
 from __future__ import annotations
 
@@ -27,10 +29,22 @@ def _extensions(base: str) -> list[str]:
 
 
 def check(view, part) -> list[Heuristic]:
-    name = part.filename or ""
-    base = _base(name)
     out = []
-    if RLO in name or "\u202d" in name:
+    bases = list(dict.fromkeys(_base(name) for name in part.names)) or [""]
+    for base in bases:
+        out += _disguised(part, base)
+    if part.origin == "archive":
+        endings = [exts[-1] for exts in map(_extensions, bases) if exts]
+        if part.true_type in EXECUTABLE_TYPES or any(e in EXECUTABLE_EXTENSIONS for e in endings):
+            kind = "script" if any(e in SCRIPT_EXTENSIONS for e in endings) else "executable"
+            out.append(Heuristic("Heuristic.Archive.Executable", "high",
+                                 f"archive member {part.location!r} is an {kind}"))
+    return out
+
+
+def _disguised(part, base: str) -> list[Heuristic]:
+    out = []
+    if RLO in base or "\u202d" in base:
         out.append(Heuristic("Heuristic.Disguised.RightToLeftOverride", "low",
                              f"file name {base!r} contains a right-to-left override character "
                              "that hides its real extension"))
@@ -46,9 +60,4 @@ def check(view, part) -> list[Heuristic]:
         out.append(Heuristic("Heuristic.Disguised.ExecutableContent", "low",
                              f"{base!r} is named like a {exts[-1]} file but its content is a "
                              f"{part.true_type} executable"))
-    if part.origin == "archive":
-        if part.true_type in EXECUTABLE_TYPES or (exts and exts[-1] in EXECUTABLE_EXTENSIONS):
-            kind = "script" if exts and exts[-1] in SCRIPT_EXTENSIONS else "executable"
-            out.append(Heuristic("Heuristic.Archive.Executable", "high",
-                                 f"archive member {part.location!r} is an {kind}"))
     return out

@@ -20,9 +20,9 @@ _CLICK = re.compile(rb"\.click\s*\(\s*\)|dispatchEvent\s*\(|location(?:\.href)?\
 def check(view, part) -> list[Heuristic]:
     if not part.is_attachment:
         return []
-    name = (part.filename or "").lower()
-    if not (part.content_type == "text/html" or name.endswith((".htm", ".html", ".shtml",
-                                                                ".xhtml"))):
+    # any name the part declares (content_fields.py rule 2: readers differ in which they use)
+    if not (part.content_type == "text/html" or any(
+            name.lower().endswith((".htm", ".html", ".shtml", ".xhtml")) for name in part.names)):
         return []
     data = part.data[:SCAN_OCTETS]
     if b"<script" not in data.lower():

@@ -152,6 +152,14 @@ def test_custom_file_name_and_no_text():
     b"Content-Type: application/octet-stream\r\n"
     b"Content-Disposition: attachment; filename=\"notes.txt\"\r\n"
     b"Content-Disposition: attachment; filename*=utf-8''setup%2Eexe\r\n",
+    # a second filename parameter in one field (guide36 finding 7), plain or RFC 2231
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Disposition: attachment; filename=\"notes.txt\"; filename=\"setup.exe\"\r\n",
+    b"Content-Type: application/octet-stream\r\n"
+    b"Content-Disposition: attachment; filename=\"notes.txt\"; filename*=utf-8''setup.exe\r\n",
+    # a second name parameter in Content-Type, and a filename parameter there
+    b"Content-Type: application/octet-stream; name=\"notes.txt\"; name=\"setup.exe\"\r\n",
+    b"Content-Type: application/octet-stream; name=\"notes.txt\"; filename=\"setup.exe\"\r\n",
 ])
 def test_a_blocked_name_in_any_of_the_part_s_name_fields_is_found(fields):
     # a harmless name in the field one reader takes hid the blocked one another reader shows
@@ -162,6 +170,28 @@ def test_a_blocked_name_in_any_of_the_part_s_name_fields_is_found(fields):
     view, findings, verdict = verdict_of(raw, filename__enabled=True)
     [edit] = verdict.edits
     assert edit.action == "remove_part" and view.parts[edit.part].filename == "notes.txt"
+    assert [f.event for f in findings if f.event != "malformed"] == ["attachment_deleted"]
+
+
+@pytest.mark.parametrize("disposition", [
+    # filename*= beside filename*0=: the email package raises on it
+    b"attachment; filename*=utf-8''notes.txt; filename*0=\"set\"; filename*1=\"up.exe\"",
+    b"attachment; filename*0=\"set\"; filename*1=\"up.exe\"; filename*=utf-8''notes.txt",
+    # a name parameter in Content-Disposition, beside no other name
+    b"attachment; name=\"setup.exe\"",
+])
+def test_a_name_the_email_package_cannot_read_alone_is_still_a_file_name(disposition):
+    # guide36 finding 7: the part lost its type and every name, and was read as body text
+    raw = (b"From: a@b.test\r\nTo: c@local.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+           b"--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+           b"--b1\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Disposition: " + disposition + b"\r\n\r\nsome bytes\r\n--b1--\r\n")
+    view, findings, verdict = verdict_of(raw, filename__enabled=True)
+    [edit] = verdict.edits
+    part = view.parts[edit.part]
+    assert part.content_type == "application/octet-stream" and part.is_attachment
+    assert "setup.exe" in part.names
     assert [f.event for f in findings if f.event != "malformed"] == ["attachment_deleted"]
 
 

@@ -53,3 +53,25 @@ def test_exclude_is_case_insensitive_and_true_type_overrides():
     raw = message(attachments=[("PICTURE.GIF", b"GIF89a..."), ("fake.gif", exe)])
     names = scanned(raw, scan__mode="exclude", scan__exclude=[".gif"])
     assert "PICTURE.GIF" not in names and "fake.gif" in names
+
+
+def _declaring(names: bytes, data: bytes = b"some bytes") -> bytes:
+    return (b"From: a@b.test\r\nTo: c@local.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+            b"--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+            b"--b1\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Disposition: attachment; " + names + b"\r\n\r\n" + data
+            + b"\r\n--b1--\r\n")
+
+
+def test_the_lists_read_every_name_a_part_declares():
+    # guide36 finding 7: a reader may save the part under any of its names
+    two = _declaring(b'filename="notes.txt"; filename="update.exe"')
+    assert scanned(two, scan__mode="include", scan__include=[".exe"]) == ["notes.txt"]
+    assert "notes.txt" in scanned(two, scan__mode="exclude", scan__exclude=[".txt"])
+    assert "notes.txt" not in scanned(two, scan__mode="exclude",
+                                      scan__exclude=[".txt", ".exe"])
+    # a name as Windows saves it, without its trailing dot
+    dotted = _declaring(b'filename="notes.txt"; filename*=utf-8\'\'update.exe.')
+    assert scanned(dotted, scan__mode="include", scan__include=[".exe"]) == ["notes.txt"]
+    assert "notes.txt" in scanned(dotted, scan__mode="exclude", scan__exclude=[".txt"])

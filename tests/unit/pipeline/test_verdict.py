@@ -67,6 +67,20 @@ def test_a_part_is_removed_once_and_removal_beats_replacement():
     assert decide([one, two, repair]).edits == (one,)
 
 
+def test_a_part_removed_twice_carries_every_text_once():
+    # guide36 finding 7: an infected file with a blocked name got only the policy text
+    policy = f("remove_part", "filename.patterns", part=3, text="violated the policy")
+    virus = f("remove_part", "av.on_virus", part=3, text="infected with a virus")
+    again = f("remove_part", "filename.patterns", part=3, text="violated the policy")
+    other = f("remove_part", "filename.patterns", part=4, text="violated the policy")
+    [edit, kept] = decide([policy, virus, again, other]).edits
+    assert (edit.rule, edit.part, edit.text) == (
+        "filename.patterns", 3, "violated the policy\ninfected with a virus")
+    assert kept is other
+    silent = f("remove_part", "encrypted.action", part=3)
+    assert decide([silent, virus]).edits[0].text == "infected with a virus"
+
+
 def test_quarantine_folder_defaults_to_spam():
     assert decide([f("quarantine")]).quarantine == "spam"
     assert decide([f("quarantine", quarantine="virus")]).quarantine == "virus"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import struct
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -102,3 +104,21 @@ class MsbBits:
         self.align()
         raw = self.octets()
         return b"".join(raw[i + 1:i + 2] + raw[i:i + 1] for i in range(0, len(raw), 2))
+
+
+def _arj_header(fixed: bytes, name: bytes) -> bytes:
+    basic = fixed + name + b"\0" + b"\0"
+    return (b"\x60\xea" + struct.pack("<H", len(basic)) + basic
+            + struct.pack("<I", zlib.crc32(basic)) + b"\0\0")
+
+
+def stored_arj(members: dict[str, bytes]) -> bytes:
+    """An ARJ archive holding `members` stored (method 0): a format only the antivirus
+    engines open (core/scan/unpackers/arj.py), not the decomposer."""
+    main = struct.pack("<BBBBBBBB", 30, 11, 1, 0, 0, 0, 2, 0) + bytes(22)
+    out = _arj_header(main, b"t.arj")
+    for name, data in members.items():
+        member = struct.pack("<BBBBBBBBIIIIHHH", 30, 11, 1, 0, 0, 0, 0, 0, 0, len(data),
+                             len(data), zlib.crc32(data), 0, 0, 0)
+        out += _arj_header(member, name.encode()) + data
+    return out + b"\x60\xea\0\0"

@@ -86,6 +86,30 @@ def test_each_level_detects_its_own_cases(name, data, lowest, detection):
             assert found == [], (level, found)
 
 
+def _declaring(names: str, data: bytes) -> bytes:
+    """A message whose attachment declares `names` (Content-Disposition parameters)."""
+    import base64
+    return (b"From: a@b.test\r\nTo: user@local.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=b1\r\n\r\n"
+            b"--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+            b"--b1\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Disposition: attachment; " + names.encode() + b"\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode(data)
+            + b"\r\n--b1--\r\n")
+
+
+@pytest.mark.parametrize("names, data, level, detection", [
+    ('filename="invoice.pdf"; filename="invoice.pdf.js"', b"WScript.Echo(1)", "low",
+     "Heuristic.Disguised.DoubleExtension"),
+    ('filename="statement.txt"; filename="statement.html"', SMUGGLING, "medium",
+     "Heuristic.HTML.Smuggling"),
+])
+def test_every_name_a_part_declares_is_judged(names, data, level, detection):
+    # guide36 finding 7: only the first filename parameter was read; a reader taking the
+    # other one saves the part under a name that tells what it is
+    assert detection in _names(_declaring(names, data), level)
+
+
 def test_executable_in_archive_only_at_high():
     import io
     import zipfile

@@ -16,7 +16,7 @@ import pytest
 
 from core.scan.unpack import Budget, expand
 from core.scan.unpackers import CrcMismatch, arj, chm, implode, lzx
-from tests.unit.scan.support import MsbBits, corpus_or_skip, shipped_engine
+from tests.unit.scan.support import MsbBits, corpus_or_skip, shipped_engine, stored_arj
 
 CLAMAV = "clamav-testfiles"
 LIMIT_OCTETS = 32 * 2**20
@@ -193,6 +193,19 @@ def test_arj_methods_0_to_4_decode_every_member():
     members = arj.arj_members(ARJ_METHODS_0_TO_4, LIMIT_OCTETS)
     assert members == [b"stored member of the mailmoat arj fixture\n"] + \
         [_arj_sample(seed) for seed in (1, 2, 3, 4)]
+
+
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def test_every_infected_member_of_an_archive_only_the_engine_opens_is_a_detection():
+    # guide36 finding 5: the engine stopped at the first infected member
+    data = stored_arj({"a.exe": EICAR, "notes.txt": b"clean", "b.doc": EICAR + b"  "})
+    found = shipped_engine().scan_all(data)
+    assert [(d.name, d.where) for d in found] == [("Mailmoat.Test.EICAR", "arj[0]"),
+                                                  ("Mailmoat.Test.EICAR", "arj[2]")]
+    assert shipped_engine().scan(data).name == "Mailmoat.Test.EICAR"    # the first, as before
+    assert shipped_engine().scan_all(stored_arj({"notes.txt": b"clean"})) == []
 
 
 def _arj_header(fixed: bytes, name: bytes) -> bytes:
