@@ -30,15 +30,11 @@ What it owns
                           -> outbreak event + alert mail to outbreak.emails and its
                           alert_sent; with none, the event only — the Outbreak Alert tab
                           says so), see rule 6.
-    Central forwarder     delivers marked copies to av.central_quarantine (host, port) with
+    Central forwarder     core/scan/central_forwarder.py, run in this service's nursery:
+                          delivers marked copies to av.central_quarantine (host, port) with
                           the core's deliverer: a copy goes at once, is retried with backoff
                           while the host answers 4xx or cannot be reached, and ends at the
-                          host's 5xx (the local copy stays either way); rules 5, 9. A copy
-                          goes as core/scan/central.py writes it: with the null sender, to
-                          the quarantine mailbox, under X-Mailmoat-Quarantine-* fields
-                          signed with quarantine.reinsertion_key — never to the original
-                          recipients (guide finding 1: an ordinary mail server delivered the
-                          virus to the very recipient it had been taken from).
+                          host's 5xx (the local copy stays either way); rules 5, 9.
     claim(...)            the pipeline asks before each scan: a central quarantine copy
                           from a gateway that shares this installation's key is filed in the
                           virus quarantine instead of being scanned and delivered (rule 7).
@@ -55,31 +51,18 @@ Rules
        verdict (SPEC §3 av.quarantine). A copy is one spool entry in quarantine/virus,
        written through shared/spool.Spool.copy_to (durable, atomic).
     2. Nothing here blocks the event loop: file work goes through trio.to_thread.
-    3. This service is the only writer of quarantine/virus (ARCHITECTURE invariant 4: the
-       console reads it and asks for deletions as commands), so a copy that vanishes while
-       it is being sent to the central quarantine was deleted here, on purpose. (A received
-       copy is moved in by the queue manager at the disposition this service chose, rule 7:
-       an entry added, none changed or removed.)
+    3. This service (with its central forwarder) is the only writer of quarantine/virus
+       (ARCHITECTURE invariant 4: the console reads it and asks for deletions as commands),
+       so a copy that vanishes while it is being sent to the central quarantine was
+       deleted here, on purpose. (A received copy is moved in by the queue manager at the
+       disposition this service chose, rule 7: an entry added, none changed or removed.)
     4. No copy is kept while the spool's file system is low (shared/disk.py
        LOW_DISK_FRACTION, as the console's saved CSV reports): copies must not take the
        space SMTP needs to accept mail at all (452 under 5 % free, SPEC §3 size). A `quarantined`
        event with result "skipped_low_disk" (shared/report.py COPY_NOT_KEPT) says which copy
        was not kept.
-    5. A copy's sending ends as mail's does (SPEC §4): accepted -> state "sent" and a
-       `forwarded` event; refused for good (5xx to MAIL, RCPT or DATA) -> state "failed"
-       and one `delivery_failed` event, never tried again; anything else (4xx, no
-       connection, a timeout, tmp/ unwritable) -> tried again, the first time
-       CENTRAL_RETRY_SECONDS later, then at doubling intervals up to
-       `delivery.retry_max_seconds` (core/spool `retry_delay`), each copy on its own
-       schedule (`central.attempts`, `central.next_attempt_at` in its envelope, so a
-       restart keeps it). A new copy goes at once, and once a host takes a copy, every
-       copy waiting for that host goes in the same pass: it is back. A temporary failure
-       writes a `deferred` event (rule av.central_quarantine, the next hop and the reason,
-       as the queue manager's) at its first failed attempt and whenever the reason changes
-       (kept as `central.last_error`), not at every retry. Neither failure event is marked
-       generated, so a failed connection raises the smtp_connection_failure alert as
-       mail's own does (core/notify.py); a `delivery_failed` counts in delivery_failures,
-       as the summary's Message Delivery Failures counts it.
+    5. A copy's sending to the central quarantine ends as mail's does (SPEC §4):
+       core/scan/central_forwarder.py rule 1.
     6. One outbreak per outbreak.minutes: after an outbreak event (and its mail) the next
        comes only once that many minutes have passed (as the setting is now: shortening it
        shortens the pause that is running), when the infected messages of the
@@ -95,18 +78,14 @@ Rules
     8. The Status page's Quarantined counts every copy kept (guide Table 7-1), as the
        summary's Messages Quarantined counts their `quarantined` events; a copy not kept
        (rule 4) counts in neither.
-    9. The signed copy as sent (core/scan/central.py) is written once per pending copy, to
-       the data home's tmp/, and sent again as it is while its facts and the key are
-       unchanged; it is removed when the copy's sending ends, when the copy is found deleted
-       at its next attempt, at the next start, and after an attempt while the spool's file
-       system is low (rule 4: it is then written again for each attempt).
+    9. The signed copy as sent is written once per pending copy, to the data home's tmp/:
+       core/scan/central_forwarder.py rule 2.
 """
 
 from __future__ import annotations
 
 import collections
 import math
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -117,10 +96,10 @@ from core.control import CommandRefused
 from core.pipeline import PipelineResult
 from core.scan import central as wire
 from core.scan.antispam import definitions as spam_definitions
+from core.scan.central_forwarder import (CENTRAL_RETRY_SECONDS, VIRUS_QUEUE, CentralForwarder,
+                                         central_mark, quarantined_at)
 from core.scan.engines import RUNTIME_DEFINITIONS
-from core.spool import retry_delay
 from shared import definitions as defs
-from shared.clock import mail_date
 from shared.disk import LOW_DISK_FRACTION
 from shared.events import Action
 from shared.report import COPY_NOT_KEPT
@@ -131,12 +110,9 @@ __all__ = ["AntivirusService", "COUNTER_OF", "VIRUS_QUEUE",
            "RETENTION_PASS_SECONDS"]
 
 WATCH_SECONDS = 0.5
-CENTRAL_RETRY_SECONDS = 30.0            # the first retry of a copy; doubling from there (rule 5)
-CENTRAL_TEMP_PREFIX = "central-copy-"    # a copy as sent, under the data home's tmp/ (rule 9)
 # A copy outlives the retention by at most this much; an hourly pass of a folder the
 # retention bounds costs little, and writes at most 24 purge events a day.
 RETENTION_PASS_SECONDS = 3600.0
-VIRUS_QUEUE = "quarantine/virus"
 COUNTER_OF = {"file_repaired": "infections_repaired", "file_deleted": "infections_deleted",
               "virus_logged": "infections_logged", "mass_mailer_cleanup": "mass_mailers_deleted"}
 
@@ -148,15 +124,14 @@ class AntivirusService:
                  status_extra: dict | None = None, clock=time.time,
                  central_tick_seconds: float = CENTRAL_RETRY_SECONDS):
         """`clock`: wall-clock unix seconds, a callable (copies' times and schedules);
-        `central_tick_seconds`: the longest the forwarder waits (trio time) before it looks
-        at that clock again, so a test that moves the clock sees the copies that came due."""
+        `deliverer` and `central_tick_seconds`: the central forwarder's (CentralForwarder
+        `deliverer` and `tick_seconds`)."""
         self.home = home
         self.events = events
         self.counters = counters
         self.settings = settings
         self.spool = spool
         self.submit = submit
-        self.deliverer = deliverer
         self.hostname = hostname
         self.status_extra = status_extra if status_extra is not None else {}
         self.clock = clock
@@ -167,12 +142,9 @@ class AntivirusService:
         self.outbreak_at = -math.inf        # clock time of the last outbreak (rule 6)
         self.outbreaks = 0
         self.quarantined = 0
-        self.central_tick_seconds = central_tick_seconds
-        self._central_wakeup = trio.Event()
-        # pending copy -> (its next attempt, wall clock; its host as "host:port"), rule 5
-        self._central_due: dict[str, tuple[float, str]] = {}
-        # pending copy -> (facts, key, path, size) of its signed form in tmp/ (rule 9)
-        self._central_forms: dict[str, tuple[wire.CopyFacts, str | None, Path, int]] = {}
+        self.central = CentralForwarder(home, events, counters, settings, spool,
+                                        deliverer=deliverer, hostname=hostname, clock=clock,
+                                        tick_seconds=central_tick_seconds)
         self.refresh()
 
     # --- definitions ------------------------------------------------------------------------
@@ -233,11 +205,9 @@ class AntivirusService:
         return out
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        await trio.to_thread.run_sync(self._remove_stale_copies)
-        self._central_due.update(await trio.to_thread.run_sync(self._pending_central))
         async with trio.open_nursery() as nursery:
+            await nursery.start(self.central.run)
             nursery.start_soon(self._watch)
-            nursery.start_soon(self._central_loop)
             nursery.start_soon(self._retention_loop)
             task_status.started()
 
@@ -286,10 +256,7 @@ class AntivirusService:
                      "files": files,
                      "quarantined_at": self.clock()}
         if central:
-            from core.delivery import relay_host
-            copy.meta["central"] = {"host": relay_host(central["host"]),
-                                    "port": central["port"],
-                                    "mailbox": wire.mailbox_of(central), "state": "pending"}
+            copy.meta["central"] = central_mark(central)
         new_id = new_queue_id()
         await trio.to_thread.run_sync(self.spool.copy_to, envelope.queue_id, "fast",
                                       VIRUS_QUEUE, new_id, copy)
@@ -301,9 +268,7 @@ class AntivirusService:
                            data={"folder": "virus", "copy_id": new_id, "virus": names[0],
                                  "central": bool(central)}, **message)
         if central:
-            meta = copy.meta["central"]
-            self._central_due[new_id] = (copy.meta["quarantined_at"], _host_of(meta))
-            self._central_wakeup.set()
+            self.central.copy_kept(new_id, copy)
 
     async def _count_outbreak(self, envelope, infected, settings) -> None:
         now = self.clock()
@@ -338,228 +303,6 @@ class AntivirusService:
                            recipients=recipients, queue_id=queue_id,
                            data={"alert": "outbreak", "events": 1, "generated": True})
 
-    # --- central quarantine (rules 5 and 9) --------------------------------------------------
-    async def _central_loop(self) -> None:
-        while True:
-            wait = self.central_tick_seconds
-            if self.deliverer is not None:
-                await self._central_pass()
-                if self._central_due:
-                    first = min(at for at, _ in self._central_due.values())
-                    wait = min(wait, max(first - self.clock(), wait / 10))
-            with trio.move_on_after(wait):
-                await self._central_wakeup.wait()
-            self._central_wakeup = trio.Event()
-
-    async def _central_pass(self) -> None:
-        """Send every copy that is due, oldest due first, and then every copy waiting for a
-        host that took one in this pass (rule 5: it is back); each once."""
-        taking: set[str] = set()
-        tried: set[str] = set()
-        while True:
-            now = self.clock()
-            due = sorted((at, queue_id) for queue_id, (at, host) in self._central_due.items()
-                         if queue_id not in tried and (at <= now or host in taking))
-            if not due:
-                return
-            for _, queue_id in due:
-                tried.add(queue_id)
-                if queue_id in self._central_due:
-                    host = self._central_due[queue_id][1]
-                    if await self._send_central(queue_id):
-                        taking.add(host)
-
-    def _pending_central(self) -> dict[str, tuple[float, str]]:
-        """The pending copies of the virus quarantine, as `_central_due` holds them; a copy
-        kept by an earlier release (no schedule) is due now."""
-        out = {}
-        for queue_id in self.spool.list(VIRUS_QUEUE):
-            try:
-                envelope = self.spool.read_envelope(VIRUS_QUEUE, queue_id)
-            except Exception:
-                continue
-            central = envelope.meta.get("central")
-            if isinstance(central, dict) and central.get("state") == "pending":
-                at = central.get("next_attempt_at")
-                out[queue_id] = (at if isinstance(at, (int, float)) else -math.inf,
-                                 _host_of(central))
-        return out
-
-    async def _send_central(self, queue_id: str) -> bool:
-        """One attempt to send a copy (rule 5), as core/scan/central.py writes it: null
-        sender, the quarantine mailbox, the signed block; True when the host took it. The
-        host is written as routing writes a relay (`relay_host`) here, not only when the
-        copy was kept: a copy kept with "[::1]" by an earlier release is sent to ::1, not
-        looked up in DNS as a name. A copy kept without a mailbox (an earlier release) goes
-        to the default one."""
-        from core.delivery import NextHop, relay_host
-        try:
-            envelope = await trio.to_thread.run_sync(
-                self.spool.read_envelope, VIRUS_QUEUE, queue_id)
-        except (FileNotFoundError, EnvelopeError):  # deleted (rule 3), or unreadable
-            await self._central_done(queue_id)
-            return False
-        except OSError:                 # not readable now: its next attempt as after a try
-            self._central_due[queue_id] = (self.clock() + CENTRAL_RETRY_SECONDS,
-                                           self._central_due[queue_id][1])
-            return False
-        central = envelope.meta.get("central")
-        if not isinstance(central, dict) or central.get("state") != "pending":
-            await self._central_done(queue_id)
-            return False
-        hop = NextHop("relay", relay_host(central["host"]), int(central["port"]),
-                      rule="av.central_quarantine")
-        mailbox = wire.mailbox_of(central)
-        settings = self.settings()
-        try:
-            form = await trio.to_thread.run_sync(
-                self._signed_form, queue_id, envelope, settings,
-                self._central_forms.pop(queue_id, None))
-        except FileNotFoundError:       # deleted while it was waiting (rule 3)
-            await self._central_done(queue_id)
-            return False
-        except OSError as exc:          # tmp/ full or unwritable: tried again, as a refusal
-            await self._not_sent(queue_id, envelope, hop, "deferred",
-                                 f"copy not written in {self.home.tmp}: "
-                                 f"{exc.strerror or exc}", status="4.3.0")
-            return False
-        self._central_forms[queue_id] = form
-        _, _, path, size = form
-        outgoing = envelope.copy()
-        outgoing.sender, outgoing.recipients, outgoing.size = "", [Recipient(mailbox)], size
-        results = await self.deliverer.deliver(hop, outgoing, [mailbox], path, settings)
-        failed = next((r for r in results if r.outcome != "delivered"), None)
-        if results and failed is None:
-            envelope.meta["central"] = {**central, "state": "sent", "sent_at": self.clock()}
-            await self._write_copy(envelope)
-            await self._central_done(queue_id)
-            self.events.record(Action.FORWARDED, rule="av.central_quarantine",
-                               result="forwarded", queue_id=queue_id,
-                               info=f"virus quarantine copy sent to {mailbox} at "
-                                    f"{hop.destination}",
-                               data={"forward_to": hop.destination, "mailbox": mailbox,
-                                     "generated": True})
-            return True
-        if failed is not None and failed.outcome == "failed":
-            await self._failed(queue_id, envelope, hop, failed)
-            return False
-        if failed is None:              # no answer for the mailbox at all: as a deferral
-            await self._not_sent(queue_id, envelope, hop, "deferred", "no result",
-                                 status="4.0.0")
-        else:
-            await self._not_sent(queue_id, envelope, hop, failed.outcome, failed.text,
-                                 status=failed.status, remote_mta=failed.remote_mta,
-                                 is_remote_reply=failed.is_remote_reply)
-        return False
-
-    async def _failed(self, queue_id, envelope, hop, result) -> None:
-        """The host refused the copy for good (rule 5): "failed", its event, no more tries."""
-        central = envelope.meta["central"]
-        envelope.meta["central"] = {**central, "state": "failed", "last_error": result.text,
-                                    "attempts": int(central.get("attempts") or 0) + 1,
-                                    "failed_at": self.clock()}
-        envelope.meta["central"].pop("next_attempt_at", None)
-        await self._write_copy(envelope)
-        await self._central_done(queue_id)
-        if self.counters is not None:
-            self.counters.incr("delivery_failures")
-        self.events.record(Action.DELIVERY_FAILED, rule="av.central_quarantine",
-                           result="failed", queue_id=queue_id, sender=envelope.sender,
-                           recipients=[r.address for r in envelope.recipients],
-                           size=envelope.size, subject=envelope.subject(),
-                           info=f"virus quarantine copy refused by {hop.destination}: "
-                                f"{result.text}; not sent again (the copy stays in the "
-                                f"virus quarantine)",
-                           data={"next_hop": hop.key, "remote_mta": result.remote_mta,
-                                 "status": result.status,
-                                 **({"remote_reply": True} if result.is_remote_reply else {})})
-
-    async def _not_sent(self, queue_id, envelope, hop, outcome: str, text: str, *,
-                        status: str, remote_mta: str | None = None,
-                        is_remote_reply: bool = False) -> None:
-        """A temporary failure (rule 5): the copy's next attempt, and its `deferred` event
-        unless the reason is the one already written for this copy."""
-        central = envelope.meta["central"]
-        attempts = int(central.get("attempts") or 0) + 1
-        maximum = self.settings()["delivery.retry_max_seconds"]
-        delay = retry_delay(attempts, CENTRAL_RETRY_SECONDS, maximum)
-        next_at = self.clock() + delay
-        is_new = text != central.get("last_error")
-        envelope.meta["central"] = {**central, "last_error": text, "attempts": attempts,
-                                    "next_attempt_at": next_at}
-        await self._write_copy(envelope)
-        if queue_id in self._central_due:
-            self._central_due[queue_id] = (next_at, self._central_due[queue_id][1])
-        free = await trio.to_thread.run_sync(self.spool.disk_free_fraction)
-        if free < LOW_DISK_FRACTION:                                    # rules 4 and 9
-            await self._drop_form(queue_id)
-        if not is_new:
-            return
-        self.events.record(Action.DEFERRED, rule="av.central_quarantine", result=outcome,
-                           queue_id=queue_id, sender=envelope.sender,
-                           recipients=[r.address for r in envelope.recipients],
-                           size=envelope.size, subject=envelope.subject(),
-                           info=f"virus quarantine copy not sent to {hop.destination}: "
-                                f"{text}; " + (f"tried again every {delay:.0f} s"
-                                               if delay >= maximum else
-                                               f"tried again in {delay:.0f} s, then at "
-                                               f"doubling intervals up to {maximum:.0f} s"),
-                           data={"next_hop": hop.key, "remote_mta": remote_mta,
-                                 "status": status,
-                                 **({"remote_reply": True} if is_remote_reply else {})})
-
-    async def _central_done(self, queue_id: str) -> None:
-        """The copy is no longer pending: no more attempts, and its signed form goes
-        (rule 9)."""
-        self._central_due.pop(queue_id, None)
-        await self._drop_form(queue_id)
-
-    async def _drop_form(self, queue_id: str) -> None:
-        form = self._central_forms.pop(queue_id, None)
-        if form is not None:
-            await trio.to_thread.run_sync(_unlink, form[2])
-
-    def _signed_form(self, queue_id: str, envelope, settings, known
-                     ) -> tuple[wire.CopyFacts, str | None, Path, int]:
-        """The copy as it is sent (rule 9), in the data home's tmp/ (the same file system
-        as the spool): (its facts, key, path, size). `known`, the form of the last attempt,
-        is sent again when its facts and the key are unchanged and its file is there, else
-        removed and written anew. FileNotFoundError when the copy is no longer in the
-        virus quarantine. Runs in a thread."""
-        meta = envelope.meta
-        facts = wire.CopyFacts(
-            gateway=self.hostname(), queue_id=str(meta.get("original_queue_id") or queue_id),
-            date=mail_date(_quarantined_at(envelope)), sender=envelope.sender,
-            recipients=tuple(r.address for r in envelope.recipients),
-            viruses=tuple(map(str, meta.get("virus") or ())),
-            files=tuple(map(str, meta.get("files") or ())),
-            actions=tuple(map(str, meta.get("actions") or ())))
-        key = settings["quarantine.reinsertion_key"]
-        if known is not None and known[:2] == (facts, key) and known[2].exists():
-            return known
-        if known is not None:
-            _unlink(known[2])
-        self.home.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=CENTRAL_TEMP_PREFIX, dir=self.home.tmp)
-        path = Path(name)
-        try:
-            with open(fd, "wb") as out:
-                size = wire.write_copy(self.spool.message_path(VIRUS_QUEUE, queue_id), out,
-                                       facts, key)
-        except BaseException:
-            _unlink(path)
-            raise
-        return facts, key, path, size
-
-    def _remove_stale_copies(self) -> None:
-        """Copies left in tmp/ by a core stopped while it was sending them."""
-        try:
-            stale = list(self.home.tmp.glob(CENTRAL_TEMP_PREFIX + "*"))
-        except OSError:
-            return
-        for path in stale:
-            _unlink(path)
-
     # --- received copies (rule 7) -----------------------------------------------------------
     async def claim(self, envelope, message_path: Path, settings: Mapping
                     ) -> PipelineResult | None:
@@ -592,12 +335,6 @@ class AntivirusService:
             reason=f"central quarantine copy of {facts.queue_id} from {facts.gateway} "
                    f"({viruses}), signed with the shared key: filed in the virus "
                    f"quarantine, not scanned")
-
-    async def _write_copy(self, envelope) -> None:
-        try:
-            await trio.to_thread.run_sync(self.spool.write_envelope, VIRUS_QUEUE, envelope)
-        except FileNotFoundError:   # deleted while it was being sent (rule 3)
-            pass
 
     # --- retention and deletion (rule 3) -----------------------------------------------------
     async def _retention_loop(self) -> None:
@@ -633,7 +370,7 @@ class AntivirusService:
         for queue_id in queue_ids:
             try:
                 envelope = self.spool.read_envelope(VIRUS_QUEUE, queue_id)
-                if _quarantined_at(envelope) < cutoff:
+                if quarantined_at(envelope) < cutoff:
                     self.spool.delete(VIRUS_QUEUE, queue_id)
                     deleted += 1
             except FileNotFoundError:   # deleted meanwhile by an administrator
@@ -666,20 +403,6 @@ class AntivirusService:
         return deleted, missing
 
 
-def _unlink(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-
-
-def _host_of(central: Mapping) -> str:
-    """The host a pending copy goes to, as "host:port" (rule 5: a host that takes one
-    copy takes the others)."""
-    from core.delivery import relay_host
-    return f"{relay_host(str(central.get('host')))}:{central.get('port')}"
-
-
 def _files_text(files: list[str]) -> str:
     """The infected files for an event's info: at most as long as a value of a copy's
     block (core/scan/central.py), the count of them when they do not fit."""
@@ -688,11 +411,6 @@ def _files_text(files: list[str]) -> str:
         return text
     tail = f"… ({len(files)} files)"
     return text[:wire.VALUE_MAX_CHARS - len(tail)] + tail
-
-
-def _quarantined_at(envelope) -> float:
-    at = envelope.meta.get("quarantined_at")
-    return at if isinstance(at, (int, float)) else envelope.received_at
 
 
 def _in_use(value: defs.Definitions | None) -> str:

@@ -1,0 +1,359 @@
+"""The central forwarder (SPEC §3 av.central_quarantine; guide §4 Central Quarantine): sends
+the virus quarantine's copies marked for a central quarantine to that host, on the trio side,
+as a part of the antivirus service (core/scan/service.py).
+
+What it owns
+    central_mark(...)     what a copy's envelope carries (meta "central") when
+                          av.central_quarantine is set: the host, port and mailbox it goes
+                          to, state "pending".
+    CentralForwarder      `run()`, started in the antivirus service's nursery: at start it
+                          removes signed forms an earlier run left in tmp/ and takes up the
+                          pending copies of the virus quarantine, then sends each copy when
+                          it is due. `copy_kept(...)`: the service's quarantine step kept a
+                          marked copy; it goes at once. A copy goes with the core's
+                          deliverer as core/scan/central.py writes it: with the null
+                          sender, to the quarantine mailbox, under X-Mailmoat-Quarantine-*
+                          fields signed with quarantine.reinsertion_key — never to the
+                          original recipients (guide finding 1: an ordinary mail server
+                          delivered the virus to the very recipient it had been taken
+                          from). The local copy stays whatever the outcome.
+
+Rules (the antivirus service's rules 5 and 9; its rules 3 and 4 hold here too)
+    1. A copy's sending ends as mail's does (SPEC §4): accepted -> state "sent" and a
+       `forwarded` event; refused for good (5xx to MAIL, RCPT or DATA) -> state "failed"
+       and one `delivery_failed` event, never tried again; anything else (4xx, no
+       connection, a timeout, tmp/ unwritable) -> tried again, the first time
+       CENTRAL_RETRY_SECONDS later, then at doubling intervals up to
+       `delivery.retry_max_seconds` (core/spool `retry_delay`), each copy on its own
+       schedule (`central.attempts`, `central.next_attempt_at` in its envelope, so a
+       restart keeps it). A new copy goes at once, and once a host takes a copy, every
+       copy waiting for that host goes in the same pass: it is back. A temporary failure
+       writes a `deferred` event (rule av.central_quarantine, the next hop and the reason,
+       as the queue manager's) at its first failed attempt and whenever the reason changes
+       (kept as `central.last_error`), not at every retry. Neither failure event is marked
+       generated, so a failed connection raises the smtp_connection_failure alert as
+       mail's own does (core/notify.py); a `delivery_failed` counts in delivery_failures,
+       as the summary's Message Delivery Failures counts it.
+    2. The signed copy as sent (core/scan/central.py) is written once per pending copy, to
+       the data home's tmp/, and sent again as it is while its facts and the key are
+       unchanged; it is removed when the copy's sending ends, when the copy is found deleted
+       at its next attempt, at the next start, and after an attempt while the spool's file
+       system is low (service rule 4: it is then written again for each attempt).
+    3. The state of a copy's sending is only written here, into the copy's own envelope in
+       the virus quarantine; a copy that vanishes meanwhile was deleted by the antivirus
+       service on purpose (service rule 3), and its sending ends.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import trio
+
+from core.scan import central as wire
+from core.spool import retry_delay
+from shared.clock import mail_date
+from shared.disk import LOW_DISK_FRACTION
+from shared.events import Action
+from shared.spool import EnvelopeError, Recipient
+
+__all__ = ["CentralForwarder", "central_mark", "quarantined_at", "VIRUS_QUEUE",
+           "CENTRAL_RETRY_SECONDS"]
+
+# The virus quarantine (core/scan/service.py owns it); named here, the module it imports.
+VIRUS_QUEUE = "quarantine/virus"
+CENTRAL_RETRY_SECONDS = 30.0            # the first retry of a copy; doubling from there (rule 1)
+CENTRAL_TEMP_PREFIX = "central-copy-"    # a copy as sent, under the data home's tmp/ (rule 2)
+
+
+def central_mark(setting: Mapping) -> dict:
+    """A copy's meta "central" for the av.central_quarantine value `setting`: pending."""
+    from core.delivery import relay_host
+    return {"host": relay_host(setting["host"]), "port": setting["port"],
+            "mailbox": wire.mailbox_of(setting), "state": "pending"}
+
+
+def quarantined_at(envelope) -> float:
+    """When a virus quarantine copy was kept (wall clock): its Date when sent, its age for
+    the retention."""
+    at = envelope.meta.get("quarantined_at")
+    return at if isinstance(at, (int, float)) else envelope.received_at
+
+
+class CentralForwarder:
+    def __init__(self, home, events, counters, settings: Callable[[], Mapping], spool, *,
+                 deliverer, hostname: Callable[[], str], clock: Callable[[], float],
+                 tick_seconds: float = CENTRAL_RETRY_SECONDS):
+        """`deliverer` None: nothing is sent. `clock`: wall-clock unix seconds, a callable
+        (copies' times and schedules); `tick_seconds`: the longest it waits (trio time)
+        before it looks at that clock again, so a test that moves the clock sees the copies
+        that came due."""
+        self.home = home
+        self.events = events
+        self.counters = counters
+        self.settings = settings
+        self.spool = spool
+        self.deliverer = deliverer
+        self.hostname = hostname
+        self.clock = clock
+        self.tick_seconds = tick_seconds
+        self._wakeup = trio.Event()
+        # pending copy -> (its next attempt, wall clock; its host as "host:port"), rule 1
+        self._due: dict[str, tuple[float, str]] = {}
+        # pending copy -> (facts, key, path, size) of its signed form in tmp/ (rule 2)
+        self._forms: dict[str, tuple[wire.CopyFacts, str | None, Path, int]] = {}
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Ready once the signed forms of an earlier run are gone and the pending copies
+        taken up; then sends copies as they come due, until cancelled."""
+        await trio.to_thread.run_sync(self._remove_stale_copies)
+        self._due.update(await trio.to_thread.run_sync(self._pending))
+        task_status.started()
+        while True:
+            wait = self.tick_seconds
+            if self.deliverer is not None:
+                await self._pass()
+                if self._due:
+                    first = min(at for at, _ in self._due.values())
+                    wait = min(wait, max(first - self.clock(), wait / 10))
+            with trio.move_on_after(wait):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+
+    def copy_kept(self, queue_id: str, copy) -> None:
+        """The virus quarantine kept `copy` (its envelope, meta "central" from
+        `central_mark`) as `queue_id`: it goes at once (rule 1)."""
+        self._due[queue_id] = (copy.meta["quarantined_at"], _host_of(copy.meta["central"]))
+        self._wakeup.set()
+
+    async def _pass(self) -> None:
+        """Send every copy that is due, oldest due first, and then every copy waiting for a
+        host that took one in this pass (rule 1: it is back); each once."""
+        taking: set[str] = set()
+        tried: set[str] = set()
+        while True:
+            now = self.clock()
+            due = sorted((at, queue_id) for queue_id, (at, host) in self._due.items()
+                         if queue_id not in tried and (at <= now or host in taking))
+            if not due:
+                return
+            for _, queue_id in due:
+                tried.add(queue_id)
+                if queue_id in self._due:
+                    host = self._due[queue_id][1]
+                    if await self._send(queue_id):
+                        taking.add(host)
+
+    def _pending(self) -> dict[str, tuple[float, str]]:
+        """The pending copies of the virus quarantine, as `_due` holds them; a copy kept by
+        an earlier release (no schedule) is due now."""
+        out = {}
+        for queue_id in self.spool.list(VIRUS_QUEUE):
+            try:
+                envelope = self.spool.read_envelope(VIRUS_QUEUE, queue_id)
+            except Exception:
+                continue
+            central = envelope.meta.get("central")
+            if isinstance(central, dict) and central.get("state") == "pending":
+                at = central.get("next_attempt_at")
+                out[queue_id] = (at if isinstance(at, (int, float)) else -math.inf,
+                                 _host_of(central))
+        return out
+
+    async def _send(self, queue_id: str) -> bool:
+        """One attempt to send a copy (rule 1), as core/scan/central.py writes it: null
+        sender, the quarantine mailbox, the signed block; True when the host took it. The
+        host is written as routing writes a relay (`relay_host`) here, not only when the
+        copy was kept: a copy kept with "[::1]" by an earlier release is sent to ::1, not
+        looked up in DNS as a name. A copy kept without a mailbox (an earlier release) goes
+        to the default one."""
+        from core.delivery import NextHop, relay_host
+        try:
+            envelope = await trio.to_thread.run_sync(
+                self.spool.read_envelope, VIRUS_QUEUE, queue_id)
+        except (FileNotFoundError, EnvelopeError):  # deleted (rule 3), or unreadable
+            await self._done(queue_id)
+            return False
+        except OSError:                 # not readable now: its next attempt as after a try
+            self._due[queue_id] = (self.clock() + CENTRAL_RETRY_SECONDS,
+                                   self._due[queue_id][1])
+            return False
+        central = envelope.meta.get("central")
+        if not isinstance(central, dict) or central.get("state") != "pending":
+            await self._done(queue_id)
+            return False
+        hop = NextHop("relay", relay_host(central["host"]), int(central["port"]),
+                      rule="av.central_quarantine")
+        mailbox = wire.mailbox_of(central)
+        settings = self.settings()
+        try:
+            form = await trio.to_thread.run_sync(
+                self._signed_form, queue_id, envelope, settings,
+                self._forms.pop(queue_id, None))
+        except FileNotFoundError:       # deleted while it was waiting (rule 3)
+            await self._done(queue_id)
+            return False
+        except OSError as exc:          # tmp/ full or unwritable: tried again, as a refusal
+            await self._not_sent(queue_id, envelope, hop, "deferred",
+                                 f"copy not written in {self.home.tmp}: "
+                                 f"{exc.strerror or exc}", status="4.3.0")
+            return False
+        self._forms[queue_id] = form
+        _, _, path, size = form
+        outgoing = envelope.copy()
+        outgoing.sender, outgoing.recipients, outgoing.size = "", [Recipient(mailbox)], size
+        results = await self.deliverer.deliver(hop, outgoing, [mailbox], path, settings)
+        failed = next((r for r in results if r.outcome != "delivered"), None)
+        if results and failed is None:
+            envelope.meta["central"] = {**central, "state": "sent", "sent_at": self.clock()}
+            await self._write_copy(envelope)
+            await self._done(queue_id)
+            self.events.record(Action.FORWARDED, rule="av.central_quarantine",
+                               result="forwarded", queue_id=queue_id,
+                               info=f"virus quarantine copy sent to {mailbox} at "
+                                    f"{hop.destination}",
+                               data={"forward_to": hop.destination, "mailbox": mailbox,
+                                     "generated": True})
+            return True
+        if failed is not None and failed.outcome == "failed":
+            await self._failed(queue_id, envelope, hop, failed)
+            return False
+        if failed is None:              # no answer for the mailbox at all: as a deferral
+            await self._not_sent(queue_id, envelope, hop, "deferred", "no result",
+                                 status="4.0.0")
+        else:
+            await self._not_sent(queue_id, envelope, hop, failed.outcome, failed.text,
+                                 status=failed.status, remote_mta=failed.remote_mta,
+                                 is_remote_reply=failed.is_remote_reply)
+        return False
+
+    async def _failed(self, queue_id, envelope, hop, result) -> None:
+        """The host refused the copy for good (rule 1): "failed", its event, no more tries."""
+        central = envelope.meta["central"]
+        envelope.meta["central"] = {**central, "state": "failed", "last_error": result.text,
+                                    "attempts": int(central.get("attempts") or 0) + 1,
+                                    "failed_at": self.clock()}
+        envelope.meta["central"].pop("next_attempt_at", None)
+        await self._write_copy(envelope)
+        await self._done(queue_id)
+        if self.counters is not None:
+            self.counters.incr("delivery_failures")
+        self.events.record(Action.DELIVERY_FAILED, rule="av.central_quarantine",
+                           result="failed", queue_id=queue_id, sender=envelope.sender,
+                           recipients=[r.address for r in envelope.recipients],
+                           size=envelope.size, subject=envelope.subject(),
+                           info=f"virus quarantine copy refused by {hop.destination}: "
+                                f"{result.text}; not sent again (the copy stays in the "
+                                f"virus quarantine)",
+                           data={"next_hop": hop.key, "remote_mta": result.remote_mta,
+                                 "status": result.status,
+                                 **({"remote_reply": True} if result.is_remote_reply else {})})
+
+    async def _not_sent(self, queue_id, envelope, hop, outcome: str, text: str, *,
+                        status: str, remote_mta: str | None = None,
+                        is_remote_reply: bool = False) -> None:
+        """A temporary failure (rule 1): the copy's next attempt, and its `deferred` event
+        unless the reason is the one already written for this copy."""
+        central = envelope.meta["central"]
+        attempts = int(central.get("attempts") or 0) + 1
+        maximum = self.settings()["delivery.retry_max_seconds"]
+        delay = retry_delay(attempts, CENTRAL_RETRY_SECONDS, maximum)
+        next_at = self.clock() + delay
+        is_new = text != central.get("last_error")
+        envelope.meta["central"] = {**central, "last_error": text, "attempts": attempts,
+                                    "next_attempt_at": next_at}
+        await self._write_copy(envelope)
+        if queue_id in self._due:
+            self._due[queue_id] = (next_at, self._due[queue_id][1])
+        free = await trio.to_thread.run_sync(self.spool.disk_free_fraction)
+        if free < LOW_DISK_FRACTION:                            # rule 2, service rule 4
+            await self._drop_form(queue_id)
+        if not is_new:
+            return
+        self.events.record(Action.DEFERRED, rule="av.central_quarantine", result=outcome,
+                           queue_id=queue_id, sender=envelope.sender,
+                           recipients=[r.address for r in envelope.recipients],
+                           size=envelope.size, subject=envelope.subject(),
+                           info=f"virus quarantine copy not sent to {hop.destination}: "
+                                f"{text}; " + (f"tried again every {delay:.0f} s"
+                                               if delay >= maximum else
+                                               f"tried again in {delay:.0f} s, then at "
+                                               f"doubling intervals up to {maximum:.0f} s"),
+                           data={"next_hop": hop.key, "remote_mta": remote_mta,
+                                 "status": status,
+                                 **({"remote_reply": True} if is_remote_reply else {})})
+
+    async def _write_copy(self, envelope) -> None:
+        try:
+            await trio.to_thread.run_sync(self.spool.write_envelope, VIRUS_QUEUE, envelope)
+        except FileNotFoundError:   # deleted while it was being sent (rule 3)
+            pass
+
+    async def _done(self, queue_id: str) -> None:
+        """The copy is no longer pending: no more attempts, and its signed form goes
+        (rule 2)."""
+        self._due.pop(queue_id, None)
+        await self._drop_form(queue_id)
+
+    async def _drop_form(self, queue_id: str) -> None:
+        form = self._forms.pop(queue_id, None)
+        if form is not None:
+            await trio.to_thread.run_sync(_unlink, form[2])
+
+    def _signed_form(self, queue_id: str, envelope, settings, known
+                     ) -> tuple[wire.CopyFacts, str | None, Path, int]:
+        """The copy as it is sent (rule 2), in the data home's tmp/ (the same file system
+        as the spool): (its facts, key, path, size). `known`, the form of the last attempt,
+        is sent again when its facts and the key are unchanged and its file is there, else
+        removed and written anew. FileNotFoundError when the copy is no longer in the
+        virus quarantine. Runs in a thread."""
+        meta = envelope.meta
+        facts = wire.CopyFacts(
+            gateway=self.hostname(), queue_id=str(meta.get("original_queue_id") or queue_id),
+            date=mail_date(quarantined_at(envelope)), sender=envelope.sender,
+            recipients=tuple(r.address for r in envelope.recipients),
+            viruses=tuple(map(str, meta.get("virus") or ())),
+            files=tuple(map(str, meta.get("files") or ())),
+            actions=tuple(map(str, meta.get("actions") or ())))
+        key = settings["quarantine.reinsertion_key"]
+        if known is not None and known[:2] == (facts, key) and known[2].exists():
+            return known
+        if known is not None:
+            _unlink(known[2])
+        self.home.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=CENTRAL_TEMP_PREFIX, dir=self.home.tmp)
+        path = Path(name)
+        try:
+            with open(fd, "wb") as out:
+                size = wire.write_copy(self.spool.message_path(VIRUS_QUEUE, queue_id), out,
+                                       facts, key)
+        except BaseException:
+            _unlink(path)
+            raise
+        return facts, key, path, size
+
+    def _remove_stale_copies(self) -> None:
+        """Copies left in tmp/ by a core stopped while it was sending them."""
+        try:
+            stale = list(self.home.tmp.glob(CENTRAL_TEMP_PREFIX + "*"))
+        except OSError:
+            return
+        for path in stale:
+            _unlink(path)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _host_of(central: Mapping) -> str:
+    """The host a pending copy goes to, as "host:port" (rule 1: a host that takes one
+    copy takes the others)."""
+    from core.delivery import relay_host
+    return f"{relay_host(str(central.get('host')))}:{central.get('port')}"
