@@ -88,7 +88,7 @@ def list_quarantine(limit: int = LIST_LIMIT) -> tuple[int, list[QuarantinedMessa
 
 
 def _central_state(central: dict) -> str:
-    """A copy the central host refused for good says why (core/scan/service.py rule 5)."""
+    """A copy the central host refused for good says why (core/scan/central_forwarder.py rule 1)."""
     state = str(central.get("state", ""))
     if state == "failed" and central.get("last_error"):
         return f"failed: {central['last_error']}"

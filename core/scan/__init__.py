@@ -10,6 +10,8 @@ Antivirus (SPEC §3 Antivirus; docs/antivirus.md):
     heuristics/    disguised executables, macros, PDF JavaScript, HTML smuggling
     repair.py      VBA project removal from OOXML documents
     service.py     the core side: definitions watcher, virus quarantine, outbreak, counters
+    central.py     a central quarantine copy on the wire (signed fields)
+    central_forwarder.py  sends virus quarantine copies to av.central_quarantine
 Antispam: antispam/ (its own package).
 
 Nothing is imported here: the antivirus modules pull in numpy and pyahocorasick, which the

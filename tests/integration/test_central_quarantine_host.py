@@ -99,7 +99,7 @@ async def test_a_refused_central_quarantine_writes_one_deferred_event_per_copy(t
     await trio.to_thread.run_sync(send_infected, port, "first")
     await until(lambda: len(deferred()) == 1)
     # the next copy wakes the forwarder and goes at once; the first waits for its next
-    # attempt (core/scan/service.py rule 5: 30 s, capped by the test home's
+    # attempt (core/scan/central_forwarder.py rule 1: 30 s, capped by the test home's
     # delivery.retry_max_seconds at 2 s), and its unchanged reason writes nothing more
     await trio.to_thread.run_sync(send_infected, port, "second")
     await until(lambda: len(deferred()) == 2)

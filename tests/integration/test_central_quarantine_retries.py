@@ -1,5 +1,5 @@
-"""When a central quarantine copy is sent again, and when never (core/scan/service.py rules
-5 and 9). The antivirus service with the real deliverer, a real spool and loopback sinks as
+"""When a central quarantine copy is sent again, and when never (core/scan/central_forwarder.py
+rules 1 and 2). The antivirus service with the real deliverer, a real spool and loopback sinks as
 the central quarantine; wall time is a FakeClock the tests move, trio time is real but short
 (the forwarder looks at the clock every TICK_SECONDS).
 
