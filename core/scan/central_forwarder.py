@@ -34,11 +34,13 @@ Rules (the antivirus service's rules 5 and 9; its rules 3 and 4 hold here too)
        generated, so a failed connection raises the smtp_connection_failure alert as
        mail's own does (core/notify.py); a `delivery_failed` counts in delivery_failures,
        as the summary's Message Delivery Failures counts it.
-    2. The signed copy as sent (core/scan/central.py) is written once per pending copy, to
-       the data home's tmp/, and sent again as it is while its facts and the key are
-       unchanged; it is removed when the copy's sending ends, when the copy is found deleted
-       at its next attempt, at the next start, and after an attempt while the spool's file
-       system is low (service rule 4: it is then written again for each attempt).
+    2. The signed copy as sent (core/scan/central.py) is written to the data home's tmp/
+       for an attempt and removed when the attempt ends (or at the next start, after a core
+       stopped in the middle of one): while the central host is down, a pending copy takes
+       no room beyond its place in the virus quarantine. (Kept from one attempt to the next,
+       each pending copy's signed form doubled the disk it took for hours, on the spool's
+       file system, where 5 % free refuses all mail: regression hunt 13.) With rule 1's
+       backoff an attempt writes it at most once per `delivery.retry_max_seconds`.
     3. The state of a copy's sending is only written here, into the copy's own envelope in
        the virus quarantine; a copy that vanishes meanwhile was deleted by the antivirus
        service on purpose (service rule 3), and its sending ends.
@@ -56,7 +58,6 @@ import trio
 from core.scan import central as wire
 from core.spool import retry_delay
 from shared.clock import mail_date
-from shared.disk import LOW_DISK_FRACTION
 from shared.events import Action
 from shared.spool import EnvelopeError, Recipient
 
@@ -104,7 +105,6 @@ class CentralForwarder:
         # pending copy -> (its next attempt, wall clock; its host as "host:port"), rule 1
         self._due: dict[str, tuple[float, str]] = {}
         # pending copy -> (facts, key, path, size) of its signed form in tmp/ (rule 2)
-        self._forms: dict[str, tuple[wire.CopyFacts, str | None, Path, int]] = {}
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Ready once the signed forms of an earlier run are gone and the pending copies
@@ -190,9 +190,8 @@ class CentralForwarder:
         mailbox = wire.mailbox_of(central)
         settings = self.settings()
         try:
-            form = await trio.to_thread.run_sync(
-                self._signed_form, queue_id, envelope, settings,
-                self._forms.pop(queue_id, None))
+            path, size = await trio.to_thread.run_sync(
+                self._signed_form, queue_id, envelope, settings)
         except FileNotFoundError:       # deleted while it was waiting (rule 3)
             await self._done(queue_id)
             return False
@@ -201,11 +200,13 @@ class CentralForwarder:
                                  f"copy not written in {self.home.tmp}: "
                                  f"{exc.strerror or exc}", status="4.3.0")
             return False
-        self._forms[queue_id] = form
-        _, _, path, size = form
         outgoing = envelope.copy()
         outgoing.sender, outgoing.recipients, outgoing.size = "", [Recipient(mailbox)], size
-        results = await self.deliverer.deliver(hop, outgoing, [mailbox], path, settings)
+        try:
+            results = await self.deliverer.deliver(hop, outgoing, [mailbox], path, settings)
+        finally:
+            with trio.CancelScope(shield=True):                         # rule 2
+                await trio.to_thread.run_sync(_unlink, path)
         failed = next((r for r in results if r.outcome != "delivered"), None)
         if results and failed is None:
             envelope.meta["central"] = {**central, "state": "sent", "sent_at": self.clock()}
@@ -268,9 +269,6 @@ class CentralForwarder:
         await self._write_copy(envelope)
         if queue_id in self._due:
             self._due[queue_id] = (next_at, self._due[queue_id][1])
-        free = await trio.to_thread.run_sync(self.spool.disk_free_fraction)
-        if free < LOW_DISK_FRACTION:                            # rule 2, service rule 4
-            await self._drop_form(queue_id)
         if not is_new:
             return
         self.events.record(Action.DEFERRED, rule="av.central_quarantine", result=outcome,
@@ -293,23 +291,13 @@ class CentralForwarder:
             pass
 
     async def _done(self, queue_id: str) -> None:
-        """The copy is no longer pending: no more attempts, and its signed form goes
-        (rule 2)."""
+        """The copy is no longer pending: no more attempts."""
         self._due.pop(queue_id, None)
-        await self._drop_form(queue_id)
 
-    async def _drop_form(self, queue_id: str) -> None:
-        form = self._forms.pop(queue_id, None)
-        if form is not None:
-            await trio.to_thread.run_sync(_unlink, form[2])
-
-    def _signed_form(self, queue_id: str, envelope, settings, known
-                     ) -> tuple[wire.CopyFacts, str | None, Path, int]:
+    def _signed_form(self, queue_id: str, envelope, settings) -> tuple[Path, int]:
         """The copy as it is sent (rule 2), in the data home's tmp/ (the same file system
-        as the spool): (its facts, key, path, size). `known`, the form of the last attempt,
-        is sent again when its facts and the key are unchanged and its file is there, else
-        removed and written anew. FileNotFoundError when the copy is no longer in the
-        virus quarantine. Runs in a thread."""
+        as the spool): (its path, its size). FileNotFoundError when the copy is no longer
+        in the virus quarantine. Runs in a thread."""
         meta = envelope.meta
         facts = wire.CopyFacts(
             gateway=self.hostname(), queue_id=str(meta.get("original_queue_id") or queue_id),
@@ -319,10 +307,6 @@ class CentralForwarder:
             files=tuple(map(str, meta.get("files") or ())),
             actions=tuple(map(str, meta.get("actions") or ())))
         key = settings["quarantine.reinsertion_key"]
-        if known is not None and known[:2] == (facts, key) and known[2].exists():
-            return known
-        if known is not None:
-            _unlink(known[2])
         self.home.tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=CENTRAL_TEMP_PREFIX, dir=self.home.tmp)
         path = Path(name)
@@ -333,7 +317,7 @@ class CentralForwarder:
         except BaseException:
             _unlink(path)
             raise
-        return facts, key, path, size
+        return path, size
 
     def _remove_stale_copies(self) -> None:
         """Copies left in tmp/ by a core stopped while it was sending them."""
