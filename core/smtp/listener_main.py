@@ -68,6 +68,7 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
     settings.on_change(server.settings_changed)
 
     async def report():
+        core_gone = False
         async with receive_line:
             async for line in receive_line:
                 lines = [line]      # what else is waiting goes in the same write
@@ -76,7 +77,15 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
                         lines.append(receive_line.receive_nowait())
                     except trio.WouldBlock:
                         break
-                await stream.send_all(b"".join(lines))
+                if core_gone:
+                    continue        # drained, so that no sender waits on a full channel
+                try:
+                    await stream.send_all(b"".join(lines))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    # The core stopped first (a stop that waits for its scan workers):
+                    # until_core_goes_away stops this listener; what it did not hear of,
+                    # it finds in fast/ at its next start. Not a traceback on every stop.
+                    core_gone = True
 
     async def report_counters():
         while True:
