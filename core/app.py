@@ -148,7 +148,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                               resolver=resolver, hostname=hostname,
                               diagnostics_dir=home.diagnostics)
         temp_dir = settings()["scan.temp_dir"]          # read at start only (_scratch_dir)
-        scratch = _scratch_dir(home, temp_dir, events)
+        scratch, fell_back = _scratch_dir(home, temp_dir, events)
         pipeline = FilteringPipeline(events, counters, scratch_dir=scratch,
                                      **(pipeline_options or {}))
         auto_whitelist = AutoWhitelist(home.db, settings, clock)
@@ -179,7 +179,8 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         pipeline.hooks.append(queue_files)      # a scan error finding keeps on_error copies
         queue.delivery_hooks.append(auto_whitelist.note_delivered)
         # what the Setup page compares with the stored value (a change waits for a restart)
-        status.extra["scan_temp_dir"] = {"read_at_start": temp_dir or "", "in_use": str(scratch)}
+        status.extra["scan_temp_dir"] = {"read_at_start": temp_dir or "", "in_use": str(scratch),
+                                         "fell_back": fell_back}
         status.extra["auto_whitelist_entries"] = 0
         auto_whitelist.on_change = lambda n: status.extra.__setitem__("auto_whitelist_entries", n)
         commands = CommandRunner(home.db, settings)
@@ -266,21 +267,24 @@ def _recover_accepted(home: DataHome, spool: Spool, found: dict[str, list[str]],
     return lost
 
 
-def _scratch_dir(home: DataHome, configured: str | None, events: EventWriter) -> Path:
+def _scratch_dir(home: DataHome, configured: str | None,
+                 events: EventWriter) -> tuple[Path, bool]:
     """`scan.temp_dir` (read at start: it takes effect at restart), created 0700 if need be;
-    tmp/ in the data home when it is not set, or cannot be written (said by an event)."""
+    tmp/ in the data home when it is not set, or cannot be written (said by an event, and by
+    the second value: True when the one set could not be used)."""
     if configured:
         path = Path(configured)
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=path):
                 pass
-            return path
+            return path, False
         except OSError as exc:
             events.record(Action.SCAN_ERROR, rule="scan.temp_dir",
                           info=f"cannot use {path} ({exc.strerror or exc}); scanning uses "
                                f"{home.tmp} instead")
-    return home.tmp
+            return home.tmp, True
+    return home.tmp, False
 
 
 class _ShieldedServices:

@@ -80,9 +80,9 @@ def page_warnings(page: str) -> list[str]:
 
 def _temp_dir_note(stored: str) -> str | None:
     """What the Setup page says about `scan.temp_dir`: the core reads it at start only and
-    reports, in its status snapshot, what it read and the directory it scans in (core/app.py
-    `_scratch_dir`: tmp/ in the data home when the one set cannot be used). None when all is
-    as stored, or no running core says otherwise."""
+    reports, in its status snapshot, what it read, the directory it scans in and whether it
+    fell back to tmp/ in the data home because the one set could not be used (core/app.py
+    `_scratch_dir`). None when all is as stored, or no running core says otherwise."""
     found = read_snapshot(request_db())
     if found is None:
         return None
@@ -95,7 +95,7 @@ def _temp_dir_note(stored: str) -> str | None:
     if temp_dir.get("read_at_start", "") != stored:
         return (f"The temporary files directory takes effect when Mailmoat restarts; until "
                 f"then scanning uses {in_use}.")
-    if stored and temp_dir.get("in_use") != stored:
+    if temp_dir.get("fell_back"):
         return (f"The temporary files directory {stored} could not be used when Mailmoat "
                 f"started (a scan_error event says why); scanning uses {in_use}.")
     return None

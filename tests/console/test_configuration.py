@@ -153,10 +153,11 @@ TEMP_DIR_NOTE = "The temporary files directory takes effect when Mailmoat restar
 
 def _core_started(admin, clock, read_at_start: str = "", in_use: str | None = None) -> None:
     """The status snapshot of a core that started now and is running, with the temporary
-    directory it read and uses (core/app.py)."""
+    directory it read and uses (core/app.py); `in_use` given: it fell back to it."""
     snapshot = new_snapshot(started_at=clock.now())
     snapshot["scan_temp_dir"] = {"read_at_start": read_at_start,
-                                 "in_use": in_use or read_at_start or str(admin.home.tmp)}
+                                 "in_use": in_use or read_at_start or str(admin.home.tmp),
+                                 "fell_back": in_use is not None}
     conn = db.connect(admin.home.db)
     try:
         write_snapshot(conn, snapshot, now=clock.now())
@@ -198,6 +199,24 @@ def test_a_temporary_directory_the_core_could_not_use_is_said(admin, clock, tmp_
     html = admin.get("/configuration/setup").get_data(as_text=True)
     assert (f"The temporary files directory {unusable} could not be used when Mailmoat "
             f"started (a scan_error event says why); scanning uses {admin.home.tmp}.") in html
+
+
+def test_a_temporary_directory_written_with_a_trailing_slash_is_no_fall_back(admin, clock,
+                                                                            tmp_path):
+    # review 13 B5: the page compared the stored text with the path the core reported
+    # (without the slash) and said "could not be used" of a directory in use
+    stored = f"{tmp_path / 'scratch'}/"
+    _save_temp_dir(admin, clock, stored)
+    snapshot = new_snapshot(started_at=clock.now())
+    snapshot["scan_temp_dir"] = {"read_at_start": stored, "in_use": str(tmp_path / "scratch"),
+                                 "fell_back": False}
+    conn = db.connect(admin.home.db)
+    try:
+        write_snapshot(conn, snapshot, now=clock.now())
+    finally:
+        conn.close()
+    html = admin.get("/configuration/setup").get_data(as_text=True)
+    assert "could not be used" not in html and TEMP_DIR_NOTE not in html
 
 
 def test_the_temporary_directory_note_is_not_shown_while_the_core_is_stopped(admin, clock,

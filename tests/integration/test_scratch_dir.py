@@ -39,7 +39,7 @@ async def test_the_core_creates_the_scratch_directory_and_scans_with_it(tmp_path
     assert pipeline._shared_arguments(core.settings())[0][SCRATCH_DIR_KEY] == str(scratch)
     # the Setup page compares it with the stored value (console/configuration/service.py)
     await until(lambda: _reported(home) == {"read_at_start": str(scratch),
-                                            "in_use": str(scratch)}, 10)
+                                            "in_use": str(scratch), "fell_back": False}, 10)
     core.cancel_scope.cancel()
 
 
@@ -55,7 +55,7 @@ async def test_an_unusable_scratch_directory_is_reported_and_tmp_serves(tmp_path
     assert event["rule"] == "scan.temp_dir"
     assert event["info"].startswith(f"cannot use {blocker / 'scratch'} (")
     await until(lambda: _reported(home) == {"read_at_start": str(blocker / "scratch"),
-                                            "in_use": str(home.tmp)}, 10)
+                                            "in_use": str(home.tmp), "fell_back": True}, 10)
     core.cancel_scope.cancel()
 
 
