@@ -58,10 +58,9 @@ def configure_workers() -> None:
     trio_parallel.configure_default_context(init=_ignore_stop_signals)
 
 
-def _ignore_stop_signals() -> bool:
+def _ignore_stop_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    return True
 
 
 async def run_in_worker(fn, *args, timeout_seconds: float = PROCESS_TIMEOUT_SECONDS,

@@ -104,7 +104,6 @@ class CentralForwarder:
         self._wakeup = trio.Event()
         # pending copy -> (its next attempt, wall clock; its host as "host:port"), rule 1
         self._due: dict[str, tuple[float, str]] = {}
-        # pending copy -> (facts, key, path, size) of its signed form in tmp/ (rule 2)
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Ready once the signed forms of an earlier run are gone and the pending copies
@@ -175,7 +174,7 @@ class CentralForwarder:
             envelope = await trio.to_thread.run_sync(
                 self.spool.read_envelope, VIRUS_QUEUE, queue_id)
         except (FileNotFoundError, EnvelopeError):  # deleted (rule 3), or unreadable
-            await self._done(queue_id)
+            self._done(queue_id)
             return False
         except OSError:                 # not readable now: its next attempt as after a try
             self._due[queue_id] = (self.clock() + CENTRAL_RETRY_SECONDS,
@@ -183,7 +182,7 @@ class CentralForwarder:
             return False
         central = envelope.meta.get("central")
         if not isinstance(central, dict) or central.get("state") != "pending":
-            await self._done(queue_id)
+            self._done(queue_id)
             return False
         hop = NextHop("relay", relay_host(central["host"]), int(central["port"]),
                       rule="av.central_quarantine")
@@ -193,7 +192,7 @@ class CentralForwarder:
             path, size = await trio.to_thread.run_sync(
                 self._signed_form, queue_id, envelope, settings)
         except FileNotFoundError:       # deleted while it was waiting (rule 3)
-            await self._done(queue_id)
+            self._done(queue_id)
             return False
         except OSError as exc:          # tmp/ full or unwritable: tried again, as a refusal
             await self._not_sent(queue_id, envelope, hop, "deferred",
@@ -211,7 +210,7 @@ class CentralForwarder:
         if results and failed is None:
             envelope.meta["central"] = {**central, "state": "sent", "sent_at": self.clock()}
             await self._write_copy(envelope)
-            await self._done(queue_id)
+            self._done(queue_id)
             self.events.record(Action.FORWARDED, rule="av.central_quarantine",
                                result="forwarded", queue_id=queue_id,
                                info=f"virus quarantine copy sent to {mailbox} at "
@@ -239,7 +238,7 @@ class CentralForwarder:
                                     "failed_at": self.clock()}
         envelope.meta["central"].pop("next_attempt_at", None)
         await self._write_copy(envelope)
-        await self._done(queue_id)
+        self._done(queue_id)
         if self.counters is not None:
             self.counters.incr("delivery_failures")
         self.events.record(Action.DELIVERY_FAILED, rule="av.central_quarantine",
@@ -290,7 +289,7 @@ class CentralForwarder:
         except FileNotFoundError:   # deleted while it was being sent (rule 3)
             pass
 
-    async def _done(self, queue_id: str) -> None:
+    def _done(self, queue_id: str) -> None:
         """The copy is no longer pending: no more attempts."""
         self._due.pop(queue_id, None)
 

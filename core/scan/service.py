@@ -78,8 +78,8 @@ Rules
     8. The Status page's Quarantined counts every copy kept (guide Table 7-1), as the
        summary's Messages Quarantined counts their `quarantined` events; a copy not kept
        (rule 4) counts in neither.
-    9. The signed copy as sent is written once per pending copy, to the data home's tmp/:
-       core/scan/central_forwarder.py rule 2.
+    9. The signed copy as sent is written to the data home's tmp/ for each attempt and
+       removed when it ends: core/scan/central_forwarder.py rule 2.
 """
 
 from __future__ import annotations
