@@ -51,8 +51,8 @@ Rules
        failure (RFC 5321 §4.5.3.1.10), so the message does not wait in the slow queue
        with a delay notice for it (interop finding 2; Exim does the same). They follow on
        the same connection, or on a new one when the host closed it after the transaction
-       it took (found when the next MAIL gets no answer, or a 421, as a stale pooled
-       connection is).
+       it took (found when the next MAIL gets no answer, or a 421 and the close, as a
+       stale pooled connection is: `_closed_before_taking`).
        Only a transaction whose host took none of them defers them (4.5.3): that limit is
        no longer flow control.
 
@@ -340,6 +340,8 @@ def _sni_name(host: str) -> str | None:
 
 
 def _closed_before_taking(session, outcomes: Mapping) -> bool:
-    """The host closed the connection (a 421) in a transaction where it took no recipient."""
-    return not session.is_usable and not any(
-        outcome == "delivered" for outcome, *_ in outcomes.values())
+    """The host closed the connection (with a 421, or without a word) in a transaction
+    where it took no recipient and refused none for good: all of them wait, so the
+    transaction is worth one more try on a new connection; a 5xx it gave stands."""
+    return not session.is_usable and all(
+        outcome == "deferred" for outcome, *_ in outcomes.values())

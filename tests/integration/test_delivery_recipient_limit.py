@@ -42,7 +42,7 @@ class LimitedHop:
         self.refusal = refusal
         self.pipelining = pipelining
         self.close_after_data = close_after_data
-        self.closing_reply = closing_reply      # said before closing, after the 250 of DATA
+        self.closing_reply = closing_reply      # the answer to the next MAIL, then it closes
         self.refused = refused
         self.messages: list[list[str]] = []     # the recipients of each message taken
         self.connections = 0
@@ -60,16 +60,16 @@ class LimitedHop:
         recipients: list[str] | None = None
         answered = 0
         in_data = False
+        taken_here = 0                          # messages taken on this connection
         async for line in command_lines(stream):
             if in_data:
                 if line == b".":
                     in_data = False
                     self.messages.append(recipients)
+                    taken_here += 1
                     recipients = None
                     await say(b"250 2.0.0 queued")
-                    if self.close_after_data:
-                        if self.closing_reply:
-                            await say(self.closing_reply)
+                    if self.close_after_data and not self.closing_reply:
                         await stream.aclose()
                         return
                 continue
@@ -78,6 +78,10 @@ class LimitedHop:
                 await say(b"250-hop.test", *([b"250-PIPELINING"] if self.pipelining else []),
                           b"250-8BITMIME", b"250 ENHANCEDSTATUSCODES")
             elif verb == b"MAIL":
+                if self.closing_reply and taken_here:       # one message a connection
+                    await say(self.closing_reply)
+                    await stream.aclose()
+                    return
                 recipients, answered = [], 0
                 await say(b"250 2.1.0 ok")
             elif verb == b"RCPT":
@@ -200,8 +204,7 @@ async def test_a_hop_that_says_421_after_each_message_gets_the_rest_on_a_new_con
     """Its 421 answers our next MAIL: the recipients its limit held back were deferred to
     the slow queue, with a delay notice, though the hop had taken the transaction before
     (review item). Like a connection gone stale, it is one fresh connection first."""
-    hop = LimitedHop(2, close_after_data=True,
-                     closing_reply=b"421 4.7.0 hop.test closing: one message per connection")
+    hop = LimitedHop(2, closing_reply=b"421 4.7.0 hop.test closing: one message per connection")
     results = await _deliver(nursery, tmp_path, hop, _addresses(5))
     assert [r.outcome for r in results] == ["delivered"] * 5
     assert [len(m) for m in hop.messages] == [2, 2, 1]
