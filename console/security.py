@@ -48,7 +48,8 @@ from shared.events import Action
 from shared.shown_text import visible_bidi
 
 __all__ = ["install", "logon_page", "SECURITY_HEADERS", "https_url", "SchemeSessionInterface",
-           "SECURE_SESSION_COOKIE", "visible_bidi", "client_ip", "record_http_violation"]
+           "SECURE_SESSION_COOKIE", "visible_bidi", "client_ip", "record_http_violation",
+           "is_http_violation", "PLAIN_HTTP_ON_HTTPS"]
 
 log = logging.getLogger("mailmoat.console")
 
@@ -99,6 +100,19 @@ log has the details).</p>
 </html>
 """
 LOGGED_TEXT_MAX_CHARS = 200   # of a path or Host header in a log line
+# An answer that says the request broke HTTP itself (guide Table 3-2 "HTTP protocol
+# violation"), whoever gives it: cheroot, for a request it could not read (console.serve),
+# or the console. Not 408 (a client that went quiet), 500 or 503 (our side).
+VIOLATION_STATUSES = frozenset({400, 405, 413, 414, 501, 505})
+PLAIN_HTTP_ON_HTTPS = "plain HTTP sent to the HTTPS port"
+
+
+def is_http_violation(status: int | str) -> bool:
+    """`status`: a code, or a status line ("505 HTTP Version Not Supported")."""
+    try:
+        return int(str(status)[:3]) in VIOLATION_STATUSES
+    except ValueError:
+        return False
 
 
 def https_url() -> str:
@@ -215,7 +229,10 @@ def record_http_violation(context: ConsoleContext, address: str | None, what: st
         allowance = context.violations.take(address, context.clock.now())
         if not allowance.record:
             return
-        info, data = what[:LOGGED_TEXT_MAX_CHARS], {}
+        # control characters escaped: cheroot's texts may quote the client's bytes
+        info = "".join(c if c.isprintable() else repr(c)[1:-1]
+                       for c in what[:LOGGED_TEXT_MAX_CHARS])
+        data = {}
         if allowance.left_out:
             info += f" (after {allowance.left_out} more from this client, not recorded)"
             data["left_out"] = allowance.left_out
@@ -269,9 +286,10 @@ def install(app: Flask) -> None:
         reason = exc.name
         if isinstance(exc, BadHost):
             reason += f": the Host header {_shown(request.host)} is not a host name"
-        if exc.code == 400:
+        if is_http_violation(exc.code):
             record_http_violation(console_context(), request.remote_addr,
-                                  f"400 {reason} ({request.method} {_shown(request.path)})")
+                                  f"{exc.code} {reason} ({request.method} "
+                                  f"{_shown(request.path)})")
         _log_error_answer(exc.code or 500, reason)
         return _error_page(exc.code or 500)
 

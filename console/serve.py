@@ -18,8 +18,10 @@ Rules:
   answers a longer request line 414 and longer headers 413 (its default reads them
   without a bound, so one client could fill the memory).
 - A request cheroot refuses before the console sees it (a bad version 505, a malformed
-  request line or header 400, 413, 414 …: VIOLATION_STATUSES), and plain HTTP sent to the
-  HTTPS port, are HTTP protocol violations, recorded by console.security's
+  request line or header 400, headers over MAX_REQUEST_HEADER_OCTETS 413, 414 …:
+  console.security VIOLATION_STATUSES; a body cheroot finds too large is refused after the
+  request was read, and is not one), and plain HTTP sent to the HTTPS port, are HTTP
+  protocol violations, recorded by console.security's
   record_http_violation as the console's own 400s are. cheroot's own hooks carry them
   (`_Request.simple_response`, `_TlsAdapter.wrap`); nothing here parses HTTP.
 - One console per data home: `mailmoat console` holds the flock `run/console.lock` while it
@@ -47,7 +49,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from console.app import create_app
 from console.context import EXTENSION_KEY
-from console.security import record_http_violation
+from console.security import PLAIN_HTTP_ON_HTTPS, is_http_violation, record_http_violation
 from shared import db as shared_db
 from shared.clock import WallClock
 from shared.events import Action
@@ -69,20 +71,18 @@ SHUTDOWN_SECONDS = 5
 MAX_REQUEST_HEADER_OCTETS = 64 * 1024
 
 
-# What cheroot answers a request it could not read (server.HTTPRequest.parse_request and
-# read_request_line/read_request_headers). Not 408 (a client that went quiet), 500 or 503
-# (our side), which pass through simple_response too.
-VIOLATION_STATUSES = frozenset({"400", "405", "413", "414", "501", "505"})
-PLAIN_HTTP_ON_HTTPS = "plain HTTP sent to the HTTPS port"
-
-
 class _Request(HTTPRequest):
-    """cheroot's request; an answer it gives a request it could not read is a violation."""
+    """cheroot's request; an answer it gives a request it could not read (server.HTTPRequest
+    parse_request, read_request_line/read_request_headers: not yet `ready`) is a violation
+    when console.security says that status is one."""
 
     def simple_response(self, status, msg=""):
-        if not self.ready and str(status)[:3] in VIOLATION_STATUSES:
-            self.server.violation(self.conn.remote_addr,
-                                  f"{status}: {msg}" if msg else str(status))
+        if not self.ready and is_http_violation(status):
+            if "plain HTTP request" in msg:     # cheroot's own words for it (_handle_no_ssl)
+                what = PLAIN_HTTP_ON_HTTPS
+            else:
+                what = f"{status}: {msg}" if msg else str(status)
+            self.server.violation(self.conn.remote_addr, what)
         super().simple_response(status, msg)
 
 

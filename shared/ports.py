@@ -29,6 +29,8 @@ __all__ = ["PORT_KEYS", "port_problem", "check_ports"]
 PORT_KEYS = ("smtp.port", "http.port", "https.port")
 SWAP_RULE = ("port {port} is in use: Mailmoat's {holder} listener holds it now, and this "
              "change moves {holder} too; change one port number at a time")
+HELD_RULE = ("port {port} is in use by Mailmoat's {holder} listener, which is still on it "
+             "(not where {holder} says); the old value is kept")
 
 
 def port_problem(port: int) -> str | None:
@@ -72,9 +74,13 @@ def check_ports(current: Mapping[str, Any], changes: Mapping[str, Any],
         if not (isinstance(new, int) and not isinstance(new, bool) and new != current[key]
                 and 1 <= new <= 65535):
             continue          # unchanged, or the schema's to refuse
-        moving = sorted(holder for holder in holders.get(new, set()) - {key}
-                        if changes.get(holder, current[holder]) != new)
-        if moving:
+        others = sorted(holders.get(new, set()) - {key})
+        # a listener bound where its setting does not say (`ours`) is not moved by a change
+        held = [h for h in others if (ours or {}).get(h) == new and current[h] != new]
+        moving = [h for h in others if h not in held and changes.get(h, current[h]) != new]
+        if held:
+            errors.append((key, HELD_RULE.format(port=new, holder=held[0])))
+        elif moving:
             errors.append((key, SWAP_RULE.format(port=new, holder=moving[0])))
         elif new not in holders:
             problem = port_problem(new)

@@ -213,6 +213,16 @@ def _plain_http_to_https(server: ConsoleServer, client: str = "127.0.0.1") -> No
         if len(_violations(server)) > before:
             return
         time.sleep(0.02)
+    raise AssertionError("no http_protocol_violation event for plain HTTP within 10 s")
+
+
+def test_a_method_the_console_refuses_is_a_violation_as_when_cheroot_refuses_it(served):
+    # review 13: cheroot's 405 was recorded, the console's own was not (one list now)
+    before = len(_violations(served))
+    status, _headers, _body = _exchange(served, "http", _request(method=b"DELETE"))
+    assert status == 405
+    [event] = _violations(served)[before:]
+    assert event["info"] == "405 Method Not Allowed (DELETE '/logon')"
 
 
 def test_plain_http_to_the_https_port_is_an_http_protocol_violation(served):

@@ -308,7 +308,9 @@ def test_a_port_a_listener_still_holds_while_it_moves_is_refused(admin):
     data = _form_fields(admin, "/configuration/setup")
     data["https__port"] = str(held)
     html = admin.post("/configuration/setup", data).get_data(as_text=True)
-    assert f"port {held} is in use: Mailmoat&#39;s http.port listener holds it now" in html
+    # review 13: it said "and this change moves http.port too", which it did not
+    assert (f"port {held} is in use by Mailmoat&#39;s http.port listener, which is still on it "
+            "(not where http.port says); the old value is kept") in html
     assert admin.settings()["https.port"] == 8043
 
 
