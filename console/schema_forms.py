@@ -37,6 +37,7 @@ from typing import Any, Iterable
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, HiddenField, SelectField, SelectMultipleField, StringField,
                      TextAreaField)
+from wtforms.validators import Length
 
 from console.context import settings
 from shared.settings import SCHEMA, Setting, SettingError
@@ -52,6 +53,7 @@ __all__ = ["field_name", "settings_form", "form_values", "form_data", "attach_er
 
 SHOWN_FIELD = "settings_shown"
 MAX_SELECT_NUMBERS = 10     # an Int with at most this many values is a select
+MAX_EXTRA_FIELD_CHARS = 320  # a HostPort's extra text box: the schema checks the rest
 CHANGED_MEANWHILE = ("was changed elsewhere after this page was loaded; nothing was saved. "
                      "Reload the page to see the current value, then make your change again")
 
@@ -142,7 +144,8 @@ def _fields_for(setting: Setting, labels: dict[str, str]) -> dict[str, Any]:
                 field_name(setting.key, "port"): StringField(
                     "Port", render_kw={"inputmode": "numeric", "size": 6},
                     description=f"Port (default {kind.default_port})."),
-                **{field_name(setting.key, extra): StringField(extra_label)
+                **{field_name(setting.key, extra): StringField(
+                    extra_label, validators=[Length(max=MAX_EXTRA_FIELD_CHARS)])
                    for extra, extra_label in kind.extra_fields}}
     if isinstance(kind, ListOf):
         item = kind.item

@@ -139,7 +139,8 @@ class ReportPasswordForm(_PasswordForm):
 
 
 class RoutingEntryForm(FlaskForm):
-    match = StringField("Routed host, domain or IP address (* and ? allowed)", validators=[Length(max=253)])
+    match = StringField("Routed host, domain or IP address (* and ? allowed)",
+                        validators=[Length(max=253)])
     relay = StringField("Destination relay host (empty = MX of the routed name)",
                         validators=[Length(max=253)])
     port = StringField("Port", default="25", render_kw={"inputmode": "numeric", "size": 6})
