@@ -11,7 +11,8 @@ Rules:
   half-applied by its callers. A cross rule declares the keys it reads and is checked when a
   change touches one of them, so a value an older release stored that a rule now refuses
   blocks no edit of another key; `refused_values` lists such values (the Status page shows
-  them).
+  them). Both leave out a cross rule that reads a value breaking its own kind, given or
+  stored: the rules expect valid values.
 - Hashed secrets (`admin.password`, `admin.report_only.password`) are given in plain text
   (≤32 characters, case-sensitive) and stored as werkzeug hashes; a stored hash given back
   (from `config export`) is kept as it is, but only when it is one `check_password` can check:
@@ -21,6 +22,7 @@ Rules:
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets as _secrets
 from collections.abc import Mapping
@@ -239,9 +241,10 @@ _add("scan.unprocessable", Choice(("deliver", "drop", "hold")), "hold",
 # --- Routing ---
 _add("routing.local", ListOf(RoutingEntry(), max_items=10_000), [],
      "Local routing list: domains (wildcards allowed) or IP addresses, with an optional relay "
-     "host and port. An IP entry (192.0.2.10, 192.0.2.*, 2001:db8::10) makes mail to its "
-     "address literal (user@[192.0.2.10], user@[IPv6:2001:db8::10]) local; without a relay "
-     "it goes to that address.", "routing")
+     "host and port. An IP entry (192.0.2.10, 192.0.2.*, 2001:db8::10) is stored as an "
+     "address literal ([192.0.2.10], [192.0.2.*], [IPv6:2001:db8::10]) and makes mail to the "
+     "literals it matches (user@[192.0.2.10]) local, never a domain name; without a relay "
+     "that mail goes to the literal's address.", "routing")
 _add("routing.default", Nullable(HostPort()), None,
      "Default route for non-local mail (null = MX delivery).", "routing")
 
@@ -685,14 +688,18 @@ def validate_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
             causes[key] = exc
 
     # The cross rules too, all at once (an import names every key to correct in one go),
-    # but not those reading a value just refused: they expect valid values.
-    merged = {**current, **normalised}
+    # on what can be judged: not those reading a value just refused, nor a stored value
+    # that breaks its own kind (review 13, B3: stored retry_max_seconds "600" made an edit
+    # of retry_initial_seconds a TypeError). They expect valid values.
+    changed, refused = set(normalised), set(changes) - set(normalised)
+    rules = [rule for rule in CROSS_RULES if rule.reads_any(changed)]
+    stored, broken = _stored_values(current, {key for rule in rules for key in rule.keys}
+                                    - changed - refused)
+    merged = {**current, **stored, **normalised}
     plain = {k: v for k, v in normalised.items()
              if SCHEMA[k].secret == "hashed" and v is not None and not _is_stored_hash(v)}
-    changed, refused = set(normalised), set(changes) - set(normalised)
-    for rule in CROSS_RULES:
-        if rule.reads_any(changed) and not rule.reads_any(refused):
-            errors.extend(rule.check(merged, plain, changed))
+    errors.extend(_cross_errors(rules, merged, plain, changed,
+                                refused | {key for key, _rule in broken}))
     if errors:
         raise SettingError(errors, causes)
     for key, value in plain.items():
@@ -710,26 +717,41 @@ def refused_values(stored: Mapping[str, Any]) -> list[tuple[str, str]]:
     stored value: one that breaks its own kind is listed, and the cross rules reading it are
     left out (they expect valid values).
     """
-    errors: list[tuple[str, str]] = []
+    values, errors = _stored_values(stored, SCHEMA)
+    errors.extend(_cross_errors(CROSS_RULES, values, {}, set(SCHEMA),
+                                {key for key, _rule in errors}))
+    order = {key: index for index, key in enumerate(SCHEMA)}
+    return sorted(errors, key=lambda error: order[error[0]])
+
+
+def _stored_values(stored: Mapping[str, Any], keys: Iterable[str]
+                   ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The values of `keys` in `stored` (a key not stored reads as its default) as their
+    kinds read them, and `(key, rule)` for each value its kind refuses, which is given as
+    stored. Never raises for a stored value."""
     values: dict[str, Any] = {}
-    for key, setting in SCHEMA.items():
-        value = stored.get(key, setting.default)
+    errors: list[tuple[str, str]] = []
+    for key in keys:
+        setting = SCHEMA[key]
+        value = values[key] = stored.get(key, setting.default)
         if setting.secret == "hashed":
             # format only: trying a stored hash costs a hashing, on every Status page view
             if value is not None and not _is_stored_hash(value, try_it=False):
                 errors.append((key, STORED_HASH_RULE))
-            values[key] = value
             continue
         try:
             values[key] = setting.kind.check(value)
         except RuleError as exc:
             errors.append((key, exc.rule))
-    broken = {key for key, _rule in errors}
-    for rule in CROSS_RULES:
-        if not rule.reads_any(broken):
-            errors.extend(rule.check(values, {}, set(SCHEMA)))
-    order = {key: index for index, key in enumerate(SCHEMA)}
-    return sorted(errors, key=lambda error: order[error[0]])
+    return values, errors
+
+
+def _cross_errors(rules: Iterable[CrossRule], values: Mapping, plain: dict, changed: set,
+                  unjudged: set) -> list[tuple[str, str]]:
+    """The breaches of `rules`, leaving out every rule that reads a key of `unjudged`
+    (keys whose value breaks its own kind: the rules expect valid values)."""
+    return [error for rule in rules if not rule.reads_any(unjudged)
+            for error in rule.check(values, plain, changed)]
 
 
 # --- rules that span keys -------------------------------------------------------------------
@@ -743,7 +765,8 @@ class CrossRule:
 
     `test(settings, plain, changed)` yields `(key, rule)` per breach; `plain` holds the new
     passwords in clear, `changed` the keys being changed. Reading a key not in `keys` is a
-    bug, and raises.
+    bug (tests/unit/test_settings.py reads every rule's source for it); here it is logged
+    once and the value read, since raising would fail every save the rule checks.
     """
     keys: frozenset[str]
     test: Callable[[Mapping, dict, set], Iterable[tuple[str, str]]]
@@ -757,19 +780,21 @@ class CrossRule:
         return not self.keys.isdisjoint(keys)
 
     def check(self, settings: Mapping, plain: dict, changed: set) -> list[tuple[str, str]]:
-        return list(self.test(_Declared(settings, self.keys), plain, changed))
+        name = f"{self.test.__qualname__}({', '.join(sorted(self.keys))})"
+        return list(self.test(_Declared(settings, self.keys, name), plain, changed))
 
 
 class _Declared(Mapping):
-    """The settings a cross rule declared it reads; any other key is a bug in the rule (edits
-    of that key would not check it)."""
+    """The settings a cross rule declared it reads. Another key is a bug in the rule (edits of
+    that key would not check it), logged once per rule and key (review 13, B4)."""
 
-    def __init__(self, values: Mapping, keys: frozenset[str]):
-        self._values, self._keys = values, keys
+    def __init__(self, values: Mapping, keys: frozenset[str], rule: str):
+        self._values, self._keys, self._rule = values, keys, rule
 
     def __getitem__(self, key):
-        if key not in self._keys:
-            raise LookupError(f"a cross rule reads {key!r} without declaring it")
+        if key not in self._keys and (self._rule, key) not in _UNDECLARED_LOGGED:
+            _UNDECLARED_LOGGED.add((self._rule, key))
+            _log.error("cross rule %s reads %r without declaring it", self._rule, key)
         return self._values[key]
 
     def __iter__(self):
@@ -779,6 +804,8 @@ class _Declared(Mapping):
         return sum(1 for _key in self)
 
 
+_log = logging.getLogger("mailmoat.settings")
+_UNDECLARED_LOGGED: set[tuple[str, str]] = set()
 _CROSS: list[CrossRule] = []
 
 

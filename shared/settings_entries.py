@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from shared.dnsxl import ERROR_CODE_NET, LISTING_NET, NEVER_LISTED
-from shared.idn import address_literal, ascii_pattern
+from shared.idn import address_literal, address_pattern, ascii_pattern
 from shared.settings_addresses import Domain, Email, HostPort, Hostname, IpAddress
 from shared.settings_types import (
     Bool, Choice, Int, Kind, ListOf, RuleError, Str, checked_fields, plain_object,
@@ -23,21 +23,32 @@ __all__ = ["RoutingEntry", "RuleTerm", "RuleTerms", "Rule", "ListingAnswer", "Rb
 
 _IPV4_MATCH_RULE = ("match of digits and dots must be an IPv4 address such as 192.0.2.10 "
                     "(four numbers 0 to 255)")
+_IPV4_PATTERN_MATCH_RULE = ("match of digits, dots and * or ? must be an IPv4 address pattern "
+                            "such as 192.0.2.* (at most four parts, numbers 0 to 255)")
 _IPV6_MATCH_RULE = ("match with a : must be a whole IPv6 address such as 2001:db8::10, without "
                     "* or ? and without a zone index (%...)")
-_LITERAL_MATCH_RULE = ("match in [ ] must be an address literal such as [192.0.2.10] or "
-                       "[IPv6:2001:db8::10]")
+_LITERAL_MATCH_RULE = ("match in [ ] must be an address literal such as [192.0.2.10], "
+                       "[192.0.2.*] or [IPv6:2001:db8::10]")
+_IPV4_PART = re.compile(r"[0-9*?]+\Z")
 
 
 def _address_match(match: str) -> str | None:
-    """A `match` that is an IP address (`192.0.2.10`, `2001:db8::10`, or as an address
-    literal `[192.0.2.10]`, `[IPv6:2001:db8::10]`) in the form shared/idn.py compares an
-    address literal's address with; None for a domain pattern."""
+    """A `match` that names IP addresses (shared/idn.py `address_pattern`) as it is stored:
+    the address literal of the address in its short form (`192.000.002.010` ->
+    `[192.0.2.10]`, `2001:DB8:0::10` -> `[IPv6:2001:db8::10]`) or of an IPv4 pattern
+    (`192.0.2.*` -> `[192.0.2.*]`); None for a domain pattern."""
     if match.startswith("["):
-        address = address_literal(match)
-        if address is None:
+        inner = match[1:-1] if match.endswith("]") else ""
+        if inner[:len("IPv6:")].lower() == "ipv6:":
+            address = address_literal(match)
+            if address is None:
+                raise RuleError(_LITERAL_MATCH_RULE)
+            return _literal_of(address)
+        if not re.fullmatch(r"[0-9*?.]+", inner):
             raise RuleError(_LITERAL_MATCH_RULE)
-        return address
+        return f"[{_ipv4_pattern(inner)}]"
+    if address_pattern(match) is None:
+        return None
     if ":" in match:
         try:
             address = ipaddress.IPv6Address(match)
@@ -45,15 +56,30 @@ def _address_match(match: str) -> str | None:
             raise RuleError(_IPV6_MATCH_RULE) from None
         if address.scope_id:
             raise RuleError(_IPV6_MATCH_RULE)
-        return str(address.ipv4_mapped or address)
-    if re.fullmatch(r"[0-9.]+", match):
-        # never a domain (RFC 3696 §2: no all-numeric top-level domain); 192.000.002.010 is
-        # 192.0.2.10, as RFC 5321 §4.1.3 reads the literal [192.000.002.010]
-        address = address_literal(f"[{match}]")
+        return _literal_of(str(address.ipv4_mapped or address))
+    return f"[{_ipv4_pattern(match)}]"
+
+
+def _literal_of(address: str) -> str:
+    """The address literal of an address in its short form (an IPv4-mapped IPv6 address is
+    already the IPv4 one, as clients on a dual-stack listener arrive)."""
+    return f"[IPv6:{address}]" if ":" in address else f"[{address}]"
+
+
+def _ipv4_pattern(text: str) -> str:
+    """An IPv4 address in its short form, or a pattern of at most four parts with each
+    number in its short form. 192.000.002.010 is 192.0.2.10, as RFC 5321 §4.1.3 reads the
+    literal [192.000.002.010]."""
+    if "*" not in text and "?" not in text:
+        address = address_literal(f"[{text}]")
         if address is None:
             raise RuleError(_IPV4_MATCH_RULE)
         return address
-    return None
+    parts = text.split(".")
+    if len(parts) > 4 or not all(_IPV4_PART.match(part) and (not part.isdigit() or (
+            len(part) <= 3 and int(part) <= 255)) for part in parts):
+        raise RuleError(_IPV4_PATTERN_MATCH_RULE)
+    return ".".join(str(int(part)) if part.isdigit() else part for part in parts)
 
 
 @dataclass(frozen=True)
@@ -62,24 +88,28 @@ class RoutingEntry(Kind):
     `ascii_pattern`), which the core compares and whose MX it looks up; a `*` or `?` stands
     for characters of that form, so it may share a label only with ASCII characters.
 
-    A `match` may be an IP address (guide §3: "host name, domain, or IP address"): it makes
-    mail to its address literal local (`192.0.2.10` for user@[192.0.2.10], `2001:db8::10`
-    for user@[IPv6:2001:db8::10]), stored in the short form shared/idn.py compares with,
-    whether typed bare or as the literal. An IPv4 entry may have `*` and `?`, read on the
-    address's text as on a domain's: `192.0.2.*` is [192.0.2.0] to [192.0.2.255], as in the
-    guide's relay lists; an IPv6 one is a whole address."""
+    A `match` may name IP addresses (guide §3: "host name, domain, or IP address"): it makes
+    mail to their address literals local (`192.0.2.10` for user@[192.0.2.10], `2001:db8::10`
+    for user@[IPv6:2001:db8::10]) and matches nothing else. It is stored as the literal, in
+    the short form shared/idn.py compares with, whether typed bare or as the literal, so the
+    stored value shows what it matches: `[192.0.2.10]`, `[IPv6:2001:db8::10]`. An IPv4 entry
+    may have `*` and `?`, read on the address's text: `192.0.2.*`, stored `[192.0.2.*]`, is
+    [192.0.2.0] to [192.0.2.255], as in the guide's relay lists, and never the domain
+    192.0.2.example (review 13, B1: an open relay). An IPv6 one is a whole address. Bare
+    text of digits, dots and wildcards names addresses (shared/idn.py `address_pattern`),
+    so a plain domain entry stored by an earlier release reads as it did."""
 
     def check(self, value):
         value = plain_object(value, {"match"}, {"relay", "port"})
         match = Str(max_len=253, min_len=1).check(value["match"])
-        address = _address_match(match)
-        if address is None and not match.isascii():
+        if not match.isascii():
             form = ascii_pattern(match)
             if form is None and any(("*" in label or "?" in label) and not label.isascii()
                                     for label in re.split(r"[.。．｡]", match)):
                 raise RuleError("match may have * and ? only in labels written in ASCII "
                                 "(*.münchen.de, not münch*.de)")
             match = Str(max_len=253, min_len=1).check(form or match)
+        address = _address_match(match)     # after the full stops: 192。0。2。* is one
         if address is None and not re.match(r"^[A-Za-z0-9*?.-]+\Z", match):
             raise RuleError("match must be a domain, with * and ? wildcards allowed, or an "
                             "IP address")

@@ -6,12 +6,13 @@ What this module owns
     addresses, or the MX records of a domain); `core/delivery/mx.py` does the looking.
 
 Rules (first that applies wins)
-    1. `routing.local`: entries are tried in order; `match` is a `*`/`?` wildcard pattern
-       compared case-insensitively with the whole domain (`shared/wildcard.py`), both in
-       their A-label form (`shared/idn.py`: mail to user@münchen.de, SMTPUTF8, is local
-       under `xn--mnchen-3ya.de`, and the reverse), and with the address of an address
-       literal (`shared/idn.py` `address_literal`: entry `192.0.2.10` or `192.0.2.*` for
-       user@[192.0.2.10], `2001:db8::10` for user@[IPv6:2001:db8::10]). The first match
+    1. `routing.local`: entries are tried in order (`shared/idn.py` `first_matching`). A
+       domain `match` is a `*`/`?` wildcard pattern compared case-insensitively with the
+       whole domain (`shared/wildcard.py`), both in their A-label form (mail to
+       user@münchen.de, SMTPUTF8, is local under `xn--mnchen-3ya.de`, and the reverse). An
+       address `match` (`[192.0.2.10]`, `[192.0.2.*]`, `[IPv6:2001:db8::10]`) is compared
+       with the address an address literal names (user@[192.0.2.10]) and with nothing else:
+       entry `192.0.2.*` never makes 192.0.2.attacker.example local. The first match
        makes the destination *local* — for the relay check (core/smtp/policy.py) and the
        disclaimer too, which ask the same `shared/idn.py` question. With `relay` the next
        hop is that host and the entry's port; without it, an address literal's own address

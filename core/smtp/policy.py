@@ -45,9 +45,10 @@ def domain_of(address: str) -> str:
 def is_local_domain(domain: str, settings: Mapping) -> bool:
     """A destination is local when routing.local has an entry matching its domain, in
     either form (shared/idn.py: münchen.de is xn--mnchen-3ya.de), or, for an address
-    literal, its address (entry 192.0.2.10 or 192.0.2.*: [192.0.2.10]). The question
-    core/delivery/routing.py asks, so a destination routed as local is never refused as
-    relaying."""
+    literal, its address (entry [192.0.2.10] or [192.0.2.*]: [192.0.2.10]). An address
+    entry matches address literals only: under [192.0.2.*], 192.0.2.attacker.example is
+    relaying. The question core/delivery/routing.py asks, so a destination routed as local
+    is never refused as relaying."""
     return any_matches_domain((entry["match"] for entry in settings["routing.local"]), domain)
 
 

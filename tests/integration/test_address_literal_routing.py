@@ -6,9 +6,9 @@ mail addressed to it local, which matters for the relay restrictions. Mail to an
 is written as an RFC 5321 §4.1.3 address literal: user@[192.0.2.10], user@[IPv6:2001:db8::10].
 Such mail is local under the entry for that address — accepted from a client that may not
 relay, routed by the entry and not by routing.default, without the outbound disclaimer —
-and an IPv4 entry with a wildcard (`127.0.0.*`) covers the addresses its text matches. The
-addresses in the literals other than 127.0.0.1 are documentation ones (RFC 5737, RFC 3849):
-every route names a loopback sink, so nothing leaves the machine.
+and an IPv4 entry with a wildcard (`127.0.0.*`) covers the addresses its text matches, and
+no domain name. The addresses in the literals other than 127.0.0.1 are documentation ones
+(RFC 5737, RFC 3849): every route names a loopback sink, so nothing leaves the machine.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ async def test_mail_to_the_literal_of_an_ip_entry_is_local_and_goes_by_that_entr
     assert [code for code, _text in replies] == [250, 250, 550]
     assert replies[2][1].startswith(b"5.7.1")
     rows = await _delivered(home, 2)
-    assert {row["rule"] for row in rows} == {"routing.local:192.0.2.10",
-                                             "routing.local:2001:db8::10"}
+    assert {row["rule"] for row in rows} == {"routing.local:[192.0.2.10]",
+                                             "routing.local:[IPv6:2001:db8::10]"}
     received = internal.messages     # a transaction per entry: its rule is part of the next hop
     assert sorted(r for m in received for r in m.recipients) == sorted(local)
     assert all(DISCLAIMER.encode() not in m.data for m in received)
@@ -92,6 +92,28 @@ async def test_an_ip_wildcard_entry_without_relay_sends_to_the_literal_address(
     [received] = await trio.to_thread.run_sync(internal.wait_for, 1)
     assert received.recipients == ["u@[127.0.0.1]"]
     [row] = await _delivered(home, 1)
-    assert row["rule"] == "routing.local:127.0.0.*"
+    assert row["rule"] == "routing.local:[127.0.0.*]"
     assert outbound.messages == []
+    core.cancel_scope.cancel()
+
+
+async def test_an_ip_wildcard_entry_does_not_make_domains_that_begin_with_its_digits_local(
+        tmp_path, make_sink, nursery):
+    """Review 13, B1: entry `127.0.0.*` was also a domain pattern whose `*` crosses dots, so
+    under deny_except the gateway took mail for 127.0.0.attacker.example from anyone and
+    sent it to that domain's MX: an open relay. The RCPT is relaying now, refused; the
+    literal the entry names is still local and goes by it."""
+    internal = make_sink()
+    home = make_home(tmp_path, routing__local=[{"match": "127.0.0.*", "port": internal.port}],
+                     relay__mode="deny_except", relay__allowed=[])
+    core = await nursery.start(run_core, home)
+    port = core.smtp_addresses[0][1]
+    replies = await trio.to_thread.run_sync(
+        _rcpt_replies, port, ["x@127.0.0.attacker.example", "u@[127.0.0.1]"])
+    assert [code for code, _text in replies] == [550, 250]
+    assert replies[0][1].startswith(b"5.7.1")
+    [received] = await trio.to_thread.run_sync(internal.wait_for, 1)
+    assert received.recipients == ["u@[127.0.0.1]"]
+    [row] = await _delivered(home, 1)
+    assert row["rule"] == "routing.local:[127.0.0.*]"
     core.cancel_scope.cancel()

@@ -1,8 +1,12 @@
 """shared/settings.py and the value kinds (shared/settings_types.py, settings_addresses.py,
 settings_entries.py): every rule family, with its exact message."""
 
+import ast
 import base64
+import inspect
 import json
+import logging
+import textwrap
 
 import pytest
 from werkzeug.security import generate_password_hash
@@ -667,18 +671,80 @@ def test_a_stored_value_a_cross_rule_refuses_blocks_only_edits_of_its_keys(stale
     assert line in [f"{key}: {rule}" for key, rule in refused_values(current)]
 
 
+def _settings_reads(rule):
+    """The keys `rule.test` reads from its settings, found in its source. Every use of the
+    settings argument must be `s.get(KEY, ...)` or `s[KEY]`, KEY a text or a name the function
+    closes over or its module holds; any other use fails here, since it cannot be checked."""
+    test = rule.test
+    function = ast.parse(textwrap.dedent(inspect.getsource(test))).body[0]
+    settings_arg = function.args.args[0].arg
+    names = {**test.__globals__, **inspect.getclosurevars(test).nonlocals}
+    parent = {child: node for node in ast.walk(function) for child in ast.iter_child_nodes(node)}
+    reads = set()
+    for use in ast.walk(function):
+        if not (isinstance(use, ast.Name) and use.id == settings_arg):
+            continue
+        read = parent[use]
+        if isinstance(read, ast.Attribute) and read.attr == "get" \
+                and isinstance(parent[read], ast.Call) and parent[read].func is read:
+            key = parent[read].args[0]
+        elif isinstance(read, ast.Subscript) and read.value is use:
+            key = read.slice
+        else:
+            raise AssertionError(f"{test.__qualname__} line {use.lineno}: settings used other "
+                                 "than as s.get(KEY) or s[KEY]")
+        value = key.value if isinstance(key, ast.Constant) else \
+            names.get(key.id) if isinstance(key, ast.Name) else None
+        assert isinstance(value, str), f"{test.__qualname__} line {key.lineno}: key not a text"
+        reads.add(value)
+    return reads
+
+
+def _reads_an_undeclared_key(s, _plain, _changed):
+    yield "smtp.port", str(s.get("http.port"))
+
+
 def test_every_cross_rule_reads_only_the_keys_it_declares():
-    """A rule reading an undeclared key would not be checked when that key changes."""
-    everything = set(SCHEMA)
-    for values in [defaults()] + [{**defaults(), **stale} for stale, _key, _line in STALE]:
-        for rule in CROSS_RULES:
-            rule.check(values, {}, everything)      # raises on an undeclared read
-    sloppy = CrossRule(frozenset({"smtp.port"}),
-                       lambda s, _plain, _changed: [("smtp.port", str(s.get("http.port")))])
-    with pytest.raises(LookupError, match="http.port"):
-        sloppy.check(defaults(), {}, everything)
+    """A rule reading an undeclared key would not be checked when that key changes. Read
+    from the rules' source, so every branch counts, not only those some values take
+    (review 13, B4)."""
+    for rule in CROSS_RULES:
+        assert _settings_reads(rule) <= rule.keys, rule.test.__qualname__
+    sloppy = CrossRule(frozenset({"smtp.port"}), _reads_an_undeclared_key)
+    assert _settings_reads(sloppy) == {"http.port"}
     with pytest.raises(ValueError, match="smtp.prot"):
         CrossRule(frozenset({"smtp.prot"}), lambda s, _plain, _changed: [])
+
+
+def test_a_cross_rule_reading_an_undeclared_key_still_checks_and_logs_once(caplog):
+    """Review 13, B4: the undeclared read raised LookupError, so a rule's bug failed every
+    save the rule checks (a 500 on the console). It is logged once, and the value read."""
+    sloppy = CrossRule(frozenset({"smtp.port"}), _reads_an_undeclared_key)
+    with caplog.at_level(logging.ERROR, logger="mailmoat.settings"):
+        for _save in range(2):
+            assert sloppy.check(defaults(), {}, {"smtp.port"}) == [
+                ("smtp.port", str(defaults()["http.port"]))]
+    assert [record.getMessage() for record in caplog.records] == [
+        "cross rule _reads_an_undeclared_key(smtp.port) reads 'http.port' without declaring it"]
+
+
+@pytest.mark.parametrize("stored, edit, bad_edit, lines", [
+    ({"delivery.retry_max_seconds": "600"}, {"delivery.retry_initial_seconds": 300},
+     {"delivery.retry_initial_seconds": 0},
+     ["delivery.retry_initial_seconds: must be between 1 and 3600"]),
+    ({"rules.spam": 5}, {"rules.content": [RULE]},
+     {"rules.content": [{"terms": []}], "rules.content_action": "forward"},
+     ["rules.content: entry 1: terms: must have at least one term",
+      "rules.content_forward_to: required when rules.content_action is forward"]),
+])
+def test_a_stored_value_breaking_its_kind_leaves_out_only_the_cross_rules_reading_it(
+        stored, edit, bad_edit, lines):
+    """Review 13, B3: validate_changes gave such a value to the cross rules reading it, and
+    an edit of the other key they read was a TypeError (a traceback from `config set`).
+    The edit is judged on everything else: its own values and the other cross rules."""
+    current = {**defaults(), **stored}
+    assert validate_changes(current, edit).keys() == edit.keys()
+    assert errors(bad_edit, current) == lines
 
 
 def test_refused_values_lists_single_key_and_cross_key_breaches_at_once():
@@ -1099,15 +1165,22 @@ def test_config_set_command_refuses_arabic_indic_digits(tmp_path, capsys):
 # --- tester guide36: IP routing entries, address characters, notification texts, zones -----
 
 @pytest.mark.parametrize("match,stored", [
-    ("192.0.2.10", "192.0.2.10"),
-    ("[192.0.2.10]", "192.0.2.10"),                   # typed as the address literal
-    ("192.000.002.010", "192.0.2.10"),                # RFC 5321 §4.1.3 Snum: leading zeros
-    ("192.0.2.*", "192.0.2.*"),
-    ("2001:DB8:0::10", "2001:db8::10"),
-    ("[IPv6:2001:db8::10]", "2001:db8::10"),
-    ("::ffff:192.0.2.10", "192.0.2.10"),              # IPv4-mapped: as clients arrive
+    ("192.0.2.10", "[192.0.2.10]"),
+    ("[192.0.2.10]", "[192.0.2.10]"),                 # typed as the address literal
+    ("192.000.002.010", "[192.0.2.10]"),              # RFC 5321 §4.1.3 Snum: leading zeros
+    ("2001:DB8:0::10", "[IPv6:2001:db8::10]"),
+    ("[IPv6:2001:db8::10]", "[IPv6:2001:db8::10]"),
+    ("::ffff:192.0.2.10", "[192.0.2.10]"),            # IPv4-mapped: as clients arrive
+    ("[IPv6:::ffff:192.0.2.10]", "[192.0.2.10]"),
+    # review 13, B1: a pattern of addresses is stored as one, so it reads as what it matches
+    ("192.0.2.*", "[192.0.2.*]"),
+    ("[192.0.2.*]", "[192.0.2.*]"),
+    ("192.000.2.1?", "[192.0.2.1?]"),
+    ("192。0。2。*", "[192.0.2.*]"),                   # ideographic full stops, as domains have
+    ("[*]", "[*]"),                                   # every IPv4 literal
+    ("1und1.de", "1und1.de"),                         # a domain that begins with digits
 ])
-def test_routing_entry_takes_an_ip_address_in_the_form_literals_are_compared_in(match, stored):
+def test_routing_entry_takes_an_ip_address_as_the_literal_it_matches(match, stored):
     assert RoutingEntry().check({"match": match}) == {"match": stored, "port": 25}
 
 
@@ -1120,8 +1193,14 @@ def test_routing_entry_takes_an_ip_address_in_the_form_literals_are_compared_in(
                     "without * or ? and without a zone index (%...)"),
     ("fe80::1%eth0", "match with a : must be a whole IPv6 address such as 2001:db8::10, "
                      "without * or ? and without a zone index (%...)"),
-    ("[mail.example.com]", "match in [ ] must be an address literal such as [192.0.2.10] or "
-                           "[IPv6:2001:db8::10]"),
+    ("[mail.example.com]", "match in [ ] must be an address literal such as [192.0.2.10], "
+                           "[192.0.2.*] or [IPv6:2001:db8::10]"),
+    ("[2001:db8::10]", "match in [ ] must be an address literal such as [192.0.2.10], "
+                       "[192.0.2.*] or [IPv6:2001:db8::10]"),
+    ("192.0.2.*.1.*", "match of digits, dots and * or ? must be an IPv4 address pattern such "
+                      "as 192.0.2.* (at most four parts, numbers 0 to 255)"),
+    ("192.0.256.*", "match of digits, dots and * or ? must be an IPv4 address pattern such "
+                    "as 192.0.2.* (at most four parts, numbers 0 to 255)"),
 ])
 def test_routing_entry_refuses_an_address_it_could_never_match(match, rule):
     bad(RoutingEntry(), {"match": match}, rule)

@@ -70,6 +70,15 @@ def test_local_destinations_are_the_local_routing_entries():
     ("2001:db8::10", "u@[IPv6:2001:db8::11]", False),
     ("2001:db8::10", "u@[2001:db8::10]", False),             # no IPv6 literal without its tag
     ("*.corp.test", "u@[192.0.2.10]", False),
+    ("[192.0.2.*]", "u@[192.0.2.7]", True),                  # as the entry is stored
+    ("[IPv6:2001:db8::10]", "u@[IPv6:2001:db8::10]", True),
+    ("*", "u@[192.0.2.10]", False),                          # a domain pattern: domains only
+    # review 13, B1: an entry for addresses never makes a domain name local; read as text,
+    # `*` crossed the dots, and the gateway relayed for every such domain (deny_except)
+    ("192.0.2.*", "u@192.0.2.attacker.example", False),
+    ("[192.0.2.*]", "u@192.0.2.attacker.example", False),
+    ("192.0.*", "u@192.0.2.10.example", False),
+    ("192.0.2.10", "u@192.0.2.10", False),
 ])
 def test_ip_entries_make_their_address_literals_local(entry, recipient, local):
     """tester guide36 finding 3: u@[192.0.2.10] was refused as relaying under its entry."""

@@ -1,5 +1,7 @@
 """Routing: local list (wildcards, first match, relay or MX), default relay, MX."""
 
+import pytest
+
 from core.delivery.routing import NextHop, domain_of, route
 
 
@@ -50,21 +52,43 @@ def test_domain_literal_goes_to_the_address():
 
 def test_an_ip_entry_routes_mail_to_its_address_literal_before_the_default():
     """tester guide36 finding 3: u@[192.0.2.10] went by routing.default under its entry."""
-    s = settings([{"match": "192.0.2.10", "relay": "in.test", "port": 2525},
-                  {"match": "2001:db8::10", "relay": "in6.test", "port": 2526}],
+    s = settings([{"match": "[192.0.2.10]", "relay": "in.test", "port": 2525},
+                  {"match": "[IPv6:2001:db8::10]", "relay": "in6.test", "port": 2526}],
                  {"host": "smarthost.test", "port": 587})
     assert route("[192.0.2.10]", s) == NextHop("relay", "in.test", 2525, True,
-                                               "routing.local:192.0.2.10")
+                                               "routing.local:[192.0.2.10]")
     assert route("[IPv6:2001:DB8:0::10]", s) == NextHop("relay", "in6.test", 2526, True,
-                                                        "routing.local:2001:db8::10")
+                                                        "routing.local:[IPv6:2001:db8::10]")
     assert route("[192.0.2.11]", s).rule == "routing.default"
 
 
 def test_an_ip_entry_without_relay_sends_to_the_literal_address_on_its_port():
     """RFC 5321 §5.1: a literal names the host; there is no MX to look up for it."""
-    s = settings([{"match": "192.0.2.*", "port": 2525}])
+    s = settings([{"match": "[192.0.2.*]", "port": 2525}])
     assert route("[192.0.2.77]", s) == NextHop("relay", "192.0.2.77", 2525, True,
-                                               "routing.local:192.0.2.*")
+                                               "routing.local:[192.0.2.*]")
+
+
+@pytest.mark.parametrize("match", ["[192.0.2.*]", "192.0.2.*", "[192.0.2.10]", "192.0.2.10"])
+def test_an_ip_entry_never_makes_a_domain_name_local(match):
+    """Review 13, B1: `192.0.2.*` was a domain pattern too, and `*` crosses dots, so mail to
+    x@192.0.2.attacker.example was local (an open relay under deny_except) and went to the
+    attacker's MX. Bare, as an earlier release stored it, the entry names addresses too."""
+    s = settings([{"match": match, "relay": "in.test", "port": 2525}],
+                 {"host": "smarthost.test", "port": 587})
+    for domain in ("192.0.2.attacker.example", "192.0.2.10.example", "192.0.2.10"):
+        assert route(domain, s) == NextHop("relay", "smarthost.test", 587, False,
+                                           "routing.default")
+    assert route(domain, settings([{"match": match}])) == NextHop("mx", domain, 25)
+    assert route("[192.0.2.10]", s).is_local
+
+
+def test_a_domain_pattern_never_matches_an_address_literal():
+    """Only an address entry names addresses: `*` and `*.*` are domain names' patterns."""
+    s = settings([{"match": "*", "relay": "in.test"}, {"match": "*.*", "relay": "in.test"}])
+    assert route("[192.0.2.10]", s) == NextHop("relay", "192.0.2.10", 25)
+    assert route("[IPv6:2001:db8::10]", s) == NextHop("relay", "2001:db8::10", 25)
+    assert route("example.com", s).is_local
 
 
 def test_domain_of():
