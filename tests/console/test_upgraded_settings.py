@@ -5,14 +5,12 @@ no page fails on them."""
 from __future__ import annotations
 
 import html
-import json
 import re
-import time
 
 import pytest
 
-from shared import db
 from shared.settings import refused_values
+from tests.support.core import store_unchecked
 
 from .test_configuration import _form_fields
 
@@ -31,23 +29,9 @@ OLD_VALUES = {
 }
 
 
-def store_as_an_older_release_did(home, values: dict) -> None:
-    """Write straight into the settings table, past today's validation, as the older
-    release's `config set` wrote them."""
-    conn = db.connect(home.db)
-    try:
-        with db.write_transaction(conn):
-            for key, value in values.items():
-                conn.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
-                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                             (key, json.dumps(value), time.time()))
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def upgraded(admin, home):
-    store_as_an_older_release_did(home, OLD_VALUES)
+    store_unchecked(home, OLD_VALUES)
     return admin
 
 

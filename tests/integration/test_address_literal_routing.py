@@ -20,7 +20,7 @@ import trio
 from core.app import run_core
 from shared.events import Action
 from tests.support.core import make_home
-from tests.support.waiting import events_of, until
+from tests.support.waiting import at_least
 
 DISCLAIMER = "Outbound disclaimer for address literal tests."
 
@@ -35,16 +35,6 @@ def _rcpt_replies(port, recipients):
         if any(code == 250 for code, _text in replies):
             client.data(body)
     return replies
-
-
-async def _delivered(home, count):
-    rows: list = []
-
-    def enough():
-        rows[:] = events_of(home, Action.DELIVERED)
-        return len(rows) >= count
-    await until(enough)
-    return rows
 
 
 async def test_mail_to_the_literal_of_an_ip_entry_is_local_and_goes_by_that_entry(
@@ -66,7 +56,7 @@ async def test_mail_to_the_literal_of_an_ip_entry_is_local_and_goes_by_that_entr
     replies = await trio.to_thread.run_sync(_rcpt_replies, port, [*local, "w@[192.0.2.11]"])
     assert [code for code, _text in replies] == [250, 250, 550]
     assert replies[2][1].startswith(b"5.7.1")
-    rows = await _delivered(home, 2)
+    rows = await at_least(home, Action.DELIVERED, 2)
     assert {row["rule"] for row in rows} == {"routing.local:[192.0.2.10]",
                                              "routing.local:[IPv6:2001:db8::10]"}
     received = internal.messages     # a transaction per entry: its rule is part of the next hop
@@ -91,7 +81,7 @@ async def test_an_ip_wildcard_entry_without_relay_sends_to_the_literal_address(
     assert [code for code, _text in replies] == [250]
     [received] = await trio.to_thread.run_sync(internal.wait_for, 1)
     assert received.recipients == ["u@[127.0.0.1]"]
-    [row] = await _delivered(home, 1)
+    [row] = await at_least(home, Action.DELIVERED, 1)
     assert row["rule"] == "routing.local:[127.0.0.*]"
     assert outbound.messages == []
     core.cancel_scope.cancel()
@@ -114,6 +104,6 @@ async def test_an_ip_wildcard_entry_does_not_make_domains_that_begin_with_its_di
     assert replies[0][1].startswith(b"5.7.1")
     [received] = await trio.to_thread.run_sync(internal.wait_for, 1)
     assert received.recipients == ["u@[127.0.0.1]"]
-    [row] = await _delivered(home, 1)
+    [row] = await at_least(home, Action.DELIVERED, 1)
     assert row["rule"] == "routing.local:[127.0.0.*]"
     core.cancel_scope.cancel()

@@ -22,7 +22,7 @@ from shared.report import DetailFilter, iter_detail
 from shared.report_time import ReportRange
 from tests.support.core import make_home
 from tests.support.dnsserver import DnsServer
-from tests.support.waiting import events_of, until
+from tests.support.waiting import at_least, events_of
 
 DISCLAIMER = "Outbound disclaimer for IDN tests."
 MUNICH = "xn--mnchen-3ya.de"                   # münchen.de
@@ -36,16 +36,6 @@ def _send(port, recipient, *, sender="alice@sender.test", source="127.0.0.1", ut
         client.ehlo("client.test")
         client.sendmail(sender, [recipient], body.encode(),
                         mail_options=["SMTPUTF8"] if utf8 else [])
-
-
-async def _delivered(core, home, count):
-    rows: list = []
-
-    def enough():
-        rows[:] = events_of(home, Action.DELIVERED)
-        return len(rows) >= count
-    await until(enough)
-    return rows
 
 
 async def test_mail_to_the_own_idn_domain_in_any_form_is_local(tmp_path, make_sink, nursery):
@@ -67,7 +57,7 @@ async def test_mail_to_the_own_idn_domain_in_any_form_is_local(tmp_path, make_si
     assert sorted(r for m in received for r in m.recipients) == sorted(recipients)
     assert all(DISCLAIMER.encode() not in m.data for m in received)
     assert outbound.messages == []
-    rows = await _delivered(core, home, len(recipients))
+    rows = await at_least(home, Action.DELIVERED, len(recipients))
     assert {row["rule"] for row in rows} == {f"routing.local:{MUNICH}",
                                              f"routing.local:{EXAMPLE_CN}"}
     assert events_of(home, Action.REJECTED) == []
@@ -127,7 +117,7 @@ async def test_a_local_route_typed_in_u_labels_is_found_by_its_mx_in_either_form
         assert sorted(r for m in received for r in m.recipients) == sorted(
             ["user@münchen.de", f"user@{MUNICH}"])
         assert {name for name, rtype in dns.queries if rtype == "MX"} == {MUNICH}
-        rows = await _delivered(core, home, 2)
+        rows = await at_least(home, Action.DELIVERED, 2)
         assert {row["rule"] for row in rows} == {f"routing.local:{MUNICH}"}
         core.cancel_scope.cancel()
 

@@ -14,7 +14,6 @@ import os
 import smtplib
 import subprocess
 import sys
-import time
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -22,9 +21,8 @@ import pytest
 import trio
 
 from core.app import run_core
-from shared import db
 from shared.events import Action
-from tests.support.core import make_home, routed_home, stored_settings
+from tests.support.core import make_home, routed_home, store_unchecked, stored_settings
 from tests.support.waiting import events_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,18 +42,6 @@ OLD_VALUES = {
 }
 
 
-def store_as_an_older_release_did(home, values: dict) -> None:
-    conn = db.connect(home.db)
-    try:
-        with db.write_transaction(conn):
-            for key, value in values.items():
-                conn.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
-                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                             (key, json.dumps(value), time.time()))
-    finally:
-        conn.close()
-
-
 def mailmoat(*args, expect=0) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k != "MAILMOAT_HOME"}
     environ["PYTHONPATH"] = str(ROOT)
@@ -69,7 +55,7 @@ def mailmoat(*args, expect=0) -> subprocess.CompletedProcess:
 @pytest.fixture
 def upgraded(tmp_path, sink):
     home = routed_home(tmp_path / "home", sink)
-    store_as_an_older_release_did(home, OLD_VALUES)
+    store_unchecked(home, OLD_VALUES)
     return home
 
 

@@ -6,6 +6,7 @@ it is given (or a closed loopback port): nothing a test does can leave the machi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -68,6 +69,20 @@ def stored_settings(home: DataHome) -> dict:
     conn = db.connect(home.db)
     try:
         return load(conn)
+    finally:
+        conn.close()
+
+
+def store_unchecked(home: DataHome, values: dict) -> None:
+    """Write settings straight into the settings table, past today's validation, as an older
+    release's `config set` wrote values it accepted and this one refuses."""
+    conn = db.connect(home.db)
+    try:
+        with db.write_transaction(conn):
+            for key, value in values.items():
+                conn.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) "
+                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                             (key, json.dumps(value), time.time()))
     finally:
         conn.close()
 

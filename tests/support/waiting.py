@@ -6,7 +6,7 @@ import trio
 
 from shared import db
 
-__all__ = ["events_of", "until"]
+__all__ = ["events_of", "until", "at_least"]
 
 
 def events_of(home, action) -> list:
@@ -24,3 +24,14 @@ async def until(predicate, timeout: float = 20.0) -> None:
     with trio.fail_after(timeout):
         while not predicate():
             await trio.sleep(0.02)
+
+
+async def at_least(home, action, count: int, timeout: float = 20.0) -> list:
+    """The rows of `action` once there are at least `count` of them."""
+    rows: list = []
+
+    def enough():
+        rows[:] = events_of(home, action)
+        return len(rows) >= count
+    await until(enough, timeout)
+    return rows
