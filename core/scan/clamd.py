@@ -25,6 +25,16 @@ Rules
        so that every infected one is reported; a clean buffer costs one stream, as before.
        The decomposer's parts (zip, tar, 7z members, attachments) are separate streams
        already (core/pipeline/checks/antivirus.py).
+    5. These follow-up streams are bounded, and never undo what the buffer's own stream
+       found (review13 B2: one unpacked member over the stream limit turned a found virus
+       into a scan_error, which scan.unprocessable may deliver). At most
+       MAX_FOLLOW_UP_STREAMS items are taken out (an unpack Budget), so a cabinet of
+       thousands of members costs that many connections, not thousands (review13 B7); an
+       item over max_stream_octets is not sent (rule 1); the first follow-up that raises
+       ScanError (clamd gone, the message's scanning time spent) ends them, as the check
+       stops asking a failed clamd about a message's other parts. The buffer's detection
+       is returned whatever became of them: the file is infected either way, and only
+       further names in it may go unreported.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import struct
 import time
 
 from core.scan.builtin import Detection
-from core.scan.unpack import expand
+from core.scan.unpack import Budget, expand
 
 __all__ = ["ClamdEngine", "ScanError", "parse_address"]
 
@@ -43,6 +53,7 @@ SCAN_SECONDS = 30.0
 CHUNK_OCTETS = 256 * 1024
 MAX_STREAM_OCTETS = 25 * 2**20
 MAX_REPLY_OCTETS = 4096
+MAX_FOLLOW_UP_STREAMS = 32       # per infected buffer (rule 5)
 
 
 class ScanError(RuntimeError):
@@ -141,16 +152,21 @@ class ClamdEngine:
             raise ScanError(f"clamd at {self.address} failed: {exc.strerror or exc}") from None
         return parse_reply(reply.rstrip(b"\0\n").decode("utf-8", "replace"), self.address)
 
-
     def scan_all(self, data: bytes, hint: str | None = None,
                  decompose=None) -> list[Detection]:
-        """Every detection in `data` (rule 4); ScanError as `scan`."""
+        """Every detection in `data` (rules 4-5); ScanError as `scan`, for `data`'s own
+        stream only: once that has found something, the result holds it."""
         found = self.scan(data, hint)
         if found is None:
             return []
         inner = []
-        for label, item in expand(data, decompose):
-            detection = self.scan(item)
+        for label, item in expand(data, decompose, Budget(items=MAX_FOLLOW_UP_STREAMS)):
+            if len(item) > self.max_stream_octets:
+                continue
+            try:
+                detection = self.scan(item)
+            except ScanError:
+                break
             if detection is not None:
                 inner.append(Detection(detection.name, detection.engine, label))
         if any(d.name == found.name for d in inner):

@@ -1,11 +1,17 @@
 """A real clamd started by the test (tests/support/clamd.py) with the same signature set the
 builtin engine ships: every EICAR variant and ClamAV test file of the corpus detected, over
 TCP and over the unix socket; the antivirus check with av.engine clamd and both; every
-infected member of an archive reported, though clamd names one match per stream."""
+infected member of an archive reported, though clamd names one match per stream. The streams
+that follow an infected one (core/scan/clamd.py rule 5) also against a scripted clamd on
+loopback, which counts them and can leave them unanswered."""
 
 from __future__ import annotations
 
 import io
+import socket
+import struct
+import threading
+import time
 import zipfile
 
 import pytest
@@ -14,7 +20,8 @@ from core.pipeline.checks import antivirus
 from core.scan.clamd import ClamdEngine, ScanError
 from tests.support.clamd import Clamd
 from tests.unit.scan.support import (CLAMD_ONLY, SHIPPED, as_attachment, corpus_or_skip,
-                                     manifest, message_for, settings, stored_arj, view_of)
+                                     manifest, message_for, settings, stored_arj, view_of,
+                                     zip_with_deflate64)
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
@@ -109,3 +116,104 @@ def test_clamd_reports_each_infected_member_of_an_archive_it_opens_itself(clamd)
     assert [(f.data["file"], f.reason.split("Found: ")[1].split("\n")[0]) for f in findings] == [
         ("bundle.arj", "signature Mailmoat.Test.EICAR (in arj[0])"),
         ("bundle.arj", "signature Mailmoat.Test.EICAR (in arj[2])")]
+
+
+def test_a_member_over_the_stream_limit_leaves_the_virus_found(clamd):
+    # review13 B2: clamd found EICAR in the zip scanned whole (setup.bin unreadable to the
+    # decomposer), then the follow-up stream of setup.bin, over the 25 MiB stream limit,
+    # raised ScanError: the virus was lost, the message a scan_error for scan.unprocessable
+    # (deliver here), and clamd was not asked about eicar.com
+    changes = {"av__engine": "clamd", "av__clamd__address": clamd.address,
+               "av__on_virus": "log", "av__on_not_removed": "log",
+               "scan__unprocessable": "deliver", "container__max_ratio": 100_000}
+    data = zip_with_deflate64({"setup.bin": bytes(26 * 2**20), "eicar.com": EICAR},
+                              {"setup.bin"})
+    findings = antivirus.check(view_of(as_attachment("bundle.zip", data), **changes),
+                               settings(**changes))
+    assert [(f.event, f.data.get("file")) for f in findings] == [("virus_logged", "eicar.com")]
+
+
+class _ScriptedClamd:
+    """clamd's INSTREAM on 127.0.0.1 (the exchange of core/scan/clamd.py's header), served
+    one connection at a time in a thread: it reads each stream whole, counts it, and answers
+    `stream: Mailmoat.Test.EICAR FOUND` to the first `answered` (None: to every one); a
+    stream past those is left unanswered, as a clamd that stalls leaves it."""
+
+    def __init__(self, answered: int | None = None):
+        self.answered = answered
+        self.streams = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.1)              # so that the thread sees `_stop`
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._unanswered: list[socket.socket] = []
+
+    @property
+    def address(self) -> str:
+        return "127.0.0.1:%d" % self._listener.getsockname()[1]
+
+    def __enter__(self) -> "_ScriptedClamd":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._listener.close()
+        for conn in self._unanswered:
+            conn.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(10)
+            try:
+                assert _exactly(conn, 10) == b"zINSTREAM\0"
+                while size := struct.unpack(">I", _exactly(conn, 4))[0]:
+                    _exactly(conn, size)
+            except OSError:
+                conn.close()
+                continue
+            self.streams += 1
+            if self.answered is not None and self.streams > self.answered:
+                self._unanswered.append(conn)
+                continue
+            with conn:
+                conn.sendall(b"stream: Mailmoat.Test.EICAR FOUND\0")
+
+
+def _exactly(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        more = conn.recv(n - len(data))
+        if not more:
+            raise ConnectionResetError("client closed")
+        data += more
+    return data
+
+
+def test_a_follow_up_stream_out_of_time_leaves_the_virus_found():
+    # review13 B2: the message's scanning time ran out in a follow-up stream, and its
+    # ScanError lost what the first stream had found
+    data = stored_arj({"a.exe": EICAR, "b.doc": EICAR + b"  "})
+    with _ScriptedClamd(answered=1) as fake:
+        engine = ClamdEngine(fake.address, deadline=time.monotonic() + 2.0)
+        assert [(d.name, d.where) for d in engine.scan_all(data)] == [
+            ("Mailmoat.Test.EICAR", "")]
+    assert fake.streams == 2                # the failed follow-up ended them
+
+
+def test_follow_up_streams_do_not_grow_with_the_members_of_an_infected_archive():
+    # review13 B7: each member an unpacker took out of an infected stream was a connection
+    # of its own, 200 of them for a cabinet of thousands
+    streams = []
+    for members in (60, 300):
+        data = stored_arj({f"m{i}.exe": EICAR for i in range(members)})
+        with _ScriptedClamd() as fake:
+            found = ClamdEngine(fake.address).scan_all(data)
+        assert len(found) == fake.streams - 1   # every follow-up found what it was sent
+        streams.append(fake.streams)
+    assert streams[0] == streams[1] < 60

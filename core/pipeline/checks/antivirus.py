@@ -38,6 +38,7 @@ mass mailer cleanup list its name matched.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import NamedTuple
 
 from core.pipeline import scan_policy
@@ -48,6 +49,7 @@ from shared.shown_text import one_line
 # Symantec Security Response gives mass-mailer names, and "@mm"), as one pattern.
 MASS_MAILER = re.compile(r"@mm?\b|@mm?$", re.IGNORECASE)
 VBA_MEMBER = re.compile(r"(^|/)vbaProject\.bin$", re.IGNORECASE)
+_ITEM_NUMBER = re.compile(r"\[\d+\]|\(crc mismatch\)")      # core/scan/unpack.py labels
 
 
 def mass_mailer_entry(name: str) -> str | None:
@@ -135,26 +137,41 @@ def _one_per_file(view, infected: list[_Infection]) -> list[_Infection]:
     """One finding per infected file, so every infected member of an archive is reported
     (module header). Two detections make one (the first: signatures before heuristics)
     when they are one file: a macro found in a document and in its vbaProject.bin member;
-    a container an engine scanned whole because a member could not be read, and one of its
-    members the decomposer did read, infected with the same."""
-    found_in: dict[int, set[str]] = {}
+    a container an engine scanned whole because a member could not be read, and the
+    members the decomposer did read, scanned as parts of their own, whose bytes the
+    container's hold. The container's detection of itself (no `where`) goes when a member
+    has that name; an item its scan unpacked goes when a member's own scan unpacked one of
+    that name through the same unpackers (`_unpacked`), one for one: uuencoded or data:
+    URI content, PDF streams in a stored member (review13 B6: each was a second finding
+    and event, and counted twice toward outbreak.count). An item no member accounts for
+    (the unreadable member's content) stays."""
+    inside: dict[int, Counter] = {}      # container -> (name, unpackers) found in members
     for item in infected:
-        found_in.setdefault(item.part.id, set()).add(item.name)
+        for ancestor in view.ancestors(item.part.id):
+            inside.setdefault(ancestor.id, Counter())[item.name, _unpacked(item.where)] += 1
     seen, out = set(), []
     for item in infected:
         part = item.part
         target = (part.id, item.where)
+        held = inside.get(part.id) if part.container and not item.heuristic else None
         if VBA_MEMBER.search(part.filename or "") and part.parent is not None:
             target = (part.parent, "")
-        elif not (item.where or item.heuristic) and part.container and any(
-                item.name in names and part.id in {a.id for a in view.ancestors(pid)}
-                for pid, names in found_in.items() if pid != part.id):
+        elif held and not item.where and any(name == item.name for name, _ in held):
+            continue
+        elif held and item.where and held[item.name, _unpacked(item.where)] > 0:
+            held[item.name, _unpacked(item.where)] -= 1
             continue
         if target in seen:
             continue
         seen.add(target)
         out.append(item)
     return out
+
+
+def _unpacked(where: str) -> str:
+    """The unpackers of a detection's `where`, without the item numbers: "uuencode[1]" and
+    "uuencode" are one way in, wherever in the bytes it began."""
+    return _ITEM_NUMBER.sub("", where)
 
 
 def _is_expanded_document(part, selected, flagged, view) -> bool:

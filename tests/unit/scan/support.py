@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
+from collections.abc import Collection
 from functools import lru_cache
 from pathlib import Path
 
@@ -106,19 +107,43 @@ class MsbBits:
         return b"".join(raw[i + 1:i + 2] + raw[i:i + 1] for i in range(0, len(raw), 2))
 
 
-def _arj_header(fixed: bytes, name: bytes) -> bytes:
+def arj_header(fixed: bytes, name: bytes) -> bytes:
+    """An ARJ header block: `fixed` (the first-header fields), the name, an empty comment,
+    its CRC-32 and no extended header."""
     basic = fixed + name + b"\0" + b"\0"
     return (b"\x60\xea" + struct.pack("<H", len(basic)) + basic
             + struct.pack("<I", zlib.crc32(basic)) + b"\0\0")
+
+
+def zip_with_deflate64(members: dict[str, bytes], deflate64: Collection[str] = ()) -> bytes:
+    """A zip holding `members` stored, but for those named in `deflate64`, compressed with
+    Deflate64 (method 9): members zipfile cannot read, so the decomposer marks them
+    unreadable and the antivirus check has the engines scan the whole zip, into which only
+    core/scan/unpack.py sees."""
+    import inflate64
+    local, central = b"", b""
+    for name, data in members.items():
+        body, method = data, 0
+        if name in deflate64:
+            deflater = inflate64.Deflater()
+            body, method = deflater.deflate(data) + deflater.flush(), 9
+        fields = struct.pack("<HHHHHIIIHH", 21, 0, method, 0, 0x21, zlib.crc32(data),
+                             len(body), len(data), len(name.encode()), 0)
+        central += (b"PK\x01\x02" + struct.pack("<H", 20) + fields
+                    + struct.pack("<HHHII", 0, 0, 0, 0, len(local)) + name.encode())
+        local += b"PK\x03\x04" + fields + name.encode() + body
+    return (local + central + b"PK\x05\x06"
+            + struct.pack("<HHHHIIH", 0, 0, len(members), len(members), len(central),
+                          len(local), 0))
 
 
 def stored_arj(members: dict[str, bytes]) -> bytes:
     """An ARJ archive holding `members` stored (method 0): a format only the antivirus
     engines open (core/scan/unpackers/arj.py), not the decomposer."""
     main = struct.pack("<BBBBBBBB", 30, 11, 1, 0, 0, 0, 2, 0) + bytes(22)
-    out = _arj_header(main, b"t.arj")
+    out = arj_header(main, b"t.arj")
     for name, data in members.items():
         member = struct.pack("<BBBBBBBBIIIIHHH", 30, 11, 1, 0, 0, 0, 0, 0, 0, len(data),
                              len(data), zlib.crc32(data), 0, 0, 0)
-        out += _arj_header(member, name.encode()) + data
+        out += arj_header(member, name.encode()) + data
     return out + b"\x60\xea\0\0"
