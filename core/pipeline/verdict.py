@@ -24,6 +24,15 @@ Rules
     3. "log" findings decide nothing; like every finding they get their event.
     4. "reject" after DATA is turned into "drop" (the 250 has been sent): the table keeps it
        at rank 0 so a future SMTP-time caller can use the same function.
+    5. A disposition whose place is not built yet is carried out as INSTEAD says, before it
+       competes, its reason saying why: mail asked into the spam quarantine is held, since
+       that quarantine cannot show or release mail (shared.settings.SPAM_QUARANTINE_NOT_BUILT;
+       upgrade finding 3: a content rule action an older release stored sent mail where
+       nobody could reach it). Checks ask for what their settings say (rules.content_action,
+       premium.*.disposition) and `decide` carries it out, whichever check asked; the
+       pipeline writes a finding's event from the finding itself, so a check that can ask
+       for such a place returns its findings through `carried_out`, for its event to read
+       "held" rather than "superseded".
 """
 
 from __future__ import annotations
@@ -31,8 +40,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from core.pipeline.findings import Finding
+from shared.settings import SPAM_QUARANTINE_NOT_BUILT
 
-__all__ = ["PRECEDENCE", "Verdict", "decide", "DELIVERING"]
+__all__ = ["PRECEDENCE", "INSTEAD", "Verdict", "decide", "carried_out", "DELIVERING"]
 
 PRECEDENCE: dict[str, int] = {
     "reject": 0,
@@ -43,6 +53,11 @@ PRECEDENCE: dict[str, int] = {
     "deliver": 5,
 }
 DELIVERING = frozenset({"deliver", "forward"})
+
+# Rule 5: (disposition, place) -> (what is done instead, the note its reason gets).
+INSTEAD: dict[tuple[str, str], tuple[str, str]] = {
+    ("quarantine", "spam"): ("hold", f"held, not quarantined: {SPAM_QUARANTINE_NOT_BUILT}"),
+}
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,8 @@ class Verdict:
 
 
 def decide(findings: list[Finding] | tuple[Finding, ...], *, after_data: bool = True) -> Verdict:
-    """The one verdict for these findings (rules 1-4). Never raises for valid findings."""
+    """The one verdict for these findings (rules 1-5). Never raises for valid findings."""
+    findings = [carried_out(f) for f in findings]
     deciding: Finding | None = None
     for finding in findings:
         if not finding.is_disposition:
@@ -76,9 +92,24 @@ def decide(findings: list[Finding] | tuple[Finding, ...], *, after_data: bool = 
     return Verdict(disposition, rule=deciding.rule, reason=deciding.reason,
                    forward_to=deciding.forward_to if disposition == "forward" else None,
                    forward_subject=deciding.forward_subject if disposition == "forward" else None,
-                   quarantine=(deciding.quarantine or "spam") if disposition == "quarantine"
-                   else None,
+                   quarantine=_place(deciding) if disposition == "quarantine" else None,
                    edits=edits, event=deciding.event)
+
+
+def carried_out(finding: Finding) -> Finding:
+    """`finding` as it can be carried out (rule 5): itself, or, when it asks for a place
+    INSTEAD lists, the same finding asking for what is done instead."""
+    row = INSTEAD.get((finding.action, _place(finding)))
+    if row is None:
+        return finding
+    action, note = row
+    return replace(finding, action=action, quarantine=None, reason=f"{finding.reason}; {note}")
+
+
+def _place(finding: Finding) -> str | None:
+    """Where a quarantine finding sends the message (the spam quarantine unless it names
+    another); None for other findings."""
+    return (finding.quarantine or "spam") if finding.action == "quarantine" else None
 
 
 def _edits(findings) -> tuple[Finding, ...]:

@@ -3,18 +3,16 @@ through the shared rule engine (core/pipeline/rules.py). Every matching rule is 
 asking for rules.content_action (drop | log | forward | quarantine); content rules never
 notify (guide §3 note).
 
-"quarantine" holds the message instead, until the spam quarantine can show and release mail
-(shared.settings.SPAM_QUARANTINE_NOT_BUILT): no change may set it now, but an older release
-stored it, and mail sent to spool/quarantine/spam/ sat where nobody could reach it (upgrade
-finding 3). The hold queue's reason says why; the console and `mailmoat queue … --hold`
-release, drop or forward it.
+"quarantine" is asked for as stored (no change may set it now, but an older release did);
+what becomes of it while the spam quarantine is not built is core/pipeline/verdict.py's
+decision (rule 5: held), taken through `carried_out` so the event says what was done.
 """
 
 from __future__ import annotations
 
 from core.pipeline.findings import Finding
 from core.pipeline.rules import matching_rules
-from shared.settings import SPAM_QUARANTINE_NOT_BUILT
+from core.pipeline.verdict import carried_out
 
 
 def check(view, settings) -> list[Finding]:
@@ -34,9 +32,6 @@ def check(view, settings) -> list[Finding]:
             out.append(Finding(action="forward", forward_to=settings["rules.content_forward_to"],
                                forward_subject=settings["rules.content_forward_subject"] or None,
                                reason=reason, **common))
-        elif action == "quarantine":
-            out.append(Finding(action="hold", reason=f"{reason}; held, not quarantined: "
-                                                     f"{SPAM_QUARANTINE_NOT_BUILT}", **common))
         else:
-            out.append(Finding(action=action, reason=reason, **common))
+            out.append(carried_out(Finding(action=action, reason=reason, **common)))
     return out

@@ -3,7 +3,8 @@
 import pytest
 
 from core.pipeline.findings import Finding
-from core.pipeline.verdict import PRECEDENCE, decide
+from core.pipeline.verdict import PRECEDENCE, carried_out, decide
+from shared.settings import SPAM_QUARANTINE_NOT_BUILT
 
 
 def f(action, rule=None, **kw):
@@ -27,9 +28,10 @@ def test_precedence_table_is_the_spec_order():
     ("quarantine", "forward"), ("quarantine", "deliver"), ("forward", "deliver"),
 ])
 def test_stronger_disposition_wins_in_either_order(strong, weak):
-    extra = {"forward_to": "x@y.test"}
-    a = f(strong, **(extra if strong == "forward" else {}))
-    b = f(weak, **(extra if weak == "forward" else {}))
+    # the virus quarantine: the spam quarantine is not built yet (rule 5)
+    extra = {"forward": {"forward_to": "x@y.test"}, "quarantine": {"quarantine": "virus"}}
+    a = f(strong, **extra.get(strong, {}))
+    b = f(weak, **extra.get(weak, {}))
     assert decide([a, b]).disposition == strong
     assert decide([b, a]).disposition == strong
     assert decide([b, a]).rule == f"rule.{strong}"
@@ -81,9 +83,23 @@ def test_a_part_removed_twice_carries_every_text_once():
     assert decide([silent, virus]).edits[0].text == "infected with a virus"
 
 
-def test_quarantine_folder_defaults_to_spam():
-    assert decide([f("quarantine")]).quarantine == "spam"
+def test_quarantine_names_its_folder():
     assert decide([f("quarantine", quarantine="virus")]).quarantine == "virus"
+
+
+@pytest.mark.parametrize("folder", [None, "spam"])
+def test_mail_asked_into_the_spam_quarantine_is_held_while_it_is_not_built(folder):
+    # rule 5 (review13: the content rule check decided this itself, so a premium
+    # disposition of quarantine would have sent mail where nobody can reach it)
+    asked = f("quarantine", quarantine=folder)
+    verdict = decide([f("forward", forward_to="a@x.test"), asked])
+    assert (verdict.disposition, verdict.rule, verdict.quarantine) == (
+        "hold", "rule.quarantine", None)
+    assert verdict.reason == f"quarantine; held, not quarantined: {SPAM_QUARANTINE_NOT_BUILT}"
+    assert decide([f("hold", "first"), asked]).rule == "first"     # competes as a hold
+    done = carried_out(asked)
+    assert (done.action, done.reason) == ("hold", verdict.reason)
+    assert carried_out(done) == done
 
 
 def test_finding_validates_its_shape():
