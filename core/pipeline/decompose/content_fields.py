@@ -154,7 +154,11 @@ class _Readers:
             return None
 
 
-MAX_NAMES_PER_KIND = 8  # names kept of each field kind besides the filename (rule 2)
+# Rule 2, of many declared names: MAX_NAMES_PER_KIND are kept of each field kind, the first
+# and the last half, read from at most READ_AT_MOST of its fields and as many names of each
+# field, again the first and the last half (a name with a NUL counts twice: whole and cut).
+MAX_NAMES_PER_KIND = 16
+READ_AT_MOST = MAX_NAMES_PER_KIND // 2
 NAME_PARAMETERS = ("filename", "name")
 # a parameter name, also in RFC 2231 form: name*, name*0, name*1* (as the email package's
 # email.utils.rfc2231_continuation reads them)
@@ -170,15 +174,16 @@ def _ends(items: list, most: int) -> list:
 def _field_names(values: list[str]) -> list[str]:
     """Rule 2: every file name the fields `values` (all Content-Disposition or all
     Content-Type fields of a part) declare, in order, each also cut at a NUL, where some
-    readers end a name ("a.exe\\0.txt" is a.exe to them)."""
+    readers end a name ("a.exe\\0.txt" is a.exe to them); of more than MAX_NAMES_PER_KIND,
+    the first and the last half."""
     out: list[str] = []
-    for value in _ends(list(dict.fromkeys(values)), MAX_NAMES_PER_KIND):
-        for name in _ends(_declared_names(value), MAX_NAMES_PER_KIND):
+    for value in _ends(list(dict.fromkeys(values)), READ_AT_MOST):
+        for name in _ends(_declared_names(value), READ_AT_MOST):
             name = decode_words(name)[0]
             for name in (name.replace("\x00", "").strip(), name.split("\x00", 1)[0].strip()):
                 if name and name not in out:
                     out.append(name)
-    return _ends(out, 2 * MAX_NAMES_PER_KIND)
+    return _ends(out, MAX_NAMES_PER_KIND)
 
 
 def _declared_names(value: str) -> list[str]:
