@@ -16,7 +16,8 @@ import pytest
 
 from core.scan.unpack import Budget, expand
 from core.scan.unpackers import CrcMismatch, arj, chm, implode, lzx
-from tests.unit.scan.support import MsbBits, corpus_or_skip, shipped_engine, stored_arj
+from tests.unit.scan.support import (MsbBits, arj_header, corpus_or_skip, shipped_engine,
+                                     stored_arj)
 
 CLAMAV = "clamav-testfiles"
 LIMIT_OCTETS = 32 * 2**20
@@ -208,17 +209,11 @@ def test_every_infected_member_of_an_archive_only_the_engine_opens_is_a_detectio
     assert shipped_engine().scan_all(stored_arj({"notes.txt": b"clean"})) == []
 
 
-def _arj_header(fixed: bytes, name: bytes) -> bytes:
-    basic = fixed + name + b"\0" + b"\0"
-    return (b"\x60\xea" + struct.pack("<H", len(basic)) + basic
-            + struct.pack("<I", zlib.crc32(basic)) + b"\0\0")
-
-
 def _arj(method: int, body: bytes, size: int, crc: int, flags: int = 0) -> bytes:
     main = struct.pack("<BBBBBBBB", 30, 11, 1, 0, 0, 0, 2, 0) + bytes(22)
     member = struct.pack("<BBBBBBBBIIIIHHH", 30, 11, 1, 0, flags, method, 0, 0, 0,
                          len(body), size, crc, 0, 0, 0)
-    return (_arj_header(main, b"t.arj") + _arj_header(member, b"t.bin") + body
+    return (arj_header(main, b"t.arj") + arj_header(member, b"t.bin") + body
             + b"\x60\xea\0\0")
 
 
@@ -265,11 +260,11 @@ def test_arj_member_crc_mismatch_is_returned_marked_and_damage_still_raises():
 def _arj_of(*members: tuple[int, bytes, int, int]) -> bytes:
     """An archive of (method, body, size, crc) members."""
     main = struct.pack("<BBBBBBBB", 30, 11, 1, 0, 0, 0, 2, 0) + bytes(22)
-    out = _arj_header(main, b"t.arj")
+    out = arj_header(main, b"t.arj")
     for number, (method, body, size, crc) in enumerate(members):
         fixed = struct.pack("<BBBBBBBBIIIIHHH", 30, 11, 1, 0, 0, method, 0, 0, 0,
                             len(body), size, crc, 0, 0, 0)
-        out += _arj_header(fixed, b"m%d.bin" % number) + body
+        out += arj_header(fixed, b"m%d.bin" % number) + body
     return out + b"\x60\xea\0\0"
 
 
