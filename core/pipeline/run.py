@@ -35,7 +35,7 @@ from core.pipeline.decompose import decompose_bytes
 from core.pipeline.findings import Finding
 from core.pipeline.registry import CHECKS
 from core.pipeline.rewrite import rewrite
-from core.pipeline.verdict import DELIVERING, Verdict, decide
+from core.pipeline.verdict import DELIVERING, Verdict, carried_out, decide
 from core.scan.engines import RUNTIME_SCAN_DEADLINE
 
 __all__ = ["process_message", "WorkerOutcome", "REWRITE_SUFFIX", "is_automatic",
@@ -69,7 +69,8 @@ def run_checks(view, settings, checks=CHECKS) -> list[Finding]:
     findings: list[Finding] = []
     for check in checks:
         try:
-            findings.extend(check.run(view, settings))
+            # what can be done of what it asks (verdict rule 5), for its event to say so
+            findings.extend(carried_out(f) for f in check.run(view, settings))
         except Exception as exc:          # rule 1
             findings.append(Finding(
                 rule=f"check.{check.name}", action=settings["scan.unprocessable"],

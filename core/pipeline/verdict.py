@@ -30,9 +30,9 @@ Rules
        upgrade finding 3: a content rule action an older release stored sent mail where
        nobody could reach it). Checks ask for what their settings say (rules.content_action,
        premium.*.disposition) and `decide` carries it out, whichever check asked; the
-       pipeline writes a finding's event from the finding itself, so a check that can ask
-       for such a place returns its findings through `carried_out`, for its event to read
-       "held" rather than "superseded".
+       pipeline writes a finding's event from the finding itself, so core/pipeline/run.py
+       passes every check's findings through `carried_out`, for the event to read "held"
+       rather than "superseded".
 """
 
 from __future__ import annotations

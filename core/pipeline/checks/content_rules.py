@@ -5,14 +5,13 @@ notify (guide §3 note).
 
 "quarantine" is asked for as stored (no change may set it now, but an older release did);
 what becomes of it while the spam quarantine is not built is core/pipeline/verdict.py's
-decision (rule 5: held), taken through `carried_out` so the event says what was done.
+decision (rule 5: held), taken by core/pipeline/run.py for every check.
 """
 
 from __future__ import annotations
 
 from core.pipeline.findings import Finding
 from core.pipeline.rules import matching_rules
-from core.pipeline.verdict import carried_out
 
 
 def check(view, settings) -> list[Finding]:
@@ -33,5 +32,5 @@ def check(view, settings) -> list[Finding]:
                                forward_subject=settings["rules.content_forward_subject"] or None,
                                reason=reason, **common))
         else:
-            out.append(carried_out(Finding(action=action, reason=reason, **common)))
+            out.append(Finding(action=action, reason=reason, **common))
     return out
