@@ -622,10 +622,14 @@ class QueueManager:
         queue_id = envelope.queue_id
         for hop in self.schedule.attempted(queue_id):
             self.events.record(Action.REORDERING_STOPPED, info=hop, data={"next_hop": hop})
+        deferred = [r for r in envelope.recipients if r.status in ("pending", "deferred")]
+        now = self.clock.now()
+        expired = bool(deferred) and (
+            now >= envelope.received_at + settings["delivery.retry_days"] * SECONDS_PER_DAY)
         if failed:
             await self.queue_files.error(queue_id)
-            await self.notices.bounce(queue, envelope, failed)
-        deferred = [r for r in envelope.recipients if r.status in ("pending", "deferred")]
+            if not expired:     # else one bounce says both (notices.py rule 2)
+                await self.notices.bounce(queue, envelope, failed)
         if not deferred:
             await self._delete(queue, queue_id)
             self.queue_files.done(queue_id)
@@ -633,10 +637,9 @@ class QueueManager:
             self.events.record(Action.COMPLETED, **envelope.event_fields(),
                                data={"generated": True} if envelope.is_generated else {})
             return
-        now = self.clock.now()
-        if now >= envelope.received_at + settings["delivery.retry_days"] * SECONDS_PER_DAY:
+        if expired:
             await self.queue_files.error(queue_id)
-            await self.notices.expire(queue, envelope, deferred)
+            await self.notices.expire(queue, envelope, deferred, failed)
             return
         if not envelope.first_deferral_notice_sent:
             envelope.first_deferral_notice_sent = True    # even when none may be sent

@@ -85,10 +85,11 @@ class NoticeWriter:
         await self._send(queue, envelope, [_report(r, "delayed") for r in deferred], settings,
                          "delay_notice", retry_until=until)
 
-    async def expire(self, queue: str, envelope: Envelope, deferred) -> None:
-        """Fail what is still waiting after delivery.retry_days, bounce it, delete."""
+    async def expire(self, queue: str, envelope: Envelope, deferred, failed=()) -> None:
+        """Fail what is still waiting after delivery.retry_days, bounce it with `failed`
+        (those refused for good in the same attempt: one bounce, rule 2), delete."""
         m = self.manager
-        reports = []
+        reports = [_report(r, "failed") for r in failed]
         for recipient in deferred:
             # rule 2: the last error stays the diagnostic, with its own type
             reports.append(_report(recipient, "failed", status=EXPIRED_STATUS,
@@ -102,5 +103,5 @@ class NoticeWriter:
                             size=envelope.size, subject=envelope.subject(),
                             rule="delivery.retry_days",
                             result="failed", info=recipient.last_error)
-        await self.bounce(queue, envelope, deferred, reports)
+        await self.bounce(queue, envelope, [*failed, *deferred], reports)
         await m._delete(queue, envelope.queue_id)

@@ -241,6 +241,29 @@ async def test_expiry_bounces_and_deletes(tmp_path, make_sink, running):
     assert h.counters.values["bounced"] == 1
 
 
+async def test_a_recipient_refused_in_the_attempt_that_expires_the_rest_is_in_the_same_bounce(
+        tmp_path, make_sink, running):
+    # limits tester C1: two bounces 20 ms apart, one per recipient (notices.py rule 2: one
+    # bounce per attempt)
+    dest, senders = make_sink(), make_sink()
+    for address in ("bob@dest.test", "carol@dest.test"):
+        dest.rcpt_replies[address] = (451, "4.3.0 try again later")
+    h = Harness(tmp_path, routes_to(("dest.test", dest), ("sender.test", senders)),
+                **{"delivery.retry_days": 1})
+    queue_id = h.put("alice@sender.test", ["bob@dest.test", "carol@dest.test"])
+    await running(h)
+    await h.until(lambda: h.ids("slow") == [queue_id])
+    dest.rcpt_replies["carol@dest.test"] = (550, "5.1.1 no such user")
+    h.clock.advance(DAY + 1)
+    await h.until(lambda: h.ids("slow") == [])
+    delay, bounce = await senders.await_messages(2)
+    _, blocks, _ = _dsn(bounce)
+    assert [(b["Final-Recipient"], b["Status"]) for b in blocks[1:]] == [
+        ("rfc822; carol@dest.test", "5.1.1"), ("rfc822; bob@dest.test", "4.4.7")]
+    assert h.counters.values["bounced"] == 1 and len(h.events.of(Action.BOUNCED)) == 1
+    assert len(senders.messages) == 2
+
+
 async def test_expiry_bounce_gives_the_last_remote_reply_as_its_smtp_diagnostic(
         tmp_path, make_sink, running):
     # delivery.md defect 7: "smtp; delivery time expired; last error: 451 ..." was our own
