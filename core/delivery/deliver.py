@@ -135,6 +135,7 @@ class Deliverer:
             while True:
                 await trio.sleep(REAP_INTERVAL_SECONDS)
                 self.pool.set_limit(int(self.settings()["smtp.max_outgoing"]))
+                await self.pool.shed()
                 await self.pool.reap(self.idle_seconds)
         finally:
             await self.aclose()

@@ -9,7 +9,8 @@ Rules
     1. A token is borrowed on behalf of a connection slot (`Slot`) before connecting and
        given back only when that connection is closed; an idle connection still holds its
        token. The limit follows `smtp.max_outgoing` live (`set_limit`); lowering it lets
-       existing connections finish and close.
+       connections in use finish and close, and closes idle ones over it at once (`shed`:
+       they sat above the new limit until their idle time ran out).
     2. `checkout(key)` returns an idle connection for the key if there is one, else a new
        slot when a token is free, else closes the oldest idle connection of *another* key to
        free a token, else waits until a connection is returned or closed.
@@ -114,6 +115,18 @@ class ConnectionPool:
             if self._take_idle(slot):
                 await self._discard(slot, already_taken=True)
         return len(stale)
+
+    async def shed(self) -> int:
+        """Close idle connections, the oldest first, while more are open than the limit
+        allows (rule 1); returns how many."""
+        closed = 0
+        while self.limiter.borrowed_tokens > self.limiter.total_tokens:
+            victim = self._oldest_idle()
+            if victim is None or not self._take_idle(victim):
+                break
+            await self._discard(victim, already_taken=True)
+            closed += 1
+        return closed
 
     async def close_all(self) -> None:
         """Close every idle connection (at shutdown)."""
