@@ -58,17 +58,29 @@ async def _stopped_by_signal():
 
 
 def serve_core(args) -> int:
-    """Raises CommandFailed (one line, status 1) when another core holds the data home or
-    SMTP cannot listen where the settings say."""
+    """Raises CommandFailed (one line, status 1) when another core holds the data home,
+    SMTP cannot listen where the settings say, or the disk is too full to open the
+    database even with the space reserve released (shared.home)."""
     from core.app import CoreAlreadyRunning, run_core
     from core.pipeline.workers import configure_workers
     from core.smtp.server import ListenFailed
     from shared.cli import sole_exception
-    from shared.home import open_db
+    from shared.events import Action, EventWriter
+    from shared.home import DiskFull, open_db_at_start
     from shared.parent_watch import watch_supervisor
 
     home = resolve_home(args.home)
-    open_db(home).close()  # clear message for a missing home or a schema mismatch
+    try:
+        # clear message for a missing home, a schema mismatch or a full disk
+        conn, released = open_db_at_start(home)
+    except DiskFull as exc:
+        raise CommandFailed(str(exc)) from None
+    conn.close()
+    if released:
+        writer = EventWriter(home.db, "core")
+        writer.record(Action.LOW_DISK, rule="disk.space_reserve", result="released",
+                      info=released, data={"directory": "data home", "path": str(home.root)})
+        writer.close()
 
     configure_workers()
 

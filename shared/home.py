@@ -1,5 +1,13 @@
 """Creating and opening a data home: the services behind `init`, `migrate` and every command
 that needs the database.
+
+The space reserve: SQLite in WAL mode cannot even open its database on a file system with
+no byte free (its -shm file cannot grow: "disk I/O error"), so a core restarted on a full
+disk would stay down, though delivering its queue is what frees the space (shared/disk.py).
+The home therefore keeps `run/space-reserve`, SPACE_RESERVE_OCTETS of real blocks, written
+by `init` and again at each core start when there is room (`keep_space_reserve`). A core
+that cannot open its database at start because the disk is full deletes it and opens
+again (`open_db_at_start`); the start that follows with room makes it again.
 """
 
 from __future__ import annotations
@@ -11,15 +19,23 @@ import secrets
 import socket
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
 
 from shared import db
+from shared.disk import disk_space, is_out_of_space
 from shared.paths import DataHome
 from shared.settings import generated_values
 from shared.settings_store import apply_changes, load, stored_keys
 from shared.tls import ensure_self_signed
 
 __all__ = ["initialise", "open_db", "InitResult", "HomeMissing", "machine_hostname",
-           "AlreadyRunning", "hold_lock", "lock_holder"]
+           "AlreadyRunning", "hold_lock", "lock_holder", "DiskFull", "open_db_at_start",
+           "keep_space_reserve", "space_reserve", "SPACE_RESERVE_OCTETS"]
+
+SPACE_RESERVE_OCTETS = 1 << 20  # room for SQLite's -shm and -wal and the start's first writes
+# Under this many octets free, SQLite's "disk I/O error" at open is the full disk (its -shm
+# needs 32 KiB).
+_FULL_DISK_OCTETS = 64 << 10
 
 
 class AlreadyRunning(Exception):
@@ -123,6 +139,7 @@ def initialise(home: DataHome, admin_password: str | None = None,
     finally:
         conn.close()
     cert_created = ensure_self_signed(home.tls_key, home.tls_cert, hostname)
+    keep_space_reserve(home)
     return InitResult(created, generated, password_set, len(applied), cert_created)
 
 
@@ -137,3 +154,78 @@ def open_db(home: DataHome) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+class DiskFull(RuntimeError):
+    """The data home's file system is too full to open the database (message: one line)."""
+
+
+def space_reserve(home: DataHome) -> Path:
+    return home.run / "space-reserve"
+
+
+def keep_space_reserve(home: DataHome) -> bool:
+    """Write the space reserve unless it is there whole or the file system has no room for
+    it (less than twice its size free: it must not be what fills the disk); whether it is
+    there now. Best effort: it never raises."""
+    path = space_reserve(home)
+    try:
+        st = os.stat(path)
+        if st.st_size >= SPACE_RESERVE_OCTETS and st.st_blocks * 512 >= SPACE_RESERVE_OCTETS:
+            return True
+    except OSError:
+        pass
+    if not home.run.is_dir() or disk_space(home.run).free_octets < 2 * SPACE_RESERVE_OCTETS:
+        return False            # run/ is made by the core's start: the next start makes it
+    partial = path.with_name(path.name + ".new")
+    try:
+        with open(partial, "wb") as handle:
+            # Random octets, not zeros and not a truncate: a sparse file, or one a
+            # compressing file system (btrfs, ZFS) stores in a few blocks, frees nothing.
+            handle.write(os.urandom(SPACE_RESERVE_OCTETS))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except OSError:         # no room after all, or run/ not ours: never a reason not to start
+        partial.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def open_db_at_start(home: DataHome) -> tuple[sqlite3.Connection, str | None]:
+    """open_db for the core's start, which a full disk must not stop: when the database
+    cannot be opened because the file system is full, delete the space reserve and open
+    again. Returns the connection and, when the reserve went, what happened, for the event
+    the caller records; with room, the reserve is made if it is missing. Raises DiskFull."""
+    try:
+        conn = open_db(home)
+    except (sqlite3.OperationalError, db.DatabaseUnavailable) as exc:
+        if not _full(home, exc):
+            raise
+    else:
+        keep_space_reserve(home)
+        return conn, None
+    free = disk_space(home.root).free_octets
+    try:
+        os.unlink(space_reserve(home))
+    except FileNotFoundError:
+        raise DiskFull(_full_message(home, free, "no space reserve left to release")) from None
+    released = (f"the data home's file system was full ({free} octets free): the space reserve "
+                f"{space_reserve(home)} ({SPACE_RESERVE_OCTETS} octets) was deleted so that "
+                f"the core could start; it is made again at a start with room")
+    try:
+        return open_db(home), released
+    except (sqlite3.OperationalError, db.DatabaseUnavailable) as exc:
+        if not _full(home, exc):
+            raise
+        raise DiskFull(_full_message(home, disk_space(home.root).free_octets,
+                                     "even with the space reserve released")) from None
+
+
+def _full(home: DataHome, exc: Exception) -> bool:
+    return is_out_of_space(exc) or disk_space(home.root).free_octets < _FULL_DISK_OCTETS
+
+
+def _full_message(home: DataHome, free: int, why: str) -> str:
+    return (f"the file system of {home.root} is full ({free} octets free, {why}): the "
+            f"database cannot be opened; free some space there, then start again")
