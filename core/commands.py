@@ -65,22 +65,11 @@ def serve_core(args) -> int:
     from core.pipeline.workers import configure_workers
     from core.smtp.server import ListenFailed
     from shared.cli import sole_exception
-    from shared.events import Action, EventWriter
-    from shared.home import DiskFull, open_db_at_start
     from shared.parent_watch import watch_supervisor
 
     home = resolve_home(args.home)
-    try:
-        # clear message for a missing home, a schema mismatch or a full disk
-        conn, released = open_db_at_start(home)
-    except DiskFull as exc:
-        raise CommandFailed(str(exc)) from None
-    conn.close()
-    if released:
-        writer = EventWriter(home.db, "core")
-        writer.record(Action.LOW_DISK, rule="disk.space_reserve", result="released",
-                      info=released, data={"directory": "data home", "path": str(home.root)})
-        writer.close()
+    # clear message for a missing home, a schema mismatch or a full disk
+    _opened_at_start(home, "core").close()
 
     configure_workers()
 
@@ -101,14 +90,47 @@ def serve_core(args) -> int:
     return 0
 
 
-def supervise(args) -> int:
+def _opened_at_start(home, process: str, opener=None):
+    """The database opened for a start, the space reserve released if the disk is full
+    (shared.home.open_db_at_start), with the low_disk event that says so; CommandFailed (one
+    line) when even that cannot open it."""
+    from shared.events import Action, EventWriter
+    from shared.home import DiskFull, open_db_at_start
+
+    try:
+        conn, released = open_db_at_start(home, opener)
+    except DiskFull as exc:
+        raise CommandFailed(str(exc)) from None
+    if released:
+        writer = EventWriter(home.db, process)
+        writer.record(Action.LOW_DISK, rule="disk.space_reserve", result="released",
+                      info=released, data={"directory": "data home", "path": str(home.root)})
+        writer.close()
+    return conn
+
+
+def _migrated(home):
+    """`mailmoat run` applies migrations itself (issue 2)."""
     from shared import db
+    conn = db.connect(home.db)
+    try:
+        db.migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def supervise(args) -> int:
     from shared.home import AlreadyRunning, hold_lock, lock_holder, open_db
     from shared.settings_store import load
 
     home = resolve_home(args.home)
     if not home.exists():
         raise CommandFailed(f"no Mailmoat data home at {home.root}; run `mailmoat init` first")
+    # first: on a full disk nothing below could write a byte until the space reserve goes
+    # (migrating before the lock is harmless: a second `run` migrates nothing and stops there)
+    _opened_at_start(home, "run", _migrated).close()
     home.create()
     try:
         # held until this process ends: a second `run` would restart its core and console
@@ -125,11 +147,6 @@ def supervise(args) -> int:
             raise CommandFailed(f"a Mailmoat {part} not started by this `mailmoat run` is "
                                 f"running on this data home (pid {pid}); stop it "
                                 f"(kill {pid}), then start `mailmoat run` again")
-    conn = db.connect(home.db)
-    try:
-        db.migrate(conn)  # `run` applies migrations itself (issue 2)
-    finally:
-        conn.close()
     conn = open_db(home)
     try:
         settings = load(conn)

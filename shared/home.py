@@ -18,6 +18,7 @@ import os
 import secrets
 import socket
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,13 +193,17 @@ def keep_space_reserve(home: DataHome) -> bool:
     return True
 
 
-def open_db_at_start(home: DataHome) -> tuple[sqlite3.Connection, str | None]:
-    """open_db for the core's start, which a full disk must not stop: when the database
-    cannot be opened because the file system is full, delete the space reserve and open
-    again. Returns the connection and, when the reserve went, what happened, for the event
-    the caller records; with room, the reserve is made if it is missing. Raises DiskFull."""
+def open_db_at_start(home: DataHome,
+                     opener: Callable[[DataHome], sqlite3.Connection] | None = None
+                     ) -> tuple[sqlite3.Connection, str | None]:
+    """`opener` (open_db, or `mailmoat run`'s open-and-migrate) for a start, which a full
+    disk must not stop: when the database cannot be opened because the file system is full,
+    delete the space reserve and open again. Returns the connection and, when the reserve
+    went, what happened, for the event the caller records; with room, the reserve is made if
+    it is missing. Raises DiskFull."""
+    opener = opener or open_db
     try:
-        conn = open_db(home)
+        conn = opener(home)
     except (sqlite3.OperationalError, db.DatabaseUnavailable) as exc:
         if not _full(home, exc):
             raise
@@ -212,9 +217,9 @@ def open_db_at_start(home: DataHome) -> tuple[sqlite3.Connection, str | None]:
         raise DiskFull(_full_message(home, free, "no space reserve left to release")) from None
     released = (f"the data home's file system was full ({free} octets free): the space reserve "
                 f"{space_reserve(home)} ({SPACE_RESERVE_OCTETS} octets) was deleted so that "
-                f"the core could start; it is made again at a start with room")
+                f"Mailmoat could start; it is made again at a start with room")
     try:
-        return open_db(home), released
+        return opener(home), released
     except (sqlite3.OperationalError, db.DatabaseUnavailable) as exc:
         if not _full(home, exc):
             raise

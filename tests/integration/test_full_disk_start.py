@@ -62,6 +62,13 @@ def test_with_no_reserve_left_one_line_names_the_full_disk(full_start):
     assert "no space reserve left to release" in line
 
 
+def test_mailmoat_run_started_on_a_full_disk_starts_too(full_start):
+    # its own open-and-migrate came first and exited 1 on the full disk
+    assert full_start["run_exit_status"] is None, full_start["run_output"]
+    assert full_start["run_greeting"] == 220
+    assert [e["process"] for e in full_start["run_released"]][-1:] == ["run"]
+
+
 def test_the_next_start_with_room_makes_the_reserve_again(full_start):
     from shared.home import SPACE_RESERVE_OCTETS
     assert full_start["restart_exit_status"] is None, full_start["restart_output"]
@@ -91,9 +98,11 @@ def _fill(path: Path) -> None:
                     break
 
 
-def _start(home, port: int, log: Path) -> tuple[subprocess.Popen, int | None]:
-    """`mailmoat core` as a child; its exit status if it ended instead of listening."""
-    process = subprocess.Popen([sys.executable, "-m", "shared.cli", "core", "--home",
+def _start(home, port: int, log: Path, command: str = "core"
+           ) -> tuple[subprocess.Popen, int | None]:
+    """`mailmoat core` (or `run`) as a child; its exit status if it ended instead of
+    listening."""
+    process = subprocess.Popen([sys.executable, "-m", "shared.cli", command, "--home",
                                 str(home.root)], stdout=open(log, "ab"),
                                stderr=subprocess.STDOUT)
     deadline = time.monotonic() + START_SECONDS
@@ -167,6 +176,18 @@ def _scenario(mount_point: Path) -> dict:
     _stop(process)
     facts["restart_output"] = log.read_text(errors="replace")[-3000:]
     facts["reserve_after_restart"] = _reserve(home)
+    # `mailmoat run`, what a service manager starts after a reboot, opens the database (and
+    # migrates) before its core does: full again, it must start all the same.
+    _fill(filler)
+    process, facts["run_exit_status"] = _start(home, port, log, "run")
+    try:
+        if facts["run_exit_status"] is None:
+            facts["run_greeting"], _ = _smtp(port)
+            facts["run_released"] = [dict(row) for row in events_of(home, Action.LOW_DISK)
+                                     if row["rule"] == "disk.space_reserve"]
+    finally:
+        _stop(process)
+    facts["run_output"] = log.read_text(errors="replace")[-3000:]
     return facts
 
 
