@@ -16,6 +16,7 @@ import time
 from email import policy
 from email.message import EmailMessage
 
+import pytest
 import trio
 
 from core.app import run_core
@@ -216,6 +217,7 @@ def test_the_core_stop_mails_the_held_events_with_the_service_stop_alert(tmp_pat
     assert _held(home) == 0
 
 
+@pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 def test_held_events_survive_an_improper_end_and_go_at_the_next_start(tmp_path, sink):
     home = _burst_home(tmp_path, sink)
     core = CoreProcess(home).start()

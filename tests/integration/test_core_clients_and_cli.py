@@ -181,6 +181,7 @@ async def test_service_events_and_status_snapshot(tmp_path, nursery):
     assert str(Action.SERVICE_START_IMPROPER) not in actions
 
 
+@pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 async def test_a_hold_request_the_core_did_not_take_up_is_withdrawn_not_done_later(
         tmp_path, nursery):
     # exit status 1 means "not done": the request used to stay queued, and a core started

@@ -74,6 +74,7 @@ async def _detected(core, sink, home, count_before):
     return "data.bin" not in [p.get_filename() for p in parsed.iter_attachments()]
 
 
+@pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 async def test_good_package_live_within_2s_and_tampered_refused(tmp_path, sink, nursery):
     key = Ed25519PrivateKey.generate()
     home = routed_home(tmp_path / "home", sink,

@@ -42,6 +42,7 @@ async def test_a_dead_dns_server_is_passed_over_within_the_time_limit(dns, silen
     assert ("8.0.0.127.in-addr.arpa", "PTR") in dns.queries
 
 
+@pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 async def test_slow_servers_that_answer_within_the_time_limit_are_waited_for():
     """Each server had only its share of the limit (regress11 finding 1): two servers that
     answer in 2.5 s failed a 4-second lookup that either of them answers in time."""

@@ -100,6 +100,7 @@ def test_sigkill_at_random_points_loses_no_acknowledged_message(tmp_path):
         assert not lost, f"{len(lost)} acknowledged messages were lost: {sorted(lost)[:5]}"
 
 
+@pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 def test_fsync_and_rename_complete_before_each_250(tmp_path):
     strace = require_tool("strace")
     with Sink() as sink:
@@ -168,6 +169,7 @@ def _send_blacklisted(port: int) -> None:
         client.send_message(msg, from_addr="seller@spam.test")
 
 
+@pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 def test_a_dropped_message_leaves_the_spool_only_once_its_event_is_written(tmp_path):
     """SPEC §5: every decision writes an event naming its rule. A message dropped by policy
     is deleted only after its DROPPED event is committed: with the database locked (the
@@ -207,6 +209,7 @@ def test_a_dropped_message_leaves_the_spool_only_once_its_event_is_written(tmp_p
         assert sink.messages == []
 
 
+@pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 def test_a_stop_right_after_a_drop_still_deletes_the_message(tmp_path):
     """A clean stop while a dropped message waits for its event to be written: the event is
     written and the message deleted, not left to be scanned (and perhaps delivered under

@@ -11,6 +11,10 @@ import pytest
 from tests.support.namespaces import in_own_mount
 
 
+# a real tmpfs filled in a namespace of its own: seconds; `make test-slow` (CI runs it)
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def facts(tmp_path_factory) -> dict:
     return in_own_mount(tmp_path_factory.mktemp("full-disk"), "tests.support.full_disk")

@@ -26,6 +26,9 @@ import pytest
 from shared.events import Action
 from tests.support.namespaces import in_own_mount
 
+# a real tmpfs filled in a namespace of its own: seconds; `make test-slow` (CI runs it)
+pytestmark = pytest.mark.slow
+
 DISK_OCTETS = 24 * 1024 * 1024     # the freed reserve is under SMTP's 5 % floor of this
 START_SECONDS = 30
 

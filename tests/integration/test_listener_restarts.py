@@ -76,6 +76,7 @@ async def _kill_when_listening(home, events: _Events, deaths: int) -> None:
             await trio.sleep(0.05)
 
 
+@pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 async def test_listener_restart_backoff_starts_afresh_after_a_healthy_run(tmp_path, nursery):
     """Without the reset each death waits twice as long as the one before, up to 60 s, over
     the core's whole life: after a few deaths a week apart SMTP was down a minute each time."""

@@ -316,6 +316,7 @@ async def test_worker_crash_three_times_holds_with_suspect_alert(tmp_path, sink,
     core.cancel_scope.cancel()
 
 
+@pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 async def test_hung_worker_is_stopped_and_smtp_stays_responsive(tmp_path, sink, nursery):
     home = routed_home(tmp_path, sink)
     core = await nursery.start(lambda task_status: run_core(
@@ -340,6 +341,7 @@ async def test_hung_worker_is_stopped_and_smtp_stays_responsive(tmp_path, sink, 
     core.cancel_scope.cancel()
 
 
+@pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 async def test_waiting_for_a_busy_worker_is_not_a_crash(tmp_path, sink, nursery, monkeypatch):
     # regression: the queue manager's 60-second deadline ran from when it asked for a worker,
     # so while slow messages held every worker the ones waiting behind them — small ordinary

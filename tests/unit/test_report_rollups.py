@@ -117,6 +117,7 @@ def test_purge_keeps_recent_events_and_is_idempotent(database):
     writer.close()
 
 
+@pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 def test_purge_never_holds_the_writer_off_for_long(database):
     """The core's writer keeps committing while a large purge runs."""
     path, conn = database

@@ -99,6 +99,7 @@ async def test_a_crash_in_a_batch_is_charged_to_the_crashing_item_only(nursery):
         "a": "a!", "b": "b!", "c": "c!", "d": "d!"}
 
 
+@pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 async def test_a_hang_in_a_batch_times_out_the_hanging_item_only(nursery):
     batcher = WorkerBatcher(tag, slots=1, timeout_seconds=2)
     await nursery.start(batcher.run)
