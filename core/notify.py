@@ -434,15 +434,57 @@ class AlertEngine:
 
 # --- resources ----------------------------------------------------------------------------------
 
-def memory_available_fraction() -> float:
+def memory_available_fraction(proc: Path = Path("/proc"),
+                              cgroups: Path = Path("/sys/fs/cgroup")) -> float:
+    """The fraction of memory still available to Mailmoat: the host's (MemAvailable of
+    MemTotal), or less under a memory limit of its control group (cgroup v2 `memory.max`
+    of its group or a group above it: a systemd MemoryMax=, a container's limit), where
+    the kernel would kill it long before the host ran low (limits tester C3). 1.0 when
+    nothing can be read."""
+    fractions = [_host_memory_fraction(proc / "meminfo")]
+    try:
+        group = next((line.split("::", 1)[1].strip()
+                      for line in (proc / "self" / "cgroup").read_text().splitlines()
+                      if line.startswith("0::")), None)
+    except OSError:
+        group = None
+    if group is not None:
+        path = cgroups / group.lstrip("/")
+        while True:
+            fractions.append(_cgroup_memory_fraction(path))
+            if path == cgroups or cgroups not in path.parents:
+                break
+            path = path.parent
+    return min(fractions)
+
+
+def _host_memory_fraction(meminfo: Path) -> float:
     try:
         info = {}
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                name, _, value = line.partition(":")
-                info[name] = int(value.split()[0])
+        for line in meminfo.read_text().splitlines():
+            name, _, value = line.partition(":")
+            info[name] = int(value.split()[0])
         return info["MemAvailable"] / info["MemTotal"]
-    except (OSError, KeyError, ValueError, ZeroDivisionError):
+    except (OSError, KeyError, ValueError, IndexError, ZeroDivisionError):
+        return 1.0
+
+
+def _cgroup_memory_fraction(group: Path) -> float:
+    """What a control group with a memory limit has left of it, counting the page cache it
+    could drop (inactive_file) as available, as MemAvailable does; 1.0 without a limit."""
+    try:
+        limit = (group / "memory.max").read_text().strip()
+        if limit == "max":
+            return 1.0
+        limit_octets = int(limit)
+        used = int((group / "memory.current").read_text().strip())
+        inactive = 0
+        for line in (group / "memory.stat").read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == "inactive_file":
+                inactive = int(value)
+        return max(0.0, limit_octets - max(0, used - inactive)) / limit_octets
+    except (OSError, ValueError, ZeroDivisionError):
         return 1.0
 
 
