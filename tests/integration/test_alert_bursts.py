@@ -31,9 +31,8 @@ from shared.guide_texts import ALERT_TEXTS
 from shared.spool import Envelope
 from tests.support.clock import FakeTime
 from tests.support.core import CoreProcess, make_home, routed_home, stored_settings
+from tests.support.mail import EICAR
 from tests.support.waiting import events_of, until
-
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 def _console_events(home, action, count, **fields):
@@ -127,7 +126,6 @@ async def test_each_alert_kind_has_its_own_quiet_time(tmp_path):
                                           ("alerts.unauthorized_access", 1),
                                           ("alerts.failed_logons", 2)]
     writer.close()
-
 
 
 async def test_a_held_entry_that_does_not_read_is_dropped_alone(tmp_path):

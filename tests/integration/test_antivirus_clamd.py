@@ -22,8 +22,7 @@ from tests.support.clamd import Clamd
 from tests.unit.scan.support import (CLAMD_ONLY, SHIPPED, as_attachment, corpus_or_skip,
                                      manifest, message_for, settings, stored_arj, view_of,
                                      zip_with_deflate64)
-
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+from tests.support.mail import EICAR
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,12 @@ from core.scan.repair import check_package
 from shared.events import Action
 from shared.spool import Spool
 from tests.support.core import routed_home
+from tests.support.mail import EICAR
 from tests.support.sink import Sink
-from tests.unit.scan.support import corpus_or_skip
 from tests.support.waiting import events_of as _events, until
+from tests.unit.scan.support import corpus_or_skip
 
 pytestmark = pytest.mark.trio
-
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 def _mail(attachments=(), subject="Hello", body="Body text.\n"):
@@ -48,8 +47,6 @@ def _send(port, msg):
     import smtplib
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.send_message(msg, from_addr="sender@client.test", to_addrs=["user@local.test"])
-
-
 
 
 async def _until(predicate, timeout=30.0):

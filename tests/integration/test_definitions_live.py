@@ -22,10 +22,10 @@ from shared.events import Action
 from shared.status import read_snapshot
 from tests.integration.test_antivirus_e2e import _events, _mail, _send
 from tests.support.core import routed_home
+from tests.support.mail import EICAR
 
 pytestmark = pytest.mark.trio
 
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 MARKER = b"MAILMOAT-LIVE-DEFINITIONS-MARKER-0001"
 
 

@@ -21,11 +21,11 @@ import trio
 from core.app import run_core
 from shared.events import Action
 from tests.support.core import routed_home
+from tests.support.mail import EICAR
 from tests.support.waiting import events_of, until
 
 pytestmark = pytest.mark.trio
 
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 EICAR_B64 = base64.b64encode(EICAR)
 TOP = b"From: a@b.test\r\nTo: u@local.test\r\nSubject: x\r\nMIME-Version: 1.0\r\n"
 TEXT_PART = b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n"

@@ -24,12 +24,11 @@ import trio
 from core.app import run_core
 from shared.events import Action
 from tests.support.core import routed_home
-from tests.support.mail import EICAR_ATTACHMENT, nested_multipart
+from tests.support.mail import EICAR, EICAR_ATTACHMENT, nested_multipart
 from tests.support.waiting import events_of, until
 
 pytestmark = pytest.mark.trio
 
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 TOP = b"From: a@b.test\r\nTo: u@local.test\r\nSubject: x\r\n"
 
 
@@ -41,8 +40,6 @@ def _send_raw(port, data: bytes):
 async def _settle(core, home):
     await until(lambda: not list(home.queue("fast").iterdir()), 30)
     await core.events.aflush()
-
-
 
 
 # --- a header not ended by a blank line ----------------------------------------------------------

@@ -31,6 +31,7 @@ from shared.guide_texts import DEFAULT_AV_DELETED_TEXT
 from shared.settings import defaults
 from tests.support.core import routed_home
 from tests.support.encrypted_pdf import PAGE_TEXT, encrypted_pdf
+from tests.support.mail import EICAR
 from tests.support.waiting import events_of, until
 
 pytestmark = pytest.mark.trio
@@ -99,9 +100,6 @@ async def test_pdf_with_a_user_password_is_deleted_beside_one_without(tmp_path, 
     [event] = events_of(home, Action.ENCRYPTED_CONTAINER)
     assert event["rule"] == "encrypted.action" and event["result"] == "deleted"
     assert json.loads(event["data"])["file"] == "protected.pdf"
-
-
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 @pytest.mark.parametrize("revision", [3, 4, 6], ids=["R3-RC4", "R4-AES", "R6-AES256"])

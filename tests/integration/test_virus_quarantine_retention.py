@@ -29,11 +29,11 @@ from shared.events import Action
 from shared.spool import Spool
 from tests.support.core import ADMIN_PASSWORD, routed_home
 from tests.support.full_disk import wait_for
+from tests.support.mail import EICAR
 from tests.support.namespaces import in_own_mount
 from tests.support.waiting import events_of, until
 
 VIRUS_QUEUE = "quarantine/virus"
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 DAY_SECONDS = 86_400
 
 

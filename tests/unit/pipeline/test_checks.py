@@ -10,6 +10,7 @@ import pytest
 from core.pipeline.checks.subject import matching_line, strip_prefixes
 from core.pipeline.rules import matching_rules, rule_matches
 from shared.guide_texts import DEFAULT_BLOCKED_EXTENSIONS, DEFAULT_FILENAME_DELETED_TEXT
+from tests.support.mail import EICAR
 from tests.unit.pipeline.support import message, verdict_of
 
 EXE = b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00" + b"\x00" * 200
@@ -137,7 +138,6 @@ def test_custom_file_name_and_no_text():
                                          filename__deleted_text__enabled=False)
     [edit] = verdict.edits
     assert view.parts[edit.part].filename == "badnews.doc" and edit.text is None
-
 
 
 @pytest.mark.parametrize("fields", [
@@ -478,7 +478,6 @@ def test_unprocessable_follows_scan_unprocessable(setting):
     assert verdict.disposition == setting and verdict.rule == "scan.unprocessable"
 
 
-
 @pytest.mark.parametrize("setting", ["deliver", "drop", "hold"])
 def test_a_fragment_of_a_message_is_unprocessable(setting):
     # av finding 7: EICAR split across message/partial fragments met no engine and no event
@@ -501,7 +500,6 @@ def test_malformed_is_logged_not_unprocessable():
     assert verdict.disposition == "deliver" and len(view.parts) == 2
 
 
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 NO_BLANK_LINE = b"From: a@b.test\r\nTo: user@local.test\r\nSubject: x\r\n"   # then the body
 
 

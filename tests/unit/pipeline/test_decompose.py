@@ -16,7 +16,7 @@ import pytest
 
 from core.pipeline.decompose.archives import NO_RAR_TOOL
 from core.pipeline.decompose.sniff import true_type
-from tests.support.mail import EICAR_ATTACHMENT, nested_multipart
+from tests.support.mail import EICAR, EICAR_ATTACHMENT, nested_multipart
 from tests.support.tools import require_tool
 from tests.unit.pipeline.support import (corpus_file, message, view_of,
                                         with_attached_message)
@@ -260,7 +260,6 @@ def test_plain_archives_and_documents_are_not_encrypted():
 # line, so such a line was dropped as "a header line without a field name" and no content
 # check saw it.
 
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 TOP = b"From: a@b.test\r\nTo: u@local.test\r\nSubject: x\r\n"
 
 
@@ -363,7 +362,6 @@ def test_an_empty_part_is_not_a_defect():
 
 
 # --- nesting past MAX_MIME_NESTING (decompose/__init__.py rule 3) --------------------------------
-
 
 
 def test_content_nested_past_the_mime_limit_is_an_error_not_a_defect():

@@ -5,9 +5,8 @@ engine already handed out keeps scanning with its own signatures (a message in f
 from __future__ import annotations
 
 from core.scan import engines
+from tests.support.mail import EICAR
 from tests.unit.scan.support import SHIPPED, settings
-
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 def test_without_runtime_key_the_shipped_set_is_used():

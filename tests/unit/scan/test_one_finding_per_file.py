@@ -8,9 +8,9 @@ from __future__ import annotations
 import binascii
 
 from core.pipeline.checks import antivirus
+from tests.support.mail import EICAR
 from tests.unit.scan.support import as_attachment, settings, view_of, zip_with_deflate64
 
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 UUENCODED_EICAR = (b"the file, uuencoded:\nbegin 644 eicar.com\n" + binascii.b2a_uu(EICAR[:45])
                    + binascii.b2a_uu(EICAR[45:]) + b"`\nend\n")
 LOG_ONLY = {"av__on_virus": "log", "av__on_not_removed": "log"}

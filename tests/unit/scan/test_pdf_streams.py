@@ -18,9 +18,9 @@ from core.scan.unpack import expand
 from core.scan.unpackers import pdf as pdf_unpacker
 from tests.support.encrypted_pdf import (ENCRYPT_OBJECT, PAGE_TEXT, append_update,
                                          encrypted_pdf)
+from tests.support.mail import EICAR
 from tests.unit.scan.support import shipped_engine
 
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 DETECTION = "Mailmoat.Test.EICAR"
 
 

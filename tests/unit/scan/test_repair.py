@@ -17,8 +17,7 @@ from core.pipeline.run import run_checks
 from core.pipeline.verdict import decide
 from core.scan.repair import NotRepairable, check_package, remove_vba
 from tests.unit.scan.support import (as_attachment, corpus_or_skip, settings, view_of)
-
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+from tests.support.mail import EICAR
 
 
 def docm() -> bytes:

@@ -18,6 +18,7 @@ from core.scan.unpack import Budget, expand
 from core.scan.unpackers import CrcMismatch, arj, chm, implode, lzx
 from tests.unit.scan.support import (MsbBits, arj_header, corpus_or_skip, shipped_engine,
                                      stored_arj)
+from tests.support.mail import EICAR
 
 CLAMAV = "clamav-testfiles"
 LIMIT_OCTETS = 32 * 2**20
@@ -194,9 +195,6 @@ def test_arj_methods_0_to_4_decode_every_member():
     members = arj.arj_members(ARJ_METHODS_0_TO_4, LIMIT_OCTETS)
     assert members == [b"stored member of the mailmoat arj fixture\n"] + \
         [_arj_sample(seed) for seed in (1, 2, 3, 4)]
-
-
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 
 def test_every_infected_member_of_an_archive_only_the_engine_opens_is_a_detection():
