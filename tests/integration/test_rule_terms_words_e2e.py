@@ -9,9 +9,7 @@ heuristic drop score 95 dropped an invoice ("Vendor" at the top, "Agra" 200 line
 from __future__ import annotations
 
 import email
-import smtplib
 from email import policy
-from email.message import EmailMessage
 
 import pytest
 import trio
@@ -19,20 +17,13 @@ import trio
 from core.app import run_core
 from shared.events import Action
 from tests.support.core import routed_home
+from tests.support.mail import send_text
 from tests.support.waiting import events_of, until
 
 pytestmark = pytest.mark.trio
 
 INVOICE = ("Vendor invoice attached.\n" + "Lorem ipsum dolor sit amet.\n" * 200
            + "Regards from the Agra office.")
-
-
-def _send(port: int, subject: str, body: str) -> None:
-    msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"] = "a@x.test", "user@local.test", subject
-    msg.set_content(body)
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.send_message(msg, "a@x.test", ["user@local.test"])
 
 
 async def test_innocent_words_pass_a_wildcard_spam_rule_and_its_spam_is_dropped(
@@ -45,7 +36,7 @@ async def test_innocent_words_pass_a_wildcard_spam_rule_and_its_spam_is_dropped(
     for subject, body in (("Invoice 4711", INVOICE),
                           ("Appointment", "Our specialist will call you on Monday."),
                           ("Offer", "buy v1agra now")):
-        await trio.to_thread.run_sync(_send, port, subject, body)
+        await trio.to_thread.run_sync(send_text, port, subject, body, "a@x.test")
     delivered = await trio.to_thread.run_sync(sink.wait_for, 2)
     await until(lambda: events_of(home, Action.DROPPED), 30)
     await core.events.aflush()

@@ -11,8 +11,6 @@ Before: one subject_blocked event, for the first line only; Subjects Blocked rea
 from __future__ import annotations
 
 import json
-import smtplib
-from email.message import EmailMessage
 
 import pytest
 import trio
@@ -23,21 +21,12 @@ from shared.events import Action
 from shared.report import summarise
 from shared.report_time import ReportRange
 from tests.support.core import routed_home
+from tests.support.mail import send_text
 from tests.support.waiting import events_of, until
 
 pytestmark = pytest.mark.trio
 
 EVERYTHING = ReportRange(0, 4_000_000_000)
-
-
-def _send(port: int, subject: str) -> None:
-    msg = EmailMessage()
-    msg["From"] = "a@client.test"
-    msg["To"] = "user@local.test"
-    msg["Subject"] = subject
-    msg.set_content("Hello.\n")
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.send_message(msg, from_addr="a@client.test", to_addrs=["user@local.test"])
 
 
 def _subjects_blocked(home) -> tuple[list, int | None]:
@@ -56,7 +45,7 @@ async def test_each_matching_subject_line_has_its_event_and_summary_count(
     home = routed_home(tmp_path, sink, subject__enabled=True, subject__action=action,
                        subject__lines=["*free*", "*nothing*", "*money*"])
     core = await nursery.start(run_core, home)
-    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], "Re: FREE money now")
+    await trio.to_thread.run_sync(send_text, core.smtp_addresses[0][1], "Re: FREE money now")
     await until(lambda: events_of(home, disposition))
     await core.events.aflush()
 

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import smtplib
 import subprocess
 import sys
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ import trio
 from core.app import run_core
 from shared.events import Action
 from tests.support.core import make_home, routed_home, store_unchecked, stored_settings
+from tests.support.mail import send_text
 from tests.support.waiting import events_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,23 +100,14 @@ def test_import_of_the_old_export_names_every_key_to_correct_then_imports(upgrad
     assert stored_settings(target)["whitelist.custom"] == ["@friend.test"]
 
 
-def _send(port: int, subject: str) -> None:
-    msg = EmailMessage()
-    msg["From"] = "sender@client.test"
-    msg["To"] = "user@local.test"
-    msg["Subject"] = subject
-    msg.set_content("About the confidential project.\n")
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.send_message(msg, from_addr="sender@client.test", to_addrs=["user@local.test"])
-
-
 @pytest.mark.trio
 async def test_content_rule_quarantine_holds_the_mail_where_an_administrator_can_reach_it(
         upgraded, sink, nursery):
     """Upgrade finding 3: the stored action quarantine sent matching mail to
     spool/quarantine/spam/, which no page or command can show or release."""
     core = await nursery.start(run_core, upgraded)
-    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], "Status report")
+    await trio.to_thread.run_sync(send_text, core.smtp_addresses[0][1], "Status report",
+                                  "About the confidential project.\n", "sender@client.test")
     with trio.fail_after(30):
         while not (await core.events.aflush() or events_of(upgraded, Action.HELD)
                    or events_of(upgraded, Action.QUARANTINED)):

@@ -7,7 +7,8 @@ import re
 import smtplib
 from email.message import EmailMessage
 
-__all__ = ["smtp_ready", "raw_field", "nested_multipart", "deep_nest", "EICAR_ATTACHMENT"]
+__all__ = ["smtp_ready", "raw_field", "nested_multipart", "deep_nest", "EICAR_ATTACHMENT",
+           "send_text"]
 
 SMTP_TEXT_LINE = 998        # octets before the CRLF (RFC 5321 §4.5.3.1.6; SPEC §4)
 
@@ -62,6 +63,16 @@ def deep_nest(levels: int, top: bytes) -> bytes:
 
 
 EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+
+
+def send_text(port: int, subject: str, body: str = "Hello.\n",
+              sender: str = "a@client.test", recipient: str = "user@local.test") -> None:
+    """A plain text message over SMTP on loopback."""
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = sender, recipient, subject
+    msg.set_content(body)
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.send_message(msg, from_addr=sender, to_addrs=[recipient])
 
 
 def send_infected(port: int, subject: str = "infected") -> None:
