@@ -7,12 +7,12 @@ read defaults and validate through this module only; no other module may hold a 
 Rules:
 - Every message names the key and the rule: `smtp.port: must be between 1 and 65535`.
 - `validate_changes` checks a set of changes against the current values, all keys at once,
-  including the rules that span keys (`CROSS_RULES`), and returns every error; nothing is
-  half-applied by its callers. A cross rule declares the keys it reads and is checked when a
-  change touches one of them, so a value an older release stored that a rule now refuses
-  blocks no edit of another key; `refused_values` lists such values (the Status page shows
-  them). Both leave out a cross rule that reads a value breaking its own kind, given or
-  stored: the rules expect valid values.
+  including the rules that span keys (shared/settings_cross_rules.py), and returns every
+  error; nothing is half-applied by its callers. A cross rule declares the keys it reads and
+  is checked when a change touches one of them, so a value an older release stored that a
+  rule now refuses blocks no edit of another key; `refused_values` lists such values (the
+  Status page shows them). Both leave out a cross rule that reads a value breaking its own
+  kind, given or stored: the rules expect valid values.
 - Hashed secrets (`admin.password`, `admin.report_only.password`) are given in plain text
   (≤32 characters, case-sensitive) and stored as werkzeug hashes; a stored hash given back
   (from `config export`) is kept as it is, but only when it is one `check_password` can check:
@@ -22,7 +22,6 @@ Rules:
 
 from __future__ import annotations
 
-import logging
 import re
 import secrets as _secrets
 from collections.abc import Mapping
@@ -51,7 +50,7 @@ __all__ = [
     "Setting", "SCHEMA", "SettingError", "validate_changes", "defaults", "is_secret",
     "display_value", "parse_cli_value", "hash_password", "check_password", "PAGES",
     "generated_values", "ALERT_EVENTS", "RULES_MAX_TOTAL", "STORED_HASH_RULE",
-    "refused_values", "CrossRule", "CROSS_RULES", "SPAM_QUARANTINE_NOT_BUILT",
+    "refused_values", "SPAM_QUARANTINE_NOT_BUILT",
     "NOTIFY_SENDER_METATAGS", "NOTIFY_ADMIN_METATAGS", "OUTBREAK_METATAGS",
 ]
 
@@ -73,6 +72,11 @@ SCRYPT_MAX_COST = 8 * 2**15 * 8
 PBKDF2_MAX_ITERATIONS = 8 * 1_000_000
 STORED_HASH_RULE = (f"must be a password of at most {PASSWORD_MAX_CHARS} characters, or a "
                     "password hash exactly as `config export` wrote it")
+# Until the spam quarantine issue builds its pages, mail sent there could be neither seen nor
+# released (dayone finding 6): no change may ask for it, and a content rule whose stored
+# action is quarantine holds the mail instead (core/pipeline/checks/content_rules.py).
+SPAM_QUARANTINE_NOT_BUILT = ("the spam quarantine cannot show or release mail until its pages "
+                             "are built")
 
 
 @dataclass(frozen=True)
@@ -664,8 +668,8 @@ def validate_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
     Returns the normalised changes (passwords hashed) ready to store. Raises SettingError with
     every broken rule, single-key and cross-key, when anything is wrong; callers then change
     nothing. Only what the changes touch is checked: their own values, and the cross rules
-    that read one of their keys (`CrossRule`) — a stored value that a rule added since refuses
-    does not block edits of other keys (`refused_values` lists it).
+    that read one of their keys (settings_cross_rules.CrossRule) — a stored value that a rule
+    added since refuses does not block edits of other keys (`refused_values` lists it).
     """
     errors: list[tuple[str, str]] = []
     causes: dict[str, RuleError] = {}
@@ -692,14 +696,14 @@ def validate_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
     # that breaks its own kind (review 13, B3: stored retry_max_seconds "600" made an edit
     # of retry_initial_seconds a TypeError). They expect valid values.
     changed, refused = set(normalised), set(changes) - set(normalised)
-    rules = [rule for rule in CROSS_RULES if rule.reads_any(changed)]
+    rules = [rule for rule in _cross.CROSS_RULES if rule.reads_any(changed)]
     stored, broken = _stored_values(current, {key for rule in rules for key in rule.keys}
                                     - changed - refused)
     merged = {**current, **stored, **normalised}
     plain = {k: v for k, v in normalised.items()
              if SCHEMA[k].secret == "hashed" and v is not None and not _is_stored_hash(v)}
-    errors.extend(_cross_errors(rules, merged, plain, changed,
-                                refused | {key for key, _rule in broken}))
+    errors.extend(_cross.cross_errors(rules, merged, plain, changed,
+                                      refused | {key for key, _rule in broken}))
     if errors:
         raise SettingError(errors, causes)
     for key, value in plain.items():
@@ -718,8 +722,8 @@ def refused_values(stored: Mapping[str, Any]) -> list[tuple[str, str]]:
     left out (they expect valid values).
     """
     values, errors = _stored_values(stored, SCHEMA)
-    errors.extend(_cross_errors(CROSS_RULES, values, {}, set(SCHEMA),
-                                {key for key, _rule in errors}))
+    errors.extend(_cross.cross_errors(_cross.CROSS_RULES, values, {}, set(SCHEMA),
+                                      {key for key, _rule in errors}))
     order = {key: index for index, key in enumerate(SCHEMA)}
     return sorted(errors, key=lambda error: order[error[0]])
 
@@ -735,7 +739,7 @@ def _stored_values(stored: Mapping[str, Any], keys: Iterable[str]
         setting = SCHEMA[key]
         value = values[key] = stored.get(key, setting.default)
         if setting.secret == "hashed":
-            # format only: trying a stored hash costs a hashing, on every Status page view
+            # unlike a given value, never plain text; its form only (trying costs a hashing)
             if value is not None and not _is_stored_hash(value, try_it=False):
                 errors.append((key, STORED_HASH_RULE))
             continue
@@ -746,223 +750,11 @@ def _stored_values(stored: Mapping[str, Any], keys: Iterable[str]
     return values, errors
 
 
-def _cross_errors(rules: Iterable[CrossRule], values: Mapping, plain: dict, changed: set,
-                  unjudged: set) -> list[tuple[str, str]]:
-    """The breaches of `rules`, leaving out every rule that reads a key of `unjudged`
-    (keys whose value breaks its own kind: the rules expect valid values)."""
-    return [error for rule in rules if not rule.reads_any(unjudged)
-            for error in rule.check(values, plain, changed)]
-
-
-# --- rules that span keys -------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CrossRule:
-    """A rule that spans keys. `keys` are the settings it reads, and it is checked only when a
-    change touches one of them (then it names the key being edited where it can): a value an
-    older release stored must not block every other edit after an upgrade (upgrade finding
-    1), as `filename.patterns` '?*' blocked every save on every page.
-
-    `test(settings, plain, changed)` yields `(key, rule)` per breach; `plain` holds the new
-    passwords in clear, `changed` the keys being changed. Reading a key not in `keys` is a
-    bug (tests/unit/test_settings.py reads every rule's source for it); here it is logged
-    once and the value read, since raising would fail every save the rule checks.
-    """
-    keys: frozenset[str]
-    test: Callable[[Mapping, dict, set], Iterable[tuple[str, str]]]
-
-    def __post_init__(self) -> None:
-        unknown = self.keys - SCHEMA.keys()
-        if unknown:
-            raise ValueError(f"cross rule {self.test.__name__} reads unknown keys {unknown}")
-
-    def reads_any(self, keys: set[str]) -> bool:
-        return not self.keys.isdisjoint(keys)
-
-    def check(self, settings: Mapping, plain: dict, changed: set) -> list[tuple[str, str]]:
-        name = f"{self.test.__qualname__}({', '.join(sorted(self.keys))})"
-        return list(self.test(_Declared(settings, self.keys, name), plain, changed))
-
-
-class _Declared(Mapping):
-    """The settings a cross rule declared it reads. Another key is a bug in the rule (edits of
-    that key would not check it), logged once per rule and key (review 13, B4)."""
-
-    def __init__(self, values: Mapping, keys: frozenset[str], rule: str):
-        self._values, self._keys, self._rule = values, keys, rule
-
-    def __getitem__(self, key):
-        if key not in self._keys and (self._rule, key) not in _UNDECLARED_LOGGED:
-            _UNDECLARED_LOGGED.add((self._rule, key))
-            _log.error("cross rule %s reads %r without declaring it", self._rule, key)
-        return self._values[key]
-
-    def __iter__(self):
-        return (key for key in self._values if key in self._keys)
-
-    def __len__(self):
-        return sum(1 for _key in self)
-
-
-_log = logging.getLogger("mailmoat.settings")
-_UNDECLARED_LOGGED: set[tuple[str, str]] = set()
-_CROSS: list[CrossRule] = []
-
-
-def _reads(*keys: str):
-    """Register the decorated function as a cross rule reading `keys` (in file order: the
-    order of the messages)."""
-    def register(test):
-        _CROSS.append(CrossRule(frozenset(keys), test))
-        return test
-    return register
-
-
-def _ports_distinct(first: str, second: str) -> None:
-    @_reads(first, second)
-    def ports_distinct(s, _plain, changed):
-        if s.get(first) == s.get(second):
-            # Name the key being changed, so the message points at the edit.
-            if first in changed and second not in changed:
-                yield first, f"already used by {second}"
-            else:
-                yield second, f"already used by {first}"
-
-
-_PORT_KEYS = ("smtp.port", "http.port", "https.port")
-for _i, _first in enumerate(_PORT_KEYS):
-    for _second in _PORT_KEYS[_i + 1:]:
-        _ports_distinct(_first, _second)
-
-
-@_reads("heuristic.drop_score", "heuristic.forward_score")
-def _heuristic_scores(s, _plain, _changed):
-    drop, forward = s.get("heuristic.drop_score"), s.get("heuristic.forward_score")
-    if drop is not None and forward is not None and forward >= drop:
-        yield "heuristic.forward_score", "must be lower than heuristic.drop_score"
-
-
-@_reads("heuristic.forward_score", "heuristic.forward_to")
-def _heuristic_forward_to(s, _plain, _changed):
-    if s.get("heuristic.forward_score") is not None and not s.get("heuristic.forward_to"):
-        yield "heuristic.forward_to", "required when heuristic.forward_score is set"
-
-
-@_reads("rbl.zones")
-def _rbl_zones_distinct(s, _plain, _changed):
-    seen = set()
-    for zone in s.get("rbl.zones") or []:
-        if zone["zone"] in seen:
-            yield "rbl.zones", f"zone {zone['zone']} is listed twice"
-        seen.add(zone["zone"])
-
-
-@_reads("filename.patterns")
-def _filename_not_everything(s, _plain, _changed):
-    # The guide forbids * and *.* alone (§6 "Blocking by file name"); **, ?* and *.?* are the
-    # same in other words (policy finding C3): only wildcards and dots, with a *.
-    for pattern in s.get("filename.patterns") or []:
-        pattern = pattern.strip()
-        if "*" in pattern and not pattern.strip("*?."):
-            yield "filename.patterns", f"'{pattern}' alone would delete every attachment"
-
-
-def _forward_target(action_key: str, target_key: str) -> None:
-    @_reads(action_key, target_key)
-    def forward_target(s, _plain, _changed):
-        if s.get(action_key) == "forward" and not s.get(target_key):
-            yield target_key, f"required when {action_key} is forward"
-
-
-for _prefix in ("subject", "rbl", "blacklist", "encrypted"):
-    _forward_target(f"{_prefix}.action", f"{_prefix}.forward_to")
-_forward_target("rules.content_action", "rules.content_forward_to")
-for _level in ("spam", "suspected"):
-    _forward_target(f"premium.{_level}.disposition", f"premium.{_level}.forward_to")
-
-
-# Keys whose value `quarantine` sends mail to the spam quarantine.
-_TO_SPAM_QUARANTINE = ("rules.content_action", "premium.spam.disposition",
-                       "premium.suspected.disposition")
-# Until the spam quarantine issue builds its pages, mail sent there could be neither seen nor
-# released (dayone finding 6): no change may ask for it, and a content rule whose stored
-# action is quarantine holds the mail instead (core/pipeline/checks/content_rules.py).
-SPAM_QUARANTINE_NOT_BUILT = ("the spam quarantine cannot show or release mail until its pages "
-                             "are built")
-
-
-def _spam_quarantine_not_built(key: str) -> None:
-    @_reads(key)
-    def spam_quarantine_not_built(s, _plain, _changed):
-        if s.get(key) == "quarantine":
-            yield key, (f"quarantine is not available yet: {SPAM_QUARANTINE_NOT_BUILT}; "
-                        "choose another action")
-
-
-for _key in _TO_SPAM_QUARANTINE:
-    _spam_quarantine_not_built(_key)
-
-
-@_reads("rules.spam", "rules.content")
-def _rules_total(s, _plain, changed):
-    counts = {"spam": len(s.get("rules.spam") or []),
-              "content": len(s.get("rules.content") or [])}
-    if sum(counts.values()) > RULES_MAX_TOTAL:
-        # Name the list being changed, so the message points at the edit (a spam rule added
-        # on the Spam Rules page is refused there as rules.spam), and count both lists,
-        # the one being changed last: "(60 content rules + 41 spam rules)".
-        edited = "spam" if "rules.spam" in changed and "rules.content" not in changed \
-            else "content"
-        other = "content" if edited == "spam" else "spam"
-        both = " + ".join(f"{counts[kind]} {kind} rule{'' if counts[kind] == 1 else 's'}"
-                          for kind in (other, edited))
-        yield (f"rules.{edited}",
-               f"spam and content rules together must be at most {RULES_MAX_TOTAL} ({both})")
-
-
-@_reads("admin.report_only.enabled", "admin.report_only.password")
-def _report_only_needs_password(s, _plain, _changed):
-    if s.get("admin.report_only.enabled") and not s.get("admin.report_only.password"):
-        yield "admin.report_only.enabled", "set admin.report_only.password first"
-
-
-@_reads("admin.password", "admin.report_only.password")
-def _passwords_differ(s, plain, _changed):
-    report_plain = plain.get("admin.report_only.password")
-    admin_plain = plain.get("admin.password")
-    if report_plain is not None:
-        if admin_plain is not None:
-            same = admin_plain == report_plain
-        else:
-            same = check_password(s.get("admin.password"), report_plain)
-        if same:
-            yield "admin.report_only.password", "must differ from admin.password"
-    elif admin_plain is not None and check_password(s.get("admin.report_only.password"),
-                                                    admin_plain):
-        yield "admin.password", "must differ from admin.report_only.password"
-
-
-@_reads("delivery.retry_initial_seconds", "delivery.retry_max_seconds")
-def _retry_interval(s, _plain, _changed):
-    if s.get("delivery.retry_max_seconds", 0) < s.get("delivery.retry_initial_seconds", 0):
-        yield "delivery.retry_max_seconds", "must not be lower than delivery.retry_initial_seconds"
-
-
-@_reads("forwarding.enabled", "forwarding.host")
-def _forwarding_host(s, _plain, _changed):
-    if s.get("forwarding.enabled") and not s.get("forwarding.host"):
-        yield "forwarding.host", "required when forwarding.enabled is true"
-
-
-@_reads("scan.mode", "scan.include")
-def _scan_lists(s, _plain, _changed):
-    if s.get("scan.mode") == "include" and not s.get("scan.include"):
-        yield "scan.include", "must list at least one extension when scan.mode is include"
-
-
-CROSS_RULES: tuple[CrossRule, ...] = tuple(_CROSS)
-
-
 def _copy(value):
     import copy
     return copy.deepcopy(value)
+
+
+# Last: the cross rules read SCHEMA and check_password from this module, so they load once
+# those exist (and a module bound this way loads in either order).
+from shared import settings_cross_rules as _cross  # noqa: E402

@@ -4,7 +4,7 @@ Each kind is a small immutable object with `check(value) -> normalised value`, r
 `RuleError(rule)` with the rule in words ("must be between 1 and 65535"). The schema in
 `shared.settings` wraps the rule with the key, so every message reads `KEY: rule`.
 
-Kinds never look at other settings; rules that span keys live in `shared.settings`.
+Kinds never look at other settings; rules that span keys live in `shared.settings_cross_rules`.
 Values are plain JSON data (str, int, bool, list, dict, None) so the database, the CLI,
 the console and the core's snapshot all hold the same thing.
 

@@ -1,5 +1,6 @@
-"""shared/settings.py and the value kinds (shared/settings_types.py, settings_addresses.py,
-settings_entries.py): every rule family, with its exact message."""
+"""shared/settings.py, its cross-key rules (shared/settings_cross_rules.py) and the value kinds
+(shared/settings_types.py, settings_addresses.py, settings_entries.py): every rule family, with
+its exact message."""
 
 import ast
 import base64
@@ -13,10 +14,11 @@ from werkzeug.security import generate_password_hash
 
 from shared import db
 from shared.settings import (
-    CROSS_RULES, PAGES, RULES_MAX_TOTAL, SCHEMA, CrossRule, SettingError, check_password,
-    defaults, display_value, generated_values, hash_password, is_secret, parse_cli_value,
-    refused_values, validate_changes,
+    PAGES, RULES_MAX_TOTAL, SCHEMA, SettingError, check_password, defaults, display_value,
+    generated_values, hash_password, is_secret, parse_cli_value, refused_values,
+    validate_changes,
 )
+from shared.settings_cross_rules import CROSS_RULES, CrossRule
 from shared.settings_store import (apply_changes, export_settings,
                                    import_settings, load)
 from shared.settings_addresses import (

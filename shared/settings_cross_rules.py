@@ -1,0 +1,239 @@
+"""The settings rules that span keys (SPEC §3): ports distinct, a forward action needs its
+address, scores in order, passwords differ, and the rest; shared/settings.py declares each key
+and checks a value against its own kind, and asks this module about the rules between them.
+
+Rules:
+- A rule is a function registered with `@_reads(key, ...)`, which names every key it reads: it
+  is checked only when a change touches one of them (`CrossRule`), so a value an older release
+  stored that a rule now refuses blocks no edit of another key (upgrade finding 1).
+- A rule reads valid values only: `cross_errors` leaves out every rule reading a value that
+  breaks its own kind, given or stored (review 13, B3).
+- A rule yields `(key, rule)` and never raises for a value; it names the key being edited where
+  it can, so the message points at the edit. A rule only reads: it stores nothing.
+- Registration order is the order of the messages (`CROSS_RULES`).
+
+Imports shared.settings for SCHEMA, which imports this module at its end (after SCHEMA), so the
+two load in either order.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from shared.settings import RULES_MAX_TOTAL, SCHEMA, SPAM_QUARANTINE_NOT_BUILT, check_password
+
+__all__ = ["CrossRule", "CROSS_RULES", "cross_errors"]
+
+
+@dataclass(frozen=True)
+class CrossRule:
+    """A rule that spans keys. `keys` are the settings it reads, and it is checked only when a
+    change touches one of them (then it names the key being edited where it can): a value an
+    older release stored must not block every other edit after an upgrade (upgrade finding
+    1), as `filename.patterns` '?*' blocked every save on every page.
+
+    `test(settings, plain, changed)` yields `(key, rule)` per breach; `plain` holds the new
+    passwords in clear, `changed` the keys being changed. Reading a key not in `keys` is a
+    bug (tests/unit/test_settings.py reads every rule's source for it); here it is logged
+    once and the value read, since raising would fail every save the rule checks.
+    """
+    keys: frozenset[str]
+    test: Callable[[Mapping, dict, set], Iterable[tuple[str, str]]]
+
+    def __post_init__(self) -> None:
+        unknown = self.keys - SCHEMA.keys()
+        if unknown:
+            raise ValueError(f"cross rule {self.test.__name__} reads unknown keys {unknown}")
+
+    def reads_any(self, keys: set[str]) -> bool:
+        return not self.keys.isdisjoint(keys)
+
+    def check(self, settings: Mapping, plain: dict, changed: set) -> list[tuple[str, str]]:
+        name = f"{self.test.__qualname__}({', '.join(sorted(self.keys))})"
+        return list(self.test(_Declared(settings, self.keys, name), plain, changed))
+
+
+class _Declared(Mapping):
+    """The settings a cross rule declared it reads. Another key is a bug in the rule (edits of
+    that key would not check it), logged once per rule and key (review 13, B4)."""
+
+    def __init__(self, values: Mapping, keys: frozenset[str], rule: str):
+        self._values, self._keys, self._rule = values, keys, rule
+
+    def __getitem__(self, key):
+        if key not in self._keys and (self._rule, key) not in _UNDECLARED_LOGGED:
+            _UNDECLARED_LOGGED.add((self._rule, key))
+            _log.error("cross rule %s reads %r without declaring it", self._rule, key)
+        return self._values[key]
+
+    def __iter__(self):
+        return (key for key in self._values if key in self._keys)
+
+    def __len__(self):
+        return sum(1 for _key in self)
+
+
+_log = logging.getLogger("mailmoat.settings")
+_UNDECLARED_LOGGED: set[tuple[str, str]] = set()
+_CROSS: list[CrossRule] = []
+
+
+def _reads(*keys: str):
+    """Register the decorated function as a cross rule reading `keys` (in file order: the
+    order of the messages)."""
+    def register(test):
+        _CROSS.append(CrossRule(frozenset(keys), test))
+        return test
+    return register
+
+
+def _ports_distinct(first: str, second: str) -> None:
+    @_reads(first, second)
+    def ports_distinct(s, _plain, changed):
+        if s.get(first) == s.get(second):
+            # Name the key being changed, so the message points at the edit.
+            if first in changed and second not in changed:
+                yield first, f"already used by {second}"
+            else:
+                yield second, f"already used by {first}"
+
+
+_PORT_KEYS = ("smtp.port", "http.port", "https.port")
+for _i, _first in enumerate(_PORT_KEYS):
+    for _second in _PORT_KEYS[_i + 1:]:
+        _ports_distinct(_first, _second)
+
+
+@_reads("heuristic.drop_score", "heuristic.forward_score")
+def _heuristic_scores(s, _plain, _changed):
+    drop, forward = s.get("heuristic.drop_score"), s.get("heuristic.forward_score")
+    if drop is not None and forward is not None and forward >= drop:
+        yield "heuristic.forward_score", "must be lower than heuristic.drop_score"
+
+
+@_reads("heuristic.forward_score", "heuristic.forward_to")
+def _heuristic_forward_to(s, _plain, _changed):
+    if s.get("heuristic.forward_score") is not None and not s.get("heuristic.forward_to"):
+        yield "heuristic.forward_to", "required when heuristic.forward_score is set"
+
+
+@_reads("rbl.zones")
+def _rbl_zones_distinct(s, _plain, _changed):
+    seen = set()
+    for zone in s.get("rbl.zones") or []:
+        if zone["zone"] in seen:
+            yield "rbl.zones", f"zone {zone['zone']} is listed twice"
+        seen.add(zone["zone"])
+
+
+@_reads("filename.patterns")
+def _filename_not_everything(s, _plain, _changed):
+    # The guide forbids * and *.* alone (§6 "Blocking by file name"); **, ?* and *.?* are the
+    # same in other words (policy finding C3): only wildcards and dots, with a *.
+    for pattern in s.get("filename.patterns") or []:
+        pattern = pattern.strip()
+        if "*" in pattern and not pattern.strip("*?."):
+            yield "filename.patterns", f"'{pattern}' alone would delete every attachment"
+
+
+def _forward_target(action_key: str, target_key: str) -> None:
+    @_reads(action_key, target_key)
+    def forward_target(s, _plain, _changed):
+        if s.get(action_key) == "forward" and not s.get(target_key):
+            yield target_key, f"required when {action_key} is forward"
+
+
+for _prefix in ("subject", "rbl", "blacklist", "encrypted"):
+    _forward_target(f"{_prefix}.action", f"{_prefix}.forward_to")
+_forward_target("rules.content_action", "rules.content_forward_to")
+for _level in ("spam", "suspected"):
+    _forward_target(f"premium.{_level}.disposition", f"premium.{_level}.forward_to")
+
+
+# Keys whose value `quarantine` sends mail to the spam quarantine, which no change may ask for
+# until it is built (shared.settings.SPAM_QUARANTINE_NOT_BUILT).
+_TO_SPAM_QUARANTINE = ("rules.content_action", "premium.spam.disposition",
+                       "premium.suspected.disposition")
+
+
+def _spam_quarantine_not_built(key: str) -> None:
+    @_reads(key)
+    def spam_quarantine_not_built(s, _plain, _changed):
+        if s.get(key) == "quarantine":
+            yield key, (f"quarantine is not available yet: {SPAM_QUARANTINE_NOT_BUILT}; "
+                        "choose another action")
+
+
+for _key in _TO_SPAM_QUARANTINE:
+    _spam_quarantine_not_built(_key)
+
+
+@_reads("rules.spam", "rules.content")
+def _rules_total(s, _plain, changed):
+    counts = {"spam": len(s.get("rules.spam") or []),
+              "content": len(s.get("rules.content") or [])}
+    if sum(counts.values()) > RULES_MAX_TOTAL:
+        # Name the list being changed, so the message points at the edit (a spam rule added
+        # on the Spam Rules page is refused there as rules.spam), and count both lists,
+        # the one being changed last: "(60 content rules + 41 spam rules)".
+        edited = "spam" if "rules.spam" in changed and "rules.content" not in changed \
+            else "content"
+        other = "content" if edited == "spam" else "spam"
+        both = " + ".join(f"{counts[kind]} {kind} rule{'' if counts[kind] == 1 else 's'}"
+                          for kind in (other, edited))
+        yield (f"rules.{edited}",
+               f"spam and content rules together must be at most {RULES_MAX_TOTAL} ({both})")
+
+
+@_reads("admin.report_only.enabled", "admin.report_only.password")
+def _report_only_needs_password(s, _plain, _changed):
+    if s.get("admin.report_only.enabled") and not s.get("admin.report_only.password"):
+        yield "admin.report_only.enabled", "set admin.report_only.password first"
+
+
+@_reads("admin.password", "admin.report_only.password")
+def _passwords_differ(s, plain, _changed):
+    report_plain = plain.get("admin.report_only.password")
+    admin_plain = plain.get("admin.password")
+    if report_plain is not None:
+        if admin_plain is not None:
+            same = admin_plain == report_plain
+        else:
+            same = check_password(s.get("admin.password"), report_plain)
+        if same:
+            yield "admin.report_only.password", "must differ from admin.password"
+    elif admin_plain is not None and check_password(s.get("admin.report_only.password"),
+                                                    admin_plain):
+        yield "admin.password", "must differ from admin.report_only.password"
+
+
+@_reads("delivery.retry_initial_seconds", "delivery.retry_max_seconds")
+def _retry_interval(s, _plain, _changed):
+    if s.get("delivery.retry_max_seconds", 0) < s.get("delivery.retry_initial_seconds", 0):
+        yield "delivery.retry_max_seconds", "must not be lower than delivery.retry_initial_seconds"
+
+
+@_reads("forwarding.enabled", "forwarding.host")
+def _forwarding_host(s, _plain, _changed):
+    if s.get("forwarding.enabled") and not s.get("forwarding.host"):
+        yield "forwarding.host", "required when forwarding.enabled is true"
+
+
+@_reads("scan.mode", "scan.include")
+def _scan_lists(s, _plain, _changed):
+    if s.get("scan.mode") == "include" and not s.get("scan.include"):
+        yield "scan.include", "must list at least one extension when scan.mode is include"
+
+
+CROSS_RULES: tuple[CrossRule, ...] = tuple(_CROSS)
+
+
+def cross_errors(rules: Iterable[CrossRule], values: Mapping, plain: dict, changed: set,
+                 unjudged: set) -> list[tuple[str, str]]:
+    """The breaches of `rules`, leaving out every rule that reads a key of `unjudged`
+    (keys whose value breaks its own kind: the rules expect valid values)."""
+    return [error for rule in rules if not rule.reads_any(unjudged)
+            for error in rule.check(values, plain, changed)]
