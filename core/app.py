@@ -37,7 +37,9 @@ from core.control import CommandRefused, CommandRunner, SettingsWatcher
 from core.spool import files
 from core.smtp.listeners import ListenerPool, Listeners
 from core.delivery.routing import host_port
-from core.smtp.server import GroupCommitter, ListenFailed, SmtpServer
+from core.smtp.group_commit import GroupCommitter
+from core.smtp.listen_sockets import ListenFailed
+from core.smtp.server import SmtpServer
 from core.smtp.tls import TlsFiles
 from core.status import Counters, StatusReporter
 from shared import db
@@ -187,6 +189,8 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         _register_commands(commands, queue)
         commands.register(Command.WHITELIST_AUTO_DELETE, auto_whitelist.delete_command)
         commands.register(Command.VIRUS_QUARANTINE_DELETE, antivirus.delete_command)
+        commands.register(Command.VIRUS_QUARANTINE_CENTRAL_RESEND,
+                          antivirus.central.resend_command)
 
         delivery_side = _ShieldedServices((settings.run, committer.run, auto_whitelist.run,
                                            antivirus.run, pipeline.run, queue.run, alerts.run))

@@ -19,6 +19,7 @@ class Command(enum.StrEnum):
     HOLD_FORWARD = "hold.forward"                       # {"address", "subject"?, "ids"?}
     WHITELIST_AUTO_DELETE = "whitelist.auto.delete"     # {"domains": [...]}
     VIRUS_QUARANTINE_DELETE = "virus_quarantine.delete"  # {"ids": [...]}
+    VIRUS_QUARANTINE_CENTRAL_RESEND = "virus_quarantine.central_resend"  # {"ids": [...]}
 
 
 # The hold queue's actions as the console's buttons and `mailmoat queue ACTION --hold` name them.

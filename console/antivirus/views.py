@@ -1,8 +1,8 @@
 """Antivirus Policy (SPEC §7; guide §4): settings, outbreak alert, virus quarantine.
 
 Form -> one save -> flash -> redirect; administrator only. The virus quarantine is read
-from the spool and downloaded as a password-protected archive; Delete asks the core
-(service.py).
+from the spool and downloaded as a password-protected archive; Delete and Send to central
+quarantine again ask the core (service.py).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 
 from console.antivirus import bp, service
-from console.antivirus.forms import QuarantineDeleteForm
+from console.antivirus.forms import VirusQuarantineForm
 from console.context import settings
 from console.form_submit import submit, who
 from console.roles import Access, requires
@@ -82,7 +82,7 @@ def outbreak():
 def quarantine():
     total, messages = service.list_quarantine()
     return render_template("antivirus/quarantine.html", tabs=TABS, tab="quarantine",
-                           total=total, messages=messages, form=QuarantineDeleteForm(),
+                           total=total, messages=messages, form=VirusQuarantineForm(),
                            password=service.SAFE_ARCHIVE_PASSWORD,
                            mode=settings()["av.quarantine"])
 
@@ -90,7 +90,7 @@ def quarantine():
 @bp.route("/quarantine/delete", methods=["POST"])
 @requires(Access.ADMIN)
 def quarantine_delete():
-    form = QuarantineDeleteForm()
+    form = VirusQuarantineForm()
     if form.validate_on_submit():
         try:
             count = service.request_delete(form.ids.data or [], **who())
@@ -100,6 +100,22 @@ def quarantine_delete():
         else:
             flash(f"The core deletes the {count} selected message(s) within a few seconds.",
                   "info")
+    return redirect(url_for("antivirus.quarantine"))
+
+
+@bp.route("/quarantine/central-resend", methods=["POST"])
+@requires(Access.ADMIN)
+def quarantine_central_resend():
+    form = VirusQuarantineForm()
+    if form.validate_on_submit():
+        try:
+            count = service.request_central_resend(form.ids.data or [], **who())
+        except SettingError as exc:
+            flash("Nothing was sent again: " + "; ".join(rule for _key, rule in exc.errors),
+                  "error")
+        else:
+            flash(f"The core sends the {count} selected message(s) to the central quarantine "
+                  f"again within a few seconds.", "info")
     return redirect(url_for("antivirus.quarantine"))
 
 

@@ -17,6 +17,9 @@ What it owns
                           original recipients (guide finding 1: an ordinary mail server
                           delivered the virus to the very recipient it had been taken
                           from). The local copy stays whatever the outcome.
+    resend_command(...)   the Command.VIRUS_QUARANTINE_CENTRAL_RESEND command (Antivirus
+                          Policy › Virus Quarantine, "Send to central quarantine again"):
+                          copies whose sending ended are pending again (rule 4).
 
 Rules (the antivirus service's rules 5 and 9; its rules 3 and 4 hold here too)
     1. A copy's sending ends as mail's does (SPEC §4): accepted -> state "sent" and a
@@ -34,6 +37,13 @@ Rules (the antivirus service's rules 5 and 9; its rules 3 and 4 hold here too)
        generated, so a failed connection raises the smtp_connection_failure alert as
        mail's own does (core/notify.py); a `delivery_failed` counts in delivery_failures,
        as the summary's Message Delivery Failures counts it.
+       A copy's sending ends after `delivery.retry_days` of temporary failures, as mail's
+       does (the queue manager bounces then): the first attempt that fails temporarily once
+       that many days have passed since the copy became pending (`central.pending_since`,
+       else when it was kept) makes it "failed", its reason "expired after N days: <the
+       last reply>", with the same one `delivery_failed` event and count as a refusal. The
+       local copy stays. (Before, a copy waited for ever while its host was down: only the
+       retention deleted it.)
     2. The signed copy as sent (core/scan/central.py) is written to the data home's tmp/
        for an attempt and removed when the attempt ends (or at the next start, after a core
        stopped in the middle of one): while the central host is down, a pending copy takes
@@ -44,6 +54,15 @@ Rules (the antivirus service's rules 5 and 9; its rules 3 and 4 hold here too)
     3. The state of a copy's sending is only written here, into the copy's own envelope in
        the virus quarantine; a copy that vanishes meanwhile was deleted by the antivirus
        service on purpose (service rule 3), and its sending ends.
+    4. A copy whose sending ended ("failed": refused for good or expired) is sent again
+       only when an administrator asks (`resend_command`): it becomes pending for the
+       central quarantine as av.central_quarantine names it now (a corrected host, port or
+       mailbox counts; the failed copy's own are what failed), with no attempts and its
+       retry days counted from then, and goes at once. Refused while av.central_quarantine
+       is off; a copy that is pending or sent, or no central copy at all (kept while it was
+       off, or received from a gateway: service rule 7), is left as it is. The copy's
+       entry leaves `_due` before "failed" is written, so a resend that reads "failed"
+       always finds it gone and puts it back.
 """
 
 from __future__ import annotations
@@ -55,6 +74,7 @@ from pathlib import Path
 
 import trio
 
+from core.control import CommandRefused
 from core.scan import central as wire
 from core.spool import retry_delay
 from shared.clock import mail_date
@@ -68,6 +88,9 @@ __all__ = ["CentralForwarder", "central_mark", "quarantined_at", "VIRUS_QUEUE",
 VIRUS_QUEUE = "quarantine/virus"
 CENTRAL_RETRY_SECONDS = 30.0            # the first retry of a copy; doubling from there (rule 1)
 CENTRAL_TEMP_PREFIX = "central-copy-"    # a copy as sent, under the data home's tmp/ (rule 2)
+SECONDS_PER_DAY = 86_400                # delivery.retry_days (rule 1)
+# why a copy asked for again is left as it is (rule 4), by its state
+_NOT_FAILED = {"pending": "still pending", "sent": "already sent"}
 
 
 def central_mark(setting: Mapping) -> dict:
@@ -127,6 +150,57 @@ class CentralForwarder:
         `central_mark`) as `queue_id`: it goes at once (rule 1)."""
         self._due[queue_id] = (copy.meta["quarantined_at"], _host_of(copy.meta["central"]))
         self._wakeup.set()
+
+    async def resend_command(self, args: dict) -> str:
+        """The Command.VIRUS_QUARANTINE_CENTRAL_RESEND command, {"ids": [...]}: these copies,
+        those whose sending ended ("failed"), are pending again and go at once (rule 4).
+        Says which were left as they were; CommandRefused while av.central_quarantine is off,
+        or when none could be sent again."""
+        setting = self.settings()["av.central_quarantine"]
+        if not setting:
+            raise CommandRefused("the central quarantine is off (av.central_quarantine): "
+                                 "nothing sent again")
+        ids = [i for i in args.get("ids") or () if isinstance(i, str)]
+        mark = {**central_mark(setting), "pending_since": self.clock()}
+        reset, left = await trio.to_thread.run_sync(self._reset, ids, mark)
+        for queue_id in reset:
+            self._due[queue_id] = (-math.inf, _host_of(mark))
+        if reset:
+            self._wakeup.set()
+        why = "; ".join(f"{reason}: {', '.join(names)}" for reason, names in left.items())
+        if not reset:
+            raise CommandRefused("nothing sent again; " + why if why else
+                                 "nothing sent again: no copy selected")
+        return (f"{len(reset)} virus quarantine cop{'y' if len(reset) == 1 else 'ies'} sent to "
+                f"the central quarantine again" + (f"; left as they were: {why}" if why else ""))
+
+    def _reset(self, ids: list[str], mark: dict) -> tuple[list[str], dict[str, list[str]]]:
+        """Rule 4 for each of `ids`: (the copies now pending, {why not: [the others]}).
+        Runs in a thread."""
+        reset: list[str] = []
+        left: dict[str, list[str]] = {}
+        for queue_id in ids:
+            try:
+                envelope = self.spool.read_envelope(VIRUS_QUEUE, queue_id)
+            except (FileNotFoundError, NotADirectoryError, ValueError, EnvelopeError):
+                left.setdefault("not in the virus quarantine", []).append(queue_id)
+                continue
+            central = envelope.meta.get("central")
+            if not isinstance(central, dict):
+                left.setdefault("no central quarantine copy", []).append(queue_id)
+                continue
+            if central.get("state") != "failed":
+                left.setdefault(_NOT_FAILED.get(central.get("state"), "not failed"),
+                                []).append(queue_id)
+                continue
+            envelope.meta["central"] = dict(mark)
+            try:
+                self.spool.write_envelope(VIRUS_QUEUE, envelope)
+            except FileNotFoundError:       # deleted meanwhile (rule 3)
+                left.setdefault("not in the virus quarantine", []).append(queue_id)
+                continue
+            reset.append(queue_id)
+        return reset, left
 
     async def _pass(self) -> None:
         """Send every copy that is due, oldest due first, and then every copy waiting for a
@@ -219,7 +293,9 @@ class CentralForwarder:
                                      "generated": True})
             return True
         if failed is not None and failed.outcome == "failed":
-            await self._failed(queue_id, envelope, hop, failed)
+            await self._failed(queue_id, envelope, hop, failed.text, status=failed.status,
+                               remote_mta=failed.remote_mta,
+                               is_remote_reply=failed.is_remote_reply)
             return False
         if failed is None:              # no answer for the mailbox at all: as a deferral
             await self._not_sent(queue_id, envelope, hop, "deferred", "no result",
@@ -230,36 +306,58 @@ class CentralForwarder:
                                  is_remote_reply=failed.is_remote_reply)
         return False
 
-    async def _failed(self, queue_id, envelope, hop, result) -> None:
-        """The host refused the copy for good (rule 1): "failed", its event, no more tries."""
+    async def _failed(self, queue_id, envelope, hop, text: str, *, status: str,
+                      remote_mta: str | None = None, is_remote_reply: bool = False,
+                      expired_days: int | None = None) -> None:
+        """The copy's sending ends (rule 1): refused for good (`text` the host's reply), or
+        expired after `expired_days` of temporary failures (`text` the last reason):
+        "failed", its event, no more tries."""
+        self._done(queue_id)                                            # rule 4
         central = envelope.meta["central"]
-        envelope.meta["central"] = {**central, "state": "failed", "last_error": result.text,
+        reason = text if expired_days is None else (
+            f"expired after {expired_days} day{'' if expired_days == 1 else 's'}: {text}")
+        envelope.meta["central"] = {**central, "state": "failed", "last_error": reason,
                                     "attempts": int(central.get("attempts") or 0) + 1,
                                     "failed_at": self.clock()}
         envelope.meta["central"].pop("next_attempt_at", None)
         await self._write_copy(envelope)
-        self._done(queue_id)
         if self.counters is not None:
             self.counters.incr("delivery_failures")
         self.events.record(Action.DELIVERY_FAILED, rule="av.central_quarantine",
                            result="failed", queue_id=queue_id, sender=envelope.sender,
                            recipients=[r.address for r in envelope.recipients],
                            size=envelope.size, subject=envelope.subject(),
-                           info=f"virus quarantine copy refused by {hop.destination}: "
-                                f"{result.text}; not sent again (the copy stays in the "
-                                f"virus quarantine)",
-                           data={"next_hop": hop.key, "remote_mta": result.remote_mta,
-                                 "status": result.status,
-                                 **({"remote_reply": True} if result.is_remote_reply else {})})
+                           info=(f"virus quarantine copy refused by {hop.destination}: "
+                                 if expired_days is None else
+                                 f"virus quarantine copy not sent to {hop.destination} "
+                                 f"within delivery.retry_days: ") +
+                                f"{reason}; not sent again (the copy stays in the virus "
+                                f"quarantine)",
+                           data={"next_hop": hop.key, "remote_mta": remote_mta,
+                                 "status": status,
+                                 **({"remote_reply": True} if is_remote_reply else {}),
+                                 **({"expired_after_days": expired_days}
+                                    if expired_days is not None else {})})
 
     async def _not_sent(self, queue_id, envelope, hop, outcome: str, text: str, *,
                         status: str, remote_mta: str | None = None,
                         is_remote_reply: bool = False) -> None:
         """A temporary failure (rule 1): the copy's next attempt, and its `deferred` event
-        unless the reason is the one already written for this copy."""
+        unless the reason is the one already written for this copy; past
+        delivery.retry_days, the end of its sending instead."""
         central = envelope.meta["central"]
+        settings = self.settings()
+        since = central.get("pending_since")
+        if not isinstance(since, (int, float)):
+            since = quarantined_at(envelope)
+        days = settings["delivery.retry_days"]
+        if self.clock() >= since + days * SECONDS_PER_DAY:             # rule 1: expired
+            await self._failed(queue_id, envelope, hop, text, status=status,
+                               remote_mta=remote_mta, is_remote_reply=is_remote_reply,
+                               expired_days=days)
+            return
         attempts = int(central.get("attempts") or 0) + 1
-        maximum = self.settings()["delivery.retry_max_seconds"]
+        maximum = settings["delivery.retry_max_seconds"]
         delay = retry_delay(attempts, CENTRAL_RETRY_SECONDS, maximum)
         next_at = self.clock() + delay
         is_new = text != central.get("last_error")

@@ -34,7 +34,9 @@ What it owns
                           delivers marked copies to av.central_quarantine (host, port) with
                           the core's deliverer: a copy goes at once, is retried with backoff
                           while the host answers 4xx or cannot be reached, and ends at the
-                          host's 5xx (the local copy stays either way); rules 5, 9.
+                          host's 5xx or after delivery.retry_days (the local copy stays
+                          either way), until an administrator has it sent again (its
+                          `resend_command`, registered by core/app.py); rules 5, 9.
     claim(...)            the pipeline asks before each scan: a central quarantine copy
                           from a gateway that shares this installation's key is filed in the
                           virus quarantine instead of being scanned and delivered (rule 7).

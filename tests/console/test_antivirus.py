@@ -233,3 +233,66 @@ def test_the_actions_say_what_they_do_and_that_log_leaves_the_drop_to_the_third(
     assert "Log logs the incident and leaves the file in the message" in hint.replace(
         "<em>", "").replace("</em>", "")
     assert "with its default, <em>Drop</em>, the message is dropped" in hint
+
+
+# --- Send to central quarantine again (core/scan/central_forwarder.py rule 4) -----------------
+
+RESEND = "/antivirus/quarantine/central-resend"
+CENTRAL = {"host": "cq.example.test", "port": 25}
+
+
+def _failed_and_pending(home) -> tuple[str, str]:
+    failed = _quarantine(home, "0123456789AC", central={
+        **CENTRAL, "state": "failed", "last_error": "expired after 5 days: 421 4.3.2 busy"})
+    pending = _quarantine(home, "0123456789AD", central={**CENTRAL, "state": "pending"})
+    return failed, pending
+
+
+def test_send_again_asks_the_core_for_the_selected_failed_copies(admin, home):
+    admin.set(av__central_quarantine=CENTRAL)
+    failed, _pending = _failed_and_pending(home)
+    page = admin.get("/antivirus/quarantine").get_data(as_text=True)
+    assert f'formaction="{RESEND}"' in page and 'value="Send to central quarantine again"' in page
+    response = admin.post(RESEND, {"ids": [failed], "central_resend": "1"})
+    assert response.status_code == 302 and response.headers["Location"].endswith(
+        "/antivirus/quarantine")
+    [command] = admin.commands()
+    assert (command["kind"], command["args"], command["requested_by"], command["state"]) == \
+        ("virus_quarantine.central_resend", {"ids": [failed]}, "admin", "pending")
+    event = admin.events(Action.OBJECT_MODIFIED)[-1]
+    assert event["data"]["command"] == "virus_quarantine.central_resend"
+    assert event["data"]["args"] == {"ids": [failed]}
+    page = admin.get("/antivirus/quarantine").get_data(as_text=True)
+    assert "to the central quarantine again within a few seconds" in page
+    # until the core has done it, the copy shows as waiting again, and no copy as failed
+    assert "failed: expired" not in page and page.count("<td>pending</td>") == 2
+    assert f'formaction="{RESEND}"' not in page
+
+
+@pytest.mark.parametrize("central, pick, message", [
+    (None, "failed", "the central quarantine is off: set its host on the Antivirus Settings "
+                     "tab first"),
+    (CENTRAL, "pending", "only copies whose sending to the central quarantine failed can be "
+                         "sent again, not 0123456789AD"),
+    (CENTRAL, "none", "select the messages to send to the central quarantine again"),
+])
+def test_send_again_is_refused_with_the_reason_and_asks_nothing(admin, home, central, pick,
+                                                                 message):
+    admin.set(av__central_quarantine=central)
+    failed, pending = _failed_and_pending(home)
+    ids = {"failed": [failed], "pending": [failed, pending], "none": []}[pick]
+    response = admin.post(RESEND, {"ids": ids}, follow_redirects=True)
+    assert response.status_code == 200
+    assert "Nothing was sent again: " + message in html.unescape(
+        response.get_data(as_text=True))
+    assert admin.commands() == []
+
+
+def test_send_again_needs_the_csrf_token_and_an_administrator(admin, reporter, home):
+    admin.set(av__central_quarantine=CENTRAL)
+    failed, _pending = _failed_and_pending(home)
+    assert admin.post(RESEND, {"ids": [failed]}, csrf=False).status_code == 400
+    assert reporter.post(RESEND, {"ids": [failed]}).status_code == 403
+    assert reporter.events(Action.UNAUTHORIZED_ACCESS)[-1]["data"] == {
+        "user": "report", "path": RESEND}
+    assert admin.commands() == []

@@ -8,12 +8,17 @@ and delivered what was left to that recipient again. Now a copy goes with the nu
 the quarantine mailbox, under X-Mailmoat-Quarantine-* fields signed with
 quarantine.reinsertion_key; a Mailmoat with the same key files it in its virus quarantine,
 one with another key scans it as ordinary mail addressed to that mailbox.
+
+A copy the central host refused could not be sent again once that host was put right; now
+Antivirus Policy › Virus Quarantine's "Send to central quarantine again" has the core send it
+(core/scan/central_forwarder.py rule 4).
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import re
 
 import pytest
 import trio
@@ -25,7 +30,7 @@ from shared.report import summarise
 from shared.report_time import ReportRange
 from shared.spool import Spool
 from tests.support.mail import EICAR, send_infected
-from tests.support.core import routed_home
+from tests.support.core import ADMIN_PASSWORD, routed_home
 from tests.support.waiting import events_of, until
 
 pytestmark = pytest.mark.trio
@@ -206,4 +211,68 @@ async def test_status_quarantined_counts_the_copies_the_summary_counts(tmp_path,
         conn.close()
     assert summary.figure("message", "Messages Quarantined") == 2
     assert core.counters.as_dict()["quarantined"] == 2
+    core.cancel_scope.cancel()
+
+
+_CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def _console_send_again(home, queue_id: str) -> int:
+    """Log on to a console on the same home and press "Send to central quarantine again"
+    for `queue_id`, as the page offers it; the response status."""
+    from console.app import create_app
+
+    app = create_app(home, config={"TESTING": True})
+    try:
+        client = app.test_client()
+        headers = {"Referer": "http://localhost/"}
+        token = _CSRF.search(client.get("/logon").get_data(as_text=True)).group(1)
+        client.post("/logon", data={"username": "admin", "password": ADMIN_PASSWORD,
+                                    "csrf_token": token}, headers=headers)
+        page = client.get("/antivirus/quarantine").get_data(as_text=True)
+        [action] = re.findall(r'formaction="([^"]+)"[^>]*value="Send to central quarantine '
+                              r'again"', page)
+        response = client.post(action, headers=headers, data={
+            "ids": [queue_id], "csrf_token": _CSRF.search(page).group(1)})
+        return response.status_code
+    finally:
+        app.extensions["mailmoat"].close()
+
+
+def _resend_command(home) -> tuple:
+    conn = db.connect(home.db)
+    try:
+        [(state, result)] = conn.execute(
+            "SELECT state, result FROM commands WHERE kind = 'virus_quarantine.central_resend'")
+    finally:
+        conn.close()
+    return state, result
+
+
+async def test_a_refused_copy_sent_again_from_the_console_reaches_the_central_host(
+        tmp_path, sink, make_sink, nursery):
+    central = make_sink()
+    central.rcpt_reply = lambda address: (550, "5.1.1 no such mailbox")
+    home = routed_home(tmp_path, sink, av__quarantine="all", quarantine__reinsertion_key=KEY,
+                       av__central_quarantine={"host": "127.0.0.1", "port": central.port})
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(send_infected, core.smtp_addresses[0][1], "worm")
+    await until(lambda: [c.meta["central"]["state"] for c in entries(home)] == ["failed"], 30)
+    [copy] = entries(home)
+    assert not central.messages
+    central.rcpt_reply = None                   # the central host's mailbox is put right
+    assert await trio.to_thread.run_sync(_console_send_again, home, copy.queue_id) == 302
+    [received] = await trio.to_thread.run_sync(central.wait_for, 1, 30.0)
+    assert (received.sender, received.recipients) == ("", ["quarantine@[127.0.0.1]"])
+    assert infected(received)
+    assert quarantine_fields(received.message)["x-mailmoat-quarantine-queue-id"] == [
+        copy.meta["original_queue_id"]]
+    await until(lambda: entries(home)[0].meta["central"]["state"] == "sent")
+    await until(lambda: _resend_command(home)[0] == "done")
+    assert _resend_command(home) == (
+        "done", "1 virus quarantine copy sent to the central quarantine again")
+    await core.events.aflush()
+    [forwarded] = [e for e in events_of(home, Action.FORWARDED)
+                   if e["rule"] == "av.central_quarantine"]
+    assert forwarded["queue_id"] == copy.queue_id
     core.cancel_scope.cancel()

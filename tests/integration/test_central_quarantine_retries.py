@@ -10,6 +10,14 @@ writing its signed copy to tmp/ anew. Now a 5xx ends the copy's sending ("failed
 then at doubling intervals up to delivery.retry_max_seconds, its signed copy in tmp/ only
 while an attempt lasts; and a host that takes a copy gets the copies waiting for it at once.
 
+And since the sending of a copy could end, nothing made it start again: a copy whose host
+stayed down waited for ever (only the retention deleted it), and a failed one could not be
+sent once the host was put right. Now a copy's sending ends after delivery.retry_days of
+temporary failures as mail's does ("failed", "expired after N days: <last reply>", the same
+one `delivery_failed` event), and the Virus Quarantine page's "Send to central quarantine
+again" (the forwarder's `resend_command`, rule 4) makes a failed copy pending again, for the
+host as the setting names it now, its days counted from then.
+
 Synchronising without sleeping: a "probe" is a copy for a second, accepting host. It is kept
 now, so it is due now, and the forwarder sends due copies oldest due first: once the probe has
 arrived, every copy that was due before it has had its attempt.
@@ -22,10 +30,12 @@ from types import MappingProxyType
 import pytest
 import trio
 
+from core.control import CommandRefused
 from core.delivery import Deliverer
 from core.pipeline.findings import Finding
 from core.pipeline.run import WorkerOutcome
 from core.pipeline.verdict import decide
+from core.scan.central_forwarder import CENTRAL_RETRY_SECONDS
 from core.scan.service import AntivirusService
 from core.status import Counters
 from shared.clock import FakeClock
@@ -38,6 +48,7 @@ pytestmark = pytest.mark.trio
 VIRUS_QUEUE = "quarantine/virus"
 TICK_SECONDS = 0.01
 RETRY_MAX_SECONDS = 240
+DAY_SECONDS = 86_400
 KEY = "central-quarantine-shared-key-1"
 MESSAGE = (b"From: sender@client.test\r\nTo: user@local.test\r\nSubject: infected\r\n"
            b"\r\nbody\r\n")
@@ -232,3 +243,102 @@ async def test_the_quarantined_event_names_the_infected_files_within_a_bound(tmp
                                    "files: long-name-")
     assert many["info"].endswith("… (50 files))")                   # as many as a copy lists
     assert len(many["info"]) < 400
+
+
+async def test_a_copy_whose_host_stays_down_past_the_retry_days_fails_once_and_stays_local(
+        tmp_path, make_sink, nursery):
+    central, probe_host = make_sink(), make_sink()
+    central.greeting = (421, "4.3.2 down for maintenance")
+    h = Harness(tmp_path, central, **{"delivery.retry_days": 2})
+    await nursery.start(h.service.run)
+    waiting = await h.keep()
+    await until(lambda: h.central(waiting).get("attempts") == 1)
+    reason = h.central(waiting)["last_error"]
+    assert "421 4.3.2 down for maintenance" in reason
+    # a second short of two days: tried again, still waiting
+    h.clock.advance(2 * DAY_SECONDS - 1)
+    await until(lambda: h.central(waiting).get("attempts") == 2)
+    assert h.central(waiting)["state"] == "pending"
+    assert not h.events.of(Action.DELIVERY_FAILED)
+    # its next attempt, past two days, fails as the others did and ends its sending
+    h.clock.advance(RETRY_MAX_SECONDS)
+    await until(lambda: h.events.of(Action.DELIVERY_FAILED))
+    assert tries_of(central) == 3
+    assert h.central(waiting)["state"] == "failed"
+    assert h.central(waiting)["last_error"] == f"expired after 2 days: {reason}"
+    [failed] = h.events.of(Action.DELIVERY_FAILED)
+    assert failed["result"] == "failed" and failed["queue_id"] == waiting
+    assert failed["info"] == (f"virus quarantine copy not sent to 127.0.0.1:{central.port} "
+                              f"within delivery.retry_days: expired after 2 days: {reason}; "
+                              "not sent again (the copy stays in the virus quarantine)")
+    assert failed["data"]["next_hop"] == f"relay:127.0.0.1:{central.port}"
+    assert failed["data"]["expired_after_days"] == 2
+    assert h.counters.values["delivery_failures"] == 1
+    assert len(h.events.of(Action.DEFERRED)) == 1           # the first failure's only
+    assert h.spool.message_path(VIRUS_QUEUE, waiting).exists()      # the local copy stays
+    assert not h.signed_forms()
+    # never tried again: retry periods pass (a probe after each: the forwarder looked)
+    for probes in range(1, 4):
+        h.clock.advance(RETRY_MAX_SECONDS)
+        await h.keep(central=probe_host)
+        await trio.to_thread.run_sync(probe_host.wait_for, probes, 15.0)
+    assert tries_of(central) == 3
+    assert len(h.events.of(Action.DELIVERY_FAILED)) == 1
+
+
+async def test_a_failed_copy_sent_again_goes_to_the_host_set_now_its_days_counted_afresh(
+        tmp_path, make_sink, nursery):
+    old_host, new_host = make_sink(), make_sink()
+    old_host.rcpt_reply = refuse_rcpt
+    h = Harness(tmp_path, old_host, **{"delivery.retry_days": 1})
+    await nursery.start(h.service.run)
+    refused = await h.keep()
+    await until(lambda: h.central(refused)["state"] == "failed")
+    # ten days on, the administrator points the setting at a host that is down for now,
+    # and sends the copy again: it goes at once, and a temporary failure leaves it waiting
+    # (its one retry day counts from now, not from when it was kept)
+    h.clock.advance(10 * DAY_SECONDS)
+    new_host.greeting = (421, "4.3.2 starting up")
+    h.values["av.central_quarantine"] = {"host": "127.0.0.1", "port": new_host.port,
+                                         "mailbox": "vault@central.test"}
+    assert await h.service.central.resend_command({"ids": [refused]}) == (
+        "1 virus quarantine copy sent to the central quarantine again")
+    await until(lambda: h.central(refused).get("attempts") == 1)
+    assert tries_of(new_host) == 1
+    assert h.central(refused)["state"] == "pending"
+    assert (h.central(refused)["port"], h.central(refused)["mailbox"]) == (
+        new_host.port, "vault@central.test")
+    # the host is up at the copy's next attempt: it takes it
+    new_host.greeting = None
+    h.clock.advance(CENTRAL_RETRY_SECONDS)
+    [message] = await trio.to_thread.run_sync(new_host.wait_for, 1, 15.0)
+    assert message.recipients == ["vault@central.test"] and message.sender == ""
+    assert message.message["X-Mailmoat-Quarantine-Queue-Id"] == (
+        h.spool.read_envelope(VIRUS_QUEUE, refused).meta["original_queue_id"])
+    await until(lambda: h.central(refused)["state"] == "sent")
+    assert tries(old_host) == 1                     # the old host never again
+    assert len(h.events.of(Action.DELIVERY_FAILED)) == 1
+    assert not h.signed_forms()
+
+
+async def test_sending_again_is_refused_while_off_and_leaves_copies_that_did_not_fail(
+        tmp_path, make_sink, nursery):
+    central = make_sink()
+    central.greeting = (421, "4.3.2 down for maintenance")
+    h = Harness(tmp_path, central)
+    await nursery.start(h.service.run)
+    waiting = await h.keep()
+    await until(lambda: h.central(waiting).get("attempts") == 1)
+    h.values["av.central_quarantine"] = None
+    unmarked = await h.keep()                       # kept while the central quarantine is off
+    with pytest.raises(CommandRefused, match=r"^the central quarantine is off "
+                                             r"\(av.central_quarantine\): nothing sent again$"):
+        await h.service.central.resend_command({"ids": [waiting]})
+    h.values["av.central_quarantine"] = {"host": "127.0.0.1", "port": central.port}
+    with pytest.raises(CommandRefused) as refused:
+        await h.service.central.resend_command({"ids": [waiting, unmarked, "0NOSUCHCOPY0"]})
+    assert str(refused.value) == (
+        f"nothing sent again; still pending: {waiting}; no central quarantine copy: "
+        f"{unmarked}; not in the virus quarantine: 0NOSUCHCOPY0")
+    assert h.central(waiting)["attempts"] == 1 and tries_of(central) == 1
+    assert "central" not in h.spool.read_envelope(VIRUS_QUEUE, unmarked).meta

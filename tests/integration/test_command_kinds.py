@@ -19,6 +19,7 @@ _HARMLESS_ARGS = {
     Command.HOLD_FORWARD: {"ids": ["NOSUCHID"], "address": "admin@local.test"},
     Command.WHITELIST_AUTO_DELETE: {"domains": []},
     Command.VIRUS_QUARANTINE_DELETE: {"ids": []},
+    Command.VIRUS_QUARANTINE_CENTRAL_RESEND: {"ids": []},
 }
 
 
