@@ -213,7 +213,8 @@ _add("delivery.paused", Bool(), False, "Accept and process mail but deliver noth
 _add("delivery.reject_incoming", Bool(), False,
      "Refuse new SMTP connections with 421 service not available.", "setup")
 _add("delivery.retry_days", Int(1, 30), 5,
-     "Days a deferred message is retried before it bounces.", "setup")
+     "Days a deferred message is retried before it bounces (and a central "
+     "virus-quarantine copy before it is marked failed).", "setup")
 _add("delivery.retry_initial_seconds", Int(1, 3600), 300,
      "First retry after a temporary failure; the interval then doubles.", "setup")
 _add("delivery.retry_max_seconds", Int(1, 86400), 14400, "Longest retry interval.", "setup")
