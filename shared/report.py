@@ -13,6 +13,9 @@ Rules:
   own short statement, so an export of millions of rows holds neither memory nor a long read
   transaction (the core's writer and WAL checkpoints carry on meanwhile).
 - Ranges are [start, end) in UTC unix seconds (see shared.report_time for parsing).
+- Detail rows are read in today's words: a `connected_to` an older release wrote with the
+  result "plain" or "tls" reads as succeeded, an actual connection (LEGACY_CONNECTED_RESULTS),
+  on every output and in the search; the stored row is not rewritten.
 - Which event feeds which figure is written once, in `MESSAGE_ITEMS` and friends below.
 - Messages Rejected counts messages (guide Tables 7-1, 7-2), not refused recipients: a
   `rejected` event whose result is RECIPIENT_REFUSED is left out of it and of the charts'
@@ -40,7 +43,7 @@ __all__ = ["Summary", "SummarySection", "DetailFilter", "DetailRow", "ACTION_GRO
            "ENCRYPTED_DELETED_RESULTS", "UNKNOWN_ITEM", "action_filter", "parse_key",
            "top_items", "RECIPIENT_REFUSED", "COPY_NOT_KEPT", "INFECTION_ITEMS",
            "VIRUS_ACTIONS", "CONNECTION_SUCCEEDED", "CONNECTION_FAILED", "CONNECTION_ACTUAL",
-           "CONNECTION_CACHED"]
+           "CONNECTION_CACHED", "LEGACY_CONNECTED_RESULTS"]
 
 HOUR = 3600
 BATCH_ROWS = 5_000
@@ -67,6 +70,13 @@ CONNECTION_FAILED = "failed"
 # (core/delivery/pool.py).
 CONNECTION_ACTUAL = "actual"
 CONNECTION_CACHED = "cached"
+# The `result` of a `connected_to` that releases before these words wrote (4705b58): "plain"
+# or "tls", for a connection they opened (they wrote none for a pooled one, nor for one
+# that failed); data `tls` says the same. The detail report reads such a row in today's
+# words, result CONNECTION_SUCCEEDED and data `connection` CONNECTION_ACTUAL
+# (`_COLUMNS_AS_READ`), so a range across an upgrade speaks one vocabulary. The stored row
+# stays as written: events are append-only facts, and no migration rewrites one.
+LEGACY_CONNECTED_RESULTS = ("plain", "tls")
 # The events of an action that its figures leave out, by their `result`.
 NOT_COUNTED = {Action.REJECTED: RECIPIENT_REFUSED, Action.QUARANTINED: COPY_NOT_KEPT}
 
@@ -346,6 +356,23 @@ DETAIL_FIELDS = ("id", "time", "category", "action", "result", "queue_id", "conn
 # Every text column, for the one search term (guide: "a single search term … not case-sensitive").
 SEARCH_FIELDS = ("category", "action", "result", "queue_id", "connection_id", "client_ip",
                  "sender", "recipients", "subject", "rule", "info", "data")
+# Columns the report reads otherwise than stored: a legacy connected_to row in today's words
+# (LEGACY_CONNECTED_RESULTS). The page, CSV, JSON, text and the search all read these.
+_LEGACY_CONNECTED = (f"(events.action = '{Action.CONNECTED_TO.value}' AND events.result IN "
+                     f"({', '.join(repr(r) for r in LEGACY_CONNECTED_RESULTS)}))")
+_COLUMNS_AS_READ = {
+    "result": f"(CASE WHEN {_LEGACY_CONNECTED} THEN '{CONNECTION_SUCCEEDED}' "
+              f"ELSE events.result END)",
+    "data": f"(CASE WHEN {_LEGACY_CONNECTED} AND json_valid(events.data) THEN "
+            f"json_set(events.data, '$.connection', '{CONNECTION_ACTUAL}') "
+            f"ELSE events.data END)",
+}
+
+
+def _as_read(column: str) -> str:
+    return _COLUMNS_AS_READ.get(column, f"events.{column}")
+
+
 # `data` is JSON written with json.dumps' defaults, so a quote, a backslash or any non-ASCII
 # character in it is stored as an escape (`\"`, `\u00fc`). Where the text holds a backslash,
 # the search reads the decoded keys and values instead (SQLite's json_tree, still one SQL
@@ -354,10 +381,10 @@ SEARCH_FIELDS = ("category", "action", "result", "queue_id", "connection_id", "c
 _DATA_SEARCH_TEXT = (
     "CASE WHEN instr(events.data, '\\') AND json_valid(events.data) THEN "
     "(SELECT group_concat(CASE WHEN typeof(key) = 'text' THEN key ELSE '' END || char(31) || "
-    "COALESCE(atom, ''), char(31)) FROM json_tree(events.data)) "
-    "ELSE COALESCE(events.data, '') END")
+    f"COALESCE(atom, ''), char(31)) FROM json_tree({_as_read('data')})) "
+    f"ELSE COALESCE({_as_read('data')}, '') END")
 _SEARCH_TEXT = " || char(31) || ".join(
-    _DATA_SEARCH_TEXT if f == "data" else f"COALESCE({f}, '')" for f in SEARCH_FIELDS)
+    _DATA_SEARCH_TEXT if f == "data" else f"COALESCE({_as_read(f)}, '')" for f in SEARCH_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -473,7 +500,7 @@ def _detail_sql(conn: sqlite3.Connection, flt: DetailFilter, *, plan: str,
         lower, lower_op = after[0], ">="
     if before is not None and before[0] < upper:
         upper, upper_op = before[0], "<="
-    sql = (f"SELECT {', '.join(DETAIL_FIELDS)} FROM events "
+    sql = (f"SELECT {', '.join(map(_as_read, DETAIL_FIELDS))} FROM events "
            f"WHERE time {lower_op} ? AND time {upper_op} ?")
     params: list = [lower, upper]
     if flt.actions:

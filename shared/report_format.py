@@ -10,6 +10,9 @@ Rules:
   so a report says who changed what. A writer that wrote nothing gets the data as
   `key=value; …`. CSV, JSON and text carry it whole; only a page shortens the details
   (`detail_parts(..., limit=)`), which it shows in User and Details columns of its own.
+  A fact the writer's text already states in so many words (`score 100` in "Message is
+  considered to be spam (score 100, spam definitions …)") is not repeated in the details,
+  on the page or in a file: each fact once.
 - Summary CSV: section,item,count.
 - Spreadsheet formula injection: a CSV cell starting with `=`, `+`, `-` or `@` gets a leading
   `'` (SPEC §2, STYLE §1 Console). JSON and text are not spreadsheets and are not escaped.
@@ -27,6 +30,7 @@ import datetime as dt
 import functools
 import io
 import json
+import re
 from typing import Iterable, Iterator
 
 from shared.report import DetailRow, Summary
@@ -186,10 +190,24 @@ def _fact(key: str, value, limit: int | None, parts: list[str]) -> None:
         parts.append(_shorten(f"{key}={_plain(value)}", limit))
 
 
-def detail_parts(action: str, values, *, limit: int | None = None) -> list[str]:
+def _stated(info: str | None, key: str, value) -> bool:
+    """Does the writer's text state this data fact already, as `key value` or `key=value`,
+    whole words (module rules)? `score 1` is not stated by "score 100", nor `rule x` by
+    "spam_rule x". Only text and numbers: a flag or a list reads otherwise in a sentence."""
+    if not info or type(value) not in (str, int, float) or value == "":
+        return False
+    if f"{key} {value}" not in info and f"{key}={value}" not in info:
+        return False                # the common case, without a regular expression
+    return re.search(rf"(?<!\w){re.escape(key)}[ =]{re.escape(str(value))}(?!\w|\.\d)",
+                     info) is not None
+
+
+def detail_parts(action: str, values, *, limit: int | None = None,
+                 info: str | None = None) -> list[str]:
     """The facts of an event's `data` that no other column shows, one string each: every
     changed setting as `key: old → new` (values as JSON; secrets are already "***" in the
-    event), then `key=value` for the rest (nested objects as `args.domains=…`).
+    event), then `key=value` for the rest (nested objects as `args.domains=…`). `info` is
+    the writer's text: a fact it states already is left out (module rules).
 
     `limit` shortens each fact to that many characters (a page cell); a list too long for
     it is shown as what was added and removed. None (CSV, JSON, text): everything, whole.
@@ -210,11 +228,11 @@ def detail_parts(action: str, values, *, limit: int | None = None) -> list[str]:
     elif changes not in (None, "", [], {}):
         parts.append(_shorten(f"changes={_plain(changes)}", limit))
     for key in _COMMAND_KEYS:
-        if key in values:
+        if key in values and not _stated(info, key, values[key]):
             _fact(key, values[key], limit, parts)
     for key in sorted(values):
         if key != user_key and key != "changes" and key not in _COMMAND_KEYS \
-                and key not in elsewhere:
+                and key not in elsewhere and not _stated(info, key, values[key]):
             _fact(key, values[key], limit, parts)
     return parts
 
@@ -232,7 +250,7 @@ def _info(action: str, info: str | None, data: str) -> str | None:
         return _values_text(values) or None
     user = data_user(values)
     return DETAILS_SEPARATOR.join([info, *([f"user={user}"] if user and user != info else []),
-                                   *detail_parts(action, values)])
+                                   *detail_parts(action, values, info=info)])
 
 
 _memo_info = functools.lru_cache(maxsize=MEMO_ENTRIES)(_info)

@@ -157,13 +157,13 @@ def page_record(row: DetailRow, zone) -> dict:
     details as a list of (shortened) facts plus how many more there are."""
     record = detail_record(row, zone)
     values = event_data(row.data)
-    parts = detail_parts(row.action, values, limit=PAGE_DETAIL_CHARS)
+    parts = detail_parts(row.action, values, limit=PAGE_DETAIL_CHARS, info=row.info)
     record["info"] = row.info or None
     record["user"] = data_user(values)
     record["detail_parts"] = parts[:PAGE_DETAIL_PARTS]
     record["more_parts"] = max(0, len(parts) - PAGE_DETAIL_PARTS)
     record["cut_short"] = record["more_parts"] > 0 or \
-        parts != detail_parts(row.action, values)
+        parts != detail_parts(row.action, values, info=row.info)
     return record
 
 

@@ -31,8 +31,13 @@ Rules
        the error when it gives no session ready for MAIL (refused, silent, a bad greeting,
        TLS required but impossible; a failed opportunistic handshake too, before its plain
        retry, which has its own) — with data `connection` CONNECTION_ACTUAL, and a pooled
-       one it reuses, CONNECTION_CACHED. Each names its connection id, the peer and
-       whether it is under TLS (and which) in `info`, and carries `tls` in its data.
+       one it reuses, CONNECTION_CACHED. A pooled connection's event waits for its first
+       transaction of the attempt (or its RSET), since only that shows whether the next hop
+       still had it open: CONNECTION_FAILED with the reason when it was dead (closed while
+       idle, a 421 at MAIL or at RSET) and a fresh connection, with its own event, follows;
+       the report never calls a connection succeeded that the attempt had to replace. Each
+       names its connection id, the peer and whether it is under TLS (and which) in `info`,
+       and carries `tls` in its data.
        Per-recipient events (DELIVERED, DEFERRED, DELIVERY_FAILED) and counters are the
        queue manager's, which knows the message.
     6. Outbound conversation logs (`diagnostics.conversation.outbound`): one
@@ -76,7 +81,7 @@ from core.delivery.pool import IDLE_CONNECTION_SECONDS, REAP_INTERVAL_SECONDS, C
 from core.delivery.routing import NextHop
 from core.delivery.session import (BAD_CONNECTION_STATUS, RECIPIENT_LIMIT, DeliveryError,
                                    Session, Timeouts, close_session, open_session,
-                                   reset_session, run_transaction)
+                                   reply_text, reset_session, run_transaction)
 from core.smtp.conversation import ConversationLog, WriteFailures
 from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.events import Action
@@ -89,6 +94,10 @@ __all__ = ["Deliverer", "RecipientResult", "Timeouts", "DeliveryError", "unverif
 
 # RFC 5321 §4.5.3.1.8: a server must take at least 100 recipients per transaction.
 MAX_RECIPIENTS_PER_TRANSACTION = 100
+# Why a pooled connection's CONNECTED_TO failed (rule 5), where no reply of the next hop
+# says it: reset_session tells only that RSET did not get a 2xx.
+RSET_FAILED = "RSET before reuse failed (closed by the next hop, or refused)"
+LOST_BEFORE_TAKING = "lost before the next hop took the message"
 
 
 @dataclass(frozen=True)
@@ -161,6 +170,7 @@ class Deliverer:
         results: dict[str, RecipientResult] = {}
         log = self._attempt_log(settings, hop, envelope, len(recipients))
         slot = await self.pool.checkout((hop.key, mode))
+        cached: Session | None = None     # a pooled connection not yet reported (rule 5)
         try:
             if slot.session is not None:
                 session = slot.session
@@ -173,8 +183,10 @@ class Deliverer:
                     log.note(f"reusing connection {session.connection_id} to {session.peer} "
                              f"({tls}; {set_up})")
                 if await reset_session(session, self.timeouts):
-                    self._connected(envelope, hop, session, CONNECTION_CACHED)
+                    cached = session        # its CONNECTED_TO waits for a transaction (rule 5)
                 else:
+                    self._connected(envelope, hop, session, CONNECTION_CACHED,
+                                    failure=RSET_FAILED)
                     await self._close(session)
                     slot.session = None
             reused = slot.session is not None
@@ -186,8 +198,13 @@ class Deliverer:
                 chunk, todo = todo[:per_transaction], todo[per_transaction:]
                 outcomes = await run_transaction(slot.session, envelope, chunk, message_path,
                                                  self.timeouts)
-                if reused and (not any(remote for _, _, _, remote in outcomes.values())
-                               or _closed_before_taking(slot.session, outcomes)):
+                stale = reused and (not any(remote for _, _, _, remote in outcomes.values())
+                                    or _closed_before_taking(slot.session, outcomes))
+                if cached is not None:
+                    self._connected(envelope, hop, cached, CONNECTION_CACHED,
+                                    failure=_stale_reason(cached, outcomes) if stale else None)
+                    cached = None
+                if stale:
                     # The connection (from the pool, or after a transaction the host took:
                     # some close then, silently or with a 421 that answers our next MAIL)
                     # went stale before the server took anything: one fresh connection
@@ -226,6 +243,9 @@ class Deliverer:
                 log.error("local", text)
             self._fill(results, recipients, text, "4.3.0", None)
         finally:
+            if cached is not None:          # the attempt ended before its transaction did
+                self._connected(envelope, hop, cached, CONNECTION_CACHED,
+                                failure=None if cached.is_usable else LOST_BEFORE_TAKING)
             await self._give_back(slot)     # a QUIT it sends is still this attempt's
             if log is not None and self.diagnostics_dir is not None:
                 with trio.CancelScope(shield=True):
@@ -303,13 +323,16 @@ class Deliverer:
         raise last
 
     def _connected(self, envelope: Envelope, hop: NextHop, session: Session,
-                   connection: str) -> None:
-        """The CONNECTED_TO of a session ready for MAIL, new or reused (rule 5)."""
+                   connection: str, *, failure: str | None = None) -> None:
+        """The CONNECTED_TO of a session ready for MAIL, new or reused, or of a reused one
+        found dead (`failure`: why) (rule 5)."""
         tls = f"TLS {session.tls}" if session.is_tls else "no TLS"
+        info = f"{connection} connection to {session.peer}, {tls}"
         self._record_connected(envelope, hop, session.connection_id,
                                (session.host, session.address, session.port),
-                               result=CONNECTION_SUCCEEDED, connection=connection,
-                               info=f"{connection} connection to {session.peer}, {tls}",
+                               result=CONNECTION_FAILED if failure else CONNECTION_SUCCEEDED,
+                               connection=connection,
+                               info=f"{info}: {failure}" if failure else info,
                                tls=session.is_tls)
 
     def _record_connected(self, envelope: Envelope, hop: NextHop, connection_id: str,
@@ -338,6 +361,21 @@ def _sni_name(host: str) -> str | None:
         return None                    # SNI carries names only (RFC 6066 §3)
     except ValueError:
         return host
+
+
+def _stale_reason(session, outcomes: Mapping) -> str | None:
+    """Why a pooled connection counts as dead (rule 5) after the first transaction it was
+    given, which found it stale: the next hop's answer to MAIL (a 421 it sent on closing),
+    else the error its recipients were deferred with. None when it is still usable — a
+    refusal of ours (SIZE, SMTPUTF8) replaced it, not the next hop."""
+    if session.is_usable:
+        return None
+    transaction = session.conn.transaction
+    mail_reply = transaction.mail_reply if transaction is not None else None
+    if mail_reply is not None and not mail_reply.is_positive:
+        return reply_text(mail_reply)
+    return next((text for outcome, text, *_ in outcomes.values() if outcome == "deferred"),
+                LOST_BEFORE_TAKING)
 
 
 def _closed_before_taking(session, outcomes: Mapping) -> bool:

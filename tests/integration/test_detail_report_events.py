@@ -8,9 +8,13 @@ CSV are read through Flask's test client on the same data home.
 - connected_to: result succeeded/failed, the connection id, actual or cached (the pool);
 - delivered and completed: the client IP and inbound connection id of the message's session;
 - mass_mailer_cleanup: the entry of the mass mailer cleanup list that matched;
-- malformed spam: the spam score and definitions in the malformed event.
+- malformed spam: the spam score and definitions in the malformed event, once in its row.
 
-The scenario runs once for the module (one core, one sink); the tests judge its facts."""
+The scenario runs once for the module (one core, one sink); the tests judge its facts. A
+second scenario (`pool_facts`) runs a core after an upgrade against next hops that close
+their idle connections: a pooled connection found dead is a failed cached connected_to,
+never a succeeded one, and the connected_to rows an older release wrote ("plain", "tls")
+read as succeeded beside the new ones."""
 
 from __future__ import annotations
 
@@ -29,8 +33,9 @@ import trio
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared import db, definitions as defs
-from shared.events import Action
+from shared.events import Action, EventWriter
 from tests.support.core import ADMIN_PASSWORD, free_port, make_home, set_settings
+from tests.support.scripted_server import command_lines, serve_on_loopback
 from tests.support.sink import Sink
 from tests.support.waiting import events_of, until
 
@@ -181,8 +186,10 @@ class _DetailTable(HTMLParser):
             self._cell.append(data)
 
 
-def _console_report(home, start: str, end: str) -> tuple[list[dict], list[dict]]:
-    """(the Detail Report page's rows, the rows of its Write to CSV) over [start, end)."""
+def _console_report(home, start: str, end: str, search: str = ""
+                    ) -> tuple[list[dict], list[dict]]:
+    """(the Detail Report page's rows, the rows of its Write to CSV) over [start, end), of
+    the events the search term finds (all without one)."""
     from console.app import create_app
 
     app = create_app(home, config={"TESTING": True})
@@ -201,7 +208,7 @@ def _console_report(home, start: str, end: str) -> tuple[list[dict], list[dict]]
                                                "csrf_token": token()}, headers=headers)
         assert response.status_code == 302, response.get_data(as_text=True)[:2000]
         rows: list[dict] = []
-        url = f"/reporting/detail?generated=1&start={start}&end={end}"
+        url = f"/reporting/detail?generated=1&start={start}&end={end}&search={search}"
         while url:
             page = client.get(url).get_data(as_text=True)
             table = _DetailTable()
@@ -210,7 +217,8 @@ def _console_report(home, start: str, end: str) -> tuple[list[dict], list[dict]]
             found = re.search(r'href="([^"]+)" id="next-page"', page)
             url = found.group(1).replace("&amp;", "&") if found else None
         response = client.post("/reporting/detail", data={
-            "start": start, "end": end, "write_csv": "1", "csrf_token": token()},
+            "start": start, "end": end, "search": search, "write_csv": "1",
+            "csrf_token": token()},
             headers=headers)
         assert response.mimetype == "text/csv", response.get_data(as_text=True)[:2000]
         return rows, list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
@@ -326,6 +334,21 @@ def test_spam_that_is_also_malformed_has_its_score_in_the_malformed_event(facts)
     assert malformed["data"]["definitions"] == current().label
 
 
+def test_a_malformed_spams_row_shows_its_score_and_definitions_once(facts):
+    """The malformed event's text names the spam score and definitions and its data holds
+    them too: the page's Info and Details, and the CSV's info, say each once."""
+    from core.scan.antispam.definitions import current
+    label = current().label
+    [page] = [r for r in facts["page"] if r["Action"] == "Malformed"]
+    assert "(score 100, spam definitions " in page["Info"] and label in page["Info"]
+    assert "score" not in page["Details"] and label not in page["Details"]
+    assert "spam_rule=heuristic.sensitivity" in page["Details"]    # what the text lacks
+    [row] = [r for r in facts["csv"] if r["action"] == "malformed"]
+    assert row["info"].count("score") == 1 and row["info"].count(label) == 1
+    assert "score=" not in row["info"] and "definitions=" not in row["info"]
+    assert row["info"].startswith(page["Info"] + "; ")
+
+
 # --- the console ------------------------------------------------------------------------------
 
 def test_the_detail_report_page_and_its_csv_show_the_new_fields(facts):
@@ -365,3 +388,210 @@ def test_the_detail_report_page_and_its_csv_show_the_new_fields(facts):
     cached = [r for r in by(table, "action", "connected_to") if "cached" in r["info"]]
     assert cached and all("connection=cached" in r["info"] for r in cached)
 
+
+
+# --- a pooled connection the next hop closed; rows an older release wrote ---------------------
+
+class IdleClosingHop:
+    """A next hop on loopback that closes the connections it holds when told (`close_idle`),
+    as a server's idle timeout does: silently, or with an unsolicited 421 first (Postfix:
+    "421 4.4.2 … Error: timeout exceeded"), which the client reads as the answer to what it
+    sends next. RCPT to a `later@` address gets 450: the transaction ends without the
+    reply to the data, so the connection's next use starts with RSET
+    (core/delivery/session.py reset_session). Plain bytes, nothing shared with core/smtp."""
+
+    def __init__(self, farewell: bytes | None = None) -> None:
+        self.farewell = farewell
+        self.connections = 0
+        self.messages: list[list[str]] = []
+        self._open: set = set()
+
+    async def serve(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        await serve_on_loopback(self._handle, task_status)
+
+    async def close_idle(self) -> int:
+        streams, self._open = list(self._open), set()
+        for stream in streams:
+            if self.farewell:
+                await stream.send_all(self.farewell + b"\r\n")
+            await stream.aclose()
+        return len(streams)
+
+    async def _handle(self, stream) -> None:
+        self.connections += 1
+        self._open.add(stream)
+        try:
+            await self._session(stream)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass                                    # close_idle closed it
+        finally:
+            self._open.discard(stream)
+
+    async def _session(self, stream) -> None:
+        async def say(*lines: bytes) -> None:
+            await stream.send_all(b"".join(line + b"\r\n" for line in lines))
+
+        await say(b"220 hop.test ESMTP")
+        recipients: list[str] = []
+        in_data = False
+        async for line in command_lines(stream):
+            if in_data:
+                if line == b".":
+                    in_data = False
+                    self.messages.append(recipients)
+                    recipients = []
+                    await say(b"250 2.0.0 queued")
+                continue
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                await say(b"250-hop.test", b"250-8BITMIME", b"250 ENHANCEDSTATUSCODES")
+            elif verb == b"MAIL":
+                recipients = []
+                await say(b"250 2.1.0 ok")
+            elif verb == b"RCPT":
+                address = line.decode().partition("<")[2].rstrip(">")
+                if address.startswith("later@"):
+                    await say(b"450 4.2.1 try again later")
+                else:
+                    recipients.append(address)
+                    await say(b"250 2.1.5 ok")
+            elif verb == b"DATA":
+                in_data = bool(recipients)
+                await say(b"354 go ahead" if recipients else b"554 5.5.1 no valid recipients")
+            elif verb == b"RSET":
+                recipients = []
+                await say(b"250 2.0.0 ok")
+            elif verb == b"QUIT":
+                await say(b"221 2.0.0 bye")
+                return
+            else:
+                await say(b"502 5.5.2 not implemented")
+
+
+FAREWELL = b"421 4.4.2 hop.test Error: timeout exceeded"
+# next hop domain -> what it says when it closes an idle connection, and the address of the
+# message before it closes one: delivered (its connection is reused at once, without RSET,
+# core/delivery/session.py FRESH_SECONDS), or refused 450 (the reuse starts with RSET)
+POOL_HOPS = {"closing.test": (None, "user@closing.test"),
+             "farewell.test": (FAREWELL, "user@farewell.test"),
+             "rset.test": (FAREWELL, "later@rset.test")}
+# connected_to rows as releases before 4705b58 wrote them: a connection they opened, the
+# result "plain" or "tls", no connection id or `connection`
+LEGACY_CONNECTED = (("plain", False, "mx1.example"), ("tls", True, "mx2.example"))
+
+
+def _record_legacy_connected_to(home) -> None:
+    writer = EventWriter(home.db, "core")
+    try:
+        for result, tls, host in LEGACY_CONNECTED:
+            writer.record(Action.CONNECTED_TO, queue_id=f"OLD{result.upper()}",
+                          info=f"{host}[192.0.2.7]:25", result=result,
+                          data={"host": host, "address": "192.0.2.7", "port": 25, "tls": tls,
+                                "next_hop": f"mx:{host}"})
+        writer.flush()
+    finally:
+        writer.close()
+
+
+async def _pool_scenario(home) -> dict:
+    from core.app import run_core
+
+    facts: dict = {"queue_ids": {}}
+    started = dt.datetime.now(dt.timezone.utc)
+    _record_legacy_connected_to(home)           # before the upgrade
+    hops = {domain: IdleClosingHop(farewell) for domain, (farewell, _) in POOL_HOPS.items()}
+    async with trio.open_nursery() as servers:
+        routes = [{"match": domain, "relay": "127.0.0.1", "port": await servers.start(hop.serve)}
+                  for domain, hop in hops.items()]
+        set_settings(home, routing__local=routes)
+        async with trio.open_nursery() as nursery:
+            core = await nursery.start(run_core, home)
+            port = core.smtp_addresses[0][1]
+            ids = facts["queue_ids"]
+
+            def ended(name: str) -> bool:
+                core.events.flush()
+                return any(row["queue_id"] == ids[name] for action in (
+                    Action.COMPLETED, Action.DEFERRED) for row in events_of(home, action))
+
+            for domain, (_farewell, first) in POOL_HOPS.items():
+                for name, to in ((f"{domain}-first", first), (domain, f"user@{domain}")):
+                    ids[name] = await trio.to_thread.run_sync(_send, port, _message(name, to),
+                                                              to)
+                    await until(lambda: ended(name))
+                    if name != domain:      # the next hop drops the pooled connection
+                        assert await hops[domain].close_idle() == 1
+            core.cancel_scope.cancel()
+        servers.cancel_scope.cancel()
+    facts["hops"] = hops
+    facts["events"] = _rows(home)
+    start = (started - dt.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")
+    end = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=2)).strftime(
+        "%Y-%m-%dT%H:%M")
+    facts["page"], facts["csv"] = _console_report(home, start, end)
+    facts["found_page"], facts["found_csv"] = _console_report(home, start, end, "succeeded")
+    return facts
+
+
+@pytest.fixture(scope="module")
+def pool_facts(tmp_path_factory) -> dict:
+    home = make_home(tmp_path_factory.mktemp("pool-events") / "home",
+                     delivery__retry_initial_seconds=3600, delivery__retry_max_seconds=3600)
+    return trio.run(_pool_scenario, home)
+
+
+@pytest.mark.parametrize("domain", POOL_HOPS)
+def test_a_pooled_connection_the_next_hop_closed_is_a_failed_cached_connected_to(pool_facts,
+                                                                                 domain):
+    """Guide Table 7-6: the connection's result. The pooled connection the first message left
+    was dead when the second took it (closed silently, a 421 at MAIL or at RSET): its row
+    says failed, and the actual connection that delivered the message follows."""
+    # (the message refused 450 may be tried again once the hop took another: more rows)
+    opened = _of(pool_facts, Action.CONNECTED_TO, f"{domain}-first")[0]
+    assert (opened["result"], opened["data"]["connection"]) == ("succeeded", "actual")
+    cached, actual = _of(pool_facts, Action.CONNECTED_TO, domain)
+    assert (cached["result"], cached["data"]["connection"]) == ("failed", "cached")
+    assert cached["connection_id"] == opened["connection_id"]
+    assert cached["info"].startswith("cached connection to 127.0.0.1[127.0.0.1]:")
+    assert ", no TLS: " in cached["info"]                   # then why it failed
+    if domain == "farewell.test" and "RSET" not in cached["info"]:
+        assert cached["info"].endswith(": " + FAREWELL.decode())    # its 421, as said
+    assert (actual["result"], actual["data"]["connection"]) == ("succeeded", "actual")
+    assert actual["connection_id"] != cached["connection_id"]
+    [delivered] = _of(pool_facts, Action.DELIVERED, domain)
+    assert delivered["recipients"] == f"user@{domain}"
+    assert pool_facts["hops"][domain].connections == 2
+
+
+@pytest.mark.parametrize("domain", POOL_HOPS)
+def test_the_report_shows_the_dead_pooled_connection_failed_then_the_actual_one(pool_facts,
+                                                                                domain):
+    queue_id = pool_facts["queue_ids"][domain]
+    page = [(r["Result"], r["Info"].split(" ", 1)[0]) for r in pool_facts["page"]
+            if r["Action"] == "Connected to" and r["Queue id"] == queue_id]
+    table = [(r["result"], r["info"].split(" ", 1)[0]) for r in pool_facts["csv"]
+             if r["action"] == "connected_to" and r["queue_id"] == queue_id]
+    assert page == table == [("failed", "cached"), ("succeeded", "actual")]
+
+
+def test_connected_to_rows_an_older_release_wrote_read_as_succeeded_actual(pool_facts):
+    """Across an upgrade every connected_to row speaks today's words (succeeded/failed,
+    actual/cached): the old "plain"/"tls" results read as succeeded actual connections, on
+    the page, in the CSV and for the search; TLS stays in the details."""
+    stored = {row["queue_id"]: row["result"] for row in _of(pool_facts, Action.CONNECTED_TO)
+              if row["queue_id"].startswith("OLD")}
+    assert stored == {"OLDPLAIN": "plain", "OLDTLS": "tls"}      # not rewritten
+    page = [r for r in pool_facts["page"] if r["Action"] == "Connected to"]
+    table = [r for r in pool_facts["csv"] if r["action"] == "connected_to"]
+    assert {r["Result"] for r in page} == {r["result"] for r in table} == {"succeeded",
+                                                                         "failed"}
+    for result, tls, host in LEGACY_CONNECTED:
+        [shown] = [r for r in page if r["Queue id"] == f"OLD{result.upper()}"]
+        [row] = [r for r in table if r["queue_id"] == f"OLD{result.upper()}"]
+        assert shown["Result"] == row["result"] == "succeeded"
+        assert "connection=actual" in shown["Details"] and "connection=actual" in row["info"]
+        assert f"tls={'true' if tls else 'false'}" in row["info"]
+        assert row["info"].startswith(f"{host}[192.0.2.7]:25; ")
+    found = {r["Queue id"] for r in pool_facts["found_page"] if r["Action"] == "Connected to"}
+    assert {"OLDPLAIN", "OLDTLS"} <= found
+    assert {r["queue_id"] for r in pool_facts["found_csv"]} >= {"OLDPLAIN", "OLDTLS"}

@@ -595,3 +595,102 @@ def test_a_virus_quarantine_copy_not_kept_is_no_message_quarantined(database, se
         "message", "Messages Quarantined") == 3
     buckets = disposition_counts(conn, ONE_HOUR)
     assert sum(b.get("quarantined", 0) for b in buckets.values()) == 3
+
+
+# --- connected_to rows of older releases; facts the writer's text states -----------------------
+
+def test_connected_to_rows_an_older_release_wrote_read_in_todays_words(database, seed):
+    """A range across an upgrade: connected_to rows written before 4705b58 have the result
+    "plain" or "tls" and no `connection` (a connection they opened). Every output and the
+    search read them as succeeded actual connections; the stored rows stay as written."""
+    old = {"host": "mx.example", "address": "192.0.2.7", "port": 25, "next_hop": "mx:x"}
+    seed.at(T0 + 1, Action.CONNECTED_TO, queue_id="q1", result="plain",
+            info="mx.example[192.0.2.7]:25", data={**old, "tls": False})
+    seed.at(T0 + 2, Action.CONNECTED_TO, queue_id="q2", result="tls",
+            info="mx.example[192.0.2.7]:25", data={**old, "tls": True})
+    seed.at(T0 + 3, Action.CONNECTED_TO, queue_id="q3", result="succeeded",
+            info="cached connection to mx.example[192.0.2.7]:25, no TLS",
+            data={**old, "tls": False, "connection": "cached"})
+    seed.at(T0 + 4, Action.CONNECTED_TO, queue_id="q4", result="failed",
+            info="connect to mx.example[192.0.2.7]:25: Connection refused",
+            data={**old, "tls": False, "connection": "actual"})
+    seed.at(T0 + 5, Action.SCAN_ERROR, queue_id="q5", result="plain")    # not a connection
+    seed.done()
+    conn = database[1]
+    rows = records(conn)
+    assert [(r["queue_id"], r["result"]) for r in rows] == [
+        ("q1", "succeeded"), ("q2", "succeeded"), ("q3", "succeeded"), ("q4", "failed"),
+        ("q5", "plain")]
+    assert rows[0]["info"] == ("mx.example[192.0.2.7]:25; address=192.0.2.7; "
+                               "connection=actual; host=mx.example; next_hop=mx:x; port=25; "
+                               "tls=false")
+    assert "connection=actual" in rows[1]["info"] and "tls=true" in rows[1]["info"]
+    assert "connection=cached" in rows[2]["info"]
+    assert [json.loads(line)["result"] for line in json_lines(rows[:2])] == ["succeeded"] * 2
+
+    def found(term):
+        return [r.queue_id for r in iter_detail(conn, DetailFilter(ONE_HOUR, search=term))]
+
+    assert found("succeeded") == ["q1", "q2", "q3"] and found("SUCCEEDED") == found("succeeded")
+    assert found("plain") == ["q5"]
+    assert found("actual") == ["q1", "q2", "q4"]
+    stored = conn.execute("SELECT queue_id, result, data FROM events ORDER BY id").fetchall()
+    assert [(q, r) for q, r, _ in stored[:2]] == [("q1", "plain"), ("q2", "tls")]
+    assert all("connection" not in json.loads(d) for _, _, d in stored[:2])
+
+
+def test_a_legacy_row_is_found_by_a_unicode_search_too(database, seed):
+    """A term that is not ASCII takes the casefolding path (mailmoat_contains), which reads
+    the same mapped columns."""
+    seed.at(T0 + 1, Action.CONNECTED_TO, queue_id="q1", result="tls", info="mx.example",
+            subject="Grüße", data={"host": "mx.example", "tls": True})
+    seed.done()
+    flt = DetailFilter(ONE_HOUR, search="GRÜSSE")
+    [row] = iter_detail(database[1], flt)
+    assert row.result == "succeeded" and json.loads(row.data)["connection"] == "actual"
+
+
+HEURISTIC_REASON = ("Message is considered to be spam (score 97, spam definitions 2026-11-28 "
+                    "rev 5; gtube, no_date_header)")
+
+
+def test_a_fact_the_writers_text_states_is_not_repeated(database, seed):
+    """The spam score and definitions are in the reason text of a heuristic spam event, and
+    of a malformed one that is also spam (core/pipeline/service.py), and in their data:
+    the row says each once. A fact the text does not state (a spam rule's score) stays."""
+    seed.at(T0 + 1, Action.HEURISTIC_SPAM, queue_id="h", info=HEURISTIC_REASON,
+            data={"definitions": "2026-11-28 rev 5", "rules": ["gtube", "no_date_header"],
+                  "forced_by": None, "action": "log", "score": 97})
+    seed.at(T0 + 2, Action.MALFORMED, queue_id="m",
+            info="MIME defects: message: missing closing boundary; " + HEURISTIC_REASON,
+            data={"defects": 1, "action": "log", "score": 97, "spam_rule":
+                  "heuristic.sensitivity", "definitions": "2026-11-28 rev 5"})
+    seed.at(T0 + 3, Action.MALFORMED, queue_id="r",
+            info="MIME defects: message: missing closing boundary; spam rule lottery "
+                 "matched: 'jackpot'",
+            data={"defects": 1, "action": "log", "score": 100, "spam_rule": "lottery"})
+    seed.done()
+    heuristic, malformed, by_rule = records(database[1])
+    assert heuristic["info"] == (HEURISTIC_REASON + '; action=log; rules=["gtube", '
+                                 '"no_date_header"]')
+    assert malformed["info"].endswith(HEURISTIC_REASON + "; action=log; defects=1; "
+                                      "spam_rule=heuristic.sensitivity")
+    assert by_rule["info"].endswith("'jackpot'; action=log; defects=1; score=100; "
+                                    "spam_rule=lottery")
+    for row in (heuristic, malformed):
+        assert row["info"].count("score") == 1 and row["info"].count("2026-11-28") == 1
+    # the page's Details: the same facts, its Info column being the writer's text
+    values = {"defects": 1, "score": 97, "definitions": "2026-11-28 rev 5"}
+    assert detail_parts("malformed", values, limit=200, info=HEURISTIC_REASON) == ["defects=1"]
+    assert detail_parts("malformed", values, limit=200) == [
+        "defects=1", "definitions=2026-11-28 rev 5", "score=97"]
+
+
+@pytest.mark.parametrize("info, kept", [
+    ("score 100", []), ("(score 100, x)", []), ("score=100; x", []),
+    ("score 1000", ["score=100"]), ("score 100.5", ["score=100"]),
+    ("spam_score 100", ["score=100"]), ("prescore 100", ["score=100"]),
+    ("the score is 100", ["score=100"]), ("", ["score=100"]),
+])
+def test_only_a_fact_stated_in_whole_words_is_left_out(info, kept):
+    assert detail_parts("heuristic_spam", {"score": 100}, info=info) == kept
