@@ -63,7 +63,7 @@ def serve_core(args) -> int:
     database even with the space reserve released (shared.home)."""
     from core.app import CoreAlreadyRunning, run_core
     from core.pipeline.workers import configure_workers
-    from core.smtp.server import ListenFailed
+    from core.smtp.listen_sockets import ListenFailed
     from shared.cli import sole_exception
     from shared.parent_watch import watch_supervisor
 

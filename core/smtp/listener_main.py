@@ -16,8 +16,10 @@ import trio
 from core.control import SettingsWatcher
 from core.scan.antispam.autowhitelist import AutoWhitelistMirror
 from core.smtp.client_sessions import SharedClientSessions
+from core.smtp.group_commit import GroupCommitter
+from core.smtp.listen_sockets import ListenFailed
 from core.smtp.listeners import COUNTER_REPORT_SECONDS, LISTENER_NICE
-from core.smtp.server import GroupCommitter, ListenFailed, SmtpServer
+from core.smtp.server import SmtpServer
 from core.smtp.tls import TlsFiles
 from core.status import Counters
 from shared.events import EventWriter

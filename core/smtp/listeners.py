@@ -49,7 +49,7 @@ from typing import Callable
 import trio
 
 from core.restart import RestartBackoff
-from core.smtp.server import ListenFailed
+from core.smtp.listen_sockets import ListenFailed
 from shared.events import Action
 from shared.spool import Envelope
 

@@ -125,7 +125,7 @@ async def test_a_route_back_to_the_gateway_ends_at_the_hop_limit_not_for_ever(tm
     # MAX_HOPS the receiving side refuses it 554 5.4.6 and the sending side fails it
     # (before: 2033 passes in 25 s and a message grown to 320 KB, never ending)
     from tests.support.core import free_port
-    from core.smtp.server import MAX_HOPS
+    from core.smtp.reception import MAX_HOPS
     port = free_port()
     home = make_home(tmp_path, smtp__port=port, routing__local=[
         {"match": "local.test", "relay": "127.0.0.1", "port": port}])
@@ -388,9 +388,9 @@ async def test_conversation_log_off_writes_nothing(tmp_path, sink, nursery):
 @pytest.mark.parametrize("stage", ["command", "data"])
 async def test_an_idle_client_gets_421_timeout_and_is_closed(tmp_path, nursery, monkeypatch,
                                                              stage):
-    from core.smtp import server
-    monkeypatch.setattr(server, "COMMAND_IDLE_SECONDS", 0.5)
-    monkeypatch.setattr(server, "DATA_IDLE_SECONDS", 0.5)
+    from core.smtp import session
+    monkeypatch.setattr(session, "COMMAND_IDLE_SECONDS", 0.5)
+    monkeypatch.setattr(session, "DATA_IDLE_SECONDS", 0.5)
     home = make_home(tmp_path, routing__local=[
         {"match": "local.test", "relay": "127.0.0.1", "port": 9}])
     core = await _start(nursery, home)
@@ -456,7 +456,7 @@ async def test_a_rebind_that_cannot_bind_keeps_listening_where_it_was(tmp_path, 
 
 
 async def test_a_core_that_cannot_listen_at_start_raises_listen_failed(tmp_path):
-    from core.smtp.server import ListenFailed
+    from core.smtp.listen_sockets import ListenFailed
     from shared.cli import sole_exception
     home = make_home(tmp_path)
     with socket.socket() as holder:

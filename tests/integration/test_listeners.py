@@ -169,7 +169,7 @@ async def test_listener_processes_keep_their_port_when_the_new_one_is_taken(tmp_
     """Regression (operations B1), listener-process mode: the processes stay where they
     were and one event (not one per process) says why."""
     from shared.cli import sole_exception
-    from core.smtp.server import ListenFailed
+    from core.smtp.listen_sockets import ListenFailed
     from tests.support.core import set_settings
     from tests.support.waiting import events_of
     home = make_home(tmp_path, smtp__listener_processes=2)

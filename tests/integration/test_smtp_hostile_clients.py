@@ -18,8 +18,10 @@ import pytest
 import trio
 
 from core.smtp import replies as R
-from core.smtp.server import (COMMAND_IDLE_SECONDS, DEADLINE_SLACK_SECONDS,
-                              SESSION_TOTAL_SECONDS, GroupCommitter, SmtpServer)
+from core.smtp.group_commit import GroupCommitter
+from core.smtp.server import SmtpServer
+from core.smtp.session import (COMMAND_IDLE_SECONDS, DEADLINE_SLACK_SECONDS,
+                               SESSION_TOTAL_SECONDS)
 from core.status import Counters
 from shared.clock import SYSTEM_CLOCK
 from shared.events import Action

@@ -10,7 +10,7 @@ import threading
 
 import trio
 
-from core.smtp.server import GroupCommitter, PendingMessage
+from core.smtp.group_commit import GroupCommitter, PendingMessage
 from shared.spool import Envelope, Spool, new_queue_id
 
 CONTENT = [b"Subject: shutdown\r\n\r\nhello\r\n"]

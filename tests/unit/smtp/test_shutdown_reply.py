@@ -1,6 +1,6 @@
 """A clean stop must not make a client send a queued message again (SPEC §4: duplicates only
 after a crash). A session whose message is committed when shutdown comes still sends its 250
-(core/smtp/server.py, _finish_data), over TLS too, and a hand-over to a queue manager that has
+(core/smtp/reception.py, finish), over TLS too, and a hand-over to a queue manager that has
 already stopped does not cost it that 250. Found by an exploratory test: a plain SIGTERM of
 the core delivered 1 to 4 of 1500 messages twice (the hand-over raised BrokenResourceError,
 read by the session as a lost connection)."""
@@ -13,7 +13,8 @@ import ssl
 import pytest
 import trio
 
-from core.smtp.server import GroupCommitter, SmtpServer
+from core.smtp.group_commit import GroupCommitter
+from core.smtp.server import SmtpServer
 from core.status import Counters
 from shared.clock import SYSTEM_CLOCK
 from shared.settings import defaults

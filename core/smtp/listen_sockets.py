@@ -1,0 +1,132 @@
+"""The SMTP listener's sockets: bound where smtp.listen/smtp.port say, rebound when they
+change, and the accept loop that hands each connection to a session.
+
+Rules:
+- One listening socket per address of smtp.listen. An IPv6 socket is IPv6-only, so IPv4
+  clients arrive on the IPv4 socket, unmapped; "::" on a host without IPv6 is left out
+  (IPv4 is served), any other address that cannot be bound raises ListenFailed naming the
+  address and the reason.
+- A rebind binds the new sockets beside the old ones, so a refusal costs nothing: the old
+  ones stay open and the caller hears why (`rebind`'s on_failed). Only on the same port,
+  where our own old sockets may be what is in the way (0.0.0.0 after 127.0.0.1), do the
+  old ones close first, and open again if the new ones still cannot bind.
+- accept(2) errors about one connection (the client already gone) never end the listener;
+  running out of descriptors makes it back off and go on listening.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from typing import Awaitable, Callable
+
+import trio
+
+from core.delivery.routing import host_port
+from core.smtp.streams import TcpStream
+
+__all__ = ["ListenFailed", "open_listen_sockets", "close_listen_sockets", "rebind",
+           "accept_connections"]
+
+# accept(2) errors about one connection, not the listener (trio.SocketListener's list)
+_ACCEPT_ERRORS_TO_IGNORE = {getattr(errno, name) for name in (
+    "EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
+    "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT", "EPROTONOSUPPORT",
+    "ETIMEDOUT", "ECONNRESET") if hasattr(errno, name)}
+
+
+class ListenFailed(Exception):
+    """The listener cannot bind where the settings say: the message names the address and
+    the reason (an operator's failure, not a bug: `mailmoat core` prints it as one line)."""
+
+    def __init__(self, message: str, errno_: int | None = None):
+        super().__init__(message)
+        self.errno = errno_
+
+
+def close_listen_sockets(listeners: list[socket.socket]) -> None:
+    for listener in listeners:
+        if listener.fileno() != -1:
+            trio.lowlevel.notify_closing(listener)
+            listener.close()
+
+
+def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> list[socket.socket]:
+    """One listening socket per address of `hosts` (IP addresses, the setting's rule), with
+    SO_REUSEPORT when `reuse_port` (listener processes sharing the port); raises
+    ListenFailed naming the address and the reason."""
+    listeners = []
+    for host in hosts:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            if host == "::":
+                continue  # IPv6 switched off on this host: serve IPv4 only
+            raise
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6 \
+                    and host == "::":
+                continue  # a host without IPv6: serve IPv4 only
+            close_listen_sockets(listeners)
+            raise ListenFailed(f"cannot listen for SMTP on {host_port(host, port)} "
+                               f"({exc.strerror})", exc.errno) from None
+        sock.setblocking(False)
+        sock.listen(256)
+        listeners.append(sock)
+    if not listeners:
+        raise ListenFailed(f"cannot listen for SMTP on any of {', '.join(hosts)} "
+                           f"(no such address on this host)", errno.EADDRNOTAVAIL)
+    return listeners
+
+
+def rebind(listeners: list[socket.socket], hosts, port: int, *, reuse_port: bool,
+           on_failed: Callable[[ListenFailed], None]) -> list[socket.socket]:
+    """The listening sockets for (`hosts`, `port`), or `listeners` (still open) when those
+    cannot be bound, after `on_failed(why)` (module rules). Raises ListenFailed only when
+    the old sockets, closed to make way on their port, cannot be bound again either."""
+    bound = [listener.getsockname()[:2] for listener in listeners]
+    try:
+        new = open_listen_sockets(hosts, port, reuse_port=reuse_port)
+    except ListenFailed as exc:
+        if exc.errno != errno.EADDRINUSE or port != bound[0][1]:
+            on_failed(exc)
+            return listeners
+        old_hosts = [address[0] for address in bound]
+        close_listen_sockets(listeners)
+        try:
+            new = open_listen_sockets(hosts, port, reuse_port=reuse_port)
+        except ListenFailed as exc:
+            on_failed(exc)
+            return open_listen_sockets(old_hosts, port, reuse_port=reuse_port)
+    close_listen_sockets(listeners)
+    return new
+
+
+async def accept_connections(listener: socket.socket, sessions: trio.Nursery,
+                             serve: Callable[[TcpStream], Awaitable[None]]) -> None:
+    """Accept connections on `listener` until cancelled, each served by `serve(stream)` in
+    the `sessions` nursery."""
+    while True:
+        try:
+            connection, _ = listener.accept()
+        except BlockingIOError:
+            await trio.lowlevel.wait_readable(listener)
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                await trio.sleep(0.1)  # out of descriptors: back off, keep listening
+                continue
+            if exc.errno in _ACCEPT_ERRORS_TO_IGNORE:
+                continue  # that client is gone; the listener is fine
+            raise
+        sessions.start_soon(serve, TcpStream(connection))
+        await trio.lowlevel.checkpoint()

@@ -1,0 +1,324 @@
+"""One inbound SMTP session over trio: the sans-IO protocol driven with reads that have
+deadlines, its events answered, STARTTLS, and the session's end.
+
+What this module owns
+    `Session`: the connection's facts (client address, hello, confirmed PTR name, RBL
+    answers, one settings snapshot), the conversation log, the read loop and its deadlines,
+    and the dispatch of each protocol event: MAIL FROM and RCPT TO to the current
+    `InboundTransaction` (core/smtp/transaction.py), the message content to a
+    `MessageReception` (core/smtp/reception.py). core/smtp/server.py decides when a
+    connection is served, and whether it only hears a refusal (`run`'s `refusal`).
+
+Rules:
+- Every read has a deadline from trio's clock (SPEC §4) → 421 4.4.2 and close (at most
+  DEADLINE_SLACK_SECONDS late, never early). The limits are the constants below:
+  COMMAND_IDLE_SECONDS (5 min) for a whole command line, counted from the greeting or the
+  previous reply, so bytes dripped into an unfinished line do not extend it; DATA_IDLE_SECONDS
+  (10 min) between reads in DATA and DATA_TOTAL_SECONDS (30 min) for a whole DATA phase; and
+  SESSION_TOTAL_SECONDS (1 hour) for the session: once it has lasted that long, its next wait
+  for a command ends it (a message being received then is finished first, under the DATA
+  limits). A client sending one valid command every 4.9 minutes thus holds a session slot for
+  an hour, not for ever.
+- Exceptions stop at the session boundary (`run`): an event, 421 if the socket still works,
+  close. Exception text never goes into a reply.
+"""
+
+from __future__ import annotations
+
+import secrets
+import ssl
+
+import trio
+
+from core.smtp import replies as R
+from core.smtp.conversation import ConversationLog
+from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComplete,
+                              DataRequested, Ehlo, MailFrom, ProtocolViolation, RcptTo,
+                              RecipientLimitReached, Rset, StartTlsRequested,
+                              UnsupportedCommand, ViolationKind)
+from core.smtp.policy import Refusal, max_message_octets, relay_needs_ptr
+from core.smtp.protocol import ServerConnection
+from core.smtp.reception import MessageReception
+from core.smtp.state import State
+from core.smtp.transaction import InboundTransaction
+from shared.events import Action
+from shared.report import CONNECTION_FAILED, CONNECTION_SUCCEEDED
+
+__all__ = ["Session", "say_shutting_down", "COMMAND_IDLE_SECONDS", "DATA_IDLE_SECONDS",
+           "DATA_TOTAL_SECONDS", "SESSION_TOTAL_SECONDS", "DEADLINE_SLACK_SECONDS"]
+
+# The session time limits (SPEC §4; docs/operations.md "SMTP limits" lists them for admins).
+# A whole command line within 5 minutes of our greeting or previous reply (RFC 5321
+# §4.5.3.2.7): restarting the timer at every byte let 26 clients dripping one byte each 50 s
+# hold every session slot for hours (smtp-security finding 1).
+COMMAND_IDLE_SECONDS = 5 * 60
+DATA_IDLE_SECONDS = 10 * 60     # RFC 5321 §4.5.3.2.6, restarted by every read in DATA
+DATA_TOTAL_SECONDS = 30 * 60    # SPEC §4: overall limit on a slow sender
+# Outside DATA a session ends at its first wait for a command after this long. Real senders
+# reuse a connection for minutes (Postfix's smtp_connection_reuse_time_limit is 300 s,
+# Exchange closes a receive session after 10 minutes); an hour leaves them ample room and
+# bounds the slot a client holds with one valid command every 4.9 minutes.
+SESSION_TOTAL_SECONDS = 60 * 60
+DEADLINE_SLACK_SECONDS = 1.0    # how late a read timeout may fire (see Session._serve)
+TLS_HANDSHAKE_SECONDS = 60
+READ_OCTETS = 64 * 1024
+SHUTDOWN_REPLY_SECONDS = 1.0    # how long a stop waits for the 421 to a session
+# The conversation log's error class (diagnostics.conversation.errors; docs/operations.md,
+# Troubleshooting, "SMTP conversations") of a violation, when it is not "protocol":
+# refusals by our own limits and rules are "local", as the guide's example, a message over
+# the size limit; a parameter we recognise but do not implement is an "unsupported" request.
+_VIOLATION_LOG_CLASS = {
+    ViolationKind.SIZE_DECLARED_OVER_LIMIT: "local",
+    ViolationKind.UNRELAYABLE_ADDRESS: "local",
+    ViolationKind.PARAMETER_NOT_IMPLEMENTED: "unsupported",
+}
+
+
+async def say_shutting_down(send) -> None:
+    """At a stop, `await send()` the 421 4.3.2 (RFC 5321 §3.8: the client tries again later,
+    rather than seeing a broken connection): shielded, bounded, a client gone meanwhile no
+    error."""
+    with trio.CancelScope(shield=True), trio.move_on_after(SHUTDOWN_REPLY_SECONDS):
+        try:
+            await send()
+        except Exception:
+            pass
+
+
+class Session:
+    """The session of the client at `client_ip` on `stream`, served by `server` (a
+    core/smtp/server.py SmtpServer: settings, spool, committer, events, counters, clock)."""
+
+    def __init__(self, server, stream, client_ip: str):
+        self.server = server
+        self.stream = stream
+        self.client_ip = client_ip
+        self.settings = server.settings()  # one snapshot per session (invariant 5)
+        self.connection_id = secrets.token_hex(6)
+        self.hostname = server.hostname()
+        self.log = ConversationLog(
+            self.settings, "inbound", self.connection_id,
+            f"inbound connection {self.connection_id} from {client_ip}", now=server.clock.now)
+        limit = max_message_octets(self.settings)
+        tls_ok = self.settings["smtp.tls.inbound"] == "offer" and server.ssl_context() is not None
+        self.conn = ServerConnection(self.hostname, max_message_octets=limit,
+                                     tls_available=tls_ok, size_advertised=limit)
+        self.helo = ""
+        self.is_extended = False       # the hello was EHLO (Received: "with ESMTP", not "SMTP")
+        # The client's forward-confirmed PTR name (core/delivery/mx.py rule 7), asked only
+        # when relay.allowed names hosts; None also when its PTR name does not resolve back.
+        # Relaying, the RBL exemption and the Received field trust no other name.
+        self.client_ptr: str | None = None
+        self.rbl_answers = None        # core/smtp/rbl.py RblAnswers: the zones' answers at connect
+        self.transaction = InboundTransaction(self)
+        self.message: MessageReception | None = None    # in DATA: the message it brings
+        self.deadline_total: float | None = None   # of the DATA phase
+        self.session_deadline = trio.current_time() + SESSION_TOTAL_SECONDS
+
+    def record(self, action: Action, **fields) -> None:
+        self.server.events.record(action, connection_id=self.connection_id,
+                                  client_ip=self.client_ip, **fields)
+
+    async def write(self, data: bytes) -> None:
+        if data:
+            self.log.server(data)
+            await self.stream.send_all(data)
+
+    async def run(self, refusal: Refusal | None = None) -> None:
+        """The session; with `refusal` (or delivery.reject_incoming) only its 421."""
+        server = self.server
+        server.counters.incr("connections")
+        if refusal is None and self.settings["delivery.reject_incoming"]:
+            refusal = Refusal(R.R421_SERVICE_NOT_AVAILABLE, "delivery.reject_incoming",
+                              "incoming mail refused (421)")
+        # guide Table 7-6: the connection's result; one answered only 421 failed
+        self.record(Action.CONNECTION_FROM,
+                    result=CONNECTION_SUCCEEDED if refusal is None else CONNECTION_FAILED,
+                    rule=refusal.rule if refusal is not None else None)
+        try:
+            if refusal is not None:
+                await self.write(self.conn.send(refusal.reply))
+                self.log.error("local", f"{refusal.rule}: {refusal.reason}")
+                server.counters.incr("rejected")
+                self.record(Action.REJECTED, rule=refusal.rule, info=refusal.reason)
+                return
+            await self._look_up_client()
+            await self.write(self.conn.send(R.R220_READY(self.hostname)))
+            await self._loop()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError,
+                ssl.SSLError) as exc:
+            reason = str(exc) or str(exc.__cause__ or "") or type(exc).__name__
+            self.log.error("communication", f"connection lost: {reason}")
+        except trio.Cancelled:
+            await say_shutting_down(lambda: self.write(self.conn.send(R.R421_SHUTTING_DOWN)))
+            raise
+        except trio.TooSlowError:
+            over = self.conn.state is not State.DATA \
+                and trio.current_time() >= self.session_deadline
+            self.log.error("communication", "session time limit" if over else "timeout")
+            with trio.move_on_after(5):
+                try:
+                    await self.write(self.conn.send(R.R421_TIMEOUT))
+                except Exception:
+                    pass
+        except Exception as exc:  # session boundary: never a traceback to the client
+            self.log.error("local", f"{type(exc).__name__}")
+            self.record(Action.CONNECTION_CLOSED, result="error",
+                        info=f"internal error: {type(exc).__name__}: {exc}")
+            with trio.move_on_after(5):
+                try:
+                    await self.write(R.R451_LOCAL_ERROR.to_bytes())
+                except Exception:
+                    pass
+        finally:
+            if self.message is not None:
+                with trio.CancelScope(shield=True):
+                    await self.message.abort()
+                self.message = None
+            self.transaction.settle_refusals()
+            self.record(Action.DISCONNECTED)
+            with trio.CancelScope(shield=True):
+                await self.log.close(self.server.diagnostics_dir, self.server.log_failures)
+
+    async def _look_up_client(self) -> None:
+        """The client's confirmed PTR name (for host names in relay.allowed) and RBL answers,
+        asked side by side: each is time-limited (the PTR name by two lookups' time, its
+        forward lookups side by side: core/delivery/mx.py rule 7), so DNS delays the greeting
+        by the longer of the two, not their sum (and a zone that keeps failing is skipped:
+        core/smtp/rbl.py rule 5).
+        What the answers mean is decided at each MAIL FROM (core/smtp/transaction.py)."""
+        server = self.server
+        lookups = []
+        if relay_needs_ptr(self.settings) and server.resolver is not None:
+            lookups.append(self._look_up_ptr)
+        if server.rbl is not None and server.rbl.enabled_zones(self.settings):
+            lookups.append(self._check_rbl)
+        if lookups:
+            async with trio.open_nursery() as nursery:
+                for lookup in lookups:
+                    nursery.start_soon(lookup)
+
+    async def _look_up_ptr(self) -> None:
+        self.client_ptr = await self.server.resolver.confirmed_ptr(self.client_ip)
+
+    async def _check_rbl(self) -> None:
+        self.rbl_answers = await self.server.rbl.answers(self.client_ip, self.settings)
+
+    def _read_deadline(self, waiting_since: float) -> float:
+        """When the read now starting must have brought what it waits for: in DATA the
+        next bytes; outside DATA the whole command line the session has been waiting for
+        since `waiting_since` (its greeting or previous reply)."""
+        if self.conn.state is State.DATA:
+            return min(trio.current_time() + DATA_IDLE_SECONDS, self.deadline_total)
+        return min(waiting_since + COMMAND_IDLE_SECONDS, self.session_deadline)
+
+    async def _loop(self) -> None:
+        # One scope for the session whose deadline follows the reads: a scope per read
+        # cost three times as much, several times per message. Until the next read the
+        # deadline also bounds the handling and the replies.
+        with trio.CancelScope() as timer:
+            await self._serve(timer)
+        if timer.cancelled_caught:
+            raise trio.TooSlowError
+
+    async def _serve(self, timer: trio.CancelScope) -> None:
+        conn = self.conn
+        # When the wait for the next command began: set at the first read after an event or
+        # a reply, kept while the reads bring only part of a line (COMMAND_IDLE_SECONDS).
+        waiting_since: float | None = None
+        while conn.state is not State.CLOSED:
+            event = conn.next_event()
+            replies = conn.data_to_send()
+            if replies:
+                await self.write(replies)
+                waiting_since = None
+            if event is NEED_DATA:
+                if waiting_since is None:
+                    waiting_since = trio.current_time()
+                # A timeout fires DEADLINE_SLACK_SECONDS late at most, never early: the
+                # deadline moves only when it leaves that window (a few times a session,
+                # not at every read).
+                due = self._read_deadline(waiting_since)
+                if not due <= timer.deadline <= due + DEADLINE_SLACK_SECONDS:
+                    timer.deadline = due + DEADLINE_SLACK_SECONDS
+                data = await self.stream.receive_some(READ_OCTETS)
+                if not data:
+                    conn.receive_data(b"")
+                    continue
+                self.log.client(data)
+                conn.receive_data(data)
+                continue
+            await self._handle(event)
+            waiting_since = None
+        await self.write(conn.data_to_send())
+
+    async def _handle(self, event) -> None:
+        if isinstance(event, DataChunk):
+            await self.message.append(event.data)
+        elif isinstance(event, Ehlo):
+            self.helo, self.is_extended = event.name, event.is_extended
+            await self._reset()
+        elif isinstance(event, MailFrom):
+            await self._reset()
+            await self.transaction.mail_from(event)
+        elif isinstance(event, RcptTo):
+            await self.transaction.rcpt_to(event)
+        elif isinstance(event, DataRequested):
+            self.transaction.end_recipients()
+            self.message = MessageReception(self)
+            self.deadline_total = trio.current_time() + DATA_TOTAL_SECONDS
+            await self.write(self.conn.send(R.R354_START_DATA))
+        elif isinstance(event, DataComplete):
+            message, self.message = self.message, None
+            await message.finish(event)
+            self.transaction = InboundTransaction(self)     # it ended with that reply
+        elif isinstance(event, Rset):
+            await self._reset()
+        elif isinstance(event, StartTlsRequested):
+            await self._start_tls()
+        elif isinstance(event, ProtocolViolation):
+            self.log.error(_VIOLATION_LOG_CLASS.get(event.kind, "protocol"), event.detail)
+            if event.kind is ViolationKind.SIZE_DECLARED_OVER_LIMIT:
+                # The size policy (SPEC §5 step 1) refusing at MAIL: the protocol checks the
+                # SIZE it advertised, but this is the rejection that after DATA is
+                # `size.max_mb` too, and counts as a rejected message (guide Table 7-2).
+                self.server.counters.incr("rejected")
+                self.record(Action.REJECTED, rule="size.max_mb", info=event.detail,
+                            result=str(event.reply.code))
+                return
+            self.server.counters.incr("protocol_violations")
+            self.record(Action.PROTOCOL_VIOLATION, rule=str(event.kind), info=event.detail,
+                        result=str(event.reply.code) if event.reply else None)
+        elif isinstance(event, UnsupportedCommand):
+            self.log.error("unsupported", f"{event.verb}: command not implemented")
+        elif isinstance(event, RecipientLimitReached):
+            # flow control, not an error (protocol.py Rule 7): one note a transaction
+            self.log.note(f"more than {event.limit} recipients: the rest are answered "
+                          f"452 4.5.3, for the client to send in another transaction")
+        elif isinstance(event, ConnectionClosed):
+            # After QUIT the loop ends before this event: the client hung up without it
+            in_data = self.message is not None
+            self.log.error("communication", "the client closed the connection "
+                           + ("in DATA: the message is lost" if in_data else "without QUIT"))
+
+    async def _reset(self) -> None:
+        """End the transaction (a hello, MAIL FROM, RSET): a new one begins."""
+        self.transaction.settle_refusals()
+        if self.message is not None:
+            message, self.message = self.message, None
+            await message.abort()
+        self.transaction = InboundTransaction(self)
+
+    async def _start_tls(self) -> None:
+        context = self.server.ssl_context()
+        if context is None or self.conn.is_tls:
+            await self.write(self.conn.send(R.R454_TLS_NOT_AVAILABLE))
+            return
+        await self.write(self.conn.send(R.R220_READY_TO_START_TLS))
+        tls_stream = trio.SSLStream(self.stream, context, server_side=True)
+        with trio.fail_after(TLS_HANDSHAKE_SECONDS):
+            await tls_stream.do_handshake()
+        self.log.tls(tls_stream)
+        self.stream = tls_stream
+        self.conn.start_tls_done()
+        self.helo = ""

@@ -1,0 +1,175 @@
+"""One mail transaction of an inbound SMTP session (RFC 5321 §3.3): its MAIL FROM and RCPT TO
+answered by the SMTP-time policy, and the events of what it refused.
+
+What this module owns
+    `InboundTransaction`: the sender, its MAIL parameters, the recipients and the RBL
+    listing of one transaction, from MAIL FROM until its DATA is answered or it ends (RSET,
+    a new hello, the end of the session). The session (core/smtp/session.py) starts a new
+    one at each of those; the policy checks themselves are core/smtp/policy.py's and
+    core/smtp/rbl.py's. core/smtp/client.py's `Transaction` is the outbound counterpart.
+
+Rules:
+- `RCPT TO:<Postmaster>` without a domain (RFC 5321 §4.5.1: always accepted), and
+  postmaster@ the gateway's own host name, is mail for this gateway's postmaster: accepted
+  from any client (no relay check) as the addresses of `admin.emails`, which the envelope
+  and the accepted event then name. An administrator should set `admin.emails`; while it is
+  empty such mail goes to postmaster@ the gateway's host name (smtp.hostname, else the
+  machine's), which reaches someone only if routing.local or DNS leads that name to a mail
+  server with a postmaster. Before, it went out as <Postmaster> to whatever next hop
+  routing.default named, someone else's postmaster (smtp-security finding 5).
+- A refused recipient's `rejected` event is written when its transaction reaches DATA or
+  ends (`settle_refusals`): only then is it known whether a message was rejected, and the
+  reports and the Rejected counter count messages (guide Tables 7-1, 7-2).
+- Each MAIL FROM reads the RBL settings in force then, not the session's snapshot
+  (`_rbl_listing_now`).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from core.smtp import replies as R
+from core.smtp.events import MailFrom, RcptTo
+from core.smtp.policy import Refusal, check_recipient, check_spool_space, listed_relay_client
+from core.smtp.rbl import RblListing, check_rbl_sender
+from shared.events import Action
+from shared.idn import domain_form
+from shared.report import RECIPIENT_REFUSED
+
+__all__ = ["InboundTransaction"]
+
+
+class InboundTransaction:
+    """One transaction of `session` (a core/smtp/session.py Session, whose connection facts,
+    events, log and replies it uses)."""
+
+    def __init__(self, session) -> None:
+        self.session = session
+        self.sender: str | None = None
+        self.mail_params: dict = {}
+        self.recipients: list[str] = []
+        self.rbl_listing: RblListing | None = None   # the client's, at this MAIL FROM
+        # (address, Refusal) of the first recipient this transaction refused: its event waits
+        # for the end (`settle_refusals`), which decides whether it rejected a message. The
+        # later ones cannot, and are written at once: a client naming refused recipients
+        # for an hour must not grow a list.
+        self.first_refused: tuple[str, Refusal] | None = None
+
+    async def mail_from(self, event: MailFrom) -> None:
+        """Answer MAIL FROM: 250, or a refusal for the spool's free space or an RBL."""
+        session, server = self.session, self.session.server
+        self.rbl_listing, rbl_settings = self._rbl_listing_now()
+        declared = event.params.get("SIZE") or 0
+        refusal = check_spool_space(server.disk_space().free_fraction(declared)) \
+            or check_rbl_sender(self.rbl_listing, event.address, rbl_settings,
+                                server.auto_whitelisted)
+        if refusal:
+            if refusal.rule.startswith("rbl."):
+                server.counters.incr("spam_rbl")
+                server.counters.incr("spam_messages")
+            await self._refuse(refusal, event.address)
+        else:
+            self.sender = event.address
+            self.mail_params = event.params
+            await session.write(session.conn.send(R.R250_SENDER_OK))
+
+    async def rcpt_to(self, event: RcptTo) -> None:
+        """Answer RCPT TO: 250 (our postmaster, or a recipient the policy allows), or the
+        policy's refusal, whose event waits for `settle_refusals` when it is the first."""
+        session = self.session
+        if self._is_our_postmaster(event.address):
+            self.recipients += self._postmasters()
+            await session.write(session.conn.send(R.R250_RECIPIENT_OK))
+            return
+        refusal = check_recipient(event.address, session.client_ip, session.client_ptr,
+                                  session.settings)
+        if refusal:
+            session.log.error("local", f"{refusal.rule}: {refusal.reason}")
+            if self.first_refused is None:
+                self.first_refused = (event.address, refusal)
+            else:
+                self._record_refusal(event.address, refusal, rejects_message=False)
+            await session.write(session.conn.send(refusal.reply))
+        else:
+            self.recipients.append(event.address)
+            await session.write(session.conn.send(R.R250_RECIPIENT_OK))
+
+    def end_recipients(self) -> None:
+        """DATA: the recipients are final. Settle the refusals, and keep one copy of a
+        recipient named twice, or as an administrator and as <Postmaster> (as Postfix's
+        cleanup removes duplicate recipients)."""
+        self.settle_refusals()
+        self.recipients = list(dict.fromkeys(self.recipients))
+
+    def _rbl_listing_now(self) -> tuple[RblListing | None, Mapping]:
+        """The client's RBL listing under the settings in force now, and those settings.
+
+        SPEC §3 "every setting applies live": a session may stay open for hours (an MTA's
+        connection cache), so each MAIL FROM reads the current rbl.*, whitelist and
+        relay.allowed settings, not the session's snapshot. The connect-time answers are
+        filtered again: a zone removed or disabled since no longer lists the client, and
+        the current return codes decide (the usual reason to change a zone in a hurry is
+        that it started listing everybody). A zone enabled after the client connected was
+        not asked and does not count until the client's next connection: asking it here
+        would stall a command in mid-session for up to the DNS time limit while the
+        session holds its smtp.max_incoming slot, and adding a zone is not the urgent
+        direction. A client of relay.allowed is one of the organisation's own mail hosts:
+        its listing is ignored (as Postfix's permit_mynetworks comes before
+        reject_rbl_client), or an RBL listing of its address range would lose all
+        outbound mail."""
+        session = self.session
+        current = session.server.settings()
+        if session.rbl_answers is None:
+            return None, current
+        listing = session.rbl_answers.listing(current)
+        if listing is not None and listed_relay_client(session.client_ip, session.client_ptr,
+                                                        current):
+            listing = None
+        return listing, current
+
+    def _is_our_postmaster(self, address: str) -> bool:
+        """<Postmaster> (the only address without a domain) or postmaster@ this gateway's
+        own host name, in any case (module rules)."""
+        local, _, domain = address.rpartition("@")
+        if not local:
+            return True
+        return local.lower() == "postmaster" \
+            and domain_form(domain) == domain_form(self.session.hostname)
+
+    def _postmasters(self) -> list[str]:
+        """Who gets mail for this gateway's postmaster (module rules)."""
+        session = self.session
+        return list(session.settings["admin.emails"]) or [f"postmaster@{session.hostname}"]
+
+    async def _refuse(self, refusal: Refusal, sender: str) -> None:
+        """Refuse the MAIL FROM of `sender`: a rejected message."""
+        session = self.session
+        session.server.counters.incr("rejected")
+        session.record(Action.REJECTED, sender=sender, rule=refusal.rule, info=refusal.reason,
+                       result=str(refusal.reply.code))
+        session.log.error("local", f"{refusal.rule}: {refusal.reason}")
+        await session.write(session.conn.send(refusal.reply))
+
+    def settle_refusals(self) -> None:
+        """Write the events of the recipients this transaction refused, now that it has
+        ended (RSET, a new hello, QUIT, the connection gone) or has its recipients (DATA).
+
+        Messages Rejected counts messages (guide Tables 7-1, 7-2): a transaction that went
+        on with other recipients rejected none, and one whose recipients were all refused
+        is one rejected message however many it named. So the first refusal of a
+        transaction without an accepted recipient is the message's rejection (result: the
+        reply code, and the Rejected counter); every other refused recipient gets the result
+        RECIPIENT_REFUSED, which the counts leave out, with the reply code in its data."""
+        if self.first_refused is not None:
+            (address, refusal), self.first_refused = self.first_refused, None
+            self._record_refusal(address, refusal, rejects_message=not self.recipients)
+
+    def _record_refusal(self, address: str, refusal: Refusal, *, rejects_message: bool) -> None:
+        code = str(refusal.reply.code)
+        if rejects_message:
+            self.session.server.counters.incr("rejected")
+            result, data = code, {}
+        else:
+            result, data = RECIPIENT_REFUSED, {"reply": code}
+        self.session.record(Action.REJECTED, sender=self.sender, recipients=[address],
+                            rule=refusal.rule, info=refusal.reason, result=result, data=data)
