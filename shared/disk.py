@@ -4,7 +4,8 @@ A full disk (or a full quota) shows as OSError ENOSPC/EDQUOT from file writes an
 SQLITE_FULL ("database or disk is full") from SQLite. The core must not stop for it:
 delivering the spool is what frees the space. So the writers of things that can wait
 (events, the status snapshot, the auto-generated whitelist, the run marker) keep what they
-could not write, or skip it, and try again; SMTP answers 452 4.3.1 (core/smtp/server.py).
+could not write, or skip it, and try again; SMTP answers 452 4.3.1 (core/smtp/policy.py
+before MAIL, core/smtp/reception.py at the end of data).
 """
 
 from __future__ import annotations

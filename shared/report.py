@@ -53,7 +53,7 @@ UNKNOWN_ITEM = "(unknown)"
 ENCRYPTED_DELETED_RESULTS = frozenset({"deleted", "delete"})
 # The `result` of a `rejected` event that refused one recipient, not a message: the
 # transaction went on with other recipients, or an earlier refusal of it already stands for
-# the message (core/smtp/server.py `_settle_refusals`). The detail report shows these; Messages
+# the message (core/smtp/transaction.py `settle_refusals`). The detail report shows these; Messages
 # Rejected, the charts' Rejected and the Status page's Rejected leave them out.
 RECIPIENT_REFUSED = "recipient"
 # The `result` of a `quarantined` event for a virus quarantine copy that was not kept (the

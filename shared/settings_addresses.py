@@ -275,7 +275,7 @@ class Sender(Kind):
 
 def _unmapped(address: ipaddress.IPv4Address | ipaddress.IPv6Address):
     """An IPv4-mapped IPv6 address (::ffff:10.0.0.1) as the IPv4 address it stands for:
-    clients arrive unmapped (the listener sets IPV6_V6ONLY, core/smtp/server.py), so the
+    clients arrive unmapped (the listener sets IPV6_V6ONLY, core/smtp/listen_sockets.py), so the
     mapped form would match nothing and could not be listened on."""
     return getattr(address, "ipv4_mapped", None) or address
 

@@ -1,7 +1,8 @@
 """Sans-IO SMTP: the server and client state machines, their events and replies.
 
-Import from here, not from the submodules (STYLE §2). No module in this
-package does I/O; core/smtp/server.py (trio) and core/delivery move the bytes.
+Import the state machines from here, not from their submodules (STYLE §2); they do no
+I/O. The listener's modules beside them (server.py, session.py, transaction.py,
+reception.py, listen_sockets.py, group_commit.py; trio) and core/delivery move the bytes.
 """
 
 from core.smtp.client import ClientConnection, ClientState, Command, DataEncoder, Outcome, Transaction

@@ -11,7 +11,7 @@ What it must never do
     Touch a socket, trio, a clock, DNS or a logger; decide policy; raise on
     anything the peer sends.
 
-How the app drives it (core/smtp/server.py)
+How the app drives it (core/smtp/session.py)
     conn = ServerConnection("mx.example.org", max_message_octets=..., tls_available=True)
     write(conn.send(R220_READY("mx.example.org")))     # or R421_SERVICE_NOT_AVAILABLE
     while conn.state is not State.CLOSED:

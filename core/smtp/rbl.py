@@ -51,7 +51,8 @@ Rules
        administrator learns that a zone has gone dark (mail from its listed clients gets
        through meanwhile) from an event (and its Scan Error alert), not only from a
        counter on the Status page.
-    6. Nothing here writes events or replies; the session does (core/smtp/server.py).
+    6. Nothing here writes events or replies; the listener does (core/smtp/server.py,
+       core/smtp/transaction.py).
 """
 
 from __future__ import annotations
