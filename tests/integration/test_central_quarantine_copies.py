@@ -271,8 +271,13 @@ async def test_a_refused_copy_sent_again_from_the_console_reaches_the_central_ho
     await until(lambda: _resend_command(home)[0] == "done")
     assert _resend_command(home) == (
         "done", "1 virus quarantine copy sent to the central quarantine again")
-    await core.events.aflush()
-    [forwarded] = [e for e in events_of(home, Action.FORWARDED)
-                   if e["rule"] == "av.central_quarantine"]
-    assert forwarded["queue_id"] == copy.queue_id
+
+    def forwarded() -> list:
+        core.events.flush()
+        return [e for e in events_of(home, Action.FORWARDED)
+                if e["rule"] == "av.central_quarantine"]
+
+    # the copy's state is written before its event is recorded
+    await until(forwarded)
+    assert [e["queue_id"] for e in forwarded()] == [copy.queue_id]
     core.cancel_scope.cancel()
