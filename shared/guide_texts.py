@@ -1,9 +1,9 @@
 """Texts and lists taken from the guide (seed/mail-security-for-smtp-4.1-guide.txt).
 
-One place for each product text that an administrator can see or edit: alert subjects and
-bodies (Table 3-2), notification defaults (§3 "Understanding notifications"), the default
-file-name blocking list (Table 6-2) and the LDAP Auto Fill defaults (§5). The product name is
-Mailmoat's; the wording is the guide's.
+One place for each product text that an administrator can see or edit: alert event names,
+subjects and bodies (Table 3-2), notification defaults (§3 "Understanding notifications"),
+the default file-name blocking list (Table 6-2) and the LDAP Auto Fill defaults (§5). The
+product name is Mailmoat's; the wording is the guide's.
 """
 
 # Table 3-2: alert key → (subject, body). Keys are the `alerts.<key>` settings.
@@ -30,6 +30,25 @@ ALERT_TEXTS: dict[str, tuple[str, str]] = {
     "unauthorized_access": ("Unauthorized Attempt to Access Product Interface",
                             "An unauthorized attempt to access the server interface was detected."),
     "suspect_message": ("Suspect Message", "A suspect message was received by the server."),
+}
+# Table 3-2's Event column: the name the Alerts tab lists an alert by (the guide: "select the
+# events that will trigger alerts"), beside the subject above. They differ most for scan_error,
+# the event "Scan error" mailed as "Decomposition error" (docs finding C7).
+ALERT_EVENT_NAMES: dict[str, str] = {
+    "service_start": "Service start",    # the guide's table runs it together: "ServiceStart"
+    "service_start_improper": "Service start after improper shutdown",
+    "service_stop": "Service stop",
+    "low_disk": "Low disk space",
+    "low_memory": "Low memory",
+    "liveupdate_complete": "LiveUpdate session complete",
+    "config_change": "Application configuration change",
+    "scan_error": "Scan error",
+    "smtp_protocol_violation": "SMTP protocol violation",
+    "http_protocol_violation": "HTTP protocol violation",
+    "failed_logons": "Frequent failed logon attempts",
+    "smtp_connection_failure": "SMTP connection failure",
+    "unauthorized_access": "Unauthorized attempt to access product interface",
+    "suspect_message": "Suspect message",
 }
 
 # §3 "Understanding notifications"; SPEC §3 sets the subject.

@@ -25,13 +25,13 @@ from __future__ import annotations
 import re
 import secrets as _secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from shared.guide_texts import (
-    ALERT_TEXTS, DEFAULT_AV_DELETED_TEXT, DEFAULT_BLOCKED_EXTENSIONS,
+    ALERT_EVENT_NAMES, ALERT_TEXTS, DEFAULT_AV_DELETED_TEXT, DEFAULT_BLOCKED_EXTENSIONS,
     DEFAULT_FILENAME_DELETED_TEXT, DEFAULT_NOTIFY_ADMIN_BODY, DEFAULT_NOTIFY_SENDER_BODY,
     DEFAULT_NOTIFY_SUBJECT, DEFAULT_OUTBREAK_BODY, DEFAULT_OUTBREAK_SUBJECT,
     DEFAULT_QUARANTINE_TEMPLATE_LIST, DEFAULT_QUARANTINE_TEMPLATE_USER, LDAP_AUTOFILL,
@@ -50,7 +50,7 @@ __all__ = [
     "Setting", "SCHEMA", "SettingError", "validate_changes", "defaults", "is_secret",
     "display_value", "parse_cli_value", "hash_password", "check_password", "PAGES",
     "generated_values", "ALERT_EVENTS", "RULES_MAX_TOTAL", "STORED_HASH_RULE",
-    "refused_values", "SPAM_QUARANTINE_NOT_BUILT",
+    "refused_values", "SPAM_QUARANTINE_NOT_BUILT", "NOT_BUILT_FEATURES",
     "NOTIFY_SENDER_METATAGS", "NOTIFY_ADMIN_METATAGS", "OUTBREAK_METATAGS",
 ]
 
@@ -77,6 +77,24 @@ STORED_HASH_RULE = (f"must be a password of at most {PASSWORD_MAX_CHARS} charact
 # action is quarantine holds the mail instead (core/pipeline/checks/content_rules.py).
 SPAM_QUARANTINE_NOT_BUILT = ("the spam quarantine cannot show or release mail until its pages "
                              "are built")
+# Features SPEC §3 declares settings for that later issues build (docs findings B1, C4): their
+# settings are stored and validated, and nothing acts on them beyond what a key's own help
+# says. `_not_built` ends the help of each such key with its feature's sentence, so
+# docs/settings.md, the console's settings listings and the Configuration › Logging notice
+# (the "siem" one) say it in one wording.
+NOT_BUILT_FEATURES = {
+    "siem": "SIEM forwarding is not built yet: its settings are stored, but no event is sent "
+            "to a SIEM",
+    "liveupdate": "LiveUpdate is not built yet: its settings are stored, but nothing downloads "
+                  "packages or watches a drop directory (install them with `mailmoat "
+                  "definitions install`)",
+    "spam_quarantine": "The spam quarantine is not built yet: its settings are stored, but "
+                       "nothing reads them",
+    "ldap": "LDAP logon to the spam quarantine is not built yet: its settings are stored, but "
+            "no directory is queried",
+    "premium": "Premium AntiSpam is not built yet: its settings are stored, but it scores no "
+               "message",
+}
 
 
 @dataclass(frozen=True)
@@ -153,6 +171,15 @@ _S: list[Setting] = []
 
 def _add(key, kind, default, help, page, **kw):
     _S.append(Setting(key, kind, default, help, page, **kw))
+
+
+def _not_built(feature: str, prefix: str, *, besides: tuple[str, ...] = ()) -> None:
+    """End the help of every key added so far under `prefix` (but `besides`, keys a built
+    part acts on, whose help says how) with NOT_BUILT_FEATURES[feature]."""
+    for index, setting in enumerate(_S):
+        if setting.key.startswith(prefix) and setting.key not in besides:
+            _S[index] = replace(setting,
+                                help=f"{setting.help} {NOT_BUILT_FEATURES[feature]}.")
 
 
 def _forwarding_trio(prefix: str, page: str, what: str, actions: tuple[str, ...], default: str):
@@ -256,7 +283,7 @@ _add("routing.default", Nullable(HostPort()), None,
 # --- Alerts (guide Table 3-2) ---
 for _event, (_subject, _body) in ALERT_TEXTS.items():
     _add(f"alerts.{_event}", Bool(), _event in _ALERTS_ON,
-         f"Send the alert “{_subject}”.", "alerts")
+         f"{ALERT_EVENT_NAMES[_event]}: send the alert “{_subject}”.", "alerts")
 
 # --- Notifications ---
 _add("notify.admin", Bool(), False, "Notify the administrator of policy violations.",
@@ -277,7 +304,9 @@ for _who, _tags, _body in (("admin", NOTIFY_ADMIN_METATAGS, DEFAULT_NOTIFY_ADMIN
 _add("logging.local", Bool(), True, "Store events locally (reports need them).", "logging")
 _add("logging.retention_days", Int(7, 3650, also=(0,)), 30,
      "Days events are kept (0 = never delete).", "logging")
-_add("forwarding.enabled", Bool(), False, "Forward events to a SIEM.", "logging")
+_add("forwarding.enabled", Bool(), False,
+     "Forward events to a SIEM. While on, the events it is to forward (the guide's list) "
+     "are stored locally even with `logging.local` off.", "logging")
 _add("forwarding.host", Nullable(Hostname()), None, "SIEM receiver host.", "logging")
 _add("forwarding.port", PORT, 6514, "SIEM receiver port.", "logging")
 _add("forwarding.transport", Choice(("tcp", "tls", "udp")), "tls", "SIEM transport.", "logging")
@@ -285,6 +314,7 @@ _add("forwarding.format", Choice(("rfc5424", "cef", "json")), "rfc5424",
      "SIEM record format.", "logging")
 _add("forwarding.ca_file", Str(max_len=4096), "",
      "CA file to verify the receiver (empty = system CAs).", "logging")
+_not_built("siem", "forwarding.")
 
 # --- Diagnostics ---
 _DIAG = ("off", "on_error", "all")
@@ -380,7 +410,9 @@ _add("heuristic.forward_score", Nullable(Int(1, 100)), None,
      "heuristic")
 _add("heuristic.forward_to", Nullable(Email()), None, "Address for forwarded spam.",
      "heuristic")
-_add("premium.enabled", Bool(), False, "Use Premium AntiSpam.", "premium")
+_add("premium.enabled", Bool(), False,
+     "Use Premium AntiSpam. While on, the Status page shows its spam counts in place of the "
+     "heuristic engine's and the summary report adds its section.", "premium")
 _add("premium.suspected.enabled", Bool(), False, "Detect suspected spam.", "premium")
 _add("premium.suspected.threshold", Int(25, 89), 72,
      "Score from which a message is suspected spam (90-100 is spam).", "premium")
@@ -392,13 +424,17 @@ for _level, _score in (("spam", 100), ("suspected", 89)):
          "quarantine is built).", "premium")
     _add(f"premium.{_level}.forward_to", Nullable(Email()), None,
          f"Address for forwarded {_level} messages.", "premium")
-    _add(f"premium.{_level}.x_bulk", Bool(), False, f"Add X-Bulk: {_score} when delivering.",
-         "premium")
+    _add(f"premium.{_level}.x_bulk", Bool(), False,
+         f"Add X-Bulk: {_score} when delivering. While on, an X-Bulk field the sender wrote "
+         "is removed from delivered mail.", "premium")
     _add(f"premium.{_level}.spam_folder", Bool(), False,
-         "Add X-Mailmoat-Folder: spam when delivering.", "premium")
+         "Add X-Mailmoat-Folder: spam when delivering. While on, an X-Mailmoat-Folder field "
+         "the sender wrote is removed from delivered mail.", "premium")
     _add(f"premium.{_level}.subject_prefix", Str(max_len=100), "(Spam)",
          "Text prepended to the subject when delivering.", "premium")
-_add("premium.language.enabled", Bool(), False, "Identify the message language.", "premium")
+_add("premium.language.enabled", Bool(), False,
+     "Identify the message language. While on, an X-Mailmoat-Language field the sender "
+     "wrote is removed from delivered mail.", "premium")
 _add("premium.language.blocked", ListOf(Choice(tuple(
     "aa ab af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy "
     "da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht "
@@ -411,6 +447,7 @@ _add("premium.language.blocked", ListOf(Choice(tuple(
 _add("premium.url_filtering", Bool(), True, "URL filtering (premium).", "premium")
 _add("premium.signature_filtering", Bool(), True, "Signature (fuzzy) filtering (premium).",
      "premium")
+_not_built("premium", "premium.")
 _add("rules.body_scanning", Bool(), True,
      "Spam and content rules look at the message text, not only the Subject.", "spam_rules")
 _add("rules.spam", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
@@ -458,9 +495,12 @@ _add("quarantine.page_size", Int(10, 1000), 200, "Messages per quarantine page."
 _add("quarantine.login_help_url", Str(max_len=2048), "", "Link shown on the logon page.",
      "quarantine")
 _add("quarantine.reinsertion_key", Nullable(Str(max_len=128, min_len=16)), None,
-     "Key that lets released mail skip antispam when reinserted over SMTP, and that signs "
-     "central quarantine copies; set the same key on both hosts (generated).",
+     "Key that signs the copies sent to a central virus quarantine (`av.central_quarantine`) "
+     "and checks those received; set the same key on both hosts (generated). Its other use, "
+     "letting mail released from the spam quarantine skip antispam when reinserted over "
+     "SMTP, comes with the spam quarantine.",
      "quarantine", secret="stored", generated=lambda: _secrets.token_urlsafe(32))
+_not_built("spam_quarantine", "quarantine.", besides=("quarantine.reinsertion_key",))
 _add("ldap.server", Nullable(Hostname()), None, "LDAP server.", "ldap")
 _add("ldap.port", PORT, 389, "LDAP port.", "ldap")
 _add("ldap.tls", Choice(("off", "starttls", "ldaps")), "off", "LDAP transport security.",
@@ -480,6 +520,7 @@ _add("ldap.mail_attr", Str(max_len=128), LDAP_AUTOFILL["active_directory"]["mail
      "Primary email attribute.", "ldap")
 _add("ldap.alias_attr", Str(max_len=128), LDAP_AUTOFILL["active_directory"]["alias_attr"],
      "Email alias attribute.", "ldap")
+_not_built("ldap", "ldap.")
 
 # --- Filtering (guide §6) ---
 _add("size.enabled", Bool(), False, "Refuse messages over size.max_mb.", "content")
@@ -539,6 +580,7 @@ _add("liveupdate.source", Str(max_len=4096), "",
      "Update source: an http(s) URL or a local directory.", "liveupdate")
 _add("liveupdate.drop_dir", Str(max_len=4096), "",
      "Directory watched for dropped definitions packages.", "liveupdate")
+_not_built("liveupdate", "liveupdate.")
 _add("definitions.trusted_keys", ListOf(Base64Key(), max_items=32), [],
      "Ed25519 public keys whose definitions signatures are accepted.", "liveupdate")
 

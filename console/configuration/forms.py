@@ -66,6 +66,12 @@ LABELS = {
     "logging.local": "Enable local logging",
     "logging.retention_days": "Delete logs after (days, 0 = never)",
     "forwarding.enabled": "Enable event forwarding to a SIEM",
+    # the help of these ends with NOT_BUILT_FEATURES["siem"], which the tab's notice says once
+    "forwarding.host": "SIEM receiver host",
+    "forwarding.port": "SIEM receiver port",
+    "forwarding.transport": "SIEM transport",
+    "forwarding.format": "SIEM record format",
+    "forwarding.ca_file": "CA file to verify the receiver",
     "diagnostics.queue_file_save": "Queue File Save setting",
     "diagnostics.conversation.inbound": "Inbound SMTP conversation logging",
     "diagnostics.conversation.outbound": "Outbound SMTP conversation logging",

@@ -21,8 +21,14 @@ from console.roles import Access, requires
 from console.schema_forms import attach_errors, form_data, form_values
 from console.security import logon_page
 from shared.commands import HOLD_ACTIONS
-from shared.settings import PAGES, SettingError
+from shared.settings import NOT_BUILT_FEATURES, PAGES, SettingError
 
+# A tab that edits settings of a feature not built yet says so above its form, as the pages
+# of such features do (console/templates/placeholder.html): docs finding B1.
+NOTICES = {
+    "logging": f"{NOT_BUILT_FEATURES['siem']}. It arrives with the SIEM forwarding issue; "
+               "local logging and retention work as set.",
+}
 
 
 def _render(template: str, tab: str, **context):
@@ -107,7 +113,7 @@ def settings_tab(page: str):
     if errors is None:
         return redirect(url_for(request.endpoint))
     return _render("settings.html", page, form=form, title=PAGES[page].split("› ")[-1],
-                   errors=errors,
+                   errors=errors, notice=NOTICES.get(page),
                    diagnostics=service.diagnostics_folder() if page == "diagnostics" else None)
 
 
