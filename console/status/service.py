@@ -3,7 +3,8 @@
 Rules:
 - The core writes the snapshot every second (shared.status); an older one means the core is
   not running, and the page says so instead of showing stale numbers as live.
-- Licensing and definitions have their own issues; until they land the page says so plainly.
+- Licensing is not built yet and the page says so plainly; the definitions rows show the
+  version in force (the core's snapshot).
 - Traffic per hour (accepted, delivered, dropped, rejected) over the last 24 hours is the
   reports' chart count (shared.report.disposition_counts), bucketed on whole hours of the
   wall clock in the `timezone` setting (in a half-hour zone such as Asia/Kolkata too:
