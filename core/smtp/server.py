@@ -158,6 +158,10 @@ class SmtpServer:
         Raises ListenFailed before it is ready when it cannot listen where the settings say.
         A later change that cannot be bound is reported (service_start_failed) and the
         listener stays where it was until the settings change again."""
+        # The STARTTLS context is decided now, not at the first session: a pair that does
+        # not load copied into tls/ before any client came is then a change this listener
+        # outlives with the pair it loaded (core/smtp/tls.py), not a start without one.
+        self.ssl_context()
         s = self.settings()
         listeners = open_listen_sockets(s["smtp.listen"], s["smtp.port"],
                                         reuse_port=self.reuse_port)

@@ -5,6 +5,10 @@ context is rebuilt when the files change, looked at most once a second since eve
 asks.
 
 Rules:
+- Each listener (the core's own or a listener process) decides its context when it starts,
+  before it listens (SmtpServer.serve), never at its first session: otherwise a listener
+  that had served nobody yet counted as starting when a bad pair came, and the processes
+  of one core served different certificates, or some none.
 - A pair that does not load never silently turns STARTTLS off (inbound mail would then
   arrive in cleartext unnoticed). A process that has a context keeps it; one that has none
   yet (a start) uses the previous pair (shared.tls.load_server_pair) and offers no STARTTLS

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from core.app import run_core
 from shared.events import Action
+from shared.tls import make_self_signed
 from tests.support.core import CoreProcess, make_home
 from tests.support.waiting import events_of
 
@@ -130,3 +131,79 @@ async def test_a_bad_pair_copied_in_while_running_keeps_starttls_and_is_reported
     await core.events.aflush()                 # a second report would be written by now
     assert len(_tls_events(home)) == 1
     core.cancel_scope.cancel()
+
+
+# --- every listener process keeps the pair it loaded at its start -------------------------
+# docs finding B2: each listener process loaded the pair at its first session, so one that
+# had served nobody yet counted as starting when a bad cert.pem was copied in: on a fresh
+# home (no *.previous) STARTTLS vanished, and processes of one core served different
+# certificates (the older previous pair, or none) and wrote two events for one change.
+# Counts: 0 is the default `mailmoat run` uses (one process per CPU core), 3 makes sure
+# there are several whatever the machine has.
+
+def _subject(der: bytes | None) -> str | None:
+    return None if der is None else x509.load_der_x509_certificate(der).subject.rfc4514_string()
+
+
+def _copy_in_a_certificate_of_another_key(home) -> str:
+    """cert.pem overwritten in place, as `cp` does, with a certificate whose key is not
+    key.pem; returns its subject."""
+    _, cert_pem = make_self_signed("copied.test")
+    home.tls_cert.write_bytes(cert_pem)
+    return x509.load_pem_x509_certificate(cert_pem).subject.rfc4514_string()
+
+
+def _serve_until_reported_and_stop(home, core: CoreProcess) -> list[str | None]:
+    """Sessions until the change is reported, then a dozen more spread over a few seconds
+    (each process looks twice, a second apart, before it reports); stops the core, which
+    writes every process's events. Returns the subjects served (None: no STARTTLS)."""
+    served = []
+
+    def served_and_reported() -> bool:
+        served.append(_subject(_session(core.smtp_port)))
+        return bool(_tls_events(home))
+
+    _wait_for(served_and_reported)
+    for _ in range(12):
+        served.append(_subject(_session(core.smtp_port)))
+        time.sleep(0.2)
+    core.stop()
+    return served
+
+
+@pytest.mark.parametrize("processes", [0, 3])
+def test_a_bad_certificate_copied_into_a_fresh_home_keeps_starttls_in_every_listener(
+        tmp_path, processes):
+    home = make_home(tmp_path, smtp__listener_processes=processes)
+    assert not home.tls_cert.with_name("cert.pem.previous").exists()
+    loaded = x509.load_pem_x509_certificate(home.tls_cert.read_bytes()).subject.rfc4514_string()
+    with CoreProcess(home) as core:
+        _wait_for(lambda: events_of(home, Action.SERVICE_STARTED))   # every process listens
+        copied = _copy_in_a_certificate_of_another_key(home)
+        served = _serve_until_reported_and_stop(home, core)
+    assert copied != loaded
+    assert served == [loaded] * len(served)
+    [info] = _tls_events(home)
+    assert "STARTTLS goes on with the certificate it loaded before" in info
+    assert _reports_on_stderr(home) == 1
+
+
+def test_listener_processes_that_served_and_that_did_not_keep_one_certificate_and_one_event(
+        tmp_path):
+    # three processes: with the session below and CoreProcess's connect at start, at least
+    # one has served nobody when the certificate is copied in
+    home = make_home(tmp_path, smtp__listener_processes=3)
+    # an older pair the console kept: a process that counted as starting served it
+    key_pem, cert_pem = make_self_signed("previous.test")
+    home.tls_key.with_name("key.pem.previous").write_bytes(key_pem)
+    home.tls_cert.with_name("cert.pem.previous").write_bytes(cert_pem)
+    loaded = x509.load_pem_x509_certificate(home.tls_cert.read_bytes()).subject.rfc4514_string()
+    with CoreProcess(home) as core:
+        _wait_for(lambda: events_of(home, Action.SERVICE_STARTED))
+        # one session: a process has served
+        assert _subject(_session(core.smtp_port)) == loaded
+        _copy_in_a_certificate_of_another_key(home)
+        served = _serve_until_reported_and_stop(home, core)
+    assert len(_tls_events(home)) == 1, _tls_events(home)
+    assert _reports_on_stderr(home) == 1
+    assert served == [loaded] * len(served)
