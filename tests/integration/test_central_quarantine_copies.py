@@ -29,8 +29,9 @@ from shared.events import Action
 from shared.report import summarise
 from shared.report_time import ReportRange
 from shared.spool import Spool
+from tests.support.console import console_on
+from tests.support.core import routed_home
 from tests.support.mail import EICAR, send_infected
-from tests.support.core import ADMIN_PASSWORD, routed_home
 from tests.support.waiting import events_of, until
 
 pytestmark = pytest.mark.trio
@@ -214,29 +215,15 @@ async def test_status_quarantined_counts_the_copies_the_summary_counts(tmp_path,
     core.cancel_scope.cancel()
 
 
-_CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-
-
 def _console_send_again(home, queue_id: str) -> int:
-    """Log on to a console on the same home and press "Send to central quarantine again"
-    for `queue_id`, as the page offers it; the response status."""
-    from console.app import create_app
-
-    app = create_app(home, config={"TESTING": True})
-    try:
-        client = app.test_client()
-        headers = {"Referer": "http://localhost/"}
-        token = _CSRF.search(client.get("/logon").get_data(as_text=True)).group(1)
-        client.post("/logon", data={"username": "admin", "password": ADMIN_PASSWORD,
-                                    "csrf_token": token}, headers=headers)
-        page = client.get("/antivirus/quarantine").get_data(as_text=True)
+    """Press "Send to central quarantine again" for `queue_id` on a console on the same
+    home, as the page offers it; the response status."""
+    with console_on(home) as console:
+        page = console.get("/antivirus/quarantine").get_data(as_text=True)
         [action] = re.findall(r'formaction="([^"]+)"[^>]*value="Send to central quarantine '
                               r'again"', page)
-        response = client.post(action, headers=headers, data={
-            "ids": [queue_id], "csrf_token": _CSRF.search(page).group(1)})
-        return response.status_code
-    finally:
-        app.extensions["mailmoat"].close()
+        return console.post(action, {"ids": [queue_id],
+                                     "csrf_token": console.token_from(page)}).status_code
 
 
 def _resend_command(home) -> tuple:

@@ -13,7 +13,6 @@ in a loop filled the spool's disk until SMTP refused all mail with 452).
 from __future__ import annotations
 
 import json
-import re
 import smtplib
 import subprocess
 import sys
@@ -27,7 +26,8 @@ import trio
 from core.app import run_core
 from shared.events import Action
 from shared.spool import Spool
-from tests.support.core import ADMIN_PASSWORD, routed_home
+from tests.support.console import console_on
+from tests.support.core import routed_home
 from tests.support.full_disk import wait_for
 from tests.support.mail import EICAR
 from tests.support.namespaces import in_own_mount
@@ -102,26 +102,10 @@ async def test_copies_past_the_log_retention_are_deleted_by_the_core(tmp_path, s
 
 # --- a Delete on the console page ---------------------------------------------------------
 
-_CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-
-
 def _console_delete(home, queue_id: str) -> int:
-    """Log on to a console on the same home and Delete `queue_id`; the response status."""
-    from console.app import create_app
-
-    app = create_app(home, config={"TESTING": True})
-    try:
-        client = app.test_client()
-        headers = {"Referer": "http://localhost/"}
-        token = _CSRF.search(client.get("/logon").get_data(as_text=True)).group(1)
-        client.post("/logon", data={"username": "admin", "password": ADMIN_PASSWORD,
-                                    "csrf_token": token}, headers=headers)
-        page = client.get("/antivirus/quarantine").get_data(as_text=True)
-        response = client.post("/antivirus/quarantine/delete", headers=headers, data={
-            "ids": [queue_id], "csrf_token": _CSRF.search(page).group(1)})
-        return response.status_code
-    finally:
-        app.extensions["mailmoat"].close()
+    """Delete `queue_id` on a console on the same home; the response status."""
+    with console_on(home) as console:
+        return console.post("/antivirus/quarantine/delete", {"ids": [queue_id]}).status_code
 
 
 @pytest.mark.trio
