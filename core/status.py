@@ -16,6 +16,7 @@ import trio
 from shared import db
 from shared.clock import WallClock
 from shared.disk import is_out_of_space
+from shared.ports import may_bind_privileged_ports
 from shared.status import COUNTERS, new_snapshot, write_snapshot
 
 __all__ = ["Counters", "StatusReporter", "SNAPSHOT_INTERVAL_SECONDS"]
@@ -48,6 +49,9 @@ class StatusReporter:
         self.version = version
         self.improper_shutdown = improper_shutdown
         self.started_at = clock.now()
+        # what `config set` and the console ask before they move a listener below 1024
+        # (shared.ports); a process's rights do not change while it runs
+        self.may_bind_privileged_ports = may_bind_privileged_ports()
         self.extra: dict = {}
 
     def snapshot(self) -> dict:
@@ -67,6 +71,7 @@ class StatusReporter:
                                     s["av.quarantine"], "disabled")),
             counters=self.counters.as_dict(),
             queues=self.queue_sizes(),
+            may_bind_privileged_ports=self.may_bind_privileged_ports,
             **self.extra,
         )
 

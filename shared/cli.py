@@ -1,5 +1,10 @@
 """`mailmoat …` commands (SPEC §2): parse, call a service, print. Nothing else lives here.
 
+Run as root on a data home that another user owns (the service user), a command runs as
+that user (shared.home.become_owner) before it touches the home, so what it writes is the
+service's; it says nothing about it unless it cannot (exit 1). Commands that never open the
+home (HOME_FREE) run as their caller.
+
 Exit status: 0 success, 2 bad input (one line per problem on stderr, `KEY: rule`), 1 any
 other failure. No traceback reaches the terminal for an expected failure: CommandFailed, a
 setting's rule, a schema mismatch, a data home that is missing, unreadable or read-only
@@ -25,6 +30,10 @@ from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value
 __all__ = ["main", "build_parser", "register", "CommandFailed", "sole_exception"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+# (command, action) pairs that never open the data home: a signing key or a package an
+# administrator makes is theirs, wherever the service's home is
+HOME_FREE = frozenset({("definitions", "build"), ("definitions", "keygen"),
+                       ("definitions", "update")})
 # An operator's failure, not a bug, when the system refuses a file of the data home.
 _FILE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
@@ -133,7 +142,7 @@ def cmd_config(args) -> int:
                                                    "input")])
                 text = sys.stdin.read().removesuffix("\n").removesuffix("\r")
             value = parse_cli_value(args.key, text)
-            check_ports(load(conn), {args.key: value})     # SPEC §3, as the console does
+            check_ports(load(conn), {args.key: value}, conn=conn)  # SPEC §3, as the console does
             changed = apply_changes(conn, {args.key: value})
             _record_change(home, changed, "config set")
             if changed:
@@ -155,7 +164,7 @@ def cmd_config(args) -> int:
                                     f"{exc.msg.removesuffix(' at')} {where}",
                                     EXIT_BAD_INPUT) from None
             if isinstance(data, dict):
-                check_ports(load(conn), data)
+                check_ports(load(conn), data, conn=conn)
             changed = import_settings(conn, data)
             _record_change(home, changed, "config import")
             print(f"imported {len(data)} settings ({len(changed)} changed)")
@@ -230,10 +239,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_as_home_owner(args) -> None:
+    """Become the data home's owner when run as root on another user's home (module
+    docstring); the command then names the home it resolved, since a default resolved
+    again as that user would be another one."""
+    if (args.command, getattr(args, "action", None)) in HOME_FREE:
+        return
+    from shared.home import become_owner
+
+    home = resolve_home(args.home)
+    if become_owner(home):
+        args.home = str(home.root)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _run_as_home_owner(args)
         status = args.func(args)
         sys.stdout.flush()      # a closed pipe shows here, not at interpreter exit
         return status
@@ -250,14 +273,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     except Exception as exc:  # the boundary: a known failure is one line
-        from shared.home import HomeMissing
+        from shared.home import HomeMissing, OwnerUnusable
         failure = sole_exception(exc)
         if isinstance(failure, BrokenPipeError):
             # `| head`: the reader has seen enough. Point stdout at /dev/null so the flush at
             # interpreter exit does not fail again (the Python docs' recipe for SIGPIPE).
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return EXIT_OK
-        if isinstance(failure, (HomeMissing, CommandFailed, db.DatabaseUnavailable)):
+        if isinstance(failure, (HomeMissing, OwnerUnusable, CommandFailed,
+                                db.DatabaseUnavailable)):
             print(f"mailmoat: {failure}", file=sys.stderr)
             return getattr(failure, "status", EXIT_FAILURE)
         if isinstance(failure, OSError) and failure.errno in _FILE_ERRNOS and failure.filename:

@@ -8,6 +8,13 @@ The home therefore keeps `run/space-reserve`, SPACE_RESERVE_OCTETS of real block
 by `init` and again at each core start when there is room (`keep_space_reserve`). A core
 that cannot open its database at start because the disk is full deletes it and opens
 again (`open_db_at_start`); the start that follows with room makes it again.
+
+Whose files: a command run as root on a data home that another user owns (the service user
+`mailmoat` that `make run` as root creates, or a package's) runs as that user
+(`become_owner`), so that what it writes (installed definitions, a database's -wal, a lock)
+is the service's and not root's, which the service could not read; and so that what it
+asks of the system (may a listener bind port 25?) is answered for the service. It only
+ever drops rights: initgroups, setgid, setuid, with no way back.
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ from __future__ import annotations
 import fcntl
 import functools
 import os
+import pwd
 import secrets
 import socket
 import sqlite3
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +39,7 @@ from shared.settings_store import apply_changes, load, stored_keys
 from shared.tls import ensure_self_signed
 
 __all__ = ["initialise", "open_db", "InitResult", "HomeMissing", "machine_hostname",
+           "become_owner", "OwnerUnusable",
            "AlreadyRunning", "hold_lock", "lock_holder", "DiskFull", "open_db_at_start",
            "keep_space_reserve", "space_reserve", "SPACE_RESERVE_OCTETS"]
 
@@ -83,6 +93,57 @@ def _holder_pid(fd: int) -> str:
 
 class HomeMissing(RuntimeError):
     """No initialised data home where one was expected."""
+
+
+class OwnerUnusable(RuntimeError):
+    """Run as root on another user's data home, and this process cannot become that user
+    or cannot run as it (message: one line saying why and what to do)."""
+
+
+def become_owner(home: DataHome) -> str | None:
+    """Run as root on a data home another user owns, become that user (its groups, its
+    group, its id, and HOME, USER and LOGNAME) for the rest of this process and the
+    processes it starts; the user's name, or None when nothing changed (not root, no such
+    directory yet: `init` makes it root's, or root's own home). Raises OwnerUnusable, after
+    having dropped root or before, but always before anything touched the home."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        owner = home.root.stat().st_uid
+    except FileNotFoundError:
+        return None
+    if owner == 0:
+        return None
+    try:
+        account = pwd.getpwuid(owner)
+    except KeyError:
+        raise OwnerUnusable(f"the data home {home.root} belongs to user id {owner}, which has "
+                            f"no account on this system; give the home to the user Mailmoat "
+                            f"runs as (chown -R)") from None
+    name = account.pw_name
+    # What this process will still read once it is that user: the interpreter, the standard
+    # library, the installed packages and Mailmoat (root's own Python may live under /root,
+    # as pyenv's does: `make run` as root makes .venv-service for that reason).
+    here = os.path.abspath(os.getcwd())
+    needed = {sys.executable: os.X_OK}
+    for path in (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), *sys.path):
+        if path and os.path.abspath(path) != here and os.path.exists(path):
+            needed.setdefault(path, os.R_OK | os.X_OK if os.path.isdir(path) else os.R_OK)
+    try:
+        os.initgroups(name, account.pw_gid)
+        os.setgid(account.pw_gid)
+        os.setuid(account.pw_uid)
+    except OSError as exc:
+        raise OwnerUnusable(f"cannot run as {name}, who owns the data home {home.root} "
+                            f"({exc.strerror}); run mailmoat as {name}") from None
+    os.environ.update(HOME=account.pw_dir, USER=name, LOGNAME=name)
+    unreachable = [path for path, mode in needed.items() if not os.access(path, mode)]
+    if unreachable:
+        raise OwnerUnusable(f"{name}, who owns the data home {home.root}, cannot run this "
+                            f"Mailmoat ({unreachable[0]} is out of its reach); use an "
+                            f"installation {name} can run, such as the checkout's "
+                            f".venv-service/bin/mailmoat that `make run` as root makes")
+    return name
 
 
 @dataclass(frozen=True)

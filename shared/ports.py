@@ -3,8 +3,19 @@ program is refused with a warning and the old value kept".
 
 Rules:
 - A port counts as in use when a test socket cannot bind it on the wildcard address of
-  each family the host has (what the listeners ask for by default); a port below 1024 that
-  needs rights this process lacks is refused too.
+  each family the host has (what the listeners ask for by default).
+- A port below the host's first unprivileged port (`privileged_port_start`, 1024 unless
+  net.ipv4.ip_unprivileged_port_start says otherwise) is a question about the listeners,
+  not the caller: with a core running, its status snapshot says whether it may bind one
+  (`may_bind_privileged_ports`: root, or CAP_NET_BIND_SERVICE as systemd's
+  AmbientCapabilities gives); with none running, this process's own rights answer (the
+  CLI run as root on the service user's home has become that user: shared.home.
+  become_owner). The console's listeners are started by the same `mailmoat run`, or by a
+  unit like the core's, so the core's answer stands for them too. Refused: PRIVILEGED_RULE.
+- Where the listeners may bind a port the caller may not, the caller cannot test-bind it;
+  the kernel's table of listening sockets (/proc/net/tcp, tcp6) says whether another
+  program holds it. Without that table the port is taken on trust: a core that then cannot
+  bind it keeps its old port and says so (a `service_start_failed` event).
 - A port that one of Mailmoat's own listeners may hold now (the current values of
   PORT_KEYS) is not "in use" (SPEC §3): it is ours.
 - But one save may not give a key the port another of our listeners holds now while it
@@ -13,28 +24,106 @@ Rules:
   (§3 "Configuring SMTP options") refuses it as "in use" and says to change one port number
   at a time; so do we (SWAP_RULE).
 - Only values the schema would accept are tried; the schema reports the rest.
-- The console and `config set` / `config import` check with `check_ports`.
+- The console and `config set` / `config import` check with `check_ports`, giving it the
+  data home's database so that it can ask the running core.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import sqlite3
+from pathlib import Path
 from typing import Any, Mapping
 
+from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.settings import SettingError
+from shared.status import STALE_AFTER_SECONDS, read_snapshot
 
-__all__ = ["PORT_KEYS", "port_problem", "check_ports"]
+__all__ = ["PORT_KEYS", "port_problem", "check_ports", "may_bind_privileged_ports",
+           "privileged_port_start", "core_may_bind_privileged_ports"]
 
 PORT_KEYS = ("smtp.port", "http.port", "https.port")
 SWAP_RULE = ("port {port} is in use: Mailmoat's {holder} listener holds it now, and this "
              "change moves {holder} too; change one port number at a time")
 HELD_RULE = ("port {port} is in use by Mailmoat's {holder} listener, which is still on it "
              "(not where {holder} says); the old value is kept")
+IN_USE_RULE = "port {port} is in use by another program; the old value is kept"
+PRIVILEGED_RULE = ("port {port} needs root or CAP_NET_BIND_SERVICE, which {who} lacks "
+                   "(docs/operations.md: Starting and stopping); the old value is kept")
+# who lacks it, in PRIVILEGED_RULE
+_RUNNING_CORE = "the running core"
+_THIS_USER = "this user (no core is running to ask)"
+NET_BIND_SERVICE_BIT = 10          # linux/capability.h: CAP_NET_BIND_SERVICE
+_TCP_LISTEN = "0A"                 # the `st` column of /proc/net/tcp for LISTEN
 
 
-def port_problem(port: int) -> str | None:
-    """Why `port` cannot be used by a Mailmoat listener, or None when it is free."""
+def privileged_port_start() -> int:
+    """The lowest port a process without CAP_NET_BIND_SERVICE may bind: Linux's
+    net.ipv4.ip_unprivileged_port_start (IPv6 too), 1024 where there is no such setting."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        return 1024
+
+
+def may_bind_privileged_ports() -> bool:
+    """Whether this process may bind ports below `privileged_port_start()`: the capability
+    CAP_NET_BIND_SERVICE in its effective set (/proc/self/status `CapEff`), which root has
+    unless a container took it away and which systemd's AmbientCapabilities gives a service
+    user; where there is no /proc, whether it runs as root."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("CapEff:"):
+                    return bool(int(line.split()[1], 16) >> NET_BIND_SERVICE_BIT & 1)
+    except (OSError, ValueError):
+        pass
+    return os.geteuid() == 0
+
+
+def core_may_bind_privileged_ports(conn: sqlite3.Connection,
+                                   clock: WallClock = SYSTEM_CLOCK) -> bool | None:
+    """What the running core's status snapshot says of its rights (`may_bind_privileged_
+    ports`); None when no core is running (no snapshot, or one older than the Status page
+    allows) or it is of a release that did not say."""
+    found = read_snapshot(conn)
+    if found is None or clock.now() - found[1] > STALE_AFTER_SECONDS:
+        return None
+    value = found[0].get("may_bind_privileged_ports")
+    return value if isinstance(value, bool) else None
+
+
+def _listening(port: int) -> bool | None:
+    """Whether a TCP socket of this host listens on `port`, from the kernel's tables, which
+    any process may read; None where there are none to read."""
+    readable = False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as lines:
+                rows = [line.split() for line in lines][1:]      # after the column names
+        except OSError:
+            continue
+        readable = True
+        # `sl local_address rem_address st …`; local_address is ADDRESS:PORT in hex
+        if any(row[3] == _TCP_LISTEN and int(row[1].rsplit(":", 1)[1], 16) == port
+               for row in rows):
+            return True
+    return False if readable else None
+
+
+def port_problem(port: int, listeners_may_bind_privileged: bool | None = None) -> str | None:
+    """Why `port` cannot be used by a Mailmoat listener, or None when it is free.
+    `listeners_may_bind_privileged`: what the running core says of its rights
+    (`core_may_bind_privileged_ports`); None: no core is running, this process answers."""
+    if port < privileged_port_start():
+        if listeners_may_bind_privileged is None:
+            allowed, who = may_bind_privileged_ports(), _THIS_USER
+        else:
+            allowed, who = listeners_may_bind_privileged, _RUNNING_CORE
+        if not allowed:
+            return PRIVILEGED_RULE.format(port=port, who=who)
     families = [(socket.AF_INET, "0.0.0.0")]
     if socket.has_ipv6:
         families.append((socket.AF_INET6, "::"))
@@ -50,21 +139,28 @@ def port_problem(port: int) -> str | None:
             sock.bind((address, port))
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EPERM):
-                return f"port {port} needs administrator rights on this machine"
+                # the listeners may bind it and this process may not (rule 3)
+                return IN_USE_RULE.format(port=port) if _listening(port) else None
             if exc.errno == errno.EADDRNOTAVAIL:
                 continue
-            return f"port {port} is in use by another program; the old value is kept"
+            return IN_USE_RULE.format(port=port)
         finally:
             sock.close()
     return None
 
 
 def check_ports(current: Mapping[str, Any], changes: Mapping[str, Any],
-                ours: Mapping[str, int] | None = None) -> None:
+                ours: Mapping[str, int] | None = None,
+                conn: sqlite3.Connection | None = None,
+                clock: WallClock = SYSTEM_CLOCK) -> None:
     """Raises SettingError (`KEY: rule` for each) when a changed port is in use by another
-    program, or by one of Mailmoat's own listeners that this change moves too (SWAP_RULE).
+    program, or by one of Mailmoat's own listeners that this change moves too (SWAP_RULE),
+    or is a privileged port the listeners may not bind (PRIVILEGED_RULE).
     `ours`: the ports Mailmoat's own listeners hold now, by key, where they may differ from
-    the settings (the console's own listeners: `{"http.port": 8003}`)."""
+    the settings (the console's own listeners: `{"http.port": 8003}`). `conn`: the data
+    home's database, where a running core says what it may bind; without one, or with no
+    core running, this process's rights answer."""
+    privileged = core_may_bind_privileged_ports(conn, clock) if conn is not None else None
     holders: dict[int, set[str]] = {}
     for key, port in [*((key, current[key]) for key in PORT_KEYS), *(ours or {}).items()]:
         holders.setdefault(port, set()).add(key)
@@ -83,7 +179,7 @@ def check_ports(current: Mapping[str, Any], changes: Mapping[str, Any],
         elif moving:
             errors.append((key, SWAP_RULE.format(port=new, holder=moving[0])))
         elif new not in holders:
-            problem = port_problem(new)
+            problem = port_problem(new, privileged)
             if problem:
                 errors.append((key, problem))
     if errors:

@@ -50,9 +50,10 @@ _QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # --- settings pages ------------------------------------------------------------------------
 
 def _check_ports(changes: dict[str, Any]) -> None:
-    bound = console_context().bound_ports
+    context = console_context()
     check_ports(settings(), changes,
-                ours={f"{scheme}.port": port for scheme, port in bound.items()})
+                ours={f"{scheme}.port": port for scheme, port in context.bound_ports.items()},
+                conn=request_db(), clock=context.clock)
 
 
 def save_page(page: str, changes: dict[str, Any], *, user: str, client_ip: str | None) -> dict:
