@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run Mailmoat (core + console) from this checkout on non-privileged ports, as a non-root user.
 #   - installs into a virtual environment, initialises a data home on first use (SMTP on
-#     2525, console on 8003/8043), prints the console address and how to log on, then runs in
+#     2525, console on 8003/8043), prints the full path of the `mailmoat` command for that
+#     home (nothing puts it on PATH), the console address and how to log on, then runs in
 #     the foreground until Ctrl-C.
 #   - started as root it runs as the system user `mailmoat` (created if missing) with the data
 #     home /var/lib/mailmoat, from a virtual environment (.venv-service) whose interpreter that
@@ -63,4 +64,19 @@ fi
 command -v unar unrar bsdtar 7z 7zz >/dev/null 2>&1 || echo "Note: no RAR unpacking tool is" \
     "installed (Debian: apt-get install unar): messages with RAR attachments will be held" \
     "as unprocessable." >&2
+# The command to type for this home: the README's `mailmoat …` with its full path, and
+# --home when the home is not the one the command finds by itself. Run as root, it works as
+# the user that owns the data home (shared/cli.py), as `run` below does through runuser.
+if [ "$(id -u)" = 0 ]; then
+    default_home=/var/lib/mailmoat
+else
+    default_home=${XDG_DATA_HOME:-$HOME/.local/share}/mailmoat
+fi
+home_hint=""
+if [ -n "${MAILMOAT_HOME:-}" ] && \
+        [ "$(realpath -m "$MAILMOAT_HOME")" != "$(realpath -m "$default_home")" ]; then
+    home_hint=" --home $(realpath -m "$MAILMOAT_HOME")"
+fi
+echo "Command line (not on PATH): $mm COMMAND …$home_hint, e.g." \
+     "$mm config get smtp.port$home_hint"
 exec "${as_user[@]}" "$mm" run "${home_args[@]}"
