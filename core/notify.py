@@ -136,7 +136,7 @@ def fill_metatags(template: str, tags: Mapping[str, str]) -> str:
 def _disposition_text(verdict) -> str:
     d = verdict.disposition
     if d == "forward":
-        return f"The message was forwarded to {verdict.forward_to}"
+        return f"The message was forwarded to {', '.join(verdict.forward_addresses)}"
     if d == "deliver" and any(e.action == "remove_part" for e in verdict.edits):
         return "The message was delivered with attachments deleted"
     return {"drop": "The message was dropped", "hold": "The message was held",

@@ -13,7 +13,8 @@ The contract
     - returns exactly one disposition: "deliver" (to the envelope's recipients), "drop"
       (delete), "hold" (move to hold/ with `reason`) or "forward" (deliver to `forward_to`
       only, instead of the recipients; the pipeline has already put `…forward_subject` into
-      the message file) or "quarantine" (move to spool quarantine/<quarantine>, default
+      the message file; each of `forward_copies` gets a copy of the message with its own
+      Subject) or "quarantine" (move to spool quarantine/<quarantine>, default
       "spam"). The pipeline writes one event per finding; the queue
       manager writes the disposition event (DROPPED / HELD / FORWARDED, with `rule` and
       `reason`) and counts it (core/spool/dispositions.py);
@@ -40,6 +41,8 @@ class PipelineResult:
     disposition: str = "deliver"          # one of DISPOSITIONS
     reason: str | None = None             # for the hold reason / the event
     forward_to: tuple[str, ...] = ()      # with "forward": the only recipients
+    forward_copies: tuple[tuple[str, str], ...] = ()   # with "forward": (address, Subject)
+                                          # each of which gets a copy with that Subject
     rule: str | None = None               # the setting or rule that decided
     quarantine: str | None = None         # with "quarantine": "spam" | "virus" folder
     spam: bool = False                    # a spam check caught it (delivered marked, or not)

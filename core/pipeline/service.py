@@ -46,7 +46,8 @@ def event_result(action: str, verdict) -> str | None:
     other than the verdict's did not happen, nor did an edit of a message that was not
     delivered (a quarantined copy keeps the .exe): "superseded", the request staying in the
     event's data. Before, a subject forward beside a content-rule drop read "forwarded"
-    (policy finding C1)."""
+    (policy finding C1). A forward verdict carries out every forward finding (verdict.py
+    rule 6), so each of their events reads "forwarded", its address in its data."""
     if action in ("remove_part", "replace_part"):
         happened = verdict.disposition in DELIVERING
     elif action in ("drop", "hold", "quarantine", "forward", "reject"):
@@ -148,9 +149,13 @@ class FilteringPipeline:
                 await self.notifier.violation(envelope, outcome, settings)
         verdict = outcome.verdict
         if verdict.disposition == "forward":
-            return PipelineResult("forward", reason=verdict.reason,
-                                  forward_to=(verdict.forward_to,), rule=verdict.rule,
-                                  spam=caught_spam, auto_submitted=outcome.auto_submitted)
+            own, *copies = verdict.forwards         # verdict.py rule 6
+            return PipelineResult("forward", reason=verdict.reason, forward_to=own.to,
+                                  forward_copies=tuple((address, group.subject)
+                                                       for group in copies
+                                                       for address in group.to),
+                                  rule=verdict.rule, spam=caught_spam,
+                                  auto_submitted=outcome.auto_submitted)
         return PipelineResult(verdict.disposition, reason=verdict.reason, rule=verdict.rule,
                               quarantine=verdict.quarantine, spam=caught_spam,
                               auto_submitted=outcome.auto_submitted,
@@ -171,6 +176,8 @@ class FilteringPipeline:
         for finding in outcome.findings:
             if finding.event is not None:
                 data = {**finding.data, "action": finding.action}
+                if finding.action == "forward":     # whose spam trap it went to
+                    data["forward_to"] = finding.forward_to
                 if finding.score is not None:
                     data["score"] = finding.score
                 info = finding.reason

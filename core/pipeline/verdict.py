@@ -12,8 +12,7 @@ The precedence is a table, not ifs spread over checks:
 
 Rules
     1. The disposition is the strongest disposition finding; among equals the first in
-       registry order (checks run in SPEC §5 order) names the rule and, for forward, the
-       address and subject.
+       registry order (checks run in SPEC §5 order) names the rule.
     2. Edits (remove_part, replace_part, add_text, add_header, prefix_subject) are kept only
        when the disposition delivers (deliver or forward), in finding order; a remove_part
        wins over a replace_part of the same part, and a part is removed once — by the
@@ -33,6 +32,16 @@ Rules
        pipeline writes a finding's event from the finding itself, so core/pipeline/run.py
        passes every check's findings through `carried_out`, for the event to read "held"
        rather than "superseded".
+    6. A forward verdict carries out every forward finding (SPEC §5: each sends the message
+       to its `forward_to` "only", not to the recipients, and none is stronger than another):
+       the message goes once to each distinct address (letter case aside), with the Subject
+       of the first finding naming it. `forwards` groups the addresses by that Subject, the
+       message itself first: its group is the one keeping the message's own Subject when a
+       forward asks for that, else the deciding finding's; every other group gets a copy
+       with its Subject (core/spool/dispositions.py), so each Subject is written as a
+       forward writes it, on the message with its edits. Before, only the first forward
+       was carried out while every forward finding's event read "forwarded" (guide45
+       finding 5: the spam trap's administrator read that mail had gone to the spam trap).
 """
 
 from __future__ import annotations
@@ -42,7 +51,8 @@ from dataclasses import dataclass, field, replace
 from core.pipeline.findings import Finding
 from shared.settings import SPAM_QUARANTINE_NOT_BUILT
 
-__all__ = ["PRECEDENCE", "INSTEAD", "Verdict", "decide", "carried_out", "DELIVERING"]
+__all__ = ["PRECEDENCE", "INSTEAD", "Verdict", "Forward", "decide", "carried_out",
+           "DELIVERING"]
 
 PRECEDENCE: dict[str, int] = {
     "reject": 0,
@@ -61,15 +71,29 @@ INSTEAD: dict[tuple[str, str], tuple[str, str]] = {
 
 
 @dataclass(frozen=True)
+class Forward:
+    """Forward addresses that get the message with one Subject (rule 6)."""
+    to: tuple[str, ...]
+    subject: str | None                  # None: the message's own
+
+
+@dataclass(frozen=True)
 class Verdict:
     disposition: str                     # deliver | drop | hold | quarantine | forward
     rule: str | None = None              # the finding that decided (None: nothing asked)
     reason: str | None = None
-    forward_to: str | None = None
-    forward_subject: str | None = None
+    forward_to: str | None = None        # the deciding finding's address
+    forward_subject: str | None = None   # with forward: the Subject of the message itself,
+                                         # forwards[0].subject
     quarantine: str | None = None        # "spam" | "virus" with quarantine
     edits: tuple[Finding, ...] = field(default_factory=tuple)
     event: str | None = None             # the deciding finding's event ("scan_error"...)
+    forwards: tuple[Forward, ...] = ()   # with forward: the message's group, then copies'
+
+    @property
+    def forward_addresses(self) -> tuple[str, ...]:
+        """Every address a forward verdict sends the message to."""
+        return tuple(address for group in self.forwards for address in group.to)
 
 
 def decide(findings: list[Finding] | tuple[Finding, ...], *, after_data: bool = True) -> Verdict:
@@ -89,11 +113,12 @@ def decide(findings: list[Finding] | tuple[Finding, ...], *, after_data: bool = 
         edits = _edits(findings)
     if deciding is None:
         return Verdict("deliver", edits=edits)
+    forwards = _forwards(findings) if disposition == "forward" else ()
     return Verdict(disposition, rule=deciding.rule, reason=deciding.reason,
-                   forward_to=deciding.forward_to if disposition == "forward" else None,
-                   forward_subject=deciding.forward_subject if disposition == "forward" else None,
+                   forward_to=deciding.forward_to if forwards else None,
+                   forward_subject=forwards[0].subject if forwards else None,
                    quarantine=_place(deciding) if disposition == "quarantine" else None,
-                   edits=edits, event=deciding.event)
+                   edits=edits, event=deciding.event, forwards=forwards)
 
 
 def carried_out(finding: Finding) -> Finding:
@@ -104,6 +129,22 @@ def carried_out(finding: Finding) -> Finding:
         return finding
     action, note = row
     return replace(finding, action=action, quarantine=None, reason=f"{finding.reason}; {note}")
+
+
+def _forwards(findings) -> tuple[Forward, ...]:
+    """Rule 6: the forward findings' distinct addresses grouped by Subject, the message's
+    own group first."""
+    subjects: dict[str, tuple[str, str | None]] = {}    # casefolded -> (address, Subject)
+    for finding in findings:
+        if finding.action == "forward":
+            subject = (finding.forward_subject or "").strip() or None
+            subjects.setdefault(finding.forward_to.casefold(), (finding.forward_to, subject))
+    groups: dict[str | None, list[str]] = {}
+    for address, subject in subjects.values():
+        groups.setdefault(subject, []).append(address)
+    first = None if None in groups else next(iter(groups))
+    return tuple(Forward(tuple(groups[subject]), subject)
+                 for subject in sorted(groups, key=lambda subject: subject != first))
 
 
 def _place(finding: Finding) -> str | None:

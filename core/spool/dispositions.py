@@ -21,12 +21,21 @@ Rules
        suspect and moved to the hold queue"): its HELD event's data has cannot_scan, and
        the Suspect message alert (on by default) follows, so innocent mail does not sit in
        hold/ unnoticed while alerts.scan_error is off (alerts finding B7).
+    4. A forward's `forward_copies` (other forward addresses with another Subject:
+       core/pipeline/verdict.py rule 6) are copies of the message as the pipeline left it,
+       Subject replaced as a hold-queue forward replaces it (files.copy_with_subject), null
+       sender, never scanned; they are made before the message itself is written as
+       processed, so a crash in between makes them again (at least once, SPEC §4) rather
+       than never. The one FORWARDED event lists every address and the copies' ids.
 """
 
 from __future__ import annotations
 
+import trio
+
+from core.spool import files
 from shared.events import Action
-from shared.spool import Envelope, Recipient
+from shared.spool import SUBJECT_META, Envelope, Recipient
 
 __all__ = ["apply_result", "crashed", "SUSPECT_RULE"]
 
@@ -56,8 +65,13 @@ async def apply_result(manager, envelope: Envelope, result) -> bool:
                    cannot_scan=result.cannot_scan)
         return False
     if disposition == "forward":
+        copies = {address: await _forward_copy(manager, envelope, address, subject)
+                  for address, subject in result.forward_copies}                # rule 4
+        data = {"forward_to": [*result.forward_to, *copies]}
+        if copies:
+            data["copies"] = copies
         manager.events.record(Action.FORWARDED, rule=result.rule, info=result.reason,
-                              data={"forward_to": list(result.forward_to)}, **envelope.event_fields())
+                              data=data, **envelope.event_fields())
         manager.counters.incr("forwarded")
         envelope.recipients = [Recipient(address) for address in result.forward_to]
         # The null sender, as for every copy Mailmoat makes (hold-queue forwards, alerts):
@@ -69,6 +83,20 @@ async def apply_result(manager, envelope: Envelope, result) -> bool:
         return True
     envelope.processed = True
     return True
+
+
+async def _forward_copy(manager, envelope: Envelope, address: str, subject: str) -> str:
+    """A copy of the fast/ message to `address` with `subject` (rule 4); its queue id."""
+    meta = {"kind": "policy_forward", "original": envelope.queue_id}
+    if envelope.subject():          # its events carry the Subject its original came with
+        meta[SUBJECT_META] = envelope.subject()
+    copy = Envelope.new(envelope.queue_id, "", [address], clock=manager.clock.now,
+                        is_generated=True, processed=True, body=envelope.body,
+                        smtputf8=envelope.smtputf8 or not address.isascii(), meta=meta)
+    new_id = await trio.to_thread.run_sync(files.copy_with_subject, manager.spool, "fast",
+                                           envelope.queue_id, copy, subject)
+    manager.message_accepted(new_id)
+    return new_id
 
 
 async def hold(manager, queue: str, envelope: Envelope, reason: str, rule: str | None, *,

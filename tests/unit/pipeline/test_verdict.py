@@ -3,7 +3,7 @@
 import pytest
 
 from core.pipeline.findings import Finding
-from core.pipeline.verdict import PRECEDENCE, carried_out, decide
+from core.pipeline.verdict import PRECEDENCE, Forward, carried_out, decide
 from shared.settings import SPAM_QUARANTINE_NOT_BUILT
 
 
@@ -45,9 +45,44 @@ def test_reject_after_data_becomes_drop():
 
 def test_first_of_equals_names_the_rule_and_forward_address():
     verdict = decide([f("forward", "first", forward_to="a@x.test", forward_subject="S1"),
-                      f("forward", "second", forward_to="b@x.test")])
+                      f("forward", "second", forward_to="b@x.test", forward_subject="S1")])
     assert (verdict.rule, verdict.forward_to, verdict.forward_subject) == (
         "first", "a@x.test", "S1")
+
+
+def test_every_forward_is_carried_out_once_per_address():
+    # rule 6, guide45 finding 5: the second forward's address never got the message
+    verdict = decide([f("forward", "blacklist", forward_to="abuse@x.test", forward_subject="B"),
+                      f("log"),
+                      f("forward", "rbl", forward_to="trap@x.test", forward_subject="R"),
+                      f("forward", "subject", forward_to="ABUSE@x.test", forward_subject="S"),
+                      f("forward", "rules", forward_to="trap@x.test", forward_subject="R")])
+    assert verdict.rule == "blacklist" and verdict.forward_to == "abuse@x.test"
+    assert verdict.forwards == (Forward(("abuse@x.test",), "B"), Forward(("trap@x.test",), "R"))
+    assert verdict.forward_subject == "B"                # the message itself: the first group
+    assert verdict.forward_addresses == ("abuse@x.test", "trap@x.test")
+
+
+def test_forwards_with_one_subject_share_the_message():
+    verdict = decide([f("forward", "a", forward_to="a@x.test", forward_subject="Spam"),
+                      f("forward", "b", forward_to="b@x.test", forward_subject=" Spam ")])
+    assert verdict.forwards == (Forward(("a@x.test", "b@x.test"), "Spam"),)
+
+
+def test_a_forward_keeping_the_subject_puts_its_group_on_the_message():
+    # the message's own Subject is not to be had on a copy of a rewritten message, a
+    # forward's Subject always is: the group keeping it goes with the message itself
+    verdict = decide([f("forward", "a", forward_to="a@x.test", forward_subject="A"),
+                      f("forward", "b", forward_to="b@x.test"),
+                      f("forward", "c", forward_to="c@x.test", forward_subject="  ")])
+    assert verdict.forwards == (Forward(("b@x.test", "c@x.test"), None),
+                                Forward(("a@x.test",), "A"))
+    assert verdict.forward_subject is None and verdict.forward_to == "a@x.test"
+
+
+def test_forwards_beaten_by_a_stronger_disposition_go_nowhere():
+    verdict = decide([f("forward", forward_to="a@x.test"), f("drop")])
+    assert verdict.forwards == () and verdict.forward_to is None
 
 
 def test_log_findings_decide_nothing():
