@@ -179,6 +179,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                                      hostname=hostname, status_extra=status.extra)
         pipeline.hooks.append(antivirus)
         pipeline.hooks.append(queue_files)      # a scan error finding keeps on_error copies
+        pipeline.hooks.append(status.clamd)     # whether clamd answers, for the snapshot
         queue.delivery_hooks.append(auto_whitelist.note_delivered)
         # what the Setup page compares with the stored value (a change waits for a restart)
         status.extra["scan_temp_dir"] = {"read_at_start": temp_dir or "", "in_use": str(scratch),

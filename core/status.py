@@ -3,6 +3,14 @@
 `Counters` is plain in-memory state touched only from the trio thread; `StatusReporter`
 writes it to SQLite once a second through a worker thread so the event loop never waits on
 SQLite.
+
+`ClamdHealth` is the snapshot's `clamd`: whether clamd answers, from the scans' own
+exchanges (core/scan/clamd.py rule 6), as a hook of the FilteringPipeline that reads each
+outcome; it never asks clamd anything itself. It is None while the settings scan without
+clamd (av.enabled off, av.engine builtin), else {"address", "answering": True | False |
+None (not asked yet at this address since the core started), "since": the wall-clock time
+answering last changed, "problem": why it does not answer ("" when it does)}. The Status
+page turns it into its Virus scanning row (guide45 finding 3).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from shared.disk import is_out_of_space
 from shared.ports import may_bind_privileged_ports
 from shared.status import COUNTERS, new_snapshot, write_snapshot
 
-__all__ = ["Counters", "StatusReporter", "SNAPSHOT_INTERVAL_SECONDS"]
+__all__ = ["Counters", "ClamdHealth", "StatusReporter", "SNAPSHOT_INTERVAL_SECONDS"]
 
 SNAPSHOT_INTERVAL_SECONDS = 1.0
 
@@ -37,6 +45,37 @@ class Counters:
         return dict(self.values)
 
 
+class ClamdHealth:
+    """Whether clamd answers (module header); touched only from the trio thread."""
+
+    def __init__(self, clock: WallClock):
+        self.clock = clock
+        self.last: dict | None = None       # the snapshot's `clamd`, for the address asked
+
+    def worker_settings(self) -> dict:
+        return {}
+
+    async def after_scan(self, envelope, outcome, message_path, settings) -> None:
+        contact = outcome.clamd
+        if contact is None:                 # clamd not asked about this message
+            return
+        last = self.last
+        if last is None or last["address"] != contact.address or \
+                last["answering"] != contact.answered:
+            self.last = {"address": contact.address, "answering": contact.answered,
+                         "since": self.clock.now(), "problem": contact.problem}
+        else:
+            last["problem"] = contact.problem          # the latest words for the same state
+
+    def status(self, settings: Mapping) -> dict | None:
+        if not settings["av.enabled"] or settings["av.engine"] not in ("clamd", "both"):
+            return None
+        address = settings["av.clamd.address"]
+        if self.last is None or self.last["address"] != address:
+            return {"address": address, "answering": None, "since": None, "problem": ""}
+        return dict(self.last)
+
+
 class StatusReporter:
     def __init__(self, db_path, counters: Counters, clock: WallClock,
                  settings: Callable[[], Mapping], queue_sizes: Callable[[], dict],
@@ -52,6 +91,7 @@ class StatusReporter:
         # what `config set` and the console ask before they move a listener below 1024
         # (shared.ports); a process's rights do not change while it runs
         self.may_bind_privileged_ports = may_bind_privileged_ports()
+        self.clamd = ClamdHealth(clock)     # a pipeline hook (core/app.py)
         self.extra: dict = {}
 
     def snapshot(self) -> dict:
@@ -66,6 +106,7 @@ class StatusReporter:
             delivery_mode="pause" if s["delivery.paused"] else "delivery",
             incoming="reject" if s["delivery.reject_incoming"] else "accept",
             virus_scanning=bool(s["av.enabled"]),
+            clamd=self.clamd.status(s),
             central_quarantine=("disabled" if not central else
                                 {"all": "all files", "unrepaired": "unrepairable files"}.get(
                                     s["av.quarantine"], "disabled")),

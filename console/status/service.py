@@ -10,6 +10,10 @@ Rules:
   wall clock in the `timezone` setting (in a half-hour zone such as Asia/Kolkata too:
   09:00–10:00 local, not the UTC hour 09:30–10:30). Rejected counts messages there, as the
   counters do.
+- The Virus scanning row says, while the settings scan with clamd and the core has found it
+  not answering (the snapshot's `clamd`, core/status.py `ClamdHealth`), since when, why,
+  and what becomes of mail meanwhile (scan.unprocessable, `unanswered_mail`): guide45
+  finding 3, where a mistyped address held every message under a plain "Enabled".
 - Stored settings that the current rules refuse (shared.settings.refused_values: values an
   older release accepted) are listed as a warning, each with its key, rule and console page:
   they block no other save, so nothing else would tell the administrator. The list is worked
@@ -36,11 +40,16 @@ from shared.settings_store import load
 from shared.status import COUNTERS, QUEUES, STALE_AFTER_SECONDS, read_snapshot
 
 __all__ = ["StatusView", "Traffic", "status_view", "traffic_last_24h", "TRAFFIC_SERIES",
-           "format_duration", "definitions_in_force", "definitions_line", "refused_settings"]
+           "format_duration", "definitions_in_force", "definitions_line", "refused_settings",
+           "virus_scanning_line", "unanswered_mail"]
 
 TRAFFIC_SERIES = (Action.ACCEPTED, Action.DELIVERED, Action.DROPPED, Action.REJECTED)
 HOURS = 24
 NOT_BUILT = "not built yet"
+# What becomes of mail while a scanner does not answer: scan.unprocessable, as for any
+# scanner error (SPEC §3).
+UNANSWERED_MAIL = {"hold": "mail is held", "deliver": "mail is delivered without clamd's scan",
+                   "drop": "mail is dropped"}
 
 
 @dataclass
@@ -97,6 +106,33 @@ def definitions_line(value: Any) -> str:
         from shared.definitions import describe
         return describe(value)
     return str(value)
+
+
+def unanswered_mail(values) -> str:
+    """What becomes of mail while clamd does not answer, under the settings `values`."""
+    return UNANSWERED_MAIL[values["scan.unprocessable"]]
+
+
+def _since_text(unix: float, now: float) -> str:
+    """HH:MM in the `timezone` setting; the date too when it is not today's."""
+    zone = _zone()
+    at = dt.datetime.fromtimestamp(unix, zone)
+    same_day = at.date() == dt.datetime.fromtimestamp(now, zone).date()
+    return at.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M")
+
+
+def virus_scanning_line(snap: dict, values, now: float) -> str:
+    """The Virus scanning row: Enabled or Disabled, and while clamd does not answer, since
+    when, why and what becomes of mail (module rules)."""
+    if not snap.get("virus_scanning", values["av.enabled"]):
+        return "Disabled"
+    clamd = snap.get("clamd")
+    if not isinstance(clamd, dict) or clamd.get("answering") is not False:
+        return "Enabled"
+    since = clamd.get("since")
+    return (f"Enabled — clamd at {clamd.get('address')} not answering"
+            + (f" since {_since_text(since, now)}" if since else "")
+            + f" ({clamd.get('problem') or 'no answer'}; {unanswered_mail(values)})")
 
 
 def traffic_last_24h(now: float) -> Traffic:
@@ -175,8 +211,7 @@ def status_view() -> StatusView:
         ("Last started", format_time(started)),
         ("Running for", format_duration(now - started) if started and state == "running"
          else "—"),
-        ("Virus scanning", "Enabled" if snap.get("virus_scanning", values["av.enabled"])
-         else "Disabled"),
+        ("Virus scanning", virus_scanning_line(snap, values, now)),
         ("Central Quarantine forwarding", str(snap.get("central_quarantine") or "disabled")
          .replace("_", " ").capitalize()),
         ("Data received (MB)", f"{counters['bytes_received'] / 2**20:.1f}"),

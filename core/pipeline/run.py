@@ -21,6 +21,9 @@ Rules
        finding this worker still returns, not a worker stopped and counted as a crash. In
        a batch (workers.py rule 4) the limit covers the whole round trip; a batch that
        overruns runs again one message at a time, where the deadline is exact.
+    4. The outcome carries the message's last exchange with clamd (core/scan/clamd.py rule
+       6), for the core to say whether clamd answers (core/status.py `ClamdHealth`); one
+       left over from an earlier message in this worker is dropped before the checks run.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from core.pipeline.findings import Finding
 from core.pipeline.registry import CHECKS
 from core.pipeline.rewrite import rewrite
 from core.pipeline.verdict import DELIVERING, Verdict, carried_out, decide
+from core.scan.clamd import Contact, take_contact
 from core.scan.engines import RUNTIME_SCAN_DEADLINE
 
 __all__ = ["process_message", "WorkerOutcome", "REWRITE_SUFFIX", "is_automatic",
@@ -63,6 +67,7 @@ class WorkerOutcome:
     defects: int = 0
     extracted_octets: int = 0
     auto_submitted: bool = False          # RFC 3834 Auto-Submitted other than "no"
+    clamd: Contact | None = None          # its last exchange with clamd (rule 4)
 
 
 def run_checks(view, settings, checks=CHECKS) -> list[Finding]:
@@ -89,13 +94,14 @@ def process_message(path: str, context: dict, settings: dict,
         _load_fault(fault)(path)
     raw = Path(path).read_bytes()
     view = decompose_bytes(raw, context, settings)
+    take_contact()                         # rule 4: an earlier message's
     findings = run_checks(view, settings)
     verdict = decide(findings)
     outcome = WorkerOutcome(
         findings=findings, verdict=verdict, subject=view.subject, parts=len(view.parts),
         files=[p.filename for p in view.files() if p.filename][:MAX_LISTED_FILES],
         defects=len(view.defects), extracted_octets=view.extracted_octets,
-        auto_submitted=is_automatic(view))
+        auto_submitted=is_automatic(view), clamd=take_contact())
     if verdict.disposition in DELIVERING and (verdict.edits or verdict.forward_subject):
         new = rewrite(raw, view, verdict.edits, forward_subject=verdict.forward_subject)
         if new != raw:

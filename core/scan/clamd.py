@@ -35,18 +35,30 @@ Rules
        stops asking a failed clamd about a message's other parts. The buffer's detection
        is returned whatever became of them: the file is infected either way, and only
        further names in it may go unreported.
+    6. Every exchange notes, for the thread it runs in, whether clamd answered
+       (`take_contact`): the worker hands the message's last one to the core with its
+       outcome (core/pipeline/run.py), and the core's status snapshot says from it whether
+       clamd is answering (core/status.py `ClamdHealth`), with no probe of its own per
+       message (guide45 finding 3: a mistyped address held every message while the Status
+       page said only "Enabled"). A reply, ERROR included, is an answer; a connection
+       refused or timed out, or closed without a reply, is not; a scan stopped by the
+       message's own deadline (rule 1), or a buffer never sent, notes nothing. `probe` is
+       the PING the console sends when Antivirus Settings are saved.
 """
 
 from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
+from dataclasses import dataclass
 
 from core.scan.builtin import Detection
 from core.scan.unpack import Budget, expand
 
-__all__ = ["ClamdEngine", "ScanError", "parse_address"]
+__all__ = ["ClamdEngine", "ScanError", "Contact", "parse_address", "probe", "take_contact",
+           "PROBE_SECONDS"]
 
 CONNECT_SECONDS = 5.0
 SCAN_SECONDS = 30.0
@@ -54,10 +66,53 @@ CHUNK_OCTETS = 256 * 1024
 MAX_STREAM_OCTETS = 25 * 2**20
 MAX_REPLY_OCTETS = 4096
 MAX_FOLLOW_UP_STREAMS = 32       # per infected buffer (rule 5)
+# The console's PING when settings are saved (rule 6): a request thread waits for it, and a
+# clamd that takes longer to say PONG is one a scan would find slow as well.
+PROBE_SECONDS = 2.0
 
 
 class ScanError(RuntimeError):
-    """The scanner could not give an answer (rule 2)."""
+    """The scanner could not give an answer (rule 2); `problem`: why clamd did not answer,
+    when that is the reason (rule 6), else ""."""
+
+    def __init__(self, message: str, problem: str = ""):
+        super().__init__(message)
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Contact:
+    """One exchange with clamd at `address` (rule 6): `problem` says why it did not answer,
+    in the words of the scan_error ("unreachable: Connection refused"); "" when it did."""
+    address: str
+    problem: str = ""
+
+    @property
+    def answered(self) -> bool:
+        return not self.problem
+
+
+_contacts = threading.local()       # a worker scans one message at a time per thread
+
+
+def _note(contact: Contact) -> None:
+    _contacts.last = contact
+
+
+def take_contact() -> Contact | None:
+    """The last Contact noted in this thread since the last call, or None (rule 6)."""
+    contact = getattr(_contacts, "last", None)
+    _contacts.last = None
+    return contact
+
+
+def probe(address: str, seconds: float = PROBE_SECONDS) -> str | None:
+    """None when clamd at `address` answers PING with PONG within `seconds`; else why not
+    (rule 6). Blocks the calling thread up to twice `seconds`: connect, then the reply."""
+    try:
+        return ClamdEngine(address, connect_seconds=seconds, scan_seconds=seconds).ping_problem()
+    except ScanError as exc:        # an address parse_address cannot read
+        return str(exc)
 
 
 def parse_address(address: str):
@@ -99,18 +154,33 @@ class ClamdEngine:
             sock.close()
             if end is not None and time.monotonic() >= end:
                 raise socket.timeout from None      # the scan's time ran out, not clamd
-            raise ScanError(f"clamd at {self.address} unreachable: {exc.strerror or exc}") \
-                from None
+            raise self._unanswered(f"unreachable: {exc.strerror or exc}") from None
         sock.settimeout(self.scan_seconds)
         return sock
 
-    def ping(self) -> bool:
+    def _unanswered(self, problem: str) -> ScanError:
+        """The ScanError for clamd not answering, noted as such (rule 6)."""
+        _note(Contact(self.address, problem))
+        return ScanError(f"clamd at {self.address} {problem}", problem)
+
+    def ping_problem(self) -> str | None:
+        """None when clamd answers PING with PONG; else why not (rule 6)."""
         try:
             with self._connect() as sock:
                 sock.sendall(b"zPING\0")
-                return sock.recv(64).rstrip(b"\0\n") == b"PONG"
-        except (ScanError, OSError):
-            return False
+                reply = sock.recv(64).rstrip(b"\0\n")
+        except ScanError as exc:            # unreachable, noted by _connect
+            return exc.problem
+        except socket.timeout:
+            problem = "timed out"
+        except OSError as exc:
+            problem = f"failed: {exc.strerror or exc}"
+        else:
+            problem = "" if reply == b"PONG" else (
+                f"answered {reply[:60].decode('utf-8', 'replace')!r} to PING" if reply
+                else "closed the connection without an answer")
+        _note(Contact(self.address, problem))
+        return problem or None
 
     def version(self) -> str:
         with self._connect() as sock:
@@ -144,13 +214,17 @@ class ClamdEngine:
                         break
                     reply += more
         except socket.timeout:
-            if end == self.deadline:
+            if end == self.deadline:        # the message's time, not clamd's (rule 6)
                 raise ScanError(f"clamd at {self.address} did not answer in the time left "
                                 "to scan this message") from None
-            raise ScanError(f"clamd at {self.address} timed out") from None
+            raise self._unanswered("timed out") from None
         except OSError as exc:
-            raise ScanError(f"clamd at {self.address} failed: {exc.strerror or exc}") from None
-        return parse_reply(reply.rstrip(b"\0\n").decode("utf-8", "replace"), self.address)
+            raise self._unanswered(f"failed: {exc.strerror or exc}") from None
+        text = reply.rstrip(b"\0\n").decode("utf-8", "replace")
+        if not text:
+            raise self._unanswered("closed the connection without an answer")
+        _note(Contact(self.address))
+        return parse_reply(text, self.address)
 
     def scan_all(self, data: bytes, hint: str | None = None,
                  decompose=None) -> list[Detection]:
