@@ -165,6 +165,10 @@ _ALERTS_ON = {"service_start_improper", "low_disk", "low_memory", "failed_logons
 PORT = Int(1, 65535)
 EMAILS = ListOf(Email(), max_items=100)
 FORWARD_SUBJECT = Str(max_len=255)
+# How a rule term is read (shared/wildcard.py), in the help of both rule lists.
+RULE_TERMS_HELP = ("Terms: * is any characters within a word and ? one character; \\ "
+                   "makes a * or ? plain and escapes nothing else (100\\% is refused: type "
+                   "100%).")
 
 _S: list[Setting] = []
 
@@ -357,7 +361,8 @@ _add("av.on_not_removed", Choice(("drop", "log")), "drop",
 _add("av.deleted_text.enabled", Bool(), True,
      "Add text to the message when an infected attachment is deleted.", "antivirus")
 _add("av.deleted_text", Str(max_len=1000, multiline=True), DEFAULT_AV_DELETED_TEXT,
-     "Text added when an infected attachment is deleted.", "antivirus")
+     "Text added when an infected attachment is deleted (not empty while "
+     "av.deleted_text.enabled is on).", "antivirus")
 _add("av.mass_mailer_cleanup", Bool(), True,
      "Drop messages whose detection is a mass-mailer (@m, @mm).", "antivirus")
 _add("av.quarantine", Choice(("nothing", "unrepaired", "all")), "nothing",
@@ -451,7 +456,8 @@ _not_built("premium", "premium.")
 _add("rules.body_scanning", Bool(), True,
      "Spam and content rules look at the message text, not only the Subject.", "spam_rules")
 _add("rules.spam", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
-     "Spam rules: a match makes the message spam with score 100.", "spam_rules")
+     "Spam rules: a match makes the message spam with score 100. " + RULE_TERMS_HELP,
+     "spam_rules")
 
 # --- Spam quarantine ---
 _add("quarantine.mode", Choice(("admin_only", "users")), "admin_only",
@@ -537,7 +543,8 @@ _add("filename.patterns", ListOf(Pattern(), max_items=10_000), list(DEFAULT_BLOC
 _add("filename.deleted_text.enabled", Bool(), True,
      "Add text to the message when an attachment is deleted.", "content")
 _add("filename.deleted_text", Str(max_len=1000, multiline=True), DEFAULT_FILENAME_DELETED_TEXT,
-     "Text added when an attachment is deleted.", "content")
+     "Text added when an attachment is deleted (not empty while "
+     "filename.deleted_text.enabled is on).", "content")
 _add("container.enabled", Bool(), True, "Enforce container limits.", "container")
 _add("container.max_depth", Int(1, 100), 10, "Deepest nesting of archives and attached messages.",
      "container")
@@ -560,7 +567,7 @@ _add("address_chars.chars", AddressCharacters(max_len=32, min_len=1), "!%",
      "Characters refused in recipients (no spaces or commas; not @ or ., which every "
      "address has).", "relay")
 _add("rules.content", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
-     "Content rules.", "content_rules")
+     "Content rules. " + RULE_TERMS_HELP, "content_rules")
 _add("rules.content_action", Choice(("drop", "log", "forward", "quarantine")), "drop",
      "What to do with messages that match a content rule (not quarantine until the spam "
      "quarantine is built).", "content_rules")

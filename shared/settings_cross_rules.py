@@ -1,6 +1,7 @@
 """The settings rules that span keys (SPEC §3): ports distinct, a forward action needs its
-address, scores in order, passwords differ, and the rest; shared/settings.py declares each key
-and checks a value against its own kind, and asks this module about the rules between them.
+address, scores in order, passwords differ, a text to add while adding it is on, and the rest;
+shared/settings.py declares each key and checks a value against its own kind, and asks this
+module about the rules between them.
 
 Rules:
 - A rule is a function registered with `@_reads(key, ...)`, which names every key it reads: it
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from shared.settings import RULES_MAX_TOTAL, SCHEMA, SPAM_QUARANTINE_NOT_BUILT, check_password
+from shared.wildcard import misread_escapes
 
 __all__ = ["CrossRule", "CROSS_RULES", "cross_errors"]
 
@@ -186,6 +188,48 @@ def _rules_total(s, _plain, changed):
                           for kind in (other, edited))
         yield (f"rules.{edited}",
                f"spam and content rules together must be at most {RULES_MAX_TOTAL} ({both})")
+
+
+def _no_misread_escapes(key: str) -> None:
+    # A `\\` escapes * and ? only (guide §5, §6): `100\\% pure` looks for the backslash and
+    # never finds "100% pure" (guide45 minor note). A rule here, not in the term's kind: a
+    # term stored so before stays valid where it is read, and is matched as written; it is
+    # listed among the refused stored values and blocks no edit of another key.
+    @_reads(key)
+    def no_misread_escapes(s, _plain, _changed):
+        for number, rule in enumerate(s.get(key) or [], 1):
+            bad = [(label, term, pairs) for label, field in (("term", "terms"),
+                                                             ("none-of term", "none_of"))
+                   for term in rule.get(field) or []
+                   if (pairs := misread_escapes(term))]
+            if not bad:
+                continue
+            name = f' ("{rule["name"]}")' if rule.get("name") else ""
+            terms = ", ".join(f'{label} "{term}"' for label, term, _pairs in bad)
+            pairs = list(dict.fromkeys(pair for _l, _t, found in bad for pair in found))
+            what = (f"{pairs[0]} looks for a backslash and {pairs[0][1]}; type {pairs[0][1]} "
+                    "alone") if len(pairs) == 1 else (
+                f"{', '.join(pairs[:-1])} and {pairs[-1]} look for a backslash before the "
+                "mark; type the marks alone")
+            yield key, (f"rule {number}{name} {terms}: \\ escapes only * and ?, so {what} "
+                        "(or ? where the text itself has a backslash)")
+
+
+for _key in ("rules.spam", "rules.content"):
+    _no_misread_escapes(_key)
+
+
+def _text_when_added(switch: str, text: str) -> None:
+    # "Add text" ticked with no text adds nothing, and the page says it is added (guide45
+    # minor note): refused like an empty notification text.
+    @_reads(switch, text)
+    def text_when_added(s, _plain, _changed):
+        if s.get(switch) and not (s.get(text) or "").strip():
+            yield text, f"must not be empty while {switch} is on: the text added is this one"
+
+
+_text_when_added("av.deleted_text.enabled", "av.deleted_text")
+_text_when_added("filename.deleted_text.enabled", "filename.deleted_text")
 
 
 @_reads("admin.report_only.enabled", "admin.report_only.password")

@@ -27,6 +27,11 @@ content/spam rule terms. Two readings:
 §5 and §6, "Escapes any special meaning for * and ? only"): every other character, a `\\`
 before anything else included, is itself, so `c:\\temp` and `\\\\server\\share` are the paths
 they look like.
+A `\\` before another punctuation mark (`100\\%`, `www\\.site\\.com`) is an escape from
+another syntax that this one does not have: it would look for the backslash, so the text
+meant is never found. Rule terms that hold one are refused at save
+(shared/settings_cross_rules.py, with `misread_escapes`); those stored before are matched as
+written, a backslash and the mark.
 
 Time is linear in the text for any pattern. For `matches`, a pattern is cut at its `*`s
 into pieces of fixed length (`?` is one character); each piece is found at its leftmost
@@ -47,13 +52,28 @@ from __future__ import annotations
 
 import functools
 import re
+import string
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["matches", "find", "read", "term_tokens", "expression_source", "term_expression"]
+__all__ = ["matches", "find", "read", "term_tokens", "expression_source", "term_expression",
+           "misread_escapes"]
 
 _ESCAPABLE = ("*", "?")        # what a `\\` can escape (module docstring)
+# Punctuation that a `\\` before it seems to escape and does not (module docstring); a `\\`
+# before a letter, a digit, a space or another `\\` is a path's, and one before a comma was
+# typed on purpose: the consoles' term lines read `\\,` as a comma (console/rule_terms.py),
+# so a term holds `\\,` only when `\\\\\\,` was typed for it.
+_NOT_ESCAPABLE = frozenset(string.punctuation) - {"\\", ",", *_ESCAPABLE}
+
+
+def misread_escapes(pattern: str) -> list[str]:
+    """The `\\` + punctuation pairs of `pattern` that look like escapes and are not
+    (module docstring): `["\\%"]` for `100\\% pure`, in order, each once."""
+    found = [pattern[i:i + 2] for i, ch in enumerate(pattern)
+             if ch == "\\" and pattern[i + 1:i + 2] in _NOT_ESCAPABLE]
+    return list(dict.fromkeys(found))
 
 
 def _tokens(pattern: str) -> list[list[str | None]]:
