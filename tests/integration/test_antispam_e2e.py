@@ -275,8 +275,10 @@ async def test_marks_a_sender_wrote_in_never_reach_the_mailbox(tmp_path, sink, n
         raw = (f"From: a@client.test\r\nTo: user@local.test\r\nSubject: {subject}\r\n"
                f"{FORGED_MARKS}Message-ID: <{subject}@client.test>\r\n\r\n{body}\r\n")
         await trio.to_thread.run_sync(_send_raw, port, raw.encode())
-    ham, spam = await trio.to_thread.run_sync(sink.wait_for, 2)
-    ham, spam = (email.message_from_bytes(m.data, policy=policy.default) for m in (ham, spam))
+    received = [email.message_from_bytes(m.data, policy=policy.default)
+                for m in await trio.to_thread.run_sync(sink.wait_for, 2)]
+    # the two are scanned and delivered side by side: either may arrive first
+    ham, spam = sorted(received, key=lambda m: m["Subject"] != "Lunch")
     assert ham["Subject"] == "Lunch" and ham.get_all("X-Bulk") is None
     assert ham["X-Mailmoat-Folder"] is None
     # no setting writes X-Mailmoat-Language here (premium.language.enabled is off): kept
