@@ -1,14 +1,15 @@
 """Antivirus Policy forms beyond the schema's settings forms (console.schema_forms): the
 virus quarantine's Delete and Send to central quarantine again, two buttons of one form over
-the same selection. (The central quarantine's mailbox is one of its kind's extra fields,
-which the schema's forms handle.)"""
+the same selection, and the confirmation of either for every copy a filter selects. (The
+central quarantine's mailbox is one of its kind's extra fields, which the schema's forms
+handle.)"""
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import SelectMultipleField, SubmitField
+from wtforms import HiddenField, SelectMultipleField, SubmitField
 
-__all__ = ["VirusQuarantineForm"]
+__all__ = ["VirusQuarantineForm", "VirusQuarantineAllForm"]
 
 
 class VirusQuarantineForm(FlaskForm):
@@ -18,3 +19,14 @@ class VirusQuarantineForm(FlaskForm):
     ids = SelectMultipleField("Selected messages", choices=[], validate_choice=False)
     delete = SubmitField("Delete Selected Messages")
     central_resend = SubmitField("Send to central quarantine again")
+
+
+class VirusQuarantineAllForm(FlaskForm):
+    """Delete or Send again for every copy the filter `central` selects: posted from the
+    list without `confirm`, it asks for the confirmation; posted from that with `confirm`
+    and `through` (the newest of those copies when the confirmation was shown, so a copy
+    kept after it is left alone: console/antivirus/service.py), it asks the core."""
+
+    central = HiddenField()
+    through = HiddenField()
+    confirm = SubmitField("Yes")

@@ -13,6 +13,23 @@ Send to central quarantine again is a command too (core/scan/central_forwarder.p
 is not one of them, so the administrator reads why on the page rather than in the commands
 table. Until the core has carried it out the page shows those copies as pending.
 
+The list, for a quarantine of thousands of copies (a worm during a central outage):
+- Newest first, by queue id (ids sort by the time they were made: shared/spool.py
+  `new_queue_id`), PAGE_SIZE to a page, every page reachable; a filter on the central state
+  (CENTRAL_FILTERS). Before, the newest 500 were listed and no more: the oldest failed
+  copies could be neither sent again nor deleted (guide45 finding 2).
+- A page reads the envelopes of its own copies only. The filter needs every copy's central
+  state: that is kept per console process by the envelope file's (inode, mtime, size)
+  (`_CentralStates`), so a filtered page stats each copy and reads only the envelopes the
+  core wrote since (it writes one at each change of a copy's state), not all of them.
+- Delete and Send again act on the selected copies, or on every copy the filter selects
+  ("all N failed copies", confirmed on a page of its own). Either way the console names the
+  copies, IDS_PER_COMMAND to a command: a command (and the `object_modified` event naming
+  it) stays bounded, the core's handlers stay as they are, and what the core acts on is what
+  the administrator confirmed — the copies selected when the confirmation was shown, and
+  none kept after it (`through`, the newest of them), not whatever a filter selects by the
+  time the core gets to it.
+
 A download is a 7z archive encrypted with AES-256 and encrypted headers, password
 SAFE_ARCHIVE_PASSWORD ("infected", the convention of malware archives): neither the
 browser, a desktop virus scanner nor a mail client opens the infected message by accident.
@@ -22,7 +39,10 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import os
 import re
+import threading
 from dataclasses import dataclass
 
 from console.context import console_context, settings
@@ -31,12 +51,25 @@ from shared.commands import Command
 from shared.settings import SettingError
 from shared.spool import SUBJECT_META
 
-__all__ = ["QuarantinedMessage", "list_quarantine", "safe_archive", "request_delete",
-           "request_central_resend", "SAFE_ARCHIVE_PASSWORD", "LIST_LIMIT"]
+__all__ = ["QuarantinedMessage", "QuarantinePage", "BulkScope", "list_quarantine",
+           "bulk_scope", "safe_archive", "request_delete", "request_central_resend",
+           "request_delete_all", "request_central_resend_all", "require_central_quarantine",
+           "SAFE_ARCHIVE_PASSWORD",
+           "PAGE_SIZE", "IDS_PER_COMMAND", "CENTRAL_FILTERS"]
 
 SAFE_ARCHIVE_PASSWORD = "infected"
-LIST_LIMIT = 500
+PAGE_SIZE = 100             # copies on a page of the list
+IDS_PER_COMMAND = 500       # copies one Delete or Send again command names, at most
+# The filter on the central state (the Central column): its value -> (its label, the
+# copies it selects as a sentence says them); "" every copy.
+CENTRAL_FILTERS = {
+    "": ("every message", ""),
+    "failed": ("failed", "whose sending to the central quarantine failed"),
+    "pending": ("pending", "waiting to be sent to the central quarantine"),
+    "sent": ("sent", "sent to the central quarantine"),
+}
 _QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ENVELOPE = "envelope.json"
 
 
 # The pipeline's action names as the page says them (the guide's words for virus actions).
@@ -60,49 +93,158 @@ class QuarantinedMessage:
     is_central_failed: bool     # its sending ended: it may be sent again
 
 
+@dataclass(frozen=True)
+class QuarantinePage:
+    """One page of the list: `total` copies in the quarantine, `matching` of them selected
+    by the filter `central` (a CENTRAL_FILTERS key), page `page` of `pages`."""
+    total: int
+    matching: int
+    central: str
+    page: int
+    pages: int
+    messages: list[QuarantinedMessage]
+
+
+@dataclass(frozen=True)
+class BulkScope:
+    """Every copy a filter selects, as a confirmation names it: how many, the oldest and
+    newest (queue id, when quarantined); `through`: the newest one's queue id."""
+    count: int
+    through: str | None
+    oldest_at: float | None
+    newest_at: float | None
+
+
 def _folder():
     return console_context().home.queue("quarantine/virus")
 
 
-def list_quarantine(limit: int = LIST_LIMIT) -> tuple[int, list[QuarantinedMessage]]:
-    """(total, newest first up to limit), without the copies being deleted."""
+def list_quarantine(central: str = "", page: int = 1) -> QuarantinePage:
+    """The copies the filter `central` selects (a CENTRAL_FILTERS key; unknown: every
+    copy), page `page` (clamped to the pages there are), newest first, without the copies
+    being deleted."""
+    central = central if central in CENTRAL_FILTERS else ""
+    names, resending = _names(), _resending()
+    chosen = names if not central else _matching(names, central, resending)
+    pages = max(1, math.ceil(len(chosen) / PAGE_SIZE))
+    page = min(max(page, 1), pages)
+    rows = (_message(name, resending) for name in
+            chosen[(page - 1) * PAGE_SIZE:page * PAGE_SIZE])
+    return QuarantinePage(len(names), len(chosen), central, page, pages,
+                          [row for row in rows if row is not None])
+
+
+def bulk_scope(central: str) -> BulkScope:
+    """The copies the filter `central` selects now, for the confirmation of an action on
+    all of them."""
+    chosen = _matching(_names(), central, _resending()) if central else _names()
+    if not chosen:
+        return BulkScope(0, None, None, None)
+    newest, oldest = (_message(name, set()) for name in (chosen[0], chosen[-1]))
+    return BulkScope(len(chosen), chosen[0], oldest and oldest.quarantined_at,
+                     newest and newest.quarantined_at)
+
+
+def _names() -> list[str]:
+    """The copies, newest first, without those a pending Delete names."""
     leaving = pending_command_items(Command.VIRUS_QUARANTINE_DELETE, "ids")
-    resending = pending_command_items(Command.VIRUS_QUARANTINE_CENTRAL_RESEND, "ids")
     try:
-        names = sorted((p.name for p in _folder().iterdir()
-                        if _QUEUE_ID.match(p.name) and p.name not in leaving), reverse=True)
+        return sorted((p.name for p in _folder().iterdir()
+                       if _QUEUE_ID.match(p.name) and p.name not in leaving), reverse=True)
     except FileNotFoundError:
-        names = []
-    out = []
-    for name in names[:limit]:
-        data = _envelope(name)
-        if data is None:
-            continue
-        meta = data.get("meta") or {}
-        central, received = meta.get("central"), meta.get("received")
-        is_resending = _is_failed(central) and name in resending
-        out.append(QuarantinedMessage(
-            name, meta.get("quarantined_at") or data.get("received_at"),
-            data.get("sender") or "<>",
-            tuple(r["address"] if isinstance(r, dict) else str(r)
-                  for r in data.get("recipients", [])),
-            str(meta.get(SUBJECT_META) or ""), data.get("size"),
-            tuple(meta.get("virus") or ()), tuple(meta.get("files") or ()),
-            tuple(ACTION_WORDS.get(a, a) for a in meta.get("actions") or ()),
-            ("pending" if is_resending else
-             _central_state(central) if isinstance(central, dict) else
-             f"received from {received.get('gateway') or '?'}"
-             if isinstance(received, dict) else ""),
-            _is_failed(central) and not is_resending))
-    return len(names), out
+        return []
+
+
+def _resending() -> set[str]:
+    return pending_command_items(Command.VIRUS_QUARANTINE_CENTRAL_RESEND, "ids")
+
+
+def _matching(names: list[str], central: str, resending: set[str]) -> list[str]:
+    """Those of `names` whose central state is `central`; a failed copy a pending Send
+    again names is pending (as the page shows it)."""
+    states = _STATES.of(_folder(), names)
+    return [name for name in names
+            if (state := states.get(name)) is not None and
+            ("pending" if state == "failed" and name in resending else state) == central]
+
+
+class _CentralStates:
+    """Each copy's central state ("pending", "sent", "failed", "" for a copy not for the
+    central quarantine) as last read, by its envelope file's (inode, mtime_ns, size): the
+    core replaces the file at each change (shared/spool.py `write_envelope`), so a copy
+    whose file is as it was needs no read. One per console process; entries of copies gone
+    from the folder are dropped at each look."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._by_folder: dict[str, dict[str, tuple[tuple[int, int, int], str]]] = {}
+
+    def of(self, folder, names: list[str]) -> dict[str, str]:
+        """{name: its state} for those of `names` whose envelope can be read."""
+        with self._lock:
+            known = self._by_folder.get(str(folder), {})
+            fresh: dict[str, tuple[tuple[int, int, int], str]] = {}
+            for name in names:
+                path = os.path.join(folder, name, _ENVELOPE)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                key = (st.st_ino, st.st_mtime_ns, st.st_size)
+                entry = known.get(name)
+                if entry is None or entry[0] != key:
+                    data = _read(path)
+                    if data is None:
+                        continue
+                    entry = (key, _state(data))
+                fresh[name] = entry
+            self._by_folder[str(folder)] = fresh
+        return {name: state for name, (_key, state) in fresh.items()}
+
+
+_STATES = _CentralStates()
+
+
+def _state(data: dict) -> str:
+    central = (data.get("meta") or {}).get("central")
+    return str(central.get("state") or "") if isinstance(central, dict) else ""
+
+
+def _message(name: str, resending: set[str]) -> QuarantinedMessage | None:
+    """The row of one copy, None when it is gone or unreadable."""
+    data = _envelope(name)
+    if data is None:
+        return None
+    meta = data.get("meta") or {}
+    central, received = meta.get("central"), meta.get("received")
+    is_resending = _is_failed(central) and name in resending
+    return QuarantinedMessage(
+        name, meta.get("quarantined_at") or data.get("received_at"),
+        data.get("sender") or "<>",
+        tuple(r["address"] if isinstance(r, dict) else str(r)
+              for r in data.get("recipients", [])),
+        str(meta.get(SUBJECT_META) or ""), data.get("size"),
+        tuple(meta.get("virus") or ()), tuple(meta.get("files") or ()),
+        tuple(ACTION_WORDS.get(a, a) for a in meta.get("actions") or ()),
+        ("pending" if is_resending else
+         _central_state(central) if isinstance(central, dict) else
+         f"received from {received.get('gateway') or '?'}"
+         if isinstance(received, dict) else ""),
+        _is_failed(central) and not is_resending)
 
 
 def _envelope(name: str) -> dict | None:
     """A copy's envelope as JSON, None when it is gone or unreadable."""
+    return _read(_folder() / name / _ENVELOPE)
+
+
+def _read(path) -> dict | None:
     try:
-        return json.loads((_folder() / name / "envelope.json").read_bytes())
+        with open(path, "rb") as file:
+            data = json.loads(file.read())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def _is_failed(central) -> bool:
@@ -130,29 +272,67 @@ def _chosen(ids: list[str], what: str) -> list[str]:
     return chosen
 
 
+def _submit(kind: Command, ids: list[str], *, user: str, client_ip: str | None) -> None:
+    """One command per IDS_PER_COMMAND copies, the oldest first: retention deletes them
+    first. Each command's request is its own `object_modified` event naming its copies."""
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), IDS_PER_COMMAND):
+        submit_command(kind, {"ids": ordered[start:start + IDS_PER_COMMAND]}, user=user,
+                       client_ip=client_ip, page="virus_quarantine")
+
+
+def require_central_quarantine() -> None:
+    """SettingError (key "av.central_quarantine") while the central quarantine is off."""
+    if not settings()["av.central_quarantine"]:
+        raise SettingError([("av.central_quarantine",
+                             "the central quarantine is off: set its host on the Antivirus "
+                             "Settings tab first")])
+
+
+def _through(names: list[str], through: str) -> list[str]:
+    """Those of `names` kept no later than `through` (the newest copy the confirmation
+    counted). SettingError (key "ids") when `through` is no queue id, or none is left."""
+    if not _QUEUE_ID.match(through or ""):
+        raise SettingError([("ids", "the confirmation names no copy: show the list again")])
+    chosen = [name for name in names if name <= through]
+    if not chosen:
+        raise SettingError([("ids", "no copy matches any more")])
+    return chosen
+
+
 def request_delete(ids: list[str], *, user: str, client_ip: str | None) -> int:
-    """Ask the core to delete these copies; returns how many were named. The request's
-    `object_modified` event names them (console.settings_service.submit_command).
+    """Ask the core to delete these copies; returns how many were named. The requests'
+    `object_modified` events name them (console.settings_service.submit_command).
 
     Raises SettingError (key "ids") when none is selected or one is not a queue id.
     """
     chosen = _chosen(ids, "delete")
-    submit_command(Command.VIRUS_QUARANTINE_DELETE, {"ids": chosen}, user=user, client_ip=client_ip,
-                   page="virus_quarantine")
+    _submit(Command.VIRUS_QUARANTINE_DELETE, chosen, user=user, client_ip=client_ip)
+    return len(chosen)
+
+
+def request_delete_all(central: str, through: str, *, user: str,
+                       client_ip: str | None) -> int:
+    """Ask the core to delete every copy the filter `central` selects, up to `through`
+    (`bulk_scope`); returns how many were named.
+
+    Raises SettingError (key "ids") when none is left to delete.
+    """
+    central = central if central in CENTRAL_FILTERS else ""
+    names = _names()
+    chosen = _through(_matching(names, central, _resending()) if central else names, through)
+    _submit(Command.VIRUS_QUARANTINE_DELETE, chosen, user=user, client_ip=client_ip)
     return len(chosen)
 
 
 def request_central_resend(ids: list[str], *, user: str, client_ip: str | None) -> int:
     """Ask the core to send these copies to the central quarantine again; returns how many
-    were named. The request's `object_modified` event names them.
+    were named. The requests' `object_modified` events name them.
 
     Raises SettingError: "av.central_quarantine" while it is off; "ids" when none is
     selected, one is not a queue id, or one is not a copy whose sending failed.
     """
-    if not settings()["av.central_quarantine"]:
-        raise SettingError([("av.central_quarantine",
-                             "the central quarantine is off: set its host on the Antivirus "
-                             "Settings tab first")])
+    require_central_quarantine()
     chosen = _chosen(ids, "send to the central quarantine again")
     not_failed = [queue_id for queue_id in chosen
                   if not _is_failed(((_envelope(queue_id) or {}).get("meta") or {})
@@ -160,8 +340,19 @@ def request_central_resend(ids: list[str], *, user: str, client_ip: str | None) 
     if not_failed:
         raise SettingError([("ids", "only copies whose sending to the central quarantine "
                                     "failed can be sent again, not " + ", ".join(not_failed))])
-    submit_command(Command.VIRUS_QUARANTINE_CENTRAL_RESEND, {"ids": chosen}, user=user,
-                   client_ip=client_ip, page="virus_quarantine")
+    _submit(Command.VIRUS_QUARANTINE_CENTRAL_RESEND, chosen, user=user, client_ip=client_ip)
+    return len(chosen)
+
+
+def request_central_resend_all(through: str, *, user: str, client_ip: str | None) -> int:
+    """Ask the core to send every failed copy up to `through` (`bulk_scope("failed")`) to
+    the central quarantine again; returns how many were named.
+
+    Raises SettingError as `request_central_resend`, "ids" when none is left.
+    """
+    require_central_quarantine()
+    chosen = _through(_matching(_names(), "failed", _resending()), through)
+    _submit(Command.VIRUS_QUARANTINE_CENTRAL_RESEND, chosen, user=user, client_ip=client_ip)
     return len(chosen)
 
 

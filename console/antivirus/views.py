@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 
 from console.antivirus import bp, service
-from console.antivirus.forms import VirusQuarantineForm
+from console.antivirus.forms import VirusQuarantineAllForm, VirusQuarantineForm
 from console.context import settings
 from console.form_submit import submit, who
 from console.roles import Access, requires
@@ -77,12 +77,33 @@ def outbreak():
     return _settings_page("outbreak")
 
 
+def _listing() -> dict:
+    """The list's filter and page as the query string gives them, for links and redirects:
+    an unknown filter or a page that is no number is left out (the first page of every
+    copy)."""
+    central = request.args.get("central", "")
+    page = request.args.get("page", 1, type=int)
+    return {**({"central": central} if central in service.CENTRAL_FILTERS and central else {}),
+            **({"page": page} if page > 1 else {})}
+
+
+def _back_to_list():
+    return redirect(url_for("antivirus.quarantine", **_listing()))
+
+
 @bp.route("/quarantine")
 @requires(Access.ADMIN)
 def quarantine():
-    total, messages = service.list_quarantine()
+    listing = service.list_quarantine(**_listing())
+    query = {**({"central": listing.central} if listing.central else {}),
+             **({"page": listing.page} if listing.page > 1 else {})}
     return render_template("antivirus/quarantine.html", tabs=TABS, tab="quarantine",
-                           total=total, messages=messages, form=VirusQuarantineForm(),
+                           listing=listing, query=query, filters=service.CENTRAL_FILTERS,
+                           page_size=service.PAGE_SIZE,
+                           is_page_selected=request.args.get("select") == "page",
+                           form=VirusQuarantineForm(),
+                           all_form=VirusQuarantineAllForm(formdata=None,
+                                                           central=listing.central),
                            password=service.SAFE_ARCHIVE_PASSWORD,
                            mode=settings()["av.quarantine"])
 
@@ -100,7 +121,7 @@ def quarantine_delete():
         else:
             flash(f"The core deletes the {count} selected message(s) within a few seconds.",
                   "info")
-    return redirect(url_for("antivirus.quarantine"))
+    return _back_to_list()
 
 
 @bp.route("/quarantine/central-resend", methods=["POST"])
@@ -116,7 +137,65 @@ def quarantine_central_resend():
         else:
             flash(f"The core sends the {count} selected message(s) to the central quarantine "
                   f"again within a few seconds.", "info")
-    return redirect(url_for("antivirus.quarantine"))
+    return _back_to_list()
+
+
+@bp.route("/quarantine/delete-all", methods=["POST"])
+@requires(Access.ADMIN)
+def quarantine_delete_all():
+    """Delete every copy the filter selects: the confirmation, then (confirmed) the
+    request."""
+    return _on_all("delete")
+
+
+@bp.route("/quarantine/central-resend-all", methods=["POST"])
+@requires(Access.ADMIN)
+def quarantine_central_resend_all():
+    """Send every failed copy to the central quarantine again: the confirmation, then
+    (confirmed) the request."""
+    return _on_all("central_resend")
+
+
+def _on_all(action: str):
+    """The guide's "Are you sure?" as a page (no script), as the hold queue's: posted from
+    the list, the confirmation naming how many copies and from when to when; posted from
+    there with Yes, the request for those copies (service.py: none kept after the
+    confirmation was shown)."""
+    form = VirusQuarantineAllForm()
+    central = "failed" if action == "central_resend" else form.central.data or ""
+    central = central if central in service.CENTRAL_FILTERS else ""
+    back = redirect(url_for("antivirus.quarantine", **({"central": central} if central else {})))
+    if not form.validate_on_submit():
+        return back
+    refused = "Nothing was deleted: " if action == "delete" else "Nothing was sent again: "
+    try:
+        if action == "central_resend":
+            service.require_central_quarantine()
+        if form.confirm.data:
+            count = (service.request_delete_all(central, form.through.data or "", **who())
+                     if action == "delete" else
+                     service.request_central_resend_all(form.through.data or "", **who()))
+            flash(f"The core deletes the {count} message(s) within a minute; they are no "
+                  f"longer listed." if action == "delete" else
+                  f"The core sends the {count} message(s) to the central quarantine again; "
+                  f"until it has, they are listed as pending.", "info")
+            return back
+    except SettingError as exc:
+        flash(refused + "; ".join(rule for _key, rule in exc.errors), "error")
+        return back
+    scope = service.bulk_scope(central)
+    if not scope.count:
+        flash(refused + (f"there is no message {service.CENTRAL_FILTERS[central][1]}"
+                         if central else "the virus quarantine is empty"), "info")
+        return back
+    return render_template("antivirus/quarantine_confirm.html", tabs=TABS, tab="quarantine",
+                           form=VirusQuarantineAllForm(formdata=None, central=central,
+                                                       through=scope.through),
+                           action=action, central=central, scope=scope,
+                           filters=service.CENTRAL_FILTERS,
+                           host=settings()["av.central_quarantine"],
+                           ids_per_command=service.IDS_PER_COMMAND,
+                           requests=-(-scope.count // service.IDS_PER_COMMAND))
 
 
 @bp.route("/quarantine/<queue_id>/download")

@@ -63,6 +63,13 @@ Rules (the antivirus service's rules 5 and 9; its rules 3 and 4 hold here too)
        off, or received from a gateway: service rule 7), is left as it is. The copy's
        entry leaves `_due` before "failed" is written, so a resend that reads "failed"
        always finds it gone and puts it back.
+    5. Every event of a copy's sending (`forwarded`, `deferred`, `delivery_failed`) carries
+       the copy's queue id and the infected message's facts — sender, recipients, size and
+       subject, as its own events have them — and `original_queue_id` in its data: the
+       message's queue id, as its own events and the copy's X-Mailmoat-Quarantine-Queue-Id
+       name it. A detail report searched by the subject or by that queue id finds how the
+       copy's sending went, its success too. (Before, `forwarded` had neither, so such a
+       search found a refusal and never the resend that then worked: guide45 finding 4.)
 """
 
 from __future__ import annotations
@@ -286,11 +293,11 @@ class CentralForwarder:
             await self._write_copy(envelope)
             self._done(queue_id)
             self.events.record(Action.FORWARDED, rule="av.central_quarantine",
-                               result="forwarded", queue_id=queue_id,
+                               result="forwarded", **_message_facts(queue_id, envelope),
                                info=f"virus quarantine copy sent to {mailbox} at "
                                     f"{hop.destination}",
                                data={"forward_to": hop.destination, "mailbox": mailbox,
-                                     "generated": True})
+                                     "generated": True, **_original(envelope)})
             return True
         if failed is not None and failed.outcome == "failed":
             await self._failed(queue_id, envelope, hop, failed.text, status=failed.status,
@@ -324,9 +331,7 @@ class CentralForwarder:
         if self.counters is not None:
             self.counters.incr("delivery_failures")
         self.events.record(Action.DELIVERY_FAILED, rule="av.central_quarantine",
-                           result="failed", queue_id=queue_id, sender=envelope.sender,
-                           recipients=[r.address for r in envelope.recipients],
-                           size=envelope.size, subject=envelope.subject(),
+                           result="failed", **_message_facts(queue_id, envelope),
                            info=(f"virus quarantine copy refused by {hop.destination}: "
                                  if expired_days is None else
                                  f"virus quarantine copy not sent to {hop.destination} "
@@ -337,7 +342,8 @@ class CentralForwarder:
                                  "status": status,
                                  **({"remote_reply": True} if is_remote_reply else {}),
                                  **({"expired_after_days": expired_days}
-                                    if expired_days is not None else {})})
+                                    if expired_days is not None else {}),
+                                 **_original(envelope)})
 
     async def _not_sent(self, queue_id, envelope, hop, outcome: str, text: str, *,
                         status: str, remote_mta: str | None = None,
@@ -369,9 +375,7 @@ class CentralForwarder:
         if not is_new:
             return
         self.events.record(Action.DEFERRED, rule="av.central_quarantine", result=outcome,
-                           queue_id=queue_id, sender=envelope.sender,
-                           recipients=[r.address for r in envelope.recipients],
-                           size=envelope.size, subject=envelope.subject(),
+                           **_message_facts(queue_id, envelope),
                            info=f"virus quarantine copy not sent to {hop.destination}: "
                                 f"{text}; " + (f"tried again every {delay:.0f} s"
                                                if delay >= maximum else
@@ -379,7 +383,8 @@ class CentralForwarder:
                                                f"doubling intervals up to {maximum:.0f} s"),
                            data={"next_hop": hop.key, "remote_mta": remote_mta,
                                  "status": status,
-                                 **({"remote_reply": True} if is_remote_reply else {})})
+                                 **({"remote_reply": True} if is_remote_reply else {}),
+                                 **_original(envelope)})
 
     async def _write_copy(self, envelope) -> None:
         try:
@@ -431,6 +436,22 @@ def _unlink(path: Path) -> None:
         path.unlink()
     except FileNotFoundError:
         pass
+
+
+def _message_facts(queue_id: str, envelope) -> dict:
+    """What each of a copy's events says about the message (rule 5): the copy's own queue
+    id, and the infected message's sender, recipients, size and subject as its own events
+    say them."""
+    return {"queue_id": queue_id, "sender": envelope.sender,
+            "recipients": [r.address for r in envelope.recipients],
+            "size": envelope.size, "subject": envelope.subject()}
+
+
+def _original(envelope) -> dict:
+    """A copy's event data names the infected message's queue id (rule 5), as its
+    X-Mailmoat-Quarantine-Queue-Id does; a copy kept by an earlier release may not know it."""
+    original = envelope.meta.get("original_queue_id")
+    return {"original_queue_id": original} if isinstance(original, str) else {}
 
 
 def _host_of(central: Mapping) -> str:

@@ -104,6 +104,9 @@ def test_virus_quarantine_list_and_safe_download(admin, home):
 def test_report_only_administrator_is_refused(reporter):
     for url in ("/antivirus/", "/antivirus/outbreak", "/antivirus/quarantine"):
         assert reporter.get(url).status_code == 403
+    for url in ("/antivirus/quarantine/delete-all", "/antivirus/quarantine/central-resend-all"):
+        assert reporter.post(url, {"central": "", "through": "ZZZZZZZZZZZZ",
+                                   "confirm": "1"}).status_code == 403
 
 
 def test_outbreak_tab_warns_without_recipients(admin):
@@ -295,4 +298,213 @@ def test_send_again_needs_the_csrf_token_and_an_administrator(admin, reporter, h
     assert reporter.post(RESEND, {"ids": [failed]}).status_code == 403
     assert reporter.events(Action.UNAUTHORIZED_ACCESS)[-1]["data"] == {
         "user": "report", "path": RESEND}
+    assert admin.commands() == []
+
+
+# --- thousands of copies: pages, the central filter, every page at once (guide45 finding 2) --
+# Before, the page listed the newest 500 copies and no more, with no filter and no
+# select-all: after a long central outage the oldest failed copies could be neither sent
+# again nor deleted from the console.
+
+from console.antivirus.service import IDS_PER_COMMAND, PAGE_SIZE  # noqa: E402
+from shared.spool import new_queue_id  # noqa: E402
+
+QUARANTINE = "/antivirus/quarantine"
+FAILED = {**CENTRAL, "state": "failed", "last_error": "550 5.7.1 relay denied"}
+
+
+def _many(home, count: int, **meta) -> list[str]:
+    """`count` copies kept one after another; their queue ids, oldest first."""
+    return [_quarantine(home, new_queue_id(), **meta) for _ in range(count)]
+
+
+def _listed(page: str) -> list[str]:
+    return re.findall(r'name="ids" value="([^"]+)"', page)
+
+
+def _count_line(page: str) -> str:
+    [line] = re.findall(r'<p id="virus-quarantine-count">(.*?)</p>', page, re.S)
+    return " ".join(html.unescape(line).split())
+
+
+def test_the_list_reaches_every_copy_a_page_at_a_time_newest_first(admin, home):
+    ids = _many(home, 2 * PAGE_SIZE + 5)
+    newest_first = ids[::-1]
+    first = admin.get(QUARANTINE).get_data(as_text=True)
+    assert _listed(first) == newest_first[:PAGE_SIZE]
+    assert _count_line(first) == (f"{len(ids)} message(s). Messages 1–{PAGE_SIZE} of "
+                                  f"{len(ids)}, newest first; page 1 of 3.")
+    [oldest_link] = re.findall(r'<a href="([^"]+)" id="last-page">Oldest</a>', first)
+    last = admin.get(html.unescape(oldest_link)).get_data(as_text=True)
+    assert _listed(last) == newest_first[2 * PAGE_SIZE:]           # the oldest five
+    assert "page 3 of 3" in _count_line(last) and 'id="next-page"' not in last
+    [newer] = re.findall(r'<a href="([^"]+)" id="previous-page"', last)
+    assert _listed(admin.get(html.unescape(newer)).get_data(as_text=True)) == \
+        newest_first[PAGE_SIZE:2 * PAGE_SIZE]
+    # a page beyond the last shows the last; one that is no number, the first
+    assert _listed(admin.get(QUARANTINE + "?page=99").get_data(as_text=True)) == \
+        newest_first[2 * PAGE_SIZE:]
+    assert _listed(admin.get(QUARANTINE + "?page=x").get_data(as_text=True)) == \
+        newest_first[:PAGE_SIZE]
+
+
+def test_the_central_filter_lists_the_copies_in_that_state(admin, home):
+    admin.set(av__central_quarantine=CENTRAL)
+    failed = _many(home, 3, central=FAILED)
+    pending = _many(home, 2, central={**CENTRAL, "state": "pending"})
+    sent = _many(home, 1, central={**CENTRAL, "state": "sent"})
+    unmarked = _many(home, 1)                       # kept while the central quarantine was off
+    page = admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)
+    assert _listed(page) == failed[::-1]
+    assert _count_line(page).startswith(
+        "7 message(s); those whose sending to the central quarantine failed: 3.")
+    assert '<option value="failed" selected>failed</option>' in page
+    assert _listed(admin.get(QUARANTINE + "?central=sent").get_data(as_text=True)) == sent
+    assert _listed(admin.get(QUARANTINE).get_data(as_text=True)) == \
+        (failed + pending + sent + unmarked)[::-1]
+    # one is asked to be sent again: pending until the core has done it
+    admin.post(RESEND, {"ids": [failed[0]]})
+    assert _listed(admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)) == \
+        failed[:0:-1]
+    assert _listed(admin.get(QUARANTINE + "?central=pending").get_data(as_text=True)) == \
+        pending[::-1] + [failed[0]]
+    # the core's own change of a copy shows at the next look
+    spool = Spool(home.spool)
+    envelope = spool.read_envelope("quarantine/virus", failed[2])
+    envelope.meta["central"] = {**CENTRAL, "state": "sent"}
+    spool.write_envelope("quarantine/virus", envelope)
+    assert _listed(admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)) == \
+        [failed[1]]
+    assert _listed(admin.get(QUARANTINE + "?central=sent").get_data(as_text=True)) == \
+        sent + [failed[2]]
+    # an unknown filter is no filter
+    assert len(_listed(admin.get(QUARANTINE + "?central=bogus").get_data(as_text=True))) == 7
+
+
+def test_select_the_page_checks_every_row_of_that_page_and_no_other(admin, home):
+    ids = _many(home, PAGE_SIZE + 3, central=FAILED)
+    page = admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)
+    [select] = re.findall(r'<a href="([^"]+)" id="select-page">Select the (\d+) message\(s\) '
+                          r'on this page</a>', page)
+    assert select[1] == str(PAGE_SIZE) and 'checked' not in page
+    [last] = re.findall(r'<a href="([^"]+)" id="last-page"', page)
+    last_page = admin.get(html.unescape(last)).get_data(as_text=True)
+    [select_last] = re.findall(r'<a href="([^"]+)" id="select-page"', last_page)
+    selected = admin.get(html.unescape(select_last)).get_data(as_text=True)
+    checked = re.findall(r'name="ids" value="([^"]+)"[^>]* checked>', selected)
+    assert checked == ids[2::-1] and _listed(selected) == checked
+    assert 'id="select-none"' in selected
+    # the actions keep the filter and the page
+    [action] = re.findall(r'<form method="post" action="(/antivirus/quarantine/delete[^"]*)" '
+                          r'novalidate>', selected)
+    assert html.unescape(action) == "/antivirus/quarantine/delete?central=failed&page=2"
+    response = admin.post(html.unescape(action), {"ids": checked, "delete": "1"})
+    assert response.headers["Location"].endswith("/antivirus/quarantine?central=failed&page=2")
+
+
+DELETE_ALL = "/antivirus/quarantine/delete-all"
+RESEND_ALL = "/antivirus/quarantine/central-resend-all"
+
+
+def _every_page_button(page: str, button: str) -> tuple[str, str, dict]:
+    """The list's "every page at once" button `button` (its id): (where it posts, its text,
+    the fields it posts)."""
+    [(action, form)] = re.findall(r'<form method="post" action="([^"]+)" '
+                                  r'id="virus-quarantine-all" novalidate>(.*?)</form>', page, re.S)
+    [(attributes, text)] = re.findall(rf'<button type="submit" ([^>]*)id="{button}">([^<]+)'
+                                      rf'</button>', form)
+    action = (re.findall(r'formaction="([^"]+)"', attributes) or [action])[0]
+    return html.unescape(action), text, _hidden_fields(form)
+
+
+def _hidden_fields(page: str) -> dict:
+    return {name: html.unescape(value) for name, value in re.findall(
+        r'<input id="(?:csrf_token|central|through)" name="([^"]+)" type="hidden" '
+        r'value="([^"]*)"', page)}
+
+
+def test_delete_every_failed_copy_confirms_then_asks_in_bounded_commands(admin, home):
+    failed = _many(home, IDS_PER_COMMAND + 1, central=FAILED)
+    sent = _many(home, 2, central={**CENTRAL, "state": "sent"})
+    page = admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)
+    url, text, fields = _every_page_button(page, "delete-all")
+    assert (url, text, fields["central"]) == (
+        DELETE_ALL, f"Delete all {len(failed)} message(s) whose sending to the central "
+                    f"quarantine failed…", "failed")
+    confirmation = admin.post(url, fields).get_data(as_text=True)
+    [what] = re.findall(r'<p id="confirm-what">(.*?)</p>', confirmation, re.S)
+    assert what.startswith(f"Delete all {len(failed)} message(s) in the virus quarantine whose "
+                           f"sending to the central quarantine failed, quarantined from ")
+    assert f'value="Delete all {len(failed)} message(s)"' in confirmation
+    assert admin.commands() == []                   # nothing asked before Yes
+    fields = _hidden_fields(confirmation)
+    assert fields["central"] == "failed" and fields["through"] == failed[-1]
+    later = _quarantine(home, new_queue_id(), central=FAILED)   # failed after it was shown
+    response = admin.post(DELETE_ALL, {**fields, "confirm": "1"})
+    assert response.headers["Location"].endswith("/antivirus/quarantine?central=failed")
+    commands = admin.commands()
+    assert [c["kind"] for c in commands] == ["virus_quarantine.delete"] * 2
+    assert [len(c["args"]["ids"]) for c in commands] == [IDS_PER_COMMAND, 1]
+    assert sorted(i for c in commands for i in c["args"]["ids"]) == failed  # not later, not sent
+    assert len([e for e in admin.events(Action.OBJECT_MODIFIED)
+                if e["data"].get("command") == "virus_quarantine.delete"]) == 2
+    page = admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)
+    assert f"The core deletes the {len(failed)} message(s)" in page
+    assert _listed(page) == [later]
+    assert _listed(admin.get(QUARANTINE).get_data(as_text=True)) == [later] + sent[::-1]
+
+
+def test_send_every_failed_copy_again_confirms_then_asks_the_core(admin, home):
+    admin.set(av__central_quarantine={**CENTRAL, "mailbox": "vault@example.test"})
+    failed = _many(home, PAGE_SIZE + 2, central=FAILED)
+    _many(home, 1, central={**CENTRAL, "state": "pending"})
+    page = admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)
+    url, text, fields = _every_page_button(page, "central-resend-all")
+    assert (url, text) == (RESEND_ALL, f"Send all {len(failed)} of them to the central "
+                                       f"quarantine again…")
+    assert 'id="central-resend-all"' not in admin.get(QUARANTINE).get_data(as_text=True)
+    confirmation = admin.post(url, fields).get_data(as_text=True)
+    assert ("to the central quarantine again? They go to the central quarantine as it is set "
+            "now: vault@example.test at cq.example.test port 25.") in " ".join(
+                confirmation.split())
+    response = admin.post(RESEND_ALL, {**_hidden_fields(confirmation), "confirm": "1"})
+    assert response.headers["Location"].endswith("/antivirus/quarantine?central=failed")
+    [command] = admin.commands()
+    assert command["kind"] == "virus_quarantine.central_resend"
+    assert command["args"] == {"ids": failed}                      # oldest first
+    page = admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)
+    assert f"The core sends the {len(failed)} message(s) to the central quarantine again" in page
+    assert _listed(page) == []                      # pending until the core has done it
+    assert set(failed) <= set(_listed(admin.get(QUARANTINE + "?central=pending&page=2")
+                                      .get_data(as_text=True)) +
+                              _listed(admin.get(QUARANTINE + "?central=pending")
+                                      .get_data(as_text=True)))
+    # nothing left to send: said, and nothing asked
+    response = admin.post(url, fields, follow_redirects=True)
+    assert ("Nothing was sent again: there is no message whose sending to the central "
+            "quarantine failed") in html.unescape(response.get_data(as_text=True))
+    assert len(admin.commands()) == 1
+
+
+def test_send_every_failed_copy_again_is_refused_while_the_central_quarantine_is_off(admin,
+                                                                                       home):
+    failed = _many(home, 2, central=FAILED)
+    for data in ({}, {"through": failed[-1], "confirm": "1"}):
+        response = admin.post(RESEND_ALL, {"central": "failed", **data})
+        assert response.headers["Location"].endswith("/antivirus/quarantine?central=failed")
+        page = admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)
+        assert "Nothing was sent again: the central quarantine is off" in page
+    assert admin.commands() == []
+
+
+@pytest.mark.parametrize("through, why", [
+    ("", "the confirmation names no copy: show the list again"),
+    ("../x", "the confirmation names no copy: show the list again"),
+    ("0", "no copy matches any more"),              # "0" sorts before every queue id
+])
+def test_a_confirmation_naming_no_copy_says_so_and_asks_nothing(admin, home, through, why):
+    _many(home, 2, central=FAILED)
+    response = admin.post(DELETE_ALL, {"central": "failed", "through": through,
+                                       "confirm": "1"}, follow_redirects=True)
+    assert "Nothing was deleted: " + why in html.unescape(response.get_data(as_text=True))
     assert admin.commands() == []

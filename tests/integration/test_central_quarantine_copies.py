@@ -11,14 +11,17 @@ one with another key scans it as ordinary mail addressed to that mailbox.
 
 A copy the central host refused could not be sent again once that host was put right; now
 Antivirus Policy › Virus Quarantine's "Send to central quarantine again" has the core send it
-(core/scan/central_forwarder.py rule 4).
+(core/scan/central_forwarder.py rule 4), every failed copy at once if need be, and the
+detail report finds how each copy's sending went by the message's subject or queue id.
 """
 
 from __future__ import annotations
 
 import email
 import email.policy
+import html
 import re
+import time
 
 import pytest
 import trio
@@ -26,9 +29,9 @@ import trio
 from core.app import run_core
 from shared import db
 from shared.events import Action
-from shared.report import summarise
+from shared.report import DetailFilter, iter_detail, summarise
 from shared.report_time import ReportRange
-from shared.spool import Spool
+from shared.spool import SUBJECT_META, Envelope, Spool, new_queue_id
 from tests.support.console import console_on
 from tests.support.core import routed_home
 from tests.support.mail import EICAR, send_infected
@@ -267,4 +270,93 @@ async def test_a_refused_copy_sent_again_from_the_console_reaches_the_central_ho
     # the copy's state is written before its event is recorded
     await until(forwarded)
     assert [e["queue_id"] for e in forwarded()] == [copy.queue_id]
+    # guide45 finding 4: the detail report, searched by the message's subject or by its
+    # queue id (its own events', the copy's X-Mailmoat-Quarantine-Queue-Id), finds how
+    # the copy's sending went, the resend that worked too (central_forwarder.py rule 5)
+    for term in ("worm", copy.meta["original_queue_id"]):
+        assert [(row.action, row.queue_id, row.subject, row.sender)
+                for row in _detail(home, term) if row.rule == "av.central_quarantine"] == [
+            ("delivery_failed", copy.queue_id, "worm", "sender@client.test"),
+            ("forwarded", copy.queue_id, "worm", "sender@client.test")], term
+    core.cancel_scope.cancel()
+
+
+def _detail(home, term: str) -> list:
+    """The detail report's rows for the search `term`, over all time."""
+    conn = db.connect(home.db)
+    try:
+        return list(iter_detail(conn, DetailFilter(ReportRange(0, 4_000_000_000, "UTC"),
+                                                   search=term)))
+    finally:
+        conn.close()
+
+
+def _failed_copies(home, count: int, port: int) -> list[str]:
+    """`count` copies of infected messages whose sending to the central quarantine (on
+    `port`) failed, as a long outage leaves them; their queue ids, oldest first."""
+    spool = Spool(home.spool)
+    ids = []
+    for n in range(count):
+        queue_id, original = new_queue_id(), new_queue_id()
+        incoming = spool.open_incoming(queue_id)
+        incoming.write(b"From: sender@client.test\r\nTo: user@local.test\r\n"
+                       b"Subject: worm %d\r\n\r\n" % n + EICAR + b"\r\n")
+        envelope = Envelope.new(queue_id, "sender@client.test", ["user@local.test"], meta={
+            "kind": "virus_quarantine", "virus": ["Mailmoat.Test.EICAR"], "files": ["message"],
+            "actions": ["drop"], "original_queue_id": original,
+            "quarantined_at": time.time(), SUBJECT_META: f"worm {n}",
+            "central": {"host": "127.0.0.1", "port": port, "state": "failed",
+                        "last_error": "expired after 5 days: 421 4.3.2 down"}})
+        spool.commit([incoming.prepare(envelope)], VIRUS_QUEUE)
+        ids.append(queue_id)
+    return ids
+
+
+def _hidden_fields(page: str) -> dict:
+    return dict(re.findall(r'<input id="(?:csrf_token|central|through)" name="([^"]+)" '
+                           r'type="hidden" value="([^"]*)"', page))
+
+
+def _console_send_every_failed_copy_again(home) -> tuple[str, int]:
+    """On a console on the same home: show the failed copies, press "Send all N of them
+    to the central quarantine again…" and confirm; (the button's text, the last status)."""
+    with console_on(home) as console:
+        page = console.get("/antivirus/quarantine?central=failed").get_data(as_text=True)
+        [form] = re.findall(r'id="virus-quarantine-all" novalidate>(.*?)</form>', page, re.S)
+        [(url, text)] = re.findall(r'formaction="([^"]+)" id="central-resend-all">([^<]+)<',
+                                   form)
+        confirmation = console.post(html.unescape(url), _hidden_fields(form))
+        fields = _hidden_fields(confirmation.get_data(as_text=True))
+        return text, console.post(html.unescape(url), {**fields, "confirm": "1"}).status_code
+
+
+async def test_every_failed_copy_beyond_the_first_page_is_sent_again_from_the_console(
+        tmp_path, sink, make_sink, nursery):
+    """guide45 finding 2: the page listed the newest 500 copies and no more, so after a long
+    central outage the oldest failed copies could not be sent again from the console. Now
+    "Send all N of them … again" on the failed copies names every one (IDS_PER_COMMAND to a
+    command), not only the page's."""
+    from console.antivirus.service import PAGE_SIZE
+    central = make_sink()
+    central.rcpt_reply = lambda address: (550, "5.7.1 relay denied")
+    home = routed_home(tmp_path, sink, av__quarantine="all", quarantine__reinsertion_key=KEY,
+                       av__central_quarantine={"host": "127.0.0.1", "port": central.port})
+    older = _failed_copies(home, PAGE_SIZE + 4, central.port)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(send_infected, core.smtp_addresses[0][1], "newest")
+    await until(lambda: sum(c.meta["central"]["state"] == "failed"
+                            for c in entries(home)) == len(older) + 1, 30)
+    assert not central.messages
+    central.rcpt_reply = None                   # the central host is put right
+    text, status = await trio.to_thread.run_sync(_console_send_every_failed_copy_again, home)
+    assert (text, status) == (f"Send all {len(older) + 1} of them to the central quarantine "
+                              f"again…", 302)
+    received = await trio.to_thread.run_sync(central.wait_for, len(older) + 1, 60.0)
+    assert sorted(m.message["Subject"] for m in received) == sorted(
+        ["newest"] + [f"worm {n}" for n in range(len(older))])
+    assert all(m.recipients == ["quarantine@[127.0.0.1]"] for m in received)
+    await until(lambda: {c.meta["central"]["state"] for c in entries(home)} == {"sent"}, 30)
+    await until(lambda: _resend_command(home)[0] == "done")
+    assert _resend_command(home)[1] == (f"{len(older) + 1} virus quarantine copies sent to "
+                                        f"the central quarantine again")
     core.cancel_scope.cancel()

@@ -108,6 +108,8 @@ async def test_a_refused_central_quarantine_writes_one_deferred_event_per_copy(t
     assert first["info"] == (f"virus quarantine copy not sent to [::1]:{dead}: connect to "
                              f"::1[::1]:{dead}: Connection refused; tried again every 2 s")
     data = json.loads(first["data"])
+    original = data.pop("original_queue_id")            # the message's (rule 5)
+    assert original in [e["queue_id"] for e in events_of(home, Action.ACCEPTED)]
     assert data == {"next_hop": f"relay:[::1]:{dead}", "remote_mta": None, "status": "4.4.1"}
     assert alert_key(first) == "smtp_connection_failure"
     spool = Spool(home.spool)

@@ -40,7 +40,7 @@ from core.scan.service import AntivirusService
 from core.status import Counters
 from shared.clock import FakeClock
 from shared.events import Action
-from shared.spool import Envelope, Spool, new_queue_id
+from shared.spool import SUBJECT_META, Envelope, Spool, new_queue_id
 from tests.support.core import make_home, stored_settings
 
 pytestmark = pytest.mark.trio
@@ -101,7 +101,7 @@ class Harness:
         incoming = self.spool.open_incoming(queue_id)
         incoming.write(MESSAGE)
         envelope = Envelope.new(queue_id, "sender@client.test", ["user@local.test"],
-                                clock=self.clock.now)
+                                meta={SUBJECT_META: "infected"}, clock=self.clock.now)
         self.spool.commit([incoming.prepare(envelope)], "fast")
         findings = [Finding(rule="av.on_virus", action="remove_part", event="file_deleted",
                             reason="virus found", part=index + 1,
@@ -113,6 +113,10 @@ class Harness:
             "fast", queue_id), self.settings())
         [copy_id] = set(self.spool.list(VIRUS_QUEUE)) - before
         return copy_id
+
+    def original(self, copy_id) -> str:
+        """The queue id of the message `copy_id` is a copy of."""
+        return self.spool.read_envelope(VIRUS_QUEUE, copy_id).meta["original_queue_id"]
 
     def central(self, copy_id) -> dict:
         return self.spool.read_envelope(VIRUS_QUEUE, copy_id).meta["central"]
@@ -162,7 +166,7 @@ async def test_a_copy_the_central_host_refuses_with_5xx_is_tried_once_then_faile
                               "the virus quarantine)")
     assert failed["data"] == {"next_hop": f"relay:127.0.0.1:{central.port}",
                               "remote_mta": "127.0.0.1", "status": "5.7.1",
-                              "remote_reply": True}
+                              "remote_reply": True, "original_queue_id": h.original(refused)}
     assert h.central(refused)["state"] == "failed"
     assert h.central(refused)["last_error"] == "550 5.7.1 relaying denied"
     assert h.spool.message_path(VIRUS_QUEUE, refused).exists()      # the local copy stays
@@ -342,3 +346,31 @@ async def test_sending_again_is_refused_while_off_and_leaves_copies_that_did_not
         f"{unmarked}; not in the virus quarantine: 0NOSUCHCOPY0")
     assert h.central(waiting)["attempts"] == 1 and tries_of(central) == 1
     assert "central" not in h.spool.read_envelope(VIRUS_QUEUE, unmarked).meta
+
+
+async def test_every_event_of_a_copys_sending_names_the_message_and_its_queue_id(
+        tmp_path, make_sink, nursery):
+    """guide45 finding 4: `forwarded` had no sender, recipients or subject, and no event of
+    a copy named the message's queue id, so a detail report searched by either found the
+    refusal (or nothing) and never the resend that worked. Now each carries them (rule 5)."""
+    central = make_sink()
+    central.greeting = (421, "4.3.2 down for maintenance")
+    h = Harness(tmp_path, central)
+    await nursery.start(h.service.run)
+    copy = await h.keep()
+    await until(lambda: h.events.of(Action.DEFERRED))
+    central.greeting, central.rcpt_reply = None, refuse_rcpt
+    h.clock.advance(CENTRAL_RETRY_SECONDS)
+    await until(lambda: h.events.of(Action.DELIVERY_FAILED))
+    central.rcpt_reply = None
+    await h.service.central.resend_command({"ids": [copy]})
+    await until(lambda: h.events.of(Action.FORWARDED))
+    events = [h.events.of(action)
+              for action in (Action.DEFERRED, Action.DELIVERY_FAILED, Action.FORWARDED)]
+    assert [len(e) for e in events] == [1, 1, 1]
+    size = h.spool.read_envelope(VIRUS_QUEUE, copy).size
+    for [event] in events:
+        assert (event["queue_id"], event["sender"], event["recipients"], event["subject"],
+                event["size"]) == (copy, "sender@client.test", ["user@local.test"],
+                                   "infected", size), event
+        assert event["data"]["original_queue_id"] == h.original(copy) != copy
