@@ -3,7 +3,7 @@
 Run as root on a data home that another user owns (the service user), a command runs as
 that user (shared.home.become_owner) before it touches the home, so what it writes is the
 service's; it says nothing about it unless it cannot (exit 1). Commands that never open the
-home (HOME_FREE) run as their caller.
+home (HOME_FREE_DEFINITIONS) run as their caller.
 
 Exit status: 0 success, 2 bad input (one line per problem on stderr, `KEY: rule`), 1 any
 other failure. No traceback reaches the terminal for an expected failure: CommandFailed, a
@@ -30,10 +30,9 @@ from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value
 __all__ = ["main", "build_parser", "register", "CommandFailed", "sole_exception"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
-# (command, action) pairs that never open the data home: a signing key or a package an
+# `definitions` actions that never open the data home: a signing key or a package an
 # administrator makes is theirs, wherever the service's home is
-HOME_FREE = frozenset({("definitions", "build"), ("definitions", "keygen"),
-                       ("definitions", "update")})
+HOME_FREE_DEFINITIONS = frozenset({"build", "keygen", "update"})
 # An operator's failure, not a bug, when the system refuses a file of the data home.
 _FILE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
@@ -243,7 +242,7 @@ def _run_as_home_owner(args) -> None:
     """Become the data home's owner when run as root on another user's home (module
     docstring); the command then names the home it resolved, since a default resolved
     again as that user would be another one."""
-    if (args.command, getattr(args, "action", None)) in HOME_FREE:
+    if args.command == "definitions" and args.action in HOME_FREE_DEFINITIONS:
         return
     from shared.home import become_owner
 
