@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 
-from console.antivirus import bp, service
+from console.antivirus import bp, engine_check, service
 from console.antivirus.forms import VirusQuarantineAllForm, VirusQuarantineForm
 from console.context import settings
 from console.form_submit import submit, who
@@ -57,6 +57,9 @@ def _settings_page(page: str):
     form = FORMS[page](data=form_data(keys, settings()))
     errors = submit(form, lambda: save_settings(form_values(form, keys), page=page, **who()))
     if errors is None:
+        if page == "antivirus":
+            for warning in engine_check.save_warnings(settings()):
+                flash(warning, "warning")
         return redirect(url_for(request.endpoint))
     return render_template("antivirus/settings.html", tabs=TABS, tab=page, form=form,
                            errors=errors, title=PAGES[page].split("› ")[-1],
