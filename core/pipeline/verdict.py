@@ -82,9 +82,6 @@ class Verdict:
     disposition: str                     # deliver | drop | hold | quarantine | forward
     rule: str | None = None              # the finding that decided (None: nothing asked)
     reason: str | None = None
-    forward_to: str | None = None        # the deciding finding's address
-    forward_subject: str | None = None   # with forward: the Subject of the message itself,
-                                         # forwards[0].subject
     quarantine: str | None = None        # "spam" | "virus" with quarantine
     edits: tuple[Finding, ...] = field(default_factory=tuple)
     event: str | None = None             # the deciding finding's event ("scan_error"...)
@@ -94,6 +91,11 @@ class Verdict:
     def forward_addresses(self) -> tuple[str, ...]:
         """Every address a forward verdict sends the message to."""
         return tuple(address for group in self.forwards for address in group.to)
+
+    @property
+    def forward_subject(self) -> str | None:
+        """With forward: the Subject the message itself gets (None: its own)."""
+        return self.forwards[0].subject if self.forwards else None
 
 
 def decide(findings: list[Finding] | tuple[Finding, ...], *, after_data: bool = True) -> Verdict:
@@ -115,8 +117,6 @@ def decide(findings: list[Finding] | tuple[Finding, ...], *, after_data: bool = 
         return Verdict("deliver", edits=edits)
     forwards = _forwards(findings) if disposition == "forward" else ()
     return Verdict(disposition, rule=deciding.rule, reason=deciding.reason,
-                   forward_to=deciding.forward_to if forwards else None,
-                   forward_subject=forwards[0].subject if forwards else None,
                    quarantine=_place(deciding) if disposition == "quarantine" else None,
                    edits=edits, event=deciding.event, forwards=forwards)
 

@@ -109,7 +109,7 @@ def test_blacklist_log_and_forward_actions():
     findings, v = verdict(message(), {"sender": "bad@spam.test"}, blacklist__action="forward",
                           blacklist__forward_to="review@local.test",
                           blacklist__forward_subject="blocked", **common)
-    assert v.disposition == "forward" and v.forward_to == "review@local.test"
+    assert v.disposition == "forward" and v.forward_addresses == ("review@local.test",)
     assert v.forward_subject == "blocked"
 
 
@@ -290,7 +290,7 @@ def test_heuristic_drop_and_forward_scores():
     assert v.disposition == "drop" and v.rule == "heuristic.drop_score"
     _, v = verdict(raw, heuristic__enabled=True, heuristic__forward_score=50,
                    heuristic__forward_to="spam@local.test")
-    assert v.disposition == "forward" and v.forward_to == "spam@local.test"
+    assert v.disposition == "forward" and v.forward_addresses == ("spam@local.test",)
     assert v.rule == "heuristic.forward_score"
 
 

@@ -84,8 +84,8 @@ def test_blocked_subject_forward():
                                subject__forward_to="review@local.test",
                                subject__forward_subject="Blocked subject")
     assert verdict.disposition == "forward"
-    assert (verdict.forward_to, verdict.forward_subject) == ("review@local.test",
-                                                             "Blocked subject")
+    assert (verdict.forward_addresses, verdict.forward_subject) == (("review@local.test",),
+                                                                    "Blocked subject")
 
 
 def test_subject_blocking_off_or_unmatched_delivers():
@@ -419,7 +419,8 @@ def test_content_rule_forward_and_named_rule():
     _, findings, verdict = verdict_of(raw, rules__content=[rule(["nothing"]), named],
                                       rules__content_action="forward",
                                       rules__content_forward_to="legal@local.test")
-    assert verdict.disposition == "forward" and verdict.forward_to == "legal@local.test"
+    assert verdict.disposition == "forward"
+    assert verdict.forward_addresses == ("legal@local.test",)
     assert verdict.rule == "rules.content[1] M&A"
 
 
@@ -466,8 +467,8 @@ def test_encrypted_container_forward():
     _, _, verdict = verdict_of(raw, encrypted__action="forward",
                                encrypted__forward_to="sec@local.test",
                                encrypted__forward_subject="Encrypted attachment")
-    assert (verdict.disposition, verdict.forward_to, verdict.forward_subject) == (
-        "forward", "sec@local.test", "Encrypted attachment")
+    assert (verdict.disposition, verdict.forward_addresses, verdict.forward_subject) == (
+        "forward", ("sec@local.test",), "Encrypted attachment")
 
 
 @pytest.mark.parametrize("setting", ["deliver", "drop", "hold"])

@@ -24,7 +24,8 @@ def test_forward_for_several_lines_is_one_forward():
                                       subject__action="forward",
                                       subject__forward_to="review@local.test")
     assert [f.action for f in findings] == ["forward", "forward"]
-    assert (verdict.disposition, verdict.forward_to) == ("forward", "review@local.test")
+    assert (verdict.disposition, verdict.forward_addresses) == ("forward",
+                                                                ("review@local.test",))
 
 
 def test_a_line_matching_two_subject_fields_is_reported_once():
