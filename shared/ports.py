@@ -17,7 +17,7 @@ Rules:
   program holds it. Without that table the port is taken on trust: a core that then cannot
   bind it keeps its old port and says so (a `service_start_failed` event).
 - A port that one of Mailmoat's own listeners may hold now (the current values of
-  PORT_KEYS) is not "in use" (SPEC §3): it is ours.
+  shared.settings PORT_KEYS) is not "in use" (SPEC §3): it is ours.
 - But one save may not give a key the port another of our listeners holds now while it
   moves that listener too (a swap of http.port and https.port, say): each listener binds
   its new port before it closes its old one, so neither move could ever happen. The guide
@@ -38,13 +38,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from shared.clock import SYSTEM_CLOCK, WallClock
-from shared.settings import SettingError
+from shared.settings import PORT_KEYS, SettingError
 from shared.status import STALE_AFTER_SECONDS, read_snapshot
 
-__all__ = ["PORT_KEYS", "port_problem", "check_ports", "may_bind_privileged_ports",
+__all__ = ["port_problem", "check_ports", "may_bind_privileged_ports",
            "privileged_port_start", "core_may_bind_privileged_ports"]
 
-PORT_KEYS = ("smtp.port", "http.port", "https.port")
 SWAP_RULE = ("port {port} is in use: Mailmoat's {holder} listener holds it now, and this "
              "change moves {holder} too; change one port number at a time")
 HELD_RULE = ("port {port} is in use by Mailmoat's {holder} listener, which is still on it "

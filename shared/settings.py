@@ -51,7 +51,7 @@ __all__ = [
     "display_value", "parse_cli_value", "hash_password", "check_password", "PAGES",
     "generated_values", "ALERT_EVENTS", "RULES_MAX_TOTAL", "STORED_HASH_RULE",
     "refused_values", "SPAM_QUARANTINE_NOT_BUILT", "NOT_BUILT_FEATURES",
-    "NOTIFY_SENDER_METATAGS", "NOTIFY_ADMIN_METATAGS", "OUTBREAK_METATAGS",
+    "NOTIFY_SENDER_METATAGS", "NOTIFY_ADMIN_METATAGS", "OUTBREAK_METATAGS", "PORT_KEYS",
 ]
 
 PASSWORD_MAX_CHARS = 32  # SPEC §3 admin.password: ≤32 chars, case-sensitive
@@ -163,6 +163,9 @@ _ALERTS_ON = {"service_start_improper", "low_disk", "low_memory", "failed_logons
               "unauthorized_access", "suspect_message"}
 
 PORT = Int(1, 65535)
+# The keys of Mailmoat's own listeners' ports: distinct (shared/settings_cross_rules.py), and
+# not in use by another program (shared/ports.py).
+PORT_KEYS = ("smtp.port", "http.port", "https.port")
 EMAILS = ListOf(Email(), max_items=100)
 FORWARD_SUBJECT = Str(max_len=255)
 # How a rule term is read (shared/wildcard.py), in the help of both rule lists.

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from shared.settings import RULES_MAX_TOTAL, SCHEMA, SPAM_QUARANTINE_NOT_BUILT, check_password
+from shared.settings import (PORT_KEYS, RULES_MAX_TOTAL, SCHEMA, SPAM_QUARANTINE_NOT_BUILT,
+                             check_password)
 from shared.wildcard import misread_escapes
 
 __all__ = ["CrossRule", "CROSS_RULES", "cross_errors"]
@@ -103,9 +104,8 @@ def _ports_distinct(first: str, second: str) -> None:
                 yield second, f"already used by {first}"
 
 
-_PORT_KEYS = ("smtp.port", "http.port", "https.port")
-for _i, _first in enumerate(_PORT_KEYS):
-    for _second in _PORT_KEYS[_i + 1:]:
+for _i, _first in enumerate(PORT_KEYS):
+    for _second in PORT_KEYS[_i + 1:]:
         _ports_distinct(_first, _second)
 
 
