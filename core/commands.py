@@ -365,7 +365,8 @@ def _queue_setup(parser) -> None:
     parser.add_argument("--subject", help="forward: subject of the copies")
     parser.add_argument("--id", dest="ids", action="append", help="only this message "
                         "(repeatable; default: every message in the hold queue)")
-    parser.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the core (default 30)")
+    parser.add_argument("--wait", type=float, default=30.0,
+                        help="seconds to wait for the core (default 30)")
     parser.add_argument("--no-wait", action="store_true", help="queue the request and return")
 
 

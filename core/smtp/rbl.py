@@ -51,8 +51,10 @@ Rules
        administrator learns that a zone has gone dark (mail from its listed clients gets
        through meanwhile) from an event (and its Scan Error alert), not only from a
        counter on the Status page.
-    6. Nothing here writes events or replies; the listener does (core/smtp/server.py,
-       core/smtp/transaction.py).
+    6. Nothing here writes events or replies; the listener does: core/smtp/session.py
+       asks at connect and writes the session's events (`Session.record`),
+       core/smtp/transaction.py answers MAIL FROM (the refusal, and its event through the
+       session), core/smtp/server.py writes a zone's suspension event.
 """
 
 from __future__ import annotations
