@@ -35,7 +35,10 @@ Rules
        transaction of the attempt (or its RSET), since only that shows whether the next hop
        still had it open: CONNECTION_FAILED with the reason when it was dead (closed while
        idle, a 421 at MAIL or at RSET) and a fresh connection, with its own event, follows;
-       the report never calls a connection succeeded that the attempt had to replace. Each
+       the report never calls a connection succeeded that the attempt had to replace. A
+       refusal of ours (a message over the host's SIZE, needing SMTPUTF8 it lacks:
+       core/delivery/session.py rule 4) replaces nothing: the connection is still open,
+       and a fresh one to the same host would get the same refusal. Each
        names its connection id, the peer and whether it is under TLS (and which) in `info`,
        and carries `tls` in its data.
        Per-recipient events (DELIVERED, DEFERRED, DELIVERY_FAILED) and counters are the
@@ -198,8 +201,7 @@ class Deliverer:
                 chunk, todo = todo[:per_transaction], todo[per_transaction:]
                 outcomes = await run_transaction(slot.session, envelope, chunk, message_path,
                                                  self.timeouts)
-                stale = reused and (not any(remote for _, _, _, remote in outcomes.values())
-                                    or _closed_before_taking(slot.session, outcomes))
+                stale = reused and _closed_before_taking(slot.session, outcomes)
                 if cached is not None:
                     self._connected(envelope, hop, cached, CONNECTION_CACHED,
                                     failure=_stale_reason(cached, outcomes) if stale else None)
@@ -363,13 +365,10 @@ def _sni_name(host: str) -> str | None:
         return host
 
 
-def _stale_reason(session, outcomes: Mapping) -> str | None:
+def _stale_reason(session, outcomes: Mapping) -> str:
     """Why a pooled connection counts as dead (rule 5) after the first transaction it was
     given, which found it stale: the next hop's answer to MAIL (a 421 it sent on closing),
-    else the error its recipients were deferred with. None when it is still usable — a
-    refusal of ours (SIZE, SMTPUTF8) replaced it, not the next hop."""
-    if session.is_usable:
-        return None
+    else the error its recipients were deferred with."""
     transaction = session.conn.transaction
     mail_reply = transaction.mail_reply if transaction is not None else None
     if mail_reply is not None and not mail_reply.is_positive:

@@ -265,6 +265,47 @@ async def test_stale_pooled_connection_is_replaced(make_sink, message):
     assert len(sink.messages) == 2
 
 
+async def _small_size_server(limit: int, connections: list[list[str]],
+                             task_status=trio.TASK_STATUS_IGNORED):
+    """Announces SIZE `limit`; records each connection's command verbs."""
+    async def handle(stream):
+        commands: list[str] = []
+        connections.append(commands)
+        await stream.send_all(b"220 small.test ESMTP\r\n")
+        async for line in command_lines(stream):
+            commands.append(line.decode().split(" ")[0].upper())
+            if commands[-1] == "EHLO":
+                await stream.send_all(b"250-small.test\r\n250-8BITMIME\r\n250 SIZE %d\r\n"
+                                      % limit)
+            elif commands[-1] == "QUIT":
+                await stream.send_all(b"221 bye\r\n")
+                return
+            else:
+                await stream.send_all(b"250 ok\r\n")
+    await serve_on_loopback(handle, task_status)
+
+
+async def test_our_own_refusal_on_a_pooled_connection_keeps_it(message, nursery):
+    """review14 B5: a message over the host's SIZE, refused by us on a pooled connection,
+    closed it and opened another that got the same refusal, while the pooled one's
+    CONNECTED_TO read "succeeded" (deliver.py rule 5)."""
+    connections: list[list[str]] = []
+    port = await nursery.start(_small_size_server, 10, connections)
+    envelope, path = message
+    settings = snapshot()
+    events = Recorder()
+    deliverer = Deliverer(settings=lambda: settings, events=events)
+    hop = NextHop("relay", "127.0.0.1", port)
+    for _ in range(2):
+        [result] = await deliverer.deliver(hop, envelope, ["a@x.test"], path)
+        assert (result.outcome, result.status) == ("failed", "5.3.4")
+    await deliverer.aclose()
+    assert connections == [["EHLO", "RSET", "QUIT"]]     # RSET: the check before reuse
+    assert [(fields["data"]["connection"], fields["result"]) for _, fields in events.events
+            if fields.get("connection_id")] == [("actual", "succeeded"),
+                                                ("cached", "succeeded")]
+
+
 async def _silent_server(task_status=trio.TASK_STATUS_IGNORED):
     """Greets, then reads commands and never answers one."""
     async def handle(stream):
