@@ -25,8 +25,10 @@ def _core_says(admin, clock, may_bind: bool) -> None:
         conn.close()
 
 
-def _free_privileged_port() -> int:
-    """A port below 1024 that nothing holds, as far as this process can tell."""
+def _privileged_port() -> int:
+    """A port below 1000: one this process can bind (so free), or else the first it may
+    not bind at all, free or not. One of the second kind is refused for the rights before
+    anything asks whether it is in use (shared/ports.py `port_problem`)."""
     for port in range(min(privileged_port_start(), 1000) - 1, 600, -1):
         try:
             with socket.socket() as probe:
@@ -48,7 +50,7 @@ def _save_smtp_port(admin, port: int):
 def test_a_port_the_running_core_may_not_bind_is_refused_though_the_console_could(admin,
                                                                                   clock):
     _core_says(admin, clock, may_bind=False)
-    port = _free_privileged_port()
+    port = _privileged_port()
     response = _save_smtp_port(admin, port)
     assert response.status_code == 200
     assert PRIVILEGED_RULE.format(port=port, who="the running core") in \
@@ -59,7 +61,7 @@ def test_a_port_the_running_core_may_not_bind_is_refused_though_the_console_coul
 def test_with_no_core_running_the_consoles_own_rights_answer(admin, clock):
     _core_says(admin, clock, may_bind=False)
     clock.advance(STALE_AFTER_SECONDS + 1)       # the core has stopped since
-    port = _free_privileged_port()
+    port = _privileged_port()
     response = _save_smtp_port(admin, port)
     if may_bind_privileged_ports():
         assert response.status_code == 302
