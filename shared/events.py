@@ -3,6 +3,8 @@
 Rules:
 - Every action is declared once here, in `Action`, with its category; no event name is written
   as a literal anywhere else. Events are append-only facts.
+- So is every `result` word that code other than its writer tells apart (the reports'
+  counts, the detail report's reading of old rows): RECIPIENT_REFUSED and the rest below.
 - `Event` is the one record type; its columns are the detail report's (SPEC §2), anything
   action-specific goes into `data` (virus, file, score, user, reason, …).
 - `EventWriter` is the only code that inserts events. `emit()` never blocks and never touches
@@ -28,7 +30,9 @@ from typing import Any, Callable, Iterable
 from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.disk import OUT_OF_SPACE_RETRY_SECONDS, is_out_of_space
 
-__all__ = ["Category", "Action", "Event", "EventWriter", "CATEGORY_OF", "SIEM_ACTIONS"]
+__all__ = ["Category", "Action", "Event", "EventWriter", "CATEGORY_OF", "SIEM_ACTIONS",
+           "RECIPIENT_REFUSED", "COPY_NOT_KEPT", "CONNECTION_SUCCEEDED", "CONNECTION_FAILED",
+           "CONNECTION_ACTUAL", "CONNECTION_CACHED"]
 
 
 class Category(enum.StrEnum):
@@ -129,6 +133,27 @@ SIEM_ACTIONS = frozenset({
     Action.DELIVERY_FAILED, Action.VIRUS_LOGGED, Action.FILE_REPAIRED, Action.FILE_DELETED,
     Action.SUBJECT_BLOCKED, Action.SCAN_ERROR,
 })
+
+# --- result words: an event's `result` that a reader tells apart (shared/report.py) -------
+# The `result` of a `rejected` event that refused one recipient, not a message: the
+# transaction went on with other recipients, or an earlier refusal of it already stands for
+# the message (core/smtp/transaction.py `settle_refusals`). The detail report shows these;
+# Messages Rejected, the charts' Rejected and the Status page's Rejected leave them out.
+RECIPIENT_REFUSED = "recipient"
+# The `result` of a `quarantined` event for a virus quarantine copy that was not kept (the
+# spool's file system low, core/scan/service.py rule 4): no message was quarantined.
+COPY_NOT_KEPT = "skipped_low_disk"
+# The `result` of a `connection_from` or `connected_to` event (guide Table 7-6: "the result
+# of the connection (Succeeded/Failed)"). An inbound connection fails when it is answered 421
+# at once (delivery.reject_incoming, the per-client session limit); an outbound one when it
+# gives no session ready for MAIL (core/delivery/deliver.py rule 5).
+CONNECTION_SUCCEEDED = "succeeded"
+CONNECTION_FAILED = "failed"
+# A `connected_to` event's data `connection` (guide Table 7-6: "connection information
+# (Actual/Cached)"): opened for the delivery attempt, or taken from the pool of open ones
+# (core/delivery/pool.py).
+CONNECTION_ACTUAL = "actual"
+CONNECTION_CACHED = "cached"
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, NamedTuple, Sequence
 
-from shared.events import CATEGORY_OF, Action, Category
+from shared.events import (CATEGORY_OF, CONNECTION_ACTUAL, CONNECTION_SUCCEEDED, COPY_NOT_KEPT,
+                           RECIPIENT_REFUSED, Action, Category)
 from shared.idn import spellings
 from shared.report_time import ReportRange
 
@@ -41,9 +42,7 @@ __all__ = ["Summary", "SummarySection", "DetailFilter", "DetailRow", "ACTION_GRO
            "ACTION_LABELS", "DISPOSITION_SERIES", "summarise", "disposition_counts",
            "iter_detail", "detail_page", "count_detail", "DetailPage", "BATCH_ROWS",
            "ENCRYPTED_DELETED_RESULTS", "UNKNOWN_ITEM", "action_filter", "parse_key",
-           "top_items", "RECIPIENT_REFUSED", "COPY_NOT_KEPT", "INFECTION_ITEMS",
-           "VIRUS_ACTIONS", "CONNECTION_SUCCEEDED", "CONNECTION_FAILED", "CONNECTION_ACTUAL",
-           "CONNECTION_CACHED", "LEGACY_CONNECTED_RESULTS"]
+           "top_items", "INFECTION_ITEMS", "VIRUS_ACTIONS", "LEGACY_CONNECTED_RESULTS"]
 
 HOUR = 3600
 BATCH_ROWS = 5_000
@@ -51,25 +50,6 @@ UNKNOWN_ITEM = "(unknown)"
 # What an encrypted_container event's `result` says when the file was deleted
 # (`encrypted.action` "delete"); counted as "Encrypted Files Deleted".
 ENCRYPTED_DELETED_RESULTS = frozenset({"deleted", "delete"})
-# The `result` of a `rejected` event that refused one recipient, not a message: the
-# transaction went on with other recipients, or an earlier refusal of it already stands for
-# the message (core/smtp/transaction.py `settle_refusals`). The detail report shows these; Messages
-# Rejected, the charts' Rejected and the Status page's Rejected leave them out.
-RECIPIENT_REFUSED = "recipient"
-# The `result` of a `quarantined` event for a virus quarantine copy that was not kept (the
-# spool's file system low, core/scan/service.py rule 4): no message was quarantined.
-COPY_NOT_KEPT = "skipped_low_disk"
-# The `result` of a `connection_from` or `connected_to` event (guide Table 7-6: "the result
-# of the connection (Succeeded/Failed)"). An inbound connection fails when it is answered 421
-# at once (delivery.reject_incoming, the per-client session limit); an outbound one when it
-# gives no session ready for MAIL (core/delivery/deliver.py rule 5).
-CONNECTION_SUCCEEDED = "succeeded"
-CONNECTION_FAILED = "failed"
-# A `connected_to` event's data `connection` (guide Table 7-6: "connection information
-# (Actual/Cached)"): opened for the delivery attempt, or taken from the pool of open ones
-# (core/delivery/pool.py).
-CONNECTION_ACTUAL = "actual"
-CONNECTION_CACHED = "cached"
 # The `result` of a `connected_to` that releases before these words wrote (4705b58): "plain"
 # or "tls", for a connection they opened (they wrote none for a pooled one, nor for one
 # that failed); data `tls` says the same. The detail report reads such a row in today's

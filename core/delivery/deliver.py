@@ -87,9 +87,8 @@ from core.delivery.session import (BAD_CONNECTION_STATUS, RECIPIENT_LIMIT, Deliv
                                    reply_text, reset_session, run_transaction)
 from core.smtp.conversation import ConversationLog, WriteFailures
 from shared.clock import SYSTEM_CLOCK, WallClock
-from shared.events import Action
-from shared.report import (CONNECTION_ACTUAL, CONNECTION_CACHED, CONNECTION_FAILED,
-                           CONNECTION_SUCCEEDED)
+from shared.events import (CONNECTION_ACTUAL, CONNECTION_CACHED, CONNECTION_FAILED,
+                           CONNECTION_SUCCEEDED, Action)
 from shared.spool import Envelope
 
 __all__ = ["Deliverer", "RecipientResult", "Timeouts", "DeliveryError", "unverified_tls_context",

@@ -41,8 +41,7 @@ from core.smtp.protocol import ServerConnection
 from core.smtp.reception import MessageReception
 from core.smtp.state import State
 from core.smtp.transaction import InboundTransaction
-from shared.events import Action
-from shared.report import CONNECTION_FAILED, CONNECTION_SUCCEEDED
+from shared.events import CONNECTION_FAILED, CONNECTION_SUCCEEDED, Action
 
 __all__ = ["Session", "say_shutting_down", "COMMAND_IDLE_SECONDS", "DATA_IDLE_SECONDS",
            "DATA_TOTAL_SECONDS", "SESSION_TOTAL_SECONDS", "DEADLINE_SLACK_SECONDS"]

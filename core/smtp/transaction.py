@@ -32,9 +32,8 @@ from core.smtp import replies as R
 from core.smtp.events import MailFrom, RcptTo
 from core.smtp.policy import Refusal, check_recipient, check_spool_space, listed_relay_client
 from core.smtp.rbl import RblListing, check_rbl_sender
-from shared.events import Action
+from shared.events import RECIPIENT_REFUSED, Action
 from shared.idn import domain_form
-from shared.report import RECIPIENT_REFUSED
 
 __all__ = ["InboundTransaction"]
 
