@@ -83,7 +83,7 @@ import trio
 
 from core.control import CommandRefused
 from core.scan import central as wire
-from core.spool import retry_delay
+from core.spool import retry_delay, retry_expired
 from shared.clock import mail_date
 from shared.events import Action
 from shared.spool import EnvelopeError, Recipient
@@ -95,7 +95,6 @@ __all__ = ["CentralForwarder", "central_mark", "quarantined_at", "VIRUS_QUEUE",
 VIRUS_QUEUE = "quarantine/virus"
 CENTRAL_RETRY_SECONDS = 30.0            # the first retry of a copy; doubling from there (rule 1)
 CENTRAL_TEMP_PREFIX = "central-copy-"    # a copy as sent, under the data home's tmp/ (rule 2)
-SECONDS_PER_DAY = 86_400                # delivery.retry_days (rule 1)
 # why a copy asked for again is left as it is (rule 4), by its state
 _NOT_FAILED = {"pending": "still pending", "sent": "already sent"}
 
@@ -356,11 +355,10 @@ class CentralForwarder:
         since = central.get("pending_since")
         if not isinstance(since, (int, float)):
             since = quarantined_at(envelope)
-        days = settings["delivery.retry_days"]
-        if self.clock() >= since + days * SECONDS_PER_DAY:             # rule 1: expired
+        if retry_expired(since, settings, self.clock()):                 # rule 1
             await self._failed(queue_id, envelope, hop, text, status=status,
                                remote_mta=remote_mta, is_remote_reply=is_remote_reply,
-                               expired_days=days)
+                               expired_days=settings["delivery.retry_days"])
             return
         attempts = int(central.get("attempts") or 0) + 1
         maximum = settings["delivery.retry_max_seconds"]

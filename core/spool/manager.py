@@ -72,7 +72,7 @@ from core.spool import files
 from core.spool.hops import HopGate
 from core.spool.notices import NoticeWriter
 from core.spool.queue_file_save import NoQueueFileSave
-from core.spool.schedule import SlowSchedule, retry_delay
+from core.spool.schedule import SlowSchedule, retry_delay, retry_expired
 from shared.clock import WallClock
 from shared.events import Action
 from shared.spool import CORRUPT_RULE, ENHANCED_STATUS, Envelope, EnvelopeError, Spool
@@ -96,7 +96,6 @@ CRASH_RETRY_SECONDS = 1.0
 SETTLED_POLL_SECONDS = 0.05
 ERROR_RETRY_SECONDS = 60.0      # after an unexpected error handling a message
 PAUSE_POLL_SECONDS = 0.2
-SECONDS_PER_DAY = 86400
 
 
 class QueueManager:
@@ -624,8 +623,7 @@ class QueueManager:
             self.events.record(Action.REORDERING_STOPPED, info=hop, data={"next_hop": hop})
         deferred = [r for r in envelope.recipients if r.status in ("pending", "deferred")]
         now = self.clock.now()
-        expired = bool(deferred) and (
-            now >= envelope.received_at + settings["delivery.retry_days"] * SECONDS_PER_DAY)
+        expired = bool(deferred) and retry_expired(envelope.received_at, settings, now)
         if failed:
             await self.queue_files.error(queue_id)
             if not expired:     # else one bounce says both (notices.py rule 2)

@@ -21,6 +21,7 @@ import trio
 
 from core.delivery.bounce import MAX_HEADER_OCTETS, RecipientReport, compose_dsn, should_notify
 from core.spool import files
+from core.spool.schedule import retry_until
 from shared.events import Action
 from shared.spool import ENHANCED_STATUS, Envelope
 
@@ -28,7 +29,6 @@ __all__ = ["NoticeWriter", "EXPIRED_STATUS"]
 
 EXPIRED_STATUS = "4.4.7"   # RFC 3463: delivery time expired
 EXPIRED_REASON = "delivery time expired"
-SECONDS_PER_DAY = 86400
 
 
 def _report(recipient, action: str, **overrides) -> RecipientReport:
@@ -81,9 +81,9 @@ class NoticeWriter:
     async def delay(self, queue: str, envelope: Envelope, deferred, settings: Mapping) -> None:
         if not should_notify(envelope):
             return
-        until = envelope.received_at + settings["delivery.retry_days"] * SECONDS_PER_DAY
         await self._send(queue, envelope, [_report(r, "delayed") for r in deferred], settings,
-                         "delay_notice", retry_until=until)
+                         "delay_notice", retry_until=retry_until(envelope.received_at,
+                                                                  settings))
 
     async def expire(self, queue: str, envelope: Envelope, deferred, failed=()) -> None:
         """Fail what is still waiting after delivery.retry_days, bounce it with `failed`

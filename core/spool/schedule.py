@@ -1,10 +1,11 @@
 """When the slow queue tries again: the backoff schedule and reordering (SPEC §4).
 
 What this module owns
-    `retry_delay(attempts, initial, maximum)` (pure) and `SlowSchedule`, the in-memory view
-    of the slow queue: for every message its next attempt (wall-clock unix time, as
-    persisted in `envelope.next_attempt_at`) and the next hops it still waits for. It is
-    rebuilt from the envelopes at startup, so a restart keeps the schedule.
+    `retry_delay(attempts, initial, maximum)`, `retry_until` and `retry_expired` (pure), and
+    `SlowSchedule`, the in-memory view of the slow queue: for every message its next
+    attempt (wall-clock unix time, as persisted in `envelope.next_attempt_at`) and the next
+    hops it still waits for. It is rebuilt from the envelopes at startup, so a restart
+    keeps the schedule.
 
 Rules
     1. Backoff: the first retry comes `delivery.retry_initial_seconds` after a temporary
@@ -19,15 +20,23 @@ Rules
        reorders it no more, and it waits for its backoff. Before, it went again after every
        message the busy hop took (diagnostics tester: 5 attempts in a second).
     3. `due(now)` lists due messages, reordered ones first, then oldest due first.
+    4. Expiry (SPEC §4): what waits is tried for `delivery.retry_days` from when it began
+       to wait (a message's `received_at`, a central copy's `pending_since`); the first
+       attempt that fails temporarily at or after `retry_until` ends it. The queue
+       manager, its delay notice ("retry until") and the central forwarder read it here.
 
 Never: touch the spool or read a clock — times come in as arguments.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["retry_delay", "SlowSchedule", "SlowEntry"]
+__all__ = ["retry_delay", "retry_until", "retry_expired", "SlowSchedule", "SlowEntry",
+           "SECONDS_PER_DAY"]
+
+SECONDS_PER_DAY = 86_400
 
 
 def retry_delay(attempts: int, initial: float, maximum: float) -> float:
@@ -35,6 +44,16 @@ def retry_delay(attempts: int, initial: float, maximum: float) -> float:
     attempts = max(1, attempts)
     delay = initial * (2 ** min(attempts - 1, 62))
     return float(min(delay, maximum))
+
+
+def retry_until(since: float, settings: Mapping) -> float:
+    """The unix time after which what waits since `since` is tried no more (rule 4)."""
+    return since + settings["delivery.retry_days"] * SECONDS_PER_DAY
+
+
+def retry_expired(since: float, settings: Mapping, now: float) -> bool:
+    """True when what waits since `since` is past `delivery.retry_days` at `now` (rule 4)."""
+    return now >= retry_until(since, settings)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 import random
 
 from core.delivery.mx import order_mx
-from core.spool.schedule import SlowSchedule, retry_delay
+from core.spool.schedule import SlowSchedule, retry_delay, retry_expired, retry_until
 
 
 def test_backoff_doubles_from_initial_up_to_max():
@@ -11,6 +11,16 @@ def test_backoff_doubles_from_initial_up_to_max():
         300, 600, 1200, 2400, 4800, 9600, 14400, 14400]
     assert retry_delay(0, 300, 14400) == 300
     assert retry_delay(10_000, 1, 86400) == 86400
+
+
+def test_retry_days_end_at_the_same_moment_for_every_caller():
+    # review14 D2: the queue manager, its delay notice and the central forwarder each
+    # counted the days themselves
+    settings = {"delivery.retry_days": 5}
+    since = 1_800_000_000.0
+    assert retry_until(since, settings) == since + 5 * 24 * 3600
+    assert not retry_expired(since, settings, since + 5 * 24 * 3600 - 1)
+    assert retry_expired(since, settings, since + 5 * 24 * 3600)
 
 
 def test_due_orders_reordered_first_then_oldest():
