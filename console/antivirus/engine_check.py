@@ -4,8 +4,9 @@ then every message was held, with no sign of why).
 
 Rules:
 - When the saved settings scan with clamd, the console sends it a PING
-  (core/scan/clamd.py `probe`, at most PROBE_SECONDS to connect and as many for PONG) from
-  the request's own thread: cheroot serves each request in a thread of its own, so no event
+  (shared/clamd_wire.py, which the core's clamd engine uses too; no core code in the
+  console: review14 D1), at most PROBE_SECONDS to connect and as many for PONG, from the
+  request's own thread: cheroot serves each request in a thread of its own, so no event
   loop waits on it.
 - No PONG does not refuse the save: clamd may well be started after it. The page warns
   instead, as Configuration › Setup warns (a `warning` flash), naming the address, the
@@ -18,22 +19,22 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from console.status.service import unanswered_mail
+from shared.clamd_wire import ping_problem
 
 __all__ = ["save_warnings"]
 
 CLAMD_ENGINES = ("clamd", "both")
+# A request thread waits for the PING, and a clamd that takes longer to say PONG is one a
+# scan would find slow as well.
+PROBE_SECONDS = 2.0
 
 
 def save_warnings(values: Mapping[str, Any]) -> list[str]:
     """What the page warns about after a save of `values` (the settings as saved)."""
     if not values["av.enabled"] or values["av.engine"] not in CLAMD_ENGINES:
         return []
-    # clamd's protocol is spoken in one place, the engine's module; imported only here, as
-    # it brings the builtin engine's numpy into the console process
-    from core.scan.clamd import probe
-
     address = values["av.clamd.address"]
-    problem = probe(address)
+    problem = ping_problem(address, PROBE_SECONDS)
     if problem is None:
         return []
     return [f"clamd at {address} does not answer ({problem}). The settings are saved; "

@@ -35,15 +35,20 @@ Rules
        stops asking a failed clamd about a message's other parts. The buffer's detection
        is returned whatever became of them: the file is infected either way, and only
        further names in it may go unreported.
-    6. Every exchange notes, for the thread it runs in, whether clamd answered
-       (`take_contact`): the worker hands the message's last one to the core with its
-       outcome (core/pipeline/run.py), and the core's status snapshot says from it whether
-       clamd is answering (core/status.py `ClamdHealth`), with no probe of its own per
-       message (guide45 finding 3: a mistyped address held every message while the Status
-       page said only "Enabled"). A reply, ERROR included, is an answer; a connection
-       refused or timed out, or closed without a reply, is not; a scan stopped by the
-       message's own deadline (rule 1), or a buffer never sent, notes nothing. `probe` is
-       the PING the console sends when Antivirus Settings are saved.
+    6. Every scan's exchange notes, for the thread it runs in, whether clamd answered
+       (`take_contact`), stamped with the wall-clock time it ended: the worker hands the
+       message's last one to the core with its outcome (core/pipeline/run.py), and the
+       core's status snapshot says from it whether clamd is answering, and since when
+       (core/status.py `ClamdHealth`; outcomes arrive in the order workers finish, so the
+       stamp, not the arrival, says which exchange is the latest: review14 B6), with no
+       probe of its own per message (guide45 finding 3: a mistyped address held every
+       message while the Status page said only "Enabled"). A reply, ERROR included, is an
+       answer; a connection refused or timed out, or closed without a reply, is not; a
+       scan stopped by the message's own deadline (rule 1), or a buffer never sent, notes
+       nothing. The console's PING when Antivirus Settings are saved
+       (shared/clamd_wire.py) is not a scan and notes nothing.
+    7. Where an address points, the connect and the words for clamd not answering are
+       shared/clamd_wire.py's, which the console uses too.
 """
 
 from __future__ import annotations
@@ -56,9 +61,10 @@ from dataclasses import dataclass
 
 from core.scan.builtin import Detection
 from core.scan.unpack import Budget, expand
+from shared import clamd_wire as wire
+from shared.clock import SYSTEM_CLOCK
 
-__all__ = ["ClamdEngine", "ScanError", "Contact", "parse_address", "probe", "take_contact",
-           "PROBE_SECONDS"]
+__all__ = ["ClamdEngine", "ScanError", "Contact", "take_contact"]
 
 CONNECT_SECONDS = 5.0
 SCAN_SECONDS = 30.0
@@ -66,9 +72,6 @@ CHUNK_OCTETS = 256 * 1024
 MAX_STREAM_OCTETS = 25 * 2**20
 MAX_REPLY_OCTETS = 4096
 MAX_FOLLOW_UP_STREAMS = 32       # per infected buffer (rule 5)
-# The console's PING when settings are saved (rule 6): a request thread waits for it, and a
-# clamd that takes longer to say PONG is one a scan would find slow as well.
-PROBE_SECONDS = 2.0
 
 
 class ScanError(RuntimeError):
@@ -83,9 +86,11 @@ class ScanError(RuntimeError):
 @dataclass(frozen=True)
 class Contact:
     """One exchange with clamd at `address` (rule 6): `problem` says why it did not answer,
-    in the words of the scan_error ("unreachable: Connection refused"); "" when it did."""
+    in the words of the scan_error ("unreachable: Connection refused"); "" when it did.
+    `at`: the wall-clock time the exchange ended."""
     address: str
-    problem: str = ""
+    problem: str
+    at: float
 
     @property
     def answered(self) -> bool:
@@ -95,8 +100,8 @@ class Contact:
 _contacts = threading.local()       # a worker scans one message at a time per thread
 
 
-def _note(contact: Contact) -> None:
-    _contacts.last = contact
+def _note(address: str, problem: str = "") -> None:
+    _contacts.last = Contact(address, problem, SYSTEM_CLOCK.now())
 
 
 def take_contact() -> Contact | None:
@@ -104,28 +109,6 @@ def take_contact() -> Contact | None:
     contact = getattr(_contacts, "last", None)
     _contacts.last = None
     return contact
-
-
-def probe(address: str, seconds: float = PROBE_SECONDS) -> str | None:
-    """None when clamd at `address` answers PING with PONG within `seconds`; else why not
-    (rule 6). Blocks the calling thread up to twice `seconds`: connect, then the reply."""
-    try:
-        return ClamdEngine(address, connect_seconds=seconds, scan_seconds=seconds).ping_problem()
-    except ScanError as exc:        # an address parse_address cannot read
-        return str(exc)
-
-
-def parse_address(address: str):
-    """(family, sockaddr) for "host:port", "[v6]:port" or a unix socket path."""
-    address = address.strip()
-    if address.startswith("/") or address.startswith("unix:"):
-        return socket.AF_UNIX, address.removeprefix("unix:")
-    host, _, port = address.rpartition(":")
-    host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit():
-        raise ScanError(f"bad clamd address {address!r}")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return family, (host, int(port))
 
 
 class ClamdEngine:
@@ -144,43 +127,22 @@ class ClamdEngine:
 
     def _connect(self, end: float | None = None) -> socket.socket:
         """A connected socket; `end` (time.monotonic()) bounds the connect as well."""
-        family, where = parse_address(self.address)
         seconds = self.connect_seconds if end is None else min(self.connect_seconds, _left(end))
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.settimeout(seconds)
         try:
-            sock.connect(where)
+            sock = wire.connect(self.address, seconds)
+        except ValueError as exc:           # an address wire.parse_address cannot read
+            raise ScanError(str(exc)) from None
         except OSError as exc:
-            sock.close()
             if end is not None and time.monotonic() >= end:
                 raise socket.timeout from None      # the scan's time ran out, not clamd
-            raise self._unanswered(f"unreachable: {exc.strerror or exc}") from None
+            raise self._unanswered(wire.unreachable(exc)) from None
         sock.settimeout(self.scan_seconds)
         return sock
 
     def _unanswered(self, problem: str) -> ScanError:
         """The ScanError for clamd not answering, noted as such (rule 6)."""
-        _note(Contact(self.address, problem))
+        _note(self.address, problem)
         return ScanError(f"clamd at {self.address} {problem}", problem)
-
-    def ping_problem(self) -> str | None:
-        """None when clamd answers PING with PONG; else why not (rule 6)."""
-        try:
-            with self._connect() as sock:
-                sock.sendall(b"zPING\0")
-                reply = sock.recv(64).rstrip(b"\0\n")
-        except ScanError as exc:            # unreachable, noted by _connect
-            return exc.problem
-        except socket.timeout:
-            problem = "timed out"
-        except OSError as exc:
-            problem = f"failed: {exc.strerror or exc}"
-        else:
-            problem = "" if reply == b"PONG" else (
-                f"answered {reply[:60].decode('utf-8', 'replace')!r} to PING" if reply
-                else "closed the connection without an answer")
-        _note(Contact(self.address, problem))
-        return problem or None
 
     def version(self) -> str:
         with self._connect() as sock:
@@ -217,13 +179,13 @@ class ClamdEngine:
             if end == self.deadline:        # the message's time, not clamd's (rule 6)
                 raise ScanError(f"clamd at {self.address} did not answer in the time left "
                                 "to scan this message") from None
-            raise self._unanswered("timed out") from None
+            raise self._unanswered(wire.TIMED_OUT) from None
         except OSError as exc:
-            raise self._unanswered(f"failed: {exc.strerror or exc}") from None
+            raise self._unanswered(wire.failed(exc)) from None
         text = reply.rstrip(b"\0\n").decode("utf-8", "replace")
         if not text:
-            raise self._unanswered("closed the connection without an answer")
-        _note(Contact(self.address))
+            raise self._unanswered(wire.NO_ANSWER)
+        _note(self.address)
         return parse_reply(text, self.address)
 
     def scan_all(self, data: bytes, hint: str | None = None,
@@ -259,7 +221,7 @@ def _left(end: float) -> float:
 def parse_reply(text: str, address: str = "clamd") -> Detection | None:
     _, _, result = text.partition(": ")
     if not text:
-        raise ScanError(f"clamd at {address} closed the connection without an answer")
+        raise ScanError(f"clamd at {address} {wire.NO_ANSWER}")
     if result == "OK":
         return None
     if result.endswith(" FOUND"):

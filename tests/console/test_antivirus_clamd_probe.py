@@ -2,13 +2,17 @@
 the page warns, naming the address, the problem and what becomes of mail until clamd answers
 — the save stands (guide45 finding 3: "Changes saved." and nothing else, then every message
 held). Against a port nothing listens on, a missing unix socket, a port that never answers,
-and a real clamd (tests/support/clamd.py), which gets no warning."""
+and a real clamd (tests/support/clamd.py), which gets no warning. The console asks without any
+core code (review14 D1)."""
 
 from __future__ import annotations
 
 import html
 import re
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -75,3 +79,21 @@ def test_no_warning_when_clamd_answers_or_is_not_used(admin, tmp_path):
     page = _save(admin, av__enabled=None)       # scanning off: clamd is not asked either
     assert admin.settings()["av.enabled"] is False
     assert "Changes saved." in page and _warnings(page) == []
+
+
+def test_the_ping_brings_no_core_code_into_the_console():
+    """review14 D1: the PING came from core/scan/clamd.py, which loaded the builtin engine and
+    the unpackers into the console process on its first Antivirus save. A fresh interpreter
+    on this tree's code (its root as the working directory) asks a port nothing listens on."""
+    values = {"av.enabled": True, "av.engine": "clamd", "scan.unprocessable": "hold",
+              "av.clamd.address": f"127.0.0.1:{free_port()}"}
+    code = ("import sys\n"
+            "from console.antivirus.engine_check import save_warnings\n"
+            f"print(save_warnings({values!r}))\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'core'))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warnings, core_modules = done.stdout.splitlines()
+    assert "does not answer (unreachable: Connection refused)" in warnings
+    assert core_modules == "[]"
