@@ -8,9 +8,13 @@ SQLite.
 exchanges (core/scan/clamd.py rule 6), as a hook of the FilteringPipeline that reads each
 outcome; it never asks clamd anything itself. It is None while the settings scan without
 clamd (av.enabled off, av.engine builtin), else {"address", "answering": True | False |
-None (not asked yet at this address since the core started), "since": the wall-clock time
-answering last changed, "problem": why it does not answer ("" when it does)}. The Status
-page turns it into its Virus scanning row (guide45 finding 3).
+None (not asked yet at this address since the core started), "since": when the first
+exchange with the current answer ended (wall-clock time), "problem": why it does not answer
+("" when it does)}. The Status page turns it into its Virus scanning row (guide45 finding 3).
+Outcomes arrive in the order the workers finish, not the order they asked clamd, so each
+exchange carries its own time and one older than the latest already counted is ignored: a
+message scanned before clamd came back must not turn the row back to "not answering" after
+a later one found it answering (review14 B6).
 """
 
 from __future__ import annotations
@@ -48,9 +52,9 @@ class Counters:
 class ClamdHealth:
     """Whether clamd answers (module header); touched only from the trio thread."""
 
-    def __init__(self, clock: WallClock):
-        self.clock = clock
+    def __init__(self) -> None:
         self.last: dict | None = None       # the snapshot's `clamd`, for the address asked
+        self.last_at: float | None = None   # when the latest exchange counted ended
 
     def worker_settings(self) -> dict:
         return {}
@@ -59,11 +63,14 @@ class ClamdHealth:
         contact = outcome.clamd
         if contact is None:                 # clamd not asked about this message
             return
+        if self.last_at is not None and contact.at < self.last_at:
+            return                          # overtaken by a later exchange (module header)
+        self.last_at = contact.at
         last = self.last
         if last is None or last["address"] != contact.address or \
                 last["answering"] != contact.answered:
             self.last = {"address": contact.address, "answering": contact.answered,
-                         "since": self.clock.now(), "problem": contact.problem}
+                         "since": contact.at, "problem": contact.problem}
         else:
             last["problem"] = contact.problem          # the latest words for the same state
 
@@ -91,7 +98,7 @@ class StatusReporter:
         # what `config set` and the console ask before they move a listener below 1024
         # (shared.ports); a process's rights do not change while it runs
         self.may_bind_privileged_ports = may_bind_privileged_ports()
-        self.clamd = ClamdHealth(clock)     # a pipeline hook (core/app.py)
+        self.clamd = ClamdHealth()          # a pipeline hook (core/app.py)
         self.extra: dict = {}
 
     def snapshot(self) -> dict:
