@@ -357,7 +357,7 @@ class HostPort(Kind):
 @dataclass(frozen=True)
 class ClamdAddress(Str):
     """Where clamd listens: `host:port`, `[v6]:port`, or a unix socket's absolute path
-    (optionally `unix:/path`), as core/scan/clamd.py reads it. A typo found at save time
+    (optionally `unix:/path`), as shared/clamd_wire.py reads it. A typo found at save time
     instead of holding all mail as unscannable (av finding 7)."""
 
     def check(self, value):

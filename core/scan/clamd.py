@@ -144,11 +144,6 @@ class ClamdEngine:
         _note(self.address, problem)
         return ScanError(f"clamd at {self.address} {problem}", problem)
 
-    def version(self) -> str:
-        with self._connect() as sock:
-            sock.sendall(b"zVERSION\0")
-            return sock.recv(512).rstrip(b"\0\n").decode("utf-8", "replace")
-
     def scan(self, data: bytes, hint: str | None = None, decompose=None) -> Detection | None:
         """Detection or None; ScanError when clamd gives no clean answer (rule 2)."""
         if len(data) > self.max_stream_octets:
