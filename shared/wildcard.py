@@ -31,7 +31,15 @@ A `\\` before another punctuation mark (`100\\%`, `www\\.site\\.com`) is an esca
 another syntax that this one does not have: it would look for the backslash, so the text
 meant is never found. Rule terms that hold one are refused at save
 (shared/settings_cross_rules.py, with `misread_escapes`); those stored before are matched as
-written, a backslash and the mark.
+written, a backslash and the mark. But a file or folder name may begin with a mark
+(`.ssh`, `$Recycle.Bin`, `~tmp`, `_build`), and in a path the `\\` before it is the path's.
+Nothing in the pair tells the two apart (`users\\.ssh`, `site\\.com`), nor does a `\\`
+between letters (a path's in `users\\me`, a regular expression's `\\s` in `buy\\snow`); a
+term that holds a Windows path's start does: a drive (`c:\\`) or a server (`\\\\fs`) at a
+word start. Every `\\` of such a term is the path's and kept (`c:\\users\\.ssh`,
+`\\\\fs\\$Recycle.Bin`). Elsewhere the refusal's advice holds for a name too: the mark
+alone (`.ssh`) is found in any path, "c:\\users\\.ssh" included, as `\\` and the mark are
+no word characters; for the backslash itself, `?` (`users?.ssh`).
 
 Time is linear in the text for any pattern. For `matches`, a pattern is cut at its `*`s
 into pieces of fixed length (`?` is one character); each piece is found at its leftmost
@@ -61,16 +69,23 @@ __all__ = ["matches", "find", "read", "term_tokens", "expression_source", "term_
            "misread_escapes"]
 
 _ESCAPABLE = ("*", "?")        # what a `\\` can escape (module docstring)
-# Punctuation that a `\\` before it seems to escape and does not (module docstring); a `\\`
-# before a letter, a digit, a space or another `\\` is a path's, and one before a comma was
-# typed on purpose: the consoles' term lines read `\\,` as a comma (console/rule_terms.py),
-# so a term holds `\\,` only when `\\\\\\,` was typed for it.
+# Punctuation that a `\\` before it seems to escape and does not (module docstring). A `\\`
+# before a letter, a digit, a space or another `\\` is taken as written, most often a path's
+# (`c:\\temp`, `\\\\fs`): refusing it would refuse paths. One before a comma was typed on
+# purpose: the consoles' term lines read `\\,` as a comma (console/rule_terms.py), so a
+# term holds `\\,` only when `\\\\\\,` was typed for it. A path's `\\` before a mark
+# (`users\\.ssh`) is told from an escape only in a term that holds a path's start.
 _NOT_ESCAPABLE = frozenset(string.punctuation) - {"\\", ",", *_ESCAPABLE}
+# A drive (`c:\\`) or a server (`\\\\fs`) at a word start: the term holds a Windows path.
+_PATH_START = re.compile(r"(?<![^\W_])[a-z]:\\|(?<![^\W_\\])\\\\[^\W_]", re.IGNORECASE)
 
 
 def misread_escapes(pattern: str) -> list[str]:
     """The `\\` + punctuation pairs of `pattern` that look like escapes and are not
-    (module docstring): `["\\%"]` for `100\\% pure`, in order, each once."""
+    (module docstring): `["\\%"]` for `100\\% pure`, in order, each once; none in a term
+    that holds a Windows path's start (`c:\\users\\.ssh`)."""
+    if _PATH_START.search(pattern):
+        return []
     found = [pattern[i:i + 2] for i, ch in enumerate(pattern)
              if ch == "\\" and pattern[i + 1:i + 2] in _NOT_ESCAPABLE]
     return list(dict.fromkeys(found))
