@@ -61,7 +61,7 @@ Rules
     4. No copy is kept while the spool's file system is low (shared/disk.py
        LOW_DISK_FRACTION, as the console's saved CSV reports): copies must not take the
        space SMTP needs to accept mail at all (452 under 5 % free, SPEC §3 size). A `quarantined`
-       event with result "skipped_low_disk" (shared/report.py COPY_NOT_KEPT) says which copy
+       event with result "skipped_low_disk" (shared/events.py COPY_NOT_KEPT) says which copy
        was not kept.
     5. A copy's sending to the central quarantine ends as mail's does (SPEC §4):
        core/scan/central_forwarder.py rule 1.
@@ -103,8 +103,7 @@ from core.scan.central_forwarder import (CENTRAL_RETRY_SECONDS, VIRUS_QUEUE, Cen
 from core.scan.engines import RUNTIME_DEFINITIONS
 from shared import definitions as defs
 from shared.disk import LOW_DISK_FRACTION
-from shared.events import Action
-from shared.report import COPY_NOT_KEPT
+from shared.events import COPY_NOT_KEPT, Action
 from shared.retention import cutoff_for
 from shared.spool import EnvelopeError, Recipient, new_queue_id
 

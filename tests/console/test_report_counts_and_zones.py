@@ -23,8 +23,7 @@ import zoneinfo
 import pytest
 
 from shared.clock import FakeClock
-from shared.events import Action, EventWriter
-from shared.report import RECIPIENT_REFUSED
+from shared.events import RECIPIENT_REFUSED, Action, EventWriter
 
 T0 = 1_800_000_000.0            # the console clock's now: 2027-01-15 08:00 UTC, 13:30 in Kolkata
 _SCRIPT = shutil.which("mailmoat", path=os.path.dirname(sys.executable))

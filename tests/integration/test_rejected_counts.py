@@ -18,9 +18,8 @@ import trio
 
 from core.app import run_core
 from shared import db
-from shared.events import Action
-from shared.report import (RECIPIENT_REFUSED, DetailFilter, action_filter, iter_detail,
-                           summarise)
+from shared.events import RECIPIENT_REFUSED, Action
+from shared.report import DetailFilter, action_filter, iter_detail, summarise
 from shared.report_time import ReportRange
 from tests.support.core import make_home
 from tests.support.waiting import events_of, until

@@ -13,9 +13,9 @@ import pytest
 
 from shared import db
 from shared.clock import FakeClock
-from shared.events import CATEGORY_OF, Action, Category, EventWriter
-from shared.report import (ACTION_GROUPS, COPY_NOT_KEPT, DetailFilter, count_detail,
-                           detail_page, disposition_counts, iter_detail, summarise)
+from shared.events import COPY_NOT_KEPT, CATEGORY_OF, Action, Category, EventWriter
+from shared.report import (ACTION_GROUPS, DetailFilter, count_detail, detail_page,
+                           disposition_counts, iter_detail, summarise)
 from shared.report_format import (DETAIL_COLUMNS, SUMMARY_COLUMNS, csv_lines, detail_parts,
                                   detail_record, escape_cell, json_lines, summary_records,
                                   summary_text, text_lines)
