@@ -24,9 +24,10 @@ class VirusQuarantineForm(FlaskForm):
 class VirusQuarantineAllForm(FlaskForm):
     """Delete or Send again for every copy the filter `central` selects: posted from the
     list without `confirm`, it asks for the confirmation; posted from that with `confirm`
-    and `through` (the newest of those copies when the confirmation was shown, so a copy
-    kept after it is left alone: console/antivirus/service.py), it asks the core."""
+    and `confirmed` (how many copies it counted and a digest of their ids, so the core is
+    asked for exactly those or, when the filter selects others by then, for none:
+    console/antivirus/service.py), it asks the core."""
 
     central = HiddenField()
-    through = HiddenField()
+    confirmed = HiddenField()
     confirm = SubmitField("Yes")

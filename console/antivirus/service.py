@@ -14,10 +14,10 @@ is not one of them, so the administrator reads why on the page rather than in th
 table. Until the core has carried it out the page shows those copies as pending.
 
 The list, for a quarantine of thousands of copies (a worm during a central outage):
-- Newest first, by queue id (ids sort by the time they were made: shared/spool.py
-  `new_queue_id`), PAGE_SIZE to a page, every page reachable; a filter on the central state
-  (CENTRAL_FILTERS). Before, the newest 500 were listed and no more: the oldest failed
-  copies could be neither sent again nor deleted (guide45 finding 2).
+- Newest first, by queue id (ids sort by the time they were made, near enough for a list:
+  shared/spool.py `new_queue_id`), PAGE_SIZE to a page, every page reachable; a filter on
+  the central state (CENTRAL_FILTERS). Before, the newest 500 were listed and no more: the
+  oldest failed copies could be neither sent again nor deleted (guide45 finding 2).
 - A page reads the envelopes of its own copies only. The filter needs every copy's central
   state: that is kept per console process by the envelope file's (inode, mtime, size)
   (`_CentralStates`), so a filtered page stats each copy and reads only the envelopes the
@@ -25,10 +25,14 @@ The list, for a quarantine of thousands of copies (a worm during a central outag
 - Delete and Send again act on the selected copies, or on every copy the filter selects
   ("all N failed copies", confirmed on a page of its own). Either way the console names the
   copies, IDS_PER_COMMAND to a command: a command (and the `object_modified` event naming
-  it) stays bounded, the core's handlers stay as they are, and what the core acts on is what
-  the administrator confirmed — the copies selected when the confirmation was shown, and
-  none kept after it (`through`, the newest of them), not whatever a filter selects by the
-  time the core gets to it.
+  it) stays bounded, the core's handlers stay as they are, and what the core acts on is
+  exactly what the administrator confirmed, not whatever a filter selects by the time the
+  core gets to it. The confirmation posts back how many copies it counted and a digest of
+  their ids (`BulkScope.confirmed`); when the filter no longer selects exactly those (one
+  kept, deleted or changed state since), nothing is asked and the confirmation is shown
+  again as things are now (`ScopeChanged`). The ids cannot bound the set instead: they sort
+  by time only within one process and while its clock does not step back, so a copy kept
+  after the confirmation may sort before those it counted (review14 B3).
 
 A download is a 7z archive encrypted with AES-256 and encrypted headers, password
 SAFE_ARCHIVE_PASSWORD ("infected", the convention of malware archives): neither the
@@ -37,6 +41,7 @@ browser, a desktop virus scanner nor a mail client opens the infected message by
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -51,10 +56,10 @@ from shared.commands import Command
 from shared.settings import SettingError
 from shared.spool import SUBJECT_META
 
-__all__ = ["QuarantinedMessage", "QuarantinePage", "BulkScope", "list_quarantine",
-           "bulk_scope", "safe_archive", "request_delete", "request_central_resend",
-           "request_delete_all", "request_central_resend_all", "require_central_quarantine",
-           "SAFE_ARCHIVE_PASSWORD",
+__all__ = ["QuarantinedMessage", "QuarantinePage", "BulkScope", "ScopeChanged",
+           "list_quarantine", "bulk_scope", "safe_archive", "request_delete",
+           "request_central_resend", "request_delete_all", "request_central_resend_all",
+           "require_central_quarantine", "SAFE_ARCHIVE_PASSWORD",
            "PAGE_SIZE", "IDS_PER_COMMAND", "CENTRAL_FILTERS"]
 
 SAFE_ARCHIVE_PASSWORD = "infected"
@@ -107,12 +112,22 @@ class QuarantinePage:
 
 @dataclass(frozen=True)
 class BulkScope:
-    """Every copy a filter selects, as a confirmation names it: how many, the oldest and
-    newest (queue id, when quarantined); `through`: the newest one's queue id."""
+    """Every copy a filter selects, as a confirmation names it: how many, when the oldest
+    and the newest were quarantined; `confirmed`: what the confirmation posts back, which
+    stands for exactly these copies (`_confirmed`)."""
     count: int
-    through: str | None
+    confirmed: str
     oldest_at: float | None
     newest_at: float | None
+
+
+class ScopeChanged(Exception):
+    """The filter no longer selects exactly the copies the confirmation counted: nothing was
+    asked. `scope`: what it selects now, to be confirmed again."""
+
+    def __init__(self, scope: BulkScope):
+        super().__init__(scope)
+        self.scope = scope
 
 
 def _folder():
@@ -135,14 +150,30 @@ def list_quarantine(central: str = "", page: int = 1) -> QuarantinePage:
 
 
 def bulk_scope(central: str) -> BulkScope:
-    """The copies the filter `central` selects now, for the confirmation of an action on
-    all of them."""
-    chosen = _matching(_names(), central, _resending()) if central else _names()
+    """The copies the filter `central` (a CENTRAL_FILTERS key; unknown: every copy) selects
+    now, for the confirmation of an action on all of them."""
+    return _scope(_selected(central))
+
+
+def _selected(central: str) -> list[str]:
+    """The copies the filter `central` selects, newest first."""
+    central = central if central in CENTRAL_FILTERS else ""
+    return _matching(_names(), central, _resending()) if central else _names()
+
+
+def _scope(chosen: list[str]) -> BulkScope:
     if not chosen:
-        return BulkScope(0, None, None, None)
+        return BulkScope(0, _confirmed(chosen), None, None)
     newest, oldest = (_message(name, set()) for name in (chosen[0], chosen[-1]))
-    return BulkScope(len(chosen), chosen[0], oldest and oldest.quarantined_at,
+    return BulkScope(len(chosen), _confirmed(chosen), oldest and oldest.quarantined_at,
                      newest and newest.quarantined_at)
+
+
+def _confirmed(chosen: list[str]) -> str:
+    """How many copies, and a digest of their sorted ids: bounded in size however many
+    there are, and equal only for the same copies."""
+    digest = hashlib.sha256("\n".join(sorted(chosen)).encode()).hexdigest()
+    return f"{len(chosen)}:{digest}"
 
 
 def _names() -> list[str]:
@@ -173,7 +204,13 @@ class _CentralStates:
     central quarantine) as last read, by its envelope file's (inode, mtime_ns, size): the
     core replaces the file at each change (shared/spool.py `write_envelope`), so a copy
     whose file is as it was needs no read. One per console process; entries of copies gone
-    from the folder are dropped at each look."""
+    from the folder are dropped at each look.
+
+    The lock is held only to take and to replace a folder's entries, never while a look
+    stats and reads (thousands of files when the cache is cold), so concurrent views do not
+    wait on one another's disk reads: a folder's dict is never changed once stored, and of
+    two looks at once the last to finish is kept, which costs at most reads, never a wrong
+    state (each entry is checked against its file at every look)."""
 
     def __init__(self):
         self._lock = threading.Lock()
@@ -183,21 +220,22 @@ class _CentralStates:
         """{name: its state} for those of `names` whose envelope can be read."""
         with self._lock:
             known = self._by_folder.get(str(folder), {})
-            fresh: dict[str, tuple[tuple[int, int, int], str]] = {}
-            for name in names:
-                path = os.path.join(folder, name, _ENVELOPE)
-                try:
-                    st = os.stat(path)
-                except OSError:
+        fresh: dict[str, tuple[tuple[int, int, int], str]] = {}
+        for name in names:
+            path = os.path.join(folder, name, _ENVELOPE)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            key = (st.st_ino, st.st_mtime_ns, st.st_size)
+            entry = known.get(name)
+            if entry is None or entry[0] != key:
+                data = _read(path)
+                if data is None:
                     continue
-                key = (st.st_ino, st.st_mtime_ns, st.st_size)
-                entry = known.get(name)
-                if entry is None or entry[0] != key:
-                    data = _read(path)
-                    if data is None:
-                        continue
-                    entry = (key, _state(data))
-                fresh[name] = entry
+                entry = (key, _state(data))
+            fresh[name] = entry
+        with self._lock:
             self._by_folder[str(folder)] = fresh
         return {name: state for name, (_key, state) in fresh.items()}
 
@@ -289,14 +327,14 @@ def require_central_quarantine() -> None:
                              "Settings tab first")])
 
 
-def _through(names: list[str], through: str) -> list[str]:
-    """Those of `names` kept no later than `through` (the newest copy the confirmation
-    counted). SettingError (key "ids") when `through` is no queue id, or none is left."""
-    if not _QUEUE_ID.match(through or ""):
-        raise SettingError([("ids", "the confirmation names no copy: show the list again")])
-    chosen = [name for name in names if name <= through]
+def _as_confirmed(chosen: list[str], confirmed: str) -> list[str]:
+    """`chosen` (what a filter selects now) when it is what the confirmation counted
+    (`confirmed`: `BulkScope.confirmed`). SettingError (key "ids") when none is left;
+    ScopeChanged when they differ."""
     if not chosen:
         raise SettingError([("ids", "no copy matches any more")])
+    if _confirmed(chosen) != confirmed:
+        raise ScopeChanged(_scope(chosen))
     return chosen
 
 
@@ -311,16 +349,16 @@ def request_delete(ids: list[str], *, user: str, client_ip: str | None) -> int:
     return len(chosen)
 
 
-def request_delete_all(central: str, through: str, *, user: str,
+def request_delete_all(central: str, confirmed: str, *, user: str,
                        client_ip: str | None) -> int:
-    """Ask the core to delete every copy the filter `central` selects, up to `through`
-    (`bulk_scope`); returns how many were named.
+    """Ask the core to delete every copy the filter `central` selects, when those are the
+    copies the confirmation counted (`confirmed`: `bulk_scope(central).confirmed`); returns
+    how many were named.
 
-    Raises SettingError (key "ids") when none is left to delete.
+    Raises SettingError (key "ids") when none is left to delete, ScopeChanged (nothing
+    asked) when the filter selects other copies now.
     """
-    central = central if central in CENTRAL_FILTERS else ""
-    names = _names()
-    chosen = _through(_matching(names, central, _resending()) if central else names, through)
+    chosen = _as_confirmed(_selected(central), confirmed)
     _submit(Command.VIRUS_QUARANTINE_DELETE, chosen, user=user, client_ip=client_ip)
     return len(chosen)
 
@@ -344,14 +382,16 @@ def request_central_resend(ids: list[str], *, user: str, client_ip: str | None) 
     return len(chosen)
 
 
-def request_central_resend_all(through: str, *, user: str, client_ip: str | None) -> int:
-    """Ask the core to send every failed copy up to `through` (`bulk_scope("failed")`) to
-    the central quarantine again; returns how many were named.
+def request_central_resend_all(confirmed: str, *, user: str, client_ip: str | None) -> int:
+    """Ask the core to send every failed copy to the central quarantine again, when those
+    are the copies the confirmation counted (`confirmed`: `bulk_scope("failed").confirmed`);
+    returns how many were named.
 
-    Raises SettingError as `request_central_resend`, "ids" when none is left.
+    Raises SettingError as `request_central_resend`, "ids" when none is left; ScopeChanged
+    (nothing asked) when other copies are failed now.
     """
     require_central_quarantine()
-    chosen = _through(_matching(_names(), "failed", _resending()), through)
+    chosen = _as_confirmed(_selected("failed"), confirmed)
     _submit(Command.VIRUS_QUARANTINE_CENTRAL_RESEND, chosen, user=user, client_ip=client_ip)
     return len(chosen)
 

@@ -80,14 +80,31 @@ def outbreak():
     return _settings_page("outbreak")
 
 
-def _listing() -> dict:
-    """The list's filter and page as the query string gives them, for links and redirects:
-    an unknown filter or a page that is no number is left out (the first page of every
-    copy)."""
-    central = request.args.get("central", "")
-    page = request.args.get("page", 1, type=int)
+def _query(central: str, page: int = 1) -> dict:
+    """The list's query string for the filter `central` and page `page`, for links and
+    redirects: an unknown filter and the first page are left out (the bare URL is the
+    first page of every copy)."""
     return {**({"central": central} if central in service.CENTRAL_FILTERS and central else {}),
             **({"page": page} if page > 1 else {})}
+
+
+def _listing() -> dict:
+    """The list's filter and page as the query string gives them (a page that is no number:
+    the first)."""
+    return _query(request.args.get("central", ""), request.args.get("page", 1, type=int))
+
+
+# What the page says when the core is asked, or nothing is: the same words for the selected
+# copies and for every copy a filter selects.
+_REFUSED = {"delete": "Nothing was deleted: ", "central_resend": "Nothing was sent again: "}
+
+
+def _asked(action: str, count: int, *, is_selection: bool = False) -> str:
+    which = f"{count} selected message(s)" if is_selection else f"{count} message(s)"
+    if action == "delete":
+        return f"The core deletes the {which} within a few seconds; they are no longer listed."
+    return (f"The core sends the {which} to the central quarantine again within a few "
+            f"seconds; until it has, they are listed as pending.")
 
 
 def _back_to_list():
@@ -98,8 +115,7 @@ def _back_to_list():
 @requires(Access.ADMIN)
 def quarantine():
     listing = service.list_quarantine(**_listing())
-    query = {**({"central": listing.central} if listing.central else {}),
-             **({"page": listing.page} if listing.page > 1 else {})}
+    query = _query(listing.central, listing.page)
     return render_template("antivirus/quarantine.html", tabs=TABS, tab="quarantine",
                            listing=listing, query=query, filters=service.CENTRAL_FILTERS,
                            page_size=service.PAGE_SIZE,
@@ -119,11 +135,9 @@ def quarantine_delete():
         try:
             count = service.request_delete(form.ids.data or [], **who())
         except SettingError as exc:
-            flash("Nothing was deleted: " + "; ".join(rule for _key, rule in exc.errors),
-                  "error")
+            flash(_REFUSED["delete"] + "; ".join(rule for _key, rule in exc.errors), "error")
         else:
-            flash(f"The core deletes the {count} selected message(s) within a few seconds.",
-                  "info")
+            flash(_asked("delete", count, is_selection=True), "info")
     return _back_to_list()
 
 
@@ -135,11 +149,10 @@ def quarantine_central_resend():
         try:
             count = service.request_central_resend(form.ids.data or [], **who())
         except SettingError as exc:
-            flash("Nothing was sent again: " + "; ".join(rule for _key, rule in exc.errors),
+            flash(_REFUSED["central_resend"] + "; ".join(rule for _key, rule in exc.errors),
                   "error")
         else:
-            flash(f"The core sends the {count} selected message(s) to the central quarantine "
-                  f"again within a few seconds.", "info")
+            flash(_asked("central_resend", count, is_selection=True), "info")
     return _back_to_list()
 
 
@@ -162,40 +175,41 @@ def quarantine_central_resend_all():
 def _on_all(action: str):
     """The guide's "Are you sure?" as a page (no script), as the hold queue's: posted from
     the list, the confirmation naming how many copies and from when to when; posted from
-    there with Yes, the request for those copies (service.py: none kept after the
-    confirmation was shown)."""
+    there with Yes, the request for exactly those copies, or (the filter selects others by
+    then) the confirmation again, as things are now (service.py)."""
     form = VirusQuarantineAllForm()
     central = "failed" if action == "central_resend" else form.central.data or ""
     central = central if central in service.CENTRAL_FILTERS else ""
-    back = redirect(url_for("antivirus.quarantine", **({"central": central} if central else {})))
+    back = redirect(url_for("antivirus.quarantine", **_query(central)))
     if not form.validate_on_submit():
         return back
-    refused = "Nothing was deleted: " if action == "delete" else "Nothing was sent again: "
     try:
         if action == "central_resend":
             service.require_central_quarantine()
-        if form.confirm.data:
-            count = (service.request_delete_all(central, form.through.data or "", **who())
+        if not form.confirm.data:
+            scope = service.bulk_scope(central)
+        else:
+            count = (service.request_delete_all(central, form.confirmed.data or "", **who())
                      if action == "delete" else
-                     service.request_central_resend_all(form.through.data or "", **who()))
-            flash(f"The core deletes the {count} message(s) within a minute; they are no "
-                  f"longer listed." if action == "delete" else
-                  f"The core sends the {count} message(s) to the central quarantine again; "
-                  f"until it has, they are listed as pending.", "info")
+                     service.request_central_resend_all(form.confirmed.data or "", **who()))
+            flash(_asked(action, count), "info")
             return back
+    except service.ScopeChanged as exc:
+        scope = exc.scope
+        flash(_REFUSED[action] + "the messages changed since the confirmation was shown (one "
+              "was kept, deleted or changed state). Here they are as they are now.", "warning")
     except SettingError as exc:
-        flash(refused + "; ".join(rule for _key, rule in exc.errors), "error")
+        flash(_REFUSED[action] + "; ".join(rule for _key, rule in exc.errors), "error")
         return back
-    scope = service.bulk_scope(central)
     if not scope.count:
-        flash(refused + (f"there is no message {service.CENTRAL_FILTERS[central][1]}"
-                         if central else "the virus quarantine is empty"), "info")
+        flash(_REFUSED[action] + (f"there is no message {service.CENTRAL_FILTERS[central][1]}"
+                                  if central else "the virus quarantine is empty"), "info")
         return back
     return render_template("antivirus/quarantine_confirm.html", tabs=TABS, tab="quarantine",
                            form=VirusQuarantineAllForm(formdata=None, central=central,
-                                                       through=scope.through),
-                           action=action, central=central, scope=scope,
-                           filters=service.CENTRAL_FILTERS,
+                                                       confirmed=scope.confirmed),
+                           action=action, central=central, query=_query(central),
+                           scope=scope, filters=service.CENTRAL_FILTERS,
                            host=settings()["av.central_quarantine"],
                            ids_per_command=service.IDS_PER_COMMAND,
                            requests=-(-scope.count // service.IDS_PER_COMMAND))

@@ -105,7 +105,7 @@ def test_report_only_administrator_is_refused(reporter):
     for url in ("/antivirus/", "/antivirus/outbreak", "/antivirus/quarantine"):
         assert reporter.get(url).status_code == 403
     for url in ("/antivirus/quarantine/delete-all", "/antivirus/quarantine/central-resend-all"):
-        assert reporter.post(url, {"central": "", "through": "ZZZZZZZZZZZZ",
+        assert reporter.post(url, {"central": "", "confirmed": "1:x",
                                    "confirm": "1"}).status_code == 403
 
 
@@ -381,6 +381,64 @@ def test_the_central_filter_lists_the_copies_in_that_state(admin, home):
     assert len(_listed(admin.get(QUARANTINE + "?central=bogus").get_data(as_text=True))) == 7
 
 
+def test_a_filtered_view_reads_again_only_the_envelopes_of_its_own_rows(admin, home,
+                                                                        monkeypatch):
+    """review14 B8: the filter needs every copy's central state, and a quarantine may hold
+    thousands of copies. The states are kept by envelope file, so a second filtered view
+    with nothing changed reads no envelope for the filter, only those of the rows it shows
+    (the copy the core changed meanwhile is above)."""
+    from pathlib import PurePath
+
+    from console.antivirus import service
+    admin.set(av__central_quarantine=CENTRAL)
+    failed = _many(home, 2, central=FAILED)
+    sent = _many(home, 5, central={**CENTRAL, "state": "sent"})
+    reads: list[str] = []
+    read = service._read
+    monkeypatch.setattr(service, "_read",
+                        lambda path: reads.append(PurePath(path).parent.name) or read(path))
+    for view in ("first", "second"):
+        reads.clear()
+        assert _listed(admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)) == \
+            failed[::-1]
+        if view == "first":                     # each copy's state, then the page's rows
+            assert sorted(reads) == sorted(failed + sent + failed)
+    assert sorted(reads) == sorted(failed)      # the rows only: no state read again
+
+
+def test_a_look_at_the_states_does_not_wait_on_another_reading_the_disk(home, monkeypatch):
+    """review14 D4: the state cache's lock was held while a look called stat on every
+    envelope and read the changed ones, so with a cold cache every filtered view of a
+    console process waited on one thread's disk reads. Here one look is held inside its
+    first read until another look has finished."""
+    import threading
+
+    from console.antivirus import service
+    names = sorted(_many(home, 2, central=FAILED), reverse=True)
+    folder = home.queue("quarantine/virus")
+    states = service._CentralStates()
+    slow_is_reading, other_is_done = threading.Event(), threading.Event()
+    read = service._read
+
+    def held_read(path):
+        if threading.current_thread().name == "slow look" and not slow_is_reading.is_set():
+            slow_is_reading.set()
+            held["released"] = other_is_done.wait(10)
+        return read(path)
+
+    held: dict = {}
+    monkeypatch.setattr(service, "_read", held_read)
+    slow = threading.Thread(target=lambda: held.update(slow=states.of(folder, names)),
+                            name="slow look")
+    slow.start()
+    assert slow_is_reading.wait(10)
+    other = states.of(folder, names)            # before: waited until the slow look gave up
+    other_is_done.set()
+    slow.join()
+    assert held["released"], "the other look waited on the slow one's reads"
+    assert other == held["slow"] == dict.fromkeys(names, "failed")
+
+
 def test_select_the_page_checks_every_row_of_that_page_and_no_other(admin, home):
     ids = _many(home, PAGE_SIZE + 3, central=FAILED)
     page = admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)
@@ -419,8 +477,12 @@ def _every_page_button(page: str, button: str) -> tuple[str, str, dict]:
 
 def _hidden_fields(page: str) -> dict:
     return {name: html.unescape(value) for name, value in re.findall(
-        r'<input id="(?:csrf_token|central|through)" name="([^"]+)" type="hidden" '
-        r'value="([^"]*)"', page)}
+        r'<input id="[^"]+" name="([^"]+)" type="hidden" value="([^"]*)"', page)}
+
+
+def _confirmation(page: str) -> str:
+    [what] = re.findall(r'<p id="confirm-what">(.*?)</p>', page, re.S)
+    return " ".join(html.unescape(what).split())
 
 
 def test_delete_every_failed_copy_confirms_then_asks_in_bounded_commands(admin, home):
@@ -432,26 +494,84 @@ def test_delete_every_failed_copy_confirms_then_asks_in_bounded_commands(admin, 
         DELETE_ALL, f"Delete all {len(failed)} message(s) whose sending to the central "
                     f"quarantine failed…", "failed")
     confirmation = admin.post(url, fields).get_data(as_text=True)
-    [what] = re.findall(r'<p id="confirm-what">(.*?)</p>', confirmation, re.S)
-    assert what.startswith(f"Delete all {len(failed)} message(s) in the virus quarantine whose "
-                           f"sending to the central quarantine failed, quarantined from ")
+    assert _confirmation(confirmation).startswith(
+        f"Delete all {len(failed)} message(s) in the virus quarantine whose sending to the "
+        f"central quarantine failed, quarantined from ")
     assert f'value="Delete all {len(failed)} message(s)"' in confirmation
     assert admin.commands() == []                   # nothing asked before Yes
     fields = _hidden_fields(confirmation)
-    assert fields["central"] == "failed" and fields["through"] == failed[-1]
-    later = _quarantine(home, new_queue_id(), central=FAILED)   # failed after it was shown
+    assert fields["central"] == "failed" and fields["confirmed"].startswith(f"{len(failed)}:")
     response = admin.post(DELETE_ALL, {**fields, "confirm": "1"})
     assert response.headers["Location"].endswith("/antivirus/quarantine?central=failed")
     commands = admin.commands()
     assert [c["kind"] for c in commands] == ["virus_quarantine.delete"] * 2
     assert [len(c["args"]["ids"]) for c in commands] == [IDS_PER_COMMAND, 1]
-    assert sorted(i for c in commands for i in c["args"]["ids"]) == failed  # not later, not sent
+    assert sorted(i for c in commands for i in c["args"]["ids"]) == failed  # not the sent
     assert len([e for e in admin.events(Action.OBJECT_MODIFIED)
                 if e["data"].get("command") == "virus_quarantine.delete"]) == 2
     page = admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)
-    assert f"The core deletes the {len(failed)} message(s)" in page
-    assert _listed(page) == [later]
-    assert _listed(admin.get(QUARANTINE).get_data(as_text=True)) == [later] + sent[::-1]
+    assert (f"The core deletes the {len(failed)} message(s) within a few seconds; they are no "
+            f"longer listed.") in page
+    assert _listed(page) == []
+    assert _listed(admin.get(QUARANTINE).get_data(as_text=True)) == sent[::-1]
+
+
+def _sorting_just_before(queue_id: str) -> str:
+    """A queue id that sorts just before `queue_id`, as another core process's may when it
+    is made in the same millisecond, or after the clock stepped back (shared/spool.py
+    `new_queue_id`)."""
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    value = sum(alphabet.index(c) << 5 * i for i, c in enumerate(reversed(queue_id))) - 1
+    return "".join(alphabet[value >> 5 * i & 31] for i in reversed(range(len(queue_id))))
+
+
+@pytest.mark.parametrize("change", ["kept, its id before theirs", "kept, its id after theirs",
+                                    "one deleted", "one sent"])
+def test_a_confirmation_acts_on_exactly_the_copies_it_counted_or_is_shown_again(admin, home,
+                                                                                change):
+    """review14 B3: the confirmation sent back the newest queue id it counted and the core
+    was asked for every failed copy up to it, taking queue ids for the order copies were
+    kept in. They are only within one process and one clock: a copy kept after the
+    confirmation, its id sorting before the confirmed ones, was deleted unseen. Now the
+    confirmation counts the copies with a digest of their ids: when the filter selects
+    others by Yes, nothing is asked and the confirmation is shown again."""
+    failed = _many(home, 3, central=FAILED)
+    confirmation = admin.post(DELETE_ALL, {**_hidden_fields(admin.get(
+        QUARANTINE + "?central=failed").get_data(as_text=True)), "central": "failed"})
+    fields = _hidden_fields(confirmation.get_data(as_text=True))
+    now = list(failed)
+    if change.startswith("kept"):
+        later = (_sorting_just_before(failed[0]) if change.endswith("before theirs") else
+                 new_queue_id())
+        _quarantine(home, later, central=FAILED)
+        now.append(later)
+    elif change == "one deleted":               # a selected Delete meanwhile, in another tab
+        admin.post("/antivirus/quarantine/delete", {"ids": [failed[1]]})
+        now.remove(failed[1])
+    else:                                       # the core sent it meanwhile
+        spool = Spool(home.spool)
+        envelope = spool.read_envelope("quarantine/virus", failed[1])
+        envelope.meta["central"] = {**CENTRAL, "state": "sent"}
+        spool.write_envelope("quarantine/virus", envelope)
+        now.remove(failed[1])
+    asked_before = admin.commands()
+    response = admin.post(DELETE_ALL, {**fields, "confirm": "1"})
+    named = [i for c in admin.commands()[len(asked_before):] for i in c["args"]["ids"]]
+    assert not set(named) - set(failed), "a copy the confirmation did not count was named"
+    assert named == []
+    assert response.status_code == 200            # the confirmation again, as things are now
+    page = response.get_data(as_text=True)
+    assert ("Nothing was deleted: the messages changed since the confirmation was shown (one "
+            "was kept, deleted or changed state). Here they are as they are now.") in \
+        html.unescape(page)
+    assert _confirmation(page).startswith(f"Delete all {len(now)} message(s) in the virus "
+                                          f"quarantine whose sending to the central "
+                                          f"quarantine failed")
+    # confirmed as they are now, those are asked for
+    response = admin.post(DELETE_ALL, {**_hidden_fields(page), "confirm": "1"})
+    assert response.status_code == 302
+    [command] = admin.commands()[len(asked_before):]
+    assert command["args"]["ids"] == sorted(now)
 
 
 def test_send_every_failed_copy_again_confirms_then_asks_the_core(admin, home):
@@ -489,7 +609,7 @@ def test_send_every_failed_copy_again_confirms_then_asks_the_core(admin, home):
 def test_send_every_failed_copy_again_is_refused_while_the_central_quarantine_is_off(admin,
                                                                                        home):
     failed = _many(home, 2, central=FAILED)
-    for data in ({}, {"through": failed[-1], "confirm": "1"}):
+    for data in ({}, {"confirmed": f"{len(failed)}:x", "confirm": "1"}):
         response = admin.post(RESEND_ALL, {"central": "failed", **data})
         assert response.headers["Location"].endswith("/antivirus/quarantine?central=failed")
         page = admin.get(QUARANTINE + "?central=failed").get_data(as_text=True)
@@ -497,14 +617,29 @@ def test_send_every_failed_copy_again_is_refused_while_the_central_quarantine_is
     assert admin.commands() == []
 
 
-@pytest.mark.parametrize("through, why", [
-    ("", "the confirmation names no copy: show the list again"),
-    ("../x", "the confirmation names no copy: show the list again"),
-    ("0", "no copy matches any more"),              # "0" sorts before every queue id
-])
-def test_a_confirmation_naming_no_copy_says_so_and_asks_nothing(admin, home, through, why):
+@pytest.mark.parametrize("confirmed", ["", "2:x", "counted for another filter"])
+def test_a_confirmation_naming_other_copies_is_shown_again_and_asks_nothing(admin, home,
+                                                                            confirmed):
     _many(home, 2, central=FAILED)
-    response = admin.post(DELETE_ALL, {"central": "failed", "through": through,
-                                       "confirm": "1"}, follow_redirects=True)
-    assert "Nothing was deleted: " + why in html.unescape(response.get_data(as_text=True))
+    if confirmed == "counted for another filter":
+        _many(home, 1, central={**CENTRAL, "state": "sent"})
+        confirmed = _hidden_fields(admin.post(DELETE_ALL, {"central": ""}).get_data(
+            as_text=True))["confirmed"]
+    response = admin.post(DELETE_ALL, {"central": "failed", "confirmed": confirmed,
+                                       "confirm": "1"})
+    assert response.status_code == 200
+    page = html.unescape(response.get_data(as_text=True))
+    assert "Nothing was deleted: the messages changed since the confirmation was shown" in page
+    assert _confirmation(page).startswith("Delete all 2 message(s)")
     assert admin.commands() == []
+
+
+def test_a_confirmation_when_no_copy_is_left_says_so_and_asks_nothing(admin, home):
+    [failed] = _many(home, 1, central=FAILED)
+    fields = _hidden_fields(admin.post(DELETE_ALL, {"central": "failed"}).get_data(
+        as_text=True))
+    admin.post("/antivirus/quarantine/delete", {"ids": [failed]})     # in another tab
+    response = admin.post(DELETE_ALL, {**fields, "confirm": "1"}, follow_redirects=True)
+    assert "Nothing was deleted: no copy matches any more" in html.unescape(
+        response.get_data(as_text=True))
+    assert [c["args"]["ids"] for c in admin.commands()] == [[failed]]   # the selected one
