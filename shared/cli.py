@@ -1,9 +1,12 @@
 """`mailmoat …` commands (SPEC §2): parse, call a service, print. Nothing else lives here.
 
-Run as root on a data home that another user owns (the service user), a command runs as
-that user (shared.home.become_owner) before it touches the home, so what it writes is the
-service's; it says nothing about it unless it cannot (exit 1). Commands that never open the
-home (HOME_FREE_DEFINITIONS) run as their caller.
+Run as root on a data home that another user owns (the service user), the `mailmoat` program
+(`entry`: the console script and `python -m shared.cli`) becomes that user (shared.home.
+become_owner) before the command touches the home, so what it writes is the service's; it
+says nothing about it unless it cannot (exit 1). Commands that never open the home
+(HOME_FREE_DEFINITIONS) run as their caller. `main`, called inside another program (a test, a
+script), runs the command as that program's user: the change of user is for good, and only a
+process that is nothing but the command may make it.
 
 Exit status: 0 success, 2 bad input (one line per problem on stderr, `KEY: rule`), 1 any
 other failure. No traceback reaches the terminal for an expected failure: CommandFailed, a
@@ -27,12 +30,13 @@ from shared.disk import is_out_of_space
 from shared.paths import resolve_home
 from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value
 
-__all__ = ["main", "build_parser", "register", "CommandFailed", "sole_exception"]
+__all__ = ["main", "entry", "build_parser", "register", "CommandFailed", "sole_exception"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 # `definitions` actions that never open the data home: a signing key or a package an
-# administrator makes is theirs, wherever the service's home is
-HOME_FREE_DEFINITIONS = frozenset({"build", "keygen", "update"})
+# administrator makes is theirs, wherever the service's home is. Not `update`: LiveUpdate
+# installs into the home, which root's files there would break.
+HOME_FREE_DEFINITIONS = frozenset({"build", "keygen"})
 # An operator's failure, not a bug, when the system refuses a file of the data home.
 _FILE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
 
@@ -252,10 +256,20 @@ def _run_as_home_owner(args) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command in this process, as the user it runs as (module docstring)."""
+    return _run(build_parser().parse_args(argv))
+
+
+def entry() -> None:
+    """The `mailmoat` program: the command, as the data home's owner when run as root on
+    another user's home (module docstring)."""
+    sys.exit(_run(build_parser().parse_args(), as_home_owner=True))
+
+
+def _run(args, as_home_owner: bool = False) -> int:
     try:
-        _run_as_home_owner(args)
+        if as_home_owner:
+            _run_as_home_owner(args)
         status = args.func(args)
         sys.stdout.flush()      # a closed pipe shows here, not at interpreter exit
         return status
@@ -302,4 +316,4 @@ if __name__ == "__main__":
     # Run the imported module, not this __main__ copy: areas register their commands into
     # `shared.cli`'s registry when they import it.
     from shared import cli as _cli
-    sys.exit(_cli.main())
+    _cli.entry()

@@ -27,6 +27,7 @@ import secrets
 import socket
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,10 +103,11 @@ class OwnerUnusable(RuntimeError):
 
 def become_owner(home: DataHome) -> str | None:
     """Run as root on a data home another user owns, become that user (its groups, its
-    group, its id, and HOME, USER and LOGNAME) for the rest of this process and the
-    processes it starts; the user's name, or None when nothing changed (not root, no such
-    directory yet: `init` makes it root's, or root's own home). Raises OwnerUnusable, after
-    having dropped root or before, but always before anything touched the home."""
+    group, its id, and HOME, USER and LOGNAME; none of root's TMPDIR, TEMP, TMP and XDG_*)
+    for the rest of this process and the processes it starts; the user's name, or None when
+    nothing changed (not root, no such directory yet: `init` makes it root's, or root's own
+    home). Raises OwnerUnusable, after having dropped root or before, but always before
+    anything touched the home."""
     if os.geteuid() != 0:
         return None
     try:
@@ -137,6 +139,13 @@ def become_owner(home: DataHome) -> str | None:
         raise OwnerUnusable(f"cannot run as {name}, who owns the data home {home.root} "
                             f"({exc.strerror}); run mailmoat as {name}") from None
     os.environ.update(HOME=account.pw_dir, USER=name, LOGNAME=name)
+    # Root's TMPDIR and XDG places (/root/tmp, /run/user/0) are out of the user's reach;
+    # without them, temporary files go to the system's directory and XDG's defaults follow
+    # the new HOME. tempfile reads TEMP and TMP too, and may have chosen root's already.
+    for variable in [key for key in os.environ
+                     if key in ("TMPDIR", "TEMP", "TMP") or key.startswith("XDG_")]:
+        del os.environ[variable]
+    tempfile.tempdir = None
     unreachable = [path for path, mode in needed.items() if not os.access(path, mode)]
     if unreachable:
         raise OwnerUnusable(f"{name}, who owns the data home {home.root}, cannot run this "

@@ -30,6 +30,7 @@ import sys
 import sysconfig
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,90 @@ def test_root_with_a_python_the_homes_owner_cannot_run_is_refused_before_touchin
     assert "out of its reach" in result.stderr and result.stderr.count("\n") == 1
     assert {str(p): p.stat().st_mtime_ns for p in [home, *home.rglob("*")]} == before
     assert not_owned_by(service_user, home) == []
+
+
+# The console script's function and cli.main() run by a program of their own, which then
+# prints what user it ended as, its TMPDIR, TEMP, TMP and XDG_* variables and its temporary
+# directory.
+_PROGRAM = """\
+import json, os, sys, tempfile
+from shared import cli
+import {module}
+tempfile.gettempdir()                   # as root: it holds on to root's TMPDIR
+try:
+    {call}
+finally:
+    print(json.dumps({{"euid": os.geteuid(), "tempdir": tempfile.gettempdir(),
+                      "environ": {{k: v for k, v in os.environ.items()
+                                  if k in ("TMPDIR", "TEMP", "TMP") or k.startswith("XDG_")}}}}))
+"""
+
+
+def console_script() -> tuple[str, str]:
+    """The module and the call of the `mailmoat` console script (pyproject.toml)."""
+    with open(Path(__file__).resolve().parents[2] / "pyproject.toml", "rb") as handle:
+        target = tomllib.load(handle)["project"]["scripts"]["mailmoat"]
+    module, function = target.split(":")
+    return module, f"sys.exit({module}.{function}())"
+
+
+def run_program(python: str, module: str, call: str, *args, env=None, expect=0):
+    """(the command's output lines, what the program said of itself at its end)."""
+    environ = {k: v for k, v in os.environ.items() if k != "MAILMOAT_HOME"}
+    environ.update(env or {})
+    result = subprocess.run([python, "-c", _PROGRAM.format(module=module, call=call),
+                             *map(str, args)], capture_output=True, text=True, env=environ,
+                            timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == expect, (result.returncode, result.stdout, result.stderr)
+    *output, last = result.stdout.splitlines()
+    return output, result.stderr, json.loads(last)
+
+
+def test_the_mailmoat_program_becomes_the_owner_but_a_program_calling_main_does_not(
+        service_user, reachable_dir, python):
+    """Review 14 B1: main() became the home's owner, so a test calling it in-process as root
+    on the service user's home (the default home for root) made pytest that user, for good,
+    and every test after it. Only the console script and `python -m shared.cli` (the tests
+    above) change user now."""
+    home = service_home(service_user, reachable_dir, "inprocess", python)
+    output, _, end = run_program(python, "shared.cli", "sys.exit(cli.main(sys.argv[1:]))",
+                                 "config", "get", "smtp.port", "--home", home)
+    assert (output, end["euid"]) == (["25"], 0)
+
+    output, _, end = run_program(python, *console_script(), "config", "get", "smtp.port",
+                                 "--home", home)
+    assert (output, end["euid"]) == (["25"], service_user.pw_uid)
+
+
+def test_the_owner_gets_no_tmpdir_or_xdg_places_of_roots(service_user, reachable_dir, python,
+                                                         tmp_path):
+    """Review 14: HOME, USER and LOGNAME were the user's, but TMPDIR and XDG_* root's still,
+    which the user cannot use (pytest's tmp_path is root's alone, as /root/tmp would be)."""
+    home = service_home(service_user, reachable_dir, "environ", python)
+    _, _, end = run_program(python, *console_script(), "config", "get", "smtp.port",
+                            "--home", home,
+                            env={"TMPDIR": str(tmp_path), "TMP": str(tmp_path),
+                                 "XDG_RUNTIME_DIR": "/run/user/0",
+                                 "XDG_CONFIG_HOME": str(tmp_path / ".config")})
+    assert (end["euid"], end["environ"]) == (service_user.pw_uid, {})
+    assert end["tempdir"] != str(tmp_path)  # tempfile had chosen it as root (_PROGRAM)
+
+
+def test_only_build_and_keygen_run_as_root_on_the_service_users_home(
+        service_user, reachable_dir, python):
+    """Review 14 B2: `definitions update` ran as root like build and keygen, though the
+    LiveUpdate it stands for installs into the home (root's files there stopped the core)."""
+    home = service_home(service_user, reachable_dir, "update", python)
+    _, stderr, end = run_program(python, *console_script(), "definitions", "update",
+                                 "--home", home, expect=1)
+    assert stderr.startswith("mailmoat: definitions update: LiveUpdate")
+    assert end["euid"] == service_user.pw_uid
+
+    key = reachable_dir / "update-signing.key"
+    _, _, end = run_program(python, *console_script(), "definitions", "keygen", "--out", key,
+                            "--home", home)
+    assert end["euid"] == 0 and key.stat().st_uid == 0
 
 
 # --- (b) ports below 1024: what the running core may bind ------------------------------------
