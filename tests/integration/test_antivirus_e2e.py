@@ -160,8 +160,9 @@ async def test_central_quarantine_gets_a_copy_and_local_copy_stays(tmp_path, sin
         await _until(lambda: spool.read_envelope("quarantine/virus", entry)
                      .meta["central"]["state"] == "sent")
         # The event follows the envelope's "sent" (a moment later): look until it is there.
-        await _until(lambda: core.events.flush() or [
-            e for e in _events(home, Action.FORWARDED) if e["rule"] == "av.central_quarantine"])
+        await until(lambda: [e for e in _events(home, Action.FORWARDED)
+                             if e["rule"] == "av.central_quarantine"], 30,
+                    flush=core.events.aflush)
         core.cancel_scope.cancel()
 
 

@@ -69,19 +69,6 @@ async def settled(core, home) -> None:
     await core.events.aflush()
 
 
-async def once_committed(core, rows, timeout: float = 30.0) -> list:
-    """What `rows()` reads once it reads anything, tried after each flush of the core's
-    events. The flush is awaited: `core.events.flush()` waits on a thread event, and in
-    `until`'s predicate it held up the trio thread the cores under test run on while
-    their writer committed (review14 B7)."""
-    with trio.fail_after(timeout):
-        while True:
-            await core.events.aflush()
-            if found := rows():
-                return found
-            await trio.sleep(0.02)
-
-
 async def test_an_ordinary_smtp_host_gets_the_copy_for_its_quarantine_mailbox_not_the_user(
         tmp_path, sink, nursery):
     # the organisation's own mail server is the central quarantine (the tester's case)
@@ -114,8 +101,9 @@ async def test_an_ordinary_smtp_host_gets_the_copy_for_its_quarantine_mailbox_no
     assert signature.startswith("hmac-sha256=") and KEY not in copy.data.decode("latin-1")
     # the headers come first: a reader of the mailbox sees what it is before anything else
     assert copy.data.startswith(b"X-Mailmoat-Quarantine: ")
-    [forwarded] = await once_committed(core, lambda: [
-        e for e in events_of(home, Action.FORWARDED) if e["rule"] == "av.central_quarantine"])
+    [forwarded] = await until(lambda: [
+        e for e in events_of(home, Action.FORWARDED) if e["rule"] == "av.central_quarantine"],
+        30, flush=core.events.aflush)
     assert forwarded["info"] == ("virus quarantine copy sent to quarantine@[127.0.0.1] at "
                                  f"127.0.0.1:{sink.port}")
     assert not list(home.tmp.glob("central-copy-*"))      # the copy as sent is not kept
@@ -156,7 +144,8 @@ async def test_a_mailmoat_with_the_same_key_files_the_copy_in_its_virus_quaranti
         tmp_path, sink, nursery, KEY)
     await trio.to_thread.run_sync(send_infected, gateway.smtp_addresses[0][1], "worm")
     # its event, not only its entry: the queue manager moves the copy in, then writes it
-    await once_committed(central, lambda: events_of(central_home, Action.QUARANTINED))
+    await until(lambda: events_of(central_home, Action.QUARANTINED), 30,
+                flush=central.events.aflush)
     await settled(central, central_home)
     await settled(gateway, gateway_home)
     [filed] = entries(central_home)
@@ -277,7 +266,7 @@ async def test_a_refused_copy_sent_again_from_the_console_reaches_the_central_ho
                 if e["rule"] == "av.central_quarantine"]
 
     # the copy's state is written before its event is recorded
-    assert [e["queue_id"] for e in await once_committed(core, forwarded)] == [copy.queue_id]
+    assert [e["queue_id"] for e in await until(forwarded, 30, flush=core.events.aflush)] == [copy.queue_id]
     # guide45 finding 4: the detail report, searched by the message's subject or by its
     # queue id (its own events', the copy's X-Mailmoat-Quarantine-Queue-Id), finds how
     # the copy's sending went, the resend that worked too (central_forwarder.py rule 5)

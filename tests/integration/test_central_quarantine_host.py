@@ -54,7 +54,7 @@ async def test_a_bracketed_ipv6_central_quarantine_gets_its_copy(tmp_path, sink,
     spool = Spool(home.spool)
     [entry] = list(spool.list(VIRUS_QUEUE))
     assert spool.read_envelope(VIRUS_QUEUE, entry).meta["central"]["host"] == "::1"
-    await until(lambda: core.events.flush() or central_events(home, Action.FORWARDED))
+    await until(lambda: central_events(home, Action.FORWARDED), flush=core.events.aflush)
     [forwarded] = central_events(home, Action.FORWARDED)
     assert forwarded["info"] == (f"virus quarantine copy sent to quarantine@[IPv6:::1] at "
                                  f"[::1]:{sink6.port}")

@@ -112,7 +112,7 @@ async def test_delivery_to_an_ipv6_relay_names_the_next_hop_in_brackets(
     await trio.to_thread.run_sync(send_over_ipv6, core.smtp_addresses[0][1],
                                   ["carol@v6.test"], "next hop")
     await trio.to_thread.run_sync(sink6.wait_for, 1)
-    await until(lambda: core.events.flush() or events_of(home, Action.DELIVERED))
+    await until(lambda: events_of(home, Action.DELIVERED), flush=core.events.aflush)
     [delivered] = events_of(home, Action.DELIVERED)
     [connected] = events_of(home, Action.CONNECTED_TO)
     hop = f"relay:[::1]:{sink6.port}"
@@ -141,7 +141,7 @@ async def test_a_refused_ipv6_connection_reads_plainly_and_names_no_remote_mta(
     [_, block] = status.get_payload()
     assert block["Diagnostic-Code"] == f"x-mailmoat; {expected}"
     assert block["Remote-MTA"] is None
-    await until(lambda: core.events.flush() or events_of(home, Action.DEFERRED))
+    await until(lambda: events_of(home, Action.DEFERRED), flush=core.events.aflush)
     [deferred] = events_of(home, Action.DEFERRED)
     assert deferred["info"] == expected
     assert '"remote_mta": null' in deferred["data"]

@@ -19,10 +19,18 @@ def events_of(home, action) -> list:
         conn.close()
 
 
-async def until(predicate, timeout: float = 20.0) -> None:
-    """Poll `predicate` on trio's clock until it is true; TooSlowError after `timeout`."""
+async def until(predicate, timeout: float = 20.0, *, flush=None):
+    """Poll `predicate` on trio's clock until it is true, and return what it returned;
+    TooSlowError after `timeout`. `flush` (a core's `events.aflush`) is awaited before each
+    look, so events the core has recorded are committed when the predicate reads them:
+    `core.events.flush()` inside the predicate would block the trio thread the core under
+    test runs on until its writer had committed."""
     with trio.fail_after(timeout):
-        while not predicate():
+        while True:
+            if flush is not None:
+                await flush()
+            if found := predicate():
+                return found
             await trio.sleep(0.02)
 
 
