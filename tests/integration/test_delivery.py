@@ -7,6 +7,7 @@ that refuses connections. Nothing leaves the machine.
 from __future__ import annotations
 
 import random
+from functools import partial
 from types import MappingProxyType
 
 import pytest
@@ -17,7 +18,7 @@ from core.delivery.routing import route
 from core.delivery.session import Timeouts
 from shared.settings import defaults
 from shared.spool import Envelope
-from tests.support.scripted_server import command_lines, serve_on_loopback
+from tests.support.scripted_server import command_lines, serve_on_loopback, size_limited_server
 
 pytest_plugins = ["tests.support.fixtures"]
 
@@ -265,32 +266,13 @@ async def test_stale_pooled_connection_is_replaced(make_sink, message):
     assert len(sink.messages) == 2
 
 
-async def _small_size_server(limit: int, connections: list[list[str]],
-                             task_status=trio.TASK_STATUS_IGNORED):
-    """Announces SIZE `limit`; records each connection's command verbs."""
-    async def handle(stream):
-        commands: list[str] = []
-        connections.append(commands)
-        await stream.send_all(b"220 small.test ESMTP\r\n")
-        async for line in command_lines(stream):
-            commands.append(line.decode().split(" ")[0].upper())
-            if commands[-1] == "EHLO":
-                await stream.send_all(b"250-small.test\r\n250-8BITMIME\r\n250 SIZE %d\r\n"
-                                      % limit)
-            elif commands[-1] == "QUIT":
-                await stream.send_all(b"221 bye\r\n")
-                return
-            else:
-                await stream.send_all(b"250 ok\r\n")
-    await serve_on_loopback(handle, task_status)
-
-
 async def test_our_own_refusal_on_a_pooled_connection_keeps_it(message, nursery):
     """review14 B5: a message over the host's SIZE, refused by us on a pooled connection,
     closed it and opened another that got the same refusal, while the pooled one's
     CONNECTED_TO read "succeeded" (deliver.py rule 5)."""
     connections: list[list[str]] = []
-    port = await nursery.start(_small_size_server, 10, connections)
+    port = await nursery.start(partial(size_limited_server, extensions=(b"8BITMIME",)), 10,
+                              connections)
     envelope, path = message
     settings = snapshot()
     events = Recorder()

@@ -12,14 +12,13 @@ from pathlib import Path
 from types import MappingProxyType
 
 import pytest
-import trio
 
 from core.delivery import Deliverer, NextHop
 from core.delivery.downgrade import downgrade
 from core.delivery.session import MESSAGE_CHUNK_OCTETS
 from shared.settings import defaults
 from shared.spool import Envelope
-from tests.support.scripted_server import command_lines, serve_on_loopback
+from tests.support.scripted_server import size_limited_server
 
 MESSAGE = (b"From: Anna <anna@a.test>\r\n"
            b"To: bob@b.test\r\n"
@@ -157,32 +156,15 @@ async def test_what_cannot_be_converted_is_sent_as_received_not_bounced(make_sin
     assert sorted(p.name for p in path.parent.iterdir()) == ["message"]
 
 
-async def _size_limited_server(limit: int, commands: list[str],
-                               task_status=trio.TASK_STATUS_IGNORED):
-    """Announces SIZE `limit` and no 8BITMIME; answers 250 to all but QUIT."""
-    async def handle(stream):
-        await stream.send_all(b"220 small.test ESMTP\r\n")
-        async for line in command_lines(stream):
-            commands.append(line.decode().split(" ")[0].upper())
-            if commands[-1] == "EHLO":
-                await stream.send_all(b"250-small.test\r\n250 SIZE %d\r\n" % limit)
-            elif commands[-1] == "QUIT":
-                await stream.send_all(b"221 bye\r\n")
-                return
-            else:
-                await stream.send_all(b"250 ok\r\n")
-    await serve_on_loopback(handle, task_status)
-
-
 async def test_size_is_checked_against_the_7bit_copy(nursery, tmp_path):
     # the original fits the limit; its quoted-printable copy (=C3=BC for each ü) does not
     data = b"Subject: s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" \
         + "ü".encode() * 200 + b"\r\n"
-    commands: list[str] = []
-    port = await nursery.start(_size_limited_server, len(data) + 10, commands)
+    connections: list[list[str]] = []
+    port = await nursery.start(size_limited_server, len(data) + 10, connections)
     envelope, path = spooled(tmp_path, data)
     [result] = await deliver(port, envelope, path)
     assert (result.outcome, result.status) == ("failed", "5.3.4")
     assert result.text.startswith(f"message of {len(downgrade(data))} octets is over the "
                                   f"SIZE limit {len(data) + 10}")
-    assert "MAIL" not in commands
+    assert "MAIL" not in [verb for commands in connections for verb in commands]

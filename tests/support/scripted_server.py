@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import trio
 
-__all__ = ["serve_on_loopback", "command_lines"]
+__all__ = ["serve_on_loopback", "command_lines", "size_limited_server"]
 
 
 async def serve_on_loopback(handle, task_status) -> None:
@@ -25,3 +25,26 @@ async def command_lines(stream):
         while b"\r\n" in buffer:
             line, buffer = buffer.split(b"\r\n", 1)
             yield line
+
+
+async def size_limited_server(limit: int, connections: list[list[str]], *,
+                              extensions: tuple[bytes, ...] = (),
+                              task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Announces SIZE `limit` (after `extensions`, e.g. b"8BITMIME") and answers 250 to all
+    but QUIT; each connection's command verbs are appended to `connections` as a list."""
+    async def handle(stream):
+        commands: list[str] = []
+        connections.append(commands)
+        await stream.send_all(b"220 small.test ESMTP\r\n")
+        async for line in command_lines(stream):
+            commands.append(line.decode().split(" ")[0].upper())
+            if commands[-1] == "EHLO":
+                await stream.send_all(b"".join(b"250-%s\r\n" % line for line in
+                                               (b"small.test", *extensions))
+                                      + b"250 SIZE %d\r\n" % limit)
+            elif commands[-1] == "QUIT":
+                await stream.send_all(b"221 bye\r\n")
+                return
+            else:
+                await stream.send_all(b"250 ok\r\n")
+    await serve_on_loopback(handle, task_status)
