@@ -12,7 +12,11 @@ What this module owns
 
 Rules:
 - At most `smtp.max_incoming` sessions are served at once; further connections are accepted
-  by the kernel and wait for a slot (SPEC §4: queued, not refused).
+  by the kernel and wait for a slot (SPEC §4: queued, not refused). One whose client hangs
+  up while it waits ends there (`_slot_or_hang_up`): it is neither counted against the
+  client any longer nor served later. A client that gave up waiting and came back on a new
+  connection was otherwise counted twice, and after a few such tries refused 421 by the
+  per-client limit below with not one session served.
 - One client (one IP address) has at most half of smtp.max_incoming sessions (`client_limit`,
   served and waiting together, counted in every listener process: core/smtp/
   client_sessions.py); its next connection is answered at once `421 4.7.0 Too many
@@ -39,6 +43,7 @@ Rules:
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 import sys
 from typing import Callable, Mapping
@@ -215,6 +220,45 @@ class SmtpServer:
         finally:
             self.client_sessions.closed(client_ip)
 
+    async def _slot_or_hang_up(self, stream: TcpStream) -> bool:
+        """A session slot for `stream` (True), or False when its client hung up while it
+        waited for one (module rules). Bytes an early talker sends meanwhile are only
+        peeked at, and stay for its session."""
+        try:
+            self.limiter.acquire_nowait()
+            return True
+        except trio.WouldBlock:
+            pass
+        acquired = False
+
+        async def watch_for_hang_up(scope: trio.CancelScope) -> None:
+            while True:
+                await trio.lowlevel.wait_readable(stream.socket)
+                try:
+                    data = stream.socket.recv(1, socket.MSG_PEEK)
+                except BlockingIOError:
+                    continue
+                except OSError:             # reset: gone as well
+                    data = b""
+                if not data:
+                    scope.cancel()
+                return
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(watch_for_hang_up, nursery.cancel_scope)
+                await self.limiter.acquire()
+                acquired = True
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # a stop cancels both tasks: raised as the one Cancelled acquire() alone raises,
+            # which _serve_client answers with the 421 every waiting client is told
+            cancelled, rest = group.split(trio.Cancelled)
+            if rest is None:
+                raise cancelled.exceptions[0] from None
+            raise
+        return acquired
+
     async def _refuse_client(self, stream: TcpStream, client_ip: str, sessions: int,
                              limit: int) -> None:
         """421 at once, without a session slot (module rules)."""
@@ -233,7 +277,10 @@ class SmtpServer:
 
     async def _serve_client(self, stream: TcpStream, client_ip: str) -> None:
         try:
-            await self.limiter.acquire()
+            if not await self._slot_or_hang_up(stream):
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+                return
         except trio.Cancelled:
             # a stop while it waited for a session slot: told as the served ones are
             await say_shutting_down(lambda: stream.send_all(R.R421_SHUTTING_DOWN.to_bytes()))
