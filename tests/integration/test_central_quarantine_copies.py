@@ -327,6 +327,7 @@ def _console_send_every_failed_copy_again(home) -> tuple[str, int]:
         return text, console.post(html.unescape(url), {**fields, "confirm": "1"}).status_code
 
 
+@pytest.mark.slow       # 105 copies through a real core and host (~6 s)
 async def test_every_failed_copy_beyond_the_first_page_is_sent_again_from_the_console(
         tmp_path, sink, make_sink, nursery):
     """guide45 finding 2: the page listed the newest 500 copies and no more, so after a long

@@ -171,6 +171,7 @@ def test_the_working_directory_cannot_shadow_mailmoat_modules(tmp_path):
     assert status == 0 and "working directory" not in output, output[-3000:]
 
 
+@pytest.mark.slow       # a whole run started and stopped per signal (~4 s each)
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_stop_signal_to_the_whole_group_stops_every_process_cleanly(tmp_path, stop):
     # Ctrl-C in a terminal sends SIGINT to the whole process group, and systemd's default

@@ -171,6 +171,7 @@ def _serve_until_reported_and_stop(home, core: CoreProcess) -> list[str | None]:
     return served
 
 
+@pytest.mark.slow       # several listener processes, each started and stopped (~8 s)
 @pytest.mark.parametrize("processes", [0, 3])
 def test_a_bad_certificate_copied_into_a_fresh_home_keeps_starttls_in_every_listener(
         tmp_path, processes):
@@ -188,6 +189,7 @@ def test_a_bad_certificate_copied_into_a_fresh_home_keeps_starttls_in_every_list
     assert _reports_on_stderr(home) == 1
 
 
+@pytest.mark.slow
 def test_listener_processes_that_served_and_that_did_not_keep_one_certificate_and_one_event(
         tmp_path):
     # three processes: with the session below and CoreProcess's connect at start, at least
