@@ -309,6 +309,31 @@ def stop_core(core: subprocess.Popen) -> None:
         core.wait()
 
 
+def _core_as_service(service_user, reachable_dir, python, name: str, *,
+                     capability: bool) -> tuple[Path, subprocess.Popen]:
+    """A core on a new home of `service_user`, run as that user with or without
+    CAP_NET_BIND_SERVICE, listening for SMTP on loopback; skips where the test cannot
+    tell the two apart."""
+    if privileged_port_start() <= 600:
+        pytest.skip("every port from 600 up is unprivileged on this host "
+                    "(net.ipv4.ip_unprivileged_port_start)")
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv (Debian: util-linux) to start the core as the user")
+    smtp, http, https = free_ports(3)
+    home = service_home(service_user, reachable_dir, name, python, **{
+        "smtp.listen": ["127.0.0.1"], "smtp.port": smtp, "http.port": http,
+        "https.port": https, "smtp.listener_processes": 1, "dns.resolvers": [DEAD_RESOLVER],
+        "dns.timeout_seconds": 1})
+    core = start_core(python, home, as_service(service_user, setpriv, capability=capability))
+    try:
+        wait_port(smtp)
+    except BaseException:
+        stop_core(core)
+        raise
+    return home, core
+
+
 def _wait_for_snapshot(home: Path, timeout: float = 30.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -327,21 +352,10 @@ def test_a_port_the_running_core_may_bind_is_accepted_from_a_user_who_may_not(
         service_user, reachable_dir, python):
     """The core runs as the service user with CAP_NET_BIND_SERVICE, as systemd's
     AmbientCapabilities gives it; `config set` runs as the same user without it."""
-    if privileged_port_start() <= 600:
-        pytest.skip("every port from 600 up is unprivileged on this host "
-                    "(net.ipv4.ip_unprivileged_port_start)")
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("needs setpriv (Debian: util-linux) to give the core the capability")
-    smtp, http, https = free_ports(3)
-    home = service_home(service_user, reachable_dir, "ports", python, **{
-        "smtp.listen": ["127.0.0.1"], "smtp.port": smtp, "http.port": http,
-        "https.port": https, "smtp.listener_processes": 1, "dns.resolvers": [DEAD_RESOLVER],
-        "dns.timeout_seconds": 1})
-    core = start_core(python, home, as_service(service_user, setpriv, capability=True))
+    home, core = _core_as_service(service_user, reachable_dir, python, "ports",
+                                  capability=True)
     busy = socket.socket()
     try:
-        wait_port(smtp)
         assert _wait_for_snapshot(home)["may_bind_privileged_ports"] is True
 
         # another program's port is still refused, though this user cannot test-bind it
@@ -370,19 +384,9 @@ def test_a_port_the_running_core_may_not_bind_is_refused_whoever_asks(
         service_user, reachable_dir, python):
     """The core runs as the service user without the capability; `config set` runs as root,
     which could bind the port itself and so accepted it (the core then crash-looped)."""
-    if privileged_port_start() <= 600:
-        pytest.skip("every port from 600 up is unprivileged on this host")
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("needs setpriv (Debian: util-linux) to start the core as the user")
-    smtp, http, https = free_ports(3)
-    home = service_home(service_user, reachable_dir, "noports", python, **{
-        "smtp.listen": ["127.0.0.1"], "smtp.port": smtp, "http.port": http,
-        "https.port": https, "smtp.listener_processes": 1, "dns.resolvers": [DEAD_RESOLVER],
-        "dns.timeout_seconds": 1})
-    core = start_core(python, home, as_service(service_user, setpriv, capability=False))
+    home, core = _core_as_service(service_user, reachable_dir, python, "noports",
+                                  capability=False)
     try:
-        wait_port(smtp)
         assert _wait_for_snapshot(home)["may_bind_privileged_ports"] is False
         port = _free_privileged_port()
         result = mailmoat(python, "config", "set", "smtp.port", port, "--home", home, expect=2)
