@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from markupsafe import Markup
 
 from console.security import visible_bidi
-from console.status.chart import SERIES_STYLE, nice_ceiling
+from console.status.chart import SERIES_STYLE, count_axis, nice_ceiling
 from shared.events import Action
 from shared.report import DISPOSITION_SERIES
 from shared.report_time import ReportRange
@@ -135,16 +135,7 @@ def disposition_chart_svg(buckets: Buckets, zone) -> Markup:
                 f'<rect x="{lx}" y="{ly}" width="14" height="14" fill="{colour}"/>')
         out.append(mark + f'<text x="{lx + 20}" y="{ly + 12}" font-size="13" fill="#1d2433">'
                           f'{escape(name)}: {buckets.total(s)}</text>')
-    for i in range(6):
-        value = top * i // 5
-        gy = y(value)
-        out.append(f'<line x1="{LEFT}" y1="{gy:.1f}" x2="{WIDTH - RIGHT}" y2="{gy:.1f}" '
-                   f'stroke="{"#8a93a6" if i == 0 else "#e1e5ec"}" stroke-width="1"/>'
-                   f'<text x="{LEFT - 8}" y="{gy + 4:.1f}" font-size="12" text-anchor="end" '
-                   f'fill="#5b6478">{value}</text>')
-    out.append(f'<text x="14" y="{TOP + plot_h / 2:.0f}" font-size="12" fill="#5b6478" '
-               f'transform="rotate(-90 14 {TOP + plot_h / 2:.0f})" text-anchor="middle">'
-               f'messages per {escape(buckets.unit)}</text>')
+    out += count_axis(top, y, TOP, plot_h, buckets.unit)
     label_every = max(1, n // 8)
     points = []
     for i in range(n):

@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from console.status.service import TRAFFIC_SERIES, Traffic
 
-__all__ = ["traffic_chart_svg", "nice_ceiling", "SERIES_STYLE"]
+__all__ = ["traffic_chart_svg", "nice_ceiling", "count_axis", "SERIES_STYLE"]
 
 WIDTH, HEIGHT = 800, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 40, 44
@@ -39,6 +39,23 @@ def nice_ceiling(value: int) -> int:
         if step * exponent >= value:
             return step * exponent
     return 10 * exponent  # pragma: no cover
+
+
+def count_axis(top: int, y, plot_top: float, plot_h: float, unit: str) -> list[str]:
+    """The horizontal gridlines of a count axis from 0 to `top` in five whole steps, their
+    labels, and the axis title "messages per <unit>" (the report charts share it)."""
+    out = []
+    for i in range(6):
+        value = top * i // 5
+        gy = y(value)
+        out.append(f'<line x1="{LEFT}" y1="{gy:.1f}" x2="{WIDTH - RIGHT}" y2="{gy:.1f}" '
+                   f'stroke="{"#8a93a6" if i == 0 else "#e1e5ec"}" stroke-width="1"/>'
+                   f'<text x="{LEFT - 8}" y="{gy + 4:.1f}" font-size="12" text-anchor="end" '
+                   f'fill="#5b6478">{value}</text>')
+    out.append(f'<text x="14" y="{plot_top + plot_h / 2:.0f}" font-size="12" fill="#5b6478" '
+               f'transform="rotate(-90 14 {plot_top + plot_h / 2:.0f})" text-anchor="middle">'
+               f'messages per {escape(unit)}</text>')
+    return out
 
 
 def traffic_chart_svg(traffic: Traffic | None) -> Markup:
@@ -73,17 +90,7 @@ def traffic_chart_svg(traffic: Traffic | None) -> Markup:
                    f'<text x="{x + 20}" y="22" font-size="14" fill="#1d2433">'
                    f'{escape(label)}</text>')
         x += 40 + 9 * len(label)
-    # horizontal grid and count axis
-    for i in range(6):
-        value = top * i // 5
-        gy = y(value)
-        out.append(f'<line x1="{LEFT}" y1="{gy:.1f}" x2="{WIDTH - RIGHT}" y2="{gy:.1f}" '
-                   f'stroke="{"#8a93a6" if i == 0 else "#e1e5ec"}" stroke-width="1"/>'
-                   f'<text x="{LEFT - 8}" y="{gy + 4:.1f}" font-size="12" text-anchor="end" '
-                   f'fill="#5b6478">{value}</text>')
-    out.append(f'<text x="14" y="{TOP + plot_h / 2:.0f}" font-size="12" fill="#5b6478" '
-               f'transform="rotate(-90 14 {TOP + plot_h / 2:.0f})" text-anchor="middle">'
-               'messages per hour</text>')
+    out += count_axis(top, y, TOP, plot_h, "hour")
     # bars and hour labels
     for h, start in enumerate(traffic.hour_starts):
         local = dt.datetime.fromtimestamp(start, zone)
