@@ -418,7 +418,7 @@ async def _transaction(session: Session, envelope: Envelope, recipients: Sequenc
     outcomes = transaction.outcomes() if transaction is not None else {}
     results: dict[str, tuple[str, str, str, bool]] = {}
     for address in recipients:
-        outcome, reply = outcomes.get(address, (Outcome.PENDING, None))
+        outcome, reply = outcomes.get(address) or _never_sent(transaction)
         if outcome is Outcome.PENDING or reply is None:
             text = error.text if error else f"no answer from {session.peer}"
             results[address] = ("deferred", text,
@@ -429,6 +429,17 @@ async def _transaction(session: Session, envelope: Envelope, recipients: Sequenc
         else:
             results[address] = (outcome.value, reply_text(reply), _status(reply), True)
     return results
+
+
+def _never_sent(transaction) -> tuple[Outcome, Reply | None]:
+    """The outcome of a recipient whose RCPT was never sent. Without PIPELINING none follows
+    a refused MAIL, whose reply then decides for every recipient, as Transaction.outcomes
+    has it decide for those sent: their text is the next hop's answer (a 421 as it closes,
+    a 550 that fails them), not "no answer"."""
+    reply = transaction.mail_reply if transaction is not None else None
+    if reply is None or reply.is_positive:
+        return Outcome.PENDING, None
+    return (Outcome.DEFERRED if reply.code_class == 4 else Outcome.FAILED), reply
 
 
 async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[str],
