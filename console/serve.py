@@ -23,7 +23,14 @@ Rules:
   request was read, and is not one), and plain HTTP sent to the HTTPS port, are HTTP
   protocol violations, recorded by console.security's
   record_http_violation as the console's own 400s are. cheroot's own hooks carry them
-  (`_Request.simple_response`, `_TlsAdapter.wrap`); nothing here parses HTTP.
+  (`_Request.simple_response`, `_TlsAdapter.wrap`); nothing here parses HTTP: OpenSSL's
+  handshake is what finds plain HTTP.
+- Plain HTTP on the HTTPS port gets `400` in plain HTTP, as nginx answers it
+  (`_answer_plain_http`). cheroot tries that too, but on the socket the failed handshake
+  has already closed, so its client saw only a reset.
+- What cheroot itself says (`Server.error_log`, its hook for that) goes to this module's
+  log, never straight to stderr; its line for plain HTTP on the HTTPS port is left out,
+  since the violation event and the answer have dealt with it, as with its other refusals.
 - One console per data home: `mailmoat console` holds the flock `run/console.lock` while it
   runs (shared.home.hold_lock), so its jobs run once and `mailmoat run` can tell a console
   it did not start. Under `mailmoat run` it stops cleanly when the run ends, kill -9
@@ -38,7 +45,9 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -69,6 +78,16 @@ SHUTDOWN_SECONDS = 5
 # A browser's request line and headers, cookies included, stay well under this; Apache and
 # nginx allow about 8 KiB a line, and the report pages' query strings are short.
 MAX_REQUEST_HEADER_OCTETS = 64 * 1024
+PLAIN_HTTP_TEXT = b"This port speaks HTTPS only: the plain HTTP request was not read.\r\n"
+PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=us-ascii\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                     % (len(PLAIN_HTTP_TEXT), PLAIN_HTTP_TEXT))
+# After the answer, the client's close is awaited this long, reading what it still sends:
+# closing with its bytes unread would reset the connection, and a reset can throw away the
+# answer before the client reads it. It runs in cheroot's accepting thread, which the
+# handshake holds as long anyway; a client that sends more than MAX_REQUEST_HEADER_OCTETS
+# or keeps quiet is closed on regardless.
+PLAIN_HTTP_LINGER_SECONDS = 1.0
 
 
 class _Request(HTTPRequest):
@@ -97,23 +116,59 @@ class _Server(wsgi.Server):
         super().__init__(*args, **kwargs)
         self.violation = violation
 
+    def error_log(self, msg="", level=logging.INFO, traceback=False):
+        """cheroot's lines, into the console's log (its own writes them to stderr). It
+        calls this while it handles the exception that it reports, if any."""
+        if isinstance(sys.exc_info()[1], _PlainHttpAnswered):
+            return
+        log.log(level, "cheroot: %s", msg, exc_info=traceback)
+
+
+class _PlainHttpAnswered(cheroot_errors.NoSSLError):
+    """Plain HTTP on the HTTPS port, recorded and answered by `_TlsAdapter.wrap`."""
+
 
 class _TlsAdapter(BuiltinSSLAdapter):
-    """cheroot's TLS adapter; a client that speaks plain HTTP to it is a violation (cheroot
-    answers it 400 itself, before any request object exists)."""
+    """cheroot's TLS adapter; a client that speaks plain HTTP to it is a violation, answered
+    here, before any request object exists."""
 
     violation: Callable[[str | None, str], None] = staticmethod(lambda address, what: None)
 
     def wrap(self, sock):
         try:
-            address = sock.getpeername()[0]   # before the handshake, which may detach sock
-        except OSError:     # gone already
-            address = None
+            address = sock.getpeername()[0]   # before the handshake, which detaches sock
+            spare = sock.dup()                # and closes it when it fails
+        except OSError:     # gone already: the handshake says so
+            address, spare = None, None
         try:
             return super().wrap(sock)
-        except cheroot_errors.NoSSLError:
+        except cheroot_errors.NoSSLError as plain:
             self.violation(address, PLAIN_HTTP_ON_HTTPS)
-            raise
+            if spare is not None:
+                _answer_plain_http(spare)
+            raise _PlainHttpAnswered(*plain.args) from plain
+        finally:
+            if spare is not None:
+                spare.close()
+
+
+def _answer_plain_http(sock: socket.socket) -> None:
+    """PLAIN_HTTP_ANSWER, then the close, on `sock` (see PLAIN_HTTP_LINGER_SECONDS).
+    Never raises: the client may be gone."""
+    deadline = time.monotonic() + PLAIN_HTTP_LINGER_SECONDS
+    try:
+        sock.settimeout(PLAIN_HTTP_LINGER_SECONDS)
+        sock.sendall(PLAIN_HTTP_ANSWER)
+        sock.shutdown(socket.SHUT_WR)
+        read = 0
+        while read < MAX_REQUEST_HEADER_OCTETS and (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            data = sock.recv(4096)
+            if not data:    # the client closed: done
+                return
+            read += len(data)
+    except OSError:         # timeout, reset
+        pass
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import ssl
@@ -15,6 +16,7 @@ import pytest
 
 from console.serve import ConsoleServer
 from shared import db
+from shared.events import Action
 from shared.settings_store import apply_changes
 from tests.support.core import free_ports
 
@@ -130,6 +132,54 @@ def test_mailmoat_console_prints_urls_and_stops_cleanly_on_sigterm(home):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_plain_http_to_the_https_port_gets_a_400_one_event_and_no_stderr_line(home):
+    """The bug this pins: cheroot wrote its own line to stderr for it, and its 400 went to
+    a socket the failed handshake had closed, so the client saw a reset."""
+    http_port, https_port = free_ports(2)
+    _set(home, http__port=http_port, https__port=https_port)
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from shared.cli import main; sys.exit(main())",
+         "console", "--home", str(home.root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    answer = b""
+    try:
+        line = process.stdout.readline()
+        assert f":{https_port}/" in line, line
+        with socket.create_connection(("127.0.0.1", https_port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            try:
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            except ConnectionResetError:    # what the client got before: asserted below
+                pass
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stderr = process.stderr.read()
+    # only the console's own log lines: nothing raw from cheroot, no traceback, and no
+    # line at all for this request, which is recorded as the other refused ones are
+    assert all(_LOG_LINE.match(line) for line in stderr.splitlines()), stderr
+    assert "plain HTTP" not in stderr, stderr
+    conn = db.connect(home.db)
+    try:
+        events = conn.execute("SELECT result, client_ip, info FROM events WHERE action = ?",
+                              (str(Action.HTTP_PROTOCOL_VIOLATION),)).fetchall()
+    finally:
+        conn.close()
+    assert [tuple(event) for event in events] == [
+        ("rejected", "127.0.0.1", "plain HTTP sent to the HTTPS port")]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0] == b"HTTP/1.1 400 Bad Request", answer
+    assert b"HTTPS only" in body
+
+
+_LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} mailmoat-console [A-Z]+ ")
 
 
 def test_mailmoat_console_without_a_home_fails_with_a_message(tmp_path):
