@@ -1,7 +1,7 @@
 """A next hop that refuses MAIL: its reply decides for every recipient of the transaction
 (core/delivery/session.py `_never_sent`, deliver.py rule 1), with or without PIPELINING.
 
-Regression (fixer item 1): without PIPELINING no RCPT follows a refused MAIL, and the
+The bug this pins: without PIPELINING no RCPT follows a refused MAIL, and the
 recipients never sent were deferred as "no answer from <peer>" with status 4.4.2 — a 421 of
 a hop closing a pooled connection lost its text, and a 550 at MAIL was retried for days
 instead of failing. The hop is scripted here on loopback: plain bytes, nothing shared with
@@ -120,8 +120,8 @@ async def test_a_421_at_mail_on_a_reused_connection_defers_with_the_hops_reply(
             for r in results] == [("deferred", R421.decode(), "4.3.2", True, "127.0.0.1")] * 2
     assert [verbs[:2] for verbs in hop.connections] == [["EHLO", "MAIL"], ["EHLO", "MAIL"]]
     # the pooled connection's CONNECTED_TO names the 421 as why it was replaced (rule 5)
-    [cached] = [fields for action, fields in events.events
-                if action is Action.CONNECTED_TO and fields["data"]["connection"] == CONNECTION_CACHED]
+    [cached] = [fields for action, fields in events.events if action is Action.CONNECTED_TO
+                and fields["data"]["connection"] == CONNECTION_CACHED]
     assert cached["result"] == CONNECTION_FAILED and cached["info"].endswith(R421.decode())
 
 
