@@ -22,12 +22,10 @@ import trio
 
 from core.app import run_core
 from core.scan.clamd import ClamdEngine, ScanError
-from shared import db
-from shared.status import read_snapshot
 from tests.support.clamd import Clamd, free_port
 from tests.support.console import console_on
 from tests.support.core import routed_home
-from tests.support.waiting import until
+from tests.support.waiting import next_snapshot, until
 from tests.unit.scan.support import SHIPPED
 
 WAIT_SECONDS = 60.0
@@ -41,21 +39,6 @@ def _send(port: int, subject: str) -> None:
     msg.set_content("hello\n")
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.send_message(msg, from_addr="sender@client.test", to_addrs=["user@local.test"])
-
-
-def _snapshot_time(home) -> float:
-    conn = db.connect(home.db, readonly=True)
-    try:
-        found = read_snapshot(conn)
-    finally:
-        conn.close()
-    return found[1] if found else 0.0
-
-
-async def _next_snapshot(home) -> None:
-    """Until the core has written a snapshot after now: it counts what happened before."""
-    now = time.time()
-    await until(lambda: _snapshot_time(home) > now, WAIT_SECONDS)
 
 
 def _virus_scanning_row(home) -> str:
@@ -76,7 +59,7 @@ async def test_status_page_says_clamd_is_not_answering_and_mail_is_held(
     try:
         await trio.to_thread.run_sync(_send, port, "while clamd is down")
         await until(lambda: list(home.queue("hold").iterdir()), WAIT_SECONDS)
-        await _next_snapshot(home)
+        await next_snapshot(home, WAIT_SECONDS)
         row = _virus_scanning_row(home)
         assert re.fullmatch(
             rf"Enabled — clamd at {re.escape(clamd.address)} not answering since "
@@ -86,7 +69,7 @@ async def test_status_page_says_clamd_is_not_answering_and_mail_is_held(
         await trio.to_thread.run_sync(_send, port, "once clamd answers")
         [delivered] = await sink.await_messages(1, timeout=WAIT_SECONDS)
         assert b"once clamd answers" in delivered.data
-        await _next_snapshot(home)
+        await next_snapshot(home, WAIT_SECONDS)
         assert _virus_scanning_row(home) == "Enabled"
     finally:
         core.cancel_scope.cancel()

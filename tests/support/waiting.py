@@ -1,12 +1,22 @@
-"""Small helpers the end-to-end tests share: read events back, wait for a condition."""
+"""Small helpers the end-to-end tests share: read events back, wait for a condition.
+
+What a core records reaches SQLite a moment later (its event writer batches, a listener
+process has a writer of its own, the status snapshot is written once a second), and some of it
+is recorded only after what a test can see (an entry in hold/, a message at the sink). A test
+that reads something that may still be on its way waits for that row itself (`until` with
+`flush`, `at_least`, `next_snapshot`) instead of flushing or sleeping once and then reading.
+"""
 
 from __future__ import annotations
+
+import time
 
 import trio
 
 from shared import db
+from shared.status import read_snapshot
 
-__all__ = ["events_of", "until", "at_least"]
+__all__ = ["events_of", "until", "at_least", "next_snapshot"]
 
 
 def events_of(home, action) -> list:
@@ -34,12 +44,31 @@ async def until(predicate, timeout: float = 20.0, *, flush=None):
             await trio.sleep(0.02)
 
 
-async def at_least(home, action, count: int, timeout: float = 20.0) -> list:
-    """The rows of `action` once there are at least `count` of them."""
+async def at_least(home, action, count: int, timeout: float = 20.0, *, flush=None) -> list:
+    """The rows of `action` once there are at least `count` of them; `flush` as for
+    `until`."""
     rows: list = []
 
     def enough():
         rows[:] = events_of(home, action)
         return len(rows) >= count
-    await until(enough, timeout)
+    await until(enough, timeout, flush=flush)
     return rows
+
+
+def _snapshot(home) -> tuple[dict, float] | None:
+    conn = db.connect(home.db, readonly=True)
+    try:
+        return read_snapshot(conn)
+    finally:
+        conn.close()
+
+
+async def next_snapshot(home, timeout: float = 20.0) -> dict:
+    """The core's status snapshot once one is written after now, so it counts what
+    happened before this call: a sleep of a snapshot interval may end before the core's
+    next write (its writes come on its own clock, through a thread)."""
+    now = time.time()       # the snapshot's stamp is the core's wall-clock time
+    found = await until(lambda: (taken := _snapshot(home)) and taken[1] > now and taken,
+                        timeout)
+    return found[0]
