@@ -25,7 +25,7 @@ from core.pipeline import workers
 from core.pipeline.run import SCAN_MARGIN_SECONDS
 from shared.events import Action
 from tests.support.core import routed_home
-from tests.support.waiting import events_of, until
+from tests.support.waiting import at_least, events_of, until
 
 pytestmark = pytest.mark.trio
 
@@ -131,6 +131,8 @@ async def test_slow_clamd_is_a_scan_error_handled_by_scan_unprocessable(
         await until(lambda: not list(home.queue("fast").iterdir()), WAIT_SECONDS)
     else:
         await until(lambda: list(home.queue("hold").iterdir()), WAIT_SECONDS)
+        # the move into hold/ comes back from its thread before its event is recorded
+        await at_least(home, Action.HELD, 1, WAIT_SECONDS, flush=core.events.aflush)
     await core.events.aflush()
     errors = events_of(home, Action.SCAN_ERROR)
     assert [e["rule"] for e in errors] == ["av.engine"], [(e["rule"], e["info"]) for e in errors]

@@ -25,7 +25,7 @@ from core.app import run_core
 from shared.events import Action
 from tests.support.core import routed_home
 from tests.support.mail import EICAR, EICAR_ATTACHMENT, nested_multipart
-from tests.support.waiting import events_of, until
+from tests.support.waiting import at_least, events_of, until
 
 pytestmark = pytest.mark.trio
 
@@ -127,6 +127,8 @@ async def test_content_nested_past_the_mime_limit_is_held_not_delivered(tmp_path
     await trio.to_thread.run_sync(_send_raw, core.smtp_addresses[0][1],
                                   nested_multipart(120, EICAR_ATTACHMENT))
     await until(lambda: list(home.queue("hold").iterdir()), 30)
+    # the move into hold/ comes back from its thread before its event is recorded
+    await at_least(home, Action.HELD, 1, 30, flush=core.events.aflush)
     await _settle(core, home)
     await trio.sleep(0.5)
     assert sink.messages == []
