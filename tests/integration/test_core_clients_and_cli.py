@@ -19,6 +19,7 @@ from shared.spool import Envelope, Spool
 from shared.status import read_snapshot
 from tests.support.core import CoreProcess, make_home
 from tests.support.tools import require_tool
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.trio
 pytest_plugins = ["tests.support.fixtures"]
@@ -174,8 +175,11 @@ async def test_service_events_and_status_snapshot(tmp_path, nursery):
     assert snapshot["incoming"] == "accept" and snapshot["delivery_mode"] == "delivery"
     assert abs(updated_at - time.time()) < 10
     core.cancel_scope.cancel()
-    await trio.sleep(0.5)
-    actions = _actions(home)
+
+    def stopped():      # recorded as the core unwinds, committed as its writer closes
+        actions = _actions(home)
+        return str(Action.SERVICE_STOPPED) in actions and actions
+    actions = await until(stopped)
     assert str(Action.SERVICE_STARTED) in actions
     assert str(Action.SERVICE_STOPPED) in actions
     assert str(Action.SERVICE_START_IMPROPER) not in actions
