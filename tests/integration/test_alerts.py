@@ -190,12 +190,10 @@ def _send_from_null_sender(port, recipient):
 
 
 async def _alert_sent(home, core, rule):
-    """The alert_sent events of `rule` once there is one."""
-    def sent():
-        core.events.flush()
-        return [r for r in _events(home, Action.ALERT_SENT) if r["rule"] == rule]
-    await until(sent, timeout=30)
-    return sent()
+    """The alert_sent events of `rule` once there is one (the flush awaited: a blocking
+    `core.events.flush()` in the predicate held up the trio thread the core runs on)."""
+    return await until(lambda: [r for r in _events(home, Action.ALERT_SENT)
+                                if r["rule"] == rule], timeout=30, flush=core.events.aflush)
 
 
 @pytest.mark.parametrize("next_hop, deferral", [
@@ -266,11 +264,9 @@ async def test_a_next_hop_that_is_there_raises_no_smtp_connection_failure(
     await trio.to_thread.run_sync(_send_from_null_sender, core.smtp_addresses[0][1],
                                   "x@down.test")
 
-    def outcome():
-        core.events.flush()
-        return _events(home, action)
-    await until(outcome, timeout=30)
-    assert json.loads(outcome()[0]["data"])["status"] == status
+    [first, *_] = await until(lambda: _events(home, action), timeout=30,
+                              flush=core.events.aflush)
+    assert json.loads(first["data"])["status"] == status
     # a later alert, mailed by the same poll or a later one than the outcome's would be
     await trio.to_thread.run_sync(lambda: _console_event(home, Action.UNAUTHORIZED_ACCESS))
     await _alert_sent(home, core, "alerts.unauthorized_access")

@@ -93,16 +93,15 @@ async def test_a_refused_central_quarantine_writes_one_deferred_event_per_copy(t
     port = core.smtp_addresses[0][1]
 
     def deferred():
-        core.events.flush()
         return central_events(home, Action.DEFERRED)
 
     await trio.to_thread.run_sync(send_infected, port, "first")
-    await until(lambda: len(deferred()) == 1)
+    await until(lambda: len(deferred()) == 1, flush=core.events.aflush)
     # the next copy wakes the forwarder and goes at once; the first waits for its next
     # attempt (core/scan/central_forwarder.py rule 1: 30 s, capped by the test home's
     # delivery.retry_max_seconds at 2 s), and its unchanged reason writes nothing more
     await trio.to_thread.run_sync(send_infected, port, "second")
-    await until(lambda: len(deferred()) == 2)
+    await until(lambda: len(deferred()) == 2, flush=core.events.aflush)
     first, second = deferred()
     assert first["queue_id"] != second["queue_id"]
     assert first["info"] == (f"virus quarantine copy not sent to [::1]:{dead}: connect to "
@@ -131,13 +130,12 @@ async def test_a_copy_tried_again_for_the_same_reason_writes_no_second_event(
     port = core.smtp_addresses[0][1]
 
     def deferred():
-        core.events.flush()
         return central_events(home, Action.DEFERRED)
 
     await trio.to_thread.run_sync(send_infected, port, "first")
-    await until(lambda: len(deferred()) == 1)
+    await until(lambda: len(deferred()) == 1, flush=core.events.aflush)
     await trio.to_thread.run_sync(send_infected, port, "second")
-    await until(lambda: len(deferred()) == 2)
+    await until(lambda: len(deferred()) == 2, flush=core.events.aflush)
     await until(lambda: sum(c.commands.count("MAIL") for c in sink6.connections) >= 3)
     await core.events.aflush()              # the first copy twice, the second once by now
     [first, second] = deferred()

@@ -113,22 +113,21 @@ async def _scenario(home, sink) -> dict:
             ids[name] = await trio.to_thread.run_sync(_send, port, data, to)
 
         def ended(name: str) -> bool:
-            core.events.flush()
             return any(row["queue_id"] == ids[name] for action in (
                 Action.COMPLETED, Action.DEFERRED, Action.DROPPED)
                 for row in events_of(home, action))
 
         # two messages one after the other: the second reuses the pooled connection
         await send("first", _message("first"))
-        await until(lambda: ended("first"))
+        await until(lambda: ended("first"), flush=core.events.aflush)
         await send("second", _message("second"))
-        await until(lambda: ended("second"))
+        await until(lambda: ended("second"), flush=core.events.aflush)
         await send("dead", _message("to a closed port", to="user@dead.test"),
                    "user@dead.test")
         await send("worm", _message("worm", attachment=b"xx" + WORM + b"yy"))
         await send("malformed", MALFORMED_SPAM)
         for name in ("dead", "worm", "malformed"):
-            await until(lambda: ended(name))
+            await until(lambda: ended(name), flush=core.events.aflush)
         facts["malformed_delivered"] = [m.data for m in await trio.to_thread.run_sync(
             sink.wait_for, 3)][-1]
         set_settings(home, delivery__reject_incoming=True)
@@ -510,7 +509,6 @@ async def _pool_scenario(home) -> dict:
             ids = facts["queue_ids"]
 
             def ended(name: str) -> bool:
-                core.events.flush()
                 return any(row["queue_id"] == ids[name] for action in (
                     Action.COMPLETED, Action.DEFERRED) for row in events_of(home, action))
 
@@ -518,7 +516,7 @@ async def _pool_scenario(home) -> dict:
                 for name, to in ((f"{domain}-first", first), (domain, f"user@{domain}")):
                     ids[name] = await trio.to_thread.run_sync(_send, port, _message(name, to),
                                                               to)
-                    await until(lambda: ended(name))
+                    await until(lambda: ended(name), flush=core.events.aflush)
                     if name != domain:      # the next hop drops the pooled connection
                         assert await hops[domain].close_idle() == 1
             core.cancel_scope.cancel()
