@@ -37,6 +37,7 @@ from typing import Any, Iterable
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, HiddenField, SelectField, SelectMultipleField, StringField,
                      TextAreaField)
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
 from console.context import settings
@@ -57,16 +58,11 @@ MAX_EXTRA_FIELD_CHARS = 320  # a HostPort's extra text box: the schema checks th
 CHANGED_MEANWHILE = ("was changed elsewhere after this page was loaded; nothing was saved. "
                      "Reload the page to see the current value, then make your change again")
 
-try:  # WTForms ≥ 3.3 deprecates (value, label) tuples in favour of SelectChoice
-    from wtforms.fields.choices import SelectChoice as _SelectChoice
-except ImportError:  # pragma: no cover - older WTForms
-    _SelectChoice = None
-
 
 def _choices(pairs):
-    if _SelectChoice is None:
-        return list(pairs)
-    return [_SelectChoice(value, label) for value, label in pairs]
+    """WTForms' options from (value, label) pairs: 3.3 deprecates the pairs themselves (3.4
+    refuses them)."""
+    return [SelectChoice(value, label) for value, label in pairs]
 
 
 class UnsupportedKind(TypeError):

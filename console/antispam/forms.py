@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, HiddenField, SelectField, SelectMultipleField, StringField,
                      SubmitField, TextAreaField)
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional, Regexp
 
 from console.schema_forms import settings_form
@@ -88,8 +89,9 @@ class SpamRuleForm(FlaskForm):
     enabled = BooleanField("Enabled", default=True)
     # a new rule matches all of its terms: the guide reads a comma as AND and lists "All of
     # these terms" first (tester "guide", finding 6); a stored rule keeps its own match
-    match = SelectField("Match", choices=[("all", "all of the terms"),
-                                          ("any", "any of the terms")], default="all")
+    match = SelectField("Match", choices=[SelectChoice("all", "all of the terms"),
+                                          SelectChoice("any", "any of the terms")],
+                        default="all")
     terms = StringField("Terms (comma-separated; * and ? wildcards, \\ escapes)")
     none_of = StringField("None of these terms (comma-separated)", validators=[Optional()])
     save = SubmitField("Save rule")

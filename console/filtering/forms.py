@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, SelectField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
 from console.schema_forms import settings_form, supports
@@ -69,8 +70,9 @@ class RuleForm(FlaskForm):
     name = StringField("Name (optional)", validators=[Length(max=100)])
     # a new rule matches all of its terms, as the guide reads a comma (AND); a stored rule
     # keeps its own match (tester "guide", finding 6)
-    match = SelectField("Match", choices=[("all", "All of these terms"),
-                                          ("any", "Any of these terms")], default="all")
+    match = SelectField("Match", choices=[SelectChoice("all", "All of these terms"),
+                                          SelectChoice("any", "Any of these terms")],
+                        default="all")
     terms = StringField("Identify messages that contain (terms separated by commas)",
                         validators=[Length(max=12_000)])
     none_of = StringField("But none of (terms separated by commas)",
