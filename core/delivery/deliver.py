@@ -10,7 +10,10 @@ What this module owns
 Rules
     1. Candidates (MX hosts by preference, each address in order) are tried in turn while
        *connecting* fails: refused/unreachable/timeout, a greeting other than 220, a failed
-       EHLO/HELO, or TLS required but impossible. Once MAIL is sent the answer of that host
+       EHLO/HELO, or TLS required but impossible. A host that refused HELO with a 5xx
+       (core/delivery/session.py rule 6) refused us for good: its other addresses are
+       skipped, and when no host after it takes the session, its refusal fails the
+       recipients at once instead of deferring them. Once MAIL is sent the answer of that host
        stands: 2xx delivered, 4xx deferred, 5xx failed, per recipient (Transaction.outcomes),
        except for a RCPT refused for the host's limit of recipients (rule 7).
        A connection lost mid-transaction defers every recipient not yet decided.
@@ -237,7 +240,8 @@ class Deliverer:
                     break
                 reused = True
         except DeliveryError as error:
-            self._fill(results, recipients, error.text, error.status, error.host)
+            self._fill(results, recipients, error.text, error.status, error.host,
+                       "failed" if error.is_permanent else "deferred")
         except Exception as error:   # boundary (rule 4): defer, never lose the message
             text = f"internal error: {type(error).__name__}: {error}"
             if log is not None:
@@ -257,10 +261,10 @@ class Deliverer:
 
     @staticmethod
     def _fill(results: dict, recipients: Sequence[str], text: str, status: str,
-              host: str | None) -> None:
+              host: str | None, outcome: str = "deferred") -> None:
         for address in recipients:
             if address not in results:
-                results[address] = RecipientResult(address, "deferred", text, status, host)
+                results[address] = RecipientResult(address, outcome, text, status, host)
 
     def _attempt_log(self, settings: Mapping, hop: NextHop, envelope: Envelope,
                      recipients: int) -> ConversationLog | None:
@@ -293,9 +297,11 @@ class Deliverer:
     async def _connect(self, found: list[Candidate], hop: NextHop, settings: Mapping, mode: str,
                        envelope: Envelope, log: ConversationLog | None) -> Session:
         """The first candidate address that gives a ready session (rule 1); `log`: the
-        attempt's (rule 6)."""
+        attempt's (rule 6). Raises the first permanent refusal when none does, else the
+        last error."""
         hostname = await trio.to_thread.run_sync(self.hostname)
         last: DeliveryError | None = None
+        refused: DeliveryError | None = None
         for candidate in found:
             for address in candidate.addresses:
                 use_tls = mode != "off"
@@ -320,8 +326,11 @@ class Deliverer:
                         break
                     self._connected(envelope, hop, session, CONNECTION_ACTUAL)
                     return session
+                if last.is_permanent:   # the host refused us, at any address: the next host
+                    refused = refused or last
+                    break
         assert last is not None   # candidates() never returns an empty list
-        raise last
+        raise refused or last
 
     def _connected(self, envelope: Envelope, hop: NextHop, session: Session,
                    connection: str, *, failure: str | None = None) -> None:

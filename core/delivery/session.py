@@ -36,11 +36,20 @@ Rules
        status; Postfix leaves it out too). The text still names where it tried.
     6. Its status says where it happened (RFC 3463 §3.5): before the session is open
        (connect refused, unreachable or timed out, the connection closed or silent before
-       the greeting, a greeting other than 220, EHLO and HELO refused) NO_ANSWER_STATUS,
+       the greeting, a greeting other than 220, a 4xx to EHLO or HELO) NO_ANSWER_STATUS,
        X.4.1 "No answer from host", a next hop busy or "otherwise unable to take a call",
        whatever the host's reply said (it stays in the text); TLS required but impossible
        4.7.0; a connection lost once the session is open BAD_CONNECTION_STATUS, X.4.2. The
        SMTP Connection Failure alert is raised on X.4.1 (core/notify.py alert_key).
+       A 5xx to HELO (sent after a 5xx to EHLO) is no busy host but its refusal of us,
+       for good (RFC 5321 §4.2.1: the client "SHOULD NOT repeat the exact request"): the
+       error `is_permanent`, with the reply's status, and core/delivery/deliver.py fails
+       the recipients when no other host takes the session (rule 1 there), as Postfix's
+       smtp_site_fail bounces on a hard error. This rule once deferred it as X.4.1 like a
+       busy host, and the sender waited delivery.retry_days for the bounce of mail the
+       host would never take. A 5xx greeting stays X.4.1: the next host is tried, and a
+       host that only greets 554 ("no SMTP service here", RFC 5321 §3.1) is deferred, as
+       Postfix's smtp_skip_5xx_greeting default has it.
     7. `Session.log` is the conversation log of the delivery attempt using the connection
        now (core/delivery/deliver.py sets it; None between attempts and when logging is
        off): what is sent and received goes there, and each error with its class — a
@@ -109,15 +118,18 @@ class Timeouts:
 
 
 class DeliveryError(Exception):
-    """The connection failed (rule 2): the recipients still undecided are deferred."""
+    """The connection failed (rule 2): the recipients still undecided are deferred, or
+    failed when it `is_permanent` (rule 6)."""
 
     def __init__(self, text: str, *, status: str = NO_ANSWER_STATUS, host: str | None = None,
-                 tls_failed: bool = False, kind: str = "communication") -> None:
+                 tls_failed: bool = False, kind: str = "communication",
+                 is_permanent: bool = False) -> None:
         super().__init__(text)
         self.text = text
         self.status = status
         self.host = host
         self.tls_failed = tls_failed
+        self.is_permanent = is_permanent   # the host refused us for good (rule 6): fail
         self.kind = kind          # conversation log error class: communication | protocol | local
 
 
@@ -320,8 +332,10 @@ async def _hello(session: Session, timeouts: Timeouts) -> None:
         await _send(session, session.conn.helo(), timeouts.helo)
         reply = await _reply(session, timeouts.helo)
     if reply.code_class != 2:
+        permanent = reply.code_class == 5                                    # rule 6
         raise DeliveryError(f"{session.peer} refused EHLO/HELO: {reply_text(reply)}",
-                            host=session.host)
+                            status=_status(reply) if permanent else NO_ANSWER_STATUS,
+                            host=session.host, is_permanent=permanent)
 
 
 async def _start_tls(session: Session, context: ssl.SSLContext, timeouts: Timeouts,
