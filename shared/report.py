@@ -75,8 +75,21 @@ MESSAGE_ITEMS: tuple[tuple[str, Action, str], ...] = (
     ("Encrypted Files Deleted", Action.ENCRYPTED_CONTAINER, "encrypted_deleted"),
     ("Messages Quarantined", Action.QUARANTINED, "events_counted"),
 )
-PREMIUM_ITEMS = (("Spam Detected", Action.SPAM), ("Suspected Spam Detected",
-                 Action.SUSPECTED_SPAM), ("Reputation Spam Detected", Action.REPUTATION_SPAM))
+# (item label, the actions it counts). Spam Detected takes in the heuristic engine's
+# detections, as the guide's Spam action does (Table 7-7: "heuristic spam detection events
+# and spam detection from the premium antispam service"), the spam rules' hits with them
+# (score 100, handled as heuristic spam: SPEC §3 rules.spam), and spam reported only as
+# malformed (guide Table 7-9; SPAM_AS_MALFORMED). The Status page's Antispam detections
+# count the same messages from the core's counters (shared.status.PREMIUM_ROWS).
+PREMIUM_ITEMS: tuple[tuple[str, tuple[Action, ...]], ...] = (
+    ("Spam Detected", (Action.SPAM, Action.HEURISTIC_SPAM, Action.SPAM_RULE_VIOLATION,
+                       Action.MALFORMED)),
+    ("Suspected Spam Detected", (Action.SUSPECTED_SPAM,)),
+    ("Reputation Spam Detected", (Action.REPUTATION_SPAM,)))
+# A malformed message that a spam check caught has only its `malformed` event, which then
+# carries the spam finding's rule as data `spam_rule` (core/pipeline/service.py); the other
+# malformed events are not spam. The roll-ups do not key `data`: counted from the events.
+SPAM_AS_MALFORMED = "spam_rule"
 # (item label, the actions it counts). A mass-mailer cleanup deletes the whole message, the
 # infected file with it: an infection deleted, as a virus in the message body itself is
 # (its `file_deleted`, rule av.outer_message). The outbreak alert counts these messages
@@ -236,7 +249,10 @@ def summarise(conn: sqlite3.Connection, rng: ReportRange, *, premium: bool) -> S
     sections = [SummarySection("message", SECTION_TITLES["message"],
                                [(label, figure(a, how)) for label, a, how in MESSAGE_ITEMS])]
     if premium:
-        rows = [(label, by_action.get(a.value, 0)) for label, a in PREMIUM_ITEMS]
+        rows = [(label, sum(_spam_as_malformed(conn, rng.start, rng.end)
+                            if a is Action.MALFORMED else by_action.get(a.value, 0)
+                            for a in actions))
+                for label, actions in PREMIUM_ITEMS]
         sections.append(SummarySection("premium", SECTION_TITLES["premium"], rows,
                                        sum(n for _, n in rows)))
     rows = [(label, sum(by_action.get(a.value, 0) for a in actions))
@@ -264,6 +280,14 @@ def _not_counted(conn: sqlite3.Connection, action: Action, start: float,
     return [t for (t,) in conn.execute(
         "SELECT time FROM events WHERE action = ? AND time >= ? AND time < ? AND result = ?",
         (action.value, start, end, NOT_COUNTED[action]))]
+
+
+def _spam_as_malformed(conn: sqlite3.Connection, start: float, end: float) -> int:
+    """How many `malformed` events in [start, end) were spam (SPAM_AS_MALFORMED)."""
+    return conn.execute(
+        "SELECT COUNT(*) FROM events WHERE action = ? AND time >= ? AND time < ? AND "
+        "json_valid(data) AND json_extract(data, ?) IS NOT NULL",
+        (Action.MALFORMED.value, start, end, f"$.{SPAM_AS_MALFORMED}")).fetchone()[0]
 
 
 def _split(a: float, b: float, cuts: list[float]) -> list[tuple[float, float]]:

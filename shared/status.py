@@ -12,8 +12,8 @@ import sqlite3
 import time
 from typing import Any
 
-__all__ = ["COUNTERS", "SPAM_COUNTERS", "QUEUES", "new_snapshot", "write_snapshot", "read_snapshot",
-           "STALE_AFTER_SECONDS"]
+__all__ = ["COUNTERS", "SPAM_COUNTERS", "HEURISTIC_ROWS", "PREMIUM_ROWS", "QUEUES",
+           "new_snapshot", "write_snapshot", "read_snapshot", "STALE_AFTER_SECONDS"]
 
 # Table 7-1 counters, since the core last started.
 COUNTERS = (
@@ -31,6 +31,16 @@ COUNTERS = (
 # it adds to (the guide's "Total number of spam messages detected").
 SPAM_COUNTERS = frozenset(("spam_blacklist", "spam_rbl", "spam_heuristic", "spam",
                            "suspected_spam", "reputation_spam"))
+# The Antispam detections rows the Status page shows after the two blacklists' (guide
+# Table 7-1): the heuristic engine's, or with Premium AntiSpam (`premium.enabled`) in its
+# place Spam, Suspected spam and Reputation spam. Premium's Spam takes in the heuristic
+# engine's detections, as the guide's Spam action does (Table 7-7: "heuristic spam detection
+# events and spam detection from the premium antispam service"); the heuristic counter
+# includes the spam rules' hits (score 100, handled as heuristic spam: SPEC §3 rules.spam).
+# The summary report counts the same messages from their events (shared.report.PREMIUM_ITEMS).
+HEURISTIC_ROWS = (("Heuristic engine", ("spam_heuristic",)),)
+PREMIUM_ROWS = (("Spam", ("spam", "spam_heuristic")), ("Suspected spam", ("suspected_spam",)),
+                ("Reputation spam", ("reputation_spam",)))
 QUEUES = ("fast", "slow", "hold")
 STALE_AFTER_SECONDS = 5  # the core writes every second; older means it is not running
 
