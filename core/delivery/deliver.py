@@ -13,9 +13,16 @@ Rules
        EHLO/HELO, or TLS required but impossible. A host that refused HELO with a 5xx
        (core/delivery/session.py rule 6) refused us for good: its other addresses are
        skipped, and when no host after it takes the session, its refusal fails the
-       recipients at once instead of deferring them. Once MAIL is sent the answer of that host
+       recipients at once instead of deferring them. A 4xx to MAIL (a 421 as the host
+       closes, a 451) defers only that host: it took nothing, so the transaction goes to
+       the next host at once, in the same attempt (RFC 5321 §5.1 "try ... each of the
+       relevant addresses ... until a delivery attempt succeeds"; Postfix's "soft error,
+       non-final server" does so), and the 4xx stands only when no later host takes the
+       session. Once MAIL is accepted (or refused with a 5xx) the answer of that host
        stands: 2xx delivered, 4xx deferred, 5xx failed, per recipient (Transaction.outcomes),
-       except for a RCPT refused for the host's limit of recipients (rule 7).
+       except for a RCPT refused for the host's limit of recipients (rule 7): a host that
+       took the transaction answers for it (a backup MX would mostly queue the mail for
+       that very host), and one that took the data may have delivered it.
        A connection lost mid-transaction defers every recipient not yet decided.
     2. `smtp.tls.outbound`: "off" never sends STARTTLS. "opportunistic" uses STARTTLS when
        offered, without certificate verification (RFC 7435: self-signed certificates are the
@@ -219,6 +226,23 @@ class Deliverer:
                                                        log)
                     outcomes = await run_transaction(slot.session, envelope, chunk,
                                                      message_path, self.timeouts)
+                answered_by = slot.session          # whose answers `outcomes` are
+                while _mail_deferred(answered_by, outcomes) \
+                        and (rest := _hosts_after(found, answered_by.host)):       # rule 1
+                    if log is not None:
+                        log.note(f"{answered_by.host} deferred MAIL: the next host is tried")
+                    await self._close(slot.session)
+                    slot.session = None
+                    try:
+                        slot.session = await self._connect(rest, hop, settings, mode,
+                                                           envelope, log)
+                    except DeliveryError as error:
+                        if error.is_permanent:
+                            raise
+                        break                       # no later host answered: its 4xx stands
+                    answered_by = slot.session
+                    outcomes = await run_transaction(slot.session, envelope, chunk,
+                                                     message_path, self.timeouts)
                 over = [a for a, (outcome, *_) in outcomes.items()
                         if outcome == RECIPIENT_LIMIT]
                 answered = len(chunk) - len(over)
@@ -226,7 +250,7 @@ class Deliverer:
                     per_transaction = min(per_transaction, answered)
                     todo = over + todo
                     if log is not None:
-                        log.note(f"{slot.session.host} answered {answered} of {len(chunk)} "
+                        log.note(f"{answered_by.host} answered {answered} of {len(chunk)} "
                                  f"recipients before its limit: the other {len(over)} "
                                  f"follow, at most {per_transaction} a transaction")
                 for address, (outcome, text, status, remote) in outcomes.items():
@@ -235,8 +259,8 @@ class Deliverer:
                             continue
                         outcome = "deferred"
                     results[address] = RecipientResult(address, outcome, text, status,
-                                                       slot.session.host, remote)
-                if not slot.session.is_usable:
+                                                       answered_by.host, remote)
+                if slot.session is None or not slot.session.is_usable:
                     break
                 reused = True
         except DeliveryError as error:
@@ -383,6 +407,23 @@ def _stale_reason(session, outcomes: Mapping) -> str:
         return reply_text(mail_reply)
     return next((text for outcome, text, *_ in outcomes.values() if outcome == "deferred"),
                 LOST_BEFORE_TAKING)
+
+
+def _mail_deferred(session, outcomes: Mapping) -> bool:
+    """Did the host answer this transaction's MAIL with a 4xx (a 421 as it closes, a 451)?
+    It took nothing then, so the next host may have the transaction with no risk of a
+    second copy (rule 1). All outcomes deferred: a transaction we refused ourselves
+    (session.py rule 4) sends no MAIL and leaves the last transaction's reply there."""
+    transaction = session.conn.transaction
+    reply = transaction.mail_reply if transaction is not None else None
+    return reply is not None and reply.code_class == 4 and all(
+        outcome == "deferred" for outcome, *_ in outcomes.values())
+
+
+def _hosts_after(found: Sequence[Candidate], host: str) -> list[Candidate]:
+    """The candidates after `host`'s, in order: the less preferred MX hosts (rule 1)."""
+    hosts = [candidate.host for candidate in found]
+    return list(found[hosts.index(host) + 1:]) if host in hosts else []
 
 
 def _closed_before_taking(session, outcomes: Mapping) -> bool:

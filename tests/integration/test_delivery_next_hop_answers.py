@@ -6,6 +6,8 @@ hops with several MX hosts.
 Regressions (findings 15, delivery client):
     1. A 5xx to EHLO and to HELO was deferred as a busy host (4.4.1) and retried for
        delivery.retry_days, with a delay notice, instead of failing.
+    2. A 4xx to MAIL (421 or 451) from the first MX host deferred the message, and the
+       next MX host, which would have taken it, was never tried.
 """
 
 from __future__ import annotations
@@ -200,3 +202,55 @@ async def test_the_refusal_of_helo_decides_when_the_host_after_it_cannot_be_reac
     assert (result.outcome, result.status, result.remote_mta) == ("failed", "5.7.1",
                                                                   "mx1.dest.test")
     assert len(busy.connections) == 1
+
+
+# --- 2. MAIL deferred by one MX host -----------------------------------------------------
+
+@pytest.mark.parametrize("refusal", [b"451 4.3.0 temporary local problem",
+                                     b"421 4.3.2 shutting down|close"])
+async def test_a_4xx_to_mail_sends_the_transaction_to_the_next_mx_host(
+        tmp_path, nursery, dns_server, refusal):
+    deferring, taking = ScriptedHop(mail=refusal), ScriptedHop()
+    settings = await two_mx_hosts(nursery, dns_server, deferring, taking)
+    results, _ = await deliver(tmp_path, settings, route("dest.test", settings),
+                               ["bob@dest.test", "carol@dest.test"])
+    assert [(r.outcome, r.remote_mta) for r in results] == [("delivered", "mx2.dest.test")] * 2
+    assert taking.messages == [MESSAGE] and deferring.messages == []
+    assert deferring.verbs[0][:2] == ["EHLO", "MAIL"] and "RCPT" not in deferring.verbs[0]
+
+
+async def test_the_last_mx_hosts_4xx_to_mail_stands(tmp_path, nursery, dns_server):
+    first, last = (ScriptedHop(mail=b"451 4.3.0 first is busy"),
+                   ScriptedHop(mail=b"452 4.3.1 last is full"))
+    settings = await two_mx_hosts(nursery, dns_server, first, last)
+    [result], _ = await deliver(tmp_path, settings, route("dest.test", settings))
+    assert (result.outcome, result.text, result.status, result.remote_mta,
+            result.is_remote_reply) == ("deferred", "452 4.3.1 last is full", "4.3.1",
+                                        "mx2.dest.test", True)
+
+
+async def test_a_4xx_to_mail_stands_when_no_later_host_answers(tmp_path, nursery,
+                                                              dns_server):
+    deferring = ScriptedHop(mail=b"451 4.3.0 temporary local problem")
+    port = await nursery.start(deferring.serve)
+    dns_server.add_mx("dest.test", 10, "mx1.dest.test").add_mx("dest.test", 20, "mx2.dest.test")
+    dns_server.add_a("mx1.dest.test", "127.0.0.1").add_a("mx2.dest.test", "127.0.0.3")
+    settings = snapshot(dns_server, routing__local=[{"match": "dest.test", "port": port}])
+    [result], _ = await deliver(tmp_path, settings, route("dest.test", settings))
+    # mx2 refuses the connection: the answer of the host that said something is kept
+    assert (result.outcome, result.text, result.remote_mta) == (
+        "deferred", "451 4.3.0 temporary local problem", "mx1.dest.test")
+
+
+@pytest.mark.parametrize("script", [{"mail": b"550 5.7.1 sender refused"},
+                                    {"rcpt": b"450 4.2.1 greylisted"},
+                                    {"data": b"451 4.3.0 try later"}])
+async def test_a_5xx_to_mail_or_any_answer_after_it_stands(tmp_path, nursery, dns_server,
+                                                            script):
+    answering, backup = ScriptedHop(**script), ScriptedHop()
+    settings = await two_mx_hosts(nursery, dns_server, answering, backup)
+    [result], _ = await deliver(tmp_path, settings, route("dest.test", settings))
+    [reply] = script.values()
+    assert (result.outcome, result.text, result.remote_mta) == (
+        "failed" if reply.startswith(b"5") else "deferred", reply.decode(), "mx1.dest.test")
+    assert backup.connections == []
