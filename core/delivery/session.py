@@ -433,7 +433,11 @@ async def _transaction(session: Session, envelope: Envelope, recipients: Sequenc
     results: dict[str, tuple[str, str, str, bool]] = {}
     for address in recipients:
         outcome, reply = outcomes.get(address) or _never_sent(transaction)
-        if outcome is Outcome.PENDING or reply is None:
+        if (outcome is Outcome.PENDING or reply is None) and conn.closing_reply is not None:
+            # the 421 the host closed with (RFC 5321 §3.8) says why it was not answered
+            results[address] = ("deferred", reply_text(conn.closing_reply),
+                                _status(conn.closing_reply), True)
+        elif outcome is Outcome.PENDING or reply is None:
             text = error.text if error else f"no answer from {session.peer}"
             results[address] = ("deferred", text,
                                  error.status if error else BAD_CONNECTION_STATUS, False)
@@ -481,6 +485,8 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
         for recipient in recipients:
             await _send(session, conn.rcpt(recipient), timeouts.rcpt)
             await _reply(session, timeouts.rcpt)
+            if conn.state is ClientState.CLOSED:     # a 421: nothing more on this connection
+                return
         if not conn.transaction.accepted_recipients:
             await _send(session, conn.rset(), timeouts.rset)
             await _reply(session, timeouts.rset)

@@ -32,7 +32,7 @@ Rules
        LocalProtocolError, as does any command illegal in the current state.
     2. Nothing a server sends raises: garbage becomes a ProtocolViolation
        event and the connection is CLOSED; a 421 to anything closes it too
-       (RFC 5321 §3.8).
+       (RFC 5321 §3.8), and is kept as `closing_reply`.
     3. Addresses with CR, LF or other controls are refused (LocalProtocolError):
        they would inject commands into the session.
     4. Message content is dot-stuffed (RFC 5321 §4.5.2) and every bare CR or
@@ -225,6 +225,9 @@ class ClientConnection:
         self._encoder: DataEncoder | None = None
         self._peer_closed = False
         self._smtputf8 = False   # the current transaction declared SMTPUTF8
+        # The 421 the server closed the connection with (rule 2), to a command or not: what
+        # the commands it never answered are deferred with.
+        self.closing_reply: Reply | None = None
 
     # --- facts -------------------------------------------------------------------------
     @property
@@ -271,6 +274,7 @@ class ClientConnection:
                 return ProtocolViolation(ViolationKind.UNEXPECTED_REPLY, reply,
                                          f"reply {reply.code} with no command waiting")
             self._closed()
+            self.closing_reply = reply
             return ServerReply(Command.UNSOLICITED, "", reply)
         command, argument = self._outstanding.popleft()
         self._on_reply(command, argument, reply)
@@ -287,6 +291,7 @@ class ClientConnection:
         if reply.code == 421:
             self._record(command, argument, reply, txn)
             self._closed()
+            self.closing_reply = reply
             return
         if command is Command.GREETING:
             self.state = ClientState.GREETED if reply.code == 220 else ClientState.REFUSED

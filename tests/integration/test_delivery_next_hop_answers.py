@@ -8,6 +8,9 @@ Regressions (findings 15, delivery client):
        delivery.retry_days, with a delay notice, instead of failing.
     2. A 4xx to MAIL (421 or 451) from the first MX host deferred the message, and the
        next MX host, which would have taken it, was never tried.
+    3. A 421 to a RCPT without PIPELINING: the client went on sending on the closed
+       connection, and the other recipients were deferred with "internal error ... RCPT
+       not allowed in state CLOSED" (4.3.0) instead of the hop's 421.
 """
 
 from __future__ import annotations
@@ -254,3 +257,23 @@ async def test_a_5xx_to_mail_or_any_answer_after_it_stands(tmp_path, nursery, dn
     assert (result.outcome, result.text, result.remote_mta) == (
         "failed" if reply.startswith(b"5") else "deferred", reply.decode(), "mx1.dest.test")
     assert backup.connections == []
+
+
+# --- 3. A 421 to RCPT ----------------------------------------------------------------------
+
+R421 = b"421 4.3.2 too busy, closing"
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+@pytest.mark.parametrize("closing", ["carol@dest.test", "dave@dest.test"])   # mid, last
+async def test_a_421_to_rcpt_defers_every_recipient_with_the_hops_421(tmp_path, nursery,
+                                                                      pipelining, closing):
+    ehlo = b"250-hop.test\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES" if pipelining \
+        else ScriptedHop.DEFAULTS["ehlo"]
+    hop = ScriptedHop(ehlo=ehlo, **{f"rcpt_{closing}": R421 + b"|close"})
+    recipients = ["bob@dest.test", "carol@dest.test", "dave@dest.test"]
+    results, _ = await deliver(tmp_path, snapshot(), await relay_to(nursery, hop), recipients)
+    assert [(r.outcome, r.text, r.status, r.is_remote_reply) for r in results] == [
+        ("deferred", R421.decode(), "4.3.2", True)] * 3
+    if not pipelining:          # nothing sent after the 421
+        assert hop.connections[0][-2:] == [f"C: RCPT TO:<{closing}>", "S: " + R421.decode()]
