@@ -32,7 +32,11 @@ Rules
        LocalProtocolError, as does any command illegal in the current state.
     2. Nothing a server sends raises: garbage becomes a ProtocolViolation
        event and the connection is CLOSED; a 421 to anything closes it too
-       (RFC 5321 §3.8), and is kept as `closing_reply`.
+       (RFC 5321 §3.8), and is kept as `closing_reply`. So does a reply of a
+       class its command cannot have (`_is_expected`: a 3xx to anything but DATA,
+       a 2xx to DATA; RFC 5321 §4.2.1 "unexpected" codes, §4.3.2): a
+       ProtocolViolation, never a ServerReply, so it decides for no recipient —
+       a 354 after the final dot was once taken for delivery.
     3. Addresses with CR, LF or other controls are refused (LocalProtocolError):
        they would inject commands into the session.
     4. Message content is dot-stuffed (RFC 5321 §4.5.2) and every bare CR or
@@ -118,8 +122,23 @@ class Outcome(enum.Enum):
 
 
 def _outcome(reply: Reply) -> Outcome:
-    return {2: Outcome.DELIVERED, 3: Outcome.DELIVERED, 4: Outcome.DEFERRED}.get(
-        reply.code_class, Outcome.FAILED)
+    """What a deciding reply (rule 2: never a 3xx) means; a 5xx fails, anything else that
+    is not a 2xx waits."""
+    return {2: Outcome.DELIVERED, 5: Outcome.FAILED}.get(reply.code_class, Outcome.DEFERRED)
+
+
+def _is_expected(command: Command, reply: Reply) -> bool:
+    """Can `command` be answered with `reply`'s class (rule 2)? RFC 5321 §4.3.2: 354 is
+    the one intermediate reply, to DATA, whose positive answer it is; every other
+    command's is a 2xx (STARTTLS's 220 too). We send no AUTH (334)."""
+    if command is Command.DATA:
+        return reply.code == 354 or reply.code_class in (4, 5)
+    return reply.code_class != 3
+
+
+def _is_positive(command: Command, reply: Reply) -> bool:
+    """Does the transaction go on after this reply to MAIL, RCPT or DATA?"""
+    return reply.code == 354 if command is Command.DATA else reply.code_class == 2
 
 
 @dataclass
@@ -147,10 +166,12 @@ class Transaction:
         result: dict[str, tuple[Outcome, Reply | None]] = {}
         for recipient in self.recipients:
             deciding: Reply | None = None
-            for reply in (self.mail_reply, self.rcpt_replies.get(recipient), self.data_reply):
+            for command, reply in ((Command.MAIL, self.mail_reply),
+                                   (Command.RCPT, self.rcpt_replies.get(recipient)),
+                                   (Command.DATA, self.data_reply)):
                 if reply is None:
                     break
-                if not reply.is_positive:
+                if not _is_positive(command, reply):
                     deciding = reply
                     break
             else:
@@ -277,6 +298,13 @@ class ClientConnection:
             self.closing_reply = reply
             return ServerReply(Command.UNSOLICITED, "", reply)
         command, argument = self._outstanding.popleft()
+        if not _is_expected(command, reply):                                  # rule 2
+            self._closed()
+            enhanced = f" {reply.enhanced}" if reply.enhanced else ""
+            what = "the end of data" if command is Command.DATA_END else str(command)
+            return ProtocolViolation(
+                ViolationKind.UNEXPECTED_REPLY, reply,
+                f"unexpected reply to {what}: {reply.code}{enhanced} {' '.join(reply.lines)}")
         self._on_reply(command, argument, reply)
         return ServerReply(command, argument, reply)
 

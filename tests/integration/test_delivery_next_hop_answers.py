@@ -11,6 +11,8 @@ Regressions (findings 15, delivery client):
     3. A 421 to a RCPT without PIPELINING: the client went on sending on the closed
        connection, and the other recipients were deferred with "internal error ... RCPT
        not allowed in state CLOSED" (4.3.0) instead of the hop's 421.
+    4. A 354 to the final dot counted as delivery (status 5.0.0): the message was deleted
+       though the hop never said it took it.
 """
 
 from __future__ import annotations
@@ -277,3 +279,23 @@ async def test_a_421_to_rcpt_defers_every_recipient_with_the_hops_421(tmp_path, 
         ("deferred", R421.decode(), "4.3.2", True)] * 3
     if not pipelining:          # nothing sent after the 421
         assert hop.connections[0][-2:] == [f"C: RCPT TO:<{closing}>", "S: " + R421.decode()]
+
+
+# --- 4. A reply of a class its command cannot have -------------------------------------
+
+@pytest.mark.parametrize("stage, reply, verbs", [
+    ("end", b"354 what", ["EHLO", "MAIL", "RCPT", "DATA"]),
+    ("mail", b"354 what", ["EHLO", "MAIL"]),
+    ("rcpt", b"354 what", ["EHLO", "MAIL", "RCPT"]),
+    ("data", b"250 2.0.0 ok", ["EHLO", "MAIL", "RCPT", "DATA"])])
+async def test_an_unexpected_reply_is_a_protocol_error_that_defers(tmp_path, nursery, stage,
+                                                                   reply, verbs):
+    hop = ScriptedHop(**{stage: reply})
+    next_hop = await relay_to(nursery, hop)
+    [result], events = await deliver(tmp_path, snapshot(), next_hop)
+    assert (result.outcome, result.status, result.remote_mta) == ("deferred", "4.4.2",
+                                                                  "127.0.0.1")
+    what = "the end of data" if stage == "end" else stage.upper()
+    assert result.text.endswith(f"unexpected reply to {what}: {reply.decode()}")
+    assert result.text.startswith("protocol error from ")
+    assert hop.verbs == [verbs]     # nothing more on that connection: it is dropped
