@@ -48,9 +48,9 @@ def _at(text: str) -> float:
 def _traffic_table(html: str) -> dict[str, dict[str, int]]:
     """The "Show the numbers" table: row label → {column: count}."""
     table = html.split('class="traffic-table"', 1)[1].split("</table>", 1)[0]
-    columns = [c.lower() for c in re.findall(r"<th>([^<]*)</th>", table)[1:]]
+    columns = [c.lower() for c in re.findall(r'<th scope="col">([^<]*)</th>', table)[1:]]
     rows = {}
-    for label, cells in re.findall(r"<tr><td>([^<]*)</td>(.*?)</tr>", table, re.S):
+    for label, cells in re.findall(r'<tr><th scope="row">([^<]*)</th>(.*?)</tr>', table, re.S):
         rows[label] = dict(zip(columns, map(int, re.findall(r'<td class="num">(\d+)</td>',
                                                              cells))))
     return rows
