@@ -98,9 +98,13 @@ class SpamRuleForm(FlaskForm):
 
 
 class DeleteRuleForm(FlaskForm):
+    """Delete of a spam rule: posted from the rules without `confirm` it asks for the
+    confirmation, which posts the same `index` and `original` with `confirm`; the rule is
+    deleted only while it is still the one both pages showed (service.delete_rule)."""
     index = HiddenField(validators=[Regexp(r"[0-9]+\Z", message=NOT_A_RULE_NUMBER)])
     original = HiddenField()
     delete = SubmitField("Delete")
+    confirm = SubmitField("Yes")
 
 
 class AutoListForm(FlaskForm):

@@ -31,7 +31,7 @@ from shared.settings import SettingError
 
 __all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "move_warnings",
            "save_rbl", "rbl_rows", "zone_error_fields", "SECOND_LEVEL_SUFFIXES",
-           "CUSTOM_WHITELIST_OFF", "save_rule", "delete_rule",
+           "CUSTOM_WHITELIST_OFF", "save_rule", "rule_at", "delete_rule",
            "AUTO_ACTIONS", "ZONE_REPEATS"]
 
 AUTO_ACTIONS = ("to_custom", "to_exclusions", "delete")
@@ -260,6 +260,14 @@ def save_rule(index: int | None, shown: str, rule: dict, *, user: str,
         changed, rules[index] = rules[index] != rule, rule
         return changed
     return edit_list("rules.spam", edit, user=user, client_ip=client_ip, page="spam_rules")
+
+
+def rule_at(index: int, shown: str) -> dict:
+    """Spam rule `index` when it is still the rule the page showed (`shown`), for the
+    confirmation of its Delete; raises RuleListChanged (a SettingError) when it is not."""
+    rules = settings()["rules.spam"]
+    check_rule_shown("rules.spam", rules, index, shown)
+    return rules[index]
 
 
 def delete_rule(index: int, shown: str, *, user: str, client_ip: str | None) -> dict:

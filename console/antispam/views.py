@@ -229,6 +229,8 @@ def save_spam_rule():
 @bp.route("/spam-rules/delete", methods=["POST"])
 @requires(Access.ADMIN)
 def delete_spam_rule():
+    """Delete a spam rule: the guide's "Are you sure?" as a page showing it, then (confirmed)
+    the delete, of that rule only (nothing when the list changed meanwhile)."""
     prefix = request.form.get("prefix", "")
     if not DELETE_PREFIX.fullmatch(prefix):
         abort(400)
@@ -237,6 +239,15 @@ def delete_spam_rule():
         _flash_form_errors(form)
     else:
         try:
+            if not form.confirm.data:
+                index = int(form.index.data)
+                rule = service.rule_at(index, form.original.data or "")
+                return _render("spam_rule_delete.html", "spam_rules", prefix=prefix,
+                               number=index + 1, rule=rule, terms=join_terms(rule["terms"]),
+                               none_of=join_terms(rule["none_of"]),
+                               form=DeleteRuleForm(formdata=None, prefix=prefix,
+                                                   index=form.index.data,
+                                                   original=form.original.data))
             service.delete_rule(int(form.index.data), form.original.data or "", **who())
         except SettingError as exc:
             _flash_setting_errors(exc)

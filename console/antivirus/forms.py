@@ -1,6 +1,7 @@
 """Antivirus Policy forms beyond the schema's settings forms (console.schema_forms): the
 virus quarantine's Delete and Send to central quarantine again, two buttons of one form over
-the same selection, and the confirmation of either for every copy a filter selects. (The
+the same selection, the confirmation of Delete for that selection, and the confirmation of
+either for every copy a filter selects. (The
 central quarantine's mailbox is one of its kind's extra fields, which the schema's forms
 handle.)"""
 
@@ -14,11 +15,14 @@ __all__ = ["VirusQuarantineForm", "VirusQuarantineAllForm"]
 
 class VirusQuarantineForm(FlaskForm):
     """Virus Quarantine: the selected copies (checkboxes named `ids`), Delete, and Send to
-    central quarantine again (posted to its own URL with the button's formaction)."""
+    central quarantine again (posted to its own URL with the button's formaction). Delete
+    posted from the list, without `confirm`, asks for the confirmation, which posts the
+    copies it listed (hidden `ids`) with `confirm`."""
 
     ids = SelectMultipleField("Selected messages", choices=[], validate_choice=False)
     delete = SubmitField("Delete Selected Messages")
     central_resend = SubmitField("Send to central quarantine again")
+    confirm = SubmitField("Yes")
 
 
 class VirusQuarantineAllForm(FlaskForm):

@@ -23,7 +23,10 @@ The list, for a quarantine of thousands of copies (a worm during a central outag
   (`_CentralStates`), so a filtered page stats each copy and reads only the envelopes the
   core wrote since (it writes one at each change of a copy's state), not all of them.
 - Delete and Send again act on the selected copies, or on every copy the filter selects
-  ("all N failed copies", confirmed on a page of its own). Either way the console names the
+  ("all N failed copies", confirmed on a page of its own). Delete of selected copies is
+  confirmed too, on a page listing them (`selected_copies`): the copies are named by queue
+  id, which no other copy ever has, so a confirmation shown before one of them was deleted
+  elsewhere can ask for no other copy than those it listed (accessibility finding C7). Either way the console names the
   copies, IDS_PER_COMMAND to a command: a command (and the `object_modified` event naming
   it) stays bounded, the core's handlers stay as they are, and what the core acts on is
   exactly what the administrator confirmed, not whatever a filter selects by the time the
@@ -57,7 +60,7 @@ from shared.settings import SettingError
 from shared.spool import SUBJECT_META
 
 __all__ = ["QuarantinedMessage", "QuarantinePage", "BulkScope", "ScopeChanged",
-           "list_quarantine", "bulk_scope", "safe_archive", "request_delete",
+           "list_quarantine", "bulk_scope", "selected_copies", "safe_archive", "request_delete",
            "request_central_resend", "request_delete_all", "request_central_resend_all",
            "require_central_quarantine", "SAFE_ARCHIVE_PASSWORD",
            "PAGE_SIZE", "IDS_PER_COMMAND", "CENTRAL_FILTERS"]
@@ -336,6 +339,19 @@ def _as_confirmed(chosen: list[str], confirmed: str) -> list[str]:
     if _confirmed(chosen) != confirmed:
         raise ScopeChanged(_scope(chosen))
     return chosen
+
+
+def selected_copies(ids: list[str]) -> list[QuarantinedMessage]:
+    """The selected copies as the list shows them, for the confirmation of their Delete,
+    less those gone since (deleted, or named by a Delete not carried out yet).
+
+    Raises SettingError (key "ids") when none is selected or one is not a queue id.
+    """
+    leaving = pending_command_items(Command.VIRUS_QUARANTINE_DELETE, "ids")
+    resending = _resending()
+    rows = (_message(queue_id, resending) for queue_id in _chosen(ids, "delete")
+            if queue_id not in leaving)
+    return [row for row in rows if row is not None]
 
 
 def request_delete(ids: list[str], *, user: str, client_ip: str | None) -> int:

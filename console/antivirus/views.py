@@ -130,15 +130,33 @@ def quarantine():
 @bp.route("/quarantine/delete", methods=["POST"])
 @requires(Access.ADMIN)
 def quarantine_delete():
+    """Delete the selected copies: the guide's "Are you sure?" as a page listing them, then
+    (confirmed) the request for exactly those (service.py `selected_copies`)."""
     form = VirusQuarantineForm()
     if form.validate_on_submit():
         try:
+            if not form.confirm.data:
+                return _confirm_delete(form.ids.data or [])
             count = service.request_delete(form.ids.data or [], **who())
         except SettingError as exc:
             flash(_REFUSED["delete"] + "; ".join(rule for _key, rule in exc.errors), "error")
         else:
             flash(_asked("delete", count, is_selection=True), "info")
     return _back_to_list()
+
+
+def _confirm_delete(ids: list[str]):
+    """The confirmation of Delete for the selected copies still in the quarantine, or (none
+    is) back to the list saying so."""
+    copies = service.selected_copies(ids)
+    if not copies:
+        flash(_REFUSED["delete"] + "the selected messages are no longer in the virus "
+                                   "quarantine.", "info")
+        return _back_to_list()
+    return render_template("antivirus/quarantine_delete_confirm.html", tabs=TABS,
+                           tab="quarantine", form=VirusQuarantineForm(formdata=None),
+                           copies=copies, gone=len({i.strip() for i in ids}) - len(copies),
+                           query=_listing())
 
 
 @bp.route("/quarantine/central-resend", methods=["POST"])

@@ -8,6 +8,11 @@ A logon form refused for its fields (empty, or over the form's length) is not ch
 logon, but it is a failed logon attempt: the page says what is wrong, and `log_on` writes
 its `logon` failure event (console.md: every attempt writes one) and counts it in the
 throttle, so such posts cannot write events at wire speed either (console review C1).
+
+Why a logon failed is not a flash (a role=status note already in the page when it loads,
+which screen readers do not read): the page's own role=alert says it, ties it to the
+fields it is about and puts the focus on the field to correct (auth/logon.html;
+accessibility finding C3).
 """
 
 from flask import flash, redirect, render_template, request, url_for
@@ -36,23 +41,29 @@ def logon():
         if log_on(form.username.data or "", form.password.data if fields_ok else None):
             return redirect(safe_next(form.next.data))
     except ClientBusy:
-        flash("Another logon from your address is being checked. Try again in a moment.",
-              "error")
-        return render_template("auth/logon.html", form=form), 429, {"Retry-After": "2"}
+        return _refused(form, "Another logon from your address is being checked. Try again "
+                              "in a moment.", 429, {"Retry-After": "2"})
     except LogonsLockedOut as locked:
         # an IPv6 client is counted by its /64 (console.throttle), which is usually a
         # whole network segment: the page must not promise that the rest of it gets in
         where, others = ((f"your network ({locked.client_key})", "Computers outside it")
                          if locked.is_network
                          else ("your computer's address", "Other computers"))
-        flash(f"Too many failed logons from {where}: logons from it are refused for "
-              f"{locked.minutes} more minute(s). {others} can still log on.", "error")
-        return render_template("auth/logon.html", form=form), 429, \
-            {"Retry-After": str(int(locked.seconds) + 1)}
-    for message in form.field_messages if not fields_ok else (
-            "The user name or password is incorrect.",):
-        flash(message, "error")
-    return render_template("auth/logon.html", form=form), 200
+        return _refused(form, f"Too many failed logons from {where}: logons from it are "
+                              f"refused for {locked.minutes} more minute(s). {others} can "
+                              "still log on.", 429,
+                        {"Retry-After": str(int(locked.seconds) + 1)})
+    if not fields_ok:               # each message beside its field (auth/logon.html)
+        return render_template("auth/logon.html", form=form), 200
+    return _refused(form, "The user name or password is incorrect.", 200, {},
+                    is_credentials=True)
+
+
+def _refused(form, message: str, status: int, headers: dict, *, is_credentials=False):
+    """The logon page saying why the logon was refused; `is_credentials`: because the user
+    name and password do not match, so both fields are marked."""
+    return render_template("auth/logon.html", form=form, refusal=message,
+                           is_credentials=is_credentials), status, headers
 
 
 @bp.route("/logoff", methods=["POST"])

@@ -155,8 +155,13 @@ class RoutingEntryForm(FlaskForm):
 
 
 class DeleteRouteForm(FlaskForm):
+    """Delete of a local routing entry: posted from the list (`original`, the entry's match)
+    it asks for the confirmation, which posts `confirm` and `shown`, the entry as it showed
+    it (JSON), so that only that entry is removed (service.delete_route)."""
     original = HiddenField()
+    shown = HiddenField()
     submit = SubmitField("Delete")
+    confirm = SubmitField("Yes")
 
 
 class HoldSelectionForm(FlaskForm):

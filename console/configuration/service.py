@@ -34,7 +34,7 @@ from shared.settings_types import RuleError, Str, integer_from_text
 from shared.status import STALE_AFTER_SECONDS, read_snapshot
 
 __all__ = ["save_page", "page_warnings", "DiagnosticsFolder",
-           "diagnostics_folder", "add_route", "update_route", "delete_route", "HeldMessage",
+           "diagnostics_folder", "add_route", "update_route", "route_at", "delete_route", "HeldMessage",
            "HoldListing", "list_hold", "request_hold_action", "create_certificate_request",
            "install_ca_certificate", "install_self_signed_certificate", "RequestFieldsError"]
 
@@ -160,10 +160,12 @@ def _edit_routes(edit, user: str, client_ip: str | None):
         raise RouteEntryError([("match", rule) for _key, rule in exc.errors]) from None
 
 
+CHANGED_ROUTE = "the routing list was changed meanwhile; reload the page and try again"
+
+
 def _find(routes: list[dict], index: int, original: str) -> None:
     if not 0 <= index < len(routes) or routes[index]["match"] != original:
-        raise RouteEntryError([("match", "the routing list was changed meanwhile; "
-                                          "reload the page and try again")])
+        raise RouteEntryError([("match", CHANGED_ROUTE)])
 
 
 def _check_unique(routes: list[dict], entry: dict, skip: int | None = None) -> None:
@@ -195,9 +197,25 @@ def update_route(index: int, original: str, match: str, relay: str, port: str, *
     return entry
 
 
-def delete_route(index: int, original: str, *, user: str, client_ip: str | None) -> dict:
+def route_at(index: int, original: str) -> dict:
+    """Entry `index` of the local routing list, when it is still `original` (its match), for
+    the confirmation of its Delete; raises RouteEntryError (key "match") when the list was
+    changed meanwhile."""
+    routes = settings()["routing.local"]
+    _find(routes, index, original)
+    return routes[index]
+
+
+def delete_route(index: int, original: str, shown: dict | None = None, *, user: str,
+                 client_ip: str | None) -> dict:
+    """Remove entry `index` when it is still `original` (its match) and, given `shown` (the
+    entry as a confirmation showed it), still exactly that: a confirmation shown before
+    another administrator edited or moved the entry removes nothing. Returns the entry;
+    raises RouteEntryError (key "match") when the list was changed meanwhile."""
     def edit(routes):
         _find(routes, index, original)
+        if shown is not None and routes[index] != shown:
+            raise RouteEntryError([("match", CHANGED_ROUTE)])
         return routes.pop(index)
     return _edit_routes(edit, user, client_ip)
 

@@ -3,6 +3,10 @@
 Both roles have full access (report-only administrators exist for this page). "Generate
 Report" posts the form and is redirected to the report's own URL (Post/Redirect/Get), so a
 report can be bookmarked, paged and refreshed; "Write to CSV" answers the post with the file.
+
+A bad From or To is said beside the picker it is about, which is marked invalid and takes the
+focus, as on the settings pages (templates/_fields.html `field_row`; accessibility finding
+C4); only messages about other fields go in the list above the form.
 """
 
 from __future__ import annotations
@@ -32,6 +36,18 @@ def _query(form) -> dict:
     return args
 
 
+def _beside_pickers(form, message: str) -> list[str]:
+    """Put a message about From, To or both (service.report_range says which with the
+    pickers' labels: "From: …", "To: …", "From/To: …") beside them; returns it, for the list
+    above the form, when it names neither."""
+    label, has_label, rule = message.partition(": ")
+    pickers = [f for f in (form.start, form.end)
+               if has_label and f.label.text in label.split("/")]
+    for picker in pickers:
+        picker.errors = [*picker.errors, rule]
+    return [] if pickers else [message]
+
+
 def _page(tab: str, form, *, errors=(), status: int = 200):
     """Render a tab; with a range in the query string, the report too."""
     context = {"tab": tab, "tabs": TABS, "form": form, "errors": list(errors),
@@ -53,7 +69,7 @@ def _page(tab: str, form, *, errors=(), status: int = 200):
                 context["query"] = {**_query(form), "generated": 1}
             context["range_label"] = rng.label()
         except (RangeError, ValueError) as exc:
-            context["errors"] = [str(exc)]
+            context["errors"] = _beside_pickers(form, str(exc))
             status = 400
     return render_template(f"reporting/{tab}.html", page_rows=PAGE_ROWS, **context), status
 
@@ -77,8 +93,10 @@ def report(tab: str):
 def submit(tab: str):
     form = _FORMS[tab]()
     if not form.validate():
+        # the pickers show their own errors (`_beside_pickers`)
         errors = [f"{getattr(form, name).label.text}: {message}"
-                  for name, messages in form.errors.items() if name != "csrf_token"
+                  for name, messages in form.errors.items()
+                  if name not in ("csrf_token", "start", "end")
                   for message in messages]
         if "csrf_token" in form.errors:
             abort(400)
@@ -90,7 +108,7 @@ def submit(tab: str):
         flt = detail_filter(rng, form.actions.data or [], form.search.data) \
             if tab == "detail" else None
     except (RangeError, ValueError) as exc:
-        return _page(tab, form, errors=[str(exc)], status=400)
+        return _page(tab, form, errors=_beside_pickers(form, str(exc)), status=400)
     name, stream = csv_download(tab, rng, flt)
     return Response(stream_with_context(stream), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"',

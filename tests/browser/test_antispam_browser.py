@@ -237,6 +237,7 @@ def test_spam_rule_terms_survive_saving_again_and_a_stale_edit_keeps_what_was_ty
     other = page.context.new_page()
     other.goto("/antispam/spam-rules")
     other.click(f"#delete-{index}")
+    other.click(f"input[type=submit][value='Delete rule {index + 1}']")    # the confirmation
     other.wait_for_selector("text=Spam rule deleted.")
     other.close()
     page.click(f"#save-r{index}")

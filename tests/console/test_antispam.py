@@ -171,7 +171,7 @@ def _rule(name: str, *terms: str) -> dict:
 
 def _flashes(admin) -> str:
     page = admin.get("/antispam/spam-rules").get_data(as_text=True)
-    return " ".join(re.findall(r'<p class="flash [a-z]+" role="status">([^<]*)</p>', page))
+    return " ".join(re.findall(r'<p class="flash [a-z]+" role="(?:status|alert)">([^<]*)</p>', page))
 
 
 def test_spam_rules_add_edit_delete(admin):
@@ -188,8 +188,8 @@ def test_spam_rules_add_edit_delete(admin):
     assert admin.settings()["rules.spam"][0]["terms"] == ["pills"]
     assert admin.settings()["rules.spam"][0]["enabled"] is False
     assert "pills" in admin.get("/antispam/spam-rules").get_data(as_text=True)
-    assert admin.post("/antispam/spam-rules/delete", {
-        **_shown_rule_fields(admin, "d0"), "prefix": "d0"}).status_code == 302
+    assert admin.post("/antispam/spam-rules/delete", {             # as its confirmation
+        **_shown_rule_fields(admin, "d0"), "prefix": "d0", "d0-confirm": "1"}).status_code == 302
     assert admin.settings()["rules.spam"] == []
 
 
@@ -216,7 +216,7 @@ def test_stale_spam_rule_edit_and_delete_are_refused(admin):
 
     # reloaded, the same rules are addressed by their new places
     admin.post("/antispam/spam-rules/delete", {**_shown_rule_fields(admin, "d2"),
-                                               "prefix": "d2"})
+                                               "prefix": "d2", "d2-confirm": "1"})
     assert [r["name"] for r in admin.settings()["rules.spam"]] == ["Lottery", "fifty", "Ру"]
 
 

@@ -456,7 +456,10 @@ def test_select_the_page_checks_every_row_of_that_page_and_no_other(admin, home)
     [action] = re.findall(r'<form method="post" action="(/antivirus/quarantine/delete[^"]*)" '
                           r'novalidate>', selected)
     assert html.unescape(action) == "/antivirus/quarantine/delete?central=failed&page=2"
-    response = admin.post(html.unescape(action), {"ids": checked, "delete": "1"})
+    confirmation = admin.post(html.unescape(action), {"ids": checked, "delete": "1"})
+    [action] = re.findall(r'<form method="post" action="(/antivirus/quarantine/delete[^"]*)" '
+                          r'novalidate>', confirmation.get_data(as_text=True))
+    response = admin.post(html.unescape(action), {"ids": checked, "confirm": "1"})
     assert response.headers["Location"].endswith("/antivirus/quarantine?central=failed&page=2")
 
 
@@ -546,7 +549,7 @@ def test_a_confirmation_acts_on_exactly_the_copies_it_counted_or_is_shown_again(
         _quarantine(home, later, central=FAILED)
         now.append(later)
     elif change == "one deleted":               # a selected Delete meanwhile, in another tab
-        admin.post("/antivirus/quarantine/delete", {"ids": [failed[1]]})
+        admin.post("/antivirus/quarantine/delete", {"ids": [failed[1]], "confirm": "1"})
         now.remove(failed[1])
     else:                                       # the core sent it meanwhile
         spool = Spool(home.spool)
@@ -638,7 +641,7 @@ def test_a_confirmation_when_no_copy_is_left_says_so_and_asks_nothing(admin, hom
     [failed] = _many(home, 1, central=FAILED)
     fields = _hidden_fields(admin.post(DELETE_ALL, {"central": "failed"}).get_data(
         as_text=True))
-    admin.post("/antivirus/quarantine/delete", {"ids": [failed]})     # in another tab
+    admin.post("/antivirus/quarantine/delete", {"ids": [failed], "confirm": "1"})  # another tab
     response = admin.post(DELETE_ALL, {**fields, "confirm": "1"}, follow_redirects=True)
     assert "Nothing was deleted: no copy matches any more" in html.unescape(
         response.get_data(as_text=True))

@@ -427,7 +427,9 @@ def test_add_edit_delete_local_routing_entry(admin):
     assert response.status_code == 302
     assert admin.settings()["routing.local"][0] == {"match": "example.com", "relay": "10.0.0.5",
                                                     "port": 25}
-    response = admin.post("/configuration/routing/local/1/delete", {"original": "*.example.org"})
+    response = admin.post("/configuration/routing/local/1/delete", {   # as its confirmation
+        "original": "*.example.org", "confirm": "1",
+        "shown": json.dumps({"match": "*.example.org", "port": 25})})
     assert response.status_code == 302
     assert [e["match"] for e in admin.settings()["routing.local"]] == ["example.com"]
     assert len(admin.events(Action.OBJECT_MODIFIED)) == 4

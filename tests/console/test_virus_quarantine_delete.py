@@ -52,7 +52,7 @@ def test_the_list_has_a_subject_column_and_a_checkbox_per_copy(admin, copies):
 
 
 def test_delete_asks_the_core_for_the_selected_copies_and_names_them(admin, home, copies):
-    response = admin.post(DELETE, {"ids": [copies[0]]})
+    response = admin.post(DELETE, {"ids": [copies[0]], "confirm": "1"})   # as confirmed
     assert response.status_code == 302 and response.headers["Location"].endswith(PAGE)
     [command] = admin.commands()
     assert (command["kind"], command["args"], command["requested_by"], command["state"]) == \

@@ -103,9 +103,11 @@ async def test_copies_past_the_log_retention_are_deleted_by_the_core(tmp_path, s
 # --- a Delete on the console page ---------------------------------------------------------
 
 def _console_delete(home, queue_id: str) -> int:
-    """Delete `queue_id` on a console on the same home; the response status."""
+    """Delete `queue_id` on a console on the same home, as its confirmation posts it; the
+    response status."""
     with console_on(home) as console:
-        return console.post("/antivirus/quarantine/delete", {"ids": [queue_id]}).status_code
+        return console.post("/antivirus/quarantine/delete", {"ids": [queue_id],
+                                                              "confirm": "1"}).status_code
 
 
 @pytest.mark.trio
