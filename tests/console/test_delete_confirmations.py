@@ -91,6 +91,7 @@ def test_delete_selected_asks_first_then_deletes_exactly_the_copies_it_listed(ad
     page = response.get_data(as_text=True)
     assert admin.commands() == []                           # nothing asked before Yes
     assert _said(page).startswith("Delete these 2 messages from the virus quarantine?")
+    assert "<title>Deleting Selected Messages · Virus Quarantine · " in page
     assert "Invoice March" in page and "Your parcel" in page and "Meeting notes" not in page
     action, data = _confirmation(page)
     assert data["ids"] == copies[:2]
@@ -156,6 +157,7 @@ def test_routing_delete_asks_first_then_deletes_that_entry(admin):
     response = admin.post("/configuration/routing/local/0/delete", {"original": "corp.test"})
     assert response.status_code == 200
     page = response.get_data(as_text=True)
+    assert "<title>Deleting Local Routing Entry corp.test · Routing · " in page
     assert _said(page).startswith("Delete the local routing entry corp.test (destination "
                                   "relay relay.corp.test, port 2525)?")
     assert len(admin.settings()["routing.local"]) == 2     # nothing deleted before Yes
