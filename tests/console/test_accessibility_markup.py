@@ -18,6 +18,7 @@ from console.status.chart import SERIES_STYLE
 from shared.clock import FakeClock
 from shared.events import Action, EventWriter
 from tests.console.test_configuration import _form_fields
+from tests.console.test_virus_quarantine_delete import _quarantine
 
 # Every page the left pane and the tabs reach, as the accessibility tester's crawl walked them.
 TAB_TITLES = {
@@ -107,10 +108,11 @@ def _hold(home, queue_id: str) -> None:
 
 @pytest.fixture
 def filled(admin, home):
-    """A console with a routing entry, a content rule and a held message, so their tables
-    and edit pages are drawn."""
+    """A console with a routing entry, a content rule, a held message and a virus quarantine
+    copy, so their tables and edit pages are drawn."""
     admin.set(routing__local=[ROUTE], rules__content=[RULE])
     _hold(home, "q1aaaa")
+    _quarantine(home, "0AAAAAAAAAAA", "Invoice")
     return admin
 
 

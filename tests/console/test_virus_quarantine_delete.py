@@ -44,7 +44,7 @@ def _in_spool(home) -> list[str]:
 
 def test_the_list_has_a_subject_column_and_a_checkbox_per_copy(admin, copies):
     page = admin.get(PAGE).get_data(as_text=True)
-    assert "<th>Subject</th>" in page
+    assert '<th scope="col">Subject</th>' in page
     assert "Invoice &lt;March&gt;" in page and "Your parcel" in page   # escaped, as sent
     for queue_id in copies:
         assert f'name="ids" value="{queue_id}"' in page
