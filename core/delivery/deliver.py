@@ -73,6 +73,18 @@ Rules
        stale pooled connection is: `_closed_before_taking`).
        Only a transaction whose host took none of them defers them (4.5.3): that limit is
        no longer flow control.
+    8. Mail that would come back to this gateway fails at once with LOOP_STATUS 5.4.6,
+       "mail for <next hop> loops back to myself" (Postfix's words), where it went round
+       until the hop limit refused it (core/smtp/reception.py MAX_HOPS: a hundred passes,
+       each accepted and delivered). Before connecting, a candidate address that is our
+       own SMTP listener (`_is_own_listener`: smtp.port, and an address in smtp.listen,
+       or any address of this machine where smtp.listen has its family's wildcard) is us:
+       that host and every less preferred one are dropped (RFC 5321 §5.1: a host in its
+       own MX list discards itself and the hosts after it), and when no host is left the
+       recipients fail. A next hop that names itself with our name (session.py rule 9) is
+       us under an address we cannot tell (NAT, a proxy): the attempt stops there. A next
+       hop on this machine that is another gateway or MTA is none of these: another port,
+       or an address we do not listen on, and another name.
 
 Never: keep a message in memory (it is streamed in MESSAGE_CHUNK_OCTETS pieces), read the
 wall clock for a timeout, or let a connection outlive its pool token.
@@ -82,6 +94,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import socket
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -92,9 +105,9 @@ import trio
 from core.delivery.mx import Candidate, LookupFailed, Resolver
 from core.delivery.pool import IDLE_CONNECTION_SECONDS, REAP_INTERVAL_SECONDS, ConnectionPool
 from core.delivery.routing import NextHop
-from core.delivery.session import (BAD_CONNECTION_STATUS, RECIPIENT_LIMIT, DeliveryError,
-                                   Session, Timeouts, close_session, open_session,
-                                   reply_text, reset_session, run_transaction)
+from core.delivery.session import (BAD_CONNECTION_STATUS, LOOP_STATUS, RECIPIENT_LIMIT,
+                                   DeliveryError, Session, Timeouts, close_session,
+                                   open_session, reply_text, reset_session, run_transaction)
 from core.smtp.conversation import ConversationLog, WriteFailures
 from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.events import (CONNECTION_ACTUAL, CONNECTION_CACHED, CONNECTION_FAILED,
@@ -178,6 +191,10 @@ class Deliverer:
         except LookupFailed as failure:
             outcome = "failed" if failure.is_permanent else "deferred"
             return [RecipientResult(r, outcome, failure.text, failure.status) for r in recipients]
+        found, ours = _before_self(found, settings)                               # rule 8
+        if not found:
+            text = _loops(hop, f"{ours} is this gateway's own SMTP listener")
+            return [RecipientResult(r, "failed", text, LOOP_STATUS) for r in recipients]
         mode = settings["smtp.tls.outbound"]
         results: dict[str, RecipientResult] = {}
         log = self._attempt_log(settings, hop, envelope, len(recipients))
@@ -344,6 +361,9 @@ class Deliverer:
                             (candidate.host, address, candidate.port),
                             result=CONNECTION_FAILED, connection=CONNECTION_ACTUAL,
                             info=error.text, tls=False)
+                        if error.is_loop:                                   # rule 8
+                            raise DeliveryError(_loops(hop, error.text), status=error.status,
+                                                host=error.host, is_loop=True) from None
                         if error.tls_failed and mode == "opportunistic" and use_tls:
                             use_tls = False        # rule 2: reconnect without TLS
                             continue
@@ -407,6 +427,51 @@ def _stale_reason(session, outcomes: Mapping) -> str:
         return reply_text(mail_reply)
     return next((text for outcome, text, *_ in outcomes.values() if outcome == "deferred"),
                 LOST_BEFORE_TAKING)
+
+
+def _loops(hop: NextHop, why: str) -> str:
+    """The text of a loop back to this gateway (rule 8): Postfix's, and why we know."""
+    return f"mail for {hop.name} loops back to myself: {why}"
+
+
+def _before_self(found: list[Candidate], settings: Mapping
+                 ) -> tuple[list[Candidate], str | None]:
+    """The candidates before the first that is this gateway, and that one's
+    "host[address]:port" (None when none is) (rule 8)."""
+    for index, candidate in enumerate(found):
+        for address in candidate.addresses:
+            if _is_own_listener(address, candidate.port, settings):
+                return found[:index], f"{candidate.host}[{address}]:{candidate.port}"
+    return found, None
+
+
+def _is_own_listener(address: str, port: int, settings: Mapping) -> bool:
+    """Does our SMTP listener take connections to `address`:`port` (rule 8)?"""
+    if port != int(settings["smtp.port"]):
+        return False
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    listen = {ipaddress.ip_address(entry) for entry in settings["smtp.listen"]}
+    if ip in listen:
+        return True
+    wildcard = ipaddress.ip_address("0.0.0.0" if ip.version == 4 else "::")
+    return wildcard in listen and _is_this_machine(ip)
+
+
+def _is_this_machine(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Is `ip` an address of this machine? A socket binds only to one of its own (no
+    packet is sent); loopback addresses all are."""
+    if ip.is_loopback:
+        return True
+    family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((str(ip), 0))
+        except OSError:
+            return False
+    return True
 
 
 def _mail_deferred(session, outcomes: Mapping) -> bool:

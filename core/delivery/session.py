@@ -62,6 +62,13 @@ Rules
        recipients" — is no failure of that recipient: run_transaction reports it as
        RECIPIENT_LIMIT with status 4.5.3, and core/delivery/deliver.py sends it in a
        further transaction.
+    9. A next hop that names itself with our own name — the first word of its greeting or
+       of its reply to EHLO/HELO is the name we send in EHLO — is this gateway: the mail
+       would loop. open_session raises a permanent DeliveryError `is_loop`, status
+       LOOP_STATUS, and core/delivery/deliver.py ends the attempt there (its rule 8).
+       Postfix compares its myhostname the same way ("host X greeted me with my own
+       hostname"); two gateways on one machine need two names, as two Postfix instances
+       do.
 """
 
 from __future__ import annotations
@@ -89,7 +96,7 @@ from shared.spool import Envelope
 __all__ = ["Timeouts", "Session", "DeliveryError", "open_session", "run_transaction",
            "reset_session", "close_session", "reply_text", "MESSAGE_CHUNK_OCTETS",
            "NO_ANSWER_STATUS", "BAD_CONNECTION_STATUS", "RECIPIENT_LIMIT",
-           "RECIPIENT_LIMIT_STATUS"]
+           "RECIPIENT_LIMIT_STATUS", "LOOP_STATUS"]
 
 MESSAGE_CHUNK_OCTETS = 256 * 1024  # most messages: one read and one write
 RECEIVE_OCTETS = 64 * 1024
@@ -98,6 +105,7 @@ NO_ANSWER_STATUS = "4.4.1"         # rule 6: the session could not be opened
 BAD_CONNECTION_STATUS = "4.4.2"    # rule 6: lost once it was open
 RECIPIENT_LIMIT = "recipient_limit"  # rule 8: an outcome of run_transaction, not final
 RECIPIENT_LIMIT_STATUS = "4.5.3"   # RFC 3463 "too many recipients", temporary (rule 8)
+LOOP_STATUS = "5.4.6"              # RFC 3463 "routing loop detected" (rule 9)
 _TOO_MANY_RECIPIENTS = re.compile(r"too many recipients", re.IGNORECASE)
 
 
@@ -123,13 +131,14 @@ class DeliveryError(Exception):
 
     def __init__(self, text: str, *, status: str = NO_ANSWER_STATUS, host: str | None = None,
                  tls_failed: bool = False, kind: str = "communication",
-                 is_permanent: bool = False) -> None:
+                 is_permanent: bool = False, is_loop: bool = False) -> None:
         super().__init__(text)
         self.text = text
         self.status = status
         self.host = host
         self.tls_failed = tls_failed
-        self.is_permanent = is_permanent   # the host refused us for good (rule 6): fail
+        self.is_permanent = is_permanent or is_loop   # refused for good (rule 6): fail
+        self.is_loop = is_loop                        # the next hop is us (rule 9)
         self.kind = kind          # conversation log error class: communication | protocol | local
 
 
@@ -310,6 +319,7 @@ async def open_session(candidate: Candidate, address: str, *, hostname: str, mod
             if greeting.code != 220:                 # rule 6: X.4.1 whatever it said
                 raise DeliveryError(f"{peer} greeted with {reply_text(greeting)}",
                                     host=candidate.host)
+            _check_not_us(session, greeting, "its greeting")
             await _hello(session, timeouts)
             if mode != "off" and use_tls:
                 await _start_tls(session, tls_context, timeouts, server_hostname, mode)
@@ -336,6 +346,18 @@ async def _hello(session: Session, timeouts: Timeouts) -> None:
         raise DeliveryError(f"{session.peer} refused EHLO/HELO: {reply_text(reply)}",
                             status=_status(reply) if permanent else NO_ANSWER_STATUS,
                             host=session.host, is_permanent=permanent)
+    _check_not_us(session, reply, "its reply to EHLO/HELO")
+
+
+def _check_not_us(session: Session, reply: Reply, what: str) -> None:
+    """DeliveryError `is_loop` when the greeting or the reply to EHLO/HELO names the next
+    hop with our own name (rule 9)."""
+    words = reply.lines[0].split()
+    ours = session.conn.local_hostname
+    if words and words[0].rstrip(".").lower() == ours.lower():
+        raise _refusal(session, f"{session.peer} names itself {words[0]} in {what}, our "
+                                f"own name", status=LOOP_STATUS, host=session.host,
+                       is_loop=True)
 
 
 async def _start_tls(session: Session, context: ssl.SSLContext, timeouts: Timeouts,
