@@ -107,3 +107,24 @@ def test_the_first_tab_stop_is_a_visible_skip_link_to_the_content(narrow):
     assert narrow.evaluate("() => document.activeElement.id") == "main"
     narrow.keyboard.press("Tab")  # the next stop is inside the content: the first tab
     assert narrow.evaluate("() => document.activeElement.closest('main') !== null")
+
+
+@pytest.mark.parametrize("width", [400, 1280])
+def test_the_virus_quarantine_list_fits_the_window(browser, console_server, width):
+    """An 11-column list whose cells hold long unbroken words (a subject, file names) wraps
+    them rather than run past the page, in a wide window too."""
+    from tests.console.test_virus_quarantine_delete import _quarantine
+
+    if not any(console_server.home.queue("quarantine/virus").glob("0LONG*")):
+        _quarantine(console_server.home, "0LONGLONGLONG",
+                    "Invoice_" + "0123456789" * 8 + "_overdue_final_notice")
+    context = browser.new_context(base_url=console_server.urls()["http"].rstrip("/"),
+                                  viewport={"width": width, "height": 800})
+    page = context.new_page()
+    try:
+        log_on(page)
+        page.goto("/antivirus/quarantine")
+        page.wait_for_selector("#virus-quarantine")
+        assert page_width(page)["scroll"] <= width
+    finally:
+        context.close()
