@@ -235,8 +235,8 @@ class Deliverer:
                 if stale:
                     # The connection (from the pool, or after a transaction the host took:
                     # some close then, silently or with a 421 that answers our next MAIL)
-                    # went stale before the server took anything: one fresh connection
-                    # before anything is deferred.
+                    # went stale before the server could take the message: one fresh
+                    # connection before anything is deferred.
                     await self._close(slot.session)
                     slot.session = None
                     slot.session = await self._connect(found, hop, settings, mode, envelope,
@@ -493,7 +493,12 @@ def _hosts_after(found: Sequence[Candidate], host: str) -> list[Candidate]:
 
 def _closed_before_taking(session, outcomes: Mapping) -> bool:
     """The host closed the connection (with a 421, or without a word) in a transaction
-    where it took no recipient and refused none for good: all of them wait, so the
-    transaction is worth one more try on a new connection; a 5xx it gave stands."""
-    return not session.is_usable and all(
+    where it refused no recipient for good and was never sent the end of the data: all
+    of them wait, and it cannot have the message, so the transaction is worth one more
+    try on a new connection; a 5xx it gave stands. Once the final "." was sent, a close
+    or a silence may come after the host took the message (RFC 5321 §4.5.3.2.6, §6.1):
+    the recipients wait for the retry, with its backoff, rather than a second copy at
+    once; a 421 to the "." is the host's answer and stands too."""
+    transaction = session.conn.transaction
+    return not session.is_usable and not (transaction and transaction.is_data_sent) and all(
         outcome == "deferred" for outcome, *_ in outcomes.values())

@@ -151,6 +151,9 @@ class Transaction:
     rcpt_replies: dict[str, Reply] = field(default_factory=dict)
     data_reply: Reply | None = None        # reply to DATA (354 or a refusal)
     final_reply: Reply | None = None       # reply after the final "."
+    # end_data() gave the final ".": from then on the server may have the message, whatever
+    # becomes of the connection (RFC 5321 §4.5.3.2.6, §6.1)
+    is_data_sent: bool = False
 
     @property
     def accepted_recipients(self) -> list[str]:
@@ -448,6 +451,8 @@ class ClientConnection:
             raise LocalProtocolError("end_data() before a 354 reply to DATA")
         data = self._encoder.end()
         self._encoder = None
+        if self.transaction is not None:
+            self.transaction.is_data_sent = True
         self._outstanding.append((Command.DATA_END, ""))
         self.state = ClientState.READY
         return data

@@ -13,6 +13,9 @@ Regressions (findings 15, delivery client):
        not allowed in state CLOSED" (4.3.0) instead of the hop's 421.
     4. A 354 to the final dot counted as delivery (status 5.0.0): the message was deleted
        though the hop never said it took it.
+    7. A pooled connection closed (or silent) after the whole message and its dot were
+       sent was taken as gone stale "before the next hop took the message", and the
+       message was sent again at once on a new connection: a second copy.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import trio
 
 from core.delivery import Deliverer, NextHop
 from core.delivery.routing import route
+from shared.events import CONNECTION_SUCCEEDED, Action
 from shared.settings import defaults
 from shared.spool import Envelope
 from tests.support.scripted_server import command_lines
@@ -299,3 +303,32 @@ async def test_an_unexpected_reply_is_a_protocol_error_that_defers(tmp_path, nur
     assert result.text.endswith(f"unexpected reply to {what}: {reply.decode()}")
     assert result.text.startswith("protocol error from ")
     assert hop.verbs == [verbs]     # nothing more on that connection: it is dropped
+
+
+# --- 7. A pooled connection lost after the final dot --------------------------------------
+
+@pytest.mark.parametrize("end", [CLOSE, b"421 4.3.2 shutting down|close"])
+async def test_a_pooled_connection_lost_after_the_dot_is_not_sent_again_at_once(
+        tmp_path, nursery, end):
+    hop = ScriptedHop(**{"end#2": end})
+    next_hop = await relay_to(nursery, hop)
+    path = tmp_path / "message"
+    path.write_bytes(MESSAGE)
+    envelope = Envelope.new("Q1", "alice@sender.test", ["bob@dest.test"])
+    envelope.size = len(MESSAGE)
+    events = Recorder()
+    deliverer = Deliverer(settings=snapshot, events=events)
+    try:
+        [first] = await deliverer.deliver(next_hop, envelope, ["bob@dest.test"], path)
+        [second] = await deliverer.deliver(next_hop, envelope, ["bob@dest.test"], path)
+    finally:
+        await deliverer.aclose()
+    assert first.outcome == "delivered"
+    # the hop may have taken it: the retry, with its backoff, sends it again, not this attempt
+    expected = "closed the connection" if end == CLOSE else end.removesuffix(b"|close").decode()
+    assert (second.outcome, second.status) == (
+        "deferred", "4.4.2" if end == CLOSE else "4.3.2") and second.text.endswith(expected)
+    assert hop.messages == [MESSAGE, MESSAGE] and len(hop.connections) == 1
+    # the pooled connection did its work: it is not reported as dead
+    assert [fields["result"] for action, fields in events.events
+            if action is Action.CONNECTED_TO] == [CONNECTION_SUCCEEDED] * 2
