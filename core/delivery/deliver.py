@@ -28,7 +28,11 @@ Rules
        offered, without certificate verification (RFC 7435: self-signed certificates are the
        norm between MTAs, and an unverified TLS session still beats plain text); a failed
        handshake leaves the connection unusable (RFC 3207 §4.1), so we reconnect to the same
-       address without TLS. "required" delivers only over TLS (also unverified — encryption,
+       address without TLS, once; so do we when the session breaks after the handshake,
+       before it was of use (closed, silent, or EHLO/HELO refused over TLS: hosts whose
+       TLS is broken past the handshake), as Postfix's "may" level does on a TLS session
+       failure; plain text's answer decides then. "required" never falls back: it
+       delivers only over TLS (also unverified — encryption,
        not authentication: we have no MTA-STS/DANE policy to verify against) and otherwise
        defers with "TLS required" in the error.
     3. Every read and write has a deadline from trio's clock — RFC 5321 §4.5.3.2 values,

@@ -288,7 +288,8 @@ async def open_session(candidate: Candidate, address: str, *, hostname: str, mod
                        use_tls: bool, tls_context: ssl.SSLContext, timeouts: Timeouts,
                        log: ConversationLog | None, connection_id: str,
                        server_hostname: str | None) -> Session:
-    """A session ready for MAIL, or DeliveryError (with `tls_failed` after a bad handshake).
+    """A session ready for MAIL, or DeliveryError (with `tls_failed` after a bad handshake,
+    or a session that broke over TLS before it was ready).
     `log`: the conversation log of the attempt that opens it (rule 7)."""
     peer = f"{candidate.host}[{address}]:{candidate.port}"
     if log is not None:
@@ -392,7 +393,14 @@ async def _start_tls(session: Session, context: ssl.SSLContext, timeouts: Timeou
     session.stream = tls
     session.is_tls = True
     conn.start_tls_done()
-    await _hello(session, timeouts)
+    try:
+        await _hello(session, timeouts)
+    except DeliveryError as error:
+        # The session broke before TLS was of any use (closed, silent or refused at the
+        # EHLO over TLS): as for a failed handshake, "opportunistic" tries again in plain
+        # text (core/delivery/deliver.py rule 2); a loop is no TLS failure.
+        error.tls_failed = not error.is_loop
+        raise
 
 
 # --- transactions --------------------------------------------------------------------------

@@ -16,10 +16,13 @@ Regressions (findings 15, delivery client):
     7. A pooled connection closed (or silent) after the whole message and its dot were
        sent was taken as gone stale "before the next hop took the message", and the
        message was sent again at once on a new connection: a second copy.
+    6. Opportunistic TLS: a session that broke after a good handshake (closed, or EHLO and
+       HELO refused, over TLS) was deferred every time; plain text was never tried.
 """
 
 from __future__ import annotations
 
+import ssl
 from types import MappingProxyType
 
 import pytest
@@ -31,6 +34,7 @@ from shared.events import CONNECTION_SUCCEEDED, Action
 from shared.settings import defaults
 from shared.spool import Envelope
 from tests.support.scripted_server import command_lines
+from tests.support.sink import test_tls_files as tls_files
 
 pytestmark = pytest.mark.trio
 pytest_plugins = ["tests.support.fixtures"]
@@ -44,8 +48,10 @@ class ScriptedHop:
     `starttls`, `mail`, `rcpt` (or `rcpt:<address>` for one), `data`, `end` (or `end#N`
     for the N-th message it receives), `rset`, `quit`. A reply is its lines without the
     last CRLF; one ending in b"|close" closes the connection after it is sent; CLOSE
-    closes without a word. `connections` has each connection's lines, the client's
-    prefixed "C: ", and `messages` the content of each message up to its dot."""
+    closes without a word. With `tls` (a server context) a 220 to STARTTLS is followed by
+    the handshake, and the stages in `after_tls` replace theirs for the rest of that
+    connection. `connections` has each connection's lines, the client's prefixed "C: ",
+    and `messages` the content of each message up to its dot."""
 
     DEFAULTS = {
         "greeting": b"220 hop.test ESMTP", "ehlo": b"250-hop.test\r\n250 ENHANCEDSTATUSCODES",
@@ -54,8 +60,10 @@ class ScriptedHop:
         "end": b"250 2.0.0 queued", "rset": b"250 2.0.0 ok", "quit": b"221 2.0.0 bye",
     }
 
-    def __init__(self, **script):
+    def __init__(self, *, tls=None, after_tls=None, **script):
         self.script = {**self.DEFAULTS, **{k.replace("_", ":"): v for k, v in script.items()}}
+        self.tls = tls
+        self.after_tls = after_tls or {}
         self.connections: list[list[str]] = []
         self.messages: list[bytes] = []
 
@@ -74,10 +82,11 @@ class ScriptedHop:
     async def _handle(self, stream) -> None:
         lines: list[str] = []
         self.connections.append(lines)
+        script = dict(self.script)
 
         async def answer(stage: str) -> bool:
             """Say the stage's reply; False once the connection is closed."""
-            reply = self.script[stage]
+            reply = script[stage]
             if reply == CLOSE:
                 await stream.aclose()
                 return False
@@ -93,7 +102,8 @@ class ScriptedHop:
             if not await answer("greeting"):
                 return
             body: bytearray | None = None
-            async for line in command_lines(stream):
+            lines_in = command_lines(stream)
+            while (line := await anext(lines_in, None)) is not None:
                 if body is not None:
                     if line != b".":
                         body += line + b"\r\n"
@@ -101,7 +111,7 @@ class ScriptedHop:
                     self.messages.append(bytes(body))
                     body = None
                     stage = f"end#{len(self.messages)}"
-                    if not await answer(stage if stage in self.script else "end"):
+                    if not await answer(stage if stage in script else "end"):
                         return
                     continue
                 text = line.decode()
@@ -111,14 +121,21 @@ class ScriptedHop:
                          "DATA": "data", "RSET": "rset", "QUIT": "quit"}.get(verb, "rcpt")
                 if verb == "RCPT":
                     address = text.partition("<")[2].partition(">")[0]
-                    stage = f"rcpt:{address}" if f"rcpt:{address}" in self.script else "rcpt"
+                    stage = f"rcpt:{address}" if f"rcpt:{address}" in script else "rcpt"
                 if not await answer(stage):
                     return
-                if verb == "DATA" and self.script["data"].startswith(b"354"):
+                if verb == "DATA" and script["data"].startswith(b"354"):
                     body = bytearray()
-                if verb == "QUIT":
+                elif verb == "QUIT":
                     await stream.aclose()
                     return
+                elif verb == "STAR" and self.tls is not None \
+                        and script["starttls"].startswith(b"220"):
+                    stream = trio.SSLStream(stream, self.tls, server_side=True)
+                    await stream.do_handshake()
+                    lines.append("-- TLS")
+                    script.update(self.after_tls)
+                    lines_in = command_lines(stream)    # the rest is read over TLS
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
@@ -332,3 +349,39 @@ async def test_a_pooled_connection_lost_after_the_dot_is_not_sent_again_at_once(
     # the pooled connection did its work: it is not reported as dead
     assert [fields["result"] for action, fields in events.events
             if action is Action.CONNECTED_TO] == [CONNECTION_SUCCEEDED] * 2
+
+
+# --- 6. A TLS session that breaks after the handshake --------------------------------------
+
+def server_tls() -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files())
+    return context
+
+
+OFFERING_TLS = b"250-hop.test\r\n250-STARTTLS\r\n250 ENHANCEDSTATUSCODES"
+BROKEN_OVER_TLS = [{"ehlo": CLOSE}, {"ehlo": R550_HELLO, "helo": R550_HELLO}]
+
+
+@pytest.mark.parametrize("after_tls", BROKEN_OVER_TLS)
+async def test_opportunistic_tls_broken_after_the_handshake_is_tried_again_in_plain_text(
+        tmp_path, nursery, after_tls):
+    hop = ScriptedHop(ehlo=OFFERING_TLS, starttls=b"220 go ahead", tls=server_tls(),
+                      after_tls=after_tls)
+    [result], events = await deliver(tmp_path, snapshot(smtp__tls__outbound="opportunistic"),
+                                     await relay_to(nursery, hop))
+    assert result.outcome == "delivered" and hop.messages == [MESSAGE]
+    assert [verbs[:2] for verbs in hop.verbs] == [["EHLO", "STAR"], ["EHLO", "MAIL"]]
+    assert "-- TLS" in hop.connections[0] and "-- TLS" not in hop.connections[1]
+
+
+@pytest.mark.parametrize("after_tls, outcome", list(zip(BROKEN_OVER_TLS, [("deferred", "4.4.1"),
+                                                                       ("failed", "5.7.1")]))
+async def test_required_tls_broken_after_the_handshake_never_falls_back(tmp_path, nursery,
+                                                                        after_tls, outcome):
+    hop = ScriptedHop(ehlo=OFFERING_TLS, starttls=b"220 go ahead", tls=server_tls(),
+                      after_tls=after_tls)
+    [result], _ = await deliver(tmp_path, snapshot(smtp__tls__outbound="required"),
+                                await relay_to(nursery, hop))
+    assert (result.outcome, result.status) == outcome and hop.messages == []
+    assert len(hop.connections) == 1
