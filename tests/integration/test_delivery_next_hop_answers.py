@@ -375,8 +375,8 @@ async def test_opportunistic_tls_broken_after_the_handshake_is_tried_again_in_pl
     assert "-- TLS" in hop.connections[0] and "-- TLS" not in hop.connections[1]
 
 
-@pytest.mark.parametrize("after_tls, outcome", list(zip(BROKEN_OVER_TLS, [("deferred", "4.4.1"),
-                                                                       ("failed", "5.7.1")]))
+@pytest.mark.parametrize("after_tls, outcome", list(zip(
+    BROKEN_OVER_TLS, [("deferred", "4.4.1"), ("failed", "5.7.1")])))
 async def test_required_tls_broken_after_the_handshake_never_falls_back(tmp_path, nursery,
                                                                         after_tls, outcome):
     hop = ScriptedHop(ehlo=OFFERING_TLS, starttls=b"220 go ahead", tls=server_tls(),
