@@ -99,6 +99,10 @@ def cmd_init(args) -> int:
         print("Administrator password unchanged (use --reset-admin-password to replace it).")
     if result.certificate_created:
         print(f"Self-signed TLS certificate: {home.tls_cert}")
+    if result.tls_problem:
+        # The rest of the home is ready (and a generated password printed); status 1 stops a
+        # restore script before it starts a gateway without its certificate.
+        raise CommandFailed(result.tls_problem)
     return EXIT_OK
 
 

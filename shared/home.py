@@ -37,7 +37,7 @@ from shared.disk import disk_space, is_out_of_space
 from shared.paths import DataHome
 from shared.settings import generated_values
 from shared.settings_store import apply_changes, load, stored_keys
-from shared.tls import ensure_self_signed
+from shared.tls import ensure_self_signed, half_pair_message
 
 __all__ = ["initialise", "open_db", "InitResult", "HomeMissing", "machine_hostname",
            "become_owner", "OwnerUnusable",
@@ -162,6 +162,7 @@ class InitResult:
     password_set: bool
     migrations_applied: int
     certificate_created: bool
+    tls_problem: str | None  # only one of key.pem and cert.pem is there; both left alone
 
 
 @functools.lru_cache(maxsize=1)
@@ -177,6 +178,8 @@ def initialise(home: DataHome, admin_password: str | None = None,
 
     The administrator password is set when the home has none, or when
     `reset_admin_password` is true; without `admin_password` one is generated and returned.
+    A self-signed TLS pair is made only when tls/ holds neither key.pem nor cert.pem; with
+    one alone, both stay as they are and `tls_problem` says what to do.
     Raises SettingError for an invalid password.
     """
     created = not home.exists()
@@ -211,7 +214,8 @@ def initialise(home: DataHome, admin_password: str | None = None,
         conn.close()
     cert_created = ensure_self_signed(home.tls_key, home.tls_cert, hostname)
     keep_space_reserve(home)
-    return InitResult(created, generated, password_set, len(applied), cert_created)
+    return InitResult(created, generated, password_set, len(applied), cert_created,
+                      half_pair_message(home.tls_key, home.tls_cert))
 
 
 def open_db(home: DataHome) -> sqlite3.Connection:

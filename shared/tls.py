@@ -1,8 +1,9 @@
 """The data home's TLS key and certificate, shared by SMTP STARTTLS and the console's HTTPS.
 
-`init` makes a self-signed certificate here so both processes offer TLS from the first start;
-the console's certificate management replaces the files atomically (write temp, rename) and
-keeps the pair it replaced as key.pem.previous and cert.pem.previous.
+`init` makes a self-signed certificate here when there is neither file, so both processes
+offer TLS from the first start (never over a file that is there: a private key cannot be made
+again); the console's certificate management replaces the files atomically (write temp,
+rename) and keeps the pair it replaced as key.pem.previous and cert.pem.previous.
 
 Rules:
 - `load_server_pair` is the one way a server loads the pair: key.pem + cert.pem, else the
@@ -30,8 +31,8 @@ from cryptography.x509.oid import NameOID
 
 from shared.paths import DataHome
 
-__all__ = ["ensure_self_signed", "make_self_signed", "write_atomically", "previous_path",
-           "server_context", "ServerPair", "load_server_pair", "pair_signature",
+__all__ = ["ensure_self_signed", "half_pair_message", "make_self_signed", "write_atomically",
+           "previous_path", "server_context", "ServerPair", "load_server_pair", "pair_signature",
            "unusable_message", "is_self_signed", "public_key_fingerprint"]
 
 SELF_SIGNED_DAYS = 825  # the longest validity browsers accept for a server certificate
@@ -85,13 +86,39 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
 
 
 def ensure_self_signed(key_path: Path, cert_path: Path, hostname: str) -> bool:
-    """Create a self-signed key + certificate unless both exist; True when created."""
-    if key_path.exists() and cert_path.exists():
+    """Create a self-signed key + certificate when neither file is there; True when created.
+
+    Never replaces a key.pem or cert.pem that is there, alone included (`half_pair_message`
+    says what is wrong then): a restore may bring back a key without its certificate, and a
+    private key a CA certified cannot be made again. A symbolic link counts as there, even
+    when it points nowhere."""
+    if any(os.path.lexists(path) for path in (key_path, cert_path)):
         return False
     key_pem, cert_pem = make_self_signed(hostname)
     write_atomically(key_path, key_pem)
     write_atomically(cert_path, cert_pem, 0o644)
     return True
+
+
+def half_pair_message(key_path: Path, cert_path: Path) -> str | None:
+    """What to tell an administrator when only one of key.pem and cert.pem is there (which
+    `ensure_self_signed` leaves alone); None when both or neither are."""
+    there = {path: os.path.lexists(path) for path in (key_path, cert_path)}
+    if there[key_path] == there[cert_path]:
+        return None
+    if there[key_path]:
+        present, missing = key_path, cert_path
+        repair = (f"put the certificate issued for this key in {cert_path} (PEM, chain after "
+                  "it), or install it in the console's Certificate Management page")
+    else:
+        present, missing = cert_path, key_path
+        repair = (f"put this certificate's private key in {key_path} (PEM, without a "
+                  "passphrase, mode 0600)")
+    return (f"{missing.name} is missing: {present.parent} holds {present.name} alone, and "
+            f"init leaves both files as they are (it makes a self-signed pair only when "
+            f"neither is there). To repair it, {repair}; or move {present.name} away and "
+            f"run `mailmoat init` again for a new self-signed pair (docs/operations.md, "
+            f"Troubleshooting: a certificate that does not load)")
 
 
 def previous_path(path: Path) -> Path:
