@@ -85,10 +85,11 @@ Rules
        or any address of this machine where smtp.listen has its family's wildcard) is us:
        that host and every less preferred one are dropped (RFC 5321 §5.1: a host in its
        own MX list discards itself and the hosts after it), and when no host is left the
-       recipients fail. A next hop that names itself with our name (session.py rule 9) is
+       recipients fail. An MX host that names itself with our name (session.py rule 9) is
        us under an address we cannot tell (NAT, a proxy): the attempt stops there. A next
        hop on this machine that is another gateway or MTA is none of these: another port,
-       or an address we do not listen on, and another name.
+       or an address we do not listen on; a relay named with its port in the settings may
+       even greet with our name (the machine's), since the name is not checked for it.
 
 Never: keep a message in memory (it is streamed in MESSAGE_CHUNK_OCTETS pieces), read the
 wall clock for a timeout, or let a connection outlive its pool token.
@@ -357,7 +358,8 @@ class Deliverer:
                             candidate, address, hostname=hostname, mode=mode, use_tls=use_tls,
                             tls_context=self.tls_context, timeouts=self.timeouts,
                             log=log, connection_id=connection_id,
-                            server_hostname=_sni_name(candidate.host))
+                            server_hostname=_sni_name(candidate.host),
+                            check_name=hop.kind == "mx")                    # rule 8
                     except DeliveryError as error:
                         last = error
                         self._record_connected(

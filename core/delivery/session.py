@@ -67,8 +67,11 @@ Rules
        would loop. open_session raises a permanent DeliveryError `is_loop`, status
        LOOP_STATUS, and core/delivery/deliver.py ends the attempt there (its rule 8).
        Postfix compares its myhostname the same way ("host X greeted me with my own
-       hostname"); two gateways on one machine need two names, as two Postfix instances
-       do.
+       hostname"). Only for next hops found through MX records (`check_name`): a relay the
+       administrator named with its port (routing.local / routing.default) is most often an
+       MTA on this same machine, greeting with the machine's name, which is ours unless
+       smtp.hostname says otherwise — failing all its mail as a loop would be worse than the
+       loop, which rule 8's address check and the hop limit still end.
 """
 
 from __future__ import annotations
@@ -287,10 +290,11 @@ def _broken(session: Session, text: str, kind: str = "communication") -> Deliver
 async def open_session(candidate: Candidate, address: str, *, hostname: str, mode: str,
                        use_tls: bool, tls_context: ssl.SSLContext, timeouts: Timeouts,
                        log: ConversationLog | None, connection_id: str,
-                       server_hostname: str | None) -> Session:
+                       server_hostname: str | None, check_name: bool = True) -> Session:
     """A session ready for MAIL, or DeliveryError (with `tls_failed` after a bad handshake,
     or a session that broke over TLS before it was ready).
-    `log`: the conversation log of the attempt that opens it (rule 7)."""
+    `log`: the conversation log of the attempt that opens it (rule 7); `check_name`: whether
+    a next hop naming itself with our name is a loop (rule 9)."""
     peer = f"{candidate.host}[{address}]:{candidate.port}"
     if log is not None:
         log.note(f"connection {connection_id}: connecting to {peer}"
@@ -320,8 +324,9 @@ async def open_session(candidate: Candidate, address: str, *, hostname: str, mod
             if greeting.code != 220:                 # rule 6: X.4.1 whatever it said
                 raise DeliveryError(f"{peer} greeted with {reply_text(greeting)}",
                                     host=candidate.host)
-            _check_not_us(session, greeting, "its greeting")
-            await _hello(session, timeouts)
+            if check_name:
+                _check_not_us(session, greeting, "its greeting")
+            await _hello(session, timeouts, check_name)
             if mode != "off" and use_tls:
                 await _start_tls(session, tls_context, timeouts, server_hostname, mode)
             elif mode == "required":
@@ -336,7 +341,7 @@ async def open_session(candidate: Candidate, address: str, *, hostname: str, mod
         raise
 
 
-async def _hello(session: Session, timeouts: Timeouts) -> None:
+async def _hello(session: Session, timeouts: Timeouts, check_name: bool = True) -> None:
     await _send(session, session.conn.ehlo(), timeouts.helo)
     reply = await _reply(session, timeouts.helo)
     if reply.code_class == 5:                    # RFC 5321 §4.1.4: fall back to HELO
@@ -347,7 +352,8 @@ async def _hello(session: Session, timeouts: Timeouts) -> None:
         raise DeliveryError(f"{session.peer} refused EHLO/HELO: {reply_text(reply)}",
                             status=_status(reply) if permanent else NO_ANSWER_STATUS,
                             host=session.host, is_permanent=permanent)
-    _check_not_us(session, reply, "its reply to EHLO/HELO")
+    if check_name:
+        _check_not_us(session, reply, "its reply to EHLO/HELO")
 
 
 def _check_not_us(session: Session, reply: Reply, what: str) -> None:
@@ -394,7 +400,7 @@ async def _start_tls(session: Session, context: ssl.SSLContext, timeouts: Timeou
     session.is_tls = True
     conn.start_tls_done()
     try:
-        await _hello(session, timeouts)
+        await _hello(session, timeouts, check_name=False)   # rule 9 looked before TLS
     except DeliveryError as error:
         # The session broke before TLS was of any use (closed, silent or refused at the
         # EHLO over TLS): as for a failed handshake, "opportunistic" tries again in plain

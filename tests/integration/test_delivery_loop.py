@@ -96,6 +96,15 @@ async def test_another_server_on_this_machine_is_no_loop(tmp_path, nursery):
     assert result.outcome == "delivered" and hop.messages == [MESSAGE]
 
 
+async def test_a_relay_named_in_the_settings_may_greet_with_our_name(tmp_path, nursery):
+    # an MTA on this machine behind the gateway greets with the machine's name, which is ours
+    hop = ScriptedHop(greeting=b"220 gw.test ESMTP Postfix",
+                      ehlo=b"250-gw.test\r\n250 ENHANCEDSTATUSCODES")
+    port = await nursery.start(hop.serve)
+    [result], _ = await deliver(tmp_path, ours(), NextHop("relay", "127.0.0.1", port))
+    assert result.outcome == "delivered" and hop.messages == [MESSAGE]
+
+
 async def test_a_route_to_the_gateways_own_domain_fails_on_the_first_pass(
         tmp_path, nursery, dns_server):
     # the finding's setup: routing.local for the gateway's own domain without a relay, so
