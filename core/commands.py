@@ -318,16 +318,19 @@ def _queue_list(home, only: str | None) -> int:
     spool = Spool(home.spool)
     now = time.time()
     rows = []
+    # corrupt/: entries the core set aside (an event and a Suspect Message alert said so);
+    # FROM is the queue one came from ("?" when not known), LAST ERROR what is wrong with it
+    # as far as it can be read
+    listing_corrupt = only == CORRUPT
     for queue in (only,) if only else ("fast", "slow", "hold"):
         for queue_id in spool.list(queue):
-            # corrupt/: entries the core set aside (an event and a Suspect Message alert
-            # said so); LAST ERROR says what is wrong with one, as far as it can be read
-            problem = spool.problem(queue, queue_id) if queue == CORRUPT else None
+            problem = spool.problem(queue, queue_id) if listing_corrupt else None
+            origin = (spool.set_aside_from(queue_id) or "?",) if listing_corrupt else ()
             try:
                 env = spool.read_envelope(queue, queue_id)
             except (OSError, ValueError):
-                if queue == CORRUPT:
-                    rows.append((queue, queue_id, "", "", "", "", "", problem or ""))
+                if listing_corrupt:
+                    rows.append((queue, queue_id, *origin, "", "", "", "", "", problem or ""))
                 continue  # moved or being written right now
             # what the message still waits for: its pending and deferred recipients and
             # their error, not those already delivered or bounced
@@ -338,10 +341,11 @@ def _queue_list(home, only: str | None) -> int:
                 f" (+{len(waiting) - len(shown)} more)" if len(waiting) > len(shown) else ""
             ) + (f" (+{done} done)" if done else "")
             last_error = next((r.last_error for r in waiting if r.last_error), None)
-            rows.append((queue, queue_id, _age(now - env.received_at), env.sender or "<>",
-                         recipients, env.size, env.attempts,
+            rows.append((queue, queue_id, *origin, _age(now - env.received_at),
+                         env.sender or "<>", recipients, env.size, env.attempts,
                          problem or env.hold_reason or last_error or ""))
-    header = ("QUEUE", "ID", "AGE", "SENDER", "RECIPIENTS", "SIZE", "ATTEMPTS", "LAST ERROR")
+    header = ("QUEUE", "ID", *(("FROM",) if listing_corrupt else ()), "AGE", "SENDER",
+              "RECIPIENTS", "SIZE", "ATTEMPTS", "LAST ERROR")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())

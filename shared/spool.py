@@ -29,7 +29,8 @@ Rules:
 6. An entry is whole when its envelope reads, names it, and its message file has
    the size the envelope gives (``check_message``). ``recover`` at start and
    ``read_entry``, which the queue manager takes a message up with, find those
-   that are not; ``set_aside`` moves them to ``corrupt/``.
+   that are not; ``set_aside`` moves them to ``corrupt/``, the entry untouched, and
+   notes beside it (ORIGIN_PREFIX) the queue it came from.
 
 Never: delete a message that is unreadable (it goes to ``corrupt/``), raise out
 of ``recover``, hold a whole message in memory, read the wall clock except
@@ -60,6 +61,7 @@ from shared.disk import DiskSpace, disk_free_fraction, disk_space
 INCOMING = "incoming"
 CORRUPT = "corrupt"
 CORRUPT_RULE = "spool.corrupt"   # the rule of the event for an entry set aside in corrupt/
+ORIGIN_PREFIX = ".from-"         # corrupt/.from-<name>: the queue <name> was set aside from
 MESSAGE_QUEUES = ("fast", "slow", "hold", "quarantine/spam", "quarantine/virus")
 QUEUES = (INCOMING, *MESSAGE_QUEUES, CORRUPT)
 MESSAGE_FILE = "message"
@@ -801,7 +803,11 @@ class Spool:
             return "message file missing"
         try:
             envelope = self.read_envelope(queue, name)
-        except (OSError, EnvelopeError) as exc:
+        except FileNotFoundError:
+            return f"{ENVELOPE_FILE} missing"
+        except OSError as exc:      # one line, not the exception's text with the path
+            return f"{ENVELOPE_FILE} unreadable: {exc.strerror or type(exc).__name__}"
+        except EnvelopeError as exc:
             return f"envelope: {exc}"
         # set_aside() may have added ".N" to the name in corrupt/
         if envelope.queue_id != (name.split(".")[0] if queue == CORRUPT else name):
@@ -819,9 +825,24 @@ class Spool:
         while target.exists() or target.is_symlink():
             n += 1
             target = self.root / CORRUPT / f"{name}.{n}"
-        os.rename(self.root / self._not_incoming(queue) / name, target)
+        source = self.root / self._not_incoming(queue) / name
+        try:            # what the listing says, and where a repaired copy goes back to
+            (self.root / CORRUPT / (ORIGIN_PREFIX + target.name)).write_text(
+                queue + "\n", encoding="ascii")
+        except OSError:
+            pass        # the entry goes aside all the same; the event names the queue
+        os.rename(source, target)
         _fsync_dir(target.parent)
         return target.name
+
+    def set_aside_from(self, name: str) -> str | None:
+        """The queue the corrupt/ entry *name* was set aside from, None when unknown
+        (set aside by an older release)."""
+        try:
+            queue = (self.root / CORRUPT / (ORIGIN_PREFIX + name)).read_text("ascii").strip()
+        except (OSError, ValueError):
+            return None
+        return queue if queue in MESSAGE_QUEUES else None
 
     # helpers ----------------------------------------------------------------------
 

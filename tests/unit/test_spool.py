@@ -517,7 +517,9 @@ def test_set_aside_moves_an_entry_to_corrupt_under_a_free_name(sp):
     assert sp.set_aside("fast", first) == f"{first}.1"
     assert sp.set_aside("fast", second) == second
     assert list(sp.list("fast")) == []
-    assert sorted(os.listdir(sp.root / CORRUPT)) == sorted([first, f"{first}.1", second])
+    assert list(sp.list(CORRUPT)) == sorted([first, f"{first}.1", second])
+    assert [sp.set_aside_from(name) for name in (f"{first}.1", second, first)] == [
+        "fast", "fast", None]       # the one made by hand: unknown
 
 
 def test_junk_entries_go_to_corrupt_without_clobbering(sp):
