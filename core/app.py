@@ -117,7 +117,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
     from core.scan.antispam.autowhitelist import AutoWhitelist, AutoWhitelistPipeline
     from core.scan.service import AntivirusService
     from core.spool import QueueManager
-    from core.spool.manager import record_set_aside
+    from core.spool.manager import record_copies, record_set_aside
     from core.spool.queue_file_save import QueueFileSave
 
     marker = home.run / "core.running"
@@ -141,6 +141,8 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         report = await trio.to_thread.run_sync(spool.recover)
         for queue, name, reason in report.corrupt:
             record_set_aside(events, queue, name, reason)
+        for queue_id, kept, done in report.copies:
+            record_copies(events, queue_id, kept, done)
         for event in await trio.to_thread.run_sync(
                 _recover_accepted, home, spool, report.found,
                 cutoff_for(clock.now(), settings()["logging.retention_days"])):

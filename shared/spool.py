@@ -31,6 +31,10 @@ Rules:
    ``read_entry``, which the queue manager takes a message up with, find those
    that are not; ``set_aside`` moves them to ``corrupt/``, the entry untouched, and
    notes beside it (ORIGIN_PREFIX) the queue it came from.
+7. One id is in one queue. A copy of the spool taken while the core ran (a live
+   backup) can hold one id in two, caught before and after a move: ``recover``
+   keeps the copy in the queue the message reaches later in its life (LATER_RANK),
+   deletes copies that are an earlier state of it, and sets aside any other.
 
 Never: delete a message that is unreadable (it goes to ``corrupt/``), raise out
 of ``recover``, hold a whole message in memory, read the wall clock except
@@ -61,9 +65,21 @@ from shared.disk import DiskSpace, disk_free_fraction, disk_space
 INCOMING = "incoming"
 CORRUPT = "corrupt"
 CORRUPT_RULE = "spool.corrupt"   # the rule of the event for an entry set aside in corrupt/
+DUPLICATE_RULE = "spool.duplicate"  # ... for an id found in two queues (rule 7)
 ORIGIN_PREFIX = ".from-"         # corrupt/.from-<name>: the queue <name> was set aside from
 MESSAGE_QUEUES = ("fast", "slow", "hold", "quarantine/spam", "quarantine/virus")
 QUEUES = (INCOMING, *MESSAGE_QUEUES, CORRUPT)
+# Rule 7. The moves core/spool makes: fast -> slow, hold or quarantine/*; hold -> fast (a
+# reprocess), and on from there. _REACHES[q]: the queues a message in q can be in later.
+_REACHES = {"fast": {"slow", "hold", "quarantine/spam", "quarantine/virus"},
+            "hold": {"fast", "slow", "quarantine/spam", "quarantine/virus"},
+            "slow": set(), "quarantine/spam": set(), "quarantine/virus": set()}
+# Of copies of one id, the one in the highest-ranked queue is kept. fast and hold reach each
+# other: hold wins, since a backup that copies fast/ before hold/ (docs/operations.md) can
+# only catch a move fast -> hold twice, and a held copy waits for a person, where a fast one
+# would be scanned and perhaps delivered again. No move links slow and a quarantine, or the
+# two quarantines: the quarantine's copy is kept (it goes nowhere) and the other set aside.
+LATER_RANK = {"fast": 0, "hold": 1, "slow": 2, "quarantine/spam": 3, "quarantine/virus": 4}
 MESSAGE_FILE = "message"
 ENVELOPE_FILE = "envelope.json"
 TMP_SUFFIX = ".tmp"
@@ -497,6 +513,8 @@ class RecoveryReport:
     found: dict[str, list[str]] = field(default_factory=dict)   # queue -> sorted ids
     removed_incoming: list[str] = field(default_factory=list)
     corrupt: list[tuple[str, str, str]] = field(default_factory=list)  # (queue, name, reason)
+    # ids that were in several queues (rule 7): (id, queue kept, Spool.resolve_copies's list)
+    copies: list[tuple[str, str, list[tuple[str, str]]]] = field(default_factory=list)
     removed_tmp: int = 0
     removed_trash: int = 0
     errors: list[str] = field(default_factory=list)             # what could not be fixed
@@ -760,6 +778,7 @@ class Spool:
                 _fsync_dir(self.root / queue)
             except OSError as exc:
                 report.errors.append(f"{queue}: {exc}")
+        self._recover_copies(report)
         for queue in (*MESSAGE_QUEUES, CORRUPT):
             try:
                 report.found[queue] = list(self.list(queue))
@@ -767,6 +786,49 @@ class Spool:
                 report.found[queue] = []
                 report.errors.append(f"{queue}: {exc}")
         return report
+
+    def _recover_copies(self, report: RecoveryReport) -> None:
+        """Rule 7 for every id in more than one message queue (after the damaged entries
+        went to corrupt/, so that a whole copy is kept over a damaged one)."""
+        where: dict[str, list[str]] = {}
+        for queue in MESSAGE_QUEUES:
+            try:
+                for queue_id in self.list(queue):
+                    where.setdefault(queue_id, []).append(queue)
+            except OSError:
+                pass        # the listing of found ids reports it
+        for queue_id, queues in where.items():
+            if len(queues) > 1:
+                kept, done = self.resolve_copies(queue_id, queues)
+                report.copies.append((queue_id, kept, done))
+
+    def queues_holding(self, queue_id: str, besides: str) -> list[str]:
+        """The message queues other than *besides* that hold an entry *queue_id*."""
+        return [queue for queue in MESSAGE_QUEUES
+                if queue != besides and os.path.lexists(self._dir_name(queue, queue_id))]
+
+    def resolve_copies(self, queue_id: str, queues: Iterable[str]
+                       ) -> tuple[str, list[tuple[str, str]]]:
+        """Leave *queue_id* in one of *queues* (rule 7): the copy in the queue of highest
+        LATER_RANK stays; a copy in a queue from which a message can reach that one is an
+        earlier state of it and is deleted; any other goes to corrupt/. Returns the queue
+        kept and, for each other copy, (its queue, what was done): "deleted",
+        "corrupt/<name>" (set aside under that name) or "not removed: <error>". Never
+        raises OSError; a copy gone meanwhile is left out."""
+        queues = sorted(set(queues), key=LATER_RANK.__getitem__)
+        kept, done = queues[-1], []
+        for queue in queues[:-1]:
+            try:
+                if kept in _REACHES[queue]:
+                    self.delete(queue, queue_id)
+                    done.append((queue, "deleted"))
+                else:
+                    done.append((queue, f"{CORRUPT}/{self.set_aside(queue, queue_id)}"))
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                done.append((queue, f"not removed: {exc}"))
+        return kept, done
 
     def _recover_queue(self, queue: str, report: RecoveryReport) -> None:
         directory = self.root / queue

@@ -54,6 +54,14 @@ Rules
        unreadable, or whose message file is missing or not of the size recorded, goes to
        corrupt/ with a SCAN_ERROR event of rule CORRUPT_RULE, as recover() does at start
        (the alert engine mails Suspect Message for it: core/notify.py).
+   11. One id is in one queue. recover() at start resolves an id found in several (a live
+       backup restored: shared/spool.py rule 7), and the rescan does the same for a fast/
+       id it takes up, so no copy is delivered twice or left behind; `record_copies` writes
+       the one event. A move whose target holds the id already (a copy put there by hand)
+       sets the source aside in corrupt/ instead of failing for ever.
+   12. An unexpected error handling a message (`_failed`) is tried again every
+       ERROR_RETRY_SECONDS, as a full disk needs; its event is written once per message and
+       error text, not at every try.
 
 Never: block the event loop, write event names as literals, delete a message that still
 has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
@@ -75,10 +83,11 @@ from core.spool.queue_file_save import NoQueueFileSave
 from core.spool.schedule import SlowSchedule, retry_delay, retry_expired
 from shared.clock import WallClock
 from shared.events import Action
-from shared.spool import CORRUPT_RULE, ENHANCED_STATUS, Envelope, EnvelopeError, Spool
+from shared.spool import (CORRUPT, CORRUPT_RULE, DUPLICATE_RULE, ENHANCED_STATUS, Envelope,
+                          EnvelopeError, Spool)
 
 __all__ = ["QueueManager", "FAST_CHANNEL_SIZE", "PROCESS_TIMEOUT_SECONDS", "CRASH_LIMIT",
-           "record_set_aside"]
+           "record_set_aside", "record_copies"]
 
 FAST_CHANNEL_SIZE = 1000        # ids waiting in memory; more wait on disk (rule 1)
 RESCAN_SECONDS = 30.0           # fast/ is listed this often for unannounced messages (rule 1)
@@ -129,6 +138,7 @@ class QueueManager:
         self._paused: dict[str, str] = {}     # id -> queue, waiting for delivery.paused off
         self._deleting: set[str] = set()      # dropped, deleted once its events are written
         self._retrying: set[str] = set()      # fast/ ids waiting out ERROR_RETRY_SECONDS
+        self._errors: dict[str, str] = {}     # id -> the error last recorded for it (rule 12)
         self._hold_count = 0
         self._rescan = trio.Event()
         self._slow_wakeup = trio.Event()
@@ -248,10 +258,14 @@ class QueueManager:
                     self._release(queue_id)
 
     def _failed(self, queue: str, queue_id: str, exc: Exception) -> None:
-        """An unexpected error handling a message: an event, and another try later."""
-        self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule="queue.error",
-                           info=f"{type(exc).__name__}: {exc}; "
-                                f"trying again in {ERROR_RETRY_SECONDS:.0f} s")
+        """An unexpected error handling a message: another try later, and an event unless
+        the last one for this message said the same (rule 12)."""
+        error = f"{type(exc).__name__}: {exc}"
+        if self._errors.get(queue_id) != error:
+            self._errors[queue_id] = error
+            self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule="queue.error",
+                               info=f"{error}; trying again every "
+                                    f"{ERROR_RETRY_SECONDS:.0f} s (recorded once)")
         assert self._nursery is not None
         self._nursery.start_soon(self.queue_files.error, queue_id)
         if queue == "fast":
@@ -298,6 +312,8 @@ class QueueManager:
             waiting = [q for q in ids if q not in self._busy]
             take = waiting if take_all else [q for q in waiting if q in left_over]
             left_over = set(waiting).difference(take)
+            if take:
+                take = await self._without_copies(take)
             for queue_id in take:
                 if queue_id not in self._busy:
                     self._busy.add(queue_id)
@@ -353,20 +369,51 @@ class QueueManager:
                                info=f"unreadable queue entry in {queue}: {reason}; not moved "
                                     f"to corrupt/: {exc}")
             return
+        self._forget(queue, queue_id)
+        record_set_aside(self.events, queue, queue_id, reason)
+        await self.queue_files.error(queue_id)      # its pending copy is kept, not left over
+
+    def _forget(self, queue: str, queue_id: str) -> None:
+        """The entry left *queue* other than by a move of ours: the counts follow."""
+        self._errors.pop(queue_id, None)
         if queue == "fast":
             self._fast_ids.discard(queue_id)
         elif queue == "slow":
             self.schedule.remove(queue_id)
         elif queue == "hold":
             self._hold_count -= 1
-        record_set_aside(self.events, queue, queue_id, reason)
-        await self.queue_files.error(queue_id)      # its pending copy is kept, not left over
+
+    async def _without_copies(self, fast_ids: list[str]) -> list[str]:
+        """Those of *fast_ids* (about to be taken up by the rescan) in no other queue;
+        the others are left in one queue by shared/spool.py rule 7 (rule 11)."""
+        def find() -> dict[str, list[str]]:
+            return {q: others for q in fast_ids
+                    if (others := self.spool.queues_holding(q, "fast"))}
+        copies = await trio.to_thread.run_sync(find)
+        for queue_id, others in copies.items():
+            kept, done = await trio.to_thread.run_sync(self.spool.resolve_copies, queue_id,
+                                                       ["fast", *others])
+            for queue, what in done:
+                if what == "deleted" or what.startswith(CORRUPT + "/"):
+                    self._forget(queue, queue_id)
+            record_copies(self.events, queue_id, kept, done)
+        return [q for q in fast_ids if q not in copies]
 
     async def _write(self, queue: str, envelope: Envelope) -> None:
         await trio.to_thread.run_sync(self.spool.write_envelope, queue, envelope)
 
     async def _move(self, queue_id: str, src: str, dst: str) -> None:
-        await trio.to_thread.run_sync(self.spool.move, queue_id, src, dst)
+        try:
+            await trio.to_thread.run_sync(self.spool.move, queue_id, src, dst)
+        except FileExistsError:
+            # A copy is in dst already (rule 11): which state is newer cannot be told, and
+            # trying again would fail for ever. The message is in dst, as the caller wants.
+            await self._set_aside(src, queue_id, f"a copy of it is in {dst} already, "
+                                                 f"kept there")
+            if dst == "fast":
+                self._fast_ids.add(queue_id)
+            return
+        self._errors.pop(queue_id, None)
         if src == "fast":
             self._fast_ids.discard(queue_id)
         if dst == "fast":
@@ -378,6 +425,7 @@ class QueueManager:
         # thread hop, which here cost some 100 futex calls of GIL hand-over per message
         # (strace -c) and a third of the process's CPU (A/B on a quiet machine).
         self.spool.delete(queue, queue_id)
+        self._errors.pop(queue_id, None)
         self._fast_ids.discard(queue_id)
         self.schedule.remove(queue_id)
         if queue == "hold":
@@ -650,6 +698,20 @@ class QueueManager:
             await self._move(queue_id, "fast", "slow")
         self.schedule.put(queue_id, envelope.next_attempt_at,
                           {r.next_hop for r in deferred if r.next_hop})
+
+
+def record_copies(events, queue_id: str, kept: str, done: list[tuple[str, str]]) -> None:
+    """The one event for an id found in several queues (rule 11; Spool.resolve_copies's
+    `done`): a SCAN_ERROR of rule CORRUPT_RULE when a copy went to corrupt/ (a person looks
+    at it: the Suspect Message alert), else of rule DUPLICATE_RULE."""
+    said = "; ".join(f"the copy in {queue}: {'moved to ' if what.startswith(CORRUPT + '/') else ''}"
+                     f"{what}" for queue, what in done)
+    aside = any(what.startswith(CORRUPT + "/") for _, what in done)
+    events.record(Action.SCAN_ERROR, queue_id=queue_id,
+                  rule=CORRUPT_RULE if aside else DUPLICATE_RULE,
+                  info=f"{queue_id} was in {len(done) + 1} queues (a copy of the spool made "
+                       f"while it moved?): kept the copy in {kept}; {said}",
+                  data={"kept": kept, "copies": dict(done)})
 
 
 def record_set_aside(events, queue: str, name: str, reason: str) -> None:
