@@ -234,10 +234,11 @@ class Envelope(_Record):
     client_helo: str = ""
     connection_id: str = ""
     size: int = 0                    # octets of the message file; set by prepare()
-    # The message file's inode when this envelope was written (prepare, write_envelope):
-    # that file with another size than `size` is damaged (Spool.check_message); None in
-    # envelopes written before it was kept
+    # The inodes of the message file and of the message directory when this envelope was
+    # written (prepare, write_incoming, write_envelope), for Spool.check_message; None in
+    # envelopes written before they were kept
     message_inode: int | None = None
+    entry_inode: int | None = None
     body: str = "7BIT"               # one of BODY_TYPES
     smtputf8: bool = False
     attempts: int = 0                # delivery attempts of the whole message
@@ -255,7 +256,7 @@ class Envelope(_Record):
     _TYPES = {
         "queue_id": (str,), "sender": (str,), "recipients": (list,), "received_at": _NUMBER,
         "client_ip": (str,), "client_helo": (str,), "connection_id": (str,), "size": (int,),
-        "message_inode": (int, _NONE),
+        "message_inode": (int, _NONE), "entry_inode": (int, _NONE),
         "body": (str,), "smtputf8": (bool,), "attempts": (int,),
         "next_attempt_at": (*_NUMBER, _NONE), "first_deferral_notice_sent": (bool,),
         "crash_count": (int,), "hold_reason": (str, _NONE), "is_generated": (bool,),
@@ -373,12 +374,17 @@ def _fsync_dir(path: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def _damage(message: str | Path, envelope: Envelope) -> str | None:
-    """Spool.check_message's finding about the file *message*, or None."""
+def _damage(message: str | Path, envelope: Envelope, queue: str) -> str | None:
+    """Spool.check_message's finding about the file *message* of an entry of *queue*
+    (corrupt/: the queue it came from, or CORRUPT when unknown), or None."""
     status = os.stat(message)
-    if status.st_ino == envelope.message_inode and status.st_size != envelope.size:
-        return f"the message file has {status.st_size} octets, its envelope says {envelope.size}"
-    return None
+    if envelope.message_inode is None or status.st_size == envelope.size:
+        return None
+    if (status.st_ino != envelope.message_inode and queue in ("fast", CORRUPT)
+            and not envelope.processed and envelope.entry_inode in (
+                None, os.stat(os.path.dirname(message)).st_ino)):
+        return None     # perhaps rewritten by the pipeline just before a crash
+    return f"the message file has {status.st_size} octets, its envelope says {envelope.size}"
 
 
 def _remove(path: Path) -> None:
@@ -469,6 +475,7 @@ class IncomingMessage:
             raise ValueError(f"envelope is for {envelope.queue_id}, not {self.queue_id}")
         envelope.size = self.size
         envelope.message_inode = os.fstat(self._file.fileno()).st_ino
+        envelope.entry_inode = os.stat(self.directory).st_ino
         self._file.flush()
         if sync:
             os.fsync(self._file.fileno())
@@ -580,6 +587,7 @@ class Spool:
             message = os.path.join(directory, MESSAGE_FILE)
             envelope.size = _write_new(message, chunks)
             envelope.message_inode = os.stat(message).st_ino
+            envelope.entry_inode = os.stat(directory).st_ino
             self._step("after_message_fsync")
             envelope_json = envelope.to_json()
             _write_new(os.path.join(directory, ENVELOPE_FILE), [envelope_json])
@@ -683,7 +691,8 @@ class Spool:
     def write_envelope(self, queue: str, envelope: Envelope) -> None:
         """Atomically replace the envelope of a message in *queue*; durable on return.
         Sets ``envelope.message_inode`` to the message file's as it is now: `size` is
-        that file's size (the pipeline's rewrite replaces the file and sets the size).
+        that file's size (the pipeline's rewrite replaces the file and sets the size);
+        ``entry_inode`` to the directory's.
 
         FileNotFoundError if the message is not in *queue*."""
         directory = self._dir(self._not_incoming(queue), envelope.queue_id)
@@ -693,18 +702,23 @@ class Spool:
             envelope.message_inode = os.stat(directory / MESSAGE_FILE).st_ino
         except FileNotFoundError:       # a damaged entry: check_message says so
             envelope.message_inode = None
+        envelope.entry_inode = os.stat(directory).st_ino
         self._write_atomic(directory / ENVELOPE_FILE, envelope.to_json())
 
     def check_message(self, queue: str, envelope: Envelope) -> None:
-        """Raise EnvelopeError when the message file is not the one *envelope* describes:
-        the file it was written with (``message_inode``) but of another size than
-        ``size`` — truncated or emptied by storage trouble or a hand edit (SMTP, copies and
-        generated mail all record the octets of the file as written, Received field
-        included). A file replaced since (the pipeline's rewrite, renamed over the message
-        and cut off by a crash before the envelope was written again), or one whose
-        envelope has no inode, is not held to ``size``: a good message is never set aside
-        for it. FileNotFoundError when the message file is gone. One stat, no read."""
-        damage = _damage(self.message_path(queue, envelope.queue_id), envelope)
+        """Raise EnvelopeError when the message file is not of the size *envelope* gives
+        (``size``) — truncated or emptied by storage trouble, a hand edit or a damaged
+        backup (SMTP, copies and generated mail all record the octets of the file as
+        written, Received field included). One file is not held to ``size``: that of a
+        fast/ entry not yet processed which is no longer the file the envelope was written
+        with (``message_inode``) in the same directory (``entry_inode``) — the pipeline's
+        rewrite, renamed over the message and cut off by a crash before the envelope was
+        written again; a good message is never set aside for it. A restored or copied
+        entry has a new directory and is held to its size. An envelope with no
+        ``message_inode`` (an older release's, or a hand repair's) is not size-checked.
+        FileNotFoundError when the message file is gone. One stat, no read, when the size
+        is right."""
+        damage = _damage(self.message_path(queue, envelope.queue_id), envelope, queue)
         if damage is not None:
             raise EnvelopeError(damage)
 
@@ -875,7 +889,8 @@ class Spool:
         if envelope.queue_id != (name.split(".")[0] if queue == CORRUPT else name):
             return f"envelope is for {envelope.queue_id}"
         try:
-            return _damage(self.message_path(queue, name), envelope)
+            return _damage(self.message_path(queue, name), envelope,
+                           self.set_aside_from(name) or queue if queue == CORRUPT else queue)
         except OSError as exc:
             return f"message file: {exc}"
 
