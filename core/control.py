@@ -9,6 +9,10 @@
   every setting committed before its command was: the console saves a move into the
   exclusion list, then asks for the entries' deletion, and the core must not delete them
   while still reading the old exclusions (mail delivered in between would add them back).
+  At start it takes up the rows a previous run left `running` (stopped in the middle, or a
+  database backup taken then): one that `can_run_again` is pending again, any other
+  failed with INTERRUPTED. Left running, a row hid what it acts on from the console for
+  good (the console leaves out what a pending or running command is about to change).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import trio
 
 from shared import db
+from shared.commands import INTERRUPTED, can_run_again
 from shared.settings_store import load
 
 __all__ = ["SettingsWatcher", "CommandRunner", "CommandRefused", "POLL_SECONDS"]
@@ -93,6 +98,7 @@ class CommandRunner:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         conn = await trio.to_thread.run_sync(db.connect, self.db_path)
+        await trio.to_thread.run_sync(self._take_up_interrupted, conn)
         task_status.started()
         try:
             while True:
@@ -117,6 +123,25 @@ class CommandRunner:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(conn.close)
+
+    @staticmethod
+    def _take_up_interrupted(conn) -> None:
+        """Rows left `running` by a previous run of the core (one core per data home: none
+        is running now)."""
+        with db.write_transaction(conn):
+            for row in conn.execute("SELECT id, kind, args FROM commands "
+                                    "WHERE state = 'running'").fetchall():
+                try:
+                    args = json.loads(row["args"] or "{}")
+                except ValueError:
+                    args = {}
+                if isinstance(args, dict) and can_run_again(row["kind"], args):
+                    conn.execute("UPDATE commands SET state = 'pending' WHERE id = ?",
+                                 (row["id"],))
+                else:
+                    conn.execute("UPDATE commands SET state = 'failed', result = ?, "
+                                 "done_at = ? WHERE id = ?",
+                                 (INTERRUPTED, time.time(), row["id"]))
 
     @staticmethod
     def _claim(conn):

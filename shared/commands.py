@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Command", "HOLD_ACTIONS"]
+__all__ = ["Command", "HOLD_ACTIONS", "can_run_again", "INTERRUPTED"]
 
 
 class Command(enum.StrEnum):
@@ -25,3 +25,22 @@ class Command(enum.StrEnum):
 # The hold queue's actions as the console's buttons and `mailmoat queue ACTION --hold` name them.
 HOLD_ACTIONS = {"reprocess": Command.HOLD_REPROCESS, "drop": Command.HOLD_DROP,
                 "forward": Command.HOLD_FORWARD}
+
+
+# The result of a request a core was carrying out when it stopped (a kill -9, a crash, a
+# backup of the database taken then) and that cannot simply be carried out again.
+INTERRUPTED = ("not finished: the core stopped while carrying this out (part of it may be "
+               "done); look at the result and ask again")
+
+
+def can_run_again(kind: str, args: dict) -> bool:
+    """Whether a request cut off in the middle can be carried out again from the start at
+    the next core start and do what was asked (core/control.py): those that name what they
+    act on, and whose second run skips what the first did. An action on every message in
+    hold does not: mail held since the request would be taken in too; a forward or a
+    resend would be made twice."""
+    if kind in (Command.VIRUS_QUARANTINE_DELETE, Command.WHITELIST_AUTO_DELETE):
+        return True
+    if kind in (Command.HOLD_REPROCESS, Command.HOLD_DROP):
+        return bool(args.get("ids"))
+    return False
