@@ -19,8 +19,7 @@ from core.app import run_core
 from core.delivery import NextHop
 from core.delivery.routing import route
 from shared.events import Action
-from tests.integration.test_delivery_next_hop_answers import (MESSAGE, ScriptedHop, deliver,
-                                                              snapshot)
+from tests.support.next_hop import MESSAGE, ScriptedHop, deliver, snapshot
 from tests.support.core import free_port, make_home
 from tests.support.waiting import events_of, until
 
