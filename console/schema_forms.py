@@ -342,7 +342,11 @@ def attach_errors(form, errors: SettingError | list[tuple[str, str]],
         if name is None and key not in SCHEMA and key in form:
             name = key
         if name is None and key in SCHEMA:
-            for candidate in (field_name(key), field_name(key, "host")):
+            # a key drawn as Host and Port: the schema's message about the port ("port …",
+            # shared.settings_addresses.HostPort) goes beside Port, which is then the field
+            # marked invalid and focused (accessibility finding C5)
+            port_first = (field_name(key, "port"),) if rule.startswith("port ") else ()
+            for candidate in (*port_first, field_name(key), field_name(key, "host")):
                 if candidate in form:
                     name = candidate
                     break

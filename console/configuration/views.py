@@ -20,7 +20,7 @@ from console.configuration.forms import (
 from console.context import console_context, settings
 from console.form_submit import submit, who
 from console.roles import Access, requires
-from console.schema_forms import attach_errors, field_name, form_data, form_values
+from console.schema_forms import attach_errors, form_data, form_values
 from console.security import logon_page
 from shared.commands import HOLD_ACTIONS
 from shared.settings import NOT_BUILT_FEATURES, PAGES, SettingError
@@ -264,15 +264,6 @@ def _shown_entry(text: str | None) -> dict:
     return entry if isinstance(entry, dict) else {}
 
 
-def _beside_port(errors: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """`routing.default` is one key drawn as Host and Port; the schema's message about its
-    port ("port …": shared.settings_addresses.HostPort) goes beside Port, which is marked
-    and takes the focus, not beside Host (accessibility finding C5)."""
-    port = field_name("routing.default", "port")
-    return [(port if key == "routing.default" and rule.startswith("port ") else key, rule)
-            for key, rule in errors]
-
-
 @bp.route("/routing/default", methods=["POST"])
 @requires(Access.ADMIN)
 def save_default_route():
@@ -282,7 +273,7 @@ def save_default_route():
             service.save_page("routing", form_values(form, ["routing.default"]), **who())
         except SettingError as exc:
             return _routing_page(default_form=form,
-                                 errors=attach_errors(form, _beside_port(exc.errors)))
+                                 errors=attach_errors(form, exc.errors))
         flash("Default routing saved.", "info")
         return redirect(url_for("configuration.routing"))
     return _routing_page(default_form=form)
