@@ -85,11 +85,12 @@ Rules
        or any address of this machine where smtp.listen has its family's wildcard) is us:
        that host and every less preferred one are dropped (RFC 5321 §5.1: a host in its
        own MX list discards itself and the hosts after it), and when no host is left the
-       recipients fail. An MX host that names itself with our name (session.py rule 9) is
-       us under an address we cannot tell (NAT, a proxy): the attempt stops there. A next
-       hop on this machine that is another gateway or MTA is none of these: another port,
-       or an address we do not listen on; a relay named with its port in the settings may
-       even greet with our name (the machine's), since the name is not checked for it.
+       recipients fail. A next hop on this machine that is another gateway or MTA is none
+       of these: another port, or an address we do not listen on. The next hop's name is
+       not compared with ours (Postfix's "greeted me with my own hostname"): ours is the
+       machine's name unless smtp.hostname is set, often a generic one ("mail",
+       "localhost"), and a backup MX behind NAT would fail mail its primary only deferred;
+       a loop hidden behind NAT still ends at the hop limit.
 
 Never: keep a message in memory (it is streamed in MESSAGE_CHUNK_OCTETS pieces), read the
 wall clock for a timeout, or let a connection outlive its pool token.
@@ -358,8 +359,7 @@ class Deliverer:
                             candidate, address, hostname=hostname, mode=mode, use_tls=use_tls,
                             tls_context=self.tls_context, timeouts=self.timeouts,
                             log=log, connection_id=connection_id,
-                            server_hostname=_sni_name(candidate.host),
-                            check_name=hop.kind == "mx")                    # rule 8
+                            server_hostname=_sni_name(candidate.host))
                     except DeliveryError as error:
                         last = error
                         self._record_connected(
@@ -367,9 +367,6 @@ class Deliverer:
                             (candidate.host, address, candidate.port),
                             result=CONNECTION_FAILED, connection=CONNECTION_ACTUAL,
                             info=error.text, tls=False)
-                        if error.is_loop:                                   # rule 8
-                            raise DeliveryError(_loops(hop, error.text), status=error.status,
-                                                host=error.host, is_loop=True) from None
                         if error.tls_failed and mode == "opportunistic" and use_tls:
                             use_tls = False        # rule 2: reconnect without TLS
                             continue
@@ -467,17 +464,20 @@ def _is_own_listener(address: str, port: int, settings: Mapping) -> bool:
 
 
 def _is_this_machine(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Is `ip` an address of this machine? A socket binds only to one of its own (no
-    packet is sent); loopback addresses all are."""
+    """Is `ip` an address of this machine? The route to one of our own addresses has that
+    address as its source, so a UDP socket "connected" to it (no packet is sent) names it
+    as its own; loopback addresses all are. Binding a socket to it would not tell: with
+    net.ipv4.ip_nonlocal_bind (keepalived, HAProxy hosts) any address binds."""
     if ip.is_loopback:
         return True
     family = socket.AF_INET if ip.version == 4 else socket.AF_INET6
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
         try:
-            probe.bind((str(ip), 0))
-        except OSError:
+            probe.connect((str(ip), 9))
+            source = ipaddress.ip_address(probe.getsockname()[0].partition("%")[0])
+        except (OSError, ValueError):      # no route to it: not ours
             return False
-    return True
+    return source == ip
 
 
 def _mail_deferred(session, outcomes: Mapping) -> bool:

@@ -62,16 +62,6 @@ Rules
        recipients" — is no failure of that recipient: run_transaction reports it as
        RECIPIENT_LIMIT with status 4.5.3, and core/delivery/deliver.py sends it in a
        further transaction.
-    9. A next hop that names itself with our own name — the first word of its greeting or
-       of its reply to EHLO/HELO is the name we send in EHLO — is this gateway: the mail
-       would loop. open_session raises a permanent DeliveryError `is_loop`, status
-       LOOP_STATUS, and core/delivery/deliver.py ends the attempt there (its rule 8).
-       Postfix compares its myhostname the same way ("host X greeted me with my own
-       hostname"). Only for next hops found through MX records (`check_name`): a relay the
-       administrator named with its port (routing.local / routing.default) is most often an
-       MTA on this same machine, greeting with the machine's name, which is ours unless
-       smtp.hostname says otherwise — failing all its mail as a loop would be worse than the
-       loop, which rule 8's address check and the hop limit still end.
 """
 
 from __future__ import annotations
@@ -108,7 +98,7 @@ NO_ANSWER_STATUS = "4.4.1"         # rule 6: the session could not be opened
 BAD_CONNECTION_STATUS = "4.4.2"    # rule 6: lost once it was open
 RECIPIENT_LIMIT = "recipient_limit"  # rule 8: an outcome of run_transaction, not final
 RECIPIENT_LIMIT_STATUS = "4.5.3"   # RFC 3463 "too many recipients", temporary (rule 8)
-LOOP_STATUS = "5.4.6"              # RFC 3463 "routing loop detected" (rule 9)
+LOOP_STATUS = "5.4.6"              # RFC 3463 "routing loop detected" (deliver.py rule 8)
 _TOO_MANY_RECIPIENTS = re.compile(r"too many recipients", re.IGNORECASE)
 
 
@@ -134,14 +124,13 @@ class DeliveryError(Exception):
 
     def __init__(self, text: str, *, status: str = NO_ANSWER_STATUS, host: str | None = None,
                  tls_failed: bool = False, kind: str = "communication",
-                 is_permanent: bool = False, is_loop: bool = False) -> None:
+                 is_permanent: bool = False) -> None:
         super().__init__(text)
         self.text = text
         self.status = status
         self.host = host
         self.tls_failed = tls_failed
-        self.is_permanent = is_permanent or is_loop   # refused for good (rule 6): fail
-        self.is_loop = is_loop                        # the next hop is us (rule 9)
+        self.is_permanent = is_permanent    # refused for good (rule 6): fail
         self.kind = kind          # conversation log error class: communication | protocol | local
 
 
@@ -290,11 +279,10 @@ def _broken(session: Session, text: str, kind: str = "communication") -> Deliver
 async def open_session(candidate: Candidate, address: str, *, hostname: str, mode: str,
                        use_tls: bool, tls_context: ssl.SSLContext, timeouts: Timeouts,
                        log: ConversationLog | None, connection_id: str,
-                       server_hostname: str | None, check_name: bool = True) -> Session:
+                       server_hostname: str | None) -> Session:
     """A session ready for MAIL, or DeliveryError (with `tls_failed` after a bad handshake,
     or a session that broke over TLS before it was ready).
-    `log`: the conversation log of the attempt that opens it (rule 7); `check_name`: whether
-    a next hop naming itself with our name is a loop (rule 9)."""
+    `log`: the conversation log of the attempt that opens it (rule 7)."""
     peer = f"{candidate.host}[{address}]:{candidate.port}"
     if log is not None:
         log.note(f"connection {connection_id}: connecting to {peer}"
@@ -324,9 +312,7 @@ async def open_session(candidate: Candidate, address: str, *, hostname: str, mod
             if greeting.code != 220:                 # rule 6: X.4.1 whatever it said
                 raise DeliveryError(f"{peer} greeted with {reply_text(greeting)}",
                                     host=candidate.host)
-            if check_name:
-                _check_not_us(session, greeting, "its greeting")
-            await _hello(session, timeouts, check_name)
+            await _hello(session, timeouts)
             if mode != "off" and use_tls:
                 await _start_tls(session, tls_context, timeouts, server_hostname, mode)
             elif mode == "required":
@@ -341,7 +327,7 @@ async def open_session(candidate: Candidate, address: str, *, hostname: str, mod
         raise
 
 
-async def _hello(session: Session, timeouts: Timeouts, check_name: bool = True) -> None:
+async def _hello(session: Session, timeouts: Timeouts) -> None:
     await _send(session, session.conn.ehlo(), timeouts.helo)
     reply = await _reply(session, timeouts.helo)
     if reply.code_class == 5:                    # RFC 5321 §4.1.4: fall back to HELO
@@ -352,19 +338,6 @@ async def _hello(session: Session, timeouts: Timeouts, check_name: bool = True) 
         raise DeliveryError(f"{session.peer} refused EHLO/HELO: {reply_text(reply)}",
                             status=_status(reply) if permanent else NO_ANSWER_STATUS,
                             host=session.host, is_permanent=permanent)
-    if check_name:
-        _check_not_us(session, reply, "its reply to EHLO/HELO")
-
-
-def _check_not_us(session: Session, reply: Reply, what: str) -> None:
-    """DeliveryError `is_loop` when the greeting or the reply to EHLO/HELO names the next
-    hop with our own name (rule 9)."""
-    words = reply.lines[0].split()
-    ours = session.conn.local_hostname
-    if words and words[0].rstrip(".").lower() == ours.lower():
-        raise _refusal(session, f"{session.peer} names itself {words[0]} in {what}, our "
-                                f"own name", status=LOOP_STATUS, host=session.host,
-                       is_loop=True)
 
 
 async def _start_tls(session: Session, context: ssl.SSLContext, timeouts: Timeouts,
@@ -400,12 +373,12 @@ async def _start_tls(session: Session, context: ssl.SSLContext, timeouts: Timeou
     session.is_tls = True
     conn.start_tls_done()
     try:
-        await _hello(session, timeouts, check_name=False)   # rule 9 looked before TLS
+        await _hello(session, timeouts)
     except DeliveryError as error:
         # The session broke before TLS was of any use (closed, silent or refused at the
         # EHLO over TLS): as for a failed handshake, "opportunistic" tries again in plain
-        # text (core/delivery/deliver.py rule 2); a loop is no TLS failure.
-        error.tls_failed = not error.is_loop
+        # text (core/delivery/deliver.py rule 2).
+        error.tls_failed = True
         raise
 
 
