@@ -84,10 +84,10 @@ PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; cha
                      % (len(PLAIN_HTTP_TEXT), PLAIN_HTTP_TEXT))
 # After the answer, the client's close is awaited this long, reading what it still sends:
 # closing with its bytes unread would reset the connection, and a reset can throw away the
-# answer before the client reads it. It runs in cheroot's accepting thread, which the
-# handshake holds as long anyway; a client that sends more than MAX_REQUEST_HEADER_OCTETS
-# or keeps quiet is closed on regardless.
-PLAIN_HTTP_LINGER_SECONDS = 1.0
+# answer before the client reads it. It runs in cheroot's accepting thread, so it is short:
+# a browser has sent its request and closes at once; a client that sends more than
+# MAX_REQUEST_HEADER_OCTETS or keeps quiet is closed on regardless.
+PLAIN_HTTP_LINGER_SECONDS = 0.25
 
 
 class _Request(HTTPRequest):
