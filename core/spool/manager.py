@@ -58,7 +58,7 @@ Rules
        backup restored: shared/spool.py rule 7), and the rescan does the same for a fast/
        id it takes up, so no copy is delivered twice or left behind; `record_copies` writes
        the one event. A move whose target holds the id already (a copy put there by hand)
-       sets the source aside in corrupt/ instead of failing for ever.
+       sets that copy aside in corrupt/ and moves the source, the state just written.
    12. An unexpected error handling a message (`_failed`) is tried again every
        ERROR_RETRY_SECONDS, as a full disk needs; its event is written once per message and
        error text, not at every try.
@@ -406,13 +406,13 @@ class QueueManager:
         try:
             await trio.to_thread.run_sync(self.spool.move, queue_id, src, dst)
         except FileExistsError:
-            # A copy is in dst already (rule 11): which state is newer cannot be told, and
-            # trying again would fail for ever. The message is in dst, as the caller wants.
-            await self._set_aside(src, queue_id, f"a copy of it is in {dst} already, "
-                                                 f"kept there")
-            if dst == "fast":
-                self._fast_ids.add(queue_id)
-            return
+            # A copy is in dst already (rule 11), put there by hand. The one in src is the
+            # state just written here (delivered recipients marked, say); the other is
+            # older, and kept it would deliver them again. It goes aside and the move is
+            # made; when it cannot go, the move fails and is tried again (_failed).
+            await self._set_aside(dst, queue_id, f"an older copy, in {dst} when the one "
+                                                 f"in {src} was moved there")
+            await trio.to_thread.run_sync(self.spool.move, queue_id, src, dst)
         self._errors.pop(queue_id, None)
         if src == "fast":
             self._fast_ids.discard(queue_id)

@@ -31,11 +31,11 @@ PARTIAL = (b"From: a@client.test\r\nTo: u@local.test\r\nSubject: partial\r\n"
            b"\r\nFrom: x@y.test\r\nSubject: piece\r\n\r\nfirst half\r\n")
 
 
-def put(spool: Spool, queue: str, data: bytes, **fields) -> str:
+def put(spool: Spool, queue: str, data: bytes, recipients=("u@local.test",), **fields) -> str:
     queue_id = new_queue_id()
     incoming = spool.open_incoming(queue_id)
     incoming.write(data)
-    spool.commit([incoming.prepare(Envelope.new(queue_id, "a@client.test", ["u@local.test"],
+    spool.commit([incoming.prepare(Envelope.new(queue_id, "a@client.test", list(recipients),
                                                 **fields))], queue)
     return queue_id
 
@@ -110,9 +110,9 @@ async def test_a_copy_put_into_fast_while_the_core_runs_is_resolved_by_the_resca
     assert [r["rule"] for r in events_of(home, Action.HELD)] == []
 
 
-async def test_a_move_onto_a_copy_sets_the_source_aside_once(tmp_path, sink):
+async def test_a_move_onto_a_copy_sets_that_copy_aside_and_moves_the_source(tmp_path, sink):
     """A copy announced to the queue manager (not found by a rescan) that the pipeline holds
-    while hold/ has the id: the move cannot be made; the source goes to corrupt/ once."""
+    while hold/ has the id: the copy in hold goes to corrupt/ once, the one held replaces it."""
     home = routed_home(tmp_path, sink)
     spool = Spool(home.spool)
     queue_id = put(spool, "hold", PARTIAL, hold_reason="cannot scan: message/partial")
@@ -120,11 +120,40 @@ async def test_a_move_onto_a_copy_sets_the_source_aside_once(tmp_path, sink):
         core = await nursery.start(run_core, home)
         copy_entry(spool, queue_id, "hold", "fast", hold_reason=None, processed=False)
         core.queue.message_accepted(queue_id)
-        await until(lambda: list(spool.list(CORRUPT)), flush=core.events.aflush)
         await until(lambda: rows(home, CORRUPT_RULE), flush=core.events.aflush)
+        await until(lambda: list(spool.list("hold")) == [queue_id] and not
+                    list(spool.list("fast")))
+        # the count follows once the move's thread is back
+        await until(lambda: core.queue.queue_sizes()["hold"] == 1)
         core.cancel_scope.cancel()
     assert list(spool.list(CORRUPT)) == [queue_id] and list(spool.list("hold")) == [queue_id]
-    assert spool.set_aside_from(queue_id) == "fast"
+    assert spool.set_aside_from(queue_id) == "hold"
     [row] = rows(home, CORRUPT_RULE)
-    assert row["queue_id"] == queue_id and "a copy of it is in hold already" in row["info"]
+    assert row["queue_id"] == queue_id and "an older copy, in hold" in row["info"]
     assert rows(home, "queue.error") == [] and sink.messages == []
+
+
+async def test_a_deferral_onto_an_older_copy_in_slow_keeps_the_recipients_delivered(tmp_path,
+                                                                                    sink):
+    """Review 15 B1: fast -> slow after an attempt that delivered one recipient of two, with
+    an older copy (both pending) put into slow/ meanwhile. Kept, the older copy would be
+    scheduled and give the delivered recipient the mail again."""
+    sink.rcpt_replies["v@local.test"] = (451, "4.3.0 later")
+    home = routed_home(tmp_path, sink)
+    spool = Spool(home.spool)
+    async with trio.open_nursery() as nursery:
+        core = await nursery.start(run_core, home)
+        queue_id = put(spool, "fast", PLAIN, ["u@local.test", "v@local.test"], processed=True,
+                       first_deferral_notice_sent=True)     # no notice in slow/ too
+        copy_entry(spool, queue_id, "fast", "slow")     # by hand, before the attempt
+        core.queue.message_accepted(queue_id)
+        await until(lambda: rows(home, CORRUPT_RULE), flush=core.events.aflush)
+        await until(lambda: not list(spool.list("fast")))
+        core.cancel_scope.cancel()
+    assert [m.recipients for m in sink.messages] == [["u@local.test"]]
+    assert list(spool.list("slow")) == [queue_id] and list(spool.list(CORRUPT)) == [queue_id]
+    assert spool.set_aside_from(queue_id) == "slow"
+    kept = spool.read_envelope("slow", queue_id)
+    assert {r.address: r.status for r in kept.recipients} == {"u@local.test": "delivered",
+                                                               "v@local.test": "deferred"}
+    assert rows(home, "queue.error") == []
