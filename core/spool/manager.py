@@ -61,7 +61,7 @@ Rules
        sets that copy aside in corrupt/ and moves the source, the state just written.
    12. An unexpected error handling a message (`_failed`) is tried again every
        ERROR_RETRY_SECONDS, as a full disk needs; its event is written once per message and
-       error text, not at every try.
+       error text, not at every try, until an attempt or a move of the message succeeds.
 
 Never: block the event loop, write event names as literals, delete a message that still
 has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
@@ -554,6 +554,8 @@ class QueueManager:
                 self._attempts.add(scope)
                 try:
                     await self._attempt_now(queue, envelope)
+                    # a later error is a new episode, with its own event (rule 12)
+                    self._errors.pop(envelope.queue_id, None)
                 finally:
                     self._attempts.discard(scope)
         except Exception as exc:            # boundary, as in _worker
