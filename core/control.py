@@ -10,9 +10,13 @@
   exclusion list, then asks for the entries' deletion, and the core must not delete them
   while still reading the old exclusions (mail delivered in between would add them back).
   At start it takes up the rows a previous run left `running` (stopped in the middle, or a
-  database backup taken then): one that `can_run_again` is pending again, any other
-  failed with INTERRUPTED. Left running, a row hid what it acts on from the console for
-  good (the console leaves out what a pending or running command is about to change).
+  database backup taken then): one that `can_run_again` is pending again, marked RESUMED,
+  any other failed with INTERRUPTED. Left running, a row hid what it acts on from the
+  console for good (the console leaves out what a pending or running command is about to
+  change). A resumed request refused is done: the kinds that can run again are refused only
+  when nothing they name is there any more, which the first run did (a drop, a delete), or
+  someone else meanwhile. The result of a handler that returned is written even when the
+  core stops then, so a clean stop leaves `running` only a row cut off in its handler.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import trio
 
 from shared import db
-from shared.commands import INTERRUPTED, can_run_again
+from shared.commands import INTERRUPTED, RESUMED, RESUMED_RESULT, can_run_again
 from shared.settings_store import load
 
 __all__ = ["SettingsWatcher", "CommandRunner", "CommandRefused", "POLL_SECONDS"]
@@ -107,6 +111,7 @@ class CommandRunner:
                     await trio.sleep(POLL_SECONDS)
                     continue
                 command_id, kind, args = claimed
+                resumed = isinstance(args, dict) and bool(args.pop(RESUMED, False))
                 if self.settings is not None:
                     await self.settings.refresh()
                 handler = self.handlers.get(kind)
@@ -117,9 +122,15 @@ class CommandRunner:
                         state, result = "done", await handler(args)
                     except CommandRefused as exc:
                         state, result = "failed", str(exc)
+                        if resumed:
+                            state, result = "done", f"nothing left to do: {exc}"
                     except Exception as exc:  # boundary: a failed command is recorded
                         state, result = "failed", f"{type(exc).__name__}: {exc}"
-                await trio.to_thread.run_sync(self._finish, conn, command_id, state, result)
+                    if resumed:
+                        result = RESUMED_RESULT + result
+                with trio.CancelScope(shield=True):     # the work is done: say so
+                    await trio.to_thread.run_sync(self._finish, conn, command_id, state,
+                                                  result)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(conn.close)
@@ -136,8 +147,8 @@ class CommandRunner:
                 except ValueError:
                     args = {}
                 if isinstance(args, dict) and can_run_again(row["kind"], args):
-                    conn.execute("UPDATE commands SET state = 'pending' WHERE id = ?",
-                                 (row["id"],))
+                    conn.execute("UPDATE commands SET state = 'pending', args = ? WHERE id = ?",
+                                 (json.dumps({**args, RESUMED: True}), row["id"]))
                 else:
                     conn.execute("UPDATE commands SET state = 'failed', result = ?, "
                                  "done_at = ? WHERE id = ?",

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Command", "HOLD_ACTIONS", "can_run_again", "INTERRUPTED"]
+__all__ = ["Command", "HOLD_ACTIONS", "can_run_again", "INTERRUPTED", "RESUMED",
+           "RESUMED_RESULT"]
 
 
 class Command(enum.StrEnum):
@@ -31,6 +32,13 @@ HOLD_ACTIONS = {"reprocess": Command.HOLD_REPROCESS, "drop": Command.HOLD_DROP,
 # backup of the database taken then) and that cannot simply be carried out again.
 INTERRUPTED = ("not finished: the core stopped while carrying this out (part of it may be "
                "done); look at the result and ask again")
+
+
+# The args key the core adds to such a request it carries out again (core/control.py): what
+# it names may be gone because the first run did it, so "none of them is there" is done.
+RESUMED = "resumed"
+# The result of a request carried out again starts so.
+RESUMED_RESULT = "carried out again after the core stopped while carrying it out: "
 
 
 def can_run_again(kind: str, args: dict) -> bool:

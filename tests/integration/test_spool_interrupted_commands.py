@@ -13,8 +13,9 @@ import pytest
 import trio
 
 from core.app import run_core
+from core.control import CommandRunner
 from shared import db
-from shared.commands import INTERRUPTED, Command
+from shared.commands import INTERRUPTED, RESUMED_RESULT, Command
 from shared.spool import Envelope, Spool, new_queue_id
 from tests.support.core import routed_home
 from tests.support.waiting import until
@@ -22,12 +23,12 @@ from tests.support.waiting import until
 pytestmark = pytest.mark.trio
 
 
-def _left_running(home, kind: Command, args: dict) -> int:
+def _left_running(home, kind: Command, args: dict, state: str = "running") -> int:
     conn = db.connect(home.db)
     try:
         conn.execute("INSERT INTO commands (created_at, kind, args, requested_by, state) "
-                     "VALUES (?, ?, ?, 'console', 'running')",
-                     (time.time(), str(kind), json.dumps(args)))
+                     "VALUES (?, ?, ?, 'console', ?)",
+                     (time.time(), str(kind), json.dumps(args), state))
         return conn.execute("SELECT last_insert_rowid()").fetchone()[0]
     finally:
         conn.close()
@@ -64,9 +65,49 @@ async def test_commands_left_running_are_carried_out_again_or_failed(tmp_path, s
         await until(lambda: all(_row(home, c)["state"] in ("done", "failed")
                                 for c in (delete, drop_one, drop_all, forward)))
         core.cancel_scope.cancel()
-    assert tuple(_row(home, delete)) == ("done", "1 virus quarantine copy deleted")
+    assert tuple(_row(home, delete)) == ("done",
+                                         RESUMED_RESULT + "1 virus quarantine copy deleted")
     assert list(spool.list("quarantine/virus")) == []
-    assert tuple(_row(home, drop_one)) == ("done", "1 message(s) dropped")  # names them
+    assert tuple(_row(home, drop_one)) == ("done", RESUMED_RESULT + "1 message(s) dropped")
     for command_id in (drop_all, forward):      # would take in mail held since, or send twice
         assert tuple(_row(home, command_id)) == ("failed", INTERRUPTED)
     assert list(spool.list("hold")) == [] and sink.messages == []
+
+
+async def test_a_request_whose_work_was_done_before_the_stop_is_done_when_run_again(tmp_path,
+                                                                                   sink):
+    """Review 15 B2: the copy deleted, the held message dropped, and the core stopped before
+    it wrote so. Run again, none of them is there: that is what was asked, not a failure
+    ("not in the hold queue"). A request that was never begun is still refused for it."""
+    home = routed_home(tmp_path, sink)
+    spool = Spool(home.spool)
+    gone_copy, gone_held = new_queue_id(), new_queue_id()
+    delete = _left_running(home, Command.VIRUS_QUARANTINE_DELETE, {"ids": [gone_copy]})
+    drop = _left_running(home, Command.HOLD_DROP, {"ids": [gone_held]})
+    fresh = _left_running(home, Command.HOLD_DROP, {"ids": [gone_held]}, state="pending")
+    async with trio.open_nursery() as nursery:
+        core = await nursery.start(run_core, home)
+        await until(lambda: all(_row(home, c)["state"] in ("done", "failed")
+                                for c in (delete, drop, fresh)))
+        core.cancel_scope.cancel()
+    assert tuple(_row(home, delete)) == (
+        "done", f"{RESUMED_RESULT}nothing left to do: not in the virus quarantine: {gone_copy}")
+    assert tuple(_row(home, drop)) == (
+        "done", f"{RESUMED_RESULT}nothing left to do: not in the hold queue: {gone_held}")
+    assert tuple(_row(home, fresh)) == ("failed", f"not in the hold queue: {gone_held}")
+    assert list(spool.list("hold")) == [] and sink.messages == []
+
+
+async def test_a_request_whose_handler_returned_as_the_core_stops_is_recorded(tmp_path, sink):
+    """Review 15 B2: the stop's cancellation came between the handler's return and the
+    row's update, and the row stayed `running` for a request carried out."""
+    home = routed_home(tmp_path, sink)
+    command_id = _left_running(home, Command.HOLD_DROP, {"ids": ["X"]}, state="pending")
+    runner = CommandRunner(home.db)
+    async with trio.open_nursery() as nursery:
+        async def drop(args):
+            nursery.cancel_scope.cancel()       # the stop, as the work ends
+            return "1 message(s) dropped"
+        runner.register(Command.HOLD_DROP, drop)
+        await nursery.start(runner.run)
+    assert tuple(_row(home, command_id)) == ("done", "1 message(s) dropped")
