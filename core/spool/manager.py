@@ -391,6 +391,8 @@ class QueueManager:
                     if (others := self.spool.queues_holding(q, "fast"))}
         copies = await trio.to_thread.run_sync(find)
         for queue_id, others in copies.items():
+            if queue_id in self._busy:
+                continue    # announced and taken up meanwhile: perhaps moved by now
             kept, done = await trio.to_thread.run_sync(self.spool.resolve_copies, queue_id,
                                                        ["fast", *others])
             for queue, what in done:
@@ -705,7 +707,10 @@ class QueueManager:
 def record_copies(events, queue_id: str, kept: str, done: list[tuple[str, str]]) -> None:
     """The one event for an id found in several queues (rule 11; Spool.resolve_copies's
     `done`): a SCAN_ERROR of rule CORRUPT_RULE when a copy went to corrupt/ (a person looks
-    at it: the Suspect Message alert), else of rule DUPLICATE_RULE."""
+    at it: the Suspect Message alert), else of rule DUPLICATE_RULE. None when every other
+    copy was gone by then (moved meanwhile: there was one)."""
+    if not done:
+        return
     said = "; ".join(f"the copy in {queue}: {'moved to ' if what.startswith(CORRUPT + '/') else ''}"
                      f"{what}" for queue, what in done)
     aside = any(what.startswith(CORRUPT + "/") for _, what in done)
