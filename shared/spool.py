@@ -30,7 +30,8 @@ Rules:
    the size the envelope gives (``check_message``). ``recover`` at start and
    ``read_entry``, which the queue manager takes a message up with, find those
    that are not; ``set_aside`` moves them to ``corrupt/``, the entry untouched, and
-   notes beside it (ORIGIN_PREFIX) the queue it came from.
+   notes beside it (ORIGIN_PREFIX) the queue it came from; ``recover`` removes a note
+   whose entry has left corrupt/.
 7. One id is in one queue. A copy of the spool taken while the core ran (a live
    backup) can hold one id in two, caught before and after a move: ``recover``
    keeps the copy in the queue the message reaches later in its life (LATER_RANK),
@@ -858,6 +859,9 @@ class Spool:
                     report.removed_trash += 1
                     continue
                 if queue == CORRUPT:    # set aside for a person: never touched
+                    if name.startswith(ORIGIN_PREFIX) and not os.path.lexists(
+                            directory / name[len(ORIGIN_PREFIX):]):
+                        path.unlink()   # its entry was moved back, or never came
                     continue
                 tmp = path / (ENVELOPE_FILE + TMP_SUFFIX)
                 if _NAME_RE.fullmatch(name) and tmp.is_file():
@@ -903,12 +907,16 @@ class Spool:
             n += 1
             target = self.root / CORRUPT / f"{name}.{n}"
         source = self.root / self._not_incoming(queue) / name
-        try:            # what the listing says, and where a repaired copy goes back to
-            (self.root / CORRUPT / (ORIGIN_PREFIX + target.name)).write_text(
-                queue + "\n", encoding="ascii")
-        except OSError:
-            pass        # the entry goes aside all the same; the event names the queue
         os.rename(source, target)
+        note = self.root / CORRUPT / (ORIGIN_PREFIX + target.name)
+        try:            # what the listing says, and where a repaired copy goes back to
+            tmp = note.with_name(note.name + TMP_SUFFIX)
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE),
+                           "w", encoding="ascii") as f:
+                f.write(queue + "\n")
+            os.rename(tmp, note)
+        except OSError:
+            pass        # the entry is aside all the same; the event names the queue
         _fsync_dir(target.parent)
         return target.name
 
