@@ -18,19 +18,12 @@ from core.delivery.routing import route
 from core.delivery.session import Timeouts
 from shared.settings import defaults
 from shared.spool import Envelope
+from tests.support.next_hop import Recorder
 from tests.support.scripted_server import command_lines, serve_on_loopback, size_limited_server
 
 pytest_plugins = ["tests.support.fixtures"]
 
 MESSAGE = b"Subject: t\r\n\r\n.one\r\n..two\r\nthree\r\n"
-
-
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def record(self, action, **fields):
-        self.events.append((action, fields))
 
 
 def snapshot(dns_server=None, **overrides):

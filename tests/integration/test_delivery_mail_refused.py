@@ -19,6 +19,7 @@ from core.delivery import Deliverer, NextHop
 from shared.events import CONNECTION_CACHED, CONNECTION_FAILED, Action
 from shared.settings import defaults
 from shared.spool import Envelope
+from tests.support.next_hop import Recorder
 from tests.support.scripted_server import command_lines, serve_on_loopback
 
 pytestmark = pytest.mark.trio
@@ -77,14 +78,6 @@ class RefusingHop:
                 return
             else:
                 await say(b"250 2.0.0 ok")
-
-
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def record(self, action, **fields):
-        self.events.append((action, fields))
 
 
 async def _deliver_twice(nursery, tmp_path, hop: RefusingHop, recipients: list[str]):

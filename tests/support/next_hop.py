@@ -118,6 +118,8 @@ class ScriptedHop:
 
 
 class Recorder:
+    """Stands in for EventWriter: keeps (action, fields) in memory."""
+
     def __init__(self):
         self.events = []
 
