@@ -34,6 +34,7 @@ from console.serve import ConsoleServer
 from shared import db
 from shared.events import Action
 from shared.settings_store import apply_changes
+from tests.support.console import console_process
 from tests.support.core import free_ports
 from tests.support.waiting import events_of
 
@@ -148,12 +149,7 @@ def test_console_starts_with_a_mismatched_key_serves_http_and_turns_https_on_onc
     _set(home, http__port=http_port, https__port=https_port)
     good_key = home.tls_key.read_bytes()
     _break_key(home)
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from shared.cli import main; sys.exit(main())",
-         "console", "--home", str(home.root)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
+    with console_process(home) as process:
         line = _readline(process.stdout)
         assert f":{http_port}/" in line, line + (process.stderr.read()
                                                  if process.poll() is not None else "")
@@ -172,10 +168,6 @@ def test_console_starts_with_a_mismatched_key_serves_http_and_turns_https_on_onc
         assert _served_certificate(https_port) == _der(home.tls_cert.read_bytes())
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def _reachable(port: int) -> bool:

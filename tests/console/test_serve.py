@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import signal
 import socket
@@ -18,6 +17,7 @@ from console.serve import ConsoleServer
 from shared import db
 from shared.events import Action
 from shared.settings_store import apply_changes
+from tests.support.console import console_process
 from tests.support.core import free_ports
 
 
@@ -115,12 +115,7 @@ def test_a_move_that_fails_is_logged_once_per_port_and_tried_again(server, home,
 def test_mailmoat_console_prints_urls_and_stops_cleanly_on_sigterm(home):
     http_port, https_port = free_ports(2)
     _set(home, http__port=http_port, https__port=https_port)
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from shared.cli import main; sys.exit(main())",
-         "console", "--home", str(home.root)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
+    with console_process(home) as process:
         line = process.stdout.readline()
         assert f":{http_port}/" in line and f":{https_port}/" in line, \
             line + process.stderr.read() if process.poll() is not None else line
@@ -128,10 +123,6 @@ def test_mailmoat_console_prints_urls_and_stops_cleanly_on_sigterm(home):
         assert _get(f"https://127.0.0.1:{https_port}/logon") == 200
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 def test_plain_http_to_the_https_port_gets_a_400_one_event_and_no_stderr_line(home):
@@ -139,13 +130,8 @@ def test_plain_http_to_the_https_port_gets_a_400_one_event_and_no_stderr_line(ho
     a socket the failed handshake had closed, so the client saw a reset."""
     http_port, https_port = free_ports(2)
     _set(home, http__port=http_port, https__port=https_port)
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from shared.cli import main; sys.exit(main())",
-         "console", "--home", str(home.root)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"})
     answer = b""
-    try:
+    with console_process(home) as process:
         line = process.stdout.readline()
         assert f":{https_port}/" in line, line
         with socket.create_connection(("127.0.0.1", https_port), timeout=10) as sock:
@@ -157,10 +143,6 @@ def test_plain_http_to_the_https_port_gets_a_400_one_event_and_no_stderr_line(ho
                 pass
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     stderr = process.stderr.read()
     # only the console's own log lines: nothing raw from cheroot, no traceback, and no
     # line at all for this request, which is recorded as the other refused ones are

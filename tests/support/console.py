@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
+import subprocess
+import sys
 
 from shared import db
 from shared.paths import DataHome
 from shared.settings_store import apply_changes
 from tests.support.core import ADMIN_PASSWORD, stored_settings
 
-__all__ = ["Console", "console_on"]
+__all__ = ["Console", "console_on", "console_process"]
 
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
@@ -106,3 +109,20 @@ def console_on(home: DataHome):
         yield console
     finally:
         app.extensions["mailmoat"].close()
+
+
+@contextlib.contextmanager
+def console_process(home: DataHome):
+    """`mailmoat console --home` as its own process, its output in pipes (unbuffered); killed
+    on the way out if the test did not stop it."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from shared.cli import main; sys.exit(main())",
+         "console", "--home", str(home.root)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
