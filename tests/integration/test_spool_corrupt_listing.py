@@ -10,18 +10,16 @@ import os
 import subprocess
 import sys
 
-from shared.spool import Envelope, Spool, new_queue_id
+from shared.spool import Spool
 from tests.support.core import make_home
+from tests.support.spool import put_message
 
 COMMAND = [sys.executable, "-m", "shared.cli"]
 
 
 def _put(spool: Spool, queue: str) -> str:
-    queue_id = new_queue_id()
-    incoming = spool.open_incoming(queue_id)
-    incoming.write(b"From: a@b.test\r\nTo: u@x.test\r\nSubject: s\r\n\r\nbody\r\n")
-    spool.commit([incoming.prepare(Envelope.new(queue_id, "a@b.test", ["u@x.test"]))], queue)
-    return queue_id
+    return put_message(spool, queue, recipients=("u@x.test",),
+                       body=b"From: a@b.test\r\nTo: u@x.test\r\nSubject: s\r\n\r\nbody\r\n")
 
 
 def test_queue_list_corrupt_says_where_each_entry_came_from(tmp_path):

@@ -16,9 +16,10 @@ from core.app import run_core
 from core.control import CommandRunner
 from shared import db
 from shared.commands import INTERRUPTED, RESUMED_RESULT, Command
-from shared.spool import Envelope, Spool, new_queue_id
+from shared.spool import Spool, new_queue_id
 from tests.support.core import routed_home
 from tests.support.waiting import until
+from tests.support.spool import put_message
 
 pytestmark = pytest.mark.trio
 
@@ -44,12 +45,7 @@ def _row(home, command_id: int):
 
 
 def _put(spool: Spool, queue: str) -> str:
-    queue_id = new_queue_id()
-    incoming = spool.open_incoming(queue_id)
-    incoming.write(b"Subject: s\r\n\r\nbody\r\n")
-    spool.commit([incoming.prepare(Envelope.new(queue_id, "a@b.test", ["u@local.test"],
-                                                hold_reason="held"))], queue)
-    return queue_id
+    return put_message(spool, queue, recipients=("u@local.test",), hold_reason="held")
 
 
 async def test_commands_left_running_are_carried_out_again_or_failed(tmp_path, sink):

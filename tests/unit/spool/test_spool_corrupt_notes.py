@@ -4,15 +4,12 @@ as docs/operations.md says to, left its note behind for good)."""
 
 import os
 
-from shared.spool import CORRUPT, ORIGIN_PREFIX, Envelope, Spool, new_queue_id
+from shared.spool import CORRUPT, ORIGIN_PREFIX, Spool
+from tests.support.spool import put_message
 
 
 def _put(sp: Spool, queue: str) -> str:
-    queue_id = new_queue_id()
-    incoming = sp.open_incoming(queue_id)
-    incoming.write(b"Subject: s\r\n\r\nbody\r\n")
-    sp.commit([incoming.prepare(Envelope.new(queue_id, "a@b.test", ["c@d.test"]))], queue)
-    return queue_id
+    return put_message(sp, queue)
 
 
 def _corrupt(sp: Spool) -> list[str]:

@@ -5,7 +5,8 @@ import shutil
 
 import pytest
 
-from shared.spool import CORRUPT, MESSAGE_QUEUES, Envelope, Spool, new_queue_id
+from shared.spool import CORRUPT, MESSAGE_QUEUES, Spool
+from tests.support.spool import put_message
 
 # (queues holding the id) -> (queue kept, what is done with each other copy)
 CASES = {
@@ -25,11 +26,7 @@ CASES = {
 
 
 def _put(sp: Spool, queue: str) -> str:
-    queue_id = new_queue_id()
-    incoming = sp.open_incoming(queue_id)
-    incoming.write(b"Subject: s\r\n\r\nbody\r\n")
-    sp.commit([incoming.prepare(Envelope.new(queue_id, "a@b.test", ["c@d.test"]))], queue)
-    return queue_id
+    return put_message(sp, queue)
 
 
 @pytest.mark.parametrize("queues", list(CASES), ids="+".join)

@@ -9,18 +9,14 @@ import shutil
 
 import pytest
 
-from shared.spool import CORRUPT, ENVELOPE_FILE, MESSAGE_QUEUES, Envelope, Spool, new_queue_id
+from shared.spool import CORRUPT, ENVELOPE_FILE, MESSAGE_QUEUES, Spool
+from tests.support.spool import put_message
 
 BODY = b"Received: from x\r\nSubject: s\r\nMessage-ID: <m@x.test>\r\n\r\n" + b"b" * 200
 
 
 def _put(sp: Spool, queue: str, **fields) -> str:
-    queue_id = new_queue_id()
-    incoming = sp.open_incoming(queue_id)
-    incoming.write(BODY)
-    sp.commit([incoming.prepare(Envelope.new(queue_id, "a@b.test", ["c@d.test"], **fields))],
-              queue)
-    return queue_id
+    return put_message(sp, queue, body=BODY, **fields)
 
 
 def _restored(sp: Spool, tmp_path) -> Spool:
