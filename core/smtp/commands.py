@@ -18,6 +18,7 @@ Rules
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -180,7 +181,28 @@ def _parse_path(path: str, *, is_mail: bool) -> str:
         return path  # RFC 5321 §4.1.1.3: <Postmaster> without domain must be accepted
     if not _MAILBOX_RE.fullmatch(path):
         raise _syntax("malformed mailbox")
+    domain = path.rpartition("@")[2]
+    if domain.startswith("[") and not _is_address_literal(domain[1:-1]):
+        raise _syntax("malformed address literal")
     return path
+
+
+def _is_address_literal(content: str) -> bool:
+    """RFC 5321 §4.1.3: an IPv4 address, or "IPv6:" and an IPv6 address. A general literal
+    ("tag:content") names a standardized tag, and IPv6 is the only one registered, so no
+    mail could ever reach such an address, nor a bounce the sender it names."""
+    if content[:5].upper() == "IPV6:":
+        try:
+            ipaddress.IPv6Address(content[5:])
+        except ValueError:
+            return False
+        return True
+    # Snum is 1*3DIGIT up to 255, so "010" is one (Python's IPv4Address refuses it)
+    return (_IPV4_LITERAL.fullmatch(content) is not None
+            and all(int(snum) <= 255 for snum in content.split(".")))
+
+
+_IPV4_LITERAL = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 
 
 _PARAM_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([\x21-\x3c\x3e-\x7e\u0080-\U0010ffff]+))?")

@@ -103,8 +103,13 @@ class MessageReception:
         session = self.session
         recipients = session.transaction.recipients
         # RFC 3848 / RFC 5321 §4.4: SMTP after HELO, ESMTP after EHLO; STARTTLS is an ESMTP
-        # extension, so a session under TLS is ESMTPS whatever its last hello.
-        with_ = "ESMTPS" if session.conn.is_tls else "ESMTP" if session.is_extended else "SMTP"
+        # extension, so a session under TLS is ESMTPS whatever its last hello. RFC 6531
+        # §3.7.3: a transaction that used SMTPUTF8 is UTF8SMTP, or UTF8SMTPS under TLS.
+        if session.transaction.mail_params.get("SMTPUTF8"):
+            with_ = "UTF8SMTPS" if session.conn.is_tls else "UTF8SMTP"
+        else:
+            with_ = ("ESMTPS" if session.conn.is_tls
+                     else "ESMTP" if session.is_extended else "SMTP")
         ptr = f"{_received_name(session.client_ptr)} " if session.client_ptr else ""
         helo = _received_name(session.helo) if session.helo else "unknown"
         rcpt = f"\r\n\tfor <{recipients[0]}>" if len(recipients) == 1 else ""

@@ -181,9 +181,11 @@ def R250_QUEUED(queue_id: str) -> Reply:  # noqa: N802
 
 
 # --- 2xx ------------------------------------------------------------------------
+# The extensions, STARTTLS among them, are what EHLO lists: whether STARTTLS is offered
+# depends on the settings and on the session, and a HELP naming it could promise a 502.
 R214_HELP = Reply(
     214, "2.0.0",
-    "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS",
+    "Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP; extensions: see EHLO",
 )
 R220_READY_TO_START_TLS = Reply(220, "2.0.0", "Ready to start TLS")  # RFC 3207 §4
 R221_BYE = Reply(221, "2.0.0", "Bye")

@@ -324,6 +324,22 @@ async def test_received_names_smtp_after_helo_and_esmtp_after_ehlo(tmp_path, nur
     assert b" (Mailmoat) with " + protocol + b" id " in received
 
 
+async def test_received_names_utf8smtp_for_a_transaction_that_used_smtputf8(tmp_path, nursery):
+    # smtp-conformance finding 1: RFC 6531 §3.7.3 registers UTF8SMTP for such a transaction;
+    # it was stamped "with ESMTP"
+    listener = await _listen(nursery, tmp_path)
+    client = await _Client.connect(listener.port)
+    assert (await client.command(b"EHLO client.test")).startswith(b"250")
+    for line in ("MAIL FROM:<s\u00e9@client.test> SMTPUTF8".encode(),
+                 "RCPT TO:<\u00fc@local.test>".encode(), b"DATA"):
+        assert (await client.command(line))[:1] in b"23"
+    assert (await client.command(b"Subject: hi\r\n\r\nhello\r\n.")).startswith(b"250 2.0.0")
+    await client.command(b"QUIT")
+    queue_id, _envelope = listener.accepted[-1]
+    with listener.spool.open_message("fast", queue_id) as message:
+        assert b" (Mailmoat) with UTF8SMTP id " in message.read()
+
+
 async def test_the_received_date_is_utc_with_the_offset_plus_0000(tmp_path, nursery):
     # interop finding 4: it ended in "-0000", which RFC 5322 §3.3 reserves for a time that
     # says nothing about the local zone; bounces and Postfix write "+0000"

@@ -332,6 +332,11 @@ def test_data_after_every_recipient_was_refused_replies_554_no_valid_recipients(
     (b"MAIL FROM:<a\x00@b.example>", 501),
     (b"MAIL FROM:<j\xc3\xb6rg@b.example>", 553),
     (b'MAIL FROM:<"<x>"@b.example>', 553),       # legal, but delivery never sends "<"
+    # smtp-conformance finding 3: address literals that name no address (RFC 5321 §4.1.3)
+    (b"MAIL FROM:<s@[999.1.1.1]>", 501),
+    (b"MAIL FROM:<s@[1.2.3]>", 501),
+    (b"MAIL FROM:<s@[tag:foo]>", 501),
+    (b"MAIL FROM:<s@[IPv6:2001:db8::zz]>", 501),
 ])
 def test_malformed_mail_gets_its_reply_and_session_continues(command, code):
     conn = new_conn()
@@ -395,6 +400,23 @@ def test_utf8_addresses_are_accepted_with_smtputf8():
     assert events[1] == MailFrom("jörg@bücher.example", {"SMTPUTF8": True})
     assert events[2] == RcptTo("用户@例子.测试", {})
     assert codes(out) == [250, 250, 250]
+
+
+@pytest.mark.parametrize("literal", [b"[192.0.2.1]", b"[010.0.2.255]", b"[IPv6:2001:db8::1]",
+                                     b"[ipv6:::ffff:192.0.2.1]"])
+def test_address_literals_that_name_an_address_are_accepted(literal):
+    conn = new_conn()
+    events, out = drive(conn, EHLO + b"MAIL FROM:<s@" + literal + b">\r\n")
+    assert codes(out) == [250, 250] and events[-1] == MailFrom("s@" + literal.decode(), {})
+
+
+def test_help_names_no_extension_ehlo_may_not_offer():
+    # smtp-conformance finding 2: HELP named STARTTLS where EHLO did not offer it, and the
+    # STARTTLS it invited got 502
+    conn = new_conn()          # no TLS offered
+    _, ehlo = drive(conn, EHLO)
+    _, out = drive(conn, b"HELP\r\n")
+    assert b"STARTTLS" not in ehlo and b"STARTTLS" not in out
 
 
 def test_bare_postmaster_recipient_is_accepted():
