@@ -17,7 +17,8 @@ from shared import db
 
 from .conftest import log_on, open_tab, save, stored_settings
 
-pytestmark = pytest.mark.browser
+# real Chromium, a second or more per test: run by `make test-slow` with the other slow suites
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _commands(server, kind: str) -> list[dict]:

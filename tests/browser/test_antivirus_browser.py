@@ -18,7 +18,8 @@ from shared.spool import Envelope, Spool
 
 from .conftest import log_on, open_tab, save, stored_settings
 
-pytestmark = pytest.mark.browser
+# real Chromium, a second or more per test: run by `make test-slow` with the other slow suites
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 EICAR_MAIL = (b"From: a@outside.test\r\nTo: user@local.test\r\nSubject: infected\r\n\r\n"
               b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*\r\n")

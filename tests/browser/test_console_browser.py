@@ -12,7 +12,8 @@ from shared.status import new_snapshot, write_snapshot
 
 from .conftest import log_on, save, stored_settings
 
-pytestmark = pytest.mark.browser
+# real Chromium, a second or more per test: run by `make test-slow` with the other slow suites
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_log_on_read_status_page_and_log_off(page, console_server, artifacts):

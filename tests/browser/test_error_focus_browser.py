@@ -9,7 +9,8 @@ import pytest
 
 from .conftest import log_on, stored_settings
 
-pytestmark = pytest.mark.browser
+# real Chromium, a second or more per test: run by `make test-slow` with the other slow suites
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _focused(page) -> str:

@@ -13,7 +13,8 @@ from shared.status import new_snapshot, write_snapshot
 
 from .conftest import log_on
 
-pytestmark = pytest.mark.browser
+# real Chromium, a second or more per test: run by `make test-slow` with the other slow suites
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 NARROW = {"width": 400, "height": 800}
 PAGES = ["/status/", "/configuration/setup", "/configuration/setup/certificates",

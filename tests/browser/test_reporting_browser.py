@@ -13,7 +13,8 @@ from shared.events import Action, EventWriter
 
 from .conftest import log_on
 
-pytestmark = pytest.mark.browser
+# real Chromium, a second or more per test: run by `make test-slow` with the other slow suites
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

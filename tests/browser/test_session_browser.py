@@ -12,7 +12,8 @@ from shared.settings_store import apply_changes
 
 from .conftest import ADMIN_PASSWORD
 
-pytestmark = pytest.mark.browser
+# real Chromium, a second or more per test: run by `make test-slow` with the other slow suites
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def _set(server, **changes) -> None:

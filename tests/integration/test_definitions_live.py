@@ -25,7 +25,8 @@ from tests.support.core import routed_home
 from tests.support.mail import EICAR
 from tests.support.waiting import next_snapshot, until
 
-pytestmark = pytest.mark.trio
+# several seconds per test: run by `make test-slow` (pyproject.toml, marker "slow")
+pytestmark = [pytest.mark.trio, pytest.mark.slow]
 
 MARKER = b"MAILMOAT-LIVE-DEFINITIONS-MARKER-0001"
 

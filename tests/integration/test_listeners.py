@@ -21,7 +21,8 @@ from shared.status import read_snapshot
 from tests.support.core import listener_pids, make_home
 from tests.support.waiting import at_least
 
-pytestmark = pytest.mark.trio
+# several seconds per test: run by `make test-slow` (pyproject.toml, marker "slow")
+pytestmark = [pytest.mark.trio, pytest.mark.slow]
 
 
 def _message(n):

@@ -24,6 +24,9 @@ from shared import db
 from shared.settings_store import load
 from tests.support.core import ADMIN_PASSWORD, free_ports, make_home, stored_settings, wait_port
 
+# several seconds per test: run by `make test-slow` (pyproject.toml, marker "slow")
+pytestmark = pytest.mark.slow
+
 
 class _Forms(HTMLParser):
     """Every POST form of a page: its fields (as a browser would submit them) and checkboxes."""

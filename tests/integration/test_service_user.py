@@ -42,9 +42,10 @@ from shared.ports import PRIVILEGED_RULE, privileged_port_start
 from shared.status import read_snapshot
 from tests.support.core import DEAD_RESOLVER, free_ports, wait_port
 
-pytestmark = pytest.mark.skipif(
+# several seconds per test: run by `make test-slow` (pyproject.toml, marker "slow")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root: makes a throwaway system user and runs Mailmoat as "
-                              "it (.ci/run runs as root)")
+                              "it (.ci/run runs as root)")]
 
 ADMIN_PASSWORD = "Service-Pass-1"
 EICAR_NDB = "Mailmoat.Test.EICAR:0:*:" + \

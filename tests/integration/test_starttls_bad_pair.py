@@ -30,6 +30,9 @@ from shared.tls import make_self_signed
 from tests.support.core import CoreProcess, make_home
 from tests.support.waiting import events_of
 
+# several seconds per test: run by `make test-slow` (pyproject.toml, marker "slow")
+pytestmark = pytest.mark.slow
+
 
 def _break_key(home) -> None:
     """A private key that belongs to no certificate in tls/."""

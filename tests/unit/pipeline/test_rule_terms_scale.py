@@ -12,10 +12,15 @@ import random
 import re
 import sys
 
+import pytest
+
 from shared import term_set, wildcard
 from shared.term_set import TermSet
 from shared.wildcard import find
 from tests.unit.pipeline.support import message, verdict_of
+
+# several seconds per test: run by `make test-slow` (pyproject.toml, marker "slow")
+pytestmark = pytest.mark.slow
 
 
 def _rule(terms):
