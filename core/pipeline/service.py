@@ -189,7 +189,8 @@ class FilteringPipeline:
                 self.events.record(Action(finding.event), rule=finding.rule, info=info,
                                    result=event_result(finding.action, outcome.verdict),
                                    data=data, **common)
-        counted = [name for name in map(self._counter, outcome.findings) if name]
+        counted = [name for name in map(self._counter, _stripping_once(outcome.findings))
+                   if name]
         caught_spam = bool(SPAM_COUNTERS.intersection(counted))
         if self.counters is not None:
             for name in counted:
@@ -204,6 +205,22 @@ class FilteringPipeline:
             return "encryptions_deleted" if finding.action == "remove_part" else (
                 "encryptions_logged" if finding.action == "log" else "policy_violations")
         return COUNTER_OF.get(finding.event or finding.counts_as)
+
+
+def _stripping_once(findings):
+    """The findings to count, with one `attachment_deleted` per attachment stripped: the Status
+    page counts "top-level attachments that have been stripped from a message" (guide), and
+    a finding names the top-level part it removes (filename.py: an archive's blocked members
+    all remove the archive). An attachment removed as an encrypted container is counted
+    under "encryptions deleted" only, whatever blocked names it holds."""
+    stripped = {f.part for f in findings
+                if f.event == "encrypted_container" and f.action == "remove_part"}
+    for finding in findings:
+        if finding.event == "attachment_deleted":
+            if finding.part in stripped:
+                continue
+            stripped.add(finding.part)
+        yield finding
 
 
 def _replace(temp: str, path: str) -> int:

@@ -105,6 +105,40 @@ async def test_invoice_pdf_exe_is_removed_with_text_and_the_rest_intact(tmp_path
     core.cancel_scope.cancel()
 
 
+def _zip(*names, encrypted=False):
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name in names:
+            z.writestr(name, EXE)
+    data = bytearray(out.getvalue())
+    if encrypted:         # the ZipCrypto flag on every local and central header
+        for sig, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+            at = data.find(sig)
+            while at >= 0:
+                data[at + offset] |= 1
+                at = data.find(sig, at + 1)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("encrypted, stripped", [(False, 1), (True, 0)])
+async def test_the_status_counts_each_stripped_attachment_once(tmp_path, sink, nursery,
+                                                               encrypted, stripped):
+    # events finding C8: two blocked members of one zip counted two "top-level attachments
+    # stripped" (the guide's figure), and a member of an encrypted zip one beside the
+    # encryption deleted
+    home = routed_home(tmp_path, sink, filename__enabled=True)
+    core = await nursery.start(run_core, home)
+    msg = _mail(attachments=[("tools.zip", _zip("a.exe", "b.exe", encrypted=encrypted))])
+    await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1], msg)
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert not [p for p in email.message_from_bytes(received.data).walk() if p.get_filename()]
+    await _settle(core, home)
+    assert len(_events(home, Action.ATTACHMENT_DELETED)) == 2       # one per blocked file
+    assert core.counters.values.get("attachments_stripped", 0) == stripped
+    assert core.counters.values.get("encryptions_deleted", 0) == int(encrypted)
+    core.cancel_scope.cancel()
+
+
 SCRIPT = b'WScript.Echo "hello"\r\n'
 # One attachment's name fields, each declaring run.vbs beside a harmless name; readers
 # differ in which parameter they take (decompose/content_fields.py rule 2)
