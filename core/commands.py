@@ -23,7 +23,7 @@ from pathlib import Path
 import trio
 
 from core.restart import RESTART_INITIAL_SECONDS, RestartBackoff
-from shared.cli import CommandFailed, register
+from shared.cli import CommandFailed, record_change, register
 from shared.commands import HOLD_ACTIONS
 from shared.paths import resolve_home
 
@@ -277,6 +277,10 @@ def queue_command(args) -> int:
         conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
                      "VALUES (?, ?, ?, 'cli')", (time.time(), kind, json.dumps(request)))
         command_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        # who asked, as the console's hold buttons record it: the core's forwarded and
+        # dropped rows say what was done, not by whom
+        record_change(home, {}, f"queue {args.action} --hold", command=kind, args=request,
+                      command_id=command_id)
         if args.no_wait:
             print(f"request {command_id} queued for the core")
             return 0

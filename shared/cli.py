@@ -30,7 +30,8 @@ from shared.disk import is_out_of_space
 from shared.paths import resolve_home
 from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value
 
-__all__ = ["main", "entry", "build_parser", "register", "CommandFailed", "sole_exception"]
+__all__ = ["main", "entry", "build_parser", "register", "CommandFailed", "sole_exception",
+           "record_change"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 # `definitions` actions that never open the data home: a signing key or a package an
@@ -59,11 +60,14 @@ def sole_exception(exc: BaseException) -> BaseException:
 
 # --- commands --------------------------------------------------------------------------------
 
-def _record_change(home, changed: dict[str, tuple], command: str) -> None:
+def record_change(home, changed: dict[str, tuple], command_line: str, **extra) -> None:
     """An object_modified event for a change made from the command line, as the console
     writes one for a change saved there (the audit trail; it raises the config_change
-    alert): who (the system user), the command, what changed."""
-    if not changed:
+    alert): who (the system user), the command, what changed. A request left for the core
+    (`mailmoat queue ACTION --hold`) changes no setting: `extra` names it (command, args,
+    command_id), as the console's hold buttons do (console.settings_service.submit_command).
+    Nothing changed and nothing requested writes nothing."""
+    if not changed and not extra:
         return
     import pwd
 
@@ -72,10 +76,10 @@ def _record_change(home, changed: dict[str, tuple], command: str) -> None:
 
     writer = EventWriter(home.db, "cli")
     try:
-        writer.record(Action.OBJECT_MODIFIED, result="saved", info=f"mailmoat {command}",
-                      rule=",".join(sorted(changed))[:500],
+        writer.record(Action.OBJECT_MODIFIED, result="saved", info=f"mailmoat {command_line}",
+                      rule=",".join(sorted(changed))[:500] or None,
                       data={"user": pwd.getpwuid(os.geteuid()).pw_name, "page": "cli",
-                            "changes": changes_shown(changed)})
+                            "changes": changes_shown(changed), **extra})
     finally:
         writer.close()
 
@@ -86,7 +90,7 @@ def cmd_init(args) -> int:
     home = resolve_home(args.home)
     result = initialise(home, args.admin_password, args.reset_admin_password)
     if result.password_set and not result.created:
-        _record_change(home, {"admin.password": ("old", "new")}, "init --reset-admin-password")
+        record_change(home, {"admin.password": ("old", "new")}, "init --reset-admin-password")
     print(f"Data home: {home.root} ({'created' if result.created else 'already initialised'})")
     if result.migrations_applied:
         print(f"Database schema: {result.migrations_applied} migration(s) applied")
@@ -151,7 +155,7 @@ def cmd_config(args) -> int:
             value = parse_cli_value(args.key, text)
             check_ports(load(conn), {args.key: value}, conn=conn)  # SPEC §3, as the console does
             changed = apply_changes(conn, {args.key: value})
-            _record_change(home, changed, "config set")
+            record_change(home, changed, "config set")
             if changed:
                 print(f"{args.key} set")
             else:
@@ -173,7 +177,7 @@ def cmd_config(args) -> int:
             if isinstance(data, dict):
                 check_ports(load(conn), data, conn=conn)
             changed = import_settings(conn, data)
-            _record_change(home, changed, "config import")
+            record_change(home, changed, "config import")
             print(f"imported {len(data)} settings ({len(changed)} changed)")
     finally:
         conn.close()

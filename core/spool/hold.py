@@ -55,7 +55,8 @@ async def drop(manager, ids=None) -> int:
                               info="dropped from the hold queue by an administrator",
                               sender=envelope.sender if envelope else None,
                               recipients=[r.address for r in envelope.recipients] if envelope
-                              else None, subject=envelope.subject() if envelope else None)
+                              else None, subject=envelope.subject() if envelope else None,
+                              size=envelope.size if envelope else None)
         count += 1
     return count
 

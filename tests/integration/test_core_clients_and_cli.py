@@ -3,6 +3,7 @@ through a loopback DNS server, the `mailmoat queue` commands and the service eve
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -19,7 +20,7 @@ from shared.spool import Envelope, Spool
 from shared.status import read_snapshot
 from tests.support.core import CoreProcess, make_home
 from tests.support.tools import require_tool
-from tests.support.waiting import until
+from tests.support.waiting import events_of, until
 
 pytestmark = pytest.mark.trio
 pytest_plugins = ["tests.support.fixtures"]
@@ -154,6 +155,49 @@ async def test_queue_commands_list_forward_reprocess_and_drop(tmp_path, make_sin
     bad = await trio.to_thread.run_sync(
         lambda: _mailmoat(home, "queue", "forward", "not-an-address", "--hold"))
     assert bad.returncode == 2 and "ADDRESS" in bad.stderr
+    core.cancel_scope.cancel()
+
+
+async def test_hold_actions_from_the_command_line_say_who_asked_them(tmp_path, sink,
+                                                                     nursery):
+    # events finding C4: the forwarded and dropped rows did not say who sent a held message
+    # elsewhere or deleted it; the console's buttons write an object_modified, the CLI
+    # wrote none, and the dropped row had no size
+    import json
+    import pwd
+
+    home = make_home(tmp_path, routing__local=[
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port},
+        {"match": "admin.test", "relay": "127.0.0.1", "port": sink.port}])
+    forwarded, dropped, reprocessed = ids = _hold(home, 3)
+    sizes = {i: Spool(home.spool).read_envelope("hold", i).size for i in ids}
+    core = await nursery.start(run_core, home)
+    for action, *extra, queue_id in (("forward", "copies@admin.test", forwarded),
+                                     ("drop", dropped), ("reprocess", reprocessed)):
+        result = await trio.to_thread.run_sync(
+            lambda: _mailmoat(home, "queue", action, *extra, "--hold", "--id", queue_id))
+        assert result.returncode == 0, result.stderr
+
+    audit = await until(lambda: len(rows := events_of(home, Action.OBJECT_MODIFIED)) == 3
+                        and rows, flush=core.events.aflush)
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    conn = db.connect(home.db)
+    try:
+        requests = {r["id"]: r for r in conn.execute("SELECT * FROM commands")}
+    finally:
+        conn.close()
+    for row, action, kind, queue_id in zip(
+            audit, ("forward", "drop", "reprocess"),
+            ("hold.forward", "hold.drop", "hold.reprocess"), ids):
+        data = json.loads(row["data"])
+        assert row["info"] == f"mailmoat queue {action} --hold"
+        assert (data["user"], data["page"], data["command"]) == (user, "cli", kind)
+        assert data["args"]["ids"] == [queue_id]
+        assert requests[data["command_id"]]["kind"] == kind
+    assert json.loads(audit[0]["data"])["args"]["address"] == "copies@admin.test"
+    [drop_row] = await until(lambda: events_of(home, Action.DROPPED), flush=core.events.aflush)
+    assert (drop_row["queue_id"], drop_row["size"]) == (dropped, sizes[dropped])
+    assert sizes[dropped] > 0
     core.cancel_scope.cancel()
 
 
