@@ -129,6 +129,9 @@ class QueueManager:
         # auto-generated whitelist learns from them)
         self.delivery_hooks: list[Callable[[Envelope, list[str]], None]] = []
         self.schedule = SlowSchedule()
+        # next hop -> (trio time its reordering began, messages moved to the front so far):
+        # what REORDERING_STOPPED reports (guide Table 7-5)
+        self._reorderings: dict[str, tuple[float, int]] = {}
         self._fast_send, self._fast_recv = trio.open_memory_channel(FAST_CHANNEL_SIZE)
         self._handed_over: dict[str, Envelope] = {}  # at most FAST_CHANNEL_SIZE entries
         self._slow_send, self._slow_recv = trio.open_memory_channel(SLOW_CHANNEL_SIZE)
@@ -663,6 +666,9 @@ class QueueManager:
         for key in hops_ok:
             count = self.schedule.hop_delivered(key)
             if count:
+                # a hop that defers and accepts again during its reordering adds to it
+                started, moved = self._reorderings.get(key, (trio.current_time(), 0))
+                self._reorderings[key] = (started, moved + count)
                 self.events.record(Action.REORDERING_STARTED, info=key,
                                    data={"next_hop": key, "messages": count})
                 self._slow_wakeup.set()
@@ -672,7 +678,10 @@ class QueueManager:
                              settings: Mapping) -> None:
         queue_id = envelope.queue_id
         for hop in self.schedule.attempted(queue_id):
-            self.events.record(Action.REORDERING_STOPPED, info=hop, data={"next_hop": hop})
+            started, moved = self._reorderings.pop(hop, (trio.current_time(), 0))
+            self.events.record(Action.REORDERING_STOPPED, info=hop, data={
+                "next_hop": hop, "messages": moved,
+                "seconds": round(trio.current_time() - started, 3)})
         deferred = [r for r in envelope.recipients if r.status in ("pending", "deferred")]
         now = self.clock.now()
         expired = bool(deferred) and retry_expired(envelope.received_at, settings, now)
