@@ -93,7 +93,8 @@ SPAM_AS_MALFORMED = "spam_rule"
 # (item label, the actions it counts). A mass-mailer cleanup deletes the whole message, the
 # infected file with it: an infection deleted, as a virus in the message body itself is
 # (its `file_deleted`, rule av.outer_message). The outbreak alert counts these messages
-# too, so the summary of an outbreak shows the worm (guide finding 3).
+# too, so the summary of an outbreak shows the worm (guide finding 3). The Status page's
+# counters count the same (core.scan.service.COUNTER_OF).
 INFECTION_ITEMS: tuple[tuple[str, tuple[Action, ...]], ...] = (
     ("Infections Logged", (Action.VIRUS_LOGGED,)),
     ("Infections Repaired", (Action.FILE_REPAIRED,)),

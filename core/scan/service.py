@@ -114,8 +114,15 @@ WATCH_SECONDS = 0.5
 # A copy outlives the retention by at most this much; an hourly pass of a folder the
 # retention bounds costs little, and writes at most 24 purge events a day.
 RETENTION_PASS_SECONDS = 3600.0
-COUNTER_OF = {"file_repaired": "infections_repaired", "file_deleted": "infections_deleted",
-              "virus_logged": "infections_logged", "mass_mailer_cleanup": "mass_mailers_deleted"}
+# The Status counters each infection finding adds to. A mass-mailer cleanup deletes the
+# infected file with its message: an infection deleted (guide Table 7-1 "files that had
+# viruses deleted", Table 7-4 the same), as the summary report counts it
+# (shared.report.INFECTION_ITEMS), and a message in "Mass mailers deleted" besides. It was
+# only the latter, so the two pages disagreed after a cleanup (events finding C7).
+COUNTER_OF = {"file_repaired": ("infections_repaired",),
+              "file_deleted": ("infections_deleted",),
+              "virus_logged": ("infections_logged",),
+              "mass_mailer_cleanup": ("infections_deleted", "mass_mailers_deleted")}
 
 
 class AntivirusService:
@@ -223,9 +230,9 @@ class AntivirusService:
         if not infected:
             return
         for finding in infected:
-            name = COUNTER_OF.get(finding.event)
-            if name and self.counters is not None:
-                self.counters.incr(name)
+            for name in COUNTER_OF.get(finding.event, ()):
+                if self.counters is not None:
+                    self.counters.incr(name)
         mode = settings["av.quarantine"]
         unrepaired = any(not f.data.get("repaired") for f in infected)
         central = settings["av.central_quarantine"]
