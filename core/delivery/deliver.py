@@ -13,17 +13,30 @@ Rules
        EHLO/HELO, or TLS required but impossible. A host that refused HELO with a 5xx
        (core/delivery/session.py rule 6) refused us for good: its other addresses are
        skipped, and when no host after it takes the session, its refusal fails the
-       recipients at once instead of deferring them. A 4xx to MAIL (a 421 as the host
-       closes, a 451) defers only that host: it took nothing, so the transaction goes to
-       the next host at once, in the same attempt (RFC 5321 §5.1 "try ... each of the
-       relevant addresses ... until a delivery attempt succeeds"; Postfix's "soft error,
-       non-final server" does so), and the 4xx stands only when no later host takes the
-       session. Once MAIL is accepted (or refused with a 5xx) the answer of that host
-       stands: 2xx delivered, 4xx deferred, 5xx failed, per recipient (Transaction.outcomes),
-       except for a RCPT refused for the host's limit of recipients (rule 7): a host that
-       took the transaction answers for it (a backup MX would mostly queue the mail for
-       that very host), and one that took the data may have delivered it.
-       A connection lost mid-transaction defers every recipient not yet decided.
+       recipients at once instead of deferring them. A host that took the session answers
+       each recipient (Transaction.outcomes): its 2xx delivers and its 5xx fails, for good.
+       What it defers without taking the message (`_not_taken`: a 4xx to MAIL — a 421 as
+       it closes, a 451 —, to the recipient's RCPT, to DATA or to the final "."; a
+       connection closed or lost before the "." was sent), and what a connection it closed
+       left untried, go to the next, less preferred host (`_hosts_after`) in the same
+       attempt, once this host has had every recipient, and so on down the list: RFC
+       5321 §5.1 "try ... each of the relevant addresses ... until a delivery attempt
+       succeeds"; Postfix's smtp(8) "will try to deliver the mail to an alternate host",
+       and its smtp_trouble.c keeps a recipient with a soft error at a non-final server
+       for the next one. A greylisting primary thus leaves one recipient to the backup
+       and delivers the others itself. Deferred by every host, a recipient keeps the
+       answer of the last host that took the session (Postfix reports the last server's
+       reply): a later host that cannot be reached leaves the earlier host's 4xx, the
+       reply a sender can act on, where "connect to ..." would say less; one that refuses
+       HELO with a 5xx fails them, as above. Not passed on: a recipient a host refused
+       for its limit of recipients (rule 7), and one whose "." was sent and never
+       answered (the connection lost or silent): the host may have taken the message
+       (RFC 5321 §4.5.3.2.6, §6.1), so it is deferred and waits for the retry, never a
+       second copy at once. The connection to a host recipients went on to is closed when
+       the attempt ends, not pooled: the next hop's next messages would reuse it and go to
+       the less preferred host while the preferred one takes mail. This rule once let
+       every answer after an accepted MAIL stand, and a recipient a backup MX would have
+       taken waited for the retry.
     2. `smtp.tls.outbound`: "off" never sends STARTTLS. "opportunistic" uses STARTTLS when
        offered, without certificate verification (RFC 7435: self-signed certificates are the
        norm between MTAs, and an unverified TLS session still beats plain text); a failed
@@ -203,9 +216,11 @@ class Deliverer:
             return [RecipientResult(r, "failed", text, LOOP_STATUS) for r in recipients]
         mode = settings["smtp.tls.outbound"]
         results: dict[str, RecipientResult] = {}
+        earlier: dict[str, RecipientResult] = {}   # deferred there, tried at a later host
         log = self._attempt_log(settings, hop, envelope, len(recipients))
         slot = await self.pool.checkout((hop.key, mode))
         cached: Session | None = None     # a pooled connection not yet reported (rule 5)
+        is_moved_on = False               # the session is with a host recipients went on to
         try:
             if slot.session is not None:
                 session = slot.session
@@ -228,6 +243,8 @@ class Deliverer:
             if slot.session is None:
                 slot.session = await self._connect(found, hop, settings, mode, envelope, log)
             todo = list(recipients)
+            hosts = found                   # the session's host and those after it
+            passed: list[str] = []          # this host's to pass on to the next (rule 1)
             per_transaction = MAX_RECIPIENTS_PER_TRANSACTION
             while todo:
                 chunk, todo = todo[:per_transaction], todo[per_transaction:]
@@ -245,27 +262,11 @@ class Deliverer:
                     # connection before anything is deferred.
                     await self._close(slot.session)
                     slot.session = None
-                    slot.session = await self._connect(found, hop, settings, mode, envelope,
+                    slot.session = await self._connect(hosts, hop, settings, mode, envelope,
                                                        log)
                     outcomes = await run_transaction(slot.session, envelope, chunk,
                                                      message_path, self.timeouts)
                 answered_by = slot.session          # whose answers `outcomes` are
-                while _mail_deferred(answered_by, outcomes) \
-                        and (rest := _hosts_after(found, answered_by.host)):       # rule 1
-                    if log is not None:
-                        log.note(f"{answered_by.host} deferred MAIL: the next host is tried")
-                    await self._close(slot.session)
-                    slot.session = None
-                    try:
-                        slot.session = await self._connect(rest, hop, settings, mode,
-                                                           envelope, log)
-                    except DeliveryError as error:
-                        if error.is_permanent:
-                            raise
-                        break                       # no later host answered: its 4xx stands
-                    answered_by = slot.session
-                    outcomes = await run_transaction(slot.session, envelope, chunk,
-                                                     message_path, self.timeouts)
                 over = [a for a, (outcome, *_) in outcomes.items()
                         if outcome == RECIPIENT_LIMIT]
                 answered = len(chunk) - len(over)
@@ -281,23 +282,58 @@ class Deliverer:
                         if answered:
                             continue
                         outcome = "deferred"
+                    elif outcome == "deferred" and _not_taken(answered_by, address):
+                        passed.append(address)
                     results[address] = RecipientResult(address, outcome, text, status,
                                                        answered_by.host, remote)
-                if slot.session is None or not slot.session.is_usable:
-                    break
                 reused = True
+                if todo and slot.session.is_usable:
+                    continue
+                # This host has had its say: what it deferred without taking the message,
+                # and what its closed connection left untried, goes to the next host.
+                passed += todo
+                rest = _hosts_after(found, answered_by.host) if passed else []
+                if not rest:
+                    break                   # the last host's deferrals stand (rule 1)
+                if log is not None:
+                    log.note(f"{answered_by.host} deferred {len(passed)} recipient(s) "
+                             f"without taking the message: the next host is tried")
+                for address in passed:
+                    if address in results:
+                        earlier[address] = results.pop(address)
+                await self._close(slot.session)
+                slot.session = None
+                try:
+                    slot.session = await self._connect(rest, hop, settings, mode, envelope,
+                                                       log)
+                except DeliveryError as error:
+                    if error.is_permanent:
+                        raise
+                    break                   # no later host answered: the 4xx stand
+                hosts, todo, passed = rest, passed, []
+                is_moved_on = True
+                per_transaction = MAX_RECIPIENTS_PER_TRANSACTION    # the new host's own
+                reused = False
+            _keep(results, earlier)
         except DeliveryError as error:
+            if not error.is_permanent:      # a host refusing us for good fails them (rule 1)
+                _keep(results, earlier)
             self._fill(results, recipients, error.text, error.status, error.host,
                        "failed" if error.is_permanent else "deferred")
         except Exception as error:   # boundary (rule 4): defer, never lose the message
             text = f"internal error: {type(error).__name__}: {error}"
             if log is not None:
                 log.error("local", text)
+            _keep(results, earlier)
             self._fill(results, recipients, text, "4.3.0", None)
         finally:
             if cached is not None:          # the attempt ended before its transaction did
                 self._connected(envelope, hop, cached, CONNECTION_CACHED,
                                 failure=None if cached.is_usable else LOST_BEFORE_TAKING)
+            if is_moved_on and slot.session is not None:
+                # not pooled for the next hop: its next messages would go to this less
+                # preferred host while the preferred one still takes mail (rule 1)
+                await self._close(slot.session)
             await self._give_back(slot)     # a QUIT it sends is still this attempt's
             if log is not None and self.diagnostics_dir is not None:
                 with trio.CancelScope(shield=True):
@@ -480,15 +516,26 @@ def _is_this_machine(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return source == ip
 
 
-def _mail_deferred(session, outcomes: Mapping) -> bool:
-    """Did the host answer this transaction's MAIL with a 4xx (a 421 as it closes, a 451)?
-    It took nothing then, so the next host may have the transaction with no risk of a
-    second copy (rule 1). All outcomes deferred: a transaction we refused ourselves
-    (session.py rule 4) sends no MAIL and leaves the last transaction's reply there."""
+def _not_taken(session, address: str) -> bool:
+    """Can the host not have the message for `address`, which it deferred? Then the next
+    host may have it with no risk of a second copy (rule 1): the host refused the
+    recipient (a 4xx to MAIL or to its RCPT) or the message (a 4xx to DATA or to the final
+    "."), or the final "." was never sent (the connection closed or was lost before). A
+    "." sent and never answered may have been taken (RFC 5321 §4.5.3.2.6, §6.1)."""
     transaction = session.conn.transaction
-    reply = transaction.mail_reply if transaction is not None else None
-    return reply is not None and reply.code_class == 4 and all(
-        outcome == "deferred" for outcome, *_ in outcomes.values())
+    if transaction is None:
+        return True
+    reply = transaction.rcpt_replies.get(address)
+    if reply is not None and not reply.is_positive:
+        return True
+    return not transaction.is_data_sent or transaction.final_reply is not None
+
+
+def _keep(results: dict, earlier: Mapping) -> None:
+    """Recipients an earlier host deferred keep its answer where no later host took the
+    session to give one (rule 1)."""
+    for address, result in earlier.items():
+        results.setdefault(address, result)
 
 
 def _hosts_after(found: Sequence[Candidate], host: str) -> list[Candidate]:
