@@ -102,7 +102,12 @@ _VERSION_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class DefinitionsError(Exception):
-    """A package or an install request was refused; the message says why (one line)."""
+    """A package or an install request was refused; the message says why (one line).
+    `manifest`: the package's, when install_package refused a package whose signature
+    verified (not newer, not usable for its type), so the refusal can name the version;
+    None before that."""
+
+    manifest: "Manifest | None" = None
 
 
 @dataclass(frozen=True)
@@ -424,7 +429,16 @@ def install_package(path: str | os.PathLike, root: str | os.PathLike,
     `definitions/`); make it current, keep the one it replaces as previous. Returns the new
     current Definitions; DefinitionsError when refused (nothing changed)."""
     manifest, members = verify_package(path, trusted_keys)
-    base = _type_dir(Path(root), manifest.type)
+    try:
+        return _install(manifest, members, Path(root), allow_older)
+    except DefinitionsError as exc:
+        exc.manifest = manifest
+        raise
+
+
+def _install(manifest: Manifest, members: dict[str, bytes], root: Path,
+             allow_older: bool) -> Definitions:
+    base = _type_dir(root, manifest.type)
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
     now = current(root, manifest.type)
     # `now` is None for a type with neither an installed version nor a shipped baseline; the

@@ -11,8 +11,10 @@
 
 A running core picks up a newly current version by itself (core/scan/service.py) and writes
 the definitions_updated event then; install exits 0 once the version is current on disk. A
-refused package (bad signature or hash, or a set the core's loader cannot use for its type)
-exits 1 with the reason on stderr and changes nothing. `status` says what the core scans
+refused package (bad signature or hash, not newer than the current set, or a set the core's
+loader cannot use for its type) exits 1 with the reason on stderr and changes nothing; the
+command writes its definitions_updated event itself, result `failure`, since no core sees a
+change to report. `status` says what the core scans
 with: an installed set that does not load is reported with the reason, beside the shipped
 set in force.
 """
@@ -88,9 +90,33 @@ def _run(args) -> int:
         now = defs.install_package(args.file, home.definitions, keys,
                                    allow_older=args.allow_older)
     except defs.DefinitionsError as exc:
+        _record_refused(home, args.file, exc)
         raise CommandFailed(f"install refused: {exc}") from None
     print(f"{now.type} definitions {now.label} installed and current")
     return EXIT_OK
+
+
+def _record_refused(home, package: str, exc) -> None:
+    """The definitions_updated event of a refused install (guide Table 7-5: "the result of
+    the updates (Succeeded/Failed)"): nothing changed, so no core writes one. It names the
+    package, why it was refused, who ran the command and, when its signature verified, the
+    type and version it carries."""
+    import pwd
+
+    from shared.events import Action, EventWriter
+
+    manifest = exc.manifest
+    writer = EventWriter(home.db, "cli")
+    try:
+        writer.record(Action.DEFINITIONS_UPDATED, result="failure",
+                      rule=f"definitions.{manifest.type}" if manifest else "definitions.install",
+                      info=f"install of {Path(package).name} refused: {exc}",
+                      data={"package": str(Path(package).resolve()),
+                            "user": pwd.getpwuid(os.geteuid()).pw_name,
+                            **({"type": manifest.type, "version": manifest.version,
+                                "revision": manifest.revision} if manifest else {})})
+    finally:
+        writer.close()
 
 
 def _trusted_keys(home) -> list[str]:

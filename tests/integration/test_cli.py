@@ -457,3 +457,58 @@ def test_command_line_changes_leave_the_audit_trail_the_console_leaves(home, tmp
     assert imported["changes"]["smtp.max_incoming"] == [77, 78]
     assert (info3, rule3) == ("mailmoat init --reset-admin-password", "admin.password")
     assert reset["changes"] == {"admin.password": ["***", "***"]}      # never the password
+
+
+def test_a_refused_definitions_install_writes_a_failed_definitions_updated_event(home,
+                                                                                tmp_path):
+    # guide Table 7-5: Definitions updated shows "the result of the updates
+    # (Succeeded/Failed)". A refused install changes nothing, so no core saw anything to
+    # report and the detail report showed only successes (events finding C5).
+    import io
+    import tarfile
+
+    key = tmp_path / "signing.key"
+    public = mailmoat("definitions", "keygen", "--out", key).stdout.rsplit(": ", 1)[-1].strip()
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "mailmoat.ndb").write_text("Test.Refused:0:*:"
+                                         + b"MAILMOAT-REFUSED-INSTALL".hex() + "\n")
+    package = tmp_path / "refused.mmdef"
+    mailmoat("definitions", "build", source, "--key", key, "--version", "2026-12-01",
+             "--revision", "1", "--out", package)
+    tampered = tmp_path / "tampered.mmdef"
+    with tarfile.open(package) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar}
+    members["mailmoat.ndb"] = members["mailmoat.ndb"].replace(b"Refused", b"Altered")
+    with tarfile.open(tampered, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+    untrusted = mailmoat("definitions", "install", package, "--home", home, expect=1)
+    mailmoat("config", "set", "definitions.trusted_keys", json.dumps([public]), "--home", home)
+    mailmoat("definitions", "install", package, "--home", home)     # the core reports this one
+    not_newer = mailmoat("definitions", "install", package, "--home", home, expect=1)
+    altered = mailmoat("definitions", "install", tampered, "--home", home, expect=1)
+
+    conn = sqlite3.connect(Path(home) / "mailmoat.db")
+    try:
+        rows = [(row[0], row[1], row[2], json.loads(row[3])) for row in conn.execute(
+            "SELECT result, rule, info, data FROM events WHERE action = 'definitions_updated' "
+            "ORDER BY id")]
+    finally:
+        conn.close()
+    user = __import__("pwd").getpwuid(os.geteuid()).pw_name
+    assert [(result, rule) for result, rule, _, _ in rows] == [
+        ("failure", "definitions.install"), ("failure", "definitions.virus"),
+        ("failure", "definitions.install")]
+    for (_, _, info, data), refusal, name in zip(rows, (untrusted, not_newer, altered),
+                                                 ("refused", "refused", "tampered")):
+        reason = refusal.stderr.removeprefix("mailmoat: install refused: ").strip()
+        assert info == f"install of {name}.mmdef refused: {reason}"
+        assert data["user"] == user and data["package"].endswith(f"{name}.mmdef")
+    assert "no trusted keys" in rows[0][2] and "was altered" in rows[2][2]
+    # the signature held: the event names the version that was not newer
+    assert (rows[1][3]["type"], rows[1][3]["version"], rows[1][3]["revision"]) == (
+        "virus", "2026-12-01", 1)

@@ -104,7 +104,9 @@ async def test_good_package_live_within_2s_and_tampered_refused(tmp_path, sink, 
     assert await _detected(core, sink, home, 2)                 # the old version still scans
     assert defs.current(home.definitions).label == "v2026-12-01-r1"
     await core.events.aflush()
-    assert len(_events(home, Action.DEFINITIONS_UPDATED)) == 1
+    # the core reported the one change; each refusal is the command's own failure row
+    assert [e["result"] for e in _events(home, Action.DEFINITIONS_UPDATED)] == [
+        "success", "failure", "failure"]
 
     snap = await next_snapshot(home)
     assert snap["definitions"]["virus"]["revision"] == 1
@@ -216,7 +218,9 @@ async def test_packages_the_core_cannot_use_are_refused_and_scanning_goes_on(tmp
     [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
     assert EICAR not in received.data                          # the shipped set still scans
     await core.events.aflush()
-    assert not _events(home, Action.DEFINITIONS_UPDATED)
+    # no set reported in use: only each refused install's own failure row
+    assert [(e["result"], e["rule"]) for e in _events(home, Action.DEFINITIONS_UPDATED)] == [
+        ("failure", f"definitions.{kind}") for kind, _ in packages.values()]
     snap = await trio.to_thread.run_sync(_snapshot, home)
     assert snap["definitions"]["virus"] == {"version": "2026-11-28", "revision": 0,
                                             "source": "package", "date": "2026-11-28"}
