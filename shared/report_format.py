@@ -16,9 +16,12 @@ Rules:
 - Summary CSV: section,item,count.
 - Spreadsheet formula injection: a CSV cell starting with `=`, `+`, `-` or `@` gets a leading
   `'` (SPEC §2, STYLE §1 Console). JSON and text are not spreadsheets and are not escaped.
-- CSV and text show bidi control characters as marks, and text shows line breaks as escapes
-  (shared.shown_text): a file name "invoice\u202efdp.scr" must not read "invoicercs.pdf" in a
-  report. JSON is for programs and keeps the text as it is.
+- CSV and text show bidi control characters as marks (shared.shown_text): a file name
+  "invoice\u202efdp.scr" must not read "invoicercs.pdf" in a report. Text keeps one event
+  to a line, so that grep, head and wc read it and a value cannot forge a row: the lines of
+  a multi-line value are joined with "; " (a virus finding's "File: a.exe; Virus: …"), and
+  other control characters are shown as escapes (`\x1b`). JSON is for programs and keeps
+  the text as it is.
 - Everything here is a generator over rows: nothing holds a whole report in memory (the text
   table measures its column widths on the first `TEXT_SAMPLE_ROWS` rows only).
 """
@@ -318,8 +321,20 @@ def json_lines(records: Iterable[dict]) -> Iterator[str]:
         yield json.dumps(record, ensure_ascii=False) + "\n"
 
 
+# A line break in a value (a virus finding's "File: …\nVirus: …\n" info, a hand-written
+# text), the blanks around it, and the separator of the details that may follow it.
+_LINE_BREAK = re.compile(r"[ \t]*(?:\r\n|[\n\r\v\f\x85\u2028\u2029])\s*(?:;\s*)?")
+
+
 def _cell(value) -> str:
-    return "" if value is None else one_line(str(value))
+    """A text-table cell: the lines of a multi-line value joined with DETAILS_SEPARATOR,
+    as the details after them are, then one_line (module rules)."""
+    if value is None:
+        return ""
+    text = str(value)
+    if _LINE_BREAK.search(text):
+        text = DETAILS_SEPARATOR.join(part for part in _LINE_BREAK.split(text.strip()) if part)
+    return one_line(text)
 
 
 def text_lines(columns: tuple[str, ...], records: Iterable[dict],

@@ -169,6 +169,29 @@ def test_default_range_is_the_last_24_hours(home):
                                 "sender,recipients,subject,size,rule,info"]
 
 
+def test_a_multi_line_info_is_one_readable_line_of_the_text_report(tmp_path):
+    # events finding C10: a virus finding's info ("File: …\nVirus: …\n…") was printed
+    # with its line breaks as `\x0a`; it reads as "File: …; Virus: …", one event a line
+    home = make_home(tmp_path / "home")
+    writer = EventWriter(home.db, "core", FakeClock(T0))
+    writer.record(Action.FILE_DELETED, queue_id="Q9", rule="av.on_virus",
+                  info="File: eicar.com\nVirus: Mailmoat.Test.EICAR\nFound: signature\n"
+                       "Action: deleted",
+                  data={"virus": "Mailmoat.Test.EICAR", "file": "eicar.com",
+                        "engine": "builtin\x1b"})
+    writer.close()
+    window = ["--from", "2027-01-15T07:00Z", "--to", "2027-01-15T09:00Z"]
+    out, _ = report(home, "detail", *window)
+    header, _, row, *rest = out.splitlines()
+    assert rest == [] and header.split()[-1] == "info"
+    # other control characters stay escapes (a terminal would act on them)
+    assert ("  File: eicar.com; Virus: Mailmoat.Test.EICAR; Found: signature; "
+            "Action: deleted; engine=builtin\\x1b; file=eicar.com; ") in row
+    assert "\\x0a" not in row
+    out, _ = report(home, "detail", *window, "--format", "json")      # for programs: as is
+    assert json.loads(out)["info"].startswith("File: eicar.com\nVirus: Mailmoat.Test.EICAR\n")
+
+
 # --- end to end: the core's own writer code → the report --------------------------------------
 
 from tests.support.fixtures import make_sink, sink  # noqa: E402,F401  (fixtures)
