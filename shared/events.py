@@ -254,11 +254,14 @@ class EventWriter:
         self._enabled = enabled
 
     # --- producing ---------------------------------------------------------------------
-    def record(self, action: Action, **fields: Any) -> Event:
-        """Build an event stamped now and emit it; returns the event."""
+    def record(self, action: Action, *, at: float | None = None, **fields: Any) -> Event:
+        """Build an event and emit it; returns the event. It is stamped now, or `at` (UTC
+        unix seconds) for a fact whose event is written after it happened, such as a
+        refused recipient, whose event waits for the end of its transaction."""
         if "recipients" in fields and fields["recipients"] is not None:
             fields["recipients"] = tuple(fields["recipients"])
-        event = Event(action=Action(action), time=self.clock.now(), **fields)
+        event = Event(action=Action(action),
+                      time=self.clock.now() if at is None else at, **fields)
         self.emit(event)
         return event
 

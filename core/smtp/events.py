@@ -63,9 +63,12 @@ class LocalProtocolError(Exception):
 
 
 class ViolationKind(enum.StrEnum):
-    """Why a `ProtocolViolation` was emitted; the value is what the app logs."""
+    """Why a `ProtocolViolation` was emitted, or (TEXT_LINE_TOO_LONG) why a
+    `DataComplete` says `line_too_long`; the value is the rule of the app's
+    protocol_violation event."""
 
     COMMAND_LINE_TOO_LONG = "command_line_too_long"      # 500 5.5.2
+    TEXT_LINE_TOO_LONG = "text_line_too_long"            # 554 5.6.0 after the end of data
     UNKNOWN_COMMAND = "unknown_command"                  # 500 5.5.1
     TOO_MANY_UNKNOWN_COMMANDS = "too_many_unknown_commands"  # 421, session closed
     SYNTAX = "syntax"                                    # 501 5.5.4
@@ -74,7 +77,6 @@ class ViolationKind(enum.StrEnum):
     PARAMETER_NOT_IMPLEMENTED = "parameter_not_implemented"  # 504 5.5.4
     NON_ASCII_ADDRESS = "non_ascii_address"              # 553 5.6.7
     UNRELAYABLE_ADDRESS = "unrelayable_address"          # 553 5.1.3 (commands.unrelayable)
-    SIZE_DECLARED_OVER_LIMIT = "size_declared_over_limit"  # 552 5.3.4 at MAIL
     STARTTLS_PLAINTEXT_INJECTION = "starttls_plaintext_injection"  # no reply
     REPLY_SYNTAX = "reply_syntax"                        # client side: garbage from a server
     REPLY_TOO_LONG = "reply_too_long"                    # client side
@@ -136,7 +138,10 @@ class DataChunk(Event):
 class DataComplete(Event):
     """End of data (`CRLF.CRLF`) seen. `size` counts every content octet
     received, including any past a limit. When `line_too_long` the app must
-    reply R554_LINE_TOO_LONG_IN_DATA; when `size_exceeded`, R552_SIZE_EXCEEDED
+    reply R554_LINE_TOO_LONG_IN_DATA, and the peer broke the protocol
+    (ViolationKind.TEXT_LINE_TOO_LONG, reported here rather than as a
+    ProtocolViolation because its reply waits for the end of data); when
+    `size_exceeded`, R552_SIZE_EXCEEDED
     (no DataChunk is emitted after either limit is hit). `bare_line_endings`
     says a bare LF was seen (a smuggling attempt or a broken client)."""
 

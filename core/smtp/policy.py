@@ -19,9 +19,9 @@ from core.smtp.replies import Reply
 from shared.idn import any_matches_domain, matches_domain
 from shared.wildcard import matches
 
-__all__ = ["Refusal", "check_recipient", "check_spool_space", "is_local_domain",
-           "relay_allowed", "listed_relay_client", "relay_needs_ptr", "MIN_FREE_DISK_FRACTION",
-           "max_message_octets"]
+__all__ = ["Refusal", "check_declared_size", "check_recipient", "check_spool_space",
+           "is_local_domain", "relay_allowed", "listed_relay_client", "relay_needs_ptr",
+           "MIN_FREE_DISK_FRACTION", "max_message_octets"]
 
 MIN_FREE_DISK_FRACTION = 0.05  # SPEC §3 size: refuse with 452 4.3.1 under 5% free
 MIB = 1 << 20
@@ -36,6 +36,16 @@ class Refusal:
 
 def max_message_octets(settings: Mapping) -> int | None:
     return settings["size.max_mb"] * MIB if settings["size.enabled"] else None
+
+
+def check_declared_size(declared: int, limit: int | None) -> Refusal | None:
+    """RFC 1870 §6: a MAIL FROM whose SIZE= is over the limit the session advertised
+    (`limit`, None for none) is refused 552 5.3.4 at once, as the rule `size.max_mb` that
+    refuses the same message after DATA (guide Table 7-2 counts it as rejected)."""
+    if limit is not None and declared > limit:
+        return Refusal(R.R552_SIZE_EXCEEDED, "size.max_mb",
+                       f"declared SIZE={declared} over the limit of {limit} octets")
+    return None
 
 
 def domain_of(address: str) -> str:
@@ -105,7 +115,7 @@ def check_spool_space(free_fraction_after: float) -> Refusal | None:
     """SPEC §3: whatever the settings, a message that would leave the spool's file system
     under MIN_FREE_DISK_FRACTION free is refused (452 4.3.1). `free_fraction_after` is the
     free fraction once the message is written: at MAIL with its declared SIZE, after DATA
-    with its real size. (A declared SIZE over size.max_mb is the protocol's 552 at MAIL.)"""
+    with its real size. (A declared SIZE over size.max_mb is `check_declared_size`'s.)"""
     if free_fraction_after < MIN_FREE_DISK_FRACTION:
         return Refusal(R.R452_INSUFFICIENT_STORAGE, "spool.disk_free",
                        f"spool file system {free_fraction_after:.1%} free with this message")

@@ -49,6 +49,13 @@ Rules
        the refused recipients in another transaction. The first of a transaction
        yields RecipientLimitReached, the rest only their 452, so a client naming
        thousands costs one event, not one each.
+    8. A command that follows a refusal is no violation, only answered. RCPT and DATA
+       after a refused MAIL get 503; DATA after RCPTs that were all refused gets
+       554 5.5.1 "No valid recipients", the reply RFC 5321 §3.3 names for it. RFC 2920
+       §3.1 has a pipelining client send them before it sees the refusal (Postfix, Exim
+       and swaks --pipeline do), and one that does not pipeline is told by them, which is
+       all §3.3 asks of the server: either way the client broke no rule. A DATA with no
+       MAIL, or with no RCPT tried, is still a bad_sequence violation.
 """
 
 from __future__ import annotations
@@ -82,7 +89,9 @@ class ServerConnection:
     """One server-side SMTP session. See the module header for the rules.
 
     Limits default to their sources (RFC 5321 §4.5.3.1, SPEC §4);
-    `max_message_octets=None` means no size limit; `size_advertised=None`
+    `max_message_octets=None` means no size limit. It bounds what DATA reads
+    (Rule 4); a SIZE= over it at MAIL is the app's to refuse, as its size policy
+    (core/smtp/policy.py check_declared_size). `size_advertised=None`
     advertises a bare "SIZE" (RFC 1870 §4). Raises ValueError if `hostname`
     cannot appear in a reply (a configuration bug)."""
 
@@ -122,7 +131,7 @@ class ServerConnection:
         self._recipient_limit_told = False   # RecipientLimitReached went out (Rule 7)
         self._smtputf8 = False
         # the last MAIL was refused: a pipelining client's RCPT and DATA behind it get 503
-        # as RFC 2920 §3.1 expects, and are not its violations
+        # as RFC 2920 §3.1 expects, and are not its violations (Rule 8)
         self._mail_refused = False
         self._pending: Event | None = None   # MailFrom/RcptTo awaiting its reply
         # A host name that cannot go into a reply is a configuration bug: fail now.
@@ -334,12 +343,14 @@ class ServerConnection:
                                f"unknown command {shown}")
 
     def _bad_sequence(self, verb: str) -> Event | None:
+        """A command out of order: 503 and a violation, except behind a refusal (Rule 8)."""
         reply = R.R503_BAD_SEQUENCE
         if verb in ("RCPT", "DATA") and self._mail_refused and self._state is State.READY:
             self._outgoing += reply.to_bytes()
             return None
         if verb == "DATA" and self._state is State.MAIL and self._rcpt_attempts:
-            reply = R.R554_NO_VALID_RECIPIENTS  # RFC 5321 §3.3, RFC 2920 §3.1
+            self._outgoing += R.R554_NO_VALID_RECIPIENTS.to_bytes()
+            return None
         return self._violation(ViolationKind.BAD_SEQUENCE, reply,
                                f"{verb} not allowed in state {self._state.value}")
 
@@ -402,11 +413,6 @@ class ServerConnection:
         if C.unrelayable(address):
             raise PeerError(ViolationKind.UNRELAYABLE_ADDRESS, R.R553_BAD_ADDRESS_CHARS,
                             "sender with an angle bracket, which delivery never sends")
-        declared = params.get("SIZE")
-        if self.max_message_octets is not None and declared is not None \
-                and declared > self.max_message_octets:
-            raise PeerError(ViolationKind.SIZE_DECLARED_OVER_LIMIT, R.R552_SIZE_EXCEEDED,
-                            f"SIZE={declared} over {self.max_message_octets} (RFC 1870 §6)")
         return MailFrom(address, params)
 
     def _parse_rcpt(self, argument: bytes) -> RcptTo:

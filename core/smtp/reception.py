@@ -13,6 +13,10 @@ Rules:
   (`abort`, which the session calls when it ends).
 - A limit hit or a failed write inside DATA is answered after the end of data (the
   protocol reads to it, core/smtp/protocol.py rule 4), never by ending the stream.
+- A refused message's `rejected` event says why (guide Table 7-6: "the reason for the
+  rejection") and carries its Subject as far as the message was read (`_subject_read`). A
+  line over 1000 octets is also the client's protocol violation (SPEC §4: counted and
+  logged), written before the rejection it causes.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import trio
 
 from core.pipeline.decompose.mime import head_facts
 from core.smtp import replies as R
-from core.smtp.events import DataComplete
+from core.smtp.events import DataComplete, ViolationKind
 from core.smtp.group_commit import PendingMessage
 from core.smtp.policy import check_spool_space
 from shared.clock import mail_date
@@ -51,6 +55,11 @@ RECEIVED_NAME_CHARS = 255
 def _received_name(name: str) -> str:
     """`name` as the Received field shows it (see _NOT_IN_RECEIVED_NAME)."""
     return _NOT_IN_RECEIVED_NAME.sub("?", name[:RECEIVED_NAME_CHARS])
+
+
+def _event_subject(subject: str) -> str | None:
+    """A decoded Subject as the events keep it (guide Table 7-6), None for none."""
+    return " ".join(subject.split())[:MAX_SUBJECT_CHARS] or None
 
 
 class MessageReception:
@@ -125,22 +134,29 @@ class MessageReception:
         """The spool could not take the message: 452 4.3.1 for a full disk (or quota),
         else 451; either way the client tries again later and nothing of it is kept."""
         reply = R.R452_INSUFFICIENT_STORAGE if is_out_of_space(exc) else R.R451_LOCAL_ERROR
-        await self._refuse_message(incoming, reply, "spool", size=size, log_as="local",
-                                   info=f"spool write failed: {exc.strerror or exc}")
+        await self._refuse_message(incoming, reply, "spool",
+                                   f"spool write failed: {exc.strerror or exc}", size=size)
 
-    async def _refuse_message(self, incoming, reply: R.Reply, rule: str, *,
+    def _subject_read(self) -> str | None:
+        """The Subject of the message as far as it was read: a refusal at a limit stops
+        the reading in the header at times (a line over 1000 octets, HEAD_OCTETS). The
+        head holds whole lines, so a Subject field read is whole, but for a folded line
+        after it that never came; there is none when the limit came before it."""
+        return _event_subject(head_facts(self.head).subject)
+
+    async def _refuse_message(self, incoming, reply: R.Reply, rule: str, info: str, *,
                               log_as: str = "local", **fields) -> None:
-        """Refuse the message just received with `reply` (nothing of it is kept); the
-        conversation log counts it under `log_as` (diagnostics.conversation.errors)."""
+        """Refuse the message just received with `reply` for the reason `info` (nothing of
+        it is kept); the conversation log counts it under `log_as`
+        (diagnostics.conversation.errors)."""
         session, transaction = self.session, self.session.transaction
         if incoming is not None:
             await trio.to_thread.run_sync(incoming.abort)
         session.server.counters.incr("rejected")
         session.record(Action.REJECTED, sender=transaction.sender,
-                       recipients=transaction.recipients, rule=rule, result=str(reply.code),
-                       **fields)
-        info = fields.get("info")
-        session.log.error(log_as, f"{rule}: {info}" if info else rule)
+                       recipients=transaction.recipients, subject=self._subject_read(),
+                       rule=rule, info=info, result=str(reply.code), **fields)
+        session.log.error(log_as, f"{rule}: {info}")
         await session.write(session.conn.send(reply))
 
     async def finish(self, event: DataComplete) -> None:
@@ -153,18 +169,29 @@ class MessageReception:
         if self.write_failed is not None:
             await self._refuse_for_spool(incoming, self.write_failed, event.size)
             return
-        if event.line_too_long or event.size_exceeded:
-            reply = R.R554_LINE_TOO_LONG_IN_DATA if event.line_too_long else R.R552_SIZE_EXCEEDED
-            rule = "smtp.max_text_line" if event.line_too_long else "size.max_mb"
-            await self._refuse_message(incoming, reply, rule, size=event.size,
-                                       log_as="protocol" if event.line_too_long else "local")
+        if event.line_too_long:
+            reply = R.R554_LINE_TOO_LONG_IN_DATA
+            detail = (f"a text line over {session.conn.max_text_line_octets} octets in DATA "
+                      f"(RFC 5321 §4.5.3.1.6)")
+            session.protocol_violation(
+                ViolationKind.TEXT_LINE_TOO_LONG, detail, reply, sender=transaction.sender,
+                recipients=transaction.recipients, subject=self._subject_read(),
+                size=event.size)
+            await self._refuse_message(incoming, reply, "smtp.max_text_line", detail,
+                                       log_as="protocol", size=event.size)
+            return
+        if event.size_exceeded:
+            await self._refuse_message(
+                incoming, R.R552_SIZE_EXCEEDED, "size.max_mb",
+                f"{event.size} octets over the limit of "
+                f"{session.conn.max_message_octets} octets", size=event.size)
             return
         # A message streamed into incoming/ is on the disk already; a buffered one is not.
         writing = event.size if incoming is None else 0
         refusal = check_spool_space(server.spool.disk_space().free_fraction(writing))
         if refusal:
-            await self._refuse_message(incoming, refusal.reply, refusal.rule, size=event.size,
-                                       info=refusal.reason)
+            await self._refuse_message(incoming, refusal.reply, refusal.rule, refusal.reason,
+                                       size=event.size)
             return
         facts = head_facts(self.head)
         hops = facts.received + 1                       # and ours
@@ -172,9 +199,8 @@ class MessageReception:
             # A route pointing back at us (or two gateways at each other) would take the
             # message round for ever, a Received field longer each time.
             await self._refuse_message(
-                incoming, R.R554_TOO_MANY_HOPS, "mail_loop", size=event.size,
-                subject=facts.subject or None,
-                info=f"{hops} Received fields, more than {MAX_HOPS}: a mail loop")
+                incoming, R.R554_TOO_MANY_HOPS, "mail_loop",
+                f"{hops} Received fields, more than {MAX_HOPS}: a mail loop", size=event.size)
             return
         envelope = Envelope.new(
             self.queue_id, transaction.sender or "", transaction.recipients,
@@ -184,7 +210,7 @@ class MessageReception:
             smtputf8=bool(transaction.mail_params.get("SMTPUTF8")))
         if transaction.rbl_listing is not None:   # non-reject rbl.action applies after DATA
             envelope.meta["rbl"] = transaction.rbl_listing.to_meta()
-        subject = " ".join(facts.subject.split())[:MAX_SUBJECT_CHARS]
+        subject = _event_subject(facts.subject)
         if subject:                         # for the events (guide Table 7-6)
             envelope.meta[SUBJECT_META] = subject
         pending = PendingMessage(self.queue_id, envelope, buffered, incoming)

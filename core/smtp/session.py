@@ -67,7 +67,6 @@ SHUTDOWN_REPLY_SECONDS = 1.0    # how long a stop waits for the 421 to a session
 # refusals by our own limits and rules are "local", as the guide's example, a message over
 # the size limit; a parameter we recognise but do not implement is an "unsupported" request.
 _VIOLATION_LOG_CLASS = {
-    ViolationKind.SIZE_DECLARED_OVER_LIMIT: "local",
     ViolationKind.UNRELAYABLE_ADDRESS: "local",
     ViolationKind.PARAMETER_NOT_IMPLEMENTED: "unsupported",
 }
@@ -117,6 +116,15 @@ class Session:
     def record(self, action: Action, **fields) -> None:
         self.server.events.record(action, connection_id=self.connection_id,
                                   client_ip=self.client_ip, **fields)
+
+    def protocol_violation(self, kind: ViolationKind, detail: str, reply: R.Reply | None,
+                           **fields) -> None:
+        """Count and record that the client broke the protocol (SPEC §4: counted and
+        logged), answered `reply` (None: by nothing). The caller puts it in the
+        conversation log."""
+        self.server.counters.incr("protocol_violations")
+        self.record(Action.PROTOCOL_VIOLATION, rule=str(kind), info=detail,
+                    result=str(reply.code) if reply else None, **fields)
 
     async def write(self, data: bytes) -> None:
         if data:
@@ -277,17 +285,7 @@ class Session:
             await self._start_tls()
         elif isinstance(event, ProtocolViolation):
             self.log.error(_VIOLATION_LOG_CLASS.get(event.kind, "protocol"), event.detail)
-            if event.kind is ViolationKind.SIZE_DECLARED_OVER_LIMIT:
-                # The size policy (SPEC §5 step 1) refusing at MAIL: the protocol checks the
-                # SIZE it advertised, but this is the rejection that after DATA is
-                # `size.max_mb` too, and counts as a rejected message (guide Table 7-2).
-                self.server.counters.incr("rejected")
-                self.record(Action.REJECTED, rule="size.max_mb", info=event.detail,
-                            result=str(event.reply.code))
-                return
-            self.server.counters.incr("protocol_violations")
-            self.record(Action.PROTOCOL_VIOLATION, rule=str(event.kind), info=event.detail,
-                        result=str(event.reply.code) if event.reply else None)
+            self.protocol_violation(event.kind, event.detail, event.reply)
         elif isinstance(event, UnsupportedCommand):
             self.log.error("unsupported", f"{event.verb}: command not implemented")
         elif isinstance(event, RecipientLimitReached):

@@ -14,7 +14,9 @@ Rule 1 - commands (COMMAND_TABLE). In a command state (GREETED, READY, MAIL,
       STARTTLS  502 when TLS is not available, 503 once TLS is active
                 (RFC 3207 §4.2: no second STARTTLS).
       DATA      554 "no valid recipients" instead of 503 when RCPTs were
-                tried but all refused (RFC 5321 §3.3, RFC 2920 §3.1).
+                tried but all refused (RFC 5321 §3.3, RFC 2920 §3.1), which
+                is no violation (protocol.py Rule 8); nor is the 503 to RCPT
+                or DATA behind a refused MAIL.
       RCPT      452 4.5.3 past max_recipients (SPEC §4), which is no
                 violation (RFC 5321 §4.5.3.1.10; protocol.py Rule 7).
 Rule 2 - app replies (REPLY_TABLE). For the event awaiting a reply, the reply

@@ -19,7 +19,12 @@ Rules:
   routing.default named, someone else's postmaster (smtp-security finding 5).
 - A refused recipient's `rejected` event is written when its transaction reaches DATA or
   ends (`settle_refusals`): only then is it known whether a message was rejected, and the
-  reports and the Rejected counter count messages (guide Tables 7-1, 7-2).
+  reports and the Rejected counter count messages (guide Tables 7-1, 7-2). It is stamped
+  with the time of the refusal (guide Table 7-6: "the date and time of the rejection"), not
+  of the RSET or QUIT minutes later, so the reports, which sort by time, show it before
+  what followed it.
+- A SIZE= over the limit advertised in EHLO is refused at MAIL FROM (552 5.3.4, RFC 1870
+  §6) as the rule `size.max_mb`, the same refusal as the limit hit after DATA.
 - Each MAIL FROM reads the RBL settings in force then, not the session's snapshot
   (`_rbl_listing_now`).
 """
@@ -30,7 +35,8 @@ from typing import Mapping
 
 from core.smtp import replies as R
 from core.smtp.events import MailFrom, RcptTo
-from core.smtp.policy import Refusal, check_recipient, check_spool_space, listed_relay_client
+from core.smtp.policy import (Refusal, check_declared_size, check_recipient, check_spool_space,
+                              listed_relay_client)
 from core.smtp.rbl import RblListing, check_rbl_sender
 from shared.events import RECIPIENT_REFUSED, Action
 from shared.idn import domain_form
@@ -48,18 +54,20 @@ class InboundTransaction:
         self.mail_params: dict = {}
         self.recipients: list[str] = []
         self.rbl_listing: RblListing | None = None   # the client's, at this MAIL FROM
-        # (address, Refusal) of the first recipient this transaction refused: its event waits
-        # for the end (`settle_refusals`), which decides whether it rejected a message. The
-        # later ones cannot, and are written at once: a client naming refused recipients
-        # for an hour must not grow a list.
-        self.first_refused: tuple[str, Refusal] | None = None
+        # (address, Refusal, when) of the first recipient this transaction refused: its
+        # event waits for the end (`settle_refusals`), which decides whether it rejected a
+        # message. The later ones cannot, and are written at once: a client naming refused
+        # recipients for an hour must not grow a list.
+        self.first_refused: tuple[str, Refusal, float] | None = None
 
     async def mail_from(self, event: MailFrom) -> None:
-        """Answer MAIL FROM: 250, or a refusal for the spool's free space or an RBL."""
+        """Answer MAIL FROM: 250, or a refusal for the declared size, the spool's free space
+        or an RBL."""
         session, server = self.session, self.session.server
         self.rbl_listing, rbl_settings = self._rbl_listing_now()
         declared = event.params.get("SIZE") or 0
-        refusal = check_spool_space(server.disk_space().free_fraction(declared)) \
+        refusal = check_declared_size(declared, session.conn.max_message_octets) \
+            or check_spool_space(server.disk_space().free_fraction(declared)) \
             or check_rbl_sender(self.rbl_listing, event.address, rbl_settings,
                                 server.auto_whitelisted)
         if refusal:
@@ -85,7 +93,7 @@ class InboundTransaction:
         if refusal:
             session.log.error("local", f"{refusal.rule}: {refusal.reason}")
             if self.first_refused is None:
-                self.first_refused = (event.address, refusal)
+                self.first_refused = (event.address, refusal, session.server.clock.now())
             else:
                 self._record_refusal(event.address, refusal, rejects_message=False)
             await session.write(session.conn.send(refusal.reply))
@@ -160,10 +168,11 @@ class InboundTransaction:
         reply code, and the Rejected counter); every other refused recipient gets the result
         RECIPIENT_REFUSED, which the counts leave out, with the reply code in its data."""
         if self.first_refused is not None:
-            (address, refusal), self.first_refused = self.first_refused, None
-            self._record_refusal(address, refusal, rejects_message=not self.recipients)
+            (address, refusal, when), self.first_refused = self.first_refused, None
+            self._record_refusal(address, refusal, rejects_message=not self.recipients, at=when)
 
-    def _record_refusal(self, address: str, refusal: Refusal, *, rejects_message: bool) -> None:
+    def _record_refusal(self, address: str, refusal: Refusal, *, rejects_message: bool,
+                        at: float | None = None) -> None:
         code = str(refusal.reply.code)
         if rejects_message:
             self.session.server.counters.incr("rejected")
@@ -171,4 +180,5 @@ class InboundTransaction:
         else:
             result, data = RECIPIENT_REFUSED, {"reply": code}
         self.session.record(Action.REJECTED, sender=self.sender, recipients=[address],
-                            rule=refusal.rule, info=refusal.reason, result=result, data=data)
+                            rule=refusal.rule, info=refusal.reason, result=result, data=data,
+                            at=at)

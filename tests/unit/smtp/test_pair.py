@@ -57,6 +57,10 @@ class Pair:
 
     def app_reply(self, event):
         if isinstance(event, MailFrom):
+            # the session's size policy at MAIL (core/smtp/policy.py check_declared_size)
+            limit = self.server.max_message_octets
+            if limit is not None and event.params.get("SIZE", 0) > limit:
+                return R552_SIZE_EXCEEDED
             return R250_SENDER_OK
         if isinstance(event, RcptTo):
             return R550_RELAY_DENIED if event.address in self.denied else R250_RECIPIENT_OK
