@@ -11,6 +11,11 @@ Rules
        remote host answered (RFC 3464 §2.3.6: an smtp diagnostic is an SMTP reply).
     3. Counters: `bounced` once per bounce sent; expired recipients count as
        `delivery_failures` and get a DELIVERY_FAILED event each.
+    4. A bounce or delay notice that rule 1 keeps from going is a DELIVERY_SUPPRESSED event
+       (guide Table 7-8 "Delivery suppressed": when a message was not delivered, From/To,
+       the SMTP ID) on the original message's row: its sender (empty for `<>`), the
+       recipients the notice was about, which notice and why. Nothing else says that the
+       sender was not told.
 """
 
 from __future__ import annotations
@@ -64,7 +69,10 @@ class NoticeWriter:
     async def bounce(self, queue: str, envelope: Envelope, failed,
                      reports: list[RecipientReport] | None = None) -> None:
         """Bounce *failed*; *reports* (one per recipient) when the caller made them."""
-        if not failed or not should_notify(envelope):
+        if not failed:
+            return
+        if not should_notify(envelope):
+            self._suppressed(envelope, failed, "bounce")
             return
         m = self.manager
         settings = m.settings()
@@ -80,10 +88,23 @@ class NoticeWriter:
 
     async def delay(self, queue: str, envelope: Envelope, deferred, settings: Mapping) -> None:
         if not should_notify(envelope):
+            self._suppressed(envelope, deferred, "delay notice")
             return
         await self._send(queue, envelope, [_report(r, "delayed") for r in deferred], settings,
                          "delay_notice", retry_until=retry_until(envelope.received_at,
                                                                   settings))
+
+    def _suppressed(self, envelope: Envelope, recipients, notice: str) -> None:
+        """Rule 4."""
+        why = ("it is itself a bounce or notice" if envelope.is_bounce
+               else "its sender is the null sender <>")
+        self.manager.events.record(
+            Action.DELIVERY_SUPPRESSED, queue_id=envelope.queue_id, sender=envelope.sender,
+            recipients=[r.address for r in recipients], size=envelope.size,
+            subject=envelope.subject(), rule="bounce.never_bounces",
+            info=f"{notice} not sent: {why} (RFC 5321 §4.5.5)",
+            data={"notice": notice.replace(" ", "_"),
+                  **({"generated": True} if envelope.is_generated else {})})
 
     async def expire(self, queue: str, envelope: Envelope, deferred, failed=()) -> None:
         """Fail what is still waiting after delivery.retry_days, bounce it with `failed`
