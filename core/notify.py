@@ -58,7 +58,7 @@ from core.delivery import NO_ANSWER_STATUS
 from shared import db
 from shared.clock import mail_date
 from shared.disk import LOW_DISK_FRACTION, disk_free_fraction, is_out_of_space
-from shared.events import Action
+from shared.events import SUCCEEDED, Action
 from shared.guide_texts import ALERT_TEXTS
 from shared.settings_addresses import Sender
 from shared.shown_text import one_line
@@ -247,8 +247,7 @@ def alert_key(row: Mapping) -> str | None:
         return _SIMPLE_ALERTS[action]
     if action == "held" and (row["rule"] == "suspect_message" or data.get("cannot_scan")):
         return "suspect_message"
-    if action in ("liveupdate", "definitions_updated") and (row["result"] or "success") in (
-            "success", "ok", "updated", "installed"):
+    if action in ("liveupdate", "definitions_updated") and row["result"] == SUCCEEDED:
         return "liveupdate_complete"
     if action in ("deferred", "delivery_failed") and not data.get("generated") and \
             not data.get("remote_reply") and \

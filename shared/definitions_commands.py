@@ -13,7 +13,7 @@ A running core picks up a newly current version by itself (core/scan/service.py)
 the definitions_updated event then; install exits 0 once the version is current on disk. A
 refused package (bad signature or hash, not newer than the current set, or a set the core's
 loader cannot use for its type) exits 1 with the reason on stderr and changes nothing; the
-command writes its definitions_updated event itself, result `failure`, since no core sees a
+command writes its definitions_updated event itself, result `failed`, since no core sees a
 change to report. `status` says what the core scans
 with: an installed set that does not load is reported with the reason, beside the shipped
 set in force.
@@ -103,12 +103,12 @@ def _record_refused(home, package: str, exc) -> None:
     type and version it carries."""
     import pwd
 
-    from shared.events import Action, EventWriter
+    from shared.events import FAILED, Action, EventWriter
 
     manifest = exc.manifest
     writer = EventWriter(home.db, "cli")
     try:
-        writer.record(Action.DEFINITIONS_UPDATED, result="failure",
+        writer.record(Action.DEFINITIONS_UPDATED, result=FAILED,
                       rule=f"definitions.{manifest.type}" if manifest else "definitions.install",
                       info=f"install of {Path(package).name} refused: {exc}",
                       data={"package": str(Path(package).resolve()),

@@ -31,7 +31,7 @@ from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.disk import OUT_OF_SPACE_RETRY_SECONDS, is_out_of_space
 
 __all__ = ["Category", "Action", "Event", "EventWriter", "CATEGORY_OF", "SIEM_ACTIONS",
-           "RECIPIENT_REFUSED", "COPY_NOT_KEPT", "CONNECTION_SUCCEEDED", "CONNECTION_FAILED",
+           "RECIPIENT_REFUSED", "COPY_NOT_KEPT", "SUCCEEDED", "FAILED", "CONNECTION_SUCCEEDED", "CONNECTION_FAILED",
            "CONNECTION_ACTUAL", "CONNECTION_CACHED"]
 
 
@@ -143,12 +143,17 @@ RECIPIENT_REFUSED = "recipient"
 # The `result` of a `quarantined` event for a virus quarantine copy that was not kept (the
 # spool's file system low, core/scan/service.py rule 4): no message was quarantined.
 COPY_NOT_KEPT = "skipped_low_disk"
-# The `result` of a `connection_from` or `connected_to` event (guide Table 7-6: "the result
-# of the connection (Succeeded/Failed)"). An inbound connection fails when it is answered 421
-# at once (delivery.reject_incoming, the per-client session limit); an outbound one when it
-# gives no session ready for MAIL (core/delivery/deliver.py rule 5).
-CONNECTION_SUCCEEDED = "succeeded"
-CONNECTION_FAILED = "failed"
+# The guide's one pair of result words, "(Succeeded/Failed)": logon, logoff, LiveUpdate and
+# definitions updated (Table 7-5), connection from and connected to (Table 7-6). Events
+# written before schema 4 said success/failure (and logoff/timeout); migrations/0004 rewrote
+# them, so a report or a search for "failed" finds every kind.
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+# The `result` of a `connection_from` or `connected_to` event. An inbound connection fails
+# when it is answered 421 at once (delivery.reject_incoming, the per-client session limit); an
+# outbound one when it gives no session ready for MAIL (core/delivery/deliver.py rule 5).
+CONNECTION_SUCCEEDED = SUCCEEDED
+CONNECTION_FAILED = FAILED
 # A `connected_to` event's data `connection` (guide Table 7-6: "connection information
 # (Actual/Cached)"): opened for the delivery attempt, or taken from the pool of open ones
 # (core/delivery/pool.py).

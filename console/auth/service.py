@@ -46,7 +46,7 @@ from console.context import console_context, settings
 from console.roles import Role
 from console.sessions import SessionRecord
 from console.throttle import FAILED_LOGON_WINDOW_SECONDS, FAILED_LOGONS_PER_CLIENT, client_key
-from shared.events import Action
+from shared.events import FAILED, SUCCEEDED, Action
 from shared.settings import PASSWORD_MAX_CHARS, check_password
 
 __all__ = ["User", "ACCOUNTS", "authenticate", "load_user", "log_on", "log_off",
@@ -138,7 +138,9 @@ def _generation(name: str, values: dict) -> str:
 
 
 def _record_logoff(user_id: str, reason: str, client_ip: str | None) -> None:
-    console_context().events.record(Action.LOGOFF, result=reason, client_ip=client_ip,
+    # the result is the guide's Succeeded; how it ended (logoff, timeout) is its data's
+    # reason, which the detail report shows ("admin; reason=timeout")
+    console_context().events.record(Action.LOGOFF, result=SUCCEEDED, client_ip=client_ip,
                                     info=user_id, data={"user": user_id, "reason": reason})
 
 
@@ -161,10 +163,10 @@ def log_on(name: str, password: str | None) -> User | None:
         user = authenticate(name, password) if password is not None else None
         if user is None:
             count = ctx.failed_logons.fail(name)
-            ctx.events.record(Action.LOGON, result="failure", client_ip=client_ip,
+            ctx.events.record(Action.LOGON, result=FAILED, client_ip=client_ip,
                               info=name, data={"user": name})
             if count >= FAILED_LOGONS_ALERT_AT:
-                ctx.events.record(Action.FAILED_LOGON, result="failure",
+                ctx.events.record(Action.FAILED_LOGON, result=FAILED,
                                   client_ip=client_ip, info=name,
                                   data={"account": name, "count": count})
             locked_for = ctx.throttle.fail(client_ip, now)
@@ -191,7 +193,7 @@ def log_on(name: str, password: str | None) -> User | None:
         account=name, generation=_generation(name, settings()), seen=now,
         is_secure=request.is_secure, client_ip=client_ip))
     login_user(user)
-    ctx.events.record(Action.LOGON, result="success", client_ip=client_ip,
+    ctx.events.record(Action.LOGON, result=SUCCEEDED, client_ip=client_ip,
                       info=name, data={"user": name})
     return user
 

@@ -8,7 +8,7 @@ What it owns
                           one workers scan with from the next message on
                           (core/scan/engines.py); one that does not leaves the shipped set
                           in force. Either way it writes definitions_updated (result
-                          "failure" with the problem when the installed set cannot be used)
+                          "failed" with the problem when the installed set cannot be used)
                           and puts what is really in force, and the problem, into the
                           status snapshot's `definitions`. No restart; a message in flight
                           finishes with the engine it started with (version directories are
@@ -103,7 +103,7 @@ from core.scan.central_forwarder import (CENTRAL_RETRY_SECONDS, VIRUS_QUEUE, Cen
 from core.scan.engines import RUNTIME_DEFINITIONS
 from shared import definitions as defs
 from shared.disk import LOW_DISK_FRACTION
-from shared.events import COPY_NOT_KEPT, Action
+from shared.events import COPY_NOT_KEPT, FAILED, SUCCEEDED, Action
 from shared.retention import cutoff_for
 from shared.spool import EnvelopeError, Recipient, new_queue_id
 
@@ -168,7 +168,7 @@ class AntivirusService:
             if now != before and before is not None:
                 changed = changed or kind == "virus"
             if problem and problem != known:
-                self.events.record(Action.DEFINITIONS_UPDATED, result="failure",
+                self.events.record(Action.DEFINITIONS_UPDATED, result=FAILED,
                                    rule=f"definitions.{kind}",
                                    info=f"{kind} definitions: {problem}; "
                                         f"{_in_use(now)} in use"
@@ -177,7 +177,7 @@ class AntivirusService:
                                    data={"type": kind, "problem": problem,
                                          **(now.as_status() if now else {})})
             elif now != before and before is not None and now is not None:
-                self.events.record(Action.DEFINITIONS_UPDATED, result="success",
+                self.events.record(Action.DEFINITIONS_UPDATED, result=SUCCEEDED,
                                    rule=f"definitions.{kind}",
                                    info=f"{kind} definitions {now.label} in use "
                                         f"(was {before.label})",

@@ -13,7 +13,7 @@ def test_logon_writes_event_with_client_ip_and_opens_status(console):
     assert response.status_code == 302 and response.headers["Location"] == "/status/"
     event = console.events(Action.LOGON)[-1]
     assert (event["result"], event["client_ip"], event["data"]) == \
-        ("success", "127.0.0.1", {"user": "admin"})
+        ("succeeded", "127.0.0.1", {"user": "admin"})
     assert event["process"] == "console"
     assert console.get("/status/").status_code == 200
 
@@ -34,7 +34,7 @@ def test_wrong_password_is_refused_with_a_message(console):
     response = console.logon("admin", "wrong")
     assert response.status_code == 200
     assert b"The user name or password is incorrect." in response.data
-    assert console.events(Action.LOGON)[-1]["result"] == "failure"
+    assert console.events(Action.LOGON)[-1]["result"] == "failed"
     assert "/logon" in console.get("/status/").headers["Location"]
 
 
@@ -98,7 +98,8 @@ def test_reset_admin_password_ends_sessions_logged_on_before(admin):
                  "--admin-password", "N3w-pass"]) == 0
     response = admin.get("/configuration/accounts")
     assert response.status_code == 302 and "/logon" in response.headers["Location"]
-    assert admin.events(Action.LOGOFF)[-1]["result"] == "password_changed"
+    [logoff] = admin.events(Action.LOGOFF)[-1:]
+    assert logoff["result"] == "succeeded" and logoff["data"]["reason"] == "password_changed"
     assert b"password of this account was changed" in admin.get("/logon").data
     assert admin.logon("admin", "N3w-pass").status_code == 302
     assert admin.get("/configuration/accounts").status_code == 200
@@ -137,7 +138,8 @@ def test_session_expires_after_idle_timeout(admin, clock):
     clock.advance(5 * 60 + 1)
     response = admin.get("/status/")
     assert response.status_code == 302 and "/logon" in response.headers["Location"]
-    assert admin.events(Action.LOGOFF)[-1]["result"] == "timeout"
+    [logoff] = admin.events(Action.LOGOFF)[-1:]
+    assert logoff["result"] == "succeeded" and logoff["data"]["reason"] == "timeout"
     assert b"without activity" in admin.get("/logon").data
 
 

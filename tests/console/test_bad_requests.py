@@ -352,7 +352,7 @@ def test_a_logon_refused_for_its_fields_says_why_and_writes_the_logon_event(
     assert message in response.get_data(as_text=True)
     events = console.events(Action.LOGON)
     assert [(e["result"], e["client_ip"], e["info"], e["data"]) for e in events] == \
-        [("failure", "127.0.0.1", recorded, {"user": recorded})]
+        [("failed", "127.0.0.1", recorded, {"user": recorded})]
     assert "/logon" in console.get("/status/").headers["Location"]
 
 
@@ -366,4 +366,4 @@ def test_a_padded_admin_name_over_256_characters_does_not_log_on(console):
     # the name is cut for the event only: the refused form is never checked as a logon
     response = console.logon("admin" + " " * 300, ADMIN_PASSWORD)
     assert response.status_code == 200
-    assert console.events(Action.LOGON)[-1]["result"] == "failure"
+    assert console.events(Action.LOGON)[-1]["result"] == "failed"

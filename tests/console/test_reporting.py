@@ -164,8 +164,8 @@ def test_system_rows_show_the_user(admin, console):
                      "&actions=logon&actions=logoff").get_data(as_text=True)
     rows = detail_cells(page)
     assert [(r["Action"], r["Result"], r["User"]) for r in rows] == [
-        ("Logon", "success", "admin"), ("Logoff", "logoff", "admin"),
-        ("Logon", "failure", "admin"), ("Logon", "success", "admin")]
+        ("Logon", "succeeded", "admin"), ("Logoff", "succeeded", "admin"),
+        ("Logon", "failed", "admin"), ("Logon", "succeeded", "admin")]
     assert "reason=logoff" in rows[1]["Details"]
 
 

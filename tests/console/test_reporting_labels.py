@@ -29,11 +29,11 @@ def test_the_table_names_each_action_as_the_checkboxes_do(admin, seeded):  # noq
 def test_one_failed_logon_is_found_from_the_failed_logon_checkbox(console):
     assert console.logon("admin", "not the password").status_code == 200
     assert console.logon().status_code == 302
-    assert [e["result"] for e in console.events(Action.LOGON)] == ["failure", "success"]
+    assert [e["result"] for e in console.events(Action.LOGON)] == ["failed", "succeeded"]
     assert console.events(Action.FAILED_LOGON) == []            # one failure raises no alert
     form = console.get("/reporting/detail").get_data(as_text=True)
     hint = re.search(r'id="failed-logon-hint">(.*?)</span>', form, re.S).group(1)
-    assert "Logon event with result failure" in html.unescape(hint)
+    assert "Logon event with result failed" in html.unescape(hint)
     link = html.unescape(re.search(r'href="([^"]+)" id="failed-logons-link"', form).group(1))
     rows = detail_cells(console.get(link).get_data(as_text=True))
-    assert [(row["Action"], row["Result"]) for row in rows] == [("Logon", "failure")]
+    assert [(row["Action"], row["Result"]) for row in rows] == [("Logon", "failed")]

@@ -54,8 +54,8 @@ def test_a_logon_ends_the_sessions_idle_past_the_timeout_with_their_event(app, h
                           environ_base={"REMOTE_ADDR": "192.0.2.9"})
     assert response.status_code == 302
     [ended] = admin.events(Action.LOGOFF)
-    assert (ended["result"], ended["client_ip"], ended["data"]["user"]) == \
-        ("timeout", "127.0.0.1", "admin")
+    assert (ended["result"], ended["client_ip"], ended["data"]["user"],
+            ended["data"]["reason"]) == ("succeeded", "127.0.0.1", "admin", "timeout")
     assert goes_to_logon(admin.get("/status/"))
     assert other.get("/status/").status_code == 200
 
@@ -65,7 +65,8 @@ def test_a_report_session_stays_ended_when_the_account_is_enabled_again(reporter
     reporter.set(admin__report_only__enabled=False)
     assert goes_to_logon(reporter.get("/status/"))
     [logoff] = reporter.events(Action.LOGOFF)
-    assert (logoff["info"], logoff["result"]) == ("report", "account_disabled")
+    assert (logoff["info"], logoff["result"], logoff["data"]["reason"]) == (
+        "report", "succeeded", "account_disabled")
     reporter.set(admin__report_only__enabled=True)
     reporter.client.set_cookie("mailmoat_session", copied)
     assert goes_to_logon(reporter.get("/status/"))
@@ -146,7 +147,7 @@ def test_logon_forms_refused_for_their_fields_count_as_failed_logons(console):
         assert attempt(console, password="").status_code == 200
     assert attempt(console, password="").status_code == 429
     assert attempt(console, ADMIN_PASSWORD).status_code == 429
-    failures = [e for e in console.events(Action.LOGON) if e["result"] == "failure"]
+    failures = [e for e in console.events(Action.LOGON) if e["result"] == "failed"]
     assert len(failures) == FAILED_LOGONS_PER_CLIENT
 
 
@@ -190,7 +191,7 @@ def test_guesses_sent_all_at_once_are_counted_before_any_passes_the_lock_out(app
         thread.start()
     for thread in threads:
         thread.join()
-    failures = [e for e in consoles[0].events(Action.LOGON) if e["result"] == "failure"]
+    failures = [e for e in consoles[0].events(Action.LOGON) if e["result"] == "failed"]
     assert len(failures) == FAILED_LOGONS_PER_CLIENT
 
 # --- a form posted after the session ended (finding 7: 405 after logging on again) ---------

@@ -501,8 +501,8 @@ def test_a_refused_definitions_install_writes_a_failed_definitions_updated_event
         conn.close()
     user = __import__("pwd").getpwuid(os.geteuid()).pw_name
     assert [(result, rule) for result, rule, _, _ in rows] == [
-        ("failure", "definitions.install"), ("failure", "definitions.virus"),
-        ("failure", "definitions.install")]
+        ("failed", "definitions.install"), ("failed", "definitions.virus"),
+        ("failed", "definitions.install")]
     for (_, _, info, data), refusal, name in zip(rows, (untrusted, not_newer, altered),
                                                  ("refused", "refused", "tampered")):
         reason = refusal.stderr.removeprefix("mailmoat: install refused: ").strip()

@@ -106,7 +106,7 @@ async def test_good_package_live_within_2s_and_tampered_refused(tmp_path, sink, 
     await core.events.aflush()
     # the core reported the one change; each refusal is the command's own failure row
     assert [e["result"] for e in _events(home, Action.DEFINITIONS_UPDATED)] == [
-        "success", "failure", "failure"]
+        "succeeded", "failed", "failed"]
 
     snap = await next_snapshot(home)
     assert snap["definitions"]["virus"]["revision"] == 1
@@ -220,7 +220,7 @@ async def test_packages_the_core_cannot_use_are_refused_and_scanning_goes_on(tmp
     await core.events.aflush()
     # no set reported in use: only each refused install's own failure row
     assert [(e["result"], e["rule"]) for e in _events(home, Action.DEFINITIONS_UPDATED)] == [
-        ("failure", f"definitions.{kind}") for kind, _ in packages.values()]
+        ("failed", f"definitions.{kind}") for kind, _ in packages.values()]
     snap = await trio.to_thread.run_sync(_snapshot, home)
     assert snap["definitions"]["virus"] == {"version": "2026-11-28", "revision": 0,
                                             "source": "package", "date": "2026-11-28"}
@@ -231,7 +231,7 @@ async def test_packages_the_core_cannot_use_are_refused_and_scanning_goes_on(tmp
 async def test_a_set_damaged_at_run_time_is_reported_as_not_in_use(tmp_path, sink, nursery):
     """Regression (exploratory report D3): the core reported an installed version it was
     not scanning with. Now it loads what is installed itself; a set that stops loading is
-    reported with the reason (definitions_updated "failure", Status) and the shipped set
+    reported with the reason (definitions_updated "failed", Status) and the shipped set
     scans — for virus and spam alike."""
     key = Ed25519PrivateKey.generate()
     home = routed_home(tmp_path / "home", sink, definitions__trusted_keys=[defs.public_key_b64(key)],
@@ -253,7 +253,7 @@ async def test_a_set_damaged_at_run_time_is_reported_as_not_in_use(tmp_path, sin
     for kind, name in (("virus", "mailmoat.ndb"), ("spam", "rules.json")):
         (home.definitions / kind / "v2026-12-01-r1" / name).write_text("damaged\n")
     failures = (await _updated_events(core, home, 4))[2:]
-    assert {row["result"] for row in failures} == {"failure"}
+    assert {row["result"] for row in failures} == {"failed"}
     assert any(row["info"].startswith(
         "virus definitions: installed v2026-12-01-r1 cannot be used: mailmoat.ndb: does not "
         "match its hash; v2026-11-28-r0 (shipped) in use") for row in failures)

@@ -162,3 +162,25 @@ def test_rows_by_name(conn):
     db.migrate(conn)
     row = conn.execute("SELECT 1 AS one").fetchone()
     assert row["one"] == 1
+
+
+def test_schema_4_rewrites_old_result_words_to_the_guides(conn, monkeypatch):
+    # events finding C3: logons said success/failure and logoffs logoff/timeout where
+    # connections said succeeded/failed (guide: "(Succeeded/Failed)" for all of them)
+    shipped = db.known_migrations()
+    monkeypatch.setattr(db, "known_migrations", lambda: [m for m in shipped if m.version < 4])
+    db.migrate(conn)
+    old = [("logon", "success"), ("logon", "failure"), ("failed_logon", "failure"),
+           ("failed_logon", "locked_out"), ("logoff", "logoff"), ("logoff", "timeout"),
+           ("definitions_updated", "success"), ("definitions_updated", "failure"),
+           ("connection_from", "failed"), ("rejected", "550")]
+    with conn:
+        conn.executemany("INSERT INTO events (time, category, action, result, process) "
+                         "VALUES (1.0, 'system', ?, ?, 'console')", old)
+    monkeypatch.setattr(db, "known_migrations", lambda: shipped)
+    db.migrate(conn)
+    assert [tuple(r) for r in conn.execute("SELECT action, result FROM events ORDER BY id")] == [
+        ("logon", "succeeded"), ("logon", "failed"), ("failed_logon", "failed"),
+        ("failed_logon", "locked_out"), ("logoff", "succeeded"), ("logoff", "succeeded"),
+        ("definitions_updated", "succeeded"), ("definitions_updated", "failed"),
+        ("connection_from", "failed"), ("rejected", "550")]

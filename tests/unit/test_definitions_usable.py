@@ -169,7 +169,7 @@ def test_a_set_damaged_after_install_is_not_reported_or_used(tmp_path, key, home
     assert settings[RUNTIME_DEFINITIONS] == str(defs.baseline("virus").path)
     assert spam.RUNTIME_DIR not in settings            # the packaged spam set scores
     failures = [f for a, f in events.rows if a == Action.DEFINITIONS_UPDATED]
-    assert [f["result"] for f in failures] == ["failure", "failure"]
+    assert [f["result"] for f in failures] == ["failed", "failed"]
     assert failures[0]["info"].startswith("virus definitions: installed v2026-12-01-r1 cannot "
                                           "be used: mailmoat.ndb: does not match its hash; "
                                           "v2026-11-28-r0 (shipped) in use")

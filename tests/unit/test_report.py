@@ -472,11 +472,11 @@ def test_a_command_row_names_the_command_and_its_arguments(database, seed):
 
 def test_system_rows_show_their_user_and_data(database, seed):
     """What console.auth.service writes for logon, logoff, failed logons and refused pages."""
-    seed.at(T0 + 1, Action.LOGON, result="success", client_ip="192.0.2.1", info="admin",
+    seed.at(T0 + 1, Action.LOGON, result="succeeded", client_ip="192.0.2.1", info="admin",
             data={"user": "admin"})
-    seed.at(T0 + 2, Action.FAILED_LOGON, result="failure", client_ip="192.0.2.2", info="root",
+    seed.at(T0 + 2, Action.FAILED_LOGON, result="failed", client_ip="192.0.2.2", info="root",
             data={"account": "root", "count": 3})
-    seed.at(T0 + 3, Action.LOGOFF, result="timeout", client_ip="192.0.2.1", info="report",
+    seed.at(T0 + 3, Action.LOGOFF, result="succeeded", client_ip="192.0.2.1", info="report",
             data={"user": "report", "reason": "timeout"})
     seed.at(T0 + 4, Action.UNAUTHORIZED_ACCESS, result="denied", info="/configuration/",
             data={"user": "report", "path": "/configuration/"})
