@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 from shared import db
 from shared.disk import is_out_of_space
 from shared.paths import resolve_home
-from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value
+from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value, read_json
 
 __all__ = ["main", "entry", "build_parser", "register", "CommandFailed", "sole_exception",
            "record_change"]
@@ -165,9 +165,13 @@ def cmd_config(args) -> int:
         elif args.config_command == "import":
             try:
                 with open(args.file, encoding="utf-8") as handle:
-                    data = json.load(handle)
+                    data = read_json(handle.read())
             except OSError as exc:
                 raise CommandFailed(f"{args.file}: {exc.strerror}", EXIT_BAD_INPUT) from None
+            except RecursionError:
+                raise CommandFailed(f"{args.file}: not valid JSON for settings: nested too "
+                                    "deeply ([ ] and { } within each other)",
+                                    EXIT_BAD_INPUT) from None
             except json.JSONDecodeError as exc:
                 # some of json's texts end in "at" already: "Unterminated string starting at"
                 where = f"at line {exc.lineno}, column {exc.colno}"

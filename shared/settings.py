@@ -17,7 +17,10 @@ Rules:
   (≤32 characters, case-sensitive) and stored as werkzeug hashes; a stored hash given back
   (from `config export`) is kept as it is, but only when it is one `check_password` can check:
   a damaged one is refused (it would lock the account out). Other secrets are stored as given
-  and never printed.
+  and never printed. `"***"`, how `config get` prints a secret that is set, is refused as
+  the value of every secret.
+- No text in a value, however deep in its lists and objects, may hold a lone UTF-16
+  surrogate (settings_types `check_encodable`): it is refused before the key's kind sees it.
 """
 
 from __future__ import annotations
@@ -43,7 +46,8 @@ from shared.settings_addresses import (
 from shared.settings_entries import CentralQuarantine, RblZone, RoutingEntry, Rule
 from shared.settings_types import (
     AbsolutePath, Base64Key, Bool, Choice, Extension, Int, Kind, ListOf, Nullable,
-    Pattern, RuleError, Str, Template, TimeOfDay, Timezone, Weekday, integer_from_text,
+    Pattern, RuleError, Str, Template, TimeOfDay, Timezone, Weekday, check_encodable,
+    integer_from_text,
 )
 
 __all__ = [
@@ -52,6 +56,7 @@ __all__ = [
     "generated_values", "ALERT_EVENTS", "RULES_MAX_TOTAL", "STORED_HASH_RULE",
     "refused_values", "SPAM_QUARANTINE_NOT_BUILT", "NOT_BUILT_FEATURES",
     "NOTIFY_SENDER_METATAGS", "NOTIFY_ADMIN_METATAGS", "OUTBREAK_METATAGS", "PORT_KEYS",
+    "SECRET_MASK", "read_json",
 ]
 
 PASSWORD_MAX_CHARS = 32  # SPEC §3 admin.password: ≤32 chars, case-sensitive
@@ -70,6 +75,12 @@ _DIGEST_HEX_CHARS = {"scrypt": 128, "sha1": 40, "sha224": 56, "sha256": 64, "sha
 # werkzeug 3.1's defaults (scrypt n·r·p = 2**15·8·1, pbkdf2 1,000,000 iterations).
 SCRYPT_MAX_COST = 8 * 2**15 * 8
 PBKDF2_MAX_ITERATIONS = 8 * 1_000_000
+# How `config get` shows a secret that is set (display_value). Given back as a value (a file
+# made from `config get` output, imported), it is the mask, not a secret: it would make the
+# administrator password "***" (settings finding 3).
+SECRET_MASK = "***"
+SECRET_MASK_RULE = (f'"{SECRET_MASK}" is how `config get` hides a secret, not its value; '
+                    "`config export` is the backup that keeps secrets")
 STORED_HASH_RULE = (f"must be a password of at most {PASSWORD_MAX_CHARS} characters, or a "
                     "password hash exactly as `config export` wrote it")
 # Until the spam quarantine issue builds its pages, mail sent there could be neither seen nor
@@ -615,7 +626,7 @@ def is_secret(key: str) -> bool:
 def display_value(key: str, value: Any) -> Any:
     """What `config get` prints: secrets as "***" (set) or null."""
     if is_secret(key):
-        return None if value is None else "***"
+        return None if value is None else SECRET_MASK
     return value
 
 
@@ -674,6 +685,22 @@ def _is_stored_hash(value: Any, *, try_it: bool = True) -> bool:
     return True
 
 
+def read_json(text: str) -> Any:
+    """The JSON value `text` holds, as a setting's value is read from the command line or a
+    file. An integer of any length is read (Python's json refuses one of more than 4300
+    digits) as `integer_from_text` reads it: one past every range is ±10**INTEGER_MAX_DIGITS,
+    and the kind's range is the message. Raises json.JSONDecodeError for text that is not
+    JSON, and RecursionError for a value nested deeper than Python's json reads."""
+    import json
+
+    return json.loads(text, parse_int=integer_from_text)
+
+
+# JSON nested deeper than Python's json reads (RecursionError); no setting's value is more
+# than a few levels deep.
+TOO_DEEP_RULE = "must be JSON nested at most a few levels deep ([ ] and { } within each other)"
+
+
 # A JSON number without fraction or exponent (RFC 8259 §6), spaces around allowed as JSON does
 _JSON_INTEGER = re.compile(r"[ \t\n\r]*-?(?:0|[1-9][0-9]*)[ \t\n\r]*\Z")
 
@@ -701,7 +728,9 @@ def parse_cli_value(key: str, text: str) -> Any:
         # ValueError past 4300): out of range, and the range is the message
         return integer_from_text(text)
     try:
-        return json.loads(text)
+        return read_json(text)
+    except RecursionError:
+        raise SettingError([(key, TOO_DEEP_RULE)]) from None
     except json.JSONDecodeError:
         if is_integer:
             return text     # "٣", "25abc": the Int kind's rule names the digits it takes
@@ -732,6 +761,15 @@ def validate_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
             errors.append((key, "unknown setting"))
             continue
         setting = SCHEMA[key]
+        if setting.secret is not None and value == SECRET_MASK:
+            errors.append((key, SECRET_MASK_RULE))
+            continue
+        try:
+            check_encodable(value)      # before a kind, or a password hashing, meets one
+        except RuleError as exc:
+            errors.append((key, exc.rule))
+            causes[key] = exc
+            continue
         if setting.secret == "hashed" and _looks_like_hash(value):
             if _is_stored_hash(value):
                 normalised[key] = value

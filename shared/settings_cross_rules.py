@@ -20,6 +20,7 @@ two load in either order.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -110,10 +111,15 @@ for _i, _first in enumerate(PORT_KEYS):
 
 
 @_reads("heuristic.drop_score", "heuristic.forward_score")
-def _heuristic_scores(s, _plain, _changed):
+def _heuristic_scores(s, _plain, changed):
     drop, forward = s.get("heuristic.drop_score"), s.get("heuristic.forward_score")
     if drop is not None and forward is not None and forward >= drop:
-        yield "heuristic.forward_score", "must be lower than heuristic.drop_score"
+        # Name the key being changed (settings finding 7); both (the Heuristic Engine
+        # form): the forward score, which the rule has always been about.
+        if "heuristic.drop_score" in changed and "heuristic.forward_score" not in changed:
+            yield "heuristic.drop_score", "must be higher than heuristic.forward_score"
+        else:
+            yield "heuristic.forward_score", "must be lower than heuristic.drop_score"
 
 
 @_reads("heuristic.forward_score", "heuristic.forward_to")
@@ -131,14 +137,48 @@ def _rbl_zones_distinct(s, _plain, _changed):
         seen.add(zone["zone"])
 
 
+def _matches_everything(pattern: str, every_text_has: str = "") -> bool:
+    """True for a `*`/`?` pattern (shared/wildcard.py `matches`) that matches every text of
+    its kind, or every one but the shortest: a `*` and nothing but wildcards and characters
+    that are no more than a text's shape (`every_text_has`: the dots of a file or domain
+    name). The guide forbids * and *.* alone as file names (§6 "Blocking by file name");
+    **, ?* and *.?* are the same in other words (policy finding C3). An escaped `\\*` is
+    plain, and no wildcard. Read as the pipeline compares a subject line
+    (core/pipeline/rules.py `as_compared`): NFKC, so a fullwidth ＊ is a *, and without
+    invisible characters."""
+    pattern = "".join(char for char in unicodedata.normalize("NFKC", pattern).strip()
+                      if unicodedata.category(char) != "Cf")
+    return "*" in pattern and not pattern.strip("*?" + every_text_has)
+
+
 @_reads("filename.patterns")
 def _filename_not_everything(s, _plain, _changed):
-    # The guide forbids * and *.* alone (§6 "Blocking by file name"); **, ?* and *.?* are the
-    # same in other words (policy finding C3): only wildcards and dots, with a *.
     for pattern in s.get("filename.patterns") or []:
-        pattern = pattern.strip()
-        if "*" in pattern and not pattern.strip("*?."):
-            yield "filename.patterns", f"'{pattern}' alone would delete every attachment"
+        if _matches_everything(pattern, "."):
+            yield "filename.patterns", f"'{pattern.strip()}' alone would delete every attachment"
+
+
+@_reads("subject.lines")
+def _subject_not_everything(s, _plain, _changed):
+    # A subject line matches the whole subject: * blocks all mail (settings finding 5).
+    for pattern in s.get("subject.lines") or []:
+        if _matches_everything(pattern):
+            yield "subject.lines", f"'{pattern.strip()}' alone would block every message"
+
+
+@_reads("routing.local")
+def _routing_not_everything(s, _plain, _changed):
+    # A local destination is exempt from the relay checks (core/smtp/policy.py): an entry
+    # matching every domain, or every IPv4 address literal ([*], stored so for *.*.*.* typed
+    # as addresses), would make the gateway an open relay (settings finding 4).
+    for entry in s.get("routing.local") or []:
+        match = entry["match"]
+        literal = match.startswith("[") and match.endswith("]")
+        if _matches_everything(match[1:-1] if literal else match, "."):
+            what = ("mail to every IPv4 address literal (user@[192.0.2.1])" if literal
+                    else "mail to every domain")
+            yield "routing.local", (f"'{match}' would make {what} local, which turns "
+                                    "anti-relay off (an open relay)")
 
 
 def _forward_target(action_key: str, target_key: str) -> None:
@@ -233,9 +273,14 @@ _text_when_added("filename.deleted_text.enabled", "filename.deleted_text")
 
 
 @_reads("admin.report_only.enabled", "admin.report_only.password")
-def _report_only_needs_password(s, _plain, _changed):
+def _report_only_needs_password(s, _plain, changed):
     if s.get("admin.report_only.enabled") and not s.get("admin.report_only.password"):
-        yield "admin.report_only.enabled", "set admin.report_only.password first"
+        if "admin.report_only.password" in changed and \
+                "admin.report_only.enabled" not in changed:     # settings finding 7
+            yield "admin.report_only.password", ("must be set while admin.report_only.enabled "
+                                                 "is on: turn the account off first")
+        else:
+            yield "admin.report_only.enabled", "set admin.report_only.password first"
 
 
 @_reads("admin.password", "admin.report_only.password")

@@ -26,8 +26,8 @@ __all__ = [
     "RuleError", "Kind", "Bool", "Int", "Str", "Template", "AbsolutePath", "Choice", "ListOf",
     "Nullable", "TimeOfDay", "Timezone", "Extension", "Pattern", "Weekday", "Base64Key",
     "Characters",
-    "checked_fields", "plain_object", "entries_rule", "integer_from_text",
-    "INTEGER_MAX_DIGITS", "ENTRIES_NAMED", "zone_names", "NOT_PLACE_ZONES",
+    "checked_fields", "plain_object", "entries_rule", "integer_from_text", "check_encodable",
+    "without_surrogates", "INTEGER_MAX_DIGITS", "ENTRIES_NAMED", "zone_names", "NOT_PLACE_ZONES",
 ]
 
 
@@ -153,6 +153,73 @@ def integer_from_text(text: str) -> int | None:
     return -number if sign == "-" else number
 
 
+# A lone UTF-16 surrogate (U+D800..U+DFFF) is valid JSON ("\ud800", half of a character a
+# script cut in two) and a Python string holds it, but no UTF-8 text can: the mail it would go
+# into, a page, `config get` would fail on it (settings finding 1).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_rule(text: str) -> str | None:
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return (f"must be valid Unicode text: \\u{ord(found[0]):04x} is half of a character "
+            "(a lone UTF-16 surrogate)")
+
+
+def check_encodable(value: Any) -> None:
+    """RuleError when a text anywhere in `value` (a JSON value: its strings, list entries and
+    object fields and their names, at any depth) holds a lone surrogate, naming where, as the
+    kinds name a list's entry or an object's field: "entry 2: terms: entry 1: must be ...".
+    Settings' values are checked so before their kinds see them (shared.settings
+    `validate_changes`), so no kind, and nothing that reads a stored value, meets one. Walks
+    without recursion: a value nested thousands deep is refused by its kind, not by Python's
+    stack."""
+    stack: list[tuple[Any, tuple]] = [(value, ())]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            rule = _surrogate_rule(item)
+            if rule is not None:
+                raise _located(RuleError(rule), path)
+        elif isinstance(item, list):
+            stack.extend((entry, (*path, index))
+                         for index, entry in reversed(list(enumerate(item, 1))))
+        elif isinstance(item, dict):
+            for name, field in reversed(list(item.items())):
+                rule = _surrogate_rule(name) if isinstance(name, str) else None
+                if rule is not None:
+                    raise _located(RuleError(f"a field name {rule}"), path)
+                stack.append((field, (*path, name)))
+
+
+def _located(error: RuleError, path: tuple) -> RuleError:
+    """`error`, about the part of a value at `path` (list positions from 1, field names), as
+    the error of the whole value."""
+    for step in reversed(path):
+        if isinstance(step, int):
+            error = RuleError(entries_rule([(step, error.rule)]), entries=((step, error),))
+        else:
+            error = error.within(step)
+    return error
+
+
+def without_surrogates(value: Any) -> Any:
+    """`value` with every lone surrogate in its texts replaced by U+FFFD, as a UTF-8 decoder
+    replaces what it cannot read: how a value an older release stored before surrogates were
+    refused (check_encodable) is read (shared/settings_store.py `load`), so the mail, the
+    pages and `config get` that use it do not fail on it. Other values are returned as they
+    are."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [without_surrogates(entry) for entry in value]
+    if isinstance(value, dict):
+        return {without_surrogates(name): without_surrogates(field)
+                for name, field in value.items()}
+    return value
+
+
 class Kind:
     """Base of all kinds. `describe()` is the type as shown in docs/settings.md."""
 
@@ -228,7 +295,7 @@ class Str(Kind):
         return value
 
     def describe(self):
-        return "text" + (f" (≤{self.max_len} chars)" if self.max_len < 10_000 else "")
+        return f"text (≤{self.max_len} chars)"
 
     @property
     def is_text(self):
@@ -360,7 +427,7 @@ class ListOf(Kind):
         return out
 
     def describe(self):
-        return f"list of {self.item.describe()}"
+        return f"list of {self.item.describe()} (≤{self.max_items} entries)"
 
 
 @dataclass(frozen=True)

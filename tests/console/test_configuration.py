@@ -593,3 +593,32 @@ def test_routing_ports_refuse_digits_other_than_ascii(admin, typed):
         "default-routing__default___port": typed})
     assert f"port {WHOLE_NUMBER_RULE}" in response.get_data(as_text=True)
     assert admin.settings()["routing.default"] is None
+
+
+# --- values the settings tester found (tester "settings") ------------------------------------
+
+def test_a_lone_surrogate_stored_by_an_older_release_does_not_break_the_page(admin, home):
+    """Finding 1: with "\\ud800" in subject.forward_subject or disclaimer.text, the Setup and
+    Content pages answered 500 (UTF-8 cannot hold it), so it could not be fixed there."""
+    conn = db.connect(home.db)
+    try:
+        with conn:
+            for key in ("disclaimer.text", "subject.forward_subject"):
+                conn.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, 0) "
+                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                             (key, json.dumps("Cut \ud800")))
+    finally:
+        conn.close()
+    for url in ("/configuration/setup", "/filtering/content"):
+        response = admin.get(url)
+        assert response.status_code == 200
+        assert "Cut \ufffd" in response.get_data(as_text=True)
+
+
+def test_a_local_route_matching_every_domain_is_refused_on_the_page(admin):
+    """Finding 4: `*` made every destination local, and the gateway an open relay."""
+    response = _add_route(admin, "*")
+    assert response.status_code == 200
+    assert ("&#39;*&#39; would make mail to every domain local, which turns anti-relay off"
+            in response.get_data(as_text=True))
+    assert admin.settings()["routing.local"] == []

@@ -512,3 +512,92 @@ def test_a_refused_definitions_install_writes_a_failed_definitions_updated_event
     # the signature held: the event names the version that was not newer
     assert (rows[1][3]["type"], rows[1][3]["version"], rows[1][3]["revision"]) == (
         "virus", "2026-12-01", 1)
+
+
+# --- values the CLI once crashed on or took as meant (tester "settings") ----------------------
+
+def _run_with_input(home, text, *args):
+    environ = {k: v for k, v in os.environ.items() if k != "MAILMOAT_HOME"}
+    return subprocess.run([*MAILMOAT, *args, "--home", str(home)], input=text,
+                          capture_output=True, text=True, env=environ, timeout=60)
+
+
+def test_a_lone_surrogate_is_refused_in_set_and_import_in_one_line(home, tmp_path):
+    """Finding 1: "\\ud800" is valid JSON; stored, it crashed the pipeline, `config get` and
+    `export`; in admin.password the hashing crashed."""
+    before = stored(home)
+    rule = "must be valid Unicode text: \\ud800 is half of a character (a lone UTF-16 surrogate)"
+    result = mailmoat("config", "set", "admin.password", '"p\\ud800"', "--home", home, expect=2)
+    assert result.stderr == f"admin.password: {rule}\n"
+    result = mailmoat("config", "set", "disclaimer.text", '"Disclaimer \\ud800"', "--home", home,
+                      expect=2)
+    assert result.stderr == f"disclaimer.text: {rule}\n"
+    backup = tmp_path / "settings.json"
+    backup.write_text('{"heuristic.subject_prefix": "\\ud800", "smtp.max_incoming": 20}', "utf-8")
+    result = mailmoat("config", "import", backup, "--home", home, expect=2)
+    assert result.stderr == f"heuristic.subject_prefix: {rule}\n"
+    assert stored(home) == before
+
+
+def test_a_lone_surrogate_stored_before_is_read_and_exported(home):
+    """An older release stored it: `config get` and `export` must still work (a backup)."""
+    with sqlite3.connect(home / "mailmoat.db") as conn:
+        conn.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, 0)",
+                     ("disclaimer.text", json.dumps("Disclaimer \ud800")))
+    conn.close()
+    assert mailmoat("config", "get", "disclaimer.text", "--home", home).stdout == \
+        '"Disclaimer \ufffd"\n'
+    exported = json.loads(mailmoat("config", "export", "--home", home).stdout)
+    assert exported["disclaimer.text"] == "Disclaimer \ufffd"
+
+
+def test_importing_the_mask_config_get_prints_is_refused(home, tmp_path):
+    """Finding 3: a file made from `config get` output set the admin password to "***"."""
+    before = stored(home)
+    partial = tmp_path / "partial.json"
+    got = json.loads(mailmoat("config", "get", "--home", home).stdout)
+    partial.write_text(json.dumps({k: got[k] for k in ("admin.password", "smtp.max_incoming")}))
+    result = mailmoat("config", "import", partial, "--home", home, expect=2)
+    assert result.stderr == ('admin.password: "***" is how `config get` hides a secret, not its '
+                             "value; `config export` is the backup that keeps secrets\n")
+    result = mailmoat("config", "set", "ldap.password", "***", "--home", home, expect=2)
+    assert result.stderr.startswith('ldap.password: "***" is how `config get` hides a secret')
+    assert stored(home) == before
+    assert check_password(stored(home, "admin.password"), ADMIN_PASSWORD)
+
+
+def test_match_everything_patterns_are_refused_by_config_set(home):
+    """Findings 4 and 5: routing.local * opened the relay; subject.lines * dropped all mail."""
+    result = mailmoat("config", "set", "routing.local", '[{"match": "*.*"}]', "--home", home,
+                      expect=2)
+    assert result.stderr == ("routing.local: '*.*' would make mail to every domain local, which "
+                             "turns anti-relay off (an open relay)\n")
+    result = mailmoat("config", "set", "subject.lines", '["?*"]', "--home", home, expect=2)
+    assert result.stderr == "subject.lines: '?*' alone would block every message\n"
+    assert stored(home, "routing.local") == [] and stored(home, "subject.lines") == []
+
+
+def test_json_python_cannot_read_is_one_line_with_status_2(home, tmp_path):
+    """Finding 6: an integer of more than 4300 digits inside a value, and JSON nested 100 000
+    deep, were tracebacks with status 1."""
+    before = stored(home)
+    digits = "9" * 5000
+    result = mailmoat("config", "set", "routing.default",
+                      f'{{"host": "a.example", "port": {digits}}}', "--home", home, expect=2)
+    assert result.stderr == "routing.default: port must be between 1 and 65535\n"
+    big = tmp_path / "big.json"
+    big.write_text(f'{{"smtp.max_incoming": {digits}}}', "utf-8")
+    result = mailmoat("config", "import", big, "--home", home, expect=2)
+    assert result.stderr == "smtp.max_incoming: must be between 1 and 1000\n"
+
+    deep = "[" * 100_000 + "]" * 100_000
+    result = _run_with_input(home, deep, "config", "set", "whitelist.custom")
+    assert (result.returncode, result.stderr) == (2, (
+        "whitelist.custom: must be JSON nested at most a few levels deep ([ ] and { } within "
+        "each other)\n"))
+    nested = tmp_path / "deep.json"
+    nested.write_text('{"whitelist.custom": ' + deep + "}", "utf-8")
+    result = mailmoat("config", "import", nested, "--home", home, expect=2)
+    assert result.stderr == (f"mailmoat: {nested}: not valid JSON for settings: nested too "
+                             "deeply ([ ] and { } within each other)\n")
+    assert stored(home) == before

@@ -644,8 +644,13 @@ STALE = [
     ({"subject.action": "forward"}, "subject.action",
      "subject.forward_to: required when subject.action is forward"),
     ({"heuristic.forward_score": 90, "heuristic.drop_score": 80,
-      "heuristic.forward_to": "spam@example.com"}, "heuristic.drop_score",
+      "heuristic.forward_to": "spam@example.com"}, "heuristic.forward_score",
      "heuristic.forward_score: must be lower than heuristic.drop_score"),
+    ({"subject.lines": ["hot", "?*"]}, "subject.lines",
+     "subject.lines: '?*' alone would block every message"),
+    ({"routing.local": [{"match": "*", "port": 25}]}, "routing.local",
+     "routing.local: '*' would make mail to every domain local, which turns anti-relay off "
+     "(an open relay)"),
     ({"http.port": 8043}, "https.port", "https.port: already used by http.port"),
     ({"delivery.retry_max_seconds": 60}, "delivery.retry_initial_seconds",
      "delivery.retry_max_seconds: must not be lower than delivery.retry_initial_seconds"),
@@ -1321,3 +1326,137 @@ def test_values_these_rules_refuse_that_an_older_release_stored_block_no_other_e
     for other in ({"admin.timeout_minutes": 50}, {"routing.default": None},
                   {"notify.admin": True}, {"relay.mode": "allow"}):
         assert validate_changes(current, other) == other
+
+
+# --- settings finding 1: a lone UTF-16 surrogate ----------------------------------------------
+
+SURROGATE_RULE = ("must be valid Unicode text: \\ud800 is half of a character (a lone UTF-16 "
+                  "surrogate)")
+
+
+@pytest.mark.parametrize("key", sorted(SCHEMA))
+def test_a_lone_surrogate_is_refused_by_every_key_before_its_kind(key):
+    """"\\ud800" is valid JSON, and no UTF-8 text (a mail, a page, `config get`) can hold it:
+    in disclaimer.text it crashed the pipeline for every outbound message."""
+    assert errors({key: "x\ud800"}) == [f"{key}: {SURROGATE_RULE}"]
+
+
+@pytest.mark.parametrize("key, value, line", [
+    ("whitelist.custom", ["@a.example", "@b\ud800.example"],
+     f"whitelist.custom: entry 2: {SURROGATE_RULE}"),
+    ("rules.spam", [RULE, {"terms": ["ok", "x\ud800"]}],
+     f"rules.spam: entry 2: terms: entry 2: {SURROGATE_RULE}"),
+    ("routing.local", [{"match": "a.example", "relay": "mx\ud800"}],
+     f"routing.local: entry 1: relay: {SURROGATE_RULE}"),
+    ("routing.local", [{"match": "a.example", "\ud800": 1}],
+     f"routing.local: entry 1: a field name {SURROGATE_RULE}"),
+    ("routing.default", {"host": "\ud800", "port": 25}, f"routing.default: host: {SURROGATE_RULE}"),
+])
+def test_a_lone_surrogate_inside_a_list_or_object_is_refused_naming_where(key, value, line):
+    assert errors({key: value}) == [line]
+
+
+def test_a_character_beyond_the_basic_plane_is_no_surrogate():
+    assert validate_changes(defaults(), {"disclaimer.text": "Thanks \U0001F600"}) == {
+        "disclaimer.text": "Thanks \U0001F600"}
+
+
+def test_a_lone_surrogate_an_older_release_stored_reads_as_the_replacement_character(tmp_path):
+    """Stored before the schema refused it, it must not crash the pipeline, the pages or
+    `config get`/`export`: it reads as U+FFFD, as a UTF-8 decoder reads what it cannot."""
+    conn = db.connect(tmp_path / "mailmoat.db")
+    try:
+        db.migrate(conn)
+        with conn:
+            for key, value in (("disclaimer.text", "Disclaimer \ud800"),
+                               ("rules.spam", [{"terms": ["a\udc00b"]}]),
+                               ("heuristic.subject_prefix", "[\U0001F600]")):
+                conn.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, 0)",
+                             (key, json.dumps(value)))
+        values = load(conn)
+        assert values["disclaimer.text"] == "Disclaimer \ufffd"
+        assert values["rules.spam"] == [{"terms": ["a\ufffdb"]}]
+        assert values["heuristic.subject_prefix"] == "[\U0001F600]"
+        assert json.dumps(export_settings(conn), ensure_ascii=False).encode("utf-8")
+    finally:
+        conn.close()
+
+
+# --- settings finding 3: the "***" mask -------------------------------------------------------
+
+MASK_RULE = ('"***" is how `config get` hides a secret, not its value; `config export` is the '
+             "backup that keeps secrets")
+
+
+@pytest.mark.parametrize("key", [key for key in SCHEMA if is_secret(key)])
+def test_the_mask_config_get_prints_is_refused_for_every_secret(key):
+    assert display_value(key, "anything") == "***"
+    assert errors({key: "***"}) == [f"{key}: {MASK_RULE}"]
+
+
+def test_the_mask_is_a_text_like_any_other_outside_secrets():
+    assert validate_changes(defaults(), {"heuristic.subject_prefix": "***"}) == {
+        "heuristic.subject_prefix": "***"}
+
+
+# --- settings findings 4 and 5: patterns that match everything -------------------------------
+
+@pytest.mark.parametrize("match", ["*", "*.*", "**", "*.?*", "?*.*", "[*]", "[*.*.*.*]",
+                                   "*.*.*.*"])
+def test_a_local_route_matching_every_destination_is_refused(match):
+    """Local destinations are exempt from the relay checks: `*` made an open relay."""
+    lines = errors({"routing.local": [{"match": "example.com"}, {"match": match}]})
+    assert len(lines) == 1 and lines[0].startswith("routing.local: '")
+    assert lines[0].endswith("local, which turns anti-relay off (an open relay)")
+
+
+@pytest.mark.parametrize("match", ["*.example.com", "192.0.2.*", "mail?.example.com", "[10.*]"])
+def test_a_local_route_with_wildcards_that_name_something_is_kept(match):
+    assert validate_changes(defaults(), {"routing.local": [{"match": match}]})
+
+
+@pytest.mark.parametrize("line", ["*", "?*", "**", "*?*", " * ", "\uff0a", "*\u200b"])
+def test_a_subject_line_matching_every_subject_is_refused(line):
+    """`*` blocked every message (the default action drops it)."""
+    shown = line.strip()
+    assert errors({"subject.lines": ["hot*", line]}) == [
+        f"subject.lines: '{shown}' alone would block every message"]
+
+
+@pytest.mark.parametrize("line", ["*.*", "\\*", "?", "*hot*", "Re: *"])
+def test_a_subject_line_that_names_something_is_kept(line):
+    assert validate_changes(defaults(), {"subject.lines": [line]})
+
+
+# --- settings finding 6: JSON the command line could not read --------------------------------
+
+def test_a_number_of_thousands_of_digits_inside_a_json_value_is_out_of_range():
+    value = parse_cli_value("routing.default", '{"host": "a.example", "port": ' + "9" * 5000 + "}")
+    assert errors({"routing.default": value}) == [
+        "routing.default: port must be between 1 and 65535"]
+
+
+def test_json_nested_too_deep_to_read_is_one_line_naming_the_key():
+    with pytest.raises(SettingError) as info:
+        parse_cli_value("whitelist.custom", "[" * 100_000 + "]" * 100_000)
+    assert info.value.lines() == ["whitelist.custom: must be JSON nested at most a few levels "
+                                  "deep ([ ] and { } within each other)"]
+
+
+# --- settings finding 7: a cross-key rule names the key being edited -------------------------
+
+def test_a_drop_score_at_or_below_the_forward_score_is_named_as_the_drop_score():
+    current = {**defaults(), "heuristic.forward_score": 40,
+               "heuristic.forward_to": "spam@example.com"}
+    assert errors({"heuristic.drop_score": 30}, current) == [
+        "heuristic.drop_score: must be higher than heuristic.forward_score"]
+    assert errors({"heuristic.drop_score": 30, "heuristic.forward_score": 40}, current) == [
+        "heuristic.forward_score: must be lower than heuristic.drop_score"]
+
+
+def test_clearing_the_report_only_password_while_the_account_is_on_names_the_password():
+    current = {**with_admin("Admin-1"), "admin.report_only.enabled": True,
+               "admin.report_only.password": hash_password("Report-1")}
+    assert errors({"admin.report_only.password": None}, current) == [
+        "admin.report_only.password: must be set while admin.report_only.enabled is on: "
+        "turn the account off first"]
