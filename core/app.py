@@ -203,7 +203,8 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                 try:
                     addresses = await nursery.start(listeners.run)
                 except* ListenFailed as failed:
-                    events.record(Action.SERVICE_START_FAILED, info=str(_first_leaf(failed)))
+                    why = _first_leaf(failed)
+                    events.record(Action.SERVICE_START_FAILED, rule=why.rule, info=str(why))
                     raise
                 # From here a stop is a clean one, even before the start is announced: a
                 # SIGTERM as soon as the port answers (a supervisor's quick restart) is no

@@ -1,5 +1,5 @@
-"""Whether a port can take a Mailmoat listener: SPEC §3, "a port already in use by another
-program is refused with a warning and the old value kept".
+"""Whether a port, or an address of smtp.listen, can take a Mailmoat listener: SPEC §3, "a
+port already in use by another program is refused with a warning and the old value kept".
 
 Rules:
 - A port counts as in use when a test socket cannot bind it on the wildcard address of
@@ -23,6 +23,13 @@ Rules:
   its new port before it closes its old one, so neither move could ever happen. The guide
   (§3 "Configuring SMTP options") refuses it as "in use" and says to change one port number
   at a time; so do we (SWAP_RULE).
+- An address of smtp.listen is refused the same way when this host does not have it: a test
+  socket on it (port 0) fails with EADDRNOTAVAIL (NOT_LOCAL_RULE). The core would keep its
+  old listener, and at its next start listen only on the addresses it can bind (core/smtp/
+  listen_sockets.py), with nothing in the value saved to say why. A host that may bind any
+  address (net.ipv4.ip_nonlocal_bind=1, a keepalived address not yet moved here) passes,
+  as its listener would bind there too. The wildcards (0.0.0.0, ::) and the addresses the
+  setting holds now are not tried: the listener serves what the host has of those.
 - Only values the schema would accept are tried; the schema reports the rest.
 - The console and `config set` / `config import` check with `check_ports`, giving it the
   data home's database so that it can ask the running core.
@@ -38,10 +45,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from shared.clock import SYSTEM_CLOCK, WallClock
-from shared.settings import PORT_KEYS, SettingError
+from shared.settings import PORT_KEYS, SCHEMA, SettingError
+from shared.settings_types import RuleError, entries_rule
 from shared.status import STALE_AFTER_SECONDS, read_snapshot
 
-__all__ = ["port_problem", "check_ports", "may_bind_privileged_ports",
+__all__ = ["port_problem", "address_problem", "check_ports", "may_bind_privileged_ports",
            "privileged_port_start", "core_may_bind_privileged_ports"]
 
 SWAP_RULE = ("port {port} is in use: Mailmoat's {holder} listener holds it now, and this "
@@ -49,6 +57,8 @@ SWAP_RULE = ("port {port} is in use: Mailmoat's {holder} listener holds it now, 
 HELD_RULE = ("port {port} is in use by Mailmoat's {holder} listener, which is still on it "
              "(not where {holder} says); the old value is kept")
 IN_USE_RULE = "port {port} is in use by another program; the old value is kept"
+NOT_LOCAL_RULE = "{address} is not an address of this host ({reason}); the old value is kept"
+_WILDCARDS = ("0.0.0.0", "::")
 PRIVILEGED_RULE = ("port {port} needs root or CAP_NET_BIND_SERVICE, which {who} lacks "
                    "(docs/operations.md: Starting and stopping); the old value is kept")
 # who lacks it, in PRIVILEGED_RULE
@@ -148,13 +158,51 @@ def port_problem(port: int, listeners_may_bind_privileged: bool | None = None) -
     return None
 
 
+def address_problem(address: str) -> str | None:
+    """Why the SMTP listener could not listen on `address` (an IP address the schema took),
+    or None (module rules): NOT_LOCAL_RULE when this host does not have it."""
+    if address in _WILDCARDS:
+        return None
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:          # an IPv6 address on a host without IPv6
+        return NOT_LOCAL_RULE.format(address=address, reason=exc.strerror)
+    try:
+        sock.bind((address, 0))
+    except OSError as exc:
+        if exc.errno == errno.EADDRNOTAVAIL:
+            return NOT_LOCAL_RULE.format(address=address, reason=exc.strerror)
+    finally:
+        sock.close()
+    return None
+
+
+def _listen_problems(current: list[str], new: Any) -> RuleError | None:
+    """The entries of a new smtp.listen this host does not have (`address_problem`), as the
+    schema reports a list's bad entries; None when there are none or the schema refuses
+    the value."""
+    try:
+        wanted = SCHEMA["smtp.listen"].kind.check(new)
+    except RuleError:
+        return None               # the schema's to refuse
+    bad = [(index, RuleError(problem)) for index, address in enumerate(wanted, 1)
+           if address not in current and (problem := address_problem(address))]
+    if not bad:
+        return None
+    return RuleError(entries_rule([(index, exc.rule) for index, exc in bad]),
+                     entries=tuple(bad))
+
+
 def check_ports(current: Mapping[str, Any], changes: Mapping[str, Any],
                 ours: Mapping[str, int] | None = None,
                 conn: sqlite3.Connection | None = None,
                 clock: WallClock = SYSTEM_CLOCK) -> None:
     """Raises SettingError (`KEY: rule` for each) when a changed port is in use by another
     program, or by one of Mailmoat's own listeners that this change moves too (SWAP_RULE),
-    or is a privileged port the listeners may not bind (PRIVILEGED_RULE).
+    or is a privileged port the listeners may not bind (PRIVILEGED_RULE), or a changed
+    smtp.listen holds an address this host does not have (NOT_LOCAL_RULE; the SettingError's
+    cause numbers its entries, as the schema's does).
     `ours`: the ports Mailmoat's own listeners hold now, by key, where they may differ from
     the settings (the console's own listeners: `{"http.port": 8003}`). `conn`: the data
     home's database, where a running core says what it may bind; without one, or with no
@@ -181,5 +229,11 @@ def check_ports(current: Mapping[str, Any], changes: Mapping[str, Any],
             problem = port_problem(new, privileged)
             if problem:
                 errors.append((key, problem))
+    causes = {}
+    if "smtp.listen" in changes:
+        listen = _listen_problems(current["smtp.listen"], changes["smtp.listen"])
+        if listen is not None:
+            errors.append(("smtp.listen", listen.rule))
+            causes["smtp.listen"] = listen
     if errors:
-        raise SettingError(errors)
+        raise SettingError(errors, causes)

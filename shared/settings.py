@@ -225,10 +225,13 @@ _add("admin.emails", EMAILS, [],
 
 # --- Setup (guide §3 "Configuring connection and delivery options") ---
 _add("smtp.port", PORT, 25, "SMTP listening port.", "setup")
-_add("smtp.listen", ListOf(IpAddress(), min_items=1, max_items=16), ["0.0.0.0", "::"],
+_add("smtp.listen", ListOf(IpAddress(listening=True), min_items=1, max_items=16),
+     ["0.0.0.0", "::"],
      "Addresses the SMTP listener binds (IPv4 and IPv6). \"::\" listens for IPv6 only (the "
      "listener sets IPV6_V6ONLY): list \"0.0.0.0\" too for IPv4. An IPv4-mapped address "
-     "(::ffff:127.0.0.1) is stored as IPv4; a zone index (%eth0) is refused.", "setup")
+     "(::ffff:127.0.0.1) is stored as IPv4; a zone index (%eth0) is refused, and so are "
+     "multicast and broadcast addresses and, when saved, an address this host does not "
+     "have.", "setup")
 _add("smtp.max_incoming", Int(1, 1000), 15,
      "SMTP sessions served at once; further connections wait. Another host may hold half of "
      "them, and its next connection is answered 421 (this host and relay.allowed addresses "

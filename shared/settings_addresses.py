@@ -280,11 +280,19 @@ def _unmapped(address: ipaddress.IPv4Address | ipaddress.IPv6Address):
     return getattr(address, "ipv4_mapped", None) or address
 
 
+_LIMITED_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
 @dataclass(frozen=True)
 class IpAddress(Kind):
     """An address, stored in its short form; an IPv4-mapped one as IPv4 (`_unmapped`). A
     zone index (fe80::1%eth0) is refused: a link-local address is no listening or
-    list-answer address here."""
+    list-answer address here. With `listening`, an address a listener binds (smtp.listen):
+    a multicast or broadcast one is refused, since Linux lets a TCP socket bind it and
+    listen there, and no connection ever arrives (whether the host has the address is
+    asked at save time: shared/ports.py)."""
+
+    listening: bool = False
 
     def check(self, value):
         if not isinstance(value, str):  # ip_address() also takes integers: 5 -> 0.0.0.5
@@ -296,7 +304,13 @@ class IpAddress(Kind):
         if getattr(address, "scope_id", None):
             raise RuleError("must be an address without a zone index (%...): give an "
                             "address of one of the host's interfaces, or :: for all of them")
-        return str(_unmapped(address))
+        address = _unmapped(address)
+        if self.listening and (address.is_multicast or address == _LIMITED_BROADCAST):
+            kind = "a multicast" if address.is_multicast else "the broadcast"
+            raise RuleError(f"{address} is {kind} address, which takes no connections: give "
+                            f"an address of one of the host's interfaces, or 0.0.0.0 or :: "
+                            f"for all of them")
+        return str(address)
 
     def describe(self):
         return "IP address"

@@ -4,8 +4,15 @@ change, and the accept loop that hands each connection to a session.
 Rules:
 - One listening socket per address of smtp.listen. An IPv6 socket is IPv6-only, so IPv4
   clients arrive on the IPv4 socket, unmapped; "::" on a host without IPv6 is left out
-  (IPv4 is served), any other address that cannot be bound raises ListenFailed naming the
-  address and the reason.
+  (IPv4 is served).
+- An address this host lacks (EADDRNOTAVAIL: an interface that went away, an IPv6 address
+  not yet through duplicate address detection) is left out, while another address of the
+  list can be bound: the listener serves those, and the caller reports what is missing
+  (`Bound.missing`) and tries it again (`bind_missing`). Mailmoat's users cannot save such
+  an address (shared/ports.py), so it is one the host had when it was set; a core that
+  crashed on it took no mail on the addresses it does have, and `mailmoat run` restarted
+  it for ever. Any other failure (the port in use, a privileged port), or no address at
+  all that can be bound, raises ListenFailed naming the address and the reason.
 - A rebind binds the new sockets beside the old ones, so a refusal costs nothing: the old
   ones stay open and the caller hears why (`rebind`'s on_failed). Only on the same port,
   where our own old sockets may be what is in the way (0.0.0.0 after 127.0.0.1), do the
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
 import trio
@@ -25,23 +33,41 @@ import trio
 from core.delivery.routing import host_port
 from core.smtp.streams import TcpStream
 
-__all__ = ["ListenFailed", "open_listen_sockets", "close_listen_sockets", "rebind",
-           "accept_connections"]
+__all__ = ["ListenFailed", "Bound", "open_listen_sockets", "close_listen_sockets", "rebind",
+           "bind_missing", "accept_connections"]
 
 # accept(2) errors about one connection, not the listener (trio.SocketListener's list)
 _ACCEPT_ERRORS_TO_IGNORE = {getattr(errno, name) for name in (
     "EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
     "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT", "EPROTONOSUPPORT",
     "ETIMEDOUT", "ECONNRESET") if hasattr(errno, name)}
+# bind(2) errors that are about the port, not the address: the rule to name is smtp.port
+_PORT_ERRORS = {errno.EADDRINUSE, errno.EACCES, errno.EPERM}
 
 
 class ListenFailed(Exception):
     """The listener cannot bind where the settings say: the message names the address and
-    the reason (an operator's failure, not a bug: `mailmoat core` prints it as one line)."""
+    the reason (an operator's failure, not a bug: `mailmoat core` prints it as one line).
+    `host`: the address, where one is to blame; `rule`: the setting to correct, for the
+    event's rule column."""
 
-    def __init__(self, message: str, errno_: int | None = None):
+    def __init__(self, message: str, errno_: int | None = None, host: str | None = None):
         super().__init__(message)
         self.errno = errno_
+        self.host = host
+        self.rule = "smtp.port" if errno_ in _PORT_ERRORS else "smtp.listen"
+
+
+@dataclass
+class Bound:
+    """The listening sockets, and the addresses of smtp.listen left out because this host
+    lacks them now (module rules), each with why."""
+    sockets: list[socket.socket]
+    missing: list[ListenFailed] = field(default_factory=list)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [sock.getsockname()[:2] for sock in self.sockets]
 
 
 def close_listen_sockets(listeners: list[socket.socket]) -> None:
@@ -51,19 +77,31 @@ def close_listen_sockets(listeners: list[socket.socket]) -> None:
             listener.close()
 
 
-def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> list[socket.socket]:
+def _is_missing(exc: OSError) -> bool:
+    """Whether socket()/bind() failed because this host lacks the address (module rules):
+    EADDRNOTAVAIL, or no such address family (an IPv6 address on a host without IPv6)."""
+    return exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+
+
+def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> Bound:
     """One listening socket per address of `hosts` (IP addresses, the setting's rule), with
-    SO_REUSEPORT when `reuse_port` (listener processes sharing the port); raises
-    ListenFailed naming the address and the reason."""
-    listeners = []
+    SO_REUSEPORT when `reuse_port` (listener processes sharing the port), and the addresses
+    this host lacks (module rules). Raises ListenFailed naming the address and the reason
+    when one cannot be bound otherwise, or none can."""
+    listeners, missing = [], []
     for host in hosts:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
-        except OSError:
+        except OSError as exc:
             if host == "::":
                 continue  # IPv6 switched off on this host: serve IPv4 only
-            raise
+            if not _is_missing(exc):
+                close_listen_sockets(listeners)
+                raise
+            missing.append(ListenFailed(f"cannot listen for SMTP on {host_port(host, port)} "
+                                        f"({exc.strerror})", errno.EADDRNOTAVAIL, host))
+            continue
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -76,37 +114,56 @@ def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> list[socket.so
             if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6 \
                     and host == "::":
                 continue  # a host without IPv6: serve IPv4 only
-            close_listen_sockets(listeners)
-            raise ListenFailed(f"cannot listen for SMTP on {host_port(host, port)} "
-                               f"({exc.strerror})", exc.errno) from None
+            failed = ListenFailed(f"cannot listen for SMTP on {host_port(host, port)} "
+                                  f"({exc.strerror})", exc.errno, host)
+            if not _is_missing(exc):
+                close_listen_sockets(listeners)
+                raise failed from None
+            missing.append(failed)
+            continue
         sock.setblocking(False)
         sock.listen(256)
         listeners.append(sock)
     if not listeners:
+        if len(missing) == 1:
+            raise missing[0]
         raise ListenFailed(f"cannot listen for SMTP on any of {', '.join(hosts)} "
                            f"(no such address on this host)", errno.EADDRNOTAVAIL)
-    return listeners
+    return Bound(listeners, missing)
 
 
-def rebind(listeners: list[socket.socket], hosts, port: int, *, reuse_port: bool,
-           on_failed: Callable[[ListenFailed], None]) -> list[socket.socket]:
-    """The listening sockets for (`hosts`, `port`), or `listeners` (still open) when those
+def bind_missing(bound: Bound, port: int, *, reuse_port: bool) -> Bound:
+    """`bound` with the sockets of those of its missing addresses that can be bound now
+    (the address came back); `bound` itself when none can."""
+    try:
+        more = open_listen_sockets([exc.host for exc in bound.missing], port,
+                                   reuse_port=reuse_port)
+    except ListenFailed:
+        return bound
+    return Bound(bound.sockets + more.sockets, more.missing)
+
+
+def rebind(bound: Bound, hosts, port: int, *, reuse_port: bool,
+           on_failed: Callable[[ListenFailed], None]) -> Bound:
+    """The listening sockets for (`hosts`, `port`), or `bound` (still open) when those
     cannot be bound, after `on_failed(why)` (module rules). Raises ListenFailed only when
     the old sockets, closed to make way on their port, cannot be bound again either."""
-    bound = [listener.getsockname()[:2] for listener in listeners]
+    listeners = bound.sockets
+    addresses = bound.addresses
     try:
         new = open_listen_sockets(hosts, port, reuse_port=reuse_port)
     except ListenFailed as exc:
-        if exc.errno != errno.EADDRINUSE or port != bound[0][1]:
+        if exc.errno != errno.EADDRINUSE or port != addresses[0][1]:
             on_failed(exc)
-            return listeners
-        old_hosts = [address[0] for address in bound]
+            return bound
+        old_hosts = [address[0] for address in addresses]
         close_listen_sockets(listeners)
         try:
             new = open_listen_sockets(hosts, port, reuse_port=reuse_port)
         except ListenFailed as exc:
             on_failed(exc)
-            return open_listen_sockets(old_hosts, port, reuse_port=reuse_port)
+            return Bound(open_listen_sockets(old_hosts, port, reuse_port=reuse_port).sockets,
+                         bound.missing)
     close_listen_sockets(listeners)
     return new
 

@@ -118,7 +118,7 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
                     addresses = await nursery.start(server.serve)
                 except ListenFailed as exc:
                     # Nothing else writes to the core yet (no session, no counter moved).
-                    await stream.send_all(_line({"failed": str(exc)}))
+                    await stream.send_all(_line({"failed": str(exc), "errno": exc.errno}))
                     nursery.cancel_scope.cancel()
                     return 1
                 await send_line.send(_line({"ready": [list(a) for a in addresses]}))

@@ -7,7 +7,8 @@ as the core would (250 only after the group commit). It tells the core process w
 over a socketpair, one JSON object per line:
 
     {"ready": [[host, port], ...]}          listening
-    {"failed": "cannot listen … (reason)"}  cannot bind at start; the process then exits
+    {"failed": "cannot listen … (reason)",  cannot bind at start (`errno`: bind(2)'s, which
+     "errno": N}                            says the setting to blame); the process exits
     {"accepted": QUEUE_ID, "envelope": {…}} a message is durable in fast/
     {"counters": {name: delta, …}}          counter increments since the last report
 
@@ -157,7 +158,7 @@ class ListenerPool:
                     for name, delta in message["counters"].items():
                         self.counters.incr(name, delta)
                 elif "failed" in message and task_status is not None:
-                    raise ListenFailed(message["failed"])
+                    raise ListenFailed(message["failed"], message.get("errno"))
                 elif "ready" in message and task_status is not None:
                     task_status.started([tuple(a) for a in message["ready"]])
                     task_status = None

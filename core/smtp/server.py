@@ -34,10 +34,16 @@ Rules:
   with an event, never the listener; inside it core/smtp/session.py answers the client.
 - The listener follows `smtp.port`/`smtp.listen`: a change rebinds within the settings poll.
   The new sockets bind before the old ones close; a change that cannot be bound (a port
-  another program holds, an address the host lacks) leaves the listener where it was, with a
-  `service_start_failed` event, until the settings change again (core/smtp/listen_sockets.py
-  says how). At start it raises ListenFailed instead (SPEC §3: "a port already in use … the
-  old value kept").
+  another program holds, no address of the list the host has) leaves the listener where it
+  was, with a `service_start_failed` event, until the settings change again
+  (core/smtp/listen_sockets.py says how). At start it raises ListenFailed instead (SPEC §3:
+  "a port already in use … the old value kept"). The event's rule is the setting to
+  correct (smtp.port or smtp.listen).
+- An address of smtp.listen this host lacks, while others can be bound, is left out, at
+  start as at a change: the listener serves the others, a `service_start_failed` event of
+  rule smtp.listen and a line on stderr name the address, and it is tried again every
+  MISSING_RETRY_SECONDS (an interface that comes up late, an IPv6 address still in
+  duplicate address detection), with a line on stderr once it is bound.
 """
 
 from __future__ import annotations
@@ -55,8 +61,8 @@ from core.smtp import replies as R
 from core.smtp.client_sessions import LocalClientSessions, SharedClientSessions
 from core.smtp.conversation import WriteFailures
 from core.smtp.group_commit import GroupCommitter
-from core.smtp.listen_sockets import (ListenFailed, accept_connections, close_listen_sockets,
-                                      open_listen_sockets, rebind)
+from core.smtp.listen_sockets import (Bound, ListenFailed, accept_connections, bind_missing,
+                                      close_listen_sockets, open_listen_sockets, rebind)
 from core.smtp.policy import Refusal, listed_relay_client
 from core.smtp.rbl import SUSPEND_SECONDS, RblChecker
 from core.smtp.session import Session, say_shutting_down
@@ -65,9 +71,11 @@ from shared.disk import DiskSpace
 from shared.events import Action
 from shared.spool import Envelope
 
-__all__ = ["SmtpServer", "client_limit", "HOST_ITSELF", "DISK_CHECK_SECONDS"]
+__all__ = ["SmtpServer", "client_limit", "HOST_ITSELF", "DISK_CHECK_SECONDS",
+           "MISSING_RETRY_SECONDS"]
 
 DISK_CHECK_SECONDS = 1.0
+MISSING_RETRY_SECONDS = 10.0    # an address of smtp.listen this host lacks: tried again
 # Connections from these addresses come from this host itself (module rules).
 HOST_ITSELF = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -168,37 +176,69 @@ class SmtpServer:
         # outlives with the pair it loaded (core/smtp/tls.py), not a start without one.
         self.ssl_context()
         s = self.settings()
-        listeners = open_listen_sockets(s["smtp.listen"], s["smtp.port"],
-                                        reuse_port=self.reuse_port)
+        bound = open_listen_sockets(s["smtp.listen"], s["smtp.port"],
+                                    reuse_port=self.reuse_port)
         try:
             async with trio.open_nursery() as sessions:
-                self.bound = [l.getsockname()[:2] for l in listeners]
+                self.bound = bound.addresses
+                self._report_missing(bound)
                 task_status.started(self.bound)
                 while True:
                     async with trio.open_nursery() as accepting:
-                        for listener in listeners:
+                        for listener in bound.sockets:
                             accepting.start_soon(accept_connections, listener, sessions,
                                                  self._session)
-                        hosts, port = await self._next_binding()
+                        wanted = await self._next_binding(retry=bool(bound.missing))
                         accepting.cancel_scope.cancel()
-                    listeners = rebind(listeners, hosts, port, reuse_port=self.reuse_port,
+                    was = bound
+                    if wanted is None:
+                        bound = bind_missing(bound, self.bound[0][1],
+                                             reuse_port=self.reuse_port)
+                    else:
+                        bound = rebind(bound, *wanted, reuse_port=self.reuse_port,
                                        on_failed=self._listen_failed)
-                    self.bound = [l.getsockname()[:2] for l in listeners]
+                    self.bound = bound.addresses
+                    if wanted is None:
+                        self._report_found(was, bound)
+                    elif bound is not was:
+                        self._report_missing(bound)
         finally:
-            close_listen_sockets(listeners)
+            close_listen_sockets(bound.sockets)
 
-    async def _next_binding(self) -> tuple[list[str], int]:
-        """Wait for a change of smtp.port/smtp.listen; returns the (hosts, port) wanted."""
-        await self._rebind.wait()
-        self._rebind = trio.Event()
-        s = self.settings()
-        return list(s["smtp.listen"]), s["smtp.port"]
+    async def _next_binding(self, *, retry: bool) -> tuple[list[str], int] | None:
+        """Wait for a change of smtp.port/smtp.listen; returns the (hosts, port) wanted.
+        With `retry` (addresses missing), None after MISSING_RETRY_SECONDS without one."""
+        with trio.move_on_after(MISSING_RETRY_SECONDS if retry else float("inf")):
+            await self._rebind.wait()
+            self._rebind = trio.Event()
+            s = self.settings()
+            return list(s["smtp.listen"]), s["smtp.port"]
+        return None
+
+    def _where(self) -> str:
+        return ", ".join(host_port(h, p) for h, p in self.bound)
 
     def _listen_failed(self, exc: ListenFailed) -> None:
-        where = ", ".join(host_port(h, p) for h, p in self.bound)
-        message = f"{exc}; still listening on {where} until smtp.port or smtp.listen changes"
+        self._say(exc.rule, f"{exc}; still listening on {self._where()} until smtp.port or "
+                            f"smtp.listen changes")
+
+    def _report_missing(self, bound: Bound) -> None:
+        for exc in bound.missing:
+            self._say("smtp.listen", f"{exc}: this host has no such address now; listening "
+                                     f"on {self._where()} without it, and trying it again "
+                                     f"every {MISSING_RETRY_SECONDS:.0f} s")
+
+    def _report_found(self, was: Bound, now: Bound) -> None:
+        still_missing = {exc.host for exc in now.missing}
+        found = [exc.host for exc in was.missing if exc.host not in still_missing]
+        if found and self.reports_listen_errors:
+            print(f"mailmoat core: now listening for SMTP on {self._where()} ("
+                  f"{', '.join(found)} can be bound again)", file=sys.stderr, flush=True)
+
+    def _say(self, rule: str, message: str) -> None:
+        """A listening failure: an event of `rule` and a line on stderr (module rules)."""
         if self.reports_listen_errors:
-            self.events.record(Action.SERVICE_START_FAILED, info=message)
+            self.events.record(Action.SERVICE_START_FAILED, rule=rule, info=message)
             print(f"mailmoat core: {message}", file=sys.stderr, flush=True)
 
     # --- admitting a connection to a session ------------------------------------------
