@@ -47,8 +47,7 @@ def create_app(home: DataHome, clock: WallClock | None = None,
                          liveupdate, quarantine, reporting, status)
     from console import security
     from console.auth.forms import LogoffForm
-    from console.auth.service import (check_credentials, check_idle_timeout,
-                                      end_unknown_session, load_user)
+    from console.auth.service import check_session, load_user
 
     app = Flask(__name__)
     app.session_interface = security.SchemeSessionInterface()
@@ -89,8 +88,7 @@ def create_app(home: DataHome, clock: WallClock | None = None,
 
     @app.before_request
     def _session_checks():
-        if not end_unknown_session(current_user) and not check_credentials(current_user):
-            check_idle_timeout(current_user)
+        check_session(current_user)
 
     for module in (auth, status, configuration, antivirus, antispam, filtering, quarantine,
                    reporting, liveupdate, licensing):

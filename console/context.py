@@ -1,6 +1,6 @@
 """What one console process holds: its data home, wall clock, event writer, logon counters,
-live sessions (console.sessions), logon throttle and HTTP protocol violation budget
-(console.throttle).
+live sessions (console.sessions), logon throttle and the budgets of the HTTP protocol
+violation and unauthorized access events (console.throttle).
 
 Rules:
 - One `ConsoleContext` per app, made by `create_app`; views and services reach it through
@@ -21,7 +21,7 @@ from typing import Any, Callable
 from flask import current_app, g
 
 from console.sessions import Sessions
-from console.throttle import LogonThrottle, ViolationBudget
+from console.throttle import LogonThrottle, UnauthorizedBudget, ViolationBudget
 from shared.disk import disk_free_fraction
 from shared import db as shared_db
 from shared.clock import WallClock
@@ -74,6 +74,7 @@ class ConsoleContext:
     sessions: Sessions = field(default_factory=Sessions)
     throttle: LogonThrottle = field(default_factory=LogonThrottle)
     violations: ViolationBudget = field(default_factory=ViolationBudget)
+    unauthorized: UnauthorizedBudget = field(default_factory=UnauthorizedBudget)
     # Free fraction of the file system of a path, as the core's low-disk alert measures it
     # (tests put a low value in instead of filling a disk).
     disk_free: Callable[[Path], float] = disk_free_fraction

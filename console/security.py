@@ -43,13 +43,14 @@ from markupsafe import Markup, escape
 from werkzeug.exceptions import BadHost, HTTPException
 
 from console.context import ConsoleContext, console_context, settings
-from console.throttle import VIOLATION_EVENTS_PER_CLIENT, VIOLATION_WINDOW_SECONDS
+from console.throttle import EventBudget
 from shared.events import Action
 from shared.shown_text import visible_bidi
 
 __all__ = ["install", "logon_page", "SECURITY_HEADERS", "https_url", "SchemeSessionInterface",
            "SECURE_SESSION_COOKIE", "visible_bidi", "client_ip", "record_http_violation",
-           "is_http_violation", "PLAIN_HTTP_ON_HTTPS"]
+           "is_http_violation", "PLAIN_HTTP_ON_HTTPS", "event_text", "record_within_budget",
+           "LOGGED_TEXT_MAX_CHARS"]
 
 log = logging.getLogger("mailmoat.console")
 
@@ -99,7 +100,7 @@ log has the details).</p>
 </body>
 </html>
 """
-LOGGED_TEXT_MAX_CHARS = 200   # of a path or Host header in a log line
+LOGGED_TEXT_MAX_CHARS = 200   # of a path or Host header in a log line or an event
 # An answer that says the request broke HTTP itself (guide Table 3-2 "HTTP protocol
 # violation"), whoever gives it: cheroot, for a request it could not read (console.serve),
 # or the console. Not 408 (a client that went quiet), 500 or 503 (our side).
@@ -217,6 +218,40 @@ def _ipv4_clients_as_ipv4(wsgi_app):
     return wrapped
 
 
+def event_text(text: str) -> str:
+    """`text` from a client (a path, an error that quotes its bytes) as an event stores it:
+    at most LOGGED_TEXT_MAX_CHARS characters, "…" where it was cut, control characters
+    escaped. The client decides how long it is: stored whole, a 60 KB path made two 60 KB
+    copies per refused request and a 1 MB alert mail (authz finding 1)."""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1]
+                    for c in text[:LOGGED_TEXT_MAX_CHARS])
+    return shown + "…" if len(text) > LOGGED_TEXT_MAX_CHARS else shown
+
+
+def record_within_budget(context: ConsoleContext, budget: EventBudget, address: str | None,
+                         action: Action, *, result: str, info: str,
+                         data: dict | None = None) -> None:
+    """Write the event `action` of the client at `address` while it has some of `budget`
+    left (console.throttle): the last one written says that the next are not, the first
+    after the pause how many were left out, in its info and in its data (`last_recorded`,
+    `left_out`). `address` as the request has it; the event names it as `client_ip` does."""
+    address = client_ip(address)
+    allowance = budget.take(address, context.clock.now())
+    if not allowance.record:
+        return
+    data = dict(data or {})
+    if allowance.left_out:
+        info += f" (after {allowance.left_out} more from this client, not recorded)"
+        data["left_out"] = allowance.left_out
+    if allowance.is_last:
+        info += (f" (the last of {budget.events_per_client} recorded from this client within "
+                 f"{budget.window_seconds // 60} minutes: the next ones are not recorded "
+                 "until that time has passed since the first of them)")
+        data["last_recorded"] = True
+    context.events.record(action, result=result, client_ip=address, info=info,
+                          data=data or None)
+
+
 def record_http_violation(context: ConsoleContext, address: str | None, what: str) -> None:
     """The one place an HTTP protocol violation is recorded, whoever answered the request
     (cheroot before the console saw it: console.serve; the console itself: `install`): an
@@ -225,24 +260,10 @@ def record_http_violation(context: ConsoleContext, address: str | None, what: st
     writes at most VIOLATION_EVENTS_PER_CLIENT of them in VIOLATION_WINDOW_SECONDS
     (console.throttle.ViolationBudget). Never raises: it runs in cheroot's threads too."""
     try:
-        address = client_ip(address)
-        allowance = context.violations.take(address, context.clock.now())
-        if not allowance.record:
-            return
         # control characters escaped: cheroot's texts may quote the client's bytes
-        info = "".join(c if c.isprintable() else repr(c)[1:-1]
-                       for c in what[:LOGGED_TEXT_MAX_CHARS])
-        data = {}
-        if allowance.left_out:
-            info += f" (after {allowance.left_out} more from this client, not recorded)"
-            data["left_out"] = allowance.left_out
-        if allowance.is_last:
-            info += (f" (the {VIOLATION_EVENTS_PER_CLIENT}th from this client within "
-                     f"{VIOLATION_WINDOW_SECONDS // 60} minutes: the next ones are not "
-                     "recorded until that time has passed since the first of them)")
-            data["last_recorded"] = True
-        context.events.record(Action.HTTP_PROTOCOL_VIOLATION, result="rejected",
-                              client_ip=address, info=info, data=data or None)
+        record_within_budget(context, context.violations, address,
+                             Action.HTTP_PROTOCOL_VIOLATION, result="rejected",
+                             info=event_text(what))
     except Exception:   # a bug here must not cost the client its answer
         log.exception("cannot record an HTTP protocol violation")
 
@@ -274,6 +295,12 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_failed(exc: CSRFError):
+        from console.roles import refused_for_role
+        # the role first: a report-only administrator's post to an administrator page is
+        # its 403 and event, token or not (SPEC §7); nobody else's answer changes
+        if refused_for_role():
+            _log_error_answer(403, f"Forbidden (and no valid form token: {exc.description})")
+            return _error_page(403)
         _log_error_answer(400, f"Form expired: {exc.description}")
         return _error_page(400, "Form expired", "The form was not accepted because its "
                            "security token was missing or out of date. Go back, reload the "

@@ -15,7 +15,8 @@ Rules:
   IPv6 client its whole /64, which the info names too.
 - A session lives on the server (console.sessions): the cookie carries only its random id.
   A request whose id is not live is logged off (`end_unknown_session`). Log Off, the idle
-  timeout and a password change end the session on the server, so an old copy of the
+  timeout, a password change and a logon in the same browser (which replaces its session:
+  logoff reason `logged_on_again`) end the session on the server, so an old copy of the
   cookie opens nothing.
 - A session ends after `admin.timeout_minutes` without a request (both roles), measured on
   the app's wall clock so tests move time without sleeping.
@@ -44,13 +45,14 @@ from werkzeug.routing import RequestRedirect
 
 from console.context import console_context, settings
 from console.roles import Role
+from console.security import LOGGED_TEXT_MAX_CHARS, event_text, record_within_budget
 from console.sessions import SessionRecord
 from console.throttle import FAILED_LOGON_WINDOW_SECONDS, FAILED_LOGONS_PER_CLIENT, client_key
 from shared.events import FAILED, SUCCEEDED, Action
 from shared.settings import PASSWORD_MAX_CHARS, check_password
 
 __all__ = ["User", "ACCOUNTS", "authenticate", "load_user", "log_on", "log_off",
-           "check_idle_timeout", "check_credentials", "end_unknown_session",
+           "check_idle_timeout", "check_credentials", "end_unknown_session", "check_session",
            "keep_session_after_password_change", "record_unauthorized",
            "login_required_response", "safe_next", "LogonsLockedOut", "FAILED_LOGONS_ALERT_AT"]
 
@@ -188,6 +190,12 @@ def log_on(name: str, password: str | None) -> User | None:
     idle_seconds = settings()["admin.timeout_minutes"] * 60
     for ended in ctx.sessions.end_idle(now, idle_seconds):
         _record_logoff(ended.account, "timeout", ended.client_ip)
+    # The browser's earlier session, which this logon replaces: ended on the server too, or
+    # a copy of its cookie (an administrator's, under a report logon) would still open
+    # its pages (authz finding 3).
+    replaced = ctx.sessions.end(session.get(_SESSION_ID_KEY))
+    if replaced is not None:
+        _record_logoff(replaced.account, "logged_on_again", client_ip)
     session.clear()  # no session fixation: nothing from before the logon survives
     user.session_id = ctx.sessions.start(SessionRecord(
         account=name, generation=_generation(name, settings()), seen=now,
@@ -204,6 +212,13 @@ def log_off(user: User, reason: str = "logoff") -> None:
     _record_logoff(user.id, reason, request.remote_addr)
     logout_user()
     session.clear()
+
+
+def check_session(user) -> bool:
+    """Before each request, and before a refusal for the role that comes ahead of the view
+    (console.roles.refused_for_role): the checks below in turn. True when the session
+    ended (or was not live) and the request is now anonymous."""
+    return end_unknown_session(user) or check_credentials(user) or check_idle_timeout(user)
 
 
 def end_unknown_session(user) -> bool:
@@ -256,9 +271,17 @@ def keep_session_after_password_change(account: str) -> None:
 
 
 def record_unauthorized(user_id: str, path: str) -> None:
-    console_context().events.record(Action.UNAUTHORIZED_ACCESS, result="denied",
-                                    client_ip=request.remote_addr, info=path,
-                                    data={"user": user_id, "path": path})
+    """The unauthorized_access event of a refused request (console.roles), within the
+    client's budget of them (console.throttle.UnauthorizedBudget). Of the path, what a log
+    line keeps: in the info as `event_text` shows it, in the data cut as it is, with
+    `path_chars` saying how long it was when cut."""
+    ctx = console_context()
+    data = {"user": user_id, "path": path[:LOGGED_TEXT_MAX_CHARS]}
+    if len(path) > LOGGED_TEXT_MAX_CHARS:
+        data["path_chars"] = len(path)
+    record_within_budget(ctx, ctx.unauthorized, request.remote_addr,
+                         Action.UNAUTHORIZED_ACCESS, result="denied", info=event_text(path),
+                         data=data)
 
 
 def _accepts_get(target: str) -> bool:
