@@ -215,6 +215,7 @@ _COMES_BACK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow        # waits for the core's 10 s retry of the missing address
 def test_an_address_that_comes_back_is_listened_on_without_a_restart(tmp_path):
     unshare = shutil.which("unshare")
     if unshare is None or shutil.which("ip") is None \
