@@ -37,6 +37,7 @@ from shared.events import (CATEGORY_OF, CONNECTION_ACTUAL, CONNECTION_SUCCEEDED,
                            RECIPIENT_REFUSED, Action, Category)
 from shared.idn import spellings
 from shared.report_time import ReportRange
+from shared.settings_types import without_surrogates
 
 __all__ = ["Summary", "SummarySection", "DetailFilter", "DetailRow", "ACTION_GROUPS",
            "ACTION_LABELS", "DISPOSITION_SERIES", "summarise", "disposition_counts",
@@ -427,9 +428,21 @@ class DetailRow(NamedTuple):
         return f"{self.time!r}:{self.id}"
 
 
-def _casefold_contains(text: str | None, *needles: str) -> int:
-    if text is None:
+def _casefold_contains(raw: bytes | None, *needles: str) -> int:
+    """The search function, given the row's text as bytes (`CAST … AS BLOB`): SQLite's
+    json_tree reads a lone surrogate's escape, which an older release wrote into an event's
+    data ("\\ud800", upgrade16 finding 2), as bytes that are no UTF-8, and Python would refuse
+    them as a text argument, failing the whole search. Read as the report shows the data
+    (shared.report_format `event_data`): the surrogate as U+FFFD."""
+    if raw is None:
         return 0
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        try:
+            text = without_surrogates(raw.decode("utf-8", "surrogatepass"))
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", "replace")
     text = text.casefold()
     return int(any(needle in text for needle in needles))
 
@@ -444,7 +457,7 @@ def _search_clause(conn: sqlite3.Connection, term: str) -> tuple[str, tuple]:
         return f" AND ({_SEARCH_TEXT}) LIKE ? ESCAPE '\\'", (f"%{escaped}%",)
     conn.create_function("mailmoat_contains", -1, _casefold_contains, deterministic=True)
     marks = ", ?" * len(terms)
-    return (f" AND mailmoat_contains({_SEARCH_TEXT}{marks})",
+    return (f" AND mailmoat_contains(CAST(({_SEARCH_TEXT}) AS BLOB){marks})",
             tuple(t.casefold() for t in terms))
 
 

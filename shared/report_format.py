@@ -38,6 +38,7 @@ from typing import Iterable, Iterator
 
 from shared.report import DetailRow, Summary
 from shared.report_time import iso_local
+from shared.settings_types import loads_stored
 from shared.shown_text import one_line, visible_bidi
 
 __all__ = ["DETAIL_COLUMNS", "SUMMARY_COLUMNS", "escape_cell", "detail_record",
@@ -109,11 +110,15 @@ ELLIPSIS = "…"
 
 def event_data(data: str | None):
     """The stored `data` JSON as Python values; {} when there is none, the text itself when
-    it is not JSON (an older or hand-made row)."""
+    it is not JSON (an older or hand-made row). The one place every report output reads an
+    event's data: a lone UTF-16 surrogate an older release wrote (its object_modified event
+    for a setting it then accepted, "\\ud800" in ASCII JSON) reads as U+FFFD, as the setting
+    itself does (settings_types `loads_stored`), since no UTF-8 page, file or terminal can
+    carry it (upgrade16 finding 2)."""
     if not data:
         return {}
     try:
-        return json.loads(data)
+        return loads_stored(data)
     except ValueError:
         return data
 

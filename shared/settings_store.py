@@ -9,7 +9,6 @@ release's defaults reach installations that never changed them.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import time
 from types import MappingProxyType
@@ -17,30 +16,23 @@ from typing import Any, Callable, Mapping
 
 from shared import db
 from shared.settings import SCHEMA, SettingError, defaults, validate_changes
-from shared.settings_types import without_surrogates
+from shared.settings_types import loads_stored
 
 __all__ = ["load", "snapshot", "apply_changes", "Changes", "export_settings", "import_settings",
            "stored_keys"]
-
-# A UTF-16 surrogate as json.dumps escapes it: half of a pair that writes a character beyond
-# U+FFFF (kept as it is), or a lone one (`load`).
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def load(conn: sqlite3.Connection) -> dict[str, Any]:
     """Every key: the stored value, else the default. Unknown stored keys are ignored.
 
     A lone UTF-16 surrogate an older release let in (stored as its JSON escape: the settings
-    table holds ASCII JSON) reads as U+FFFD (settings_types `without_surrogates`): no UTF-8
+    table holds ASCII JSON) reads as U+FFFD (settings_types `loads_stored`): no UTF-8
     text can hold it, and the mail, page or `config get` using it would fail (settings
     finding 1). The stored value stays until it is changed."""
     values = defaults()
     for row in conn.execute("SELECT key, value FROM settings"):
         if row["key"] in SCHEMA:
-            value = json.loads(row["value"])
-            if _SURROGATE_ESCAPE.search(row["value"]):  # or a character beyond U+FFFF
-                value = without_surrogates(value)
-            values[row["key"]] = value
+            values[row["key"]] = loads_stored(row["value"])
     return values
 
 

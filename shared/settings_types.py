@@ -17,6 +17,7 @@ and RBL zones in `shared.settings_entries`.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import zoneinfo
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ __all__ = [
     "Nullable", "TimeOfDay", "Timezone", "Extension", "Pattern", "Weekday", "Base64Key",
     "Characters",
     "checked_fields", "plain_object", "entries_rule", "integer_from_text", "check_encodable",
-    "without_surrogates", "INTEGER_MAX_DIGITS", "ENTRIES_NAMED", "zone_names", "NOT_PLACE_ZONES",
+    "without_surrogates", "loads_stored", "INTEGER_MAX_DIGITS", "ENTRIES_NAMED", "zone_names", "NOT_PLACE_ZONES",
 ]
 
 
@@ -202,6 +203,23 @@ def _located(error: RuleError, path: tuple) -> RuleError:
         else:
             error = error.within(step)
     return error
+
+
+# A UTF-16 surrogate as json.dumps escapes it: half of a pair that writes a character beyond
+# U+FFFF (json.loads joins the pair), or a lone one (`loads_stored`).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def loads_stored(text: str) -> Any:
+    """`json.loads(text)` for JSON an older release stored with json.dumps' defaults (ASCII,
+    so a lone surrogate is kept as its escape), each lone surrogate read as U+FFFD
+    (`without_surrogates`). The one reader of such text: settings (shared/settings_store.py
+    `load`) and events' data (shared/report_format.py `event_data`). Raises ValueError as
+    json.loads does."""
+    value = json.loads(text)
+    if _SURROGATE_ESCAPE.search(text):      # or only a character beyond U+FFFF
+        value = without_surrogates(value)
+    return value
 
 
 def without_surrogates(value: Any) -> Any:

@@ -498,3 +498,28 @@ def test_saved_copies_that_cannot_be_purged_do_not_make_the_event_purge_read_fai
         assert "saved report CSVs not purged" in row["info"]
     finally:
         writer.close()
+
+
+def test_an_older_events_lone_surrogate_reads_as_u_fffd_on_the_page_and_in_the_csv(admin,
+                                                                                   clock):
+    """Upgrade16 finding 2: the older release's object_modified event for a disclaimer text
+    holding a lone surrogate (its json.dumps kept "\\ud800") made the Detail Report (every
+    action, the default) a 500 and broke Write to CSV off mid-download."""
+    writer_clock = FakeClock(clock.now() - 600)
+    writer = EventWriter(admin.home.db, "console", writer_clock)
+    writer.record(Action.OBJECT_MODIFIED, result="saved", rule="disclaimer.text",
+                  info="mailmoat config set", data={
+                      "user": "root", "page": "cli",
+                      "changes": {"disclaimer.text": ["", "Scanned \ud800 by gw"]}})
+    writer.record(Action.ACCEPTED, queue_id="Q-AFTER", subject="after it")
+    writer.close()
+    response = admin.get("/reporting/detail?generated=1&start=2027-01-14T08:00"
+                         "&end=2027-01-15T08:00")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Scanned \ufffd by gw" in page and "Q-AFTER" in page
+    body = admin.post("/reporting/detail", {**window(admin), "write_csv": "1"}).get_data(
+        as_text=True)
+    rows = list(csv.DictReader(io.StringIO(body, newline="")))
+    assert [row["action"] for row in rows] == ["object_modified", "accepted"]
+    assert rows[0]["info"].endswith('disclaimer.text: "" → "Scanned \ufffd by gw"')

@@ -249,3 +249,24 @@ async def test_mail_the_core_generates_is_reported_delivered_not_accepted(tmp_pa
     assert [tuple(m) for m in marks] == [("delivered", 1), ("delivered", 1), ("completed", 1)]
     writer.close()
     conn.close()
+
+
+def test_an_older_events_lone_surrogate_reads_as_u_fffd_in_every_format(tmp_path):
+    """Upgrade16 finding 2: `report detail`, text and CSV, ended in "unexpected error:
+    UnicodeEncodeError … '\\ud800'" and exit 1 on the older release's object_modified event
+    for a disclaimer text holding a lone surrogate (its json.dumps kept the escape)."""
+    home = make_home(tmp_path / "home")
+    clock = FakeClock(T0)
+    writer = EventWriter(home.db, "console", clock)
+    writer.record(Action.OBJECT_MODIFIED, result="saved", rule="disclaimer.text",
+                  info="mailmoat config set", data={
+                      "user": "root", "page": "cli",
+                      "changes": {"disclaimer.text": ["", "Scanned \ud800 by gw"]}})
+    writer.close()
+    shown = 'mailmoat config set; user=root; disclaimer.text: "" → "Scanned \ufffd by gw"'
+    day = ("detail", "--from", "2027-01-15T00:00", "--to", "2027-01-16T00:00")
+    assert shown in report(home, *day)[0]
+    [row] = csv.DictReader(io.StringIO(report(home, *day, "--format", "csv")[0], newline=""))
+    assert row["info"] == shown
+    assert json.loads(report(home, *day, "--format", "json")[0])["info"] == shown
+    assert shown in report(home, *day, "--search", "SCANNED \ufffd")[0]

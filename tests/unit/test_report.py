@@ -694,3 +694,41 @@ def test_a_fact_the_writers_text_states_is_not_repeated(database, seed):
 ])
 def test_only_a_fact_stated_in_whole_words_is_left_out(info, kept):
     assert detail_parts("heuristic_spam", {"score": 100}, info=info) == kept
+
+
+# --- text an older release wrote that no UTF-8 output can carry ---------------------------------
+
+# An older release's object_modified event for a setting it accepted with a lone surrogate
+# (today's schema refuses one): json.dumps kept it as the ASCII escape "\ud800".
+SURROGATE_CHANGE = {"user": "root", "page": "cli",
+                    "changes": {"disclaimer.text": ["", "Scanned \ud800 by gw"]}}
+
+
+def test_a_lone_surrogate_in_an_older_events_data_reads_as_u_fffd_in_every_format(database,
+                                                                                  seed):
+    """Upgrade16 finding 2: `report detail` (text and CSV) ended in a UnicodeEncodeError
+    traceback, the console's detail report gave 500 and its CSV download broke off, for as
+    long as that event stayed in the range."""
+    seed.at(T0 + 1, Action.OBJECT_MODIFIED, result="saved", rule="disclaimer.text",
+            info="mailmoat config set", data=SURROGATE_CHANGE)
+    seed.at(T0 + 2, Action.ACCEPTED, queue_id="after", subject="Grüße")
+    seed.done()
+    conn = database[1]
+    [stored] = conn.execute("SELECT data FROM events WHERE action = 'object_modified'")
+    assert "Scanned \\ud800 by gw" in stored[0]         # as the older release stored it
+    rows = records(conn)
+    assert rows[0]["info"] == ('mailmoat config set; user=root; disclaimer.text: "" → '
+                               '"Scanned \ufffd by gw"')
+    for lines in (csv_lines(DETAIL_COLUMNS, rows), json_lines(rows),
+                  text_lines(DETAIL_COLUMNS, rows)):
+        text = "".join(lines)
+        text.encode("utf-8")
+        assert "Scanned \ufffd by gw" in text and "after" in text
+
+    def found(term):
+        return [r.action for r in iter_detail(conn, DetailFilter(ONE_HOUR, search=term))]
+
+    # A term that is not ASCII is matched in Python (mailmoat_contains), which SQLite handed
+    # the surrogate as bytes no UTF-8 text holds: the search failed for the whole range.
+    assert found("grüsse") == ["accepted"]
+    assert found("SCANNED \ufffd BY") == found("scanned") == ["object_modified"]
