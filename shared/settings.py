@@ -817,7 +817,7 @@ def refused_values(stored: Mapping[str, Any]) -> list[tuple[str, str]]:
     """
     values, errors = _stored_values(stored, SCHEMA)
     errors.extend(_cross.cross_errors(_cross.CROSS_RULES, values, {}, set(SCHEMA),
-                                      {key for key, _rule in errors}))
+                                      {key for key, _rule in errors}, stored=True))
     order = {key: index for index, key in enumerate(SCHEMA)}
     return sorted(errors, key=lambda error: order[error[0]])
 

@@ -29,7 +29,7 @@ from shared.settings import (PORT_KEYS, RULES_MAX_TOTAL, SCHEMA, SPAM_QUARANTINE
                              check_password)
 from shared.wildcard import misread_escapes
 
-__all__ = ["CrossRule", "CROSS_RULES", "cross_errors"]
+__all__ = ["CrossRule", "CROSS_RULES", "cross_errors", "matches_every_destination"]
 
 
 @dataclass(frozen=True)
@@ -43,9 +43,14 @@ class CrossRule:
     passwords in clear, `changed` the keys being changed. Reading a key not in `keys` is a
     bug (tests/unit/test_settings.py reads every rule's source for it); here it is logged
     once and the value read, since raising would fail every save the rule checks.
+
+    `stored`, when the core does not use a stored value the rule refuses as stored, says
+    what it does instead; it is added to the rule where stored values are listed
+    (`cross_errors(stored=True)`: shared.settings.refused_values, the Status page).
     """
     keys: frozenset[str]
     test: Callable[[Mapping, dict, set], Iterable[tuple[str, str]]]
+    stored: str = ""
 
     def __post_init__(self) -> None:
         unknown = self.keys - SCHEMA.keys()
@@ -85,11 +90,11 @@ _UNDECLARED_LOGGED: set[tuple[str, str]] = set()
 _CROSS: list[CrossRule] = []
 
 
-def _reads(*keys: str):
+def _reads(*keys: str, stored: str = ""):
     """Register the decorated function as a cross rule reading `keys` (in file order: the
-    order of the messages)."""
+    order of the messages); `stored` is CrossRule.stored."""
     def register(test):
-        _CROSS.append(CrossRule(frozenset(keys), test))
+        _CROSS.append(CrossRule(frozenset(keys), test, stored))
         return test
     return register
 
@@ -151,32 +156,46 @@ def _matches_everything(pattern: str, every_text_has: str = "") -> bool:
     return "*" in pattern and not pattern.strip("*?" + every_text_has)
 
 
-@_reads("filename.patterns")
-def _filename_not_everything(s, _plain, _changed):
-    for pattern in s.get("filename.patterns") or []:
-        if _matches_everything(pattern, "."):
-            yield "filename.patterns", f"'{pattern.strip()}' alone would delete every attachment"
+def _not_everything(switch: str, values: str, every_text_has: str, would: str) -> None:
+    # Checked when a change edits the list or turns its feature on: a match-everything
+    # entry an older release stored while the feature was off must not take effect through
+    # the switch alone (upgrade16 finding 1: `config set subject.enabled true` with a stored
+    # subject line * dropped every message). Turning it off is always allowed.
+    @_reads(values, switch)
+    def not_everything(s, _plain, changed):
+        if values not in changed and not (switch in changed and s.get(switch)):
+            return
+        for pattern in s.get(values) or []:
+            if _matches_everything(pattern, every_text_has):
+                yield values, f"'{pattern.strip()}' alone would {would}"
 
 
-@_reads("subject.lines")
-def _subject_not_everything(s, _plain, _changed):
-    # A subject line matches the whole subject: * blocks all mail (settings finding 5).
-    for pattern in s.get("subject.lines") or []:
-        if _matches_everything(pattern):
-            yield "subject.lines", f"'{pattern.strip()}' alone would block every message"
+_not_everything("filename.enabled", "filename.patterns", ".", "delete every attachment")
+# A subject line matches the whole subject: * blocks all mail (settings finding 5).
+_not_everything("subject.enabled", "subject.lines", "", "block every message")
 
 
-@_reads("routing.local")
+def matches_every_destination(match: str) -> bool:
+    """True for a routing.local `match` that matches every domain, or every IPv4 address
+    literal ([*], stored so for *.*.*.* typed as addresses): refused below, and, stored by an
+    older release, left out of the core's relay check (core/smtp/policy.py)."""
+    literal = match.startswith("[") and match.endswith("]")
+    return _matches_everything(match[1:-1] if literal else match, ".")
+
+
+@_reads("routing.local",
+        stored="stored by an older release, it is left out of the relay check: mail to a "
+               "destination only it makes local is deferred (451 4.7.1) for clients not in "
+               "relay.allowed until it is fixed")
 def _routing_not_everything(s, _plain, _changed):
     # A local destination is exempt from the relay checks (core/smtp/policy.py): an entry
-    # matching every domain, or every IPv4 address literal ([*], stored so for *.*.*.* typed
-    # as addresses), would make the gateway an open relay (settings finding 4).
+    # matching every domain, or every IPv4 address literal, would make the gateway an open
+    # relay (settings finding 4).
     for entry in s.get("routing.local") or []:
         match = entry["match"]
-        literal = match.startswith("[") and match.endswith("]")
-        if _matches_everything(match[1:-1] if literal else match, "."):
-            what = ("mail to every IPv4 address literal (user@[192.0.2.1])" if literal
-                    else "mail to every domain")
+        if matches_every_destination(match):
+            what = ("mail to every IPv4 address literal (user@[192.0.2.1])"
+                    if match.startswith("[") else "mail to every domain")
             yield "routing.local", (f"'{match}' would make {what} local, which turns "
                                     "anti-relay off (an open relay)")
 
@@ -321,8 +340,10 @@ CROSS_RULES: tuple[CrossRule, ...] = tuple(_CROSS)
 
 
 def cross_errors(rules: Iterable[CrossRule], values: Mapping, plain: dict, changed: set,
-                 unjudged: set) -> list[tuple[str, str]]:
+                 unjudged: set, *, stored: bool = False) -> list[tuple[str, str]]:
     """The breaches of `rules`, leaving out every rule that reads a key of `unjudged`
-    (keys whose value breaks its own kind: the rules expect valid values)."""
-    return [error for rule in rules if not rule.reads_any(unjudged)
-            for error in rule.check(values, plain, changed)]
+    (keys whose value breaks its own kind: the rules expect valid values). `stored`:
+    `values` are the stored ones, and each rule with a CrossRule.stored text says it."""
+    return [(key, f"{rule}; {cross.stored}" if stored and cross.stored else rule)
+            for cross in rules if not cross.reads_any(unjudged)
+            for key, rule in cross.check(values, plain, changed)]

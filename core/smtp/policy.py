@@ -6,6 +6,12 @@ They never touch sockets or SQLite. Relay entries that name hosts need the clien
 forward-confirmed PTR name (core/delivery/mx.py rule 7: a PTR name alone is whatever the
 holder of the client's address block wrote), which the session looks up once per connection
 (only when such entries exist) and passes in.
+
+A routing.local entry matching every destination (`*`, `[*]`) turns anti-relay off, so
+today's settings rules refuse it; one an older release stored is still used for routing, but
+not by the relay check: a client not in relay.allowed sending to a destination only it makes
+local gets 451 4.7.1 naming the setting (a temporary answer, so no mail the administrator
+meant to accept is lost while the setting is fixed), never 250 (upgrade16 finding 3).
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ from typing import Mapping
 from core.smtp import replies as R
 from core.smtp.replies import Reply
 from shared.idn import any_matches_domain, matches_domain
+from shared.settings_cross_rules import matches_every_destination
 from shared.wildcard import matches
 
 __all__ = ["Refusal", "check_declared_size", "check_recipient", "check_spool_space",
            "is_local_domain", "relay_allowed", "listed_relay_client", "relay_needs_ptr",
-           "MIN_FREE_DISK_FRACTION", "max_message_octets"]
+           "MIN_FREE_DISK_FRACTION", "max_message_octets", "refused_local_entries",
+           "refused_entry_notice"]
 
 MIN_FREE_DISK_FRACTION = 0.05  # SPEC §3 size: refuse with 452 4.3.1 under 5% free
 MIB = 1 << 20
@@ -58,8 +66,43 @@ def is_local_domain(domain: str, settings: Mapping) -> bool:
     literal, its address (entry [192.0.2.10] or [192.0.2.*]: [192.0.2.10]). An address
     entry matches address literals only: under [192.0.2.*], 192.0.2.attacker.example is
     relaying. The question core/delivery/routing.py asks, so a destination routed as local
-    is never refused as relaying."""
+    is never refused as relaying — but for an entry matching every destination, which the
+    relay check (`check_recipient`) does not honour (`refused_local_entries`)."""
     return any_matches_domain((entry["match"] for entry in settings["routing.local"]), domain)
+
+
+def refused_local_entries(settings: Mapping) -> tuple[str, ...]:
+    """The routing.local matches that match every destination (`*`, `[*]`), which today's
+    rules refuse as an open relay (shared.settings_cross_rules `matches_every_destination`)
+    but an older release stored: what the core says at start (core/app.py)."""
+    return _relay_entries(settings["routing.local"])[1]
+
+
+def refused_entry_notice(match: str) -> str:
+    """What the core says at start of a stored routing.local entry matching every
+    destination (stderr and a service_start_failed event of rule routing.local)."""
+    return (f"routing.local entry '{match}' is refused by this version (it makes every "
+            "destination local: an open relay) and is left out of the relay check: mail from "
+            "clients not in relay.allowed to a destination only it makes local is deferred "
+            "(451 4.7.1) until the setting is fixed")
+
+
+def _relay_entries(local: list) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """routing.local's matches split for the relay check: (those that make a destination
+    local, those left out: matching every destination). Worked out once per settings
+    snapshot (one slot holding the list it was worked out from), not per recipient: with
+    10,000 entries it would cost the SMTP event loop milliseconds a RCPT."""
+    global _relay_split
+    if _relay_split[0] is not local:
+        honoured, refused = [], []
+        for entry in local:
+            (refused if matches_every_destination(entry["match"]) else honoured).append(
+                entry["match"])
+        _relay_split = (local, tuple(honoured), tuple(refused))
+    return _relay_split[1], _relay_split[2]
+
+
+_relay_split: tuple[object, tuple[str, ...], tuple[str, ...]] = (None, (), ())
 
 
 def relay_needs_ptr(settings: Mapping) -> bool:
@@ -130,8 +173,18 @@ def check_recipient(address: str, client_ip: str, client_ptr: str | None,
             return Refusal(R.R553_BAD_ADDRESS_CHARS, "address_chars.chars",
                            f"recipient contains {''.join(bad)!r}")
     domain = domain_of(address) if "@" in address else ""
-    if domain and not is_local_domain(domain, settings) \
-            and not relay_allowed(client_ip, client_ptr, settings):
+    if domain and not relay_allowed(client_ip, client_ptr, settings):
+        honoured, refused = _relay_entries(settings["routing.local"])
+        if any_matches_domain(honoured, domain):
+            return None
+        # An entry matching every destination, stored by an older release, would make this
+        # an open relay; it is not honoured here. Deferred, not refused: the administrator
+        # may have meant some of this mail, and senders retry while the setting is fixed.
+        for match in refused:
+            if matches_domain(match, domain):
+                return Refusal(R.R451_RELAY_DEFERRED, "routing.local",
+                               f"routing.local entry '{match}' is refused by this version: "
+                               f"fix the setting; relay to {domain} deferred for {client_ip}")
         return Refusal(R.R550_RELAY_DENIED, "relay.allowed",
                        f"relay to {domain} denied for {client_ip}")
     return None

@@ -45,6 +45,7 @@ __all__ = [
     "R421_SERVICE_NOT_AVAILABLE",
     "R421_TOO_MANY_CONNECTIONS",
     "R451_LOCAL_ERROR",
+    "R451_RELAY_DEFERRED",
     "R452_TOO_MANY_RECIPIENTS",
     "R452_INSUFFICIENT_STORAGE",
     "R454_TLS_NOT_AVAILABLE",
@@ -206,6 +207,11 @@ R421_TIMEOUT = Reply(421, "4.4.2", "Timeout, closing transmission channel")
 R421_SERVICE_NOT_AVAILABLE = Reply(421, "4.3.2", "Service not available, closing transmission channel")
 R421_TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections from your host")
 R451_LOCAL_ERROR = Reply(451, "4.3.0", "Local error in processing, try again later")
+# A recipient only a refused routing.local entry makes local (core/smtp/policy.py): temporary,
+# so the sender retries while the administrator fixes the setting (RFC 3463 4.7.1).
+R451_RELAY_DEFERRED = Reply(451, "4.7.1", "Relaying deferred: a routing.local entry matching "
+                            "every destination is refused by this version; the administrator "
+                            "must fix the setting")
 R452_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")  # RFC 5321 §4.5.3.1.10
 R452_INSUFFICIENT_STORAGE = Reply(452, "4.3.1", "Insufficient system storage")
 R454_TLS_NOT_AVAILABLE = Reply(454, "4.7.0", "TLS not available due to temporary reason")  # RFC 3207 §4

@@ -137,3 +137,18 @@ def test_the_status_page_lists_refused_values_again_only_after_a_settings_save(
     assert warned_keys() == refused
     assert warned_keys() == refused
     assert len(runs) == 3
+
+
+def test_status_page_says_mail_only_a_stored_match_all_routing_entry_makes_local_is_deferred(
+        admin, home):
+    """Upgrade16 finding 3: the list said the entry turns anti-relay off and that Mailmoat
+    goes on using stored values as stored; the core now leaves it out of the relay check
+    and defers such mail, which is what the administrator needs to read there."""
+    store_unchecked(home, {"routing.local": [{"match": "*", "relay": "127.0.0.1",
+                                              "port": 25}]})
+    page = admin.get("/status/").get_data(as_text=True)
+    assert _warning(page) == [
+        "routing.local (Configuration › Routing): '*' would make mail to every domain local, "
+        "which turns anti-relay off (an open relay); stored by an older release, it is left "
+        "out of the relay check: mail to a destination only it makes local is deferred "
+        "(451 4.7.1) for clients not in relay.allowed until it is fixed"]

@@ -18,7 +18,7 @@ import trio
 
 from core.app import run_core
 from shared.events import Action
-from tests.support.core import make_home, set_settings
+from tests.support.core import make_home, set_settings, store_unchecked
 from tests.support.sink import Sink
 from tests.support.waiting import events_of as _events, until
 
@@ -460,4 +460,55 @@ async def test_a_second_core_on_one_data_home_refuses_to_start(tmp_path, nursery
     with pytest.raises(CoreAlreadyRunning, match=rf"^another Mailmoat core is running on "
                                                  rf"this data home \(pid {os.getpid()}\)$"):
         await run_core(home)
+    core.cancel_scope.cancel()
+
+
+async def test_a_stored_match_all_routing_entry_defers_relaying_instead_of_opening_it(
+        tmp_path, nursery, sink, capfd):
+    """Upgrade16 finding 3: routing.local '*', stored by an older release (today's rules
+    refuse it as an open relay), still made every domain local after the upgrade: a client
+    not in relay.allowed got 250 for bob@remote.test and the mail was delivered. The relay
+    check now leaves the entry out and answers 451 4.7.1 (senders retry while the setting is
+    fixed); a relay.allowed client is routed by it as before; the core says so at start."""
+    home = make_home(tmp_path, relay__allowed=["127.0.0.1"])
+    store_unchecked(home, {"routing.local": [
+        {"match": "local.test", "relay": "127.0.0.1", "port": sink.port},
+        {"match": "*", "relay": "127.0.0.1", "port": sink.port}]})
+    core = await _start(nursery, home)
+    port = core.smtp_addresses[0][1]
+
+    def recipients(source):
+        with smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=(source, 0)) as client:
+            client.ehlo("client.test")
+            client.mail("a@client.test")
+            return [client.rcpt(address) for address in
+                    ("bob@remote.test", "user@local.test", "x@[203.0.113.5]")]
+
+    outside = await trio.to_thread.run_sync(recipients, "127.0.0.5")
+    assert outside[0][0] == 451
+    assert outside[0][1].startswith(b"4.7.1 Relaying deferred: a routing.local entry")
+    assert outside[1][0] == 250 and outside[2][0] == 550
+    await _until(lambda: len(_events(home, Action.REJECTED)) == 2, timeout=10)
+    deferred, denied = sorted(_events(home, Action.REJECTED), key=lambda row: row["rule"],
+                              reverse=True)
+    assert deferred["rule"] == "routing.local" and deferred["recipients"] == "bob@remote.test"
+    assert denied["rule"] == "relay.allowed" and denied["recipients"] == "x@[203.0.113.5]"
+    assert deferred["info"].startswith("routing.local entry '*' is refused by this version: "
+                                       "fix the setting")
+
+    def relayed():
+        msg = _message("Relayed", to="bob@remote.test")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10, source_address=("127.0.0.1", 0)) as c:
+            return c.send_message(msg, from_addr="a@client.test", to_addrs=["bob@remote.test"])
+
+    assert await trio.to_thread.run_sync(relayed) == {}
+    [delivered] = await sink.await_messages(1)
+    assert delivered.recipients == ["bob@remote.test"]
+
+    await core.events.aflush()
+    [notice] = [row for row in _events(home, Action.SERVICE_START_FAILED)
+                if row["rule"] == "routing.local"]
+    assert "routing.local entry '*' is refused by this version" in notice["info"]
+    assert "deferred (451 4.7.1)" in notice["info"]
+    assert capfd.readouterr().err.count("mailmoat core: routing.local entry '*'") == 1
     core.cancel_scope.cancel()

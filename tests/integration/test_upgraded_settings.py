@@ -77,6 +77,29 @@ def test_config_set_of_another_key_succeeds_and_of_the_old_value_is_refused(upgr
     mailmoat("config", "set", "filename.patterns", '["*.exe"]', "--home", upgraded.root)
 
 
+def test_turning_on_the_subject_filter_with_a_stored_match_all_line_is_refused(tmp_path, sink):
+    """Upgrade16 finding 1: with subject.lines ["*"] stored (subject.enabled false), `config
+    set subject.enabled true` was accepted, and every message was then dropped. The console,
+    whose form sends both keys, refused it; `config set` and `config import` of the switch
+    alone now do too. Turning the filter off stays allowed."""
+    home = routed_home(tmp_path / "home", sink)
+    store_unchecked(home, {"subject.enabled": False, "subject.lines": ["*"],
+                           "filename.enabled": False, "filename.patterns": ["*.exe", "?*"]})
+    line = "subject.lines: '*' alone would block every message\n"
+    assert mailmoat("config", "set", "subject.enabled", "true", "--home", home.root,
+                    expect=2).stderr == line
+    switches = tmp_path / "switches.json"
+    switches.write_text(json.dumps({"subject.enabled": True, "filename.enabled": True}),
+                        "utf-8")
+    assert mailmoat("config", "import", switches, "--home", home.root, expect=2
+                    ).stderr.splitlines() == [
+        "filename.patterns: '?*' alone would delete every attachment", line.strip()]
+    assert mailmoat("config", "set", "subject.enabled", "false", "--home", home.root
+                    ).returncode == 0
+    stored = stored_settings(home)
+    assert stored["subject.enabled"] is False and stored["filename.enabled"] is False
+
+
 def test_import_of_the_old_export_names_every_key_to_correct_then_imports(upgraded, tmp_path):
     """Upgrade finding 2: refused in rounds (filename.patterns only once the others were
     corrected), with nothing saying that nothing was imported or what to do."""

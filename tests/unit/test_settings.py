@@ -675,6 +675,45 @@ def test_a_stored_value_a_cross_rule_refuses_blocks_only_edits_of_its_keys(stale
                   {"timezone": "Europe/Paris"}):
         assert validate_changes(current, other) == other
     assert line in errors({its_key: current[its_key]}, current)
+    # Listed as stored, a rule with a CrossRule.stored text adds what the core does instead.
+    assert any(listed == line or listed.startswith(line + "; stored by an older release")
+               for listed in (f"{key}: {rule}" for key, rule in refused_values(current)))
+
+
+def test_a_stored_match_all_routing_entry_is_listed_with_what_the_core_does_instead():
+    """Upgrade16 finding 3: the core leaves it out of the relay check and defers the mail
+    only it makes local; the Status page's list says so (an edit is refused as before)."""
+    current = {**defaults(), "routing.local": [{"match": "*", "port": 25}]}
+    assert refused_values(current) == [(
+        "routing.local", "'*' would make mail to every domain local, which turns anti-relay "
+        "off (an open relay); stored by an older release, it is left out of the relay check: "
+        "mail to a destination only it makes local is deferred (451 4.7.1) for clients not "
+        "in relay.allowed until it is fixed")]
+    assert errors({"routing.local": current["routing.local"]}) == [
+        "routing.local: '*' would make mail to every domain local, which turns anti-relay "
+        "off (an open relay)"]
+
+
+# Each: a match-everything list an older release stored while its feature was off, the switch
+# that would make it take effect, and the line refusing that.
+STALE_WHILE_OFF = [
+    ({"subject.enabled": False, "subject.lines": ["*"]}, "subject.enabled",
+     "subject.lines: '*' alone would block every message"),
+    ({"filename.enabled": False, "filename.patterns": ["*.exe", "?*"]}, "filename.enabled",
+     "filename.patterns: '?*' alone would delete every attachment"),
+]
+
+
+@pytest.mark.parametrize("stale, switch, line", STALE_WHILE_OFF)
+def test_turning_on_a_feature_with_a_stored_match_everything_entry_is_refused(stale, switch,
+                                                                              line):
+    """Upgrade16 finding 1: with subject.lines '*' stored by an older release (subject.enabled
+    false), `config set subject.enabled true` was accepted and every message was dropped."""
+    current = {**defaults(), **stale}
+    assert errors({switch: True}, current) == [line]
+    assert validate_changes(current, {switch: False}) == {switch: False}
+    # Turning it off, where the older release left it on, is how an administrator stops it.
+    assert validate_changes({**current, switch: True}, {switch: False}) == {switch: False}
     assert line in [f"{key}: {rule}" for key, rule in refused_values(current)]
 
 

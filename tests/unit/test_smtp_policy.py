@@ -5,7 +5,8 @@ import pytest
 
 from core.smtp import replies as R
 from core.smtp.policy import (check_recipient, check_spool_space, is_local_domain,
-                              max_message_octets, relay_allowed, relay_needs_ptr)
+                              max_message_octets, refused_local_entries, relay_allowed,
+                              relay_needs_ptr)
 from shared.settings import defaults
 
 
@@ -103,6 +104,36 @@ def test_local_destination_is_never_a_relay():
 def test_listed_client_may_relay():
     s = settings(relay__allowed=["203.0.113.0/24"])
     assert check_recipient("x@elsewhere.test", "203.0.113.1", None, s) is None
+
+
+@pytest.mark.parametrize("stored, recipient", [
+    ("*", "bob@remote.test"), ("*.*", "bob@remote.test"), ("**", "bob@xn--mnchen-3ya.de"),
+    ("[*]", "bob@[203.0.113.5]")])
+def test_a_stored_match_all_entry_defers_relaying_with_451(stored, recipient):
+    """Upgrade16 finding 3: an entry matching every destination that an older release
+    stored (today's rules refuse it) kept the gateway an open relay. It is left out of the
+    relay check; a recipient only it makes local is deferred, naming the setting."""
+    s = settings()
+    s["routing.local"] = [*s["routing.local"], {"match": stored}]
+    refusal = check_recipient(recipient, "203.0.113.1", None, s)
+    assert refusal.reply is R.R451_RELAY_DEFERRED and refusal.rule == "routing.local"
+    assert (refusal.reply.code, refusal.reply.enhanced) == (451, "4.7.1")
+    assert refusal.reason.startswith(f"routing.local entry '{stored}' is refused by this "
+                                     "version: fix the setting")
+    assert check_recipient("x@local.test", "203.0.113.1", None, s) is None   # its own entry
+    assert check_recipient(recipient, "203.0.113.1", None,
+                           {**s, "relay.allowed": ["203.0.113.0/24"]}) is None
+    assert check_recipient(recipient, "203.0.113.1", None, {**s, "relay.mode": "allow"}) is None
+    assert is_local_domain(recipient.partition("@")[2], s)      # still routed by it
+    assert refused_local_entries(s) == (stored,)
+
+
+def test_a_stored_match_all_domain_entry_leaves_address_literals_denied():
+    s = settings()
+    s["routing.local"] = [*s["routing.local"], {"match": "*"}]
+    refusal = check_recipient("x@[203.0.113.5]", "203.0.113.1", None, s)
+    assert refusal.reply is R.R550_RELAY_DENIED
+    assert refused_local_entries(settings()) == ()
 
 
 def test_address_characters_are_refused_with_553():
