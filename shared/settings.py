@@ -79,8 +79,14 @@ PBKDF2_MAX_ITERATIONS = 8 * 1_000_000
 # made from `config get` output, imported), it is the mask, not a secret: it would make the
 # administrator password "***" (settings finding 3).
 SECRET_MASK = "***"
-SECRET_MASK_RULE = (f'"{SECRET_MASK}" is how `config get` hides a secret, not its value; '
-                    "`config export` is the backup that keeps secrets")
+# A file holding the mask is `config get` output, or (upgrade16 finding 5) a `config export`
+# of a home where an older release stored the mask itself: the rule says what to do in both.
+SECRET_MASK_RULE = (f'"{SECRET_MASK}" is how `config get` hides a secret, not its value: '
+                    "give the real one (`config export` keeps secrets; an export holds "
+                    f'"{SECRET_MASK}" only where an older release stored it as the value)')
+# The same value stored by an older release, as the Status page lists it (refused_values).
+SECRET_MASK_STORED_RULE = (f'"{SECRET_MASK}" is stored as the value (an older release let in '
+                           "how `config get` hides a secret): set the real one")
 STORED_HASH_RULE = (f"must be a password of at most {PASSWORD_MAX_CHARS} characters, or a "
                     "password hash exactly as `config export` wrote it")
 # Until the spam quarantine issue builds its pages, mail sent there could be neither seen nor
@@ -832,6 +838,9 @@ def _stored_values(stored: Mapping[str, Any], keys: Iterable[str]
     for key in keys:
         setting = SCHEMA[key]
         value = values[key] = stored.get(key, setting.default)
+        if setting.secret == "stored" and value == SECRET_MASK:
+            errors.append((key, SECRET_MASK_STORED_RULE))
+            continue
         if setting.secret == "hashed":
             # unlike a given value, never plain text; its form only (trying costs a hashing)
             if value is not None and not _is_stored_hash(value, try_it=False):

@@ -28,7 +28,8 @@ __all__ = [
     "Nullable", "TimeOfDay", "Timezone", "Extension", "Pattern", "Weekday", "Base64Key",
     "Characters",
     "checked_fields", "plain_object", "entries_rule", "integer_from_text", "check_encodable",
-    "without_surrogates", "loads_stored", "INTEGER_MAX_DIGITS", "ENTRIES_NAMED", "zone_names", "NOT_PLACE_ZONES",
+    "without_surrogates", "loads_stored", "INTEGER_MAX_DIGITS", "ENTRIES_NAMED", "zone_names",
+    "NOT_PLACE_ZONES",
 ]
 
 

@@ -551,6 +551,21 @@ def test_a_lone_surrogate_stored_before_is_read_and_exported(home):
     assert exported["disclaimer.text"] == "Disclaimer \ufffd"
 
 
+def test_importing_an_export_of_a_mask_an_older_release_stored_says_what_to_do(home, tmp_path):
+    """Upgrade16 finding 5: ldap.password "***" stored by an older release is in `config
+    export` as stored, and the import of that export was told to use `config export`."""
+    with sqlite3.connect(home / "mailmoat.db") as conn:
+        conn.execute("INSERT INTO settings (key, value, updated_at) VALUES (?, ?, 0)",
+                     ("ldap.password", json.dumps("***")))
+    conn.close()
+    backup = tmp_path / "export.json"
+    backup.write_text(mailmoat("config", "export", "--home", home).stdout, "utf-8")
+    result = mailmoat("config", "import", backup, "--home", home, expect=2)
+    assert result.stderr == ('ldap.password: "***" is how `config get` hides a secret, not its '
+                             'value: give the real one (`config export` keeps secrets; an export '
+                             'holds "***" only where an older release stored it as the value)\n')
+
+
 def test_importing_the_mask_config_get_prints_is_refused(home, tmp_path):
     """Finding 3: a file made from `config get` output set the admin password to "***"."""
     before = stored(home)
@@ -559,7 +574,8 @@ def test_importing_the_mask_config_get_prints_is_refused(home, tmp_path):
     partial.write_text(json.dumps({k: got[k] for k in ("admin.password", "smtp.max_incoming")}))
     result = mailmoat("config", "import", partial, "--home", home, expect=2)
     assert result.stderr == ('admin.password: "***" is how `config get` hides a secret, not its '
-                             "value; `config export` is the backup that keeps secrets\n")
+                             'value: give the real one (`config export` keeps secrets; an export '
+                             'holds "***" only where an older release stored it as the value)\n')
     result = mailmoat("config", "set", "ldap.password", "***", "--home", home, expect=2)
     assert result.stderr.startswith('ldap.password: "***" is how `config get` hides a secret')
     assert stored(home) == before

@@ -1423,14 +1423,24 @@ def test_a_lone_surrogate_an_older_release_stored_reads_as_the_replacement_chara
 
 # --- settings finding 3: the "***" mask -------------------------------------------------------
 
-MASK_RULE = ('"***" is how `config get` hides a secret, not its value; `config export` is the '
-             "backup that keeps secrets")
+MASK_RULE = ('"***" is how `config get` hides a secret, not its value: give the real one '
+             '(`config export` keeps secrets; an export holds "***" only where an older '
+             "release stored it as the value)")
 
 
 @pytest.mark.parametrize("key", [key for key in SCHEMA if is_secret(key)])
 def test_the_mask_config_get_prints_is_refused_for_every_secret(key):
     assert display_value(key, "anything") == "***"
     assert errors({key: "***"}) == [f"{key}: {MASK_RULE}"]
+
+
+@pytest.mark.parametrize("key", [key for key in SCHEMA if SCHEMA[key].secret == "stored"])
+def test_the_mask_stored_by_an_older_release_is_listed_as_refused(key):
+    """Upgrade16 finding 5: ldap.password "***" stored by an older release was missing
+    from the Status page's list of stored values the rules refuse."""
+    assert refused_values({**defaults(), key: "***"}) == [
+        (key, '"***" is stored as the value (an older release let in how `config get` hides '
+              "a secret): set the real one")]
 
 
 def test_the_mask_is_a_text_like_any_other_outside_secrets():
