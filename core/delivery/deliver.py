@@ -4,8 +4,9 @@ What this module owns
     `Deliverer.deliver(hop, envelope, recipients, message_path)` -> one `RecipientResult`
     per recipient. It resolves the hop (core/delivery/mx.py), borrows a connection from the
     pool (core/delivery/pool.py: `smtp.max_outgoing`, reuse per next hop with RSET between
-    messages), speaks SMTP through `core.smtp.client.ClientConnection` and streams the
-    message file. It only moves bytes and time; what the replies mean is the client's.
+    messages, each for at most its REUSE_TIME_LIMIT_SECONDS; which ones go back: rule 1),
+    speaks SMTP through `core.smtp.client.ClientConnection` and streams the message file.
+    It only moves bytes and time; what the replies mean is the client's.
 
 Rules
     1. Candidates (MX hosts by preference, each address in order) are tried in turn while
@@ -18,25 +19,40 @@ Rules
        What it defers without taking the message (`_not_taken`: a 4xx to MAIL — a 421 as
        it closes, a 451 —, to the recipient's RCPT, to DATA or to the final "."; a
        connection closed or lost before the "." was sent), and what a connection it closed
-       left untried, go to the next, less preferred host (`_hosts_after`) in the same
-       attempt, once this host has had every recipient, and so on down the list: RFC
-       5321 §5.1 "try ... each of the relevant addresses ... until a delivery attempt
-       succeeds"; Postfix's smtp(8) "will try to deliver the mail to an alternate host",
-       and its smtp_trouble.c keeps a recipient with a soft error at a non-final server
-       for the next one. A greylisting primary thus leaves one recipient to the backup
-       and delivers the others itself. Deferred by every host, a recipient keeps the
-       answer of the last host that took the session (Postfix reports the last server's
-       reply): a later host that cannot be reached leaves the earlier host's 4xx, the
-       reply a sender can act on, where "connect to ..." would say less; one that refuses
-       HELO with a 5xx fails them, as above. Not passed on: a recipient a host refused
-       for its limit of recipients (rule 7), and one whose "." was sent and never
-       answered (the connection lost or silent): the host may have taken the message
-       (RFC 5321 §4.5.3.2.6, §6.1), so it is deferred and waits for the retry, never a
-       second copy at once. The connection to a host recipients went on to is closed when
-       the attempt ends, not pooled: the next hop's next messages would reuse it and go to
-       the less preferred host while the preferred one takes mail. This rule once let
-       every answer after an accepted MAIL stand, and a recipient a backup MX would have
-       taken waited for the retry.
+       left untried, go to the next candidate address in the same attempt, once this one
+       has had every recipient: the same host's other addresses first, then the less
+       preferred hosts', and so on down the list (`_servers`). Postfix's smtp(8) treats
+       every address as a server of its own and "will try to deliver the mail to an
+       alternate host"; its smtp_trouble.c keeps a recipient with a soft error at a
+       non-final server for the next one; RFC 5321 §5.1: "try ... each of the relevant
+       addresses ... until a delivery attempt succeeds". The nodes behind one name need
+       not share greylisting or queue state. A greylisting primary thus leaves one
+       recipient to the backup and delivers the others itself. Deferred by every address,
+       a recipient keeps the answer of the last host that took the session (Postfix
+       reports the last server's reply): a later address that cannot be reached leaves the
+       earlier host's 4xx, the reply a sender can act on, where "connect to ..." would say
+       less; a host that refuses HELO with a 5xx fails them, as above. Not passed on: a
+       recipient a host refused for its limit of recipients (rule 7), and one whose "."
+       was sent and never answered (the connection lost or silent): the host may have
+       taken the message (RFC 5321 §4.5.3.2.6, §6.1), so it is deferred and waits for the
+       retry, never a second copy at once. Nor to our own listener (rule 8): the list
+       ends before it.
+       Pooling follows the same order. Only a connection to a host of the best preference
+       among the next hop's candidates (`_is_best`; hosts of equal preference all are) is
+       given back to the pool, also the one whose deferrals went on, as soon as they do;
+       any other is closed when the attempt is done with it. Postfix caches sessions only
+       to best-preference MX hosts (SMTP_FEATURE_BEST_MX): a connection to a backup,
+       opened while the primary was unreachable for a moment or after a 4xx, would
+       otherwise take the next hop's next messages to the backup while the primary takes
+       mail again. A pooled connection, to one best host of several or to one address of
+       a best host, hands what it defers on to all the other addresses in order, the
+       preferred ones too: none of them has been tried in this attempt. Each connection is
+       used for at most core/delivery/pool.py REUSE_TIME_LIMIT_SECONDS (Postfix's
+       smtp_connection_reuse_time_limit). This rule once let every answer after an
+       accepted MAIL stand, and a recipient a backup MX would have taken waited for the
+       retry; then it handed on only to less preferred hosts — never to a host's other
+       address, nor from a pooled backup connection to the primary — and pooled every
+       connection but the one handed on to, closing the primary's.
     2. `smtp.tls.outbound`: "off" never sends STARTTLS. "opportunistic" uses STARTTLS when
        offered, without certificate verification (RFC 7435: self-signed certificates are the
        norm between MTAs, and an unverified TLS session still beats plain text); a failed
@@ -77,7 +93,8 @@ Rules
        of the connection. An attempt that cannot connect has one too. A connection's
        set-up (greeting, EHLO, STARTTLS) is in the log of the attempt that opened it; an
        attempt that reuses it says "reusing connection <id>", and a connection waiting
-       in the pool belongs to no log (its QUIT at the idle close is not logged).
+       in the pool belongs to no log (its QUIT at the idle close is not logged), from the
+       moment it goes back: one whose deferrals went on (rule 1) leaves the log then.
     7. Recipients go MAX_RECIPIENTS_PER_TRANSACTION to a transaction. Those a host refuses
        only for its limit of recipients per transaction (core/delivery/session.py rule 8:
        452 4.5.3, or 552 "too many recipients") are sent at once in further transactions
@@ -116,13 +133,14 @@ import secrets
 import socket
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
 
 from core.delivery.mx import Candidate, LookupFailed, Resolver
-from core.delivery.pool import IDLE_CONNECTION_SECONDS, REAP_INTERVAL_SECONDS, ConnectionPool
+from core.delivery.pool import (IDLE_CONNECTION_SECONDS, REAP_INTERVAL_SECONDS, ConnectionPool,
+                                Slot)
 from core.delivery.routing import NextHop
 from core.delivery.session import (BAD_CONNECTION_STATUS, LOOP_STATUS, RECIPIENT_LIMIT,
                                    DeliveryError, Session, Timeouts, close_session,
@@ -215,12 +233,12 @@ class Deliverer:
             text = _loops(hop, f"{ours} is this gateway's own SMTP listener")
             return [RecipientResult(r, "failed", text, LOOP_STATUS) for r in recipients]
         mode = settings["smtp.tls.outbound"]
+        servers = _servers(found)
         results: dict[str, RecipientResult] = {}
-        earlier: dict[str, RecipientResult] = {}   # deferred there, tried at a later host
+        earlier: dict[str, RecipientResult] = {}   # deferred there, tried at a later server
         log = self._attempt_log(settings, hop, envelope, len(recipients))
-        slot = await self.pool.checkout((hop.key, mode))
+        slot: Slot | None = await self.pool.checkout((hop.key, mode))
         cached: Session | None = None     # a pooled connection not yet reported (rule 5)
-        is_moved_on = False               # the session is with a host recipients went on to
         try:
             if slot.session is not None:
                 session = slot.session
@@ -240,11 +258,15 @@ class Deliverer:
                     await self._close(session)
                     slot.session = None
             reused = slot.session is not None
-            if slot.session is None:
-                slot.session = await self._connect(found, hop, settings, mode, envelope, log)
+            choices = servers               # those the session was opened from
+            if reused:                      # with a best host: the others may come first
+                rest = [s for s in servers if not _is_at(s, slot.session)]
+            else:
+                slot.session = await self._connect(servers, hop, settings, mode, envelope,
+                                                   log)
+                rest = _after(servers, slot.session)
             todo = list(recipients)
-            hosts = found                   # the session's host and those after it
-            passed: list[str] = []          # this host's to pass on to the next (rule 1)
+            passed: list[str] = []          # this server's to pass on to the next (rule 1)
             per_transaction = MAX_RECIPIENTS_PER_TRANSACTION
             while todo:
                 chunk, todo = todo[:per_transaction], todo[per_transaction:]
@@ -262,8 +284,9 @@ class Deliverer:
                     # connection before anything is deferred.
                     await self._close(slot.session)
                     slot.session = None
-                    slot.session = await self._connect(hosts, hop, settings, mode, envelope,
+                    slot.session = await self._connect(choices, hop, settings, mode, envelope,
                                                        log)
+                    rest = _after(choices, slot.session)
                     outcomes = await run_transaction(slot.session, envelope, chunk,
                                                      message_path, self.timeouts)
                 answered_by = slot.session          # whose answers `outcomes` are
@@ -289,30 +312,30 @@ class Deliverer:
                 reused = True
                 if todo and slot.session.is_usable:
                     continue
-                # This host has had its say: what it deferred without taking the message,
-                # and what its closed connection left untried, goes to the next host.
+                # This server has had its say: what it deferred without taking the
+                # message, and what its closed connection left untried, goes to the next.
                 passed += todo
-                rest = _hosts_after(found, answered_by.host) if passed else []
-                if not rest:
-                    break                   # the last host's deferrals stand (rule 1)
+                if not passed or not rest:
+                    break                   # the last server's deferrals stand (rule 1)
                 if log is not None:
-                    log.note(f"{answered_by.host} deferred {len(passed)} recipient(s) "
-                             f"without taking the message: the next host is tried")
+                    log.note(f"{answered_by.peer} deferred {len(passed)} recipient(s) "
+                             f"without taking the message: the next address is tried")
                 for address in passed:
                     if address in results:
                         earlier[address] = results.pop(address)
-                await self._close(slot.session)
-                slot.session = None
+                await self._give_back(slot, found)      # the next messages may use it
+                slot = None
+                slot = await self.pool.checkout((hop.key, mode), reuse=False)
                 try:
                     slot.session = await self._connect(rest, hop, settings, mode, envelope,
                                                        log)
                 except DeliveryError as error:
                     if error.is_permanent:
                         raise
-                    break                   # no later host answered: the 4xx stand
-                hosts, todo, passed = rest, passed, []
-                is_moved_on = True
-                per_transaction = MAX_RECIPIENTS_PER_TRANSACTION    # the new host's own
+                    break                   # no later server answered: the 4xx stand
+                choices, rest = rest, _after(rest, slot.session)
+                todo, passed = passed, []
+                per_transaction = MAX_RECIPIENTS_PER_TRANSACTION    # the new server's own
                 reused = False
             _keep(results, earlier)
         except DeliveryError as error:
@@ -330,11 +353,8 @@ class Deliverer:
             if cached is not None:          # the attempt ended before its transaction did
                 self._connected(envelope, hop, cached, CONNECTION_CACHED,
                                 failure=None if cached.is_usable else LOST_BEFORE_TAKING)
-            if is_moved_on and slot.session is not None:
-                # not pooled for the next hop: its next messages would go to this less
-                # preferred host while the preferred one still takes mail (rule 1)
-                await self._close(slot.session)
-            await self._give_back(slot)     # a QUIT it sends is still this attempt's
+            if slot is not None:
+                await self._give_back(slot, found)  # a QUIT it sends is still this attempt's
             if log is not None and self.diagnostics_dir is not None:
                 with trio.CancelScope(shield=True):
                     await log.close(self.diagnostics_dir, self.log_failures)
@@ -361,9 +381,13 @@ class Deliverer:
             f"outbound delivery attempt {attempt} of {envelope.queue_id} to next hop "
             f"{hop.key}, {recipients} recipient(s)", now=self.clock.now)
 
-    async def _give_back(self, slot) -> None:
+    async def _give_back(self, slot: Slot, found: Sequence[Candidate]) -> None:
+        """End the attempt's use of `slot`: back to the pool when its session is open, with
+        a best-preference host of `found` and within the pool's reuse time limit (rule 1),
+        else closed (its QUIT in the attempt's log) and the slot released."""
         session: Session | None = slot.session
-        if session is not None and session.is_usable:
+        if session is not None and session.is_usable and _is_best(found, session) \
+                and self.pool.is_reusable(slot):
             session.log = None      # a pooled connection belongs to no attempt (rule 6)
             self.pool.checkin(slot)
             return
@@ -385,7 +409,10 @@ class Deliverer:
         hostname = await trio.to_thread.run_sync(self.hostname)
         last: DeliveryError | None = None
         refused: DeliveryError | None = None
+        refused_hosts: set[str] = set()     # `found` may list a host's addresses one by one
         for candidate in found:
+            if candidate.host in refused_hosts:
+                continue
             for address in candidate.addresses:
                 use_tls = mode != "off"
                 while True:
@@ -411,6 +438,7 @@ class Deliverer:
                     return session
                 if last.is_permanent:   # the host refused us, at any address: the next host
                     refused = refused or last
+                    refused_hosts.add(candidate.host)
                     break
         assert last is not None   # candidates() never returns an empty list
         raise refused or last
@@ -538,10 +566,31 @@ def _keep(results: dict, earlier: Mapping) -> None:
         results.setdefault(address, result)
 
 
-def _hosts_after(found: Sequence[Candidate], host: str) -> list[Candidate]:
-    """The candidates after `host`'s, in order: the less preferred MX hosts (rule 1)."""
-    hosts = [candidate.host for candidate in found]
-    return list(found[hosts.index(host) + 1:]) if host in hosts else []
+def _servers(found: Sequence[Candidate]) -> list[Candidate]:
+    """Each address of the candidates as a candidate of its own, in order: the servers a
+    deferral is handed on along (rule 1), as Postfix's smtp(8) tries every address as a
+    server of its own."""
+    return [replace(candidate, addresses=(address,))
+            for candidate in found for address in candidate.addresses]
+
+
+def _is_at(server: Candidate, session: Session) -> bool:
+    return (server.host, server.addresses[0]) == (session.host, session.address)
+
+
+def _after(servers: Sequence[Candidate], session: Session) -> list[Candidate]:
+    """The servers after `session`'s, in order (rule 1)."""
+    for index, server in enumerate(servers):
+        if _is_at(server, session):
+            return list(servers[index + 1:])
+    return []
+
+
+def _is_best(found: Sequence[Candidate], session: Session) -> bool:
+    """Is `session` with a host of the best preference among the next hop's candidates
+    (equal ones all count)? Only such a connection is pooled (rule 1)."""
+    return any(candidate.host == session.host and candidate.preference == found[0].preference
+               for candidate in found)
 
 
 def _closed_before_taking(session, outcomes: Mapping) -> bool:

@@ -12,11 +12,21 @@ Rules
        connections in use finish and close, and closes idle ones over it at once (`shed`:
        they sat above the new limit until their idle time ran out).
     2. `checkout(key)` returns an idle connection for the key if there is one, else a new
-       slot when a token is free, else closes the oldest idle connection of *another* key to
+       slot when a token is free, else closes the oldest idle connection (of any key) to
        free a token, else waits until a connection is returned or closed.
+       `checkout(key, reuse=False)` skips the first step: a second connection for the key
+       while its first waits idle (core/delivery/deliver.py, handing recipients on to
+       another host, gives back the first host's connection before it opens one there).
     3. At most one task uses a connection at a time (it is out of the pool while in use).
     4. Idle connections are closed after IDLE_CONNECTION_SECONDS (trio's clock) by `reap`,
        which the deliverer's `run` task calls every REAP_INTERVAL_SECONDS.
+    5. A connection is used for at most REUSE_TIME_LIMIT_SECONDS from when it was opened
+       (`Slot.opened_at`, set with its session): past it, `is_reusable` is false and the
+       deliverer closes it instead of giving it back for reuse, and one found idle past it
+       is closed (`checkout`, `reap`). Mail arriving more often than the idle time would
+       otherwise keep one connection, and the host it happens to go to, for good.
+    Which connections are given back for reuse at all is the deliverer's choice
+    (core/delivery/deliver.py: those to a best-preference host of the next hop).
 
 Never: open sockets itself (the deliverer does), or let a token leak — every path that
 ends a slot calls `release`.
@@ -29,11 +39,15 @@ from typing import Any
 
 import trio
 
-__all__ = ["ConnectionPool", "Slot", "IDLE_CONNECTION_SECONDS", "REAP_INTERVAL_SECONDS"]
+__all__ = ["ConnectionPool", "Slot", "IDLE_CONNECTION_SECONDS", "REAP_INTERVAL_SECONDS",
+           "REUSE_TIME_LIMIT_SECONDS"]
 
 IDLE_CONNECTION_SECONDS = 30.0   # Postfix's smtp_connection_cache_time_limit is 2 s; 30 s
                                  # still closes well before a peer's 5-minute idle timeout
 REAP_INTERVAL_SECONDS = 1.0
+REUSE_TIME_LIMIT_SECONDS = 300.0  # Postfix's smtp_connection_reuse_time_limit (300 s):
+                                  # a busy next hop's connection still ends, and the next
+                                  # one goes to the host the MX records prefer then (rule 5)
 
 
 class Slot:
@@ -41,8 +55,19 @@ class Slot:
 
     def __init__(self, key: Any) -> None:
         self.key = key
-        self.session: Any = None
+        self._session: Any = None
+        self.opened_at: float = 0.0     # trio time `session` was set: its reuse began (rule 5)
         self.idle_since: float = 0.0
+
+    @property
+    def session(self) -> Any:
+        return self._session
+
+    @session.setter
+    def session(self, session: Any) -> None:
+        if session is not None and session is not self._session:
+            self.opened_at = trio.current_time()
+        self._session = session
 
 
 class ConnectionPool:
@@ -68,14 +93,18 @@ class ConnectionPool:
             self._notify()
 
     # --- borrowing ----------------------------------------------------------------------------
-    async def checkout(self, key: Any) -> Slot:
-        """An idle slot for *key* (its `session` set) or a new one (`session` None)."""
+    async def checkout(self, key: Any, *, reuse: bool = True) -> Slot:
+        """An idle slot for *key* (its `session` set), unless `reuse` is false, or a new one
+        (`session` None) (rule 2)."""
         while True:
-            idle = self._idle.get(key)
+            idle = self._idle.get(key) if reuse else None
             if idle:
                 slot = idle.pop()          # the most recently used: the likeliest alive
                 if not idle:
                     del self._idle[key]
+                if not self.is_reusable(slot):
+                    await self._discard(slot, already_taken=True)
+                    continue
                 return slot
             slot = Slot(key)
             try:
@@ -90,8 +119,13 @@ class ConnectionPool:
             changed = self._changed
             await changed.wait()
 
+    def is_reusable(self, slot: Slot) -> bool:
+        """Is the slot's connection within its reuse time limit (rule 5)?"""
+        return trio.current_time() - slot.opened_at < REUSE_TIME_LIMIT_SECONDS
+
     def checkin(self, slot: Slot) -> None:
-        """Give back a slot whose session is open and ready for another transaction."""
+        """Give back a slot whose session is open, ready for another transaction and
+        `is_reusable`."""
         slot.idle_since = trio.current_time()
         self._idle.setdefault(slot.key, []).append(slot)
         self._notify()
@@ -107,10 +141,11 @@ class ConnectionPool:
 
     # --- upkeep -------------------------------------------------------------------------------
     async def reap(self, max_idle_seconds: float = IDLE_CONNECTION_SECONDS) -> int:
-        """Close connections idle longer than *max_idle_seconds*; returns how many."""
+        """Close connections idle longer than *max_idle_seconds*, or past their reuse time
+        limit (rule 5); returns how many."""
         now = trio.current_time()
         stale = [slot for slots in self._idle.values() for slot in slots
-                 if now - slot.idle_since >= max_idle_seconds]
+                 if now - slot.idle_since >= max_idle_seconds or not self.is_reusable(slot)]
         for slot in stale:
             if self._take_idle(slot):
                 await self._discard(slot, already_taken=True)

@@ -1,31 +1,41 @@
-"""A 4xx after MAIL was accepted sends the recipients the host did not take on to the next,
-less preferred MX host in the same attempt (core/delivery/deliver.py rule 1, as Postfix's
-smtp(8) "will try to deliver the mail to an alternate host"); 2xx and 5xx answers stand at
-the host that gave them. MX hosts are scripted hops on loopback (127.0.0.3 and 127.0.0.1)
-named by the local DNS server.
+"""A 4xx after MAIL was accepted sends the recipients the host did not take on to the next
+candidate address in the same attempt — the host's other addresses, then the less preferred
+MX hosts (core/delivery/deliver.py rule 1, as Postfix's smtp(8) "will try to deliver the
+mail to an alternate host"); 2xx and 5xx answers stand at the host that gave them. Only
+connections to a best-preference host are pooled, each for at most 300 s. MX hosts are
+scripted hops on loopback (127.0.0.3 and 127.0.0.1) named by the local DNS server.
 
-The change this pins: rule 1 let every answer after an accepted MAIL stand, so a recipient
+The changes this pins: rule 1 let every answer after an accepted MAIL stand, so a recipient
 a primary greylisted (450 at RCPT), or a message it could not take just then (451 at DATA
 or after the final dot), waited for the retry although the backup MX would have taken it.
+Then (mxfail findings 1-4) a 4xx never went to a host's other address; a connection to the
+backup, pooled while the primary was down a moment, kept the domain's mail and handed its
+4xx only to hosts after it; the primary's connection was closed at every hand-on; and the
+conversation log noted the backup's close twice.
 """
 
 from __future__ import annotations
 
+import random
+from types import MappingProxyType
+
 import pytest
 
 from core.delivery import Deliverer
+from core.delivery.mx import Resolver
+from core.delivery.pool import REUSE_TIME_LIMIT_SECONDS
 from core.delivery.routing import route
-from shared.events import CONNECTION_ACTUAL, CONNECTION_SUCCEEDED, Action
+from shared.events import CONNECTION_ACTUAL, CONNECTION_CACHED, CONNECTION_SUCCEEDED, Action
 from shared.spool import Envelope
-from tests.support.next_hop import (CLOSE, MESSAGE, Recorder, ScriptedHop, deliver, snapshot,
-                                    two_mx_hosts)
+from tests.support.next_hop import (CLOSE, MESSAGE, Recorder, ScriptedHop, deliver, relay_to,
+                                    snapshot, two_mx_hosts)
 
 pytestmark = pytest.mark.trio
 pytest_plugins = ["tests.support.fixtures"]
 
 PIPELINING = b"250-hop.test\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES"
 R450 = b"450 4.2.1 greylisted, try again later"
-BOB, CAROL = "bob@dest.test", "carol@dest.test"
+BOB, CAROL, DAVE = "bob@dest.test", "carol@dest.test", "dave@dest.test"
 
 
 def rcpts(hop: ScriptedHop) -> list[list[str]]:
@@ -202,32 +212,193 @@ async def test_a_primary_that_is_us_still_fails_at_once(tmp_path, nursery, dns_s
     assert us.connections == [] and backup.connections == []
 
 
-# --- the connection pool (rule 5) -----------------------------------------------------------
+# --- a host's other addresses (rule 1) ------------------------------------------------------
 
-async def test_the_backups_connection_is_not_reused_for_the_next_message(tmp_path, nursery,
-                                                                         dns_server):
-    # the primary greylisted carol only: the next message goes to it again, not to the
-    # backup over a pooled connection
+async def one_host_two_addresses(nursery, dns_server, first: ScriptedHop, second: ScriptedHop,
+                                 relay: bool):
+    """dest.test's one host (its MX, or a routing.local relay host) at 127.0.0.3, `first`,
+    and 127.0.0.1, `second`, in that order; the settings."""
+    port = await nursery.start(second.serve)
+    await nursery.start(first.serve, "127.0.0.3", port)
+    host = "relayhost.test" if relay else "mx.dest.test"
+    if not relay:
+        dns_server.add_mx("dest.test", 10, host)
+    dns_server.add_a(host, "127.0.0.3").add_a(host, "127.0.0.1")
+    entry = {"match": "dest.test", "port": port} | ({"relay": host} if relay else {})
+    return snapshot(dns_server, routing__local=[entry]), host
+
+
+@pytest.mark.parametrize("relay", [False, True], ids=["mx", "relay"])
+async def test_a_4xx_at_one_address_sends_the_recipient_to_the_hosts_next_address(
+        tmp_path, nursery, dns_server, relay):
+    # mxfail finding 2: carol, greylisted at the first address, waited for the retry; the
+    # host's other address, maybe a node that does not share the greylisting, was never
+    # asked. bob's dot is never answered: he stays deferred, with no second copy at once;
+    # dave's 5xx stands.
+    first = ScriptedHop(**{f"rcpt_{CAROL}": R450, f"rcpt_{DAVE}": b"550 5.1.1 no such user",
+                           "end": CLOSE})
+    second = ScriptedHop()
+    settings, host = await one_host_two_addresses(nursery, dns_server, first, second, relay)
+    results, events = await deliver(tmp_path, settings, route("dest.test", settings),
+                                    [BOB, CAROL, DAVE])
+    assert [(r.address, r.outcome) for r in results] == [
+        (BOB, "deferred"), (CAROL, "delivered"), (DAVE, "failed")]
+    assert {r.remote_mta for r in results} == {host}
+    assert rcpts(first) == [[BOB, CAROL, DAVE]] and rcpts(second) == [[CAROL]]
+    assert first.messages == second.messages == [MESSAGE]
+    assert [f["data"]["address"] for action, f in events.events
+            if action is Action.CONNECTED_TO] == ["127.0.0.3", "127.0.0.1"]
+
+
+# --- the connection pool (rule 1) -----------------------------------------------------------
+
+def new_deliverer(settings, diagnostics_dir=None, rng=None):
+    """A Deliverer kept for several messages, so that its pool is used, and its events."""
+    events = Recorder()
+    return Deliverer(settings=lambda: settings, events=events,
+                     resolver=Resolver(lambda: settings, rng=rng),
+                     diagnostics_dir=diagnostics_dir), events
+
+
+async def send(deliverer, settings, path, recipients, domain="dest.test"):
+    envelope = Envelope.new("Q1", "alice@sender.test", list(recipients))
+    envelope.size = len(MESSAGE)
+    return await deliverer.deliver(route(domain, settings), envelope, list(recipients), path)
+
+
+def connected(events) -> list[tuple[str, str]]:
+    return [(f["data"]["host"], f["data"]["connection"]) for action, f in events.events
+            if action is Action.CONNECTED_TO and f["result"] == CONNECTION_SUCCEEDED]
+
+
+async def test_the_primarys_connection_is_pooled_and_the_backups_is_not(tmp_path, nursery,
+                                                                       dns_server):
+    # the primary greylisted carol only: it keeps its connection for the next message
+    # (mxfail finding 3: it was closed, and 200 messages opened 200 connections to it),
+    # and the next message goes to it, not to the backup over a pooled connection
     primary, backup = ScriptedHop(**{f"rcpt_{CAROL}": R450}), ScriptedHop()
     settings = await two_mx_hosts(nursery, dns_server, primary, backup)
     path = tmp_path / "message"
     path.write_bytes(MESSAGE)
-    envelope = Envelope.new("Q1", "alice@sender.test", [BOB, CAROL])
-    envelope.size = len(MESSAGE)
-    events = Recorder()
-    deliverer = Deliverer(settings=lambda: settings, events=events)
-    hop = route("dest.test", settings)
+    deliverer, events = new_deliverer(settings)
     try:
-        first = await deliverer.deliver(hop, envelope, [BOB, CAROL], path)
-        [second] = await deliverer.deliver(hop, envelope, [BOB], path)
+        first = await send(deliverer, settings, path, [BOB, CAROL])
+        [second] = await send(deliverer, settings, path, [BOB])
     finally:
         await deliverer.aclose()
     assert outcomes(first) == [(BOB, "delivered", "mx1.dest.test"),
                                (CAROL, "delivered", "mx2.dest.test")]
     assert (second.outcome, second.remote_mta) == ("delivered", "mx1.dest.test")
     assert backup.verbs == [["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]]
-    assert rcpts(primary) == [[BOB, CAROL], [BOB]]
-    assert [(f["data"]["host"], f["data"]["connection"]) for action, f in events.events
-            if action is Action.CONNECTED_TO] == [("mx1.dest.test", CONNECTION_ACTUAL),
-                                                  ("mx2.dest.test", CONNECTION_ACTUAL),
-                                                  ("mx1.dest.test", CONNECTION_ACTUAL)]
+    assert rcpts(primary) == [[BOB, CAROL, BOB]]         # one connection, both messages
+    assert connected(events) == [("mx1.dest.test", CONNECTION_ACTUAL),
+                                 ("mx2.dest.test", CONNECTION_ACTUAL),
+                                 ("mx1.dest.test", CONNECTION_CACHED)]
+
+
+async def test_a_connection_opened_to_the_backup_while_the_primary_was_down_is_not_pooled(
+        tmp_path, nursery, dns_server):
+    # mxfail finding 1: the primary was unreachable for a moment, and the backup's pooled
+    # connection took every later message of the domain while the primary was back
+    primary, backup = ScriptedHop(), ScriptedHop()
+    port = await nursery.start(backup.serve)
+    dns_server.add_mx("dest.test", 10, "mx1.dest.test").add_mx("dest.test", 20, "mx2.dest.test")
+    dns_server.add_a("mx1.dest.test", "127.0.0.3").add_a("mx2.dest.test", "127.0.0.1")
+    settings = snapshot(dns_server, routing__local=[{"match": "dest.test", "port": port}])
+    path = tmp_path / "message"
+    path.write_bytes(MESSAGE)
+    deliverer, events = new_deliverer(settings)
+    try:
+        [first] = await send(deliverer, settings, path, [BOB])
+        await nursery.start(primary.serve, "127.0.0.3", port)       # the primary is back
+        [second] = await send(deliverer, settings, path, [BOB])
+    finally:
+        await deliverer.aclose()
+    assert (first.outcome, first.remote_mta) == ("delivered", "mx2.dest.test")
+    assert (second.outcome, second.remote_mta) == ("delivered", "mx1.dest.test")
+    assert backup.verbs == [["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]]
+
+
+class InDnsOrder(random.Random):
+    """MX hosts of equal preference in the order the DNS server lists them, not shuffled."""
+
+    def shuffle(self, x):
+        pass
+
+
+async def test_a_pooled_connection_hands_its_deferrals_to_the_hosts_before_it(
+        tmp_path, nursery, dns_server):
+    # mxfail finding 1 (c): mxa and mxb have one preference, mxb first in this order. mxb
+    # was down a moment, so mxa's connection is pooled, as it may be: mxa is a best host.
+    # Reused, mxa greylists carol, and mxb, up again, was never asked (no host after mxa).
+    mxb, mxa = ScriptedHop(), ScriptedHop(**{f"rcpt_{CAROL}": R450})
+    port = await nursery.start(mxa.serve)
+    dns_server.add_mx("dest.test", 10, "mxb.dest.test").add_mx("dest.test", 10, "mxa.dest.test")
+    dns_server.add_a("mxb.dest.test", "127.0.0.3").add_a("mxa.dest.test", "127.0.0.1")
+    settings = snapshot(dns_server, routing__local=[{"match": "dest.test", "port": port}])
+    path = tmp_path / "message"
+    path.write_bytes(MESSAGE)
+    deliverer, events = new_deliverer(settings, rng=InDnsOrder())
+    try:
+        [first] = await send(deliverer, settings, path, [BOB])
+        await nursery.start(mxb.serve, "127.0.0.3", port)
+        second = await send(deliverer, settings, path, [BOB, CAROL])
+    finally:
+        await deliverer.aclose()
+    assert (first.outcome, first.remote_mta) == ("delivered", "mxa.dest.test")
+    assert outcomes(second) == [(BOB, "delivered", "mxa.dest.test"),
+                                (CAROL, "delivered", "mxb.dest.test")]
+    assert rcpts(mxa) == [[BOB, BOB, CAROL]] and rcpts(mxb) == [[CAROL]]
+    assert connected(events) == [("mxa.dest.test", CONNECTION_ACTUAL),
+                                 ("mxa.dest.test", CONNECTION_CACHED),
+                                 ("mxb.dest.test", CONNECTION_ACTUAL)]
+
+
+async def test_a_connection_is_not_reused_past_its_reuse_time_limit(tmp_path, nursery,
+                                                                   mock_clock):
+    # mxfail finding 1: with mail at least every 30 s, one connection (and the host it
+    # went to) served a next hop for good; Postfix ends one after 300 s
+    hop = ScriptedHop()
+    settings = snapshot()
+    next_hop = await relay_to(nursery, hop)
+    path = tmp_path / "message"
+    path.write_bytes(MESSAGE)
+    envelope = Envelope.new("Q1", "alice@sender.test", [BOB])
+    envelope.size = len(MESSAGE)
+    deliverer, _ = new_deliverer(settings)
+    try:
+        for wait in (0, REUSE_TIME_LIMIT_SECONDS - 1, 1):
+            mock_clock.jump(wait)
+            [result] = await deliverer.deliver(next_hop, envelope, [BOB], path)
+            assert result.outcome == "delivered"
+    finally:
+        await deliverer.aclose()
+    # reused once, 299 s after it opened; at 300 s it is closed and a new one opened
+    assert hop.verbs == [["EHLO", "MAIL", "RCPT", "DATA", "RSET", "MAIL", "RCPT", "DATA",
+                          "QUIT"], ["EHLO", "MAIL", "RCPT", "DATA", "QUIT"]]
+
+
+@pytest.mark.parametrize("max_outgoing", [1, 30])
+async def test_the_conversation_log_notes_each_close_once(tmp_path, nursery, dns_server,
+                                                          max_outgoing):
+    # mxfail finding 4: the backup's connection was noted closed twice (one QUIT). With one
+    # connection allowed, the primary's, given back, is closed to open the backup's.
+    primary, backup = ScriptedHop(**{f"rcpt_{CAROL}": R450}), ScriptedHop()
+    settings = await two_mx_hosts(nursery, dns_server, primary, backup)
+    settings = MappingProxyType({**settings, "smtp.max_outgoing": max_outgoing,
+                                 "diagnostics.conversation.outbound": "all"})
+    path = tmp_path / "message"
+    path.write_bytes(MESSAGE)
+    diagnostics = tmp_path / "diagnostics"
+    deliverer, _ = new_deliverer(settings, diagnostics_dir=diagnostics)
+    try:
+        results = await send(deliverer, settings, path, [BOB, CAROL])
+    finally:
+        await deliverer.aclose()
+    assert outcomes(results) == [(BOB, "delivered", "mx1.dest.test"),
+                                 (CAROL, "delivered", "mx2.dest.test")]
+    [log] = list(diagnostics.rglob("outbound-*.log"))
+    closed = [line for line in log.read_text().splitlines() if line.endswith(" closed")]
+    # the primary's went back to the pool and left the log (rule 6)
+    assert len(closed) == 1 and "mx2.dest.test[127.0.0.1]" in closed[0]
+    assert [verbs[-1] for verbs in primary.verbs + backup.verbs] == ["QUIT", "QUIT"]

@@ -1,10 +1,12 @@
-"""core/delivery/pool.py: the outgoing connection limit follows smtp.max_outgoing live."""
+"""core/delivery/pool.py: the outgoing connection limit follows smtp.max_outgoing live; a
+connection is reused for a limited time; a second connection for a key beside an idle one."""
 
 from __future__ import annotations
 
 import pytest
+import trio
 
-from core.delivery.pool import ConnectionPool
+from core.delivery.pool import IDLE_CONNECTION_SECONDS, REUSE_TIME_LIMIT_SECONDS, ConnectionPool
 
 pytestmark = pytest.mark.trio
 
@@ -43,3 +45,78 @@ async def test_a_connection_in_use_is_never_shed_it_closes_when_given_back():
     pool.set_limit(1)
     assert await pool.shed() == 1 and closed == ["idle"]
     assert pool.open_connections == 1                    # the busy one: within the limit
+
+
+# --- reuse time limit (rule 5) and a second connection beside an idle one (rule 2) --------------
+
+def closing_pool(limit: int):
+    closed = []
+
+    async def close(session):
+        closed.append(session)
+
+    return ConnectionPool(limit, close), closed
+
+
+async def test_an_idle_connection_past_its_reuse_time_limit_is_closed_not_handed_out(
+        mock_clock):
+    # mxfail finding 1: a connection kept busy within the idle time was reused for good
+    pool, closed = closing_pool(2)
+    slot = await pool.checkout("hop")
+    slot.session = "first"
+    pool.checkin(slot)
+    mock_clock.jump(REUSE_TIME_LIMIT_SECONDS - 1)
+    again = await pool.checkout("hop")
+    assert again is slot and pool.is_reusable(again)     # within its 300 s: reused
+    pool.checkin(again)
+    mock_clock.jump(1)
+    fresh = await pool.checkout("hop")
+    assert fresh.session is None and closed == ["first"]
+    assert (pool.open_connections, pool.idle_connections) == (1, 0)
+
+
+async def test_reuse_time_counts_from_the_session_set_not_the_slot(mock_clock):
+    pool, _ = closing_pool(1)
+    slot = await pool.checkout("hop")
+    mock_clock.jump(REUSE_TIME_LIMIT_SECONDS)     # e.g. a connection replaced in the slot
+    slot.session = "replacement"
+    assert pool.is_reusable(slot)
+    mock_clock.jump(REUSE_TIME_LIMIT_SECONDS)
+    assert not pool.is_reusable(slot)
+
+
+async def test_reap_closes_a_connection_past_its_reuse_time_limit_however_briefly_idle(
+        mock_clock):
+    pool, closed = closing_pool(2)
+    old, young = await pool.checkout("a"), await pool.checkout("b")
+    old.session = "old"
+    mock_clock.jump(REUSE_TIME_LIMIT_SECONDS - 5)
+    young.session = "young"
+    pool.checkin(old)
+    pool.checkin(young)
+    mock_clock.jump(5)                                   # idle 5 s, open 300 s
+    assert await pool.reap(IDLE_CONNECTION_SECONDS) == 1
+    assert closed == ["old"] and pool.idle_connections == 1
+
+
+async def test_checkout_without_reuse_opens_a_second_connection_beside_an_idle_one():
+    pool, closed = closing_pool(2)
+    first = await pool.checkout("hop")
+    first.session = "first"
+    pool.checkin(first)
+    second = await pool.checkout("hop", reuse=False)
+    assert second is not first and second.session is None and closed == []
+    assert (pool.open_connections, pool.idle_connections) == (2, 1)
+
+
+async def test_checkout_without_reuse_at_the_limit_closes_the_idle_connection():
+    # smtp.max_outgoing 1: the connection given back when recipients go on to another
+    # host makes room for that host's; waiting for it would wait for ever
+    pool, closed = closing_pool(1)
+    first = await pool.checkout("hop")
+    first.session = "first"
+    pool.checkin(first)
+    with trio.fail_after(5):
+        second = await pool.checkout("hop", reuse=False)
+    assert second.session is None and closed == ["first"]
+    assert (pool.open_connections, pool.idle_connections) == (1, 0)
