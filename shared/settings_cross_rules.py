@@ -20,6 +20,7 @@ two load in either order.
 from __future__ import annotations
 
 import logging
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -148,12 +149,18 @@ def _matches_everything(pattern: str, every_text_has: str = "") -> bool:
     that are no more than a text's shape (`every_text_has`: the dots of a file or domain
     name). The guide forbids * and *.* alone as file names (§6 "Blocking by file name");
     **, ?* and *.?* are the same in other words (policy finding C3). An escaped `\\*` is
-    plain, and no wildcard. Read as the pipeline compares a subject line
+    plain, and no wildcard. A `?` counts only beside a `*` in the same run of wildcards:
+    `?.*` (a one-letter first label) or `[???.*]` (a three-digit first octet) name some
+    texts, not all (review 16, C9). Read as the pipeline compares a subject line
     (core/pipeline/rules.py `as_compared`): NFKC, so a fullwidth ＊ is a *, and without
     invisible characters."""
     pattern = "".join(char for char in unicodedata.normalize("NFKC", pattern).strip()
                       if unicodedata.category(char) != "Cf")
-    return "*" in pattern and not pattern.strip("*?" + every_text_has)
+    if "*" not in pattern or pattern.strip("*?" + every_text_has):
+        return False
+    runs = re.split("[" + re.escape(every_text_has) + "]", pattern) if every_text_has \
+        else [pattern]
+    return all("*" in run for run in runs if "?" in run)
 
 
 def _not_everything(switch: str, values: str, every_text_has: str, would: str) -> None:

@@ -4,7 +4,7 @@ Table 3-2).
 Rules:
 - Two built-in accounts: `admin` (administrator) and `report` (report-only administrator,
   usable only while `admin.report_only.enabled` is on and a password is set).
-- Every logon attempt writes a `logon` event (result success or failure) with the client IP;
+- Every logon attempt writes a `logon` event (result succeeded or failed, the guide's words) with the client IP;
   the third failure for an account name and every one after it also writes `failed_logon`
   (data {"account", "count"}), which the core's alert engine turns into the failed_logons
   alert. A successful logon resets the count.

@@ -192,6 +192,8 @@ def _is_address_literal(content: str) -> bool:
     ("tag:content") names a standardized tag, and IPv6 is the only one registered, so no
     mail could ever reach such an address, nor a bounce the sender it names."""
     if content[:5].upper() == "IPV6:":
+        if "%" in content:      # RFC 5321's IPv6-addr has no zone index; Python's parser does
+            return False
         try:
             ipaddress.IPv6Address(content[5:])
         except ValueError:

@@ -694,6 +694,16 @@ def test_a_stored_match_all_routing_entry_is_listed_with_what_the_core_does_inst
         "off (an open relay)"]
 
 
+@pytest.mark.parametrize("key, value", [
+    ("routing.local", [{"match": "?.*", "port": 25}]),
+    ("routing.local", [{"match": "[???.*]", "port": 25}]),
+    ("filename.patterns", ["*.???"]), ("subject.lines", ["?"])])
+def test_a_question_mark_pattern_that_names_only_some_texts_is_kept(key, value):
+    # review 16 C9: a ? counted as "everything" wherever a * was, so ?.* (a one-letter first
+    # label) was refused as making every domain local
+    assert validate_changes(defaults(), {key: value}) == {key: value}
+
+
 # Each: a match-everything list an older release stored while its feature was off, the switch
 # that would make it take effect, and the line refusing that.
 STALE_WHILE_OFF = [

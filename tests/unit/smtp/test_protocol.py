@@ -360,6 +360,7 @@ def test_data_with_no_recipient_tried_is_a_bad_sequence_violation():
     (b"MAIL FROM:<s@[1.2.3]>", 501),
     (b"MAIL FROM:<s@[tag:foo]>", 501),
     (b"MAIL FROM:<s@[IPv6:2001:db8::zz]>", 501),
+    (b"MAIL FROM:<s@[IPv6:fe80::1%eth0]>", 501),
 ])
 def test_malformed_mail_gets_its_reply_and_session_continues(command, code):
     conn = new_conn()
