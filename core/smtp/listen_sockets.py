@@ -8,7 +8,9 @@ Rules:
 - An address this host lacks (EADDRNOTAVAIL: an interface that went away, an IPv6 address
   not yet through duplicate address detection) is left out, while another address of the
   list can be bound: the listener serves those, and the caller reports what is missing
-  (`Bound.missing`) and tries it again (`bind_missing`). Mailmoat's users cannot save such
+  (`Bound.missing`) and tries it again (`bind_missing`, each address on its own: one that
+  came back with its port taken by another program meanwhile stays missing, with that
+  reason, and keeps no other from being bound). Mailmoat's users cannot save such
   an address (shared/ports.py), so it is one the host had when it was set; a core that
   crashed on it took no mail on the addresses it does have, and `mailmoat run` restarted
   it for ever. Any other failure (the port in use, a privileged port), or no address at
@@ -134,13 +136,20 @@ def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> Bound:
 
 def bind_missing(bound: Bound, port: int, *, reuse_port: bool) -> Bound:
     """`bound` with the sockets of those of its missing addresses that can be bound now
-    (the address came back); `bound` itself when none can."""
-    try:
-        more = open_listen_sockets([exc.host for exc in bound.missing], port,
-                                   reuse_port=reuse_port)
-    except ListenFailed:
-        return bound
-    return Bound(bound.sockets + more.sockets, more.missing)
+    (the address came back), each tried on its own: one that still cannot be bound stays
+    missing, with why now (no such address still, or its port taken by another program
+    since it went away), and keeps none of the others from being bound."""
+    sockets, missing = list(bound.sockets), []
+    for was in bound.missing:
+        try:
+            sockets += open_listen_sockets([was.host], port, reuse_port=reuse_port).sockets
+        except ListenFailed as exc:
+            missing.append(exc)
+        except OSError as exc:      # socket() itself: out of descriptors, say
+            missing.append(ListenFailed(f"cannot listen for SMTP on "
+                                        f"{host_port(was.host, port)} ({exc.strerror})",
+                                        exc.errno, was.host))
+    return Bound(sockets, missing)
 
 
 def rebind(bound: Bound, hosts, port: int, *, reuse_port: bool,

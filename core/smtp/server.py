@@ -43,11 +43,17 @@ Rules:
   start as at a change: the listener serves the others, a `service_start_failed` event of
   rule smtp.listen and a line on stderr name the address, and it is tried again every
   MISSING_RETRY_SECONDS (an interface that comes up late, an IPv6 address still in
-  duplicate address detection), with a line on stderr once it is bound.
+  duplicate address detection), on trio's clock. Once it is bound, a `service_started`
+  event of rule smtp.listen and a line on stderr say so: the failure is otherwise the
+  last word the events have on it. One that comes back but still cannot be bound (its
+  port taken by another program meanwhile) is reported as that, once, with the rule to
+  correct (smtp.port), and tried again all the same; a report is written when an
+  address's reason changes, never at every retry.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 import ssl
@@ -178,6 +184,12 @@ class SmtpServer:
         s = self.settings()
         bound = open_listen_sockets(s["smtp.listen"], s["smtp.port"],
                                     reuse_port=self.reuse_port)
+        await self.serve_on(bound, task_status=task_status)
+
+    async def serve_on(self, bound: Bound, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """`serve`, on the sockets `bound` already holds; its missing addresses are tried
+        again (module rules). Tests begin here with an address that has come back: none
+        can come into existence on a test host without a network namespace."""
         try:
             async with trio.open_nursery() as sessions:
                 self.bound = bound.addresses
@@ -199,7 +211,7 @@ class SmtpServer:
                                        on_failed=self._listen_failed)
                     self.bound = bound.addresses
                     if wanted is None:
-                        self._report_found(was, bound)
+                        self._report_retried(was, bound)
                     elif bound is not was:
                         self._report_missing(bound)
         finally:
@@ -224,21 +236,36 @@ class SmtpServer:
 
     def _report_missing(self, bound: Bound) -> None:
         for exc in bound.missing:
-            self._say("smtp.listen", f"{exc}: this host has no such address now; listening "
-                                     f"on {self._where()} without it, and trying it again "
-                                     f"every {MISSING_RETRY_SECONDS:.0f} s")
+            self._report_left_out(exc)
 
-    def _report_found(self, was: Bound, now: Bound) -> None:
+    def _report_left_out(self, exc: ListenFailed) -> None:
+        retry = (f"listening on {self._where()} without it, and trying it again every "
+                 f"{MISSING_RETRY_SECONDS:.0f} s")
+        if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            self._say(exc.rule, f"{exc}: this host has no such address now; {retry}")
+        else:
+            self._say(exc.rule, f"{exc}: {retry}")
+
+    def _report_retried(self, was: Bound, now: Bound) -> None:
+        """What a retry of the missing addresses changed (module rules): those bound now,
+        and those that still cannot be, for a reason other than the one last reported."""
+        reported = {exc.host: exc.errno for exc in was.missing}
         still_missing = {exc.host for exc in now.missing}
-        found = [exc.host for exc in was.missing if exc.host not in still_missing]
-        if found and self.reports_listen_errors:
-            print(f"mailmoat core: now listening for SMTP on {self._where()} ("
-                  f"{', '.join(found)} can be bound again)", file=sys.stderr, flush=True)
+        found = [host for host in reported if host not in still_missing]
+        if found:
+            self._say("smtp.listen", f"now listening for SMTP on {self._where()} ("
+                                     f"{', '.join(found)} can be bound again)",
+                      action=Action.SERVICE_STARTED)
+        for exc in now.missing:
+            if exc.errno != reported[exc.host]:
+                self._report_left_out(exc)
 
-    def _say(self, rule: str, message: str) -> None:
-        """A listening failure: an event of `rule` and a line on stderr (module rules)."""
+    def _say(self, rule: str, message: str, *,
+             action: Action = Action.SERVICE_START_FAILED) -> None:
+        """A listening failure (or, `action` SERVICE_STARTED, the end of one): an event of
+        `rule` and a line on stderr (module rules)."""
         if self.reports_listen_errors:
-            self.events.record(Action.SERVICE_START_FAILED, rule=rule, info=message)
+            self.events.record(action, rule=rule, info=message)
             print(f"mailmoat core: {message}", file=sys.stderr, flush=True)
 
     # --- admitting a connection to a session ------------------------------------------

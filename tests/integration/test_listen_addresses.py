@@ -8,6 +8,7 @@ it to come into existence gives it to the loopback of a network namespace of its
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -20,11 +21,19 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from core.app import run_core
+from core.smtp.group_commit import GroupCommitter
+from core.smtp.listen_sockets import Bound, ListenFailed, bind_missing, open_listen_sockets
+from core.smtp.server import MISSING_RETRY_SECONDS, SmtpServer
+from core.status import Counters
 from shared import db
-from shared.events import Action
+from shared.clock import SYSTEM_CLOCK
+from shared.events import Action, EventWriter
+from shared.settings import defaults
 from shared.settings_store import export_settings
+from shared.spool import Spool
 from tests.support.core import make_home, set_settings
 from tests.support.waiting import events_of, until
 
@@ -229,3 +238,144 @@ def test_an_address_that_comes_back_is_listened_on_without_a_restart(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("before False\nafter True\n"), result.stdout
     assert f"({NOT_LOCAL} can be bound again)" in result.stdout
+
+
+# --- the retry, on trio's clock ---------------------------------------------------------------
+# No address can come into existence on a test host without a network namespace (the slow test
+# above has one). These begin where that one leaves off, with addresses the host has again
+# still missing from the listener, or with an address that stays missing (NOT_LOCAL).
+
+def _missing(host, port):
+    return ListenFailed(f"cannot listen for SMTP on {host}:{port} (Cannot assign requested "
+                        f"address)", errno.EADDRNOTAVAIL, host)
+
+
+def _holding(host, port) -> socket.socket:
+    """A socket of another program, listening on host:port."""
+    holder = socket.socket()
+    holder.bind((host, port))
+    holder.listen()
+    return holder
+
+
+def test_missing_addresses_that_came_back_are_bound_each_on_its_own():
+    # 127.0.0.5 came back with its port taken by another program meanwhile: 127.0.0.6 is
+    # bound all the same, and 127.0.0.5 stays missing with that reason (review 16, B1)
+    bound = open_listen_sockets(["127.0.0.1"], 0, reuse_port=False)
+    port = bound.addresses[0][1]
+    with _holding("127.0.0.5", port):
+        now = bind_missing(Bound(bound.sockets, [_missing("127.0.0.5", port),
+                                                 _missing("127.0.0.6", port)]),
+                           port, reuse_port=False)
+        try:
+            assert now.addresses == [("127.0.0.1", port), ("127.0.0.6", port)]
+            [still] = now.missing
+            assert (still.host, still.errno, still.rule) == ("127.0.0.5", errno.EADDRINUSE,
+                                                            "smtp.port")
+        finally:
+            for listener in now.sockets:
+                listener.close()
+
+
+def _server(tmp_path, settings: dict, events) -> SmtpServer:
+    spool = Spool(tmp_path / "spool")
+    return SmtpServer(settings=lambda: settings, spool=spool, committer=GroupCommitter(spool),
+                      events=events, counters=Counters(), clock=SYSTEM_CLOCK,
+                      on_accepted=lambda *a: None, ssl_context=lambda: None,
+                      diagnostics_dir=tmp_path, hostname=lambda: "gw.test")
+
+
+def _listen_events(home, events: EventWriter):
+    """The listener's started and start-failed events, in the order they were written."""
+    events.flush()
+    conn = db.connect(home.db)
+    try:
+        return [tuple(row) for row in conn.execute(
+            "SELECT action, rule, info FROM events WHERE action IN (?, ?) ORDER BY id",
+            (str(Action.SERVICE_STARTED), str(Action.SERVICE_START_FAILED)))]
+    finally:
+        conn.close()
+
+
+async def _greets_async(host, port) -> bool:
+    stream = await trio.open_tcp_stream(host, port)
+    async with stream:
+        return (await stream.receive_some(512)).startswith(b"220")
+
+
+async def _retry_passes(mock_clock, seconds):
+    mock_clock.jump(seconds)
+    await trio.testing.wait_all_tasks_blocked()
+
+
+@pytest.mark.trio
+async def test_the_retry_binds_what_came_back_and_says_each_change_once(tmp_path, nursery,
+                                                                        mock_clock):
+    home = make_home(tmp_path / "home")
+    events = EventWriter(home.db, "core")
+    bound = open_listen_sockets(["127.0.0.1"], 0, reuse_port=False)
+    port = bound.addresses[0][1]
+    settings = {**defaults(), "smtp.port": port,
+                "smtp.listen": ["127.0.0.1", "127.0.0.5", "127.0.0.6"]}
+    server = _server(tmp_path, settings, events)
+    holder = _holding("127.0.0.5", port)
+    try:
+        await nursery.start(server.serve_on, Bound(bound.sockets, [
+            _missing("127.0.0.5", port), _missing("127.0.0.6", port)]))
+        assert [rule for _action, rule, _info in _listen_events(home, events)] == \
+            ["smtp.listen", "smtp.listen"]              # as at a start
+
+        await _retry_passes(mock_clock, MISSING_RETRY_SECONDS - 0.1)
+        assert server.bound == [("127.0.0.1", port)]
+        await _retry_passes(mock_clock, 0.1)
+        assert server.bound == [("127.0.0.1", port), ("127.0.0.6", port)]
+        assert await _greets_async("127.0.0.6", port)
+        where = f"127.0.0.1:{port}, 127.0.0.6:{port}"
+        assert _listen_events(home, events)[2:] == [
+            ("service_started", "smtp.listen",
+             f"now listening for SMTP on {where} (127.0.0.6 can be bound again)"),
+            ("service_start_failed", "smtp.port",
+             f"cannot listen for SMTP on 127.0.0.5:{port} (Address already in use): listening "
+             f"on {where} without it, and trying it again every 10 s")]
+        for _ in range(5):                      # said once, not at every retry
+            await _retry_passes(mock_clock, MISSING_RETRY_SECONDS)
+        assert len(_listen_events(home, events)) == 4
+    finally:
+        holder.close()
+    await _retry_passes(mock_clock, MISSING_RETRY_SECONDS)
+    assert server.bound == [("127.0.0.1", port), ("127.0.0.6", port), ("127.0.0.5", port)]
+    assert await _greets_async("127.0.0.5", port)
+    assert _listen_events(home, events)[4:] == [
+        ("service_started", "smtp.listen", f"now listening for SMTP on 127.0.0.1:{port}, "
+                                           f"127.0.0.6:{port}, 127.0.0.5:{port} (127.0.0.5 "
+                                           f"can be bound again)")]
+    events.close()
+
+
+@pytest.mark.trio
+async def test_an_address_still_missing_is_said_once_and_a_change_meanwhile_is_bound_at_once(
+        tmp_path, nursery, mock_clock):
+    home = make_home(tmp_path / "home")
+    events = EventWriter(home.db, "core")
+    settings = {**defaults(), "smtp.port": 0, "smtp.listen": ["127.0.0.1", NOT_LOCAL]}
+    server = _server(tmp_path, settings, events)
+    await nursery.start(server.serve)
+    port = server.bound[0][1]
+    for _ in range(5):
+        await _retry_passes(mock_clock, MISSING_RETRY_SECONDS)
+    assert server.bound == [("127.0.0.1", port)]
+    assert [rule for _action, rule, _info in _listen_events(home, events)] == ["smtp.listen"]
+
+    # a change while a retry is pending is bound then, not at the retry
+    await _retry_passes(mock_clock, MISSING_RETRY_SECONDS / 2)
+    old = dict(settings)
+    settings.update({"smtp.port": port, "smtp.listen": ["127.0.0.1", "127.0.0.2"]})
+    server.settings_changed(old, settings)
+    await trio.testing.wait_all_tasks_blocked()
+    assert server.bound == [("127.0.0.1", port), ("127.0.0.2", port)]
+    assert await _greets_async("127.0.0.2", port)
+    for _ in range(3):                      # nothing missing: nothing more is tried or said
+        await _retry_passes(mock_clock, MISSING_RETRY_SECONDS)
+    assert server.bound == [("127.0.0.1", port), ("127.0.0.2", port)]
+    assert len(_listen_events(home, events)) == 1
+    events.close()
