@@ -242,6 +242,10 @@ def alert_key(row: Mapping) -> str | None:
         return None
     if action == "scan_error" and row["rule"] == CORRUPT_RULE:
         return "suspect_message"
+    if action == "service_started" and row["rule"]:
+        # a part that could not start at first and started later (an smtp.listen address
+        # that came back: core/smtp/server.py), not Mailmoat starting
+        return None
     data = _data(row)
     if action in _SIMPLE_ALERTS:
         return _SIMPLE_ALERTS[action]

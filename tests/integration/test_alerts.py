@@ -132,6 +132,9 @@ def test_alert_keys_of_table_3_2():
     assert alert_key(row("failed_logon")) == "failed_logons"
     assert alert_key(row("protocol_violation")) == "smtp_protocol_violation"
     assert alert_key(row("service_start_improper")) == "service_start_improper"
+    assert alert_key(row("service_started")) == "service_start"
+    # an smtp.listen address that could be bound again: no "Service Start" mail (review 16)
+    assert alert_key(row("service_started", "smtp.listen")) is None
     assert alert_key(row("scan_error", "spool.corrupt")) == "suspect_message"
     assert alert_key(row("scan_error", "scan.unprocessable")) == "scan_error"
     assert set(ALERT_TEXTS) >= {"low_disk", "low_memory", "scan_error", "config_change"}
