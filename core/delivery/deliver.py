@@ -31,12 +31,20 @@ Rules
        a recipient keeps the answer of the last host that took the session (Postfix
        reports the last server's reply): a later address that cannot be reached leaves the
        earlier host's 4xx, the reply a sender can act on, where "connect to ..." would say
-       less; a host that refuses HELO with a 5xx fails them, as above. Not passed on: a
-       recipient a host refused for its limit of recipients (rule 7), and one whose "."
-       was sent and never answered (the connection lost or silent): the host may have
-       taken the message (RFC 5321 §4.5.3.2.6, §6.1), so it is deferred and waits for the
-       retry, never a second copy at once. Nor to our own listener (rule 8): the list
-       ends before it.
+       less. A 5xx from a host less preferred than one that deferred the recipient (or
+       left it untried) — to HELO, or at its RCPT, "550 relay access denied" — does not
+       fail it either (`_after_backup_refusal`): it keeps the earlier host's 4xx, the 5xx
+       added to its text for the admin. A misconfigured backup says nothing about the
+       recipient, and the primary takes it at the retry (Postfix bounces it there; a
+       gateway must not lose mail to a broken backup). A 5xx from a host as preferred
+       stands. Not passed
+       on: a recipient a host refused for its limit of recipients (rule 7) while the
+       connection stays open (the next transaction has it; left untried when the host
+       then closes the connection, it goes on as any untried one: the host took nothing
+       for it), and one whose "." was sent and never answered (the connection lost or
+       silent): the host may have taken the message (RFC 5321 §4.5.3.2.6, §6.1), so it
+       is deferred and waits for the retry, never a second copy at once. Nor to our own
+       listener (rule 8): the list ends before it.
        Pooling follows the same order. Only a connection to a host of the best preference
        among the next hop's candidates (`_is_best`; hosts of equal preference all are) is
        given back to the pool, also the one whose deferrals went on, as soon as they do;
@@ -121,6 +129,11 @@ Rules
        machine's name unless smtp.hostname is set, often a generic one ("mail",
        "localhost"), and a backup MX behind NAT would fail mail its primary only deferred;
        a loop hidden behind NAT still ends at the hop limit.
+    9. A recipient's result that can no longer change (delivered, failed) goes to the
+       caller's `on_result` as soon as it is known, before `deliver` returns: an attempt
+       cancelled at a stop returns nothing, and the queue manager must still record what
+       the next hop took (core/spool/manager.py rule 7), else the restart sends it again.
+       Handing on makes an attempt run long after its first host took some recipients.
 
 Never: keep a message in memory (it is streamed in MESSAGE_CHUNK_OCTETS pieces), read the
 wall clock for a timeout, or let a connection outlive its pool token.
@@ -160,6 +173,7 @@ MAX_RECIPIENTS_PER_TRANSACTION = 100
 # says it: reset_session tells only that RSET did not get a 2xx.
 RSET_FAILED = "RSET before reuse failed (closed by the next hop, or refused)"
 LOST_BEFORE_TAKING = "lost before the next hop took the message"
+UNTRIED = "connection closed before these recipients were tried"
 
 
 @dataclass(frozen=True)
@@ -217,10 +231,12 @@ class Deliverer:
 
     # --- delivering --------------------------------------------------------------------------
     async def deliver(self, hop: NextHop, envelope: Envelope, recipients: Sequence[str],
-                      message_path: Path, settings: Mapping | None = None
+                      message_path: Path, settings: Mapping | None = None, *,
+                      on_result: Callable[[RecipientResult], None] | None = None
                       ) -> list[RecipientResult]:
         """Deliver *message_path* to *recipients* (all routed to *hop*); never raises
-        except trio.Cancelled. Returns one result per recipient, in order."""
+        except trio.Cancelled. Returns one result per recipient, in order; `on_result`
+        hears each delivered or failed one as soon as it is decided (rule 9)."""
         settings = settings if settings is not None else self.settings()
         self.pool.set_limit(int(settings["smtp.max_outgoing"]))
         try:
@@ -236,6 +252,7 @@ class Deliverer:
         servers = _servers(found)
         results: dict[str, RecipientResult] = {}
         earlier: dict[str, RecipientResult] = {}   # deferred there, tried at a later server
+        handed: dict[str, int] = {}     # handed on: the best preference that deferred it
         log = self._attempt_log(settings, hop, envelope, len(recipients))
         slot: Slot | None = await self.pool.checkout((hop.key, mode))
         cached: Session | None = None     # a pooled connection not yet reported (rule 5)
@@ -307,20 +324,32 @@ class Deliverer:
                         outcome = "deferred"
                     elif outcome == "deferred" and _not_taken(answered_by, address):
                         passed.append(address)
-                    results[address] = RecipientResult(address, outcome, text, status,
-                                                       answered_by.host, remote)
+                    result = _after_backup_refusal(
+                        RecipientResult(address, outcome, text, status, answered_by.host,
+                                        remote), found, handed, earlier)
+                    results[address] = result
+                    if result.outcome != "deferred" and on_result is not None:
+                        on_result(result)                                   # rule 9
                 reused = True
                 if todo and slot.session.is_usable:
                     continue
                 # This server has had its say: what it deferred without taking the
                 # message, and what its closed connection left untried, goes to the next.
+                deferred = sum(results[a].is_remote_reply for a in passed)  # by a 4xx
                 passed += todo
                 if not passed or not rest:
                     break                   # the last server's deferrals stand (rule 1)
                 if log is not None:
-                    log.note(f"{answered_by.peer} deferred {len(passed)} recipient(s) "
-                             f"without taking the message: the next address is tried")
+                    unanswered = len(passed) - deferred     # the limit's, or unheard
+                    said = [f"deferred {deferred} recipient(s) without taking the message"
+                            ] if deferred else []
+                    said += [f"left {unanswered} untried (the connection closed)"
+                             ] if unanswered else []
+                    log.note(f"{answered_by.peer} {' and '.join(said)}: the next address is "
+                             f"tried")
+                preference = _preference(found, answered_by.host)
                 for address in passed:
+                    handed[address] = min(handed.get(address, preference), preference)
                     if address in results:
                         earlier[address] = results.pop(address)
                 await self._give_back(slot, found)      # the next messages may use it
@@ -343,6 +372,9 @@ class Deliverer:
                 _keep(results, earlier)
             self._fill(results, recipients, error.text, error.status, error.host,
                        "failed" if error.is_permanent else "deferred")
+            for address in handed:          # unless a more preferred host deferred them
+                results[address] = _after_backup_refusal(results[address], found, handed,
+                                                         earlier)
         except Exception as error:   # boundary (rule 4): defer, never lose the message
             text = f"internal error: {type(error).__name__}: {error}"
             if log is not None:
@@ -358,8 +390,7 @@ class Deliverer:
             if log is not None and self.diagnostics_dir is not None:
                 with trio.CancelScope(shield=True):
                     await log.close(self.diagnostics_dir, self.log_failures)
-        self._fill(results, recipients, "connection closed before these recipients were tried",
-                   BAD_CONNECTION_STATUS, None)
+        self._fill(results, recipients, UNTRIED, BAD_CONNECTION_STATUS, None)
         return [results[r] for r in recipients]
 
     @staticmethod
@@ -557,6 +588,28 @@ def _not_taken(session, address: str) -> bool:
     if reply is not None and not reply.is_positive:
         return True
     return not transaction.is_data_sent or transaction.final_reply is not None
+
+
+def _preference(found: Sequence[Candidate], host: str | None) -> float:
+    """`host`'s best MX preference among the candidates (none: after them all)."""
+    return min((c.preference for c in found if c.host == host), default=float("inf"))
+
+
+def _after_backup_refusal(result: RecipientResult, found: Sequence[Candidate],
+                          handed: Mapping[str, int], earlier: Mapping[str, RecipientResult]
+                          ) -> RecipientResult:
+    """`result`, unless it fails a recipient that a more preferred host deferred or left
+    untried (`handed`) at a less preferred one: then the earlier deferral, with the 5xx
+    in its text (rule 1)."""
+    address = result.address
+    if result.outcome != "failed" or address not in handed \
+            or _preference(found, result.remote_mta) <= handed[address]:
+        return result
+    kept = earlier.get(address) or RecipientResult(address, "deferred", UNTRIED,
+                                                   BAD_CONNECTION_STATUS)
+    backup = f"{result.remote_mta} answered {result.text}" if result.is_remote_reply \
+        else result.text
+    return replace(kept, text=f"{kept.text} (then {backup})")
 
 
 def _keep(results: dict, earlier: Mapping) -> None:

@@ -39,7 +39,13 @@ Rules
        up to STOP_GRACE_SECONDS (`_attempt_task`): cut in the middle, an attempt whose
        message the next hop had already taken is made again after the restart — a
        duplicate, which SPEC §4 allows after a crash only. No attempt starts once the stop
-       has begun.
+       has begun. An attempt cut all the same records, shielded for up to
+       RECORD_CUT_SECONDS, the recipients already delivered or failed (the deliverer gives
+       each as soon as it is decided: core/delivery/deliver.py rule 9) as a finished
+       attempt would (their events, bounces, the envelope written) and leaves the others
+       as they were: an attempt handing recipients on from a greylisting primary to a
+       silent backup can outlast any grace, and the primary's recipients must not get a
+       second copy after the restart.
     8. A delivery attempt runs in a task of its own, not in the worker that took the message
        up, and a next hop has at most HOP_ATTEMPTS attempts in progress (core/spool/hops.py);
        a message for a full next hop waits, in memory and still in its queue on disk, for
@@ -93,6 +99,7 @@ FAST_CHANNEL_SIZE = 1000        # ids waiting in memory; more wait on disk (rule
 RESCAN_SECONDS = 30.0           # fast/ is listed this often for unannounced messages (rule 1)
 DELETE_WAIT_SECONDS = 10        # a dropped message waits this long at most for its event
 STOP_GRACE_SECONDS = 30         # how long a clean stop waits for attempts in progress (rule 7)
+RECORD_CUT_SECONDS = 10         # how long a cut attempt may take to record its results (rule 7)
 HOP_ATTEMPTS = 20               # attempts in progress per next hop (rule 8; Postfix's default
                                 # destination concurrency limit)
 MAX_ATTEMPTS = 256              # attempts in progress in all (rule 8)
@@ -610,19 +617,49 @@ class QueueManager:
         for hop, recipients in groups.items():
             for recipient in recipients:
                 recipient.next_hop = hop.key
-        results: dict[str, Any] = {}
+        results: dict[str, Any] = {}    # address -> (hop, RecipientResult), decided first
 
         async def deliver_group(hop, recipients) -> None:
-            for result in await self.deliverer.deliver(hop, envelope, [r.address for r in recipients],
-                                                       path, settings):
+            def decided(result) -> None:
                 results[result.address] = (hop, result)
 
-        async with trio.open_nursery() as nursery:
-            for hop, recipients in groups.items():
-                nursery.start_soon(deliver_group, hop, recipients)
+            for result in await self.deliverer.deliver(hop, envelope, [r.address for r in recipients],
+                                                       path, settings, on_result=decided):
+                decided(result)
+
+        ended = False
+        try:
+            async with trio.open_nursery() as nursery:
+                for hop, recipients in groups.items():
+                    nursery.start_soon(deliver_group, hop, recipients)
+            ended = True
+        finally:
+            if not ended:       # cut (rule 7): what is decided is recorded all the same
+                with trio.CancelScope(shield=True, deadline=trio.current_time()
+                                      + RECORD_CUT_SECONDS):
+                    await self._record_cut(queue, envelope, todo, results)
         envelope.attempts += 1
         failed = self._record_results(envelope, todo, results)
         await self._after_attempt(queue, envelope, failed, settings)
+
+    async def _record_cut(self, queue: str, envelope: Envelope, todo, results) -> None:
+        """Record the results a cut attempt has (rule 7: the delivered and failed ones, and
+        every result of a next hop whose delivery had ended) as `_after_attempt` would
+        (rule 4's order: the bounce, then the envelope, or the
+        delete when no recipient is left), without a schedule or a delay notice for the
+        others, which the restart takes up as they were."""
+        known = [r for r in todo if r.address in results]
+        if not known:
+            return
+        envelope.attempts += 1
+        failed = self._record_results(envelope, known, results)
+        if failed:
+            await self.queue_files.error(envelope.queue_id)
+            await self.notices.bounce(queue, envelope, failed)
+        if any(r.status in ("pending", "deferred") for r in envelope.recipients):
+            await self._write(queue, envelope)
+            return
+        await self._complete(queue, envelope)
 
     def _record_results(self, envelope: Envelope, todo, results) -> list:
         failed = []
@@ -690,11 +727,7 @@ class QueueManager:
             if not expired:     # else one bounce says both (notices.py rule 2)
                 await self.notices.bounce(queue, envelope, failed)
         if not deferred:
-            await self._delete(queue, queue_id)
-            self.queue_files.done(queue_id)
-            # guide Table 7-8 "Completed": the client IP and connection id as well
-            self.events.record(Action.COMPLETED, **envelope.event_fields(),
-                               data={"generated": True} if envelope.is_generated else {})
+            await self._complete(queue, envelope)
             return
         if expired:
             await self.queue_files.error(queue_id)
@@ -711,6 +744,15 @@ class QueueManager:
             await self._move(queue_id, "fast", "slow")
         self.schedule.put(queue_id, envelope.next_attempt_at,
                           {r.next_hop for r in deferred if r.next_hop})
+
+
+    async def _complete(self, queue: str, envelope: Envelope) -> None:
+        """Every recipient is delivered or failed: the message goes."""
+        await self._delete(queue, envelope.queue_id)
+        self.queue_files.done(envelope.queue_id)
+        # guide Table 7-8 "Completed": the client IP and connection id as well
+        self.events.record(Action.COMPLETED, **envelope.event_fields(),
+                           data={"generated": True} if envelope.is_generated else {})
 
 
 def record_copies(events, queue_id: str, kept: str, done: list[tuple[str, str]]) -> None:

@@ -181,6 +181,53 @@ async def test_only_the_deferred_recipient_goes_on_when_another_is_refused_for_g
     assert rcpts(backup) == [[CAROL]]
 
 
+@pytest.mark.parametrize("backup_script", [
+    {"ehlo": b"550 5.7.1 go away", "helo": b"550 5.7.1 go away"},
+    {f"rcpt_{CAROL}": b"550 5.7.1 relay access denied"}])
+async def test_a_backups_5xx_leaves_the_primarys_4xx_standing(tmp_path, nursery, dns_server,
+                                                             backup_script):
+    # review16 B2: a backup refusing HELO, or relaying for nobody, failed a recipient the
+    # primary only greylisted, and the sender got a bounce for mail the primary would take
+    # at the retry. The backup's refusal is in the text, for the admin.
+    primary = ScriptedHop(**{f"rcpt_{CAROL}": R450})
+    backup = ScriptedHop(**backup_script)
+    results, _ = await deliver_to_mx(tmp_path, nursery, dns_server, primary, backup,
+                                     [BOB, CAROL])
+    assert outcomes(results) == [(BOB, "delivered", "mx1.dest.test"),
+                                 (CAROL, "deferred", "mx1.dest.test")]
+    carol = results[1]
+    assert (carol.status, carol.is_remote_reply) == ("4.2.1", True)
+    assert carol.text.startswith(R450.decode() + " (then mx2.dest.test")
+    assert carol.text.endswith(": 550 5.7.1 go away)" if "ehlo" in backup_script else
+                               " answered 550 5.7.1 relay access denied)")
+    assert len(backup.connections) == 1
+
+
+async def test_the_hand_on_note_tells_deferred_from_untried(tmp_path, nursery, dns_server):
+    # review16 C8: "deferred 3 recipient(s)" counted dave, whom the primary refused only for
+    # its limit of recipients before it closed the connection at the dot: untried there, he
+    # goes on with the others (C7: rule 1 said such a recipient never does)
+    primary = ScriptedHop(**{f"rcpt_{DAVE}": b"452 4.5.3 too many recipients",
+                             "end": b"421 4.3.2 shutting down|close"})
+    settings = await two_mx_hosts(nursery, dns_server, primary, ScriptedHop())
+    settings = MappingProxyType({**settings, "diagnostics.conversation.outbound": "all"})
+    path = tmp_path / "message"
+    path.write_bytes(MESSAGE)
+    diagnostics = tmp_path / "diagnostics"
+    deliverer, _ = new_deliverer(settings, diagnostics_dir=diagnostics)
+    try:
+        results = await send(deliverer, settings, path, [BOB, CAROL, DAVE])
+    finally:
+        await deliverer.aclose()
+    assert outcomes(results) == [(BOB, "delivered", "mx2.dest.test"),
+                                 (CAROL, "delivered", "mx2.dest.test"),
+                                 (DAVE, "delivered", "mx2.dest.test")]
+    [log] = list(diagnostics.rglob("outbound-*.log"))
+    [note] = [line for line in log.read_text().splitlines() if "the next address" in line]
+    assert note.endswith("deferred 2 recipient(s) without taking the message and left 1 "
+                         "untried (the connection closed): the next address is tried")
+
+
 # --- loops (rule 8) -------------------------------------------------------------------------
 
 async def test_an_mx_host_that_is_us_is_never_the_next_host(tmp_path, nursery, dns_server):

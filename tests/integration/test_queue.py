@@ -590,6 +590,56 @@ async def test_a_clean_stop_lets_a_delivery_in_progress_finish_and_record_it(tmp
     assert len(sink.messages) == 1
 
 
+async def test_a_stop_that_cuts_a_handed_on_attempt_still_records_what_the_primary_took(
+        tmp_path, nursery, dns_server, monkeypatch):
+    # rule 7, deliver.py rule 9: the primary takes bob and greylists carol, who is handed on
+    # to a backup that takes the connection and never greets. The stop's grace ends while
+    # the attempt waits for that greeting (up to 300 s). Cut there, the attempt recorded
+    # nothing, although the primary had bob's copy, and the restart sent bob a second one.
+    from core.spool import manager as manager_module
+    from tests.support.next_hop import ScriptedHop
+    bob, carol = "bob@dest.test", "carol@dest.test"
+    monkeypatch.setattr(manager_module, "STOP_GRACE_SECONDS", 0.1)
+    primary = ScriptedHop(**{f"rcpt_{carol}": b"450 4.2.1 greylisted, try again later"})
+    backup_reached = trio.Event()
+
+    async def silent_backup(stream):
+        backup_reached.set()
+        await trio.sleep_forever()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(trio.serve_listeners, silent_backup, listeners)
+    await nursery.start(primary.serve, "127.0.0.3", port)
+    dns_server.add_mx("dest.test", 10, "mx1.dest.test").add_mx("dest.test", 20, "mx2.dest.test")
+    dns_server.add_a("mx1.dest.test", "127.0.0.3").add_a("mx2.dest.test", "127.0.0.1")
+    h = Harness(tmp_path, [{"match": "dest.test", "port": port}],
+                **{"dns.resolvers": [dns_server.resolver]})
+    async with trio.open_nursery() as inner:
+        manager = h.manager()
+        await inner.start(manager.run)
+        queue_id = h.put("", [bob, carol])              # null sender: no notices
+        manager.message_accepted(queue_id)
+        with trio.fail_after(10):
+            await backup_reached.wait()
+        inner.cancel_scope.cancel()                     # the clean stop
+    assert len(primary.messages) == 1
+    assert [f["recipients"] for f in h.events.of(Action.DELIVERED)] == [[bob]]
+    assert h.events.of(Action.DEFERRED) == []          # carol was not decided: left as she was
+    envelope = h.spool.read_envelope("fast", queue_id)
+    assert [(r.address, r.status) for r in envelope.recipients] == [(bob, "delivered"),
+                                                                    (carol, "pending")]
+    primary.script[f"rcpt:{carol}"] = b"250 2.1.5 ok"  # greylisting passed
+    async with trio.open_nursery() as inner:           # the restart sends carol's alone
+        await inner.start(h.manager().run)
+        await h.until(lambda: h.ids("fast") == h.ids("slow") == [])
+        inner.cancel_scope.cancel()
+    recipients = [[line.partition("<")[2].rstrip(">") for line in lines
+                   if line.startswith("C: RCPT")] for lines in primary.connections]
+    assert recipients == [[bob, carol], [carol]] and len(primary.messages) == 2
+    assert [f["recipients"] for f in h.events.of(Action.DELIVERED)] == [[bob], [carol]]
+
+
 async def test_a_next_hop_that_never_answers_holds_up_no_other_next_hop(tmp_path, make_sink,
                                                                         running):
     # rule 8: 30 messages to a next hop that holds its reply to the end of data (more than
