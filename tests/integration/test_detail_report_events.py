@@ -30,11 +30,11 @@ from html.parser import HTMLParser
 
 import pytest
 import trio
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared import db, definitions as defs
+from shared import db
 from shared.events import Action, EventWriter
 from tests.support.core import ADMIN_PASSWORD, free_port, make_home, set_settings
+from tests.support.definitions import install_signature
 from tests.support.scripted_server import command_lines, serve_on_loopback
 from tests.support.sink import Sink
 from tests.support.waiting import events_of, until
@@ -75,17 +75,6 @@ def _send(port: int, data: bytes, to: str = "user@local.test") -> str:
 def _greeting(port: int) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         return sock.recv(512)
-
-
-def _install_worm_definitions(home) -> None:
-    """Virus definitions that name WORM a mass mailer (a signed package, installed)."""
-    key = Ed25519PrivateKey.generate()
-    source = home.root.parent / "worm-definitions"
-    source.mkdir()
-    (source / "mailmoat.ndb").write_text(f"{WORM_NAME}:0:*:{WORM.hex()}\n")
-    package = home.root.parent / "worm.mmdef"
-    defs.build_package(source, key, package, version="2026-12-01", revision=1)
-    defs.install_package(package, home.definitions, [defs.public_key_b64(key)])
 
 
 def _rows(home) -> list[dict]:
@@ -236,7 +225,7 @@ def facts(tmp_path_factory) -> dict:
             # one delivery attempt to the closed port in the scenario, not a retry a second
             delivery__retry_initial_seconds=3600, delivery__retry_max_seconds=3600,
             heuristic__enabled=True, heuristic__x_bulk=True)
-        _install_worm_definitions(home)
+        install_signature(home, WORM_NAME, WORM)
         return trio.run(_scenario, home, sink)
 
 

@@ -17,29 +17,18 @@ from email.message import EmailMessage
 
 import pytest
 import trio
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from core.app import run_core
-from shared import definitions as defs
 from shared.events import Action
 from tests.integration.test_spam_figures_agree import _figures, _pages, _section
 from tests.support.core import routed_home
+from tests.support.definitions import install_signature
 from tests.support.waiting import events_of, next_snapshot, until
 
 pytestmark = pytest.mark.trio
 
 WORM = b"MAILMOAT-TEST-MASS-MAILER-WORM-0002"
 WORM_NAME = "Test.Figures@mm"
-
-
-def _install_worm_definitions(home) -> None:
-    key = Ed25519PrivateKey.generate()
-    source = home.root.parent / "worm-definitions"
-    source.mkdir()
-    (source / "mailmoat.ndb").write_text(f"{WORM_NAME}:0:*:{WORM.hex()}\n")
-    package = home.root.parent / "worm.mmdef"
-    defs.build_package(source, key, package, version="2026-12-01", revision=1)
-    defs.install_package(package, home.definitions, [defs.public_key_b64(key)])
 
 
 def _send_worm(port: int) -> None:
@@ -55,7 +44,7 @@ def _send_worm(port: int) -> None:
 async def test_status_page_and_summary_report_count_a_mass_mailer_as_an_infection_deleted(
         tmp_path, sink, nursery):
     home = routed_home(tmp_path, sink)
-    _install_worm_definitions(home)
+    install_signature(home, WORM_NAME, WORM)
     core = await nursery.start(run_core, home)
     await trio.to_thread.run_sync(_send_worm, core.smtp_addresses[0][1])
     await until(lambda: events_of(home, Action.MASS_MAILER_CLEANUP)
