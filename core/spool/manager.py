@@ -745,7 +745,6 @@ class QueueManager:
         self.schedule.put(queue_id, envelope.next_attempt_at,
                           {r.next_hop for r in deferred if r.next_hop})
 
-
     async def _complete(self, queue: str, envelope: Envelope) -> None:
         """Every recipient is delivered or failed: the message goes."""
         await self._delete(queue, envelope.queue_id)
