@@ -39,11 +39,11 @@ Rules
        up to STOP_GRACE_SECONDS (`_attempt_task`): cut in the middle, an attempt whose
        message the next hop had already taken is made again after the restart — a
        duplicate, which SPEC §4 allows after a crash only. No attempt starts once the stop
-       has begun. An attempt cut all the same records, shielded for up to
-       RECORD_CUT_SECONDS, the recipients already delivered or failed (the deliverer gives
-       each as soon as it is decided: core/delivery/deliver.py rule 9) as a finished
-       attempt would (their events, bounces, the envelope written) and leaves the others
-       as they were: an attempt handing recipients on from a greylisting primary to a
+       has begun. An attempt that ends records its results shielded for up to
+       RECORD_CUT_SECONDS, whenever the stop comes; one cut all the same records so the
+       recipients already delivered or failed (the deliverer gives each as soon as it is
+       decided: core/delivery/deliver.py rule 9) as a finished attempt would (their
+       events, bounces, the envelope written) and leaves the others as they were: an attempt handing recipients on from a greylisting primary to a
        silent backup can outlast any grace, and the primary's recipients must not get a
        second copy after the restart.
     8. A delivery attempt runs in a task of its own, not in the worker that took the message
@@ -638,9 +638,13 @@ class QueueManager:
                 with trio.CancelScope(shield=True, deadline=trio.current_time()
                                       + RECORD_CUT_SECONDS):
                     await self._record_cut(queue, envelope, todo, results)
-        envelope.attempts += 1
-        failed = self._record_results(envelope, todo, results)
-        await self._after_attempt(queue, envelope, failed, settings)
+        # Shielded too: the stop may come while the deliverer ends shielded (a QUIT), so
+        # that it returns in full into a cancelled scope, and the envelope must still say
+        # what the next hops took (rule 7; review-delivery A1).
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + RECORD_CUT_SECONDS):
+            envelope.attempts += 1
+            failed = self._record_results(envelope, todo, results)
+            await self._after_attempt(queue, envelope, failed, settings)
 
     async def _record_cut(self, queue: str, envelope: Envelope, todo, results) -> None:
         """Record the results a cut attempt has (rule 7: the delivered and failed ones, and

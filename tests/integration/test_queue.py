@@ -640,6 +640,49 @@ async def test_a_stop_that_cuts_a_handed_on_attempt_still_records_what_the_prima
     assert [f["recipients"] for f in h.events.of(Action.DELIVERED)] == [[bob], [carol]]
 
 
+async def test_a_stop_while_the_deliverer_ends_shielded_still_writes_what_was_delivered(
+        tmp_path, nursery, dns_server, monkeypatch):
+    # review-delivery A1: the stop's grace ended while the attempt closed the backup's
+    # connection (a shielded QUIT), so the deliverer returned in full into a cancelled scope;
+    # the results were recorded as events, but the envelope write was cut and still said
+    # bob pending, and the restart sent bob a second copy
+    from core.delivery import deliver as deliver_module
+    from core.spool import manager as manager_module
+    from tests.support.next_hop import ScriptedHop
+    bob, carol = "bob@dest.test", "carol@dest.test"
+    monkeypatch.setattr(manager_module, "STOP_GRACE_SECONDS", 0.1)
+    closing = trio.Event()
+    real_close = deliver_module.close_session
+
+    async def slow_close(session, timeouts):       # a backup slow to answer QUIT
+        closing.set()
+        await trio.sleep(0.5)
+        await real_close(session, timeouts)
+
+    monkeypatch.setattr(deliver_module, "close_session", slow_close)
+    greylisted = {f"rcpt_{carol}": b"450 4.2.1 greylisted, try again later"}
+    primary, backup = ScriptedHop(**greylisted), ScriptedHop(**greylisted)
+    port = await nursery.start(backup.serve)
+    await nursery.start(primary.serve, "127.0.0.3", port)
+    dns_server.add_mx("dest.test", 10, "mx1.dest.test").add_mx("dest.test", 20, "mx2.dest.test")
+    dns_server.add_a("mx1.dest.test", "127.0.0.3").add_a("mx2.dest.test", "127.0.0.1")
+    h = Harness(tmp_path, [{"match": "dest.test", "port": port}],
+                **{"dns.resolvers": [dns_server.resolver]})
+    async with trio.open_nursery() as inner:
+        manager = h.manager()
+        await inner.start(manager.run)
+        queue_id = h.put("", [bob, carol])              # null sender: no notices
+        manager.message_accepted(queue_id)
+        with trio.fail_after(10):
+            await closing.wait()
+        inner.cancel_scope.cancel()                     # the clean stop, during the QUIT
+    assert len(primary.messages) == 1
+    [queue] = [q for q in ("fast", "slow") if queue_id in h.ids(q)]
+    envelope = h.spool.read_envelope(queue, queue_id)
+    assert [(r.address, r.status) for r in envelope.recipients] == [(bob, "delivered"),
+                                                                    (carol, "deferred")]
+
+
 async def test_a_next_hop_that_never_answers_holds_up_no_other_next_hop(tmp_path, make_sink,
                                                                         running):
     # rule 8: 30 messages to a next hop that holds its reply to the end of data (more than
