@@ -31,13 +31,16 @@ Rules
        a recipient keeps the answer of the last host that took the session (Postfix
        reports the last server's reply): a later address that cannot be reached leaves the
        earlier host's 4xx, the reply a sender can act on, where "connect to ..." would say
-       less. A 5xx from a host less preferred than one that deferred the recipient (or
-       left it untried) — to HELO, or at its RCPT, "550 relay access denied" — does not
-       fail it either (`_after_backup_refusal`): it keeps the earlier host's 4xx, the 5xx
-       added to its text for the admin. A misconfigured backup says nothing about the
-       recipient, and the primary takes it at the retry (Postfix bounces it there; a
-       gateway must not lose mail to a broken backup). A 5xx from a host as preferred
-       stands. Not passed
+       less. A 5xx from a host less preferred than one that deferred the recipient, left
+       it untried, or failed temporarily before it took the session (unreachable, a 4xx
+       greeting or 4xx to EHLO/HELO: it has had no recipient yet) — to HELO, or at its
+       RCPT, "550 relay access denied" — does not fail it either (`_after_backup_refusal`):
+       it keeps the earlier host's 4xx, else its connect failure, the 5xx added to its text
+       for the admin. A misconfigured backup says nothing about the recipient, and the
+       primary takes it at the retry (Postfix bounces it there; a gateway must not lose
+       mail to a broken backup, least of all while the primary is down or busy). A 5xx
+       from a host as preferred as every one that failed temporarily stands, as does that
+       of the only host. Not passed
        on: a recipient a host refused for its limit of recipients (rule 7) while the
        connection stays open (the next transaction has it; left untried when the host
        then closes the connection, it goes on as any untried one: the host took nothing
@@ -253,6 +256,19 @@ class Deliverer:
         results: dict[str, RecipientResult] = {}
         earlier: dict[str, RecipientResult] = {}   # deferred there, tried at a later server
         handed: dict[str, int] = {}     # handed on: the best preference that deferred it
+        unreached: dict[str, RecipientResult] = {}  # that preference's connect failure
+
+        def soft_failure(candidate: Candidate, error: DeliveryError) -> None:
+            # A host we could get no session from has not had the recipients: like one
+            # that left them untried, it hands them on at its preference (rule 1). Those
+            # already delivered or failed (rule 9: published) stay as they are.
+            for address in recipients:
+                decided = address in results and results[address].outcome != "deferred"
+                if not decided and candidate.preference < handed.get(address, float("inf")):
+                    handed[address] = candidate.preference
+                    unreached[address] = RecipientResult(address, "deferred", error.text,
+                                                         error.status, error.host)
+
         log = self._attempt_log(settings, hop, envelope, len(recipients))
         slot: Slot | None = await self.pool.checkout((hop.key, mode))
         cached: Session | None = None     # a pooled connection not yet reported (rule 5)
@@ -280,7 +296,7 @@ class Deliverer:
                 rest = [s for s in servers if not _is_at(s, slot.session)]
             else:
                 slot.session = await self._connect(servers, hop, settings, mode, envelope,
-                                                   log)
+                                                   log, soft_failure)
                 rest = _after(servers, slot.session)
             todo = list(recipients)
             passed: list[str] = []          # this server's to pass on to the next (rule 1)
@@ -302,7 +318,7 @@ class Deliverer:
                     await self._close(slot.session)
                     slot.session = None
                     slot.session = await self._connect(choices, hop, settings, mode, envelope,
-                                                       log)
+                                                       log, soft_failure)
                     rest = _after(choices, slot.session)
                     outcomes = await run_transaction(slot.session, envelope, chunk,
                                                      message_path, self.timeouts)
@@ -326,7 +342,7 @@ class Deliverer:
                         passed.append(address)
                     result = _after_backup_refusal(
                         RecipientResult(address, outcome, text, status, answered_by.host,
-                                        remote), found, handed, earlier)
+                                        remote), found, handed, earlier, unreached)
                     results[address] = result
                     if result.outcome != "deferred" and on_result is not None:
                         on_result(result)                                   # rule 9
@@ -374,7 +390,7 @@ class Deliverer:
                        "failed" if error.is_permanent else "deferred")
             for address in handed:          # unless a more preferred host deferred them
                 results[address] = _after_backup_refusal(results[address], found, handed,
-                                                         earlier)
+                                                         earlier, unreached)
         except Exception as error:   # boundary (rule 4): defer, never lose the message
             text = f"internal error: {type(error).__name__}: {error}"
             if log is not None:
@@ -433,10 +449,12 @@ class Deliverer:
             await close_session(session, self.timeouts)
 
     async def _connect(self, found: list[Candidate], hop: NextHop, settings: Mapping, mode: str,
-                       envelope: Envelope, log: ConversationLog | None) -> Session:
+                       envelope: Envelope, log: ConversationLog | None,
+                       soft_failure: Callable[[Candidate, DeliveryError], None] | None = None
+                       ) -> Session:
         """The first candidate address that gives a ready session (rule 1); `log`: the
-        attempt's (rule 6). Raises the first permanent refusal when none does, else the
-        last error."""
+        attempt's (rule 6); `soft_failure` hears each address that failed temporarily.
+        Raises the first permanent refusal when none does, else the last error."""
         hostname = await trio.to_thread.run_sync(self.hostname)
         last: DeliveryError | None = None
         refused: DeliveryError | None = None
@@ -464,6 +482,8 @@ class Deliverer:
                         if error.tls_failed and mode == "opportunistic" and use_tls:
                             use_tls = False        # rule 2: reconnect without TLS
                             continue
+                        if not error.is_permanent and soft_failure is not None:
+                            soft_failure(candidate, error)
                         break
                     self._connected(envelope, hop, session, CONNECTION_ACTUAL)
                     return session
@@ -596,17 +616,18 @@ def _preference(found: Sequence[Candidate], host: str | None) -> float:
 
 
 def _after_backup_refusal(result: RecipientResult, found: Sequence[Candidate],
-                          handed: Mapping[str, int], earlier: Mapping[str, RecipientResult]
-                          ) -> RecipientResult:
-    """`result`, unless it fails a recipient that a more preferred host deferred or left
-    untried (`handed`) at a less preferred one: then the earlier deferral, with the 5xx
-    in its text (rule 1)."""
+                          handed: Mapping[str, int], earlier: Mapping[str, RecipientResult],
+                          unreached: Mapping[str, RecipientResult]) -> RecipientResult:
+    """`result`, unless it fails a recipient that a more preferred host deferred, left
+    untried or gave no session (`handed`) at a less preferred one: then the earlier
+    deferral (that host's 4xx, else its connect failure), with the 5xx in its text
+    (rule 1)."""
     address = result.address
     if result.outcome != "failed" or address not in handed \
             or _preference(found, result.remote_mta) <= handed[address]:
         return result
-    kept = earlier.get(address) or RecipientResult(address, "deferred", UNTRIED,
-                                                   BAD_CONNECTION_STATUS)
+    kept = earlier.get(address) or unreached.get(address) \
+        or RecipientResult(address, "deferred", UNTRIED, BAD_CONNECTION_STATUS)
     backup = f"{result.remote_mta} answered {result.text}" if result.is_remote_reply \
         else result.text
     return replace(kept, text=f"{kept.text} (then {backup})")

@@ -203,6 +203,53 @@ async def test_a_backups_5xx_leaves_the_primarys_4xx_standing(tmp_path, nursery,
     assert len(backup.connections) == 1
 
 
+BACKUP_REFUSALS = [{"ehlo": b"550 5.7.1 go away", "helo": b"550 5.7.1 go away"},
+                   {"rcpt": b"550 5.7.1 relay access denied"}]
+
+
+@pytest.mark.parametrize("backup_script", BACKUP_REFUSALS)
+@pytest.mark.parametrize("primary_down", ["connection refused", "421 greeting", "421 to EHLO"])
+async def test_a_backups_5xx_leaves_the_unreachable_primary_standing(
+        tmp_path, nursery, dns_server, primary_down, backup_script):
+    # review16b B1: a primary that could not be reached or was busy (421 at its greeting or
+    # to EHLO) gave no session, and the backup's 5xx bounced mail the primary takes at the
+    # retry; the same 5xx after the primary's 451 to MAIL left the recipient deferred
+    backup = ScriptedHop(**backup_script)
+    port = await nursery.start(backup.serve)
+    if primary_down != "connection refused":    # nothing listens on 127.0.0.3 then
+        primary = ScriptedHop(**({"greeting": b"421 4.3.2 busy|close"}
+                                 if primary_down == "421 greeting"
+                                 else {"ehlo": b"421 4.3.2 busy|close"}))
+        await nursery.start(primary.serve, "127.0.0.3", port)
+    dns_server.add_mx("dest.test", 10, "mx1.dest.test").add_mx("dest.test", 20, "mx2.dest.test")
+    dns_server.add_a("mx1.dest.test", "127.0.0.3").add_a("mx2.dest.test", "127.0.0.1")
+    settings = snapshot(dns_server, routing__local=[{"match": "dest.test", "port": port}])
+    results, _ = await deliver(tmp_path, settings, route("dest.test", settings), [BOB, CAROL])
+    assert [r.outcome for r in results] == ["deferred", "deferred"]
+    mx1 = f"mx1.dest.test[127.0.0.3]:{port}"
+    why = {"connection refused": f"connect to {mx1}: Connection refused",
+           "421 greeting": f"{mx1} greeted with 421 4.3.2 busy",
+           "421 to EHLO": f"{mx1} refused EHLO/HELO: 421 4.3.2 busy"}[primary_down]
+    for result in results:
+        assert result.text.startswith(why + " (then ")
+        assert result.text.endswith(": 550 5.7.1 go away)" if "ehlo" in backup_script else
+                                    " answered 550 5.7.1 relay access denied)")
+    assert backup.messages == []
+
+
+async def test_a_refused_helo_stands_where_no_more_preferred_host_failed_temporarily(
+        tmp_path, nursery, dns_server):
+    # B1's limit: the primary refusing us for good fails the recipients, though the backup
+    # after it could not be reached (nothing listens on 127.0.0.4)
+    primary = ScriptedHop(**BACKUP_REFUSALS[0])
+    port = await nursery.start(primary.serve, "127.0.0.3")
+    dns_server.add_mx("dest.test", 10, "mx1.dest.test").add_mx("dest.test", 20, "mx2.dest.test")
+    dns_server.add_a("mx1.dest.test", "127.0.0.3").add_a("mx2.dest.test", "127.0.0.4")
+    settings = snapshot(dns_server, routing__local=[{"match": "dest.test", "port": port}])
+    results, _ = await deliver(tmp_path, settings, route("dest.test", settings), [BOB])
+    assert [(r.outcome, r.remote_mta) for r in results] == [("failed", "mx1.dest.test")]
+
+
 async def test_the_hand_on_note_tells_deferred_from_untried(tmp_path, nursery, dns_server):
     # review16 C8: "deferred 3 recipient(s)" counted dave, whom the primary refused only for
     # its limit of recipients before it closed the connection at the dot: untried there, he
