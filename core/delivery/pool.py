@@ -25,6 +25,10 @@ Rules
        deliverer closes it instead of giving it back for reuse, and one found idle past it
        is closed (`checkout`, `reap`). Mail arriving more often than the idle time would
        otherwise keep one connection, and the host it happens to go to, for good.
+    6. `close_all` (the deliverer's `run` ending at shutdown) closes the pool for good: no
+       connection `is_reusable` after it, so an attempt still running in its grace closes
+       (QUITs) the one it is done with instead of checking it in, idle where nothing would
+       ever reap or QUIT it.
     Which connections are given back for reuse at all is the deliverer's choice
     (core/delivery/deliver.py: those to a best-preference host of the next hop).
 
@@ -77,6 +81,7 @@ class ConnectionPool:
         self._close_session = close
         self._idle: dict[Any, list[Slot]] = {}
         self._changed = trio.Event()
+        self._closed = False             # rule 6
 
     # --- facts ----------------------------------------------------------------------------
     @property
@@ -120,8 +125,10 @@ class ConnectionPool:
             await changed.wait()
 
     def is_reusable(self, slot: Slot) -> bool:
-        """Is the slot's connection within its reuse time limit (rule 5)?"""
-        return trio.current_time() - slot.opened_at < REUSE_TIME_LIMIT_SECONDS
+        """Is the slot's connection within its reuse time limit (rule 5), and the pool
+        still open (rule 6)?"""
+        return not self._closed \
+            and trio.current_time() - slot.opened_at < REUSE_TIME_LIMIT_SECONDS
 
     def checkin(self, slot: Slot) -> None:
         """Give back a slot whose session is open, ready for another transaction and
@@ -164,7 +171,8 @@ class ConnectionPool:
         return closed
 
     async def close_all(self) -> None:
-        """Close every idle connection (at shutdown)."""
+        """Close every idle connection, and the pool for good (at shutdown, rule 6)."""
+        self._closed = True
         for slot in [s for slots in self._idle.values() for s in slots]:
             if self._take_idle(slot):
                 await self._discard(slot, already_taken=True)

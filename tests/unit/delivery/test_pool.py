@@ -120,3 +120,19 @@ async def test_checkout_without_reuse_at_the_limit_closes_the_idle_connection():
         second = await pool.checkout("hop", reuse=False)
     assert second.session is None and closed == ["first"]
     assert (pool.open_connections, pool.idle_connections) == (1, 0)
+
+
+# --- closed at shutdown (rule 6) -------------------------------------------------------------
+
+async def test_a_connection_in_use_when_the_pool_closes_is_no_longer_reusable():
+    # review16b C3: an attempt running on in its grace after the deliverer's run had closed
+    # the pool checked its connection in, idle where nothing ever QUIT it; the deliverer
+    # gives back only what `is_reusable`, and closes the rest itself
+    pool, closed = closing_pool(2)
+    idle, busy = await pool.checkout("a"), await pool.checkout("b")
+    idle.session, busy.session = "idle", "busy"
+    pool.checkin(idle)
+    assert pool.is_reusable(busy)
+    await pool.close_all()
+    assert closed == ["idle"] and pool.idle_connections == 0
+    assert not pool.is_reusable(busy)
