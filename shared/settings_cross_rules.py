@@ -168,13 +168,18 @@ def _not_everything(switch: str, values: str, every_text_has: str, would: str) -
     # entry an older release stored while the feature was off must not take effect through
     # the switch alone (upgrade16 finding 1: `config set subject.enabled true` with a stored
     # subject line * dropped every message). Turning it off is always allowed.
+    # Refused for the switch alone, the line names the key the administrator typed.
     @_reads(values, switch)
     def not_everything(s, _plain, changed):
         if values not in changed and not (switch in changed and s.get(switch)):
             return
         for pattern in s.get(values) or []:
             if _matches_everything(pattern, every_text_has):
-                yield values, f"'{pattern.strip()}' alone would {would}"
+                if values in changed:
+                    yield values, f"'{pattern.strip()}' alone would {would}"
+                else:
+                    yield switch, (f"{values} holds '{pattern.strip()}', which alone would "
+                                   f"{would}: correct {values} first")
 
 
 _not_everything("filename.enabled", "filename.patterns", ".", "delete every attachment")

@@ -85,7 +85,8 @@ def test_turning_on_the_subject_filter_with_a_stored_match_all_line_is_refused(t
     home = routed_home(tmp_path / "home", sink)
     store_unchecked(home, {"subject.enabled": False, "subject.lines": ["*"],
                            "filename.enabled": False, "filename.patterns": ["*.exe", "?*"]})
-    line = "subject.lines: '*' alone would block every message\n"
+    line = ("subject.enabled: subject.lines holds '*', which alone would block every "
+            "message: correct subject.lines first\n")
     assert mailmoat("config", "set", "subject.enabled", "true", "--home", home.root,
                     expect=2).stderr == line
     switches = tmp_path / "switches.json"
@@ -93,7 +94,8 @@ def test_turning_on_the_subject_filter_with_a_stored_match_all_line_is_refused(t
                         "utf-8")
     assert mailmoat("config", "import", switches, "--home", home.root, expect=2
                     ).stderr.splitlines() == [
-        "filename.patterns: '?*' alone would delete every attachment", line.strip()]
+        "filename.enabled: filename.patterns holds '?*', which alone would delete every "
+        "attachment: correct filename.patterns first", line.strip()]
     assert mailmoat("config", "set", "subject.enabled", "false", "--home", home.root
                     ).returncode == 0
     stored = stored_settings(home)

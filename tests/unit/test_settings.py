@@ -705,18 +705,22 @@ def test_a_question_mark_pattern_that_names_only_some_texts_is_kept(key, value):
 
 
 # Each: a match-everything list an older release stored while its feature was off, the switch
-# that would make it take effect, and the line refusing that.
+# that would make it take effect, the line refusing that (naming the key typed: docs-today
+# finding 1) and the line the Status page lists the stored value with.
 STALE_WHILE_OFF = [
     ({"subject.enabled": False, "subject.lines": ["*"]}, "subject.enabled",
-     "subject.lines: '*' alone would block every message"),
+     "subject.enabled: subject.lines holds '*', which alone would block every message: "
+     "correct subject.lines first", "subject.lines: '*' alone would block every message"),
     ({"filename.enabled": False, "filename.patterns": ["*.exe", "?*"]}, "filename.enabled",
+     "filename.enabled: filename.patterns holds '?*', which alone would delete every "
+     "attachment: correct filename.patterns first",
      "filename.patterns: '?*' alone would delete every attachment"),
 ]
 
 
-@pytest.mark.parametrize("stale, switch, line", STALE_WHILE_OFF)
+@pytest.mark.parametrize("stale, switch, line, listed", STALE_WHILE_OFF)
 def test_turning_on_a_feature_with_a_stored_match_everything_entry_is_refused(stale, switch,
-                                                                              line):
+                                                                              line, listed):
     """Upgrade16 finding 1: with subject.lines '*' stored by an older release (subject.enabled
     false), `config set subject.enabled true` was accepted and every message was dropped."""
     current = {**defaults(), **stale}
@@ -724,7 +728,7 @@ def test_turning_on_a_feature_with_a_stored_match_everything_entry_is_refused(st
     assert validate_changes(current, {switch: False}) == {switch: False}
     # Turning it off, where the older release left it on, is how an administrator stops it.
     assert validate_changes({**current, switch: True}, {switch: False}) == {switch: False}
-    assert line in [f"{key}: {rule}" for key, rule in refused_values(current)]
+    assert listed in [f"{key}: {rule}" for key, rule in refused_values(current)]
 
 
 def _settings_reads(rule):
