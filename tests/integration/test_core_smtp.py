@@ -18,7 +18,7 @@ import trio
 
 from core.app import run_core
 from shared.events import Action
-from tests.support.core import make_home, set_settings, store_unchecked
+from tests.support.core import greets, make_home, set_settings, store_unchecked
 from tests.support.sink import Sink
 from tests.support.waiting import events_of as _events, until
 
@@ -389,14 +389,6 @@ async def test_an_idle_client_gets_421_timeout_and_is_closed(tmp_path, nursery, 
 
 # --- rebinding (operations report B1, B2) ----------------------------------------------------
 
-def _greets(host, port) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=5) as sock:
-            return sock.recv(512).startswith(b"220")
-    except OSError:
-        return False
-
-
 async def test_a_rebind_that_cannot_bind_keeps_listening_where_it_was(tmp_path, nursery):
     """Regression (operations B1): a port another program holds, or an address the host
     lacks, crashed the core; now the listener stays, an event says why, and the next change
@@ -417,18 +409,18 @@ async def test_a_rebind_that_cannot_bind_keeps_listening_where_it_was(tmp_path, 
         assert failures()[0] == (f"cannot listen for SMTP on 127.0.0.1:{taken} (Address "
                                  f"already in use); still listening on 127.0.0.1:{port} "
                                  f"until smtp.port or smtp.listen changes")
-        assert await trio.to_thread.run_sync(_greets, "127.0.0.1", port)
+        assert await trio.to_thread.run_sync(greets, "127.0.0.1", port)
 
     set_settings(home, smtp__port=port, smtp__listen=["192.0.2.1"])  # TEST-NET-1: not ours
     await _until(lambda: len(failures()) == 2)
     assert "192.0.2.1" in failures()[1] and "Cannot assign requested address" in failures()[1]
-    assert await trio.to_thread.run_sync(_greets, "127.0.0.1", port)
+    assert await trio.to_thread.run_sync(greets, "127.0.0.1", port)
 
     # Same port, one more address: our own 127.0.0.1 socket is in the way of the new one.
     set_settings(home, smtp__listen=["127.0.0.1", "127.0.0.2"])
     await _until(lambda: core.server.bound == [("127.0.0.1", port), ("127.0.0.2", port)])
-    assert await trio.to_thread.run_sync(_greets, "127.0.0.2", port)
-    assert await trio.to_thread.run_sync(_greets, "127.0.0.1", port)
+    assert await trio.to_thread.run_sync(greets, "127.0.0.2", port)
+    assert await trio.to_thread.run_sync(greets, "127.0.0.1", port)
     assert len(failures()) == 2
     core.cancel_scope.cancel()
 

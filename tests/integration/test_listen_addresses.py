@@ -34,7 +34,7 @@ from shared.events import Action, EventWriter
 from shared.settings import defaults
 from shared.settings_store import export_settings
 from shared.spool import Spool
-from tests.support.core import make_home, set_settings
+from tests.support.core import greets, make_home, set_settings
 from tests.support.waiting import events_of, until
 
 NOT_LOCAL = "192.0.2.1"
@@ -59,14 +59,6 @@ def _stored(home, key):
         return export_settings(conn)[key]
     finally:
         conn.close()
-
-
-def _greets(host, port) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=5) as sock:
-            return sock.recv(512).startswith(b"220")
-    except OSError:
-        return False
 
 
 def _not_local_rule(entry, address=NOT_LOCAL):
@@ -124,7 +116,7 @@ async def test_a_core_starts_on_the_addresses_it_has_and_names_the_one_it_lacks(
     async with trio.open_nursery() as nursery:
         core = await nursery.start(run_core, home)
         assert core.smtp_addresses == [("127.0.0.1", port)]
-        assert await trio.to_thread.run_sync(_greets, "127.0.0.1", port)
+        assert await trio.to_thread.run_sync(greets, "127.0.0.1", port)
         await until(lambda: _failures(home), flush=core.events.aflush)
         core.cancel_scope.cancel()
     message = (f"cannot listen for SMTP on {NOT_LOCAL}:{port} (Cannot assign requested "
@@ -141,7 +133,7 @@ def test_listener_processes_start_on_the_addresses_they_have_with_one_event(tmp_
     set_settings(home, smtp__listen=["127.0.0.1", NOT_LOCAL])
     with CoreProcess(home) as core:
         for _ in range(4):          # both processes answer
-            assert _greets("127.0.0.1", core.smtp_port)
+            assert greets("127.0.0.1", core.smtp_port)
         deadline = time.monotonic() + 30        # the core's start ends after theirs
         while not events_of(home, Action.SERVICE_STARTED) and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -190,7 +182,7 @@ async def test_a_live_change_that_cannot_be_bound_names_its_setting(tmp_path, nu
     await until(lambda: len(_failures(home)) == 3, flush=core.events.aflush)
     assert core.server.bound == [("127.0.0.2", port)]
     assert "this host has no such address now; listening on 127.0.0.2:" in _failures(home)[2][1]
-    assert await trio.to_thread.run_sync(_greets, "127.0.0.2", port)
+    assert await trio.to_thread.run_sync(greets, "127.0.0.2", port)
     core.cancel_scope.cancel()
 
 

@@ -590,6 +590,28 @@ async def test_a_clean_stop_lets_a_delivery_in_progress_finish_and_record_it(tmp
     assert len(sink.messages) == 1
 
 
+async def _stopped_during(tmp_path, nursery, dns_server, primary, backup_port, moment,
+                          recipients):
+    """A message from the null sender (no notices) to `recipients` at dest.test, whose MX
+    hosts are `primary` (mx1, 127.0.0.3) and a backup at 127.0.0.1:`backup_port` (mx2),
+    taken up by a queue manager that is stopped (its cancel scope: the clean stop) once
+    `moment` is set. The harness and the queue id."""
+    await nursery.start(primary.serve, "127.0.0.3", backup_port)
+    dns_server.add_mx("dest.test", 10, "mx1.dest.test").add_mx("dest.test", 20, "mx2.dest.test")
+    dns_server.add_a("mx1.dest.test", "127.0.0.3").add_a("mx2.dest.test", "127.0.0.1")
+    h = Harness(tmp_path, [{"match": "dest.test", "port": backup_port}],
+                **{"dns.resolvers": [dns_server.resolver]})
+    async with trio.open_nursery() as inner:
+        manager = h.manager()
+        await inner.start(manager.run)
+        queue_id = h.put("", recipients)
+        manager.message_accepted(queue_id)
+        with trio.fail_after(10):
+            await moment.wait()
+        inner.cancel_scope.cancel()
+    return h, queue_id
+
+
 async def test_a_stop_that_cuts_a_handed_on_attempt_still_records_what_the_primary_took(
         tmp_path, nursery, dns_server, monkeypatch):
     # rule 7, deliver.py rule 9: the primary takes bob and greylists carol, who is handed on
@@ -610,19 +632,8 @@ async def test_a_stop_that_cuts_a_handed_on_attempt_still_records_what_the_prima
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     port = listeners[0].socket.getsockname()[1]
     nursery.start_soon(trio.serve_listeners, silent_backup, listeners)
-    await nursery.start(primary.serve, "127.0.0.3", port)
-    dns_server.add_mx("dest.test", 10, "mx1.dest.test").add_mx("dest.test", 20, "mx2.dest.test")
-    dns_server.add_a("mx1.dest.test", "127.0.0.3").add_a("mx2.dest.test", "127.0.0.1")
-    h = Harness(tmp_path, [{"match": "dest.test", "port": port}],
-                **{"dns.resolvers": [dns_server.resolver]})
-    async with trio.open_nursery() as inner:
-        manager = h.manager()
-        await inner.start(manager.run)
-        queue_id = h.put("", [bob, carol])              # null sender: no notices
-        manager.message_accepted(queue_id)
-        with trio.fail_after(10):
-            await backup_reached.wait()
-        inner.cancel_scope.cancel()                     # the clean stop
+    h, queue_id = await _stopped_during(tmp_path, nursery, dns_server, primary, port,
+                                        backup_reached, [bob, carol])
     assert len(primary.messages) == 1
     assert [f["recipients"] for f in h.events.of(Action.DELIVERED)] == [[bob]]
     assert h.events.of(Action.DEFERRED) == []          # carol was not decided: left as she was
@@ -663,19 +674,8 @@ async def test_a_stop_while_the_deliverer_ends_shielded_still_writes_what_was_de
     greylisted = {f"rcpt_{carol}": b"450 4.2.1 greylisted, try again later"}
     primary, backup = ScriptedHop(**greylisted), ScriptedHop(**greylisted)
     port = await nursery.start(backup.serve)
-    await nursery.start(primary.serve, "127.0.0.3", port)
-    dns_server.add_mx("dest.test", 10, "mx1.dest.test").add_mx("dest.test", 20, "mx2.dest.test")
-    dns_server.add_a("mx1.dest.test", "127.0.0.3").add_a("mx2.dest.test", "127.0.0.1")
-    h = Harness(tmp_path, [{"match": "dest.test", "port": port}],
-                **{"dns.resolvers": [dns_server.resolver]})
-    async with trio.open_nursery() as inner:
-        manager = h.manager()
-        await inner.start(manager.run)
-        queue_id = h.put("", [bob, carol])              # null sender: no notices
-        manager.message_accepted(queue_id)
-        with trio.fail_after(10):
-            await closing.wait()
-        inner.cancel_scope.cancel()                     # the clean stop, during the QUIT
+    h, queue_id = await _stopped_during(tmp_path, nursery, dns_server, primary, port, closing,
+                                        [bob, carol])
     assert len(primary.messages) == 1
     [queue] = [q for q in ("fast", "slow") if queue_id in h.ids(q)]
     envelope = h.spool.read_envelope(queue, queue_id)

@@ -20,7 +20,7 @@ from shared.home import initialise
 from shared.paths import DataHome
 from shared.settings_store import apply_changes
 
-__all__ = ["free_port", "free_ports", "wait_port", "make_home", "set_settings", "CoreProcess", "ADMIN_PASSWORD",
+__all__ = ["free_port", "free_ports", "wait_port", "greets", "make_home", "set_settings", "CoreProcess", "ADMIN_PASSWORD",
            "DEAD_RESOLVER"]
 
 ADMIN_PASSWORD = "Secret-Test-1"
@@ -61,6 +61,15 @@ def wait_port(port: int, timeout: float = 30.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"nothing listens on {port}")
+
+
+def greets(host: str, port: int) -> bool:
+    """Whether an SMTP listener at host:port answers a new connection with its 220."""
+    try:
+        with socket.create_connection((host, port), timeout=5) as sock:
+            return sock.recv(512).startswith(b"220")
+    except OSError:
+        return False
 
 
 def stored_settings(home: DataHome) -> dict:
