@@ -60,15 +60,39 @@ def console_server(tmp_path_factory):
     server.stop()
 
 
+class _Chromium:
+    """One Chromium per module, launched again if it has gone: on a loaded machine Chromium
+    has died between tests (TargetClosedError), and every later test of the module then
+    failed at new_context, for no fault of the console."""
+
+    def __init__(self, playwright):
+        self._playwright = playwright
+        self._browser = None
+
+    def connected(self):
+        if self._browser is None or not self._browser.is_connected():
+            self._browser = self._playwright.chromium.launch(
+                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        return self._browser
+
+    def close(self) -> None:
+        if self._browser is not None and self._browser.is_connected():
+            self._browser.close()
+
+
 @pytest.fixture(scope="module")
-def browser():
+def _chromium():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+        chromium = _Chromium(playwright)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def browser(_chromium):
+    return _chromium.connected()
 
 
 @pytest.fixture
