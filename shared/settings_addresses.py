@@ -322,9 +322,23 @@ class IpAddress(Kind):
 
 @dataclass(frozen=True)
 class Resolver(Kind):
-    """`IP`, `IP:port`, `[IPv6]:port` — a DNS server."""
+    """`IP`, `IP:port`, `[IPv6]:port` — a DNS server, kept as written. Two spellings of one
+    server are one entry (`same_form`: 127.0.0.1 and 127.0.0.1:0053, ::1 and [::1]:53), so
+    a list refuses the second as it refuses any repeat. An address that is no one server is
+    refused: the unspecified address (0.0.0.0, ::), which RFC 1122 §3.2.1.3 forbids as a
+    destination, and multicast and broadcast addresses, which no server answers from."""
 
     def check(self, value):
+        self._server(value)
+        return value
+
+    def same_form(self, value):
+        return self._server(value)
+
+    @staticmethod
+    def _server(value) -> tuple[str, int]:
+        """(the address in its short form, IPv4-mapped as IPv4, and the port) of an entry,
+        or RuleError."""
         if not isinstance(value, str):
             raise RuleError("must be IP or IP:port")
         host, port = value, None
@@ -336,13 +350,18 @@ class Resolver(Kind):
         elif value.count(":") == 1:
             host, port = value.split(":")
         try:
-            ipaddress.ip_address(host)
+            address = _unmapped(ipaddress.ip_address(host))
         except ValueError:
             raise RuleError("must be IP or IP:port (IPv6 as [addr]:port)") from None
         if port is not None and (not re.fullmatch(r"[0-9]{1,5}", port)
                                  or not 1 <= int(port) <= 65535):
             raise RuleError("port must be between 1 and 65535")
-        return value
+        if address.is_unspecified or address.is_multicast or address == _LIMITED_BROADCAST:
+            kind = ("the unspecified" if address.is_unspecified
+                    else "a multicast" if address.is_multicast else "the broadcast")
+            raise RuleError(f"{address} is {kind} address, not a DNS server's: give the "
+                            "address of one (127.0.0.1 for a server on this host)")
+        return str(address), 53 if port is None else int(port)
 
     def describe(self):
         return "IP[:port]"
