@@ -251,8 +251,9 @@ _add("smtp.notify_from", Sender(), "Mailmoat",
      "Name <address>.",
      "setup")
 _add("smtp.hostname", Nullable(ServerName()), None,
-     "The gateway's DNS name, in the banner, EHLO, Received fields and the From and "
-     "Message-ID of bounces (null = the machine's fully qualified name); not an IP address.",
+     "The gateway's fully qualified DNS name, in the banner, EHLO, Received fields and the "
+     "From and Message-ID of bounces (null = the machine's fully qualified name); not an IP "
+     "address, a single label (mail) or localhost.",
      "setup")
 _add("smtp.tls.inbound", Choice(("off", "offer")), "offer", "Offer STARTTLS to clients.", "setup")
 _add("smtp.tls.outbound", Choice(("off", "opportunistic", "required")), "opportunistic",

@@ -132,7 +132,11 @@ class ServerName(Domain):
     """The gateway's own DNS name (smtp.hostname): the banner, EHLO, the Received field's
     `by`, bounces' From and Message-IDs. An IP address is refused: EHLO takes a domain or
     an address literal, and an address needs a domain (RFC 5321 §4.1.1.1, §4.1.2), so
-    `EHLO ::1` and `MAILER-DAEMON@::1` would be invalid. Null means the machine's name."""
+    `EHLO ::1` and `MAILER-DAEMON@::1` would be invalid. A name must be the gateway's
+    fully qualified one (RFC 5321 §4.1.1.1, §2.3.5): a single label (`mail`) or localhost
+    (`localhost`, `localhost.localdomain`, `mx.localhost`; RFC 6761 §6.3) names no host to
+    the receiver, and many refuse such an EHLO. Null means the machine's name, which is not
+    checked: it may be a single label on some hosts, and start-up must not depend on it."""
 
     def check(self, value):
         if isinstance(value, str):
@@ -150,10 +154,22 @@ class ServerName(Domain):
         form = _ascii_form(value)
         if form is None:
             raise RuleError("must be a host name such as mail.example.com")
-        return form.rstrip(".")
+        form = form.rstrip(".")
+        labels = form.lower().split(".")
+        if "localhost" in (labels[0], labels[-1]):
+            raise RuleError(f"must be the gateway's fully qualified domain name "
+                            f"(mail.example.com), not {form}: localhost names every machine "
+                            f"to itself, and many receivers refuse it in EHLO (RFC 5321 "
+                            f"§4.1.1.1, §2.3.5); null uses the machine's name")
+        if len(labels) == 1:
+            raise RuleError(f"must be the gateway's fully qualified domain name "
+                            f"(mail.example.com), not the single label {form}: EHLO takes "
+                            f"the fully qualified name (RFC 5321 §4.1.1.1, §2.3.5); null uses "
+                            f"the machine's name")
+        return form
 
     def describe(self):
-        return "host name"
+        return "fully qualified host name"
 
 
 # RFC 5321 §4.5.3.1.1 and §4.5.3.1.3: a local part of at most 64 octets, a path of at most
