@@ -12,6 +12,18 @@ Rules:
   in emit order, and retries a batch while the database is busy (ARCHITECTURE invariant 4).
   The same object serves trio code (emit is non-blocking; `await writer.aflush()`) and plain
   threads (`flush()`).
+- An event's `id` is its place in the write order, not in time. Each process writes its own
+  batches (the core, every listener process, the console, the CLI), and some events are
+  written after what they record, stamped with the time it happened (`record(at=)`: the
+  first refused recipient of a transaction, whose `rejected` waits for the transaction's end
+  to know whether it rejected a message, core/smtp/transaction.py). So a reader that shows,
+  ranges or pages events orders them by `time` (shared/report.py pages on (time, id); the
+  Status chart counts time ranges), never by id. The one reader by id, the core's alert
+  engine (core/notify.py), uses the id only as a cursor of what it has read, which needs no
+  time order: one writer at a time commits (SQLite), each new id above every id in the
+  table, so a cursor skips no row, back-dated or not, as long as the table's newest row is
+  not deleted (ids would start again below the cursor). A SIEM forwarder tailing by id
+  would pass events on in write order, each with its time.
 """
 
 from __future__ import annotations
