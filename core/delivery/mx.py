@@ -9,7 +9,15 @@ What this module owns
 
 Rules
     1. MX records are tried in ascending preference; hosts with equal preference are
-       shuffled (RFC 5321 §5.1 "randomize them to spread the load").
+       shuffled (RFC 5321 §5.1 "randomize them to spread the load"). An MX record names
+       a host (RFC 5321 §5.1; RFC 2181 §10.3: its data "must point to a host which itself
+       can be resolved"): a target written as an IP address ("MX 10 192.0.2.1.") is
+       looked up as a name like any other and, where it does not resolve, left out like
+       any MX host without an address: with no host left, the mail fails with 5.4.4, or
+       waits when a lookup failed for the moment. Postfix looks it up as a host name too
+       (and logs it "malformed"); Exim refuses it unless allow_mx_to_ip. It was once
+       connected to as it was: mail went where a zone's mistake pointed. A relay host
+       may be an IP address (rule 5): the administrator wrote it.
     2. No MX record at all (NOERROR, empty answer) -> the domain's own A/AAAA as an implicit
        MX of preference 0 (RFC 5321 §5.1).
     3. A null MX (a single MX with exchange ".", RFC 7505) -> permanent failure 5.1.10.
@@ -276,7 +284,7 @@ async def _mx(hop: NextHop, resolver, rng: random.Random) -> list[Candidate]:
     temporary: LookupFailed | None = None
     for preference, host in ordered:
         try:
-            addresses = (host,) if _is_ip(host) else await _addresses(host, resolver)
+            addresses = await _addresses(host, resolver)     # an IP too is a name (rule 1)
         except LookupFailed as failure:
             if not failure.is_permanent and temporary is None:
                 temporary = failure
