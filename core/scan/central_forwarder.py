@@ -64,12 +64,13 @@ Rules (the antivirus service's rules 5 and 9; its rules 3 and 4 hold here too)
        entry leaves `_due` before "failed" is written, so a resend that reads "failed"
        always finds it gone and puts it back.
     5. Every event of a copy's sending (`forwarded`, `deferred`, `delivery_failed`) carries
-       the copy's queue id and the infected message's facts — sender, recipients, size and
-       subject, as its own events have them — and `original_queue_id` in its data: the
-       message's queue id, as its own events and the copy's X-Mailmoat-Quarantine-Queue-Id
-       name it. A detail report searched by the subject or by that queue id finds how the
-       copy's sending went, its success too. (Before, `forwarded` had neither, so such a
-       search found a refusal and never the resend that then worked: guide45 finding 4.)
+       the copy's queue id and the infected message's facts — sender, recipients, size,
+       subject, client IP and connection id, as its own events have them — and
+       `original_queue_id` in its data: the message's queue id, as its own events and the
+       copy's X-Mailmoat-Quarantine-Queue-Id name it. A detail report searched by the
+       subject or by that queue id finds how the copy's sending went, its success too.
+       (Before, `forwarded` had neither, so such a search found a refusal and never the
+       resend that then worked: guide45 finding 4.)
 """
 
 from __future__ import annotations
@@ -438,11 +439,9 @@ def _unlink(path: Path) -> None:
 
 def _message_facts(queue_id: str, envelope) -> dict:
     """What each of a copy's events says about the message (rule 5): the copy's own queue
-    id, and the infected message's sender, recipients, size and subject as its own events
-    say them."""
-    return {"queue_id": queue_id, "sender": envelope.sender,
-            "recipients": [r.address for r in envelope.recipients],
-            "size": envelope.size, "subject": envelope.subject()}
+    id, and the columns of the infected message as its own events say them, its client IP
+    and connection id too (the copy's envelope keeps them)."""
+    return {**envelope.event_fields(), "queue_id": queue_id}
 
 
 def _original(envelope) -> dict:

@@ -244,9 +244,7 @@ class AntivirusService:
         names = sorted({f.data["virus"] for f in infected})
         files = sorted({str(f.data.get("file")) for f in infected})[:wire.FILES_MAX]
         found = f"{', '.join(names)}; {_files_text(files)}"
-        message = {"queue_id": envelope.queue_id, "sender": envelope.sender,
-                   "recipients": [r.address for r in envelope.recipients],
-                   "size": envelope.size, "subject": envelope.subject()}
+        message = envelope.event_fields()
         free = await trio.to_thread.run_sync(self.spool.disk_free_fraction)
         if free < LOW_DISK_FRACTION:                                    # rule 4
             self.events.record(Action.QUARANTINED, rule="av.quarantine",
