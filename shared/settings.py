@@ -588,8 +588,8 @@ _add("relay.allowed", ListOf(RelayEntry(), max_items=10_000), [],
 _add("address_chars.enabled", Bool(), False,
      "Reject recipients containing the listed characters.", "relay")
 _add("address_chars.chars", AddressCharacters(max_len=32, min_len=1), "!%",
-     "Characters refused in recipients (no spaces or commas; not @ or ., which every "
-     "address has).", "relay")
+     "Characters refused in recipients, each once (no spaces or commas; not @ or ., which "
+     "every address has).", "relay")
 _add("rules.content", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
      "Content rules. " + RULE_TERMS_HELP, "content_rules")
 _add("rules.content_action", Choice(("drop", "log", "forward", "quarantine")), "drop",

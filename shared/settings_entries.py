@@ -14,7 +14,8 @@ from shared.dnsxl import ERROR_CODE_NET, LISTING_NET, NEVER_LISTED
 from shared.idn import address_literal, address_pattern, ascii_pattern
 from shared.settings_addresses import Domain, Email, HostPort, Hostname, IpAddress
 from shared.settings_types import (
-    Bool, Choice, Int, Kind, ListOf, RuleError, Str, checked_fields, plain_object,
+    Bool, Choice, Int, Kind, ListOf, RuleError, Str, checked_fields, entries_rule,
+    plain_object,
 )
 
 __all__ = ["RoutingEntry", "RuleTerm", "RuleTerms", "Rule", "ListingAnswer", "RblZone",
@@ -190,6 +191,16 @@ class Rule(Kind):
             raise RuleError(f"a rule has at most {RULE_MAX_TERMS} terms, its \"none of\" terms "
                             f"included ({terms} + {none_of} = {terms + none_of})"
                             ).within("none_of")
+        # A none-of term that is also a term vetoes every message the term finds: the rule
+        # never matches such a message (with match "all", never at all).
+        terms = {RuleTerm().same_form(term) for term in rule["terms"]}
+        also = [(number, RuleError("is also one of its terms: the rule never matches a "
+                                   "message that has it"))
+                for number, term in enumerate(rule["none_of"], 1)
+                if RuleTerm().same_form(term) in terms]
+        if also:
+            raise RuleError(entries_rule([(number, exc.rule) for number, exc in also]),
+                            entries=tuple(also)).within("none_of")
         return rule
 
     def describe(self):

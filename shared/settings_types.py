@@ -16,6 +16,7 @@ and RBL zones in `shared.settings_entries`.
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import re
@@ -531,6 +532,12 @@ class Pattern(Kind):
         value = Str(max_len=self.max_len, min_len=1).check(value)
         return value
 
+    def same_form(self, value):
+        # Matched regardless of letter case and without the spaces around it (shared/
+        # wildcard.py: re.IGNORECASE, and both callers strip a pattern), so "*.EXE" repeats
+        # "*.exe". Lower case, not casefold(), as RuleTerm says why.
+        return value.strip().lower()
+
     def describe(self):
         return "pattern (* and ? wildcards)"
 
@@ -603,4 +610,8 @@ class Characters(Str):
         if any(c.isspace() or c == "," for c in value):
             raise RuleError("must list the characters one after the other, without spaces "
                             "or commas")
+        twice = [c for c, count in collections.Counter(value).items() if count > 1]
+        if twice:
+            raise RuleError(f"must list each character once: {''.join(twice)} "
+                            f"{'is' if len(twice) == 1 else 'are'} listed more than once")
         return value
