@@ -17,6 +17,12 @@ Rules
        `checkout(key, reuse=False)` skips the first step: a second connection for the key
        while its first waits idle (core/delivery/deliver.py, handing recipients on to
        another host, gives back the first host's connection before it opens one there).
+       That connection, just given back, is the most recently used idle one, so at the
+       limit it is closed for the second only when no other connection is idle: every
+       other token is held by a connection in use, and the limit counts idle connections
+       too (rule 1), so there is no room for both. Under load at the limit a hand-on
+       thus costs the first host's connection, and its next message opens a new one;
+       waiting for a token instead would only close the next connection given back.
     3. At most one task uses a connection at a time (it is out of the pool while in use).
     4. Idle connections are closed after IDLE_CONNECTION_SECONDS (trio's clock) by `reap`,
        which the deliverer's `run` task calls every REAP_INTERVAL_SECONDS.
