@@ -100,6 +100,13 @@ def _reads(*keys: str, stored: str = ""):
     return register
 
 
+def _typed_alone(changed: set, key: str, other: str) -> bool:
+    """True when the change touches `key` and not `other`: a rule about `other` then names
+    `key`, the key the administrator typed (`config set`), and says what `other` needs. A
+    form saves both, and is told about `other`, its field."""
+    return key in changed and other not in changed
+
+
 def _ports_distinct(first: str, second: str) -> None:
     @_reads(first, second)
     def ports_distinct(s, _plain, changed):
@@ -129,9 +136,13 @@ def _heuristic_scores(s, _plain, changed):
 
 
 @_reads("heuristic.forward_score", "heuristic.forward_to")
-def _heuristic_forward_to(s, _plain, _changed):
+def _heuristic_forward_to(s, _plain, changed):
     if s.get("heuristic.forward_score") is not None and not s.get("heuristic.forward_to"):
-        yield "heuristic.forward_to", "required when heuristic.forward_score is set"
+        if _typed_alone(changed, "heuristic.forward_score", "heuristic.forward_to"):
+            yield "heuristic.forward_score", ("needs heuristic.forward_to, where forwarded "
+                                              "spam goes: set it first")
+        else:
+            yield "heuristic.forward_to", "required when heuristic.forward_score is set"
 
 
 @_reads("rbl.zones")
@@ -214,9 +225,12 @@ def _routing_not_everything(s, _plain, _changed):
 
 def _forward_target(action_key: str, target_key: str) -> None:
     @_reads(action_key, target_key)
-    def forward_target(s, _plain, _changed):
+    def forward_target(s, _plain, changed):
         if s.get(action_key) == "forward" and not s.get(target_key):
-            yield target_key, f"required when {action_key} is forward"
+            if _typed_alone(changed, action_key, target_key):
+                yield action_key, f"forward needs {target_key}: set it first"
+            else:
+                yield target_key, f"required when {action_key} is forward"
 
 
 for _prefix in ("subject", "rbl", "blacklist", "encrypted"):
@@ -294,9 +308,12 @@ def _text_when_added(switch: str, text: str) -> None:
     # "Add text" ticked with no text adds nothing, and the page says it is added (guide45
     # minor note): refused like an empty notification text.
     @_reads(switch, text)
-    def text_when_added(s, _plain, _changed):
+    def text_when_added(s, _plain, changed):
         if s.get(switch) and not (s.get(text) or "").strip():
-            yield text, f"must not be empty while {switch} is on: the text added is this one"
+            if _typed_alone(changed, switch, text):
+                yield switch, f"needs {text}, the text added, which is empty: set it first"
+            else:
+                yield text, f"must not be empty while {switch} is on: the text added is this one"
 
 
 _text_when_added("av.deleted_text.enabled", "av.deleted_text")
@@ -331,21 +348,33 @@ def _passwords_differ(s, plain, _changed):
 
 
 @_reads("delivery.retry_initial_seconds", "delivery.retry_max_seconds")
-def _retry_interval(s, _plain, _changed):
+def _retry_interval(s, _plain, changed):
     if s.get("delivery.retry_max_seconds", 0) < s.get("delivery.retry_initial_seconds", 0):
-        yield "delivery.retry_max_seconds", "must not be lower than delivery.retry_initial_seconds"
+        if _typed_alone(changed, "delivery.retry_initial_seconds", "delivery.retry_max_seconds"):
+            yield ("delivery.retry_initial_seconds",
+                   "must not be higher than delivery.retry_max_seconds")
+        else:
+            yield ("delivery.retry_max_seconds",
+                   "must not be lower than delivery.retry_initial_seconds")
 
 
 @_reads("forwarding.enabled", "forwarding.host")
-def _forwarding_host(s, _plain, _changed):
+def _forwarding_host(s, _plain, changed):
     if s.get("forwarding.enabled") and not s.get("forwarding.host"):
-        yield "forwarding.host", "required when forwarding.enabled is true"
+        if _typed_alone(changed, "forwarding.enabled", "forwarding.host"):
+            yield "forwarding.enabled", "needs forwarding.host: set it first"
+        else:
+            yield "forwarding.host", "required when forwarding.enabled is true"
 
 
 @_reads("scan.mode", "scan.include")
-def _scan_lists(s, _plain, _changed):
+def _scan_lists(s, _plain, changed):
     if s.get("scan.mode") == "include" and not s.get("scan.include"):
-        yield "scan.include", "must list at least one extension when scan.mode is include"
+        if _typed_alone(changed, "scan.mode", "scan.include"):
+            yield "scan.mode", ("include needs scan.include to list at least one extension: "
+                                "set it first")
+        else:
+            yield "scan.include", "must list at least one extension when scan.mode is include"
 
 
 CROSS_RULES: tuple[CrossRule, ...] = tuple(_CROSS)

@@ -23,6 +23,11 @@ def test_turning_the_text_on_over_an_empty_one_is_refused(switch, text):
     current = {**defaults(), switch: False, text: ""}
     with pytest.raises(SettingError) as info:
         validate_changes(current, {switch: True})
+    # named as typed (`config set SWITCH true`; settings findings 16, section 7)
+    assert info.value.lines() == [
+        f"{switch}: needs {text}, the text added, which is empty: set it first"]
+    with pytest.raises(SettingError) as info:
+        validate_changes(current, {switch: True, text: ""})         # a form saves both
     assert info.value.lines() == [
         f"{text}: must not be empty while {switch} is on: the text added is this one"]
 

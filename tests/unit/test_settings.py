@@ -457,7 +457,7 @@ def test_all_errors_reported_at_once():
                    "filename.patterns": ["*"]}) == [
         "https.port: already used by smtp.port",
         "filename.patterns: '*' alone would delete every attachment",
-        "forwarding.host: required when forwarding.enabled is true",
+        "forwarding.enabled: needs forwarding.host: set it first",
     ]
 
 
@@ -497,7 +497,11 @@ def test_heuristic_forward_below_drop():
                                          "heuristic.drop_score": 90})
     assert validate_changes(defaults(), {**base, "heuristic.forward_score": 70})
     assert validate_changes(defaults(), {"heuristic.drop_score": 1})
+    # Typed alone, the score is named (settings findings 16, section 7); a form saves both.
     assert errors({"heuristic.forward_score": 70}) == [
+        "heuristic.forward_score: needs heuristic.forward_to, where forwarded spam goes: set "
+        "it first"]
+    assert errors({"heuristic.forward_score": 70, "heuristic.forward_to": None}) == [
         "heuristic.forward_to: required when heuristic.forward_score is set"]
 
 
@@ -521,7 +525,9 @@ def test_filename_patterns_allow_wildcards_that_select():
     ("premium.suspected.disposition", "forward", "premium.suspected.forward_to"),
 ])
 def test_forward_needs_a_target(action_key, value, target):
-    assert errors({action_key: value}) == [f"{target}: required when {action_key} is forward"]
+    assert errors({action_key: value}) == [f"{action_key}: forward needs {target}: set it first"]
+    assert errors({action_key: value, target: None}) == [
+        f"{target}: required when {action_key} is forward"]
     assert validate_changes(defaults(), {action_key: value, target: "copy@example.com"})
 
 
@@ -609,12 +615,17 @@ def test_retry_max_not_below_initial():
         "delivery.retry_max_seconds: must not be lower than delivery.retry_initial_seconds"]
     current = {**defaults(), "delivery.retry_max_seconds": 600}
     assert errors({"delivery.retry_initial_seconds": 601}, current) == [
+        "delivery.retry_initial_seconds: must not be higher than delivery.retry_max_seconds"]
+    assert errors({"delivery.retry_initial_seconds": 601, "delivery.retry_max_seconds": 600},
+                  current) == [
         "delivery.retry_max_seconds: must not be lower than delivery.retry_initial_seconds"]
     assert validate_changes(current, {"delivery.retry_initial_seconds": 600})
 
 
 def test_forwarding_needs_a_host():
     assert errors({"forwarding.enabled": True}) == [
+        "forwarding.enabled: needs forwarding.host: set it first"]
+    assert errors({"forwarding.enabled": True, "forwarding.host": None}) == [
         "forwarding.host: required when forwarding.enabled is true"]
     assert validate_changes(defaults(), {"forwarding.enabled": True,
                                          "forwarding.host": "siem.example.com"})
@@ -622,6 +633,8 @@ def test_forwarding_needs_a_host():
 
 def test_include_mode_needs_extensions():
     assert errors({"scan.mode": "include"}) == [
+        "scan.mode: include needs scan.include to list at least one extension: set it first"]
+    assert errors({"scan.mode": "include", "scan.include": []}) == [
         "scan.include: must list at least one extension when scan.mode is include"]
     assert validate_changes(defaults(), {"scan.mode": "include", "scan.include": [".doc"]})
     assert validate_changes(defaults(), {"scan.mode": "exclude"})  # an empty exclude is fine
@@ -641,7 +654,7 @@ STALE = [
     ({"premium.spam.disposition": "quarantine"}, "premium.spam.disposition",
      "premium.spam.disposition: quarantine is not available yet: the spam quarantine cannot "
      "show or release mail until its pages are built; choose another action"),
-    ({"subject.action": "forward"}, "subject.action",
+    ({"subject.action": "forward"}, "subject.forward_to",
      "subject.forward_to: required when subject.action is forward"),
     ({"heuristic.forward_score": 90, "heuristic.drop_score": 80,
       "heuristic.forward_to": "spam@example.com"}, "heuristic.forward_score",
@@ -652,7 +665,7 @@ STALE = [
      "routing.local: '*' would make mail to every domain local, which turns anti-relay off "
      "(an open relay)"),
     ({"http.port": 8043}, "https.port", "https.port: already used by http.port"),
-    ({"delivery.retry_max_seconds": 60}, "delivery.retry_initial_seconds",
+    ({"delivery.retry_max_seconds": 60}, "delivery.retry_max_seconds",
      "delivery.retry_max_seconds: must not be lower than delivery.retry_initial_seconds"),
     ({"forwarding.enabled": True}, "forwarding.host",
      "forwarding.host: required when forwarding.enabled is true"),
@@ -795,7 +808,7 @@ def test_a_cross_rule_reading_an_undeclared_key_still_checks_and_logs_once(caplo
     ({"rules.spam": 5}, {"rules.content": [RULE]},
      {"rules.content": [{"terms": []}], "rules.content_action": "forward"},
      ["rules.content: entry 1: terms: must have at least one term",
-      "rules.content_forward_to: required when rules.content_action is forward"]),
+      "rules.content_action: forward needs rules.content_forward_to: set it first"]),
 ])
 def test_a_stored_value_breaking_its_kind_leaves_out_only_the_cross_rules_reading_it(
         stored, edit, bad_edit, lines):
