@@ -39,13 +39,16 @@ Rules
        up to STOP_GRACE_SECONDS (`_attempt_task`): cut in the middle, an attempt whose
        message the next hop had already taken is made again after the restart — a
        duplicate, which SPEC §4 allows after a crash only. No attempt starts once the stop
-       has begun. An attempt that ends records its results shielded for up to
-       RECORD_CUT_SECONDS, whenever the stop comes; one cut all the same records so the
-       recipients already delivered or failed (the deliverer gives each as soon as it is
-       decided: core/delivery/deliver.py rule 9) as a finished attempt would (their
-       events, bounces, the envelope written) and leaves the others as they were: an attempt handing recipients on from a greylisting primary to a
-       silent backup can outlast any grace, and the primary's recipients must not get a
-       second copy after the restart.
+       has begun. An attempt that ends records its results shielded from the stop, until
+       RECORD_CUT_SECONDS after the grace (`_shielded`: no deadline before a stop, where a
+       slow disk is no reason to leave the queue file unwritten); one cut all the same
+       records so the recipients already delivered or failed (the deliverer gives each as
+       soon as it is decided: core/delivery/deliver.py rule 9) as a finished attempt would
+       (their events, bounces, the envelope written) and leaves the others as they were:
+       an attempt handing recipients on from a greylisting primary to a silent backup can
+       outlast any grace, and the primary's recipients must not get a second copy after
+       the restart. A record the deadline cuts writes a SCAN_ERROR of rule "queue.error"
+       saying so: what its queue file does not show is done again after the start.
     8. A delivery attempt runs in a task of its own, not in the worker that took the message
        up, and a next hop has at most HOP_ATTEMPTS attempts in progress (core/spool/hops.py);
        a message for a full next hop waits, in memory and still in its queue on disk, for
@@ -75,6 +78,7 @@ has undelivered recipients (unless expired, bounced, or dropped by an operator o
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -99,7 +103,8 @@ FAST_CHANNEL_SIZE = 1000        # ids waiting in memory; more wait on disk (rule
 RESCAN_SECONDS = 30.0           # fast/ is listed this often for unannounced messages (rule 1)
 DELETE_WAIT_SECONDS = 10        # a dropped message waits this long at most for its event
 STOP_GRACE_SECONDS = 30         # how long a clean stop waits for attempts in progress (rule 7)
-RECORD_CUT_SECONDS = 10         # how long a cut attempt may take to record its results (rule 7)
+RECORD_CUT_SECONDS = 10         # how long past the stop's grace an attempt may take to record
+                                # its results (rule 7)
 HOP_ATTEMPTS = 20               # attempts in progress per next hop (rule 8; Postfix's default
                                 # destination concurrency limit)
 MAX_ATTEMPTS = 256              # attempts in progress in all (rule 8)
@@ -154,6 +159,8 @@ class QueueManager:
         self._slow_wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._attempts: set[trio.CancelScope] = set()   # delivery attempts in progress
+        self._recording: set[trio.CancelScope] = set()  # their results being recorded
+        self._grace_ends: float | None = None   # trio time the stop's grace ends (rule 7)
         self._delivering: set[str] = set()    # in an attempt, or waiting for a next hop
         self._hops = HopGate(HOP_ATTEMPTS)
         self._attempt_slots = trio.Semaphore(MAX_ATTEMPTS)
@@ -526,9 +533,11 @@ class QueueManager:
             await trio.sleep_forever()
         finally:
             self._stopping = True
-            deadline = trio.current_time() + STOP_GRACE_SECONDS
+            deadline = self._grace_ends = trio.current_time() + STOP_GRACE_SECONDS
             for scope in self._attempts:
                 scope.deadline = min(scope.deadline, deadline)
+            for scope in self._recording:
+                scope.deadline = min(scope.deadline, deadline + RECORD_CUT_SECONDS)
 
     def deliver_alerts_only(self) -> None:
         """The core is stopping (core/app.py): attempts in progress go on, and the Service
@@ -627,6 +636,11 @@ class QueueManager:
                                                        path, settings, on_result=decided):
                 decided(result)
 
+        async def record() -> None:
+            envelope.attempts += 1
+            failed = self._record_results(envelope, todo, results)
+            await self._after_attempt(queue, envelope, failed, settings)
+
         ended = False
         try:
             async with trio.open_nursery() as nursery:
@@ -635,29 +649,51 @@ class QueueManager:
             ended = True
         finally:
             if not ended:       # cut (rule 7): what is decided is recorded all the same
-                with trio.CancelScope(shield=True, deadline=trio.current_time()
-                                      + RECORD_CUT_SECONDS):
-                    await self._record_cut(queue, envelope, todo, results)
+                await self._shielded(envelope,
+                                     lambda: self._record_cut(queue, envelope, todo, results))
         # Shielded too: the stop may come while the deliverer ends shielded (a QUIT), so
         # that it returns in full into a cancelled scope, and the envelope must still say
         # what the next hops took (rule 7; review-delivery A1).
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + RECORD_CUT_SECONDS):
-            envelope.attempts += 1
-            failed = self._record_results(envelope, todo, results)
-            await self._after_attempt(queue, envelope, failed, settings)
+        await self._shielded(envelope, record)
+
+    async def _shielded(self, envelope: Envelope, record) -> None:
+        """`await record()` shielded from the stop, until RECORD_CUT_SECONDS after its grace
+        (rule 7). Past that deadline the rest is not written: a SCAN_ERROR says so, since
+        the restart makes again what the envelope on disk does not show as done."""
+        deadline = math.inf if self._grace_ends is None else \
+            max(trio.current_time(), self._grace_ends) + RECORD_CUT_SECONDS
+        with trio.CancelScope(shield=True, deadline=deadline) as scope:
+            self._recording.add(scope)
+            try:
+                await record()
+            finally:
+                self._recording.discard(scope)
+        if scope.cancelled_caught:
+            self.events.record(
+                Action.SCAN_ERROR, queue_id=envelope.queue_id, rule="queue.error",
+                info=f"the stop cut the recording of a delivery attempt's results "
+                     f"{RECORD_CUT_SECONDS} s after its grace: after the next start, what "
+                     f"the queue file does not show as delivered or bounced is done again")
 
     async def _record_cut(self, queue: str, envelope: Envelope, todo, results) -> None:
         """Record the results a cut attempt has (rule 7: the delivered and failed ones, and
-        every result of a next hop whose delivery had ended) as `_after_attempt` would
-        (rule 4's order: the bounce, then the envelope, or the
-        delete when no recipient is left), without a schedule or a delay notice for the
-        others, which the restart takes up as they were."""
+        every result of a next hop whose delivery had ended) as `_after_attempt` would,
+        without a schedule or a delay notice for the others, which the restart takes up as
+        they were. The envelope is written with the others first, the failed ones still to
+        do, before their bounce (rule 4's order for those): a bounce that cannot be queued
+        in the time left (RECORD_CUT_SECONDS, a full disk) then leaves the delivered ones
+        recorded, and no recipient is marked failed before its bounce is queued."""
         known = [r for r in todo if r.address in results]
         if not known:
             return
         envelope.attempts += 1
-        failed = self._record_results(envelope, known, results)
-        if failed:
+        to_bounce = [r for r in known if results[r.address][1].outcome == "failed"]
+        others = [r for r in known if r not in to_bounce]
+        self._record_results(envelope, others, results)
+        if to_bounce:
+            if others:
+                await self._write(queue, envelope)
+            failed = self._record_results(envelope, to_bounce, results)
             await self.queue_files.error(envelope.queue_id)
             await self.notices.bounce(queue, envelope, failed)
         if any(r.status in ("pending", "deferred") for r in envelope.recipients):
