@@ -44,7 +44,7 @@ from shared.disk import OUT_OF_SPACE_RETRY_SECONDS, is_out_of_space
 
 __all__ = ["Category", "Action", "Event", "EventWriter", "CATEGORY_OF", "SIEM_ACTIONS",
            "RECIPIENT_REFUSED", "COPY_NOT_KEPT", "SUCCEEDED", "FAILED", "CONNECTION_SUCCEEDED", "CONNECTION_FAILED",
-           "CONNECTION_ACTUAL", "CONNECTION_CACHED"]
+           "CONNECTION_ACTUAL", "CONNECTION_CACHED", "SUBJECT_CHARS", "event_subject"]
 
 
 class Category(enum.StrEnum):
@@ -171,6 +171,16 @@ CONNECTION_FAILED = FAILED
 # (core/delivery/pool.py).
 CONNECTION_ACTUAL = "actual"
 CONNECTION_CACHED = "cached"
+
+
+# What an event keeps of a Subject: RFC 5322's line limit.
+SUBJECT_CHARS = 998
+
+
+def event_subject(subject: str | None) -> str | None:
+    """A decoded Subject as the events keep it (guide Table 7-6: the Subject column): one
+    line, each run of white space one space, at most SUBJECT_CHARS; None for none."""
+    return " ".join((subject or "").split())[:SUBJECT_CHARS] or None
 
 
 @dataclass(frozen=True)

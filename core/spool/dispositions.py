@@ -27,6 +27,16 @@ Rules
        sender, never scanned; they are made before the message itself is written as
        processed, so a crash in between makes them again (at least once, SPEC §4) rather
        than never. The one FORWARDED event lists every address and the copies' ids.
+    5. Forwarded mail goes from the null sender (rules 1, 4; hold.py rule 4), and its
+       delivery events (`delivered`, `deferred`, `delivery_failed`, `completed`) keep that
+       in their sender column: it is what the next hop was given, and a refusal of <>
+       reads as one. Whose mail it is goes into their data (`origin_data`):
+       `original_sender`, and for a copy `original_queue_id`, the message it copies, whose
+       `forwarded` event names the copy. The reports search data too. Their Subject column
+       is the forwarded message's, for its copies too (`copy_meta`), whatever Subject the
+       forward gave them: every row of a forward's story — accepted, the finding,
+       forwarded, the copies' deliveries — is found by one search for it. (Mail Mailmoat
+       writes itself, a bounce or an alert, has its own: QueueManager.submit_generated.)
 """
 
 from __future__ import annotations
@@ -37,9 +47,12 @@ from core.spool import files
 from shared.events import Action
 from shared.spool import SUBJECT_META, Envelope, Recipient
 
-__all__ = ["apply_result", "crashed", "SUSPECT_RULE"]
+__all__ = ["apply_result", "crashed", "SUSPECT_RULE", "copy_meta", "origin_data"]
 
 SUSPECT_RULE = "suspect_message"
+# envelope meta keys of forwarded mail (rule 5)
+ORIGINAL_SENDER_META = "original_sender"
+ORIGINAL_META = "original"          # a copy's: the queue id of the message it copies
 
 
 async def apply_result(manager, envelope: Envelope, result) -> bool:
@@ -76,7 +89,9 @@ async def apply_result(manager, envelope: Envelope, result) -> bool:
         envelope.recipients = [Recipient(address) for address in result.forward_to]
         # The null sender, as for every copy Mailmoat makes (hold-queue forwards, alerts):
         # a bounce from the forward address would go to the original sender, forged in
-        # much of what policy forwards. FORWARDED above keeps that sender.
+        # much of what policy forwards. FORWARDED above keeps that sender; the delivery
+        # events find it in the meta (rule 5).
+        envelope.meta[ORIGINAL_SENDER_META] = envelope.sender
         envelope.sender = ""
         envelope.processed = True
         await manager._write("fast", envelope)
@@ -87,16 +102,37 @@ async def apply_result(manager, envelope: Envelope, result) -> bool:
 
 async def _forward_copy(manager, envelope: Envelope, address: str, subject: str) -> str:
     """A copy of the fast/ message to `address` with `subject` (rule 4); its queue id."""
-    meta = {"kind": "policy_forward", "original": envelope.queue_id}
-    if envelope.subject():          # its events carry the Subject its original came with
-        meta[SUBJECT_META] = envelope.subject()
     copy = Envelope.new(envelope.queue_id, "", [address], clock=manager.clock.now,
                         is_generated=True, processed=True, body=envelope.body,
-                        smtputf8=envelope.smtputf8 or not address.isascii(), meta=meta)
+                        smtputf8=envelope.smtputf8 or not address.isascii(),
+                        meta=copy_meta("policy_forward", envelope))
     new_id = await trio.to_thread.run_sync(files.copy_with_subject, manager.spool, "fast",
                                            envelope.queue_id, copy, subject)
     manager.message_accepted(new_id)
     return new_id
+
+
+def copy_meta(kind: str, original: Envelope) -> dict:
+    """The meta of a forwarded copy of `original`: what its events say (rule 5)."""
+    meta = {"kind": kind, ORIGINAL_META: original.queue_id,
+            ORIGINAL_SENDER_META: original.meta.get(ORIGINAL_SENDER_META, original.sender)}
+    if original.subject():
+        meta[SUBJECT_META] = original.subject()
+    return meta
+
+
+def origin_data(envelope: Envelope) -> dict:
+    """What the data of a message's delivery events says of where it came from: made by
+    Mailmoat (`generated`: the reports count it delivered, never accepted), and for
+    forwarded mail the original sender and the message copied (rule 5)."""
+    data: dict = {"generated": True} if envelope.is_generated else {}
+    sender = envelope.meta.get(ORIGINAL_SENDER_META)
+    if isinstance(sender, str):
+        data[ORIGINAL_SENDER_META] = sender
+    original = envelope.meta.get(ORIGINAL_META)
+    if isinstance(original, str):
+        data["original_queue_id"] = original
+    return data
 
 
 async def hold(manager, queue: str, envelope: Envelope, reason: str, rule: str | None, *,

@@ -8,7 +8,8 @@ Rules
     3. Drop: deleted, a DROPPED event (rule "hold.drop") and the `dropped` counter.
     4. Forward: a copy to one address, Subject replaced when given (as a policy forward
        replaces it: files.copy_with_subject), sent with the null sender and never scanned
-       (SPEC: "copies are not scanned, originals stay"); FORWARDED event.
+       (SPEC: "copies are not scanned, originals stay"); FORWARDED event. The copy's own
+       events say whose mail it is, under the held message's Subject (dispositions.py rule 5).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import trio
 
 from core.spool import files
+from core.spool.dispositions import copy_meta
 from shared.events import Action
 from shared.spool import Envelope
 
@@ -70,7 +72,7 @@ async def forward(manager, address: str, subject: str | None = None, ids=None) -
         envelope = Envelope.new(queue_id, "", [address], clock=manager.clock.now,
                                 is_generated=True, processed=True, body=original.body,
                                 smtputf8=original.smtputf8 or not address.isascii(),
-                                meta={"kind": "hold_forward", "original": queue_id})
+                                meta=copy_meta("hold_forward", original))
         new_id = await trio.to_thread.run_sync(files.copy_with_subject, manager.spool, "hold",
                                                queue_id, envelope, subject)
         manager.message_accepted(new_id)

@@ -85,16 +85,18 @@ from typing import Any
 import trio
 
 from core.delivery.routing import domain_of, route
+from core.pipeline.decompose.mime import head_facts
 from core.pipeline.workers import PROCESS_TIMEOUT_SECONDS   # the limit rule 2 names
 from core.spool import files
+from core.spool.dispositions import origin_data
 from core.spool.hops import HopGate
 from core.spool.notices import NoticeWriter
 from core.spool.queue_file_save import NoQueueFileSave
 from core.spool.schedule import SlowSchedule, retry_delay, retry_expired
 from shared.clock import WallClock
-from shared.events import Action
-from shared.spool import (CORRUPT, CORRUPT_RULE, DUPLICATE_RULE, ENHANCED_STATUS, Envelope,
-                          EnvelopeError, Spool)
+from shared.events import Action, event_subject
+from shared.spool import (CORRUPT, CORRUPT_RULE, DUPLICATE_RULE, ENHANCED_STATUS,
+                          SUBJECT_META, Envelope, EnvelopeError, Spool)
 
 __all__ = ["QueueManager", "FAST_CHANNEL_SIZE", "PROCESS_TIMEOUT_SECONDS", "CRASH_LIMIT",
            "record_set_aside", "record_copies"]
@@ -239,9 +241,14 @@ class QueueManager:
                                scan: bool = False) -> str:
         """Queue a message Mailmoat made (bounce, notice, alert, released quarantine mail)
         through the durable accept path; returns its queue id. With `scan` false it skips
-        the pipeline."""
+        the pipeline. Its events carry its own Subject, read as the SMTP listener reads a
+        received message's."""
+        meta = {"kind": kind}
+        subject = event_subject(head_facts(message_bytes).subject)   # for its events
+        if subject:
+            meta[SUBJECT_META] = subject
         fields = {"is_generated": True, "is_bounce": is_bounce, "processed": not scan,
-                  "meta": {"kind": kind},
+                  "meta": meta,
                   "body": "7BIT" if message_bytes.isascii() else "8BITMIME",
                   "smtputf8": not all(r.isascii() for r in recipients) or not sender.isascii()}
         queue_id = await trio.to_thread.run_sync(files.write_generated, self.spool, fields,
@@ -728,8 +735,7 @@ class QueueManager:
                                      # the status is the next hop's reply, not our finding
                                      **({"remote_reply": True} if result.is_remote_reply
                                         else {}),
-                                     # reports: made by Mailmoat, delivered but never accepted
-                                     **({"generated": True} if envelope.is_generated else {})})
+                                     **origin_data(envelope)})
             if result.outcome == "failed":
                 failed.append(recipient)
             (hops_ok if result.outcome == "delivered" else
@@ -791,7 +797,7 @@ class QueueManager:
         self.queue_files.done(envelope.queue_id)
         # guide Table 7-8 "Completed": the client IP and connection id as well
         self.events.record(Action.COMPLETED, **envelope.event_fields(),
-                           data={"generated": True} if envelope.is_generated else {})
+                           data=origin_data(envelope))
 
 
 def record_copies(events, queue_id: str, kept: str, done: list[tuple[str, str]]) -> None:

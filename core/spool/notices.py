@@ -26,6 +26,7 @@ import trio
 
 from core.delivery.bounce import MAX_HEADER_OCTETS, RecipientReport, compose_dsn, should_notify
 from core.spool import files
+from core.spool.dispositions import origin_data
 from core.spool.schedule import retry_until
 from shared.events import Action
 from shared.spool import ENHANCED_STATUS, Envelope
@@ -103,8 +104,7 @@ class NoticeWriter:
             recipients=[r.address for r in recipients], size=envelope.size,
             subject=envelope.subject(), rule="bounce.never_bounces",
             info=f"{notice} not sent: {why} (RFC 5321 §4.5.5)",
-            data={"notice": notice.replace(" ", "_"),
-                  **({"generated": True} if envelope.is_generated else {})})
+            data={"notice": notice.replace(" ", "_"), **origin_data(envelope)})
 
     async def expire(self, queue: str, envelope: Envelope, deferred, failed=()) -> None:
         """Fail what is still waiting after delivery.retry_days, bounce it with `failed`
@@ -123,6 +123,7 @@ class NoticeWriter:
                             sender=envelope.sender, recipients=[recipient.address],
                             size=envelope.size, subject=envelope.subject(),
                             rule="delivery.retry_days",
-                            result="failed", info=recipient.last_error)
+                            result="failed", info=recipient.last_error,
+                            data=origin_data(envelope))
         await self.bounce(queue, envelope, [*failed, *deferred], reports)
         await m._delete(queue, envelope.queue_id)
