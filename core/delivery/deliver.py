@@ -84,9 +84,11 @@ Rules
        each one it tries to open — result CONNECTION_SUCCEEDED, or CONNECTION_FAILED with
        the error when it gives no session ready for MAIL (refused, silent, a bad greeting,
        TLS required but impossible; a failed opportunistic handshake too, before its plain
-       retry, which has its own) — with data `connection` CONNECTION_ACTUAL, and a pooled
-       one it reuses, CONNECTION_CACHED. A pooled connection's event waits for its first
-       transaction of the attempt (or its RSET), since only that shows whether the next hop
+       retry, which has its own; CUT_BY_STOP when the stop ends the attempt while it waits,
+       so the admin sees which host it waited on) — with data `connection`
+       CONNECTION_ACTUAL, and a pooled one it reuses, CONNECTION_CACHED. A pooled
+       connection's event waits for its first transaction of the attempt (or its RSET),
+       since only that shows whether the next hop
        still had it open: CONNECTION_FAILED with the reason when it was dead (closed while
        idle, a 421 at MAIL or at RSET) and a fresh connection, with its own event, follows;
        the report never calls a connection succeeded that the attempt had to replace. A
@@ -177,6 +179,7 @@ MAX_RECIPIENTS_PER_TRANSACTION = 100
 RSET_FAILED = "RSET before reuse failed (closed by the next hop, or refused)"
 LOST_BEFORE_TAKING = "lost before the next hop took the message"
 UNTRIED = "connection closed before these recipients were tried"
+CUT_BY_STOP = "cut by the stop before the session was ready"
 
 
 @dataclass(frozen=True)
@@ -472,6 +475,16 @@ class Deliverer:
                             tls_context=self.tls_context, timeouts=self.timeouts,
                             log=log, connection_id=connection_id,
                             server_hostname=_sni_name(candidate.host))
+                    except trio.Cancelled:
+                        # the stop cut the attempt (core/spool/manager.py rule 7) while it
+                        # waited for this host: the events say which one (rule 5)
+                        self._record_connected(
+                            envelope, hop, connection_id,
+                            (candidate.host, address, candidate.port),
+                            result=CONNECTION_FAILED, connection=CONNECTION_ACTUAL,
+                            info=f"{candidate.host}[{address}]:{candidate.port}: "
+                                 f"{CUT_BY_STOP}", tls=False)
+                        raise
                     except DeliveryError as error:
                         last = error
                         self._record_connected(

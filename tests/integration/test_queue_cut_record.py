@@ -4,7 +4,8 @@ refused (550), carol greylisted and handed on to a backup that takes the connect
 greets, so the stop's grace (0.1 s here) cuts the attempt while it waits. The attempt was
 recorded bounce first, then the envelope: a bounce that could not be queued (a full disk)
 left bob "pending" on disk and the restart sent him a second copy, and a record cut by its
-deadline said nothing. Real queue manager and deliverer, scripted hops on loopback.
+deadline said nothing. Nor did the events name the backup the attempt waited on (C4).
+Real queue manager and deliverer, scripted hops on loopback.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import trio
 
 from core.spool import files
 from core.spool import manager as manager_module
-from shared.events import Action
+from shared.events import CONNECTION_FAILED, CONNECTION_SUCCEEDED, Action
 from tests.integration.test_queue import Harness
 from tests.support.next_hop import ScriptedHop
 
@@ -64,6 +65,20 @@ def on_disk(h, queue_id) -> list[tuple[str, str]]:
 
 def bounces(h) -> list[str]:
     return [i for i in h.ids("fast") if h.spool.read_envelope("fast", i).is_bounce]
+
+
+async def test_a_connect_cut_by_the_stop_names_the_host_it_waited_on(tmp_path, nursery,
+                                                                     dns_server, monkeypatch):
+    monkeypatch.setattr(manager_module, "STOP_GRACE_SECONDS", 0.1)
+    h, queue_id, _ = await cut_attempt(tmp_path, nursery, dns_server)
+    port = h.values["routing.local"][0]["port"]
+    assert [(f["data"]["host"], f["result"], f["info"].partition(" connection to ")[2]
+             if f["result"] == CONNECTION_SUCCEEDED else f["info"])
+            for f in h.events.of(Action.CONNECTED_TO)] == [
+        ("mx1.dest.test", CONNECTION_SUCCEEDED, f"mx1.dest.test[127.0.0.3]:{port}, no TLS"),
+        ("mx2.dest.test", CONNECTION_FAILED,
+         f"mx2.dest.test[127.0.0.1]:{port}: cut by the stop before the session was ready")]
+    assert all(f["queue_id"] == queue_id for f in h.events.of(Action.CONNECTED_TO))
 
 
 async def test_a_bounce_that_cannot_be_queued_at_the_stop_leaves_the_delivered_recipient_written(
