@@ -3,8 +3,10 @@ the From of generated mail, IP addresses, DNS servers, host:port pairs, clamd's 
 whitelist and blacklist entries and relay entries (SPEC §3). The kinds' contract is in
 `shared.settings_types`.
 
-Internationalised names are accepted in U-labels and kept in A-label form where the core
-compares them with what DNS and SMTP give (shared/idn.py).
+Internationalised names are accepted in U-labels and stored in A-label form, the form DNS
+and SMTP give and the core compares with (shared/idn.py), so `config get`, an export and the
+console show one form: sender-list entries too (`@bücher.example` is stored
+`@xn--bcher-kva.example`), whose local parts keep what they are written in.
 """
 
 from __future__ import annotations
@@ -91,9 +93,9 @@ def _stripped(value):
 
 @dataclass(frozen=True)
 class MailDomain(Domain):
-    """A domain of mail senders or recipients: internationalised names allowed, kept as
-    written; a leading period (the guide's wildcard form) is taken off, since such a domain
-    covers its subdomains anyway."""
+    """A domain of mail senders or recipients: internationalised names allowed, stored in
+    A-label form (module docstring); a leading period (the guide's wildcard form) is taken
+    off, since such a domain covers its subdomains anyway."""
 
     def check(self, value):
         value = _stripped(value)
@@ -101,7 +103,7 @@ class MailDomain(Domain):
             value = value[1:]
         if not isinstance(value, str) or not _is_mail_domain(value):
             raise RuleError("must be a domain name such as example.com")
-        return value.lower().rstrip(".")
+        return entry_form(value)
 
     def same_form(self, value):
         return entry_form(value)         # bücher.example is xn--bcher-kva.example
@@ -437,13 +439,14 @@ class ClamdAddress(Str):
 
 @dataclass(frozen=True)
 class WhitelistEntry(Kind):
-    """`@domain`, `.domain` (the domain and its subdomains) or a full address."""
+    """`@domain`, `.domain` (the domain and its subdomains) or a full address, stored in
+    the lists' one form (shared/idn.py `entry_form`)."""
 
     def check(self, value):
         value = _stripped(value)
         if isinstance(value, str):
             if value.startswith(("@", ".")) and _is_mail_domain(value[1:]):
-                return value.lower().rstrip(".")
+                return entry_form(value)
             if "*" in value or "?" in value:
                 raise RuleError("takes no * or ? wildcards: use @domain for a domain, "
                                 ".domain for it and its subdomains")
@@ -451,7 +454,7 @@ class WhitelistEntry(Kind):
                 local, _, domain = value.rpartition("@")
                 if _is_mail_domain(domain):          # Email's rules, IDN domains allowed
                     Email().check(f"{_utf8_local(local)}@{ascii_domain(domain)}")
-                    return value.lower().rstrip(".")
+                    return entry_form(value)
                 return Email().check(value)           # raises with Email's rule
         raise RuleError("must be @domain, .domain or a full email address")
 
@@ -465,18 +468,19 @@ class WhitelistEntry(Kind):
 @dataclass(frozen=True)
 class BlacklistEntry(Kind):
     """`@domain`, `.domain` (the guide: domains begin with @ or a period; both block the
-    domain and its subdomains) or `local@domain` with `*`/`?` in the local part."""
+    domain and its subdomains) or `local@domain` with `*`/`?` in the local part, stored in
+    the lists' one form (shared/idn.py `entry_form`)."""
 
     def check(self, value):
         value = _stripped(value)
         if isinstance(value, str) and value.startswith(".") and _is_mail_domain(value[1:]):
-            return value.lower().rstrip(".")
+            return entry_form(value)
         if isinstance(value, str) and "@" in value:
             local, _, domain = value.rpartition("@")
             if _is_mail_domain(domain) and (local == "" or re.match(
                     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+\Z", _utf8_local(local))):
                 _address_length(value)
-                return value.lower().rstrip(".")
+                return entry_form(value)
         raise RuleError("must be @domain, .domain or an address (* and ? allowed before the @)")
 
     def same_form(self, value):

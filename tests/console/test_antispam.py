@@ -16,6 +16,7 @@ from console.settings_service import RULE_LIST_CHANGED
 from shared import db
 from shared.events import Action
 from tests.console.conftest import Console
+from tests.support.core import store_unchecked
 
 PAGES = ["/antispam/whitelist", "/antispam/auto-whitelist", "/antispam/rbl",
          "/antispam/blacklist", "/antispam/heuristic", "/antispam/spam-rules",
@@ -717,13 +718,16 @@ def test_an_exclusion_in_either_form_marks_the_learned_entry_excluded(admin, hom
 
 def test_moving_a_learned_entry_already_listed_in_the_other_form_adds_nothing(admin, home):
     """The move compared exact text, so @xn--bcher-kva.example was added beside
-    @bücher.example — which the lists now refuse as a repeat."""
+    @bücher.example — which the lists now refuse as a repeat. The lists store the A-label
+    form now; an older release stored the Unicode one as typed."""
     _seed_auto(home, [("xn--bcher-kva.example", 3, 1.0, 9.0), ("new.example", 1, 1.0, 9.0)])
-    admin.set(whitelist__custom=["@bücher.example"], whitelist__custom__enabled=True,
-              whitelist__auto__exclusions=["bücher.example"])
+    admin.set(whitelist__custom__enabled=True)
+    store_unchecked(home, {"whitelist.custom": ["@bücher.example"],
+                           "whitelist.auto.exclusions": ["bücher.example"]})
     admin.post("/antispam/auto-whitelist/manage", {
         "domains": ["xn--bcher-kva.example", "new.example"], "to_custom": "y"})
-    assert admin.settings()["whitelist.custom"] == ["@bücher.example", "@new.example"]
+    # saved with the new entry, the list is stored in the one form
+    assert admin.settings()["whitelist.custom"] == ["@xn--bcher-kva.example", "@new.example"]
     assert admin.commands()[-1]["args"] == {"domains": ["new.example", "xn--bcher-kva.example"]}
     admin.post("/antispam/auto-whitelist/manage", {"domains": ["xn--bcher-kva.example"],
                                                    "to_exclusions": "y"})

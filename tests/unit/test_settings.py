@@ -30,6 +30,7 @@ from shared.settings_types import (
     Base64Key, Bool, Choice, Extension, Int, ListOf, Nullable, Pattern, RuleError, Str, TimeOfDay,
     Timezone, Weekday,
 )
+from shared.idn import entry_form
 from shared.wildcard import find
 
 KEY_32 = base64.b64encode(bytes(range(32))).decode()
@@ -132,12 +133,14 @@ ACCEPTED = [
     (BlacklistEntry(), "@example.com.", "@example.com"),     # a root dot would never match
     (BlacklistEntry(), "x@example.com.", "x@example.com"),
     (WhitelistEntry(), "@example.com.", "@example.com"),
-    # internationalised domains, as SMTPUTF8 mail carries them, kept as written
-    (WhitelistEntry(), "@Bücher.example", "@bücher.example"),
-    (WhitelistEntry(), "jörg@bücher.example", "jörg@bücher.example".lower()),
-    (BlacklistEntry(), "@müll.example", "@müll.example"),
-    (BlacklistEntry(), "sp*m@müll.example", "sp*m@müll.example"),
-    (MailDomain(), "Bücher.example", "bücher.example"),
+    # internationalised domains, as SMTPUTF8 mail carries them, stored in A-label form as
+    # every other setting stores them (settings findings 16, section 7); a local part as typed
+    (WhitelistEntry(), "@Bücher.example", "@xn--bcher-kva.example"),
+    (WhitelistEntry(), "Jörg@bücher.example", "jörg@xn--bcher-kva.example"),
+    (BlacklistEntry(), "@müll.example", "@xn--mll-hoa.example"),
+    (BlacklistEntry(), "sp*m@müll.example", "sp*m@xn--mll-hoa.example"),
+    (BlacklistEntry(), ".例子。广告", ".xn--fsqu00a.xn--4rr70v"),
+    (MailDomain(), "Bücher.example", "xn--bcher-kva.example"),
     (MailDomain(), ".partner.example", "partner.example"),   # the guide's wildcard form
     (MailDomain(), "xn--bcher-kva.example", "xn--bcher-kva.example"),
     (WhitelistEntry(), ".example.com.", ".example.com"),
@@ -1176,7 +1179,8 @@ def test_the_two_forms_of_an_internationalised_domain_are_one_entry(key, first, 
     assert errors({key: ["@other.example" if key != "whitelist.auto.exclusions"
                          else "other.example", first, second]}) == [
         f"{key}: entry 3 repeats entry 2"]
-    assert validate_changes(defaults(), {key: [first]})[key] == [first.lower().rstrip(".")]
+    assert validate_changes(defaults(), {key: [first]})[key] == \
+        validate_changes(defaults(), {key: [second]})[key] == [entry_form(first)]
 
 
 # --- numbers in ASCII digits only ------------------------------------------------------------
