@@ -21,9 +21,9 @@ Rules:
   Status chart counts time ranges), never by id. The one reader by id, the core's alert
   engine (core/notify.py), uses the id only as a cursor of what it has read, which needs no
   time order: one writer at a time commits (SQLite), each new id above every id in the
-  table, so a cursor skips no row, back-dated or not, as long as the table's newest row is
-  not deleted (ids would start again below the cursor). A SIEM forwarder tailing by id
-  would pass events on in write order, each with its time.
+  table, so a cursor skips no row, back-dated or not (the retention purge never deletes the
+  newest row, so ids never start again below the cursor: shared/retention.py). A SIEM
+  forwarder tailing by id would pass events on in write order, each with its time.
 """
 
 from __future__ import annotations

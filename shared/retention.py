@@ -15,6 +15,10 @@ Rules:
   triggers of migration 0002 take each deleted event out of `event_hourly` in the same
   transaction, so reports stay exact while a purge runs. It is idempotent: run twice, the
   second run finds nothing to delete.
+- The newest row (the highest id) is never deleted, even past the retention: SQLite gives a
+  new row the highest id + 1, so an emptied table would hand out ids again below the alert
+  engine's cursor (core/notify.py reads `id >` it) and the alerts for those events would be
+  lost. One row kept past its time is the price.
 - `logging.local` false: the writers stop storing events locally, except the few other parts
   of Mailmoat read as their input — the Status page's traffic chart (accepted, delivered,
   dropped, rejected), the events that raise alerts (core/notify.py), and, while SIEM forwarding is on,
@@ -84,7 +88,8 @@ def purge_events(conn: sqlite3.Connection, now: float, retention_days: int, *,
             conn.execute("BEGIN IMMEDIATE")
             count = conn.execute(
                 "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time < ? "
-                "ORDER BY time LIMIT ?)", (cutoff, batch)).rowcount
+                "AND id < (SELECT MAX(id) FROM events) ORDER BY time LIMIT ?)",
+                (cutoff, batch)).rowcount
             conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             if conn.in_transaction:

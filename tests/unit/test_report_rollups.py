@@ -204,3 +204,23 @@ def test_purge_job_records_its_outcome(tmp_path):
     assert tuple(row) == ("succeeded", "logging.retention_days",
                           "2 event(s) older than 7 days deleted")
     writer.close()
+
+
+def test_a_purge_of_every_event_keeps_the_newest_so_ids_never_go_back(database):
+    """After a day without events every row is past the retention; were they all deleted,
+    SQLite would number the next event from 1 again, below the alert engine's id cursor."""
+    path, conn = database
+    clock = FakeClock(T0)
+    writer = EventWriter(path, "core", clock)
+    for i in range(5):
+        clock.value = T0 + i
+        writer.record(Action.DELIVERED, size=1)
+    writer.flush()
+    cursor = conn.execute("SELECT MAX(id) FROM events").fetchone()[0]
+    assert purge_events(conn, T0 + 10 * DAY, 2, batch=2, pause=0).deleted == 4
+    clock.value = T0 + 10 * DAY
+    writer.record(Action.DELIVERED, size=1)
+    writer.flush()
+    assert conn.execute("SELECT COUNT(*) FROM events WHERE id > ?", (cursor,)).fetchone()[0] == 1
+    assert rollups(conn) == recomputed(conn)
+    writer.close()
