@@ -32,16 +32,15 @@ from core.smtp.group_commit import PendingMessage
 from core.smtp.policy import check_spool_space
 from shared.clock import mail_date
 from shared.disk import is_out_of_space
-from shared.events import Action
+from shared.events import Action, event_subject
 from shared.spool import SUBJECT_META, Envelope, new_queue_id
 
-__all__ = ["MessageReception", "BUFFER_OCTETS", "HEAD_OCTETS", "MAX_HOPS", "MAX_SUBJECT_CHARS",
+__all__ = ["MessageReception", "BUFFER_OCTETS", "HEAD_OCTETS", "MAX_HOPS",
            "QUEUED_REPLY_SECONDS"]
 
-BUFFER_OCTETS = 256 * 1024  # messages up to this size stay in memory until the group commit
+BUFFER_OCTETS = 256 * 1024      # messages up to this size stay in memory until the group commit
 HEAD_OCTETS = 64 * 1024         # where the Subject and the hops are counted (head_facts)
 MAX_HOPS = 100                  # more Received fields than this: a loop (RFC 5321 §6.3)
-MAX_SUBJECT_CHARS = 998         # RFC 5322's line limit: what an event keeps of a Subject
 QUEUED_REPLY_SECONDS = 5.0      # how long a shutdown waits for a queued message's 250
 # What the Received field shows of a client's HELO argument and PTR name: the characters of a
 # domain or an address literal, the rest as "?" (as Postfix writes them), at most a domain's
@@ -55,11 +54,6 @@ RECEIVED_NAME_CHARS = 255
 def _received_name(name: str) -> str:
     """`name` as the Received field shows it (see _NOT_IN_RECEIVED_NAME)."""
     return _NOT_IN_RECEIVED_NAME.sub("?", name[:RECEIVED_NAME_CHARS])
-
-
-def _event_subject(subject: str) -> str | None:
-    """A decoded Subject as the events keep it (guide Table 7-6), None for none."""
-    return " ".join(subject.split())[:MAX_SUBJECT_CHARS] or None
 
 
 class MessageReception:
@@ -142,7 +136,7 @@ class MessageReception:
         the reading in the header at times (a line over 1000 octets, HEAD_OCTETS). The
         head holds whole lines, so a Subject field read is whole, but for a folded line
         after it that never came; there is none when the limit came before it."""
-        return _event_subject(head_facts(self.head).subject)
+        return event_subject(head_facts(self.head).subject)
 
     async def _refuse_message(self, incoming, reply: R.Reply, rule: str, info: str, *,
                               log_as: str = "local", **fields) -> None:
@@ -210,7 +204,7 @@ class MessageReception:
             smtputf8=bool(transaction.mail_params.get("SMTPUTF8")))
         if transaction.rbl_listing is not None:   # non-reject rbl.action applies after DATA
             envelope.meta["rbl"] = transaction.rbl_listing.to_meta()
-        subject = _event_subject(facts.subject)
+        subject = event_subject(facts.subject)
         if subject:                         # for the events (guide Table 7-6)
             envelope.meta[SUBJECT_META] = subject
         pending = PendingMessage(self.queue_id, envelope, buffered, incoming)
