@@ -46,8 +46,8 @@ from shared.settings_addresses import (
 from shared.settings_entries import CentralQuarantine, RblZone, RoutingEntry, Rule
 from shared.settings_types import (
     AbsolutePath, Base64Key, Bool, Choice, Extension, Int, Kind, ListOf, Nullable,
-    Pattern, RuleError, Str, Template, TimeOfDay, Timezone, Weekday, check_encodable,
-    integer_from_text,
+    Pattern, RuleError, Str, Template, TimeOfDay, Timezone, UpdateSource, Weekday,
+    check_encodable, integer_from_text,
 )
 
 __all__ = [
@@ -340,7 +340,7 @@ _add("forwarding.port", PORT, 6514, "SIEM receiver port.", "logging")
 _add("forwarding.transport", Choice(("tcp", "tls", "udp")), "tls", "SIEM transport.", "logging")
 _add("forwarding.format", Choice(("rfc5424", "cef", "json")), "rfc5424",
      "SIEM record format.", "logging")
-_add("forwarding.ca_file", Str(max_len=4096), "",
+_add("forwarding.ca_file", AbsolutePath(max_len=4096, or_empty=True), "",
      "CA file to verify the receiver (empty = system CAs).", "logging")
 _not_built("siem", "forwarding.")
 
@@ -607,9 +607,9 @@ _add("liveupdate.days", ListOf(Weekday(), max_items=7), list(Weekday.DAYS),
 _add("liveupdate.first", TimeOfDay(), "06:00", "First run of the day.", "liveupdate")
 _add("liveupdate.every_hours", Int(1, 24), 4, "Hours between runs until midnight.",
      "liveupdate")
-_add("liveupdate.source", Str(max_len=4096), "",
+_add("liveupdate.source", UpdateSource(max_len=4096), "",
      "Update source: an http(s) URL or a local directory.", "liveupdate")
-_add("liveupdate.drop_dir", Str(max_len=4096), "",
+_add("liveupdate.drop_dir", AbsolutePath(max_len=4096, or_empty=True), "",
      "Directory watched for dropped definitions packages.", "liveupdate")
 _not_built("liveupdate", "liveupdate.")
 _add("definitions.trusted_keys", ListOf(Base64Key(), max_items=32), [],

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
-    "RuleError", "Kind", "Bool", "Int", "Str", "Template", "AbsolutePath", "Choice", "ListOf",
+    "RuleError", "Kind", "Bool", "Int", "Str", "Template", "AbsolutePath", "UpdateSource",
+    "Choice", "ListOf",
     "Nullable", "TimeOfDay", "Timezone", "Extension", "Pattern", "Weekday", "Base64Key",
     "Characters",
     "checked_fields", "plain_object", "entries_rule", "integer_from_text", "check_encodable",
@@ -368,16 +369,45 @@ class Template(Str):
 @dataclass(frozen=True)
 class AbsolutePath(Str):
     """A directory or file named from the root: the core and the console, started from
-    different working directories, must mean the same place."""
+    different working directories, must mean the same place. With `or_empty`, "" too (the
+    key's help says what it means)."""
+
+    or_empty: bool = False
 
     def check(self, value):
         value = super().check(value)
-        if not value.startswith("/"):
-            raise RuleError("must be an absolute path (starting with /)")
+        if not value.startswith("/") and not (self.or_empty and value == ""):
+            raise RuleError("must be an absolute path (starting with /)"
+                            + (", or empty" if self.or_empty else ""))
         return value
 
     def describe(self):
-        return "absolute path"
+        return "absolute path" + (" or empty" if self.or_empty else "")
+
+
+@dataclass(frozen=True)
+class UpdateSource(Str):
+    """liveupdate.source (SPEC §3): an https or http URL, or a local directory (an absolute
+    path, as AbsolutePath says why), or "" for none."""
+
+    def check(self, value):
+        value = super().check(value)
+        if value == "" or value.startswith("/"):
+            return value
+        from urllib.parse import urlsplit
+
+        try:
+            url = urlsplit(value)
+        except ValueError:                  # an unbalanced [ in the host
+            url = None
+        if url is None or url.scheme.lower() not in ("http", "https") or not url.hostname \
+                or any(c.isspace() for c in value):
+            raise RuleError("must be an https:// or http:// URL, or a local directory's "
+                            "absolute path (starting with /)")
+        return value
+
+    def describe(self):
+        return "http(s) URL or absolute path, or empty"
 
 
 @dataclass(frozen=True)
