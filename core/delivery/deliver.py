@@ -14,8 +14,13 @@ Rules
        EHLO/HELO, or TLS required but impossible. A host that refused HELO with a 5xx
        (core/delivery/session.py rule 6) refused us for good: its other addresses are
        skipped, and when no host after it takes the session, its refusal fails the
-       recipients at once instead of deferring them. A host that took the session answers
-       each recipient (Transaction.outcomes): its 2xx delivers and its 5xx fails, for good.
+       recipients at once instead of deferring them. A greeting other than 220 is no such
+       refusal, a 5xx one too (a node in maintenance greeting 554): it fails temporarily
+       (session.py rule 6), as Postfix's smtp_skip_5xx_greeting (default yes) has it:
+       the next address is tried, and a recipient that an earlier address deferred keeps
+       that 4xx; a 5xx to EHLO and then HELO is the refusal. A host that took the session
+       answers each recipient (Transaction.outcomes): its 2xx delivers and its 5xx fails,
+       for good.
        What it defers without taking the message (`_not_taken`: a 4xx to MAIL — a 421 as
        it closes, a 451 —, to the recipient's RCPT, to DATA or to the final "."; a
        connection closed or lost before the "." was sent), and what a connection it closed
@@ -32,16 +37,16 @@ Rules
        reports the last server's reply): a later address that cannot be reached leaves the
        earlier host's 4xx, the reply a sender can act on, where "connect to ..." would say
        less. A 5xx from a host less preferred than one that deferred the recipient, left
-       it untried, or failed temporarily before it took the session (unreachable, a 4xx
-       greeting or 4xx to EHLO/HELO: it has had no recipient yet) — to HELO, or at its
-       RCPT, "550 relay access denied" — does not fail it either (`_after_backup_refusal`):
-       it keeps the earlier host's 4xx, else its connect failure, the 5xx added to its text
-       for the admin. A misconfigured backup says nothing about the recipient, and the
-       primary takes it at the retry (Postfix bounces it there; a gateway must not lose
-       mail to a broken backup, least of all while the primary is down or busy). A 5xx
-       from a host as preferred as every one that failed temporarily stands, as does that
-       of the only host. Not passed
-       on: a recipient a host refused for its limit of recipients (rule 7) while the
+       it untried, or failed temporarily before it took the session (unreachable, any
+       greeting but 220, a 4xx to EHLO/HELO: it has had no recipient yet) — to HELO, or
+       at its RCPT, "550 relay access denied" — does not fail it either
+       (`_after_backup_refusal`): it keeps the earlier host's 4xx, else its connect
+       failure, the 5xx added to its text for the admin. A misconfigured backup says
+       nothing about the recipient, and the primary takes it at the retry (Postfix
+       bounces it there; a gateway must not lose mail to a broken backup, least of all
+       while the primary is down or busy). A 5xx from a host as preferred as every one
+       that failed temporarily stands, as does that of the only host. Not passed on: a
+       recipient a host refused for its limit of recipients (rule 7) while the
        connection stays open (the next transaction has it; left untried when the host
        then closes the connection, it goes on as any untried one: the host took nothing
        for it), and one whose "." was sent and never answered (the connection lost or
