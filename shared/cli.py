@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import itertools
 import json
 import os
 import sys
@@ -236,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = config.add_parser("set", help="change one setting")
     s.add_argument("key")
     s.add_argument("value", nargs="?",
-                   help="JSON or plain text; read from standard input when left out")
+                   help="JSON or plain text; read from standard input when left out (one "
+                        "starting with -- goes after --: config set KEY -- --VALUE)")
     _home_option(s)
     e = config.add_parser("export", help="print every setting (a full backup)")
     _home_option(e)
@@ -267,15 +269,47 @@ def _run_as_home_owner(args) -> None:
         args.home = str(home.root)
 
 
+# The options of `config set` that may stand anywhere among its arguments: one that takes a
+# value, and the help.
+_SET_OPTION_WITH_VALUE = "--home"
+_SET_HELP = ("-h", "--help")
+
+
+def _set_value_as_given(argv: Sequence[str]) -> list[str]:
+    """`argv`, with the arguments of `config set` as options first and then `--` before KEY
+    and VALUE. argparse takes every argument starting with - for an option, so `config set
+    heuristic.subject_prefix -SPAM-` was "unrecognized arguments" (settings findings 16,
+    section 7); after `--` it is the value. An argument starting with -- stays an option
+    (a mistyped one is refused as before): such a VALUE goes after a `--` typed by hand."""
+    argv = list(argv)
+    if argv[:2] != ["config", "set"]:
+        return argv
+    options: list[str] = []
+    given: list[str] = []
+    rest = iter(argv[2:])
+    for arg in rest:
+        if arg == "--":
+            given.extend(rest)
+        elif arg == _SET_OPTION_WITH_VALUE:
+            options.extend([arg, *itertools.islice(rest, 1)])    # its value, if given
+        elif arg in _SET_HELP or arg.startswith("--"):
+            options.append(arg)
+        else:
+            given.append(arg)
+    return ["config", "set", *options, "--", *given]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command in this process, as the user it runs as (module docstring)."""
-    return _run(build_parser().parse_args(argv))
+    argv = sys.argv[1:] if argv is None else argv
+    return _run(build_parser().parse_args(_set_value_as_given(argv)))
 
 
 def entry() -> None:
     """The `mailmoat` program: the command, as the data home's owner when run as root on
     another user's home (module docstring)."""
-    sys.exit(_run(build_parser().parse_args(), as_home_owner=True))
+    sys.exit(_run(build_parser().parse_args(_set_value_as_given(sys.argv[1:])),
+                  as_home_owner=True))
 
 
 def _run(args, as_home_owner: bool = False) -> int:
