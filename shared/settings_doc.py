@@ -30,8 +30,9 @@ Read a value with `mailmoat config get KEY`, change it with `mailmoat config set
 after `--`: `mailmoat config set KEY -- --VALUE`; left out, it is read from standard input,
 as a list of thousands of entries must be: `mailmoat config set whitelist.custom < list.json`),
 or on the console page named in the heading. Every change is validated by the same rules and applies within 2 seconds unless the
-*Restart* column says yes. Secrets are never printed: `config get` shows them as `"***"` (set)
-or `null`.
+*Restart* column says yes. The *Type* column gives the limits a value is held to: a text's
+length (`notify.admin.body`: ≤{SCHEMA["notify.admin.body"].kind.max_len} characters) and a list's entries (`whitelist.custom`:
+≤{SCHEMA["whitelist.custom"].kind.max_items}). Secrets are never printed: `config get` shows them as `"***"` (set) or `null`.
 
 A change is checked against the rules of the keys it changes, and against a rule that spans
 keys (`heuristic.forward_score` below `heuristic.drop_score`) when it changes one of them. A
