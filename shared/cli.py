@@ -269,10 +269,9 @@ def _run_as_home_owner(args) -> None:
         args.home = str(home.root)
 
 
-# The options of `config set` that may stand anywhere among its arguments: one that takes a
-# value, and the help.
+# The option of `config set` that takes a value, which argparse also reads abbreviated to
+# --ho or --hom (--h is --help's too).
 _SET_OPTION_WITH_VALUE = "--home"
-_SET_HELP = ("-h", "--help")
 
 
 def _set_value_as_given(argv: Sequence[str]) -> list[str]:
@@ -290,9 +289,9 @@ def _set_value_as_given(argv: Sequence[str]) -> list[str]:
     for arg in rest:
         if arg == "--":
             given.extend(rest)
-        elif arg == _SET_OPTION_WITH_VALUE:
+        elif len(arg) > len("--h") and _SET_OPTION_WITH_VALUE.startswith(arg):
             options.extend([arg, *itertools.islice(rest, 1)])    # its value, if given
-        elif arg in _SET_HELP or arg.startswith("--"):
+        elif arg == "-h" or arg.startswith("--"):
             options.append(arg)
         else:
             given.append(arg)

@@ -39,6 +39,7 @@ def stored(home, key):
     (["heuristic.subject_prefix", "--home={home}", "-"], "-"),
     (["heuristic.subject_prefix", "--home", "{home}", "--", "--SPAM--"], "--SPAM--"),
     (["premium.spam.subject_prefix", "-h-", "--home", "{home}"], "-h-"),
+    (["heuristic.subject_prefix", "--hom", "{home}", "-SPAM-"], "-SPAM-"),  # abbreviated
 ])
 def test_a_value_starting_with_a_dash_is_set(home, capsys, args, value):
     key = args[0] if not args[0].startswith("--") else args[2]
