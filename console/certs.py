@@ -5,8 +5,12 @@ What it does (guide §3 "Configuring HTTPS options", SPEC §7):
   tls/request-key.pem, so the certificate in use keeps working until the CA's answer comes.
 - `install_certificate`: a CA-signed certificate in PEM (header and footer included, chain
   after the leaf allowed) — refused unless it matches the pending request's key or the key
-  in use, and unless it is valid now (not expired, not valid only from a later date). Then
-  key.pem and cert.pem are replaced atomically; the previous pair is kept as *.previous.
+  in use, unless it is valid now (not expired, not valid only from a later date), and
+  unless the pair loads as the servers load it (shared.tls.pair_problem: OpenSSL refuses a
+  SHA-1 or MD5 signature in the chain, which no parse here shows). What is written is the
+  certificates encoded again, not the text pasted: OpenSSL reads no PEM with indented lines,
+  which a mail client's quote makes. Then key.pem and cert.pem are replaced atomically; the
+  previous pair is kept as *.previous.
   The HTTPS listener notices the new files and reloads (console.serve).
 - `install_self_signed`: a new key and a self-signed certificate.
 - `certificate_status`: key date, certificate date, validity, subject, issuer, and whether
@@ -16,7 +20,9 @@ Rules: X.509 building with `cryptography`; key/certificate matching with pyOpenS
 only module of the console that imports it. Never write a key anywhere but tls/ (mode 0600).
 Only a pair that loads is kept as *.previous: that is what the servers fall back on
 (shared.tls.load_server_pair), so a broken pair must never replace it. The installs return
-what changed (for the object_modified event); nothing, when the same pair is installed again.
+what changed (for the object_modified event); nothing, when the same pair is installed again
+and the files in tls/ load (a pair that does not load is written again, though its
+fingerprints are the same).
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from shared.paths import DataHome
 from shared.settings_addresses import Hostname
 from shared.settings_types import RuleError
 from shared.tls import (PREVIOUS_SUFFIX, is_self_signed, load_server_pair, make_self_signed,
-                        previous_path, public_key_fingerprint, write_atomically)
+                        pair_problem, previous_path, public_key_fingerprint, write_atomically)
 
 __all__ = ["CertificateError", "RequestFields", "CertificateStatus", "create_request",
            "install_certificate", "install_self_signed", "certificate_status",
@@ -172,7 +178,7 @@ def _parse_chain(pem_text: str) -> tuple[list[x509.Certificate], bytes]:
     except ValueError:
         raise CertificateError("the text between the BEGIN and END lines is not a valid "
                                "certificate") from None
-    return chain, b"\n".join(blocks) + b"\n"
+    return chain, b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain)
 
 
 def _matches(key_pem: bytes, cert_pem: bytes) -> bool:
@@ -221,9 +227,12 @@ def _replace_pair(home: DataHome, key_pem: bytes, cert_pem: bytes) -> dict[str, 
     old = _facts(_read(home.tls_key), _read(home.tls_cert))
     new = _facts(key_pem, cert_pem)
     changes = {name: [old[name], value] for name, value in new.items() if old[name] != value}
-    if not changes:
+    loads = load_server_pair(home).problem is None
+    if not changes and loads:
         return {}
-    if load_server_pair(home).problem is None:
+    if not changes:     # the same certificate, in files the servers cannot read: written again
+        changes = {"tls.certificate": [old["tls.certificate"], new["tls.certificate"]]}
+    if loads:
         for path in (home.tls_key, home.tls_cert):
             shutil.copy2(path, previous_path(path))
             os.chmod(previous_path(path), 0o600)
@@ -239,7 +248,8 @@ def install_certificate(home: DataHome, pem_text: str,
     installed with its key, and nothing was written.
 
     Raises CertificateError when it is not PEM, is not valid now (expired, or valid only
-    from a later date), or matches neither the pending request's key nor the key in use.
+    from a later date), matches neither the pending request's key nor the key in use, or
+    does not load as the servers load it (the message says why, in shared.tls's words).
     """
     chain, chain_pem = _parse_chain(pem_text)
     leaf = chain[0]
@@ -255,6 +265,9 @@ def install_certificate(home: DataHome, pem_text: str,
     for key_path in (request_key_path(home), home.tls_key):
         if key_path.exists() and _matches(key_path.read_bytes(), leaf_pem):
             key_pem = key_path.read_bytes()
+            problem = pair_problem(key_pem, chain_pem, home.tls)
+            if problem is not None:
+                raise CertificateError(f"the servers could not use it: {problem}")
             changes = _replace_pair(home, key_pem, chain_pem)
             if key_path == request_key_path(home):
                 request_key_path(home).unlink(missing_ok=True)

@@ -12,6 +12,9 @@ Rules:
   caller keeps serving what it can and reports `unusable_message` once (an event).
 - The words for what is wrong with a pair (`ServerPair.problem`) and for what a service does
   about it are made here only, so the events, the log and the console's status page agree.
+- A pair is judged by loading it as the servers do (`server_context`): OpenSSL's security
+  level refuses more than a parse shows (a SHA-1 or MD5 signature in the chain, a small key,
+  PEM lines indented), so `pair_problem` is how the console tries a pair before installing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import datetime
 import ipaddress
 import os
 import ssl
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +37,7 @@ from shared.paths import DataHome
 
 __all__ = ["ensure_self_signed", "half_pair_message", "make_self_signed", "write_atomically",
            "previous_path", "server_context", "ServerPair", "load_server_pair", "pair_signature",
-           "unusable_message", "is_self_signed", "public_key_fingerprint"]
+           "unusable_message", "is_self_signed", "public_key_fingerprint", "pair_problem"]
 
 SELF_SIGNED_DAYS = 825  # the longest validity browsers accept for a server certificate
 PREVIOUS_SUFFIX = ".previous"
@@ -187,6 +191,22 @@ def load_server_pair(home: DataHome) -> ServerPair:
     return ServerPair(context, problem)
 
 
+def pair_problem(key_pem: bytes, cert_pem: bytes, directory: Path) -> str | None:
+    """Why this key and certificate would not load in a server, in the words of
+    `ServerPair.problem`; None when they load. They are tried as files in a private
+    temporary directory made in `directory` (tls/: a private key is written nowhere else),
+    removed before this returns."""
+    with tempfile.TemporaryDirectory(dir=directory, prefix=".try-") as scratch:
+        key_path, cert_path = Path(scratch) / "key.pem", Path(scratch) / "cert.pem"
+        write_atomically(key_path, key_pem, 0o600)
+        write_atomically(cert_path, cert_pem, 0o600)
+        try:
+            server_context(cert_path, key_path)
+        except (ssl.SSLError, OSError) as exc:
+            return _why_not(key_path, cert_path, exc)
+    return None
+
+
 def pair_signature(home: DataHome) -> tuple:
     """Changes whenever key.pem or cert.pem is replaced or rewritten (a rename changes the
     inode, an edit in place the time and size): when a server should load the pair again."""
@@ -242,4 +262,44 @@ def _why_not(key_path: Path, cert_path: Path, exc: OSError) -> str:
         return f"{key_path.name} holds no private key in PEM format"
     if public_key_fingerprint(key) != public_key_fingerprint(cert.public_key()):
         return f"{key_path.name} is not the private key of the certificate in {cert_path.name}"
-    return f"OpenSSL refuses them ({getattr(exc, 'reason', None) or exc})"
+    reason = getattr(exc, "reason", None)
+    if reason is None and "PEM lib" in str(exc):
+        # cryptography's parse above forgives what OpenSSL's PEM reader does not (lines
+        # indented, as a mail client quotes them): a file that looks fine to it
+        return (f"OpenSSL cannot read {cert_path.name} as PEM (lines indented, or other text "
+                "inside a BEGIN/END block); each line must start at the left margin, as the "
+                "CA sent it")
+    return (_security_level_refusal(reason, texts[cert_path], key)
+            or f"OpenSSL refuses them ({reason or exc})")
+
+
+_WEAK_DIGESTS = {"sha1": "SHA-1", "md5": "MD5", "md4": "MD4", "md2": "MD2"}
+
+
+def _security_level_refusal(reason: str | None, cert_pem: bytes, key) -> str | None:
+    """What OpenSSL's security level refused (a weak signature or key in the chain), in
+    words that name the certificate and what to ask the CA for; None for other reasons."""
+    if reason in ("CA_MD_TOO_WEAK", "EE_MD_TOO_WEAK"):
+        try:
+            chain = x509.load_pem_x509_certificates(cert_pem)
+        except ValueError:
+            chain = []
+        for cert in chain:
+            try:
+                digest = cert.signature_hash_algorithm
+            except UnsupportedAlgorithm:
+                continue
+            name = _WEAK_DIGESTS.get(digest.name if digest else "")
+            if name and not is_self_signed(cert):   # a root's own signature is not checked
+                return (f"the certificate {cert.subject.rfc4514_string()} is signed with "
+                        f"{name}, which OpenSSL refuses as too weak (and browsers too); ask "
+                        "the CA for a certificate and chain signed with SHA-256")
+        return ("a certificate of the chain is signed with a digest OpenSSL refuses as too "
+                "weak; ask the CA for a certificate and chain signed with SHA-256")
+    if reason == "EE_KEY_TOO_SMALL":
+        return (f"the key has only {getattr(key, 'key_size', '?')} bits, which OpenSSL "
+                "refuses as too small; make a new request (2048 bits) and have it signed")
+    if reason == "CA_KEY_TOO_SMALL":
+        return ("a certificate of the chain has a key OpenSSL refuses as too small; ask the "
+                "CA for its current chain")
+    return None
