@@ -123,6 +123,11 @@ class RoutingEntry(Kind):
             raise RuleError(f"port {exc.rule}") from None
         return out
 
+    def same_form(self, value):
+        # The first entry whose match fits a domain routes it (core/delivery/routing.py), so
+        # a second entry with the same match, whatever its relay, would never apply.
+        return value["match"]
+
     def describe(self):
         return '{"match", "relay"?, "port"?}'
 

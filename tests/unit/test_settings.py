@@ -1540,3 +1540,12 @@ def test_clearing_the_report_only_password_while_the_account_is_on_names_the_pas
     assert errors({"admin.report_only.password": None}, current) == [
         "admin.report_only.password: must be set while admin.report_only.enabled is on: "
         "turn the account off first"]
+
+
+def test_a_local_route_whose_match_repeats_an_earlier_one_is_refused_whatever_its_relay():
+    """The first entry whose match fits routes the domain, so the second would never apply
+    (the console's Routing tab already refused it; `config set` and an import did not)."""
+    assert errors({"routing.local": [
+        {"match": "example.com", "relay": "mx1.example.net", "port": 25},
+        {"match": "EXAMPLE.com", "relay": "mx2.example.net", "port": 2525}]}) == [
+        "routing.local: entry 2 repeats entry 1"]
