@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -233,9 +231,11 @@ def _replace_pair(home: DataHome, key_pem: bytes, cert_pem: bytes) -> dict[str, 
     if not changes:     # the same certificate, in files the servers cannot read: written again
         changes = {"tls.certificate": [old["tls.certificate"], new["tls.certificate"]]}
     if loads:
+        # Written anew (a new inode), never copied over in place: a server compares the
+        # previous pair's files with what they were when it loaded its own
+        # (shared.tls.pair_to_serve), and a copy could leave them looking the same.
         for path in (home.tls_key, home.tls_cert):
-            shutil.copy2(path, previous_path(path))
-            os.chmod(previous_path(path), 0o600)
+            write_atomically(previous_path(path), path.read_bytes(), 0o600)
     write_atomically(home.tls_key, key_pem, 0o600)
     write_atomically(home.tls_cert, cert_pem, 0o644)
     return changes
@@ -322,6 +322,7 @@ def _pair_problem(home: DataHome) -> str | None:
     else:
         after = "when they start again, HTTPS is off and SMTP offers no STARTTLS"
     return (f"The key and certificate in tls/ do not load: {pair.problem}. While they run, "
-            f"the console's HTTPS and the SMTP STARTTLS keep the pair they loaded last; "
+            f"the console's HTTPS and the SMTP STARTTLS serve the last good pair they know "
+            f"of (the previous pair, when it was kept after they loaded theirs); "
             f"{after}. Install a certificate below, or put a matching key.pem and cert.pem "
             "in tls/.")

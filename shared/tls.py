@@ -10,6 +10,13 @@ Rules:
   previous pair, else nothing. An administrator can copy any files into tls/ (a corporate
   certificate, say), so a pair that does not load is an expected state, never a crash: the
   caller keeps serving what it can and reports `unusable_message` once (an event).
+- What a running server serves while the pair does not load is decided here, by
+  `pair_to_serve`, for all of them: the last good pair. That is the previous pair when the
+  console kept one after the server loaded its own (the console keeps only a pair that
+  loads, and it replaced a newer one than the server has), else the one the server has.
+  A server that loads the files only when asked (an SMTP listener process with no session
+  between two installs) thus serves what one that looked every second serves, not an older
+  pair of its own.
 - The words for what is wrong with a pair (`ServerPair.problem`) and for what a service does
   about it are made here only, so the events, the log and the console's status page agree.
 - A pair is judged by loading it as the servers do (`server_context`): OpenSSL's security
@@ -37,7 +44,8 @@ from shared.paths import DataHome
 
 __all__ = ["ensure_self_signed", "half_pair_message", "make_self_signed", "write_atomically",
            "previous_path", "server_context", "ServerPair", "load_server_pair", "pair_signature",
-           "unusable_message", "is_self_signed", "public_key_fingerprint", "pair_problem"]
+           "unusable_message", "is_self_signed", "public_key_fingerprint", "pair_problem",
+           "pair_to_serve"]
 
 SELF_SIGNED_DAYS = 825  # the longest validity browsers accept for a server certificate
 PREVIOUS_SUFFIX = ".previous"
@@ -168,10 +176,12 @@ class ServerPair:
 
     `problem` is None when key.pem + cert.pem loaded (`context` is theirs); otherwise it says
     why they did not, and `context` is the previous pair's, or None when that does not load
-    either."""
+    either. `previous_seen`: the previous pair's files as they were once this was loaded
+    (`_signature`), which tells whether the console kept a newer one since."""
 
     context: ssl.SSLContext | None
     problem: str | None = None
+    previous_seen: tuple | None = None
 
     @property
     def is_previous(self) -> bool:
@@ -180,15 +190,34 @@ class ServerPair:
 
 def load_server_pair(home: DataHome) -> ServerPair:
     """tls/key.pem + cert.pem as a server context, else the previous pair, else none."""
+    # The previous pair is looked at after loading: an install between the two then makes
+    # it look older than it is, never newer (pair_to_serve would serve it over a newer one).
+    previous = (previous_path(home.tls_cert), previous_path(home.tls_key))
     try:
-        return ServerPair(server_context(home.tls_cert, home.tls_key))
+        context = server_context(home.tls_cert, home.tls_key)
+        return ServerPair(context, previous_seen=_signature(previous))
     except (ssl.SSLError, OSError) as exc:  # ssl.SSLError is an OSError; both for clarity
         problem = _why_not(home.tls_key, home.tls_cert, exc)
     try:
-        context = server_context(previous_path(home.tls_cert), previous_path(home.tls_key))
+        context = server_context(*previous)
     except (ssl.SSLError, OSError):
         context = None
-    return ServerPair(context, problem)
+    return ServerPair(context, problem, _signature(previous))
+
+
+def pair_to_serve(pair: ServerPair, serving: ServerPair | None) -> tuple[ServerPair, bool]:
+    """What a server that serves `serving` (None: it is starting) uses now that tls/ gave
+    `pair`, which did not load (module rules): `pair`, i.e. the previous pair or nothing,
+    unless the server has a pair and the console kept no other previous pair since it loaded
+    it — then `serving`, its own. Also whether that is a pair the server had, not the
+    previous pair: `unusable_message`'s `kept`."""
+    if serving is None or serving.context is None:
+        return pair, False
+    if pair.context is not None and pair.previous_seen != serving.previous_seen:
+        return pair, False
+    # `serving` may be the previous pair itself, loaded before: unless it no longer loads,
+    # that is what the server uses, not something it kept
+    return serving, serving.problem is None or pair.context is None
 
 
 def pair_problem(key_pem: bytes, cert_pem: bytes, directory: Path) -> str | None:
@@ -210,8 +239,12 @@ def pair_problem(key_pem: bytes, cert_pem: bytes, directory: Path) -> str | None
 def pair_signature(home: DataHome) -> tuple:
     """Changes whenever key.pem or cert.pem is replaced or rewritten (a rename changes the
     inode, an edit in place the time and size): when a server should load the pair again."""
+    return _signature((home.tls_cert, home.tls_key))
+
+
+def _signature(paths) -> tuple:
     signature = []
-    for path in (home.tls_cert, home.tls_key):
+    for path in paths:
         try:
             st = path.stat()
             signature.append((st.st_mtime_ns, st.st_size, st.st_ino))

@@ -10,9 +10,12 @@ Rules:
   that had served nobody yet counted as starting when a bad pair came, and the processes
   of one core served different certificates, or some none.
 - A pair that does not load never silently turns STARTTLS off (inbound mail would then
-  arrive in cleartext unnoticed). A process that has a context keeps it; one that has none
-  yet (a start) uses the previous pair (shared.tls.load_server_pair) and offers no STARTTLS
-  only when that does not load either.
+  arrive in cleartext unnoticed). What is served meanwhile is the last good pair, as
+  shared.tls.pair_to_serve decides for every server: the previous pair, unless this
+  process has a pair and the console kept no newer previous one since it loaded it. A
+  process that looks at the files only when a session asks may have missed an install:
+  keeping its own context then served a pair replaced minutes before, and processes of one
+  core served different ones (certs17 B3). STARTTLS is off only when nothing loads.
 - Each distinct failure is reported once — a `service_start_failed` event and a line on
   standard error — not once per session and not once per listener process: the processes
   of one core run agree through a marker file in run/ that only the first creates.
@@ -30,7 +33,8 @@ import time
 
 from shared.events import Action, EventWriter
 from shared.paths import DataHome
-from shared.tls import load_server_pair, pair_signature, unusable_message
+from shared.tls import (ServerPair, load_server_pair, pair_signature, pair_to_serve,
+                        unusable_message)
 
 __all__ = ["TlsFiles"]
 
@@ -49,8 +53,12 @@ class TlsFiles:
         self._events = events       # the process's writer (ARCHITECTURE invariant 4)
         self._stamp = None          # the files' signature the context was decided for
         self._doubted = None        # a signature that failed once while a context was in use
-        self._context: ssl.SSLContext | None = None
+        self._serving: ServerPair | None = None   # its context is the one STARTTLS uses
         self._checked = -self.CHECK_SECONDS
+
+    @property
+    def _context(self) -> ssl.SSLContext | None:
+        return self._serving.context if self._serving is not None else None
 
     def __call__(self) -> ssl.SSLContext | None:
         now = time.monotonic()
@@ -62,16 +70,15 @@ class TlsFiles:
             return self._context
         pair = load_server_pair(self.home)
         if pair.problem is None:
-            self._stamp, self._context, self._doubted = stamp, pair.context, None
+            self._stamp, self._serving, self._doubted = stamp, pair, None
             self._forget_reports()
             return self._context
-        kept = self._context is not None
-        if kept and stamp != self._doubted:
-            self._doubted = stamp   # perhaps between an install's two renames: look again
+        serving, kept = pair_to_serve(pair, self._serving)
+        if self._context is not None and stamp != self._doubted:
+            # perhaps between an install's two renames: not reported before a second look
+            self._doubted, self._serving = stamp, serving
             return self._context
-        if not kept:
-            self._context = pair.context
-        self._stamp = stamp
+        self._stamp, self._serving = stamp, serving
         self._report(stamp, unusable_message(
             "STARTTLS", pair, kept=kept,
             off="SMTP offers no STARTTLS, so mail arrives unencrypted"))
