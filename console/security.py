@@ -10,6 +10,10 @@ Rules:
   request id is sent instead (`_PLAIN_ERROR_PAGE`). A Host header that is no host name gets
   that plain 400 page before anything else runs: werkzeug cannot build URLs for it, and
   every page's layout builds some.
+- The console's forms take text only: a request that carries a file (a multipart post with
+  a file part, `curl -F field=@file`) is answered 400 before any form reads it. WTForms
+  hands a field the upload object, which its validators take for text: a 500 and a
+  traceback in the log, the logon form included, for anyone to send (certs17 C9).
 - Every response carries the security headers below; the pages use no inline script or
   style, so the Content-Security-Policy forbids both.
 - With `https.logons` on, the logon and password pages answer plain HTTP with a redirect to
@@ -282,6 +286,15 @@ def install(app: Flask) -> None:
         # cannot build a URL
         if isinstance(request.routing_exception, BadHost):
             raise request.routing_exception
+
+    @app.before_request
+    def refuse_files():
+        # before CSRFProtect's check and every form (security.install runs first)
+        if request.mimetype == "multipart/form-data" and request.files:
+            _log_error_answer(400, "a form sent with a file; the console's forms take none")
+            return _error_page(400, "Bad request", "The console's forms take text, not "
+                               "files: paste the text into the field instead.")
+        return None
 
     @app.after_request
     def add_headers(response):
