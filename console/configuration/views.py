@@ -323,7 +323,8 @@ def certificate_install():
         except SettingError as exc:
             attach_errors(form, exc.errors)
             return _certificates_page(install_form=form)
-        flash("Certificate installed. The HTTPS listener uses it within a few seconds."
+        flash("Certificate installed. The console's HTTPS and the SMTP STARTTLS use it within "
+              "a few seconds, without a restart."
               if changed else "This certificate is already installed; nothing changed.", "info")
         return redirect(url_for("configuration.certificates"))
     return _certificates_page(install_form=form)
