@@ -236,7 +236,8 @@ def _replace_pair(home: DataHome, key_pem: bytes, cert_pem: bytes) -> dict[str, 
         # (shared.tls.pair_to_serve), and a copy could leave them looking the same.
         for path in (home.tls_key, home.tls_cert):
             write_atomically(previous_path(path), path.read_bytes(), 0o600)
-    write_atomically(home.tls_key, key_pem, 0o600)
+    if _read(home.tls_key) != key_pem:   # a renewal for the key in use leaves it, and its date
+        write_atomically(home.tls_key, key_pem, 0o600)
     write_atomically(home.tls_cert, cert_pem, 0o644)
     return changes
 

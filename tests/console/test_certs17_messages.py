@@ -42,3 +42,17 @@ def test_the_install_message_names_https_and_smtp_starttls(admin, home):
     text = html.unescape(response.get_data(as_text=True))
     assert ("Certificate installed. The console's HTTPS and the SMTP STARTTLS use it within "
             "a few seconds") in text
+
+
+def test_a_certificate_for_the_key_in_use_leaves_key_pem_and_its_date(admin, home):
+    key_before = home.tls_key.stat()
+    response = admin.post(f"{CERTIFICATES}/install",
+                          {"install-certificate": _signed_for_home_key(home)})
+    assert response.status_code == 302
+    key_after = home.tls_key.stat()
+    assert (key_after.st_ino, key_after.st_mtime_ns) == (key_before.st_ino,
+                                                         key_before.st_mtime_ns)
+    assert "mail.certs17.test" in x509.load_pem_x509_certificate(
+        home.tls_cert.read_bytes()).subject.rfc4514_string()
+    # and the previous pair is whole: the key beside the certificate it replaced
+    assert (home.tls / "key.pem.previous").read_bytes() == home.tls_key.read_bytes()
