@@ -213,6 +213,11 @@ def zone_error_fields(exc: SettingError, rows: list[dict]) -> list[tuple[str, st
                 and all(0 < index <= len(filled) for index, _error in cause.entries):
             for index, error in cause.entries:
                 out += _row_errors(filled[index - 1], error, rows)
+            # a bad row stops the schema before its check of repeated zones, so that check
+            # is made here, for the zone fields not already in error
+            marked = {field for field, _rule in out}
+            repeats = [pair for pair in _zone_repeats(rows, filled) if pair[0] not in marked]
+            out += repeats
         elif twice and repeats is None:             # one error per repeat: all rows at once
             repeats = _zone_repeats(rows, filled)
             out += repeats or [(key, rule)]

@@ -700,6 +700,20 @@ def test_a_zone_in_several_rows_is_marked_once_at_each_later_row(admin):
     assert admin.settings()["rbl.zones"] == []
 
 
+def test_a_repeated_zone_is_marked_beside_bad_return_codes(admin):
+    """Bad return codes, in the same row or another, hid the repeat until a second save
+    (antispam17 C1): the schema stops at a bad entry before it compares the zones."""
+    page = _post_rbl_rows(admin, (True, "rbl1.test", ""), (True, "rbl1.test", "foo"))
+    assert _field_error(page, "zone1_zone") == "repeats the zone of Blacklist 1"
+    assert _field_error(page, "zone1_codes") == "line 1: must be an IPv4 or IPv6 address"
+    page = _post_rbl_rows(admin, (True, "rbl1.test", ""), (True, "two.test", "127.0.0.2\nfoo"),
+                          (True, "rbl1.test", ""))
+    assert _field_error(page, "zone1_codes") == "line 2: must be an IPv4 or IPv6 address"
+    assert _field_error(page, "zone2_zone") == "repeats the zone of Blacklist 1"
+    assert _field_error(page, "zone1_zone") == ""
+    assert admin.settings()["rbl.zones"] == []
+
+
 # --- internationalised domains in the auto-generated whitelist's lists ----------------------
 
 def test_an_exclusion_in_either_form_marks_the_learned_entry_excluded(admin, home):
