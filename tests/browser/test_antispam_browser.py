@@ -279,3 +279,15 @@ def test_repeated_entries_and_zones_are_named_where_they_were_typed(loopback_onl
     assert stored_settings(console_server)["rbl.zones"] == zones
     page.screenshot(path=str(artifacts / "antispam-rbl-repeats.png"), full_page=True)
     assert page.console_errors == []
+
+
+@pytest.mark.parametrize("url", ["/antispam/spam-rules", "/filtering/content-rules"])
+def test_a_rules_terms_fields_are_as_wide_as_a_text_box(loopback_only, url):
+    """Up to 50 comma-separated terms are edited on one line: the fields showed about 25
+    characters (209 px; antispam17 C2)."""
+    page = loopback_only
+    log_on(page)
+    page.goto(url)
+    for field in page.locator("input[id$='terms'], input[id$='none_of']").all():
+        assert field.bounding_box()["width"] >= 500
+    assert page.locator("input[id$='terms']").count() >= 1
