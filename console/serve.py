@@ -9,10 +9,13 @@ Rules:
   TLS context is built and swapped into the listener; connections already open keep theirs.
 - A pair that does not load never stops the console: plain HTTP is what reaches Certificate
   Management to repair it. At start HTTPS uses the previous pair instead
-  (shared.tls.load_server_pair), or stays off until a pair loads; while running, the old
-  context stays in use. A changed pair that fails is looked at again at the next poll (it
-  may be caught between the two renames of an install) before it is reported, once: a
-  `service_start_failed` event and a log line.
+  (shared.tls.load_server_pair), or stays off until a pair loads; while running, it serves
+  the last good pair, as shared.tls.pair_to_serve decides for every server: the previous
+  pair when the console kept one after HTTPS loaded its own (two installs less than a poll
+  apart, the second a pair that does not load), else the context in use. A changed pair
+  that fails is looked at again at the next poll (it may be caught between the two renames
+  of an install) before it is reported, once: a `service_start_failed` event and a log
+  line.
 - cheroot runs on Linux, macOS and Windows alike; nothing here needs root except ports < 1024.
 - The request line and headers together are read up to MAX_REQUEST_HEADER_OCTETS; cheroot
   answers a longer request line 414 and longer headers 413 (its default reads them
@@ -65,8 +68,8 @@ from shared.events import Action
 from shared.parent_watch import watch_supervisor
 from shared.paths import DataHome
 from shared.settings_store import load
-from shared.tls import (ServerPair, load_server_pair, pair_signature, previous_path,
-                        unusable_message)
+from shared.tls import (ServerPair, load_server_pair, pair_signature, pair_to_serve,
+                        previous_path, unusable_message)
 
 __all__ = ["ConsoleServer", "run", "POLL_SECONDS", "MAX_REQUEST_HEADER_OCTETS"]
 
@@ -209,6 +212,7 @@ class ConsoleServer:
         self._tls_signature: tuple | None = None   # the files the HTTPS decision was made for
         self._tls_doubted: tuple | None = None     # failed once while HTTPS was on: look again
         self._adapter: _TlsAdapter | None = None
+        self._tls_serving: ServerPair | None = None   # the pair whose context HTTPS uses
         self._stop = threading.Event()
         self._move_failed: dict[str, int] = {}     # scheme -> the port it could not move to
 
@@ -242,7 +246,7 @@ class ConsoleServer:
             return False
         adapter.context = pair.context
         adapter.violation = self._violation
-        self._adapter = adapter
+        self._adapter, self._tls_serving = adapter, pair
         return True
 
     def _report_unusable(self, pair: ServerPair, kept: bool) -> None:
@@ -316,13 +320,16 @@ class ConsoleServer:
                 self._tls_doubted = signature
                 return False
             self._tls_signature = signature
-            self._report_unusable(pair, kept=serving)
-            if serving or pair.context is None:
+            chosen, kept = pair_to_serve(pair, self._tls_serving if serving else None)
+            self._report_unusable(pair, kept=kept)
+            if kept or chosen.context is None:
                 return False
+            pair = chosen
         self._tls_signature, self._tls_doubted = signature, None
         if serving:
-            self._adapter.context = pair.context
-            log.info("HTTPS now uses the certificate in %s", self.home.tls_cert)
+            self._adapter.context, self._tls_serving = pair.context, pair
+            cert = previous_path(self.home.tls_cert) if pair.is_previous else self.home.tls_cert
+            log.info("HTTPS now uses the certificate in %s", cert)
             return True
         if not self._make_adapter(pair):
             return False
