@@ -27,7 +27,7 @@ from shared.cli import CommandFailed, record_change, register
 from shared.commands import HOLD_ACTIONS
 from shared.paths import resolve_home
 
-__all__ = ["serve_core", "supervise"]
+__all__ = ["serve_core", "supervise", "smtp_port_line", "LOGON_LINE"]
 
 # how long `run` waits for a child to stop before it kills it: more than the core needs for
 # a clean stop (delivery attempts get 30 s, dropped messages 10 s for their events)
@@ -152,12 +152,14 @@ def supervise(args) -> int:
         settings = load(conn)
     finally:
         conn.close()
+    from shared.ports import may_bind_privileged_ports, privileged_port_start
+
     print(f"Mailmoat: data home {home.root}")
     print(f"Console: http://localhost:{settings['http.port']}/  and  "
           f"https://localhost:{settings['https.port']}/{_certificate_note(home)}")
-    print("Log on as 'admin' with the password that `mailmoat init` printed "
-          "(`mailmoat init --reset-admin-password` sets a new one).")
-    print(f"SMTP: port {settings['smtp.port']}. Ctrl-C stops Mailmoat.", flush=True)
+    print(LOGON_LINE)
+    print(smtp_port_line(settings["smtp.port"], may_bind_privileged_ports()
+                         or settings["smtp.port"] >= privileged_port_start()), flush=True)
 
     async def main():
         async with _stopped_by_signal() as nursery:
@@ -167,6 +169,25 @@ def supervise(args) -> int:
     trio.run(main)
     print("Mailmoat stopped.", flush=True)
     return 0
+
+
+# True whether or not the password was changed since `init` printed the first one.
+LOGON_LINE = ("Log on as 'admin' with its password (`mailmoat init` printed the first one; "
+              "`mailmoat init --reset-admin-password` sets a new one).")
+
+
+def smtp_port_line(port: int, may_bind: bool) -> str:
+    """What the start banner says of SMTP: the port, and when this user may not bind it
+    (`may_bind` false: below 1024 without root or CAP_NET_BIND_SERVICE) that the core will
+    not start and what to do. A home that `mailmoat init` made keeps its default, 25, when
+    `make run` later runs it as the `mailmoat` user (dayone17 finding 6)."""
+    if may_bind:
+        return f"SMTP: port {port}. Ctrl-C stops Mailmoat."
+    return (f"SMTP: port {port}, which this user may not listen on (it needs root or "
+            f"CAP_NET_BIND_SERVICE): the core will not start until smtp.port is one it may "
+            f"(`mailmoat config set smtp.port 2525`, and a firewall redirect from port 25) or "
+            f"it has that capability (docs/operations.md: Starting and stopping). Ctrl-C "
+            f"stops Mailmoat.")
 
 
 def _certificate_note(home) -> str:

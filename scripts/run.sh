@@ -57,8 +57,11 @@ if grep -q '(created)$' <<<"$(head -n 1 <<<"$init_output")"; then
     # Non-privileged port for a first try; set 25 later (needs root or CAP_NET_BIND_SERVICE).
     "${as_user[@]}" "$mm" config set smtp.port 2525 "${home_args[@]}" >/dev/null
 else
-    echo "Using the existing data home (log on as 'admin' with its password;" \
-         "'mailmoat init --reset-admin-password' sets a new one)."
+    # An administrator's settings are never changed behind their back: smtp.port too, 25 on a
+    # home `mailmoat init` made (the README says so; `mailmoat run` says when the core may
+    # not listen there).
+    echo "Using the existing data home and its settings (this script sets SMTP port 2525" \
+         "only on a home it creates)."
 fi
 # the unpacking tools rarfile can use (core/pipeline/decompose/archives.py rule 3)
 command -v unar unrar bsdtar 7z 7zz >/dev/null 2>&1 || echo "Note: no RAR unpacking tool is" \
