@@ -43,7 +43,7 @@ LABELS = {
     "encrypted.action": "When an encrypted container is detected",
     "encrypted.forward_to": "Forward to (email address)",
     "encrypted.forward_subject": "Subject of the forwarded message",
-    "relay.mode": "Relay",
+    "relay.mode": "Relaying (sending mail on to destinations that are not local)",
     "relay.allowed": "Allowed hosts: host names, IPs, CIDRs, *.domain, 1.2.3.*, 1.2.*, 1.*",
     "address_chars.enabled": "Reject messages with email addresses that contain these "
                              "characters",
@@ -63,6 +63,22 @@ PAGE_KEYS = {page: _keys(page) for page, _t, _e in TABS}
 PAGE_KEYS["content_rules"] = ["rules.body_scanning"] + PAGE_KEYS["content_rules"]
 PAGE_FORMS = {page: settings_form(keys, LABELS, name=f"filtering_{page}_form")
               for page, keys in PAGE_KEYS.items()}
+
+# The guide's two Anti-Relay choices (§6, "To configure external relay restrictions"), the
+# first spelt out: a bare "Allow" just above "Allowed hosts" read as "allow the hosts below",
+# and one click made an open relay (dayone17 finding 1).
+RELAY_MODE_CHOICES = (("allow", "Allow any client to relay (an open relay)"),
+                      ("deny_except", "Do not allow, except for listed hosts"))
+
+
+class _RelayForm(PAGE_FORMS["relay"]):
+    relay__mode = SelectField(LABELS["relay.mode"], description=SCHEMA["relay.mode"].help,
+                              choices=[SelectChoice(value, label)
+                                       for value, label in RELAY_MODE_CHOICES],
+                              validate_choice=False)
+
+
+PAGE_FORMS["relay"] = _RelayForm
 
 
 class RuleForm(FlaskForm):

@@ -16,6 +16,7 @@ from typing import Any
 
 from console.context import settings
 from console.settings_service import check_rule_shown, edit_list, rule_key, save_settings
+from shared.settings import OPEN_RELAY_WARNING
 
 __all__ = ["save_page", "add_rule", "update_rule", "delete_rule", "rule_key", "page_warnings"]
 
@@ -52,6 +53,8 @@ def delete_rule(index: int, original: str, *, user, client_ip) -> dict:
 def page_warnings(page: str) -> list[str]:
     values = settings()
     warnings = []
+    if page == "relay" and values["relay.mode"] == "allow":
+        warnings.append(OPEN_RELAY_WARNING)
     if page == "relay" and values["relay.mode"] == "deny_except" and not values["relay.allowed"]:
         warnings.append("No hosts are listed: all mail to non-local destinations is refused "
                         "(550 5.7.1). Local destinations are the Local Routing entries.")
