@@ -13,8 +13,10 @@ What it does (guide §3 "Configuring HTTPS options", SPEC §7):
   previous pair is kept as *.previous.
   The HTTPS listener notices the new files and reloads (console.serve).
 - `install_self_signed`: a new key and a self-signed certificate.
-- `certificate_status`: key date, certificate date, validity, subject, issuer, and whether
-  the pair in tls/ loads at all (an administrator may have copied files there).
+- `certificate_status`: key date, certificate date, validity, subject, issuer, whether
+  the pair in tls/ loads at all (an administrator may have copied files there), and whether
+  the certificate is out of its dates or expires within shared.tls.EXPIRY_WARNING_DAYS:
+  the servers go on offering an expired one, so nothing else would say it (certs17 C3).
 
 Rules: X.509 building with `cryptography`; key/certificate matching with pyOpenSSL, the
 only module of the console that imports it. Never write a key anywhere but tls/ (mode 0600).
@@ -44,8 +46,9 @@ from shared.idn import ascii_domain
 from shared.paths import DataHome
 from shared.settings_addresses import Hostname
 from shared.settings_types import RuleError
-from shared.tls import (PREVIOUS_SUFFIX, is_self_signed, load_server_pair, make_self_signed,
-                        pair_problem, previous_path, public_key_fingerprint, write_atomically)
+from shared.tls import (PREVIOUS_SUFFIX, dates_problem, expires_soon, is_self_signed,
+                        load_server_pair, make_self_signed, pair_problem, previous_path,
+                        public_key_fingerprint, write_atomically)
 
 __all__ = ["CertificateError", "RequestFields", "CertificateStatus", "create_request",
            "install_certificate", "install_self_signed", "certificate_status",
@@ -86,6 +89,9 @@ class CertificateStatus:
     request_pem: str | None         # the pending CSR, until its certificate is installed
     request_created_at: float | None
     problem: str | None = None
+    dates: str | None = None        # expired, not yet valid, or expiring soon: what to do
+    dates_mark: str | None = None   # the same in a few words ("expired on 2026-11-28")
+    is_expired: bool = False
 
 
 def request_key_path(home: DataHome) -> Path:
@@ -289,9 +295,11 @@ def install_self_signed(home: DataHome, common_name: str) -> dict[str, list]:
 
 # --- status -------------------------------------------------------------------------------
 
-def certificate_status(home: DataHome) -> CertificateStatus:
-    """What the status part of the page shows; `problem` says when there is nothing to
-    show or when the pair in tls/ does not load (and what the servers do about it)."""
+def certificate_status(home: DataHome, now: float | None = None) -> CertificateStatus:
+    """What the status part of the page shows at `now` (the console clock's seconds;
+    default: the time now); `problem` says when there is nothing to show or when the pair in
+    tls/ does not load (and what the servers do about it), `dates` when the certificate is
+    out of its dates or soon will be."""
     request_pem = None
     if request_path(home).exists() and request_key_path(home).exists():
         request_pem = request_path(home).read_text("ascii", "replace")
@@ -305,12 +313,41 @@ def certificate_status(home: DataHome) -> CertificateStatus:
         return CertificateStatus(**{**base, "cert_installed_at": None}, not_before=None,
                                  not_after=None, subject=None, issuer=None, self_signed=False,
                                  fingerprint=None, problem=problem)
+    at = dt.datetime.fromtimestamp(now, dt.timezone.utc) if now is not None \
+        else dt.datetime.now(dt.timezone.utc)
     return CertificateStatus(**base, not_before=cert.not_valid_before_utc,
                              not_after=cert.not_valid_after_utc,
                              subject=cert.subject.rfc4514_string(NAME_SHOWN),
                              issuer=cert.issuer.rfc4514_string(NAME_SHOWN),
                              self_signed=is_self_signed(cert),
-                             fingerprint=fingerprint(cert), problem=problem)
+                             fingerprint=fingerprint(cert), problem=problem,
+                             dates=_dates_notice(cert, at), dates_mark=_dates_mark(cert, at),
+                             is_expired=cert.not_valid_after_utc <= at)
+
+
+def _dates_mark(cert: x509.Certificate, now: dt.datetime) -> str | None:
+    if cert.not_valid_after_utc <= now:
+        return f"expired on {cert.not_valid_after_utc:%Y-%m-%d}"
+    if cert.not_valid_before_utc > now:
+        return f"not valid before {cert.not_valid_before_utc:%Y-%m-%d}"
+    if expires_soon(cert, now):
+        return f"expires on {cert.not_valid_after_utc:%Y-%m-%d}"
+    return None
+
+
+def _dates_notice(cert: x509.Certificate, now: dt.datetime) -> str | None:
+    problem = dates_problem(cert, now)
+    if problem is not None:
+        return (f"{problem[0].upper()}{problem[1:]}. Install a valid certificate below: "
+                "request one from your CA, or make a self-signed one meanwhile.")
+    if expires_soon(cert, now):
+        days = (cert.not_valid_after_utc - now).days
+        left = f"in {days} day{'s' * (days != 1)}" if days else "within a day"
+        return (f"The certificate expires on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, "
+                f"{left}: ask your CA for a renewed one now (a new request below, or the "
+                "renewal your CA offers) and install it here; the servers use it without a "
+                "restart.")
+    return None
 
 
 def _pair_problem(home: DataHome) -> str | None:

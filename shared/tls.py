@@ -19,6 +19,9 @@ Rules:
   pair of its own.
 - The words for what is wrong with a pair (`ServerPair.problem`) and for what a service does
   about it are made here only, so the events, the log and the console's status page agree.
+- A pair that loads may still be out of its dates (an expired certificate copied in, or one
+  that aged out): OpenSSL serves it, clients that check it refuse it. `dates_problem` says
+  so, in the words the console's pages and the core's event share.
 - A pair is judged by loading it as the servers do (`server_context`): OpenSSL's security
   level refuses more than a parse shows (a SHA-1 or MD5 signature in the chain, a small key,
   PEM lines indented), so `pair_problem` is how the console tries a pair before installing.
@@ -45,9 +48,11 @@ from shared.paths import DataHome
 __all__ = ["ensure_self_signed", "half_pair_message", "make_self_signed", "write_atomically",
            "previous_path", "server_context", "ServerPair", "load_server_pair", "pair_signature",
            "unusable_message", "is_self_signed", "public_key_fingerprint", "pair_problem",
-           "pair_to_serve"]
+           "pair_to_serve", "dates_problem", "expires_soon", "EXPIRY_WARNING_DAYS"]
 
 SELF_SIGNED_DAYS = 825  # the longest validity browsers accept for a server certificate
+# A renewal through a CA takes days; Let's Encrypt's clients renew 30 days ahead, too.
+EXPIRY_WARNING_DAYS = 30
 PREVIOUS_SUFFIX = ".previous"
 
 
@@ -157,6 +162,26 @@ def public_key_fingerprint(key) -> str:
     digest.update(public.public_bytes(serialization.Encoding.DER,
                                       serialization.PublicFormat.SubjectPublicKeyInfo))
     return digest.finalize().hex(":").upper()
+
+
+def dates_problem(cert: x509.Certificate, now: datetime.datetime) -> str | None:
+    """What is wrong with the certificate's dates at `now` (expired, or valid only from a
+    later date) and what it means for clients; None while it is valid. The fix is the
+    caller's to add: where to install another depends on who reads it."""
+    if cert.not_valid_after_utc <= now:
+        what = f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+    elif cert.not_valid_before_utc > now:
+        what = f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+    else:
+        return None
+    return (f"the certificate in cert.pem {what}: the console's HTTPS and the SMTP STARTTLS "
+            "still offer it, but browsers and mail servers that check certificates refuse it")
+
+
+def expires_soon(cert: x509.Certificate, now: datetime.datetime) -> bool:
+    """True when the certificate is valid at `now` but not EXPIRY_WARNING_DAYS from then."""
+    return (dates_problem(cert, now) is None and cert.not_valid_after_utc
+            <= now + datetime.timedelta(days=EXPIRY_WARNING_DAYS))
 
 
 # --- serving ------------------------------------------------------------------------------

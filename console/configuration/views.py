@@ -282,7 +282,8 @@ def save_default_route():
 # --- Certificate Management (reached from Setup) -------------------------------------------
 
 def _certificates_page(request_form=None, install_form=None, self_signed_form=None):
-    status = certs.certificate_status(console_context().home)
+    context = console_context()
+    status = certs.certificate_status(context.home, context.clock.now())
     return _render("certificates.html", "setup", status=status,
                    request_form=request_form or RequestForm(prefix="request"),
                    install_form=install_form or InstallForm(prefix="install"),

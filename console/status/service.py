@@ -20,6 +20,9 @@ Rules:
   detection counted in "Spam messages detected" is in one of the rows, and Spam agrees with
   the summary report's Spam Detected (shared.report.PREMIUM_ITEMS). Before, Premium
   AntiSpam (not built) hid the only engine that scores and showed Spam 0.
+- The "SSL certificate installed" row marks a certificate that expired, is not valid yet
+  or expires within shared.tls.EXPIRY_WARNING_DAYS (console.certs `dates_mark`): the
+  servers go on offering an expired one, so nothing else on the page said it (certs17 C3).
 - Stored settings that the current rules refuse (shared.settings.refused_values: values an
   older release accepted) are listed as a warning, each with its key, rule and console page:
   they block no other save, so nothing else would tell the administrator. The list is worked
@@ -36,7 +39,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from typing import Any
 
-from console.certs import certificate_status
+from console.certs import CertificateStatus, certificate_status
 from console.context import console_context, request_db, settings
 from shared.events import Action
 from shared.report import disposition_counts
@@ -189,6 +192,17 @@ def refused_settings() -> list[tuple[str, str, str]]:
     return [(key, PAGES[SCHEMA[key].page], rule) for key, rule in last[1]]
 
 
+def _certificate_line(cert: CertificateStatus) -> str:
+    """The "SSL certificate installed" row: its date, and a mark when it is out of its
+    dates or soon will be (an expired certificate is still served: certs17 C3)."""
+    if not cert.cert_installed_at:
+        return "Not installed"
+    if cert.dates_mark is None:
+        return format_time(cert.cert_installed_at)
+    return (f"{format_time(cert.cert_installed_at)} — {cert.dates_mark} (see Certificate "
+            "Management)")
+
+
 def status_view() -> StatusView:
     now = console_context().clock.now()
     values = settings()
@@ -204,7 +218,7 @@ def status_view() -> StatusView:
         counters.update(snap.get("counters") or {})
         queues.update(snap.get("queues") or {})
     snap = snap or {}
-    cert = certificate_status(console_context().home)
+    cert = certificate_status(console_context().home, now)
     started = snap.get("started_at")
     premium = bool(values["premium.enabled"])
 
@@ -230,8 +244,7 @@ def status_view() -> StatusView:
          .capitalize()),
         ("Virus definitions", definitions_line((snap.get("definitions") or {}).get("virus"))),
         ("Spam definitions", definitions_line((snap.get("definitions") or {}).get("spam"))),
-        ("SSL certificate installed", format_time(cert.cert_installed_at)
-         if cert.cert_installed_at else "Not installed"),
+        ("SSL certificate installed", _certificate_line(cert)),
         ("Viruses repaired, deleted and logged", counters["infections_repaired"]
          + counters["infections_deleted"] + counters["infections_logged"]),
         ("Spam messages detected", counters["spam_messages"]),
