@@ -49,9 +49,10 @@ from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.commands import Command
 from shared.disk import is_out_of_space
 from shared.events import Action, Event, EventWriter
-from shared.home import AlreadyRunning, hold_lock, machine_hostname
+from shared.home import AlreadyRunning, gateway_name, hold_lock, hostname_notice
 from shared.paths import DataHome
 from shared.retention import cutoff_for, local_storage_filter
+from shared.settings import OPEN_RELAY_WARNING
 from shared.spool import Envelope, EnvelopeError, Spool
 
 __all__ = ["run_core", "CoreHandle", "CoreAlreadyRunning", "VERSION"]
@@ -137,7 +138,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
     events = EventWriter(home.db, "core", clock, keep=local_storage_filter(settings))
     counters = Counters()
     spool = Spool(home.spool)
-    hostname: Callable[[], str] = lambda: settings()["smtp.hostname"] or machine_hostname()
+    hostname: Callable[[], str] = lambda: gateway_name(settings())
     clean = started = False
     try:
         report = await trio.to_thread.run_sync(spool.recover)
@@ -225,6 +226,13 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                         print(f"mailmoat core: {notice}", file=sys.stderr, flush=True)
                         events.record(Action.SERVICE_START_FAILED, rule="routing.local",
                                       info=notice)
+                    # Settings that work as set but that an administrator must hear of
+                    # (dayone17 findings 1, 2): said once at start; the Status page shows
+                    # them while they hold.
+                    for notice in (OPEN_RELAY_WARNING if settings()["relay.mode"] == "allow"
+                                   else None, hostname_notice(settings())):
+                        if notice:
+                            print(f"mailmoat core: {notice}", file=sys.stderr, flush=True)
                     events.record(Action.SERVICE_STARTED, info=f"Mailmoat {VERSION}, SMTP on "
                                   + _listening(addresses))
                     task_status.started(CoreHandle(addresses, server, queue, counters, events,

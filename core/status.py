@@ -19,7 +19,6 @@ a later one found it answering (review14 B6).
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 from typing import Callable, Mapping
 
@@ -28,6 +27,7 @@ import trio
 from shared import db
 from shared.clock import WallClock
 from shared.disk import is_out_of_space
+from shared.home import gateway_name
 from shared.ports import may_bind_privileged_ports
 from shared.status import COUNTERS, new_snapshot, write_snapshot
 
@@ -106,7 +106,7 @@ class StatusReporter:
         central = s["av.central_quarantine"]
         return new_snapshot(
             version=self.version,
-            hostname=s["smtp.hostname"] or socket.getfqdn(),
+            hostname=gateway_name(s),           # the banner's name (shared.home)
             smtp_port=s["smtp.port"],
             started_at=self.started_at,
             improper_shutdown=self.improper_shutdown,

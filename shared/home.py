@@ -31,15 +31,19 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Mapping
 
 from shared import db
 from shared.disk import disk_space, is_out_of_space
 from shared.paths import DataHome
 from shared.settings import generated_values
+from shared.settings_addresses import ServerName
+from shared.settings_types import RuleError
 from shared.settings_store import apply_changes, load, stored_keys
 from shared.tls import ensure_self_signed, half_pair_message
 
 __all__ = ["initialise", "open_db", "InitResult", "HomeMissing", "machine_hostname",
+           "gateway_name", "hostname_notice",
            "become_owner", "OwnerUnusable",
            "AlreadyRunning", "hold_lock", "lock_holder", "DiskFull", "open_db_at_start",
            "keep_space_reserve", "space_reserve", "SPACE_RESERVE_OCTETS"]
@@ -172,6 +176,33 @@ def machine_hostname() -> str:
     return name if name and name != "localhost" else socket.gethostname() or "localhost"
 
 
+def gateway_name(settings: Mapping[str, Any]) -> str:
+    """The gateway's name: smtp.hostname, or the machine's when that is null. The one answer
+    for the SMTP banner, EHLO, Received fields and bounces, the self-signed certificate and
+    the Status page's "Server and port" (which used getfqdn alone and showed `localhost`
+    where the banner said `vm`: dayone17 finding 2)."""
+    return settings["smtp.hostname"] or machine_hostname()
+
+
+def hostname_notice(settings: Mapping[str, Any], name: str | None = None) -> str | None:
+    """What the Status page and the core's start say while smtp.hostname is null and the
+    machine's name, which null takes unchecked (ServerName), is one the setting's own rule
+    refuses (a single label, localhost): receivers that want a fully qualified EHLO refuse
+    the gateway's mail (dayone17 finding 2). `name`: the machine's name as the running core
+    found it (its status snapshot), else this process's. None otherwise."""
+    if settings["smtp.hostname"]:
+        return None
+    name = name or machine_hostname()
+    try:
+        ServerName().check(name)
+    except RuleError:
+        return (f"smtp.hostname is empty, so the gateway takes the machine's name, {name}, "
+                f"which is not a fully qualified one: receivers may refuse EHLO {name}. Set "
+                f"smtp.hostname to the gateway's fully qualified name (Configuration › Setup, "
+                f"host name in the SMTP banner).")
+    return None
+
+
 def initialise(home: DataHome, admin_password: str | None = None,
                reset_admin_password: bool = False) -> InitResult:
     """Create or complete the data home; idempotent.
@@ -209,7 +240,7 @@ def initialise(home: DataHome, admin_password: str | None = None,
             password_set = True
         if changes:
             apply_changes(conn, changes)
-        hostname = load(conn)["smtp.hostname"] or machine_hostname()
+        hostname = gateway_name(load(conn))
     finally:
         conn.close()
     cert_created = ensure_self_signed(home.tls_key, home.tls_cert, hostname)

@@ -23,6 +23,12 @@ Rules:
 - The "SSL certificate installed" row marks a certificate that expired, is not valid yet
   or expires within shared.tls.EXPIRY_WARNING_DAYS (console.certs `dates_mark`): the
   servers go on offering an expired one, so nothing else on the page said it (certs17 C3).
+- Settings that work as set but that a new administrator must hear of are warnings at the
+  top, in the words the core says them at start: relay.mode allow, an open relay
+  (shared.settings OPEN_RELAY_WARNING), and an empty smtp.hostname while the machine's name
+  is a single label or localhost (shared.home `hostname_notice`, of the name the core
+  reported). "Server and port" gives the name the SMTP banner gives (shared.home
+  `gateway_name`), not a third one (dayone17 findings 1, 2).
 - Stored settings that the current rules refuse (shared.settings.refused_values: values an
   older release accepted) are listed as a warning, each with its key, rule and console page:
   they block no other save, so nothing else would tell the administrator. The list is worked
@@ -44,14 +50,15 @@ from console.context import console_context, request_db, settings
 from shared.events import Action
 from shared.report import disposition_counts
 from shared.report_time import ReportRange
-from shared.settings import PAGES, SCHEMA, refused_values
+from shared.home import gateway_name, hostname_notice
+from shared.settings import OPEN_RELAY_WARNING, PAGES, SCHEMA, refused_values
 from shared.settings_store import load
 from shared.status import (COUNTERS, HEURISTIC_ROWS, PREMIUM_ROWS, QUEUES, STALE_AFTER_SECONDS,
                            read_snapshot)
 
 __all__ = ["StatusView", "Traffic", "status_view", "traffic_last_24h", "TRAFFIC_SERIES",
            "format_duration", "definitions_in_force", "definitions_line", "refused_settings",
-           "virus_scanning_line", "unanswered_mail"]
+           "virus_scanning_line", "unanswered_mail", "setting_warnings"]
 
 TRAFFIC_SERIES = (Action.ACCEPTED, Action.DELIVERED, Action.DROPPED, Action.REJECTED)
 HOURS = 24
@@ -82,6 +89,7 @@ class StatusView:
     updated_text: str = ""
     hour_labels: list[str] = field(default_factory=list)
     refused_settings: list[tuple[str, str, str]] = field(default_factory=list)  # key, page, rule
+    setting_warnings: list[str] = field(default_factory=list)   # open relay, name (rules)
 
 
 def format_duration(seconds: float) -> str:
@@ -203,6 +211,15 @@ def _certificate_line(cert: CertificateStatus) -> str:
             "Management)")
 
 
+def setting_warnings(values, core_hostname: str | None) -> list[str]:
+    """The warnings of settings that work as set but must be heard of (module rules), in
+    the words the core says them at start; `core_hostname`: the name in the core's
+    snapshot, None before it wrote one."""
+    notices = [OPEN_RELAY_WARNING if values["relay.mode"] == "allow" else None,
+               hostname_notice(values, core_hostname)]
+    return [notice for notice in notices if notice]
+
+
 def status_view() -> StatusView:
     now = console_context().clock.now()
     values = settings()
@@ -223,7 +240,7 @@ def status_view() -> StatusView:
     premium = bool(values["premium.enabled"])
 
     system = [
-        ("Server and port", f"{snap.get('hostname') or values['smtp.hostname'] or '—'}:"
+        ("Server and port", f"{snap.get('hostname') or gateway_name(values)}:"
                             f"{snap.get('smtp_port') or values['smtp.port']}"),
         ("Version", snap.get("version") or "—"),
         ("Product license", f"Licensing is {NOT_BUILT}"),
@@ -284,4 +301,5 @@ def status_view() -> StatusView:
         traffic=traffic, now_text=format_time(now), updated_text=format_time(updated_at),
         hour_labels=[dt.datetime.fromtimestamp(t, _zone()).strftime("%Y-%m-%d %H:%M")
                      for t in traffic.hour_starts],
-        refused_settings=refused_settings())
+        refused_settings=refused_settings(),
+        setting_warnings=setting_warnings(values, snap.get("hostname")))
