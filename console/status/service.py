@@ -29,6 +29,9 @@ Rules:
   is a single label or localhost (shared.home `hostname_notice`, of the name the core
   reported). "Server and port" gives the name the SMTP banner gives (shared.home
   `gateway_name`), not a third one (dayone17 findings 1, 2).
+- A Heuristic antispam row says whether that engine is on (`heuristic.enabled`), as the
+  Virus scanning row does for scanning: it is off until turned on (SPEC), and the page said
+  nothing of antispam (dayone17 finding 3).
 - Stored settings that the current rules refuse (shared.settings.refused_values: values an
   older release accepted) are listed as a warning, each with its key, rule and console page:
   they block no other save, so nothing else would tell the administrator. The list is worked
@@ -250,6 +253,7 @@ def status_view() -> StatusView:
         ("Running for", format_duration(now - started) if started and state == "running"
          else "—"),
         ("Virus scanning", virus_scanning_line(snap, values, now)),
+        ("Heuristic antispam", "Enabled" if values["heuristic.enabled"] else "Disabled"),
         ("Central Quarantine forwarding", str(snap.get("central_quarantine") or "disabled")
          .replace("_", " ").capitalize()),
         ("Data received (MB)", f"{counters['bytes_received'] / 2**20:.1f}"),

@@ -77,3 +77,9 @@ def test_server_and_port_before_the_core_reported_is_the_name_smtp_uses(admin):
     assert _row(page, "Server and port") == \
         f"{gateway_name(admin.settings())}:{admin.settings()['smtp.port']}"
 
+
+def test_heuristic_antispam_row_says_whether_the_engine_is_on(admin, home, clock):
+    _snapshot(home, clock, "gw.example.com")
+    assert _row(_page(admin), "Heuristic antispam") == "Disabled"       # SPEC's default
+    admin.set(heuristic__enabled=True)
+    assert _row(_page(admin), "Heuristic antispam") == "Enabled"
