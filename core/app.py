@@ -166,11 +166,14 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                              deliverer=deliverer, queue_files=queue_files)
         alerts = AlertServices(home, settings, events, queue, hostname, pipeline, scratch)
         committer = GroupCommitter(spool)
+        # looked at once a second, sessions or not (core/smtp/tls.py), while the listener
+        # processes serve too: the one the in-process server uses is then current
+        tls = TlsFiles(home, events)
         server = SmtpServer(settings=settings, spool=spool, committer=committer,
                             events=events, counters=counters, clock=clock,
                             on_accepted=lambda queue_id, envelope, _json:
                             queue.message_accepted(queue_id, envelope),
-                            ssl_context=TlsFiles(home, events),
+                            ssl_context=tls,
                             diagnostics_dir=home.diagnostics, resolver=resolver,
                             hostname=hostname, auto_whitelisted=auto_whitelist.contains)
         settings.on_change(server.settings_changed)
@@ -202,6 +205,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                                            antivirus.run, pipeline.run, queue.run, alerts.run))
         async with trio.open_nursery() as nursery:
             await nursery.start(delivery_side.run)
+            await nursery.start(tls.watch)
             try:
                 try:
                     addresses = await nursery.start(listeners.run)

@@ -58,9 +58,10 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
 
     committer = GroupCommitter(spool)
     auto_whitelist = AutoWhitelistMirror(home.db, settings, events.clock)
+    tls = TlsFiles(home, events)
     server = SmtpServer(settings=settings, spool=spool, committer=committer, events=events,
                         counters=counters, clock=events.clock, on_accepted=on_accepted,
-                        ssl_context=TlsFiles(home, events), diagnostics_dir=home.diagnostics,
+                        ssl_context=tls, diagnostics_dir=home.diagnostics,
                         resolver=Resolver(settings),
                         hostname=lambda: settings()["smtp.hostname"] or machine_hostname(),
                         reuse_port=True, share=share, share_index=index,
@@ -112,6 +113,7 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
                 await nursery.start(settings.run)
                 await nursery.start(committer.run)
                 await nursery.start(auto_whitelist.run)
+                await nursery.start(tls.watch)     # sessions or not (core/smtp/tls.py)
                 nursery.start_soon(report)
                 nursery.start_soon(report_counters)
                 try:

@@ -1,8 +1,9 @@
 """The SMTP listener's TLS context from the data home's key and certificate.
 
 The console installs a new certificate by replacing `tls/key.pem` and `tls/cert.pem`; the
-context is rebuilt when the files change, looked at most once a second since every session
-asks.
+context is rebuilt when the files change. Each process that serves SMTP looks at them once a
+second (`TlsFiles.watch`, as the console's HTTPS polls them), whether sessions come or not,
+and a session asks too, at most once a second.
 
 Rules:
 - Each listener (the core's own or a listener process) decides its context when it starts,
@@ -12,10 +13,12 @@ Rules:
 - A pair that does not load never silently turns STARTTLS off (inbound mail would then
   arrive in cleartext unnoticed). What is served meanwhile is the last good pair, as
   shared.tls.pair_to_serve decides for every server: the previous pair, unless this
-  process has a pair and the console kept no newer previous one since it loaded it. A
-  process that looks at the files only when a session asks may have missed an install:
-  keeping its own context then served a pair replaced minutes before, and processes of one
-  core served different ones (certs17 B3). STARTTLS is off only when nothing loads.
+  process has a pair and the console kept no newer previous one since it loaded it.
+  STARTTLS is off only when nothing loads.
+- The files are looked at once a second even when no session asks (`watch`): a listener
+  process that looked only when a session asked had not loaded an install made while it
+  served nobody, and a pair that did not load then left it with an older pair than the
+  others served (certs17 B3: a copy by hand keeps no previous pair to go back to).
 - Each distinct failure is reported once — a `service_start_failed` event and a line on
   standard error — not once per session and not once per listener process: the processes
   of one core run agree through a marker file in run/ that only the first creates.
@@ -30,6 +33,8 @@ import os
 import ssl
 import sys
 import time
+
+import trio
 
 from shared.events import Action, EventWriter
 from shared.paths import DataHome
@@ -46,7 +51,7 @@ class TlsFiles:
     (the console installs a new certificate by replacing them). Call it for the context,
     or None when STARTTLS cannot be offered."""
 
-    CHECK_SECONDS = 1.0  # asked at every session: look at the files at most once a second
+    CHECK_SECONDS = 1.0  # look at the files once a second (`watch`; sessions: at most)
 
     def __init__(self, home: DataHome, events: EventWriter):
         self.home = home
@@ -61,56 +66,67 @@ class TlsFiles:
         return self._serving.context if self._serving is not None else None
 
     def __call__(self) -> ssl.SSLContext | None:
-        now = time.monotonic()
-        if now - self._checked < self.CHECK_SECONDS:
-            return self._context
-        self._checked = now
+        if time.monotonic() - self._checked >= self.CHECK_SECONDS:
+            self.look()
+        return self._context
+
+    async def watch(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Look at the files every CHECK_SECONDS until cancelled (module rules)."""
+        task_status.started()
+        while True:
+            self.look()
+            await trio.sleep(self.CHECK_SECONDS)
+
+    def look(self) -> None:
+        """Decide the context again if the files changed; report what is wrong with them."""
+        self._checked = time.monotonic()
         stamp = pair_signature(self.home)
-        if stamp == self._stamp:
-            return self._context
+        if stamp != self._stamp:
+            self._decide(stamp)
+
+    def _decide(self, stamp: tuple) -> None:
         pair = load_server_pair(self.home)
         if pair.problem is None:
             self._stamp, self._serving, self._doubted = stamp, pair, None
-            self._forget_reports()
-            return self._context
+            self._forget_reports(_REPORTED_PREFIX)
+            return
         serving, kept = pair_to_serve(pair, self._serving)
         if self._context is not None and stamp != self._doubted:
             # perhaps between an install's two renames: not reported before a second look
             self._doubted, self._serving = stamp, serving
-            return self._context
+            return
         self._stamp, self._serving = stamp, serving
-        self._report(stamp, unusable_message(
+        self._report(_REPORTED_PREFIX, stamp, unusable_message(
             "STARTTLS", pair, kept=kept,
             off="SMTP offers no STARTTLS, so mail arrives unencrypted"))
-        return self._context
 
     # --- reporting once -------------------------------------------------------------------
-    def _report(self, stamp: tuple, message: str) -> None:
-        if not self._first_to_report(stamp, message):
+    def _report(self, prefix: str, stamp: tuple, message: str) -> None:
+        if not self._first_to_report(prefix, stamp, message):
             return
         self._events.record(Action.SERVICE_START_FAILED, info=message)
         print(f"mailmoat core: {message}", file=sys.stderr, flush=True)
 
-    def _first_to_report(self, stamp: tuple, message: str) -> bool:
+    def _first_to_report(self, prefix: str, stamp: tuple, message: str) -> bool:
         """True for the first process of this core run to report this failure."""
         try:  # the core's pid, written at each start: a new run reports again
             run = (self.home.run / "core.running").read_text()
         except OSError:
             run = ""
         key = hashlib.sha256(repr((run, stamp, message)).encode()).hexdigest()[:16]
-        marker = self.home.run / (_REPORTED_PREFIX + key)
+        marker = self.home.run / (prefix + key)
         try:
             os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except FileExistsError:
             return False
         except OSError:
             return True     # run/ unwritable: a report too many beats none
-        self._forget_reports(keep=marker.name)
+        self._forget_reports(prefix, keep=marker.name)
         return True
 
-    def _forget_reports(self, keep: str | None = None) -> None:
+    def _forget_reports(self, prefix: str, keep: str | None = None) -> None:
         try:
-            for path in self.home.run.glob(_REPORTED_PREFIX + "*"):
+            for path in self.home.run.glob(prefix + "*"):
                 if path.name != keep:
                     path.unlink(missing_ok=True)
         except OSError:
