@@ -48,7 +48,8 @@ from shared.paths import DataHome
 __all__ = ["ensure_self_signed", "half_pair_message", "make_self_signed", "write_atomically",
            "previous_path", "server_context", "ServerPair", "load_server_pair", "pair_signature",
            "unusable_message", "is_self_signed", "public_key_fingerprint", "pair_problem",
-           "pair_to_serve", "dates_problem", "expires_soon", "EXPIRY_WARNING_DAYS"]
+           "pair_to_serve", "dates_problem", "expires_soon", "EXPIRY_WARNING_DAYS",
+           "out_of_dates_message"]
 
 SELF_SIGNED_DAYS = 825  # the longest validity browsers accept for a server certificate
 # A renewal through a CA takes days; Let's Encrypt's clients renew 30 days ahead, too.
@@ -176,6 +177,17 @@ def dates_problem(cert: x509.Certificate, now: datetime.datetime) -> str | None:
         return None
     return (f"the certificate in cert.pem {what}: the console's HTTPS and the SMTP STARTTLS "
             "still offer it, but browsers and mail servers that check certificates refuse it")
+
+
+def out_of_dates_message(cert: x509.Certificate, now: datetime.datetime) -> str | None:
+    """The event (and log) text when the certificate served is out of its dates at `now`
+    (`dates_problem`), with how to put it right; None while it is valid."""
+    problem = dates_problem(cert, now)
+    if problem is None:
+        return None
+    return (f"{problem}. To fix it, install a valid certificate on the console's Certificate "
+            "Management page (Configuration › Setup) or put a valid key.pem and cert.pem in "
+            "tls/")
 
 
 def expires_soon(cert: x509.Certificate, now: datetime.datetime) -> bool:

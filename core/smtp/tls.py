@@ -24,10 +24,16 @@ Rules:
   of one core run agree through a marker file in run/ that only the first creates.
 - A changed pair that fails while a context is in use is looked at once more before it is
   reported: an install is two renames, and a session may come between them.
+- A certificate that loads but is out of its dates (copied in after it expired, or aged
+  out while running: OpenSSL serves it, clients that check it refuse it) is reported once
+  per core run and certificate, at start or within a second of its expiry, as a
+  `service_start_failed` event and a line on standard error (certs17 C3). Not again every
+  day: the console's Certificate Management and Status pages say it while it lasts.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import ssl
@@ -35,15 +41,19 @@ import sys
 import time
 
 import trio
+from cryptography import x509
 
 from shared.events import Action, EventWriter
 from shared.paths import DataHome
-from shared.tls import (ServerPair, load_server_pair, pair_signature, pair_to_serve,
-                        unusable_message)
+from shared.tls import (ServerPair, load_server_pair, out_of_dates_message, pair_signature,
+                        pair_to_serve, unusable_message)
 
 __all__ = ["TlsFiles"]
 
 _REPORTED_PREFIX = "tls-reported."   # run/tls-reported.<hash>: that failure has its event
+# run/tls-dates.<hash>: that certificate's dates have their event. Apart from the failures':
+# those are forgotten when a pair loads, which every process's look at the files precedes.
+_DATES_PREFIX = "tls-dates."
 
 
 class TlsFiles:
@@ -59,6 +69,8 @@ class TlsFiles:
         self._stamp = None          # the files' signature the context was decided for
         self._doubted = None        # a signature that failed once while a context was in use
         self._serving: ServerPair | None = None   # its context is the one STARTTLS uses
+        self._leaf: x509.Certificate | None = None   # cert.pem's, while that pair is served
+        self._dates_seen = None     # (signature, message) of the dates last reported
         self._checked = -self.CHECK_SECONDS
 
     @property
@@ -83,11 +95,13 @@ class TlsFiles:
         stamp = pair_signature(self.home)
         if stamp != self._stamp:
             self._decide(stamp)
+        self._check_dates()
 
     def _decide(self, stamp: tuple) -> None:
         pair = load_server_pair(self.home)
         if pair.problem is None:
             self._stamp, self._serving, self._doubted = stamp, pair, None
+            self._leaf = _leaf_of(self.home.tls_cert)
             self._forget_reports(_REPORTED_PREFIX)
             return
         serving, kept = pair_to_serve(pair, self._serving)
@@ -95,10 +109,19 @@ class TlsFiles:
             # perhaps between an install's two renames: not reported before a second look
             self._doubted, self._serving = stamp, serving
             return
-        self._stamp, self._serving = stamp, serving
+        self._stamp, self._serving, self._leaf = stamp, serving, None
         self._report(_REPORTED_PREFIX, stamp, unusable_message(
             "STARTTLS", pair, kept=kept,
             off="SMTP offers no STARTTLS, so mail arrives unencrypted"))
+
+    def _check_dates(self) -> None:
+        if self._leaf is None:
+            return
+        now = datetime.datetime.fromtimestamp(self._events.clock.now(), datetime.timezone.utc)
+        message = out_of_dates_message(self._leaf, now)
+        if message is not None and (self._stamp, message) != self._dates_seen:
+            self._dates_seen = (self._stamp, message)
+            self._report(_DATES_PREFIX, self._stamp, message)
 
     # --- reporting once -------------------------------------------------------------------
     def _report(self, prefix: str, stamp: tuple, message: str) -> None:
@@ -131,3 +154,12 @@ class TlsFiles:
                     path.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def _leaf_of(cert_path) -> x509.Certificate | None:
+    """The first certificate of `cert_path`; None when it cannot be read (replaced since it
+    loaded: the next look decides again)."""
+    try:
+        return x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError):
+        return None

@@ -1,37 +1,64 @@
 """Every process that serves SMTP looks at tls/ once a second, whether sessions come or not.
 
-Regression test for certs17 finding B3 (its rest): a listener process looked at tls/ only
-when a session asked, so one that had no session since an install still had the pair from
-before it; when a pair that does not load was copied over it by hand (which keeps no
-previous pair to go back to), that process went on with the older pair while HTTPS and the
-processes that had served someone used the installed one.
+Regression tests for certs17 finding B3 (its rest) and C3:
+- a listener process looked at tls/ only when a session asked, so one that had no session
+  since an install still had the pair from before it; when a pair that does not load was
+  copied over it by hand (which keeps no previous pair to go back to), that process went on
+  with the older pair while HTTPS and the processes that had served someone used the
+  installed one;
+- a certificate in tls/ that had expired, at start or while running, was served without a
+  word in the events (OpenSSL loads it; clients that check it refuse it).
 
 Real STARTTLS over loopback (smtplib) against `mailmoat core` with several listener
-processes.
+processes, or the core in process with a fake wall clock that passes the expiry.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
+import trio
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 
 from console import certs
+from core.app import run_core
 from core.smtp.tls import TlsFiles
+from shared.clock import FakeClock
 from shared.events import Action
 from shared.tls import make_self_signed
 from tests.integration.test_starttls_bad_pair import (_reports_on_stderr,
                                                       _serve_until_reported_and_stop,
-                                                      _tls_events, _wait_for)
+                                                      _session, _tls_events, _wait_for)
 from tests.support.core import CoreProcess, make_home
-from tests.support.waiting import events_of
+from tests.support.waiting import events_of, until
 
-pytestmark = pytest.mark.slow       # listener processes started and stopped
+pytestmark = pytest.mark.slow       # listener processes started and stopped, clocks passed
 
 
 def _subject_of(path) -> str:
     return x509.load_pem_x509_certificate(path.read_bytes()).subject.rfc4514_string()
+
+
+def _certificate_for_the_key_in_use(home, not_before: dt.datetime, not_after: dt.datetime):
+    """A certificate for tls/key.pem, written over cert.pem in place, as `cp` does; returns
+    its DER."""
+    key = serialization.load_pem_private_key(home.tls_key.read_bytes(), password=None)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail.expiry.test")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(not_before).not_valid_after(not_after)
+            .sign(key, hashes.SHA256()))
+    home.tls_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _dates_events(home) -> list[str]:
+    return [row["info"] for row in events_of(home, Action.SERVICE_START_FAILED)
+            if "the certificate in cert.pem" in (row["info"] or "")]
 
 
 def test_listener_processes_without_sessions_load_an_install_and_keep_it(tmp_path):
@@ -53,3 +80,47 @@ def test_listener_processes_without_sessions_load_an_install_and_keep_it(tmp_pat
     [info] = _tls_events(home)
     assert "STARTTLS goes on with the certificate it loaded before" in info
     assert _reports_on_stderr(home) == 1
+
+
+def test_an_expired_certificate_at_start_is_served_and_reported_once(tmp_path):
+    home = make_home(tmp_path, smtp__listener_processes=3)
+    now = dt.datetime.now(dt.timezone.utc)
+    expired = _certificate_for_the_key_in_use(home, now - dt.timedelta(days=90),
+                                              now - dt.timedelta(days=1))
+    with CoreProcess(home) as core:
+        _wait_for(lambda: events_of(home, Action.SERVICE_STARTED))
+        _wait_for(lambda: _dates_events(home))
+        # still offered: a client that does not check it (an MTA's opportunistic TLS) is
+        # better off with it than in cleartext
+        assert [_session(core.smtp_port) for _ in range(6)] == [expired] * 6
+        time.sleep(3 * TlsFiles.CHECK_SECONDS)      # every process has looked again
+        core.stop()
+    [info] = _dates_events(home)
+    assert f"the certificate in cert.pem expired on {now - dt.timedelta(days=1):%Y-%m-%d}" \
+        in info
+    assert "browsers and mail servers that check certificates refuse it" in info
+    assert "Certificate Management" in info
+    log = (home.root / "core-test.log").read_text()
+    assert log.count("the certificate in cert.pem expired on") == 1
+
+
+@pytest.mark.trio
+async def test_a_certificate_that_expires_while_the_core_runs_is_reported_once(tmp_path,
+                                                                              nursery):
+    clock = FakeClock(1_800_000_000.0)
+    home = make_home(tmp_path)
+    expires = dt.datetime.fromtimestamp(clock.now(), dt.timezone.utc) + dt.timedelta(days=2)
+    _certificate_for_the_key_in_use(home, expires - dt.timedelta(days=90), expires)
+    core = await nursery.start(lambda task_status: run_core(home, clock=clock,
+                                                            task_status=task_status))
+    await trio.sleep(2 * TlsFiles.CHECK_SECONDS)       # looked at while valid
+    await core.events.aflush()
+    assert _dates_events(home) == []
+
+    clock.advance(3 * 86400)
+    [info] = await until(lambda: _dates_events(home), 10, flush=core.events.aflush)
+    assert f"expired on {expires:%Y-%m-%d %H:%M} UTC" in info
+    await trio.sleep(3 * TlsFiles.CHECK_SECONDS)       # more looks write nothing more
+    await core.events.aflush()
+    assert len(_dates_events(home)) == 1
+    core.cancel_scope.cancel()
