@@ -7,9 +7,12 @@ What it does (guide §3 "Configuring HTTPS options", SPEC §7):
   after the leaf allowed) — refused unless it matches the pending request's key or the key
   in use, unless it is valid now (not expired, not valid only from a later date), and
   unless the pair loads as the servers load it (shared.tls.pair_problem: OpenSSL refuses a
-  SHA-1 or MD5 signature in the chain, which no parse here shows). What is written is the
-  certificates encoded again, not the text pasted: OpenSSL reads no PEM with indented lines,
-  which a mail client's quote makes. Then key.pem and cert.pem are replaced atomically; the
+  SHA-1 or MD5 signature in the chain, which no parse here shows), and unless the chain
+  after it is one a client can follow (`_chain_problem`): each certificate valid now and
+  the issuer of the one before it, none twice, at most MAX_CHAIN_CERTIFICATES. OpenSSL
+  serves any chain, and a client refuses an expired intermediate as it refuses an expired
+  leaf (certs17 C1). What is written is the certificates encoded again, not the text
+  pasted: OpenSSL reads no PEM with indented lines, which a mail client's quote makes. Then key.pem and cert.pem are replaced atomically; the
   previous pair is kept as *.previous.
   The HTTPS listener notices the new files and reloads (console.serve).
 - `install_self_signed`: a new key and a self-signed certificate.
@@ -36,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
@@ -55,6 +58,9 @@ __all__ = ["CertificateError", "RequestFields", "CertificateStatus", "create_req
            "request_key_path", "request_path", "fingerprint", "KEY_BITS"]
 
 KEY_BITS = 2048
+# A server sends its chain in every handshake: a leaf, one or two intermediates and perhaps
+# the root is what CAs issue; ten leaves room for cross-signing without 140 KB handshakes.
+MAX_CHAIN_CERTIFICATES = 10
 # Attribute names RFC 4514 has no short name for, as OpenSSL and browsers show them
 # (cryptography would write the bare OID: 1.2.840.113549.1.9.1=admin@example.com).
 NAME_SHOWN = {NameOID.EMAIL_ADDRESS: "emailAddress"}
@@ -275,6 +281,9 @@ def install_certificate(home: DataHome, pem_text: str,
             problem = pair_problem(key_pem, chain_pem, home.tls)
             if problem is not None:
                 raise CertificateError(f"the servers could not use it: {problem}")
+            problem = _chain_problem(chain, now)
+            if problem is not None:
+                raise CertificateError(problem)
             changes = _replace_pair(home, key_pem, chain_pem)
             if key_path == request_key_path(home):
                 request_key_path(home).unlink(missing_ok=True)
@@ -283,6 +292,43 @@ def install_certificate(home: DataHome, pem_text: str,
     raise CertificateError("the certificate does not match the private key of the last "
                            "certificate request (nor the key in use); install the certificate "
                            "issued for this server's request")
+
+
+def _chain_problem(chain: list[x509.Certificate], now: dt.datetime) -> str | None:
+    """Why clients could not follow the chain after the leaf (module header), in words
+    that say what to paste instead; None when they can."""
+    seen: dict[str, int] = {}
+    for cert in chain:
+        seen[fingerprint(cert)] = seen.get(fingerprint(cert), 0) + 1
+    for cert in chain:
+        if seen[fingerprint(cert)] > 1:
+            return (f"the certificate {cert.subject.rfc4514_string()} is pasted "
+                    f"{seen[fingerprint(cert)]} times; paste the server certificate, then "
+                    "each certificate of the chain once")
+    if len(chain) > MAX_CHAIN_CERTIFICATES:
+        return (f"the paste holds {len(chain)} certificates, more than the "
+                f"{MAX_CHAIN_CERTIFICATES} a chain needs: every client would be sent them "
+                "all in each handshake; paste the server certificate and the chain the CA "
+                "gave for it")
+    for before, cert in zip(chain, chain[1:]):
+        name = cert.subject.rfc4514_string()
+        if cert.not_valid_after_utc <= now:
+            return (f"the chain certificate {name} expired on "
+                    f"{cert.not_valid_after_utc:%Y-%m-%d}, and clients refuse a chain with "
+                    "an expired certificate as they refuse an expired server certificate; "
+                    "ask the CA for its current chain")
+        if cert.not_valid_before_utc > now:
+            return (f"the chain certificate {name} is not valid before "
+                    f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; ask the CA for its "
+                    "current chain")
+        try:
+            before.verify_directly_issued_by(cert)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            return (f"the chain certificate {name} did not issue the certificate before it "
+                    f"({before.subject.rfc4514_string()}); paste the server certificate "
+                    "first, then each certificate of the chain after the one it issued, as "
+                    "the CA gave them")
+    return None
 
 
 def install_self_signed(home: DataHome, common_name: str) -> dict[str, list]:
