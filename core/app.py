@@ -181,7 +181,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
             home, count, on_accepted=queue.message_accepted, on_ended=queue.rescan,
             counters=counters, events=events))
         status = StatusReporter(home.db, counters, clock, settings, queue.queue_sizes,
-                                VERSION, improper)
+                                VERSION, improper, not_listening=listeners.not_listening)
         antivirus = AntivirusService(home, events, counters, settings, spool,
                                      submit=queue.submit_generated, deliverer=deliverer,
                                      hostname=hostname, status_extra=status.extra)

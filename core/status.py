@@ -86,7 +86,10 @@ class ClamdHealth:
 class StatusReporter:
     def __init__(self, db_path, counters: Counters, clock: WallClock,
                  settings: Callable[[], Mapping], queue_sizes: Callable[[], dict],
-                 version: str, improper_shutdown: bool):
+                 version: str, improper_shutdown: bool,
+                 not_listening: Callable[[], list[dict]] = list):
+        """`not_listening()`: the addresses of smtp.listen the SMTP listener leaves out
+        (core/smtp/listeners.py Listeners.not_listening)."""
         self.db_path = db_path
         self.counters = counters
         self.clock = clock
@@ -94,6 +97,7 @@ class StatusReporter:
         self.queue_sizes = queue_sizes
         self.version = version
         self.improper_shutdown = improper_shutdown
+        self.not_listening = not_listening
         self.started_at = clock.now()
         # what `config set` and the console ask before they move a listener below 1024
         # (shared.ports); a process's rights do not change while it runs
@@ -108,6 +112,7 @@ class StatusReporter:
             version=self.version,
             hostname=gateway_name(s),           # the banner's name (shared.home)
             smtp_port=s["smtp.port"],
+            smtp_not_listening=self.not_listening(),
             started_at=self.started_at,
             improper_shutdown=self.improper_shutdown,
             delivery_mode="pause" if s["delivery.paused"] else "delivery",

@@ -3,6 +3,11 @@
 The core owns the `status` row named "core" (ARCHITECTURE invariant 4); `write_snapshot` is its
 only writer and `read_snapshot` what the Status page uses. Counter names are declared here
 once so both sides agree.
+
+`smtp_not_listening` lists the addresses of smtp.listen the SMTP listener leaves out while it
+serves the others (core/smtp/server.py rules), each {"address": host:port, "problem": why,
+"retry_seconds": how often it is tried again}; `not_listening_notices` is how the Status page
+and the Setup tab say it, so an administrator sees it where they look, not only in the events.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import time
 from typing import Any
 
 __all__ = ["COUNTERS", "SPAM_COUNTERS", "HEURISTIC_ROWS", "PREMIUM_ROWS", "QUEUES",
-           "new_snapshot", "write_snapshot", "read_snapshot", "STALE_AFTER_SECONDS"]
+           "new_snapshot", "write_snapshot", "read_snapshot", "STALE_AFTER_SECONDS",
+           "not_listening_notices"]
 
 # Table 7-1 counters, since the core last started.
 COUNTERS = (
@@ -54,6 +60,7 @@ def new_snapshot(**facts: Any) -> dict[str, Any]:
         "queues": {name: 0 for name in QUEUES},
         "definitions": {"virus": None, "spam": None},
         "auto_whitelist_entries": 0,
+        "smtp_not_listening": [],
     }
     base.update(facts)
     return base
@@ -74,3 +81,18 @@ def read_snapshot(conn: sqlite3.Connection, process: str = "core") -> tuple[dict
     if row is None:
         return None
     return json.loads(row["data"]), row["updated_at"]
+
+
+def not_listening_notices(snapshot: dict[str, Any]) -> list[str]:
+    """One line for each address of smtp.listen the running core's listener leaves out
+    (module header), in the snapshot's order; [] for a snapshot without any, or of a
+    release that did not say."""
+    notices = []
+    for entry in snapshot.get("smtp_not_listening") or ():
+        if not isinstance(entry, dict):
+            continue
+        retry = entry.get("retry_seconds")
+        notices.append(f"Not listening for SMTP on {entry.get('address')}, an address of "
+                       f"smtp.listen: {entry.get('problem')}"
+                       + (f"; tried again every {retry:.0f} s." if retry else "."))
+    return notices

@@ -12,6 +12,9 @@ Rules:
 - The Setup tab says that the temporary files directory waits for a restart only while the
   running core uses another one than the one stored, and when the one stored could not be
   used, as the core's status snapshot says (`_temp_dir_note`).
+- The Setup tab says which addresses of smtp.listen the running core is not listening on,
+  and why, as the Status page does (shared.status `not_listening_notices`): the setting is
+  on this tab, and the events were the only place that said so.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from shared.settings import SettingError
 from shared.settings_addresses import Email
 from shared.settings_entries import RoutingEntry
 from shared.settings_types import RuleError, Str, integer_from_text
-from shared.status import STALE_AFTER_SECONDS, read_snapshot
+from shared.status import STALE_AFTER_SECONDS, not_listening_notices, read_snapshot
 
 __all__ = ["save_page", "page_warnings", "DiagnosticsFolder",
            "diagnostics_folder", "add_route", "update_route", "route_at", "delete_route", "HeldMessage",
@@ -71,26 +74,33 @@ def page_warnings(page: str) -> list[str]:
             warnings.append("No administrator email address is set (Configuration › Accounts), "
                             "so alerts and administrator notifications cannot be delivered.")
     if page == "setup":
-        note = _temp_dir_note(values["scan.temp_dir"] or "")
-        if note:
-            warnings.append(note)
+        snapshot = _running_core_snapshot()
+        if snapshot is not None:
+            warnings += not_listening_notices(snapshot)
+            note = _temp_dir_note(snapshot, values["scan.temp_dir"] or "")
+            if note:
+                warnings.append(note)
     if page == "diagnostics":
         warnings.append(DIAGNOSTICS_WARNING)
     return warnings
 
 
-def _temp_dir_note(stored: str) -> str | None:
+def _running_core_snapshot() -> dict | None:
+    """The status snapshot of the running core; None when no core is running (none
+    written, or one older than the Status page allows)."""
+    found = read_snapshot(request_db())
+    if found is None or console_context().clock.now() - found[1] > STALE_AFTER_SECONDS:
+        return None
+    return found[0]
+
+
+def _temp_dir_note(snapshot: dict, stored: str) -> str | None:
     """What the Setup page says about `scan.temp_dir`: the core reads it at start only and
     reports, in its status snapshot, what it read, the directory it scans in and whether it
     fell back to tmp/ in the data home because the one set could not be used (core/app.py
-    `_scratch_dir`). None when all is as stored, or no running core says otherwise."""
-    found = read_snapshot(request_db())
-    if found is None:
-        return None
-    snapshot, updated_at = found
+    `_scratch_dir`). None when all is as stored."""
     temp_dir = snapshot.get("scan_temp_dir")
-    if not isinstance(temp_dir, dict) or \
-            console_context().clock.now() - updated_at > STALE_AFTER_SECONDS:
+    if not isinstance(temp_dir, dict):
         return None
     in_use = temp_dir.get("in_use") or "tmp/ in the data home"
     if temp_dir.get("read_at_start", "") != stored:

@@ -20,6 +20,9 @@ Rules:
   detection counted in "Spam messages detected" is in one of the rows, and Spam agrees with
   the summary report's Spam Detected (shared.report.PREMIUM_ITEMS). Before, Premium
   AntiSpam (not built) hid the only engine that scores and showed Spam 0.
+- While the core runs, each address of smtp.listen its listener leaves out (an interface
+  gone, the port taken there) is a warning at the top, in the words of shared.status
+  `not_listening_notices`: "Server and port" alone looked as if all were well.
 - The "SSL certificate installed" row marks a certificate that expired, is not valid yet
   or expires within shared.tls.EXPIRY_WARNING_DAYS (console.certs `dates_mark`): the
   servers go on offering an expired one, so nothing else on the page said it (certs17 C3).
@@ -57,7 +60,7 @@ from shared.home import gateway_name, hostname_notice
 from shared.settings import OPEN_RELAY_WARNING, PAGES, SCHEMA, refused_values
 from shared.settings_store import load
 from shared.status import (COUNTERS, HEURISTIC_ROWS, PREMIUM_ROWS, QUEUES, STALE_AFTER_SECONDS,
-                           read_snapshot)
+                           not_listening_notices, read_snapshot)
 
 __all__ = ["StatusView", "Traffic", "status_view", "traffic_last_24h", "TRAFFIC_SERIES",
            "format_duration", "definitions_in_force", "definitions_line", "refused_settings",
@@ -93,6 +96,7 @@ class StatusView:
     hour_labels: list[str] = field(default_factory=list)
     refused_settings: list[tuple[str, str, str]] = field(default_factory=list)  # key, page, rule
     setting_warnings: list[str] = field(default_factory=list)   # open relay, name (rules)
+    not_listening: list[str] = field(default_factory=list)   # the running core's (rules)
 
 
 def format_duration(seconds: float) -> str:
@@ -306,4 +310,5 @@ def status_view() -> StatusView:
         hour_labels=[dt.datetime.fromtimestamp(t, _zone()).strftime("%Y-%m-%d %H:%M")
                      for t in traffic.hour_starts],
         refused_settings=refused_settings(),
-        setting_warnings=setting_warnings(values, snap.get("hostname")))
+        setting_warnings=setting_warnings(values, snap.get("hostname")),
+        not_listening=not_listening_notices(snap) if state == "running" else [])

@@ -35,8 +35,8 @@ import trio
 from core.delivery.routing import host_port
 from core.smtp.streams import TcpStream
 
-__all__ = ["ListenFailed", "Bound", "open_listen_sockets", "close_listen_sockets", "rebind",
-           "bind_missing", "accept_connections"]
+__all__ = ["ListenFailed", "failed_at", "NO_SUCH_ADDRESS", "Bound", "open_listen_sockets",
+           "close_listen_sockets", "rebind", "bind_missing", "accept_connections"]
 
 # accept(2) errors about one connection, not the listener (trio.SocketListener's list)
 _ACCEPT_ERRORS_TO_IGNORE = {getattr(errno, name) for name in (
@@ -45,19 +45,45 @@ _ACCEPT_ERRORS_TO_IGNORE = {getattr(errno, name) for name in (
     "ETIMEDOUT", "ECONNRESET") if hasattr(errno, name)}
 # bind(2) errors that are about the port, not the address: the rule to name is smtp.port
 _PORT_ERRORS = {errno.EADDRINUSE, errno.EACCES, errno.EPERM}
+# what an address this host lacks is said to be, in events and on the console's pages
+NO_SUCH_ADDRESS = "this host has no such address now"
 
 
 class ListenFailed(Exception):
     """The listener cannot bind where the settings say: the message names the address and
     the reason (an operator's failure, not a bug: `mailmoat core` prints it as one line).
     `host`: the address, where one is to blame; `rule`: the setting to correct, for the
-    event's rule column."""
+    event's rule column; `address` (host:port) and `reason` (the error's words), where one
+    address is to blame (`failed_at`)."""
 
     def __init__(self, message: str, errno_: int | None = None, host: str | None = None):
         super().__init__(message)
         self.errno = errno_
         self.host = host
         self.rule = "smtp.port" if errno_ in _PORT_ERRORS else "smtp.listen"
+        self.address = host or ""
+        self.reason = ""
+
+    @property
+    def is_missing(self) -> bool:
+        """Whether this host lacks the address (module rules)."""
+        return self.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+
+    @property
+    def problem(self) -> str:
+        """Why the address is not listened on, as the Status page and the Setup tab say it
+        (shared.status `not_listening_notices`)."""
+        if self.is_missing:
+            return f"{NO_SUCH_ADDRESS} ({self.reason})" if self.reason else NO_SUCH_ADDRESS
+        return self.reason or str(self)
+
+
+def failed_at(host: str, port: int, errno_: int | None, reason: str) -> ListenFailed:
+    """The ListenFailed of one address that could not be bound, for `reason` (strerror)."""
+    failed = ListenFailed(f"cannot listen for SMTP on {host_port(host, port)} ({reason})",
+                          errno_, host)
+    failed.address, failed.reason = host_port(host, port), reason
+    return failed
 
 
 @dataclass
@@ -101,8 +127,7 @@ def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> Bound:
             if not _is_missing(exc):
                 close_listen_sockets(listeners)
                 raise
-            missing.append(ListenFailed(f"cannot listen for SMTP on {host_port(host, port)} "
-                                        f"({exc.strerror})", errno.EADDRNOTAVAIL, host))
+            missing.append(failed_at(host, port, errno.EADDRNOTAVAIL, exc.strerror))
             continue
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
@@ -116,8 +141,7 @@ def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> Bound:
             if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6 \
                     and host == "::":
                 continue  # a host without IPv6: serve IPv4 only
-            failed = ListenFailed(f"cannot listen for SMTP on {host_port(host, port)} "
-                                  f"({exc.strerror})", exc.errno, host)
+            failed = failed_at(host, port, exc.errno, exc.strerror)
             if not _is_missing(exc):
                 close_listen_sockets(listeners)
                 raise failed from None
@@ -146,9 +170,7 @@ def bind_missing(bound: Bound, port: int, *, reuse_port: bool) -> Bound:
         except ListenFailed as exc:
             missing.append(exc)
         except OSError as exc:      # socket() itself: out of descriptors, say
-            missing.append(ListenFailed(f"cannot listen for SMTP on "
-                                        f"{host_port(was.host, port)} ({exc.strerror})",
-                                        exc.errno, was.host))
+            missing.append(failed_at(was.host, port, exc.errno, exc.strerror))
     return Bound(sockets, missing)
 
 

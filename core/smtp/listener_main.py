@@ -99,6 +99,15 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
                     counters.values[name] = 0
                 await send_line.send(_line({"counters": deltas}))
 
+    async def report_not_listening():
+        sent: list[dict] = []
+        while True:
+            now = server.not_listening()
+            if now != sent:
+                await send_line.send(_line({"not_listening": now}))
+                sent = now
+            await trio.sleep(COUNTER_REPORT_SECONDS)
+
     async def until_core_goes_away(cancel_scope):
         while await stream.receive_some(1024):
             pass
@@ -124,6 +133,8 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
                     nursery.cancel_scope.cancel()
                     return 1
                 await send_line.send(_line({"ready": [list(a) for a in addresses]}))
+                if server.reports_listen_errors:    # process 0 only, as for the events
+                    nursery.start_soon(report_not_listening)
                 # Only now: starting (imports, binding) at the core's priority keeps a
                 # restart short while the core and its worker processes start too.
                 os.nice(LISTENER_NICE)

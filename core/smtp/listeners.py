@@ -11,6 +11,8 @@ over a socketpair, one JSON object per line:
      "errno": N}                            says the setting to blame); the process exits
     {"accepted": QUEUE_ID, "envelope": {…}} a message is durable in fast/
     {"counters": {name: delta, …}}          counter increments since the last report
+    {"not_listening": [{…}, …]}             process 0's addresses of smtp.listen left out,
+                                            when they change (SmtpServer.not_listening)
 
 Rules:
 - The spool is the truth: a lost line only delays a message until the next rescan of fast/,
@@ -83,6 +85,11 @@ class ListenerPool:
         self.counters = counters
         self.events = events
         self.addresses: list = []
+        self._not_listening: list[dict] = []     # process 0's report, as its events are
+
+    def not_listening(self) -> list[dict]:
+        """The status snapshot's `smtp_not_listening`, as listener process 0 last said."""
+        return self._not_listening
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -110,8 +117,10 @@ class ListenerPool:
             theirs.close()
             stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
             try:
-                not_ready = await self._read(stream, not_ready)
+                not_ready = await self._read(stream, not_ready, index)
             finally:
+                if index == 0:
+                    self._not_listening = []        # until the next process says
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
                     # At the end of its socket a listener stops by itself: its sessions
@@ -136,9 +145,9 @@ class ListenerPool:
                                     f"{process.returncode}; restarting in {delay} s")
             await trio.sleep(delay)
 
-    async def _read(self, stream: trio.SocketStream, task_status):
-        """Handle the process's lines until it closes; returns task_status, or None once
-        it was used to say "ready"."""
+    async def _read(self, stream: trio.SocketStream, task_status, index: int):
+        """Handle the lines of process `index` until it closes; returns task_status, or
+        None once it was used to say "ready"."""
         buffer = bytearray()
         while True:
             data = await stream.receive_some(1 << 16)
@@ -157,6 +166,8 @@ class ListenerPool:
                 elif "counters" in message:
                     for name, delta in message["counters"].items():
                         self.counters.incr(name, delta)
+                elif "not_listening" in message and index == 0:
+                    self._not_listening = message["not_listening"]
                 elif "failed" in message and task_status is not None:
                     raise ListenFailed(message["failed"], message.get("errno"))
                 elif "ready" in message and task_status is not None:
@@ -175,6 +186,10 @@ class Listeners:
         self.in_process_server = in_process_server
         self.make_pool = make_pool
         self.current = None
+
+    def not_listening(self) -> list[dict]:
+        """The status snapshot's `smtp_not_listening` (SmtpServer.not_listening)."""
+        return self.current.not_listening() if self.current is not None else []
 
     def _count(self) -> int:
         s = self.settings()

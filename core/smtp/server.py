@@ -53,7 +53,6 @@ Rules:
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 import socket
 import ssl
@@ -67,8 +66,9 @@ from core.smtp import replies as R
 from core.smtp.client_sessions import LocalClientSessions, SharedClientSessions
 from core.smtp.conversation import WriteFailures
 from core.smtp.group_commit import GroupCommitter
-from core.smtp.listen_sockets import (Bound, ListenFailed, accept_connections, bind_missing,
-                                      close_listen_sockets, open_listen_sockets, rebind)
+from core.smtp.listen_sockets import (NO_SUCH_ADDRESS, Bound, ListenFailed, accept_connections,
+                                      bind_missing, close_listen_sockets, open_listen_sockets,
+                                      rebind)
 from core.smtp.policy import Refusal, listed_relay_client
 from core.smtp.rbl import SUSPEND_SECONDS, RblChecker
 from core.smtp.session import Session, say_shutting_down
@@ -136,6 +136,7 @@ class SmtpServer:
         self.active = 0
         self.max_active_seen = 0
         self.bound: list[tuple[str, int]] = []
+        self.missing: list[ListenFailed] = []   # addresses left out, tried again (rules)
         self._rebind = trio.Event()
         self._disk_space = (DiskSpace(1, 1), -DISK_CHECK_SECONDS)
 
@@ -192,7 +193,7 @@ class SmtpServer:
         can come into existence on a test host without a network namespace."""
         try:
             async with trio.open_nursery() as sessions:
-                self.bound = bound.addresses
+                self.bound, self.missing = bound.addresses, bound.missing
                 self._report_missing(bound)
                 task_status.started(self.bound)
                 while True:
@@ -209,13 +210,20 @@ class SmtpServer:
                     else:
                         bound = rebind(bound, *wanted, reuse_port=self.reuse_port,
                                        on_failed=self._listen_failed)
-                    self.bound = bound.addresses
+                    self.bound, self.missing = bound.addresses, bound.missing
                     if wanted is None:
                         self._report_retried(was, bound)
                     elif bound is not was:
                         self._report_missing(bound)
         finally:
+            self.missing = []
             close_listen_sockets(bound.sockets)
+
+    def not_listening(self) -> list[dict]:
+        """The status snapshot's `smtp_not_listening` (shared.status): each address of
+        smtp.listen left out now, why, and how often it is tried again."""
+        return [{"address": exc.address, "problem": exc.problem,
+                 "retry_seconds": MISSING_RETRY_SECONDS} for exc in self.missing]
 
     async def _next_binding(self, *, retry: bool) -> tuple[list[str], int] | None:
         """Wait for a change of smtp.port/smtp.listen; returns the (hosts, port) wanted.
@@ -241,8 +249,8 @@ class SmtpServer:
     def _report_left_out(self, exc: ListenFailed) -> None:
         retry = (f"listening on {self._where()} without it, and trying it again every "
                  f"{MISSING_RETRY_SECONDS:.0f} s")
-        if exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
-            self._say(exc.rule, f"{exc}: this host has no such address now; {retry}")
+        if exc.is_missing:
+            self._say(exc.rule, f"{exc}: {NO_SUCH_ADDRESS}; {retry}")
         else:
             self._say(exc.rule, f"{exc}: {retry}")
 
