@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from console import certs
@@ -314,11 +314,12 @@ class RequestFieldsError(SettingError):
 def create_certificate_request(fields: certs.RequestFields, *, user: str,
                                client_ip: str | None) -> str:
     try:
-        Email().check(fields.email.strip())
+        # the A-label form: emailAddress is an IA5String (RFC 5280 §4.1.2.6), ASCII only
+        email = Email().check(fields.email.strip())
     except RuleError as exc:
         raise RequestFieldsError([("email", exc.rule)]) from None
     try:
-        pem = certs.create_request(console_context().home, fields)
+        pem = certs.create_request(console_context().home, replace(fields, email=email))
     except certs.CertificateError as exc:
         raise RequestFieldsError([("common_name", str(exc))]) from None
     record_change(user, client_ip, "certificates",
