@@ -198,9 +198,9 @@ class RecipientResult:
     is_remote_reply: bool = False   # text is an SMTP reply of the remote host
 
 
-def _machine_hostname() -> str:
-    from shared.home import machine_hostname
-    return machine_hostname()
+def _gateway_name(settings: Mapping) -> str:
+    from shared.home import gateway_name
+    return gateway_name(settings)
 
 
 class Deliverer:
@@ -215,7 +215,7 @@ class Deliverer:
         self.events = events
         self.clock = clock
         self.resolver = resolver or Resolver(settings)
-        self.hostname = hostname or (lambda: settings()["smtp.hostname"] or _machine_hostname())
+        self.hostname = hostname or (lambda: _gateway_name(settings()))
         self.diagnostics_dir = Path(diagnostics_dir) if diagnostics_dir else None
         self.tls_context = tls_context or unverified_tls_context()
         self.timeouts = timeouts or Timeouts()
