@@ -23,7 +23,7 @@ from core.smtp.server import SmtpServer
 from core.smtp.tls import TlsFiles
 from core.status import Counters
 from shared.events import EventWriter
-from shared.home import machine_hostname
+from shared.home import gateway_name
 from shared.paths import DataHome
 from shared.spool import Spool
 
@@ -63,7 +63,7 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
                         counters=counters, clock=events.clock, on_accepted=on_accepted,
                         ssl_context=tls, diagnostics_dir=home.diagnostics,
                         resolver=Resolver(settings),
-                        hostname=lambda: settings()["smtp.hostname"] or machine_hostname(),
+                        hostname=lambda: gateway_name(settings()),
                         reuse_port=True, share=share, share_index=index,
                         auto_whitelisted=auto_whitelist.contains,
                         client_sessions=SharedClientSessions(

@@ -51,10 +51,9 @@ class NoticeWriter:
         self.manager = manager
 
     async def _hostname(self, settings: Mapping) -> str:
-        if settings.get("smtp.hostname"):
-            return settings["smtp.hostname"]
-        from shared.home import machine_hostname
-        return await trio.to_thread.run_sync(machine_hostname)
+        from shared.home import gateway_name
+        # in a thread: the machine's name is looked up once, and that may ask DNS
+        return await trio.to_thread.run_sync(gateway_name, settings)
 
     async def _send(self, queue: str, envelope: Envelope, reports: list[RecipientReport],
                     settings: Mapping, kind: str, retry_until: float | None = None) -> str:
