@@ -30,6 +30,15 @@ Rules:
   address (net.ipv4.ip_nonlocal_bind=1, a keepalived address not yet moved here) passes,
   as its listener would bind there too. The wildcards (0.0.0.0, ::) and the addresses the
   setting holds now are not tried: the listener serves what the host has of those.
+- A broadcast address of one of the host's IPv4 networks (192.168.1.255 of a /24 on eth0,
+  127.255.255.255 of the loopback's /8) passes that test bind, as the limited broadcast
+  does, and takes no TCP connection: it is refused (BROADCAST_RULE). Which addresses those
+  are, the kernel's local routing table says (`broadcast_networks`: its BROADCAST routes,
+  read from /proc/net/fib_trie, which any process may read), the table bind(2) itself asks:
+  an interface's `brd` attribute (SIOCGIFBRDADDR, `ip -j addr`) is not, since the kernel
+  adds the broadcast route of every network shorter than /31 whether or not the address
+  was given one (the loopback's 127.0.0.1/8 has none). Without the table the address is
+  taken on trust, as a port is above.
 - Only values the schema would accept are tried; the schema reports the rest.
 - The console and `config set` / `config import` check with `check_ports`, giving it the
   data home's database so that it can ask the running core.
@@ -38,6 +47,7 @@ Rules:
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import sqlite3
@@ -50,7 +60,7 @@ from shared.settings_types import RuleError, entries_rule
 from shared.status import STALE_AFTER_SECONDS, read_snapshot
 
 __all__ = ["port_problem", "address_problem", "check_ports", "may_bind_privileged_ports",
-           "privileged_port_start", "core_may_bind_privileged_ports"]
+           "privileged_port_start", "core_may_bind_privileged_ports", "broadcast_networks"]
 
 SWAP_RULE = ("port {port} is in use: Mailmoat's {holder} listener holds it now, and this "
              "change moves {holder} too; change one port number at a time")
@@ -58,6 +68,9 @@ HELD_RULE = ("port {port} is in use by Mailmoat's {holder} listener, which is st
              "(not where {holder} says); the old value is kept")
 IN_USE_RULE = "port {port} is in use by another program; the old value is kept"
 NOT_LOCAL_RULE = "{address} is not an address of this host ({reason}); the old value is kept"
+BROADCAST_RULE = ("{address} is a broadcast address of this host's networks, which takes no "
+                  "connections; the old value is kept")
+_FIB_TRIE = "/proc/net/fib_trie"
 _WILDCARDS = ("0.0.0.0", "::")
 PRIVILEGED_RULE = ("port {port} needs root or CAP_NET_BIND_SERVICE, which {who} lacks "
                    "(docs/operations.md: Starting and stopping); the old value is kept")
@@ -158,9 +171,40 @@ def port_problem(port: int, listeners_may_bind_privileged: bool | None = None) -
     return None
 
 
+def broadcast_networks(fib_trie: str = _FIB_TRIE) -> list[ipaddress.IPv4Network] | None:
+    """The networks of the BROADCAST routes of the kernel's local routing table (module
+    rules): a /32 for each broadcast address of the host's networks. None where the table
+    cannot be read (no /proc: not Linux)."""
+    try:
+        with open(fib_trie, encoding="ascii") as lines:
+            text = lines.read()
+    except OSError:
+        return None
+    # Sections "Main:", "Local:" (and "Id N:" with policy routing) list the leaves of each
+    # table: "|-- ADDRESS" and under it one "/LENGTH SCOPE TYPE [tos=N]" line per route.
+    networks, in_local, leaf = [], False, None
+    for line in text.splitlines():
+        if not line.startswith(" "):
+            in_local, leaf = line.startswith("Local:"), None
+            continue
+        words = line.split()
+        if not in_local or not words:
+            continue
+        if words[0] == "|--" and len(words) == 2:
+            leaf = words[1]
+        elif words[0].startswith("/") and len(words) >= 3 and words[2] == "BROADCAST" \
+                and leaf is not None:
+            try:
+                networks.append(ipaddress.IPv4Network(f"{leaf}{words[0]}", strict=False))
+            except ValueError:
+                continue
+    return networks
+
+
 def address_problem(address: str) -> str | None:
     """Why the SMTP listener could not listen on `address` (an IP address the schema took),
-    or None (module rules): NOT_LOCAL_RULE when this host does not have it."""
+    or None (module rules): NOT_LOCAL_RULE when this host does not have it, BROADCAST_RULE
+    when it is a broadcast address of the host's networks."""
     if address in _WILDCARDS:
         return None
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -175,6 +219,10 @@ def address_problem(address: str) -> str | None:
             return NOT_LOCAL_RULE.format(address=address, reason=exc.strerror)
     finally:
         sock.close()
+    if family == socket.AF_INET:
+        ip = ipaddress.IPv4Address(address)
+        if any(ip in network for network in broadcast_networks() or ()):
+            return BROADCAST_RULE.format(address=address)
     return None
 
 
