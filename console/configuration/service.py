@@ -11,7 +11,9 @@ Rules:
 - The hold queue is read from the spool, never written: actions are commands the core runs.
 - The Setup tab says that the temporary files directory waits for a restart only while the
   running core uses another one than the one stored, and when the one stored could not be
-  used, as the core's status snapshot says (`_temp_dir_note`).
+  used, as the core's status snapshot says (`_temp_dir_note`). The directories compared
+  are the ones meant: empty means tmp/ in the data home, so setting it back to empty while
+  the core scans there (it fell back to it) waits for nothing (settings16 §7).
 - The Setup tab says which addresses of smtp.listen the running core is not listening on,
   and why, as the Status page does (shared.status `not_listening_notices`): the setting is
   on this tab, and the events were the only place that said so.
@@ -20,6 +22,7 @@ Rules:
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, replace
 from typing import Any
@@ -103,13 +106,22 @@ def _temp_dir_note(snapshot: dict, stored: str) -> str | None:
     if not isinstance(temp_dir, dict):
         return None
     in_use = temp_dir.get("in_use") or "tmp/ in the data home"
-    if temp_dir.get("read_at_start", "") != stored:
-        return (f"The temporary files directory takes effect when Mailmoat restarts; until "
-                f"then scanning uses {in_use}.")
-    if temp_dir.get("fell_back"):
-        return (f"The temporary files directory {stored} could not be used when Mailmoat "
-                f"started (a scan_error event says why); scanning uses {in_use}.")
-    return None
+    if _directory(temp_dir.get("read_at_start", "")) == _directory(stored):
+        if temp_dir.get("fell_back"):
+            return (f"The temporary files directory {stored} could not be used when "
+                    f"Mailmoat started (a scan_error event says why); scanning uses "
+                    f"{in_use}.")
+        return None
+    if _directory(stored) == _directory(temp_dir.get("in_use") or ""):
+        return None             # a restart would scan where the core scans now
+    return (f"The temporary files directory takes effect when Mailmoat restarts; until "
+            f"then scanning uses {in_use}.")
+
+
+def _directory(temp_dir: str) -> str:
+    """The directory a value of scan.temp_dir means (module rules): tmp/ in the data home
+    when empty; written without a trailing slash or a "." step."""
+    return os.path.normpath(temp_dir or str(console_context().home.tmp))
 
 
 @dataclass(frozen=True)
