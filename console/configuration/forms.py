@@ -4,14 +4,18 @@ meaning to the schema or to console.certs."""
 
 from __future__ import annotations
 
+import re
+
 from flask_wtf import FlaskForm
 from wtforms import (HiddenField, PasswordField, SelectField, SelectMultipleField, StringField,
                      SubmitField, TextAreaField)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import EqualTo, InputRequired, Length, Regexp
+from wtforms.validators import (DataRequired, EqualTo, InputRequired, Length, Regexp,
+                                ValidationError)
 
 from console.schema_forms import field_name, settings_form
 from shared.settings import SCHEMA
+from shared.shown_text import BIDI_CONTROLS
 
 __all__ = ["TABS", "SETTINGS_PAGES", "page_keys", "SETTINGS_FORMS", "AccountSettingsForm",
            "AdminPasswordForm", "ReportPasswordForm", "RoutingEntryForm", "DefaultRouteForm",
@@ -180,17 +184,39 @@ class HoldConfirmForm(FlaskForm):
     confirm = SubmitField("Yes")
 
 
+# C0, DEL, C1, the line separators and the bidi controls: none belongs in a name a CA
+# writes into a certificate, and a bidi control would make the subject read otherwise.
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029%s]"
+                                 % "".join(map(chr, sorted(BIDI_CONTROLS))))
+
+
+def _no_control_characters(form, field) -> None:
+    if _CONTROL_CHARACTERS.search(field.data or ""):
+        name = field.label.text.split(" (")[0]
+        raise ValidationError(f"{name} cannot hold control characters (a tab, a line break, "
+                              "a bidi control); type it as one line of text")
+
+
 class RequestForm(FlaskForm):
+    """The request's subject (guide §3). A required field of spaces only is empty, as
+    console.certs would leave it out of the request (DataRequired, not InputRequired);
+    control characters are refused by name, as a CA would refuse or copy them (certs17 C7)."""
     common_name = StringField("Common Name (this server's host name or IP address)",
-                              validators=[InputRequired(), Length(max=64)])
-    organization = StringField("Organization", validators=[InputRequired(), Length(max=64)])
-    unit = StringField("Organization Unit", validators=[Length(max=64)])
-    city = StringField("City/Locality", validators=[InputRequired(), Length(max=128)])
-    state = StringField("State/Province", validators=[InputRequired(), Length(max=128)])
+                              validators=[DataRequired(), Length(max=64),
+                                          _no_control_characters])
+    organization = StringField("Organization", validators=[DataRequired(), Length(max=64),
+                                                           _no_control_characters])
+    unit = StringField("Organization Unit", validators=[Length(max=64),
+                                                        _no_control_characters])
+    city = StringField("City/Locality", validators=[DataRequired(), Length(max=128),
+                                                    _no_control_characters])
+    state = StringField("State/Province", validators=[DataRequired(), Length(max=128),
+                                                      _no_control_characters])
     country = StringField("Country/Region (two-letter code, e.g. DE)", validators=[
-        InputRequired(), Regexp(r"^[A-Za-z]{2}$", message="a two-letter country code")],
+        DataRequired(), Regexp(r"^[A-Za-z]{2}$", message="a two-letter country code")],
         render_kw={"size": 2, "maxlength": 2})
-    email = StringField("E-mail Address", validators=[InputRequired(), Length(max=128)])
+    email = StringField("E-mail Address", validators=[DataRequired(), Length(max=128),
+                                                      _no_control_characters])
     submit = SubmitField("Create Request")
 
 
