@@ -5,7 +5,9 @@ What it does (guide §3 "Configuring HTTPS options", SPEC §7):
   tls/request-key.pem, so the certificate in use keeps working until the CA's answer comes.
 - `install_certificate`: a CA-signed certificate in PEM (header and footer included, chain
   after the leaf allowed) — refused unless it matches the pending request's key or the key
-  in use, unless it is valid now (not expired, not valid only from a later date), and
+  in use (when key.pem is under a passphrase, that is the reason given: whether it
+  matches cannot be known), unless it is valid now (not expired, not valid only from a
+  later date), and
   unless the pair loads as the servers load it (shared.tls.pair_problem: OpenSSL refuses a
   SHA-1 or MD5 signature in the chain, which no parse here shows), and unless the chain
   after it is one a client can follow (`_chain_problem`): each certificate valid now and
@@ -289,9 +291,29 @@ def install_certificate(home: DataHome, pem_text: str,
                 request_key_path(home).unlink(missing_ok=True)
                 request_path(home).unlink(missing_ok=True)
             return changes
+    if _has_passphrase(_read(home.tls_key)):
+        # Whether it matches cannot be known; "does not match" would send the administrator
+        # to the CA for nothing (certs17 C8).
+        raise CertificateError(
+            ("the certificate does not match the private key of the last certificate "
+             "request, and " if request_key_path(home).exists() else "")
+            + "the key in use cannot be read: tls/key.pem is protected by a passphrase, and "
+            "Mailmoat needs the key without one (openssl pkey -in key.pem -out plain.pem "
+            "asks for it; put plain.pem in its place as key.pem, mode 0600), then install "
+            "the certificate again")
     raise CertificateError("the certificate does not match the private key of the last "
                            "certificate request (nor the key in use); install the certificate "
                            "issued for this server's request")
+
+
+def _has_passphrase(key_pem: bytes | None) -> bool:
+    try:
+        serialization.load_pem_private_key(key_pem or b"", password=None)
+    except TypeError:       # cryptography: "Password was not given but private key is encrypted"
+        return True
+    except (ValueError, UnsupportedAlgorithm):
+        pass
+    return False
 
 
 def _chain_problem(chain: list[x509.Certificate], now: dt.datetime) -> str | None:
