@@ -53,7 +53,7 @@ from shared.settings_addresses import Hostname
 from shared.settings_types import RuleError
 from shared.tls import (PREVIOUS_SUFFIX, dates_problem, expires_soon, is_self_signed,
                         load_server_pair, make_self_signed, pair_problem, previous_path,
-                        public_key_fingerprint, write_atomically)
+                        public_key_fingerprint, shown_name, write_atomically)
 
 __all__ = ["CertificateError", "RequestFields", "CertificateStatus", "create_request",
            "install_certificate", "install_self_signed", "certificate_status",
@@ -63,9 +63,6 @@ KEY_BITS = 2048
 # A server sends its chain in every handshake: a leaf, one or two intermediates and perhaps
 # the root is what CAs issue; ten leaves room for cross-signing without 140 KB handshakes.
 MAX_CHAIN_CERTIFICATES = 10
-# Attribute names RFC 4514 has no short name for, as OpenSSL and browsers show them
-# (cryptography would write the bare OID: 1.2.840.113549.1.9.1=admin@example.com).
-NAME_SHOWN = {NameOID.EMAIL_ADDRESS: "emailAddress"}
 _PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+/=\s]+?-----END CERTIFICATE-----")
 
 
@@ -324,7 +321,7 @@ def _chain_problem(chain: list[x509.Certificate], now: dt.datetime) -> str | Non
         seen[fingerprint(cert)] = seen.get(fingerprint(cert), 0) + 1
     for cert in chain:
         if seen[fingerprint(cert)] > 1:
-            return (f"the certificate {cert.subject.rfc4514_string()} is pasted "
+            return (f"the certificate {shown_name(cert.subject)} is pasted "
                     f"{seen[fingerprint(cert)]} times; paste the server certificate, then "
                     "each certificate of the chain once")
     if len(chain) > MAX_CHAIN_CERTIFICATES:
@@ -333,7 +330,7 @@ def _chain_problem(chain: list[x509.Certificate], now: dt.datetime) -> str | Non
                 "all in each handshake; paste the server certificate and the chain the CA "
                 "gave for it")
     for before, cert in zip(chain, chain[1:]):
-        name = cert.subject.rfc4514_string()
+        name = shown_name(cert.subject)
         if cert.not_valid_after_utc <= now:
             return (f"the chain certificate {name} expired on "
                     f"{cert.not_valid_after_utc:%Y-%m-%d}, and clients refuse a chain with "
@@ -347,7 +344,7 @@ def _chain_problem(chain: list[x509.Certificate], now: dt.datetime) -> str | Non
             before.verify_directly_issued_by(cert)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             return (f"the chain certificate {name} did not issue the certificate before it "
-                    f"({before.subject.rfc4514_string()}); paste the server certificate "
+                    f"({shown_name(before.subject)}); paste the server certificate "
                     "first, then each certificate of the chain after the one it issued, as "
                     "the CA gave them")
     return None
@@ -385,8 +382,8 @@ def certificate_status(home: DataHome, now: float | None = None) -> CertificateS
         else dt.datetime.now(dt.timezone.utc)
     return CertificateStatus(**base, not_before=cert.not_valid_before_utc,
                              not_after=cert.not_valid_after_utc,
-                             subject=cert.subject.rfc4514_string(NAME_SHOWN),
-                             issuer=cert.issuer.rfc4514_string(NAME_SHOWN),
+                             subject=shown_name(cert.subject),
+                             issuer=shown_name(cert.issuer),
                              self_signed=is_self_signed(cert),
                              fingerprint=fingerprint(cert), problem=problem,
                              dates=_dates_notice(cert, at), dates_mark=_dates_mark(cert, at),

@@ -49,12 +49,15 @@ __all__ = ["ensure_self_signed", "half_pair_message", "make_self_signed", "write
            "previous_path", "server_context", "ServerPair", "load_server_pair", "pair_signature",
            "unusable_message", "is_self_signed", "public_key_fingerprint", "pair_problem",
            "pair_to_serve", "dates_problem", "expires_soon", "EXPIRY_WARNING_DAYS",
-           "out_of_dates_message"]
+           "out_of_dates_message", "shown_name"]
 
 SELF_SIGNED_DAYS = 825  # the longest validity browsers accept for a server certificate
 # A renewal through a CA takes days; Let's Encrypt's clients renew 30 days ahead, too.
 EXPIRY_WARNING_DAYS = 30
 PREVIOUS_SUFFIX = ".previous"
+# Attribute names RFC 4514 has no short name for, as OpenSSL and browsers show them
+# (cryptography would write the bare OID: 1.2.840.113549.1.9.1=admin@example.com).
+NAME_SHOWN = {NameOID.EMAIL_ADDRESS: "emailAddress"}
 
 
 def make_self_signed(hostname: str, key=None, days: int = SELF_SIGNED_DAYS) -> tuple[bytes, bytes]:
@@ -153,6 +156,15 @@ def is_self_signed(cert: x509.Certificate) -> bool:
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
+
+
+def shown_name(name: x509.Name) -> str:
+    """A certificate's subject or issuer as pages and messages show it: the common name
+    first, then the other attributes in the certificate's order, as OpenSSL lists them
+    (CN=mail.example.com, O=Example, C=DE). RFC 4514's string is the reverse of that order,
+    which put the CN last (certs17 C11); its escaping of each value is kept."""
+    rdns = sorted(name.rdns, key=lambda rdn: not rdn.get_attributes_for_oid(NameOID.COMMON_NAME))
+    return ", ".join(rdn.rfc4514_string(NAME_SHOWN) for rdn in rdns)
 
 
 def public_key_fingerprint(key) -> str:
@@ -361,7 +373,7 @@ def _security_level_refusal(reason: str | None, cert_pem: bytes, key) -> str | N
                 continue
             name = _WEAK_DIGESTS.get(digest.name if digest else "")
             if name and not is_self_signed(cert):   # a root's own signature is not checked
-                return (f"the certificate {cert.subject.rfc4514_string()} is signed with "
+                return (f"the certificate {shown_name(cert.subject)} is signed with "
                         f"{name}, which OpenSSL refuses as too weak (and browsers too); ask "
                         "the CA for a certificate and chain signed with SHA-256")
         return ("a certificate of the chain is signed with a digest OpenSSL refuses as too "
