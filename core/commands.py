@@ -171,9 +171,11 @@ def supervise(args) -> int:
     return 0
 
 
-# True whether or not the password was changed since `init` printed the first one.
-LOGON_LINE = ("Log on as 'admin' with its password (`mailmoat init` printed the first one; "
-              "`mailmoat init --reset-admin-password` sets a new one).")
+# True whether init made the first password (and printed it) or was given it with
+# --admin-password (and printed none), and after a change since (certs17 C10).
+LOGON_LINE = ("Log on as 'admin' with its password: the one `mailmoat init` printed, or the "
+              "one given to it with --admin-password, unless changed since "
+              "(`mailmoat init --reset-admin-password` sets a new one).")
 
 
 def smtp_port_line(port: int, may_bind: bool) -> str:

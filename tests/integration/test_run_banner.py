@@ -68,7 +68,7 @@ def test_banner_says_the_core_cannot_listen_on_a_port_this_user_may_not_bind(tmp
         "mailmoat config set smtp.port 2525" in banner, banner
     # finding 7: true whether or not the password was changed since init printed it
     assert "the password that `mailmoat init` printed" not in banner, banner
-    assert "Log on as 'admin' with its password (`mailmoat init` printed the first one" \
+    assert "Log on as 'admin' with its password: the one `mailmoat init` printed" \
         in banner, banner
 
 
