@@ -13,6 +13,11 @@ Why a logon failed is not a flash (a role=status note already in the page when i
 which screen readers do not read): the page's own role=alert says it, ties it to the
 fields it is about and puts the focus on the field to correct (auth/logon.html;
 accessibility finding C3).
+
+Over plain HTTP while `https.logons` is off, the page says in one sentence that the password
+crosses the network unencrypted, with the same page's address on the HTTPS listener
+(console.security.https_url), or that HTTPS is off: the default lets a first logon over HTTP,
+and nothing else on the way told the administrator that a switch was there.
 """
 
 from flask import flash, redirect, render_template, request, url_for
@@ -21,8 +26,9 @@ from flask_login import current_user
 from console.auth import bp
 from console.auth.forms import LogoffForm, LogonForm
 from console.auth.service import LogonsLockedOut, log_off, log_on, safe_next
+from console.context import console_context
 from console.roles import Access, public, requires
-from console.security import logon_page
+from console.security import https_url, logon_page
 from console.throttle import ClientBusy
 
 
@@ -34,7 +40,7 @@ def logon():
         return redirect(safe_next(request.args.get("next")))
     form = LogonForm(next=request.args.get("next", ""))
     if not form.is_submitted():
-        return render_template("auth/logon.html", form=form)
+        return _page(form)
     fields_ok = form.validate()
     try:
         # a form refused for its fields is a failed logon too: counted and throttled
@@ -54,7 +60,7 @@ def logon():
                               "still log on.", 429,
                         {"Retry-After": str(int(locked.seconds) + 1)})
     if not fields_ok:               # each message beside its field (auth/logon.html)
-        return render_template("auth/logon.html", form=form), 200
+        return _page(form), 200
     return _refused(form, "The user name or password is incorrect.", 200, {},
                     is_credentials=True)
 
@@ -62,8 +68,16 @@ def logon():
 def _refused(form, message: str, status: int, headers: dict, *, is_credentials=False):
     """The logon page saying why the logon was refused; `is_credentials`: because the user
     name and password do not match, so both fields are marked."""
-    return render_template("auth/logon.html", form=form, refusal=message,
-                           is_credentials=is_credentials), status, headers
+    return _page(form, refusal=message, is_credentials=is_credentials), status, headers
+
+
+def _page(form, **context) -> str:
+    """The logon page; over plain HTTP it carries the HTTPS address to log on at instead
+    (`https_logon_url`; "" while HTTPS is off), see the module header."""
+    if not request.is_secure:
+        # with https.logons on, console.security.logon_page never lets plain HTTP get here
+        context["https_logon_url"] = "" if console_context().https_off else https_url()
+    return render_template("auth/logon.html", form=form, **context)
 
 
 @bp.route("/logoff", methods=["POST"])
