@@ -238,7 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("key")
     s.add_argument("value", nargs="?",
                    help="JSON or plain text; read from standard input when left out (one "
-                        "starting with -- goes after --: config set KEY -- --VALUE)")
+                        "spelled like an option, --home, goes after --: config set KEY -- "
+                        "--home)")
     _home_option(s)
     e = config.add_parser("export", help="print every setting (a full backup)")
     _home_option(e)
@@ -269,17 +270,27 @@ def _run_as_home_owner(args) -> None:
         args.home = str(home.root)
 
 
-# The option of `config set` that takes a value, which argparse also reads abbreviated to
-# --ho or --hom (--h is --help's too).
-_SET_OPTION_WITH_VALUE = "--home"
+# The options of `config set`, which argparse also reads abbreviated (--ho, --he; --h is both).
+_SET_OPTIONS = ("--home", "--help")
+
+
+def _set_option(arg: str) -> str | None:
+    """The option of `config set` that `arg` names ("--home", "--help"), None for a KEY or a
+    VALUE: only an option's own spelling counts, so `-- SPAM --` or `--x` is a value."""
+    if arg == "-h":
+        return "--help"
+    name = arg.partition("=")[0]
+    if len(name) < len("--h"):
+        return None
+    return next((option for option in _SET_OPTIONS if option.startswith(name)), None)
 
 
 def _set_value_as_given(argv: Sequence[str]) -> list[str]:
-    """`argv`, with the arguments of `config set` as options first and then `--` before KEY
-    and VALUE. argparse takes every argument starting with - for an option, so `config set
+    """`argv`, with the options of `config set` first and then `--` before KEY and VALUE.
+    argparse takes every argument starting with - for an option, so `config set
     heuristic.subject_prefix -SPAM-` was "unrecognized arguments" (settings findings 16,
-    section 7); after `--` it is the value. An argument starting with -- stays an option
-    (a mistyped one is refused as before): such a VALUE goes after a `--` typed by hand."""
+    section 7); after `--` it is the value. Only --home and --help (and their abbreviations)
+    are options; a VALUE spelled like one goes after a `--` typed by hand."""
     argv = list(argv)
     if argv[:2] != ["config", "set"]:
         return argv
@@ -287,11 +298,12 @@ def _set_value_as_given(argv: Sequence[str]) -> list[str]:
     given: list[str] = []
     rest = iter(argv[2:])
     for arg in rest:
+        option = _set_option(arg)
         if arg == "--":
             given.extend(rest)
-        elif len(arg) > len("--h") and _SET_OPTION_WITH_VALUE.startswith(arg):
+        elif option == "--home" and "=" not in arg and arg != "--h":
             options.extend([arg, *itertools.islice(rest, 1)])    # its value, if given
-        elif arg == "-h" or arg.startswith("--"):
+        elif option is not None:
             options.append(arg)
         else:
             given.append(arg)

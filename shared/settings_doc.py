@@ -26,9 +26,10 @@ Every setting Mailmoat knows, grouped by the console page that edits it. Generat
 `shared/settings.py` by `{REGENERATE}`; do not edit by hand.
 
 Read a value with `mailmoat config get KEY`, change it with `mailmoat config set KEY VALUE`
-(VALUE is JSON, or the bare text for text settings, `-SPAM-` too; one starting with `--` goes
-after `--`: `mailmoat config set KEY -- --VALUE`; left out, it is read from standard input,
-as a list of thousands of entries must be: `mailmoat config set whitelist.custom < list.json`),
+(VALUE is JSON, or the bare text for text settings, `-SPAM-` and `-- SPAM --` too; one spelled
+like an option goes after `--`: `mailmoat config set KEY -- --home`; left out, it is read from
+standard input, as a list of thousands of entries must be:
+`mailmoat config set whitelist.custom < list.json`),
 or on the console page named in the heading. Every change is validated by the same rules and applies within 2 seconds unless the
 *Restart* column says yes. The *Type* column gives the limits a value is held to: a text's
 length (`notify.admin.body`: ≤{SCHEMA["notify.admin.body"].kind.max_len} characters) and a list's entries (`whitelist.custom`:

@@ -40,6 +40,11 @@ def stored(home, key):
     (["heuristic.subject_prefix", "--home", "{home}", "--", "--SPAM--"], "--SPAM--"),
     (["premium.spam.subject_prefix", "-h-", "--home", "{home}"], "-h-"),
     (["heuristic.subject_prefix", "--hom", "{home}", "-SPAM-"], "-SPAM-"),  # abbreviated
+    # only --home and --help are options: other text starting with -- is the value (review17
+    # B2: "-- SPAM --" was taken for an option, and argparse made it the KEY)
+    (["heuristic.subject_prefix", "-- SPAM --", "--home", "{home}"], "-- SPAM --"),
+    (["heuristic.subject_prefix", "--SPAM--", "--home", "{home}"], "--SPAM--"),
+    (["heuristic.subject_prefix", "--home", "{home}", "--", "--home"], "--home"),
 ])
 def test_a_value_starting_with_a_dash_is_set(home, capsys, args, value):
     key = args[0] if not args[0].startswith("--") else args[2]
