@@ -129,15 +129,20 @@ class Hostname(Domain):
         return "host name or IP"
 
 
+# Top labels no public name has, which name this machine to itself wherever they are used.
+_LOOPBACK_TOP_LABELS = ("localhost", "localdomain")
+
+
 @dataclass(frozen=True)
 class ServerName(Domain):
     """The gateway's own DNS name (smtp.hostname): the banner, EHLO, the Received field's
     `by`, bounces' From and Message-IDs. An IP address is refused: EHLO takes a domain or
     an address literal, and an address needs a domain (RFC 5321 §4.1.1.1, §4.1.2), so
     `EHLO ::1` and `MAILER-DAEMON@::1` would be invalid. A name must be the gateway's
-    fully qualified one (RFC 5321 §4.1.1.1, §2.3.5): a single label (`mail`) or localhost
-    (`localhost`, `localhost.localdomain`, `mx.localhost`; RFC 6761 §6.3) names no host to
-    the receiver, and many refuse such an EHLO. Null means the machine's name, which is not
+    fully qualified one (RFC 5321 §4.1.1.1, §2.3.5): a single label (`mail`) or a loopback
+    name (`localhost`, `mx.localhost`: RFC 6761 §6.3; `localhost.localdomain`, the loopback
+    name many systems give) names no host to the receiver, and many refuse such an EHLO;
+    `localhost.corp.example` is a name like any other. Null means the machine's name, which is not
     checked: it may be a single label on some hosts, and start-up must not depend on it."""
 
     def check(self, value):
@@ -158,7 +163,7 @@ class ServerName(Domain):
             raise RuleError("must be a host name such as mail.example.com")
         form = form.rstrip(".")
         labels = form.lower().split(".")
-        if "localhost" in (labels[0], labels[-1]):
+        if labels[-1] in _LOOPBACK_TOP_LABELS:
             raise RuleError(f"must be the gateway's fully qualified domain name "
                             f"(mail.example.com), not {form}: localhost names every machine "
                             f"to itself, and many receivers refuse it in EHLO (RFC 5321 "

@@ -38,6 +38,9 @@ def test_a_single_label_is_refused_saying_why(value, shown):
 @pytest.mark.parametrize("value, kept", [("mx.example.com", "mx.example.com"),
                                          ("gw.test", "gw.test"),
                                          ("mylocalhost.example", "mylocalhost.example"),
+                                         # a real name whose first label is localhost
+                                         # (review17 C2)
+                                         ("localhost.corp.example", "localhost.corp.example"),
                                          (None, None)])
 def test_a_fully_qualified_name_and_null_are_taken(value, kept):
     assert validate_changes(defaults(), {"smtp.hostname": value}) == {"smtp.hostname": kept}
