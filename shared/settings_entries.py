@@ -125,8 +125,9 @@ class RoutingEntry(Kind):
 
     def same_form(self, value):
         # The first entry whose match fits a domain routes it (core/delivery/routing.py), so
-        # a second entry with the same match, whatever its relay, would never apply.
-        return value["match"]
+        # a second entry with the same match, whatever its relay, would never apply; a root
+        # dot does not change what a match fits (shared/idn.py compares without it).
+        return value["match"].rstrip(".")
 
     def describe(self):
         return '{"match", "relay"?, "port"?}'

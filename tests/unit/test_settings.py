@@ -1549,3 +1549,5 @@ def test_a_local_route_whose_match_repeats_an_earlier_one_is_refused_whatever_it
         {"match": "example.com", "relay": "mx1.example.net", "port": 25},
         {"match": "EXAMPLE.com", "relay": "mx2.example.net", "port": 2525}]}) == [
         "routing.local: entry 2 repeats entry 1"]
+    assert errors({"routing.local": [{"match": "example.com"}, {"match": "example.com."}]}) \
+        == ["routing.local: entry 2 repeats entry 1"]       # the root dot (review17 C1)
