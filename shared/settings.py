@@ -56,7 +56,7 @@ __all__ = [
     "generated_values", "ALERT_EVENTS", "RULES_MAX_TOTAL", "STORED_HASH_RULE",
     "refused_values", "SPAM_QUARANTINE_NOT_BUILT", "NOT_BUILT_FEATURES",
     "NOTIFY_SENDER_METATAGS", "NOTIFY_ADMIN_METATAGS", "OUTBREAK_METATAGS", "PORT_KEYS",
-    "SECRET_MASK", "read_json", "OPEN_RELAY_WARNING",
+    "SECRET_MASK", "read_json", "OPEN_RELAY_WARNING", "RELAY_MODE_LABELS",
 ]
 
 PASSWORD_MAX_CHARS = 32  # SPEC §3 admin.password: ≤32 chars, case-sensitive
@@ -585,14 +585,19 @@ _add("relay.mode", Choice(("allow", "deny_except")), "deny_except",
      "such gateways and send through them, and receivers then refuse the gateway's own "
      "mail); deny_except lets only the clients in relay.allowed relay. Mail to a local "
      "destination is never refused as relaying.", "relay")
+# The Anti-Relay page's two choices (the guide's, §6 "To configure external relay
+# restrictions", the first spelt out: a bare "Allow" just above "Allowed hosts" read as
+# "allow the hosts below", and one click made an open relay: dayone17 finding 1).
+RELAY_MODE_LABELS = {"allow": "Allow any client to relay (an open relay)",
+                     "deny_except": "Do not allow, except for listed hosts"}
 # What the Anti-Relay page, the Status page and the core's start say while relay.mode is
 # allow (dayone17 finding 1: one click opened the relay, and nothing said so).
 OPEN_RELAY_WARNING = (
     "Relay is set to Allow (relay.mode allow): Mailmoat relays mail from any client to any "
     "destination, an open relay. Spammers find open relays and send through them, and "
-    "receivers then refuse the gateway's own mail. Choose \"Do not allow, except for listed "
-    "hosts\" on Filtering Policy › Anti-Relay (relay.mode deny_except) and list your own "
-    "network under Allowed hosts.")
+    "receivers then refuse the gateway's own mail. Choose "
+    f"\"{RELAY_MODE_LABELS['deny_except']}\" on Filtering Policy › Anti-Relay (relay.mode "
+    "deny_except) and list your own network under Allowed hosts.")
 _add("relay.allowed", ListOf(RelayEntry(), max_items=10_000), [],
      "Clients allowed to relay: host names (forward-confirmed PTR), IPs, CIDRs, *.domain, "
      "1.2.3.*, 1.2.*, 1.*. IPv4-mapped IPv6 entries (::ffff:10.0.0.0/104) are stored in their "

@@ -9,7 +9,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
 from console.schema_forms import settings_form, supports
-from shared.settings import SCHEMA
+from shared.settings import RELAY_MODE_LABELS, SCHEMA
 
 __all__ = ["TABS", "PAGE_KEYS", "PAGE_FORMS", "RuleForm", "DeleteRuleForm"]
 
@@ -64,11 +64,7 @@ PAGE_KEYS["content_rules"] = ["rules.body_scanning"] + PAGE_KEYS["content_rules"
 PAGE_FORMS = {page: settings_form(keys, LABELS, name=f"filtering_{page}_form")
               for page, keys in PAGE_KEYS.items()}
 
-# The guide's two Anti-Relay choices (§6, "To configure external relay restrictions"), the
-# first spelt out: a bare "Allow" just above "Allowed hosts" read as "allow the hosts below",
-# and one click made an open relay (dayone17 finding 1).
-RELAY_MODE_CHOICES = (("allow", "Allow any client to relay (an open relay)"),
-                      ("deny_except", "Do not allow, except for listed hosts"))
+RELAY_MODE_CHOICES = tuple(RELAY_MODE_LABELS.items())
 
 
 class _RelayForm(PAGE_FORMS["relay"]):
