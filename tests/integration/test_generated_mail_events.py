@@ -131,6 +131,11 @@ async def test_generated_and_forwarded_mail_events_say_subject_and_whose_mail(
             assert "original_queue_id" not in data and not data.get("generated")
         else:                                               # the copy
             assert data["original_queue_id"] == accepted["queue_id"] and data["generated"]
+    # the marker the Summary counts generated mail by (shared/report.py), on every row of
+    # mail Mailmoat made, and on none of the message it received
+    for row in delivered:
+        made_here = row["queue_id"] != accepted["queue_id"]
+        assert json.loads(row["data"]).get("generated", False) is made_here
     origin = ("generated", "original_sender", "original_queue_id")
     by_queue_id = {row["queue_id"]: json.loads(row["data"]) for row in delivered}
     for row in completed:

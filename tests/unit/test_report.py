@@ -141,15 +141,6 @@ def test_generated_mail_is_delivered_never_accepted(database, seed):
     assert summary.figure("message", "Messages Delivered") == 2
 
 
-def test_the_queue_manager_marks_generated_deliveries():
-    """The marker the summary relies on is written where deliveries are recorded."""
-    import inspect
-
-    from core.spool import manager
-    source = inspect.getsource(manager.QueueManager._record_results)
-    assert '"generated": True' in source and "envelope.is_generated" in source
-
-
 def test_premium_section_only_when_premium_is_enabled(database, seed):
     seed_traffic(seed)
     keys = [s.key for s in summarise(database[1], whole_day(), premium=False).sections]
