@@ -51,7 +51,7 @@ from shared.idn import ascii_domain
 from shared.paths import DataHome
 from shared.settings_addresses import Hostname
 from shared.settings_types import RuleError
-from shared.tls import (PREVIOUS_SUFFIX, dates_problem, expires_soon, is_self_signed,
+from shared.tls import (FILE_CONTENT_ERRORS, PREVIOUS_SUFFIX, dates_problem, expires_soon, is_self_signed,
                         load_server_pair, make_self_signed, pair_problem, previous_path,
                         public_key_fingerprint, shown_name, write_atomically)
 
@@ -371,23 +371,23 @@ def certificate_status(home: DataHome, now: float | None = None) -> CertificateS
     base = dict(key_installed_at=_mtime(home.tls_key), cert_installed_at=_mtime(home.tls_cert),
                 request_pem=request_pem, request_created_at=_mtime(request_path(home)))
     problem = _pair_problem(home)
-    try:
+    at = dt.datetime.fromtimestamp(now, dt.timezone.utc) if now is not None \
+        else dt.datetime.now(dt.timezone.utc)
+    try:    # any file can be in tls/: a part that does not parse must not hide the page
         cert = x509.load_pem_x509_certificate(home.tls_cert.read_bytes())
-    except (FileNotFoundError, ValueError):
+        return CertificateStatus(**base, not_before=cert.not_valid_before_utc,
+                                 not_after=cert.not_valid_after_utc,
+                                 subject=shown_name(cert.subject),
+                                 issuer=shown_name(cert.issuer),
+                                 self_signed=is_self_signed(cert),
+                                 fingerprint=fingerprint(cert), problem=problem,
+                                 dates=_dates_notice(cert, at), dates_mark=_dates_mark(cert, at),
+                                 is_expired=cert.not_valid_after_utc <= at)
+    except FILE_CONTENT_ERRORS:
         # A file that is no certificate was not installed as one: no date for it either.
         return CertificateStatus(**{**base, "cert_installed_at": None}, not_before=None,
                                  not_after=None, subject=None, issuer=None, self_signed=False,
                                  fingerprint=None, problem=problem)
-    at = dt.datetime.fromtimestamp(now, dt.timezone.utc) if now is not None \
-        else dt.datetime.now(dt.timezone.utc)
-    return CertificateStatus(**base, not_before=cert.not_valid_before_utc,
-                             not_after=cert.not_valid_after_utc,
-                             subject=shown_name(cert.subject),
-                             issuer=shown_name(cert.issuer),
-                             self_signed=is_self_signed(cert),
-                             fingerprint=fingerprint(cert), problem=problem,
-                             dates=_dates_notice(cert, at), dates_mark=_dates_mark(cert, at),
-                             is_expired=cert.not_valid_after_utc <= at)
 
 
 def _dates_mark(cert: x509.Certificate, now: dt.datetime) -> str | None:

@@ -25,6 +25,12 @@ Rules:
 - A pair is judged by loading it as the servers do (`server_context`): OpenSSL's security
   level refuses more than a parse shows (a SHA-1 or MD5 signature in the chain, a small key,
   PEM lines indented), so `pair_problem` is how the console tries a pair before installing.
+- Whatever reads the files in tls/ catches FILE_CONTENT_ERRORS, never fewer: cryptography
+  parses a certificate's parts only when asked, so a certificate that loads can still raise
+  on `public_key()` (a curve it lacks: secp112r1, SM2) or `subject` (a name that is not
+  valid UTF-8). Explaining a pair (`_why_not`) is guarded once, as a whole: whatever in it
+  raises, the pair is one that does not load, with a reason (review17 B1: a running core
+  stopped, and neither core nor console started again).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InternalError, InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
@@ -49,7 +55,7 @@ __all__ = ["ensure_self_signed", "half_pair_message", "make_self_signed", "write
            "previous_path", "server_context", "ServerPair", "load_server_pair", "pair_signature",
            "unusable_message", "is_self_signed", "public_key_fingerprint", "pair_problem",
            "pair_to_serve", "dates_problem", "expires_soon", "EXPIRY_WARNING_DAYS",
-           "out_of_dates_message", "shown_name"]
+           "out_of_dates_message", "shown_name", "FILE_CONTENT_ERRORS"]
 
 SELF_SIGNED_DAYS = 825  # the longest validity browsers accept for a server certificate
 # A renewal through a CA takes days; Let's Encrypt's clients renew 30 days ahead, too.
@@ -58,6 +64,12 @@ PREVIOUS_SUFFIX = ".previous"
 # Attribute names RFC 4514 has no short name for, as OpenSSL and browsers show them
 # (cryptography would write the bare OID: 1.2.840.113549.1.9.1=admin@example.com).
 NAME_SHOWN = {NameOID.EMAIL_ADDRESS: "emailAddress"}
+# What reading a key or certificate file, or a part of one, raises for content that cannot be
+# used (module rules): OSError (ssl.SSLError is one: OpenSSL refuses, or the file cannot be
+# read), ValueError (not PEM, a part that does not parse), TypeError (a passphrase),
+# UnsupportedAlgorithm (a key type, curve or signature cryptography lacks), InternalError
+# (OpenSSL failing under cryptography).
+FILE_CONTENT_ERRORS = (OSError, ValueError, TypeError, UnsupportedAlgorithm, InternalError)
 
 
 def make_self_signed(hostname: str, key=None, days: int = SELF_SIGNED_DAYS) -> tuple[bytes, bytes]:
@@ -245,11 +257,11 @@ def load_server_pair(home: DataHome) -> ServerPair:
     try:
         context = server_context(home.tls_cert, home.tls_key)
         return ServerPair(context, previous_seen=_signature(previous))
-    except (ssl.SSLError, OSError) as exc:  # ssl.SSLError is an OSError; both for clarity
+    except FILE_CONTENT_ERRORS as exc:
         problem = _why_not(home.tls_key, home.tls_cert, exc)
     try:
         context = server_context(*previous)
-    except (ssl.SSLError, OSError):
+    except FILE_CONTENT_ERRORS:
         context = None
     return ServerPair(context, problem, _signature(previous))
 
@@ -280,7 +292,7 @@ def pair_problem(key_pem: bytes, cert_pem: bytes, directory: Path) -> str | None
         write_atomically(cert_path, cert_pem, 0o600)
         try:
             server_context(cert_path, key_path)
-        except (ssl.SSLError, OSError) as exc:
+        except FILE_CONTENT_ERRORS as exc:
             return _why_not(key_path, cert_path, exc)
     return None
 
@@ -321,8 +333,18 @@ def unusable_message(service: str, pair: ServerPair, *, kept: bool = False,
             "in tls/")
 
 
-def _why_not(key_path: Path, cert_path: Path, exc: OSError) -> str:
-    """Why the pair did not load, in an administrator's words (`exc`: what ssl raised)."""
+def _why_not(key_path: Path, cert_path: Path, exc: Exception) -> str:
+    """Why the pair did not load, in an administrator's words (`exc`: what loading raised).
+    Never raises (module rules): what the explanation meets that it cannot read is the
+    reason itself."""
+    try:
+        return _reason(key_path, cert_path, exc)
+    except FILE_CONTENT_ERRORS as error:
+        return (f"{cert_path.name} or {key_path.name} holds something Mailmoat cannot read "
+                f"({error or type(error).__name__}; loading them: {exc})")
+
+
+def _reason(key_path: Path, cert_path: Path, exc: Exception) -> str:
     texts = {}
     for path in (cert_path, key_path):
         try:
@@ -340,9 +362,16 @@ def _why_not(key_path: Path, cert_path: Path, exc: OSError) -> str:
     except TypeError:
         return (f"{key_path.name} is protected by a passphrase; Mailmoat needs the key "
                 "without one")
-    except (ValueError, UnsupportedAlgorithm):
+    except UnsupportedAlgorithm:
+        return f"{key_path.name} holds a key of a type Mailmoat cannot use{_KEY_TYPES}"
+    except ValueError:
         return f"{key_path.name} holds no private key in PEM format"
-    if public_key_fingerprint(key) != public_key_fingerprint(cert.public_key()):
+    try:
+        cert_key = cert.public_key()
+    except (UnsupportedAlgorithm, ValueError):
+        return (f"the certificate in {cert_path.name} is for a key of a type Mailmoat cannot "
+                f"use{_KEY_TYPES}")
+    if public_key_fingerprint(key) != public_key_fingerprint(cert_key):
         return f"{key_path.name} is not the private key of the certificate in {cert_path.name}"
     reason = getattr(exc, "reason", None)
     if reason is None and "PEM lib" in str(exc):
@@ -354,6 +383,11 @@ def _why_not(key_path: Path, cert_path: Path, exc: OSError) -> str:
     return (_security_level_refusal(reason, texts[cert_path], key)
             or f"OpenSSL refuses them ({reason or exc})")
 
+
+# What a server certificate's key can be: what cryptography reads and browsers and mail
+# servers accept (not every curve OpenSSL knows: SM2, secp112r1 …)
+_KEY_TYPES = (" (an RSA key of 2048 bits or more, or an EC key on P-256, P-384 or P-521, "
+              "is what clients accept)")
 
 _WEAK_DIGESTS = {"sha1": "SHA-1", "md5": "MD5", "md4": "MD4", "md2": "MD2"}
 

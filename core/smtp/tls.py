@@ -45,8 +45,8 @@ from cryptography import x509
 
 from shared.events import Action, EventWriter
 from shared.paths import DataHome
-from shared.tls import (ServerPair, load_server_pair, out_of_dates_message, pair_signature,
-                        pair_to_serve, unusable_message)
+from shared.tls import (FILE_CONTENT_ERRORS, ServerPair, load_server_pair,
+                        out_of_dates_message, pair_signature, pair_to_serve, unusable_message)
 
 __all__ = ["TlsFiles"]
 
@@ -161,5 +161,5 @@ def _leaf_of(cert_path) -> x509.Certificate | None:
     loaded: the next look decides again)."""
     try:
         return x509.load_pem_x509_certificate(cert_path.read_bytes())
-    except (OSError, ValueError):
+    except FILE_CONTENT_ERRORS:
         return None
