@@ -51,9 +51,10 @@ from shared.idn import ascii_domain
 from shared.paths import DataHome
 from shared.settings_addresses import Hostname
 from shared.settings_types import RuleError
-from shared.tls import (FILE_CONTENT_ERRORS, PREVIOUS_SUFFIX, dates_problem, expires_soon, is_self_signed,
-                        load_server_pair, make_self_signed, pair_problem, previous_path,
-                        public_key_fingerprint, shown_name, write_atomically)
+from shared.tls import (FILE_CONTENT_ERRORS, PREVIOUS_SUFFIX, dates_problem, expires_soon,
+                        is_self_signed, load_server_pair, make_self_signed, out_of_dates,
+                        pair_problem, previous_path, public_key_fingerprint, shown_name,
+                        write_atomically)
 
 __all__ = ["CertificateError", "RequestFields", "CertificateStatus", "create_request",
            "install_certificate", "install_self_signed", "certificate_status",
@@ -266,13 +267,13 @@ def install_certificate(home: DataHome, pem_text: str,
     chain, chain_pem = _parse_chain(pem_text)
     leaf = chain[0]
     now = now or dt.datetime.now(dt.timezone.utc)
-    if leaf.not_valid_after_utc <= now:
-        raise CertificateError(f"the certificate expired on {leaf.not_valid_after_utc:%Y-%m-%d}")
-    if leaf.not_valid_before_utc > now:
+    late = out_of_dates(leaf, now)
+    if late is not None and late.expired:
+        raise CertificateError(f"the certificate expired on {late.date:%Y-%m-%d}")
+    if late is not None:
         # Browsers refuse it until then, and with https.logons on nobody could log on.
         raise CertificateError("the certificate is not valid before "
-                               f"{leaf.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; install it "
-                               "from then on")
+                               f"{late.date:%Y-%m-%d %H:%M} UTC; install it from then on")
     leaf_pem = leaf.public_bytes(serialization.Encoding.PEM)
     for key_path in (request_key_path(home), home.tls_key):
         if key_path.exists() and _matches(key_path.read_bytes(), leaf_pem):
@@ -331,15 +332,14 @@ def _chain_problem(chain: list[x509.Certificate], now: dt.datetime) -> str | Non
                 "gave for it")
     for before, cert in zip(chain, chain[1:]):
         name = shown_name(cert.subject)
-        if cert.not_valid_after_utc <= now:
-            return (f"the chain certificate {name} expired on "
-                    f"{cert.not_valid_after_utc:%Y-%m-%d}, and clients refuse a chain with "
-                    "an expired certificate as they refuse an expired server certificate; "
-                    "ask the CA for its current chain")
-        if cert.not_valid_before_utc > now:
+        late = out_of_dates(cert, now)
+        if late is not None and late.expired:
+            return (f"the chain certificate {name} expired on {late.date:%Y-%m-%d}, and "
+                    "clients refuse a chain with an expired certificate as they refuse an "
+                    "expired server certificate; ask the CA for its current chain")
+        if late is not None:
             return (f"the chain certificate {name} is not valid before "
-                    f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; ask the CA for its "
-                    "current chain")
+                    f"{late.date:%Y-%m-%d %H:%M} UTC; ask the CA for its current chain")
         try:
             before.verify_directly_issued_by(cert)
         except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
@@ -375,6 +375,7 @@ def certificate_status(home: DataHome, now: float | None = None) -> CertificateS
         else dt.datetime.now(dt.timezone.utc)
     try:    # any file can be in tls/: a part that does not parse must not hide the page
         cert = x509.load_pem_x509_certificate(home.tls_cert.read_bytes())
+        late = out_of_dates(cert, at)
         return CertificateStatus(**base, not_before=cert.not_valid_before_utc,
                                  not_after=cert.not_valid_after_utc,
                                  subject=shown_name(cert.subject),
@@ -382,7 +383,7 @@ def certificate_status(home: DataHome, now: float | None = None) -> CertificateS
                                  self_signed=is_self_signed(cert),
                                  fingerprint=fingerprint(cert), problem=problem,
                                  dates=_dates_notice(cert, at), dates_mark=_dates_mark(cert, at),
-                                 is_expired=cert.not_valid_after_utc <= at)
+                                 is_expired=late is not None and late.expired)
     except FILE_CONTENT_ERRORS:
         # A file that is no certificate was not installed as one: no date for it either.
         return CertificateStatus(**{**base, "cert_installed_at": None}, not_before=None,
@@ -391,10 +392,9 @@ def certificate_status(home: DataHome, now: float | None = None) -> CertificateS
 
 
 def _dates_mark(cert: x509.Certificate, now: dt.datetime) -> str | None:
-    if cert.not_valid_after_utc <= now:
-        return f"expired on {cert.not_valid_after_utc:%Y-%m-%d}"
-    if cert.not_valid_before_utc > now:
-        return f"not valid before {cert.not_valid_before_utc:%Y-%m-%d}"
+    late = out_of_dates(cert, now)
+    if late is not None:
+        return f"{'expired on' if late.expired else 'not valid before'} {late.date:%Y-%m-%d}"
     if expires_soon(cert, now):
         return f"expires on {cert.not_valid_after_utc:%Y-%m-%d}"
     return None

@@ -20,8 +20,10 @@ Rules:
 - The words for what is wrong with a pair (`ServerPair.problem`) and for what a service does
   about it are made here only, so the events, the log and the console's status page agree.
 - A pair that loads may still be out of its dates (an expired certificate copied in, or one
-  that aged out): OpenSSL serves it, clients that check it refuse it. `dates_problem` says
-  so, in the words the console's pages and the core's event share.
+  that aged out): OpenSSL serves it, clients that check it refuse it. `out_of_dates` is
+  the one decision of that (review17 C4: it was written three times, each with its own
+  boundary to keep); `dates_problem` says so, in the words the console's pages and the
+  core's event share.
 - A pair is judged by loading it as the servers do (`server_context`): OpenSSL's security
   level refuses more than a parse shows (a SHA-1 or MD5 signature in the chain, a small key,
   PEM lines indented), so `pair_problem` is how the console tries a pair before installing.
@@ -54,7 +56,7 @@ from shared.paths import DataHome
 __all__ = ["ensure_self_signed", "half_pair_message", "make_self_signed", "write_atomically",
            "previous_path", "server_context", "ServerPair", "load_server_pair", "pair_signature",
            "unusable_message", "is_self_signed", "public_key_fingerprint", "pair_problem",
-           "pair_to_serve", "dates_problem", "expires_soon", "EXPIRY_WARNING_DAYS",
+           "pair_to_serve", "OutOfDates", "out_of_dates", "dates_problem", "expires_soon", "EXPIRY_WARNING_DAYS",
            "out_of_dates_message", "shown_name", "FILE_CONTENT_ERRORS"]
 
 SELF_SIGNED_DAYS = 825  # the longest validity browsers accept for a server certificate
@@ -189,16 +191,36 @@ def public_key_fingerprint(key) -> str:
     return digest.finalize().hex(":").upper()
 
 
+@dataclass(frozen=True)
+class OutOfDates:
+    """A certificate out of its dates: `expired` at `date`, or else valid only from `date`."""
+
+    expired: bool
+    date: datetime.datetime
+
+
+def out_of_dates(cert: x509.Certificate, now: datetime.datetime) -> OutOfDates | None:
+    """Whether `cert` is out of its dates at `now`; None while it is valid. The one place
+    that decides it, for the pages, the events and the install's refusals alike: at its
+    notAfter instant a certificate has expired, at its notBefore instant it is valid."""
+    if cert.not_valid_after_utc <= now:
+        return OutOfDates(True, cert.not_valid_after_utc)
+    if cert.not_valid_before_utc > now:
+        return OutOfDates(False, cert.not_valid_before_utc)
+    return None
+
+
 def dates_problem(cert: x509.Certificate, now: datetime.datetime) -> str | None:
     """What is wrong with the certificate's dates at `now` (expired, or valid only from a
     later date) and what it means for clients; None while it is valid. The fix is the
     caller's to add: where to install another depends on who reads it."""
-    if cert.not_valid_after_utc <= now:
-        what = f"expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
-    elif cert.not_valid_before_utc > now:
-        what = f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
-    else:
+    late = out_of_dates(cert, now)
+    if late is None:
         return None
+    if late.expired:
+        what = f"expired on {late.date:%Y-%m-%d %H:%M} UTC"
+    else:
+        what = f"is not valid before {late.date:%Y-%m-%d %H:%M} UTC"
     return (f"the certificate in cert.pem {what}: the console's HTTPS and the SMTP STARTTLS "
             "still offer it, but browsers and mail servers that check certificates refuse it")
 
@@ -216,7 +238,7 @@ def out_of_dates_message(cert: x509.Certificate, now: datetime.datetime) -> str 
 
 def expires_soon(cert: x509.Certificate, now: datetime.datetime) -> bool:
     """True when the certificate is valid at `now` but not EXPIRY_WARNING_DAYS from then."""
-    return (dates_problem(cert, now) is None and cert.not_valid_after_utc
+    return (out_of_dates(cert, now) is None and cert.not_valid_after_utc
             <= now + datetime.timedelta(days=EXPIRY_WARNING_DAYS))
 
 
