@@ -33,7 +33,7 @@ from console.settings_service import edit_list, record_change, save_settings, su
 from shared.commands import HOLD_ACTIONS
 from shared.ports import check_ports
 from shared.retention import DirectoryUsage, diagnostics_usage
-from shared.settings import SettingError
+from shared.settings import SettingError, validate_changes
 from shared.settings_addresses import Email
 from shared.settings_entries import RoutingEntry
 from shared.settings_types import RuleError, Str, integer_from_text
@@ -63,9 +63,23 @@ def _check_ports(changes: dict[str, Any]) -> None:
 
 
 def save_page(page: str, changes: dict[str, Any], *, user: str, client_ip: str | None) -> dict:
-    """Save one tab's settings; raises SettingError (nothing saved) on any broken rule."""
+    """Save one tab's settings; raises SettingError (nothing saved) on any broken rule. The
+    host's refusals (a port in use, an address this host lacks) come with the schema's of
+    the tab's other fields, so one save names every bad field (regress17 R4: a broadcast
+    listen address hid a bad host name until the next save)."""
     if page == "setup":
-        _check_ports(changes)
+        try:
+            _check_ports(changes)
+        except SettingError as host:
+            try:
+                validate_changes(settings(), changes)
+            except SettingError as schema:
+                named = {key for key, _rule in schema.errors}
+                raise SettingError(
+                    schema.errors + [(k, r) for k, r in host.errors if k not in named],
+                    {**{k: c for k, c in host.causes.items() if k not in named},
+                     **schema.causes}) from None
+            raise
     return save_settings(changes, user=user, client_ip=client_ip, page=page)
 
 
