@@ -39,6 +39,9 @@ Rules:
   adds the broadcast route of every network shorter than /31 whether or not the address
   was given one (the loopback's 127.0.0.1/8 has none). Without the table the address is
   taken on trust, as a port is above.
+- A DNS server of `dns.resolvers` at such a broadcast address is refused too
+  (RESOLVER_BROADCAST_RULE): a query sent there gets no answer (Linux refuses the send), so
+  every lookup of that server would time out.
 - Only values the schema would accept are tried; the schema reports the rest.
 - The console and `config set` / `config import` check with `check_ports`, giving it the
   data home's database so that it can ask the running core.
@@ -70,6 +73,8 @@ IN_USE_RULE = "port {port} is in use by another program; the old value is kept"
 NOT_LOCAL_RULE = "{address} is not an address of this host ({reason}); the old value is kept"
 BROADCAST_RULE = ("{address} is a broadcast address of this host's networks, which takes no "
                   "connections; the old value is kept")
+RESOLVER_BROADCAST_RULE = ("{address} is a broadcast address of this host's networks, which "
+                           "no DNS server answers from; the old value is kept")
 _FIB_TRIE = "/proc/net/fib_trie"
 _WILDCARDS = ("0.0.0.0", "::")
 PRIVILEGED_RULE = ("port {port} needs root or CAP_NET_BIND_SERVICE, which {who} lacks "
@@ -242,6 +247,28 @@ def _listen_problems(current: list[str], new: Any) -> RuleError | None:
                      entries=tuple(bad))
 
 
+def _resolver_problems(new: Any) -> RuleError | None:
+    """The entries of a new dns.resolvers at a broadcast address of the host's networks (module
+    rules), as the schema reports a list's bad entries; None when there are none or the
+    schema refuses the value."""
+    try:
+        wanted = SCHEMA["dns.resolvers"].kind.check(new)
+    except RuleError:
+        return None               # the schema's to refuse
+    servers = [SCHEMA["dns.resolvers"].kind.item.same_form(entry)[0] for entry in wanted]
+    if not any(":" not in server for server in servers):
+        return None
+    networks = broadcast_networks() or ()
+    bad = [(index, RuleError(RESOLVER_BROADCAST_RULE.format(address=server)))
+           for index, server in enumerate(servers, 1)
+           if ":" not in server and any(ipaddress.IPv4Address(server) in network
+                                        for network in networks)]
+    if not bad:
+        return None
+    return RuleError(entries_rule([(index, exc.rule) for index, exc in bad]),
+                     entries=tuple(bad))
+
+
 def check_ports(current: Mapping[str, Any], changes: Mapping[str, Any],
                 ours: Mapping[str, int] | None = None,
                 conn: sqlite3.Connection | None = None,
@@ -283,5 +310,10 @@ def check_ports(current: Mapping[str, Any], changes: Mapping[str, Any],
         if listen is not None:
             errors.append(("smtp.listen", listen.rule))
             causes["smtp.listen"] = listen
+    if "dns.resolvers" in changes:
+        resolvers = _resolver_problems(changes["dns.resolvers"])
+        if resolvers is not None:
+            errors.append(("dns.resolvers", resolvers.rule))
+            causes["dns.resolvers"] = resolvers
     if errors:
         raise SettingError(errors, causes)

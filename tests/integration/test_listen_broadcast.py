@@ -41,6 +41,23 @@ def test_config_set_refuses_the_loopback_networks_broadcast_address(tmp_path):
     assert _stored(home, "smtp.listen") == ["127.0.0.1", "127.255.255.254"]
 
 
+def test_config_set_refuses_a_dns_server_at_the_loopback_networks_broadcast_address(tmp_path):
+    """A query sent there gets no answer (Linux refuses the send), so every lookup of that
+    server would wait out its time limit (regress17 R3)."""
+    home = make_home(tmp_path / "home")
+    before = _stored(home, "dns.resolvers")
+    result = _mailmoat("config", "set", "dns.resolvers",
+                       json.dumps(["127.0.0.1:5353", LOOPBACK_BROADCAST]), "--home", home.root,
+                       expect=2)
+    assert result.stderr == (
+        f"dns.resolvers: entry 2: {LOOPBACK_BROADCAST} is a broadcast address of this host's "
+        f"networks, which no DNS server answers from; the old value is kept\n")
+    assert _stored(home, "dns.resolvers") == before
+    _mailmoat("config", "set", "dns.resolvers", '["127.0.0.1:5353", "127.255.255.254"]',
+              "--home", home.root)
+    assert _stored(home, "dns.resolvers") == ["127.0.0.1:5353", "127.255.255.254"]
+
+
 def test_only_the_local_tables_broadcast_routes_count(tmp_path):
     # /proc/net/fib_trie as a host with policy routing shows it: a BROADCAST route of
     # another table is none the local table, which bind(2) asks, has
