@@ -593,8 +593,8 @@ RELAY_MODE_LABELS = {"allow": "Allow any client to relay (an open relay)",
 # What the Anti-Relay page, the Status page and the core's start say while relay.mode is
 # allow (dayone17 finding 1: one click opened the relay, and nothing said so).
 OPEN_RELAY_WARNING = (
-    "Relay is set to Allow (relay.mode allow): Mailmoat relays mail from any client to any "
-    "destination, an open relay. Spammers find open relays and send through them, and "
+    f"Relay is set to \"{RELAY_MODE_LABELS['allow']}\" (relay.mode allow): Mailmoat relays "
+    "mail from any client to any destination. Spammers find open relays and send through them, and "
     "receivers then refuse the gateway's own mail. Choose "
     f"\"{RELAY_MODE_LABELS['deny_except']}\" on Filtering Policy › Anti-Relay (relay.mode "
     "deny_except) and list your own network under Allowed hosts.")
