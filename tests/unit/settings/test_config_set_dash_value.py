@@ -10,18 +10,7 @@ import sys
 import pytest
 
 from shared import cli, db
-from shared.paths import DataHome
 from shared.settings_store import load
-
-
-@pytest.fixture
-def home(tmp_path):
-    home = DataHome(tmp_path / "home")
-    home.root.mkdir()
-    conn = db.connect(home.db)
-    db.migrate(conn)
-    conn.close()
-    return home
 
 
 def stored(home, key):

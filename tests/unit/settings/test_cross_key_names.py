@@ -6,7 +6,6 @@ which saves both keys, is told about the other one, its field, as before."""
 import pytest
 
 from shared import cli, db
-from shared.paths import DataHome
 from shared.settings import SettingError, defaults, hash_password, validate_changes
 from shared.settings_store import apply_changes, load
 
@@ -44,16 +43,6 @@ CASES = [
      "scan.mode: include needs scan.include to list at least one extension: set it first",
      "scan.include: must list at least one extension when scan.mode is include"),
 ]
-
-
-@pytest.fixture
-def home(tmp_path):
-    home = DataHome(tmp_path / "home")
-    home.root.mkdir()
-    conn = db.connect(home.db)
-    db.migrate(conn)
-    conn.close()
-    return home
 
 
 def _store(home, values):
