@@ -22,6 +22,8 @@ What it does (guide §3 "Configuring HTTPS options", SPEC §7):
   the pair in tls/ loads at all (an administrator may have copied files there), and whether
   the certificate is out of its dates or expires within shared.tls.EXPIRY_WARNING_DAYS:
   the servers go on offering an expired one, so nothing else would say it (certs17 C3).
+  While cert.pem does not load, that is said of cert.pem.previous, which the servers serve
+  after a start then (regress17 R2).
 
 Rules: X.509 building with `cryptography`; key/certificate matching with pyOpenSSL, the
 only module of the console that imports it. Never write a key anywhere but tls/ (mode 0600).
@@ -51,10 +53,10 @@ from shared.idn import ascii_domain
 from shared.paths import DataHome
 from shared.settings_addresses import Hostname
 from shared.settings_types import RuleError
-from shared.tls import (FILE_CONTENT_ERRORS, PREVIOUS_SUFFIX, dates_problem, expires_soon,
-                        is_self_signed, load_server_pair, make_self_signed, out_of_dates,
-                        pair_problem, previous_path, public_key_fingerprint, shown_name,
-                        write_atomically)
+from shared.tls import (FILE_CONTENT_ERRORS, IN_CERT_PEM, IN_PREVIOUS, PREVIOUS_SUFFIX,
+                        dates_problem, expires_soon, is_self_signed, load_server_pair,
+                        make_self_signed, out_of_dates, pair_problem, previous_path,
+                        public_key_fingerprint, shown_name, write_atomically)
 
 __all__ = ["CertificateError", "RequestFields", "CertificateStatus", "create_request",
            "install_certificate", "install_self_signed", "certificate_status",
@@ -370,25 +372,44 @@ def certificate_status(home: DataHome, now: float | None = None) -> CertificateS
         request_pem = request_path(home).read_text("ascii", "replace")
     base = dict(key_installed_at=_mtime(home.tls_key), cert_installed_at=_mtime(home.tls_cert),
                 request_pem=request_pem, request_created_at=_mtime(request_path(home)))
-    problem = _pair_problem(home)
+    pair = load_server_pair(home)
+    problem = _pair_problem(pair)
     at = dt.datetime.fromtimestamp(now, dt.timezone.utc) if now is not None \
         else dt.datetime.now(dt.timezone.utc)
+    dates = _served_dates(home, pair, at)
     try:    # any file can be in tls/: a part that does not parse must not hide the page
         cert = x509.load_pem_x509_certificate(home.tls_cert.read_bytes())
         late = out_of_dates(cert, at)
+        if pair.problem is None:
+            dates = dict(dates=_dates_notice(cert, at, IN_CERT_PEM),
+                         dates_mark=_dates_mark(cert, at))
         return CertificateStatus(**base, not_before=cert.not_valid_before_utc,
                                  not_after=cert.not_valid_after_utc,
                                  subject=shown_name(cert.subject),
                                  issuer=shown_name(cert.issuer),
                                  self_signed=is_self_signed(cert),
-                                 fingerprint=fingerprint(cert), problem=problem,
-                                 dates=_dates_notice(cert, at), dates_mark=_dates_mark(cert, at),
+                                 fingerprint=fingerprint(cert), problem=problem, **dates,
                                  is_expired=late is not None and late.expired)
     except FILE_CONTENT_ERRORS:
         # A file that is no certificate was not installed as one: no date for it either.
         return CertificateStatus(**{**base, "cert_installed_at": None}, not_before=None,
                                  not_after=None, subject=None, issuer=None, self_signed=False,
-                                 fingerprint=None, problem=problem)
+                                 fingerprint=None, problem=problem, **dates)
+
+
+def _served_dates(home: DataHome, pair, now: dt.datetime) -> dict:
+    """The dates notice and mark while cert.pem does not load: the previous certificate's,
+    which the servers use at a start then (regress17 R2: it was served expired, and the
+    pages spoke only of cert.pem's dates)."""
+    if pair.problem is None or pair.context is None:
+        return {}
+    try:
+        cert = x509.load_pem_x509_certificate(previous_path(home.tls_cert).read_bytes())
+    except FILE_CONTENT_ERRORS:
+        return {}
+    mark = _dates_mark(cert, now)
+    return dict(dates=_dates_notice(cert, now, IN_PREVIOUS),
+                dates_mark=mark and f"the previous certificate, served meanwhile, {mark}")
 
 
 def _dates_mark(cert: x509.Certificate, now: dt.datetime) -> str | None:
@@ -400,23 +421,23 @@ def _dates_mark(cert: x509.Certificate, now: dt.datetime) -> str | None:
     return None
 
 
-def _dates_notice(cert: x509.Certificate, now: dt.datetime) -> str | None:
-    problem = dates_problem(cert, now)
+def _dates_notice(cert: x509.Certificate, now: dt.datetime, which: str) -> str | None:
+    problem = dates_problem(cert, now, which)
     if problem is not None:
         return (f"{problem[0].upper()}{problem[1:]}. Install a valid certificate below: "
                 "request one from your CA, or make a self-signed one meanwhile.")
     if expires_soon(cert, now):
         days = (cert.not_valid_after_utc - now).days
         left = f"in {days} day{'s' * (days != 1)}" if days else "within a day"
-        return (f"The certificate expires on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, "
+        name = "The certificate" if which == IN_CERT_PEM else f"{which[0].upper()}{which[1:]}"
+        return (f"{name} expires on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, "
                 f"{left}: ask your CA for a renewed one now (a new request below, or the "
                 "renewal your CA offers) and install it here; the servers use it without a "
                 "restart.")
     return None
 
 
-def _pair_problem(home: DataHome) -> str | None:
-    pair = load_server_pair(home)
+def _pair_problem(pair) -> str | None:
     if pair.problem is None:
         return None
     if pair.context is not None:

@@ -16,14 +16,20 @@ Rules:
   loads, and it replaced a newer one than the server has), else the one the server has.
   A server that loads the files only when asked (an SMTP listener process with no session
   between two installs) thus serves what one that looked every second serves, not an older
-  pair of its own.
+  pair of its own. Limit (regress17 R1, not fixed): each server knows only the pair it
+  loaded, so a server that starts while the pair does not load (an SMTP listener process
+  the core starts again) serves the previous pair while the others serve the one they
+  loaded, and one that had not loaded an install before a bad pair came less than a poll
+  later keeps the pair before the install. Sharing the last good pair would need its key
+  written outside tls/'s two pairs, which this does not do.
 - The words for what is wrong with a pair (`ServerPair.problem`) and for what a service does
   about it are made here only, so the events, the log and the console's status page agree.
 - A pair that loads may still be out of its dates (an expired certificate copied in, or one
   that aged out): OpenSSL serves it, clients that check it refuse it. `out_of_dates` is
   the one decision of that (review17 C4: it was written three times, each with its own
   boundary to keep); `dates_problem` says so, in the words the console's pages and the
-  core's event share.
+  core's event share, of the certificate served: the previous one while cert.pem does not
+  load (regress17 R2), not cert.pem's.
 - A pair is judged by loading it as the servers do (`server_context`): OpenSSL's security
   level refuses more than a parse shows (a SHA-1 or MD5 signature in the chain, a small key,
   PEM lines indented), so `pair_problem` is how the console tries a pair before installing.
@@ -57,7 +63,8 @@ __all__ = ["ensure_self_signed", "half_pair_message", "make_self_signed", "write
            "previous_path", "server_context", "ServerPair", "load_server_pair", "pair_signature",
            "unusable_message", "is_self_signed", "public_key_fingerprint", "pair_problem",
            "pair_to_serve", "OutOfDates", "out_of_dates", "dates_problem", "expires_soon", "EXPIRY_WARNING_DAYS",
-           "out_of_dates_message", "shown_name", "FILE_CONTENT_ERRORS"]
+           "out_of_dates_message", "shown_name", "FILE_CONTENT_ERRORS", "IN_CERT_PEM",
+           "IN_PREVIOUS", "LOADED_BEFORE"]
 
 SELF_SIGNED_DAYS = 825  # the longest validity browsers accept for a server certificate
 # A renewal through a CA takes days; Let's Encrypt's clients renew 30 days ahead, too.
@@ -210,10 +217,21 @@ def out_of_dates(cert: x509.Certificate, now: datetime.datetime) -> OutOfDates |
     return None
 
 
-def dates_problem(cert: x509.Certificate, now: datetime.datetime) -> str | None:
+# Which certificate `dates_problem` speaks of: the one served (regress17 R2: the previous
+# pair, served while cert.pem does not load, expired and nothing said so).
+IN_CERT_PEM = "the certificate in cert.pem"
+IN_PREVIOUS = (f"the previous certificate, in cert.pem{PREVIOUS_SUFFIX} (served while cert.pem "
+               "does not load),")
+LOADED_BEFORE = ("the certificate loaded before cert.pem stopped loading (served while "
+                 "cert.pem does not load),")
+
+
+def dates_problem(cert: x509.Certificate, now: datetime.datetime,
+                  which: str = IN_CERT_PEM) -> str | None:
     """What is wrong with the certificate's dates at `now` (expired, or valid only from a
-    later date) and what it means for clients; None while it is valid. The fix is the
-    caller's to add: where to install another depends on who reads it."""
+    later date) and what it means for clients; None while it is valid. `which`: the words
+    for the certificate, as served (IN_CERT_PEM, IN_PREVIOUS, LOADED_BEFORE). The fix is
+    the caller's to add: where to install another depends on who reads it."""
     late = out_of_dates(cert, now)
     if late is None:
         return None
@@ -221,14 +239,15 @@ def dates_problem(cert: x509.Certificate, now: datetime.datetime) -> str | None:
         what = f"expired on {late.date:%Y-%m-%d %H:%M} UTC"
     else:
         what = f"is not valid before {late.date:%Y-%m-%d %H:%M} UTC"
-    return (f"the certificate in cert.pem {what}: the console's HTTPS and the SMTP STARTTLS "
+    return (f"{which} {what}: the console's HTTPS and the SMTP STARTTLS "
             "still offer it, but browsers and mail servers that check certificates refuse it")
 
 
-def out_of_dates_message(cert: x509.Certificate, now: datetime.datetime) -> str | None:
+def out_of_dates_message(cert: x509.Certificate, now: datetime.datetime,
+                         which: str = IN_CERT_PEM) -> str | None:
     """The event (and log) text when the certificate served is out of its dates at `now`
     (`dates_problem`), with how to put it right; None while it is valid."""
-    problem = dates_problem(cert, now)
+    problem = dates_problem(cert, now, which)
     if problem is None:
         return None
     return (f"{problem}. To fix it, install a valid certificate on the console's Certificate "

@@ -27,7 +27,10 @@ Rules:
 - A certificate that loads but is out of its dates (copied in after it expired, or aged
   out while running: OpenSSL serves it, clients that check it refuse it) is reported once
   per core run and certificate, at start or within a second of its expiry, as a
-  `service_start_failed` event and a line on standard error (certs17 C3). Not again every
+  `service_start_failed` event and a line on standard error (certs17 C3). It is the
+  certificate served that is looked at: the previous pair's, or the one loaded before,
+  while cert.pem does not load (regress17 R2: an expired cert.pem.previous was served
+  after a restart and nothing said so). Not again every
   day: the console's Certificate Management and Status pages say it while it lasts.
 """
 
@@ -45,8 +48,9 @@ from cryptography import x509
 
 from shared.events import Action, EventWriter
 from shared.paths import DataHome
-from shared.tls import (FILE_CONTENT_ERRORS, ServerPair, load_server_pair,
-                        out_of_dates_message, pair_signature, pair_to_serve, unusable_message)
+from shared.tls import (FILE_CONTENT_ERRORS, IN_CERT_PEM, IN_PREVIOUS, LOADED_BEFORE, ServerPair,
+                        load_server_pair, out_of_dates_message, pair_signature, pair_to_serve,
+                        previous_path, unusable_message)
 
 __all__ = ["TlsFiles"]
 
@@ -69,7 +73,8 @@ class TlsFiles:
         self._stamp = None          # the files' signature the context was decided for
         self._doubted = None        # a signature that failed once while a context was in use
         self._serving: ServerPair | None = None   # its context is the one STARTTLS uses
-        self._leaf: x509.Certificate | None = None   # cert.pem's, while that pair is served
+        # the served certificate and the words for which it is (shared.tls.dates_problem)
+        self._leaf: tuple[x509.Certificate, str] | None = None
         self._dates_seen = None     # (signature, message) of the dates last reported
         self._checked = -self.CHECK_SECONDS
 
@@ -101,15 +106,20 @@ class TlsFiles:
         pair = load_server_pair(self.home)
         if pair.problem is None:
             self._stamp, self._serving, self._doubted = stamp, pair, None
-            self._leaf = _leaf_of(self.home.tls_cert)
+            self._leaf = _leaf_of(self.home.tls_cert, IN_CERT_PEM)
             self._forget_reports(_REPORTED_PREFIX)
             return
         serving, kept = pair_to_serve(pair, self._serving)
+        if serving is not self._serving:
+            self._leaf = (_leaf_of(previous_path(self.home.tls_cert), IN_PREVIOUS)
+                          if serving.context is not None else None)
+        elif self._leaf is not None and self._leaf[1] == IN_CERT_PEM:
+            self._leaf = (self._leaf[0], LOADED_BEFORE)   # cert.pem is another file now
         if self._context is not None and stamp != self._doubted:
             # perhaps between an install's two renames: not reported before a second look
             self._doubted, self._serving = stamp, serving
             return
-        self._stamp, self._serving, self._leaf = stamp, serving, None
+        self._stamp, self._serving = stamp, serving
         self._report(_REPORTED_PREFIX, stamp, unusable_message(
             "STARTTLS", pair, kept=kept,
             off="SMTP offers no STARTTLS, so mail arrives unencrypted"))
@@ -118,7 +128,7 @@ class TlsFiles:
         if self._leaf is None:
             return
         now = datetime.datetime.fromtimestamp(self._events.clock.now(), datetime.timezone.utc)
-        message = out_of_dates_message(self._leaf, now)
+        message = out_of_dates_message(self._leaf[0], now, self._leaf[1])
         if message is not None and (self._stamp, message) != self._dates_seen:
             self._dates_seen = (self._stamp, message)
             self._report(_DATES_PREFIX, self._stamp, message)
@@ -156,10 +166,10 @@ class TlsFiles:
             pass
 
 
-def _leaf_of(cert_path) -> x509.Certificate | None:
-    """The first certificate of `cert_path`; None when it cannot be read (replaced since it
-    loaded: the next look decides again)."""
+def _leaf_of(cert_path, which: str) -> tuple[x509.Certificate, str] | None:
+    """The first certificate of `cert_path`, with `which`; None when it cannot be read
+    (replaced since it loaded: the next look decides again)."""
     try:
-        return x509.load_pem_x509_certificate(cert_path.read_bytes())
+        return x509.load_pem_x509_certificate(cert_path.read_bytes()), which
     except FILE_CONTENT_ERRORS:
         return None
