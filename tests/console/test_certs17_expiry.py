@@ -12,22 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import html
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
+from tests.support.certificates import certificate_for_the_key_in_use
 
 CERTIFICATES = "/configuration/setup/certificates"
-
-
-def _certificate_for_the_key_in_use(home, not_before: dt.datetime, not_after: dt.datetime):
-    """A certificate for tls/key.pem, written over cert.pem as `cp` would."""
-    key = serialization.load_pem_private_key(home.tls_key.read_bytes(), password=None)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail.expiry.test")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(not_before).not_valid_after(not_after)
-            .sign(key, hashes.SHA256()))
-    home.tls_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
 def _page(admin, url) -> str:
@@ -45,7 +32,7 @@ EXPIRES = dt.datetime(2026, 11, 28, 22, 7, tzinfo=dt.timezone.utc)
 
 
 def test_an_expired_certificate_in_tls_is_said_on_both_pages(admin, home, clock):
-    _certificate_for_the_key_in_use(home, EXPIRES - dt.timedelta(days=90), EXPIRES)
+    certificate_for_the_key_in_use(home, EXPIRES - dt.timedelta(days=90), EXPIRES)
     _set_clock(admin, clock, EXPIRES + dt.timedelta(days=1))
     page = _page(admin, CERTIFICATES)
     assert ("The certificate in cert.pem expired on 2026-11-28 22:07 UTC: the console's HTTPS "
@@ -57,7 +44,7 @@ def test_an_expired_certificate_in_tls_is_said_on_both_pages(admin, home, clock)
 
 
 def test_a_certificate_is_marked_as_it_comes_near_its_expiry_and_passes_it(admin, home, clock):
-    _certificate_for_the_key_in_use(home, EXPIRES - dt.timedelta(days=90), EXPIRES)
+    certificate_for_the_key_in_use(home, EXPIRES - dt.timedelta(days=90), EXPIRES)
     _set_clock(admin, clock, EXPIRES - dt.timedelta(days=45))
     assert "expire" not in _page(admin, CERTIFICATES).split("Private key installed")[0]
     assert "(see Certificate Management)" not in _page(admin, "/status/")
@@ -75,7 +62,7 @@ def test_a_certificate_is_marked_as_it_comes_near_its_expiry_and_passes_it(admin
 
 def test_a_certificate_not_valid_yet_is_said(admin, home, clock):
     starts = EXPIRES + dt.timedelta(days=3)
-    _certificate_for_the_key_in_use(home, starts, starts + dt.timedelta(days=90))
+    certificate_for_the_key_in_use(home, starts, starts + dt.timedelta(days=90))
     _set_clock(admin, clock, EXPIRES)
     assert ("The certificate in cert.pem is not valid before 2026-12-01 22:07 UTC"
             in _page(admin, CERTIFICATES))

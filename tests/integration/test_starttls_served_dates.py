@@ -19,7 +19,7 @@ from cryptography import x509
 from core.smtp.tls import TlsFiles
 from shared.events import Action
 from tests.integration.test_starttls_bad_pair import _session, _wait_for
-from tests.integration.test_starttls_watch import _certificate_for_the_key_in_use
+from tests.support.certificates import certificate_for_the_key_in_use
 from tests.support.core import CoreProcess, make_home
 from tests.support.waiting import events_of
 
@@ -35,11 +35,11 @@ def test_an_expired_previous_pair_served_at_start_is_reported_once(tmp_path):
     home = make_home(tmp_path, smtp__listener_processes=2)
     now = dt.datetime.now(dt.timezone.utc)
     expired_at = now - dt.timedelta(days=1)
-    expired = _certificate_for_the_key_in_use(home, now - dt.timedelta(days=90), expired_at)
+    expired = certificate_for_the_key_in_use(home, now - dt.timedelta(days=90), expired_at)
     for path in (home.tls_key, home.tls_cert):      # the pair an install replaced
         shutil.copy2(path, path.with_name(path.name + ".previous"))
     # a valid certificate for the same key, indented by hand: OpenSSL does not read it
-    _certificate_for_the_key_in_use(home, now - dt.timedelta(days=1),
+    certificate_for_the_key_in_use(home, now - dt.timedelta(days=1),
                                     now + dt.timedelta(days=365))
     text = home.tls_cert.read_text()
     home.tls_cert.write_text("".join("  " + line for line in text.splitlines(True)))

@@ -21,8 +21,6 @@ import time
 import pytest
 import trio
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import NameOID
 
 from console import certs
 from core.app import run_core
@@ -35,25 +33,13 @@ from tests.integration.test_starttls_bad_pair import (_reports_on_stderr,
                                                       _session, _tls_events, _wait_for)
 from tests.support.core import CoreProcess, make_home
 from tests.support.waiting import events_of, until
+from tests.support.certificates import certificate_for_the_key_in_use
 
 pytestmark = pytest.mark.slow       # listener processes started and stopped, clocks passed
 
 
 def _subject_of(path) -> str:
     return x509.load_pem_x509_certificate(path.read_bytes()).subject.rfc4514_string()
-
-
-def _certificate_for_the_key_in_use(home, not_before: dt.datetime, not_after: dt.datetime):
-    """A certificate for tls/key.pem, written over cert.pem in place, as `cp` does; returns
-    its DER."""
-    key = serialization.load_pem_private_key(home.tls_key.read_bytes(), password=None)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail.expiry.test")])
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(not_before).not_valid_after(not_after)
-            .sign(key, hashes.SHA256()))
-    home.tls_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def _dates_events(home) -> list[str]:
@@ -85,7 +71,7 @@ def test_listener_processes_without_sessions_load_an_install_and_keep_it(tmp_pat
 def test_an_expired_certificate_at_start_is_served_and_reported_once(tmp_path):
     home = make_home(tmp_path, smtp__listener_processes=3)
     now = dt.datetime.now(dt.timezone.utc)
-    expired = _certificate_for_the_key_in_use(home, now - dt.timedelta(days=90),
+    expired = certificate_for_the_key_in_use(home, now - dt.timedelta(days=90),
                                               now - dt.timedelta(days=1))
     with CoreProcess(home) as core:
         _wait_for(lambda: events_of(home, Action.SERVICE_STARTED))
@@ -110,7 +96,7 @@ async def test_a_certificate_that_expires_while_the_core_runs_is_reported_once(t
     clock = FakeClock(1_800_000_000.0)
     home = make_home(tmp_path)
     expires = dt.datetime.fromtimestamp(clock.now(), dt.timezone.utc) + dt.timedelta(days=2)
-    _certificate_for_the_key_in_use(home, expires - dt.timedelta(days=90), expires)
+    certificate_for_the_key_in_use(home, expires - dt.timedelta(days=90), expires)
     core = await nursery.start(lambda task_status: run_core(home, clock=clock,
                                                             task_status=task_status))
     await trio.sleep(2 * TlsFiles.CHECK_SECONDS)       # looked at while valid
