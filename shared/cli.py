@@ -131,8 +131,8 @@ def cmd_migrate(args) -> int:
 
 def cmd_config(args) -> int:
     from shared.home import open_db
-    from shared.ports import check_ports
-    from shared.settings_store import (apply_changes, export_settings, import_settings, load)
+    from shared.settings_store import (apply_changes, check_on_this_host, export_settings,
+                                       import_settings, load)
 
     home = resolve_home(args.home)
     conn = open_db(home)
@@ -154,7 +154,8 @@ def cmd_config(args) -> int:
                                                    "input")])
                 text = sys.stdin.read().removesuffix("\n").removesuffix("\r")
             value = parse_cli_value(args.key, text)
-            check_ports(load(conn), {args.key: value}, conn=conn)  # SPEC §3, as the console does
+            # SPEC §3, as the console does
+            check_on_this_host(load(conn), {args.key: value}, conn=conn)
             changed = apply_changes(conn, {args.key: value})
             record_change(home, changed, "config set")
             if changed:
@@ -180,7 +181,7 @@ def cmd_config(args) -> int:
                                     f"{exc.msg.removesuffix(' at')} {where}",
                                     EXIT_BAD_INPUT) from None
             if isinstance(data, dict):
-                check_ports(load(conn), data, conn=conn)
+                check_on_this_host(load(conn), data, conn=conn)
             changed = import_settings(conn, data)
             record_change(home, changed, "config import")
             print(f"imported {len(data)} settings ({len(changed)} changed)")

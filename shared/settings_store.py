@@ -15,11 +15,12 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from shared import db
+from shared.ports import check_ports
 from shared.settings import SCHEMA, SettingError, defaults, validate_changes
 from shared.settings_types import loads_stored
 
 __all__ = ["load", "snapshot", "apply_changes", "Changes", "export_settings", "import_settings",
-           "stored_keys"]
+           "stored_keys", "check_on_this_host"]
 
 
 def load(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -73,6 +74,28 @@ def apply_changes(conn: sqlite3.Connection, changes: Changes) -> dict[str, tuple
                          "updated_at = excluded.updated_at",
                          (key, json.dumps(value), now))
     return changed
+
+
+def check_on_this_host(current: Mapping[str, Any], changes: Mapping[str, Any],
+                       **where: Any) -> None:
+    """`shared.ports.check_ports` (`where`: its `ours`, `conn`, `clock`), for the console's
+    Setup tab, `config set` and `config import`. Its refusals (a port in use, an address
+    this host lacks) come with the schema's of the other keys, so one save or import names
+    every value to correct (regress17 R4, upgrade17 B4: a broadcast listen address hid a bad
+    host name, or an import's other refused keys, until the next round). Where both refuse
+    a key, the schema's rule is the one given."""
+    try:
+        check_ports(current, changes, **where)
+    except SettingError as host:
+        try:
+            validate_changes(dict(current), dict(changes))
+        except SettingError as schema:
+            named = {key for key, _rule in schema.errors}
+            raise SettingError(
+                schema.errors + [(k, r) for k, r in host.errors if k not in named],
+                {**{k: c for k, c in host.causes.items() if k not in named},
+                 **schema.causes}) from None
+        raise
 
 
 def export_settings(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -31,11 +31,11 @@ from console import certs
 from console.context import console_context, request_db, settings
 from console.settings_service import edit_list, record_change, save_settings, submit_command
 from shared.commands import HOLD_ACTIONS
-from shared.ports import check_ports
 from shared.retention import DirectoryUsage, diagnostics_usage
-from shared.settings import SettingError, validate_changes
+from shared.settings import SettingError
 from shared.settings_addresses import Email
 from shared.settings_entries import RoutingEntry
+from shared.settings_store import check_on_this_host
 from shared.settings_types import RuleError, Str, integer_from_text
 from shared.status import STALE_AFTER_SECONDS, not_listening_notices, read_snapshot
 
@@ -55,31 +55,16 @@ _QUEUE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 # --- settings pages ------------------------------------------------------------------------
 
-def _check_ports(changes: dict[str, Any]) -> None:
-    context = console_context()
-    check_ports(settings(), changes,
-                ours={f"{scheme}.port": port for scheme, port in context.bound_ports.items()},
-                conn=request_db(), clock=context.clock)
-
-
 def save_page(page: str, changes: dict[str, Any], *, user: str, client_ip: str | None) -> dict:
     """Save one tab's settings; raises SettingError (nothing saved) on any broken rule. The
     host's refusals (a port in use, an address this host lacks) come with the schema's of
-    the tab's other fields, so one save names every bad field (regress17 R4: a broadcast
-    listen address hid a bad host name until the next save)."""
+    the tab's other fields (settings_store.check_on_this_host)."""
     if page == "setup":
-        try:
-            _check_ports(changes)
-        except SettingError as host:
-            try:
-                validate_changes(settings(), changes)
-            except SettingError as schema:
-                named = {key for key, _rule in schema.errors}
-                raise SettingError(
-                    schema.errors + [(k, r) for k, r in host.errors if k not in named],
-                    {**{k: c for k, c in host.causes.items() if k not in named},
-                     **schema.causes}) from None
-            raise
+        context = console_context()
+        check_on_this_host(settings(), changes,
+                           ours={f"{scheme}.port": port
+                                 for scheme, port in context.bound_ports.items()},
+                           conn=request_db(), clock=context.clock)
     return save_settings(changes, user=user, client_ip=client_ip, page=page)
 
 

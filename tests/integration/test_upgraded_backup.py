@@ -1,0 +1,40 @@
+"""A backup of an upgraded home (upgrade17 B4): `config import` of it names every value to
+correct in one round, the host's refusals (an smtp.listen address it cannot listen on) with
+the schema's. Old values are written straight into the settings table, as an older release's
+`config set` wrote them; the CLI runs in this process (`shared.cli.main`)."""
+
+from __future__ import annotations
+
+import json
+
+from shared.cli import main
+from tests.support.core import make_home, store_unchecked, stored_settings
+
+# 127.255.255.255 is the broadcast address of 127.0.0.0/8, which every Linux host has.
+OLD_VALUES = {"smtp.listen": ["127.0.0.1", "127.255.255.255"], "address_chars.chars": "%%!"}
+
+
+def _export(home, capsys) -> tuple[dict, str]:
+    assert main(["config", "export", "--home", str(home.root)]) == 0
+    out, err = capsys.readouterr()
+    return json.loads(out), err
+
+
+def test_import_names_the_listen_address_with_the_other_refused_values(tmp_path, capsys):
+    """The host's refusal of the listen address came alone; address_chars.chars was named
+    only once the file's smtp.listen was corrected (B4)."""
+    old = make_home(tmp_path / "old")
+    store_unchecked(old, OLD_VALUES)
+    exported, _err = _export(old, capsys)
+    backup = tmp_path / "backup.json"
+    backup.write_text(json.dumps(exported), "utf-8")
+    target = make_home(tmp_path / "target")
+    before = stored_settings(target)
+
+    assert main(["config", "import", str(backup), "--home", str(target.root)]) == 2
+    _out, err = capsys.readouterr()
+    assert sorted(line.split(":", 1)[0] for line in err.splitlines()) == [
+        "address_chars.chars", "smtp.listen"]
+    assert "127.255.255.255 is a broadcast address" in err
+    assert stored_settings(target) == before
+
