@@ -29,7 +29,8 @@ from typing import Callable, Sequence
 from shared import db
 from shared.disk import is_out_of_space
 from shared.paths import resolve_home
-from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value, read_json
+from shared.settings import (SCHEMA, SettingError, display_value, parse_cli_value, read_json,
+                             refused_values)
 
 __all__ = ["main", "entry", "build_parser", "register", "CommandFailed", "sole_exception",
            "record_change"]
@@ -163,7 +164,9 @@ def cmd_config(args) -> int:
             else:
                 print(f"{args.key} unchanged")
         elif args.config_command == "export":
-            print(json.dumps(export_settings(conn), indent=2, ensure_ascii=False))
+            exported = export_settings(conn)
+            print(json.dumps(exported, indent=2, ensure_ascii=False))
+            _warn_refused(exported)
         elif args.config_command == "import":
             try:
                 with open(args.file, encoding="utf-8") as handle:
@@ -188,6 +191,21 @@ def cmd_config(args) -> int:
     finally:
         conn.close()
     return EXIT_OK
+
+
+def _warn_refused(exported: dict) -> None:
+    """Stored values this release's rules refuse (an older release stored them) go into the
+    export as stored, and its `config import` refuses them, here as on any other home,
+    as a save of their console page does (docs/operations.md, Upgrading). Said now, on
+    stderr, while the home is there to correct them, not at a restore (upgrade17 B5)."""
+    refused = refused_values(exported)
+    if not refused:
+        return
+    print("mailmoat: warning: the export holds stored values this release's rules refuse; "
+          "`config import` of it refuses them until they are corrected (here with "
+          "`config set`, or in the file):", file=sys.stderr)
+    for key, rule in refused:
+        print(f"{key}: {rule}", file=sys.stderr)
 
 
 # Commands of the areas, registered when their modules are imported (name → (help, setup, run)).

@@ -1,6 +1,7 @@
-"""A backup of an upgraded home (upgrade17 B4): `config import` of it names every value to
-correct in one round, the host's refusals (an smtp.listen address it cannot listen on) with
-the schema's. Old values are written straight into the settings table, as an older release's
+"""A backup of an upgraded home (upgrade17 B4, B5): `config export` names the stored values
+this release's rules refuse, and `config import` of such a file names every value to correct
+in one round, the host's refusals (an smtp.listen address it cannot listen on) with the
+schema's. Old values are written straight into the settings table, as an older release's
 `config set` wrote them; the CLI runs in this process (`shared.cli.main`)."""
 
 from __future__ import annotations
@@ -38,3 +39,29 @@ def test_import_names_the_listen_address_with_the_other_refused_values(tmp_path,
     assert "127.255.255.255 is a broadcast address" in err
     assert stored_settings(target) == before
 
+
+def test_export_names_the_refused_values_on_stderr_and_the_json_stays_whole(tmp_path, capsys):
+    """An upgraded home's own export was refused at its import with nothing said when it
+    was made (B5)."""
+    home = make_home(tmp_path / "home")
+    store_unchecked(home, {"address_chars.chars": "%%!",
+                           "subject.lines": ["Cheap pills*", "cheap PILLS*"]})
+    exported, err = _export(home, capsys)
+    assert exported["address_chars.chars"] == "%%!"
+    lines = err.splitlines()
+    assert lines[0].startswith("mailmoat: warning: the export holds stored values this "
+                               "release's rules refuse; `config import` of it refuses them")
+    assert sorted(line.split(":", 1)[0] for line in lines[1:]) == ["address_chars.chars",
+                                                                   "subject.lines"]
+
+    # What it warns of is what the import of that very file refuses, into the same home.
+    backup = tmp_path / "backup.json"
+    backup.write_text(json.dumps(exported), "utf-8")
+    assert main(["config", "import", str(backup), "--home", str(home.root)]) == 2
+    assert sorted(capsys.readouterr().err.splitlines()) == sorted(lines[1:])
+
+    assert main(["config", "set", "address_chars.chars", "%!", "--home", str(home.root)]) == 0
+    assert main(["config", "set", "subject.lines", '["Cheap pills*"]',
+                 "--home", str(home.root)]) == 0
+    capsys.readouterr()
+    assert _export(home, capsys)[1] == ""
