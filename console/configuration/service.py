@@ -31,6 +31,7 @@ from console import certs
 from console.context import console_context, request_db, settings
 from console.settings_service import edit_list, record_change, save_settings, submit_command
 from shared.commands import HOLD_ACTIONS
+from shared.idn import first_matching
 from shared.retention import DirectoryUsage, diagnostics_usage
 from shared.settings import SettingError
 from shared.settings_addresses import Email
@@ -40,7 +41,8 @@ from shared.settings_types import RuleError, Str, integer_from_text
 from shared.status import STALE_AFTER_SECONDS, not_listening_notices, read_snapshot
 
 __all__ = ["save_page", "page_warnings", "DiagnosticsFolder",
-           "diagnostics_folder", "add_route", "update_route", "route_at", "delete_route", "HeldMessage",
+           "diagnostics_folder", "add_route", "update_route", "route_at", "AfterDelete",
+           "route_after_delete", "delete_route", "HeldMessage",
            "HoldListing", "list_hold", "request_hold_action", "create_certificate_request",
            "install_ca_certificate", "install_self_signed_certificate", "RequestFieldsError"]
 
@@ -225,6 +227,33 @@ def route_at(index: int, original: str) -> dict:
     routes = settings()["routing.local"]
     _find(routes, index, original)
     return routes[index]
+
+
+@dataclass(frozen=True)
+class AfterDelete:
+    """Where mail to a local routing entry's match goes once the entry is deleted: `entry`,
+    another entry that matches it (`above` it in the list, so it takes that mail already),
+    or the default routing (None). `wildcard`: the entry's match has wildcards, so its mail
+    may spread over several other entries, or none."""
+    entry: dict | None
+    above: bool = False
+    wildcard: bool = False
+
+
+def route_after_delete(index: int) -> AfterDelete:
+    """For the Delete confirmation: "Mail to it then follows the default routing" was said
+    of an entry repeating one above it (good.test. after good.test, which an older release
+    let in), whose mail that entry takes now and after (upgrade17 C2). Entries are tried in
+    order, as core.delivery.routing does (shared.idn.first_matching)."""
+    routes = settings()["routing.local"]
+    match = str(routes[index]["match"])
+    if "*" in match or "?" in match:
+        return AfterDelete(None, wildcard=True)
+    others = [*routes[:index], *routes[index + 1:]]
+    found = first_matching((str(other["match"]) for other in others), match)
+    if found is None:
+        return AfterDelete(None)
+    return AfterDelete(others[found], above=found < index)
 
 
 def delete_route(index: int, original: str, shown: dict | None = None, *, user: str,

@@ -243,6 +243,7 @@ def delete_route(index: int):
             if not form.confirm.data:
                 entry = service.route_at(index, form.original.data or "")
                 return _render("routing_delete.html", "routing", entry=entry, index=index,
+                               after=service.route_after_delete(index),
                                form=DeleteRouteForm(formdata=None, original=entry["match"],
                                                     shown=json.dumps(entry, sort_keys=True)))
             removed = service.delete_route(index, form.original.data or "",
