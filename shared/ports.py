@@ -39,6 +39,10 @@ Rules:
   adds the broadcast route of every network shorter than /31 whether or not the address
   was given one (the loopback's 127.0.0.1/8 has none). Without the table the address is
   taken on trust, as a port is above.
+  Unlike an address the host lacks, one the setting holds now is refused too: it stays a
+  broadcast address, and a release before this rule stored some. The core leaves such an
+  address out as it does one the host lacks (core/smtp/listen_sockets.py), so it is named
+  on the Status page while the value is still stored.
 - A DNS server of `dns.resolvers` at such a broadcast address is refused too
   (RESOLVER_BROADCAST_RULE): a query sent there gets no answer (Linux refuses the send), so
   every lookup of that server would time out.
@@ -63,7 +67,8 @@ from shared.settings_types import RuleError, entries_rule
 from shared.status import STALE_AFTER_SECONDS, read_snapshot
 
 __all__ = ["port_problem", "address_problem", "check_ports", "may_bind_privileged_ports",
-           "privileged_port_start", "core_may_bind_privileged_ports", "broadcast_networks"]
+           "privileged_port_start", "core_may_bind_privileged_ports", "broadcast_networks",
+           "is_broadcast", "BROADCAST"]
 
 SWAP_RULE = ("port {port} is in use: Mailmoat's {holder} listener holds it now, and this "
              "change moves {holder} too; change one port number at a time")
@@ -71,8 +76,10 @@ HELD_RULE = ("port {port} is in use by Mailmoat's {holder} listener, which is st
              "(not where {holder} says); the old value is kept")
 IN_USE_RULE = "port {port} is in use by another program; the old value is kept"
 NOT_LOCAL_RULE = "{address} is not an address of this host ({reason}); the old value is kept"
-BROADCAST_RULE = ("{address} is a broadcast address of this host's networks, which takes no "
-                  "connections; the old value is kept")
+# what a broadcast address is said to be, in the refusal and on the console's pages
+BROADCAST = "a broadcast address of this host's networks"
+BROADCAST_RULE = ("{address} is " + BROADCAST + ", which takes no connections; the old value "
+                  "is kept")
 RESOLVER_BROADCAST_RULE = ("{address} is a broadcast address of this host's networks, which "
                            "no DNS server answers from; the old value is kept")
 _FIB_TRIE = "/proc/net/fib_trie"
@@ -224,23 +231,39 @@ def address_problem(address: str) -> str | None:
             return NOT_LOCAL_RULE.format(address=address, reason=exc.strerror)
     finally:
         sock.close()
-    if family == socket.AF_INET:
-        ip = ipaddress.IPv4Address(address)
-        if any(ip in network for network in broadcast_networks() or ()):
-            return BROADCAST_RULE.format(address=address)
-    return None
+    return _broadcast_problem(address)
+
+
+def is_broadcast(address: str, networks: list[ipaddress.IPv4Network] | None = None) -> bool:
+    """Whether `address` (an IP address) is a broadcast address of the host's networks
+    (module rules), among `networks` (`broadcast_networks()` when not given). False where
+    the table cannot be read."""
+    if ":" in address or address in _WILDCARDS:
+        return False
+    if networks is None:
+        networks = broadcast_networks() or []
+    ip = ipaddress.IPv4Address(address)
+    return any(ip in network for network in networks)
+
+
+def _broadcast_problem(address: str) -> str | None:
+    return BROADCAST_RULE.format(address=address) if is_broadcast(address) else None
 
 
 def _listen_problems(current: list[str], new: Any) -> RuleError | None:
     """The entries of a new smtp.listen this host does not have (`address_problem`), as the
     schema reports a list's bad entries; None when there are none or the schema refuses
-    the value."""
+    the value. An address `current` holds is kept however the host lacks it now (the
+    listener serves it once it comes back), but not a broadcast address: that never takes a
+    connection, and a release before the rule stored some (the core leaves it out too:
+    core/smtp/listen_sockets.py)."""
     try:
         wanted = SCHEMA["smtp.listen"].kind.check(new)
     except RuleError:
         return None               # the schema's to refuse
     bad = [(index, RuleError(problem)) for index, address in enumerate(wanted, 1)
-           if address not in current and (problem := address_problem(address))]
+           if (problem := address_problem(address) if address not in current
+               else _broadcast_problem(address))]
     if not bad:
         return None
     return RuleError(entries_rule([(index, exc.rule) for index, exc in bad]),

@@ -15,6 +15,12 @@ Rules:
   crashed on it took no mail on the addresses it does have, and `mailmoat run` restarted
   it for ever. Any other failure (the port in use, a privileged port), or no address at
   all that can be bound, raises ListenFailed naming the address and the reason.
+- A broadcast address of the host's networks (shared.ports.is_broadcast) is left out the
+  same way, with that reason (shared.ports.BROADCAST), before any bind: Linux lets a TCP
+  socket listen there and no client can ever connect, so a listener bound only there took
+  no mail and said nothing. Users cannot save one (shared/ports.py), but a release before
+  that rule stored some; it is tried again like a missing address, in case the host's
+  networks change.
 - A rebind binds the new sockets beside the old ones, so a refusal costs nothing: the old
   ones stay open and the caller hears why (`rebind`'s on_failed). Only on the same port,
   where our own old sockets may be what is in the way (0.0.0.0 after 127.0.0.1), do the
@@ -34,6 +40,7 @@ import trio
 
 from core.delivery.routing import host_port
 from core.smtp.streams import TcpStream
+from shared.ports import BROADCAST, broadcast_networks, is_broadcast
 
 __all__ = ["ListenFailed", "failed_at", "NO_SUCH_ADDRESS", "Bound", "open_listen_sockets",
            "close_listen_sockets", "rebind", "bind_missing", "accept_connections"]
@@ -117,7 +124,11 @@ def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> Bound:
     this host lacks (module rules). Raises ListenFailed naming the address and the reason
     when one cannot be bound otherwise, or none can."""
     listeners, missing = [], []
+    networks = broadcast_networks() or []
     for host in hosts:
+        if is_broadcast(host, networks):
+            missing.append(failed_at(host, port, None, BROADCAST))
+            continue
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
@@ -153,8 +164,9 @@ def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> Bound:
     if not listeners:
         if len(missing) == 1:
             raise missing[0]
-        raise ListenFailed(f"cannot listen for SMTP on any of {', '.join(hosts)} "
-                           f"(no such address on this host)", errno.EADDRNOTAVAIL)
+        raise ListenFailed(f"cannot listen for SMTP on any of {', '.join(hosts)} ("
+                           + "; ".join(f"{was.host}: {was.problem}" for was in missing) + ")",
+                           errno.EADDRNOTAVAIL)
     return Bound(listeners, missing)
 
 

@@ -39,9 +39,10 @@ Rules:
   (core/smtp/listen_sockets.py says how). At start it raises ListenFailed instead (SPEC §3:
   "a port already in use … the old value kept"). The event's rule is the setting to
   correct (smtp.port or smtp.listen).
-- An address of smtp.listen this host lacks, while others can be bound, is left out, at
-  start as at a change: the listener serves the others, a `service_start_failed` event of
-  rule smtp.listen and a line on stderr name the address, and it is tried again every
+- An address of smtp.listen this host lacks, or a broadcast address of its networks, while
+  others can be bound, is left out, at start as at a change: the listener serves the
+  others, a `service_start_failed` event of rule smtp.listen and a line on stderr name the
+  address (and the Status page, from `not_listening`), and it is tried again every
   MISSING_RETRY_SECONDS (an interface that comes up late, an IPv6 address still in
   duplicate address detection), on trio's clock. Once it is bound, a `service_started`
   event of rule smtp.listen and a line on stderr say so: the failure is otherwise the
