@@ -100,6 +100,7 @@ class CertificateStatus:
     dates: str | None = None        # expired, not yet valid, or expiring soon: what to do
     dates_mark: str | None = None   # the same in a few words ("expired on 2026-11-28")
     is_expired: bool = False
+    problem_mark: str | None = None  # `problem` in a few words, with what is served instead
 
 
 def request_key_path(home: DataHome) -> Path:
@@ -373,7 +374,7 @@ def certificate_status(home: DataHome, now: float | None = None) -> CertificateS
     base = dict(key_installed_at=_mtime(home.tls_key), cert_installed_at=_mtime(home.tls_cert),
                 request_pem=request_pem, request_created_at=_mtime(request_path(home)))
     pair = load_server_pair(home)
-    problem = _pair_problem(pair)
+    problem, problem_mark = _pair_problem(pair), _pair_mark(pair)
     at = dt.datetime.fromtimestamp(now, dt.timezone.utc) if now is not None \
         else dt.datetime.now(dt.timezone.utc)
     dates = _served_dates(home, pair, at)
@@ -388,13 +389,15 @@ def certificate_status(home: DataHome, now: float | None = None) -> CertificateS
                                  subject=shown_name(cert.subject),
                                  issuer=shown_name(cert.issuer),
                                  self_signed=is_self_signed(cert),
-                                 fingerprint=fingerprint(cert), problem=problem, **dates,
+                                 fingerprint=fingerprint(cert), problem=problem,
+                                 problem_mark=problem_mark, **dates,
                                  is_expired=late is not None and late.expired)
     except FILE_CONTENT_ERRORS:
         # A file that is no certificate was not installed as one: no date for it either.
         return CertificateStatus(**{**base, "cert_installed_at": None}, not_before=None,
                                  not_after=None, subject=None, issuer=None, self_signed=False,
-                                 fingerprint=None, problem=problem, **dates)
+                                 fingerprint=None, problem=problem,
+                                 problem_mark=problem_mark, **dates)
 
 
 def _served_dates(home: DataHome, pair, now: dt.datetime) -> dict:
@@ -435,6 +438,17 @@ def _dates_notice(cert: x509.Certificate, now: dt.datetime, which: str) -> str |
                 "renewal your CA offers) and install it here; the servers use it without a "
                 "restart.")
     return None
+
+
+def _pair_mark(pair) -> str | None:
+    """`_pair_problem` in a few words, for the Status page's row (upgrade17 B3: it showed
+    the date of a certificate not in use, with no word that it was not)."""
+    if pair.problem is None:
+        return None
+    if pair.context is not None:
+        return f"does not load; the previous pair (cert.pem{PREVIOUS_SUFFIX}) is served instead"
+    return ("does not load, and there is no previous pair: from a start on, HTTPS is off and "
+            "SMTP offers no STARTTLS")
 
 
 def _pair_problem(pair) -> str | None:

@@ -26,6 +26,8 @@ Rules:
 - The "SSL certificate installed" row marks a certificate that expired, is not valid yet
   or expires within shared.tls.EXPIRY_WARNING_DAYS (console.certs `dates_mark`): the
   servers go on offering an expired one, so nothing else on the page said it (certs17 C3).
+  It says too when the pair in tls/ does not load, and what is served instead (console.
+  certs `problem_mark`): the date shown is then of a certificate not in use (upgrade17 B3).
 - Settings that work as set but that a new administrator must hear of are warnings at the
   top, in the words the core says them at start: relay.mode allow, an open relay
   (shared.settings OPEN_RELAY_WARNING), and an empty smtp.hostname while the machine's name
@@ -208,13 +210,15 @@ def refused_settings() -> list[tuple[str, str, str]]:
 
 
 def _certificate_line(cert: CertificateStatus) -> str:
-    """The "SSL certificate installed" row: its date, and a mark when it is out of its
-    dates or soon will be (an expired certificate is still served: certs17 C3)."""
+    """The "SSL certificate installed" row: its date, and a mark when the pair does not load
+    (what is served instead: upgrade17 B3) or the certificate served is out of its dates or
+    soon will be (an expired certificate is still served: certs17 C3)."""
     if not cert.cert_installed_at:
         return "Not installed"
-    if cert.dates_mark is None:
+    marks = [mark for mark in (cert.problem_mark, cert.dates_mark) if mark]
+    if not marks:
         return format_time(cert.cert_installed_at)
-    return (f"{format_time(cert.cert_installed_at)} — {cert.dates_mark} (see Certificate "
+    return (f"{format_time(cert.cert_installed_at)} — {'; '.join(marks)} (see Certificate "
             "Management)")
 
 
