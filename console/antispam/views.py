@@ -20,7 +20,8 @@ from console.roles import Access, requires
 from console.rule_terms import join_terms, rule_from_form
 from console.schema_forms import attach_errors, form_data, form_values
 from console.settings_service import RuleListChanged, rule_form_errors, rule_key, save_settings
-from shared.settings import SettingError
+from shared.settings import SCHEMA, SettingError
+from shared.settings_types import RuleError
 
 PREMIUM_NOTICE = ("Premium AntiSpam (reputation lists, URL and signature filtering, language "
                   "identification) and the spam quarantine arrive with their own issue. The "
@@ -39,6 +40,12 @@ AUTO_DONE = {"to_custom": "added to the custom whitelist",
 # moved or deleted them, or the core evicted them)
 NOTHING_DELETED = ("Nothing was deleted: the selected entries are no longer in the "
                    "auto-generated whitelist.")
+
+# A stored rule this release's rules refuse (an older release stored it), and what a save of
+# another rule says of it: every save of the list is refused until it is corrected or deleted.
+STORED_REFUSED = ("This rule, as stored, breaks a rule of this release, so no change of the "
+                  "spam rules can be saved: correct it and save it, or delete it.")
+REFUSED_ELSEWHERE = "Rule {number} must be corrected or deleted first: see its message."
 
 # The field prefixes of the Spam Rules page's forms: "new" or r<i> (save), d<i> (delete)
 SAVE_PREFIX = re.compile(r"new|r[0-9]+")
@@ -170,17 +177,58 @@ def spam_rules():
 
 
 def _spam_rules_page(form, errors, refused: str | None = None, rule_form=None,
-                     rule_errors: list[str] | None = None, stale=None):
+                     rule_errors: list[str] | None = None, stale=None,
+                     marked: dict[int, SettingError] | None = None):
     """The Spam Rules page; a `refused` rule form (its prefix) is shown as it was typed, with
     its errors, in place of the stored rule's (or of the empty "new" form). A `stale` rule
     form, whose rule the list no longer holds as the page showed it, is shown as typed on its
-    own, read-only, above the rules as they now are, for the administrator to copy."""
-    rules = [(i, rule, rule_form if refused == f"r{i}" else f, d)
-             for i, rule, f, d in _rule_forms()]
+    own, read-only, above the rules as they now are, for the administrator to copy. `marked`:
+    stored rules this release's rules refuse (`_refused_stored_rules`), each shown with its
+    errors by its fields."""
+    rules, stored_errors = [], {}
+    for i, rule, f, d in _rule_forms():
+        if refused == f"r{i}":
+            f = rule_form
+        elif i in (marked or {}):
+            stored_errors[f"r{i}"] = attach_errors(f, rule_form_errors(
+                marked[i], "rules.spam", 0, join_terms(rule["terms"]),
+                join_terms(rule["none_of"])))
+        rules.append((i, rule, f, d))
     new_rule = rule_form if refused == "new" else SpamRuleForm(formdata=None, prefix="new")
     return _render("spam_rules.html", "spam_rules", form=form, errors=errors, rules=rules,
                    new_rule=new_rule, refused=refused, rule_errors=rule_errors or [],
-                   stale=stale, stale_message=STALE_RULE)
+                   stale=stale, stale_message=STALE_RULE, stored_errors=stored_errors,
+                   stored_refused=STORED_REFUSED)
+
+
+def _refused_stored_rules(index: int | None) -> dict[int, SettingError]:
+    """The stored rules but `index` (the one being saved) that this release's rules refuse
+    on their own (an older release stored them), each's error as a one-rule list's. Every
+    save of the list is refused while one is there; the message used to come under the
+    rule being saved, and the rule to correct was not marked (upgrade17 C3)."""
+    marked = {}
+    for i, rule in enumerate(settings()["rules.spam"]):
+        if i == index:
+            continue
+        try:
+            SCHEMA["rules.spam"].kind.check([rule])
+        except RuleError as exc:
+            marked[i] = SettingError([("rules.spam", exc.rule)], {"rules.spam": exc})
+    return marked
+
+
+def _without_rules(exc: SettingError, marked: dict[int, SettingError]) -> SettingError:
+    """`exc` without what it says of the `marked` rules (they are shown with their own)."""
+    cause = exc.causes.get("rules.spam")
+    if not marked or cause is None or not cause.entries:
+        return exc
+    kept = tuple((position, error) for position, error in cause.entries
+                 if position - 1 not in marked)
+    if not kept:
+        return SettingError([(k, r) for k, r in exc.errors if k != "rules.spam"],
+                            {k: c for k, c in exc.causes.items() if k != "rules.spam"})
+    return SettingError(exc.errors, {**exc.causes,
+                                     "rules.spam": RuleError(cause.rule, entries=kept)})
 
 
 def _page_form():
@@ -218,9 +266,12 @@ def save_spam_rule():
         except RuleListChanged:                  # the page is stale: the rules as they are
             return _spam_rules_page(_page_form(), [], stale=form)   # now, and what was typed
         except SettingError as exc:              # shown again as typed, with the errors
-            errors = attach_errors(form, rule_form_errors(exc, "rules.spam", index,
+            marked = _refused_stored_rules(index)
+            errors = attach_errors(form, rule_form_errors(_without_rules(exc, marked),
+                                                          "rules.spam", index,
                                                           form.terms.data, form.none_of.data))
-            return _spam_rules_page(_page_form(), [], prefix, form, errors)
+            errors += [REFUSED_ELSEWHERE.format(number=i + 1) for i in marked]
+            return _spam_rules_page(_page_form(), [], prefix, form, errors, marked=marked)
         else:
             flash("Spam rule saved." if changed else "No changes to save.", "info")
     return redirect(url_for("antispam.spam_rules"))
