@@ -78,11 +78,14 @@ class _Repeat(str):
 
     first: int
     is_first: bool
+    note: str | None
 
     @classmethod
-    def of(cls, first: int, *, is_first: bool = False) -> _Repeat:
-        rule = cls("is repeated by a later entry" if is_first else f"repeats entry {first}")
-        rule.first, rule.is_first = first, is_first
+    def of(cls, first: int, *, is_first: bool = False, note: str | None = None) -> _Repeat:
+        """`note`: why it repeats `first` though spelled otherwise (`Kind.repeat_note`)."""
+        rule = cls("is repeated by a later entry" if is_first
+                   else f"repeats entry {first}" + (f": {note}" if note else ""))
+        rule.first, rule.is_first, rule.note = first, is_first, note
         return rule
 
 
@@ -118,14 +121,16 @@ def entries_rule(bad: list[tuple[int, str]], unit: str = "entry") -> str:
     shown.sort(key=lambda item: isinstance(item[1], _Repeat))
     named: dict[tuple[bool, Any], list[int]] = {}
     for number, rule in shown[:ENTRIES_NAMED]:
-        key = (True, firsts.get(rule.first, rule.first)) if isinstance(rule, _Repeat) \
-            else (False, rule)
+        key = (True, (firsts.get(rule.first, rule.first), rule.note)) \
+            if isinstance(rule, _Repeat) else (False, rule)
         named.setdefault(key, []).append(number)
     parts = []
     for (is_repeat, what), numbers in named.items():
         if is_repeat:
             verb = "repeats" if len(numbers) == 1 else "repeat"
-            parts.append(f"{_plural(unit, len(numbers))} {_numbers(numbers)} {verb} {unit} {what}")
+            first, note = what
+            parts.append(f"{_plural(unit, len(numbers))} {_numbers(numbers)} {verb} {unit} "
+                         f"{first}" + (f": {note}" if note else ""))
         else:
             parts.append(f"{_plural(unit, len(numbers))} {_numbers(numbers)}: {what}")
     rest = len(shown) - ENTRIES_NAMED
@@ -255,6 +260,11 @@ class Kind:
         refuses the second, `ListOf.unique`): the value itself, unless the kind says that
         two spellings mean one thing."""
         return repr(value)
+
+    def repeat_note(self, value: Any, first: Any) -> str | None:
+        """Why `value` repeats `first` though they differ (`same_form` equal), for the
+        repeat's message; None when the message says enough."""
+        return None
 
     @property
     def is_text(self) -> bool:
@@ -467,7 +477,8 @@ class ListOf(Kind):
             if self.unique:                      # every repeat, named with its first entry
                 first = first_at.setdefault(self.item.same_form(checked), index)
                 if first != index:
-                    bad.append((index, RuleError(_Repeat.of(first))))
+                    note = self.item.repeat_note(checked, value[first - 1])
+                    bad.append((index, RuleError(_Repeat.of(first, note=note))))
         if bad:                                  # every bad entry, not only the first
             firsts = {exc.rule.first for _index, exc in bad if isinstance(exc.rule, _Repeat)}
             bad = sorted(bad + [(first, RuleError(_Repeat.of(first, is_first=True)))
@@ -567,6 +578,13 @@ class Pattern(Kind):
         # wildcard.py: re.IGNORECASE, and both callers strip a pattern), so "*.EXE" repeats
         # "*.exe". Lower case, not casefold(), as RuleTerm says why.
         return value.strip().lower()
+
+    def repeat_note(self, value, first):
+        # "line 2 repeats line 1" of "cheap PILLS*" after "Cheap pills*" did not say why
+        # (upgrade17 C4)
+        if value.strip() != first.strip():
+            return "letter case is ignored"
+        return "spaces around it are ignored" if value != first else None
 
     def describe(self):
         return "pattern (* and ? wildcards)"

@@ -14,14 +14,19 @@ def lines(changes):
     return info.value.lines()
 
 
-@pytest.mark.parametrize("key, value", [
-    ("subject.lines", ["hot", "HOT"]),
-    ("subject.lines", ["Win *", " win * "]),
-    ("filename.patterns", ["*.exe", "*.EXE"]),
-    ("scan.include", [".exe", ".EXE"]),           # refused so before: the shape followed
+CASE = ": letter case is ignored"      # said where the entries differ (upgrade17 C4)
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("subject.lines", ["hot", "HOT"], CASE),
+    ("subject.lines", ["Win *", " win * "], CASE),
+    ("subject.lines", ["Win *", " Win * "], ": spaces around it are ignored"),
+    ("subject.lines", ["Win *", "Win *"], ""),
+    ("filename.patterns", ["*.exe", "*.EXE"], CASE),
+    ("scan.include", [".exe", ".EXE"], ""),       # refused so before: the shape followed
 ])
-def test_entries_differing_only_in_letter_case_are_repeats(key, value):
-    assert lines({key: value}) == [f"{key}: entry 2 repeats entry 1"]
+def test_entries_differing_only_in_letter_case_are_repeats(key, value, why):
+    assert lines({key: value}) == [f"{key}: entry 2 repeats entry 1{why}"]
 
 
 def test_patterns_that_match_other_text_are_kept_as_written():
