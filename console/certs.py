@@ -54,9 +54,9 @@ from shared.paths import DataHome
 from shared.settings_addresses import Hostname
 from shared.settings_types import RuleError
 from shared.tls import (FILE_CONTENT_ERRORS, IN_CERT_PEM, IN_PREVIOUS, PREVIOUS_SUFFIX,
-                        dates_problem, expires_soon, is_self_signed, load_server_pair,
-                        make_self_signed, out_of_dates, pair_problem, previous_path,
-                        public_key_fingerprint, shown_name, write_atomically)
+                        chain_after_leaf, dates_problem, expires_soon, is_self_signed,
+                        load_server_pair, make_self_signed, out_of_dates, pair_problem,
+                        previous_path, public_key_fingerprint, shown_name, write_atomically)
 
 __all__ = ["CertificateError", "RequestFields", "CertificateStatus", "create_request",
            "install_certificate", "install_self_signed", "certificate_status",
@@ -379,11 +379,13 @@ def certificate_status(home: DataHome, now: float | None = None) -> CertificateS
         else dt.datetime.now(dt.timezone.utc)
     dates = _served_dates(home, pair, at)
     try:    # any file can be in tls/: a part that does not parse must not hide the page
-        cert = x509.load_pem_x509_certificate(home.tls_cert.read_bytes())
+        pem = home.tls_cert.read_bytes()
+        cert = x509.load_pem_x509_certificate(pem)
         late = out_of_dates(cert, at)
         if pair.problem is None:
-            dates = dict(dates=_dates_notice(cert, at, IN_CERT_PEM),
-                         dates_mark=_dates_mark(cert, at))
+            chain = chain_after_leaf(pem)
+            dates = dict(dates=_dates_notice(cert, at, IN_CERT_PEM, chain),
+                         dates_mark=_dates_mark(cert, at, chain))
         return CertificateStatus(**base, not_before=cert.not_valid_before_utc,
                                  not_after=cert.not_valid_after_utc,
                                  subject=shown_name(cert.subject),
@@ -407,25 +409,31 @@ def _served_dates(home: DataHome, pair, now: dt.datetime) -> dict:
     if pair.problem is None or pair.context is None:
         return {}
     try:
-        cert = x509.load_pem_x509_certificate(previous_path(home.tls_cert).read_bytes())
+        pem = previous_path(home.tls_cert).read_bytes()
+        cert = x509.load_pem_x509_certificate(pem)
     except FILE_CONTENT_ERRORS:
         return {}
-    mark = _dates_mark(cert, now)
-    return dict(dates=_dates_notice(cert, now, IN_PREVIOUS),
+    chain = chain_after_leaf(pem)
+    mark = _dates_mark(cert, now, chain)
+    return dict(dates=_dates_notice(cert, now, IN_PREVIOUS, chain),
                 dates_mark=mark and f"the previous certificate, served meanwhile, {mark}")
 
 
-def _dates_mark(cert: x509.Certificate, now: dt.datetime) -> str | None:
-    late = out_of_dates(cert, now)
-    if late is not None:
-        return f"{'expired on' if late.expired else 'not valid before'} {late.date:%Y-%m-%d}"
+def _dates_mark(cert: x509.Certificate, now: dt.datetime, chain=()) -> str | None:
+    for index, each in enumerate([cert, *chain]):
+        late = out_of_dates(each, now)
+        if late is not None:
+            whose = f"its chain certificate {shown_name(each.subject)} " if index else ""
+            return (f"{whose}{'expired on' if late.expired else 'not valid before'} "
+                    f"{late.date:%Y-%m-%d}")
     if expires_soon(cert, now):
         return f"expires on {cert.not_valid_after_utc:%Y-%m-%d}"
     return None
 
 
-def _dates_notice(cert: x509.Certificate, now: dt.datetime, which: str) -> str | None:
-    problem = dates_problem(cert, now, which)
+def _dates_notice(cert: x509.Certificate, now: dt.datetime, which: str,
+                  chain=()) -> str | None:
+    problem = dates_problem(cert, now, which, chain)
     if problem is not None:
         return (f"{problem[0].upper()}{problem[1:]}. Install a valid certificate below: "
                 "request one from your CA, or make a self-signed one meanwhile.")

@@ -29,7 +29,10 @@ Rules:
   the one decision of that (review17 C4: it was written three times, each with its own
   boundary to keep); `dates_problem` says so, in the words the console's pages and the
   core's event share, of the certificate served: the previous one while cert.pem does not
-  load (regress17 R2), not cert.pem's.
+  load (regress17 R2), not cert.pem's. It looks at every certificate of the chain served
+  after it (`chain_after_leaf`), naming one out of its dates: clients refuse a chain with
+  an expired intermediate as they refuse an expired leaf, and an older release's install
+  took one; a CA's intermediate may also expire before the leaf (upgrade17 B2).
 - A pair is judged by loading it as the servers do (`server_context`): OpenSSL's security
   level refuses more than a parse shows (a SHA-1 or MD5 signature in the chain, a small key,
   PEM lines indented), so `pair_problem` is how the console tries a pair before installing.
@@ -63,7 +66,7 @@ __all__ = ["ensure_self_signed", "half_pair_message", "make_self_signed", "write
            "previous_path", "server_context", "ServerPair", "load_server_pair", "pair_signature",
            "unusable_message", "is_self_signed", "public_key_fingerprint", "pair_problem",
            "pair_to_serve", "OutOfDates", "out_of_dates", "dates_problem", "expires_soon", "EXPIRY_WARNING_DAYS",
-           "out_of_dates_message", "shown_name", "FILE_CONTENT_ERRORS", "IN_CERT_PEM",
+           "out_of_dates_message", "chain_after_leaf", "shown_name", "FILE_CONTENT_ERRORS", "IN_CERT_PEM",
            "IN_PREVIOUS", "LOADED_BEFORE"]
 
 SELF_SIGNED_DAYS = 825  # the longest validity browsers accept for a server certificate
@@ -226,28 +229,46 @@ LOADED_BEFORE = ("the certificate loaded before cert.pem stopped loading (served
                  "cert.pem does not load),")
 
 
+def chain_after_leaf(pem: bytes) -> list[x509.Certificate]:
+    """The certificates after the first in `pem` (a cert.pem: the leaf, then its chain), as
+    the servers send them; [] when there are none or they cannot be read (the leaf's own
+    reading says what is wrong)."""
+    try:
+        return x509.load_pem_x509_certificates(pem)[1:]
+    except FILE_CONTENT_ERRORS:
+        return []
+
+
 def dates_problem(cert: x509.Certificate, now: datetime.datetime,
-                  which: str = IN_CERT_PEM) -> str | None:
-    """What is wrong with the certificate's dates at `now` (expired, or valid only from a
-    later date) and what it means for clients; None while it is valid. `which`: the words
-    for the certificate, as served (IN_CERT_PEM, IN_PREVIOUS, LOADED_BEFORE). The fix is
-    the caller's to add: where to install another depends on who reads it."""
-    late = out_of_dates(cert, now)
-    if late is None:
-        return None
-    if late.expired:
-        what = f"expired on {late.date:%Y-%m-%d %H:%M} UTC"
-    else:
-        what = f"is not valid before {late.date:%Y-%m-%d %H:%M} UTC"
-    return (f"{which} {what}: the console's HTTPS and the SMTP STARTTLS "
-            "still offer it, but browsers and mail servers that check certificates refuse it")
+                  which: str = IN_CERT_PEM,
+                  chain: list[x509.Certificate] | tuple = ()) -> str | None:
+    """What is wrong with the dates of the certificate, or of a certificate of the `chain`
+    served after it, at `now` (expired, or valid only from a later date) and what it means
+    for clients; None while all are valid. `which`: the words for the certificate, as
+    served (IN_CERT_PEM, IN_PREVIOUS, LOADED_BEFORE). The fix is the caller's to add: where
+    to install another depends on who reads it."""
+    for index, each in enumerate([cert, *chain]):
+        late = out_of_dates(each, now)
+        if late is None:
+            continue
+        if late.expired:
+            what = f"expired on {late.date:%Y-%m-%d %H:%M} UTC"
+        else:
+            what = f"is not valid before {late.date:%Y-%m-%d %H:%M} UTC"
+        if index:
+            which = f"the chain certificate {shown_name(each.subject)} served after {which}"
+        return (f"{which} {what}: the console's HTTPS and the SMTP STARTTLS still offer it, "
+                "but browsers and mail servers that check certificates refuse it")
+    return None
 
 
 def out_of_dates_message(cert: x509.Certificate, now: datetime.datetime,
-                         which: str = IN_CERT_PEM) -> str | None:
-    """The event (and log) text when the certificate served is out of its dates at `now`
-    (`dates_problem`), with how to put it right; None while it is valid."""
-    problem = dates_problem(cert, now, which)
+                         which: str = IN_CERT_PEM,
+                         chain: list[x509.Certificate] | tuple = ()) -> str | None:
+    """The event (and log) text when the certificate served, or one of its `chain`, is out
+    of its dates at `now` (`dates_problem`), with how to put it right; None while all are
+    valid."""
+    problem = dates_problem(cert, now, which, chain)
     if problem is None:
         return None
     return (f"{problem}. To fix it, install a valid certificate on the console's Certificate "

@@ -49,8 +49,8 @@ from cryptography import x509
 from shared.events import Action, EventWriter
 from shared.paths import DataHome
 from shared.tls import (FILE_CONTENT_ERRORS, IN_CERT_PEM, IN_PREVIOUS, LOADED_BEFORE, ServerPair,
-                        load_server_pair, out_of_dates_message, pair_signature, pair_to_serve,
-                        previous_path, unusable_message)
+                        chain_after_leaf, load_server_pair, out_of_dates_message, pair_signature,
+                        pair_to_serve, previous_path, unusable_message)
 
 __all__ = ["TlsFiles"]
 
@@ -73,8 +73,9 @@ class TlsFiles:
         self._stamp = None          # the files' signature the context was decided for
         self._doubted = None        # a signature that failed once while a context was in use
         self._serving: ServerPair | None = None   # its context is the one STARTTLS uses
-        # the served certificate and the words for which it is (shared.tls.dates_problem)
-        self._leaf: tuple[x509.Certificate, str] | None = None
+        # the served certificate, the words for which it is (shared.tls.dates_problem) and
+        # the chain served after it
+        self._leaf: tuple[x509.Certificate, str, list[x509.Certificate]] | None = None
         self._dates_seen = None     # (signature, message) of the dates last reported
         self._checked = -self.CHECK_SECONDS
 
@@ -114,7 +115,7 @@ class TlsFiles:
             self._leaf = (_leaf_of(previous_path(self.home.tls_cert), IN_PREVIOUS)
                           if serving.context is not None else None)
         elif self._leaf is not None and self._leaf[1] == IN_CERT_PEM:
-            self._leaf = (self._leaf[0], LOADED_BEFORE)   # cert.pem is another file now
+            self._leaf = (self._leaf[0], LOADED_BEFORE, self._leaf[2])  # cert.pem changed
         if self._context is not None and stamp != self._doubted:
             # perhaps between an install's two renames: not reported before a second look
             self._doubted, self._serving = stamp, serving
@@ -128,7 +129,7 @@ class TlsFiles:
         if self._leaf is None:
             return
         now = datetime.datetime.fromtimestamp(self._events.clock.now(), datetime.timezone.utc)
-        message = out_of_dates_message(self._leaf[0], now, self._leaf[1])
+        message = out_of_dates_message(self._leaf[0], now, self._leaf[1], self._leaf[2])
         if message is not None and (self._stamp, message) != self._dates_seen:
             self._dates_seen = (self._stamp, message)
             self._report(_DATES_PREFIX, self._stamp, message)
@@ -166,10 +167,11 @@ class TlsFiles:
             pass
 
 
-def _leaf_of(cert_path, which: str) -> tuple[x509.Certificate, str] | None:
-    """The first certificate of `cert_path`, with `which`; None when it cannot be read
-    (replaced since it loaded: the next look decides again)."""
+def _leaf_of(cert_path, which: str) -> tuple[x509.Certificate, str, list] | None:
+    """The first certificate of `cert_path`, with `which` and the chain after it; None when
+    it cannot be read (replaced since it loaded: the next look decides again)."""
     try:
-        return x509.load_pem_x509_certificate(cert_path.read_bytes()), which
+        pem = cert_path.read_bytes()
+        return x509.load_pem_x509_certificate(pem), which, chain_after_leaf(pem)
     except FILE_CONTENT_ERRORS:
         return None
