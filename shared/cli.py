@@ -276,6 +276,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line, a command's positional arguments taken after its options too:
+    argparse gives a command's positionals their values at the first of them, so `queue
+    forward --hold --id ID ADDRESS` left ADDRESS "unrecognized" (upgrade17 C6); an area's
+    command (whose parser has no subcommands) is then parsed again with options and
+    positionals intermixed."""
+    argv = _set_value_as_given(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command in _REGISTRY and argv and argv[0] == args.command:
+        [commands] = [action for action in parser._actions
+                      if isinstance(action, argparse._SubParsersAction)]
+        return commands.choices[args.command].parse_intermixed_args(
+            argv[1:], argparse.Namespace(command=args.command))
+    return parser.parse_args(argv)      # says what is wrong, as it did
+
+
 def _run_as_home_owner(args) -> None:
     """Become the data home's owner when run as root on another user's home (module
     docstring); the command then names the home it resolved, since a default resolved
@@ -332,14 +349,13 @@ def _set_value_as_given(argv: Sequence[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command in this process, as the user it runs as (module docstring)."""
     argv = sys.argv[1:] if argv is None else argv
-    return _run(build_parser().parse_args(_set_value_as_given(argv)))
+    return _run(_parse(argv))
 
 
 def entry() -> None:
     """The `mailmoat` program: the command, as the data home's owner when run as root on
     another user's home (module docstring)."""
-    sys.exit(_run(build_parser().parse_args(_set_value_as_given(sys.argv[1:])),
-                  as_home_owner=True))
+    sys.exit(_run(_parse(sys.argv[1:]), as_home_owner=True))
 
 
 def _run(args, as_home_owner: bool = False) -> int:
