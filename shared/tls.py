@@ -373,6 +373,8 @@ def _signature(paths) -> tuple:
             signature.append((st.st_mtime_ns, st.st_size, st.st_ino))
         except FileNotFoundError:
             signature.append(None)
+        except OSError as exc:      # tls/ unreadable (its mode changed): loading says why
+            signature.append(("error", exc.errno))
     return tuple(signature)
 
 
