@@ -11,9 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 
-from tests.console.test_certs17_expiry import (CERTIFICATES, EXPIRES,
-                                               _certificate_for_the_key_in_use, _page,
-                                               _set_clock)
+from tests.console.test_certs17_expiry import CERTIFICATES, EXPIRES, _page, _set_clock
+from tests.support.certificates import certificate_for_the_key_in_use
 
 
 def _keep_as_previous_and_indent(home) -> None:
@@ -21,7 +20,7 @@ def _keep_as_previous_and_indent(home) -> None:
     indented by hand in cert.pem (OpenSSL does not read it; a lenient parse does)."""
     for path in (home.tls_key, home.tls_cert):
         shutil.copy2(path, path.with_name(path.name + ".previous"))
-    _certificate_for_the_key_in_use(home, EXPIRES - dt.timedelta(days=10),
+    certificate_for_the_key_in_use(home, EXPIRES - dt.timedelta(days=10),
                                     EXPIRES + dt.timedelta(days=365))
     text = home.tls_cert.read_text()
     home.tls_cert.write_text("".join("  " + line for line in text.splitlines(True)))
@@ -29,7 +28,7 @@ def _keep_as_previous_and_indent(home) -> None:
 
 def test_an_expired_previous_certificate_is_said_while_cert_pem_does_not_load(admin, home,
                                                                               clock):
-    _certificate_for_the_key_in_use(home, EXPIRES - dt.timedelta(days=90), EXPIRES)
+    certificate_for_the_key_in_use(home, EXPIRES - dt.timedelta(days=90), EXPIRES)
     _keep_as_previous_and_indent(home)
     _set_clock(admin, clock, EXPIRES + dt.timedelta(days=1))
     page = _page(admin, CERTIFICATES)
@@ -44,7 +43,7 @@ def test_an_expired_previous_certificate_is_said_while_cert_pem_does_not_load(ad
 
 def test_a_previous_certificate_near_its_expiry_is_said_and_a_valid_one_is_not(admin, home,
                                                                               clock):
-    _certificate_for_the_key_in_use(home, EXPIRES - dt.timedelta(days=90), EXPIRES)
+    certificate_for_the_key_in_use(home, EXPIRES - dt.timedelta(days=90), EXPIRES)
     _keep_as_previous_and_indent(home)
     _set_clock(admin, clock, EXPIRES - dt.timedelta(days=60))
     assert "certificate, in cert.pem.previous" not in _page(admin, CERTIFICATES)
