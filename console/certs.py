@@ -415,8 +415,10 @@ def _served_dates(home: DataHome, pair, now: dt.datetime) -> dict:
         return {}
     chain = chain_after_leaf(pem)
     mark = _dates_mark(cert, now, chain)
-    return dict(dates=_dates_notice(cert, now, IN_PREVIOUS, chain),
-                dates_mark=mark and f"the previous certificate, served meanwhile, {mark}")
+    # beside the pair's mark, "the previous pair … is served instead" (`_pair_mark`)
+    if mark is not None and not mark.startswith("its chain"):
+        mark = f"its certificate {mark}"
+    return dict(dates=_dates_notice(cert, now, IN_PREVIOUS, chain), dates_mark=mark)
 
 
 def _dates_mark(cert: x509.Certificate, now: dt.datetime, chain=()) -> str | None:
