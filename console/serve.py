@@ -68,8 +68,8 @@ from shared.events import Action
 from shared.parent_watch import watch_supervisor
 from shared.paths import DataHome
 from shared.settings_store import load
-from shared.tls import (FILE_CONTENT_ERRORS, ServerPair, load_server_pair, pair_signature,
-                        pair_to_serve, previous_path, unusable_message)
+from shared.tls import (FILE_CONTENT_ERRORS, ServerPair, load_server_pair, no_passphrase,
+                        pair_signature, pair_to_serve, previous_path, unusable_message)
 
 __all__ = ["ConsoleServer", "run", "POLL_SECONDS", "MAX_REQUEST_HEADER_OCTETS"]
 
@@ -240,7 +240,7 @@ class ConsoleServer:
         if pair.is_previous:
             key, cert = previous_path(key), previous_path(cert)
         try:
-            adapter = _TlsAdapter(str(cert), str(key))
+            adapter = _TlsAdapter(str(cert), str(key), private_key_password=no_passphrase)
         except FILE_CONTENT_ERRORS:
             self._tls_signature = None
             return False

@@ -284,12 +284,22 @@ def expires_soon(cert: x509.Certificate, now: datetime.datetime) -> bool:
 
 # --- serving ------------------------------------------------------------------------------
 
+PASSPHRASE_REFUSED = "key.pem is protected by a passphrase, which a server cannot type"
+
+
+def no_passphrase() -> bytes:
+    """The `password` of every load of key.pem: a key under a passphrase does not load.
+    Without it OpenSSL asks for the passphrase on the terminal, and `mailmoat run` in a
+    terminal froze, deaf to Ctrl-C, when such a key was copied into tls/ (review17b B1)."""
+    raise ssl.SSLError(PASSPHRASE_REFUSED)
+
+
 def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
     """A TLS server context (TLS 1.2 or later) for the pair; raises ssl.SSLError or OSError
     when it does not load."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_path, key_path)
+    context.load_cert_chain(cert_path, key_path, password=no_passphrase)
     return context
 
 
