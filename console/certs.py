@@ -415,9 +415,10 @@ def _served_dates(home: DataHome, pair, now: dt.datetime) -> dict:
         return {}
     chain = chain_after_leaf(pem)
     mark = _dates_mark(cert, now, chain)
-    # beside the pair's mark, "the previous pair … is served instead" (`_pair_mark`)
-    if mark is not None and not mark.startswith("its chain"):
-        mark = f"its certificate {mark}"
+    # beside the pair's mark (`_pair_mark`), which names the previous pair
+    if mark is not None:
+        mark = ("the previous pair's " + mark.removeprefix("its ") if mark.startswith("its ")
+                else f"the previous pair's certificate {mark}")
     return dict(dates=_dates_notice(cert, now, IN_PREVIOUS, chain), dates_mark=mark)
 
 
@@ -456,7 +457,10 @@ def _pair_mark(pair) -> str | None:
     if pair.problem is None:
         return None
     if pair.context is not None:
-        return f"does not load; the previous pair (cert.pem{PREVIOUS_SUFFIX}) is served instead"
+        # running servers keep the pair they loaded (shared.tls.pair_to_serve), which may be
+        # this one: review17b B2
+        return (f"does not load; the servers go on with the last good pair, the previous pair "
+                f"(cert.pem{PREVIOUS_SUFFIX}) from their next start")
     return ("does not load, and there is no previous pair: from a start on, HTTPS is off and "
             "SMTP offers no STARTTLS")
 

@@ -213,13 +213,14 @@ def _certificate_line(cert: CertificateStatus) -> str:
     """The "SSL certificate installed" row: its date, and a mark when the pair does not load
     (what is served instead: upgrade17 B3) or the certificate served is out of its dates or
     soon will be (an expired certificate is still served: certs17 C3)."""
-    if not cert.cert_installed_at:
-        return "Not installed"
     marks = [mark for mark in (cert.problem_mark, cert.dates_mark) if mark]
+    if not cert.cert_installed_at:      # none, or a cert.pem that is no certificate
+        shown = "No certificate" if marks else "Not installed"
+    else:
+        shown = format_time(cert.cert_installed_at)
     if not marks:
-        return format_time(cert.cert_installed_at)
-    return (f"{format_time(cert.cert_installed_at)} — {'; '.join(marks)} (see Certificate "
-            "Management)")
+        return shown
+    return f"{shown} — {'; '.join(marks)} (see Certificate Management)"
 
 
 def setting_warnings(values, core_hostname: str | None) -> list[str]:

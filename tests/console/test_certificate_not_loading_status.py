@@ -57,7 +57,18 @@ def test_with_a_previous_pair_status_says_it_is_served_instead(admin, home):
     for path in (home.tls_key, home.tls_cert):
         shutil.copy2(path, path.with_name(path.name + ".previous"))
     _break_key(home)
-    assert _row(admin).endswith(" — does not load; the previous pair (cert.pem.previous) is "
-                                "served instead (see Certificate Management)")
+    assert _row(admin).endswith(" — does not load; the servers go on with the last good pair, "
+                                "the previous pair (cert.pem.previous) from their next start "
+                                "(see Certificate Management)")
     page = _certificates(admin)
     assert NOT_USED in page and USED not in page
+
+
+def test_a_cert_pem_that_is_no_certificate_is_said_too(admin, home):
+    """It read "Not installed", the pair's mark dropped (review17b B3)."""
+    for path in (home.tls_key, home.tls_cert):
+        shutil.copy2(path, path.with_name(path.name + ".previous"))
+    home.tls_cert.write_text("garbage\n")
+    assert _row(admin) == ("No certificate — does not load; the servers go on with the last good "
+                           "pair, the previous pair (cert.pem.previous) from their next start "
+                           "(see Certificate Management)")

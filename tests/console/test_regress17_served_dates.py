@@ -37,8 +37,9 @@ def test_an_expired_previous_certificate_is_said_while_cert_pem_does_not_load(ad
             "load), expired on 2026-11-28 22:07 UTC: the console's HTTPS and the SMTP STARTTLS "
             "still offer it") in page
     status = _page(admin, "/status/")
-    assert ("— does not load; the previous pair (cert.pem.previous) is served instead; its "
-            "certificate expired on 2026-11-28 (see Certificate Management)") in status
+    assert ("— does not load; the servers go on with the last good pair, the previous pair "
+            "(cert.pem.previous) from their next start; the previous pair's certificate expired "
+            "on 2026-11-28 (see Certificate Management)") in status
 
 
 def test_a_previous_certificate_near_its_expiry_is_said_and_a_valid_one_is_not(admin, home,
@@ -47,9 +48,9 @@ def test_a_previous_certificate_near_its_expiry_is_said_and_a_valid_one_is_not(a
     _keep_as_previous_and_indent(home)
     _set_clock(admin, clock, EXPIRES - dt.timedelta(days=60))
     assert "certificate, in cert.pem.previous" not in _page(admin, CERTIFICATES)
-    assert "its certificate" not in _page(admin, "/status/")
+    assert "the previous pair's certificate" not in _page(admin, "/status/")
     _set_clock(admin, clock, EXPIRES - dt.timedelta(days=10, hours=1))
     assert ("The previous certificate, in cert.pem.previous (served while cert.pem does not "
             "load), expires on 2026-11-28 22:07 UTC, in 10 days") in _page(admin, CERTIFICATES)
-    assert ("is served instead; its certificate expires on 2026-11-28"
+    assert ("from their next start; the previous pair's certificate expires on 2026-11-28"
             in _page(admin, "/status/"))
