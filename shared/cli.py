@@ -198,7 +198,14 @@ def _warn_refused(exported: dict) -> None:
     export as stored, and its `config import` refuses them, here as on any other home,
     as a save of their console page does (docs/operations.md, Upgrading). Said now, on
     stderr, while the home is there to correct them, not at a restore (upgrade17 B5)."""
+    from shared.ports import check_ports
+
     refused = refused_values(exported)
+    try:        # the host's refusals an import makes too: a broadcast listen or DNS address
+        check_ports(exported, {key: exported[key] for key in ("smtp.listen", "dns.resolvers")})
+    except SettingError as host:
+        named = {key for key, _rule in refused}
+        refused += [(key, rule) for key, rule in host.errors if key not in named]
     if not refused:
         return
     print("mailmoat: warning: the export holds stored values this release's rules refuse; "

@@ -65,3 +65,17 @@ def test_export_names_the_refused_values_on_stderr_and_the_json_stays_whole(tmp_
                  "--home", str(home.root)]) == 0
     capsys.readouterr()
     assert _export(home, capsys)[1] == ""
+
+
+def test_export_names_a_stored_broadcast_listen_address_the_import_refuses(tmp_path, capsys):
+    """The warning read only the schema's refusals; the import of the same file into the same
+    home refused the broadcast listen address all the same (review17b B4)."""
+    home = make_home(tmp_path / "home")
+    store_unchecked(home, {"smtp.listen": OLD_VALUES["smtp.listen"]})
+    exported, err = _export(home, capsys)
+    warned = err.splitlines()[1:]
+    assert [line.split(":", 1)[0] for line in warned] == ["smtp.listen"]
+    backup = tmp_path / "backup.json"
+    backup.write_text(json.dumps(exported), "utf-8")
+    assert main(["config", "import", str(backup), "--home", str(home.root)]) == 2
+    assert capsys.readouterr().err.splitlines() == warned
