@@ -182,12 +182,23 @@ def is_self_signed(cert: x509.Certificate) -> bool:
     return True
 
 
+# The order names are shown in, the most specific first, as browsers show a subject
+# (CN=mail.example.com, OU=IT, O=Example, L=Berlin, ST=Berlin, C=DE, emailAddress=…);
+# other attributes follow in the certificate's order.
+_SHOWN_ORDER = {oid: rank for rank, oid in enumerate((
+    NameOID.COMMON_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.ORGANIZATION_NAME,
+    NameOID.LOCALITY_NAME, NameOID.STATE_OR_PROVINCE_NAME, NameOID.COUNTRY_NAME,
+    NameOID.EMAIL_ADDRESS))}
+
+
 def shown_name(name: x509.Name) -> str:
-    """A certificate's subject or issuer as pages and messages show it: the common name
-    first, then the other attributes in the certificate's order, as OpenSSL lists them
-    (CN=mail.example.com, O=Example, C=DE). RFC 4514's string is the reverse of that order,
-    which put the CN last (certs17 C11); its escaping of each value is kept."""
-    rdns = sorted(name.rdns, key=lambda rdn: not rdn.get_attributes_for_oid(NameOID.COMMON_NAME))
+    """A certificate's subject or issuer as pages and messages show it: in `_SHOWN_ORDER`,
+    whichever order the certificate has them in (CAs write C first, requests made here CN
+    first; RFC 4514's string reverses the certificate's order, which put the CN last for the
+    latter: certs17 C11). RFC 4514's escaping of each value is kept."""
+    rdns = sorted(name.rdns, key=lambda rdn: min(
+        (_SHOWN_ORDER.get(attribute.oid, len(_SHOWN_ORDER)) for attribute in rdn),
+        default=len(_SHOWN_ORDER)))
     return ", ".join(rdn.rfc4514_string(NAME_SHOWN) for rdn in rdns)
 
 

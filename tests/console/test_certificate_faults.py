@@ -259,8 +259,8 @@ def test_status_does_not_show_a_garbage_file_as_an_installed_certificate(admin, 
     assert "cert.pem holds no certificate in PEM format" in page
     assert "they use the previous pair" in page
     assert "Certificate installed</th><td>—" in page
-    assert "SSL certificate installed</th><td class=\"num\">Not installed" in _page(admin,
-                                                                                   "/status/")
+    assert "SSL certificate installed</th><td class=\"num\">No certificate — does not load" \
+        in _page(admin, "/status/")
 
 
 def test_a_repair_does_not_keep_the_broken_pair_as_previous(admin, home):
