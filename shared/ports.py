@@ -80,8 +80,8 @@ NOT_LOCAL_RULE = "{address} is not an address of this host ({reason}); the old v
 BROADCAST = "a broadcast address of this host's networks"
 BROADCAST_RULE = ("{address} is " + BROADCAST + ", which takes no connections; the old value "
                   "is kept")
-RESOLVER_BROADCAST_RULE = ("{address} is a broadcast address of this host's networks, which "
-                           "no DNS server answers from; the old value is kept")
+RESOLVER_BROADCAST_RULE = ("{address} is " + BROADCAST + ", which no DNS server answers "
+                           "from; the old value is kept")
 _FIB_TRIE = "/proc/net/fib_trie"
 _WILDCARDS = ("0.0.0.0", "::")
 PRIVILEGED_RULE = ("port {port} needs root or CAP_NET_BIND_SERVICE, which {who} lacks "
@@ -279,13 +279,9 @@ def _resolver_problems(new: Any) -> RuleError | None:
     except RuleError:
         return None               # the schema's to refuse
     servers = [SCHEMA["dns.resolvers"].kind.item.same_form(entry)[0] for entry in wanted]
-    if not any(":" not in server for server in servers):
-        return None
-    networks = broadcast_networks() or ()
+    networks = broadcast_networks() if any(":" not in server for server in servers) else []
     bad = [(index, RuleError(RESOLVER_BROADCAST_RULE.format(address=server)))
-           for index, server in enumerate(servers, 1)
-           if ":" not in server and any(ipaddress.IPv4Address(server) in network
-                                        for network in networks)]
+           for index, server in enumerate(servers, 1) if is_broadcast(server, networks or [])]
     if not bad:
         return None
     return RuleError(entries_rule([(index, exc.rule) for index, exc in bad]),
