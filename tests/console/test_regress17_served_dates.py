@@ -12,7 +12,7 @@ import datetime as dt
 import shutil
 
 from tests.console.test_certs17_expiry import CERTIFICATES, EXPIRES, _page, _set_clock
-from tests.support.certificates import certificate_for_the_key_in_use
+from tests.support.certificates import certificate_for_the_key_in_use, indent_by_hand
 
 
 def _keep_as_previous_and_indent(home) -> None:
@@ -22,8 +22,7 @@ def _keep_as_previous_and_indent(home) -> None:
         shutil.copy2(path, path.with_name(path.name + ".previous"))
     certificate_for_the_key_in_use(home, EXPIRES - dt.timedelta(days=10),
                                     EXPIRES + dt.timedelta(days=365))
-    text = home.tls_cert.read_text()
-    home.tls_cert.write_text("".join("  " + line for line in text.splitlines(True)))
+    indent_by_hand(home)
 
 
 def test_an_expired_previous_certificate_is_said_while_cert_pem_does_not_load(admin, home,

@@ -15,20 +15,18 @@ import datetime as dt
 import html
 
 import pytest
-import trio
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from console.app import create_app
-from core.app import run_core
-from core.smtp.tls import TlsFiles
 from shared.clock import SYSTEM_CLOCK, FakeClock
 from shared.events import Action
+from tests.support.certificates import reported_once_when_it_expires
 from tests.support.console import Console
 from tests.support.core import make_home
-from tests.support.waiting import events_of, until
+from tests.support.waiting import events_of
 
 INTERMEDIATE = "CN=Chain Test Intermediate"
 
@@ -75,23 +73,12 @@ async def test_an_intermediate_that_expires_while_the_core_runs_is_reported_once
     now = dt.datetime.fromtimestamp(clock.now(), dt.timezone.utc)
     expires = now + dt.timedelta(days=2)
     _chain_into_tls(home, now, expires)
-    core = await nursery.start(lambda task_status: run_core(home, clock=clock,
-                                                            task_status=task_status))
-    await trio.sleep(2 * TlsFiles.CHECK_SECONDS)       # looked at while valid
-    await core.events.aflush()
-    assert _dates_events(home) == []
-
-    clock.advance(3 * 86400)
-    [info] = await until(lambda: _dates_events(home), 10, flush=core.events.aflush)
+    info = await reported_once_when_it_expires(home, clock, nursery, _dates_events)
     assert info.startswith(
         f"the chain certificate {INTERMEDIATE} served after the certificate in cert.pem "
         f"expired on {expires:%Y-%m-%d %H:%M} UTC: the console's HTTPS and the SMTP STARTTLS "
         f"still offer it, but browsers and mail servers that check certificates refuse it.")
-    await trio.sleep(3 * TlsFiles.CHECK_SECONDS)       # more looks write nothing more
-    await core.events.aflush()
-    assert len(_dates_events(home)) == 1
     assert f"mailmoat core: {info}\n" in capfd.readouterr().err
-    core.cancel_scope.cancel()
 
 
 def test_the_pages_name_an_expired_intermediate(tmp_path):

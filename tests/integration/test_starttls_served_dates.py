@@ -19,7 +19,7 @@ from cryptography import x509
 from core.smtp.tls import TlsFiles
 from shared.events import Action
 from tests.integration.test_starttls_bad_pair import _session, _wait_for
-from tests.support.certificates import certificate_for_the_key_in_use
+from tests.support.certificates import certificate_for_the_key_in_use, indent_by_hand
 from tests.support.core import CoreProcess, make_home
 from tests.support.waiting import events_of
 
@@ -41,8 +41,7 @@ def test_an_expired_previous_pair_served_at_start_is_reported_once(tmp_path):
     # a valid certificate for the same key, indented by hand: OpenSSL does not read it
     certificate_for_the_key_in_use(home, now - dt.timedelta(days=1),
                                     now + dt.timedelta(days=365))
-    text = home.tls_cert.read_text()
-    home.tls_cert.write_text("".join("  " + line for line in text.splitlines(True)))
+    indent_by_hand(home)
     assert x509.load_pem_x509_certificate(home.tls_cert.read_bytes())   # parsed leniently
     with CoreProcess(home) as core:
         _wait_for(lambda: events_of(home, Action.SERVICE_STARTED))

@@ -19,11 +19,9 @@ import datetime as dt
 import time
 
 import pytest
-import trio
 from cryptography import x509
 
 from console import certs
-from core.app import run_core
 from core.smtp.tls import TlsFiles
 from shared.clock import FakeClock
 from shared.events import Action
@@ -32,8 +30,9 @@ from tests.integration.test_starttls_bad_pair import (_reports_on_stderr,
                                                       _serve_until_reported_and_stop,
                                                       _session, _tls_events, _wait_for)
 from tests.support.core import CoreProcess, make_home
-from tests.support.waiting import events_of, until
-from tests.support.certificates import certificate_for_the_key_in_use
+from tests.support.waiting import events_of
+from tests.support.certificates import (certificate_for_the_key_in_use,
+                                        reported_once_when_it_expires)
 
 pytestmark = pytest.mark.slow       # listener processes started and stopped, clocks passed
 
@@ -97,16 +96,5 @@ async def test_a_certificate_that_expires_while_the_core_runs_is_reported_once(t
     home = make_home(tmp_path)
     expires = dt.datetime.fromtimestamp(clock.now(), dt.timezone.utc) + dt.timedelta(days=2)
     certificate_for_the_key_in_use(home, expires - dt.timedelta(days=90), expires)
-    core = await nursery.start(lambda task_status: run_core(home, clock=clock,
-                                                            task_status=task_status))
-    await trio.sleep(2 * TlsFiles.CHECK_SECONDS)       # looked at while valid
-    await core.events.aflush()
-    assert _dates_events(home) == []
-
-    clock.advance(3 * 86400)
-    [info] = await until(lambda: _dates_events(home), 10, flush=core.events.aflush)
+    info = await reported_once_when_it_expires(home, clock, nursery, _dates_events)
     assert f"expired on {expires:%Y-%m-%d %H:%M} UTC" in info
-    await trio.sleep(3 * TlsFiles.CHECK_SECONDS)       # more looks write nothing more
-    await core.events.aflush()
-    assert len(_dates_events(home)) == 1
-    core.cancel_scope.cancel()

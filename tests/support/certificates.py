@@ -21,3 +21,35 @@ def certificate_for_the_key_in_use(home, not_before: dt.datetime,
             .sign(key, hashes.SHA256()))
     home.tls_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return cert.public_bytes(serialization.Encoding.DER)
+
+
+def indent_by_hand(home) -> None:
+    """cert.pem with every line indented, as a careless paste leaves it: OpenSSL does not read
+    it, while cryptography's lenient parse does (certs17 B1)."""
+    text = home.tls_cert.read_text()
+    home.tls_cert.write_text("".join("  " + line for line in text.splitlines(True)))
+
+
+async def reported_once_when_it_expires(home, clock, nursery, dates_events) -> str:
+    """Run a core in this task's `nursery` on `clock` (a FakeClock two days before tls/'s
+    certificate expires), pass three days, and return the one report `dates_events(home)`
+    finds: none while the certificate was valid, no second one at later looks. The core is
+    cancelled before returning."""
+    import trio
+
+    from core.app import run_core
+    from core.smtp.tls import TlsFiles
+    from tests.support.waiting import until
+
+    core = await nursery.start(lambda task_status: run_core(home, clock=clock,
+                                                            task_status=task_status))
+    await trio.sleep(2 * TlsFiles.CHECK_SECONDS)       # looked at while valid
+    await core.events.aflush()
+    assert dates_events(home) == []
+    clock.advance(3 * 86400)
+    [info] = await until(lambda: dates_events(home), 10, flush=core.events.aflush)
+    await trio.sleep(3 * TlsFiles.CHECK_SECONDS)       # more looks write nothing more
+    await core.events.aflush()
+    assert len(dates_events(home)) == 1
+    core.cancel_scope.cancel()
+    return info
