@@ -619,19 +619,11 @@ async def test_a_stop_that_cuts_a_handed_on_attempt_still_records_what_the_prima
     # the attempt waits for that greeting (up to 300 s). Cut there, the attempt recorded
     # nothing, although the primary had bob's copy, and the restart sent bob a second one.
     from core.spool import manager as manager_module
-    from tests.support.next_hop import ScriptedHop
+    from tests.support.next_hop import ScriptedHop, silent_host
     bob, carol = "bob@dest.test", "carol@dest.test"
     monkeypatch.setattr(manager_module, "STOP_GRACE_SECONDS", 0.1)
     primary = ScriptedHop(**{f"rcpt_{carol}": b"450 4.2.1 greylisted, try again later"})
-    backup_reached = trio.Event()
-
-    async def silent_backup(stream):
-        backup_reached.set()
-        await trio.sleep_forever()
-
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listeners[0].socket.getsockname()[1]
-    nursery.start_soon(trio.serve_listeners, silent_backup, listeners)
+    port, backup_reached = await silent_host(nursery)
     h, queue_id = await _stopped_during(tmp_path, nursery, dns_server, primary, port,
                                         backup_reached, [bob, carol])
     assert len(primary.messages) == 1

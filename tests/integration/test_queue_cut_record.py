@@ -20,7 +20,7 @@ from core.spool import files
 from core.spool import manager as manager_module
 from shared.events import CONNECTION_FAILED, CONNECTION_SUCCEEDED, Action
 from tests.integration.test_queue import Harness
-from tests.support.next_hop import ScriptedHop
+from tests.support.next_hop import ScriptedHop, silent_host
 
 pytestmark = pytest.mark.trio
 pytest_plugins = ["tests.support.fixtures"]
@@ -33,15 +33,7 @@ async def cut_attempt(tmp_path, nursery, dns_server):
     and stopped as the backup is reached. The harness, the queue id and the primary."""
     primary = ScriptedHop(**{f"rcpt_{CAROL}": b"450 4.2.1 greylisted, try again later",
                              f"rcpt_{DAVE}": b"550 5.1.1 no such user"})
-    backup_reached = trio.Event()
-
-    async def silent_backup(stream):
-        backup_reached.set()
-        await trio.sleep_forever()
-
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = listeners[0].socket.getsockname()[1]
-    nursery.start_soon(trio.serve_listeners, silent_backup, listeners)
+    port, backup_reached = await silent_host(nursery)
     await nursery.start(primary.serve, "127.0.0.3", port)
     dns_server.add_mx("dest.test", 10, "mx1.dest.test").add_mx("dest.test", 20, "mx2.dest.test")
     dns_server.add_a("mx1.dest.test", "127.0.0.3").add_a("mx2.dest.test", "127.0.0.1")

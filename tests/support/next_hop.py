@@ -163,3 +163,17 @@ async def two_mx_hosts(nursery, dns_server, first: ScriptedHop, second: Scripted
     dns_server.add_mx(domain, 10, f"mx1.{domain}").add_mx(domain, 20, f"mx2.{domain}")
     dns_server.add_a(f"mx1.{domain}", "127.0.0.3").add_a(f"mx2.{domain}", "127.0.0.1")
     return snapshot(dns_server, routing__local=[{"match": domain, "port": port}])
+
+
+async def silent_host(nursery) -> tuple[int, trio.Event]:
+    """A host on 127.0.0.1 that takes connections and never greets: (its port, an event set
+    when a client reaches it)."""
+    reached = trio.Event()
+
+    async def silent(stream):
+        reached.set()
+        await trio.sleep_forever()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    nursery.start_soon(trio.serve_listeners, silent, listeners)
+    return listeners[0].socket.getsockname()[1], reached
