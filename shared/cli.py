@@ -29,8 +29,7 @@ from typing import Callable, Sequence
 from shared import db
 from shared.disk import is_out_of_space
 from shared.paths import resolve_home
-from shared.settings import (SCHEMA, SettingError, display_value, parse_cli_value, read_json,
-                             refused_values)
+from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value, read_json
 
 __all__ = ["main", "entry", "build_parser", "register", "CommandFailed", "sole_exception",
            "record_change"]
@@ -197,15 +196,11 @@ def _warn_refused(exported: dict) -> None:
     """Stored values this release's rules refuse (an older release stored them) go into the
     export as stored, and its `config import` refuses them, here as on any other home,
     as a save of their console page does (docs/operations.md, Upgrading). Said now, on
-    stderr, while the home is there to correct them, not at a restore (upgrade17 B5)."""
-    from shared.ports import check_ports
+    stderr, while the home is there to correct them, not at a restore (upgrade17 B5): the
+    list the Status page shows (shared.settings_store `refused_on_this_host`)."""
+    from shared.settings_store import refused_on_this_host
 
-    refused = refused_values(exported)
-    try:        # the host's refusals an import makes too: a broadcast listen or DNS address
-        check_ports(exported, {key: exported[key] for key in ("smtp.listen", "dns.resolvers")})
-    except SettingError as host:
-        named = {key for key, _rule in refused}
-        refused += [(key, rule) for key, rule in host.errors if key not in named]
+    refused = refused_on_this_host(exported)
     if not refused:
         return
     print("mailmoat: warning: the export holds stored values this release's rules refuse; "

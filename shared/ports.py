@@ -49,6 +49,9 @@ Rules:
 - Only values the schema would accept are tried; the schema reports the rest.
 - The console and `config set` / `config import` check with `check_ports`, giving it the
   data home's database so that it can ask the running core.
+- Of the values stored, the host refuses as they stand only the broadcast addresses above
+  (`stored_host_problems`, STORED_CHECKED_KEYS): a port in use or an address the host lacks
+  now may be free or back by the time the listener binds, and is judged as a change only.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ from shared.status import STALE_AFTER_SECONDS, read_snapshot
 
 __all__ = ["port_problem", "address_problem", "check_ports", "may_bind_privileged_ports",
            "privileged_port_start", "core_may_bind_privileged_ports", "broadcast_networks",
-           "is_broadcast", "BROADCAST"]
+           "is_broadcast", "BROADCAST", "stored_host_problems"]
 
 SWAP_RULE = ("port {port} is in use: Mailmoat's {holder} listener holds it now, and this "
              "change moves {holder} too; change one port number at a time")
@@ -82,6 +85,8 @@ BROADCAST_RULE = ("{address} is " + BROADCAST + ", which takes no connections; t
                   "is kept")
 RESOLVER_BROADCAST_RULE = ("{address} is " + BROADCAST + ", which no DNS server answers "
                            "from; the old value is kept")
+# The keys whose stored value this host may refuse as it stands (module rules)
+STORED_CHECKED_KEYS = ("smtp.listen", "dns.resolvers")
 _FIB_TRIE = "/proc/net/fib_trie"
 _WILDCARDS = ("0.0.0.0", "::")
 PRIVILEGED_RULE = ("port {port} needs root or CAP_NET_BIND_SERVICE, which {who} lacks "
@@ -257,10 +262,15 @@ def _listen_problems(current: list[str], new: Any) -> RuleError | None:
     listener serves it once it comes back), but not a broadcast address: that never takes a
     connection, and a release before the rule stored some (the core leaves it out too:
     core/smtp/listen_sockets.py)."""
+    kind = SCHEMA["smtp.listen"].kind
     try:
-        wanted = SCHEMA["smtp.listen"].kind.check(new)
+        wanted = kind.check(new)
     except RuleError:
         return None               # the schema's to refuse
+    try:        # held in the form the schema gives it: an older release stored ::ffff:a.b.c.d
+        current = kind.check(current)
+    except RuleError:
+        pass
     bad = [(index, RuleError(problem)) for index, address in enumerate(wanted, 1)
            if (problem := address_problem(address) if address not in current
                else _broadcast_problem(address))]
@@ -336,3 +346,15 @@ def check_ports(current: Mapping[str, Any], changes: Mapping[str, Any],
             causes["dns.resolvers"] = resolvers
     if errors:
         raise SettingError(errors, causes)
+
+
+def stored_host_problems(stored: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """`(key, rule)` for each value of `stored` (a full settings dict, as `load` reads it)
+    that this host refuses as it stands: a broadcast address of its networks in smtp.listen
+    or dns.resolvers (module rules), with the rule a change keeping it is refused with. A
+    value the schema refuses is left to the schema. Never raises for a stored value."""
+    try:
+        check_ports(stored, {key: stored[key] for key in STORED_CHECKED_KEYS})
+    except SettingError as host:
+        return list(host.errors)
+    return []

@@ -15,12 +15,12 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from shared import db
-from shared.ports import check_ports
-from shared.settings import SCHEMA, SettingError, defaults, validate_changes
+from shared.ports import check_ports, stored_host_problems
+from shared.settings import SCHEMA, SettingError, defaults, refused_values, validate_changes
 from shared.settings_types import loads_stored
 
 __all__ = ["load", "snapshot", "apply_changes", "Changes", "export_settings", "import_settings",
-           "stored_keys", "check_on_this_host"]
+           "stored_keys", "check_on_this_host", "refused_on_this_host"]
 
 
 def load(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -96,6 +96,22 @@ def check_on_this_host(current: Mapping[str, Any], changes: Mapping[str, Any],
                 {**{k: c for k, c in host.causes.items() if k not in named},
                  **schema.causes}) from None
         raise
+
+
+def refused_on_this_host(stored: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """`(key, rule)` for each value of `stored` (a full settings dict, as `load` reads it)
+    that this release refuses on this host, in the schema's order: the schema's and the
+    cross rules' (shared.settings `refused_values`) and the host's (shared.ports
+    `stored_host_problems`: a broadcast address of its networks in smtp.listen or
+    dns.resolvers), the schema's rule where both refuse a key, as `check_on_this_host`
+    gives them. The one list of them: the Status page shows it and `config export` warns
+    of it, and an import of that export or a save of the page holding one refuses each
+    (review17b B4: the Status page left out the host's). Never raises for a stored value."""
+    refused = refused_values(stored)
+    named = {key for key, _rule in refused}
+    refused += [(key, rule) for key, rule in stored_host_problems(stored) if key not in named]
+    order = {key: index for index, key in enumerate(SCHEMA)}
+    return sorted(refused, key=lambda error: order[error[0]])
 
 
 def export_settings(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -37,13 +37,16 @@ Rules:
 - A Heuristic antispam row says whether that engine is on (`heuristic.enabled`), as the
   Virus scanning row does for scanning: it is off until turned on (SPEC), and the page said
   nothing of antispam (dayone17 finding 3).
-- Stored settings that the current rules refuse (shared.settings.refused_values: values an
-  older release accepted) are listed as a warning, each with its key, rule and console page:
-  they block no other save, so nothing else would tell the administrator. The list is worked
-  out again only when a settings row has changed since (review 13: ~130 ms a view with
-  10,000-entry lists): every save stamps the rows it writes (`updated_at`,
-  shared.settings_store), whichever process saves, and the stamps are read in the same
-  snapshot as the values they stamp, so a save between the two cannot leave a stale list.
+- Stored settings that the current rules refuse (shared.settings_store
+  `refused_on_this_host`: values an older release accepted, the host's refusals among them,
+  the list `config export` warns of) are listed as a warning, each with its key, rule and
+  console page: they block no other save, so nothing else would tell the administrator. The
+  list is worked out again only when a settings row or the host's broadcast networks
+  (shared.ports `broadcast_networks`, what the host's refusals read) have changed since
+  (review 13: ~130 ms a view with 10,000-entry lists): every save stamps the rows it writes
+  (`updated_at`, shared.settings_store), whichever process saves, and the stamps are read in
+  the same snapshot as the values they stamp, so a save between the two cannot leave a
+  stale list.
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ from shared.events import Action
 from shared.report import disposition_counts
 from shared.report_time import ReportRange
 from shared.home import gateway_name, hostname_notice
-from shared.settings import OPEN_RELAY_WARNING, PAGES, SCHEMA, refused_values
-from shared.settings_store import load
+from shared.ports import broadcast_networks
+from shared.settings import OPEN_RELAY_WARNING, PAGES, SCHEMA
+from shared.settings_store import load, refused_on_this_host
 from shared.status import (COUNTERS, HEURISTIC_ROWS, PREMIUM_ROWS, QUEUES, STALE_AFTER_SECONDS,
                            not_listening_notices, read_snapshot)
 
@@ -184,28 +188,31 @@ def definitions_in_force(kind: str) -> str:
     return definitions_line(((found[0] if found else {}).get("definitions") or {}).get(kind))
 
 
-# The last refused_values answer, with the database and the settings rows' change stamps it
-# was worked out from. One slot (a console process serves one data home), replaced whole: a
-# request thread reads either the old pair or the new one (console.serve runs several).
+# The last refused_on_this_host answer, with the database, the settings rows' change stamps
+# and the host's broadcast networks it was worked out from. One slot (a console process
+# serves one data home), replaced whole: a request thread reads either the old pair or the
+# new one (console.serve runs several).
 _refused_last: tuple[tuple, list[tuple[str, str]]] | None = None
 
 
 def refused_settings() -> list[tuple[str, str, str]]:
-    """`(key, page, rule)` for each stored value the current rules refuse, in the schema's
-    order; worked out again only after a settings row changed (module rules)."""
+    """`(key, page, rule)` for each stored value the current rules refuse on this host, in
+    the schema's order; worked out again only after a settings row or the host's broadcast
+    networks changed (module rules)."""
     global _refused_last
     conn = request_db()
     conn.execute("BEGIN")       # the stamps and the values they stamp: one read snapshot
     try:
         stamps = (str(console_context().home.db),
                   tuple(tuple(row) for row in
-                        conn.execute("SELECT key, updated_at FROM settings ORDER BY key")))
+                        conn.execute("SELECT key, updated_at FROM settings ORDER BY key")),
+                  tuple(broadcast_networks() or ()))
         last = _refused_last
         values = load(conn) if last is None or last[0] != stamps else None
     finally:
         conn.execute("COMMIT")
     if values is not None:
-        last = _refused_last = (stamps, refused_values(values))
+        last = _refused_last = (stamps, refused_on_this_host(values))
     return [(key, PAGES[SCHEMA[key].page], rule) for key, rule in last[1]]
 
 

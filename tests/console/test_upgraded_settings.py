@@ -11,6 +11,7 @@ import pytest
 
 from console.status import service as status_service
 from shared.settings import refused_values
+from shared.settings_store import refused_on_this_host
 from tests.support.core import store_unchecked
 
 from .test_configuration import _form_fields
@@ -111,9 +112,9 @@ def test_the_status_page_lists_refused_values_again_only_after_a_settings_save(
 
     def counted(values):
         runs.append(1)
-        return refused_values(values)
+        return refused_on_this_host(values)
 
-    monkeypatch.setattr(status_service, "refused_values", counted)
+    monkeypatch.setattr(status_service, "refused_on_this_host", counted)
 
     def warned_keys() -> list[str]:
         return [item.split(" ", 1)[0]
