@@ -31,7 +31,7 @@ from console import certs
 from console.context import console_context, request_db, settings
 from console.settings_service import edit_list, record_change, save_settings, submit_command
 from shared.commands import HOLD_ACTIONS
-from shared.idn import first_matching
+from shared.idn import address_pattern, first_matching
 from shared.retention import DirectoryUsage, diagnostics_usage
 from shared.settings import SettingError
 from shared.settings_addresses import Email
@@ -244,13 +244,20 @@ def route_after_delete(index: int) -> AfterDelete:
     """For the Delete confirmation: "Mail to it then follows the default routing" was said
     of an entry repeating one above it (good.test. after good.test, which an older release
     let in), whose mail that entry takes now and after (upgrade17 C2). Entries are tried in
-    order, as core.delivery.routing does (shared.idn.first_matching)."""
+    order, as core.delivery.routing does (shared.idn.first_matching). An entry naming an IP
+    address is looked up as the address literal it routes, as the core reads it
+    (shared.idn.address_pattern): an older release stored the address bare (192.0.2.10,
+    2001:DB8::10, 192.0.2.10.), which looked up as a domain matched no other entry, so
+    "the default routing" was said of mail an entry below it takes (settingsfix18 item 2)."""
     routes = settings()["routing.local"]
     match = str(routes[index]["match"])
     if "*" in match or "?" in match:
         return AfterDelete(None, wildcard=True)
+    address = address_pattern(match)
+    destination = (match if address is None
+                   else f"[IPv6:{address}]" if ":" in address else f"[{address}]")
     others = [*routes[:index], *routes[index + 1:]]
-    found = first_matching((str(other["match"]) for other in others), match)
+    found = first_matching((str(other["match"]) for other in others), destination)
     if found is None:
         return AfterDelete(None)
     return AfterDelete(others[found], above=found < index)
