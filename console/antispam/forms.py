@@ -108,8 +108,11 @@ class DeleteRuleForm(FlaskForm):
 
 
 class AutoListForm(FlaskForm):
-    """List management (guide §5): select entries, then one action."""
+    """List management (guide §5): select entries, then one action. Delete posted from the
+    list, without `confirm`, asks for the confirmation, which posts the entries it listed
+    (hidden `domains`) with `confirm`."""
     domains = SelectMultipleField("Entries", choices=[], validate_choice=False)
     to_custom = SubmitField("Add to Custom Whitelist")
     to_exclusions = SubmitField("Add to Exclusion List")
     delete = SubmitField("Delete")
+    confirm = SubmitField("Yes")

@@ -29,7 +29,7 @@ from shared.commands import Command
 from shared.idn import ascii_domain, entry_form
 from shared.settings import SettingError
 
-__all__ = ["AutoEntry", "auto_entries", "sld_key", "move_auto_entries", "move_warnings",
+__all__ = ["AutoEntry", "auto_entries", "listed_entries", "sld_key", "move_auto_entries", "move_warnings",
            "save_rbl", "rbl_rows", "zone_error_fields", "SECOND_LEVEL_SUFFIXES",
            "CUSTOM_WHITELIST_OFF", "save_rule", "rule_at", "delete_rule",
            "AUTO_ACTIONS", "ZONE_REPEATS"]
@@ -114,6 +114,15 @@ def auto_entries(sort: str = "frequency") -> list[AutoEntry]:
     if sort == "domain":
         return sorted(entries, key=lambda e: sld_key(e.domain))
     return sorted(entries, key=lambda e: (-e.count, e.first_seen, e.domain))
+
+
+def listed_entries(domains: list[str], sort: str = "frequency") -> list[AutoEntry]:
+    """The entries of `domains` (as a list management form posts them) that the page lists,
+    as it shows them, for the confirmation of their Delete: those gone since (moved or
+    deleted in another tab, evicted by the core) are left out, as `move_auto_entries`
+    leaves them out of the Delete."""
+    wanted = {d.strip().lower() for d in domains if d.strip()}
+    return [entry for entry in auto_entries(sort) if entry.domain in wanted]
 
 
 CUSTOM_WHITELIST_OFF = ("The custom whitelist is disabled (whitelist.custom.enabled is off): "

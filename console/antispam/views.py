@@ -98,10 +98,18 @@ def auto_whitelist():
 @bp.route("/auto-whitelist/manage", methods=["POST"])
 @requires(Access.ADMIN)
 def auto_whitelist_manage():
+    """List management. Delete asks first, as every other Delete of the console does: posted
+    from the list, the guide's "Are you sure?" as a page listing the selected entries; posted
+    from there with Yes, the Delete of those entries (of those still listed: nothing when
+    another tab moved or deleted them meanwhile)."""
     form = AutoListForm()
+    sort = request.args.get("sort", "frequency")
     if form.validate_on_submit():
-        action = next((a for a in service.AUTO_ACTIONS if form[a].data), None)
+        action = "delete" if form.confirm.data else next(
+            (a for a in service.AUTO_ACTIONS if form[a].data), None)
         if action and form.domains.data:
+            if action == "delete" and not form.confirm.data:
+                return _confirm_auto_delete(form.domains.data, sort)
             try:
                 count = service.move_auto_entries(action, form.domains.data, **who())
             except SettingError as exc:
@@ -114,8 +122,19 @@ def auto_whitelist_manage():
                     flash(warning, "warning")
         else:
             flash("Select one or more entries, then an action.", "info")
-    return redirect(url_for("antispam.auto_whitelist", sort=request.args.get("sort",
-                                                                                "frequency")))
+    return redirect(url_for("antispam.auto_whitelist", sort=sort))
+
+
+def _confirm_auto_delete(domains: list[str], sort: str):
+    """The confirmation of Delete for the selected entries still listed, or (none is) back
+    to the list saying nothing was deleted."""
+    entries = service.listed_entries(domains, sort)
+    if not entries:
+        flash(NOTHING_DELETED, "info")
+        return redirect(url_for("antispam.auto_whitelist", sort=sort))
+    return _render("auto_whitelist_delete.html", "auto_whitelist", entries=entries, sort=sort,
+                   gone=len({d.strip().lower() for d in domains if d.strip()}) - len(entries),
+                   form=AutoListForm(formdata=None))
 
 
 # --- real-time blacklists ----------------------------------------------------------------------

@@ -301,7 +301,8 @@ def test_auto_whitelist_sorts_and_moves(admin, home):
     admin.post("/antispam/auto-whitelist/manage", {"domains": ["example.com"],
                                                    "to_exclusions": "y"})
     assert admin.settings()["whitelist.auto.exclusions"] == ["example.com"]
-    admin.post("/antispam/auto-whitelist/manage", {"domains": ["b.example.com"], "delete": "y"})
+    admin.post("/antispam/auto-whitelist/manage", {"domains": ["b.example.com"],
+                                                   "confirm": "y"})     # Delete, confirmed
     assert [c["args"]["domains"] for c in admin.commands()][-1] == ["b.example.com"]
 
 
@@ -871,19 +872,19 @@ def test_a_long_number_is_out_of_range_not_unwritten(admin, digits):
 def test_a_delete_of_entries_not_in_the_list_counts_what_it_deleted(admin, home):
     """A stale or forged Delete of a domain the list does not hold said "1 entry: deleted."."""
     _seed_auto(home, [("learned.example", 3, 1.0, 9.0)])
-    assert admin.post("/antispam/auto-whitelist/manage", {
-        "domains": ["never-learned.example", "x" * 300], "delete": "y"}).status_code == 302
+    assert admin.post("/antispam/auto-whitelist/manage", {        # Delete, confirmed
+        "domains": ["never-learned.example", "x" * 300], "confirm": "y"}).status_code == 302
     page = admin.get("/antispam/auto-whitelist").get_data(as_text=True)
     assert ("Nothing was deleted: the selected entries are no longer in the auto-generated "
             "whitelist.") in page
     assert "deleted." not in page.replace("Nothing was deleted", "")
     assert admin.commands() == [] and not admin.events(Action.OBJECT_MODIFIED)
     admin.post("/antispam/auto-whitelist/manage", {
-        "domains": ["never-learned.example", "learned.example"], "delete": "y"})
+        "domains": ["never-learned.example", "learned.example"], "confirm": "y"})
     assert "1 entry: deleted." in admin.get("/antispam/auto-whitelist").get_data(as_text=True)
     assert [c["args"] for c in admin.commands()] == [{"domains": ["learned.example"]}]
     # deleted already (the core has not yet carried the command out): nothing more to delete
     admin.post("/antispam/auto-whitelist/manage", {"domains": ["learned.example"],
-                                                   "delete": "y"})
+                                                   "confirm": "y"})
     assert "Nothing was deleted" in admin.get("/antispam/auto-whitelist").get_data(as_text=True)
     assert len(admin.commands()) == 1

@@ -180,7 +180,7 @@ def test_an_auto_whitelist_delete_names_the_deleted_domains(admin, home):
     finally:
         conn.close()
     response = admin.post("/antispam/auto-whitelist/manage",
-                          {"domains": ["zeta.org", "alpha.net"], "delete": "y"})
+                          {"domains": ["zeta.org", "alpha.net"], "confirm": "y"})
     assert response.status_code == 302
     admin.events()
     page = admin.get("/reporting/detail?generated=1&start=2027-01-15T07:00&end=2027-01-15T08:01"
