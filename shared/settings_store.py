@@ -106,7 +106,8 @@ def refused_on_this_host(stored: Mapping[str, Any]) -> list[tuple[str, str]]:
     dns.resolvers), the schema's rule where both refuse a key, as `check_on_this_host`
     gives them. The one list of them: the Status page shows it and `config export` warns
     of it, and an import of that export or a save of the page holding one refuses each
-    (review17b B4: the Status page left out the host's). Never raises for a stored value."""
+    (settingsfix18 item 1: the Status page left out the host's). Never raises for a stored
+    value."""
     refused = refused_values(stored)
     named = {key for key, _rule in refused}
     refused += [(key, rule) for key, rule in stored_host_problems(stored) if key not in named]
