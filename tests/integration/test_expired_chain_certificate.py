@@ -15,48 +15,15 @@ import datetime as dt
 import html
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from console.app import create_app
 from shared.clock import SYSTEM_CLOCK, FakeClock
 from shared.events import Action
-from tests.support.certificates import reported_once_when_it_expires
+from tests.support.certificates import (INTERMEDIATE, chain_into_tls,
+                                        reported_once_when_it_expires)
 from tests.support.console import Console
 from tests.support.core import make_home
 from tests.support.waiting import events_of
-
-INTERMEDIATE = "CN=Chain Test Intermediate"
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _signed(subject, public_key, issuer, issuer_key, not_before, not_after, ca: bool):
-    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
-            .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(not_before).not_valid_after(not_after)
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .sign(issuer_key, hashes.SHA256()))
-
-
-def _chain_into_tls(home, now: dt.datetime, intermediate_expires: dt.datetime) -> None:
-    """cert.pem: a leaf for tls/key.pem valid a year, then its intermediate, which expires
-    at `intermediate_expires`, issued by a root valid ten years."""
-    day = dt.timedelta(days=1)
-    root_key, int_key = ec.generate_private_key(ec.SECP256R1()), \
-        ec.generate_private_key(ec.SECP256R1())
-    root = _name("Chain Test Root")
-    intermediate = _signed(_name("Chain Test Intermediate"), int_key.public_key(), root,
-                           root_key, now - 400 * day, intermediate_expires, ca=True)
-    key = serialization.load_pem_private_key(home.tls_key.read_bytes(), password=None)
-    leaf = _signed(_name("mail.chain.test"), key.public_key(), intermediate.subject, int_key,
-                   now - day, now + 365 * day, ca=False)
-    home.tls_cert.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM)
-                                       for c in (leaf, intermediate)))
 
 
 def _dates_events(home) -> list[str]:
@@ -72,7 +39,7 @@ async def test_an_intermediate_that_expires_while_the_core_runs_is_reported_once
     home = make_home(tmp_path)
     now = dt.datetime.fromtimestamp(clock.now(), dt.timezone.utc)
     expires = now + dt.timedelta(days=2)
-    _chain_into_tls(home, now, expires)
+    chain_into_tls(home, now, expires)
     info = await reported_once_when_it_expires(home, clock, nursery, _dates_events)
     assert info.startswith(
         f"the chain certificate {INTERMEDIATE} served after the certificate in cert.pem "
@@ -85,7 +52,7 @@ def test_the_pages_name_an_expired_intermediate(tmp_path):
     home = make_home(tmp_path)
     now = dt.datetime.now(dt.timezone.utc)
     expired = now - dt.timedelta(days=1)
-    _chain_into_tls(home, now, expired)
+    chain_into_tls(home, now, expired)
     console = Console(create_app(home, clock=SYSTEM_CLOCK, config={"TESTING": True}), home)
     try:
         assert console.logon().status_code == 302

@@ -15,44 +15,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 
 import pytest
 
 from shared.ports import privileged_port_start
-from tests.support.core import make_home
+from tests.support.core import make_home, run_banner
 
 # a second or two of `mailmoat run`: run by `make test-slow` (pyproject.toml, marker "slow")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root to drop CAP_NET_BIND_SERVICE with setpriv")]
-
-
-def _banner(home, prefix: list[str]) -> str:
-    """`mailmoat run`'s output up to its SMTP line; the run is then stopped."""
-    run = subprocess.Popen([*prefix, sys.executable, "-m", "shared.cli", "run", "--home",
-                            str(home.root)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True)
-    lines = []
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = run.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("SMTP:"):
-                break
-    finally:
-        run.terminate()
-        try:
-            run.wait(60)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            run.wait()
-        run.stdout.close()
-    return "".join(lines)
 
 
 def test_banner_says_the_core_cannot_listen_on_a_port_this_user_may_not_bind(tmp_path):
@@ -62,7 +33,7 @@ def test_banner_says_the_core_cannot_listen_on_a_port_this_user_may_not_bind(tmp
     if privileged_port_start() <= 25:
         pytest.skip("port 25 is unprivileged on this host (net.ipv4.ip_unprivileged_port_start)")
     home = make_home(tmp_path / "home", smtp__port=25)
-    banner = _banner(home, [setpriv, "--bounding-set=-net_bind_service", "--"])
+    banner = run_banner(home, [setpriv, "--bounding-set=-net_bind_service", "--"])
     assert "SMTP: port 25, which this user may not listen on" in banner, banner
     assert "the core will not start" in banner and \
         "mailmoat config set smtp.port 2525" in banner, banner
@@ -74,5 +45,5 @@ def test_banner_says_the_core_cannot_listen_on_a_port_this_user_may_not_bind(tmp
 
 def test_banner_says_only_the_port_when_this_user_may_bind_it(tmp_path):
     home = make_home(tmp_path / "home")
-    banner = _banner(home, [])
+    banner = run_banner(home)
     assert "SMTP: port " in banner and "may not listen" not in banner, banner

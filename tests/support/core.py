@@ -21,7 +21,7 @@ from shared.paths import DataHome
 from shared.settings_store import apply_changes
 
 __all__ = ["free_port", "free_ports", "wait_port", "greets", "make_home", "set_settings", "CoreProcess", "ADMIN_PASSWORD",
-           "DEAD_RESOLVER"]
+           "DEAD_RESOLVER", "run_banner"]
 
 ADMIN_PASSWORD = "Secret-Test-1"
 DEAD_RESOLVER = "127.0.0.1:9"  # discard port: nothing answers, lookups time out locally
@@ -139,6 +139,33 @@ def make_home(root: Path, **changes) -> DataHome:
     finally:
         conn.close()
     return home
+
+
+def run_banner(home: DataHome, prefix: list[str] | None = None) -> str:
+    """`mailmoat run`'s output (run after `prefix`, e.g. setpriv's) up to its SMTP line;
+    the run is then stopped."""
+    run = subprocess.Popen([*(prefix or []), sys.executable, "-m", "shared.cli", "run",
+                            "--home", str(home.root)], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = run.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("SMTP:"):
+                break
+    finally:
+        run.terminate()
+        try:
+            run.wait(60)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            run.wait()
+        run.stdout.close()
+    return "".join(lines)
 
 
 class CoreProcess:
