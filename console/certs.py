@@ -14,7 +14,10 @@ What it does (guide §3 "Configuring HTTPS options", SPEC §7):
   the issuer of the one before it, none twice, at most MAX_CHAIN_CERTIFICATES. OpenSSL
   serves any chain, and a client refuses an expired intermediate as it refuses an expired
   leaf (certs17 C1). What is written is the certificates encoded again, not the text
-  pasted: OpenSSL reads no PEM with indented lines, which a mail client's quote makes. Then key.pem and cert.pem are replaced atomically; the
+  pasted: OpenSSL reads no PEM with indented lines, which a mail client's quote makes. A
+  certificate that does not parse in well-formed PEM is refused as that, in
+  shared.tls.unparsed_certificate's words (certs18 2: "does not match the key" was said).
+  Then key.pem and cert.pem are replaced atomically; the
   previous pair is kept as *.previous.
   The HTTPS listener notices the new files and reloads (console.serve).
 - `install_self_signed`: a new key and a self-signed certificate.
@@ -22,6 +25,8 @@ What it does (guide §3 "Configuring HTTPS options", SPEC §7):
   the pair in tls/ loads at all (an administrator may have copied files there), and whether
   the certificate is out of its dates or expires within shared.tls.EXPIRY_WARNING_DAYS:
   the servers go on offering an expired one, so nothing else would say it (certs17 C3).
+  Both look at the chain served after it too, naming a chain certificate that is out of its
+  dates or expires first (certs18 1: the warning looked at the leaf only).
   While cert.pem does not load, that is said of cert.pem.previous, which the servers serve
   after a start then (regress17 R2).
 
@@ -53,10 +58,11 @@ from shared.idn import ascii_domain
 from shared.paths import DataHome
 from shared.settings_addresses import Hostname
 from shared.settings_types import RuleError
-from shared.tls import (FILE_CONTENT_ERRORS, IN_CERT_PEM, IN_PREVIOUS, PREVIOUS_SUFFIX,
-                        chain_after_leaf, dates_problem, expires_soon, is_self_signed,
+from shared.tls import (FILE_CONTENT_ERRORS, IN_CERT_PEM, PREVIOUS_SUFFIX, chain_after_leaf,
+                        dates_problem, expires_soon, expiry_warning, is_self_signed,
                         load_server_pair, make_self_signed, out_of_dates, pair_problem,
-                        previous_path, public_key_fingerprint, shown_name, write_atomically)
+                        previous_path, public_key_fingerprint, served_certificate,
+                        shown_name, unparsed_certificate, write_atomically)
 
 __all__ = ["CertificateError", "RequestFields", "CertificateStatus", "create_request",
            "install_certificate", "install_self_signed", "certificate_status",
@@ -191,6 +197,12 @@ def _parse_chain(pem_text: str) -> tuple[list[x509.Certificate], bytes]:
     except ValueError:
         raise CertificateError("the text between the BEGIN and END lines is not a valid "
                                "certificate") from None
+    # A part cryptography reads only when asked that does not parse is said as such, with
+    # its words (shared.tls.unparsed_certificate), not as a key that does not match, which
+    # is what matching it said of a subject not valid UTF-8 (certs18 2)
+    unparsed = unparsed_certificate(b"\n".join(blocks), "the text pasted")
+    if unparsed is not None:
+        raise CertificateError(unparsed)
     return chain, b"".join(cert.public_bytes(serialization.Encoding.PEM) for cert in chain)
 
 
@@ -406,20 +418,16 @@ def _served_dates(home: DataHome, pair, now: dt.datetime) -> dict:
     """The dates notice and mark while cert.pem does not load: the previous certificate's,
     which the servers use at a start then (regress17 R2: it was served expired, and the
     pages spoke only of cert.pem's dates)."""
-    if pair.problem is None or pair.context is None:
+    served = served_certificate(home, pair) if pair.problem is not None else None
+    if served is None:
         return {}
-    try:
-        pem = previous_path(home.tls_cert).read_bytes()
-        cert = x509.load_pem_x509_certificate(pem)
-    except FILE_CONTENT_ERRORS:
-        return {}
-    chain = chain_after_leaf(pem)
+    cert, which, chain = served
     mark = _dates_mark(cert, now, chain)
     # beside the pair's mark (`_pair_mark`), which names the previous pair
     if mark is not None:
         mark = ("the previous pair's " + mark.removeprefix("its ") if mark.startswith("its ")
                 else f"the previous pair's certificate {mark}")
-    return dict(dates=_dates_notice(cert, now, IN_PREVIOUS, chain), dates_mark=mark)
+    return dict(dates=_dates_notice(cert, now, which, chain), dates_mark=mark)
 
 
 def _dates_mark(cert: x509.Certificate, now: dt.datetime, chain=()) -> str | None:
@@ -429,8 +437,10 @@ def _dates_mark(cert: x509.Certificate, now: dt.datetime, chain=()) -> str | Non
             whose = f"its chain certificate {shown_name(each.subject)} " if index else ""
             return (f"{whose}{'expired on' if late.expired else 'not valid before'} "
                     f"{late.date:%Y-%m-%d}")
-    if expires_soon(cert, now):
-        return f"expires on {cert.not_valid_after_utc:%Y-%m-%d}"
+    first = expires_soon(cert, now, chain)     # the leaf, or a chain certificate (certs18 1)
+    if first is not None:
+        whose = f"its chain certificate {shown_name(first.subject)} " if first is not cert else ""
+        return f"{whose}expires on {first.not_valid_after_utc:%Y-%m-%d}"
     return None
 
 
@@ -440,15 +450,17 @@ def _dates_notice(cert: x509.Certificate, now: dt.datetime, which: str,
     if problem is not None:
         return (f"{problem[0].upper()}{problem[1:]}. Install a valid certificate below: "
                 "request one from your CA, or make a self-signed one meanwhile.")
-    if expires_soon(cert, now):
-        days = (cert.not_valid_after_utc - now).days
-        left = f"in {days} day{'s' * (days != 1)}" if days else "within a day"
-        name = "The certificate" if which == IN_CERT_PEM else f"{which[0].upper()}{which[1:]}"
-        return (f"{name} expires on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, "
-                f"{left}: ask your CA for a renewed one now (a new request below, or the "
-                "renewal your CA offers) and install it here; the servers use it without a "
-                "restart.")
-    return None
+    warning = expiry_warning(cert, now, "the certificate" if which == IN_CERT_PEM else which,
+                             chain)
+    if warning is None:
+        return None
+    if expires_soon(cert, now, chain) is cert:
+        renewal = ("ask your CA for a renewed one now (a new request below, or the renewal "
+                   "your CA offers) and install it here")
+    else:   # clients refuse the chain once that one has expired (certs18 1)
+        renewal = ("ask your CA for its current chain now and install the certificate again "
+                   "here with it (or a renewed certificate with its chain)")
+    return f"{warning[0].upper()}{warning[1:]}: {renewal}; the servers use it without a restart."
 
 
 def _pair_mark(pair) -> str | None:

@@ -13,6 +13,7 @@ carries out through the commands table, as Postfix's postsuper asks its queue ma
 
 from __future__ import annotations
 
+import datetime
 import json
 import signal
 import sys
@@ -157,6 +158,8 @@ def supervise(args) -> int:
     print(f"Mailmoat: data home {home.root}")
     print(f"Console: http://localhost:{settings['http.port']}/  and  "
           f"https://localhost:{settings['https.port']}/{_certificate_note(home)}")
+    for line in certificate_lines(home, datetime.datetime.now(datetime.timezone.utc)):
+        print(f"Certificate: {line}.")
     print(LOGON_LINE)
     print(smtp_port_line(settings["smtp.port"], may_bind_privileged_ports()
                          or settings["smtp.port"] >= privileged_port_start()), flush=True)
@@ -193,19 +196,43 @@ def smtp_port_line(port: int, may_bind: bool) -> str:
 
 
 def _certificate_note(home) -> str:
-    """What the banner says after the HTTPS address about the certificate in tls/."""
+    """What the banner says after the HTTPS address about the certificate in tls/ when it
+    loads (`certificate_lines` say what is wrong with it)."""
     from cryptography import x509
 
     from shared.tls import is_self_signed, load_server_pair
 
-    pair = load_server_pair(home)
-    if pair.problem is not None:
-        return f" (the key and certificate in tls/ do not load: {pair.problem})"
+    if load_server_pair(home).problem is not None:
+        return ""
     try:
         cert = x509.load_pem_x509_certificate(home.tls_cert.read_bytes())
     except (OSError, ValueError):  # replaced since it loaded: the banner says nothing
         return ""
     return " (self-signed certificate until you install one)" if is_self_signed(cert) else ""
+
+
+def certificate_lines(home, now: datetime.datetime) -> list[str]:
+    """The banner's lines on what is wrong, at `now`, with the pair the servers start with
+    (certs18 4): that it does not load, and what they serve meanwhile; that the certificate
+    served (or one of its chain) is out of its dates, or expires within
+    shared.tls.EXPIRY_WARNING_DAYS. In the words of the core's events and of the console's
+    pages (shared.tls), one line each; none when all is well."""
+    from shared.tls import (expiry_message, load_server_pair, out_of_dates_message,
+                            served_certificate, unusable_message)
+
+    pair = load_server_pair(home)
+    lines = []
+    if pair.problem is not None:
+        lines.append(unusable_message("each of HTTPS and STARTTLS", pair,
+                                      off="HTTPS is off and SMTP offers no STARTTLS"))
+    served = served_certificate(home, pair)
+    if served is not None:
+        cert, which, chain = served
+        dates = (out_of_dates_message(cert, now, which, chain)
+                 or expiry_message(cert, now, which, chain))
+        if dates is not None:
+            lines.append(dates)
+    return lines
 
 
 def _core_failed_to_start(home, since: float) -> bool:

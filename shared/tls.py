@@ -32,7 +32,11 @@ Rules:
   load (regress17 R2), not cert.pem's. It looks at every certificate of the chain served
   after it (`chain_after_leaf`), naming one out of its dates: clients refuse a chain with
   an expired intermediate as they refuse an expired leaf, and an older release's install
-  took one; a CA's intermediate may also expire before the leaf (upgrade17 B2).
+  took one; a CA's intermediate may also expire before the leaf (upgrade17 B2). So the
+  warning before an expiry (`expires_soon`, `expiry_warning`) is of the certificate of the
+  leaf and its chain that expires first, named when it is a chain certificate (certs18 1):
+  once it has expired, clients refuse the chain. `served_certificate` is which certificate
+  a server starting now serves, for every page and start line that speaks of its dates.
 - A pair is judged by loading it as the servers do (`server_context`): OpenSSL's security
   level refuses more than a parse shows (a SHA-1 or MD5 signature in the chain, a small key,
   PEM lines indented), so `pair_problem` is how the console tries a pair before installing.
@@ -42,13 +46,21 @@ Rules:
   valid UTF-8). Explaining a pair (`_why_not`) is guarded once, as a whole: whatever in it
   raises, the pair is one that does not load, with a reason (review17 B1: a running core
   stopped, and neither core nor console started again).
+- A cert.pem whose PEM is well formed but whose certificate does not parse (a subject that
+  is not valid UTF-8, DER OpenSSL refuses) is said to be that, with cryptography's words
+  (`unparsed_certificate`): OpenSSL reports it as a "PEM lib" error, as it does lines
+  indented, which was the reason given for both (certs18 2). The layout is blamed only when
+  a line of a BEGIN/END block does not start at the left margin.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import ipaddress
 import os
+import re
 import ssl
 import tempfile
 from dataclasses import dataclass
@@ -65,9 +77,10 @@ from shared.paths import DataHome
 __all__ = ["ensure_self_signed", "half_pair_message", "make_self_signed", "write_atomically",
            "previous_path", "server_context", "ServerPair", "load_server_pair", "pair_signature",
            "unusable_message", "is_self_signed", "public_key_fingerprint", "pair_problem",
-           "pair_to_serve", "OutOfDates", "out_of_dates", "dates_problem", "expires_soon", "EXPIRY_WARNING_DAYS",
-           "out_of_dates_message", "chain_after_leaf", "shown_name", "FILE_CONTENT_ERRORS", "IN_CERT_PEM",
-           "IN_PREVIOUS", "LOADED_BEFORE"]
+           "pair_to_serve", "OutOfDates", "out_of_dates", "dates_problem", "expires_soon",
+           "expiry_warning", "expiry_message", "EXPIRY_WARNING_DAYS", "out_of_dates_message",
+           "chain_after_leaf", "served_certificate", "unparsed_certificate", "shown_name",
+           "FILE_CONTENT_ERRORS", "IN_CERT_PEM", "IN_PREVIOUS", "LOADED_BEFORE"]
 
 SELF_SIGNED_DAYS = 825  # the longest validity browsers accept for a server certificate
 # A renewal through a CA takes days; Let's Encrypt's clients renew 30 days ahead, too.
@@ -287,10 +300,68 @@ def out_of_dates_message(cert: x509.Certificate, now: datetime.datetime,
             "tls/")
 
 
-def expires_soon(cert: x509.Certificate, now: datetime.datetime) -> bool:
-    """True when the certificate is valid at `now` but not EXPIRY_WARNING_DAYS from then."""
-    return (out_of_dates(cert, now) is None and cert.not_valid_after_utc
-            <= now + datetime.timedelta(days=EXPIRY_WARNING_DAYS))
+def expires_soon(cert: x509.Certificate, now: datetime.datetime,
+                 chain: list[x509.Certificate] | tuple = ()) -> x509.Certificate | None:
+    """The certificate of `cert` and the `chain` served after it that expires first, when
+    all are valid at `now` and that one is not EXPIRY_WARNING_DAYS from then; else None
+    (one out of its dates is `dates_problem`'s). The leaf, when the two expire together."""
+    served = [cert, *chain]
+    if any(out_of_dates(each, now) is not None for each in served):
+        return None
+    first = min(served, key=lambda each: each.not_valid_after_utc)
+    if first.not_valid_after_utc <= now + datetime.timedelta(days=EXPIRY_WARNING_DAYS):
+        return first
+    return None
+
+
+def expiry_warning(cert: x509.Certificate, now: datetime.datetime,
+                   which: str = IN_CERT_PEM,
+                   chain: list[x509.Certificate] | tuple = ()) -> str | None:
+    """Which certificate served expires within EXPIRY_WARNING_DAYS of `now`
+    (`expires_soon`: the leaf, or the chain certificate that expires first, by name), when,
+    and in how many days; None when none does. `which`: as for `dates_problem`. The words
+    the console's pages and `mailmoat run`'s start line share; the advice is the caller's."""
+    first = expires_soon(cert, now, chain)
+    if first is None:
+        return None
+    if first is not cert:
+        which = f"the chain certificate {shown_name(first.subject)} served after {which}"
+    days = (first.not_valid_after_utc - now).days
+    left = f"in {days} day{'s' * (days != 1)}" if days else "within a day"
+    return f"{which} expires on {first.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, {left}"
+
+
+def expiry_message(cert: x509.Certificate, now: datetime.datetime,
+                   which: str = IN_CERT_PEM,
+                   chain: list[x509.Certificate] | tuple = ()) -> str | None:
+    """The log text (`mailmoat run`'s start line) when the certificate served, or one of
+    its `chain`, expires within EXPIRY_WARNING_DAYS (`expiry_warning`), with what to do;
+    None otherwise."""
+    warning = expiry_warning(cert, now, which, chain)
+    if warning is None:
+        return None
+    renewal = ("a renewed certificate" if expires_soon(cert, now, chain) is cert
+               else "its current chain (or a renewed certificate with it)")
+    return (f"{warning}; then browsers and mail servers that check certificates refuse it. "
+            f"Ask your CA for {renewal} now and install it on the console's Certificate "
+            "Management page (Configuration › Setup); the servers use it without a restart")
+
+
+def served_certificate(home: DataHome, pair: ServerPair
+                       ) -> tuple[x509.Certificate, str, list[x509.Certificate]] | None:
+    """The certificate a server starting now serves, as `load_server_pair` gave `pair`:
+    cert.pem's when the pair loads, else the previous pair's (regress17 R2), with the words
+    for which it is (IN_CERT_PEM, IN_PREVIOUS) and the chain after it; None when nothing is
+    served or the file cannot be read (replaced since it loaded)."""
+    if pair.context is None:
+        return None
+    path, which = ((home.tls_cert, IN_CERT_PEM) if pair.problem is None
+                   else (previous_path(home.tls_cert), IN_PREVIOUS))
+    try:
+        pem = path.read_bytes()
+        return x509.load_pem_x509_certificate(pem), which, chain_after_leaf(pem)
+    except FILE_CONTENT_ERRORS:
+        return None
 
 
 # --- serving ------------------------------------------------------------------------------
@@ -441,7 +512,8 @@ def _reason(key_path: Path, cert_path: Path, exc: Exception) -> str:
     try:
         cert = x509.load_pem_x509_certificate(texts[cert_path])
     except ValueError:
-        return f"{cert_path.name} holds no certificate in PEM format"
+        return (unparsed_certificate(texts[cert_path], cert_path.name)
+                or f"{cert_path.name} holds no certificate in PEM format")
     try:
         key = serialization.load_pem_private_key(texts[key_path], password=None)
     except TypeError:
@@ -460,13 +532,78 @@ def _reason(key_path: Path, cert_path: Path, exc: Exception) -> str:
         return f"{key_path.name} is not the private key of the certificate in {cert_path.name}"
     reason = getattr(exc, "reason", None)
     if reason is None and "PEM lib" in str(exc):
-        # cryptography's parse above forgives what OpenSSL's PEM reader does not (lines
-        # indented, as a mail client quotes them): a file that looks fine to it
-        return (f"OpenSSL cannot read {cert_path.name} as PEM (lines indented, or other text "
-                "inside a BEGIN/END block); each line must start at the left margin, as the "
-                "CA sent it")
+        # OpenSSL says "PEM lib" both for a certificate it cannot parse and for a layout its
+        # PEM reader refuses (lines indented, as a mail client quotes them), which
+        # cryptography's lazy, lenient parse above lets through (module rules, certs18 2)
+        unparsed = unparsed_certificate(texts[cert_path], cert_path.name)
+        if unparsed is not None:
+            return unparsed
+        for path in (cert_path, key_path):
+            if _off_margin(texts[path]):
+                return (f"OpenSSL cannot read {path.name} as PEM (lines indented, or other "
+                        "text inside a BEGIN/END block); each line must start at the left "
+                        "margin, as it was sent")
     return (_security_level_refusal(reason, texts[cert_path], key)
             or f"OpenSSL refuses them ({reason or exc})")
+
+
+_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----",
+                              re.S)
+_PEM_BLOCK = re.compile(rb"-----BEGIN [A-Z0-9 ]+-----.*?-----END [A-Z0-9 ]+-----", re.S)
+# The parts of a certificate cryptography reads only when asked (module rules); OpenSSL
+# reads them with the rest, and refuses the whole file for one that does not parse
+_PARTS_READ_LATER = (("subject", lambda cert: cert.subject),
+                     ("issuer", lambda cert: cert.issuer),
+                     ("extensions", lambda cert: cert.extensions))
+_WORDS_SHOWN = 200   # of cryptography's message: a ParseError names the kind and place
+
+
+def unparsed_certificate(pem: bytes, holder: str = "cert.pem") -> str | None:
+    """Why a certificate in `pem` does not parse though its PEM is well formed — DER that
+    cryptography refuses, or a part it reads only when asked (a subject that is not valid
+    UTF-8) — in words that name the certificate and the part and give cryptography's,
+    briefly; None when each one parses, or when a block is no base64 at all (a layout
+    matter, which the caller says). `holder`: the words for what holds `pem`."""
+    for index, block in enumerate(_PEM_CERTIFICATE.findall(pem)):
+        which = ("the certificate" if index == 0
+                 else f"certificate {index + 1} (of the chain after the first)")
+        try:
+            der = base64.b64decode(b"".join(block.split()), validate=True)
+        except binascii.Error:
+            return None
+        failed = None
+        try:
+            cert = x509.load_der_x509_certificate(der)
+        except ValueError as exc:   # cut short, perhaps, in a copy
+            failed = which, exc, ("copy it again whole, as it was sent, or ask its issuer "
+                                  "for one encoded correctly")
+        else:
+            for part, read in _PARTS_READ_LATER:
+                try:
+                    read(cert)
+                except ValueError as exc:
+                    failed = (f"the {part} of {which}", exc,
+                              "ask its issuer for one encoded correctly")
+                    break
+        if failed is not None:
+            what, exc, fix = failed
+            words = str(exc) or type(exc).__name__
+            if len(words) > _WORDS_SHOWN:
+                words = words[:_WORDS_SHOWN - 1] + "…"
+            return (f"{holder} holds well-formed PEM, but {what} in it does not parse "
+                    f"(cryptography: {words}); {fix}")
+    return None
+
+
+def _off_margin(pem: bytes) -> bool:
+    """Whether a line of a BEGIN/END block in `pem`, those two lines included, does not
+    start at the left margin: OpenSSL's PEM reader refuses it; cryptography's forgives it."""
+    for block in _PEM_BLOCK.finditer(pem):
+        start = pem.rfind(b"\n", 0, block.start()) + 1
+        if any(line[:1].isspace() or (line and number == 0 and start != block.start())
+               for number, line in enumerate(pem[start:block.end()].splitlines())):
+            return True
+    return False
 
 
 # What a server certificate's key can be: what cryptography reads and browsers and mail
