@@ -16,6 +16,10 @@ Rules:
   that fails is looked at again at the next poll (it may be caught between the two renames
   of an install) before it is reported, once: a `service_start_failed` event and a log
   line.
+- A certificate served out of its dates has no event from here: the core's one event
+  (core.smtp.tls) is about the pair both servers serve, the same files, and names the
+  console's HTTPS with the SMTP STARTTLS; one from here would say that again at each start
+  (certs18 3). The console's pages say it while it lasts.
 - cheroot runs on Linux, macOS and Windows alike; nothing here needs root except ports < 1024.
 - The request line and headers together are read up to MAX_REQUEST_HEADER_OCTETS; cheroot
   answers a longer request line 414 and longer headers 413 (its default reads them

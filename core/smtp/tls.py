@@ -31,7 +31,9 @@ Rules:
   certificate served that is looked at: the previous pair's, or the one loaded before,
   while cert.pem does not load (regress17 R2: an expired cert.pem.previous was served
   after a restart and nothing said so). Not again every
-  day: the console's Certificate Management and Status pages say it while it lasts.
+  day: the console's Certificate Management and Status pages say it while it lasts. This
+  event is also the console's: its text names the console's HTTPS with STARTTLS, which
+  serve the same files, and the console writes none of its own (certs18 3).
 """
 
 from __future__ import annotations
