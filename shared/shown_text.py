@@ -8,13 +8,17 @@ reader of it (pages, notifications, alerts, reports) must not be fooled by.
   controls as marks. What a sender or a logon form put in a subject, an address, a file name
   or a user name must not start a line of its own in an alert or notification (a forged
   "logon ... success" line), nor break a header field.
+- `quoted`: a value an error message quotes back to the person who typed it, in quotes, every
+  character that does not print (controls, bidi controls, zero-width and other format
+  characters, a lone surrogate) as a visible mark `⟨U+001B⟩`: the same marks the console
+  shows elsewhere, not Python's `\\x1b` / `\\u202e` notation (console18 C2).
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["BIDI_CONTROLS", "visible_bidi", "one_line"]
+__all__ = ["BIDI_CONTROLS", "visible_bidi", "one_line", "quoted"]
 
 # Embeddings and overrides U+202A-U+202E, isolates U+2066-U+2069, the marks U+200E/U+200F
 # and U+061C.
@@ -37,3 +41,12 @@ def one_line(text: str) -> str:
 def _escaped(match: re.Match) -> str:
     code = ord(match.group())
     return " " if code == 9 else f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def quoted(text: str, limit: int | None = None) -> str:
+    """`text` in single quotes for an error message, each character that does not print
+    shown as `⟨U+XXXX⟩`; past `limit` characters cut, with "…" where it was cut."""
+    shown = text if limit is None else text[:limit]
+    if not shown.isprintable():
+        shown = "".join(c if c.isprintable() else f"\u27e8U+{ord(c):04X}\u27e9" for c in shown)
+    return f"'{shown}{'…' if limit is not None and len(text) > limit else ''}'"

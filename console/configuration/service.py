@@ -38,12 +38,13 @@ from shared.settings_addresses import Email
 from shared.settings_entries import RoutingEntry
 from shared.settings_store import check_on_this_host
 from shared.settings_types import RuleError, Str, integer_from_text
+from shared.shown_text import quoted
 from shared.status import STALE_AFTER_SECONDS, not_listening_notices, read_snapshot
 
 __all__ = ["save_page", "page_warnings", "DiagnosticsFolder",
            "diagnostics_folder", "add_route", "update_route", "route_at", "AfterDelete",
            "route_after_delete", "delete_route", "HeldMessage",
-           "HoldListing", "list_hold", "request_hold_action", "create_certificate_request",
+           "HoldListing", "list_hold", "hold_selection", "request_hold_action", "create_certificate_request",
            "install_ca_certificate", "install_self_signed_certificate", "RequestFieldsError"]
 
 HOLD_LIST_LIMIT = 500  # messages shown; the actions still reach all of them
@@ -317,11 +318,25 @@ def list_hold(limit: int = HOLD_LIST_LIMIT) -> HoldListing:
     return HoldListing(len(names), messages, unreadable)
 
 
-def _hold_ids(ids_text: str) -> list[str]:
-    ids = [i.strip() for i in ids_text.split(",") if i.strip()]
+def hold_selection(ids_text: str) -> list[str]:
+    """The queue ids a hold-queue action acts on, from the comma-separated `ids_text`: what
+    the confirmation page counts and what the action then asks the core for, read by this
+    one function so that both say the same. `[]` (from an empty `ids_text` only) means every
+    message in the hold queue; blank entries are skipped and repeats counted once.
+
+    Raises SettingError (key "ids") for a text that holds no queue id (",", " "): a
+    selection of nothing is refused, never taken for "all" (console18 B1), and for an entry
+    that is no queue id."""
+    if ids_text == "":
+        return []
+    ids = list(dict.fromkeys(i.strip() for i in ids_text.split(",") if i.strip()))
+    if not ids:
+        raise SettingError([("ids", "the selection holds no queue id: select the messages "
+                                    "in the list, or none to act on every message in the "
+                                    "hold queue")])
     for queue_id in ids:
         if not _QUEUE_ID.match(queue_id):
-            raise SettingError([("ids", f"{queue_id!r} is not a queue id")])
+            raise SettingError([("ids", f"{quoted(queue_id, 64)} is not a queue id")])
     return ids
 
 
@@ -333,7 +348,7 @@ def request_hold_action(action: str, ids_text: str, address: str, subject: str, 
     """
     if action not in HOLD_ACTIONS:
         raise SettingError([("action", "must be reprocess, drop or forward")])
-    ids = _hold_ids(ids_text or "")
+    ids = hold_selection(ids_text)
     args: dict[str, Any] = {"ids": ids} if ids else {"all": True}
     if action == "forward":
         errors = []

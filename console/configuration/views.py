@@ -145,19 +145,34 @@ def hold_confirm():
     action = next((a for a in HOLD_ACTIONS if selection[a].data), None)
     if action is None:
         return redirect(url_for("configuration.hold"))
+    try:
+        # read as the action will read it, so that the question counts what is acted on
+        ids = service.hold_selection(",".join(selection.ids.data or []))
+    except SettingError as exc:
+        return _hold_refused(exc)
     listing = service.list_hold()
-    if not selection.ids.data and not listing.total:    # not "Drop all 0 message(s)?"
+    if not ids and not listing.total:    # not "Drop all 0 message(s)?"
         flash(f"The hold queue is empty: there is nothing to {action}.", "info")
         return redirect(url_for("configuration.hold"))
-    form = HoldConfirmForm(formdata=None, action=action, ids=",".join(selection.ids.data or []))
+    form = HoldConfirmForm(formdata=None, action=action, ids=",".join(ids))
     return _render("hold_confirm.html", "hold", form=form, action=action,
-                   count=len(selection.ids.data or []), listing=listing, errors=[])
+                   count=len(ids), listing=listing, errors=[])
+
+
+def _hold_refused(exc: SettingError):
+    """The hold queue again, saying why a selection was refused (no queue id in it)."""
+    flash(f"Nothing was done: {exc.errors[0][1]}.", "error")
+    return hold()
 
 
 @bp.route("/hold/action", methods=["POST"])
 @requires(Access.ADMIN)
 def hold_action():
     form = HoldConfirmForm()
+    try:
+        count = len(service.hold_selection(form.ids.data or ""))
+    except SettingError as exc:
+        return _hold_refused(exc)
     errors: list[str] = []
     if form.validate_on_submit():
         try:
@@ -171,9 +186,8 @@ def hold_action():
             flash("The request was passed to the core; the hold queue shows the result "
                   "within a few seconds.", "info")
             return redirect(url_for("configuration.hold"))
-    ids = [i for i in (form.ids.data or "").split(",") if i]
     return _render("hold_confirm.html", "hold", form=form, action=form.action.data,
-                   count=len(ids), listing=service.list_hold(), errors=errors)
+                   count=count, listing=service.list_hold(), errors=errors)
 
 
 # --- Routing -------------------------------------------------------------------------------
