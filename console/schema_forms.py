@@ -287,12 +287,28 @@ def form_values(form, keys: Iterable[str]) -> dict[str, Any]:
     return _as_shown(form, _submitted(form, keys))
 
 
+def _left_out(form, names: list[str]) -> bool:
+    """True when none of the fields `names` is in the posted body at all (not even empty).
+    A browser sends every text box, text area and select, empty or not; only a checkbox
+    left unticked and a multiple select with nothing chosen are absent by design."""
+    return all(form[name].raw_data == [] for name in names)
+
+
 def _submitted(form, keys: Iterable[str]) -> dict[str, Any]:
+    """The submitted values of `keys`, as the schema expects them. A key whose text box,
+    text area or select is not in the posted body is left out (not changed), as the digests
+    leave out a key changed elsewhere: a scripted or broken post that leaves out the
+    default route's host must not clear `routing.default` (console18 B3). An empty box is
+    a deliberate value (an empty host is the only way to null)."""
     out: dict[str, Any] = {}
     for key in keys:
         kind, nullable = _inner(SCHEMA[key].kind)
         if isinstance(kind, HostPort):
-            out[key] = _host_port(form, key, kind, nullable)
+            if not _left_out(form, [field_name(key, "host")]):   # the host decides null
+                out[key] = _host_port(form, key, kind, nullable)
+            continue
+        is_multiple = isinstance(kind, ListOf) and isinstance(kind.item, (Choice, Weekday))
+        if not isinstance(kind, Bool) and not is_multiple and _left_out(form, [field_name(key)]):
             continue
         data = form[field_name(key)].data
         if isinstance(kind, Bool):
