@@ -5,6 +5,7 @@ Rules:
 - Two built-in accounts: `admin` (administrator) and `report` (report-only administrator,
   usable only while `admin.report_only.enabled` is on and a password is set).
 - Every logon attempt writes a `logon` event (result succeeded or failed, the guide's words) with the client IP;
+  a failed one's user name as typed, its control characters escaped (`event_text`);
   the third failure for an account name and every one after it also writes `failed_logon`
   (data {"account", "count"}), which the core's alert engine turns into the failed_logons
   alert. A successful logon resets the count.
@@ -164,6 +165,10 @@ def log_on(name: str, password: str | None) -> User | None:
         name = name.strip()[:ACCOUNT_NAME_MAX_CHARS]
         user = authenticate(name, password) if password is not None else None
         if user is None:
+            # Typed by anyone who reaches the logon page: stored with its control
+            # characters escaped, as an unauthorized_access path is, so that the report
+            # page, the CSV and the CLI all show the same safe text (console18 B5).
+            name = event_text(name)
             count = ctx.failed_logons.fail(name)
             ctx.events.record(Action.LOGON, result=FAILED, client_ip=client_ip,
                               info=name, data={"user": name})
