@@ -25,7 +25,9 @@ Rules
     3. After an attempt: every recipient delivered -> delete + COMPLETED. 5xx recipients are
        bounced at once (RFC 3464, one DSN per attempt). 4xx recipients -> slow/ with
        `next_attempt_at` persisted, and the sender gets ONE delay notice per message.
-       Past `delivery.retry_days` since `received_at` the rest is bounced and deleted.
+       Past `delivery.retry_days` since `received_at` the rest is bounced, and the message
+       ends as a delivered one does: delete + COMPLETED (`_complete`, the one place that
+       ends a message that was delivered, failed or expired).
     4. Order of durable steps: DSN committed, then the envelope rewritten, then the message
        moved or deleted. A crash in between repeats a step (duplicates are allowed), never
        loses one. A message dropped by policy is deleted only once its DROPPED event is

@@ -107,8 +107,12 @@ class NoticeWriter:
 
     async def expire(self, queue: str, envelope: Envelope, deferred, failed=()) -> None:
         """Fail what is still waiting after delivery.retry_days, bounce it with `failed`
-        (those refused for good in the same attempt: one bounce, rule 2), delete."""
+        (those refused for good in the same attempt: one bounce, rule 2), then end the
+        message as every other end does (`QueueManager._complete`: deleted, COMPLETED)."""
         m = self.manager
+        # The message's columns, its client IP and inbound connection id too, as on the
+        # 5xx path (docs/reporting.md; reports18 A1: they were left out here)
+        fields = envelope.event_fields()
         reports = [_report(r, "failed") for r in failed]
         for recipient in deferred:
             # rule 2: the last error stays the diagnostic, with its own type
@@ -118,11 +122,11 @@ class NoticeWriter:
             recipient.last_error = (f"{EXPIRED_REASON}; last error: "
                                     f"{recipient.last_error or 'none'}")
             m.counters.incr("delivery_failures")
-            m.events.record(Action.DELIVERY_FAILED, queue_id=envelope.queue_id,
-                            sender=envelope.sender, recipients=[recipient.address],
-                            size=envelope.size, subject=envelope.subject(),
+            m.events.record(Action.DELIVERY_FAILED,
+                            **{**fields, "recipients": [recipient.address]},
                             rule="delivery.retry_days",
                             result="failed", info=recipient.last_error,
                             data=origin_data(envelope))
         await self.bounce(queue, envelope, [*failed, *deferred], reports)
-        await m._delete(queue, envelope.queue_id)
+        # reports18 A1: a bare delete left an expired message without its COMPLETED
+        await m._complete(queue, envelope)
