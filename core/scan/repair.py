@@ -12,9 +12,17 @@ What goes
 The main part keeps its macro-enabled content type: a .docm without a VBA project is what
 Office itself writes when the macros are deleted, and the file name still matches.
 
+What is not repaired
+    A workbook that also holds Excel 4 (XLM) macro sheets (`macro_sheets`): its macros are
+    cells of a sheet the workbook lists, named by its defined names (Auto_Open), not a part
+    that can go on its own, so removing the VBA project would return a "repaired" workbook
+    that still runs macros (content18 B4). It is unrepairable, as a workbook with macro
+    sheets and no VBA project is.
+
 `remove_vba(data)` returns the repaired bytes, or raises NotRepairable. `check_package`
 parses a package and lists dangling relationships (the tests use it; repair runs it on its
-own output and refuses to return a package that fails it).
+own output and refuses to return a package that fails it). `macro_sheets(data)` names the
+Excel 4 macro sheets of a package (core/scan/heuristics/office.py reports them too).
 """
 
 from __future__ import annotations
@@ -23,15 +31,23 @@ import io
 import posixpath
 import re
 import zipfile
+import zlib
 from xml.etree import ElementTree
 
-__all__ = ["remove_vba", "NotRepairable", "check_package", "has_vba_project"]
+__all__ = ["remove_vba", "NotRepairable", "check_package", "has_vba_project", "macro_sheets"]
 
 REL_NS = "http://schemas.openxmlformats.org/package/2006/relationships"
 CT_NS = "http://schemas.openxmlformats.org/package/2006/content-types"
 _VBA_PART = re.compile(r"(^|/)(vbaProject\.bin|vbaProjectSignature[A-Za-z]*\.bin|vbaData\.xml)$",
                        re.IGNORECASE)
 MAX_OCTETS = 64 * 2**20
+# Excel 4 macro sheets of OOXML (.xlsm/.xltm: xl/macrosheets/*.xml) and XLSB (*.bin)
+# workbooks: found by the relationship that lists them, their content type
+# (application/vnd.ms-excel.macrosheet+xml, ...intlmacrosheet...) or their folder
+_MACROSHEET_RELATIONSHIP = re.compile(r"/xl(?:Intl)?Macrosheet$", re.IGNORECASE)
+_MACROSHEET_FOLDER = re.compile(r"(^|/)macrosheets/(?!binaryIndex)[^/]+$", re.IGNORECASE)
+MAX_PACKAGE_XML_OCTETS = 4 * 2**20      # a [Content_Types].xml or .rels read for them
+MAX_RELS_READ = 1000
 
 
 class NotRepairable(Exception):
@@ -44,6 +60,47 @@ def has_vba_project(data: bytes) -> bool:
             return any(_VBA_PART.search(n) for n in z.namelist())
     except (zipfile.BadZipFile, OSError, ValueError):
         return False
+
+
+def macro_sheets(data: bytes) -> list[str]:
+    """The Excel 4 (XLM) macro sheets of an OOXML or XLSB package, sorted: the parts a
+    relationship of type xlMacrosheet / xlIntlMacrosheet points at, the parts whose content
+    type is a macro sheet's (Override, or Default for their extension), and the parts of a
+    `macrosheets/` folder. [] when there are none or `data` is no readable package; never
+    raises for content."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            infos = {i.filename: i for i in z.infolist()}
+
+            def xml(name: str):
+                info = infos.get(name)
+                if info is None or info.file_size > MAX_PACKAGE_XML_OCTETS:
+                    return ()
+                try:
+                    return ElementTree.fromstring(z.read(info))
+                except (ElementTree.ParseError, zipfile.BadZipFile, OSError, ValueError,
+                        RuntimeError, NotImplementedError, EOFError, zlib.error):
+                    return ()
+
+            found = {n for n in infos if _MACROSHEET_FOLDER.search(n)}
+            for entry in xml("[Content_Types].xml"):
+                if "macrosheet" not in entry.get("ContentType", "").lower():
+                    continue
+                tag = entry.tag.rsplit("}", 1)[-1]
+                if tag == "Override":
+                    found.add(entry.get("PartName", "").lstrip("/"))
+                elif tag == "Default":
+                    ending = "." + entry.get("Extension", "").lower()
+                    found |= {n for n in infos if n.lower().endswith(ending)}
+            for name in [n for n in infos if n.endswith(".rels")][:MAX_RELS_READ]:
+                for rel in xml(name):
+                    if rel.get("TargetMode") != "External" and \
+                            _MACROSHEET_RELATIONSHIP.search(rel.get("Type", "")):
+                        found.add(_resolve(name, rel.get("Target", "")))
+    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError, NotImplementedError,
+            EOFError, zlib.error):
+        return []
+    return sorted(n for n in found if n)
 
 
 def _rels_source(rels_name: str) -> str:
@@ -75,6 +132,10 @@ def remove_vba(data: bytes) -> bytes:
         removed = {n for n in names if _VBA_PART.search(n)}
         if not removed:
             raise NotRepairable("no VBA project to remove")
+        sheets = macro_sheets(data)
+        if sheets:
+            raise NotRepairable(f"it also has Excel 4 macro sheets ({', '.join(sheets[:3])}), "
+                                "which repair does not remove")
         removed |= {posixpath.join(posixpath.dirname(n), "_rels", posixpath.basename(n) +
                                    ".rels") for n in list(removed)} & set(names)
         out = io.BytesIO()

@@ -1,12 +1,25 @@
 """Office macros (olevba from oletools): auto-exec VBA with shell / download / obfuscation
 traits (medium), any VBA or Excel 4 macro (high). Macros in an OOXML document are
-repairable (core/scan/repair.py removes the VBA project); in OLE2 documents they are not."""
+repairable (core/scan/repair.py removes the VBA project); in OLE2 documents they are not.
+
+Where Excel 4 (XLM) macros are found
+    - BIFF workbooks (.xls, .xlt: OLE2): olevba's detect_xlm_macros (its BIFF plugin);
+    - OOXML and XLSB workbooks (.xlsm, .xltm, .xlsb): their macro sheets
+      (core/scan/repair.py `macro_sheets`), which olevba reads only through
+      XLMMacroDeobfuscator, a package not installed here (content18 B4: every one passed
+      at `high`);
+    - SYLK files (.slk): an attachment that starts with "ID", as Excel and olevba read
+      one, holding a macro sheet (olevba's SLK reader).
+A workbook with macro sheets is not repairable, whatever VBA it also has: repair removes
+the VBA project only (core/scan/repair.py "What is not repaired").
+"""
 
 from __future__ import annotations
 
 import logging
 
 from core.scan.heuristics import Heuristic
+from core.scan.repair import macro_sheets
 
 OFFICE_TYPES = {"ole", "zip", "docx", "xlsx", "pptx", "ooxml"}
 OOXML_EXTENSIONS = (".docm", ".xlsm", ".pptm", ".dotm", ".xltm", ".potm", ".ppsm", ".xlam",
@@ -29,45 +42,61 @@ def is_ooxml(part) -> bool:
         b"[Content_Types].xml" in part.data[:65536] or b"[Content_Types].xml" in part.data[-65536:])
 
 
+def is_sylk(part) -> bool:
+    """A file Excel opens as SYLK: it starts with "ID" (olevba's test too)."""
+    return part.is_attachment and part.data[:2] == b"ID"
+
+
 def check(view, part) -> list[Heuristic]:
-    if part.true_type not in ("ole",) and not is_ooxml(part):
+    ooxml = is_ooxml(part)
+    if part.true_type not in ("ole",) and not ooxml and not is_sylk(part):
         return []
     if part.encrypted or len(part.data) > MAX_OCTETS:
         return []
-    from oletools.olevba import VBA_Parser
+    sheets = macro_sheets(part.data) if ooxml else []
     name = part.filename or part.location
-    try:
-        parser = VBA_Parser(name, data=part.data)
-    except Exception:
+    vba, xlm, results = _olevba(name, part.data)
+    xlm = xlm or bool(sheets)
+    if not vba and not xlm:
         return []
+    autoexec = [k for t, k, _d in results if t == "AutoExec"]
+    traits = sorted({k for t, k, _d in results if t == "Suspicious"
+                     and k.lower() in TRAITS} | {t for t, _k, _d in results
+                                                if t in OBFUSCATION_TYPES})
+    repairable = bool(vba) and ooxml and not sheets
+    kind = " and ".join(k for k, has in (("VBA", vba), ("Excel 4 (XLM)", xlm)) if has)
+    where = (f" (macro sheet{'s' if len(sheets) > 1 else ''} {', '.join(sheets[:3])}"
+             f"{', ...' if len(sheets) > 3 else ''})") if sheets else ""
+    if vba and autoexec and traits:
+        return [Heuristic("Heuristic.Macro.AutoExecShell", "medium",
+                          f"{name!r} has {kind} macros that run automatically "
+                          f"({', '.join(autoexec[:3])}) and use {', '.join(traits[:5])}"
+                          + where, repairable)]
+    return [Heuristic("Heuristic.Macro.Present", "high",
+                      f"{name!r} contains {kind} macros"
+                      + (f" that run automatically ({', '.join(autoexec[:3])})"
+                         if autoexec else "") + where, repairable)]
+
+
+def _olevba(name: str, data: bytes) -> tuple[bool, bool, list]:
+    """(has VBA, has Excel 4 macros as olevba finds them, olevba's analysis of the VBA);
+    nothing found when olevba cannot read `data`."""
+    from oletools.olevba import VBA_Parser
     try:
-        vba = parser.detect_vba_macros()
+        parser = VBA_Parser(name, data=data)
+    except Exception:
+        return False, False, []
+    try:
+        vba = bool(parser.detect_vba_macros())
         try:
             xlm = bool(parser.detect_xlm_macros())
         except Exception:
             xlm = False
-        if not vba and not xlm:
-            return []
-        results = parser.analyze_macros() if vba else []
+        return vba, xlm, (parser.analyze_macros() or []) if vba else []
     except Exception:
-        return []
+        return False, False, []
     finally:
         try:
             parser.close()
         except Exception:
             pass
-    autoexec = [k for t, k, _d in results if t == "AutoExec"]
-    traits = sorted({k for t, k, _d in results if t == "Suspicious"
-                     and k.lower() in TRAITS} | {t for t, _k, _d in results
-                                                if t in OBFUSCATION_TYPES})
-    repairable = bool(vba) and is_ooxml(part)
-    kind = "VBA" if vba else "Excel 4 (XLM)"
-    if vba and autoexec and traits:
-        return [Heuristic("Heuristic.Macro.AutoExecShell", "medium",
-                          f"{name!r} has {kind} macros that run automatically "
-                          f"({', '.join(autoexec[:3])}) and use {', '.join(traits[:5])}",
-                          repairable)]
-    return [Heuristic("Heuristic.Macro.Present", "high",
-                      f"{name!r} contains {kind} macros"
-                      + (f" that run automatically ({', '.join(autoexec[:3])})"
-                         if autoexec else ""), repairable)]
