@@ -180,10 +180,19 @@ def _shown(text: str) -> str:
     return repr(text[:LOGGED_TEXT_MAX_CHARS])
 
 
+def _has_bad_host() -> bool:
+    """True when the request's Host header is no host name: one werkzeug's routing refused
+    (an empty label, "a..b"), or one whose characters werkzeug's `request.host` quietly
+    turns into "" ("a b", "evil.example/x", "ex_ample.com", "x:1@evil.example"), from which
+    `https_url` built "https://:8043/…" (console18 B4)."""
+    return isinstance(request.routing_exception, BadHost) \
+        or ("Host" in request.headers and not request.host)
+
+
 def _error_page(code: int, title: str | None = None, text: str | None = None):
     default_title, default_text = _MESSAGES.get(code, _MESSAGES[500])
     title, text = title or default_title, text or default_text
-    if not isinstance(request.routing_exception, BadHost):
+    if not _has_bad_host():
         try:
             return render_template("errors.html", code=code, title=title, text=text,
                                    request_id=_request_id()), code
@@ -286,6 +295,8 @@ def install(app: Flask) -> None:
         # cannot build a URL
         if isinstance(request.routing_exception, BadHost):
             raise request.routing_exception
+        if _has_bad_host():
+            raise BadHost()
 
     @app.before_request
     def refuse_files():
@@ -325,7 +336,8 @@ def install(app: Flask) -> None:
             return exc
         reason = exc.name
         if isinstance(exc, BadHost):
-            reason += f": the Host header {_shown(request.host)} is not a host name"
+            reason += (f": the Host header {_shown(request.headers.get('Host', ''))} is not "
+                       "a host name")
         if is_http_violation(exc.code):
             record_http_violation(console_context(), request.remote_addr,
                                   f"{exc.code} {reason} ({request.method} "
