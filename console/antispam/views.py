@@ -274,6 +274,8 @@ def save_spam_rule():
         abort(400)
     form = SpamRuleForm(prefix=prefix)
     if not form.validate_on_submit():
+        if form.errors and "index" not in form.errors:   # a field the page shows: the rule
+            return _spam_rules_page(_page_form(), [], prefix, form)   # kept as typed (B6)
         _flash_form_errors(form)
     else:
         index = int(form.index.data) if form.index.data else None    # the form checked digits
