@@ -10,9 +10,14 @@ Rules
        SCAN_SECONDS after it began or at the engine's `deadline`, whichever comes first. The
        `deadline` is what the message being processed may spend on scanning (all its
        parts together; core/pipeline/run.py sets it inside the worker's time limit, SPEC
-       §4), so a slow clamd costs the message one scan_error, never a worker timeout. A
-       buffer larger than MAX_STREAM_OCTETS (clamd's StreamMaxLength default, 25 MiB) is
-       not sent.
+       §4), so a slow clamd costs the message one scan_error, never a worker timeout.
+       How long a stream may be is clamd's own StreamMaxLength, which only its
+       administrator knows: every buffer is sent, and clamd says when it is too long
+       ("INSTREAM size limit exceeded. ERROR", then it closes the connection, often before
+       the stream has all been sent: the reply is read all the same). That is a
+       StreamTooLong (a ScanError naming clamd's reply). A fixed limit of our own (25 MiB,
+       Debian's packaged StreamMaxLength) held every part between it and size.max_mb whatever clamd accepted
+       (content18 B6); `max_stream_octets` keeps one for a caller that wants it (None: none).
     2. Anything that is not a clean OK/FOUND — connection refused, timeout, ERROR, a garbled
        reply, too large — raises ScanError with a one-line reason; the antivirus check turns
        it into a scan_error finding handled by scan.unprocessable. Never "clean" by default.
@@ -30,9 +35,11 @@ Rules
        into a scan_error, which scan.unprocessable may deliver). At most
        MAX_FOLLOW_UP_STREAMS items are taken out (an unpack Budget), so a cabinet of
        thousands of members costs that many connections, not thousands (review13 B7); an
-       item over max_stream_octets is not sent (rule 1); the first follow-up that raises
-       ScanError (clamd gone, the message's scanning time spent) ends them, as the check
-       stops asking a failed clamd about a message's other parts. The buffer's detection
+       item clamd refuses as too long (StreamTooLong, rule 1) is passed over, and so is,
+       without being sent, every later item at least as long as the shortest one refused;
+       the first follow-up that raises any other ScanError (clamd gone, the message's
+       scanning time spent) ends them, as the check stops asking a failed clamd about a
+       message's other parts. The buffer's detection
        is returned whatever became of them: the file is infected either way, and only
        further names in it may go unreported.
     6. Every scan's exchange notes, for the thread it runs in, whether clamd answered
@@ -45,8 +52,8 @@ Rules
        message while the Status page said only "Enabled"). A reply, ERROR included, is an
        answer; a connection refused or timed out, or closed without a reply, is not; a
        scan stopped by the message's own deadline (rule 1), or a buffer never sent, notes
-       nothing. The console's PING when Antivirus Settings are saved
-       (shared/clamd_wire.py) is not a scan and notes nothing.
+       nothing; a StreamTooLong is clamd's answer. The console's PING when Antivirus
+       Settings are saved (shared/clamd_wire.py) is not a scan and notes nothing.
     7. Where an address points, the connect and the words for clamd not answering are
        shared/clamd_wire.py's, which the console uses too.
 """
@@ -64,12 +71,11 @@ from core.scan.unpack import Budget, expand
 from shared import clamd_wire as wire
 from shared.clock import SYSTEM_CLOCK
 
-__all__ = ["ClamdEngine", "ScanError", "Contact", "take_contact"]
+__all__ = ["ClamdEngine", "ScanError", "StreamTooLong", "Contact", "take_contact"]
 
 CONNECT_SECONDS = 5.0
 SCAN_SECONDS = 30.0
 CHUNK_OCTETS = 256 * 1024
-MAX_STREAM_OCTETS = 25 * 2**20
 MAX_REPLY_OCTETS = 4096
 MAX_FOLLOW_UP_STREAMS = 32       # per infected buffer (rule 5)
 
@@ -81,6 +87,16 @@ class ScanError(RuntimeError):
     def __init__(self, message: str, problem: str = ""):
         super().__init__(message)
         self.problem = problem
+
+
+class StreamTooLong(ScanError):
+    """clamd refused a stream longer than its StreamMaxLength (rule 1): it answered, and
+    did not scan the buffer."""
+
+    def __init__(self, address: str, octets: int, reply: str):
+        super().__init__(f"clamd at {address} did not scan {octets} bytes: {reply} "
+                         "(longer than its StreamMaxLength)")
+        self.octets = octets
 
 
 @dataclass(frozen=True)
@@ -116,9 +132,10 @@ class ClamdEngine:
 
     def __init__(self, address: str, *, connect_seconds: float = CONNECT_SECONDS,
                  scan_seconds: float = SCAN_SECONDS,
-                 max_stream_octets: int = MAX_STREAM_OCTETS, deadline: float | None = None):
+                 max_stream_octets: int | None = None, deadline: float | None = None):
         """`deadline`: the time.monotonic() by which every scan must have ended (rule 1);
-        None for no limit beyond the per-scan ones."""
+        None for no limit beyond the per-scan ones. `max_stream_octets`: a buffer longer
+        than that is not sent (a ScanError); None: clamd's StreamMaxLength decides."""
         self.address = address
         self.connect_seconds = connect_seconds
         self.scan_seconds = scan_seconds
@@ -146,7 +163,7 @@ class ClamdEngine:
 
     def scan(self, data: bytes, hint: str | None = None, decompose=None) -> Detection | None:
         """Detection or None; ScanError when clamd gives no clean answer (rule 2)."""
-        if len(data) > self.max_stream_octets:
+        if self.max_stream_octets is not None and len(data) > self.max_stream_octets:
             raise ScanError(f"{len(data)} bytes exceed the clamd stream limit "
                             f"({self.max_stream_octets})")
         end = time.monotonic() + self.scan_seconds
@@ -154,22 +171,26 @@ class ClamdEngine:
             end = self.deadline
         try:
             with self._connect(end) as sock:
-                sock.settimeout(_left(end))
-                sock.sendall(b"zINSTREAM\0")
-                view = memoryview(data)
-                for start in range(0, len(view), CHUNK_OCTETS):
-                    chunk = view[start:start + CHUNK_OCTETS]
-                    sock.settimeout(_left(end))
-                    sock.sendall(struct.pack(">I", len(chunk)) + chunk)
-                sock.settimeout(_left(end))
-                sock.sendall(struct.pack(">I", 0))
+                try:
+                    _send_stream(sock, data, end)
+                except (BrokenPipeError, ConnectionResetError) as exc:
+                    cut_short = exc         # clamd may have answered and closed (rule 1)
+                else:
+                    cut_short = None
                 reply = b""
                 while not reply.endswith(b"\0") and len(reply) < MAX_REPLY_OCTETS:
                     sock.settimeout(_left(end))
-                    more = sock.recv(1024)
+                    try:
+                        more = sock.recv(1024)
+                    except ConnectionResetError:
+                        if cut_short is None:
+                            raise
+                        more = b""
                     if not more:
                         break
                     reply += more
+                if not reply and cut_short is not None:
+                    raise cut_short
         except socket.timeout:
             if end == self.deadline:        # the message's time, not clamd's (rule 6)
                 raise ScanError(f"clamd at {self.address} did not answer in the time left "
@@ -181,6 +202,8 @@ class ClamdEngine:
         if not text:
             raise self._unanswered(wire.NO_ANSWER)
         _note(self.address)
+        if text.endswith("size limit exceeded. ERROR"):
+            raise StreamTooLong(self.address, len(data), text)
         return parse_reply(text, self.address)
 
     def scan_all(self, data: bytes, hint: str | None = None,
@@ -191,11 +214,16 @@ class ClamdEngine:
         if found is None:
             return []
         inner = []
+        refused = None                  # the shortest item clamd refused as too long
         for label, item in expand(data, decompose, Budget(items=MAX_FOLLOW_UP_STREAMS)):
-            if len(item) > self.max_stream_octets:
+            if self.max_stream_octets is not None and len(item) > self.max_stream_octets \
+                    or refused is not None and len(item) >= refused:
                 continue
             try:
                 detection = self.scan(item)
+            except StreamTooLong:
+                refused = len(item) if refused is None else min(refused, len(item))
+                continue
             except ScanError:
                 break
             if detection is not None:
@@ -203,6 +231,19 @@ class ClamdEngine:
         if any(d.name == found.name for d in inner):
             return inner                # the stream's match is one of the items inside it
         return [found, *inner]
+
+
+def _send_stream(sock: socket.socket, data: bytes, end: float) -> None:
+    """INSTREAM: the command, `data` in chunks, the zero-length chunk that ends it."""
+    sock.settimeout(_left(end))
+    sock.sendall(b"zINSTREAM\0")
+    view = memoryview(data)
+    for start in range(0, len(view), CHUNK_OCTETS):
+        chunk = view[start:start + CHUNK_OCTETS]
+        sock.settimeout(_left(end))
+        sock.sendall(struct.pack(">I", len(chunk)) + chunk)
+    sock.settimeout(_left(end))
+    sock.sendall(struct.pack(">I", 0))
 
 
 def _left(end: float) -> float:
