@@ -25,7 +25,7 @@ Rules
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 __all__ = ["Part", "MessageView", "LimitHit", "PartError", "is_text_type"]
 
@@ -146,6 +146,10 @@ class MessageView:
     # the same fields before RFC 2047 decoding: an address list must be parsed before its
     # display names are decoded (a decoded '"' or '(' would hide the address behind it)
     raw_headers: list[tuple[str, str]] = field(default_factory=list)
+    # index in `headers` -> the legacy reading of that field's RFC 2047 words, where it
+    # differs from the one readers show (decompose/fieldvalue.py rule 4: "zqx=?UTF-8?Q?
+    # forbid?=" is "zqxforbid" in `headers`, "zqx forbid" here); matched, never shown
+    legacy_readings: dict[int, str] = field(default_factory=dict)
     subject: str = ""
     parts: list[Part] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)     # MIME defects, with their location
@@ -169,10 +173,28 @@ class MessageView:
         return [value for key, value in fields if key.lower() == name]
 
     def subjects(self) -> list[str]:
-        """Every Subject field, decoded. RFC 5322 allows one, but a message may carry more
-        and readers differ in which they show, so a check of the Subject looks at each
-        (`subject` is the first, for reports)."""
-        return self.header_all("subject") or [self.subject]
+        """Every Subject field, decoded as readers show it, then each legacy reading that
+        differs (`legacy_readings`). RFC 5322 allows one field, but a message may carry more
+        and readers differ in which they show, and in how they join an encoded word to the
+        text beside it, so a check of the Subject looks at each (`subject` is the first
+        field as readers show it, for reports)."""
+        shown = self.header_all("subject")
+        legacy = [self.legacy_readings[n] for n, (key, _) in enumerate(self.headers)
+                  if n in self.legacy_readings and key.lower() == "subject"]
+        return shown + legacy if shown else [self.subject]
+
+    def as_learned(self) -> "MessageView":
+        """This view with each top-level field in its legacy reading where that differs
+        (`legacy_readings`), Subject included: what the heuristic engine reads, since its
+        model learned on that reading (core/scan/antispam/engine.py `features`). The parts
+        are shared, not copied; a view without such a field is returned as it is."""
+        if not self.legacy_readings:
+            return self
+        headers = [(key, self.legacy_readings.get(n, value))
+                   for n, (key, value) in enumerate(self.headers)]
+        subject = next((value for key, value in headers if key.lower() == "subject"),
+                       self.subject)
+        return replace(self, headers=headers, subject=subject, legacy_readings={})
 
     def files(self) -> list[Part]:
         """Every part that is a file: attachments at any level, archive and TNEF members."""

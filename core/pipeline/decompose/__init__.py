@@ -38,7 +38,7 @@ from collections.abc import Mapping
 from core.pipeline.decompose import archives
 from core.pipeline.decompose.encryption import office_is_encrypted, pdf_is_encrypted
 from core.pipeline.decompose.limits import Budget, LimitExceeded
-from core.pipeline.decompose.content_fields import content_info, decode_words
+from core.pipeline.decompose.content_fields import content_info, decode_word_readings
 from core.pipeline.decompose.mime import (DelimiterSearch, decode_transfer, find_parts,
                                           split_header)
 from core.pipeline.decompose.sniff import CONTAINER_TYPES, true_type
@@ -209,10 +209,12 @@ class _Walker:
     def _top_headers(self, part: Part, fields) -> None:
         decoded = []
         for name, value in fields:
-            text, ok = decode_words(value)
+            readings, ok = decode_word_readings(value)
             if not ok:
                 self.defect(part, f"bad encoded word in {name}")
-            decoded.append((name, text))
+            if len(readings) > 1:                    # fieldvalue.py rule 4
+                self.view.legacy_readings[len(decoded)] = readings[1]
+            decoded.append((name, readings[0]))
         self.view.headers = decoded
         self.view.raw_headers = list(fields)
         subjects = [v for k, v in decoded if k.lower() == "subject"]

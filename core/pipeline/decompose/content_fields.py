@@ -27,7 +27,10 @@ Rules
        "run.vbs" in another (guide36 finding 7). Each parameter is read on its own, with
        the email package's RFC 2231 decoding: a repeated filename*= is not joined into one
        name, and a filename*= beside filename*0= (which the email package fails on) loses
-       neither. Not for an attached message (message/*): a reader opens it as a message
+       neither. A name with RFC 2047 words is kept in each reading readers give it
+       (fieldvalue.py rule 4): `filename="=?UTF-8?Q?run.v?=bs"` is "run.vbs" (the
+       `filename`, as readers show it) and "run.v bs" (content18 A1). Not for an attached
+       message (message/*): a reader opens it as a message
        whatever it is called, and mail clients name one by its subject ("Your receipt from
        example.com", which *.com would have deleted: regress11 finding 6).
     3. A parameter the email package cannot read costs only what it reads: an unreadable
@@ -43,19 +46,33 @@ from dataclasses import dataclass, field
 from email import utils
 
 from core.pipeline.decompose.fieldvalue import (ParamMessage, collapse_rfc2231_value,
-                                                decode_words_text, split_params)
+                                                decode_words_as_shown, decode_words_text,
+                                                split_params)
 
-__all__ = ["ContentInfo", "content_info", "decode_words", "TRANSFER_DECODINGS"]
+__all__ = ["ContentInfo", "content_info", "decode_words", "decode_word_readings",
+           "TRANSFER_DECODINGS"]
 
 
 def decode_words(value: str) -> tuple[str, bool]:
-    """RFC 2047 encoded words decoded; (text, ok). Never raises."""
+    """RFC 2047 encoded words decoded as mail readers show them (fieldvalue.py rule 4);
+    (text, ok). Never raises."""
+    readings, ok = decode_word_readings(value)
+    return readings[0], ok
+
+
+def decode_word_readings(value: str) -> tuple[list[str], bool]:
+    """([the text readers show, the legacy reading where it differs], ok): every reading
+    of the RFC 2047 words mail readers give (fieldvalue.py rule 4), for what is matched
+    against a pattern or term — "zqx=?UTF-8?Q?forbid?=" is "zqxforbid" and "zqx forbid".
+    Never raises; a value that cannot be decoded is its one reading, as written."""
     if "=?" not in value:
-        return value, True
+        return [value], True
     try:
-        return decode_words_text(value), True
+        shown = decode_words_as_shown(value)
+        legacy = decode_words_text(value)
     except Exception:
-        return value, False
+        return [value], False
+    return ([shown] if legacy == shown else [shown, legacy]), True
 
 
 @dataclass
@@ -124,16 +141,18 @@ def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain"
     if readers.failures > failures:
         # the email package failed on a name parameter; the first name declared stands in
         filename = next((name for kind in names for name in kind), None)
+    readings: list[str] = []
     if filename is not None:
-        filename, ok = decode_words(str(filename))
+        readings, ok = decode_word_readings(str(filename))
         if not ok:
             defects.append("bad encoded word in a file name")
-        filename = filename.replace("\x00", "").strip() or None
+        readings = [name.replace("\x00", "").strip() for name in readings]
+        filename = readings[0] or None
     if boundary is not None:
         boundary = str(boundary).strip('"')
     return ContentInfo(content_type, boundary or None, charset, filename, disposition, cte,
                        defects, flowed, flowed and delsp, conflicts,
-                       _other_names(filename, names))
+                       _other_names(filename, ([] if is_message else readings[1:], *names)))
 
 
 class _Readers:
@@ -178,11 +197,12 @@ def _field_names(values: list[str]) -> list[str]:
     the first and the last half."""
     out: list[str] = []
     for value in _ends(list(dict.fromkeys(values)), READ_AT_MOST):
-        for name in _ends(_declared_names(value), READ_AT_MOST):
-            name = decode_words(name)[0]
-            for name in (name.replace("\x00", "").strip(), name.split("\x00", 1)[0].strip()):
-                if name and name not in out:
-                    out.append(name)
+        for declared in _ends(_declared_names(value), READ_AT_MOST):
+            for name in decode_word_readings(declared)[0]:        # rule 2: each reading
+                for name in (name.replace("\x00", "").strip(),
+                             name.split("\x00", 1)[0].strip()):
+                    if name and name not in out:
+                        out.append(name)
     return _ends(out, MAX_NAMES_PER_KIND)
 
 
@@ -214,9 +234,10 @@ def _declared_names(value: str) -> list[str]:
     return out
 
 
-def _other_names(filename: str | None, names: tuple[list[str], list[str]]) -> list[str]:
-    """Rule 2: the names of both field kinds besides `filename`."""
-    return [name for name in dict.fromkeys(names[0] + names[1]) if name != filename]
+def _other_names(filename: str | None, names: tuple[list[str], ...]) -> list[str]:
+    """Rule 2: the names of every list of `names` besides `filename`."""
+    return [name for name in dict.fromkeys(n for kind in names for n in kind)
+            if name and name != filename]
 
 
 def _conflicts(types: list[str], encodings: list[str], default_type: str) -> list[str]:

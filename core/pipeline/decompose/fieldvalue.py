@@ -23,6 +23,16 @@ Rules
        (tests/unit/pipeline/test_headers_cost.py reads values the email package takes
        minutes on, and compares the results with the email package's on small ones).
     3. Never used for anything but reading: nothing here builds or re-serialises a header.
+    4. Two readings of encoded words. The legacy one (`decode_words_text`, the email
+       package's `make_header`) puts a space where an encoded word meets text without one;
+       mail readers and Python's `email.policy.default` do not (`decode_words_as_shown`):
+       `zqx=?UTF-8?Q?forbid?=` is "zqx forbid" to the one and "zqxforbid" to the others,
+       and `filename="=?UTF-8?Q?run.v?=bs"` "run.v bs" against "run.vbs", past `*.vbs`
+       (content18 A1, A2). Both decode every word alike and differ only in those spaces
+       (and in the white space between a us-ascii word and another encoded word, which
+       the legacy reading keeps as one space); a value without such a meeting reads the
+       same both ways. The shown reading is what events and the checks see first; the
+       legacy one is matched too where it differs (content_fields.decode_word_readings).
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from email.message import Message
 from core.pipeline.decompose import charsets
 
 __all__ = ["ParamMessage", "split_params", "decode_header", "decode_words_text",
-           "collapse_rfc2231_value"]
+           "decode_words_as_shown", "collapse_rfc2231_value"]
 
 
 # --- RFC 2045 parameters ---------------------------------------------------------------------
@@ -162,28 +172,35 @@ def _words(text: str):
 def decode_header(header: str) -> list[tuple[bytes | str, str | None]]:
     """`email.header.decode_header(header)` for a str, in linear time (same pairs, same
     HeaderParseError on bad base64)."""
+    return [(word, charset) for word, charset, _ in _decoded_words(header)]
+
+
+def _decoded_words(header: str) -> list[tuple[bytes | str, str | None, bool]]:
+    """decode_header's pairs, each with whether it begins a line after the first (rule 4:
+    where the value was folded, the white space of the fold stands before it)."""
     if next(_words(header), None) is None:
-        return [(header, None)]
-    words: list[tuple[str, str | None, str | None]] = []
-    for line in header.splitlines():
+        return [(header, None, False)]
+    words: list[tuple[str, str | None, str | None, bool]] = []
+    for number, line in enumerate(header.splitlines()):
         pos = 0
         for start, end, charset, encoding, encoded in _words(line):
             unencoded = line[pos:start]
             if pos == 0:
                 unencoded = unencoded.lstrip()
             if unencoded:
-                words.append((unencoded, None, None))
-            words.append((encoded, encoding.lower(), charset.lower()))
+                words.append((unencoded, None, None, number > 0 and pos == 0))
+            words.append((encoded, encoding.lower(), charset.lower(),
+                          number > 0 and pos == 0 and not unencoded))
             pos = end
         unencoded = line[pos:].lstrip() if pos == 0 else line[pos:]
         if unencoded:
-            words.append((unencoded, None, None))
+            words.append((unencoded, None, None, number > 0 and pos == 0))
     # white space between two encoded words goes
     kept = [w for n, w in enumerate(words)
             if not (0 < n < len(words) - 1 and words[n + 1][1] and words[n - 1][1]
                     and w[0].isspace())]
-    decoded: list[tuple[bytes, str | None]] = []
-    for encoded, encoding, charset in kept:
+    decoded: list[tuple[bytes, str | None, bool]] = []
+    for encoded, encoding, charset, folded in kept:
         if encoding is None:
             word = encoded
         elif encoding == "q":
@@ -198,13 +215,16 @@ def decode_header(header: str) -> list[tuple[bytes | str, str | None]]:
                 raise HeaderParseError("Base64 decoding error") from None
         if isinstance(word, str):
             word = bytes(word, "raw-unicode-escape")
-        decoded.append((word, charset))
-    collapsed: list[tuple[bytes, str | None]] = []
+        decoded.append((word, charset, folded))
+    collapsed: list[tuple[bytes, str | None, bool]] = []
     run: list[bytes] = []
-    for index, (word, charset) in enumerate(decoded):
+    for index, (word, charset, folded) in enumerate(decoded):
+        if not run:
+            run_folded = folded
         run.append(word)
         if index + 1 == len(decoded) or decoded[index + 1][1] != charset:
-            collapsed.append(((b" " if charset is None else b"").join(run), charset))
+            collapsed.append(((b" " if charset is None else b"").join(run), charset,
+                              run_folded))
             run = []
     return collapsed
 
@@ -217,19 +237,11 @@ def decode_words_text(value: str) -> str:
     readers read it (rule 1); raises as that does: LookupError for a charset nobody knows,
     UnicodeDecodeError for bytes it does not hold. What make_header does besides decoding
     (checking that the text could be encoded again for output) is left out: nothing here
-    writes a header (rule 3)."""
+    writes a header (rule 3). This is the legacy reading (rule 4); `decode_words_as_shown`
+    is the one mail readers show."""
     # email.header.Header.append then _normalize: runs of one charset joined by a space
     runs: list[tuple[list[str], Charset]] = []
-    for word, label in decode_header(value):
-        charset = _US_ASCII if label is None else Charset(label)
-        if isinstance(word, str):
-            text = word
-        elif label is None:
-            text = word.decode("us-ascii")
-        elif charset.input_codec == UNKNOWN8BIT:
-            text = word.decode("us-ascii", "replace")
-        else:
-            text = charsets.decode(word, label)
+    for text, charset, _encoded, _folded in _decoded_texts(value):
         if runs and runs[-1][1] == charset:
             runs[-1][0].append(text)
         else:
@@ -251,6 +263,39 @@ def decode_words_text(value: str) -> str:
         last = charset
         out.append(text)
     return "".join(out)
+
+
+def decode_words_as_shown(value: str) -> str:
+    """The text mail readers show for `value` (rule 4): the words decoded as
+    `decode_words_text` decodes them (and raising as it does), joined as written — no space
+    where an encoded word meets text without one (`zqx=?UTF-8?Q?forbid?=` is "zqxforbid",
+    `=?UTF-8?Q?run.v?=bs` "run.vbs"), and none for the white space between two encoded
+    words, whatever their charsets; a fold between an encoded word and text reads as one
+    space. These are the results of Python's `email.policy.default`."""
+    out: list[str] = []
+    last_encoded = None
+    for text, _charset, encoded, folded in _decoded_texts(value):
+        if out and folded and not (encoded and last_encoded):
+            out.append(" ")
+        out.append(text)
+        last_encoded = encoded
+    return "".join(out)
+
+
+def _decoded_texts(value: str):
+    """(text, Charset, is encoded, folded) of each of `decode_header(value)`'s pairs,
+    decoded (text outside encoded words: us-ascii)."""
+    for word, label, folded in _decoded_words(value):
+        charset = _US_ASCII if label is None else Charset(label)
+        if isinstance(word, str):
+            text = word
+        elif label is None:
+            text = word.decode("us-ascii")
+        elif charset.input_codec == UNKNOWN8BIT:
+            text = word.decode("us-ascii", "replace")
+        else:
+            text = charsets.decode(word, label)
+        yield text, charset, label is not None, folded
 
 
 def _nonctext(char: str) -> bool:

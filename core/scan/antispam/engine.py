@@ -63,7 +63,10 @@ def score_from_raw(z: float, z90: float) -> int:
 def features(view, definitions: SpamDefinitions) -> tuple[set[str], list]:
     """The feature set of a view (tokens, structural "x:" tokens and "r:<rule>") and the rules
     that hit. The training (tools/train_spam_model.py) extracts features with this function,
-    so the model weighs exactly what the engine sees."""
+    so the model weighs exactly what the engine sees. Header fields are read in the legacy
+    reading of their RFC 2047 words, the one the model learned on (`view.as_learned`;
+    core/pipeline/decompose/fieldvalue.py rule 4)."""
+    view = view.as_learned()
     hits = definitions.rules.hits(view)
     found = tokens(view)
     found.update(structure_tokens(view))
