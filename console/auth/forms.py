@@ -27,6 +27,9 @@ class LogonForm(FlaskForm):
                                                   "characters.")],
         render_kw={"autocomplete": "current-password"})
     next = HiddenField()
+    # "1" when a form posted after the session ended led here: once logged on, the page
+    # it leads back to says that the change was not saved (auth.service.unsaved_notice)
+    unsaved = HiddenField()
     submit = SubmitField("Log On")
 
     @property

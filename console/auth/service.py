@@ -50,12 +50,12 @@ from console.security import LOGGED_TEXT_MAX_CHARS, event_text, record_within_bu
 from console.sessions import SessionRecord
 from console.throttle import FAILED_LOGON_WINDOW_SECONDS, FAILED_LOGONS_PER_CLIENT, client_key
 from shared.events import FAILED, SUCCEEDED, Action
-from shared.settings import PASSWORD_MAX_CHARS, check_password
+from shared.settings import PAGES, PASSWORD_MAX_CHARS, check_password
 
 __all__ = ["User", "ACCOUNTS", "authenticate", "load_user", "log_on", "log_off",
            "check_idle_timeout", "check_credentials", "end_unknown_session", "check_session",
            "keep_session_after_password_change", "record_unauthorized",
-           "login_required_response", "safe_next", "LogonsLockedOut", "FAILED_LOGONS_ALERT_AT"]
+           "login_required_response", "unsaved_notice", "safe_next", "LogonsLockedOut", "FAILED_LOGONS_ALERT_AT"]
 
 ACCOUNTS = {"admin": Role.ADMINISTRATOR, "report": Role.REPORT_ONLY}
 _PASSWORD_KEYS = {"admin": "admin.password", "report": "admin.report_only.password"}
@@ -315,10 +315,40 @@ def _form_page() -> str | None:
 
 
 def login_required_response():
-    """Send an anonymous request to the logon page; `next` is where logging on leads back."""
-    target = request.full_path.rstrip("?") if request.method in ("GET", "HEAD") \
-        else _form_page()
-    return redirect(url_for("auth.logon", next=target) if target else url_for("auth.logon"))
+    """Send an anonymous request to the logon page; `next` is where logging on leads back.
+    A form posted without a live session (it ended, or timed out, while the page was open)
+    was not saved: the logon page says so, and so does the page logging on leads back to
+    (`unsaved=1`; console18 B2: an administrator who clicked Save had no reason to think
+    the save had failed)."""
+    if request.method in ("GET", "HEAD"):
+        target = request.full_path.rstrip("?")
+        return redirect(url_for("auth.logon", next=target) if target else url_for("auth.logon"))
+    target = _form_page()
+    if request.endpoint == "auth.logoff":   # nothing to save: the session is over already
+        return redirect(url_for("auth.logon", next=target) if target else url_for("auth.logon"))
+    flash(f"{unsaved_notice(target)} Log on, then make it again.", "warning")
+    return redirect(url_for("auth.logon", next=target, unsaved=1) if target
+                    else url_for("auth.logon", unsaved=1))
+
+
+def unsaved_notice(target: str | None) -> str:
+    """What says that a form posted from the page at `target` (None: unknown) was not saved
+    because the session had ended."""
+    return f"Your change to {_page_title(target)} was not saved: your session had ended."
+
+
+def _page_title(target: str | None) -> str:
+    """The page at the local URL `target` as the left pane and tabs name it (shared.settings
+    PAGES), else "the page" named by its path."""
+    if not target:
+        return "the page"
+    path = urlsplit(target).path
+    try:
+        endpoint, args = current_app.create_url_adapter(request).match(path, method="GET")
+    except (HTTPException, RequestRedirect):
+        return f"the page {path}"
+    page = args.get("page") or endpoint.rsplit(".", 1)[-1]
+    return PAGES.get(page, f"the page {path}")
 
 
 def safe_next(target: str | None) -> str:

@@ -25,7 +25,7 @@ from flask_login import current_user
 
 from console.auth import bp
 from console.auth.forms import LogoffForm, LogonForm
-from console.auth.service import LogonsLockedOut, log_off, log_on, safe_next
+from console.auth.service import LogonsLockedOut, log_off, log_on, safe_next, unsaved_notice
 from console.context import console_context
 from console.roles import Access, public, requires
 from console.security import https_url, logon_page
@@ -38,14 +38,18 @@ from console.throttle import ClientBusy
 def logon():
     if current_user.is_authenticated and request.method == "GET":
         return redirect(safe_next(request.args.get("next")))
-    form = LogonForm(next=request.args.get("next", ""))
+    form = LogonForm(next=request.args.get("next", ""),
+                     unsaved="1" if request.args.get("unsaved") == "1" else "")
     if not form.is_submitted():
         return _page(form)
     fields_ok = form.validate()
     try:
         # a form refused for its fields is a failed logon too: counted and throttled
         if log_on(form.username.data or "", form.password.data if fields_ok else None):
-            return redirect(safe_next(form.next.data))
+            target = safe_next(form.next.data)
+            if form.unsaved.data == "1":    # a form posted after the session ended
+                flash(f"{unsaved_notice(target)} Make it again.", "warning")
+            return redirect(target)
     except ClientBusy:
         return _refused(form, "Another logon from your address is being checked. Try again "
                               "in a moment.", 429, {"Retry-After": "2"})
