@@ -125,6 +125,7 @@ class ServerConnection:
         self._is_tls = False
         self._unknown_commands = 0
         self._after_auth = False   # the last command was AUTH: the lines after it are secrets
+        self._last_command: str | None = None    # see last_command
         # Transaction facts (RFC 5321 §4.1.4 "buffers"), cleared by RSET/EHLO/end.
         self._recipients = 0
         self._rcpt_attempts = 0
@@ -146,6 +147,13 @@ class ServerConnection:
     def awaiting_reply(self) -> object | None:
         """The event type (or "Greeting") whose reply the app owes, else None."""
         return self._awaiting
+
+    @property
+    def last_command(self) -> str | None:
+        """The verb of the last command line read ("MAIL", "DATA", …; "(unknown command)",
+        "(overlong line)"), None before the first: what a connection_closed event names
+        (guide Table 7-6). The verb alone, never its argument (an AUTH secret)."""
+        return self._last_command
 
     @property
     def is_tls(self) -> bool:
@@ -303,6 +311,7 @@ class ServerConnection:
     # --- commands ------------------------------------------------------------------
     def _handle_line(self, line: bytes | object) -> Event | None:
         if line is LINE_TOO_LONG:
+            self._last_command = "(overlong line)"
             return self._violation(ViolationKind.COMMAND_LINE_TOO_LONG, R.R500_LINE_TOO_LONG,
                                    "command line over the limit (RFC 5321 §4.5.3.1.4)")
         command = C.split_command(line)  # type: ignore[arg-type]
@@ -312,7 +321,9 @@ class ServerConnection:
         elif verb in C.UNSUPPORTED_VERBS:
             key = "(unsupported)"
         else:
+            self._last_command = "(unknown command)"
             return self._unknown_command(line)  # type: ignore[arg-type]
+        self._last_command = verb
         self._after_auth = verb == "AUTH"
         move = COMMAND_TABLE[(self._state, key)]
         try:

@@ -21,6 +21,12 @@ Rules:
   an hour, not for ever.
 - Exceptions stop at the session boundary (`run`): an event, 421 if the socket still works,
   close. Exception text never goes into a reply.
+- A session ends with one event (guide Table 7-6): `disconnected` when it ended as SMTP
+  means (the client's QUIT, or our 421: a refusal, a time limit, a stop), else
+  `connection_closed`: the client hung up without QUIT (in DATA: its message is lost), the
+  connection broke, or an internal error (result "error"). A connection_closed names the
+  last command and the last reply (`_record_end`); keeping them costs one assignment each
+  (`ServerConnection.last_command`, `write`), nothing is formatted before the end.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ DEADLINE_SLACK_SECONDS = 1.0    # how late a read timeout may fire (see Session.
 TLS_HANDSHAKE_SECONDS = 60
 READ_OCTETS = 64 * 1024
 SHUTDOWN_REPLY_SECONDS = 1.0    # how long a stop waits for the 421 to a session
+LAST_REPLY_CHARS = 200          # of the last reply, in a connection_closed event
 # The conversation log's error class (diagnostics.conversation.errors; docs/operations.md,
 # Troubleshooting, "SMTP conversations") of a violation, when it is not "protocol":
 # refusals by our own limits and rules are "local", as the guide's example, a message over
@@ -112,6 +119,12 @@ class Session:
         self.message: MessageReception | None = None    # in DATA: the message it brings
         self.deadline_total: float | None = None   # of the DATA phase
         self.session_deadline = trio.current_time() + SESSION_TOTAL_SECONDS
+        self._last_written = b""       # the last bytes written: their last line is the last reply
+        # Why the connection closed other than as SMTP means (module rules), with the event's
+        # result; None: it ends with `disconnected`.
+        self._closed_because: str | None = None
+        self._closed_result: str | None = None
+        self._message_lost = False
 
     def record(self, action: Action, **fields) -> None:
         self.server.events.record(action, connection_id=self.connection_id,
@@ -129,6 +142,7 @@ class Session:
     async def write(self, data: bytes) -> None:
         if data:
             self.log.server(data)
+            self._last_written = data
             await self.stream.send_all(data)
 
     async def run(self, refusal: Refusal | None = None) -> None:
@@ -156,6 +170,8 @@ class Session:
                 ssl.SSLError) as exc:
             reason = str(exc) or str(exc.__cause__ or "") or type(exc).__name__
             self.log.error("communication", f"connection lost: {reason}")
+            if self.conn.last_command != "QUIT":    # gone before our 221: it said QUIT
+                self._closed(f"the connection was lost: {reason}")
         except trio.Cancelled:
             await say_shutting_down(lambda: self.write(self.conn.send(R.R421_SHUTTING_DOWN)))
             raise
@@ -170,8 +186,7 @@ class Session:
                     pass
         except Exception as exc:  # session boundary: never a traceback to the client
             self.log.error("local", f"{type(exc).__name__}")
-            self.record(Action.CONNECTION_CLOSED, result="error",
-                        info=f"internal error: {type(exc).__name__}: {exc}")
+            self._closed(f"internal error: {type(exc).__name__}: {exc}", result="error")
             with trio.move_on_after(5):
                 try:
                     await self.write(R.R451_LOCAL_ERROR.to_bytes())
@@ -183,9 +198,30 @@ class Session:
                     await self.message.abort()
                 self.message = None
             self.transaction.settle_refusals()
-            self.record(Action.DISCONNECTED)
+            self._record_end()
             with trio.CancelScope(shield=True):
                 await self.log.close(self.server.diagnostics_dir, self.server.log_failures)
+
+    def _closed(self, why: str, result: str | None = None) -> None:
+        """The connection ends other than as SMTP means (module rules): say so at the end."""
+        if self._closed_because is None:    # the first cause; what follows is its echo
+            self._closed_because, self._closed_result = why, result
+            self._message_lost = self.message is not None
+
+    def _record_end(self) -> None:
+        """The session's one end event (module rules; guide Table 7-6)."""
+        if self._closed_because is None:
+            self.record(Action.DISCONNECTED)
+            return
+        lines = self._last_written.rstrip(b"\r\n").rsplit(b"\n", 1)
+        last_reply = lines[-1].decode("utf-8", "replace")[:LAST_REPLY_CHARS] or None
+        last_command = self.conn.last_command
+        data = {"last_command": last_command, "last_reply": last_reply}
+        if self._message_lost:
+            data["message_lost"] = True
+        self.record(Action.CONNECTION_CLOSED, result=self._closed_result,
+                    info=f"{self._closed_because}; last command: {last_command or 'none'}; "
+                         f"last reply: {last_reply or 'none'}", data=data)
 
     async def _look_up_client(self) -> None:
         """The client's confirmed PTR name (for host names in relay.allowed) and RBL answers,
@@ -294,9 +330,10 @@ class Session:
                           f"452 4.5.3, for the client to send in another transaction")
         elif isinstance(event, ConnectionClosed):
             # After QUIT the loop ends before this event: the client hung up without it
-            in_data = self.message is not None
-            self.log.error("communication", "the client closed the connection "
-                           + ("in DATA: the message is lost" if in_data else "without QUIT"))
+            why = "the client closed the connection " + (
+                "in DATA: the message is lost" if self.message is not None else "without QUIT")
+            self.log.error("communication", why)
+            self._closed(why)
 
     async def _reset(self) -> None:
         """End the transaction (a hello, MAIL FROM, RSET): a new one begins."""
