@@ -161,7 +161,9 @@ class Session:
                 await self.write(self.conn.send(refusal.reply))
                 self.log.error("local", f"{refusal.rule}: {refusal.reason}")
                 server.counters.incr("rejected")
-                self.record(Action.REJECTED, rule=refusal.rule, info=refusal.reason)
+                # the result is the reply code, as every refusal's (reports18 C2)
+                self.record(Action.REJECTED, rule=refusal.rule, info=refusal.reason,
+                            result=str(refusal.reply.code))
                 return
             await self._look_up_client()
             await self.write(self.conn.send(R.R220_READY(self.hostname)))
