@@ -58,6 +58,7 @@ from shared.idn import ascii_domain
 from shared.paths import DataHome
 from shared.settings_addresses import Hostname
 from shared.settings_types import RuleError
+from shared.shown_text import quoted
 from shared.tls import (FILE_CONTENT_ERRORS, IN_CERT_PEM, PREVIOUS_SUFFIX, chain_after_leaf,
                         dates_problem, expires_soon, expiry_warning, is_self_signed,
                         load_server_pair, make_self_signed, out_of_dates, pair_problem,
@@ -146,7 +147,7 @@ def _host_name(common_name: str) -> tuple[str, x509.GeneralName]:
     try:
         Hostname().check(ascii_name)
     except RuleError:
-        raise CertificateError(f"the common name {name!r} is not a host name such as "
+        raise CertificateError(f"the common name {quoted(name, 100)} is not a host name such as "
                                "mail.example.com or an IP address") from None
     name = wildcard + ascii_name
     if len(name) > COMMON_NAME_MAX:

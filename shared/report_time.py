@@ -18,6 +18,8 @@ import re
 import zoneinfo
 from dataclasses import dataclass
 
+from shared.shown_text import quoted
+
 __all__ = ["ReportRange", "BadTime", "zone_of", "parse_time", "make_range", "iso_local",
            "csv_file_name", "DEFAULT_SPAN_SECONDS", "FIRST_YEAR", "LAST_YEAR"]
 
@@ -57,7 +59,7 @@ def parse_time(text: str, zone: dt.tzinfo, *, end: bool = False) -> float:
         try:
             day = dt.date.fromisoformat(text)
         except ValueError:
-            raise BadTime(f"{text!r} is not a valid date") from None
+            raise BadTime(f"{quoted(text, 100)} is not a valid date") from None
         _check_year(text, day.year)
         if end:
             day += dt.timedelta(days=1)
@@ -65,7 +67,7 @@ def parse_time(text: str, zone: dt.tzinfo, *, end: bool = False) -> float:
     try:
         moment = dt.datetime.fromisoformat(text.replace(" ", "T", 1))
     except ValueError:
-        raise BadTime(f"{text!r} is not an ISO 8601 date or date-time "
+        raise BadTime(f"{quoted(text, 100)} is not an ISO 8601 date or date-time "
                       "(e.g. 2026-11-27 or 2026-11-27T13:00)") from None
     _check_year(text, moment.year)
     if moment.tzinfo is None:
@@ -75,7 +77,7 @@ def parse_time(text: str, zone: dt.tzinfo, *, end: bool = False) -> float:
 
 def _check_year(text: str, year: int) -> None:
     if not FIRST_YEAR <= year <= LAST_YEAR:
-        raise BadTime(f"{text!r} is out of range: reports cover the years {FIRST_YEAR} to "
+        raise BadTime(f"{quoted(text, 100)} is out of range: reports cover the years {FIRST_YEAR} to "
                       f"{LAST_YEAR}")
 
 

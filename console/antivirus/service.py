@@ -57,6 +57,7 @@ from console.context import console_context, settings
 from console.settings_service import pending_command_items, submit_command
 from shared.commands import Command
 from shared.settings import SettingError
+from shared.shown_text import quoted
 from shared.spool import SUBJECT_META
 
 __all__ = ["QuarantinedMessage", "QuarantinePage", "BulkScope", "ScopeChanged",
@@ -309,7 +310,7 @@ def _chosen(ids: list[str], what: str) -> list[str]:
         raise SettingError([("ids", f"select the messages to {what}")])
     for queue_id in chosen:
         if not _QUEUE_ID.match(queue_id):
-            raise SettingError([("ids", f"{queue_id!r} is not a queue id")])
+            raise SettingError([("ids", f"{quoted(queue_id, 64)} is not a queue id")])
     return chosen
 
 
