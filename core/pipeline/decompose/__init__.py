@@ -29,6 +29,15 @@ Rules
        (content_fields.py rule 1) is walked as the first of them says, and is an error
        (`view.errors`, scan.unprocessable): another reader may follow the other field, and
        what that one shows was never scanned.
+    6. A part in a Content-Transfer-Encoding not known here (x-gzip64, x-foo;
+       mime.decode_transfer) is read as written, and, for an attachment (an attached
+       message too), is an error (`view.errors`, scan.unprocessable: "undecodable transfer
+       encoding of an attachment"): a reader or a tool that knows the encoding decodes it
+       into a file no engine saw (content18 B1). For the message text (a text part that
+       declares no name) it is a defect only: readers show that text as it is written,
+       which is what the checks read and the engines scan. An identity encoding spelt
+       another way ("8-bit", "7bits": the only unknown names on the MIME corpus' texts) is
+       read as 8bit, a defect only, for any part: no reader decodes anything there.
 """
 
 from __future__ import annotations
@@ -38,7 +47,8 @@ from collections.abc import Mapping
 from core.pipeline.decompose import archives
 from core.pipeline.decompose.encryption import office_is_encrypted, pdf_is_encrypted
 from core.pipeline.decompose.limits import Budget, LimitExceeded
-from core.pipeline.decompose.content_fields import content_info, decode_word_readings
+from core.pipeline.decompose.content_fields import (content_info, decode_word_readings,
+                                                    transfer_decoding)
 from core.pipeline.decompose.mime import (DelimiterSearch, decode_transfer, find_parts,
                                           split_header)
 from core.pipeline.decompose.sniff import CONTAINER_TYPES, true_type
@@ -290,7 +300,13 @@ class _Walker:
         if self._too_deep(part, nesting):
             return
         encoding = (info.transfer_encoding or "7bit").lower()
-        if encoding in ("7bit", "8bit", "binary"):
+        decoding = transfer_decoding(encoding)
+        if decoding in ("none", None):          # read in place, as written (rule 6)
+            _, error, defect = decode_transfer(b"", encoding)    # what its name makes of it
+            if error:
+                self.error(part, error)
+            if defect:
+                self.defect(part, defect)
             self.entity(buf, body_start, end, parent=part.id, depth=depth, in_raw=in_raw,
                         location=part.location + "/message", cut=None, nesting=nesting + 1)
             return

@@ -48,7 +48,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
 
-from core.pipeline.decompose.content_fields import TRANSFER_DECODINGS, decode_words
+from core.pipeline.decompose.content_fields import (TRANSFER_DECODINGS, decode_words,
+                                                    transfer_decoding)
 
 __all__ = ["HeaderBlock", "split_header", "HeadFacts", "head_facts", "find_parts",
            "DelimiterSearch", "ChildSpan", "decode_transfer", "header_text"]
@@ -380,10 +381,15 @@ _UU_BEGIN = re.compile(rb"^begin[ \t]+[0-7]{3,4}[ \t]+", re.MULTILINE)
 
 def decode_transfer(body: bytes, encoding: str | None) -> tuple[bytes, str | None, str | None]:
     """(decoded bytes, error, defect). An error means the content could not be decoded
-    (unprocessable for an attachment); a defect means it was decoded leniently."""
+    (unprocessable for an attachment); a defect means it was decoded leniently. An encoding
+    not known here (`transfer_decoding` None: x-gzip64, x-foo) gives the body as written
+    with an error: a reader that knows it decodes the part into content no check saw (SPEC
+    §3 scan.unprocessable "undecodable transfer encoding of an attachment"; content18 B1)."""
     enc = (encoding or "7bit").strip().lower()
-    decoding = TRANSFER_DECODINGS.get(enc)
+    decoding = transfer_decoding(enc)
     if decoding == "none":
+        if enc not in TRANSFER_DECODINGS:          # an identity encoding misspelt
+            return body, None, f"unknown Content-Transfer-Encoding {enc!r} (read as 8bit)"
         return body, None, None
     if decoding == "base64":
         clean = _B64_JUNK.sub(b"", body.split(b"=", 1)[0] if b"=" in body else body)
@@ -403,7 +409,8 @@ def decode_transfer(body: bytes, encoding: str | None) -> tuple[bytes, str | Non
             return b"", f"undecodable quoted-printable ({exc})", None
     if decoding == "uuencode":
         return _decode_uu(body)
-    return body, None, f"unknown Content-Transfer-Encoding {enc!r} (read as 8bit)"
+    return body, (f"unknown Content-Transfer-Encoding {enc!r}, not decoded (scanned as "
+                  f"written)"), None
 
 
 def _decode_uu(body: bytes) -> tuple[bytes, str | None, str | None]:
