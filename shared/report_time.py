@@ -77,7 +77,8 @@ def parse_time(text: str, zone: dt.tzinfo, *, end: bool = False) -> float:
 
 def _check_year(text: str, year: int) -> None:
     if not FIRST_YEAR <= year <= LAST_YEAR:
-        raise BadTime(f"{quoted(text, 100)} is out of range: reports cover the years {FIRST_YEAR} to "
+        raise BadTime(f"{quoted(text, 100)} is out of range: reports cover the years "
+                      f"{FIRST_YEAR} to "
                       f"{LAST_YEAR}")
 
 

@@ -55,7 +55,8 @@ from shared.settings import PAGES, PASSWORD_MAX_CHARS, check_password
 __all__ = ["User", "ACCOUNTS", "authenticate", "load_user", "log_on", "log_off",
            "check_idle_timeout", "check_credentials", "end_unknown_session", "check_session",
            "keep_session_after_password_change", "record_unauthorized",
-           "login_required_response", "unsaved_notice", "safe_next", "LogonsLockedOut", "FAILED_LOGONS_ALERT_AT"]
+           "login_required_response", "unsaved_notice", "safe_next", "LogonsLockedOut",
+           "FAILED_LOGONS_ALERT_AT"]
 
 ACCOUNTS = {"admin": Role.ADMINISTRATOR, "report": Role.REPORT_ONLY}
 _PASSWORD_KEYS = {"admin": "admin.password", "report": "admin.report_only.password"}

@@ -44,7 +44,8 @@ from shared.status import STALE_AFTER_SECONDS, not_listening_notices, read_snaps
 __all__ = ["save_page", "page_warnings", "DiagnosticsFolder",
            "diagnostics_folder", "add_route", "update_route", "route_at", "AfterDelete",
            "route_after_delete", "delete_route", "HeldMessage",
-           "HoldListing", "list_hold", "hold_selection", "request_hold_action", "create_certificate_request",
+           "HoldListing", "list_hold", "hold_selection", "request_hold_action",
+           "create_certificate_request",
            "install_ca_certificate", "install_self_signed_certificate", "RequestFieldsError"]
 
 HOLD_LIST_LIMIT = 500  # messages shown; the actions still reach all of them
