@@ -31,7 +31,7 @@ from shared.clock import WallClock
 from shared.events import Action, EventWriter
 from shared.paths import DataHome
 from shared.report_time import zone_of
-from shared.retention import PurgeResult, purge_diagnostics, purge_events
+from shared.retention import PurgeResult, cutoff_shown, purge_diagnostics, purge_events
 from shared.settings_store import load
 
 __all__ = ["ConsoleJobs", "start_jobs", "purge_old_events", "PURGE_AT", "FIRST_RUN_SECONDS"]
@@ -48,7 +48,8 @@ def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> P
     what the event purge raised, after recording the failure."""
     conn = db.connect(home.db)
     try:
-        days = load(conn)["logging.retention_days"]
+        settings = load(conn)
+        days = settings["logging.retention_days"]
         result = purge_events(conn, clock.now(), days)
     except Exception as exc:
         events.record(Action.EVENTS_PURGED, result="failed", rule="logging.retention_days",
@@ -77,7 +78,7 @@ def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> P
                       info=f"{listed} older than {days} days deleted{not_purged}",
                       data={"deleted": result.deleted, "csv_files_deleted": files,
                             "diagnostics_files_deleted": diagnostics,
-                            "cutoff": result.cutoff,
+                            "cutoff": cutoff_shown(result.cutoff, settings["timezone"]),
                             "batches": result.batches, "seconds": round(result.seconds, 3),
                             "longest_batch_seconds": round(result.longest_batch_seconds, 4)})
     return result

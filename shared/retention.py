@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from shared.events import CATEGORY_OF, SIEM_ACTIONS, Action, Category, Event
+from shared.report_time import iso_local, zone_of
 
-__all__ = ["PurgeResult", "purge_events", "cutoff_for", "local_storage_filter",
+__all__ = ["PurgeResult", "purge_events", "cutoff_for", "cutoff_shown", "local_storage_filter",
            "keeps_locally", "STATUS_ACTIONS", "ALERT_ACTIONS", "PURGE_BATCH_ROWS",
            "kept_without_local_logging", "purge_diagnostics", "diagnostics_usage",
            "DirectoryUsage"]
@@ -66,6 +67,13 @@ class PurgeResult:
 
 def cutoff_for(now: float, retention_days: int) -> float | None:
     return None if not retention_days else now - retention_days * SECONDS_PER_DAY
+
+
+def cutoff_shown(cutoff: float, timezone: str | None) -> str:
+    """The cut-off as an `events_purged` event's data gives it: ISO 8601 with the offset of
+    the `timezone` setting, as the reports show times (`2026-11-23T00:52:00+00:00`; reports18
+    C1: it was a Unix float, `cutoff=1795395120.6663094`). Both writers of the event use it."""
+    return iso_local(cutoff, zone_of(timezone))
 
 
 def purge_events(conn: sqlite3.Connection, now: float, retention_days: int, *,

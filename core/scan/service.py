@@ -104,7 +104,7 @@ from core.scan.engines import RUNTIME_DEFINITIONS
 from shared import definitions as defs
 from shared.disk import LOW_DISK_FRACTION
 from shared.events import COPY_NOT_KEPT, FAILED, SUCCEEDED, Action
-from shared.retention import cutoff_for
+from shared.retention import cutoff_for, cutoff_shown
 from shared.spool import EnvelopeError, Recipient, new_queue_id
 
 __all__ = ["AntivirusService", "COUNTER_OF", "VIRUS_QUEUE",
@@ -352,7 +352,8 @@ class AntivirusService:
         """Delete the copies quarantined more than `logging.retention_days` ago; returns how
         many. An `events_purged` event says how many, when there were any, and which could
         not be deleted; a copy that cannot be deleted does not stop the others."""
-        days = self.settings()["logging.retention_days"]
+        settings = self.settings()
+        days = settings["logging.retention_days"]
         cutoff = cutoff_for(self.clock(), days)
         if cutoff is None:
             return 0
@@ -363,7 +364,8 @@ class AntivirusService:
                                rule="logging.retention_days",
                                info=f"{copies} older than {days} days deleted"
                                     + (f"; not deleted: {problem}" if problem else ""),
-                               data={"virus_quarantine_deleted": deleted, "cutoff": cutoff})
+                               data={"virus_quarantine_deleted": deleted,
+                                     "cutoff": cutoff_shown(cutoff, settings["timezone"])})
         return deleted
 
     def _delete_older(self, cutoff: float) -> tuple[int, str]:
