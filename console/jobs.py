@@ -9,9 +9,13 @@ Rules (STYLE §1 "Console"):
   overlaps itself.
 
 Jobs:
-- `purge_old_events` (shared.retention): daily at PURGE_AT local time (the `timezone`
-  setting as read at start), and once a minute after the console starts, so a console that is
-  restarted daily still purges. The same retention applies to the copies Write to CSV saved
+- `purge_old_events` (shared.retention): daily at PURGE_AT local time, and once a minute
+  after the console starts (a job of its own), so a console that is restarted daily still
+  purges. "Local" follows the `timezone` setting live (SPEC §3: within 2 seconds):
+  `ConsoleJobs.follow_timezone` reads it every FOLLOW_SECONDS, in a thread of its own (as an
+  APScheduler job it would log two lines a second), and reschedules the daily run when it
+  changed (reports18 B3: the zone read at start stayed until a restart). The two runs never
+  overlap (a run that finds the other one going leaves the work to it). The same retention applies to the copies Write to CSV saved
   in logs/ (console.reporting.service.purge_saved_csv) and to the files of the diagnostics
   directory: conversation logs and saved queue files (shared.retention.purge_diagnostics).
 """
@@ -20,10 +24,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+import sqlite3
+import threading
+import zoneinfo
+from dataclasses import dataclass, field
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
 
 from console.reporting.service import purge_saved_csv
 from shared import db
@@ -34,12 +42,15 @@ from shared.report_time import zone_of
 from shared.retention import PurgeResult, cutoff_shown, purge_diagnostics, purge_events
 from shared.settings_store import load
 
-__all__ = ["ConsoleJobs", "start_jobs", "purge_old_events", "PURGE_AT", "FIRST_RUN_SECONDS"]
+__all__ = ["ConsoleJobs", "start_jobs", "purge_old_events", "PURGE_AT", "FIRST_RUN_SECONDS",
+           "PURGE_JOB", "FOLLOW_SECONDS"]
 
 log = logging.getLogger("mailmoat.console.jobs")
 
 PURGE_AT = (2, 30)          # 02:30 local: after the quarantine purge at 01:00 (SPEC §3)
 FIRST_RUN_SECONDS = 60
+FOLLOW_SECONDS = 1.0        # how often `timezone` is read: a change applies within 2 s (SPEC §3)
+PURGE_JOB = "purge_old_events"          # the daily run's job id
 
 
 def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> PurgeResult:
@@ -84,12 +95,53 @@ def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> P
     return result
 
 
+def _daily(zone: zoneinfo.ZoneInfo) -> CronTrigger:
+    return CronTrigger(hour=PURGE_AT[0], minute=PURGE_AT[1], timezone=zone)
+
+
 @dataclass
 class ConsoleJobs:
     scheduler: BackgroundScheduler
+    conn: sqlite3.Connection        # the settings reads of follow_timezone (one at a time)
+    zone: zoneinfo.ZoneInfo         # the daily purge's, from `timezone`
+    purging: threading.Lock = field(default_factory=threading.Lock)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    follower: threading.Thread | None = None
+
+    def follow(self) -> None:
+        """Start the thread that runs follow_timezone every FOLLOW_SECONDS until shutdown."""
+        def loop() -> None:
+            while not self.stopping.wait(FOLLOW_SECONDS):
+                try:
+                    self.follow_timezone()
+                except Exception:       # the next second tries again
+                    log.exception("cannot follow the timezone setting")
+        self.follower = threading.Thread(target=loop, name="follow-timezone", daemon=True)
+        self.follower.start()
+
+    def follow_timezone(self) -> bool:
+        """Reschedule the daily purge to PURGE_AT in the zone `timezone` names now, when it
+        changed; True when it did. A setting that cannot be read is tried at the next run."""
+        try:
+            zone = zone_of(load(self.conn)["timezone"])
+        except sqlite3.Error as exc:    # a busy or damaged database must not stop the jobs
+            log.warning("cannot read the timezone setting: %s", exc)
+            return False
+        if zone.key == self.zone.key:
+            return False
+        # reschedule_job: a new trigger, and the next run from it (APScheduler 3 docs)
+        job = self.scheduler.reschedule_job(PURGE_JOB, trigger=_daily(zone))
+        log.info("timezone %s -> %s: the daily event purge next runs at %s", self.zone.key,
+                 zone.key, job.next_run_time)
+        self.zone = zone
+        return True
 
     def shutdown(self) -> None:
+        self.stopping.set()
+        if self.follower is not None:
+            self.follower.join()
         self.scheduler.shutdown(wait=False)
+        self.conn.close()
 
 
 def start_jobs(home: DataHome, events: EventWriter, clock: WallClock) -> ConsoleJobs:
@@ -97,20 +149,28 @@ def start_jobs(home: DataHome, events: EventWriter, clock: WallClock) -> Console
     conn = db.connect(home.db)
     try:
         zone = zone_of(load(conn)["timezone"])
-    finally:
+    except BaseException:
         conn.close()
+        raise
     scheduler = BackgroundScheduler(timezone=dt.timezone.utc, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600})
+    jobs = ConsoleJobs(scheduler, conn, zone)
 
     def purge() -> None:
+        if not jobs.purging.acquire(blocking=False):
+            return          # the other run (at start, daily) is purging: it does this one's work
         try:
             purge_old_events(home, events, clock)
         except Exception:   # recorded as an event; the scheduler keeps the daily schedule
             log.exception("event purge failed")
+        finally:
+            jobs.purging.release()
 
-    scheduler.add_job(purge, CronTrigger(hour=PURGE_AT[0], minute=PURGE_AT[1], timezone=zone),
-                      id="purge_old_events", name="purge events past logging.retention_days",
-                      next_run_time=dt.datetime.now(dt.timezone.utc)
-                      + dt.timedelta(seconds=FIRST_RUN_SECONDS))
+    name = "purge events past logging.retention_days"
+    scheduler.add_job(purge, _daily(zone), id=PURGE_JOB, name=name)
+    scheduler.add_job(purge, DateTrigger(dt.datetime.now(dt.timezone.utc)
+                                         + dt.timedelta(seconds=FIRST_RUN_SECONDS)),
+                      id=PURGE_JOB + "_at_start", name=name + " (at start)")
     scheduler.start()
-    return ConsoleJobs(scheduler)
+    jobs.follow()
+    return jobs
