@@ -20,7 +20,10 @@ Rules:
   logoff reason `logged_on_again`) end the session on the server, so an old copy of the
   cookie opens nothing.
 - A session ends after `admin.timeout_minutes` without a request (both roles), measured on
-  the app's wall clock so tests move time without sleeping.
+  the app's wall clock so tests move time without sleeping. Its `logoff` (reason timeout) is
+  written when the console notices, at the next logon or at the session's next request, but
+  is stamped with the time the session timed out: its last request + the timeout (guide
+  Table 7-5 "the date and time of logoff"; reports18 B2: it had the later time).
 - A session ends at its next request once its account's password has changed (console,
   `config set`/`import`, `init --reset-admin-password`): at logon the session keeps the
   account's credential generation, an HMAC of the stored password hash under the app's
@@ -141,11 +144,19 @@ def _generation(name: str, values: dict) -> str:
     return hmac.new(current_app.secret_key, stored.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _record_logoff(user_id: str, reason: str, client_ip: str | None) -> None:
+def _record_logoff(user_id: str, reason: str, client_ip: str | None,
+                   at: float | None = None) -> None:
     # the result is the guide's Succeeded; how it ended (logoff, timeout) is its data's
-    # reason, which the detail report shows ("admin; reason=timeout")
-    console_context().events.record(Action.LOGOFF, result=SUCCEEDED, client_ip=client_ip,
-                                    info=user_id, data={"user": user_id, "reason": reason})
+    # reason, which the detail report shows ("admin; reason=timeout"); `at`: when it ended,
+    # for a logoff written later (a timeout), else now
+    console_context().events.record(Action.LOGOFF, at=at, result=SUCCEEDED,
+                                    client_ip=client_ip, info=user_id,
+                                    data={"user": user_id, "reason": reason})
+
+
+def _timed_out_at(record: SessionRecord, idle_seconds: float) -> float:
+    """When a session idle past `idle_seconds` ended (module rules)."""
+    return record.seen + idle_seconds
 
 
 def log_on(name: str, password: str | None) -> User | None:
@@ -195,7 +206,8 @@ def log_on(name: str, password: str | None) -> User | None:
     ctx.failed_logons.reset(name)
     idle_seconds = settings()["admin.timeout_minutes"] * 60
     for ended in ctx.sessions.end_idle(now, idle_seconds):
-        _record_logoff(ended.account, "timeout", ended.client_ip)
+        _record_logoff(ended.account, "timeout", ended.client_ip,
+                       at=_timed_out_at(ended, idle_seconds))
     # The browser's earlier session, which this logon replaces: ended on the server too, or
     # a copy of its cookie (an administrator's, under a report logon) would still open
     # its pages (authz finding 3).
@@ -212,10 +224,11 @@ def log_on(name: str, password: str | None) -> User | None:
     return user
 
 
-def log_off(user: User, reason: str = "logoff") -> None:
-    """End `user`'s session on the server and in the browser, and write the logoff event."""
+def log_off(user: User, reason: str = "logoff", at: float | None = None) -> None:
+    """End `user`'s session on the server and in the browser, and write the logoff event
+    (stamped `at`, else now)."""
     console_context().sessions.end(user.session_id)
-    _record_logoff(user.id, reason, request.remote_addr)
+    _record_logoff(user.id, reason, request.remote_addr, at=at)
     logout_user()
     session.clear()
 
@@ -248,7 +261,7 @@ def check_idle_timeout(user) -> bool:
     now = ctx.clock.now()
     limit_seconds = settings()["admin.timeout_minutes"] * 60
     if user.record.idle_past(now, limit_seconds):
-        log_off(user, "timeout")
+        log_off(user, "timeout", at=_timed_out_at(user.record, limit_seconds))
         flash(f"Your session ended after {settings()['admin.timeout_minutes']} minute(s) "
               "without activity. Please log on again.", "info")
         return True
