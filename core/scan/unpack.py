@@ -8,7 +8,8 @@ files that ClamAV also reads.
     zlib streams inside OLE2/SIS/other binaries (PowerPoint's compressed embedded objects)
     non-solid NSIS installers (LZMA / deflate / bzip2 blocks)
     UPX-packed PE files (NRV2B/D/E, upx.py)
-    mail and mbox files (re-decomposed)  zip members compressed with Deflate64 (inflate64)
+    mail and mbox files (re-decomposed)  zip members compressed with Deflate64 (inflate64,
+                                         unpackers/zipmethods.py, the decomposer's reader too)
     in pure Python, under core/scan/unpackers/:
     ARJ archives, also in a self-extracting .exe (methods 0-4)          arj.py
     zip members compressed with PKWARE implode (method 6)               implode.py
@@ -46,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from core.scan.filetypes import looks_like_mail
-from core.scan.unpackers import CrcMismatch
+from core.scan.unpackers import CrcMismatch, zipmethods
 
 __all__ = ["expand", "Budget", "szdd", "binhex", "uudecode"]
 
@@ -126,7 +127,7 @@ def _candidates(data: bytes, decompose, budget: Budget):
     if b"data:" in data[:1 << 22] and b";base64," in data[:1 << 22]:
         yield "data-uri", lambda: _data_uris(data)
     if head.startswith(b"PK\x03\x04"):
-        yield "deflate64", lambda: _deflate64_members(data)
+        yield "deflate64", lambda: _deflate64_members(data, _limit(budget))
         from core.scan.unpackers import implode
         yield "implode", lambda: implode.imploded_members(data, _limit(budget), budget.octets)
     if head.startswith(b"\x60\xea") or (head.startswith(b"MZ")
@@ -391,20 +392,33 @@ def nsis(data: bytes) -> list[bytes]:
     return out
 
 
-def _deflate64_members(data: bytes) -> list[bytes]:
-    """Zip members the standard library cannot read: Deflate64 (method 9)."""
-    out, at = [], 0
+def _deflate64_members(data: bytes, limit: int) -> Iterator[bytes]:
+    """Zip members the standard library cannot read: Deflate64 (method 9), found by their
+    local headers and read by the decomposer's reader too (unpackers/zipmethods.py), each
+    at most `limit` octets. A damaged member is passed over; one that decoded in full to
+    data its CRC-32 does not name is a CrcMismatch."""
+    at = 0
     while True:
         at = data.find(b"PK\x03\x04", at)
         if at < 0 or at + 30 > len(data):
-            break
-        method, = struct.unpack_from("<H", data, at + 8)
-        csize, = struct.unpack_from("<I", data, at + 18)
+            return
+        flags, method = struct.unpack_from("<HH", data, at + 6)
+        crc, csize, size = struct.unpack_from("<III", data, at + 14)
         name_length, extra_length = struct.unpack_from("<HH", data, at + 26)
         start = at + 30 + name_length + extra_length
-        if method == 9:
-            import inflate64
-            body = data[start:start + csize] if csize else data[start:]
-            out.append(inflate64.Inflater().inflate(body)[:MAX_ITEM_OCTETS])
+        if method == zipmethods.DEFLATE64_METHOD and not flags & 0x1:
+            sized = not flags & 0x8           # else the sizes follow the data (descriptor)
+            reader = zipmethods.MemberReader(
+                data, method, flags, at, csize if sized and csize else len(data) - start,
+                size if sized else None, crc if sized else None, limit=limit)
+            out = bytearray()
+            try:
+                while chunk := reader.read():
+                    out += chunk
+            except zipmethods.CrcError:
+                yield CrcMismatch(bytes(out))
+            except ValueError:
+                pass
+            else:
+                yield bytes(out)
         at = start if start > at else at + 4
-    return out

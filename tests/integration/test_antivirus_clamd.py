@@ -126,7 +126,7 @@ def test_a_member_over_the_stream_limit_leaves_the_virus_found(clamd):
                "av__on_virus": "log", "av__on_not_removed": "log",
                "scan__unprocessable": "deliver", "container__max_ratio": 100_000}
     data = zip_with_deflate64({"setup.bin": bytes(26 * 2**20), "eicar.com": EICAR},
-                              {"setup.bin"})
+                              {"setup.bin"}, bad_crc={"setup.bin"})   # unreadable (content18 B2)
     findings = antivirus.check(view_of(as_attachment("bundle.zip", data), **changes),
                                settings(**changes))
     assert [(f.event, f.data.get("file")) for f in findings] == [("virus_logged", "eicar.com")]

@@ -19,6 +19,13 @@ Rules
        rarfile writes the archive to a temporary file for the tool: in the scratch
        directory (`scan.temp_dir`, else tmp/ in the data home; the core passes it as
        SCRATCH_DIR_KEY in the worker's settings).
+    4. Zip members compressed with Deflate64 or PKWARE implode, which zipfile refuses, are
+       read by the engines' own reader (core/scan/unpackers/zipmethods.py), so such a
+       member is a part like any other: its name meets the file-name rules and the
+       engines scan it (before, it was "corrupt zip member: NotImplementedError" and the
+       message held as unprocessable, even when an engine found the virus in it:
+       content18 B2). A method no reader here knows is an error that names it
+       ("unsupported compression method (PPMd)"), not a corrupt member (content18 C1).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import zipfile
 import zlib
 
 from core.pipeline.decompose.limits import LimitExceeded
+from core.scan.unpackers import zipmethods
 
 __all__ = ["expand", "CHUNK_OCTETS", "NO_RAR_TOOL"]
 
@@ -98,15 +106,31 @@ def _zip(walker, part) -> None:
             continue
         walker.budget.check_declared(info.file_size, info.compress_size, location)
         try:
-            with archive.open(info) as stream:
-                data = walker.read_limited(stream.read, location, info.compress_size)
-        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError,
-                lzma.LZMAError, ValueError, RuntimeError) as exc:
-            member = walker.add_member(part, info.filename, b"", expand=False,
-                                       other_names=also)
-            walker.error(member, f"corrupt zip member: {type(exc).__name__}: {exc}"[:300])
+            data = _zip_member(walker, archive, part.data, info, location)
+        except NotImplementedError:                     # rule 4
+            reason = (f"unsupported compression method "
+                      f"({zipmethods.method_name(info.compress_type)})")
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, lzma.LZMAError,
+                ValueError, RuntimeError) as exc:
+            reason = f"corrupt zip member: {type(exc).__name__}: {exc}"
+        else:
+            walker.add_member(part, info.filename, data, other_names=also)
             continue
-        walker.add_member(part, info.filename, data, other_names=also)
+        member = walker.add_member(part, info.filename, b"", expand=False, other_names=also)
+        walker.error(member, reason[:300])
+
+
+def _zip_member(walker, archive: zipfile.ZipFile, data: bytes, info: zipfile.ZipInfo,
+                location: str) -> bytes:
+    """One member's bytes, read through the budget: by zipfile, or for the methods it
+    refuses and the engines read (Deflate64, implode) by their reader (rule 4)."""
+    if info.compress_type in zipmethods.READ_METHODS:
+        stream = zipmethods.MemberReader(data, info.compress_type, info.flag_bits,
+                                         info.header_offset, info.compress_size,
+                                         info.file_size, info.CRC)
+        return walker.read_limited(stream.read, location, info.compress_size)
+    with archive.open(info) as stream:
+        return walker.read_limited(stream.read, location, info.compress_size)
 
 
 # --- tar ---------------------------------------------------------------------------------

@@ -115,11 +115,14 @@ def arj_header(fixed: bytes, name: bytes) -> bytes:
             + struct.pack("<I", zlib.crc32(basic)) + b"\0\0")
 
 
-def zip_with_deflate64(members: dict[str, bytes], deflate64: Collection[str] = ()) -> bytes:
+def zip_with_deflate64(members: dict[str, bytes], deflate64: Collection[str] = (),
+                       bad_crc: Collection[str] = ()) -> bytes:
     """A zip holding `members` stored, but for those named in `deflate64`, compressed with
-    Deflate64 (method 9): members zipfile cannot read, so the decomposer marks them
-    unreadable and the antivirus check has the engines scan the whole zip, into which only
-    core/scan/unpack.py sees."""
+    Deflate64 (method 9), which zipfile refuses and the decomposer reads with the engines'
+    reader (core/scan/unpackers/zipmethods.py); those named in `bad_crc` with a CRC-32 that
+    does not match: members the decomposer marks unreadable, so the antivirus check has the
+    engines scan the whole zip, where core/scan/unpack.py still reads a Deflate64 one (as
+    "deflate64(crc mismatch)")."""
     import inflate64
     local, central = b"", b""
     for name, data in members.items():
@@ -127,7 +130,8 @@ def zip_with_deflate64(members: dict[str, bytes], deflate64: Collection[str] = (
         if name in deflate64:
             deflater = inflate64.Deflater()
             body, method = deflater.deflate(data) + deflater.flush(), 9
-        fields = struct.pack("<HHHHHIIIHH", 21, 0, method, 0, 0x21, zlib.crc32(data),
+        crc = zlib.crc32(data) ^ (0xFFFFFFFF if name in bad_crc else 0)
+        fields = struct.pack("<HHHHHIIIHH", 21, 0, method, 0, 0x21, crc,
                              len(body), len(data), len(name.encode()), 0)
         central += (b"PK\x01\x02" + struct.pack("<H", 20) + fields
                     + struct.pack("<HHHII", 0, 0, 0, 0, len(local)) + name.encode())
