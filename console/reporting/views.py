@@ -11,6 +11,8 @@ C4); only messages about other fields go in the list above the form.
 
 from __future__ import annotations
 
+import re
+
 from flask import (Response, abort, redirect, render_template, request, stream_with_context,
                    url_for)
 
@@ -19,11 +21,14 @@ from console.reporting import bp
 from console.reporting.forms import DetailForm, SummaryForm
 from console.reporting.service import (PAGE_ROWS, RangeError, csv_download,
                                        default_picker_values, detail_filter, detail_view,
-                                       local_logging_notice, report_range, summary_view)
+                                       local_logging_notice, picker_value, report_range,
+                                       summary_view)
 from console.roles import Access, requires
 from shared.report import ACTION_GROUPS, ACTION_LABELS
 
 TABS = (("summary", "Summary Report"), ("detail", "Detail Report"))
+# What a datetime-local picker shows; a report URL may hold any form report_range reads
+_PICKER_VALUE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?")
 _FORMS = {"summary": SummaryForm, "detail": DetailForm}
 
 
@@ -48,6 +53,15 @@ def _beside_pickers(form, message: str) -> list[str]:
     return [] if pickers else [message]
 
 
+def _show_in_pickers(form, rng) -> None:
+    """A From or To the pickers cannot show (a date alone, a time with its offset: the
+    forms a URL may hold) is put in them as the time the report used, so that Generate
+    Report again runs the same range (console18 C3: the pickers were left empty)."""
+    for picker, unix in ((form.start, rng.start), (form.end, rng.end)):
+        if picker.data and not _PICKER_VALUE.fullmatch(picker.data):
+            picker.data = picker_value(unix)
+
+
 def _page(tab: str, form, *, errors=(), status: int = 200):
     """Render a tab; with a range in the query string, the report too."""
     context = {"tab": tab, "tabs": TABS, "form": form, "errors": list(errors),
@@ -58,6 +72,7 @@ def _page(tab: str, form, *, errors=(), status: int = 200):
     if "generated" in request.args and not errors:
         try:
             rng = report_range(form.start.data, form.end.data)
+            _show_in_pickers(form, rng)
             if tab == "summary":
                 context["report"] = summary_view(rng)
             else:
