@@ -178,9 +178,11 @@ def _gzip_name(data: bytes) -> str | None:
     return data[pos:end].decode("latin-1").rsplit("/", 1)[-1] or None
 
 
-def _decompress(walker, part, new_decompressor, is_zlib: bool) -> bytes:
-    """Every stream of a multi-stream file, chunk by chunk under the budget."""
-    location = part.location + "/"
+def _decompress(walker, part, name: str, new_decompressor, is_zlib: bool) -> bytes:
+    """Every stream of a multi-stream file, chunk by chunk under the budget; a limit hit is
+    located at the member `name` will have ("part2/zeros_1GiB": content18 C3, where it
+    read "part2/")."""
+    location = f"{part.location}/{name}"
     out = bytearray()
     data = part.data
     total_in = len(data)
@@ -213,19 +215,21 @@ def _decompress(walker, part, new_decompressor, is_zlib: bool) -> bytes:
 
 
 def _gz(walker, part) -> None:
-    data = _decompress(walker, part, lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), True)
-    walker.add_member(part, _stream_name(part, (".gz", ".gzip", ".z"), _gzip_name(part.data)),
-                      data)
+    name = _stream_name(part, (".gz", ".gzip", ".z"), _gzip_name(part.data))
+    data = _decompress(walker, part, name,
+                       lambda: zlib.decompressobj(16 + zlib.MAX_WBITS), True)
+    walker.add_member(part, name, data)
 
 
 def _bz2(walker, part) -> None:
-    data = _decompress(walker, part, bz2.BZ2Decompressor, False)
-    walker.add_member(part, _stream_name(part, (".bz2", ".bz")), data)
+    name = _stream_name(part, (".bz2", ".bz"))
+    walker.add_member(part, name, _decompress(walker, part, name, bz2.BZ2Decompressor, False))
 
 
 def _xz(walker, part) -> None:
-    data = _decompress(walker, part, lzma.LZMADecompressor, False)
-    walker.add_member(part, _stream_name(part, (".xz", ".lzma")), data)
+    name = _stream_name(part, (".xz", ".lzma"))
+    walker.add_member(part, name, _decompress(walker, part, name, lzma.LZMADecompressor,
+                                              False))
 
 
 # --- 7z ------------------------------------------------------------------------------------
