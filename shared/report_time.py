@@ -5,8 +5,14 @@ Rules (SPEC §2 "report … --from/--to"):
   (or `Z`) means exactly that instant. Storage and queries are UTC unix seconds.
 - A range is half-open, [start, end). A bare date as the end means the end of that day, i.e.
   the next local midnight; as the start it means that day's midnight.
-- A local time that does not exist (inside a DST gap) or exists twice (the hour repeated in
-  autumn) is read as Python's `zoneinfo` does with fold=0: the earlier offset.
+- A local date-time that does not exist (inside the hour skipped when the clocks go forward)
+  is refused by name ("02:30 does not exist in America/New_York on 2026-03-08"): read with
+  fold=0 it became a later instant than it says (03:30), and a range up to 03:00 was refused
+  as "the start of the range must be before its end" (reports18 C3). A bare date whose
+  midnight is skipped means the day's first instant. One that exists twice (the hour repeated
+  in autumn) is read as `zoneinfo` does with fold=0: the first of the two; an offset picks
+  the other. Labels (`local_label`) add the offset to a time of that repeated hour, so the
+  two are told apart.
 - Dates are accepted from FIRST_YEAR to LAST_YEAR; one outside is a BadTime like any bad
   date (a bare end date of 9999-12-31 used to overflow into an HTTP 500 and a traceback).
 """
@@ -21,6 +27,7 @@ from dataclasses import dataclass
 from shared.shown_text import quoted
 
 __all__ = ["ReportRange", "BadTime", "zone_of", "parse_time", "make_range", "iso_local",
+           "local_label",
            "csv_file_name", "DEFAULT_SPAN_SECONDS", "FIRST_YEAR", "LAST_YEAR"]
 
 DEFAULT_SPAN_SECONDS = 24 * 3600
@@ -71,7 +78,14 @@ def parse_time(text: str, zone: dt.tzinfo, *, end: bool = False) -> float:
                       "(e.g. 2026-11-27 or 2026-11-27T13:00)") from None
     _check_year(text, moment.year)
     if moment.tzinfo is None:
+        local = moment
         moment = moment.replace(tzinfo=zone)
+        if dt.datetime.fromtimestamp(moment.timestamp(), zone).replace(tzinfo=None) != local:
+            shown = f"{local:%H:%M:%S}" if local.second or local.microsecond \
+                else f"{local:%H:%M}"
+            raise BadTime(f"{shown} does not exist in {getattr(zone, 'key', zone)} on "
+                          f"{local:%Y-%m-%d}: the clocks skip it; give a later time or "
+                          f"an offset")
     return moment.timestamp()
 
 
@@ -95,11 +109,11 @@ class ReportRange:
         return zone_of(self.timezone)
 
     def label(self) -> str:
-        """`2026-11-19 00:00 – 2026-11-20 00:00 Europe/Berlin` (the guide's report heading)."""
+        """`2026-11-19 00:00 – 2026-11-20 00:00 Europe/Berlin` (the guide's report heading);
+        a time in the hour repeated in autumn with its offset (`local_label`)."""
         zone = self.zone
-        first = dt.datetime.fromtimestamp(self.start, zone)
-        last = dt.datetime.fromtimestamp(self.end, zone)
-        return f"{first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} {self.timezone}"
+        return (f"{local_label(self.start, zone)} – {local_label(self.end, zone)} "
+                f"{self.timezone}")
 
 
 def make_range(start_text: str | None, end_text: str | None, timezone: str,
@@ -125,6 +139,18 @@ def make_range(start_text: str | None, end_text: str | None, timezone: str,
 def iso_local(unix: float, zone: dt.tzinfo) -> str:
     """`2026-11-27T13:00:05+01:00`: ISO 8601 with offset, whole seconds (the CSV time)."""
     return dt.datetime.fromtimestamp(unix, zone).isoformat(timespec="seconds")
+
+
+def local_label(unix: float, zone: dt.tzinfo, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """`unix` in `zone` as `fmt`, with the offset added (`2026-11-01 01:30 -04:00`) when that
+    local time occurs twice, in the hour repeated when the clocks go back (module rules):
+    without it the two hours read the same."""
+    local = dt.datetime.fromtimestamp(unix, zone)
+    text = local.strftime(fmt)
+    if local.replace(fold=1 - local.fold).utcoffset() != local.utcoffset():
+        offset = local.strftime("%z")
+        text += f" {offset[:3]}:{offset[3:]}"
+    return text
 
 
 def csv_file_name(now: float, zone: dt.tzinfo) -> str:
