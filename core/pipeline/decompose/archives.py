@@ -26,6 +26,14 @@ Rules
        message held as unprocessable, even when an engine found the virus in it:
        content18 B2). A method no reader here knows is an error that names it
        ("unsupported compression method (PPMd)"), not a corrupt member (content18 C1).
+    5. A zip whose members overlap (a member's local header lies inside the member before
+       it: no zip tool writes that, it is how a zip bomb makes many members of one
+       compressed kernel: Fifield, "A better zip bomb", 2019) is judged as the whole it
+       is: the members' declared sizes together against the archive's own size, as
+       container.max_ratio, before any member is read. Read member by member, each one's
+       ratio looked ordinary and every member after the first failed to open ("File name
+       in directory ... and header ... differ"): a thousand scan_errors and a hold instead
+       of the container limit (content18 C4).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from __future__ import annotations
 import bz2
 import io
 import lzma
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -90,9 +99,27 @@ def _legacy_names(info: zipfile.ZipInfo) -> list[str]:
     return names
 
 
+def _overlapping(data: bytes, infos: list[zipfile.ZipInfo]) -> bool:
+    """Rule 5: does a member's local header begin inside the span (local header, name,
+    extra field, compressed data) of the member before it?"""
+    spans = sorted(infos, key=lambda info: info.header_offset)
+    for this, after in zip(spans, spans[1:]):
+        start = this.header_offset
+        header = data[start:start + 30]
+        if len(header) < 30 or header[:4] != b"PK\x03\x04":
+            continue                        # zipfile reports a bad header when it is read
+        name_octets, extra_octets = struct.unpack("<HH", header[26:30])
+        if after.header_offset < start + 30 + name_octets + extra_octets + this.compress_size:
+            return True
+    return False
+
+
 def _zip(walker, part) -> None:
     archive = zipfile.ZipFile(io.BytesIO(part.data))
     infos = archive.infolist()
+    if len(infos) > 1 and _overlapping(part.data, infos):
+        walker.budget.check_ratio(sum(info.file_size for info in infos), len(part.data),
+                                  part.location)
     if any(info.flag_bits & 0x1 for info in infos):
         part.encrypted = True
     for info in infos:

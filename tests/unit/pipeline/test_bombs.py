@@ -8,6 +8,7 @@ import io
 import lzma
 import tracemalloc
 import zipfile
+import zlib
 
 import pytest
 
@@ -126,3 +127,39 @@ def test_small_compressible_files_do_not_trip_the_ratio():
         z.writestr("blank.txt", b" " * 200_000)              # ratio ~ 400, but small
     view, _ = run(message(attachments=[("ok.zip", out.getvalue())]))
     assert view.limit_hit is None
+
+
+def overlapping_zip(copies: int, octets: int) -> bytes:
+    """One deflated member of `octets` zeros listed `copies` times by the central directory,
+    every entry pointing at the one local header (the full-overlap zip bomb)."""
+    import struct
+    data = bytes(octets)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    body = packer.compress(data) + packer.flush()
+    fields = struct.pack("<HHHHHIIIHH", 20, 0, 8, 0, 0x21, zlib.crc32(data), len(body),
+                         len(data), 5, 0)
+    local = b"PK\x03\x04" + fields + b"a.bin" + body
+    central = b"".join(b"PK\x01\x02" + struct.pack("<H", 20) + fields
+                       + struct.pack("<HHHII", 0, 0, 0, 0, 0) + b"a.bin" for _ in range(copies))
+    return (local + central + b"PK\x05\x06"
+            + struct.pack("<HHHHIIH", 0, 0, copies, copies, len(central), len(local), 0))
+
+
+def test_a_zip_of_overlapping_members_is_the_archives_ratio():
+    """content18 C4: read member by member, each overlapping member's ratio looked ordinary
+    under a high container.max_ratio and every member after the first failed to open, a
+    scan_error each and a hold; the members' sizes together are the archive's ratio."""
+    raw = message(attachments=[("bomb.zip", overlapping_zip(50, MIB))])
+    view, _peak = run(raw, container__max_ratio=10000)
+    assert view.limit_hit is not None and view.limit_hit.limit == "container.max_ratio"
+    assert not view.errors
+
+
+def test_the_corpus_overlap_bomb_is_a_container_limit_not_a_thousand_errors():
+    rows = [path for path, _ in bomb_rows() if path.name.startswith("overlap_full")]
+    if not rows:
+        pytest.skip("no overlap_full bomb in ../shared/corpus/archives")
+    raw = message(attachments=[(rows[0].name, rows[0].read_bytes())])
+    view, peak = run(raw, container__max_ratio=10000)
+    assert view.limit_hit.limit == "container.max_ratio" and not view.errors
+    assert_bounded(view, peak, raw, container__max_ratio=10000)
