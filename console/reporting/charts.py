@@ -28,7 +28,7 @@ from console.security import visible_bidi
 from console.status.chart import SERIES_STYLE, count_axis, nice_ceiling
 from shared.events import Action
 from shared.report import DISPOSITION_SERIES
-from shared.report_time import ReportRange
+from shared.report_time import ReportRange, local_label
 
 __all__ = ["Buckets", "bucket_layout", "bucket_counts", "disposition_chart_svg", "top_chart_svg",
            "STYLE"]
@@ -64,8 +64,10 @@ class Buckets:
     def label(self, i: int, zone) -> str:
         # The minutes too: after a half-hour daylight-saving change (Lord Howe Island) a
         # bucket starts at :30, and the label says when it starts.
-        local = dt.datetime.fromtimestamp(self.starts[i], zone)
-        return f"{local:%Y-%m-%d}" if self.hours == 24 else f"{local:%Y-%m-%d %H:%M}"
+        # The offset too in the hour the clocks repeat in autumn, where two buckets would
+        # read the same (reports18 C3).
+        return local_label(self.starts[i], zone, "%Y-%m-%d" if self.hours == 24
+                           else "%Y-%m-%d %H:%M")
 
     @property
     def unit(self) -> str:

@@ -38,3 +38,13 @@ def test_labels_in_the_repeated_hour_show_their_offset():
                            "America/New_York")
     day = make_range("2026-11-01", "2026-11-01", NEW_YORK, 0)
     assert day.label() == "2026-11-01 00:00 – 2026-11-02 00:00 America/New_York"
+
+
+def test_the_charts_hour_rows_in_the_repeated_hour_differ():
+    from console.reporting.charts import bucket_layout
+    day = make_range("2026-11-01", "2026-11-01", NEW_YORK, 0)
+    buckets = bucket_layout(day)
+    labels = [buckets.label(i, day.zone) for i in range(len(buckets.starts))]
+    assert len(labels) == len(set(labels)) == 25
+    assert "2026-11-01 01:00 -04:00" in labels and "2026-11-01 01:00 -05:00" in labels
+    assert "2026-11-01 02:00" in labels
