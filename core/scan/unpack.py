@@ -3,7 +3,7 @@
 files that ClamAV also reads.
 
     data: URIs (base64) in HTML         uuencoded and BinHex 4.0 blocks
-    MS-DOS COMPRESS (SZDD)               RTF \\objdata (hex) objects
+    MS-DOS COMPRESS (SZDD, szdd.py)      RTF \\objdata (hex) objects
     OLE2 streams (olefile), Ole10Native
     zlib streams inside OLE2/SIS/other binaries (PowerPoint's compressed embedded objects)
     non-solid NSIS installers (LZMA / deflate / bzip2 blocks)
@@ -21,6 +21,12 @@ files that ClamAV also reads.
     compiled AutoIt scripts (EA05, EA06) in a PE                        autoit.py
     PDF streams (FlateDecode), and in a PDF that opens with the empty
       user password its streams and strings decrypted                   pdf.py
+    cpio archives (newc, crc, odc, binary)                              cpio.py
+    ISO 9660 images (with Joliet and Rock Ridge names)                  iso9660.py
+The decomposer opens the ARJ, cabinet, cpio, ISO 9660 and SZDD files a message carries with
+these same readers (core/pipeline/decompose/engine_archives.py), so their members are parts:
+what comes here are such files inside what the decomposer does not open (an ARJ
+self-extractor, a cabinet in an OLE2 stream, ...).
 
 `expand(data, decompose)` yields (label, bytes) pairs — derived buffers to scan like the
 original — under a Budget (count, total octets, depth); it never raises for anything in the
@@ -47,7 +53,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from core.scan.filetypes import looks_like_mail
-from core.scan.unpackers import CrcMismatch, zipmethods
+from core.scan.unpackers import CrcMismatch, cpio, iso9660, zipmethods
 
 __all__ = ["expand", "Budget", "szdd", "binhex", "uudecode"]
 
@@ -109,7 +115,7 @@ def _limit(budget: Budget) -> int:
 def _candidates(data: bytes, decompose, budget: Budget):
     head = data[:4096]
     if head.startswith(b"SZDD\x88\xf0\x27\x33"):
-        yield "szdd", lambda: [szdd(data)]
+        yield "szdd", lambda: [szdd(data, _limit(budget))]
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         yield "ole2", lambda: _ole_streams(data)
     if head.lstrip()[:5] == b"{\\rtf":
@@ -152,6 +158,12 @@ def _candidates(data: bytes, decompose, budget: Budget):
     if head.startswith(b"MSCF"):
         from core.scan.unpackers.installshield import cabinet
         yield "cab", lambda: cabinet(data, budget.octets)
+    if cpio.is_cpio(head):
+        yield "cpio", lambda: (data[f.offset:f.offset + min(f.size, _limit(budget))]
+                               for f in cpio.cpio_files(data))
+    if iso9660.is_iso(data):
+        yield "iso", lambda: (data[f.offset:f.offset + min(f.size, _limit(budget))]
+                              for f in iso9660.iso_files(data))
     if decompose is not None and looks_like_mail(data):
         yield "mail", lambda: decompose(data)
     if head[:4] in (b"\xd0\xcf\x11\xe0",) or _is_sis(head):
@@ -166,37 +178,10 @@ def _is_sis(head: bytes) -> bool:
 
 # --- formats ---------------------------------------------------------------------------------
 
-def szdd(data: bytes) -> bytes:
-    """MS-DOS COMPRESS.EXE (SZDD): LZSS with a 4 KiB window primed with spaces."""
-    size, = struct.unpack_from("<I", data, 10)
-    size = min(size, MAX_ITEM_OCTETS)
-    window = bytearray(b" " * 4096)
-    pos, i, out = 4096 - 16, 14, bytearray()
-    while i < len(data) and len(out) < size:
-        control = data[i]
-        i += 1
-        for bit in range(8):
-            if i >= len(data) or len(out) >= size:
-                break
-            if control & (1 << bit):
-                value = data[i]
-                i += 1
-                out.append(value)
-                window[pos] = value
-                pos = (pos + 1) & 4095
-            else:
-                if i + 1 >= len(data):
-                    i = len(data)
-                    break
-                lo, hi = data[i], data[i + 1]
-                i += 2
-                where, length = lo | ((hi & 0xF0) << 4), (hi & 0x0F) + 3
-                for k in range(length):
-                    value = window[(where + k) & 4095]
-                    out.append(value)
-                    window[pos] = value
-                    pos = (pos + 1) & 4095
-    return bytes(out)
+def szdd(data: bytes, limit: int = MAX_ITEM_OCTETS) -> bytes:
+    """MS-DOS COMPRESS.EXE (SZDD), read by unpackers/szdd.py (the decomposer's reader too)."""
+    from core.scan.unpackers import szdd as szdd_format
+    return szdd_format.szdd(data, limit)
 
 
 _HQX = b"!\"#$%&'()*+,-012345689@ABCDEFGHIJKLMNPQRSTUVXYZ[`abcdefhijklmpqr"

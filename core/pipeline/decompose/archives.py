@@ -1,4 +1,6 @@
-"""Container readers: zip, tar, gzip, bzip2, xz, 7z (py7zr), rar (rarfile), TNEF (tnefparse).
+"""Container readers: zip, tar, gzip, bzip2, xz, 7z (py7zr), rar (rarfile), TNEF (tnefparse);
+and, with the antivirus engines' readers, cabinets, ARJ, cpio, ISO 9660 and SZDD
+(engine_archives.py).
 
 Every reader reads members through the walker's budget (limits.py), in chunks, so the
 first byte over a limit stops it: declared sizes are checked before a member is opened,
@@ -46,6 +48,7 @@ import tarfile
 import zipfile
 import zlib
 
+from core.pipeline.decompose import engine_archives
 from core.pipeline.decompose.limits import LimitExceeded
 from core.scan.unpackers import zipmethods
 
@@ -385,4 +388,4 @@ def _tnef(walker, part) -> None:
 
 
 _READERS = {"zip": _zip, "tar": _tar, "gz": _gz, "bz2": _bz2, "xz": _xz, "7z": _7z,
-            "rar": _rar, "tnef": _tnef}
+            "rar": _rar, "tnef": _tnef, **engine_archives.READERS}

@@ -1,11 +1,14 @@
 """True file type by content (magic bytes), pure Python (no libmagic).
 
 `true_type(data)` returns an extension-like name ("exe", "zip", "pdf", ...) or None. Only
-the first bytes are read (and offset 257 for tar, 0x8001 for ISO 9660). The names are what
+the first bytes are read (and offset 257 for tar, 0x8001 for ISO 9660; an ARJ archive's
+main header and a cpio archive's first header are checked beyond their magic). The names are what
 file-name and scan-policy rules compare with extensions, so they are extensions.
 """
 
 from __future__ import annotations
+
+from core.scan.unpackers import cpio
 
 __all__ = ["true_type", "CONTAINER_TYPES"]
 
@@ -36,22 +39,34 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
     (0, b"\x89PNG\r\n\x1a\n", "png"),
     (0, b"\xff\xd8\xff", "jpg"),
     (0, b"xar!", "xar"),
-    (0, b"070701", "cpio"),
-    (0, b"070707", "cpio"),
-    (0, b"\xc7\x71", "cpio"),
+    (0, b"SZDD\x88\xf0\x27\x33", "szdd"),
     (257, b"ustar", "tar"),
     (0x8001, b"CD001", "iso"),
 )
 
-# Types the decomposer opens (decompose/archives.py).
-CONTAINER_TYPES = frozenset({"zip", "tar", "gz", "bz2", "xz", "7z", "rar", "tnef"})
+# Types the decomposer opens (decompose/archives.py; the last five with the engines' readers,
+# decompose/engine_archives.py).
+CONTAINER_TYPES = frozenset({"zip", "tar", "gz", "bz2", "xz", "7z", "rar", "tnef",
+                             "cab", "arj", "cpio", "iso", "szdd"})
+ARJ_MAGIC = b"\x60\xea"
 
 
 def true_type(data: bytes) -> str | None:
     for offset, magic, name in _MAGIC:
         if data[offset:offset + len(magic)] == magic:
             return name
+    if data[:2] == ARJ_MAGIC and _is_arj_main_header(data):
+        return "arj"
+    if cpio.is_cpio(data):             # its magic is six digits, or two octets: the header too
+        return "cpio"
     head = data[:1024]
     if b"%PDF-" in head:            # PDF allows junk before the header
         return "pdf"
     return None
+
+
+def _is_arj_main_header(data: bytes) -> bool:
+    """Two magic octets are too few: the main header's size must be one ARJ writes (the
+    fixed fields, at least 30 octets, up to unarj.c's HEADERSIZE_MAX) and its file type 2."""
+    size = int.from_bytes(data[2:4], "little")
+    return 30 <= size <= 2600 and len(data) > 10 and data[10] == 2

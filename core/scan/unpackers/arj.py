@@ -2,6 +2,12 @@
 from ARJ's decode.c (the open-source ARJ / unarj sources).
 
     arj_members(data, limit, total) -> list[bytes]   the contents of the archive's files
+    arj_files(data) -> Iterator[ArjFile]             its file headers: names, sizes, data
+    arj_read(file, limit) -> bytes                   one file's content
+
+The builtin engine reads archives with arj_members (core/scan/unpack.py), the decomposer
+(core/pipeline/decompose/engine_archives.py) lists them with arj_files and reads each file
+with arj_read under its container budget: the same walk and decoders for both.
 
 Layout
     Every header: 0x60 0xEA, u16 basic header size (0 = end of archive), the basic header
@@ -38,11 +44,14 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
+from typing import NamedTuple
 
 from core.scan.unpackers import CrcMismatch
 from core.scan.unpackers.huffman import decode_table
 
-__all__ = ["ARJ_MAGIC", "MAX_ITEMS", "arj_members", "find_archive"]
+__all__ = ["ARJ_MAGIC", "MAX_ITEMS", "ArjFile", "arj_files", "arj_members", "arj_read",
+           "find_archive"]
 
 ARJ_MAGIC = b"\x60\xea"
 MAX_ITEMS = 200
@@ -307,50 +316,105 @@ def find_archive(data: bytes) -> int:
     raise ValueError("no ARJ archive")
 
 
-def arj_members(data: bytes, limit: int, total: int = MAX_TOTAL_OCTETS) -> list[bytes]:
-    """The files of the archive in `data` (rules 1-2), a member whose CRC-32 does not match
-    as CrcMismatch. Raises ValueError for damage that leaves no member at all."""
+class ArjFile(NamedTuple):
+    """One file header of an archive and its compressed data."""
+    name: str
+    flags: int
+    method: int
+    size: int               # original
+    packed: int             # compressed
+    crc: int
+    header_ok: bool         # the basic header's CRC-32 matched
+    body: bytes
+
+    @property
+    def is_encrypted(self) -> bool:
+        return bool(self.flags & _GARBLED)
+
+    @property
+    def problem(self) -> str:
+        """Why its content cannot be read here ("" when it can)."""
+        if self.flags & _EXTFILE:
+            return "continued from another volume"
+        if self.method > 4:
+            return f"unsupported compression method ({self.method})"
+        return ""
+
+
+def _name(basic: bytes) -> str:
+    """The file name after the fixed fields, NUL-terminated, in the DOS code page ARJ
+    writes (cp437), with "/" for the path separator."""
+    name = basic[basic[0]:].split(b"\0", 1)[0]
+    return name.decode("cp437").replace("\\", "/")
+
+
+def arj_files(data: bytes) -> Iterator[ArjFile]:
+    """The file headers of the archive in `data`, in order, each with its compressed data
+    (read by `arj_read`). A header that cannot be read, or data cut short by the end of the
+    file, ends the walk with ValueError after the files before it (rule 1)."""
     main, at, _ = _header(data, find_archive(data))
     if main is None:
-        return []
-    out: list[bytes] = []
-    damage: ValueError | None = None
-    while len(out) < MAX_ITEMS:
-        try:
-            basic, at, header_ok = _header(data, at)
-        except ValueError as error:             # the walk cannot go on
-            damage = error
-            break
+        return
+    while True:
+        basic, at, header_ok = _header(data, at)
         if basic is None:
-            break
+            return
         flags, method = basic[4], basic[5]
         compressed, original, crc = struct.unpack_from("<III", basic, 12)
         body = data[at:at + compressed]
         at += compressed
         if len(body) != compressed:
-            damage = ValueError("ARJ member truncated")
+            raise ValueError("ARJ member truncated")
+        yield ArjFile(_name(basic), flags, method, original, compressed, crc, header_ok, body)
+
+
+def arj_read(item: ArjFile, limit: int, out: bytearray | None = None) -> bytes:
+    """The first min(original size, limit) octets of a file, as CrcMismatch when the whole
+    file was decoded and its CRC-32 (or its header's) does not match. Raises ValueError for
+    damaged data (what decoded before the damage is in `out`, when given)."""
+    wanted = min(item.size, limit)
+    decoded = bytearray() if out is None else out
+    if item.method == 0:
+        data = item.body[:wanted]
+    elif item.method == 4:
+        data = bytes(_decode_fastest(item.body, wanted, decoded)[:wanted])
+    elif item.method <= 3:
+        data = bytes(_decode_lzh(item.body, wanted, decoded)[:wanted])
+    else:
+        raise ValueError(item.problem)
+    if not item.header_ok or (wanted == item.size and zlib.crc32(data) != item.crc):
+        return CrcMismatch(data)
+    return data
+
+
+def arj_members(data: bytes, limit: int, total: int = MAX_TOTAL_OCTETS) -> list[bytes]:
+    """The files of the archive in `data` (rules 1-2), a member whose CRC-32 does not match
+    as CrcMismatch. Raises ValueError for damage that leaves no member at all."""
+    out: list[bytes] = []
+    damage: ValueError | None = None
+    files = arj_files(data)
+    while len(out) < MAX_ITEMS:
+        try:
+            item = next(files, None)
+        except ValueError as error:             # the walk cannot go on
+            damage = error
             break
-        if flags & (_GARBLED | _EXTFILE) or method > 4 or original == 0:
+        if item is None:
+            break
+        if item.is_encrypted or item.problem or item.size == 0:
             continue
-        wanted = min(original, limit, total)
+        wanted = min(item.size, limit, total)
         if wanted <= 0:
             break
         decoded = bytearray()
         try:
-            if method == 0:
-                item = body[:wanted]
-            elif method == 4:
-                item = bytes(_decode_fastest(body, wanted, decoded)[:wanted])
-            else:
-                item = bytes(_decode_lzh(body, wanted, decoded)[:wanted])
+            member = arj_read(item, wanted, decoded)
         except ValueError as error:             # this member only: the next header is known
-            item, damage = None, damage or error
-        total -= max(len(decoded), len(item or b""))
-        if item is None:
+            member, damage = None, damage or error
+        total -= max(len(decoded), len(member or b""))
+        if member is None:
             continue
-        if not header_ok or (wanted == original and zlib.crc32(item) != crc):
-            item = CrcMismatch(item)
-        out.append(item)
+        out.append(member)
     if damage is not None and not out:
         raise damage
     return out

@@ -12,6 +12,10 @@
     cabinet(data, total)     Microsoft cabinet (MSCF) files: stored, MSZIP and LZX folders
                              (lzx.py, as libmspack's cabd.c drives lzxd.c); Quantum folders
                              are skipped
+    cabinet_layout(data), folder_chunks(...)
+                             a cabinet's folders and named files, and one folder's bytes a
+                             piece at a time: the decomposer opens cabinets with these
+                             (core/pipeline/decompose/engine_archives.py)
 
 Rules
     1. Each function returns the files it could extract, in the order found; damaged input
@@ -34,12 +38,13 @@ import re
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from core.scan.filetypes import pe_layout
 from core.scan.unpackers import lzx
 
 __all__ = ["ISHIELD_MSI_PATTERN", "installshield_msi", "installshield", "cabinet",
-           "pe_overlay"]
+           "cabinet_layout", "folder_chunks", "CabFile", "CabLayout", "pe_overlay"]
 
 MAX_ITEMS = 200                                   # the same budget as core/scan/unpack.py
 MAX_ITEM_OCTETS = 32 * 2**20
@@ -263,10 +268,28 @@ def _is_cab_file(stream, size: int) -> bytes:
 _CAB_STORED, _CAB_MSZIP, _CAB_QUANTUM, _CAB_LZX = 0, 1, 2, 3
 
 
+_CAB_METHODS = {_CAB_STORED: "stored", _CAB_MSZIP: "MSZIP", _CAB_QUANTUM: "Quantum",
+                _CAB_LZX: "LZX"}
+_NAME_IS_UTF8 = 0x80                             # CFFILE attribs: _A_NAME_IS_UTF
+
+
+class CabFile(NamedTuple):
+    name: str
+    size: int
+    offset: int             # in its folder's uncompressed bytes
+    folder: int             # an index into CabLayout.folders; past it: in another cabinet
+
+
+class CabLayout(NamedTuple):
+    folders: list[tuple[int, int, int]]     # (first CFDATA block, blocks, compression type)
+    files: list[CabFile]
+    data_reserve: int
+
+
 @_damaged_is_value_error
-def cabinet(data: bytes, total: int = MAX_TOTAL_OCTETS) -> list[bytes]:
-    """The files of a Microsoft cabinet whose folders are stored, MSZIP- or LZX-compressed
-    ([MS-CAB] 2.1; a Quantum folder is skipped), at most `total` octets decompressed."""
+def cabinet_layout(data: bytes) -> CabLayout:
+    """The folders and files a cabinet's header lists ([MS-CAB] 2.1-2.4), read by
+    `cabinet` here and by the decomposer (core/pipeline/decompose/engine_archives.py)."""
     if data[:4] != b"MSCF" or len(data) < 36:
         raise ValueError("not a cabinet")
     files_off, = struct.unpack_from("<I", data, 16)
@@ -286,25 +309,80 @@ def cabinet(data: bytes, total: int = MAX_TOTAL_OCTETS) -> list[bytes]:
         first, blocks, comp_type = struct.unpack_from("<IHH", data, at)
         at += 8 + folder_reserve
         folders.append((first, blocks, comp_type))
-    out, at, opened = _Collector(), files_off, {}
+    files, at = [], files_off
+    for _ in range(files_count):
+        size, offset, folder, _date, _time, attribs = struct.unpack_from("<IIHHHH", data, at)
+        end = data.index(b"\0", at + 16, at + 16 + 1024)
+        name = data[at + 16:end]
+        at = end + 1
+        text = name.decode("utf-8", "replace") if attribs & _NAME_IS_UTF8 else \
+            name.decode("cp437")
+        files.append(CabFile(text.replace("\\", "/"), size, offset, folder))
+    return CabLayout(folders, files, data_reserve)
+
+
+def cabinet(data: bytes, total: int = MAX_TOTAL_OCTETS) -> list[bytes]:
+    """The files of a Microsoft cabinet whose folders are stored, MSZIP- or LZX-compressed
+    ([MS-CAB] 2.1; a Quantum folder is skipped), at most `total` octets decompressed."""
+    layout = cabinet_layout(data)
+    out, opened = _Collector(), {}
     room = min(total, MAX_TOTAL_OCTETS)
     walk = [len(data)]                           # CFDATA octets left to walk (rule 2)
-    for _ in range(files_count):
+    for size, offset, folder in ((f.size, f.offset, f.folder) for f in layout.files):
         if out.full:
             break
-        size, offset, folder = struct.unpack_from("<IIH", data, at)
-        at = data.index(b"\0", at + 16, at + 16 + 1024) + 1
-        if folder >= len(folders):
+        if folder >= len(layout.folders):
             continue
         if folder not in opened:                 # decompressed once, when a file needs it
             if room <= 0:
                 break
-            opened[folder] = _cab_folder(data, *folders[folder], data_reserve,
+            opened[folder] = _cab_folder(data, *layout.folders[folder], layout.data_reserve,
                                          min(room, MAX_ITEM_OCTETS), walk)
             room -= len(opened[folder] or b"")
         if opened[folder] is not None:
             out.add(opened[folder][offset:offset + min(size, MAX_ITEM_OCTETS)])
     return out.files
+
+
+def folder_chunks(data: bytes, layout: CabLayout, index: int,
+                  walk: list[int]) -> Iterator[bytes]:
+    """A folder's uncompressed bytes a piece at a time (a CFDATA block, an LZX frame), for
+    a reader that counts them as they come (the decomposer's budget). Raises ValueError, after
+    the pieces before it, for damage, and at once for a method not read here ("unsupported
+    compression method (Quantum)"). `walk` is the octets of CFDATA blocks the cabinet's
+    folders may still walk (rule 2)."""
+    first, blocks, comp_type = layout.folders[index]
+    method = comp_type & 0x000F
+    reserve = layout.data_reserve
+    if method == _CAB_LZX:
+        window_bits = comp_type >> 8 & 0x1F
+        if not 15 <= window_bits <= 21:
+            raise ValueError(f"LZX window of 2^{window_bits} octets")
+        chunks, length = [], 0
+        for block, uncompressed in _cab_blocks(data, first, blocks, reserve, walk):
+            chunks.append(block)
+            length += uncompressed
+        if length:
+            yield from lzx.frames(b"".join(chunks), window_bits, 0, length, length)
+        return
+    if method not in (_CAB_STORED, _CAB_MSZIP):
+        raise ValueError(f"unsupported compression method "
+                         f"({_CAB_METHODS.get(method, method)})")
+    window = b""
+    for block, _uncompressed in _cab_blocks(data, first, blocks, reserve, walk):
+        if method == _CAB_STORED:
+            yield bytes(block)
+            continue
+        if block[:2] != b"CK":
+            raise ValueError("MSZIP block without its CK signature")
+        inflater = zlib.decompressobj(-15, zdict=window) if window else \
+            zlib.decompressobj(-15)
+        try:
+            chunk = inflater.decompress(block[2:], 32768)  # a block is at most 32 KiB
+        except zlib.error as error:
+            raise ValueError(f"damaged MSZIP block: {error}") from None
+        window = (window + chunk)[-32768:]
+        yield chunk
 
 
 def _cab_blocks(data: bytes, at: int, blocks: int, reserve: int,
