@@ -15,8 +15,7 @@ import pytest
 from shared import db
 from shared.paths import DataHome
 from shared.settings_store import apply_changes
-from tests.integration.test_run_banner import _banner
-from tests.support.core import free_ports
+from tests.support.core import free_ports, run_banner
 
 # a second or two of `mailmoat run`: run by `make test-slow` (pyproject.toml, marker "slow")
 pytestmark = pytest.mark.slow
@@ -47,7 +46,7 @@ def test_the_logon_line_names_the_password_given_to_init(tmp_path):
     home = DataHome(tmp_path / "home")
     printed = _init(home, "--admin-password", "Given-pass1")
     assert "Administrator password set." in printed and "shown once" not in printed
-    line = _logon_line(_banner(home, []))
+    line = _logon_line(run_banner(home, []))
     assert "the one given to it with --admin-password" in line, line
     assert "with the password that `mailmoat init` printed" not in line
     assert "(`mailmoat init` printed the first one" not in line
@@ -56,6 +55,6 @@ def test_the_logon_line_names_the_password_given_to_init(tmp_path):
 def test_the_logon_line_names_the_password_init_printed(tmp_path):
     home = DataHome(tmp_path / "home")
     assert "Administrator password (shown once" in _init(home)
-    line = _logon_line(_banner(home, []))
+    line = _logon_line(run_banner(home, []))
     assert line.startswith("Log on as 'admin' with its password: the one `mailmoat init` "
                            "printed"), line
