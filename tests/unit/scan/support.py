@@ -142,8 +142,8 @@ def zip_with_deflate64(members: dict[str, bytes], deflate64: Collection[str] = (
 
 
 def stored_arj(members: dict[str, bytes]) -> bytes:
-    """An ARJ archive holding `members` stored (method 0): a format only the antivirus
-    engines open (core/scan/unpackers/arj.py), not the decomposer."""
+    """An ARJ archive holding `members` stored (method 0), read by
+    core/scan/unpackers/arj.py for the engines and the decomposer alike."""
     main = struct.pack("<BBBBBBBB", 30, 11, 1, 0, 0, 0, 2, 0) + bytes(22)
     out = arj_header(main, b"t.arj")
     for name, data in members.items():
