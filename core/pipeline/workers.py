@@ -27,19 +27,41 @@ Rules
        process group (Ctrl-C in a terminal, systemd's KillMode=control-group) killed them
        first, and every clean stop printed trio_parallel's "Graceful shutdown failed"
        traceback. A worker still ends with the core: its job pipe closes.
+    6. Memory per message (ARCHITECTURE invariant 3): `limited_memory(octets)` lets the
+       worker's private data (Linux RLIMIT_DATA: heap and anonymous mappings, not shared
+       libraries or reserved address space) grow by at most `octets` over what it holds
+       when the job starts; past it an allocation fails with MemoryError in the job
+       instead of the machine's OOM killer picking a worker (three kills made a suspect
+       message). The limit is lowered per job and put back after it, so it never applies
+       to work between jobs (receiving, pickling the result); the process stays usable.
+       run.py derives `octets` from the message's settings and turns the MemoryError into
+       a finding. RLIMIT_AS was measured too: it counts every mapped library and each
+       thread's reserved arena, about 130 MB more at start, and grows with the core count.
+       Where there is no RLIMIT_DATA or /proc (Windows, macOS), there is no limit. The
+       limit is process-wide, so only a job on its process's main thread (a worker
+       process's) sets it: inline (rule 3) it would bound the core, or a test, and race
+       with the jobs of other threads.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections import deque
+from contextlib import contextmanager
+
+try:
+    import resource
+except ImportError:                     # Windows: rule 6 has no limit there
+    resource = None
 
 import trio
 import trio_parallel
 
 __all__ = ["run_in_worker", "WorkerBatcher", "WorkerCrashed", "WorkerTimeout",
-           "configure_workers", "PROCESS_TIMEOUT_SECONDS", "MAX_BATCH"]
+           "configure_workers", "limited_memory", "data_octets",
+           "PROCESS_TIMEOUT_SECONDS", "MAX_BATCH"]
 
 PROCESS_TIMEOUT_SECONDS = 60.0
 MAX_BATCH = 8
@@ -61,6 +83,40 @@ def configure_workers() -> None:
 def _ignore_stop_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def data_octets() -> int | None:
+    """This process's private data as RLIMIT_DATA counts it (Linux VmData), or None where
+    /proc cannot say."""
+    try:
+        with open("/proc/self/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"VmData:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+@contextmanager
+def limited_memory(octets: int):
+    """Rule 6: within the block, private data may grow by at most `octets`; yields the
+    limit set (total octets), or None where none can be set. Raises nothing of its own."""
+    current = None
+    if resource is not None and threading.current_thread() is threading.main_thread():
+        current = data_octets()
+    if current is None:
+        yield None
+        return
+    previous = resource.getrlimit(resource.RLIMIT_DATA)
+    soft = current + octets
+    if previous[1] != resource.RLIM_INFINITY:
+        soft = min(soft, previous[1])
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, previous[1]))
+    try:
+        yield soft
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, previous)
 
 
 async def run_in_worker(fn, *args, timeout_seconds: float = PROCESS_TIMEOUT_SECONDS,

@@ -24,3 +24,13 @@ def slow_if_marked(path: str) -> None:
     with open(path, "rb") as handle:
         if MARKER in handle.read(64 * 1024):
             time.sleep(4)                     # slow, but well inside the worker's limit
+
+
+def hoard_if_marked(path: str) -> None:
+    """Take 1.5 GB in 16 MB blocks, as a message whose processing needs more memory than
+    the worker's limit per message would (core/pipeline/run.py rule 5). Without a limit it
+    only reserves the memory (the blocks are never written) and the message goes on."""
+    with open(path, "rb") as handle:
+        if MARKER in handle.read(64 * 1024):
+            hoard = [bytearray(16 << 20) for _ in range(96)]
+            hoard.clear()
