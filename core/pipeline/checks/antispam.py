@@ -19,7 +19,7 @@ from core.pipeline.checks.whitelist import whitelisted
 from core.pipeline.findings import Finding
 from core.scan.antispam.definitions import RUNTIME_DIR
 from core.scan.antispam.engine import HeuristicEngine
-from core.scan.antispam.handling import forged_marks, spam_findings
+from core.scan.antispam.handling import acts_on, forged_marks, spam_findings
 from shared.events import Action
 
 __all__ = ["check", "ENGINE"]
@@ -38,11 +38,17 @@ def _scored(view, settings) -> list[Finding]:
     if spam_rules.first_match(view, settings)[0] is not None:
         return []
     result = ENGINE.score(view, settings.get(RUNTIME_DIR))
+    if not acts_on(result.score, settings):
+        return []
     rules = ", ".join(result.rules[:6])
+    # what weighed most (engine.py rule 3): the only why of a score without a rule hit
+    evidence, towards = result.evidence()
+    weighed = (f"; most weight: {', '.join(evidence)} (of {towards} features towards spam)"
+               if evidence else "")
     return spam_findings(
         result.score, settings, rule="heuristic.sensitivity",
         event=Action.HEURISTIC_SPAM.value, malformed=bool(view.defects),
         reason=f"Message is considered to be spam (score {result.score}, spam definitions "
-               f"{result.definitions}{'; ' + rules if rules else ''})",
+               f"{result.definitions}{'; ' + rules if rules else ''}{weighed})",
         data={"definitions": result.definitions, "rules": list(result.rules[:20]),
-              "forced_by": result.forced_by})
+              "evidence": list(evidence), "forced_by": result.forced_by})

@@ -29,7 +29,7 @@ from __future__ import annotations
 from core.pipeline.findings import Finding
 from core.scan.antispam.engine import threshold_for
 
-__all__ = ["spam_findings", "forged_marks", "X_BULK_HEADER", "MARK_SETTINGS"]
+__all__ = ["spam_findings", "acts_on", "forged_marks", "X_BULK_HEADER", "MARK_SETTINGS"]
 
 X_BULK_HEADER = "X-Bulk"
 # Each mark and the settings that write it (SPEC §3 heuristic.x_bulk, premium.*): rule 5.
@@ -51,6 +51,16 @@ def forged_marks(view, settings) -> list[Finding]:
             out.append(Finding(rule=on[0], action="add_header", event=None, header=header,
                                text=None, reason=f"{header} from the sender removed"))
     return out
+
+
+def acts_on(score: int, settings) -> bool:
+    """Whether `spam_findings` asks for anything at this score (rules 1, 2, 4): the engine's
+    evidence (engine.py rule 3) is worked out only then."""
+    drop, forward = settings["heuristic.drop_score"], settings["heuristic.forward_score"]
+    return (score >= threshold_for(settings["heuristic.sensitivity"])
+            or (drop is not None and score >= drop)
+            or (forward is not None and bool(settings["heuristic.forward_to"])
+                and score >= forward))
 
 
 def spam_findings(score: int, settings, *, rule: str, event: str, reason: str,
