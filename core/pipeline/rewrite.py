@@ -9,6 +9,11 @@ as received (tests/unit/pipeline/test_rewrite.py proves it part by part).
                     goes with the attachment carrying it) is cut with its delimiter line; with
                     a `text` the cut part is replaced by a text/plain part saying so. The
                     message itself (a single-part message) gets the text as its new body.
+                    A uuencoded block written into a text (view.py rule 5), or a member of
+                    an archive in one, takes only the block's lines out of that text, with
+                    the `text` in their place (`_without_written_files`); a text that cannot
+                    be rebuilt in place (inside an encoded attached message) goes as a
+                    part does.
     replace_part    the part's body is replaced by data["content"], base64-encoded.
     add_text        appended to the first text/plain and text/html bodies of the message
                     (not of attached messages); with none, a text part is added; in a
@@ -25,7 +30,10 @@ as received (tests/unit/pipeline/test_rewrite.py proves it part by part).
     forward subject `forward_subject` replaces the Subject (SPEC §5 "forward").
 
 Rules: splices never overlap (an edit inside a part that is cut goes away with it); the
-header block of the message is edited once, at the end; the line break style of the file
+removal of uuencoded blocks from texts comes first, on its own, and the view's offsets are
+moved to match, so that the edits after it (a disclaimer appended to that text) see the text
+without them; the header block of the message is edited once, at the end (a single-part
+text whose blocks were removed may have had its Content-* fields changed before); the line break style of the file
 (CRLF or LF) is kept, and inside a text the text's own. A message whose Content-* fields
 change gets MIME-Version: 1.0 if it had none (RFC 2045 §4). A header hidden behind a byte
 order mark gets no body edit (_header_hidden). Content may become 8-bit (a UTF-8
@@ -37,11 +45,13 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import replace
 from email.header import Header
 
 from core.pipeline.decompose.content_fields import decode_words
-from core.pipeline.decompose.mime import header_text
-from core.pipeline.text_append import base64_lines, line_break, quoted_printable, with_text
+from core.pipeline.decompose.mime import decode_transfer, header_text
+from core.pipeline.text_append import (base64_lines, line_break, quoted_printable, with_text,
+                                       with_lines_replaced)
 from core.pipeline.view import MessageView, Part
 from core.smtp.protocol import MAX_TEXT_LINE_OCTETS
 
@@ -187,6 +197,10 @@ def rewrite(raw: bytes, view: MessageView, edits, *, forward_subject: str | None
         edits = [e for e in edits if e.action in HEADER_ACTIONS]
         if not edits and not forward_subject:
             return raw
+    raw, view, edits = _without_written_files(raw, view, edits, nl)
+    if not edits and not forward_subject:
+        return raw
+    root = view.parts[0]
     header_end = root.body_span[0] if root.body_span else len(raw)
     top = HeaderEditor(raw[:header_end], nl)
     mime_fields = _mime_fields(top)
@@ -278,16 +292,120 @@ def rewrite(raw: bytes, view: MessageView, edits, *, forward_subject: str | None
             # the gateway's mark is the only one: a field of that name the sender put in
             # (a forged "X-Bulk: 0" above ours) would be what a mail client's filter reads
             top.set(edit.header, edit.text)
-    if _mime_fields(top) != mime_fields and "mime-version" not in (n for n, _ in top.fields):
-        # RFC 2045 §4: without it the Content-* fields just added mean nothing to a reader
-        first = next((i for i, (name, _raw) in enumerate(top.fields) if name in CONTENT_FIELDS),
-                     len(top.fields))
-        top.fields.insert(first, ("mime-version", _field("MIME-Version", "1.0", nl)))
+    if _mime_fields(top) != mime_fields:
+        _with_mime_version(top, nl)
 
     out = raw
     for start, end, replacement in sorted(splices, key=lambda s: s[0], reverse=True):
         out = out[:start] + replacement + out[end:]
     return top.bytes() + out[header_end:]
+
+
+def _with_mime_version(top: HeaderEditor, nl: bytes) -> None:
+    """RFC 2045 §4: without MIME-Version the Content-* fields just changed mean nothing to a
+    reader; added when the message has none."""
+    if "mime-version" not in (n for n, _ in top.fields):
+        first = next((i for i, (name, _raw) in enumerate(top.fields) if name in CONTENT_FIELDS),
+                     len(top.fields))
+        top.fields.insert(first, ("mime-version", _field("MIME-Version", "1.0", nl)))
+
+
+def _written_file(view: MessageView, part: Part) -> Part | None:
+    """The uuencoded block (view.py rule 5) a removal of `part` is about: the block itself,
+    or the block carrying an archive member; None for anything else."""
+    if part.span is None and part.inline is None and part.carrier is not None:
+        part = view.parts[part.carrier]
+    return part if part.inline is not None else None
+
+
+def _without_written_files(raw: bytes, view: MessageView, edits, nl: bytes):
+    """(raw, view, edits) with the uuencoded blocks to remove taken out of their texts
+    (module header: remove_part): each block's lines replaced by its removals' texts, or
+    gone, the rest of the text as it was (text_append.with_lines_replaced); the view's
+    offsets moved to match and those removals done. A block whose text goes anyway (inside
+    a part removed or replaced, or the message's whole content) is left to that; a text
+    whose body cannot be rebuilt (not in the file verbatim or in base64 or quoted-printable
+    of its data: inside an encoded attached message) keeps its removals, which take the
+    text part with them, as an attachment's take its attachment."""
+    blocks: dict[int, dict[int, list[str]]] = {}      # text part -> block -> its texts
+    handled: set[int] = set()                         # indexes in `edits`
+    gone = [_cuttable(view, view.parts[e.part]) for e in edits
+            if e.action in ("remove_part", "replace_part")
+            and _written_file(view, view.parts[e.part]) is None]
+    for index, edit in enumerate(edits):
+        block = _written_file(view, view.parts[edit.part]) \
+            if edit.action == "remove_part" else None
+        if block is None:
+            continue
+        text = view.parts[block.parent]
+        if text.span is None or any(
+                g.id == 0 or g.span is None or g.span[0] <= text.span[0] < g.span[1]
+                for g in gone):
+            continue
+        blocks.setdefault(text.id, {}).setdefault(block.id, [])
+        if edit.text:
+            blocks[text.id][block.id].append(edit.text)
+        handled.add(index)
+    if not blocks:
+        return raw, view, edits
+    parts = list(view.parts)
+    moves: list[tuple[int, int, int]] = []           # (start, end, new length) in `raw`
+    bodies: dict[int, tuple[bytes, bytes]] = {}      # text part -> (new head, new body)
+    for text_id, removals in blocks.items():
+        text = view.parts[text_id]
+        head = raw[text.span[0]:text.body_span[0]]
+        head_editor = HeaderEditor(head, nl)
+        regions = [(*view.parts[block_id].inline, "\n".join(dict.fromkeys(texts)))
+                   for block_id, texts in removals.items()]
+        result = with_lines_replaced(raw, text, regions, nl,
+                                     _field_value(head_editor, "content-type"))
+        if result is None:                           # left to the removals as they are
+            handled -= {i for i, e in enumerate(edits) if e.action == "remove_part"
+                        and (b := _written_file(view, view.parts[e.part])) is not None
+                        and b.parent == text_id}
+            continue
+        body, changes = result
+        if changes:
+            for name, value in changes.items():
+                head_editor.set(name, value)
+            if text.id == 0:
+                _with_mime_version(head_editor, nl)
+            head = head_editor.bytes()
+        bodies[text_id] = (head, body)
+        moves.append((text.span[0], text.body_span[1], len(head) + len(body)))
+        parts[text_id] = replace(text, data=_data_of(body, changes, text),
+                                 transfer_encoding=changes.get("Content-Transfer-Encoding",
+                                                               text.transfer_encoding),
+                                 charset="utf-8" if "Content-Type" in changes else text.charset)
+    if not bodies:
+        return raw, view, edits
+    out = raw
+    for text_id in sorted(bodies, key=lambda i: view.parts[i].span[0], reverse=True):
+        text = view.parts[text_id]
+        head, body = bodies[text_id]
+        out = out[:text.span[0]] + head + body + out[text.body_span[1]:]
+
+    def moved(at: int) -> int:
+        return at + sum(length - (end - start) for start, end, length in moves if at >= end)
+
+    for index, part in enumerate(parts):
+        if part.span is None:
+            continue
+        start = moved(part.span[0])
+        body_start = (start + len(bodies[index][0]) if index in bodies     # its new head
+                      else moved(part.body_span[0]))
+        parts[index] = replace(part, span=(start, moved(part.span[1])),
+                               body_span=(body_start, moved(part.body_span[1])),
+                               cut=(moved(part.cut[0]), moved(part.cut[1])) if part.cut
+                               else None)
+    return (out, replace(view, parts=parts),
+            [e for i, e in enumerate(edits) if i not in handled])
+
+
+def _data_of(body: bytes, changes: dict[str, str], text: Part) -> bytes:
+    """A rebuilt text's decoded content (what an add_text after it reads)."""
+    encoding = changes.get("Content-Transfer-Encoding", text.transfer_encoding)
+    return decode_transfer(body, encoding)[0]
 
 
 def _cuttable(view: MessageView, part: Part) -> Part:

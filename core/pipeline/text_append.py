@@ -1,5 +1,7 @@
 """Text appended to a text part in the part's own charset and transfer encoding (the
-disclaimer: rewrite.py's add_text). `with_text` says how; rewrite.py decides where.
+disclaimer: rewrite.py's add_text), and lines of a text replaced by other text (a uuencoded
+file removed from a text: rewrite.py's remove_part). `with_text` and `with_lines_replaced`
+say how; rewrite.py decides where.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from core.pipeline.decompose.mime import decode_transfer
 from core.pipeline.view import Part
 from core.smtp.protocol import MAX_TEXT_LINE_OCTETS
 
-__all__ = ["with_text", "base64_lines", "quoted_printable", "line_break"]
+__all__ = ["with_text", "with_lines_replaced", "base64_lines", "quoted_printable",
+           "line_break"]
 
 
 def base64_lines(data: bytes, nl: bytes) -> bytes:
@@ -100,6 +103,69 @@ def with_text(raw: bytes, part: Part, added: str, nl: bytes, content_type: str |
         return before + addition + work[at:], changes
     changes["Content-Transfer-Encoding"] = "quoted-printable"
     return quoted_printable(before + addition + work[at:], brk), changes
+
+
+def with_lines_replaced(raw: bytes, part: Part, regions, nl: bytes, content_type: str | None
+                        ) -> tuple[bytes, dict[str, str]] | None:
+    """(the body of text part `part` with each region of its decoded `data` replaced, the
+    changes its header needs), or None when this body cannot be rebuilt from `part.data`.
+    `regions` are (start, end, text) with `end` where a line's text ends (decompose/
+    uuencoded.py's blocks): a region with a text gets that text, its lines ended as the
+    body's are; one without goes with the line break after it, so no empty line is left.
+
+    Only the regions change. In a body written as it is read (7bit, 8bit, binary, an
+    encoding read as written) every other octet stays as it was; a 7bit body that a
+    non-ASCII text (or a line too long for SMTP) would break becomes quoted-printable. A
+    base64 or quoted-printable body is decoded, edited and encoded again in its encoding:
+    what it says is kept, how its lines were encoded is not (a reader decodes the same
+    text). The text goes in the part's charset; one it cannot hold there relabels the part
+    UTF-8 when its bytes read alike in UTF-8 (ASCII text), else has "?" for what the
+    charset lacks. None: the body does not decode to `part.data` (a part read otherwise
+    than its field says), or a charset that is not ASCII-compatible."""
+    body = raw[part.body_span[0]:part.body_span[1]]
+    data = part.data
+    encoding = (part.transfer_encoding or "").strip().lower()
+    written = body == data
+    if not written and (encoding not in ("base64", "quoted-printable")
+                        or decode_transfer(body, encoding)[0] != data):
+        return None
+    codec = _codec(part.charset)
+    if codec is not None and not _ascii_compatible(codec):
+        return None
+    brk = line_break(data, b"\r\n" if encoding == "base64" else nl)
+    changes: dict[str, str] = {}
+    pieces, notes, at = [], [], 0
+    for start, end, text in sorted(regions):
+        if start < at:
+            continue
+        pieces.append(data[at:start])
+        if text:
+            lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+            note = brk.decode().join(lines)
+            try:
+                encoded = note.encode(codec or "ascii")
+            except UnicodeEncodeError:
+                if _reads_as_utf8(data, part.charset, codec, False):
+                    changes["Content-Type"] = _relabelled(content_type, part.content_type)
+                    encoded = note.encode("utf-8")
+                else:
+                    encoded = note.encode(codec or "ascii", "replace")
+            pieces.append(encoded)
+            notes.append(encoded)
+        elif data.startswith(brk, end):
+            end += len(brk)
+        at = end
+    new = b"".join(pieces) + data[at:]
+    if encoding == "base64":
+        return base64_lines(new, nl), changes
+    if encoding == "quoted-printable":
+        return quoted_printable(new, brk), changes
+    added = brk.join(notes)
+    fits = max(map(len, added.split(b"\n"))) <= MAX_TEXT_LINE_OCTETS - 2
+    if fits and (encoding not in _SEVEN_BIT or added.isascii()):
+        return new, changes
+    changes["Content-Transfer-Encoding"] = "quoted-printable"
+    return quoted_printable(new, brk), changes
 
 
 _KEPT_ENCODINGS = ("7bit", "", "8bit", "binary", "quoted-printable", "base64")

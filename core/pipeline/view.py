@@ -21,6 +21,10 @@ Rules
     4. `errors` lists content that could not be decoded or expanded (SPEC §3
        scan.unprocessable); `defects` lists MIME defects that did not stop the parts being
        found (reported as `malformed`, not unprocessable).
+    5. A uuencoded block in a message text (decompose/uuencoded.py) is a part of its own,
+       a child of the text part, with `inline` saying where its lines lie in the text's
+       decoded `data`; it has no span, and no carrier: removing it removes those lines from
+       the text (rewrite.py), not the text part.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ class Part:
     parent: int | None
     depth: int                          # container depth (rule 1)
     location: str                       # human path: "invoice.zip/docs/a.exe"
-    origin: str = "mime"                # mime | archive | tnef
+    origin: str = "mime"                # mime | archive | tnef | uuencode
     content_type: str = "application/octet-stream"   # declared (lower case, no params)
     charset: str | None = None
     flowed: bool = False                # format=flowed text (RFC 3676) ...
@@ -62,6 +66,9 @@ class Part:
     cut: tuple[int, int] | None = None         # bytes to remove to delete the part from its
                                                # multipart (line break + delimiter + part)
     carrier: int | None = None          # outermost part with a span holding this one
+    inline: tuple[int, int] | None = None      # a file written inside its parent's text (a
+                                               # uuencoded block, origin "uuencode"): where
+                                               # it lies in the parent's `data` (rule 5)
     defects: list[str] = field(default_factory=list)
     expanded: bool = True               # False: a container we could list but not open
 
@@ -184,17 +191,26 @@ class MessageView:
         return shown + legacy if shown else [self.subject]
 
     def as_learned(self) -> "MessageView":
-        """This view with each top-level field in its legacy reading where that differs
-        (`legacy_readings`), Subject included: what the heuristic engine reads, since its
-        model learned on that reading (core/scan/antispam/engine.py `features`). The parts
-        are shared, not copied; a view without such a field is returned as it is."""
-        if not self.legacy_readings:
+        """This view as the heuristic engine's model learned on it (core/scan/antispam/
+        engine.py `features`): each top-level field in its legacy reading where that
+        differs (`legacy_readings`), Subject included; and without the uuencoded blocks
+        made parts (rule 5) and what they hold — the text still holds their lines, as when
+        the model learned, and the features (the count of parts, the attachments' types)
+        stay what they were. The parts are shared, not copied (their ids are then not their
+        indexes); a view with neither is returned as it is."""
+        written = set()
+        for part in self.parts:
+            if part.origin == "uuencode" or part.parent in written:
+                written.add(part.id)
+        if not self.legacy_readings and not written:
             return self
+        parts = [p for p in self.parts if p.id not in written] if written else self.parts
         headers = [(key, self.legacy_readings.get(n, value))
                    for n, (key, value) in enumerate(self.headers)]
         subject = next((value for key, value in headers if key.lower() == "subject"),
-                       self.subject)
-        return replace(self, headers=headers, subject=subject, legacy_readings={})
+                       self.subject) if self.legacy_readings else self.subject
+        return replace(self, headers=headers, subject=subject, legacy_readings={},
+                       parts=parts)
 
     def files(self) -> list[Part]:
         """Every part that is a file: attachments at any level, archive and TNEF members."""

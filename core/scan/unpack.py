@@ -55,7 +55,8 @@ from dataclasses import dataclass
 from core.scan.filetypes import looks_like_mail
 from core.scan.unpackers import CrcMismatch, cpio, iso9660, zipmethods
 
-__all__ = ["expand", "Budget", "szdd", "binhex", "uudecode"]
+__all__ = ["expand", "Budget", "szdd", "binhex", "uudecode", "uu_blocks", "uu_read",
+           "UuBlock"]
 
 MAX_ITEMS = 200
 MAX_TOTAL_OCTETS = 64 * 2**20
@@ -225,8 +226,23 @@ def binhex(data: bytes) -> bytes:
     return bytes(out[at:at + data_length])
 
 
-_UU_BEGIN = re.compile(rb"^begin [0-7]{3,4} [^\r\n]*\r?\n", re.MULTILINE)
+_UU_BEGIN = re.compile(rb"^begin [0-7]{3,4} ([^\r\n]*)\r?\n", re.MULTILINE)
 _UU_END = re.compile(rb"^end\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class UuBlock:
+    """One uuencoded block of a buffer, as mail readers find it in a text (Thunderbird's
+    and mutt's "begin <mode> <name>" line: three or four octal digits, the name after them).
+    Offsets are into that buffer."""
+    start: int          # the "begin" line's first octet
+    body: tuple[int, int]   # the encoded lines, between the begin line and the "end" line
+    end: int            # where its last line's text ends (that line's break stays outside):
+                        # the "end" line's, or with none the line before the next "begin"
+                        # line, or the data's last
+    name: str           # as the begin line gives it (blanks around it dropped; UTF-8, else
+                        # Latin-1)
+    has_end: bool
 
 
 def uudecode(data: bytes) -> list[bytes]:
@@ -235,7 +251,10 @@ def uudecode(data: bytes) -> list[bytes]:
     return list(_uu_blocks(data))
 
 
-def _uu_blocks(data: bytes) -> Iterator[bytes]:
+def uu_blocks(data: bytes) -> Iterator[UuBlock]:
+    """Where the uuencoded blocks of `data` are (see `uudecode`), in order. The builtin
+    engine decodes each (`uu_read`); the decomposer makes each in a message text a part
+    (core/pipeline/decompose/uuencoded.py)."""
     # Linear: each "begin" is found once, and the "end" search resumes where the last one
     # stopped (x4-cost finding 3: a lazy `begin ...(.*?)^end` walked to the end of the data
     # from every "begin" that had no "end").
@@ -250,12 +269,47 @@ def _uu_blocks(data: bytes) -> Iterator[bytes]:
         else:
             following = _UU_BEGIN.search(data, start)
             stop = at = following.start() if following else len(data)
-        yield _uu_body(data[start:stop])
+        name = _name(begin.group(1).strip())
+        if has_end:
+            last = _line_text_end(data, end.start())
+        else:                                       # up to the line break before `stop`
+            last = stop - (data[stop - 1:stop] == b"\n")
+            last -= data[last - 1:last] == b"\r"
+        yield UuBlock(begin.start(), (start, stop), last, name, has_end)
 
 
-def _uu_body(text: bytes) -> bytes:
+_LINE_BREAK = re.compile(rb"\r|\n")
+
+
+def _name(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def _line_text_end(data: bytes, at: int) -> int:
+    """The end of the text of the line at `at` (before its CR LF, LF or CR)."""
+    found = _LINE_BREAK.search(data, at)
+    return found.start() if found else len(data)
+
+
+def uu_read(data: bytes, block: UuBlock, limit: int = MAX_ITEM_OCTETS) -> bytes:
+    """The content of `block`, decoded up to its first line that cannot be, and at most
+    `limit` octets (a line more may prove that limit)."""
+    return _uu_body(data[block.body[0]:block.body[1]], limit)
+
+
+def _uu_blocks(data: bytes) -> Iterator[bytes]:
+    for block in uu_blocks(data):
+        yield uu_read(data, block)
+
+
+def _uu_body(text: bytes, limit: int = MAX_ITEM_OCTETS) -> bytes:
     chunk = bytearray()
     for line in text.splitlines():
+        if len(chunk) > limit:
+            break
         if not line.strip() or line.strip() == b"`":
             continue
         try:

@@ -25,6 +25,8 @@ unpacks itself, is a finding (and event) with its own name and detection, as the
 each of test.zip's .exe and .doc "scanned and repaired or deleted" (guide §3; guide36
 finding 5: only the first was reported, so "Log only" let the others through unlogged).
 Two detections of one file make one finding (`_one_per_file`).
+A uuencoded block in a message text is a part of its own (decompose/uuencoded.py): the text
+is scanned without it, the block as a file, removed as an attachment is (content18 B5).
 Encrypted containers are left to the encrypted-container check. A scanner that cannot
 answer (clamd down, too large, or out of the time the message may spend on scanning:
 core/pipeline/run.py rule 3) is a scan_error finding asking for scan.unprocessable; clamd
@@ -83,13 +85,15 @@ def check(view, settings) -> list[Finding]:
     infected: list[_Infection] = []
     errors: list[tuple[str, str]] = []
     broken: set[str] = set()
+    written_in = _written_in(view)
     for part in parts:
+        data = _without(part.data, written_in.get(part.id, ()))
         for engine in engines:
             kind = getattr(engine, "name", "builtin")
             if kind in broken:
                 continue
             try:
-                found = engine.scan_all(part.data, part.true_type or part.content_type,
+                found = engine.scan_all(data, part.true_type or part.content_type,
                                         decompose)
             except ScanError as exc:
                 broken.add(kind)
@@ -121,6 +125,29 @@ def check(view, settings) -> list[Finding]:
         findings.extend(_actions(view, settings, item.part, item.name, item.engine, item.why,
                                  item.heuristic, item.repairable))
     return findings
+
+
+def _written_in(view) -> dict[int, list[tuple[int, int]]]:
+    """Text part id -> where the files written into it lie in its data (uuencoded blocks,
+    view.py rule 5)."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for part in view.parts:
+        if part.inline is not None and part.parent is not None:
+            out.setdefault(part.parent, []).append(part.inline)
+    return out
+
+
+def _without(data: bytes, blocks) -> bytes:
+    """A text without the uuencoded blocks written into it: each is scanned as a part of its
+    own, with its name, and removed as one (decompose/uuencoded.py rule 2); found in the
+    text, it was "the message itself is infected" (content18 B5)."""
+    if not blocks:
+        return data
+    pieces, at = [], 0
+    for start, end in sorted(blocks):
+        pieces.append(data[at:max(at, start)])
+        at = max(at, end)
+    return b"".join(pieces) + data[at:]
 
 
 class _Infection(NamedTuple):

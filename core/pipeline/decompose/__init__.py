@@ -3,8 +3,9 @@
 Walks the MIME tree on the raw bytes (mime.py; a part's content fields: content_fields.py),
 decodes transfer encodings, descends into attached messages (message/rfc822) and containers
 (archives.py), sniffs every part's true type (sniff.py), detects password protection
-(archives.py, encryption.py) and reduces text parts to text (text.py, with the charsets mail
-readers use: charsets.py) — all under the per-message container budget (limits.py).
+(archives.py, encryption.py), reduces text parts to text (text.py, with the charsets mail
+readers use: charsets.py) and makes the uuencoded files written into a message text parts
+(uuencoded.py) — all under the per-message container budget (limits.py).
 
 Rules
     1. `decompose()` never raises for anything in the message: defects go to
@@ -44,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core.pipeline.decompose import archives
+from core.pipeline.decompose import archives, uuencoded
 from core.pipeline.decompose.encryption import office_is_encrypted, pdf_is_encrypted
 from core.pipeline.decompose.limits import Budget, LimitExceeded
 from core.pipeline.decompose.content_fields import (content_info, decode_word_readings,
@@ -340,6 +341,8 @@ class _Walker:
             elif part.flowed and part.content_type == "text/plain":
                 text = unflow(text, part.delsp)
             part.text = as_read(text)
+            if part.is_body_text and part.content_type == "text/plain":
+                uuencoded.expand(self, part)        # files written into the text
         if kind == "pdf":
             part.encrypted = pdf_is_encrypted(data)
         elif kind == "ole":
