@@ -21,6 +21,14 @@ Rules
     2. Anything that is not a clean OK/FOUND — connection refused, timeout, ERROR, a garbled
        reply, too large — raises ScanError with a one-line reason; the antivirus check turns
        it into a scan_error finding handled by scan.unprocessable. Never "clean" by default.
+       A refusal about the one buffer is a StreamRefused (a ScanError): clamd answered the
+       stream with an ERROR of its own (`stream: <why> ERROR`, StreamTooLong's size limit)
+       or the buffer is over `max_stream_octets`; clamd is there for the next buffer, and
+       the check goes on asking it about the message's other parts. Any other ScanError is
+       about clamd itself (unreachable, timed out, closed without an answer, a reply that
+       is not clamd's INSTREAM answer, the message's scanning time spent): the check asks
+       it nothing more for that message (clampartsfix18: an over-long part's refusal left
+       the other parts unscanned by clamd, which scan.unprocessable deliver let through).
     3. ClamAV appends `.UNOFFICIAL` to names from third-party databases; it is removed so a
        name is the same whichever engine found it.
     4. clamd names one detection per stream: INSTREAM stops at the first match and has no
@@ -37,11 +45,12 @@ Rules
        thousands of members costs that many connections, not thousands (review13 B7); an
        item clamd refuses as too long (StreamTooLong, rule 1) is passed over, and so is,
        without being sent, every later item at least as long as the shortest one refused;
-       the first follow-up that raises any other ScanError (clamd gone, the message's
+       another StreamRefused (rule 2) passes over its own item alone; the first
+       follow-up that raises a ScanError about clamd itself (clamd gone, the message's
        scanning time spent) ends them, as the check stops asking a failed clamd about a
-       message's other parts. The buffer's detection
-       is returned whatever became of them: the file is infected either way, and only
-       further names in it may go unreported.
+       message's other parts. The buffer's detection is returned whatever became of
+       them: the file is infected either way, and only further names in it may go
+       unreported.
     6. Every scan's exchange notes, for the thread it runs in, whether clamd answered
        (`take_contact`), stamped with the wall-clock time it ended: the worker hands the
        message's last one to the core with its outcome (core/pipeline/run.py), and the
@@ -71,7 +80,8 @@ from core.scan.unpack import Budget, expand
 from shared import clamd_wire as wire
 from shared.clock import SYSTEM_CLOCK
 
-__all__ = ["ClamdEngine", "ScanError", "StreamTooLong", "Contact", "take_contact"]
+__all__ = ["ClamdEngine", "ScanError", "StreamRefused", "StreamTooLong", "Contact",
+           "take_contact"]
 
 CONNECT_SECONDS = 5.0
 SCAN_SECONDS = 30.0
@@ -89,7 +99,12 @@ class ScanError(RuntimeError):
         self.problem = problem
 
 
-class StreamTooLong(ScanError):
+class StreamRefused(ScanError):
+    """This one buffer was not scanned, for a reason of its own (rule 2): clamd answered its
+    stream with an ERROR, or it is over `max_stream_octets`. clamd is there for the next."""
+
+
+class StreamTooLong(StreamRefused):
     """clamd refused a stream longer than its StreamMaxLength (rule 1): it answered, and
     did not scan the buffer."""
 
@@ -164,8 +179,8 @@ class ClamdEngine:
     def scan(self, data: bytes, hint: str | None = None, decompose=None) -> Detection | None:
         """Detection or None; ScanError when clamd gives no clean answer (rule 2)."""
         if self.max_stream_octets is not None and len(data) > self.max_stream_octets:
-            raise ScanError(f"{len(data)} bytes exceed the clamd stream limit "
-                            f"({self.max_stream_octets})")
+            raise StreamRefused(f"{len(data)} bytes exceed the clamd stream limit "
+                                f"({self.max_stream_octets})")
         end = time.monotonic() + self.scan_seconds
         if self.deadline is not None and self.deadline < end:
             end = self.deadline
@@ -224,6 +239,8 @@ class ClamdEngine:
             except StreamTooLong:
                 refused = len(item) if refused is None else min(refused, len(item))
                 continue
+            except StreamRefused:
+                continue
             except ScanError:
                 break
             if detection is not None:
@@ -263,4 +280,6 @@ def parse_reply(text: str, address: str = "clamd") -> Detection | None:
     if result.endswith(" FOUND"):
         name = result[:-len(" FOUND")].strip()
         return Detection(name.removesuffix(".UNOFFICIAL"), "clamd")
+    if text.startswith("stream: ") and text.endswith(" ERROR"):
+        raise StreamRefused(f"clamd at {address}: {text[:200]}")      # this stream (rule 2)
     raise ScanError(f"clamd at {address}: {text[:200]}")

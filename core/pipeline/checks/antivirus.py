@@ -28,9 +28,14 @@ Two detections of one file make one finding (`_one_per_file`).
 A uuencoded block in a message text is a part of its own (decompose/uuencoded.py): the text
 is scanned without it, the block as a file, removed as an attachment is (content18 B5).
 Encrypted containers are left to the encrypted-container check. A scanner that cannot
-answer (clamd down, too large, or out of the time the message may spend on scanning:
-core/pipeline/run.py rule 3) is a scan_error finding asking for scan.unprocessable; clamd
-is then not asked about the message's other parts.
+answer is a scan_error finding asking for scan.unprocessable. When clamd refuses one part
+(longer than its StreamMaxLength, or any ERROR it answers that stream with: clamd.py
+StreamRefused) the finding names that part, and clamd is still asked about the others;
+when clamd itself fails (unreachable, timed out, a reply that is not its answer, or out of
+the time the message may spend on scanning: core/pipeline/run.py rule 3) one finding says
+so, and clamd is not asked about the message's other parts (clampartsfix18: one over-long
+part's refusal left the others unscanned by clamd, and scan.unprocessable deliver let
+them through).
 Every finding feeds ${VIRUSINFO} (notify="virus") and carries data["virus"], ["file"],
 ["repaired"] and ["removed"] for the reports and core/scan/service.py (virus quarantine,
 outbreak counting, Status counters); a mass mailer's also ["mmc_entry"], the entry of the
@@ -73,7 +78,7 @@ def _scannable(part, troubled: set[int]) -> bool:
 def check(view, settings) -> list[Finding]:
     if not settings["av.enabled"]:
         return []
-    from core.scan.clamd import ScanError
+    from core.scan.clamd import ScanError, StreamRefused
     from core.scan.engines import engines_for
     from core.scan.heuristics import detect
 
@@ -83,7 +88,7 @@ def check(view, settings) -> list[Finding]:
     engines = engines_for(settings)
     decompose = _decomposer(settings)
     infected: list[_Infection] = []
-    errors: list[tuple[str, str]] = []
+    errors: list[tuple[str, str, int | None]] = []     # (engine, reason, part or None)
     broken: set[str] = set()
     written_in = _written_in(view)
     for part in parts:
@@ -95,9 +100,13 @@ def check(view, settings) -> list[Finding]:
             try:
                 found = engine.scan_all(data, part.true_type or part.content_type,
                                         decompose)
-            except ScanError as exc:
+            except StreamRefused as exc:        # this part only: ask about the next
+                file = one_line(str(part.filename or part.location))
+                errors.append((kind, f"{file}: {exc}", part.id))
+                continue
+            except ScanError as exc:            # the engine itself: no more for this message
                 broken.add(kind)
-                errors.append((kind, str(exc)))
+                errors.append((kind, str(exc), None))
                 continue
             for detection in found:
                 where = f" (in {detection.where})" if detection.where else ""
@@ -117,10 +126,10 @@ def check(view, settings) -> list[Finding]:
         infected.append(_Infection(part, hit.name, "heuristic", f"{hit.reason} [{hit.level}]",
                                    True, hit.repairable))
     findings: list[Finding] = []
-    for kind, reason in errors:
+    for kind, reason, part_id in errors:
         findings.append(Finding(rule="av.engine", action=settings["scan.unprocessable"],
                                 event="scan_error", reason=f"virus scan incomplete: {reason}",
-                                data={"engine": kind}))
+                                part=part_id, data={"engine": kind}))
     for item in _one_per_file(view, infected):
         findings.extend(_actions(view, settings, item.part, item.name, item.engine, item.why,
                                  item.heuristic, item.repairable))
