@@ -26,7 +26,7 @@ Rules
        bounced at once (RFC 3464, one DSN per attempt). 4xx recipients -> slow/ with
        `next_attempt_at` persisted, and the sender gets ONE delay notice per message.
        Past `delivery.retry_days` since `received_at` the rest is bounced, and the message
-       ends as a delivered one does: delete + COMPLETED (`_complete`, the one place that
+       ends as a delivered one does: delete + COMPLETED (`complete`, the one place that
        ends a message that was delivered, failed or expired).
     4. Order of durable steps: DSN committed, then the envelope rewritten, then the message
        moved or deleted. A crash in between repeats a step (duplicates are allowed), never
@@ -708,7 +708,7 @@ class QueueManager:
         if any(r.status in ("pending", "deferred") for r in envelope.recipients):
             await self._write(queue, envelope)
             return
-        await self._complete(queue, envelope)
+        await self.complete(queue, envelope)
 
     def _record_results(self, envelope: Envelope, todo, results) -> list:
         failed = []
@@ -775,7 +775,7 @@ class QueueManager:
             if not expired:     # else one bounce says both (notices.py rule 2)
                 await self.notices.bounce(queue, envelope, failed)
         if not deferred:
-            await self._complete(queue, envelope)
+            await self.complete(queue, envelope)
             return
         if expired:
             await self.queue_files.error(queue_id)
@@ -793,7 +793,7 @@ class QueueManager:
         self.schedule.put(queue_id, envelope.next_attempt_at,
                           {r.next_hop for r in deferred if r.next_hop})
 
-    async def _complete(self, queue: str, envelope: Envelope) -> None:
+    async def complete(self, queue: str, envelope: Envelope) -> None:
         """Every recipient is delivered or failed: the message goes."""
         await self._delete(queue, envelope.queue_id)
         self.queue_files.done(envelope.queue_id)

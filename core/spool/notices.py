@@ -108,7 +108,7 @@ class NoticeWriter:
     async def expire(self, queue: str, envelope: Envelope, deferred, failed=()) -> None:
         """Fail what is still waiting after delivery.retry_days, bounce it with `failed`
         (those refused for good in the same attempt: one bounce, rule 2), then end the
-        message as every other end does (`QueueManager._complete`: deleted, COMPLETED)."""
+        message as every other end does (`QueueManager.complete`: deleted, COMPLETED)."""
         m = self.manager
         # The message's columns, its client IP and inbound connection id too, as on the
         # 5xx path (docs/reporting.md; reports18 A1: they were left out here)
@@ -129,4 +129,4 @@ class NoticeWriter:
                             data=origin_data(envelope))
         await self.bounce(queue, envelope, [*failed, *deferred], reports)
         # reports18 A1: a bare delete left an expired message without its COMPLETED
-        await m._complete(queue, envelope)
+        await m.complete(queue, envelope)

@@ -1,7 +1,7 @@
 """A message that expires in the slow queue ends as any other does (reports18 A1): its
 DELIVERY_FAILED carries the client IP and inbound connection id of the session that brought
 it (docs/reporting.md, "What the connection and delivery events carry"), and it gets its
-COMPLETED, which QueueManager._complete writes on the 5xx path. Before, expiry recorded
+COMPLETED, which QueueManager.complete writes on the 5xx path. Before, expiry recorded
 hand-picked fields without them and deleted the message with no COMPLETED, so Messages
 Completed undercounted every expired message.
 
