@@ -14,9 +14,10 @@ Kind → field:
 - ListOf(simple kind) → text area, one entry per line (blank lines skipped); the schema's
   message about bad entries is numbered by the lines the administrator typed (`attach_errors`)
 - ListOf(Choice) → multiple select
-- HostPort, Nullable(HostPort) → Host and Port boxes (empty host → null), and a box for each
-  of the kind's optional `extra_fields` (left out of the value when empty; typed with no host,
-  refused rather than dropped)
+- HostPort, Nullable(HostPort) → Host and Port boxes (empty host → null, empty port → the
+  default port), and a box for each of the kind's optional `extra_fields` (left out of the
+  value when empty; typed with no host, refused rather than dropped); a box missing from the
+  posted body keeps its stored part of the value
 Anything else (rules, RBL zones, routing entries) needs a page-specific form.
 
 Every form carries, hidden (`SHOWN_FIELD`), a digest of each value as the page showed it.
@@ -209,16 +210,28 @@ def form_data(keys: Iterable[str], values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _host_port(form, key: str, kind: HostPort, nullable: bool) -> dict[str, Any] | None:
+    """The posted HostPort (its host is in the body). A port or extra box left out of the
+    body keeps its stored value, as a left-out key does (`_submitted`); a box that is there
+    but empty is a value: the default port, no extra (console18 R4)."""
+    stored = settings()[key] or {}
     host = (form[field_name(key, "host")].data or "").strip()
-    port = (form[field_name(key, "port")].data or "").strip()
-    extras = {extra: text for extra, _label in kind.extra_fields
-              if (text := (form[field_name(key, extra)].data or "").strip())}
+    port_name = field_name(key, "port")
+    if _left_out(form, [port_name]):
+        port = stored.get("port", kind.default_port)
+    else:
+        port = (form[port_name].data or "").strip()
+        port = _number(port) if port else kind.default_port
+    typed = {extra: text for extra, _label in kind.extra_fields
+             if not _left_out(form, [field_name(key, extra)])
+             and (text := (form[field_name(key, extra)].data or "").strip())}
+    extras = {extra: stored[extra] for extra, _label in kind.extra_fields
+              if _left_out(form, [field_name(key, extra)]) and stored.get(extra)} | typed
     if not host and nullable:
-        if extras:                      # typed, and would be lost without a host
-            raise SettingError([(key, f"{' and '.join(extras)} needs the host: type the "
-                                      f"host, or clear the {' and '.join(extras)}")])
+        if typed:                       # typed, and would be lost without a host
+            raise SettingError([(key, f"{' and '.join(typed)} needs the host: type the "
+                                      f"host, or clear the {' and '.join(typed)}")])
         return None
-    return {"host": host, "port": _number(port) if port else kind.default_port, **extras}
+    return {"host": host, "port": port, **extras}
 
 
 def _number(text: str) -> Any:
