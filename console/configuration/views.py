@@ -160,9 +160,10 @@ def hold_confirm():
 
 
 def _hold_refused(exc: SettingError):
-    """The hold queue again, saying why a selection was refused (no queue id in it)."""
+    """Back to the hold queue, saying why a selection was refused (no queue id in it):
+    Post/Redirect/Get, so that reloading the page does not post the selection again."""
     flash(f"Nothing was done: {exc.errors[0][1]}.", "error")
-    return hold()
+    return redirect(url_for("configuration.hold"))
 
 
 @bp.route("/hold/action", methods=["POST"])
