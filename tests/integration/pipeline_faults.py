@@ -3,6 +3,7 @@ Only a test can install them (FilteringPipeline(fault=...)); a message merely se
 test message they hit, by a marker the test itself put in its subject."""
 
 import os
+import re
 import time
 
 MARKER = b"X-Test-Fault: yes"
@@ -34,3 +35,19 @@ def hoard_if_marked(path: str) -> None:
         if MARKER in handle.read(64 * 1024):
             hoard = [bytearray(16 << 20) for _ in range(96)]
             hoard.clear()
+
+
+def gate_if_marked(path: str) -> None:
+    """A marked message with `X-Test-Gate: <path>` creates <path>.started and then waits
+    until the test creates <path>.release (for at most 50 s, inside the worker's limit):
+    a message that holds its worker exactly as long as the test wants."""
+    with open(path, "rb") as handle:
+        head = handle.read(64 * 1024)
+    if MARKER not in head:
+        return
+    gate = re.search(rb"^X-Test-Gate: *(\S+)\r?$", head, re.MULTILINE).group(1).decode()
+    open(gate + ".started", "wb").close()
+    for _ in range(2500):
+        if os.path.exists(gate + ".release"):
+            return
+        time.sleep(0.02)
