@@ -12,9 +12,11 @@ Jobs:
 - `purge_old_events` (shared.retention): daily at PURGE_AT local time, and once a minute
   after the console starts (a job of its own), so a console that is restarted daily still
   purges. "Local" follows the `timezone` setting live (SPEC §3: within 2 seconds):
-  `ConsoleJobs.follow_timezone` reads it every FOLLOW_SECONDS, in a thread of its own (as an
-  APScheduler job it would log two lines a second), and reschedules the daily run when it
-  changed (reports18 B3: the zone read at start stayed until a restart). The two runs never
+  `ConsoleJobs.follow_timezone` reads its one row every FOLLOW_SECONDS, in a thread of its
+  own (as an APScheduler job it would log two lines a second), and reschedules the daily run
+  when it changed (reports18 B3: the zone read at start stayed until a restart). A stored
+  name that makes no zone (a tz directory such as "Europe", a hand-edited value) is UTC, as
+  `zone_of` reads an unknown name, with one warning per value stored, not one a second. The two runs never
   overlap (a run that finds the other one going leaves the work to it). The same retention applies to the copies Write to CSV saved
   in logs/ (console.reporting.service.purge_saved_csv) and to the files of the diagnostics
   directory: conversation logs and saved queue files (shared.retention.purge_diagnostics).
@@ -28,6 +30,7 @@ import sqlite3
 import threading
 import zoneinfo
 from dataclasses import dataclass, field
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -40,10 +43,13 @@ from shared.events import Action, EventWriter
 from shared.paths import DataHome
 from shared.report_time import zone_of
 from shared.retention import PurgeResult, cutoff_shown, purge_diagnostics, purge_events
+from shared.settings import SCHEMA
 from shared.settings_store import load
+from shared.settings_types import loads_stored
 
-__all__ = ["ConsoleJobs", "start_jobs", "purge_old_events", "PURGE_AT", "FIRST_RUN_SECONDS",
-           "PURGE_JOB", "FOLLOW_SECONDS"]
+__all__ = ["ConsoleJobs", "start_jobs", "purge_old_events", "stored_timezone", "schedule_jobs",
+           "PURGE_AT",
+           "FIRST_RUN_SECONDS", "PURGE_JOB", "FOLLOW_SECONDS"]
 
 log = logging.getLogger("mailmoat.console.jobs")
 
@@ -99,11 +105,30 @@ def _daily(zone: zoneinfo.ZoneInfo) -> CronTrigger:
     return CronTrigger(hour=PURGE_AT[0], minute=PURGE_AT[1], timezone=zone)
 
 
+def stored_timezone(conn: sqlite3.Connection) -> Any:
+    """The `timezone` setting as stored, else its default: its one row, where `load` would
+    read and decode the whole settings table once a second (review18 D7)."""
+    row = conn.execute("SELECT value FROM settings WHERE key = 'timezone'").fetchone()
+    return SCHEMA["timezone"].default if row is None else loads_stored(row["value"])
+
+
+def _zone(name: Any) -> zoneinfo.ZoneInfo:
+    """`zone_of(name)`; UTC, with a warning, for a name zone_of raises on instead of reading
+    it as UTC: a tz directory ("Europe" is IsADirectoryError) or a value that is not text."""
+    try:
+        return zone_of(name)
+    except (OSError, TypeError, ValueError) as exc:
+        log.warning("the timezone setting %r names no time zone (%s): the daily event purge "
+                    "runs in UTC", name, type(exc).__name__)
+        return zoneinfo.ZoneInfo("UTC")
+
+
 @dataclass
 class ConsoleJobs:
     scheduler: BackgroundScheduler
     conn: sqlite3.Connection        # the settings reads of follow_timezone (one at a time)
     zone: zoneinfo.ZoneInfo         # the daily purge's, from `timezone`
+    name: Any                       # `timezone` as stored when `zone` was made from it
     purging: threading.Lock = field(default_factory=threading.Lock)
     stopping: threading.Event = field(default_factory=threading.Event)
     follower: threading.Thread | None = None
@@ -121,19 +146,24 @@ class ConsoleJobs:
 
     def follow_timezone(self) -> bool:
         """Reschedule the daily purge to PURGE_AT in the zone `timezone` names now, when it
-        changed; True when it did. A setting that cannot be read is tried at the next run."""
+        changed; True when it did. A setting that cannot be read is tried at the next run;
+        an unchanged one is not looked up again (so a bad name is warned about once)."""
         try:
-            zone = zone_of(load(self.conn)["timezone"])
+            name = stored_timezone(self.conn)
         except sqlite3.Error as exc:    # a busy or damaged database must not stop the jobs
             log.warning("cannot read the timezone setting: %s", exc)
             return False
+        if name == self.name:
+            return False
+        zone = _zone(name)
         if zone.key == self.zone.key:
+            self.name = name
             return False
         # reschedule_job: a new trigger, and the next run from it (APScheduler 3 docs)
         job = self.scheduler.reschedule_job(PURGE_JOB, trigger=_daily(zone))
         log.info("timezone %s -> %s: the daily event purge next runs at %s", self.zone.key,
                  zone.key, job.next_run_time)
-        self.zone = zone
+        self.zone, self.name = zone, name
         return True
 
     def shutdown(self) -> None:
@@ -145,16 +175,26 @@ class ConsoleJobs:
 
 
 def start_jobs(home: DataHome, events: EventWriter, clock: WallClock) -> ConsoleJobs:
-    """Start the process's scheduler with every job; call once per console process."""
+    """Start the process's scheduler with every job, and the thread that follows `timezone`;
+    call once per console process."""
+    jobs = schedule_jobs(home, events, clock)
+    jobs.follow()
+    return jobs
+
+
+def schedule_jobs(home: DataHome, events: EventWriter, clock: WallClock) -> ConsoleJobs:
+    """Start the scheduler with every job, without the thread that runs follow_timezone
+    (`start_jobs` starts it; a test calls follow_timezone itself)."""
     conn = db.connect(home.db)
     try:
-        zone = zone_of(load(conn)["timezone"])
+        name = stored_timezone(conn)
     except BaseException:
         conn.close()
         raise
+    zone = _zone(name)
     scheduler = BackgroundScheduler(timezone=dt.timezone.utc, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600})
-    jobs = ConsoleJobs(scheduler, conn, zone)
+    jobs = ConsoleJobs(scheduler, conn, zone, name)
 
     def purge() -> None:
         if not jobs.purging.acquire(blocking=False):
@@ -166,11 +206,10 @@ def start_jobs(home: DataHome, events: EventWriter, clock: WallClock) -> Console
         finally:
             jobs.purging.release()
 
-    name = "purge events past logging.retention_days"
-    scheduler.add_job(purge, _daily(zone), id=PURGE_JOB, name=name)
+    job_name = "purge events past logging.retention_days"
+    scheduler.add_job(purge, _daily(zone), id=PURGE_JOB, name=job_name)
     scheduler.add_job(purge, DateTrigger(dt.datetime.now(dt.timezone.utc)
                                          + dt.timedelta(seconds=FIRST_RUN_SECONDS)),
-                      id=PURGE_JOB + "_at_start", name=name + " (at start)")
+                      id=PURGE_JOB + "_at_start", name=job_name + " (at start)")
     scheduler.start()
-    jobs.follow()
     return jobs
