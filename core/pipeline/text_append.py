@@ -82,27 +82,21 @@ def with_text(raw: bytes, part: Part, added: str, nl: bytes, content_type: str |
     ends_line = before.endswith(b"\n") and not (encoding == "quoted-printable"
                                                 and before.rstrip(b"\r\n").endswith(b"="))
     text = _addition(added, is_html, brk.decode(), ends_line)
-    try:
-        addition = text.encode(codec or "ascii")
-    except UnicodeEncodeError:
-        if _reads_as_utf8(data, part.charset, codec, is_html):
-            changes["Content-Type"] = _relabelled(content_type, part.content_type)
-            addition = text.encode("utf-8")
-        elif is_html:
-            addition = text.encode(codec or "ascii", "xmlcharrefreplace")
-        else:
-            return None
+    note_codec = _note_codec(text, part, codec, data, content_type, changes, is_html)
+    if note_codec is not None:
+        addition = text.encode(note_codec)
+    elif is_html:
+        addition = text.encode(codec or "ascii", "xmlcharrefreplace")
+    else:
+        return None
     if encoding == "base64":
         return base64_lines(data[:at] + addition + data[at:], nl), changes
     if encoding == "quoted-printable":
         if not before.endswith(b"\n"):          # a soft break: the addition's own line
             before += brk if before.endswith(b"=") else b"=" + brk
         return before + quoted_printable(addition, brk) + work[at:], changes
-    fits = max(map(len, addition.split(b"\n"))) <= MAX_TEXT_LINE_OCTETS - 2
-    if fits and (encoding not in _SEVEN_BIT or addition.isascii()):
-        return before + addition + work[at:], changes
-    changes["Content-Transfer-Encoding"] = "quoted-printable"
-    return quoted_printable(before + addition + work[at:], brk), changes
+    return _kept_or_quoted_printable(before + addition + work[at:], addition, encoding, brk,
+                                     changes)
 
 
 def with_lines_replaced(raw: bytes, part: Part, regions, nl: bytes, content_type: str | None
@@ -134,24 +128,19 @@ def with_lines_replaced(raw: bytes, part: Part, regions, nl: bytes, content_type
         return None
     brk = line_break(data, b"\r\n" if encoding == "base64" else nl)
     changes: dict[str, str] = {}
-    pieces, notes, at = [], [], 0
+    notes = {text: brk.decode().join(_lines(text)) for _start, _end, text in regions if text}
+    # one charset for all the notes: each in the part's, or all in UTF-8
+    note_codec = _note_codec("".join(notes.values()), part, codec, data, content_type,
+                             changes, False) or codec or "ascii"
+    pieces, added, at = [], [], 0
     for start, end, text in sorted(regions):
         if start < at:
             continue
         pieces.append(data[at:start])
         if text:
-            lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-            note = brk.decode().join(lines)
-            try:
-                encoded = note.encode(codec or "ascii")
-            except UnicodeEncodeError:
-                if _reads_as_utf8(data, part.charset, codec, False):
-                    changes["Content-Type"] = _relabelled(content_type, part.content_type)
-                    encoded = note.encode("utf-8")
-                else:
-                    encoded = note.encode(codec or "ascii", "replace")
+            encoded = notes[text].encode(note_codec, "replace")
             pieces.append(encoded)
-            notes.append(encoded)
+            added.append(encoded)
         elif data.startswith(brk, end):
             end += len(brk)
         at = end
@@ -160,7 +149,31 @@ def with_lines_replaced(raw: bytes, part: Part, regions, nl: bytes, content_type
         return base64_lines(new, nl), changes
     if encoding == "quoted-printable":
         return quoted_printable(new, brk), changes
-    added = brk.join(notes)
+    return _kept_or_quoted_printable(new, brk.join(added), encoding, brk, changes)
+
+
+def _note_codec(text: str, part: Part, codec: str | None, data: bytes,
+                content_type: str | None, changes: dict[str, str], is_html: bool
+                ) -> str | None:
+    """The codec the `text` put into part `part` is written in (`with_text`,
+    `with_lines_replaced`): the part's own (`codec`, "ascii" for no charset) when it holds
+    the text; else UTF-8, the part relabelled so in `changes`, when its bytes `data` read
+    alike in UTF-8 (`_reads_as_utf8`); else None, left to the caller (review18 D1: one rule
+    for both)."""
+    try:
+        text.encode(codec or "ascii")
+        return codec or "ascii"
+    except UnicodeEncodeError:
+        if _reads_as_utf8(data, part.charset, codec, is_html):
+            changes["Content-Type"] = _relabelled(content_type, part.content_type)
+            return "utf-8"
+        return None
+
+
+def _kept_or_quoted_printable(new: bytes, added: bytes, encoding: str, brk: bytes,
+                              changes: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    """A 7bit, 8bit or binary body `new`, which had `added` put in: as it is when what was
+    added fits it (lines SMTP carries; 7-bit in a 7bit body), else quoted-printable."""
     fits = max(map(len, added.split(b"\n"))) <= MAX_TEXT_LINE_OCTETS - 2
     if fits and (encoding not in _SEVEN_BIT or added.isascii()):
         return new, changes
@@ -213,11 +226,16 @@ def _with_wide_text(data: bytes, codec: str, added: str, is_html: bool) -> bytes
 def _addition(added: str, is_html: bool, brk: str, ends_line: bool) -> str:
     """The text to insert, its lines ended with the body's own line break `brk`: after a
     blank line in plain text, as a paragraph in HTML."""
-    lines = added.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines = _lines(added)
     if is_html:
         text = "<p>" + ("<br>" + brk).join(map(html.escape, lines)) + "</p>" + brk
         return text if ends_line else brk + text
     return (brk if ends_line else brk + brk) + brk.join(lines) + brk
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of an administrator's text, whatever its line breaks."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
 def _codec(charset: str | None) -> str | None:

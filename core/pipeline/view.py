@@ -23,8 +23,12 @@ Rules
        found (reported as `malformed`, not unprocessable).
     5. A uuencoded block in a message text (decompose/uuencoded.py) is a part of its own,
        a child of the text part, with `inline` saying where its lines lie in the text's
-       decoded `data`; it has no span, and no carrier: removing it removes those lines from
-       the text (rewrite.py), not the text part.
+       decoded `data`: from its begin line to its "end" line when every line between
+       decoded into its content, else to the last line that did (core/scan/unpack.py
+       `uu_read`; what follows is the text's). It has no span, and no carrier: removing it
+       removes those lines from the text (rewrite.py), not the text part. The antivirus
+       scans the text without them only when they reach the "end" line (`uu_whole`), so
+       every octet of the text is scanned, as text or as a block's content (review18 R1).
 """
 
 from __future__ import annotations

@@ -51,12 +51,13 @@ import struct
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from core.scan.filetypes import looks_like_mail
 from core.scan.unpackers import CrcMismatch, cpio, iso9660, zipmethods
 
 __all__ = ["expand", "Budget", "szdd", "binhex", "uudecode", "uu_blocks", "uu_read",
-           "UuBlock"]
+           "uu_whole", "UuBlock", "UuContent"]
 
 MAX_ITEMS = 200
 MAX_TOTAL_OCTETS = 64 * 2**20
@@ -234,15 +235,24 @@ _UU_END = re.compile(rb"^end\s*$", re.MULTILINE)
 class UuBlock:
     """One uuencoded block of a buffer, as mail readers find it in a text (Thunderbird's
     and mutt's "begin <mode> <name>" line: three or four octal digits, the name after them).
-    Offsets are into that buffer."""
+    Offsets are into that buffer; where its lines end is known once it is read (`uu_read`)."""
     start: int          # the "begin" line's first octet
     body: tuple[int, int]   # the encoded lines, between the begin line and the "end" line
-    end: int            # where its last line's text ends (that line's break stays outside):
-                        # the "end" line's, or with none the line before the next "begin"
-                        # line, or the data's last
+                            # (with none, the next "begin" line or the data's end)
     name: str           # as the begin line gives it (blanks around it dropped; UTF-8, else
                         # Latin-1)
     has_end: bool
+
+
+class UuContent(NamedTuple):
+    """A block as `uu_read` read it."""
+    data: bytes         # the decoded content
+    end: int            # where the block's lines end (that line's break stays outside): its
+                        # "end" line's text end when every line up to it decoded in full
+                        # (`whole`); else the text end of the last line before the first one
+                        # that did not (the begin line's when none did): blank lines after it,
+                        # and a line decoded only in part, are not the block's
+    whole: bool         # each line from the begin line to the "end" line is in `data`
 
 
 def uudecode(data: bytes) -> list[bytes]:
@@ -270,12 +280,7 @@ def uu_blocks(data: bytes) -> Iterator[UuBlock]:
             following = _UU_BEGIN.search(data, start)
             stop = at = following.start() if following else len(data)
         name = _name(begin.group(1).strip())
-        if has_end:
-            last = _line_text_end(data, end.start())
-        else:                                       # up to the line break before `stop`
-            last = stop - (data[stop - 1:stop] == b"\n")
-            last -= data[last - 1:last] == b"\r"
-        yield UuBlock(begin.start(), (start, stop), last, name, has_end)
+        yield UuBlock(begin.start(), (start, stop), name, has_end)
 
 
 _LINE_BREAK = re.compile(rb"\r|\n")
@@ -294,33 +299,55 @@ def _line_text_end(data: bytes, at: int) -> int:
     return found.start() if found else len(data)
 
 
-def uu_read(data: bytes, block: UuBlock, limit: int = MAX_ITEM_OCTETS) -> bytes:
+def uu_read(data: bytes, block: UuBlock, limit: int = MAX_ITEM_OCTETS) -> UuContent:
     """The content of `block`, decoded up to its first line that cannot be, and at most
-    `limit` octets (a line more may prove that limit)."""
-    return _uu_body(data[block.body[0]:block.body[1]], limit)
+    `limit` octets (a line more may prove that limit); and where the lines that decoded in
+    full end (review18 R1, R2: the text after them is not the block's, a reader shows it)."""
+    start, stop = block.body
+    chunk = bytearray()
+    end = start - 1 - (data[start - 2:start - 1] == b"\r")    # the begin line's text end
+    full = True                     # every line so far decoded whole
+    at = start
+    for line in data[start:stop].splitlines(keepends=True):
+        text = line.rstrip(b"\r\n")
+        line_end, at = at + len(text), at + len(line)
+        if len(chunk) > limit:
+            full = False
+            break
+        stripped = text.strip()
+        if not stripped:
+            continue                # a blank line ends no block: one after it is the text's
+        if stripped == b"`":
+            end = line_end if full else end
+            continue
+        try:
+            chunk += binascii.a2b_uu(text)
+        except binascii.Error:
+            full = False            # decoded only in part, or not at all: the span ends
+            nbytes = (((text[0] - 32) & 63) * 4 + 5) // 3
+            try:
+                chunk += binascii.a2b_uu(text[:nbytes])
+            except binascii.Error:
+                break
+            continue
+        end = line_end if full else end
+    else:
+        if full and block.has_end:
+            return UuContent(bytes(chunk), _line_text_end(data, stop), True)
+    return UuContent(bytes(chunk), end, False)
+
+
+def uu_whole(data: bytes, span: tuple[int, int]) -> bool:
+    """True when `span` (a block's start, `uu_read`'s `end`) ends on the block's "end" line,
+    which is `uu_read`'s `whole`: no line that decodes matches the "end" line's pattern, so
+    only a block read whole has its span end there."""
+    line = data[max(data.rfind(b"\n", *span), data.rfind(b"\r", *span)) + 1:span[1]]
+    return _UU_END.fullmatch(line) is not None
 
 
 def _uu_blocks(data: bytes) -> Iterator[bytes]:
     for block in uu_blocks(data):
-        yield uu_read(data, block)
-
-
-def _uu_body(text: bytes, limit: int = MAX_ITEM_OCTETS) -> bytes:
-    chunk = bytearray()
-    for line in text.splitlines():
-        if len(chunk) > limit:
-            break
-        if not line.strip() or line.strip() == b"`":
-            continue
-        try:
-            chunk += binascii.a2b_uu(line)
-        except binascii.Error:
-            nbytes = (((line[0] - 32) & 63) * 4 + 5) // 3
-            try:
-                chunk += binascii.a2b_uu(line[:nbytes])
-            except binascii.Error:
-                break
-    return bytes(chunk)
+        yield uu_read(data, block).data
 
 
 def _ole_streams(data: bytes) -> list[bytes]:

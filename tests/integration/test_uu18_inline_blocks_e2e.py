@@ -60,3 +60,37 @@ async def test_blocks_in_the_text_are_removed_by_name_and_by_virus(tmp_path, sin
     assert (deleted["rule"], json.loads(deleted["data"])["file"]) == \
         ("av.on_unrepairable", "x.bin")
     core.cancel_scope.cancel()
+
+
+# --- where a block ends (review18 R1, R2) ---------------------------------------------------
+
+HIDDEN = (b"From: sender@client.test\r\nTo: user@local.test\r\nSubject: hidden\r\n"
+          b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n"
+          b"hello\r\nbegin 644 notes\r\n" + EICAR + b"\r\nend\r\nbye\r\n")
+LETTER_TEXT = (b"Hi Bob,\r\n" + _uu("run.exe", EXE).replace(b"`\r\nend", b"")
+               + b"\r\n\r\nThe minutes of Monday's meeting follow.\r\nRegards, Alice\r\n")
+LETTER = (b"From: sender@client.test\r\nTo: user@local.test\r\nSubject: minutes\r\n"
+          b"MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n" + LETTER_TEXT)
+
+
+def _send_each(port: int, messages) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        for raw in messages:
+            client.sendmail("sender@client.test", ["user@local.test"], raw)
+
+
+async def test_a_begin_line_hides_nothing_and_takes_no_letter_with_it(tmp_path, sink, nursery):
+    # EICAR behind a "begin" line whose body is not uuencode was scanned by no one and
+    # delivered (R1); a block with no "end" line took the rest of the letter with it (R2)
+    home = routed_home(tmp_path, sink, filename__enabled=True, filename__patterns=["*.exe"])
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(_send_each, core.smtp_addresses[0][1], [HIDDEN, LETTER])
+    await until(lambda: not list(home.queue("fast").iterdir()), 30, flush=core.events.aflush)
+    [received] = await trio.to_thread.run_sync(sink.wait_for, 1)
+    assert received.data.split(b"\r\n\r\n", 1)[1] == (
+        b"Hi Bob,\r\nAn attachment of this message violated the attachment policy and has "
+        b"been deleted.\r\n\r\n\r\nThe minutes of Monday's meeting follow.\r\nRegards, Alice\r\n")
+    [dropped] = events_of(home, Action.DROPPED)
+    assert dropped["rule"] == "av.outer_message"
+    assert len(sink.messages) == 1
+    core.cancel_scope.cancel()

@@ -26,7 +26,10 @@ each of test.zip's .exe and .doc "scanned and repaired or deleted" (guide §3; g
 finding 5: only the first was reported, so "Log only" let the others through unlogged).
 Two detections of one file make one finding (`_one_per_file`).
 A uuencoded block in a message text is a part of its own (decompose/uuencoded.py): the text
-is scanned without it, the block as a file, removed as an attachment is (content18 B5).
+is scanned without its lines when each of them, to its "end" line, decoded into the block,
+which is scanned as a file and removed as an attachment is (content18 B5); a block that did
+not decode whole stays in the text scanned too, so no octet of the text goes unscanned
+(review18 R1: a "begin" line hid all that followed it).
 Encrypted containers are left to the encrypted-container check. A scanner that cannot
 answer is a scan_error finding asking for scan.unprocessable. When clamd refuses one part
 (longer than its StreamMaxLength, or any ERROR it answers that stream with: clamd.py
@@ -138,10 +141,14 @@ def check(view, settings) -> list[Finding]:
 
 def _written_in(view) -> dict[int, list[tuple[int, int]]]:
     """Text part id -> where the files written into it lie in its data (uuencoded blocks,
-    view.py rule 5)."""
+    view.py rule 5), those read whole to their "end" line only: every line of those is in
+    the block's content, scanned as a file (core/scan/unpack.py `uu_whole`). A block whose
+    lines did not all decode is scanned in the text as well (review18 R1)."""
+    from core.scan.unpack import uu_whole
     out: dict[int, list[tuple[int, int]]] = {}
     for part in view.parts:
-        if part.inline is not None and part.parent is not None:
+        if part.inline is not None and part.parent is not None \
+                and uu_whole(view.parts[part.parent].data, part.inline):
             out.setdefault(part.parent, []).append(part.inline)
     return out
 

@@ -15,6 +15,8 @@ import io
 import quopri
 import zipfile
 
+import pytest
+
 from core.pipeline.findings import Finding
 from core.pipeline.rewrite import rewrite
 from core.scan.antispam.engine import HeuristicEngine, features
@@ -191,11 +193,91 @@ def test_a_disclaimer_goes_after_the_text_the_block_was_removed_from():
         f"see below\r\n\r\n{NOTE}\r\nregards\r\n\r\nConfidential.\r\n"
 
 
-def test_an_unterminated_block_is_removed_to_the_end_of_the_text():
+def test_an_unterminated_block_is_removed_to_its_last_encoded_line():
+    # the blank line after it is the text's (review18 R2)
     raw = _single(TEXT_BEFORE + _uu("run.exe", EXE, end=b"") + b"\r\n")
     view, findings, verdict = _edits(raw, **BLOCKED)
     out = rewrite(raw, view, verdict.edits)
-    assert out.endswith(TEXT_BEFORE + NOTE.encode() + b"\r\n")
+    assert out.endswith(TEXT_BEFORE + NOTE.encode() + b"\r\n\r\n")
+
+
+# --- where a block ends (review18 R1, R2) ---------------------------------------------------
+# A block's lines are those that decoded in full: what follows the last of them (with no
+# "end" line, or after a line that is not uuencode) is the text's, which readers show. The
+# antivirus leaves a block's lines out of the text it scans only when all of them, to the
+# "end" line, decoded; every other octet of the text is scanned as text.
+
+def _without_end(name: str, data: bytes) -> bytes:
+    return _uu(name, data, end=b"")
+
+
+@pytest.mark.parametrize("body", [
+    b"hello\r\nbegin 644 notes\r\n" + EICAR + b"\r\nbye\r\n",             # no end line
+    b"hello\r\nbegin 644 notes\r\n" + EICAR + b"\r\nend\r\nbye\r\n",     # not uuencode
+    b"hello\r\nbegin 644 notes\r\n\r\n" + EICAR + b"\r\n",                # after a blank line
+    b"hello\r\n" + _uu("notes", b"harmless", end=b"") + EICAR + b"\r\n`\r\nend\r\n",
+    b"hello\r\n" + _without_end("notes", b"harmless") + b"\r\n" + EICAR + b"\r\n",
+], ids=["no-end", "body-not-uuencode", "blank-line", "after-good-lines", "no-end-then-text"])
+def test_a_virus_after_a_begin_line_is_scanned_as_the_text(body):
+    view, findings, verdict = _edits(_single(body))
+    assert [p.origin for p in view.parts] == ["mime", "uuencode"]
+    assert [(f.rule, f.part) for f in findings] == [("av.outer_message", 0)]
+    assert verdict.disposition == "drop"
+
+
+def test_a_virus_in_the_rest_of_a_line_decoded_only_in_part_is_scanned_as_the_text():
+    # a2b_uu refuses the line (trailing garbage); the reader decodes its first 61 characters
+    # and goes on to "end", but the rest of the line is in no block's content
+    line = binascii.b2a_uu(b"x" * 45).rstrip(b"\n") + EICAR
+    raw = _single(b"hello\r\nbegin 644 notes\r\n" + line + b"\r\n`\r\nend\r\n")
+    view, findings, verdict = _edits(raw)
+    assert view.parts[1].data == b"x" * 45
+    assert [(f.rule, f.part) for f in findings] == [("av.outer_message", 0)]
+
+
+def test_a_block_without_end_line_takes_only_its_lines_and_the_letter_stays():
+    # review18 R2: the minutes and the signature after it were removed with it
+    letter = (b"Hi Bob,\n" + _without_end("run.exe", EXE).replace(b"\r\n", b"\n")
+              + b"\n\nThe minutes of Monday's meeting follow.\nRegards, Alice\n")
+    raw = _single(letter).replace(b"\r\n", b"\n")
+    view, findings, verdict = _edits(raw, **BLOCKED)
+    block = view.parts[1]
+    assert block.data == EXE and \
+        view.parts[0].data[block.inline[1]:] == letter[letter.index(b"\n\n\nThe"):]
+    out = rewrite(raw, view, verdict.edits)
+    assert out.split(b"\n\n", 1)[1] == (b"Hi Bob,\n" + NOTE.encode() + b"\n\n\nThe minutes "
+                                        b"of Monday's meeting follow.\nRegards, Alice\n")
+
+
+def test_a_block_broken_by_a_line_keeps_that_line_and_what_follows():
+    broken = _uu("run.exe", EXE).replace(b"`\r\nend", b"this is not uuencode\r\n`\r\nend")
+    raw = _single(TEXT_BEFORE + broken + TEXT_AFTER)
+    view, findings, verdict = _edits(raw, **BLOCKED)
+    assert view.parts[1].data == EXE
+    out = rewrite(raw, view, verdict.edits)
+    assert out.split(b"\r\n\r\n", 1)[1] == (TEXT_BEFORE + NOTE.encode()
+                                            + b"\r\nthis is not uuencode\r\n`\r\nend"
+                                            + TEXT_AFTER)
+
+
+def test_a_virus_in_a_block_read_whole_to_its_end_line_still_removes_only_the_block():
+    raw = _single(TEXT_BEFORE + _uu("x.bin", EICAR, end=b"\r\n\r\n`\r\nend  ") + TEXT_AFTER)
+    view, findings, verdict = _edits(raw)
+    assert [(f.rule, f.part) for f in findings] == [("av.on_unrepairable", 1)]
+    assert rewrite(raw, view, verdict.edits).endswith(
+        TEXT_BEFORE + b"An attachment of this message was infected with a virus and has been "
+        b"deleted." + TEXT_AFTER)
+
+
+def test_notes_one_charset_cannot_hold_all_go_in_utf_8():
+    # review18 D1: the first note went in Latin-1, the second relabelled the text UTF-8
+    raw = _single(TEXT_BEFORE + _uu("run.exe", EXE) + b"\r\n" + _uu("x.bin", EICAR)
+                  + TEXT_AFTER, b"Content-Type: text/plain; charset=iso-8859-1\r\n")
+    view, findings, verdict = _edits(raw, **BLOCKED, filename__deleted_text="Datei gelöscht.",
+                                     av__deleted_text="Вирус удалён.")
+    after = view_of(rewrite(raw, view, verdict.edits)).parts[0]
+    assert after.charset == "utf-8"
+    assert after.text == "see below\r\n\r\nDatei gelöscht.\r\nВирус удалён.\r\nregards\r\n"
 
 
 # --- the heuristic antispam engine ----------------------------------------------------------
