@@ -71,6 +71,7 @@ class ViolationKind(enum.StrEnum):
     TEXT_LINE_TOO_LONG = "text_line_too_long"            # 554 5.6.0 after the end of data
     UNKNOWN_COMMAND = "unknown_command"                  # 500 5.5.1
     TOO_MANY_UNKNOWN_COMMANDS = "too_many_unknown_commands"  # 421, session closed
+    TOO_MANY_ERRORS = "too_many_errors"                  # 421, session closed (protocol.py 2a)
     SYNTAX = "syntax"                                    # 501 5.5.4
     BAD_SEQUENCE = "bad_sequence"                        # 503 5.5.1 / 554 5.5.1
     UNKNOWN_PARAMETER = "unknown_parameter"              # 555 5.5.4

@@ -26,7 +26,7 @@ from shared.idn import any_matches_domain, matches_domain
 from shared.settings_cross_rules import matches_every_destination
 from shared.wildcard import matches
 
-__all__ = ["Refusal", "check_declared_size", "check_recipient", "check_spool_space",
+__all__ = ["Refusal", "check_reject_incoming", "check_declared_size", "check_recipient", "check_spool_space",
            "is_local_domain", "relay_allowed", "listed_relay_client", "relay_needs_ptr",
            "MIN_FREE_DISK_FRACTION", "max_message_octets", "refused_local_entries",
            "refused_entry_notice"]
@@ -40,6 +40,15 @@ class Refusal:
     reply: Reply
     rule: str      # the setting or rule that fired, for the event
     reason: str
+
+
+def check_reject_incoming(settings: Mapping) -> Refusal | None:
+    """delivery.reject_incoming (SPEC §3: "refuse new mail with 421"): at connect, and at
+    each MAIL FROM, RCPT TO and DATA of a session already open (core/smtp/session.py)."""
+    if settings["delivery.reject_incoming"]:
+        return Refusal(R.R421_SERVICE_NOT_AVAILABLE, "delivery.reject_incoming",
+                       "incoming mail refused (421)")
+    return None
 
 
 def max_message_octets(settings: Mapping) -> int | None:

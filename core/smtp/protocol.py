@@ -33,6 +33,21 @@ Rules
        reply is already queued, and the session goes on where RFC 5321 allows.
        After `max_unknown_commands` unknown commands the next one gets
        421 4.7.0 and the session is CLOSED.
+    2a. A hard limit on errors of every kind, as Postfix's smtpd_hard_error_limit: after
+       `max_errors` errors since the session's last accepted message, the command that
+       would be the next error gets 421 4.7.0 "Too many errors" instead of its reply and
+       the session is CLOSED (the same reply and count as the unknown-command budget, which
+       it includes). An error is a ProtocolViolation with a reply (syntax, bad sequence,
+       unknown command or parameter, overlong line, ...) and the app's 4xx/5xx to MAIL
+       FROM or RCPT TO (relay denied, address characters, an RBL, ...): `send()` counts
+       those, and the app asks `errors_left` before refusing, to send
+       R421_TOO_MANY_ERRORS when it is 0. Not errors: the replies of Rules 7 and 8 (flow
+       control and the consequences of a refusal already counted), 502 to a command we do
+       not implement, and the replies after DATA (each a whole message, answered by
+       the policy). An accepted message starts the count again ("without delivering
+       mail", Postfix's words): a relay client sending mail for an hour is not cut for a
+       bad recipient now and then. Without this limit one connection could send
+       thousands of bad commands a second, each written as an event (smtp18 B1).
     3. Our mistakes raise LocalProtocolError and change nothing.
     4. Limits never desynchronise the stream: an overlong command line is
        skipped to its LF and answered 500 5.5.2; an overlong text line or an
@@ -83,6 +98,9 @@ MAX_TEXT_LINE_OCTETS = 1000
 MAX_RECIPIENTS = 1000
 # Budget of unrecognised commands before hanging up (aiosmtpd's idea; SPEC §4).
 MAX_UNKNOWN_COMMANDS = 20
+# Errors of any kind since the last accepted message before hanging up (Rule 2a):
+# Postfix's smtpd_hard_error_limit, whose default this is.
+MAX_ERRORS = 20
 
 
 class ServerConnection:
@@ -103,6 +121,7 @@ class ServerConnection:
         max_text_line_octets: int = MAX_TEXT_LINE_OCTETS,
         max_recipients: int = MAX_RECIPIENTS,
         max_unknown_commands: int = MAX_UNKNOWN_COMMANDS,
+        max_errors: int = MAX_ERRORS,
         max_message_octets: int | None = None,
         tls_available: bool = False,
         size_advertised: int | None = None,
@@ -110,6 +129,7 @@ class ServerConnection:
         self.hostname = hostname
         self.max_recipients = max_recipients
         self.max_unknown_commands = max_unknown_commands
+        self.max_errors = max_errors
         self.max_text_line_octets = max_text_line_octets
         self.max_message_octets = max_message_octets
         self.tls_available = tls_available
@@ -124,6 +144,8 @@ class ServerConnection:
         self._peer_closed = False
         self._is_tls = False
         self._unknown_commands = 0
+        self._errors = 0           # since the last accepted message (Rule 2a)
+        self._is_extended = False  # the last hello was EHLO: MAIL may carry parameters
         self._after_auth = False   # the last command was AUTH: the lines after it are secrets
         self._last_command: str | None = None    # see last_command
         # Transaction facts (RFC 5321 §4.1.4 "buffers"), cleared by RSET/EHLO/end.
@@ -158,6 +180,17 @@ class ServerConnection:
     @property
     def is_tls(self) -> bool:
         return self._is_tls
+
+    @property
+    def errors(self) -> int:
+        """Errors since the session's last accepted message (Rule 2a)."""
+        return self._errors
+
+    @property
+    def errors_left(self) -> int:
+        """How many more errors the session may make (Rule 2a): at 0, the app answers a
+        MAIL FROM or RCPT TO it refuses with R421_TOO_MANY_ERRORS instead."""
+        return max(0, self.max_errors - self._errors)
 
     @property
     def recipient_count(self) -> int:
@@ -269,6 +302,11 @@ class ServerConnection:
 
     def _apply_reply(self, awaited: object, reply: Reply, target: State) -> None:
         accepted = reply.code_class == 2 or reply.code == 354
+        if awaited in (MailFrom, RcptTo) and not accepted and reply.code != 421 \
+                and reply != R.R452_TOO_MANY_RECIPIENTS:   # flow control (Rule 7)
+            self._errors += 1               # the app's refusal (Rule 2a)
+        elif awaited is DataComplete and accepted:
+            self._errors = 0                # a message accepted (Rule 2a)
         if awaited is MailFrom and accepted and isinstance(self._pending, MailFrom):
             self._smtputf8 = bool(self._pending.params.get("SMTPUTF8"))
         elif awaited is RcptTo and accepted:
@@ -305,6 +343,7 @@ class ServerConnection:
                 f"{len(self._buffer)} octets sent after STARTTLS before the handshake, discarded"))
             self._buffer.clear()
         self._is_tls = True
+        self._is_extended = False
         self._reset_transaction()
         self._state = State.GREETED
 
@@ -347,6 +386,7 @@ class ServerConnection:
             # credentials (AUTH LOGIN: user name, then password), which no event may show
             shown = "(a line after AUTH, not shown)"
         if self._unknown_commands > self.max_unknown_commands:
+            self._errors += 1
             self._state = State.CLOSED
             return self._violation(ViolationKind.TOO_MANY_UNKNOWN_COMMANDS,
                                    R.R421_TOO_MANY_ERRORS, f"unknown command {shown}")
@@ -375,6 +415,7 @@ class ServerConnection:
             self._reset_transaction()
             self._outgoing += reply.to_bytes()
             self._state = State.READY
+            self._is_extended = verb == "EHLO"
             return Ehlo(name, is_extended=verb == "EHLO")
         if verb in ("RSET", "QUIT") and argument:
             raise PeerError(ViolationKind.SYNTAX, R.R501_SYNTAX, f"{verb} takes no argument")
@@ -417,6 +458,13 @@ class ServerConnection:
 
     def _parse_mail(self, argument: bytes) -> MailFrom:
         address, raw = C.parse_path_argument(argument, "FROM", is_mail=True)
+        if raw and not self._is_extended:
+            # RFC 5321 §4.1.1.11, RFC 1869 §4.5: parameters belong to the service extensions
+            # EHLO lists; after HELO none was offered (smtp18 C4: SMTPUTF8 after HELO made
+            # a Received "with UTF8SMTP" for a session that never said EHLO).
+            raise PeerError(ViolationKind.UNKNOWN_PARAMETER, R.R555_UNKNOWN_PARAMETER,
+                            f"MAIL parameter {raw[0][0]} after HELO, which offers no "
+                            f"extension (RFC 5321 §4.1.1.11)")
         params = C.parse_mail_params(raw)
         if C.has_non_ascii(address) and not params.get("SMTPUTF8"):
             raise PeerError(ViolationKind.NON_ASCII_ADDRESS, R.R553_NON_ASCII_ADDRESS,
@@ -448,6 +496,16 @@ class ServerConnection:
 
     # --- helpers -----------------------------------------------------------------------
     def _violation(self, kind: ViolationKind, reply: Reply, detail: str) -> ProtocolViolation:
+        if reply.code != 421:
+            # an error (Rule 2a); past the budget, the one answered 421 and closed
+            if self._errors >= self.max_errors:
+                self._errors += 1
+                self._state = State.CLOSED
+                kind, reply = ViolationKind.TOO_MANY_ERRORS, R.R421_TOO_MANY_ERRORS
+                detail = (f"{detail}: error {self._errors} since the last accepted message, "
+                          f"over the limit of {self.max_errors}")
+            else:
+                self._errors += 1
         self._outgoing += reply.to_bytes()
         return ProtocolViolation(kind, reply, detail)
 

@@ -2,14 +2,30 @@
 deadlines, its events answered, STARTTLS, and the session's end.
 
 What this module owns
-    `Session`: the connection's facts (client address, hello, confirmed PTR name, RBL
-    answers, one settings snapshot), the conversation log, the read loop and its deadlines,
+    `Session`: the connection's facts (client address, the address it connected to, hello,
+    confirmed PTR name, RBL answers, the connect-time settings snapshot), the conversation
+    log, the read loop and its deadlines,
     and the dispatch of each protocol event: MAIL FROM and RCPT TO to the current
     `InboundTransaction` (core/smtp/transaction.py), the message content to a
     `MessageReception` (core/smtp/reception.py). core/smtp/server.py decides when a
     connection is served, and whether it only hears a refusal (`run`'s `refusal`).
 
 Rules:
+- SPEC §3: every setting applies live, to sessions already open too. The SMTP-time policy
+  of each command reads the settings in force when it is answered (`settings_now`), not
+  the connect-time snapshot: relay.*, address_chars.*, routing.local and admin.emails at
+  each RCPT TO, rbl.* and whitelists at each MAIL FROM, delivery.reject_incoming at each
+  MAIL FROM, RCPT TO and DATA (`refuses_new_mail`: the connect's 421 4.3.2, then close).
+  Narrowing relay.allowed is an administrator's emergency (a gateway found relaying spam,
+  a compromised host), and a session lasts up to an hour: before, a removed client went
+  on relaying on the connections it had open (smtp18 A1). Fixed for the session, on
+  purpose, from the snapshot `settings`: what the greeting and EHLO told the client
+  (smtp.hostname, the SIZE limit advertised, and applied after DATA, size.*, and whether
+  STARTTLS is offered, smtp.tls.inbound: RFC 1870 §6 lets a client rely on the advertised
+  SIZE for the session), the conversation log's diagnostics.conversation.* (one log per
+  connection, in one mode) and the RBL zones asked at connect (core/smtp/transaction.py
+  `_rbl_listing_now`). The client's confirmed PTR name is asked at connect when
+  relay.allowed names hosts, else at the first RCPT TO that needs it (`confirmed_ptr`).
 - Every read has a deadline from trio's clock (SPEC §4) → 421 4.4.2 and close (at most
   DEADLINE_SLACK_SECONDS late, never early). The limits are the constants below:
   COMMAND_IDLE_SECONDS (5 min) for a whole command line, counted from the greeting or the
@@ -20,7 +36,12 @@ Rules:
   limits). A client sending one valid command every 4.9 minutes thus holds a session slot for
   an hour, not for ever.
 - Exceptions stop at the session boundary (`run`): an event, 421 if the socket still works,
-  close. Exception text never goes into a reply.
+  close. Exception text never goes into a reply. During a STARTTLS handshake nothing is
+  written (a time limit, a stop): the client is speaking TLS by then, and a plaintext 421
+  would reach it as a corrupt TLS record (smtp18 C3); the connection is just closed.
+- Past the session's error limit (core/smtp/protocol.py Rule 2a) a MAIL FROM or RCPT TO
+  the policy refuses is answered 421 4.7.0 instead (`too_many_errors`), as the protocol
+  answers its own 21st error.
 - A session ends with one event (guide Table 7-6): `disconnected` when it ended as SMTP
   means (the client's QUIT, or our 421: a refusal, a time limit, a stop), else
   `connection_closed`: the client hung up without QUIT (in DATA: its message is lost), the
@@ -31,6 +52,7 @@ Rules:
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 import ssl
 
@@ -42,7 +64,8 @@ from core.smtp.events import (NEED_DATA, ConnectionClosed, DataChunk, DataComple
                               DataRequested, Ehlo, MailFrom, ProtocolViolation, RcptTo,
                               RecipientLimitReached, Rset, StartTlsRequested,
                               UnsupportedCommand, ViolationKind)
-from core.smtp.policy import Refusal, max_message_octets, relay_needs_ptr
+from core.smtp.policy import (Refusal, check_reject_incoming, max_message_octets,
+                              relay_needs_ptr)
 from core.smtp.protocol import ServerConnection
 from core.smtp.reception import MessageReception
 from core.smtp.state import State
@@ -90,6 +113,16 @@ async def say_shutting_down(send) -> None:
             pass
 
 
+def _local_address(stream) -> str | None:
+    """The address `stream`'s client connected to (an IPv4 client of a dual-stack socket as
+    its IPv4 address), None without a socket (a test's memory stream)."""
+    try:
+        address = ipaddress.ip_address(stream.socket.getsockname()[0])
+    except (AttributeError, OSError, ValueError):
+        return None
+    return str(getattr(address, "ipv4_mapped", None) or address)
+
+
 class Session:
     """The session of the client at `client_ip` on `stream`, served by `server` (a
     core/smtp/server.py SmtpServer: settings, spool, committer, events, counters, clock)."""
@@ -98,7 +131,12 @@ class Session:
         self.server = server
         self.stream = stream
         self.client_ip = client_ip
-        self.settings = server.settings()  # one snapshot per session (invariant 5)
+        # the address the client connected to: its postmaster@[literal] is ours (RFC 5321
+        # §4.5.1, core/smtp/transaction.py)
+        self.server_ip = _local_address(stream)
+        # The connect-time snapshot, for what stays fixed for the session (module rules);
+        # the policy of each command reads `settings_now()`.
+        self.settings = server.settings()
         self.connection_id = secrets.token_hex(6)
         self.hostname = server.hostname()
         self.log = ConversationLog(
@@ -114,6 +152,7 @@ class Session:
         # when relay.allowed names hosts; None also when its PTR name does not resolve back.
         # Relaying, the RBL exemption and the Received field trust no other name.
         self.client_ptr: str | None = None
+        self._ptr_asked = False
         self.rbl_answers = None        # core/smtp/rbl.py RblAnswers: the zones' answers at connect
         self.transaction = InboundTransaction(self)
         self.message: MessageReception | None = None    # in DATA: the message it brings
@@ -139,6 +178,43 @@ class Session:
         self.record(Action.PROTOCOL_VIOLATION, rule=str(kind), info=detail,
                     result=str(reply.code) if reply else None, **fields)
 
+    def settings_now(self):
+        """The settings in force now, for the policy of the command being answered (module
+        rules)."""
+        return self.server.settings()
+
+    async def confirmed_ptr(self, settings) -> str | None:
+        """The client's confirmed PTR name when `settings`' relay.allowed names hosts
+        (asked once a session: at connect, or now when host names were added since)."""
+        if not self._ptr_asked and relay_needs_ptr(settings) \
+                and self.server.resolver is not None:
+            await self._look_up_ptr()
+        return self.client_ptr
+
+    async def refuses_new_mail(self, sender: str | None = None) -> bool:
+        """delivery.reject_incoming, in force now (module rules): if so, answer the awaited
+        MAIL FROM, RCPT TO or DATA with the connect's 421 4.3.2, which closes the session,
+        record the rejection as the connect does, and return True."""
+        refusal = check_reject_incoming(self.settings_now())
+        if refusal is None:
+            return False
+        self.log.error("local", f"{refusal.rule}: {refusal.reason}")
+        self.server.counters.incr("rejected")
+        self.record(Action.REJECTED, sender=sender, rule=refusal.rule, info=refusal.reason,
+                    result=str(refusal.reply.code))
+        await self.write(self.conn.send(refusal.reply))
+        return True
+
+    async def too_many_errors(self, what: str) -> None:
+        """Answer the awaited MAIL FROM or RCPT TO, refused for `what` when the session has
+        no errors left (core/smtp/protocol.py Rule 2a), with 421 4.7.0, which closes it."""
+        conn = self.conn
+        detail = (f"{what}: error {conn.errors + 1} since the last accepted message, over "
+                  f"the limit of {conn.max_errors}")
+        self.log.error("protocol", detail)
+        self.protocol_violation(ViolationKind.TOO_MANY_ERRORS, detail, R.R421_TOO_MANY_ERRORS)
+        await self.write(conn.send(R.R421_TOO_MANY_ERRORS))
+
     async def write(self, data: bytes) -> None:
         if data:
             self.log.server(data)
@@ -149,9 +225,8 @@ class Session:
         """The session; with `refusal` (or delivery.reject_incoming) only its 421."""
         server = self.server
         server.counters.incr("connections")
-        if refusal is None and self.settings["delivery.reject_incoming"]:
-            refusal = Refusal(R.R421_SERVICE_NOT_AVAILABLE, "delivery.reject_incoming",
-                              "incoming mail refused (421)")
+        if refusal is None:
+            refusal = check_reject_incoming(self.settings)
         # guide Table 7-6: the connection's result; one answered only 421 failed
         self.record(Action.CONNECTION_FROM,
                     result=CONNECTION_SUCCEEDED if refusal is None else CONNECTION_FAILED,
@@ -175,9 +250,17 @@ class Session:
             if self.conn.last_command != "QUIT":    # gone before our 221: it said QUIT
                 self._closed(f"the connection was lost: {reason}")
         except trio.Cancelled:
-            await say_shutting_down(lambda: self.write(self.conn.send(R.R421_SHUTTING_DOWN)))
+            if self.conn.state is not State.STARTTLS_HANDSHAKE:     # module rules
+                await say_shutting_down(
+                    lambda: self.write(self.conn.send(R.R421_SHUTTING_DOWN)))
             raise
         except trio.TooSlowError:
+            if self.conn.state is State.STARTTLS_HANDSHAKE:
+                # No plaintext into a TLS negotiation (module rules): just close.
+                why = f"the TLS handshake did not finish within {TLS_HANDSHAKE_SECONDS} s"
+                self.log.error("communication", why)
+                self._closed(why)
+                return
             over = self.conn.state is not State.DATA \
                 and trio.current_time() >= self.session_deadline
             self.log.error("communication", "session time limit" if over else "timeout")
@@ -244,6 +327,7 @@ class Session:
                     nursery.start_soon(lookup)
 
     async def _look_up_ptr(self) -> None:
+        self._ptr_asked = True
         self.client_ptr = await self.server.resolver.confirmed_ptr(self.client_ip)
 
     async def _check_rbl(self) -> None:
@@ -309,6 +393,8 @@ class Session:
         elif isinstance(event, RcptTo):
             await self.transaction.rcpt_to(event)
         elif isinstance(event, DataRequested):
+            if await self.refuses_new_mail(self.transaction.sender):
+                return
             self.transaction.end_recipients()
             self.message = MessageReception(self)
             self.deadline_total = trio.current_time() + DATA_TOTAL_SECONDS

@@ -9,14 +9,24 @@ What this module owns
     core/smtp/rbl.py's. core/smtp/client.py's `Transaction` is the outbound counterpart.
 
 Rules:
-- `RCPT TO:<Postmaster>` without a domain (RFC 5321 §4.5.1: always accepted), and
-  postmaster@ the gateway's own host name, is mail for this gateway's postmaster: accepted
+- `RCPT TO:<Postmaster>` without a domain (RFC 5321 §4.5.1: always accepted),
+  postmaster@ the gateway's own host name, and postmaster@[the address the client connected
+  to] (RFC 5321 §4.1.3: an address literal names a host as its domain does, smtp18 C2), is
+  mail for this gateway's postmaster: accepted
   from any client (no relay check) as the addresses of `admin.emails`, which the envelope
   and the accepted event then name. An administrator should set `admin.emails`; while it is
   empty such mail goes to postmaster@ the gateway's host name (smtp.hostname, else the
   machine's), which reaches someone only if routing.local or DNS leads that name to a mail
   server with a postmaster. Before, it went out as <Postmaster> to whatever next hop
-  routing.default named, someone else's postmaster (smtp-security finding 5).
+  routing.default named, someone else's postmaster (smtp-security finding 5). Each of
+  those addresses counts toward the 1000 recipients of a message (SPEC §4): a RCPT that
+  would take the message past them gets 452 4.5.3, as the protocol answers the 1001st
+  RCPT (smtp18 C1: <Postmaster> and 1000 others made 1002).
+- Each MAIL FROM and RCPT TO is answered by the settings in force then (core/smtp/session.py
+  rules: relay.*, address_chars.*, routing.local, admin.emails, delivery.reject_incoming),
+  not by the session's snapshot.
+- Past the session's error limit (core/smtp/protocol.py Rule 2a) a refusal is answered
+  421 4.7.0 instead, and written as that protocol violation, not as a rejection.
 - A refused recipient's `rejected` event is written when its transaction reaches DATA or
   ends (`settle_refusals`): only then is it known whether a message was rejected, and the
   reports and the Rejected counter count messages (guide Tables 7-1, 7-2). It is stamped
@@ -39,7 +49,7 @@ from core.smtp.policy import (Refusal, check_declared_size, check_recipient, che
                               listed_relay_client)
 from core.smtp.rbl import RblListing, check_rbl_sender
 from shared.events import RECIPIENT_REFUSED, Action
-from shared.idn import domain_form
+from shared.idn import address_literal, domain_form
 
 __all__ = ["InboundTransaction"]
 
@@ -64,13 +74,17 @@ class InboundTransaction:
         """Answer MAIL FROM: 250, or a refusal for the declared size, the spool's free space
         or an RBL."""
         session, server = self.session, self.session.server
+        if await session.refuses_new_mail(event.address):
+            return
         self.rbl_listing, rbl_settings = self._rbl_listing_now()
         declared = event.params.get("SIZE") or 0
         refusal = check_declared_size(declared, session.conn.max_message_octets) \
             or check_spool_space(server.disk_space().free_fraction(declared)) \
             or check_rbl_sender(self.rbl_listing, event.address, rbl_settings,
                                 server.auto_whitelisted)
-        if refusal:
+        if refusal and not session.conn.errors_left:
+            await session.too_many_errors(f"MAIL FROM refused by {refusal.rule}")
+        elif refusal:
             if refusal.rule.startswith("rbl."):
                 server.counters.incr("spam_rbl")
                 server.counters.incr("spam_messages")
@@ -84,22 +98,32 @@ class InboundTransaction:
         """Answer RCPT TO: 250 (our postmaster, or a recipient the policy allows), or the
         policy's refusal, whose event waits for `settle_refusals` when it is the first."""
         session = self.session
-        if self._is_our_postmaster(event.address):
-            self.recipients += self._postmasters()
-            await session.write(session.conn.send(R.R250_RECIPIENT_OK))
+        if await session.refuses_new_mail(self.sender):
             return
-        refusal = check_recipient(event.address, session.client_ip, session.client_ptr,
-                                  session.settings)
-        if refusal:
-            session.log.error("local", f"{refusal.rule}: {refusal.reason}")
-            if self.first_refused is None:
-                self.first_refused = (event.address, refusal, session.server.clock.now())
-            else:
-                self._record_refusal(event.address, refusal, rejects_message=False)
-            await session.write(session.conn.send(refusal.reply))
+        current = session.settings_now()
+        if self._is_our_postmaster(event.address):
+            added = self._postmasters(current)
         else:
-            self.recipients.append(event.address)
-            await session.write(session.conn.send(R.R250_RECIPIENT_OK))
+            refusal = check_recipient(event.address, session.client_ip,
+                                      await session.confirmed_ptr(current), current)
+            if refusal and not session.conn.errors_left:
+                await session.too_many_errors(f"RCPT TO refused by {refusal.rule}")
+                return
+            if refusal:
+                session.log.error("local", f"{refusal.rule}: {refusal.reason}")
+                if self.first_refused is None:
+                    self.first_refused = (event.address, refusal, session.server.clock.now())
+                else:
+                    self._record_refusal(event.address, refusal, rejects_message=False)
+                await session.write(session.conn.send(refusal.reply))
+                return
+            added = [event.address]
+        if len(self.recipients) + len(added) > session.conn.max_recipients:
+            # SPEC §4 counts addresses, a <Postmaster>'s too (module rules)
+            await session.write(session.conn.send(R.R452_TOO_MANY_RECIPIENTS))
+            return
+        self.recipients += added
+        await session.write(session.conn.send(R.R250_RECIPIENT_OK))
 
     def end_recipients(self) -> None:
         """DATA: the recipients are final. Settle the refusals, and keep one copy of a
@@ -135,18 +159,22 @@ class InboundTransaction:
         return listing, current
 
     def _is_our_postmaster(self, address: str) -> bool:
-        """<Postmaster> (the only address without a domain) or postmaster@ this gateway's
-        own host name, in any case (module rules)."""
+        """<Postmaster> (the only address without a domain), postmaster@ this gateway's
+        own host name, or postmaster@[the address the client connected to], in any case
+        (module rules)."""
         local, _, domain = address.rpartition("@")
         if not local:
             return True
-        return local.lower() == "postmaster" \
-            and domain_form(domain) == domain_form(self.session.hostname)
+        if local.lower() != "postmaster":
+            return False
+        server_ip = self.session.server_ip
+        if server_ip is not None and address_literal(domain) == server_ip:
+            return True
+        return domain_form(domain) == domain_form(self.session.hostname)
 
-    def _postmasters(self) -> list[str]:
+    def _postmasters(self, settings: Mapping) -> list[str]:
         """Who gets mail for this gateway's postmaster (module rules)."""
-        session = self.session
-        return list(session.settings["admin.emails"]) or [f"postmaster@{session.hostname}"]
+        return list(settings["admin.emails"]) or [f"postmaster@{self.session.hostname}"]
 
     async def _refuse(self, refusal: Refusal, sender: str) -> None:
         """Refuse the MAIL FROM of `sender`: a rejected message."""
