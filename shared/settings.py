@@ -241,7 +241,10 @@ _add("smtp.listen", ListOf(IpAddress(listening=True), min_items=1, max_items=16)
 _add("smtp.max_incoming", Int(1, 1000), 15,
      "SMTP sessions served at once; further connections wait. Another host may hold half of "
      "them, and its next connection is answered 421 (this host and relay.allowed addresses "
-     "excepted).", "setup")
+     "excepted). Each listener process serves at least one session, so a value below the "
+     "number of listener processes (smtp.listener_processes; 0 = one per CPU core) runs only "
+     "as many processes as it allows: a change that crosses that number closes and reopens "
+     "the listeners, and open sessions get 421 4.3.2 (their clients send again).", "setup")
 _add("smtp.max_outgoing", Int(1, 1000), 30, "Delivery connections open at once.", "setup")
 _add("smtp.listener_processes", Int(0, 32), 0,
      "SMTP listener processes sharing the port (0 = one per CPU core; 1 = inside the core "

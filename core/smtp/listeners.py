@@ -179,7 +179,13 @@ class Listeners:
     """The core's SMTP listening, in whichever mode `smtp.listener_processes` asks for: the
     in-process `SmtpServer` (count 1) or a `ListenerPool`. A change of the count applies
     live: the current listeners close and the new ones open (connections arriving in that
-    moment are refused and retried by their clients, as during any restart)."""
+    moment are refused and retried by their clients, as during any restart; open sessions
+    get 421 4.3.2). The count is `listener_count`: never more processes than
+    smtp.max_incoming, as each serves at least one session, so a change of max_incoming
+    across the CPU count (or smtp.listener_processes) restarts the listeners too. Kept so on
+    purpose, and documented on the setting (docs/settings.md, operations.md): a process
+    with no share of the sessions would still take the connections the kernel hashes to
+    it, which would wait for a slot it never has (smtp18 B2)."""
 
     def __init__(self, settings, in_process_server, make_pool: Callable[[int], ListenerPool]):
         self.settings = settings
