@@ -546,7 +546,10 @@ def test_hold_forward_needs_one_valid_address(admin, home):
 
 def test_hold_action_refuses_bad_ids(admin):
     response = admin.post("/configuration/hold/action", {"action": "drop", "ids": "../etc"})
-    assert response.status_code == 200
+    assert response.status_code == 302          # back to the hold queue, which says why
+    assert response.headers["Location"].endswith("/configuration/hold")
+    assert "Nothing was done: &#39;../etc&#39; is not a queue id" in \
+        admin.get("/configuration/hold").get_data(as_text=True)
     assert admin.commands() == []
 
 
