@@ -50,7 +50,9 @@ def zone_of(name: str | None) -> zoneinfo.ZoneInfo:
     """The zone named by the `timezone` setting (UTC when it is missing or unknown)."""
     try:
         return zoneinfo.ZoneInfo(name or "UTC")
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    # a directory of the zone database ("Europe") raises IsADirectoryError, a value that is
+    # no text TypeError: unknown too (consolefix18b: the console's jobs and pages crashed)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError, TypeError):
         return zoneinfo.ZoneInfo("UTC")
 
 

@@ -48,3 +48,8 @@ def test_the_charts_hour_rows_in_the_repeated_hour_differ():
     assert len(labels) == len(set(labels)) == 25
     assert "2026-11-01 01:00 -04:00" in labels and "2026-11-01 01:00 -05:00" in labels
     assert "2026-11-01 02:00" in labels
+
+
+@pytest.mark.parametrize("name", ["Europe", "America/", 5, "../etc/passwd", "No/Such_Zone"])
+def test_a_name_that_is_no_zone_reads_as_utc(name):
+    assert zone_of(name).key == "UTC"
