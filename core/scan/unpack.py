@@ -105,6 +105,8 @@ def _produced(produce: Callable[[], Iterable[bytes]], budget: Budget) -> Iterato
         iterator = iter(produce())
         while budget.items > 0 and budget.octets > 0:
             yield next(iterator)
+    except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+        raise
     except Exception:                          # StopIteration, or damaged content
         return
 
@@ -453,6 +455,8 @@ def nsis(data: bytes) -> list[bytes]:
             try:
                 out.append(method(block))
                 break
+            except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+                raise
             except Exception:
                 continue
     return out

@@ -364,6 +364,8 @@ def _rar_tool_available() -> bool:
     try:
         rarfile.tool_setup()
         return True
+    except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+        raise
     except Exception:
         return False
 
@@ -377,6 +379,8 @@ def _tnef(walker, part) -> None:
     for attachment in tnef.attachments:
         try:
             name = attachment.long_filename() or attachment.name
+        except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+            raise
         except Exception:
             name = getattr(attachment, "name", None)
         if isinstance(name, bytes):

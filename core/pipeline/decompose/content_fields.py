@@ -70,6 +70,8 @@ def decode_word_readings(value: str) -> tuple[list[str], bool]:
     try:
         shown = decode_words_as_shown(value)
         legacy = decode_words_text(value)
+    except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+        raise
     except Exception:
         return [value], False
     return ([shown] if legacy == shown else [shown, legacy]), True
@@ -123,6 +125,8 @@ def content_info(fields: list[tuple[str, str]], default_type: str = "text/plain"
         if raw_type is not None and "/" not in str(raw_type).split(";")[0]:
             defects.append("invalid Content-Type")
         disposition = message.get_content_disposition()
+    except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+        raise
     except Exception as exc:   # a header the email package cannot read at all
         defects.append(f"unreadable content headers ({type(exc).__name__})")
         return ContentInfo(default_type, None, None, None, None, cte, defects,
@@ -166,6 +170,8 @@ class _Readers:
     def read(self, reader):
         try:
             return reader()
+        except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+            raise
         except Exception as exc:
             if not self.failures:
                 self.defects.append(f"unreadable content headers ({type(exc).__name__})")
@@ -229,6 +235,8 @@ def _declared_names(value: str) -> list[str]:
             if isinstance(read, tuple):         # as Message.get_param unquotes it
                 read = (read[0], read[1], utils.unquote(read[2]))
             out.append(collapse_rfc2231_value(read))
+        except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+            raise
         except Exception:
             out.append("".join(utils.unquote(text) for _, text in params))
     return out
@@ -270,6 +278,8 @@ def _type_meaning(value: str, default_type: str) -> tuple[str, str | None]:
     try:
         content_type = message.get_content_type()
         boundary = message.get_param("boundary") if content_type.startswith("multipart/") else None
+    except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+        raise
     except Exception:            # unreadable: a meaning of its own
         return value.lower(), None
     if isinstance(boundary, tuple):

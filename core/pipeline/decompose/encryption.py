@@ -167,6 +167,8 @@ def office_is_encrypted(data: bytes) -> bool | None:
         import msoffcrypto
         office = msoffcrypto.OfficeFile(io.BytesIO(data))
         return bool(office.is_encrypted())
+    except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+        raise
     except Exception:       # not Office (msi, msg, thumbs.db) or a damaged file
         return None
 

@@ -140,6 +140,8 @@ def decode_text(data: bytes, charset: str | None, *,
             return _windows_1252(data), "invalid UTF-8" if encoding == "utf-8" else None
     try:
         return charsets.decode(data, name, "replace"), None
+    except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+        raise
     except Exception:                       # codecs with odd failure modes (utf-7, ...)
         return _windows_1252(data), f"cannot decode charset {name!r}"
 

@@ -151,6 +151,8 @@ def header_addresses(raw_values, decode: Callable[[str], str] | None = None) -> 
     for value in raw_values:
         try:
             mailboxes = getaddresses([value])
+        except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+            raise
         except Exception:   # RecursionError seen; whatever else the parser hits is the same
             found += _LOOSE_ADDR_SPEC.findall(value)
             if decode is not None and "=?" in value:

@@ -55,6 +55,8 @@ def detect(view, parts, level: str) -> list:
         for module in (disguise, office, pdf, html):
             try:
                 found.extend(module.check(view, part))
+            except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+                raise
             except Exception:            # module rule: never raise for message content
                 continue
         found = [h for h in found if _rank(h.level) <= wanted]

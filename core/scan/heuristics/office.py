@@ -84,19 +84,27 @@ def _olevba(name: str, data: bytes) -> tuple[bool, bool, list]:
     from oletools.olevba import VBA_Parser
     try:
         parser = VBA_Parser(name, data=data)
+    except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+        raise
     except Exception:
         return False, False, []
     try:
         vba = bool(parser.detect_vba_macros())
         try:
             xlm = bool(parser.detect_xlm_macros())
+        except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+            raise
         except Exception:
             xlm = False
         return vba, xlm, (parser.analyze_macros() or []) if vba else []
+    except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+        raise
     except Exception:
         return False, False, []
     finally:
         try:
             parser.close()
+        except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+            raise
         except Exception:
             pass

@@ -113,6 +113,8 @@ class MemberReader:
             self._at += len(piece)
             try:
                 out = self._inflater.inflate(piece)
+            except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+                raise
             except Exception as exc:          # the package's own errors on damaged data
                 raise ValueError(f"Deflate64 data damaged ({exc})") from None
             if out:
