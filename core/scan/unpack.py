@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from core.scan.filetypes import looks_like_mail
-from core.scan.unpackers import CrcMismatch, cpio, iso9660, zipmethods
+from core.scan.unpackers import CrcMismatch, cpio, iso9660, name_text, zipmethods
 
 __all__ = ["expand", "Budget", "szdd", "binhex", "uudecode", "uu_blocks", "uu_read",
            "uu_whole", "UuBlock", "UuContent"]
@@ -281,18 +281,11 @@ def uu_blocks(data: bytes) -> Iterator[UuBlock]:
         else:
             following = _UU_BEGIN.search(data, start)
             stop = at = following.start() if following else len(data)
-        name = _name(begin.group(1).strip())
+        name = name_text(begin.group(1).strip())
         yield UuBlock(begin.start(), (start, stop), name, has_end)
 
 
 _LINE_BREAK = re.compile(rb"\r|\n")
-
-
-def _name(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 def _line_text_end(data: bytes, at: int) -> int:

@@ -29,7 +29,8 @@ Rules
        CRC-32 that does not match, a file continued in another volume — is an error on that
        member (unprocessable, SPEC §3), its name still matched and what decoded still
        scanned; the others are read. Damage that ends the walk is an error on the container,
-       after the members before it. LimitExceeded always propagates.
+       after the members before it, and so is an ISO image read only up to its reader's
+       bounds (iso9660.py rule 4). LimitExceeded always propagates.
     4. CHM help files, SIS packages, InstallShield and NSIS setups and OLE2 streams are still
        left to the engines (core/scan/unpack.py): CHM names are matched by the container's
        own type (*.chm), a setup is an executable (*.exe).
@@ -37,30 +38,18 @@ Rules
 
 from __future__ import annotations
 
-from core.pipeline.decompose.limits import RATIO_MIN_OCTETS
 from core.scan.unpackers import CrcMismatch, arj, cpio, iso9660, szdd
 from core.scan.unpackers import installshield
 
 __all__ = ["READERS"]
 
 
-def _room(walker, packed: int) -> int:
-    """The most octets a member compressed into `packed` octets is decoded to (rule 2): one
-    past what the budget allows, so reading that many proves the limit."""
-    budget = walker.budget
-    ratio_room = max(RATIO_MIN_OCTETS, int(budget.max_ratio * max(packed, 1))) + 1
-    return min(budget.room(), ratio_room)
-
-
-def _keep(walker, part, name: str, data: bytes, packed: int | None,
-          other_names=()) -> object:
-    """Charge a member's bytes (rule 2) and add it as a part."""
-    location = f"{part.location}/{name}"
-    walker.budget.charge(len(data), location)
-    walker.budget.check_file(len(data), location)
-    if packed is not None:
-        walker.budget.check_ratio(len(data), packed, location)
-    return walker.add_member(part, name, data, other_names=list(other_names))
+def _keep(walker, part, name: str, data, packed: int | None, other_names=()) -> object:
+    """Charge a member's bytes as the walker charges any decoded stream (rule 2; a stored
+    member is its own `packed`) and add it as a part."""
+    walker.take(bytearray(), data, f"{part.location}/{name}",
+                len(data) if packed is None else packed)
+    return walker.add_member(part, name, bytes(data), other_names=list(other_names))
 
 
 def _unreadable(walker, part, name: str, kind: str, reason: str) -> None:
@@ -78,7 +67,7 @@ def _listed(walker, part, items):
 
 def _stored(walker, part, name: str, offset: int, size: int, other_names=()) -> None:
     walker.budget.check_declared(size, size, f"{part.location}/{name}")
-    _keep(walker, part, name, part.data[offset:offset + size], None, other_names)
+    _keep(walker, part, name, memoryview(part.data)[offset:offset + size], None, other_names)
 
 
 # --- formats ---------------------------------------------------------------------------------
@@ -106,12 +95,12 @@ def _arj(walker, part) -> None:
         walker.budget.check_declared(item.size, item.packed, f"{part.location}/{item.name}")
         decoded = bytearray()
         try:
-            data = arj.arj_read(item, _room(walker, item.packed), decoded)
+            data = arj.arj_read(item, walker.budget.room(item.packed), decoded)
         except ValueError as exc:
             data, damage = bytes(decoded[:item.size]), f"damaged data: {exc}"
         else:
             damage = "CRC-32 mismatch" if isinstance(data, CrcMismatch) else ""
-        member = _keep(walker, part, item.name, bytes(data), item.packed)
+        member = _keep(walker, part, item.name, data, item.packed)
         if damage:
             walker.error(member, f"cannot read arj member: {damage}")
 
@@ -120,7 +109,7 @@ def _szdd(walker, part) -> None:
     name = szdd.expanded_name(part.filename or "", part.data)
     size = szdd.declared_size(part.data)
     walker.budget.check_declared(size, len(part.data), f"{part.location}/{name}")
-    data = szdd.szdd(part.data, _room(walker, len(part.data)))
+    data = szdd.szdd(part.data, walker.budget.room(len(part.data)))
     member = _keep(walker, part, name, data, len(part.data))
     if len(data) < size:
         walker.error(member, f"cannot read szdd member: data ends after {len(data)} of "

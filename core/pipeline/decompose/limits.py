@@ -90,7 +90,11 @@ class Budget:
                                 self.max_total_octets / MIB, location)
         self.total_octets += octets
 
-    def room(self) -> int:
+    def room(self, packed: int | None = None) -> int:
         """How many bytes one part may still take before a limit is hit (plus one, so that
-        reading that many proves the limit)."""
-        return min(self.max_file_octets, self.max_total_octets - self.total_octets) + 1
+        reading that many proves the limit); for a part decoded from `packed` compressed
+        octets, at most one past what the ratio allows it (`check_ratio`)."""
+        room = min(self.max_file_octets, self.max_total_octets - self.total_octets) + 1
+        if packed is None:
+            return room
+        return min(room, max(RATIO_MIN_OCTETS, int(self.max_ratio * max(packed, 1))) + 1)

@@ -50,6 +50,7 @@ from itertools import islice
 
 from core.pipeline.decompose.content_fields import (TRANSFER_DECODINGS, decode_words,
                                                     transfer_decoding)
+from core.scan.unpackers import name_text
 
 __all__ = ["HeaderBlock", "split_header", "HeadFacts", "head_facts", "find_parts",
            "DelimiterSearch", "ChildSpan", "decode_transfer", "header_text"]
@@ -88,10 +89,9 @@ class HeaderBlock:
 
 
 def header_text(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
+    """Header octets as text: UTF-8 when they are, else Latin-1 — the rule for a name in an
+    archive too (core/scan/unpackers name_text), which this is."""
+    return name_text(raw)
 
 
 def _line(buf: bytes, pos: int, end: int) -> tuple[int, int]:

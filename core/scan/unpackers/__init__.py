@@ -5,14 +5,26 @@ stored CRC-32 does not match comes back as CrcMismatch (a bytes subclass) rather
 dropped: the content is what gets scanned, and a flipped checksum byte must not hide it
 (ClamAV scans such members too). unpack.expand labels it "...(crc mismatch)". A stream that
 is structurally broken still raises ValueError.
+
+A name an archive stores as octets in no declared charset (cpio, ISO 9660 primary and Rock
+Ridge names, a uuencoded `begin` line) reads as `name_text` says: UTF-8, else Latin-1, which
+never fails. The decomposer reads header text the same way (mime.header_text).
 """
 
 from __future__ import annotations
 
-__all__ = ["CrcMismatch"]
+__all__ = ["CrcMismatch", "name_text"]
 
 
 class CrcMismatch(bytes):
     """A fully decoded member whose data does not match its stored CRC-32."""
 
     __slots__ = ()
+
+
+def name_text(raw: bytes) -> str:
+    """Octets of a name as text: UTF-8 when they are, else Latin-1."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")

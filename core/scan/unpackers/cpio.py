@@ -23,6 +23,8 @@ import struct
 from collections.abc import Iterator
 from typing import NamedTuple
 
+from core.scan.unpackers import name_text
+
 __all__ = ["CpioFile", "is_cpio", "cpio_files"]
 
 _NEWC, _CRC, _ODC = b"070701", b"070702", b"070707"
@@ -108,12 +110,5 @@ def cpio_files(data: bytes) -> Iterator[CpioFile]:
         if start + size > len(data):
             raise ValueError("cpio file data truncated")
         if mode & _TYPE_MASK == _REGULAR:
-            yield CpioFile(_text(name), start, size)
+            yield CpioFile(name_text(name), start, size)
         at = _align(start + size, align)
-
-
-def _text(name: bytes) -> str:
-    try:
-        return name.decode("utf-8")
-    except UnicodeDecodeError:
-        return name.decode("latin-1")

@@ -2,7 +2,7 @@
 libclamav's iso9660.c walks them.
 
     is_iso(data) -> bool
-    iso_files(data) -> list[IsoFile]      names, offset and size of each file
+    iso_files(data) -> Iterator[IsoFile]  names, offset and size of each file
 
 The decomposer (core/pipeline/decompose/engine_archives.py) and the builtin engine
 (core/scan/unpack.py) both list an image with `iso_files`: the names meet the file-name
@@ -25,20 +25,42 @@ Rules
        the primary name without its ";1" version, and that primary name as well; the first
        is its name, the others `other_names`: readers differ in which they show.
     2. Work is bounded by the image: each directory extent is read once (a directory that
-       points back at one already read is passed over), at most MAX_RECORDS records in all.
-       A file whose extent lies past the end of the image is passed over.
+       points back at one already read is passed over), at most MAX_RECORDS records in all,
+       and a path (the directories' names and the file's, joined by "/") is at most
+       MAX_PATH_CHARS characters, Linux's PATH_MAX: a directory or file with a longer one is
+       not read (a chain of 10,000 directories named a file with 2,000,008 characters, which
+       went into every location and event). The paths kept, of directories and files, have
+       at most MAX_PATHS_CHARS characters in all (100,000 files in a directory 4,000
+       characters deep would otherwise keep 400 MB of names). A file whose extent lies past
+       the end of the image is passed over.
     3. An image without a readable primary descriptor raises ValueError.
+    4. What rule 2 leaves unread is not left in silence: after the files that were read, the
+       listing raises ValueError naming the first limit hit, so a file hidden past a limit
+       is an error on the image (the decomposer: unprocessable, engine_archives.py rule 3),
+       not a file that neither the file-name rules nor the engines ever saw.
+    5. A listed file has at most MAX_NAMES names. An extent with more (one file listed under
+       thousands of names: comparing each new name with the kept ones made 100,000 records
+       take a minute, review18 R3) is listed again for the next MAX_NAMES, and so on: every
+       name still meets the file-name rules, and each listing counts as a file
+       (container.max_files).
 """
 
 from __future__ import annotations
 
 import struct
+from collections import deque
+from collections.abc import Iterator
 from typing import NamedTuple
+
+from core.scan.unpackers import name_text
 
 __all__ = ["IsoFile", "is_iso", "iso_files"]
 
 SECTOR_OCTETS = 2048
 MAX_RECORDS = 100_000
+MAX_PATH_CHARS = 4096           # rule 2: PATH_MAX of Linux (limits.h)
+MAX_PATHS_CHARS = 1 << 24       # rule 2: 167 characters for each of MAX_RECORDS
+MAX_NAMES = 16                  # rule 5
 MAX_DESCRIPTORS = 64
 _JOLIET_ESCAPES = (b"%/@", b"%/C", b"%/E")
 _DIRECTORY = 0x02
@@ -86,16 +108,11 @@ def _rock_ridge_name(system_use: bytes) -> str | None:
         at += length
     if not parts:
         return None
-    return _text(b"".join(parts))
+    return name_text(b"".join(parts))
 
 
-def _text(name: bytes, joliet: bool = False) -> str:
-    if joliet:
-        return name.decode("utf-16-be", "replace")
-    try:
-        return name.decode("utf-8")
-    except UnicodeDecodeError:
-        return name.decode("latin-1")
+def _text(name: bytes, joliet: bool) -> str:
+    return name.decode("utf-16-be", "replace") if joliet else name_text(name)
 
 
 def _plain(name: str) -> str:
@@ -105,21 +122,35 @@ def _plain(name: str) -> str:
     return name[:-1] if name.endswith(".") else name
 
 
-def _walk(data: bytes, root: bytes, joliet: bool, block: int, budget: list[int]):
+class _Walk:
+    """What the walks of all trees have left (rule 2), and the first thing they did not read
+    (rule 4)."""
+
+    def __init__(self) -> None:
+        self.records = MAX_RECORDS
+        self.chars = MAX_PATHS_CHARS
+        self.unread = ""
+
+    def not_read(self, why: str) -> None:
+        self.unread = self.unread or why
+
+
+def _walk(data: bytes, root: bytes, joliet: bool, block: int, walk: _Walk):
     """(path, extent offset, size) of each file of one tree (rule 2)."""
     if len(root) < 34:
         return
-    pending = [("", *struct.unpack_from("<I", root, 2), *struct.unpack_from("<I", root, 10))]
+    pending = deque([("", *struct.unpack_from("<I", root, 2),
+                      *struct.unpack_from("<I", root, 10))])
     seen: set[int] = set()
     while pending:
-        path, extent, length = pending.pop(0)
+        path, extent, length = pending.popleft()
         start = extent * block
         if start in seen or start >= len(data):
             continue
         seen.add(start)
         end = min(start + length, len(data))
         at = start
-        while at < end and budget[0] > 0:
+        while at < end:
             size = data[at]
             if size == 0:                       # padding to the next sector
                 at = (at // SECTOR_OCTETS + 1) * SECTOR_OCTETS
@@ -128,7 +159,10 @@ def _walk(data: bytes, root: bytes, joliet: bool, block: int, budget: list[int])
             at += size
             if len(record) < 34:
                 break
-            budget[0] -= 1
+            if walk.records == 0:
+                walk.not_read(f"more than {MAX_RECORDS} directory records")
+                return
+            walk.records -= 1
             name_octets = record[32]
             raw_name = record[33:33 + name_octets]
             if raw_name in (b"\x00", b"\x01"):
@@ -138,25 +172,40 @@ def _walk(data: bytes, root: bytes, joliet: bool, block: int, budget: list[int])
             system_use = record[33 + name_octets + (1 - name_octets % 2):]
             plain = _plain(_text(raw_name, joliet))
             long_name = None if joliet else _rock_ridge_name(system_use)
-            name = long_name or plain
-            full = f"{path}/{name}" if path else name
-            if record[25] & _DIRECTORY:
-                pending.append((full, child, child_size))
-            elif child * block + child_size <= len(data):
-                yield full, child * block, child_size
-                if long_name and long_name != plain:        # rule 1: the primary name too
-                    yield (f"{path}/{plain}" if path else plain), child * block, child_size
+            names = [long_name or plain]
+            if long_name and long_name != plain:            # rule 1: the primary name too
+                names.append(plain)
+            is_directory = record[25] & _DIRECTORY
+            if not is_directory and child * block + child_size > len(data):
+                continue
+            paths = [f"{path}/{name}" if path else name
+                     for name in (names[:1] if is_directory else names)]
+            if max(map(len, paths)) > MAX_PATH_CHARS:
+                walk.not_read(f"a path longer than {MAX_PATH_CHARS} characters")
+                continue
+            walk.chars -= sum(map(len, paths))
+            if walk.chars < 0:
+                walk.not_read(f"paths of more than {MAX_PATHS_CHARS} characters in all")
+                return
+            if is_directory:
+                pending.append((paths[0], child, child_size))
+            else:
+                for full in paths:
+                    yield full, child * block, child_size
 
 
-def iso_files(data: bytes) -> list[IsoFile]:
-    """The files of the image (rules 1-3), in the order the first tree lists them."""
-    found: dict[tuple[int, int], list[str]] = {}
-    budget = [MAX_RECORDS]
+def iso_files(data: bytes) -> Iterator[IsoFile]:
+    """The files of the image (rules 1-5), in the order the first tree lists them."""
+    found: dict[tuple[int, int], dict[str, None]] = {}     # names of each extent, in order
+    walk = _Walk()
     roots = sorted(_roots(data), key=lambda root: not root[1])     # Joliet first (rule 1)
     for root, joliet, block in roots:
-        for name, offset, size in _walk(data, root, joliet, block, budget):
-            names = found.setdefault((offset, size), [])
-            if name not in names:
-                names.append(name)
-    return [IsoFile(names[0], tuple(names[1:]), offset, size)
-            for (offset, size), names in found.items()]
+        for name, offset, size in _walk(data, root, joliet, block, walk):
+            found.setdefault((offset, size), {})[name] = None
+    for (offset, size), kept in found.items():
+        names = list(kept)
+        for first in range(0, len(names), MAX_NAMES):              # rule 5
+            group = names[first:first + MAX_NAMES]
+            yield IsoFile(group[0], tuple(group[1:]), offset, size)
+    if walk.unread:
+        raise ValueError(f"{walk.unread}: the rest of the image was not read")

@@ -7,6 +7,7 @@ the members and removes the attachment carrying them, and the container limits h
 
 from __future__ import annotations
 
+import os
 import shutil
 import struct
 import subprocess
@@ -14,7 +15,10 @@ import zlib
 
 import pytest
 
-from core.scan.unpack import expand
+from core.pipeline.decompose.limits import RATIO_MIN_OCTETS, Budget
+from core.pipeline.decompose.mime import header_text
+from core.scan.unpack import expand, uu_blocks
+from core.scan.unpackers import cpio, iso9660, name_text
 from tests.unit.pipeline.support import CORPUS, verdict_of, view_of
 from tests.unit.scan.support import arj_header, as_attachment, stored_arj
 
@@ -40,13 +44,13 @@ def _events(findings) -> list[tuple[str, str]]:
 
 # --- archives made here ----------------------------------------------------------------------
 
-def _cpio_tool(tmp_path, members: dict[str, bytes], fmt: str) -> bytes:
+def _cpio_tool(tmp_path, members: dict[str | bytes, bytes], fmt: str) -> bytes:
     if shutil.which("cpio") is None:
         pytest.skip("GNU cpio is not installed")
     for name, data in members.items():
-        (tmp_path / name).write_bytes(data)
+        (tmp_path / os.fsdecode(name)).write_bytes(data)
     done = subprocess.run(["cpio", "-o", "-H", fmt, "--quiet"], cwd=tmp_path, check=True,
-                          input="\n".join(members).encode(), capture_output=True)
+                          input=b"\n".join(map(os.fsencode, members)), capture_output=True)
     return done.stdout
 
 
@@ -101,12 +105,37 @@ def _iso(members: dict[bytes, tuple[bytes, bytes]]) -> bytes:
         padded = data + bytes(-len(data) % sector)
         contents += padded
         extent += len(padded) // sector
+    return _iso_volume(records.ljust(sector, b"\0") + contents, sector)
+
+
+def _iso_volume(sectors: bytes, root_size: int) -> bytes:
+    """An ISO 9660 image of `sectors` from sector 18 on, the root directory being the first
+    `root_size` octets of them."""
+    sector = 2048
     pvd = bytearray(sector)
     pvd[0:7] = b"\x01CD001\x01"
     pvd[128:132] = _both(sector, 2)
-    pvd[156:190] = _iso_record(18, sector, 2, b"\x00")
+    pvd[156:190] = _iso_record(18, root_size, 2, b"\x00")
     end = b"\xffCD001\x01" + bytes(sector - 7)
-    return bytes(16 * sector) + bytes(pvd) + end + records.ljust(sector, b"\0") + contents
+    return bytes(16 * sector) + bytes(pvd) + end + sectors
+
+
+def _iso_directory(records: list[bytes]) -> bytes:
+    """Directory records in sectors (a record never crosses one)."""
+    sectors, current = [], b""
+    for record in records:
+        if len(current) + len(record) > 2048:
+            sectors.append(current.ljust(2048, b"\0"))
+            current = b""
+        current += record
+    return b"".join(sectors) + current.ljust(2048, b"\0")
+
+
+def _iso_one_file_named(names: list[bytes]) -> bytes:
+    """An image whose root lists one file (the first octet of the root itself) under each
+    of `names` (review18's iso_dos.many_names)."""
+    root = _iso_directory([_iso_record(18, 1, 0, name) for name in names])
+    return _iso_volume(root, len(root))
 
 
 def _szdd(data: bytes, missing: bytes = b"e") -> bytes:
@@ -287,3 +316,105 @@ def test_the_builtin_engine_unpacks_cpio_and_iso_with_the_same_readers(tmp_path)
 def test_text_that_begins_like_a_cpio_magic_is_not_a_container():
     view = view_of(as_attachment("numbers.txt", b"070701 070707 are the dates\n"))
     assert view.errors == [] and view.parts[-1].true_type is None
+
+
+# --- an ISO image's listing is bounded by the image (review18 R3) ------------------------------
+
+def test_one_iso_file_under_100000_names_is_listed_in_groups_of_max_names():
+    names = [b"F%06d" % i for i in range(100_000)]
+    files = list(iso9660.iso_files(_iso_one_file_named(names)))
+    assert max(1 + len(f.other_names) for f in files) == iso9660.MAX_NAMES
+    assert [n for f in files for n in (f.name, *f.other_names)] == [n.decode() for n in names]
+    assert {(f.offset, f.size) for f in files} == {(18 * 2048, 1)}
+
+
+def test_an_iso_image_of_100000_names_for_one_file_meets_the_file_limit():
+    names = [b"F%06d" % i for i in range(100_000)]
+    view = view_of(as_attachment("disk.iso", _iso_one_file_named(names)))
+    members = [p for p in view.parts if p.origin == "archive"]
+    assert view.limit_hit is not None and view.limit_hit.limit == "container.max_files"
+    assert view.errors == []
+    assert max(1 + len(p.other_names) for p in members) == iso9660.MAX_NAMES
+
+
+def test_a_name_past_max_names_for_one_iso_file_still_meets_the_file_name_rules():
+    names = [b"F%06d.TXT" % i for i in range(2 * iso9660.MAX_NAMES)] + [b"SETUP.EXE"]
+    view, findings, _ = verdict_of(as_attachment("disk.iso", _iso_one_file_named(names)),
+                                   filename__enabled=True)
+    assert view.errors == []
+    assert len(_members(view)) == 3
+    assert view.parts[-1].filename == "SETUP.EXE"
+    assert _events(findings) == [("attachment_deleted", "SETUP.EXE")]
+
+
+def _iso_deep(levels: int, leaves: tuple[bytes, ...] = (b"LEAF.EXE",)) -> bytes:
+    """An image whose root holds NOTES.TXT and a chain of `levels` directories, each named
+    with 200 characters, the last holding EXE under each of `leaves` (review18's
+    iso_dos.deep_chain)."""
+    sector = 2048                                   # directory k at sector 19 + k
+    last_size = len(_iso_directory([_iso_record(0, 0, 0, leaf) for leaf in leaves]))
+    exe_at = 19 + levels - 1 + last_size // sector  # then EXE and NOTES, a sector each
+
+    def directory(k: int) -> bytes:
+        size = last_size if k == levels - 1 else sector
+        return _iso_record(19 + k, size, 2, b"D" * 192 + b"%08d" % k)
+
+    root = _iso_directory([directory(0), _iso_record(exe_at + 1, len(NOTES), 0, b"NOTES.TXT")])
+    chain = [_iso_directory([directory(k + 1)]) for k in range(levels - 1)]
+    last = _iso_directory([_iso_record(exe_at, len(EXE), 0, leaf) for leaf in leaves])
+    contents = b"".join(data.ljust(sector, b"\0") for data in (EXE, NOTES))
+    return _iso_volume(root + b"".join(chain) + last + contents, len(root))
+
+
+def test_an_iso_path_longer_than_max_path_chars_is_not_read_and_is_an_error():
+    view = view_of(as_attachment("disk.iso", _iso_deep(15)))   # 15 x 201 characters: read
+    assert view.errors == []
+    assert [p.filename.rsplit("/", 1)[-1] for p in view.parts if p.origin == "archive"] == [
+        "NOTES.TXT", "LEAF.EXE"]
+    view = view_of(as_attachment("disk.iso", _iso_deep(30)))   # 30 x 201: not
+    assert _members(view) == [("NOTES.TXT", NOTES)]
+    assert [e.reason for e in view.errors] == [
+        f"cannot read iso container: a path longer than {iso9660.MAX_PATH_CHARS} characters: "
+        "the rest of the image was not read"]
+
+
+def test_iso_paths_past_max_paths_chars_in_all_end_the_listing_with_an_error():
+    leaves = tuple(b"L%059d" % i for i in range(5000))      # 5,000 paths of 4,080 characters
+    listed = []
+    with pytest.raises(ValueError, match=f"paths of more than {iso9660.MAX_PATHS_CHARS}"):
+        for item in iso9660.iso_files(_iso_deep(20, leaves)):
+            listed += [item.name, *item.other_names]
+    assert 0 < sum(map(len, listed)) <= iso9660.MAX_PATHS_CHARS
+    assert "NOTES.TXT" in listed
+
+
+def test_iso_records_past_max_records_end_the_listing_with_an_error():
+    names = [b"F%06d" % i for i in range(iso9660.MAX_RECORDS + 1)]
+    listed = []
+    with pytest.raises(ValueError, match=f"more than {iso9660.MAX_RECORDS} directory records"):
+        for item in iso9660.iso_files(_iso_one_file_named(names)):
+            listed += [item.name, *item.other_names]
+    assert len(listed) == iso9660.MAX_RECORDS
+
+
+# --- one reading of a name's octets (review18 D2) ---------------------------------------------
+
+@pytest.mark.parametrize("raw", [b"r\xe9sum\xe9.exe", b"r\xc3\xa9sum\xc3\xa9.exe"])
+def test_a_name_reads_the_same_in_cpio_iso_uuencode_and_a_header(tmp_path, raw):
+    assert name_text(raw) == "résumé.exe"
+    [listed] = cpio.cpio_files(_cpio_tool(tmp_path, {raw: NOTES}, "newc"))
+    [primary] = iso9660.iso_files(_iso({raw.upper() + b";1": (b"", NOTES)}))
+    [rock_ridge] = iso9660.iso_files(_iso({b"RESUME.EXE;1": (raw, NOTES)}))
+    [block] = uu_blocks(b"begin 644 " + raw + b"\n`\nend\n")
+    assert (listed.name, rock_ridge.name, block.name, header_text(raw)) == ("résumé.exe",) * 4
+    assert primary.name == name_text(raw.upper())
+
+
+# --- the ratio rule is the budget's (review18 D3) ---------------------------------------------
+
+def test_the_room_of_a_compressed_member_is_the_budgets_ratio_rule():
+    budget = Budget(max_ratio=10, max_file_octets=100 << 20, max_total_octets=200 << 20)
+    assert budget.room() == (100 << 20) + 1
+    assert budget.room(packed=1000) == RATIO_MIN_OCTETS + 1
+    assert budget.room(packed=2 << 20) == (20 << 20) + 1
+    assert budget.room(packed=20 << 20) == (100 << 20) + 1
