@@ -444,7 +444,23 @@ def memory_available_fraction(proc: Path = Path("/proc"),
     of its group or a group above it: a systemd MemoryMax=, a container's limit), where
     the kernel would kill it long before the host ran low (limits tester C3). 1.0 when
     nothing can be read."""
-    fractions = [_host_memory_fraction(proc / "meminfo")]
+    return min((available / total for available, total in _memory_figures(proc, cgroups)),
+               default=1.0)
+
+
+def memory_available_octets(proc: Path = Path("/proc"),
+                            cgroups: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The memory still available to Mailmoat in octets, by the same figures as
+    `memory_available_fraction`: the least of the host's MemAvailable and what each memory
+    limit of its control groups leaves (the scanning workers' memory share,
+    core/pipeline/workers.py rule 6). None when nothing can be read."""
+    return min((available for available, _ in _memory_figures(proc, cgroups)), default=None)
+
+
+def _memory_figures(proc: Path, cgroups: Path) -> list[tuple[int, int]]:
+    """(available, total) octets of the host and of each group of Mailmoat's control group
+    path with a memory limit, those that can be read."""
+    figures = [_host_memory(proc / "meminfo")]
     try:
         group = next((line.split("::", 1)[1].strip()
                       for line in (proc / "self" / "cgroup").read_text().splitlines()
@@ -454,31 +470,31 @@ def memory_available_fraction(proc: Path = Path("/proc"),
     if group is not None:
         path = cgroups / group.lstrip("/")
         while True:
-            fractions.append(_cgroup_memory_fraction(path))
+            figures.append(_cgroup_memory(path))
             if path == cgroups or cgroups not in path.parents:
                 break
             path = path.parent
-    return min(fractions)
+    return [figure for figure in figures if figure is not None and figure[1] > 0]
 
 
-def _host_memory_fraction(meminfo: Path) -> float:
+def _host_memory(meminfo: Path) -> tuple[int, int] | None:
     try:
         info = {}
         for line in meminfo.read_text().splitlines():
             name, _, value = line.partition(":")
-            info[name] = int(value.split()[0])
-        return info["MemAvailable"] / info["MemTotal"]
-    except (OSError, KeyError, ValueError, IndexError, ZeroDivisionError):
-        return 1.0
+            info[name] = int(value.split()[0]) * 1024
+        return info["MemAvailable"], info["MemTotal"]
+    except (OSError, KeyError, ValueError, IndexError):
+        return None
 
 
-def _cgroup_memory_fraction(group: Path) -> float:
+def _cgroup_memory(group: Path) -> tuple[int, int] | None:
     """What a control group with a memory limit has left of it, counting the page cache it
-    could drop (inactive_file) as available, as MemAvailable does; 1.0 without a limit."""
+    could drop (inactive_file) as available, as MemAvailable does; None without a limit."""
     try:
         limit = (group / "memory.max").read_text().strip()
         if limit == "max":
-            return 1.0
+            return None
         limit_octets = int(limit)
         used = int((group / "memory.current").read_text().strip())
         inactive = 0
@@ -486,9 +502,9 @@ def _cgroup_memory_fraction(group: Path) -> float:
             name, _, value = line.partition(" ")
             if name == "inactive_file":
                 inactive = int(value)
-        return max(0.0, limit_octets - max(0, used - inactive)) / limit_octets
-    except (OSError, ValueError, ZeroDivisionError):
-        return 1.0
+        return max(0, limit_octets - max(0, used - inactive)), limit_octets
+    except (OSError, ValueError):
+        return None
 
 
 class ResourceMonitor:

@@ -26,13 +26,16 @@ Rules
        left over from an earlier message in this worker is dropped before the checks run.
     5. Memory per message (ARCHITECTURE invariant 3; workers.py rule 6): the work on one
        message may use at most `memory_allowance_octets` more than the worker held when it
-       began. The allowance is derived from what bounds a message's work: the message
-       (size.max_mb, or the message's own size when that is larger, as it may be with
-       size.enabled off) and what decomposition may extract from it
-       (container.max_total_mb). A MemoryError anywhere in the work (a check's included:
-       `run_checks` lets it through) ends the work on that message: the outcome is one
-       scan_error finding of rule MEMORY_LIMIT_RULE asking for `scan.unprocessable`,
-       naming the limit. Not a crash: the worker stays and takes the next message.
+       began, and never more than the worker's share of the memory available
+       (workers.memory_share_octets), so that the limit, not the machine's OOM killer,
+       stops it. The allowance is derived from what bounds a message's work: the
+       message's own size and what decomposition may extract from it (container.max_ratio
+       times the message, at most container.max_total_mb). A MemoryError anywhere in the
+       work ends the work on that message: the outcome is one scan_error finding of rule
+       MEMORY_LIMIT_RULE asking for `scan.unprocessable`, naming the limit. Not a crash:
+       the worker stays and takes the next message. No handler on the way swallows it
+       (`run_checks` and every broad handler in core/pipeline and core/scan let it
+       through: tests/unit/pipeline/test_mem18_memory_error_handlers.py).
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ from core.scan.clamd import Contact, take_contact
 from core.scan.engines import RUNTIME_SCAN_DEADLINE
 
 __all__ = ["process_message", "WorkerOutcome", "REWRITE_SUFFIX", "is_automatic",
-           "SCAN_MARGIN_SECONDS", "memory_allowance_octets", "MEMORY_LIMIT_RULE"]
+           "SCAN_MARGIN_SECONDS", "memory_allowance_octets", "memory_limit_octets",
+           "MEMORY_LIMIT_RULE"]
 
 REWRITE_SUFFIX = ".rewrite.tmp"
 MAX_LISTED_FILES = 50
@@ -68,10 +72,10 @@ MIB = 1 << 20
 # and the checks on text): the worst, 36 MB of "<a " in base64, grew a worker's data by 23
 # times the message; 45 MB of text extracted from a gzip member by under 4 times itself. A
 # worker's first message, loading the definitions, takes about 50 MB: the headroom covers
-# that and a definitions reload beside the old ones.
+# that, a definitions reload beside the old ones, and what small messages need.
 MEMORY_HEADROOM_MIB = 256
-MEMORY_PER_MESSAGE_MB = 32              # per MB of the message (size.max_mb)
-MEMORY_PER_EXTRACTED_MB = 4             # per MB extracted (container.max_total_mb)
+MEMORY_PER_MESSAGE_MB = 32              # per MB of the message
+MEMORY_PER_EXTRACTED_MB = 4             # per MB it may extract (container.max_ratio, _total_mb)
 MEMORY_LIMIT_RULE = "pipeline.memory_limit"
 
 
@@ -91,10 +95,22 @@ class WorkerOutcome:
 
 
 def memory_allowance_octets(settings, message_octets: int) -> int:
-    """Rule 5: how much more memory the work on a message of `message_octets` may use."""
-    message_mb = max(settings["size.max_mb"], message_octets / MIB)
+    """Rule 5: how much more memory the work on a message of `message_octets` may use, by
+    the message (before the worker's share of the machine caps it)."""
+    message_mb = message_octets / MIB
+    extracted_mb = min(settings["container.max_total_mb"],
+                       settings["container.max_ratio"] * message_mb)
     return int((MEMORY_HEADROOM_MIB + MEMORY_PER_MESSAGE_MB * message_mb
-                + MEMORY_PER_EXTRACTED_MB * settings["container.max_total_mb"]) * MIB)
+                + MEMORY_PER_EXTRACTED_MB * extracted_mb) * MIB)
+
+
+def memory_limit_octets(settings, message_octets: int) -> tuple[int, str]:
+    """Rule 5: (the limit per message, what set it)."""
+    allowance = memory_allowance_octets(settings, message_octets)
+    share = workers.memory_share_octets()
+    if share is not None and share < allowance:
+        return share, "this worker's share of the memory available"
+    return allowance, "from the message's size and the container limits"
 
 
 def run_checks(view, settings, checks=CHECKS) -> list[Finding]:
@@ -119,17 +135,17 @@ def process_message(path: str, context: dict, settings: dict,
     # worker inline can shorten it
     settings = {**settings, RUNTIME_SCAN_DEADLINE: time.monotonic()
                 + workers.PROCESS_TIMEOUT_SECONDS - SCAN_MARGIN_SECONDS}
-    allowance = memory_allowance_octets(settings, os.path.getsize(path))
-    with workers.limited_memory(allowance):
+    limit, source = memory_limit_octets(settings, os.path.getsize(path))
+    with workers.limited_memory(limit):
         try:
             return _process(path, context, settings, fault)
         except MemoryError:
             pass                          # rule 5; its frames (and their memory) are gone here
     reason = (f"processing needed more memory than the limit per message of "
-              f"{allowance // MIB} MB (from size.max_mb and container.max_total_mb)")
+              f"{limit // MIB} MB ({source})")
     findings = [Finding(rule=MEMORY_LIMIT_RULE, action=settings["scan.unprocessable"],
                         event="scan_error", reason=reason,
-                        data={"memory_limit_mb": allowance // MIB})]
+                        data={"memory_limit_mb": limit // MIB})]
     return WorkerOutcome(findings=findings, verdict=decide(findings))
 
 

@@ -34,9 +34,11 @@ Rules
        instead of the machine's OOM killer picking a worker (three kills made a suspect
        message). The limit is lowered per job and put back after it, so it never applies
        to work between jobs (receiving, pickling the result); the process stays usable.
-       run.py derives `octets` from the message's settings and turns the MemoryError into
-       a finding. RLIMIT_AS was measured too: it counts every mapped library and each
-       thread's reserved arena, about 130 MB more at start, and grows with the core count.
+       run.py derives `octets` from the message and the settings, at most this worker's
+       share of the memory available (`memory_share_octets`), and turns the MemoryError
+       into a finding. A lower limit the administrator set (`ulimit -d`) stays.
+       RLIMIT_AS was measured too: it counts every mapped library and each thread's
+       reserved arena, about 130 MB more at start, and grows with the core count.
        Where there is no RLIMIT_DATA or /proc (Windows, macOS), there is no limit. The
        limit is process-wide, so only a job on its process's main thread (a worker
        process's) sets it: inline (rule 3) it would bound the core, or a test, and race
@@ -55,6 +57,7 @@ Rules
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -70,7 +73,7 @@ import trio
 import trio_parallel
 
 __all__ = ["run_in_worker", "WorkerBatcher", "WorkerCrashed", "WorkerTimeout",
-           "configure_workers", "limited_memory", "data_octets",
+           "configure_workers", "limited_memory", "data_octets", "memory_share_octets",
            "PROCESS_TIMEOUT_SECONDS", "MAX_BATCH"]
 
 PROCESS_TIMEOUT_SECONDS = 60.0
@@ -108,6 +111,17 @@ def data_octets() -> int | None:
     return None
 
 
+@functools.cache
+def memory_share_octets() -> int | None:
+    """Rule 6: what one worker's work on a message may take of the memory available when
+    the worker took its first job (core/notify.py `memory_available_octets`: the host's,
+    or its control group's when that is tighter): an equal share per worker, one per core.
+    None where it cannot be read. Read once per worker process."""
+    from core.notify import memory_available_octets
+    available = memory_available_octets()
+    return None if available is None else available // (os.cpu_count() or 1)
+
+
 @contextmanager
 def limited_memory(octets: int):
     """Rule 6: within the block, private data may grow by at most `octets`; yields the
@@ -120,8 +134,9 @@ def limited_memory(octets: int):
         return
     previous = resource.getrlimit(resource.RLIMIT_DATA)
     soft = current + octets
-    if previous[1] != resource.RLIM_INFINITY:
-        soft = min(soft, previous[1])
+    for bound in previous:                # an administrator's ulimit -d stays (soft or hard)
+        if bound != resource.RLIM_INFINITY:
+            soft = min(soft, bound)
     resource.setrlimit(resource.RLIMIT_DATA, (soft, previous[1]))
     try:
         yield soft

@@ -7,12 +7,19 @@ and was held as a suspect message, with no event naming memory.
 
 No real message can exceed the derived limit (it is made from the worst growth measured),
 so the work that needs more is the test hook of run.py rule 2 (`hoard_if_marked`: 1.5 GB,
-where size.max_mb 1 and container.max_total_mb 1 allow 292 MB more than the worker holds).
+where the default settings allow a small message about 256 MB more than the worker holds).
+
+Review18 R5b/T2: the allowance was sized by size.max_mb, so every message got 2,656 MB with
+the defaults and the limit could not fire before the OOM killer on ordinary hosts; the tests
+reached it only with size.max_mb 1 and container.max_total_mb 1. Now it is sized by the
+message, capped by the worker's share of the memory available, and fires with the defaults.
+R5c: an administrator's lower soft `ulimit -d` was raised for the job.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import resource
 
 import pytest
@@ -20,25 +27,74 @@ import trio
 import trio_parallel
 
 from core.app import run_core
-from core.pipeline.run import MEMORY_LIMIT_RULE, memory_allowance_octets, process_message
+from core.notify import memory_available_octets
+from core.pipeline import run, workers
+from core.pipeline.run import (MEMORY_LIMIT_RULE, memory_allowance_octets, memory_limit_octets,
+                               process_message)
 from shared.events import Action
 from tests.integration.test_pipeline_e2e import FAULTS, _held, _mail, _send, _until
 from tests.support.core import routed_home
 from tests.support.waiting import events_of
 from tests.unit.pipeline.support import message, settings
+from tests.unit.test_memory_available import _group, _proc
 
 HOARD = FAULTS + ":hoard_if_marked"
-SMALL_LIMITS = {"size__enabled": True, "size__max_mb": 1, "container__max_total_mb": 1}
 MIB = 1 << 20
 
 
-def test_the_allowance_follows_the_settings_that_bound_a_message():
+def test_the_allowance_follows_the_message_and_what_it_may_extract():
     defaults = settings()
-    assert memory_allowance_octets(defaults, 10_000) == (256 + 32 * 50 + 4 * 200) * MIB
-    small = settings(**SMALL_LIMITS)
-    assert memory_allowance_octets(small, 10_000) == (256 + 32 + 4) * MIB
-    # size.enabled off lets a message past size.max_mb: its own size counts then
-    assert memory_allowance_octets(small, 10 * MIB) == (256 + 320 + 4) * MIB
+    # a small message: the headroom, whatever size.max_mb says (it was 2,656 MB)
+    assert 256 * MIB < memory_allowance_octets(defaults, 10_000) < 261 * MIB
+    assert memory_allowance_octets(settings(size__max_mb=2047), 10_000) \
+        == memory_allowance_octets(defaults, 10_000)
+    # 1 MB may extract 100 MB (container.max_ratio), 49 MB the 200 of container.max_total_mb
+    assert memory_allowance_octets(defaults, MIB) == (256 + 32 + 4 * 100) * MIB
+    assert memory_allowance_octets(defaults, 49 * MIB) == (256 + 32 * 49 + 4 * 200) * MIB
+    assert memory_allowance_octets(settings(container__max_total_mb=1), 49 * MIB) \
+        == (256 + 32 * 49 + 4) * MIB
+
+
+def test_the_limit_is_at_most_the_workers_share_of_the_memory_available(monkeypatch):
+    defaults = settings()
+    share = workers.memory_share_octets()
+    assert share == memory_available_octets() // os.cpu_count()
+    if share >= 2624 * MIB:
+        assert memory_limit_octets(defaults, 49 * MIB) == (
+            2624 * MIB, "from the message's size and the container limits")
+    # a machine with 600 MB available for 2 workers, which this one is not
+    monkeypatch.setattr(workers, "memory_share_octets", lambda: 300 * MIB)
+    assert memory_limit_octets(defaults, 49 * MIB) == (
+        300 * MIB, "this worker's share of the memory available")
+    assert run.memory_limit_octets(defaults, 1000)[0] < 257 * MIB
+
+
+def test_the_memory_available_is_the_tightest_of_host_and_control_group(tmp_path):
+    proc = _proc(tmp_path, available_kib=3 << 20, total_kib=4 << 20, group=None)
+    assert memory_available_octets(proc, tmp_path / "cgroup") == 3 << 30
+    proc = _proc(tmp_path / "b", available_kib=3 << 20, total_kib=4 << 20,
+                 group="/system.slice/mailmoat.service")
+    cgroups = tmp_path / "b" / "cgroup"
+    _group(cgroups, "/system.slice/mailmoat.service", str(1 << 30), current=768 << 20)
+    assert memory_available_octets(proc, cgroups) == 256 << 20
+    assert memory_available_octets(tmp_path / "none", tmp_path / "none") is None
+
+
+def test_an_administrators_lower_data_limit_stays_for_the_job():
+    """Run on the test's own main thread (workers.py rule 6 sets the limit only there),
+    under a soft `ulimit -d` 4 GB over what the process holds; put back at the end."""
+    before = resource.getrlimit(resource.RLIMIT_DATA)
+    soft = workers.data_octets() + (4 << 30)
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, before[1]))
+    try:
+        with workers.limited_memory(1 << 40) as limit:
+            assert limit == soft
+            assert resource.getrlimit(resource.RLIMIT_DATA)[0] == soft
+        with workers.limited_memory(256 * MIB) as limit:
+            assert limit < soft
+        assert resource.getrlimit(resource.RLIMIT_DATA) == (soft, before[1])
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, before)
 
 
 def _data_limit():
@@ -51,7 +107,7 @@ async def test_a_job_over_the_limit_is_unprocessable_and_the_worker_goes_on(tmp_
     marked.write_bytes(message("big", headers={"X-Test-Fault": "yes"}))
     plain = tmp_path / "plain.eml"
     plain.write_bytes(message("plain"))
-    snapshot = settings(**SMALL_LIMITS)
+    snapshot = settings()                  # the defaults (review18 T2)
     one = trio.CapacityLimiter(1)          # one worker process: the same one every time
     with trio.fail_after(60):
         async with trio_parallel.open_worker_context() as context:
@@ -61,7 +117,8 @@ async def test_a_job_over_the_limit_is_unprocessable_and_the_worker_goes_on(tmp_
                                              HOARD, limiter=one)
             assert [(f.rule, f.event, f.action) for f in outcome.findings] == [
                 (MEMORY_LIMIT_RULE, "scan_error", "hold")]
-            assert "limit per message of 292 MB" in outcome.findings[0].reason
+            limit_mb = memory_limit_octets(snapshot, marked.stat().st_size)[0] // MIB
+            assert f"limit per message of {limit_mb} MB" in outcome.findings[0].reason
             assert outcome.verdict.disposition == "hold"
             # the same process, its limit put back, scans the next message
             assert await context.run_sync(os.getpid, limiter=one) == pid
@@ -76,8 +133,7 @@ async def test_a_job_over_the_limit_is_unprocessable_and_the_worker_goes_on(tmp_
 @pytest.mark.parametrize("unprocessable", ["hold", "drop"])
 async def test_a_message_over_the_limit_follows_scan_unprocessable_not_three_crashes(
         tmp_path, sink, nursery, unprocessable):
-    home = routed_home(tmp_path, sink, scan__unprocessable=unprocessable,
-                       **SMALL_LIMITS)
+    home = routed_home(tmp_path, sink, scan__unprocessable=unprocessable)   # else defaults
     core = await nursery.start(lambda task_status: run_core(
         home, pipeline_options={"fault": HOARD}, task_status=task_status))
     port = core.smtp_addresses[0][1]
@@ -96,6 +152,6 @@ async def test_a_message_over_the_limit_follows_scan_unprocessable_not_three_cra
     await core.events.aflush()
     [error] = events_of(home, Action.SCAN_ERROR)          # once, not three crashes
     assert error["rule"] == MEMORY_LIMIT_RULE
-    assert "memory" in error["info"] and "292 MB" in error["info"]
+    assert re.search(r"limit per message of 25\d MB", error["info"])   # a small message's
     assert error["subject"] is None or "hoard" in error["subject"]
     core.cancel_scope.cancel()
