@@ -47,6 +47,7 @@ from pathlib import Path
 
 from core.pipeline import workers
 from core.pipeline.decompose import decompose_bytes
+from core.pipeline.decompose.limits import MIB
 from core.pipeline.findings import Finding
 from core.pipeline.registry import CHECKS
 from core.pipeline.rewrite import rewrite
@@ -67,7 +68,6 @@ MAX_LISTED_FILES = 50
 # on a busy disk while the scanners keep most of the limit.
 SCAN_MARGIN_SECONDS = 10.0
 
-MIB = 1 << 20
 # Rule 5, measured on the tester's 49 MB messages (hostile18 B1; core/pipeline/decompose
 # and the checks on text): the worst, 36 MB of "<a " in base64, grew a worker's data by 23
 # times the message; 45 MB of text extracted from a gzip member by under 4 times itself. A
