@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import struct
+import zipfile
 import zlib
 from collections.abc import Collection
 from functools import lru_cache
@@ -151,3 +153,22 @@ def stored_arj(members: dict[str, bytes]) -> bytes:
                              len(data), zlib.crc32(data), 0, 0, 0)
         out += arj_header(member, name.encode()) + data
     return out + b"\x60\xea\0\0"
+
+
+def with_vba_project(package: bytes, vba: bytes) -> bytes:
+    """`package` with `vba` as xl/vbaProject.bin, wired as Excel wires it."""
+    source = zipfile.ZipFile(io.BytesIO(package))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in source.namelist():
+            data = source.read(name)
+            if name == "[Content_Types].xml":
+                data = data.replace(b"</Types>", b'<Default Extension="bin" ContentType='
+                                    b'"application/vnd.ms-office.vbaProject"/></Types>')
+            if name == "xl/_rels/workbook.xml.rels":
+                data = data.replace(b"</Relationships>", b'<Relationship Id="rIdVba" Type="'
+                                    b'http://schemas.microsoft.com/office/2006/relationships/'
+                                    b'vbaProject" Target="vbaProject.bin"/></Relationships>')
+            z.writestr(name, data)
+        z.writestr("xl/vbaProject.bin", vba)
+    return out.getvalue()

@@ -16,7 +16,8 @@ from core.pipeline.checks import antivirus
 from core.scan.heuristics import detect
 from core.scan.repair import NotRepairable, macro_sheets, remove_vba
 from tests.support.mail import EICAR
-from tests.unit.scan.support import as_attachment, corpus_or_skip, settings, view_of
+from tests.unit.scan.support import (as_attachment, corpus_or_skip, settings, view_of,
+                                     with_vba_project)
 
 EXCEL4 = "office/oletools/excel4-macros"
 MACROSHEET_REL = "http://schemas.microsoft.com/office/2006/relationships/xlMacrosheet"
@@ -77,25 +78,6 @@ def workbook(sheet_part: str | None = "xl/macrosheets/sheet1.xml", *,
             z.writestr(sheet_part, MACRO_CELLS)
         for name, data in (extra or {}).items():
             z.writestr(name, data)
-    return out.getvalue()
-
-
-def with_vba_project(package: bytes, vba: bytes) -> bytes:
-    """`package` with `vba` as xl/vbaProject.bin, wired as Excel wires it."""
-    source = zipfile.ZipFile(io.BytesIO(package))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-        for name in source.namelist():
-            data = source.read(name)
-            if name == "[Content_Types].xml":
-                data = data.replace(b"</Types>", b'<Default Extension="bin" ContentType='
-                                    b'"application/vnd.ms-office.vbaProject"/></Types>')
-            if name == "xl/_rels/workbook.xml.rels":
-                data = data.replace(b"</Relationships>", b'<Relationship Id="rIdVba" Type="'
-                                    b'http://schemas.microsoft.com/office/2006/relationships/'
-                                    b'vbaProject" Target="vbaProject.bin"/></Relationships>')
-            z.writestr(name, data)
-        z.writestr("xl/vbaProject.bin", vba)
     return out.getvalue()
 
 

@@ -16,7 +16,8 @@ from core.pipeline.rewrite import rewrite
 from core.pipeline.run import run_checks
 from core.pipeline.verdict import decide
 from core.scan.repair import NotRepairable, check_package, remove_vba
-from tests.unit.scan.support import (as_attachment, corpus_or_skip, settings, view_of)
+from tests.unit.scan.support import (as_attachment, corpus_or_skip, settings, view_of,
+                                     with_vba_project)
 from tests.support.mail import EICAR
 
 
@@ -28,24 +29,8 @@ def xlsm() -> bytes:
     """An .xlsm made from the corpus' clean .xlsx plus the .docm's VBA project, wired the way
     Excel does it (relationship, content types)."""
     vba = zipfile.ZipFile(io.BytesIO(docm())).read("word/vbaProject.bin")
-    src = zipfile.ZipFile(io.BytesIO((corpus_or_skip() / "office/oletools/msodde/dde-test.xlsx")
-                                     .read_bytes()))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
-        for name in src.namelist():
-            data = src.read(name)
-            if name == "[Content_Types].xml":
-                data = data.replace(b"</Types>", b'<Default Extension="bin" ContentType='
-                                    b'"application/vnd.ms-office.vbaProject"/></Types>')
-                data = data.replace(b"spreadsheetml.sheet.main+xml",
-                                    b"spreadsheetml.sheet.main+xml")
-            if name == "xl/_rels/workbook.xml.rels":
-                data = data.replace(b"</Relationships>", b'<Relationship Id="rIdVba" Type="'
-                                    b'http://schemas.microsoft.com/office/2006/relationships/'
-                                    b'vbaProject" Target="vbaProject.bin"/></Relationships>')
-            z.writestr(name, data)
-        z.writestr("xl/vbaProject.bin", vba)
-    return out.getvalue()
+    return with_vba_project((corpus_or_skip() / "office/oletools/msodde/dde-test.xlsx")
+                            .read_bytes(), vba)
 
 
 def _assert_clean_package(data: bytes):
