@@ -43,9 +43,7 @@ from shared.events import Action, EventWriter
 from shared.paths import DataHome
 from shared.report_time import zone_of
 from shared.retention import PurgeResult, cutoff_shown, purge_diagnostics, purge_events
-from shared.settings import SCHEMA
-from shared.settings_store import load
-from shared.settings_types import loads_stored
+from shared.settings_store import load, load_one
 
 __all__ = ["ConsoleJobs", "start_jobs", "purge_old_events", "stored_timezone", "schedule_jobs",
            "PURGE_AT",
@@ -108,19 +106,17 @@ def _daily(zone: zoneinfo.ZoneInfo) -> CronTrigger:
 def stored_timezone(conn: sqlite3.Connection) -> Any:
     """The `timezone` setting as stored, else its default: its one row, where `load` would
     read and decode the whole settings table once a second (review18 D7)."""
-    row = conn.execute("SELECT value FROM settings WHERE key = 'timezone'").fetchone()
-    return SCHEMA["timezone"].default if row is None else loads_stored(row["value"])
+    return load_one(conn, "timezone")
 
 
 def _zone(name: Any) -> zoneinfo.ZoneInfo:
-    """`zone_of(name)`; UTC, with a warning, for a name zone_of raises on instead of reading
-    it as UTC: a tz directory ("Europe" is IsADirectoryError) or a value that is not text."""
-    try:
-        return zone_of(name)
-    except (OSError, TypeError, ValueError) as exc:
-        log.warning("the timezone setting %r names no time zone (%s): the daily event purge "
-                    "runs in UTC", name, type(exc).__name__)
-        return zoneinfo.ZoneInfo("UTC")
+    """`zone_of(name)` (UTC for a name that is no zone: a tz directory such as "Europe", a
+    value that is not text), with a warning when it is UTC for such a name."""
+    zone = zone_of(name)
+    if name and zone.key != name:
+        log.warning("the timezone setting %r names no time zone: the daily event purge runs "
+                    "in UTC", name)
+    return zone
 
 
 @dataclass

@@ -20,7 +20,7 @@ from shared.settings import SCHEMA, SettingError, defaults, refused_values, vali
 from shared.settings_types import loads_stored
 
 __all__ = ["load", "snapshot", "apply_changes", "Changes", "export_settings", "import_settings",
-           "stored_keys", "check_on_this_host", "refused_on_this_host"]
+           "stored_keys", "load_one", "check_on_this_host", "refused_on_this_host"]
 
 
 def load(conn: sqlite3.Connection) -> dict[str, Any]:
@@ -40,6 +40,13 @@ def load(conn: sqlite3.Connection) -> dict[str, Any]:
 def snapshot(conn: sqlite3.Connection) -> Mapping[str, Any]:
     """A read-only view for the core's per-message snapshot."""
     return MappingProxyType(load(conn))
+
+
+def load_one(conn: sqlite3.Connection, key: str) -> Any:
+    """One key as `load` reads it (the stored value, else the default), from its one row:
+    for a reader that polls one setting often (console.jobs follows `timezone`)."""
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    return SCHEMA[key].default if row is None else loads_stored(row["value"])
 
 
 def stored_keys(conn: sqlite3.Connection) -> set[str]:

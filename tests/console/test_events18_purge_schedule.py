@@ -97,7 +97,7 @@ def test_a_stored_name_that_makes_no_zone_is_utc_with_one_warning(home, jobs, ca
         assert jobs.follow_timezone() is False
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert [r.getMessage() for r in warnings] == [
-        "the timezone setting 'Europe' names no time zone (IsADirectoryError): the daily "
+        "the timezone setting 'Europe' names no time zone: the daily "
         "event purge runs in UTC"]
     assert not any(r.exc_info for r in caplog.records)
     _set_timezone(home, "Asia/Kolkata")                 # a good name again is followed
