@@ -26,10 +26,10 @@ from shared.idn import any_matches_domain, matches_domain
 from shared.settings_cross_rules import matches_every_destination
 from shared.wildcard import matches
 
-__all__ = ["Refusal", "check_reject_incoming", "check_declared_size", "check_recipient", "check_spool_space",
-           "is_local_domain", "relay_allowed", "listed_relay_client", "relay_needs_ptr",
-           "MIN_FREE_DISK_FRACTION", "max_message_octets", "refused_local_entries",
-           "refused_entry_notice"]
+__all__ = ["Refusal", "check_reject_incoming", "check_declared_size", "check_recipient",
+           "check_spool_space", "is_local_domain", "relay_allowed", "listed_relay_client",
+           "relay_needs_ptr", "MIN_FREE_DISK_FRACTION", "max_message_octets",
+           "refused_local_entries", "refused_entry_notice"]
 
 MIN_FREE_DISK_FRACTION = 0.05  # SPEC §3 size: refuse with 452 4.3.1 under 5% free
 MIB = 1 << 20

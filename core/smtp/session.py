@@ -24,8 +24,17 @@ Rules:
   STARTTLS is offered, smtp.tls.inbound: RFC 1870 §6 lets a client rely on the advertised
   SIZE for the session), the conversation log's diagnostics.conversation.* (one log per
   connection, in one mode) and the RBL zones asked at connect (core/smtp/transaction.py
-  `_rbl_listing_now`). The client's confirmed PTR name is asked at connect when
-  relay.allowed names hosts, else at the first RCPT TO that needs it (`confirmed_ptr`).
+  `_rbl_listing_now`).
+- DNS in mid-session, one policy: a lookup is made during the session, once, when without
+  its answer mail that the settings in force accept would be refused; one whose answer
+  could only refuse mail waits for the client's next connection (a command stalled up to
+  the DNS time limit holds the session's smtp.max_incoming slot, and refusing more is not
+  the urgent direction). So the client's confirmed PTR name is asked at connect when relay.allowed
+  names hosts, else at the first command that needs it (`confirmed_ptr`): a RCPT TO's
+  relay check, or a MAIL FROM's RBL exemption of a listed client, both reading that one
+  answer (before, a relay host named by PTR name only after the connect was refused for
+  its RBL listing at MAIL FROM and recognised at RCPT TO: review18b D4). An RBL zone
+  enabled after the connect is not asked.
 - Every read has a deadline from trio's clock (SPEC §4) → 421 4.4.2 and close (at most
   DEADLINE_SLACK_SECONDS late, never early). The limits are the constants below:
   COMMAND_IDLE_SECONDS (5 min) for a whole command line, counted from the greeting or the
@@ -185,7 +194,8 @@ class Session:
 
     async def confirmed_ptr(self, settings) -> str | None:
         """The client's confirmed PTR name when `settings`' relay.allowed names hosts
-        (asked once a session: at connect, or now when host names were added since)."""
+        (asked once a session: at connect, or now when host names were added since; module
+        rules), for the relay check and the RBL exemption alike."""
         if not self._ptr_asked and relay_needs_ptr(settings) \
                 and self.server.resolver is not None:
             await self._look_up_ptr()
@@ -194,10 +204,13 @@ class Session:
     async def refuses_new_mail(self, sender: str | None = None) -> bool:
         """delivery.reject_incoming, in force now (module rules): if so, answer the awaited
         MAIL FROM, RCPT TO or DATA with the connect's 421 4.3.2, which closes the session,
-        record the rejection as the connect does, and return True."""
+        record the rejection as the connect does, and return True. That is the message's
+        one rejection: a recipient refusal still pending is settled as a refused recipient
+        (core/smtp/transaction.py rules)."""
         refusal = check_reject_incoming(self.settings_now())
         if refusal is None:
             return False
+        self.transaction.settle_refusals(rejected=True)
         self.log.error("local", f"{refusal.rule}: {refusal.reason}")
         self.server.counters.incr("rejected")
         self.record(Action.REJECTED, sender=sender, rule=refusal.rule, info=refusal.reason,

@@ -37,6 +37,10 @@ Rules:
   §6) as the rule `size.max_mb`, the same refusal as the limit hit after DATA.
 - Each MAIL FROM reads the RBL settings in force then, not the session's snapshot
   (`_rbl_listing_now`).
+- A message is rejected once (one `rejected` event with the reply code, one count): a
+  recipient refusal still pending when delivery.reject_incoming refuses the transaction
+  with 421 is written as a refused recipient (`settle_refusals(rejected=True)`), the 421
+  being the message's rejection.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ class InboundTransaction:
         session, server = self.session, self.session.server
         if await session.refuses_new_mail(event.address):
             return
-        self.rbl_listing, rbl_settings = self._rbl_listing_now()
+        self.rbl_listing, rbl_settings = await self._rbl_listing_now()
         declared = event.params.get("SIZE") or 0
         refusal = check_declared_size(declared, session.conn.max_message_octets) \
             or check_spool_space(server.disk_space().free_fraction(declared)) \
@@ -132,7 +136,7 @@ class InboundTransaction:
         self.settle_refusals()
         self.recipients = list(dict.fromkeys(self.recipients))
 
-    def _rbl_listing_now(self) -> tuple[RblListing | None, Mapping]:
+    async def _rbl_listing_now(self) -> tuple[RblListing | None, Mapping]:
         """The client's RBL listing under the settings in force now, and those settings.
 
         SPEC §3 "every setting applies live": a session may stay open for hours (an MTA's
@@ -140,21 +144,22 @@ class InboundTransaction:
         relay.allowed settings, not the session's snapshot. The connect-time answers are
         filtered again: a zone removed or disabled since no longer lists the client, and
         the current return codes decide (the usual reason to change a zone in a hurry is
-        that it started listing everybody). A zone enabled after the client connected was
-        not asked and does not count until the client's next connection: asking it here
-        would stall a command in mid-session for up to the DNS time limit while the
-        session holds its smtp.max_incoming slot, and adding a zone is not the urgent
-        direction. A client of relay.allowed is one of the organisation's own mail hosts:
-        its listing is ignored (as Postfix's permit_mynetworks comes before
-        reject_rbl_client), or an RBL listing of its address range would lose all
-        outbound mail."""
+        that it started listing everybody). A zone enabled after the client connected is
+        not asked until the client's next connection (core/smtp/session.py rules: its
+        answer could only refuse mail). A client of relay.allowed is one of the
+        organisation's own mail hosts: its listing is ignored (as Postfix's
+        permit_mynetworks comes before reject_rbl_client), or an RBL listing of its address
+        range would lose all outbound mail; a host named there by its PTR name is
+        recognised by the session's one confirmed PTR name (`confirmed_ptr`), the one the
+        relay check of RCPT TO uses, asked now if host names were added since the
+        connect."""
         session = self.session
-        current = session.server.settings()
+        current = session.settings_now()
         if session.rbl_answers is None:
             return None, current
         listing = session.rbl_answers.listing(current)
-        if listing is not None and listed_relay_client(session.client_ip, session.client_ptr,
-                                                        current):
+        if listing is not None and listed_relay_client(
+                session.client_ip, await session.confirmed_ptr(current), current):
             listing = None
         return listing, current
 
@@ -185,7 +190,7 @@ class InboundTransaction:
         session.log.error("local", f"{refusal.rule}: {refusal.reason}")
         await session.write(session.conn.send(refusal.reply))
 
-    def settle_refusals(self) -> None:
+    def settle_refusals(self, *, rejected: bool = False) -> None:
         """Write the events of the recipients this transaction refused, now that it has
         ended (RSET, a new hello, QUIT, the connection gone) or has its recipients (DATA).
 
@@ -194,10 +199,15 @@ class InboundTransaction:
         is one rejected message however many it named. So the first refusal of a
         transaction without an accepted recipient is the message's rejection (result: the
         reply code, and the Rejected counter); every other refused recipient gets the result
-        RECIPIENT_REFUSED, which the counts leave out, with the reply code in its data."""
+        RECIPIENT_REFUSED, which the counts leave out, with the reply code in its data.
+        `rejected`: the message is rejected as a whole, by a refusal with an event of its
+        own (delivery.reject_incoming's 421, core/smtp/session.py `refuses_new_mail`), so
+        no refused recipient is its rejection (review18b R4: the pending one was a second
+        rejected message)."""
         if self.first_refused is not None:
             (address, refusal, when), self.first_refused = self.first_refused, None
-            self._record_refusal(address, refusal, rejects_message=not self.recipients, at=when)
+            self._record_refusal(address, refusal, at=when,
+                                 rejects_message=not (self.recipients or rejected))
 
     def _record_refusal(self, address: str, refusal: Refusal, *, rejects_message: bool,
                         at: float | None = None) -> None:
