@@ -26,16 +26,23 @@ Rules
        left over from an earlier message in this worker is dropped before the checks run.
     5. Memory per message (ARCHITECTURE invariant 3; workers.py rule 6): the work on one
        message may use at most `memory_allowance_octets` more than the worker held when it
-       began, and never more than the worker's share of the memory available
-       (workers.memory_share_octets), so that the limit, not the machine's OOM killer,
+       began, and never more than the worker's share of the memory available when it
+       began (workers.memory_share_octets, read for each message: the memory available
+       divided by the core's worker slots, RUNTIME_WORKER_SLOTS in the settings copy, 1
+       when the caller names none), so that the limit, not the machine's OOM killer,
        stops it. The allowance is derived from what bounds a message's work: the
        message's own size and what decomposition may extract from it (container.max_ratio
-       times the message, at most container.max_total_mb). A MemoryError anywhere in the
-       work ends the work on that message: the outcome is one scan_error finding of rule
-       MEMORY_LIMIT_RULE asking for `scan.unprocessable`, naming the limit. Not a crash:
-       the worker stays and takes the next message. No handler on the way swallows it
-       (`run_checks` and every broad handler in core/pipeline and core/scan let it
-       through: tests/unit/pipeline/test_mem18_memory_error_handlers.py).
+       times the message, at most container.max_total_mb). The share never lowers the
+       limit below MEMORY_HEADROOM_MIB, what any message, however small, is given: below
+       it every message, a definitions reload among them, would meet the limit and be
+       held, and mail would stop on a small machine that worked without the limit; there
+       the OOM killer stays the last resort and the finding's reason says the memory is
+       too little for the workers. A MemoryError anywhere in the work ends the work on
+       that message: the outcome is one scan_error finding of rule MEMORY_LIMIT_RULE
+       asking for `scan.unprocessable`, naming the limit. Not a crash: the worker stays
+       and takes the next message. No handler on the way swallows it (`run_checks` and
+       every broad handler in core/pipeline, core/scan and the shared/ modules they import
+       let it through: tests/unit/pipeline/test_mem18_memory_error_handlers.py).
 """
 
 from __future__ import annotations
@@ -104,13 +111,19 @@ def memory_allowance_octets(settings, message_octets: int) -> int:
                 + MEMORY_PER_EXTRACTED_MB * extracted_mb) * MIB)
 
 
-def memory_limit_octets(settings, message_octets: int) -> tuple[int, str]:
-    """Rule 5: (the limit per message, what set it)."""
+def memory_limit_octets(settings, message_octets: int, *where) -> tuple[int, str]:
+    """Rule 5: (the limit per message, what set it), from the memory available now.
+    `where`: the /proc and cgroup directories to read instead (tests)."""
     allowance = memory_allowance_octets(settings, message_octets)
-    share = workers.memory_share_octets()
-    if share is not None and share < allowance:
+    slots = settings.get(workers.RUNTIME_WORKER_SLOTS, 1)
+    share = workers.memory_share_octets(slots, *where)
+    if share is None or share >= allowance:
+        return allowance, "from the message's size and the container limits"
+    if share >= MEMORY_HEADROOM_MIB * MIB:
         return share, "this worker's share of the memory available"
-    return allowance, "from the message's size and the container limits"
+    return MEMORY_HEADROOM_MIB * MIB, (
+        f"the least any message is given; this worker's share of the memory available is "
+        f"only {share // MIB} MB: too little memory for {slots} scanning workers")
 
 
 def run_checks(view, settings, checks=CHECKS) -> list[Finding]:

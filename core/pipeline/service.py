@@ -26,7 +26,8 @@ from core.pipeline import PipelineResult
 from core.pipeline.decompose import SCRATCH_DIR_KEY
 from core.pipeline.run import process_message
 from core.pipeline.verdict import DELIVERING
-from core.pipeline.workers import PROCESS_TIMEOUT_SECONDS, WorkerBatcher, run_in_worker
+from core.pipeline.workers import (PROCESS_TIMEOUT_SECONDS, RUNTIME_WORKER_SLOTS,
+                                   WorkerBatcher, run_in_worker)
 from shared.events import Action
 from shared.spool import Envelope
 from shared.status import SPAM_COUNTERS
@@ -98,7 +99,9 @@ class FilteringPipeline:
     def _shared_arguments(self, settings: Mapping) -> tuple:
         """(worker settings, fault): the same object for every message under one settings
         snapshot and hook state, so that their messages may share a worker round trip."""
-        extra = {SCRATCH_DIR_KEY: str(self.scratch_dir)} if self.scratch_dir else {}
+        extra = {RUNTIME_WORKER_SLOTS: self.batcher.slots}    # workers.py rule 6
+        if self.scratch_dir:
+            extra[SCRATCH_DIR_KEY] = str(self.scratch_dir)
         for hook in self.hooks:
             extra.update(hook.worker_settings())
         key = tuple(sorted(extra.items()))

@@ -35,7 +35,9 @@ Rules
        message). The limit is lowered per job and put back after it, so it never applies
        to work between jobs (receiving, pickling the result); the process stays usable.
        run.py derives `octets` from the message and the settings, at most this worker's
-       share of the memory available (`memory_share_octets`), and turns the MemoryError
+       share of the memory available at the job's start (`memory_share_octets`: divided
+       by the batcher's slots, which the worker's settings copy carries as
+       RUNTIME_WORKER_SLOTS) but never under run.py's headroom, and turns the MemoryError
        into a finding. A lower limit the administrator set (`ulimit -d`) stays.
        RLIMIT_AS was measured too: it counts every mapped library and each thread's
        reserved arena, about 130 MB more at start, and grows with the core count.
@@ -57,7 +59,6 @@ Rules
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import threading
@@ -74,10 +75,13 @@ import trio_parallel
 
 __all__ = ["run_in_worker", "WorkerBatcher", "WorkerCrashed", "WorkerTimeout",
            "configure_workers", "limited_memory", "data_octets", "memory_share_octets",
-           "PROCESS_TIMEOUT_SECONDS", "MAX_BATCH"]
+           "PROCESS_TIMEOUT_SECONDS", "MAX_BATCH", "RUNTIME_WORKER_SLOTS"]
 
 PROCESS_TIMEOUT_SECONDS = 60.0
 MAX_BATCH = 8
+# not a setting: the core adds its batcher's `slots` to the worker's settings copy
+# (core/pipeline/service.py), the count of workers that share the memory (rule 6)
+RUNTIME_WORKER_SLOTS = "runtime.worker.slots"
 
 
 class WorkerCrashed(RuntimeError):
@@ -111,15 +115,17 @@ def data_octets() -> int | None:
     return None
 
 
-@functools.cache
-def memory_share_octets() -> int | None:
-    """Rule 6: what one worker's work on a message may take of the memory available when
-    the worker took its first job (core/notify.py `memory_available_octets`: the host's,
-    or its control group's when that is tighter): an equal share per worker, one per core.
-    None where it cannot be read. Read once per worker process."""
+def memory_share_octets(slots: int, *where) -> int | None:
+    """Rule 6: what one worker's work on a message may take of the memory available now
+    (core/notify.py `memory_available_octets`: the host's, or its control group's when
+    that is tighter): an equal share for each of the `slots` workers. None where it cannot
+    be read. Read for each job (a few small files), so that it follows what the other
+    workers and processes hold: measured once, a worker started during a spike kept a
+    small share for hours, and one started on an idle host a share the host no longer
+    had. `where`: the /proc and cgroup directories to read instead (tests)."""
     from core.notify import memory_available_octets
-    available = memory_available_octets()
-    return None if available is None else available // (os.cpu_count() or 1)
+    available = memory_available_octets(*where)
+    return None if available is None else available // max(1, slots)
 
 
 @contextmanager

@@ -14,6 +14,8 @@ the defaults and the limit could not fire before the OOM killer on ordinary host
 reached it only with size.max_mb 1 and container.max_total_mb 1. Now it is sized by the
 message, capped by the worker's share of the memory available, and fires with the defaults.
 R5c: an administrator's lower soft `ulimit -d` was raised for the job.
+Review2 R3/D3: the share was measured once per worker and could fall below the headroom;
+it was divided by os.cpu_count() whatever the batcher's slots.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from core.notify import memory_available_octets
 from core.pipeline import run, workers
 from core.pipeline.run import (MEMORY_LIMIT_RULE, memory_allowance_octets, memory_limit_octets,
                                process_message)
+from core.pipeline.service import FilteringPipeline
+from core.pipeline.workers import RUNTIME_WORKER_SLOTS
 from shared.events import Action
 from tests.integration.test_pipeline_e2e import FAULTS, _held, _mail, _send, _until
 from tests.support.core import routed_home
@@ -55,18 +59,61 @@ def test_the_allowance_follows_the_message_and_what_it_may_extract():
         == (256 + 32 * 49 + 4) * MIB
 
 
-def test_the_limit_is_at_most_the_workers_share_of_the_memory_available(monkeypatch):
-    defaults = settings()
-    share = workers.memory_share_octets()
-    assert share == memory_available_octets() // os.cpu_count()
-    if share >= 2624 * MIB:
-        assert memory_limit_octets(defaults, 49 * MIB) == (
-            2624 * MIB, "from the message's size and the container limits")
-    # a machine with 600 MB available for 2 workers, which this one is not
-    monkeypatch.setattr(workers, "memory_share_octets", lambda: 300 * MIB)
-    assert memory_limit_octets(defaults, 49 * MIB) == (
-        300 * MIB, "this worker's share of the memory available")
-    assert run.memory_limit_octets(defaults, 1000)[0] < 257 * MIB
+def _slots(count: int) -> dict:
+    """The default settings as the core hands them to its `count` workers."""
+    return {**settings(), RUNTIME_WORKER_SLOTS: count}
+
+
+def test_the_limit_is_at_most_the_workers_share_of_the_memory_available(tmp_path):
+    proc = _proc(tmp_path, available_kib=8 << 20, total_kib=16 << 20, group=None)
+    where = (proc, tmp_path / "cgroup")
+    # 8 GB for 2 workers: the 49 MB message's own 2,624 MB
+    assert memory_limit_octets(_slots(2), 49 * MIB, *where) == (
+        2624 * MIB, "from the message's size and the container limits")
+    # 1.2 GB for 2 workers, a machine smaller than this one
+    _proc(tmp_path, available_kib=1200 << 10, total_kib=2 << 20, group=None)
+    assert memory_limit_octets(_slots(2), 49 * MIB, *where) == (
+        600 * MIB, "this worker's share of the memory available")
+    # review2 D3: the share is the batcher's slots', not a second os.cpu_count()
+    assert memory_limit_octets(_slots(4), 49 * MIB, *where)[0] == 300 * MIB
+    assert workers.memory_share_octets(3, *where) == 400 * MIB
+    # a small message is given its allowance under either
+    assert memory_limit_octets(_slots(2), 1000, *where)[0] < 257 * MIB
+
+
+def test_the_share_follows_the_memory_available_from_one_job_to_the_next(tmp_path):
+    """Review2 R3: the share was measured at a worker's first job and kept for the life of
+    the process: one started while another worker held 1.2 GB kept a small limit for
+    hours, and one started on an idle host a share the host no longer had."""
+    proc = _proc(tmp_path, available_kib=1 << 20, total_kib=16 << 20, group=None)
+    where = (proc, tmp_path / "cgroup")
+    assert memory_limit_octets(_slots(2), 49 * MIB, *where)[0] == 512 * MIB   # a spike
+    _proc(tmp_path, available_kib=12 << 20, total_kib=16 << 20, group=None)  # it ended
+    assert memory_limit_octets(_slots(2), 49 * MIB, *where)[0] == 2624 * MIB
+    _proc(tmp_path, available_kib=2 << 20, total_kib=16 << 20, group=None)   # others grew
+    assert memory_limit_octets(_slots(2), 49 * MIB, *where)[0] == 1024 * MIB
+
+
+def test_a_share_below_the_headroom_gives_the_headroom_and_says_the_machine_is_small(
+        tmp_path):
+    """Review2 R3: 400 MB available for 2 workers made a 200 MB limit, under the headroom a
+    definitions reload beside the old set needs, so every message, the smallest too, was
+    held as pipeline.memory_limit. The headroom stays (as without the share) and the
+    finding's reason names the shortage."""
+    proc = _proc(tmp_path, available_kib=400 << 10, total_kib=1 << 20, group=None)
+    where = (proc, tmp_path / "cgroup")
+    for octets in (1000, 49 * MIB):
+        limit, source = memory_limit_octets(_slots(2), octets, *where)
+        assert limit == run.MEMORY_HEADROOM_MIB * MIB
+        assert source == ("the least any message is given; this worker's share of the "
+                          "memory available is only 200 MB: too little memory for 2 "
+                          "scanning workers")
+
+
+def test_the_worker_settings_copy_carries_the_batchers_slots():
+    pipeline = FilteringPipeline(events=None)
+    pipeline.batcher = workers.WorkerBatcher(process_message, slots=3)
+    assert pipeline._shared_arguments(settings())[0][RUNTIME_WORKER_SLOTS] == 3
 
 
 def test_the_memory_available_is_the_tightest_of_host_and_control_group(tmp_path):

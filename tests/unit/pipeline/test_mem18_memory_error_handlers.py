@@ -9,8 +9,14 @@ heuristic was skipped, an encoded word became a "bad encoded word" defect.
 
 The walk is this suite's rule for new code, as tests/console/test_access.py walks the URL
 map: a handler that catches Exception or BaseException (or everything) in core/pipeline or
-core/scan re-raises, or an earlier handler of its `try` lets MemoryError through
-(`except MemoryError: raise`), or it is listed in REVIEWED with the reason it may stay.
+core/scan, or in a shared/ module they import (the checks call shared code: wildcards,
+IDN, term sets), re-raises with no way out before it (no return, break or continue), or an
+earlier handler of its `try` lets MemoryError through (`except MemoryError: raise`), or it
+is listed in REVIEWED with the reason it may stay. A `contextlib.suppress` of Exception or
+BaseException cannot let anything through, so it is always one to review.
+
+Review2 T3: the walk saw neither shared/ nor `suppress(Exception)`, and took a handler
+that returned before its final `raise` for one that re-raises.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from core.pipeline.decompose import content_fields
 from core.scan import unpack
 
 ROOT = Path(__file__).resolve().parents[3]
-WALKED = ("core/pipeline", "core/scan")
+WALKED = ("core/pipeline", "core/scan")     # and the shared/ modules these import
 BROAD = {"Exception", "BaseException"}
 
 # (file, function or class) -> why its broad handlers may catch a MemoryError and not
@@ -39,6 +45,13 @@ REVIEWED = {
         "the core process (the console's listing), where no limit per message applies",
     ("core/scan/central_forwarder.py", "CentralForwarder._pending"):
         "the core process, where no limit per message applies",
+    ("shared/definitions.py", "_read_members"):
+        "reading a definitions package to install it (verify_package): liveupdate in the "
+        "core, the CLI, the console; the workers read installed directories "
+        "(in_force, baseline), never a package",
+    ("shared/retention.py", "local_storage_filter.keep"):
+        "the event writer's filter, in the core and console processes: workers write no "
+        "events, their findings go back to the core",
 }
 
 
@@ -55,9 +68,29 @@ def _names(node: ast.expr | None) -> set[str]:
     return set()
 
 
+def _leaves(node: ast.AST) -> bool:
+    """A return, break or continue in `node` (not in a function or class defined there)."""
+    if isinstance(node, (ast.Return, ast.Break, ast.Continue)):
+        return True
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+        return False
+    return any(_leaves(child) for child in ast.iter_child_nodes(node))
+
+
 def _reraises(handler: ast.ExceptHandler) -> bool:
     last = handler.body[-1]
-    return isinstance(last, ast.Raise) and last.exc is None
+    return (isinstance(last, ast.Raise) and last.exc is None
+            and not any(_leaves(statement) for statement in handler.body))
+
+
+def _suppressed(item: ast.withitem) -> set[str]:
+    """The exception names a `with suppress(...)` item (contextlib's) swallows."""
+    call = item.context_expr
+    if not isinstance(call, ast.Call):
+        return set()
+    func = call.func
+    name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+    return set().union(*(_names(arg) for arg in call.args)) if name == "suppress" else set()
 
 
 class _Walk(ast.NodeVisitor):
@@ -84,15 +117,50 @@ class _Walk(ast.NodeVisitor):
 
     visit_TryStar = visit_Try
 
+    def visit_With(self, node):
+        if any(_suppressed(item) & BROAD for item in node.items):
+            self.found.append((self.path, ".".join(self.scope) or "<module>", node.lineno))
+        self.generic_visit(node)
+
+    visit_AsyncWith = visit_With
+
+
+def _shared_imports(tree: ast.Module) -> set[Path]:
+    """The files of the shared/ modules a module imports (anywhere in it: the checks
+    import some inside functions)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    files = set()
+    for name in names:
+        if name.split(".")[0] == "shared":
+            base = ROOT / name.replace(".", "/")
+            files |= {file for file in (base.with_suffix(".py"), base / "__init__.py")
+                      if file.is_file()}
+    return files
+
+
+def _walked() -> list[Path]:
+    """core/pipeline, core/scan and, transitively, the shared/ modules they import."""
+    files = {file for top in WALKED for file in (ROOT / top).rglob("*.py")}
+    todo = sorted(files)
+    while todo:
+        for found in _shared_imports(ast.parse(todo.pop().read_text())) - files:
+            files.add(found)
+            todo.append(found)
+    return sorted(files)
+
 
 def _swallowing() -> list[tuple[str, str, int]]:
     found = []
-    for top in WALKED:
-        for file in sorted((ROOT / top).rglob("*.py")):
-            path = file.relative_to(ROOT).as_posix()
-            walk = _Walk(path)
-            walk.visit(ast.parse(file.read_text(), path))
-            found += walk.found
+    for file in _walked():
+        path = file.relative_to(ROOT).as_posix()
+        walk = _Walk(path)
+        walk.visit(ast.parse(file.read_text(), path))
+        found += walk.found
     return found
 
 
@@ -122,6 +190,27 @@ def test_the_walk_sees_a_broad_handler_and_one_that_lets_memory_errors_through()
     walk = _Walk("x.py")
     walk.visit(ast.parse(source))
     assert [site[1] for site in walk.found] == ["bad", "bare"]
+
+
+def test_the_walk_sees_a_suppress_and_a_way_out_before_the_raise():
+    source = ("import contextlib\nfrom contextlib import suppress\n"
+              "def quiet():\n    with contextlib.suppress(OSError, Exception):\n        pass\n"
+              "async def quieter():\n    async with x, suppress(BaseException):\n        pass\n"
+              "def narrow():\n    with suppress(OSError):\n        pass\n"
+              "def early():\n    try:\n        pass\n    except Exception:\n"
+              "        if x:\n            return None\n        raise\n"
+              "def inner():\n    try:\n        pass\n    except Exception:\n"
+              "        def later():\n            return 1\n        raise\n")
+    walk = _Walk("x.py")
+    walk.visit(ast.parse(source))
+    assert [site[1] for site in walk.found] == ["quiet", "quieter", "early"]
+
+
+def test_the_walk_reaches_the_shared_modules_the_checks_import():
+    walked = {file.relative_to(ROOT).as_posix() for file in _walked()}
+    # the wildcard, IDN and term-set code the checks call
+    assert {"shared/wildcard.py", "shared/idn.py", "shared/term_set.py"} <= walked
+    assert "core/smtp/session.py" not in walked and "console/app.py" not in walked
 
 
 # --- the three sites the review demonstrated, by behaviour ----------------------------------
