@@ -38,11 +38,15 @@ Rules
        listing raises ValueError naming the first limit hit, so a file hidden past a limit
        is an error on the image (the decomposer: unprocessable, engine_archives.py rule 3),
        not a file that neither the file-name rules nor the engines ever saw.
-    5. A listed file has at most MAX_NAMES names. An extent with more (one file listed under
-       thousands of names: comparing each new name with the kept ones made 100,000 records
-       take a minute, review18 R3) is listed again for the next MAX_NAMES, and so on: every
-       name still meets the file-name rules, and each listing counts as a file
-       (container.max_files).
+    5. A file is listed once, however many records name its extent: its first name, and
+       every other one in `other_names`, which the file-name rules read as they read a zip
+       member's legacy names (so a 17th name `SETUP.EXE` still meets *.exe). The names are
+       kept in a dict per extent, so each new one costs O(1) (comparing it with a list of the
+       kept ones made 100,000 records take a minute, review18 R3); how many there can be is
+       bounded by rule 2. An extent listed again for each 16 of its names made the builtin
+       engine spend its item budget (unpack.py MAX_ITEMS) on 200 copies of a file named
+       3,300 times, never reaching the files after it, and the decomposer charge and scan
+       each copy as a part (review18b R2).
 """
 
 from __future__ import annotations
@@ -60,7 +64,6 @@ SECTOR_OCTETS = 2048
 MAX_RECORDS = 100_000
 MAX_PATH_CHARS = 4096           # rule 2: PATH_MAX of Linux (limits.h)
 MAX_PATHS_CHARS = 1 << 24       # rule 2: 167 characters for each of MAX_RECORDS
-MAX_NAMES = 16                  # rule 5
 MAX_DESCRIPTORS = 64
 _JOLIET_ESCAPES = (b"%/@", b"%/C", b"%/E")
 _DIRECTORY = 0x02
@@ -202,10 +205,8 @@ def iso_files(data: bytes) -> Iterator[IsoFile]:
     for root, joliet, block in roots:
         for name, offset, size in _walk(data, root, joliet, block, walk):
             found.setdefault((offset, size), {})[name] = None
-    for (offset, size), kept in found.items():
-        names = list(kept)
-        for first in range(0, len(names), MAX_NAMES):              # rule 5
-            group = names[first:first + MAX_NAMES]
-            yield IsoFile(group[0], tuple(group[1:]), offset, size)
+    for (offset, size), kept in found.items():                     # rule 5: once each
+        name, *other_names = kept
+        yield IsoFile(name, tuple(other_names), offset, size)
     if walk.unread:
         raise ValueError(f"{walk.unread}: the rest of the image was not read")

@@ -19,6 +19,7 @@ from core.pipeline.decompose.limits import RATIO_MIN_OCTETS, Budget
 from core.pipeline.decompose.mime import header_text
 from core.scan.unpack import expand, uu_blocks
 from core.scan.unpackers import cpio, iso9660, name_text
+from tests.support.mail import EICAR
 from tests.unit.pipeline.support import CORPUS, verdict_of, view_of
 from tests.unit.scan.support import arj_header, as_attachment, stored_arj
 
@@ -320,31 +321,56 @@ def test_text_that_begins_like_a_cpio_magic_is_not_a_container():
 
 # --- an ISO image's listing is bounded by the image (review18 R3) ------------------------------
 
-def test_one_iso_file_under_100000_names_is_listed_in_groups_of_max_names():
+def test_one_iso_file_under_100000_names_is_listed_once_with_every_name():
     names = [b"F%06d" % i for i in range(100_000)]
     files = list(iso9660.iso_files(_iso_one_file_named(names)))
-    assert max(1 + len(f.other_names) for f in files) == iso9660.MAX_NAMES
-    assert [n for f in files for n in (f.name, *f.other_names)] == [n.decode() for n in names]
-    assert {(f.offset, f.size) for f in files} == {(18 * 2048, 1)}
+    assert [(f.name, list(f.other_names), f.offset, f.size) for f in files] == [
+        ("F000000", [n.decode() for n in names[1:]], 18 * 2048, 1)]
 
 
-def test_an_iso_image_of_100000_names_for_one_file_meets_the_file_limit():
-    names = [b"F%06d" % i for i in range(100_000)]
-    view = view_of(as_attachment("disk.iso", _iso_one_file_named(names)))
-    members = [p for p in view.parts if p.origin == "archive"]
-    assert view.limit_hit is not None and view.limit_hit.limit == "container.max_files"
-    assert view.errors == []
-    assert max(1 + len(p.other_names) for p in members) == iso9660.MAX_NAMES
-
-
-def test_a_name_past_max_names_for_one_iso_file_still_meets_the_file_name_rules():
-    names = [b"F%06d.TXT" % i for i in range(2 * iso9660.MAX_NAMES)] + [b"SETUP.EXE"]
+def test_a_name_past_the_16th_for_one_iso_file_still_meets_the_file_name_rules():
+    names = [b"F%06d.TXT" % i for i in range(32)] + [b"SETUP.EXE"]
     view, findings, _ = verdict_of(as_attachment("disk.iso", _iso_one_file_named(names)),
                                    filename__enabled=True)
     assert view.errors == []
-    assert len(_members(view)) == 3
-    assert view.parts[-1].filename == "SETUP.EXE"
-    assert _events(findings) == [("attachment_deleted", "SETUP.EXE")]
+    [member] = [p for p in view.parts if p.origin == "archive"]
+    assert (member.filename, member.other_names[-1]) == ("F000000.TXT", "SETUP.EXE")
+    assert [(f.event, f.data["matched_name"]) for f in findings] == [
+        ("attachment_deleted", "SETUP.EXE")]
+
+
+def _iso_named_then(names: list[bytes], data: bytes, last: bytes, last_data: bytes) -> bytes:
+    """An image whose root lists one file of `data` under each of `names`, then `last_data`
+    as `last` (review18b's iso_repeat probe)."""
+    root_size = len(_iso_directory([_iso_record(0, 0, 0, name) for name in (*names, last)]))
+    first = 18 + root_size // 2048
+    root = _iso_directory([_iso_record(first, len(data), 0, name) for name in names]
+                          + [_iso_record(first + 1, len(last_data), 0, last)])
+    return _iso_volume(root + data.ljust(2048, b"\0") + last_data.ljust(2048, b"\0"),
+                       len(root))
+
+
+HELLO_3300 = [b"A%05d.TXT" % i for i in range(3300)]
+
+
+def test_a_file_after_one_listed_under_3300_names_is_unpacked_by_the_builtin_engine():
+    # review18b R2: rule 5 listed hello.txt once per 16 names, 207 times; the engine's 200
+    # items went on copies of it and EICAR.COM after it was never unpacked
+    image = _iso_named_then(HELLO_3300, b"hello world\n", b"EICAR.COM", EICAR)
+    assert [f.name for f in iso9660.iso_files(image)] == ["A00000.TXT", "EICAR.COM"]
+    assert list(expand(image)) == [("iso[0]", b"hello world\n"), ("iso[1]", EICAR)]
+
+
+def test_an_iso_file_listed_under_3300_names_is_one_part_and_the_virus_after_it_is_found():
+    # review18b R2: 211 parts, each a copy of hello.txt charged and scanned again, and
+    # container.max_files 100 dropped the message
+    image = _iso_named_then(HELLO_3300, b"hello world\n", b"EICAR.COM", EICAR)
+    view, findings, _ = verdict_of(as_attachment("disk.iso", image), container__max_files=100)
+    assert view.limit_hit is None and view.errors == []
+    assert [(p.filename, len(p.other_names)) for p in view.parts if p.origin == "archive"] == [
+        ("A00000.TXT", 3299), ("EICAR.COM", 0)]
+    assert [(f.rule, f.event, f.data.get("file")) for f in findings] == [
+        ("av.on_unrepairable", "file_deleted", "EICAR.COM")]
 
 
 def _iso_deep(levels: int, leaves: tuple[bytes, ...] = (b"LEAF.EXE",)) -> bytes:
