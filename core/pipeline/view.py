@@ -27,8 +27,9 @@ Rules
        decoded into its content, else to the last line that did (core/scan/unpack.py
        `uu_read`; what follows is the text's). It has no span, and no carrier: removing it
        removes those lines from the text (rewrite.py), not the text part. The antivirus
-       scans the text without them only when they reach the "end" line (`uu_whole`), so
-       every octet of the text is scanned, as text or as a block's content (review18 R1).
+       scans the text without them only when they reach the "end" line (`inline_whole`, as
+       `uu_read` found it), so every octet of the text is scanned, as text or as a block's
+       content (review18 R1).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ class Part:
     inline: tuple[int, int] | None = None      # a file written inside its parent's text (a
                                                # uuencoded block, origin "uuencode"): where
                                                # it lies in the parent's `data` (rule 5)
+    inline_whole: bool = False          # `inline` reaches the block's "end" line, every line
+                                        # of it decoded into `data` (rule 5; uu_read's `whole`)
     defects: list[str] = field(default_factory=list)
     expanded: bool = True               # False: a container we could list but not open
 

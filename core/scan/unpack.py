@@ -57,7 +57,7 @@ from core.scan.filetypes import looks_like_mail
 from core.scan.unpackers import CrcMismatch, cpio, iso9660, name_text, zipmethods
 
 __all__ = ["expand", "Budget", "szdd", "binhex", "uudecode", "uu_blocks", "uu_read",
-           "uu_whole", "UuBlock", "UuContent"]
+           "UuBlock", "UuContent"]
 
 MAX_ITEMS = 200
 MAX_TOTAL_OCTETS = 64 * 2**20
@@ -330,14 +330,6 @@ def uu_read(data: bytes, block: UuBlock, limit: int = MAX_ITEM_OCTETS) -> UuCont
         if full and block.has_end:
             return UuContent(bytes(chunk), _line_text_end(data, stop), True)
     return UuContent(bytes(chunk), end, False)
-
-
-def uu_whole(data: bytes, span: tuple[int, int]) -> bool:
-    """True when `span` (a block's start, `uu_read`'s `end`) ends on the block's "end" line,
-    which is `uu_read`'s `whole`: no line that decodes matches the "end" line's pattern, so
-    only a block read whole has its span end there."""
-    line = data[max(data.rfind(b"\n", *span), data.rfind(b"\r", *span)) + 1:span[1]]
-    return _UU_END.fullmatch(line) is not None
 
 
 def _uu_blocks(data: bytes) -> Iterator[bytes]:

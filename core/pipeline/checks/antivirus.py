@@ -141,14 +141,12 @@ def check(view, settings) -> list[Finding]:
 
 def _written_in(view) -> dict[int, list[tuple[int, int]]]:
     """Text part id -> where the files written into it lie in its data (uuencoded blocks,
-    view.py rule 5), those read whole to their "end" line only: every line of those is in
-    the block's content, scanned as a file (core/scan/unpack.py `uu_whole`). A block whose
-    lines did not all decode is scanned in the text as well (review18 R1)."""
-    from core.scan.unpack import uu_whole
+    view.py rule 5), those read whole to their "end" line only (`Part.inline_whole`): every
+    line of those is in the block's content, scanned as a file. A block whose lines did not
+    all decode is scanned in the text as well (review18 R1)."""
     out: dict[int, list[tuple[int, int]]] = {}
     for part in view.parts:
-        if part.inline is not None and part.parent is not None \
-                and uu_whole(view.parts[part.parent].data, part.inline):
+        if part.inline is not None and part.inline_whole and part.parent is not None:
             out.setdefault(part.parent, []).append(part.inline)
     return out
 

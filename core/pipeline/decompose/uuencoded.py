@@ -21,11 +21,11 @@ Rules
        antivirus and the container limits meet it.
     2. The text part keeps its data and text whole, block lines included: the content and
        spam rules and the heuristic engine read the text as before. The antivirus scans the
-       text without the blocks read whole to their "end" line, which it scans as parts
-       (checks/antivirus.py), as it scans a container's members and not the container; a
-       block not read whole stays in the text it scans too, so that every octet of the text
-       is scanned, as text or as a block's content (review18 R1: a "begin" line hid what
-       followed it from both).
+       text without the blocks read whole to their "end" line (`Part.inline_whole`, as
+       `uu_read` found it), which it scans as parts (checks/antivirus.py), as it scans a
+       container's members and not the container; a block not read whole stays in the text
+       it scans too, so that every octet of the text is scanned, as text or as a block's
+       content (review18 R1: a "begin" line hid what followed it from both).
     3. Every decoded octet goes through the walker's budget (limits.py): a block is decoded
        at most to what the budget has left, then checked and charged like a part; each block
        counts as a file (container.max_files).
@@ -51,7 +51,7 @@ def expand(walker, text) -> None:
         read = uu_read(data, block, walker.budget.room())
         part = walker.new_part(parent=text.id, depth=text.depth, location=location,
                                origin="uuencode", filename=name, is_attachment=True,
-                               inline=(block.start, read.end))
+                               inline=(block.start, read.end), inline_whole=read.whole)
         walker.budget.check_file(len(read.data), location)
         walker.budget.charge(len(read.data), location)
         walker.budget.check_ratio(len(read.data), block.body[1] - block.body[0], location)

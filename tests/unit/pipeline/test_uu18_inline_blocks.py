@@ -64,6 +64,15 @@ def test_a_block_in_the_text_is_a_part_named_by_its_begin_line():
     assert [p.filename for p in view.files()] == ["run.exe"]
 
 
+def test_a_block_says_whether_it_was_read_whole_to_its_end_line():
+    # review18b D2: the part keeps what the reader found (uu_read's `whole`); the antivirus
+    # no longer works it out again from the span's last line
+    broken = _uu("run.exe", EXE).replace(b"`\r\nend", b"this is not uuencode\r\n`\r\nend")
+    bodies = [_uu("run.exe", EXE), broken, _without_end("run.exe", EXE)]
+    assert [view_of(_single(TEXT_BEFORE + body + TEXT_AFTER)).parts[1].inline_whole
+            for body in bodies] == [True, False, False]
+
+
 def test_a_block_in_a_text_attachment_or_an_html_part_is_not_made_a_part():
     boundary = b"b1"
     raw = _single(b"--b1\r\nContent-Type: text/plain; name=\"notes.txt\"\r\n"
