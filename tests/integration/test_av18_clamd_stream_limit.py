@@ -11,21 +11,13 @@ import pytest
 
 from core.pipeline.checks import antivirus
 from core.scan.clamd import ClamdEngine, ScanError, take_contact
-from tests.support.clamd import Clamd
+from tests.support.clamd import STREAM_REFUSAL, clamd_fixture
 from tests.support.mail import EICAR
-from tests.unit.scan.support import (SHIPPED, as_attachment, settings, view_of,
-                                     zip_with_deflate64)
+from tests.unit.scan.support import as_attachment, settings, view_of, zip_with_deflate64
 
 STREAM_MAX_MB = 27
+clamd = clamd_fixture(stream_max_mb=STREAM_MAX_MB)
 OLD_LIMIT_OCTETS = 25 * 2**20
-REFUSAL = "INSTREAM size limit exceeded"
-
-
-@pytest.fixture(scope="module")
-def clamd(tmp_path_factory):
-    with Clamd(tmp_path_factory.mktemp("clamd"), SHIPPED.glob("*.ndb"),
-               stream_max_mb=STREAM_MAX_MB) as server:
-        yield server
 
 
 def test_a_part_over_25_mib_within_clamds_limit_is_scanned(clamd):
@@ -44,7 +36,7 @@ def test_a_stream_over_clamds_limit_is_clamds_answer(clamd, octets):
     with pytest.raises(ScanError) as caught:
         ClamdEngine(clamd.address).scan(bytes(octets))
     message = str(caught.value)
-    assert REFUSAL in message and str(octets) in message and "StreamMaxLength" in message
+    assert STREAM_REFUSAL in message and str(octets) in message and "StreamMaxLength" in message
     contact = take_contact()
     assert contact is not None and contact.answered     # clamd answered: it is not down
 
@@ -55,7 +47,7 @@ def test_the_scan_error_finding_names_clamds_reply(clamd):
     findings = antivirus.check(view_of(raw, **changes), settings(**changes))
     assert [(f.event, f.rule, f.action) for f in findings] == [
         ("scan_error", "av.engine", "hold")]
-    assert REFUSAL in findings[0].reason and findings[0].data == {"engine": "clamd"}
+    assert STREAM_REFUSAL in findings[0].reason and findings[0].data == {"engine": "clamd"}
 
 
 def test_an_unpacked_item_over_clamds_limit_is_passed_over(clamd):

@@ -15,19 +15,12 @@ import pytest
 
 from core.pipeline.checks import antivirus
 from core.scan.clamd import ScanError, StreamRefused, parse_reply
-from tests.support.clamd import Clamd, free_port
+from tests.support.clamd import STREAM_REFUSAL, clamd_fixture, free_port
 from tests.support.mail import EICAR
-from tests.unit.scan.support import SHIPPED, corpus_or_skip, settings, view_of
+from tests.unit.scan.support import corpus_or_skip, settings, view_of
 
 STREAM_MAX_MB = 1
-REFUSAL = "INSTREAM size limit exceeded"
-
-
-@pytest.fixture(scope="module")
-def clamd(tmp_path_factory):
-    with Clamd(tmp_path_factory.mktemp("clamd"), SHIPPED.glob("*.ndb"),
-               stream_max_mb=STREAM_MAX_MB) as server:
-        yield server
+clamd = clamd_fixture(stream_max_mb=STREAM_MAX_MB)
 
 
 def _with_attachments(files: dict[str, bytes]) -> bytes:
@@ -65,7 +58,7 @@ def test_a_part_clamd_refuses_leaves_the_others_scanned_by_it(clamd, engine):
     [error] = [f for f in findings if f.event == "scan_error"]
     assert (error.rule, error.action, error.part, error.data) == (
         "av.engine", "deliver", backup, {"engine": "clamd"})
-    assert REFUSAL in error.reason and "backup.bin" in error.reason
+    assert STREAM_REFUSAL in error.reason and "backup.bin" in error.reason
 
 
 def test_a_clamd_that_does_not_answer_is_one_scan_error_for_the_message():

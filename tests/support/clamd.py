@@ -7,6 +7,10 @@ tmp, foreground, no freshclam, nothing downloaded.
 
 `require_tool("clamd", "clamav-daemon")` skips locally when clamd is missing and fails under
 CI (.ci/run installs clamav-daemon).
+
+A test module that wants one clamd with the shipped signatures and a StreamMaxLength of its
+own for all its tests takes `clamd = clamd_fixture(stream_max_mb=...)`; such a clamd refuses a
+longer stream with STREAM_REFUSAL.
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
+from shared.definitions import baseline
 from tests.support.tools import require_tool
 
-__all__ = ["Clamd", "free_port"]
+__all__ = ["Clamd", "free_port", "clamd_fixture", "STREAM_REFUSAL"]
 
 START_SECONDS = 120.0
+STREAM_REFUSAL = "INSTREAM size limit exceeded"     # clamd's reply past its StreamMaxLength
 
 
 def free_port() -> int:
@@ -100,3 +108,14 @@ class Clamd:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def clamd_fixture(stream_max_mb: int = 100):
+    """A module-scoped pytest fixture: a Clamd with the shipped signatures (*.ndb) whose
+    StreamMaxLength is `stream_max_mb` MiB. Assign it to the module's `clamd`."""
+    @pytest.fixture(scope="module")
+    def clamd(tmp_path_factory):
+        with Clamd(tmp_path_factory.mktemp("clamd"), baseline("virus").path.glob("*.ndb"),
+                   stream_max_mb=stream_max_mb) as server:
+            yield server
+    return clamd
