@@ -8,7 +8,8 @@ messages of --large-mb MB of random words are sent at once, each on its own conn
 while a probe client sends a small message every PROBE_SECONDS until every large one has
 been delivered. Each probe's latency runs from the 250 its client got to the moment the sink
 took the message. Prints one line: the probes' median, mean and max, and how long the large
-messages took in all.
+messages took in all (with --checkout, the ratios of the two trees' figures: the lanes must
+not buy the small mail's wait with the large mail's throughput, review2 R5).
 
     python -m bench.lanes [--large 9] [--large-mb 49] [--checkout /path/to/other/tree]
 
@@ -161,7 +162,9 @@ def main() -> None:
         before, after = runs
         print(f"small-mail latency behind {args.large} x {args.large_mb} MB: max "
               f"{before['max_s']} -> {after['max_s']} s, mean {before['mean_s']} -> "
-              f"{after['mean_s']} s (ratio of means {after['mean_s'] / before['mean_s']:.3f})")
+              f"{after['mean_s']} s (ratio of means {after['mean_s'] / before['mean_s']:.3f}); "
+              f"the large ones took {before['large_done_s']} -> {after['large_done_s']} s "
+              f"(ratio {after['large_done_s'] / before['large_done_s']:.3f})")
 
 
 if __name__ == "__main__":

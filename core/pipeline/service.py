@@ -35,7 +35,8 @@ from shared.status import SPAM_COUNTERS
 __all__ = ["FilteringPipeline", "BATCH_MESSAGE_OCTETS"]
 
 BATCH_MESSAGE_OCTETS = 256 * 1024   # larger messages make a worker round trip of their own,
-                                    # in all worker slots but one (workers.py rule 7)
+                                    # in all worker slots but one while small mail waits
+                                    # (workers.py rule 7, which says why one threshold)
 
 EVENT_RESULTS = {"remove_part": "deleted", "replace_part": "repaired", "drop": "dropped",
                  "log": "logged", "forward": "forwarded", "hold": "held",

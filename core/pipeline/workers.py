@@ -45,20 +45,30 @@ Rules
        limit is process-wide, so only a job on its process's main thread (a worker
        process's) sets it: inline (rule 3) it would bound the core, or a test, and race
        with the jobs of other threads.
-    7. Lanes: a `solo` item (a large message, rule 4) is a large job; at most
-       `large_slots` = slots - 1 of them run at once when there are 2 or more slots (1
-       with one slot), as Postfix limits the processes of a transport. A free slot takes
-       the oldest job it may take: the oldest one, or, when large jobs already fill their
-       slots, the oldest small one. So small mail never waits behind large mail for a
-       worker (nine queued 49 MB messages held small mail up to 52 s between its 250 and
-       delivery, hostile18 B2), and a large job never waits for a job that came after it,
-       only for the earlier ones and for a large job to end: no stream of small mail keeps
-       it from starting. With one slot the order is the arrival order. An item run again
-       alone after its batch failed (rule 4) keeps its lane.
+    7. Lanes: a `solo` item (a large message, rule 4) is a large job; small and large jobs
+       wait in a queue each, in arrival order. While a small job waits, at most
+       `large_slots` = slots - 1 large jobs run at once when there are 2 or more slots (1
+       with one slot), as Postfix limits the processes of a transport; while none waits,
+       large jobs may take every slot (work-conserving: on 2 cores a queue of attachment
+       mail with no small mail is scanned two at a time, not one, review2 R5). A free slot
+       takes the oldest job it may take: the oldest one, or, when large jobs already fill
+       their slots and a small one waits, the oldest small one. So small mail never waits
+       behind large mail for more than one job's end (nine queued 49 MB messages held
+       small mail up to 52 s between its 250 and delivery, hostile18 B2): when it arrives
+       with every slot running a large job, the first slot freed is its. A large job never
+       waits for a job that came after it, only for the earlier ones and, while small mail
+       waits, for a large job to end: no stream of small mail keeps it from starting. With
+       one slot the order is the arrival order. An item run again alone after its batch
+       failed (rule 4) keeps its lane. "Large" is the batching threshold (service.py
+       BATCH_MESSAGE_OCTETS, 256 KB), not a lane threshold of its own: with the lanes
+       work-conserving the reservation costs nothing while no small mail waits, and while
+       some does, a message of a few hundred KB is exactly the mail it should not wait
+       behind; one size for an administrator to know.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import threading
@@ -175,10 +185,11 @@ def run_batch(fn, items: list[tuple], shared: tuple) -> list[tuple[bool, object]
 
 
 class _Job:
-    __slots__ = ("item", "shared", "solo", "large", "done", "outcome", "abandoned")
+    __slots__ = ("item", "shared", "solo", "large", "order", "done", "outcome", "abandoned")
 
-    def __init__(self, item: tuple, shared: tuple, solo: bool):
+    def __init__(self, item: tuple, shared: tuple, solo: bool, order: int):
         self.item, self.shared, self.solo = item, shared, solo
+        self.order = order                  # rule 7: arrival, compared across the lanes
         self.large = solo                   # rule 7: its lane, kept when run again alone
         self.done = trio.Event()
         self.outcome: tuple[bool, object] | None = None
@@ -187,6 +198,13 @@ class _Job:
     def finish(self, ok: bool, value) -> None:
         self.outcome = (ok, value)
         self.done.set()
+
+
+def _head(queue: deque[_Job]) -> _Job | None:
+    """The first job of `queue` still wanted; abandoned ones before it leave the queue."""
+    while queue and queue[0].abandoned:
+        queue.popleft()
+    return queue[0] if queue else None
 
 
 class WorkerBatcher:
@@ -202,9 +220,11 @@ class WorkerBatcher:
         self.slots = slots or os.cpu_count() or 1
         self.running = False
         self.batches = 0            # round trips made (tests and benchmarks read it)
-        self.large_slots = max(1, self.slots - 1)   # rule 7
+        self.large_slots = max(1, self.slots - 1)   # rule 7, while small mail waits
         self.large_running = 0
-        self._queue: deque[_Job] = deque()
+        self._small: deque[_Job] = deque()  # rule 7: one queue per lane, each in arrival
+        self._large: deque[_Job] = deque()  # order; abandoned jobs dropped at their heads
+        self._arrivals = itertools.count()
         self._ready = trio.Event()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -218,8 +238,8 @@ class WorkerBatcher:
             self.running = False
 
     async def call(self, item: tuple, shared: tuple, *, solo: bool = False):
-        job = _Job(item, shared, solo)
-        self._queue.append(job)
+        job = _Job(item, shared, solo, next(self._arrivals))
+        (self._large if job.large else self._small).append(job)
         self._ready.set()
         try:
             await job.done.wait()
@@ -233,24 +253,20 @@ class WorkerBatcher:
 
     def _next_batch(self) -> list[_Job]:
         """The oldest job this slot may take (rule 7), with the small jobs of the same
-        shared arguments queued after it (rule 4)."""
-        while self._queue and self._queue[0].abandoned:
-            self._queue.popleft()
-        large_full = self.large_running >= self.large_slots
-        first = next((job for job in self._queue
-                      if not job.abandoned and not (job.large and large_full)), None)
-        if first is None:
+        shared arguments queued after it (rule 4). Only the heads of the two queues are
+        looked at, and only the jobs taken (or abandoned) leave them."""
+        small, large = _head(self._small), _head(self._large)
+        if large is not None and (small is None or (
+                large.order < small.order and self.large_running < self.large_slots)):
+            return [self._large.popleft()]
+        if small is None:
             return []
-        self._queue.remove(first)
-        batch = [first]
-        if not first.solo:
-            for job in list(self._queue):
-                if len(batch) == MAX_BATCH or job.shared is not first.shared:
-                    break
-                if job.abandoned or job.solo:   # a large job keeps its place for its lane
-                    continue
-                self._queue.remove(job)
-                batch.append(job)
+        batch = [self._small.popleft()]
+        while not small.solo and len(batch) < MAX_BATCH:
+            job = _head(self._small)
+            if job is None or job.solo or job.shared is not small.shared:
+                break
+            batch.append(self._small.popleft())
         return batch
 
     async def _dispatch(self) -> None:
@@ -259,6 +275,8 @@ class WorkerBatcher:
             if batch:
                 await self._run(batch)
                 continue
+            # both queues are empty (rule 7: a waiting job always fits a free slot), so
+            # only a call() or a batch given back (rule 4) brings work: each sets _ready
             if self._ready.is_set():        # consumed: the next call() sets a fresh one,
                 self._ready = trio.Event()  # and every idle dispatcher waits on the same
             await self._ready.wait()
@@ -272,8 +290,7 @@ class WorkerBatcher:
         try:
             await self._round_trip(batch)
         finally:
-            self.large_running -= 1         # a large job waiting may go now, on whichever
-            self._ready.set()               # slot is idle
+            self.large_running -= 1
 
     async def _round_trip(self, batch: list[_Job]) -> None:
         try:
@@ -286,7 +303,7 @@ class WorkerBatcher:
                 return
             for job in reversed(batch):     # rule 4: each again alone, first in line
                 job.solo = True
-                self._queue.appendleft(job)
+                (self._large if job.large else self._small).appendleft(job)
             self._ready.set()
             return
         for job, (ok, value) in zip(batch, results):

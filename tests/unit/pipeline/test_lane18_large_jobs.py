@@ -1,9 +1,11 @@
-"""WorkerBatcher lanes (core/pipeline/workers.py rule 7), with real worker processes: large
-(solo) jobs run in at most slots - 1 slots, so a small job never waits behind large ones
-for a worker, and a large job still starts however much small work keeps coming.
+"""WorkerBatcher lanes (core/pipeline/workers.py rule 7), with real worker processes: while
+small jobs wait, large (solo) jobs run in at most slots - 1 slots, so a small job never
+waits behind large ones for more than one job's end; while none waits, large jobs take
+every slot (work-conserving, review2 R5); and a large job still starts however much small
+work keeps coming after it.
 
-Large jobs hold their worker until the test releases them (files in tmp_path), so every
-assertion is about which jobs run, never about how long anything took."""
+Jobs named large-* or held-* hold their worker until the test releases them (files in
+tmp_path), so every assertion is about which jobs run, never about how long anything took."""
 
 from __future__ import annotations
 
@@ -12,17 +14,19 @@ import time
 
 import pytest
 import trio
+import trio.testing
 import trio_parallel
 
 from core.pipeline.workers import WorkerBatcher
+from tests.support.waiting import until
 
 MAX_WAIT_SECONDS = 30        # a gate not released by then lets its job go (no worker left)
 
 
 def gated(item: str, gates: str) -> str:
-    """In the worker: mark `item` started; a large one then waits for its release."""
+    """In the worker: mark `item` started; a large or held one then waits for its release."""
     open(os.path.join(gates, item + ".started"), "wb").close()
-    if item.startswith("large"):
+    if item.startswith(("large", "held")):
         release = os.path.join(gates, item + ".release")
         for _ in range(MAX_WAIT_SECONDS * 50):
             if os.path.exists(release):
@@ -35,101 +39,111 @@ def _started(gates, item) -> bool:
     return (gates / (item + ".started")).exists()
 
 
-def _release(gates, item) -> None:
-    (gates / (item + ".release")).touch()
+def _release(gates, *items) -> None:
+    for item in items:
+        (gates / (item + ".release")).touch()
 
 
-async def _batcher(nursery, slots: int) -> WorkerBatcher:
+async def _first_started(gates, *items) -> str:
+    """Which of `items` begins first in a worker (each may be the one a free slot takes)."""
+    return next(i for i in await until(lambda: [i for i in items if _started(gates, i)],
+                                       timeout=MAX_WAIT_SECONDS))
+
+
+def _batcher(slots: int) -> WorkerBatcher:
     # one worker process per slot, however many cores this machine has (the core's
     # batcher has one slot per core, as trio_parallel's default limiter has)
     limiter = trio_parallel.current_default_worker_limiter()
     limiter.total_tokens = max(limiter.total_tokens, slots)
-    batcher = WorkerBatcher(gated, slots=slots, timeout_seconds=MAX_WAIT_SECONDS + 20)
-    await nursery.start(batcher.run)
-    return batcher
+    return WorkerBatcher(gated, slots=slots, timeout_seconds=MAX_WAIT_SECONDS + 20)
 
 
 class Calls:
-    """Calls in tasks of their own; `results` fills as they end."""
+    """Calls in tasks of their own, queued in the order given; `results` fills as they
+    end."""
 
     def __init__(self, nursery, batcher, gates):
         self.nursery, self.batcher, self.shared = nursery, batcher, (str(gates),)
         self.results: dict[str, str] = {}
 
-    def start(self, item: str) -> None:
-        async def call():
-            self.results[item] = await self.batcher.call((item,), self.shared,
-                                                         solo=item.startswith("large"))
-        self.nursery.start_soon(call)
+    async def queue(self, *items: str) -> None:
+        for item in items:
+            async def call(item=item):
+                self.results[item] = await self.batcher.call((item,), self.shared,
+                                                             solo=item.startswith("large"))
+            self.nursery.start_soon(call)
+            await trio.testing.wait_all_tasks_blocked()     # queued before the next one
+
+    async def all_done(self, *items: str) -> None:
+        await until(lambda: all(i in self.results for i in items), timeout=MAX_WAIT_SECONDS)
+        assert {i: self.results[i] for i in items} == {i: i + " done" for i in items}
 
 
 @pytest.mark.parametrize("slots", [2, 3])
-async def test_small_mail_passes_large_jobs_that_hold_all_slots_but_one(tmp_path, nursery,
-                                                                        slots):
-    batcher = await _batcher(nursery, slots)
+async def test_a_small_job_queued_before_the_last_slot_is_taken_gets_it(tmp_path, nursery,
+                                                                         slots):
+    batcher = _batcher(slots)
     calls = Calls(nursery, batcher, tmp_path)
     large = [f"large-{i}" for i in range(slots)]      # one more than their lane takes
-    for item in large:
-        calls.start(item)
-        await trio.sleep(0)                           # queued in this order
-    calls.start("small")
-    # Which comes first: the small job done, or every large job started (the FIFO of
-    # before, where they took every slot and the small one waited for a release)
-    with trio.fail_after(MAX_WAIT_SECONDS):
-        while "small" not in calls.results and not all(_started(tmp_path, i) for i in large):
-            await trio.sleep(0.01)
-    assert calls.results == {"small": "small done"}
-    # the large ones given a slot may not have begun in their worker yet (a worker process
-    # starting on a loaded machine): wait for them, then the last must still be waiting
-    with trio.fail_after(MAX_WAIT_SECONDS):
-        while not all(_started(tmp_path, item) for item in large[:-1]):
-            await trio.sleep(0.01)
-    assert not _started(tmp_path, large[-1])
-    assert batcher.large_running == slots - 1
-    _release(tmp_path, large[0])                      # a large one ends: the next starts
-    with trio.fail_after(MAX_WAIT_SECONDS):
-        while not _started(tmp_path, large[-1]):
-            await trio.sleep(0.01)
-    for item in large:
-        _release(tmp_path, item)
-    with trio.fail_after(MAX_WAIT_SECONDS):
-        while len(calls.results) < slots + 1:
-            await trio.sleep(0.01)
-    assert calls.results == {item: item + " done" for item in large + ["small"]}
+    await calls.queue(*large, "held-small")           # all queued before any slot is free
+    await nursery.start(batcher.run)
+    # the FIFO of before gave every slot to a large job, the small one waiting for a release
+    assert await _first_started(tmp_path, "held-small", large[-1]) == "held-small"
+    await until(lambda: all(_started(tmp_path, item) for item in large[:-1]),
+                timeout=MAX_WAIT_SECONDS)
+    assert batcher.large_running == slots - 1 and not _started(tmp_path, large[-1])
+    _release(tmp_path, "held-small")
+    # no small job waits: the last large one takes the free slot, with its lane full (27ed2c9
+    # kept that slot idle until a large job ended)
+    await until(lambda: _started(tmp_path, large[-1]), timeout=MAX_WAIT_SECONDS)
+    assert batcher.large_running == slots
+    _release(tmp_path, *large)
+    await calls.all_done(*large, "held-small")
 
 
-async def test_a_stream_of_small_jobs_does_not_keep_a_large_one_from_starting(tmp_path,
-                                                                              nursery):
-    batcher = await _batcher(nursery, 2)
+@pytest.mark.parametrize("slots", [2, 3])
+async def test_large_jobs_with_no_small_mail_take_every_slot_and_a_small_one_the_next(
+        tmp_path, nursery, slots):
+    batcher = _batcher(slots)
+    await nursery.start(batcher.run)
     calls = Calls(nursery, batcher, tmp_path)
-    calls.start("large-first")                        # takes the large lane
-    with trio.fail_after(MAX_WAIT_SECONDS):
-        while not _started(tmp_path, "large-first"):
-            await trio.sleep(0.01)
-    calls.start("large-waiting")                      # waits for the lane
-    sent = 0
+    large = [f"large-{i}" for i in range(slots + 1)]  # one more than there are slots
+    await calls.queue(*large)
+    # every slot runs a large job (27ed2c9: slots - 1, one slot idle with work waiting)
+    await until(lambda: all(_started(tmp_path, item) for item in large[:-1]),
+                timeout=MAX_WAIT_SECONDS)
+    assert batcher.large_running == slots and not _started(tmp_path, large[-1])
+    # a small job arriving now waits for the first job to end, and that slot is its,
+    # though the last large job came earlier
+    await calls.queue("held-small")
+    _release(tmp_path, large[0])
+    assert await _first_started(tmp_path, "held-small", large[-1]) == "held-small"
+    assert batcher.large_running == slots - 1
+    _release(tmp_path, "held-small")                  # no small job waits: the last goes
+    await until(lambda: _started(tmp_path, large[-1]), timeout=MAX_WAIT_SECONDS)
+    _release(tmp_path, *large)
+    await calls.all_done(*large, "held-small")
 
-    async def keep_small_jobs_queued(count: int) -> None:
-        # always more small jobs waiting than the free slot takes at once (a batch)
-        nonlocal sent
-        target = sent + count
-        while sent < target:
-            if sent - sum(1 for k in calls.results if k.startswith("small")) < 12:
-                calls.start(f"small-{sent}")
-                sent += 1
-            await trio.sleep(0.001)
 
-    await keep_small_jobs_queued(40)                  # small mail flows past both
-    assert not _started(tmp_path, "large-waiting")
+async def test_small_jobs_pass_a_waiting_large_one_but_later_ones_do_not_keep_it_waiting(
+        tmp_path, nursery):
+    batcher = _batcher(2)
+    await nursery.start(batcher.run)
+    calls = Calls(nursery, batcher, tmp_path)
+    await calls.queue("large-first", "held-small-0")  # a slot each
+    await until(lambda: _started(tmp_path, "large-first") and _started(tmp_path, "held-small-0"),
+                timeout=MAX_WAIT_SECONDS)
+    passing = [f"small-{i}" for i in range(1, 6)] + ["held-small-6"]   # one batch
+    await calls.queue("large-waiting", *passing)
+    # small mail that came after it flows past the waiting large one (its lane is full)
+    _release(tmp_path, "held-small-0")
+    assert await _first_started(tmp_path, "held-small-6", "large-waiting") == "held-small-6"
+    assert all(_started(tmp_path, item) for item in passing)
+    # more small mail keeps coming, but when the large lane frees, the older large job
+    # takes it: no stream of later small jobs starves it
+    later = [f"small-{i}" for i in range(7, 11)]
+    await calls.queue(*later)
     _release(tmp_path, "large-first")
-    async with trio.open_nursery() as stream:
-        stream.start_soon(keep_small_jobs_queued, 1_000_000)
-        with trio.fail_after(MAX_WAIT_SECONDS):         # a starved one never starts
-            while not _started(tmp_path, "large-waiting"):
-                await trio.sleep(0.01)
-        stream.cancel_scope.cancel()              # it started with the stream still on
-    _release(tmp_path, "large-waiting")
-    with trio.fail_after(MAX_WAIT_SECONDS):
-        while len(calls.results) < sent + 2:
-            await trio.sleep(0.01)
-    assert calls.results["large-waiting"] == "large-waiting done"
+    assert await _first_started(tmp_path, "large-waiting", later[0]) == "large-waiting"
+    _release(tmp_path, "large-waiting", "held-small-6")
+    await calls.all_done("large-first", "held-small-0", "large-waiting", *passing, *later)
