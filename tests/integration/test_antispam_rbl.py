@@ -401,6 +401,7 @@ async def test_a_message_of_a_session_opened_before_a_zone_was_removed_is_not_dr
     core.cancel_scope.cancel()
 
 
+@pytest.mark.slow       # waits out a silent zone's lookups (~3.5 s)
 async def test_a_silent_zone_stops_holding_up_connections(tmp_path, sink, dns, nursery):
     """A zone whose DNS server never answers: each connection used to wait the whole time
     limit while holding its smtp.max_incoming slot, capping intake at max_incoming / limit.

@@ -119,6 +119,7 @@ async def test_a_refused_central_quarantine_writes_one_deferred_event_per_copy(t
     core.cancel_scope.cancel()
 
 
+@pytest.mark.slow       # a copy tried again after the retry pause (~3.5 s)
 async def test_a_copy_tried_again_for_the_same_reason_writes_no_second_event(
         tmp_path, sink, sink6, nursery):
     sink6.mail_reply = (451, "4.3.0 central quarantine busy")

@@ -115,6 +115,7 @@ def _hold(home, n: int) -> list[str]:
     return ids
 
 
+@pytest.mark.slow       # a core and a dozen CLI processes (~5 s)
 async def test_queue_commands_list_forward_reprocess_and_drop(tmp_path, make_sink, nursery):
     sink = make_sink()
     home = make_home(tmp_path, routing__local=[

@@ -28,6 +28,7 @@ def silent_server():
     sock.close()
 
 
+@pytest.mark.slow       # waits out a dead DNS server's time limit (~4 s)
 @pytest.mark.parametrize("order", ["dead first", "dead second"])
 async def test_a_dead_dns_server_is_passed_over_within_the_time_limit(dns, silent_server,
                                                                       order):

@@ -31,6 +31,7 @@ def _dates_events(home) -> list[str]:
             if "the chain certificate" in (row["info"] or "")]
 
 
+@pytest.mark.slow       # a core run past a certificate's expiry (~6 s)
 @pytest.mark.trio
 async def test_an_intermediate_that_expires_while_the_core_runs_is_reported_once(tmp_path,
                                                                                 nursery,

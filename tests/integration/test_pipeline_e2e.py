@@ -326,6 +326,7 @@ async def test_disclaimer_for_non_local_destination(tmp_path, sink, nursery):
 
 # --- worker crashes and hangs (SPEC §4; ARCHITECTURE invariant 2) ---------------------------------
 
+@pytest.mark.slow       # three worker processes crashed and started again (~3.5 s)
 async def test_worker_crash_three_times_holds_with_suspect_alert(tmp_path, sink, nursery):
     home = routed_home(tmp_path, sink, admin__emails=["admin@local.test"])
     core = await nursery.start(lambda task_status: run_core(
