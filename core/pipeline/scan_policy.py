@@ -16,7 +16,9 @@ out under exclude .txt (guide36 finding 7).
 Containers are always decomposed; in include/exclude mode a container that was expanded is
 not itself a candidate — its members are ("If only .zip is in the Include list and test.zip
 is sent, no files are scanned because the zip file has been decomposed"). A container that
-could not be opened (rar without a reader, an encrypted one) stays a file like any other.
+could not be opened (rar without a reader, an encrypted one) stays a file like any other, and
+so does an OLE2 document whose packaged files are members (a .doc is more than its packages:
+decompose/engine_archives.py rule 5).
 """
 
 from __future__ import annotations

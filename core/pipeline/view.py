@@ -57,6 +57,8 @@ class Part:
     transfer_encoding: str | None = None
     true_type: str | None = None        # by content: "exe", "zip", "pdf", "elf", "gzip", ...
     container: str | None = None        # zip | tar | gzip | bzip2 | xz | 7z | rar | tnef | message
+                                        # | cab | arj | cpio | iso | szdd | ole (a document
+                                        # with packaged files: engine_archives.py rule 5)
     is_multipart: bool = False
     is_attachment: bool = False
     encrypted: bool = False             # password-protected container/document
@@ -77,7 +79,9 @@ class Part:
     inline_whole: bool = False          # `inline` reaches the block's "end" line, every line
                                         # of it decoded into `data` (rule 5; uu_read's `whole`)
     defects: list[str] = field(default_factory=list)
-    expanded: bool = True               # False: a container we could list but not open
+    expanded: bool = True               # False: a container scanned whole, as a file: one we
+                                        # could list but not open, or an OLE2 document,
+                                        # which is more than its packaged files
 
     @property
     def size(self) -> int:

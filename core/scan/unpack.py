@@ -4,7 +4,7 @@ files that ClamAV also reads.
 
     data: URIs (base64) in HTML         uuencoded and BinHex 4.0 blocks
     MS-DOS COMPRESS (SZDD, szdd.py)      RTF \\objdata (hex) objects
-    OLE2 streams (olefile), Ole10Native
+    OLE2 streams (olefile); of an Ole10Native package the file it holds (ole10native.py)
     zlib streams inside OLE2/SIS/other binaries (PowerPoint's compressed embedded objects)
     non-solid NSIS installers (LZMA / deflate / bzip2 blocks)
     UPX-packed PE files (NRV2B/D/E, upx.py)
@@ -23,8 +23,9 @@ files that ClamAV also reads.
       user password its streams and strings decrypted                   pdf.py
     cpio archives (newc, crc, odc, binary)                              cpio.py
     ISO 9660 images (with Joliet and Rock Ridge names)                  iso9660.py
-The decomposer opens the ARJ, cabinet, cpio, ISO 9660 and SZDD files a message carries with
-these same readers (core/pipeline/decompose/engine_archives.py), so their members are parts:
+The decomposer opens the ARJ, cabinet, cpio, ISO 9660 and SZDD files a message carries, and
+the OLE Package objects of its OLE2 documents, with these same readers
+(core/pipeline/decompose/engine_archives.py), so their members are parts:
 what comes here are such files inside what the decomposer does not open (an ARJ
 self-extractor, a cabinet in an OLE2 stream, ...).
 
@@ -54,7 +55,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from core.scan.filetypes import looks_like_mail
-from core.scan.unpackers import CrcMismatch, cpio, iso9660, name_text, zipmethods
+from core.scan.unpackers import (CrcMismatch, cpio, iso9660, name_text, ole10native,
+                                 zipmethods)
 
 __all__ = ["expand", "Budget", "szdd", "binhex", "uudecode", "uu_blocks", "uu_read",
            "UuBlock", "UuContent"]
@@ -338,6 +340,8 @@ def _uu_blocks(data: bytes) -> Iterator[bytes]:
 
 
 def _ole_streams(data: bytes) -> list[bytes]:
+    """Every stream; of an Ole10Native stream that holds a package, the packaged file
+    (unpackers/ole10native.py, the decomposer's reader too), else what follows its size."""
     import olefile
     out = []
     with olefile.OleFileIO(io.BytesIO(data)) as ole:
@@ -345,11 +349,19 @@ def _ole_streams(data: bytes) -> list[bytes]:
             if ole.get_size(path) > MAX_ITEM_OCTETS:
                 continue
             stream = ole.openstream(path).read()
-            if path[-1] == "\x01Ole10Native" and len(stream) > 4:
-                out.append(stream[4:])
+            if path[-1] == ole10native.NATIVE_STREAM and len(stream) > 4:
+                out.append(_native_content(stream))
             else:
                 out.append(stream)
     return out
+
+
+def _native_content(stream: bytes) -> bytes:
+    try:
+        package = ole10native.parse_package(stream)
+    except ValueError:
+        return stream[4:]
+    return package.content(stream) if package.as_written else stream[4:]
 
 
 _OBJDATA = re.compile(rb"\\objdata\b")

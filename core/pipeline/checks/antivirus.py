@@ -178,11 +178,14 @@ def _one_per_file(view, infected: list[_Infection]) -> list[_Infection]:
     """One finding per infected file, so every infected member of an archive is reported
     (module header). Two detections make one (the first: signatures before heuristics)
     when they are one file: a macro found in a document and in its vbaProject.bin member;
-    a container an engine scanned whole because a member could not be read, and the
+    a container an engine scanned whole because a member could not be read, or an OLE2
+    document, always scanned whole (decompose/engine_archives.py rule 5), and the
     members the decomposer did read, scanned as parts of their own, whose bytes the
     container's hold. The container's detection of itself (no `where`) goes when a member
     has that name; an item its scan unpacked goes when a member's own scan unpacked one of
-    that name through the same unpackers (`_unpacked`), one for one: uuencoded or data:
+    that name through the same unpackers (`_unpacked`; for an OLE2 document the engines'
+    first step into it, "ole2[n]", is the decomposer's, so the packaged file found there is
+    its member's), one for one: uuencoded or data:
     URI content, PDF streams in a stored member (review13 B6: each was a second finding
     and event, and counted twice toward outbreak.count). An item no member accounts for
     (the unreadable member's content) stays."""
@@ -199,8 +202,8 @@ def _one_per_file(view, infected: list[_Infection]) -> list[_Infection]:
             target = (part.parent, "")
         elif held and not item.where and any(name == item.name for name, _ in held):
             continue
-        elif held and item.where and held[item.name, _unpacked(item.where)] > 0:
-            held[item.name, _unpacked(item.where)] -= 1
+        elif held and item.where and held[item.name, _unpacked(item.where, part)] > 0:
+            held[item.name, _unpacked(item.where, part)] -= 1
             continue
         if target in seen:
             continue
@@ -209,10 +212,14 @@ def _one_per_file(view, infected: list[_Infection]) -> list[_Infection]:
     return out
 
 
-def _unpacked(where: str) -> str:
+def _unpacked(where: str, container=None) -> str:
     """The unpackers of a detection's `where`, without the item numbers: "uuencode[1]" and
-    "uuencode" are one way in, wherever in the bytes it began."""
-    return _ITEM_NUMBER.sub("", where)
+    "uuencode" are one way in, wherever in the bytes it began. In an OLE2 document the
+    decomposer took the first step itself ("ole2[3]/zlib[0]" is its member's "zlib")."""
+    ways = _ITEM_NUMBER.sub("", where)
+    if container is not None and container.container == "ole":
+        ways = ways.removeprefix("ole2").removeprefix("/")
+    return ways
 
 
 def _is_expanded_document(part, selected, flagged, view) -> bool:

@@ -2,9 +2,10 @@
 
 Walks the MIME tree on the raw bytes (mime.py; a part's content fields: content_fields.py),
 decodes transfer encodings, descends into attached messages (message/rfc822) and containers
-(archives.py), sniffs every part's true type (sniff.py), detects password protection
-(archives.py, encryption.py), reduces text parts to text (text.py, with the charsets mail
-readers use: charsets.py) and makes the uuencoded files written into a message text parts
+(archives.py; the files packaged in OLE2 documents: engine_archives.py rule 5), sniffs
+every part's true type (sniff.py), detects password protection (archives.py,
+encryption.py), reduces text parts to text (text.py, with the charsets mail readers use:
+charsets.py) and makes the uuencoded files written into a message text parts
 (uuencoded.py) — all under the per-message container budget (limits.py).
 
 Rules
@@ -45,7 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core.pipeline.decompose import archives, uuencoded
+from core.pipeline.decompose import archives, engine_archives, uuencoded
 from core.pipeline.decompose.encryption import office_is_encrypted, pdf_is_encrypted
 from core.pipeline.decompose.limits import Budget, LimitExceeded
 from core.pipeline.decompose.content_fields import (content_info, decode_word_readings,
@@ -347,6 +348,8 @@ class _Walker:
             part.encrypted = pdf_is_encrypted(data)
         elif kind == "ole":
             part.encrypted = bool(office_is_encrypted(data))
+            if not part.encrypted:
+                engine_archives.ole_objects(self, part)     # its packaged files
         if kind is None and part.content_type in TNEF_TYPES and data:
             self.error(part, "TNEF content without the TNEF signature")
             return

@@ -1,7 +1,8 @@
 """Containers the decomposer opens with the antivirus engines' own readers
-(core/scan/unpackers/): Microsoft cabinets, ARJ archives, cpio archives, ISO 9660 images and
-MS-DOS COMPRESS (SZDD) files. One listing and reading per format serves both, as zipmethods.py
-does for Deflate64 zip members (archives.py rule 4).
+(core/scan/unpackers/): Microsoft cabinets, ARJ archives, cpio archives, ISO 9660 images,
+MS-DOS COMPRESS (SZDD) files, and the files packaged in OLE2 documents (rule 5). One listing
+and reading per format serves both, as zipmethods.py does for Deflate64 zip members
+(archives.py rule 4).
 
 Before, only the engines looked into these: the antivirus saw their contents but the
 file-name policy never saw their names, so a `setup.exe` in a .cab or .cpio was delivered
@@ -31,17 +32,35 @@ Rules
        scanned; the others are read. Damage that ends the walk is an error on the container,
        after the members before it, and so is an ISO image read only up to its reader's
        bounds (iso9660.py rule 4). LimitExceeded always propagates.
-    4. CHM help files, SIS packages, InstallShield and NSIS setups and OLE2 streams are still
-       left to the engines (core/scan/unpack.py): CHM names are matched by the container's
-       own type (*.chm), a setup is an executable (*.exe).
+    4. CHM help files, SIS packages, InstallShield and NSIS setups are still left to the
+       engines (core/scan/unpack.py): CHM names are matched by the container's own type
+       (*.chm), a setup is an executable (*.exe).
+    5. An OLE2 compound file (a .doc, .xls, .ppt, .msg, .msi; an OOXML file's
+       embeddings/oleObject1.bin, a zip member already) is opened by `ole_objects`, not by
+       archives.expand: its OLE "Package" objects (unpackers/ole10native.py) are files of
+       their own, named by their label, with their temporary and source paths as other
+       names (a `run.exe` shown as "invoice.pdf" meets *.exe: the temporary path's name is
+       what runs). Before, only the engines saw them, so `*.exe` never met an .exe packaged
+       in a Word document (fixer19 F2). The document is more than its packages (its text,
+       its macros, its other objects), so it is scanned whole as well: `expanded` stays
+       False, as for a container scanned whole (antivirus `_scannable`, scan_policy), and
+       what its scan finds in a package is left to the package's part (antivirus
+       `_one_per_file`). A document without packages is no container and adds no depth.
+       A compound file olefile cannot read, a stream of a Package object that does not
+       read as one, or one longer than the file, is an error on the document
+       (unprocessable, SPEC §3); a package whose content is cut short is a member with what
+       there is and an error on it. Ole10Native streams of other classes that do not read
+       as Packager writes them are other OLE 1.0 servers' data, left to the engines.
+       Removing a package removes the attachment that carries the document (a compound
+       file is not rewritten, as no archive is).
 """
 
 from __future__ import annotations
 
-from core.scan.unpackers import CrcMismatch, arj, cpio, iso9660, szdd
+from core.scan.unpackers import CrcMismatch, arj, cpio, iso9660, ole10native, szdd
 from core.scan.unpackers import installshield
 
-__all__ = ["READERS"]
+__all__ = ["READERS", "ole_objects"]
 
 
 def _keep(walker, part, name: str, data, packed: int | None, other_names=()) -> object:
@@ -151,6 +170,43 @@ def _cab_folder(walker, part, layout, index: int, walk: list[int],
     except ValueError as exc:
         return bytes(out), str(exc)
     return bytes(out), ""
+
+
+def ole_objects(walker, part) -> None:
+    """The packaged files of an OLE2 compound file (rule 5)."""
+    try:
+        with ole10native.compound_file(part.data) as ole:
+            streams = ole10native.native_streams(ole)
+            if streams:
+                part.container, part.expanded = "ole", False
+                walker.budget.check_depth(part.depth + 1, part.location + "/")
+            for stream in streams:
+                try:
+                    _ole_package(walker, part, ole, stream)
+                except ValueError as exc:       # this stream only: the others are read
+                    walker.error(part, f"cannot read ole package {stream.location}: "
+                                       f"{exc}"[:300])
+    except ValueError as exc:
+        walker.error(part, f"cannot read ole container: {exc}"[:300])
+
+
+def _ole_package(walker, part, ole, stream) -> None:
+    walker.budget.check_declared(stream.size, stream.size, f"{part.location}/{stream.location}")
+    raw = ole10native.read_stream(ole, stream, len(part.data))
+    try:
+        package = ole10native.parse_package(raw)
+    except ValueError:
+        if stream.is_package:
+            raise
+        return
+    whole = package.available == package.size
+    if not stream.is_package and not (package.as_written and whole):
+        return
+    name, *others = package.names or (stream.location,)
+    member = _keep(walker, part, name, package.content(raw), None, others)
+    if not whole:
+        walker.error(member, f"cannot read ole member: data ends after {package.available} "
+                             f"of {package.size} octets")
 
 
 READERS = {"cab": _cab, "arj": _arj, "cpio": _cpio, "iso": _iso, "szdd": _szdd}

@@ -45,7 +45,8 @@ _MAGIC: tuple[tuple[int, bytes, str], ...] = (
 )
 
 # Types the decomposer opens (decompose/archives.py; the last five with the engines' readers,
-# decompose/engine_archives.py).
+# decompose/engine_archives.py). An "ole" document is not one of them: it is scanned whole,
+# and its packaged files are added by engine_archives.ole_objects (its rule 5).
 CONTAINER_TYPES = frozenset({"zip", "tar", "gz", "bz2", "xz", "7z", "rar", "tnef",
                              "cab", "arj", "cpio", "iso", "szdd"})
 ARJ_MAGIC = b"\x60\xea"
