@@ -6,7 +6,7 @@ run:
 
 test:
 	./scripts/bootstrap.sh test
-	.venv/bin/pytest
+	.venv/bin/pytest -n auto
 
 test-slow:
 	./scripts/bootstrap.sh test

@@ -17,3 +17,9 @@ if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
     "$venv/bin/python" -m pip install --quiet -e "$here${extras:+[$extras]}"
     touch "$stamp"
 fi
+# Byte-compile the checkout: where PYTHONDONTWRITEBYTECODE is set (CI's machines, some
+# containers) nothing else writes .pyc, and every process the service or the tests start
+# (core, console, scanning workers, each CLI command) would compile all of it again.
+sources=("$here/core" "$here/shared" "$here/console" "$here/migrations")
+[ "$extras" = test ] && sources+=("$here/tests")
+"$venv/bin/python" -m compileall -q -j 0 "${sources[@]}" >/dev/null
