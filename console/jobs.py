@@ -20,6 +20,13 @@ Jobs:
   overlap (a run that finds the other one going leaves the work to it). The same retention applies to the copies Write to CSV saved
   in logs/ (console.reporting.service.purge_saved_csv) and to the files of the diagnostics
   directory: conversation logs and saved queue files (shared.retention.purge_diagnostics).
+- `end_timed_out_sessions` (console.auth.service.end_timed_out, what a logon does first):
+  every SESSIONS_CHECK_SECONDS, ends the console sessions idle past `admin.timeout_minutes`
+  and writes each one's `logoff` (reason timeout, stamped when it timed out), so the
+  reports show it within about a minute of the timeout and not at the next logon
+  (fixer19 F3). The sessions are the console app's (console.context), passed to
+  `start_jobs`; a session that a request or a logon ends at the same moment gets one
+  logoff (console.sessions hands it to one of them).
 """
 
 from __future__ import annotations
@@ -35,8 +42,11 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
+from console.auth.service import end_timed_out
 from console.reporting.service import purge_saved_csv
+from console.sessions import Sessions
 from shared import db
 from shared.clock import WallClock
 from shared.events import Action, EventWriter
@@ -46,8 +56,8 @@ from shared.retention import PurgeResult, cutoff_shown, purge_diagnostics, purge
 from shared.settings_store import load, load_one
 
 __all__ = ["ConsoleJobs", "start_jobs", "purge_old_events", "stored_timezone", "schedule_jobs",
-           "PURGE_AT",
-           "FIRST_RUN_SECONDS", "PURGE_JOB", "FOLLOW_SECONDS"]
+           "end_timed_out_sessions", "PURGE_AT", "FIRST_RUN_SECONDS", "PURGE_JOB",
+           "FOLLOW_SECONDS", "SESSIONS_JOB", "SESSIONS_CHECK_SECONDS"]
 
 log = logging.getLogger("mailmoat.console.jobs")
 
@@ -55,6 +65,8 @@ PURGE_AT = (2, 30)          # 02:30 local: after the quarantine purge at 01:00 (
 FIRST_RUN_SECONDS = 60
 FOLLOW_SECONDS = 1.0        # how often `timezone` is read: a change applies within 2 s (SPEC §3)
 PURGE_JOB = "purge_old_events"          # the daily run's job id
+SESSIONS_JOB = "end_timed_out_sessions"
+SESSIONS_CHECK_SECONDS = 60     # a timed-out session's logoff is written within a minute
 
 
 def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> PurgeResult:
@@ -97,6 +109,20 @@ def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> P
                             "batches": result.batches, "seconds": round(result.seconds, 3),
                             "longest_batch_seconds": round(result.longest_batch_seconds, 4)})
     return result
+
+
+def end_timed_out_sessions(home: DataHome, sessions: Sessions, events: EventWriter,
+                           clock: WallClock) -> int:
+    """End the console sessions idle past `admin.timeout_minutes` (read now: a change
+    applies at the next run) and write their `logoff` events; returns how many ended.
+    Idempotent: a session is ended, and its logoff written, once. Raises sqlite3.Error when
+    the setting cannot be read (nothing ended: the next run tries again)."""
+    conn = db.connect(home.db)
+    try:
+        minutes = load_one(conn, "admin.timeout_minutes")
+    finally:
+        conn.close()
+    return len(end_timed_out(sessions, events, clock.now(), minutes * 60))
 
 
 def _daily(zone: zoneinfo.ZoneInfo) -> CronTrigger:
@@ -170,17 +196,20 @@ class ConsoleJobs:
         self.conn.close()
 
 
-def start_jobs(home: DataHome, events: EventWriter, clock: WallClock) -> ConsoleJobs:
+def start_jobs(home: DataHome, events: EventWriter, clock: WallClock,
+               sessions: Sessions | None = None) -> ConsoleJobs:
     """Start the process's scheduler with every job, and the thread that follows `timezone`;
-    call once per console process."""
-    jobs = schedule_jobs(home, events, clock)
+    call once per console process, with the console app's `sessions` (console.context)."""
+    jobs = schedule_jobs(home, events, clock, sessions)
     jobs.follow()
     return jobs
 
 
-def schedule_jobs(home: DataHome, events: EventWriter, clock: WallClock) -> ConsoleJobs:
+def schedule_jobs(home: DataHome, events: EventWriter, clock: WallClock,
+                  sessions: Sessions | None = None) -> ConsoleJobs:
     """Start the scheduler with every job, without the thread that runs follow_timezone
-    (`start_jobs` starts it; a test calls follow_timezone itself)."""
+    (`start_jobs` starts it; a test calls follow_timezone itself). `sessions` None: no app
+    whose sessions time out (a test of the other jobs), so no SESSIONS_JOB."""
     conn = db.connect(home.db)
     try:
         name = stored_timezone(conn)
@@ -207,5 +236,15 @@ def schedule_jobs(home: DataHome, events: EventWriter, clock: WallClock) -> Cons
     scheduler.add_job(purge, DateTrigger(dt.datetime.now(dt.timezone.utc)
                                          + dt.timedelta(seconds=FIRST_RUN_SECONDS)),
                       id=PURGE_JOB + "_at_start", name=job_name + " (at start)")
+    if sessions is not None:
+        def end_sessions() -> None:
+            try:
+                end_timed_out_sessions(home, sessions, events, clock)
+            except Exception:   # a busy database: the next run tries again
+                log.exception("cannot end the timed-out console sessions")
+
+        scheduler.add_job(end_sessions, IntervalTrigger(seconds=SESSIONS_CHECK_SECONDS),
+                          id=SESSIONS_JOB,
+                          name="end console sessions idle past admin.timeout_minutes")
     scheduler.start()
     return jobs

@@ -428,7 +428,8 @@ def _serve(home: DataHome, out: Callable[[str], None]) -> int:
     out(f"Mailmoat console: {urls['http']} and {https} (data home {home.root})")
     # The process's one scheduler (console.jobs): here, not in create_app, so it runs once.
     from console.jobs import start_jobs
-    jobs = start_jobs(home, server.context.events, server.context.clock)
+    jobs = start_jobs(home, server.context.events, server.context.clock,
+                      server.context.sessions)
     try:
         server.serve_until_stopped()
     finally:

@@ -12,9 +12,10 @@ Rules:
 - Kept in the console process's memory, not in SQLite: the console is one process, and a
   restart of it ends every session anyway (the cookie key is made per process,
   console/app.py). Nothing else needs to read sessions.
-- Bounded without a cap: every logon first removes the sessions idle past the timeout
-  (`end_idle`), so what is kept is at most the logons of one timeout period, and a logon
-  needs a password.
+- Bounded without a cap: the console's job about once a minute (console.jobs), and every
+  logon first, remove the sessions idle past the timeout (`end_idle`), so what is kept is
+  at most the logons of one timeout period, and a logon needs a password. `end_idle` and
+  `end` hand each session to one caller only: whoever gets it writes its logoff.
 - Thread-safe: cheroot serves requests from several threads. Callers get copies; a change
   goes through a method.
 """

@@ -21,9 +21,13 @@ Rules:
   cookie opens nothing.
 - A session ends after `admin.timeout_minutes` without a request (both roles), measured on
   the app's wall clock so tests move time without sleeping. Its `logoff` (reason timeout) is
-  written when the console notices, at the next logon or at the session's next request, but
-  is stamped with the time the session timed out: its last request + the timeout (guide
-  Table 7-5 "the date and time of logoff"; reports18 B2: it had the later time).
+  written by what notices first: the console's job, about once a minute (console.jobs;
+  fixer19 F3: a timeout nothing noticed had no logoff until the next logon), the next
+  logon, or the session's own next request. Each writes it only for a session it really
+  ended (`end_timed_out`, `log_off`), so it is written once; a session the job ended is,
+  at its next request, one that is not live (`end_unknown_session`). It is stamped with
+  the time the session timed out: its last request + the timeout (guide Table 7-5 "the
+  date and time of logoff"; reports18 B2: it had the later time).
 - A session ends at its next request once its account's password has changed (console,
   `config set`/`import`, `init --reset-admin-password`): at logon the session keeps the
   account's credential generation, an HMAC of the stored password hash under the app's
@@ -50,14 +54,14 @@ from werkzeug.routing import RequestRedirect
 from console.context import console_context, settings
 from console.roles import Role
 from console.security import LOGGED_TEXT_MAX_CHARS, event_text, record_within_budget
-from console.sessions import SessionRecord
+from console.sessions import SessionRecord, Sessions
 from console.throttle import FAILED_LOGON_WINDOW_SECONDS, FAILED_LOGONS_PER_CLIENT, client_key
-from shared.events import FAILED, SUCCEEDED, Action
+from shared.events import FAILED, SUCCEEDED, Action, EventWriter
 from shared.settings import PAGES, PASSWORD_MAX_CHARS, check_password
 
 __all__ = ["User", "ACCOUNTS", "authenticate", "load_user", "log_on", "log_off",
-           "check_idle_timeout", "check_credentials", "end_unknown_session", "check_session",
-           "keep_session_after_password_change", "record_unauthorized",
+           "end_timed_out", "check_idle_timeout", "check_credentials", "end_unknown_session",
+           "check_session", "keep_session_after_password_change", "record_unauthorized",
            "login_required_response", "unsaved_notice", "safe_next", "LogonsLockedOut",
            "FAILED_LOGONS_ALERT_AT"]
 
@@ -118,8 +122,10 @@ def load_user(session_id: str) -> User | None:
     if record is None or (record.is_secure and not request.is_secure):
         return None
     if record.account not in ACCOUNTS or not _account_enabled(record.account, settings()):
-        sessions.end(session_id)        # enabling the account again does not revive it
-        _record_logoff(record.account, "account_disabled", request.remote_addr)
+        # enabling the account again does not revive it; the logoff is written by the one
+        # request (or job) that ended it
+        if sessions.end(session_id) is not None:
+            _record_logoff(record.account, "account_disabled", request.remote_addr)
         return None
     return User(record.account, ACCOUNTS[record.account], session_id, record)
 
@@ -144,19 +150,39 @@ def _generation(name: str, values: dict) -> str:
     return hmac.new(current_app.secret_key, stored.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def _record_logoff(user_id: str, reason: str, client_ip: str | None,
-                   at: float | None = None) -> None:
+def _write_logoff(events: EventWriter, user_id: str, reason: str, client_ip: str | None,
+                  at: float | None = None) -> None:
     # the result is the guide's Succeeded; how it ended (logoff, timeout) is its data's
     # reason, which the detail report shows ("admin; reason=timeout"); `at`: when it ended,
     # for a logoff written later (a timeout), else now
-    console_context().events.record(Action.LOGOFF, at=at, result=SUCCEEDED,
-                                    client_ip=client_ip, info=user_id,
-                                    data={"user": user_id, "reason": reason})
+    events.record(Action.LOGOFF, at=at, result=SUCCEEDED, client_ip=client_ip, info=user_id,
+                  data={"user": user_id, "reason": reason})
+
+
+def _record_logoff(user_id: str, reason: str, client_ip: str | None,
+                   at: float | None = None) -> None:
+    """`_write_logoff` through this request's app's event writer."""
+    _write_logoff(console_context().events, user_id, reason, client_ip, at=at)
 
 
 def _timed_out_at(record: SessionRecord, idle_seconds: float) -> float:
     """When a session idle past `idle_seconds` ended (module rules)."""
     return record.seen + idle_seconds
+
+
+def end_timed_out(sessions: Sessions, events: EventWriter, now: float,
+                  idle_seconds: float) -> list[SessionRecord]:
+    """End the sessions without a request for more than `idle_seconds` at `now` and write
+    each one's `logoff` (reason timeout, stamped when it timed out); returns the sessions
+    ended. What a logon does first, and the console's job (console.jobs) about once a
+    minute: needs no request, and is safe to run at once with requests and with itself
+    (`Sessions.end_idle` hands each session to one caller only, so its logoff is written
+    once)."""
+    ended = sessions.end_idle(now, idle_seconds)
+    for record in ended:
+        _write_logoff(events, record.account, "timeout", record.client_ip,
+                      at=_timed_out_at(record, idle_seconds))
+    return ended
 
 
 def log_on(name: str, password: str | None) -> User | None:
@@ -204,10 +230,7 @@ def log_on(name: str, password: str | None) -> User | None:
                 raise locked
             return None
     ctx.failed_logons.reset(name)
-    idle_seconds = settings()["admin.timeout_minutes"] * 60
-    for ended in ctx.sessions.end_idle(now, idle_seconds):
-        _record_logoff(ended.account, "timeout", ended.client_ip,
-                       at=_timed_out_at(ended, idle_seconds))
+    end_timed_out(ctx.sessions, ctx.events, now, settings()["admin.timeout_minutes"] * 60)
     # The browser's earlier session, which this logon replaces: ended on the server too, or
     # a copy of its cookie (an administrator's, under a report logon) would still open
     # its pages (authz finding 3).
@@ -226,9 +249,10 @@ def log_on(name: str, password: str | None) -> User | None:
 
 def log_off(user: User, reason: str = "logoff", at: float | None = None) -> None:
     """End `user`'s session on the server and in the browser, and write the logoff event
-    (stamped `at`, else now)."""
-    console_context().sessions.end(user.session_id)
-    _record_logoff(user.id, reason, request.remote_addr, at=at)
+    (stamped `at`, else now) when this call ended it: one that ended meanwhile (the job
+    ended it timed out, a Log Off in another tab) had its logoff written by what ended it."""
+    if console_context().sessions.end(user.session_id) is not None:
+        _record_logoff(user.id, reason, request.remote_addr, at=at)
     logout_user()
     session.clear()
 
