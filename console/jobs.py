@@ -236,15 +236,14 @@ def schedule_jobs(home: DataHome, events: EventWriter, clock: WallClock,
     scheduler.add_job(purge, DateTrigger(dt.datetime.now(dt.timezone.utc)
                                          + dt.timedelta(seconds=FIRST_RUN_SECONDS)),
                       id=PURGE_JOB + "_at_start", name=job_name + " (at start)")
-    if sessions is not None:
-        def end_sessions() -> None:
-            try:
-                end_timed_out_sessions(home, sessions, events, clock)
-            except Exception:   # a busy database: the next run tries again
-                log.exception("cannot end the timed-out console sessions")
 
-        scheduler.add_job(end_sessions, IntervalTrigger(seconds=SESSIONS_CHECK_SECONDS),
-                          id=SESSIONS_JOB,
-                          name="end console sessions idle past admin.timeout_minutes")
+    def end_sessions() -> None:
+        try:
+            end_timed_out_sessions(home, sessions, events, clock)
+        except Exception:   # a busy database: the next run tries again
+            log.exception("cannot end the timed-out console sessions")
+
+    scheduler.add_job(end_sessions, IntervalTrigger(seconds=SESSIONS_CHECK_SECONDS),
+                      id=SESSIONS_JOB, name="end console sessions idle past admin.timeout_minutes")
     scheduler.start()
     return jobs

@@ -15,7 +15,9 @@ Rules:
 - Bounded without a cap: the console's job about once a minute (console.jobs), and every
   logon first, remove the sessions idle past the timeout (`end_idle`), so what is kept is
   at most the logons of one timeout period, and a logon needs a password. `end_idle` and
-  `end` hand each session to one caller only: whoever gets it writes its logoff.
+  `end` hand each session to one caller only: whoever gets it writes its logoff. The ids
+  `end_idle` ended are remembered (the last TIMED_OUT_KEPT) so that the session's next
+  request says it timed out, not just that it ended.
 - Thread-safe: cheroot serves requests from several threads. Callers get copies; a change
   goes through a method.
 """
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 __all__ = ["SessionRecord", "Sessions"]
 
 SESSION_ID_BYTES = 32   # 256 random bits (ASVS 3.2.2 asks for at least 64)
+TIMED_OUT_KEPT = 10_000  # ids of sessions ended by the timeout, kept for their next request
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class Sessions:
 
     def __init__(self) -> None:
         self._records: dict[str, SessionRecord] = {}
+        # ended by the timeout, oldest first: their next request is told why (the job ends
+        # most of them before the browser comes back)
+        self._timed_out: dict[str, bool] = {}
         self._lock = threading.Lock()
 
     def start(self, record: SessionRecord) -> str:
@@ -84,4 +90,12 @@ class Sessions:
         with self._lock:
             idle = [sid for sid, record in self._records.items()
                     if record.idle_past(now, idle_seconds)]
+            self._timed_out.update(dict.fromkeys(idle, True))
+            for oldest in list(self._timed_out)[:max(0, len(self._timed_out) - TIMED_OUT_KEPT)]:
+                del self._timed_out[oldest]
             return [self._records.pop(sid) for sid in idle]
+
+    def ended_by_timeout(self, session_id: str | None) -> bool:
+        """Whether `end_idle` ended this session (asked once, by its next request)."""
+        with self._lock:
+            return self._timed_out.pop(session_id, False) if session_id else False

@@ -270,9 +270,18 @@ def end_unknown_session(user) -> bool:
     True when that happened."""
     if user.is_authenticated or _SESSION_ID_KEY not in session:
         return False
+    timed_out = console_context().sessions.ended_by_timeout(session.get(_SESSION_ID_KEY))
     session.clear()
-    flash("Your session has ended. Please log on again.", "info")
+    if timed_out:       # the job (console.jobs) or a logon ended it: say why, as below
+        _flash_timed_out()
+    else:
+        flash("Your session has ended. Please log on again.", "info")
     return True
+
+
+def _flash_timed_out() -> None:
+    flash(f"Your session ended after {settings()['admin.timeout_minutes']} minute(s) "
+          "without activity. Please log on again.", "info")
 
 
 def check_idle_timeout(user) -> bool:
@@ -286,8 +295,7 @@ def check_idle_timeout(user) -> bool:
     limit_seconds = settings()["admin.timeout_minutes"] * 60
     if user.record.idle_past(now, limit_seconds):
         log_off(user, "timeout", at=_timed_out_at(user.record, limit_seconds))
-        flash(f"Your session ended after {settings()['admin.timeout_minutes']} minute(s) "
-              "without activity. Please log on again.", "info")
+        _flash_timed_out()
         return True
     ctx.sessions.update(user.session_id, seen=now)
     return False

@@ -18,6 +18,7 @@ import pytest
 from apscheduler.events import EVENT_JOB_MODIFIED
 
 from console.jobs import schedule_jobs, start_jobs
+from console.sessions import Sessions
 from shared import db
 from shared.clock import FakeClock
 from shared.events import EventWriter
@@ -60,7 +61,7 @@ def writer(home):
 def jobs(home, writer):
     """The scheduler with its jobs, without the follower thread: the test follows."""
     _set_timezone(home, "Atlantic/Azores")
-    jobs = schedule_jobs(home, writer, FakeClock())
+    jobs = schedule_jobs(home, writer, FakeClock(), Sessions())
     yield jobs
     jobs.shutdown()
 
@@ -107,7 +108,7 @@ def test_a_stored_name_that_makes_no_zone_is_utc_with_one_warning(home, jobs, ca
 
 def test_the_console_process_follows_in_a_thread_of_its_own(home, writer):
     _set_timezone(home, "Atlantic/Azores")
-    jobs = start_jobs(home, writer, FakeClock())
+    jobs = start_jobs(home, writer, FakeClock(), Sessions())
     try:
         moved = threading.Event()
         jobs.scheduler.add_listener(lambda event: event.job_id == DAILY and moved.set(),
