@@ -14,7 +14,8 @@ Rules:
 - A limit hit or a failed write inside DATA is answered after the end of data (the
   protocol reads to it, core/smtp/protocol.py rule 4), never by ending the stream.
 - A refused message's `rejected` event says why (guide Table 7-6: "the reason for the
-  rejection") and carries its Subject as far as the message was read (`_subject_read`). A
+  rejection") and carries its Subject as far as the message was read (`subject_read`; so
+  does the `connection_closed` of a session cut in DATA, core/smtp/session.py). A
   line over 1000 octets is also the client's protocol violation (SPEC §4: counted and
   logged), written before the rejection it causes.
 """
@@ -131,7 +132,7 @@ class MessageReception:
         await self._refuse_message(incoming, reply, "spool",
                                    f"spool write failed: {exc.strerror or exc}", size=size)
 
-    def _subject_read(self) -> str | None:
+    def subject_read(self) -> str | None:
         """The Subject of the message as far as it was read: a refusal at a limit stops
         the reading in the header at times (a line over 1000 octets, HEAD_OCTETS). The
         head holds whole lines, so a Subject field read is whole, but for a folded line
@@ -148,7 +149,7 @@ class MessageReception:
             await trio.to_thread.run_sync(incoming.abort)
         session.server.counters.incr("rejected")
         session.record(Action.REJECTED, sender=transaction.sender,
-                       recipients=transaction.recipients, subject=self._subject_read(),
+                       recipients=transaction.recipients, subject=self.subject_read(),
                        rule=rule, info=info, result=str(reply.code), **fields)
         session.log.error(log_as, f"{rule}: {info}")
         await session.write(session.conn.send(reply))
@@ -169,7 +170,7 @@ class MessageReception:
                       f"(RFC 5321 §4.5.3.1.6)")
             session.protocol_violation(
                 ViolationKind.TEXT_LINE_TOO_LONG, detail, reply, sender=transaction.sender,
-                recipients=transaction.recipients, subject=self._subject_read(),
+                recipients=transaction.recipients, subject=self.subject_read(),
                 size=event.size)
             await self._refuse_message(incoming, reply, "smtp.max_text_line", detail,
                                        log_as="protocol", size=event.size)

@@ -56,7 +56,10 @@ Rules:
   `connection_closed`: the client hung up without QUIT (in DATA: its message is lost), the
   connection broke, or an internal error (result "error"). A connection_closed names the
   last command and the last reply (`_record_end`); keeping them costs one assignment each
-  (`ServerConnection.last_command`, `write`), nothing is formatted before the end.
+  (`ServerConnection.last_command`, `write`), nothing is formatted before the end. One that
+  cuts a message in DATA also names whose message was lost: its sender, recipients and the
+  Subject as far as it was read (taken when the cut is seen, `_closed`: the message is
+  aborted before the end event).
 """
 
 from __future__ import annotations
@@ -172,7 +175,8 @@ class Session:
         # result; None: it ends with `disconnected`.
         self._closed_because: str | None = None
         self._closed_result: str | None = None
-        self._message_lost = False
+        # A message cut in DATA: whose it was, the end event's sender, recipients and subject
+        self._lost_message: dict | None = None
 
     def record(self, action: Action, **fields) -> None:
         self.server.events.record(action, connection_id=self.connection_id,
@@ -304,7 +308,11 @@ class Session:
         """The connection ends other than as SMTP means (module rules): say so at the end."""
         if self._closed_because is None:    # the first cause; what follows is its echo
             self._closed_because, self._closed_result = why, result
-            self._message_lost = self.message is not None
+            if self.message is not None:    # whose message was lost (module rules)
+                transaction = self.transaction
+                self._lost_message = {
+                    "sender": transaction.sender, "recipients": transaction.recipients,
+                    "subject": self.message.subject_read()}
 
     def _record_end(self) -> None:
         """The session's one end event (module rules; guide Table 7-6)."""
@@ -315,11 +323,12 @@ class Session:
         last_reply = lines[-1].decode("utf-8", "replace")[:LAST_REPLY_CHARS] or None
         last_command = self.conn.last_command
         data = {"last_command": last_command, "last_reply": last_reply}
-        if self._message_lost:
+        if self._lost_message is not None:
             data["message_lost"] = True
         self.record(Action.CONNECTION_CLOSED, result=self._closed_result,
                     info=f"{self._closed_because}; last command: {last_command or 'none'}; "
-                         f"last reply: {last_reply or 'none'}", data=data)
+                         f"last reply: {last_reply or 'none'}", data=data,
+                    **(self._lost_message or {}))
 
     async def _look_up_client(self) -> None:
         """The client's confirmed PTR name (for host names in relay.allowed) and RBL answers,
