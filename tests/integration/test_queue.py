@@ -501,11 +501,15 @@ async def test_reordering_when_a_deferring_hop_accepts_again(tmp_path, sink, run
     await h.until(lambda: h.events.of(Action.REORDERING_STOPPED))
     [started] = h.events.of(Action.REORDERING_STARTED)
     assert started["data"] == {"next_hop": f"relay:127.0.0.1:{sink.port}", "messages": 3}
+    # The next hop is the info (and data), never the rule: SPEC §2's `rule` is the setting
+    # or rule that fired, and no setting governs reordering (clispec19 C3 read it so)
+    assert started["info"] == started["data"]["next_hop"] and started.get("rule") is None
     # guide Table 7-5: the messages moved to the front and the seconds the reorder took
     # (events finding C6: the stop had only the next hop)
     [stopped] = h.events.of(Action.REORDERING_STOPPED)
     seconds = stopped["data"].pop("seconds")
     assert stopped["data"] == started["data"]
+    assert stopped["info"] == started["info"] and stopped.get("rule") is None
     assert isinstance(seconds, (int, float)) and seconds >= 0
     await h.until(lambda: h.ids("slow") == [])
 
