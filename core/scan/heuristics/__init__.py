@@ -7,7 +7,8 @@ administrator reads. What fires at each level (the tests pin every row):
     level    detections
     low      Heuristic.Disguised.DoubleExtension, .RightToLeftOverride, .ExecutableContent
     medium   low + Heuristic.Macro.AutoExecShell (auto-exec VBA with shell/download/
-             obfuscation traits), Heuristic.PDF.JavaScriptLaunch (JavaScript plus a
+             obfuscation traits, or Excel 4 macros run by Auto_Open that call EXEC,
+             REGISTER, ...), Heuristic.PDF.JavaScriptLaunch (JavaScript plus a
              launch/open action), Heuristic.HTML.Smuggling (script that assembles a file
              and downloads it)
     high     medium + Heuristic.Macro.Present (any VBA or Excel 4 macro),

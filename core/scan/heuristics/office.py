@@ -1,6 +1,8 @@
 """Office macros (olevba from oletools): auto-exec VBA with shell / download / obfuscation
-traits (medium), any VBA or Excel 4 macro (high). Macros in an OOXML document are
-repairable (core/scan/repair.py removes the VBA project); in OLE2 documents they are not.
+traits, and Excel 4 macros that run automatically (Auto_Open) with shell / download /
+formula-building traits (core/scan/heuristics/excel4.py), at medium; any VBA or Excel 4
+macro (high). Macros in an OOXML document are repairable (core/scan/repair.py removes the
+VBA project); in OLE2 documents they are not.
 
 Where Excel 4 (XLM) macros are found
     - BIFF workbooks (.xls, .xlt: OLE2): olevba's detect_xlm_macros (its BIFF plugin);
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from core.scan.heuristics import Heuristic
+from core.scan.heuristics import Heuristic, excel4
 from core.scan.repair import macro_sheets
 
 OFFICE_TYPES = {"ole", "zip", "docx", "xlsx", "pptx", "ooxml"}
@@ -55,10 +57,12 @@ def check(view, part) -> list[Heuristic]:
         return []
     sheets = macro_sheets(part.data) if ooxml else []
     name = part.filename or part.location
-    vba, xlm, results = _olevba(name, part.data)
+    vba, xlm, xlm_listing, results = _olevba(name, part.data)
     xlm = xlm or bool(sheets)
     if not vba and not xlm:
         return []
+    xlm_found = (excel4.from_package(part.data, sheets) if sheets
+                 else excel4.from_olevba(xlm_listing) if xlm_listing else None)
     autoexec = [k for t, k, _d in results if t == "AutoExec"]
     traits = sorted({k for t, k, _d in results if t == "Suspicious"
                      and k.lower() in TRAITS} | {t for t, _k, _d in results
@@ -72,35 +76,44 @@ def check(view, part) -> list[Heuristic]:
                           f"{name!r} has {kind} macros that run automatically "
                           f"({', '.join(autoexec[:3])}) and use {', '.join(traits[:5])}"
                           + where, repairable)]
+    if xlm_found and xlm_found.automatic and xlm_found.traits:
+        lead = f"{name!r} has {kind} macros" + ("; the Excel 4 ones run" if vba else " that run")
+        return [Heuristic("Heuristic.Macro.AutoExecShell", "medium",
+                          f"{lead} automatically ({', '.join(xlm_found.automatic[:3])}) and "
+                          f"use {', '.join(xlm_found.traits[:5])}" + where, repairable)]
+    if xlm_found:
+        autoexec += [n for n in xlm_found.automatic if n not in autoexec]
     return [Heuristic("Heuristic.Macro.Present", "high",
                       f"{name!r} contains {kind} macros"
                       + (f" that run automatically ({', '.join(autoexec[:3])})"
                          if autoexec else "") + where, repairable)]
 
 
-def _olevba(name: str, data: bytes) -> tuple[bool, bool, list]:
-    """(has VBA, has Excel 4 macros as olevba finds them, olevba's analysis of the VBA);
-    nothing found when olevba cannot read `data`."""
+def _olevba(name: str, data: bytes) -> tuple[bool, bool, list[str], list]:
+    """(has VBA, has Excel 4 macros as olevba finds them, its listing of them (BIFF, SYLK:
+    core/scan/heuristics/excel4.py `from_olevba`), olevba's analysis of the VBA); nothing
+    found when olevba cannot read `data`."""
     from oletools.olevba import VBA_Parser
     try:
         parser = VBA_Parser(name, data=data)
     except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
         raise
     except Exception:
-        return False, False, []
+        return False, False, [], []
     try:
         vba = bool(parser.detect_vba_macros())
         try:
             xlm = bool(parser.detect_xlm_macros())
+            listing = [str(line) for line in parser.xlm_macros or ()] if xlm else []
         except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
             raise
         except Exception:
-            xlm = False
-        return vba, xlm, (parser.analyze_macros() or []) if vba else []
+            xlm, listing = False, []
+        return vba, xlm, listing, (parser.analyze_macros() or []) if vba else []
     except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
         raise
     except Exception:
-        return False, False, []
+        return False, False, [], []
     finally:
         try:
             parser.close()

@@ -1,6 +1,8 @@
 """Excel 4 (XLM) macros outside BIFF workbooks (content18 B4): the macro sheets of OOXML
 (.xlsm/.xltm), XLSB and SYLK (.slk) workbooks are "Heuristic.Macro.Present" at `high`, as
-docs/antivirus.md's table says ("any VBA or Excel 4 macro"), and nothing at low / medium; a
+docs/antivirus.md's table says ("any VBA or Excel 4 macro"), and nothing at low / medium
+(those that run on open and call EXEC and the like are "Heuristic.Macro.AutoExecShell" at
+medium: tests/unit/scan/test_av19_excel4_autoopen.py; the macros here only show an ALERT); a
 workbook with macro sheets is never "repaired" by removing its VBA project, which would leave
 its Excel 4 macros in (core/scan/repair.py "What is not repaired"). Before, olevba's
 detect_xlm_macros (BIFF only) was all there was: each of these passed at `high`."""
@@ -27,17 +29,19 @@ MACROSHEET_TYPE = "application/vnd.ms-excel.macrosheet+xml"
 WORKSHEET_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"
 MACRO_CELLS = (b'<xm:macrosheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/'
                b'main" xmlns:xm="http://schemas.microsoft.com/office/excel/2006/main">'
-               b'<sheetData><row r="1"><c r="A1"><f>EXEC("calc.exe")</f></c></row>'
+               b'<sheetData><row r="1"><c r="A1"><f>ALERT("hello")</f></c></row>'
                b'<row r="2"><c r="A2"><f>HALT()</f></c></row></sheetData></xm:macrosheet>')
 
 
 def workbook(sheet_part: str | None = "xl/macrosheets/sheet1.xml", *,
              relationship: str | None = MACROSHEET_REL,
              content_type: str | None = MACROSHEET_TYPE,
-             extra: dict[str, bytes] | None = None) -> bytes:
+             extra: dict[str, bytes] | None = None, cells: bytes = MACRO_CELLS,
+             names: tuple[str, ...] = ("_xlnm.Auto_Open",)) -> bytes:
     """A minimal macro-enabled workbook whose second sheet, at `sheet_part`, is listed by
-    `relationship` (a relationship type, None: not listed) and has `content_type` (None: no
-    Override); `sheet_part` None: a plain workbook with one worksheet."""
+    `relationship` (a relationship type, None: not listed), has `content_type` (None: no
+    Override) and holds `cells` (a macro sheet's XML), its defined names `names` (each
+    pointing at Macro1!$A$1); `sheet_part` None: a plain workbook with one worksheet."""
     overrides = [("xl/workbook.xml", "application/vnd.ms-excel.sheet.macroEnabled.main+xml"),
                  ("xl/worksheets/sheet1.xml", WORKSHEET_TYPE)]
     rels = [("rId1", WORKSHEET_REL, "worksheets/sheet1.xml")]
@@ -61,8 +65,8 @@ def workbook(sheet_part: str | None = "xl/macrosheets/sheet1.xml", *,
     book = ('<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats'
             '.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/'
             f'officeDocument/2006/relationships"><sheets>{sheets}</sheets><definedNames>'
-            '<definedName name="_xlnm.Auto_Open">Macro1!$A$1</definedName></definedNames>'
-            '</workbook>')
+            + "".join(f'<definedName name="{n}">Macro1!$A$1</definedName>' for n in names)
+            + '</definedNames></workbook>')
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("[Content_Types].xml", types)
@@ -75,14 +79,14 @@ def workbook(sheet_part: str | None = "xl/macrosheets/sheet1.xml", *,
         z.writestr("xl/worksheets/sheet1.xml", b'<worksheet xmlns="http://schemas.openxml'
                    b'formats.org/spreadsheetml/2006/main"><sheetData/></worksheet>')
         if sheet_part is not None:
-            z.writestr(sheet_part, MACRO_CELLS)
+            z.writestr(sheet_part, cells)
         for name, data in (extra or {}).items():
             z.writestr(name, data)
     return out.getvalue()
 
 
 SYLK_MACRO = (b"ID;PWXL;N;E\r\nP;PGeneral\r\nO;L;E;D;V0;K47;G100 0.001\r\n"
-              b"NN;NAuto_Open;ER1C1\r\nC;Y1;X1;KFALSE;EEXEC(\"calc.exe\")\r\n"
+              b"NN;NAuto_Open;ER1C1\r\nC;Y1;X1;KFALSE;EALERT(\"hello\")\r\n"
               b"C;Y2;KTRUE;EHALT()\r\nE\r\n")
 SYLK_DATA = b"ID;PWXL;N;E\r\nP;PGeneral\r\nC;Y1;X1;K42\r\nC;Y2;X1;K\"total\"\r\nE\r\n"
 
