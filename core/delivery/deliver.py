@@ -113,8 +113,11 @@ Rules
        attempt that reuses it says "reusing connection <id>", and a connection waiting
        in the pool belongs to no log (its QUIT at the idle close is not logged), from the
        moment it goes back: one whose deferrals went on (rule 1) leaves the log then.
-    7. Recipients go MAX_RECIPIENTS_PER_TRANSACTION to a transaction. Those a host refuses
-       only for its limit of recipients per transaction (core/delivery/session.py rule 8:
+    7. Recipients go MAX_RECIPIENTS_PER_TRANSACTION to a transaction, each on a clean
+       session: one that ended with every recipient or the DATA refused was closed with
+       RSET (core/delivery/session.py rule 9), and a 503 to a later MAIL sends that batch
+       again on a fresh connection (session.py rule 10, `_closed_before_taking`). Those a
+       host refuses only for its limit of recipients per transaction (session.py rule 8:
        452 4.5.3, or 552 "too many recipients") are sent at once in further transactions
        of the attempt, each of at most as many recipients as the host answered before its
        limit in the one that hit it, until every recipient has had its answer: flow control, not a

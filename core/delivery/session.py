@@ -62,6 +62,18 @@ Rules
        recipients" — is no failure of that recipient: run_transaction reports it as
        RECIPIENT_LIMIT with status 4.5.3, and core/delivery/deliver.py sends it in a
        further transaction.
+    9. A transaction the server opened (MAIL accepted) and that ended without the reply to
+       the data — every RCPT refused, or DATA refused — is still open at the server: only
+       that reply or RSET ends it (RFC 5321 §3.3, §4.1.1.5). `_exchange` sends RSET then,
+       pipelined or not, so the next transaction on the connection (deliver.py sends more
+       than 100 recipients in several) starts clean. Without it the next MAIL got "503
+       5.5.1 nested MAIL command" from Postfix, and every later recipient, deliverable ones
+       too, was failed and bounced (outbound19 finding A1).
+   10. A 503 to MAIL ("bad sequence of commands") is about our session, never about the
+       recipients: they are deferred (status 4.x.x, the reply as their text) and the
+       connection is dropped, so the server discards whatever it holds (RFC 5321
+       §4.1.1.4); deliver.py sends a later transaction's recipients again on a fresh
+       connection (its `_closed_before_taking`).
 """
 
 from __future__ import annotations
@@ -149,7 +161,8 @@ class Session:
     is_broken: bool = False
     is_open: bool = False               # open_session finished: ready for MAIL (rule 6)
     completed_at: float | None = None   # trio time the last transaction ended with the reply
-                                        # to the data (None: not ended that way)
+                                        # to the data or an RSET (rule 9) (None: not ended
+                                        # that way)
     timer: trio.CancelScope | None = None   # set by _timed: the deadline of the current step
     step: str = ""                          # what that step does, for the timeout's text
 
@@ -183,6 +196,11 @@ def _is_recipient_limit(reply: Reply) -> bool:
     if reply.enhanced is not None and reply.enhanced[1:] == ".5.3":
         return True
     return any(_TOO_MANY_RECIPIENTS.search(line) for line in reply.lines)
+
+
+def _is_bad_sequence(reply: Reply | None) -> bool:
+    """Is this reply to MAIL a 503, "bad sequence of commands" (rule 10)?"""
+    return reply is not None and reply.code == 503
 
 
 def _status(reply: Reply) -> str:
@@ -438,6 +456,11 @@ async def _transaction(session: Session, envelope: Envelope, recipients: Sequenc
         error = _refusal(session, f"internal error talking to {session.peer}: {exc}",
                          status="4.3.0", host=session.host)
     transaction = conn.transaction
+    if transaction is not None and _is_bad_sequence(transaction.mail_reply):     # rule 10
+        session.is_broken = True
+        if session.log is not None:
+            session.log.note(f"{session.peer} has a transaction open that is not ours: the "
+                             f"connection is dropped and the recipients wait")
     outcomes = transaction.outcomes() if transaction is not None else {}
     results: dict[str, tuple[str, str, str, bool]] = {}
     for address in recipients:
@@ -453,6 +476,9 @@ async def _transaction(session: Session, envelope: Envelope, recipients: Sequenc
         elif reply is transaction.rcpt_replies.get(address) and _is_recipient_limit(reply):
             results[address] = (RECIPIENT_LIMIT, reply_text(reply), RECIPIENT_LIMIT_STATUS,
                                 True)
+        elif reply is transaction.mail_reply and _is_bad_sequence(reply):         # rule 10
+            results[address] = ("deferred", reply_text(reply),
+                                "4." + _status(reply).partition(".")[2], True)
         else:
             results[address] = (outcome.value, reply_text(reply), _status(reply), True)
     return results
@@ -474,9 +500,9 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
                     needs_utf8: bool) -> None:
     """`content`: the message file, or the message itself (a small 7-bit copy)."""
     conn = session.conn
-    # Set again only by the reply to the data: a transaction ended any other way (every
-    # recipient or the DATA refused) is still open at the server, and reset_session must
-    # send RSET however soon the connection is reused.
+    # Set again by the reply to the data, or by the RSET that ends a transaction the
+    # server still has open (rule 9): until then reset_session must send RSET however soon
+    # the connection is reused.
     session.completed_at = None
     mail = conn.mail(envelope.sender, size=size or None, needs_8bitmime=needs_8bit,
                      needs_smtputf8=needs_utf8)
@@ -497,12 +523,12 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
             if conn.state is ClientState.CLOSED:     # a 421: nothing more on this connection
                 return
         if not conn.transaction.accepted_recipients:
-            await _send(session, conn.rset(), timeouts.rset)
-            await _reply(session, timeouts.rset)
+            await _end_open_transaction(session, timeouts)                    # rule 9
             return
         await _send(session, conn.data(), timeouts.data_initiation)
         data_reply = await _reply(session, timeouts.data_initiation)
     if data_reply.code != 354:
+        await _end_open_transaction(session, timeouts)                        # rule 9
         return
     if not conn.transaction.mail_reply.is_positive:
         # DATA taken after MAIL was refused: the server has a transaction open that is not
@@ -526,6 +552,22 @@ async def _exchange(session: Session, envelope: Envelope, recipients: Sequence[s
         await _send(session, conn.end_data(), timeouts.data_block)
     await _reply(session, timeouts.data_termination)
     session.completed_at = trio.current_time()
+
+
+async def _end_open_transaction(session: Session, timeouts: Timeouts) -> None:
+    """RSET after a transaction whose MAIL was accepted and that ended without the reply to
+    the data (rule 9), while the connection is still of use; the session is clean and
+    fresh then. An RSET refused leaves it unusable: what the server holds is unknown."""
+    transaction = session.conn.transaction
+    if session.is_broken or session.conn.state not in (ClientState.READY, ClientState.MAIL) \
+            or transaction is None or transaction.mail_reply is None \
+            or not transaction.mail_reply.is_positive:
+        return                  # closed, or the server opened no transaction
+    await _send(session, session.conn.rset(), timeouts.rset)
+    if (await _reply(session, timeouts.rset)).code_class == 2:
+        session.completed_at = trio.current_time()
+    else:
+        session.is_broken = True
 
 
 _HEADER_END = re.compile(rb"\n\r?\n")   # the empty line after the header section
@@ -602,7 +644,8 @@ FRESH_SECONDS = 2.0  # a connection that just finished a transaction is reused w
 async def reset_session(session: Session, timeouts: Timeouts) -> bool:
     """Make an idle connection ready for the next transaction; False when it is no longer
     usable. After a transaction that ended with the reply to the data (RFC 5321 §4.1.1.4:
-    that reply clears the transaction) a connection used moments ago needs no RSET; an
+    that reply clears the transaction) or with an RSET (rule 9) a connection used moments
+    ago needs no RSET; an
     older one is checked with RSET, since the server may have dropped it meanwhile."""
     if not session.is_usable:
         return False
