@@ -11,8 +11,9 @@ Rules:
   `key=value; …`. CSV, JSON and text carry it whole; only a page shortens the details
   (`detail_parts(..., limit=)`), which it shows in User and Details columns of its own.
   A fact the writer's text already states in so many words (`score 100` in "Message is
-  considered to be spam (score 100, spam definitions …)") is not repeated in the details,
-  on the page or in a file: each fact once.
+  considered to be spam (score 100, spam definitions …)"), or that is the whole text (a
+  reordering's next hop), is not repeated in the details, on the page or in a file: each
+  fact once.
 - Summary CSV: section,item,count.
 - Spreadsheet formula injection: a CSV cell starting with `=`, `+`, `-` or `@` gets a leading
   `'` (SPEC §2, STYLE §1 Console). JSON and text are not spreadsheets and are not escaped.
@@ -199,11 +200,15 @@ def _fact(key: str, value, limit: int | None, parts: list[str]) -> None:
 
 
 def _stated(info: str | None, key: str, value) -> bool:
-    """Does the writer's text state this data fact already, as `key value` or `key=value`,
-    whole words (module rules)? `score 1` is not stated by "score 100", nor `rule x` by
-    "spam_rule x". Only text and numbers: a flag or a list reads otherwise in a sentence."""
+    """Does the writer's text state this data fact already (module rules): as `key value`
+    or `key=value` in whole words, or as the whole text (a reordering's info is its next
+    hop; outbound19 B1 saw "relay:…; messages=4; next_hop=relay:…")? `score 1` is not
+    stated by "score 100", nor `rule x` by "spam_rule x". Only text and numbers: a flag or
+    a list reads otherwise in a sentence."""
     if not info or type(value) not in (str, int, float) or value == "":
         return False
+    if info == value:
+        return True
     if f"{key} {value}" not in info and f"{key}={value}" not in info:
         return False                # the common case, without a regular expression
     return re.search(rf"(?<!\w){re.escape(key)}[ =]{re.escape(str(value))}(?!\w|\.\d)",

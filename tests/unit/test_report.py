@@ -477,7 +477,7 @@ def test_system_rows_show_their_user_and_data(database, seed):
     assert [(r["action"], r["info"]) for r in rows] == [
         ("logon", "admin"), ("failed_logon", "root; count=3"),    # info is the user already
         ("logoff", "report; reason=timeout"),
-        ("unauthorized_access", "/configuration/; user=report; path=/configuration/"),
+        ("unauthorized_access", "/configuration/; user=report"),    # and the path
         ("file_deleted", "file=x.com; virus=EICAR")]
 
 
@@ -685,6 +685,21 @@ def test_a_fact_the_writers_text_states_is_not_repeated(database, seed):
 ])
 def test_only_a_fact_stated_in_whole_words_is_left_out(info, kept):
     assert detail_parts("heuristic_spam", {"score": 100}, info=info) == kept
+
+
+def test_a_fact_that_is_the_writers_whole_text_is_not_repeated(database, seed):
+    """A reordering's info is its next hop, which its data has too (outbound19 B1: the
+    row read "relay:…; messages=4; next_hop=relay:…"). A value merely in the text stays."""
+    hop = "relay:192.0.2.7:25"
+    seed.at(T0 + 1, Action.REORDERING_STARTED, info=hop, data={"next_hop": hop, "messages": 4})
+    seed.at(T0 + 2, Action.REORDERING_STOPPED, info=hop,
+            data={"next_hop": hop, "messages": 4, "seconds": 0.5})
+    seed.done()
+    started, stopped = records(database[1])
+    assert started["info"] == f"{hop}; messages=4"
+    assert stopped["info"] == f"{hop}; messages=4; seconds=0.5"
+    assert detail_parts("reordering_started", {"next_hop": hop}, info=f"to {hop}") == [
+        f"next_hop={hop}"]
 
 
 # --- text an older release wrote that no UTF-8 output can carry ---------------------------------
