@@ -94,8 +94,9 @@ def _as_fields(term: str) -> str:
             (unwanted if operator == "NOT" else wanted).append(text.strip())
     advice = []
     if wanted:
-        match = "any" if "OR" in operators else "all"
-        advice.append(f'"{", ".join(wanted)}" as terms with Match "{match} of the terms"')
+        # the option as both rule pages show it (the guide's "All/Any of these terms")
+        match = "Any" if "OR" in operators else "All"
+        advice.append(f'"{", ".join(wanted)}" as terms with Match "{match} of these terms"')
     if unwanted:
         advice.append(f'"{", ".join(unwanted)}" under "none of"')
     return "Instead type " + " and ".join(advice) + "."

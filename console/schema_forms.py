@@ -49,9 +49,9 @@ from shared.settings_types import (
     integer_from_text, zone_names,
 )
 
-__all__ = ["field_name", "settings_form", "form_values", "form_data", "attach_errors",
-           "UnsupportedKind", "supports", "SettingField", "text_lines", "rule_by_line",
-           "SHOWN_FIELD", "CHANGED_MEANWHILE"]
+__all__ = ["field_name", "settings_form", "with_option_labels", "form_values", "form_data",
+           "attach_errors", "UnsupportedKind", "supports", "SettingField", "text_lines",
+           "rule_by_line", "SHOWN_FIELD", "CHANGED_MEANWHILE"]
 
 SHOWN_FIELD = "settings_shown"
 MAX_SELECT_NUMBERS = 10     # an Int with at most this many values is a select
@@ -182,6 +182,20 @@ def settings_form(keys: Iterable[str], labels: dict[str, str] | None = None,
     attrs["setting_fields"] = tuple(layout)
     attrs[SHOWN_FIELD] = HiddenField()
     return type(name, (base,), attrs)
+
+
+def with_option_labels(form_class: type, option_labels: dict[str, dict[str, str]]) -> type:
+    """`form_class` whose selects of `option_labels`' keys show those texts ({key: {value:
+    text}}) in place of the value as a word; the values, and everything else about the
+    fields, stay as the schema made them."""
+    for key, texts in option_labels.items():
+        name = field_name(key)
+        if name in form_class.__dict__:
+            unbound = form_class.__dict__[name]
+            choices = [SelectChoice(value, texts[value]) for value in SCHEMA[key].kind.choices]
+            setattr(form_class, name,
+                    SelectField(*unbound.args, **{**unbound.kwargs, "choices": choices}))
+    return form_class
 
 
 # --- values ↔ form data ------------------------------------------------------------------

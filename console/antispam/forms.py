@@ -10,7 +10,7 @@ from wtforms import (BooleanField, HiddenField, SelectField, SelectMultipleField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional, Regexp
 
-from console.schema_forms import settings_form
+from console.schema_forms import settings_form, with_option_labels
 from shared.settings import SCHEMA
 
 __all__ = ["TABS", "PAGE_KEYS", "SETTINGS_FORMS", "LABELS", "RblForm", "SpamRuleForm",
@@ -27,6 +27,7 @@ TABS = (
     ("premium", "Premium AntiSpam", "antispam.premium"),
 )
 RBL_ZONE_ROWS = 3
+ZONE_LABEL = "Real-time blacklist domain name"
 
 LABELS = {
     "whitelist.custom.enabled": "Bypass heuristic and blacklist detection for the following "
@@ -38,10 +39,10 @@ LABELS = {
     "blacklist.enabled": "Identify messages from the following email addresses or domains as "
                          "violations",
     "blacklist.entries": "Blocked senders (@domain, .domain or address; * and ? before the @)",
-    "blacklist.action": "When a violation occurs",
+    "blacklist.action": "Do the following when a violation occurs",
     "blacklist.forward_to": "Forward to email address",
     "blacklist.forward_subject": "Subject of forwarded messages (optional)",
-    "rbl.action": "When a real-time blacklist violation occurs",
+    "rbl.action": "Do the following when a real-time blacklist anti-spam list violation occurs",
     "rbl.forward_to": "Forward to email address",
     "rbl.forward_subject": "Subject of forwarded messages (optional)",
     "heuristic.enabled": "Enable heuristic spam detection",
@@ -51,7 +52,8 @@ LABELS = {
     "heuristic.drop_score": "Drop messages that have a spam score greater than or equal to",
     "heuristic.forward_score": "Forward messages that have a spam score greater than or equal to",
     "heuristic.forward_to": "Forward to email address",
-    "rules.body_scanning": "Scan message bodies (spam and content rules)",
+    "rules.body_scanning": "Enable message body scanning for both Spam and Content Violation "
+                           "Rules",
 }
 
 PAGE_KEYS = {
@@ -62,7 +64,14 @@ PAGE_KEYS = {
     "heuristic": [k for k in SCHEMA if k.startswith("heuristic.")],
     "spam_rules": ["rules.body_scanning"],
 }
-SETTINGS_FORMS = {page: settings_form(keys, LABELS, name=f"{page.title()}Form")
+# The guide's texts of the actions' options (§5 "Drop message", "Log only", "Forward
+# message"; reject is Mailmoat's, SPEC §3 rbl.action)
+ACTION_OPTIONS = {"drop": "Drop message", "log": "Log only", "forward": "Forward message",
+                  "reject": "Reject message"}
+OPTION_LABELS = {key: ACTION_OPTIONS for key in ("rbl.action", "blacklist.action")}
+SETTINGS_FORMS = {page: with_option_labels(settings_form(keys, LABELS,
+                                                         name=f"{page.title()}Form"),
+                                           OPTION_LABELS)
                   for page, keys in PAGE_KEYS.items()}
 
 
@@ -71,14 +80,15 @@ class RblForm(SETTINGS_FORMS["rbl"]):
 
 
 for _i in range(RBL_ZONE_ROWS):
-    setattr(RblForm, f"zone{_i}_enabled", BooleanField("Use this blacklist"))
-    setattr(RblForm, f"zone{_i}_zone", StringField("Zone", validators=[Optional()]))
+    # the guide's texts: its check box and its box are both "Real-time blacklist domain name"
+    setattr(RblForm, f"zone{_i}_enabled", BooleanField(ZONE_LABEL))
+    setattr(RblForm, f"zone{_i}_zone", StringField(ZONE_LABEL, validators=[Optional()]))
     setattr(RblForm, f"zone{_i}_codes", TextAreaField(
-        "Identify spam by return codes (one per line; empty = any listing)",
-        render_kw={"rows": 2}, validators=[Optional()]))
+        "Identify spam by return codes", render_kw={"rows": 2}, validators=[Optional()]))
 
 
 NOT_A_RULE_NUMBER = "not a rule number; reload the page"
+MATCH_OPTIONS = {"all": "All of these terms", "any": "Any of these terms"}   # the guide's
 
 
 class SpamRuleForm(FlaskForm):
@@ -86,14 +96,15 @@ class SpamRuleForm(FlaskForm):
     index = HiddenField(validators=[Regexp(r"[0-9]*\Z", message=NOT_A_RULE_NUMBER)])
     original = HiddenField()
     name = StringField("Rule name (optional)", validators=[Optional()])
-    enabled = BooleanField("Enabled", default=True)
+    enabled = BooleanField("Enable this custom filtering rule", default=True)
     # a new rule matches all of its terms: the guide reads a comma as AND and lists "All of
     # these terms" first (tester "guide", finding 6); a stored rule keeps its own match
-    match = SelectField("Match", choices=[SelectChoice("all", "all of the terms"),
-                                          SelectChoice("any", "any of the terms")],
+    match = SelectField("Match", choices=[SelectChoice("all", MATCH_OPTIONS["all"]),
+                                          SelectChoice("any", MATCH_OPTIONS["any"])],
                         default="all")
-    terms = StringField("Terms (comma-separated; * and ? wildcards, \\ escapes)")
-    none_of = StringField("None of these terms (comma-separated)", validators=[Optional()])
+    # the guide's texts; commas, wildcards and escapes are explained in the page's hint
+    terms = StringField("Identify messages that contain")
+    none_of = StringField("None of these terms", validators=[Optional()])
     save = SubmitField("Save rule")
 
 

@@ -15,6 +15,7 @@ from console.rule_terms import join_terms, numbered_terms, split_terms
 from console.settings_service import RULE_LIST_CHANGED
 from shared import db
 from shared.events import Action
+from shared.settings_entries import LISTING_ANSWER_RULE
 from tests.console.conftest import Console
 from tests.support.core import store_unchecked
 
@@ -144,7 +145,7 @@ def _post_rbl_rows(admin, *rows):
 def test_rbl_errors_stand_next_to_their_row(admin):
     page = _post_rbl_rows(admin, (True, "", ""), (True, "bl.example.org", ""),
                           (True, "dnsbl.example.net", "not-an-ip"))
-    assert re.search(r'id="zone2_codes-error">[^<]*must be an IPv4 or IPv6 address', page)
+    assert re.search(r'id="zone2_codes-error">[^<]*must be an IPv4 address in 127\.0\.0\.0/8', page)
     page = _post_rbl_rows(admin, (True, "bad zone!", ""))
     assert re.search(r'id="zone0_zone-error">[^<]*must be a domain name', page)
     # codes typed into a row without a zone are not dropped in silence
@@ -356,8 +357,8 @@ def test_rbl_errors_of_every_row_with_codes_numbered_by_line(admin):
                           (True, "bl.example.org", "127.0.0.2\n\nnot-an-ip\n10.0.0.2"))
     assert _field_error(page, "zone0_zone") == "must be a domain name such as example.com"
     assert _field_error(page, "zone1_codes") == (
-        "line 3: must be an IPv4 or IPv6 address; line 4: must be an address in 127.0.0.0/8, "
-        "as lists answer (for example 127.0.0.2)")
+        "lines 3 and 4: must be an IPv4 address in 127.0.0.0/8, as lists answer (for example "
+        "127.0.0.2)")
     assert admin.settings()["rbl.zones"] == []
 
 
@@ -678,7 +679,7 @@ def test_refused_spam_rule_names_every_bad_field(admin):
 def test_refused_rbl_zone_names_every_bad_field_of_its_row(admin):
     page = _post_rbl_rows(admin, (True, "bad zone!", "127.0.0.2\nnot-an-ip"))
     assert _field_error(page, "zone0_zone") == "must be a domain name such as example.com"
-    assert _field_error(page, "zone0_codes") == "line 2: must be an IPv4 or IPv6 address"
+    assert _field_error(page, "zone0_codes") == f"line 2: {LISTING_ANSWER_RULE}"
     assert admin.settings()["rbl.zones"] == []
 
 
@@ -704,10 +705,10 @@ def test_a_repeated_zone_is_marked_beside_bad_return_codes(admin):
     (antispam17 C1): the schema stops at a bad entry before it compares the zones."""
     page = _post_rbl_rows(admin, (True, "rbl1.test", ""), (True, "rbl1.test", "foo"))
     assert _field_error(page, "zone1_zone") == "repeats the zone of Blacklist 1"
-    assert _field_error(page, "zone1_codes") == "line 1: must be an IPv4 or IPv6 address"
+    assert _field_error(page, "zone1_codes") == f"line 1: {LISTING_ANSWER_RULE}"
     page = _post_rbl_rows(admin, (True, "rbl1.test", ""), (True, "two.test", "127.0.0.2\nfoo"),
                           (True, "rbl1.test", ""))
-    assert _field_error(page, "zone1_codes") == "line 2: must be an IPv4 or IPv6 address"
+    assert _field_error(page, "zone1_codes") == f"line 2: {LISTING_ANSWER_RULE}"
     assert _field_error(page, "zone2_zone") == "repeats the zone of Blacklist 1"
     assert _field_error(page, "zone1_zone") == ""
     assert admin.settings()["rbl.zones"] == []
@@ -765,7 +766,7 @@ def test_a_stale_spam_rule_edit_shows_what_was_typed_beside_the_rules_as_they_ar
     assert 'id="stale-terms" readonly value="pills, C:\\temp\\ , 1\\,000"' in stale
     assert 'id="stale-name" readonly value="Pharma &amp; co"' in stale
     assert 'id="stale-none_of" readonly value="news"' in stale
-    assert "matches all of the terms" in stale
+    assert "Enabled; All of these terms" in stale
     assert "<form" not in stale and 'name="r0-' not in page     # nothing to submit; no rule 1
     assert admin.settings()["rules.spam"] == []
     assert not admin.events(Action.OBJECT_MODIFIED)

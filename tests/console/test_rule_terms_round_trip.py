@@ -116,7 +116,7 @@ def test_content_rule_with_the_guides_operators_is_refused_with_what_to_type(adm
     assert response.status_code == 200
     assert admin.settings()["rules.content"] == []
     page = response.get_data(as_text=True)
-    assert ('Instead type &#34;invoice, overdue&#34; as terms with Match &#34;all of the '
+    assert ('Instead type &#34;invoice, overdue&#34; as terms with Match &#34;All of these '
             'terms&#34; and &#34;newsletter&#34; under &#34;none of&#34;') in page
     assert 'id="add-terms-error"' in page and 'id="add-none_of-error"' in page
     # what was typed is still in the form, to correct
@@ -125,7 +125,7 @@ def test_content_rule_with_the_guides_operators_is_refused_with_what_to_type(adm
 
 @pytest.mark.parametrize("terms,advice", [
     ("cheap OR free OR bonus", 'Instead type "cheap, free, bonus" as terms with Match '
-                               '"any of the terms"'),
+                               '"Any of these terms"'),
     ("NOT unsubscribe", 'Instead type "unsubscribe" under "none of"'),
     ("a AND b OR c", "AND and OR cannot be mixed in one rule"),
 ])
@@ -150,7 +150,7 @@ def test_spam_rule_with_the_guides_operators_is_refused_as_typed(admin):
     assert admin.settings()["rules.spam"] == []
     import html
     page = html.unescape(response.get_data(as_text=True))
-    assert 'Instead type "viagra, cialis" as terms with Match "any of the terms"' in page
+    assert 'Instead type "viagra, cialis" as terms with Match "Any of these terms"' in page
     assert '"pharmacy AND licensed" would match only that whole phrase' in page
     assert form_fields(response.get_data(as_text=True), "rule-new")["new-terms"] == \
         "viagra OR cialis"

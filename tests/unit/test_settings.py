@@ -295,7 +295,8 @@ REJECTED = [
     # Rule: terms required, at most 50, each non-empty
     (Rule(), {"match": "any"}, "field 'terms' is required"),
     (Rule(), {"terms": []}, "terms: must have at least one term"),
-    (Rule(), {"terms": TERMS_50 + ["t50"]}, "terms: must have at most 50 entries"),
+    (Rule(), {"terms": TERMS_50 + ["t50"]},
+     'terms: a rule has at most 50 terms, its "none of" terms included (51 + 0 = 51)'),
     (Rule(), {"terms": ["ok", ""]}, "terms: entry 2: must not be empty"),
     (Rule(), {"terms": ["a", "a"]}, "terms: entry 2 repeats entry 1"),
     (Rule(), {"terms": ["a", " a "]}, "terms: entry 2 repeats entry 1"),
@@ -306,7 +307,8 @@ REJECTED = [
     (Rule(), {"terms": ["a"], "none_of": ["* ?"]}, "none_of: entry 1: must contain something "
                                                    "other than spaces and wildcards (it would "
                                                    "match every message)"),
-    (Rule(), {"terms": ["a"], "none_of": ["x"] * 51}, "none_of: must have at most 50 entries"),
+    (Rule(), {"terms": ["a"], "none_of": ["x"] * 51},
+     'none_of: a rule has at most 50 terms, its "none of" terms included (1 + 51 = 52)'),
     (Rule(), {"terms": ["a"], "match": "most"}, "match: must be one of all, any"),
     (Rule(), {"terms": ["a"], "enabled": "yes"}, "enabled: must be true or false"),
     (Rule(), {"terms": ["a"], "weight": 3}, "unknown field 'weight'"),
@@ -314,7 +316,8 @@ REJECTED = [
     (RblZone(), {"enabled": True}, "field 'zone' is required"),
     (RblZone(), {"zone": "not a zone"}, "zone: must be a domain name such as example.com"),
     (RblZone(), {"zone": "bl.example", "return_codes": ["127.0.0.x"]},
-     "return_codes: entry 1: must be an IPv4 or IPv6 address"),
+     "return_codes: entry 1: must be an IPv4 address in 127.0.0.0/8, as lists answer (for "
+     "example 127.0.0.2)"),
     (RblZone(), {"zone": "bl.example", "return_codes": "127.0.0.2"},
      "return_codes: must be a list"),
     # WhitelistEntry
@@ -328,8 +331,8 @@ REJECTED = [
     (BlacklistEntry(), "*" * 65 + "@example.com", "must have at most 64 characters before the @"),
     (WhitelistEntry(), "a" * 65 + "@example.com", "must have at most 64 characters before the @"),
     (RblZone(), {"zone": "bl.example", "return_codes": ["10.0.0.2"]},
-     "return_codes: entry 1: must be an address in 127.0.0.0/8, as lists answer (for example "
-     "127.0.0.2)"),
+     "return_codes: entry 1: must be an IPv4 address in 127.0.0.0/8, as lists answer (for "
+     "example 127.0.0.2)"),
     (RblZone(), {"zone": "bl.example", "return_codes": ["127.255.255.254"]},
      "return_codes: entry 1: 127.255.255.0/24 is a list's error code (its queries are "
      "refused), never a listing"),
@@ -338,8 +341,8 @@ REJECTED = [
      "return_codes: entry 1: 127.0.0.1 is never a listing (RFC 5782 §5): lists answer it "
      "when they refuse a query"),
     (RblZone(), {"zone": "bl.example", "return_codes": ["::1"]},
-     "return_codes: entry 1: must be an address in 127.0.0.0/8, as lists answer (for example "
-     "127.0.0.2)"),
+     "return_codes: entry 1: must be an IPv4 address in 127.0.0.0/8, as lists answer (for "
+     "example 127.0.0.2)"),
     (WhitelistEntry(), "*@star.example", "takes no * or ? wildcards: use @domain for a "
                                          "domain, .domain for it and its subdomains"),
     # BlacklistEntry
@@ -1119,9 +1122,8 @@ def test_every_bad_field_of_a_rule_or_zone_is_named_at_once():
         RblZone().check({"zone": "bad zone!", "return_codes": ["x", "10.0.0.2"]})
     assert [e.field for e in info.value.field_errors] == ["zone", "return_codes"]
     assert info.value.rule == (
-        "zone: must be a domain name such as example.com; return_codes: entry 1: must be an "
-        "IPv4 or IPv6 address; entry 2: must be an address in 127.0.0.0/8, as lists answer "
-        "(for example 127.0.0.2)")
+        "zone: must be a domain name such as example.com; return_codes: entries 1 and 2: must "
+        "be an IPv4 address in 127.0.0.0/8, as lists answer (for example 127.0.0.2)")
     assert errors({"rules.spam": [{"terms": ["*"], "none_of": ["?"]}]}) == [
         f"rules.spam: entry 1: terms: entry 1: {wildcards}; none_of: entry 1: {wildcards}"]
     # one bad field: that field's error itself, as before
