@@ -53,9 +53,9 @@ def event_result(action: str, verdict) -> str | None:
     rule 6), so each of their events reads "forwarded", its address in its data."""
     if action in ("remove_part", "replace_part"):
         happened = verdict.disposition in DELIVERING
-    elif action in ("drop", "hold", "quarantine", "forward", "reject"):
+    elif action in ("drop", "hold", "quarantine", "forward", "reject", "deliver"):
         happened = action == verdict.disposition
-    else:                                   # log, deliver
+    else:                                   # log
         happened = True
     return EVENT_RESULTS.get(action) if happened else SUPERSEDED
 

@@ -8,7 +8,11 @@ Rules
     2. `heuristic.drop_score` and `heuristic.forward_score` compare the score itself,
        whatever the sensitivity (SPEC): score >= drop_score -> drop; else score >=
        forward_score -> forward to `heuristic.forward_to`. Otherwise the message is
-       delivered, marked ("All messages tagged as spam will be delivered unless ...").
+       delivered, marked ("All messages tagged as spam will be delivered unless ..."): the
+       finding asks for "deliver", so its event reads "delivered" (or "superseded" when
+       another finding drops, holds or forwards the message). It is no "log": SPEC §5's log
+       leaves the message as it is, and this one gets the marks (guide19 C5: "logged" read
+       as "left untouched").
     3. The deciding finding carries the event (`event`), the score and the definitions date;
        the edits carry none. When the message is also malformed the event is left to the
        malformed check (guide Table 7-9: "If a spam message is also malformed, the event will
@@ -82,11 +86,11 @@ def spam_findings(score: int, settings, *, rule: str, event: str, reason: str,
                            score=score, data=data, **decision,
                            reason=f"{reason}; score {score} >= forward score {forward}"))
     elif is_spam:
-        out.append(Finding(rule=rule, action="log", score=score, data=data, **decision,
+        out.append(Finding(rule=rule, action="deliver", score=score, data=data, **decision,
                            reason=reason))
     if not out:
         return []
-    if is_spam or out[0].action != "log":
+    if is_spam or out[0].action != "deliver":
         prefix = settings["heuristic.subject_prefix"]
         if prefix:
             out.append(Finding(rule=rule, action="prefix_subject", event=None, text=prefix,
