@@ -55,6 +55,7 @@ from pathlib import Path
 import trio
 
 from core.delivery import NO_ANSWER_STATUS
+from core.delivery.bounce import GENERATED_LINESEP
 from shared import db
 from shared.clock import mail_date
 from shared.disk import LOW_DISK_FRACTION, disk_free_fraction, is_out_of_space
@@ -107,7 +108,10 @@ def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, bod
     """The bytes of a notification or alert to *recipients*. To an address with UTF-8 the
     message is an SMTPUTF8 one (submit_generated's envelope asks for it): its header fields
     are UTF-8 as they are (RFC 6532 §3.2), since RFC 2047 §5 allows no encoded-word in an
-    address. Otherwise they are ASCII, a name or Subject that is not as encoded-words."""
+    address. Otherwise they are ASCII, a name or Subject that is not as encoded-words.
+    Lines end in CRLF, as a DSN's (core/delivery/bounce.py rule 7): its spooled size is
+    the octets sent, and the SIZE= it goes with. It was spooled with bare LFs, which
+    delivery sent as CRLF: SIZE= promised less than was sent (outbound19 finding B2)."""
     name, address = from_address(settings, hostname)
     msg = EmailMessage()
     local, _, domain = address.rpartition("@")
@@ -121,7 +125,7 @@ def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, bod
     msg["X-Mailmoat-Kind"] = kind
     msg.set_content(body)
     is_utf8 = not all(r.isascii() for r in recipients)
-    return msg.as_bytes(policy=msg.policy.clone(utf8=True) if is_utf8 else msg.policy)
+    return msg.as_bytes(policy=msg.policy.clone(linesep=GENERATED_LINESEP, utf8=is_utf8))
 
 
 # --- notifications ---------------------------------------------------------------------------

@@ -35,7 +35,10 @@ Rules
        as a header section (Python's email package does), not as base64 to decode first.
        A next hop without 8BITMIME gets such a DSN as it is (core/delivery/session.py
        rule 4: message/global* cannot be made 7-bit).
-    7. Lines end in CRLF; non-ASCII text goes in a base64 text part.
+    7. Lines end in CRLF (GENERATED_LINESEP, which core/notify.py's alerts and
+       notifications use too): mail the core writes is spooled as it goes on the wire, so
+       its size, the SIZE= it is announced with (RFC 1870 §3: "including CR-LF pairs") and
+       the events' figures are the octets sent. Non-ASCII text goes in a base64 text part.
 
 Never: read files, the clock or settings itself — everything arrives as arguments.
 """
@@ -57,10 +60,11 @@ from shared.settings_addresses import Sender
 from shared.spool import Envelope
 
 __all__ = ["RecipientReport", "compose_dsn", "should_notify", "dsn_from_address",
-           "status_of", "typed_address", "MAX_HEADER_OCTETS"]
+           "status_of", "typed_address", "MAX_HEADER_OCTETS", "GENERATED_LINESEP"]
 
 MAX_HEADER_OCTETS = 64 * 1024      # of the original headers quoted in a DSN
-_POLICY = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
+GENERATED_LINESEP = "\r\n"         # rule 7
+_POLICY = email.policy.compat32.clone(linesep=GENERATED_LINESEP, max_line_length=78)
 
 
 @dataclass(frozen=True)
