@@ -260,7 +260,10 @@ _add("smtp.hostname", Nullable(ServerName()), None,
      "setup")
 _add("smtp.tls.inbound", Choice(("off", "offer")), "offer", "Offer STARTTLS to clients.", "setup")
 _add("smtp.tls.outbound", Choice(("off", "opportunistic", "required")), "opportunistic",
-     "STARTTLS when delivering: never, when offered, or required.", "setup")
+     "STARTTLS when delivering: never, when offered, or required. It applies to every next "
+     "hop, the routing.local relays included: with required, bounces and notices to your "
+     "own users wait while your internal server lacks STARTTLS. The next hop's certificate "
+     "is not verified (encryption, not authentication).", "setup")
 _add("dns.resolvers", ListOf(Resolver(), max_items=8), [],
      "DNS servers (IP[:port]) for MX, RBL, PTR and URL lookups; empty = the system's.", "setup")
 _add("dns.timeout_seconds", Int(1, 60), 5,
