@@ -12,7 +12,17 @@ from typing import Any
 
 from shared.settings import SettingError
 
-__all__ = ["numbered_terms", "split_terms", "join_terms", "operator_errors", "rule_from_form"]
+__all__ = ["numbered_terms", "split_terms", "join_terms", "operator_errors", "rule_from_form",
+           "MATCH_OPTIONS", "BODY_SCANNING_LABEL", "ENABLED_LABEL", "TERMS_LABEL",
+           "NONE_OF_LABEL"]
+
+# The guide's texts for a rule (chapter 5, "Custom spam rules" and "Blocking by custom content
+# rules"), the same on both pages; commas, wildcards and escapes are in each page's hint.
+MATCH_OPTIONS = {"all": "All of these terms", "any": "Any of these terms"}
+BODY_SCANNING_LABEL = "Enable message body scanning for both Spam and Content Violation Rules"
+ENABLED_LABEL = "Enable this custom filtering rule"
+TERMS_LABEL = "Identify messages that contain"
+NONE_OF_LABEL = "None of these terms"
 
 # The terms line (SPEC §3: the console edits terms as one comma-separated line; `*` and `?`
 # are wildcards and `\` escapes them, as the core's matcher reads a term):
@@ -94,11 +104,10 @@ def _as_fields(term: str) -> str:
             (unwanted if operator == "NOT" else wanted).append(text.strip())
     advice = []
     if wanted:
-        # the option as both rule pages show it (the guide's "All/Any of these terms")
-        match = "Any" if "OR" in operators else "All"
-        advice.append(f'"{", ".join(wanted)}" as terms with Match "{match} of these terms"')
+        match = MATCH_OPTIONS["any" if "OR" in operators else "all"]
+        advice.append(f'"{", ".join(wanted)}" as terms with Match "{match}"')
     if unwanted:
-        advice.append(f'"{", ".join(unwanted)}" under "none of"')
+        advice.append(f'"{", ".join(unwanted)}" under "{NONE_OF_LABEL}"')
     return "Instead type " + " and ".join(advice) + "."
 
 

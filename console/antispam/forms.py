@@ -10,6 +10,8 @@ from wtforms import (BooleanField, HiddenField, SelectField, SelectMultipleField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Optional, Regexp
 
+from console.rule_terms import (BODY_SCANNING_LABEL, ENABLED_LABEL, MATCH_OPTIONS,
+                                NONE_OF_LABEL, TERMS_LABEL)
 from console.schema_forms import settings_form, with_option_labels
 from shared.settings import SCHEMA
 
@@ -52,8 +54,7 @@ LABELS = {
     "heuristic.drop_score": "Drop messages that have a spam score greater than or equal to",
     "heuristic.forward_score": "Forward messages that have a spam score greater than or equal to",
     "heuristic.forward_to": "Forward to email address",
-    "rules.body_scanning": "Enable message body scanning for both Spam and Content Violation "
-                           "Rules",
+    "rules.body_scanning": BODY_SCANNING_LABEL,
 }
 
 PAGE_KEYS = {
@@ -88,7 +89,6 @@ for _i in range(RBL_ZONE_ROWS):
 
 
 NOT_A_RULE_NUMBER = "not a rule number; reload the page"
-MATCH_OPTIONS = {"all": "All of these terms", "any": "Any of these terms"}   # the guide's
 
 
 class SpamRuleForm(FlaskForm):
@@ -96,15 +96,14 @@ class SpamRuleForm(FlaskForm):
     index = HiddenField(validators=[Regexp(r"[0-9]*\Z", message=NOT_A_RULE_NUMBER)])
     original = HiddenField()
     name = StringField("Rule name (optional)", validators=[Optional()])
-    enabled = BooleanField("Enable this custom filtering rule", default=True)
+    enabled = BooleanField(ENABLED_LABEL, default=True)
     # a new rule matches all of its terms: the guide reads a comma as AND and lists "All of
     # these terms" first (tester "guide", finding 6); a stored rule keeps its own match
-    match = SelectField("Match", choices=[SelectChoice("all", MATCH_OPTIONS["all"]),
-                                          SelectChoice("any", MATCH_OPTIONS["any"])],
+    match = SelectField("Match", choices=[SelectChoice(value, text)
+                                          for value, text in MATCH_OPTIONS.items()],
                         default="all")
-    # the guide's texts; commas, wildcards and escapes are explained in the page's hint
-    terms = StringField("Identify messages that contain")
-    none_of = StringField("None of these terms", validators=[Optional()])
+    terms = StringField(TERMS_LABEL)
+    none_of = StringField(NONE_OF_LABEL, validators=[Optional()])
     save = SubmitField("Save rule")
 
 

@@ -7,13 +7,12 @@ from __future__ import annotations
 import re
 
 from flask_wtf import FlaskForm
-from wtforms import (HiddenField, PasswordField, SelectField, SelectMultipleField, StringField,
-                     SubmitField, TextAreaField)
-from wtforms.fields.choices import SelectChoice
+from wtforms import (HiddenField, PasswordField, SelectMultipleField, StringField, SubmitField,
+                     TextAreaField)
 from wtforms.validators import (DataRequired, EqualTo, InputRequired, Length, Regexp,
                                 ValidationError)
 
-from console.schema_forms import field_name, settings_form
+from console.schema_forms import settings_form, with_option_labels
 from shared.settings import SCHEMA
 from shared.shown_text import BIDI_CONTROLS
 
@@ -109,21 +108,8 @@ def page_keys(page: str) -> list[str]:
             if s.page == page and s.secret != "hashed" and s.generated is None]
 
 
-def _with_option_labels(form_class: type) -> type:
-    """`form_class` whose selects of OPTION_LABELS' keys show those texts; the values, and
-    everything else about the fields, stay as the schema made them."""
-    for key, texts in OPTION_LABELS.items():
-        name = field_name(key)
-        if name in form_class.__dict__:
-            unbound = form_class.__dict__[name]
-            choices = [SelectChoice(value, texts[value]) for value in SCHEMA[key].kind.choices]
-            setattr(form_class, name,
-                    SelectField(*unbound.args, **{**unbound.kwargs, "choices": choices}))
-    return form_class
-
-
-SETTINGS_FORMS = {page: _with_option_labels(settings_form(page_keys(page), LABELS,
-                                                          name=f"{page}_form"))
+SETTINGS_FORMS = {page: with_option_labels(settings_form(page_keys(page), LABELS,
+                                                         name=f"{page}_form"), OPTION_LABELS)
                   for page in SETTINGS_PAGES}
 ACCOUNT_KEYS = page_keys("accounts")
 AccountSettingsForm = settings_form(ACCOUNT_KEYS, LABELS, name="AccountSettingsForm")

@@ -8,6 +8,8 @@ from wtforms import BooleanField, HiddenField, SelectField, StringField, SubmitF
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length
 
+from console.rule_terms import (BODY_SCANNING_LABEL, ENABLED_LABEL, MATCH_OPTIONS,
+                                NONE_OF_LABEL, TERMS_LABEL)
 from console.schema_forms import settings_form, supports
 from shared.settings import RELAY_MODE_LABELS, SCHEMA
 
@@ -51,7 +53,7 @@ LABELS = {
     "rules.content_action": "Action when a content rule matches",
     "rules.content_forward_to": "Forward to (email address)",
     "rules.content_forward_subject": "Subject of the forwarded message (optional)",
-    "rules.body_scanning": "Enable message body scanning for both spam and content rules",
+    "rules.body_scanning": BODY_SCANNING_LABEL,
 }
 
 
@@ -78,17 +80,15 @@ PAGE_FORMS["relay"] = _RelayForm
 
 
 class RuleForm(FlaskForm):
-    enabled = BooleanField("Enable this custom filtering rule", default=True)
+    enabled = BooleanField(ENABLED_LABEL, default=True)
     name = StringField("Name (optional)", validators=[Length(max=100)])
     # a new rule matches all of its terms, as the guide reads a comma (AND); a stored rule
     # keeps its own match (tester "guide", finding 6)
-    match = SelectField("Match", choices=[SelectChoice("all", "All of these terms"),
-                                          SelectChoice("any", "Any of these terms")],
+    match = SelectField("Match", choices=[SelectChoice(value, text)
+                                          for value, text in MATCH_OPTIONS.items()],
                         default="all")
-    terms = StringField("Identify messages that contain (terms separated by commas)",
-                        validators=[Length(max=12_000)])
-    none_of = StringField("But none of (terms separated by commas)",
-                          validators=[Length(max=12_000)])
+    terms = StringField(TERMS_LABEL, validators=[Length(max=12_000)])
+    none_of = StringField(NONE_OF_LABEL, validators=[Length(max=12_000)])
     original = HiddenField()         # the rule as JSON when editing: detects a concurrent change
     submit = SubmitField("Save")
 

@@ -117,7 +117,7 @@ def test_content_rule_with_the_guides_operators_is_refused_with_what_to_type(adm
     assert admin.settings()["rules.content"] == []
     page = response.get_data(as_text=True)
     assert ('Instead type &#34;invoice, overdue&#34; as terms with Match &#34;All of these '
-            'terms&#34; and &#34;newsletter&#34; under &#34;none of&#34;') in page
+            'terms&#34; and &#34;newsletter&#34; under &#34;None of these terms&#34;') in page
     assert 'id="add-terms-error"' in page and 'id="add-none_of-error"' in page
     # what was typed is still in the form, to correct
     assert form_fields(page, "add-rule")["add-terms"] == "invoice AND overdue NOT newsletter"
@@ -126,7 +126,7 @@ def test_content_rule_with_the_guides_operators_is_refused_with_what_to_type(adm
 @pytest.mark.parametrize("terms,advice", [
     ("cheap OR free OR bonus", 'Instead type "cheap, free, bonus" as terms with Match '
                                '"Any of these terms"'),
-    ("NOT unsubscribe", 'Instead type "unsubscribe" under "none of"'),
+    ("NOT unsubscribe", 'Instead type "unsubscribe" under "None of these terms"'),
     ("a AND b OR c", "AND and OR cannot be mixed in one rule"),
 ])
 def test_edited_content_rule_with_operators_is_refused(admin, terms, advice):
