@@ -20,6 +20,10 @@ Rules
        reply class (5.0.0 / 4.0.0); Diagnostic-Code is "smtp; <code> <text>" for remote
        replies and "x-mailmoat; <text>" for our own (RFC 3464 §2.3.6). A report's `reason`,
        when it has one, is what the human-readable part says instead of the diagnostic.
+       An smtp diagnostic is the reply as the remote MTA gave it, and only that: a note
+       delivery added to it (`with_note`: a backup MX's refusal after the primary's 4xx,
+       core/delivery/deliver.py rule 1) stays in the human-readable part, where the whole
+       text is (`reply_of`). It once went into the Diagnostic-Code too (outbound19 C1).
     4. The message/delivery-status part is 7-bit and never holds an RFC 2047 encoded-word:
        an address with UTF-8 is "utf-8; <utf-8-addr-xtext>" (RFC 6533 §3: \\x{HEX} for
        each character outside QCHAR), and any other non-ASCII character in a field is
@@ -33,8 +37,9 @@ Rules
     6. Original headers with UTF-8 go as message/global-headers in 8bit (RFC 6533 §6.3:
        8bit "whenever possible"), whoever the DSN goes to: readers parse a message/* part
        as a header section (Python's email package does), not as base64 to decode first.
-       A next hop without 8BITMIME gets such a DSN as it is (core/delivery/session.py
-       rule 4: message/global* cannot be made 7-bit).
+       A next hop without 8BITMIME gets the part in base64 (core/delivery/downgrade.py
+       rule 4: unlike message/rfc822, RFC 6533 §6 lets message/global-headers be encoded),
+       as docs/operations.md says. This rule once said it went "as it is" (outbound19 C2).
     7. Lines end in CRLF (GENERATED_LINESEP, which core/notify.py's alerts and
        notifications use too): mail the core writes is spooled as it goes on the wire, so
        its size, the SIZE= it is announced with (RFC 1870 §3: "including CR-LF pairs") and
@@ -60,7 +65,8 @@ from shared.settings_addresses import Sender
 from shared.spool import Envelope
 
 __all__ = ["RecipientReport", "compose_dsn", "should_notify", "dsn_from_address",
-           "status_of", "typed_address", "MAX_HEADER_OCTETS", "GENERATED_LINESEP"]
+           "status_of", "typed_address", "with_note", "reply_of", "MAX_HEADER_OCTETS",
+           "GENERATED_LINESEP"]
 
 MAX_HEADER_OCTETS = 64 * 1024      # of the original headers quoted in a DSN
 GENERATED_LINESEP = "\r\n"         # rule 7
@@ -77,6 +83,21 @@ class RecipientReport:
     remote_mta: str | None = None   # host name of the next hop that answered
     is_remote_reply: bool = True    # diagnostic came from an SMTP reply (Diagnostic-Code: smtp)
     reason: str | None = None       # for the human-readable part, when not the diagnostic
+
+
+_NOTE_OPEN = " (then "      # how with_note adds a note to a remote reply (rule 3)
+
+
+def with_note(reply: str, note: str) -> str:
+    """A remote reply with delivery's `note` after it, as events and the human-readable part
+    of a DSN show it; `reply_of` gives the reply back (rule 3)."""
+    return f"{reply}{_NOTE_OPEN}{note})"
+
+
+def reply_of(text: str) -> str:
+    """The remote reply in a text `with_note` made; any other text as it is (rule 3)."""
+    reply, found, _note = text.partition(_NOTE_OPEN)
+    return reply if found and text.endswith(")") else text
 
 
 def should_notify(envelope: Envelope) -> bool:
@@ -172,7 +193,8 @@ def _delivery_status(envelope: Envelope, reports: Sequence[RecipientReport], hos
         if r.remote_mta:
             block["Remote-MTA"] = f"dns; {text(r.remote_mta, _TEXT_CHARS)}"
         if r.diagnostic:
-            diagnostic = text(" ".join(r.diagnostic.split()), _TEXT_CHARS)
+            said = reply_of(r.diagnostic) if r.is_remote_reply else r.diagnostic    # rule 3
+            diagnostic = text(" ".join(said.split()), _TEXT_CHARS)
             block["Diagnostic-Code"] = (f"{'smtp' if r.is_remote_reply else 'x-mailmoat'}; "
                                         f"{diagnostic}")
         block["Last-Attempt-Date"] = mail_date(now)

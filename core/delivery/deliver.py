@@ -41,7 +41,9 @@ Rules
        greeting but 220, a 4xx to EHLO/HELO: it has had no recipient yet) — to HELO, or
        at its RCPT, "550 relay access denied" — does not fail it either
        (`_after_backup_refusal`): it keeps the earlier host's 4xx, else its connect
-       failure, the 5xx added to its text for the admin. A misconfigured backup says
+       failure, the 5xx added to its text for the admin (`with_note`: in the events and
+       a DSN's human-readable part, never its Diagnostic-Code, core/delivery/bounce.py
+       rule 3). A misconfigured backup says
        nothing about the recipient, and the primary takes it at the retry (Postfix
        bounces it there; a gateway must not lose mail to a broken backup, least of all
        while the primary is down or busy). A 5xx from a host as preferred as every one
@@ -164,6 +166,7 @@ from pathlib import Path
 
 import trio
 
+from core.delivery.bounce import with_note
 from core.delivery.mx import Candidate, LookupFailed, Resolver
 from core.delivery.pool import (IDLE_CONNECTION_SECONDS, REAP_INTERVAL_SECONDS, ConnectionPool,
                                 Slot)
@@ -651,7 +654,7 @@ def _after_backup_refusal(result: RecipientResult, found: Sequence[Candidate],
         or RecipientResult(address, "deferred", UNTRIED, BAD_CONNECTION_STATUS)
     backup = f"{result.remote_mta} answered {result.text}" if result.is_remote_reply \
         else result.text
-    return replace(kept, text=f"{kept.text} (then {backup})")
+    return replace(kept, text=with_note(kept.text, backup))
 
 
 def _keep(results: dict, earlier: Mapping) -> None:

@@ -23,6 +23,11 @@ Rules (first that applies wins)
     2. `routing.default` {"host", "port"}: every non-local destination goes to that relay.
     3. Otherwise: MX delivery to the domain on port 25 (RFC 5321 §5.1).
     An address literal (`user@[192.0.2.1]`) not routed by rules 1-2 goes to that address.
+    `NextHop.rule` names the setting that decided (SPEC §5: every decision names its rule;
+    the delivery events carry it): "routing.local:<match>" under rule 1, else
+    "routing.default" — its relay, or, while it is null, the MX or the literal's address
+    (rule 3 is what null routing.default means). MX deliveries once named none, and a
+    report could not filter on them (outbound19 C4).
     A relay host is written one way wherever it comes from (`relay_host`: routing.local,
     routing.default, av.central_quarantine): `[::1]`, `0:0::1` and `::1` are one next hop,
     and a bracketed address is never looked up in DNS as a name.
@@ -60,7 +65,7 @@ class NextHop:
                        # an A-label domain)
     port: int = SMTP_PORT
     is_local: bool = False
-    rule: str | None = None    # what decided: "routing.local:<match>", "routing.default", None
+    rule: str | None = None    # what decided: "routing.local:<match>" or "routing.default"
 
     @property
     def destination(self) -> str:
@@ -104,8 +109,8 @@ def route_with(domain: str, local: Sequence[Mapping], default: Mapping | None) -
         return NextHop("relay", relay_host(default["host"]),
                        int(default.get("port") or SMTP_PORT), rule="routing.default")
     if literal is not None:
-        return NextHop("relay", literal, SMTP_PORT)
-    return NextHop("mx", domain, SMTP_PORT)
+        return NextHop("relay", literal, SMTP_PORT, rule="routing.default")
+    return NextHop("mx", domain, SMTP_PORT, rule="routing.default")
 
 
 def relay_host(name: str) -> str:

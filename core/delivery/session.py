@@ -20,8 +20,9 @@ Rules
        8-bit body, and the copy is sent without BODY= (held in memory up to
        MESSAGE_CHUNK_OCTETS, else a temporary file beside the spooled message, removed
        after the transaction) and its size is what SIZE is checked against. Raw 8-bit
-       header fields stay as they are, and a message it cannot convert (message/global,
-       8-bit octets in a preamble) is sent as received, as Postfix does: delivered to a
+       header fields stay as they are, and a message it cannot convert (8-bit octets in a
+       preamble, or in a message/* type other than rfc822 and the internationalised ones,
+       downgrade.py rule 3) is sent as received, as Postfix does: delivered to a
        next hop that may well take it rather than bounced for its form. Whether content is
        8-bit is read from the bytes, not from the client's BODY= (clients lie), and only for
        a host without 8BITMIME; an all-ASCII message is sent untouched.
@@ -74,6 +75,11 @@ Rules
        connection is dropped, so the server discards whatever it holds (RFC 5321
        §4.1.1.4); deliver.py sends a later transaction's recipients again on a fresh
        connection (its `_closed_before_taking`).
+   11. A timeout's text says what was awaited and how long: "timeout waiting for
+       host[address]:25: no greeting in 300 s" (or "no reply to MAIL in 300 s", "no reply
+       to the end of the data in 600 s"), "timeout sending to …: not taken in 180 s". It
+       said only "timeout waiting for host", which did not tell the admin that the remote
+       end never greeted (outbound19 C3).
 """
 
 from __future__ import annotations
@@ -165,6 +171,7 @@ class Session:
                                         # that way)
     timer: trio.CancelScope | None = None   # set by _timed: the deadline of the current step
     step: str = ""                          # what that step does, for the timeout's text
+    step_seconds: float = 0.0               # that step's time limit (rule 11)
 
     @property
     def peer(self) -> str:
@@ -216,6 +223,7 @@ async def _send(session: Session, data: bytes, timeout: float, end_data: bytes =
     if session.log is not None:
         session.log.client(data + end_data if end_data else data)
     session.step = "sending to"
+    session.step_seconds = timeout
     session.timer.deadline = trio.current_time() + timeout
     try:
         await session.stream.send_all(data + end_data if end_data else data)
@@ -227,6 +235,7 @@ async def _reply(session: Session, timeout: float) -> Reply:
     """The next reply; DeliveryError on timeout, close, garbage or a 421 (rule 2)."""
     conn = session.conn
     session.step = "waiting for"
+    session.step_seconds = timeout
     session.timer.deadline = trio.current_time() + timeout
     try:
         while True:
@@ -272,7 +281,20 @@ def _timed(session: Session):
         finally:
             session.timer = None
     if scope.cancelled_caught:
-        raise _broken(session, f"timeout {session.step} {session.peer}")
+        raise _broken(session, f"timeout {session.step} {session.peer}: {_missed(session)}")
+
+
+def _missed(session: Session) -> str:
+    """What the step that timed out waited for, and how long (rule 11)."""
+    seconds = f"{session.step_seconds:g} s"
+    if session.step != "waiting for":
+        return f"not taken in {seconds}"
+    outstanding = session.conn.outstanding
+    command = outstanding[0] if outstanding else None
+    what = ("greeting" if command is Command.GREETING
+            else "reply to the end of the data" if command is Command.DATA_END
+            else f"reply to {command}" if command is not None else "reply")
+    return f"no {what} in {seconds}"
 
 
 def _refusal(session: Session, text: str, **kwargs) -> DeliveryError:

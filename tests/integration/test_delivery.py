@@ -18,7 +18,7 @@ from core.delivery.routing import route
 from core.delivery.session import Timeouts
 from shared.settings import defaults
 from shared.spool import Envelope
-from tests.support.next_hop import Recorder
+from tests.support.next_hop import Recorder, silent_host
 from tests.support.scripted_server import command_lines, serve_on_loopback, size_limited_server
 
 pytest_plugins = ["tests.support.fixtures"]
@@ -299,6 +299,22 @@ async def test_a_next_hop_that_stops_answering_defers_after_the_timeout(message,
     assert result.outcome == "deferred"
     assert result.text.startswith("timeout waiting for 127.0.0.1")
     assert trio.current_time() - started < 5
+
+
+@pytest.mark.parametrize("greets, said", [(False, "no greeting in 0.5 s"),
+                                          (True, "no reply to EHLO in 0.5 s")])
+async def test_a_timeout_says_what_it_waited_for(message, nursery, greets, said):
+    """outbound19 C3: "timeout waiting for host" did not say that the host never greeted
+    (core/delivery/session.py rule 11)."""
+    if greets:
+        port = await nursery.start(_silent_server)
+    else:
+        port, _reached = await silent_host(nursery)
+    envelope, path = message
+    [result] = await deliver(snapshot(), NextHop("relay", "127.0.0.1", port), envelope, path,
+                             timeouts=Timeouts(greeting=0.5, helo=0.5))
+    assert result.outcome == "deferred"
+    assert result.text == f"timeout waiting for 127.0.0.1[127.0.0.1]:{port}: {said}"
 
 
 # --- SMTPUTF8 (RFC 6531): what a message needs, not what its client said --------------------

@@ -10,7 +10,8 @@ def settings(local=(), default=None):
 
 
 def test_no_rules_means_mx_of_the_domain():
-    assert route("Example.COM.", settings()) == NextHop("mx", "example.com", 25)
+    assert route("Example.COM.", settings()) == NextHop("mx", "example.com", 25,
+                                                        rule="routing.default")
 
 
 def test_local_relay_wins_over_default_and_marks_local():
@@ -46,7 +47,8 @@ def test_default_relay_for_non_local():
 
 
 def test_domain_literal_goes_to_the_address():
-    assert route("[192.0.2.7]", settings()) == NextHop("relay", "192.0.2.7", 25)
+    assert route("[192.0.2.7]", settings()) == NextHop("relay", "192.0.2.7", 25,
+                                                       rule="routing.default")
     assert route("[IPv6:2001:db8::1]", settings()).name == "2001:db8::1"
 
 
@@ -79,15 +81,18 @@ def test_an_ip_entry_never_makes_a_domain_name_local(match):
     for domain in ("192.0.2.attacker.example", "192.0.2.10.example", "192.0.2.10"):
         assert route(domain, s) == NextHop("relay", "smarthost.test", 587, False,
                                            "routing.default")
-    assert route(domain, settings([{"match": match}])) == NextHop("mx", domain, 25)
+    assert route(domain, settings([{"match": match}])) == NextHop("mx", domain, 25,
+                                                                  rule="routing.default")
     assert route("[192.0.2.10]", s).is_local
 
 
 def test_a_domain_pattern_never_matches_an_address_literal():
     """Only an address entry names addresses: `*` and `*.*` are domain names' patterns."""
     s = settings([{"match": "*", "relay": "in.test"}, {"match": "*.*", "relay": "in.test"}])
-    assert route("[192.0.2.10]", s) == NextHop("relay", "192.0.2.10", 25)
-    assert route("[IPv6:2001:db8::10]", s) == NextHop("relay", "2001:db8::10", 25)
+    assert route("[192.0.2.10]", s) == NextHop("relay", "192.0.2.10", 25,
+                                               rule="routing.default")
+    assert route("[IPv6:2001:db8::10]", s) == NextHop("relay", "2001:db8::10", 25,
+                                                      rule="routing.default")
     assert route("example.com", s).is_local
 
 
