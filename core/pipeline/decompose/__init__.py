@@ -40,6 +40,13 @@ Rules
        which is what the checks read and the engines scan. An identity encoding spelt
        another way ("8-bit", "7bits": the only unknown names on the MIME corpus' texts) is
        read as 8bit, a defect only, for any part: no reader decodes anything there.
+    7. Header text no encoded word declares is read as mail readers read it, in the
+       message's charset (mime.py rule 6, `message_charset`; i18n19 A1): the Subject and
+       the other top-level fields as they show it, each also in the older reading
+       (UTF-8 else Latin-1) where that differs, as the legacy reading of encoded words is
+       (`view.legacy_readings`: matched, never shown, and the heuristic engine's reading);
+       a file name in both readings (`other_names`), so a pattern written either way meets
+       it.
 """
 
 from __future__ import annotations
@@ -52,7 +59,7 @@ from core.pipeline.decompose.limits import Budget, LimitExceeded
 from core.pipeline.decompose.content_fields import (content_info, decode_word_readings,
                                                     transfer_decoding)
 from core.pipeline.decompose.mime import (DelimiterSearch, decode_transfer, find_parts,
-                                          split_header)
+                                          message_charset, split_header)
 from core.pipeline.decompose.sniff import CONTAINER_TYPES, true_type
 from core.pipeline.decompose.text import as_read, decode_text, html_texts, unflow
 from core.pipeline.view import LimitHit, MessageView, Part, PartError, is_text_type
@@ -112,6 +119,13 @@ class _Walker:
         # by id() of each buffer being walked; an entry holds its buffer, so no other buffer
         # can take that id while it is there
         self.searches: dict[int, DelimiterSearch] = {}
+        self._charset: tuple[str | None] | None = None     # rule 7, once asked
+
+    def message_charset(self) -> str | None:
+        """Rule 7: the message's charset, found the first time a header needs it."""
+        if self._charset is None:
+            self._charset = (message_charset(self.raw),)
+        return self._charset[0]
 
     # --- bookkeeping -------------------------------------------------------------------
     def new_part(self, **fields) -> Part:
@@ -176,7 +190,13 @@ class _Walker:
                in_raw: bool, location: str, cut, nesting: int,
                default_type: str = "text/plain") -> None:
         header = split_header(buf, start, end)
-        info = content_info(header.fields, default_type)
+        fields = header.read_fields(self.message_charset() if header.undeclared else None)
+        info = content_info(fields, default_type)
+        if fields is not header.fields and not info.content_type.startswith("message/"):
+            older = content_info(header.fields, default_type)         # rule 7
+            info.other_names += [name for name in (older.filename, *older.other_names)
+                                 if name and name != info.filename
+                                 and name not in info.other_names]
         part = self.new_part(parent=parent, depth=depth, location=location,
                              content_type=info.content_type, charset=info.charset,
                              flowed=info.flowed, delsp=info.delsp,
@@ -194,7 +214,7 @@ class _Walker:
         for reason in info.conflicts:       # rule 5
             self.error(part, reason)
         if part.id == 0:
-            self._top_headers(part, header.fields)
+            self._top_headers(part, fields, header.fields)
         maintype = info.content_type.split("/", 1)[0]
         if maintype == "multipart":
             self._multipart(buf, part, info, header.body_start, end, in_raw, nesting)
@@ -218,14 +238,17 @@ class _Walker:
         part.data = data
         self.content(part)
 
-    def _top_headers(self, part: Part, fields) -> None:
+    def _top_headers(self, part: Part, fields, older_fields) -> None:
+        """`fields` as readers read them, `older_fields` their undeclared octets read the
+        older way (rule 7; the same list where there are none)."""
         decoded = []
-        for name, value in fields:
+        for (name, value), (_, older) in zip(fields, older_fields):
             readings, ok = decode_word_readings(value)
             if not ok:
                 self.defect(part, f"bad encoded word in {name}")
-            if len(readings) > 1:                    # fieldvalue.py rule 4
-                self.view.legacy_readings[len(decoded)] = readings[1]
+            learned = (readings if older is value else decode_word_readings(older)[0])[-1]
+            if learned != readings[0]:        # fieldvalue.py rule 4, and rule 7
+                self.view.legacy_readings[len(decoded)] = learned
             decoded.append((name, readings[0]))
         self.view.headers = decoded
         self.view.raw_headers = list(fields)

@@ -32,6 +32,13 @@ Rules
     4. Reading only. What the gateway writes into a part (the disclaimer: text_append.py) is
        encoded with the label's codec as Python knows it, which is stricter: a reader that
        takes "iso-8859-1" literally must still read those bytes.
+    5. Text as a reader shows it (`decode_as_read`: a text part's, an RFC 2047 word's, one
+       rule for both): bytes a charset does not hold are each U+FFFD and the rest reads as
+       labelled. Text labelled UTF-8 with one bad byte is UTF-8 with one U+FFFD, as
+       encoding_rs and every browser show it; reading it all as windows-1252 made every
+       letter past ASCII mojibake, so no non-Latin term, subject line or spam rule matched
+       (i18n19 A2). Text labelled US-ASCII or not at all reads UTF-8 when its bytes are,
+       else windows-1252, and so does a label nobody knows (with a defect).
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ from collections.abc import Callable
 
 import webencodings
 
-__all__ = ["encoding", "decode", "html_charset", "PRESCAN_OCTETS"]
+__all__ = ["encoding", "decode", "decode_as_read", "utf8_or_windows_1252",
+           "html_charset", "PRESCAN_OCTETS"]
 
 # Longer than any label of the Standard (19 characters) or of Python's registry (21): a
 # longer one is unknown without a look-up, and the cache of look-ups holds no long keys.
@@ -72,6 +80,38 @@ def decode(data: bytes, label: str | None, errors: str = "strict") -> str:
     if found is None:
         raise LookupError(f"unknown charset {label!r}")
     return found[1](data, errors)
+
+
+def decode_as_read(data: bytes, label: str | None) -> tuple[str, str | None]:
+    """(text, defect): `data` as a reader shows text labelled `label` (rule 5; None: no
+    label, read as US-ASCII, RFC 2045 §5.2). The defect names what the bytes or the label
+    got wrong: "invalid UTF-8", "unknown charset 'x'", "cannot decode charset 'x'". Never
+    raises (but MemoryError)."""
+    name = (label or "us-ascii").strip().strip('"').lower()
+    found = encoding(name)
+    if found is None:
+        return utf8_or_windows_1252(data), f"unknown charset {name!r}"
+    if found == "utf-8":
+        try:
+            return data.decode("utf-8"), None
+        except UnicodeDecodeError:
+            return data.decode("utf-8", "replace"), "invalid UTF-8"
+    if name in ("us-ascii", "ascii"):
+        return utf8_or_windows_1252(data), None
+    try:
+        return decode(data, name, "replace"), None
+    except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
+        raise
+    except Exception:                       # codecs with odd failure modes (utf-7, ...)
+        return decode(data, "windows-1252"), f"cannot decode charset {name!r}"
+
+
+def utf8_or_windows_1252(data: bytes) -> str:
+    """`data` as UTF-8 when it is, else as windows-1252 (which reads every byte: rule 2)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return decode(data, "windows-1252")
 
 
 def _lookup(label: str | None) -> tuple[str, _Decoder] | None:

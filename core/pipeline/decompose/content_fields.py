@@ -64,17 +64,25 @@ def decode_word_readings(value: str) -> tuple[list[str], bool]:
     """([the text readers show, the legacy reading where it differs], ok): every reading
     of the RFC 2047 words mail readers give (fieldvalue.py rule 4), for what is matched
     against a pattern or term — "zqx=?UTF-8?Q?forbid?=" is "zqxforbid" and "zqx forbid".
-    Never raises; a value that cannot be decoded is its one reading, as written."""
+    Not ok: a word the legacy reading cannot decode (bytes its charset does not hold: that
+    reading is the value as written, and the reader's has U+FFFD for them), or one neither
+    can (a charset nobody knows, bad base64: the value as written is its one reading).
+    Never raises."""
     if "=?" not in value:
         return [value], True
     try:
         shown = decode_words_as_shown(value)
-        legacy = decode_words_text(value)
     except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
         raise
     except Exception:
         return [value], False
-    return ([shown] if legacy == shown else [shown, legacy]), True
+    try:
+        legacy, ok = decode_words_text(value), True
+    except MemoryError:
+        raise
+    except Exception:
+        legacy, ok = value, False
+    return ([shown] if legacy == shown else [shown, legacy]), ok
 
 
 @dataclass

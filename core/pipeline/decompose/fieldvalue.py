@@ -33,6 +33,12 @@ Rules
        the legacy reading keeps as one space); a value without such a meeting reads the
        same both ways. The shown reading is what events and the checks see first; the
        legacy one is matched too where it differs (content_fields.decode_word_readings).
+       They differ in decoding one way too: the shown reading reads each word as a reader
+       shows a text so labelled (charsets.py rule 5): bytes its charset does not hold are
+       each U+FFFD, not the end of the whole value's decoding (one bad byte in a UTF-8
+       word left the value as written, past every rule: i18n19 A2), and a us-ascii word
+       holding UTF-8 reads UTF-8, as such a text part does (i18n19 B6). The legacy
+       reading fails on the one and reads the other as windows-1252, as before.
 """
 
 from __future__ import annotations
@@ -266,15 +272,17 @@ def decode_words_text(value: str) -> str:
 
 
 def decode_words_as_shown(value: str) -> str:
-    """The text mail readers show for `value` (rule 4): the words decoded as
-    `decode_words_text` decodes them (and raising as it does), joined as written — no space
+    """The text mail readers show for `value` (rule 4): each word read as a reader shows a
+    text in its charset (charsets.decode_as_read; raising as `decode_words_text` does for a
+    charset nobody knows and for bad base64, not for bytes the charset does not hold),
+    joined as written — no space
     where an encoded word meets text without one (`zqx=?UTF-8?Q?forbid?=` is "zqxforbid",
     `=?UTF-8?Q?run.v?=bs` "run.vbs"), and none for the white space between two encoded
     words, whatever their charsets; a fold between an encoded word and text reads as one
     space. These are the results of Python's `email.policy.default`."""
     out: list[str] = []
     last_encoded = None
-    for text, _charset, encoded, folded in _decoded_texts(value):
+    for text, _charset, encoded, folded in _decoded_texts(value, as_shown=True):
         if out and folded and not (encoded and last_encoded):
             out.append(" ")
         out.append(text)
@@ -282,9 +290,10 @@ def decode_words_as_shown(value: str) -> str:
     return "".join(out)
 
 
-def _decoded_texts(value: str):
+def _decoded_texts(value: str, as_shown: bool = False):
     """(text, Charset, is encoded, folded) of each of `decode_header(value)`'s pairs,
-    decoded (text outside encoded words: us-ascii)."""
+    decoded (text outside encoded words: us-ascii); `as_shown`: each word as a reader shows
+    it (rule 4), else as the email package decodes it."""
     for word, label, folded in _decoded_words(value):
         charset = _US_ASCII if label is None else Charset(label)
         if isinstance(word, str):
@@ -293,6 +302,10 @@ def _decoded_texts(value: str):
             text = word.decode("us-ascii")
         elif charset.input_codec == UNKNOWN8BIT:
             text = word.decode("us-ascii", "replace")
+        elif as_shown:
+            if charsets.encoding(label) is None:
+                raise LookupError(f"unknown charset {label!r}")
+            text = charsets.decode_as_read(word, label)[0]
         else:
             text = charsets.decode(word, label)
         yield text, charset, label is not None, folded

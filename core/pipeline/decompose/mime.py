@@ -35,6 +35,16 @@ Rules
        add up to DIRECT_SEARCH_FACTOR times the buffer, then indexes every line starting
        with "--" once and answers from that. Both give exactly the matches of the one
        delimiter pattern; `octets` counts the work, for the decomposer's budget.
+    6. Header octets no RFC 2047 word declares (a raw 8-bit Subject, file name or display
+       name, as many Japanese, Chinese, Korean and Russian mailers write them) are read as
+       mail readers read them (`read_undeclared`; i18n19 A1): raw ISO-2022-JP (7-bit, its
+       escape sequences) as ISO-2022-JP, as Thunderbird does; else UTF-8 when they are;
+       else in the message's charset (`message_charset`: the top part's Content-Type
+       charset, else the first text part's), as Thunderbird and Outlook do; else
+       Latin-1. `split_header` reads them the older way, UTF-8 else Latin-1 (`header_text`,
+       the reading the heuristic model learned on), and keeps their octets
+       (`HeaderBlock.undeclared`) for `HeaderBlock.read_fields`, since the message's
+       charset may be declared further on.
 """
 
 from __future__ import annotations
@@ -45,15 +55,17 @@ import re
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 
-from core.pipeline.decompose.content_fields import (TRANSFER_DECODINGS, decode_words,
-                                                    transfer_decoding)
+from core.pipeline.decompose import charsets
+from core.pipeline.decompose.content_fields import (TRANSFER_DECODINGS, content_info,
+                                                    decode_words, transfer_decoding)
 from core.scan.unpackers import name_text
 
 __all__ = ["HeaderBlock", "split_header", "HeadFacts", "head_facts", "find_parts",
-           "DelimiterSearch", "ChildSpan", "decode_transfer", "header_text"]
+           "DelimiterSearch", "ChildSpan", "decode_transfer", "header_text", "read_undeclared",
+           "message_charset"]
 
 MAX_HEADER_FIELDS_KEPT = 2000    # of a part's header, kept for the view (the rest: defect)
 # ...except these, kept wherever they stand: past the cap they would still tell the receiving
@@ -82,16 +94,61 @@ _MBOX_FROM = re.compile(rb">*From ")
 
 @dataclass
 class HeaderBlock:
-    fields: list[tuple[str, str]]   # (name, unfolded value as text), in order
+    fields: list[tuple[str, str]]   # (name, unfolded value as text), in order; undeclared
+                                    # octets read UTF-8 else Latin-1 (`header_text`, rule 6)
     body_start: int                 # offset of the body: after the blank line, or the first
                                     # line that is not a field (rule 4)
     defects: list[str]
+    # index in `fields` -> the unfolded octets of that value, for each value a reader may
+    # read otherwise (rule 6: not UTF-8, or ISO-2022-JP escapes)
+    undeclared: dict[int, bytes] = field(default_factory=dict)
+
+    def read_fields(self, charset: str | None) -> list[tuple[str, str]]:
+        """`fields` as mail readers read them in a message of `charset` (rule 6)."""
+        if not self.undeclared:
+            return self.fields
+        return [(name, read_undeclared(self.undeclared[n], charset).strip()
+                 if n in self.undeclared else value)
+                for n, (name, value) in enumerate(self.fields)]
 
 
 def header_text(raw: bytes) -> str:
     """Header octets as text: UTF-8 when they are, else Latin-1 — the rule for a name in an
-    archive too (core/scan/unpackers name_text), which this is."""
+    archive too (core/scan/unpackers name_text), which this is. The older reading of
+    undeclared octets (rule 6), the one the heuristic model learned on."""
     return name_text(raw)
+
+
+# ISO-2022-JP's escape sequences (RFC 1468): to JIS X 0208 (ESC $ @, ESC $ B), JIS X 0201
+# Roman or katakana (ESC ( J, ESC ( I) and back to ASCII (ESC ( B).
+_ISO_2022_JP_ESCAPE = re.compile(rb"\x1b(?:\$[@B]|\([BJI])")
+
+
+def read_undeclared(raw: bytes, charset: str | None) -> str:
+    """Header octets no encoded word declares as mail readers read them in a message of
+    `charset` (rule 6; `message_charset`, None for none declared): ISO-2022-JP when they
+    hold its escape sequences and read as it; else UTF-8 when they are; else in `charset`
+    when readers know it (charsets.decode_as_read: UTF-8 with one bad byte is UTF-8 with
+    one U+FFFD, i18n19 A2); else Latin-1 (name_text)."""
+    if _ISO_2022_JP_ESCAPE.search(raw):
+        try:
+            return charsets.decode(raw, "iso-2022-jp")
+        except UnicodeDecodeError:
+            pass
+    if charset is None or charsets.encoding(charset) is None:
+        return name_text(raw)
+    return name_text(raw, lambda octets: charsets.decode_as_read(octets, charset)[0])
+
+
+def _is_undeclared(raw: bytes) -> bool:
+    """Whether a reader may read `raw` otherwise than `header_text` (rule 6)."""
+    if raw.isascii():
+        return b"\x1b" in raw and _ISO_2022_JP_ESCAPE.search(raw) is not None
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return _ISO_2022_JP_ESCAPE.search(raw) is not None
 
 
 def _line(buf: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -114,6 +171,7 @@ def split_header(buf: bytes, start: int, end: int) -> HeaderBlock:
     """The header block at buf[start:end] and where its body starts (rule 4)."""
     defects: list[str] = []
     fields: list[tuple[str, str]] = []
+    undeclared: dict[int, bytes] = {}
     name: str | None = None
     value: list[bytes] = []
     dropped = 0
@@ -133,7 +191,7 @@ def split_header(buf: bytes, start: int, end: int) -> HeaderBlock:
             pos = next_pos
             continue
         if name is not None:
-            dropped += _keep(fields, name, value)
+            dropped += _keep(fields, undeclared, name, value)
             name = None
         field = _FIELD.match(line)
         if field is not None:
@@ -156,26 +214,26 @@ def split_header(buf: bytes, start: int, end: int) -> HeaderBlock:
             break
         pos = next_pos
     if name is not None:
-        dropped += _keep(fields, name, value)
+        dropped += _keep(fields, undeclared, name, value)
     if body_start is None:
         body_start = end
         if start < end:                    # an empty part (RFC 2046 §5.1.1) is no defect
             defects.append("no blank line after the header")
     if dropped:
         defects.append(f"{dropped} header fields past {MAX_HEADER_FIELDS_KEPT} not read")
-    return HeaderBlock(fields, body_start, defects)
+    return HeaderBlock(fields, body_start, defects, undeclared)
 
 
-def _keep(fields: list[tuple[str, str]], name: str, value: list[bytes]) -> int:
+def _keep(fields: list[tuple[str, str]], undeclared: dict[int, bytes], name: str,
+          value: list[bytes]) -> int:
     """Append the field unless the cap says not to; 1 when it was left out."""
     if len(fields) < MAX_HEADER_FIELDS_KEPT or name.lower() in FIELDS_ALWAYS_KEPT:
-        fields.append((name, _unfold(value)))
+        raw = b" ".join(part.strip(b" \t") for part in value)
+        if _is_undeclared(raw):
+            undeclared[len(fields)] = raw
+        fields.append((name, header_text(raw).strip()))
         return 0
     return 1
-
-
-def _unfold(lines: list[bytes]) -> str:
-    return header_text(b" ".join(part.strip(b" \t") for part in lines)).strip()
 
 
 @dataclass
@@ -226,10 +284,42 @@ def head_facts(head: bytes) -> HeadFacts:
     found = _SUBJECT_FIELD.search(searched)
     subject = ""
     if found is not None:
-        field = header[found.start() + 1:found.end()] + b"\r\n\r\n"
-        fields = split_header(field, 0, len(field)).fields
-        subject = decode_words(fields[0][1])[0] if fields else ""
+        subject_field = header[found.start() + 1:found.end()] + b"\r\n\r\n"
+        block = split_header(subject_field, 0, len(subject_field))
+        if block.fields:
+            charset = message_charset(head) if block.undeclared else None    # rule 6
+            subject = decode_words(block.read_fields(charset)[0][1])[0]
     return HeadFacts(subject, received)
+
+
+MAX_CHARSET_PARTS = 8       # the parts `message_charset` looks at, at most (a text in
+                            # multipart/signed, mixed, alternative is the 4th)
+
+
+def message_charset(buf: bytes) -> str | None:
+    """The charset of the message in `buf`, which mail readers read its undeclared header
+    octets in (rule 6): its top part's Content-Type charset, else that of the first text
+    part (in pre-order, through its multiparts: an attached message is another message)
+    that declares one; None for none. Looks at MAX_CHARSET_PARTS parts at most, with a
+    DelimiterSearch of its own (rule 5 bounds the work); only asked where some header has
+    undeclared octets."""
+    search = DelimiterSearch(buf)
+    todo = [(0, len(buf), "text/plain")]
+    looked = 0
+    while todo and looked < MAX_CHARSET_PARTS:
+        start, end, default_type = todo.pop()
+        looked += 1
+        header = split_header(buf, start, end)
+        info = content_info(header.fields, default_type)
+        if info.charset and (looked == 1 or info.content_type.startswith("text/")):
+            return info.charset
+        if info.content_type.startswith("multipart/") and info.boundary:
+            children, _closed = find_parts(buf, header.body_start, end, info.boundary, search,
+                                           most=MAX_CHARSET_PARTS)
+            child_type = ("message/rfc822" if info.content_type == "multipart/digest"
+                          else "text/plain")
+            todo += [(child.start, child.end, child_type) for child in reversed(children)]
+    return None
 
 
 @dataclass
@@ -240,11 +330,12 @@ class ChildSpan:
 
 
 def find_parts(buf: bytes, start: int, end: int, boundary: str,
-               search: DelimiterSearch | None = None) -> tuple[list[ChildSpan], bool]:
+               search: DelimiterSearch | None = None, most: int | None = None
+               ) -> tuple[list[ChildSpan], bool]:
     """The children of a multipart body in buf[start:end], and whether the close delimiter
     was found. Delimiter lines start and end at any line break of rule 2. `search` is the
     DelimiterSearch of `buf` that all its multiparts share (rule 5); without it the range is
-    searched directly."""
+    searched directly. `most`: stop at that many children (the close delimiter not found)."""
     if search is None:
         search = DelimiterSearch(buf)
     children: list[ChildSpan] = []
@@ -263,6 +354,8 @@ def find_parts(buf: bytes, start: int, end: int, boundary: str,
                 brk = 1
         if open_start is not None:
             children.append(ChildSpan(open_start, max(open_start, line_start - brk), open_cut))
+            if len(children) == most:
+                return children, False
         if match.group(1):
             closed = True
             open_start = None

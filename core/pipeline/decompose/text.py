@@ -122,39 +122,13 @@ def unflow(text: str, delsp: bool) -> str:
 
 def decode_text(data: bytes, charset: str | None, *,
                 is_html: bool = False) -> tuple[str, str | None]:
-    """(text, defect): `data` read as mail readers read text labelled `charset` (charsets.py).
-    No charset is US-ASCII (RFC 2045 §5.2), or for HTML (`is_html`) the charset its <meta>
-    declares, which browsers and webmail decode by. US-ASCII, UTF-8 and a charset nobody knows
-    read UTF-8 where the bytes are UTF-8, else windows-1252, as readers fall back. Never
-    raises."""
+    """(text, defect): `data` read as mail readers read text labelled `charset`
+    (charsets.decode_as_read). No charset is US-ASCII (RFC 2045 §5.2), or for HTML
+    (`is_html`) the charset its <meta> declares, which browsers and webmail decode by.
+    Never raises."""
     if charset is None and is_html:
         charset = charsets.html_charset(data)
-    name = (charset or "us-ascii").strip().strip('"').lower()
-    encoding = charsets.encoding(name)
-    if encoding is None:
-        return _utf8_or_windows_1252(data), f"unknown charset {name!r}"
-    if encoding == "utf-8" or name in ("us-ascii", "ascii"):
-        try:
-            return data.decode("utf-8"), None
-        except UnicodeDecodeError:
-            return _windows_1252(data), "invalid UTF-8" if encoding == "utf-8" else None
-    try:
-        return charsets.decode(data, name, "replace"), None
-    except MemoryError:     # over the message's memory limit (pipeline/run.py rule 5)
-        raise
-    except Exception:                       # codecs with odd failure modes (utf-7, ...)
-        return _windows_1252(data), f"cannot decode charset {name!r}"
-
-
-def _utf8_or_windows_1252(data: bytes) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return _windows_1252(data)
-
-
-def _windows_1252(data: bytes) -> str:
-    return charsets.decode(data, "windows-1252")       # reads every byte (charsets.py 2)
+    return charsets.decode_as_read(data, charset)
 
 
 def _drop_comments(markup: str) -> str:

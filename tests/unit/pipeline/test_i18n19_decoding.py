@@ -1,0 +1,209 @@
+"""International text read as mail readers show it (i18n19 A1, A2, B6).
+
+A1: header text no RFC 2047 word declares (a raw 8-bit Subject or file name, as Japanese,
+Chinese, Korean and Russian mailers write it; raw ISO-2022-JP, which is 7-bit) was read as
+Latin-1: `*特価*`, `*срочно*` and content terms in the Subject, and `*機密*` for a file name,
+missed it, and events showed mojibake. Readers read it in the message's charset
+(core/pipeline/decompose/mime.py rule 6). A2: one invalid byte in a UTF-8 text, raw Subject
+or encoded word made all of it windows-1252 (or left the word as written), past every
+non-Latin term; readers show the rest as written (charsets.py rule 5). B6: an encoded word
+labelled us-ascii holding UTF-8 is read as a text part so labelled is.
+
+The heuristic engine still reads the older reading, the one its model learned on
+(`MessageView.as_learned`).
+"""
+
+import base64
+
+import pytest
+
+from core.pipeline.decompose.content_fields import decode_word_readings
+from core.pipeline.decompose.mime import head_facts, message_charset
+from tests.unit.pipeline.support import verdict_of, view_of
+
+HEAD = b"From: tester@outside.test\r\nTo: user@local.test\r\nMIME-Version: 1.0\r\n"
+
+
+def single(subject: bytes, charset: str | None, body: bytes, cte: bytes = b"8bit",
+           subtype: bytes = b"plain") -> bytes:
+    """One text part: `subject` as written, the body declared in `charset`."""
+    ctype = b"text/" + subtype + (b"; charset=" + charset.encode() if charset else b"")
+    return (HEAD + b"Subject: " + subject + b"\r\nContent-Type: " + ctype
+            + b"\r\nContent-Transfer-Encoding: " + cte + b"\r\n\r\n" + body + b"\r\n")
+
+
+def mixed(subject: bytes, text_charset: str, text: bytes, attachment_header: bytes) -> bytes:
+    """multipart/mixed (no charset of its own): a text part in `text_charset`, then a file."""
+    return (HEAD + b"Subject: " + subject + b"\r\n"
+            b"Content-Type: multipart/mixed; boundary=\"BB\"\r\n\r\n"
+            b"--BB\r\nContent-Type: text/plain; charset=" + text_charset.encode() + b"\r\n"
+            b"Content-Transfer-Encoding: 8bit\r\n\r\n" + text + b"\r\n"
+            b"--BB\r\n" + attachment_header + b"\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + base64.b64encode(b"%PDF-1.4 hello") + b"\r\n--BB--\r\n")
+
+
+SUBJECT_LINES = ["*特価*", "*срочно*", "*광고*", "*免费*", "*免費*", "*ΠΡΟΣΦΟΡΑ*"]
+
+RAW_SUBJECTS = [
+    ("shift_jis", "shift_jis", "特価のお知らせ"),
+    ("x-sjis", "cp932", "特価のお知らせ"),
+    ("euc-jp", "euc_jp", "特価のお知らせ"),
+    ("koi8-r", "koi8_r", "Срочно: отчёт"),
+    ("windows-1251", "cp1251", "Срочно: отчёт"),
+    ("gb2312", "gbk", "免费发票"),
+    ("big5", "big5", "免費發票"),
+    ("euc-kr", "cp949", "광고 안내"),
+    ("iso-8859-7", "iso8859_7", "ΠΡΟΣΦΟΡΑ εβδομάδας"),
+]
+
+
+@pytest.mark.parametrize("label, codec, subject", RAW_SUBJECTS)
+def test_a_raw_subject_in_the_messages_charset_meets_the_subject_lines(label, codec, subject):
+    raw = single(subject.encode(codec), label, "こんにちは".encode(codec, "replace"))
+    view, findings, verdict = verdict_of(raw, subject__enabled=True,
+                                         subject__lines=SUBJECT_LINES)
+    assert view.subject == subject                      # the events' subject column
+    assert head_facts(raw).subject == subject           # the listener's, for its events
+    assert verdict.disposition == "drop" and verdict.rule == "subject.lines"
+    assert [f.data["subject"] for f in findings] == [subject]
+
+
+def test_raw_iso_2022_jp_is_read_by_its_escape_sequences_whatever_the_charset():
+    subject = "特価 機密のお知らせ"
+    for charset in ("iso-2022-jp", None, "us-ascii"):
+        raw = single(subject.encode("iso-2022-jp"), charset, b"hello", b"7bit")
+        view, _, verdict = verdict_of(raw, subject__enabled=True, subject__lines=["*特価*"])
+        assert view.subject == subject and head_facts(raw).subject == subject
+        assert verdict.rule == "subject.lines"
+    # ASCII with an ESC that is no ISO-2022-JP escape stays as written
+    assert view_of(single(b"a\x1b[1mb", None, b"x")).subject == "a\x1b[1mb"
+
+
+@pytest.mark.parametrize("label, codec, term, subject", [
+    ("koi8-r", "koi8_r", "секретно", "Документ секретно"),
+    ("windows-1251", "cp1251", "секретно", "Документ секретно"),
+    ("shift_jis", "cp932", "機密", "機密のお知らせ"),
+    ("gb2312", "gbk", "机密", "机密文件"),
+])
+def test_a_content_term_only_in_a_raw_subject_is_found(label, codec, term, subject):
+    rule = {"enabled": True, "match": "any", "terms": [term], "none_of": []}
+    raw = single(subject.encode(codec), label, "Добрый день".encode(codec, "replace"))
+    _, findings, verdict = verdict_of(raw, rules__content=[rule])
+    assert [f.event for f in findings] == ["content_rule_violation"]
+    assert verdict.disposition == "drop"
+
+
+def test_a_multipart_message_is_read_in_its_first_text_parts_charset():
+    raw = mixed("Срочно: отчёт".encode("koi8_r"), "koi8-r", "Привет".encode("koi8_r"),
+                b"Content-Type: application/pdf")
+    assert message_charset(raw) == "koi8-r"
+    view, _, verdict = verdict_of(raw, subject__enabled=True, subject__lines=["*срочно*"])
+    assert view.subject == "Срочно: отчёт" == head_facts(raw).subject
+    assert verdict.rule == "subject.lines"
+    # the top part's charset wins; an attached message is another message
+    assert message_charset(single(b"x", "euc-kr", b"x")) == "euc-kr"
+    inner = HEAD + b"Content-Type: text/plain; charset=koi8-r\r\n\r\nx\r\n"
+    assert message_charset(HEAD + b"Content-Type: message/rfc822\r\n\r\n" + inner) is None
+
+
+def test_a_raw_file_name_in_the_messages_charset_meets_the_file_name_patterns():
+    name = "機密資料.pdf".encode("cp932")
+    raw = mixed("資料".encode("cp932"), "shift_jis", "添付します".encode("cp932"),
+                b"Content-Type: application/pdf; name=\"" + name + b"\"\r\n"
+                b"Content-Disposition: attachment; filename=\"" + name + b"\"")
+    view, findings, _ = verdict_of(raw, filename__enabled=True, filename__patterns=["*機密*"])
+    assert view.parts[2].filename == "機密資料.pdf"
+    assert name.decode("latin-1") in view.parts[2].other_names     # the older reading too
+    [deleted] = [f for f in findings if f.event == "attachment_deleted"]
+    assert deleted.data["file"] == "機密資料.pdf"
+
+
+def test_a_raw_gbk_file_name_is_named_as_readers_show_it():
+    name = "发票.exe".encode("gbk")
+    raw = mixed("发票".encode("gbk"), "gb2312", "请查收".encode("gbk"),
+                b"Content-Type: application/octet-stream\r\n"
+                b"Content-Disposition: attachment; filename=\"" + name + b"\"")
+    _, findings, _ = verdict_of(raw, filename__enabled=True, filename__patterns=["*.exe"])
+    assert [f.data["file"] for f in findings if f.event == "attachment_deleted"] == ["发票.exe"]
+
+
+def test_a_raw_display_name_reads_in_the_messages_charset():
+    raw = single(b"hello", "shift_jis", b"x").replace(
+        b"From: tester@outside.test", b"From: " + "山田 太郎".encode("cp932")
+        + b" <tester@outside.test>")
+    view = view_of(raw)
+    assert view.header("from") == "山田 太郎 <tester@outside.test>"
+    assert view.header_all("from", decoded=False) == ["山田 太郎 <tester@outside.test>"]
+
+
+def test_without_a_charset_raw_non_utf8_text_stays_latin1_and_utf8_stays_utf8():
+    assert view_of(single("café".encode("latin-1"), None, b"x")).subject == "café"
+    assert view_of(single("Срочно".encode(), "koi8-r", b"x")).subject == "Срочно"
+
+
+def test_the_heuristic_engine_reads_the_raw_subject_as_it_learned_it():
+    subject = "特価のお知らせ".encode("cp932")
+    view = view_of(single(subject, "shift_jis", b"x"))
+    learned = view.as_learned()
+    assert learned.subject == subject.decode("latin-1") == learned.header("subject")
+    assert view.subjects() == ["特価のお知らせ", subject.decode("latin-1")]
+    plain = view_of(single("Срочно".encode(), "koi8-r", b"x"))
+    assert plain.as_learned() is plain
+
+
+# --- A2: one bad byte in UTF-8 -----------------------------------------------------------
+
+SECRET_RULE = {"enabled": True, "match": "any", "terms": ["секретно"], "none_of": []}
+
+
+@pytest.mark.parametrize("subtype, body", [
+    (b"plain", "Документ ".encode() + b"\xff" + " секретно.".encode()),
+    (b"html", "<p>Документ секретно</p>".encode() + b"\xff"),
+])
+def test_a_utf8_text_with_one_bad_byte_is_read_as_utf8(subtype, body):
+    view, findings, verdict = verdict_of(single(b"report", "utf-8", body, subtype=subtype),
+                                         rules__content=[SECRET_RULE])
+    assert "Документ" in view.parts[0].text and "\ufffd" in view.parts[0].text
+    assert any("invalid UTF-8" in defect for defect in view.defects)     # still malformed
+    assert [f.event for f in findings] == ["malformed", "content_rule_violation"]
+    assert verdict.disposition == "drop"
+
+
+@pytest.mark.parametrize("subject", [
+    "Срочно: секретно ".encode() + b"\xff",                                  # raw
+    b"=?utf-8?B?" + base64.b64encode("Срочно: секретно ".encode() + b"\xff") + b"?=",
+    b"=?utf-8?Q?=" + "Срочно".encode().hex("=").upper().encode() + b"=FF_x?=",
+])
+def test_a_utf8_subject_with_one_bad_byte_meets_subject_lines_and_terms(subject):
+    raw = single(subject, "utf-8", b"hello")
+    view, findings, verdict = verdict_of(raw, subject__enabled=True,
+                                         subject__lines=["*срочно*"],
+                                         rules__content=[{**SECRET_RULE,
+                                                          "terms": ["срочно"]}])
+    assert view.subject.startswith("Срочно") and "\ufffd" in view.subject
+    assert head_facts(raw).subject == view.subject
+    assert verdict.rule == "subject.lines"
+    assert {f.event for f in findings} >= {"subject_blocked", "content_rule_violation"}
+
+
+def test_an_encoded_word_with_a_bad_byte_is_still_a_defect_and_learned_as_written():
+    value = "=?utf-8?B?" + base64.b64encode(b"ok \xff").decode() + "?="
+    assert decode_word_readings(value) == (["ok \ufffd", value], False)
+    view = view_of(single(value.encode(), None, b"x"))
+    assert "message: bad encoded word in Subject" in view.defects
+    assert view.as_learned().subject == value
+
+
+# --- B6: us-ascii words holding UTF-8 -------------------------------------------------------
+
+def test_a_us_ascii_word_holding_utf8_reads_as_a_us_ascii_text_does():
+    text = "Срочно: секретно".encode()
+    word = "=?us-ascii?B?" + base64.b64encode(text).decode() + "?="
+    readings, ok = decode_word_readings(word)
+    assert ok and readings[0] == text.decode()
+    assert readings[1].startswith("Ð¡Ñ")                       # the older reading: cp1252
+    view, _, verdict = verdict_of(single(word.encode(), "us-ascii", text),
+                                  subject__enabled=True, subject__lines=["*срочно*"],
+                                  rules__content=[SECRET_RULE])
+    assert view.parts[0].text.strip() == view.subject == text.decode()
+    assert verdict.rule == "subject.lines"
