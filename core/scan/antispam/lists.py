@@ -17,9 +17,10 @@ Rules
        "@mail.example.com" does not block user@example.com). The first match names the
        rule. `.domain` (the guide: "Domain names must begin with either @ or a period")
        blocks what `@domain` blocks.
-    4. Addresses compare case-insensitively, domains in one form (shared/idn.py: an entry
-       for müll.example matches mail from xn--mll-hoa.example and the other way round); a
-       null or local-part-only sender matches nothing.
+    4. Addresses compare case-insensitively, local parts in NFC (shared/idn.py `local_form`:
+       an entry `josé@corp.es` matches "jose" + U+0301, RFC 6532 §3.1), domains in one form
+       (shared/idn.py: an entry for müll.example matches mail from xn--mll-hoa.example and
+       the other way round); a null or local-part-only sender matches nothing.
     5. A header From that Python's address parser cannot read (it recurses once per "(" or
        ":", so 2,000 of them raise RecursionError; x4-cost finding 13) still yields the
        addr-specs found in its text: reading a header never fails the blacklist check, which
@@ -42,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import getaddresses
 
-from shared.idn import ascii_domain, entry_form
+from shared.idn import ascii_domain, entry_form, local_form
 from shared.wildcard import matches
 
 __all__ = ["address_domain", "whitelist_match", "is_excluded", "blacklist_match",
@@ -88,10 +89,10 @@ def _index(entries: tuple) -> _Index:
 
 
 def _address(address: str) -> tuple[str, str]:
-    """(local part lower-cased and unquoted, domain in the one form); ("", "") for none.
-    `"evil"@spam.example` is the mailbox `evil@spam.example` (RFC 5322 §3.2.4: the quotes
-    and the backslashes of a quoted string are not part of it)."""
-    return _unquoted(address.strip().rpartition("@")[0]).lower(), address_domain(address)
+    """(local part unquoted in the lists' one form, domain in the one form); ("", "") for
+    none. `"evil"@spam.example` is the mailbox `evil@spam.example` (RFC 5322 §3.2.4: the
+    quotes and the backslashes of a quoted string are not part of it)."""
+    return local_form(_unquoted(address.strip().rpartition("@")[0])), address_domain(address)
 
 
 def _unquoted(local: str) -> str:
