@@ -18,9 +18,13 @@ letter, over lines of "s" as long as the order export — every character is a p
 it. Read its ms/MB against the "1 term" line: before the checks of a `?` piece were bounded
 (shared/term_set.py CHARS_PER_CHECK) it cost about 550 ms/MB.
 
-Last, the "1 term" and "5000 plain" sets over Japanese prose with the order lines: a text
+Then the "1 term" and "5000 plain" sets over Japanese prose with the order lines: a text
 with letters of a script written without spaces is read with stand-ins for them (terms are
 words there too: shared/wildcard.py `read`), which the ASCII text above never needs.
+
+Last, the same two sets over French, Greek and Russian prose with the order lines: letters
+with accents are read without them (shared/wildcard.py `without_marks`, tester i18n19 B1),
+which neither the ASCII nor the Japanese text needs.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 CSV_LINE = "2026-11-28,order,12345,customer name here,shipped,EUR,199.00,comment text\n"
 PROSE = "Lorem ipsum dolor sit amet, consectetur adipiscing elit; the quarterly report.\n"
 JAPANESE = "本日の会議は午後三時から第二会議室で行います。資料は添付のとおりです。\n"
+ACCENTED = ("La réunion est déplacée à jeudi; préparez les chiffres du trimestre, s'il vous "
+            "plaît.\nΗ συνάντηση μεταφέρθηκε την Πέμπτη· ετοιμάστε τα τριμηνιαία στοιχεία.\n"
+            "Встреча перенесена на четверг, пожалуйста, подготовьте квартальные отчёты.\n")
 
 
 def rule_sets() -> dict[str, list[dict]]:
@@ -104,6 +111,12 @@ def main() -> None:
         first, best = best_of(matching_rules, rule_sets()[name], japanese, args.repeat)
         print(f"{name:>10}, Japanese: {best / japanese_mb * 1000:9.1f} ms/MB   "
               f"(first {first / japanese_mb * 1000:.1f})", flush=True)
+    accented = text_of(args.mb, ACCENTED)
+    accented_mb = len(accented.encode()) / 2 ** 20
+    for name in ("1 term", "5000 plain"):
+        first, best = best_of(matching_rules, rule_sets()[name], accented, args.repeat)
+        print(f"{name:>10}, accented: {best / accented_mb * 1000:9.1f} ms/MB   "
+              f"(first {first / accented_mb * 1000:.1f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from typing import Callable, Iterable
 
 from shared.settings import (PORT_KEYS, RULES_MAX_TOTAL, SCHEMA, SPAM_QUARANTINE_NOT_BUILT,
                              check_password)
-from shared.wildcard import misread_escapes
+from shared.wildcard import misread_escapes, without_marks
 
 __all__ = ["CrossRule", "CROSS_RULES", "cross_errors", "matches_every_destination"]
 
@@ -163,10 +163,11 @@ def _matches_everything(pattern: str, every_text_has: str = "") -> bool:
     plain, and no wildcard. A `?` counts only beside a `*` in the same run of wildcards:
     `?.*` (a one-letter first label) or `[???.*]` (a three-digit first octet) name some
     texts, not all (review 16, C9). Read as the pipeline compares a subject line
-    (core/pipeline/rules.py `as_compared`): NFKC, so a fullwidth ＊ is a *, and without
-    invisible characters."""
-    pattern = "".join(char for char in unicodedata.normalize("NFKC", pattern).strip()
-                      if unicodedata.category(char) != "Cf")
+    (core/pipeline/rules.py `as_compared`): NFKC, so a fullwidth ＊ is a *, without the
+    marks the pipeline ignores (a `*` and an accent alone is `*`) and without invisible
+    characters."""
+    pattern = "".join(char for char in without_marks(unicodedata.normalize("NFKC", pattern))
+                      .strip() if unicodedata.category(char) != "Cf")
     if "*" not in pattern or pattern.strip("*?" + every_text_has):
         return False
     runs = re.split("[" + re.escape(every_text_has) + "]", pattern) if every_text_has \

@@ -15,8 +15,11 @@ spaces) reads as one space, and so do the spaces of a term: a client wraps lines
 the words fall, and a phrase must match across the wrap. Text and terms are read as a
 mail reader shows them: characters that draw nothing (zero-width spaces and joiners, soft
 hyphens, direction marks, BOMs) are dropped — spam and leaks put them inside a word to get
-past a term — and compatibility forms read as their letters (NFKC: full-width "ｆｒｅｅ" is
-"free", the ligature "ﬁ" is "fi"). Pure functions: no settings object, no I/O.
+past a term — compatibility forms read as their letters (NFKC: full-width "ｆｒｅｅ" is
+"free", the ligature "ﬁ" is "fi"), and letters without their accents, Hebrew points and
+Arabic vowel signs (shared.wildcard.without_marks: `ΠΡΟΣΦΟΡΑ` is "Προσφορά" in capitals, as
+Greek writes them, and `סודי` is "סוֹדִי"; tester i18n19 B1, B2). Pure functions: no settings
+object, no I/O.
 
 All the terms of a rule list are looked for together, in one reading of each text
 (shared/term_set.py TermSet), and the rules are then decided from the set of terms found: up
@@ -32,6 +35,7 @@ from dataclasses import dataclass
 
 from core.pipeline.decompose.text import as_read
 from shared.term_set import TermSet
+from shared.wildcard import without_marks
 
 __all__ = ["RuleMatch", "rule_matches", "matching_rules", "rule_label", "as_compared"]
 
@@ -49,10 +53,10 @@ def rule_label(key: str, index: int, rule: Mapping) -> str:
 
 
 def as_compared(text: str) -> str:
-    """`text` as a reader sees it: NFKC, invisible characters dropped (the decomposer drops
-    them from a part's text; a term and the Subject need it here), every run of white space
-    one space (module docstring)."""
-    return " ".join(as_read(unicodedata.normalize("NFKC", text)).split())
+    """`text` as a reader sees it: NFKC, without marks (`without_marks`), invisible
+    characters dropped (the decomposer drops them from a part's text; a term and the
+    Subject need it here), every run of white space one space (module docstring)."""
+    return " ".join(as_read(without_marks(unicodedata.normalize("NFKC", text))).split())
 
 
 @functools.lru_cache(maxsize=16)

@@ -5,7 +5,9 @@ file at every level — attachments, attached messages' attachments, archive and
 members — and against the name with the extension of the content's true type, so an
 executable named `invoice.pdf` matches `*.exe`. A name ending in dots or spaces is matched
 as Windows saves it too, without them: `evil.js.` lands as `evil.js` (policy finding A2).
-Names and patterns are compared in canonical composition (NFC). A match removes the attachment that carries
+Names and patterns are compared in canonical composition (NFC) and without accents and the
+other marks shared.wildcard.without_marks drops, as rule terms are (`ΑΠΟΡΡΗΤΟ*` matches
+"απόρρητο_1.doc": tester i18n19 B1); the event names the file as it is named. A match removes the attachment that carries
 the file (for an archive member: the archive, the outermost attachment holding it) and,
 with filename.deleted_text.enabled, puts filename.deleted_text in its place; the message is
 delivered. One finding (and event) per matching file.
@@ -16,7 +18,7 @@ from __future__ import annotations
 import unicodedata
 
 from core.pipeline.findings import Finding
-from shared.wildcard import matches
+from shared.wildcard import matches, without_marks
 
 # true types that name an extension a pattern can mean (magic bytes -> extension)
 TRUE_TYPE_EXTENSIONS = {"exe": "exe", "lnk": "lnk", "chm": "chm", "msi": "msi", "hlp": "hlp",
@@ -39,13 +41,14 @@ def candidate_names(part) -> list[str]:
 
 def matching_pattern(patterns, part) -> tuple[str, str] | None:
     """(pattern, name) of the first pattern matching one of the part's names."""
-    names = candidate_names(part)
+    names = [(name, without_marks(name)) for name in candidate_names(part)]
     for pattern in patterns:
         pattern = unicodedata.normalize("NFC", pattern.strip())
         if not pattern:
             continue
-        for name in names:
-            if matches(pattern, name):
+        compared = without_marks(pattern)
+        for name, name_compared in names:
+            if matches(compared, name_compared):
                 return pattern, name
     return None
 
