@@ -23,6 +23,8 @@ Rules:
   a multi-line value are joined with "; " (a virus finding's "File: a.exe; Virus: …"), and
   other control characters are shown as escapes (`\x1b`). JSON is for programs and keeps
   the text as it is.
+- Text tables pad by display width (`display_width`: a CJK character takes two columns, a
+  combining mark none), so the columns after a Japanese subject line up.
 - Everything here is a generator over rows: nothing holds a whole report in memory (the text
   table measures its column widths on the first `TEXT_SAMPLE_ROWS` rows only).
 """
@@ -35,6 +37,7 @@ import functools
 import io
 import json
 import re
+import unicodedata
 from typing import Iterable, Iterator
 
 from shared.report import DetailRow, Summary
@@ -347,6 +350,27 @@ def _cell(value) -> str:
     return one_line(text)
 
 
+def display_width(text: str) -> int:
+    """The columns `text` takes in a terminal (UAX #11): two for a wide or full-width
+    character (CJK, Hangul, full-width forms), none for a combining mark or a format
+    character, one for the rest. Padding by characters pushed every column after a CJK
+    subject right by one per character (tester i18n19 C1)."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.category(ch) in _ZERO_WIDTH
+               else 2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+_ZERO_WIDTH = frozenset({"Mn", "Me", "Cf"})
+
+
+def _padded(text: str, width: int, right: bool = False) -> str:
+    """`text` padded with spaces to `width` columns (`display_width`), on the left when
+    `right`."""
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
+
+
 def text_lines(columns: tuple[str, ...], records: Iterable[dict],
                numeric: tuple[str, ...] = ("size", "count")) -> Iterator[str]:
     """An aligned table: widths measured on the first rows (capped), later rows that are
@@ -360,11 +384,10 @@ def text_lines(columns: tuple[str, ...], records: Iterable[dict],
     widths = {c: len(c) for c in columns}
     for record in sample:
         for c in columns:
-            widths[c] = min(TEXT_MAX_WIDTH, max(widths[c], len(_cell(record[c]))))
+            widths[c] = min(TEXT_MAX_WIDTH, max(widths[c], display_width(_cell(record[c]))))
 
     def line(values: dict) -> str:
-        cells = [(_cell(values[c]).rjust(widths[c]) if c in numeric
-                  else _cell(values[c]).ljust(widths[c])) for c in columns]
+        cells = [_padded(_cell(values[c]), widths[c], c in numeric) for c in columns]
         return "  ".join(cells).rstrip() + "\n"
 
     yield line({c: c for c in columns})
@@ -378,7 +401,8 @@ def text_lines(columns: tuple[str, ...], records: Iterable[dict],
 def summary_text(summary: Summary) -> Iterator[str]:
     """The summary as the guide prints it: a heading per section, item and count aligned."""
     yield f"Summary Report  {summary.range.label()}\n"
-    width = max([len(_cell(item)) for s in summary.sections for item, _ in s.rows] + [24])
+    width = max([display_width(_cell(item)) for s in summary.sections for item, _ in s.rows]
+                + [24])
     for section in summary.sections:
         yield f"\n{section.title}\n{'-' * (width + 12)}\n"
         if section.key in ("viruses", "subjects_blocked", "attachments_deleted"):
@@ -387,7 +411,7 @@ def summary_text(summary: Summary) -> Iterator[str]:
                 continue
             yield f"{'Name'.ljust(width)}  {'Count':>10}\n"
         for item, count in section.rows:
-            yield f"{_cell(item).ljust(width)}  {count:>10}\n"
+            yield f"{_padded(_cell(item), width)}  {count:>10}\n"
         if section.total is not None and (section.key in ("premium", "infection")
                                           or section.rows):
             yield f"{'Total'.ljust(width)}  {section.total:>10}\n"
