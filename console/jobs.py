@@ -197,7 +197,7 @@ class ConsoleJobs:
 
 
 def start_jobs(home: DataHome, events: EventWriter, clock: WallClock,
-               sessions: Sessions | None = None) -> ConsoleJobs:
+               sessions: Sessions) -> ConsoleJobs:
     """Start the process's scheduler with every job, and the thread that follows `timezone`;
     call once per console process, with the console app's `sessions` (console.context)."""
     jobs = schedule_jobs(home, events, clock, sessions)
@@ -206,10 +206,10 @@ def start_jobs(home: DataHome, events: EventWriter, clock: WallClock,
 
 
 def schedule_jobs(home: DataHome, events: EventWriter, clock: WallClock,
-                  sessions: Sessions | None = None) -> ConsoleJobs:
+                  sessions: Sessions) -> ConsoleJobs:
     """Start the scheduler with every job, without the thread that runs follow_timezone
-    (`start_jobs` starts it; a test calls follow_timezone itself). `sessions` None: no app
-    whose sessions time out (a test of the other jobs), so no SESSIONS_JOB."""
+    (`start_jobs` starts it; a test calls follow_timezone itself). `sessions`: the console
+    app's (console.context), whose timed-out sessions SESSIONS_JOB ends."""
     conn = db.connect(home.db)
     try:
         name = stored_timezone(conn)
@@ -217,6 +217,10 @@ def schedule_jobs(home: DataHome, events: EventWriter, clock: WallClock,
         conn.close()
         raise
     zone = _zone(name)
+    # APScheduler writes two INFO lines for every run ("Running job", "executed
+    # successfully"): 2,880 a day with the once-a-minute session job; its warnings (a missed
+    # run) and errors still show
+    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(timezone=dt.timezone.utc, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600})
     jobs = ConsoleJobs(scheduler, conn, zone, name)

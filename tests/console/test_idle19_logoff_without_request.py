@@ -126,3 +126,20 @@ def test_the_job_reads_the_timeout_setting_at_each_run(admin, home, jobs, clock)
     [ended] = _logoffs(admin)
     assert ended["time"] == last_request + 30 * 60
 
+
+
+def test_a_run_of_the_job_writes_no_line_to_the_console_log(jobs, caplog):
+    """APScheduler's two INFO lines per run would be 2,880 a day (review19 R2)."""
+    import datetime as dt
+    import threading
+
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
+
+    ran = threading.Event()
+    job = jobs.scheduler.get_job(SESSIONS_JOB)
+    jobs.scheduler.add_listener(lambda event: ran.set(), EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+    with caplog.at_level("INFO"):
+        job.modify(next_run_time=dt.datetime.now(dt.timezone.utc))
+        assert ran.wait(30)
+    assert [r.getMessage() for r in caplog.records
+            if r.name.startswith("apscheduler.executors")] == []
