@@ -14,10 +14,14 @@ Rules
        EXEC (runs a program), CALL / REGISTER / REGISTER.ID (call a DLL function),
        URLDownloadToFile anywhere (the urlmon download REGISTER names), FOPEN together with
        FWRITE or FWRITELN (writes a file), FORMULA / FORMULA.FILL / FORMULA.ARRAY /
-       SET.VALUE (write the macro's next formulas at run time, how those droppers hid
-       EXEC), and CHAR() used MIN_CHAR_CALLS times or more (strings built a character at a
-       time). ALERT, HALT, RUN, GOTO and the like are not traits: the oletools samples
-       (Auto_Open + ALERT) stay "macro present", at `high`.
+       SET.VALUE writing a formula it builds (its text joined with `&` or CHAR(), and either
+       no string in it or one starting `=`: the macro's next formulas written at run time,
+       how those droppers hid EXEC), and CHAR() with MIN_CHAR_CODES different codes or more
+       (strings built a character at a time). `medium` is the default level, so what
+       ordinary workbooks do stays out: FORMULA writing a fixed formula or a label
+       ("Total: "&R1C1), CHAR(10) line breaks in an ALERT (review19 D2). ALERT, HALT, RUN,
+       GOTO and the like are not traits: the oletools samples (Auto_Open + ALERT) stay
+       "macro present", at `high`.
     3. Where the formulas and names come from: OOXML (.xlsm/.xltm) macro sheets (the `f`
        elements of the parts core/scan/repair.py `macro_sheets` names) and the workbook
        part's `definedName`s, read here; BIFF (.xls/.xlt) and SYLK from olevba's XLM
@@ -44,7 +48,7 @@ from xml.parsers import expat
 __all__ = ["Excel4", "from_package", "from_olevba", "automatic", "traits"]
 
 AUTO_PREFIXES = ("auto_open", "auto_close", "auto_activate", "auto_deactivate")
-MIN_CHAR_CALLS = 3
+MIN_CHAR_CODES = 3
 MAX_SHEETS = 32
 MAX_XML_READ = 16 * 2**20
 MAX_FORMULA_CHARS = 8192 * 4        # Excel's limit for a formula is 8,192 characters
@@ -53,6 +57,9 @@ CHUNK = 64 * 1024
 
 _CALL = re.compile(r"(?<![\w.])(?:_xlfn\.)?(EXEC|CALL|REGISTER(?:\.ID)?|FOPEN|FWRITE(?:LN)?|"
                    r"FORMULA(?:\.FILL|\.ARRAY)?|SET\.VALUE|CHAR)\s*\(", re.IGNORECASE)
+_WRITES_FORMULA = {"FORMULA", "FORMULA.FILL", "FORMULA.ARRAY", "SET.VALUE"}
+_CHAR_CODE = re.compile(r"\s*(\d+)\s*\)")
+_STRING = re.compile(r'"((?:[^"]|"")*)"')
 _DOWNLOAD = re.compile(r"URLDownloadToFile", re.IGNORECASE)
 _TRAIT_OF = {"EXEC": "EXEC", "CALL": "CALL", "REGISTER": "REGISTER", "REGISTER.ID": "REGISTER",
              "FORMULA": "FORMULA", "FORMULA.FILL": "FORMULA.FILL",
@@ -98,7 +105,7 @@ class _Traits:
     def __init__(self):
         self.found: set[str] = set()
         self.calls: set[str] = set()
-        self.chars = 0
+        self.char_codes: set[str] = set()
 
     def add(self, formula: str) -> None:
         formula = formula[:MAX_FORMULA_CHARS]
@@ -107,17 +114,29 @@ class _Traits:
         for match in _CALL.finditer(formula):
             call = match.group(1).upper()
             if call == "CHAR":
-                self.chars += 1
-            else:
+                code = _CHAR_CODE.match(formula, match.end())
+                self.char_codes.add(code[1] if code else formula[match.end():match.end() + 8])
+            elif call not in _WRITES_FORMULA or _builds_a_formula(formula[match.end():]):
                 self.calls.add(call)
 
     def result(self) -> tuple[str, ...]:
         found = self.found | {_TRAIT_OF[c] for c in self.calls if c in _TRAIT_OF}
         if "FOPEN" in self.calls and self.calls & {"FWRITE", "FWRITELN"}:
             found.add("FOPEN/FWRITE")
-        if self.chars >= MIN_CHAR_CALLS:
+        if len(self.char_codes) >= MIN_CHAR_CODES:
             found.add("CHAR() strings")
         return tuple(sorted(found))
+
+
+def _builds_a_formula(arguments: str) -> bool:
+    """Rule 2: what a FORMULA or SET.VALUE call writes (the rest of the formula from its "("
+    on) is joined at run time and is a formula: no string in it (cells joined), or a string
+    that starts with "=" ("=EX"&"EC(...)"), or CHAR(61), the "=" itself."""
+    if "&" not in arguments and not re.search(r"CHAR\s*\(", arguments, re.IGNORECASE):
+        return False
+    strings = _STRING.findall(arguments)
+    return (not strings or any(text.lstrip().startswith("=") for text in strings)
+            or re.search(r"CHAR\s*\(\s*61\s*\)", arguments, re.IGNORECASE) is not None)
 
 
 def from_olevba(lines) -> Excel4:

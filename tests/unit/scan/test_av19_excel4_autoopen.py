@@ -2,7 +2,7 @@
 VBA that runs automatically and uses shell/download traits was "Heuristic.Macro.AutoExecShell"
 but an Excel 4 macro sheet with an Auto_Open name calling EXEC / CALL / REGISTER /
 URLDownloadToFile, writing files (FOPEN+FWRITE), writing its own formulas (FORMULA,
-SET.VALUE) or building strings with CHAR() passed: the Emotet/Qakbot/ZLoader XLM droppers of
+SET.VALUE, writing formulas it builds) or building strings with CHAR() passed: the Emotet/Qakbot/ZLoader XLM droppers of
 2020-22 (core/scan/heuristics/excel4.py). Now it is AutoExecShell, in OOXML (.xlsm/.xltm),
 SYLK and BIFF (.xls) workbooks alike; without an automatic name, or without a trait (the
 oletools samples: Auto_Open + ALERT), it stays "Heuristic.Macro.Present" at `high`."""
@@ -70,7 +70,7 @@ PRESENT = ("high", "Heuristic.Macro.Present")
      "CHAR() strings"),
     (("FORMULA(R10C1&R11C1,R5C1)", "GOTO(R5C1)"), "FORMULA"),
     (('SET.VALUE(R10C1,"=EX"&"EC(""calc"")")', "GOTO(R10C1)"), "SET.VALUE"),
-    (('FORMULA.FILL("=ALERT(1)",R5C1)', "HALT()"), "FORMULA.FILL"),
+    (('FORMULA.FILL("="&R10C1&"("&R11C1&")",R5C1)', "HALT()"), "FORMULA.FILL"),
 ], ids=["exec", "register", "urldownloadtofile", "call", "fopen-fwrite", "char", "formula",
         "set-value", "formula-fill"])
 def test_auto_open_macro_sheet_with_a_trait_is_autoexecshell_at_medium(formulas, trait):
@@ -110,7 +110,12 @@ def test_only_names_excel_runs_by_itself_make_it_run_on_open(names, expected):
     ('ALERT("a"&CHAR(10)&"b")', 'ALERT(CHAR(9))', "HALT()"),    # two CHAR(): no built string
     ('ALERT(CALLER())', 'ALERT("EXECUTE the plan, REGISTER now")', "RUN(R1C2)", "HALT()"),
     ('ALERT("EXEC")', "SELECT(R1C1)", "HALT()"),      # the word, not a call
-], ids=["alert", "one-char", "callers-and-words", "word"])
+    # what ordinary macros do at the default level (review19 D2): a fixed formula or a label
+    # written into a cell, values set, line breaks in a message
+    ('FORMULA("=SUM(R1C1:R3C1)",R5C1)', 'FORMULA("Total: "&R5C1,R6C1)', 'SET.VALUE(R7C1,0)',
+     'FORMULA.FILL("=R[-1]C+1",R8C1:R20C1)', "HALT()"),
+    ('ALERT("Done"&CHAR(10)&"Saved"&CHAR(10)&"Closed"&CHAR(13)&CHAR(10))', "HALT()"),
+], ids=["alert", "one-char", "callers-and-words", "word", "cells-written", "line-breaks"])
 def test_auto_open_macro_sheet_without_a_trait_stays_present_at_high(formulas):
     assert _lowest("invoice.xlsm", workbook(cells=sheet(*formulas))) == PRESENT
     assert _lowest("invoice.slk", sylk(*formulas)) == PRESENT
