@@ -50,10 +50,16 @@ def event_result(action: str, verdict) -> str | None:
     delivered (a quarantined copy keeps the .exe): "superseded", the request staying in the
     event's data. Before, a subject forward beside a content-rule drop read "forwarded"
     (policy finding C1). A forward verdict carries out every forward finding (verdict.py
-    rule 6), so each of their events reads "forwarded", its address in its data."""
+    rule 6), so each of their events reads "forwarded", its address in its data; a spam
+    finding delivered marked reads "forwarded" then too, its marks on the copies."""
     if action in ("remove_part", "replace_part"):
         happened = verdict.disposition in DELIVERING
-    elif action in ("drop", "hold", "quarantine", "forward", "reject", "deliver"):
+    elif action == "deliver":
+        # spam delivered marked: the marks go out with a forward too (verdict rule 2), so the
+        # finding reads as what became of the message (review19 D5)
+        return (EVENT_RESULTS[verdict.disposition] if verdict.disposition in DELIVERING
+                else SUPERSEDED)
+    elif action in ("drop", "hold", "quarantine", "forward", "reject"):
         happened = action == verdict.disposition
     else:                                   # log
         happened = True

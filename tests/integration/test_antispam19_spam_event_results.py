@@ -7,7 +7,8 @@ forward scores is delivered with the Heuristic Engine's marks ([Spam], X-Bulk), 
 for mail that was changed — an administrator could read it as "left untouched". The finding
 asks for "deliver", as the guide says ("All messages tagged as spam will be delivered
 unless ..."); a message another check drops reads "superseded", as every finding whose
-action did not happen does. The Status page counts the events as before.
+action did not happen does, and one another check forwards "forwarded": the copies carry the
+marks (review19 D5). The Status page counts the events as before.
 """
 
 from __future__ import annotations
@@ -51,27 +52,32 @@ async def test_spam_delivered_marked_reads_delivered_and_dropped_spam_superseded
         tmp_path, sink, nursery):
     home = routed_home(tmp_path, sink, heuristic__enabled=True, heuristic__x_bulk=True,
                        rules__spam=[SPAM_RULE], blacklist__enabled=True,
-                       blacklist__entries=["@listed.test"])
+                       blacklist__entries=["@listed.test"], subject__enabled=True,
+                       subject__lines=["*fwdme*"], subject__action="forward",
+                       subject__forward_to="postmaster@local.test")
     core = await nursery.start(run_core, home)
     port = core.smtp_addresses[0][1]
     await trio.to_thread.run_sync(_send, port, "a@client.test", "Gtube", GTUBE)
     await trio.to_thread.run_sync(_send, port, "b@client.test", "Offer", "cheap pills here")
     await trio.to_thread.run_sync(_send, port, "c@listed.test", "Dropped", GTUBE)
-    received = await sink.await_messages(2, timeout=60)
+    await trio.to_thread.run_sync(_send, port, "d@client.test", "Fwdme", GTUBE)
+    received = await sink.await_messages(3, timeout=60)
     subjects = sorted(email.message_from_bytes(m.data, policy=policy.default)["Subject"]
                       for m in received)
-    assert subjects == ["[Spam] Gtube", "[Spam] Offer"]          # delivered, marked
+    # delivered, marked; the forwarded copy too (review19 D5)
+    assert subjects == ["[Spam] Fwdme", "[Spam] Gtube", "[Spam] Offer"]
     for message in received:
         assert email.message_from_bytes(message.data)["X-Bulk"] == "100"
     await until(lambda: core.counters.values["dropped"] == 1, 60, flush=core.events.aflush)
 
     assert _results(home, Action.HEURISTIC_SPAM) == {
         "Gtube": ("delivered", "deliver"),
-        "Dropped": ("superseded", "deliver")}                    # the blacklist dropped it
+        "Dropped": ("superseded", "deliver"),                    # the blacklist dropped it
+        "Fwdme": ("forwarded", "deliver")}                       # forwarded with its marks
     assert _results(home, Action.SPAM_RULE_VIOLATION) == {"Offer": ("delivered", "deliver")}
     assert _results(home, Action.SENDER_BLOCKED) == {"Dropped": ("dropped", "drop")}
     # the Status page's counters count the events, whatever their result
-    assert core.counters.values["spam_heuristic"] == 3
+    assert core.counters.values["spam_heuristic"] == 4
     assert core.counters.values["spam_blacklist"] == 1
-    assert core.counters.values["spam_messages"] == 3
+    assert core.counters.values["spam_messages"] == 4
     core.cancel_scope.cancel()

@@ -90,13 +90,13 @@ def spam_findings(score: int, settings, *, rule: str, event: str, reason: str,
                            reason=reason))
     if not out:
         return []
-    if is_spam or out[0].action != "deliver":
-        prefix = settings["heuristic.subject_prefix"]
-        if prefix:
-            out.append(Finding(rule=rule, action="prefix_subject", event=None, text=prefix,
-                               reason="spam: subject prefix"))
-        if settings["heuristic.x_bulk"]:
-            out.append(Finding(rule=rule, action="add_header", event=None,
-                               header=X_BULK_HEADER, text=str(score),
-                               reason="spam: X-Bulk header"))
+    # any spam finding marks the message (a dropped one goes with its marks)
+    prefix = settings["heuristic.subject_prefix"]
+    if prefix:
+        out.append(Finding(rule=rule, action="prefix_subject", event=None, text=prefix,
+                           reason="spam: subject prefix"))
+    if settings["heuristic.x_bulk"]:
+        out.append(Finding(rule=rule, action="add_header", event=None,
+                           header=X_BULK_HEADER, text=str(score),
+                           reason="spam: X-Bulk header"))
     return out
