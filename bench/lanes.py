@@ -13,6 +13,10 @@ not buy the small mail's wait with the large mail's throughput, review2 R5).
 
     python -m bench.lanes [--large 9] [--large-mb 49] [--checkout /path/to/other/tree]
 
+With --large over 16 (the queue manager's tasks for large messages, core/spool/manager.py
+rule 13) large messages also wait to be taken up, and the probes show whether small mail is
+taken up past them: before rule 13 a probe waited in the fast queue behind them.
+
 With --checkout the same run is made with the core of another tree (e.g. a `git archive` of
 the commit before), so both figures come from one machine and one invocation. Nothing
 leaves loopback.

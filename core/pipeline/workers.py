@@ -227,6 +227,11 @@ class WorkerBatcher:
         self._arrivals = itertools.count()
         self._ready = trio.Event()
 
+    @property
+    def small_waiting(self) -> int:
+        """Small jobs queued for a slot (rule 7; tests read it)."""
+        return sum(1 for job in self._small if not job.abandoned)
+
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         try:
             async with trio.open_nursery() as nursery:

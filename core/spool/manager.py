@@ -9,7 +9,8 @@ What it owns
 Rules
     1. The spool is the truth. Memory holds ids and schedules only, rebuilt by `run()` from
        the spool alone; a full channel never loses a message (an overflow triggers a rescan
-       of fast/). At most FAST_CHANNEL_SIZE ids wait in memory (Postfix's active queue).
+       of fast/). At most FAST_CHANNEL_SIZE ids wait in memory per lane (rule 13;
+       Postfix's active queue).
        A message committed by a listener process is announced after its commit, so one
        can be in fast/ unannounced (the process died first): `rescan()` (a listener
        process ended) takes up at once every fast/ id not being handled, and every
@@ -73,6 +74,21 @@ Rules
    12. An unexpected error handling a message (`_failed`) is tried again every
        ERROR_RETRY_SECONDS, as a full disk needs; its event is written once per message and
        error text, not at every try, until an attempt or a move of the message succeeds.
+   13. Lanes: a fast/ message over BATCH_MESSAGE_OCTETS (the scanning workers' large
+       messages, core/pipeline/workers.py rule 7) still to be processed is taken up by one
+       of LARGE_WORKERS tasks, from a channel of its own; the FAST_WORKERS tasks take the
+       rest. A task waiting for a scanning slot for a large message so never keeps a small
+       one from being taken up, however many large ones wait (before, 16 large messages
+       held all 16 workers and a small one waited in the channel behind the others until
+       a large one ended). Each lane is bounded (its tasks, its channel), so memory is.
+       The lane is chosen by the size the listener's envelope gives, the rescan's stat of
+       the message file (what is in fast/ at start too; one processed already then goes
+       to the large lane, where it only starts its attempt), or, for an id announced
+       without its envelope (a hold reprocess, a retry), by the FAST_WORKERS task that
+       reads it, which hands a large one on. Nothing waits to put an id in the large
+       lane's channel: with it full, the id waits in fast/, not busy, and a large lane
+       task that finds the channel half empty asks for a rescan (rule 1). So a full large
+       lane holds up neither the rescan's small ids nor a small lane task.
 
 Never: block the event loop, write event names as literals, delete a message that still
 has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
@@ -81,6 +97,7 @@ has undelivered recipients (unless expired, bounced, or dropped by an operator o
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -88,6 +105,7 @@ import trio
 
 from core.delivery.routing import domain_of, route
 from core.pipeline.decompose.mime import head_facts
+from core.pipeline.service import BATCH_MESSAGE_OCTETS     # the lanes' size (rule 13)
 from core.pipeline.workers import PROCESS_TIMEOUT_SECONDS   # the limit rule 2 names
 from core.spool import files
 from core.spool.dispositions import origin_data
@@ -103,7 +121,7 @@ from shared.spool import (CORRUPT, CORRUPT_RULE, DUPLICATE_RULE, ENHANCED_STATUS
 __all__ = ["QueueManager", "FAST_CHANNEL_SIZE", "PROCESS_TIMEOUT_SECONDS", "CRASH_LIMIT",
            "record_set_aside", "record_copies"]
 
-FAST_CHANNEL_SIZE = 1000        # ids waiting in memory; more wait on disk (rule 1)
+FAST_CHANNEL_SIZE = 1000        # ids waiting in memory per lane; more wait on disk (rule 1)
 RESCAN_SECONDS = 30.0           # fast/ is listed this often for unannounced messages (rule 1)
 DELETE_WAIT_SECONDS = 10        # a dropped message waits this long at most for its event
 STOP_GRACE_SECONDS = 30         # how long a clean stop waits for attempts in progress (rule 7)
@@ -114,7 +132,9 @@ HOP_ATTEMPTS = 20               # attempts in progress per next hop (rule 8; Pos
 MAX_ATTEMPTS = 256              # attempts in progress in all (rule 8)
 MAX_WAITING = 10_000            # messages waiting for a full next hop (rule 8)
 SLOW_CHANNEL_SIZE = 100
-FAST_WORKERS = 16
+FAST_WORKERS = 16               # small mail, and what is processed already (rule 13)
+LARGE_WORKERS = 16              # large messages to process (rule 13): at most as many as
+                                # one lane took before
 SLOW_WORKERS = 8
 CRASH_LIMIT = 3                 # SPEC §4: the third crash holds the message
 CRASH_RETRY_SECONDS = 1.0
@@ -149,7 +169,8 @@ class QueueManager:
         # what REORDERING_STOPPED reports (guide Table 7-5)
         self._reorderings: dict[str, tuple[float, int]] = {}
         self._fast_send, self._fast_recv = trio.open_memory_channel(FAST_CHANNEL_SIZE)
-        self._handed_over: dict[str, Envelope] = {}  # at most FAST_CHANNEL_SIZE entries
+        self._large_send, self._large_recv = trio.open_memory_channel(FAST_CHANNEL_SIZE)
+        self._handed_over: dict[str, Envelope] = {}  # at most one per id in the channels
         self._slow_send, self._slow_recv = trio.open_memory_channel(SLOW_CHANNEL_SIZE)
         self._fast_ids: set[str] = set()      # in fast/ as far as we know
         self._alerts_only = False             # stopping: see deliver_alerts_only
@@ -160,6 +181,7 @@ class QueueManager:
         self._errors: dict[str, str] = {}     # id -> the error last recorded for it (rule 12)
         self._hold_count = 0
         self._rescan = trio.Event()
+        self._large_left = False              # large ids left in fast/, the lane full (rule 13)
         self._slow_wakeup = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._attempts: set[trio.CancelScope] = set()   # delivery attempts in progress
@@ -189,25 +211,35 @@ class QueueManager:
             self._nursery = nursery
             if hasattr(self.deliverer, "run"):
                 await nursery.start(self.deliverer.run)
-            async with self._fast_recv, self._slow_recv:
+            async with self._fast_recv, self._large_recv, self._slow_recv:
                 for _ in range(FAST_WORKERS):
-                    nursery.start_soon(self._worker, self._fast_recv.clone(), self._handle_fast)
+                    nursery.start_soon(self._worker, self._fast_recv.clone(), "fast",
+                                       self._handle_fast)
+                for _ in range(LARGE_WORKERS):
+                    nursery.start_soon(self._worker, self._large_recv.clone(), "fast",
+                                       self._handle_large)
                 for _ in range(SLOW_WORKERS):
-                    nursery.start_soon(self._worker, self._slow_recv.clone(), self._handle_slow)
+                    nursery.start_soon(self._worker, self._slow_recv.clone(), "slow",
+                                       self._handle_slow)
             nursery.start_soon(self._rescan_loop)
             nursery.start_soon(self._slow_loop)
             nursery.start_soon(self._pause_loop)
             nursery.start_soon(self._grace_at_stop)
-            for queue_id in fast:
-                self.message_accepted(queue_id)
+            # the rescan takes up what is in fast/, each message in its lane (rule 13)
+            self._fast_ids.update(fast)
+            self._rescan.set()
             task_status.started()
 
     def message_accepted(self, queue_id: str, envelope: Envelope | None = None) -> None:
         """A new message is in fast/ (never blocks; see rule 1). The SMTP listener hands over
-        the envelope it just committed, which saves reading it back; it is only a cache —
-        the spool stays the truth."""
+        the envelope it just committed, which saves reading it back and says its lane
+        (rule 13); it is only a cache — the spool stays the truth."""
         self._fast_ids.add(queue_id)
         if queue_id in self._busy:
+            return
+        if envelope is not None and self._is_large(envelope):
+            if self._to_large_lane(queue_id, envelope):
+                self._busy.add(queue_id)
             return
         try:
             self._fast_send.send_nowait(queue_id)
@@ -272,16 +304,19 @@ class QueueManager:
         return await forward(self, address, subject, ids)
 
     # --- tasks ----------------------------------------------------------------------------------
-    async def _worker(self, receive, handle) -> None:
+    async def _worker(self, receive, queue: str, handle) -> None:
+        """`handle(queue_id)` for each id of `receive`; one that returns True has handed
+        the message on to another lane (rule 13), where it stays busy."""
         async with receive:
             async for queue_id in receive:
+                handed_on = False
                 try:
-                    await handle(queue_id)
+                    handed_on = await handle(queue_id)
                 except Exception as exc:     # boundary: per message; it stays on disk
-                    self._failed("fast" if handle == self._handle_fast else "slow", queue_id,
-                                 exc)
+                    self._failed(queue, queue_id, exc)
                 finally:
-                    self._release(queue_id)
+                    if not handed_on:
+                        self._release(queue_id)
 
     def _failed(self, queue: str, queue_id: str, exc: Exception) -> None:
         """An unexpected error handling a message: another try later, and an event unless
@@ -324,7 +359,8 @@ class QueueManager:
     async def _rescan_loop(self) -> None:
         """Feed the workers the fast/ ids nobody offered them (rule 1): all of them after an
         overflow of the channel or `rescan()`, those left over from the previous listing
-        every `rescan_seconds`. Blocking sends are the backpressure."""
+        every `rescan_seconds`. Blocking sends are the small lane's backpressure; the large
+        lane's is that its ids wait in fast/ (rule 13)."""
         left_over: set[str] = set()     # not handled at the previous listing
         while True:
             with trio.move_on_after(self.rescan_seconds):
@@ -338,12 +374,34 @@ class QueueManager:
             waiting = [q for q in ids if q not in self._busy]
             take = waiting if take_all else [q for q in waiting if q in left_over]
             left_over = set(waiting).difference(take)
-            if take:
-                take = await self._without_copies(take)
+            if not take:
+                continue
+            take = await self._without_copies(take)
+            large = await trio.to_thread.run_sync(self._large_files, take)
+            # the large lane first, never waited for (rule 13): what does not fit waits in
+            # fast/ until the large lane asks for a rescan
             for queue_id in take:
-                if queue_id not in self._busy:
+                if queue_id in large and queue_id not in self._busy:
+                    if not self._to_large_lane(queue_id):
+                        break
+                    self._busy.add(queue_id)
+            for queue_id in take:
+                if queue_id not in large and queue_id not in self._busy:
                     self._busy.add(queue_id)
                     await self._fast_send.send(queue_id)
+
+    def _large_files(self, fast_ids: list[str]) -> set[str]:
+        """Those of *fast_ids* whose message file is over BATCH_MESSAGE_OCTETS (rule 13; in
+        a thread). One gone meanwhile is not: the small lane finds it gone."""
+        large = set()
+        for queue_id in fast_ids:
+            try:
+                if os.stat(self.spool.message_path("fast", queue_id)).st_size \
+                        > BATCH_MESSAGE_OCTETS:
+                    large.add(queue_id)
+            except (OSError, ValueError):
+                pass
+        return large
 
     async def _slow_loop(self) -> None:
         while True:
@@ -485,7 +543,9 @@ class QueueManager:
         assert self._nursery is not None
         self._nursery.start_soon(delete)
 
-    async def _handle_fast(self, queue_id: str) -> None:
+    async def _handle_fast(self, queue_id: str, *, large_lane: bool = False) -> bool:
+        """Take up a fast/ message; True when it was handed on to the large lane (rule 13),
+        where it stays busy."""
         envelope = self._handed_over.pop(queue_id, None)
         if envelope is not None and not self._is_whole(envelope):
             envelope = None         # gone (announced late, rule 1) or damaged: ask the spool
@@ -493,10 +553,41 @@ class QueueManager:
             envelope = await self._read("fast", queue_id)
         if envelope is None:
             self._fast_ids.discard(queue_id)
-            return
+            return False
+        if not large_lane and self._is_large(envelope):
+            return self._to_large_lane(queue_id, envelope)
         if not envelope.processed and not await self._process(envelope):
-            return
+            return False
         await self._attempt("fast", envelope)
+        return False
+
+    async def _handle_large(self, queue_id: str) -> bool:
+        if self._large_left and (self._large_send.statistics().current_buffer_used
+                                 <= self._large_send.statistics().max_buffer_size // 2):
+            self._large_left = False        # room for what waits in fast/ (rule 13)
+            self._rescan.set()
+        return await self._handle_fast(queue_id, large_lane=True)
+
+    @staticmethod
+    def _is_large(envelope: Envelope) -> bool:
+        """The message goes to the large lane (rule 13): one the pipeline is still to
+        process and the scanning workers take as large."""
+        return not envelope.processed and envelope.size > BATCH_MESSAGE_OCTETS
+
+    def _to_large_lane(self, queue_id: str, envelope: Envelope | None = None) -> bool:
+        """Put a large message's id in the large lane's channel, never waiting (rule 13);
+        True when it is there. With the channel full it waits in fast/: the large lane asks
+        for a rescan once its channel is half empty."""
+        try:
+            self._large_send.send_nowait(queue_id)
+        except trio.WouldBlock:
+            self._large_left = True
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False                    # stopping: the next start finds it in fast/
+        if envelope is not None:
+            self._handed_over[queue_id] = envelope
+        return True
 
     def _is_whole(self, envelope: Envelope) -> bool:
         """A handed-over envelope still describes a message in fast/ (rule 10). Inline:
