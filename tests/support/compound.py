@@ -143,6 +143,15 @@ def ole10native(label: str, content: bytes, *, source: str | None = None,
     return struct.pack("<I", len(body)) + body
 
 
+def ole10native_link(label: str, path: str, *, source: str | None = None) -> bytes:
+    """A Package object's \\x01Ole10Native stream for a link (Packager's "Create Link"), laid
+    out as oletools' sample_with_lnk_to_calc.doc has it: no temporary path, no content."""
+    body = (struct.pack("<H", 2) + label.encode("cp1252") + b"\0"
+            + (source if source is not None else path).encode("cp1252") + b"\0"
+            + struct.pack("<HHH", 0, 1, 1) + path.encode("cp1252") + b"\0")
+    return struct.pack("<I", len(body)) + body
+
+
 # [MS-OLEDS] 2.3.8 CompObjStream: header with the class, the user type, no clipboard format,
 # the ProgID, the Unicode marker and three empty Unicode fields
 _COMPOBJ = (struct.pack("<HHII", 1, 0xFFFE, 0x0A03, 0xFFFFFFFF)

@@ -46,6 +46,10 @@ Rules
        False, as for a container scanned whole (antivirus `_scannable`, scan_policy), and
        what its scan finds in a package is left to the package's part (antivirus
        `_one_per_file`). A document without packages is no container and adds no depth.
+       A package that is a link (an icon opening a file outside the document) is a member
+       with names and no content: its label and linked path meet the file-name rules, as
+       the path it opens decides what runs; there is nothing to scan (fixer19 F15: a link
+       read as damage, so its document was unprocessable and `calc.exe` never matched).
        A compound file olefile cannot read, a stream of a Package object that does not
        read as one, or one longer than the file, is an error on the document
        (unprocessable, SPEC §3); a package whose content is cut short is a member with what
@@ -203,6 +207,9 @@ def _ole_package(walker, part, ole, stream) -> None:
     if not stream.is_package and not (package.as_written and whole):
         return
     name, *others = package.names or (stream.location,)
+    if package.link:                    # names only: the file it opens is not in the mail
+        walker.add_member(part, name, None, other_names=others)
+        return
     member = _keep(walker, part, name, package.content(raw), None, others)
     if not whole:
         walker.error(member, f"cannot read ole member: data ends after {package.available} "

@@ -14,12 +14,19 @@ with its names, so the file-name rules see `invoice.exe` in a .doc; the builtin 
 
 Layout (all integers little-endian)
     u32 total size of what follows; u16 (2); the label, the source path: each ANSI text
-    ending in NUL; u16 0, u16 3 (an embedded file); u32 length + the temporary path (ANSI,
-    NUL included); u32 size + the file's content; then, when the writer added them, the
-    Unicode forms of the temporary path, the label and the source path, each a u32 count
-    of UTF-16 code units and the units. The label is what Word shows under the icon; the
-    temporary path is where Packager writes the file before opening it (so its extension
-    decides what runs); every one of these names is a name of the file.
+    ending in NUL; u16 0, u16 the package's type (oletools' oleobj.py reads these four
+    octets as one "unknown" u32; the two types known):
+      3, an embedded file: u32 length + the temporary path (ANSI, NUL included); u32 size +
+         the file's content;
+      1, a link to a file outside the document (Packager's "Create Link"): u16 (1 in the
+         one link known, sample_with_lnk_to_calc.doc of oletools' oleobj tests; read when
+         there), the linked path, ANSI ending in NUL, and no content: opening the icon
+         opens that path, on the reader's disk or a share;
+    then, when the writer added them, the Unicode forms of the temporary (linked) path, the
+    label and the source path, each a u32 count of UTF-16 code units and the units. The
+    label is what Word shows under the icon; the temporary path is where Packager writes
+    the file before opening it (so its extension decides what runs), the linked path what
+    a link opens; every one of these names is a name of the file.
 
 Rules
     1. A stream is a package when its storage's class is Package's (PACKAGE_CLSID) — then
@@ -28,10 +35,12 @@ Rules
        Ole10Native also carries the native data of other OLE 1.0 servers, which is no
        named file and is left to the engines).
     2. `parse_package` raises ValueError when the names cannot be read (a text without its
-       NUL, a length past the end); a content shorter than its declared size is given as
-       far as it goes (Package.available < Package.size): the caller says it was cut. The
-       leading total size is not relied on, the fields' own sizes are. The Unicode names
-       are optional: they are read while they read, and what does not is left.
+       NUL, a length past the end) or the type is neither 3 nor 1; a content shorter than
+       its declared size is given as far as it goes (Package.available < Package.size): the
+       caller says it was cut. A link (Package.link) has no content: size and available
+       are 0, and it is whole. The leading total size is not relied on, the fields' own
+       sizes are. The Unicode names are optional: they are read while they read, and what
+       does not is left.
     3. Everything is bounded by the data: a stream whose declared size is more than the
        compound file holds is damage (a FAT chain that runs in circles would otherwise be
        read again and again); at most MAX_STREAMS Ole10Native streams are listed. olefile's
@@ -70,11 +79,13 @@ class NativeStream(NamedTuple):
 
 class Package(NamedTuple):
     names: tuple[str, ...]      # the label first (its Unicode form before the ANSI one),
-                                # then the temporary and source paths; none empty, none twice
+                                # then the temporary (linked) and source paths; none empty,
+                                # none twice
     start: int                  # where the content begins in the stream
     size: int                   # its declared size
     available: int              # how much of it the stream holds (rule 2)
-    as_written: bool            # its fixed fields are as Packager writes them (2; 0, 3)
+    as_written: bool            # its fixed fields are as Packager writes them (2; 0, 3 or 1)
+    link: bool = False          # a link to a file outside the document: no content
 
     def content(self, stream: bytes) -> bytes:
         return stream[self.start:self.start + self.available]
@@ -137,12 +148,18 @@ def parse_package(stream: bytes) -> Package:
     kind = reader.take(2)                           # u16 2
     label = reader.ansi()
     source = reader.ansi()
-    marks = reader.take(4)                          # u16 0, u16 3
-    temp = reader.counted(1).split(b"\0", 1)[0]
-    size = reader.u32()
-    start = reader.at
-    available = min(size, len(stream) - start)
-    reader.at = start + available
+    zero, package_type = struct.unpack("<HH", reader.take(4))
+    if package_type == _LINK:
+        temp = _linked_path(reader)
+        start = size = available = 0
+    elif package_type == _EMBEDDED:
+        temp = reader.counted(1).split(b"\0", 1)[0]
+        size = reader.u32()
+        start = reader.at
+        available = min(size, len(stream) - start)
+        reader.at = start + available
+    else:
+        raise ValueError(f"Ole10Native package of unknown type {package_type}")
     unicode_forms = []                              # temporary path, label, source path
     if available == size:
         try:
@@ -154,7 +171,18 @@ def parse_package(stream: bytes) -> Package:
     u_temp, u_label, u_source = (text.rstrip("\0") for text in unicode_forms)
     names = (u_label, name_text(label), u_temp, name_text(temp), u_source, name_text(source))
     return Package(tuple(dict.fromkeys(n for n in names if n)), start, size, available,
-                   kind == b"\2\0" and marks == b"\0\0\3\0")
+                   kind == b"\2\0" and zero == 0, package_type == _LINK)
+
+
+_LINK, _EMBEDDED = 1, 3                             # the package's type (Layout)
+
+
+def _linked_path(reader: _Reader) -> bytes:
+    """A link's path, after the u16 that comes before it (Layout)."""
+    head = reader.data[reader.at:reader.at + 2]
+    if len(head) == 2 and head[0] < 0x20 and head[1] == 0:     # no path begins so
+        reader.take(2)
+    return reader.ansi()
 
 
 class _Reader:
