@@ -30,13 +30,22 @@ Rules:
   form field holds is sent back unchanged, and the charts call it themselves. A value a
   template writes into a form by hand (a hidden input) is marked `|e` for the same reason
   (escaped, it is Markup, which finalize leaves alone).
+- Text from mail keeps its punctuation where its writer put it: a cell that shows a sender,
+  recipients, a subject or a file name takes its direction from its text (`dir="auto"`),
+  and in a sentence that quotes such values (an event's info, a hold reason, a report
+  detail) each quoted value is isolated (`<bdi>`, the `isolated` filter). In a
+  left-to-right sentence, the quote and asterisk of "subject line '*מבצע*'" and the comma
+  between two Hebrew terms were laid out with the Hebrew run, on its other side (tester
+  i18n19 C2).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import secrets
+import unicodedata
 from functools import wraps
 from typing import Callable
 
@@ -146,6 +155,45 @@ _HTTPS_OFF_TEXT = ("Logons are accepted over HTTPS only (https.logons), and HTTP
                    "because the key and certificate in the data home's tls/ directory do not "
                    "load (the service_start_failed event says why). Repair them, or allow "
                    "logons over HTTP for now with: mailmoat config set https.logons false")
+
+
+# A value an event's text quotes: Python's repr ('…', "…" when it holds a '), JSON's "…".
+_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"')
+# A report detail `key=value` (shared/report_format.py detail_parts): the value is mail's.
+_FACT = re.compile(r"([\w.]+=)(.+)", re.DOTALL)
+
+
+def isolated(value, fact: bool = False) -> Markup:
+    """`value` escaped, bidi controls visible (`_finalize`), each quoted value in it that
+    holds a right-to-left letter in a `<bdi>` of its own (module rules), quotes outside;
+    with `fact`, the value of a `key=value` that quotes none is one (`subject=…`;
+    `terms=["…", "…"]` has one each). A value without such a letter needs no isolate: the
+    sentence around it is left to right. None is ""."""
+    if value is None:
+        return Markup("")
+    text = visible_bidi(str(value))
+    if not _has_right_to_left(text):
+        return escape(text)
+    if fact and (match := _FACT.fullmatch(text)) and not _QUOTED.search(match[2]):
+        return escape(match[1]) + _bdi(match[2])
+    out, last = [], 0
+    for match in _QUOTED.finditer(text):
+        quoted = match.group()
+        out += [escape(text[last:match.start()]), escape(quoted[0]), _bdi(quoted[1:-1]),
+                escape(quoted[-1])]
+        last = match.end()
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
+
+
+def _has_right_to_left(text: str) -> bool:
+    """A letter of a right-to-left script (Hebrew, Arabic, Syriac, Thaana, N'Ko…) in `text`."""
+    return not text.isascii() and any(
+        unicodedata.bidirectional(ch) in ("R", "AL") for ch in text)
+
+
+def _bdi(text: str) -> Markup:
+    return Markup("<bdi>%s</bdi>") % text if _has_right_to_left(text) else escape(text)
 
 
 def _finalize(value):
@@ -284,6 +332,7 @@ def record_http_violation(context: ConsoleContext, address: str | None, what: st
 def install(app: Flask) -> None:
     app.wsgi_app = _ipv4_clients_as_ipv4(app.wsgi_app)
     app.jinja_env.finalize = _finalize   # read when a template is compiled, i.e. later
+    app.add_template_filter(isolated, "isolated")
 
     @app.before_request
     def assign_request_id():
