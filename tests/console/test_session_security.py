@@ -191,8 +191,11 @@ def test_guesses_sent_all_at_once_are_counted_before_any_passes_the_lock_out(app
         thread.start()
     for thread in threads:
         thread.join()
+    # At most the lock-out's count was tried. Fewer when the checks, one at a time, took
+    # longer than a logon waits for its turn (console.throttle BUSY_WAIT_SECONDS: those are
+    # answered 429 untried) — a loaded machine makes 10 scrypt checks take over 2 s.
     failures = [e for e in consoles[0].events(Action.LOGON) if e["result"] == "failed"]
-    assert len(failures) == FAILED_LOGONS_PER_CLIENT
+    assert 1 <= len(failures) <= FAILED_LOGONS_PER_CLIENT
 
 # --- a form posted after the session ended (finding 7: 405 after logging on again) ---------
 
