@@ -406,8 +406,10 @@ class QueueManager:
     async def _slow_loop(self) -> None:
         while True:
             if not self._is_paused():
-                for queue_id in self.schedule.due(self.clock.now(), exclude=self._busy):
-                    self._busy.add(queue_id)
+                due = self.schedule.due(self.clock.now(), exclude=self._busy)
+                self._busy.update(due)
+                self.schedule.taken(due)        # not moved up by a reordering meanwhile
+                for queue_id in due:
                     await self._slow_send.send(queue_id)
             next_at = self.schedule.next_due_at(exclude=self._busy)
             wait = self.tick_seconds

@@ -15,11 +15,18 @@ Rules
        deferring hop succeeds, the hop is accepting again: every slow message waiting for it
        becomes due at once and goes out ahead of other due messages — REORDERING_STARTED.
        When the last of those messages has had its attempt, REORDERING_STOPPED.
+       Only messages really moved up count: not one `taken` for an attempt whose results
+       are not in yet (the message whose own delivery the success is, others in flight on
+       their own schedule, due() having listed them). None moved: no events (before, a
+       message's own scheduled retry that succeeded wrote a pair, "messages=1", and the
+       count included messages in flight: outbound19 B1).
        A message that the hop defers again on that attempt, while it takes other mail, is
        deferred for its own sake (a full mailbox, greylisting, one recipient's 451): that hop
        reorders it no more, and it waits for its backoff. Before, it went again after every
-       message the busy hop took (diagnostics tester: 5 attempts in a second).
-    3. `due(now)` lists due messages, reordered ones first, then oldest due first.
+       message the busy hop took (diagnostics tester: 5 attempts in a second). So does a
+       message in flight when the hop took other mail, and that it defers on that attempt.
+    3. `due(now)` lists due messages, reordered ones first, then oldest due first; the
+       queue manager says which it takes (`taken`), until `attempted`.
     4. Expiry (SPEC §4): what waits is tried for `delivery.retry_days` from when it began
        to wait (a message's `received_at`, a central copy's `pending_since`); the first
        attempt that fails temporarily at or after `retry_until` ends it. The queue
@@ -62,8 +69,10 @@ class SlowEntry:
     hops: frozenset[str] = frozenset()
     is_reordered: bool = False
     reordered_by: frozenset[str] = frozenset()   # hops whose reordering waits for its attempt
-    tried_for: frozenset[str] = frozenset()      # ... and those its last attempt was for
+    # ... and those its attempt is or was for: reordered for, or taking other mail meanwhile
+    tried_for: frozenset[str] = frozenset()
     declined_by: frozenset[str] = frozenset()    # hops that reorder it no more (rule 2)
+    in_attempt: bool = False                     # taken, its attempt's results not in yet
 
 
 @dataclass
@@ -95,15 +104,28 @@ class SlowSchedule:
     def hop_deferred(self, hop: str) -> None:
         self.deferring_hops.add(hop)
 
+    def taken(self, queue_ids) -> None:
+        """The queue manager took these messages for an attempt each (rule 3)."""
+        for queue_id in queue_ids:
+            entry = self.entries.get(queue_id)
+            if entry is not None:
+                entry.in_attempt = True
+
     def hop_delivered(self, hop: str) -> int:
-        """A delivery to *hop* succeeded; returns how many messages were reordered (rule 2)."""
+        """A delivery to *hop* succeeded; returns how many messages were moved up (rule 2)."""
         if hop not in self.deferring_hops:
             return 0
         self.deferring_hops.discard(hop)
-        # tried_for: its attempt for this hop has just ended, and put() is to say whether
-        # the hop held it back again (then it declines it) or took it
-        waiting = {qid for qid, entry in self.entries.items()
-                   if hop in entry.hops and hop not in entry.declined_by | entry.tried_for}
+        # tried_for: its attempt for this hop is under way or has just ended, and put() is
+        # to say whether the hop held it back again (then it declines it) or took it
+        waiting = set()
+        for qid, entry in self.entries.items():
+            if hop not in entry.hops or hop in entry.declined_by | entry.tried_for:
+                continue
+            if entry.in_attempt:    # it goes anyway, not moved up: the hop's own success
+                entry.tried_for |= {hop}    # included; its attempt is one for this hop
+            else:
+                waiting.add(qid)
         if not waiting:
             return 0
         for qid in waiting:
@@ -118,8 +140,8 @@ class SlowSchedule:
         finished = []
         entry = self.entries.get(queue_id)
         if entry is not None:
-            entry.is_reordered = False
-            entry.tried_for, entry.reordered_by = entry.reordered_by, frozenset()
+            entry.is_reordered = entry.in_attempt = False
+            entry.tried_for, entry.reordered_by = entry.tried_for | entry.reordered_by, frozenset()
         for hop, ids in list(self.reordering.items()):
             ids.discard(queue_id)
             if not ids:

@@ -514,6 +514,46 @@ async def test_reordering_when_a_deferring_hop_accepts_again(tmp_path, sink, run
     await h.until(lambda: h.ids("slow") == [])
 
 
+async def test_a_messages_own_retry_that_delivers_reorders_nothing(tmp_path, sink, running):
+    """Outbound19 B1: the only waiting message's own scheduled retry delivers at the hop that
+    deferred it: nothing was moved up, so no reordering events (a pair said "messages=1")."""
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    sink.tempfail_all = True
+    waiting = h.put("", ["bob@dest.test"])
+    await running(h)
+    await h.until(lambda: h.ids("slow") == [waiting])
+    sink.tempfail_all = False
+    h.clock.advance(301)
+    await sink.await_messages(1)
+    await h.until(lambda: h.events.of(Action.COMPLETED))
+    assert h.events.of(Action.REORDERING_STARTED) == []
+    assert h.events.of(Action.REORDERING_STOPPED) == []
+
+
+async def test_reordering_counts_only_the_messages_moved_up(tmp_path, sink, running):
+    """Outbound19 B1: of four waiting, three are due at once and go on their own schedule;
+    the first one's success moves up the fourth alone ("messages=4" counted all)."""
+    h = Harness(tmp_path, routes_to(("dest.test", sink)))
+    sink.tempfail_all = True
+    manager = await running(h)
+    due = [h.put("", [f"user{n}@dest.test"]) for n in range(3)]
+    for queue_id in due:
+        manager.message_accepted(queue_id)
+    await h.until(lambda: sorted(h.ids("slow")) == sorted(due))
+    h.clock.advance(100)
+    later = h.put("", ["later@dest.test"])
+    manager.message_accepted(later)
+    await h.until(lambda: len(h.ids("slow")) == 4)
+    sink.tempfail_all = False
+    h.clock.advance(201)                    # the three are due, the fourth in 100 s
+    await sink.await_messages(4)
+    await h.until(lambda: h.events.of(Action.REORDERING_STOPPED))
+    [started] = h.events.of(Action.REORDERING_STARTED)
+    [stopped] = h.events.of(Action.REORDERING_STOPPED)
+    assert started["data"]["messages"] == stopped["data"]["messages"] == 1
+    await h.until(lambda: h.ids("slow") == [])
+
+
 async def test_one_recipients_451_at_a_busy_hop_waits_for_its_backoff(tmp_path, sink, running):
     """A recipient the next hop defers (mailbox full) while the hop takes other mail: the
     message was sent again after every message the hop took (diagnostics tester: 5

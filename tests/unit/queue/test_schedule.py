@@ -108,3 +108,41 @@ def test_a_hop_that_takes_mail_while_its_reordered_message_is_being_put_back_wai
     assert s.hop_delivered("hop1") == 0               # another message went meanwhile
     s.put("m", 2000, {"hop1"})
     assert s.due(1500) == [] and s.reordering == {}
+
+
+def test_a_messages_own_scheduled_retry_that_succeeds_moves_nothing_up():
+    """Outbound19 B1: the one waiting message's own retry delivers at a hop that deferred
+    it: nothing was moved up, so no reordering (a pair of events said "messages=1")."""
+    s = SlowSchedule()
+    s.put("m", 1000, {"hop1"})
+    s.hop_deferred("hop1")
+    assert s.due(1000) == ["m"]
+    s.taken(["m"])
+    assert s.hop_delivered("hop1") == 0 and s.reordering == {}
+    assert s.attempted("m") == []
+    s.remove("m")
+
+
+def test_only_the_messages_moved_up_count_not_those_in_flight_on_their_own_schedule():
+    """Outbound19 B1: four wait for a greylisting hop, three of them due and taken at the
+    same moment; the first one's success moves up only the fourth ("messages=4" before)."""
+    s = SlowSchedule()
+    for qid in ("a", "b", "c"):
+        s.put(qid, 1000, {"hop1"})
+    s.put("d", 5000, {"hop1"})
+    s.hop_deferred("hop1")
+    s.taken(s.due(1000))
+    assert s.hop_delivered("hop1") == 1               # a's success: d goes now, alone
+    assert s.reordering == {"hop1": {"d"}}
+    assert s.due(1000) == ["d", "a", "b", "c"] and s.due(1000, exclude={"a", "b", "c"}) == ["d"]
+    s.remove("a")
+    assert s.attempted("b") == [] and s.attempted("c") == []
+    s.put("b", 2000, {"hop1"})                        # the hop held b back meanwhile: its own
+    s.remove("c")
+    s.taken(["d"])
+    assert s.attempted("d") == ["hop1"]               # the stop: when d had its attempt
+    s.remove("d")
+    s.hop_deferred("hop1")
+    assert s.hop_delivered("hop1") == 0               # b declined: it waits for its backoff
+    assert s.due(1500) == []
+
