@@ -162,11 +162,16 @@ class MessageView:
     skip_antispam: bool = False
     headers: list[tuple[str, str]] = field(default_factory=list)   # top level, decoded
     # the same fields before RFC 2047 decoding: an address list must be parsed before its
-    # display names are decoded (a decoded '"' or '(' would hide the address behind it)
+    # display names are decoded (a decoded '"' or '(' would hide the address behind it).
+    # Octets no encoded word declares are read here as in `headers`, in the message's
+    # charset (decompose/__init__.py rule 7), not the older way
     raw_headers: list[tuple[str, str]] = field(default_factory=list)
-    # index in `headers` -> the legacy reading of that field's RFC 2047 words, where it
-    # differs from the one readers show (decompose/fieldvalue.py rule 4: "zqx=?UTF-8?Q?
-    # forbid?=" is "zqxforbid" in `headers`, "zqx forbid" here); matched, never shown
+    # index in `headers` -> the older reading of that field, where it differs from the one
+    # readers show: its RFC 2047 words' legacy reading (decompose/fieldvalue.py rule 4:
+    # "zqx=?UTF-8?Q?forbid?=" is "zqxforbid" in `headers`, "zqx forbid" here) and its raw
+    # 8-bit octets read UTF-8 else Latin-1 (decompose/__init__.py rule 7: a raw Shift_JIS
+    # Subject is Japanese in `headers`, Latin-1 mojibake here); matched, never shown, and
+    # what the heuristic engine reads (`as_learned`)
     legacy_readings: dict[int, str] = field(default_factory=dict)
     subject: str = ""
     parts: list[Part] = field(default_factory=list)

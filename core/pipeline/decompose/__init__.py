@@ -46,12 +46,15 @@ Rules
        (UTF-8 else Latin-1) where that differs, as the legacy reading of encoded words is
        (`view.legacy_readings`: matched, never shown, and the heuristic engine's reading);
        a file name in both readings (`other_names`), so a pattern written either way meets
-       it.
+       it. An attached message is another message: its headers, and its parts', are read
+       in its own charset (`_Message`; the outer one's made a forwarded Shift_JIS
+       message's raw file name U+FFFD soup in a UTF-8 message: review19 R2).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from core.pipeline.decompose import archives, engine_archives, uuencoded
 from core.pipeline.decompose.encryption import office_is_encrypted, pdf_is_encrypted
@@ -94,7 +97,7 @@ def decompose_bytes(raw: bytes, context: Mapping, settings: Mapping) -> MessageV
                      scratch_dir=settings.get(SCRATCH_DIR_KEY))
     try:
         walker.entity(raw, 0, len(raw), parent=None, depth=0, in_raw=True, location="message",
-                      cut=None, nesting=0)
+                      cut=None, nesting=0, message=_Message(raw, 0, len(raw)))
     except LimitExceeded as hit:
         view.limit_hit = LimitHit(hit.limit, float(hit.value), float(hit.maximum), hit.location)
     except RecursionError:
@@ -109,6 +112,16 @@ class _TooCostly(Exception):
     """Rule 4: the walk stops."""
 
 
+@dataclass
+class _Message:
+    """A message the walk is in: the top one, or an attached one, at buf[start:end] (rule
+    7: its headers are read in its own charset)."""
+    buf: bytes
+    start: int
+    end: int
+    charset: tuple[str | None] | None = None     # (message_charset,) once asked
+
+
 class _Walker:
     def __init__(self, raw: bytes, view: MessageView, budget: Budget,
                  scratch_dir: str | None = None):
@@ -119,13 +132,21 @@ class _Walker:
         # by id() of each buffer being walked; an entry holds its buffer, so no other buffer
         # can take that id while it is there
         self.searches: dict[int, DelimiterSearch] = {}
-        self._charset: tuple[str | None] | None = None     # rule 7, once asked
+        # the same for `message_charset`'s own look at the parts (rule 7), which the walk's
+        # budget (rule 4) does not pay for: one per buffer, so attached messages in place
+        # share it
+        self.charset_searches: dict[int, DelimiterSearch] = {}
 
-    def message_charset(self) -> str | None:
-        """Rule 7: the message's charset, found the first time a header needs it."""
-        if self._charset is None:
-            self._charset = (message_charset(self.raw),)
-        return self._charset[0]
+    def message_charset(self, message: _Message) -> str | None:
+        """Rule 7: the charset of `message`, found the first time one of its headers needs
+        it."""
+        if message.charset is None:
+            search = self.charset_searches.get(id(message.buf))
+            if search is None:
+                search = self.charset_searches[id(message.buf)] = DelimiterSearch(message.buf)
+            message.charset = (message_charset(message.buf, message.start, message.end,
+                                               search),)
+        return message.charset[0]
 
     # --- bookkeeping -------------------------------------------------------------------
     def new_part(self, **fields) -> Part:
@@ -187,10 +208,12 @@ class _Walker:
 
     # --- MIME ----------------------------------------------------------------------------
     def entity(self, buf: bytes, start: int, end: int, *, parent: int | None, depth: int,
-               in_raw: bool, location: str, cut, nesting: int,
+               in_raw: bool, location: str, cut, nesting: int, message: _Message,
                default_type: str = "text/plain") -> None:
+        """The part at buf[start:end], a part of `message` (rule 7)."""
         header = split_header(buf, start, end)
-        fields = header.read_fields(self.message_charset() if header.undeclared else None)
+        fields = header.read_fields(self.message_charset(message) if header.undeclared
+                                    else None)
         info = content_info(fields, default_type)
         if fields is not header.fields and not info.content_type.startswith("message/"):
             older = content_info(header.fields, default_type)         # rule 7
@@ -217,7 +240,7 @@ class _Walker:
             self._top_headers(part, fields, header.fields)
         maintype = info.content_type.split("/", 1)[0]
         if maintype == "multipart":
-            self._multipart(buf, part, info, header.body_start, end, in_raw, nesting)
+            self._multipart(buf, part, info, header.body_start, end, in_raw, nesting, message)
             return
         if info.content_type in ("message/rfc822", "message/global"):
             self._attached_message(buf, part, info, header.body_start, end, in_raw, nesting)
@@ -276,7 +299,7 @@ class _Walker:
         part.is_multipart, part.is_attachment = False, True
         part.data = b""
 
-    def _multipart(self, buf, part, info, body_start, end, in_raw, nesting) -> None:
+    def _multipart(self, buf, part, info, body_start, end, in_raw, nesting, message) -> None:
         part.is_multipart = True
         if self._too_deep(part, nesting):
             return
@@ -306,7 +329,7 @@ class _Walker:
                         in_raw=in_raw, location=f"{part.location}.{index}" if part.id
                         else f"part{index}",
                         cut=(child.cut_start, child.end) if in_raw else None,
-                        nesting=nesting + 1, default_type=child_default)
+                        nesting=nesting + 1, message=message, default_type=child_default)
 
     def _as_text_leaf(self, buf, part, body_start, end) -> None:
         part.is_multipart = False
@@ -333,7 +356,8 @@ class _Walker:
             if defect:
                 self.defect(part, defect)
             self.entity(buf, body_start, end, parent=part.id, depth=depth, in_raw=in_raw,
-                        location=part.location + "/message", cut=None, nesting=nesting + 1)
+                        location=part.location + "/message", cut=None, nesting=nesting + 1,
+                        message=_Message(buf, body_start, end))
             return
         data, error, defect = decode_transfer(buf[body_start:end], encoding)
         if defect:
@@ -344,8 +368,10 @@ class _Walker:
         self.budget.check_file(len(data), part.location)
         self.budget.charge(len(data), part.location)
         self.entity(data, 0, len(data), parent=part.id, depth=depth, in_raw=False,
-                    location=part.location + "/message", cut=None, nesting=nesting + 1)
+                    location=part.location + "/message", cut=None, nesting=nesting + 1,
+                    message=_Message(data, 0, len(data)))
         self.searches.pop(id(data), None)
+        self.charset_searches.pop(id(data), None)
 
     # --- content of a leaf: type, text, encryption, containers ------------------------------
     def content(self, part: Part) -> None:

@@ -50,8 +50,7 @@ from collections.abc import Callable
 
 import webencodings
 
-__all__ = ["encoding", "decode", "decode_as_read", "utf8_or_windows_1252",
-           "html_charset", "PRESCAN_OCTETS"]
+__all__ = ["encoding", "decode", "decode_as_read", "html_charset", "PRESCAN_OCTETS"]
 
 # Longer than any label of the Standard (19 characters) or of Python's registry (21): a
 # longer one is unknown without a look-up, and the cache of look-ups holds no long keys.
