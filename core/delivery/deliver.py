@@ -118,7 +118,16 @@ Rules
     7. Recipients go MAX_RECIPIENTS_PER_TRANSACTION to a transaction, each on a clean
        session: one that ended with every recipient or the DATA refused was closed with
        RSET (core/delivery/session.py rule 9), and a 503 to a later MAIL sends that batch
-       again on a fresh connection (session.py rule 10, `_closed_before_taking`). Those a
+       again on a fresh connection (session.py rule 10, `_closed_before_taking`). A
+       connection gone after a transaction that had all its answers — the host hung up
+       after refusing the data, answered that RSET with a 421 or nothing, or refused it
+       (what it holds is then unknown, and we drop it) — is replaced by one fresh
+       connection, to the same server first, for the next batch (`_ended_before_closing`).
+       That batch was once left untried, deferred for the retry with a delay notice
+       (review19 r2 R1). Recipients a connection that ended
+       otherwise leaves untried (a 503 to its first MAIL, a 421 or a loss inside a
+       transaction) are handed on as rule 1 says; the last server's read "connection
+       ended before these recipients were tried: <why>" (`_untried`). Those a
        host refuses only for its limit of recipients per transaction (session.py rule 8:
        452 4.5.3, or 552 "too many recipients") are sent at once in further transactions
        of the attempt, each of at most as many recipients as the host answered before its
@@ -189,7 +198,7 @@ MAX_RECIPIENTS_PER_TRANSACTION = 100
 # says it: reset_session tells only that RSET did not get a 2xx.
 RSET_FAILED = "RSET before reuse failed (closed by the next hop, or refused)"
 LOST_BEFORE_TAKING = "lost before the next hop took the message"
-UNTRIED = "connection closed before these recipients were tried"
+UNTRIED = "connection ended before these recipients were tried"
 CUT_BY_STOP = "cut by the stop before the session was ready"
 
 
@@ -286,6 +295,7 @@ class Deliverer:
         log = self._attempt_log(settings, hop, envelope, len(recipients))
         slot: Slot | None = await self.pool.checkout((hop.key, mode))
         cached: Session | None = None     # a pooled connection not yet reported (rule 5)
+        untried = UNTRIED                 # the text of recipients no connection was left for
         try:
             if slot.session is not None:
                 session = slot.session
@@ -363,8 +373,26 @@ class Deliverer:
                 reused = True
                 if todo and slot.session.is_usable:
                     continue
+                if todo and _ended_before_closing(slot.session, chunk):         # rule 7
+                    # The transaction had all its answers, and the connection went after
+                    # it (at its RSET, or closed): the next transaction has had none, and
+                    # one fresh connection takes it, as a stale one is replaced.
+                    if log is not None:
+                        log.note(f"{answered_by.peer} can take no further transaction "
+                                 f"on this connection: {len(todo)} recipient(s) follow "
+                                 f"on a new one")
+                    choices = _from(choices, slot.session)   # the same server first
+                    await self._close(slot.session)
+                    slot.session = None
+                    slot.session = await self._connect(choices, hop, settings, mode, envelope,
+                                                       log, soft_failure)
+                    rest = _after(choices, slot.session)
+                    reused = False
+                    continue
                 # This server has had its say: what it deferred without taking the
                 # message, and what its closed connection left untried, goes to the next.
+                if todo:
+                    untried = _untried(answered_by, outcomes)
                 deferred = sum(results[a].is_remote_reply for a in passed)  # by a 4xx
                 passed += todo
                 if not passed or not rest:
@@ -420,7 +448,7 @@ class Deliverer:
             if log is not None and self.diagnostics_dir is not None:
                 with trio.CancelScope(shield=True):
                     await log.close(self.diagnostics_dir, self.log_failures)
-        self._fill(results, recipients, UNTRIED, BAD_CONNECTION_STATUS, None)
+        self._fill(results, recipients, untried, BAD_CONNECTION_STATUS, None)
         return [results[r] for r in recipients]
 
     @staticmethod
@@ -676,6 +704,15 @@ def _is_at(server: Candidate, session: Session) -> bool:
     return (server.host, server.addresses[0]) == (session.host, session.address)
 
 
+def _from(servers: Sequence[Candidate], session: Session) -> list[Candidate]:
+    """`session`'s server and those after it, in order (all when it is none of them): where
+    its replacement is looked for (rule 7)."""
+    for index, server in enumerate(servers):
+        if _is_at(server, session):
+            return list(servers[index:])
+    return list(servers)
+
+
 def _after(servers: Sequence[Candidate], session: Session) -> list[Candidate]:
     """The servers after `session`'s, in order (rule 1)."""
     for index, server in enumerate(servers):
@@ -689,6 +726,38 @@ def _is_best(found: Sequence[Candidate], session: Session) -> bool:
     (equal ones all count)? Only such a connection is pooled (rule 1)."""
     return any(candidate.host == session.host and candidate.preference == found[0].preference
                for candidate in found)
+
+
+def _ended_before_closing(session, recipients: Sequence[str]) -> bool:
+    """Did the transaction of `recipients` get every answer it waited for (MAIL taken, each
+    recipient's, the data's, the end of the data's once sent), none the 421 of a host
+    closing, before `session` became unusable? Then the connection went after it: at the
+    RSET that ended it (closed, a 421, or refused: core/delivery/session.py rule 9), or
+    closed just after, and no recipient of the next transaction has been tried on it
+    (rule 7). A 503 to MAIL (session.py rule 10), a host that closed in the transaction
+    and a "." never answered are no such end."""
+    transaction = session.conn.transaction
+    if session.is_usable or transaction is None or transaction.mail_reply is None \
+            or not transaction.mail_reply.is_positive:
+        return False
+    outcomes = transaction.outcomes()
+    return all(address in outcomes and outcomes[address][1] is not None
+               and outcomes[address][1].code != 421 for address in recipients)
+
+
+def _untried(session, outcomes: Mapping) -> str:
+    """The text of the recipients that `session`'s connection left untried (rule 7), with
+    why it ended: dropped after a 503 to MAIL (core/delivery/session.py rule 10), the
+    421 the host closed with, else the error of its last transaction."""
+    conn = session.conn
+    mail_reply = conn.transaction.mail_reply if conn.transaction is not None else None
+    if mail_reply is not None and mail_reply.code == 503:
+        return f"{UNTRIED}: dropped after MAIL got {reply_text(mail_reply)}"
+    if conn.closing_reply is not None:
+        return f"{UNTRIED}: {session.host} closed it with {reply_text(conn.closing_reply)}"
+    why = next((text for outcome, text, _status, remote in outcomes.values()
+                if outcome == "deferred" and not remote), None)
+    return f"{UNTRIED}: {why}" if why else UNTRIED
 
 
 def _closed_before_taking(session, outcomes: Mapping) -> bool:

@@ -69,7 +69,9 @@ Rules
        pipelined or not, so the next transaction on the connection (deliver.py sends more
        than 100 recipients in several) starts clean. Without it the next MAIL got "503
        5.5.1 nested MAIL command" from Postfix, and every later recipient, deliverable ones
-       too, was failed and bounced (outbound19 finding A1).
+       too, was failed and bounced (outbound19 finding A1). An RSET that finds the
+       connection gone (closed, a 421) or is refused leaves the session unusable, and
+       deliver.py sends the next transaction on a fresh connection (its rule 7).
    10. A 503 to MAIL ("bad sequence of commands") is about our session, never about the
        recipients: they are deferred (status 4.x.x, the reply as their text) and the
        connection is dropped, so the server discards whatever it holds (RFC 5321
