@@ -115,7 +115,7 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
 async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict | None,
                       task_status) -> None:
     from core.delivery import Deliverer, Resolver
-    from core.notify import AlertServices
+    from core.notify import AlertServices, newest_event_id
     from core.pipeline.service import FilteringPipeline
     from core.scan.antispam.autowhitelist import AutoWhitelist, AutoWhitelistPipeline
     from core.scan.service import AntivirusService
@@ -141,6 +141,8 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
     hostname: Callable[[], str] = lambda: gateway_name(settings())
     clean = started = False
     try:
+        # before this start writes any: what its recovery finds is alerted on a first start
+        alerts_from = await trio.to_thread.run_sync(newest_event_id, home.db)
         report = await trio.to_thread.run_sync(spool.recover)
         for queue, name, reason in report.corrupt:
             record_set_aside(events, queue, name, reason)
@@ -164,7 +166,8 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         queue = QueueManager(spool=spool, settings=settings, events=events, counters=counters,
                              clock=clock, pipeline=AutoWhitelistPipeline(pipeline, auto_whitelist),
                              deliverer=deliverer, queue_files=queue_files)
-        alerts = AlertServices(home, settings, events, queue, hostname, pipeline, scratch)
+        alerts = AlertServices(home, settings, events, queue, hostname, pipeline, scratch,
+                               first_cursor=alerts_from)
         committer = GroupCommitter(spool)
         # looked at once a second, sessions or not (core/smtp/tls.py), while the listener
         # processes serve too: the one the in-process server uses is then current

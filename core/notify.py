@@ -301,8 +301,13 @@ class AlertEngine:
 
     def __init__(self, db_path, run_dir: Path, settings: Callable[[], Mapping], events,
                  submit: Callable, hostname: Callable[[], str], *,
-                 poll_seconds: float = POLL_SECONDS, clock=time.monotonic):
+                 poll_seconds: float = POLL_SECONDS, clock=time.monotonic,
+                 first_cursor: int | None = None):
+        """`first_cursor`: where a start without a cursor file begins — the newest event id
+        before this start wrote any (core/app.py), so what its recovery finds (a queue entry
+        set aside in corrupt/) is alerted; None: the newest id when the state is loaded."""
         self.db_path = db_path
+        self.first_cursor = first_cursor
         self.cursor_file = Path(run_dir) / "alerts.cursor"
         self.settings = settings
         self.events = events
@@ -387,12 +392,6 @@ class AlertEngine:
         return queue_id
 
     # --- cursor and held events ----------------------------------------------------------------
-    def _max_id(self) -> int:
-        conn = db.connect(self.db_path)
-        try:
-            return conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
-        finally:
-            conn.close()
 
     def _load_state(self) -> tuple[int, dict[str, HeldAlert]]:
         """{"cursor": id, "held": {kind: HeldAlert}}, or the bare id an older run wrote. A
@@ -402,7 +401,9 @@ class AlertEngine:
             state = json.loads(self.cursor_file.read_text())
             cursor = state if isinstance(state, int) else int(state["cursor"])
         except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
-            return self._max_id(), {}    # first start: alerts from now on, not history
+            # first start: alerts from this start on, not history
+            first = self.first_cursor
+            return (newest_event_id(self.db_path) if first is None else first), {}
         held: dict[str, HeldAlert] = {}
         entries = state.get("held") if isinstance(state, dict) else None
         for key, value in (entries.items() if isinstance(entries, dict) else ()):
@@ -557,14 +558,23 @@ class ResourceMonitor:
             self.low.discard(key)
 
 
+def newest_event_id(db_path) -> int:
+    conn = db.connect(db_path)
+    try:
+        return conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+    finally:
+        conn.close()
+
+
 class AlertServices:
     """The alert engine and the resource monitor as one service for core/app.py; also
     gives the pipeline its Notifier once the queue manager exists."""
 
     def __init__(self, home, settings: Callable[[], Mapping], events, queue,
-                 hostname: Callable[[], str], pipeline=None, scratch_dir: Path | None = None):
+                 hostname: Callable[[], str], pipeline=None, scratch_dir: Path | None = None,
+                 first_cursor: int | None = None):
         self.engine = AlertEngine(home.db, home.run, settings, events, queue.submit_generated,
-                                  hostname)
+                                  hostname, first_cursor=first_cursor)
         self.monitor = ResourceMonitor(events, {"mail queuing": home.spool,
                                                 "logging": home.logs,
                                                 "email": scratch_dir or home.tmp})
