@@ -89,6 +89,15 @@ Rules
        lane's channel: with it full, the id waits in fast/, not busy, and a large lane
        task that finds the channel half empty asks for a rescan (rule 1). So a full large
        lane holds up neither the rescan's small ids nor a small lane task.
+   14. An attempt delivers to each next hop of the message at once, and records a next
+       hop's results when its delivery ends, while the others are still at it
+       (`_record_hop`): its delivered recipients' events, the envelope written with them
+       delivered, and its deferred ones' events. Before, nothing was recorded until the
+       slowest next hop ended (a tarpitting MX: minutes), so a kill -9 meanwhile delivered
+       the others again, and their `delivered` events carried the slowest one's time
+       (life19 A1, B1). Its failed recipients wait for the attempt's end, which bounces
+       them in one DSN (rule 3); so does what the last next hop decided, recorded with the
+       attempt's end as a single next hop's is, with no write of its own.
 
 Never: block the event loop, write event names as literals, delete a message that still
 has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
@@ -729,18 +738,31 @@ class QueueManager:
             for recipient in recipients:
                 recipient.next_hop = hop.key
         results: dict[str, Any] = {}    # address -> (hop, RecipientResult), decided first
+        recorded: set[str] = set()      # addresses recorded when their next hop ended (rule 14)
+        one_at_a_time = trio.Lock()     # those records write the one envelope file
+        running = len(groups)           # next hops whose delivery has not ended
+
+        def unrecorded() -> list:
+            return [r for r in todo if r.address not in recorded]
 
         async def deliver_group(hop, recipients) -> None:
+            nonlocal running
+
             def decided(result) -> None:
                 results[result.address] = (hop, result)
 
             for result in await self.deliverer.deliver(hop, envelope, [r.address for r in recipients],
                                                        path, settings, on_result=decided):
                 decided(result)
+            running -= 1
+            if running:         # other next hops are still at it (rule 14)
+                async with one_at_a_time:
+                    await self._shielded(envelope, lambda: self._record_hop(
+                        queue, envelope, recipients, results, recorded))
 
         async def record() -> None:
             envelope.attempts += 1
-            failed = self._record_results(envelope, todo, results)
+            failed = self._record_results(envelope, unrecorded(), results)
             await self._after_attempt(queue, envelope, failed, settings)
 
         ended = False
@@ -752,7 +774,8 @@ class QueueManager:
         finally:
             if not ended:       # cut (rule 7): what is decided is recorded all the same
                 await self._shielded(envelope,
-                                     lambda: self._record_cut(queue, envelope, todo, results))
+                                     lambda: self._record_cut(queue, envelope, unrecorded(),
+                                                              results))
         # Shielded too: the stop may come while the deliverer ends shielded (a QUIT), so
         # that it returns in full into a cancelled scope, and the envelope must still say
         # what the next hops took (rule 7; review-delivery A1).
@@ -776,6 +799,26 @@ class QueueManager:
                 info=f"the stop cut the recording of a delivery attempt's results "
                      f"{RECORD_CUT_SECONDS} s after its grace: after the next start, what "
                      f"the queue file does not show as delivered or bounced is done again")
+
+    async def _record_hop(self, queue: str, envelope: Envelope, recipients, results,
+                          recorded: set[str]) -> None:
+        """Record what a next hop's delivery decided while the message's other next hops
+        are still at it (rule 14): its delivered and deferred recipients (their events; the
+        envelope written once one was delivered), added to *recorded*. Its failed ones wait
+        for the attempt's end, which bounces them all in one DSN (rule 3) and marks none
+        failed before its bounce is queued (rule 4)."""
+        done = [r for r in recipients
+                if r.address in results and results[r.address][1].outcome != "failed"]
+        self._record_results(envelope, done, results)
+        recorded.update(r.address for r in done)
+        if not any(r.status == "delivered" for r in done):
+            return          # nothing a restart would do twice
+        try:
+            await self._write(queue, envelope)
+        except OSError:
+            # A full disk, say: the attempt's end writes the envelope again, or says why it
+            # cannot (`_failed`). Raising here would cut the other next hops' deliveries.
+            pass
 
     async def _record_cut(self, queue: str, envelope: Envelope, todo, results) -> None:
         """Record the results a cut attempt has (rule 7: the delivered and failed ones, and
