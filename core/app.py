@@ -2,11 +2,13 @@
 
 Start order (each service reports ready through `task_status.started()`):
 settings watcher → spool recovery → group committer → queue manager → SMTP listener →
-status reporter → command runner; then `service_started`. A clean stop (cancellation of the
-root scope, e.g. SIGTERM) closes the listener, lets a session whose message is queued send
-its 250 (SmtpServer.serve), writes `service_stopped`, mails the alerts of the events until
-then (Service Stop) while the delivery side still runs — it is shielded from the stop until
-then (`_ShieldedServices`, at most STOP_ALERT_SECONDS) — and flushes the event writer.
+status reporter → command runner; then `service_started`, stamped with the status
+reporter's start (the Status page's "Last started", before SMTP answers). A clean stop
+(cancellation of the root scope, e.g. SIGTERM) closes the listener, lets a session whose
+message is queued send its 250 (SmtpServer.serve), writes `service_stopped`, mails the
+alerts of the events until then (Service Stop) while the delivery side still runs — it is
+shielded from the stop until then (`_ShieldedServices`, at most STOP_ALERT_SECONDS) — and
+flushes the event writer.
 
 Improper shutdown: a marker file in `run/` exists while the core runs; finding it at start
 means the previous run did not stop cleanly (kill -9, power cut) → `service_start_improper`.
@@ -224,7 +226,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                     await nursery.start(status.run)
                     await nursery.start(commands.run)
                     if improper:
-                        events.record(Action.SERVICE_START_IMPROPER,
+                        events.record(Action.SERVICE_START_IMPROPER, at=status.started_at,
                                       info="the previous run did not stop cleanly")
                     # An older release's open-relay entry: said once at start, as a listen
                     # address left out is (core/smtp/server.py); the Status page lists it.
@@ -240,8 +242,13 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                                    else None, hostname_notice(settings())):
                         if notice:
                             print(f"mailmoat core: {notice}", file=sys.stderr, flush=True)
-                    events.record(Action.SERVICE_STARTED, info=f"Mailmoat {VERSION}, SMTP on "
-                                  + _listening(addresses))
+                    # Written now, once the start succeeded, but stamped with the start
+                    # the Status page shows ("Last started"), taken before the alert
+                    # engine or SMTP did anything: every listener process is ready by now,
+                    # seconds after the first answered 250, and the alert of a supervisor's
+                    # service_start_improper read before the start it reports (life19 C2).
+                    events.record(Action.SERVICE_STARTED, at=status.started_at,
+                                  info=f"Mailmoat {VERSION}, SMTP on " + _listening(addresses))
                     task_status.started(CoreHandle(addresses, server, queue, counters, events,
                                                    settings, nursery.cancel_scope))
                     await trio.sleep_forever()
