@@ -333,9 +333,11 @@ class QueueManager:
         error = f"{type(exc).__name__}: {exc}"
         if self._errors.get(queue_id) != error:
             self._errors[queue_id] = error
+            # One event per message (its detail report row says why it waits), not per
+            # condition: a full disk has its low_disk event; the text says so (life19 C3)
             self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule="queue.error",
-                               info=f"{error}; trying again every "
-                                    f"{ERROR_RETRY_SECONDS:.0f} s (recorded once)")
+                               info=f"{error}; trying this message again every "
+                                    f"{ERROR_RETRY_SECONDS:.0f} s (recorded once for it)")
         assert self._nursery is not None
         self._nursery.start_soon(self.queue_files.error, queue_id)
         if queue == "fast":
