@@ -114,6 +114,10 @@ SUBJECT_META = "subject"
 # Recipient.extra key: the RFC 3463 status of its last attempt ("4.4.3"), for its DSN. Not
 # "status", which is the Recipient field and would hide it in envelope.json (to_dict).
 ENHANCED_STATUS = "enhanced_status"
+# Recipient.extra key: delivery's note beside its last error (a backup MX's refusal:
+# core/delivery/deliver.py RecipientResult.note), for the text part of its DSN, never its
+# Diagnostic-Code (core/delivery/bounce.py rule 3). Absent when the last attempt had none.
+DELIVERY_NOTE = "delivery_note"
 _NAME_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,99}")  # no '/', never starts with '.'
 
 

@@ -21,9 +21,12 @@ Rules
        replies and "x-mailmoat; <text>" for our own (RFC 3464 §2.3.6). A report's `reason`,
        when it has one, is what the human-readable part says instead of the diagnostic.
        An smtp diagnostic is the reply as the remote MTA gave it, and only that: a note
-       delivery added to it (`with_note`: a backup MX's refusal after the primary's 4xx,
-       core/delivery/deliver.py rule 1) stays in the human-readable part, where the whole
-       text is (`reply_of`). It once went into the Diagnostic-Code too (outbound19 C1).
+       delivery keeps beside it (a report's `note`: a backup MX's refusal after the
+       primary's 4xx, core/delivery/deliver.py rule 1) goes in the human-readable part,
+       after the reply (`with_note`, the one form of it, which the events show too). It
+       once went into the Diagnostic-Code (outbound19 C1), then was folded into the reply's
+       text and cut off again at its first " (then ", which cut a reply of that form short
+       as well (review19 r2 R4, D1).
     4. The message/delivery-status part is 7-bit and never holds an RFC 2047 encoded-word:
        an address with UTF-8 is "utf-8; <utf-8-addr-xtext>" (RFC 6533 §3: \\x{HEX} for
        each character outside QCHAR), and any other non-ASCII character in a field is
@@ -65,7 +68,7 @@ from shared.settings_addresses import Sender
 from shared.spool import Envelope
 
 __all__ = ["RecipientReport", "compose_dsn", "should_notify", "dsn_from_address",
-           "status_of", "typed_address", "with_note", "reply_of", "MAX_HEADER_OCTETS",
+           "status_of", "typed_address", "with_note", "MAX_HEADER_OCTETS",
            "GENERATED_LINESEP"]
 
 MAX_HEADER_OCTETS = 64 * 1024      # of the original headers quoted in a DSN
@@ -83,21 +86,14 @@ class RecipientReport:
     remote_mta: str | None = None   # host name of the next hop that answered
     is_remote_reply: bool = True    # diagnostic came from an SMTP reply (Diagnostic-Code: smtp)
     reason: str | None = None       # for the human-readable part, when not the diagnostic
+    note: str | None = None         # delivery's, after the diagnostic in that part (rule 3)
 
 
-_NOTE_OPEN = " (then "      # how with_note adds a note to a remote reply (rule 3)
-
-
-def with_note(reply: str, note: str) -> str:
-    """A remote reply with delivery's `note` after it, as events and the human-readable part
-    of a DSN show it; `reply_of` gives the reply back (rule 3)."""
-    return f"{reply}{_NOTE_OPEN}{note})"
-
-
-def reply_of(text: str) -> str:
-    """The remote reply in a text `with_note` made; any other text as it is (rule 3)."""
-    reply, found, _note = text.partition(_NOTE_OPEN)
-    return reply if found and text.endswith(")") else text
+def with_note(text: str, note: str | None) -> str:
+    """`text` (a remote reply, or our error) with delivery's `note` after it, as the events
+    and the human-readable part of a DSN show them; `text` itself when there is none
+    (rule 3)."""
+    return f"{text} (then {note})" if note else text
 
 
 def should_notify(envelope: Envelope) -> bool:
@@ -165,11 +161,11 @@ def _human_text(envelope: Envelope, reports: Sequence[RecipientReport], hostname
     lines += ["", f"Queue id: {envelope.queue_id}", ""]
     for r in reports:
         if r.reason:
-            last = f"; last error: {r.diagnostic}" if r.diagnostic else ""
+            last = f"; last error: {with_note(r.diagnostic, r.note)}" if r.diagnostic else ""
             where = f" (from {r.remote_mta})" if r.diagnostic and r.remote_mta else ""
             lines.append(f"<{r.address}>: {r.reason}{last}{where}")
             continue
-        reason = r.diagnostic or "no reason given"
+        reason = with_note(r.diagnostic, r.note) if r.diagnostic else "no reason given"
         where = f" (from {r.remote_mta})" if r.remote_mta else ""
         lines.append(f"<{r.address}>: {reason}{where}")
     return "\r\n".join(lines) + "\r\n"
@@ -193,8 +189,7 @@ def _delivery_status(envelope: Envelope, reports: Sequence[RecipientReport], hos
         if r.remote_mta:
             block["Remote-MTA"] = f"dns; {text(r.remote_mta, _TEXT_CHARS)}"
         if r.diagnostic:
-            said = reply_of(r.diagnostic) if r.is_remote_reply else r.diagnostic    # rule 3
-            diagnostic = text(" ".join(said.split()), _TEXT_CHARS)
+            diagnostic = text(" ".join(r.diagnostic.split()), _TEXT_CHARS)    # rule 3
             block["Diagnostic-Code"] = (f"{'smtp' if r.is_remote_reply else 'x-mailmoat'}; "
                                         f"{diagnostic}")
         block["Last-Attempt-Date"] = mail_date(now)
@@ -297,4 +292,4 @@ def _headers_part(original_headers: bytes) -> Message:
 def _is_ascii(reports: Sequence[RecipientReport], envelope: Envelope) -> bool:
     return envelope.queue_id.isascii() and all(
         r.address.isascii() and (r.diagnostic or "").isascii() and (r.remote_mta or "").isascii()
-        and (r.reason or "").isascii() for r in reports)
+        and (r.reason or "").isascii() and (r.note or "").isascii() for r in reports)

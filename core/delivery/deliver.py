@@ -41,9 +41,9 @@ Rules
        greeting but 220, a 4xx to EHLO/HELO: it has had no recipient yet) — to HELO, or
        at its RCPT, "550 relay access denied" — does not fail it either
        (`_after_backup_refusal`): it keeps the earlier host's 4xx, else its connect
-       failure, the 5xx added to its text for the admin (`with_note`: in the events and
-       a DSN's human-readable part, never its Diagnostic-Code, core/delivery/bounce.py
-       rule 3). A misconfigured backup says
+       failure, the 5xx kept beside it for the admin (RecipientResult.note, never in
+       its text: shown after it in the events and a DSN's human-readable part, never in
+       its Diagnostic-Code, core/delivery/bounce.py rule 3). A misconfigured backup says
        nothing about the recipient, and the primary takes it at the retry (Postfix
        bounces it there; a gateway must not lose mail to a broken backup, least of all
        while the primary is down or busy). A 5xx from a host as preferred as every one
@@ -211,6 +211,13 @@ class RecipientResult:
     status: str                     # RFC 3463 status for DSNs ("2.0.0", "4.4.1", "5.1.1")
     remote_mta: str | None = None
     is_remote_reply: bool = False   # text is an SMTP reply of the remote host
+    # what delivery adds for the admin, never part of `text` (a backup's refusal: rule 1)
+    note: str | None = None
+
+    @property
+    def full_text(self) -> str:
+        """`text` with the note after it, as the events show it (`with_note`)."""
+        return with_note(self.text, self.note)
 
 
 def _gateway_name(settings: Mapping) -> str:
@@ -672,8 +679,8 @@ def _after_backup_refusal(result: RecipientResult, found: Sequence[Candidate],
                           unreached: Mapping[str, RecipientResult]) -> RecipientResult:
     """`result`, unless it fails a recipient that a more preferred host deferred, left
     untried or gave no session (`handed`) at a less preferred one: then the earlier
-    deferral (that host's 4xx, else its connect failure), with the 5xx in its text
-    (rule 1)."""
+    deferral (that host's 4xx, else its connect failure), with the 5xx as its note, its
+    text untouched (rule 1)."""
     address = result.address
     if result.outcome != "failed" or address not in handed \
             or _preference(found, result.remote_mta) <= handed[address]:
@@ -682,7 +689,7 @@ def _after_backup_refusal(result: RecipientResult, found: Sequence[Candidate],
         or RecipientResult(address, "deferred", UNTRIED, BAD_CONNECTION_STATUS)
     backup = f"{result.remote_mta} answered {result.text}" if result.is_remote_reply \
         else result.text
-    return replace(kept, text=with_note(kept.text, backup))
+    return replace(kept, note=f"{kept.note}, then {backup}" if kept.note else backup)
 
 
 def _keep(results: dict, earlier: Mapping) -> None:

@@ -308,7 +308,7 @@ class CentralForwarder:
             await self._not_sent(queue_id, envelope, hop, "deferred", "no result",
                                  status="4.0.0")
         else:
-            await self._not_sent(queue_id, envelope, hop, failed.outcome, failed.text,
+            await self._not_sent(queue_id, envelope, hop, failed.outcome, failed.full_text,
                                  status=failed.status, remote_mta=failed.remote_mta,
                                  is_remote_reply=failed.is_remote_reply)
         return False

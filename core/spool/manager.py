@@ -124,8 +124,8 @@ from core.spool.queue_file_save import NoQueueFileSave
 from core.spool.schedule import SlowSchedule, retry_delay, retry_expired
 from shared.clock import WallClock
 from shared.events import Action, event_subject
-from shared.spool import (CORRUPT, CORRUPT_RULE, DUPLICATE_RULE, ENHANCED_STATUS,
-                          SUBJECT_META, Envelope, EnvelopeError, Spool)
+from shared.spool import (CORRUPT, CORRUPT_RULE, DELIVERY_NOTE, DUPLICATE_RULE,
+                          ENHANCED_STATUS, SUBJECT_META, Envelope, EnvelopeError, Spool)
 
 __all__ = ["QueueManager", "FAST_CHANNEL_SIZE", "PROCESS_TIMEOUT_SECONDS", "CRASH_LIMIT",
            "record_set_aside", "record_copies"]
@@ -862,6 +862,10 @@ class QueueManager:
             recipient.extra[ENHANCED_STATUS] = result.status
             recipient.extra["remote_mta"] = result.remote_mta
             recipient.extra["is_remote_reply"] = result.is_remote_reply
+            if result.note:             # beside last_error, never in it (for the DSN)
+                recipient.extra[DELIVERY_NOTE] = result.note
+            else:
+                recipient.extra.pop(DELIVERY_NOTE, None)
             action, counter = {"delivered": (Action.DELIVERED, "delivered"),
                                "deferred": (Action.DEFERRED, None),
                                "failed": (Action.DELIVERY_FAILED, "delivery_failures")}[
@@ -869,7 +873,7 @@ class QueueManager:
             if counter:
                 self.counters.incr(counter)
             self.events.record(action, **{**fields, "recipients": [recipient.address]},
-                               result=result.outcome, info=result.text, rule=hop.rule,
+                               result=result.outcome, info=result.full_text, rule=hop.rule,
                                data={"next_hop": hop.key, "remote_mta": result.remote_mta,
                                      "status": result.status,
                                      # the status is the next hop's reply, not our finding

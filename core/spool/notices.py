@@ -24,12 +24,13 @@ from collections.abc import Mapping
 
 import trio
 
-from core.delivery.bounce import MAX_HEADER_OCTETS, RecipientReport, compose_dsn, should_notify
+from core.delivery.bounce import (MAX_HEADER_OCTETS, RecipientReport, compose_dsn,
+                                  should_notify, with_note)
 from core.spool import files
 from core.spool.dispositions import origin_data
 from core.spool.schedule import retry_until
 from shared.events import Action
-from shared.spool import ENHANCED_STATUS, Envelope
+from shared.spool import DELIVERY_NOTE, ENHANCED_STATUS, Envelope
 
 __all__ = ["NoticeWriter", "EXPIRED_STATUS"]
 
@@ -43,7 +44,8 @@ def _report(recipient, action: str, **overrides) -> RecipientReport:
     return RecipientReport(**{
         "address": recipient.address, "action": action, "status": status,
         "diagnostic": recipient.last_error, "remote_mta": recipient.extra.get("remote_mta"),
-        "is_remote_reply": bool(recipient.extra.get("is_remote_reply")), **overrides})
+        "is_remote_reply": bool(recipient.extra.get("is_remote_reply")),
+        "note": recipient.extra.get(DELIVERY_NOTE), **overrides})
 
 
 class NoticeWriter:
@@ -119,8 +121,8 @@ class NoticeWriter:
             reports.append(_report(recipient, "failed", status=EXPIRED_STATUS,
                                    reason=EXPIRED_REASON))
             recipient.status = "failed"
-            recipient.last_error = (f"{EXPIRED_REASON}; last error: "
-                                    f"{recipient.last_error or 'none'}")
+            last = with_note(recipient.last_error or "none", recipient.extra.get(DELIVERY_NOTE))
+            recipient.last_error = f"{EXPIRED_REASON}; last error: {last}"
             m.counters.incr("delivery_failures")
             m.events.record(Action.DELIVERY_FAILED,
                             **{**fields, "recipients": [recipient.address]},

@@ -59,7 +59,7 @@ async def test_a_primary_greeting_554_keeps_a_backups_5xx_from_failing_the_recip
     assert result.outcome == "deferred" and result.status == "4.4.1"
     assert result.text.startswith("mx1.dest.test[127.0.0.3]:")
     assert " greeted with 554 5.3.2 node in maintenance (then mx2.dest.test answered 550 " \
-        in result.text
+        in result.full_text
 
 
 async def test_the_only_host_greeting_554_defers(tmp_path, nursery, dns_server):
