@@ -1,8 +1,11 @@
-"""A content or spam rule's terms as the console edits them: one comma-separated line.
+"""A content or spam rule as the console edits it: its form and texts, its terms as one
+comma-separated line.
 
 Both rule pages (Filtering › Content Rules, Anti-spam › Spam Rules) read and write their
 terms through here, so a rule opened and saved unchanged on either page is unchanged, and
-both build the rule a form describes with `rule_from_form`.
+both build the rule a form describes with `rule_from_form`. Their forms extend `RuleFields`
+and their templates read the texts as `rule_texts` (RULE_TEXTS, each blueprint's context
+processor), so a label, an option and the hints that name them are written once.
 """
 
 from __future__ import annotations
@@ -10,11 +13,16 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import Length
+
 from shared.settings import SettingError
 
 __all__ = ["numbered_terms", "split_terms", "join_terms", "operator_errors", "rule_from_form",
            "MATCH_OPTIONS", "BODY_SCANNING_LABEL", "ENABLED_LABEL", "TERMS_LABEL",
-           "NONE_OF_LABEL"]
+           "NONE_OF_LABEL", "NAME_LABEL", "RULE_TEXTS", "RuleFields"]
 
 # The guide's texts for a rule (chapter 5, "Custom spam rules" and "Blocking by custom content
 # rules"), the same on both pages; commas, wildcards and escapes are in each page's hint.
@@ -23,6 +31,28 @@ BODY_SCANNING_LABEL = "Enable message body scanning for both Spam and Content Vi
 ENABLED_LABEL = "Enable this custom filtering rule"
 TERMS_LABEL = "Identify messages that contain"
 NONE_OF_LABEL = "None of these terms"
+NAME_LABEL = "Rule name (optional)"
+# the texts the pages' templates write themselves (hints, the rules table, the delete
+# confirmation): `rule_texts.match["any"]`, `rule_texts.terms`, `rule_texts.none_of`
+RULE_TEXTS = {"match": MATCH_OPTIONS, "terms": TERMS_LABEL, "none_of": NONE_OF_LABEL}
+# a terms line longer than this is refused by the form before it is split: 50 terms of at
+# most 200 characters (the schema's limits, shared/settings_entries.py) with their commas
+TERMS_LINE_MAX = 12_000
+
+
+class RuleFields(FlaskForm):
+    """The fields of a content or spam rule, the same on both pages; each page's form adds
+    its own hidden fields and button. The schema checks the values when the rule is saved
+    (the name's length too, in its words)."""
+    enabled = BooleanField(ENABLED_LABEL, default=True)
+    name = StringField(NAME_LABEL)
+    # a new rule matches all of its terms: the guide reads a comma as AND and lists "All of
+    # these terms" first (tester "guide", finding 6); a stored rule keeps its own match
+    match = SelectField("Match", choices=[SelectChoice(value, text)
+                                          for value, text in MATCH_OPTIONS.items()],
+                        default="all")
+    terms = StringField(TERMS_LABEL, validators=[Length(max=TERMS_LINE_MAX)])
+    none_of = StringField(NONE_OF_LABEL, validators=[Length(max=TERMS_LINE_MAX)])
 
 # The terms line (SPEC §3: the console edits terms as one comma-separated line; `*` and `?`
 # are wildcards and `\` escapes them, as the core's matcher reads a term):

@@ -5,13 +5,11 @@ checked by the settings schema)."""
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, HiddenField, SelectField, SelectMultipleField, StringField,
-                     SubmitField, TextAreaField)
-from wtforms.fields.choices import SelectChoice
+from wtforms import (BooleanField, HiddenField, SelectMultipleField, StringField, SubmitField,
+                     TextAreaField)
 from wtforms.validators import Optional, Regexp
 
-from console.rule_terms import (BODY_SCANNING_LABEL, ENABLED_LABEL, MATCH_OPTIONS,
-                                NONE_OF_LABEL, TERMS_LABEL)
+from console.rule_terms import BODY_SCANNING_LABEL, RuleFields
 from console.schema_forms import settings_form, with_option_labels
 from shared.settings import SCHEMA
 
@@ -81,9 +79,15 @@ class RblForm(SETTINGS_FORMS["rbl"]):
 
 
 for _i in range(RBL_ZONE_ROWS):
-    # the guide's texts: its check box and its box are both "Real-time blacklist domain name"
-    setattr(RblForm, f"zone{_i}_enabled", BooleanField(ZONE_LABEL))
-    setattr(RblForm, f"zone{_i}_zone", StringField(ZONE_LABEL, validators=[Optional()]))
+    # the guide's texts: its check box and its box are both "Real-time blacklist domain name";
+    # their accessible names (aria-label, which screen readers announce instead of the
+    # label) tell them, and the rows, apart and begin with that label (WCAG 2.5.3, "Label in
+    # Name": a speech user says what is shown)
+    setattr(RblForm, f"zone{_i}_enabled", BooleanField(
+        ZONE_LABEL, render_kw={"aria-label": f"{ZONE_LABEL} {_i + 1}: enabled"}))
+    setattr(RblForm, f"zone{_i}_zone", StringField(
+        ZONE_LABEL, validators=[Optional()],
+        render_kw={"aria-label": f"{ZONE_LABEL} {_i + 1}: domain"}))
     setattr(RblForm, f"zone{_i}_codes", TextAreaField(
         "Identify spam by return codes", render_kw={"rows": 2}, validators=[Optional()]))
 
@@ -91,19 +95,10 @@ for _i in range(RBL_ZONE_ROWS):
 NOT_A_RULE_NUMBER = "not a rule number; reload the page"
 
 
-class SpamRuleForm(FlaskForm):
+class SpamRuleForm(RuleFields):
     # index "" = a new rule; original = the rule as the page showed it (settings_service.rule_key)
     index = HiddenField(validators=[Regexp(r"[0-9]*\Z", message=NOT_A_RULE_NUMBER)])
     original = HiddenField()
-    name = StringField("Rule name (optional)", validators=[Optional()])
-    enabled = BooleanField(ENABLED_LABEL, default=True)
-    # a new rule matches all of its terms: the guide reads a comma as AND and lists "All of
-    # these terms" first (tester "guide", finding 6); a stored rule keeps its own match
-    match = SelectField("Match", choices=[SelectChoice(value, text)
-                                          for value, text in MATCH_OPTIONS.items()],
-                        default="all")
-    terms = StringField(TERMS_LABEL)
-    none_of = StringField(NONE_OF_LABEL, validators=[Optional()])
     save = SubmitField("Save rule")
 
 

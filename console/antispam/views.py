@@ -17,7 +17,7 @@ from console.context import settings
 from console.placeholders import settings_sections
 from console.form_submit import submit, who
 from console.roles import Access, requires
-from console.rule_terms import join_terms, rule_from_form
+from console.rule_terms import RULE_TEXTS, join_terms, rule_from_form
 from console.schema_forms import attach_errors, form_data, form_values
 from console.settings_service import RuleListChanged, rule_form_errors, rule_key, save_settings
 from shared.settings import SCHEMA, SettingError
@@ -50,6 +50,12 @@ REFUSED_ELSEWHERE = "Rule {number} must be corrected or deleted first: see its m
 # The field prefixes of the Spam Rules page's forms: "new" or r<i> (save), d<i> (delete)
 SAVE_PREFIX = re.compile(r"new|r[0-9]+")
 DELETE_PREFIX = re.compile(r"d[0-9]+")
+
+
+@bp.context_processor
+def _rule_texts():
+    """The rule texts the templates write (console/rule_terms.py RULE_TEXTS)."""
+    return {"rule_texts": RULE_TEXTS}
 
 
 def _render(template: str, tab: str, **context):

@@ -4,12 +4,10 @@ rule form edits one rule, its terms as one comma-separated line (SPEC §3 rules.
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, HiddenField, SelectField, StringField, SubmitField
+from wtforms import HiddenField, SelectField, SubmitField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Length
 
-from console.rule_terms import (BODY_SCANNING_LABEL, ENABLED_LABEL, MATCH_OPTIONS,
-                                NONE_OF_LABEL, TERMS_LABEL)
+from console.rule_terms import BODY_SCANNING_LABEL, RuleFields
 from console.schema_forms import settings_form, supports
 from shared.settings import RELAY_MODE_LABELS, SCHEMA
 
@@ -79,16 +77,7 @@ class _RelayForm(PAGE_FORMS["relay"]):
 PAGE_FORMS["relay"] = _RelayForm
 
 
-class RuleForm(FlaskForm):
-    enabled = BooleanField(ENABLED_LABEL, default=True)
-    name = StringField("Name (optional)", validators=[Length(max=100)])
-    # a new rule matches all of its terms, as the guide reads a comma (AND); a stored rule
-    # keeps its own match (tester "guide", finding 6)
-    match = SelectField("Match", choices=[SelectChoice(value, text)
-                                          for value, text in MATCH_OPTIONS.items()],
-                        default="all")
-    terms = StringField(TERMS_LABEL, validators=[Length(max=12_000)])
-    none_of = StringField(NONE_OF_LABEL, validators=[Length(max=12_000)])
+class RuleForm(RuleFields):
     original = HiddenField()         # the rule as JSON when editing: detects a concurrent change
     submit = SubmitField("Save")
 

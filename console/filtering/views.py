@@ -12,13 +12,19 @@ from console.filtering import bp, service
 from console.filtering.forms import PAGE_FORMS, PAGE_KEYS, TABS, DeleteRuleForm, RuleForm
 from console.form_submit import submit, who
 from console.roles import Access, requires
-from console.rule_terms import join_terms, rule_from_form
+from console.rule_terms import RULE_TEXTS, join_terms, rule_from_form
 from console.schema_forms import attach_errors, form_data, form_values
 from console.settings_service import rule_form_errors
 from shared.settings import SettingError
 
 TITLES = {page: title for page, title, _ in TABS}
 
+
+
+@bp.context_processor
+def _rule_texts():
+    """The rule texts the templates write (console/rule_terms.py RULE_TEXTS)."""
+    return {"rule_texts": RULE_TEXTS}
 
 
 def _render(template: str, page: str, **context):

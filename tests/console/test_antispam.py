@@ -372,7 +372,7 @@ def test_refused_new_spam_rule_is_shown_again_as_typed(admin):
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert 'id="new-name" name="new-name" type="text" value="watches"' in page
-    assert 'id="new-terms" name="new-terms" type="text" value="cheap, , *"' in page
+    assert 'name="new-terms" type="text" value="cheap, , *"' in page
     assert 'value="newsletter"' in page
     assert re.search(r'<option selected value="all">|<option value="all" selected', page)
     # the term named by its place in the comma-separated line, next to the field
@@ -558,7 +558,8 @@ def test_number_fields_refuse_digits_other_than_ascii(admin, typed):
 
 def _terms_field(page: str, prefix: str, field: str = "terms") -> str:
     return html.unescape(re.search(
-        rf'id="{prefix}-{field}" name="{prefix}-{field}" type="text" value="([^"]*)"', page)[1])
+        rf'id="{prefix}-{field}" (?:maxlength="[0-9]+" )?name="{prefix}-{field}" '
+        rf'type="text" value="([^"]*)"', page)[1])
 
 
 def test_a_term_ending_in_a_backslash_survives_saving_the_rule_again(admin):
@@ -849,8 +850,8 @@ def test_a_ticked_rbl_row_without_a_zone_is_refused_at_its_zone_field(admin):
     page = _post_rbl_rows(admin, (False, "", ""), (True, "", ""))
     assert _field_error(page, "zone1_zone") == "must be a domain name such as example.com"
     assert _field_error(page, "zone0_zone") == ""                   # an empty row is no zone
-    assert re.search(r'<input checked id="zone1_enabled"|<input[^>]*id="zone1_enabled"[^>]*'
-                     r'checked', page)                               # the tick kept as typed
+    [tick] = re.findall(r'<input[^>]*id="zone1_enabled"[^>]*>', page)
+    assert " checked" in tick                                       # the tick kept as typed
     assert admin.settings()["rbl.zones"] == []
 
 

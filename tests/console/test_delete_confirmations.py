@@ -211,7 +211,7 @@ def test_spam_rule_delete_asks_first_then_deletes_that_rule(admin):
     assert response.status_code == 200
     page = response.get_data(as_text=True)
     assert _said(page).startswith("Delete spam rule 2 “Lottery” (enabled)? It matches any of "
-                                  "the terms lotto, jackpot")
+                                  "these terms lotto, jackpot")
     assert len(admin.settings()["rules.spam"]) == 2
     action, data = _confirmation(page)
     assert admin.post(action, data).status_code == 302
