@@ -54,8 +54,7 @@ from pathlib import Path
 
 import trio
 
-from core.delivery import NO_ANSWER_STATUS
-from core.delivery.bounce import GENERATED_LINESEP
+from core.delivery import GENERATED_LINESEP, NO_ANSWER_STATUS
 from shared import db
 from shared.clock import mail_date
 from shared.disk import LOW_DISK_FRACTION, disk_free_fraction, is_out_of_space
@@ -111,7 +110,8 @@ def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, bod
     address. Otherwise they are ASCII, a name or Subject that is not as encoded-words.
     Lines end in CRLF, as a DSN's (core/delivery/bounce.py rule 7): its spooled size is
     the octets sent, and the SIZE= it goes with. It was spooled with bare LFs, which
-    delivery sent as CRLF: SIZE= promised less than was sent (outbound19 finding B2)."""
+    delivery sent as CRLF: SIZE= promised less than was sent (outbound19 finding B2).
+    QueueManager.submit_generated makes any line end CRLF too, for every generator."""
     name, address = from_address(settings, hostname)
     msg = EmailMessage()
     local, _, domain = address.rpartition("@")

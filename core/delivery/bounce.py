@@ -47,6 +47,9 @@ Rules
        notifications use too): mail the core writes is spooled as it goes on the wire, so
        its size, the SIZE= it is announced with (RFC 1870 §3: "including CR-LF pairs") and
        the events' figures are the octets sent. Non-ASCII text goes in a base64 text part.
+       QueueManager.submit_generated, where all generated mail enters the spool, makes any
+       other line end CRLF (review19 r2 D2), so a generator that forgets cannot bring the
+       SIZE= mismatch back.
 
 Never: read files, the clock or settings itself — everything arrives as arguments.
 """

@@ -107,6 +107,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -150,6 +151,17 @@ CRASH_RETRY_SECONDS = 1.0
 SETTLED_POLL_SECONDS = 0.05
 ERROR_RETRY_SECONDS = 60.0      # after an unexpected error handling a message
 PAUSE_POLL_SECONDS = 0.2
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def _as_sent(message: bytes) -> bytes:
+    """`message` with each line end (a bare LF, a lone CR, CRLF) as CRLF: what
+    core/smtp/client.py's DataEncoder sends for it (submit_generated)."""
+    if message.count(b"\r\n") == message.count(b"\n") == message.count(b"\r"):
+        return message                      # as it is (every composer of ours)
+    return _LINE_END.sub(b"\r\n", message)
 
 
 class QueueManager:
@@ -285,7 +297,14 @@ class QueueManager:
         """Queue a message Mailmoat made (bounce, notice, alert, released quarantine mail)
         through the durable accept path; returns its queue id. With `scan` false it skips
         the pipeline. Its events carry its own Subject, read as the SMTP listener reads a
-        received message's."""
+        received message's.
+
+        Every line of it is spooled ending in CRLF, as delivery sends it (`_as_sent`), so
+        its size, and the SIZE= it is announced with (RFC 1870 §3 counts the CR-LF pairs),
+        are the octets sent, whichever generator made it. Each composer had to remember it
+        and two did not: a Suspect Message alert of 757 octets went out as 776 (outbound19
+        B2; review19 r2 D2)."""
+        message_bytes = _as_sent(message_bytes)
         meta = {"kind": kind}
         subject = event_subject(head_facts(message_bytes).subject)   # for its events
         if subject:
