@@ -54,24 +54,27 @@ def test_a_certificate_not_valid_yet_and_one_near_its_expiry_get_a_line(tmp_path
 
 def test_a_pair_that_does_not_load_gets_a_line_with_what_is_served_meanwhile(tmp_path):
     home = make_home(tmp_path / "home")
-    assert certificate_lines(home, NOW) == []           # init's self-signed pair
+    # init's pair is valid from the moment it was made: NOW, taken when the module was
+    # imported, may be before that (under pytest-xdist, minutes before)
+    now = dt.datetime.now(dt.timezone.utc)
+    assert certificate_lines(home, now) == []           # init's self-signed pair
     for path in (home.tls_key, home.tls_cert):
         shutil.copy2(path, path.with_name(path.name + ".previous"))
     indent_by_hand(home)
-    [line] = certificate_lines(home, NOW)
+    [line] = certificate_lines(home, now)
     assert line.startswith("the key and certificate in tls/ do not load: OpenSSL cannot read "
                            "cert.pem as PEM (lines indented"), line
     assert ("Meanwhile each of HTTPS and STARTTLS uses the previous pair (key.pem.previous "
             "and cert.pem.previous).") in line
     # and the previous certificate's dates, which is what is served then
-    certificate_for_the_key_in_use(home, NOW - 90 * DAY, NOW - DAY)
+    certificate_for_the_key_in_use(home, now - 90 * DAY, now - DAY)
     shutil.copy2(home.tls_cert, home.tls_cert.with_name("cert.pem.previous"))
     indent_by_hand(home)
-    unusable, dates = certificate_lines(home, NOW)
+    unusable, dates = certificate_lines(home, now)
     assert unusable.startswith("the key and certificate in tls/ do not load")
     assert dates.startswith("the previous certificate, in cert.pem.previous (served while "
                             "cert.pem does not load), expired on"), dates
     for path in (home.tls_key, home.tls_cert):
         path.with_name(path.name + ".previous").unlink()
-    [line] = certificate_lines(home, NOW)
+    [line] = certificate_lines(home, now)
     assert "Meanwhile HTTPS is off and SMTP offers no STARTTLS." in line, line
