@@ -14,12 +14,13 @@ Rules
        EXEC (runs a program), CALL / REGISTER / REGISTER.ID (call a DLL function),
        URLDownloadToFile anywhere (the urlmon download REGISTER names), FOPEN together with
        FWRITE or FWRITELN (writes a file), FORMULA / FORMULA.FILL / FORMULA.ARRAY /
-       SET.VALUE writing a formula it builds (its text joined with `&` or CHAR(), and either
-       no string in it or one starting `=`: the macro's next formulas written at run time,
-       how those droppers hid EXEC), and CHAR() with MIN_CHAR_CODES different codes or more
-       (strings built a character at a time). `medium` is the default level, so what
-       ordinary workbooks do stays out: FORMULA writing a fixed formula or a label
-       ("Total: "&R1C1), CHAR(10) line breaks in an ALERT (review19 D2). ALERT, HALT, RUN,
+       SET.VALUE writing a formula it builds (its text joined with `&` or CHAR(), beginning
+       with a cell or a function, not a string — or a string in it starts with `=` or holds
+       a call: the macro's next formulas written at run time, how those droppers hid EXEC), and CHAR() with MIN_CHAR_CODES different codes or more
+       (strings built a character at a time; codes of printable characters only, not space
+       or the quote). `medium` is the default level, so what ordinary workbooks do stays
+       out: FORMULA writing a fixed formula or a label ("Total: "&R1C1), CHAR(9), CHAR(10)
+       and CHAR(13) in an ALERT (review19 D2, r4 R3). ALERT, HALT, RUN,
        GOTO and the like are not traits: the oletools samples (Auto_Open + ALERT) stay
        "macro present", at `high`.
     3. Where the formulas and names come from: OOXML (.xlsm/.xltm) macro sheets (the `f`
@@ -59,6 +60,10 @@ _CALL = re.compile(r"(?<![\w.])(?:_xlfn\.)?(EXEC|CALL|REGISTER(?:\.ID)?|FOPEN|FW
                    r"FORMULA(?:\.FILL|\.ARRAY)?|SET\.VALUE|CHAR)\s*\(", re.IGNORECASE)
 _WRITES_FORMULA = {"FORMULA", "FORMULA.FILL", "FORMULA.ARRAY", "SET.VALUE"}
 _CHAR_CODE = re.compile(r"\s*(\d+)\s*\)")
+_CALL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9.]*\(")
+# CHAR() codes that spell something (rule 2): printable, not space or the quote; tabs, line
+# breaks and quotes are what ordinary messages build with CHAR()
+_SPELLING_CODES = frozenset(str(code) for code in range(33, 127) if code != 34)
 _STRING = re.compile(r'"((?:[^"]|"")*)"')
 _DOWNLOAD = re.compile(r"URLDownloadToFile", re.IGNORECASE)
 _TRAIT_OF = {"EXEC": "EXEC", "CALL": "CALL", "REGISTER": "REGISTER", "REGISTER.ID": "REGISTER",
@@ -115,7 +120,9 @@ class _Traits:
             call = match.group(1).upper()
             if call == "CHAR":
                 code = _CHAR_CODE.match(formula, match.end())
-                self.char_codes.add(code[1] if code else formula[match.end():match.end() + 8])
+                if code is None or code[1].lstrip("0") in _SPELLING_CODES:
+                    self.char_codes.add(code[1].lstrip("0") if code
+                                        else formula[match.end():match.end() + 8])
             elif call not in _WRITES_FORMULA or _builds_a_formula(formula[match.end():]):
                 self.calls.add(call)
 
@@ -130,12 +137,16 @@ class _Traits:
 
 def _builds_a_formula(arguments: str) -> bool:
     """Rule 2: what a FORMULA or SET.VALUE call writes (the rest of the formula from its "("
-    on) is joined at run time and is a formula: no string in it (cells joined), or a string
-    that starts with "=" ("=EX"&"EC(...)"), or CHAR(61), the "=" itself."""
+    on) is joined at run time and may be a formula: it does not begin with a string, as a
+    label does ("Total: "&R1C1) — it begins with a cell or a function (R10C1&"EC(...)", the
+    "=EX" kept in a cell) — or a string in it starts with "=" or holds a call, or it has
+    CHAR(61), the "=" itself."""
     if "&" not in arguments and not re.search(r"CHAR\s*\(", arguments, re.IGNORECASE):
         return False
     strings = _STRING.findall(arguments)
-    return (not strings or any(text.lstrip().startswith("=") for text in strings)
+    return (not arguments.lstrip().startswith('"')
+            or any(text.lstrip().startswith("=") or _CALL_IN_TEXT.search(text)
+                   for text in strings)
             or re.search(r"CHAR\s*\(\s*61\s*\)", arguments, re.IGNORECASE) is not None)
 
 

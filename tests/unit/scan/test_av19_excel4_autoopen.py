@@ -71,8 +71,11 @@ PRESENT = ("high", "Heuristic.Macro.Present")
     (("FORMULA(R10C1&R11C1,R5C1)", "GOTO(R5C1)"), "FORMULA"),
     (('SET.VALUE(R10C1,"=EX"&"EC(""calc"")")', "GOTO(R10C1)"), "SET.VALUE"),
     (('FORMULA.FILL("="&R10C1&"("&R11C1&")",R5C1)', "HALT()"), "FORMULA.FILL"),
+    # "=EX" kept in a cell, the rest written as a string (review19 r4 R2)
+    (('FORMULA(R10C1&"EC(""calc.exe"")",R5C1)', "GOTO(R5C1)"), "FORMULA"),
+    (('FORMULA(R10C1&R11C1&"(""calc"")",R5C1)', "GOTO(R5C1)"), "FORMULA"),
 ], ids=["exec", "register", "urldownloadtofile", "call", "fopen-fwrite", "char", "formula",
-        "set-value", "formula-fill"])
+        "set-value", "formula-fill", "formula-cell-first", "formula-cells-then-string"])
 def test_auto_open_macro_sheet_with_a_trait_is_autoexecshell_at_medium(formulas, trait):
     package = workbook(cells=sheet(*formulas))
     assert _lowest("invoice.xlsm", package) == SHELL
@@ -115,7 +118,9 @@ def test_only_names_excel_runs_by_itself_make_it_run_on_open(names, expected):
     ('FORMULA("=SUM(R1C1:R3C1)",R5C1)', 'FORMULA("Total: "&R5C1,R6C1)', 'SET.VALUE(R7C1,0)',
      'FORMULA.FILL("=R[-1]C+1",R8C1:R20C1)', "HALT()"),
     ('ALERT("Done"&CHAR(10)&"Saved"&CHAR(10)&"Closed"&CHAR(13)&CHAR(10))', "HALT()"),
-], ids=["alert", "one-char", "callers-and-words", "word", "cells-written", "line-breaks"])
+    ('ALERT("Name:"&CHAR(9)&R1C1&CHAR(13)&CHAR(10)&CHAR(34)&R2C1&CHAR(34))', "HALT()"),
+], ids=["alert", "one-char", "callers-and-words", "word", "cells-written", "line-breaks",
+        "tab-crlf-quotes"])
 def test_auto_open_macro_sheet_without_a_trait_stays_present_at_high(formulas):
     assert _lowest("invoice.xlsm", workbook(cells=sheet(*formulas))) == PRESENT
     assert _lowest("invoice.slk", sylk(*formulas)) == PRESENT
