@@ -17,11 +17,17 @@
   when nothing they name is there any more, which the first run did (a drop, a delete), or
   someone else meanwhile. The result of a handler that returned is written even when the
   core stops then, so a clean stop leaves `running` only a row cut off in its handler.
+- A database locked past the busy timeout by another program (shared/busy.py) delays both:
+  the watcher keeps the settings it has, the runner claims nothing and writes a result it
+  holds at its next poll, saying so once. Neither stops the core (scale19 A1: the command
+  poller's "database is locked" took SMTP down). A stop while a result waits for the lock
+  leaves its row `running`, taken up at the next start as above.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from types import MappingProxyType
 from typing import Any, Awaitable, Callable, Mapping
@@ -29,6 +35,7 @@ from typing import Any, Awaitable, Callable, Mapping
 import trio
 
 from shared import db
+from shared.busy import BusyNotice, is_busy
 from shared.commands import INTERRUPTED, RESUMED, RESUMED_RESULT, can_run_again
 from shared.settings_store import load
 
@@ -45,6 +52,7 @@ class SettingsWatcher:
         self.current: Mapping[str, Any] = MappingProxyType(load(self._conn))
         self._listeners: list[Callable[[Mapping, Mapping], None]] = []
         self._reading = trio.Lock()      # one reload at a time on the one connection
+        self.busy = BusyNotice("reloading the settings")
 
     def __call__(self) -> Mapping[str, Any]:
         return self.current
@@ -77,7 +85,14 @@ class SettingsWatcher:
         try:
             while True:
                 await trio.sleep(POLL_SECONDS)
-                await self.refresh()
+                try:
+                    await self.refresh()
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise
+                    self.busy.locked(exc)       # the settings in force stay (module header)
+                else:
+                    self.busy.done()
         finally:
             with trio.CancelScope(shield=True):
                 async with self._reading:
@@ -91,23 +106,30 @@ class CommandRefused(Exception):
     """A request the core cannot carry out as asked; its text is the whole result."""
 
 
+_LOCKED = object()       # CommandRunner._attempt: the database stayed locked
+
+
 class CommandRunner:
     def __init__(self, db_path, settings: SettingsWatcher | None = None):
         self.db_path = db_path
         self.settings = settings
         self.handlers: dict[str, Handler] = {}
+        self.busy = BusyNotice("taking up console and command-line requests (commands)")
 
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         conn = await trio.to_thread.run_sync(db.connect, self.db_path)
-        await trio.to_thread.run_sync(self._take_up_interrupted, conn)
+        taken_up = await self._attempt(self._take_up_interrupted, conn) is not _LOCKED
         task_status.started()
         try:
             while True:
-                claimed = await trio.to_thread.run_sync(self._claim, conn)
-                if claimed is None:
+                if not taken_up:        # before any claim: a pending row may be resumed
+                    taken_up = await self._attempt(self._take_up_interrupted,
+                                                   conn) is not _LOCKED
+                claimed = await self._attempt(self._claim, conn) if taken_up else _LOCKED
+                if claimed is None or claimed is _LOCKED:
                     await trio.sleep(POLL_SECONDS)
                     continue
                 command_id, kind, args = claimed
@@ -128,12 +150,33 @@ class CommandRunner:
                         state, result = "failed", f"{type(exc).__name__}: {exc}"
                     if resumed:
                         result = RESUMED_RESULT + result
-                with trio.CancelScope(shield=True):     # the work is done: say so
-                    await trio.to_thread.run_sync(self._finish, conn, command_id, state,
-                                                  result)
+                await self._record(conn, command_id, state, result)
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(conn.close)
+
+    async def _attempt(self, write, conn, *args):
+        """`write(conn, *args)` in a thread: what it returned, or _LOCKED when the database
+        stayed locked past the busy timeout (said once: module header)."""
+        try:
+            result = await trio.to_thread.run_sync(write, conn, *args)
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            self.busy.locked(exc)
+            return _LOCKED
+        self.busy.done()
+        return result
+
+    async def _record(self, conn, command_id, state, result) -> None:
+        """The work is done: say so, a try at a time shielded from a stop, every
+        POLL_SECONDS while the database stays locked (module header)."""
+        while True:
+            with trio.CancelScope(shield=True):
+                written = await self._attempt(self._finish, conn, command_id, state, result)
+            if written is not _LOCKED:
+                return
+            await trio.sleep(POLL_SECONDS)
 
     @staticmethod
     def _take_up_interrupted(conn) -> None:

@@ -2,7 +2,9 @@
 
 `Counters` is plain in-memory state touched only from the trio thread; `StatusReporter`
 writes it to SQLite once a second through a worker thread so the event loop never waits on
-SQLite.
+SQLite. A second whose write meets a full disk or a database locked past the busy timeout
+(shared/busy.py) is skipped: the next one writes the counters then, and the Status page
+shows the core as not running meanwhile.
 
 `ClamdHealth` is the snapshot's `clamd`: whether clamd answers, from the scans' own
 exchanges (core/scan/clamd.py rule 6), as a hook of the FilteringPipeline that reads each
@@ -25,6 +27,7 @@ from typing import Callable, Mapping
 import trio
 
 from shared import db
+from shared.busy import BusyNotice, is_busy
 from shared.clock import WallClock
 from shared.disk import is_out_of_space
 from shared.home import gateway_name
@@ -104,6 +107,7 @@ class StatusReporter:
         self.may_bind_privileged_ports = may_bind_privileged_ports()
         self.clamd = ClamdHealth()          # a pipeline hook (core/app.py)
         self.extra: dict = {}
+        self.busy = BusyNotice("writing the status snapshot")
 
     def snapshot(self) -> dict:
         s = self.settings()
@@ -146,7 +150,14 @@ class StatusReporter:
         try:
             await trio.to_thread.run_sync(write_snapshot, conn, snap, now)
         except sqlite3.Error as exc:
+            if is_busy(exc):
+                # Locked past the busy timeout by another program: the next second's
+                # snapshot tries again (module header), never a stop of the core.
+                self.busy.locked(exc)
+                return
             if not is_out_of_space(exc):
                 raise
             # A full disk: the next second's snapshot tries again; the Status page shows
             # the core as not running meanwhile, and the low_disk alert says why.
+            return
+        self.busy.done()

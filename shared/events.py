@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from shared.busy import BusyNotice, is_busy
 from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.disk import OUT_OF_SPACE_RETRY_SECONDS, is_out_of_space
 
@@ -279,6 +280,7 @@ class EventWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._enabled = enabled
+        self._busy = BusyNotice("writing events", process)     # said from the writer thread
 
     # --- producing ---------------------------------------------------------------------
     def record(self, action: Action, *, at: float | None = None, **fields: Any) -> Event:
@@ -415,6 +417,7 @@ class EventWriter:
                         conn.execute(_insert_rows(len(part)), [v for row in part for v in row])
                     conn.execute("COMMIT")
                 self.written += len(rows)
+                self._busy.done()
                 return
             except sqlite3.OperationalError as exc:
                 if conn.in_transaction:
@@ -428,8 +431,10 @@ class EventWriter:
                     self.full_retries += 1
                     time.sleep(OUT_OF_SPACE_RETRY_SECONDS)
                     continue
-                if "locked" not in str(exc) and "busy" not in str(exc):
+                if not is_busy(exc):
                     raise
-                # The database stayed busy past the busy timeout: keep the batch, try again.
+                # The database stayed busy past the busy timeout: keep the batch (and what
+                # comes after it, up to QUEUE_LIMIT), try again (shared/busy.py).
+                self._busy.locked(exc)
                 self.busy_retries += 1
                 time.sleep(self.RETRY_SECONDS)

@@ -36,6 +36,9 @@ Rules
     4. Writes are batched: dirty entries and deletions are flushed every FLUSH_SECONDS in a
        thread, never on the event loop. A deletion the console asked for is written before
        its command reports it done: the administrator's action survives a crash.
+       A full disk, or the database locked past the busy timeout by another program
+       (shared/busy.py), keeps the changes for the next flush (a deletion's command
+       waits for it); neither stops the core.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ import trio
 from core.scan.antispam.lists import address_domain, is_excluded
 from core.smtp.policy import is_local_domain
 from shared import db
+from shared.busy import BusyNotice, is_busy
 from shared.disk import is_out_of_space
 
 __all__ = ["AutoWhitelist", "AutoWhitelistMirror", "AutoWhitelistPipeline", "MAX_ENTRIES",
@@ -83,6 +87,7 @@ class AutoWhitelist:
         self._deleted: set[str] = set()
         self._conn = None                         # the writer's, while `run` runs
         self._writing = trio.Lock()               # one flush at a time on that connection
+        self.busy = BusyNotice("writing the auto-generated whitelist")
 
     def load(self) -> None:
         conn = db.connect(self.db_path)
@@ -200,20 +205,32 @@ class AutoWhitelist:
                 await trio.to_thread.run_sync(conn.close)
 
     async def _flush_unless_full(self, conn) -> None:
-        """A full disk (shared.disk) keeps the changes for the next flush; at a stop
-        they are lost, as the counts of a cache may be."""
+        """A full disk (shared.disk) or a locked database (shared.busy) keeps the changes
+        for the next flush; at a stop they are lost, as the counts of a cache may be."""
         try:
             await self.flush(conn)
         except sqlite3.Error as exc:
+            if is_busy(exc):
+                self.busy.locked(exc)
+                return
             if not is_out_of_space(exc):
                 raise
+            return
+        self.busy.done()
 
     async def delete_command(self, args: dict) -> str:
         """The Command.WHITELIST_AUTO_DELETE command: {"domains": [...]}; written before it
-        reports done (rule 4)."""
+        reports done (rule 4), waiting for a locked database (FLUSH_SECONDS a try)."""
         count = self.delete(args.get("domains") or ())
-        if self._conn is not None:
-            await self.flush(self._conn)
+        while self._conn is not None:
+            try:
+                await self.flush(self._conn)
+                break
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                self.busy.locked(exc)
+            await trio.sleep(FLUSH_SECONDS)
         return f"{count} auto-generated whitelist entr{'y' if count == 1 else 'ies'} removed"
 
 
