@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from core.smtp import replies as R
+from core.smtp.relay_list import relay_list
 from core.smtp.replies import Reply
 from shared.idn import any_matches_domain, matches_domain
 from shared.settings_cross_rules import matches_every_destination
-from shared.wildcard import matches
 
 __all__ = ["Refusal", "check_reject_incoming", "check_declared_size", "check_recipient",
            "check_spool_space", "is_local_domain", "relay_allowed", "listed_relay_client",
@@ -117,17 +117,7 @@ _relay_split: tuple[object, tuple[str, ...], tuple[str, ...]] = (None, (), ())
 def relay_needs_ptr(settings: Mapping) -> bool:
     """Host names in relay.allowed are matched against the client's confirmed PTR name (for
     relaying under "deny_except", and in either mode to exempt the client from the RBL)."""
-    return any(_is_host_entry(entry) for entry in settings["relay.allowed"])
-
-
-def _is_host_entry(entry: str) -> bool:
-    if entry.replace(".", "").replace("*", "").isdigit():
-        return False
-    try:
-        ipaddress.ip_network(entry, strict=False)
-        return False
-    except ValueError:
-        return True
+    return relay_list(settings["relay.allowed"]).needs_ptr
 
 
 def relay_allowed(client_ip: str, client_ptr: str | None, settings: Mapping) -> bool:
@@ -138,29 +128,18 @@ def relay_allowed(client_ip: str, client_ptr: str | None, settings: Mapping) -> 
 def listed_relay_client(client_ip: str, client_ptr: str | None, settings: Mapping) -> bool:
     """Is the client one of relay.allowed (IPs, CIDRs, `1.2.3.*`, `1.2.*`, `1.*`, host names
     and `*.domain` via `client_ptr`, its forward-confirmed PTR name) — one of the
-    organisation's own mail hosts?"""
+    organisation's own mail hosts? `*` spans the octets it stands for (`1.*` is
+    1.0.0.0/8). An entry an earlier release stored with `*` in the middle (`127.*.0.2`)
+    reads as written until the list is saved again, which refuses it
+    (shared/settings_addresses.py RelayEntry). The list is read once per settings change
+    (core/smtp/relay_list.py), not at each RCPT."""
     try:
         address = ipaddress.ip_address(client_ip)
     except ValueError:
         return False
     if address.version == 6 and address.ipv4_mapped:   # a dual-stack listener's IPv4 client
         address = address.ipv4_mapped
-    for entry in settings["relay.allowed"]:
-        if "/" in entry:
-            if address in ipaddress.ip_network(entry, strict=False):
-                return True
-        elif "*" in entry and entry[0].isdigit() or entry == "*":
-            # `*` spans the octets it stands for (`1.*` is 1.0.0.0/8). An entry an earlier
-            # release stored with `*` in the middle (`127.*.0.2`) reads as written until the
-            # list is saved again, which refuses it (shared/settings_addresses.py RelayEntry).
-            if address.version == 4 and matches(entry, str(address)):
-                return True
-        elif not _is_host_entry(entry):
-            if address == ipaddress.ip_address(entry):
-                return True
-        elif client_ptr and matches_domain(entry, client_ptr):
-            return True
-    return False
+    return relay_list(settings["relay.allowed"]).has(address, client_ptr)
 
 
 def check_spool_space(free_fraction_after: float) -> Refusal | None:
