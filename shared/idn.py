@@ -11,6 +11,11 @@ same entry (the settings schema refuses the second; the console's list pages com
 it); its local part is in NFC and lower case (`local_form`), as the lists read a sender's.
 `matches_domain` is the same for a domain pattern with `*`/`?` wildcards, which stand for
 characters of the A-label form. `spellings` gives a search term in both forms.
+`is_excluded` is the auto-generated whitelist's question, a domain or a parent of it in
+whitelist.auto.exclusions, the core's and the console's one answer; the list is put in the
+one form once (`exclusion_set`), not once per domain asked about: the console's page asked
+it of each of 2,000 learned domains against 10,000 exclusions, 20 million conversions and
+52 s a page view (scale19 B1).
 
 A routing.local entry names either domains or IP addresses (`address_pattern`), never both:
 an address entry (`[192.0.2.10]`, `[192.0.2.*]`, `[IPv6:2001:db8::10]`) matches only address
@@ -33,7 +38,7 @@ from shared.wildcard import matches
 
 __all__ = ["ascii_domain", "domain_form", "entry_form", "local_form", "ascii_pattern",
            "matches_domain", "any_matches_domain", "first_matching", "address_literal",
-           "address_pattern", "spellings"]
+           "address_pattern", "spellings", "exclusion_set", "is_excluded"]
 
 # UTS #46 maps these to "." (the ideographic, fullwidth and halfwidth full stops); mapped
 # first, so that a domain ending in one loses it as it loses a final "."
@@ -68,6 +73,26 @@ def entry_form(entry: str) -> str:
     if not at and domain.startswith("."):
         return "." + (ascii_domain(domain[1:]) or domain[1:].lower())
     return f"{local_form(head)}{at}{ascii_domain(domain) or domain.lower()}"
+
+
+def exclusion_set(exclusions: Iterable[str]) -> frozenset[str]:
+    """whitelist.auto.exclusions in the one form (`entry_form`, a leading `.` dropped), for
+    `is_excluded`; worked out once per list (cached on its entries)."""
+    return _exclusion_set(tuple(exclusions))
+
+
+@functools.lru_cache(maxsize=16)
+def _exclusion_set(exclusions: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(entry_form(e).lstrip(".") for e in exclusions)
+
+
+def is_excluded(domain: str, exclusions: Iterable[str]) -> bool:
+    """Whether `domain` or a parent of it is excluded: BÜCHER.example excludes
+    mail.xn--bcher-kva.example. `exclusions` is the setting's list, or its `exclusion_set`
+    when many domains are asked about (a page of them)."""
+    excluded = exclusions if isinstance(exclusions, frozenset) else exclusion_set(exclusions)
+    labels = (ascii_domain(domain) or domain.lower()).split(".")
+    return any(".".join(labels[i:]) in excluded for i in range(len(labels)))
 
 
 def local_form(local: str) -> str:

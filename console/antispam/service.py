@@ -26,7 +26,7 @@ from console.schema_forms import rule_by_line, text_lines
 from console.settings_service import (check_rule_shown, edit_list, pending_command_items,
                                       save_settings, submit_command)
 from shared.commands import Command
-from shared.idn import ascii_domain, entry_form
+from shared.idn import entry_form, exclusion_set, is_excluded
 from shared.settings import SettingError
 
 __all__ = ["AutoEntry", "auto_entries", "listed_entries", "sld_key", "move_auto_entries", "move_warnings",
@@ -81,14 +81,6 @@ def sld_key(domain: str) -> tuple:
             *reversed(labels[:-suffix - 1]))
 
 
-def _excluded(domain: str, exclusions) -> bool:
-    """The domain or a parent of it is excluded, both compared in the lists' one form
-    (shared/idn.py), as the core compares them: BÜCHER.example excludes xn--bcher-kva.example."""
-    parts = (ascii_domain(domain) or domain.lower()).split(".")
-    parents = {".".join(parts[i:]) for i in range(len(parts))}
-    return any(entry_form(e).lstrip(".") in parents for e in exclusions)
-
-
 def _learned_rows() -> list:
     try:
         return request_db().execute(
@@ -106,10 +98,11 @@ def _listed() -> set[str]:
 
 def auto_entries(sort: str = "frequency") -> list[AutoEntry]:
     rows = _learned_rows()
-    exclusions = settings()["whitelist.auto.exclusions"]
+    # the core's answer (shared/idn.py), the list put in its one form once per page
+    excluded = exclusion_set(settings()["whitelist.auto.exclusions"])
     leaving = pending_command_items(Command.WHITELIST_AUTO_DELETE, "domains")
     entries = [AutoEntry(r["domain"], r["count"], r["first_seen"], r["last_seen"],
-                         _excluded(r["domain"], exclusions))
+                         is_excluded(r["domain"], excluded))
                for r in rows if r["domain"] not in leaving]
     if sort == "domain":
         return sorted(entries, key=lambda e: sld_key(e.domain))

@@ -9,7 +9,7 @@ Rules
        (the guide: "if the envelope sender matches ... the email message is allowed").
     2. The auto-generated whitelist holds domains; a sender is auto-whitelisted when its
        domain is an entry that is not excluded (whitelist.auto.exclusions: the domain and its
-       subdomains).
+       subdomains; `is_excluded`, shared/idn.py, the console's answer too).
     3. Blacklist entries are checked on the envelope sender and on the header From, in the
        guide's order: the exact address -> entries with wildcards (`*`, `?`) in the local
        part for the same domain -> `@domain` -> `@parent` for each parent domain, removing
@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import getaddresses
 
-from shared.idn import ascii_domain, entry_form, local_form
+from shared.idn import ascii_domain, entry_form, is_excluded, local_form
 from shared.wildcard import matches
 
 __all__ = ["address_domain", "whitelist_match", "is_excluded", "blacklist_match",
@@ -111,18 +111,6 @@ def whitelist_match(sender: str, entries) -> str | None:
     for candidate in [domain, *parent_domains(domain)]:
         found = found or index.dot_domains.get(candidate)
     return found
-
-
-def is_excluded(domain: str, exclusions) -> bool:
-    """Rule 2: the domain or a parent of it is in whitelist.auto.exclusions."""
-    domain = ascii_domain(domain) or domain.lower()
-    excluded = _exclusions(tuple(exclusions))
-    return domain in excluded or any(p in excluded for p in parent_domains(domain))
-
-
-@functools.lru_cache(maxsize=16)
-def _exclusions(exclusions: tuple) -> frozenset:
-    return frozenset(entry_form(e).lstrip(".") for e in exclusions)
 
 
 def blacklist_match(address: str, entries) -> str | None:
