@@ -30,13 +30,19 @@ Rules:
   form field holds is sent back unchanged, and the charts call it themselves. A value a
   template writes into a form by hand (a hidden input) is marked `|e` for the same reason
   (escaped, it is Markup, which finalize leaves alone).
-- Text from mail keeps its punctuation where its writer put it: a cell that shows a sender,
-  recipients, a subject or a file name takes its direction from its text (`dir="auto"`),
-  and in a sentence that quotes such values (an event's info, a hold reason, a report
-  detail) each quoted value is isolated (`<bdi>`, the `isolated` filter). In a
-  left-to-right sentence, the quote and asterisk of "subject line '*מבצע*'" and the comma
-  between two Hebrew terms were laid out with the Hebrew run, on its other side (tester
-  i18n19 C2).
+- Text from mail keeps its punctuation where its writer put it: a cell that shows a subject
+  (or a subject-line pattern) takes its direction from its text (`dir="auto"`), and in a
+  sentence that quotes such values (an event's info, a hold reason, a report detail) each
+  quoted value is isolated (`<bdi>`, the `isolated` filter). In a left-to-right sentence,
+  the quote and asterisk of "subject line '*מבצע*'" and the comma between two Hebrew terms
+  were laid out with the Hebrew run, on its other side (tester i18n19 C2).
+- Addresses and file names are identifiers and read left to right whatever letter they
+  begin with, as an IRI does (RFC 3987 §4.1): their cells keep the page's direction and
+  each one holding a right-to-left letter is a left-to-right isolate of its own
+  (`<bdi dir="ltr">`, the `identifiers` filter; a detail's `file=…`, `address=…` the same).
+  Given the direction of its first letter, `מסמך.exe` showed its `.exe` at the left end,
+  `אבי@bank.example` its domain first, and a list beginning with a Hebrew address ran the
+  two addresses into each other (review19 r4 R1).
 """
 
 from __future__ import annotations
@@ -158,9 +164,14 @@ _HTTPS_OFF_TEXT = ("Logons are accepted over HTTPS only (https.logons), and HTTP
 
 
 # A value an event's text quotes: Python's repr ('…', "…" when it holds a '), JSON's "…".
-_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.)*'" r'|"(?:[^"\\\n]|\\.)*"')
+# An opening quote follows no letter or digit: the apostrophes of "it's" and "don't" in a
+# quoted remote reply are not a pair (review19 r4 C3).
+_QUOTED = re.compile(r"(?<!\w)'(?:[^'\\\n]|\\.)*'" r'|(?<!\w)"(?:[^"\\\n]|\\.)*"')
 # A report detail `key=value` (shared/report_format.py detail_parts): the value is mail's.
-_FACT = re.compile(r"([\w.]+=)(.+)", re.DOTALL)
+_FACT = re.compile(r"([\w.]+)(=)(.+)", re.DOTALL)
+# The facts whose values are addresses or file names: left to right (module rules).
+_IDENTIFIER_FACTS = frozenset(("file", "matched_name", "files", "address", "sender",
+                               "recipient", "recipients", "entry", "path"))
 
 
 def isolated(value, fact: bool = False) -> Markup:
@@ -174,16 +185,29 @@ def isolated(value, fact: bool = False) -> Markup:
     text = visible_bidi(str(value))
     if not _has_right_to_left(text):
         return escape(text)
-    if fact and (match := _FACT.fullmatch(text)) and not _QUOTED.search(match[2]):
-        return escape(match[1]) + _bdi(match[2])
+    ltr = False
+    if fact and (match := _FACT.fullmatch(text)):
+        ltr = match[1].rpartition(".")[2] in _IDENTIFIER_FACTS
+        if not _QUOTED.search(match[3]):
+            return escape(match[1] + match[2]) + _bdi(match[3], ltr)
     out, last = [], 0
     for match in _QUOTED.finditer(text):
         quoted = match.group()
-        out += [escape(text[last:match.start()]), escape(quoted[0]), _bdi(quoted[1:-1]),
+        out += [escape(text[last:match.start()]), escape(quoted[0]), _bdi(quoted[1:-1], ltr),
                 escape(quoted[-1])]
         last = match.end()
     out.append(escape(text[last:]))
     return Markup("").join(out)
+
+
+def identifiers(value, joiner: str = ", ") -> Markup:
+    """An address or a file name, or a list of them joined by `joiner`, escaped with bidi
+    controls visible, each holding a right-to-left letter a left-to-right isolate
+    (`<bdi dir="ltr">`, module rules). None and "" are ""."""
+    if value is None or isinstance(value, str):
+        value = [value] if value else []
+    return Markup(escape(joiner)).join(_bdi(visible_bidi(str(item)), ltr=True)
+                                       for item in value)
 
 
 def _has_right_to_left(text: str) -> bool:
@@ -192,8 +216,10 @@ def _has_right_to_left(text: str) -> bool:
         unicodedata.bidirectional(ch) in ("R", "AL") for ch in text)
 
 
-def _bdi(text: str) -> Markup:
-    return Markup("<bdi>%s</bdi>") % text if _has_right_to_left(text) else escape(text)
+def _bdi(text: str, ltr: bool = False) -> Markup:
+    if not _has_right_to_left(text):
+        return escape(text)
+    return (Markup('<bdi dir="ltr">%s</bdi>') if ltr else Markup("<bdi>%s</bdi>")) % text
 
 
 def _finalize(value):
@@ -333,6 +359,7 @@ def install(app: Flask) -> None:
     app.wsgi_app = _ipv4_clients_as_ipv4(app.wsgi_app)
     app.jinja_env.finalize = _finalize   # read when a template is compiled, i.e. later
     app.add_template_filter(isolated, "isolated")
+    app.add_template_filter(identifiers, "identifiers")
 
     @app.before_request
     def assign_request_id():
