@@ -154,6 +154,31 @@ def _rbl_zones_distinct(s, _plain, _changed):
         seen.add(zone["zone"])
 
 
+def _as_compared(entry: str) -> str:
+    """A term, subject line or file-name pattern as the pipeline compares it
+    (core/pipeline/rules.py `as_compared`): NFKC, without the marks it ignores, without
+    invisible characters, its ends stripped."""
+    return "".join(char for char in without_marks(unicodedata.normalize("NFKC", entry))
+                   if unicodedata.category(char) != "Cf").strip()
+
+
+_READS_AS_NOTHING = ("reads as nothing, so it never matches: accents, marks and invisible "
+                    "characters are ignored in comparing")
+
+
+def _reads_as_nothing(entry: str) -> bool:
+    """True for an entry with something typed that is empty as compared (`_as_compared`):
+    a lone accent or tatweel. A term of it is left out of the terms looked for, and a rule
+    whose `match: all` holds it never matches (review19 r4 R4)."""
+    return bool(entry.strip()) and not _as_compared(entry)
+
+
+def _spelled(entry: str, quote: str = "'") -> str:
+    """`entry` quoted, with its code points: a lone mark draws on the quote before it."""
+    return f"{quote}{entry}{quote} ({' '.join(f'U+{ord(char):04X}' for char in entry[:8])}" \
+           f"{' …' if len(entry) > 8 else ''})"
+
+
 def _matches_everything(pattern: str, every_text_has: str = "") -> bool:
     """True for a `*`/`?` pattern (shared/wildcard.py `matches`) that matches every text of
     its kind, or every one but the shortest: a `*` and nothing but wildcards and characters
@@ -166,8 +191,7 @@ def _matches_everything(pattern: str, every_text_has: str = "") -> bool:
     (core/pipeline/rules.py `as_compared`): NFKC, so a fullwidth ＊ is a *, without the
     marks the pipeline ignores (a `*` and an accent alone is `*`) and without invisible
     characters."""
-    pattern = "".join(char for char in without_marks(unicodedata.normalize("NFKC", pattern))
-                      .strip() if unicodedata.category(char) != "Cf")
+    pattern = _as_compared(pattern)
     if "*" not in pattern or pattern.strip("*?" + every_text_has):
         return False
     runs = re.split("[" + re.escape(every_text_has) + "]", pattern) if every_text_has \
@@ -197,6 +221,21 @@ def _not_everything(switch: str, values: str, every_text_has: str, would: str) -
 _not_everything("filename.enabled", "filename.patterns", ".", "delete every attachment")
 # A subject line matches the whole subject: * blocks all mail (settings finding 5).
 _not_everything("subject.enabled", "subject.lines", "", "block every message")
+
+
+def _not_nothing(key: str) -> None:
+    # An entry of marks alone (a lone accent, a tatweel) is compared as "" and never
+    # matches, a rule's `match: all` holding it never matches either, and nothing said so
+    # (review19 r4 R4). Checked when the list is edited; stored, it harms nothing more.
+    @_reads(key)
+    def not_nothing(s, _plain, _changed):
+        for entry in s.get(key) or []:
+            if isinstance(entry, str) and _reads_as_nothing(entry):
+                yield key, f"{_spelled(entry)} {_READS_AS_NOTHING}"
+
+
+_not_nothing("subject.lines")
+_not_nothing("filename.patterns")
 
 
 def matches_every_destination(match: str) -> bool:
@@ -303,6 +342,23 @@ def _no_misread_escapes(key: str) -> None:
 
 for _key in ("rules.spam", "rules.content"):
     _no_misread_escapes(_key)
+
+
+def _no_empty_terms(key: str) -> None:
+    # A term of marks alone: `_not_nothing`'s refusal, for a rule's terms.
+    @_reads(key)
+    def no_empty_terms(s, _plain, _changed):
+        for number, rule in enumerate(s.get(key) or [], 1):
+            name = f' ("{rule["name"]}")' if rule.get("name") else ""
+            for label, field in (("term", "terms"), ("none-of term", "none_of")):
+                for term in rule.get(field) or []:
+                    if _reads_as_nothing(term):
+                        yield key, (f"rule {number}{name} {label} "
+                                    f"{_spelled(term, chr(34))} {_READS_AS_NOTHING}")
+
+
+for _key in ("rules.spam", "rules.content"):
+    _no_empty_terms(_key)
 
 
 def _text_when_added(switch: str, text: str) -> None:

@@ -62,9 +62,12 @@ decomposition splits from an accented Latin, Greek or Cyrillic letter; Hebrew po
 cantillation; Arabic vowel signs and the tatweel that stretches a word), on both sides, as
 an accent-insensitive search does: `resume` matches "résumé" and `résumé` "resume",
 `ΠΡΟΣΦΟΡΑ` "Προσφορά" (Greek capitals are written without the tonos), `סודי` "סוֹדִי" (tester
-i18n19 B1, B2). So a rule cannot tell "año" from "ano", nor "й" from "и". The marks other
-scripts write as part of the letter (the kana voicing marks of "ガ", Indic and Thai vowel
-signs) are kept. Addresses and host names are identifiers and keep theirs (`matches` alone).
+i18n19 B1, B2). So a rule cannot tell "año" from "ano", nor "й" from "и", nor the
+Vietnamese tones of "mà", "má" and "ma". The marks other scripts write as part of the
+letter are kept: the kana voicing marks of "ガ", Indic and Thai vowel signs, and Arabic
+hamza and madda (U+0653-0655, U+065F), which seat a letter: "أ", "إ", "آ" are not "ا", nor
+"ؤ" "و", nor "ئ" "ي", and `سأل` ("asked") does not find "سال" ("flowed"); review19 r4 D2.
+Addresses and host names are identifiers and keep theirs (`matches` alone).
 """
 
 from __future__ import annotations
@@ -104,12 +107,15 @@ def misread_escapes(pattern: str) -> list[str]:
 
 # The marks `without_marks` drops (module docstring, "Marks"): every mark of the blocks of
 # combining diacritical marks, and the nonspacing marks of the Hebrew and Arabic blocks, with
-# the Arabic tatweel (a letter to Unicode, a stroke that stretches a word to a reader).
+# the Arabic tatweel (a letter to Unicode, a stroke that stretches a word to a reader), but
+# not the Arabic hamza and madda that make a letter of alef, waw, yeh or heh (LETTER_MARKS).
 _COMBINING_BLOCKS = ((0x0300, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF),
                      (0xFE20, 0xFE2F))
 _POINTED_SCRIPT_BLOCKS = ((0x0590, 0x05FF), (0x0600, 0x06FF), (0x0750, 0x077F),
                           (0x0870, 0x08FF))
 TATWEEL = 0x0640
+# maddah above, hamza above, hamza below, wavy hamza below: أ إ آ ؤ ئ ۀ decompose to them
+LETTER_MARKS = frozenset((0x0653, 0x0654, 0x0655, 0x065F))
 
 
 @functools.cache
@@ -121,7 +127,7 @@ def _mark_searches() -> tuple[re.Pattern, re.Pattern]:
     marks = {c for low, high in _COMBINING_BLOCKS for c in range(low, high + 1)
              if unicodedata.category(chr(c))[0] == "M"}
     marks |= {c for low, high in _POINTED_SCRIPT_BLOCKS for c in range(low, high + 1)
-              if unicodedata.category(chr(c)) == "Mn"}
+              if unicodedata.category(chr(c)) == "Mn" and c not in LETTER_MARKS}
     marks.add(TATWEEL)
     holding = set(marks)
     for c in range(CANONICAL_DECOMPOSITIONS_BELOW):

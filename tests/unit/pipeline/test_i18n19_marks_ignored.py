@@ -50,6 +50,7 @@ def test_subject_line_matches_the_word_with_or_without_its_marks(line, subject):
     ("סודי ביותר", "המסמך סוֹדִי בְּיוֹתֵר"),          # the tester's: niqqud in the text
     ("مال", "مـــالٌ"),                              # tatweel and a vowel sign (harakat)
     ("viagra", "cheap v\u0301i\u0308agra\u0300 here"),   # marks piled on to get past a term
+    ("أحمد", "رسالة من أَحْمَد"),                      # harakat around a hamza seat
 ])
 def test_content_rule_term_is_found_with_or_without_marks(term, body):
     raw = message("Hello", body=body + "\n")
@@ -80,6 +81,12 @@ def test_file_name_pattern_matches_without_marks_and_the_event_names_the_file(pa
     ("ガス", "カス"),          # the kana voicing mark is part of the letter: kept
     ("कुछ", "कछ"),             # an Indic vowel sign: kept
     ("viagra", "vxagra"),     # a letter is still a letter
+    # Arabic hamza and madda seat a letter (review19 r4 D2): أ إ آ are not ا, ؤ not و, ئ not ي
+    ("سأل", "سال"),           # "asked" is not "flowed"
+    ("مسؤول", "مسوول"),
+    ("آمن", "امن"),
+    ("إنذار", "انذار"),
+    ("قائمة", "قايمة"),
 ])
 def test_marks_that_are_part_of_the_letter_are_kept(term, body):
     _, _, verdict = verdict_of(message("Hello", body=body + "\n"), rules__content=[rule(term)])
@@ -98,3 +105,28 @@ def test_every_character_with_a_canonical_decomposition_is_below_the_bound():
               if unicodedata.decomposition(chr(c))
               and not unicodedata.decomposition(chr(c)).startswith("<")]
     assert beyond == []
+
+
+@pytest.mark.parametrize("key,value,line", [
+    ("subject.lines", ["\u0301"],
+     "subject.lines: '\u0301' (U+0301) reads as nothing"),
+    ("filename.patterns", ["\u0640"],
+     "filename.patterns: '\u0640' (U+0640) reads as nothing"),
+    ("rules.content", [rule("mal", "\u064e\u0640")],
+     'rules.content: rule 1 term "\u064e\u0640" (U+064E U+0640) reads as nothing'),
+    ("rules.spam", [{**rule("offer"), "none_of": ["\u05b8"]}],
+     'rules.spam: rule 1 none-of term "\u05b8" (U+05B8) reads as nothing'),
+])
+def test_an_entry_of_marks_alone_is_refused(key, value, line):
+    """review19 r4 R4: compared without its marks it is "", which never matches (and a rule
+    with `match: all` holding it never matched at all); it was saved without a word."""
+    with pytest.raises(SettingError) as refused:
+        validate_changes(defaults(), {key: value})
+    assert any(refused_line.startswith(line) and "accents, marks and invisible characters "
+               "are ignored" in refused_line for refused_line in refused.value.lines()), \
+        refused.value.lines()
+
+
+def test_an_entry_with_a_letter_and_marks_is_saved():
+    validate_changes(defaults(), {"subject.lines": ["*\u0654*"], "filename.patterns": ["á*"],
+                                  "rules.content": [rule("\u0301a")]})
