@@ -367,7 +367,9 @@ LISTED_RECIPIENTS = 3
 
 
 def _queue_list(home, only: str | None) -> int:
-    from shared.spool import CORRUPT, Spool
+    from core.delivery import with_note
+    from shared.report_format import display_width, padded
+    from shared.spool import CORRUPT, DELIVERY_NOTE, Spool
 
     spool = Spool(home.spool)
     now = time.time()
@@ -394,15 +396,20 @@ def _queue_list(home, only: str | None) -> int:
             recipients = ",".join(r.address for r in shown) + (
                 f" (+{len(waiting) - len(shown)} more)" if len(waiting) > len(shown) else ""
             ) + (f" (+{done} done)" if done else "")
-            last_error = next((r.last_error for r in waiting if r.last_error), None)
+            # the error as events and DSNs show it: with a backup MX's refusal after it
+            last = next((r for r in waiting if r.last_error), None)
+            last_error = with_note(last.last_error, last.extra.get(DELIVERY_NOTE)) \
+                if last else None
             rows.append((queue, queue_id, *origin, _age(now - env.received_at),
                          env.sender or "<>", recipients, env.size, env.attempts,
                          problem or env.hold_reason or last_error or ""))
     header = ("QUEUE", "ID", *(("FROM",) if listing_corrupt else ()), "AGE", "SENDER",
               "RECIPIENTS", "SIZE", "ATTEMPTS", "LAST ERROR")
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    # padded by terminal columns: an SMTPUTF8 sender or a CJK reply is wider than its length
+    widths = [max(display_width(str(r[i])) for r in [header, *rows])
+              for i in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+        print("  ".join(padded(str(v), w) for v, w in zip(row, widths)).rstrip())
     return 0
 
 

@@ -48,7 +48,7 @@ from shared.shown_text import one_line, visible_bidi
 __all__ = ["DETAIL_COLUMNS", "SUMMARY_COLUMNS", "escape_cell", "detail_record",
            "summary_records", "csv_lines", "json_lines", "text_lines", "FORMULA_PREFIXES",
            "data_text", "summary_text", "event_data", "data_user", "detail_parts",
-           "DETAILS_SEPARATOR"]
+           "DETAILS_SEPARATOR", "display_width", "padded"]
 
 DETAIL_COLUMNS = ("time", "category", "action", "result", "queue_id", "connection_id",
                   "client_ip", "sender", "recipients", "subject", "size", "rule", "info")
@@ -353,18 +353,27 @@ def _cell(value) -> str:
 def display_width(text: str) -> int:
     """The columns `text` takes in a terminal (UAX #11): two for a wide or full-width
     character (CJK, Hangul, full-width forms), none for a combining mark or a format
-    character, one for the rest. Padding by characters pushed every column after a CJK
-    subject right by one per character (tester i18n19 C1)."""
+    character, nor for a Hangul vowel or final consonant jamo (the decomposed syllables of a
+    macOS file name: a terminal draws them into the leading consonant's two columns), one
+    for the rest. Padding by characters pushed every column after a CJK subject right by one
+    per character (tester i18n19 C1). The one measure of terminal columns: the text
+    reports and `mailmoat queue list` (review19 r4 D1, C4)."""
     if text.isascii():
         return len(text)
-    return sum(0 if unicodedata.category(ch) in _ZERO_WIDTH
+    return sum(0 if unicodedata.category(ch) in _ZERO_WIDTH or _is_trailing_jamo(ch)
                else 2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 _ZERO_WIDTH = frozenset({"Mn", "Me", "Cf"})
 
 
-def _padded(text: str, width: int, right: bool = False) -> str:
+def _is_trailing_jamo(ch: str) -> bool:
+    """A Hangul medial vowel or final consonant jamo (U+1160-11FF, U+D7B0-D7FF): letters
+    (Lo) of width N to UAX #11, drawn in no column of their own."""
+    return "\u1160" <= ch <= "\u11ff" or "\ud7b0" <= ch <= "\ud7ff"
+
+
+def padded(text: str, width: int, right: bool = False) -> str:
     """`text` padded with spaces to `width` columns (`display_width`), on the left when
     `right`."""
     fill = " " * max(0, width - display_width(text))
@@ -387,7 +396,7 @@ def text_lines(columns: tuple[str, ...], records: Iterable[dict],
             widths[c] = min(TEXT_MAX_WIDTH, max(widths[c], display_width(_cell(record[c]))))
 
     def line(values: dict) -> str:
-        cells = [_padded(_cell(values[c]), widths[c], c in numeric) for c in columns]
+        cells = [padded(_cell(values[c]), widths[c], c in numeric) for c in columns]
         return "  ".join(cells).rstrip() + "\n"
 
     yield line({c: c for c in columns})
@@ -411,7 +420,7 @@ def summary_text(summary: Summary) -> Iterator[str]:
                 continue
             yield f"{'Name'.ljust(width)}  {'Count':>10}\n"
         for item, count in section.rows:
-            yield f"{_padded(_cell(item), width)}  {count:>10}\n"
+            yield f"{padded(_cell(item), width)}  {count:>10}\n"
         if section.total is not None and (section.key in ("premium", "infection")
                                           or section.rows):
             yield f"{'Total'.ljust(width)}  {section.total:>10}\n"
