@@ -180,11 +180,12 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                             queue.message_accepted(queue_id, envelope),
                             ssl_context=tls,
                             diagnostics_dir=home.diagnostics, resolver=resolver,
-                            hostname=hostname, auto_whitelisted=auto_whitelist.contains)
+                            hostname=hostname, auto_whitelisted=auto_whitelist.contains,
+                            reuse_port=True)    # beside listener processes (Listeners)
         settings.on_change(server.settings_changed)
-        listeners = Listeners(settings, server, lambda count: ListenerPool(
+        listeners = Listeners(settings, server, lambda count, sessions_file: ListenerPool(
             home, count, on_accepted=queue.message_accepted, on_ended=queue.rescan,
-            counters=counters, events=events))
+            counters=counters, events=events, sessions_file=sessions_file), events)
         status = StatusReporter(home.db, counters, clock, settings, queue.queue_sizes,
                                 VERSION, improper, not_listening=listeners.not_listening)
         antivirus = AntivirusService(home, events, counters, settings, spool,

@@ -243,12 +243,14 @@ _add("smtp.max_incoming", Int(1, 1000), 15,
      "them, and its next connection is answered 421 (this host and relay.allowed addresses "
      "excepted). Each listener process serves at least one session, so a value below the "
      "number of listener processes (smtp.listener_processes; 0 = one per CPU core) runs only "
-     "as many processes as it allows: a change that crosses that number closes and reopens "
-     "the listeners, and open sessions get 421 4.3.2 (their clients send again).", "setup")
+     "as many processes as it allows: a change that crosses that number changes the "
+     "listeners, as smtp.listener_processes does.", "setup")
 _add("smtp.max_outgoing", Int(1, 1000), 30, "Delivery connections open at once.", "setup")
 _add("smtp.listener_processes", Int(0, 32), 0,
      "SMTP listener processes sharing the port (0 = one per CPU core; 1 = inside the core "
-     "process).", "setup")
+     "process). A change applies live: the new listeners open before the old ones stop "
+     "accepting, whose open sessions finish there (a minute at most, then 421 4.3.2); "
+     "meanwhile those sessions do not count against smtp.max_incoming.", "setup")
 _add("smtp.notify_from", Sender(), "Mailmoat",
      "From of alerts and notifications: a name (at smtp.hostname), a full address, or "
      "Name <address>.",

@@ -8,9 +8,10 @@ Rules
     3. `SharedClientSessions` counts in a file all listener processes map
        (`run/smtp-client-sessions`): a header with a random key, then one region of SLOTS
        counters per process. Process i writes only region i, which it zeroes when it
-       starts (a process that ended took its sessions with it; the pool starts a new set
-       of processes only once the old ones have gone, core/smtp/listeners.py), and a
-       client's count is the sum of its slot over the regions. Counting together matters:
+       starts (a process that ended took its sessions with it; the new processes of a
+       change of their count, which start while the old ones finish their sessions, count
+       in the other file of listeners.SESSIONS_FILES), and a client's count is the sum of
+       its slot over the regions. Counting together matters:
        the kernel spreads a client's connections over the processes at random, so a limit
        per process refused a client with 5 connections to a 2-process gateway one time in
        16, while a client counted together has its whole share wherever its connections

@@ -27,6 +27,12 @@ Rules:
   old ones close first, and open again if the new ones still cannot bind.
 - accept(2) errors about one connection (the client already gone) never end the listener;
   running out of descriptors makes it back off and go on listening.
+- A listener that stops accepting while others share its port (SO_REUSEPORT: a change of
+  the listener processes, core/smtp/listeners.py) takes in what its accept queue holds and
+  closes in the same step (`accept_queued_and_close`): closing a socket of the group resets
+  the connections still queued on it, so only those arriving in that instant are lost,
+  those in their handshake (with the kernel's default net.ipv4.tcp_migrate_req 0; set to 1,
+  the kernel hands even those to another socket of the group).
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ from core.smtp.streams import TcpStream
 from shared.ports import BROADCAST, broadcast_networks, is_broadcast
 
 __all__ = ["ListenFailed", "failed_at", "NO_SUCH_ADDRESS", "Bound", "open_listen_sockets",
-           "close_listen_sockets", "rebind", "bind_missing", "accept_connections"]
+           "close_listen_sockets", "rebind", "bind_missing", "accept_connections",
+           "accept_queued_and_close"]
 
 # accept(2) errors about one connection, not the listener (trio.SocketListener's list)
 _ACCEPT_ERRORS_TO_IGNORE = {getattr(errno, name) for name in (
@@ -211,22 +218,57 @@ def rebind(bound: Bound, hosts, port: int, *, reuse_port: bool,
     return new
 
 
+_QUEUE_EMPTY = object()     # _accept_one: nothing waits to be accepted
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+def _accept_one(listener: socket.socket):
+    """A connection waiting on `listener`, None for one gone already (module rules), or
+    _QUEUE_EMPTY; raises OSError of _OUT_OF_DESCRIPTORS and errors about the listener."""
+    try:
+        return listener.accept()[0]
+    except BlockingIOError:
+        return _QUEUE_EMPTY
+    except OSError as exc:
+        if exc.errno in _ACCEPT_ERRORS_TO_IGNORE:
+            return None  # that client is gone; the listener is fine
+        raise
+
+
 async def accept_connections(listener: socket.socket, sessions: trio.Nursery,
                              serve: Callable[[TcpStream], Awaitable[None]]) -> None:
     """Accept connections on `listener` until cancelled, each served by `serve(stream)` in
     the `sessions` nursery."""
     while True:
         try:
-            connection, _ = listener.accept()
-        except BlockingIOError:
-            await trio.lowlevel.wait_readable(listener)
-            continue
+            connection = _accept_one(listener)
         except OSError as exc:
-            if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            if exc.errno in _OUT_OF_DESCRIPTORS:
                 await trio.sleep(0.1)  # out of descriptors: back off, keep listening
                 continue
-            if exc.errno in _ACCEPT_ERRORS_TO_IGNORE:
-                continue  # that client is gone; the listener is fine
             raise
-        sessions.start_soon(serve, TcpStream(connection))
+        if connection is _QUEUE_EMPTY:
+            await trio.lowlevel.wait_readable(listener)
+            continue
+        if connection is not None:
+            sessions.start_soon(serve, TcpStream(connection))
         await trio.lowlevel.checkpoint()
+
+
+def accept_queued_and_close(listeners: list[socket.socket], sessions: trio.Nursery,
+                            serve: Callable[[TcpStream], Awaitable[None]]) -> None:
+    """Stop listening on `listeners` without losing a connection their accept queues hold
+    (module rules): each is served by `serve(stream)` in `sessions` like any other. Runs
+    in one step, without a checkpoint, so nothing comes between the last accept and the
+    close."""
+    for listener in listeners:
+        while listener.fileno() != -1:
+            try:
+                connection = _accept_one(listener)
+            except OSError:
+                break           # out of descriptors: what is left cannot be taken in
+            if connection is _QUEUE_EMPTY:
+                break
+            if connection is not None:
+                sessions.start_soon(serve, TcpStream(connection))
+    close_listen_sockets(listeners)

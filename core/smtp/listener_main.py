@@ -1,6 +1,7 @@
 """Main of one SMTP listener process (see core/smtp/listeners.py for the protocol and rules).
 
     python -m core.smtp.listener_main --home DIR --fd N --share COUNT --index I
+                                      [--sessions-file NAME]
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from core.scan.antispam.autowhitelist import AutoWhitelistMirror
 from core.smtp.client_sessions import SharedClientSessions
 from core.smtp.group_commit import GroupCommitter
 from core.smtp.listen_sockets import ListenFailed
-from core.smtp.listeners import COUNTER_REPORT_SECONDS, LISTENER_NICE
+from core.smtp.listeners import COUNTER_REPORT_SECONDS, LISTENER_NICE, SESSIONS_FILES
 from core.smtp.server import SmtpServer
 from core.smtp.tls import TlsFiles
 from core.status import Counters
@@ -28,15 +29,18 @@ from shared.paths import DataHome
 from shared.spool import Spool
 
 REPORT_BUFFER = 10_000
+FLUSH = object()        # not a line: the report task sets `flushed` when it comes to it
 
 
 def _line(message: dict) -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
-async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
-    """Serve until the core goes away or a signal comes: 0; 1 when the listener cannot
-    bind at start (after telling the core why in a "failed" line)."""
+async def listen(home: DataHome, fd: int, share: int, index: int,
+                 sessions_file: str = SESSIONS_FILES[0]) -> int:
+    """Serve until the core goes away or a signal comes, or the core asked it to stop
+    accepting and its last session has ended: 0; 1 when the listener cannot bind at start
+    (after telling the core why in a "failed" line)."""
     from core.delivery import Resolver
 
     sock = socket.socket(fileno=fd)
@@ -67,8 +71,10 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
                         reuse_port=True, share=share, share_index=index,
                         auto_whitelisted=auto_whitelist.contains,
                         client_sessions=SharedClientSessions(
-                            home.run / "smtp-client-sessions", share, index))
+                            home.run / sessions_file, share, index))
     settings.on_change(server.settings_changed)
+
+    flushed = trio.Event()      # the report task has written every line sent before FLUSH
 
     async def report():
         core_gone = False
@@ -80,24 +86,32 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
                         lines.append(receive_line.receive_nowait())
                     except trio.WouldBlock:
                         break
-                if core_gone:
-                    continue        # drained, so that no sender waits on a full channel
-                try:
-                    await stream.send_all(b"".join(lines))
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    # The core stopped first (a stop that waits for its scan workers):
-                    # until_core_goes_away stops this listener; what it did not hear of,
-                    # it finds in fast/ at its next start. Not a traceback on every stop.
-                    core_gone = True
+                flushing = FLUSH in lines
+                lines = [line for line in lines if line is not FLUSH]
+                # once the core is gone: drained, so that no sender waits on a full channel
+                if lines and not core_gone:
+                    try:
+                        await stream.send_all(b"".join(lines))
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        # The core stopped first (a stop that waits for its scan workers):
+                        # until_core_goes_away stops this listener; what it did not hear
+                        # of, it finds in fast/ at its next start. Not a traceback on every
+                        # stop.
+                        core_gone = True
+                if flushing:
+                    flushed.set()
+
+    def counters_line() -> bytes | None:
+        deltas = {k: v for k, v in counters.as_dict().items() if v}
+        for name in deltas:
+            counters.values[name] = 0
+        return _line({"counters": deltas}) if deltas else None
 
     async def report_counters():
         while True:
             await trio.sleep(COUNTER_REPORT_SECONDS)
-            deltas = {k: v for k, v in counters.as_dict().items() if v}
-            if deltas:
-                for name in deltas:
-                    counters.values[name] = 0
-                await send_line.send(_line({"counters": deltas}))
+            if line := counters_line():
+                await send_line.send(line)
 
     async def report_not_listening():
         sent: list[dict] = []
@@ -109,8 +123,22 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
             await trio.sleep(COUNTER_REPORT_SECONDS)
 
     async def until_core_goes_away(cancel_scope):
-        while await stream.receive_some(1024):
-            pass
+        buffer = b""
+        while data := await stream.receive_some(1024):
+            *lines, buffer = (buffer + data).split(b"\n")
+            if any(json.loads(line).get("stop_accepting") for line in lines):
+                await server.stop_accepting()
+        cancel_scope.cancel()
+
+    async def serve(cancel_scope, *, task_status=trio.TASK_STATUS_IGNORED):
+        await server.serve(task_status=task_status)
+        # Returned: the core asked it to stop accepting and its last session has ended.
+        # What it accepted and its counters reach the core before it ends (its rescan
+        # when this process has ended is for what a process could not tell).
+        if line := counters_line():
+            await send_line.send(line)
+        await send_line.send(FLUSH)
+        await flushed.wait()
         cancel_scope.cancel()
 
     try:
@@ -126,7 +154,7 @@ async def listen(home: DataHome, fd: int, share: int, index: int) -> int:
                 nursery.start_soon(report)
                 nursery.start_soon(report_counters)
                 try:
-                    addresses = await nursery.start(server.serve)
+                    addresses = await nursery.start(serve, nursery.cancel_scope)
                 except ListenFailed as exc:
                     # Nothing else writes to the core yet (no session, no counter moved).
                     await stream.send_all(_line({"failed": str(exc), "errno": exc.errno}))
@@ -158,10 +186,12 @@ def main() -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--share", type=int, required=True)
     parser.add_argument("--index", type=int, default=0)
+    parser.add_argument("--sessions-file", choices=SESSIONS_FILES, default=SESSIONS_FILES[0])
     args = parser.parse_args()
     from pathlib import Path
 
-    return trio.run(listen, DataHome(Path(args.home)), args.fd, args.share, args.index)
+    return trio.run(listen, DataHome(Path(args.home)), args.fd, args.share, args.index,
+                    args.sessions_file)
 
 
 if __name__ == "__main__":

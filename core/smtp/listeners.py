@@ -14,6 +14,11 @@ over a socketpair, one JSON object per line:
     {"not_listening": [{…}, …]}             process 0's addresses of smtp.listen left out,
                                             when they change (SmtpServer.not_listening)
 
+and the core tells it, the same way, at a change of the listener processes (`Listeners`):
+
+    {"stop_accepting": true}                close the listening sockets, let the open
+                                            sessions finish, report, exit 0
+
 Rules:
 - The spool is the truth: a lost line only delays a message until the next rescan of fast/,
   never loses one. Lines are lost when a process dies between its commit and its report:
@@ -56,12 +61,20 @@ from core.smtp.listen_sockets import ListenFailed
 from shared.events import Action
 from shared.spool import Envelope
 
-__all__ = ["ListenerPool", "listener_count", "COUNTER_REPORT_SECONDS", "LISTENER_NICE"]
+__all__ = ["ListenerPool", "Listeners", "listener_count", "COUNTER_REPORT_SECONDS",
+           "LISTENER_NICE", "RESHAPE_DRAIN_SECONDS", "SESSIONS_FILES"]
 
 COUNTER_REPORT_SECONDS = 0.5
 LISTENER_NICE = 10      # CFS weight 110 against the core's 1024: see the rules above
 LISTENER_EXIT_SECONDS = 5  # at a stop: time a listener has to finish by itself before SIGTERM
 MAX_LINE_OCTETS = 16 << 20  # an envelope with 1000 recipients fits easily
+# A change of the listener processes: how long the old listeners' open sessions have to
+# finish (Listeners). A minute, as `mailmoat run` gives a stopping core: a message of
+# 50 MB at 10 Mbit/s takes 40 s.
+RESHAPE_DRAIN_SECONDS = 60.0
+# in run/: the per-client session counts (core/smtp/client_sessions.py rule 3) of a pool,
+# and of the next one, which counts apart while the old one drains (Listeners)
+SESSIONS_FILES = ("smtp-client-sessions", "smtp-client-sessions-next")
 
 
 def listener_count(setting: int, max_incoming: int) -> int:
@@ -74,11 +87,16 @@ class ListenerPool:
 
     def __init__(self, home, count: int, *, on_accepted: Callable[[str, Envelope], None],
                  counters, events, on_ended: Callable[[], None] = lambda: None,
-                 backoff: Callable[[], RestartBackoff] = RestartBackoff):
+                 backoff: Callable[[], RestartBackoff] = RestartBackoff,
+                 sessions_file: str = SESSIONS_FILES[0]):
         """`on_ended()` after a listener process has ended (the queue manager's rescan);
-        `backoff` makes each process's RestartBackoff."""
+        `backoff` makes each process's RestartBackoff; `sessions_file` (one of
+        SESSIONS_FILES) is where its processes count each client's sessions."""
         self.home = home
         self.count = count
+        self.sessions_file = sessions_file
+        self._streams: dict[int, trio.SocketStream] = {}    # to each process, by index
+        self._stopping = trio.Event()                       # stop_accepting asked
         self.on_accepted = on_accepted
         self.on_ended = on_ended
         self.backoff = backoff
@@ -91,7 +109,20 @@ class ListenerPool:
         """The status snapshot's `smtp_not_listening`, as listener process 0 last said."""
         return self._not_listening
 
+    async def stop_accepting(self) -> None:
+        """Ask every process to stop accepting and end once its sessions have (the
+        protocol above); `run` returns when they all have. A process that ends now is not
+        started again."""
+        self._stopping.set()
+        for stream in list(self._streams.values()):
+            try:
+                await stream.send_all(b'{"stop_accepting": true}\n')
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass            # that one has ended: nothing to stop
+
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """Run the processes until cancelled, or until they have ended after
+        stop_accepting."""
         async with trio.open_nursery() as nursery:
             ready = []
             for index in range(self.count):
@@ -102,12 +133,13 @@ class ListenerPool:
     async def _keep_running(self, index: int, *, task_status=trio.TASK_STATUS_IGNORED):
         backoff = self.backoff()
         not_ready = task_status  # until the first process says it listens
-        while True:
+        while not self._stopping.is_set():
             started = trio.current_time()
             ours, theirs = socket.socketpair()
             command = [sys.executable, "-P", "-m", "core.smtp.listener_main", "--home",
                        str(self.home.root), "--fd", str(theirs.fileno()), "--share",
-                       str(self.count), "--index", str(index)]
+                       str(self.count), "--index", str(index), "--sessions-file",
+                       self.sessions_file]
             # A process group of its own: a terminal's Ctrl-C goes to the core (which stops
             # the listeners) and not to a listener still importing, where it printed a
             # KeyboardInterrupt traceback. A listener still ends with the core, kill -9
@@ -116,9 +148,11 @@ class ListenerPool:
                                                        process_group=0)
             theirs.close()
             stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+            self._streams[index] = stream
             try:
                 not_ready = await self._read(stream, not_ready, index)
             finally:
+                del self._streams[index]
                 if index == 0:
                     self._not_listening = []        # until the next process says
                 with trio.CancelScope(shield=True):
@@ -139,11 +173,14 @@ class ListenerPool:
             if not_ready is not None:
                 raise RuntimeError(f"SMTP listener {index} exited before it was ready "
                                    f"(status {process.returncode})")
+            if self._stopping.is_set():
+                return          # asked to (stop_accepting), or dead then: not restarted
             delay = backoff.after_exit(trio.current_time() - started)
             self.events.record(Action.SERVICE_START_IMPROPER,
                                info=f"SMTP listener process {index} exited with status "
                                     f"{process.returncode}; restarting in {delay} s")
-            await trio.sleep(delay)
+            with trio.move_on_after(delay):
+                await self._stopping.wait()
 
     async def _read(self, stream: trio.SocketStream, task_status, index: int):
         """Handle the lines of process `index` until it closes; returns task_status, or
@@ -177,20 +214,44 @@ class ListenerPool:
 
 class Listeners:
     """The core's SMTP listening, in whichever mode `smtp.listener_processes` asks for: the
-    in-process `SmtpServer` (count 1) or a `ListenerPool`. A change of the count applies
-    live: the current listeners close and the new ones open (connections arriving in that
-    moment are refused and retried by their clients, as during any restart; open sessions
-    get 421 4.3.2). The count is `listener_count`: never more processes than
-    smtp.max_incoming, as each serves at least one session, so a change of max_incoming
-    across the CPU count (or smtp.listener_processes) restarts the listeners too. Kept so on
-    purpose, and documented on the setting (docs/settings.md, operations.md): a process
-    with no share of the sessions would still take the connections the kernel hashes to
-    it, which would wait for a slot it never has (smtp18 B2)."""
+    in-process `SmtpServer` (count 1) or a `ListenerPool`. The count is `listener_count`:
+    never more processes than smtp.max_incoming, as each serves at least one session, so a
+    change of max_incoming across the CPU count (or smtp.listener_processes) changes the
+    count too. Kept so on purpose, and documented on the setting (docs/settings.md,
+    operations.md): a process with no share of the sessions would still take the
+    connections the kernel hashes to it, which would wait for a slot it never has
+    (smtp18 B2).
 
-    def __init__(self, settings, in_process_server, make_pool: Callable[[int], ListenerPool]):
+    A change of the count applies live, without a refused connection or a cut session
+    (life19 C1: the old listeners closed before the new ones opened, which refused the
+    connections of that half second, and open sessions got 421, a message in DATA too):
+    1. The new listeners open beside the old ones (SO_REUSEPORT, in the core's own
+       listener too): for that moment the kernel spreads new connections over both.
+    2. Then the old ones stop accepting (`stop_accepting`: what their accept queues hold
+       is served, core/smtp/listen_sockets.py) and their open sessions go on, for
+       RESHAPE_DRAIN_SECONDS at most; one still open then ends as at a stop (421 4.3.2;
+       a message already queued still gets its 250). A listener process tells the core
+       what it accepted before it ends, and the core rescans fast/ when it has ended, as
+       for any that ends.
+    3. While the old listeners drain, their sessions do not count against the new ones'
+       smtp.max_incoming, nor a client's sessions there against its share: for that while
+       the sessions served at once may reach the old setting plus the new. Only sessions
+       open at the change go on there; every new one counts in the new listeners.
+    4. One change at a time: one that comes while the listeners of the one before still
+       drain waits until they have ended (the current ones serve meanwhile), so the
+       in-process server, and a pool's file of SESSIONS_FILES, serve one shape at a time.
+    5. New listeners that cannot start (a process that cannot bind) leave the current ones
+       serving, with a service_start_failed event of rule smtp.listener_processes, until
+       the count changes again."""
+
+    def __init__(self, settings, in_process_server,
+                 make_pool: Callable[[int, str], ListenerPool], events):
+        """`make_pool(count, sessions_file)`: a ListenerPool of `count` processes counting
+        client sessions in `sessions_file` (one of SESSIONS_FILES)."""
         self.settings = settings
         self.in_process_server = in_process_server
         self.make_pool = make_pool
+        self.events = events
         self.current = None
 
     def not_listening(self) -> list[dict]:
@@ -203,17 +264,85 @@ class Listeners:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         from core.control import POLL_SECONDS
-        while True:
+        async with trio.open_nursery() as nursery:
             count = self._count()
-            async with trio.open_nursery() as nursery:
-                if count == 1:
-                    self.current = self.in_process_server
-                    addresses = await nursery.start(self.in_process_server.serve)
-                else:
-                    self.current = self.make_pool(count)
-                    addresses = await nursery.start(self.current.run)
-                task_status.started(addresses)
-                task_status = trio.TASK_STATUS_IGNORED
-                while self._count() == count:
+            current, addresses = await self._open(nursery, count)
+            task_status.started(addresses)
+            draining: _Shape | None = None
+            failed = None           # a count whose listeners could not start (rule 5)
+            while True:
+                while self._count() in (count, failed):
                     await trio.sleep(POLL_SECONDS)
-                nursery.cancel_scope.cancel()
+                if draining is not None:        # rule 4
+                    await draining.ended.wait()
+                    draining = None
+                    continue                    # the count may have changed meanwhile
+                wanted = self._count()
+                opened = await self._open_or_keep(nursery, wanted, count)
+                if opened is None:
+                    failed = wanted
+                    continue
+                failed = None
+                draining, (current, _) = current, opened
+                count = wanted
+                nursery.start_soon(draining.drain)
+
+    async def _open(self, nursery: trio.Nursery, count: int):
+        """The listeners of `count` (rule 1): (_Shape, addresses) once they listen."""
+        if count == 1:
+            runner, serve = self.in_process_server, self.in_process_server.serve
+        else:
+            # the file the current pool does not use (rule 4)
+            in_use = self.current.sessions_file if isinstance(self.current, ListenerPool) \
+                else None
+            runner = self.make_pool(count, SESSIONS_FILES[in_use == SESSIONS_FILES[0]])
+            serve = runner.run
+        shape = _Shape(runner)
+        addresses = await nursery.start(shape.run, serve)
+        self.current = runner
+        return shape, addresses
+
+    async def _open_or_keep(self, nursery: trio.Nursery, count: int, serving: int):
+        """`_open(count)`, or None when those listeners cannot start (rule 5)."""
+        try:
+            return await self._open(nursery, count)
+        except* (ListenFailed, RuntimeError) as failed:
+            why = failed.exceptions[0]
+            while isinstance(why, BaseExceptionGroup):
+                why = why.exceptions[0]
+            self.events.record(
+                Action.SERVICE_START_FAILED, rule="smtp.listener_processes",
+                info=f"cannot start {_shape_words(count)}: {why}; still listening with "
+                     f"{_shape_words(serving)} until the count changes again")
+        return None
+
+
+def _shape_words(count: int) -> str:
+    return "the listener in the core process" if count == 1 \
+        else f"{count} SMTP listener processes"
+
+
+class _Shape:
+    """One set of listeners (`runner`: the SmtpServer or a ListenerPool) in the Listeners'
+    nursery, in a cancel scope of its own."""
+
+    def __init__(self, runner) -> None:
+        self.runner = runner
+        self.scope = trio.CancelScope()
+        self.ended = trio.Event()
+
+    async def run(self, serve, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            with self.scope:
+                await serve(task_status=task_status)
+        finally:
+            self.ended.set()
+
+    async def drain(self) -> None:
+        """Stop accepting and end once the open sessions have, or at RESHAPE_DRAIN_SECONDS
+        as at a stop (Listeners rule 2)."""
+        await self.runner.stop_accepting()
+        with trio.move_on_after(RESHAPE_DRAIN_SECONDS):
+            await self.ended.wait()
+        self.scope.cancel()
+        await self.ended.wait()

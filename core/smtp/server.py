@@ -32,6 +32,10 @@ Rules:
   count here).
 - Exceptions that escape a session (setting it up, closing it) end that session only,
   with an event, never the listener; inside it core/smtp/session.py answers the client.
+- `stop_accepting` (a change of the listener processes, core/smtp/listeners.py) closes the
+  listening sockets, the connections already queued on them taken in first
+  (listen_sockets.accept_queued_and_close), and lets the open sessions finish: `serve`
+  returns when the last has ended; cancelled before that, it stops as at shutdown.
 - The listener follows `smtp.port`/`smtp.listen`: a change rebinds within the settings poll.
   The new sockets bind before the old ones close; a change that cannot be bound (a port
   another program holds, no address of the list the host has) leaves the listener where it
@@ -68,8 +72,8 @@ from core.smtp.client_sessions import LocalClientSessions, SharedClientSessions
 from core.smtp.conversation import WriteFailures
 from core.smtp.group_commit import GroupCommitter
 from core.smtp.listen_sockets import (NO_SUCH_ADDRESS, Bound, ListenFailed, accept_connections,
-                                      bind_missing, close_listen_sockets, open_listen_sockets,
-                                      rebind)
+                                      accept_queued_and_close, bind_missing,
+                                      close_listen_sockets, open_listen_sockets, rebind)
 from core.smtp.policy import Refusal, listed_relay_client
 from core.smtp.rbl import SUSPEND_SECONDS, RblChecker
 from core.smtp.session import Session, say_shutting_down
@@ -85,6 +89,7 @@ DISK_CHECK_SECONDS = 1.0
 MISSING_RETRY_SECONDS = 10.0    # an address of smtp.listen this host lacks: tried again
 # Connections from these addresses come from this host itself (module rules).
 HOST_ITSELF = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+_STOP_ACCEPTING = object()      # _next_binding: stop_accepting was asked
 
 
 def _from_host_itself(client_ip: str) -> bool:
@@ -127,7 +132,9 @@ class SmtpServer:
                     if resolver is not None else None)
         self.auto_whitelisted = auto_whitelisted   # (domain, settings) -> bool: RBL exemption
         self.hostname = hostname
-        self.reuse_port = reuse_port  # several listener processes share the port
+        # SO_REUSEPORT: listener processes share the port, and the listeners of a change of
+        # their count bind beside the old ones (core/smtp/listeners.py)
+        self.reuse_port = reuse_port
         self.share = share            # ... and smtp.max_incoming between them;
         self.share_index = share_index    # this one is number share_index (from 0) of them
         self.reports_listen_errors = share_index == 0   # not N times the same event
@@ -139,6 +146,7 @@ class SmtpServer:
         self.bound: list[tuple[str, int]] = []
         self.missing: list[ListenFailed] = []   # addresses left out, tried again (rules)
         self._rebind = trio.Event()
+        self._stopping = False          # stop_accepting asked (module rules)
         self._disk_space = (DiskSpace(1, 1), -DISK_CHECK_SECONDS)
 
     def disk_space(self) -> DiskSpace:
@@ -183,6 +191,7 @@ class SmtpServer:
         # not load copied into tls/ before any client came is then a change this listener
         # outlives with the pair it loaded (core/smtp/tls.py), not a start without one.
         self.ssl_context()
+        self._rebind, self._stopping = trio.Event(), False   # a serve after a drain
         s = self.settings()
         bound = open_listen_sockets(s["smtp.listen"], s["smtp.port"],
                                     reuse_port=self.reuse_port)
@@ -204,6 +213,10 @@ class SmtpServer:
                                                  self._session)
                         wanted = await self._next_binding(retry=bool(bound.missing))
                         accepting.cancel_scope.cancel()
+                    if wanted is _STOP_ACCEPTING:
+                        accept_queued_and_close(bound.sockets, sessions, self._session)
+                        self.bound = []
+                        break       # the sessions nursery waits for the open sessions
                     was = bound
                     if wanted is None:
                         bound = bind_missing(bound, self.bound[0][1],
@@ -220,18 +233,27 @@ class SmtpServer:
             self.missing = []
             close_listen_sockets(bound.sockets)
 
+    async def stop_accepting(self) -> None:
+        """Close the listening sockets and let the open sessions finish (module rules)."""
+        self._stopping = True
+        self._rebind.set()
+        await trio.lowlevel.checkpoint()
+
     def not_listening(self) -> list[dict]:
         """The status snapshot's `smtp_not_listening` (shared.status): each address of
         smtp.listen left out now, why, and how often it is tried again."""
         return [{"address": exc.address, "problem": exc.problem,
                  "retry_seconds": MISSING_RETRY_SECONDS} for exc in self.missing]
 
-    async def _next_binding(self, *, retry: bool) -> tuple[list[str], int] | None:
-        """Wait for a change of smtp.port/smtp.listen; returns the (hosts, port) wanted.
-        With `retry` (addresses missing), None after MISSING_RETRY_SECONDS without one."""
+    async def _next_binding(self, *, retry: bool):
+        """Wait for a change of smtp.port/smtp.listen; returns the (hosts, port) wanted,
+        or _STOP_ACCEPTING once stop_accepting was asked. With `retry` (addresses
+        missing), None after MISSING_RETRY_SECONDS without either."""
         with trio.move_on_after(MISSING_RETRY_SECONDS if retry else float("inf")):
             await self._rebind.wait()
             self._rebind = trio.Event()
+            if self._stopping:
+                return _STOP_ACCEPTING
             s = self.settings()
             return list(s["smtp.listen"]), s["smtp.port"]
         return None
