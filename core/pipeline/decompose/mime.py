@@ -252,6 +252,10 @@ _SUBJECT_FIELD = re.compile(rb"\n[Ss][Uu][Bb][Jj][Ee][Cc][Tt][ \t]*:[^\n]*(?:\n\
 _CONTENT_TYPE_FIELD = re.compile(rb"\n[Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Tt][Yy][Pp][Ee][ \t]*:"
                                  rb"[^\n]*(?:\n\n?[ \t][^\n]*)*")
 _CR_TO_LF = bytes.maketrans(b"\r", b"\n")
+# In the same search copy, the line end before a line that is neither a field nor a
+# continuation (rule 4: it starts the body; an mbox "From " line is taken as header, as
+# split_header mostly does). Possessive: the LF of a CRLF is no line of its own.
+_NOT_A_FIELD_LINE = re.compile(rb"\n\n?+(?![ \t]|[\x21-\x39\x3b-\x7e]*[ \t]*:|>*From )")
 
 
 # Two line ends in a row (rule 2; CR LF is one line end) are LF LF, LF CR or CR CR.
@@ -341,7 +345,8 @@ def message_charset(buf: bytes, start: int = 0, end: int | None = None,
 def head_charset(head: bytes) -> str | None:
     """`message_charset` as the SMTP listener reads it in the message's first octets
     (head_facts): each part's first Content-Type field found as head_facts finds a field,
-    read by `split_header` and `content_info` while the fields read add up to at most
+    unless a line that is no field comes before it (the body starts there, rule 4), read
+    by `split_header` and `content_info` while the fields read add up to at most
     MAX_HEAD_CHARSET_OCTETS (past them: None, the older reading). Delimiter lines are found
     by direct searches only, at C speed (one per multipart looked at, so at most
     MAX_CHARSET_PARTS times `head`): rule 5's index is built by Python, line by line."""
@@ -351,9 +356,15 @@ def head_charset(head: bytes) -> str | None:
         nonlocal budget
         header_end = _header_end(head, part_start, part_end)
         header = b"\n" + head[part_start:header_end]
-        found = _CONTENT_TYPE_FIELD.search(header.translate(_CR_TO_LF))
+        searched = header.translate(_CR_TO_LF)
+        found = _CONTENT_TYPE_FIELD.search(searched)
         if found is None:
             return content_info([], default_type), header_end
+        stray = _NOT_A_FIELD_LINE.search(searched)      # its look-ahead reads the field
+        if stray is not None and stray.start() < found.start():
+            # the body starts above the field, which is text of the body (rule 4), as
+            # message_charset reads it (review19 r4 C2)
+            return content_info([], default_type), part_start + max(0, stray.start() - 1)
         budget -= found.end() - found.start() - 1
         if budget < 0:
             return None

@@ -343,3 +343,21 @@ def test_the_listener_reads_the_charset_through_nested_multiparts():
     assert mime.head_charset(raw) == message_charset(raw) == "shift_jis"
     assert head_facts(raw).subject == view_of(raw).subject == "特価"
 
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\n", b"\r"])
+@pytest.mark.parametrize("stray,charset", [
+    (b"bogus line", None),           # starts the body: the Content-Type below is body text
+    (b"Bad Name: z", None),          # a blank inside a field name: no field either
+    (b" folded", "koi8-r"),          # a continuation of the Subject
+    (b">From x", "koi8-r"),          # an mbox line followed by more header: header
+    (b"X-A: 1", "koi8-r"),
+])
+def test_the_listener_ends_the_header_where_the_decomposer_does(eol, stray, charset):
+    """review19 r4 C2: a line that is no field ends the header (mime.py rule 4), and
+    head_charset read a Content-Type field below it that the decomposer reads as body: the
+    listener's events read "При" where the pipeline's read the older form."""
+    raw = eol.join([b"Subject: \xf0\xd2\xc9", stray, b"Content-Type: text/plain; charset=koi8-r",
+                    b"", b"body", b""])
+    assert mime.head_charset(raw) == message_charset(raw) == charset
+    assert head_facts(raw).subject == view_of(raw).subject
