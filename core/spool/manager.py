@@ -97,7 +97,9 @@ Rules
        the others again, and their `delivered` events carried the slowest one's time
        (life19 A1, B1). Its failed recipients wait for the attempt's end, which bounces
        them in one DSN (rule 3); so does what the last next hop decided, recorded with the
-       attempt's end as a single next hop's is, with no write of its own.
+       attempt's end as a single next hop's is, with no write of its own. A record that
+       cannot write the envelope (a moment of full disk) leaves it to the attempt's end,
+       which writes it even when a stop cuts the attempt with nothing else decided.
 
 Never: block the event loop, write event names as literals, delete a message that still
 has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
@@ -762,9 +764,15 @@ class QueueManager:
         recorded: set[str] = set()      # addresses recorded when their next hop ended (rule 14)
         one_at_a_time = trio.Lock()     # those records write the one envelope file
         running = len(groups)           # next hops whose delivery has not ended
+        unwritten = False               # one of those records could not write the envelope
 
         def unrecorded() -> list:
             return [r for r in todo if r.address not in recorded]
+
+        async def record_hop(recipients) -> None:
+            nonlocal unwritten
+            if not await self._record_hop(queue, envelope, recipients, results, recorded):
+                unwritten = True
 
         async def deliver_group(hop, recipients) -> None:
             nonlocal running
@@ -778,8 +786,7 @@ class QueueManager:
             running -= 1
             if running:         # other next hops are still at it (rule 14)
                 async with one_at_a_time:
-                    await self._shielded(envelope, lambda: self._record_hop(
-                        queue, envelope, recipients, results, recorded))
+                    await self._shielded(envelope, lambda: record_hop(recipients))
 
         async def record() -> None:
             envelope.attempts += 1
@@ -796,7 +803,7 @@ class QueueManager:
             if not ended:       # cut (rule 7): what is decided is recorded all the same
                 await self._shielded(envelope,
                                      lambda: self._record_cut(queue, envelope, unrecorded(),
-                                                              results))
+                                                              results, unwritten))
         # Shielded too: the stop may come while the deliverer ends shielded (a QUIT), so
         # that it returns in full into a cancelled scope, and the envelope must still say
         # what the next hops took (rule 7; review-delivery A1).
@@ -822,42 +829,54 @@ class QueueManager:
                      f"the queue file does not show as delivered or bounced is done again")
 
     async def _record_hop(self, queue: str, envelope: Envelope, recipients, results,
-                          recorded: set[str]) -> None:
+                          recorded: set[str]) -> bool:
         """Record what a next hop's delivery decided while the message's other next hops
         are still at it (rule 14): its delivered and deferred recipients (their events; the
         envelope written once one was delivered), added to *recorded*. Its failed ones wait
         for the attempt's end, which bounces them all in one DSN (rule 3) and marks none
-        failed before its bounce is queued (rule 4)."""
+        failed before its bounce is queued (rule 4). False when the envelope could not be
+        written: the attempt's end must write it, cut by the stop or not."""
         done = [r for r in recipients
                 if r.address in results and results[r.address][1].outcome != "failed"]
         self._record_results(envelope, done, results)
         recorded.update(r.address for r in done)
         if not any(r.status == "delivered" for r in done):
-            return          # nothing a restart would do twice
+            return True         # nothing a restart would do twice
         try:
             await self._write(queue, envelope)
         except OSError:
-            # A full disk, say: the attempt's end writes the envelope again, or says why it
-            # cannot (`_failed`). Raising here would cut the other next hops' deliveries.
-            pass
+            # A full disk, say: the attempt's end writes the envelope again (`_record_cut`
+            # too, when the stop cuts it), or says why it cannot (`_failed`). Raising here
+            # would cut the other next hops' deliveries.
+            return False
+        return True
 
-    async def _record_cut(self, queue: str, envelope: Envelope, todo, results) -> None:
+    async def _record_cut(self, queue: str, envelope: Envelope, todo, results,
+                          unwritten: bool) -> None:
         """Record the results a cut attempt has (rule 7: the delivered and failed ones, and
         every result of a next hop whose delivery had ended) as `_after_attempt` would,
         without a schedule or a delay notice for the others, which the restart takes up as
         they were. The envelope is written with the others first, the failed ones still to
         do, before their bounce (rule 4's order for those): a bounce that cannot be queued
         in the time left (RECORD_CUT_SECONDS, a full disk) then leaves the delivered ones
-        recorded, and no recipient is marked failed before its bounce is queued."""
+        recorded, and no recipient is marked failed before its bounce is queued.
+        *todo* is what the next hops recorded early (rule 14) left; `unwritten`: one of
+        those records could not write the envelope (a moment of full disk), which is then
+        written here even with nothing else decided. Before, a stop that cut the attempt
+        while the other next hops had decided nothing left that next hop's delivered
+        recipients "pending" on disk, with no event, and the restart sent them a second
+        copy (review19 r3 R1)."""
         known = [r for r in todo if r.address in results]
         if not known:
+            if unwritten:
+                await self._write(queue, envelope)
             return
         envelope.attempts += 1
         to_bounce = [r for r in known if results[r.address][1].outcome == "failed"]
         others = [r for r in known if r not in to_bounce]
         self._record_results(envelope, others, results)
         if to_bounce:
-            if others:
+            if others or unwritten:
                 await self._write(queue, envelope)
             failed = self._record_results(envelope, to_bounce, results)
             await self.queue_files.error(envelope.queue_id)

@@ -28,16 +28,18 @@ MESSAGE = b"From: s@sender.test\r\nSubject: two next hops\r\n\r\nhello\r\n"
 
 class HeldDot:
     """A sink's `data_reply` that keeps the end of the message unanswered until `release()`
-    (the slow next hop): `held` is set once a message waits there."""
+    (the slow next hop), then gives `reply` (None: the sink's 250): `held` is set once a
+    message waits there."""
 
-    def __init__(self):
+    def __init__(self, reply=None):
         self.held = threading.Event()
         self.released = threading.Event()
+        self.reply = reply
 
     def __call__(self, _message):
         self.held.set()
         self.released.wait(60)
-        return None                     # the sink's 250
+        return self.reply
 
     def release(self):
         self.released.set()
