@@ -369,10 +369,13 @@ class QueueManager:
 
     def _release(self, queue_id: str) -> None:
         """A worker or an attempt is done with the message: it may be taken up again, unless
-        it waits for the pause to end, for its drop event or for its delivery attempt."""
+        it waits for the pause to end, for its drop event or for its delivery attempt. A slow
+        one given back so without its attempt's results (reading it failed) is no longer
+        in attempt for the reordering (`SlowSchedule.untaken`)."""
         if queue_id not in self._paused and queue_id not in self._deleting \
                 and queue_id not in self._delivering and queue_id not in self._retrying:
             self._busy.discard(queue_id)
+            self.schedule.untaken(queue_id)
 
     def _requeue_later(self, queue_id: str, delay_seconds: float) -> None:
         """Offer a fast/ message to the workers again after *delay_seconds* (trio time).

@@ -26,7 +26,8 @@ Rules
        message the busy hop took (diagnostics tester: 5 attempts in a second). So does a
        message in flight when the hop took other mail, and that it defers on that attempt.
     3. `due(now)` lists due messages, reordered ones first, then oldest due first; the
-       queue manager says which it takes (`taken`), until `attempted`.
+       queue manager says which it takes (`taken`), until `attempted`, or `untaken` when
+       it gives one back without an attempt.
     4. Expiry (SPEC §4): what waits is tried for `delivery.retry_days` from when it began
        to wait (a message's `received_at`, a central copy's `pending_since`); the first
        attempt that fails temporarily at or after `retry_until` ends it. The queue
@@ -110,6 +111,17 @@ class SlowSchedule:
             entry = self.entries.get(queue_id)
             if entry is not None:
                 entry.in_attempt = True
+
+    def untaken(self, queue_id: str) -> None:
+        """The queue manager gave a message taken back without an attempt (reading it
+        failed: it waits for its error retry): not in attempt any more, and none of the hops
+        that took mail meanwhile tried it (rule 3). Before, it stayed "in attempt" until
+        its next attempt: a hop taking mail again neither moved it up nor counted it, and
+        deferring it then declined it for good (review19 r3 R2)."""
+        entry = self.entries.get(queue_id)
+        if entry is not None and entry.in_attempt:
+            entry.in_attempt = False
+            entry.tried_for = frozenset()
 
     def hop_delivered(self, hop: str) -> int:
         """A delivery to *hop* succeeded; returns how many messages were moved up (rule 2)."""
