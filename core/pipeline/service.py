@@ -32,11 +32,19 @@ from shared.events import Action
 from shared.spool import Envelope
 from shared.status import SPAM_COUNTERS
 
-__all__ = ["FilteringPipeline", "BATCH_MESSAGE_OCTETS"]
+__all__ = ["FilteringPipeline", "BATCH_MESSAGE_OCTETS", "is_large_message"]
 
 BATCH_MESSAGE_OCTETS = 256 * 1024   # larger messages make a worker round trip of their own,
                                     # in all worker slots but one while small mail waits
                                     # (workers.py rule 7, which says why one threshold)
+
+
+def is_large_message(octets: int) -> bool:
+    """A message file of *octets* is a large message: the scanning workers run it alone,
+    in their large lane (workers.py rule 7), and the queue manager takes it up in its own
+    (core/spool/manager.py rule 13). The one place for the rule: the lanes line up only
+    while both ask it (review19 r3 D1)."""
+    return octets > BATCH_MESSAGE_OCTETS
 
 EVENT_RESULTS = {"remove_part": "deleted", "replace_part": "repaired", "drop": "dropped",
                  "log": "logged", "forward": "forwarded", "hold": "held",
@@ -139,7 +147,7 @@ class FilteringPipeline:
         # the rewritten file, notices) get the same limit of their own.
         if self.batcher.running:
             outcome = await self.batcher.call(item, shared,
-                                              solo=envelope.size > BATCH_MESSAGE_OCTETS)
+                                              solo=is_large_message(envelope.size))
         else:                               # not started (unit tests): one at a time
             outcome = await run_in_worker(process_message, *item, *shared,
                                           timeout_seconds=self.timeout_seconds,

@@ -74,7 +74,7 @@ Rules
    12. An unexpected error handling a message (`_failed`) is tried again every
        ERROR_RETRY_SECONDS, as a full disk needs; its event is written once per message and
        error text, not at every try, until an attempt or a move of the message succeeds.
-   13. Lanes: a fast/ message over BATCH_MESSAGE_OCTETS (the scanning workers' large
+   13. Lanes: a large fast/ message (`is_large_message`: the scanning workers' large
        messages, core/pipeline/workers.py rule 7) still to be processed is taken up by one
        of LARGE_WORKERS tasks, from a channel of its own; the FAST_WORKERS tasks take the
        rest. A task waiting for a scanning slot for a large message so never keeps a small
@@ -117,7 +117,7 @@ import trio
 
 from core.delivery.routing import domain_of, route
 from core.pipeline.decompose.mime import head_facts
-from core.pipeline.service import BATCH_MESSAGE_OCTETS     # the lanes' size (rule 13)
+from core.pipeline.service import is_large_message          # the lanes' size (rule 13)
 from core.pipeline.workers import PROCESS_TIMEOUT_SECONDS   # the limit rule 2 names
 from core.spool import files
 from core.spool.dispositions import origin_data
@@ -426,13 +426,15 @@ class QueueManager:
                     await self._fast_send.send(queue_id)
 
     def _large_files(self, fast_ids: list[str]) -> set[str]:
-        """Those of *fast_ids* whose message file is over BATCH_MESSAGE_OCTETS (rule 13; in
-        a thread). One gone meanwhile is not: the small lane finds it gone."""
+        """Those of *fast_ids* whose message file is large (rule 13; in a thread). One gone
+        meanwhile is not: the small lane finds it gone. Processed or not, unlike
+        `_is_large`: one stat per id tells the size, not whether it was processed, which
+        reading every envelope would; one processed already (fast/ at a start after a
+        pause or a crash) only starts its attempt in the large lane."""
         large = set()
         for queue_id in fast_ids:
             try:
-                if os.stat(self.spool.message_path("fast", queue_id)).st_size \
-                        > BATCH_MESSAGE_OCTETS:
+                if is_large_message(os.stat(self.spool.message_path("fast", queue_id)).st_size):
                     large.add(queue_id)
             except (OSError, ValueError):
                 pass
@@ -609,7 +611,7 @@ class QueueManager:
     def _is_large(envelope: Envelope) -> bool:
         """The message goes to the large lane (rule 13): one the pipeline is still to
         process and the scanning workers take as large."""
-        return not envelope.processed and envelope.size > BATCH_MESSAGE_OCTETS
+        return not envelope.processed and is_large_message(envelope.size)
 
     def _to_large_lane(self, queue_id: str, envelope: Envelope | None = None) -> bool:
         """Put a large message's id in the large lane's channel, never waiting (rule 13);
