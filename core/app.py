@@ -117,7 +117,7 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
 async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict | None,
                       task_status) -> None:
     from core.delivery import Deliverer, Resolver
-    from core.notify import AlertServices, newest_event_id
+    from core.notify import AlertServices, first_start_cursor
     from core.pipeline.service import FilteringPipeline
     from core.scan.antispam.autowhitelist import AutoWhitelist, AutoWhitelistPipeline
     from core.scan.service import AntivirusService
@@ -144,7 +144,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
     clean = started = False
     try:
         # before this start writes any: what its recovery finds is alerted on a first start
-        alerts_from = await trio.to_thread.run_sync(newest_event_id, home.db)
+        alerts_from = await trio.to_thread.run_sync(first_start_cursor, home.db, home.run)
         report = await trio.to_thread.run_sync(spool.recover)
         for queue, name, reason in report.corrupt:
             record_set_aside(events, queue, name, reason)

@@ -65,9 +65,10 @@ from shared.shown_text import one_line
 from shared.spool import CORRUPT_RULE
 
 __all__ = ["Notifier", "AlertEngine", "ResourceMonitor", "alert_key", "fill_metatags",
-           "compose_mail"]
+           "compose_mail", "first_start_cursor"]
 
 POLL_SECONDS = 1.0
+CURSOR_FILE = "alerts.cursor"      # in the run directory, with the held events (rule 2)
 READ_LIMIT = 1000
 THROTTLE_SECONDS = 300.0           # rule 2
 MAX_EVENTS_LISTED = 20
@@ -304,11 +305,12 @@ class AlertEngine:
                  poll_seconds: float = POLL_SECONDS, clock=time.monotonic,
                  first_cursor: int | None = None):
         """`first_cursor`: where a start without a cursor file begins — the newest event id
-        before this start wrote any (core/app.py), so what its recovery finds (a queue entry
-        set aside in corrupt/) is alerted; None: the newest id when the state is loaded."""
+        before this start wrote any (`first_start_cursor`, core/app.py), so what its
+        recovery finds (a queue entry set aside in corrupt/) is alerted; None: the newest id
+        when the state is loaded."""
         self.db_path = db_path
         self.first_cursor = first_cursor
-        self.cursor_file = Path(run_dir) / "alerts.cursor"
+        self.cursor_file = Path(run_dir) / CURSOR_FILE
         self.settings = settings
         self.events = events
         self.submit = submit
@@ -392,28 +394,14 @@ class AlertEngine:
         return queue_id
 
     # --- cursor and held events ----------------------------------------------------------------
-
     def _load_state(self) -> tuple[int, dict[str, HeldAlert]]:
-        """{"cursor": id, "held": {kind: HeldAlert}}, or the bare id an older run wrote. A
-        held entry that does not read is dropped alone: the cursor still holds, else every
-        alert since it would be skipped."""
-        try:
-            state = json.loads(self.cursor_file.read_text())
-            cursor = state if isinstance(state, int) else int(state["cursor"])
-        except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
-            # first start: alerts from this start on, not history
-            first = self.first_cursor
-            return (newest_event_id(self.db_path) if first is None else first), {}
-        held: dict[str, HeldAlert] = {}
-        entries = state.get("held") if isinstance(state, dict) else None
-        for key, value in (entries.items() if isinstance(entries, dict) else ()):
-            if key not in ALERT_TEXTS:
-                continue
-            try:
-                held[key] = HeldAlert(**value)
-            except (TypeError, ValueError):
-                continue
-        return cursor, held
+        """The last run's cursor and held events, or where a first start begins."""
+        stored = _stored_state(self.cursor_file)
+        if stored is not None:
+            return stored
+        # first start: alerts from this start on, not history
+        first = self.first_cursor
+        return (_newest_event_id(self.db_path) if first is None else first), {}
 
     def _save_state(self) -> None:
         state = {"cursor": self.cursor,
@@ -558,7 +546,43 @@ class ResourceMonitor:
             self.low.discard(key)
 
 
-def newest_event_id(db_path) -> int:
+def _stored_state(cursor_file: Path) -> tuple[int, dict[str, HeldAlert]] | None:
+    """The cursor and held events the last run left: {"cursor": id, "held": {kind:
+    HeldAlert}}, or the bare id an older run wrote; None when there is none that reads (a
+    first start). A held entry that does not read is dropped alone: the cursor still holds,
+    else every alert since it would be skipped."""
+    try:
+        state = json.loads(cursor_file.read_text())
+        cursor = state if isinstance(state, int) else int(state["cursor"])
+    except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    held: dict[str, HeldAlert] = {}
+    entries = state.get("held") if isinstance(state, dict) else None
+    for key, value in (entries.items() if isinstance(entries, dict) else ()):
+        if key not in ALERT_TEXTS:
+            continue
+        try:
+            held[key] = HeldAlert(**value)
+        except (TypeError, ValueError):
+            continue
+    return cursor, held
+
+
+def first_start_cursor(db_path, run_dir: Path) -> int | None:
+    """The AlertEngine's `first_cursor` for this start, read before it writes any event
+    (core/app.py, before recovery): on a first start (no cursor that reads in *run_dir*)
+    the newest event id, so that what the recovery finds is alerted; else None, and the
+    database is not read (the engine takes up the last run's cursor). Before, every start
+    read the newest id there, so a locked or unreadable database stopped any start at that
+    point, not only a first one (review19 r3 D2). In a thread: it reads a file, and
+    perhaps the database."""
+    if _stored_state(Path(run_dir) / CURSOR_FILE) is not None:
+        return None
+    return _newest_event_id(db_path)
+
+
+def _newest_event_id(db_path) -> int:
+    """The id of the newest event in the database at *db_path* (0 when there is none)."""
     conn = db.connect(db_path)
     try:
         return conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
