@@ -19,7 +19,9 @@
   core stops then, so a clean stop leaves `running` only a row cut off in its handler.
 - A database locked past the busy timeout by another program (shared/busy.py) delays both:
   the watcher keeps the settings it has, the runner claims nothing and writes a result it
-  holds at its next poll, saying so once. Neither stops the core (scale19 A1: the command
+  holds at its next poll, saying so once; the settings read after a claim waits for the
+  lock too, so a handler still sees what was committed before its command (a stop then puts
+  the row back to pending). None of this stops the core (scale19 A1: the command
   poller's "database is locked" took SMTP down). A stop while a result waits for the lock
   leaves its row `running`, taken up at the next start as above.
 """
@@ -135,7 +137,7 @@ class CommandRunner:
                 command_id, kind, args = claimed
                 resumed = isinstance(args, dict) and bool(args.pop(RESUMED, False))
                 if self.settings is not None:
-                    await self.settings.refresh()
+                    await self._settings_before(conn, command_id)
                 handler = self.handlers.get(kind)
                 if handler is None:
                     state, result = "failed", f"unknown command {kind!r}"
@@ -167,6 +169,29 @@ class CommandRunner:
             return _LOCKED
         self.busy.done()
         return result
+
+    async def _settings_before(self, conn, command_id) -> None:
+        """The settings committed before the claimed command, read before its handler runs
+        (module header). A read that meets the lock past the busy timeout is tried again
+        every POLL_SECONDS, said once, as the watcher does: the handler never runs on
+        settings older than its command (review19 r5 R2: the lock here stopped the core).
+        A stop meanwhile puts the row back to pending, for it never began."""
+        try:
+            while True:
+                try:
+                    await self.settings.refresh()
+                except sqlite3.OperationalError as exc:
+                    if not is_busy(exc):
+                        raise
+                    self.busy.locked(exc)
+                else:
+                    self.busy.done()
+                    return
+                await trio.sleep(POLL_SECONDS)
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True):     # one try: left `running` if locked
+                await self._attempt(self._put_back, conn, command_id)
+            raise
 
     async def _record(self, conn, command_id, state, result) -> None:
         """The work is done: say so, a try at a time shielded from a stop, every
@@ -206,6 +231,11 @@ class CommandRunner:
                 return None
             conn.execute("UPDATE commands SET state = 'running' WHERE id = ?", (row["id"],))
         return row["id"], row["kind"], json.loads(row["args"] or "{}")
+
+    @staticmethod
+    def _put_back(conn, command_id):
+        conn.execute("UPDATE commands SET state = 'pending' WHERE id = ? AND state = 'running'",
+                     (command_id,))
 
     @staticmethod
     def _finish(conn, command_id, state, result):

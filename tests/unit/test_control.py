@@ -3,6 +3,8 @@ setting committed before it."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import trio
 
 from core.control import CommandRunner, SettingsWatcher
@@ -41,3 +43,82 @@ async def test_a_command_sees_the_settings_saved_before_it(tmp_path, nursery):
     finally:
         conn.close()
     assert seen == [["moved.example"]]
+
+
+class _LockedWatcher(SettingsWatcher):
+    """A watcher whose reads meet the lock while `locked` is set. Simulated: a read in WAL
+    mode meets it only in rare states (a lock held in exclusive locking mode, which needs
+    every other connection closed, the watcher's own included), so the error SQLite gives
+    then is raised here in its place."""
+
+    locked = True
+
+    def _reload_if_changed(self):
+        if self.locked:
+            raise sqlite3.OperationalError("database is locked")
+        return super()._reload_if_changed()
+
+
+def _command_state(home, command_id) -> str:
+    conn = db.connect(home.db)
+    try:
+        return conn.execute("SELECT state FROM commands WHERE id = ?",
+                            (command_id,)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _save_and_ask(home) -> int:
+    conn = db.connect(home.db)
+    try:
+        apply_changes(conn, {"whitelist.auto.exclusions": ["moved.example"]})
+        conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
+                     "VALUES (0, 'test.look', '{}', 'admin')")
+        return conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+    finally:
+        conn.close()
+
+
+async def _until(condition) -> None:
+    with trio.fail_after(10):
+        while not condition():
+            await trio.sleep(0.05)
+
+
+async def test_the_settings_read_after_a_claim_waits_for_a_locked_database(tmp_path, nursery):
+    """review19 r5 R2: the read met the lock and the runner, the core with it, stopped.
+    Now it waits, said once, and the handler still sees the settings saved before."""
+    home = _home(tmp_path)
+    watcher = _LockedWatcher(home.db)
+    seen = []
+
+    async def handler(args):
+        seen.append(list(watcher()["whitelist.auto.exclusions"]))
+        return "ok"
+
+    runner = CommandRunner(home.db, watcher)
+    runner.register("test.look", handler)
+    await nursery.start(runner.run)
+    command_id = _save_and_ask(home)
+    await _until(lambda: runner.busy.tries >= 3)        # tried again while locked
+    assert seen == [] and _command_state(home, command_id) == "running"
+    watcher.locked = False
+    await _until(lambda: seen)
+    assert seen == [["moved.example"]]
+    await _until(lambda: _command_state(home, command_id) == "done")
+    assert not runner.busy.waiting
+
+
+async def test_a_stop_while_the_settings_wait_puts_the_command_back(tmp_path):
+    """It never began: pending again, not INTERRUPTED at the next start."""
+    home = _home(tmp_path)
+    watcher = _LockedWatcher(home.db)
+    runner = CommandRunner(home.db, watcher)
+    runner.register("test.look", lambda args: None)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runner.run)
+        command_id = _save_and_ask(home)
+        await _until(lambda: runner.busy.tries >= 1)
+        assert _command_state(home, command_id) == "running"
+        nursery.cancel_scope.cancel()
+    assert _command_state(home, command_id) == "pending"
