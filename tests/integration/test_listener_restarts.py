@@ -96,3 +96,43 @@ async def test_listener_restart_backoff_starts_afresh_after_a_healthy_run(tmp_pa
     await trio.sleep(healthy_seconds)               # this one runs a healthy while
     await _kill_when_listening(home, events, 3)
     assert events.infos[2].endswith("restarting in 1 s"), events.infos
+
+
+@pytest.mark.slow          # a restart's backoff (1 s) and two process starts
+async def test_a_listener_restarting_when_the_pool_stops_accepting_is_told_too(
+        tmp_path, nursery, monkeypatch):
+    """review19 r5 R1: a process being started again (after its backoff) when the pool was
+    asked to stop accepting — a change of the listener processes draining this pool — was
+    not among the streams told, and kept accepting until the drain's deadline cut its
+    sessions. The start is held at the moment the window opens (open_process runs Popen
+    in a thread), the stop asked then; the restarted process must end by itself."""
+    home = make_home(tmp_path)
+    events = _Events()
+    pool = ListenerPool(home, 1, on_accepted=lambda *_: None, counters=Counters(),
+                        events=events)
+    starting, go_on = trio.Event(), trio.Event()
+    open_process = trio.lowlevel.open_process
+
+    async def held_start(*args, **kwargs):
+        if events.infos:        # the restart, not the first start
+            starting.set()
+            await go_on.wait()
+        return await open_process(*args, **kwargs)
+
+    monkeypatch.setattr(trio.lowlevel, "open_process", held_start)
+    ended = trio.Event()
+
+    async def run_pool(*, task_status=trio.TASK_STATUS_IGNORED):
+        await pool.run(task_status=task_status)
+        ended.set()
+
+    await nursery.start(run_pool)
+    [pid] = listener_pids(home)
+    os.kill(pid, signal.SIGKILL)
+    with trio.fail_after(30):
+        await starting.wait()
+    await pool.stop_accepting()
+    go_on.set()
+    with trio.fail_after(30):       # told: it listens, stops accepting, ends
+        await ended.wait()
+    assert not listener_pids(home) and len(events.infos) == 1
