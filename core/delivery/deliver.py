@@ -122,7 +122,10 @@ Rules
        connection gone after a transaction that had all its answers — the host hung up
        after refusing the data, answered that RSET with a 421 or nothing, or refused it
        (what it holds is then unknown, and we drop it) — is replaced by one fresh
-       connection, to the same server first, for the next batch (`_ended_before_closing`).
+       connection, to the same server first, for the next batch (`_ended_before_closing`);
+       when a later server takes it (so for a stale connection's replacement), that
+       server is handed on to as rule 1 says: the first's 4xx deferrals go with the
+       batch, the limit per transaction its own.
        That batch was once left untried, deferred for the retry with a delay notice
        (review19 r2 R1). Recipients a connection that ended
        otherwise leaves untried (a 503 to its first MAIL, a 421 or a loss inside a
@@ -299,6 +302,15 @@ class Deliverer:
                     unreached[address] = RecipientResult(address, "deferred", error.text,
                                                          error.status, error.host)
 
+        def hand_on(addresses: Sequence[str], server: Session) -> None:
+            # `server` has had its say on `addresses`: the next server has them, handed on
+            # at its preference (rule 1)
+            preference = _preference(found, server.host)
+            for address in addresses:
+                handed[address] = min(handed.get(address, preference), preference)
+                if address in results:
+                    earlier[address] = results.pop(address)
+
         log = self._attempt_log(settings, hop, envelope, len(recipients))
         slot: Slot | None = await self.pool.checkout((hop.key, mode))
         cached: Session | None = None     # a pooled connection not yet reported (rule 5)
@@ -346,10 +358,20 @@ class Deliverer:
                     # some close then, silently or with a 421 that answers our next MAIL)
                     # went stale before the server could take the message: one fresh
                     # connection before anything is deferred.
+                    gone = slot.session
                     await self._close(slot.session)
                     slot.session = None
                     slot.session = await self._connect(choices, hop, settings, mode, envelope,
                                                        log, soft_failure)
+                    if not _same_server(slot.session, gone):    # a later server took it
+                        if log is not None and passed:
+                            log.note(f"{len(passed)} recipient(s) {gone.peer} deferred go "
+                                     f"to {slot.session.peer} too")
+                        hand_on(passed, gone)
+                        todo, passed = passed + chunk + todo, []
+                        choices = _from(choices, slot.session)
+                        per_transaction = MAX_RECIPIENTS_PER_TRANSACTION
+                        chunk, todo = todo[:per_transaction], todo[per_transaction:]
                     rest = _after(choices, slot.session)
                     outcomes = await run_transaction(slot.session, envelope, chunk,
                                                      message_path, self.timeouts)
@@ -393,6 +415,18 @@ class Deliverer:
                     slot.session = None
                     slot.session = await self._connect(choices, hop, settings, mode, envelope,
                                                        log, soft_failure)
+                    if not _same_server(slot.session, answered_by):
+                        # That server took no new connection, a later one did: it has the
+                        # ones the first deferred unsent too, as at a hand-on (review19
+                        # r5 R3: they waited for the retry, or skipped this server). So
+                        # for a stale connection's replacement above.
+                        if log is not None and passed:
+                            log.note(f"{len(passed)} recipient(s) {answered_by.peer} "
+                                     f"deferred go to {slot.session.peer} too")
+                        hand_on(passed, answered_by)
+                        todo, passed = passed + todo, []
+                        choices = _from(choices, slot.session)
+                        per_transaction = MAX_RECIPIENTS_PER_TRANSACTION
                     rest = _after(choices, slot.session)
                     reused = False
                     continue
@@ -412,11 +446,7 @@ class Deliverer:
                              ] if unanswered else []
                     log.note(f"{answered_by.peer} {' and '.join(said)}: the next address is "
                              f"tried")
-                preference = _preference(found, answered_by.host)
-                for address in passed:
-                    handed[address] = min(handed.get(address, preference), preference)
-                    if address in results:
-                        earlier[address] = results.pop(address)
+                hand_on(passed, answered_by)
                 await self._give_back(slot, found)      # the next messages may use it
                 slot = None
                 slot = await self.pool.checkout((hop.key, mode), reuse=False)
@@ -709,6 +739,10 @@ def _servers(found: Sequence[Candidate]) -> list[Candidate]:
 
 def _is_at(server: Candidate, session: Session) -> bool:
     return (server.host, server.addresses[0]) == (session.host, session.address)
+
+
+def _same_server(session: Session, other: Session) -> bool:
+    return (session.host, session.address) == (other.host, other.address)
 
 
 def _from(servers: Sequence[Candidate], session: Session) -> list[Candidate]:

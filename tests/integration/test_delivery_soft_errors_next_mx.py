@@ -498,3 +498,40 @@ async def test_the_conversation_log_notes_each_close_once(tmp_path, nursery, dns
     # the primary's went back to the pool and left the log (rule 6)
     assert len(closed) == 1 and "mx2.dest.test[127.0.0.1]" in closed[0]
     assert [verbs[-1] for verbs in primary.verbs + backup.verbs] == ["QUIT", "QUIT"]
+
+
+class ReconnectRefused(ScriptedHop):
+    """A host that takes one connection; every later one it closes without a word."""
+
+    async def _handle(self, stream) -> None:
+        if self.connections:
+            self.connections.append([])
+            await stream.aclose()
+            return
+        await super()._handle(stream)
+
+
+@pytest.mark.parametrize("bob, ends", [
+    (b"250 2.1.5 ok", {"end": b"250 2.0.0 queued|close"}),        # stale at the next MAIL
+    (b"550 5.1.1 no such user", {"rset": b"421 4.7.0 too many errors|close"}),
+])
+async def test_a_replacement_connection_at_the_backup_gets_the_primarys_deferrals_too(
+        tmp_path, nursery, dns_server, bob, ends):
+    """review19 r5 R3: the primary greylists carol, stops dave at its limit of recipients
+    per transaction (rule 7), and hangs up after the transaction: after taking bob's
+    message, or at the RSET after refusing bob. The fresh connection for dave, refused by
+    the primary, lands on the backup: carol went on waiting for the retry with the
+    primary's 450 though the backup was asked anyway."""
+    primary = ReconnectRefused(**{f"rcpt_{BOB}": bob, f"rcpt_{CAROL}": R450,
+                                  f"rcpt_{DAVE}": b"452 4.5.3 Too many recipients", **ends})
+    backup = ScriptedHop()
+    results, _events = await deliver_to_mx(tmp_path, nursery, dns_server, primary, backup,
+                                           [BOB, CAROL, DAVE])
+    bob_taken = bob.startswith(b"250")
+    assert outcomes(results) == [(BOB, "delivered" if bob_taken else "failed", "mx1.dest.test"),
+                                 (CAROL, "delivered", "mx2.dest.test"),
+                                 (DAVE, "delivered", "mx2.dest.test")]
+    assert rcpts(primary) == [[BOB, CAROL, DAVE], []]
+    assert rcpts(backup) == [[CAROL, DAVE]]
+    assert primary.messages == ([MESSAGE] if bob_taken else [])
+    assert backup.messages == [MESSAGE]
