@@ -23,7 +23,7 @@ import pytest
 from core.delivery import RecipientReport, compose_dsn, route
 from shared.events import Action
 from shared.spool import DELIVERY_NOTE, Envelope
-from tests.integration.test_queue import Harness, routes_to
+from tests.integration.test_queue import DAY, Harness, routes_to
 from tests.support.next_hop import ScriptedHop, deliver, two_mx_hosts
 
 pytestmark = pytest.mark.trio
@@ -103,3 +103,25 @@ async def test_the_delay_notice_has_the_primarys_reply_whole_and_the_note_apart(
     text, [block] = _dsn_parts(notice.data)
     assert block["Diagnostic-Code"] == f"smtp; {said}"
     assert f"<{CAROL}>: {said} (then {BACKUP_SAID}) (from mx1.dest.test)" in text
+
+
+async def test_the_expiry_bounce_event_has_the_note_once(tmp_path, nursery, dns_server, sink):
+    """At expiry the note joins the last error the expired recipient keeps
+    (core/spool/notices.py `expire`), which the bounced event then shows: it carries the
+    backup's refusal, once (review19 r5 C1 asked for with_note in the bounced event: on top
+    of that last error it would say the note twice)."""
+    primary = ScriptedHop(**{f"rcpt_{CAROL}": GREYLISTED.encode()})
+    backup = ScriptedHop(**{f"rcpt_{CAROL}": b"550 5.7.1 relay access denied"})
+    mx = await two_mx_hosts(nursery, dns_server, primary, backup)
+    h = Harness(tmp_path, [*mx["routing.local"], *routes_to(("sender.test", sink))],
+                **{"dns.resolvers": mx["dns.resolvers"], "delivery.retry_days": 1})
+    manager = h.manager()
+    await nursery.start(manager.run)
+    queue_id = h.put("alice@sender.test", [CAROL])
+    manager.message_accepted(queue_id)
+    await h.until(lambda: h.ids("slow") == [queue_id])
+    h.clock.advance(DAY + 1)
+    await h.until(lambda: h.events.of(Action.BOUNCED))
+    [bounced] = h.events.of(Action.BOUNCED)
+    assert bounced["info"] == (f"{CAROL}: delivery time expired; last error: {GREYLISTED} "
+                               f"(then {BACKUP_SAID})")
