@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import signal
 import sys
 import time
@@ -25,7 +26,7 @@ import trio
 
 from core.restart import RESTART_INITIAL_SECONDS, RestartBackoff
 from shared.cli import CommandFailed, record_change, register
-from shared.commands import HOLD_ACTIONS
+from shared.commands import HOLD_ACTIONS, WITHDRAWN
 from shared.paths import resolve_home
 
 __all__ = ["serve_core", "supervise", "smtp_port_line", "LOGON_LINE"]
@@ -303,15 +304,16 @@ async def _keep_running(part: str, home: str) -> None:
 
 
 def queue_command(args) -> int:
+    """`queue list`, or a hold request: checked whole before it is written (exit 2, nothing
+    requested), then carried out by the core; its result on stdout (exit 0), or on stderr
+    when the core could not carry it out or did not take it up (exit 1)."""
     from shared.home import open_db
 
     home = resolve_home(args.home)
-    conn = open_db(home)
+    conn = open_db(home, writing=args.action != "list")
     try:
         if args.action == "list":
             return _queue_list(home, args.queue or None)
-        if not args.hold:
-            raise CommandFailed("only the hold queue takes actions: add --hold", 2)
         kind = HOLD_ACTIONS[args.action]
         request = {}
         if args.action == "forward":
@@ -323,14 +325,15 @@ def queue_command(args) -> int:
                 raise CommandFailed(f"ADDRESS: {exc.rule}", 2) from None
             request = {"address": address, "subject": args.subject}
         if args.ids:
+            _check_held(home, args.ids)
             request["ids"] = args.ids
         conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
                      "VALUES (?, ?, ?, 'cli')", (time.time(), kind, json.dumps(request)))
         command_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         # who asked, as the console's hold buttons record it: the core's forwarded and
         # dropped rows say what was done, not by whom
-        record_change(home, {}, f"queue {args.action} --hold", command=kind, args=request,
-                      command_id=command_id)
+        asked = {"command": kind, "args": request, "command_id": command_id}
+        record_change(home, {}, f"queue {args.action} --hold", **asked)
         if args.no_wait:
             print(f"request {command_id} queued for the core")
             return 0
@@ -338,16 +341,37 @@ def queue_command(args) -> int:
         while True:
             row = conn.execute("SELECT state, result FROM commands WHERE id = ?",
                                (command_id,)).fetchone()
-            if row["state"] in ("done", "failed"):
+            if row["state"] == "done":
                 print(row["result"])
-                return 0 if row["state"] == "done" else 1
+                return 0
+            if row["state"] == "failed":
+                raise CommandFailed(row["result"])
             if time.monotonic() >= deadline and _withdraw(conn, command_id, args.wait):
-                raise CommandFailed(f"request {command_id} withdrawn: the core did not take it "
-                                    f"up within {args.wait} s (is `mailmoat core` running?); "
-                                    "nothing was changed")
+                why = (f"the core did not take it up within {args.wait:g} s (is `mailmoat "
+                       f"core` running?); nothing was changed")
+                # the audit trail's request above did not happen (clispec19 B4)
+                record_change(home, {}, f"queue {args.action} --hold (request {command_id} "
+                              f"withdrawn: {why})", result=WITHDRAWN, **asked)
+                raise CommandFailed(f"request {command_id} withdrawn: {why}")
             time.sleep(0.2)     # pending, or past the deadline but running: see it through
     finally:
         conn.close()
+
+
+def _check_held(home, ids: list[str]) -> None:
+    """CommandFailed (exit 2) unless every one of `ids` is in the hold queue now. A list
+    naming one that is not (a typing error, or a message gone since it was listed) asks for
+    nothing, not for the rest: the command can be given again, corrected (docs/operations.md,
+    Queues). One that leaves hold before the core acts is named in its result."""
+    from shared.spool import Spool
+
+    if any(not queue_id for queue_id in ids):
+        raise CommandFailed("--id: must not be empty", 2)
+    held = set(Spool(home.spool).list("hold"))
+    missing = [queue_id for queue_id in dict.fromkeys(ids) if queue_id not in held]
+    if missing:
+        raise CommandFailed("not in the hold queue: " + ", ".join(missing)
+                            + "; nothing was requested", 2)
 
 
 def _withdraw(conn, command_id: int, waited: float) -> bool:
@@ -436,6 +460,10 @@ def _queue_setup(parser) -> None:
 
 
 def _queue_run(args) -> int:
+    """Bad input (exit 2) before anything is requested: an option or argument that says
+    something else than the action (clispec19 B3: `queue list fast --hold` listed the fast
+    queue, `reprocess slow --hold` acted on hold, `--wait -1` wrote a request and withdrew
+    it at once)."""
     if args.action == "forward":
         args.address = args.queue
         if not args.address:
@@ -443,6 +471,19 @@ def _queue_run(args) -> int:
     elif args.action == "list":
         if args.queue not in (None, "fast", "slow", "hold", "corrupt"):
             raise CommandFailed("queue: must be one of fast, slow, hold, corrupt", 2)
+        if args.hold and args.queue not in (None, "hold"):
+            raise CommandFailed(f"--hold: `queue list` lists the queue it is given, here "
+                                f"{args.queue}; for the hold queue: queue list hold", 2)
+        if args.hold:
+            args.queue = "hold"
+    elif args.queue is not None:
+        raise CommandFailed(f"{args.queue}: `queue {args.action}` takes no queue: it acts on "
+                            f"the hold queue (--hold)", 2)
+    if args.action != "list":
+        if not args.hold:
+            raise CommandFailed("only the hold queue takes actions: add --hold", 2)
+        if not (0 < args.wait < math.inf):
+            raise CommandFailed("--wait: must be a number of seconds above 0", 2)
     return queue_command(args)
 
 

@@ -10,9 +10,12 @@ process that is nothing but the command may make it.
 
 Exit status: 0 success, 2 bad input (one line per problem on stderr, `KEY: rule`), 1 any
 other failure. No traceback reaches the terminal for an expected failure: CommandFailed, a
-setting's rule, a schema mismatch, a data home that is missing, unreadable or read-only
-(`mailmoat: cannot use PATH (reason)`). A reader that stops early (`| head`) ends the
-command quietly with 0, as `report` does. Anything else is a bug and prints its traceback.
+setting's rule, a schema mismatch, a data home that is missing, unreadable, read-only or a
+file (`mailmoat: cannot use PATH (reason)`; a command that writes the database asks before
+it writes: shared.home `open_db(writing=True)`), standard output that cannot be written
+(`mailmoat: cannot write the output (reason)`). A reader that stops early (`| head`) ends
+the command quietly with 0, as `report` does. Anything else is a bug and prints its
+traceback.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 # administrator makes is theirs, wherever the service's home is. Not `update`: LiveUpdate
 # installs into the home, which root's files there would break.
 HOME_FREE_DEFINITIONS = frozenset({"build", "keygen"})
-# An operator's failure, not a bug, when the system refuses a file of the data home.
-_FILE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+# An operator's failure, not a bug, when the system refuses a file of the data home (or a
+# file stands where the home, or one of its directories, should be).
+_FILE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR})
 
 
 class CommandFailed(Exception):
@@ -61,12 +65,14 @@ def sole_exception(exc: BaseException) -> BaseException:
 
 # --- commands --------------------------------------------------------------------------------
 
-def record_change(home, changed: dict[str, tuple], command_line: str, **extra) -> None:
+def record_change(home, changed: dict[str, tuple], command_line: str, *,
+                  result: str = "saved", **extra) -> None:
     """An object_modified event for a change made from the command line, as the console
     writes one for a change saved there (the audit trail; it raises the config_change
     alert): who (the system user), the command, what changed. A request left for the core
     (`mailmoat queue ACTION --hold`) changes no setting: `extra` names it (command, args,
-    command_id), as the console's hold buttons do (console.settings_service.submit_command).
+    command_id), as the console's hold buttons do (console.settings_service.submit_command);
+    one the command withdraws again is recorded with `result` shared.commands.WITHDRAWN.
     Nothing changed and nothing requested writes nothing."""
     if not changed and not extra:
         return
@@ -77,7 +83,7 @@ def record_change(home, changed: dict[str, tuple], command_line: str, **extra) -
 
     writer = EventWriter(home.db, "cli")
     try:
-        writer.record(Action.OBJECT_MODIFIED, result="saved", info=f"mailmoat {command_line}",
+        writer.record(Action.OBJECT_MODIFIED, result=result, info=f"mailmoat {command_line}",
                       rule=",".join(sorted(changed))[:500] or None,
                       data={"user": pwd.getpwuid(os.geteuid()).pw_name, "page": "cli",
                             "changes": changes_shown(changed), **extra})
@@ -135,7 +141,7 @@ def cmd_config(args) -> int:
                                        import_settings, load)
 
     home = resolve_home(args.home)
-    conn = open_db(home)
+    conn = open_db(home, writing=args.config_command in ("set", "import"))
     try:
         if args.config_command == "get":
             values = load(conn)
@@ -159,7 +165,7 @@ def cmd_config(args) -> int:
             changed = apply_changes(conn, {args.key: value})
             record_change(home, changed, "config set")
             if changed:
-                print(f"{args.key} set")
+                print(f"{args.key} set" + (f" ({AT_RESTART})" if _at_restart(changed) else ""))
             else:
                 print(f"{args.key} unchanged")
         elif args.config_command == "export":
@@ -186,10 +192,22 @@ def cmd_config(args) -> int:
                 check_on_this_host(load(conn), data, conn=conn)
             changed = import_settings(conn, data)
             record_change(home, changed, "config import")
-            print(f"imported {len(data)} settings ({len(changed)} changed)")
+            later = _at_restart(changed)
+            print(f"imported {len(data)} settings ({len(changed)} changed)"
+                  + (f"; {', '.join(later)}: {AT_RESTART}" if later else ""))
     finally:
         conn.close()
     return EXIT_OK
+
+
+# What `config set` and `config import` say of a changed key that takes effect only when
+# Mailmoat restarts (the schema's `restart`), in the words the console shows beside it.
+AT_RESTART = "takes effect when Mailmoat restarts"
+
+
+def _at_restart(changed) -> list[str]:
+    """The keys of `changed` that take effect only when Mailmoat restarts."""
+    return sorted(key for key in changed if SCHEMA[key].restart)
 
 
 def _warn_refused(exported: dict) -> None:
@@ -236,7 +254,9 @@ def _load_commands() -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mailmoat", description="Mailmoat email-security "
                                      "gateway")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # required, but said by _parse after what it cannot read: argparse checks required
+    # arguments first, so `mailmoat --bogus` was "the following arguments are required"
+    sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("init", help="create or complete a data home")
     _home_option(p)
@@ -251,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("config", help="read and change settings")
-    config = p.add_subparsers(dest="config_command", required=True)
+    config = p.add_subparsers(dest="config_command")
     g = config.add_parser("get", help="print settings as JSON")
     g.add_argument("key", nargs="?")
     _home_option(g)
@@ -283,16 +303,29 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     argparse gives a command's positionals their values at the first of them, so `queue
     forward --hold --id ID ADDRESS` left ADDRESS "unrecognized" (upgrade17 C6); an area's
     command (whose parser has no subcommands) is then parsed again with options and
-    positionals intermixed."""
+    positionals intermixed. What is wrong is said by the parser of the (sub)command it is
+    wrong for, with that command's usage: argparse's top-level parser says it of a
+    subcommand's argument, with `usage: mailmoat [-h] {init,…}` (clispec19 C1)."""
     argv = _set_value_as_given(argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command in _REGISTRY and argv and argv[0] == args.command:
-        [commands] = [action for action in parser._actions
-                      if isinstance(action, argparse._SubParsersAction)]
-        return commands.choices[args.command].parse_intermixed_args(
+        return _subcommands(parser).choices[args.command].parse_intermixed_args(
             argv[1:], argparse.Namespace(command=args.command))
-    return parser.parse_args(argv)      # says what is wrong, as it did
+    chosen = parser
+    while (choices := _subcommands(chosen)) is not None and \
+            getattr(args, choices.dest) is not None:
+        chosen = choices.choices[getattr(args, choices.dest)]
+    if extra:
+        chosen.error(f"unrecognized arguments: {' '.join(extra)}")
+    if choices is not None:
+        chosen.error(f"the following arguments are required: {choices.dest}")
+    return args
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
+    return next((action for action in parser._actions
+                 if isinstance(action, argparse._SubParsersAction)), None)
 
 
 def _run_as_home_owner(args) -> None:
@@ -360,7 +393,55 @@ def entry() -> None:
     sys.exit(_run(_parse(sys.argv[1:]), as_home_owner=True))
 
 
+class OutputFailed(Exception):
+    """Writing the command's standard output failed (the OSError is its cause)."""
+
+
+class _Output:
+    """Standard output while a command runs: a write or flush that fails raises
+    OutputFailed, so that the boundary tells it from a failure of the data home (`config
+    get > /dev/full` was "no space left on the data home's disk": clispec19 C5). A reader
+    gone (BrokenPipeError) passes as it is."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputFailed() from exc
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputFailed() from exc
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def _run(args, as_home_owner: bool = False) -> int:
+    stdout = sys.stdout
+    sys.stdout = _Output(stdout)
+    try:
+        return _run_command(args, as_home_owner)
+    finally:
+        sys.stdout = stdout
+
+
+def _output_gone() -> None:
+    """Point stdout at /dev/null so the flush at interpreter exit does not fail again (the
+    Python docs' recipe for SIGPIPE)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _run_command(args, as_home_owner: bool) -> int:
     try:
         if as_home_owner:
             _run_as_home_owner(args)
@@ -383,10 +464,14 @@ def _run(args, as_home_owner: bool = False) -> int:
         from shared.home import HomeMissing, OwnerUnusable
         failure = sole_exception(exc)
         if isinstance(failure, BrokenPipeError):
-            # `| head`: the reader has seen enough. Point stdout at /dev/null so the flush at
-            # interpreter exit does not fail again (the Python docs' recipe for SIGPIPE).
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            _output_gone()      # `| head`: the reader has seen enough
             return EXIT_OK
+        if isinstance(failure, OutputFailed):
+            cause = failure.__cause__
+            _output_gone()
+            print(f"mailmoat: cannot write the output ({cause.strerror or cause})",
+                  file=sys.stderr)
+            return EXIT_FAILURE
         if isinstance(failure, (HomeMissing, OwnerUnusable, CommandFailed,
                                 db.DatabaseUnavailable)):
             print(f"mailmoat: {failure}", file=sys.stderr)

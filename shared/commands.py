@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 
 __all__ = ["Command", "HOLD_ACTIONS", "can_run_again", "INTERRUPTED", "RESUMED",
-           "RESUMED_RESULT"]
+           "RESUMED_RESULT", "WITHDRAWN"]
 
 
 class Command(enum.StrEnum):
@@ -26,6 +26,12 @@ class Command(enum.StrEnum):
 # The hold queue's actions as the console's buttons and `mailmoat queue ACTION --hold` name them.
 HOLD_ACTIONS = {"reprocess": Command.HOLD_REPROCESS, "drop": Command.HOLD_DROP,
                 "forward": Command.HOLD_FORWARD}
+
+
+# The `result` of the object_modified event `mailmoat queue ACTION --hold` writes when it
+# withdraws its request, which the core had not taken up (core/commands.py): the event
+# written as it asked (result "saved") stands for nothing done (clispec19 B4).
+WITHDRAWN = "withdrawn"
 
 
 # The result of a request a core was carrying out when it stopped (a kill -9, a crash, a

@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import errno
 import importlib.resources
 import os
 import re
@@ -29,7 +30,7 @@ import sqlite_utils
 
 __all__ = ["connect", "migrate", "schema_version", "known_migrations", "SchemaTooNew",
            "SchemaTooOld", "DatabaseUnavailable", "check_schema", "BUSY_TIMEOUT_MS", "Migration", "utils_db",
-           "write_transaction"]
+           "write_transaction", "check_writable"]
 
 BUSY_TIMEOUT_MS = 10_000
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -57,6 +58,34 @@ def _why_unavailable(path: Path, error: sqlite3.Error) -> str:
     if not os.access(path.parent, os.W_OK):
         return f"cannot write in {path.parent}"
     return str(error)
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise DatabaseUnavailable (`cannot use PATH (why)`, in the words _why_unavailable
+    gives) unless this process may write the database at `path` and its folder. SQLite
+    opens a file it may not write read-only without a word (a read-only data home that
+    holds its -wal and -shm files, as a copy of a running one does), and the first write
+    then fails with "attempt to write a readonly database": a command that writes asks this
+    first (shared.home `open_db(writing=True)`).
+    It never opens the file: closing any descriptor of it drops every POSIX lock this
+    process holds on it, those of its open SQLite connections too (SQLite's "How To Corrupt
+    An SQLite Database File" §2.2; another process's writes then failed with "disk I/O
+    error")."""
+    path = Path(path)
+    try:
+        read_only = os.statvfs(path).f_flag & os.ST_RDONLY
+    except OSError as exc:
+        raise DatabaseUnavailable(f"cannot use {path} ({exc.strerror or exc})") from None
+    effective = os.access in os.supports_effective_ids
+    if read_only:
+        problem = os.strerror(errno.EROFS)
+    elif not os.access(path, os.W_OK, effective_ids=effective):
+        problem = os.strerror(errno.EACCES)
+    elif not os.access(path.parent, os.W_OK, effective_ids=effective):
+        problem = f"cannot write in {path.parent}"
+    else:
+        return
+    raise DatabaseUnavailable(f"cannot use {path} ({problem})")
 
 
 @dataclass(frozen=True)

@@ -360,8 +360,13 @@ def _check_files(manifest: Manifest, members: dict[str, bytes]) -> None:
 def _read_members(path: Path) -> dict[str, bytes]:
     try:
         tar = tarfile.open(path, "r:*")
+    except tarfile.ReadError:
+        # its text lists every method tried, a line each (clispec19 C2): the reason is one
+        raise DefinitionsError(f"{path}: not a definitions package (not a tar archive, "
+                               "compressed or not)") from None
     except (tarfile.TarError, OSError) as exc:
-        raise DefinitionsError(f"{path}: not a readable package ({exc})") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise DefinitionsError(f"{path}: not a readable package ({reason})") from None
     members: dict[str, bytes] = {}
     total = 0
     with tar:

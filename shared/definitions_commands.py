@@ -66,6 +66,11 @@ def _run(args) -> int:
         raise CommandFailed("definitions update: LiveUpdate downloads come with the LiveUpdate "
                             "issue; use `mailmoat definitions install FILE`")
     home = resolve_home(args.home)
+    if args.action in ("status", "rollback"):
+        # they read and change only definitions/, but of a data home: none at the path is
+        # said as every other command says it (a status of the shipped sets was rc 0)
+        from shared.home import require_home
+        require_home(home)
     if args.action == "status":
         return _status(args, defs, home)
     if args.action == "rollback":
@@ -120,10 +125,12 @@ def _record_refused(home, package: str, exc) -> None:
 
 
 def _trusted_keys(home) -> list[str]:
+    """definitions.trusted_keys of `home`, which an install writes (the package, or the
+    event of its refusal): a home it may not write is said first, in one line."""
     from shared.home import open_db
     from shared.settings_store import load
 
-    conn = open_db(home)
+    conn = open_db(home, writing=True)
     try:
         return list(load(conn)["definitions.trusted_keys"])
     finally:
@@ -162,7 +169,10 @@ def _build(args, defs) -> int:
         out = args.out or f"{args.kind}-{version or 'today'}-r{args.revision}{defs.PACKAGE_SUFFIX}"
         manifest = defs.build_package(args.file, key, out, kind=args.kind, version=version,
                                       revision=args.revision)
-    except (defs.DefinitionsError, OSError) as exc:
+    except OSError as exc:          # a key or source file named wrong: as `config import` says it
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise CommandFailed(f"build: {where}{exc.strerror or exc}", EXIT_BAD_INPUT) from None
+    except defs.DefinitionsError as exc:
         raise CommandFailed(f"build: {exc}", EXIT_BAD_INPUT) from None
     if not args.out:
         final = f"{args.kind}-{manifest.version}-r{manifest.revision}{defs.PACKAGE_SUFFIX}"

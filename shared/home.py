@@ -36,13 +36,13 @@ from typing import Any, Mapping
 from shared import db
 from shared.disk import disk_space, is_out_of_space
 from shared.paths import DataHome
-from shared.settings import generated_values
+from shared.settings import defaults, generated_values, validate_changes
 from shared.settings_addresses import ServerName
 from shared.settings_types import RuleError
 from shared.settings_store import apply_changes, load, stored_keys
 from shared.tls import ensure_self_signed, half_pair_message
 
-__all__ = ["initialise", "open_db", "InitResult", "HomeMissing", "machine_hostname",
+__all__ = ["initialise", "open_db", "require_home", "InitResult", "HomeMissing", "machine_hostname",
            "gateway_name", "hostname_notice",
            "become_owner", "OwnerUnusable",
            "AlreadyRunning", "hold_lock", "lock_holder", "DiskFull", "open_db_at_start",
@@ -211,8 +211,12 @@ def initialise(home: DataHome, admin_password: str | None = None,
     `reset_admin_password` is true; without `admin_password` one is generated and returned.
     A self-signed TLS pair is made only when tls/ holds neither key.pem nor cert.pem; with
     one alone, both stay as they are and `tls_problem` says what to do.
-    Raises SettingError for an invalid password.
+    Raises SettingError for an invalid password, before anything is made: a refused init
+    leaves no home behind that the next one would call initialised, without a password
+    (clispec19 B2).
     """
+    if admin_password is not None:
+        validate_changes(defaults(), {"admin.password": admin_password})
     created = not home.exists()
     home.create()
     # mkdir(parents=True) gives intermediate directories (spool/quarantine) the umask's mode;
@@ -249,13 +253,24 @@ def initialise(home: DataHome, admin_password: str | None = None,
                       half_pair_message(home.tls_key, home.tls_cert))
 
 
-def open_db(home: DataHome) -> sqlite3.Connection:
-    """A connection to an initialised home whose schema matches this code."""
+def require_home(home: DataHome) -> None:
+    """Raise HomeMissing unless `home` is an initialised data home."""
     if not home.exists():
         raise HomeMissing(f"no Mailmoat data home at {home.root}; run `mailmoat init` first")
+
+
+def open_db(home: DataHome, *, writing: bool = False) -> sqlite3.Connection:
+    """A connection to an initialised home whose schema matches this code. `writing`: for a
+    command that writes the database (`config set`, a queue request), which a read-only or
+    unwritable home refuses at once, in the one line every command gives for it
+    (DatabaseUnavailable: `cannot use PATH (Read-only file system)`), not at its first
+    write (clispec19 A1); reading commands work on such a home as far as SQLite can."""
+    require_home(home)
     conn = db.connect(home.db)
     try:
         db.check_schema(conn)
+        if writing:
+            db.check_writable(home.db)
     except Exception:
         conn.close()
         raise

@@ -7,6 +7,7 @@ only) and is idempotent.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,8 +88,14 @@ class DataHome:
                 self.definitions, self.logs, self.diagnostics, self.tls, self.tmp, self.run]
 
     def create(self) -> None:
+        """Raises OSError naming the path (NotADirectoryError where a file stands in the
+        way: `init --home FILE`, which mkdir calls "File exists")."""
         for directory in self.directories():
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except FileExistsError:
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
+                                         str(directory)) from None
         os.chmod(self.root, 0o700)
 
     def exists(self) -> bool:

@@ -124,6 +124,9 @@ class Setting:
     restart: bool = False
     secret: str | None = None  # None | "hashed" | "stored"
     generated: Callable[[], Any] | None = None  # value made once by `init`
+    # A key null only until `init` sets it, which no change may set back to null: the rule
+    # that refuses null once it is set (the kind lets null in: the value before `init`).
+    null_rule: str | None = None
 
 
 class SettingError(ValueError):
@@ -217,7 +220,10 @@ def _forwarding_trio(prefix: str, page: str, what: str, actions: tuple[str, ...]
 # --- Accounts (guide §3 "Configuring administrator settings") ---
 _add("admin.password", Nullable(Str(max_len=PASSWORD_MAX_CHARS, min_len=1)), None,
      "Administrator password (≤32 characters, case-sensitive); stored hashed.", "accounts",
-     secret="hashed")
+     secret="hashed",
+     # null would lock the administrator out: no password logs on (clispec19 B1)
+     null_rule="must be set: without it the administrator cannot log on (give a new "
+               "password, or use `mailmoat init --reset-admin-password`)")
 _add("admin.report_only.enabled", Bool(), False,
      "Enable the report-only administrator account `report`.", "accounts")
 _add("admin.report_only.password", Nullable(Str(max_len=PASSWORD_MAX_CHARS, min_len=1)), None,
@@ -798,6 +804,9 @@ def validate_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
         setting = SCHEMA[key]
         if setting.secret is not None and value == SECRET_MASK:
             errors.append((key, SECRET_MASK_RULE))
+            continue
+        if value is None and setting.null_rule is not None and current.get(key) is not None:
+            errors.append((key, setting.null_rule))
             continue
         try:
             check_encodable(value)      # before a kind, or a password hashing, meets one

@@ -429,6 +429,62 @@ def test_a_read_only_data_home_is_one_line(home, command):
         1, f"mailmoat: cannot use {home / 'mailmoat.db'} (Read-only file system)\n")
 
 
+@pytest.mark.parametrize("command", [
+    ["config", "set", "smtp.port", "2525"], ["config", "import", "{backup}"],
+    ["queue", "drop", "--hold", "--no-wait"], ["definitions", "install", "{backup}"]])
+def test_a_command_that_writes_says_a_read_only_home_is_one_line(home, tmp_path, command):
+    """clispec19 A1: a read-only home that holds the database's -wal and -shm (a copy of a
+    running one: SQLite then opens it read-only without a word) made the commands that
+    write an "attempt to write a readonly database" traceback; those that read still
+    work."""
+    backup = tmp_path / "settings.json"
+    backup.write_text(json.dumps({"smtp.port": 2526}))
+    environ = {k: v for k, v in os.environ.items() if k != "MAILMOAT_HOME"}
+    holder = sqlite3.connect(home / "mailmoat.db")      # keeps -wal and -shm there
+    try:
+        holder.execute("SELECT COUNT(*) FROM settings").fetchone()
+        assert (home / "mailmoat.db-shm").exists()
+        args = [arg.format(backup=backup) for arg in command]
+        result = subprocess.run(_read_only(home, *args, "--home", home), capture_output=True,
+                                text=True, env=environ, timeout=60)
+        assert (result.returncode, result.stderr) == (
+            1, f"mailmoat: cannot use {home / 'mailmoat.db'} (Read-only file system)\n")
+        read = subprocess.run(_read_only(home, "config", "get", "smtp.port", "--home", home),
+                              capture_output=True, text=True, env=environ, timeout=60)
+        assert (read.returncode, read.stdout) == (0, "25\n"), read.stderr
+    finally:
+        holder.close()
+    assert stored(home, "smtp.port") == 25
+
+
+def test_init_of_a_file_is_one_line(tmp_path):
+    """clispec19 A2: a FileExistsError traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    result = mailmoat("init", "--home", afile, expect=1)
+    assert result.stderr == f"mailmoat: cannot use {afile} (Not a directory)\n"
+    inner = tmp_path / "home"
+    inner.mkdir()
+    (inner / "spool").write_text("")
+    result = mailmoat("init", "--home", inner, expect=1)
+    assert result.stderr == f"mailmoat: cannot use {inner / 'spool'} (Not a directory)\n"
+
+
+def test_output_that_cannot_be_written_is_not_blamed_on_the_data_home(template):
+    """clispec19 C5: `config get > /dev/full` said "no space left on the data home's
+    disk"."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full")
+    environ = {k: v for k, v in os.environ.items() if k != "MAILMOAT_HOME"}
+    for command in (["config", "get"], ["config", "export"]):
+        with open("/dev/full", "w") as full:
+            result = subprocess.run([*MAILMOAT, *command, "--home", str(template)],
+                                    stdout=full, stderr=subprocess.PIPE, text=True,
+                                    env=environ, timeout=60)
+        assert (result.returncode, result.stderr) == (
+            1, "mailmoat: cannot write the output (No space left on device)\n")
+
+
 def test_command_line_changes_leave_the_audit_trail_the_console_leaves(home, tmp_path):
     # object_modified events (they raise the config_change alert) for config set, config
     # import and a password reset, as for a change saved in the console; a no-op writes none

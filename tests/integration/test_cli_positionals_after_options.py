@@ -10,7 +10,9 @@ import pytest
 
 from shared import db
 from shared.cli import main
+from shared.spool import Spool
 from tests.support.core import make_home
+from tests.support.spool import put_message
 
 
 def _requests(home) -> list[dict]:
@@ -23,20 +25,21 @@ def _requests(home) -> list[dict]:
 
 
 @pytest.mark.parametrize("argv", [
-    ["queue", "forward", "--home", "{home}", "--hold", "--id", "0AAAAAAAAAAA", "--no-wait",
+    ["queue", "forward", "--home", "{home}", "--hold", "--id", "{id}", "--no-wait",
      "admin@local.test"],
     ["queue", "forward", "admin@local.test", "--home", "{home}", "--hold", "--id",
-     "0AAAAAAAAAAA", "--no-wait"],
+     "{id}", "--no-wait"],
     ["queue", "--home", "{home}", "forward", "--hold", "admin@local.test", "--id",
-     "0AAAAAAAAAAA", "--no-wait"],
+     "{id}", "--no-wait"],
 ])
 def test_forward_takes_the_address_before_or_after_the_options(tmp_path, capsys, argv):
     home = make_home(tmp_path / "home")
-    assert main([arg.format(home=home.root) for arg in argv]) == 0
+    held = put_message(Spool(home.spool), "hold", hold_reason="suspect_message")
+    assert main([arg.format(home=home.root, id=held) for arg in argv]) == 0
     assert capsys.readouterr().out == "request 1 queued for the core\n"
     [request] = _requests(home)
     assert request["address"] == "admin@local.test"
-    assert request["ids"] == ["0AAAAAAAAAAA"]
+    assert request["ids"] == [held]
 
 
 def test_an_argument_too_many_is_still_refused(tmp_path, capsys):

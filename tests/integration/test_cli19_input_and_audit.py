@@ -1,0 +1,243 @@
+"""The command line's bad input and audit trail (tester clispec19): a queue request checked
+whole before it is written, one withdrawn recorded as such, a password that cannot be null,
+argparse's messages from the command they are about, and the smaller points. The CLI runs in
+this process (shared.cli.main); the commands that must be seen from outside (a read-only
+home, a full stdout) are in test_cli.py."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from shared import db
+from shared import definitions as defs
+from shared.cli import main
+from shared.events import Action
+from shared.settings import check_password
+from shared.spool import Spool
+from tests.support.core import ADMIN_PASSWORD, make_home, stored_settings
+from tests.support.spool import put_message
+from tests.support.waiting import events_of
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return make_home(tmp_path_factory.mktemp("cli19") / "home")
+
+
+@pytest.fixture
+def home(template, tmp_path):
+    shutil.copytree(template.root, tmp_path / "home")
+    return type(template)(tmp_path / "home")
+
+
+def _requests(home) -> list:
+    conn = db.connect(home.db)
+    try:
+        return conn.execute("SELECT * FROM commands ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    status = main([str(arg) for arg in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+# --- queue requests: bad input asks for nothing (B3) ----------------------------------------
+
+@pytest.mark.parametrize("extra, message", [
+    (["--id", "NOSUCH1"], "mailmoat: not in the hold queue: NOSUCH1; nothing was requested\n"),
+    (["--id", ""], "mailmoat: --id: must not be empty\n"),
+    (["--wait", "-1"], "mailmoat: --wait: must be a number of seconds above 0\n"),
+    (["--wait", "0"], "mailmoat: --wait: must be a number of seconds above 0\n"),
+    (["--wait", "nan"], "mailmoat: --wait: must be a number of seconds above 0\n"),
+])
+def test_a_queue_request_with_bad_input_is_refused_before_it_is_written(home, capsys, extra,
+                                                                         message):
+    # a missing id went to stdout with status 1 after a request was written; --wait -1
+    # wrote a request and withdrew it at once
+    held = put_message(Spool(home.spool), "hold", hold_reason="suspect_message")
+    status, out, err = _run(capsys, "queue", "reprocess", "--hold", *extra, "--home",
+                            home.root)
+    assert (status, out, err) == (2, "", message)
+    assert _requests(home) == [] and events_of(home, Action.OBJECT_MODIFIED) == []
+    assert list(Spool(home.spool).list("hold")) == [held]
+
+
+def test_ids_are_taken_whole_or_not_at_all(home, capsys):
+    # "1 message(s) dropped; not in the hold queue: NOSUCH" with status 0: a typing error
+    # among the ids, and the others were acted on
+    spool = Spool(home.spool)
+    held = [put_message(spool, "hold", hold_reason="suspect_message") for _ in range(2)]
+    status, out, err = _run(capsys, "queue", "drop", "--hold", "--id", held[0], "--id",
+                            "NOSUCH", "--id", held[1], "--id", "ALSO", "--no-wait", "--home",
+                            home.root)
+    assert (status, out) == (2, "")
+    assert err == "mailmoat: not in the hold queue: NOSUCH, ALSO; nothing was requested\n"
+    assert _requests(home) == []
+    status, out, _ = _run(capsys, "queue", "drop", "--hold", "--id", held[0], "--id", held[1],
+                          "--no-wait", "--home", home.root)
+    assert (status, out) == (0, "request 1 queued for the core\n")
+    assert json.loads(_requests(home)[0]["args"])["ids"] == held
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["list", "fast", "--hold"], "mailmoat: --hold: `queue list` lists the queue it is given, "
+                                 "here fast; for the hold queue: queue list hold\n"),
+    (["reprocess", "slow", "--hold"], "mailmoat: slow: `queue reprocess` takes no queue: it "
+                                      "acts on the hold queue (--hold)\n"),
+    (["drop", "hold", "--hold", "--no-wait"], "mailmoat: hold: `queue drop` takes no queue: "
+                                              "it acts on the hold queue (--hold)\n"),
+])
+def test_a_queue_named_against_the_action_is_refused(home, capsys, argv, message):
+    put_message(Spool(home.spool), "fast")
+    assert _run(capsys, "queue", *argv, "--home", home.root) == (2, "", message)
+    assert _requests(home) == []
+
+
+def test_list_with_hold_lists_the_hold_queue(home, capsys):
+    spool = Spool(home.spool)
+    fast, held = put_message(spool, "fast"), put_message(spool, "hold", hold_reason="x")
+    status, out, _ = _run(capsys, "queue", "list", "--hold", "--home", home.root)
+    assert status == 0 and held in out and fast not in out
+
+
+# --- a withdrawn request is recorded as withdrawn (B4) --------------------------------------
+
+def test_a_withdrawn_request_leaves_a_withdrawn_event_after_its_request(home, capsys):
+    # the audit trail said an administrator dropped the hold queue, and nothing said the
+    # request was withdrawn with nothing done
+    put_message(Spool(home.spool), "hold", hold_reason="suspect_message")
+    status, out, err = _run(capsys, "queue", "drop", "--hold", "--wait", "0.3", "--home",
+                            home.root)
+    assert (status, out) == (1, "")
+    assert err == ("mailmoat: request 1 withdrawn: the core did not take it up within 0.3 s "
+                   "(is `mailmoat core` running?); nothing was changed\n")
+    asked, withdrawn = events_of(home, Action.OBJECT_MODIFIED)
+    assert (asked["result"], asked["info"]) == ("saved", "mailmoat queue drop --hold")
+    assert withdrawn["result"] == "withdrawn"
+    assert withdrawn["info"] == ("mailmoat queue drop --hold (request 1 withdrawn: the core did "
+                                 "not take it up within 0.3 s (is `mailmoat core` running?); "
+                                 "nothing was changed)")
+    assert json.loads(withdrawn["data"]) == json.loads(asked["data"])
+    assert json.loads(asked["data"])["command_id"] == 1
+    [request] = _requests(home)
+    assert request["state"] == "failed" and request["result"].startswith("withdrawn")
+
+
+# --- admin.password is never null (B1) and init checks it first (B2) ------------------------
+
+NULL_PASSWORD = ("admin.password: must be set: without it the administrator cannot log on "
+                 "(give a new password, or use `mailmoat init --reset-admin-password`)\n")
+
+
+def test_the_administrator_password_cannot_be_set_to_null(home, capsys, tmp_path):
+    # `config set admin.password null` was "admin.password set": nobody could log on
+    assert _run(capsys, "config", "set", "admin.password", "null", "--home", home.root) == (
+        2, "", NULL_PASSWORD)
+    backup = tmp_path / "settings.json"
+    backup.write_text(json.dumps({"admin.password": None, "smtp.max_incoming": 20}))
+    assert _run(capsys, "config", "import", backup, "--home", home.root) == (
+        2, "", NULL_PASSWORD)
+    settings = stored_settings(home)
+    assert check_password(settings["admin.password"], ADMIN_PASSWORD)
+    assert settings["smtp.max_incoming"] == 15
+    # the word itself is a password, as '"null"' is the word for every text key
+    assert _run(capsys, "config", "set", "admin.password", '"null"', "--home", home.root)[0] == 0
+    assert check_password(stored_settings(home)["admin.password"], "null")
+
+
+@pytest.mark.parametrize("password, rule", [
+    ("", "must not be empty"), ("x" * 33, "must be at most 32 characters")])
+def test_a_refused_init_leaves_no_home_behind(tmp_path, capsys, password, rule):
+    # the directories and a database without a password were left, and the next init
+    # called the home "already initialised"
+    root = tmp_path / "new"
+    assert _run(capsys, "init", "--home", root, "--admin-password", password) == (
+        2, "", f"admin.password: {rule}\n")
+    assert not root.exists()
+
+
+# --- argparse says what is wrong where it is wrong (C1) -------------------------------------
+
+@pytest.mark.parametrize("argv, usage, error", [
+    (["--bogus"], "usage: mailmoat [-h]", "mailmoat: error: unrecognized arguments: --bogus"),
+    (["config", "get", "--bogus"], "usage: mailmoat config get [-h]",
+     "mailmoat config get: error: unrecognized arguments: --bogus"),
+    (["config", "get", "smtp.port", "extra"], "usage: mailmoat config get [-h]",
+     "mailmoat config get: error: unrecognized arguments: extra"),
+    (["config"], "usage: mailmoat config [-h]",
+     "mailmoat config: error: the following arguments are required: config_command"),
+    ([], "usage: mailmoat [-h]", "mailmoat: error: the following arguments are required: "
+                                 "command"),
+])
+def test_a_bad_command_line_is_named_by_the_command_it_is_for(capsys, argv, usage, error):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and err.rstrip("\n").endswith(error), err
+
+
+# --- smaller points (C2, C6) ----------------------------------------------------------------
+
+def test_definitions_status_of_no_home_says_so(tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    for action in ("status", "rollback"):
+        assert _run(capsys, "definitions", action, "--home", missing) == (
+            1, "", f"mailmoat: no Mailmoat data home at {missing}; run `mailmoat init` "
+                   f"first\n")
+
+
+def test_an_install_of_what_is_no_package_is_one_line_in_its_message_and_event(
+        home, capsys, tmp_path):
+    key = tmp_path / "signing.key"
+    _run(capsys, "definitions", "keygen", "--out", key)
+    public = defs.public_key_b64(defs.load_private_key(str(key)))
+    assert _run(capsys, "config", "set", "definitions.trusted_keys", json.dumps([public]),
+                "--home", home.root)[0] == 0
+    not_a_package = tmp_path / "k1.pem"
+    not_a_package.write_text("not a package\n")
+    status, out, err = _run(capsys, "definitions", "install", not_a_package, "--home",
+                            home.root)
+    assert (status, out) == (1, "")
+    assert err == (f"mailmoat: install refused: {not_a_package}: not a definitions package "
+                   f"(not a tar archive, compressed or not)\n")
+    [event] = events_of(home, Action.DEFINITIONS_UPDATED)
+    assert "\n" not in event["info"] and event["info"].endswith("compressed or not)")
+
+
+def test_build_names_a_missing_key_file_as_other_commands_name_a_file(tmp_path, capsys):
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "mailmoat.ndb").write_text("Test.A:0:*:4141\n")
+    missing = tmp_path / "nonexist.pem"
+    assert _run(capsys, "definitions", "build", source, "--key", missing) == (
+        2, "", f"mailmoat: build: {missing}: No such file or directory\n")
+
+
+def test_addresses_differing_only_in_letter_case_are_one_address(home, capsys):
+    # every alert went twice to ["A@B.TEST", "a@b.test"]
+    status, _, err = _run(capsys, "config", "set", "admin.emails",
+                          '["A@B.TEST", "x@y.test", "a@b.test"]', "--home", home.root)
+    assert (status, err) == (2, "admin.emails: entry 3 repeats entry 1: letter case is "
+                                "ignored\n")
+    assert stored_settings(home)["admin.emails"] == []
+
+
+def test_a_setting_that_needs_a_restart_says_so_when_set_or_imported(home, capsys, tmp_path):
+    # as the console says beside the field; `config set` said only "scan.temp_dir set"
+    assert _run(capsys, "config", "set", "scan.temp_dir", str(tmp_path), "--home",
+                home.root) == (0, "scan.temp_dir set (takes effect when Mailmoat restarts)\n",
+                               "")
+    backup = tmp_path / "settings.json"
+    backup.write_text(json.dumps({"scan.temp_dir": None, "smtp.max_incoming": 20}))
+    assert _run(capsys, "config", "import", backup, "--home", home.root)[1] == (
+        "imported 2 settings (2 changed); scan.temp_dir: takes effect when Mailmoat "
+        "restarts\n")
+    assert _run(capsys, "config", "set", "smtp.max_incoming", "21", "--home", home.root)[1] \
+        == "smtp.max_incoming set\n"
