@@ -30,6 +30,7 @@ import traceback
 from typing import Callable, Sequence
 
 from shared import db
+from shared.busy import is_busy
 from shared.disk import is_out_of_space
 from shared.paths import resolve_home
 from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value, read_json
@@ -483,6 +484,11 @@ def _run_command(args, as_home_owner: bool) -> int:
         if is_out_of_space(failure):
             print(f"mailmoat: no space left on the data home's disk ({failure})",
                   file=sys.stderr)
+            return EXIT_FAILURE
+        if is_busy(failure):
+            print("mailmoat: mailmoat.db is locked by another program (a sqlite3 session left "
+                  "in a transaction, a VACUUM); nothing was changed: try again when it is "
+                  "done", file=sys.stderr)
             return EXIT_FAILURE
         # A bug: the operator (a terminal, or `mailmoat run`'s log) needs where it happened,
         # or a crashed core cannot be diagnosed. Nothing here reaches a client or a page.

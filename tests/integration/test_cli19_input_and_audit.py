@@ -241,3 +241,20 @@ def test_a_setting_that_needs_a_restart_says_so_when_set_or_imported(home, capsy
         "restarts\n")
     assert _run(capsys, "config", "set", "smtp.max_incoming", "21", "--home", home.root)[1] \
         == "smtp.max_incoming set\n"
+
+
+def test_a_change_while_another_program_holds_the_database_is_one_line(home, capsys,
+                                                                       monkeypatch):
+    """scale19: `config set` under another program's write lock printed a traceback."""
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 100)
+    holder = db.connect(home.db)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        status, out, err = _run(capsys, "config", "set", "smtp.port", "2526", "--home", home.root)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert status == 1 and out == ""
+    assert err.startswith("mailmoat: mailmoat.db is locked by another program") and \
+        err.count("\n") == 1, err
+    assert stored_settings(home)["smtp.port"] != 2526
