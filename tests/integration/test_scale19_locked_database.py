@@ -11,7 +11,6 @@ BUSY_TIMEOUT_MS, 10 s) is made short so the lock outlasts it many times in a sho
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
@@ -22,6 +21,7 @@ from shared import db
 from shared.commands import Command
 from shared.events import Action
 from shared.status import read_snapshot
+from tests.support.commands import ask, command_row
 from tests.support.core import make_home, routed_home
 from tests.support.mail import send_text
 from tests.support.waiting import events_of, until
@@ -31,24 +31,8 @@ pytestmark = pytest.mark.trio
 BUSY_TIMEOUT_MS = 100
 
 
-def _request_drop(home, queue_id: str) -> int:
-    conn = db.connect(home.db)
-    try:
-        conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
-                     "VALUES (?, ?, ?, 'cli')",
-                     (time.time(), str(Command.HOLD_DROP), json.dumps({"ids": [queue_id]})))
-        return conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-    finally:
-        conn.close()
-
-
-def _command(home, command_id: int):
-    conn = db.connect(home.db)
-    try:
-        return conn.execute("SELECT state, result FROM commands WHERE id = ?",
-                            (command_id,)).fetchone()
-    finally:
-        conn.close()
+def _drop_request(home, queue_id: str) -> int:
+    return ask(home, Command.HOLD_DROP, {"ids": [queue_id]})
 
 
 def _said(capsys, said: list[str], *words) -> bool:
@@ -104,8 +88,8 @@ async def test_a_lock_held_past_the_busy_timeout_delays_writers_and_loses_nothin
             await trio.to_thread.run_sync(send_text, port, f"after the lock {n}")
         # the core took up its work again: the snapshot is written, a command carried out
         await until(lambda: _snapshot_time(home) > locked_at, 30)
-        command_id = _request_drop(home, "no-such-id")
-        row = await until(lambda: (r := _command(home, command_id))["state"]
+        command_id = _drop_request(home, "no-such-id")
+        row = await until(lambda: (r := command_row(home, command_id))["state"]
                           in ("done", "failed") and r, 30)
         assert row["state"] == "failed" and "not in the hold queue" in row["result"]
         subjects = ["before the lock"] + [f"during the lock {n}" for n in range(5)] \

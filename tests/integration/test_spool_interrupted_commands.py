@@ -6,17 +6,15 @@ The real core on a temp home, its real SQLite database."""
 
 from __future__ import annotations
 
-import json
-import time
 
 import pytest
 import trio
 
 from core.app import run_core
 from core.control import CommandRunner
-from shared import db
 from shared.commands import INTERRUPTED, RESUMED_RESULT, Command
 from shared.spool import Spool, new_queue_id
+from tests.support.commands import ask, command_row
 from tests.support.core import routed_home
 from tests.support.waiting import until
 from tests.support.spool import put_message
@@ -25,23 +23,7 @@ pytestmark = pytest.mark.trio
 
 
 def _left_running(home, kind: Command, args: dict, state: str = "running") -> int:
-    conn = db.connect(home.db)
-    try:
-        conn.execute("INSERT INTO commands (created_at, kind, args, requested_by, state) "
-                     "VALUES (?, ?, ?, 'console', ?)",
-                     (time.time(), str(kind), json.dumps(args), state))
-        return conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-    finally:
-        conn.close()
-
-
-def _row(home, command_id: int):
-    conn = db.connect(home.db)
-    try:
-        return conn.execute("SELECT state, result FROM commands WHERE id = ?",
-                            (command_id,)).fetchone()
-    finally:
-        conn.close()
+    return ask(home, kind, args, requested_by="console", state=state)
 
 
 def _put(spool: Spool, queue: str) -> str:
@@ -58,15 +40,15 @@ async def test_commands_left_running_are_carried_out_again_or_failed(tmp_path, s
     forward = _left_running(home, Command.HOLD_FORWARD, {"address": "x@local.test"})
     async with trio.open_nursery() as nursery:
         core = await nursery.start(run_core, home)
-        await until(lambda: all(_row(home, c)["state"] in ("done", "failed")
+        await until(lambda: all(command_row(home, c)["state"] in ("done", "failed")
                                 for c in (delete, drop_one, drop_all, forward)))
         core.cancel_scope.cancel()
-    assert tuple(_row(home, delete)) == ("done",
+    assert tuple(command_row(home, delete)) == ("done",
                                          RESUMED_RESULT + "1 virus quarantine copy deleted")
     assert list(spool.list("quarantine/virus")) == []
-    assert tuple(_row(home, drop_one)) == ("done", RESUMED_RESULT + "1 message(s) dropped")
+    assert tuple(command_row(home, drop_one)) == ("done", RESUMED_RESULT + "1 message(s) dropped")
     for command_id in (drop_all, forward):      # would take in mail held since, or send twice
-        assert tuple(_row(home, command_id)) == ("failed", INTERRUPTED)
+        assert tuple(command_row(home, command_id)) == ("failed", INTERRUPTED)
     assert list(spool.list("hold")) == [] and sink.messages == []
 
 
@@ -83,14 +65,14 @@ async def test_a_request_whose_work_was_done_before_the_stop_is_done_when_run_ag
     fresh = _left_running(home, Command.HOLD_DROP, {"ids": [gone_held]}, state="pending")
     async with trio.open_nursery() as nursery:
         core = await nursery.start(run_core, home)
-        await until(lambda: all(_row(home, c)["state"] in ("done", "failed")
+        await until(lambda: all(command_row(home, c)["state"] in ("done", "failed")
                                 for c in (delete, drop, fresh)))
         core.cancel_scope.cancel()
-    assert tuple(_row(home, delete)) == (
+    assert tuple(command_row(home, delete)) == (
         "done", f"{RESUMED_RESULT}nothing left to do: not in the virus quarantine: {gone_copy}")
-    assert tuple(_row(home, drop)) == (
+    assert tuple(command_row(home, drop)) == (
         "done", f"{RESUMED_RESULT}nothing left to do: not in the hold queue: {gone_held}")
-    assert tuple(_row(home, fresh)) == ("failed", f"not in the hold queue: {gone_held}")
+    assert tuple(command_row(home, fresh)) == ("failed", f"not in the hold queue: {gone_held}")
     assert list(spool.list("hold")) == [] and sink.messages == []
 
 
@@ -106,4 +88,4 @@ async def test_a_request_whose_handler_returned_as_the_core_stops_is_recorded(tm
             return "1 message(s) dropped"
         runner.register(Command.HOLD_DROP, drop)
         await nursery.start(runner.run)
-    assert tuple(_row(home, command_id)) == ("done", "1 message(s) dropped")
+    assert tuple(command_row(home, command_id)) == ("done", "1 message(s) dropped")

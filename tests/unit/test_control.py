@@ -12,6 +12,7 @@ from shared import db
 from shared.home import initialise
 from shared.paths import DataHome
 from shared.settings_store import apply_changes
+from tests.support.commands import ask, command_row
 
 
 def _home(tmp_path) -> DataHome:
@@ -32,16 +33,8 @@ async def test_a_command_sees_the_settings_saved_before_it(tmp_path, nursery):
     runner = CommandRunner(home.db, watcher)
     runner.register("test.look", handler)
     await nursery.start(runner.run)
-    conn = db.connect(home.db)
-    try:
-        apply_changes(conn, {"whitelist.auto.exclusions": ["moved.example"]})
-        conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
-                     "VALUES (0, 'test.look', '{}', 'admin')")
-        with trio.fail_after(10):
-            while not seen:
-                await trio.sleep(0.05)
-    finally:
-        conn.close()
+    _save_and_ask(home)
+    await _until(lambda: seen)
     assert seen == [["moved.example"]]
 
 
@@ -60,23 +53,16 @@ class _LockedWatcher(SettingsWatcher):
 
 
 def _command_state(home, command_id) -> str:
-    conn = db.connect(home.db)
-    try:
-        return conn.execute("SELECT state FROM commands WHERE id = ?",
-                            (command_id,)).fetchone()[0]
-    finally:
-        conn.close()
+    return command_row(home, command_id)["state"]
 
 
 def _save_and_ask(home) -> int:
     conn = db.connect(home.db)
     try:
         apply_changes(conn, {"whitelist.auto.exclusions": ["moved.example"]})
-        conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
-                     "VALUES (0, 'test.look', '{}', 'admin')")
-        return conn.execute("SELECT last_insert_rowid()").fetchone()[0]
     finally:
         conn.close()
+    return ask(home, "test.look", {}, requested_by="admin")
 
 
 async def _until(condition) -> None:
