@@ -21,7 +21,11 @@ Rules:
   others served (certs17 B3: a copy by hand keeps no previous pair to go back to).
 - Each distinct failure is reported once — a `service_start_failed` event and a line on
   standard error — not once per session and not once per listener process: the processes
-  of one core run agree through a marker file in run/ that only the first creates.
+  of one core run agree through a marker file in run/ that only the first creates. The
+  failure is the files and what is wrong with them, not what a process does meanwhile:
+  a process that loaded cert.pem after the console wrote the previous pair keeps its own
+  while one that loaded it before goes back to the previous pair (the same certificate),
+  and their two wordings were two reports (CI, the last-good-pair test).
 - A changed pair that fails while a context is in use is looked at once more before it is
   reported: an install is two renames, and a session may come between them.
 - A certificate that loads but is out of its dates (copied in after it expired, or aged
@@ -123,7 +127,10 @@ class TlsFiles:
             self._doubted, self._serving = stamp, serving
             return
         self._stamp, self._serving = stamp, serving
-        self._report(_REPORTED_PREFIX, stamp, unusable_message(
+        # the failure is the files' (stamp, problem); what this process does meanwhile may
+        # differ from another's (one that loaded cert.pem after the previous pair was
+        # written keeps its own), so it is not part of what is reported once
+        self._report(_REPORTED_PREFIX, (stamp, pair.problem), unusable_message(
             "STARTTLS", pair, kept=kept,
             off="SMTP offers no STARTTLS, so mail arrives unencrypted"))
 
@@ -134,22 +141,24 @@ class TlsFiles:
         message = out_of_dates_message(self._leaf[0], now, self._leaf[1], self._leaf[2])
         if message is not None and (self._stamp, message) != self._dates_seen:
             self._dates_seen = (self._stamp, message)
-            self._report(_DATES_PREFIX, self._stamp, message)
+            self._report(_DATES_PREFIX, (self._stamp, message), message)
 
     # --- reporting once -------------------------------------------------------------------
-    def _report(self, prefix: str, stamp: tuple, message: str) -> None:
-        if not self._first_to_report(prefix, stamp, message):
+    def _report(self, prefix: str, what: tuple, message: str) -> None:
+        """`message` as an event and on standard error, unless a process of this core run
+        reported `what` (the failure, or the dates) already."""
+        if not self._first_to_report(prefix, what):
             return
         self._events.record(Action.SERVICE_START_FAILED, info=message)
         print(f"mailmoat core: {message}", file=sys.stderr, flush=True)
 
-    def _first_to_report(self, prefix: str, stamp: tuple, message: str) -> bool:
-        """True for the first process of this core run to report this failure."""
+    def _first_to_report(self, prefix: str, what: tuple) -> bool:
+        """True for the first process of this core run to report `what`."""
         try:  # the core's pid, written at each start: a new run reports again
             run = (self.home.run / "core.running").read_text()
         except OSError:
             run = ""
-        key = hashlib.sha256(repr((run, stamp, message)).encode()).hexdigest()[:16]
+        key = hashlib.sha256(repr((run, what)).encode()).hexdigest()[:16]
         marker = self.home.run / (prefix + key)
         try:
             os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

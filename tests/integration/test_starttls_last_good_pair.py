@@ -37,6 +37,7 @@ def test_a_pair_that_does_not_load_after_an_install_serves_the_installed_pair_ev
     started_with = _subject_of(home.tls_cert)
     with CoreProcess(home) as core:
         _wait_for(lambda: events_of(home, Action.SERVICE_STARTED))   # every process listens
+        other_cert = make_self_signed("other-key.test")[1]
         # no session from here on until the files are broken: no process looks at tls/
         certs.install_self_signed(home, "installed.test")
         installed = _subject_of(home.tls_cert)
@@ -45,7 +46,7 @@ def test_a_pair_that_does_not_load_after_an_install_serves_the_installed_pair_ev
         # a certificate of another key in cert.pem
         for path in (home.tls_key, home.tls_cert):
             write_atomically(previous_path(path), path.read_bytes())
-        write_atomically(home.tls_cert, make_self_signed("other-key.test")[1], 0o644)
+        write_atomically(home.tls_cert, other_cert, 0o644)
         # a process asked within a second of its last look serves what it has (the files
         # are looked at once a second, as the console's HTTPS does), and on a loaded machine
         # a look comes late: so sessions go on until a dozen in a row, over all three
@@ -61,7 +62,10 @@ def test_a_pair_that_does_not_load_after_an_install_serves_the_installed_pair_ev
     assert installed != started_with
     assert _subject_of(previous_path(home.tls_cert)) == installed
     assert set(served) <= {started_with, installed}, served
+    # once, in the words of the process that looked first: one that loaded the install
+    # after the previous pair was written keeps its own (the same certificate)
     [info] = _tls_events(home)
-    assert "STARTTLS uses the previous pair" in info
+    assert ("STARTTLS uses the previous pair" in info
+            or "STARTTLS goes on with the certificate it loaded before" in info), info
     assert _reports_on_stderr(home) == 1
 

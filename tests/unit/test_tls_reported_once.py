@@ -1,0 +1,58 @@
+"""A pair that does not load is reported once per core run, whatever each listener process
+does meanwhile.
+
+Regression test for a failure of CI's slow suite (test_starttls_last_good_pair): the marker
+that lets only the first process report held the event's whole text, and the text says what
+that process does meanwhile. A process that had loaded cert.pem after the console kept the
+previous pair keeps its own ("goes on with the certificate it loaded before"); one that
+loaded it before goes back to the previous pair ("uses the previous pair") — the same
+certificate both times, but two texts, so two events and two lines on standard error.
+
+Two TlsFiles on one data home stand for two listener processes of one core run (each
+process has its own, sharing run/ and the files); the certificates come from the console's
+own install code.
+"""
+
+from __future__ import annotations
+
+from console import certs
+from core.smtp.tls import TlsFiles
+from shared import db
+from shared.events import Action, EventWriter
+from shared.home import initialise
+from shared.paths import DataHome
+from shared.tls import make_self_signed, previous_path, write_atomically
+
+
+def _failures(home: DataHome) -> list[str]:
+    conn = db.connect(home.db)
+    try:
+        return [row["info"] for row in conn.execute(
+            "SELECT info FROM events WHERE action = ?", (Action.SERVICE_START_FAILED,))]
+    finally:
+        conn.close()
+
+
+def test_processes_doing_different_things_meanwhile_report_the_failure_once(tmp_path):
+    home = DataHome(tmp_path / "home")
+    initialise(home, "Pass-word-1")
+    writers = [EventWriter(home.db, "core"), EventWriter(home.db, "core")]
+    early, late = (TlsFiles(home, writer) for writer in writers)
+    assert early() is not None and late() is not None
+    certs.install_self_signed(home, "installed.test")
+    early.look()                    # loads the install; the previous pair is init's
+    for path in (home.tls_key, home.tls_cert):
+        write_atomically(previous_path(path), path.read_bytes())
+    late.look()                     # loads it after the previous pair became the same
+    other_cert = make_self_signed("other-key.test")[1]
+    write_atomically(home.tls_cert, other_cert, 0o644)
+    for _ in range(2):              # a changed pair is reported at its second look
+        early.look()
+        late.look()
+    for writer in writers:
+        writer.flush()
+        writer.close()
+    [info] = _failures(home)
+    assert "is not the private key of the certificate in cert.pem" in info
+    # what the reporting process did meanwhile: the one that looked first
+    assert "STARTTLS uses the previous pair" in info
