@@ -19,7 +19,7 @@ import math
 import signal
 import sys
 import time
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import trio
@@ -327,35 +327,64 @@ def queue_command(args) -> int:
         if args.ids:
             _check_held(home, args.ids)
             request["ids"] = args.ids
-        conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
-                     "VALUES (?, ?, ?, 'cli')", (time.time(), kind, json.dumps(request)))
-        command_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        # who asked, as the console's hold buttons record it: the core's forwarded and
-        # dropped rows say what was done, not by whom
-        asked = {"command": kind, "args": request, "command_id": command_id}
-        record_change(home, {}, f"queue {args.action} --hold", **asked)
-        if args.no_wait:
-            print(f"request {command_id} queued for the core")
-            return 0
-        deadline = time.monotonic() + args.wait
-        while True:
-            row = conn.execute("SELECT state, result FROM commands WHERE id = ?",
-                               (command_id,)).fetchone()
-            if row["state"] == "done":
-                print(row["result"])
+        # from the request's writing on, Ctrl-C withdraws it or leaves it to the core (the
+        # wait below): never a request written with no word of it
+        with _interrupt_noted() as interrupted:
+            conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
+                         "VALUES (?, ?, ?, 'cli')", (time.time(), kind, json.dumps(request)))
+            command_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            # who asked, as the console's hold buttons record it: the core's forwarded and
+            # dropped rows say what was done, not by whom
+            asked = {"command": kind, "args": request, "command_id": command_id}
+            record_change(home, {}, f"queue {args.action} --hold", **asked)
+            if args.no_wait:
+                print(f"request {command_id} queued for the core")
                 return 0
-            if row["state"] == "failed":
-                raise CommandFailed(row["result"])
-            if time.monotonic() >= deadline and _withdraw(conn, command_id, args.wait):
-                why = (f"the core did not take it up within {args.wait:g} s (is `mailmoat "
-                       f"core` running?); nothing was changed")
-                # the audit trail's request above did not happen (clispec19 B4)
-                record_change(home, {}, f"queue {args.action} --hold (request {command_id} "
-                              f"withdrawn: {why})", result=WITHDRAWN, **asked)
-                raise CommandFailed(f"request {command_id} withdrawn: {why}")
-            time.sleep(0.2)     # pending, or past the deadline but running: see it through
+            return _await_result(home, conn, command_id, args, asked, interrupted)
     finally:
         conn.close()
+
+
+def _await_result(home, conn, command_id: int, args, asked: dict, interrupted) -> int:
+    """Print the core's result of request `command_id` when it comes. A request the core has
+    not taken up by the deadline, or when Ctrl-C is pressed, is withdrawn (`_withdraw`);
+    one it has taken up is seen through to the deadline, or left to the core at Ctrl-C."""
+    started = time.monotonic()
+    while True:
+        row = conn.execute("SELECT state, result FROM commands WHERE id = ?",
+                           (command_id,)).fetchone()
+        if row["state"] == "done":
+            print(row["result"])
+            return 0
+        if row["state"] == "failed":
+            raise CommandFailed(row["result"])
+        waited = time.monotonic() - started
+        if (interrupted or waited >= args.wait) and _withdraw(
+                conn, command_id, round(waited, 1) if interrupted else args.wait):
+            why = ("the wait was interrupted before the core took it up" if interrupted else
+                   f"the core did not take it up within {args.wait:g} s (is `mailmoat core` "
+                   "running?)") + "; nothing was changed"
+            # the audit trail's request above did not happen (clispec19 B4)
+            record_change(home, {}, f"queue {args.action} --hold (request {command_id} "
+                          f"withdrawn: {why})", result=WITHDRAWN, **asked)
+            raise CommandFailed(f"request {command_id} withdrawn: {why}")
+        if interrupted:
+            raise CommandFailed(f"request {command_id} is being carried out by the core; only "
+                                "the wait for its result was interrupted")
+        time.sleep(0.2)     # pending, or past the deadline but running: see it through
+
+
+@contextmanager
+def _interrupt_noted():
+    """A list that Ctrl-C (SIGINT) makes true instead of raising KeyboardInterrupt, which
+    the command line's boundary took for a clean stop (exit 0: the request looked done and
+    stayed for a core started later)."""
+    interrupted: list[bool] = []
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.append(True))
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_held(home, ids: list[str]) -> None:

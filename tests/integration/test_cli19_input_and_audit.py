@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -19,7 +22,7 @@ from shared.settings import check_password
 from shared.spool import Spool
 from tests.support.core import ADMIN_PASSWORD, make_home, stored_settings
 from tests.support.spool import put_message
-from tests.support.waiting import events_of
+from tests.support.waiting import events_of, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +130,56 @@ def test_a_withdrawn_request_leaves_a_withdrawn_event_after_its_request(home, ca
     assert json.loads(asked["data"])["command_id"] == 1
     [request] = _requests(home)
     assert request["state"] == "failed" and request["result"].startswith("withdrawn")
+
+
+# --- Ctrl-C while waiting: withdrawn when not taken up, else left to the core -----------------
+# It ended the wait with status 0 and no word, the request left pending for a core started
+# later to act on whatever was in hold by then.
+
+def _interrupted_wait(home, *, taken_up: bool) -> tuple[int, str]:
+    """`mailmoat queue drop --hold` as a process of its own, Ctrl-C (SIGINT) once its
+    request is written — after the request is marked as the core's when `taken_up`."""
+    waiting = subprocess.Popen(
+        [sys.executable, "-m", "shared.cli", "queue", "drop", "--hold", "--wait", "120",
+         "--home", str(home.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: _requests(home), timeout=30)
+        if taken_up:
+            conn = db.connect(home.db)
+            try:
+                conn.execute("UPDATE commands SET state = 'running'")
+            finally:
+                conn.close()
+        waiting.send_signal(signal.SIGINT)
+        out, err = waiting.communicate(timeout=30)
+    finally:
+        waiting.kill()
+        waiting.wait()
+    assert out == ""
+    return waiting.returncode, err
+
+
+def test_ctrl_c_before_the_core_takes_a_request_up_withdraws_it(home):
+    held = put_message(Spool(home.spool), "hold", hold_reason="suspect_message")
+    status, err = _interrupted_wait(home, taken_up=False)
+    assert (status, err) == (1, "mailmoat: request 1 withdrawn: the wait was interrupted "
+                                "before the core took it up; nothing was changed\n")
+    [request] = _requests(home)
+    assert request["state"] == "failed" and request["result"].startswith("withdrawn")
+    asked, withdrawn = events_of(home, Action.OBJECT_MODIFIED)
+    assert (asked["result"], withdrawn["result"]) == ("saved", "withdrawn")
+    assert list(Spool(home.spool).list("hold")) == [held]
+
+
+def test_ctrl_c_once_the_core_carries_a_request_out_leaves_it_to_the_core(home):
+    put_message(Spool(home.spool), "hold", hold_reason="suspect_message")
+    status, err = _interrupted_wait(home, taken_up=True)
+    assert (status, err) == (1, "mailmoat: request 1 is being carried out by the core; only "
+                                "the wait for its result was interrupted\n")
+    [request] = _requests(home)
+    assert request["state"] == "running"
+    [asked] = events_of(home, Action.OBJECT_MODIFIED)
+    assert asked["result"] == "saved"
 
 
 # --- admin.password is never null (B1) and init checks it first (B2) ------------------------

@@ -34,9 +34,9 @@ from core.app import run_core
 from shared.clock import FakeClock
 from shared.events import Action
 from tests.support.core import make_home, routed_home, set_settings
-from tests.support.full_disk import fill_to, wait_for
+from tests.support.full_disk import fill_to
 from tests.support.namespaces import in_own_mount
-from tests.support.waiting import events_of, until
+from tests.support.waiting import events_of, until, wait_for
 
 FAULTS = str(Path(__file__).with_name("pipeline_faults.py"))
 DAY_SECONDS = 86_400

@@ -28,10 +28,9 @@ from shared.events import Action
 from shared.spool import Spool
 from tests.support.console import console_on
 from tests.support.core import routed_home
-from tests.support.full_disk import wait_for
 from tests.support.mail import EICAR
 from tests.support.namespaces import in_own_mount
-from tests.support.waiting import events_of, until
+from tests.support.waiting import events_of, until, wait_for
 
 VIRUS_QUEUE = "quarantine/virus"
 DAY_SECONDS = 86_400

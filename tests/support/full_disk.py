@@ -22,7 +22,7 @@ from core.smtp.server import DISK_CHECK_SECONDS
 from shared.events import Action
 from tests.support.core import CoreProcess, make_home
 from tests.support.sink import Sink
-from tests.support.waiting import events_of
+from tests.support.waiting import events_of, wait_for
 
 DISK_OCTETS = 24 * 1024 * 1024
 RETRY_SECONDS = 4   # the deferred message's next attempt comes this long after its first
@@ -84,16 +84,6 @@ def _delivered(sink: Sink, n: int, timeout: float) -> int:
     wait_for(lambda: len(sink.messages) >= n, timeout)
     return len(sink.messages)
 
-
-
-def wait_for(predicate, timeout: float) -> bool:
-    """Poll `predicate` (outside trio) until true or `timeout`; whether it came true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def scenario(mount_point: Path) -> dict:

@@ -16,7 +16,7 @@ import trio
 from shared import db
 from shared.status import read_snapshot
 
-__all__ = ["events_of", "until", "at_least", "next_snapshot"]
+__all__ = ["events_of", "until", "at_least", "next_snapshot", "wait_for"]
 
 
 def events_of(home, action) -> list:
@@ -72,3 +72,13 @@ async def next_snapshot(home, timeout: float = 20.0) -> dict:
     found = await until(lambda: (taken := _snapshot(home)) and taken[1] > now and taken,
                         timeout)
     return found[0]
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    """Poll `predicate` (outside trio) until true or `timeout`; whether it came true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
