@@ -6,7 +6,6 @@ lets that domain's mail past the custom blacklist. Nothing leaves the machine.""
 from __future__ import annotations
 
 import email
-import json
 import smtplib
 from email import policy
 
@@ -16,6 +15,7 @@ from core.app import run_core
 from core.scan.antispam.definitions import current
 from shared import db
 from shared.events import Action
+from tests.support.commands import ask, command_row
 from tests.support.core import make_home
 
 from tests.support.waiting import until
@@ -126,30 +126,18 @@ async def test_outbound_mail_feeds_the_auto_whitelist_which_bypasses_the_blackli
     assert not _rows(home, "SELECT * FROM events WHERE action = ?",
                      (str(Action.SENDER_BLOCKED),))
     # the console's "delete" command
-    conn = db.connect(home.db)
-    try:
-        conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
-                     "VALUES (0, 'whitelist.auto.delete', "
-                     "'{\"domains\": [\"partner.test\", \"xn--bcher-kva.test\"]}', "
-                     "'admin')")
-    finally:
-        conn.close()
+    ask(home, "whitelist.auto.delete", {"domains": ["partner.test", "xn--bcher-kva.test"]},
+        requested_by="admin")
     await _until(lambda: not _rows(home, "SELECT * FROM auto_whitelist"))
     core.cancel_scope.cancel()
 
 
 def _command(home, kind, args) -> int:
-    conn = db.connect(home.db)
-    try:
-        return conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
-                            "VALUES (0, ?, ?, 'admin')", (kind, json.dumps(args))).lastrowid
-    finally:
-        conn.close()
+    return ask(home, kind, args, requested_by="admin")
 
 
 def _command_done(home, command_id) -> bool:
-    return _rows(home, "SELECT state FROM commands WHERE id = ?",
-                 (command_id,))[0]["state"] == "done"
+    return command_row(home, command_id)["state"] == "done"
 
 
 async def test_only_mail_a_person_sent_and_the_next_hop_took_teaches_the_auto_whitelist(

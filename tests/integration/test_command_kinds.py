@@ -4,11 +4,11 @@ be recorded as "unknown command" and the administrator's click would do nothing.
 
 from __future__ import annotations
 
-import json
 
 from core.app import run_core
 from shared import db
 from shared.commands import HOLD_ACTIONS, Command
+from tests.support.commands import ask
 from tests.support.core import make_home
 from tests.support.waiting import until
 
@@ -35,13 +35,8 @@ async def test_the_core_has_a_handler_for_every_command_kind(tmp_path, nursery):
     assert set(_HARMLESS_ARGS) == set(Command)      # a new kind needs its line above
     home = make_home(tmp_path)
     await nursery.start(run_core, home)
-    conn = db.connect(home.db)
-    try:
-        for kind, args in _HARMLESS_ARGS.items():
-            conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
-                         "VALUES (0, ?, ?, 'test')", (kind, json.dumps(args)))
-    finally:
-        conn.close()
+    for kind, args in _HARMLESS_ARGS.items():
+        ask(home, kind, args, requested_by="test")
     await until(lambda: not _query(home, "SELECT id FROM commands "
                                          "WHERE state IN ('pending', 'running')"), 20)
     results = {row["kind"]: row["result"] for row in
