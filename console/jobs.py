@@ -52,7 +52,8 @@ from shared.clock import WallClock
 from shared.events import Action, EventWriter
 from shared.paths import DataHome
 from shared.report_time import zone_of
-from shared.retention import PurgeResult, cutoff_shown, purge_diagnostics, purge_events
+from shared.retention import (PurgeResult, cutoff_shown, give_space_back, purge_diagnostics,
+                              purge_events)
 from shared.settings_store import load, load_one
 
 __all__ = ["ConsoleJobs", "start_jobs", "purge_old_events", "stored_timezone", "schedule_jobs",
@@ -79,18 +80,23 @@ def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> P
         days = settings["logging.retention_days"]
         result = purge_events(conn, clock.now(), days)
     except Exception as exc:
+        conn.close()
         events.record(Action.EVENTS_PURGED, result="failed", rule="logging.retention_days",
                       info=f"the event purge failed: {type(exc).__name__}: {exc}")
         raise
+    # after the events are gone, on its own: space that cannot be released, or a file that
+    # cannot be deleted, does not make a purge that happened read as failed
+    try:
+        released, not_purged = give_space_back(conn), ""
+    except sqlite3.Error as exc:
+        released, not_purged = 0, f"; the freed space not given back to the disk: {exc}"
     finally:
         conn.close()
     if result.cutoff is not None:
-        # after the events are gone, on its own: a file that cannot be deleted does not
-        # make a purge that happened read as failed
         try:
-            files, not_purged = purge_saved_csv(home.logs, result.cutoff), ""
+            files = purge_saved_csv(home.logs, result.cutoff)
         except OSError as exc:
-            files, not_purged = 0, f"; saved report CSVs not purged: {exc}"
+            files, not_purged = 0, not_purged + f"; saved report CSVs not purged: {exc}"
         diagnostics, problem = purge_diagnostics(home.diagnostics, result.cutoff)
         if problem:
             not_purged += f"; diagnostics files not all purged: {problem}"
@@ -101,10 +107,14 @@ def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> P
             deleted.append(f"{diagnostics} diagnostics file(s)")
         listed = ", ".join(deleted[:-1]) + " and " + deleted[-1] if len(deleted) > 1 \
             else deleted[0]
+        if released:
+            not_purged = f"; {released / 1e6:.1f} MB of the database given back to the " \
+                         "disk" + not_purged
         events.record(Action.EVENTS_PURGED, result="succeeded", rule="logging.retention_days",
                       info=f"{listed} older than {days} days deleted{not_purged}",
                       data={"deleted": result.deleted, "csv_files_deleted": files,
                             "diagnostics_files_deleted": diagnostics,
+                            "db_octets_released": released,
                             "cutoff": cutoff_shown(result.cutoff, settings["timezone"]),
                             "batches": result.batches, "seconds": round(result.seconds, 3),
                             "longest_batch_seconds": round(result.longest_batch_seconds, 4)})

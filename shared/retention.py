@@ -19,6 +19,13 @@ Rules:
   new row the highest id + 1, so an emptied table would hand out ids again below the alert
   engine's cursor (core/notify.py reads `id >` it) and the alerts for those events would be
   lost. One row kept past its time is the price.
+- The space the purge frees goes back to the disk when it is more than a quarter of the
+  file (`give_space_back`): a database made by this release is in SQLite's incremental
+  auto-vacuum mode, and free pages are released in batches of `RELEASE_BATCH_PAGES`, each
+  its own short write, as the deletes are. Below a quarter they stay for the next days'
+  events (a gateway's daily purge frees about one day's worth, refilled the next day). A
+  database made before that mode (auto_vacuum 0) keeps its size: docs/operations.md says
+  how to convert it while Mailmoat is stopped.
 - `logging.local` false: the writers stop storing events locally, except the few other parts
   of Mailmoat read as their input — the Status page's traffic chart (accepted, delivered,
   dropped, rejected), the events that raise alerts (core/notify.py), and, while SIEM forwarding is on,
@@ -42,10 +49,12 @@ from shared.report_time import iso_local, zone_of
 __all__ = ["PurgeResult", "purge_events", "cutoff_for", "cutoff_shown", "local_storage_filter",
            "keeps_locally", "STATUS_ACTIONS", "ALERT_ACTIONS", "PURGE_BATCH_ROWS",
            "kept_without_local_logging", "purge_diagnostics", "diagnostics_usage",
-           "DirectoryUsage"]
+           "DirectoryUsage", "give_space_back"]
 
 PURGE_BATCH_ROWS = 2_000
 PURGE_PAUSE_SECONDS = 0.01
+RELEASE_BATCH_PAGES = 1_000     # 4 MB of 4 KiB pages: ~30 ms of write lock (module rules)
+INCREMENTAL_AUTO_VACUUM = 2     # PRAGMA auto_vacuum's value for INCREMENTAL
 SECONDS_PER_DAY = 86_400
 # What console.status counts per hour for its chart (kept with logging.local off).
 STATUS_ACTIONS = frozenset({Action.ACCEPTED, Action.DELIVERED, Action.DROPPED, Action.REJECTED})
@@ -113,6 +122,37 @@ def purge_events(conn: sqlite3.Connection, now: float, retention_days: int, *,
             break
         time.sleep(pause)   # let the writers in between batches
     return PurgeResult(deleted, cutoff, batches, time.monotonic() - started, longest)
+
+
+def give_space_back(conn: sqlite3.Connection, *, batch: int = RELEASE_BATCH_PAGES,
+                    pause: float = PURGE_PAUSE_SECONDS) -> int:
+    """Release the database's free pages to the disk when they are more than a quarter of
+    it and the database is in incremental auto-vacuum mode (module rules); returns how many
+    octets were released (0: nothing to do, or an older database). Raises sqlite3 errors
+    other than a busy database (a busy batch is retried after the pause)."""
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != INCREMENTAL_AUTO_VACUUM:
+        return 0
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    if free * 4 <= conn.execute("PRAGMA page_count").fetchone()[0]:
+        return 0
+    released = 0
+    while free > 0:
+        try:
+            # executescript steps the pragma to its end; execute() releases one page
+            conn.executescript(f"PRAGMA incremental_vacuum({int(batch)});")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            time.sleep(pause)
+            continue
+        left = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        released += (free - left) * page_size
+        if left >= free:        # nothing more came free: do not loop
+            break
+        free = left
+        time.sleep(pause)   # let the writers in between batches
+    return released
 
 
 def kept_without_local_logging(settings: Mapping) -> frozenset[Action]:
