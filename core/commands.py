@@ -417,6 +417,9 @@ def _withdraw(conn, command_id: int, waited: float) -> bool:
 # A message to 50 recipients made one row of 800 characters (interop tester): the first few
 # and how many more.
 LISTED_RECIPIENTS = 3
+# LAST ERROR of a corrupt/ entry that reads whole now and whose reason was not noted (set
+# aside by an older release, or its note could not be written)
+SET_ASIDE_UNKNOWN = "nothing wrong found now; its spool.corrupt event says why it was set aside"
 
 
 def _queue_list(home, only: str | None) -> int:
@@ -428,18 +431,21 @@ def _queue_list(home, only: str | None) -> int:
     now = time.time()
     rows = []
     # corrupt/: entries the core set aside (an event and a Suspect Message alert said so);
-    # FROM is the queue one came from ("?" when not known), LAST ERROR what is wrong with it
-    # as far as it can be read
+    # FROM is the queue one came from ("?" when not known), LAST ERROR why it is there: what
+    # is wrong with it as far as it can be read, else what the core noted when it set it
+    # aside (a second copy of a message kept in another queue, say) — never the hold reason
+    # or delivery error its envelope still carries, which would read as the fault
     listing_corrupt = only == CORRUPT
     for queue in (only,) if only else ("fast", "slow", "hold"):
         for queue_id in spool.list(queue):
-            problem = spool.problem(queue, queue_id) if listing_corrupt else None
+            problem = (spool.problem(queue, queue_id) or spool.set_aside_reason(queue_id)
+                       or SET_ASIDE_UNKNOWN) if listing_corrupt else None
             origin = (spool.set_aside_from(queue_id) or "?",) if listing_corrupt else ()
             try:
                 env = spool.read_envelope(queue, queue_id)
             except (OSError, ValueError):
                 if listing_corrupt:
-                    rows.append((queue, queue_id, *origin, "", "", "", "", "", problem or ""))
+                    rows.append((queue, queue_id, *origin, "", "", "", "", "", problem))
                 continue  # moved or being written right now
             # what the message still waits for: its pending and deferred recipients and
             # their error, not those already delivered or bounced

@@ -30,8 +30,8 @@ Rules:
    the size the envelope gives (``check_message``). ``recover`` at start and
    ``read_entry``, which the queue manager takes a message up with, find those
    that are not; ``set_aside`` moves them to ``corrupt/``, the entry untouched, and
-   notes beside it (ORIGIN_PREFIX) the queue it came from; ``recover`` removes a note
-   whose entry has left corrupt/.
+   notes beside it (ORIGIN_PREFIX) the queue it came from and why it was set aside;
+   ``recover`` removes a note whose entry has left corrupt/.
 7. One id is in one queue. A copy of the spool taken while the core ran (a live
    backup) can hold one id in two, caught before and after a move: ``recover``
    keeps the copy in the queue the message reaches later in its life (LATER_RANK),
@@ -67,7 +67,10 @@ INCOMING = "incoming"
 CORRUPT = "corrupt"
 CORRUPT_RULE = "spool.corrupt"   # the rule of the event for an entry set aside in corrupt/
 DUPLICATE_RULE = "spool.duplicate"  # ... for an id found in two queues (rule 7)
-ORIGIN_PREFIX = ".from-"         # corrupt/.from-<name>: the queue <name> was set aside from
+# corrupt/.from-<name>: line 1 the queue the entry <name> was set aside from, line 2 (when
+# known) why: what was wrong with it, or that it is a second copy (rule 7)
+ORIGIN_PREFIX = ".from-"
+SET_ASIDE_REASON_CHARS = 500     # the why, on one line and cut at this length
 MESSAGE_QUEUES = ("fast", "slow", "hold", "quarantine/spam", "quarantine/virus")
 QUEUES = (INCOMING, *MESSAGE_QUEUES, CORRUPT)
 # Rule 7. The moves core/spool makes: fast -> slow, hold or quarantine/*; hold -> fast (a
@@ -842,7 +845,8 @@ class Spool:
                     self.delete(queue, queue_id)
                     done.append((queue, "deleted"))
                 else:
-                    done.append((queue, f"{CORRUPT}/{self.set_aside(queue, queue_id)}"))
+                    why = f"a second copy: the message is kept in {kept}"
+                    done.append((queue, f"{CORRUPT}/{self.set_aside(queue, queue_id, why)}"))
             except FileNotFoundError:
                 continue
             except OSError as exc:
@@ -873,7 +877,7 @@ class Spool:
                     report.removed_tmp += 1
                 reason = self.problem(queue, name)
                 if reason is not None:
-                    self.set_aside(queue, name)
+                    self.set_aside(queue, name, reason)
                     report.corrupt.append((queue, name, reason))
             except OSError as exc:
                 report.errors.append(f"{queue}/{name}: {exc}")
@@ -902,10 +906,11 @@ class Spool:
         except OSError as exc:
             return f"message file: {exc}"
 
-    def set_aside(self, queue: str, name: str) -> str:
+    def set_aside(self, queue: str, name: str, reason: str | None = None) -> str:
         """Move the entry *name* of *queue* to corrupt/ for a person to look at (never
-        deleted); returns its name there, with ".N" added when corrupt/ has one of that
-        name already. OSError when it cannot be moved."""
+        deleted), noting beside it *queue* and *reason* (why it is set aside: what is wrong
+        with it, or that it is a second copy); returns its name there, with ".N" added when
+        corrupt/ has one of that name already. OSError when it cannot be moved."""
         target, n = self.root / CORRUPT / name, 0
         while target.exists() or target.is_symlink():
             n += 1
@@ -915,9 +920,10 @@ class Spool:
         note = self.root / CORRUPT / (ORIGIN_PREFIX + target.name)
         try:            # what the listing says, and where a repaired copy goes back to
             tmp = note.with_name(note.name + TMP_SUFFIX)
+            why = " ".join((reason or "").split())[:SET_ASIDE_REASON_CHARS]
             with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE),
-                           "w", encoding="ascii") as f:
-                f.write(queue + "\n")
+                           "w", encoding="utf-8", errors="replace") as f:
+                f.write(queue + "\n" + (why + "\n" if why else ""))
             os.rename(tmp, note)
         except OSError:
             pass        # the entry is aside all the same; the event names the queue
@@ -927,11 +933,22 @@ class Spool:
     def set_aside_from(self, name: str) -> str | None:
         """The queue the corrupt/ entry *name* was set aside from, None when unknown
         (set aside by an older release)."""
-        try:
-            queue = (self.root / CORRUPT / (ORIGIN_PREFIX + name)).read_text("ascii").strip()
-        except (OSError, ValueError):
-            return None
+        queue = self._set_aside_note(name)[0]
         return queue if queue in MESSAGE_QUEUES else None
+
+    def set_aside_reason(self, name: str) -> str | None:
+        """Why the corrupt/ entry *name* was set aside, as the core said when it did, None
+        when not noted (set aside by an older release)."""
+        return self._set_aside_note(name)[1] or None
+
+    def _set_aside_note(self, name: str) -> tuple[str, str]:
+        try:
+            text = (self.root / CORRUPT / (ORIGIN_PREFIX + name)).read_text(
+                "utf-8", errors="replace")
+        except OSError:
+            return "", ""
+        queue, _, rest = text.partition("\n")
+        return queue.strip(), rest.partition("\n")[0].strip()
 
     # helpers ----------------------------------------------------------------------
 

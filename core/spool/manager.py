@@ -486,7 +486,7 @@ class QueueManager:
     async def _set_aside(self, queue: str, queue_id: str, reason: str) -> None:
         """Move a damaged entry to corrupt/ (rule 10)."""
         try:
-            await trio.to_thread.run_sync(self.spool.set_aside, queue, queue_id)
+            await trio.to_thread.run_sync(self.spool.set_aside, queue, queue_id, reason)
         except OSError as exc:
             self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule=CORRUPT_RULE,
                                info=f"unreadable queue entry in {queue}: {reason}; not moved "
