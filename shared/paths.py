@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,4 +100,17 @@ class DataHome:
         os.chmod(self.root, 0o700)
 
     def exists(self) -> bool:
+        """Whether an initialised data home is here (its database is). Raises
+        NotADirectoryError naming the home when a file stands where it, or a directory above
+        it, should be: every command then says `cannot use PATH (Not a directory)`, as `init`
+        does, not "no data home here; run `mailmoat init` first", which that init refuses
+        (opsdocs20 C3)."""
+        try:
+            is_directory = stat.S_ISDIR(os.stat(self.root).st_mode)
+        except FileNotFoundError:
+            return False
+        except NotADirectoryError:
+            is_directory = False
+        if not is_directory:
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(self.root))
         return self.db.exists()
