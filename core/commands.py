@@ -157,8 +157,7 @@ def supervise(args) -> int:
     from shared.ports import may_bind_privileged_ports, privileged_port_start
 
     print(f"Mailmoat: data home {home.root}")
-    print(f"Console: http://localhost:{settings['http.port']}/  and  "
-          f"https://localhost:{settings['https.port']}/{_certificate_note(home)}")
+    print(console_line(home, settings))
     for line in certificate_lines(home, datetime.datetime.now(datetime.timezone.utc)):
         print(f"Certificate: {line}.")
     print(LOGON_LINE)
@@ -196,14 +195,30 @@ def smtp_port_line(port: int, may_bind: bool) -> str:
             f"stops Mailmoat.")
 
 
-def _certificate_note(home) -> str:
+def console_line(home, settings) -> str:
+    """The banner's Console line: the console's addresses, the HTTPS one only when HTTPS
+    will be served — with neither key.pem + cert.pem nor the previous pair loading, the
+    console serves HTTP alone (opsdocs20 C5: the line gave an https:// address that refused
+    connections, two lines above the Certificate line saying HTTPS is off)."""
+    from shared.tls import load_server_pair
+
+    pair = load_server_pair(home)
+    http = f"Console: http://localhost:{settings['http.port']}/"
+    if pair.context is None:
+        return (f"{http}  (HTTPS, port {settings['https.port']}, is off: the key and "
+                f"certificate in tls/ do not load; see Certificate below)")
+    return (f"{http}  and  https://localhost:{settings['https.port']}/"
+            f"{_certificate_note(home, pair)}")
+
+
+def _certificate_note(home, pair) -> str:
     """What the banner says after the HTTPS address about the certificate in tls/ when it
-    loads (`certificate_lines` say what is wrong with it)."""
+    loads (`pair`, as load_server_pair gave it; `certificate_lines` say what is wrong)."""
     from cryptography import x509
 
-    from shared.tls import is_self_signed, load_server_pair
+    from shared.tls import is_self_signed
 
-    if load_server_pair(home).problem is not None:
+    if pair.problem is not None:
         return ""
     try:
         cert = x509.load_pem_x509_certificate(home.tls_cert.read_bytes())
