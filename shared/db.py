@@ -115,10 +115,12 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if not readonly:
-            # takes effect only on a database without tables yet (a new home), and only
-            # before WAL: the retention job gives the space of purged events back to the
-            # disk (shared.retention.give_space_back); an older home's file keeps its size
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
+                # a new database (an older home's keeps its mode: setting it is a write,
+                # which a read-only home refuses), and before WAL, or it does not take:
+                # the retention job gives purged events' space back to the disk
+                # (shared.retention.give_space_back)
+                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute("PRAGMA journal_mode = WAL")
             # NORMAL is durable in WAL mode except for the last transactions before a power
             # cut; events and settings tolerate that, mail durability lives in the spool's
