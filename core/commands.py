@@ -112,11 +112,12 @@ def _opened_at_start(home, process: str, opener=None):
 
 
 def _migrated(home):
-    """`mailmoat run` applies migrations itself (issue 2)."""
+    """`mailmoat run` applies migrations itself (issue 2), as `mailmoat migrate` does."""
     from shared import db
+    from shared.home import migrate_stopped
     conn = db.connect(home.db)
     try:
-        db.migrate(conn)
+        migrate_stopped(home, conn)
     except BaseException:
         conn.close()
         raise

@@ -122,9 +122,10 @@ def cmd_migrate(args) -> int:
     home = resolve_home(args.home)
     if not home.exists():
         raise CommandFailed(f"no Mailmoat data home at {home.root}; run `mailmoat init` first")
+    from shared.home import migrate_stopped
     conn = db.connect(home.db)
     try:
-        applied = db.migrate(conn)
+        applied = migrate_stopped(home, conn)
         version = db.schema_version(conn)
     finally:
         conn.close()
@@ -462,7 +463,7 @@ def _run_command(args, as_home_owner: bool) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     except Exception as exc:  # the boundary: a known failure is one line
-        from shared.home import HomeMissing, OwnerUnusable
+        from shared.home import AlreadyRunning, HomeMissing, OwnerUnusable
         failure = sole_exception(exc)
         if isinstance(failure, BrokenPipeError):
             _output_gone()      # `| head`: the reader has seen enough
@@ -473,7 +474,7 @@ def _run_command(args, as_home_owner: bool) -> int:
             print(f"mailmoat: cannot write the output ({cause.strerror or cause})",
                   file=sys.stderr)
             return EXIT_FAILURE
-        if isinstance(failure, (HomeMissing, OwnerUnusable, CommandFailed,
+        if isinstance(failure, (HomeMissing, OwnerUnusable, CommandFailed, AlreadyRunning,
                                 db.DatabaseUnavailable)):
             print(f"mailmoat: {failure}", file=sys.stderr)
             return getattr(failure, "status", EXIT_FAILURE)

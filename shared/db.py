@@ -178,6 +178,11 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return row[0] or 0
 
 
+def pending_migrations(conn: sqlite3.Connection) -> bool:
+    """Whether `migrate` would apply something (or refuse a database newer than this code)."""
+    return schema_version(conn) != known_migrations()[-1].version
+
+
 def migrate(conn: sqlite3.Connection) -> list[Migration]:
     """Apply every migration not yet applied; returns those applied now.
 

@@ -45,7 +45,8 @@ from shared.tls import ensure_self_signed, half_pair_message
 __all__ = ["initialise", "open_db", "require_home", "InitResult", "HomeMissing", "machine_hostname",
            "gateway_name", "hostname_notice",
            "become_owner", "OwnerUnusable",
-           "AlreadyRunning", "hold_lock", "lock_holder", "DiskFull", "open_db_at_start",
+           "AlreadyRunning", "hold_lock", "lock_holder", "migrate_stopped", "DiskFull",
+           "open_db_at_start",
            "keep_space_reserve", "space_reserve", "SPACE_RESERVE_OCTETS"]
 
 SPACE_RESERVE_OCTETS = 1 << 20  # room for SQLite's -shm and -wal and the start's first writes
@@ -90,6 +91,27 @@ def lock_holder(home: DataHome, name: str) -> str | None:
         return None
     finally:
         os.close(fd)
+
+
+# Mailmoat's processes on a data home, by the lock each holds while it runs.
+_RUNNING_LOCKS = (("run.lock", "`mailmoat run`"), ("core.lock", "Mailmoat core"),
+                  ("console.lock", "Mailmoat console"))
+
+
+def migrate_stopped(home: DataHome, conn) -> list:
+    """Apply the pending migrations (shared.db.migrate) unless a Mailmoat process runs on
+    the home: one of an older release would go on writing what a migration just rewrote
+    (0004's result words) into rows no migration looks at again (upgrade20 B1). Raises
+    AlreadyRunning naming it; nothing pending, nothing is checked."""
+    if db.pending_migrations(conn):
+        for name, what in _RUNNING_LOCKS:
+            pid = lock_holder(home, name)
+            if pid is not None:
+                raise AlreadyRunning(
+                    f"a {what} is running on this data home (pid {pid}); stop Mailmoat "
+                    "before its database is upgraded, then start the new release "
+                    "(docs/operations.md, Upgrading)")
+    return db.migrate(conn)
 
 
 def _holder_pid(fd: int) -> str:
@@ -228,7 +250,7 @@ def initialise(home: DataHome, admin_password: str | None = None,
             os.chmod(path, 0o700)
     conn = db.connect(home.db)
     try:
-        applied = db.migrate(conn)
+        applied = migrate_stopped(home, conn)
         current = load(conn)
         changes = {}
         have = stored_keys(conn)
