@@ -12,7 +12,6 @@ from typing import Any, Mapping
 
 from flask import Flask
 from flask_login import LoginManager, current_user
-from flask_wtf.csrf import CSRFProtect
 
 from console.context import EXTENSION_KEY, ConsoleContext, close_request_db, settings
 from console.roles import Access, may, public
@@ -74,7 +73,7 @@ def create_app(home: DataHome, clock: WallClock | None = None,
     # first: its request id must exist before anything else can fail (CSRFProtect reads
     # the body, which raises 413 for a post over MAX_CONTENT_LENGTH)
     security.install(app)
-    CSRFProtect(app)
+    security.FormProtection(app)     # CSRF tokens, and where an HTTPS form came from
     login = LoginManager(app)
     login.session_protection = "basic"
     login.user_loader(load_user)

@@ -18,6 +18,17 @@ Rules:
   style, so the Content-Security-Policy forbids both.
 - With `https.logons` on, the logon and password pages answer plain HTTP with a redirect to
   the same path on the HTTPS port (guide §3 "Configuring HTTPS options").
+- A form is taken on its CSRF token, which lives in the session (`FormProtection`). Over
+  HTTPS the browser's Origin header, or its Referer when it sends no Origin, must also name
+  this console when it is sent: a post from another site is refused ("Form refused") even
+  with a token, and the page names the header and both addresses. A post with neither
+  header rests on its token. Flask-WTF's strict SSL check refused every HTTPS post without
+  a Referer as "Form expired … reload the page", a valid token or not, so a browser set to
+  send none (a privacy setting, an extension, a proxy) could not log on at all once
+  `https.logons` was on, and reloading never helped (firstday20 B1). What that check guards
+  against is a token planted over plain HTTP; here the token is bound to the HTTPS session,
+  whose `__Secure-` cookie plain HTTP can neither set nor read, so a missing Referer proves
+  nothing, while a foreign one still shows a cross-site post.
 - The session cookie of HTTPS is its own: named SECURE_SESSION_COOKIE, marked `Secure`, and
   never read over HTTP; plain HTTP keeps `mailmoat_session` (`SchemeSessionInterface`). A
   session started at the HTTPS logon therefore never travels or works over HTTP. One name
@@ -54,10 +65,11 @@ import secrets
 import unicodedata
 from functools import wraps
 from typing import Callable
+from urllib.parse import urlsplit
 
 from flask import Flask, g, redirect, render_template, request
 from flask.sessions import SecureCookieSessionInterface
-from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFError, CSRFProtect
 from markupsafe import Markup, escape
 from werkzeug.exceptions import BadHost, HTTPException
 
@@ -66,10 +78,10 @@ from console.throttle import EventBudget
 from shared.events import Action
 from shared.shown_text import visible_bidi
 
-__all__ = ["install", "logon_page", "SECURITY_HEADERS", "https_url", "SchemeSessionInterface",
-           "SECURE_SESSION_COOKIE", "visible_bidi", "client_ip", "record_http_violation",
-           "is_http_violation", "PLAIN_HTTP_ON_HTTPS", "event_text", "record_within_budget",
-           "LOGGED_TEXT_MAX_CHARS"]
+__all__ = ["install", "FormProtection", "ForeignFormError", "logon_page", "SECURITY_HEADERS",
+           "https_url", "SchemeSessionInterface", "SECURE_SESSION_COOKIE", "visible_bidi",
+           "client_ip", "record_http_violation", "is_http_violation", "PLAIN_HTTP_ON_HTTPS",
+           "event_text", "record_within_budget", "LOGGED_TEXT_MAX_CHARS"]
 
 log = logging.getLogger("mailmoat.console")
 
@@ -278,6 +290,59 @@ def _error_page(code: int, title: str | None = None, text: str | None = None):
     return page, code, {"Content-Type": "text/html; charset=utf-8"}
 
 
+class ForeignFormError(CSRFError):
+    """A form posted over HTTPS whose Origin (or Referer) header names another address."""
+
+    def __init__(self, header: str, sent_from: str, console: str):
+        super().__init__(f"the {header} header names {sent_from}, not {console}")
+        self.header, self.sent_from, self.console = header, sent_from, console
+
+
+class FormProtection(CSRFProtect):
+    """Flask-WTF's CSRF protection with the browser's own word on where a form came from
+    checked as the module rules say, in place of its strict SSL Referer check."""
+
+    def init_app(self, app: Flask) -> None:
+        app.config["WTF_CSRF_SSL_STRICT"] = False
+        super().init_app(app)
+
+    def protect(self, apply_exemptions: bool = False) -> None:
+        super().protect(apply_exemptions)
+        if g.get("csrf_valid") and request.is_secure:
+            _check_form_origin()
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None] | None:
+    """(scheme, host, port) of `url`, the port filled in for its scheme; None when it has
+    none to give."""
+    try:
+        parts = urlsplit(url)
+        return parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:          # a port that is no port
+        return None
+
+
+def _check_form_origin() -> None:
+    """ForeignFormError when the post's Origin, or without one its Referer, names another
+    scheme, host or port than this request's own (module rules)."""
+    header, value = "Origin", request.headers.get("Origin", "")
+    if value in ("", "null"):   # "null": an origin the browser keeps to itself
+        header, value = "Referer", request.headers.get("Referer", "")
+    if not value:
+        return
+    console = f"https://{request.host}"
+    if _origin(value) != _origin(console):
+        try:
+            parts = urlsplit(value)
+            sent_from = f"{parts.scheme}://{parts.netloc}" if parts.scheme else value
+        except ValueError:
+            sent_from = value
+        raise ForeignFormError(header, event_text(sent_from), console)
+
+
 def _log_error_answer(code: int, reason: str) -> None:
     """The one log line of a request answered with an error page."""
     log.info("request %s: %s %s answered %s %s", _request_id(), request.method,
@@ -399,8 +464,18 @@ def install(app: Flask) -> None:
         # the role first: a report-only administrator's post to an administrator page is
         # its 403 and event, token or not (SPEC §7); nobody else's answer changes
         if refused_for_role():
-            _log_error_answer(403, f"Forbidden (and no valid form token: {exc.description})")
+            what = "a form from another address" if isinstance(exc, ForeignFormError) \
+                else "no valid form token"
+            _log_error_answer(403, f"Forbidden (and {what}: {exc.description})")
             return _error_page(403)
+        if isinstance(exc, ForeignFormError):
+            _log_error_answer(400, f"Form refused: {exc.description}")
+            return _error_page(400, "Form refused", (
+                f"The form was not accepted: your browser's {exc.header} header says it was "
+                f"sent from {exc.sent_from}, but this console is {exc.console}. The console "
+                "takes a form only from its own pages, so that another site cannot post one "
+                f"in your name. Open the console at {exc.console}, reload the page and try "
+                "again; behind a proxy, the proxy must pass the Host header on unchanged."))
         _log_error_answer(400, f"Form expired: {exc.description}")
         return _error_page(400, "Form expired", "The form was not accepted because its "
                            "security token was missing or out of date. Go back, reload the "

@@ -49,7 +49,7 @@ class Console:
         data = dict(data or {})
         if csrf:
             data.setdefault("csrf_token", self.token())
-        # Browsers send a same-origin Referer; Flask-WTF requires it over HTTPS.
+        # Browsers send a same-origin Referer (console.security checks one over HTTPS).
         kw.setdefault("headers", {"Referer": self.base_url + "/"})
         return self.client.post(url, data=data, base_url=self.base_url, **kw)
 
