@@ -60,6 +60,7 @@ from shared.clock import mail_date
 from shared.disk import LOW_DISK_FRACTION, disk_free_fraction, is_out_of_space
 from shared.events import SUCCEEDED, Action
 from shared.guide_texts import ALERT_TEXTS
+from shared.report_format import data_user, detail_parts, event_data
 from shared.settings_addresses import Sender
 from shared.shown_text import one_line
 from shared.spool import CORRUPT_RULE
@@ -72,6 +73,10 @@ CURSOR_FILE = "alerts.cursor"      # in the run directory, with the held events 
 READ_LIMIT = 1000
 THROTTLE_SECONDS = 300.0           # rule 2
 MAX_EVENTS_LISTED = 20
+# One change of a Configuration Change alert at most this long; a list that would be longer
+# is shown as what was added and removed (the detail report page's rule).
+ALERT_DETAIL_CHARS = 400
+ALERT_DETAIL_PARTS = 20     # changes listed per event (an import may change every key)
 LOW_FRACTION = LOW_DISK_FRACTION   # Table 3-2: "less than 10 percent", memory too
 REARM_FRACTION = 0.12
 RESOURCE_CHECK_SECONDS = 60.0
@@ -274,11 +279,28 @@ def _data(row) -> dict:
 
 
 def _event_line(row) -> str:
-    """One event as an alert mail lists it: time, action, queue id, client, info."""
+    """One event as an alert mail lists it: time, action, queue id, client, info. A
+    configuration change (object_modified) adds who made it and, a line each below, what
+    changed as the detail report shows it (shared.report_format `detail_parts`: `key: old →
+    new`, secrets "***" as the event holds them, a long list as what was added and removed;
+    at most ALERT_DETAIL_PARTS of them): its page alone did not tell a harmless change from
+    relay.mode becoming `allow` (firstday20 B2). Every value is one line (`one_line`), so
+    no field can forge a line of the mail."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row["time"]))
     detail = " ".join(one_line(str(x)) for x in (row["queue_id"], row["client_ip"],
                                                    row["info"]) if x)
-    return f"{stamp}  {row['action']}  {detail}".rstrip()
+    line = f"{stamp}  {row['action']}  {detail}".rstrip()
+    if row["action"] != Action.OBJECT_MODIFIED:
+        return line
+    values = event_data(row["data"])
+    user = data_user(values)
+    if user:
+        line += f"  by {one_line(user)}"
+    parts = detail_parts(row["action"], values, limit=ALERT_DETAIL_CHARS, info=row["info"])
+    if len(parts) > ALERT_DETAIL_PARTS:
+        parts[ALERT_DETAIL_PARTS:] = [f"... and {len(parts) - ALERT_DETAIL_PARTS} more "
+                                      "(the detail report lists every one)"]
+    return line + "".join(f"\n    {one_line(part)}" for part in parts)
 
 
 @dataclass
