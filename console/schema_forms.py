@@ -90,7 +90,12 @@ def supports(key: str) -> bool:
 
 
 def _label(setting: Setting, labels: dict[str, str]) -> str:
-    return labels.get(setting.key) or setting.help.rstrip(".").split(" (")[0].split(";")[0]
+    """The page's label for the key, else the key's help text up to the end of its first
+    sentence, clause or parenthesis: the whole help, cut at a " (" three sentences on, was
+    the Setup tab's bold label of smtp.tls.outbound (firstday20 C1). The field's description
+    keeps the whole help."""
+    return labels.get(setting.key) or \
+        setting.help.split(". ")[0].rstrip(".").split(" (")[0].split(";")[0]
 
 
 # Choice values that are names or acronyms, written as their owners write them ("TLS", not

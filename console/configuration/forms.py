@@ -43,6 +43,7 @@ LABELS = {
     "smtp.max_outgoing": "Maximum number of outgoing connections",
     "smtp.notify_from": "Alert/Notification “From:”",
     "smtp.hostname": "Host name in the SMTP banner (empty = this machine's name)",
+    "smtp.tls.outbound": "STARTTLS when delivering",
     "delivery.paused": "Pause message delivery",
     "delivery.reject_incoming": "Reject incoming messages",
     "delivery.retry_days": "Number of days to attempt delivery",
