@@ -123,7 +123,7 @@ def test_the_title_names_the_page_and_its_tab(filled, url):
 
 @pytest.mark.parametrize(("url", "title"), [
     ("/configuration/routing/local/0", "Edit local routing entry · Routing · Configuration"),
-    ("/filtering/content-rules/0", "Edit content rule 0 · Content Rules · Filtering Policy"),
+    ("/filtering/content-rules/0", "Edit content rule 1 · Content Rules · Filtering Policy"),
 ])
 def test_an_edit_page_names_itself_before_its_tab(filled, url, title):
     assert page_of(filled, url).title == f"{title} · Mailmoat"
