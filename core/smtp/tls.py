@@ -21,11 +21,13 @@ Rules:
   others served (certs17 B3: a copy by hand keeps no previous pair to go back to).
 - Each distinct failure is reported once — a `service_start_failed` event and a line on
   standard error — not once per session and not once per listener process: the processes
-  of one core run agree through a marker file in run/ that only the first creates. The
-  failure is the files and what is wrong with them, not what a process does meanwhile:
-  a process that loaded cert.pem after the console wrote the previous pair keeps its own
-  while one that loaded it before goes back to the previous pair (the same certificate),
-  and their two wordings were two reports (CI, the last-good-pair test).
+  of one core run agree through a marker file in run/ that only the first creates. What
+  is reported once is the failure (the files and what is wrong with them) with the
+  certificate served meanwhile, not the words for it: a process that loaded cert.pem after
+  the console wrote the previous pair keeps its own while one that loaded it before goes
+  back to the previous pair — the same certificate, one report (their two wordings were two:
+  CI, the last-good-pair test) — but a process started since with nothing to serve, STARTTLS
+  off, is reported too.
 - A changed pair that fails while a context is in use is looked at once more before it is
   reported: an install is two renames, and a session may come between them.
 - A certificate that loads but is out of its dates (copied in after it expired, or aged
@@ -51,12 +53,13 @@ import time
 
 import trio
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from shared.events import Action, EventWriter
 from shared.paths import DataHome
 from shared.tls import (FILE_CONTENT_ERRORS, IN_CERT_PEM, IN_PREVIOUS, LOADED_BEFORE, ServerPair,
-                        chain_after_leaf, load_server_pair, out_of_dates_message, pair_signature,
-                        pair_to_serve, previous_path, unusable_message)
+                        chain_after_leaf, load_server_pair, out_of_dates, out_of_dates_message,
+                        pair_signature, pair_to_serve, previous_path, unusable_message)
 
 __all__ = ["TlsFiles"]
 
@@ -82,7 +85,7 @@ class TlsFiles:
         # the served certificate, the words for which it is (shared.tls.dates_problem) and
         # the chain served after it
         self._leaf: tuple[x509.Certificate, str, list[x509.Certificate]] | None = None
-        self._dates_seen = None     # (signature, message) of the dates last reported
+        self._dates_seen = None     # what `_check_dates` last reported
         self._checked = -self.CHECK_SECONDS
 
     @property
@@ -127,21 +130,38 @@ class TlsFiles:
             self._doubted, self._serving = stamp, serving
             return
         self._stamp, self._serving = stamp, serving
-        # the failure is the files' (stamp, problem); what this process does meanwhile may
-        # differ from another's (one that loaded cert.pem after the previous pair was
-        # written keeps its own), so it is not part of what is reported once
-        self._report(_REPORTED_PREFIX, (stamp, pair.problem), unusable_message(
+        # reported once per failure and what is served meanwhile (module rules), whichever
+        # words the process has for it: its own pair kept or the previous pair, the same
+        # certificate, is one report; STARTTLS off in a process started since is another
+        self._report(_REPORTED_PREFIX, (stamp, pair.problem, self._served()), unusable_message(
             "STARTTLS", pair, kept=kept,
             off="SMTP offers no STARTTLS, so mail arrives unencrypted"))
+
+    def _served(self) -> tuple[bytes, ...] | None:
+        """The certificates this process serves (the leaf and its chain, as SHA-256
+        fingerprints); None while STARTTLS is off, () when the served file could no longer
+        be read."""
+        if self._context is None:
+            return None
+        if self._leaf is None:
+            return ()
+        return tuple(cert.fingerprint(hashes.SHA256())
+                     for cert in (self._leaf[0], *self._leaf[2]))
 
     def _check_dates(self) -> None:
         if self._leaf is None:
             return
         now = datetime.datetime.fromtimestamp(self._events.clock.now(), datetime.timezone.utc)
         message = out_of_dates_message(self._leaf[0], now, self._leaf[1], self._leaf[2])
-        if message is not None and (self._stamp, message) != self._dates_seen:
-            self._dates_seen = (self._stamp, message)
-            self._report(_DATES_PREFIX, (self._stamp, message), message)
+        if message is None:
+            return
+        # once per core run, certificate and state (module rules), not per wording (the
+        # previous pair's or the one loaded before: the same certificate) nor per stamp
+        served = (self._leaf[0], *self._leaf[2])
+        what = (self._served(), tuple(out_of_dates(cert, now) for cert in served))
+        if what != self._dates_seen:
+            self._dates_seen = what
+            self._report(_DATES_PREFIX, what, message)
 
     # --- reporting once -------------------------------------------------------------------
     def _report(self, prefix: str, what: tuple, message: str) -> None:

@@ -15,13 +15,16 @@ own install code.
 
 from __future__ import annotations
 
+import time
+
 from console import certs
 from core.smtp.tls import TlsFiles
 from shared import db
+from shared.clock import FakeClock
 from shared.events import Action, EventWriter
 from shared.home import initialise
 from shared.paths import DataHome
-from shared.tls import make_self_signed, previous_path, write_atomically
+from shared.tls import SELF_SIGNED_DAYS, make_self_signed, previous_path, write_atomically
 
 
 def _failures(home: DataHome) -> list[str]:
@@ -56,3 +59,57 @@ def test_processes_doing_different_things_meanwhile_report_the_failure_once(tmp_
     assert "is not the private key of the certificate in cert.pem" in info
     # what the reporting process did meanwhile: the one that looked first
     assert "STARTTLS uses the previous pair" in info
+
+
+def test_a_process_started_since_with_starttls_off_is_reported_too(tmp_path):
+    # review20a R1: keyed on the failure alone, the report of a process that went on with its
+    # own pair hid that one started since (a crash restart, a reshape) offers no STARTTLS
+    home = DataHome(tmp_path / "home")
+    initialise(home, "Pass-word-1")
+    assert not previous_path(home.tls_cert).exists()
+    writers = [EventWriter(home.db, "core"), EventWriter(home.db, "core")]
+    running = TlsFiles(home, writers[0])
+    assert running() is not None
+    # a certificate of another key copied over cert.pem by hand: no previous pair
+    write_atomically(home.tls_cert, make_self_signed("other-key.test")[1], 0o644)
+    running.look()
+    running.look()
+    started_since = TlsFiles(home, writers[1])
+    assert started_since() is None and running() is not None
+    for writer in writers:
+        writer.flush()
+        writer.close()
+    kept, off = _failures(home)
+    assert "STARTTLS goes on with the certificate it loaded before" in kept
+    assert "SMTP offers no STARTTLS, so mail arrives unencrypted" in off
+
+
+def test_an_expired_certificate_is_reported_once_whatever_each_process_calls_it(tmp_path):
+    # review20a R2: the previous pair's certificate and "the one loaded before" are the same
+    # certificate; its expiry was two events, one per wording
+    home = DataHome(tmp_path / "home")
+    initialise(home, "Pass-word-1")
+    now = time.time()
+    clocks = [FakeClock(now), FakeClock(now)]
+    writers = [EventWriter(home.db, "core", clock) for clock in clocks]
+    early, late = (TlsFiles(home, writer) for writer in writers)
+    assert early() is not None and late() is not None
+    certs.install_self_signed(home, "installed.test")
+    early.look()
+    for path in (home.tls_key, home.tls_cert):
+        write_atomically(previous_path(path), path.read_bytes())
+    late.look()
+    write_atomically(home.tls_cert, make_self_signed("other-key.test")[1], 0o644)
+    for _ in range(2):
+        early.look()
+        late.look()
+    for clock in clocks:        # the served (installed) certificate expires
+        clock.advance((SELF_SIGNED_DAYS + 1) * 86_400)
+    for _ in range(2):
+        early.look()
+        late.look()
+    for writer in writers:
+        writer.flush()
+        writer.close()
+    expired = [info for info in _failures(home) if "expired on" in info]
+    assert len(expired) == 1, expired
