@@ -101,7 +101,7 @@ def test_the_rules_table_and_both_hints_say_the_forms_texts(admin):
                               {"enabled": True, "match": "all", "terms": ["b"], "none_of": []}])
     page = admin.get("/filtering/content-rules").get_data(as_text=True)
     rows = re.findall(r"<tr>\s*<td>(\d)</td>.*?</tr>", page, re.S)
-    assert rows == ["0", "1"]
+    assert rows == ["1", "2"]          # numbered from 1 (firstday20 C2)
     cells = re.findall(r"<td>([^<]*)</td>", page.split('id="rules"', 1)[1].split("</table>")[0])
     assert MATCH_OPTIONS["any"] in cells and MATCH_OPTIONS["all"] in cells
     said = (f"In “{TERMS_LABEL}” and “{NONE_OF_LABEL}”", f"choose “{MATCH_OPTIONS['all']}” "
