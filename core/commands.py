@@ -17,7 +17,9 @@ import datetime
 import json
 import math
 import signal
+import sqlite3
 import sys
+import threading
 import time
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -25,6 +27,7 @@ from pathlib import Path
 import trio
 
 from core.restart import RESTART_INITIAL_SECONDS, RestartBackoff
+from shared.busy import is_busy
 from shared.cli import CommandFailed, record_change, register
 from shared.commands import HOLD_ACTIONS, WITHDRAWN
 from shared.paths import resolve_home
@@ -343,28 +346,40 @@ def queue_command(args) -> int:
         if args.ids:
             _check_held(home, args.ids)
             request["ids"] = args.ids
-        # from the request's writing on, Ctrl-C withdraws it or leaves it to the core (the
-        # wait below): never a request written with no word of it
-        with _interrupt_noted() as interrupted:
+        # from the request's writing on, Ctrl-C (or a kill) withdraws it or leaves it to the
+        # core (the wait below): never a request written with no word of it
+        with _stop_noted(active=not args.no_wait) as stopped:
             conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
                          "VALUES (?, ?, ?, 'cli')", (time.time(), kind, json.dumps(request)))
             command_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-            # who asked, as the console's hold buttons record it: the core's forwarded and
-            # dropped rows say what was done, not by whom
-            asked = {"command": kind, "args": request, "command_id": command_id}
-            record_change(home, {}, f"queue {args.action} --hold", **asked)
-            if args.no_wait:
-                print(f"request {command_id} queued for the core")
-                return 0
-            return _await_result(home, conn, command_id, args, asked, interrupted)
+            try:
+                # who asked, as the console's hold buttons record it: the core's forwarded
+                # and dropped rows say what was done, not by whom
+                asked = {"command": kind, "args": request, "command_id": command_id}
+                record_change(home, {}, f"queue {args.action} --hold", **asked)
+                if args.no_wait:
+                    print(f"request {command_id} queued for the core")
+                    return 0
+                return _await_result(home, conn, command_id, args, asked, stopped)
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                # not "nothing was changed" (the boundary's words): the request is saved,
+                # and given again it would be done twice (review20b R1)
+                raise CommandFailed(
+                    f"request {command_id} is saved but could not be followed or withdrawn: "
+                    "mailmoat.db is locked by another program (a sqlite3 session left in a "
+                    "transaction, a VACUUM); the core carries it out once the lock goes, so "
+                    "do not give it again: its events say what was done") from None
     finally:
         conn.close()
 
 
-def _await_result(home, conn, command_id: int, args, asked: dict, interrupted) -> int:
+def _await_result(home, conn, command_id: int, args, asked: dict, stopped: list) -> int:
     """Print the core's result of request `command_id` when it comes. A request the core has
-    not taken up by the deadline, or when Ctrl-C is pressed, is withdrawn (`_withdraw`);
-    one it has taken up is seen through to the deadline, or left to the core at Ctrl-C."""
+    not taken up by the deadline, or when the wait is stopped (`_stop_noted`), is withdrawn
+    (`_withdraw`); one it has taken up is seen through to the deadline, or left to the core
+    when the wait is stopped."""
     started = time.monotonic()
     while True:
         row = conn.execute("SELECT state, result FROM commands WHERE id = ?",
@@ -375,32 +390,46 @@ def _await_result(home, conn, command_id: int, args, asked: dict, interrupted) -
         if row["state"] == "failed":
             raise CommandFailed(row["result"])
         waited = time.monotonic() - started
-        if (interrupted or waited >= args.wait) and _withdraw(
-                conn, command_id, round(waited, 1) if interrupted else args.wait):
-            why = ("the wait was interrupted before the core took it up" if interrupted else
-                   f"the core did not take it up within {args.wait:g} s (is `mailmoat core` "
-                   "running?)") + "; nothing was changed"
+        if (stopped or waited >= args.wait) and _withdraw(
+                conn, command_id, round(waited, 1) if stopped else args.wait):
+            why = (f"the wait was {_STOPPED_BY[stopped[0]]} before the core took it up"
+                   if stopped else f"the core did not take it up within {args.wait:g} s (is "
+                   "`mailmoat core` running?)") + "; nothing was changed"
             # the audit trail's request above did not happen (clispec19 B4)
             record_change(home, {}, f"queue {args.action} --hold (request {command_id} "
                           f"withdrawn: {why})", result=WITHDRAWN, **asked)
             raise CommandFailed(f"request {command_id} withdrawn: {why}")
-        if interrupted:
+        if stopped:
             raise CommandFailed(f"request {command_id} is being carried out by the core; only "
-                                "the wait for its result was interrupted")
+                                f"the wait for its result was {_STOPPED_BY[stopped[0]]}")
         time.sleep(0.2)     # pending, or past the deadline but running: see it through
 
 
+# The signals that end a wait (`_stop_noted`), and the words for it.
+_STOPPED_BY = {signal.SIGINT: "interrupted", signal.SIGTERM: "stopped (SIGTERM)",
+               signal.SIGHUP: "stopped (SIGHUP: the terminal went away)"}
+
+
 @contextmanager
-def _interrupt_noted():
-    """A list that Ctrl-C (SIGINT) makes true instead of raising KeyboardInterrupt, which
-    the command line's boundary took for a clean stop (exit 0: the request looked done and
-    stayed for a core started later)."""
-    interrupted: list[bool] = []
-    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: interrupted.append(True))
+def _stop_noted(*, active: bool = True):
+    """A list to which Ctrl-C (SIGINT), a kill (SIGTERM) or a lost terminal (SIGHUP) adds
+    the signal, instead of ending the process: KeyboardInterrupt was taken for a clean stop
+    (exit 0: the request looked done), and the others ended it with no word, the request
+    left for a core started later to act on whatever was held by then. A signal the process
+    was started ignoring (a background job's Ctrl-C) stays ignored; off the main thread,
+    where no handler can be set, and when not `active`, nothing changes."""
+    stopped: list[signal.Signals] = []
+    previous = {}
+    if active and threading.current_thread() is threading.main_thread():
+        for signum in _STOPPED_BY:
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                previous[signum] = signal.signal(
+                    signum, lambda number, _frame: stopped.append(signal.Signals(number)))
     try:
-        yield interrupted
+        yield stopped
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _check_held(home, ids: list[str]) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -136,12 +138,16 @@ def test_a_withdrawn_request_leaves_a_withdrawn_event_after_its_request(home, ca
 # It ended the wait with status 0 and no word, the request left pending for a core started
 # later to act on whatever was in hold by then.
 
-def _interrupted_wait(home, *, taken_up: bool) -> tuple[int, str]:
-    """`mailmoat queue drop --hold` as a process of its own, Ctrl-C (SIGINT) once its
-    request is written — after the request is marked as the core's when `taken_up`."""
+def _interrupted_wait(home, *, taken_up: bool, signals=(signal.SIGINT,),
+                      ignoring_ctrl_c: bool = False) -> tuple[int, str]:
+    """`mailmoat queue drop --hold` as a process of its own, sent `signals` (Ctrl-C) once
+    its request is written — after the request is marked as the core's when `taken_up`;
+    started ignoring SIGINT, as a background job of a script is, when `ignoring_ctrl_c`."""
     waiting = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "queue", "drop", "--hold", "--wait", "120",
-         "--home", str(home.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--home", str(home.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        if ignoring_ctrl_c else None)
     try:
         assert wait_for(lambda: _requests(home), timeout=30)
         if taken_up:
@@ -150,7 +156,8 @@ def _interrupted_wait(home, *, taken_up: bool) -> tuple[int, str]:
                 conn.execute("UPDATE commands SET state = 'running'")
             finally:
                 conn.close()
-        waiting.send_signal(signal.SIGINT)
+        for signum in signals:
+            waiting.send_signal(signum)
         out, err = waiting.communicate(timeout=30)
     finally:
         waiting.kill()
@@ -180,6 +187,72 @@ def test_ctrl_c_once_the_core_carries_a_request_out_leaves_it_to_the_core(home):
     assert request["state"] == "running"
     [asked] = events_of(home, Action.OBJECT_MODIFIED)
     assert asked["result"] == "saved"
+
+
+def test_a_kill_before_the_core_takes_a_request_up_withdraws_it(home):
+    # review20a R4: `timeout`, a service manager's stop or a closed SSH session ended the
+    # wait with no word and left the request for a later core
+    put_message(Spool(home.spool), "hold", hold_reason="suspect_message")
+    status, err = _interrupted_wait(home, taken_up=False, signals=(signal.SIGTERM,))
+    assert (status, err) == (1, "mailmoat: request 1 withdrawn: the wait was stopped "
+                                "(SIGTERM) before the core took it up; nothing was changed\n")
+    [request] = _requests(home)
+    assert request["state"] == "failed"
+
+
+def test_a_background_job_keeps_ignoring_ctrl_c(home):
+    # review20a R3: a script's `&` job starts with SIGINT ignored so that the script's
+    # Ctrl-C does not reach it; the wait took it over and withdrew the request
+    put_message(Spool(home.spool), "hold", hold_reason="suspect_message")
+    status, err = _interrupted_wait(home, taken_up=False, ignoring_ctrl_c=True,
+                                    signals=(signal.SIGINT, signal.SIGTERM))
+    assert (status, err) == (1, "mailmoat: request 1 withdrawn: the wait was stopped "
+                                "(SIGTERM) before the core took it up; nothing was changed\n")
+
+
+def test_a_wait_off_the_main_thread_ends_at_its_deadline(home, capsys):
+    # review20a R3: signal.signal raised ValueError there, before anything was asked
+    put_message(Spool(home.spool), "hold", hold_reason="suspect_message")
+    statuses = []
+    thread = threading.Thread(target=lambda: statuses.append(main(
+        ["queue", "drop", "--hold", "--wait", "0.3", "--home", str(home.root)])))
+    thread.start()
+    thread.join(60)
+    assert statuses == [1]
+    assert "withdrawn: the core did not take it up within 0.3 s" in capsys.readouterr().err
+
+
+def test_a_request_that_cannot_be_withdrawn_under_a_lock_is_said_to_be_pending(
+        home, capsys, monkeypatch):
+    # review20b R1: the boundary said "locked … nothing was changed: try again", and the
+    # core carried the request out once the lock went; given again, done twice
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 300)
+    put_message(Spool(home.spool), "hold", hold_reason="suspect_message")
+    locked, release = threading.Event(), threading.Event()
+
+    def lock_once_requested():
+        assert wait_for(lambda: _requests(home), timeout=30)
+        other = sqlite3.connect(home.db, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        locked.set()
+        release.wait(60)
+        other.execute("ROLLBACK")
+        other.close()
+
+    holder = threading.Thread(target=lock_once_requested)
+    holder.start()
+    try:
+        status = main(["queue", "drop", "--hold", "--wait", "1", "--home", str(home.root)])
+    finally:
+        release.set()
+        holder.join(60)
+    assert locked.is_set() and status == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mailmoat: request 1 is saved but could not be followed or "
+                          "withdrawn: mailmoat.db is locked by another program"), err
+    assert "do not give it again" in err
+    [request] = _requests(home)
+    assert request["state"] == "pending"
 
 
 # --- admin.password is never null (B1) and init checks it first (B2) ------------------------
