@@ -5,8 +5,20 @@ from __future__ import annotations
 import html
 import re
 
+import pytest
+
 from console.schema_forms import settings_form, supports
 from shared.settings import SCHEMA
+from tests.support.core import store_unchecked
+
+from .test_configuration import _form_fields
+
+
+@pytest.fixture
+def upgraded_quarantine(admin, home):
+    """A home where an older release stored rules.content_action quarantine."""
+    store_unchecked(home, {"rules.content_action": "quarantine"})
+    return admin
 
 
 def _label_of(page: str, field: str) -> str:
@@ -46,3 +58,40 @@ def test_content_rules_are_numbered_from_1_as_their_refusals_name_them(admin):
     assert rows == [("1", "first"), ("2", "second")]
     edit = admin.get("/filtering/content-rules/1").get_data(as_text=True)
     assert "<h2>Edit content rule 2</h2>" in edit and 'value="second"' in edit
+
+
+def _options(page: str, field: str) -> list[tuple[str, str]]:
+    select = re.search(rf'<select[^>]*name="{field}"[^>]*>(.*?)</select>', page, re.S).group(1)
+    return [(value, html.unescape(text)) for value, text in
+            re.findall(r'<option[^>]*value="([^"]*)"[^>]*>(.*?)</option>', select)]
+
+
+def test_content_rules_do_not_offer_the_quarantine_no_save_may_ask_for(admin):
+    """C3: "Quarantine" was offered, and choosing it was always refused."""
+    page = admin.get("/filtering/content-rules").get_data(as_text=True)
+    assert [value for value, _text in _options(page, "rules__content_action")] == \
+        ["drop", "log", "forward"]
+
+
+def test_a_stored_quarantine_is_shown_selected_and_marked_until_changed(upgraded_quarantine):
+    """An older release's stored quarantine stays what the select shows (left out, it
+    would show Drop, and a save would change the action unseen); a save names it, as any
+    page holding a refused stored value does, until another action is chosen."""
+    admin = upgraded_quarantine
+    page = admin.get("/filtering/content-rules").get_data(as_text=True)
+    options = dict(_options(page, "rules__content_action"))
+    assert options["quarantine"] == ("Quarantine (not available yet: matching mail is held "
+                                     "in the hold queue instead; choose another action)")
+    assert re.search(r'<option selected value="quarantine"|<option value="quarantine" '
+                     r'selected', page)
+    data = _form_fields(admin, "/filtering/content-rules")
+    assert data["rules__content_action"] == "quarantine"
+    refused = html.unescape(admin.post("/filtering/content-rules", data)
+                            .get_data(as_text=True))
+    assert "quarantine is not available yet" in refused
+    assert admin.settings()["rules.content_action"] == "quarantine"
+    data["rules__content_action"] = "log"
+    assert admin.post("/filtering/content-rules", data).status_code == 302
+    page = admin.get("/filtering/content-rules").get_data(as_text=True)
+    assert [value for value, _text in _options(page, "rules__content_action")] == \
+        ["drop", "log", "forward"]
