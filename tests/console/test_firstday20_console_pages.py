@@ -95,3 +95,13 @@ def test_a_stored_quarantine_is_shown_selected_and_marked_until_changed(upgraded
     page = admin.get("/filtering/content-rules").get_data(as_text=True)
     assert [value for value, _text in _options(page, "rules__content_action")] == \
         ["drop", "log", "forward"]
+
+
+def test_an_empty_hold_queue_says_only_that_it_is_empty(admin):
+    """C5: "0 message(s) in the hold queue. Select messages to act on them only; …" came
+    before "The hold queue is empty: there is nothing to reprocess, drop or forward."."""
+    page = admin.get("/configuration/hold").get_data(as_text=True)
+    tab = " ".join(re.sub(r"<[^>]+>", " ", page.split("<h2>Hold Queue</h2>", 1)[1]
+                          .split("</form>", 1)[0]).split())
+    assert "The hold queue is empty: there is nothing to reprocess, drop or forward." in tab
+    assert "Select messages" not in tab and "message(s)" not in tab
