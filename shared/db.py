@@ -179,8 +179,9 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 
 def pending_migrations(conn: sqlite3.Connection) -> bool:
-    """Whether `migrate` would apply something (or refuse a database newer than this code)."""
-    return schema_version(conn) != known_migrations()[-1].version
+    """Whether `migrate` would apply something (not for a database newer than this code,
+    which it refuses)."""
+    return schema_version(conn) < known_migrations()[-1].version
 
 
 def migrate(conn: sqlite3.Connection) -> list[Migration]:

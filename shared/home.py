@@ -101,17 +101,25 @@ _RUNNING_LOCKS = (("run.lock", "`mailmoat run`"), ("core.lock", "Mailmoat core")
 def migrate_stopped(home: DataHome, conn) -> list:
     """Apply the pending migrations (shared.db.migrate) unless a Mailmoat process runs on
     the home: one of an older release would go on writing what a migration just rewrote
-    (0004's result words) into rows no migration looks at again (upgrade20 B1). Raises
-    AlreadyRunning naming it; nothing pending, nothing is checked."""
-    if db.pending_migrations(conn):
+    (0004's result words) into rows no migration looks at again (upgrade20 B1). The run,
+    core and console locks are held while it migrates, so none starts meanwhile (a service
+    manager's restart of an older core: review20a R6). Raises AlreadyRunning naming the one
+    that runs; with nothing pending, nothing is checked or held."""
+    if not db.pending_migrations(conn):
+        return db.migrate(conn)         # refuses a database newer than this code
+    held = []
+    try:
         for name, what in _RUNNING_LOCKS:
-            pid = lock_holder(home, name)
-            if pid is not None:
-                raise AlreadyRunning(
-                    f"a {what} is running on this data home (pid {pid}); stop Mailmoat "
-                    "before its database is upgraded, then start the new release "
-                    "(docs/operations.md, Upgrading)")
-    return db.migrate(conn)
+            try:
+                held.append(hold_lock(home, name, what))
+            except AlreadyRunning as exc:
+                raise AlreadyRunning(f"{exc}; stop Mailmoat before its database is upgraded, "
+                                     "then start the new release (docs/operations.md, "
+                                     "Upgrading)") from None
+        return db.migrate(conn)
+    finally:
+        for fd in held:
+            os.close(fd)
 
 
 def _holder_pid(fd: int) -> str:

@@ -12,6 +12,7 @@ database is a real home's, one migration behind.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -19,6 +20,7 @@ import pytest
 
 from shared import db
 from shared.cli import main
+from shared.home import lock_holder
 from tests.support.core import make_home
 
 HOLD_THE_LOCK = """
@@ -69,7 +71,7 @@ def test_the_database_is_not_upgraded_under_a_running_mailmoat(home, capsys, loc
         holder.wait()
     out, err = capsys.readouterr()
     assert status == 1
-    assert err.startswith("mailmoat: a ") and f"is running on this data home (pid " \
+    assert err.startswith("mailmoat: another ") and f"is running on this data home (pid " \
         f"{holder.pid}); stop Mailmoat before its database is upgraded" in err, err
     assert _schema(home) == latest - 1
     # stopped, it upgrades
@@ -87,3 +89,43 @@ def test_an_up_to_date_database_is_opened_while_mailmoat_runs(home, capsys):
         holder.kill()
         holder.wait()
     assert capsys.readouterr().out.startswith("schema already at version")
+
+
+def test_nothing_starts_while_the_database_is_upgraded(home, capsys, monkeypatch):
+    # review20a R6: the check was a look before migrating; an older core started meanwhile
+    # (a service manager's restart) read the old schema and wrote the old words after it
+    _one_migration_behind(home)
+    holders = []
+    migrate = db.migrate
+
+    def migrate_and_look(conn):
+        holders.append([lock_holder(home, name) for name in ("run.lock", "core.lock",
+                                                             "console.lock")])
+        return migrate(conn)
+
+    monkeypatch.setattr(db, "migrate", migrate_and_look)
+    assert main(["migrate", "--home", str(home.root)]) == 0
+    assert holders == [[str(os.getpid())] * 3]
+    assert [lock_holder(home, name) for name in ("run.lock", "core.lock", "console.lock")] \
+        == [None] * 3       # and let go after
+
+
+def test_a_database_newer_than_this_release_says_so_while_mailmoat_runs(home, capsys):
+    # review20a R5: it said to stop Mailmoat, and once stopped, that the database is newer
+    conn = db.connect(home.db)
+    try:
+        conn.execute("INSERT INTO schema_migrations (version, name, applied_at) "
+                     "VALUES (99, 'from_a_newer_release', 0)")
+    finally:
+        conn.close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(home.root),
+                               "core.lock"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert main(["migrate", "--home", str(home.root)]) == 1
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert "the database is at schema version 99, newer than this Mailmoat" in err, err
+    assert "stop Mailmoat" not in err
