@@ -37,7 +37,9 @@ Rules:
   has already closed, so its client saw only a reset.
 - What cheroot itself says (`Server.error_log`, its hook for that) goes to this module's
   log, never straight to stderr; its line for plain HTTP on the HTTPS port is left out,
-  since the violation event and the answer have dealt with it, as with its other refusals.
+  since the violation event and the answer have dealt with it, as with its other refusals;
+  a client that ends the TLS handshake is logged at DEBUG only. The terminal gets one line
+  per thing to act on: libraries' routine INFO lines are left out (QUIET_LIBRARY_LOGGERS).
 - One console per data home: `mailmoat console` holds the flock `run/console.lock` while it
   runs (shared.home.hold_lock), so its jobs run once and `mailmoat run` can tell a console
   it did not start. Under `mailmoat run` it stops cleanly when the run ends, kill -9
@@ -85,6 +87,12 @@ SHUTDOWN_SECONDS = 5
 # A browser's request line and headers, cookies included, stay well under this; Apache and
 # nginx allow about 8 KiB a line, and the report pages' query strings are short.
 MAX_REQUEST_HEADER_OCTETS = 64 * 1024
+# Libraries whose INFO lines say nothing an administrator acts on (firstday20 C6); their
+# warnings and errors still show. APScheduler's scheduler: "Adding job tentatively", "Added
+# job", "Scheduler started" at every start (console.jobs quiets its executors the same way).
+# Flask-WTF: a bare "The CSRF token is missing." before the console's own line of the same
+# refusal, which has the request id (console.security).
+QUIET_LIBRARY_LOGGERS = ("apscheduler.scheduler", "flask_wtf.csrf")
 PLAIN_HTTP_TEXT = b"This port speaks HTTPS only: the plain HTTP request was not read.\r\n"
 PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=us-ascii\r\n"
                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
@@ -125,9 +133,15 @@ class _Server(wsgi.Server):
 
     def error_log(self, msg="", level=logging.INFO, traceback=False):
         """cheroot's lines, into the console's log (its own writes them to stderr). It
-        calls this while it handles the exception that it reports, if any."""
-        if isinstance(sys.exc_info()[1], _PlainHttpAnswered):
+        calls this while it handles the exception that it reports, if any. A client that
+        ends the TLS handshake (a browser refusing the self-signed certificate, several
+        times a session; a port scanner) is the client's business: its line is DEBUG, off
+        the terminal (firstday20 C6)."""
+        handled = sys.exc_info()[1]
+        if isinstance(handled, _PlainHttpAnswered):
             return
+        if isinstance(handled, cheroot_errors.FatalSSLAlert):
+            level = min(level, logging.DEBUG)
         log.log(level, "cheroot: %s", msg, exc_info=traceback)
 
 
@@ -404,6 +418,8 @@ def run(home: DataHome, out: Callable[[str], None] = print) -> int:
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s mailmoat-console %(levelname)s %(message)s")
+    for name in QUIET_LIBRARY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     open_db(home).close()  # refuses a missing home or a schema this code does not know
     home.create()
     lock = hold_lock(home, "console.lock", "Mailmoat console")
