@@ -86,10 +86,12 @@ def purge_old_events(home: DataHome, events: EventWriter, clock: WallClock) -> P
         raise
     # after the events are gone, on its own: space that cannot be released, or a file that
     # cannot be deleted, does not make a purge that happened read as failed
+    released, not_purged = 0, ""
     try:
-        released, not_purged = give_space_back(conn), ""
+        if result.cutoff is not None:
+            released = give_space_back(conn)
     except sqlite3.Error as exc:
-        released, not_purged = 0, f"; the freed space not given back to the disk: {exc}"
+        not_purged = f"; the freed space not given back to the disk: {exc}"
     finally:
         conn.close()
     if result.cutoff is not None:

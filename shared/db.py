@@ -95,6 +95,15 @@ class Migration:
     sql: str
 
 
+_INCREMENTAL = 2        # PRAGMA auto_vacuum's INCREMENTAL
+
+
+def incremental_vacuum(conn: sqlite3.Connection) -> bool:
+    """Whether the database is in the incremental auto-vacuum mode `connect` makes new
+    ones in (an older home's is not: docs/operations.md, Upgrading)."""
+    return conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL
+
+
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     """Open the database in WAL mode with a busy timeout; rows come back as sqlite3.Row.
 
@@ -120,7 +129,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
                 # which a read-only home refuses), and before WAL, or it does not take:
                 # the retention job gives purged events' space back to the disk
                 # (shared.retention.give_space_back)
-                conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                conn.execute(f"PRAGMA auto_vacuum = {_INCREMENTAL}")
             conn.execute("PRAGMA journal_mode = WAL")
             # NORMAL is durable in WAL mode except for the last transactions before a power
             # cut; events and settings tolerate that, mail durability lives in the spool's

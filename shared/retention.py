@@ -41,8 +41,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, TypeVar
 
+from shared import db
+from shared.busy import is_busy
 from shared.events import CATEGORY_OF, SIEM_ACTIONS, Action, Category, Event
 from shared.report_time import iso_local, zone_of
 
@@ -51,10 +53,13 @@ __all__ = ["PurgeResult", "purge_events", "cutoff_for", "cutoff_shown", "local_s
            "kept_without_local_logging", "purge_diagnostics", "diagnostics_usage",
            "DirectoryUsage", "give_space_back"]
 
+T = TypeVar("T")
+
 PURGE_BATCH_ROWS = 2_000
 PURGE_PAUSE_SECONDS = 0.01
 RELEASE_BATCH_PAGES = 1_000     # 4 MB of 4 KiB pages: ~30 ms of write lock (module rules)
-INCREMENTAL_AUTO_VACUUM = 2     # PRAGMA auto_vacuum's value for INCREMENTAL
+# Tries of a write another connection keeps locked, each waiting the busy timeout (10 s).
+BUSY_TRIES = 6
 SECONDS_PER_DAY = 86_400
 # What console.status counts per hour for its chart (kept with logging.local off).
 STATUS_ACTIONS = frozenset({Action.ACCEPTED, Action.DELIVERED, Action.DROPPED, Action.REJECTED})
@@ -91,7 +96,7 @@ def purge_events(conn: sqlite3.Connection, now: float, retention_days: int, *,
     """Delete events older than `retention_days` before `now`, in short transactions.
 
     `conn` must be in autocommit mode (shared.db.connect). Returns what was done; raises
-    sqlite3 errors other than a busy database (a busy batch is retried after the pause).
+    sqlite3 errors (a busy batch is retried after the pause, `BUSY_TRIES` times at most).
     """
     started = time.monotonic()
     cutoff = cutoff_for(now, retention_days)
@@ -99,22 +104,19 @@ def purge_events(conn: sqlite3.Connection, now: float, retention_days: int, *,
         return PurgeResult(0, None, 0, 0.0, 0.0)
     deleted = batches = 0
     longest = 0.0
+
+    def one_batch() -> int:
+        conn.execute("BEGIN IMMEDIATE")
+        count = conn.execute(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time < ? "
+            "AND id < (SELECT MAX(id) FROM events) ORDER BY time LIMIT ?)",
+            (cutoff, batch)).rowcount
+        conn.execute("COMMIT")
+        return count
+
     while max_batches is None or batches < max_batches:
         t0 = time.monotonic()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            count = conn.execute(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE time < ? "
-                "AND id < (SELECT MAX(id) FROM events) ORDER BY time LIMIT ?)",
-                (cutoff, batch)).rowcount
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            time.sleep(pause)
-            continue
+        count = _written(conn, one_batch, pause)
         longest = max(longest, time.monotonic() - t0)
         batches += 1
         deleted += count
@@ -127,10 +129,11 @@ def purge_events(conn: sqlite3.Connection, now: float, retention_days: int, *,
 def give_space_back(conn: sqlite3.Connection, *, batch: int = RELEASE_BATCH_PAGES,
                     pause: float = PURGE_PAUSE_SECONDS) -> int:
     """Release the database's free pages to the disk when they are more than a quarter of
-    it and the database is in incremental auto-vacuum mode (module rules); returns how many
-    octets were released (0: nothing to do, or an older database). Raises sqlite3 errors
-    other than a busy database (a busy batch is retried after the pause)."""
-    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != INCREMENTAL_AUTO_VACUUM:
+    it and the database is in incremental auto-vacuum mode (module rules); returns about how
+    many octets were released (0: nothing to do, or an older database; pages the other
+    writers reuse meanwhile count as released). Raises sqlite3 errors (a busy batch is
+    retried after the pause, `BUSY_TRIES` times at most)."""
+    if not db.incremental_vacuum(conn):
         return 0
     page_size = conn.execute("PRAGMA page_size").fetchone()[0]
     free = conn.execute("PRAGMA freelist_count").fetchone()[0]
@@ -138,14 +141,9 @@ def give_space_back(conn: sqlite3.Connection, *, batch: int = RELEASE_BATCH_PAGE
         return 0
     released = 0
     while free > 0:
-        try:
-            # executescript steps the pragma to its end; execute() releases one page
-            conn.executescript(f"PRAGMA incremental_vacuum({int(batch)});")
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            time.sleep(pause)
-            continue
+        # executescript steps the pragma to its end; execute() releases one page
+        _written(conn, lambda: conn.executescript(f"PRAGMA incremental_vacuum({int(batch)});"),
+                 pause)
         left = conn.execute("PRAGMA freelist_count").fetchone()[0]
         released += (free - left) * page_size
         if left >= free:        # nothing more came free: do not loop
@@ -153,6 +151,23 @@ def give_space_back(conn: sqlite3.Connection, *, batch: int = RELEASE_BATCH_PAGE
         free = left
         time.sleep(pause)   # let the writers in between batches
     return released
+
+
+def _written(conn: sqlite3.Connection, write: Callable[[], T], pause: float) -> T:
+    """What `write` returns, tried again after `pause` while another connection holds the
+    write lock past the busy timeout — `BUSY_TRIES` times in all, then its error is raised:
+    an `sqlite3` session left open must not hold the daily job for ever (review20a R7)."""
+    tries = 1
+    while True:
+        try:
+            return write()
+        except sqlite3.OperationalError as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if not is_busy(exc) or tries == BUSY_TRIES:
+                raise
+        tries += 1
+        time.sleep(pause)
 
 
 def kept_without_local_logging(settings: Mapping) -> frozenset[Action]:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 from console.jobs import purge_old_events
 from shared import db
 from shared.clock import FakeClock
 from shared.events import Action, EventWriter
-from shared.retention import SECONDS_PER_DAY
+from shared.busy import is_busy
+from shared.retention import SECONDS_PER_DAY, give_space_back, purge_events
 from shared.settings_store import apply_changes
 
 OLD_EVENTS = 20_000
@@ -107,3 +109,34 @@ def test_a_small_purge_leaves_the_free_pages_for_the_next_events(home):
     info, data = _purge(home, now)
     assert json.loads(data)["db_octets_released"] == 0
     assert _file_octets(home) == before
+
+
+def test_a_lock_another_program_keeps_stops_the_release_not_the_job(home, monkeypatch):
+    # review20a R7: each try waited the busy timeout and tried again, for as long as an
+    # `sqlite3` session stayed open: the job never ended and its event was never written
+    now = time.time()
+    _fill_with_old_events(home, now)
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 50)
+    conn = db.connect(home.db)
+    try:
+        purge_events(conn, now, 30)
+        other = db.connect(home.db)
+        other.execute("BEGIN IMMEDIATE")        # held until the release has given up
+        ended = []
+        thread = threading.Thread(target=lambda: ended.append(_raised(give_space_back, conn)))
+        thread.start()
+        thread.join(60)
+        other.execute("ROLLBACK")
+        other.close()
+        assert ended and is_busy(ended[0]), ended
+        assert give_space_back(conn) > 0            # the lock gone, the next run does it
+    finally:
+        conn.close()
+
+
+def _raised(function, *args):
+    try:
+        function(*args)
+    except Exception as exc:        # what the caller (the job) gets
+        return exc
+    return None
