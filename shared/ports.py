@@ -81,10 +81,12 @@ IN_USE_RULE = "port {port} is in use by another program; the old value is kept"
 NOT_LOCAL_RULE = "{address} is not an address of this host ({reason}); the old value is kept"
 # what a broadcast address is said to be, in the refusal and on the console's pages
 BROADCAST = "a broadcast address of this host's networks"
-BROADCAST_RULE = ("{address} is " + BROADCAST + ", which takes no connections; the old value "
-                  "is kept")
-RESOLVER_BROADCAST_RULE = ("{address} is " + BROADCAST + ", which no DNS server answers "
-                           "from; the old value is kept")
+# What is wrong with a broadcast address, said alike of a change and of a stored value; a
+# refused change adds CHANGE_REFUSED. A stored value is listed (Status page, `config export`)
+# without it: nothing is being changed there (upgrade20 C2).
+BROADCAST_RULE = "{address} is " + BROADCAST + ", which takes no connections"
+RESOLVER_BROADCAST_RULE = "{address} is " + BROADCAST + ", which no DNS server answers from"
+CHANGE_REFUSED = "; the old value is kept"
 # The keys whose stored value this host may refuse as it stands (module rules)
 STORED_CHECKED_KEYS = ("smtp.listen", "dns.resolvers")
 _FIB_TRIE = "/proc/net/fib_trie"
@@ -236,7 +238,7 @@ def address_problem(address: str) -> str | None:
             return NOT_LOCAL_RULE.format(address=address, reason=exc.strerror)
     finally:
         sock.close()
-    return _broadcast_problem(address)
+    return _broadcast_problem(address, CHANGE_REFUSED)
 
 
 def is_broadcast(address: str, networks: list[ipaddress.IPv4Network] | None = None) -> bool:
@@ -251,17 +253,20 @@ def is_broadcast(address: str, networks: list[ipaddress.IPv4Network] | None = No
     return any(ip in network for network in networks)
 
 
-def _broadcast_problem(address: str) -> str | None:
-    return BROADCAST_RULE.format(address=address) if is_broadcast(address) else None
+def _broadcast_problem(address: str, ending: str) -> str | None:
+    """BROADCAST_RULE, then `ending`, when `address` is a broadcast address; else None."""
+    return BROADCAST_RULE.format(address=address) + ending if is_broadcast(address) else None
 
 
-def _listen_problems(current: list[str], new: Any) -> RuleError | None:
+def _listen_problems(current: list[str], new: Any,
+                     ending: str = CHANGE_REFUSED) -> RuleError | None:
     """The entries of a new smtp.listen this host does not have (`address_problem`), as the
     schema reports a list's bad entries; None when there are none or the schema refuses
     the value. An address `current` holds is kept however the host lacks it now (the
     listener serves it once it comes back), but not a broadcast address: that never takes a
     connection, and a release before the rule stored some (the core leaves it out too:
-    core/smtp/listen_sockets.py)."""
+    core/smtp/listen_sockets.py). `ending` ends the rule of each such held address: ""
+    where the stored value is listed, not changed."""
     kind = SCHEMA["smtp.listen"].kind
     try:
         wanted = kind.check(new)
@@ -273,24 +278,25 @@ def _listen_problems(current: list[str], new: Any) -> RuleError | None:
         pass
     bad = [(index, RuleError(problem)) for index, address in enumerate(wanted, 1)
            if (problem := address_problem(address) if address not in current
-               else _broadcast_problem(address))]
+               else _broadcast_problem(address, ending))]
     if not bad:
         return None
     return RuleError(entries_rule([(index, exc.rule) for index, exc in bad]),
                      entries=tuple(bad))
 
 
-def _resolver_problems(new: Any) -> RuleError | None:
+def _resolver_problems(new: Any, ending: str = CHANGE_REFUSED) -> RuleError | None:
     """The entries of a new dns.resolvers at a broadcast address of the host's networks (module
-    rules), as the schema reports a list's bad entries; None when there are none or the
-    schema refuses the value."""
+    rules), as the schema reports a list's bad entries, each rule followed by `ending`
+    ("" where the stored value is listed); None when there are none or the schema refuses
+    the value."""
     try:
         wanted = SCHEMA["dns.resolvers"].kind.check(new)
     except RuleError:
         return None               # the schema's to refuse
     servers = [SCHEMA["dns.resolvers"].kind.item.same_form(entry)[0] for entry in wanted]
     networks = broadcast_networks() if any(":" not in server for server in servers) else []
-    bad = [(index, RuleError(RESOLVER_BROADCAST_RULE.format(address=server)))
+    bad = [(index, RuleError(RESOLVER_BROADCAST_RULE.format(address=server) + ending))
            for index, server in enumerate(servers, 1) if is_broadcast(server, networks or [])]
     if not bad:
         return None
@@ -351,10 +357,10 @@ def check_ports(current: Mapping[str, Any], changes: Mapping[str, Any],
 def stored_host_problems(stored: Mapping[str, Any]) -> list[tuple[str, str]]:
     """`(key, rule)` for each value of `stored` (a full settings dict, as `load` reads it)
     that this host refuses as it stands: a broadcast address of its networks in smtp.listen
-    or dns.resolvers (module rules), with the rule a change keeping it is refused with. A
+    or dns.resolvers (module rules), with the rule a change keeping it is refused with, less
+    that change's CHANGE_REFUSED ending: a listing of what is stored changes nothing. A
     value the schema refuses is left to the schema. Never raises for a stored value."""
-    try:
-        check_ports(stored, {key: stored[key] for key in STORED_CHECKED_KEYS})
-    except SettingError as host:
-        return list(host.errors)
-    return []
+    found = {"smtp.listen": _listen_problems(stored["smtp.listen"], stored["smtp.listen"],
+                                             ending=""),
+             "dns.resolvers": _resolver_problems(stored["dns.resolvers"], ending="")}
+    return [(key, found[key].rule) for key in STORED_CHECKED_KEYS if found[key] is not None]

@@ -7,9 +7,12 @@ host (tests/integration/test_listen_broadcast_stored.py)."""
 
 from __future__ import annotations
 
+import html
+
 from shared.cli import main
 from tests.support.core import store_unchecked
 
+from .test_configuration import _form_fields
 from .test_upgraded_settings import _warning
 
 BROADCAST = "127.255.255.255"
@@ -35,11 +38,25 @@ def test_status_names_a_stored_broadcast_listen_and_resolver_address_as_export_d
     items = _status_items(admin)
     assert [item.split(":", 1)[0] for item in items] == [
         "smtp.listen", "dns.resolvers", "address_chars.chars"]
+    # a listing of stored values, where nothing is being changed: without a refused
+    # change's "; the old value is kept" (upgrade20 C2)
     assert (f"smtp.listen: entry 2: {BROADCAST} is a broadcast address of this host's "
-            "networks, which takes no connections; the old value is kept") in items
+            "networks, which takes no connections") in items
     assert (f"dns.resolvers: entry 2: {BROADCAST} is a broadcast address of this host's "
-            "networks, which no DNS server answers from; the old value is kept") in items
+            "networks, which no DNS server answers from") in items
     assert _export_warnings(home, capsys) == items
+
+
+def test_a_save_that_keeps_a_stored_broadcast_address_is_refused_keeping_the_old_value(
+        admin, home):
+    """The refusal of a change keeps its ending; only the listing leaves it out."""
+    store_unchecked(home, {"dns.resolvers": ["127.0.0.1", BROADCAST]})
+    data = _form_fields(admin, "/configuration/setup")
+    data["smtp__max_incoming"] = "21"
+    page = html.unescape(admin.post("/configuration/setup", data).get_data(as_text=True))
+    assert (f"line 2: {BROADCAST} is a broadcast address of this host's networks, which no "
+            "DNS server answers from; the old value is kept") in page
+    assert admin.settings()["smtp.max_incoming"] != 21
 
 
 def test_a_stored_listen_address_in_an_older_form_is_judged_as_held(admin, home, capsys):
