@@ -4,7 +4,6 @@ be recorded as "unknown command" and the administrator's click would do nothing.
 
 from __future__ import annotations
 
-
 from core.app import run_core
 from shared import db
 from shared.commands import HOLD_ACTIONS, Command

@@ -28,7 +28,7 @@ from core.app import run_core
 from shared.events import Action
 from shared.tls import make_self_signed
 from tests.support.core import CoreProcess, make_home
-from tests.support.waiting import events_of
+from tests.support.waiting import events_of, wait_for
 
 # several seconds per test: run by `make test-slow` (pyproject.toml, marker "slow")
 pytestmark = pytest.mark.slow
@@ -69,10 +69,7 @@ def _tls_events(home) -> list[str]:
 
 
 def _wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+    assert wait_for(predicate, timeout), "timed out"
 
 
 def _reports_on_stderr(home) -> int:
