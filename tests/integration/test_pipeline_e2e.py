@@ -365,14 +365,18 @@ async def test_hung_worker_is_stopped_and_smtp_stays_responsive(tmp_path, sink, 
     await trio.to_thread.run_sync(lambda: sink.wait_for(3, timeout=30))
     await _until(lambda: len(list(home.queue("hold").iterdir())) == 1, timeout=60)
     await _held(core, home)
-    errors = _events(home, Action.SCAN_ERROR)
+    [held] = _events(home, Action.HELD)
+    assert held["rule"] == "suspect_message" and held["subject"] == "hang"
+    # The hung message's three crashes. On a loaded machine an ordinary message can take
+    # longer than the 2 s limit too (a worker started again after the hung one was stopped
+    # imports for a while) and be tried again: not what this test is about (CI once).
+    errors = [e for e in _events(home, Action.SCAN_ERROR) if e["queue_id"] == held["queue_id"]]
     assert len(errors) == 3 and all("stopped after 2 s" in e["info"] for e in errors), \
-        [(e["queue_id"], e["info"]) for e in errors]      # which message, if not the hung one
+        [e["info"] for e in errors]
     # Causal, not wall-clock: the three sessions were accepted before the hung worker was
     # stopped the first time, so they were served while it hung.
     accepted = _events(home, Action.ACCEPTED)
     assert len(accepted) == 4 and max(e["id"] for e in accepted[1:]) < errors[0]["id"]
-    assert _events(home, Action.HELD)[0]["rule"] == "suspect_message"
     core.cancel_scope.cancel()
 
 
