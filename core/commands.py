@@ -462,9 +462,13 @@ def _withdraw(conn, command_id: int, waited: float) -> bool:
 # A message to 50 recipients made one row of 800 characters (interop tester): the first few
 # and how many more.
 LISTED_RECIPIENTS = 3
-# LAST ERROR of a corrupt/ entry that reads whole now and whose reason was not noted (set
-# aside by an older release, or its note could not be written)
-SET_ASIDE_UNKNOWN = "nothing wrong found now; its spool.corrupt event says why it was set aside"
+# LAST ERROR of a corrupt/ entry that reads whole now: the reason noted when it was set
+# aside, as the past reason it is (a damage noted then may have been repaired in corrupt/
+# since: shown as if current, the repair looked as if it had not worked, review20b R2),
+# else that its event says why (set aside by an older release, or the note not written)
+NOTHING_WRONG_NOW = "nothing wrong found now"
+SET_ASIDE_BECAUSE = f"{NOTHING_WRONG_NOW}; set aside because: "
+SET_ASIDE_UNKNOWN = f"{NOTHING_WRONG_NOW}; its spool.corrupt event says why it was set aside"
 
 
 def _queue_list(home, only: str | None) -> int:
@@ -477,14 +481,15 @@ def _queue_list(home, only: str | None) -> int:
     rows = []
     # corrupt/: entries the core set aside (an event and a Suspect Message alert said so);
     # FROM is the queue one came from ("?" when not known), LAST ERROR why it is there: what
-    # is wrong with it as far as it can be read, else what the core noted when it set it
-    # aside (a second copy of a message kept in another queue, say) — never the hold reason
-    # or delivery error its envelope still carries, which would read as the fault
+    # is wrong with it as far as it can be read now, else that nothing is and what the core
+    # noted when it set it aside (a second copy of a message kept in another queue, say; a
+    # damage repaired since) — never the hold reason or delivery error its envelope still
+    # carries, which would read as the fault
     listing_corrupt = only == CORRUPT
     for queue in (only,) if only else ("fast", "slow", "hold"):
         for queue_id in spool.list(queue):
-            problem = (spool.problem(queue, queue_id) or spool.set_aside_reason(queue_id)
-                       or SET_ASIDE_UNKNOWN) if listing_corrupt else None
+            problem = (spool.problem(queue, queue_id) or _set_aside_why(spool, queue_id)
+                       ) if listing_corrupt else None
             origin = (spool.set_aside_from(queue_id) or "?",) if listing_corrupt else ()
             try:
                 env = spool.read_envelope(queue, queue_id)
@@ -515,6 +520,12 @@ def _queue_list(home, only: str | None) -> int:
     for row in [header, *rows]:
         print("  ".join(padded(str(v), w) for v, w in zip(row, widths)).rstrip())
     return 0
+
+
+def _set_aside_why(spool, queue_id: str) -> str:
+    """LAST ERROR of the corrupt/ entry `queue_id` in which nothing is wrong now."""
+    noted = spool.set_aside_reason(queue_id)
+    return SET_ASIDE_BECAUSE + noted if noted else SET_ASIDE_UNKNOWN
 
 
 def _age(seconds: float) -> str:
