@@ -159,10 +159,14 @@ def supervise(args) -> int:
     finally:
         conn.close()
     from shared.ports import may_bind_privileged_ports, privileged_port_start
+    from shared.tls import load_server_pair
 
     print(f"Mailmoat: data home {home.root}")
-    print(console_line(home, settings))
-    for line in certificate_lines(home, datetime.datetime.now(datetime.timezone.utc)):
+    # tls/ loaded once for both: loaded for each, a pair copied in between gave an https://
+    # Console line above a Certificate line saying HTTPS is off (review20b D1)
+    pair = load_server_pair(home)
+    print(console_line(home, settings, pair))
+    for line in certificate_lines(home, datetime.datetime.now(datetime.timezone.utc), pair):
         print(f"Certificate: {line}.")
     print(LOGON_LINE)
     print(smtp_port_line(settings["smtp.port"], may_bind_privileged_ports()
@@ -199,18 +203,19 @@ def smtp_port_line(port: int, may_bind: bool) -> str:
             f"stops Mailmoat.")
 
 
-def console_line(home, settings) -> str:
+def console_line(home, settings, pair=None) -> str:
     """The banner's Console line: the console's addresses, the HTTPS one only when HTTPS
     will be served — with neither key.pem + cert.pem nor the previous pair loading, the
     console serves HTTP alone (opsdocs20 C5: the line gave an https:// address that refused
-    connections, two lines above the Certificate line saying HTTPS is off)."""
-    from shared.tls import load_server_pair
+    connections, two lines above the Certificate line saying HTTPS is off). `pair`: tls/ as
+    shared.tls.load_server_pair gave it for the whole banner (loaded here when not given)."""
+    from shared.tls import PAIR_DOES_NOT_LOAD, load_server_pair
 
-    pair = load_server_pair(home)
+    pair = pair if pair is not None else load_server_pair(home)
     http = f"Console: http://localhost:{settings['http.port']}/"
     if pair.context is None:
-        return (f"{http}  (HTTPS, port {settings['https.port']}, is off: the key and "
-                f"certificate in tls/ do not load; see Certificate below)")
+        return (f"{http}  (HTTPS, port {settings['https.port']}, is off: "
+                f"{PAIR_DOES_NOT_LOAD}; see Certificate below)")
     return (f"{http}  and  https://localhost:{settings['https.port']}/"
             f"{_certificate_note(home, pair)}")
 
@@ -218,29 +223,25 @@ def console_line(home, settings) -> str:
 def _certificate_note(home, pair) -> str:
     """What the banner says after the HTTPS address about the certificate in tls/ when it
     loads (`pair`, as load_server_pair gave it; `certificate_lines` say what is wrong)."""
-    from cryptography import x509
+    from shared.tls import is_self_signed, served_certificate
 
-    from shared.tls import is_self_signed
-
-    if pair.problem is not None:
+    served = served_certificate(home, pair) if pair.problem is None else None
+    if served is None:      # replaced since it loaded: the banner says nothing
         return ""
-    try:
-        cert = x509.load_pem_x509_certificate(home.tls_cert.read_bytes())
-    except (OSError, ValueError):  # replaced since it loaded: the banner says nothing
-        return ""
-    return " (self-signed certificate until you install one)" if is_self_signed(cert) else ""
+    return " (self-signed certificate until you install one)" if is_self_signed(served[0]) \
+        else ""
 
 
-def certificate_lines(home, now: datetime.datetime) -> list[str]:
+def certificate_lines(home, now: datetime.datetime, pair=None) -> list[str]:
     """The banner's lines on what is wrong, at `now`, with the pair the servers start with
     (certs18 4): that it does not load, and what they serve meanwhile; that the certificate
     served (or one of its chain) is out of its dates, or expires within
     shared.tls.EXPIRY_WARNING_DAYS. In the words of the core's events and of the console's
-    pages (shared.tls), one line each; none when all is well."""
+    pages (shared.tls), one line each; none when all is well. `pair`: as `console_line`'s."""
     from shared.tls import (expiry_message, load_server_pair, out_of_dates_message,
                             served_certificate, unusable_message)
 
-    pair = load_server_pair(home)
+    pair = pair if pair is not None else load_server_pair(home)
     lines = []
     if pair.problem is not None:
         lines.append(unusable_message("each of HTTPS and STARTTLS", pair,

@@ -470,6 +470,11 @@ def _signature(paths) -> tuple:
     return tuple(signature)
 
 
+# What every text about a pair that does not load begins with: the events, the log, the
+# console's pages and `mailmoat run`'s start lines (review20b D1: the banner had a copy)
+PAIR_DOES_NOT_LOAD = "the key and certificate in tls/ do not load"
+
+
 def unusable_message(service: str, pair: ServerPair, *, kept: bool = False,
                      off: str | None = None) -> str:
     """The event (and log) text when key.pem + cert.pem do not load: what is wrong, what
@@ -483,7 +488,7 @@ def unusable_message(service: str, pair: ServerPair, *, kept: bool = False,
                      f"cert.pem{PREVIOUS_SUFFIX})")
     else:
         meanwhile = off or f"{service} is off"
-    return (f"the key and certificate in tls/ do not load: {pair.problem}. Meanwhile "
+    return (f"{PAIR_DOES_NOT_LOAD}: {pair.problem}. Meanwhile "
             f"{meanwhile}. To fix it, install a certificate on the console's Certificate "
             "Management page (Configuration › Setup) or put a matching key.pem and cert.pem "
             "in tls/")
