@@ -50,7 +50,9 @@ Rules:
   is not valid UTF-8, DER OpenSSL refuses) is said to be that, with cryptography's words
   (`unparsed_certificate`): OpenSSL reports it as a "PEM lib" error, as it does lines
   indented, which was the reason given for both (certs18 2). The layout is blamed only when
-  a line of a BEGIN/END block does not start at the left margin.
+  a line of a BEGIN/END block does not start at the left margin. A file that ends inside a
+  BEGIN/END block is said to be cut short (`cut_short`), naming the block: a leaf alone
+  and a chain certificate after the leaf alike (review20b C1).
 """
 
 from __future__ import annotations
@@ -518,6 +520,7 @@ def _reason(key_path: Path, cert_path: Path, exc: Exception) -> str:
         cert = x509.load_pem_x509_certificate(texts[cert_path])
     except ValueError:
         return (unparsed_certificate(texts[cert_path], cert_path.name)
+                or cut_short(texts[cert_path], cert_path.name)
                 or f"{cert_path.name} holds no certificate in PEM format")
     try:
         key = serialization.load_pem_private_key(texts[key_path], password=None)
@@ -527,7 +530,8 @@ def _reason(key_path: Path, cert_path: Path, exc: Exception) -> str:
     except UnsupportedAlgorithm:
         return f"{key_path.name} holds a key of a type Mailmoat cannot use{_KEY_TYPES}"
     except ValueError:
-        return f"{key_path.name} holds no private key in PEM format"
+        return (cut_short(texts[key_path], key_path.name)
+                or f"{key_path.name} holds no private key in PEM format")
     try:
         cert_key = cert.public_key()
     except (UnsupportedAlgorithm, ValueError):
@@ -548,7 +552,9 @@ def _reason(key_path: Path, cert_path: Path, exc: Exception) -> str:
                 return (f"OpenSSL cannot read {path.name} as PEM (lines indented, or other "
                         "text inside a BEGIN/END block); each line must start at the left "
                         "margin, as it was sent")
+    # a chain certificate cut short: the leaf parses, OpenSSL's PEM reader says BAD_END_LINE
     return (_security_level_refusal(reason, texts[cert_path], key)
+            or cut_short(texts[cert_path], cert_path.name)
             or f"OpenSSL refuses them ({reason or exc})")
 
 
@@ -570,8 +576,7 @@ def unparsed_certificate(pem: bytes, holder: str = "cert.pem") -> str | None:
     briefly; None when each one parses, or when a block is no base64 at all (a layout
     matter, which the caller says). `holder`: the words for what holds `pem`."""
     for index, block in enumerate(_PEM_CERTIFICATE.findall(pem)):
-        which = ("the certificate" if index == 0
-                 else f"certificate {index + 1} (of the chain after the first)")
+        which = _which_certificate(index)
         try:
             der = base64.b64decode(b"".join(block.split()), validate=True)
         except binascii.Error:
@@ -598,6 +603,34 @@ def unparsed_certificate(pem: bytes, holder: str = "cert.pem") -> str | None:
             return (f"{holder} holds well-formed PEM, but {what} in it does not parse "
                     f"(cryptography: {words}); {fix}")
     return None
+
+
+_PEM_BEGIN = re.compile(rb"^[ \t]*-----BEGIN ([A-Z0-9 ]+)-----", re.M)
+_PEM_END = re.compile(rb"^[ \t]*-----END [A-Z0-9 ]+-----", re.M)
+
+
+def _which_certificate(index: int) -> str:
+    """The words for the certificate at `index` of a cert.pem (0: the leaf)."""
+    return ("the certificate" if index == 0
+            else f"certificate {index + 1} (of the chain after the first)")
+
+
+def cut_short(pem: bytes, holder: str) -> str | None:
+    """Why `pem` does not load when it ends inside a BEGIN/END block — its END line lost,
+    as a copy cut short loses it — naming the block (the certificate, a chain certificate,
+    the key), the same words for a leaf alone and one with its chain after it (review20b
+    C1: with a chain, the leaf parsed and OpenSSL's "BAD_END_LINE" was all that was said);
+    None when every block is closed. `holder`: the file's name."""
+    begins = list(_PEM_BEGIN.finditer(pem))
+    if not begins or _PEM_END.search(pem, begins[-1].end()):
+        return None
+    label = begins[-1].group(1).decode("ascii")
+    if label == "CERTIFICATE":
+        what = _which_certificate(sum(b.group(1) == b"CERTIFICATE" for b in begins) - 1)
+    else:
+        what = "the key" if label.endswith("KEY") else f"its {label} block"
+    return (f"{holder} ends inside {what}, before its -----END {label}----- line, as a copy "
+            "cut short does; copy it again whole, as it was sent")
 
 
 def _off_margin(pem: bytes) -> bool:
