@@ -59,8 +59,9 @@ from shared.paths import DataHome
 from shared.settings_addresses import Hostname
 from shared.settings_types import RuleError
 from shared.shown_text import quoted
-from shared.tls import (FILE_CONTENT_ERRORS, IN_CERT_PEM, PREVIOUS_SUFFIX, chain_after_leaf,
-                        dates_problem, expires_soon, expiry_warning, is_self_signed,
+from shared.tls import (FILE_CONTENT_ERRORS, IN_CERT_PEM, PAIR_DOES_NOT_LOAD, PREVIOUS_SUFFIX,
+                        chain_after_leaf, dates_problem, expires_soon, expiry_warning,
+                        is_self_signed,
                         load_server_pair, make_self_signed, out_of_dates, pair_problem,
                         previous_path, public_key_fingerprint, served_certificate,
                         shown_name, unparsed_certificate, write_atomically)
@@ -486,7 +487,7 @@ def _pair_problem(pair) -> str | None:
                  f"(key.pem{PREVIOUS_SUFFIX} and cert.pem{PREVIOUS_SUFFIX})")
     else:
         after = "when they start again, HTTPS is off and SMTP offers no STARTTLS"
-    return (f"The key and certificate in tls/ do not load: {pair.problem}. While they run, "
+    return (f"{PAIR_DOES_NOT_LOAD.capitalize()}: {pair.problem}. While they run, "
             f"the console's HTTPS and the SMTP STARTTLS serve the last good pair they know "
             f"of (the previous pair, when it was kept after they loaded theirs); "
             f"{after}. Install a certificate below, or put a matching key.pem and cert.pem "

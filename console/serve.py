@@ -414,7 +414,7 @@ def run(home: DataHome, out: Callable[[str], None] = print) -> int:
     """`mailmoat console`: serve until SIGTERM or Ctrl-C (or the end of the `mailmoat run`
     that started it); 0 after a clean stop. Raises AlreadyRunning when another console
     holds the data home."""
-    from shared.home import hold_lock, open_db
+    from shared.home import CONSOLE_LOCK, hold_lock, open_db
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s mailmoat-console %(levelname)s %(message)s")
@@ -422,7 +422,7 @@ def run(home: DataHome, out: Callable[[str], None] = print) -> int:
         logging.getLogger(name).setLevel(logging.WARNING)
     open_db(home).close()  # refuses a missing home or a schema this code does not know
     home.create()
-    lock = hold_lock(home, "console.lock", "Mailmoat console")
+    lock = hold_lock(home, *CONSOLE_LOCK)
     try:
         return _serve(home, out)
     finally:

@@ -51,7 +51,7 @@ from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.commands import Command
 from shared.disk import is_out_of_space
 from shared.events import Action, Event, EventWriter
-from shared.home import AlreadyRunning, gateway_name, hold_lock, hostname_notice
+from shared.home import CORE_LOCK, AlreadyRunning, gateway_name, hold_lock, hostname_notice
 from shared.paths import DataHome
 from shared.retention import cutoff_for, local_storage_filter
 from shared.settings import OPEN_RELAY_WARNING
@@ -107,7 +107,7 @@ async def run_core(home: DataHome, *, clock: WallClock = SYSTEM_CLOCK,
     finally:
         conn.close()
     home.create()
-    lock = hold_lock(home, "core.lock", "Mailmoat core")
+    lock = hold_lock(home, *CORE_LOCK)
     try:
         await _run_locked(home, clock, pipeline_options, task_status)
     finally:

@@ -128,7 +128,8 @@ def _migrated(home):
 
 
 def supervise(args) -> int:
-    from shared.home import AlreadyRunning, hold_lock, lock_holder, open_db
+    from shared.home import (CONSOLE_LOCK, CORE_LOCK, RUN_LOCK, AlreadyRunning, hold_lock,
+                             lock_holder, open_db)
     from shared.settings_store import load
 
     home = resolve_home(args.home)
@@ -141,16 +142,16 @@ def supervise(args) -> int:
     try:
         # held until this process ends: a second `run` would restart its core and console
         # for ever against the first one's, an improper-start alert each time
-        hold_lock(home, "run.lock", "`mailmoat run`")
+        hold_lock(home, *RUN_LOCK)
     except AlreadyRunning as exc:
         raise CommandFailed(str(exc)) from None
-    for part in ("core", "console"):
+    for lock in (CORE_LOCK, CONSOLE_LOCK):
         # Started by hand, or left by a `mailmoat run` of a release whose children outlived
         # it: ours would fail against it and be restarted for ever, each time "after an
         # improper shutdown", while stopping this run would leave that one serving.
-        pid = lock_holder(home, f"{part}.lock")
+        pid = lock_holder(home, lock.name)
         if pid is not None:
-            raise CommandFailed(f"a Mailmoat {part} not started by this `mailmoat run` is "
+            raise CommandFailed(f"a {lock.what} not started by this `mailmoat run` is "
                                 f"running on this data home (pid {pid}); stop it "
                                 f"(kill {pid}), then start `mailmoat run` again")
     conn = open_db(home)

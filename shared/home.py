@@ -31,7 +31,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from shared import db
 from shared.disk import disk_space, is_out_of_space
@@ -46,6 +46,7 @@ __all__ = ["initialise", "open_db", "require_home", "InitResult", "HomeMissing",
            "gateway_name", "hostname_notice",
            "become_owner", "OwnerUnusable",
            "AlreadyRunning", "hold_lock", "lock_holder", "migrate_stopped", "DiskFull",
+           "ProcessLock", "RUN_LOCK", "CORE_LOCK", "CONSOLE_LOCK",
            "open_db_at_start",
            "keep_space_reserve", "space_reserve", "SPACE_RESERVE_OCTETS"]
 
@@ -93,9 +94,16 @@ def lock_holder(home: DataHome, name: str) -> str | None:
         os.close(fd)
 
 
-# Mailmoat's processes on a data home, by the lock each holds while it runs.
-_RUNNING_LOCKS = (("run.lock", "`mailmoat run`"), ("core.lock", "Mailmoat core"),
-                  ("console.lock", "Mailmoat console"))
+class ProcessLock(NamedTuple):
+    """The lock in run/ a Mailmoat process holds while it runs (`hold_lock`): one per data
+    home, its file's name and the words messages name its holder with."""
+    name: str
+    what: str
+
+
+RUN_LOCK = ProcessLock("run.lock", "`mailmoat run`")
+CORE_LOCK = ProcessLock("core.lock", "Mailmoat core")
+CONSOLE_LOCK = ProcessLock("console.lock", "Mailmoat console")
 
 
 def migrate_stopped(home: DataHome, conn) -> list:
@@ -109,9 +117,9 @@ def migrate_stopped(home: DataHome, conn) -> list:
         return db.migrate(conn)         # refuses a database newer than this code
     held = []
     try:
-        for name, what in _RUNNING_LOCKS:
+        for lock in (RUN_LOCK, CORE_LOCK, CONSOLE_LOCK):
             try:
-                held.append(hold_lock(home, name, what))
+                held.append(hold_lock(home, *lock))
             except AlreadyRunning as exc:
                 raise AlreadyRunning(f"{exc}; stop Mailmoat before its database is upgraded, "
                                      "then start the new release (docs/operations.md, "
