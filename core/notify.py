@@ -282,9 +282,10 @@ def _event_line(row) -> str:
     """One event as an alert mail lists it: time, action, queue id, client, info. A
     configuration change (object_modified) adds who made it and, a line each below, what
     changed as the detail report shows it (shared.report_format `detail_parts`: `key: old →
-    new`, secrets "***" as the event holds them, a long list as what was added and removed;
-    at most ALERT_DETAIL_PARTS of them): its page alone did not tell a harmless change from
-    relay.mode becoming `allow` (firstday20 B2). Every value is one line (`one_line`), so
+    new`, secrets and a URL's credentials "***" as the event holds them (shared.settings
+    display_value), a long list as what was added and removed; at most ALERT_DETAIL_PARTS
+    of them): its page alone did not tell a harmless change from relay.mode becoming
+    `allow` (firstday20 B2). Every value is one line (`one_line`), so
     no field can forge a line of the mail."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(row["time"]))
     detail = " ".join(one_line(str(x)) for x in (row["queue_id"], row["client_ip"],

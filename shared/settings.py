@@ -56,7 +56,7 @@ __all__ = [
     "generated_values", "ALERT_EVENTS", "RULES_MAX_TOTAL", "STORED_HASH_RULE",
     "refused_values", "SPAM_QUARANTINE_NOT_BUILT", "NOT_BUILT_FEATURES",
     "NOTIFY_SENDER_METATAGS", "NOTIFY_ADMIN_METATAGS", "OUTBREAK_METATAGS", "PORT_KEYS",
-    "SECRET_MASK", "read_json", "OPEN_RELAY_WARNING", "RELAY_MODE_LABELS",
+    "SECRET_MASK", "URL_MASK_RULE", "read_json", "OPEN_RELAY_WARNING", "RELAY_MODE_LABELS",
 ]
 
 PASSWORD_MAX_CHARS = 32  # SPEC §3 admin.password: ≤32 chars, case-sensitive
@@ -87,6 +87,9 @@ SECRET_MASK_RULE = (f'"{SECRET_MASK}" is how `config get` hides a secret, not it
 # The same value stored by an older release, as the Status page lists it (refused_values).
 SECRET_MASK_STORED_RULE = (f'"{SECRET_MASK}" is stored as the value (an older release let in '
                            "how `config get` hides a secret): set the real one")
+# The same for a URL's credentials (_masked_url): imported, they would be the password "***".
+URL_MASK_RULE = (f'"{SECRET_MASK}" in a URL is how `config get` hides its credentials, not '
+                 "their value: give the real ones (`config export` keeps them)")
 STORED_HASH_RULE = (f"must be a password of at most {PASSWORD_MAX_CHARS} characters, or a "
                     "password hash exactly as `config export` wrote it")
 # Until the spam quarantine issue builds its pages, mail sent there could be neither seen nor
@@ -462,7 +465,8 @@ _add("premium.suspected.threshold", Int(25, 89), 72,
 _add("premium.reputation.open_proxy", Bool(), True, "Use the open proxy list.", "premium")
 _add("premium.reputation.safe", Bool(), True, "Use the safe list.", "premium")
 for _level, _score in (("spam", 100), ("suspected", 89)):
-    _add(f"premium.{_level}.disposition", Choice(("drop", "quarantine", "forward", "deliver")),
+    _add(f"premium.{_level}.disposition", Choice(("drop", "quarantine", "forward", "deliver"),
+                                                 withheld=("quarantine",)),
          "deliver", f"Disposition of {_level} messages (not quarantine until the spam "
          "quarantine is built).", "premium")
     _add(f"premium.{_level}.forward_to", Nullable(Email()), None,
@@ -623,7 +627,8 @@ _add("address_chars.chars", AddressCharacters(max_len=32, min_len=1), "!%",
      "every address has).", "relay")
 _add("rules.content", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
      "Content rules. " + RULE_TERMS_HELP, "content_rules")
-_add("rules.content_action", Choice(("drop", "log", "forward", "quarantine")), "drop",
+_add("rules.content_action", Choice(("drop", "log", "forward", "quarantine"),
+                                   withheld=("quarantine",)), "drop",
      "What to do with messages that match a content rule (not quarantine until the spam "
      "quarantine is built).", "content_rules")
 _add("rules.content_forward_to", Nullable(Email()), None,
@@ -665,10 +670,38 @@ def is_secret(key: str) -> bool:
 
 
 def display_value(key: str, value: Any) -> Any:
-    """What `config get` prints: secrets as "***" (set) or null."""
+    """What `config get` prints, and an object_modified event records (changes_shown), so
+    every report, alert and page that shows a value: secrets as "***" (set) or null, and the
+    credentials of a URL value as "***" (_masked_url)."""
     if is_secret(key):
         return None if value is None else SECRET_MASK
+    if isinstance(value, str):
+        return _masked_url(value)
     return value
+
+
+# A value that is a URL may carry credentials though its key is no secret:
+# liveupdate.source takes `https://user:token@host/` (review20c R3: the Configuration Change
+# alert mailed the token off the machine). The userinfo is everything before the last "@"
+# of the authority (RFC 3986 §3.2.1); a user alone may be the token, so it is masked too.
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#]*)@")
+
+
+def _masked_url(value: str) -> str:
+    """`value` with a URL's credentials as "***": `https://user:***@host/`, or
+    `https://***@host/` for a user alone; any other text as it is."""
+    match = _URL_USERINFO.match(value)
+    if match is None:
+        return value
+    user, colon, _password = match["userinfo"].partition(":")
+    shown = f"{user}:{SECRET_MASK}" if colon else SECRET_MASK
+    return f"{match['scheme']}{shown}@{value[match.end():]}"
+
+
+def _is_masked_url(value: Any) -> bool:
+    """Whether `value` is a URL whose credentials are the mask (`config get` output)."""
+    return isinstance(value, str) and _URL_USERINFO.match(value) is not None \
+        and _masked_url(value) == value
 
 
 def changes_shown(changed: dict[str, tuple]) -> dict[str, list]:
@@ -804,6 +837,9 @@ def validate_changes(current: dict[str, Any], changes: dict[str, Any]) -> dict[s
         setting = SCHEMA[key]
         if setting.secret is not None and value == SECRET_MASK:
             errors.append((key, SECRET_MASK_RULE))
+            continue
+        if _is_masked_url(value):
+            errors.append((key, URL_MASK_RULE))
             continue
         if value is None and setting.null_rule is not None and current.get(key) is not None:
             errors.append((key, setting.null_rule))

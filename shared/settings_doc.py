@@ -33,7 +33,9 @@ standard input, as a list of thousands of entries must be:
 or on the console page named in the heading. Every change is validated by the same rules and applies within 2 seconds unless the
 *Restart* column says yes. The *Type* column gives the limits a value is held to: a text's
 length (`notify.admin.body`: ≤{SCHEMA["notify.admin.body"].kind.max_len} characters) and a list's entries (`whitelist.custom`:
-≤{SCHEMA["whitelist.custom"].kind.max_items}). Secrets are never printed: `config get` shows them as `"***"` (set) or `null`.
+≤{SCHEMA["whitelist.custom"].kind.max_items}). Secrets are never printed: `config get` shows them as `"***"` (set) or `null`,
+and a URL's credentials as `"https://user:***@host/"`, as the change's event, the reports and
+the Configuration Change alert do; given back, either is refused (`config export` keeps them).
 
 A change is checked against the rules of the keys it changes, and against a rule that spans
 keys (`heuristic.forward_score` below `heuristic.drop_score`) when it changes one of them. A
