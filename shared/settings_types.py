@@ -465,7 +465,8 @@ class ListOf(Kind):
         if len(value) > self.max_items:
             raise RuleError(f"must have at most {self.max_items} entries")
         if len(value) < self.min_items:
-            raise RuleError(f"must have at least {self.min_items} entries")
+            raise RuleError(f"must have at least {self.min_items} "
+                            f"entr{'y' if self.min_items == 1 else 'ies'}")
         out, bad, first_at = [], [], {}
         for index, item in enumerate(value, 1):
             try:

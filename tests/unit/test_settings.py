@@ -201,7 +201,8 @@ REJECTED = [
     # ListOf: type, size, entry N, duplicates after normalising
     (ListOf(Int(1, 5)), "1", "must be a list"),
     (ListOf(Int(1, 5), max_items=2), [1, 2, 3], "must have at most 2 entries"),
-    (ListOf(Int(1, 5), min_items=1), [], "must have at least 1 entries"),
+    (ListOf(Int(1, 5), min_items=1), [], "must have at least 1 entry"),    # settings20 C3
+    (ListOf(Int(1, 5), min_items=2), [3], "must have at least 2 entries"),
     (ListOf(Int(1, 5)), [1, 9], "entry 2: must be between 1 and 5"),
     (ListOf(Extension()), [".EXE", ".exe"], "entry 2 repeats entry 1"),
     (ListOf(Int(1, 5)), [3, 3], "entry 2 repeats entry 1"),
@@ -438,7 +439,7 @@ def test_value_errors_name_the_key():
     assert errors({"smtp.port": 70000}) == ["smtp.port: must be between 1 and 65535"]
     assert errors({"logging.retention_days": 3}) == [
         "logging.retention_days: must be between 7 and 3650 or 0"]
-    assert errors({"smtp.listen": []}) == ["smtp.listen: must have at least 1 entries"]
+    assert errors({"smtp.listen": []}) == ["smtp.listen: must have at least 1 entry"]
     assert errors({"rbl.zones": [{"zone": f"bl{i}.example"} for i in range(4)]}) == [
         "rbl.zones: must have at most 3 entries"]
     # one zone asked twice, whatever its codes or switch: named, not printed as data
