@@ -465,7 +465,8 @@ _add("premium.suspected.threshold", Int(25, 89), 72,
 _add("premium.reputation.open_proxy", Bool(), True, "Use the open proxy list.", "premium")
 _add("premium.reputation.safe", Bool(), True, "Use the safe list.", "premium")
 for _level, _score in (("spam", 100), ("suspected", 89)):
-    _add(f"premium.{_level}.disposition", Choice(("drop", "quarantine", "forward", "deliver")),
+    _add(f"premium.{_level}.disposition", Choice(("drop", "quarantine", "forward", "deliver"),
+                                                 withheld=("quarantine",)),
          "deliver", f"Disposition of {_level} messages (not quarantine until the spam "
          "quarantine is built).", "premium")
     _add(f"premium.{_level}.forward_to", Nullable(Email()), None,
@@ -626,7 +627,8 @@ _add("address_chars.chars", AddressCharacters(max_len=32, min_len=1), "!%",
      "every address has).", "relay")
 _add("rules.content", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
      "Content rules. " + RULE_TERMS_HELP, "content_rules")
-_add("rules.content_action", Choice(("drop", "log", "forward", "quarantine")), "drop",
+_add("rules.content_action", Choice(("drop", "log", "forward", "quarantine"),
+                                   withheld=("quarantine",)), "drop",
      "What to do with messages that match a content rule (not quarantine until the spam "
      "quarantine is built).", "content_rules")
 _add("rules.content_forward_to", Nullable(Email()), None,

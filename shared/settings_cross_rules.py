@@ -281,9 +281,10 @@ for _level in ("spam", "suspected"):
 
 
 # Keys whose value `quarantine` sends mail to the spam quarantine, which no change may ask for
-# until it is built (shared.settings.SPAM_QUARANTINE_NOT_BUILT).
-_TO_SPAM_QUARANTINE = ("rules.content_action", "premium.spam.disposition",
-                       "premium.suspected.disposition")
+# until it is built (shared.settings.SPAM_QUARANTINE_NOT_BUILT): the choices that withhold it
+# (settings_types.Choice.withheld), which their rule and docs/settings.md leave out.
+_TO_SPAM_QUARANTINE = tuple(key for key, setting in SCHEMA.items()
+                            if "quarantine" in getattr(setting.kind, "withheld", ()))
 
 
 def _spam_quarantine_not_built(key: str) -> None:
