@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from shared.settings import PAGES, SCHEMA, Setting
+from shared.settings_types import Nullable
 
 __all__ = ["render"]
 
@@ -76,10 +77,20 @@ def _default(setting: Setting) -> str:
     return _code(json.dumps(setting.default, ensure_ascii=False))
 
 
+def _type(setting: Setting) -> str:
+    """The Type cell: the kind's limits. A key with a `null_rule` is null only before `init`
+    and no change may set null, so its type is the inner kind's (settings20 C5:
+    `admin.password` read "null or text")."""
+    kind = setting.kind
+    if setting.null_rule is not None and isinstance(kind, Nullable):
+        kind = kind.inner
+    return kind.describe()
+
+
 def _row(setting: Setting) -> str:
     cells: list[Any] = [
         _code(setting.key),
-        _text(setting.kind.describe()),
+        _text(_type(setting)),
         _default(setting),
         "yes" if setting.restart else "no",
         _text(setting.help),

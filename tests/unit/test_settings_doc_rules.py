@@ -33,3 +33,14 @@ def test_a_typo_is_not_sent_to_quarantine_which_is_refused(key, offered):
     assert any(k == key and rule.startswith("quarantine is not available yet")
                for k, rule in refused_values(stored))
     assert "quarantine" in SCHEMA[key].kind.choices     # the console shows a stored one
+
+
+def test_a_key_no_change_may_set_to_null_is_not_typed_null_or():
+    """settings20 C5: admin.password read "null or text (≤32 chars)", and null is refused."""
+    rows = table_rows(render())
+    assert rows["admin.password"][0] == "text (≤32 chars)"
+    initialised = {**defaults(), **validate_changes(defaults(), {"admin.password": "s3cret"})}
+    assert lines({"admin.password": None}, initialised)[0].startswith(
+        "admin.password: must be set")
+    # the report-only password may be null (no account): typed so
+    assert rows["admin.report_only.password"][0] == "null or text (≤32 chars)"
