@@ -37,7 +37,7 @@ def test_the_choices_say_which_one_opens_the_relay(admin):
 
 def test_the_page_shows_what_the_setting_does(admin):
     page = _page(admin)
-    note = re.search(r'<p class="hint" id="relay-mode-note">(.*?)</p>', page, re.S)
+    note = re.search(r'<p class="hint" id="relay.mode-hint">(.*?)</p>', page, re.S)
     assert note, "no note on the relay choice"
     assert note.group(1) == SCHEMA["relay.mode"].help
     assert "open relay" in note.group(1)
