@@ -12,6 +12,10 @@ Rules:
 - A rule yields `(key, rule)` and never raises for a value; it names the key being edited where
   it can, so the message points at the edit. A rule only reads: it stores nothing.
 - Registration order is the order of the messages (`CROSS_RULES`).
+- Every rule says what it holds in a sentence (`says=`, `CrossRule.says`): docs/settings.md
+  (shared/settings_doc.py) prints it in the row of each key it reads and under "Rules that
+  span keys", so the reference names every rule a value is held to besides its Type
+  (settings20 B1). Rules that say the same sentence (the port pairs) are listed once.
 
 Imports shared.settings for SCHEMA, which imports this module at its end (after SCHEMA), so the
 two load in either order.
@@ -48,10 +52,14 @@ class CrossRule:
     `stored`, when the core does not use a stored value the rule refuses as stored, says
     what it does instead; it is added to the rule where stored values are listed
     (`cross_errors(stored=True)`: shared.settings.refused_values, the Status page).
+
+    `says` is the rule in one sentence, as docs/settings.md prints it (every registered rule
+    has one: `_reads` requires it).
     """
     keys: frozenset[str]
     test: Callable[[Mapping, dict, set], Iterable[tuple[str, str]]]
     stored: str = ""
+    says: str = ""
 
     def __post_init__(self) -> None:
         unknown = self.keys - SCHEMA.keys()
@@ -91,11 +99,14 @@ _UNDECLARED_LOGGED: set[tuple[str, str]] = set()
 _CROSS: list[CrossRule] = []
 
 
-def _reads(*keys: str, stored: str = ""):
+def _reads(*keys: str, says: str, stored: str = ""):
     """Register the decorated function as a cross rule reading `keys` (in file order: the
-    order of the messages); `stored` is CrossRule.stored."""
+    order of the messages); `says` and `stored` are CrossRule.says and CrossRule.stored."""
+    if not says.strip():
+        raise ValueError(f"a cross rule reading {keys} must say what it holds (says=)")
+
     def register(test):
-        _CROSS.append(CrossRule(frozenset(keys), test, stored))
+        _CROSS.append(CrossRule(frozenset(keys), test, stored, says))
         return test
     return register
 
@@ -107,8 +118,12 @@ def _typed_alone(changed: set, key: str, other: str) -> bool:
     return key in changed and other not in changed
 
 
+_PORTS_DISTINCT = (", ".join(f"`{key}`" for key in PORT_KEYS[:-1])
+                   + f" and `{PORT_KEYS[-1]}` are all different.")
+
+
 def _ports_distinct(first: str, second: str) -> None:
-    @_reads(first, second)
+    @_reads(first, second, says=_PORTS_DISTINCT)
     def ports_distinct(s, _plain, changed):
         if s.get(first) == s.get(second):
             # Name the key being changed, so the message points at the edit.
@@ -123,7 +138,8 @@ for _i, _first in enumerate(PORT_KEYS):
         _ports_distinct(_first, _second)
 
 
-@_reads("heuristic.drop_score", "heuristic.forward_score")
+@_reads("heuristic.drop_score", "heuristic.forward_score",
+        says="`heuristic.forward_score`, when set, is lower than `heuristic.drop_score`.")
 def _heuristic_scores(s, _plain, changed):
     drop, forward = s.get("heuristic.drop_score"), s.get("heuristic.forward_score")
     if drop is not None and forward is not None and forward >= drop:
@@ -135,7 +151,8 @@ def _heuristic_scores(s, _plain, changed):
             yield "heuristic.forward_score", "must be lower than heuristic.drop_score"
 
 
-@_reads("heuristic.forward_score", "heuristic.forward_to")
+@_reads("heuristic.forward_score", "heuristic.forward_to",
+        says="`heuristic.forward_score`, when set, needs `heuristic.forward_to`.")
 def _heuristic_forward_to(s, _plain, changed):
     if s.get("heuristic.forward_score") is not None and not s.get("heuristic.forward_to"):
         if _typed_alone(changed, "heuristic.forward_score", "heuristic.forward_to"):
@@ -145,7 +162,7 @@ def _heuristic_forward_to(s, _plain, changed):
             yield "heuristic.forward_to", "required when heuristic.forward_score is set"
 
 
-@_reads("rbl.zones")
+@_reads("rbl.zones", says="`rbl.zones` lists a zone once.")
 def _rbl_zones_distinct(s, _plain, _changed):
     seen = set()
     for zone in s.get("rbl.zones") or []:
@@ -205,7 +222,9 @@ def _not_everything(switch: str, values: str, every_text_has: str, would: str) -
     # the switch alone (upgrade16 finding 1: `config set subject.enabled true` with a stored
     # subject line * dropped every message). Turning it off is always allowed.
     # Refused for the switch alone, the line names the key the administrator typed.
-    @_reads(values, switch)
+    @_reads(values, switch,
+            says=f"An entry of `{values}` that alone would {would} (such as `*`) is refused "
+                 f"when `{values}` is changed or `{switch}` is turned on.")
     def not_everything(s, _plain, changed):
         if values not in changed and not (switch in changed and s.get(switch)):
             return
@@ -227,7 +246,8 @@ def _not_nothing(key: str) -> None:
     # An entry of marks alone (a lone accent, a tatweel) is compared as "" and never
     # matches, a rule's `match: all` holding it never matches either, and nothing said so
     # (review19 r4 R4). Checked when the list is edited; stored, it harms nothing more.
-    @_reads(key)
+    @_reads(key, says=f"An entry of `{key}` of accents, marks or invisible characters alone "
+                      "is refused: it reads as nothing and never matches.")
     def not_nothing(s, _plain, _changed):
         for entry in s.get(key) or []:
             if isinstance(entry, str) and _reads_as_nothing(entry):
@@ -247,6 +267,8 @@ def matches_every_destination(match: str) -> bool:
 
 
 @_reads("routing.local",
+        says="A `routing.local` match of every domain (`*`) or every IPv4 address literal "
+             "(`[*]`) is refused: it would turn anti-relay off.",
         stored="stored by an older release, it is left out of the relay check: mail to a "
                "destination only it makes local is deferred (451 4.7.1) for clients not in "
                "relay.allowed until it is fixed")
@@ -264,7 +286,7 @@ def _routing_not_everything(s, _plain, _changed):
 
 
 def _forward_target(action_key: str, target_key: str) -> None:
-    @_reads(action_key, target_key)
+    @_reads(action_key, target_key, says=f"`{action_key}` forward needs `{target_key}`.")
     def forward_target(s, _plain, changed):
         if s.get(action_key) == "forward" and not s.get(target_key):
             if _typed_alone(changed, action_key, target_key):
@@ -288,7 +310,8 @@ _TO_SPAM_QUARANTINE = tuple(key for key, setting in SCHEMA.items()
 
 
 def _spam_quarantine_not_built(key: str) -> None:
-    @_reads(key)
+    @_reads(key, says=f"`{key}` quarantine is refused until the spam quarantine is built "
+                      "(one an older release stored is listed on the Status page).")
     def spam_quarantine_not_built(s, _plain, _changed):
         if s.get(key) == "quarantine":
             yield key, (f"quarantine is not available yet: {SPAM_QUARANTINE_NOT_BUILT}; "
@@ -299,7 +322,8 @@ for _key in _TO_SPAM_QUARANTINE:
     _spam_quarantine_not_built(_key)
 
 
-@_reads("rules.spam", "rules.content")
+@_reads("rules.spam", "rules.content",
+        says=f"`rules.spam` and `rules.content` together hold at most {RULES_MAX_TOTAL} rules.")
 def _rules_total(s, _plain, changed):
     counts = {"spam": len(s.get("rules.spam") or []),
               "content": len(s.get("rules.content") or [])}
@@ -321,7 +345,8 @@ def _no_misread_escapes(key: str) -> None:
     # never finds "100% pure" (guide45 minor note). A rule here, not in the term's kind: a
     # term stored so before stays valid where it is read, and is matched as written; it is
     # listed among the refused stored values and blocks no edit of another key.
-    @_reads(key)
+    @_reads(key, says=f"In a term of `{key}`, \\ escapes only * and ?: `100\\%` is refused "
+                      "(type `100%`).")
     def no_misread_escapes(s, _plain, _changed):
         for number, rule in enumerate(s.get(key) or [], 1):
             bad = [(label, term, pairs) for label, field in (("term", "terms"),
@@ -347,7 +372,8 @@ for _key in ("rules.spam", "rules.content"):
 
 def _no_empty_terms(key: str) -> None:
     # A term of marks alone: `_not_nothing`'s refusal, for a rule's terms.
-    @_reads(key)
+    @_reads(key, says=f"A term of `{key}` of accents, marks or invisible characters alone is "
+                      "refused: it reads as nothing.")
     def no_empty_terms(s, _plain, _changed):
         for number, rule in enumerate(s.get(key) or [], 1):
             name = f' ("{rule["name"]}")' if rule.get("name") else ""
@@ -365,7 +391,7 @@ for _key in ("rules.spam", "rules.content"):
 def _text_when_added(switch: str, text: str) -> None:
     # "Add text" ticked with no text adds nothing, and the page says it is added (guide45
     # minor note): refused like an empty notification text.
-    @_reads(switch, text)
+    @_reads(switch, text, says=f"`{switch}` on needs `{text}` not empty.")
     def text_when_added(s, _plain, changed):
         if s.get(switch) and not (s.get(text) or "").strip():
             if _typed_alone(changed, switch, text):
@@ -378,7 +404,8 @@ _text_when_added("av.deleted_text.enabled", "av.deleted_text")
 _text_when_added("filename.deleted_text.enabled", "filename.deleted_text")
 
 
-@_reads("admin.report_only.enabled", "admin.report_only.password")
+@_reads("admin.report_only.enabled", "admin.report_only.password",
+        says="`admin.report_only.enabled` on needs `admin.report_only.password` set.")
 def _report_only_needs_password(s, _plain, changed):
     if s.get("admin.report_only.enabled") and not s.get("admin.report_only.password"):
         if "admin.report_only.password" in changed and \
@@ -389,7 +416,8 @@ def _report_only_needs_password(s, _plain, changed):
             yield "admin.report_only.enabled", "set admin.report_only.password first"
 
 
-@_reads("admin.password", "admin.report_only.password")
+@_reads("admin.password", "admin.report_only.password",
+        says="`admin.password` and `admin.report_only.password` differ.")
 def _passwords_differ(s, plain, _changed):
     report_plain = plain.get("admin.report_only.password")
     admin_plain = plain.get("admin.password")
@@ -405,7 +433,8 @@ def _passwords_differ(s, plain, _changed):
         yield "admin.password", "must differ from admin.report_only.password"
 
 
-@_reads("delivery.retry_initial_seconds", "delivery.retry_max_seconds")
+@_reads("delivery.retry_initial_seconds", "delivery.retry_max_seconds",
+        says="`delivery.retry_max_seconds` is not lower than `delivery.retry_initial_seconds`.")
 def _retry_interval(s, _plain, changed):
     if s.get("delivery.retry_max_seconds", 0) < s.get("delivery.retry_initial_seconds", 0):
         if _typed_alone(changed, "delivery.retry_initial_seconds", "delivery.retry_max_seconds"):
@@ -416,7 +445,8 @@ def _retry_interval(s, _plain, changed):
                    "must not be lower than delivery.retry_initial_seconds")
 
 
-@_reads("forwarding.enabled", "forwarding.host")
+@_reads("forwarding.enabled", "forwarding.host",
+        says="`forwarding.enabled` on needs `forwarding.host`.")
 def _forwarding_host(s, _plain, changed):
     if s.get("forwarding.enabled") and not s.get("forwarding.host"):
         if _typed_alone(changed, "forwarding.enabled", "forwarding.host"):
@@ -425,7 +455,8 @@ def _forwarding_host(s, _plain, changed):
             yield "forwarding.host", "required when forwarding.enabled is true"
 
 
-@_reads("scan.mode", "scan.include")
+@_reads("scan.mode", "scan.include",
+        says="`scan.mode` include needs `scan.include` to list at least one extension.")
 def _scan_lists(s, _plain, changed):
     if s.get("scan.mode") == "include" and not s.get("scan.include"):
         if _typed_alone(changed, "scan.mode", "scan.include"):

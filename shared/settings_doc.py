@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from shared.settings import PAGES, SCHEMA, Setting
+from shared.settings_cross_rules import CROSS_RULES
 from shared.settings_types import Nullable
 
 __all__ = ["render"]
@@ -32,15 +33,18 @@ like an option goes after `--`: `mailmoat config set KEY -- --home`; left out, i
 standard input, as a list of thousands of entries must be:
 `mailmoat config set whitelist.custom < list.json`),
 or on the console page named in the heading. Every change is validated by the same rules and applies within 2 seconds unless the
-*Restart* column says yes. The *Type* column gives the limits a value is held to: a text's
+*Restart* column says yes. The *Type* column gives the limits a value is held to by itself: a text's
 length (`notify.admin.body`: ≤{SCHEMA["notify.admin.body"].kind.max_len} characters) and a list's entries (`whitelist.custom`:
 ≤{SCHEMA["whitelist.custom"].kind.max_items}). Secrets are never printed: `config get` shows them as `"***"` (set) or `null`,
 and a URL's credentials as `"https://user:***@host/"`, as the change's event, the reports and
 the Configuration Change alert do; given back, either is refused (`config export` keeps them).
 
-A change is checked against the rules of the keys it changes, and against a rule that spans
-keys (`heuristic.forward_score` below `heuristic.drop_score`) when it changes one of them. A
-value an older release stored that a rule of this one refuses therefore blocks no other
+A value is held besides to the rules that span keys (`heuristic.forward_score` below
+`heuristic.drop_score`), and to a few of its own key that its Type cannot say: each ends the
+Help of the keys it reads ("Rules: …"), and all are listed under
+[Rules that span keys](#rules-that-span-keys) at the end. A change is checked against the
+rules of the keys it changes, and against a rule that spans keys when it changes one of them.
+A value an older release stored that a rule of this one refuses therefore blocks no other
 change; the Status page lists it ("Upgrading" in [operations.md](operations.md)).
 """
 
@@ -87,13 +91,42 @@ def _type(setting: Setting) -> str:
     return kind.describe()
 
 
-def _row(setting: Setting) -> str:
+def _cross_rules() -> dict[str, set[str]]:
+    """{sentence: keys} of the rules that span keys (CrossRule.says), in registration order;
+    rules saying the same sentence (the port pairs) are one, reading all their keys."""
+    rules: dict[str, set[str]] = {}
+    for rule in CROSS_RULES:
+        rules.setdefault(rule.says, set()).update(rule.keys)
+    return rules
+
+
+_RULES_HEADING = "Rules that span keys"
+
+
+def _rules_section(rules: dict[str, set[str]]) -> str:
+    """The closing section: every rule once, with the keys it reads in schema order."""
+    order = {key: index for index, key in enumerate(SCHEMA)}
+    lines = [f"\n## {_RULES_HEADING}\n\n",
+             "Checked when a change touches one of the rule's keys; a key's row ends with its "
+             "rules too.\n\n",
+             "| Rule | Keys |\n", "|---|---|\n"]
+    for says, keys in rules.items():
+        named = ", ".join(_code(key) for key in sorted(keys, key=order.__getitem__))
+        lines.append(f"| {_text(says)} | {named} |\n")
+    return "".join(lines)
+
+
+def _row(setting: Setting, rules: dict[str, set[str]]) -> str:
+    help_text = _text(setting.help)
+    its_rules = [says for says, keys in rules.items() if setting.key in keys]
+    if its_rules:
+        help_text += " Rules: " + " ".join(_text(says) for says in its_rules)
     cells: list[Any] = [
         _code(setting.key),
         _text(_type(setting)),
         _default(setting),
         "yes" if setting.restart else "no",
-        _text(setting.help),
+        help_text,
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -103,6 +136,7 @@ def render() -> str:
     by_page: dict[str, list[Setting]] = {page: [] for page in PAGES}
     for setting in SCHEMA.values():
         by_page[setting.page].append(setting)
+    rules = _cross_rules()
     parts = [_HEADER]
     for page, title in PAGES.items():
         settings = by_page[page]
@@ -111,7 +145,8 @@ def render() -> str:
         parts.append(f"\n## {title}\n\n")
         parts.append("| Key | Type | Default | Restart | Help |\n")
         parts.append("|---|---|---|---|---|\n")
-        parts.extend(_row(setting) + "\n" for setting in settings)
+        parts.extend(_row(setting, rules) + "\n" for setting in settings)
+    parts.append(_rules_section(rules))
     return "".join(parts)
 
 

@@ -498,7 +498,9 @@ class ListOf(Kind):
         return out
 
     def describe(self):
-        return f"list of {self.item.describe()} (≤{self.max_items} entries)"
+        counts = f"{self.min_items}..{self.max_items}" if self.min_items \
+            else f"≤{self.max_items}"
+        return f"list of {self.item.describe()} ({counts} entries)"
 
 
 @dataclass(frozen=True)

@@ -44,3 +44,46 @@ def test_a_key_no_change_may_set_to_null_is_not_typed_null_or():
         "admin.password: must be set")
     # the report-only password may be null (no account): typed so
     assert rows["admin.report_only.password"][0] == "null or text (≤32 chars)"
+
+
+# settings20 B1: each was refused though inside its documented Type, and no row said why.
+SPANNING = [
+    ({"delivery.retry_max_seconds": 1}, "delivery.retry_max_seconds",
+     "`delivery.retry_max_seconds` is not lower than `delivery.retry_initial_seconds`."),
+    ({"forwarding.enabled": True}, "forwarding.enabled",
+     "`forwarding.enabled` on needs `forwarding.host`."),
+    ({"scan.mode": "include"}, "scan.mode",
+     "`scan.mode` include needs `scan.include` to list at least one extension."),
+    ({"subject.action": "forward"}, "subject.action",
+     "`subject.action` forward needs `subject.forward_to`."),
+    ({"heuristic.forward_score": 50}, "heuristic.forward_score",
+     "`heuristic.forward_score`, when set, needs `heuristic.forward_to`."),
+    ({"admin.report_only.enabled": True}, "admin.report_only.enabled",
+     "`admin.report_only.enabled` on needs `admin.report_only.password` set."),
+]
+
+
+@pytest.mark.parametrize("change, key, says", SPANNING)
+def test_a_value_refused_by_a_rule_that_spans_keys_finds_it_in_its_row(change, key, says):
+    assert lines(change)                                 # refused at the defaults
+    assert says in table_rows(render())[key][3]
+    assert f"| {says} |" in render()                     # and in the closing section
+
+
+def test_an_empty_smtp_listen_is_outside_its_type():
+    assert table_rows(render())["smtp.listen"][0] == "list of IP address (1..16 entries)"
+    assert lines({"smtp.listen": []}) == ["smtp.listen: must have at least 1 entry"]
+
+
+def test_every_cross_rule_is_in_the_rows_of_its_keys_and_the_closing_section():
+    """From one source: each rule's CrossRule.says, never a hand-written copy."""
+    from shared.settings_cross_rules import CROSS_RULES
+    from shared.settings_doc import _text
+    text = render()
+    rows = table_rows(text)
+    closing = text.split("\n## Rules that span keys\n")[1]
+    for rule in CROSS_RULES:
+        assert rule.says.strip(), rule.test.__qualname__
+        assert f"| {_text(rule.says)} |" in closing
+        for key in rule.keys:
+            assert _text(rule.says) in rows[key][3], (key, rule.says)
