@@ -27,8 +27,21 @@ Rules:
   send none (a privacy setting, an extension, a proxy) could not log on at all once
   `https.logons` was on, and reloading never helped (firstday20 B1). What that check guards
   against is a token planted over plain HTTP; here the token is bound to the HTTPS session,
-  whose `__Secure-` cookie plain HTTP can neither set nor read, so a missing Referer proves
-  nothing, while a foreign one still shows a cross-site post.
+  whose `__Host-` cookie neither plain HTTP nor another host (a sibling under the same
+  parent domain) can set or read, so a missing Referer proves nothing, while a foreign one
+  still shows a cross-site post.
+- What the header check cannot stop: a page that sends no Referer (`<meta name="referrer"
+  content="no-referrer">`, a sandboxed frame) arrives with `Origin: null` or none, and only
+  its token decides. A token is worth something to an attacker only with its session
+  cookie, so the risk is a cookie planted in the victim's browser, and with it a logon CSRF:
+  the victim's browser logged on to the attacker's own account (log_on clears the session,
+  so a planted token never reaches an administrator's session or its forms). `__Host-`
+  (SECURE_SESSION_COOKIE) leaves two ways to plant one: another HTTPS service on this same
+  host name, any port (cookies do not keep ports apart), and plain HTTP, whose
+  `mailmoat_session` no prefix can protect (anyone on the path, or a sibling host with
+  Domain=, can set it; its posts have no header check, as the network can forge them).
+  "null" is not refused: a browser set to send no Referer (firstday20 B1) may send it on the
+  console's own posts too, and it is not known that none does.
 - The session cookie of HTTPS is its own: named SECURE_SESSION_COOKIE, marked `Secure`, and
   never read over HTTP; plain HTTP keeps `mailmoat_session` (`SchemeSessionInterface`). A
   session started at the HTTPS logon therefore never travels or works over HTTP. One name
@@ -101,8 +114,11 @@ SECURITY_HEADERS = {
 # on the host) would stop working for it. The Secure cookie of HTTPS is what keeps an HTTPS
 # session off the wire.
 
-# The `__Secure-` prefix makes browsers refuse the name unless Secure and set over HTTPS.
-SECURE_SESSION_COOKIE = "__Secure-mailmoat_session"
+# The `__Host-` prefix makes browsers refuse the name unless it is set over HTTPS, Secure,
+# with Path=/ and no Domain: only this host can set it, never a sibling host through a
+# parent domain's Domain= (review20c R1; `__Secure-` allowed Domain=, see the module rules).
+# The console's cookie is host-only with Path=/ already (no SESSION_COOKIE_DOMAIN or PATH).
+SECURE_SESSION_COOKIE = "__Host-mailmoat_session"
 
 MAX_POST_OCTETS = 2 * 1024 * 1024      # the largest request body the console reads
 
@@ -251,6 +267,14 @@ class SchemeSessionInterface(SecureCookieSessionInterface):
 
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure
+
+    # What the `__Host-` prefix requires of HTTPS's cookie, whatever the app's config says
+    # (a browser drops the cookie otherwise, and no logon over HTTPS would hold).
+    def get_cookie_domain(self, app: Flask) -> str | None:
+        return None if request.is_secure else super().get_cookie_domain(app)
+
+    def get_cookie_path(self, app: Flask) -> str:
+        return "/" if request.is_secure else super().get_cookie_path(app)
 
 
 def _request_id() -> str:

@@ -137,3 +137,45 @@ def test_a_missing_token_is_still_refused_as_expired(https_console):
     title, text = _said(page)
     assert (status, title) == (400, "Form expired")
     assert "security token was missing or out of date" in text
+
+
+# --- the HTTPS session cookie is `__Host-` (review20c R1) --------------------------------
+# A page that sends no Referer arrives with `Origin: null` and rests on its token, so a
+# cookie+token pair planted in the victim's browser logs it on to the attacker's account.
+# `__Secure-` let a sibling host plant the cookie with Domain=; `__Host-` does not.
+
+def _cookie_attributes(set_cookie: str) -> tuple[str, set[str]]:
+    """The cookie's name and its attributes in lower case, a Domain= as "domain"."""
+    name_value, *attributes = (part.strip() for part in set_cookie.split(";"))
+    return name_value.split("=", 1)[0], {
+        "domain" if a.lower().startswith("domain=") else a.lower() for a in attributes}
+
+
+def test_the_https_session_cookie_is_host_only_secure_and_for_every_path(https_console):
+    browser = Browser(https_console)
+    _status, headers, _page = browser.request("GET", "/logon")
+    name, attributes = _cookie_attributes(headers["Set-Cookie"])
+    assert name == "__Host-mailmoat_session"
+    assert {"secure", "path=/", "httponly", "samesite=lax"} <= attributes
+    assert "domain" not in attributes
+    status, _headers, page = browser.logon({})
+    assert status == 302, _said(page)
+    # Log Off's deletion has the same attributes, or the browser would keep the cookie
+    token = Console.token_from(browser.request("GET", "/status/")[2])
+    _status, headers, _page = browser.request(
+        "POST", "/logoff", urllib.parse.urlencode({"csrf_token": token}))
+    name, attributes = _cookie_attributes(headers["Set-Cookie"])
+    assert name == "__Host-mailmoat_session" and {"secure", "path=/"} <= attributes
+    assert "domain" not in attributes
+
+
+def test_a_session_planted_under_the_name_a_sibling_host_can_set_is_not_read(https_console):
+    attacker = Browser(https_console)
+    _status, headers, page = attacker.request("GET", "/logon")
+    token, value = Console.token_from(page), attacker.cookie.split("=", 1)[1]
+    victim = Browser(https_console)
+    victim.cookie = f"__Secure-mailmoat_session={value}"    # Domain=.parent, from a sibling
+    form = {"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token}
+    status, _headers, page = victim.request("POST", "/logon", urllib.parse.urlencode(form),
+                                            {"Origin": "null"})
+    assert (status, _said(page)[0]) == (400, "Form expired")
