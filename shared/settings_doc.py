@@ -20,6 +20,10 @@ from shared.settings_types import Nullable
 __all__ = ["render"]
 
 REGENERATE = "python -m shared.settings_doc > docs/settings.md"
+# The pages whose console page lists the settings in force and edits none (console/
+# placeholders.py `settings_sections`, until their issues build the editors; settings20 C4).
+# tests/console/test_settings_doc_pages.py holds the console pages to it.
+LISTED_ONLY_PAGES = ("premium", "quarantine", "ldap", "liveupdate")
 
 _HEADER = f"""\
 # Mailmoat settings
@@ -32,7 +36,10 @@ Read a value with `mailmoat config get KEY`, change it with `mailmoat config set
 like an option goes after `--`: `mailmoat config set KEY -- --home`; left out, it is read from
 standard input, as a list of thousands of entries must be:
 `mailmoat config set whitelist.custom < list.json`),
-or on the console page named in the heading. Every change is validated by the same rules and applies within 2 seconds unless the
+or on the console page named in the heading, but for the pages of features not built yet, which
+only list their values as `config get` shows them (change those with `config set`):
+{", ".join(PAGES[page] for page in LISTED_ONLY_PAGES)}.
+Every change is validated by the same rules and applies within 2 seconds unless the
 *Restart* column says yes. The *Type* column gives the limits a value is held to by itself: a text's
 length (`notify.admin.body`: ≤{SCHEMA["notify.admin.body"].kind.max_len} characters) and a list's entries (`whitelist.custom`:
 ≤{SCHEMA["whitelist.custom"].kind.max_items}). Secrets are never printed: `config get` shows them as `"***"` (set) or `null`,
