@@ -73,12 +73,15 @@ __all__ = ["port_problem", "address_problem", "check_ports", "may_bind_privilege
            "privileged_port_start", "core_may_bind_privileged_ports", "broadcast_networks",
            "is_broadcast", "BROADCAST", "stored_host_problems"]
 
+# How a refused change's rule ends (SWAP_RULE says what to do instead); a stored value's
+# problem is said without it (stored_host_problems: nothing is being changed, upgrade20 C2).
+CHANGE_REFUSED = "; the old value is kept"
 SWAP_RULE = ("port {port} is in use: Mailmoat's {holder} listener holds it now, and this "
              "change moves {holder} too; change one port number at a time")
 HELD_RULE = ("port {port} is in use by Mailmoat's {holder} listener, which is still on it "
-             "(not where {holder} says); the old value is kept")
-IN_USE_RULE = "port {port} is in use by another program; the old value is kept"
-NOT_LOCAL_RULE = "{address} is not an address of this host ({reason}); the old value is kept"
+             "(not where {holder} says)" + CHANGE_REFUSED)
+IN_USE_RULE = "port {port} is in use by another program" + CHANGE_REFUSED
+NOT_LOCAL_RULE = "{address} is not an address of this host ({reason})" + CHANGE_REFUSED
 # what a broadcast address is said to be, in the refusal and on the console's pages
 BROADCAST = "a broadcast address of this host's networks"
 # What is wrong with a broadcast address, said alike of a change and of a stored value; a
@@ -86,13 +89,12 @@ BROADCAST = "a broadcast address of this host's networks"
 # without it: nothing is being changed there (upgrade20 C2).
 BROADCAST_RULE = "{address} is " + BROADCAST + ", which takes no connections"
 RESOLVER_BROADCAST_RULE = "{address} is " + BROADCAST + ", which no DNS server answers from"
-CHANGE_REFUSED = "; the old value is kept"
 # The keys whose stored value this host may refuse as it stands (module rules)
 STORED_CHECKED_KEYS = ("smtp.listen", "dns.resolvers")
 _FIB_TRIE = "/proc/net/fib_trie"
 _WILDCARDS = ("0.0.0.0", "::")
 PRIVILEGED_RULE = ("port {port} needs root or CAP_NET_BIND_SERVICE, which {who} lacks "
-                   "(docs/operations.md: Starting and stopping); the old value is kept")
+                   "(docs/operations.md: Starting and stopping)" + CHANGE_REFUSED)
 # who lacks it, in PRIVILEGED_RULE
 _RUNNING_CORE = "the running core"
 _THIS_USER = "this user (no core is running to ask)"
