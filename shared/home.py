@@ -115,6 +115,8 @@ def migrate_stopped(home: DataHome, conn) -> list:
     that runs; with nothing pending, nothing is checked or held."""
     if not db.pending_migrations(conn):
         return db.migrate(conn)         # refuses a database newer than this code
+    # a home restored from a backup has no run/ (the backup leaves it out: review20d R1)
+    home.run.mkdir(mode=0o700, exist_ok=True)
     held = []
     try:
         for lock in (RUN_LOCK, CORE_LOCK, CONSOLE_LOCK):

@@ -13,6 +13,7 @@ database is a real home's, one migration behind.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -129,3 +130,11 @@ def test_a_database_newer_than_this_release_says_so_while_mailmoat_runs(home, ca
     err = capsys.readouterr().err
     assert "the database is at schema version 99, newer than this Mailmoat" in err, err
     assert "stop Mailmoat" not in err
+
+
+def test_a_home_restored_without_run_is_upgraded(home, capsys):
+    # review20d R1: a backup leaves run/ out; taking the locks met FileNotFoundError
+    latest = _one_migration_behind(home)
+    shutil.rmtree(home.run)
+    assert main(["migrate", "--home", str(home.root)]) == 0
+    assert _schema(home) == latest
