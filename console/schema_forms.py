@@ -408,9 +408,12 @@ def attach_errors(form, errors: SettingError | list[tuple[str, str]],
             name = key
         if name is None and key in SCHEMA:
             # a key drawn as Host and Port: the schema's message about the port ("port …",
-            # shared.settings_addresses.HostPort) goes beside Port, which is then the field
-            # marked invalid and focused (accessibility finding C5)
-            port_first = (field_name(key, "port"),) if rule.startswith("port ") else ()
+            # shared.settings_addresses.HostPort, or "port: …" as an object with more fields
+            # words it, shared.settings_entries.CentralQuarantine) goes beside Port, which is
+            # then the field marked invalid and focused (accessibility finding C5; settings20
+            # C2: av.central_quarantine's went beside Host)
+            port_first = (field_name(key, "port"),) \
+                if rule.startswith(("port ", "port: ")) else ()
             for candidate in (*port_first, field_name(key), field_name(key, "host")):
                 if candidate in form:
                     name = candidate
