@@ -63,7 +63,7 @@ from shared.tls import (FILE_CONTENT_ERRORS, IN_CERT_PEM, IN_PREVIOUS, LOADED_BE
 
 __all__ = ["TlsFiles"]
 
-_REPORTED_PREFIX = "tls-reported."   # run/tls-reported.<hash>: that failure has its event
+_REPORTED_PREFIX = "tls-reported."   # run/tls-reported.<run>.<hash>: that failure has its event
 # run/tls-dates.<hash>: that certificate's dates have their event. Apart from the failures':
 # those are forgotten when a pair loads, which every process's look at the files precedes.
 _DATES_PREFIX = "tls-dates."
@@ -178,21 +178,25 @@ class TlsFiles:
             run = (self.home.run / "core.running").read_text()
         except OSError:
             run = ""
-        key = hashlib.sha256(repr((run, what)).encode()).hexdigest()[:16]
-        marker = self.home.run / (prefix + key)
+        this_run = prefix + hashlib.sha256(run.encode()).hexdigest()[:8] + "."
+        marker = self.home.run / (this_run + hashlib.sha256(repr(what).encode()).hexdigest()[:16])
         try:
             os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except FileExistsError:
             return False
         except OSError:
             return True     # run/ unwritable: a report too many beats none
-        self._forget_reports(prefix, keep=marker.name)
+        # earlier runs' markers go; this run's stay, each a report made (several can stand
+        # at once — processes serving different pairs — and forgetting one reported it again:
+        # review20d R3)
+        self._forget_reports(prefix, keep=this_run)
         return True
 
     def _forget_reports(self, prefix: str, keep: str | None = None) -> None:
+        """Remove the markers of `prefix` but those whose names start with `keep`."""
         try:
             for path in self.home.run.glob(prefix + "*"):
-                if path.name != keep:
+                if keep is None or not path.name.startswith(keep):
                     path.unlink(missing_ok=True)
         except OSError:
             pass

@@ -85,7 +85,6 @@ def _delivered(sink: Sink, n: int, timeout: float) -> int:
     return len(sink.messages)
 
 
-
 def scenario(mount_point: Path) -> dict:
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_OCTETS}", "tmpfs",
                     str(mount_point)], check=True)

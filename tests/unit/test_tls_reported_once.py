@@ -113,3 +113,26 @@ def test_an_expired_certificate_is_reported_once_whatever_each_process_calls_it(
         writer.close()
     expired = [info for info in _failures(home) if "expired on" in info]
     assert len(expired) == 1, expired
+
+
+def test_a_report_for_what_one_process_serves_does_not_unmake_another_processs(tmp_path):
+    # review20d R3: the marker of a new report deleted the others, so a process deciding
+    # after a restarted one reported what another process had reported already
+    home = DataHome(tmp_path / "home")
+    initialise(home, "Pass-word-1")
+    writers = [EventWriter(home.db, "core") for _ in range(3)]
+    first, second = TlsFiles(home, writers[0]), TlsFiles(home, writers[1])
+    assert first() is not None and second() is not None
+    write_atomically(home.tls_cert, make_self_signed("other-key.test")[1], 0o644)
+    first.look()
+    second.look()                   # both doubt a changed pair at their first look
+    first.look()                    # reports: goes on with its own
+    restarted = TlsFiles(home, writers[2])
+    assert restarted() is None      # reports: STARTTLS off
+    second.look()                   # goes on with its own, as the first reported
+    for writer in writers:
+        writer.flush()
+        writer.close()
+    kept, off = _failures(home)
+    assert "goes on with the certificate it loaded before" in kept
+    assert "SMTP offers no STARTTLS" in off
