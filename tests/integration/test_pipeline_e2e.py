@@ -351,12 +351,17 @@ async def test_worker_crash_three_times_holds_with_suspect_alert(tmp_path, sink,
     core.cancel_scope.cancel()
 
 
+# The processing limit of the hung-worker test: well above what a worker started again on a
+# loaded machine takes to import (about 1.1 s), which counts in it.
+HANG_LIMIT = 5.0
+
+
 @pytest.mark.slow          # several seconds: `make test-slow` (CI runs it)
 async def test_hung_worker_is_stopped_and_smtp_stays_responsive(tmp_path, sink, nursery):
     home = routed_home(tmp_path, sink)
     core = await nursery.start(lambda task_status: run_core(
         home, pipeline_options={"fault": FAULTS + ":hang_if_marked",
-                                "timeout_seconds": 2.0},
+                                "timeout_seconds": HANG_LIMIT},
         task_status=task_status))
     port = core.smtp_addresses[0][1]
     await trio.to_thread.run_sync(_send, port, _mail("hang", headers={"X-Test-Fault": "yes"}))
@@ -368,11 +373,14 @@ async def test_hung_worker_is_stopped_and_smtp_stays_responsive(tmp_path, sink, 
     [held] = _events(home, Action.HELD)
     assert held["rule"] == "suspect_message" and held["subject"] == "hang"
     # The hung message's three crashes. On a loaded machine an ordinary message can take
-    # longer than the 2 s limit too (a worker started again after the hung one was stopped
-    # imports for a while) and be tried again: not what this test is about (CI once).
-    errors = [e for e in _events(home, Action.SCAN_ERROR) if e["queue_id"] == held["queue_id"]]
-    assert len(errors) == 3 and all("stopped after 2 s" in e["info"] for e in errors), \
-        [e["info"] for e in errors]
+    # longer than the limit too, the time a worker started again after the hung one was
+    # stopped takes to import counting in it, and be tried again (CI once, at a 2 s limit):
+    # a timeout, never another crash, and delivered above all the same.
+    stopped = f"stopped after {HANG_LIMIT:g} s"
+    errors = _events(home, Action.SCAN_ERROR)
+    assert all(stopped in e["info"] for e in errors), [e["info"] for e in errors]
+    errors = [e for e in errors if e["queue_id"] == held["queue_id"]]
+    assert len(errors) == 3, [e["info"] for e in errors]
     # Causal, not wall-clock: the three sessions were accepted before the hung worker was
     # stopped the first time, so they were served while it hung.
     accepted = _events(home, Action.ACCEPTED)
