@@ -229,10 +229,12 @@ def schedule_jobs(home: DataHome, events: EventWriter, clock: WallClock,
         conn.close()
         raise
     zone = _zone(name)
-    # APScheduler writes two INFO lines for every run ("Running job", "executed
-    # successfully"): 2,880 a day with the once-a-minute session job; its warnings (a missed
-    # run) and errors still show
-    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
+    # APScheduler writes INFO lines at every start ("Adding job tentatively", "Added job",
+    # "Scheduler started") and two for every run ("Running job", "executed successfully"):
+    # 2,880 a day with the once-a-minute session job (review19 R2, firstday20 C6). Its
+    # warnings (a missed run) and errors still show. The one place it is quieted: before
+    # the scheduler is made, for every console (console.serve quiets other libraries).
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(timezone=dt.timezone.utc, job_defaults={
         "coalesce": True, "max_instances": 1, "misfire_grace_time": 6 * 3600})
     jobs = ConsoleJobs(scheduler, conn, zone, name)

@@ -39,7 +39,8 @@ Rules:
   log, never straight to stderr; its line for plain HTTP on the HTTPS port is left out,
   since the violation event and the answer have dealt with it, as with its other refusals;
   a client that ends the TLS handshake is logged at DEBUG only. The terminal gets one line
-  per thing to act on: libraries' routine INFO lines are left out (QUIET_LIBRARY_LOGGERS).
+  per thing to act on: libraries' routine INFO lines are left out (QUIET_LIBRARY_LOGGERS;
+  APScheduler's in console.jobs, where the scheduler is made).
 - One console per data home: `mailmoat console` holds the flock `run/console.lock` while it
   runs (shared.home.hold_lock), so its jobs run once and `mailmoat run` can tell a console
   it did not start. Under `mailmoat run` it stops cleanly when the run ends, kill -9
@@ -88,11 +89,10 @@ SHUTDOWN_SECONDS = 5
 # nginx allow about 8 KiB a line, and the report pages' query strings are short.
 MAX_REQUEST_HEADER_OCTETS = 64 * 1024
 # Libraries whose INFO lines say nothing an administrator acts on (firstday20 C6); their
-# warnings and errors still show. APScheduler's scheduler: "Adding job tentatively", "Added
-# job", "Scheduler started" at every start (console.jobs quiets its executors the same way).
-# Flask-WTF: a bare "The CSRF token is missing." before the console's own line of the same
-# refusal, which has the request id (console.security).
-QUIET_LIBRARY_LOGGERS = ("apscheduler.scheduler", "flask_wtf.csrf")
+# warnings and errors still show. Flask-WTF: a bare "The CSRF token is missing." before the
+# console's own line of the same refusal, which has the request id (console.security).
+# APScheduler is quieted where the scheduler is made (console.jobs), for every console.
+QUIET_LIBRARY_LOGGERS = ("flask_wtf.csrf",)
 PLAIN_HTTP_TEXT = b"This port speaks HTTPS only: the plain HTTP request was not read.\r\n"
 PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=us-ascii\r\n"
                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
