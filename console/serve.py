@@ -38,9 +38,11 @@ Rules:
 - What cheroot itself says (`Server.error_log`, its hook for that) goes to this module's
   log, never straight to stderr; its line for plain HTTP on the HTTPS port is left out,
   since the violation event and the answer have dealt with it, as with its other refusals;
-  a client that ends the TLS handshake is logged at DEBUG only. The terminal gets one line
-  per thing to act on: libraries' routine INFO lines are left out (QUIET_LIBRARY_LOGGERS;
-  APScheduler's in console.jobs, where the scheduler is made).
+  a client that closes the TLS handshake or refuses the certificate is logged at DEBUG
+  only, and every other failed handshake (no shared cipher or protocol version, a
+  timeout) at WARNING: the console's to fix (`_client_ended_handshake`). The terminal gets
+  one line per thing to act on: libraries' routine INFO lines are left out
+  (QUIET_LIBRARY_LOGGERS; APScheduler's in console.jobs, where the scheduler is made).
 - One console per data home: `mailmoat console` holds the flock `run/console.lock` while it
   runs (shared.home.hold_lock), so its jobs run once and `mailmoat run` can tell a console
   it did not start. Under `mailmoat run` it stops cleanly when the run ends, kill -9
@@ -55,6 +57,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -93,6 +96,10 @@ MAX_REQUEST_HEADER_OCTETS = 64 * 1024
 # console's own line of the same refusal, which has the request id (console.security).
 # APScheduler is quieted where the scheduler is made (console.jobs), for every console.
 QUIET_LIBRARY_LOGGERS = ("flask_wtf.csrf",)
+# What a client says when it refuses the certificate, as OpenSSL names the alert it sent: a
+# browser at the self-signed one, several times a session (firstday20 C6).
+CERTIFICATE_REFUSED_ALERTS = frozenset({
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE"})
 PLAIN_HTTP_TEXT = b"This port speaks HTTPS only: the plain HTTP request was not read.\r\n"
 PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=us-ascii\r\n"
                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
@@ -133,16 +140,29 @@ class _Server(wsgi.Server):
 
     def error_log(self, msg="", level=logging.INFO, traceback=False):
         """cheroot's lines, into the console's log (its own writes them to stderr). It
-        calls this while it handles the exception that it reports, if any. A client that
-        ends the TLS handshake (a browser refusing the self-signed certificate, several
-        times a session; a port scanner) is the client's business: its line is DEBUG, off
-        the terminal (firstday20 C6)."""
+        calls this while it handles the exception that it reports, if any: a failed TLS
+        handshake is FatalSSLAlert, whatever failed. A client that closed it or refused the
+        certificate (a browser at the self-signed one, several times a session; a port
+        scanner) is the client's business: its line is DEBUG, off the terminal (firstday20
+        C6). Any other is WARNING (review20c D5): no cipher or protocol version in common
+        with an older client or a monitoring tool, a handshake that timed out."""
         handled = sys.exc_info()[1]
         if isinstance(handled, _PlainHttpAnswered):
             return
         if isinstance(handled, cheroot_errors.FatalSSLAlert):
-            level = min(level, logging.DEBUG)
+            level = logging.DEBUG if _client_ended_handshake(handled) \
+                else max(level, logging.WARNING)
         log.log(level, "cheroot: %s", msg, exc_info=traceback)
+
+
+def _client_ended_handshake(alert: cheroot_errors.FatalSSLAlert) -> bool:
+    """Whether the client ended the failed handshake: it closed the connection, or its
+    alert refused the certificate (cheroot raises `alert` from the ssl or socket error)."""
+    cause = alert.__cause__
+    if isinstance(cause, (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionResetError,
+                          BrokenPipeError)):
+        return True
+    return isinstance(cause, ssl.SSLError) and cause.reason in CERTIFICATE_REFUSED_ALERTS
 
 
 class _PlainHttpAnswered(cheroot_errors.NoSSLError):

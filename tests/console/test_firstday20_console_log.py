@@ -64,3 +64,39 @@ def test_start_a_refused_form_and_a_refused_certificate_write_one_needed_line(ho
         [x for x in lines if "CSRF token is missing" in x and "request " in x], log
     assert len([x for x in lines if "Form expired" in x]) == 1, log
     assert not [x for x in lines if "TLS" in x or "handshake" in x], log
+
+
+def _offers_no_cipher_the_console_takes(port: int) -> None:
+    """An older client: TLS 1.2 with only a cipher without forward secrecy, which the
+    console's context (shared.tls.server_context) does not take."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers("AES128-SHA:@SECLEVEL=0")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        try:
+            context.wrap_socket(raw, server_hostname="localhost").close()
+        except ssl.SSLError:
+            return
+    raise AssertionError("a handshake without a shared cipher succeeded")
+
+
+def test_a_handshake_the_console_cannot_serve_is_a_warning_a_refused_certificate_not(home):
+    # review20c D5: afacb90 sent every failed handshake to DEBUG, and nothing enables DEBUG
+    http_port, https_port = free_ports(2)
+    conn = db.connect(home.db)
+    try:
+        apply_changes(conn, {"http.port": http_port, "https.port": https_port})
+    finally:
+        conn.close()
+    with console_process(home) as process:
+        line = process.stdout.readline()
+        assert f":{https_port}/" in line, line
+        _rejects_the_certificate(https_port)
+        _offers_no_cipher_the_console_takes(https_port)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        log = process.stderr.read()
+    lines = [x for x in log.splitlines() if "TLS" in x or "handshake" in x]
+    assert len(lines) == 1, log
+    assert " WARNING " in lines[0] and "NO_SHARED_CIPHER" in lines[0], log
