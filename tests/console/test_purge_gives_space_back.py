@@ -111,7 +111,7 @@ def test_a_small_purge_leaves_the_free_pages_for_the_next_events(home):
     assert _file_octets(home) == before
 
 
-def test_a_lock_another_program_keeps_stops_the_release_not_the_job(home, monkeypatch):
+def test_a_lock_another_program_keeps_ends_the_release_with_its_error(home, monkeypatch):
     # review20a R7: each try waited the busy timeout and tried again, for as long as an
     # `sqlite3` session stayed open: the job never ended and its event was never written
     now = time.time()
@@ -140,3 +140,26 @@ def _raised(function, *args):
     except Exception as exc:        # what the caller (the job) gets
         return exc
     return None
+
+
+def test_a_lock_another_program_keeps_ends_the_purge_with_its_error(home, monkeypatch):
+    # the deletes' retries are bounded the same way (one helper): the job records a failed
+    # purge and its next run deletes them
+    now = time.time()
+    _fill_with_old_events(home, now)
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 50)
+    conn = db.connect(home.db)
+    other = db.connect(home.db)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        ended = []
+        thread = threading.Thread(target=lambda: ended.append(
+            _raised(purge_events, conn, now, 30)))
+        thread.start()
+        thread.join(60)
+        other.execute("ROLLBACK")
+        assert ended and is_busy(ended[0]), ended
+        assert purge_events(conn, now, 30).deleted == OLD_EVENTS - 1
+    finally:
+        other.close()
+        conn.close()
