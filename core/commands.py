@@ -27,11 +27,9 @@ from pathlib import Path
 import trio
 
 from core.restart import RESTART_INITIAL_SECONDS, RestartBackoff
-from shared import db
 from shared.busy import is_busy
-from shared.cli import CommandFailed, change_event, register
+from shared.cli import CommandFailed, record_change, register
 from shared.commands import HOLD_ACTIONS, WITHDRAWN
-from shared.events import insert_event
 from shared.paths import resolve_home
 
 __all__ = ["serve_core", "supervise", "smtp_port_line", "LOGON_LINE"]
@@ -353,21 +351,18 @@ def queue_command(args) -> int:
         # from the request's writing on, Ctrl-C (or a kill) withdraws it or leaves it to the
         # core (the wait below): never a request written with no word of it
         with _stop_noted(active=not args.no_wait) as stopped:
-            with db.write_transaction(conn):
-                conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
-                             "VALUES (?, ?, ?, 'cli')", (time.time(), kind, json.dumps(request)))
-                command_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-                # who asked, as the console's hold buttons record it (the core's forwarded
-                # and dropped rows say what was done, not by whom): written with the request
-                # or not at all, never waiting on a lock after it (review20d R2)
-                asked = {"command": kind, "args": request, "command_id": command_id}
-                insert_event(conn, change_event({}, f"queue {args.action} --hold", **asked),
-                             "cli")
+            conn.execute("INSERT INTO commands (created_at, kind, args, requested_by) "
+                         "VALUES (?, ?, ?, 'cli')", (time.time(), kind, json.dumps(request)))
+            command_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
             try:
+                # who asked, as the console's hold buttons record it: the core's forwarded
+                # and dropped rows say what was done, not by whom
+                asked = {"command": kind, "args": request, "command_id": command_id}
+                record_change(home, {}, f"queue {args.action} --hold", **asked)
                 if args.no_wait:
                     print(f"request {command_id} queued for the core")
                     return 0
-                return _await_result(conn, command_id, args, asked, stopped)
+                return _await_result(home, conn, command_id, args, asked, stopped)
             except sqlite3.OperationalError as exc:
                 if not is_busy(exc):
                     raise
@@ -382,7 +377,7 @@ def queue_command(args) -> int:
         conn.close()
 
 
-def _await_result(conn, command_id: int, args, asked: dict, stopped: list) -> int:
+def _await_result(home, conn, command_id: int, args, asked: dict, stopped: list) -> int:
     """Print the core's result of request `command_id` when it comes. A request the core has
     not taken up by the deadline, or when the wait is stopped (`_stop_noted`), is withdrawn
     (`_withdraw`); one it has taken up is seen through to the deadline, or left to the core
@@ -397,17 +392,15 @@ def _await_result(conn, command_id: int, args, asked: dict, stopped: list) -> in
         if row["state"] == "failed":
             raise CommandFailed(row["result"])
         waited = time.monotonic() - started
-        if stopped or waited >= args.wait:
+        if (stopped or waited >= args.wait) and _withdraw(
+                conn, command_id, round(waited, 1) if stopped else args.wait):
             why = (f"the wait was {_STOPPED_BY[stopped[0]]} before the core took it up"
                    if stopped else f"the core did not take it up within {args.wait:g} s (is "
                    "`mailmoat core` running?)") + "; nothing was changed"
-            # the audit trail's request above did not happen (clispec19 B4): said in the
-            # withdrawal's own transaction
-            withdrawn = change_event({}, f"queue {args.action} --hold (request {command_id} "
-                                     f"withdrawn: {why})", result=WITHDRAWN, **asked)
-            if _withdraw(conn, command_id, round(waited, 1) if stopped else args.wait,
-                         withdrawn):
-                raise CommandFailed(f"request {command_id} withdrawn: {why}")
+            # the audit trail's request above did not happen (clispec19 B4)
+            record_change(home, {}, f"queue {args.action} --hold (request {command_id} "
+                          f"withdrawn: {why})", result=WITHDRAWN, **asked)
+            raise CommandFailed(f"request {command_id} withdrawn: {why}")
         if stopped:
             raise CommandFailed(f"request {command_id} is being carried out by the core; only "
                                 f"the wait for its result was {_STOPPED_BY[stopped[0]]}")
@@ -457,18 +450,14 @@ def _check_held(home, ids: list[str]) -> None:
                             + "; nothing was requested", 2)
 
 
-def _withdraw(conn, command_id: int, waited: float, event) -> bool:
+def _withdraw(conn, command_id: int, waited: float) -> bool:
     """Withdraw a request the core has not taken up, so that exit status 1 means "not done"
-    and a core started later does not act on what is in hold by then, writing `event` (the
-    audit trail's withdrawal) with it. False when the core took it up meanwhile (it is
-    running: the caller waits for its result)."""
-    with db.write_transaction(conn):
-        withdrawn = conn.execute(
-            "UPDATE commands SET state = 'failed', result = ?, done_at = ? "
-            "WHERE id = ? AND state = 'pending'",
-            (f"withdrawn by the requester after {waited} s", time.time(), command_id)).rowcount
-        if withdrawn == 1:
-            insert_event(conn, event, "cli")
+    and a core started later does not act on what is in hold by then. False when the core
+    took it up meanwhile (it is running: the caller waits for its result)."""
+    withdrawn = conn.execute(
+        "UPDATE commands SET state = 'failed', result = ?, done_at = ? "
+        "WHERE id = ? AND state = 'pending'",
+        (f"withdrawn by the requester after {waited} s", time.time(), command_id)).rowcount
     return withdrawn == 1
 
 

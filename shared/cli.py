@@ -26,7 +26,6 @@ import itertools
 import json
 import os
 import sys
-import time
 import traceback
 from typing import Callable, Sequence
 
@@ -37,7 +36,7 @@ from shared.paths import resolve_home
 from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value, read_json
 
 __all__ = ["main", "entry", "build_parser", "register", "CommandFailed", "sole_exception",
-           "record_change", "change_event"]
+           "record_change"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 # `definitions` actions that never open the data home: a signing key or a package an
@@ -71,39 +70,26 @@ def record_change(home, changed: dict[str, tuple], command_line: str, *,
                   result: str = "saved", **extra) -> None:
     """An object_modified event for a change made from the command line, as the console
     writes one for a change saved there (the audit trail; it raises the config_change
-    alert): who (the system user), the command, what changed. Nothing changed and nothing
-    requested writes nothing."""
-    event = change_event(changed, command_line, result=result, **extra)
-    if event is None:
+    alert): who (the system user), the command, what changed. A request left for the core
+    (`mailmoat queue ACTION --hold`) changes no setting: `extra` names it (command, args,
+    command_id), as the console's hold buttons do (console.settings_service.submit_command);
+    one the command withdraws again is recorded with `result` shared.commands.WITHDRAWN.
+    Nothing changed and nothing requested writes nothing."""
+    if not changed and not extra:
         return
-    from shared.events import EventWriter
+    import pwd
+
+    from shared.events import Action, EventWriter
+    from shared.settings import changes_shown
 
     writer = EventWriter(home.db, "cli")
     try:
-        writer.emit(event)
+        writer.record(Action.OBJECT_MODIFIED, result=result, info=f"mailmoat {command_line}",
+                      rule=",".join(sorted(changed))[:500] or None,
+                      data={"user": pwd.getpwuid(os.geteuid()).pw_name, "page": "cli",
+                            "changes": changes_shown(changed), **extra})
     finally:
         writer.close()
-
-
-def change_event(changed: dict[str, tuple], command_line: str, *, result: str = "saved",
-                 **extra):
-    """`record_change`'s event, for a caller that writes it in a transaction of its own
-    (shared.events.insert_event). A request left for the core (`mailmoat queue ACTION
-    --hold`) changes no setting: `extra` names it (command, args, command_id), as the
-    console's hold buttons do (console.settings_service.submit_command); one the command
-    withdraws again is recorded with `result` shared.commands.WITHDRAWN. None when nothing
-    changed and nothing was requested."""
-    if not changed and not extra:
-        return None
-    import pwd
-
-    from shared.events import Action, Event
-    from shared.settings import changes_shown
-
-    return Event(action=Action.OBJECT_MODIFIED, time=time.time(), result=result,
-                 info=f"mailmoat {command_line}", rule=",".join(sorted(changed))[:500] or None,
-                 data={"user": pwd.getpwuid(os.geteuid()).pw_name, "page": "cli",
-                       "changes": changes_shown(changed), **extra})
 
 
 def cmd_init(args) -> int:

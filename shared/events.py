@@ -229,13 +229,6 @@ def _insert_rows(count: int) -> str:
     return _INSERT_HEAD + ", ".join([_ROW_PLACEHOLDERS] * count)
 
 
-def insert_event(conn: sqlite3.Connection, event: Event, process: str) -> None:
-    """Write `event` on `conn`, in the caller's transaction: an audit row that must be
-    written with what it audits or not at all (a command line's queue request: a writer's
-    thread retried a locked database for ever, and no signal could end the command)."""
-    conn.execute(_insert_rows(1), event.row(process))
-
-
 _STOP = object()
 
 
