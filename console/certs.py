@@ -60,7 +60,7 @@ from shared.settings_addresses import Hostname
 from shared.settings_types import RuleError
 from shared.shown_text import quoted
 from shared.tls import (FILE_CONTENT_ERRORS, IN_CERT_PEM, PAIR_DOES_NOT_LOAD, PREVIOUS_SUFFIX,
-                        chain_after_leaf, dates_problem, expires_soon, expiry_warning,
+                        chain_after_leaf, cut_short, dates_problem, expires_soon, expiry_warning,
                         is_self_signed,
                         load_server_pair, make_self_signed, out_of_dates, pair_problem,
                         previous_path, public_key_fingerprint, served_certificate,
@@ -190,6 +190,12 @@ def create_request(home: DataHome, fields: RequestFields) -> str:
 
 def _parse_chain(pem_text: str) -> tuple[list[x509.Certificate], bytes]:
     data = pem_text.replace("\r\n", "\n").strip().encode("ascii", "replace")
+    # A paste that ends inside a block is refused in shared.tls's words: keeping only the
+    # whole blocks installed a leaf whose chain certificate was cut short without that chain,
+    # and said nothing (review20e R2)
+    cut = cut_short(data, "the text pasted")
+    if cut is not None:
+        raise CertificateError(cut)
     blocks = _PEM_CERT.findall(data)
     if not blocks:
         raise CertificateError("paste the whole certificate in PEM format, including the "
