@@ -390,31 +390,45 @@ def _by_line(form, exc: SettingError) -> list[tuple[str, str]]:
     return out
 
 
+def _placed(form, exc: SettingError) -> list[tuple[str, str, str | None]]:
+    """`exc.errors` as (key, rule, field name or None): the message of each field of an
+    object drawn as several boxes (a HostPort's host, port and extra fields) goes to the box
+    of the field its RuleError names (`field_errors`), each by itself when several break
+    their rules (review20e R1: only a message starting "port" left Host, so a bad
+    av.central_quarantine mailbox was marked on Host, and a bad port and mailbox together
+    went beside Port as one text)."""
+    out = []
+    for key, rule in _by_line(form, exc):
+        kind = _inner(SCHEMA[key].kind)[0] if key in SCHEMA else None
+        parts = exc.causes[key].field_errors \
+            if isinstance(kind, HostPort) and key in exc.causes else ()
+        if parts and all(field_name(key, part.field) in form for part in parts):
+            out.extend((key, part.rule, field_name(key, part.field)) for part in parts)
+        else:
+            out.append((key, rule, None))
+    return out
+
+
 def attach_errors(form, errors: SettingError | list[tuple[str, str]],
                   fields: dict[str, str] | None = None) -> list[str]:
     """Put each schema error next to its field; returns the messages that have no field.
 
     Given the SettingError itself, a text-area list's message counts the lines the
-    administrator typed. `fields` maps a key to a field name when the page names its fields
-    otherwise.
+    administrator typed, and each field of an object drawn as several boxes is marked by
+    its own message (`_placed`). `fields` maps a key to a field name when the page names its
+    fields otherwise.
     """
-    if isinstance(errors, SettingError):
-        errors = _by_line(form, errors)
+    placed = _placed(form, errors) if isinstance(errors, SettingError) \
+        else [(key, rule, None) for key, rule in errors]
     leftover = []
     fields = fields or {}
-    for key, rule in errors:
-        name = fields.get(key)
+    for key, rule, name in placed:
+        name = name or fields.get(key)
         if name is None and key not in SCHEMA and key in form:
             name = key
         if name is None and key in SCHEMA:
-            # a key drawn as Host and Port: the schema's message about the port ("port …",
-            # shared.settings_addresses.HostPort, or "port: …" as an object with more fields
-            # words it, shared.settings_entries.CentralQuarantine) goes beside Port, which is
-            # then the field marked invalid and focused (accessibility finding C5; settings20
-            # C2: av.central_quarantine's went beside Host)
-            port_first = (field_name(key, "port"),) \
-                if rule.startswith(("port ", "port: ")) else ()
-            for candidate in (*port_first, field_name(key), field_name(key, "host")):
+            # a key drawn as Host and Port whose message names no field goes beside Host
+            for candidate in (field_name(key), field_name(key, "host")):
                 if candidate in form:
                     name = candidate
                     break

@@ -412,7 +412,8 @@ class HostPort(Kind):
         try:
             value["port"] = Int(1, 65535).check(value.get("port", self.default_port))
         except RuleError as exc:
-            raise RuleError(f"port {exc.rule}") from None
+            # the field named, so the console marks the Port box (console/schema_forms.py)
+            raise RuleError(f"port {exc.rule}", field="port", inner=exc) from None
         return value
 
     def describe(self):

@@ -288,8 +288,7 @@ def save_default_route():
         try:
             service.save_page("routing", form_values(form, ["routing.default"]), **who())
         except SettingError as exc:
-            return _routing_page(default_form=form,
-                                 errors=attach_errors(form, exc.errors))
+            return _routing_page(default_form=form, errors=attach_errors(form, exc))
         flash("Default routing saved.", "info")
         return redirect(url_for("configuration.routing"))
     return _routing_page(default_form=form)
