@@ -472,10 +472,11 @@ class ListOf(Kind):
         if not isinstance(value, list):
             raise RuleError("must be a list")
         if len(value) > self.max_items:
-            raise RuleError(f"must have at most {self.max_items} entries")
+            raise RuleError(f"must have at most {self.max_items} "
+                            f"{_plural('entry', self.max_items)}")
         if len(value) < self.min_items:
             raise RuleError(f"must have at least {self.min_items} "
-                            f"entr{'y' if self.min_items == 1 else 'ies'}")
+                            f"{_plural('entry', self.min_items)}")
         out, bad, first_at = [], [], {}
         for index, item in enumerate(value, 1):
             try:

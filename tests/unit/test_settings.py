@@ -202,6 +202,7 @@ REJECTED = [
     (ListOf(Int(1, 5)), "1", "must be a list"),
     (ListOf(Int(1, 5), max_items=2), [1, 2, 3], "must have at most 2 entries"),
     (ListOf(Int(1, 5), min_items=1), [], "must have at least 1 entry"),    # settings20 C3
+    (ListOf(Int(1, 5), max_items=1), [1, 2], "must have at most 1 entry"),  # review20e D3
     (ListOf(Int(1, 5), min_items=2), [3], "must have at least 2 entries"),
     (ListOf(Int(1, 5)), [1, 9], "entry 2: must be between 1 and 5"),
     (ListOf(Extension()), [".EXE", ".exe"], "entry 2 repeats entry 1"),
