@@ -77,29 +77,29 @@ class _RelayForm(PAGE_FORMS["relay"]):
 
 PAGE_FORMS["relay"] = _RelayForm
 
-# A content rule's action the schema lists but no save may ask for yet (shared.settings
-# SPAM_QUARANTINE_NOT_BUILT): offering it led only to a refusal (firstday20 C3). The value an
-# older release stored is still offered, selected and marked: the page shows what is stored
-# (left out, the select would show Drop and a save would change the action unseen), and a
-# save names it until another action is chosen, as every page holding a refused stored
-# value does; the core holds such mail in the hold queue meanwhile.
-UNAVAILABLE_CONTENT_ACTIONS = {
-    "quarantine": "Quarantine (not available yet: matching mail is held in the hold queue "
-                  "instead; choose another action)",
-}
+# A content rule's action the schema withholds (shared.settings: Choice `withheld`, which no
+# save may ask for yet: SPAM_QUARANTINE_NOT_BUILT): offering it led only to a refusal
+# (firstday20 C3). The value an older release stored is still offered, selected and marked:
+# the page shows what is stored (left out, the select would show Drop and a save would
+# change the action unseen), and a save names it until another action is chosen, as every
+# page holding a refused stored value does; the core holds such mail in the hold queue
+# meanwhile.
+NOT_AVAILABLE_YET = ("{label} (not available yet: matching mail is held in the hold queue "
+                     "instead; choose another action)")
 
 
 class _ContentRulesForm(PAGE_FORMS["content_rules"]):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         field = self.rules__content_action
+        withheld = SCHEMA["rules.content_action"].kind.withheld
         stored = settings()["rules.content_action"]
         offered = []
         for choice in field.choices:
-            if choice.value in UNAVAILABLE_CONTENT_ACTIONS:
+            if choice.value in withheld:
                 if choice.value != stored:
                     continue
-                choice = SelectChoice(choice.value, UNAVAILABLE_CONTENT_ACTIONS[choice.value])
+                choice = SelectChoice(choice.value, NOT_AVAILABLE_YET.format(label=choice.label))
             offered.append(choice)
         field.choices = offered
 

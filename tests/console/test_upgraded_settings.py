@@ -63,7 +63,8 @@ def test_status_page_names_each_stored_value_the_rules_refuse(upgraded):
         "after the other, without spaces or commas",
         "rules.content_action (Filtering Policy › Content Rules): quarantine is not available "
         "yet: the spam quarantine cannot show or release mail until its pages are built; "
-        "choose another action",
+        "choose another action; stored by an older release, matching mail is held in the "
+        "hold queue instead",
     ]
     assert len(items) == len(refused_values(upgraded.settings()))
 
