@@ -71,7 +71,20 @@ from shared.status import STALE_AFTER_SECONDS, read_snapshot
 
 __all__ = ["port_problem", "address_problem", "check_ports", "may_bind_privileged_ports",
            "privileged_port_start", "core_may_bind_privileged_ports", "broadcast_networks",
-           "is_broadcast", "BROADCAST", "stored_host_problems"]
+           "is_broadcast", "BROADCAST", "stored_host_problems", "HOST_CHECKS"]
+
+# What this host refuses of a value when it is saved, for docs/settings.md (shared.
+# settings_doc): the module rules above, in a sentence per key.
+_PORT_CHECK = ("when saved, a port is refused while another program holds it, while one of "
+               "Mailmoat's other listeners holds it (change one port at a time), and below the "
+               "first unprivileged port (1024) unless Mailmoat's listeners run as root or with "
+               "CAP_NET_BIND_SERVICE")
+HOST_CHECKS = {
+    **{key: _PORT_CHECK for key in PORT_KEYS},
+    "smtp.listen": ("when saved, an address this host does not have, or a broadcast address of "
+                    "its networks, is refused"),
+    "dns.resolvers": "a broadcast address of this host's networks is refused",
+}
 
 # How a refused change's rule ends (SWAP_RULE says what to do instead); a stored value's
 # problem is said without it (stored_host_problems: nothing is being changed, upgrade20 C2).

@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from shared.ports import HOST_CHECKS
 from shared.settings import PAGES, SCHEMA, Setting
 from shared.settings_cross_rules import CROSS_RULES
 from shared.settings_types import Nullable
@@ -128,6 +129,8 @@ def _row(setting: Setting, rules: dict[str, set[str]]) -> str:
     its_rules = [says for says, keys in rules.items() if setting.key in keys]
     if its_rules:
         help_text += " Rules: " + " ".join(_text(says) for says in its_rules)
+    if setting.key in HOST_CHECKS:
+        help_text += " This host: " + _text(HOST_CHECKS[setting.key]) + "."
     cells: list[Any] = [
         _code(setting.key),
         _text(_type(setting)),

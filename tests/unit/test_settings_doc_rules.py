@@ -89,3 +89,15 @@ def test_every_cross_rule_is_in_the_rows_of_its_keys_and_the_closing_section():
         assert f"| {_text(rule.says)} |" in closing
         for key in rule.keys:
             assert _text(rule.says) in rows[key][3], (key, rule.says)
+
+
+def test_the_rows_of_ports_and_addresses_say_what_this_host_refuses_when_saved():
+    # review20e C2: smtp.port defaults to 25, and a save of a port below 1024 without root or
+    # CAP_NET_BIND_SERVICE is refused: the reference said nothing of it
+    from shared.settings_doc import render
+    rows = {line.split(" | ")[0].strip("| `"): line for line in render().splitlines()
+            if line.startswith("| `")}
+    for key in ("smtp.port", "http.port", "https.port"):
+        assert "CAP\\_NET\\_BIND\\_SERVICE" in rows[key] and "another program" in rows[key], key
+    assert "does not have" in rows["smtp.listen"]
+    assert "broadcast address" in rows["dns.resolvers"]
