@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from shared.cli import main
+from shared.ports import CHANGE_REFUSED
 from tests.support.core import make_home, store_unchecked, stored_settings
 
 # 127.255.255.255 is the broadcast address of 127.0.0.0/8, which every Linux host has.
@@ -78,4 +79,6 @@ def test_export_names_a_stored_broadcast_listen_address_the_import_refuses(tmp_p
     backup = tmp_path / "backup.json"
     backup.write_text(json.dumps(exported), "utf-8")
     assert main(["config", "import", str(backup), "--home", str(home.root)]) == 2
-    assert capsys.readouterr().err.splitlines() == warned
+    # the same rule; the import's is a refused change, so it says the old value is kept
+    # (upgrade20 C2: the export's list changes nothing and does not)
+    assert capsys.readouterr().err.splitlines() == [line + CHANGE_REFUSED for line in warned]
