@@ -146,8 +146,11 @@ def _interrupted_wait(home, *, taken_up: bool, signals=(signal.SIGINT,),
     waiting = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "queue", "drop", "--hold", "--wait", "120",
          "--home", str(home.root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-        if ignoring_ctrl_c else None)
+        # as a terminal's foreground command, or a script's background job, starts: a test
+        # run started in the background (CI's, say) would otherwise pass its own ignored
+        # SIGINT on, and Ctrl-C would rightly be ignored
+        preexec_fn=lambda: signal.signal(
+            signal.SIGINT, signal.SIG_IGN if ignoring_ctrl_c else signal.SIG_DFL))
     try:
         assert wait_for(lambda: _requests(home), timeout=30)
         if taken_up:
