@@ -181,7 +181,7 @@ class CoreProcess:
     def smtp_port(self) -> int:
         return stored_settings(self.home)["smtp.port"]
 
-    def start(self, timeout: float = 20.0) -> "CoreProcess":
+    def start(self, timeout: float = 60.0) -> "CoreProcess":
         command = [*self.prefix, sys.executable, "-m", "shared.cli", "core",
                    "--home", str(self.home.root)]
         self.log = open(self.home.root / "core-test.log", "ab")
@@ -200,6 +200,9 @@ class CoreProcess:
                     return self
             except OSError:
                 time.sleep(0.05)
+        # not left running behind the failed test, its listener processes slowing the rest
+        # of the run (flake20 F3)
+        self.stop()
         raise TimeoutError("core did not start listening")
 
     def stop(self, timeout: float = 20.0) -> int:
