@@ -309,11 +309,16 @@ _TO_SPAM_QUARANTINE = tuple(key for key, setting in SCHEMA.items()
                             if "quarantine" in getattr(setting.kind, "withheld", ()))
 
 
+# What the core does with a stored quarantine meanwhile (core/pipeline/verdict.py INSTEAD):
+# content rules hold the mail; premium antispam, not built, scores no mail at all.
+_STORED_QUARANTINE = {"rules.content_action": "stored by an older release, matching mail is "
+                                              "held in the hold queue instead"}
+
+
 def _spam_quarantine_not_built(key: str) -> None:
     @_reads(key, says=f"`{key}` quarantine is refused until the spam quarantine is built "
                       "(one an older release stored is listed on the Status page).",
-            stored="stored by an older release, matching mail is held in the hold queue "
-                   "instead")      # core/pipeline/verdict.py INSTEAD
+            stored=_STORED_QUARANTINE.get(key, ""))
     def spam_quarantine_not_built(s, _plain, _changed):
         if s.get(key) == "quarantine":
             yield key, (f"quarantine is not available yet: {SPAM_QUARANTINE_NOT_BUILT}; "

@@ -30,10 +30,12 @@ def test_a_typo_is_not_sent_to_quarantine_which_is_refused(key, offered):
     # stored by an older release, it still loads, and is listed as refused
     stored = {**defaults(), key: "quarantine"}
     assert validate_changes(stored, {"smtp.max_incoming": 20})
-    assert any(k == key and rule.startswith("quarantine is not available yet")
-               and rule.endswith("; stored by an older release, matching mail is held in the "
-                                 "hold queue instead")          # review20e C3
-               for k, rule in refused_values(stored))
+    [rule] = [rule for k, rule in refused_values(stored) if k == key]
+    assert rule.startswith("quarantine is not available yet")
+    # what the core does meanwhile: content rules hold the mail (review20e C3); premium
+    # antispam, not built, scores none, so it holds nothing (review20f R1)
+    holds = "; stored by an older release, matching mail is held in the hold queue instead"
+    assert rule.endswith(holds) == (key == "rules.content_action"), rule
     assert "quarantine" in SCHEMA[key].kind.choices     # the console shows a stored one
 
 
