@@ -410,8 +410,10 @@ class UpdateSource(Str):
             url = urlsplit(value)
         except ValueError:                  # an unbalanced [ in the host
             url = None
+        # urlsplit drops leading control characters; refused, or the credentials' mask
+        # (shared.settings display_value), which reads from the first one, missed them
         if url is None or url.scheme.lower() not in ("http", "https") or not url.hostname \
-                or any(c.isspace() for c in value):
+                or any(c.isspace() or not c.isprintable() for c in value):
             raise RuleError("must be an https:// or http:// URL, or a local directory's "
                             "absolute path (starting with /)")
         return value
