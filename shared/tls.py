@@ -620,17 +620,23 @@ def cut_short(pem: bytes, holder: str) -> str | None:
     as a copy cut short loses it — naming the block (the certificate, a chain certificate,
     the key), the same words for a leaf alone and one with its chain after it (review20b
     C1: with a chain, the leaf parsed and OpenSSL's "BAD_END_LINE" was all that was said);
-    None when every block is closed. `holder`: the file's name."""
+    None when every block is closed. A block before the last whose END line is missing
+    (the next BEGIN comes first) is named too (review20f R3: a chain with its middle
+    certificate cut was read as the others). `holder`: the file's name."""
     begins = list(_PEM_BEGIN.finditer(pem))
-    if not begins or _PEM_END.search(pem, begins[-1].end()):
-        return None
-    label = begins[-1].group(1).decode("ascii")
-    if label == "CERTIFICATE":
-        what = _which_certificate(sum(b.group(1) == b"CERTIFICATE" for b in begins) - 1)
-    else:
-        what = "the key" if label.endswith("KEY") else f"its {label} block"
-    return (f"{holder} ends inside {what}, before its -----END {label}----- line, as a copy "
-            "cut short does; copy it again whole, as it was sent")
+    for index, begin in enumerate(begins):
+        until = begins[index + 1].start() if index + 1 < len(begins) else len(pem)
+        if _PEM_END.search(pem, begin.end(), until):
+            continue
+        label = begin.group(1).decode("ascii")
+        if label == "CERTIFICATE":
+            what = _which_certificate(sum(b.group(1) == b"CERTIFICATE" for b in begins[:index]))
+        else:
+            what = "the key" if label.endswith("KEY") else f"its {label} block"
+        where = "ends inside" if until == len(pem) else "loses the end of"
+        return (f"{holder} {where} {what}, before its -----END {label}----- line, as a copy "
+                "cut short does; copy it again whole, as it was sent")
+    return None
 
 
 def _off_margin(pem: bytes) -> bool:

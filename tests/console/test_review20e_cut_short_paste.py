@@ -54,3 +54,16 @@ def test_the_whole_chain_still_installs(admin, home):
     page = _install(admin, _pem(_leaf(home, intermediate, key), intermediate))
     assert "Certificate installed." in page
     assert home.tls_cert.read_text().count("BEGIN CERTIFICATE") == 2
+
+
+def test_a_chain_certificate_cut_in_the_middle_of_a_paste_is_refused(admin, home):
+    # review20f R3: only the last block was looked at, so leaf + cut intermediate + root was
+    # read as leaf + root and refused for another reason ("paste them in the CA's order")
+    root = Ca()
+    intermediate, key = root.intermediate()
+    leaf = _pem(_leaf(home, intermediate, key))
+    chain = _pem(intermediate)
+    pasted = leaf + chain[:chain.rindex("-----END")] + _pem(root.cert)
+    page = _pasted_cut_short(admin, home, pasted)
+    assert ("the text pasted loses the end of certificate 2 (of the chain after the first), "
+            "before its -----END CERTIFICATE----- line") in page
