@@ -75,14 +75,14 @@ __all__ = ["port_problem", "address_problem", "check_ports", "may_bind_privilege
 
 # What this host refuses of a value when it is saved, for docs/settings.md (shared.
 # settings_doc): the module rules above, in a sentence per key.
+# (smtp.listen's own help says what the host refuses of its addresses.)
 _PORT_CHECK = ("when saved, a port is refused while another program holds it, while one of "
                "Mailmoat's other listeners holds it (change one port at a time), and below the "
-               "first unprivileged port (1024) unless Mailmoat's listeners run as root or with "
+               "host's first unprivileged port (1024 unless net.ipv4.ip_unprivileged_port_start "
+               "says otherwise) unless Mailmoat's listeners run as root or with "
                "CAP_NET_BIND_SERVICE")
 HOST_CHECKS = {
     **{key: _PORT_CHECK for key in PORT_KEYS},
-    "smtp.listen": ("when saved, an address this host does not have, or a broadcast address of "
-                    "its networks, is refused"),
     "dns.resolvers": "a broadcast address of this host's networks is refused",
 }
 
