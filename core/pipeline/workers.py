@@ -64,6 +64,12 @@ Rules
        work-conserving the reservation costs nothing while no small mail waits, and while
        some does, a message of a few hundred KB is exactly the mail it should not wait
        behind; one size for an administrator to know.
+    8. A slot starts its worker process outside any job's time limit: when the slot begins,
+       and again after a job that timed out or killed its worker, it has a worker start and
+       import what the jobs run (`_worker_started`, given `fn`), with no job waiting on it. A start
+       counted in the limit charged the next message — the one retried after a hung one,
+       an ordinary one behind it — for seconds of process start and imports on a loaded
+       host, and three such charges held innocent mail as suspect (flake20 F1).
 """
 
 from __future__ import annotations
@@ -88,6 +94,8 @@ __all__ = ["run_in_worker", "WorkerBatcher", "WorkerCrashed", "WorkerTimeout",
            "PROCESS_TIMEOUT_SECONDS", "MAX_BATCH", "RUNTIME_WORKER_SLOTS"]
 
 PROCESS_TIMEOUT_SECONDS = 60.0
+# A worker's start and imports (rule 8): not a job's limit, a backstop for a broken host.
+WORKER_START_SECONDS = 300.0
 MAX_BATCH = 8
 # not a setting: the core adds its batcher's `slots` to the worker's settings copy
 # (core/pipeline/service.py), the count of workers that share the memory (rule 6)
@@ -171,6 +179,11 @@ async def run_in_worker(fn, *args, timeout_seconds: float = PROCESS_TIMEOUT_SECO
         raise WorkerTimeout(f"worker stopped after {timeout_seconds:g} s") from None
     except trio_parallel.BrokenWorkerError as exc:
         raise WorkerCrashed(f"worker process died: {exc}") from None
+
+
+def _worker_started(fn) -> None:
+    """In a new worker: nothing but be started, `fn`'s module imported (rule 8)."""
+    del fn
 
 
 def run_batch(fn, items: list[tuple], shared: tuple) -> list[tuple[bool, object]]:
@@ -274,7 +287,19 @@ class WorkerBatcher:
             batch.append(self._small.popleft())
         return batch
 
+    async def _start_worker(self) -> None:
+        """Have a worker process started for this slot, outside any job's limit (rule 8).
+        A host that cannot start one in WORKER_START_SECONDS leaves it to the next job."""
+        if self.inline:
+            return
+        with trio.move_on_after(WORKER_START_SECONDS):
+            try:
+                await trio_parallel.run_sync(_worker_started, self.fn, kill_on_cancel=True)
+            except trio_parallel.BrokenWorkerError:
+                pass
+
     async def _dispatch(self) -> None:
+        await self._start_worker()
         while True:
             batch = self._next_batch()
             if batch:
@@ -305,11 +330,13 @@ class WorkerBatcher:
         except Exception as exc:            # the worker died, timed out or could not be fed
             if len(batch) == 1:
                 batch[0].finish(False, exc)
-                return
-            for job in reversed(batch):     # rule 4: each again alone, first in line
-                job.solo = True
-                (self._large if job.large else self._small).appendleft(job)
-            self._ready.set()
+            else:
+                for job in reversed(batch):     # rule 4: each again alone, first in line
+                    job.solo = True
+                    (self._large if job.large else self._small).appendleft(job)
+                self._ready.set()
+            if isinstance(exc, (WorkerTimeout, WorkerCrashed)):
+                await self._start_worker()      # its worker is gone (rule 8)
             return
         for job, (ok, value) in zip(batch, results):
             job.finish(ok, value)

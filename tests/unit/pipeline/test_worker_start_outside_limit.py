@@ -1,0 +1,36 @@
+"""A slot's worker process is started outside any job's time limit (core/pipeline/workers.py
+rule 8; flake20 F1).
+
+A new worker — the first of a slot, or the one after a job that timed out and was killed —
+was started inside the next job's limit, so its process start and imports were charged to
+that message: on a loaded host an ordinary message timed out three times and was held as
+suspect. Here the job's module takes IMPORT_SECONDS to import, longer than the limit, and the
+job itself takes no time: only a worker started outside the limit lets it through. Real
+worker processes (trio-parallel).
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from core.pipeline.workers import WorkerBatcher, WorkerTimeout
+from tests.support.slow_import_job import IMPORT_SECONDS, job
+
+LIMIT = IMPORT_SECONDS / 2
+
+
+async def test_the_first_job_of_a_slot_is_not_charged_for_its_workers_start(nursery):
+    batcher = WorkerBatcher(job, timeout_seconds=LIMIT, slots=1)
+    await nursery.start(batcher.run)
+    assert (await batcher.call(("first",), ())).startswith("first in ")
+
+
+async def test_the_job_after_a_hung_one_is_not_charged_for_the_new_workers_start(nursery):
+    batcher = WorkerBatcher(job, timeout_seconds=LIMIT, slots=1)
+    await nursery.start(batcher.run)
+    await batcher.call(("first",), ())
+    with pytest.raises(WorkerTimeout):
+        await batcher.call(("hang",), ())
+    with trio.fail_after(60):                   # a backstop
+        assert (await batcher.call(("next",), ())).startswith("next in ")
