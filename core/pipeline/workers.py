@@ -94,8 +94,9 @@ __all__ = ["run_in_worker", "WorkerBatcher", "WorkerCrashed", "WorkerTimeout",
            "PROCESS_TIMEOUT_SECONDS", "MAX_BATCH", "RUNTIME_WORKER_SLOTS"]
 
 PROCESS_TIMEOUT_SECONDS = 60.0
-# A worker's start and imports (rule 8): not a job's limit, a backstop for a broken host.
-WORKER_START_SECONDS = 300.0
+# A worker's start and imports (rule 8): not a job's limit, a backstop for a broken host,
+# past which the next job starts one itself (and its limit tells).
+WORKER_START_SECONDS = 120.0
 MAX_BATCH = 8
 # not a setting: the core adds its batcher's `slots` to the worker's settings copy
 # (core/pipeline/service.py), the count of workers that share the memory (rule 6)
@@ -295,7 +296,9 @@ class WorkerBatcher:
         with trio.move_on_after(WORKER_START_SECONDS):
             try:
                 await trio_parallel.run_sync(_worker_started, self.fn, kill_on_cancel=True)
-            except trio_parallel.BrokenWorkerError:
+            except Exception:
+                # a worker that dies or cannot import: the next job meets it and is charged
+                # as before (a crash, rule 1); never this slot's end, nor the core's
                 pass
 
     async def _dispatch(self) -> None:

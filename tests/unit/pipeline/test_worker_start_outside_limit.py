@@ -34,3 +34,23 @@ async def test_the_job_after_a_hung_one_is_not_charged_for_the_new_workers_start
         await batcher.call(("hang",), ())
     with trio.fail_after(60):                   # a backstop
         assert (await batcher.call(("next",), ())).startswith("next in ")
+
+
+async def test_a_worker_that_cannot_start_ends_no_slot(nursery):
+    # the start outside the limit must not turn an import error into the slot's (and the
+    # core's) end: the job meets it, as it did before, and is charged with it
+    batcher = WorkerBatcher(_unimportable_job(), timeout_seconds=LIMIT, slots=1)
+    await nursery.start(batcher.run)
+    with pytest.raises(Exception) as failed:
+        await batcher.call(("first",), ())
+    assert not isinstance(failed.value, trio.Cancelled)
+    assert batcher.running
+
+
+def _unimportable_job():
+    """The job function under a module name no process can import: it cannot be sent to a
+    worker (pickle looks it up by that name), as a job whose module is broken cannot."""
+    fn = job.__class__(job.__code__, {"__name__": "tests.support.no_such_module"}, "job")
+    fn.__module__ = "tests.support.no_such_module"
+    fn.__qualname__ = "job"
+    return fn
