@@ -64,12 +64,14 @@ Rules
        work-conserving the reservation costs nothing while no small mail waits, and while
        some does, a message of a few hundred KB is exactly the mail it should not wait
        behind; one size for an administrator to know.
-    8. A slot starts its worker process outside any job's time limit: when the slot begins,
+    8. A slot starts a worker process outside any job's time limit: when the slot begins,
        and again after a job that timed out or killed its worker, it has a worker start and
-       import what the jobs run (`_worker_started`, given `fn`), with no job waiting on it. A start
-       counted in the limit charged the next message — the one retried after a hung one,
-       an ordinary one behind it — for seconds of process start and imports on a loaded
-       host, and three such charges held innocent mail as suspect (flake20 F1).
+       import what the jobs run (`_worker_started`, given `fn`), with no job waiting on it.
+       A start counted in the limit charged the next message — the one retried after a hung
+       one, an ordinary one behind it — for seconds of process start and imports on a
+       loaded host, and three such charges held innocent mail as suspect (flake20 F1). Not
+       a guarantee: trio-parallel's cache may give the started worker to another slot while
+       one of its own is idle, and ends workers idle for 10 minutes (review20g R2, R3).
 """
 
 from __future__ import annotations
