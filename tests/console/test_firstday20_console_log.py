@@ -23,6 +23,17 @@ from tests.support.console import console_process
 from tests.support.core import free_ports
 
 
+def _ports(home) -> tuple[int, int]:
+    """Free HTTP and HTTPS ports of this test's console, stored."""
+    http_port, https_port = free_ports(2)
+    conn = db.connect(home.db)
+    try:
+        apply_changes(conn, {"http.port": http_port, "https.port": https_port})
+    finally:
+        conn.close()
+    return http_port, https_port
+
+
 def _rejects_the_certificate(port: int) -> None:
     """A TLS client that, as a browser does with a self-signed certificate, ends the
     handshake with an alert."""
@@ -36,12 +47,7 @@ def _rejects_the_certificate(port: int) -> None:
 
 
 def test_start_a_refused_form_and_a_refused_certificate_write_one_needed_line(home):
-    http_port, https_port = free_ports(2)
-    conn = db.connect(home.db)
-    try:
-        apply_changes(conn, {"http.port": http_port, "https.port": https_port})
-    finally:
-        conn.close()
+    http_port, https_port = _ports(home)
     with console_process(home) as process:
         line = process.stdout.readline()
         assert f":{https_port}/" in line, line
@@ -83,12 +89,7 @@ def _offers_no_cipher_the_console_takes(port: int) -> None:
 
 def test_a_handshake_the_console_cannot_serve_is_a_warning_a_refused_certificate_not(home):
     # review20c D5: afacb90 sent every failed handshake to DEBUG, and nothing enables DEBUG
-    http_port, https_port = free_ports(2)
-    conn = db.connect(home.db)
-    try:
-        apply_changes(conn, {"http.port": http_port, "https.port": https_port})
-    finally:
-        conn.close()
+    http_port, https_port = _ports(home)
     with console_process(home) as process:
         line = process.stdout.readline()
         assert f":{https_port}/" in line, line

@@ -19,9 +19,10 @@ import time
 from console.jobs import purge_old_events
 from shared import db
 from shared.clock import FakeClock
-from shared.events import Action, EventWriter
+from shared.events import EventWriter
 from shared.busy import is_busy
 from shared.retention import SECONDS_PER_DAY, give_space_back, purge_events
+from tests.console.test_diagnostics_retention import _last_purge
 from shared.settings_store import apply_changes
 
 OLD_EVENTS = 20_000
@@ -58,12 +59,7 @@ def _purge(home, now: float):
         writer.flush()
     finally:
         writer.close()
-    conn = db.connect(home.db)
-    try:
-        return conn.execute("SELECT info, data FROM events WHERE action = ? ORDER BY id DESC",
-                            (Action.EVENTS_PURGED.value,)).fetchone()
-    finally:
-        conn.close()
+    return _last_purge(home)
 
 
 def test_a_large_purge_shrinks_the_database_file(home):
