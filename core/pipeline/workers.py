@@ -64,24 +64,29 @@ Rules
        work-conserving the reservation costs nothing while no small mail waits, and while
        some does, a message of a few hundred KB is exactly the mail it should not wait
        behind; one size for an administrator to know.
-    8. A slot starts a worker process outside any job's time limit: when the slot begins,
-       and again after a job that timed out or killed its worker, it has a worker start and
-       import what the jobs run (`_worker_started`, given `fn`), with no job waiting on it.
-       A start counted in the limit charged the next message — the one retried after a hung
-       one, an ordinary one behind it — for seconds of process start and imports on a
-       loaded host, and three such charges held innocent mail as suspect (flake20 F1). Not
-       a guarantee: trio-parallel's cache may give the started worker to another slot while
-       one of its own is idle, and ends workers idle for 10 minutes (review20g R2, R3).
+    8. Each slot has a worker process of its own (`_SlotWorker`: a trio-parallel worker
+       context of one worker that is never ended for idling), started outside any job's
+       time limit: when the slot begins, and again after a job that timed out or killed
+       its worker, it has its worker start and import what the jobs run
+       (`_worker_started`, given `fn`), with no job waiting on it. A start counted in the
+       limit charged the next message — the one retried after a hung one, an ordinary one
+       behind it — for seconds of process start and imports on a loaded host, and three
+       such charges held innocent mail as suspect (flake20 F1). With trio-parallel's one
+       shared cache the started worker could go to another slot, whose own worker sat
+       idle, and idle workers ended after 10 minutes, each leaving a start to the next
+       job's limit (review20g R2, R3). A worker that cannot start (a job module that does
+       not import) is left to the job, which meets it as a crash (rule 1).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import signal
 import threading
 from collections import deque
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 
 try:
     import resource
@@ -99,6 +104,8 @@ PROCESS_TIMEOUT_SECONDS = 60.0
 # A worker's start and imports (rule 8): not a job's limit, a backstop for a broken host,
 # past which the next job starts one itself (and its limit tells).
 WORKER_START_SECONDS = 120.0
+# A slot's idle worker told to end at the core's stop exits at once; past this it is killed.
+WORKER_STOP_SECONDS = 5.0
 MAX_BATCH = 8
 # not a setting: the core adds its batcher's `slots` to the worker's settings copy
 # (core/pipeline/service.py), the count of workers that share the memory (rule 6)
@@ -172,11 +179,14 @@ def limited_memory(octets: int):
 
 
 async def run_in_worker(fn, *args, timeout_seconds: float = PROCESS_TIMEOUT_SECONDS,
-                        inline: bool = False):
+                        inline: bool = False, worker: _SlotWorker | None = None):
+    """fn(*args) in `worker`, a slot's own (rule 8), or else any of trio-parallel's."""
     try:
         with trio.fail_after(timeout_seconds):
             if inline:
                 return await trio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
+            if worker is not None:
+                return await worker.run_sync(fn, *args)
             return await trio_parallel.run_sync(fn, *args, kill_on_cancel=True)
     except trio.TooSlowError:
         raise WorkerTimeout(f"worker stopped after {timeout_seconds:g} s") from None
@@ -187,6 +197,35 @@ async def run_in_worker(fn, *args, timeout_seconds: float = PROCESS_TIMEOUT_SECO
 def _worker_started(fn) -> None:
     """In a new worker: nothing but be started, `fn`'s module imported (rule 8)."""
     del fn
+
+
+class _SlotWorker:
+    """A slot's worker process of its own (rule 8): a worker context that holds the one
+    worker, with a limiter of its own, since a slot runs one job at a time whatever
+    trio-parallel's default limiter (the core count) allows all callers together."""
+
+    def __init__(self, context):
+        self.context = context
+        self.limiter = trio.CapacityLimiter(1)
+
+    async def run_sync(self, fn, *args):
+        return await self.context.run_sync(fn, *args, kill_on_cancel=True,
+                                           limiter=self.limiter)
+
+
+@asynccontextmanager
+async def _slot_worker():
+    """Rule 8; the worker ends with the block (the core's stop), ignoring the stop signals
+    as every worker does (rule 5)."""
+    try:
+        async with trio_parallel.open_worker_context(
+                idle_timeout=math.inf, init=_ignore_stop_signals,
+                grace_period=WORKER_STOP_SECONDS) as context:
+            yield _SlotWorker(context)
+    except trio_parallel.BrokenWorkerError:
+        # a worker that did not end when told to was killed: the stop goes on, without
+        # trio-parallel's "Graceful shutdown failed" (rule 5)
+        pass
 
 
 def run_batch(fn, items: list[tuple], shared: tuple) -> list[tuple[bool, object]]:
@@ -290,25 +329,35 @@ class WorkerBatcher:
             batch.append(self._small.popleft())
         return batch
 
-    async def _start_worker(self) -> None:
-        """Have a worker process started for this slot, outside any job's limit (rule 8).
+    async def _start_worker(self, worker: _SlotWorker | None) -> None:
+        """Have this slot's worker process started, outside any job's limit (rule 8).
         A host that cannot start one in WORKER_START_SECONDS leaves it to the next job."""
-        if self.inline:
+        if worker is None:
             return
         with trio.move_on_after(WORKER_START_SECONDS):
             try:
-                await trio_parallel.run_sync(_worker_started, self.fn, kill_on_cancel=True)
+                await worker.run_sync(_worker_started, self.fn)
             except Exception:
                 # a worker that dies or cannot import: the next job meets it and is charged
                 # as before (a crash, rule 1); never this slot's end, nor the core's
                 pass
 
     async def _dispatch(self) -> None:
-        await self._start_worker()
+        if self.inline:
+            await self._serve(None)
+            return
+        async with _slot_worker() as worker:
+            await self._serve(worker)
+
+    async def _serve(self, worker: _SlotWorker | None) -> None:
+        await self._start_worker(worker)
         while True:
             batch = self._next_batch()
             if batch:
-                await self._run(batch)
+                if await self._run(batch, worker):
+                    # its worker is gone (rule 8); not inside _run, where a large job's
+                    # slot would count as running one (rule 7) through the start
+                    await self._start_worker(worker)
                 continue
             # both queues are empty (rule 7: a waiting job always fits a free slot), so
             # only a call() or a batch given back (rule 4) brings work: each sets _ready
@@ -316,22 +365,22 @@ class WorkerBatcher:
                 self._ready = trio.Event()  # and every idle dispatcher waits on the same
             await self._ready.wait()
 
-    async def _run(self, batch: list[_Job]) -> None:
+    async def _run(self, batch: list[_Job], worker: _SlotWorker | None) -> bool:
+        """True when the worker was lost (timed out or died)."""
         self.batches += 1
         if not batch[0].large:
-            await self._round_trip(batch)
-            return
+            return await self._round_trip(batch, worker)
         self.large_running += 1             # rule 7
         try:
-            await self._round_trip(batch)
+            return await self._round_trip(batch, worker)
         finally:
             self.large_running -= 1
 
-    async def _round_trip(self, batch: list[_Job]) -> None:
+    async def _round_trip(self, batch: list[_Job], worker: _SlotWorker | None) -> bool:
         try:
             results = await run_in_worker(run_batch, self.fn, [job.item for job in batch],
                                           batch[0].shared, timeout_seconds=self.timeout_seconds,
-                                          inline=self.inline)
+                                          inline=self.inline, worker=worker)
         except Exception as exc:            # the worker died, timed out or could not be fed
             if len(batch) == 1:
                 batch[0].finish(False, exc)
@@ -340,8 +389,7 @@ class WorkerBatcher:
                     job.solo = True
                     (self._large if job.large else self._small).appendleft(job)
                 self._ready.set()
-            if isinstance(exc, (WorkerTimeout, WorkerCrashed)):
-                await self._start_worker()      # its worker is gone (rule 8)
-            return
+            return isinstance(exc, (WorkerTimeout, WorkerCrashed))
         for job, (ok, value) in zip(batch, results):
             job.finish(ok, value)
+        return False

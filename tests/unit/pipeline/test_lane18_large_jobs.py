@@ -15,7 +15,6 @@ import time
 import pytest
 import trio
 import trio.testing
-import trio_parallel
 
 from core.pipeline.workers import WorkerBatcher
 from tests.support.waiting import until
@@ -51,10 +50,7 @@ async def _first_started(gates, *items) -> str:
 
 
 def _batcher(slots: int) -> WorkerBatcher:
-    # one worker process per slot, however many cores this machine has (the core's
-    # batcher has one slot per core, as trio_parallel's default limiter has)
-    limiter = trio_parallel.current_default_worker_limiter()
-    limiter.total_tokens = max(limiter.total_tokens, slots)
+    # one worker process per slot, however many cores this machine has (workers.py rule 8)
     return WorkerBatcher(gated, slots=slots, timeout_seconds=MAX_WAIT_SECONDS + 20)
 
 

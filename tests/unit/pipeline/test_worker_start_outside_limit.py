@@ -36,6 +36,38 @@ async def test_the_job_after_a_hung_one_is_not_charged_for_the_new_workers_start
         assert (await batcher.call(("next",), ())).startswith("next in ")
 
 
+async def test_a_slots_new_worker_stays_its_own(nursery):
+    # With one worker cache for every slot, the worker started after the hung job's kill
+    # was the other slot's idle one taken over, and two jobs at once then needed a start
+    # inside one of their limits (review20g R2)
+    batcher = WorkerBatcher(job, timeout_seconds=LIMIT, slots=2)
+    await nursery.start(batcher.run)
+    with trio.fail_after(60):                   # a backstop
+        await _both(batcher, "busy-1", "busy-2")
+    with pytest.raises(WorkerTimeout):
+        await batcher.call(("hang",), ())
+    # time for the new worker's start (not asserted: later, the second job waits for the
+    # first slot free, and passes all the same)
+    await trio.sleep(IMPORT_SECONDS + 1)
+    with trio.fail_after(60):
+        done = await _both(batcher, "busy-3", "busy-4")
+    assert [result.split(" in ")[0] for result in done] == ["busy-3", "busy-4"]
+
+
+async def _both(batcher, *items) -> list[str]:
+    """The results of `items` called at once (each in a task of its own; solo: never
+    batched into one round trip, workers.py rule 4)."""
+    results: dict[str, str] = {}
+
+    async def one(item):
+        results[item] = await batcher.call((item,), (), solo=True)
+
+    async with trio.open_nursery() as calls:
+        for item in items:
+            calls.start_soon(one, item)
+    return [results[item] for item in items]
+
+
 async def test_a_worker_that_cannot_start_ends_no_slot(nursery):
     # the start outside the limit must not turn an import error into the slot's (and the
     # core's) end: the job meets it, as it did before, and is charged with it
