@@ -109,7 +109,15 @@ def _hint(setting: Setting) -> str | None:
     text = setting.help
     for sentence in NOT_BUILT_FEATURES.values():
         text = text.removesuffix(f" {sentence}.")
-    return text if _first_clause(text) != text.rstrip(".") else None
+    if _first_clause(text) == text.rstrip("."):
+        return None
+    return _console_words(text)
+
+
+def _console_words(help_text: str) -> str:
+    """The help in the console's terms, not the command line's: a null value is an empty
+    box, and a name in backticks is plain text on a page (review20f C1)."""
+    return help_text.replace("(null = ", "(empty = ").replace("`", "")
 
 
 # Choice values that are names or acronyms, written as their owners write them ("TLS", not

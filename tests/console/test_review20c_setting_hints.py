@@ -43,3 +43,14 @@ def test_a_not_built_features_sentence_is_left_to_the_pages_notice(admin):
     page = admin.get("/configuration/logging").get_data(as_text=True)
     assert page.count(NOT_BUILT_FEATURES["siem"]) == 1      # the notice, not every field
     assert "stored locally even with" in _hint(page, "forwarding.enabled")
+
+
+def test_hints_speak_of_the_console_not_the_command_line(admin):
+    # review20f C1: "(null = never)" and `logging.local` are the command line's and the
+    # docs' words; on a page a null value is an empty box and backticks are noise
+    heuristic = admin.get("/antispam/heuristic").get_data(as_text=True)
+    assert "(empty = never)" in _hint(heuristic, "heuristic.drop_score")
+    assert "null" not in _hint(heuristic, "heuristic.forward_score")
+    logging = admin.get("/configuration/logging").get_data(as_text=True)
+    assert "`" not in _hint(logging, "forwarding.enabled")
+    assert "logging.local" in _hint(logging, "forwarding.enabled")
