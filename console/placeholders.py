@@ -6,11 +6,17 @@ import json
 
 from console.context import settings
 from shared.settings import PAGES, SCHEMA, display_value
+from shared.settings_doc import LISTED_ONLY_PAGES
 
 __all__ = ["settings_sections"]
 
 
 def settings_sections(pages) -> list[tuple[str, list[tuple[str, str, str]]]]:
+    """The settings of `pages`, each one of LISTED_ONLY_PAGES: the one list of them, which
+    docs/settings.md gives the administrator (review20e D2)."""
+    unlisted = [page for page in pages if page not in LISTED_ONLY_PAGES]
+    if unlisted:
+        raise ValueError(f"pages not in settings_doc.LISTED_ONLY_PAGES: {unlisted}")
     values = settings()
     sections = []
     for page in pages:

@@ -28,3 +28,11 @@ def test_a_listing_page_shows_every_key_and_edits_none(admin, page):
         if setting.page == page:
             assert f"<code>{key}</code>" in html, key
             assert not {n for n in names if n.startswith(field_name(key))}, key
+
+
+def test_a_page_listed_only_must_be_in_the_docs_list():
+    # review20e D2: each view names its pages; one not in the one list is refused, so a
+    # new listing page cannot be left out of docs/settings.md
+    from console.placeholders import settings_sections
+    with pytest.raises(ValueError, match="antispam"):
+        settings_sections(("antispam",))
