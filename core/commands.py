@@ -476,6 +476,7 @@ SET_ASIDE_UNKNOWN = f"{NOTHING_WRONG_NOW}; its spool.corrupt event says why it w
 def _queue_list(home, only: str | None) -> int:
     from core.delivery import with_note
     from shared.report_format import display_width, padded
+    from shared.shown_text import one_line
     from shared.spool import CORRUPT, DELIVERY_NOTE, Spool
 
     spool = Spool(home.spool)
@@ -516,11 +517,14 @@ def _queue_list(home, only: str | None) -> int:
                          problem or env.hold_reason or last_error or ""))
     header = ("QUEUE", "ID", *(("FROM",) if listing_corrupt else ()), "AGE", "SENDER",
               "RECIPIENTS", "SIZE", "ATTEMPTS", "LAST ERROR")
+    # a sender's addresses, a file name in a hold reason, a next hop's reply: a terminal must
+    # not run their escape sequences nor show a right-to-left override's disguise, as
+    # `mailmoat report` shows them (security21 B1)
+    rows = [tuple(one_line(str(v)) for v in row) for row in rows]
     # padded by terminal columns: an SMTPUTF8 sender or a CJK reply is wider than its length
-    widths = [max(display_width(str(r[i])) for r in [header, *rows])
-              for i in range(len(header))]
+    widths = [max(display_width(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        print("  ".join(padded(str(v), w) for v, w in zip(row, widths)).rstrip())
+        print("  ".join(padded(v, w) for v, w in zip(row, widths)).rstrip())
     return 0
 
 
