@@ -7,7 +7,8 @@ Rules
        details, text for an edit and the notification metatag it feeds.
     2. `action` is one word of ACTIONS. Disposition actions compete in verdict.py's table;
        edit actions are applied by rewrite.py only when the final disposition delivers; "log"
-       only writes the event.
+       only writes the event; so does "whitelisted", the finding of a check that a whitelist
+       made stand aside (core/pipeline/checks/whitelist.py rule 1), which counts as no block.
     3. A check never writes events itself; the pipeline writes exactly one event per finding
        (`event` names the shared.events.Action), plus the queue manager's disposition event.
 
@@ -32,7 +33,7 @@ EDIT_ACTIONS = (
                         # without `text`, only remove the fields of that name
     "prefix_subject",   # put `text` in front of the Subject
 )
-ACTIONS = (*DISPOSITION_ACTIONS, *EDIT_ACTIONS, "log")
+ACTIONS = (*DISPOSITION_ACTIONS, *EDIT_ACTIONS, "log", "whitelisted")
 
 # Notification metatags a finding feeds (SPEC §3 Notifications). None = never notifies
 # (antispam, content rules and spam rules never do, as the guide says).

@@ -29,6 +29,7 @@ from core.pipeline.verdict import DELIVERING
 from core.pipeline.workers import (PROCESS_TIMEOUT_SECONDS, RUNTIME_WORKER_SLOTS,
                                    WorkerBatcher, run_in_worker)
 from shared.events import Action
+from shared.report import WHITELISTED
 from shared.spool import Envelope
 from shared.status import SPAM_COUNTERS
 
@@ -48,7 +49,8 @@ def is_large_message(octets: int) -> bool:
 
 EVENT_RESULTS = {"remove_part": "deleted", "replace_part": "repaired", "drop": "dropped",
                  "log": "logged", "forward": "forwarded", "hold": "held",
-                 "quarantine": "quarantined", "deliver": "delivered", "reject": "rejected"}
+                 "quarantine": "quarantined", "deliver": "delivered", "reject": "rejected",
+                 "whitelisted": WHITELISTED}
 SUPERSEDED = "superseded"
 
 
@@ -69,7 +71,7 @@ def event_result(action: str, verdict) -> str | None:
                 else SUPERSEDED)
     elif action in ("drop", "hold", "quarantine", "forward", "reject"):
         happened = action == verdict.disposition
-    else:                                   # log
+    else:                                   # log, whitelisted
         happened = True
     return EVENT_RESULTS.get(action) if happened else SUPERSEDED
 
@@ -220,6 +222,8 @@ class FilteringPipeline:
 
     @staticmethod
     def _counter(finding) -> str | None:
+        if finding.action == "whitelisted":     # a check a whitelist made stand aside: no
+            return None                         # block (checks/whitelist.py rule 2)
         if finding.event == "encrypted_container":
             return "encryptions_deleted" if finding.action == "remove_part" else (
                 "encryptions_logged" if finding.action == "log" else "policy_violations")

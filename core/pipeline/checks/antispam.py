@@ -4,9 +4,18 @@
 Scores the message 1..100 with core/scan/antispam (engine.py; definitions.py for the rules
 and model in force) and hands the score to handling.py: at or above the sensitivity's
 threshold the message is spam (`heuristic_spam` event with score and definitions date,
-subject prefix, X-Bulk), drop/forward by score. Not run for whitelisted senders, antispam-
-exempt mail (quarantine releases, generated mail), or when a spam rule already made the
-message spam (spam_rules.py handles it with score 100 — one set of marks, not two).
+subject prefix, X-Bulk), drop/forward by score. Not run for antispam-exempt mail (quarantine
+releases, generated mail), or when a spam rule already made the message spam (spam_rules.py
+handles it with score 100 — one set of marks, not two).
+
+A whitelisted sender's message is scored too, and left alone: when the score would have made
+it spam (or dropped or forwarded it), its `heuristic_spam` event reads "whitelisted" and names
+the whitelist rule (whitelist.py rule 1), with no marks. That costs the scan the whitelist
+used to save (about 2 ms a message, against the parsing and the other checks the message gets
+anyway), which is acceptable: it is what every other message costs, so the gateway's
+capacity is what it has to be anyway — a spammer who forges a whitelisted envelope sender
+gets the same load scanned. A whitelisted message too malformed to have a spam event of its
+own (handling.py rule 3) gets the heuristic_spam event here, since it was not spam.
 
 Whatever the engine says, and for every message, a mark the sender wrote in (X-Bulk, the
 premium X-Mailmoat-* marks) goes while a setting that writes it is on (handling.py rule 5).
@@ -15,7 +24,7 @@ premium X-Mailmoat-* marks) goes while a setting that writes it is on (handling.
 from __future__ import annotations
 
 from core.pipeline.checks import spam_rules
-from core.pipeline.checks.whitelist import whitelisted
+from core.pipeline.checks.whitelist import stood_aside, whitelisted
 from core.pipeline.findings import Finding
 from core.scan.antispam.definitions import RUNTIME_DIR
 from core.scan.antispam.engine import HeuristicEngine
@@ -32,9 +41,9 @@ def check(view, settings) -> list[Finding]:
 
 
 def _scored(view, settings) -> list[Finding]:
-    if not settings["heuristic.enabled"] or view.skip_antispam or view.is_generated \
-            or whitelisted(view, settings):
+    if not settings["heuristic.enabled"] or view.skip_antispam or view.is_generated:
         return []
+    whitelist = whitelisted(view, settings)
     if spam_rules.first_match(view, settings)[0] is not None:
         return []
     result = ENGINE.score(view, settings.get(RUNTIME_DIR))
@@ -45,10 +54,11 @@ def _scored(view, settings) -> list[Finding]:
     evidence, towards = result.evidence()
     weighed = (f"; most weight: {', '.join(evidence)} (of {towards} features towards spam)"
                if evidence else "")
-    return spam_findings(
+    found = spam_findings(
         result.score, settings, rule="heuristic.sensitivity",
-        event=Action.HEURISTIC_SPAM.value, malformed=bool(view.defects),
+        event=Action.HEURISTIC_SPAM.value, malformed=bool(view.defects) and not whitelist,
         reason=f"Message is considered to be spam (score {result.score}, spam definitions "
                f"{result.definitions}{'; ' + rules if rules else ''}{weighed})",
         data={"definitions": result.definitions, "rules": list(result.rules[:20]),
               "evidence": list(evidence), "forced_by": result.forced_by})
+    return stood_aside(found, whitelist) if whitelist else found

@@ -6,7 +6,9 @@ envelope (`meta["rbl"]`: zone, the returned codes, the client IP). Here a listin
 `spam_list_block` finding asking for rbl.action drop | log | forward. With rbl.action
 "reject" the session has already refused the sender at MAIL FROM — a message that got
 through anyway came from a whitelisted sender, so it passes. Whitelisted senders are never
-blocked (the guide checks the whitelist first).
+blocked (the guide checks the whitelist first), under any action: their `spam_list_block`
+event reads "whitelisted" and names the whitelist rule and what the listing would have done
+(whitelist.py rule 1).
 
 The listing counts only under the settings snapshot the message is processed with (SPEC §3
 "every setting applies live"; ARCHITECTURE invariant 5): its zone must still be enabled in
@@ -17,7 +19,7 @@ was, is not blocked by it.
 
 from __future__ import annotations
 
-from core.pipeline.checks.whitelist import whitelisted
+from core.pipeline.checks.whitelist import stood_aside, whitelisted
 from core.pipeline.findings import Finding
 from shared.dnsxl import enabled_zone, listing_codes
 from shared.events import Action
@@ -28,9 +30,20 @@ __all__ = ["check"]
 def check(view, settings) -> list[Finding]:
     listing = view.meta.get("rbl")
     action = settings["rbl.action"]
-    if not listing or action == "reject" or view.skip_antispam or view.is_generated \
-            or whitelisted(view, settings):
+    if not listing or view.skip_antispam or view.is_generated:
         return []
+    whitelist = whitelisted(view, settings)
+    if whitelist:
+        return stood_aside(_listed(listing, settings, "log" if action == "reject" else action),
+                           whitelist, would=action)
+    if action == "reject":
+        return []
+    return _listed(listing, settings, action)
+
+
+def _listed(listing, settings, action: str) -> list[Finding]:
+    """The finding of the listing under `settings` asking for `action`; [] when the listing
+    no longer counts."""
     zone = enabled_zone(settings, str(listing.get("zone") or ""))
     hits = listing_codes(listing.get("codes") or (), zone) if zone is not None else ()
     if not hits:

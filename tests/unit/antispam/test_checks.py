@@ -120,7 +120,8 @@ def test_blacklist_off_or_whitelisted_sender_passes():
     findings, v = verdict(raw, {"sender": "bad@spam.test"}, blacklist__enabled=True,
                           blacklist__entries=["@spam.test"], whitelist__custom__enabled=True,
                           whitelist__custom=["@spam.test"])
-    assert v.disposition == "deliver" and not findings
+    # passes, leaving a trace (antispam21 B1: tests/unit/antispam/test_whitelist_trace21.py)
+    assert v.disposition == "deliver" and [f.action for f in findings] == ["whitelisted"]
 
 
 def test_generated_and_released_mail_skip_antispam():
@@ -297,8 +298,10 @@ def test_heuristic_drop_and_forward_scores():
 def test_heuristic_off_whitelisted_or_spam_rule_already_matched():
     raw = message(subject="cheap", body=f"watches {GTUBE}\n")
     assert not verdict(raw)[0]
-    assert not verdict(raw, {"sender": "a@friend.test"}, heuristic__enabled=True,
-                       whitelist__custom__enabled=True, whitelist__custom=["a@friend.test"])[0]
+    findings, v = verdict(raw, {"sender": "a@friend.test"}, heuristic__enabled=True,
+                          whitelist__custom__enabled=True, whitelist__custom=["a@friend.test"])
+    assert v.disposition == "deliver" and not v.edits           # passes, with a trace (B1)
+    assert [(f.event, f.action) for f in findings] == [("heuristic_spam", "whitelisted")]
     findings, _ = verdict(raw, heuristic__enabled=True, rules__spam=[RULE])
     assert events(findings) == ["spam_rule_violation"]
 
