@@ -8,7 +8,9 @@ What it owns
     `dns.resolvers`). `RblAnswers.listing(settings)` -> `RblListing | None` says which zone
     lists the client under the settings in force when it is asked (`check` does both at
     once). `sender_whitelisted(...)` answers the MAIL FROM question for the `reject` action;
-    `R550_RBL_LISTED` is its reply.
+    `R550_RBL_LISTED(listing)` is its reply, naming the client and the zone that lists it
+    ("blocked using zen.example", as Postfix says it), so the sender's postmaster knows
+    whom to ask for delisting (antispam21 C4: it said only "a real-time blacklist").
 
 Rules
     1. Query names per RFC 5782 §2.1 and §2.4: IPv4 octets reversed ("2.0.0.127.zone"),
@@ -88,7 +90,6 @@ FAILURES_TO_SUSPEND = 3           # rule 5: this many failed lookups of a zone i
 FAILURE_WINDOW_SECONDS = 60.0     # ...within this long...
 SUSPEND_SECONDS = 30.0            # ...and the zone is skipped for this long
 
-R550_RBL_LISTED = Reply(550, "5.7.1", "Client host rejected: listed in a real-time blacklist")
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,12 @@ class RblAnswers:
         return None
 
 
+def R550_RBL_LISTED(listing: RblListing) -> Reply:  # noqa: N802 - named like the constants
+    """The refusal at MAIL FROM of a client `listing` lists (rules above; the zone is a
+    domain name in ASCII, the settings keep A-labels)."""
+    return Reply(550, "5.7.1", f"Client host [{listing.ip}] blocked using {listing.zone}")
+
+
 def query_name(ip: str, zone: str) -> str:
     """Rule 1. Raises ValueError for something that is not an IP address."""
     address = ipaddress.ip_address(ip)
@@ -151,7 +158,7 @@ def check_rbl_sender(listing: RblListing | None, sender: str, settings,
         return None
     if sender_whitelisted(sender, settings, auto_whitelisted):
         return None
-    return Refusal(R550_RBL_LISTED, f"rbl.zones {listing.zone}",
+    return Refusal(R550_RBL_LISTED(listing), f"rbl.zones {listing.zone}",
                    f"client {listing.ip} listed in {listing.zone} ({', '.join(listing.codes)})")
 
 
