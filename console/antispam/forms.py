@@ -27,7 +27,8 @@ TABS = (
     ("premium", "Premium AntiSpam", "antispam.premium"),
 )
 RBL_ZONE_ROWS = 3
-ZONE_LABEL = "Real-time blacklist domain name"
+ZONE_ENABLED_LABEL = "Use real-time blacklist {n}"     # row n's check box (from 1)
+ZONE_LABEL = "Real-time blacklist {n} domain name"    # row n's zone
 
 LABELS = {
     "whitelist.custom.enabled": "Bypass heuristic and blacklist detection for the following "
@@ -79,15 +80,13 @@ class RblForm(SETTINGS_FORMS["rbl"]):
 
 
 for _i in range(RBL_ZONE_ROWS):
-    # the guide's texts: its check box and its box are both "Real-time blacklist domain name";
-    # their accessible names (aria-label, which screen readers announce instead of the
-    # label) tell them, and the rows, apart and begin with that label (WCAG 2.5.3, "Label in
-    # Name": a speech user says what is shown)
-    setattr(RblForm, f"zone{_i}_enabled", BooleanField(
-        ZONE_LABEL, render_kw={"aria-label": f"{ZONE_LABEL} {_i + 1}: enabled"}))
+    # each control has a visible label of its own, numbered as its row's legend "Blacklist N"
+    # (antispam21 C2: the guide's check box and box were both "Real-time blacklist domain
+    # name", which read on screen as a repeated heading, and told apart by aria-label only);
+    # the box keeps the guide's words around the number
+    setattr(RblForm, f"zone{_i}_enabled", BooleanField(ZONE_ENABLED_LABEL.format(n=_i + 1)))
     setattr(RblForm, f"zone{_i}_zone", StringField(
-        ZONE_LABEL, validators=[Optional()],
-        render_kw={"aria-label": f"{ZONE_LABEL} {_i + 1}: domain"}))
+        ZONE_LABEL.format(n=_i + 1), validators=[Optional()]))
     setattr(RblForm, f"zone{_i}_codes", TextAreaField(
         "Identify spam by return codes", render_kw={"rows": 2}, validators=[Optional()]))
 

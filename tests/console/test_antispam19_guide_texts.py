@@ -110,9 +110,10 @@ def test_a_stored_rule_shows_the_guides_labels_too(admin):
 def test_real_time_blacklists_page_has_the_guides_labels(admin):
     page = _controls(admin, "/antispam/rbl")
     for row in range(3):
-        # the guide's check box and box are both "Real-time blacklist domain name"
-        assert page.labels[f"zone{row}_enabled"] == "Real-time blacklist domain name"
-        assert page.labels[f"zone{row}_zone"] == "Real-time blacklist domain name"
+        # the guide's check box and box were both "Real-time blacklist domain name"; each
+        # has its own now, numbered, the box keeping the guide's words (antispam21 C2)
+        assert page.labels[f"zone{row}_enabled"] == f"Use real-time blacklist {row + 1}"
+        assert page.labels[f"zone{row}_zone"] == f"Real-time blacklist {row + 1} domain name"
         assert page.labels[f"zone{row}_codes"] == "Identify spam by return codes"
     assert page.labels["rbl__action"] == \
         "Do the following when a real-time blacklist anti-spam list violation occurs"

@@ -2,7 +2,8 @@
 names of their own (review19 r1 C4, D3; fixer19 F15).
 
 C4: each zone row has a check box and a box both labelled "Real-time blacklist domain name"
-(the guide's words, kept): a screen reader announced six controls by that one name.
+(the guide's words, kept): a screen reader announced six controls by that one name. Since
+antispam21 C2 each has a visible label of its own.
 D3: Filtering › Content Rules and Anti-spam › Spam Rules had two near-copies of the rule
 form (the name labelled "Name (optional)" on one, "Rule name (optional)" on the other; only
 the content form refused a terms line past 12,000 characters, and it refused a long name in
@@ -19,9 +20,6 @@ from console.rule_terms import MATCH_OPTIONS, NONE_OF_LABEL, TERMS_LABEL
 from tests.console.test_antispam import _field_error
 from tests.console.test_antispam19_guide_texts import _Controls, _hint
 
-ZONE_LABEL = "Real-time blacklist domain name"
-
-
 class _AccessibleNames(HTMLParser):
     """Each control's aria-label, by id."""
 
@@ -36,18 +34,21 @@ class _AccessibleNames(HTMLParser):
             self.names[attrs.get("id")] = attrs["aria-label"]
 
 
-# --- C4 ----------------------------------------------------------------------------------------
+# --- C4, then antispam21 C2 ---------------------------------------------------------------------
 
-def test_each_zone_control_has_a_name_of_its_own_that_begins_with_the_guides_label(admin):
+def test_each_zone_control_has_a_visible_label_of_its_own_numbered_by_its_row(admin):
+    """review19 C4 gave the controls distinct aria-labels behind one visible label, the
+    guide's "Real-time blacklist domain name" twice in each row, which read on screen as a
+    repeated heading (antispam21 C2): each has a visible label of its own now, numbered as
+    its row's legend, and no aria-label that could say otherwise (WCAG 2.5.3)."""
     page = admin.get("/antispam/rbl").get_data(as_text=True)
     labels, names = _Controls(page).labels, _AccessibleNames(page).names
     controls = [f"zone{row}_{field}" for row in range(3) for field in ("enabled", "zone")]
-    for control in controls:
-        assert labels[control] == ZONE_LABEL                    # what is shown: the guide's
-        assert names[control].startswith(ZONE_LABEL + " ")      # what is read: that, and more
-    assert len({names[control] for control in controls}) == 6
-    assert names["zone1_enabled"] == f"{ZONE_LABEL} 2: enabled"
-    assert names["zone1_zone"] == f"{ZONE_LABEL} 2: domain"
+    assert len({labels[control] for control in controls}) == 6
+    assert labels["zone1_enabled"] == "Use real-time blacklist 2"
+    assert labels["zone1_zone"] == "Real-time blacklist 2 domain name"
+    assert not any(control in names for control in controls)
+    assert "<legend>Blacklist 2</legend>" in page
 
 
 # --- D3: one rule form ------------------------------------------------------------------------
