@@ -6,6 +6,12 @@ Rules:
   the request id; the exception is logged with that id (STYLE §1 "Console"). Any other
   error answer (a 4xx) logs one short line with its id and no traceback, so what a client
   sends cannot fill the log.
+- A write that fails for the data home, not for a bug in the console (a full disk: SQLite's
+  "database or disk is full", ENOSPC; mailmoat.db locked by another program past the busy
+  timeout), is answered 503 with a page that says so and that nothing was changed, and
+  logs one WARNING line with the request id, no traceback (`_KNOWN_FAILURES`). A Save or a
+  Hold Queue button on a full disk ended on the 500 "Something went wrong" page with an
+  ERROR and a traceback, while `mailmoat config set` named the full disk (diskfull21 B1).
 - The error page cannot fail: when it cannot be drawn, a plain page with the same text and
   request id is sent instead (`_PLAIN_ERROR_PAGE`). A Host header that is no host name gets
   that plain 400 page before anything else runs: werkzeug cannot build URLs for it, and
@@ -88,6 +94,8 @@ from werkzeug.exceptions import BadHost, HTTPException
 
 from console.context import ConsoleContext, console_context, settings
 from console.throttle import EventBudget
+from shared.busy import is_busy
+from shared.disk import is_out_of_space
 from shared.events import Action
 from shared.shown_text import visible_bidi
 
@@ -134,6 +142,21 @@ _MESSAGES = {
     500: ("Something went wrong", "The console could not complete the request. "
                                   "Nothing was changed by the failed step."),
 }
+
+# Failures of the data home, not of the console: a write that met a full disk or a database
+# another program holds locked (module rules). Each: its test, the log line's reason, the
+# page's title and text. The CLI says the same at its boundary (shared/cli.py).
+_KNOWN_FAILURES = (
+    (is_out_of_space, "no space left on the data home's disk", "The disk is full",
+     "The disk of the data home is full, so the console could not save this: nothing was "
+     "changed by the step that failed. Mail is not lost meanwhile: the core refuses new mail "
+     "with 452 (senders try again later) and keeps delivering its queue, which frees space. "
+     "Free some space on that disk, then try again."),
+    (is_busy, "mailmoat.db is locked by another program", "The database is locked",
+     "The database, mailmoat.db, is locked by another program (an sqlite3 session left "
+     "inside a transaction, a VACUUM), so the console could not save this: nothing was "
+     "changed by the step that failed. Try again once that program is done."),
+)
 
 # What is sent when errors.html cannot be drawn: no template, no layout, no URL.
 _PLAIN_ERROR_PAGE = """<!doctype html>
@@ -522,6 +545,12 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
+        for known, reason, title, text in _KNOWN_FAILURES:
+            if known(exc):
+                # no bug: one line for the administrator, no traceback (module rules)
+                log.warning("request %s: %s %s answered 503: %s (%s)", _request_id(),
+                            request.method, _shown(request.path), reason, exc)
+                return _error_page(503, title, text)
         log.exception("request %s failed: %s %s", _request_id(), request.method,
                       _shown(request.path))
         return _error_page(500)

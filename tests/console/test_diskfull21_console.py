@@ -1,0 +1,95 @@
+"""The console while the data home's disk is full or its database locked (diskfull21 B1).
+
+B1: a Save or a Hold Queue button on a full disk ended on the 500 "Something went wrong"
+page, with an ERROR and a 30-line traceback ending in SQLite's "database or disk is full",
+while `mailmoat config set` said "no space left on the data home's disk". Now a 503 page
+says so and that nothing was changed, and the log has one WARNING line; the same for a
+database another program holds locked past the busy timeout.
+
+The full disk is a real, small tmpfs filled to the last byte in a mount namespace of its
+own (tests/support/full_disk_console.py); the lock, a real second SQLite connection.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from shared import db
+from tests.console.test_configuration import _form_fields
+from tests.support.namespaces import in_own_mount
+
+
+def _text(html: str) -> str:
+    import re
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+# --- a real full disk -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def full_disk(tmp_path_factory) -> dict:
+    return in_own_mount(tmp_path_factory.mktemp("console-full-disk"),
+                        "tests.support.full_disk_console")
+
+
+@pytest.mark.slow
+def test_a_save_and_a_hold_button_on_a_full_disk_say_the_disk_is_full(full_disk):
+    assert full_disk["logon"] == 302
+    for answer in (full_disk["save"], full_disk["hold"]):
+        assert answer["status"] == 503, _text(answer["html"])[:2000]
+        text = _text(answer["html"])
+        assert "The disk of the data home is full, so the console could not save this: " \
+               "nothing was changed by the step that failed." in text
+        assert "Something went wrong" not in text and "Traceback" not in text
+    assert not full_disk["saved"] and full_disk["commands"] == 0
+    # one WARNING line each, no ERROR, no traceback
+    assert [line["level"] for line in full_disk["log"]] == ["WARNING", "WARNING"], \
+        full_disk["log"]
+    assert not any(line["traceback"] for line in full_disk["log"])
+    save, hold = (line["message"] for line in full_disk["log"])
+    assert "POST '/configuration/setup' answered 503: no space left on the data home's " \
+           "disk (database or disk is full)" in save
+    assert "POST '/configuration/hold/action' answered 503" in hold
+    # with room again, the same two go through: it was the disk
+    assert full_disk["save_with_room"] == 302 and full_disk["hold_with_room"] == 302
+
+
+# --- a locked database ------------------------------------------------------------------------
+
+@pytest.fixture
+def locked(home, monkeypatch):
+    """Call it to hold mailmoat.db locked as another program does (an `sqlite3` session
+    inside a write transaction), past the console's busy timeout, made short."""
+    other = db.connect(home.db)     # its own timeout the usual one
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 50)
+    yield lambda: other.execute("BEGIN IMMEDIATE")
+    if other.in_transaction:
+        other.execute("ROLLBACK")
+    other.close()
+
+
+def test_a_save_and_a_hold_button_on_a_locked_database_say_it_is_locked(admin, locked,
+                                                                          caplog):
+    caplog.set_level(logging.INFO, logger="mailmoat.console")
+    setup = _form_fields(admin, "/configuration/setup")
+    setup["smtp__max_incoming"] = "20"
+    before = admin.settings()
+    locked()
+    caplog.clear()
+    answers = [admin.post("/configuration/setup", setup),
+               admin.post("/configuration/hold/action", {"action": "reprocess",
+                                                         "ids": "q2bbbb"})]
+    for answer in answers:
+        text = _text(answer.get_data(as_text=True))
+        assert answer.status_code == 503, text[:2000]
+        assert "The database, mailmoat.db, is locked by another program" in text
+        assert "nothing was changed by the step that failed" in text
+    lines = [r for r in caplog.records if r.name == "mailmoat.console"]
+    assert [r.levelname for r in lines] == ["WARNING", "WARNING"], \
+        [r.getMessage() for r in lines]
+    assert not any(r.exc_info for r in lines)
+    assert "answered 503: mailmoat.db is locked by another program (database is locked)" \
+        in lines[0].getMessage()
+    assert admin.settings() == before
