@@ -22,7 +22,7 @@ from flask import current_app, g
 
 from console.sessions import Sessions
 from console.throttle import LogonThrottle, UnauthorizedBudget, ViolationBudget
-from shared.disk import disk_free_fraction
+from shared import disk
 from shared import db as shared_db
 from shared.clock import WallClock
 from shared.events import EventWriter
@@ -77,7 +77,10 @@ class ConsoleContext:
     unauthorized: UnauthorizedBudget = field(default_factory=UnauthorizedBudget)
     # Free fraction of the file system of a path, as the core's low-disk alert measures it
     # (tests put a low value in instead of filling a disk).
-    disk_free: Callable[[Path], float] = disk_free_fraction
+    disk_free: Callable[[Path], float] = disk.disk_free_fraction
+    # The same file system's free octets and inodes (console.status: a full disk keeps the
+    # core from writing its status report); tests put a full one in the same way.
+    disk_space: Callable[[Path], disk.DiskSpace] = disk.disk_space
     # Ports the listeners really use, set by console.serve (tests bind port 0); None = settings.
     bound_ports: dict[str, int] = field(default_factory=dict)
     # console.serve serves HTTP only, for want of a key and certificate that load.

@@ -2,7 +2,15 @@
 
 Rules:
 - The core writes the snapshot every second (shared.status); an older one means the core is
-  not running, and the page says so instead of showing stale numbers as live.
+  not running or cannot write it (next rule), and the page says so instead of showing stale
+  numbers as live.
+- A stale snapshot is not taken for a stopped core on its own: the core holds run/core.lock
+  for as long as it runs (shared.home CORE_LOCK; `lock_holder` asks the kernel), so the page
+  says "running" when a process holds that lock and "not running" when none does. While the
+  data home's disk is full (under FULL_DISK_OCTETS free, or no inode left) the core cannot
+  write its snapshot (SQLite's "database or disk is full") and the page says so, with how
+  much is free. It said "The core is not running" while the core answered 452 and delivered,
+  which led an administrator to restart it (diskfull21 B3).
 - Licensing is not built yet and the page says so plainly; the definitions rows show the
   version in force (the core's snapshot).
 - Traffic per hour (accepted, delivered, dropped, rejected) over the last 24 hours is the
@@ -61,7 +69,8 @@ from console.context import console_context, request_db, settings
 from shared.events import Action
 from shared.report import disposition_counts
 from shared.report_time import ReportRange
-from shared.home import gateway_name, hostname_notice
+from shared.home import (CORE_LOCK, SPACE_RESERVE_OCTETS, gateway_name, hostname_notice,
+                         lock_holder)
 from shared.ports import broadcast_networks
 from shared.settings import OPEN_RELAY_WARNING, PAGES, SCHEMA
 from shared.settings_store import load, refused_on_this_host
@@ -70,10 +79,15 @@ from shared.status import (COUNTERS, HEURISTIC_ROWS, PREMIUM_ROWS, QUEUES, STALE
 
 __all__ = ["StatusView", "Traffic", "status_view", "traffic_last_24h", "TRAFFIC_SERIES",
            "format_duration", "definitions_in_force", "definitions_line", "refused_settings",
-           "virus_scanning_line", "unanswered_mail", "setting_warnings"]
+           "virus_scanning_line", "unanswered_mail", "setting_warnings", "disk_full_notice",
+           "FULL_DISK_OCTETS"]
 
 TRAFFIC_SERIES = (Action.ACCEPTED, Action.DELIVERED, Action.DROPPED, Action.REJECTED)
 HOURS = 24
+# Under this many octets free the data home's disk counts as full: SQLite cannot grow its
+# write-ahead log, so the core's status snapshot fails ("database or disk is full"). The
+# room shared.home SPACE_RESERVE_OCTETS keeps for the same writes.
+FULL_DISK_OCTETS = SPACE_RESERVE_OCTETS
 NOT_BUILT = "not built yet"
 # What becomes of mail while a scanner does not answer: scan.unprocessable, as for any
 # scanner error (SPEC §3).
@@ -93,7 +107,9 @@ class Traffic:
 
 @dataclass
 class StatusView:
-    core_state: str                                # running | stopped | never
+    # running | stopped | never, or stale: the snapshot is old, but a process holds
+    # run/core.lock (module rules); unknown: old, and the lock could not be looked at
+    core_state: str
     updated_at: float | None
     sections: list[tuple[str, list[tuple[str, Any]]]] = field(default_factory=list)
     traffic: Traffic | None = None
@@ -103,6 +119,8 @@ class StatusView:
     refused_settings: list[tuple[str, str, str]] = field(default_factory=list)  # key, page, rule
     setting_warnings: list[str] = field(default_factory=list)   # open relay, name (rules)
     not_listening: list[str] = field(default_factory=list)   # the running core's (rules)
+    core_pid: str = ""          # stale: the pid the lock's holder wrote; unknown: why not
+    disk_full: str = ""         # while the report is not live: the full disk, said (rules)
 
 
 def format_duration(seconds: float) -> str:
@@ -230,6 +248,28 @@ def _certificate_line(cert: CertificateStatus) -> str:
     return f"{shown} — {'; '.join(marks)} (see Certificate Management)"
 
 
+def _holder_of_core_lock() -> tuple[str, str]:
+    """(state, pid or reason) of a core whose snapshot is old: ("stale", pid) when a process
+    holds run/core.lock, ("stopped", "") when none does, ("unknown", why) when the lock
+    cannot be looked at."""
+    try:
+        pid = lock_holder(console_context().home, CORE_LOCK.name)
+    except OSError as exc:
+        return "unknown", f"{CORE_LOCK.name}: {exc.strerror or exc}"
+    return ("stale", pid) if pid is not None else ("stopped", "")
+
+
+def disk_full_notice() -> str:
+    """How much is free ("0.2 MB free", "no inode free") while the data home's file system
+    is full (module rules), or "" while it is not."""
+    space = console_context().disk_space(console_context().home.root)
+    if space.free_inodes_fraction <= 0:
+        return "no inode free"
+    if space.free_octets < FULL_DISK_OCTETS:
+        return f"{space.free_octets / 2**20:.1f} MB free"
+    return ""
+
+
 def setting_warnings(values, core_hostname: str | None) -> list[str]:
     """The warnings of settings that work as set but must be heard of (module rules), in
     the words the core says them at start; `core_hostname`: the name in the core's
@@ -248,6 +288,9 @@ def status_view() -> StatusView:
     else:
         snap, updated_at = found
         state = "running" if now - updated_at <= STALE_AFTER_SECONDS else "stopped"
+    core_pid = ""
+    if state == "stopped":
+        state, core_pid = _holder_of_core_lock()
     counters = {name: 0 for name in COUNTERS}
     queues = {name: 0 for name in QUEUES}
     if snap:
@@ -323,4 +366,5 @@ def status_view() -> StatusView:
                      for t in traffic.hour_starts],
         refused_settings=refused_settings(),
         setting_warnings=setting_warnings(values, snap.get("hostname")),
-        not_listening=not_listening_notices(snap) if state == "running" else [])
+        not_listening=not_listening_notices(snap) if state == "running" else [],
+        core_pid=core_pid, disk_full=disk_full_notice() if state != "running" else "")

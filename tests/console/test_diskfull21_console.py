@@ -1,10 +1,14 @@
-"""The console while the data home's disk is full or its database locked (diskfull21 B1).
+"""The console while the data home's disk is full or its database locked (diskfull21 B1, B3).
 
 B1: a Save or a Hold Queue button on a full disk ended on the 500 "Something went wrong"
 page, with an ERROR and a 30-line traceback ending in SQLite's "database or disk is full",
 while `mailmoat config set` said "no space left on the data home's disk". Now a 503 page
 says so and that nothing was changed, and the log has one WARNING line; the same for a
 database another program holds locked past the busy timeout.
+
+B3: the Status page said "The core is not running" while the core ran, answered 452 and
+delivered, only because a full disk kept it from writing its status report. Now the page
+asks run/core.lock whether the core runs and says that the disk is full.
 
 The full disk is a real, small tmpfs filled to the last byte in a mount namespace of its
 own (tests/support/full_disk_console.py); the lock, a real second SQLite connection.
@@ -13,12 +17,19 @@ own (tests/support/full_disk_console.py); the lock, a real second SQLite connect
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
 from shared import db
+from shared.disk import DiskSpace
+from shared.home import CORE_LOCK, hold_lock
 from tests.console.test_configuration import _form_fields
+from tests.console.test_status import _snapshot
 from tests.support.namespaces import in_own_mount
+
+FULL = DiskSpace(free_octets=0, total_octets=48 << 20)
+ROOMY = DiskSpace(free_octets=40 << 20, total_octets=48 << 20)
 
 
 def _text(html: str) -> str:
@@ -54,6 +65,17 @@ def test_a_save_and_a_hold_button_on_a_full_disk_say_the_disk_is_full(full_disk)
     assert "POST '/configuration/hold/action' answered 503" in hold
     # with room again, the same two go through: it was the disk
     assert full_disk["save_with_room"] == 302 and full_disk["hold_with_room"] == 302
+
+
+@pytest.mark.slow
+def test_the_status_page_on_a_full_disk_says_so_and_that_the_core_runs(full_disk):
+    text = _text(full_disk["status"]["html"])
+    assert full_disk["status"]["status"] == 200
+    assert f"The core is running (pid {full_disk['pid']}), but its last status report " \
+           "is from" in text
+    assert "the data home's disk is full (0.0 MB free), so the core cannot write its " \
+           "status report or its events." in text
+    assert "The core is not running" not in text
 
 
 # --- a locked database ------------------------------------------------------------------------
@@ -93,3 +115,60 @@ def test_a_save_and_a_hold_button_on_a_locked_database_say_it_is_locked(admin, l
     assert "answered 503: mailmoat.db is locked by another program (database is locked)" \
         in lines[0].getMessage()
     assert admin.settings() == before
+
+
+# --- the Status page: the core's lock and the disk -------------------------------------------
+
+@pytest.fixture
+def core_lock(home):
+    """run/core.lock held as a running core holds it."""
+    home.run.mkdir(exist_ok=True)
+    fd = hold_lock(home, *CORE_LOCK)
+    yield str(os.getpid())
+    os.close(fd)
+
+
+def _status(admin, app, space: DiskSpace) -> str:
+    app.extensions["mailmoat"].disk_space = lambda path: space
+    return _text(admin.get("/status/").get_data(as_text=True))
+
+
+def test_a_stale_report_on_a_full_disk_with_the_core_lock_held_says_running_and_full(
+        admin, app, home, clock, core_lock):
+    _snapshot(home, clock, age=60)
+    text = _status(admin, app, FULL)
+    assert f"The core is running (pid {core_lock}), but its last status report is from " in text
+    assert "the data home's disk is full (0.0 MB free), so the core cannot write its status " \
+           "report or its events." in text
+    assert "restarting it frees none" in text
+    assert "The core is not running" not in text
+
+
+def test_a_stale_report_on_a_full_disk_without_the_lock_says_not_running_and_full(
+        admin, app, home, clock):
+    _snapshot(home, clock, age=60)
+    text = _status(admin, app, FULL)
+    assert "The core is not running: its last status report is from" in text
+    assert "The data home's disk is full (0.0 MB free). Free some space on that disk." in text
+
+
+def test_a_stale_report_with_the_lock_held_and_room_says_running_not_writing(
+        admin, app, home, clock, core_lock):
+    _snapshot(home, clock, age=60)
+    text = _status(admin, app, ROOMY)
+    assert f"The core is running (pid {core_lock}), but its last status report is from" in text
+    assert "it could not write a newer one (mailmoat.db locked by another program" in text
+    assert "disk is full" not in text
+
+
+def test_no_inode_left_is_a_full_disk(admin, app, home, clock):
+    _snapshot(home, clock, age=60)
+    text = _status(admin, app, DiskSpace(40 << 20, 48 << 20, free_inodes_fraction=0.0))
+    assert "The data home's disk is full (no inode free)" in text
+
+
+def test_a_live_report_says_nothing_of_the_disk(admin, app, home, clock, core_lock):
+    _snapshot(home, clock)
+    text = _status(admin, app, FULL)
+    assert "The core is running. Figures since it last started" in text
+    assert "disk is full" not in text
