@@ -30,6 +30,7 @@ from shared.idn import entry_form, exclusion_set, is_excluded
 from shared.settings import SettingError
 
 __all__ = ["AutoEntry", "auto_entries", "listed_entries", "sld_key", "move_auto_entries", "move_warnings",
+           "custom_whitelist_off",
            "save_rbl", "rbl_rows", "zone_error_fields", "SECOND_LEVEL_SUFFIXES",
            "CUSTOM_WHITELIST_OFF", "save_rule", "rule_at", "delete_rule",
            "AUTO_ACTIONS", "ZONE_REPEATS"]
@@ -118,15 +119,24 @@ def listed_entries(domains: list[str], sort: str = "frequency") -> list[AutoEntr
     return [entry for entry in auto_entries(sort) if entry.domain in wanted]
 
 
+# Said beside "Add to Custom Whitelist" while the custom whitelist is off, and again after a
+# move to it (antispam21 B2: said only after the move, when the domains had already stopped
+# being whitelisted).
 CUSTOM_WHITELIST_OFF = ("The custom whitelist is disabled (whitelist.custom.enabled is off): "
-                        "the entries added to it have no effect until it is enabled on the "
-                        "Whitelist page.")
+                        "entries added to it leave this list at once, and whitelist nothing "
+                        "until it is enabled on the Whitelist page.")
+
+
+def custom_whitelist_off() -> bool:
+    """Is the custom whitelist switched off, so that a move to it ends the moved domains'
+    whitelisting (CUSTOM_WHITELIST_OFF)?"""
+    return not settings()["whitelist.custom.enabled"]
 
 
 def move_warnings(action: str) -> list[str]:
     """What an administrator must know after `move_auto_entries(action, ...)`: entries moved
     to a custom whitelist that is off whitelist nothing (and no longer auto-whitelist)."""
-    if action == "to_custom" and not settings()["whitelist.custom.enabled"]:
+    if action == "to_custom" and custom_whitelist_off():
         return [CUSTOM_WHITELIST_OFF]
     return []
 

@@ -98,7 +98,9 @@ def auto_whitelist():
         return redirect(url_for("antispam.auto_whitelist"))
     sort = request.args.get("sort", "frequency")
     return _render("auto_whitelist.html", "auto_whitelist", form=form, errors=errors,
-                   sort=sort, entries=service.auto_entries(sort), list_form=AutoListForm())
+                   sort=sort, entries=service.auto_entries(sort), list_form=AutoListForm(),
+                   custom_off=(service.CUSTOM_WHITELIST_OFF
+                               if service.custom_whitelist_off() else None))
 
 
 @bp.route("/auto-whitelist/manage", methods=["POST"])
