@@ -53,6 +53,16 @@ def test_a_message_that_would_leave_under_5_percent_free_is_refused(facts):
     assert facts["events"] == {"delivered": 5, "rejected": 5, "service_stopped": 1}
     rules = [row["rule"] for row in facts["rejected"]]
     assert rules.count("spool.disk_free") == 4 and rules.count("spool") == 1, rules
+    # diskfull21 C2: at MAIL no message has come yet (the declared SIZE, when there is one)
+    infos = [row["info"] for row in facts["rejected"] if row["rule"] == "spool.disk_free"]
+    declared = [info for info in infos
+                if info.endswith(" free at MAIL with the declared SIZE of 1500000 octets")]
+    after_data = [info for info in infos if info.endswith(" free with this message")]
+    # the one sent as the disk filled is refused at MAIL or after DATA, as the listener's
+    # last look at the disk (DISK_CHECK_SECONDS) saw it
+    at_mail = [info for info in infos if info.endswith(" free at MAIL")]
+    assert len(declared) == 1 and len(after_data) >= 2, infos
+    assert len(declared) + len(after_data) + len(at_mail) == 4, infos
 
 
 def test_a_message_that_fills_the_disk_while_it_streams_in_gets_452_not_451(facts):
