@@ -343,22 +343,37 @@ class QueueManager:
                 try:
                     handed_on = await handle(queue_id)
                 except Exception as exc:     # boundary: per message; it stays on disk
-                    self._failed(queue, queue_id, exc)
+                    self._failed(queue, queue_id, exc,
+                                 await self._envelope_for_event(queue, queue_id))
                 finally:
                     if not handed_on:
                         self._release(queue_id)
 
-    def _failed(self, queue: str, queue_id: str, exc: Exception) -> None:
+    async def _envelope_for_event(self, queue: str, queue_id: str) -> Envelope | None:
+        """The envelope of a message whose handling failed, for its event (`_failed`); None
+        when it cannot be read (the entry set aside or gone, or the disk's own error)."""
+        try:
+            return await trio.to_thread.run_sync(self.spool.read_envelope, queue, queue_id)
+        except (OSError, EnvelopeError):
+            return None
+
+    def _failed(self, queue: str, queue_id: str, exc: Exception,
+                envelope: Envelope | None = None) -> None:
         """An unexpected error handling a message: another try later, and an event unless
-        the last one for this message said the same (rule 12)."""
+        the last one for this message said the same (rule 12). The event carries the
+        message's sender, recipients and subject when `envelope` is given, as its other
+        events do (diskfull21 C1: a detail report search by subject did not find it)."""
         error = f"{type(exc).__name__}: {exc}"
         if self._errors.get(queue_id) != error:
             self._errors[queue_id] = error
+            fields = envelope.event_fields() if envelope is not None else {
+                "queue_id": queue_id}
             # One event per message (its detail report row says why it waits), not per
             # condition: a full disk has its low_disk event; the text says so (life19 C3)
-            self.events.record(Action.SCAN_ERROR, queue_id=queue_id, rule="queue.error",
+            self.events.record(Action.SCAN_ERROR, rule="queue.error",
                                info=f"{error}; trying this message again every "
-                                    f"{ERROR_RETRY_SECONDS:.0f} s (recorded once for it)")
+                                    f"{ERROR_RETRY_SECONDS:.0f} s (recorded once for it)",
+                               **fields)
         assert self._nursery is not None
         self._nursery.start_soon(self.queue_files.error, queue_id)
         if queue == "fast":
@@ -719,7 +734,7 @@ class QueueManager:
                 finally:
                     self._attempts.discard(scope)
         except Exception as exc:            # boundary, as in _worker
-            self._failed(queue, envelope.queue_id, exc)
+            self._failed(queue, envelope.queue_id, exc, envelope)
         finally:
             self._attempt_slots.release()
             self._leave(envelope.queue_id, hops)

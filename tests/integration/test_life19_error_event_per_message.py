@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from shared.events import Action
-from shared.spool import ENVELOPE_FILE, TMP_SUFFIX
+from shared.spool import ENVELOPE_FILE, SUBJECT_META, TMP_SUFFIX
 from tests.integration.test_queue import Harness
 
 pytestmark = pytest.mark.trio
@@ -37,3 +37,31 @@ async def test_each_message_s_error_event_says_it_is_for_that_message(tmp_path, 
         assert error["rule"] == "queue.error" and "IsADirectoryError" in error["info"]
         assert error["info"].endswith("; trying this message again every 60 s "
                                       "(recorded once for it)")
+
+
+async def test_the_error_event_carries_the_message_s_sender_recipients_and_subject(
+        tmp_path, sink, nursery):
+    """diskfull21 C1: the queue.error event of a message whose queue file could not be
+    written (a full disk) had its queue id alone, where its `deferred` event of the same
+    second had its subject, sender and recipients, so a detail report search by subject
+    missed it. Both boundaries: an attempt's (slow/, written after its delivery attempt)
+    and a worker's (fast/, written once processed)."""
+    sink.tempfail_all = True
+    h = Harness(tmp_path, [{"match": "dest.test", "relay": "127.0.0.1", "port": sink.port}])
+    manager = h.manager()
+    slow = h.put("alice@sender.test", ["bob@dest.test"], queue="slow", processed=True,
+                 next_attempt_at=h.clock.now(), meta={SUBJECT_META: "Quarterly figures"})
+    fast = h.put("carol@sender.test", ["dave@dest.test", "erin@dest.test"],
+                 meta={SUBJECT_META: "Board minutes"})
+    for queue, queue_id in (("slow", slow), ("fast", fast)):
+        (h.spool.root / queue / queue_id / (ENVELOPE_FILE + TMP_SUFFIX)).mkdir()
+    await nursery.start(manager.run)
+    await h.until(lambda: len(h.events.of(Action.SCAN_ERROR)) == 2)
+    errors = {e["queue_id"]: e for e in h.events.of(Action.SCAN_ERROR)}
+    assert errors[slow]["rule"] == errors[fast]["rule"] == "queue.error"
+    assert (errors[slow]["sender"], list(errors[slow]["recipients"]),
+            errors[slow]["subject"]) == ("alice@sender.test", ["bob@dest.test"],
+                                         "Quarterly figures")
+    assert (errors[fast]["sender"], list(errors[fast]["recipients"]),
+            errors[fast]["subject"]) == ("carol@sender.test",
+                                         ["dave@dest.test", "erin@dest.test"], "Board minutes")
