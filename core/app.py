@@ -8,7 +8,9 @@ reporter's start (the Status page's "Last started", before SMTP answers). A clea
 message is queued send its 250 (SmtpServer.serve), writes `service_stopped`, mails the
 alerts of the events until then (Service Stop) while the delivery side still runs — it is
 shielded from the stop until then (`_ShieldedServices`, at most STOP_ALERT_SECONDS) — and
-flushes the event writer.
+closes the event writer: on a full disk it writes what it holds into the space reserve as
+far as the next start allows, and says on standard error how many events were lost
+(shared/events.py, shared/home.py `room_for_events_at_close`).
 
 Improper shutdown: a marker file in `run/` exists while the core runs; finding it at start
 means the previous run did not stop cleanly (kill -9, power cut) → `service_start_improper`.
@@ -51,7 +53,8 @@ from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.commands import Command
 from shared.disk import is_out_of_space
 from shared.events import Action, Event, EventWriter
-from shared.home import CORE_LOCK, AlreadyRunning, gateway_name, hold_lock, hostname_notice
+from shared.home import (CORE_LOCK, AlreadyRunning, gateway_name, hold_lock, hostname_notice,
+                         room_for_events_at_close)
 from shared.paths import DataHome
 from shared.retention import cutoff_for, local_storage_filter
 from shared.settings import OPEN_RELAY_WARNING
@@ -137,7 +140,10 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
 
     settings = SettingsWatcher(home.db)
     # logging.local off: store only what other parts read (shared.retention)
-    events = EventWriter(home.db, "core", clock, keep=local_storage_filter(settings))
+    # A stop on a full disk writes what it holds into the space reserve, as far as it may
+    # (shared.home): its service_stopped among them.
+    events = EventWriter(home.db, "core", clock, keep=local_storage_filter(settings),
+                         room_at_close=room_for_events_at_close(home))
     counters = Counters()
     spool = Spool(home.spool)
     hostname: Callable[[], str] = lambda: gateway_name(settings())
@@ -181,11 +187,14 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                             ssl_context=tls,
                             diagnostics_dir=home.diagnostics, resolver=resolver,
                             hostname=hostname, auto_whitelisted=auto_whitelist.contains,
-                            reuse_port=True)    # beside listener processes (Listeners)
+                            reuse_port=True,    # beside listener processes (Listeners)
+                            # SMTP's refusals for space: a low_disk look at once (notify.py)
+                            on_space_refused=alerts.monitor.check_soon)
         settings.on_change(server.settings_changed)
         listeners = Listeners(settings, server, lambda count, sessions_file: ListenerPool(
             home, count, on_accepted=queue.message_accepted, on_ended=queue.rescan,
-            counters=counters, events=events, sessions_file=sessions_file), events)
+            counters=counters, events=events, sessions_file=sessions_file,
+            on_space_refused=alerts.monitor.check_soon), events)
         status = StatusReporter(home.db, counters, clock, settings, queue.queue_sizes,
                                 VERSION, improper, not_listening=listeners.not_listening)
         antivirus = AntivirusService(home, events, counters, settings, spool,

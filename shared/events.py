@@ -32,6 +32,7 @@ import enum
 import functools
 import json
 import sqlite3
+import sys
 import threading
 import time
 from collections import deque
@@ -247,6 +248,17 @@ class EventWriter:
     `keep(event)`, when given, decides whether an event is stored at all (`logging.local`
     off: see shared.retention.local_storage_filter); skipped events are counted in `skipped`.
     A full disk keeps the batch in memory and retries (shared.disk), up to QUEUE_LIMIT.
+
+    A close does not wait for a full disk to free: what is pending is written as far as
+    `room_at_close`, when its owner gives one, allows, and the rest is lost. Asked before
+    each CLOSE_CHUNK of events once the disk was found full at close, oldest first, it may
+    free space kept for this (the core: the data home's space reserve, shared.home
+    `room_for_events_at_close`) and says whether one more chunk may be written. Without it
+    nothing more is written. Every event lost, at close or past QUEUE_LIMIT before, is
+    counted (`lost`, `lost_full`, `overflowed`), and `close()` says so in one line on the
+    process's standard error (`lost_notice()`; the journal under systemd, as
+    shared/busy.py's notices), before the owner's own last words (diskfull21 A1: a stop on
+    a full disk threw them all away, its `service_stopped` too, and nothing said so).
     """
 
     MAX_BATCH = 500
@@ -257,13 +269,20 @@ class EventWriter:
     # time this thread wakes it takes the GIL from the busy event loop — at 20 ms the
     # core made 10 futex calls per message for it, at 100 ms 5, and half the WAL writes.
     LINGER_SECONDS = 0.1
+    CLOSE_CHUNK = 50    # events per transaction while room_at_close is asked (see above)
 
     def __init__(self, db_path: str | Path, process: str, clock: WallClock = SYSTEM_CLOCK,
-                 *, enabled: bool = True, keep: Callable[[Event], bool] | None = None):
+                 *, enabled: bool = True, keep: Callable[[Event], bool] | None = None,
+                 room_at_close: Callable[[], bool] | None = None):
         self.db_path = Path(db_path)
         self.process = process
         self.clock = clock
-        self.lost = 0
+        self.lost = 0           # lost_full + overflowed
+        self.lost_full = 0      # pending at a close on a full disk, and not written
+        self.overflowed = 0     # emitted while QUEUE_LIMIT events were waiting already
+        self._room_at_close = room_at_close
+        self._full_at_close = False     # the disk was full at close: room_at_close rules
+        self._said_lost = False
         self.written = 0
         self.busy_retries = 0
         self.full_retries = 0
@@ -303,6 +322,7 @@ class EventWriter:
         self._ensure_started()
         if len(self._queue) >= self.QUEUE_LIMIT:
             self.lost += 1
+            self.overflowed += 1
             return
         self._put(event)
 
@@ -340,7 +360,8 @@ class EventWriter:
         await done.wait()
 
     def close(self) -> None:
-        """Write everything pending and stop the thread."""
+        """Write everything pending (as far as a full disk lets it: the class's docstring)
+        and stop the thread; say on standard error how many events were lost, if any."""
         self._closing = True
         with self._lock:
             thread, self._thread = self._thread, None
@@ -348,6 +369,27 @@ class EventWriter:
             self._put(_STOP)
             self._hurry.set()
             thread.join()
+        notice = self.lost_notice()
+        if notice and not self._said_lost:
+            self._said_lost = True
+            try:
+                print(f"mailmoat {self.process}: {notice}", file=sys.stderr, flush=True)
+            except OSError:
+                pass        # standard error on the full disk too: nothing left to say it with
+
+    def lost_notice(self) -> str | None:
+        """What its owner says on its standard error once closed, when events were lost:
+        "N events could not be written: why; they are lost"; None when none was."""
+        if not self.lost:
+            return None
+        why = []
+        if self.lost_full:
+            why.append("the data home's file system is full")
+        if self.overflowed:
+            why.append(f"{self.overflowed} came while {self.QUEUE_LIMIT} were waiting to be "
+                       f"written already")
+        noun = "event" if self.lost == 1 else "events"
+        return f"{self.lost} {noun} could not be written: {'; '.join(why)}; they are lost"
 
     # --- the writer thread ---------------------------------------------------------------
     def _ensure_started(self) -> None:
@@ -401,32 +443,21 @@ class EventWriter:
 
     def _insert(self, conn: sqlite3.Connection, batch: Iterable[Event]) -> None:
         rows = [event.row(self.process) for event in batch]
-        # One multi-row INSERT (one statement is one transaction): sqlite3 gives up the
-        # GIL around each statement step, and executemany steps once per row — in a busy
-        # process every one of those hand-overs stalls the event loop (futex calls per
-        # message in the core fell from 17 to 2 without them).
-        per_statement = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _COLUMNS)
+        if self._full_at_close:
+            self._insert_in_room(conn, rows)
+            return
         while True:
             try:
-                if len(rows) <= per_statement:
-                    conn.execute(_insert_rows(len(rows)), [v for row in rows for v in row])
-                else:                           # an old SQLite with few variables: several
-                    conn.execute("BEGIN IMMEDIATE")
-                    for start in range(0, len(rows), per_statement):
-                        part = rows[start:start + per_statement]
-                        conn.execute(_insert_rows(len(part)), [v for row in part for v in row])
-                    conn.execute("COMMIT")
-                self.written += len(rows)
+                self._commit(conn, rows)
                 self._busy.done()
                 return
             except sqlite3.OperationalError as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
                 if is_out_of_space(exc):
-                    # The disk is full: keep the batch until delivery frees space, but a
-                    # stop does not wait for that (they count as lost).
+                    # The disk is full: keep the batch until delivery frees space; a stop
+                    # does not wait for that (the class's docstring).
                     if self._closing:
-                        self.lost += len(rows)
+                        self._full_at_close = True
+                        self._insert_in_room(conn, rows)
                         return
                     self.full_retries += 1
                     time.sleep(OUT_OF_SPACE_RETRY_SECONDS)
@@ -438,3 +469,45 @@ class EventWriter:
                 self._busy.locked(exc)
                 self.busy_retries += 1
                 time.sleep(self.RETRY_SECONDS)
+
+    def _insert_in_room(self, conn: sqlite3.Connection, rows: list[tuple]) -> None:
+        """At a close on a full disk: `rows` in chunks, oldest first, while room_at_close
+        allows; what is left is lost (the class's docstring)."""
+        done = 0
+        while done < len(rows) and self._room_at_close is not None and self._room_at_close():
+            part = rows[done:done + self.CLOSE_CHUNK]
+            try:
+                self._commit(conn, part)
+            except sqlite3.OperationalError as exc:
+                if is_busy(exc):
+                    self.busy_retries += 1
+                    time.sleep(self.RETRY_SECONDS)
+                    continue
+                if not is_out_of_space(exc):
+                    raise
+                break
+            done += len(part)
+        self.lost_full += len(rows) - done
+        self.lost += len(rows) - done
+
+    def _commit(self, conn: sqlite3.Connection, rows: list[tuple]) -> None:
+        """Insert `rows` in one transaction (rolled back when it raises)."""
+        # One multi-row INSERT (one statement is one transaction): sqlite3 gives up the
+        # GIL around each statement step, and executemany steps once per row — in a busy
+        # process every one of those hand-overs stalls the event loop (futex calls per
+        # message in the core fell from 17 to 2 without them).
+        per_statement = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // _COLUMNS)
+        try:
+            if len(rows) <= per_statement:
+                conn.execute(_insert_rows(len(rows)), [v for row in rows for v in row])
+            else:                           # an old SQLite with few variables: several
+                conn.execute("BEGIN IMMEDIATE")
+                for start in range(0, len(rows), per_statement):
+                    part = rows[start:start + per_statement]
+                    conn.execute(_insert_rows(len(part)), [v for row in part for v in row])
+                conn.execute("COMMIT")
+        except sqlite3.OperationalError:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        self.written += len(rows)

@@ -7,7 +7,10 @@ disk would stay down, though delivering its queue is what frees the space (share
 The home therefore keeps `run/space-reserve`, SPACE_RESERVE_OCTETS of real blocks, written
 by `init` and again at each core start when there is room (`keep_space_reserve`). A core
 that cannot open its database at start because the disk is full deletes it and opens
-again (`open_db_at_start`); the start that follows with room makes it again.
+again (`open_db_at_start`); the start that follows with room makes it again. A core that
+stops while the disk is full may spend half of it on the events it still holds
+(`room_for_events_at_close`): the other half is what the next start needs to open the
+database.
 
 Whose files: a command run as root on a data home that another user owns (the service user
 `mailmoat` that `make run` as root creates, or a package's) runs as that user
@@ -48,7 +51,8 @@ __all__ = ["initialise", "open_db", "require_home", "InitResult", "HomeMissing",
            "AlreadyRunning", "hold_lock", "lock_holder", "migrate_stopped", "DiskFull",
            "ProcessLock", "RUN_LOCK", "CORE_LOCK", "CONSOLE_LOCK",
            "open_db_at_start",
-           "keep_space_reserve", "space_reserve", "SPACE_RESERVE_OCTETS"]
+           "keep_space_reserve", "space_reserve", "room_for_events_at_close",
+           "SPACE_RESERVE_OCTETS"]
 
 SPACE_RESERVE_OCTETS = 1 << 20  # room for SQLite's -shm and -wal and the start's first writes
 # Under this many octets free, SQLite's "disk I/O error" at open is the full disk (its -shm
@@ -351,6 +355,24 @@ def keep_space_reserve(home: DataHome) -> bool:
         partial.unlink(missing_ok=True)
         return False
     return True
+
+
+def room_for_events_at_close(home: DataHome) -> Callable[[], bool]:
+    """The core's EventWriter `room_at_close` (shared/events.py): asked while the disk is
+    full at the core's stop, before each chunk of the events it still holds. It deletes the
+    space reserve, and says whether the data home's file system has more than half of it
+    free still: what is left is for the next start, which can then open the database (the
+    module's docstring; a start with room makes the reserve again). Never raises."""
+    def room() -> bool:
+        try:
+            os.unlink(space_reserve(home))
+        except OSError:
+            pass                # gone already (released at start, or by a listener process)
+        try:
+            return disk_space(home.root).free_octets > SPACE_RESERVE_OCTETS // 2
+        except OSError:
+            return False
+    return room
 
 
 def open_db_at_start(home: DataHome,

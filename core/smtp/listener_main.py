@@ -24,12 +24,13 @@ from core.smtp.server import SmtpServer
 from core.smtp.tls import TlsFiles
 from core.status import Counters
 from shared.events import EventWriter
-from shared.home import gateway_name
+from shared.home import gateway_name, room_for_events_at_close
 from shared.paths import DataHome
 from shared.spool import Spool
 
 REPORT_BUFFER = 10_000
 FLUSH = object()        # not a line: the report task sets `flushed` when it comes to it
+SPACE_REFUSED_LINE = b'{"space_refused": true}\n'     # core/smtp/listeners.py
 
 
 def _line(message: dict) -> bytes:
@@ -45,7 +46,8 @@ async def listen(home: DataHome, fd: int, share: int, index: int,
 
     sock = socket.socket(fileno=fd)
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-    events = EventWriter(home.db, "core")
+    # as the core's (core/app.py): a stop on a full disk writes into the space reserve
+    events = EventWriter(home.db, "core", room_at_close=room_for_events_at_close(home))
     settings = SettingsWatcher(home.db)
     counters = Counters()
     spool = Spool(home.spool)
@@ -60,6 +62,13 @@ async def listen(home: DataHome, fd: int, share: int, index: int,
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # full or stopping: the core finds it in fast/ at its next rescan or start
 
+    def on_space_refused():
+        # the core's resource monitor looks at the disk at once (core/notify.py)
+        try:
+            send_line.send_nowait(SPACE_REFUSED_LINE)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # full or stopping: the monitor's next look finds the disk as it is
+
     committer = GroupCommitter(spool)
     auto_whitelist = AutoWhitelistMirror(home.db, settings, events.clock)
     tls = TlsFiles(home, events)
@@ -71,7 +80,8 @@ async def listen(home: DataHome, fd: int, share: int, index: int,
                         reuse_port=True, share=share, share_index=index,
                         auto_whitelisted=auto_whitelist.contains,
                         client_sessions=SharedClientSessions(
-                            home.run / sessions_file, share, index))
+                            home.run / sessions_file, share, index),
+                        on_space_refused=on_space_refused)
     settings.on_change(server.settings_changed)
 
     flushed = trio.Event()      # the report task has written every line sent before FLUSH

@@ -13,6 +13,8 @@ over a socketpair, one JSON object per line:
     {"counters": {name: delta, …}}          counter increments since the last report
     {"not_listening": [{…}, …]}             process 0's addresses of smtp.listen left out,
                                             when they change (SmtpServer.not_listening)
+    {"space_refused": true}                 it refused mail for the spool's space (at most
+                                            once a second: SmtpServer.refused_for_space)
 
 and the core tells it, the same way, at a change of the listener processes (`Listeners`):
 
@@ -88,10 +90,13 @@ class ListenerPool:
     def __init__(self, home, count: int, *, on_accepted: Callable[[str, Envelope], None],
                  counters, events, on_ended: Callable[[], None] = lambda: None,
                  backoff: Callable[[], RestartBackoff] = RestartBackoff,
-                 sessions_file: str = SESSIONS_FILES[0]):
+                 sessions_file: str = SESSIONS_FILES[0],
+                 on_space_refused: Callable[[], None] = lambda: None):
         """`on_ended()` after a listener process has ended (the queue manager's rescan);
         `backoff` makes each process's RestartBackoff; `sessions_file` (one of
-        SESSIONS_FILES) is where its processes count each client's sessions."""
+        SESSIONS_FILES) is where its processes count each client's sessions;
+        `on_space_refused()` when a process refused mail for the spool's space (the
+        resource monitor's check_soon, core/notify.py)."""
         self.home = home
         self.count = count
         self.sessions_file = sessions_file
@@ -99,6 +104,7 @@ class ListenerPool:
         self._stopping = trio.Event()                       # stop_accepting asked
         self.on_accepted = on_accepted
         self.on_ended = on_ended
+        self.on_space_refused = on_space_refused
         self.backoff = backoff
         self.counters = counters
         self.events = events
@@ -214,6 +220,8 @@ class ListenerPool:
                 elif "counters" in message:
                     for name, delta in message["counters"].items():
                         self.counters.incr(name, delta)
+                elif "space_refused" in message:
+                    self.on_space_refused()
                 elif "not_listening" in message and index == 0:
                     self._not_listening = message["not_listening"]
                 elif "failed" in message and task_status is not None:

@@ -148,6 +148,8 @@ class MessageReception:
         if incoming is not None:
             await trio.to_thread.run_sync(incoming.abort)
         session.server.counters.incr("rejected")
+        if reply == R.R452_INSUFFICIENT_STORAGE:
+            session.server.refused_for_space()
         session.record(Action.REJECTED, sender=transaction.sender,
                        recipients=transaction.recipients, subject=self.subject_read(),
                        rule=rule, info=info, result=str(reply.code), **fields)

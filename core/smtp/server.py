@@ -59,6 +59,7 @@ Rules:
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
 import ssl
 import sys
@@ -114,7 +115,10 @@ class SmtpServer:
                  resolver=None, hostname: Callable[[], str], reuse_port: bool = False,
                  share: int = 1, share_index: int = 0,
                  auto_whitelisted: Callable[[str, Mapping], bool] | None = None,
-                 client_sessions: LocalClientSessions | SharedClientSessions | None = None):
+                 client_sessions: LocalClientSessions | SharedClientSessions | None = None,
+                 on_space_refused: Callable[[], None] = lambda: None):
+        """`on_space_refused()`: mail was refused for the spool's space
+        (`refused_for_space`)."""
         self.settings = settings
         self.spool = spool
         self.committer = committer
@@ -148,6 +152,8 @@ class SmtpServer:
         self._rebind = trio.Event()
         self._stopping = False          # stop_accepting asked (module rules)
         self._disk_space = (DiskSpace(1, 1), -DISK_CHECK_SECONDS)
+        self.on_space_refused = on_space_refused
+        self._space_refused_at = -math.inf
 
     def disk_space(self) -> DiskSpace:
         """The spool's file system, statvfs at most once a second: it is asked at every
@@ -158,6 +164,16 @@ class SmtpServer:
             value = self.spool.disk_space()
             self._disk_space = (value, now)
         return value
+
+    def refused_for_space(self) -> None:
+        """A 452 4.3.1 went out for the spool's space (core/smtp/policy.py
+        check_spool_space, or a spool write that met a full disk): `on_space_refused()`, at
+        most once every DISK_CHECK_SECONDS, so that the core's resource monitor looks at the
+        disk at once (core/notify.py ResourceMonitor.check_soon)."""
+        now = trio.current_time()
+        if now - self._space_refused_at >= DISK_CHECK_SECONDS:
+            self._space_refused_at = now
+            self.on_space_refused()
 
     # --- listeners ---------------------------------------------------------------------
     def _sessions_allowed(self, settings: Mapping) -> int:

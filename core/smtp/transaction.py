@@ -186,6 +186,8 @@ class InboundTransaction:
         """Refuse the MAIL FROM of `sender`: a rejected message."""
         session = self.session
         session.server.counters.incr("rejected")
+        if refusal.reply == R.R452_INSUFFICIENT_STORAGE:
+            session.server.refused_for_space()
         session.record(Action.REJECTED, sender=sender, rule=refusal.rule, info=refusal.reason,
                        result=str(refusal.reply.code))
         session.log.error("local", f"{refusal.rule}: {refusal.reason}")

@@ -7,6 +7,7 @@ import email
 import functools
 import json
 from email import policy
+from pathlib import Path
 
 import pytest
 import trio
@@ -298,6 +299,41 @@ def test_resource_monitor_fires_once_per_crossing(tmp_path):
     level.update(disk=0.05)
     monitor.check_once()
     assert [a for a, _ in recorded] == [Action.LOW_DISK, Action.LOW_MEMORY, Action.LOW_DISK]
+
+
+async def test_resource_monitor_looks_at_once_when_asked_and_once_a_second_at_most():
+    """diskfull21 B2: a disk that filled within the monitor's minute got its low_disk event
+    only once SQLite was full. SMTP's refusal for space asks it to look at once
+    (check_soon); asked a hundred times, it still looks once a second at most."""
+    recorded, looks = [], []
+
+    class Events:
+        def record(self, action, **fields):
+            recorded.append(action)
+
+    level = {"disk": 0.5}
+
+    def disk_free(path):
+        looks.append(level["disk"])
+        return level["disk"]
+
+    monitor = ResourceMonitor(Events(), {"mail queuing": Path(".")}, disk_free=disk_free,
+                              memory_free=lambda: 0.5, interval_seconds=3600)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(monitor.run)
+        await until(lambda: looks, timeout=10)          # the look at start
+        level["disk"] = 0.01
+        monitor.check_soon()
+        await until(lambda: recorded, timeout=10)       # not an hour later
+        assert recorded == [Action.LOW_DISK]
+        before = len(looks)
+        for _ in range(100):
+            monitor.check_soon()
+        await trio.sleep(0.3)
+        assert len(looks) - before <= 1
+        await until(lambda: len(looks) == before + 1, timeout=10)   # one look for them all
+        nursery.cancel_scope.cancel()
+    assert recorded == [Action.LOW_DISK]                # once per crossing, as ever
 
 
 def test_notification_metatags_are_filled():

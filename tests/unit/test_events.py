@@ -213,6 +213,34 @@ def test_emit_never_blocks_and_counts_overflow(db_path, gated_connect, monkeypat
         w.close()
 
 
+def test_events_lost_are_said_in_one_line_at_close(db_path, gated_connect, monkeypatch,
+                                                   capsys):
+    """diskfull21 A1: events lost were counted and never said. Past QUEUE_LIMIT here; a
+    full disk at close: tests/integration/test_full_disk_stop.py."""
+    gate, _ = gated_connect
+    monkeypatch.setattr(EventWriter, "QUEUE_LIMIT", 3)
+    w = EventWriter(db_path, "console")
+    try:
+        for i in range(5):
+            w.record(Action.LOGON, info=str(i))
+        w.record(Action.LOGOFF)
+    finally:
+        gate.set()
+        w.close()
+    assert w.lost == w.overflowed == 3 and w.lost_full == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "mailmoat console: 3 events could not be written: 3 came while 3 were waiting to "
+        "be written already; they are lost"]
+    w.close()                               # said once
+    assert capsys.readouterr().err == ""
+
+
+def test_a_writer_that_lost_nothing_says_nothing_at_close(writer, db_path, capsys):
+    writer.record(Action.LOGON)
+    writer.close()
+    assert writer.lost == 0 and capsys.readouterr().err == ""
+
+
 def test_close_writes_pending_events(db_path):
     w = EventWriter(db_path, "cli")
     for _ in range(10):

@@ -1,0 +1,215 @@
+"""A core stopped while its disk is full, and a disk that fills within the resource monitor's
+minute (diskfull21 A1, B2).
+
+A1: a stop while the database was full threw away every event the core and its listener
+processes held in memory (the 452 refusals of that time, the deferrals of a queue the next
+hop would not take, the core's own `service_stopped`), and nothing said so. Now the event
+writers of the core and of its listener processes write them into the data home's space
+reserve at close, as far as the next start can still open the database
+(shared/home.py `room_for_events_at_close`), and the next start, on the still-full disk,
+starts. What cannot be written is said on standard error in one line.
+
+B2: the low_disk check ran once a minute, so a disk that filled within it got its event
+only once SQLite was full (kept in memory, then lost by the stop). SMTP's refusal for space
+now makes the core look at once: here a listener process's (smtp.listener_processes 2).
+
+On a real, small tmpfs in a mount namespace of the scenario's own, as
+tests/integration/test_full_disk_start.py does; its helpers start and stop the core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from shared.events import Action
+from tests.support.namespaces import in_own_mount
+
+# a real tmpfs filled in a namespace of its own: seconds; `make test-slow` (CI runs it)
+pytestmark = pytest.mark.slow
+
+DISK_OCTETS = 24 * 1024 * 1024
+WRITER_DISK_OCTETS = 4 * 1024 * 1024
+LOW_DISK_WAIT_SECONDS = 20      # well inside the monitor's minute (RESOURCE_CHECK_SECONDS)
+
+
+@pytest.fixture(scope="module")
+def full_stop(tmp_path_factory) -> dict:
+    return in_own_mount(tmp_path_factory.mktemp("full-stop"),
+                        "tests.integration.test_full_disk_stop")
+
+
+def test_a_refusal_for_space_has_the_low_disk_event_written_at_once(full_stop):
+    assert full_stop["refused_low"].startswith("452 4.3.1"), full_stop["refused_low"]
+    [event] = full_stop["low_disk_after_refusal"]
+    assert event["rule"] is None and "mail queuing" in event["info"]
+
+
+def test_a_refusal_for_space_at_mail_says_at_mail(full_stop):
+    """diskfull21 C2: not "with this message", which has not come at MAIL."""
+    infos = full_stop["rejected_452_infos"]
+    assert infos and all(info.endswith("% free at MAIL") for info in infos), infos
+
+
+def test_a_stop_on_a_full_disk_writes_the_events_it_holds(full_stop):
+    assert full_stop["free_when_full"] == 0
+    assert full_stop["refused_full"].startswith("452 4.3.1"), full_stop["refused_full"]
+    assert full_stop["stop_status"] == 0, full_stop["output"]
+    # the core's own last event, and the listener process's refusal of that time
+    stops = full_stop["service_stopped"]
+    assert len(stops) == 2 and stops[0] > full_stop["filled_at"], stops
+    assert [t for t in full_stop["rejected_452"] if t > full_stop["filled_at"]], \
+        full_stop["rejected_452"]
+    # the deferrals of the queue the next hop would not take, while the disk was full
+    assert [t for t in full_stop["deferred"] if full_stop["filled_at"] < t < stops[0]]
+    assert "could not be written" not in full_stop["output"], full_stop["output"]
+
+
+def test_the_next_start_on_the_still_full_disk_starts(full_stop):
+    assert full_stop["restart_status"] is None, full_stop["output"]
+    assert full_stop["restart_greeting"] == 220
+
+
+def test_the_writer_leaves_half_the_reserve_and_says_in_one_line_what_it_lost(full_stop):
+    from shared.events import EventWriter
+    from shared.home import SPACE_RESERVE_OCTETS
+    writer = full_stop["writer"]
+    assert writer["free_before"] == 0 and writer["reserve_before"]
+    assert writer["reserve_after"] is False
+    assert 0 < writer["written"] < writer["emitted"], writer
+    assert writer["free_after"] > SPACE_RESERVE_OCTETS // 4, writer
+    assert writer["stored"] == writer["written"] + 1        # and the one before the fill
+    # the oldest first: what is stored is a run from the start
+    assert writer["stored_infos"] == list(range(writer["written"]))
+    lost = writer["emitted"] - writer["written"]
+    assert writer["stderr"].splitlines() == [
+        f"mailmoat core: {lost} events could not be written: the data home's file system "
+        f"is full; they are lost"]
+    assert writer["reopened"] is True
+    assert EventWriter.CLOSE_CHUNK < writer["written"]
+
+
+# --- the scenario, inside the namespace ----------------------------------------------------
+
+def _times(home, action, **where) -> list[float]:
+    from tests.support.waiting import events_of
+    return [row["time"] for row in events_of(home, action)
+            if all(row[key] == value for key, value in where.items())]
+
+
+def _core_scenario(mount_point: Path, facts: dict) -> None:
+    from core.smtp.server import DISK_CHECK_SECONDS
+    from tests.integration.test_full_disk_start import _fill, _smtp, _start, _stop
+    from tests.support.core import make_home, stored_settings
+    from tests.support.full_disk import _send, fill_to
+    from tests.support.sink import Sink
+    from tests.support.waiting import events_of, wait_for
+
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_OCTETS}", "tmpfs",
+                    str(mount_point)], check=True)
+    log = mount_point.parent / "core.log"      # off the disk that fills
+    log.touch()
+    with Sink() as sink:
+        sink.tempfail_all = True        # the next hop keeps the queue: its deferrals go on
+        home = make_home(mount_point / "home", smtp__listener_processes=2, routing__local=[
+            {"match": "local.test", "relay": "127.0.0.1", "port": sink.port}])
+        port = stored_settings(home)["smtp.port"]
+        process, facts["start_status"] = _start(home, port, log)
+        try:
+            facts["queued"] = _send(port, 1)
+            wait_for(lambda: events_of(home, Action.DEFERRED), 20)
+            # B2: under 5 % free (3 %: room for the event), a refusal for space
+            fill_to(mount_point, 0.03)
+            time.sleep(DISK_CHECK_SECONDS + 0.1)    # the listener looks at the disk that often
+            facts["refused_low"] = _send(port, 2)
+            wait_for(lambda: events_of(home, Action.LOW_DISK), LOW_DISK_WAIT_SECONDS)
+            facts["low_disk_after_refusal"] = [dict(row) for row in
+                                               events_of(home, Action.LOW_DISK)]
+            # A1: full to the last byte; the deferrals go on, a client is refused, a stop
+            facts["filled_at"] = time.time()
+            _fill(mount_point / "filler2")
+            facts["free_when_full"] = os.statvfs(mount_point).f_bavail
+            time.sleep(DISK_CHECK_SECONDS + 0.1)
+            facts["refused_full"] = _send(port, 3)
+            time.sleep(3)                           # a deferral or two more, in memory
+        finally:
+            _stop(process)
+        facts["stop_status"] = process.returncode
+        process, facts["restart_status"] = _start(home, port, log)
+        try:
+            if facts["restart_status"] is None:
+                facts["restart_greeting"], _ = _smtp(port)
+                # started in full (a stop before its listeners are all ready writes no
+                # service_stopped)
+                wait_for(lambda: len(events_of(home, Action.SERVICE_STARTED)) == 2, 30)
+        finally:
+            _stop(process)
+    for name in ("filler", "filler2"):
+        (mount_point / name).unlink()
+    facts["output"] = log.read_text(errors="replace")[-3000:]
+    facts["service_stopped"] = _times(home, Action.SERVICE_STOPPED)
+    facts["rejected_452"] = _times(home, Action.REJECTED, result="452")
+    facts["rejected_452_infos"] = [row["info"] for row in events_of(home, Action.REJECTED)
+                                   if row["result"] == "452"]
+    facts["deferred"] = _times(home, Action.DEFERRED)
+
+
+def _writer_scenario(mount_point: Path, facts: dict) -> None:
+    """The core's event writer alone on a disk of its own, full at its close with more
+    pending than half the space reserve holds."""
+    from shared.events import EventWriter
+    from shared.home import open_db, room_for_events_at_close, space_reserve
+    from tests.integration.test_full_disk_start import _fill
+    from tests.support.core import make_home
+
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={WRITER_DISK_OCTETS}", "tmpfs",
+                    str(mount_point)], check=True)
+    home = make_home(mount_point / "home")
+    writer = EventWriter(home.db, "core", room_at_close=room_for_events_at_close(home))
+    writer.record(Action.SERVICE_STARTED, info="before")
+    writer.flush()                          # its connection is open, as a core's is
+    _fill(mount_point / "filler")
+    facts["free_before"] = os.statvfs(mount_point).f_bavail
+    facts["reserve_before"] = space_reserve(home).exists()
+    facts["emitted"] = 3000                 # some 2 MB: more than half the reserve holds
+    for i in range(facts["emitted"]):
+        writer.record(Action.DEFERRED, info=str(i), data={"padding": "x" * 500})
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        writer.close()
+    facts["stderr"] = said.getvalue()
+    facts["written"] = writer.written - 1
+    facts["reserve_after"] = space_reserve(home).exists()
+    st = os.statvfs(mount_point)
+    facts["free_after"] = st.f_bavail * st.f_frsize
+    conn = open_db(home)                    # the next start's open, on the full disk
+    try:
+        facts["reopened"] = True
+        facts["stored"] = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        facts["stored_infos"] = [int(row[0]) for row in conn.execute(
+            "SELECT info FROM events WHERE action = ? ORDER BY id", (str(Action.DEFERRED),))]
+    finally:
+        conn.close()
+
+
+def _scenario(mount_point: Path) -> dict:
+    facts: dict = {}
+    _core_scenario(mount_point, facts)
+    writer_disk = mount_point.parent / "writer-disk"
+    writer_disk.mkdir()
+    facts["writer"] = {}
+    _writer_scenario(writer_disk, facts["writer"])
+    return facts
+
+
+if __name__ == "__main__":
+    result = _scenario(Path(sys.argv[1]))
+    Path(sys.argv[2]).write_text(json.dumps(result, default=str))
