@@ -31,6 +31,7 @@ import socket
 import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,18 +65,30 @@ class AlreadyRunning(Exception):
     """Another process holds this data home's lock of that name (message names its pid)."""
 
 
+# how long a start waits for a lock someone only looks at (`lock_holder`) to be free
+LOOKER_WAIT_SECONDS = 1.0
+
+
 def hold_lock(home: DataHome, name: str, what: str) -> int:
     """Take the flock `run/<name>` for this process (one `what` per data home); returns the
     descriptor to keep open. The kernel drops it with the process (kill -9 too), so a lock
     is never stale; close-on-exec, so no child keeps it. Raises AlreadyRunning."""
     fd = os.open(home.run / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        pid = _holder_pid(fd)
-        os.close(fd)
-        raise AlreadyRunning(f"another {what} is running on this data home (pid {pid})"
-                             ) from None
+    deadline = time.monotonic() + LOOKER_WAIT_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            # `lock_holder` holds the lock shared for an instant (the Status page, `migrate`
+            # looking whether a core runs): a start must not fail for that look
+            if time.monotonic() < deadline:
+                time.sleep(0.01)
+                continue
+            pid = _holder_pid(fd)
+            os.close(fd)
+            raise AlreadyRunning(f"another {what} is running on this data home (pid {pid})"
+                                 ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     return fd
