@@ -157,6 +157,10 @@ RECIPIENT_REFUSED = "recipient"
 # The `result` of a `quarantined` event for a virus quarantine copy that was not kept (the
 # spool's file system low, core/scan/service.py rule 4): no message was quarantined.
 COPY_NOT_KEPT = "skipped_low_disk"
+# The `result` of a sender_blocked, spam_list_block or heuristic_spam event whose check stood
+# aside for a whitelisted sender (core/pipeline/checks/whitelist.py rule 1): it says what a
+# whitelist entry let past, and is no block nor spam detected.
+WHITELISTED = "whitelisted"
 # The guide's one pair of result words, "(Succeeded/Failed)": logon, logoff, LiveUpdate and
 # definitions updated (Table 7-5), connection from and connected to (Table 7-6). Events
 # written before schema 4 said success/failure (and logoff/timeout); migrations/0004 rewrote

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Iterator, Mapping, NamedTuple, Sequence
 
 from shared.events import (CATEGORY_OF, CONNECTION_ACTUAL, CONNECTION_SUCCEEDED, COPY_NOT_KEPT,
-                           RECIPIENT_REFUSED, Action, Category)
+                           RECIPIENT_REFUSED, WHITELISTED, Action, Category)
 from shared.idn import spellings
 from shared.report_time import ReportRange
 from shared.settings_types import without_surrogates
@@ -45,8 +45,7 @@ __all__ = ["Summary", "SummarySection", "DetailFilter", "DetailRow", "ACTION_GRO
            "ACTION_LABELS", "DISPOSITION_SERIES", "summarise", "disposition_counts",
            "iter_detail", "detail_page", "count_detail", "DetailPage", "BATCH_ROWS",
            "ENCRYPTED_DELETED_RESULTS", "UNKNOWN_ITEM", "action_filter", "parse_key",
-           "top_items", "INFECTION_ITEMS", "VIRUS_ACTIONS", "LEGACY_CONNECTED_RESULTS",
-           "WHITELISTED"]
+           "top_items", "INFECTION_ITEMS", "VIRUS_ACTIONS", "LEGACY_CONNECTED_RESULTS"]
 
 HOUR = 3600
 BATCH_ROWS = 5_000
@@ -61,11 +60,6 @@ ENCRYPTED_DELETED_RESULTS = frozenset({"deleted", "delete"})
 # (`_COLUMNS_AS_READ`), so a range across an upgrade speaks one vocabulary. The stored row
 # stays as written: events are append-only facts, and no migration rewrites one.
 LEGACY_CONNECTED_RESULTS = ("plain", "tls")
-# The `result` of a sender_blocked, spam_list_block or heuristic_spam event whose check stood
-# aside for a whitelisted sender (core/pipeline/checks/whitelist.py rule 1): it says what a
-# whitelist entry let past, and is no block nor spam detected. (Its place is with the result
-# words of shared/events.py; antispam21 B1 was fixed while that module was being edited.)
-WHITELISTED = "whitelisted"
 # The events of an action that its figures leave out, by their `result`.
 NOT_COUNTED = {Action.REJECTED: RECIPIENT_REFUSED, Action.QUARANTINED: COPY_NOT_KEPT,
                Action.SENDER_BLOCKED: WHITELISTED, Action.SPAM_LIST_BLOCK: WHITELISTED,

@@ -28,8 +28,7 @@ from core.pipeline.run import process_message
 from core.pipeline.verdict import DELIVERING
 from core.pipeline.workers import (PROCESS_TIMEOUT_SECONDS, RUNTIME_WORKER_SLOTS,
                                    WorkerBatcher, run_in_worker)
-from shared.events import Action
-from shared.report import WHITELISTED
+from shared.events import WHITELISTED, Action
 from shared.spool import Envelope
 from shared.status import SPAM_COUNTERS
 
