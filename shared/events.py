@@ -45,8 +45,9 @@ from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.disk import OUT_OF_SPACE_RETRY_SECONDS, is_out_of_space
 
 __all__ = ["Category", "Action", "Event", "EventWriter", "CATEGORY_OF", "SIEM_ACTIONS",
-           "RECIPIENT_REFUSED", "COPY_NOT_KEPT", "SUCCEEDED", "FAILED", "CONNECTION_SUCCEEDED", "CONNECTION_FAILED",
-           "CONNECTION_ACTUAL", "CONNECTION_CACHED", "SUBJECT_CHARS", "event_subject"]
+           "RECIPIENT_REFUSED", "COPY_NOT_KEPT", "WHITELISTED", "SUCCEEDED", "FAILED",
+           "CONNECTION_SUCCEEDED", "CONNECTION_FAILED", "CONNECTION_ACTUAL", "CONNECTION_CACHED",
+           "SUBJECT_CHARS", "event_subject"]
 
 
 class Category(enum.StrEnum):

@@ -142,8 +142,9 @@ def may_bind_privileged_ports() -> bool:
 def core_may_bind_privileged_ports(conn: sqlite3.Connection,
                                    clock: WallClock = SYSTEM_CLOCK) -> bool | None:
     """What the running core's status snapshot says of its rights (`may_bind_privileged_
-    ports`); None when no core is running (no snapshot, or one older than the Status page
-    allows) or it is of a release that did not say."""
+    ports`); None when there is no live snapshot (none, or one older than the Status page
+    allows: no core runs, or it has not written for a while) or it is of a release that
+    did not say."""
     found = read_snapshot(conn)
     if found is None or clock.now() - found[1] > STALE_AFTER_SECONDS:
         return None

@@ -452,7 +452,7 @@ _add("heuristic.x_bulk", Bool(), False, "Add X-Bulk: <score> to spam.", "heurist
 _add("heuristic.drop_score", Nullable(Int(1, 100)), None,
      "Drop messages scoring at least this (null = never).", "heuristic")
 _add("heuristic.forward_score", Nullable(Int(1, 100)), None,
-     "Forward messages scoring at least this (null = never); lower than drop_score.",
+     "Forward messages scoring at least this (null = never); lower than the drop score.",
      "heuristic")
 _add("heuristic.forward_to", Nullable(Email()), None, "Address for forwarded spam.",
      "heuristic")

@@ -48,7 +48,11 @@ HEURISTIC_ROWS = (("Heuristic engine", ("spam_heuristic",)),)
 PREMIUM_ROWS = (("Spam", ("spam", "spam_heuristic")), ("Suspected spam", ("suspected_spam",)),
                 ("Reputation spam", ("reputation_spam",)))
 QUEUES = ("fast", "slow", "hold")
-STALE_AFTER_SECONDS = 5  # the core writes every second; older means it is not running
+# The core writes every second; an older snapshot is not live: the core is not running, or
+# it runs but has not written (starting, stopping, a full disk, a locked database: the
+# Status page asks run/core.lock which). Nothing takes an older one's content as the
+# running core's.
+STALE_AFTER_SECONDS = 5
 
 
 def new_snapshot(**facts: Any) -> dict[str, Any]:

@@ -92,8 +92,9 @@ def page_warnings(page: str) -> list[str]:
 
 
 def _running_core_snapshot() -> dict | None:
-    """The status snapshot of the running core; None when no core is running (none
-    written, or one older than the Status page allows)."""
+    """The status snapshot of the running core; None when there is no live one (none
+    written, or one older than the Status page allows: no core runs, or it has not
+    written for a while, shared.status STALE_AFTER_SECONDS)."""
     found = read_snapshot(request_db())
     if found is None or console_context().clock.now() - found[1] > STALE_AFTER_SECONDS:
         return None

@@ -91,7 +91,6 @@ FAILURE_WINDOW_SECONDS = 60.0     # ...within this long...
 SUSPEND_SECONDS = 30.0            # ...and the zone is skipped for this long
 
 
-
 @dataclass(frozen=True)
 class RblListing:
     ip: str

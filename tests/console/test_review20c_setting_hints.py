@@ -51,6 +51,8 @@ def test_hints_speak_of_the_console_not_the_command_line(admin):
     heuristic = admin.get("/antispam/heuristic").get_data(as_text=True)
     assert "(empty = never)" in _hint(heuristic, "heuristic.drop_score")
     assert "null" not in _hint(heuristic, "heuristic.forward_score")
+    # review21b C1: nor a schema key's spelling, "drop_score"
+    assert _hint(heuristic, "heuristic.forward_score").endswith("lower than the drop score.")
     logging = admin.get("/configuration/logging").get_data(as_text=True)
     assert "`" not in _hint(logging, "forwarding.enabled")
     assert "logging.local" in _hint(logging, "forwarding.enabled")
