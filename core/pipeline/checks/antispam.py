@@ -17,6 +17,14 @@ capacity is what it has to be anyway — a spammer who forges a whitelisted enve
 gets the same load scanned. A whitelisted message too malformed to have a spam event of its
 own (handling.py rule 3) gets the heuristic_spam event here, since it was not spam.
 
+The whitelist still keeps its mail away from the engine's failures: that score only makes a
+trace, so an engine that fails on a whitelisted message (an exception, a MemoryError of the
+worker's limit per message, pipeline/run.py rule 5) leaves no trace and changes nothing of
+what becomes of the message (`_traced`). As a failure of this check it would have become a
+scan_error and `scan.unprocessable` (run.py rule 1: held by default), for mail the
+administrator whitelisted to keep it from the engine (review21b R3). The engine's time limit
+is the worker's, for the whole message; it is not caught here.
+
 Whatever the engine says, and for every message, a mark the sender wrote in (X-Bulk, the
 premium X-Mailmoat-* marks) goes while a setting that writes it is on (handling.py rule 5).
 """
@@ -44,6 +52,21 @@ def _scored(view, settings) -> list[Finding]:
     if not settings["heuristic.enabled"] or view.skip_antispam or view.is_generated:
         return []
     whitelist = whitelisted(view, settings)
+    if whitelist:
+        return _traced(view, settings, whitelist)
+    return _findings(view, settings, whitelist)
+
+
+def _traced(view, settings, whitelist: str) -> list[Finding]:
+    """The trace of a whitelisted message (module header): what the engine would have done,
+    stood aside; [] when it would have done nothing, or could not tell."""
+    try:
+        return stood_aside(_findings(view, settings, whitelist), whitelist)
+    except Exception:       # MemoryError included: only a trace is lost (module header)
+        return []
+
+
+def _findings(view, settings, whitelist: str | None) -> list[Finding]:
     if spam_rules.first_match(view, settings)[0] is not None:
         return []
     result = ENGINE.score(view, settings.get(RUNTIME_DIR))
@@ -54,11 +77,10 @@ def _scored(view, settings) -> list[Finding]:
     evidence, towards = result.evidence()
     weighed = (f"; most weight: {', '.join(evidence)} (of {towards} features towards spam)"
                if evidence else "")
-    found = spam_findings(
+    return spam_findings(
         result.score, settings, rule="heuristic.sensitivity",
         event=Action.HEURISTIC_SPAM.value, malformed=bool(view.defects) and not whitelist,
         reason=f"Message is considered to be spam (score {result.score}, spam definitions "
                f"{result.definitions}{'; ' + rules if rules else ''}{weighed})",
         data={"definitions": result.definitions, "rules": list(result.rules[:20]),
               "evidence": list(evidence), "forced_by": result.forced_by})
-    return stood_aside(found, whitelist) if whitelist else found

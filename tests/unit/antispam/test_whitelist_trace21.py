@@ -98,3 +98,29 @@ def test_a_sender_not_whitelisted_is_still_blocked_as_before():
                        rbl__action="drop", rbl__zones=ZONES, **CUSTOM)
     assert v.disposition == "drop" and not _traces(findings)
     assert [f.event for f in findings if f.event] == ["sender_blocked", "spam_list_block"]
+
+
+def _fails(*_args, **_kwargs):
+    raise RuntimeError("engine bug")
+
+
+def _needs_too_much(*_args, **_kwargs):
+    return bytearray(1 << 50)           # a real MemoryError, as the worker's limit gives
+
+
+@pytest.mark.parametrize("failure", [_fails, _needs_too_much])
+def test_an_engine_failing_on_a_whitelisted_message_leaves_it_delivered(monkeypatch, failure):
+    """review21b R3: scoring a whitelisted sender's message for its trace only made it
+    exposed to the engine's failures: an exception there was the check's scan_error and
+    scan.unprocessable, so the message was held (on baab69f it was delivered, unscored)."""
+    from core.pipeline.checks import antispam
+    monkeypatch.setattr(antispam.ENGINE, "score", failure)
+    changes = dict(heuristic__enabled=True, heuristic__drop_score=95, **CUSTOM)
+    findings, v = _run(message(body=f"{GTUBE}\n"), {"sender": "a@friend.test"}, **changes)
+    assert v.disposition == "deliver" and not v.edits
+    assert not [f for f in findings if f.event == "scan_error"] and not _traces(findings)
+    # for mail not whitelisted the failure is the check's, as before
+    if failure is _fails:
+        findings, v = _run(message(), {"sender": "x@elsewhere.test"}, **changes)
+        assert [(f.event, f.rule) for f in findings] == [("scan_error", "check.antispam")]
+        assert v.disposition == "hold"

@@ -49,6 +49,10 @@ REVIEWED = {
         "reading a definitions package to install it (verify_package): liveupdate in the "
         "core, the CLI, the console; the workers read installed directories "
         "(in_force, baseline), never a package",
+    ("core/pipeline/checks/antispam.py", "_traced"):
+        "scoring a whitelisted message only for its trace: what becomes of the message does "
+        "not hang on it, so a failure, the limit's included, loses the trace only (review21b "
+        "R3); the engine's frames, and what they held, are gone at the handler",
     ("shared/retention.py", "local_storage_filter.keep"):
         "the event writer's filter, in the core and console processes: workers write no "
         "events, their findings go back to the core",
