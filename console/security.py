@@ -6,12 +6,18 @@ Rules:
   the request id; the exception is logged with that id (STYLE §1 "Console"). Any other
   error answer (a 4xx) logs one short line with its id and no traceback, so what a client
   sends cannot fill the log.
-- A write that fails for the data home, not for a bug in the console (a full disk: SQLite's
-  "database or disk is full", ENOSPC; mailmoat.db locked by another program past the busy
-  timeout), is answered 503 with a page that says so and that nothing was changed, and
-  logs one WARNING line with the request id, no traceback (`_KNOWN_FAILURES`). A Save or a
-  Hold Queue button on a full disk ended on the 500 "Something went wrong" page with an
-  ERROR and a traceback, while `mailmoat config set` named the full disk (diskfull21 B1).
+- A request that fails for the data home, not for a bug in the console (a full disk:
+  SQLite's "database or disk is full", ENOSPC; mailmoat.db locked by another program past
+  the busy timeout: shared.known_failures, which says which and in what words), is answered
+  503 with a page that says so, and logs one WARNING line with the request id, no traceback
+  (`_PAGES`). A Save or a Hold Queue button on a full disk ended on the 500 "Something went
+  wrong" page with an ERROR and a traceback, while `mailmoat config set` named the full
+  disk (diskfull21 B1). The page says what the request did: a write "could not save this:
+  nothing was changed by the step that failed", a read (GET, HEAD) "could not show this
+  page" (review21b R1: a Status page read under another program's exclusive lock said
+  "could not save this"). The data home's disk is named full only when its free space says
+  so; SQLITE_LOCKED, the console's own connection in its own way, is a bug (500, ERROR with
+  the traceback), not "another program".
 - The error page cannot fail: when it cannot be drawn, a plain page with the same text and
   request id is sent instead (`_PLAIN_ERROR_PAGE`). A Host header that is no host name gets
   that plain 400 page before anything else runs: werkzeug cannot build URLs for it, and
@@ -94,9 +100,9 @@ from werkzeug.exceptions import BadHost, HTTPException
 
 from console.context import ConsoleContext, console_context, settings
 from console.throttle import EventBudget
-from shared.busy import is_busy
-from shared.disk import is_out_of_space
 from shared.events import Action
+from shared.known_failures import (DATA_HOME_FULL, LOCKED, OUT_OF_SPACE, KnownFailure,
+                                   known_failure)
 from shared.shown_text import visible_bidi
 
 __all__ = ["install", "FormProtection", "ForeignFormError", "logon_page", "SECURITY_HEADERS",
@@ -143,20 +149,26 @@ _MESSAGES = {
                                   "Nothing was changed by the failed step."),
 }
 
-# Failures of the data home, not of the console: a write that met a full disk or a database
-# another program holds locked (module rules). Each: its test, the log line's reason, the
-# page's title and text. The CLI says the same at its boundary (shared/cli.py).
-_KNOWN_FAILURES = (
-    (is_out_of_space, "no space left on the data home's disk", "The disk is full",
-     "The disk of the data home is full, so the console could not save this: nothing was "
-     "changed by the step that failed. Mail is not lost meanwhile: the core refuses new mail "
-     "with 452 (senders try again later) and keeps delivering its queue, which frees space. "
-     "Free some space on that disk, then try again."),
-    (is_busy, "mailmoat.db is locked by another program", "The database is locked",
-     "The database, mailmoat.db, is locked by another program (an sqlite3 session left "
-     "inside a transaction, a VACUUM), so the console could not save this: nothing was "
-     "changed by the step that failed. Try again once that program is done."),
-)
+# The 503 pages of the data home's failures (module rules; shared.known_failures): by the
+# failure's kind, its title and the page's text for a read and for a write ({reason}: the
+# failure's own line; {done}: "save this: nothing was changed …" or "show this page").
+_SAVE = "save this: nothing was changed by the step that failed"
+_SHOW = "show this page"
+_PAGES = {
+    DATA_HOME_FULL: ("The disk is full",
+                     "The disk of the data home is full, so the console could not {done}. "
+                     "Mail is not lost meanwhile: the core refuses new mail with 452 (senders "
+                     "try again later) and keeps delivering its queue, which frees space. Free "
+                     "some space on that disk, then {again}."),
+    OUT_OF_SPACE: ("Out of disk space",
+                   "The console ran out of disk space, so it could not {done}: {reason}. "
+                   "Free some space there, then {again}."),
+    LOCKED: ("The database is locked",
+             "The database, mailmoat.db, is locked by another program (an sqlite3 session "
+             "left inside a transaction, a VACUUM), so the console could not {done}. "
+             "{Again} once that program is done."),
+}
+_READS = frozenset({"GET", "HEAD"})
 
 # What is sent when errors.html cannot be drawn: no template, no layout, no URL.
 _PLAIN_ERROR_PAGE = """<!doctype html>
@@ -322,6 +334,11 @@ def _has_bad_host() -> bool:
         or ("Host" in request.headers and not request.host)
 
 
+def _known_failure(exc: BaseException) -> KnownFailure | None:
+    context = console_context()
+    return known_failure(exc, context.home.root, context.disk_space)
+
+
 def _error_page(code: int, title: str | None = None, text: str | None = None):
     default_title, default_text = _MESSAGES.get(code, _MESSAGES[500])
     title, text = title or default_title, text or default_text
@@ -329,9 +346,12 @@ def _error_page(code: int, title: str | None = None, text: str | None = None):
         try:
             return render_template("errors.html", code=code, title=title, text=text,
                                    request_id=_request_id()), code
-        except Exception:
-            log.exception("request %s: the %s page could not be drawn; a plain one was sent",
-                          _request_id(), code)
+        except Exception as exc:
+            # the layout reads the database too: a lock or a full disk it met has had its
+            # line already (the request's own, or the 503's), and is no bug (module rules)
+            if _known_failure(exc) is None:
+                log.exception("request %s: the %s page could not be drawn; a plain one was "
+                              "sent", _request_id(), code)
     page = _PLAIN_ERROR_PAGE.format(title=escape(title), text=escape(text),
                                     request_id=escape(_request_id()))
     return page, code, {"Content-Type": "text/html; charset=utf-8"}
@@ -545,12 +565,17 @@ def install(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
-        for known, reason, title, text in _KNOWN_FAILURES:
-            if known(exc):
-                # no bug: one line for the administrator, no traceback (module rules)
-                log.warning("request %s: %s %s answered 503: %s (%s)", _request_id(),
-                            request.method, _shown(request.path), reason, exc)
-                return _error_page(503, title, text)
+        known = _known_failure(exc)
+        if known is not None:
+            # no bug: one line for the administrator, no traceback (module rules)
+            log.warning("request %s: %s %s answered 503: %s (%s)", _request_id(),
+                        request.method, _shown(request.path), known.reason, exc)
+            title, text = _PAGES[known.kind]
+            reads = request.method in _READS
+            again = "reload the page" if reads else "try again"
+            return _error_page(503, title, text.format(
+                done=_SHOW if reads else _SAVE, reason=known.reason, again=again,
+                Again=again.capitalize()))
         log.exception("request %s failed: %s %s", _request_id(), request.method,
                       _shown(request.path))
         return _error_page(500)

@@ -30,6 +30,7 @@ from core.restart import RESTART_INITIAL_SECONDS, RestartBackoff
 from shared.busy import is_busy
 from shared.cli import CommandFailed, record_change, register
 from shared.commands import HOLD_ACTIONS, WITHDRAWN
+from shared.known_failures import LOCKED_REASON
 from shared.paths import resolve_home
 
 __all__ = ["serve_core", "supervise", "smtp_port_line", "LOGON_LINE"]
@@ -370,9 +371,8 @@ def queue_command(args) -> int:
                 # and given again it would be done twice (review20b R1)
                 raise CommandFailed(
                     f"request {command_id} is saved but could not be followed or withdrawn: "
-                    "mailmoat.db is locked by another program (a sqlite3 session left in a "
-                    "transaction, a VACUUM); the core carries it out once the lock goes, so "
-                    "do not give it again: its events say what was done") from None
+                    f"{LOCKED_REASON}; the core carries it out once the lock goes, so do not "
+                    "give it again: its events say what was done") from None
     finally:
         conn.close()
 

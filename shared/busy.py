@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 
-__all__ = ["is_busy", "BusyNotice"]
+__all__ = ["is_busy", "is_held_by_another", "BusyNotice"]
 
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
@@ -33,6 +33,20 @@ def is_busy(exc: BaseException) -> bool:
     if code is not None:
         return code & 0xFF in _BUSY_CODES
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def is_held_by_another(exc: BaseException) -> bool:
+    """True when `exc` is SQLITE_BUSY (or an extended code of it) alone: another connection
+    held the database's lock past the busy timeout. SQLITE_LOCKED ("database table is
+    locked") is left out: it comes from within one connection, ours, so it is a bug to
+    report, not another program to wait for (review21b R1). `is_busy` takes both, for the
+    writers that only wait and try again."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF == sqlite3.SQLITE_BUSY
+    return str(exc).startswith("database is locked")
 
 
 class BusyNotice:

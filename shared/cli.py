@@ -30,8 +30,6 @@ import traceback
 from typing import Callable, Sequence
 
 from shared import db
-from shared.busy import is_busy
-from shared.disk import is_out_of_space
 from shared.paths import resolve_home
 from shared.settings import SCHEMA, SettingError, display_value, parse_cli_value, read_json
 
@@ -464,6 +462,7 @@ def _run_command(args, as_home_owner: bool) -> int:
         return EXIT_OK
     except Exception as exc:  # the boundary: a known failure is one line
         from shared.home import AlreadyRunning, HomeMissing, OwnerUnusable
+        from shared.known_failures import LOCKED, known_failure
         failure = sole_exception(exc)
         if isinstance(failure, BrokenPipeError):
             _output_gone()      # `| head`: the reader has seen enough
@@ -482,14 +481,13 @@ def _run_command(args, as_home_owner: bool) -> int:
             print(f"mailmoat: cannot use {failure.filename} ({failure.strerror})",
                   file=sys.stderr)
             return EXIT_FAILURE
-        if is_out_of_space(failure):
-            print(f"mailmoat: no space left on the data home's disk ({failure})",
+        known = known_failure(failure, resolve_home(getattr(args, "home", None)).root)
+        if known is not None and known.kind == LOCKED:
+            print(f"mailmoat: {known.reason}; nothing was changed: try again when it is done",
                   file=sys.stderr)
             return EXIT_FAILURE
-        if is_busy(failure):
-            print("mailmoat: mailmoat.db is locked by another program (a sqlite3 session left "
-                  "in a transaction, a VACUUM); nothing was changed: try again when it is "
-                  "done", file=sys.stderr)
+        if known is not None:
+            print(f"mailmoat: {known.reason} ({failure})", file=sys.stderr)
             return EXIT_FAILURE
         # A bug: the operator (a terminal, or `mailmoat run`'s log) needs where it happened,
         # or a crashed core cannot be diagnosed. Nothing here reaches a client or a page.

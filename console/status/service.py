@@ -69,8 +69,8 @@ from console.context import console_context, request_db, settings
 from shared.events import Action
 from shared.report import disposition_counts
 from shared.report_time import ReportRange
-from shared.home import (CORE_LOCK, SPACE_RESERVE_OCTETS, gateway_name, hostname_notice,
-                         lock_holder)
+from shared.home import CORE_LOCK, gateway_name, hostname_notice, lock_holder
+from shared.known_failures import FULL_DISK_OCTETS, full_notice
 from shared.ports import broadcast_networks
 from shared.settings import OPEN_RELAY_WARNING, PAGES, SCHEMA
 from shared.settings_store import load, refused_on_this_host
@@ -84,10 +84,6 @@ __all__ = ["StatusView", "Traffic", "status_view", "traffic_last_24h", "TRAFFIC_
 
 TRAFFIC_SERIES = (Action.ACCEPTED, Action.DELIVERED, Action.DROPPED, Action.REJECTED)
 HOURS = 24
-# Under this many octets free the data home's disk counts as full: SQLite cannot grow its
-# write-ahead log, so the core's status snapshot fails ("database or disk is full"). The
-# room shared.home SPACE_RESERVE_OCTETS keeps for the same writes.
-FULL_DISK_OCTETS = SPACE_RESERVE_OCTETS
 NOT_BUILT = "not built yet"
 # What becomes of mail while a scanner does not answer: scan.unprocessable, as for any
 # scanner error (SPEC §3).
@@ -262,12 +258,7 @@ def _holder_of_core_lock() -> tuple[str, str]:
 def disk_full_notice() -> str:
     """How much is free ("0.2 MB free", "no inode free") while the data home's file system
     is full (module rules), or "" while it is not."""
-    space = console_context().disk_space(console_context().home.root)
-    if space.free_inodes_fraction <= 0:
-        return "no inode free"
-    if space.free_octets < FULL_DISK_OCTETS:
-        return f"{space.free_octets / 2**20:.1f} MB free"
-    return ""
+    return full_notice(console_context().disk_space(console_context().home.root))
 
 
 def setting_warnings(values, core_hostname: str | None) -> list[str]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import tempfile
 
 import pytest
 
@@ -32,9 +34,10 @@ FULL = DiskSpace(free_octets=0, total_octets=48 << 20)
 ROOMY = DiskSpace(free_octets=40 << 20, total_octets=48 << 20)
 
 
-def _text(html: str) -> str:
+def _text(page: str) -> str:
+    import html
     import re
-    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    return html.unescape(" ".join(re.sub(r"<[^>]+>", " ", page).split()))
 
 
 # --- a real full disk -------------------------------------------------------------------------
@@ -112,8 +115,8 @@ def test_a_save_and_a_hold_button_on_a_locked_database_say_it_is_locked(admin, l
     assert [r.levelname for r in lines] == ["WARNING", "WARNING"], \
         [r.getMessage() for r in lines]
     assert not any(r.exc_info for r in lines)
-    assert "answered 503: mailmoat.db is locked by another program (database is locked)" \
-        in lines[0].getMessage()
+    assert "answered 503: mailmoat.db is locked by another program (an sqlite3 session left " \
+           "inside a transaction, a VACUUM) (database is locked)" in lines[0].getMessage()
     assert admin.settings() == before
 
 
@@ -172,3 +175,105 @@ def test_a_live_report_says_nothing_of_the_disk(admin, app, home, clock, core_lo
     text = _status(admin, app, FULL)
     assert "The core is running. Figures since it last started" in text
     assert "disk is full" not in text
+
+
+# --- what the request did, and whose disk (review21b R1) -------------------------------------
+
+def _sqlite_error(kind: str) -> sqlite3.OperationalError:
+    """A real error of SQLite's: SQLITE_FULL (a database at its page limit, as one on a
+    full disk answers), SQLITE_BUSY (a file another connection holds exclusively) or
+    SQLITE_LOCKED (a table dropped under its own open read)."""
+    if kind == "busy":
+        with tempfile.TemporaryDirectory() as where:
+            holder = sqlite3.connect(f"{where}/held.db", isolation_level=None)
+            holder.execute("BEGIN EXCLUSIVE")
+            reader = sqlite3.connect(f"{where}/held.db", timeout=0)
+            try:
+                reader.execute("SELECT * FROM sqlite_master").fetchall()
+            except sqlite3.OperationalError as exc:
+                return exc
+            finally:
+                reader.close()
+                holder.close()
+        raise AssertionError("no busy error")
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE t (x)")
+        if kind == "full":
+            conn.execute("PRAGMA max_page_count = 2")
+            conn.executemany("INSERT INTO t VALUES (?)", [("x" * 1000,)] * 100)
+        else:
+            conn.executemany("INSERT INTO t VALUES (?)", [(1,), (2,)])
+            reading = conn.execute("SELECT x FROM t")
+            reading.fetchone()
+            conn.execute("DROP TABLE t")
+    except sqlite3.OperationalError as exc:
+        return exc
+    finally:
+        conn.close()
+    raise AssertionError(f"no {kind} error")
+
+
+@pytest.fixture
+def failing_status(monkeypatch):
+    """Call it with an error for the Status page's service to raise."""
+    from console.status import views
+
+    def install(exc: Exception) -> None:
+        def fail():
+            raise exc
+        monkeypatch.setattr(views, "status_view", fail)
+    return install
+
+
+def test_a_page_read_under_another_programs_lock_says_it_could_not_be_shown(
+        admin, failing_status, caplog):
+    """A lock that keeps even readers out (another program's exclusive lock, a VACUUM into
+    a rollback journal): the page said "could not save this" for a read."""
+    caplog.set_level(logging.INFO, logger="mailmoat.console")
+    failing_status(_sqlite_error("busy"))
+    answer = admin.get("/status/")
+    text = _text(answer.get_data(as_text=True))
+    assert answer.status_code == 503, text[:2000]
+    assert "The database, mailmoat.db, is locked by another program (an sqlite3 session " \
+           "left inside a transaction, a VACUUM), so the console could not show this " \
+           "page. Reload the page once that program is done." in text
+    assert "save" not in text and "nothing was changed" not in text
+    [line] = [r for r in caplog.records if r.name == "mailmoat.console"]
+    assert line.levelname == "WARNING" and not line.exc_info
+    assert "GET '/status/' answered 503: mailmoat.db is locked by another program" in \
+        line.getMessage()
+
+
+def test_out_of_space_with_the_data_home_roomy_does_not_blame_the_data_home(
+        admin, app, failing_status, caplog):
+    """SQLite's temporary files (a sort that spills) go to SQLITE_TMPDIR, /var/tmp or
+    /tmp: a full /tmp is no full data home, and the core does not refuse mail for it."""
+    caplog.set_level(logging.INFO, logger="mailmoat.console")
+    failing_status(_sqlite_error("full"))
+    text = _status(admin, app, ROOMY)
+    assert "Out of disk space" in text
+    assert "The console ran out of disk space, so it could not show this page: no space " \
+           "left on a disk other than the data home's, which has room (SQLite's temporary " \
+           "files go to SQLITE_TMPDIR, /var/tmp or /tmp), or a disk quota reached." in text
+    assert "data home is full" not in text and "452" not in text
+    [line] = [r for r in caplog.records if r.name == "mailmoat.console"]
+    assert line.levelname == "WARNING" and not line.exc_info
+    # the same error with the data home's disk full is the data home's
+    text = _status(admin, app, FULL)
+    assert "The disk of the data home is full, so the console could not show this page. " \
+           "Mail is not lost meanwhile" in text
+    assert "reload the page" in text and "nothing was changed" not in text
+
+
+def test_a_table_locked_in_the_consoles_own_connection_is_a_bug_not_another_program(
+        admin, app, failing_status, caplog):
+    """SQLITE_LOCKED comes from within one connection, the console's: it was logged as a
+    WARNING blaming "another program", with no traceback."""
+    caplog.set_level(logging.INFO, logger="mailmoat.console")
+    failing_status(_sqlite_error("table locked"))
+    answer = admin.get("/status/")
+    assert answer.status_code == 500
+    assert "Something went wrong" in _text(answer.get_data(as_text=True))
+    [line] = [r for r in caplog.records if r.name == "mailmoat.console"]
+    assert line.levelname == "ERROR" and line.exc_info
