@@ -10,7 +10,11 @@ Rules:
   data home's disk is full (under FULL_DISK_OCTETS free, or no inode left) the core cannot
   write its snapshot (SQLite's "database or disk is full") and the page says so, with how
   much is free. It said "The core is not running" while the core answered 452 and delivered,
-  which led an administrator to restart it (diskfull21 B3).
+  which led an administrator to restart it (diskfull21 B3). With room on the disk the page
+  names no single cause but the likely ones: a core takes its lock before it recovers the
+  spool and writes its first report only after, so a start over a large queue, a slow stop,
+  another program's lock on mailmoat.db and a hung core all look the same from here (it
+  named the lock alone: review21b R2).
 - Licensing is not built yet and the page says so plainly; the definitions rows show the
   version in force (the core's snapshot).
 - Traffic per hour (accepted, delivered, dropped, rejected) over the last 24 hours is the
