@@ -66,16 +66,24 @@ Rules
        behind; one size for an administrator to know.
     8. Each slot has a worker process of its own (`_SlotWorker`: a trio-parallel worker
        context of one worker that is never ended for idling), started outside any job's
-       time limit: when the slot begins, and again after a job that timed out or killed
-       its worker, it has its worker start and import what the jobs run
-       (`_worker_started`, given `fn`), with no job waiting on it. A start counted in the
-       limit charged the next message — the one retried after a hung one, an ordinary one
-       behind it — for seconds of process start and imports on a loaded host, and three
-       such charges held innocent mail as suspect (flake20 F1). With trio-parallel's one
-       shared cache the started worker could go to another slot, whose own worker sat
-       idle, and idle workers ended after 10 minutes, each leaving a start to the next
-       job's limit (review20g R2, R3). A worker that cannot start (a job module that does
-       not import) is left to the job, which meets it as a crash (rule 1).
+       time limit: before the slot's first job, and again before a job whenever the slot
+       has no live worker — after a job that timed out or killed its worker, a worker that
+       died while idle (the OOM killer, an administrator), or one retired for its memory —
+       it has its worker start and import what the jobs run (`_worker_started`, given
+       `fn`), with no job's limit running. A start counted in the limit charged the next
+       message — the one retried after a hung one, an ordinary one behind it — for
+       seconds of process start and imports on a loaded host, and three such charges held
+       innocent mail as suspect (flake20 F1). With trio-parallel's one shared cache the
+       started worker could go to another slot, whose own worker sat idle, and idle
+       workers ended after 10 minutes, each leaving a start to the next job's limit
+       (review20g R2, R3). A worker that cannot start (a job module that does not import)
+       is left to the job, which meets it as a crash (rule 1).
+    9. A worker whose private data grew RETIRE_GROWTH_OCTETS past what it held after its
+       start (the allocator keeps a large message's peak: +39 MB after a 20 MB text
+       attachment, review21a D1) says so with its batch's results (`run_batch`); its slot
+       then closes its context, so the worker ends, and opens a new one with a new worker
+       started (rule 8): with workers kept however long no mail comes, their peaks would
+       otherwise stay for the core's whole life, out of rule 6's shares.
 """
 
 from __future__ import annotations
@@ -106,6 +114,8 @@ PROCESS_TIMEOUT_SECONDS = 60.0
 WORKER_START_SECONDS = 120.0
 # A slot's idle worker told to end at the core's stop exits at once; past this it is killed.
 WORKER_STOP_SECONDS = 5.0
+# rule 9
+RETIRE_GROWTH_OCTETS = 64 << 20
 MAX_BATCH = 8
 # not a setting: the core adds its batcher's `slots` to the worker's settings copy
 # (core/pipeline/service.py), the count of workers that share the memory (rule 6)
@@ -194,9 +204,25 @@ async def run_in_worker(fn, *args, timeout_seconds: float = PROCESS_TIMEOUT_SECO
         raise WorkerCrashed(f"worker process died: {exc}") from None
 
 
+_started_with: list[int] = []       # in a worker: its private data once started (rule 9)
+
+
 def _worker_started(fn) -> None:
-    """In a new worker: nothing but be started, `fn`'s module imported (rule 8)."""
+    """In a new worker: nothing but be started, `fn`'s module imported (rule 8); what it
+    holds then is what rule 9 measures growth from."""
     del fn
+    _started_with[:] = [data_octets() or 0]
+
+
+def _grown() -> bool:
+    """Rule 9, in the worker after a batch (a worker the start left to its first job
+    measures from the end of that job)."""
+    now = data_octets()
+    if now is None:
+        return False
+    if not _started_with:
+        _started_with.append(now)
+    return now - _started_with[0] > RETIRE_GROWTH_OCTETS
 
 
 class _SlotWorker:
@@ -213,30 +239,40 @@ class _SlotWorker:
                                            limiter=self.limiter)
 
 
+    def alive(self) -> bool:
+        """Whether the slot has a live idle worker (dead ones are dropped on asking)."""
+        return self.context.statistics().idle_workers > 0
+
+
 @asynccontextmanager
 async def _slot_worker():
-    """Rule 8; the worker ends with the block (the core's stop), ignoring the stop signals
-    as every worker does (rule 5)."""
+    """Rules 8 and 9; the worker ends with the block (the core's stop), ignoring the stop
+    signals as every worker does (rule 5)."""
+    opened = trio_parallel.open_worker_context(
+        idle_timeout=math.inf, init=_ignore_stop_signals, grace_period=WORKER_STOP_SECONDS)
+    context = await opened.__aenter__()
     try:
-        async with trio_parallel.open_worker_context(
-                idle_timeout=math.inf, init=_ignore_stop_signals,
-                grace_period=WORKER_STOP_SECONDS) as context:
-            yield _SlotWorker(context)
-    except trio_parallel.BrokenWorkerError:
-        # a worker that did not end when told to was killed: the stop goes on, without
-        # trio-parallel's "Graceful shutdown failed" (rule 5)
-        pass
+        yield _SlotWorker(context)
+    finally:
+        # closed as after a normal end, whatever ended the block, which goes on as it was
+        try:
+            await opened.__aexit__(None, None, None)
+        except trio_parallel.BrokenWorkerError:
+            # a worker that did not end when told to was killed, or one had died: the stop
+            # goes on, without trio-parallel's "Graceful shutdown failed" (rule 5)
+            pass
 
 
-def run_batch(fn, items: list[tuple], shared: tuple) -> list[tuple[bool, object]]:
-    """In the worker: fn(*item, *shared) for each item -> (True, result) | (False, error)."""
+def run_batch(fn, items: list[tuple], shared: tuple) -> tuple[list[tuple[bool, object]], bool]:
+    """In the worker: fn(*item, *shared) for each item -> (True, result) | (False, error),
+    and whether the worker should be retired for its memory (rule 9)."""
     results = []
     for item in items:
         try:
             results.append((True, fn(*item, *shared)))
         except Exception as exc:          # rule 4: this item's own failure
             results.append((False, exc))
-    return results
+    return results, _grown()
 
 
 class _Job:
@@ -346,18 +382,21 @@ class WorkerBatcher:
         if self.inline:
             await self._serve(None)
             return
-        async with _slot_worker() as worker:
-            await self._serve(worker)
+        while True:                         # a new context for each worker retired (rule 9)
+            async with _slot_worker() as worker:
+                await self._serve(worker)
 
     async def _serve(self, worker: _SlotWorker | None) -> None:
-        await self._start_worker(worker)
+        """Run jobs until the worker is to be retired (rule 9)."""
         while True:
+            if worker is not None and not worker.alive():
+                # rule 8, before the job is taken: not inside _run, where a large job's
+                # slot would count as running one (rule 7) through the start
+                await self._start_worker(worker)
             batch = self._next_batch()
             if batch:
-                if await self._run(batch, worker):
-                    # its worker is gone (rule 8); not inside _run, where a large job's
-                    # slot would count as running one (rule 7) through the start
-                    await self._start_worker(worker)
+                if await self._run(batch, worker) and worker is not None:
+                    return
                 continue
             # both queues are empty (rule 7: a waiting job always fits a free slot), so
             # only a call() or a batch given back (rule 4) brings work: each sets _ready
@@ -366,7 +405,7 @@ class WorkerBatcher:
             await self._ready.wait()
 
     async def _run(self, batch: list[_Job], worker: _SlotWorker | None) -> bool:
-        """True when the worker was lost (timed out or died)."""
+        """True when the worker is to be retired (rule 9)."""
         self.batches += 1
         if not batch[0].large:
             return await self._round_trip(batch, worker)
@@ -378,7 +417,7 @@ class WorkerBatcher:
 
     async def _round_trip(self, batch: list[_Job], worker: _SlotWorker | None) -> bool:
         try:
-            results = await run_in_worker(run_batch, self.fn, [job.item for job in batch],
+            results, grown = await run_in_worker(run_batch, self.fn, [job.item for job in batch],
                                           batch[0].shared, timeout_seconds=self.timeout_seconds,
                                           inline=self.inline, worker=worker)
         except Exception as exc:            # the worker died, timed out or could not be fed
@@ -389,7 +428,7 @@ class WorkerBatcher:
                     job.solo = True
                     (self._large if job.large else self._small).appendleft(job)
                 self._ready.set()
-            return isinstance(exc, (WorkerTimeout, WorkerCrashed))
+            return False
         for job, (ok, value) in zip(batch, results):
             job.finish(ok, value)
-        return False
+        return grown

@@ -12,12 +12,18 @@ time.sleep(IMPORT_SECONDS)
 
 
 BUSY_SECONDS = 0.5
+HOARD_OCTETS = 96 << 20
+_hoard: list[bytearray] = []
 
 
 def job(item: str) -> str:
-    """Its item back (or a hang, or after BUSY_SECONDS for "busy…"), with the worker's pid."""
+    """Its item back (or a hang, or after BUSY_SECONDS for "busy…", or keeping HOARD_OCTETS
+    for "hoard…", as a large message's peak stays with the allocator), with the worker's
+    pid."""
     if item == "hang":
         time.sleep(3600)
     if item.startswith("busy"):
         time.sleep(BUSY_SECONDS)
+    if item.startswith("hoard"):
+        _hoard.append(bytearray(HOARD_OCTETS))
     return f"{item} in {os.getpid()}"
