@@ -260,10 +260,13 @@ class EventWriter:
     free space kept for this (the core: the data home's space reserve, shared.home
     `room_for_events_at_close`) and says whether one more chunk may be written. Without it
     nothing more is written. Every event lost, at close or past QUEUE_LIMIT before, is
-    counted (`lost`, `lost_full`, `overflowed`), and `close()` says so in one line on the
-    process's standard error (`lost_notice()`; the journal under systemd, as
+    counted (`lost_full`, `overflowed`; `lost` is both), and `close()` says so in one line on
+    the process's standard error (`lost_notice()`; the journal under systemd, as
     shared/busy.py's notices), before the owner's own last words (diskfull21 A1: a stop on
-    a full disk threw them all away, its `service_stopped` too, and nothing said so).
+    a full disk threw them all away, its `service_stopped` too, and nothing said so). One
+    line per writer, so per process: `said_as` names the process in it and in the busy
+    notices when `process`, the events' column, does not tell it from another (a core's
+    SMTP listener processes write as "core": review21a C1).
     """
 
     MAX_BATCH = 500
@@ -278,11 +281,12 @@ class EventWriter:
 
     def __init__(self, db_path: str | Path, process: str, clock: WallClock = SYSTEM_CLOCK,
                  *, enabled: bool = True, keep: Callable[[Event], bool] | None = None,
-                 room_at_close: Callable[[], bool] | None = None):
+                 room_at_close: Callable[[], bool] | None = None,
+                 said_as: str | None = None):
         self.db_path = Path(db_path)
         self.process = process
+        self.said_as = said_as or process
         self.clock = clock
-        self.lost = 0           # lost_full + overflowed
         self.lost_full = 0      # pending at a close on a full disk, and not written
         self.overflowed = 0     # emitted while QUEUE_LIMIT events were waiting already
         self._room_at_close = room_at_close
@@ -304,7 +308,7 @@ class EventWriter:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._enabled = enabled
-        self._busy = BusyNotice("writing events", process)     # said from the writer thread
+        self._busy = BusyNotice("writing events", self.said_as)    # said from the writer thread
 
     # --- producing ---------------------------------------------------------------------
     def record(self, action: Action, *, at: float | None = None, **fields: Any) -> Event:
@@ -326,7 +330,6 @@ class EventWriter:
             return
         self._ensure_started()
         if len(self._queue) >= self.QUEUE_LIMIT:
-            self.lost += 1
             self.overflowed += 1
             return
         self._put(event)
@@ -378,9 +381,14 @@ class EventWriter:
         if notice and not self._said_lost:
             self._said_lost = True
             try:
-                print(f"mailmoat {self.process}: {notice}", file=sys.stderr, flush=True)
+                print(f"mailmoat {self.said_as}: {notice}", file=sys.stderr, flush=True)
             except OSError:
                 pass        # standard error on the full disk too: nothing left to say it with
+
+    @property
+    def lost(self) -> int:
+        """Events lost, for either reason (the class's docstring)."""
+        return self.lost_full + self.overflowed
 
     def lost_notice(self) -> str | None:
         """What its owner says on its standard error once closed, when events were lost:
@@ -493,7 +501,6 @@ class EventWriter:
                 break
             done += len(part)
         self.lost_full += len(rows) - done
-        self.lost += len(rows) - done
 
     def _commit(self, conn: sqlite3.Connection, rows: list[tuple]) -> None:
         """Insert `rows` in one transaction (rolled back when it raises)."""

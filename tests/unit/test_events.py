@@ -235,6 +235,26 @@ def test_events_lost_are_said_in_one_line_at_close(db_path, gated_connect, monke
     assert capsys.readouterr().err == ""
 
 
+def test_the_lost_line_names_the_process_as_its_owner_says(db_path, gated_connect,
+                                                           monkeypatch, capsys):
+    """review21a C1: a core's SMTP listener processes write as "core", and each said its
+    own loss as "mailmoat core: …", so a reader took any one line for the total."""
+    gate, _ = gated_connect
+    monkeypatch.setattr(EventWriter, "QUEUE_LIMIT", 1)
+    w = EventWriter(db_path, "core", said_as="core (SMTP listener 1)")
+    try:
+        w.record(Action.REJECTED)
+        w.record(Action.REJECTED)
+    finally:
+        gate.set()
+        w.close()
+    assert w.lost == w.overflowed == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "mailmoat core (SMTP listener 1): 1 event could not be written: 1 came while 1 were "
+        "waiting to be written already; they are lost"]
+    assert [row["process"] for row in rows(db_path)] == ["core"]
+
+
 def test_a_writer_that_lost_nothing_says_nothing_at_close(writer, db_path, capsys):
     writer.record(Action.LOGON)
     writer.close()
