@@ -23,11 +23,16 @@ Rules
        may both admit it. The limit holds to within a connection or two, which is what it
        is for: no host takes every session.
     5. Never block and never raise once made: the counters are read and written through
-       the mapping, without a lock (the file is locked only while it is made).
+       the mapping, without a lock (the file is locked only while it is made). Its region's
+       blocks are allocated before it is written through the mapping: a store into a page
+       a full disk has no block for kills the process (SIGBUS), where the allocation raises
+       OSError (ENOSPC), which the listener survives (core/smtp/listener_main.py
+       `client_sessions`; review21a R4).
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import ipaddress
@@ -87,8 +92,9 @@ class SharedClientSessions:
                     os.ftruncate(fd, size)      # the new counters read 0
                 if os.pread(fd, len(_MAGIC), 0) != _MAGIC:
                     os.pwrite(fd, _MAGIC + os.urandom(_KEY_OCTETS), 0)
-                self._map = mmap.mmap(fd, size)
                 start = _HEADER_OCTETS + index * region
+                _allocate(fd, start, region)
+                self._map = mmap.mmap(fd, size)
                 self._map[start:start + region] = bytes(region)
             finally:
                 # mmap keeps a duplicate of fd, which would hold the lock for ever
@@ -120,3 +126,16 @@ class SharedClientSessions:
     def _sum(self, slot: int) -> int:
         counts = self._counts
         return sum(max(0, counts[region * SLOTS + slot]) for region in range(self._processes))
+
+
+def _allocate(fd: int, start: int, length: int) -> None:
+    """Give the file's octets [start, start + length) blocks of their own (rule 5); raises
+    OSError (ENOSPC) when the file system has none left."""
+    try:
+        os.posix_fallocate(fd, start, length)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+        # a file system that cannot (some network and older ZFS ones): write the zeros;
+        # only this process's region, which it zeroes anyway
+        os.pwrite(fd, bytes(length), start)

@@ -11,12 +11,13 @@ import json
 import os
 import signal
 import socket
+import sys
 
 import trio
 
 from core.control import SettingsWatcher
 from core.scan.antispam.autowhitelist import AutoWhitelistMirror
-from core.smtp.client_sessions import SharedClientSessions
+from core.smtp.client_sessions import LocalClientSessions, SharedClientSessions
 from core.smtp.group_commit import GroupCommitter
 from core.smtp.listen_sockets import ListenFailed
 from core.smtp.listeners import COUNTER_REPORT_SECONDS, LISTENER_NICE, SESSIONS_FILES
@@ -37,6 +38,30 @@ def _line(message: dict) -> bytes:
     return json.dumps(message).encode() + b"\n"
 
 
+def said_as(index: int) -> str:
+    """How this process's lines on standard error name it: "mailmoat core (SMTP listener
+    1): …" (the core's own say "mailmoat core: …")."""
+    return f"core (SMTP listener {index})"
+
+
+def client_sessions(home: DataHome, sessions_file: str, share: int,
+                    index: int) -> SharedClientSessions | LocalClientSessions:
+    """Each client's sessions counted with the other listener processes, in
+    run/`sessions_file`; when that file cannot be made (the disk is full: review21a R4,
+    where the process died of SIGBUS and the core's start with it), counted in this process
+    alone, said on standard error. A listener serves without it: the per-client limit
+    then holds in each process, so a client may get up to its share in each."""
+    path = home.run / sessions_file
+    try:
+        return SharedClientSessions(path, share, index)
+    except OSError as exc:
+        print(f"mailmoat {said_as(index)}: cannot count each client's SMTP sessions with "
+              f"the other listener processes ({path}: {exc.strerror or exc}): this process "
+              f"counts the sessions it serves alone until it restarts", file=sys.stderr,
+              flush=True)
+        return LocalClientSessions()
+
+
 async def listen(home: DataHome, fd: int, share: int, index: int,
                  sessions_file: str = SESSIONS_FILES[0]) -> int:
     """Serve until the core goes away or a signal comes, or the core asked it to stop
@@ -46,8 +71,10 @@ async def listen(home: DataHome, fd: int, share: int, index: int,
 
     sock = socket.socket(fileno=fd)
     stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
-    # as the core's (core/app.py): a stop on a full disk writes into the space reserve
-    events = EventWriter(home.db, "core", room_at_close=room_for_events_at_close(home))
+    # as the core's (core/app.py): a stop on a full disk writes into the space reserve;
+    # what it says on stderr names this process, not "core" alone (review21a C1)
+    events = EventWriter(home.db, "core", room_at_close=room_for_events_at_close(home),
+                         said_as=said_as(index))
     settings = SettingsWatcher(home.db)
     counters = Counters()
     spool = Spool(home.spool)
@@ -79,8 +106,7 @@ async def listen(home: DataHome, fd: int, share: int, index: int,
                         hostname=lambda: gateway_name(settings()),
                         reuse_port=True, share=share, share_index=index,
                         auto_whitelisted=auto_whitelist.contains,
-                        client_sessions=SharedClientSessions(
-                            home.run / sessions_file, share, index),
+                        client_sessions=client_sessions(home, sessions_file, share, index),
                         on_space_refused=on_space_refused)
     settings.on_change(server.settings_changed)
 
