@@ -9,8 +9,10 @@ by `init` and again at each core start when there is room (`keep_space_reserve`)
 that cannot open its database at start because the disk is full deletes it and opens
 again (`open_db_at_start`); the start that follows with room makes it again. A core that
 stops while the disk is full may spend half of it on the events it still holds
-(`room_for_events_at_close`): the other half is what the next start needs to open the
-database.
+(`room_for_events_at_close`), released a step at a time by shortening the file: the other
+half stays the reserve's, for the next start to release, and what other programs writing
+to the file system (the core's own retrying writer among them) can take meanwhile is only
+the steps released (review21a R1: the whole reserve was deleted at once, and they took it).
 
 Whose files: a command run as root on a data home that another user owns (the service user
 `mailmoat` that `make run` as root creates, or a package's) runs as that user
@@ -53,9 +55,12 @@ __all__ = ["initialise", "open_db", "require_home", "InitResult", "HomeMissing",
            "ProcessLock", "RUN_LOCK", "CORE_LOCK", "CONSOLE_LOCK",
            "open_db_at_start",
            "keep_space_reserve", "space_reserve", "room_for_events_at_close",
-           "SPACE_RESERVE_OCTETS"]
+           "SPACE_RESERVE_OCTETS", "RELEASE_STEP_OCTETS"]
 
 SPACE_RESERVE_OCTETS = 1 << 20  # room for SQLite's -shm and -wal and the start's first writes
+# what a stop on a full disk releases of it at a time (`room_for_events_at_close`): room for
+# a chunk of events (EventWriter.CLOSE_CHUNK) and its WAL frames
+RELEASE_STEP_OCTETS = 64 << 10
 # Under this many octets free, SQLite's "disk I/O error" at open is the full disk (its -shm
 # needs 32 KiB).
 _FULL_DISK_OCTETS = 64 << 10
@@ -83,6 +88,8 @@ def hold_lock(home: DataHome, name: str, what: str) -> int:
             # `lock_holder` holds the lock shared for an instant (the Status page, `migrate`
             # looking whether a core runs): a start must not fail for that look
             if time.monotonic() < deadline:
+                # blocking, in async run_core too (core/app.py): called at a start, before
+                # anything else runs on its loop; a later caller would want trio.to_thread
                 time.sleep(0.01)
                 continue
             pid = _holder_pid(fd)
@@ -372,20 +379,31 @@ def keep_space_reserve(home: DataHome) -> bool:
 
 def room_for_events_at_close(home: DataHome) -> Callable[[], bool]:
     """The core's EventWriter `room_at_close` (shared/events.py): asked while the disk is
-    full at the core's stop, before each chunk of the events it still holds. It deletes the
-    space reserve, and says whether the data home's file system has more than half of it
-    free still: what is left is for the next start, which can then open the database (the
-    module's docstring; a start with room makes the reserve again). Never raises."""
+    full at the core's stop, before each chunk of the events it still holds. Yes when the
+    data home's file system has RELEASE_STEP_OCTETS free; else it shortens the space reserve
+    by that much, never below half its size, and says yes if that freed it. The half left is
+    the next start's (the module's docstring; a start with room makes the reserve whole
+    again). Never raises."""
     def room() -> bool:
+        if _free_octets(home) >= RELEASE_STEP_OCTETS:
+            return True
+        path = space_reserve(home)
         try:
-            os.unlink(space_reserve(home))
-        except OSError:
-            pass                # gone already (released at start, or by a listener process)
-        try:
-            return disk_space(home.root).free_octets > SPACE_RESERVE_OCTETS // 2
+            size = os.stat(path).st_size
+            if size <= SPACE_RESERVE_OCTETS // 2:
+                return False    # released down to the half already, or gone (at start)
+            os.truncate(path, max(SPACE_RESERVE_OCTETS // 2, size - RELEASE_STEP_OCTETS))
         except OSError:
             return False
+        return _free_octets(home) >= RELEASE_STEP_OCTETS
     return room
+
+
+def _free_octets(home: DataHome) -> int:
+    try:
+        return disk_space(home.root).free_octets
+    except OSError:
+        return 0
 
 
 def open_db_at_start(home: DataHome,

@@ -80,12 +80,13 @@ def test_the_next_start_on_the_still_full_disk_starts(full_stop):
 
 def test_the_writer_leaves_half_the_reserve_and_says_in_one_line_what_it_lost(full_stop):
     from shared.events import EventWriter
-    from shared.home import SPACE_RESERVE_OCTETS
+    from shared.home import RELEASE_STEP_OCTETS, SPACE_RESERVE_OCTETS
     writer = full_stop["writer"]
     assert writer["free_before"] == 0 and writer["reserve_before"]
-    assert writer["reserve_after"] is False
+    # the half it did not spend is the reserve's still, in blocks of its own (review21a R1)
+    assert writer["reserve_after"] == [SPACE_RESERVE_OCTETS // 2] * 2, writer
+    assert writer["free_after"] < RELEASE_STEP_OCTETS, writer
     assert 0 < writer["written"] < writer["emitted"], writer
-    assert writer["free_after"] > SPACE_RESERVE_OCTETS // 4, writer
     assert writer["stored"] == writer["written"] + 1        # and the one before the fill
     # the oldest first: what is stored is a run from the start
     assert writer["stored_infos"] == list(range(writer["written"]))
@@ -95,6 +96,25 @@ def test_the_writer_leaves_half_the_reserve_and_says_in_one_line_what_it_lost(fu
         f"is full; they are lost"]
     assert writer["reopened"] is True
     assert EventWriter.CLOSE_CHUNK < writer["written"]
+
+
+def test_what_other_writers_take_meanwhile_is_only_what_the_closing_one_released(full_stop):
+    """review21a R1: a listener process's writer, closing first at a core's stop, deleted
+    the whole reserve at once, and the core's own writer, retrying still, filled the disk
+    with it: nothing was left for the core's close, or kept for the next start."""
+    from shared.home import SPACE_RESERVE_OCTETS
+    race = full_stop["two_writers"]
+    assert race["free_before"] == 0 and race["reserve_before"]
+    assert race["listener_written"] == race["listener_emitted"], race
+    for when in ("after_listener_close", "before_core_close", "after_core_close"):
+        assert race[when]["reserve"][0] >= SPACE_RESERVE_OCTETS // 2, (when, race)
+        assert race[when]["reserve"][1] >= SPACE_RESERVE_OCTETS // 2, (when, race)
+    assert race["core_written"] > 0, race
+    # each process's line is its own (review21a C1)
+    assert race["listener_stderr"] == "", race
+    assert race["core_stderr"].startswith("mailmoat core: "), race
+    assert race["listener_label"] == "core (SMTP listener 1)"
+    assert race["reopened"] is True
 
 
 # --- the scenario, inside the namespace ----------------------------------------------------
@@ -124,6 +144,9 @@ def _core_scenario(mount_point: Path, facts: dict) -> None:
         port = stored_settings(home)["smtp.port"]
         process, facts["start_status"] = _start(home, port, log)
         try:
+            # every listener process ready, not only the one that answered _start (the disk
+            # filled while listener 1 still started: review21a T2)
+            wait_for(lambda: events_of(home, Action.SERVICE_STARTED), 30)
             facts["queued"] = _send(port, 1)
             wait_for(lambda: events_of(home, Action.DEFERRED), 20)
             # B2: under 5 % free (3 %: room for the event), a refusal for space
@@ -187,7 +210,7 @@ def _writer_scenario(mount_point: Path, facts: dict) -> None:
         writer.close()
     facts["stderr"] = said.getvalue()
     facts["written"] = writer.written - 1
-    facts["reserve_after"] = space_reserve(home).exists()
+    facts["reserve_after"] = _reserve(home)
     st = os.statvfs(mount_point)
     facts["free_after"] = st.f_bavail * st.f_frsize
     conn = open_db(home)                    # the next start's open, on the full disk
@@ -200,13 +223,73 @@ def _writer_scenario(mount_point: Path, facts: dict) -> None:
         conn.close()
 
 
+def _reserve(home) -> list[int]:
+    """The space reserve's size and the octets of its blocks; [0, 0] when it is gone."""
+    from shared.home import space_reserve
+    try:
+        st = os.stat(space_reserve(home))
+    except FileNotFoundError:
+        return [0, 0]
+    return [st.st_size, st.st_blocks * 512]
+
+
+def _two_writers_scenario(mount_point: Path, facts: dict) -> None:
+    """As at a core's stop on a full disk: a listener process's writer closes first while
+    the core's, with a queue's deferrals pending, retries; then the core's closes."""
+    from core.smtp.listener_main import said_as
+    from shared.disk import OUT_OF_SPACE_RETRY_SECONDS
+    from shared.events import EventWriter
+    from shared.home import open_db_at_start, room_for_events_at_close, space_reserve
+    from tests.integration.test_full_disk_start import _fill
+    from tests.support.core import make_home
+
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={WRITER_DISK_OCTETS}", "tmpfs",
+                    str(mount_point)], check=True)
+    home = make_home(mount_point / "home")
+    facts["listener_label"] = said_as(1)
+    core = EventWriter(home.db, "core", room_at_close=room_for_events_at_close(home))
+    listener = EventWriter(home.db, "core", room_at_close=room_for_events_at_close(home),
+                           said_as=said_as(1))
+    for writer in (core, listener):
+        writer.record(Action.SERVICE_STARTED, info="before")
+        writer.flush()
+    _fill(mount_point / "filler")
+    facts["free_before"] = os.statvfs(mount_point).f_bavail
+    facts["reserve_before"] = space_reserve(home).exists()
+    for i in range(3000):
+        core.record(Action.DEFERRED, info=str(i), data={"padding": "x" * 300})
+    facts["listener_emitted"] = 20
+    for i in range(facts["listener_emitted"]):
+        listener.record(Action.REJECTED, info=str(i))
+    time.sleep(OUT_OF_SPACE_RETRY_SECONDS * 1.5)     # both are retrying
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        listener.close()
+    facts["listener_stderr"] = said.getvalue()
+    facts["listener_written"] = listener.written - 1
+    facts["after_listener_close"] = {"reserve": _reserve(home)}
+    time.sleep(OUT_OF_SPACE_RETRY_SECONDS * 2.5)     # the core's writer tries twice more
+    facts["before_core_close"] = {"reserve": _reserve(home)}
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        core.close()
+    facts["core_stderr"] = said.getvalue()
+    facts["core_written"] = core.written - 1
+    facts["after_core_close"] = {"reserve": _reserve(home)}
+    conn, _ = open_db_at_start(home)        # the next start, on the still-full disk
+    conn.close()
+    facts["reopened"] = True
+
+
 def _scenario(mount_point: Path) -> dict:
     facts: dict = {}
     _core_scenario(mount_point, facts)
-    writer_disk = mount_point.parent / "writer-disk"
-    writer_disk.mkdir()
-    facts["writer"] = {}
-    _writer_scenario(writer_disk, facts["writer"])
+    for name, scenario in (("writer", _writer_scenario),
+                           ("two_writers", _two_writers_scenario)):
+        disk = mount_point.parent / f"{name}-disk"
+        disk.mkdir()
+        facts[name] = {}
+        scenario(disk, facts[name])
     return facts
 
 
