@@ -142,19 +142,22 @@ def listed_relay_client(client_ip: str, client_ptr: str | None, settings: Mappin
     return relay_list(settings["relay.allowed"]).has(address, client_ptr)
 
 
-def check_spool_space(free_fraction_after: float, *,
-                      declared_at_mail: int | None = None) -> Refusal | None:
+def check_spool_space(free_fraction_after: float, *, at: str,
+                      declared: int = 0) -> Refusal | None:
     """SPEC §3: whatever the settings, a message that would leave the spool's file system
     under MIN_FREE_DISK_FRACTION free is refused (452 4.3.1). `free_fraction_after` is the
-    free fraction once the message is written: at MAIL with its declared SIZE
-    (`declared_at_mail`, 0 for none), after DATA with its real size (None). The event's
-    reason says which: at MAIL no message has come yet (diskfull21 C2). (A declared SIZE
-    over size.max_mb is `check_declared_size`'s.)"""
+    free fraction once the message is written: `at` "MAIL" with its declared SIZE
+    (`declared`, 0 for none), `at` "DATA" (after it) with its real size. The event's reason
+    says which: at MAIL no message has come yet (diskfull21 C2); `at` has no default, so
+    that a caller cannot say one for the other by leaving it out (review21a D3). (A
+    declared SIZE over size.max_mb is `check_declared_size`'s.)"""
+    if at not in ("MAIL", "DATA"):
+        raise ValueError(f"check_spool_space at {at!r}: MAIL or DATA")
     if free_fraction_after < MIN_FREE_DISK_FRACTION:
-        if declared_at_mail is None:
+        if at == "DATA":
             with_what = "with this message"
-        elif declared_at_mail:
-            with_what = f"at MAIL with the declared SIZE of {declared_at_mail} octets"
+        elif declared:
+            with_what = f"at MAIL with the declared SIZE of {declared} octets"
         else:
             with_what = "at MAIL"
         return Refusal(R.R452_INSUFFICIENT_STORAGE, "spool.disk_free",

@@ -185,7 +185,8 @@ class MessageReception:
             return
         # A message streamed into incoming/ is on the disk already; a buffered one is not.
         writing = event.size if incoming is None else 0
-        refusal = check_spool_space(server.spool.disk_space().free_fraction(writing))
+        refusal = check_spool_space(server.spool.disk_space().free_fraction(writing),
+                                    at="DATA")
         if refusal:
             await self._refuse_message(incoming, refusal.reply, refusal.rule, refusal.reason,
                                        size=event.size)

@@ -83,8 +83,8 @@ class InboundTransaction:
         self.rbl_listing, rbl_settings = await self._rbl_listing_now()
         declared = event.params.get("SIZE") or 0
         refusal = check_declared_size(declared, session.conn.max_message_octets) \
-            or check_spool_space(server.disk_space().free_fraction(declared),
-                                declared_at_mail=declared) \
+            or check_spool_space(server.disk_space().free_fraction(declared), at="MAIL",
+                                declared=declared) \
             or check_rbl_sender(self.rbl_listing, event.address, rbl_settings,
                                 server.auto_whitelisted)
         if refusal and not session.conn.errors_left:

@@ -147,17 +147,22 @@ def test_address_characters_are_refused_with_553():
 def test_size_at_mail_and_disk_space():
     s = settings(size__enabled=True, size__max_mb=1)
     assert max_message_octets(s) == 1 << 20 and max_message_octets(settings()) is None
-    assert check_spool_space(0.05) is None
-    refusal = check_spool_space(0.04)
+    assert check_spool_space(0.05, at="DATA") is None
+    refusal = check_spool_space(0.04, at="DATA")
     assert refusal.reply == R.R452_INSUFFICIENT_STORAGE and refusal.rule == "spool.disk_free"
 
 
 def test_a_refusal_for_space_at_mail_says_so_not_with_this_message():
     """diskfull21 C2: a 452 for space at MAIL said "… free with this message", but no
     message has come at MAIL: it says so, with the declared SIZE when there is one."""
-    assert check_spool_space(0.017).reason == \
+    assert check_spool_space(0.017, at="DATA").reason == \
         "spool file system 1.7% free with this message"
-    assert check_spool_space(0.017, declared_at_mail=0).reason == \
+    assert check_spool_space(0.017, at="MAIL").reason == \
         "spool file system 1.7% free at MAIL"
-    assert check_spool_space(0.017, declared_at_mail=1_500_000).reason == \
+    assert check_spool_space(0.017, at="MAIL", declared=1_500_000).reason == \
         "spool file system 1.7% free at MAIL with the declared SIZE of 1500000 octets"
+    # which of the two, always said (review21a D3: None meant after DATA, left out)
+    with pytest.raises(TypeError):
+        check_spool_space(0.017)
+    with pytest.raises(ValueError):
+        check_spool_space(0.017, at="RCPT")
