@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     started = time.monotonic()
     rules = RuleSet.from_json(json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()))
     samples = [s for s in corpus_messages(args.corpus) if s.split == "train"]
-    corpus, groups = trainer.extract(samples, rules)
+    corpus, groups, _ = trainer.extract(samples, rules)
     gateway = [found for found, _ in trainer.extract(samples, rules, gateway_view)[0]]
     weights_of = [trainer.HARD_HAM_WEIGHT if s.group == "hard_ham" else 1.0 for s in samples]
     folds = [fold_of(g) for g in groups]

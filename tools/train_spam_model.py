@@ -20,7 +20,8 @@ hash, as the split is):
 
 so that at the default sensitivity (score >= 90) at most HAM_TAIL (0.2 %) of the training ham
 — the few hard-ham newsletters that read like spam — would have been flagged by a model that
-had not seen them, with a margin above those.
+had not seen them, with a margin above those. Scores are read as the engine reads them:
+with the text in WINDOWS (core/scan/antispam/windows.py, rev 6 on), which the set records.
 
 HARD_HAM_WEIGHT, the learners' settings (NB_WEIGHT among them), the token set and the
 calibration rule were chosen by cross-validation inside the training part only
@@ -55,8 +56,10 @@ from core.scan.antispam.engine import SENSITIVITY_THRESHOLDS   # noqa: E402
 from core.scan.antispam.learner import (FOLDS, ITERATIONS, L2, LEARNING_RATE,  # noqa: E402
                                         MODEL, NB_ALPHA, NB_WEIGHT, cross_validated_scores,
                                         nested_cross_validated_scores, train_model)
+from core.scan.antispam.tokenizer import window_tokens       # noqa: E402
 from core.scan.antispam.training import (DEFAULT_CORPUS, SPLIT_SALT, TEST_FRACTION,  # noqa: E402
                                          body_key, corpus_messages, view_of)
+from core.scan.antispam.windows import Windows, windowed_raw    # noqa: E402
 
 MARGIN = 0.5
 HAM_TAIL = 0.002
@@ -65,8 +68,12 @@ HAM_TAIL = 0.002
 # docs/antispam-model.md, "Calibration")
 CALIBRATION_FLOOR = 1.25
 HARD_HAM_WEIGHT = 40.0
-DEFAULT_VERSION = "2026-11-28"
-DEFAULT_REVISION = 4
+DEFAULT_VERSION = "2026-11-30"
+DEFAULT_REVISION = 6
+# The text read in windows of 200 words, 0.5 below the sum (core/scan/antispam/windows.py):
+# chosen inside the training part against padding (docs/antispam-model.md, "Windowed
+# scoring (twenty-first session)"); None scores the plain sum, as revs 1-5 did.
+WINDOWS = Windows(words=200, delta=0.5)
 # the held-out test part has 889 ham: "expected false positives on it" is the nested
 # false-positive rate times this
 EXPECTED_FP_PER = 889
@@ -79,17 +86,32 @@ class _Probe:
         self.rules = rules
 
 
-def extract(samples, rules, view=view_of) -> tuple[list[tuple[frozenset, bool]], list[str]]:
-    """(features, is_spam) per sample, and its body key (the cross-validation group);
+def extract(samples, rules, view=view_of, windows: Windows | None = None
+            ) -> tuple[list[tuple[frozenset, bool]], list[str], list[list[frozenset]]]:
+    """(features, is_spam) per sample, its body key (the cross-validation group) and, with
+    `windows`, the text tokens of its windows (tokenizer.window_tokens; else empty lists);
     `view` makes the message view from the file's bytes."""
     probe = _Probe(rules)
-    out, groups = [], []
+    out, groups, window_sets = [], [], []
     for sample in samples:
         raw = sample.path.read_bytes()
-        found, _ = features(view(raw), probe)
+        message = view(raw)
+        found, _ = features(message, probe)
         out.append((frozenset(found), sample.label == "spam"))
         groups.append(body_key(raw))
-    return out, groups
+        window_sets.append([frozenset(w) for w in window_tokens(message.as_learned(),
+                                                                 windows.words)]
+                           if windows else [])
+    return out, groups, window_sets
+
+
+def scorer(data, window_sets, windows: Windows | None):
+    """score_of(weights, i) for the learner's cross-validations: the engine's reading of
+    sample i (engine.raw_of), windowed when `windows` is given."""
+    if windows is None:
+        return None                         # the learner's own: the plain sum
+    return lambda weights, i: windowed_raw(data[i][0], window_sets[i], weights.weights,
+                                           weights.bias, windows)
 
 
 def calibrate(ham_scores) -> tuple[float, float]:
@@ -100,11 +122,12 @@ def calibrate(ham_scores) -> tuple[float, float]:
     return round(max(CALIBRATION_FLOOR, tail + MARGIN), 4), tail
 
 
-def check_calibration(data, groups, sample_weights) -> list[dict]:
+def check_calibration(data, groups, sample_weights, score_of=None) -> list[dict]:
     """Nested cross-validation of `calibrate` (module docstring): one row per sensitivity with
     the outer folds' spam caught and ham flagged at z90 · (threshold - 50) / 40 — the raw
-    score where engine.score_from_raw reaches that threshold."""
-    nested = nested_cross_validated_scores(data, groups, sample_weights=sample_weights)
+    score where engine.score_from_raw reaches that threshold. `score_of`: `scorer`'s."""
+    nested = nested_cross_validated_scores(data, groups, sample_weights=sample_weights,
+                                           score_of=score_of)
     z90s = [calibrate([z for i, z in fold.inner.items() if not data[i][1]])[0]
             for fold in nested]
     spam = sum(1 for _, is_spam in data if is_spam)
@@ -147,16 +170,18 @@ def main(argv=None) -> int:
     rules_json = json.loads(args.rules.read_text())
     rules = RuleSet.from_json(rules_json)
     samples = [s for s in corpus_messages(args.corpus) if s.split == "train"]
-    data, groups = extract(samples, rules)
+    data, groups, window_sets = extract(samples, rules, windows=WINDOWS)
+    score_of = scorer(data, window_sets, WINDOWS)
     sample_weights = [HARD_HAM_WEIGHT if s.group == "hard_ham" else 1.0 for s in samples]
     print(f"{len(data)} training messages ({sum(y for _, y in data)} spam) "
           f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
     if args.check_calibration:
-        check_calibration(data, groups, sample_weights)
+        check_calibration(data, groups, sample_weights, score_of)
         print(f"done in {time.monotonic() - started:.1f} s", file=sys.stderr)
         return 0
     weights = train_model(data, sample_weights=sample_weights)
-    oof = cross_validated_scores(data, groups, sample_weights=sample_weights)
+    oof = cross_validated_scores(data, groups, sample_weights=sample_weights,
+                                 score_of=score_of)
     ham_scores = sorted((z for z, (_, is_spam) in zip(oof, data) if not is_spam), reverse=True)
     z90, tail = calibrate(ham_scores)
     oof_recall = sum(1 for z, (_, s) in zip(oof, data) if s and z >= z90) / max(
@@ -173,7 +198,8 @@ def main(argv=None) -> int:
                             "worst_oof_ham": round(ham_scores[0], 4), "margin": MARGIN,
                             "oof_spam_recall_at_90": round(oof_recall, 4)}}
     defs.write(args.out, version=args.version, revision=args.revision, rules_json=rules_json,
-               bias=weights.bias, weights=weights.weights, z90=z90, info=info)
+               bias=weights.bias, weights=weights.weights, z90=z90, info=info,
+               windows=WINDOWS)
     print(f"{len(weights.weights)} weights, z90={z90} (out-of-fold ham at the tail {tail:.3f}, "
           f"out-of-fold spam recall at 90: {oof_recall:.3f}); written to {args.out} in "
           f"{time.monotonic() - started:.1f} s", file=sys.stderr)

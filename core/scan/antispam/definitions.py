@@ -4,7 +4,9 @@ What it owns
     A spam definitions directory holds `manifest.json` — `{"type": "spam", "version":
     "YYYY-MM-DD", "revision": N, "files": {name: sha256}}`, the fields of a definitions
     package manifest (SPEC §3 LiveUpdate) — plus `rules.json` (heuristic_rules.py) and
-    `model.json.gz` (weights, bias and score calibration, learner.py / engine.py).
+    `model.json.gz` (weights, bias and score calibration, learner.py / engine.py; and
+    "scoring": {"windows": {"words": N, "delta": D}} when the set is read in windows,
+    windows.py — a set without it scores the plain sum).
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
     returns the definitions in force: the installed set in the directory `installed` when it
     is a valid one, else the default set shipped inside the package
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.scan.antispam.heuristic_rules import RuleSet, RuleSetError
+from core.scan.antispam.windows import Windows
 
 __all__ = ["SpamDefinitions", "DefinitionsError", "load", "current", "write",
            "PACKAGED_DIR", "RUNTIME_DIR", "MODEL_FILE", "RULES_FILE", "MANIFEST_FILE"]
@@ -52,6 +55,7 @@ RUNTIME_DIR = "runtime.spam.definitions"
 MANIFEST_FILE = "manifest.json"
 RULES_FILE = "rules.json"
 MODEL_FILE = "model.json.gz"
+MIN_WINDOW_WORDS = 10       # a window of a few words would read every word alone
 
 
 class DefinitionsError(ValueError):
@@ -68,6 +72,7 @@ class SpamDefinitions:
     z90: float                      # the raw score that score 90 stands for (engine.py)
     directory: Path
     info: dict                      # training facts (corpus, split, counts)
+    windows: Windows | None = None  # windows.py; None: the plain sum
 
     @property
     def label(self) -> str:
@@ -116,6 +121,7 @@ def load(directory: Path) -> SpamDefinitions:
         bias, z90 = float(model["bias"]), float(model["z90"])
         weights = {str(k): float(v) for k, v in model["weights"].items()}
         info = model.get("info", {})
+        windows = _windows(model.get("scoring", {}).get("windows"))
     except (KeyError, TypeError, ValueError, AttributeError, OSError, EOFError,
             zlib.error) as exc:
         raise DefinitionsError(f"{MODEL_FILE}: {type(exc).__name__}: {exc}") from None
@@ -128,16 +134,30 @@ def load(directory: Path) -> SpamDefinitions:
     except (KeyError, TypeError, ValueError) as exc:
         raise DefinitionsError(f"{MANIFEST_FILE}: bad version or revision ({exc})") from None
     return SpamDefinitions(version=version, revision=revision, rules=rules, bias=bias,
-                           weights=weights, z90=z90, directory=directory, info=info)
+                           weights=weights, z90=z90, directory=directory, info=info,
+                           windows=windows)
+
+
+def _windows(value) -> Windows | None:
+    if value is None:
+        return None
+    words, delta = int(value["words"]), float(value["delta"])
+    if not (MIN_WINDOW_WORDS <= words and math.isfinite(delta) and delta >= 0):
+        raise ValueError(f"scoring windows must have at least {MIN_WINDOW_WORDS} words and "
+                         f"a delta of 0 or more (words {words}, delta {delta})")
+    return Windows(words, delta)
 
 
 def write(directory: Path, *, version: str, revision: int, rules_json: list, bias: float,
-          weights: dict[str, float], z90: float, info: dict) -> Path:
+          weights: dict[str, float], z90: float, info: dict,
+          windows: Windows | None = None) -> Path:
     """Write a complete set (rules, model, manifest last) into `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / RULES_FILE).write_text(json.dumps(rules_json, indent=1) + "\n")
     model = {"format": 1, "bias": bias, "z90": z90, "info": info,
+             **({"scoring": {"windows": {"words": windows.words, "delta": windows.delta}}}
+                if windows else {}),
              "weights": dict(sorted(weights.items()))}
     # mtime=0: the same weights give the same bytes (reproducible training)
     (directory / MODEL_FILE).write_bytes(

@@ -6,7 +6,8 @@ What it owns
     the whole message — headers, Subject, decoded text, HTML markup, URLs, attachment types —
     as the token set of tokenizer.py, the structural tokens of structure.py (how the message
     was built and sent) and the rule hits of heuristic_rules.py, adds their trained weights
-    (learner.py) into a raw score z, and maps z onto 1..100:
+    (learner.py) into a raw score z — read in windows of the text when the definitions say
+    so (windows.py: padding cannot pull a spam's own words down) — and maps z onto 1..100:
 
         score = floor(50 + 40 · z / z90), kept within 1..100
 
@@ -36,7 +37,8 @@ from dataclasses import dataclass, field
 
 from core.scan.antispam.definitions import SpamDefinitions, current
 from core.scan.antispam.structure import structure_tokens
-from core.scan.antispam.tokenizer import tokens
+from core.scan.antispam.tokenizer import tokens, window_tokens
+from core.scan.antispam.windows import windowed_raw
 
 __all__ = ["HeuristicEngine", "SpamScore", "SENSITIVITY_THRESHOLDS", "threshold_for",
            "score_from_raw", "features", "describe", "MAX_EVIDENCE"]
@@ -118,6 +120,18 @@ def features(view, definitions: SpamDefinitions) -> tuple[set[str], list]:
     return found, hits
 
 
+def raw_of(view, found, definitions: SpamDefinitions) -> float:
+    """z of a view and its feature set: the sum of the weights, or the windowed reading
+    when the definitions say so (windows.py)."""
+    if definitions.windows is None:
+        weights = definitions.weights
+        return definitions.bias + sum(weights.get(f, 0.0) for f in found)
+    windows = definitions.windows
+    return windowed_raw(found, window_tokens(view.as_learned(), windows.words),
+                        definitions.weights, definitions.bias, windows,
+                        ceiling=definitions.z90 * 50 / 40)     # where score_from_raw is 100
+
+
 class HeuristicEngine:
     def __init__(self, definitions: SpamDefinitions | None = None):
         """`definitions`: a fixed set (tests, benchmarks); None: the set in force."""
@@ -133,7 +147,7 @@ class HeuristicEngine:
         definitions = self.definitions(installed)
         found, hits = features(view, definitions)
         weights = definitions.weights
-        z = definitions.bias + sum(weights.get(f, 0.0) for f in found)
+        z = raw_of(view, found, definitions)
         ranked = sorted(hits, key=lambda r: -weights.get("r:" + r.name, 0.0))
         names = tuple(r.name for r in ranked)
         forced = next((r for r in hits if r.force_score is not None), None)

@@ -185,9 +185,13 @@ def fold_of(group_key: str, folds: int = FOLDS) -> int:
 
 
 def cross_validated_scores(samples: list[tuple[frozenset, bool]], groups: list[str], *,
-                           folds: int = FOLDS, sample_weights=None, **options) -> list[float]:
+                           folds: int = FOLDS, sample_weights=None, score_of=None,
+                           **options) -> list[float]:
     """Out-of-fold raw scores: each sample scored by weights trained without its fold; the
-    fold is `fold_of(groups[i])`, so samples with one group key (identical bodies) share it."""
+    fold is `fold_of(groups[i])`, so samples with one group key (identical bodies) share it.
+    `score_of(weights, i)`: how sample i is scored (default `raw_score` of its features;
+    the training script's windowed reading, windows.py)."""
+    score_of = score_of or (lambda weights, i: raw_score(weights, samples[i][0]))
     fold = [fold_of(g, folds) for g in groups]
     scores = [0.0] * len(samples)
     for k in range(folds):
@@ -197,7 +201,7 @@ def cross_validated_scores(samples: list[tuple[frozenset, bool]], groups: list[s
                               else [sample_weights[i] for i in keep], **options)
         for i in range(len(samples)):
             if fold[i] == k:
-                scores[i] = raw_score(weights, samples[i][0])
+                scores[i] = score_of(weights, i)
     return scores
 
 
@@ -213,14 +217,16 @@ class NestedFold:
 
 
 def nested_cross_validated_scores(samples: list[tuple[frozenset, bool]], groups: list[str], *,
-                                  folds: int = FOLDS, sample_weights=None,
+                                  folds: int = FOLDS, sample_weights=None, score_of=None,
                                   **options) -> list[NestedFold]:
     """Nested cross-validation over the folds of `fold_of(groups[i])`: for each outer fold k,
     the other folds are the outer training part; inside it, each remaining fold j is scored by
     weights trained on the outer training part without j (inner out-of-fold scores), and fold
     k is scored by weights trained on the whole outer training part. A rule that turns inner
     scores into a threshold can then be judged on fold k, which neither it nor the weights
-    saw — as the shipped model's threshold is judged on the held-out test part."""
+    saw — as the shipped model's threshold is judged on the held-out test part. `score_of`:
+    as for `cross_validated_scores`."""
+    score_of = score_of or (lambda weights, i: raw_score(weights, samples[i][0]))
     fold = [fold_of(g, folds) for g in groups]
     weight_of = (lambda i: 1.0) if sample_weights is None else sample_weights.__getitem__
 
@@ -239,10 +245,10 @@ def nested_cross_validated_scores(samples: list[tuple[frozenset, bool]], groups:
             weights = fit([i for i in part if fold[i] != j])
             for i in part:
                 if fold[i] == j:
-                    result.inner[i] = raw_score(weights, samples[i][0])
+                    result.inner[i] = score_of(weights, i)
         weights = fit(part)
         for i in range(len(samples)):
             if fold[i] == k:
-                result.outer[i] = raw_score(weights, samples[i][0])
+                result.outer[i] = score_of(weights, i)
         out.append(result)
     return out

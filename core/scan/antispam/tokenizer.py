@@ -28,7 +28,8 @@ from urllib.parse import urlsplit
 
 from core.pipeline.decompose.text import as_read
 
-__all__ = ["tokens", "urls", "registered_domain", "MAX_TOKENS", "MAX_TEXT_CHARS"]
+__all__ = ["tokens", "window_tokens", "urls", "registered_domain", "MAX_TOKENS",
+           "MAX_TEXT_CHARS"]
 
 MAX_TEXT_CHARS = 200_000
 MAX_TOKENS = 5_000
@@ -298,3 +299,22 @@ def tokens(view) -> set[str]:
     if not has_html and not has_plain:
         out.add("shape:no-text")
     return out
+
+
+def window_tokens(view, words: int):
+    """The text tokens of each window of `words` words (white space split) of each text
+    part `tokens` reads, window by window: its words, upper-case words and URLs, made as
+    `tokens` makes them (windows.py rule 2)."""
+    for part in view.parts:
+        if part.is_attachment or part.origin != "mime" or part.text is None:
+            continue
+        split = part.text[:MAX_TEXT_CHARS].split()
+        for start in range(0, len(split), words):
+            chunk = " ".join(split[start:start + words])
+            out: set[str] = set()
+            _words(chunk, "", out)
+            for word in _CAPS_WORD.findall(chunk):
+                out.add("C:" + word)
+            for url in urls(chunk):
+                _url_tokens(url, out)
+            yield out

@@ -1,0 +1,89 @@
+"""Windowed scoring: padding cannot pull a spam's own words down (docs/antispam-model.md,
+"Windowed scoring (twenty-first session)").
+
+What it owns
+    Padding — ordinary text appended or prepended to a spam — adds hundreds of words that
+    each weigh a little towards ham, and their sum took a spam scoring 100 down to 1. Here
+    the text a sender writes is read in windows of `words` words (each text part's own
+    text, split at white space), and
+
+        windowed = bias + the weights of every feature that is not text + the weights of
+                   the text features no window makes + max over the windows of the sum
+                   of the weights of that window's text features
+        z        = max(sum, windowed - delta)
+
+    so a block of padding can only take what shares its window. A ham keeps its own words'
+    evidence inside each window, and `delta` keeps the windowed reading below the sum where
+    the two nearly agree. The definitions say whether and how (`SpamDefinitions.windows`):
+    a set without it scores the plain sum.
+
+Rules
+    1. Text features are those a sender adds at will with the text itself: words of the
+       text (no prefix), `skip:`, `email:`, `C:` upper-case words, `u:`/`up:` URLs
+       (`is_text_feature`). Everything else — headers, Subject, structure, rule hits,
+       buckets — is read whole, as before.
+    2. A window's features are the tokenizer's own (tokenizer.window_tokens) and only those
+       the message's feature set holds, so a window never counts a feature the sum does not.
+       A text feature no window makes (an HTML link's URL, which is in the markup, not the
+       text) counts once, at its full weight, outside the windows.
+    3. Only when it can matter: with the text's negative evidence no larger than `delta`,
+       or the sum already at score 100, the windows cannot change the score and are not
+       read (`windowed_raw`); the score is the same either way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable
+
+__all__ = ["Windows", "is_text_feature", "windowed_raw", "TEXT_PREFIXES"]
+
+TEXT_PREFIXES = ("skip:", "email:", "C:", "u:", "up:")
+
+
+@dataclass(frozen=True)
+class Windows:
+    """How a definitions set reads windows: `words` per window, `delta` below the sum."""
+    words: int
+    delta: float
+
+
+def is_text_feature(feature: str) -> bool:
+    """Rule 1."""
+    return ":" not in feature or feature.startswith(TEXT_PREFIXES)
+
+
+def windowed_raw(found, window_sets: Iterable[set[str]], weights: dict[str, float],
+                 bias: float, windows: Windows, ceiling: float = math.inf) -> float:
+    """z of the module docstring for a message's feature set `found` and the text tokens
+    of its windows (tokenizer.window_tokens, read only when needed: rule 3); `ceiling`:
+    the raw score from which the score is 100 anyway."""
+    get = weights.get
+    total = bias
+    negative = 0.0
+    text = set()
+    for feature in found:
+        weight = get(feature, 0.0)
+        total += weight
+        if weight and is_text_feature(feature):
+            text.add(feature)
+            if weight < 0:
+                negative += weight
+    if -negative <= windows.delta or total >= ceiling:
+        return total                            # rule 3
+    covered_sum = 0.0
+    covered: set[str] = set()
+    best = None
+    for window in window_sets:
+        mine = window & text
+        if not mine:
+            continue
+        score = sum(get(f) for f in mine)
+        best = score if best is None or score > best else best
+        fresh = mine - covered
+        covered |= fresh
+        covered_sum += sum(get(f) for f in fresh)
+    if best is None:
+        return total
+    return max(total, total - covered_sum + best - windows.delta)
