@@ -17,6 +17,8 @@ tools/train_spam_model.py:
 
 For each: the out-of-fold ham at the top, the spam ranked above the 2nd / 3rd / 5th highest
 ham, ham and spam at or above the shipped z90, and the mean shift of ham and spam scores.
+Scores are read as the shipped definitions read them (the text in windows since rev 6,
+core/scan/antispam/windows.py), so that the shipped z90 applies to them.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import train_spam_model as trainer                                  # noqa: E402
 from core.scan.antispam import definitions as defs                  # noqa: E402
 from core.scan.antispam.heuristic_rules import RuleSet              # noqa: E402
-from core.scan.antispam.learner import fold_of, raw_score, train_model  # noqa: E402
+from core.scan.antispam.learner import fold_of, train_model        # noqa: E402
 from core.scan.antispam.training import (DEFAULT_CORPUS, corpus_messages,  # noqa: E402
                                          gateway_message, view_of)
+from core.scan.antispam.windows import windowed_raw                 # noqa: E402
 
 
 def gateway_view(raw: bytes):
@@ -50,8 +53,14 @@ def main(argv=None) -> int:
     started = time.monotonic()
     rules = RuleSet.from_json(json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()))
     samples = [s for s in corpus_messages(args.corpus) if s.split == "train"]
-    corpus, groups, _ = trainer.extract(samples, rules)
-    gateway = [found for found, _ in trainer.extract(samples, rules, gateway_view)[0]]
+    corpus, groups, corpus_windows = trainer.extract(samples, rules, windows=trainer.WINDOWS)
+    gateway_data, _, gateway_windows = trainer.extract(samples, rules, gateway_view,
+                                                       windows=trainer.WINDOWS)
+    gateway = [found for found, _ in gateway_data]
+
+    def raw(weights, found, windows):
+        return windowed_raw(found, windows, weights.weights, weights.bias, trainer.WINDOWS)
+
     weights_of = [trainer.HARD_HAM_WEIGHT if s.group == "hard_ham" else 1.0 for s in samples]
     folds = [fold_of(g) for g in groups]
     scores = {"corpus views": [0.0] * len(samples), "gateway views": [0.0] * len(samples),
@@ -64,9 +73,9 @@ def main(argv=None) -> int:
                                 sample_weights=shares)
         for i in range(len(samples)):
             if folds[i] == k:
-                scores["corpus views"][i] = raw_score(shipped, corpus[i][0])
-                scores["gateway views"][i] = raw_score(shipped, gateway[i])
-                scores["gateway-trained"][i] = raw_score(retrained, gateway[i])
+                scores["corpus views"][i] = raw(shipped, corpus[i][0], corpus_windows[i])
+                scores["gateway views"][i] = raw(shipped, gateway[i], gateway_windows[i])
+                scores["gateway-trained"][i] = raw(retrained, gateway[i], gateway_windows[i])
     z90 = defs.load(defs.PACKAGED_DIR).z90
     is_spam = [y for _, y in corpus]
     base = scores["corpus views"]

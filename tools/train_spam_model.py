@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.scan.antispam import definitions as defs          # noqa: E402
 from core.scan.antispam.engine import features             # noqa: E402
 from core.scan.antispam.heuristic_rules import RuleSet      # noqa: E402
-from core.scan.antispam.engine import SENSITIVITY_THRESHOLDS   # noqa: E402
+from core.scan.antispam.engine import SENSITIVITY_THRESHOLDS, raw_for_score   # noqa: E402
 from core.scan.antispam.learner import (FOLDS, ITERATIONS, L2, LEARNING_RATE,  # noqa: E402
                                         MODEL, NB_ALPHA, NB_WEIGHT, cross_validated_scores,
                                         nested_cross_validated_scores, train_model)
@@ -95,12 +95,11 @@ def extract(samples, rules, view=view_of, windows: Windows | None = None
     out, groups, window_sets = [], [], []
     for sample in samples:
         raw = sample.path.read_bytes()
-        message = view(raw)
-        found, _ = features(message, probe)
+        text_parts: list = []
+        found, _ = features(view(raw), probe, text_parts)
         out.append((frozenset(found), sample.label == "spam"))
         groups.append(body_key(raw))
-        window_sets.append([frozenset(w) for w in window_tokens(message.as_learned(),
-                                                                 windows.words)]
+        window_sets.append([frozenset(w) for w in window_tokens(text_parts, windows.words)]
                            if windows else [])
     return out, groups, window_sets
 
@@ -136,7 +135,7 @@ def check_calibration(data, groups, sample_weights, score_of=None) -> list[dict]
     for level, threshold in SENSITIVITY_THRESHOLDS.items():
         caught = flagged = 0
         for fold, z90 in zip(nested, z90s):
-            cut = z90 * (threshold - 50) / 40
+            cut = raw_for_score(threshold, z90)
             for i, z in fold.outer.items():
                 if z >= cut:
                     caught += data[i][1]

@@ -121,7 +121,7 @@ def load(directory: Path) -> SpamDefinitions:
         bias, z90 = float(model["bias"]), float(model["z90"])
         weights = {str(k): float(v) for k, v in model["weights"].items()}
         info = model.get("info", {})
-        windows = _windows(model.get("scoring", {}).get("windows"))
+        windows = _windows(model.get("scoring", {}))
     except (KeyError, TypeError, ValueError, AttributeError, OSError, EOFError,
             zlib.error) as exc:
         raise DefinitionsError(f"{MODEL_FILE}: {type(exc).__name__}: {exc}") from None
@@ -138,7 +138,13 @@ def load(directory: Path) -> SpamDefinitions:
                            windows=windows)
 
 
-def _windows(value) -> Windows | None:
+def _windows(scoring: dict) -> Windows | None:
+    """The model's "scoring" (windows.py); a way of scoring this engine does not know is
+    refused, not read as the plain sum a later set's calibration was not made for."""
+    unknown = sorted(set(scoring) - {"windows"})
+    if unknown:
+        raise ValueError(f"scoring {', '.join(map(str, unknown))} is unknown to this Mailmoat")
+    value = scoring.get("windows")
     if value is None:
         return None
     words, delta = int(value["words"]), float(value["delta"])

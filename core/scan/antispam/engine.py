@@ -41,7 +41,8 @@ from core.scan.antispam.tokenizer import tokens, window_tokens
 from core.scan.antispam.windows import windowed_raw
 
 __all__ = ["HeuristicEngine", "SpamScore", "SENSITIVITY_THRESHOLDS", "threshold_for",
-           "score_from_raw", "features", "describe", "MAX_EVIDENCE"]
+           "score_from_raw", "raw_for_score", "features", "raw_of", "describe",
+           "MAX_EVIDENCE"]
 
 # SPEC §3 heuristic.sensitivity: 1..5 -> spam at score >= 90, 80, 70, 60, 50
 SENSITIVITY_THRESHOLDS = {1: 90, 2: 80, 3: 70, 4: 60, 5: 50}
@@ -106,30 +107,35 @@ def score_from_raw(z: float, z90: float) -> int:
     return max(1, min(100, math.floor(50 + 40 * z / z90)))
 
 
-def features(view, definitions: SpamDefinitions) -> tuple[set[str], list]:
+def raw_for_score(score: int, z90: float) -> float:
+    """The raw score at which `score_from_raw` reaches `score`."""
+    return z90 * (score - 50) / 40
+
+
+def features(view, definitions: SpamDefinitions,
+             text_parts: list | None = None) -> tuple[set[str], list]:
     """The feature set of a view (tokens, structural "x:" tokens and "r:<rule>") and the rules
     that hit. The training (tools/train_spam_model.py) extracts features with this function,
     so the model weighs exactly what the engine sees. Header fields are read in the legacy
     reading of their RFC 2047 words, the one the model learned on (`view.as_learned`;
-    core/pipeline/decompose/fieldvalue.py rule 4)."""
+    core/pipeline/decompose/fieldvalue.py rule 4). `text_parts`: tokenizer.tokens'."""
     view = view.as_learned()
     hits = definitions.rules.hits(view)
-    found = tokens(view)
+    found = tokens(view, text_parts)
     found.update(structure_tokens(view))
     found.update("r:" + rule.name for rule in hits)
     return found, hits
 
 
-def raw_of(view, found, definitions: SpamDefinitions) -> float:
-    """z of a view and its feature set: the sum of the weights, or the windowed reading
-    when the definitions say so (windows.py)."""
+def raw_of(found, text_parts: list, definitions: SpamDefinitions) -> float:
+    """z of a feature set and the text parts it was read from (`features`): the sum of the
+    weights, or the windowed reading when the definitions say so (windows.py)."""
     if definitions.windows is None:
         weights = definitions.weights
         return definitions.bias + sum(weights.get(f, 0.0) for f in found)
     windows = definitions.windows
-    return windowed_raw(found, window_tokens(view.as_learned(), windows.words),
-                        definitions.weights, definitions.bias, windows,
-                        ceiling=definitions.z90 * 50 / 40)     # where score_from_raw is 100
+    return windowed_raw(found, window_tokens(text_parts, windows.words), definitions.weights,
+                        definitions.bias, windows, ceiling=raw_for_score(100, definitions.z90))
 
 
 class HeuristicEngine:
@@ -145,9 +151,10 @@ class HeuristicEngine:
         """`installed`: the installed definitions directory the core names (RUNTIME_DIR);
         None or an invalid set: the packaged definitions."""
         definitions = self.definitions(installed)
-        found, hits = features(view, definitions)
+        text_parts: list = []
+        found, hits = features(view, definitions, text_parts)
         weights = definitions.weights
-        z = raw_of(view, found, definitions)
+        z = raw_of(found, text_parts, definitions)
         ranked = sorted(hits, key=lambda r: -weights.get("r:" + r.name, 0.0))
         names = tuple(r.name for r in ranked)
         forced = next((r for r in hits if r.force_score is not None), None)

@@ -249,8 +249,9 @@ def _shape_tokens(view, out: set[str]) -> None:
     out.add(f"n:lines{_bucket(text.count(chr(10)) + 1)}")
 
 
-def tokens(view) -> set[str]:
-    """The token set of a message view (module rules 1-3)."""
+def tokens(view, text_parts: list | None = None) -> set[str]:
+    """The token set of a message view (module rules 1-3); each part whose text it read is
+    added to `text_parts` when given (the windows are those parts', windows.py)."""
     out: set[str] = set()
     subject = as_read(view.subject or "")       # as a part's text is (decompose/text.py)
     _words(subject, "s:", out)
@@ -291,6 +292,8 @@ def tokens(view) -> set[str]:
             for url in urls(part.text):
                 _url_tokens(url, out, hosts)
         _words(part.text, "", out)
+        if text_parts is not None:
+            text_parts.append(part)
         if len(out) > MAX_TOKENS:
             break
     _consistency_tokens(view, hosts, out)
@@ -301,13 +304,12 @@ def tokens(view) -> set[str]:
     return out
 
 
-def window_tokens(view, words: int):
-    """The text tokens of each window of `words` words (white space split) of each text
-    part `tokens` reads, window by window: its words, upper-case words and URLs, made as
-    `tokens` makes them (windows.py rule 2)."""
-    for part in view.parts:
-        if part.is_attachment or part.origin != "mime" or part.text is None:
-            continue
+def window_tokens(text_parts, words: int):
+    """The text tokens of each window of `words` words (white space split) of each of
+    `text_parts` — the parts `tokens` read the text of, so no more than it reads —, window
+    by window: its words, upper-case words and URLs, made as `tokens` makes them
+    (windows.py rule 2)."""
+    for part in text_parts:
         split = part.text[:MAX_TEXT_CHARS].split()
         for start in range(0, len(split), words):
             chunk = " ".join(split[start:start + words])

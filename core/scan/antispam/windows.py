@@ -22,10 +22,13 @@ Rules
        text (no prefix), `skip:`, `email:`, `C:` upper-case words, `u:`/`up:` URLs
        (`is_text_feature`). Everything else — headers, Subject, structure, rule hits,
        buckets — is read whole, as before.
-    2. A window's features are the tokenizer's own (tokenizer.window_tokens) and only those
-       the message's feature set holds, so a window never counts a feature the sum does not.
-       A text feature no window makes (an HTML link's URL, which is in the markup, not the
-       text) counts once, at its full weight, outside the windows.
+    2. A window's features are the tokenizer's own (tokenizer.window_tokens, over the parts
+       `tokens` read) and only those the message's feature set holds, so a window never
+       counts a feature the sum does not. A text feature no window makes (an HTML link's
+       URL, which is in the markup, not the text) counts once, at its full weight, outside
+       the windows. Only windows holding a weighed feature compete for the best: one of
+       words the model does not know is no window of 0, which would lift a message whose
+       every window weighs towards ham to the windows' neutral point.
     3. Only when it can matter: with the text's negative evidence no larger than `delta`,
        or the sum already at score 100, the windows cannot change the score and are not
        read (`windowed_raw`); the score is the same either way.

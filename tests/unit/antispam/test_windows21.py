@@ -8,13 +8,15 @@ is known."""
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 
 import pytest
 
 from core.scan.antispam import definitions as defs
 from core.scan.antispam.engine import HeuristicEngine
-from core.scan.antispam.tokenizer import window_tokens
+from core.scan.antispam.tokenizer import MAX_TOKENS, tokens, window_tokens
 from core.scan.antispam.training import view_of
 from core.scan.antispam.windows import Windows, is_text_feature, windowed_raw
 
@@ -29,15 +31,24 @@ def test_text_features_are_those_the_text_makes():
 
 
 def test_a_padding_block_cannot_pull_the_spams_own_window_down():
-    weights = {"cash": 2.0, "now": 1.0, "kernel": -0.2, "patch": -0.2, "h:x": 0.5}
+    weights = {"cash": 2.0, "now": 1.0, "kernel": -1.5, "patch": -1.5, "h:x": 0.5}
     found = {"cash", "now", "kernel", "patch", "h:x"}
     spam_window, padding = {"cash", "now"}, {"kernel", "patch"}
-    plain = -1.0 + 0.5 + 3.0 - 0.4
+    plain = -1.0 + 0.5 + 3.0 - 3.0
+    # the padding's window is outvoted by the spam's: the spam's own words, delta below
     assert windowed_raw(found, [spam_window, padding], weights, -1.0, WINDOWS) == \
-        pytest.approx(max(plain, -1.0 + 0.5 + 3.0 - 0.5))
+        pytest.approx(-1.0 + 0.5 + 3.0 - 0.5)
     # the same words in one window: the sum, as before
     assert windowed_raw(found, [found - {"h:x"}], weights, -1.0, WINDOWS) == \
         pytest.approx(plain)
+
+
+def test_a_window_of_words_the_model_does_not_know_is_no_window_of_0():
+    # windows.py rule 2: else a ham whose every window weighs towards ham would be lifted
+    weights = {"meeting": -2.0, "agenda": -2.0}
+    found = {"meeting", "agenda", "zxqv"}
+    z = windowed_raw(found, [{"meeting"}, {"agenda"}, {"zxqv"}], weights, 0.0, WINDOWS)
+    assert z == pytest.approx(max(-4.0, -2.0 - 0.5))
 
 
 def test_a_hams_best_window_keeps_its_own_words_evidence():
@@ -78,13 +89,36 @@ def test_a_text_feature_no_window_makes_counts_once_at_its_full_weight():
     assert z == pytest.approx(max(-2.0, -3.0 + 2.0 - 0.5))
 
 
+def _windows(message: bytes, words: int) -> list[set[str]]:
+    text_parts: list = []
+    tokens(view_of(message).as_learned(), text_parts)
+    return list(window_tokens(text_parts, words))
+
+
 def test_windows_follow_the_tokenizer_part_by_part():
-    message = (b"From: a@example.com\r\nSubject: s\r\nContent-Type: text/plain\r\n\r\n" +
-               b" ".join(b"word%d" % i for i in range(25)) + b" FREE http://example.com/x\r\n")
-    windows = list(window_tokens(view_of(message).as_learned(), 10))
-    assert len(windows) == 3
+    def part(first: int, last: str) -> bytes:
+        return (b"--b\r\nContent-Type: text/plain\r\n\r\n" +
+                b" ".join(b"word%d" % i for i in range(first, first + 25)) + last + b"\r\n")
+    message = (b"From: a@example.com\r\nSubject: s\r\nContent-Type: multipart/mixed; "
+               b"boundary=b\r\n\r\n" + part(0, b" FREE http://example.com/x") +
+               part(100, b"") + b"--b--\r\n")
+    windows = _windows(message, 10)
+    assert len(windows) == 6                     # 3 per part: a window never spans parts
     assert "word0" in windows[0] and "word10" in windows[1]
     assert {"C:FREE", "u:example.com", "word20"} <= windows[2]
+    assert "word100" in windows[3] and "word124" in windows[5]
+
+
+def test_windows_read_no_more_than_the_tokenizer_does():
+    # review21c R1: past MAX_TOKENS the tokenizer stops reading parts; the windows must
+    # too, or a message of many large parts costs ten times what its tokens do
+    many = b" ".join(b"w%d" % i for i in range(MAX_TOKENS + 100))
+    message = (b"From: a@example.com\r\nSubject: s\r\nContent-Type: multipart/mixed; "
+               b"boundary=b\r\n\r\n" +
+               b"".join(b"--b\r\nContent-Type: text/plain\r\n\r\n" + many + b"\r\n"
+                        for _ in range(3)) + b"--b--\r\n")
+    windows = _windows(message, 200)
+    assert len(windows) == -(-(MAX_TOKENS + 100) // 200)     # the first part's alone
 
 
 def test_definitions_carry_their_windows(tmp_path):
@@ -100,6 +134,22 @@ def test_definitions_carry_their_windows(tmp_path):
                windows=Windows(2, 0.5))
     with pytest.raises(defs.DefinitionsError, match="model.json.gz.*at least 10 words"):
         defs.load(tmp_path / "bad")
+
+
+def test_a_way_of_scoring_this_engine_does_not_know_is_refused(tmp_path):
+    # review21c D3: read as the plain sum, a later set's calibration would not hold
+    defs.write(tmp_path / "later", version="2030-01-02", revision=9, rules_json=json.loads(
+        (defs.PACKAGED_DIR / defs.RULES_FILE).read_text()), bias=0.0, weights={"x": 1.0},
+        z90=1.3, info={}, windows=Windows(200, 0.5))
+    model_path = tmp_path / "later" / defs.MODEL_FILE
+    model = json.loads(gzip.decompress(model_path.read_bytes()))
+    model["scoring"]["chunks"] = {"sentences": 3}
+    model_path.write_bytes(gzip.compress(json.dumps(model).encode()))
+    manifest = json.loads((tmp_path / "later" / defs.MANIFEST_FILE).read_text())
+    manifest["files"][defs.MODEL_FILE] = hashlib.sha256(model_path.read_bytes()).hexdigest()
+    (tmp_path / "later" / defs.MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(defs.DefinitionsError, match="scoring chunks is unknown"):
+        defs.load(tmp_path / "later")
 
 
 def test_a_set_without_windows_scores_the_plain_sum(tmp_path):
