@@ -78,16 +78,23 @@ Rules
        workers ended after 10 minutes, each leaving a start to the next job's limit
        (review20g R2, R3). A worker that cannot start (a job module that does not import)
        is left to the job, which meets it as a crash (rule 1).
-    9. A worker whose private data grew RETIRE_GROWTH_OCTETS past what it held after its
-       start (the allocator keeps a large message's peak: +39 MB after a 20 MB text
-       attachment, review21a D1) says so with its batch's results (`run_batch`); its slot
-       then closes its context, so the worker ends, and opens a new one with a new worker
-       started (rule 8): with workers kept however long no mail comes, their peaks would
-       otherwise stay for the core's whole life, out of rule 6's shares.
+    9. Memory a batch leaves behind is given back: the allocator keeps a large message's
+       peak as free memory of the process (+39 MB after a 20 MB text attachment, review21a
+       D1), and with workers kept however long no mail comes it would stay for the core's
+       whole life, out of rule 6's shares. A worker whose private data is TRIM_AT_OCTETS
+       past what it held after its first batch (its definitions, lists and caches loaded)
+       hands the free memory back to the system (glibc's malloc_trim, a few milliseconds;
+       `_settle`). One still RETIRE_GROWTH_OCTETS past it says so with its batch's results
+       (`run_batch`), and its slot closes its context, so the worker ends, and opens a new
+       one with a new worker started (rule 8). Measured from the first batch, not from the
+       start: the first message's loads (+42 MB with the default settings, more with long
+       lists) retired workers on ordinary mail (review21d R1), and a first batch can never
+       retire its worker, so no slot retires in a loop.
 """
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import math
 import os
@@ -115,6 +122,7 @@ WORKER_START_SECONDS = 120.0
 # A slot's idle worker told to end at the core's stop exits at once; past this it is killed.
 WORKER_STOP_SECONDS = 5.0
 # rule 9
+TRIM_AT_OCTETS = 16 << 20
 RETIRE_GROWTH_OCTETS = 64 << 20
 MAX_BATCH = 8
 # not a setting: the core adds its batcher's `slots` to the worker's settings copy
@@ -204,25 +212,35 @@ async def run_in_worker(fn, *args, timeout_seconds: float = PROCESS_TIMEOUT_SECO
         raise WorkerCrashed(f"worker process died: {exc}") from None
 
 
-_started_with: list[int] = []       # in a worker: its private data once started (rule 9)
-
-
 def _worker_started(fn) -> None:
-    """In a new worker: nothing but be started, `fn`'s module imported (rule 8); what it
-    holds then is what rule 9 measures growth from."""
+    """In a new worker: nothing but be started, `fn`'s module imported (rule 8)."""
     del fn
-    _started_with[:] = [data_octets() or 0]
 
 
-def _grown() -> bool:
-    """Rule 9, in the worker after a batch (a worker the start left to its first job
-    measures from the end of that job)."""
+_settled: list[int] = []            # in a worker: its private data after its first batch
+
+
+def _settle() -> bool:
+    """Rule 9, in the worker after each batch: True when it should be retired."""
     now = data_octets()
     if now is None:
         return False
-    if not _started_with:
-        _started_with.append(now)
-    return now - _started_with[0] > RETIRE_GROWTH_OCTETS
+    if not _settled:
+        _settled.append(now)
+        return False
+    if now - _settled[0] <= TRIM_AT_OCTETS:
+        return False
+    _trim()
+    now = data_octets() or now
+    return now - _settled[0] > RETIRE_GROWTH_OCTETS
+
+
+def _trim() -> None:
+    """The allocator's free memory back to the system, where glibc is the allocator."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class _SlotWorker:
@@ -272,7 +290,7 @@ def run_batch(fn, items: list[tuple], shared: tuple) -> tuple[list[tuple[bool, o
             results.append((True, fn(*item, *shared)))
         except Exception as exc:          # rule 4: this item's own failure
             results.append((False, exc))
-    return results, _grown()
+    return results, _settle()
 
 
 class _Job:
@@ -311,6 +329,7 @@ class WorkerBatcher:
         self.slots = slots or os.cpu_count() or 1
         self.running = False
         self.batches = 0            # round trips made (tests and benchmarks read it)
+        self.retired = 0            # workers retired for their memory (rule 9; tests read it)
         self.large_slots = max(1, self.slots - 1)   # rule 7, while small mail waits
         self.large_running = 0
         self._small: deque[_Job] = deque()  # rule 7: one queue per lane, each in arrival
@@ -396,6 +415,7 @@ class WorkerBatcher:
             batch = self._next_batch()
             if batch:
                 if await self._run(batch, worker) and worker is not None:
+                    self.retired += 1
                     return
                 continue
             # both queues are empty (rule 7: a waiting job always fits a free slot), so

@@ -95,8 +95,9 @@ def _alive(pid: int) -> bool:
 
 
 async def test_a_worker_that_kept_a_large_peak_is_replaced(nursery):
-    # review21a D1: a worker keeps what it once held, for the core's whole life; one grown
-    # RETIRE_GROWTH_OCTETS past its start ends, and its slot starts another outside the limit
+    # review21a D1: a worker keeps what it once held, for the core's whole life; one still
+    # RETIRE_GROWTH_OCTETS past its first batch once its free memory is given back (a live
+    # hoard is not free) ends, and its slot starts another outside the limit
     assert HOARD_OCTETS > RETIRE_GROWTH_OCTETS
     batcher = WorkerBatcher(job, timeout_seconds=LIMIT, slots=1)
     await nursery.start(batcher.run)
@@ -105,6 +106,7 @@ async def test_a_worker_that_kept_a_large_peak_is_replaced(nursery):
         assert _pid(await batcher.call(("again",), ())) == small    # kept while it is small
         assert _pid(await batcher.call(("hoard",), ())) == small
         assert _pid(await batcher.call(("after",), ())) != small
+    assert batcher.retired == 1
 
 
 async def _both(batcher, *items) -> list[str]:
