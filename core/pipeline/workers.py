@@ -257,7 +257,7 @@ class _SlotWorker:
                                            limiter=self.limiter)
 
 
-    def alive(self) -> bool:
+    def has_worker(self) -> bool:
         """Whether the slot has a live idle worker (dead ones are dropped on asking)."""
         return self.context.statistics().idle_workers > 0
 
@@ -408,7 +408,7 @@ class WorkerBatcher:
     async def _serve(self, worker: _SlotWorker | None) -> None:
         """Run jobs until the worker is to be retired (rule 9)."""
         while True:
-            if worker is not None and not worker.alive():
+            if worker is not None and not worker.has_worker():
                 # rule 8, before the job is taken: not inside _run, where a large job's
                 # slot would count as running one (rule 7) through the start
                 await self._start_worker(worker)
