@@ -425,11 +425,15 @@ def open_db_at_start(home: DataHome,
         return conn, None
     free = disk_space(home.root).free_octets
     try:
+        reserve = os.stat(space_reserve(home))
         os.unlink(space_reserve(home))
     except FileNotFoundError:
         raise DiskFull(_full_message(home, free, "no space reserve left to release")) from None
+    # what it held, not what it is made with: a stop on a full disk leaves half of it
+    # (room_for_events_at_close), and a sparse tail a stale truncate left held nothing
+    size = min(reserve.st_size, reserve.st_blocks * 512)
     released = (f"the data home's file system was full ({free} octets free): the space reserve "
-                f"{space_reserve(home)} ({SPACE_RESERVE_OCTETS} octets) was deleted so that "
+                f"{space_reserve(home)} ({size} octets) was deleted so that "
                 f"Mailmoat could start; it is made again at a start with room")
     try:
         return opener(home), released

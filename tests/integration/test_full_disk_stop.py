@@ -98,6 +98,14 @@ def test_the_writer_leaves_half_the_reserve_and_says_in_one_line_what_it_lost(fu
     assert EventWriter.CLOSE_CHUNK < writer["written"]
 
 
+def test_the_start_that_releases_the_half_left_says_its_size(full_stop):
+    """review21d R4: it said the 1048576 octets of a whole reserve."""
+    from shared.home import SPACE_RESERVE_OCTETS
+    released = full_stop["writer"]["released"]
+    assert released is not None and "space reserve" in released, released
+    assert f"({SPACE_RESERVE_OCTETS // 2} octets) was deleted" in released, released
+
+
 def test_what_other_writers_take_meanwhile_is_only_what_the_closing_one_released(full_stop):
     """review21a R1: a listener process's writer, closing first at a core's stop, deleted
     the whole reserve at once, and the core's own writer, retrying still, filled the disk
@@ -188,8 +196,9 @@ def _core_scenario(mount_point: Path, facts: dict) -> None:
 def _writer_scenario(mount_point: Path, facts: dict) -> None:
     """The core's event writer alone on a disk of its own, full at its close with more
     pending than half the space reserve holds."""
+    from shared import db
     from shared.events import EventWriter
-    from shared.home import open_db, room_for_events_at_close, space_reserve
+    from shared.home import open_db, open_db_at_start, room_for_events_at_close, space_reserve
     from tests.integration.test_full_disk_start import _fill
     from tests.support.core import make_home
 
@@ -221,6 +230,13 @@ def _writer_scenario(mount_point: Path, facts: dict) -> None:
             "SELECT info FROM events WHERE action = ? ORDER BY id", (str(Action.DEFERRED),))]
     finally:
         conn.close()
+    # A start that must release the half left (review21d R4): the database's WAL files
+    # gone, as after a stop with room, then the disk full to its last block.
+    (mount_point / "filler").unlink()
+    db.connect(home.db).close()
+    _fill(mount_point / "filler")
+    conn, facts["released"] = open_db_at_start(home)
+    conn.close()
 
 
 def _reserve(home) -> list[int]:
