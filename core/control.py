@@ -47,14 +47,16 @@ POLL_SECONDS = 0.5
 
 
 class SettingsWatcher:
-    def __init__(self, db_path):
+    def __init__(self, db_path, said_as: str = "core"):
+        """`said_as`: how its busy notices name the process (an SMTP listener process's
+        own, core/smtp/listener_main.py said_as), as the event writer's do."""
         self.db_path = db_path
         self._conn = db.connect(db_path)
         self._version = self._data_version()
         self.current: Mapping[str, Any] = MappingProxyType(load(self._conn))
         self._listeners: list[Callable[[Mapping, Mapping], None]] = []
         self._reading = trio.Lock()      # one reload at a time on the one connection
-        self.busy = BusyNotice("reloading the settings")
+        self.busy = BusyNotice("reloading the settings", said_as)
 
     def __call__(self) -> Mapping[str, Any]:
         return self.current

@@ -75,7 +75,7 @@ async def listen(home: DataHome, fd: int, share: int, index: int,
     # what it says on stderr names this process, not "core" alone (review21a C1)
     events = EventWriter(home.db, "core", room_at_close=room_for_events_at_close(home),
                          said_as=said_as(index))
-    settings = SettingsWatcher(home.db)
+    settings = SettingsWatcher(home.db, said_as=said_as(index))
     counters = Counters()
     spool = Spool(home.spool)
     send_line, receive_line = trio.open_memory_channel(REPORT_BUFFER)

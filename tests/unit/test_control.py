@@ -108,3 +108,23 @@ async def test_a_stop_while_the_settings_wait_puts_the_command_back(tmp_path):
         assert _command_state(home, command_id) == "running"
         nursery.cancel_scope.cancel()
     assert _command_state(home, command_id) == "pending"
+
+
+async def test_a_listener_watcher_names_its_process_in_its_busy_notices(tmp_path, capsys):
+    """review21d C3: each SMTP listener process's watcher said "mailmoat core: mailmoat.db
+    stayed locked …", once per process, as if the core's own were said N times."""
+    from core.smtp.listener_main import said_as
+    home = _home(tmp_path)
+    watcher = _LockedWatcher(home.db, said_as=said_as(1))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(watcher.run)
+        await _until(lambda: watcher.busy.tries >= 1)
+        watcher.locked = False
+        await _until(lambda: not watcher.busy.waiting)
+        nursery.cancel_scope.cancel()
+    assert capsys.readouterr().err.splitlines() == [
+        "mailmoat core (SMTP listener 1): mailmoat.db stayed locked by another connection "
+        "past the busy timeout (database is locked): reloading the settings waits and is "
+        "tried again",
+        "mailmoat core (SMTP listener 1): mailmoat.db is free again: reloading the settings "
+        "goes on"]
