@@ -28,6 +28,14 @@ Rules
        a full disk has no block for kills the process (SIGBUS), where the allocation raises
        OSError (ENOSPC), which the listener survives (core/smtp/listener_main.py
        `client_sessions`; review21a R4).
+    6. A listener process that cannot make the file (that full disk) counts in
+       `AloneClientSessions`: its own sessions alone, as rule 2, and a client has there only
+       the process's part of its limit (core/smtp/server.py rules; with the whole limit in
+       each process one host could take every session: review21d R3). At the first session
+       opened RETRY_SECONDS or more after its last try, it tries to make the file again;
+       once it has it, it counts together again, the sessions it counted alone still
+       counted in it until they end. The try runs in the trio thread: what can wait there is
+       the file's lock, which other processes hold only while they make theirs.
 """
 
 from __future__ import annotations
@@ -39,10 +47,15 @@ import ipaddress
 import mmap
 import os
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["LocalClientSessions", "SharedClientSessions", "SLOTS"]
+import trio
+
+__all__ = ["AloneClientSessions", "LocalClientSessions", "SharedClientSessions", "SLOTS",
+           "RETRY_SECONDS"]
 
 SLOTS = 1 << 16
+RETRY_SECONDS = 60                   # rule 6
 _MAGIC = b"MMCS1\n\0\0"
 _KEY_OCTETS = 16
 _HEADER_OCTETS = 64                  # magic, key, room to grow
@@ -51,6 +64,8 @@ _COUNTER_OCTETS = 4                  # signed 32 bits: aligned, so read and writ
 
 class LocalClientSessions:
     """The sessions of each client in this process (rule 2)."""
+
+    is_together = False     # its count is this process's alone
 
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
@@ -76,6 +91,8 @@ class LocalClientSessions:
 class SharedClientSessions:
     """The sessions of each client in all `processes` listener processes; this one is
     number `index` (rule 3). Raises OSError when the file cannot be made or mapped."""
+
+    is_together = True
 
     def __init__(self, path: Path, processes: int, index: int) -> None:
         if not 0 <= index < processes:
@@ -126,6 +143,53 @@ class SharedClientSessions:
     def _sum(self, slot: int) -> int:
         counts = self._counts
         return sum(max(0, counts[region * SLOTS + slot]) for region in range(self._processes))
+
+
+class AloneClientSessions:
+    """The sessions of each client in this process alone while `make_shared()` (a
+    SharedClientSessions, or OSError) fails, then in every process (rule 6);
+    `on_together()` when that happens. Made and used in the trio thread."""
+
+    def __init__(self, make_shared: Callable[[], SharedClientSessions],
+                 on_together: Callable[[], None] = lambda: None) -> None:
+        self._make_shared = make_shared
+        self._on_together = on_together
+        self._alone = LocalClientSessions()
+        self._together: SharedClientSessions | None = None
+        self._tried = trio.current_time()
+
+    @property
+    def is_together(self) -> bool:
+        return self._together is not None
+
+    def opened(self, client_ip: str) -> int:
+        """Count a new session of `client_ip`; returns its sessions that this process knows
+        of, this one included."""
+        if self._together is None and trio.current_time() - self._tried >= RETRY_SECONDS:
+            self._try_together()
+        if self._together is None:
+            return self._alone.opened(client_ip)
+        return self._together.opened(client_ip) + self._alone.of(client_ip)
+
+    def closed(self, client_ip: str) -> None:
+        """One session of `client_ip` (counted by `opened`) has ended: one counted alone
+        first, while there are (which one ended does not matter, only how many are open)."""
+        if self._alone.of(client_ip):
+            self._alone.closed(client_ip)
+        else:
+            self._together.closed(client_ip)
+
+    def of(self, client_ip: str) -> int:
+        together = self._together.of(client_ip) if self._together is not None else 0
+        return together + self._alone.of(client_ip)
+
+    def _try_together(self) -> None:
+        self._tried = trio.current_time()
+        try:
+            self._together = self._make_shared()
+        except OSError:
+            return          # said once, when it began to count alone
+        self._on_together()
 
 
 def _allocate(fd: int, start: int, length: int) -> None:

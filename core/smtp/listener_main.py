@@ -17,7 +17,7 @@ import trio
 
 from core.control import SettingsWatcher
 from core.scan.antispam.autowhitelist import AutoWhitelistMirror
-from core.smtp.client_sessions import LocalClientSessions, SharedClientSessions
+from core.smtp.client_sessions import AloneClientSessions, SharedClientSessions
 from core.smtp.group_commit import GroupCommitter
 from core.smtp.listen_sockets import ListenFailed
 from core.smtp.listeners import COUNTER_REPORT_SECONDS, LISTENER_NICE, SESSIONS_FILES
@@ -45,21 +45,31 @@ def said_as(index: int) -> str:
 
 
 def client_sessions(home: DataHome, sessions_file: str, share: int,
-                    index: int) -> SharedClientSessions | LocalClientSessions:
+                    index: int) -> SharedClientSessions | AloneClientSessions:
     """Each client's sessions counted with the other listener processes, in
     run/`sessions_file`; when that file cannot be made (the disk is full: review21a R4,
     where the process died of SIGBUS and the core's start with it), counted in this process
-    alone, said on standard error. A listener serves without it: the per-client limit
-    then holds in each process, so a client may get up to its share in each."""
+    alone, a client having its part of the per-client limit here, and the file tried again
+    every minute (client_sessions.py rule 6), both said on standard error. Called in the
+    trio thread."""
     path = home.run / sessions_file
-    try:
+
+    def shared() -> SharedClientSessions:
         return SharedClientSessions(path, share, index)
+
+    def together_again() -> None:
+        print(f"mailmoat {said_as(index)}: counts each client's SMTP sessions with the other "
+              f"listener processes again ({path})", file=sys.stderr, flush=True)
+
+    try:
+        return shared()
     except OSError as exc:
         print(f"mailmoat {said_as(index)}: cannot count each client's SMTP sessions with "
               f"the other listener processes ({path}: {exc.strerror or exc}): this process "
-              f"counts the sessions it serves alone until it restarts", file=sys.stderr,
+              f"counts the sessions it serves alone, a client having its part of the "
+              f"per-client limit here, and tries again every minute", file=sys.stderr,
               flush=True)
-        return LocalClientSessions()
+        return AloneClientSessions(shared, together_again)
 
 
 async def listen(home: DataHome, fd: int, share: int, index: int,

@@ -19,7 +19,8 @@ Rules:
   per-client limit below with not one session served.
 - One client (one IP address) has at most half of smtp.max_incoming sessions (`client_limit`,
   served and waiting together, counted in every listener process: core/smtp/
-  client_sessions.py); its next connection is answered at once `421 4.7.0 Too many
+  client_sessions.py; a listener process that counts alone, for a full disk, gives a client
+  only its part of that, shared out as the sessions are, `part_of`); its next connection is answered at once `421 4.7.0 Too many
   connections from your host` and closed, with a `rejected` event of rule smtp.max_incoming
   and a `connection_from` whose result is CONNECTION_FAILED, as delivery.reject_incoming's
   421 is recorded. Without it one host holding every slot with idle connections made every
@@ -69,7 +70,8 @@ import trio
 
 from core.delivery.routing import host_port
 from core.smtp import replies as R
-from core.smtp.client_sessions import LocalClientSessions, SharedClientSessions
+from core.smtp.client_sessions import (AloneClientSessions, LocalClientSessions,
+                                       SharedClientSessions)
 from core.smtp.conversation import WriteFailures
 from core.smtp.group_commit import GroupCommitter
 from core.smtp.listen_sockets import (NO_SUCH_ADDRESS, Bound, ListenFailed, accept_connections,
@@ -83,7 +85,7 @@ from shared.disk import DiskSpace
 from shared.events import Action
 from shared.spool import Envelope
 
-__all__ = ["SmtpServer", "client_limit", "HOST_ITSELF", "DISK_CHECK_SECONDS",
+__all__ = ["SmtpServer", "client_limit", "part_of", "HOST_ITSELF", "DISK_CHECK_SECONDS",
            "MISSING_RETRY_SECONDS"]
 
 DISK_CHECK_SECONDS = 1.0
@@ -107,6 +109,13 @@ def client_limit(max_incoming: int) -> int:
     return (max_incoming + 1) // 2
 
 
+def part_of(total: int, processes: int, index: int) -> int:
+    """Process `index`'s part of `total` shared out over `processes` listener processes: the
+    parts add up to it (15 over 2 processes: 8 and 7), at least 1 each."""
+    base, extra = divmod(total, processes)
+    return max(1, base + (index < extra))
+
+
 class SmtpServer:
     def __init__(self, *, settings: Callable[[], Mapping], spool, committer: GroupCommitter,
                  events, counters, clock,
@@ -115,7 +124,8 @@ class SmtpServer:
                  resolver=None, hostname: Callable[[], str], reuse_port: bool = False,
                  share: int = 1, share_index: int = 0,
                  auto_whitelisted: Callable[[str, Mapping], bool] | None = None,
-                 client_sessions: LocalClientSessions | SharedClientSessions | None = None,
+                 client_sessions: LocalClientSessions | SharedClientSessions
+                 | AloneClientSessions | None = None,
                  on_space_refused: Callable[[], None] = lambda: None):
         """`on_space_refused()`: mail was refused for the spool's space
         (`refused_for_space`)."""
@@ -177,10 +187,8 @@ class SmtpServer:
 
     # --- listeners ---------------------------------------------------------------------
     def _sessions_allowed(self, settings: Mapping) -> int:
-        """This process's part of smtp.max_incoming: the parts add up to the setting (15 over
-        2 processes: 8 and 7), at least 1 each."""
-        base, extra = divmod(settings["smtp.max_incoming"], self.share)
-        return max(1, base + (self.share_index < extra))
+        """This process's part of smtp.max_incoming (`part_of`)."""
+        return part_of(settings["smtp.max_incoming"], self.share, self.share_index)
 
     def _rbl_zone_suspended(self, zone: str, failures: int) -> None:
         self.events.record(
@@ -325,10 +333,12 @@ class SmtpServer:
         sessions = self.client_sessions.opened(client_ip)
         try:
             settings = self.settings()
-            limit = client_limit(settings["smtp.max_incoming"])
+            whole = client_limit(settings["smtp.max_incoming"])
+            limit = whole if self.client_sessions.is_together \
+                else part_of(whole, self.share, self.share_index)
             if sessions > limit and not _from_host_itself(client_ip) \
                     and not listed_relay_client(client_ip, None, settings):
-                await self._refuse_client(stream, client_ip, sessions, limit)
+                await self._refuse_client(stream, client_ip, sessions, limit, whole)
             else:
                 await self._serve_client(stream, client_ip)
         finally:
@@ -374,12 +384,15 @@ class SmtpServer:
         return acquired
 
     async def _refuse_client(self, stream: TcpStream, client_ip: str, sessions: int,
-                             limit: int) -> None:
+                             limit: int, whole: int) -> None:
         """421 at once, without a session slot (module rules)."""
+        share = "half of smtp.max_incoming" if limit == whole else (
+            f"this listener process's part of half of smtp.max_incoming ({whole}), while it "
+            f"counts its clients' sessions alone")
         refusal = Refusal(R.R421_TOO_MANY_CONNECTIONS, "smtp.max_incoming",
                           f"{sessions} connections at once from this client; a client may "
-                          f"have {limit}: half of smtp.max_incoming (clients of "
-                          f"relay.allowed have no such limit)")
+                          f"have {limit}: {share} (clients of relay.allowed have no such "
+                          f"limit)")
         try:
             await Session(self, stream, client_ip).run(refusal)
         except Exception as exc:

@@ -52,7 +52,8 @@ class _Listener:
         return self.server.bound[0][1]
 
 
-async def _listen(nursery, tmp_path, **changes) -> _Listener:
+async def _listen(nursery, tmp_path, server_args: dict | None = None,
+                  **changes) -> _Listener:
     settings = {**defaults(), "smtp.port": 0, "smtp.listen": ["127.0.0.1"],
                 "relay.mode": "allow",
                 **{key.replace("__", "."): value for key, value in changes.items()}}
@@ -67,7 +68,8 @@ async def _listen(nursery, tmp_path, **changes) -> _Listener:
     server = SmtpServer(settings=lambda: settings, spool=spool, committer=committer,
                         events=events, counters=Counters(), clock=SYSTEM_CLOCK,
                         on_accepted=accepted, ssl_context=lambda: None,
-                        diagnostics_dir=tmp_path, hostname=lambda: "gw.test")
+                        diagnostics_dir=tmp_path, hostname=lambda: "gw.test",
+                        **(server_args or {}))
     listener = _Listener(server, events, spool)
     await nursery.start(committer.run)
     await nursery.start(server.serve)
@@ -267,6 +269,35 @@ async def test_clients_of_relay_allowed_may_use_every_session(tmp_path, nursery,
     held = [await _Client.connect(listener.port) for _ in range(3)]
     assert listener.server.client_sessions.of("127.0.0.1") == len(held)
     assert listener.events.of(Action.REJECTED) == []
+
+
+async def test_a_listener_process_counting_alone_gives_a_client_its_part(
+        tmp_path, nursery, loopback_is_another_host, capsys):
+    """review21d R3: listener process 1 of 2 that could not make run/smtp-client-sessions (a
+    full disk; here its run/ is missing) counted alone with the whole per-client limit, so
+    with process 0's count blind to it too, one host could take every session. Now a client
+    has this process's part of the limit here: 8 sessions, 4 a client, 2 in each process."""
+    from core.smtp.listener_main import client_sessions
+    from shared.paths import DataHome
+    sessions = client_sessions(DataHome(tmp_path / "home"), "smtp-client-sessions", 2, 1)
+    [said] = capsys.readouterr().err.splitlines()
+    assert said.startswith("mailmoat core (SMTP listener 1): cannot count each client's SMTP "
+                           "sessions with the other listener processes ("), said
+    assert said.endswith("this process counts the sessions it serves alone, a client having "
+                         "its part of the per-client limit here, and tries again every "
+                         "minute"), said
+    listener = await _listen(nursery, tmp_path, smtp__max_incoming=8, server_args={
+        "share": 2, "share_index": 1, "client_sessions": sessions})
+    held = [await _Client.connect(listener.port) for _ in range(2)]
+    refused = await _Client.open(listener.port)
+    assert await refused.reply() == R.R421_TOO_MANY_CONNECTIONS.to_bytes()
+    [rejected] = listener.events.of(Action.REJECTED)
+    assert rejected["info"] == (
+        "3 connections at once from this client; a client may have 2: this listener "
+        "process's part of half of smtp.max_incoming (4), while it counts its clients' "
+        "sessions alone (clients of relay.allowed have no such limit)")
+    other = await _Client.connect(listener.port, source="127.0.0.2")     # 3 of its 4 slots
+    assert len(held) == 2 and (await other.command(b"NOOP")) == R.R250_OK.to_bytes()
 
 
 async def _until_sessions(listener: _Listener, client_ip: str, count: int) -> None:
