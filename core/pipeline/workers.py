@@ -81,10 +81,10 @@ Rules
     9. Memory a batch leaves behind is given back: the allocator keeps a large message's
        peak as free memory of the process (+39 MB after a 20 MB text attachment, review21a
        D1), and with workers kept however long no mail comes it would stay for the core's
-       whole life, out of rule 6's shares. A worker whose private data is TRIM_AT_OCTETS
-       past what it held after its first batch (its definitions, lists and caches loaded)
-       hands the free memory back to the system (glibc's malloc_trim, a few milliseconds;
-       `_settle`). One still RETIRE_GROWTH_OCTETS past it says so with its batch's results
+       whole life, out of rule 6's shares. A worker whose own RAM (RssAnon) is
+       TRIM_AT_OCTETS past what it held after its first batch (its definitions, lists and
+       caches loaded; trimmed first) hands the free memory back to the system (glibc's
+       malloc_trim, a few milliseconds; `_settle`). One still RETIRE_GROWTH_OCTETS past it says so with its batch's results
        (`run_batch`), and its slot closes its context, so the worker ends, and opens a new
        one with a new worker started (rule 8). Measured from the first batch, not from the
        start: the first message's loads (+42 MB with the default settings, more with long
@@ -151,10 +151,14 @@ def _ignore_stop_signals() -> None:
 def data_octets() -> int | None:
     """This process's private data as RLIMIT_DATA counts it (Linux VmData), or None where
     /proc cannot say."""
+    return _status_octets(b"VmData:")
+
+
+def _status_octets(field: bytes) -> int | None:
     try:
         with open("/proc/self/status", "rb") as handle:
             for line in handle:
-                if line.startswith(b"VmData:"):
+                if line.startswith(field):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -217,21 +221,27 @@ def _worker_started(fn) -> None:
     del fn
 
 
-_settled: list[int] = []            # in a worker: its private data after its first batch
+_settled: list[int] = []            # in a worker: its memory after its first batch (rule 9)
 
 
 def _settle() -> bool:
-    """Rule 9, in the worker after each batch: True when it should be retired."""
-    now = data_octets()
+    """Rule 9, in the worker after each batch: True when it should be retired. Memory here
+    is what the worker holds in RAM of its own (Linux RssAnon): what a trim gives back
+    shows there, where VmData (rule 6's measure) keeps the address space a fragmented heap
+    still spans (review21e R2)."""
+    now = _status_octets(b"RssAnon:")
     if now is None:
         return False
     if not _settled:
-        _settled.append(now)
+        # trimmed first: a large first batch (a message run again alone in a new worker
+        # after a crash) would otherwise set the mark at its peak (review21e R1)
+        _trim()
+        _settled.append(_status_octets(b"RssAnon:") or now)
         return False
     if now - _settled[0] <= TRIM_AT_OCTETS:
         return False
     _trim()
-    now = data_octets() or now
+    now = _status_octets(b"RssAnon:") or now
     return now - _settled[0] > RETIRE_GROWTH_OCTETS
 
 

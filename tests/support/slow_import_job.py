@@ -13,17 +13,39 @@ time.sleep(IMPORT_SECONDS)
 
 BUSY_SECONDS = 0.5
 HOARD_OCTETS = 96 << 20
-_hoard: list[bytearray] = []
+LITTER_OCTETS = 80 << 20
+_hoard: list[bytes] = []
+_keep: list[bytes] = []
 
 
 def job(item: str) -> str:
-    """Its item back (or a hang, or after BUSY_SECONDS for "busy…", or keeping HOARD_OCTETS
-    for "hoard…", as a large message's peak stays with the allocator), with the worker's
-    pid."""
+    """Its item back, with the worker's pid; "hang" hangs, "busy…" takes BUSY_SECONDS,
+    "hoard…" keeps HOARD_OCTETS live, "litter…" leaves LITTER_OCTETS free in the heap (a
+    large message's peak, which the allocator keeps) and answers with the worker's own RAM
+    (RssAnon) before it, "rss" with its RAM now."""
     if item == "hang":
         time.sleep(3600)
     if item.startswith("busy"):
         time.sleep(BUSY_SECONDS)
     if item.startswith("hoard"):
-        _hoard.append(bytearray(HOARD_OCTETS))
+        _hoard.append(b"\x01" * HOARD_OCTETS)
+    if item.startswith("litter"):
+        before = _rss_anon()
+        chunks = []
+        for index in range(LITTER_OCTETS // (8 << 10)):
+            chunks.append(b"\x01" * (8 << 10))
+            if index % 4 == 0:              # between them: the heap cannot shrink by itself
+                _keep.append(b"\x02" * 700)
+        chunks.clear()
+        return f"{before} in {os.getpid()}"
+    if item == "rss":
+        return f"{_rss_anon()} in {os.getpid()}"
     return f"{item} in {os.getpid()}"
+
+
+def _rss_anon() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no RssAnon")

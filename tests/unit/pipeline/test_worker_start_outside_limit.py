@@ -20,7 +20,7 @@ import trio
 import trio_parallel
 
 from core.pipeline.workers import RETIRE_GROWTH_OCTETS, WorkerBatcher, WorkerTimeout
-from tests.support.slow_import_job import HOARD_OCTETS, IMPORT_SECONDS, job
+from tests.support.slow_import_job import HOARD_OCTETS, IMPORT_SECONDS, LITTER_OCTETS, job
 
 LIMIT = IMPORT_SECONDS / 2
 
@@ -107,6 +107,22 @@ async def test_a_worker_that_kept_a_large_peak_is_replaced(nursery):
         assert _pid(await batcher.call(("hoard",), ())) == small
         assert _pid(await batcher.call(("after",), ())) != small
     assert batcher.retired == 1
+
+
+async def test_a_large_first_batchs_free_memory_is_handed_back(nursery):
+    # review21e R1, R2: the mark set at a large first batch's peak (a message run again
+    # alone in a new worker) kept it for good; the heap's free memory is handed back first
+    batcher = WorkerBatcher(job, timeout_seconds=LIMIT, slots=1)
+    await nursery.start(batcher.run)
+    with trio.fail_after(60):
+        before = int((await batcher.call(("litter",), ())).split(" in ")[0])
+        now = int((await batcher.call(("rss",), ())).split(" in ")[0])
+        assert now - before < LITTER_OCTETS / 2, (before, now)
+        # and again later, with the mark set: trimmed, not retired
+        await batcher.call(("litter-again",), ())
+        now = int((await batcher.call(("rss",), ())).split(" in ")[0])
+        assert now - before < LITTER_OCTETS / 2, (before, now)
+    assert batcher.retired == 0
 
 
 async def _both(batcher, *items) -> list[str]:
