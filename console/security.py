@@ -100,6 +100,8 @@ from werkzeug.exceptions import BadHost, HTTPException
 
 from console.context import ConsoleContext, console_context, settings
 from console.throttle import EventBudget
+from shared.busy import is_held_by_another
+from shared.disk import is_out_of_space
 from shared.events import Action
 from shared.known_failures import (DATA_HOME_FULL, LOCKED, OUT_OF_SPACE, KnownFailure,
                                    known_failure)
@@ -161,8 +163,8 @@ _PAGES = {
                      "try again later) and keeps delivering its queue, which frees space. Free "
                      "some space on that disk, then {again}."),
     OUT_OF_SPACE: ("Out of disk space",
-                   "The console ran out of disk space, so it could not {done}: {reason}. "
-                   "Free some space there, then {again}."),
+                   "The console ran out of disk space, so it could not {done} ({reason}). "
+                   "Free some space on that disk, or raise the quota, then {again}."),
     LOCKED: ("The database is locked",
              "The database, mailmoat.db, is locked by another program (an sqlite3 session "
              "left inside a transaction, a VACUUM), so the console could not {done}. "
@@ -335,6 +337,10 @@ def _has_bad_host() -> bool:
 
 
 def _known_failure(exc: BaseException) -> KnownFailure | None:
+    # the context only for what may be one: an error handler must not fail on a bug's
+    # exception because the context cannot be had (module rules; review21e R3)
+    if not (is_out_of_space(exc) or is_held_by_another(exc)):
+        return None
     context = console_context()
     return known_failure(exc, context.home.root, context.disk_space)
 

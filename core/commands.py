@@ -27,7 +27,7 @@ from pathlib import Path
 import trio
 
 from core.restart import RESTART_INITIAL_SECONDS, RestartBackoff
-from shared.busy import is_busy
+from shared.busy import is_held_by_another
 from shared.cli import CommandFailed, record_change, register
 from shared.commands import HOLD_ACTIONS, WITHDRAWN
 from shared.known_failures import LOCKED_REASON
@@ -365,7 +365,7 @@ def queue_command(args) -> int:
                     return 0
                 return _await_result(home, conn, command_id, args, asked, stopped)
             except sqlite3.OperationalError as exc:
-                if not is_busy(exc):
+                if not is_held_by_another(exc):
                     raise
                 # not "nothing was changed" (the boundary's words): the request is saved,
                 # and given again it would be done twice (review20b R1)

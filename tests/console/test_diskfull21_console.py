@@ -258,9 +258,10 @@ def test_out_of_space_with_the_data_home_roomy_does_not_blame_the_data_home(
     failing_status(_sqlite_error("full"))
     text = _status(admin, app, ROOMY)
     assert "Out of disk space" in text
-    assert "The console ran out of disk space, so it could not show this page: no space " \
+    assert "The console ran out of disk space, so it could not show this page (no space " \
            "left on a disk other than the data home's, which has room (SQLite's temporary " \
-           "files go to SQLITE_TMPDIR, /var/tmp or /tmp), or a disk quota reached." in text
+           "files go to SQLITE_TMPDIR, /var/tmp or /tmp), or a disk quota reached). Free " \
+           "some space on that disk, or raise the quota, then reload the page." in text
     assert "data home is full" not in text and "452" not in text
     [line] = [r for r in caplog.records if r.name == "mailmoat.console"]
     assert line.levelname == "WARNING" and not line.exc_info
