@@ -20,8 +20,8 @@ Rules:
 - One client (one IP address) has at most half of smtp.max_incoming sessions (`client_limit`,
   served and waiting together, counted in every listener process: core/smtp/
   client_sessions.py; a listener process that counts alone, for a full disk, gives a client
-  only its part of that, shared out as the sessions are, `part_of`); its next connection is answered at once `421 4.7.0 Too many
-  connections from your host` and closed, with a `rejected` event of rule smtp.max_incoming
+  only its part of that, shared out as the sessions are, `part_of`); its next connection
+  is answered at once `421 4.7.0 Too many connections from your host` and closed, with a `rejected` event of rule smtp.max_incoming
   and a `connection_from` whose result is CONNECTION_FAILED, as delivery.reject_incoming's
   421 is recorded. Without it one host holding every slot with idle connections made every
   other sender wait up to the command limit each time (Postfix:
