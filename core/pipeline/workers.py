@@ -266,7 +266,6 @@ class _SlotWorker:
         return await self.context.run_sync(fn, *args, kill_on_cancel=True,
                                            limiter=self.limiter)
 
-
     def has_worker(self) -> bool:
         """Whether the slot has a live idle worker (dead ones are dropped on asking)."""
         return self.context.statistics().idle_workers > 0
