@@ -214,10 +214,7 @@ def _writer_scenario(mount_point: Path, facts: dict) -> None:
     facts["emitted"] = 3000                 # some 2 MB: more than half the reserve holds
     for i in range(facts["emitted"]):
         writer.record(Action.DEFERRED, info=str(i), data={"padding": "x" * 500})
-    said = io.StringIO()
-    with contextlib.redirect_stderr(said):
-        writer.close()
-    facts["stderr"] = said.getvalue()
+    facts["stderr"] = _closed(writer)
     facts["written"] = writer.written - 1
     facts["reserve_after"] = _reserve(home)
     st = os.statvfs(mount_point)
@@ -278,18 +275,12 @@ def _two_writers_scenario(mount_point: Path, facts: dict) -> None:
     for i in range(facts["listener_emitted"]):
         listener.record(Action.REJECTED, info=str(i))
     time.sleep(OUT_OF_SPACE_RETRY_SECONDS * 1.5)     # both are retrying
-    said = io.StringIO()
-    with contextlib.redirect_stderr(said):
-        listener.close()
-    facts["listener_stderr"] = said.getvalue()
+    facts["listener_stderr"] = _closed(listener)
     facts["listener_written"] = listener.written - 1
     facts["after_listener_close"] = {"reserve": _reserve(home)}
     time.sleep(OUT_OF_SPACE_RETRY_SECONDS * 2.5)     # the core's writer tries twice more
     facts["before_core_close"] = {"reserve": _reserve(home)}
-    said = io.StringIO()
-    with contextlib.redirect_stderr(said):
-        core.close()
-    facts["core_stderr"] = said.getvalue()
+    facts["core_stderr"] = _closed(core)
     facts["core_written"] = core.written - 1
     facts["after_core_close"] = {"reserve": _reserve(home)}
     conn, _ = open_db_at_start(home)        # the next start, on the still-full disk
@@ -307,6 +298,14 @@ def _scenario(mount_point: Path) -> dict:
         facts[name] = {}
         scenario(disk, facts[name])
     return facts
+
+
+def _closed(writer) -> str:
+    """Close an event writer; what it said on standard error."""
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        writer.close()
+    return said.getvalue()
 
 
 if __name__ == "__main__":
