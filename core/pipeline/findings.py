@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Finding", "ACTIONS", "DISPOSITION_ACTIONS", "EDIT_ACTIONS", "NOTIFY_KINDS"]
+__all__ = ["Finding", "ACTIONS", "DISPOSITION_ACTIONS", "EDIT_ACTIONS", "NOTIFY_KINDS",
+           "check_failed"]
 
 # Disposition actions, strongest first (the order lives in verdict.PRECEDENCE).
 DISPOSITION_ACTIONS = ("reject", "drop", "hold", "quarantine", "forward", "deliver")
@@ -78,3 +79,11 @@ class Finding:
     @property
     def is_disposition(self) -> bool:
         return self.action in DISPOSITION_ACTIONS
+
+
+def check_failed(name: str, exc: BaseException, action: str) -> Finding:
+    """The scan_error finding of a check that raised (core/pipeline/run.py rule 1), asking
+    for `action` (the scan.unprocessable setting)."""
+    what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return Finding(rule=f"check.{name}", action=action, event="scan_error",
+                   reason=f"check {name} failed: {what}"[:300])

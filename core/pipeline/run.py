@@ -55,7 +55,7 @@ from pathlib import Path
 from core.pipeline import workers
 from core.pipeline.decompose import decompose_bytes
 from core.pipeline.decompose.limits import MIB
-from core.pipeline.findings import Finding
+from core.pipeline.findings import Finding, check_failed
 from core.pipeline.registry import CHECKS
 from core.pipeline.rewrite import rewrite
 from core.pipeline.verdict import DELIVERING, Verdict, carried_out, decide
@@ -135,10 +135,7 @@ def run_checks(view, settings, checks=CHECKS) -> list[Finding]:
         except MemoryError:               # rule 5: the message's, not this check's
             raise
         except Exception as exc:          # rule 1
-            findings.append(Finding(
-                rule=f"check.{check.name}", action=settings["scan.unprocessable"],
-                event="scan_error",
-                reason=f"check {check.name} failed: {type(exc).__name__}: {exc}"[:300]))
+            findings.append(check_failed(check.name, exc, settings["scan.unprocessable"]))
     return findings
 
 

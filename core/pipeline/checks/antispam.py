@@ -19,11 +19,12 @@ own (handling.py rule 3) gets the heuristic_spam event here, since it was not sp
 
 The whitelist still keeps its mail away from the engine's failures: that score only makes a
 trace, so an engine that fails on a whitelisted message (an exception, a MemoryError of the
-worker's limit per message, pipeline/run.py rule 5) leaves no trace and changes nothing of
-what becomes of the message (`_traced`). As a failure of this check it would have become a
-scan_error and `scan.unprocessable` (run.py rule 1: held by default), for mail the
-administrator whitelisted to keep it from the engine (review21b R3). The engine's time limit
-is the worker's, for the whole message; it is not caught here.
+worker's limit per message, pipeline/run.py rule 5) changes nothing of what becomes of the
+message (`_traced`). As a failure of this check it would have become a scan_error and
+`scan.unprocessable` (run.py rule 1: held by default), for mail the administrator
+whitelisted to keep it from the engine (review21b R3); its trace is that scan_error stood
+aside, so the failure is still on record. The engine's time limit is the worker's, for the
+whole message; it is not caught here.
 
 Whatever the engine says, and for every message, a mark the sender wrote in (X-Bulk, the
 premium X-Mailmoat-* marks) goes while a setting that writes it is on (handling.py rule 5).
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 from core.pipeline.checks import spam_rules
 from core.pipeline.checks.whitelist import stood_aside, whitelisted
-from core.pipeline.findings import Finding
+from core.pipeline.findings import Finding, check_failed
 from core.scan.antispam.definitions import RUNTIME_DIR
 from core.scan.antispam.engine import HeuristicEngine
 from core.scan.antispam.handling import acts_on, forged_marks, spam_findings
@@ -59,11 +60,12 @@ def _scored(view, settings) -> list[Finding]:
 
 def _traced(view, settings, whitelist: str) -> list[Finding]:
     """The trace of a whitelisted message (module header): what the engine would have done,
-    stood aside; [] when it would have done nothing, or could not tell."""
+    or its failure, stood aside; [] when it would have done nothing."""
     try:
         return stood_aside(_findings(view, settings, whitelist), whitelist)
-    except Exception:       # MemoryError included: only a trace is lost (module header)
-        return []
+    except Exception as exc:    # MemoryError included: its frames are gone here
+        failed = check_failed("antispam", exc, settings["scan.unprocessable"])
+    return stood_aside([failed], whitelist)
 
 
 def _findings(view, settings, whitelist: str | None) -> list[Finding]:

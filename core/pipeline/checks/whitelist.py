@@ -56,16 +56,19 @@ def stood_aside(findings: list[Finding], whitelist: str, *,
     if deciding is None:
         return []
     would = would or deciding.action
+    # a check that failed (core/pipeline/run.py rule 1) asked for scan.unprocessable only
+    done = ("delivered" if would == "deliver" and deciding.event == "scan_error"
+            else _DONE.get(would, would))
     return [replace(deciding, action="whitelisted", rule=whitelist, forward_to=None,
                     forward_subject=None,
                     data={**deciding.data, "whitelist": whitelist, "would_have": would,
                           "overridden_rule": deciding.rule,
                           **({"forward_to": deciding.forward_to} if deciding.forward_to
                              else {})},
-                    reason=f"{deciding.reason}; would have been {_DONE.get(would, would)}, "
+                    reason=f"{deciding.reason}; would have been {done}, "
                            f"but the sender is whitelisted by {whitelist}")]
 
 
 # what the check would have done, as the reason says it
-_DONE = {"drop": "dropped", "forward": "forwarded", "log": "logged", "reject":
+_DONE = {"drop": "dropped", "forward": "forwarded", "hold": "held", "log": "logged", "reject":
          "rejected at MAIL FROM", "deliver": "delivered marked as spam"}

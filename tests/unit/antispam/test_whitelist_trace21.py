@@ -109,18 +109,35 @@ def _needs_too_much(*_args, **_kwargs):
 
 
 @pytest.mark.parametrize("failure", [_fails, _needs_too_much])
-def test_an_engine_failing_on_a_whitelisted_message_leaves_it_delivered(monkeypatch, failure):
+@pytest.mark.parametrize("unprocessable, done", [("hold", "held"), ("drop", "dropped"),
+                                                 ("deliver", "delivered")])
+def test_an_engine_failing_on_a_whitelisted_message_leaves_it_delivered_with_a_trace(
+        monkeypatch, failure, unprocessable, done):
     """review21b R3: scoring a whitelisted sender's message for its trace only made it
     exposed to the engine's failures: an exception there was the check's scan_error and
-    scan.unprocessable, so the message was held (on baab69f it was delivered, unscored)."""
+    scan.unprocessable, so the message was held (on baab69f it was delivered, unscored).
+    The failure is still on record: its scan_error, stood aside (on d2437ee nothing said
+    that the engine had failed)."""
     from core.pipeline.checks import antispam
     monkeypatch.setattr(antispam.ENGINE, "score", failure)
-    changes = dict(heuristic__enabled=True, heuristic__drop_score=95, **CUSTOM)
+    changes = dict(heuristic__enabled=True, heuristic__drop_score=95,
+                   scan__unprocessable=unprocessable, **CUSTOM)
     findings, v = _run(message(body=f"{GTUBE}\n"), {"sender": "a@friend.test"}, **changes)
     assert v.disposition == "deliver" and not v.edits
-    assert not [f for f in findings if f.event == "scan_error"] and not _traces(findings)
+    [trace] = _traces(findings)
+    assert (trace.event, trace.rule) == ("scan_error", "whitelist.custom @friend.test")
+    assert trace.data["overridden_rule"] == "check.antispam"
+    assert trace.reason.startswith(f"check antispam failed: {failure_name(failure)}")
+    assert trace.reason.endswith(f"; would have been {done}, but the sender is whitelisted "
+                                 f"by whitelist.custom @friend.test")
+    assert event_result(trace.action, v) == "whitelisted"
+    assert FilteringPipeline._counter(trace) is None
     # for mail not whitelisted the failure is the check's, as before
     if failure is _fails:
         findings, v = _run(message(), {"sender": "x@elsewhere.test"}, **changes)
         assert [(f.event, f.rule) for f in findings] == [("scan_error", "check.antispam")]
-        assert v.disposition == "hold"
+        assert v.disposition == unprocessable
+
+
+def failure_name(failure):
+    return "RuntimeError: engine bug" if failure is _fails else "MemoryError"
