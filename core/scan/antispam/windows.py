@@ -75,7 +75,6 @@ def windowed_raw(found, window_sets: Iterable[set[str]], weights: dict[str, floa
                 negative += weight
     if -negative <= windows.delta or total >= ceiling:
         return total                            # rule 3
-    covered_sum = 0.0
     covered: set[str] = set()
     best = None
     for window in window_sets:
@@ -84,9 +83,8 @@ def windowed_raw(found, window_sets: Iterable[set[str]], weights: dict[str, floa
             continue
         score = sum(get(f) for f in mine)
         best = score if best is None or score > best else best
-        fresh = mine - covered
-        covered |= fresh
-        covered_sum += sum(get(f) for f in fresh)
+        covered |= mine
     if best is None:
         return total
+    covered_sum = sum(get(f) for f in covered)
     return max(total, total - covered_sum + best - windows.delta)
