@@ -24,8 +24,12 @@ Rules:
 - The request line and headers together are read up to MAX_REQUEST_HEADER_OCTETS; cheroot
   answers a longer request line 414 and longer headers 413 (its default reads them
   without a bound, so one client could fill the memory).
+- An HTTP/1.1 request without a Host header is answered 400 before the console sees it
+  (RFC 9112 §3.2: a server MUST; cheroot served it): `_Request.read_request_headers`.
+  HTTP/1.0, which needs no Host, is served as before.
 - A request cheroot refuses before the console sees it (a bad version 505, a malformed
-  request line or header 400, headers over MAX_REQUEST_HEADER_OCTETS 413, 414 …:
+  request line or header 400, HTTP/1.1 without Host 400, headers over
+  MAX_REQUEST_HEADER_OCTETS 413, 414 …:
   console.security VIOLATION_STATUSES; a body cheroot finds too large is refused after the
   request was read, and is not one), and plain HTTP sent to the HTTPS port, are HTTP
   protocol violations, recorded by console.security's
@@ -100,6 +104,8 @@ QUIET_LIBRARY_LOGGERS = ("flask_wtf.csrf",)
 # browser at the self-signed one, several times a session (firstday20 C6).
 CERTIFICATE_REFUSED_ALERTS = frozenset({
     "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE"})
+# What an HTTP/1.1 request without a Host header is answered (with 400, `_Request`)
+MISSING_HOST_TEXT = "An HTTP/1.1 request needs a Host header."
 PLAIN_HTTP_TEXT = b"This port speaks HTTPS only: the plain HTTP request was not read.\r\n"
 PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=us-ascii\r\n"
                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
@@ -115,7 +121,21 @@ PLAIN_HTTP_LINGER_SECONDS = 0.25
 class _Request(HTTPRequest):
     """cheroot's request; an answer it gives a request it could not read (server.HTTPRequest
     parse_request, read_request_line/read_request_headers: not yet `ready`) is a violation
-    when console.security says that status is one."""
+    when console.security says that status is one. An HTTP/1.1 request without a Host
+    header is one of them (`read_request_headers`)."""
+
+    def read_request_headers(self):
+        """cheroot's, and then RFC 9112 §3.2: "A server MUST respond with a 400 (Bad
+        Request) status code to any HTTP/1.1 request message that lacks a Host header
+        field" (cheroot served it). HTTP/1.0 has no Host requirement and is served as
+        before. The field's value may be empty (a target without an authority); a value
+        that is no host name is the console's 400 (console.security)."""
+        if not super().read_request_headers():
+            return False
+        if self.response_protocol == "HTTP/1.1" and b"Host" not in self.inheaders:
+            self.simple_response("400 Bad Request", MISSING_HOST_TEXT)
+            return False
+        return True
 
     def simple_response(self, status, msg=""):
         if not self.ready and is_http_violation(status):

@@ -19,7 +19,7 @@ import pytest
 from jinja2 import ChoiceLoader, DictLoader
 
 from console.roles import public
-from console.serve import MAX_REQUEST_HEADER_OCTETS, ConsoleServer
+from console.serve import MAX_REQUEST_HEADER_OCTETS, MISSING_HOST_TEXT, ConsoleServer
 from console.throttle import (VIOLATION_EVENTS_PER_CLIENT, VIOLATION_WINDOW_SECONDS,
                               ViolationBudget)
 from core.notify import alert_key
@@ -154,6 +154,9 @@ REFUSED_BY_CHEROOT = {
                                     400),
     "header line without a colon": (_request(extra=b"no colon here\r\n"), 400),
     "request line without HTTP version": (b"GET /logon\r\n\r\n", 400),
+    # RFC 9112 §3.2: a server MUST answer 400 (consolefix 2: cheroot served it)
+    "HTTP/1.1 without a Host header": (b"GET /logon HTTP/1.1\r\nConnection: close\r\n\r\n",
+                                       400),
     "unknown HTTP version": (_request().replace(b"HTTP/1.1", b"HTTP/9.9"), 505),
     "not HTTP at all": (b"\x16\x03\x01\x02\x00garbage\r\n\r\n", 400),
     "absolute URI with a bad host": (_request(path=b"http://a..b/logon"), 400),
@@ -175,6 +178,25 @@ def test_requests_cheroot_refuses_get_a_short_answer_and_no_log(served, console_
     assert len(body) < 200
     _assert_no_traceback(body, console_log)
     assert console_log.records == []
+
+
+def test_an_http_1_1_request_without_host_is_answered_400_and_says_why(served):
+    status, _, body = _exchange(served, "http", b"GET /logon HTTP/1.1\r\n\r\n")
+    assert (status, body) == (400, MISSING_HOST_TEXT)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_an_http_1_0_request_without_host_is_still_served(served, scheme):
+    # HTTP/1.0 has no Host header to require (RFC 9112 §3.2 is about HTTP/1.1)
+    status, _, body = _exchange(served, scheme, b"GET /logon HTTP/1.0\r\n\r\n")
+    assert status == 200 and 'id="username"' in body
+
+
+def test_an_empty_host_header_is_a_host_header(served):
+    # RFC 9112 §3.2: a target without an authority is sent with an empty Host; that is
+    # not the missing header (what the console answers such a Host is its own business)
+    _, _, body = _exchange(served, "http", _request(host=b""))
+    assert MISSING_HOST_TEXT not in body
 
 
 def _violations(server: ConsoleServer) -> list[dict]:
