@@ -17,6 +17,9 @@ Rules:
   result "plain" or "tls" reads as succeeded, an actual connection (LEGACY_CONNECTED_RESULTS),
   on every output and in the search; the stored row is not rewritten.
 - Which event feeds which figure is written once, in `MESSAGE_ITEMS` and friends below.
+- The detail report can leave out the antispam events whose result is WHITELISTED
+  (`DetailFilter.without_whitelisted`: what a whitelist let past, no block); its total then
+  subtracts them, counted as the summary counts the NOT_COUNTED ones.
 - Messages Rejected counts messages (guide Tables 7-1, 7-2), not refused recipients: a
   `rejected` event whose result is RECIPIENT_REFUSED is left out of it and of the charts'
   Rejected series; so is a `quarantined` event whose result is COPY_NOT_KEPT from Messages
@@ -47,7 +50,8 @@ __all__ = ["Summary", "SummarySection", "DetailFilter", "DetailRow", "ACTION_GRO
            "ACTION_LABELS", "DISPOSITION_SERIES", "summarise", "disposition_counts",
            "iter_detail", "detail_page", "count_detail", "DetailPage", "BATCH_ROWS",
            "ENCRYPTED_DELETED_RESULTS", "UNKNOWN_ITEM", "action_filter", "parse_key",
-           "top_items", "INFECTION_ITEMS", "VIRUS_ACTIONS", "LEGACY_CONNECTED_RESULTS"]
+           "top_items", "INFECTION_ITEMS", "VIRUS_ACTIONS", "LEGACY_CONNECTED_RESULTS",
+           "WHITELISTED_ACTIONS"]
 
 HOUR = 3600
 BATCH_ROWS = 5_000
@@ -68,6 +72,10 @@ LEGACY_CONNECTED_RESULTS = ("plain", "tls")
 NOT_COUNTED = {Action.REJECTED: RECIPIENT_REFUSED, Action.QUARANTINED: COPY_NOT_KEPT,
                Action.SENDER_BLOCKED: WHITELISTED, Action.SPAM_LIST_BLOCK: WHITELISTED,
                Action.HEURISTIC_SPAM: WHITELISTED}
+# The actions whose WHITELISTED events say what a whitelist let past: the detail report may
+# leave them out (DetailFilter.without_whitelisted), for an administrator who looks for what
+# was blocked.
+WHITELISTED_ACTIONS = frozenset(a for a, result in NOT_COUNTED.items() if result == WHITELISTED)
 # The partial index events_not_counted (migration 0005) holds just these rows; a query may
 # use it only when it names its WHERE term as written there, so every read of them adds it.
 _NOT_COUNTED_INDEXED = "result IN ({})".format(
@@ -425,6 +433,9 @@ class DetailFilter:
     range: ReportRange
     actions: frozenset[Action] = frozenset()   # empty: every action (the guide's default)
     search: str = ""
+    # leave out the WHITELISTED events of WHITELISTED_ACTIONS (a check that stood aside for
+    # a whitelisted sender: no block); the console's Detail Report has this, the CLI not
+    without_whitelisted: bool = False
 
     def action_values(self) -> tuple[str, ...]:
         return tuple(sorted(a.value for a in self.actions))
@@ -511,12 +522,24 @@ def _selected(counts: Mapping[str, int], flt: DetailFilter) -> int:
     return sum(counts.get(a, 0) for a in flt.action_values())
 
 
+def _total(conn: sqlite3.Connection, counts: Mapping[str, int], flt: DetailFilter) -> int:
+    """How many events the filter selects, from the roll-ups' `counts`: less the whitelisted
+    ones it leaves out, counted through the index that holds them alone (events_not_counted),
+    as the summary's figures count theirs."""
+    total = _selected(counts, flt)
+    if flt.without_whitelisted:
+        for action in WHITELISTED_ACTIONS:
+            if counts.get(action.value) and (not flt.actions or action in flt.actions):
+                total -= _not_counted_count(conn, action, flt.range.start, flt.range.end)
+    return total
+
+
 def count_detail(conn: sqlite3.Connection, flt: DetailFilter) -> int | None:
     """How many events the filter selects, from the roll-ups (exact, no scan); None when a
     search term is set (that needs the scan the report itself does)."""
     if flt.search:
         return None
-    return _selected(_action_counts(conn, flt.range), flt)
+    return _total(conn, _action_counts(conn, flt.range), flt)
 
 
 def _plan(counts: Mapping[str, int], flt: DetailFilter, page: int) -> str:
@@ -552,6 +575,11 @@ def _detail_sql(conn: sqlite3.Connection, flt: DetailFilter, *, plan: str,
         column = "action" if plan == "action" else "+action"   # `+` keeps the index unused
         sql += f" AND {column} IN ({','.join('?' * len(flt.actions))})"
         params += flt.action_values()
+    if flt.without_whitelisted:
+        sql += (f" AND NOT (action IN ({','.join('?' * len(WHITELISTED_ACTIONS))}) "
+                f"AND result IS ?)")
+        params += sorted(a.value for a in WHITELISTED_ACTIONS)
+        params.append(WHITELISTED)
     if flt.search:
         clause, args = _search_clause(conn, flt.search)
         sql += clause
@@ -637,7 +665,7 @@ def detail_page(conn: sqlite3.Connection, flt: DetailFilter, *, size: int = 100,
         has_next = len(rows) > size
         rows = rows[:size]
         has_previous = after_key is not None
-    total = _selected(counts, flt) if with_total and not flt.search else None
+    total = _total(conn, counts, flt) if with_total and not flt.search else None
     return DetailPage(rows, has_next, has_previous, total)
 
 

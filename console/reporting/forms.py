@@ -1,4 +1,5 @@
-"""Reporting forms: the range pickers, the detail report's action checkboxes and search box.
+"""Reporting forms: the range pickers, the detail report's action checkboxes, search box and
+"leave out whitelisted" box.
 
 Fields check shape only; `shared.report_time` reads the times (in the `timezone` setting) and
 says what is wrong. The same classes read the query string of a generated report (GET, no
@@ -8,7 +9,7 @@ CSRF: it changes nothing) and the POST of "Write to CSV" (CSRF: it writes a file
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import SelectMultipleField, StringField, SubmitField
+from wtforms import BooleanField, SelectMultipleField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
@@ -34,3 +35,5 @@ class DetailForm(SummaryForm):
                                                       for a in Action],
                                   option_widget=CheckboxInput(), widget=ListWidget())
     search = StringField("Search", validators=[Optional(), Length(max=200)])
+    # shared.report.DetailFilter.without_whitelisted
+    without_whitelisted = BooleanField("Leave out whitelisted passes")

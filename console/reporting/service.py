@@ -148,8 +148,10 @@ class DetailView:
     first_number: int
 
 
-def detail_filter(rng: ReportRange, actions: list[str], search: str | None) -> DetailFilter:
-    return DetailFilter(rng, action_filter(actions), (search or "").strip())
+def detail_filter(rng: ReportRange, actions: list[str], search: str | None,
+                  without_whitelisted: bool = False) -> DetailFilter:
+    return DetailFilter(rng, action_filter(actions), (search or "").strip(),
+                        bool(without_whitelisted))
 
 
 def page_record(row: DetailRow, zone) -> dict:

@@ -38,6 +38,8 @@ def _query(form) -> dict:
     if isinstance(form, DetailForm):
         args["actions"] = list(form.actions.data or [])
         args["search"] = form.search.data or ""
+        if form.without_whitelisted.data:     # only when on: url_for writes False as
+            args["without_whitelisted"] = "y"  # "False", which a BooleanField reads as on
     return args
 
 
@@ -76,7 +78,8 @@ def _page(tab: str, form, *, errors=(), status: int = 200):
             if tab == "summary":
                 context["report"] = summary_view(rng)
             else:
-                flt = detail_filter(rng, form.actions.data or [], form.search.data)
+                flt = detail_filter(rng, form.actions.data or [], form.search.data,
+                                    form.without_whitelisted.data)
                 first = request.args.get("n", "1")
                 context["report"] = detail_view(
                     flt, after=request.args.get("after"), before=request.args.get("before"),
@@ -120,8 +123,8 @@ def submit(tab: str):
         return redirect(url_for("reporting.report", tab=tab, generated=1, **_query(form)))
     try:
         rng = report_range(form.start.data, form.end.data)
-        flt = detail_filter(rng, form.actions.data or [], form.search.data) \
-            if tab == "detail" else None
+        flt = detail_filter(rng, form.actions.data or [], form.search.data,
+                            form.without_whitelisted.data) if tab == "detail" else None
     except (RangeError, ValueError) as exc:
         return _page(tab, form, errors=_beside_pickers(form, str(exc)), status=400)
     name, stream = csv_download(tab, rng, flt)
