@@ -53,9 +53,9 @@ def main(argv=None) -> int:
     started = time.monotonic()
     rules = RuleSet.from_json(json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()))
     samples = [s for s in corpus_messages(args.corpus) if s.split == "train"]
-    corpus, groups, corpus_windows = trainer.extract(samples, rules, windows=trainer.WINDOWS)
-    gateway_data, _, gateway_windows = trainer.extract(samples, rules, gateway_view,
-                                                       windows=trainer.WINDOWS)
+    reading = dict(windows=trainer.WINDOWS, delisted=trainer.DELISTED)
+    corpus, groups, corpus_windows = trainer.extract(samples, rules, **reading)
+    gateway_data, _, gateway_windows = trainer.extract(samples, rules, gateway_view, **reading)
     gateway = [found for found, _ in gateway_data]
 
     def raw(weights, found, windows):

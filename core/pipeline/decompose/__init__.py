@@ -92,7 +92,8 @@ def decompose_bytes(raw: bytes, context: Mapping, settings: Mapping) -> MessageV
                        client_ip=context.get("client_ip", ""), helo=context.get("helo", ""),
                        size=len(raw), is_generated=bool(context.get("is_generated")),
                        skip_antispam=bool(context.get("skip_antispam")),
-                       meta=dict(context.get("meta") or {}))
+                       meta=dict(context.get("meta") or {}), raw=raw,
+                       decompose_settings=settings)
     walker = _Walker(raw, view, Budget.from_settings(settings),
                      scratch_dir=settings.get(SCRATCH_DIR_KEY))
     try:

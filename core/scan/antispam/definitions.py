@@ -6,7 +6,8 @@ What it owns
     package manifest (SPEC §3 LiveUpdate) — plus `rules.json` (heuristic_rules.py) and
     `model.json.gz` (weights, bias and score calibration, learner.py / engine.py; and
     "scoring": {"windows": {"words": N, "delta": D}} when the set is read in windows,
-    windows.py — a set without it scores the plain sum).
+    windows.py — a set without it scores the plain sum —, and "delisted": true in it when
+    a message a mailing list relayed is read as the list received it, delist.py).
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
     returns the definitions in force: the installed set in the directory `installed` when it
     is a valid one, else the default set shipped inside the package
@@ -73,6 +74,7 @@ class SpamDefinitions:
     directory: Path
     info: dict                      # training facts (corpus, split, counts)
     windows: Windows | None = None  # windows.py; None: the plain sum
+    delisted: bool = False          # delist.py: relayed mail read as the list received it
 
     @property
     def label(self) -> str:
@@ -121,7 +123,7 @@ def load(directory: Path) -> SpamDefinitions:
         bias, z90 = float(model["bias"]), float(model["z90"])
         weights = {str(k): float(v) for k, v in model["weights"].items()}
         info = model.get("info", {})
-        windows = _windows(model.get("scoring", {}))
+        windows, delisted = _scoring(model.get("scoring", {}))
     except (KeyError, TypeError, ValueError, AttributeError, OSError, EOFError,
             zlib.error) as exc:
         raise DefinitionsError(f"{MODEL_FILE}: {type(exc).__name__}: {exc}") from None
@@ -135,16 +137,22 @@ def load(directory: Path) -> SpamDefinitions:
         raise DefinitionsError(f"{MANIFEST_FILE}: bad version or revision ({exc})") from None
     return SpamDefinitions(version=version, revision=revision, rules=rules, bias=bias,
                            weights=weights, z90=z90, directory=directory, info=info,
-                           windows=windows)
+                           windows=windows, delisted=delisted)
 
 
-def _windows(scoring: dict) -> Windows | None:
-    """The model's "scoring" (windows.py); a way of scoring this engine does not know is
-    refused, not read as the plain sum a later set's calibration was not made for."""
-    unknown = sorted(set(scoring) - {"windows"})
+def _scoring(scoring: dict) -> tuple[Windows | None, bool]:
+    """The model's "scoring" (windows.py, delist.py); a way of scoring this engine does not
+    know is refused, not read as the plain sum a later set's calibration was not made for."""
+    unknown = sorted(set(scoring) - {"windows", "delisted"})
     if unknown:
         raise ValueError(f"scoring {', '.join(map(str, unknown))} is unknown to this Mailmoat")
-    value = scoring.get("windows")
+    delisted = scoring.get("delisted", False)
+    if not isinstance(delisted, bool):
+        raise ValueError(f"scoring delisted must be true or false, not {delisted!r}")
+    return _windows(scoring.get("windows")), delisted
+
+
+def _windows(value) -> Windows | None:
     if value is None:
         return None
     words, delta = int(value["words"]), float(value["delta"])
@@ -156,14 +164,15 @@ def _windows(scoring: dict) -> Windows | None:
 
 def write(directory: Path, *, version: str, revision: int, rules_json: list, bias: float,
           weights: dict[str, float], z90: float, info: dict,
-          windows: Windows | None = None) -> Path:
+          windows: Windows | None = None, delisted: bool = False) -> Path:
     """Write a complete set (rules, model, manifest last) into `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / RULES_FILE).write_text(json.dumps(rules_json, indent=1) + "\n")
+    scoring = {**({"windows": {"words": windows.words, "delta": windows.delta}}
+                  if windows else {}), **({"delisted": True} if delisted else {})}
     model = {"format": 1, "bias": bias, "z90": z90, "info": info,
-             **({"scoring": {"windows": {"words": windows.words, "delta": windows.delta}}}
-                if windows else {}),
+             **({"scoring": scoring} if scoring else {}),
              "weights": dict(sorted(weights.items()))}
     # mtime=0: the same weights give the same bytes (reproducible training)
     (directory / MODEL_FILE).write_bytes(

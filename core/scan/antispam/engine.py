@@ -7,7 +7,9 @@ What it owns
     as the token set of tokenizer.py, the structural tokens of structure.py (how the message
     was built and sent) and the rule hits of heuristic_rules.py, adds their trained weights
     (learner.py) into a raw score z — read in windows of the text when the definitions say
-    so (windows.py: padding cannot pull a spam's own words down) — and maps z onto 1..100:
+    so (windows.py: padding cannot pull a spam's own words down), and a message a mailing
+    list relayed as the list received it when they say so (delist.py) — and maps z onto
+    1..100:
 
         score = floor(50 + 40 · z / z90), kept within 1..100
 
@@ -36,6 +38,7 @@ import math
 from dataclasses import dataclass, field
 
 from core.scan.antispam.definitions import SpamDefinitions, current
+from core.scan.antispam.delist import list_received
 from core.scan.antispam.structure import structure_tokens
 from core.scan.antispam.tokenizer import tokens, window_tokens
 from core.scan.antispam.windows import windowed_raw
@@ -119,12 +122,22 @@ def features(view, definitions: SpamDefinitions,
     so the model weighs exactly what the engine sees. Header fields are read in the legacy
     reading of their RFC 2047 words, the one the model learned on (`view.as_learned`;
     core/pipeline/decompose/fieldvalue.py rule 4). `text_parts`: tokenizer.tokens'."""
-    view = view.as_learned()
+    view = as_read(view, definitions).as_learned()
     hits = definitions.rules.hits(view)
     found = tokens(view, text_parts)
     found.update(structure_tokens(view))
     found.update("r:" + rule.name for rule in hits)
     return found, hits
+
+
+def as_read(view, definitions: SpamDefinitions):
+    """The view the definitions' model learned on: a message a mailing list relayed as the
+    list received it, when the set says so (delist.py); else the view itself."""
+    if definitions.delisted:
+        raw = list_received(view.raw)
+        if raw is not None:
+            return view.reread(raw)
+    return view
 
 
 def raw_of(found, text_parts: list, definitions: SpamDefinitions) -> float:
