@@ -1,11 +1,16 @@
 """The test servers themselves: the sink speaks correct SMTP, the DNS server answers."""
 
+import errno
 import smtplib
+import socket
 
 import dns.resolver
 import pytest
+import trio
 
 from tests.support.dnsserver import DnsServer
+from tests.support.next_hop import ScriptedHop
+from tests.support.scripted_server import HOP_ADDRESSES
 from tests.support.sink import Sink, client_tls_context
 
 
@@ -80,3 +85,36 @@ def test_dns_server_answers_records_and_failures():
             r.resolve("broken.test", "A")
         tcp = r.resolve("example.test", "TXT", tcp=True)
         assert b"v=spf1 -all" in tcp[0].strings
+
+
+async def test_a_hops_port_is_held_at_the_other_hop_addresses_while_it_serves():
+    """Regression (flakefix22): a second hop at 127.0.0.3 on the first one's port failed
+    with EADDRINUSE when another xdist worker's socket had got that number there: the
+    port was free only at 127.0.0.1, where the first one listened."""
+    first, second = ScriptedHop(), ScriptedHop()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(first.serve)
+        for address in HOP_ADDRESSES:       # nobody else binds it there...
+            with socket.socket() as other, pytest.raises(OSError) as refused:
+                other.bind((address, port))
+            assert refused.value.errno == errno.EADDRINUSE
+        await nursery.start(second.serve, "127.0.0.3", port)    # ...another hop may
+        greeted = {address: await trio.to_thread.run_sync(_greeting, address, port)
+                   for address in HOP_ADDRESSES}
+        nursery.cancel_scope.cancel()
+    # nothing listens at 127.0.0.4: refused, as where nothing holds the port
+    assert greeted == {"127.0.0.1": b"220 hop.test ESMTP", "127.0.0.3": b"220 hop.test ESMTP",
+                       "127.0.0.4": None}
+    assert len(first.connections) == len(second.connections) == 1
+    for address in HOP_ADDRESSES:           # and let go when the hop stops
+        with socket.socket() as other:
+            other.bind((address, port))
+
+
+def _greeting(address: str, port: int) -> bytes | None:
+    """The first line a server at address:port says, or None when it refuses."""
+    try:
+        with socket.create_connection((address, port), timeout=5) as sock:
+            return sock.recv(512).split(b"\r\n")[0]
+    except ConnectionRefusedError:
+        return None

@@ -4,6 +4,7 @@ test_delivery_next_hop_answers.py, test_delivery_loop.py)."""
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from types import MappingProxyType
 
 import trio
@@ -11,7 +12,8 @@ import trio
 from core.delivery import Deliverer, NextHop
 from shared.settings import defaults
 from shared.spool import Envelope
-from tests.support.scripted_server import command_lines
+from tests.support.scripted_server import (HOP_ADDRESSES, command_lines, held_port,
+                                            serve_on_loopback)
 
 __all__ = ["MESSAGE", "CLOSE", "ScriptedHop", "Recorder", "snapshot", "deliver", "relay_to",
            "two_mx_hosts"]
@@ -52,9 +54,13 @@ class ScriptedHop:
 
     async def serve(self, host: str = "127.0.0.1", port: int = 0, *,
                     task_status=trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        task_status.started(listeners[0].socket.getsockname()[1])
-        await trio.serve_listeners(self._handle, listeners)
+        """Serve at host:port until cancelled; `nursery.start` returns the port. Port 0
+        is a `held_port`, at which other hops may serve at the other HOP_ADDRESSES."""
+        with held_port(tuple(dict.fromkeys((host, *HOP_ADDRESSES)))) if port == 0 \
+                else nullcontext(port) as port:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+            task_status.started(port)
+            await trio.serve_listeners(self._handle, listeners)
 
     async def _handle(self, stream) -> None:
         lines: list[str] = []
@@ -174,6 +180,4 @@ async def silent_host(nursery) -> tuple[int, trio.Event]:
         reached.set()
         await trio.sleep_forever()
 
-    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    nursery.start_soon(trio.serve_listeners, silent, listeners)
-    return listeners[0].socket.getsockname()[1], reached
+    return await nursery.start(serve_on_loopback, silent), reached
