@@ -36,7 +36,7 @@ def held_port(addresses=HOP_ADDRESSES):
         held: list[socket.socket] = []
         try:
             for address in addresses:
-                sock = socket.socket()
+                sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
                 held.append(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((address, held[0].getsockname()[1] if len(held) > 1 else 0))
