@@ -2,11 +2,13 @@
 
 Start order (each service reports ready through `task_status.started()`):
 settings watcher → spool recovery → group committer → queue manager → SMTP listener →
-status reporter → command runner; then `service_started`, stamped with the status
-reporter's start (the Status page's "Last started", before SMTP answers). A clean stop
-(cancellation of the root scope, e.g. SIGTERM) closes the listener, lets a session whose
-message is queued send its 250 (SmtpServer.serve), writes `service_stopped`, mails the
-alerts of the events until then (Service Stop) while the delivery side still runs — it is
+status reporter → command runner (the recovery of slow/ and hold/ entries, one by one, is
+the queue manager's after it reported ready: core/spool/manager.py rule 15); then
+`service_started`, stamped with the status reporter's start (the Status page's "Last
+started", before SMTP answers). A clean stop (cancellation of the root scope, e.g.
+SIGTERM) closes the listener, lets a session whose message is queued send its 250
+(SmtpServer.serve), writes `service_stopped`, mails the alerts of the events until then
+(Service Stop) while the delivery side still runs — it is
 shielded from the stop until then (`_ShieldedServices`, at most STOP_ALERT_SECONDS) — and
 closes the event writer: on a full disk it writes what it holds into the space reserve as
 far as the next start allows, and says on standard error how many events were lost
@@ -29,6 +31,7 @@ without exec, so no child keeps the lock.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tempfile
@@ -58,7 +61,7 @@ from shared.home import (CORE_LOCK, AlreadyRunning, gateway_name, hold_lock, hos
 from shared.paths import DataHome
 from shared.retention import cutoff_for, local_storage_filter
 from shared.settings import OPEN_RELAY_WARNING
-from shared.spool import Envelope, EnvelopeError, Spool
+from shared.spool import MESSAGE_QUEUES, Envelope, EnvelopeError, Spool
 
 __all__ = ["run_core", "CoreHandle", "CoreAlreadyRunning", "VERSION"]
 
@@ -125,7 +128,7 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
     from core.scan.antispam.autowhitelist import AutoWhitelist, AutoWhitelistPipeline
     from core.scan.service import AntivirusService
     from core.spool import QueueManager
-    from core.spool.manager import record_copies, record_set_aside
+    from core.spool.manager import CHECKED_AFTER_START, record_copies, record_set_aside
     from core.spool.queue_file_save import QueueFileSave
 
     marker = home.run / "core.running"
@@ -151,7 +154,8 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
     try:
         # before this start writes any: what its recovery finds is alerted on a first start
         alerts_from = await trio.to_thread.run_sync(first_start_cursor, home.db, home.run)
-        report = await trio.to_thread.run_sync(spool.recover)
+        report = await trio.to_thread.run_sync(functools.partial(
+            spool.recover, checked=[q for q in MESSAGE_QUEUES if q not in CHECKED_AFTER_START]))
         for queue, name, reason in report.corrupt:
             record_set_aside(events, queue, name, reason)
         for queue_id, kept, done in report.copies:

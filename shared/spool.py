@@ -27,9 +27,10 @@ Rules:
    JSON keys this version does not know are written back unchanged.
 5. Directories 0o700, files 0o600: the data home is the mailmoat user's only.
 6. An entry is whole when its envelope reads, names it, and its message file has
-   the size the envelope gives (``check_message``). ``recover`` at start and
-   ``read_entry``, which the queue manager takes a message up with, find those
-   that are not; ``set_aside`` moves them to ``corrupt/``, the entry untouched, and
+   the size the envelope gives (``check_message``). ``recover`` at start (or,
+   for a queue it is told not to check, ``recover_entry`` one entry at a time
+   afterwards) and ``read_entry``, which the queue manager takes a message up
+   with, find those that are not; ``set_aside`` moves them to ``corrupt/``, the entry untouched, and
    notes beside it (ORIGIN_PREFIX) the queue it came from and why it was set aside;
    ``recover`` removes a note whose entry has left corrupt/.
 7. One id is in one queue. A copy of the spool taken while the core ran (a live
@@ -784,23 +785,28 @@ class Spool:
 
     # startup ------------------------------------------------------------------------
 
-    def recover(self) -> RecoveryReport:
+    def recover(self, *, checked: Iterable[str] = MESSAGE_QUEUES) -> RecoveryReport:
         """Bring the spool to a consistent state at startup; never raises OSError.
 
-        incoming/ is emptied (nothing there was acknowledged); temp and trash
-        entries are removed; in every message queue an entry without a valid
-        envelope.json (matching its id) and a message file of the size it gives
-        (check_message) goes to corrupt/.
+        incoming/ is emptied (nothing there was acknowledged); trash entries are
+        removed; in every message queue of *checked* (all of them unless said) temp
+        envelopes are removed and an entry without a valid envelope.json (matching
+        its id) and a message file of the size it gives (check_message) goes to
+        corrupt/. The entries of a queue left out of *checked* are looked at one by
+        one later, by `recover_entry` (the core does so for slow/ and hold/ once
+        SMTP answers: reading 20,000 envelopes kept it silent for seconds), except
+        those of an id in several queues, which rule 7 needs whole or set aside now.
         ``found`` lists every queue's ids afterwards, corrupt/ included.
         """
         report = RecoveryReport()
+        checked = set(checked)
         for queue in (INCOMING, *MESSAGE_QUEUES, CORRUPT):
             try:
-                self._recover_queue(queue, report)
+                self._recover_queue(queue, report, is_checked=queue in checked)
                 _fsync_dir(self.root / queue)
             except OSError as exc:
                 report.errors.append(f"{queue}: {exc}")
-        self._recover_copies(report)
+        self._recover_copies(report, checked)
         for queue in (*MESSAGE_QUEUES, CORRUPT):
             try:
                 report.found[queue] = list(self.list(queue))
@@ -809,9 +815,10 @@ class Spool:
                 report.errors.append(f"{queue}: {exc}")
         return report
 
-    def _recover_copies(self, report: RecoveryReport) -> None:
+    def _recover_copies(self, report: RecoveryReport, checked: set[str]) -> None:
         """Rule 7 for every id in more than one message queue (after the damaged entries
-        went to corrupt/, so that a whole copy is kept over a damaged one)."""
+        went to corrupt/, so that a whole copy is kept over a damaged one: the copies in
+        a queue recover() did not check are checked here)."""
         where: dict[str, list[str]] = {}
         for queue in MESSAGE_QUEUES:
             try:
@@ -821,6 +828,14 @@ class Spool:
                 pass        # the listing of found ids reports it
         for queue_id, queues in where.items():
             if len(queues) > 1:
+                for queue in [q for q in queues if q not in checked]:
+                    try:
+                        if self._recover_entry(queue, queue_id, report)[1] is not None:
+                            queues.remove(queue)
+                    except OSError as exc:
+                        report.errors.append(f"{queue}/{queue_id}: {exc}")
+                if len(queues) < 2:
+                    continue
                 kept, done = self.resolve_copies(queue_id, queues)
                 report.copies.append((queue_id, kept, done))
 
@@ -853,7 +868,7 @@ class Spool:
                 done.append((queue, f"not removed: {exc}"))
         return kept, done
 
-    def _recover_queue(self, queue: str, report: RecoveryReport) -> None:
+    def _recover_queue(self, queue: str, report: RecoveryReport, *, is_checked: bool) -> None:
         directory = self.root / queue
         for name in sorted(os.listdir(directory)):
             path = directory / name
@@ -871,40 +886,65 @@ class Spool:
                             directory / name[len(ORIGIN_PREFIX):]):
                         path.unlink()   # its entry was moved back, or never came
                     continue
-                tmp = path / (ENVELOPE_FILE + TMP_SUFFIX)
-                if _NAME_RE.fullmatch(name) and tmp.is_file():
-                    tmp.unlink()
-                    report.removed_tmp += 1
-                reason = self.problem(queue, name)
-                if reason is not None:
-                    self.set_aside(queue, name, reason)
-                    report.corrupt.append((queue, name, reason))
+                if is_checked:
+                    self._recover_entry(queue, name, report)
             except OSError as exc:
                 report.errors.append(f"{queue}/{name}: {exc}")
+
+    def recover_entry(self, queue: str, name: str) -> tuple[Envelope | None, str | None]:
+        """What recover() does to one entry of a queue it did not check (the core, for
+        slow/ and hold/ after its start): its temp envelope removed, and the entry set
+        aside in corrupt/ when it is not whole. Returns (its envelope, None) for a whole
+        one, (None, why) for one set aside, (None, None) for one gone meanwhile. OSError
+        when it cannot be set aside (or the disk's own error)."""
+        report = RecoveryReport()
+        try:
+            return self._recover_entry(queue, name, report)
+        except FileNotFoundError:
+            if os.path.lexists(self._dir_name(queue, name)):
+                raise
+            return None, None
+
+    def _recover_entry(self, queue: str, name: str, report: RecoveryReport
+                       ) -> tuple[Envelope | None, str | None]:
+        tmp = self.root / queue / name / (ENVELOPE_FILE + TMP_SUFFIX)
+        if _NAME_RE.fullmatch(name) and tmp.is_file():
+            tmp.unlink()
+            report.removed_tmp += 1
+        envelope, reason = self._examine(queue, name)
+        if reason is not None:
+            self.set_aside(queue, name, reason)
+            report.corrupt.append((queue, name, reason))
+        return envelope, reason
 
     def problem(self, queue: str, name: str) -> str | None:
         """None for a well-formed message directory, else why it is not one (recover(),
         and `mailmoat queue list corrupt` for what it set aside)."""
+        return self._examine(queue, name)[1]
+
+    def _examine(self, queue: str, name: str) -> tuple[Envelope | None, str | None]:
+        """(the envelope, None) for a well-formed message directory, else (None, why)."""
         if not _NAME_RE.fullmatch(name) or not (self.root / queue / name).is_dir():
-            return "not a message directory"
+            return None, "not a message directory"
         if not self.message_path(queue, name).is_file():
-            return "message file missing"
+            return None, "message file missing"
         try:
             envelope = self.read_envelope(queue, name)
         except FileNotFoundError:
-            return f"{ENVELOPE_FILE} missing"
+            return None, f"{ENVELOPE_FILE} missing"
         except OSError as exc:      # one line, not the exception's text with the path
-            return f"{ENVELOPE_FILE} unreadable: {exc.strerror or type(exc).__name__}"
+            return None, f"{ENVELOPE_FILE} unreadable: {exc.strerror or type(exc).__name__}"
         except EnvelopeError as exc:
-            return f"envelope: {exc}"
+            return None, f"envelope: {exc}"
         # set_aside() may have added ".N" to the name in corrupt/
         if envelope.queue_id != (name.split(".")[0] if queue == CORRUPT else name):
-            return f"envelope is for {envelope.queue_id}"
+            return None, f"envelope is for {envelope.queue_id}"
         try:
-            return _damage(self.message_path(queue, name), envelope,
-                           self.set_aside_from(name) or queue if queue == CORRUPT else queue)
+            damage = _damage(self.message_path(queue, name), envelope,
+                             self.set_aside_from(name) or queue if queue == CORRUPT else queue)
         except OSError as exc:
-            return f"message file: {exc}"
+            return None, f"message file: {exc}"
+        return (envelope, None) if damage is None else (None, damage)
 
     def set_aside(self, queue: str, name: str, reason: str | None = None) -> str:
         """Move the entry *name* of *queue* to corrupt/ for a person to look at (never

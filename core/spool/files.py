@@ -3,8 +3,9 @@
 What this module owns
     Small compositions of `shared.spool` calls that must run together off the event loop:
     writing a generated message through the durable accept path, reading the header section
-    of a message for a DSN, making a forwarded copy with a new Subject, and scanning the
-    queues at startup. Byte layout stays in `shared/spool.py` (STYLE §1 "spool").
+    of a message for a DSN, making a forwarded copy with a new Subject, listing the
+    queues at startup and looking at their slow and hold entries afterwards
+    (`recover_waiting`). Byte layout stays in `shared/spool.py` (STYLE §1 "spool").
 
 Never: run on the trio thread (every function here blocks), or modify a message in place.
 """
@@ -14,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from core.pipeline.rewrite import HeaderEditor
-from shared.spool import COPY_CHUNK_OCTETS, Envelope, EnvelopeError, Spool, new_queue_id
+from shared.spool import COPY_CHUNK_OCTETS, Envelope, Spool, new_queue_id
 
-__all__ = ["write_generated", "read_headers", "copy_with_subject", "scan_queues",
-           "MAX_HEADER_SECTION_OCTETS"]
+__all__ = ["write_generated", "read_headers", "copy_with_subject", "list_queues",
+           "recover_waiting", "MAX_HEADER_SECTION_OCTETS"]
 
 MAX_HEADER_SECTION_OCTETS = 1 << 20   # a header section longer than this is cut for copies
 
@@ -111,16 +112,30 @@ def _replace_subject(head: bytes, subject: str) -> bytes:
         else out[:-len(nl)]
 
 
-def scan_queues(spool: Spool) -> tuple[list[str], list[tuple[str, Envelope | None]], int]:
-    """(fast ids, [(slow id, envelope or None if unreadable)], hold count) from the disk."""
-    fast = list(spool.list("fast"))
-    slow: list[tuple[str, Envelope | None]] = []
-    for queue_id in spool.list("slow"):
-        try:
-            slow.append((queue_id, spool.read_envelope("slow", queue_id)))
-        except (OSError, EnvelopeError):
-            slow.append((queue_id, None))
-    return fast, slow, sum(1 for _ in spool.list("hold"))
+def list_queues(spool: Spool) -> tuple[list[str], list[str], list[str]]:
+    """(fast ids, slow ids, hold ids) from the disk: listings only, no entry read."""
+    return list(spool.list("fast")), list(spool.list("slow")), list(spool.list("hold"))
+
+
+def recover_waiting(spool: Spool, slow: list[str], hold: list[str]
+                    ) -> tuple[list[Envelope], list[tuple[str, str, str]]]:
+    """Look at the *slow* and *hold* entries listed at start one by one, as recover()
+    does for the queues it checks (`Spool.recover_entry`): (the whole slow envelopes,
+    [(queue, id, why) of each entry set aside]). One that cannot be set aside stays and
+    is left out (taken up, `read_entry` tries again); one gone meanwhile is left out."""
+    envelopes: list[Envelope] = []
+    aside: list[tuple[str, str, str]] = []
+    for queue, ids in (("slow", slow), ("hold", hold)):
+        for queue_id in ids:
+            try:
+                envelope, reason = spool.recover_entry(queue, queue_id)
+            except OSError:
+                continue
+            if reason is not None:
+                aside.append((queue, queue_id, reason))
+            elif envelope is not None and queue == "slow":
+                envelopes.append(envelope)
+    return envelopes, aside
 
 
 def list_ids(spool: Spool, queue: str, ids: Iterable[str] | None) -> list[str]:

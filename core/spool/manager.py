@@ -100,6 +100,16 @@ Rules
        attempt's end as a single next hop's is, with no write of its own. A record that
        cannot write the envelope (a moment of full disk) leaves it to the attempt's end,
        which writes it even when a stop cuts the attempt with nothing else decided.
+   15. Start: `run()` lists the queues and reports ready; only then are the slow and hold
+       entries listed looked at one by one (`_load_waiting`, in a thread: each envelope
+       read once, a damaged entry set aside with the event recover() writes, the slow
+       schedule built). The core leaves them out of its recover() (CHECKED_AFTER_START),
+       so SMTP answers without waiting for them: 20,000 slow and 5,000 held messages
+       kept a start silent for some 20 s, reading every envelope twice (bigqueue22). Until
+       the load ends the slow queue waits, a hold action waits, the slow count is the
+       listing's, and a next hop that takes mail meanwhile is reordered once it ends
+       (rule 2 of core/spool/schedule.py: every hop a slow message waits for is deferring
+       at start).
 
 Never: block the event loop, write event names as literals, delete a message that still
 has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
@@ -131,6 +141,7 @@ from shared.spool import (CORRUPT, CORRUPT_RULE, DELIVERY_NOTE, DUPLICATE_RULE,
                           ENHANCED_STATUS, SUBJECT_META, Envelope, EnvelopeError, Spool)
 
 __all__ = ["QueueManager", "FAST_CHANNEL_SIZE", "PROCESS_TIMEOUT_SECONDS", "CRASH_LIMIT",
+           "CHECKED_AFTER_START",
            "record_set_aside", "record_copies"]
 
 FAST_CHANNEL_SIZE = 1000        # ids waiting in memory per lane; more wait on disk (rule 1)
@@ -144,6 +155,8 @@ HOP_ATTEMPTS = 20               # attempts in progress per next hop (rule 8; Pos
 MAX_ATTEMPTS = 256              # attempts in progress in all (rule 8)
 MAX_WAITING = 10_000            # messages waiting for a full next hop (rule 8)
 SLOW_CHANNEL_SIZE = 100
+CHECKED_AFTER_START = ("slow", "hold")  # their entries are looked at after SMTP answers
+                                        # (rule 15), not by the core's recover()
 FAST_WORKERS = 16               # small mail, and what is processed already (rule 13)
 LARGE_WORKERS = 16              # large messages to process (rule 13): at most as many as
                                 # one lane took before
@@ -215,21 +228,17 @@ class QueueManager:
         self._attempt_slots = trio.Semaphore(MAX_ATTEMPTS)
         self._hop_freed = trio.Event()         # a waiting message went on (rule 8)
         self._stopping = False
+        self._loaded = trio.Event()            # slow and hold entries looked at (rule 15)
+        self._slow_listed = 0                  # the slow count until then
+        self._accepting_while_loading: set[str] = set()   # next hops (rule 15)
 
     # --- public API ---------------------------------------------------------------------------
     async def run(self, *, recovery=None, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Rebuild state from the spool (after `spool.recover()`), start the workers, then
-        report ready. `recovery` (a RecoveryReport) is accepted for symmetry; unused."""
-        fast, slow, self._hold_count = await trio.to_thread.run_sync(files.scan_queues,
-                                                                     self.spool)
-        now = self.clock.now()
-        for queue_id, envelope in slow:
-            if envelope is None:
-                continue
-            hops = {r.next_hop for r in envelope.recipients
-                    if r.status in ("pending", "deferred") and r.next_hop}
-            self.schedule.put(queue_id, envelope.next_attempt_at or now, hops)
-            self.schedule.deferring_hops.update(hops)
+        report ready; the slow and hold entries are looked at after that (rule 15).
+        `recovery` (a RecoveryReport) is accepted for symmetry; unused."""
+        fast, slow, hold = await trio.to_thread.run_sync(files.list_queues, self.spool)
+        self._hold_count, self._slow_listed = len(hold), len(slow)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             if hasattr(self.deliverer, "run"):
@@ -244,6 +253,7 @@ class QueueManager:
                 for _ in range(SLOW_WORKERS):
                     nursery.start_soon(self._worker, self._slow_recv.clone(), "slow",
                                        self._handle_slow)
+            nursery.start_soon(self._load_waiting, slow, hold)
             nursery.start_soon(self._rescan_loop)
             nursery.start_soon(self._slow_loop)
             nursery.start_soon(self._pause_loop)
@@ -281,8 +291,9 @@ class QueueManager:
         self._rescan.set()
 
     def queue_sizes(self) -> dict[str, int]:
-        return {"fast": len(self._fast_ids), "slow": len(self.schedule),
-                "hold": self._hold_count}
+        slow = len(self.schedule) if self._loaded.is_set() else max(self._slow_listed,
+                                                                    len(self.schedule))
+        return {"fast": len(self._fast_ids), "slow": slow, "hold": self._hold_count}
 
     async def settled(self, queue_ids) -> None:
         """Wait until none of *queue_ids* is in fast/ or being handled: delivered, bounced,
@@ -323,17 +334,43 @@ class QueueManager:
 
     async def hold_reprocess(self, ids=None) -> int:
         from core.spool.hold import reprocess
+        await self._loaded.wait()       # hold/ looked at first (rule 15)
         return await reprocess(self, ids)
 
     async def hold_drop(self, ids=None) -> int:
         from core.spool.hold import drop
+        await self._loaded.wait()
         return await drop(self, ids)
 
     async def hold_forward(self, address: str, subject: str | None = None, ids=None) -> int:
         from core.spool.hold import forward
+        await self._loaded.wait()
         return await forward(self, address, subject, ids)
 
     # --- tasks ----------------------------------------------------------------------------------
+    async def _load_waiting(self, slow: list[str], hold: list[str]) -> None:
+        """Look at the slow and hold entries listed at start and schedule the slow ones
+        (rule 15)."""
+        envelopes, aside = await trio.to_thread.run_sync(files.recover_waiting, self.spool,
+                                                         slow, hold)
+        for queue, queue_id, reason in aside:
+            if queue == "hold":
+                self._hold_count -= 1
+            record_set_aside(self.events, queue, queue_id, reason)
+        now = self.clock.now()
+        for envelope in envelopes:
+            if envelope.queue_id in self.schedule.entries:
+                continue        # scheduled since, from a newer state of it
+            hops = {r.next_hop for r in envelope.recipients
+                    if r.status in ("pending", "deferred") and r.next_hop}
+            self.schedule.put(envelope.queue_id, envelope.next_attempt_at or now, hops)
+            self.schedule.deferring_hops.update(hops)
+        self._loaded.set()
+        for hop in sorted(self._accepting_while_loading):
+            self._hop_accepting(hop)
+        self._accepting_while_loading.clear()
+        self._slow_wakeup.set()
+
     async def _worker(self, receive, queue: str, handle) -> None:
         """`handle(queue_id)` for each id of `receive`; one that returns True has handed
         the message on to another lane (rule 13), where it stays busy."""
@@ -456,6 +493,7 @@ class QueueManager:
         return large
 
     async def _slow_loop(self) -> None:
+        await self._loaded.wait()       # rule 15
         while True:
             if not self._is_paused():
                 due = self.schedule.due(self.clock.now(), exclude=self._busy)
@@ -949,15 +987,23 @@ class QueueManager:
         for key in hops_deferred - hops_ok:
             self.schedule.hop_deferred(key)
         for key in hops_ok:
-            count = self.schedule.hop_delivered(key)
-            if count:
-                # a hop that defers and accepts again during its reordering adds to it
-                started, moved = self._reorderings.get(key, (trio.current_time(), 0))
-                self._reorderings[key] = (started, moved + count)
-                self.events.record(Action.REORDERING_STARTED, info=key,
-                                   data={"next_hop": key, "messages": count})
-                self._slow_wakeup.set()
+            if self._loaded.is_set():
+                self._hop_accepting(key)
+            else:               # its slow messages are not all scheduled yet (rule 15)
+                self._accepting_while_loading.add(key)
         return failed
+
+    def _hop_accepting(self, key: str) -> None:
+        """A delivery to the next hop *key* succeeded: what waits for it goes now (rule 2
+        of core/spool/schedule.py)."""
+        count = self.schedule.hop_delivered(key)
+        if count:
+            # a hop that defers and accepts again during its reordering adds to it
+            started, moved = self._reorderings.get(key, (trio.current_time(), 0))
+            self._reorderings[key] = (started, moved + count)
+            self.events.record(Action.REORDERING_STARTED, info=key,
+                               data={"next_hop": key, "messages": count})
+            self._slow_wakeup.set()
 
     async def _after_attempt(self, queue: str, envelope: Envelope, failed: list,
                              settings: Mapping) -> None:
