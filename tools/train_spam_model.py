@@ -21,7 +21,9 @@ hash, as the split is):
 so that at the default sensitivity (score >= 90) at most HAM_TAIL (0.2 %) of the training ham
 — the few hard-ham newsletters that read like spam — would have been flagged by a model that
 had not seen them, with a margin above those. Scores are read as the engine reads them:
-with the text in WINDOWS (core/scan/antispam/windows.py, rev 6 on), which the set records.
+with the text in WINDOWS (core/scan/antispam/windows.py, rev 6 on) and, with DELISTED, a
+message a mailing list relayed as the list received it (core/scan/antispam/delist.py, rev 7
+on); the set records both, and the model learns the same reading.
 
 HARD_HAM_WEIGHT, the learners' settings (NB_WEIGHT among them), the token set and the
 calibration rule were chosen by cross-validation inside the training part only

@@ -31,7 +31,9 @@ from tests.support.core import make_home
 EICAR_NDB = "Mailmoat.Test.EICAR:0:*:" + \
     b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*".hex() + "\n"
 SHIPPED_VIRUS = "version 2026-11-28 revision 0 (shipped with Mailmoat)"
-SHIPPED_SPAM = "version 2026-11-30 revision 6 (shipped with Mailmoat)"
+PACKAGED_SPAM = spam.load(spam.PACKAGED_DIR)
+SHIPPED_SPAM = (f"version {PACKAGED_SPAM.version} revision {PACKAGED_SPAM.revision} "
+                f"(shipped with Mailmoat)")
 
 
 @pytest.fixture
@@ -108,7 +110,9 @@ def test_install_refuses_a_set_the_core_cannot_use_and_current_stays(tmp_path, k
     # a good set of each type is current first: the refusal must leave it current
     for kind, files in (("virus", {"mailmoat.ndb": EICAR_NDB.encode()}),
                         ("spam", _spam_files())):
-        good = _package(tmp_path, key, kind, files, version="2026-11-30", revision=7)
+        # newer than the shipped sets, older than the refused ones below
+        good = _package(tmp_path, key, kind, files, version=PACKAGED_SPAM.version,
+                        revision=PACKAGED_SPAM.revision + 1)
         assert _cli(capsys, "install", good, "--home", home.root)[0] == 0
     before, status_before = _tree(home), _status(capsys, home)
     kind, files, expected = {
@@ -131,7 +135,8 @@ def test_install_refuses_a_set_the_core_cannot_use_and_current_stays(tmp_path, k
         in err
     assert _tree(home) == before                    # nothing written, no temp dir left
     assert _status(capsys, home) == status_before
-    assert defs.current(home.definitions, kind).label == "v2026-11-30-r7"
+    assert defs.current(home.definitions, kind).label == \
+        f"v{PACKAGED_SPAM.version}-r{PACKAGED_SPAM.revision + 1}"
 
 
 def test_unusable_set_exits_like_a_bad_hash(tmp_path, key, home, capsys):
@@ -163,7 +168,7 @@ def test_a_set_damaged_after_install_is_not_reported_or_used(tmp_path, key, home
     assert snap["virus"]["version"] == "2026-11-28" and snap["virus"]["source"] == "package"
     assert snap["virus"]["problem"] == ("installed v2026-12-01-r1 cannot be used: "
                                         "mailmoat.ndb: does not match its hash")
-    assert snap["spam"]["revision"] == 6 and snap["spam"]["source"] == "package"
+    assert snap["spam"]["revision"] == PACKAGED_SPAM.revision and snap["spam"]["source"] == "package"
     assert "rules.json: does not match its hash" in snap["spam"]["problem"]
     settings = service.worker_settings()
     assert settings[RUNTIME_DEFINITIONS] == str(defs.baseline("virus").path)
@@ -255,8 +260,8 @@ def test_status_on_a_fresh_home_reports_both_shipped_sets(home, capsys):
     assert _status(capsys, home) == {"virus": SHIPPED_VIRUS, "spam": SHIPPED_SPAM}
     code, out, _ = _cli(capsys, "status", "--format", "json", "--home", home.root)
     facts = json.loads(out)["spam"]
-    assert (facts["version"], facts["revision"], facts["source"]) == ("2026-11-30", 6,
-                                                                      "package")
+    assert (facts["version"], facts["revision"], facts["source"]) == (
+        PACKAGED_SPAM.version, PACKAGED_SPAM.revision, "package")
 
 
 def test_shared_baseline_is_the_spam_engines_packaged_set():
