@@ -14,29 +14,11 @@ from core.scan.antispam import definitions as defs
 from core.scan.antispam.delist import list_received
 from core.scan.antispam.engine import HeuristicEngine, as_read
 from core.scan.antispam.training import view_of
+from tests.unit.antispam.test_padding import SPAM
 
-AUTHOR = b"""\
-Received: from [203.0.113.9] by mail.spammer.test with SMTP; Tue, 20 Aug 2002 03:14:15 -0500
-From: "Financial Freedom" <success4u@hotmail.com>
-To: friend@public.com
-Subject: Make $5000 a WEEK working from HOME!!!
-Date: Tue, 20 Aug 2002 03:14:15 -0500
-MIME-Version: 1.0
-Content-Type: text/plain; charset="us-ascii"
-X-Mailer: Microsoft Outlook Express 6.00.2600.0000
-
-Dear Friend,
-
-You have been selected to receive this EXCLUSIVE offer! Make $5000 a week
-working from home with our PROVEN system. No experience needed, no selling,
-no risk. Thousands of people just like you are already earning cash.
-
-ACT NOW! Click below to order your FREE information package today:
-
-http://www.cash-from-home-now.biz/order.html
-
-100% GUARANTEED or your money back!
-"""
+# the padding test's spam, as its author's server sent it
+AUTHOR = (b"Received: from [203.0.113.9] by mail.spammer.test with SMTP; "
+          b"Tue, 20 Aug 2002 03:14:15 -0500\n" + SPAM)
 
 LIST_HEADERS = b"""\
 Return-Path: <fork-admin@xent.com>
@@ -85,7 +67,7 @@ def test_a_relayed_message_is_read_as_the_list_received_it():
     assert names.count(b"received") == 2
     assert b"for <fork@xent.com>" in head and b"by mail.example.com" not in head
     assert b"\nSubject: Make $5000 a WEEK working from HOME!!!\n" in b"\n" + head + b"\n"
-    assert body.rstrip(b"\n").endswith(b"100% GUARANTEED or your money back!")
+    assert body.rstrip(b"\n").endswith(b"the new email bill. Section 301.")
     assert b"listinfo" not in body and b"____" not in body
 
 
