@@ -7,10 +7,16 @@ What it owns
     the plain sum they offset the relayed message's own evidence: spam a list relayed was
     missed four times as often as spam sent directly (20 % against 3 % of the training
     part). `list_received(raw)` takes off what the list added; the rest of the message —
-    the author's own headers, hops, structure and text — is read as before. List fields a
-    sender writes into spam weigh nothing then; a forged list hop below the real ones,
-    though, takes those real hops off with the list's (rule 3), and their evidence with
-    them — the known weakness (docs/antispam-model.md, "The de-listed reading").
+    the author's own headers, hops, structure and text — is read as before.
+
+    The shipped definitions (rev 6) do not ask for this reading: a rev 7 candidate trained
+    on it passed the nested check and caught 372 of the 396 held-out spam (rev 6: 370), and
+    was not shipped for what a review found in the reading itself (docs/antispam-model.md,
+    "The de-listed reading"): a sender who adds a List-Id and a line naming the list near
+    the end hides up to FOOTER_OCTETS of the body's end (rule 5); a forged list hop below
+    the real ones takes the real hops off with the list's (rule 3); and a footer that is a
+    MIME part of its own is cut so that its part loses the blank line after its header, a
+    defect the model weighs towards spam.
 
 Rules
     1. Relayed: a List-Id, List-Post, X-BeenThere, X-Mailman-Version or Mailing-List field,
@@ -31,8 +37,9 @@ Rules
        list (listinfo/NAME, NAME@, NAME-unsubscribe@, NAME-request@) starts it, or a
        separator line ("-- ", ten or more "_" or "-") among the three lines before it; it
        is cut to the end, MIME boundary lines after it kept.
-    6. Whether a set of definitions is read this way is the set's to say (definitions.py
-       "reading"): a model learns the reading it was trained on.
+    6. Whether a set of definitions is read this way is the set's to say (its model's
+       "scoring": {"delisted": true}, definitions.py): a model learns the reading it was
+       trained on.
 """
 
 from __future__ import annotations
@@ -156,27 +163,27 @@ def _untagged(field: bytes) -> bytes:
 
 
 def _without_footer(body: bytes, names: list[bytes]) -> bytes:
-    """Rule 5."""
+    """Rule 5. Only the lines that start in the last FOOTER_OCTETS are split and searched:
+    the whole body split into lines took some 26 times its size in memory (review22a R2)."""
     tail_start = max(0, len(body) - FOOTER_OCTETS)
-    lines = body.split(b"\n")
-    offsets, offset = [], 0
-    for line in lines:
-        offsets.append(offset)
-        offset += len(line) + 1
+    cut = 0 if tail_start == 0 else body.find(b"\n", tail_start - 1) + 1
+    if tail_start and cut == 0:
+        return body                          # no line starts in the tail
+    lines = body[cut:].split(b"\n")
     either = _alternatives(names)
     naming = re.compile(rb"(?i)(?:listinfo/(?:%s)\b|(?:%s)(?:-unsubscribe|-request)?@)"
                         % (either, either))
-    first = next((index for index, line in enumerate(lines)
-                  if offsets[index] >= tail_start and naming.search(line)), None)
+    first = next((index for index, line in enumerate(lines) if naming.search(line)), None)
     if first is None:
         return body
     start = first
     for index in range(first - 1, max(-1, first - 4), -1):
-        if offsets[index] < tail_start:
-            break
         if _SEPARATOR.match(lines[index]):
             start = index
             break
     boundaries = [line for line in lines[start:] if line.startswith(b"--") and len(line) > 10
                   and b" " not in line.strip() and not _SEPARATOR.match(line)]
-    return b"\n".join(lines[:start] + boundaries) + b"\n"
+    kept = body[:cut + sum(len(line) + 1 for line in lines[:start])]
+    if not kept:
+        return b"\n".join(boundaries) + b"\n"
+    return kept[:-1] + b"".join(b"\n" + line for line in boundaries) + b"\n"

@@ -122,7 +122,7 @@ def features(view, definitions: SpamDefinitions,
     so the model weighs exactly what the engine sees. Header fields are read in the legacy
     reading of their RFC 2047 words, the one the model learned on (`view.as_learned`;
     core/pipeline/decompose/fieldvalue.py rule 4). `text_parts`: tokenizer.tokens'."""
-    view = as_read(view, definitions).as_learned()
+    view = reading_of(view, definitions).as_learned()
     hits = definitions.rules.hits(view)
     found = tokens(view, text_parts)
     found.update(structure_tokens(view))
@@ -130,7 +130,7 @@ def features(view, definitions: SpamDefinitions,
     return found, hits
 
 
-def as_read(view, definitions: SpamDefinitions):
+def reading_of(view, definitions: SpamDefinitions):
     """The view the definitions' model learned on: a message a mailing list relayed as the
     list received it, when the set says so (delist.py); else the view itself."""
     if definitions.delisted:

@@ -12,7 +12,7 @@ import pytest
 
 from core.scan.antispam import definitions as defs
 from core.scan.antispam.delist import list_received
-from core.scan.antispam.engine import HeuristicEngine, as_read
+from core.scan.antispam.engine import HeuristicEngine, reading_of
 from core.scan.antispam.training import view_of
 from tests.unit.antispam.test_padding import SPAM
 
@@ -97,9 +97,9 @@ def test_a_footer_is_cut_only_near_the_end():
 
 
 def test_list_headers_and_a_footer_do_not_lower_a_spams_score():
+    # the shipped weights (rev 6, trained as mail came), read both ways
     shipped = defs.load(defs.PACKAGED_DIR)
-    assert shipped.delisted                                    # rev 7 on
-    for definitions, cost in ((shipped, lambda c: c < 0.25),
+    for definitions, cost in ((replace(shipped, delisted=True), lambda c: c < 0.25),
                               (replace(shipped, delisted=False), lambda c: c > 1.0)):
         engine = HeuristicEngine(definitions)
         alone, listed = engine.score(view_of(AUTHOR)), engine.score(view_of(relayed()))
@@ -118,7 +118,7 @@ def test_a_set_that_does_not_say_so_reads_the_message_as_it_came(tmp_path):
         loaded = defs.load(tmp_path / str(delisted))
         assert loaded.delisted is delisted
         view = view_of(relayed())
-        read = as_read(view, loaded)
+        read = reading_of(view, loaded)
         assert (read is view) is not delisted
         assert (read.header("List-Id") is None) is delisted
 
@@ -141,3 +141,19 @@ HOSTILE = {
 def test_a_hostile_header_costs_time_linear_in_its_length(head):
     read = list_received(head + b"\nbody\n")
     assert read is not None and read.endswith(b"\n\nbody\n")
+
+
+def test_a_long_body_is_not_split_whole_to_find_its_footer():
+    # review22a R2: the whole body split into lines took some 26 times its size, so a
+    # sender-written X-BeenThere put a large message of short lines over the worker's
+    # memory limit; only the last FOOTER_OCTETS are searched
+    import tracemalloc
+    body = b"x\n" * 1_000_000
+    message = b"X-BeenThere: fork@xent.com\n\n" + body + FOOTER
+    tracemalloc.start()
+    try:
+        read = list_received(message)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert read.endswith(body) and peak < 8 * len(message)      # a few copies; was 70
