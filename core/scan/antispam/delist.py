@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["list_received", "FOOTER_OCTETS"]
+__all__ = ["list_received", "header_fields", "FOOTER_OCTETS"]
 
 FOOTER_OCTETS = 1500
 
@@ -74,7 +74,7 @@ MAX_LOCAL_PART = 64             # octets, RFC 5321 section 4.5.3.1.1
 def list_received(raw: bytes) -> bytes | None:
     """The message as the list received it (module rules), or None when no list relayed it."""
     head, sep, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
-    fields = _fields(head)
+    fields = header_fields(head)
     if not any(_is_list_field(field) for field in fields):
         return None
     names = _list_names(fields)
@@ -93,7 +93,9 @@ def list_received(raw: bytes) -> bytes | None:
     return b"\n".join(kept) + (sep or b"\n\n") + body
 
 
-def _fields(head: bytes) -> list[bytes]:
+def header_fields(head: bytes) -> list[bytes]:
+    """The fields of a header block (LF line ends), each with its continuation lines, without
+    an mbox "From " line."""
     lines = head.split(b"\n")
     if lines and lines[0].startswith(b"From "):          # the mbox separator (rule 2)
         lines = lines[1:]

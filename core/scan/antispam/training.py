@@ -27,6 +27,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.scan.antispam.delist import header_fields
+
 __all__ = ["Sample", "corpus_messages", "body_key", "split_of", "view_of", "gateway_message",
            "SPLIT_SALT", "TEST_FRACTION", "DEFAULT_CORPUS"]
 
@@ -98,17 +100,8 @@ def gateway_message(raw: bytes) -> tuple[bytes, dict]:
     """(message, envelope context) as a gateway in front of the collector's server would
     have received it (the comment above); the context is what decompose_bytes takes."""
     head, sep, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
-    lines = head.split(b"\n")
-    if lines[0].startswith(b"From "):                             # the mbox separator
-        lines = lines[1:]
-    fields: list[bytes] = []
-    for line in lines:
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += b"\n" + line
-        else:
-            fields.append(line)
     sender, recipients, kept, outside = "", [], [], False
-    for field in fields:
+    for field in header_fields(head):
         name, _, value = field.partition(b":")
         name = name.strip().lower()
         if name == b"return-path" and not sender:
