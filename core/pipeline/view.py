@@ -182,10 +182,11 @@ class MessageView:
     extracted_octets: int = 0                            # decoded bytes of all parts
     meta: dict = field(default_factory=dict)  # envelope meta from the core (antispam: "rbl"
                                               # listing, "auto_whitelisted"), plain JSON data
-    # the bytes decompose_bytes read and the settings it read them with, for a reading of
-    # other bytes with the same envelope and limits (`reread`); the message's own bytes,
-    # not a copy
+    # the bytes decompose_bytes read, and the envelope and settings it read them with, for
+    # a reading of other bytes with the same envelope and limits (`reread`); the message's
+    # own bytes, not a copy
     raw: bytes = field(default=b"", repr=False, compare=False)
+    decompose_context: Mapping | None = field(default=None, repr=False, compare=False)
     decompose_settings: Mapping | None = field(default=None, repr=False, compare=False)
 
     # --- helpers checks use ------------------------------------------------------------
@@ -238,11 +239,7 @@ class MessageView:
         """The view of `raw` with this view's envelope, decomposed with the same settings
         (the heuristic engine's de-listed reading: core/scan/antispam/delist.py)."""
         from core.pipeline.decompose import decompose_bytes
-        context = {"queue_id": self.queue_id, "sender": self.sender,
-                   "recipients": self.recipients, "client_ip": self.client_ip,
-                   "helo": self.helo, "is_generated": self.is_generated,
-                   "skip_antispam": self.skip_antispam, "meta": self.meta}
-        return decompose_bytes(raw, context, self.decompose_settings)
+        return decompose_bytes(raw, self.decompose_context, self.decompose_settings)
 
     def files(self) -> list[Part]:
         """Every part that is a file: attachments at any level, archive and TNEF members."""

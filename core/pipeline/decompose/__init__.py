@@ -93,7 +93,7 @@ def decompose_bytes(raw: bytes, context: Mapping, settings: Mapping) -> MessageV
                        size=len(raw), is_generated=bool(context.get("is_generated")),
                        skip_antispam=bool(context.get("skip_antispam")),
                        meta=dict(context.get("meta") or {}), raw=raw,
-                       decompose_settings=settings)
+                       decompose_context=context, decompose_settings=settings)
     walker = _Walker(raw, view, Budget.from_settings(settings),
                      scratch_dir=settings.get(SCRATCH_DIR_KEY))
     try:
