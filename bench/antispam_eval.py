@@ -144,7 +144,8 @@ def main(argv=None) -> int:
     if not args.no_spamassassin:
         with tempfile.TemporaryDirectory(prefix="mailmoat-sa-") as tmp:
             sa = run_spamassassin(train, test, args.workdir or Path(tmp))
-    result = {"test_messages": ({"spam": str(args.spam), "ham": str(args.ham)} if args.spam
+    result = {"definitions": HeuristicEngine().definitions().label,   # the set scored
+              "test_messages": ({"spam": str(args.spam), "ham": str(args.ham)} if args.spam
                                 else "held-out part of the corpus split"),
               "split": {"salt": SPLIT_SALT, "test_fraction": TEST_FRACTION,
                         "train": {"spam": sum(s.label == "spam" for s in train),
