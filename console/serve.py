@@ -24,11 +24,12 @@ Rules:
 - The request line and headers together are read up to MAX_REQUEST_HEADER_OCTETS; cheroot
   answers a longer request line 414 and longer headers 413 (its default reads them
   without a bound, so one client could fill the memory).
-- An HTTP/1.1 request without a Host header is answered 400 before the console sees it
-  (RFC 9112 §3.2: a server MUST; cheroot served it): `_Request.read_request_headers`.
-  HTTP/1.0, which needs no Host, is served as before.
+- An HTTP/1.1 request without a Host header, and a request of any version with more than
+  one, is answered 400 before the console sees it (RFC 9112 §3.2: a server MUST; cheroot
+  served both): `_Request.read_request_headers`. HTTP/1.0, which needs no Host, is served
+  as before.
 - A request cheroot refuses before the console sees it (a bad version 505, a malformed
-  request line or header 400, HTTP/1.1 without Host 400, headers over
+  request line or header 400, HTTP/1.1 without Host 400, two Host headers 400, headers over
   MAX_REQUEST_HEADER_OCTETS 413, 414 …:
   console.security VIOLATION_STATUSES; a body cheroot finds too large is refused after the
   request was read, and is not one), and plain HTTP sent to the HTTPS port, are HTTP
@@ -70,7 +71,7 @@ from typing import Callable
 
 from cheroot import errors as cheroot_errors
 from cheroot import wsgi
-from cheroot.server import HTTPConnection, HTTPRequest
+from cheroot.server import HeaderReader, HTTPConnection, HTTPRequest
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from console.app import create_app
@@ -106,6 +107,8 @@ CERTIFICATE_REFUSED_ALERTS = frozenset({
     "SSLV3_ALERT_CERTIFICATE_UNKNOWN", "TLSV1_ALERT_UNKNOWN_CA", "SSLV3_ALERT_BAD_CERTIFICATE"})
 # What an HTTP/1.1 request without a Host header is answered (with 400, `_Request`)
 MISSING_HOST_TEXT = "An HTTP/1.1 request needs a Host header."
+# What a request with more than one Host header is answered (with 400, `_Request`)
+DUPLICATE_HOST_TEXT = "A request may have one Host header only."
 PLAIN_HTTP_TEXT = b"This port speaks HTTPS only: the plain HTTP request was not read.\r\n"
 PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=us-ascii\r\n"
                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
@@ -118,19 +121,39 @@ PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; cha
 PLAIN_HTTP_LINGER_SECONDS = 0.25
 
 
+class _HeaderReader(HeaderReader):
+    """cheroot's, which also counts the Host header lines it reads: it keeps only the last
+    one's value in `inheaders`. One per request (`_Request.read_request_headers`)."""
+
+    def __init__(self):
+        self.host_lines = 0
+
+    def _transform_key(self, key_name):
+        key = super()._transform_key(key_name)
+        if key == b"Host":
+            self.host_lines += 1
+        return key
+
+
 class _Request(HTTPRequest):
     """cheroot's request; an answer it gives a request it could not read (server.HTTPRequest
     parse_request, read_request_line/read_request_headers: not yet `ready`) is a violation
     when console.security says that status is one. An HTTP/1.1 request without a Host
-    header is one of them (`read_request_headers`)."""
+    header, and any request with more than one, are among them (`read_request_headers`)."""
 
     def read_request_headers(self):
         """cheroot's, and then RFC 9112 §3.2: "A server MUST respond with a 400 (Bad
         Request) status code to any HTTP/1.1 request message that lacks a Host header
-        field" (cheroot served it). HTTP/1.0 has no Host requirement and is served as
-        before. The field's value may be empty (a target without an authority); a value
-        that is no host name is the console's 400 (console.security)."""
+        field and to any request message that contains more than one Host header field
+        line" (cheroot served both, with the last Host's value: a proxy in front that reads
+        the first would disagree about the host). HTTP/1.0 has no Host requirement and is
+        served as before. The field's value may be empty (a target without an authority); a
+        value that is no host name is the console's 400 (console.security)."""
+        self.header_reader = reader = _HeaderReader()
         if not super().read_request_headers():
+            return False
+        if reader.host_lines > 1:
+            self.simple_response("400 Bad Request", DUPLICATE_HOST_TEXT)
             return False
         if self.response_protocol == "HTTP/1.1" and b"Host" not in self.inheaders:
             self.simple_response("400 Bad Request", MISSING_HOST_TEXT)

@@ -19,7 +19,8 @@ import pytest
 from jinja2 import ChoiceLoader, DictLoader
 
 from console.roles import public
-from console.serve import MAX_REQUEST_HEADER_OCTETS, MISSING_HOST_TEXT, ConsoleServer
+from console.serve import (DUPLICATE_HOST_TEXT, MAX_REQUEST_HEADER_OCTETS, MISSING_HOST_TEXT,
+                           ConsoleServer)
 from console.throttle import (VIOLATION_EVENTS_PER_CLIENT, VIOLATION_WINDOW_SECONDS,
                               ViolationBudget)
 from core.notify import alert_key
@@ -157,6 +158,10 @@ REFUSED_BY_CHEROOT = {
     # RFC 9112 §3.2: a server MUST answer 400 (consolefix 2: cheroot served it)
     "HTTP/1.1 without a Host header": (b"GET /logon HTTP/1.1\r\nConnection: close\r\n\r\n",
                                        400),
+    # the same sentence, for any version (smallfix 1: cheroot kept the last one and served it)
+    "two Host headers": (_request(extra=b"Host: b.test\r\n"), 400),
+    "two Host headers in HTTP/1.0": (b"GET /logon HTTP/1.0\r\nHost: a.test\r\n"
+                                     b"host: b.test\r\n\r\n", 400),
     "unknown HTTP version": (_request().replace(b"HTTP/1.1", b"HTTP/9.9"), 505),
     "not HTTP at all": (b"\x16\x03\x01\x02\x00garbage\r\n\r\n", 400),
     "absolute URI with a bad host": (_request(path=b"http://a..b/logon"), 400),
@@ -183,6 +188,22 @@ def test_requests_cheroot_refuses_get_a_short_answer_and_no_log(served, console_
 def test_an_http_1_1_request_without_host_is_answered_400_and_says_why(served):
     status, _, body = _exchange(served, "http", b"GET /logon HTTP/1.1\r\n\r\n")
     assert (status, body) == (400, MISSING_HOST_TEXT)
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_request_with_two_host_headers_is_answered_400_and_says_why(served, scheme):
+    # RFC 9112 §3.2: a proxy in front that reads the first Host would disagree with a
+    # console that reads the last one about which host the request is for
+    status, _, body = _exchange(served, scheme, b"GET /logon HTTP/1.1\r\nHost: a.test\r\n"
+                                b"Connection: close\r\nHost: b.test\r\n\r\n")
+    assert (status, body) == (400, DUPLICATE_HOST_TEXT)
+
+
+def test_one_host_header_in_any_case_is_served(served):
+    # a single field line is counted once whatever the case of its name
+    status, _, body = _exchange(served, "http", b"GET /logon HTTP/1.1\r\nhOsT: localhost\r\n"
+                                b"Connection: close\r\n\r\n")
+    assert status == 200 and 'id="username"' in body
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
