@@ -1,8 +1,8 @@
 """A long subject or address does not widen the Detail Report's table (consolefix, session
 22): a 400-character subject without a space, or a long unbroken address, set its column's
-width, the table grew to about 6,800 px in its 1,008 px scroll box at a 1280 px window, and
-the columns after it were screens away. Measured in Chromium: the table with such a row
-against the same report without it, and against the window."""
+width, the table grew from 1,598 px to 4,976 px in its 1,008 px scroll box at a 1280 px
+window, and the columns after it were screens away. Measured in Chromium: the table with
+such a row against the same report without it, and against the window."""
 
 from __future__ import annotations
 
