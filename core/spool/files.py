@@ -12,7 +12,7 @@ Never: run on the trio thread (every function here blocks), or modify a message 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from core.pipeline.rewrite import HeaderEditor
 from shared.spool import COPY_CHUNK_OCTETS, Envelope, Spool, new_queue_id
@@ -117,25 +117,29 @@ def list_queues(spool: Spool) -> tuple[list[str], list[str], list[str]]:
     return list(spool.list("fast")), list(spool.list("slow")), list(spool.list("hold"))
 
 
-def recover_waiting(spool: Spool, slow: list[str], hold: list[str]
-                    ) -> tuple[list[Envelope], list[tuple[str, str, str]]]:
-    """Look at the *slow* and *hold* entries listed at start one by one, as recover()
-    does for the queues it checks (`Spool.recover_entry`): (the whole slow envelopes,
-    [(queue, id, why) of each entry set aside]). One that cannot be set aside stays and
-    is left out (taken up, `read_entry` tries again); one gone meanwhile is left out."""
+def recover_waiting(spool: Spool, queue: str, ids: list[str], *,
+                    set_aside: Callable[[str, str], None],
+                    check_stop: Callable[[], None]) -> list[Envelope]:
+    """Look at the entries *ids* of *queue* (slow or hold, listed at start) one by one, as
+    recover() does for the queues it checks (`Spool.recover_entry`), and return the whole
+    envelopes. `check_stop()` comes before each entry (it raises to end the look there: the
+    rest waits on disk for the next start, each entry being looked at whole), and
+    `set_aside(id, why)` after each entry moved to corrupt/, before the next is looked at
+    (its event is written as it happens, not when the look ends). One that cannot be set
+    aside stays and is left out (the next start, or for a held one the hold action that
+    takes it up, tries again); one gone meanwhile is left out."""
     envelopes: list[Envelope] = []
-    aside: list[tuple[str, str, str]] = []
-    for queue, ids in (("slow", slow), ("hold", hold)):
-        for queue_id in ids:
-            try:
-                envelope, reason = spool.recover_entry(queue, queue_id)
-            except OSError:
-                continue
-            if reason is not None:
-                aside.append((queue, queue_id, reason))
-            elif envelope is not None and queue == "slow":
-                envelopes.append(envelope)
-    return envelopes, aside
+    for queue_id in ids:
+        check_stop()
+        try:
+            envelope, reason = spool.recover_entry(queue, queue_id)
+        except OSError:
+            continue
+        if reason is not None:
+            set_aside(queue_id, reason)
+        elif envelope is not None:
+            envelopes.append(envelope)
+    return envelopes
 
 
 def list_ids(spool: Spool, queue: str, ids: Iterable[str] | None) -> list[str]:

@@ -101,15 +101,27 @@ Rules
        cannot write the envelope (a moment of full disk) leaves it to the attempt's end,
        which writes it even when a stop cuts the attempt with nothing else decided.
    15. Start: `run()` lists the queues and reports ready; only then are the slow and hold
-       entries listed looked at one by one (`_load_waiting`, in a thread: each envelope
-       read once, a damaged entry set aside with the event recover() writes, the slow
-       schedule built). The core leaves them out of its recover() (CHECKED_AFTER_START),
-       so SMTP answers without waiting for them: 20,000 slow and 5,000 held messages
-       kept a start silent for some 20 s, reading every envelope twice (bigqueue22). Until
-       the load ends the slow queue waits, a hold action waits, the slow count is the
-       listing's, and a next hop that takes mail meanwhile is reordered once it ends
-       (rule 2 of core/spool/schedule.py: every hop a slow message waits for is deferring
-       at start).
+       entries listed looked at one by one (`_load_waiting`: LOAD_CHUNK at a time in a
+       thread, each envelope read once, the slow schedule built chunk by chunk). The core
+       leaves them out of its recover() (CHECKED_AFTER_START), so SMTP answers without
+       waiting for them: 20,000 slow and 5,000 held messages kept a start silent for some
+       20 s, reading every envelope twice (bigqueue22). Not all of them: the core's
+       recovery of lost `accepted` events (core/app.py) still reads, before SMTP answers,
+       every slow or held envelope that has no `accepted` row — mail Mailmoat made
+       (bounces, delay notices, alerts) and mail whose event retention purged. A damaged
+       entry goes to corrupt/ as the set-aside of rule 10 does (`_left_for_corrupt`:
+       counts, the spool.corrupt event, the Queue File Save error copy) as soon as it is
+       moved, not when the look ends (a kill -9 during the look lost the event of every
+       entry already moved). A stop ends the look at the next entry
+       (trio.from_thread.check_cancelled); what was not looked at waits on disk for the
+       next start, each entry being handled whole. Until the look ends the slow queue
+       waits, a hold action waits (and, the core's commands running one at a time, so does
+       every console or CLI request sent after it), and the slow count is what is scheduled
+       plus what is listed and not looked at yet. A next hop that takes mail meanwhile
+       moves up at once what is scheduled (rule 2 of core/spool/schedule.py), and, as they
+       are read, the entries waiting for it (SlowSchedule.loaded, one REORDERING_STARTED
+       when the look ends): as if they had been scheduled before, not after, what it defers
+       after it took mail (that waits for its backoff).
 
 Never: block the event loop, write event names as literals, delete a message that still
 has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
@@ -117,9 +129,11 @@ has undelivered recipients (unless expired, bounced, or dropped by an operator o
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -155,6 +169,7 @@ HOP_ATTEMPTS = 20               # attempts in progress per next hop (rule 8; Pos
 MAX_ATTEMPTS = 256              # attempts in progress in all (rule 8)
 MAX_WAITING = 10_000            # messages waiting for a full next hop (rule 8)
 SLOW_CHANNEL_SIZE = 100
+LOAD_CHUNK = 100                # entries per thread call of the look at start (rule 15)
 CHECKED_AFTER_START = ("slow", "hold")  # their entries are looked at after SMTP answers
                                         # (rule 15), not by the core's recover()
 FAST_WORKERS = 16               # small mail, and what is processed already (rule 13)
@@ -229,7 +244,7 @@ class QueueManager:
         self._hop_freed = trio.Event()         # a waiting message went on (rule 8)
         self._stopping = False
         self._loaded = trio.Event()            # slow and hold entries looked at (rule 15)
-        self._slow_listed = 0                  # the slow count until then
+        self._slow_unread = 0                  # slow entries listed, not looked at yet
         self._accepting_while_loading: set[str] = set()   # next hops (rule 15)
 
     # --- public API ---------------------------------------------------------------------------
@@ -238,7 +253,7 @@ class QueueManager:
         report ready; the slow and hold entries are looked at after that (rule 15).
         `recovery` (a RecoveryReport) is accepted for symmetry; unused."""
         fast, slow, hold = await trio.to_thread.run_sync(files.list_queues, self.spool)
-        self._hold_count, self._slow_listed = len(hold), len(slow)
+        self._hold_count, self._slow_unread = len(hold), len(slow)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             if hasattr(self.deliverer, "run"):
@@ -291,9 +306,9 @@ class QueueManager:
         self._rescan.set()
 
     def queue_sizes(self) -> dict[str, int]:
-        slow = len(self.schedule) if self._loaded.is_set() else max(self._slow_listed,
-                                                                    len(self.schedule))
-        return {"fast": len(self._fast_ids), "slow": slow, "hold": self._hold_count}
+        # until the look at start ends, the slow entries listed and not looked at yet too
+        return {"fast": len(self._fast_ids), "slow": len(self.schedule) + self._slow_unread,
+                "hold": self._hold_count}
 
     async def settled(self, queue_ids) -> None:
         """Wait until none of *queue_ids* is in fast/ or being handled: delivered, bounced,
@@ -350,26 +365,38 @@ class QueueManager:
     # --- tasks ----------------------------------------------------------------------------------
     async def _load_waiting(self, slow: list[str], hold: list[str]) -> None:
         """Look at the slow and hold entries listed at start and schedule the slow ones
-        (rule 15)."""
-        envelopes, aside = await trio.to_thread.run_sync(files.recover_waiting, self.spool,
-                                                         slow, hold)
-        for queue, queue_id, reason in aside:
-            if queue == "hold":
-                self._hold_count -= 1
-            record_set_aside(self.events, queue, queue_id, reason)
-        now = self.clock.now()
-        for envelope in envelopes:
-            if envelope.queue_id in self.schedule.entries:
-                continue        # scheduled since, from a newer state of it
-            hops = {r.next_hop for r in envelope.recipients
-                    if r.status in ("pending", "deferred") and r.next_hop}
-            self.schedule.put(envelope.queue_id, envelope.next_attempt_at or now, hops)
-            self.schedule.deferring_hops.update(hops)
+        (rule 15): LOAD_CHUNK entries to a thread at a time, each chunk's slow ones
+        scheduled as it ends; a stop ends the look at the next entry."""
+        moved: Counter[str] = Counter()     # hop -> loaded messages it moved up
+        for queue, ids in (("slow", slow), ("hold", hold)):
+            set_aside = functools.partial(self._entry_set_aside_from_thread, queue)
+            for start in range(0, len(ids), LOAD_CHUNK):
+                chunk = ids[start:start + LOAD_CHUNK]
+                envelopes = await trio.to_thread.run_sync(functools.partial(
+                    files.recover_waiting, self.spool, queue, chunk, set_aside=set_aside,
+                    check_stop=trio.from_thread.check_cancelled))
+                if queue != "slow":
+                    continue
+                self._slow_unread -= len(chunk)
+                now = self.clock.now()
+                for envelope in envelopes:
+                    if envelope.queue_id in self.schedule.entries:
+                        continue        # scheduled since, from a newer state of it
+                    hops = {r.next_hop for r in envelope.recipients
+                            if r.status in ("pending", "deferred") and r.next_hop}
+                    moved.update(self.schedule.loaded(
+                        envelope.queue_id, envelope.next_attempt_at or now, hops,
+                        self._accepting_while_loading))
+        self._slow_unread = 0
         self._loaded.set()
-        for hop in sorted(self._accepting_while_loading):
-            self._hop_accepting(hop)
+        for hop, count in sorted(moved.items()):
+            self._reordering_started(hop, count)
         self._accepting_while_loading.clear()
         self._slow_wakeup.set()
+
+    def _entry_set_aside_from_thread(self, queue: str, queue_id: str, reason: str) -> None:
+        """`_left_for_corrupt`, from the thread of `_load_waiting` as each entry goes."""
+        trio.from_thread.run(self._left_for_corrupt, queue, queue_id, reason)
 
     async def _worker(self, receive, queue: str, handle) -> None:
         """`handle(queue_id)` for each id of `receive`; one that returns True has handed
@@ -545,9 +572,15 @@ class QueueManager:
                                info=f"unreadable queue entry in {queue}: {reason}; not moved "
                                     f"to corrupt/: {exc}")
             return
+        await self._left_for_corrupt(queue, queue_id, reason)
+
+    async def _left_for_corrupt(self, queue: str, queue_id: str, reason: str) -> None:
+        """The entry *queue_id* of *queue* was moved to corrupt/ for *reason* (rule 10, and
+        the look at start of rule 15): the counts follow, its event, and its pending copy
+        is kept (Queue File Save), not left over."""
         self._forget(queue, queue_id)
         record_set_aside(self.events, queue, queue_id, reason)
-        await self.queue_files.error(queue_id)      # its pending copy is kept, not left over
+        await self.queue_files.error(queue_id)
 
     def _forget(self, queue: str, queue_id: str) -> None:
         """The entry left *queue* other than by a move of ours: the counts follow."""
@@ -987,16 +1020,15 @@ class QueueManager:
         for key in hops_deferred - hops_ok:
             self.schedule.hop_deferred(key)
         for key in hops_ok:
-            if self._loaded.is_set():
-                self._hop_accepting(key)
-            else:               # its slow messages are not all scheduled yet (rule 15)
+            self._reordering_started(key, self.schedule.hop_delivered(key))
+            if not self._loaded.is_set():
+                # what the look at start schedules later goes too (rule 15)
                 self._accepting_while_loading.add(key)
         return failed
 
-    def _hop_accepting(self, key: str) -> None:
-        """A delivery to the next hop *key* succeeded: what waits for it goes now (rule 2
-        of core/spool/schedule.py)."""
-        count = self.schedule.hop_delivered(key)
+    def _reordering_started(self, key: str, count: int) -> None:
+        """*count* slow messages waiting for the next hop *key*, which took mail, go now
+        (rule 2 of core/spool/schedule.py)."""
         if count:
             # a hop that defers and accepts again during its reordering adds to it
             started, moved = self._reorderings.get(key, (trio.current_time(), 0))

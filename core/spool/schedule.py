@@ -99,6 +99,22 @@ class SlowSchedule:
             reordered_by=old.reordered_by & hops,
             declined_by=(old.declined_by | old.tried_for) & hops)
 
+    def loaded(self, queue_id: str, next_attempt_at: float, hops, accepted) -> frozenset[str]:
+        """A slow message read after the start (core/spool/manager.py rule 15): put() as a
+        new one, its hops deferring as at startup, except the next hops of *accepted*,
+        which took mail since the start; for those it is moved up, as it would have been
+        had it been scheduled before they did (rule 2). Returns the hops it was moved up
+        for. A hop that deferred other mail after it took mail reorders only those loaded:
+        what it deferred meanwhile waits for its backoff."""
+        hops = frozenset(hops)
+        moved = hops & frozenset(accepted)
+        self.entries[queue_id] = SlowEntry(next_attempt_at, hops, is_reordered=bool(moved),
+                                           reordered_by=moved)
+        self.deferring_hops.update(hops - moved)
+        for hop in moved:
+            self.reordering.setdefault(hop, set()).add(queue_id)
+        return moved
+
     def remove(self, queue_id: str) -> None:
         self.entries.pop(queue_id, None)
 
