@@ -282,18 +282,9 @@ async def test_a_message_deferred_after_the_hop_took_mail_during_the_look_waits_
 
 async def test_a_slow_entry_set_aside_after_the_start_keeps_its_queue_file_save_copy(
         tmp_path, sink):
-    from tests.integration.test_queue_file_save import (_ended, _ids, _mail, _pair, _pending,
-                                                        _saved, _send)
-    sink.tempfail_all = True
-    home = routed_home(tmp_path, sink, diagnostics__queue_file_save="on_error")
-    async with trio.open_nursery() as nursery:
-        core = await nursery.start(run_core, home)
-        assert await trio.to_thread.run_sync(_send, core.smtp_addresses[0][1],
-                                             _mail("deferred")) == "250"
-        await _ended(core, home, Action.DEFERRED, 1)
-        core.cancel_scope.cancel()
-    queue_id = _ids(home)["deferred"]
-    assert _pending(home) == _pair(queue_id)
+    from tests.integration.test_queue_file_save import (_pair, _pending, _saved,
+                                                        deferred_and_stopped)
+    home, queue_id = await deferred_and_stopped(tmp_path, sink)
     _damage(Spool(home.spool), "slow", queue_id)
     async with trio.open_nursery() as nursery:
         core = await nursery.start(run_core, home)

@@ -249,8 +249,9 @@ async def test_a_copy_that_cannot_be_saved_is_one_event_and_the_mail_goes_on(
     core.cancel_scope.cancel()
 
 
-@pytest.mark.trio
-async def test_a_pending_pair_waits_across_a_restart_and_orphans_are_removed(tmp_path, sink):
+async def deferred_and_stopped(tmp_path, sink):
+    """A data home keeping copies on error whose one message the next hop deferred, the core
+    stopped: (home, queue id); its copy waits in .pending."""
     sink.tempfail_all = True
     home = routed_home(tmp_path, sink, diagnostics__queue_file_save="on_error")
     async with trio.open_nursery() as nursery:
@@ -261,6 +262,12 @@ async def test_a_pending_pair_waits_across_a_restart_and_orphans_are_removed(tmp
         core.cancel_scope.cancel()
     queue_id = _ids(home)["deferred"]
     assert _pending(home) == _pair(queue_id)
+    return home, queue_id
+
+
+@pytest.mark.trio
+async def test_a_pending_pair_waits_across_a_restart_and_orphans_are_removed(tmp_path, sink):
+    home, queue_id = await deferred_and_stopped(tmp_path, sink)
     orphan = "0000000000AA"                 # a message that ended while no core ran
     for suffix in (MESSAGE, ENVELOPE):
         (_folder(home) / ".pending" / (orphan + suffix)).write_bytes(b"x")
