@@ -109,6 +109,8 @@ CERTIFICATE_REFUSED_ALERTS = frozenset({
 MISSING_HOST_TEXT = "An HTTP/1.1 request needs a Host header."
 # What a request with more than one Host header is answered (with 400, `_Request`)
 DUPLICATE_HOST_TEXT = "A request may have one Host header only."
+# What a request with a folded header line is answered (with 400, `_HeaderReader`)
+FOLDED_HEADER_TEXT = "A header line may not be folded onto the next."
 PLAIN_HTTP_TEXT = b"This port speaks HTTPS only: the plain HTTP request was not read.\r\n"
 PLAIN_HTTP_ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=us-ascii\r\n"
                      b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
@@ -123,16 +125,36 @@ PLAIN_HTTP_LINGER_SECONDS = 0.25
 
 class _HeaderReader(HeaderReader):
     """cheroot's, which also counts the Host header lines it reads: it keeps only the last
-    one's value in `inheaders`. One per request (`_Request.read_request_headers`)."""
+    one's value in `inheaders`. One per request (`_Request.read_request_headers`). A folded
+    header line (obs-fold) is refused: cheroot took the continuation for the whole value,
+    so "Host: a.test" folded onto " b.test" read b.test, where a proxy in front may read
+    a.test (RFC 9112 section 5.2: a server MUST refuse it with 400 or unfold it; review22c)."""
 
     def __init__(self):
         self.host_lines = 0
+
+    def __call__(self, rfile, hdict=None):
+        return super().__call__(_Unfolded(rfile), hdict)
 
     def _transform_key(self, key_name):
         key = super()._transform_key(key_name)
         if key == b"Host":
             self.host_lines += 1
         return key
+
+
+class _Unfolded:
+    """The request's header lines, refusing a folded one (`_HeaderReader`): cheroot answers
+    the ValueError with 400 and its text."""
+
+    def __init__(self, rfile):
+        self._rfile = rfile
+
+    def readline(self, *args):
+        line = self._rfile.readline(*args)
+        if line[:1] in (b" ", b"\t"):
+            raise ValueError(FOLDED_HEADER_TEXT)
+        return line
 
 
 class _Request(HTTPRequest):

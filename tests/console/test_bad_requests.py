@@ -19,8 +19,8 @@ import pytest
 from jinja2 import ChoiceLoader, DictLoader
 
 from console.roles import public
-from console.serve import (DUPLICATE_HOST_TEXT, MAX_REQUEST_HEADER_OCTETS, MISSING_HOST_TEXT,
-                           ConsoleServer)
+from console.serve import (DUPLICATE_HOST_TEXT, FOLDED_HEADER_TEXT, MAX_REQUEST_HEADER_OCTETS,
+                           MISSING_HOST_TEXT, ConsoleServer)
 from console.throttle import (VIOLATION_EVENTS_PER_CLIENT, VIOLATION_WINDOW_SECONDS,
                               ViolationBudget)
 from core.notify import alert_key
@@ -162,6 +162,10 @@ REFUSED_BY_CHEROOT = {
     "two Host headers": (_request(extra=b"Host: b.test\r\n"), 400),
     "two Host headers in HTTP/1.0": (b"GET /logon HTTP/1.0\r\nHost: a.test\r\n"
                                      b"host: b.test\r\n\r\n", 400),
+    # RFC 9112 §5.2 (review22c: cheroot read "Host: a.test" folded onto " b.test" as b.test)
+    "a folded Host header": (b"GET /logon HTTP/1.1\r\nHost: a.test\r\n b.test\r\n"
+                             b"Connection: close\r\n\r\n", 400),
+    "a folded header": (_request(extra=b"X-Note: one\r\n\ttwo\r\n"), 400),
     "unknown HTTP version": (_request().replace(b"HTTP/1.1", b"HTTP/9.9"), 505),
     "not HTTP at all": (b"\x16\x03\x01\x02\x00garbage\r\n\r\n", 400),
     "absolute URI with a bad host": (_request(path=b"http://a..b/logon"), 400),
@@ -197,6 +201,12 @@ def test_a_request_with_two_host_headers_is_answered_400_and_says_why(served, sc
     status, _, body = _exchange(served, scheme, b"GET /logon HTTP/1.1\r\nHost: a.test\r\n"
                                 b"Connection: close\r\nHost: b.test\r\n\r\n")
     assert (status, body) == (400, DUPLICATE_HOST_TEXT)
+
+
+def test_a_folded_header_is_answered_400_and_says_why(served):
+    status, _, body = _exchange(served, "http", b"GET /logon HTTP/1.1\r\nHost: a.test\r\n"
+                                b" b.test\r\nConnection: close\r\n\r\n")
+    assert (status, body) == (400, FOLDED_HEADER_TEXT)
 
 
 def test_one_host_header_in_any_case_is_served(served):
