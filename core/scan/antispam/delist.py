@@ -39,7 +39,9 @@ Rules
        is cut to the end, MIME boundary lines after it kept.
     6. Whether a set of definitions is read this way is the set's to say (its model's
        "scoring": {"delisted": true}, definitions.py): a model learns the reading it was
-       trained on.
+       trained on. A change to these rules is a new reading and takes a new key (say
+       "delisted2"), so that a Mailmoat with the old rules refuses a set trained on the new
+       (review22c D1).
 """
 
 from __future__ import annotations

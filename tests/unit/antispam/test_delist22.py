@@ -96,7 +96,7 @@ def test_a_footer_is_cut_only_near_the_end():
     assert list_received(message).endswith(b"x " * 1000 + b"\n")    # kept: far from the end
 
 
-def test_list_headers_and_a_footer_do_not_lower_a_spams_score():
+def test_read_de_listed_list_headers_and_a_footer_do_not_lower_a_spams_score():
     # the shipped weights (rev 6, trained as mail came), read both ways
     shipped = defs.load(defs.PACKAGED_DIR)
     for definitions, cost in ((replace(shipped, delisted=True), lambda c: c < 0.25),
