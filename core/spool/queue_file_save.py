@@ -20,8 +20,9 @@ to the next message, and a message keeps the mode it started with to its end)
               finding (scan.unprocessable, whatever it asks for; a pipeline hook), a crash
               or worker timeout (so every hold by the crash limit), an unexpected error
               handling it, a recipient failed for good (bounced) or given up after
-              delivery.retry_days. Any other end — every recipient delivered; dropped,
-              held or quarantined by policy — discards it (`done`).
+              delivery.retry_days, its queue entry set aside in corrupt/ (the queue
+              manager's `_left_for_corrupt`). Any other end — every recipient delivered;
+              dropped, held or quarantined by policy — discards it (`done`).
 
 Design: hard links, then a copy on error
     The copy must be the original, yet the pipeline edits the message (disclaimer, deleted
@@ -49,15 +50,26 @@ Rules
        but a person: it is never scanned or delivered.
     4. Mail Mailmoat made (bounces, notices, alerts) was not accepted and gets no copy.
     5. Names starting with "." are work in progress, which the retention purge leaves alone.
-       A pending pair whose message is no longer in fast/ or slow/ (the core stopped between
-       the message's end and the discard) is removed at the next start (`recover`).
+       At the next start (`recover`) a pending pair whose message is in fast/ or slow/ waits
+       on; one whose message is in corrupt/ and in no other queue is kept as `error` keeps
+       it (a kill -9 came between the set-aside and the copy: the set-aside is the
+       message's end, and nothing would ask for the copy again); any other is removed (the
+       core stopped between the message's end and the discard).
     6. Blocking file work goes through trio.to_thread, except `done`'s unlinks, which cost
        less than the thread hop (as QueueManager._delete's).
+    7. A stop does not cut `error` short: the copy is made in a shielded scope once the id
+       has left the pairs that wait. The message may be in corrupt/ already (a stop during
+       the look at start, review22c R1), where nothing asks for the copy again; before, the
+       stop raised at the thread hop, the pair stayed in .pending/ and the next start
+       removed it. A stop waits for a copy whose thread has started anyway; the shield adds
+       at most one copy per message ending in an error at that moment. Rule 5 covers the
+       kill -9 that no shield stops.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -67,7 +79,8 @@ import trio
 
 from shared.disk import LOW_DISK_FRACTION, disk_free_fraction
 from shared.events import Action
-from shared.spool import DIR_MODE, ENVELOPE_FILE, FILE_MODE, Envelope, Spool
+from shared.spool import (CORRUPT, DIR_MODE, ENVELOPE_FILE, FILE_MODE, MESSAGE_QUEUES,
+                          Envelope, Spool)
 
 __all__ = ["QueueFileSave", "NoQueueFileSave", "QUEUE_FILES_DIR", "PENDING_DIR",
            "MESSAGE_SUFFIX", "ENVELOPE_SUFFIX", "SETTING"]
@@ -121,7 +134,9 @@ class QueueFileSave:
         if queue_id not in self._pending:
             return
         self._pending.discard(queue_id)
-        self._said(queue_id, await trio.to_thread.run_sync(self._save, queue_id))
+        with trio.CancelScope(shield=True):         # rule 7
+            problem = await trio.to_thread.run_sync(self._save, queue_id)
+        self._said(queue_id, problem)
 
     def done(self, queue_id: str) -> None:
         """The message ended without an error: discard its pending pair. Never raises."""
@@ -136,9 +151,11 @@ class QueueFileSave:
 
     def recover(self) -> None:
         """At start, in a thread, before the queue manager runs: the pending pairs of
-        messages still in fast/ or slow/ wait on; the others are removed (rule 5), as are
-        half copies a stop left (`_copy`). Never raises: the core starts whatever the
-        diagnostics directory holds."""
+        messages still in fast/ or slow/ wait on, those of messages set aside in corrupt/
+        are kept as errors, the others are removed (rule 5), as are half copies a stop left
+        (`_copy`). Never raises: the core starts whatever the diagnostics directory
+        holds."""
+        set_aside = functools.cache(self._set_aside_ids)    # listed when first needed
         for folder in (self.directory, self.pending_dir):
             try:
                 names = os.listdir(folder)
@@ -149,9 +166,9 @@ class QueueFileSave:
                     if name.endswith(TEMPORARY_SUFFIX):
                         _remove(folder / name)
                 elif folder == self.pending_dir:
-                    self._recover_pending(name)
+                    self._recover_pending(name, set_aside)
 
-    def _recover_pending(self, name: str) -> None:
+    def _recover_pending(self, name: str, set_aside: Callable[[], set[str]]) -> None:
         queue_id = name.split(".", 1)[0]
         try:
             queued = any(self.spool.message_path(queue, queue_id).exists()
@@ -160,8 +177,22 @@ class QueueFileSave:
             return
         if queued:
             self._pending.add(queue_id)
+        elif (queue_id in set_aside()
+              and not any(self.spool.message_path(queue, queue_id).exists()
+                          for queue in MESSAGE_QUEUES if queue not in PENDING_QUEUES)
+              and all(path.exists() for path in _pair(self.pending_dir, queue_id))):
+            self._said(queue_id, self._save(queue_id))      # removes the pair
         else:
             _remove(self.pending_dir / name)
+
+    def _set_aside_ids(self) -> set[str]:
+        """The queue ids of the entries in corrupt/ (<queue id>, or <queue id>.N when it
+        had one of that name: shared/spool.py `set_aside`)."""
+        try:
+            names = os.listdir(self.spool.root / CORRUPT)
+        except OSError:
+            return set()
+        return {name.split(".", 1)[0] for name in names if not name.startswith(".")}
 
     # --- the pipeline hook (core/pipeline/service.py FilteringPipeline.hooks) -----------
     def worker_settings(self) -> dict:
