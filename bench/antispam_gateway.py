@@ -38,7 +38,6 @@ from core.scan.antispam.heuristic_rules import RuleSet              # noqa: E402
 from core.scan.antispam.learner import fold_of, train_model        # noqa: E402
 from core.scan.antispam.training import (DEFAULT_CORPUS, corpus_messages,  # noqa: E402
                                          gateway_message, view_of)
-from core.scan.antispam.windows import windowed_raw                 # noqa: E402
 
 
 def gateway_view(raw: bytes):
@@ -54,12 +53,12 @@ def main(argv=None) -> int:
     rules = RuleSet.from_json(json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()))
     samples = [s for s in corpus_messages(args.corpus) if s.split == "train"]
     reading = dict(windows=trainer.WINDOWS, delisted=trainer.DELISTED)
-    corpus, groups, corpus_windows = trainer.extract(samples, rules, **reading)
-    gateway_data, _, gateway_windows = trainer.extract(samples, rules, gateway_view, **reading)
+    corpus, groups, corpus_readings = trainer.extract(samples, rules, **reading)
+    gateway_data, _, gateway_readings = trainer.extract(samples, rules, gateway_view, **reading)
     gateway = [found for found, _ in gateway_data]
 
-    def raw(weights, found, windows):
-        return windowed_raw(found, windows, weights.weights, weights.bias, trainer.WINDOWS)
+    def raw(weights, read):
+        return trainer.raw_of_readings(weights, read, trainer.WINDOWS)
 
     weights_of = [trainer.HARD_HAM_WEIGHT if s.group == "hard_ham" else 1.0 for s in samples]
     folds = [fold_of(g) for g in groups]
@@ -73,9 +72,9 @@ def main(argv=None) -> int:
                                 sample_weights=shares)
         for i in range(len(samples)):
             if folds[i] == k:
-                scores["corpus views"][i] = raw(shipped, corpus[i][0], corpus_windows[i])
-                scores["gateway views"][i] = raw(shipped, gateway[i], gateway_windows[i])
-                scores["gateway-trained"][i] = raw(retrained, gateway[i], gateway_windows[i])
+                scores["corpus views"][i] = raw(shipped, corpus_readings[i])
+                scores["gateway views"][i] = raw(shipped, gateway_readings[i])
+                scores["gateway-trained"][i] = raw(retrained, gateway_readings[i])
     z90 = defs.load(defs.PACKAGED_DIR).z90
     is_spam = [y for _, y in corpus]
     base = scores["corpus views"]

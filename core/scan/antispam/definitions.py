@@ -6,8 +6,9 @@ What it owns
     package manifest (SPEC §3 LiveUpdate) — plus `rules.json` (heuristic_rules.py) and
     `model.json.gz` (weights, bias and score calibration, learner.py / engine.py; and
     "scoring": {"windows": {"words": N, "delta": D}} when the set is read in windows,
-    windows.py — a set without it scores the plain sum —, and "delisted": true in it when
-    a message a mailing list relayed is read as the list received it, delist.py).
+    windows.py — a set without it scores the plain sum —, and "delisted2": true in it when
+    a message a mailing list relayed is read as the list received it, delist.py; rev 7's
+    "delisted", read by rules since mended, is refused).
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
     returns the definitions in force: the installed set in the directory `installed` when it
     is a valid one, else the default set shipped inside the package
@@ -44,6 +45,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.scan.antispam.delist import DELISTED_KEY
 from core.scan.antispam.heuristic_rules import RuleSet, RuleSetError
 from core.scan.antispam.windows import Windows
 
@@ -143,12 +145,12 @@ def load(directory: Path) -> SpamDefinitions:
 def _scoring(scoring: dict) -> tuple[Windows | None, bool]:
     """The model's "scoring" (windows.py, delist.py); a way of scoring this engine does not
     know is refused, not read as the plain sum a later set's calibration was not made for."""
-    unknown = sorted(set(scoring) - {"windows", "delisted"})
+    unknown = sorted(set(scoring) - {"windows", DELISTED_KEY})
     if unknown:
         raise ValueError(f"scoring {', '.join(map(str, unknown))} is unknown to this Mailmoat")
-    delisted = scoring.get("delisted", False)
+    delisted = scoring.get(DELISTED_KEY, False)
     if not isinstance(delisted, bool):
-        raise ValueError(f"scoring delisted must be true or false, not {delisted!r}")
+        raise ValueError(f"scoring {DELISTED_KEY} must be true or false, not {delisted!r}")
     return _windows(scoring.get("windows")), delisted
 
 
@@ -170,7 +172,7 @@ def write(directory: Path, *, version: str, revision: int, rules_json: list, bia
     directory.mkdir(parents=True, exist_ok=True)
     (directory / RULES_FILE).write_text(json.dumps(rules_json, indent=1) + "\n")
     scoring = {**({"windows": {"words": windows.words, "delta": windows.delta}}
-                  if windows else {}), **({"delisted": True} if delisted else {})}
+                  if windows else {}), **({DELISTED_KEY: True} if delisted else {})}
     model = {"format": 1, "bias": bias, "z90": z90, "info": info,
              **({"scoring": scoring} if scoring else {}),
              "weights": dict(sorted(weights.items()))}

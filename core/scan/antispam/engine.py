@@ -8,8 +8,8 @@ What it owns
     was built and sent) and the rule hits of heuristic_rules.py, adds their trained weights
     (learner.py) into a raw score z — read in windows of the text when the definitions say
     so (windows.py: padding cannot pull a spam's own words down), and a message a mailing
-    list relayed as the list received it when they say so (delist.py) — and maps z onto
-    1..100:
+    list relayed as the list received it when they say so (delist.py: the larger of that
+    reading's z and the z with only the list's fields taken off) — and maps z onto 1..100:
 
         score = floor(50 + 40 · z / z90), kept within 1..100
 
@@ -38,13 +38,13 @@ import math
 from dataclasses import dataclass, field
 
 from core.scan.antispam.definitions import SpamDefinitions, current
-from core.scan.antispam.delist import list_received
+from core.scan.antispam import delist
 from core.scan.antispam.structure import structure_tokens
 from core.scan.antispam.tokenizer import tokens, window_tokens
 from core.scan.antispam.windows import windowed_raw
 
 __all__ = ["HeuristicEngine", "SpamScore", "SENSITIVITY_THRESHOLDS", "threshold_for",
-           "score_from_raw", "raw_for_score", "features", "raw_of", "describe",
+           "score_from_raw", "raw_for_score", "features", "readings", "raw_of", "describe",
            "MAX_EVIDENCE"]
 
 # SPEC §3 heuristic.sensitivity: 1..5 -> spam at score >= 90, 80, 70, 60, 50
@@ -117,12 +117,13 @@ def raw_for_score(score: int, z90: float) -> float:
 
 def features(view, definitions: SpamDefinitions,
              text_parts: list | None = None) -> tuple[set[str], list]:
-    """The feature set of a view (tokens, structural "x:" tokens and "r:<rule>") and the rules
-    that hit. The training (tools/train_spam_model.py) extracts features with this function,
-    so the model weighs exactly what the engine sees. Header fields are read in the legacy
-    reading of their RFC 2047 words, the one the model learned on (`view.as_learned`;
-    core/pipeline/decompose/fieldvalue.py rule 4). `text_parts`: tokenizer.tokens'."""
-    view = reading_of(view, definitions).as_learned()
+    """The feature set of one reading of a message (`readings`: tokens, structural "x:"
+    tokens and "r:<rule>") and the rules that hit. The training (tools/train_spam_model.py)
+    extracts features with this function, so the model weighs exactly what the engine sees.
+    Header fields are read in the legacy reading of their RFC 2047 words, the one the model
+    learned on (`view.as_learned`; core/pipeline/decompose/fieldvalue.py rule 4).
+    `text_parts`: tokenizer.tokens'."""
+    view = view.as_learned()
     hits = definitions.rules.hits(view)
     found = tokens(view, text_parts)
     found.update(structure_tokens(view))
@@ -130,14 +131,18 @@ def features(view, definitions: SpamDefinitions,
     return found, hits
 
 
-def reading_of(view, definitions: SpamDefinitions):
-    """The view the definitions' model learned on: a message a mailing list relayed as the
-    list received it, when the set says so (delist.py); else the view itself."""
-    if definitions.delisted:
-        raw = list_received(view.raw)
-        if raw is not None:
-            return view.reread(raw)
-    return view
+def readings(view, definitions: SpamDefinitions) -> tuple:
+    """The views a message is scored on, the one the definitions' model learned on first:
+    the view itself; or, when the set reads relayed mail de-listed, a message a mailing list
+    relayed as the list received it and as it came with only the list's fields taken off —
+    its raw score is the larger of the two (delist.py rules 7 and 9)."""
+    if (not definitions.delisted or view.size > delist.MAX_OCTETS
+            or view.limit_hit is not None):
+        return (view,)
+    read = delist.list_readings(view.raw)
+    if read is None:
+        return (view,)
+    return tuple(view.reread(raw) for raw in read)
 
 
 def raw_of(found, text_parts: list, definitions: SpamDefinitions) -> float:
@@ -149,6 +154,13 @@ def raw_of(found, text_parts: list, definitions: SpamDefinitions) -> float:
     windows = definitions.windows
     return windowed_raw(found, window_tokens(text_parts, windows.words), definitions.weights,
                         definitions.bias, windows, ceiling=raw_for_score(100, definitions.z90))
+
+
+def _scored(view, definitions: SpamDefinitions) -> tuple[float, set[str], list]:
+    """(z, features, rule hits) of one reading."""
+    text_parts: list = []
+    found, hits = features(view, definitions, text_parts)
+    return raw_of(found, text_parts, definitions), found, hits
 
 
 class HeuristicEngine:
@@ -164,13 +176,13 @@ class HeuristicEngine:
         """`installed`: the installed definitions directory the core names (RUNTIME_DIR);
         None or an invalid set: the packaged definitions."""
         definitions = self.definitions(installed)
-        text_parts: list = []
-        found, hits = features(view, definitions, text_parts)
+        scored = [_scored(reading, definitions) for reading in readings(view, definitions)]
+        z, found, hits = max(scored, key=lambda one: one[0])
         weights = definitions.weights
-        z = raw_of(found, text_parts, definitions)
         ranked = sorted(hits, key=lambda r: -weights.get("r:" + r.name, 0.0))
         names = tuple(r.name for r in ranked)
-        forced = next((r for r in hits if r.force_score is not None), None)
+        forced = next((r for _, _, any_hits in scored for r in any_hits
+                       if r.force_score is not None), None)
         if forced is not None:
             return SpamScore(forced.force_score, z, names, definitions.label, forced.name,
                              found, weights)

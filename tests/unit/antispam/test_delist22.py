@@ -11,8 +11,8 @@ from dataclasses import replace
 import pytest
 
 from core.scan.antispam import definitions as defs
-from core.scan.antispam.delist import list_received
-from core.scan.antispam.engine import HeuristicEngine, reading_of
+from core.scan.antispam.delist import list_readings
+from core.scan.antispam.engine import HeuristicEngine, readings
 from core.scan.antispam.training import view_of
 from tests.unit.antispam.test_padding import SPAM
 
@@ -56,8 +56,14 @@ def relayed(subject_tag: bytes = b"[FoRK] ") -> bytes:
     return LIST_HEADERS + head + b"\n\n" + body + b"\n" + FOOTER
 
 
+def delisted(message: bytes) -> bytes | None:
+    """The de-listed reading (the first of delist.list_readings)."""
+    read = list_readings(message)
+    return None if read is None else read[0]
+
+
 def test_a_relayed_message_is_read_as_the_list_received_it():
-    read = list_received(relayed())
+    read = delisted(relayed())
     head, _, body = read.partition(b"\n\n")
     names = [line.split(b":")[0].lower() for line in head.split(b"\n") if line[:1] not in b" \t"]
     # the list's fields go; the list's own receiving hop and the author's hop stay
@@ -72,10 +78,10 @@ def test_a_relayed_message_is_read_as_the_list_received_it():
 
 
 def test_what_a_list_did_not_relay_is_read_as_it_came():
-    assert list_received(AUTHOR) is None
+    assert delisted(AUTHOR) is None
     # a newsletter's own list manager is its sender, not a relay
     newsletter = b"List-Unsubscribe: <mailto:leave@shop.test>\n" + AUTHOR
-    assert list_received(newsletter) is None
+    assert delisted(newsletter) is None
 
 
 @pytest.mark.parametrize("subject, expected", [
@@ -87,13 +93,13 @@ def test_what_a_list_did_not_relay_is_read_as_it_came():
 ])
 def test_only_the_subjects_first_list_tag_goes(subject, expected):
     message = b"X-BeenThere: fork@xent.com\nSubject: " + subject + b"\n\nHello\n"
-    assert expected + b"\n" in list_received(message)
+    assert expected + b"\n" in delisted(message)
 
 
 def test_a_footer_is_cut_only_near_the_end():
     early = AUTHOR + b"\nsee http://xent.com/mailman/listinfo/fork\n" + b"x " * 1000 + b"\n"
     message = b"X-BeenThere: fork@xent.com\n" + early
-    assert list_received(message).endswith(b"x " * 1000 + b"\n")    # kept: far from the end
+    assert delisted(message).endswith(b"x " * 1000 + b"\n")    # kept: far from the end
 
 
 def test_read_de_listed_list_headers_and_a_footer_do_not_lower_a_spams_score():
@@ -111,16 +117,17 @@ def test_read_de_listed_list_headers_and_a_footer_do_not_lower_a_spams_score():
 def test_a_set_that_does_not_say_so_reads_the_message_as_it_came(tmp_path):
     packaged = defs.load(defs.PACKAGED_DIR)
     rules = json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text())
-    for delisted in (False, True):
-        defs.write(tmp_path / str(delisted), version="2030-01-02", revision=9,
+    for reads_delisted in (False, True):
+        defs.write(tmp_path / str(reads_delisted), version="2030-01-02", revision=9,
                    rules_json=rules, bias=packaged.bias, weights=packaged.weights,
-                   z90=packaged.z90, info={}, windows=packaged.windows, delisted=delisted)
-        loaded = defs.load(tmp_path / str(delisted))
-        assert loaded.delisted is delisted
+                   z90=packaged.z90, info={}, windows=packaged.windows,
+                   delisted=reads_delisted)
+        loaded = defs.load(tmp_path / str(reads_delisted))
+        assert loaded.delisted is reads_delisted
         view = view_of(relayed())
-        read = reading_of(view, loaded)
-        assert (read is view) is not delisted
-        assert (read.header("List-Id") is None) is delisted
+        read = readings(view, loaded)
+        assert (read == (view,)) is not reads_delisted and len(read) == 1 + reads_delisted
+        assert all((one.header("List-Id") is None) is reads_delisted for one in read)
 
 
 # What a sender writes in a field it controls, shaped for each pattern's worst case: each took
@@ -139,7 +146,7 @@ HOSTILE = {
 
 @pytest.mark.parametrize("head", HOSTILE.values(), ids=HOSTILE.keys())
 def test_a_hostile_header_costs_time_linear_in_its_length(head):
-    read = list_received(head + b"\nbody\n")
+    read = delisted(head + b"\nbody\n")
     assert read is not None and read.endswith(b"\n\nbody\n")
 
 
@@ -152,7 +159,7 @@ def test_a_long_body_is_not_split_whole_to_find_its_footer():
     message = b"X-BeenThere: fork@xent.com\n\n" + body + FOOTER
     tracemalloc.start()
     try:
-        read = list_received(message)
+        read = delisted(message)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
