@@ -1,12 +1,13 @@
-"""Two attacks on reading relayed mail de-listed, measured on the training part of the corpus
+"""Attacks on reading relayed mail de-listed, measured on the training part of the corpus
 (docs/antispam-model.md, "The guarded de-listed reading"; the held-out part is not read):
 
 - the footer trick (review22a R1): a `List-Id: <deals.example.com>` field, and the line
-  "Questions? deals@example.com" where the body's last FOOTER_OCTETS begin — applied to the
-  training spam no list relayed;
+  "Questions? deals@example.com" where the body's last FOOTER_OCTETS begin;
 - a forged list hop: a `List-Id: <news.lists.example.org>` field and a hop "by
-  lists.example.org … for <news@lists.example.org>" below the real Received fields — applied
-  to every training spam.
+  lists.example.org … for <news@lists.example.org>" below the real Received fields;
+- one list field alone (review23a R3): `List-Id`, `X-BeenThere` or `Sender: owner-…`, which
+  make a message "relayed" and so take the list's fields off;
+each applied to the training spam no list relayed.
 
 For each set of definitions (the reference, by default the packaged one, and a candidate),
 of the spam it catches at score 90 as they are, how many it still catches with the attack.
@@ -24,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.scan.antispam import definitions as defs                  # noqa: E402
-from core.scan.antispam.delist import FOOTER_OCTETS, list_readings  # noqa: E402
+from core.scan.antispam.delist import FOOTER_OCTETS, list_received  # noqa: E402
 from core.scan.antispam.engine import HeuristicEngine, threshold_for   # noqa: E402
 from core.scan.antispam.training import DEFAULT_CORPUS, corpus_messages, view_of   # noqa: E402
 
@@ -38,9 +39,16 @@ def _head_lines(raw: bytes) -> tuple[list[bytes], bytes, bytes]:
     return head.split(b"\n"), sep, body
 
 
+def _with_field(field: bytes):
+    def attack(raw: bytes) -> bytes:
+        lines, sep, body = _head_lines(raw)
+        lines.insert(1 if lines[0].startswith(b"From ") else 0, field)
+        return b"\n".join(lines) + sep + body
+    return attack
+
+
 def footer_trick(raw: bytes) -> bytes:
-    lines, sep, body = _head_lines(raw)
-    lines.insert(1 if lines[0].startswith(b"From ") else 0, b"List-Id: <deals.example.com>")
+    lines, sep, body = _head_lines(_with_field(b"List-Id: <deals.example.com>")(raw))
     at = max(0, len(body) + 40 - FOOTER_OCTETS)
     at = body.find(b"\n", at - 1) + 1 if at else 0
     return (b"\n".join(lines) + sep + body[:at] + b"Questions? deals@example.com\n"
@@ -58,19 +66,20 @@ def forged_hop(raw: bytes) -> bytes:
     return b"\n".join(lines) + sep + body
 
 
-ATTACKS = {"footer trick (spam no list relayed)": (footer_trick, True),
-           "forged list hop (all spam)": (forged_hop, False)}
+ATTACKS = {"footer trick": footer_trick,
+           "forged list hop": forged_hop,
+           "List-Id alone": _with_field(b"List-Id: <news.lists.example.org>"),
+           "X-BeenThere alone": _with_field(b"X-BeenThere: news@lists.example.org"),
+           "Sender: owner- alone": _with_field(b"Sender: owner-news@lists.example.org")}
 
 
 def measure(engine: HeuristicEngine, spam: list[bytes], threshold: int) -> dict[str, tuple]:
-    """{attack: (spam caught as they are, of those still caught attacked)}."""
-    caught = [raw for raw in spam if engine.score(view_of(raw)).score >= threshold]
-    out = {}
-    for name, (attack, direct_only) in ATTACKS.items():
-        chosen = [raw for raw in caught if not direct_only or list_readings(raw) is None]
-        kept = sum(engine.score(view_of(attack(raw))).score >= threshold for raw in chosen)
-        out[name] = (len(chosen), kept)
-    return out
+    """{attack: (spam no list relayed caught as they are, of those still caught attacked)}."""
+    caught = [raw for raw in spam if list_received(raw) is None
+              and engine.score(view_of(raw)).score >= threshold]
+    return {name: (len(caught), sum(engine.score(view_of(attack(raw))).score >= threshold
+                                    for raw in caught))
+            for name, attack in ATTACKS.items()}
 
 
 def main(argv=None) -> int:
@@ -88,8 +97,8 @@ def main(argv=None) -> int:
     for directory in (args.reference, args.candidate):
         definitions = defs.load(directory)
         results[definitions.label] = measure(HeuristicEngine(definitions), spam, threshold)
-    print(f"{len(spam)} training spam; caught at score {threshold} as they are, and of those "
-          f"still caught with the attack")
+    print(f"{len(spam)} training spam; of those no list relayed, caught at score {threshold} "
+          f"as they are, and of those still caught with the attack")
     print("| attack | " + " | ".join(results) + " |")
     print("|---|" + "---|" * len(results))
     for name in ATTACKS:

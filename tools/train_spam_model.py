@@ -23,8 +23,8 @@ so that at the default sensitivity (score >= 90) at most HAM_TAIL (0.2 %) of the
 had not seen them, with a margin above those. Scores are read as the engine reads them:
 with the text in WINDOWS (core/scan/antispam/windows.py, rev 6 on) and, with DELISTED, a
 message a mailing list relayed as the list received it (core/scan/antispam/delist.py: the
-model learns on that reading, and is scored by the larger of its z and the z with only the
-list's fields taken off); the set records both, so the engine reads as the training did.
+model learns on that reading, and is scored by the larger of its z and the z of the message
+as it came); the set records both, so the engine reads as the training did.
 
 HARD_HAM_WEIGHT, the learners' settings (NB_WEIGHT among them), the token set and the
 calibration rule were chosen by cross-validation inside the training part only
@@ -78,7 +78,7 @@ DEFAULT_REVISION = 6
 # scoring (twenty-first session)"); None scores the plain sum, as revs 1-5 did.
 WINDOWS = Windows(words=200, delta=0.5)
 # True reads a message a mailing list relayed as the list received it, guarded by the
-# reading with only the list's fields taken off (core/scan/antispam/delist.py; docs/
+# message as it came (core/scan/antispam/delist.py rule 7; docs/
 # antispam-model.md, "The guarded de-listed reading (twenty-third session)"); False reads
 # every message as it came, as revs 1-6 do.
 DELISTED = False

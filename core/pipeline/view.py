@@ -61,6 +61,7 @@ class Part:
                                         # | cab | arj | cpio | iso | szdd | ole (a document
                                         # with packaged files: engine_archives.py rule 5)
     is_multipart: bool = False
+    boundary: str | None = None         # a multipart's, as its delimiter lines were found
     is_attachment: bool = False
     encrypted: bool = False             # password-protected container/document
     data: bytes = b""                   # decoded content (b"" for multiparts)

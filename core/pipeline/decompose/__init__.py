@@ -308,6 +308,7 @@ class _Walker:
             self.defect(part, "multipart without a boundary (read as text)")
             self._as_text_leaf(buf, part, body_start, end)
             return
+        part.boundary = info.boundary
         search = self.searches.get(id(buf))
         if search is None:
             search = self.searches[id(buf)] = DelimiterSearch(buf)

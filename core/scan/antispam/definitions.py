@@ -6,9 +6,9 @@ What it owns
     package manifest (SPEC §3 LiveUpdate) — plus `rules.json` (heuristic_rules.py) and
     `model.json.gz` (weights, bias and score calibration, learner.py / engine.py; and
     "scoring": {"windows": {"words": N, "delta": D}} when the set is read in windows,
-    windows.py — a set without it scores the plain sum —, and "delisted2": true in it when
-    a message a mailing list relayed is read as the list received it, delist.py; rev 7's
-    "delisted", read by rules since mended, is refused).
+    windows.py — a set without it scores the plain sum —, and "delisted3": true in it when
+    a message a mailing list relayed is read as the list received it, delist.py; the keys
+    of earlier readings, "delisted" and "delisted2", are refused).
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
     returns the definitions in force: the installed set in the directory `installed` when it
     is a valid one, else the default set shipped inside the package

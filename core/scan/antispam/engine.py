@@ -9,7 +9,7 @@ What it owns
     (learner.py) into a raw score z — read in windows of the text when the definitions say
     so (windows.py: padding cannot pull a spam's own words down), and a message a mailing
     list relayed as the list received it when they say so (delist.py: the larger of that
-    reading's z and the z with only the list's fields taken off) — and maps z onto 1..100:
+    reading's z and the z of the message as it came) — and maps z onto 1..100:
 
         score = floor(50 + 40 · z / z90), kept within 1..100
 
@@ -134,15 +134,14 @@ def features(view, definitions: SpamDefinitions,
 def readings(view, definitions: SpamDefinitions) -> tuple:
     """The views a message is scored on, the one the definitions' model learned on first:
     the view itself; or, when the set reads relayed mail de-listed, a message a mailing list
-    relayed as the list received it and as it came with only the list's fields taken off —
-    its raw score is the larger of the two (delist.py rules 7 and 9)."""
+    relayed as the list received it, then as it came — its raw score is the larger of the
+    two (delist.py rules 7 and 9)."""
     if (not definitions.delisted or view.size > delist.MAX_OCTETS
             or view.limit_hit is not None):
         return (view,)
-    read = delist.list_readings(view.raw)
-    if read is None:
-        return (view,)
-    return tuple(view.reread(raw) for raw in read)
+    boundaries = {part.boundary for part in view.parts if part.boundary}
+    raw = delist.list_received(view.raw, boundaries)
+    return (view,) if raw is None else (view.reread(raw), view)
 
 
 def raw_of(found, text_parts: list, definitions: SpamDefinitions) -> float:
@@ -177,13 +176,15 @@ class HeuristicEngine:
         None or an invalid set: the packaged definitions."""
         definitions = self.definitions(installed)
         scored = [_scored(reading, definitions) for reading in readings(view, definitions)]
-        z, found, hits = max(scored, key=lambda one: one[0])
+        # a rule that forces the score (GTUBE) decides in whichever reading it hits
+        forcing = [(one, rule) for one in scored for rule in one[2]
+                   if rule.force_score is not None]
+        z, found, hits = forcing[0][0] if forcing else max(scored, key=lambda one: one[0])
         weights = definitions.weights
         ranked = sorted(hits, key=lambda r: -weights.get("r:" + r.name, 0.0))
         names = tuple(r.name for r in ranked)
-        forced = next((r for _, _, any_hits in scored for r in any_hits
-                       if r.force_score is not None), None)
-        if forced is not None:
+        if forcing:
+            forced = forcing[0][1]
             return SpamScore(forced.force_score, z, names, definitions.label, forced.name,
                              found, weights)
         return SpamScore(score_from_raw(z, definitions.z90), z, names, definitions.label,
