@@ -143,7 +143,8 @@ class DnsServer:
             raise OSError("no free port for UDP and TCP together")
         self._udp, self._tcp = udp, tcp
         for server in (udp, tcp):
-            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+            # a stop is seen at the next look (0.05 s cost each server's stop that much)
+            thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
                                       daemon=True, name=f"dns-{self.port}")
             thread.start()
             self._threads.append(thread)

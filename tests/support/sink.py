@@ -308,8 +308,10 @@ class Sink:
 
     def start(self) -> Sink:
         self._server = _Server(self)
+        # socketserver sees a stop only at its next look: stop() waited up to 0.05 s, in
+        # each of the hundreds of tests with a sink
         self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
+                                        kwargs={"poll_interval": 0.01},
                                         name=f"sink-{self.port}", daemon=True)
         self._thread.start()
         return self
