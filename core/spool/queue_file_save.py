@@ -51,8 +51,8 @@ Rules
     4. Mail Mailmoat made (bounces, notices, alerts) was not accepted and gets no copy.
     5. Names starting with "." are work in progress, which the retention purge leaves alone.
        At the next start (`recover`) a pending pair whose message is in fast/ or slow/ waits
-       on; one whose message is in corrupt/ and in no other queue is kept as `error` keeps
-       it (a kill -9 came between the set-aside and the copy: the set-aside is the
+       on; one whose message is in corrupt/ and in no other queue is saved as `error` would
+       have saved it (a kill -9 came between the set-aside and the copy: the set-aside is the
        message's end, and nothing would ask for the copy again); any other is removed (the
        core stopped between the message's end and the discard).
     6. Blocking file work goes through trio.to_thread, except `done`'s unlinks, which cost
@@ -63,7 +63,10 @@ Rules
        stop raised at the thread hop, the pair stayed in .pending/ and the next start
        removed it. A stop waits for a copy whose thread has started anyway; the shield adds
        at most one copy per message ending in an error at that moment. Rule 5 covers the
-       kill -9 that no shield stops.
+       kill -9 that no shield stops. The shield waits for a thread no longer than
+       STOP_SAVE_SECONDS (a stop must end while the threads hang on a disk; review23b D1):
+       the pair then stays in .pending/, which rule 5 saves at the next start when the
+       message was set aside, and removes otherwise.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ MESSAGE_SUFFIX = ".eml"
 ENVELOPE_SUFFIX = ".envelope.json"
 PENDING_QUEUES = ("fast", "slow")       # where a message with a pending pair can be (rule 5)
 COPY_BUFFER_OCTETS = 1 << 20
+STOP_SAVE_SECONDS = 10                  # rule 7
 TEMPORARY_SUFFIX = ".tmp"               # a copy being written, under a hidden name (rule 5)
 # a link cannot be made here: copy instead
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
@@ -134,9 +138,11 @@ class QueueFileSave:
         if queue_id not in self._pending:
             return
         self._pending.discard(queue_id)
-        with trio.CancelScope(shield=True):         # rule 7
-            problem = await trio.to_thread.run_sync(self._save, queue_id)
-        self._said(queue_id, problem)
+        # rule 7: shielded, but no longer than STOP_SAVE_SECONDS waiting for a thread (a
+        # stop must end on a hung disk); a copy not made waits in .pending/ for the next
+        # start, which saves it (rule 5)
+        with trio.move_on_after(STOP_SAVE_SECONDS, shield=True):
+            self._said(queue_id, await trio.to_thread.run_sync(self._save, queue_id))
 
     def done(self, queue_id: str) -> None:
         """The message ended without an error: discard its pending pair. Never raises."""

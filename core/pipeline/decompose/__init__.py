@@ -308,7 +308,6 @@ class _Walker:
             self.defect(part, "multipart without a boundary (read as text)")
             self._as_text_leaf(buf, part, body_start, end)
             return
-        part.boundary = info.boundary
         search = self.searches.get(id(buf))
         if search is None:
             search = self.searches[id(buf)] = DelimiterSearch(buf)
@@ -322,6 +321,7 @@ class _Walker:
             self.defect(part, "multipart boundary never found (read as text)")
             self._as_text_leaf(buf, part, body_start, end)
             return
+        part.boundary = info.boundary
         if not closed:
             self.defect(part, "missing closing boundary")
         child_default = ("message/rfc822" if info.content_type == "multipart/digest"
