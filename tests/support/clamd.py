@@ -25,18 +25,13 @@ from pathlib import Path
 import pytest
 
 from shared.definitions import baseline
+from tests.support.core import free_port
 from tests.support.tools import require_tool
 
 __all__ = ["Clamd", "free_port", "clamd_fixture", "STREAM_REFUSAL"]
 
 START_SECONDS = 120.0
 STREAM_REFUSAL = "INSTREAM size limit exceeded"     # clamd's reply past its StreamMaxLength
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Clamd:

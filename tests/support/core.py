@@ -35,14 +35,54 @@ def free_port() -> int:
     return free_ports(1)[0]
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free loopback ports: held open together while they are picked (one
-    at a time, the kernel may hand out the same port twice: "https.port: already used by
-    http.port" in CI)."""
-    sockets = [socket.socket() for _ in range(count)]
+# Ports are picked below the kernel's ephemeral range (net.ipv4.ip_local_port_range), which
+# it never hands out for an outgoing connection or a bind to port 0: a port picked by binding
+# port 0 and closed could be taken by another test's socket before the core bound it
+# (EADDRINUSE at start; flakefix, session 22). Each xdist worker has a block of its own.
+PORT_BLOCK = 1000
+FIRST_PORT = 20000
+_picked = 0
+
+
+def _ephemeral_start() -> int:
     try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _worker_block() -> range | None:
+    """This process's ports (below the ephemeral range), or None when there is no room."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    start = FIRST_PORT + PORT_BLOCK * (int(worker) if worker.isdigit() else 0)
+    return range(start, start + PORT_BLOCK) if start + PORT_BLOCK <= _ephemeral_start() else None
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports from this worker's block (the comment above), held
+    open together while they are picked; ports the kernel picks when there is no block."""
+    global _picked
+    block = _worker_block()
+    sockets = []
+    try:
+        if block is None:
+            for _ in range(count):
+                sockets.append(socket.socket())
+                sockets[-1].bind(("127.0.0.1", 0))
+        for _ in range(PORT_BLOCK if block is not None else 0):
+            if len(sockets) == count:
+                break
+            port = block[_picked % PORT_BLOCK]
+            _picked += 1
+            sock = socket.socket()
+            try:
+                sock.bind(("127.0.0.1", port))      # no SO_REUSEADDR: TIME_WAIT counts as used
+            except OSError:
+                sock.close()
+                continue
+            sockets.append(sock)
+        if len(sockets) < count:
+            raise RuntimeError(f"no {count} free ports in {block}")
         return [sock.getsockname()[1] for sock in sockets]
     finally:
         for sock in sockets:
