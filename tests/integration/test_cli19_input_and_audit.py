@@ -245,7 +245,9 @@ def test_a_request_that_cannot_be_withdrawn_under_a_lock_is_said_to_be_pending(
     holder = threading.Thread(target=lock_once_requested)
     holder.start()
     try:
-        status = main(["queue", "drop", "--hold", "--wait", "1", "--home", str(home.root)])
+        # the wait gives the holder time to see the request and lock on a loaded machine
+        # (with 1 s it once withdrew first)
+        status = main(["queue", "drop", "--hold", "--wait", "3", "--home", str(home.root)])
     finally:
         release.set()
         holder.join(60)
