@@ -6,7 +6,6 @@ The data home is made once per session with `shared.home.initialise` and copied 
 
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
@@ -17,7 +16,7 @@ from shared.home import initialise
 from shared.paths import DataHome
 from shared.settings_store import apply_changes
 from tests.support.console import Console
-from tests.support.core import ADMIN_PASSWORD
+from tests.support.core import ADMIN_PASSWORD, copy_home
 
 REPORT_PASSWORD = "Report-pass2"
 
@@ -43,9 +42,7 @@ def template_home(tmp_path_factory) -> DataHome:
 
 @pytest.fixture
 def home(template_home, tmp_path) -> DataHome:
-    target = tmp_path / "home"
-    shutil.copytree(template_home.root, target)
-    return DataHome(target)
+    return copy_home(template_home, DataHome(tmp_path / "home"))
 
 
 @pytest.fixture

@@ -24,8 +24,8 @@ from shared.paths import DataHome
 from shared.settings import generated_values
 from shared.settings_store import apply_changes
 
-__all__ = ["free_port", "free_ports", "wait_port", "greets", "make_home", "set_settings", "CoreProcess", "ADMIN_PASSWORD",
-           "DEAD_RESOLVER", "run_banner"]
+__all__ = ["free_port", "free_ports", "wait_port", "greets", "make_home", "copy_home",
+           "set_settings", "CoreProcess", "ADMIN_PASSWORD", "DEAD_RESOLVER", "run_banner"]
 
 ADMIN_PASSWORD = "Secret-Test-1"
 DEAD_RESOLVER = "127.0.0.1:9"  # discard port: nothing answers, lookups time out locally
@@ -206,9 +206,15 @@ def _initialise(home: DataHome) -> None:
         atexit.register(shutil.rmtree, template.root.parent, True)
         initialise(template, ADMIN_PASSWORD)
         _template.append(template)
-    template = _template[0]
+    copy_home(_template[0], home)
+
+
+def copy_home(template: DataHome, home: DataHome) -> DataHome:
+    """`home` made a copy of the initialised `template`, as an initialise would have made it
+    (`_initialise`): files written now, the generated values fresh, the space reserve kept by
+    `keep_space_reserve`. Also the console tests' homes (tests/console/conftest.py)."""
     reserve = space_reserve(template)
-    shutil.copytree(template.root, root, dirs_exist_ok=True, copy_function=shutil.copy,
+    shutil.copytree(template.root, home.root, dirs_exist_ok=True, copy_function=shutil.copy,
                     ignore=lambda folder, names: [name for name in names
                                                   if Path(folder, name) == reserve])
     keep_space_reserve(home)
@@ -217,6 +223,7 @@ def _initialise(home: DataHome) -> None:
         apply_changes(conn, generated_values())
     finally:
         conn.close()
+    return home
 
 
 def run_banner(home: DataHome, prefix: list[str] | None = None) -> str:
