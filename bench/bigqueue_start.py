@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 from shared.events import Action, EventWriter  # noqa: E402
 from shared.spool import Envelope, Spool, new_queue_id  # noqa: E402
 from tests.support.core import make_home, stored_settings  # noqa: E402  (shared with tests)
+from tests.support.processes import stop_process            # noqa: E402
 
 BATCH = 500
 BODY = (b"From: s@ext.test\r\nTo: u@local.test\r\nSubject: queued\r\n\r\n"
@@ -86,12 +87,7 @@ def time_to_220(home) -> float:
             time.sleep(0.02)
         return time.monotonic() - start
     finally:
-        core.send_signal(signal.SIGINT)
-        try:
-            core.wait(120)
-        except subprocess.TimeoutExpired:
-            core.kill()
-            core.wait()
+        stop_process(core, 120, signal.SIGINT)
 
 
 def measure(root: Path, slow: int, runs: int, port: int) -> float:

@@ -31,7 +31,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import smtplib
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from tests.support.mail import smtp_ready  # noqa: E402  (shared with the tests)
+from tests.support.processes import stop_process  # noqa: E402
 CORPUS = REPO.parent / "shared" / "corpus"
 PROFILES = {"filtering": ("filtering-profile.json",),
             "antispam": ("filtering-profile.json", "antispam-profile.json")}
@@ -155,11 +155,7 @@ def run_mode(mode: str, messages: list[bytes], concurrency: int) -> dict:
         cpu = tree_cpu_seconds(process.pid) - cpu_before
         held = sum(1 for _ in home.queue("hold").iterdir())
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         sink.stop()
         shutil.rmtree(root, ignore_errors=True)
     octets = sum(len(m) for m in messages)

@@ -22,6 +22,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.processes import stop_process
+
 __all__ = ["LocalSpamAssassin", "available"]
 
 SYSTEM_SITE = "/etc/spamassassin"
@@ -139,13 +141,8 @@ class LocalSpamAssassin:
         return float(score), float(score) >= float(threshold)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
 
     def __enter__(self) -> LocalSpamAssassin:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import smtplib
 import socket
 import subprocess
@@ -25,6 +24,7 @@ import pytest
 
 from shared.events import Action
 from tests.support.namespaces import in_own_mount
+from tests.support.processes import stop_process
 
 # a real tmpfs filled in a namespace of its own: seconds; `make test-slow` (CI runs it)
 pytestmark = pytest.mark.slow
@@ -120,16 +120,6 @@ def _start(home, port: int, log: Path, command: str = "core"
     return process, None
 
 
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _smtp(port: int) -> tuple[int, str]:
     """The greeting's code, and the reply to MAIL."""
     client = smtplib.SMTP()
@@ -165,18 +155,18 @@ def _scenario(mount_point: Path) -> dict:
             facts["released"] = [dict(row) for row in events_of(home, Action.LOW_DISK)
                                  if row["rule"] == "disk.space_reserve"]
     finally:
-        _stop(process)
+        stop_process(process)
     facts["output"] = log.read_text(errors="replace")[-3000:]
     # Full again, with the reserve gone: one line says why the core cannot start.
     _fill(mount_point / "filler2")
     logged = log.stat().st_size
     process, facts["no_reserve_exit_status"] = _start(home, port, log)
-    _stop(process)
+    stop_process(process)
     facts["no_reserve_output"] = log.read_bytes()[logged:].decode(errors="replace")
     for path in (filler, mount_point / "filler2"):
         path.unlink()
     process, facts["restart_exit_status"] = _start(home, port, log)
-    _stop(process)
+    stop_process(process)
     facts["restart_output"] = log.read_text(errors="replace")[-3000:]
     facts["reserve_after_restart"] = _reserve(home)
     # `mailmoat run`, what a service manager starts after a reboot, opens the database (and
@@ -189,7 +179,7 @@ def _scenario(mount_point: Path) -> dict:
             facts["run_released"] = [dict(row) for row in events_of(home, Action.LOW_DISK)
                                      if row["rule"] == "disk.space_reserve"]
     finally:
-        _stop(process)
+        stop_process(process)
     facts["run_output"] = log.read_text(errors="replace")[-3000:]
     return facts
 

@@ -41,6 +41,7 @@ from shared import definitions as defs
 from shared.ports import PRIVILEGED_RULE, privileged_port_start
 from shared.status import read_snapshot
 from tests.support.core import DEAD_RESOLVER, free_ports, wait_port
+from tests.support.processes import stop_process
 
 # several seconds per test: run by `make test-slow` (pyproject.toml, marker "slow")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
@@ -301,15 +302,6 @@ def start_core(python: str, home: Path, prefix: list[str]) -> subprocess.Popen:
                                  str(home)], stdout=log, stderr=subprocess.STDOUT)
 
 
-def stop_core(core: subprocess.Popen) -> None:
-    core.terminate()
-    try:
-        core.wait(60)
-    except subprocess.TimeoutExpired:
-        core.kill()
-        core.wait()
-
-
 def _core_as_service(service_user, reachable_dir, python, name: str, *,
                      capability: bool) -> tuple[Path, subprocess.Popen]:
     """A core on a new home of `service_user`, run as that user with or without
@@ -330,7 +322,7 @@ def _core_as_service(service_user, reachable_dir, python, name: str, *,
     try:
         wait_port(smtp)
     except BaseException:
-        stop_core(core)
+        stop_process(core, 60)
         raise
     return home, core
 
@@ -378,7 +370,7 @@ def test_a_port_the_running_core_may_bind_is_accepted_from_a_user_who_may_not(
             assert client.recv(512).startswith(b"220 ")
     finally:
         busy.close()
-        stop_core(core)
+        stop_process(core, 60)
 
 
 def test_a_port_the_running_core_may_not_bind_is_refused_whoever_asks(
@@ -394,5 +386,5 @@ def test_a_port_the_running_core_may_not_bind_is_refused_whoever_asks(
         assert result.stderr == "smtp.port: " + PRIVILEGED_RULE.format(
             port=port, who="the running core") + "\n"
     finally:
-        stop_core(core)
+        stop_process(core, 60)
     assert not_owned_by(service_user, home) == []

@@ -26,6 +26,7 @@ import pytest
 
 from shared.definitions import baseline
 from tests.support.core import free_port
+from tests.support.processes import stop_process
 from tests.support.tools import require_tool
 
 __all__ = ["Clamd", "free_port", "clamd_fixture", "STREAM_REFUSAL"]
@@ -89,13 +90,8 @@ class Clamd:
         ClamdEngine(self.address).scan(b"warm up")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        if self.process is not None:
+            stop_process(self.process, 20)
         self.process = None
 
     def __enter__(self) -> "Clamd":

@@ -23,6 +23,7 @@ from shared.home import initialise, keep_space_reserve, space_reserve
 from shared.paths import DataHome
 from shared.settings import generated_values
 from shared.settings_store import apply_changes
+from tests.support.processes import stop_process
 
 __all__ = ["free_port", "free_ports", "wait_port", "greets", "make_home", "copy_home",
            "set_settings", "CoreProcess", "ADMIN_PASSWORD", "DEAD_RESOLVER", "run_banner"]
@@ -243,12 +244,7 @@ def run_banner(home: DataHome, prefix: list[str] | None = None) -> str:
             if line.startswith("SMTP:"):
                 break
     finally:
-        run.terminate()
-        try:
-            run.wait(60)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            run.wait()
+        stop_process(run, 60)
         run.stdout.close()
     return "".join(lines)
 
