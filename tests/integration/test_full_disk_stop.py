@@ -135,7 +135,8 @@ def _times(home, action, **where) -> list[float]:
 
 def _core_scenario(mount_point: Path, facts: dict) -> None:
     from core.smtp.server import DISK_CHECK_SECONDS
-    from tests.integration.test_full_disk_start import _fill, _smtp, _start, _stop
+    from tests.integration.test_full_disk_start import _fill, _smtp, _start
+    from tests.support.processes import stop_process
     from tests.support.core import make_home, stored_settings
     from tests.support.full_disk import _send, fill_to
     from tests.support.sink import Sink
@@ -172,7 +173,7 @@ def _core_scenario(mount_point: Path, facts: dict) -> None:
             facts["refused_full"] = _send(port, 3)
             time.sleep(3)                           # a deferral or two more, in memory
         finally:
-            _stop(process)
+            stop_process(process)
         facts["stop_status"] = process.returncode
         process, facts["restart_status"] = _start(home, port, log)
         try:
@@ -182,7 +183,7 @@ def _core_scenario(mount_point: Path, facts: dict) -> None:
                 # service_stopped)
                 wait_for(lambda: len(events_of(home, Action.SERVICE_STARTED)) == 2, 30)
         finally:
-            _stop(process)
+            stop_process(process)
     for name in ("filler", "filler2"):
         (mount_point / name).unlink()
     facts["output"] = log.read_text(errors="replace")[-3000:]
