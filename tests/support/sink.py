@@ -28,8 +28,10 @@ or share a line of code with the project's SMTP implementation.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import socket
+import shutil
 import socketserver
 import ssl
 import tempfile
@@ -82,6 +84,7 @@ def test_tls_files() -> tuple[str, str]:
     from shared.tls import make_self_signed
     key_pem, cert_pem = make_self_signed("localhost")
     directory = Path(tempfile.mkdtemp(prefix="mailmoat-sink-tls-"))
+    atexit.register(shutil.rmtree, directory, True)   # one per test process, not one per run
     (directory / "cert.pem").write_bytes(cert_pem)
     (directory / "key.pem").write_bytes(key_pem)
     return str(directory / "cert.pem"), str(directory / "key.pem")
