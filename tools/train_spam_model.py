@@ -58,7 +58,8 @@ from core.scan.antispam.heuristic_rules import RuleSet      # noqa: E402
 from core.scan.antispam.engine import SENSITIVITY_THRESHOLDS, raw_for_score   # noqa: E402
 from core.scan.antispam.learner import (FOLDS, ITERATIONS, L2, LEARNING_RATE,  # noqa: E402
                                         MODEL, NB_ALPHA, NB_WEIGHT, cross_validated_scores,
-                                        nested_cross_validated_scores, train_model)
+                                        nested_cross_validated_scores, raw_score,
+                                        train_model)
 from core.scan.antispam.tokenizer import window_tokens       # noqa: E402
 from core.scan.antispam.training import (DEFAULT_CORPUS, SPLIT_SALT, TEST_FRACTION,  # noqa: E402
                                          body_key, corpus_messages, view_of)
@@ -124,8 +125,7 @@ def raw_of_readings(weights, read, windows: Windows | None) -> float:
     """z of a sample as the engine scores it (engine.score): the largest over its readings
     (`extract`), each the plain sum or windowed."""
     if windows is None:
-        return max(weights.bias + sum(weights.weights.get(f, 0.0) for f in found)
-                   for found, _ in read)
+        return max(raw_score(weights, found) for found, _ in read)
     return max(windowed_raw(found, sets, weights.weights, weights.bias, windows)
                for found, sets in read)
 

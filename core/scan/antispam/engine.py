@@ -149,7 +149,7 @@ def raw_of(found, text_parts: list, definitions: SpamDefinitions) -> float:
     weights, or the windowed reading when the definitions say so (windows.py)."""
     if definitions.windows is None:
         weights = definitions.weights
-        return definitions.bias + sum(weights.get(f, 0.0) for f in found)
+        return math.fsum([definitions.bias, *(weights.get(f, 0.0) for f in found)])
     windows = definitions.windows
     return windowed_raw(found, window_tokens(text_parts, windows.words), definitions.weights,
                         definitions.bias, windows, ceiling=raw_for_score(100, definitions.z90))

@@ -67,7 +67,7 @@ class Weights:
 
 def raw_score(weights: Weights, features) -> float:
     get = weights.weights.get
-    return weights.bias + sum(get(f, 0.0) for f in features)
+    return math.fsum([weights.bias, *(get(f, 0.0) for f in features)])   # windows.py rule 4
 
 
 class _Matrix:

@@ -32,6 +32,8 @@ Rules
     3. Only when it can matter: with the text's negative evidence no larger than `delta`,
        or the sum already at score 100, the windows cannot change the score and are not
        read (`windowed_raw`); the score is the same either way.
+    4. Sums are exact (`math.fsum`), so a score does not depend on the order a set of
+       features is read in, which changes from process to process with the hash seed.
 """
 
 from __future__ import annotations
@@ -63,16 +65,18 @@ def windowed_raw(found, window_sets: Iterable[set[str]], weights: dict[str, floa
     of its windows (tokenizer.window_tokens, read only when needed: rule 3); `ceiling`:
     the raw score from which the score is 100 anyway."""
     get = weights.get
-    total = bias
-    negative = 0.0
+    found_weights = [bias]
+    negatives = []
     text = set()
     for feature in found:
         weight = get(feature, 0.0)
-        total += weight
+        found_weights.append(weight)
         if weight and is_text_feature(feature):
             text.add(feature)
             if weight < 0:
-                negative += weight
+                negatives.append(weight)
+    total = math.fsum(found_weights)            # rule 4
+    negative = math.fsum(negatives)
     if -negative <= windows.delta or total >= ceiling:
         return total                            # rule 3
     covered: set[str] = set()
@@ -81,10 +85,10 @@ def windowed_raw(found, window_sets: Iterable[set[str]], weights: dict[str, floa
         mine = window & text
         if not mine:
             continue
-        score = sum(get(f) for f in mine)
+        score = math.fsum(get(f) for f in mine)
         best = score if best is None or score > best else best
         covered |= mine
     if best is None:
         return total
-    covered_sum = sum(get(f) for f in covered)
+    covered_sum = math.fsum(get(f) for f in covered)
     return max(total, total - covered_sum + best - windows.delta)

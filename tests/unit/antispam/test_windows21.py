@@ -15,7 +15,8 @@ import json
 import pytest
 
 from core.scan.antispam import definitions as defs
-from core.scan.antispam.engine import HeuristicEngine
+from core.scan.antispam import learner
+from core.scan.antispam.engine import HeuristicEngine, raw_of
 from core.scan.antispam.tokenizer import MAX_TOKENS, tokens, window_tokens
 from core.scan.antispam.training import view_of
 from core.scan.antispam.windows import Windows, is_text_feature, windowed_raw
@@ -164,3 +165,24 @@ def test_a_set_without_windows_scores_the_plain_sum(tmp_path):
     found = score.found
     assert score.raw == pytest.approx(plain.bias + sum(plain.weights.get(f, 0.0)
                                                        for f in found))
+
+
+# Weights whose float sum depends on the order they are added in: 1e16 + 1.0 rounds the 1.0
+# away, 1.0 + 1.0 + 1e16 does not.
+UNEVEN = {"cash": 1e16, "now": 1.0, "free": 1.0, "kernel": -1e16}
+
+
+@pytest.mark.parametrize("order", [["cash", "now", "free", "kernel"],
+                                   ["now", "free", "cash", "kernel"],
+                                   ["kernel", "cash", "now", "free"]])
+def test_a_score_does_not_depend_on_the_order_its_features_are_read_in(tmp_path, order):
+    # review23b N1: a message's features are a set, read in an order the hash seed changes
+    # from process to process, so the last bits of z (and a score at an integer step)
+    # differed between the core and the training tool; every order sums to exactly 2.0
+    assert learner.raw_score(learner.Weights(0.0, UNEVEN), order) == 2.0
+    for windows in (WINDOWS, Windows(words=10, delta=0.0)):
+        assert windowed_raw(order, [set(order)], UNEVEN, 0.0, windows) == 2.0
+    defs.write(tmp_path / "plain", version="2030-01-02", revision=9, rules_json=json.loads(
+        (defs.PACKAGED_DIR / defs.RULES_FILE).read_text()), bias=0.0, weights=UNEVEN,
+        z90=1.3, info={})
+    assert raw_of(order, [], defs.load(tmp_path / "plain")) == 2.0
