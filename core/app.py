@@ -19,9 +19,13 @@ means the previous run did not stop cleanly (kill -9, power cut) → `service_st
 
 Events are written in batches (shared/events.py), so a kill -9 or a power cut loses those of
 its last moments. At start, every message in fast/, slow/ or hold/ without an `accepted`
-event gets one (`_recover_accepted`), stamped with its reception and marked `recovered` in
-its data: the reports count every message the spool holds. Other lost events (delivered,
-completed, …) cannot be told from the spool and stay lost (docs/operations.md).
+event gets one, stamped with its reception and marked `recovered` in its data: the reports
+count every message the spool holds. Which have none is looked up before SMTP answers
+(`_unrecorded`); the fast/ ones' envelopes are read then (`_recover_accepted`), the slow/
+and hold/ ones' as the queue manager reads them after SMTP answers, once each
+(`_recover_accepted_when_read`; review22b R4: every bounce waiting in slow/ was read
+before the 220). Other lost events (delivered, completed, …) cannot be told from the spool
+and stay lost (docs/operations.md).
 
 One core per data home: the core holds an flock on `run/core.lock` for its lifetime, taken
 before it touches the spool or the marker (shared.home.hold_lock; `mailmoat run` holds
@@ -76,7 +80,7 @@ CoreAlreadyRunning = AlreadyRunning     # another core holds run/core.lock
 
 
 STOP_ALERT_SECONDS = 15.0   # a clean stop waits this long at most for its alert's delivery
-LOOKUP_IDS = 500            # queue ids per query for their accepted events (_recover_accepted)
+LOOKUP_IDS = 500            # queue ids per query for their accepted events (_unrecorded)
 
 
 @dataclass
@@ -160,9 +164,10 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
             record_set_aside(events, queue, name, reason)
         for queue_id, kept, done in report.copies:
             record_copies(events, queue_id, kept, done)
+        cutoff = cutoff_for(clock.now(), settings()["logging.retention_days"])
+        unrecorded = await trio.to_thread.run_sync(_unrecorded, home, report.found)
         for event in await trio.to_thread.run_sync(
-                _recover_accepted, home, spool, report.found,
-                cutoff_for(clock.now(), settings()["logging.retention_days"])):
+                _recover_accepted, spool, unrecorded.pop("fast"), cutoff):
             events.emit(event)
         resolver = Resolver(settings)
         deliverer = Deliverer(settings=settings, events=events, clock=clock,
@@ -178,6 +183,9 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
         queue = QueueManager(spool=spool, settings=settings, events=events, counters=counters,
                              clock=clock, pipeline=AutoWhitelistPipeline(pipeline, auto_whitelist),
                              deliverer=deliverer, queue_files=queue_files)
+        # the slow/ and hold/ ones as the queue manager reads them, after SMTP answers
+        queue.load_hooks.append(_recover_accepted_when_read(
+            events, {queue_id for ids in unrecorded.values() for queue_id in ids}, cutoff))
         alerts = AlertServices(home, settings, events, queue, hostname, pipeline, scratch,
                                first_cursor=alerts_from)
         committer = GroupCommitter(spool)
@@ -282,13 +290,11 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
                 marker.unlink(missing_ok=True)
 
 
-def _recover_accepted(home: DataHome, spool: Spool, found: dict[str, list[str]],
-                      cutoff: float | None) -> list[Event]:
-    """The `accepted` events lost for messages in fast/, slow/ and hold/ (`found`, as
-    recover() left them): the process that accepted one was killed before its batch of
-    events was written. None for mail Mailmoat made (never accepted), nor for a message
-    received before `cutoff` (the retention purge took its event; writing it again would
-    count it twice)."""
+def _unrecorded(home: DataHome, found: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The ids of fast/, slow/ and hold/ (`found`, as recover() left them) that have no
+    `accepted` event, per queue: the process that accepted one was killed before its
+    batch of events was written, or Mailmoat made it, or the retention purge took its
+    event (`_lost_accepted` tells them apart, from the envelope)."""
     queued = [(queue, queue_id) for queue in ("fast", "slow", "hold")
               for queue_id in found.get(queue, ())]
     recorded: set[str] = set()
@@ -301,23 +307,56 @@ def _recover_accepted(home: DataHome, spool: Spool, found: dict[str, list[str]],
                 f"({','.join('?' * len(ids))})", (str(Action.ACCEPTED), *ids)))
     finally:
         conn.close()
-    lost = []
+    unrecorded: dict[str, list[str]] = {"fast": [], "slow": [], "hold": []}
     for queue, queue_id in queued:
-        if queue_id in recorded:
-            continue
+        if queue_id not in recorded:
+            unrecorded[queue].append(queue_id)
+    return unrecorded
+
+
+def _lost_accepted(envelope: Envelope, cutoff: float | None) -> Event | None:
+    """The `accepted` event lost for a message that has none (`_unrecorded`); None for
+    mail Mailmoat made (never accepted), and for a message received before `cutoff` (the
+    retention purge took its event; writing it again would count it twice)."""
+    if envelope.is_generated or (cutoff is not None and envelope.received_at < cutoff):
+        return None
+    fields = envelope.event_fields()
+    return Event(Action.ACCEPTED, time=envelope.received_at,
+                 **{**fields, "recipients": tuple(fields["recipients"])},
+                 info="recorded at start: the event written when it was accepted "
+                      "was lost with the process that accepted it",
+                 data={"recovered": True})
+
+
+def _recover_accepted(spool: Spool, fast_ids: list[str], cutoff: float | None
+                      ) -> list[Event]:
+    """The `accepted` events lost for the fast/ messages *fast_ids* (`_unrecorded`), read
+    before SMTP answers as recover() left them."""
+    lost = []
+    for queue_id in fast_ids:
         try:
-            envelope: Envelope = spool.read_envelope(queue, queue_id)
+            envelope: Envelope = spool.read_envelope("fast", queue_id)
         except (OSError, EnvelopeError):
             continue                        # taken up and gone since, or set aside then
-        if envelope.is_generated or (cutoff is not None and envelope.received_at < cutoff):
-            continue
-        fields = envelope.event_fields()
-        lost.append(Event(Action.ACCEPTED, time=envelope.received_at,
-                          **{**fields, "recipients": tuple(fields["recipients"])},
-                          info="recorded at start: the event written when it was accepted "
-                               "was lost with the process that accepted it",
-                          data={"recovered": True}))
+        if (event := _lost_accepted(envelope, cutoff)) is not None:
+            lost.append(event)
     return lost
+
+
+def _recover_accepted_when_read(events: EventWriter, ids: set[str], cutoff: float | None
+                                ) -> Callable[[Envelope], None]:
+    """A QueueManager load hook: the `accepted` events lost for the slow/ and hold/
+    messages *ids* (`_unrecorded`), written as the queue manager reads each envelope after
+    SMTP answers (core/spool/manager.py rule 15) — reading them before made a start over a
+    slow queue of bounces wait for every one (review22b R4). One set aside then gets none,
+    as one recover() sets aside does; one not read before a stop gets its event at the
+    next start."""
+    def note(envelope: Envelope) -> None:
+        if envelope.queue_id in ids:
+            ids.discard(envelope.queue_id)
+            if (event := _lost_accepted(envelope, cutoff)) is not None:
+                events.emit(event)
+    return note
 
 
 def _scratch_dir(home: DataHome, configured: str | None,
@@ -414,6 +453,7 @@ def _register_commands(commands: CommandRunner, queue) -> None:
         count = await queue.hold_forward(args["address"], args.get("subject"), args.get("ids"))
         return f"{count} copy(ies) forwarded to {args['address']}{missing}"
 
-    commands.register(Command.HOLD_REPROCESS, reprocess)
-    commands.register(Command.HOLD_DROP, drop)
-    commands.register(Command.HOLD_FORWARD, forward)
+    # hold/ looked at first (core/spool/manager.py rule 15), the other requests meanwhile
+    for kind, handler in ((Command.HOLD_REPROCESS, reprocess), (Command.HOLD_DROP, drop),
+                          (Command.HOLD_FORWARD, forward)):
+        commands.register(kind, handler, waits_for=queue.loaded)

@@ -17,6 +17,13 @@
   when nothing they name is there any more, which the first run did (a drop, a delete), or
   someone else meanwhile. The result of a handler that returned is written even when the
   core stops then, so a clean stop leaves `running` only a row cut off in its handler.
+  A kind registered with `waits_for` (the hold actions: the queue manager's look at hold/
+  after a start, core/spool/manager.py rule 15) does not hold up the others: a row of it
+  claimed while that event is not set waits apart, `running` (the CLI sees a request taken
+  up through: core/commands.py), and the rows of other kinds are carried out meanwhile;
+  those of the waiting kinds stay pending behind it, in order. It is carried out as soon as
+  the event is set, a stop meanwhile puts it back to pending (it never began). Before, it
+  waited in its handler and every request after it waited too (review22b D2).
 - A database locked past the busy timeout by another program (shared/busy.py) delays both:
   the watcher keeps the settings it has, the runner claims nothing and writes a result it
   holds at its next poll, saying so once; the settings read after a claim waits for the
@@ -118,25 +125,53 @@ class CommandRunner:
         self.db_path = db_path
         self.settings = settings
         self.handlers: dict[str, Handler] = {}
+        self.waits_for: dict[str, trio.Event] = {}
         self.busy = BusyNotice("taking up console and command-line requests (commands)")
 
-    def register(self, kind: str, handler: Handler) -> None:
+    def register(self, kind: str, handler: Handler, *,
+                 waits_for: trio.Event | None = None) -> None:
+        """`waits_for`: what a request of `kind` waits for before its handler runs, apart
+        from the others (module header)."""
         self.handlers[kind] = handler
+        if waits_for is not None:
+            self.waits_for[kind] = waits_for
+
+    def _waiting(self, kind: str) -> trio.Event | None:
+        """The event a request of `kind` still waits for, if any."""
+        event = self.waits_for.get(kind)
+        return event if event is not None and not event.is_set() else None
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         conn = await trio.to_thread.run_sync(db.connect, self.db_path)
         taken_up = await self._attempt(self._take_up_interrupted, conn) is not _LOCKED
+        parked = None       # claimed, waiting apart for its kind's event (module header)
         task_status.started()
         try:
             while True:
                 if not taken_up:        # before any claim: a pending row may be resumed
                     taken_up = await self._attempt(self._take_up_interrupted,
                                                    conn) is not _LOCKED
-                claimed = await self._attempt(self._claim, conn) if taken_up else _LOCKED
+                if parked is not None and self._waiting(parked[1]) is None:
+                    claimed, parked = parked, None
+                elif taken_up:
+                    # while one waits, the waiting kinds' rows stay pending behind it
+                    skipped = [] if parked is None else [
+                        str(kind) for kind in self.waits_for if self._waiting(kind) is not None]
+                    claimed = await self._attempt(self._claim, conn, skipped)
+                else:
+                    claimed = _LOCKED
                 if claimed is None or claimed is _LOCKED:
-                    await trio.sleep(POLL_SECONDS)
+                    waiting = self._waiting(parked[1]) if parked is not None else None
+                    if waiting is None:
+                        await trio.sleep(POLL_SECONDS)
+                    else:               # the parked one goes as soon as it may
+                        with trio.move_on_after(POLL_SECONDS):
+                            await waiting.wait()
                     continue
                 command_id, kind, args = claimed
+                if self._waiting(kind) is not None:
+                    parked = claimed
+                    continue
                 resumed = isinstance(args, dict) and bool(args.pop(RESUMED, False))
                 if self.settings is not None:
                     await self._settings_before(conn, command_id)
@@ -157,6 +192,8 @@ class CommandRunner:
                 await self._record(conn, command_id, state, result)
         finally:
             with trio.CancelScope(shield=True):
+                if parked is not None:      # one try: left `running` if locked
+                    await self._attempt(self._put_back, conn, parked[0])
                 await trio.to_thread.run_sync(conn.close)
 
     async def _attempt(self, write, conn, *args):
@@ -225,10 +262,12 @@ class CommandRunner:
                                  (INTERRUPTED, time.time(), row["id"]))
 
     @staticmethod
-    def _claim(conn):
+    def _claim(conn, skipped=()):
+        """The first pending row not of a kind in `skipped`, now `running`."""
         with db.write_transaction(conn):
             row = conn.execute("SELECT id, kind, args FROM commands WHERE state = 'pending' "
-                               "ORDER BY id LIMIT 1").fetchone()
+                               f"AND kind NOT IN ({', '.join('?' * len(skipped))}) "
+                               "ORDER BY id LIMIT 1", tuple(skipped)).fetchone()
             if row is None:
                 return None
             conn.execute("UPDATE commands SET state = 'running' WHERE id = ?", (row["id"],))

@@ -105,18 +105,18 @@ Rules
        thread, each envelope read once, the slow schedule built chunk by chunk). The core
        leaves them out of its recover() (CHECKED_AFTER_START), so SMTP answers without
        waiting for them: 20,000 slow and 5,000 held messages kept a start silent for some
-       20 s, reading every envelope twice (bigqueue22). Not all of them: the core's
-       recovery of lost `accepted` events (core/app.py) still reads, before SMTP answers,
-       every slow or held envelope that has no `accepted` row — mail Mailmoat made
-       (bounces, delay notices, alerts) and mail whose event retention purged. A damaged
+       20 s, reading every envelope twice (bigqueue22). The core's recovery of lost
+       `accepted` events (core/app.py) reads them here too, through `load_hooks`, not
+       before SMTP answers: every bounce, delay notice or alert waiting in slow/ has no
+       `accepted` row, and each was read before the 220 (review22b R4). A damaged
        entry goes to corrupt/ as the set-aside of rule 10 does (`_left_for_corrupt`:
        counts, the spool.corrupt event, the Queue File Save error copy) as soon as it is
        moved, not when the look ends (a kill -9 during the look lost the event of every
        entry already moved). A stop ends the look at the next entry
        (trio.from_thread.check_cancelled); what was not looked at waits on disk for the
        next start, each entry being handled whole. Until the look ends the slow queue
-       waits, a hold action waits (and, the core's commands running one at a time, so does
-       every console or CLI request sent after it), and the slow count is what is scheduled
+       waits, a hold action waits (apart: the core's other console and CLI requests are
+       carried out meanwhile, core/control.py), and the slow count is what is scheduled
        plus what is listed and not looked at yet. A next hop that takes mail meanwhile
        moves up at once what is scheduled (rule 2 of core/spool/schedule.py), and, as they
        are read, the entries waiting for it (SlowSchedule.loaded, one REORDERING_STARTED
@@ -215,6 +215,9 @@ class QueueManager:
         # `hook(envelope, addresses)` after an attempt delivered to `addresses` (the
         # auto-generated whitelist learns from them)
         self.delivery_hooks: list[Callable[[Envelope, list[str]], None]] = []
+        # `hook(envelope)` for each whole slow or hold entry looked at after the start
+        # (rule 15), as its chunk ends (the core writes lost `accepted` events so)
+        self.load_hooks: list[Callable[[Envelope], None]] = []
         self.schedule = SlowSchedule()
         # next hop -> (trio time its reordering began, messages moved to the front so far):
         # what REORDERING_STOPPED reports (guide Table 7-5)
@@ -305,6 +308,12 @@ class QueueManager:
         ended, and with it the announcements of what it committed last. Never blocks."""
         self._rescan.set()
 
+    @property
+    def loaded(self) -> trio.Event:
+        """Set once the slow and hold entries listed at start are looked at (rule 15): what
+        a hold action waits for (the core's command runner, apart: core/control.py)."""
+        return self._loaded
+
     def queue_sizes(self) -> dict[str, int]:
         # until the look at start ends, the slow entries listed and not looked at yet too
         return {"fast": len(self._fast_ids), "slow": len(self.schedule) + self._slow_unread,
@@ -375,6 +384,9 @@ class QueueManager:
                 envelopes = await trio.to_thread.run_sync(functools.partial(
                     files.recover_waiting, self.spool, queue, chunk, set_aside=set_aside,
                     check_stop=trio.from_thread.check_cancelled))
+                for envelope in envelopes:
+                    for hook in self.load_hooks:
+                        hook(envelope)
                 if queue != "slow":
                     continue
                 self._slow_unread -= len(chunk)
