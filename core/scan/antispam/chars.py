@@ -1,0 +1,288 @@
+"""The bounded character model: how much a message's characters read like spam's or ham's
+(docs/antispam-model.md, "Character models (fifteenth session)"; the twenty-fourth session's
+bounded model C, /tmp/lead/findings24/char_combo.md).
+
+What it owns
+    Two character models, one of the training spam and one of the training ham, read the
+    message's text byte by byte; the evidence `e` is the mean over its bytes of the clipped
+    log-ratio of the two. When the definitions hold it (definitions.py, `chars.npz` and
+    "scoring": {"chars": ...}), the engine adds it after the windowed reading:
+
+        z = max(sum, windowed - delta) + lambda * e
+
+    so a message's characters can move z by at most lambda * clip either way. A set
+    without it scores as before.
+
+Rules
+    1. The text (`char_text`): the Subject (as_read, of the as_learned view) and the text of
+       the parts tokenizer.tokens read (its `text_parts`, no more), joined by spaces; lower
+       case, white space collapsed, the first `max_chars` characters; UTF-8, the non-ASCII
+       bytes removed, white space collapsed again. So no script is read as such: a text in
+       another script leaves only its ASCII (signatures, numbers, addresses).
+    2. The models: Witten-Bell interpolated, of `order` (a context of up to `order` bytes),
+       interpolated down to order 0 and then a uniform 1/256; each text is preceded by
+       `order` start bytes (0x02), context only, never predicted. Counts are unweighted (a
+       hard ham counts once). Trained from (text, is_spam) pairs (`train`).
+    3. What ships (`Tables`): per order n, the sorted (n+1)-byte grams seen in either model
+       with log P_spam - log P_ham (the full interpolated values), and the sorted n-byte
+       contexts seen in either with log alpha_spam - log alpha_ham (alpha = T / (c + T), 1
+       where unseen). A byte's log-ratio is the sum of the context terms of the orders at
+       which its gram is unseen in both, plus the stored gram difference at the longest order
+       where it is seen: exactly the two models' Witten-Bell log-ratio (a gram unseen by one
+       model backs off in it with the same alpha and lower order as the stored value does).
+       Stored as float32 (the evidence stays within 1e-4 of the float64 tables' on the
+       training part; measured in the report).
+    4. The evidence (`Tables.evidence`): the sum over the bytes of clip(log-ratio, +-clip),
+       in nats, divided by the number of bytes ("denominator": "ascii"), or by that plus the
+       non-ASCII characters rule 1 removed ("all": a removed character counts as a byte of
+       log-ratio 0, so a mostly non-Latin text's few ASCII leftovers do not decide alone).
+       An empty text gives 0.
+    5. Never raises for anything in a message; pure (numpy at scoring).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Chars", "CharText", "Tables", "char_text", "train", "START", "BASE", "DENOMINATORS",
+           "MAX_ORDER"]
+
+START = 2                   # the start byte (rule 2)
+BASE = 128                  # a byte's place in a gram code: the text is ASCII (rule 1)
+DENOMINATORS = ("ascii", "all")
+MAX_ORDER = 7               # 7 bits a byte: a gram of 8 bytes is the most a 64-bit code holds
+
+_WS = re.compile(r"\s+")
+_WSB = re.compile(rb"\s+")
+_NONASCII = re.compile(rb"[\x80-\xff]+")
+# characters whose UTF-8 is non-ASCII (a lone surrogate encodes, replaced, as "?")
+_OTHER = re.compile("[^\x00-\x7f\ud800-\udfff]")
+
+
+@dataclass(frozen=True)
+class CharText:
+    """Rule 1's text and the non-ASCII characters removed from it (rule 4's "all")."""
+    data: bytes
+    removed: int
+
+
+@dataclass(frozen=True)
+class Chars:
+    """How a definitions set reads characters ("scoring": {"chars": ...}) and its tables."""
+    order: int
+    lam: float                      # "lambda"
+    clip: float
+    max_chars: int
+    denominator: str                # rule 4: "ascii" or "all"
+    tables: Tables = field(compare=False, repr=False)
+
+    def evidence(self, view, text_parts) -> float:
+        """e of one reading: `view` the as_learned view features() read, `text_parts` the
+        parts tokenizer.tokens read."""
+        return self.tables.evidence(char_text(view, text_parts, self.max_chars), self.clip,
+                                    self.denominator)
+
+    def settings(self) -> dict:
+        """The model's "scoring" "chars" value."""
+        return {"order": self.order, "lambda": self.lam, "clip": self.clip,
+                "max_chars": self.max_chars, "denominator": self.denominator}
+
+
+def char_text(view, text_parts, max_chars: int) -> CharText:
+    """Rule 1. `view`: the as_learned view features() read; `text_parts`: tokenizer.tokens'.
+    Only a prefix long enough is read: white-space collapsing is local, so the first
+    `max_chars` characters of a collapsed prefix longer than `max_chars` are the whole's."""
+    from core.pipeline.decompose.text import as_read
+    pieces = [as_read(view.subject or "")] + [p.text for p in text_parts]
+    total = sum(map(len, pieces)) + len(pieces)
+    n = 4 * max_chars + 64
+    while True:
+        out, left = [], n
+        for piece in pieces:
+            if left <= 0:
+                break
+            out.append(piece[:left])
+            left -= len(piece) + 1
+        text = _WS.sub(" ", " ".join(out).lower()).strip()
+        if len(text) > max_chars or n >= total:
+            break
+        n *= 4
+    text = text[:max_chars]
+    data = _NONASCII.sub(b"", text.encode("utf-8", "replace"))
+    return CharText(_WSB.sub(b" ", data).strip(), len(_OTHER.findall(text)))
+
+
+def _codes(data: bytes, order: int) -> np.ndarray:
+    """The order-`order` gram code of every byte of `data` (its `order` bytes of context,
+    start bytes before the text, and itself; 7 bits a byte, the oldest first)."""
+    x = np.frombuffer(bytes([START]) * order + data, dtype=np.uint8).astype(np.int64)
+    length = len(data)
+    code = x[0:length].copy()
+    for d in range(1, order + 1):
+        code = code * BASE + x[d:d + length]
+    return code
+
+
+class Tables:
+    """Rule 3's tables: `orders[n]` = (gram codes, log-ratio, context codes, context
+    log-ratio), sorted codes, for n = 0..order."""
+
+    def __init__(self, order: int, orders: list):
+        self.order = order
+        self.orders = orders
+
+    def evidence(self, text: CharText, clip: float, denominator: str = "ascii") -> float:
+        """Rule 4."""
+        data = text.data
+        if not data:
+            return 0.0
+        if max(data) >= BASE:
+            raise ValueError("the character text is ASCII (rule 1)")
+        order = self.order
+        code = _codes(data, order)
+        total = 0.0
+        acc = np.zeros(len(code))
+        for n in range(order, -1, -1):
+            keys, diff, ctx_keys, ctx_diff = self.orders[n]
+            c = code % (BASE ** (n + 1)) if n < order else code
+            pos = np.searchsorted(keys, c)
+            pos[pos == len(keys)] = 0
+            hit = keys[pos] == c if len(keys) else np.zeros(len(c), dtype=bool)
+            total += float(np.clip(acc[hit] + diff[pos[hit]], -clip, clip).sum())
+            miss = ~hit
+            if not miss.any():
+                break
+            code, acc, c = code[miss], acc[miss], c[miss]
+            ctx = c // BASE if n else np.zeros(len(c), dtype=np.int64)
+            cpos = np.searchsorted(ctx_keys, ctx)
+            cpos[cpos == len(ctx_keys)] = 0
+            ok = ctx_keys[cpos] == ctx if len(ctx_keys) else np.zeros(len(c), dtype=bool)
+            acc[ok] += ctx_diff[cpos[ok]]
+        else:
+            total += float(np.clip(acc, -clip, clip).sum())      # unseen at every order
+        count = len(data) + (text.removed if denominator == "all" else 0)
+        return total / count
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for entry in self.orders for a in entry)
+
+    def astype(self, dtype) -> "Tables":
+        return Tables(self.order, [(g, d.astype(dtype), c, a.astype(dtype))
+                                   for g, d, c, a in self.orders])
+
+    # -- the file (definitions.py's chars.npz) -------------------------------------------
+    def to_bytes(self) -> bytes:
+        """An .npz of g<n>, d<n>, c<n>, a<n> (int64 codes, float32 log-ratios); fixed
+        member times, so the same tables give the same bytes."""
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            for n, (g, d, c, a) in enumerate(self.orders):
+                for name, array in (("g", g.astype("<i8")), ("d", d.astype("<f4")),
+                                    ("c", c.astype("<i8")), ("a", a.astype("<f4"))):
+                    member = io.BytesIO()
+                    np.lib.format.write_array(member, np.ascontiguousarray(array),
+                                              allow_pickle=False)
+                    info = zipfile.ZipInfo(f"{name}{n}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    archive.writestr(info, member.getvalue())
+        return out.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, order: int) -> "Tables":
+        """The tables of `to_bytes`; ValueError naming what is wrong (definitions.py rule 1)."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(f"not a table archive ({exc})") from None
+        expected = {f"{k}{n}" for n in range(order + 1) for k in "gdca"}
+        if set(arrays) != expected:
+            raise ValueError(f"holds {', '.join(sorted(arrays)) or 'nothing'}, not the "
+                             f"tables of order {order} (g, d, c, a 0..{order})")
+        orders = []
+        for n in range(order + 1):
+            g, d, c, a = (arrays[f"{k}{n}"] for k in "gdca")
+            for name, codes, limit in ((f"g{n}", g, BASE ** (n + 1)), (f"c{n}", c, BASE ** n)):
+                if codes.dtype != np.int64 or codes.ndim != 1:
+                    raise ValueError(f"{name} must be a list of 64-bit codes")
+                if len(codes) and (codes[0] < 0 or codes[-1] >= limit
+                                   or not (np.diff(codes) > 0).all()):
+                    raise ValueError(f"{name} must be sorted codes from 0 to {limit - 1}")
+            for name, values, codes in ((f"d{n}", d, g), (f"a{n}", a, c)):
+                if values.dtype != np.float32 or values.shape != codes.shape:
+                    raise ValueError(f"{name} must be one float32 per code")
+                if not np.isfinite(values).all():
+                    raise ValueError(f"{name} must be finite numbers")
+            orders.append((g, d, c, a))
+        return cls(order, orders)
+
+
+def train(pairs, order: int) -> Tables:
+    """Rules 2-3: the tables of the spam and ham models of (CharText or bytes, is_spam)
+    pairs, in float64 (the file stores float32)."""
+    streams = {True: [], False: []}
+    for text, is_spam in pairs:
+        data = text.data if isinstance(text, CharText) else text
+        if data:
+            streams[bool(is_spam)].append(_codes(data, order))
+    counted = {}
+    for label, parts in streams.items():
+        code = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        counted[label] = [np.unique(code % (BASE ** (n + 1)), return_counts=True)
+                          for n in range(order + 1)]
+    full = {True: [], False: []}          # per order: (keys, log P, ctx keys, log alpha)
+    orders = []
+    for n in range(order + 1):
+        keys = np.union1d(counted[True][n][0], counted[False][n][0]).astype(np.int64)
+        ctx_keys = np.unique(keys // BASE) if n else np.zeros(1, dtype=np.int64)
+        ctx_of = np.searchsorted(ctx_keys, keys // BASE) if n else np.zeros(len(keys), int)
+        entry = {}
+        for label in (True, False):
+            own, count = counted[label][n]
+            g = np.zeros(len(keys))
+            g[np.searchsorted(keys, own)] = count
+            ch = np.bincount(ctx_of, weights=g, minlength=len(ctx_keys))
+            th = np.bincount(ctx_of, weights=(g > 0).astype(float), minlength=len(ctx_keys))
+            lower = (np.full(len(keys), math.log(1 / 256)) if n == 0
+                     else _log_lower(full[label], keys, n))
+            seen = ch[ctx_of] > 0
+            with np.errstate(divide="ignore"):
+                p = np.where(seen, (g + th[ctx_of] * np.exp(lower))
+                             / np.where(seen, ch[ctx_of] + th[ctx_of], 1.0), np.exp(lower))
+                alpha = np.where(ch > 0, th / np.where(ch > 0, ch + th, 1.0), 1.0)
+            entry[label] = (np.log(p), np.log(alpha))
+            full[label].append((keys, entry[label][0], ctx_keys, entry[label][1]))
+        orders.append((keys, entry[True][0] - entry[False][0], ctx_keys,
+                       entry[True][1] - entry[False][1]))
+    return Tables(order, orders)
+
+
+def _log_lower(full, keys, n):
+    """log P under one model of each order-n gram's byte in its (n-1)-byte context, by
+    back-off through the lower orders' full values (`train`)."""
+    lower = keys % (BASE ** n)
+    acc = np.zeros(len(keys))
+    todo = np.ones(len(keys), dtype=bool)
+    out = np.zeros(len(keys))
+    for k in range(n - 1, -1, -1):
+        g_keys, logp, c_keys, log_alpha = full[k]
+        code = lower % (BASE ** (k + 1))
+        pos = np.clip(np.searchsorted(g_keys, code), 0, max(len(g_keys) - 1, 0))
+        hit = todo & (g_keys[pos] == code) if len(g_keys) else np.zeros(len(keys), bool)
+        out[hit] = acc[hit] + logp[pos[hit]]
+        todo &= ~hit
+        if k:
+            ctx = code // BASE
+            cpos = np.clip(np.searchsorted(c_keys, ctx), 0, len(c_keys) - 1)
+            ok = todo & (c_keys[cpos] == ctx)
+            acc[ok] += log_alpha[cpos[ok]]
+        else:
+            acc[todo] += log_alpha[0]
+    out[todo] = acc[todo] + math.log(1 / 256)
+    return out
