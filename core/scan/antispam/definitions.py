@@ -8,7 +8,10 @@ What it owns
     "scoring": {"windows": {"words": N, "delta": D}} when the set is read in windows,
     windows.py — a set without it scores the plain sum —, and "delisted3": true in it when
     a message a mailing list relayed is read as the list received it, delist.py; the keys
-    of earlier readings, "delisted" and "delisted2", are refused).
+    of earlier readings, "delisted" and "delisted2", are refused; "chars": {"order",
+    "lambda", "clip", "max_chars", "denominator"} when the set adds the bounded character
+    model, whose tables are then the set's `chars.npz`, chars.py; "sender_names": true when
+    the features hold the "sender names itself" tokens, sender_names.py).
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
     returns the definitions in force: the installed set in the directory `installed` when it
     is a valid one, else the default set shipped inside the package
@@ -45,12 +48,14 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.scan.antispam.chars import DENOMINATORS, MAX_ORDER, Chars, Tables
 from core.scan.antispam.delist import DELISTED_KEY
 from core.scan.antispam.heuristic_rules import RuleSet, RuleSetError
 from core.scan.antispam.windows import Windows
 
 __all__ = ["SpamDefinitions", "DefinitionsError", "load", "current", "write",
-           "PACKAGED_DIR", "RUNTIME_DIR", "MODEL_FILE", "RULES_FILE", "MANIFEST_FILE"]
+           "PACKAGED_DIR", "RUNTIME_DIR", "MODEL_FILE", "RULES_FILE", "MANIFEST_FILE",
+           "CHARS_FILE"]
 
 PACKAGED_DIR = Path(__file__).parent / "data" / "spam"
 # not a setting: the core adds the installed set's directory to each message's settings copy
@@ -58,6 +63,7 @@ RUNTIME_DIR = "runtime.spam.definitions"
 MANIFEST_FILE = "manifest.json"
 RULES_FILE = "rules.json"
 MODEL_FILE = "model.json.gz"
+CHARS_FILE = "chars.npz"        # chars.py's tables, when the model's scoring has "chars"
 MIN_WINDOW_WORDS = 10       # a window of a few words would read every word alone
 
 
@@ -77,6 +83,8 @@ class SpamDefinitions:
     info: dict                      # training facts (corpus, split, counts)
     windows: Windows | None = None  # windows.py; None: the plain sum
     delisted: bool = False          # delist.py: relayed mail read as the list received it
+    chars: Chars | None = None      # chars.py: the bounded character model; None: without
+    sender_names: bool = False      # sender_names.py: the "sender names itself" tokens
 
     @property
     def label(self) -> str:
@@ -125,7 +133,7 @@ def load(directory: Path) -> SpamDefinitions:
         bias, z90 = float(model["bias"]), float(model["z90"])
         weights = {str(k): float(v) for k, v in model["weights"].items()}
         info = model.get("info", {})
-        windows, delisted = _scoring(model.get("scoring", {}))
+        windows, delisted, chars, sender_names = _scoring(model.get("scoring", {}))
     except (KeyError, TypeError, ValueError, AttributeError, OSError, EOFError,
             zlib.error) as exc:
         raise DefinitionsError(f"{MODEL_FILE}: {type(exc).__name__}: {exc}") from None
@@ -133,25 +141,79 @@ def load(directory: Path) -> SpamDefinitions:
             and all(math.isfinite(w) for w in weights.values())):
         raise DefinitionsError(f"{MODEL_FILE}: bias, z90 and weights must be finite numbers "
                                f"and z90 above 0")
+    tables = _tables(directory, files, chars)
     try:
         version, revision = str(manifest["version"]), int(manifest.get("revision", 1))
     except (KeyError, TypeError, ValueError) as exc:
         raise DefinitionsError(f"{MANIFEST_FILE}: bad version or revision ({exc})") from None
     return SpamDefinitions(version=version, revision=revision, rules=rules, bias=bias,
                            weights=weights, z90=z90, directory=directory, info=info,
-                           windows=windows, delisted=delisted)
+                           windows=windows, delisted=delisted,
+                           chars=None if chars is None else Chars(**chars, tables=tables),
+                           sender_names=sender_names)
 
 
-def _scoring(scoring: dict) -> tuple[Windows | None, bool]:
-    """The model's "scoring" (windows.py, delist.py); a way of scoring this engine does not
-    know is refused, not read as the plain sum a later set's calibration was not made for."""
-    unknown = sorted(set(scoring) - {"windows", DELISTED_KEY})
+def _scoring(scoring: dict) -> tuple[Windows | None, bool, dict | None, bool]:
+    """The model's "scoring" (windows.py, delist.py, chars.py, sender_names.py); a way of
+    scoring this engine does not know is refused, not read as the plain sum a later set's
+    calibration was not made for."""
+    unknown = sorted(set(scoring) - {"windows", DELISTED_KEY, "chars", "sender_names"})
     if unknown:
         raise ValueError(f"scoring {', '.join(map(str, unknown))} is unknown to this Mailmoat")
-    delisted = scoring.get(DELISTED_KEY, False)
-    if not isinstance(delisted, bool):
-        raise ValueError(f"scoring {DELISTED_KEY} must be true or false, not {delisted!r}")
-    return _windows(scoring.get("windows")), delisted
+    flags = []
+    for key in (DELISTED_KEY, "sender_names"):
+        flag = scoring.get(key, False)
+        if not isinstance(flag, bool):
+            raise ValueError(f"scoring {key} must be true or false, not {flag!r}")
+        flags.append(flag)
+    return _windows(scoring.get("windows")), flags[0], _chars(scoring.get("chars")), flags[1]
+
+
+def _chars(value) -> dict | None:
+    """The "chars" settings (chars.py) as Chars' fields, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"order", "lambda", "clip", "max_chars",
+                                                     "denominator"}:
+        raise ValueError("scoring chars must be {order, lambda, clip, max_chars, "
+                         f"denominator}}, not {value!r}")
+    order, lam, clip = value["order"], value["lambda"], value["clip"]
+    max_chars, denominator = value["max_chars"], value["denominator"]
+    if not (type(order) is int and 1 <= order <= MAX_ORDER
+            and type(max_chars) is int and max_chars >= 1
+            and all(type(x) in (int, float) and math.isfinite(x) for x in (lam, clip))
+            and lam >= 0 and clip > 0 and denominator in DENOMINATORS):
+        raise ValueError(f"scoring chars must have an order of 1 to {MAX_ORDER}, a lambda "
+                         f"of 0 or more, a clip above 0, max_chars of 1 or more and a "
+                         f"denominator {' or '.join(map(repr, DENOMINATORS))} (order "
+                         f"{order!r}, lambda {lam!r}, clip {clip!r}, max_chars "
+                         f"{max_chars!r}, denominator {denominator!r})")
+    return {"order": order, "lam": float(lam), "clip": float(clip), "max_chars": max_chars,
+            "denominator": denominator}
+
+
+def _tables(directory: Path, files: dict, chars: dict | None) -> Tables | None:
+    """The set's chars.npz when its scoring has "chars" (checked against its hash and
+    read as chars.py's tables); a chars.npz a set lists without "chars" is refused too,
+    as tables the scoring would silently leave unread."""
+    if chars is None:
+        if CHARS_FILE in files:
+            raise DefinitionsError(f"{CHARS_FILE}: listed, but {MODEL_FILE}'s scoring has "
+                                   f"no chars to read it with")
+        return None
+    if CHARS_FILE not in files:
+        raise DefinitionsError(f"{CHARS_FILE}: missing ({MODEL_FILE}'s scoring has chars, "
+                               f"whose tables it holds)")
+    try:
+        data = (directory / CHARS_FILE).read_bytes()
+    except OSError as exc:
+        raise DefinitionsError(f"{CHARS_FILE}: {exc.strerror}") from None
+    if hashlib.sha256(data).hexdigest() != files[CHARS_FILE]:
+        raise DefinitionsError(f"{CHARS_FILE}: does not match its hash")
+    try:
+        return Tables.from_bytes(data, chars["order"])
+    except ValueError as exc:
+        raise DefinitionsError(f"{CHARS_FILE}: {exc}") from None
 
 
 def _windows(value) -> Windows | None:
@@ -166,21 +228,31 @@ def _windows(value) -> Windows | None:
 
 def write(directory: Path, *, version: str, revision: int, rules_json: list, bias: float,
           weights: dict[str, float], z90: float, info: dict,
-          windows: Windows | None = None, delisted: bool = False) -> Path:
-    """Write a complete set (rules, model, manifest last) into `directory`."""
+          windows: Windows | None = None, delisted: bool = False,
+          chars: Chars | None = None, sender_names: bool = False) -> Path:
+    """Write a complete set (rules, model, chars.npz with `chars`, manifest last) into
+    `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / RULES_FILE).write_text(json.dumps(rules_json, indent=1) + "\n")
     scoring = {**({"windows": {"words": windows.words, "delta": windows.delta}}
-                  if windows else {}), **({DELISTED_KEY: True} if delisted else {})}
+                  if windows else {}), **({DELISTED_KEY: True} if delisted else {}),
+               **({"chars": chars.settings()} if chars else {}),
+               **({"sender_names": True} if sender_names else {})}
     model = {"format": 1, "bias": bias, "z90": z90, "info": info,
              **({"scoring": scoring} if scoring else {}),
              "weights": dict(sorted(weights.items()))}
     # mtime=0: the same weights give the same bytes (reproducible training)
     (directory / MODEL_FILE).write_bytes(
         gzip.compress(json.dumps(model, separators=(",", ":")).encode(), 9, mtime=0))
+    names = [RULES_FILE, MODEL_FILE]
+    if chars:
+        (directory / CHARS_FILE).write_bytes(chars.tables.to_bytes())
+        names.append(CHARS_FILE)
+    elif (directory / CHARS_FILE).exists():
+        (directory / CHARS_FILE).unlink()     # a set without chars holds no stale tables
     manifest = {"type": "spam", "version": version, "revision": revision,
-                "files": {name: _sha256(directory / name) for name in (RULES_FILE, MODEL_FILE)}}
+                "files": {name: _sha256(directory / name) for name in names}}
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
     return directory
 
