@@ -9,7 +9,9 @@ What it owns
     (learner.py) into a raw score z — read in windows of the text when the definitions say
     so (windows.py: padding cannot pull a spam's own words down), and a message a mailing
     list relayed as the list received it when they say so (delist.py: the larger of that
-    reading's z and the z of the message as it came) — and maps z onto 1..100:
+    reading's z and the z of the message as it came), plus, when they hold the bounded
+    character model, lambda times its evidence after the windowed reading (chars.py: z =
+    max(sum, windowed - delta) + lambda · e) — and maps z onto 1..100:
 
         score = floor(50 + 40 · z / z90), kept within 1..100
 
@@ -39,12 +41,14 @@ from dataclasses import dataclass, field
 
 from core.scan.antispam.definitions import SpamDefinitions, current
 from core.scan.antispam import delist
+from core.scan.antispam.sender_names import sender_tokens
 from core.scan.antispam.structure import structure_tokens
 from core.scan.antispam.tokenizer import tokens, window_tokens
 from core.scan.antispam.windows import windowed_raw
 
 __all__ = ["HeuristicEngine", "SpamScore", "SENSITIVITY_THRESHOLDS", "threshold_for",
-           "score_from_raw", "raw_for_score", "features", "readings", "raw_of", "describe",
+           "score_from_raw", "raw_for_score", "features", "readings", "raw_of", "chars_term",
+           "describe",
            "MAX_EVIDENCE"]
 
 # SPEC §3 heuristic.sensitivity: 1..5 -> spam at score >= 90, 80, 70, 60, 50
@@ -127,6 +131,8 @@ def features(view, definitions: SpamDefinitions,
     hits = definitions.rules.hits(view)
     found = tokens(view, text_parts)
     found.update(structure_tokens(view))
+    if definitions.sender_names:
+        found.update(sender_tokens(view))
     found.update("r:" + rule.name for rule in hits)
     return found, hits
 
@@ -144,22 +150,37 @@ def readings(view, definitions: SpamDefinitions) -> tuple:
     return (view,) if raw is None else (view.reread(raw), view)
 
 
-def raw_of(found, text_parts: list, definitions: SpamDefinitions) -> float:
+def raw_of(found, text_parts: list, definitions: SpamDefinitions, chars: float = 0.0) -> float:
     """z of a feature set and the text parts it was read from (`features`): the sum of the
-    weights, or the windowed reading when the definitions say so (windows.py)."""
+    weights, or the windowed reading when the definitions say so (windows.py); plus
+    `chars`, the character model's lambda · e (chars.py), added after the windowed reading
+    (whose shortcut at score 100 then starts that much higher)."""
     if definitions.windows is None:
         weights = definitions.weights
-        return math.fsum([definitions.bias, *(weights.get(f, 0.0) for f in found)])
-    windows = definitions.windows
-    return windowed_raw(found, window_tokens(text_parts, windows.words), definitions.weights,
-                        definitions.bias, windows, ceiling=raw_for_score(100, definitions.z90))
+        z = math.fsum([definitions.bias, *(weights.get(f, 0.0) for f in found)])
+    else:
+        windows = definitions.windows
+        z = windowed_raw(found, window_tokens(text_parts, windows.words), definitions.weights,
+                         definitions.bias, windows,
+                         ceiling=raw_for_score(100, definitions.z90) - chars)
+    return z + chars if chars else z
+
+
+def chars_term(view, text_parts: list, definitions: SpamDefinitions) -> float:
+    """lambda · e of one reading (chars.py), 0.0 without the character model. `view`: the
+    reading features() read (it reads its as_learned view), `text_parts` its text parts."""
+    chars = definitions.chars
+    if chars is None:
+        return 0.0
+    return chars.lam * chars.evidence(view.as_learned(), text_parts)
 
 
 def _scored(view, definitions: SpamDefinitions) -> tuple[float, set[str], list]:
     """(z, features, rule hits) of one reading."""
     text_parts: list = []
     found, hits = features(view, definitions, text_parts)
-    return raw_of(found, text_parts, definitions), found, hits
+    return (raw_of(found, text_parts, definitions, chars_term(view, text_parts, definitions)),
+            found, hits)
 
 
 class HeuristicEngine:
