@@ -24,7 +24,14 @@ had not seen them, with a margin above those. Scores are read as the engine read
 with the text in WINDOWS (core/scan/antispam/windows.py, rev 6 on) and, with DELISTED, a
 message a mailing list relayed as the list received it (core/scan/antispam/delist.py: the
 model learns on that reading, and is scored by the larger of its z and the z of the message
-as it came); the set records both, so the engine reads as the training did.
+as it came); the set records both, so the engine reads as the training did. With CHARS, the
+bounded character model (core/scan/antispam/chars.py) is trained from the training texts and
+added after the windowed reading — z = max(sum, windowed - delta) + lambda · e —, its tables
+written as chars.npz; with SENDER_NAMES the features hold the "sender names itself" tokens
+(core/scan/antispam/sender_names.py). Both off, the set is rev 6's, byte for byte. The
+character model is never scored on a message it was counted from: in each cross-validation
+fold (and each inner fold of the nested check) it is trained on the same messages as the
+weights.
 
 HARD_HAM_WEIGHT, the learners' settings (NB_WEIGHT among them), the token set and the
 calibration rule were chosen by cross-validation inside the training part only
@@ -52,13 +59,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.scan.antispam import chars as char_model          # noqa: E402
 from core.scan.antispam import definitions as defs          # noqa: E402
 from core.scan.antispam.engine import features, readings   # noqa: E402
 from core.scan.antispam.heuristic_rules import RuleSet      # noqa: E402
 from core.scan.antispam.engine import SENSITIVITY_THRESHOLDS, raw_for_score   # noqa: E402
 from core.scan.antispam.learner import (FOLDS, ITERATIONS, L2, LEARNING_RATE,  # noqa: E402
                                         MODEL, NB_ALPHA, NB_WEIGHT, cross_validated_scores,
-                                        nested_cross_validated_scores, raw_score,
+                                        fold_of, nested_cross_validated_scores, raw_score,
                                         train_model)
 from core.scan.antispam.tokenizer import window_tokens       # noqa: E402
 from core.scan.antispam.training import (DEFAULT_CORPUS, SPLIT_SALT, TEST_FRACTION,  # noqa: E402
@@ -83,6 +91,13 @@ WINDOWS = Windows(words=200, delta=0.5)
 # antispam-model.md, "The guarded de-listed reading (twenty-third session)"); False reads
 # every message as it came, as revs 1-6 do.
 DELISTED = False
+# The bounded character model (core/scan/antispam/chars.py; docs/antispam-model.md,
+# "Character models"): its "scoring" "chars" settings, e.g. {"order": 5, "lambda": 4,
+# "clip": 2, "max_chars": 3000, "denominator": "ascii"}; None: without it, as revs 1-6.
+CHARS = None
+# True adds the "sender names itself" tokens (core/scan/antispam/sender_names.py); False:
+# without them, as revs 1-6.
+SENDER_NAMES = False
 # the held-out test part has 889 ham: "expected false positives on it" is the nested
 # false-positive rate times this
 EXPECTED_FP_PER = 889
@@ -91,20 +106,22 @@ EXPECTED_FP_PER = 889
 class _Probe:
     """Just enough of SpamDefinitions for `features` before the model exists."""
 
-    def __init__(self, rules, delisted: bool):
+    def __init__(self, rules, delisted: bool, sender_names: bool = False):
         self.rules = rules
         self.delisted = delisted
+        self.sender_names = sender_names
 
 
 def extract(samples, rules, view=view_of, windows: Windows | None = None,
-            delisted: bool = False
+            delisted: bool = False, sender_names: bool = False, max_chars: int | None = None
             ) -> tuple[list[tuple[frozenset, bool]], list[str], list[list[tuple]]]:
     """(features, is_spam) per sample — of the reading the model learns on —, its body key
     (the cross-validation group) and its readings: (features, the text tokens of its windows
     — tokenizer.window_tokens; an empty list without `windows`) of each reading the engine
-    scores it on (engine.readings: one, or for a relayed message read `delisted`, two).
-    `view` makes the message view from the file's bytes."""
-    probe = _Probe(rules, delisted)
+    scores it on (engine.readings: one, or for a relayed message read `delisted`, two), and
+    with `max_chars` its character text third (chars.char_text). `view` makes the message
+    view from the file's bytes."""
+    probe = _Probe(rules, delisted, sender_names)
     out, groups, readings_of = [], [], []
     for sample in samples:
         raw = sample.path.read_bytes()
@@ -114,28 +131,86 @@ def extract(samples, rules, view=view_of, windows: Windows | None = None,
             found, _ = features(reading, probe, text_parts)
             read.append((frozenset(found),
                          [frozenset(w) for w in window_tokens(text_parts, windows.words)]
-                         if windows else []))
+                         if windows else [])
+                        + ((char_model.char_text(reading.as_learned(), text_parts,
+                                                 max_chars),) if max_chars else ()))
         out.append((read[0][0], sample.label == "spam"))
         groups.append(body_key(raw))
         readings_of.append(read)
     return out, groups, readings_of
 
 
-def raw_of_readings(weights, read, windows: Windows | None) -> float:
+def raw_of_readings(weights, read, windows: Windows | None, terms=None) -> float:
     """z of a sample as the engine scores it (engine.score): the largest over its readings
-    (`extract`), each the plain sum or windowed."""
+    (`extract`), each the plain sum or windowed, plus its character term (`terms`, lambda ·
+    e per reading; None: none)."""
+    return max(map(sum, zip(base_of_readings(weights, read, windows),
+                            terms or [0.0] * len(read))))
+
+
+def base_of_readings(weights, read, windows: Windows | None) -> tuple[float, ...]:
+    """Each reading's z without the character term."""
     if windows is None:
-        return max(raw_score(weights, found) for found, _ in read)
-    return max(windowed_raw(found, sets, weights.weights, weights.bias, windows)
-               for found, sets in read)
+        return tuple(raw_score(weights, found) for found, *_ in read)
+    return tuple(windowed_raw(found, sets, weights.weights, weights.bias, windows)
+                 for found, sets, *_ in read)
 
 
-def scorer(readings_of, windows: Windows | None):
+def scorer(readings_of, windows: Windows | None, char_terms=None):
     """score_of(weights, i) for the learner's cross-validations: the engine's reading of
-    sample i (`raw_of_readings`); None when that is the learner's own plain sum."""
-    if windows is None and all(len(read) == 1 for read in readings_of):
+    sample i (`raw_of_readings`); None when that is the learner's own plain sum.
+    `char_terms(i)`: sample i's character terms per reading, from a character model
+    trained without sample i's fold (`fold_char_terms`)."""
+    if windows is None and char_terms is None and all(len(read) == 1 for read in readings_of):
         return None
-    return lambda weights, i: raw_of_readings(weights, readings_of[i], windows)
+    if char_terms is None:
+        return lambda weights, i: raw_of_readings(weights, readings_of[i], windows)
+    return lambda weights, i: raw_of_readings(weights, readings_of[i], windows, char_terms(i))
+
+
+def train_chars(data, readings_of, keep) -> "char_model.Tables":
+    """The character model's tables from the samples `keep` (their learned reading's text,
+    unweighted: chars.py rule 2)."""
+    return char_model.train([(readings_of[i][0][2], data[i][1]) for i in keep],
+                            CHARS["order"])
+
+
+def char_terms_of(tables, readings_of, indices) -> dict[int, list[float]]:
+    """lambda · e per reading of each sample of `indices`, by `tables`."""
+    lam, clip, denominator = float(CHARS["lambda"]), float(CHARS["clip"]), CHARS["denominator"]
+    return {i: [lam * tables.evidence(r[2], clip, denominator) for r in readings_of[i]]
+            for i in indices}
+
+
+def fold_char_terms(data, groups, readings_of, held_out=()) -> dict[int, list[float]]:
+    """Each sample's character terms from a model trained on the other folds (and not on
+    the folds `held_out`): the cross-validation's own split of the samples."""
+    fold = [fold_of(g) for g in groups]
+    terms: dict[int, list[float]] = {}
+    for k in range(FOLDS):
+        if k in held_out:
+            continue
+        keep = [i for i in range(len(data)) if fold[i] != k and fold[i] not in held_out]
+        terms.update(char_terms_of(train_chars(data, readings_of, keep), readings_of,
+                                   [i for i in range(len(data)) if fold[i] == k]))
+    return terms
+
+
+def nested_char_terms(nested, data, groups, readings_of):
+    """The nested check's scores with the character term (`base_of_readings`' per-reading z
+    made one z): an inner score of outer fold k, inner fold j with a model trained on the
+    folds other than k and j, an outer score with one trained on the folds other than k —
+    the messages the weights of that score were trained on."""
+    for result in nested:
+        k = result.fold
+        inner_terms = fold_char_terms(data, groups, readings_of, held_out=(k,))
+        outer = [i for i in result.outer]
+        part = [i for i in range(len(data)) if i not in result.outer]
+        outer_terms = char_terms_of(train_chars(data, readings_of, part), readings_of, outer)
+        for scores, terms in ((result.inner, inner_terms), (result.outer, outer_terms)):
+            for i, bases in scores.items():
+                scores[i] = max(map(sum, zip(bases, terms[i])))
+    return nested
 
 
 def calibrate(ham_scores) -> tuple[float, float]:
@@ -146,12 +221,22 @@ def calibrate(ham_scores) -> tuple[float, float]:
     return round(max(CALIBRATION_FLOOR, tail + MARGIN), 4), tail
 
 
-def check_calibration(data, groups, sample_weights, score_of=None) -> list[dict]:
+def check_calibration(data, groups, sample_weights, score_of=None,
+                      readings_of=None) -> list[dict]:
     """Nested cross-validation of `calibrate` (module docstring): one row per sensitivity with
     the outer folds' spam caught and ham flagged at z90 · (threshold - 50) / 40 — the raw
-    score where engine.score_from_raw reaches that threshold. `score_of`: `scorer`'s."""
-    nested = nested_cross_validated_scores(data, groups, sample_weights=sample_weights,
-                                           score_of=score_of)
+    score where engine.score_from_raw reaches that threshold. `score_of`: `scorer`'s. With
+    CHARS, `readings_of` (`extract`'s) and the character term added inside each fold
+    (`nested_char_terms`)."""
+    if CHARS is not None:
+        windows = WINDOWS
+        nested = nested_cross_validated_scores(
+            data, groups, sample_weights=sample_weights,
+            score_of=lambda weights, i: base_of_readings(weights, readings_of[i], windows))
+        nested = nested_char_terms(nested, data, groups, readings_of)
+    else:
+        nested = nested_cross_validated_scores(data, groups, sample_weights=sample_weights,
+                                               score_of=score_of)
     z90s = [calibrate([z for i, z in fold.inner.items() if not data[i][1]])[0]
             for fold in nested]
     spam = sum(1 for _, is_spam in data if is_spam)
@@ -198,19 +283,23 @@ def main(argv=None) -> int:
     rules_json = json.loads(args.rules.read_text())
     rules = RuleSet.from_json(rules_json)
     samples = [s for s in corpus_messages(args.corpus) if s.split == "train"]
-    data, groups, readings_of = extract(samples, rules, windows=WINDOWS, delisted=DELISTED)
-    score_of = scorer(readings_of, WINDOWS)
+    data, groups, readings_of = extract(samples, rules, windows=WINDOWS, delisted=DELISTED,
+                                        sender_names=SENDER_NAMES,
+                                        max_chars=CHARS["max_chars"] if CHARS else None)
     sample_weights = [HARD_HAM_WEIGHT if s.group == "hard_ham" else 1.0 for s in samples]
     print(f"{len(data)} training messages ({sum(y for _, y in data)} spam) "
           f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
     if args.check_calibration:
         groups = [key[args.fold_offset:] + key[:args.fold_offset] for key in groups]
-        check_calibration(data, groups, sample_weights, score_of)
+        check_calibration(data, groups, sample_weights, scorer(readings_of, WINDOWS),
+                          readings_of)
         print(f"done in {time.monotonic() - started:.1f} s", file=sys.stderr)
         return 0
     weights = train_model(data, sample_weights=sample_weights)
+    char_terms = fold_char_terms(data, groups, readings_of) if CHARS else None
     oof = cross_validated_scores(data, groups, sample_weights=sample_weights,
-                                 score_of=score_of)
+                                 score_of=scorer(readings_of, WINDOWS,
+                                                 char_terms and char_terms.__getitem__))
     ham_scores = sorted((z for z, (_, is_spam) in zip(oof, data) if not is_spam), reverse=True)
     z90, tail = calibrate(ham_scores)
     oof_recall = sum(1 for z, (_, s) in zip(oof, data) if s and z >= z90) / max(
@@ -226,9 +315,17 @@ def main(argv=None) -> int:
             "calibration": {"oof_ham_tail": HAM_TAIL, "oof_ham_at_tail": round(tail, 4),
                             "worst_oof_ham": round(ham_scores[0], 4), "margin": MARGIN,
                             "oof_spam_recall_at_90": round(oof_recall, 4)}}
+    chars = None
+    if CHARS:
+        settings = dict(CHARS)
+        chars = char_model.Chars(
+            order=settings["order"], lam=float(settings["lambda"]),
+            clip=float(settings["clip"]), max_chars=settings["max_chars"],
+            denominator=settings["denominator"],
+            tables=train_chars(data, readings_of, range(len(data))))
     defs.write(args.out, version=args.version, revision=args.revision, rules_json=rules_json,
                bias=weights.bias, weights=weights.weights, z90=z90, info=info,
-               windows=WINDOWS, delisted=DELISTED)
+               windows=WINDOWS, delisted=DELISTED, chars=chars, sender_names=SENDER_NAMES)
     print(f"{len(weights.weights)} weights, z90={z90} (out-of-fold ham at the tail {tail:.3f}, "
           f"out-of-fold spam recall at 90: {oof_recall:.3f}); written to {args.out} in "
           f"{time.monotonic() - started:.1f} s", file=sys.stderr)
