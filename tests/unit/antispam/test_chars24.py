@@ -1,0 +1,300 @@
+"""The bounded character model (core/scan/antispam/chars.py) and the "sender names itself"
+tokens (sender_names.py) as definitions options (definitions.py "scoring" "chars" /
+"sender_names"), scored by the engine and trained by tools/train_spam_model.py.
+
+Real definitions sets written and loaded by definitions.py, real views from the pipeline's
+decomposer; the Witten-Bell model is checked against a plain dictionary implementation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import sys
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from core.pipeline.decompose.text import as_read
+from core.scan.antispam import chars as C
+from core.scan.antispam import definitions as defs
+from core.scan.antispam.engine import HeuristicEngine, features, raw_of
+from core.scan.antispam.learner import Weights
+from core.scan.antispam.tokenizer import tokens
+from core.scan.antispam.training import DEFAULT_CORPUS, corpus_messages, view_of
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+import train_spam_model as trainer                                 # noqa: E402
+
+SETTINGS = {"order": 5, "lambda": 4, "clip": 2, "max_chars": 3000, "denominator": "ascii"}
+
+
+def plain_text(view, max_chars=3000) -> tuple[bytes, int]:
+    """Rule 1 as the analysis defined it (/tmp/explore24-char/texts.py), whole text at once."""
+    v = view.as_learned()
+    parts: list = []
+    tokens(v, parts)
+    text = " ".join([as_read(v.subject or "")] + [p.text for p in parts])
+    text = re.sub(r"\s+", " ", text.lower()).strip()[:max_chars]
+    data = re.sub(rb"[\x80-\xff]+", b"", text.encode("utf-8", "replace"))
+    return re.sub(rb"\s+", b" ", data).strip(), sum(1 for ch in text if ord(ch) >= 128)
+
+
+def char_text_of(view, max_chars=3000) -> C.CharText:
+    v = view.as_learned()
+    parts: list = []
+    tokens(v, parts)
+    return C.char_text(v, parts, max_chars)
+
+
+def message(subject: str, body: str, charset="utf-8") -> bytes:
+    return (f"From: a@example.com\nSubject: {subject}\nMIME-Version: 1.0\n"
+            f"Content-Type: text/plain; charset={charset}\n"
+            f"Content-Transfer-Encoding: 8bit\n\n{body}\n").encode("utf-8")
+
+
+@pytest.mark.parametrize("subject,body", [
+    ("Hello  THERE", "Some\t\ttext\n\nwith   white space"),
+    ("会議の件", "伊東 仁 です。\nTEL: 03-3518-3299 e-mail: go@infocom.co.jp"),
+    ("long", "word " * 2000 + "\u00e9t\u00e9 " * 500),
+    ("", "  \n "),
+])
+def test_the_text_is_the_subject_and_the_text_parts_ascii_only(subject, body):
+    view = view_of(message(subject, body))
+    got = char_text_of(view)
+    assert (got.data, got.removed) == plain_text(view)
+    assert all(b < 128 for b in got.data)
+    # the prefix shortcut reads as much as the whole does, for any length
+    for limit in (1, 7, 100):
+        assert (char_text_of(view, limit).data, char_text_of(view, limit).removed) == \
+            plain_text(view, limit)
+
+
+def plain_witten_bell(texts, order):
+    """P(byte | up to `order` previous bytes), Witten-Bell interpolated down to a uniform
+    1/256, from dictionaries (the definition, not the tables)."""
+    grams, contexts, types = Counter(), Counter(), {}
+    for t in texts:
+        x = bytes([C.START]) * order + t
+        for i in range(order, len(x)):
+            for n in range(order + 1):
+                h = x[i - n:i]
+                grams[(h, x[i])] += 1
+                contexts[h] += 1
+                types.setdefault(h, set()).add(x[i])
+
+    def p(history: bytes, byte: int) -> float:
+        prob = 1 / 256
+        for n in range(order + 1):
+            h = history[len(history) - n:] if n else b""
+            c = contexts.get(h, 0)
+            if c:
+                t = len(types[h])
+                prob = (grams.get((h, byte), 0) + t * prob) / (c + t)
+        return prob
+    return p
+
+
+def plain_evidence(spam, ham, text: bytes, removed: int, order, clip, denominator):
+    ps, ph = plain_witten_bell(spam, order), plain_witten_bell(ham, order)
+    if not text:
+        return 0.0
+    x = bytes([C.START]) * order + text
+    total = sum(max(-clip, min(clip, math.log(ps(x[i - order:i], x[i]))
+                               - math.log(ph(x[i - order:i], x[i]))))
+                for i in range(order, len(x)))
+    return total / (len(text) + (removed if denominator == "all" else 0))
+
+
+SPAM = [b"buy cheap viagra now", b"click here to buy now!!", b"free money, click here"]
+HAM = [b"the patch fixes the kernel build", b"meeting moved to friday", b"re: the build"]
+SCORED = [b"buy the kernel patch now", b"zq~{", b"click the build", b"x", b""]
+
+
+@pytest.mark.parametrize("order", [1, 3, 5])
+@pytest.mark.parametrize("denominator", ["ascii", "all"])
+def test_the_evidence_is_the_witten_bell_log_ratio(order, denominator):
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], order)
+    for text in SCORED:
+        for clip in (0.5, 2.0):
+            want = plain_evidence(SPAM, HAM, text, 3, order, clip, denominator)
+            got = tables.evidence(C.CharText(text, 3), clip, denominator)
+            assert got == pytest.approx(want, abs=1e-12)
+    # float32 as shipped: within 1e-4 (the analysis' tables: 4e-9 on the training part)
+    stored = C.Tables.from_bytes(tables.to_bytes(), order)
+    for text in SCORED:
+        assert stored.evidence(C.CharText(text, 0), 2.0) == pytest.approx(
+            tables.evidence(C.CharText(text, 0), 2.0), abs=1e-6)
+
+
+def test_the_denominator_all_counts_removed_characters_as_zero():
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    text = C.CharText(b"click here", 30)
+    ascii_only = tables.evidence(text, 2.0, "ascii")
+    assert tables.evidence(text, 2.0, "all") == pytest.approx(ascii_only * 10 / 40)
+
+
+def chars_set(tmp_path, tables, denominator="ascii", sender_names=True):
+    packaged = defs.load(defs.PACKAGED_DIR)
+    chars = C.Chars(order=5, lam=4.0, clip=2.0, max_chars=3000, denominator=denominator,
+                    tables=tables)
+    return defs.write(tmp_path / "set", version="2026-12-01", revision=7,
+                      rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()),
+                      bias=packaged.bias, weights=packaged.weights, z90=packaged.z90,
+                      info=packaged.info, windows=packaged.windows, chars=chars,
+                      sender_names=sender_names)
+
+
+def test_the_tables_round_trip_through_a_definitions_set(tmp_path):
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    directory = chars_set(tmp_path, tables, "all")
+    manifest = json.loads((directory / defs.MANIFEST_FILE).read_text())
+    assert manifest["files"][defs.CHARS_FILE] == hashlib.sha256(
+        (directory / defs.CHARS_FILE).read_bytes()).hexdigest()
+    loaded = defs.load(directory)
+    assert loaded.sender_names and loaded.chars.settings() == {
+        **SETTINGS, "lambda": 4.0, "clip": 2.0, "denominator": "all"}
+    for text in SCORED:
+        assert loaded.chars.tables.evidence(C.CharText(text, 2), 2.0, "all") == pytest.approx(
+            tables.evidence(C.CharText(text, 2), 2.0, "all"), abs=1e-6)
+    # the engine adds lambda · e after the windowed reading; shown rules unchanged
+    view = view_of(message("buy cheap now", "click here to buy the kernel patch now"))
+    packaged = defs.load(defs.PACKAGED_DIR)
+    with_chars, without = HeuristicEngine(loaded).score(view), HeuristicEngine(
+        replace(packaged, sender_names=True)).score(view)
+    e = loaded.chars.evidence(view.as_learned(), _parts(view))
+    assert e != 0 and with_chars.raw == without.raw + 4.0 * e
+    assert with_chars.rules == without.rules
+
+
+def _parts(view):
+    parts: list = []
+    tokens(view.as_learned(), parts)
+    return parts
+
+
+def test_a_set_without_chars_is_rev_6_byte_for_byte(tmp_path):
+    packaged = defs.load(defs.PACKAGED_DIR)
+    assert packaged.chars is None and not packaged.sender_names
+    directory = defs.write(tmp_path / "again", version=packaged.version,
+                           revision=packaged.revision,
+                           rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()),
+                           bias=packaged.bias, weights=packaged.weights, z90=packaged.z90,
+                           info=packaged.info, windows=packaged.windows)
+    for name in (defs.RULES_FILE, defs.MODEL_FILE, defs.MANIFEST_FILE):
+        assert (directory / name).read_bytes() == (defs.PACKAGED_DIR / name).read_bytes()
+    assert not (directory / defs.CHARS_FILE).exists()
+
+
+def _rewrite_model(directory, change):
+    import gzip
+    path = directory / defs.MODEL_FILE
+    model = json.loads(gzip.decompress(path.read_bytes()))
+    change(model)
+    path.write_bytes(gzip.compress(json.dumps(model).encode(), mtime=0))
+    _rehash(directory)
+
+
+def _rehash(directory):
+    manifest = json.loads((directory / defs.MANIFEST_FILE).read_text())
+    manifest["files"] = {name: hashlib.sha256((directory / name).read_bytes()).hexdigest()
+                         for name in manifest["files"]}
+    (directory / defs.MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("order", 0, "order of 1 to 7"), ("order", 9, "order of 1 to 7"),
+    ("lambda", -1, "lambda of 0 or more"), ("clip", 0, "clip above 0"),
+    ("max_chars", 0, "max_chars of 1 or more"), ("denominator", "utf8", "denominator 'ascii'"),
+    ("lambda", float("nan"), "lambda of 0 or more"), ("order", True, "order of 1 to 7"),
+])
+def test_bad_chars_settings_are_refused(tmp_path, field, value, words):
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    directory = chars_set(tmp_path, tables)
+    _rewrite_model(directory, lambda m: m["scoring"]["chars"].__setitem__(field, value))
+    with pytest.raises(defs.DefinitionsError, match=f"{defs.MODEL_FILE}.*{re.escape(words)}"):
+        defs.load(directory)
+
+
+def test_a_bad_chars_file_is_refused_naming_it(tmp_path):
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    directory = chars_set(tmp_path, tables)
+    path = directory / defs.CHARS_FILE
+    good = path.read_bytes()
+    path.write_bytes(good[:-10])                       # altered: its hash says so
+    with pytest.raises(defs.DefinitionsError, match="chars.npz: does not match its hash"):
+        defs.load(directory)
+    path.write_bytes(b"not a zip")                     # rehashed, still not tables
+    _rehash(directory)
+    with pytest.raises(defs.DefinitionsError, match="chars.npz: not a table archive"):
+        defs.load(directory)
+    unsorted = C.Tables(5, [(g[::-1].copy(), d[::-1].copy(), c, a)
+                            for g, d, c, a in tables.orders])
+    path.write_bytes(unsorted.to_bytes())
+    _rehash(directory)
+    with pytest.raises(defs.DefinitionsError, match="chars.npz: g0 must be sorted codes"):
+        defs.load(directory)
+    path.write_bytes(C.train([(b"abc", True)], 3).to_bytes())     # another order's tables
+    _rehash(directory)
+    with pytest.raises(defs.DefinitionsError, match="chars.npz: holds .* not the tables of "
+                                                    "order 5"):
+        defs.load(directory)
+    path.unlink()                                      # missing, though the scoring has chars
+    manifest = json.loads((directory / defs.MANIFEST_FILE).read_text())
+    del manifest["files"][defs.CHARS_FILE]
+    (directory / defs.MANIFEST_FILE).write_text(json.dumps(manifest))
+    with pytest.raises(defs.DefinitionsError, match="chars.npz: missing"):
+        defs.load(directory)
+    # listed without "chars" in the scoring: tables nothing reads
+    path.write_bytes(good)
+    manifest["files"][defs.CHARS_FILE] = ""
+    (directory / defs.MANIFEST_FILE).write_text(json.dumps(manifest))
+    _rewrite_model(directory, lambda m: m["scoring"].pop("chars"))
+    with pytest.raises(defs.DefinitionsError, match="chars.npz: listed, but"):
+        defs.load(directory)
+
+
+def test_the_sender_names_tokens_follow_the_flag():
+    view = view_of(b'From: "Geocaching Notify Bot" <notify@geocaching.com>\n'
+                   b"Subject: Geocaching.com Weekly Cache Notification\n\nhello\n")
+    packaged = defs.load(defs.PACKAGED_DIR)
+    assert not {"x:from:names_sender", "x:subj:names_sender"} & features(view, packaged)[0]
+    assert {"x:from:names_sender", "x:subj:names_sender"} <= features(
+        view, replace(packaged, sender_names=True))[0]
+    japanese = view_of('From: "伊東 仁" <go@infocom.co.jp>\nSubject: 会議\n\nx\n'.encode())
+    assert not {"x:from:names_sender", "x:subj:names_sender"} & features(
+        japanese, replace(packaged, sender_names=True))[0]
+
+
+def test_the_trainer_reads_what_the_engine_reads_with_both_switches_on(tmp_path):
+    if not (DEFAULT_CORPUS / "MANIFEST").exists():
+        pytest.skip("the shared corpus is not here")
+    samples = [s for s in corpus_messages() if s.split == "train"][::60][:50]
+    assert len(samples) == 50 and all(s.split == "train" for s in samples)
+    packaged = defs.load(defs.PACKAGED_DIR)
+    data, _groups, read = trainer.extract(samples, packaged.rules, windows=packaged.windows,
+                                          sender_names=True, max_chars=3000)
+    tables = C.train([(r[0][2], d[1]) for r, d in zip(read, data)], 5)
+    loaded = defs.load(chars_set(tmp_path, tables))
+    engine = HeuristicEngine(loaded)
+    weights = Weights(loaded.bias, loaded.weights)
+    saved = trainer.CHARS
+    trainer.CHARS = SETTINGS
+    try:
+        terms = trainer.char_terms_of(loaded.chars.tables, read, range(len(samples)))
+    finally:
+        trainer.CHARS = saved
+    for i, sample in enumerate(samples):
+        view = view_of(sample.path.read_bytes())
+        parts: list = []
+        found, _ = features(view, loaded, parts)
+        assert data[i][0] == found
+        assert read[i][0][2] == C.char_text(view.as_learned(), parts, 3000)
+        scored = engine.score(view)
+        assert trainer.raw_of_readings(weights, read[i], loaded.windows, terms[i]) == \
+            pytest.approx(scored.raw, abs=1e-9)
+        assert scored.raw == pytest.approx(
+            raw_of(found, parts, loaded) + terms[i][0], abs=1e-9)
