@@ -33,10 +33,12 @@ Rules
        Stored as float32 (the evidence stays within 1e-4 of the float64 tables' on the
        training part; measured in the report).
     4. The evidence (`Tables.evidence`): the sum over the bytes of clip(log-ratio, +-clip),
-       in nats, divided by the number of bytes ("denominator": "ascii"), or by that plus the
-       non-ASCII characters rule 1 removed ("all": a removed character counts as a byte of
-       log-ratio 0, so a mostly non-Latin text's few ASCII leftovers do not decide alone).
-       An empty text gives 0.
+       in nats, divided by the number of bytes ("denominator": "ascii"), or by the number of
+       characters of the text before its non-ASCII bytes were removed ("all": the
+       `max_chars` characters of rule 1 after the first collapse, so a removed character,
+       and white space the second collapse merged, counts with log-ratio 0, and a mostly
+       non-Latin text's few ASCII leftovers do not decide alone; the mend declared in
+       docs/antispam-model.md, "Recall elsewhere"). An empty text gives 0.
     5. Never raises for anything in a message; pure (numpy at scoring).
 """
 
@@ -61,15 +63,14 @@ MAX_ORDER = 7               # 7 bits a byte: a gram of 8 bytes is the most a 64-
 _WS = re.compile(r"\s+")
 _WSB = re.compile(rb"\s+")
 _NONASCII = re.compile(rb"[\x80-\xff]+")
-# characters whose UTF-8 is non-ASCII (a lone surrogate encodes, replaced, as "?")
-_OTHER = re.compile("[^\x00-\x7f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
 class CharText:
-    """Rule 1's text and the non-ASCII characters removed from it (rule 4's "all")."""
+    """Rule 1's text, and how many characters it had before its non-ASCII bytes were
+    removed (rule 4's "all")."""
     data: bytes
-    removed: int
+    characters: int
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def char_text(view, text_parts, max_chars: int) -> CharText:
         n *= 4
     text = text[:max_chars]
     data = _NONASCII.sub(b"", text.encode("utf-8", "replace"))
-    return CharText(_WSB.sub(b" ", data).strip(), len(_OTHER.findall(text)))
+    return CharText(_WSB.sub(b" ", data).strip(), len(text))
 
 
 def _codes(data: bytes, order: int) -> np.ndarray:
@@ -166,7 +167,7 @@ class Tables:
             acc[ok] += ctx_diff[cpos[ok]]
         else:
             total += float(np.clip(acc, -clip, clip).sum())      # unseen at every order
-        count = len(data) + (text.removed if denominator == "all" else 0)
+        count = text.characters if denominator == "all" else len(data)
         return total / count
 
     def nbytes(self) -> int:

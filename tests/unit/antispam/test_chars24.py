@@ -40,7 +40,7 @@ def plain_text(view, max_chars=3000) -> tuple[bytes, int]:
     text = " ".join([as_read(v.subject or "")] + [p.text for p in parts])
     text = re.sub(r"\s+", " ", text.lower()).strip()[:max_chars]
     data = re.sub(rb"[\x80-\xff]+", b"", text.encode("utf-8", "replace"))
-    return re.sub(rb"\s+", b" ", data).strip(), sum(1 for ch in text if ord(ch) >= 128)
+    return re.sub(rb"\s+", b" ", data).strip(), len(text)
 
 
 def char_text_of(view, max_chars=3000) -> C.CharText:
@@ -65,11 +65,11 @@ def message(subject: str, body: str, charset="utf-8") -> bytes:
 def test_the_text_is_the_subject_and_the_text_parts_ascii_only(subject, body):
     view = view_of(message(subject, body))
     got = char_text_of(view)
-    assert (got.data, got.removed) == plain_text(view)
+    assert (got.data, got.characters) == plain_text(view)
     assert all(b < 128 for b in got.data)
     # the prefix shortcut reads as much as the whole does, for any length
     for limit in (1, 7, 100):
-        assert (char_text_of(view, limit).data, char_text_of(view, limit).removed) == \
+        assert (char_text_of(view, limit).data, char_text_of(view, limit).characters) == \
             plain_text(view, limit)
 
 
@@ -98,7 +98,7 @@ def plain_witten_bell(texts, order):
     return p
 
 
-def plain_evidence(spam, ham, text: bytes, removed: int, order, clip, denominator):
+def plain_evidence(spam, ham, text: bytes, characters: int, order, clip, denominator):
     ps, ph = plain_witten_bell(spam, order), plain_witten_bell(ham, order)
     if not text:
         return 0.0
@@ -106,7 +106,7 @@ def plain_evidence(spam, ham, text: bytes, removed: int, order, clip, denominato
     total = sum(max(-clip, min(clip, math.log(ps(x[i - order:i], x[i]))
                                - math.log(ph(x[i - order:i], x[i]))))
                 for i in range(order, len(x)))
-    return total / (len(text) + (removed if denominator == "all" else 0))
+    return total / (characters if denominator == "all" else len(text))
 
 
 SPAM = [b"buy cheap viagra now", b"click here to buy now!!", b"free money, click here"]
@@ -120,19 +120,19 @@ def test_the_evidence_is_the_witten_bell_log_ratio(order, denominator):
     tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], order)
     for text in SCORED:
         for clip in (0.5, 2.0):
-            want = plain_evidence(SPAM, HAM, text, 3, order, clip, denominator)
-            got = tables.evidence(C.CharText(text, 3), clip, denominator)
+            want = plain_evidence(SPAM, HAM, text, len(text) + 3, order, clip, denominator)
+            got = tables.evidence(C.CharText(text, len(text) + 3), clip, denominator)
             assert got == pytest.approx(want, abs=1e-12)
     # float32 as shipped: within 1e-4 (the analysis' tables: 4e-9 on the training part)
     stored = C.Tables.from_bytes(tables.to_bytes(), order)
     for text in SCORED:
-        assert stored.evidence(C.CharText(text, 0), 2.0) == pytest.approx(
-            tables.evidence(C.CharText(text, 0), 2.0), abs=1e-6)
+        assert stored.evidence(C.CharText(text, len(text)), 2.0) == pytest.approx(
+            tables.evidence(C.CharText(text, len(text)), 2.0), abs=1e-6)
 
 
 def test_the_denominator_all_counts_removed_characters_as_zero():
     tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
-    text = C.CharText(b"click here", 30)
+    text = C.CharText(b"click here", 40)     # 30 characters removed
     ascii_only = tables.evidence(text, 2.0, "ascii")
     assert tables.evidence(text, 2.0, "all") == pytest.approx(ascii_only * 10 / 40)
 
@@ -158,8 +158,9 @@ def test_the_tables_round_trip_through_a_definitions_set(tmp_path):
     assert loaded.sender_names and loaded.chars.settings() == {
         **SETTINGS, "lambda": 4.0, "clip": 2.0, "denominator": "all"}
     for text in SCORED:
-        assert loaded.chars.tables.evidence(C.CharText(text, 2), 2.0, "all") == pytest.approx(
-            tables.evidence(C.CharText(text, 2), 2.0, "all"), abs=1e-6)
+        counted = C.CharText(text, len(text) + 2)
+        assert loaded.chars.tables.evidence(counted, 2.0, "all") == pytest.approx(
+            tables.evidence(counted, 2.0, "all"), abs=1e-6)
     # the engine adds lambda · e after the windowed reading; shown rules unchanged
     view = view_of(message("buy cheap now", "click here to buy the kernel patch now"))
     packaged = defs.load(defs.PACKAGED_DIR)
