@@ -92,8 +92,10 @@ WINDOWS = Windows(words=200, delta=0.5)
 # every message as it came, as revs 1-6 do.
 DELISTED = False
 # The bounded character model (core/scan/antispam/chars.py; docs/antispam-model.md,
-# "Character models"): its "scoring" "chars" settings, e.g. {"order": 5, "lambda": 4,
-# "clip": 2, "max_chars": 3000, "denominator": "ascii"}; None: without it, as revs 1-6.
+# "Character models"): its "scoring" "chars" settings — the declared candidate C4m is
+# {"order": 5, "lambda": 4, "clip": 2, "max_chars": 3000, "denominator": "all"}, with
+# SENDER_NAMES False —; checked when the tool starts by the loader's own rules
+# (definitions.chars_settings); None: without it, as revs 1-6.
 CHARS = None
 # True adds the "sender names itself" tokens (core/scan/antispam/sender_names.py); False:
 # without them, as revs 1-6.
@@ -168,16 +170,23 @@ def scorer(readings_of, windows: Windows | None, char_terms=None):
     return lambda weights, i: raw_of_readings(weights, readings_of[i], windows, char_terms(i))
 
 
+def chars_settings() -> dict | None:
+    """CHARS as Chars' fields (order, lam, clip, max_chars, denominator), by the definitions
+    loader's rules (definitions.chars_settings: ValueError naming the rule); None without."""
+    return defs.chars_settings(CHARS)
+
+
 def train_chars(data, readings_of, keep) -> "char_model.Tables":
     """The character model's tables from the samples `keep` (their learned reading's text,
     unweighted: chars.py rule 2)."""
     return char_model.train([(readings_of[i][0][2], data[i][1]) for i in keep],
-                            CHARS["order"])
+                            chars_settings()["order"])
 
 
 def char_terms_of(tables, readings_of, indices) -> dict[int, list[float]]:
     """lambda · e per reading of each sample of `indices`, by `tables`."""
-    lam, clip, denominator = float(CHARS["lambda"]), float(CHARS["clip"]), CHARS["denominator"]
+    settings = chars_settings()
+    lam, clip, denominator = settings["lam"], settings["clip"], settings["denominator"]
     return {i: [lam * tables.evidence(r[2], clip, denominator) for r in readings_of[i]]
             for i in indices}
 
@@ -211,6 +220,16 @@ def nested_char_terms(nested, data, groups, readings_of):
             for i, bases in scores.items():
                 scores[i] = max(map(sum, zip(bases, terms[i])))
     return nested
+
+
+def out_of_fold_scores(data, groups, sample_weights, readings_of) -> list[float]:
+    """Write mode's out-of-fold scores, which `calibrate` makes z90 of: each sample scored as
+    the engine scores it by weights — and, with CHARS, a character model — trained without
+    its fold."""
+    char_terms = fold_char_terms(data, groups, readings_of) if CHARS else None
+    return cross_validated_scores(data, groups, sample_weights=sample_weights,
+                                  score_of=scorer(readings_of, WINDOWS,
+                                                  char_terms and char_terms.__getitem__))
 
 
 def calibrate(ham_scores) -> tuple[float, float]:
@@ -279,13 +298,18 @@ def main(argv=None) -> int:
                              "criterion, docs/antispam-model.md)")
     args = parser.parse_args(argv)
 
+    try:
+        settings = chars_settings()          # before minutes of work, not at the loader
+    except ValueError as exc:
+        print(f"train_spam_model: CHARS: {exc}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     rules_json = json.loads(args.rules.read_text())
     rules = RuleSet.from_json(rules_json)
     samples = [s for s in corpus_messages(args.corpus) if s.split == "train"]
     data, groups, readings_of = extract(samples, rules, windows=WINDOWS, delisted=DELISTED,
                                         sender_names=SENDER_NAMES,
-                                        max_chars=CHARS["max_chars"] if CHARS else None)
+                                        max_chars=settings and settings["max_chars"])
     sample_weights = [HARD_HAM_WEIGHT if s.group == "hard_ham" else 1.0 for s in samples]
     print(f"{len(data)} training messages ({sum(y for _, y in data)} spam) "
           f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
@@ -296,10 +320,7 @@ def main(argv=None) -> int:
         print(f"done in {time.monotonic() - started:.1f} s", file=sys.stderr)
         return 0
     weights = train_model(data, sample_weights=sample_weights)
-    char_terms = fold_char_terms(data, groups, readings_of) if CHARS else None
-    oof = cross_validated_scores(data, groups, sample_weights=sample_weights,
-                                 score_of=scorer(readings_of, WINDOWS,
-                                                 char_terms and char_terms.__getitem__))
+    oof = out_of_fold_scores(data, groups, sample_weights, readings_of)
     ham_scores = sorted((z for z, (_, is_spam) in zip(oof, data) if not is_spam), reverse=True)
     z90, tail = calibrate(ham_scores)
     oof_recall = sum(1 for z, (_, s) in zip(oof, data) if s and z >= z90) / max(
@@ -316,13 +337,9 @@ def main(argv=None) -> int:
                             "worst_oof_ham": round(ham_scores[0], 4), "margin": MARGIN,
                             "oof_spam_recall_at_90": round(oof_recall, 4)}}
     chars = None
-    if CHARS:
-        settings = dict(CHARS)
-        chars = char_model.Chars(
-            order=settings["order"], lam=float(settings["lambda"]),
-            clip=float(settings["clip"]), max_chars=settings["max_chars"],
-            denominator=settings["denominator"],
-            tables=train_chars(data, readings_of, range(len(data))))
+    if settings:
+        chars = char_model.Chars(**settings,
+                                 tables=train_chars(data, readings_of, range(len(data))))
     defs.write(args.out, version=args.version, revision=args.revision, rules_json=rules_json,
                bias=weights.bias, weights=weights.weights, z90=z90, info=info,
                windows=WINDOWS, delisted=DELISTED, chars=chars, sender_names=SENDER_NAMES)

@@ -40,6 +40,11 @@ Rules
        non-Latin text's few ASCII leftovers do not decide alone; the mend declared in
        docs/antispam-model.md, "Recall elsewhere"). An empty text gives 0.
     5. Never raises for anything in a message; pure (numpy at scoring).
+    6. The file (`Tables.from_bytes`, definitions.py's chars.npz) is read bounded and
+       without pickle: its members' declared sizes together at most MAX_TABLE_BYTES, each
+       a 1-d little-endian int64 or float32 .npy whose header's shape is the data it holds,
+       checked before anything is inflated or allocated; anything else is a ValueError
+       naming the member and the rule.
 """
 
 from __future__ import annotations
@@ -48,17 +53,29 @@ import io
 import math
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = ["Chars", "CharText", "Tables", "char_text", "train", "START", "BASE", "DENOMINATORS",
-           "MAX_ORDER"]
+           "MAX_ORDER", "MAX_CHARS", "MAX_TABLE_BYTES"]
 
 START = 2                   # the start byte (rule 2)
 BASE = 128                  # a byte's place in a gram code: the text is ASCII (rule 1)
 DENOMINATORS = ("ascii", "all")
 MAX_ORDER = 7               # 7 bits a byte: a gram of 8 bytes is the most a 64-bit code holds
+# The most "max_chars" a set may ask for: rule 1 reads up to 4 * max_chars + 64 characters
+# and rule 4 codes each byte in int64 arrays (about 32 bytes a byte), so 100,000 keeps a
+# message's cost to a few MB and ms inside the scan worker's memory limit
+# (core/pipeline/run.py, MEMORY_HEADROOM_MIB); the declared model reads 3,000.
+MAX_CHARS = 100_000
+# The most a chars.npz may unpack to, all members together, checked on the archive's
+# declared sizes before anything is inflated (a zip bomb, or a header claiming a huge
+# shape, is refused without the memory): every scan worker holds the tables within its
+# 256 MB headroom (core/pipeline/run.py, MEMORY_HEADROOM_MIB); the order-5 tables of the
+# training part unpack to 22 MB, so 64 MB leaves room for a larger corpus and no more.
+MAX_TABLE_BYTES = 64 * 2**20
 
 _WS = re.compile(r"\s+")
 _WSB = re.compile(rb"\s+")
@@ -196,16 +213,31 @@ class Tables:
 
     @classmethod
     def from_bytes(cls, data: bytes, order: int) -> "Tables":
-        """The tables of `to_bytes`; ValueError naming what is wrong (definitions.py rule 1)."""
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {name: npz[name] for name in npz.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise ValueError(f"not a table archive ({exc})") from None
+        """The tables of `to_bytes`; ValueError naming what is wrong (definitions.py rule 1).
+        Bounded: the members' declared sizes (MAX_TABLE_BYTES) and each .npy header's dtype
+        and shape are checked before a member is inflated or an array allocated; no pickle."""
         expected = {f"{k}{n}" for n in range(order + 1) for k in "gdca"}
-        if set(arrays) != expected:
-            raise ValueError(f"holds {', '.join(sorted(arrays)) or 'nothing'}, not the "
-                             f"tables of order {order} (g, d, c, a 0..{order})")
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                infos = archive.infolist()
+                names = [info.filename.removesuffix(".npy") for info in infos]
+                if (sorted(names) != sorted(expected)
+                        or any(not info.filename.endswith(".npy") for info in infos)):
+                    raise ValueError(f"holds {', '.join(sorted(names)) or 'nothing'}, not the "
+                                     f"tables of order {order} (g, d, c, a 0..{order})")
+                declared = sum(info.file_size for info in infos)
+                if declared > MAX_TABLE_BYTES:
+                    raise ValueError(f"unpacks to {declared} bytes, more than the "
+                                     f"{MAX_TABLE_BYTES} a set's tables may hold")
+                # ZipExtFile never yields more than the declared size (a longer member
+                # fails its CRC check): the bound holds for what is read
+                arrays = {name: _npy(name, archive.read(info))
+                          for name, info in zip(names, infos)}
+        except ValueError:
+            raise
+        except (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError,
+                NotImplementedError, MemoryError) as exc:
+            raise ValueError(f"not a table archive ({type(exc).__name__}: {exc})") from None
         orders = []
         for n in range(order + 1):
             g, d, c, a = (arrays[f"{k}{n}"] for k in "gdca")
@@ -222,6 +254,33 @@ class Tables:
                     raise ValueError(f"{name} must be finite numbers")
             orders.append((g, d, c, a))
         return cls(order, orders)
+
+
+def _npy(name: str, member: bytes) -> np.ndarray:
+    """One member's array: a 1-d little-endian int64 (g, c) or float32 (d, a) .npy whose
+    header's shape is what the member holds, read without pickle."""
+    want = np.dtype("<i8") if name[0] in "gc" else np.dtype("<f4")
+    what = "a list of 64-bit codes" if name[0] in "gc" else "one float32 per code"
+    stream = io.BytesIO(member)
+    try:
+        version = np.lib.format.read_magic(stream)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f".npy format {version}")
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _fortran_order, dtype = read_header(stream)
+    except (ValueError, TypeError, SyntaxError, EOFError) as exc:
+        raise ValueError(f"{name} is not array data ({exc})") from None
+    if dtype != want or len(shape) != 1:
+        raise ValueError(f"{name} must be {what} (dtype {dtype}, shape {shape})")
+    if shape[0] * want.itemsize != len(member) - stream.tell():
+        raise ValueError(f"{name}'s header declares {shape[0]} values, not the "
+                         f"{len(member) - stream.tell()} bytes it holds")
+    stream.seek(0)
+    array = np.lib.format.read_array(stream, allow_pickle=False)
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{name} is not array data")
+    return array
 
 
 def train(pairs, order: int) -> Tables:

@@ -19,9 +19,10 @@ What it owns
     `write(directory, ...)` is what the training script uses to produce a set.
 
 Packages: a spam definitions package is a shared/definitions.py package of type "spam"
-holding rules.json and model.json.gz (`mailmoat definitions build DIR --key ...` on a directory
-written by tools/train_spam_model.py). `install` verifies its signature, unpacks it, loads the
-unpacked set with `load` and only then puts it under
+holding rules.json and model.json.gz, and chars.npz when the model's scoring has "chars"
+(its unpacked size bounded: chars.py MAX_TABLE_BYTES) (`mailmoat definitions build DIR --key
+...` on a directory written by tools/train_spam_model.py). `install` verifies its signature,
+unpacks it, loads the unpacked set with `load` and only then puts it under
 <data home>/definitions/spam/v<version>-r<revision>/ with `current` pointing at it; the
 installed manifest lists the files as {name: sha256}, which `load` reads as well as the
 shipped form. The core's scan service (core/scan/service.py) follows definitions/spam/current,
@@ -48,14 +49,14 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.scan.antispam.chars import DENOMINATORS, MAX_ORDER, Chars, Tables
+from core.scan.antispam.chars import DENOMINATORS, MAX_CHARS, MAX_ORDER, Chars, Tables
 from core.scan.antispam.delist import DELISTED_KEY
 from core.scan.antispam.heuristic_rules import RuleSet, RuleSetError
 from core.scan.antispam.windows import Windows
 
 __all__ = ["SpamDefinitions", "DefinitionsError", "load", "current", "write",
            "PACKAGED_DIR", "RUNTIME_DIR", "MODEL_FILE", "RULES_FILE", "MANIFEST_FILE",
-           "CHARS_FILE"]
+           "CHARS_FILE", "chars_settings"]
 
 PACKAGED_DIR = Path(__file__).parent / "data" / "spam"
 # not a setting: the core adds the installed set's directory to each message's settings copy
@@ -166,11 +167,14 @@ def _scoring(scoring: dict) -> tuple[Windows | None, bool, dict | None, bool]:
         if not isinstance(flag, bool):
             raise ValueError(f"scoring {key} must be true or false, not {flag!r}")
         flags.append(flag)
-    return _windows(scoring.get("windows")), flags[0], _chars(scoring.get("chars")), flags[1]
+    return (_windows(scoring.get("windows")), flags[0], chars_settings(scoring.get("chars")),
+            flags[1])
 
 
-def _chars(value) -> dict | None:
-    """The "chars" settings (chars.py) as Chars' fields, or None."""
+def chars_settings(value) -> dict | None:
+    """The "chars" settings (chars.py) as Chars' fields, or None; ValueError naming the
+    rule. The one reading of them: the loader's, and the training tool's (its CHARS, checked
+    when it starts)."""
     if value is None:
         return None
     if not isinstance(value, dict) or set(value) != {"order", "lambda", "clip", "max_chars",
@@ -180,11 +184,11 @@ def _chars(value) -> dict | None:
     order, lam, clip = value["order"], value["lambda"], value["clip"]
     max_chars, denominator = value["max_chars"], value["denominator"]
     if not (type(order) is int and 1 <= order <= MAX_ORDER
-            and type(max_chars) is int and max_chars >= 1
+            and type(max_chars) is int and 1 <= max_chars <= MAX_CHARS
             and all(type(x) in (int, float) and math.isfinite(x) for x in (lam, clip))
             and lam >= 0 and clip > 0 and denominator in DENOMINATORS):
         raise ValueError(f"scoring chars must have an order of 1 to {MAX_ORDER}, a lambda "
-                         f"of 0 or more, a clip above 0, max_chars of 1 or more and a "
+                         f"of 0 or more, a clip above 0, max_chars of 1 to {MAX_CHARS} and a "
                          f"denominator {' or '.join(map(repr, DENOMINATORS))} (order "
                          f"{order!r}, lambda {lam!r}, clip {clip!r}, max_chars "
                          f"{max_chars!r}, denominator {denominator!r})")

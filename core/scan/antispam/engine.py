@@ -154,7 +154,8 @@ def raw_of(found, text_parts: list, definitions: SpamDefinitions, chars: float =
     """z of a feature set and the text parts it was read from (`features`): the sum of the
     weights, or the windowed reading when the definitions say so (windows.py); plus
     `chars`, the character model's lambda · e (chars.py), added after the windowed reading
-    (whose shortcut at score 100 then starts that much higher)."""
+    (whose shortcut at score 100, windows.py rule 3, then starts lowered by the term: the
+    score is the same as without the shortcut)."""
     if definitions.windows is None:
         weights = definitions.weights
         z = math.fsum([definitions.bias, *(weights.get(f, 0.0) for f in found)])

@@ -8,14 +8,17 @@ decomposer; the Witten-Bell model is checked against a plain dictionary implemen
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import re
 import sys
+import zipfile
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.pipeline.decompose.text import as_read
@@ -29,7 +32,8 @@ from core.scan.antispam.training import DEFAULT_CORPUS, corpus_messages, view_of
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 import train_spam_model as trainer                                 # noqa: E402
 
-SETTINGS = {"order": 5, "lambda": 4, "clip": 2, "max_chars": 3000, "denominator": "ascii"}
+# C4m, the declared candidate (docs/antispam.md, "Spam definitions")
+SETTINGS = {"order": 5, "lambda": 4, "clip": 2, "max_chars": 3000, "denominator": "all"}
 
 
 def plain_text(view, max_chars=3000) -> tuple[bytes, int]:
@@ -130,14 +134,16 @@ def test_the_evidence_is_the_witten_bell_log_ratio(order, denominator):
             tables.evidence(C.CharText(text, len(text)), 2.0), abs=1e-6)
 
 
-def test_the_denominator_all_counts_removed_characters_as_zero():
+def test_the_denominator_all_divides_by_the_characters_counted_before_removal():
+    # the formula only: that CharText.characters is N, the characters before the
+    # non-ASCII bytes were removed, is checked against the definition in the first test
     tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
     text = C.CharText(b"click here", 40)     # 30 characters removed
     ascii_only = tables.evidence(text, 2.0, "ascii")
     assert tables.evidence(text, 2.0, "all") == pytest.approx(ascii_only * 10 / 40)
 
 
-def chars_set(tmp_path, tables, denominator="ascii", sender_names=True):
+def chars_set(tmp_path, tables, denominator="all", sender_names=True):
     packaged = defs.load(defs.PACKAGED_DIR)
     chars = C.Chars(order=5, lam=4.0, clip=2.0, max_chars=3000, denominator=denominator,
                     tables=tables)
@@ -209,7 +215,9 @@ def _rehash(directory):
 @pytest.mark.parametrize("field,value,words", [
     ("order", 0, "order of 1 to 7"), ("order", 9, "order of 1 to 7"),
     ("lambda", -1, "lambda of 0 or more"), ("clip", 0, "clip above 0"),
-    ("max_chars", 0, "max_chars of 1 or more"), ("denominator", "utf8", "denominator 'ascii'"),
+    ("max_chars", 0, f"max_chars of 1 to {C.MAX_CHARS}"),
+    ("max_chars", C.MAX_CHARS + 1, f"max_chars of 1 to {C.MAX_CHARS}"),
+    ("denominator", "utf8", "denominator 'ascii'"),
     ("lambda", float("nan"), "lambda of 0 or more"), ("order", True, "order of 1 to 7"),
 ])
 def test_bad_chars_settings_are_refused(tmp_path, field, value, words):
@@ -243,6 +251,39 @@ def test_a_bad_chars_file_is_refused_naming_it(tmp_path):
     with pytest.raises(defs.DefinitionsError, match="chars.npz: holds .* not the tables of "
                                                     "order 5"):
         defs.load(directory)
+    # crafted members (review24c R1): each refused naming chars.npz and the rule, before an
+    # array is allocated or a member inflated past the bound — not AttributeError or
+    # MemoryError escaping the loader
+    huge = io.BytesIO()
+    np.lib.format.write_array_header_1_0(huge, {"descr": "<i8", "fortran_order": False,
+                                                "shape": (10**12,)})
+    big_endian = io.BytesIO()
+    np.lib.format.write_array(big_endian, tables.orders[0][0].astype(">i8"))
+    for members, words in (
+            ({"g0.npy": b"junk"}, "g0 is not array data"),
+            ({"g0.npy": huge.getvalue()}, "g0's header declares 1000000000000 values"),
+            ({"g0.npy": big_endian.getvalue()}, "g0 must be a list of 64-bit codes"),
+            ({"g0.npy": b"\x93NUMPY\x03\x00"}, "g0 is not array data")):
+        path.write_bytes(_rezip(good, members))
+        _rehash(directory)
+        with pytest.raises(defs.DefinitionsError, match=f"chars.npz: {re.escape(words)}"):
+            defs.load(directory)
+        assert defs.current(directory).label == defs.load(defs.PACKAGED_DIR).label
+    # a zip bomb: refused on its declared size, without inflating it
+    path.write_bytes(_rezip(good, {"d0.npy": _zeros_member(C.MAX_TABLE_BYTES)}))
+    _rehash(directory)
+    inflated = []
+    real_read = zipfile.ZipFile.read
+    try:
+        zipfile.ZipFile.read = lambda self, name, *a: inflated.append(name) or real_read(
+            self, name, *a)
+        with pytest.raises(defs.DefinitionsError,
+                           match=f"chars.npz: unpacks to .* more than the "
+                                 f"{C.MAX_TABLE_BYTES} a set's tables may hold"):
+            defs.load(directory)
+    finally:
+        zipfile.ZipFile.read = real_read
+    assert inflated == []
     path.unlink()                                      # missing, though the scoring has chars
     manifest = json.loads((directory / defs.MANIFEST_FILE).read_text())
     del manifest["files"][defs.CHARS_FILE]
@@ -256,6 +297,24 @@ def test_a_bad_chars_file_is_refused_naming_it(tmp_path):
     _rewrite_model(directory, lambda m: m["scoring"].pop("chars"))
     with pytest.raises(defs.DefinitionsError, match="chars.npz: listed, but"):
         defs.load(directory)
+
+
+def _rezip(good: bytes, members: dict) -> bytes:
+    """The archive `good` with `members` {name: bytes} in place of its own."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(good)) as src, zipfile.ZipFile(out, "w") as dst:
+        for name in src.namelist():
+            dst.writestr(name, members.get(name, src.read(name)), zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
+def _zeros_member(limit: int) -> bytes:
+    """A float32 .npy of zeros just over `limit` bytes (deflates to about a thousandth)."""
+    count = limit // 4 + 1
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (count,)})
+    return header.getvalue() + bytes(4 * count)
 
 
 def test_the_sender_names_tokens_follow_the_flag():
@@ -299,3 +358,155 @@ def test_the_trainer_reads_what_the_engine_reads_with_both_switches_on(tmp_path)
             pytest.approx(scored.raw, abs=1e-9)
         assert scored.raw == pytest.approx(
             raw_of(found, parts, loaded) + terms[i][0], abs=1e-9)
+
+
+# -- what the nested check and write mode's calibration train the character model on
+# (review24c T1): cheap fakes for the learner's fit and the tables, on 30 samples
+
+def _leak_fixture(monkeypatch):
+    """30 samples whose features name them ("id<i>"), group keys that put them in folds
+    by hand (identical keys: one body), a fit whose weights score sample i as minus the
+    bit mask of the samples they were trained on, and tables whose term is plus the mask of
+    theirs: a score is 0 exactly when the character model was trained on the samples the
+    weights were; each asserts the sample it scores is not among them."""
+    from types import SimpleNamespace
+
+    from core.scan.antispam import learner
+    n = 30
+    data = [(frozenset({f"id{i}"}), i % 3 == 0) for i in range(n)]
+    groups = [f"{(i // 2) % 5:08x}{i // 2:024x}" for i in range(n)]
+    readings_of = [[(data[i][0], [], C.CharText(b"x", 1))] for i in range(n)]
+
+    def ids(samples):
+        return frozenset(int(f[2:]) for found, _ in samples for f in found)
+
+    def mask(keep):
+        return float(sum(1 << i for i in keep))
+
+    def fit(samples, **_):
+        return SimpleNamespace(keep=ids(samples))
+
+    def score(weights, found):
+        (i,) = ids([(found, None)])
+        assert i not in weights.keep, f"sample {i} scored by weights trained on it"
+        return -mask(weights.keep)
+
+    def train_chars(data_, readings_, keep):
+        return SimpleNamespace(keep=frozenset(keep))
+
+    def terms_of(tables, readings_, indices):
+        for i in indices:
+            assert i not in tables.keep, f"sample {i} scored by a char model counted from it"
+        return {i: [mask(tables.keep)] for i in indices}
+
+    monkeypatch.setattr(learner, "train_model", fit)
+    monkeypatch.setattr(trainer, "raw_score", score)
+    monkeypatch.setattr(trainer, "train_chars", train_chars)
+    monkeypatch.setattr(trainer, "char_terms_of", terms_of)
+    monkeypatch.setattr(trainer, "WINDOWS", None)
+    monkeypatch.setattr(trainer, "CHARS", SETTINGS)
+    return data, groups, readings_of
+
+
+def test_the_nested_check_trains_the_char_model_on_the_weights_own_samples(monkeypatch):
+    data, groups, readings_of = _leak_fixture(monkeypatch)
+    nested = []
+    real = trainer.nested_char_terms
+    monkeypatch.setattr(trainer, "nested_char_terms",
+                        lambda *a: nested.append(real(*a)) or nested[-1])
+    trainer.check_calibration(data, groups, [1.0] * len(data), None, readings_of)
+    (folds,) = nested
+    assert len(folds) == 5
+    for fold in folds:
+        assert fold.outer and fold.inner
+        assert set(fold.outer.values()) == {0.0} and set(fold.inner.values()) == {0.0}
+
+
+def test_write_mode_calibrates_on_char_terms_trained_without_the_fold(monkeypatch):
+    data, groups, readings_of = _leak_fixture(monkeypatch)
+    oof = trainer.out_of_fold_scores(data, groups, [1.0] * len(data), readings_of)
+    assert oof == [0.0] * len(data)
+
+
+def test_the_score_100_shortcut_is_taken_after_the_char_term():
+    """windows.py rule 3's shortcut: with a term of -8 a sum at score 100 no longer decides;
+    the windowed reading must still be read (review24c T1 b)."""
+    from core.scan.antispam.engine import raw_for_score
+    from core.scan.antispam.tokenizer import window_tokens
+    from core.scan.antispam.windows import Windows, windowed_raw
+    packaged = defs.load(defs.PACKAGED_DIR)
+    raw100 = raw_for_score(100, packaged.z90)
+    weighed = replace(packaged, bias=0.0, windows=Windows(10, 0.5),
+                      weights={"spamword": raw100 + 1, "hamword": -1.0})
+    view = view_of(message("x", "spamword " * 10 + "hamword " * 10))
+    parts: list = []
+    found, _ = features(view, weighed, parts)
+    assert math.fsum(weighed.weights.get(f, 0.0) for f in found) >= raw100
+    sets = window_tokens(parts, 10)
+    exact = windowed_raw(found, sets, weighed.weights, 0.0, weighed.windows) - 8.0
+    shortcut = windowed_raw(found, sets, weighed.weights, 0.0, weighed.windows,
+                            ceiling=raw100) - 8.0
+    assert exact != shortcut                   # the case where the shortcut would differ
+    assert raw_of(found, parts, weighed, -8.0) == exact
+
+
+def test_the_char_text_reads_the_subject_as_the_model_learned_it(tmp_path):
+    """An RFC 2047 Subject whose legacy reading differs (fieldvalue.py rule 4): the engine's
+    term is of the as_learned view's text (review24c T1 c)."""
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    loaded = defs.load(chars_set(tmp_path, tables))
+    view = view_of(message("buy=?UTF-8?Q?cheap?=now", "click here"))
+    parts: list = []
+    found, _ = features(view, loaded, parts)
+    learned = C.char_text(view.as_learned(), parts, 3000)
+    shown = C.char_text(view, parts, 3000)
+    assert learned != shown
+    e = loaded.chars.tables.evidence(learned, 2.0, "all")
+    assert e != loaded.chars.tables.evidence(shown, 2.0, "all")
+    assert HeuristicEngine(loaded).score(view).raw == pytest.approx(
+        raw_of(found, parts, loaded) + 4.0 * e, abs=1e-12)
+
+
+@pytest.mark.parametrize("chars", [
+    {**SETTINGS, "denominator": "al"}, {**SETTINGS, "max_chars": C.MAX_CHARS + 1},
+    {k: v for k, v in SETTINGS.items() if k != "lambda"}])
+def test_the_trainer_refuses_bad_chars_settings_before_reading(monkeypatch, tmp_path, capsys,
+                                                               chars):
+    """The loader's rules, checked when the tool starts (review24c D1): not minutes of
+    training and a set the loader then refuses (the corpus named does not exist)."""
+    monkeypatch.setattr(trainer, "CHARS", chars)
+    assert trainer.main(["--corpus", str(tmp_path / "none"), "--out",
+                         str(tmp_path / "out")]) == 2
+    assert "CHARS: scoring chars must" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_trainer_reads_chars_as_the_loader_does(monkeypatch):
+    monkeypatch.setattr(trainer, "CHARS", SETTINGS)
+    assert trainer.chars_settings() == defs.chars_settings(SETTINGS) == {
+        "order": 5, "lam": 4.0, "clip": 2.0, "max_chars": 3000, "denominator": "all"}
+
+
+def test_the_gateway_bench_reads_as_the_tool_or_refuses(monkeypatch, capsys):
+    """bench/antispam_gateway.py (review24c R3): SENDER_NAMES read as the tool reads it;
+    with CHARS set it refuses, as it does not train the character model in its folds."""
+    from bench import antispam_gateway as bench
+    monkeypatch.setattr(bench, "corpus_messages", lambda corpus: [])    # no corpus read
+    monkeypatch.setattr(trainer, "CHARS", SETTINGS)
+    assert bench.main([]) == 2
+    assert "CHARS is set" in capsys.readouterr().err
+    monkeypatch.setattr(trainer, "CHARS", None)
+    monkeypatch.setattr(trainer, "SENDER_NAMES", True)
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def extract(samples, rules, *view, **reading):
+        asked.append(reading)
+        raise Stop
+    monkeypatch.setattr(trainer, "extract", extract)
+    with pytest.raises(Stop):
+        bench.main([])
+    assert asked == [{"windows": trainer.WINDOWS, "delisted": trainer.DELISTED,
+                      "sender_names": True}]
