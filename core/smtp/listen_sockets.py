@@ -25,25 +25,6 @@ Rules:
   ones stay open and the caller hears why (`rebind`'s on_failed). Only on the same port,
   where our own old sockets may be what is in the way (0.0.0.0 after 127.0.0.1), do the
   old ones close first, and open again if the new ones still cannot bind.
-- Shared sockets (SO_REUSEPORT: the listener processes, and the listeners of a change of
-  their count beside the old ones, core/smtp/listeners.py) are bound only where no other
-  program listens: the kernel lets any process of the same user join the group, so a
-  second Mailmoat core (another data home with the same smtp.port, a leftover test
-  instance) bound beside the first and took half the mail unseen, with no event (review24a
-  O1). Before each shared socket binds, a probe (`_probe`) binds the address without
-  SO_REUSEPORT (SO_REUSEADDR set, so TIME_WAIT does not count) and closes at once: a
-  listening socket on it, or on a wildcard covering it, makes that fail with EADDRINUSE,
-  and unless each such socket is this core's (the core process's or one of its listener
-  processes', by the kernel's table of sockets, /proc/net/tcp and tcp6, and each process's
-  descriptors: `_held_by_this_core`, read only when a probe fails) it is the refusal of a
-  port in use, with the same words as for a plain socket in the way (ListenFailed naming
-  the address, "Address already in use"). One probe in open_listen_sockets, so it covers
-  the start, a rebind, an address tried again (`bind_missing`), a listener process
-  restarted or added (where the port is this core's already: the probe finds only its own
-  sockets), and each listener process rebinding on its own (the first on the new port
-  keeps none of the others out). What it does not cover: two cores whose probes both come
-  before either binds (two starts, or rebinds, in the same instant). Where the tables
-  cannot be read (not Linux) a probe that fails is taken on trust, as before.
 - accept(2) errors about one connection (the client already gone) never end the listener;
   running out of descriptors makes it back off and go on listening.
 - A listener that stops accepting while others share its port (SO_REUSEPORT: a change of
@@ -57,10 +38,7 @@ Rules:
 from __future__ import annotations
 
 import errno
-import ipaddress
-import os
 import socket
-import sys
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable
 
@@ -72,7 +50,7 @@ from shared.ports import BROADCAST, broadcast_networks, is_broadcast
 
 __all__ = ["ListenFailed", "failed_at", "NO_SUCH_ADDRESS", "Bound", "open_listen_sockets",
            "close_listen_sockets", "rebind", "bind_missing", "accept_connections",
-           "accept_queued_and_close", "LISTENER_MODULE"]
+           "accept_queued_and_close"]
 
 # accept(2) errors about one connection, not the listener (trio.SocketListener's list)
 _ACCEPT_ERRORS_TO_IGNORE = {getattr(errno, name) for name in (
@@ -83,11 +61,6 @@ _ACCEPT_ERRORS_TO_IGNORE = {getattr(errno, name) for name in (
 _PORT_ERRORS = {errno.EADDRINUSE, errno.EACCES, errno.EPERM}
 # what an address this host lacks is said to be, in events and on the console's pages
 NO_SUCH_ADDRESS = "this host has no such address now"
-# a listener process's module (`python -m`, core/smtp/listeners.py): the core's child
-# processes running it share its port (`_held_by_this_core`)
-LISTENER_MODULE = "core.smtp.listener_main"
-_TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
-_TCP_LISTEN = "0A"      # the `st` column of a listening socket
 
 
 class ListenFailed(Exception):
@@ -152,107 +125,9 @@ def _is_missing(exc: OSError) -> bool:
     return exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 
 
-def _probe(family: int, host: str, port: int) -> None:
-    """Raises OSError(EADDRINUSE) when a socket of another program listens on (`host`,
-    `port`), before a shared socket binds there (module rules)."""
-    if port == 0:
-        return      # a port the kernel picks: no one else's
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE and not _held_by_this_core(host, port):
-                raise
-            # any other failure: the bind itself says it
-
-
-def _held_by_this_core(host: str, port: int) -> bool:
-    """Whether every socket listening where (`host`, `port`) would is this core's (module
-    rules); True where the kernel's tables cannot be read."""
-    in_the_way = _listening_in_the_way(host, port)
-    if in_the_way is None:
-        return True
-    return bool(in_the_way) and in_the_way <= _socket_inodes(_this_core_processes())
-
-
-def _listening_in_the_way(host: str, port: int) -> set[int] | None:
-    """The inodes of the sockets listening on `port` at `host` or at a wildcard covering it
-    (or `host` a wildcard), from the kernel's tables; None where there are none to read."""
-    wanted = ipaddress.ip_address(host.split("%")[0])
-    found, readable = set(), False
-    for table in _TCP_TABLES:
-        try:
-            with open(table, encoding="ascii") as lines:
-                rows = [line.split() for line in lines][1:]      # after the column names
-        except OSError:
-            continue
-        readable = True
-        # `sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode …`;
-        # local_address is ADDRESS:PORT in hex, the address in 32-bit words of host order
-        for row in rows:
-            address, _, row_port = row[1].partition(":")
-            if row[3] != _TCP_LISTEN or int(row_port, 16) != port:
-                continue
-            raw = bytes.fromhex(address)
-            held = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1]
-                                                 for i in range(0, len(raw), 4)))
-            if isinstance(held, ipaddress.IPv6Address) and held.ipv4_mapped is not None:
-                held = held.ipv4_mapped
-            # "::" may take IPv4 too (a socket that is not IPv6-only)
-            if held == wanted or held.is_unspecified and (held.version == wanted.version
-                                                         or held.version == 6) \
-                    or wanted.is_unspecified and held.version == wanted.version:
-                found.add(int(row[9]))
-    return found if readable else None
-
-
-def _this_core_processes() -> list[int]:
-    """This core's process and its listener processes (LISTENER_MODULE children): in a
-    listener process, its parent and its parent's."""
-    main = getattr(sys.modules.get("__main__"), "__spec__", None)
-    core = os.getppid() if getattr(main, "name", None) == LISTENER_MODULE else os.getpid()
-    processes = [core]
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as stat:
-                parent = int(stat.read().rsplit(b")", 1)[1].split()[1])
-            if parent != core:
-                continue
-            with open(f"/proc/{entry.name}/cmdline", "rb") as cmdline:
-                if LISTENER_MODULE.encode() in cmdline.read().split(b"\0"):
-                    processes.append(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue        # gone meanwhile
-    return processes
-
-
-def _socket_inodes(processes: list[int]) -> set[int]:
-    """The inodes of the sockets `processes` hold open."""
-    inodes = set()
-    for pid in processes:
-        try:
-            descriptors = os.listdir(f"/proc/{pid}/fd")
-        except OSError:
-            continue
-        for descriptor in descriptors:
-            try:
-                target = os.readlink(f"/proc/{pid}/fd/{descriptor}")
-            except OSError:
-                continue
-            if target.startswith("socket:["):
-                inodes.add(int(target[len("socket:["):-1]))
-    return inodes
-
-
 def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> Bound:
     """One listening socket per address of `hosts` (IP addresses, the setting's rule), with
-    SO_REUSEPORT when `reuse_port` (listener processes sharing the port; each bound only
-    where no other program listens, module rules), and the addresses
+    SO_REUSEPORT when `reuse_port` (listener processes sharing the port), and the addresses
     this host lacks (module rules). Raises ListenFailed naming the address and the reason
     when one cannot be bound otherwise, or none can."""
     listeners, missing = [], []
@@ -278,8 +153,6 @@ def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> Bound:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:
-            if reuse_port:
-                _probe(family, host, port)
             sock.bind((host, port))
         except OSError as exc:
             sock.close()

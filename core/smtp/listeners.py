@@ -1,7 +1,5 @@
 """SMTP listener processes: several processes share the SMTP port (SO_REUSEPORT) so that
-receiving mail uses every CPU core while the core process schedules and delivers. Only this
-core's processes share it: a port where another program listens, another Mailmoat core
-too, is refused as in use (core/smtp/listen_sockets.py says how, and what that leaves).
+receiving mail uses every CPU core while the core process schedules and delivers.
 
 Each listener process runs the same `SmtpServer` as the in-process mode, with its own
 settings watcher, group committer and event writer, writing into the shared spool exactly
@@ -61,7 +59,7 @@ from typing import Callable
 import trio
 
 from core.restart import RestartBackoff
-from core.smtp.listen_sockets import LISTENER_MODULE, ListenFailed
+from core.smtp.listen_sockets import ListenFailed
 from shared.events import Action
 from shared.spool import Envelope
 
@@ -148,7 +146,7 @@ class ListenerPool:
         while not self._stopping.is_set():
             started = trio.current_time()
             ours, theirs = socket.socketpair()
-            command = [sys.executable, "-P", "-m", LISTENER_MODULE, "--home",
+            command = [sys.executable, "-P", "-m", "core.smtp.listener_main", "--home",
                        str(self.home.root), "--fd", str(theirs.fileno()), "--share",
                        str(self.count), "--index", str(index), "--sessions-file",
                        self.sessions_file]
