@@ -11,19 +11,26 @@ of one commit each) with the `accepted` event each would have from its reception
 start has no lost event to write, as after a clean stop); with --generated, bounces
 Mailmoat made instead (null sender, no `accepted` event: a slow queue after an outage, whose
 envelopes the start read before SMTP answered until review22b R4). Then `mailmoat core` is
-started --runs times and timed from the exec to the first 220 greeting; the median is
-printed, and the ratio large/small. A start that reads every envelope before SMTP answers
-grows with the queue: before bigqueue22, on the 2-CPU development machine under other
-load, 3.5 s at 2,000 and 15.7 s at 20,000 (ratio 4.5); reading the slow and hold entries
-after SMTP answers, 1.2 s and 3.0 s (ratio 2.5: what is left grows with the listings and
-the lookup of each queued message's `accepted` event, core/app.py `_unrecorded`). With
---generated (2026-11-30, same machine): 2.2 s at 20,000 while the start read every bounce
-first (review22b R4), 1.05 s since (1.7 s then for received mail, whose events it finds).
+started --runs times and timed from the exec to the first 220 greeting of that home's core
+(its smtp.hostname, one per run: another server answering on the port, a process that bound
+it beside the core with SO_REUSEPORT, is an error, not a start: review24a O1, a start timed
+at 0.03 s); the median is printed, and the ratio large/small.
+
+A start that reads every envelope before SMTP answers grows with the queue: before
+bigqueue22 (an earlier run, on the 2-CPU development machine under other load) 3.5 s at
+2,000 and 15.7 s at 20,000 (ratio 4.5). One run of all four cases, 2026-11-30 19:02-19:06
+UTC, same machine under other load (load average about 3), this code and the code before
+4f7d51c (review22b R4) at 2,000 and 20,000: received mail 1.00 s and 1.82 s (before: 1.15 s
+and 2.32 s; what is left grows with the listings and the lookup of each queued message's
+`accepted` event, core/app.py `_unrecorded`); --generated 0.87 s and 1.13 s (before, the
+start reading every bounce first: 1.10 s and 1.90 s). Under that load the medians vary by a
+third from run to run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import socket
@@ -67,27 +74,36 @@ def fill(home, slow: int, hold: int, generated: bool = False) -> None:
                 prepared.append(incoming.prepare(envelope, sync=False))
                 if not generated:
                     writer.record(Action.ACCEPTED, queue_id=queue_id, sender="s@ext.test",
-                              recipients=["u@local.test"])
+                                  recipients=["u@local.test"])
             spool.commit(prepared, queue)
     writer.close()
 
 
-def greets(port: int) -> bool:
+def greets(port: int, hostname: str) -> bool:
+    """Whether the core whose smtp.hostname is *hostname* greets on *port*. Another server's
+    greeting there is an error, not a start: a process of the same user can bind the port
+    beside the core (SO_REUSEPORT) and answer first (review24a O1: a start timed at 0.03 s)."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
-            return sock.recv(64).startswith(b"220")
+            greeting = sock.recv(256)
     except OSError:
         return False
+    if greeting.startswith(f"220 {hostname} ".encode()):
+        return True
+    if greeting.startswith(b"220"):
+        raise RuntimeError(f"port {port} answered by another server: {greeting!r}")
+    return False
 
 
 def time_to_220(home) -> float:
-    port = stored_settings(home)["smtp.port"]
+    settings = stored_settings(home)
+    port, hostname = settings["smtp.port"], settings["smtp.hostname"]
     start = time.monotonic()
     core = subprocess.Popen([sys.executable, "-m", "shared.cli", "core", "--home",
                              str(home.root)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=REPO)
     try:
-        while not greets(port):
+        while not greets(port, hostname):
             if core.poll() is not None:
                 raise RuntimeError(f"core exited with {core.returncode}")
             if time.monotonic() - start > 600:
@@ -101,9 +117,10 @@ def time_to_220(home) -> float:
 def measure(root: Path, slow: int, runs: int, port: int, generated: bool = False) -> float:
     ports = {"smtp__port": port, "http__port": port + 1, "https__port": port + 2} if port \
         else {}
-    home = make_home(root / f"home-{slow}", routing__local=[
-        {"match": "local.test", "relay": "127.0.0.1", "port": 9}],
-        delivery__retry_initial_seconds=3600, delivery__retry_max_seconds=14400, **ports)
+    home = make_home(root / f"home-{slow}", smtp__hostname=f"bench{os.getpid()}-{slow}.test",
+                     routing__local=[{"match": "local.test", "relay": "127.0.0.1", "port": 9}],
+                     delivery__retry_initial_seconds=3600, delivery__retry_max_seconds=14400,
+                     **ports)
     began = time.monotonic()
     fill(home, slow, slow // 4, generated)
     filled = time.monotonic() - began

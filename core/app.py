@@ -350,7 +350,8 @@ def _recover_accepted_when_read(events: EventWriter, ids: set[str], cutoff: floa
     SMTP answers (core/spool/manager.py rule 15) — reading them before made a start over a
     slow queue of bounces wait for every one (review22b R4). One set aside then gets none,
     as one recover() sets aside does; one not read before a stop gets its event at the
-    next start."""
+    next start, a held one the look left out when a hold action reads it
+    (core/spool/hold.py rule 5): each id is noted once."""
     def note(envelope: Envelope) -> None:
         if envelope.queue_id in ids:
             ids.discard(envelope.queue_id)

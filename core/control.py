@@ -23,14 +23,20 @@
   up through: core/commands.py), and the rows of other kinds are carried out meanwhile;
   those of the waiting kinds stay pending behind it, in order. It is carried out as soon as
   the event is set, a stop meanwhile puts it back to pending (it never began). Before, it
-  waited in its handler and every request after it waited too (review22b D2).
+  waited in its handler and every request after it waited too (review22b D2). The claim
+  marks it PARKED in the same transaction, a mark cleared before its handler starts, so a
+  row left `running` while it waited (a kill -9, a crash, a put-back that met the lock) is
+  pending again at the next start, as it was, neither failed nor RESUMED: it never began
+  (review24a R2: it failed as INTERRUPTED, "part of it may be done").
 - A database locked past the busy timeout by another program (shared/busy.py) delays both:
   the watcher keeps the settings it has, the runner claims nothing and writes a result it
   holds at its next poll, saying so once; the settings read after a claim waits for the
   lock too, so a handler still sees what was committed before its command (a stop then puts
   the row back to pending). None of this stops the core (scale19 A1: the command
   poller's "database is locked" took SMTP down). A stop while a result waits for the lock
-  leaves its row `running`, taken up at the next start as above.
+  leaves its row `running`, taken up at the next start as above; so does a stop whose
+  put-back of a waiting row (claimed, or PARKED) meets the lock. A waiting row whose event
+  is set while the database is locked stays PARKED until the mark can be cleared.
 """
 
 from __future__ import annotations
@@ -119,6 +125,10 @@ class CommandRefused(Exception):
 
 _LOCKED = object()       # CommandRunner._attempt: the database stayed locked
 
+# The args key of a claimed row that waits apart for its kind's event (module header): only
+# the runner writes and reads it.
+PARKED = "parked"
+
 
 class CommandRunner:
     def __init__(self, db_path, settings: SettingsWatcher | None = None):
@@ -152,12 +162,17 @@ class CommandRunner:
                     taken_up = await self._attempt(self._take_up_interrupted,
                                                    conn) is not _LOCKED
                 if parked is not None and self._waiting(parked[1]) is None:
-                    claimed, parked = parked, None
+                    # its PARKED mark cleared before its handler starts (module header)
+                    claimed = _LOCKED
+                    if await self._attempt(self._unpark, conn, parked[0],
+                                           parked[2]) is not _LOCKED:
+                        claimed, parked = (*parked, False), None
                 elif taken_up:
+                    apart = [str(kind) for kind in self.waits_for
+                             if self._waiting(kind) is not None]
                     # while one waits, the waiting kinds' rows stay pending behind it
-                    skipped = [] if parked is None else [
-                        str(kind) for kind in self.waits_for if self._waiting(kind) is not None]
-                    claimed = await self._attempt(self._claim, conn, skipped)
+                    claimed = await self._attempt(self._claim, conn,
+                                                  [] if parked is None else apart, apart)
                 else:
                     claimed = _LOCKED
                 if claimed is None or claimed is _LOCKED:
@@ -168,8 +183,9 @@ class CommandRunner:
                         with trio.move_on_after(POLL_SECONDS):
                             await waiting.wait()
                     continue
-                command_id, kind, args = claimed
-                if self._waiting(kind) is not None:
+                command_id, kind, args, parking = claimed
+                claimed = command_id, kind, args
+                if parking:
                     parked = claimed
                     continue
                 resumed = isinstance(args, dict) and bool(args.pop(RESUMED, False))
@@ -192,8 +208,8 @@ class CommandRunner:
                 await self._record(conn, command_id, state, result)
         finally:
             with trio.CancelScope(shield=True):
-                if parked is not None:      # one try: left `running` if locked
-                    await self._attempt(self._put_back, conn, parked[0])
+                if parked is not None:      # one try: left `running`, PARKED, if locked
+                    await self._attempt(self._put_back, conn, parked[0], parked[2])
                 await trio.to_thread.run_sync(conn.close)
 
     async def _attempt(self, write, conn, *args):
@@ -245,7 +261,7 @@ class CommandRunner:
     @staticmethod
     def _take_up_interrupted(conn) -> None:
         """Rows left `running` by a previous run of the core (one core per data home: none
-        is running now)."""
+        is running now). One PARKED never began: pending again as it was asked."""
         with db.write_transaction(conn):
             for row in conn.execute("SELECT id, kind, args FROM commands "
                                     "WHERE state = 'running'").fetchall():
@@ -253,7 +269,9 @@ class CommandRunner:
                     args = json.loads(row["args"] or "{}")
                 except ValueError:
                     args = {}
-                if isinstance(args, dict) and can_run_again(row["kind"], args):
+                if isinstance(args, dict) and args.get(PARKED):
+                    CommandRunner._put_back(conn, row["id"], _unparked(args))
+                elif isinstance(args, dict) and can_run_again(row["kind"], args):
                     conn.execute("UPDATE commands SET state = 'pending', args = ? WHERE id = ?",
                                  (json.dumps({**args, RESUMED: True}), row["id"]))
                 else:
@@ -262,23 +280,49 @@ class CommandRunner:
                                  (INTERRUPTED, time.time(), row["id"]))
 
     @staticmethod
-    def _claim(conn, skipped=()):
-        """The first pending row not of a kind in `skipped`, now `running`."""
+    def _claim(conn, skipped=(), parking=()):
+        """(id, kind, args, parked) of the first pending row not of a kind in `skipped`, now
+        `running`; one of a kind in `parking` waits apart, marked PARKED in the same
+        transaction (module header). Its args come without the mark."""
         with db.write_transaction(conn):
             row = conn.execute("SELECT id, kind, args FROM commands WHERE state = 'pending' "
                                f"AND kind NOT IN ({', '.join('?' * len(skipped))}) "
                                "ORDER BY id LIMIT 1", tuple(skipped)).fetchone()
             if row is None:
                 return None
+            asked = args = stored = json.loads(row["args"] or "{}")
+            parked = row["kind"] in parking
+            if isinstance(asked, dict):
+                args = _unparked(asked)
+                stored = {**args, PARKED: True} if parked else args
             conn.execute("UPDATE commands SET state = 'running' WHERE id = ?", (row["id"],))
-        return row["id"], row["kind"], json.loads(row["args"] or "{}")
+            if stored != asked:
+                conn.execute("UPDATE commands SET args = ? WHERE id = ?",
+                             (json.dumps(stored), row["id"]))
+        return row["id"], row["kind"], args, parked
 
     @staticmethod
-    def _put_back(conn, command_id):
-        conn.execute("UPDATE commands SET state = 'pending' WHERE id = ? AND state = 'running'",
-                     (command_id,))
+    def _unpark(conn, command_id, args):
+        """The row waited apart and is carried out now: its PARKED mark goes."""
+        conn.execute("UPDATE commands SET args = ? WHERE id = ? AND state = 'running'",
+                     (json.dumps(args), command_id))
+
+    @staticmethod
+    def _put_back(conn, command_id, args=None):
+        """Pending again, never begun; with `args` (without the PARKED mark) when it waited
+        apart."""
+        if args is None:
+            conn.execute("UPDATE commands SET state = 'pending' WHERE id = ? "
+                         "AND state = 'running'", (command_id,))
+        else:
+            conn.execute("UPDATE commands SET state = 'pending', args = ? WHERE id = ? "
+                         "AND state = 'running'", (json.dumps(args), command_id))
 
     @staticmethod
     def _finish(conn, command_id, state, result):
         conn.execute("UPDATE commands SET state = ?, result = ?, done_at = ? WHERE id = ?",
                      (state, result, time.time(), command_id))
+
+
+def _unparked(args: dict) -> dict:
+    return {key: value for key, value in args.items() if key != PARKED}

@@ -25,6 +25,15 @@ Rules:
   ones stay open and the caller hears why (`rebind`'s on_failed). Only on the same port,
   where our own old sockets may be what is in the way (0.0.0.0 after 127.0.0.1), do the
   old ones close first, and open again if the new ones still cannot bind.
+- SO_REUSEPORT lets any process of the same user join the port's group, so a second
+  Mailmoat core (another data home with the same smtp.port, a leftover test instance) bound
+  beside the first and took half the mail unseen (review24a O1). At its start, before any
+  of its listeners binds, the core probes each address with a socket without SO_REUSEPORT
+  (`refuse_if_listened_on`): a socket listening there, or on a wildcard covering it, makes
+  that fail, and the start fails as for a plain socket in the way. Not covered: a rebind to
+  another port at run time (the listener processes rebind one by one, each beside its
+  siblings, so a probe there cannot tell theirs from another program's), and two cores
+  whose probes both come before either binds.
 - accept(2) errors about one connection (the client already gone) never end the listener;
   running out of descriptors makes it back off and go on listening.
 - A listener that stops accepting while others share its port (SO_REUSEPORT: a change of
@@ -49,7 +58,7 @@ from core.smtp.streams import TcpStream
 from shared.ports import BROADCAST, broadcast_networks, is_broadcast
 
 __all__ = ["ListenFailed", "failed_at", "NO_SUCH_ADDRESS", "Bound", "open_listen_sockets",
-           "close_listen_sockets", "rebind", "bind_missing", "accept_connections",
+           "refuse_if_listened_on", "close_listen_sockets", "rebind", "bind_missing", "accept_connections",
            "accept_queued_and_close"]
 
 # accept(2) errors about one connection, not the listener (trio.SocketListener's list)
@@ -175,6 +184,28 @@ def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> Bound:
                            + "; ".join(f"{was.host}: {was.problem}" for was in missing) + ")",
                            errno.EADDRNOTAVAIL)
     return Bound(listeners, missing)
+
+
+def refuse_if_listened_on(hosts, port: int) -> None:
+    """Raises the ListenFailed a bind would when a socket of another program listens on an
+    address of `hosts` at `port`, SO_REUSEPORT or not (module rules: at the core's start,
+    before its own listeners bind). Any other failure is left to the bind to say."""
+    if port == 0:
+        return      # a port the kernel picks: no one else's
+    networks = broadcast_networks() or []
+    for host in hosts:
+        if is_broadcast(host, networks):
+            continue
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT: no
+                if family == socket.AF_INET6:
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise failed_at(host, port, exc.errno, exc.strerror) from None
 
 
 def bind_missing(bound: Bound, port: int, *, reuse_port: bool) -> Bound:

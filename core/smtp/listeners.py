@@ -59,7 +59,7 @@ from typing import Callable
 import trio
 
 from core.restart import RestartBackoff
-from core.smtp.listen_sockets import ListenFailed
+from core.smtp.listen_sockets import ListenFailed, refuse_if_listened_on
 from shared.events import Action
 from shared.spool import Envelope
 
@@ -261,7 +261,10 @@ class Listeners:
        in-process server, and a pool's file of SESSIONS_FILES, serve one shape at a time.
     5. New listeners that cannot start (a process that cannot bind) leave the current ones
        serving, with a service_start_failed event of rule smtp.listener_processes, until
-       the count changes again."""
+       the count changes again.
+    6. The port is this core's alone: at the start, before any listener binds, a socket of
+       another program listening where smtp.listen and smtp.port say (another Mailmoat
+       core's, SO_REUSEPORT or not) fails the start as "in use" (listen_sockets.py)."""
 
     def __init__(self, settings, in_process_server,
                  make_pool: Callable[[int, str], ListenerPool], events):
@@ -283,6 +286,8 @@ class Listeners:
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         from core.control import POLL_SECONDS
+        s = self.settings()
+        refuse_if_listened_on(s["smtp.listen"], s["smtp.port"])     # another core's (rule 6)
         async with trio.open_nursery() as nursery:
             count = self._count()
             current, addresses = await self._open(nursery, count)

@@ -10,6 +10,11 @@ Rules
        replaces it: files.copy_with_subject), sent with the null sender and never scanned
        (SPEC: "copies are not scanned, originals stay"); FORWARDED event. The copy's own
        events say whose mail it is, under the held message's Subject (dispositions.py rule 5).
+    5. Each envelope an action reads goes to the queue manager's load hooks first (`_read`),
+       as the look at hold/ after a start hands over those it reads (manager.py rule 15),
+       which are idempotent: an entry that look left out (an error reading it) gets its
+       lost `accepted` event before it is delivered, dropped or forwarded (review24a R1:
+       it had none, and the next start could not write it, the entry gone).
 """
 
 from __future__ import annotations
@@ -28,10 +33,19 @@ async def _ids(manager, ids) -> list[str]:
     return await trio.to_thread.run_sync(files.list_ids, manager.spool, "hold", ids)
 
 
+async def _read(manager, queue_id: str) -> Envelope | None:
+    """The held entry's envelope (`manager._read`), handed to the load hooks (rule 5)."""
+    envelope = await manager._read("hold", queue_id)
+    if envelope is not None:
+        for hook in manager.load_hooks:
+            hook(envelope)
+    return envelope
+
+
 async def reprocess(manager, ids=None) -> int:
     count = 0
     for queue_id in await _ids(manager, ids):
-        envelope = await manager._read("hold", queue_id)
+        envelope = await _read(manager, queue_id)
         if envelope is None:
             continue
         envelope.crash_count = 0
@@ -47,7 +61,7 @@ async def reprocess(manager, ids=None) -> int:
 async def drop(manager, ids=None) -> int:
     count = 0
     for queue_id in await _ids(manager, ids):
-        envelope = await manager._read("hold", queue_id)
+        envelope = await _read(manager, queue_id)
         try:
             await manager._delete("hold", queue_id)
         except FileNotFoundError:
@@ -66,7 +80,7 @@ async def drop(manager, ids=None) -> int:
 async def forward(manager, address: str, subject: str | None = None, ids=None) -> int:
     count = 0
     for queue_id in await _ids(manager, ids):
-        original = await manager._read("hold", queue_id)
+        original = await _read(manager, queue_id)
         if original is None:
             continue
         envelope = Envelope.new(queue_id, "", [address], clock=manager.clock.now,

@@ -108,14 +108,15 @@ Rules
        20 s, reading every envelope twice (bigqueue22). The core's recovery of lost
        `accepted` events (core/app.py) reads them here too, through `load_hooks`, not
        before SMTP answers: every bounce, delay notice or alert waiting in slow/ has no
-       `accepted` row, and each was read before the 220 (review22b R4). A damaged
-       entry goes to corrupt/ as the set-aside of rule 10 does (`_left_for_corrupt`:
-       counts, the spool.corrupt event, the Queue File Save error copy) as soon as it is
-       moved, not when the look ends (a kill -9 during the look lost the event of every
-       entry already moved). A stop ends the look at the next entry
-       (trio.from_thread.check_cancelled); what was not looked at waits on disk for the
-       next start, each entry being handled whole. Until the look ends the slow queue
-       waits, a hold action waits (apart: the core's other console and CLI requests are
+       `accepted` row, and each was read before the 220 (review22b R4); a held entry the
+       look left out (an error reading it) goes to them when a hold action reads it
+       (core/spool/hold.py rule 5). A damaged entry goes to corrupt/ as the set-aside of
+       rule 10 does (`_left_for_corrupt`: counts, the spool.corrupt event, the Queue File
+       Save error copy) as soon as it is moved, not when the look ends (a kill -9 during
+       the look lost the event of every entry already moved). A stop ends the look at the
+       next entry (trio.from_thread.check_cancelled); what was not looked at waits on disk
+       for the next start, each entry being handled whole. Until the look ends the slow
+       queue waits, a hold action waits (apart: the core's other console and CLI requests are
        carried out meanwhile, core/control.py), and the slow count is what is scheduled
        plus what is listed and not looked at yet. A next hop that takes mail meanwhile
        moves up at once what is scheduled (rule 2 of core/spool/schedule.py), and, as they
@@ -216,7 +217,9 @@ class QueueManager:
         # auto-generated whitelist learns from them)
         self.delivery_hooks: list[Callable[[Envelope, list[str]], None]] = []
         # `hook(envelope)` for each whole slow or hold entry looked at after the start
-        # (rule 15), as its chunk ends (the core writes lost `accepted` events so)
+        # (rule 15), as its chunk ends (the core writes lost `accepted` events so), and for
+        # each held one a hold action reads (core/spool/hold.py rule 5): a hook is
+        # idempotent, and sees an entry the look left out before it leaves hold/
         self.load_hooks: list[Callable[[Envelope], None]] = []
         self.schedule = SlowSchedule()
         # next hop -> (trio time its reordering began, messages moved to the front so far):

@@ -13,6 +13,8 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
+import types
 
 import pytest
 
@@ -132,6 +134,42 @@ def test_a_withdrawn_request_leaves_a_withdrawn_event_after_its_request(home, ca
     assert json.loads(asked["data"])["command_id"] == 1
     [request] = _requests(home)
     assert request["state"] == "failed" and request["result"].startswith("withdrawn")
+
+
+def test_a_request_taken_up_and_put_back_at_the_core_s_stop_is_withdrawn_as_such(
+        home, capsys, monkeypatch):
+    """review24a C1: a hold action the core took up waits for its look at hold/ after the
+    start (core/control.py); the CLI sees it through past --wait, and a stop of the core
+    puts it back to pending. Withdrawn then, it said "the core did not take it up within
+    1 s" after a wait of many seconds. The core's part is played by the CLI's own clock
+    and sleeps: each sleep is the next step, so what the CLI saw does not hang on timing."""
+    import core.commands
+    put_message(Spool(home.spool), "hold", hold_reason="suspect_message")
+    now = [0.0]
+    steps = [("running", 5.0),      # the core takes it up; the wait's 1 s goes by
+             ("pending", 0.0)]      # the core stops before carrying it out: put back
+
+    def step(_seconds):
+        state, later = steps.pop(0)
+        conn = db.connect(home.db)
+        try:
+            conn.execute("UPDATE commands SET state = ?", (state,))
+        finally:
+            conn.close()
+        now[0] += later
+
+    monkeypatch.setattr(core.commands, "time", types.SimpleNamespace(
+        time=time.time, monotonic=lambda: now[0], sleep=step))
+    status, out, err = _run(capsys, "queue", "drop", "--hold", "--wait", "1", "--home",
+                            home.root)
+    assert steps == [] and (status, out) == (1, "")
+    why = "the core took it up but stopped before carrying it out; nothing was changed"
+    assert err == f"mailmoat: request 1 withdrawn: {why}\n"
+    asked, withdrawn = events_of(home, Action.OBJECT_MODIFIED)
+    assert withdrawn["info"] == f"mailmoat queue drop --hold (request 1 withdrawn: {why})"
+    [request] = _requests(home)
+    assert tuple(request[key] for key in ("state", "result")) == (
+        "failed", "withdrawn by the requester after 5.0 s")
 
 
 # --- Ctrl-C while waiting: withdrawn when not taken up, else left to the core -----------------
