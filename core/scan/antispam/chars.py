@@ -43,8 +43,9 @@ Rules
     6. The file (`Tables.from_bytes`, definitions.py's chars.npz) is read bounded and
        without pickle: its members' declared sizes together at most MAX_TABLE_BYTES, each
        a 1-d little-endian int64 or float32 .npy whose header's shape is the data it holds,
-       checked before anything is inflated or allocated; anything else is a ValueError
-       naming the member and the rule.
+       checked before anything is allocated, and no member inflated past its declared
+       size (stored or deflated members only); anything else is a ValueError naming the
+       member and the rule.
 """
 
 from __future__ import annotations
@@ -229,10 +230,17 @@ class Tables:
                 if declared > MAX_TABLE_BYTES:
                     raise ValueError(f"unpacks to {declared} bytes, more than the "
                                      f"{MAX_TABLE_BYTES} a set's tables may hold")
-                # ZipExtFile never yields more than the declared size (a longer member
-                # fails its CRC check): the bound holds for what is read
-                arrays = {name: _npy(name, archive.read(info))
-                          for name, info in zip(names, infos)}
+                # each member read through ZipExtFile to its declared size at most, so a
+                # member that understates its size is cut there (and refused) instead of
+                # inflating whole before its CRC check (review24d R1); bzip2 and lzma
+                # members, which nothing here writes, are refused
+                if any(info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+                       for info in infos):
+                    raise ValueError("members must be stored or deflated")
+                arrays = {}
+                for name, info in zip(names, infos):
+                    with archive.open(info) as member:
+                        arrays[name] = _npy(name, member.read(info.file_size))
         except ValueError:
             raise
         except (OSError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError,
