@@ -1,6 +1,6 @@
 """The bounded character model: how much a message's characters read like spam's or ham's
 (docs/antispam-model.md, "Character models (fifteenth session)"; the twenty-fourth session's
-bounded model C, /tmp/lead/findings24/char_combo.md).
+bounded model C; docs/antispam-model.md, "Recall elsewhere").
 
 What it owns
     Two character models, one of the training spam and one of the training ham, read the

@@ -1,6 +1,6 @@
 """The sender names itself: tokens saying whether the From address's registered domain is
 named by the From display name and by the Subject (the twenty-fourth session's V2,
-/tmp/lead/findings24/spam_elsewhere.md) — an organisation writing as itself ("Geocaching
+docs/antispam-model.md, "Recall elsewhere") — an organisation writing as itself ("Geocaching
 Notify Bot" <notify@geocaching.com>, Subject "Geocaching.com Weekly Cache Notification")
 against a sender whose name and subject have nothing to do with the domain it sends from.
 

@@ -39,7 +39,8 @@ SETTINGS = {"order": 5, "lambda": 4, "clip": 2, "max_chars": 3000, "denominator"
 
 
 def plain_text(view, max_chars=3000) -> tuple[bytes, int]:
-    """Rule 1 as the analysis defined it (/tmp/explore24-char/texts.py), whole text at once."""
+    """Rule 1 as the analysis defined it (docs/antispam-model.md, "Recall elsewhere"), whole
+    text at once."""
     v = view.as_learned()
     parts: list = []
     tokens(v, parts)
