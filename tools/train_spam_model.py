@@ -81,7 +81,7 @@ HAM_TAIL = 0.002
 CALIBRATION_FLOOR = 1.25
 HARD_HAM_WEIGHT = 40.0
 DEFAULT_VERSION = "2026-11-30"
-DEFAULT_REVISION = 7
+DEFAULT_REVISION = 6
 # The text read in windows of 200 words, 0.5 below the sum (core/scan/antispam/windows.py):
 # chosen inside the training part against padding (docs/antispam-model.md, "Windowed
 # scoring (twenty-first session)"); None scores the plain sum, as revs 1-5 did.
@@ -92,10 +92,11 @@ WINDOWS = Windows(words=200, delta=0.5)
 # every message as it came, as revs 1-6 do.
 DELISTED = False
 # The bounded character model (core/scan/antispam/chars.py; docs/antispam-model.md,
-# "Recall elsewhere (twenty-fourth session)"): its "scoring" "chars" settings, C4m as
-# declared and shipped in rev 7 (with SENDER_NAMES False); checked when the tool starts by
-# the loader's own rules (definitions.chars_settings); None: without it, as revs 1-6.
-CHARS = {"order": 5, "lambda": 4, "clip": 2, "max_chars": 3000, "denominator": "all"}
+# "Character models"): its "scoring" "chars" settings — the declared candidate C4m is
+# {"order": 5, "lambda": 4, "clip": 2, "max_chars": 3000, "denominator": "all"}, with
+# SENDER_NAMES False —; checked when the tool starts by the loader's own rules
+# (definitions.chars_settings); None: without it, as revs 1-6.
+CHARS = None
 # True adds the "sender names itself" tokens (core/scan/antispam/sender_names.py); False:
 # without them, as revs 1-6.
 SENDER_NAMES = False

@@ -174,7 +174,7 @@ def test_the_tables_round_trip_through_a_definitions_set(tmp_path):
     view = view_of(message("buy cheap now", "click here to buy the kernel patch now"))
     packaged = defs.load(defs.PACKAGED_DIR)
     with_chars, without = HeuristicEngine(loaded).score(view), HeuristicEngine(
-        replace(packaged, sender_names=True, chars=None)).score(view)
+        replace(packaged, sender_names=True)).score(view)
     e = loaded.chars.evidence(view.as_learned(), _parts(view))
     assert e != 0 and with_chars.raw == without.raw + 4.0 * e
     assert with_chars.rules == without.rules
@@ -186,21 +186,17 @@ def _parts(view):
     return parts
 
 
-def test_the_packaged_set_is_written_again_byte_for_byte(tmp_path):
-    # rev 7: rev 6's weights, rules and windows with C4m's character model (docs/
-    # antispam-model.md, "Recall elsewhere"); a set written without chars has no chars.npz
+def test_a_set_without_chars_is_rev_6_byte_for_byte(tmp_path):
     packaged = defs.load(defs.PACKAGED_DIR)
-    assert packaged.chars.settings() == {**SETTINGS, "lambda": 4.0, "clip": 2.0,
-                                         "denominator": "all"}
-    assert not packaged.sender_names
-    again = dict(version=packaged.version, revision=packaged.revision,
-                 rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()),
-                 bias=packaged.bias, weights=packaged.weights, z90=packaged.z90,
-                 info=packaged.info, windows=packaged.windows)
-    directory = defs.write(tmp_path / "again", **again, chars=packaged.chars)
-    for name in (defs.RULES_FILE, defs.MODEL_FILE, defs.MANIFEST_FILE, defs.CHARS_FILE):
+    assert packaged.chars is None and not packaged.sender_names
+    directory = defs.write(tmp_path / "again", version=packaged.version,
+                           revision=packaged.revision,
+                           rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()),
+                           bias=packaged.bias, weights=packaged.weights, z90=packaged.z90,
+                           info=packaged.info, windows=packaged.windows)
+    for name in (defs.RULES_FILE, defs.MODEL_FILE, defs.MANIFEST_FILE):
         assert (directory / name).read_bytes() == (defs.PACKAGED_DIR / name).read_bytes()
-    assert not (defs.write(tmp_path / "plain", **again) / defs.CHARS_FILE).exists()
+    assert not (directory / defs.CHARS_FILE).exists()
 
 
 def _rewrite_model(directory, change):

@@ -36,9 +36,8 @@ Content-Disposition: inline
 
 
 def delisted_set():
-    """The shipped weights, read de-listed (the reading's effect, not a trained set's),
-    without the shipped character model (no set reads both)."""
-    return replace(defs.load(defs.PACKAGED_DIR), delisted=True, chars=None)
+    """The shipped weights, read de-listed (the reading's effect, not a trained set's)."""
+    return replace(defs.load(defs.PACKAGED_DIR), delisted=True)
 
 
 def as_the_list_received(message: bytes) -> bytes:
