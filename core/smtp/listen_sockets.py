@@ -134,6 +134,24 @@ def _is_missing(exc: OSError) -> bool:
     return exc.errno in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
 
 
+def _tcp_socket(host: str, *, reuse_port: bool) -> socket.socket:
+    """An unbound TCP socket for `host` as the listeners and the start's probe bind one:
+    SO_REUSEADDR (a connection in TIME_WAIT does not hold the port), SO_REUSEPORT when
+    `reuse_port`, an IPv6 one IPv6-only (module rules)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                         socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> Bound:
     """One listening socket per address of `hosts` (IP addresses, the setting's rule), with
     SO_REUSEPORT when `reuse_port` (listener processes sharing the port), and the addresses
@@ -145,9 +163,8 @@ def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> Bound:
         if is_broadcast(host, networks):
             missing.append(failed_at(host, port, None, BROADCAST))
             continue
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock = _tcp_socket(host, reuse_port=reuse_port)
         except OSError as exc:
             if host == "::":
                 continue  # IPv6 switched off on this host: serve IPv4 only
@@ -156,17 +173,11 @@ def open_listen_sockets(hosts, port: int, *, reuse_port: bool) -> Bound:
                 raise
             missing.append(failed_at(host, port, errno.EADDRNOTAVAIL, exc.strerror))
             continue
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
-            if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6 \
-                    and host == "::":
+            if exc.errno == errno.EADDRNOTAVAIL and host == "::":
                 continue  # a host without IPv6: serve IPv4 only
             failed = failed_at(host, port, exc.errno, exc.strerror)
             if not _is_missing(exc):
@@ -196,12 +207,8 @@ def refuse_if_listened_on(hosts, port: int) -> None:
     for host in hosts:
         if is_broadcast(host, networks):
             continue
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
-                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # TIME_WAIT: no
-                if family == socket.AF_INET6:
-                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            with _tcp_socket(host, reuse_port=False) as probe:
                 probe.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
