@@ -23,6 +23,7 @@ from shared.events import Action
 from shared.status import read_snapshot
 from tests.integration.test_antivirus_e2e import _events, _mail, _send
 from tests.support.core import routed_home
+from tests.support.definitions import packaged_spam_files
 from tests.support.mail import EICAR
 from tests.support.waiting import next_snapshot, until
 
@@ -159,6 +160,8 @@ def _spam_source(tmp_path, name, rules_extra=(), bias=None):
     from core.scan.antispam import definitions as spam
     src = tmp_path / f"spam-{name}"
     src.mkdir()
+    for file, data in packaged_spam_files().items():     # chars.npz too, when it ships
+        (src / file).write_bytes(data)
     rules = json.loads((spam.PACKAGED_DIR / spam.RULES_FILE).read_text()) + list(rules_extra)
     (src / spam.RULES_FILE).write_text(json.dumps(rules))
     model = json.loads(gzip.decompress((spam.PACKAGED_DIR / spam.MODEL_FILE).read_bytes()))

@@ -18,3 +18,15 @@ def install_signature(home, name: str, pattern: bytes) -> None:
     package = source.with_suffix(".mmdef")
     defs.build_package(source, key, package, version="2026-12-01", revision=1)
     defs.install_package(package, home.definitions, [defs.public_key_b64(key)])
+
+
+def packaged_spam_files() -> dict[str, bytes]:
+    """The shipped spam set's data files by name (its manifest's list: rules.json,
+    model.json.gz, and chars.npz when its scoring reads characters), for a test that builds
+    a package from it."""
+    import json
+    from core.scan.antispam import definitions as spam
+    manifest = json.loads((spam.PACKAGED_DIR / spam.MANIFEST_FILE).read_text())
+    files = manifest["files"]
+    names = files if isinstance(files, dict) else [e["name"] for e in files]
+    return {name: (spam.PACKAGED_DIR / name).read_bytes() for name in names}

@@ -27,6 +27,7 @@ from shared import definitions as defs
 from shared.cli import main
 from shared.events import Action
 from tests.support.core import make_home
+from tests.support.definitions import packaged_spam_files
 
 EICAR_NDB = "Mailmoat.Test.EICAR:0:*:" + \
     b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*".hex() + "\n"
@@ -56,8 +57,8 @@ def _files(tmp_path: Path, name: str, files: dict[str, bytes]) -> Path:
 
 def _spam_files(rules: list | None = None) -> dict[str, bytes]:
     packaged = json.loads((spam.PACKAGED_DIR / spam.RULES_FILE).read_text())
-    return {spam.RULES_FILE: json.dumps(packaged + (rules or [])).encode(),
-            spam.MODEL_FILE: (spam.PACKAGED_DIR / spam.MODEL_FILE).read_bytes()}
+    return {**packaged_spam_files(),
+            spam.RULES_FILE: json.dumps(packaged + (rules or [])).encode()}
 
 
 def _package(tmp_path, key, kind, files, version="2026-12-01", revision=1, name=None):

@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared import definitions as defs
+from tests.support.definitions import packaged_spam_files
 
 NDB = "T.One:0:*:" + b"MAILMOAT-DEFINITIONS-TEST-ONE".hex() + "\n"
 
@@ -192,12 +193,11 @@ def test_cli_build_install_status_rollback(tmp_path, capsys):
 def test_first_spam_package_installs_over_the_shipped_spam_set(tmp_path):
     # Regression: install_package read `.source` of the current version, which was None
     # while shared/definitions.py did not know the shipped spam set.
-    from core.scan.antispam import definitions as spam
     key, public = key_pair()
     src = tmp_path / "spam-src"
     src.mkdir()
-    for name in (spam.RULES_FILE, spam.MODEL_FILE):
-        (src / name).write_bytes((spam.PACKAGED_DIR / name).read_bytes())
+    for name, data in packaged_spam_files().items():
+        (src / name).write_bytes(data)
     package = tmp_path / "spam.mmdef"
     defs.build_package(src, key, package, kind="spam", version="2026-12-01", revision=1)
     root = tmp_path / "home" / "definitions"
@@ -210,7 +210,6 @@ def test_first_spam_package_installs_over_the_shipped_spam_set(tmp_path):
 def test_a_package_not_newer_than_the_shipped_set_is_refused(tmp_path, kind):
     # A stale package (an old file in an update directory, a mirror behind a Mailmoat
     # upgrade) must not replace the newer definitions the upgrade shipped (rule 4).
-    from core.scan.antispam import definitions as spam
     key, public = key_pair()
     root = tmp_path / "home" / "definitions"
     shipped = defs.current(root, kind)
@@ -218,8 +217,8 @@ def test_a_package_not_newer_than_the_shipped_set_is_refused(tmp_path, kind):
     src = tmp_path / "src"
     src.mkdir()
     if kind == "spam":
-        for name in (spam.RULES_FILE, spam.MODEL_FILE):
-            (src / name).write_bytes((spam.PACKAGED_DIR / name).read_bytes())
+        for name, data in packaged_spam_files().items():
+            (src / name).write_bytes(data)
     else:
         (src / "x.ndb").write_text(NDB)
     package = tmp_path / "old.mmdef"
