@@ -171,7 +171,7 @@ def scorer(readings_of, windows: Windows | None, char_terms=None):
 
 
 def chars_settings() -> dict | None:
-    """CHARS as Chars' fields (order, lam, clip, max_chars, denominator), by the definitions
+    """CHARS as Chars' fields (order, lam, clip, max_chars, denominator, prior), by the definitions
     loader's rules (definitions.chars_settings: ValueError naming the rule); None without."""
     return defs.chars_settings(CHARS)
 
@@ -186,8 +186,9 @@ def train_chars(data, readings_of, keep) -> "char_model.Tables":
 def char_terms_of(tables, readings_of, indices) -> dict[int, list[float]]:
     """lambda · e per reading of each sample of `indices`, by `tables`."""
     settings = chars_settings()
-    lam, clip, denominator = settings["lam"], settings["clip"], settings["denominator"]
-    return {i: [lam * tables.evidence(r[2], clip, denominator) for r in readings_of[i]]
+    lam, clip = settings["lam"], settings["clip"]
+    denominator, prior = settings["denominator"], settings["prior"]
+    return {i: [lam * tables.evidence(r[2], clip, denominator, prior) for r in readings_of[i]]
             for i in indices}
 
 

@@ -38,7 +38,11 @@ Rules
        `max_chars` characters of rule 1 after the first collapse, so a removed character,
        and white space the second collapse merged, counts with log-ratio 0, and a mostly
        non-Latin text's few ASCII leftovers do not decide alone; the mend declared in
-       docs/antispam-model.md, "Recall elsewhere"). An empty text gives 0.
+       docs/antispam-model.md, "Recall elsewhere"). With a "prior" k above 0 that is
+       multiplied by A / (A + k), A the bytes read: the mean per byte shrunk toward 0 as if k
+       neutral bytes had been read beside them, so a few bytes cannot give a confident mean
+       (with "all": S / (A + k) * A / N; docs/antispam-model.md, "The prior on the ASCII
+       bytes"). An empty text gives 0.
     5. Never raises for anything in a message; pure (numpy at scoring).
     6. The file (`Tables.from_bytes`, definitions.py's chars.npz) is read bounded and
        without pickle: its members' declared sizes together at most MAX_TABLE_BYTES, each
@@ -99,18 +103,20 @@ class Chars:
     clip: float
     max_chars: int
     denominator: str                # rule 4: "ascii" or "all"
+    prior: int                      # rule 4: k neutral bytes; 0 for none
     tables: Tables = field(compare=False, repr=False)
 
     def evidence(self, view, text_parts) -> float:
         """e of one reading: `view` the as_learned view features() read, `text_parts` the
         parts tokenizer.tokens read."""
         return self.tables.evidence(char_text(view, text_parts, self.max_chars), self.clip,
-                                    self.denominator)
+                                    self.denominator, self.prior)
 
     def settings(self) -> dict:
         """The model's "scoring" "chars" value."""
         return {"order": self.order, "lambda": self.lam, "clip": self.clip,
-                "max_chars": self.max_chars, "denominator": self.denominator}
+                "max_chars": self.max_chars, "denominator": self.denominator,
+                **({"prior": self.prior} if self.prior else {})}
 
 
 def char_text(view, text_parts, max_chars: int) -> CharText:
@@ -156,7 +162,8 @@ class Tables:
         self.order = order
         self.orders = orders
 
-    def evidence(self, text: CharText, clip: float, denominator: str = "ascii") -> float:
+    def evidence(self, text: CharText, clip: float, denominator: str = "ascii",
+                 prior: int = 0) -> float:
         """Rule 4."""
         data = text.data
         if not data:
@@ -186,7 +193,7 @@ class Tables:
         else:
             total += float(np.clip(acc, -clip, clip).sum())      # unseen at every order
         count = text.characters if denominator == "all" else len(data)
-        return total / count
+        return total / count * (len(data) / (len(data) + prior))
 
     def nbytes(self) -> int:
         return sum(a.nbytes for entry in self.orders for a in entry)

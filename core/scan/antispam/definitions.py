@@ -9,7 +9,7 @@ What it owns
     windows.py — a set without it scores the plain sum —, and "delisted3": true in it when
     a message a mailing list relayed is read as the list received it, delist.py; the keys
     of earlier readings, "delisted" and "delisted2", are refused; "chars": {"order",
-    "lambda", "clip", "max_chars", "denominator"} when the set adds the bounded character
+    "lambda", "clip", "max_chars", "denominator"[, "prior"]} when the set adds the bounded character
     model, whose tables are then the set's `chars.npz`, chars.py; "sender_names": true when
     the features hold the "sender names itself" tokens, sender_names.py).
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
@@ -177,23 +177,26 @@ def chars_settings(value) -> dict | None:
     when it starts)."""
     if value is None:
         return None
-    if not isinstance(value, dict) or set(value) != {"order", "lambda", "clip", "max_chars",
-                                                     "denominator"}:
+    required = {"order", "lambda", "clip", "max_chars", "denominator"}
+    if not isinstance(value, dict) or not required <= set(value) <= required | {"prior"}:
         raise ValueError("scoring chars must be {order, lambda, clip, max_chars, "
-                         f"denominator}}, not {value!r}")
+                         f"denominator[, prior]}}, not {value!r}")
     order, lam, clip = value["order"], value["lambda"], value["clip"]
     max_chars, denominator = value["max_chars"], value["denominator"]
+    prior = value.get("prior", 0)
     if not (type(order) is int and 1 <= order <= MAX_ORDER
             and type(max_chars) is int and 1 <= max_chars <= MAX_CHARS
             and all(type(x) in (int, float) and math.isfinite(x) for x in (lam, clip))
-            and lam >= 0 and clip > 0 and denominator in DENOMINATORS):
+            and lam >= 0 and clip > 0 and denominator in DENOMINATORS
+            and type(prior) is int and 0 <= prior <= MAX_CHARS):
         raise ValueError(f"scoring chars must have an order of 1 to {MAX_ORDER}, a lambda "
-                         f"of 0 or more, a clip above 0, max_chars of 1 to {MAX_CHARS} and a "
-                         f"denominator {' or '.join(map(repr, DENOMINATORS))} (order "
-                         f"{order!r}, lambda {lam!r}, clip {clip!r}, max_chars "
-                         f"{max_chars!r}, denominator {denominator!r})")
+                         f"of 0 or more, a clip above 0, max_chars of 1 to {MAX_CHARS}, a "
+                         f"denominator {' or '.join(map(repr, DENOMINATORS))} and a prior "
+                         f"of 0 to {MAX_CHARS} bytes (order {order!r}, lambda {lam!r}, clip "
+                         f"{clip!r}, max_chars {max_chars!r}, denominator {denominator!r}, "
+                         f"prior {prior!r})")
     return {"order": order, "lam": float(lam), "clip": float(clip), "max_chars": max_chars,
-            "denominator": denominator}
+            "denominator": denominator, "prior": prior}
 
 
 def _tables(directory: Path, files: dict, chars: dict | None) -> Tables | None:

@@ -7,6 +7,7 @@ decomposer; the Witten-Bell model is checked against a plain dictionary implemen
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -146,10 +147,44 @@ def test_the_denominator_all_divides_by_the_characters_counted_before_removal():
     assert tables.evidence(text, 2.0, "all") == pytest.approx(ascii_only * 10 / 40)
 
 
-def chars_set(tmp_path, tables, denominator="all", sender_names=True):
+def test_the_prior_shrinks_the_mean_as_if_k_neutral_bytes_were_read():
+    # S / (A + k) * A / N: a few bytes of a long non-Latin text hardly move the term, the
+    # bytes of a long ASCII text keep most of it (docs/antispam-model.md, "The prior")
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    few = C.CharText(b".", 18)
+    many = C.CharText(b"click here now to claim your free prize " * 50, 2000)
+    for text in (few, many):
+        a = len(text.data)
+        whole = tables.evidence(text, 2.0, "all")
+        assert tables.evidence(text, 2.0, "all", 100) == pytest.approx(whole * a / (a + 100))
+    assert abs(tables.evidence(few, 2.0, "all", 100)) <= 2.0 / 101 / 18
+    assert tables.evidence(few, 2.0, "all", 0) == tables.evidence(few, 2.0, "all")
+
+
+def test_a_set_with_a_prior_reads_back_with_it_and_one_without_reads_as_none(tmp_path):
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    loaded = defs.load(chars_set(tmp_path / "with", tables, prior=100))
+    assert loaded.chars.prior == 100
+    model = json.loads(gzip.decompress((tmp_path / "with/set" / defs.MODEL_FILE).read_bytes()))
+    assert model["scoring"]["chars"]["prior"] == 100
+    loaded = defs.load(chars_set(tmp_path / "without", tables))
+    assert loaded.chars.prior == 0
+    model = json.loads(gzip.decompress((tmp_path / "without/set" / defs.MODEL_FILE)
+                                       .read_bytes()))
+    assert "prior" not in model["scoring"]["chars"]     # C4m's sets as they were written
+
+
+@pytest.mark.parametrize("prior", [-1, 1.5, "100", True, C.MAX_CHARS + 1])
+def test_a_bad_prior_is_refused_naming_the_rule(prior):
+    settings = dict(SETTINGS, prior=prior)
+    with pytest.raises(ValueError, match="a prior of 0 to"):
+        defs.chars_settings(settings)
+
+
+def chars_set(tmp_path, tables, denominator="all", sender_names=True, prior=0):
     packaged = defs.load(defs.PACKAGED_DIR)
     chars = C.Chars(order=5, lam=4.0, clip=2.0, max_chars=3000, denominator=denominator,
-                    tables=tables)
+                    prior=prior, tables=tables)
     return defs.write(tmp_path / "set", version="2026-12-01", revision=7,
                       rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()),
                       bias=packaged.bias, weights=packaged.weights, z90=packaged.z90,
@@ -514,7 +549,8 @@ def test_the_trainer_refuses_bad_chars_settings_before_reading(monkeypatch, tmp_
 def test_the_trainer_reads_chars_as_the_loader_does(monkeypatch):
     monkeypatch.setattr(trainer, "CHARS", SETTINGS)
     assert trainer.chars_settings() == defs.chars_settings(SETTINGS) == {
-        "order": 5, "lam": 4.0, "clip": 2.0, "max_chars": 3000, "denominator": "all"}
+        "order": 5, "lam": 4.0, "clip": 2.0, "max_chars": 3000, "denominator": "all",
+        "prior": 0}
 
 
 def test_the_gateway_bench_reads_as_the_tool_or_refuses(monkeypatch, capsys):
