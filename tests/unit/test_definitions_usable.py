@@ -119,7 +119,7 @@ def test_install_refuses_a_set_the_core_cannot_use_and_current_stays(tmp_path, k
     kind, files, expected = {
         "virus package of spam files": (
             "virus", _spam_files(), "no signature file (.ndb, .hdb, .hsb) in the set; it "
-                                    "holds model.json.gz, rules.json"),
+                                    f"holds {', '.join(sorted(_spam_files()))}"),
         "spam package of virus files": (
             "spam", {"mailmoat.ndb": EICAR_NDB.encode()}, "rules.json: missing"),
         "spam rule that does not compile": (

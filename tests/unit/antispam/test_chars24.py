@@ -174,6 +174,20 @@ def test_a_set_with_a_prior_reads_back_with_it_and_one_without_reads_as_none(tmp
     assert "prior" not in model["scoring"]["chars"]     # C4m's sets as they were written
 
 
+def test_the_engine_reads_the_prior_of_its_set(tmp_path):
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    view = view_of(message("buy cheap now", "click here to buy the kernel patch now"))
+    plain = defs.load(chars_set(tmp_path / "plain", tables))
+    shrunk = defs.load(chars_set(tmp_path / "shrunk", tables, prior=100))
+    base = HeuristicEngine(replace(plain, chars=None)).score(view).raw
+    text = C.char_text(view.as_learned(), _parts(view), 3000)
+    a = len(text.data)
+    term = HeuristicEngine(plain).score(view).raw - base
+    assert term != 0
+    assert HeuristicEngine(shrunk).score(view).raw - base == pytest.approx(
+        term * a / (a + 100), abs=1e-12)
+
+
 @pytest.mark.parametrize("prior", [-1, 1.5, "100", True, C.MAX_CHARS + 1])
 def test_a_bad_prior_is_refused_naming_the_rule(prior):
     settings = dict(SETTINGS, prior=prior)
@@ -394,7 +408,8 @@ def test_the_sender_names_tokens_follow_the_flag():
         japanese, replace(packaged, sender_names=True))[0]
 
 
-def test_the_trainer_reads_what_the_engine_reads_with_both_switches_on(tmp_path):
+@pytest.mark.parametrize("prior", [0, 100])
+def test_the_trainer_reads_what_the_engine_reads_with_both_switches_on(tmp_path, prior):
     if not (DEFAULT_CORPUS / "MANIFEST").exists():
         pytest.skip("the shared corpus is not here")
     samples = [s for s in corpus_messages() if s.split == "train"][::60][:50]
@@ -403,11 +418,11 @@ def test_the_trainer_reads_what_the_engine_reads_with_both_switches_on(tmp_path)
     data, _groups, read = trainer.extract(samples, packaged.rules, windows=packaged.windows,
                                           sender_names=True, max_chars=3000)
     tables = C.train([(r[0][2], d[1]) for r, d in zip(read, data)], 5)
-    loaded = defs.load(chars_set(tmp_path, tables))
+    loaded = defs.load(chars_set(tmp_path, tables, prior=prior))
     engine = HeuristicEngine(loaded)
     weights = Weights(loaded.bias, loaded.weights)
     saved = trainer.CHARS
-    trainer.CHARS = SETTINGS
+    trainer.CHARS = dict(SETTINGS, prior=prior)
     try:
         terms = trainer.char_terms_of(loaded.chars.tables, read, range(len(samples)))
     finally:
@@ -423,6 +438,10 @@ def test_the_trainer_reads_what_the_engine_reads_with_both_switches_on(tmp_path)
             pytest.approx(scored.raw, abs=1e-9)
         assert scored.raw == pytest.approx(
             raw_of(found, parts, loaded) + terms[i][0], abs=1e-9)
+        # both read the prior (not only agree): the term is rule 4's, shrunk by A / (A + k)
+        a = len(read[i][0][2].data)
+        e = loaded.chars.tables.evidence(read[i][0][2], 2.0, "all")
+        assert terms[i][0] == pytest.approx(4.0 * e * a / (a + prior), abs=1e-12)
 
 
 # -- what the nested check and write mode's calibration train the character model on
