@@ -94,8 +94,9 @@ DELISTED = False
 # The bounded character model (core/scan/antispam/chars.py; docs/antispam-model.md,
 # "Character models"): its "scoring" "chars" settings — the declared candidate C4m is
 # {"order": 5, "lambda": 4, "clip": 2, "max_chars": 3000, "denominator": "all"}, with
-# SENDER_NAMES False —; checked when the tool starts by the loader's own rules
-# (definitions.chars_settings); None: without it, as revs 1-6.
+# SENDER_NAMES False; C4s adds "prior": 100 ("The prior on the ASCII bytes") —; checked when
+# the tool starts by the loader's own rules (definitions.chars_settings); None: without it,
+# as revs 1-6.
 CHARS = None
 # True adds the "sender names itself" tokens (core/scan/antispam/sender_names.py); False:
 # without them, as revs 1-6.

@@ -9,8 +9,8 @@ What it owns
     windows.py — a set without it scores the plain sum —, and "delisted3": true in it when
     a message a mailing list relayed is read as the list received it, delist.py; the keys
     of earlier readings, "delisted" and "delisted2", are refused; "chars": {"order",
-    "lambda", "clip", "max_chars", "denominator"[, "prior"]} when the set adds the bounded character
-    model, whose tables are then the set's `chars.npz`, chars.py; "sender_names": true when
+    "lambda", "clip", "max_chars", "denominator"[, "prior"]} when the set adds the bounded
+    character model, whose tables are then the set's `chars.npz`, chars.py; "sender_names": true when
     the features hold the "sender names itself" tokens, sender_names.py).
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
     returns the definitions in force: the installed set in the directory `installed` when it
@@ -188,6 +188,7 @@ def chars_settings(value) -> dict | None:
             and type(max_chars) is int and 1 <= max_chars <= MAX_CHARS
             and all(type(x) in (int, float) and math.isfinite(x) for x in (lam, clip))
             and lam >= 0 and clip > 0 and denominator in DENOMINATORS
+            # any prior only shrinks the term; one past the longest text read does nothing more
             and type(prior) is int and 0 <= prior <= MAX_CHARS):
         raise ValueError(f"scoring chars must have an order of 1 to {MAX_ORDER}, a lambda "
                          f"of 0 or more, a clip above 0, max_chars of 1 to {MAX_CHARS}, a "
