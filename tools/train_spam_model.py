@@ -27,8 +27,7 @@ model learns on that reading, and is scored by the larger of its z and the z of 
 as it came); the set records both, so the engine reads as the training did. With CHARS, the
 bounded character model (core/scan/antispam/chars.py) is trained from the training texts and
 added after the windowed reading — z = max(sum, windowed - delta) + lambda · e —, its tables
-written as chars.npz; with SENDER_NAMES the features hold the "sender names itself" tokens
-(core/scan/antispam/sender_names.py). Both off, the set is rev 6's, byte for byte. The
+written as chars.npz. Without it, the set is rev 6's, byte for byte. The
 character model is never scored on a message it was counted from: in each cross-validation
 fold (and each inner fold of the nested check) it is trained on the same messages as the
 weights.
@@ -93,14 +92,10 @@ WINDOWS = Windows(words=200, delta=0.5)
 DELISTED = False
 # The bounded character model (core/scan/antispam/chars.py; docs/antispam-model.md,
 # "Character models"): its "scoring" "chars" settings — the declared candidate C4m is
-# {"order": 5, "lambda": 4, "clip": 2, "max_chars": 3000, "denominator": "all"}, with
-# SENDER_NAMES False; C4s adds "prior": 100 ("The prior on the ASCII bytes") —; checked when
-# the tool starts by the loader's own rules (definitions.chars_settings); None: without it,
-# as revs 1-6.
+# {"order": 5, "lambda": 4, "clip": 2, "max_chars": 3000, "denominator": "all"}; C4s adds
+# "prior": 100 ("The prior on the ASCII bytes") —; checked when the tool starts by the
+# loader's own rules (definitions.chars_settings); None: without it, as revs 1-6.
 CHARS = None
-# True adds the "sender names itself" tokens (core/scan/antispam/sender_names.py); False:
-# without them, as revs 1-6.
-SENDER_NAMES = False
 # the held-out test part has 889 ham: "expected false positives on it" is the nested
 # false-positive rate times this
 EXPECTED_FP_PER = 889
@@ -109,14 +104,13 @@ EXPECTED_FP_PER = 889
 class _Probe:
     """Just enough of SpamDefinitions for `features` before the model exists."""
 
-    def __init__(self, rules, delisted: bool, sender_names: bool = False):
+    def __init__(self, rules, delisted: bool):
         self.rules = rules
         self.delisted = delisted
-        self.sender_names = sender_names
 
 
 def extract(samples, rules, view=view_of, windows: Windows | None = None,
-            delisted: bool = False, sender_names: bool = False, max_chars: int | None = None
+            delisted: bool = False, max_chars: int | None = None
             ) -> tuple[list[tuple[frozenset, bool]], list[str], list[list[tuple]]]:
     """(features, is_spam) per sample — of the reading the model learns on —, its body key
     (the cross-validation group) and its readings: (features, the text tokens of its windows
@@ -124,7 +118,7 @@ def extract(samples, rules, view=view_of, windows: Windows | None = None,
     scores it on (engine.readings: one, or for a relayed message read `delisted`, two), and
     with `max_chars` its character text third (chars.char_text). `view` makes the message
     view from the file's bytes."""
-    probe = _Probe(rules, delisted, sender_names)
+    probe = _Probe(rules, delisted)
     out, groups, readings_of = [], [], []
     for sample in samples:
         raw = sample.path.read_bytes()
@@ -242,22 +236,22 @@ def calibrate(ham_scores) -> tuple[float, float]:
     return round(max(CALIBRATION_FLOOR, tail + MARGIN), 4), tail
 
 
-def check_calibration(data, groups, sample_weights, score_of=None,
-                      readings_of=None) -> list[dict]:
+def check_calibration(data, groups, sample_weights, readings_of) -> list[dict]:
     """Nested cross-validation of `calibrate` (module docstring): one row per sensitivity with
     the outer folds' spam caught and ham flagged at z90 · (threshold - 50) / 40 — the raw
-    score where engine.score_from_raw reaches that threshold. `score_of`: `scorer`'s. With
-    CHARS, `readings_of` (`extract`'s) and the character term added inside each fold
-    (`nested_char_terms`)."""
-    if CHARS is not None:
-        windows = WINDOWS
-        nested = nested_cross_validated_scores(
-            data, groups, sample_weights=sample_weights,
-            score_of=lambda weights, i: base_of_readings(weights, readings_of[i], windows))
+    score where engine.score_from_raw reaches that threshold. Each sample scored as the engine
+    scores it (`raw_of_readings` of `extract`'s readings), with CHARS the character term
+    trained inside each fold (`nested_char_terms`)."""
+    nested = nested_cross_validated_scores(
+        data, groups, sample_weights=sample_weights,
+        score_of=lambda weights, i: base_of_readings(weights, readings_of[i], WINDOWS))
+    if CHARS:
         nested = nested_char_terms(nested, data, groups, readings_of)
     else:
-        nested = nested_cross_validated_scores(data, groups, sample_weights=sample_weights,
-                                               score_of=score_of)
+        for fold in nested:
+            for scores in (fold.inner, fold.outer):
+                for i, bases in scores.items():
+                    scores[i] = max(bases)
     z90s = [calibrate([z for i, z in fold.inner.items() if not data[i][1]])[0]
             for fold in nested]
     spam = sum(1 for _, is_spam in data if is_spam)
@@ -310,15 +304,13 @@ def main(argv=None) -> int:
     rules = RuleSet.from_json(rules_json)
     samples = [s for s in corpus_messages(args.corpus) if s.split == "train"]
     data, groups, readings_of = extract(samples, rules, windows=WINDOWS, delisted=DELISTED,
-                                        sender_names=SENDER_NAMES,
                                         max_chars=settings and settings["max_chars"])
     sample_weights = [HARD_HAM_WEIGHT if s.group == "hard_ham" else 1.0 for s in samples]
     print(f"{len(data)} training messages ({sum(y for _, y in data)} spam) "
           f"in {time.monotonic() - started:.1f} s", file=sys.stderr)
     if args.check_calibration:
         groups = [key[args.fold_offset:] + key[:args.fold_offset] for key in groups]
-        check_calibration(data, groups, sample_weights, scorer(readings_of, WINDOWS),
-                          readings_of)
+        check_calibration(data, groups, sample_weights, readings_of)
         print(f"done in {time.monotonic() - started:.1f} s", file=sys.stderr)
         return 0
     weights = train_model(data, sample_weights=sample_weights)
@@ -344,7 +336,7 @@ def main(argv=None) -> int:
                                  tables=train_chars(data, readings_of, range(len(data))))
     defs.write(args.out, version=args.version, revision=args.revision, rules_json=rules_json,
                bias=weights.bias, weights=weights.weights, z90=z90, info=info,
-               windows=WINDOWS, delisted=DELISTED, chars=chars, sender_names=SENDER_NAMES)
+               windows=WINDOWS, delisted=DELISTED, chars=chars)
     print(f"{len(weights.weights)} weights, z90={z90} (out-of-fold ham at the tail {tail:.3f}, "
           f"out-of-fold spam recall at 90: {oof_recall:.3f}); written to {args.out} in "
           f"{time.monotonic() - started:.1f} s", file=sys.stderr)

@@ -8,10 +8,10 @@ What it owns
     "scoring": {"windows": {"words": N, "delta": D}} when the set is read in windows,
     windows.py — a set without it scores the plain sum —, and "delisted3": true in it when
     a message a mailing list relayed is read as the list received it, delist.py; the keys
-    of earlier readings, "delisted" and "delisted2", are refused; "chars": {"order",
-    "lambda", "clip", "max_chars", "denominator"[, "prior"]} when the set adds the bounded
-    character model, whose tables are then the set's `chars.npz`, chars.py; "sender_names": true when
-    the features hold the "sender names itself" tokens, sender_names.py).
+    of earlier readings, "delisted" and "delisted2", and the withdrawn "sender_names", are
+    refused; "chars": {"order", "lambda", "clip", "max_chars", "denominator"[, "prior"]} when
+    the set adds the bounded character model, whose tables are then the set's `chars.npz`,
+    chars.py).
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
     returns the definitions in force: the installed set in the directory `installed` when it
     is a valid one, else the default set shipped inside the package
@@ -85,7 +85,6 @@ class SpamDefinitions:
     windows: Windows | None = None  # windows.py; None: the plain sum
     delisted: bool = False          # delist.py: relayed mail read as the list received it
     chars: Chars | None = None      # chars.py: the bounded character model; None: without
-    sender_names: bool = False      # sender_names.py: the "sender names itself" tokens
 
     @property
     def label(self) -> str:
@@ -134,7 +133,7 @@ def load(directory: Path) -> SpamDefinitions:
         bias, z90 = float(model["bias"]), float(model["z90"])
         weights = {str(k): float(v) for k, v in model["weights"].items()}
         info = model.get("info", {})
-        windows, delisted, chars, sender_names = _scoring(model.get("scoring", {}))
+        windows, delisted, chars = _scoring(model.get("scoring", {}))
     except (KeyError, TypeError, ValueError, AttributeError, OSError, EOFError,
             zlib.error) as exc:
         raise DefinitionsError(f"{MODEL_FILE}: {type(exc).__name__}: {exc}") from None
@@ -150,25 +149,20 @@ def load(directory: Path) -> SpamDefinitions:
     return SpamDefinitions(version=version, revision=revision, rules=rules, bias=bias,
                            weights=weights, z90=z90, directory=directory, info=info,
                            windows=windows, delisted=delisted,
-                           chars=None if chars is None else Chars(**chars, tables=tables),
-                           sender_names=sender_names)
+                           chars=None if chars is None else Chars(**chars, tables=tables))
 
 
-def _scoring(scoring: dict) -> tuple[Windows | None, bool, dict | None, bool]:
-    """The model's "scoring" (windows.py, delist.py, chars.py, sender_names.py); a way of
+def _scoring(scoring: dict) -> tuple[Windows | None, bool, dict | None]:
+    """The model's "scoring" (windows.py, delist.py, chars.py); a way of
     scoring this engine does not know is refused, not read as the plain sum a later set's
     calibration was not made for."""
-    unknown = sorted(set(scoring) - {"windows", DELISTED_KEY, "chars", "sender_names"})
+    unknown = sorted(set(scoring) - {"windows", DELISTED_KEY, "chars"})
     if unknown:
         raise ValueError(f"scoring {', '.join(map(str, unknown))} is unknown to this Mailmoat")
-    flags = []
-    for key in (DELISTED_KEY, "sender_names"):
-        flag = scoring.get(key, False)
-        if not isinstance(flag, bool):
-            raise ValueError(f"scoring {key} must be true or false, not {flag!r}")
-        flags.append(flag)
-    return (_windows(scoring.get("windows")), flags[0], chars_settings(scoring.get("chars")),
-            flags[1])
+    delisted = scoring.get(DELISTED_KEY, False)
+    if not isinstance(delisted, bool):
+        raise ValueError(f"scoring {DELISTED_KEY} must be true or false, not {delisted!r}")
+    return _windows(scoring.get("windows")), delisted, chars_settings(scoring.get("chars"))
 
 
 def chars_settings(value) -> dict | None:
@@ -237,7 +231,7 @@ def _windows(value) -> Windows | None:
 def write(directory: Path, *, version: str, revision: int, rules_json: list, bias: float,
           weights: dict[str, float], z90: float, info: dict,
           windows: Windows | None = None, delisted: bool = False,
-          chars: Chars | None = None, sender_names: bool = False) -> Path:
+          chars: Chars | None = None) -> Path:
     """Write a complete set (rules, model, chars.npz with `chars`, manifest last) into
     `directory`."""
     directory = Path(directory)
@@ -245,8 +239,7 @@ def write(directory: Path, *, version: str, revision: int, rules_json: list, bia
     (directory / RULES_FILE).write_text(json.dumps(rules_json, indent=1) + "\n")
     scoring = {**({"windows": {"words": windows.words, "delta": windows.delta}}
                   if windows else {}), **({DELISTED_KEY: True} if delisted else {}),
-               **({"chars": chars.settings()} if chars else {}),
-               **({"sender_names": True} if sender_names else {})}
+               **({"chars": chars.settings()} if chars else {})}
     model = {"format": 1, "bias": bias, "z90": z90, "info": info,
              **({"scoring": scoring} if scoring else {}),
              "weights": dict(sorted(weights.items()))}

@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 
 from core.scan.antispam.definitions import SpamDefinitions, current
 from core.scan.antispam import delist
-from core.scan.antispam.sender_names import sender_tokens
 from core.scan.antispam.structure import structure_tokens
 from core.scan.antispam.tokenizer import tokens, window_tokens
 from core.scan.antispam.windows import windowed_raw
@@ -131,8 +130,6 @@ def features(view, definitions: SpamDefinitions,
     hits = definitions.rules.hits(view)
     found = tokens(view, text_parts)
     found.update(structure_tokens(view))
-    if definitions.sender_names:
-        found.update(sender_tokens(view))
     found.update("r:" + rule.name for rule in hits)
     return found, hits
 

@@ -1,6 +1,6 @@
-"""The bounded character model (core/scan/antispam/chars.py) and the "sender names itself"
-tokens (sender_names.py) as definitions options (definitions.py "scoring" "chars" /
-"sender_names"), scored by the engine and trained by tools/train_spam_model.py.
+"""The bounded character model (core/scan/antispam/chars.py) as a definitions option
+(definitions.py "scoring" "chars"), scored by the engine and trained by
+tools/train_spam_model.py.
 
 Real definitions sets written and loaded by definitions.py, real views from the pipeline's
 decomposer; the Witten-Bell model is checked against a plain dictionary implementation."""
@@ -195,15 +195,14 @@ def test_a_bad_prior_is_refused_naming_the_rule(prior):
         defs.chars_settings(settings)
 
 
-def chars_set(tmp_path, tables, denominator="all", sender_names=True, prior=0):
+def chars_set(tmp_path, tables, denominator="all", prior=0):
     packaged = defs.load(defs.PACKAGED_DIR)
     chars = C.Chars(order=5, lam=4.0, clip=2.0, max_chars=3000, denominator=denominator,
                     prior=prior, tables=tables)
     return defs.write(tmp_path / "set", version="2026-12-01", revision=7,
                       rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()),
                       bias=packaged.bias, weights=packaged.weights, z90=packaged.z90,
-                      info=packaged.info, windows=packaged.windows, chars=chars,
-                      sender_names=sender_names)
+                      info=packaged.info, windows=packaged.windows, chars=chars)
 
 
 def test_the_tables_round_trip_through_a_definitions_set(tmp_path):
@@ -213,7 +212,7 @@ def test_the_tables_round_trip_through_a_definitions_set(tmp_path):
     assert manifest["files"][defs.CHARS_FILE] == hashlib.sha256(
         (directory / defs.CHARS_FILE).read_bytes()).hexdigest()
     loaded = defs.load(directory)
-    assert loaded.sender_names and loaded.chars.settings() == {
+    assert loaded.chars.settings() == {
         **SETTINGS, "lambda": 4.0, "clip": 2.0, "denominator": "all"}
     for text in SCORED:
         counted = C.CharText(text, len(text) + 2)
@@ -223,7 +222,7 @@ def test_the_tables_round_trip_through_a_definitions_set(tmp_path):
     view = view_of(message("buy cheap now", "click here to buy the kernel patch now"))
     packaged = defs.load(defs.PACKAGED_DIR)
     with_chars, without = HeuristicEngine(loaded).score(view), HeuristicEngine(
-        replace(packaged, sender_names=True)).score(view)
+        packaged).score(view)
     e = loaded.chars.evidence(view.as_learned(), _parts(view))
     assert e != 0 and with_chars.raw == without.raw + 4.0 * e
     assert with_chars.rules == without.rules
@@ -237,7 +236,7 @@ def _parts(view):
 
 def test_a_set_without_chars_is_rev_6_byte_for_byte(tmp_path):
     packaged = defs.load(defs.PACKAGED_DIR)
-    assert packaged.chars is None and not packaged.sender_names
+    assert packaged.chars is None
     directory = defs.write(tmp_path / "again", version=packaged.version,
                            revision=packaged.revision,
                            rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()),
@@ -343,6 +342,17 @@ def test_a_bad_chars_file_is_refused_naming_it(tmp_path):
         defs.load(directory)
 
 
+def test_a_set_asking_for_the_withdrawn_sender_names_tokens_is_refused(tmp_path):
+    # the "sender names itself" tokens (session 24) were removed, not eligible and forgeable
+    # (docs/antispam-model.md, "Recall elsewhere"): a set asking for them is not read
+    # without them, which its weights were not trained for
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    directory = chars_set(tmp_path, tables)
+    _rewrite_model(directory, lambda m: m["scoring"].__setitem__("sender_names", True))
+    with pytest.raises(defs.DefinitionsError, match="scoring sender_names is unknown"):
+        defs.load(directory)
+
+
 def _rezip(good: bytes, members: dict) -> bytes:
     """The archive `good` with `members` {name: bytes} in place of its own."""
     out = io.BytesIO()
@@ -396,27 +406,15 @@ def test_a_zip_bomb_is_refused_without_inflating_it(declared):
     assert peak < 8 * 2**20          # the member inflates to 64 MB
 
 
-def test_the_sender_names_tokens_follow_the_flag():
-    view = view_of(b'From: "Geocaching Notify Bot" <notify@geocaching.com>\n'
-                   b"Subject: Geocaching.com Weekly Cache Notification\n\nhello\n")
-    packaged = defs.load(defs.PACKAGED_DIR)
-    assert not {"x:from:names_sender", "x:subj:names_sender"} & features(view, packaged)[0]
-    assert {"x:from:names_sender", "x:subj:names_sender"} <= features(
-        view, replace(packaged, sender_names=True))[0]
-    japanese = view_of('From: "伊東 仁" <go@infocom.co.jp>\nSubject: 会議\n\nx\n'.encode())
-    assert not {"x:from:names_sender", "x:subj:names_sender"} & features(
-        japanese, replace(packaged, sender_names=True))[0]
-
-
 @pytest.mark.parametrize("prior", [0, 100])
-def test_the_trainer_reads_what_the_engine_reads_with_both_switches_on(tmp_path, prior):
+def test_the_trainer_reads_what_the_engine_reads(tmp_path, prior):
     if not (DEFAULT_CORPUS / "MANIFEST").exists():
         pytest.skip("the shared corpus is not here")
     samples = [s for s in corpus_messages() if s.split == "train"][::60][:50]
     assert len(samples) == 50 and all(s.split == "train" for s in samples)
     packaged = defs.load(defs.PACKAGED_DIR)
     data, _groups, read = trainer.extract(samples, packaged.rules, windows=packaged.windows,
-                                          sender_names=True, max_chars=3000)
+                                          max_chars=3000)
     tables = C.train([(r[0][2], d[1]) for r, d in zip(read, data)], 5)
     loaded = defs.load(chars_set(tmp_path, tables, prior=prior))
     engine = HeuristicEngine(loaded)
@@ -498,7 +496,7 @@ def test_the_nested_check_trains_the_char_model_on_the_weights_own_samples(monke
     real = trainer.nested_char_terms
     monkeypatch.setattr(trainer, "nested_char_terms",
                         lambda *a: nested.append(real(*a)) or nested[-1])
-    trainer.check_calibration(data, groups, [1.0] * len(data), None, readings_of)
+    trainer.check_calibration(data, groups, [1.0] * len(data), readings_of)
     (folds,) = nested
     assert len(folds) == 5
     for fold in folds:
@@ -573,15 +571,15 @@ def test_the_trainer_reads_chars_as_the_loader_does(monkeypatch):
 
 
 def test_the_gateway_bench_reads_as_the_tool_or_refuses(monkeypatch, capsys):
-    """bench/antispam_gateway.py (review24c R3): SENDER_NAMES read as the tool reads it;
-    with CHARS set it refuses, as it does not train the character model in its folds."""
+    """bench/antispam_gateway.py (review24c R3): the reading as the tool reads it; with
+    CHARS set it refuses, as it does not train the character model in its folds."""
     from bench import antispam_gateway as bench
     monkeypatch.setattr(bench, "corpus_messages", lambda corpus: [])    # no corpus read
     monkeypatch.setattr(trainer, "CHARS", SETTINGS)
     assert bench.main([]) == 2
     assert "CHARS is set" in capsys.readouterr().err
     monkeypatch.setattr(trainer, "CHARS", None)
-    monkeypatch.setattr(trainer, "SENDER_NAMES", True)
+    monkeypatch.setattr(trainer, "DELISTED", True)
     asked = []
 
     class Stop(Exception):
@@ -593,5 +591,4 @@ def test_the_gateway_bench_reads_as_the_tool_or_refuses(monkeypatch, capsys):
     monkeypatch.setattr(trainer, "extract", extract)
     with pytest.raises(Stop):
         bench.main([])
-    assert asked == [{"windows": trainer.WINDOWS, "delisted": trainer.DELISTED,
-                      "sender_names": True}]
+    assert asked == [{"windows": trainer.WINDOWS, "delisted": True}]
