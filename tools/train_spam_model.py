@@ -166,8 +166,9 @@ def scorer(readings_of, windows: Windows | None, char_terms=None):
 
 
 def chars_settings() -> dict | None:
-    """CHARS as Chars' fields (order, lam, clip, max_chars, denominator, prior), by the definitions
-    loader's rules (definitions.chars_settings: ValueError naming the rule); None without."""
+    """CHARS as Chars' fields (order, lam, clip, max_chars, denominator, prior), by the
+    definitions loader's rules (definitions.chars_settings: ValueError naming the rule); None
+    without."""
     return defs.chars_settings(CHARS)
 
 
