@@ -190,7 +190,7 @@ PORT = Int(1, 65535)
 # not in use by another program (shared/ports.py).
 PORT_KEYS = ("smtp.port", "http.port", "https.port")
 EMAILS = ListOf(Email(), max_items=100)
-FORWARD_SUBJECT = Str(max_len=255)
+FORWARD_SUBJECT = Str(max_len=255, header=True)
 # How a rule term is read (shared/wildcard.py), in the help of both rule lists.
 RULE_TERMS_HELP = ("Terms: * is any characters within a word and ? one character; \\ "
                    "makes a * or ? plain and escapes nothing else (100\\% is refused: type "
@@ -338,7 +338,8 @@ _add("notify.sender", Bool(), False, "Notify the sender of policy violations.",
 for _who, _tags, _body in (("admin", NOTIFY_ADMIN_METATAGS, DEFAULT_NOTIFY_ADMIN_BODY),
                            ("sender", NOTIFY_SENDER_METATAGS, DEFAULT_NOTIFY_SENDER_BODY)):
     _whose = "administrator" if _who == "admin" else "sender"
-    _add(f"notify.{_who}.subject", Template(max_len=255, tags=_tags), DEFAULT_NOTIFY_SUBJECT,
+    _add(f"notify.{_who}.subject", Template(max_len=255, header=True, tags=_tags),
+         DEFAULT_NOTIFY_SUBJECT,
          f"Subject of {_whose} notifications (not empty; the metatags of the body).",
          "notifications")
     _add(f"notify.{_who}.body", Template(max_len=10_000, multiline=True, tags=_tags), _body,
@@ -417,7 +418,8 @@ _add("outbreak.count", Int(1, 100_000), 10, "Infected messages that make an outb
      "outbreak")
 _add("outbreak.minutes", Int(1, 10_080), 60, "Period in which they must arrive.", "outbreak")
 _add("outbreak.emails", EMAILS, [], "Recipients of outbreak alerts.", "outbreak")
-_add("outbreak.subject", Template(max_len=255, tags=OUTBREAK_METATAGS), DEFAULT_OUTBREAK_SUBJECT,
+_add("outbreak.subject", Template(max_len=255, header=True, tags=OUTBREAK_METATAGS),
+     DEFAULT_OUTBREAK_SUBJECT,
      "Outbreak alert subject.", "outbreak")
 _add("outbreak.body", Template(max_len=10_000, multiline=True, tags=OUTBREAK_METATAGS),
      DEFAULT_OUTBREAK_BODY, "Outbreak alert body.", "outbreak")
@@ -446,7 +448,7 @@ _forwarding_trio("blacklist", "blacklist", "mail from blacklisted senders",
 _add("heuristic.enabled", Bool(), False, "Use the heuristic antispam engine.", "heuristic")
 _add("heuristic.sensitivity", Int(1, 5), 1,
      "1..5: spam at score ≥ 90, 80, 70, 60, 50 respectively.", "heuristic")
-_add("heuristic.subject_prefix", Str(max_len=100), "[Spam]",
+_add("heuristic.subject_prefix", Str(max_len=100, header=True), "[Spam]",
      "Text prepended to the subject of spam.", "heuristic")
 _add("heuristic.x_bulk", Bool(), False, "Add X-Bulk: <score> to spam.", "heuristic")
 _add("heuristic.drop_score", Nullable(Int(1, 100)), None,
@@ -477,7 +479,7 @@ for _level, _score in (("spam", 100), ("suspected", 89)):
     _add(f"premium.{_level}.spam_folder", Bool(), False,
          "Add X-Mailmoat-Folder: spam when delivering. While on, an X-Mailmoat-Folder field "
          "the sender wrote is removed from delivered mail.", "premium")
-    _add(f"premium.{_level}.subject_prefix", Str(max_len=100), "(Spam)",
+    _add(f"premium.{_level}.subject_prefix", Str(max_len=100, header=True), "(Spam)",
          "Text prepended to the subject when delivering.", "premium")
 _add("premium.language.enabled", Bool(), False,
      "Identify the message language. While on, an X-Mailmoat-Language field the sender "
@@ -513,7 +515,7 @@ _add("quarantine.notify.distribution_lists", Bool(), False,
      "Send digests to distribution lists too.", "quarantine")
 _add("quarantine.notify.from", Nullable(Email()), None, "From address of digests.",
      "quarantine")
-_add("quarantine.notify.subject", Str(max_len=255), "Your Suspected Spam Summary",
+_add("quarantine.notify.subject", Str(max_len=255, header=True), "Your Suspected Spam Summary",
      "Subject of digests.", "quarantine")
 _add("quarantine.notify.template_user", Str(max_len=20_000, multiline=True),
      DEFAULT_QUARANTINE_TEMPLATE_USER, "Digest template for users.", "quarantine")

@@ -305,11 +305,22 @@ class Int(Kind):
         return f"integer {self.min}..{self.max}{extra}"
 
 
+# Str.header: C0 controls but tab, DEL, C1 controls (NEL among them), U+2028/U+2029, and the
+# embedding/override controls U+202A-U+202E (marks and isolates stay: right-to-left text
+# needs them)
+_NOT_HEADER_TEXT = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]")
+
+
 @dataclass(frozen=True)
 class Str(Kind):
+    """Text. `header`: it becomes header text of mail (a Subject, a prefix to one), so no
+    control character but tab, no line or paragraph separator and no text-direction
+    override goes with it: they go raw into the header, where a receiving server may refuse
+    or mangle them, and an override reverses how the rest of the line reads."""
     max_len: int = 10_000
     min_len: int = 0
     multiline: bool = False
+    header: bool = False
 
     def check(self, value):
         if not isinstance(value, str):
@@ -323,10 +334,15 @@ class Str(Kind):
             raise RuleError("must be a single line")
         if "\x00" in value:
             raise RuleError("must not contain NUL characters")
+        if self.header:
+            bad = _NOT_HEADER_TEXT.search(value)
+            if bad:
+                raise RuleError(f"must not contain control or text-direction characters "
+                                f"(U+{ord(bad.group()):04X}, character {bad.start() + 1})")
         return value
 
     def describe(self):
-        return f"text (≤{self.max_len} chars)"
+        return f"text (≤{self.max_len} chars{', header text' if self.header else ''})"
 
     @property
     def is_text(self):
