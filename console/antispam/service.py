@@ -160,9 +160,9 @@ def move_auto_entries(action: str, domains: list[str], *, user: str,
         domains = [d for d in domains if d in listed]
     if not domains:
         return 0
-    if action == "to_custom":
+    if action == "to_custom":     # made on this page, whatever page edits the list
         edit_list("whitelist.custom", lambda entries: _add_new(entries, [f"@{d}" for d in domains]),
-                  user=user, client_ip=client_ip, page="whitelist")
+                  user=user, client_ip=client_ip, page="auto_whitelist")
     elif action == "to_exclusions":
         edit_list("whitelist.auto.exclusions", lambda entries: _add_new(entries, domains),
                   user=user, client_ip=client_ip, page="auto_whitelist")

@@ -290,6 +290,10 @@ def test_auto_whitelist_sorts_and_moves(admin, home):
                           {"domains": ["zeta.org", "alpha.net"], "to_custom": "y"})
     assert response.status_code == 302
     assert {"@zeta.org", "@alpha.net"} <= set(admin.settings()["whitelist.custom"])
+    # the list's change is recorded as made on this page (tester25a B2), as the command is
+    [listed, command] = admin.events(Action.OBJECT_MODIFIED)[-2:]
+    assert listed["rule"] == "whitelist.custom" and command["rule"] is None
+    assert listed["info"] == command["info"] == "Anti-spam Policy › Auto-generated Whitelist"
     assert admin.commands()[-1]["kind"] == "whitelist.auto.delete"
     assert admin.commands()[-1]["args"] == {"domains": ["alpha.net", "zeta.org"]}
     # until the core has deleted them, the page no longer lists them: no second move
