@@ -7,9 +7,10 @@ Rules:
 - `info` is "the rest" (SPEC §2: virus name, file name, score, user, reason): what the event's
   writer wrote, then the user the event is about and the details of its action-specific
   `data` (SPEC §6) — an object_modified event's changes as `key: old → new`, values as JSON,
-  so a report says who changed what. A writer that wrote nothing gets the data as
-  `key=value; …`. CSV, JSON and text carry it whole; only a page shortens the details
-  (`detail_parts(..., limit=)`), which it shows in User and Details columns of its own.
+  so a report says who changed what (a long list's change as what was added and removed,
+  `LIST_WHOLE_CHARS`). A writer that wrote nothing gets the data as `key=value; …`. CSV,
+  JSON and text carry it whole; only a page shortens the details (`detail_parts(...,
+  limit=)`), which it shows in User and Details columns of its own.
   A fact the writer's text already states in so many words (`score 100` in "Message is
   considered to be spam (score 100, spam definitions …)"), or that is the whole text (a
   reordering's next hop), is not repeated in the details, on the page or in a file: each
@@ -152,14 +153,20 @@ def _shorten(text: str, limit: int | None) -> str:
     return text[:max(limit - 1, 1)] + ELLIPSIS
 
 
-def _list_difference(old: list, new: list, limit: int) -> str:
-    """`added [...], removed [...]` of two lists (by value, order kept), for a page cell
-    that cannot show both lists whole."""
+# A changed list whose `old → new` is longer than this is shown in a file too as what was
+# added and removed, in full (tester25a B1: one entry added to a 2,000-entry whitelist made a
+# 66 KB report line of the two lists, in which the change could not be seen)
+LIST_WHOLE_CHARS = 2000
+
+
+def _list_difference(old: list, new: list, limit: int | None) -> str:
+    """`added [...], removed [...]` of two lists (by value, order kept), for a line that
+    cannot show both lists whole; each half cut to fit `limit` (a page cell), or whole."""
     old_keys = {_json(v) for v in old}
     new_keys = {_json(v) for v in new}
     added = [v for v in new if _json(v) not in old_keys]
     removed = [v for v in old if _json(v) not in new_keys]
-    half = max(limit // 2, 16)
+    half = None if limit is None else max(limit // 2, 16)
     return (f"added {_shorten(_json(added), half)}, removed {_shorten(_json(removed), half)} "
             f"({len(old)} → {len(new)} entries)")
 
@@ -169,9 +176,9 @@ def _change(key: str, change, limit: int | None) -> str:
         return _shorten(f"{key}: {_json(change)}", limit)
     old, new = change
     text = f"{key}: {_json(old)}{CHANGE_ARROW}{_json(new)}"
-    if limit is not None and len(text) > limit and isinstance(old, list) \
-            and isinstance(new, list):
-        text = f"{key}: {_list_difference(old, new, limit - len(key) - 2)}"
+    if isinstance(old, list) and isinstance(new, list) \
+            and len(text) > (LIST_WHOLE_CHARS if limit is None else limit):
+        text = f"{key}: {_list_difference(old, new, limit and limit - len(key) - 2)}"
     return _shorten(text, limit)
 
 

@@ -487,7 +487,17 @@ def test_page_details_are_shortened_and_long_lists_shown_as_what_changed():
     values = {"user": "admin", "page": "whitelist", "changes": {
         "whitelist.custom": [old, new], "smtp.banner": ["a", "b" * 500]}}
     full = detail_parts("object_modified", values)
-    assert full[1] == f"whitelist.custom: {json.dumps(old)} → {json.dumps(new)}"
+    # a file shows a long list's change as what changed, in full (tester25a B1), a short
+    # list's as both lists
+    assert full[1] == ('whitelist.custom: added ["@new.example"], removed ["@d000.example"] '
+                       '(300 → 300 entries)')
+    assert full[0] == f'smtp.banner: "a" → "{"b" * 500}"'
+    short_list = {"changes": {"whitelist.custom": [old[:3], old[1:3]]}}
+    assert detail_parts("object_modified", short_list) == [
+        f"whitelist.custom: {json.dumps(old[:3])} → {json.dumps(old[1:3])}"]
+    many = [f"@added{i:04d}.example" for i in range(100)]
+    longer = detail_parts("object_modified", {"changes": {"whitelist.custom": [old, old + many]}})
+    assert longer == [f"whitelist.custom: added {json.dumps(many)}, removed [] (300 → 400 entries)"]
     short = detail_parts("object_modified", values, limit=120)
     assert short[0].startswith('smtp.banner: "a" → "bbb') and short[0].endswith("…")
     assert len(short[0]) == 120
