@@ -166,6 +166,8 @@ def _list_difference(old: list, new: list, limit: int | None) -> str:
     new_keys = {_json(v) for v in new}
     added = [v for v in new if _json(v) not in old_keys]
     removed = [v for v in old if _json(v) not in new_keys]
+    if not added and not removed:           # the same entries: their order changed
+        return f"the same {len(new)} entries in another order"
     half = None if limit is None else max(limit // 2, 16)
     return (f"added {_shorten(_json(added), half)}, removed {_shorten(_json(removed), half)} "
             f"({len(old)} → {len(new)} entries)")

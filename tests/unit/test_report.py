@@ -498,6 +498,9 @@ def test_page_details_are_shortened_and_long_lists_shown_as_what_changed():
     many = [f"@added{i:04d}.example" for i in range(100)]
     longer = detail_parts("object_modified", {"changes": {"whitelist.custom": [old, old + many]}})
     assert longer == [f"whitelist.custom: added {json.dumps(many)}, removed [] (300 → 400 entries)"]
+    # an ordered list (rules) only reordered: said so, not "added [], removed []"
+    moved = detail_parts("object_modified", {"changes": {"rules.spam": [old, old[::-1]]}})
+    assert moved == ["rules.spam: the same 300 entries in another order"]
     short = detail_parts("object_modified", values, limit=120)
     assert short[0].startswith('smtp.banner: "a" → "bbb') and short[0].endswith("…")
     assert len(short[0]) == 120
