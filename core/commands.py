@@ -339,13 +339,18 @@ def queue_command(args) -> int:
         kind = HOLD_ACTIONS[args.action]
         request = {}
         if args.action == "forward":
+            from shared.settings import FORWARD_SUBJECT
             from shared.settings_addresses import Email
             from shared.settings_types import RuleError
             try:
                 address = Email().check(args.address)   # an IDN domain as its A-labels
             except RuleError as exc:
                 raise CommandFailed(f"ADDRESS: {exc.rule}", 2) from None
-            request = {"address": address, "subject": args.subject}
+            try:        # header text, as the console's and the settings' forward subjects
+                subject = None if args.subject is None else FORWARD_SUBJECT.check(args.subject)
+            except RuleError as exc:
+                raise CommandFailed(f"--subject: {exc.rule}", 2) from None
+            request = {"address": address, "subject": subject}
         if args.ids:
             _check_held(home, args.ids)
             request["ids"] = args.ids

@@ -33,11 +33,11 @@ from console.settings_service import edit_list, record_change, save_settings, su
 from shared.commands import HOLD_ACTIONS
 from shared.idn import address_pattern, first_matching
 from shared.retention import DirectoryUsage, diagnostics_usage
-from shared.settings import SettingError
+from shared.settings import FORWARD_SUBJECT, SettingError
 from shared.settings_addresses import Email
 from shared.settings_entries import RoutingEntry
 from shared.settings_store import check_on_this_host
-from shared.settings_types import RuleError, Str, integer_from_text
+from shared.settings_types import RuleError, integer_from_text
 from shared.shown_text import quoted
 from shared.status import STALE_AFTER_SECONDS, not_listening_notices, read_snapshot
 
@@ -360,7 +360,7 @@ def request_hold_action(action: str, ids_text: str, address: str, subject: str, 
             errors.append(("address", exc.rule))
         try:
             # blank keeps the message's own Subject (None), as the CLI without --subject
-            args["subject"] = Str(max_len=255).check(subject.strip()) or None
+            args["subject"] = FORWARD_SUBJECT.check(subject.strip()) or None
         except RuleError as exc:
             errors.append(("subject", exc.rule))
         if errors:

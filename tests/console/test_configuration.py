@@ -542,6 +542,14 @@ def test_hold_forward_needs_one_valid_address(admin, home):
         "action": "forward", "ids": "", "address": "sec@example.com", "subject": "  "})
     assert admin.commands()[-1]["args"] == {"all": True, "address": "sec@example.com",
                                             "subject": None}
+    # header text, as the settings' forward subjects (review25b R1)
+    before = admin.commands()
+    response = admin.post("/configuration/hold/action", {
+        "action": "forward", "ids": "", "address": "sec@example.com", "subject": "a\x07b"})
+    assert response.status_code == 200
+    assert "must not contain control or text-direction characters (U+0007, character 2)" \
+        in response.get_data(as_text=True)
+    assert admin.commands() == before
 
 
 def test_hold_action_refuses_bad_ids(admin):

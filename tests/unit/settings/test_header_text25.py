@@ -40,5 +40,21 @@ def test_the_cli_refuses_it_naming_the_key(home, capsys):
                                        "text-direction characters (U+0007, character 2)\n")
 
 
+def test_the_hold_queue_forward_subject_is_header_text_too(home, capsys):
+    # the CLI's --subject (review25b R1): refused before any request is written
+    assert cli.main(["queue", "forward", "sec@example.com", "--hold", "--subject",
+                     "\u202eevil", "--home", str(home.root)]) == 2
+    assert capsys.readouterr().err.endswith(
+        "--subject: must not contain control or text-direction characters (U+202E, "
+        "character 1)\n")
+
+
+def test_every_subject_setting_is_header_text():
+    # a new subject setting is held to it too (review25b T2)
+    named = [key for key in SCHEMA if key.endswith(("subject", "subject_prefix"))]
+    assert set(HEADER_KEYS) <= set(named)
+    assert [key for key in named if not SCHEMA[key].kind.header] == []
+
+
 def test_other_text_is_not_held_to_it():
     assert SCHEMA["disclaimer.text"].kind.check("a\x07b") == "a\x07b"
