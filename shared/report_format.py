@@ -39,6 +39,7 @@ import io
 import json
 import re
 import unicodedata
+from collections import Counter
 from typing import Iterable, Iterator
 
 from shared.report import DetailRow, Summary
@@ -159,14 +160,26 @@ def _shorten(text: str, limit: int | None) -> str:
 LIST_WHOLE_CHARS = 2000
 
 
+def _beyond(these: list, others: list) -> list:
+    """The entries of `these` (in their order) that `others` does not hold as many times: a
+    repeat dropped from a list is a removal, not a reordering (review25b R2)."""
+    left = Counter(map(_json, others))
+    out = []
+    for value in these:
+        key = _json(value)
+        if left[key]:
+            left[key] -= 1
+        else:
+            out.append(value)
+    return out
+
+
 def _list_difference(old: list, new: list, limit: int | None) -> str:
     """`added [...], removed [...]` of two lists (by value, order kept), for a line that
     cannot show both lists whole; each half cut to fit `limit` (a page cell), or whole."""
-    old_keys = {_json(v) for v in old}
-    new_keys = {_json(v) for v in new}
-    added = [v for v in new if _json(v) not in old_keys]
-    removed = [v for v in old if _json(v) not in new_keys]
-    if not added and not removed:           # the same entries: their order changed
+    added = _beyond(new, old)
+    removed = _beyond(old, new)
+    if not added and not removed:           # the same entries, as often: their order changed
         return f"the same {len(new)} entries in another order"
     half = None if limit is None else max(limit // 2, 16)
     return (f"added {_shorten(_json(added), half)}, removed {_shorten(_json(removed), half)} "

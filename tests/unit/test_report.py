@@ -501,6 +501,11 @@ def test_page_details_are_shortened_and_long_lists_shown_as_what_changed():
     # an ordered list (rules) only reordered: said so, not "added [], removed []"
     moved = detail_parts("object_modified", {"changes": {"rules.spam": [old, old[::-1]]}})
     assert moved == ["rules.spam: the same 300 entries in another order"]
+    # a repeat an older release stored, dropped: a removal (review25b R2)
+    deduped = detail_parts("object_modified", {"changes": {"whitelist.custom": [
+        old + old[:1], old]}})
+    assert deduped == ['whitelist.custom: added [], removed ["@d000.example"] '
+                       '(301 → 300 entries)']
     short = detail_parts("object_modified", values, limit=120)
     assert short[0].startswith('smtp.banner: "a" → "bbb') and short[0].endswith("…")
     assert len(short[0]) == 120
