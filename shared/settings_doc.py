@@ -44,7 +44,7 @@ Every change is validated by the same rules and applies within 2 seconds unless 
 *Restart* column says yes. The *Type* column gives the limits a value is held to by itself: a text's
 length (`notify.admin.body`: ≤{SCHEMA["notify.admin.body"].kind.max_len} characters) and a list's entries (`whitelist.custom`:
 ≤{SCHEMA["whitelist.custom"].kind.max_items}); "header text" becomes header text of mail (a
-Subject), so it holds no control character but tab and no text-direction override. Secrets are never printed: `config get` shows them as `"***"` (set) or `null`,
+Subject), so it holds no control character but tab and no text-direction embedding or override. Secrets are never printed: `config get` shows them as `"***"` (set) or `null`,
 and a URL's credentials as `"https://user:***@host/"`, as the change's event, the reports and
 the Configuration Change alert do; given back, either is refused (`config export` keeps them).
 

@@ -315,7 +315,7 @@ _NOT_HEADER_TEXT = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u
 class Str(Kind):
     """Text. `header`: it becomes header text of mail (a Subject, a prefix to one), so no
     control character but tab, no line or paragraph separator and no text-direction
-    override goes with it: they go raw into the header, where a receiving server may refuse
+    embedding or override goes with it: they go raw into the header, where a receiving server may refuse
     or mangle them, and an override reverses how the rest of the line reads."""
     max_len: int = 10_000
     min_len: int = 0

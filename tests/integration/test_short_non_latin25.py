@@ -40,7 +40,7 @@ async def test_short_non_latin_mail_is_not_marked_spam(tmp_path, sink, nursery):
     mail = short_non_latin_mail(to="user@local.test")
     for _label, sender, data in mail:
         await trio.to_thread.run_sync(_send, port, sender, data)
-    await trio.to_thread.run_sync(sink.wait_for, len(mail))
+    await trio.to_thread.run_sync(lambda: sink.wait_for(len(mail), timeout=60))
     await core.events.aflush()
     assert _spam_events(home) == []
     assert sorted(m.sender for m in sink.messages) == sorted(s for _, s, _ in mail)
