@@ -24,6 +24,8 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
+from shared.shown_text import NOT_IN_HEADER_TEXT
+
 __all__ = [
     "RuleError", "Kind", "Bool", "Int", "Str", "Template", "AbsolutePath", "UpdateSource",
     "Choice", "ListOf",
@@ -305,12 +307,6 @@ class Int(Kind):
         return f"integer {self.min}..{self.max}{extra}"
 
 
-# Str.header: C0 controls but tab, DEL, C1 controls (NEL among them), U+2028/U+2029, and the
-# embedding/override controls U+202A-U+202E (marks and isolates stay: right-to-left text
-# needs them)
-_NOT_HEADER_TEXT = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]")
-
-
 @dataclass(frozen=True)
 class Str(Kind):
     """Text. `header`: it becomes header text of mail (a Subject, a prefix to one), so no
@@ -335,7 +331,7 @@ class Str(Kind):
         if "\x00" in value:
             raise RuleError("must not contain NUL characters")
         if self.header:
-            bad = _NOT_HEADER_TEXT.search(value)
+            bad = NOT_IN_HEADER_TEXT.search(value)
             if bad:
                 raise RuleError(f"must not contain control or text-direction characters "
                                 f"(U+{ord(bad.group()):04X}, character {bad.start() + 1})")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BIDI_CONTROLS", "visible_bidi", "one_line", "quoted"]
+__all__ = ["BIDI_CONTROLS", "NOT_IN_HEADER_TEXT", "visible_bidi", "one_line", "quoted"]
 
 # Embeddings and overrides U+202A-U+202E, isolates U+2066-U+2069, the marks U+200E/U+200F
 # and U+061C.
@@ -26,6 +26,10 @@ BIDI_CONTROLS = frozenset([*range(0x202A, 0x202F), *range(0x2066, 0x206A),
                            0x200E, 0x200F, 0x061C])
 _BIDI_SHOWN = {code: f"\u27e8U+{code:04X}\u27e9" for code in BIDI_CONTROLS}
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What text an administrator types for a mail header may not hold (settings_types.Str's
+# `header`): the controls above but tab, and the embeddings and overrides U+202A-U+202E; the
+# marks and isolates stay, as right-to-left text needs them.
+NOT_IN_HEADER_TEXT = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]")
 
 
 def visible_bidi(text: str) -> str:

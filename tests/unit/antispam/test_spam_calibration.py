@@ -53,3 +53,35 @@ def test_no_score_comes_from_weights_that_saw_the_message():
         spam = [z for i, z in n.outer.items() if samples[i][1]]
         ham = [z for i, z in n.outer.items() if "hammy" in samples[i][0]]
         assert min(spam) > 0 > max(ham)
+
+
+def test_the_check_without_a_character_model_scores_each_message_by_its_largest_reading(
+        monkeypatch):
+    # tools/train_spam_model.py check_calibration without CHARS (review25b T1): each
+    # message's z is the largest of its readings' (a relayed message read two ways), as the
+    # engine's; a spam whose second reading alone clears the cut is caught
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+    import train_spam_model as trainer
+    from core.scan.antispam.learner import NestedFold
+
+    samples, groups = _corpus()
+    spam = [i for i, (_, is_spam) in enumerate(samples) if is_spam]
+
+    def nested(data, groups_, *, sample_weights, score_of):
+        folds = []
+        for k in range(5):
+            fold = NestedFold(k)
+            for i in range(len(data)):
+                # ham low everywhere; spam: 0 in its first reading, 10 in its second
+                bases = (0.0, 10.0) if data[i][1] else (-1.0,)
+                (fold.outer if fold_of(groups_[i]) == k else fold.inner)[i] = bases
+            folds.append(fold)
+        return folds
+
+    monkeypatch.setattr(trainer, "nested_cross_validated_scores", nested)
+    monkeypatch.setattr(trainer, "CHARS", None)
+    rows = trainer.check_calibration(samples, groups, [1.0] * len(samples),
+                                     [[()] for _ in samples])
+    assert rows[0]["spam_caught"] == len(spam) and rows[0]["ham_flagged"] == 0
