@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable
@@ -441,7 +442,23 @@ def attach_errors(form, errors: SettingError | list[tuple[str, str]],
                     name = candidate
                     break
         if name is not None and name in form:
-            form[name].errors = [*(form[name].errors or ()), rule]
+            form[name].errors = [*(form[name].errors or ()), _labelled(form, rule)]
         else:
             leftover.append(f"{key}: {rule}")
     return leftover
+
+
+_KEY_IN_TEXT = re.compile(r"\b[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+\b")
+
+
+def _labelled(form, rule: str) -> str:
+    """A rule beside its field names another key of the same page by that field's label, as
+    the administrator reads the page ("must be lower than “Drop messages …”"), not by the key
+    the command line uses (tester25a B5)."""
+    def label(match):
+        key = match.group()
+        name = field_name(key) if key in SCHEMA else None
+        if name is None or name not in form:
+            return key
+        return f"“{form[name].label.text}”"
+    return _KEY_IN_TEXT.sub(label, rule)

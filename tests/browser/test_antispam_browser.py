@@ -61,7 +61,8 @@ def test_heuristic_engine_saved_reloaded_and_bad_scores_refused(loopback_only, c
     page.click("#save")
     error = page.locator("#heuristic__forward_score-error")
     error.wait_for()
-    assert error.inner_text() == "must be lower than heuristic.drop_score"
+    assert error.inner_text() == ("must be lower than “Drop messages that have a spam score "
+                                  "greater than or equal to”")
     assert page.locator(".field.has-error #heuristic__forward_score").count() == 1
     assert page.input_value("#heuristic__forward_score") == "95"   # kept for correction
     assert page.input_value("#heuristic__sensitivity") == "2"

@@ -90,11 +90,11 @@ BAD_VALUES = [
     # (url, form field, bad value, the schema's message)
     ("/configuration/setup", "smtp__port", "70000", "must be between 1 and 65535"),
     ("/configuration/setup", "smtp__max_incoming", "many", "must be a whole number"),
-    ("/configuration/setup", "http__port", "25", "already used by smtp.port"),
+    ("/configuration/setup", "http__port", "25", "already used by “SMTP port number”"),
     ("/configuration/setup", "smtp__notify_from", "bad <name", "must be a name (Security Office)"),
     ("/configuration/setup", "dns__resolvers", "1.2.3.4\nnot-an-ip", "line 2: must be IP or IP:port"),
     ("/configuration/setup", "timezone", "Mars/Olympus", "must be an IANA time zone name"),
-    ("/configuration/setup", "delivery__retry_max_seconds", "10", "must not be lower than delivery.retry_initial_seconds"),
+    ("/configuration/setup", "delivery__retry_max_seconds", "10", "must not be lower than “First retry after a temporary failure”"),
     ("/configuration/scan-policy", "scan__include", "exe", "line 1: must be a file extension written .ext"),
     ("/configuration/scan-policy", "scan__unprocessable", "shred", "must be one of deliver, drop, hold"),
     ("/configuration/notifications", "notify__admin__subject", "x" * 300, "must be at most 255 characters"),
@@ -298,10 +298,11 @@ def test_swapping_the_http_and_https_ports_in_one_save_is_refused(admin):
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert "Changes saved." not in html
-    assert ("port 8043 is in use: Mailmoat&#39;s https.port listener holds it now, and this "
-            f"change moves https.port too; {ONE_AT_A_TIME}") in html
-    assert ("port 8003 is in use: Mailmoat&#39;s http.port listener holds it now, and this "
-            f"change moves http.port too; {ONE_AT_A_TIME}") in html
+    # beside the field, the other keys by their labels (tester25a B5)
+    assert ("port 8043 is in use: Mailmoat&#39;s “HTTPS port number” listener holds it now, and "
+            f"this change moves “HTTPS port number” too; {ONE_AT_A_TIME}") in html
+    assert ("port 8003 is in use: Mailmoat&#39;s “HTTP port number” listener holds it now, and "
+            f"this change moves “HTTP port number” too; {ONE_AT_A_TIME}") in html
     assert (admin.settings()["http.port"], admin.settings()["https.port"]) == (8003, 8043)
     # what the message says works
     spare = _free_port()
@@ -317,7 +318,7 @@ def test_taking_the_smtp_port_while_moving_smtp_is_refused(admin):
     data = _form_fields(admin, "/configuration/setup")
     data["smtp__port"], data["http__port"] = str(free), "25"
     html = admin.post("/configuration/setup", data).get_data(as_text=True)
-    assert "port 25 is in use: Mailmoat&#39;s smtp.port listener holds it now" in html
+    assert "port 25 is in use: Mailmoat&#39;s “SMTP port number” listener holds it now" in html
     assert (admin.settings()["smtp.port"], admin.settings()["http.port"]) == (25, 8003)
 
 
@@ -329,8 +330,8 @@ def test_a_port_a_listener_still_holds_while_it_moves_is_refused(admin):
     data["https__port"] = str(held)
     html = admin.post("/configuration/setup", data).get_data(as_text=True)
     # review 13: it said "and this change moves http.port too", which it did not
-    assert (f"port {held} is in use by Mailmoat&#39;s http.port listener, which is still on it "
-            "(not where http.port says); the old value is kept") in html
+    assert (f"port {held} is in use by Mailmoat&#39;s “HTTP port number” listener, which is still "
+            "on it (not where “HTTP port number” says); the old value is kept") in html
     assert admin.settings()["https.port"] == 8043
 
 
