@@ -34,6 +34,7 @@ from collections.abc import Iterable
 
 import idna
 
+from shared.mailbox import canonical_local
 from shared.wildcard import matches
 
 __all__ = ["ascii_domain", "domain_form", "entry_form", "local_form", "ascii_pattern",
@@ -66,13 +67,14 @@ def domain_form(domain: str) -> str:
 
 
 def entry_form(entry: str) -> str:
-    """A sender-list entry in the lists' one form: the local part as `local_form`, the
-    domain as `ascii_domain` (lower case as written when it cannot be one); `@` or a leading
-    `.` kept, since they say what the entry matches."""
+    """A sender-list entry in the lists' one form: the local part as `local_form` of its
+    one spelling (shared/mailbox.py `canonical_local`: `"evil"` is `evil`), the domain as
+    `ascii_domain` (lower case as written when it cannot be one); `@` or a leading `.`
+    kept, since they say what the entry matches."""
     head, at, domain = entry.rpartition("@") if "@" in entry else ("", "", entry)
     if not at and domain.startswith("."):
         return "." + (ascii_domain(domain[1:]) or domain[1:].lower())
-    return f"{local_form(head)}{at}{ascii_domain(domain) or domain.lower()}"
+    return f"{local_form(canonical_local(head))}{at}{ascii_domain(domain) or domain.lower()}"
 
 
 def exclusion_set(exclusions: Iterable[str]) -> frozenset[str]:

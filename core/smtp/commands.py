@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from core.smtp import replies as R
 from core.smtp.events import ViolationKind
 from core.smtp.replies import Reply
+from shared.mailbox import DOT_STRING, QUOTED_STRING, UTF8_NON_ASCII
 
 __all__ = ["PeerError", "KNOWN_VERBS", "split_command", "parse_hello", "parse_path_argument",
            "parse_mail_params", "has_non_ascii", "unrelayable"]
@@ -103,15 +104,13 @@ def parse_hello(argument: bytes) -> str:
 
 
 # --- paths (RFC 5321 §4.1.2, RFC 6531 §3.3) -------------------------------------
-_U = "\u0080-\U0010ffff"  # UTF8-non-ascii, allowed by RFC 6531; checked later
-_ATEXT = rf"[A-Za-z0-9!#$%&'*+/=?^_`{{|}}~\-{_U}]"
-_DOT_STRING = rf"{_ATEXT}+(?:\.{_ATEXT}+)*"
-_QUOTED = rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_U}]|\\[\x20-\x7e])*"'
+# the local part's syntax is shared/mailbox.py's, which the sender lists' entries follow
+_U = UTF8_NON_ASCII  # allowed by RFC 6531; checked later
 _LET_DIG = rf"[A-Za-z0-9{_U}]"
 _SUB_DOMAIN = rf"{_LET_DIG}(?:[A-Za-z0-9\-{_U}]*{_LET_DIG})?"
 _DOMAIN = rf"{_SUB_DOMAIN}(?:\.{_SUB_DOMAIN})*"
 _ADDRESS_LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"
-_MAILBOX_RE = re.compile(rf"(?:{_DOT_STRING}|{_QUOTED})@(?:{_DOMAIN}|{_ADDRESS_LITERAL})")
+_MAILBOX_RE = re.compile(rf"(?:{DOT_STRING}|{QUOTED_STRING})@(?:{_DOMAIN}|{_ADDRESS_LITERAL})")
 # Angle brackets are legal in a quoted local part ("<x>"@example.com), but the delivery
 # client never sends them (core/smtp/client.py: a path ends at ">" for too many servers), so
 # such an address would be accepted and then retried for days, never delivered.

@@ -325,7 +325,15 @@ REJECTED = [
     # WhitelistEntry
     (WhitelistEntry(), "example.com", "must be @domain, .domain or a full email address"),
     (WhitelistEntry(), "@bad domain", "must be @domain, .domain or a full email address"),
-    (WhitelistEntry(), "user@", EMAIL_RULE),
+    (WhitelistEntry(), "user@", "must be @domain, .domain or a full email address"),
+    # a local part as the SMTP server takes it (shared/mailbox.py; tester25a B4)
+    (WhitelistEntry(), ".@example.com", "must be @domain, .domain or a full email address"),
+    (WhitelistEntry(), "a..b@example.com", "must be @domain, .domain or a full email address"),
+    (BlacklistEntry(), ".@example.com",
+     "must be @domain, .domain or an address (* and ? allowed before the @)"),
+    (BlacklistEntry(), "a..b@example.com",
+     "must be @domain, .domain or an address (* and ? allowed before the @)"),
+    (BlacklistEntry(), '"a*b"@example.com', "a quoted local part takes no * or ? wildcards"),
     (WhitelistEntry(), 5, "must be @domain, .domain or a full email address"),
     (Email(), "a" * 65 + "@example.com", "must have at most 64 characters before the @"),
     (Email(), "a" * 10 + "@" + ".".join(c * 61 for c in "bcde") + ".com",

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 
 from shared.idn import ascii_domain, entry_form, is_excluded, local_form
+from shared.mailbox import canonical_local
 from shared.wildcard import matches
 
 __all__ = ["address_domain", "whitelist_match", "is_excluded", "blacklist_match",
@@ -89,16 +90,11 @@ def _index(entries: tuple) -> _Index:
 
 
 def _address(address: str) -> tuple[str, str]:
-    """(local part unquoted in the lists' one form, domain in the one form); ("", "") for
-    none. `"evil"@spam.example` is the mailbox `evil@spam.example` (RFC 5322 §3.2.4: the
-    quotes and the backslashes of a quoted string are not part of it)."""
-    return local_form(_unquoted(address.strip().rpartition("@")[0])), address_domain(address)
-
-
-def _unquoted(local: str) -> str:
-    if len(local) < 2 or not (local.startswith('"') and local.endswith('"')):
-        return local
-    return re.sub(r"\\(.)", r"\1", local[1:-1])
+    """(local part in the lists' one form, domain in the one form); ("", "") for none.
+    `"evil"@spam.example` is the mailbox `evil@spam.example` (shared/mailbox.py
+    `canonical_local`), as entries are (shared/idn.py `entry_form`)."""
+    return (local_form(canonical_local(address.strip().rpartition("@")[0])),
+            address_domain(address))
 
 
 def whitelist_match(sender: str, entries) -> str | None:

@@ -85,6 +85,24 @@ def test_a_quoted_local_part_is_the_same_mailbox(envelope, header):
     assert v.disposition == "drop", (envelope, header)
 
 
+@pytest.mark.parametrize("entry, sender, listed", [
+    ('"a b"@x.example', '"a b"@x.example', True),
+    ('"a b"@x.example', '"a\\ b"@x.example', True),     # the same mailbox, escaped
+    ('"A B"@x.example', '"a b"@x.example', True),        # letter case, as every local part
+    ('"a b"@x.example', '"a  b"@x.example', False),
+    ('"evil"@spam.example', "evil@spam.example", True),  # a quoted entry, the plain sender
+])
+def test_a_sender_whose_local_part_needs_quotes_can_be_listed(entry, sender, listed):
+    # tester25a B4: the gateway accepts "a b"@x.example; neither list took it as an entry
+    raw = f"From: {sender}\r\nTo: user@local.test\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    findings, v = verdict(raw, {"sender": sender}, blacklist__enabled=True,
+                          blacklist__entries=[entry])
+    assert (v.disposition == "drop") is listed
+    view = view_of(message(), {"sender": sender})
+    assert bool(whitelisted(view, settings(whitelist__custom__enabled=True,
+                                           whitelist__custom=[entry]))) is listed
+
+
 def test_a_quoted_local_part_is_whitelisted_as_the_plain_one():
     view = view_of(message(), {"sender": '"boss"@company.example'})
     assert whitelisted(view, settings(whitelist__custom__enabled=True,
