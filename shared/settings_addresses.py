@@ -470,7 +470,7 @@ class WhitelistEntry(Kind):
                 local, _, domain = value.rpartition("@")
                 # any sender the gateway accepts (shared/mailbox.py), IDN domains allowed
                 if is_local_part(local) and _is_mail_domain(domain):
-                    _address_length(value)
+                    _address_length(f"{local}@{ascii_domain(domain)}")   # as sent
                     return entry_form(value)
         raise RuleError("must be @domain, .domain or a full email address")
 
@@ -497,7 +497,7 @@ class BlacklistEntry(Kind):
             if _is_mail_domain(domain) and (local == "" or is_local_part(local)):
                 if local.startswith('"') and ("*" in local or "?" in local):
                     raise RuleError("a quoted local part takes no * or ? wildcards")
-                _address_length(value)
+                _address_length(f"{local}@{ascii_domain(domain)}")       # as sent
                 return entry_form(value)
         raise RuleError("must be @domain, .domain or an address (* and ? allowed before the @)")
 
