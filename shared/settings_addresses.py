@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from shared.idn import ascii_domain, entry_form
-from shared.mailbox import is_local_part
+from shared.mailbox import is_list_local_part
 from shared.settings_types import (
     Characters, Int, Kind, RuleError, Str, integer_from_text, plain_object,
 )
@@ -468,8 +468,8 @@ class WhitelistEntry(Kind):
                                 ".domain for it and its subdomains")
             if "@" in value and not value.startswith(("@", ".")):
                 local, _, domain = value.rpartition("@")
-                # any sender the gateway accepts (shared/mailbox.py), IDN domains allowed
-                if is_local_part(local) and _is_mail_domain(domain):
+                # shared/mailbox.py rule 3, IDN domains allowed
+                if is_list_local_part(local) and _is_mail_domain(domain):
                     _address_length(f"{local}@{ascii_domain(domain)}")   # as sent
                     return entry_form(value)
         raise RuleError("must be @domain, .domain or a full email address")
@@ -493,9 +493,11 @@ class BlacklistEntry(Kind):
             return entry_form(value)
         if isinstance(value, str) and "@" in value:
             local, _, domain = value.rpartition("@")
-            # any sender the gateway accepts (shared/mailbox.py; * and ? are atext there)
-            if _is_mail_domain(domain) and (local == "" or is_local_part(local)):
+            # shared/mailbox.py rule 3 (* and ? are atext there)
+            if _is_mail_domain(domain) and (local == "" or is_list_local_part(local)):
                 if local.startswith('"') and ("*" in local or "?" in local):
+                    # a quoted entry names one mailbox exactly (lists.py compares it in
+                    # its canonical form): a * inside it would be read as a wildcard
                     raise RuleError("a quoted local part takes no * or ? wildcards")
                 _address_length(f"{local}@{ascii_domain(domain)}")       # as sent
                 return entry_form(value)

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from email.utils import getaddresses
 
 from shared.idn import ascii_domain, entry_form, is_excluded, local_form
-from shared.mailbox import canonical_local
+from shared.mailbox import canonical_local, local_content
 from shared.wildcard import matches
 
 __all__ = ["address_domain", "whitelist_match", "is_excluded", "blacklist_match",
@@ -80,12 +80,12 @@ def _index(entries: tuple) -> _Index:
         local, at, domain = form.rpartition("@")
         if form.startswith("@"):
             index.at_domains.setdefault(form[1:], entry)
-        elif form.startswith("."):
-            index.dot_domains.setdefault(form[1:], entry)
         elif at and ("*" in local or "?" in local):
             index.wildcards.setdefault(domain, []).append((local, entry))
-        elif at:
+        elif at:                            # .x@host is an address, not a .domain
             index.addresses.setdefault(form, entry)
+        elif form.startswith("."):
+            index.dot_domains.setdefault(form[1:], entry)
     return index
 
 
@@ -118,8 +118,9 @@ def blacklist_match(address: str, entries) -> str | None:
     found = index.addresses.get(f"{local}@{domain}")
     if found:
         return found
+    said = local_content(local)     # "bad guy" is matched as bad guy (review25c R1)
     for pattern, entry in index.wildcards.get(domain, ()):     # wildcard local part
-        if matches(pattern, local):
+        if matches(pattern, said):
             return entry
     for candidate in [domain, *parent_domains(domain)]:         # domain, then its parents
         found = index.at_domains.get(candidate) or index.dot_domains.get(candidate)

@@ -103,6 +103,34 @@ def test_a_sender_whose_local_part_needs_quotes_can_be_listed(entry, sender, lis
                                            whitelist__custom=[entry]))) is listed
 
 
+@pytest.mark.parametrize("entry, sender", [
+    ("bad*@x.example", '"bad guy"@x.example'),
+    ("*sales@x.example", '"john sales"@x.example'),
+    ("a.b*@x.example", '"a.b c"@x.example'),
+    ("j?hn@x.example", '"john"@x.example'),
+])
+def test_quotes_do_not_take_a_sender_past_a_wildcard_entry(entry, sender):
+    # review25c R1: the wildcard was matched against the quoted form
+    raw = f"From: {sender}\r\nTo: user@local.test\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    for envelope in (sender, "x@elsewhere.test"):      # the envelope, then the header From
+        findings, v = verdict(raw, {"sender": envelope}, blacklist__enabled=True,
+                              blacklist__entries=[entry])
+        assert v.disposition == "drop", (entry, envelope)
+
+
+@pytest.mark.parametrize("entry, sender", [
+    ("taro..yamada@docomo.example", "x@elsewhere.test"),
+    (".x@old.example", "x@elsewhere.test"),
+])
+def test_a_dotted_address_a_header_from_may_carry_can_be_blacklisted(entry, sender):
+    # review25c R2: legacy mobile addresses with double dots occur in header From
+    header = entry
+    raw = f"From: <{header}>\r\nTo: user@local.test\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    findings, v = verdict(raw, {"sender": sender}, blacklist__enabled=True,
+                          blacklist__entries=[entry])
+    assert v.disposition == "drop"
+
+
 def test_a_quoted_local_part_is_whitelisted_as_the_plain_one():
     view = view_of(message(), {"sender": '"boss"@company.example'})
     assert whitelisted(view, settings(whitelist__custom__enabled=True,
