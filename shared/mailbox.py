@@ -41,16 +41,20 @@ def is_list_local_part(local: str) -> bool:
     return _LIST_LOCAL_PART.fullmatch(local) is not None
 
 
+def _quoted(local: str) -> bool:
+    return len(local) >= 2 and local.startswith('"') and local.endswith('"')
+
+
 def local_content(local: str) -> str:
     """Rule 2: what a local part says (`"bad guy"` says `bad guy`)."""
-    if len(local) < 2 or not (local.startswith('"') and local.endswith('"')):
-        return local
-    return _ESCAPED.sub(r"\1", local[1:-1])
+    return _ESCAPED.sub(r"\1", local[1:-1]) if _quoted(local) else local
 
 
 def canonical_local(local: str) -> str:
     """Rule 2; anything that is not a quoted string is given back as it is."""
+    if not _quoted(local):
+        return local
     content = local_content(local)
-    if content is local or _DOT_STRING.fullmatch(content):
+    if _DOT_STRING.fullmatch(content):
         return content
     return '"' + _TO_ESCAPE.sub(r"\\\1", content) + '"'

@@ -470,7 +470,7 @@ class WhitelistEntry(Kind):
                 local, _, domain = value.rpartition("@")
                 # shared/mailbox.py rule 3, IDN domains allowed
                 if is_list_local_part(local) and _is_mail_domain(domain):
-                    _address_length(f"{local}@{ascii_domain(domain)}")   # as sent
+                    _address_length(f"{local}@{ascii_domain(domain)}")   # the domain in A-labels
                     return entry_form(value)
         raise RuleError("must be @domain, .domain or a full email address")
 
@@ -499,7 +499,7 @@ class BlacklistEntry(Kind):
                     # a quoted entry names one mailbox exactly (lists.py compares it in
                     # its canonical form): a * inside it would be read as a wildcard
                     raise RuleError("a quoted local part takes no * or ? wildcards")
-                _address_length(f"{local}@{ascii_domain(domain)}")       # as sent
+                _address_length(f"{local}@{ascii_domain(domain)}")   # the domain in A-labels
                 return entry_form(value)
         raise RuleError("must be @domain, .domain or an address (* and ? allowed before the @)")
 

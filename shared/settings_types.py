@@ -311,8 +311,9 @@ class Int(Kind):
 class Str(Kind):
     """Text. `header`: it becomes header text of mail (a Subject, a prefix to one), so no
     control character but tab, no line or paragraph separator and no text-direction
-    embedding or override goes with it: they go raw into the header, where a receiving server may refuse
-    or mangle them, and an override reverses how the rest of the line reads."""
+    embedding or override goes with it: they go raw into the header, where a receiving
+    server may refuse or mangle them, and an override reverses how the rest of the line
+    reads (shared/shown_text.py NOT_IN_HEADER_TEXT)."""
     max_len: int = 10_000
     min_len: int = 0
     multiline: bool = False
