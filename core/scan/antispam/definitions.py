@@ -6,12 +6,14 @@ What it owns
     package manifest (SPEC §3 LiveUpdate) — plus `rules.json` (heuristic_rules.py) and
     `model.json.gz` (weights, bias and score calibration, learner.py / engine.py; and
     "scoring": {"windows": {"words": N, "delta": D}} when the set is read in windows,
-    windows.py — a set without it scores the plain sum —, and "delisted3": true in it when
-    a message a mailing list relayed is read as the list received it, delist.py; the keys
-    of earlier readings, "delisted" and "delisted2", and the withdrawn "sender_names", are
-    refused; "chars": {"order", "lambda", "clip", "max_chars", "denominator"[, "prior"]} when
-    the set adds the bounded character model, whose tables are then the set's `chars.npz`,
-    chars.py).
+    windows.py — a set without it scores the plain sum —, with "off_window": "spam_side" in
+    it when a link's URL counts only towards spam there (windows.py rule 5), and
+    "delisted3": true in it when a message a mailing list relayed is read as the list
+    received it, delist.py; the keys of earlier readings, "delisted" and "delisted2", and
+    the withdrawn "sender_names", are refused; "chars": {"order", "lambda", "clip",
+    "max_chars", "denominator"[, "prior"]} when the set adds the bounded character model,
+    whose tables are then the set's `chars.npz`, chars.py). A key of "scoring" or of its
+    "windows" that this Mailmoat does not know is refused.
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
     returns the definitions in force: the installed set in the directory `installed` when it
     is a valid one, else the default set shipped inside the package
@@ -52,7 +54,7 @@ from pathlib import Path
 from core.scan.antispam.chars import DENOMINATORS, MAX_CHARS, MAX_ORDER, Chars, Tables
 from core.scan.antispam.delist import DELISTED_KEY
 from core.scan.antispam.heuristic_rules import RuleSet, RuleSetError
-from core.scan.antispam.windows import Windows
+from core.scan.antispam.windows import OFF_WINDOW, OFF_WINDOW_KEY, Windows
 
 __all__ = ["SpamDefinitions", "DefinitionsError", "load", "current", "write",
            "PACKAGED_DIR", "RUNTIME_DIR", "MODEL_FILE", "RULES_FILE", "MANIFEST_FILE",
@@ -156,13 +158,14 @@ def _scoring(scoring: dict) -> tuple[Windows | None, bool, dict | None]:
     """The model's "scoring" (windows.py, delist.py, chars.py); a way of
     scoring this engine does not know is refused, not read as the plain sum a later set's
     calibration was not made for."""
-    unknown = sorted(set(scoring) - {"windows", DELISTED_KEY, "chars"})
+    unknown = sorted(set(scoring) - {"windows", OFF_WINDOW_KEY, DELISTED_KEY, "chars"})
     if unknown:
         raise ValueError(f"scoring {', '.join(map(str, unknown))} is unknown to this Mailmoat")
     delisted = scoring.get(DELISTED_KEY, False)
     if not isinstance(delisted, bool):
         raise ValueError(f"scoring {DELISTED_KEY} must be true or false, not {delisted!r}")
-    return _windows(scoring.get("windows")), delisted, chars_settings(scoring.get("chars"))
+    windows = _windows(scoring.get("windows"), scoring.get(OFF_WINDOW_KEY, OFF_WINDOW[0]))
+    return windows, delisted, chars_settings(scoring.get("chars"))
 
 
 def chars_settings(value) -> dict | None:
@@ -218,14 +221,23 @@ def _tables(directory: Path, files: dict, chars: dict | None) -> Tables | None:
         raise DefinitionsError(f"{CHARS_FILE}: {exc}") from None
 
 
-def _windows(value) -> Windows | None:
+def _windows(value, off_window) -> Windows | None:
     if value is None:
+        if off_window != OFF_WINDOW[0]:
+            raise ValueError(f"scoring {OFF_WINDOW_KEY} reads windows, and the set has none")
         return None
+    unknown = sorted(set(value) - {"words", "delta"}) if isinstance(value, dict) else []
+    if unknown:
+        raise ValueError(f"scoring windows {', '.join(map(str, unknown))} is unknown to this "
+                         f"Mailmoat")
     words, delta = int(value["words"]), float(value["delta"])
     if not (MIN_WINDOW_WORDS <= words and math.isfinite(delta) and delta >= 0):
         raise ValueError(f"scoring windows must have at least {MIN_WINDOW_WORDS} words and "
                          f"a delta of 0 or more (words {words}, delta {delta})")
-    return Windows(words, delta)
+    if off_window not in OFF_WINDOW:
+        raise ValueError(f"scoring {OFF_WINDOW_KEY} must be {' or '.join(OFF_WINDOW)} "
+                         f"(how a link's URL counts, windows.py rule 5), not {off_window!r}")
+    return Windows(words, delta, off_window)
 
 
 def write(directory: Path, *, version: str, revision: int, rules_json: list, bias: float,
@@ -238,7 +250,12 @@ def write(directory: Path, *, version: str, revision: int, rules_json: list, bia
     directory.mkdir(parents=True, exist_ok=True)
     (directory / RULES_FILE).write_text(json.dumps(rules_json, indent=1) + "\n")
     scoring = {**({"windows": {"words": windows.words, "delta": windows.delta}}
-                  if windows else {}), **({DELISTED_KEY: True} if delisted else {}),
+                  if windows else {}),
+               # a key of its own, so a Mailmoat without rule 5 refuses the set; absent
+               # when "whole", so a set read as rev 6 keeps rev 6's bytes
+               **({OFF_WINDOW_KEY: windows.off_window}
+                  if windows and windows.off_window != OFF_WINDOW[0] else {}),
+               **({DELISTED_KEY: True} if delisted else {}),
                **({"chars": chars.settings()} if chars else {})}
     model = {"format": 1, "bias": bias, "z90": z90, "info": info,
              **({"scoring": scoring} if scoring else {}),

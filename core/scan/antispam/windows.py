@@ -8,8 +8,9 @@ What it owns
     text, split at white space), and
 
         windowed = bias + the weights of every feature that is not text + the weights of
-                   the text features no window makes + max over the windows of the sum
-                   of the weights of that window's text features
+                   the text features no window makes (rule 5: in a "spam_side" set, of
+                   those that weigh towards spam) + max over the windows of the sum of
+                   the weights of that window's text features
         z        = max(sum, windowed - delta)
 
     so a block of padding can only take what shares its window. A ham keeps its own words'
@@ -26,14 +27,20 @@ Rules
        `tokens` read) and only those the message's feature set holds, so a window never
        counts a feature the sum does not. A text feature no window makes (an HTML link's
        URL, which is in the markup, not the text) counts once, at its full weight, outside
-       the windows. Only windows holding a weighed feature compete for the best: one of
-       words the model does not know is no window of 0, which would lift a message whose
-       every window weighs towards ham to the windows' neutral point.
+       the windows — in a "spam_side" set only if it weighs towards spam (rule 5). Only windows holding a weighed feature compete for the
+       best: one of words the model does not know is no window of 0, which would lift a
+       message whose every window weighs towards ham to the windows' neutral point.
     3. Only when it can matter: with the text's negative evidence no larger than `delta`,
        or the sum already at score 100, the windows cannot change the score and are not
        read (`windowed_raw`); the score is the same either way.
     4. Sums are exact (`math.fsum`), so a score does not depend on the order a set of
        features is read in, which changes from process to process with the hash seed.
+    5. Links pad no more than text (the set's "off_window": "spam_side"; docs/
+       antispam-model.md, "Links as padding (twenty-sixth session)"): the URLs of hidden HTML links weigh towards ham as much as the
+       sender likes, and no window bounds them, so in the windowed reading a text feature
+       no window makes counts only if it weighs towards spam. The plain sum keeps them all;
+       with no window holding a weighed feature the windowed reading is the rest, `delta`
+       below. "whole" (the default, rev 6) counts them at their full weight.
 """
 
 from __future__ import annotations
@@ -42,16 +49,24 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
-__all__ = ["Windows", "is_text_feature", "windowed_raw", "TEXT_PREFIXES"]
+__all__ = ["Windows", "is_text_feature", "windowed_raw", "TEXT_PREFIXES", "OFF_WINDOW",
+           "OFF_WINDOW_KEY"]
 
 TEXT_PREFIXES = ("skip:", "email:", "C:", "u:", "up:")
 
 
+# rule 5: the set's "scoring" key, and its values, the first the default (the key absent)
+OFF_WINDOW_KEY = "off_window"
+OFF_WINDOW = ("whole", "spam_side")
+
+
 @dataclass(frozen=True)
 class Windows:
-    """How a definitions set reads windows: `words` per window, `delta` below the sum."""
+    """How a definitions set reads windows: `words` per window, `delta` below the sum, and
+    how a text feature no window makes counts (rule 5)."""
     words: int
     delta: float
+    off_window: str = OFF_WINDOW[0]
 
 
 def is_text_feature(feature: str) -> bool:
@@ -88,7 +103,9 @@ def windowed_raw(found, window_sets: Iterable[set[str]], weights: dict[str, floa
         score = math.fsum(get(f) for f in mine)
         best = score if best is None or score > best else best
         covered |= mine
-    if best is None:
+    left_out = (math.fsum(w for f in text - covered if (w := get(f)) < 0)    # rule 5
+                if windows.off_window == "spam_side" else 0.0)
+    if best is None and not left_out:
         return total
     covered_sum = math.fsum(get(f) for f in covered)
-    return max(total, total - covered_sum + best - windows.delta)
+    return max(total, total - covered_sum - left_out + (best or 0.0) - windows.delta)

@@ -19,7 +19,7 @@ from core.scan.antispam import learner
 from core.scan.antispam.engine import HeuristicEngine, raw_of
 from core.scan.antispam.tokenizer import MAX_TOKENS, tokens, window_tokens
 from core.scan.antispam.training import view_of
-from core.scan.antispam.windows import Windows, is_text_feature, windowed_raw
+from core.scan.antispam.windows import OFF_WINDOW, Windows, is_text_feature, windowed_raw
 
 WINDOWS = Windows(words=10, delta=0.5)
 
@@ -66,14 +66,19 @@ def test_a_hams_best_window_keeps_its_own_words_evidence():
     assert z == pytest.approx(-0.1)
 
 
-def test_the_windows_are_read_only_when_they_can_matter():
-    weights = {"cash": 2.0, "kernel": -0.2}
+@pytest.mark.parametrize("off_window", OFF_WINDOW)
+def test_the_windows_are_read_only_when_they_can_matter(off_window):
+    windows = Windows(10, 0.5, off_window)
+    weights = {"cash": 2.0, "kernel": -0.2, "u:example.com": -0.25}
     never = _Unread()
-    # negative text evidence no larger than delta: the windows cannot change the score
-    assert windowed_raw({"cash", "kernel"}, never, weights, 0.0, WINDOWS) == 1.8
+    # negative text evidence no larger than delta: the windows cannot change the score,
+    # whether it is in a window or not (rule 5 leaves out no more than that)
+    assert windowed_raw(set(weights), never, weights, 0.0, windows) == pytest.approx(1.55)
+    assert windowed_raw(set(weights), [{"cash"}, {"kernel"}], weights, 0.0, windows) == \
+        pytest.approx(1.55)
     # the sum at score 100 already
     weights["kernel"] = -5.0
-    assert windowed_raw({"cash", "kernel"}, never, weights, 10.0, WINDOWS,
+    assert windowed_raw({"cash", "kernel"}, never, weights, 10.0, windows,
                         ceiling=6.0) == 7.0
 
 
@@ -186,3 +191,113 @@ def test_a_score_does_not_depend_on_the_order_its_features_are_read_in(tmp_path,
         (defs.PACKAGED_DIR / defs.RULES_FILE).read_text()), bias=0.0, weights=UNEVEN,
         z90=1.3, info={})
     assert raw_of(order, [], defs.load(tmp_path / "plain")) == 2.0
+
+
+SPAM_SIDE = Windows(words=10, delta=0.5, off_window="spam_side")
+
+
+def test_links_towards_ham_are_left_out_of_the_spam_side_windowed_reading():
+    # windows.py rule 5: hidden links' URLs weigh towards ham as much as a sender likes
+    weights = {"u:ham.example": -3.0, "up:login": -1.0, "u:spam.example": 0.7,
+               "cash": 2.0, "kernel": -1.0}
+    found = set(weights)
+    whole = windowed_raw(found, [{"cash"}, {"kernel"}], weights, 0.0, WINDOWS)
+    assert whole == pytest.approx(max(-2.3, -4.0 + 0.7 + 2.0 - 0.5))
+    spam_side = windowed_raw(found, [{"cash"}, {"kernel"}], weights, 0.0, SPAM_SIDE)
+    assert spam_side == pytest.approx(0.7 + 2.0 - 0.5)
+    # more such links move the sum, not the windowed reading
+    padded = found | {f"u:ham{i}.example" for i in range(50)}
+    weights.update({f"u:ham{i}.example": -1.0 for i in range(50)})
+    assert windowed_raw(padded, [{"cash"}, {"kernel"}], weights, 0.0, SPAM_SIDE) == \
+        pytest.approx(spam_side)
+
+
+def test_with_no_window_a_spam_side_reading_is_the_rest_delta_below():
+    # a message of hidden links and images, no words the model knows: nothing competes
+    weights = {"u:ham.example": -3.0, "h:x": 2.0}
+    found = set(weights)
+    assert windowed_raw(found, [], weights, 0.0, WINDOWS) == pytest.approx(-1.0)
+    assert windowed_raw(found, [], weights, 0.0, SPAM_SIDE) == pytest.approx(1.5)
+    # the windows' own text decides as before when no link weighs towards ham
+    weights = {"meeting": -2.0, "agenda": -2.0}
+    found = set(weights)
+    for windows in (WINDOWS, SPAM_SIDE):
+        assert windowed_raw(found, [{"meeting"}, {"agenda"}], weights, 0.0, windows) == \
+            pytest.approx(max(-4.0, -2.0 - 0.5))
+
+
+def test_a_spam_side_set_keeps_a_spam_padded_with_hidden_links(tmp_path):
+    # the same weights read both ways, through the decomposer: a spam whose HTML hides links
+    # to hosts the model counts towards ham (the weights are public) loses its score only
+    # where they count
+    packaged = defs.load(defs.PACKAGED_DIR)
+    rules = json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text())
+    hosts = sorted((w, f[2:]) for f, w in packaged.weights.items()
+                   if f.startswith("u:") and "." in f and w < 0)[:40]
+    links = " ".join(f'<a href="http://{host}/login/click.html">.</a>' for _, host in hosts)
+    html = ("<html><body><p>Lose weight fast! Cheap meds without prescription, 100% "
+            "satisfaction guaranteed. Click here to order now and save 80%! Limited time "
+            "offer, act now!</p><a href=\"http://cheap-meds.example/order\">Order</a>"
+            "<div style=\"display:none\">{}</div></body></html>")
+    message = ("From: deals@cheap-meds.example\r\nTo: you@example.com\r\nSubject: "
+               "Cheap meds, save 80%!!!\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n"
+               "\r\n{}\r\n")
+    plain = message.format(html.format("")).encode()
+    padded = message.format(html.format(links)).encode()
+    scores = {}
+    for off_window in ("whole", "spam_side"):
+        defs.write(tmp_path / off_window, version="2030-01-02", revision=9, rules_json=rules,
+                   bias=packaged.bias, weights=packaged.weights, z90=packaged.z90, info={},
+                   windows=Windows(200, 0.5, off_window))
+        engine = HeuristicEngine(defs.load(tmp_path / off_window))
+        scores[off_window] = [engine.score(view_of(m)).score for m in (plain, padded)]
+    assert scores["whole"][0] >= 90 and scores["spam_side"][0] >= 90
+    assert scores["whole"][1] < 50                      # rev 6's reading: the links win
+    assert scores["spam_side"][1] >= 90
+
+
+def _written(tmp_path, name, windows, scoring=None):
+    """A set with the packaged weights and `windows`; `scoring` edits its model's "scoring"
+    as a later or a damaged set might have it (the manifest's hash mended)."""
+    packaged = defs.load(defs.PACKAGED_DIR)
+    directory = defs.write(tmp_path / name, version="2030-01-02", revision=9, info={},
+                           rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE)
+                                                 .read_text()),
+                           bias=packaged.bias, weights=packaged.weights, z90=packaged.z90,
+                           windows=windows)
+    model_path = directory / defs.MODEL_FILE
+    model = json.loads(gzip.decompress(model_path.read_bytes()))
+    if scoring:
+        scoring(model["scoring"])
+        model_path.write_bytes(gzip.compress(json.dumps(model).encode()))
+        manifest = json.loads((directory / defs.MANIFEST_FILE).read_text())
+        manifest["files"][defs.MODEL_FILE] = hashlib.sha256(model_path.read_bytes()).hexdigest()
+        (directory / defs.MANIFEST_FILE).write_text(json.dumps(manifest))
+    return directory, model["scoring"]
+
+
+def test_definitions_carry_how_off_window_features_count(tmp_path):
+    for name, windows in (("whole", Windows(200, 0.5)),
+                          ("spam_side", Windows(200, 0.5, "spam_side"))):
+        directory, _ = _written(tmp_path, name, windows)
+        assert defs.load(directory).windows == windows
+    # the default is not written: a set read as rev 6 reads keeps rev 6's bytes; the other
+    # is a "scoring" key of its own, which a Mailmoat without rule 5 refuses as unknown
+    assert _written(tmp_path, "w2", Windows(200, 0.5))[1] == \
+        {"windows": {"words": 200, "delta": 0.5}}
+    assert _written(tmp_path, "s2", Windows(200, 0.5, "spam_side"))[1] == \
+        {"windows": {"words": 200, "delta": 0.5}, "off_window": "spam_side"}
+
+
+@pytest.mark.parametrize("edit, refusal", [
+    (lambda s: s.update(off_window="half"),
+     "off_window must be whole or spam_side .*windows.py rule 5.*'half'"),
+    (lambda s: s.pop("windows"), "off_window reads windows, and the set has none"),
+    # a misspelt or later key inside "windows" is not read as rev 6's windows
+    (lambda s: s["windows"].update({"off-window": "spam_side"}),
+     "scoring windows off-window is unknown"),
+])
+def test_a_sets_off_window_it_cannot_read_is_refused(tmp_path, edit, refusal):
+    directory, _ = _written(tmp_path, "bad", Windows(200, 0.5, "spam_side"), scoring=edit)
+    with pytest.raises(defs.DefinitionsError, match=refusal):
+        defs.load(directory)
