@@ -79,12 +79,14 @@ HAM_TAIL = 0.002
 # docs/antispam-model.md, "Calibration")
 CALIBRATION_FLOOR = 1.25
 HARD_HAM_WEIGHT = 40.0
-DEFAULT_VERSION = "2026-11-30"
-DEFAULT_REVISION = 6
+DEFAULT_VERSION = "2026-12-01"
+DEFAULT_REVISION = 7
 # The text read in windows of 200 words, 0.5 below the sum (core/scan/antispam/windows.py):
 # chosen inside the training part against padding (docs/antispam-model.md, "Windowed
-# scoring (twenty-first session)"); None scores the plain sum, as revs 1-5 did.
-WINDOWS = Windows(words=200, delta=0.5)
+# scoring (twenty-first session)"), a link's URL counting only towards spam there (rule 5,
+# rev 7: "Links as padding (twenty-sixth session)"; Windows(200, 0.5) is rev 6's reading,
+# byte for byte); None scores the plain sum, as revs 1-5 did.
+WINDOWS = Windows(words=200, delta=0.5, off_window="spam_side")
 # True reads a message a mailing list relayed as the list received it, guarded by the
 # message as it came (core/scan/antispam/delist.py rule 7; docs/
 # antispam-model.md, "The guarded de-listed reading (twenty-third session)"); False reads

@@ -103,7 +103,7 @@ def test_a_footer_is_cut_only_near_the_end():
 
 
 def test_read_de_listed_list_headers_and_a_footer_do_not_lower_a_spams_score():
-    # the shipped weights (rev 6, trained as mail came), read both ways
+    # the shipped weights (rev 6 on, trained as mail came), read both ways
     shipped = defs.load(defs.PACKAGED_DIR)
     for definitions, cost in ((replace(shipped, delisted=True), lambda c: c < 0.25),
                               (replace(shipped, delisted=False), lambda c: c > 1.0)):
