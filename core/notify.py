@@ -63,7 +63,7 @@ from shared.events import SUCCEEDED, Action
 from shared.guide_texts import ALERT_TEXTS
 from shared.report_format import data_user, detail_parts, event_data
 from shared.settings_addresses import Sender
-from shared.shown_text import one_line
+from shared.shown_text import header_line, one_line, visible_bidi
 from shared.spool import CORRUPT_RULE
 
 __all__ = ["Notifier", "AlertEngine", "ResourceMonitor", "alert_key", "fill_metatags",
@@ -125,8 +125,10 @@ def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, bod
     local, _, domain = address.rpartition("@")
     msg["From"] = Address(display_name=name, username=local, domain=domain)
     msg["To"] = ", ".join(recipients)
-    # a metatag in the subject template may bring line breaks (${MSGINFO}): one line
-    msg["Subject"] = one_line(" ".join(subject.split("\n")))
+    # a metatag in the subject template may bring line breaks (${MSGINFO}): one line. What a
+    # sender wrote was made visible when it was filled in (fill_metatags); the rest is the
+    # administrator's own text, whose right-to-left marks stay (review25b D2)
+    msg["Subject"] = header_line(" ".join(subject.split("\n")))
     msg["Date"] = mail_date(time.time())
     msg["Message-ID"] = make_msgid(domain=hostname)
     msg["Auto-Submitted"] = "auto-generated"
@@ -139,8 +141,12 @@ def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, bod
 # --- notifications ---------------------------------------------------------------------------
 
 def fill_metatags(template: str, tags: Mapping[str, str]) -> str:
+    """`template` with each ${NAME} replaced by its tag's value, the value's bidi controls
+    made visible: a tag carries what a sender wrote (a file name, a virus report), the
+    template is the administrator's own."""
     out = template
     for name, value in tags.items():
+        value = visible_bidi(value)
         out = out.replace("${" + name + "}", value).replace("$ {" + name + "}", value)
     return out
 

@@ -7,7 +7,9 @@ reader of it (pages, notifications, alerts, reports) must not be fooled by.
 - `one_line`: control characters and line separators shown as escapes (`\\x0a`), bidi
   controls as marks. What a sender or a logon form put in a subject, an address, a file name
   or a user name must not start a line of its own in an alert or notification (a forged
-  "logon ... success" line), nor break a header field.
+  "logon ... success" line), nor break a header field. `header_line` keeps the marks and
+  isolates, for text that is the administrator's own (a Subject typed in Hebrew keeps its
+  right-to-left marks; review25b D2).
 - `quoted`: a value an error message quotes back to the person who typed it, in quotes, every
   character that does not print (controls, bidi controls, zero-width and other format
   characters, a lone surrogate) as a visible mark `⟨U+001B⟩`: the same marks the console
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["BIDI_CONTROLS", "NOT_IN_HEADER_TEXT", "visible_bidi", "one_line", "quoted"]
+__all__ = ["BIDI_CONTROLS", "NOT_IN_HEADER_TEXT", "visible_bidi", "one_line",
+           "header_line", "quoted"]
 
 # Embeddings and overrides U+202A-U+202E, isolates U+2066-U+2069, the marks U+200E/U+200F
 # and U+061C.
@@ -30,6 +33,7 @@ _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 # `header`): the controls above but tab, and the embeddings and overrides U+202A-U+202E; the
 # marks and isolates stay, as right-to-left text needs them.
 NOT_IN_HEADER_TEXT = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e]")
+_OVERRIDES_SHOWN = {code: _BIDI_SHOWN[code] for code in range(0x202A, 0x202F)}
 
 
 def visible_bidi(text: str) -> str:
@@ -40,6 +44,14 @@ def visible_bidi(text: str) -> str:
 def one_line(text: str) -> str:
     """`text` as one line, its bidi controls visible."""
     return visible_bidi(_CONTROLS.sub(_escaped, text))
+
+
+def header_line(text: str) -> str:
+    """`text` as one line of a header field: controls as escapes, the embeddings and
+    overrides a header's text may not hold (NOT_IN_HEADER_TEXT) as visible marks, the marks
+    and isolates that right-to-left text needs kept."""
+    text = _CONTROLS.sub(_escaped, text)
+    return text if text.isascii() else text.translate(_OVERRIDES_SHOWN)
 
 
 def _escaped(match: re.Match) -> str:

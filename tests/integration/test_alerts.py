@@ -421,6 +421,29 @@ def test_a_notification_subject_with_line_breaks_is_one_line():
     assert parsed["Bcc"] is None
 
 
+def test_a_right_to_left_subject_keeps_its_marks_and_a_senders_override_is_shown():
+    """review25b D2: the Subject an administrator types in Hebrew keeps the right-to-left
+    mark it needs (the header-text rule allows it), where compose_mail showed it as
+    ⟨U+200F⟩; what a sender wrote (${MSGINFO}'s Subject) still shows its override."""
+    envelope = Envelope.new("Q1", "bad@outside.test", ["user@local.test"])
+    outcome = WorkerOutcome(findings=[], verdict=decide([]), subject="invoice\u202efdp.scr")
+    template = "\u05d4\u05d5\u05d3\u05e2\u05d4\u200f: ${MSGINFO}"
+    subject = fill_metatags(template, metatags(envelope, outcome))
+    raw = compose_mail(defaults(), "mm.test", ["a@local.test"], subject, "body",
+                       "notification")
+    shown = email.message_from_bytes(raw, policy=policy.default)["Subject"]
+    assert shown.startswith("\u05d4\u05d5\u05d3\u05e2\u05d4\u200f: From: bad@outside.test")
+    assert shown.endswith("Subject: invoice\u27e8U+202E\u27e9fdp.scr")
+    assert "\u202e" not in shown
+    # a tag's value is shown as a sender wrote it even where metatags did not (an outbreak's
+    # virus report); and an override stored before the header-text rule is shown too
+    filled = fill_metatags("\u202eOutbreak ${VIRUSINFO}", {"VIRUSINFO": "x\u2067y"})
+    shown = email.message_from_bytes(compose_mail(defaults(), "mm.test", ["a@local.test"],
+                                                  filled, "body", "alert"),
+                                     policy=policy.default)["Subject"]
+    assert shown == "\u27e8U+202E\u27e9Outbreak x\u27e8U+2067\u27e9y"
+
+
 def test_alerts_and_notifications_are_dated_in_utc_with_plus_0000():
     """They said -0000, 'offset unknown' in RFC 5322 §3.3 (interop tester), while bounces
     and the Received field say +0000."""
