@@ -140,11 +140,15 @@ def extract(samples, rules, view=view_of, windows: Windows | None = None,
 
 
 def raw_of_readings(weights, read, windows: Windows | None, terms=None) -> float:
-    """z of a sample as the engine scores it (engine.score): the largest over its readings
-    (`extract`), each the plain sum or windowed, plus its character term (`terms`, lambda ·
-    e per reading; None: none)."""
-    return max(map(sum, zip(base_of_readings(weights, read, windows),
-                            terms or [0.0] * len(read))))
+    """z of a sample as the engine scores it (engine.score): `engine_z` of its readings
+    (`extract`), each the plain sum or windowed."""
+    return engine_z(base_of_readings(weights, read, windows), terms)
+
+
+def engine_z(bases, terms=None) -> float:
+    """The largest over a sample's readings of each one's z (`base_of_readings`) plus its
+    character term (`terms`, lambda · e per reading; None: none), as engine.score takes it."""
+    return max(map(sum, zip(bases, terms or [0.0] * len(bases))))
 
 
 def base_of_readings(weights, read, windows: Windows | None) -> tuple[float, ...]:
@@ -217,7 +221,7 @@ def nested_char_terms(nested, data, groups, readings_of):
         outer_terms = char_terms_of(train_chars(data, readings_of, part), readings_of, outer)
         for scores, terms in ((result.inner, inner_terms), (result.outer, outer_terms)):
             for i, bases in scores.items():
-                scores[i] = max(map(sum, zip(bases, terms[i])))
+                scores[i] = engine_z(bases, terms[i])
     return nested
 
 
@@ -254,7 +258,7 @@ def check_calibration(data, groups, sample_weights, readings_of) -> list[dict]:
         for fold in nested:
             for scores in (fold.inner, fold.outer):
                 for i, bases in scores.items():
-                    scores[i] = max(bases)
+                    scores[i] = engine_z(bases)
     z90s = [calibrate([z for i, z in fold.inner.items() if not data[i][1]])[0]
             for fold in nested]
     spam = sum(1 for _, is_spam in data if is_spam)
