@@ -12,7 +12,8 @@ the test part) and measures, one message at a time on one core:
 - SpamAssassin: spamc -c to a local spamd (one child, local tests only, Bayes trained on the
   training part as in bench/antispam_eval.py), sequentially.
 
-Prints messages/s for both and the ratio; writes bench/spam-bench.json. With --reference, the
+Prints messages/s for both and the ratio; writes them to --json, or without it, when spamd was
+measured, to bench/spam-bench.json (the Speed table of docs/antispam.md). With --reference, the
 engine also scores the same messages with the spam definitions set in DIR (an earlier
 revision, say), the two sets' rounds alternating in one process, and prints that ratio too.
 """
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-spamassassin", action="store_true")
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument("--json", type=Path)
     parser.add_argument("--reference", type=Path,
                         help="a spam definitions set to compare the shipped one with")
     args = parser.parse_args(argv)
@@ -85,7 +86,8 @@ def main(argv=None) -> int:
     if args.reference:
         engines.append(HeuristicEngine(defs.load(args.reference)))
     ours, *reference = engine_rates(paths, args.rounds, engines)
-    result = {"messages": len(paths), "octets": sum(p.stat().st_size for p in paths),
+    result = {"definitions": engines[0].definitions().label,
+              "messages": len(paths), "octets": sum(p.stat().st_size for p in paths),
               "mailmoat_messages_per_second": round(ours, 1)}
     print(f"Mailmoat heuristic engine: {ours:.1f} messages/s ({len(paths)} messages)")
     if reference:
@@ -100,7 +102,9 @@ def main(argv=None) -> int:
         result["ratio"] = round(ours / theirs, 1)
         print(f"spamd/spamc (1 child, local tests, Bayes): {theirs:.1f} messages/s")
         print(f"ratio: {ours / theirs:.1f}x")
-    args.json.write_text(json.dumps(result, indent=1) + "\n")
+    out = args.json or (DEFAULT_JSON if "spamd_messages_per_second" in result else None)
+    if out:
+        out.write_text(json.dumps(result, indent=1) + "\n")
     return 0
 
 
