@@ -68,23 +68,23 @@ def record_change(home, changed: dict[str, tuple], command_line: str, *,
                   result: str = "saved", **extra) -> None:
     """An object_modified event for a change made from the command line, as the console
     writes one for a change saved there (the audit trail; it raises the config_change
-    alert): who (the system user), the command, what changed. A request left for the core
+    alert): who (the system user who ran the command, shared.home.invoking_user), the
+    command, what changed. A request left for the core
     (`mailmoat queue ACTION --hold`) changes no setting: `extra` names it (command, args,
     command_id), as the console's hold buttons do (console.settings_service.submit_command);
     one the command withdraws again is recorded with `result` shared.commands.WITHDRAWN.
     Nothing changed and nothing requested writes nothing."""
     if not changed and not extra:
         return
-    import pwd
-
     from shared.events import Action, EventWriter
+    from shared.home import invoking_user
     from shared.settings import changes_shown
 
     writer = EventWriter(home.db, "cli")
     try:
         writer.record(Action.OBJECT_MODIFIED, result=result, info=f"mailmoat {command_line}",
                       rule=",".join(sorted(changed))[:500] or None,
-                      data={"user": pwd.getpwuid(os.geteuid()).pw_name, "page": "cli",
+                      data={"user": invoking_user(), "page": "cli",
                             "changes": changes_shown(changed), **extra})
     finally:
         writer.close()

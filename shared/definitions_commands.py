@@ -106,9 +106,8 @@ def _record_refused(home, package: str, exc) -> None:
     the updates (Succeeded/Failed)"): nothing changed, so no core writes one. It names the
     package, why it was refused, who ran the command and, when its signature verified, the
     type and version it carries."""
-    import pwd
-
     from shared.events import FAILED, Action, EventWriter
+    from shared.home import invoking_user
 
     manifest = exc.manifest
     writer = EventWriter(home.db, "cli")
@@ -117,7 +116,7 @@ def _record_refused(home, package: str, exc) -> None:
                       rule=f"definitions.{manifest.type}" if manifest else "definitions.install",
                       info=f"install of {Path(package).name} refused: {exc}",
                       data={"package": str(Path(package).resolve()),
-                            "user": pwd.getpwuid(os.geteuid()).pw_name,
+                            "user": invoking_user(),
                             **({"type": manifest.type, "version": manifest.version,
                                 "revision": manifest.revision} if manifest else {})})
     finally:

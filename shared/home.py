@@ -50,7 +50,7 @@ from shared.tls import ensure_self_signed, half_pair_message
 
 __all__ = ["initialise", "open_db", "require_home", "InitResult", "HomeMissing", "machine_hostname",
            "gateway_name", "hostname_notice",
-           "become_owner", "OwnerUnusable",
+           "become_owner", "invoking_user", "OwnerUnusable",
            "AlreadyRunning", "hold_lock", "lock_holder", "migrate_stopped", "DiskFull",
            "ProcessLock", "RUN_LOCK", "CORE_LOCK", "CONSOLE_LOCK",
            "open_db_at_start",
@@ -169,6 +169,27 @@ class OwnerUnusable(RuntimeError):
     or cannot run as it (message: one line saying why and what to do)."""
 
 
+def invoking_user() -> str:
+    """Who ran this command, for the audit trail (the events of changes made from the command
+    line): the account it was started as — root, not the data home's owner it became
+    (`become_owner`; tester26b B1) — and, run with sudo, the person who asked:
+    "root (sudo: alice)"."""
+    return _invoker or _account_name()
+
+
+def _account_name() -> str:
+    uid = os.getuid()
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = f"uid {uid}"
+    sudo = os.environ.get("SUDO_USER")
+    return f"{name} (sudo: {sudo})" if sudo and sudo != name else name
+
+
+_invoker: str | None = None     # set when become_owner switches user
+
+
 def become_owner(home: DataHome) -> str | None:
     """Run as root on a data home another user owns, become that user (its groups, its
     group, its id, and HOME, USER and LOGNAME; none of root's TMPDIR, TEMP, TMP and XDG_*)
@@ -199,6 +220,8 @@ def become_owner(home: DataHome) -> str | None:
     for path in (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), *sys.path):
         if path and os.path.abspath(path) != here and os.path.exists(path):
             needed.setdefault(path, os.R_OK | os.X_OK if os.path.isdir(path) else os.R_OK)
+    global _invoker
+    _invoker = _account_name()
     try:
         os.initgroups(name, account.pw_gid)
         os.setgid(account.pw_gid)

@@ -165,6 +165,24 @@ def test_definitions_install_as_root_on_the_service_users_home_leaves_its_files(
     assert (virus["version"], virus["revision"], virus["problem"]) == ("2026-12-01", 1, None)
 
 
+def test_a_change_root_makes_on_the_service_users_home_is_recorded_as_roots(
+        service_user, reachable_dir, python):
+    """tester26b B1: the event (and the Configuration Change alert made of it) named the
+    home's owner the command had become, so an administrator's change read as the
+    service's own; with sudo, the person who asked is named too."""
+    home = service_home(service_user, reachable_dir, "audit", python)
+    mailmoat(python, "config", "set", "delivery.paused", "true", "--home", home)
+    mailmoat(python, "config", "set", "delivery.paused", "false", "--home", home,
+             prefix=("env", "SUDO_USER=alice"))
+    mailmoat(python, "config", "set", "delivery.paused", "true", "--home", home,
+             user=service_user)
+    shown = mailmoat(python, "report", "detail", "--action", "object_modified", "--format",
+                     "json", "--home", home, user=service_user).stdout
+    users = [line.split("user=")[1].split(";")[0] for line in
+             (json.loads(row)["info"] for row in shown.splitlines()) if "delivery.paused" in line]
+    assert sorted(users) == sorted(["root", "root (sudo: alice)", service_user.pw_name])
+
+
 def test_root_with_a_python_the_homes_owner_cannot_run_is_refused_before_touching_it(
         service_user, reachable_dir, python):
     if _runs_mailmoat(service_user, sys.executable):
