@@ -79,9 +79,8 @@ def _run(args) -> int:
         except defs.DefinitionsError as exc:
             raise CommandFailed(f"rollback refused: {exc}") from None
         if now.source == "package":
-            again = defs.installed_versions(home.definitions, args.kind)["previous"]
             print(f"{args.kind} definitions rolled back: the shipped {now.label} is current"
-                  + (f" (rollback again makes {again} current)" if again else ""))
+                  + _rollback_again(defs, home, args.kind))
         else:
             print(f"{args.kind} definitions rolled back: {now.label} is current")
         return EXIT_OK
@@ -121,6 +120,20 @@ def _record_refused(home, package: str, exc) -> None:
                                 "revision": manifest.revision} if manifest else {})})
     finally:
         writer.close()
+
+
+def _rollback_again(defs, home, kind: str) -> str:
+    """What a second rollback would do, after one back to the shipped set: the set it
+    would make current, or why it would refuse it (tester26b C1: the damaged set the first
+    rollback left was promised, and the second refused it)."""
+    again = defs.installed_versions(home.definitions, kind)["previous"]
+    if not again:
+        return ""
+    try:
+        defs.check_set(kind, Path(home.definitions) / kind / again)
+    except defs.DefinitionsError as exc:
+        return f" ({again}, kept as previous, cannot be used: {exc})"
+    return f" (rollback again makes {again} current)"
 
 
 def _trusted_keys(home) -> list[str]:

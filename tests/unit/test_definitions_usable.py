@@ -255,6 +255,21 @@ def test_rollback_refuses_a_previous_set_that_does_not_load(tmp_path, key, home,
                                                         "previous": "v2026-12-01-r1"}
 
 
+def test_a_rollback_to_the_shipped_set_does_not_promise_a_previous_set_that_does_not_load(
+        tmp_path, key, home, capsys):
+    # tester26b C1: "rollback again makes v2026-12-01-r1 current", and the next one refused it
+    files = {"mailmoat.ndb": EICAR_NDB.encode()}
+    assert _cli(capsys, "install", _package(tmp_path, key, "virus", files), "--home",
+                home.root)[0] == 0
+    (home.definitions / "virus" / "v2026-12-01-r1" / "mailmoat.ndb").write_text("x")
+    code, out, _ = _cli(capsys, "rollback", "--home", home.root)
+    assert (code, out) == (0, f"virus definitions rolled back: the shipped "
+                              f"{defs.baseline('virus').label} is current (v2026-12-01-r1, "
+                              f"kept as previous, cannot be used: mailmoat.ndb: does not match "
+                              f"its hash)\n")
+    assert _cli(capsys, "rollback", "--home", home.root)[0] == 1
+
+
 # --- D7: the shipped spam set is reported like the virus one ---------------------------------
 
 def test_status_on_a_fresh_home_reports_both_shipped_sets(home, capsys):
