@@ -7,7 +7,8 @@ What it owns
     `model.json.gz` (weights, bias and score calibration, learner.py / engine.py; and
     "scoring": {"windows": {"words": N, "delta": D}} when the set is read in windows,
     windows.py — a set without it scores the plain sum —, with "off_window": "spam_side" in
-    it when a link's URL counts only towards spam there (windows.py rule 5), and
+    it when a link's URL counts only towards spam there (windows.py rule 5), and "urls":
+    "spam_side" too when every URL does (rule 6), and
     "delisted3": true in it when a message a mailing list relayed is read as the list
     received it, delist.py; the keys of earlier readings, "delisted" and "delisted2", and
     the withdrawn "sender_names", are refused; "chars": {"order", "lambda", "clip",
@@ -54,7 +55,7 @@ from pathlib import Path
 from core.scan.antispam.chars import DENOMINATORS, MAX_CHARS, MAX_ORDER, Chars, Tables
 from core.scan.antispam.delist import DELISTED_KEY
 from core.scan.antispam.heuristic_rules import RuleSet, RuleSetError
-from core.scan.antispam.windows import OFF_WINDOW, OFF_WINDOW_KEY, Windows
+from core.scan.antispam.windows import OFF_WINDOW_KEY, SIDES, URLS_KEY, Windows
 
 __all__ = ["SpamDefinitions", "DefinitionsError", "load", "current", "write",
            "PACKAGED_DIR", "RUNTIME_DIR", "MODEL_FILE", "RULES_FILE", "MANIFEST_FILE",
@@ -158,13 +159,14 @@ def _scoring(scoring: dict) -> tuple[Windows | None, bool, dict | None]:
     """The model's "scoring" (windows.py, delist.py, chars.py); a way of
     scoring this engine does not know is refused, not read as the plain sum a later set's
     calibration was not made for."""
-    unknown = sorted(set(scoring) - {"windows", OFF_WINDOW_KEY, DELISTED_KEY, "chars"})
+    unknown = sorted(set(scoring) - {"windows", OFF_WINDOW_KEY, URLS_KEY, DELISTED_KEY, "chars"})
     if unknown:
         raise ValueError(f"scoring {', '.join(map(str, unknown))} is unknown to this Mailmoat")
     delisted = scoring.get(DELISTED_KEY, False)
     if not isinstance(delisted, bool):
         raise ValueError(f"scoring {DELISTED_KEY} must be true or false, not {delisted!r}")
-    windows = _windows(scoring.get("windows"), scoring.get(OFF_WINDOW_KEY, OFF_WINDOW[0]))
+    windows = _windows(scoring.get("windows"), scoring.get(OFF_WINDOW_KEY, SIDES[0]),
+                       scoring.get(URLS_KEY, SIDES[0]))
     return windows, delisted, chars_settings(scoring.get("chars"))
 
 
@@ -221,10 +223,17 @@ def _tables(directory: Path, files: dict, chars: dict | None) -> Tables | None:
         raise DefinitionsError(f"{CHARS_FILE}: {exc}") from None
 
 
-def _windows(value, off_window) -> Windows | None:
+def _windows(value, off_window, urls) -> Windows | None:
+    for key, side in ((OFF_WINDOW_KEY, off_window), (URLS_KEY, urls)):
+        if side not in SIDES:
+            raise ValueError(f"scoring {key} must be {' or '.join(SIDES)} (how text evidence "
+                             f"counts, windows.py rules 5 and 6), not {side!r}")
+        if value is None and side != SIDES[0]:
+            raise ValueError(f"scoring {key} reads windows, and the set has none")
+    if urls != SIDES[0] and off_window != urls:
+        raise ValueError(f"scoring {URLS_KEY} {urls} reads the windows as {OFF_WINDOW_KEY} "
+                         f"{urls} does (windows.py rule 6), and {OFF_WINDOW_KEY} is {off_window}")
     if value is None:
-        if off_window != OFF_WINDOW[0]:
-            raise ValueError(f"scoring {OFF_WINDOW_KEY} reads windows, and the set has none")
         return None
     unknown = sorted(set(value) - {"words", "delta"}) if isinstance(value, dict) else []
     if unknown:
@@ -234,10 +243,7 @@ def _windows(value, off_window) -> Windows | None:
     if not (MIN_WINDOW_WORDS <= words and math.isfinite(delta) and delta >= 0):
         raise ValueError(f"scoring windows must have at least {MIN_WINDOW_WORDS} words and "
                          f"a delta of 0 or more (words {words}, delta {delta})")
-    if off_window not in OFF_WINDOW:
-        raise ValueError(f"scoring {OFF_WINDOW_KEY} must be {' or '.join(OFF_WINDOW)} "
-                         f"(how a link's URL counts, windows.py rule 5), not {off_window!r}")
-    return Windows(words, delta, off_window)
+    return Windows(words, delta, off_window, urls)
 
 
 def write(directory: Path, *, version: str, revision: int, rules_json: list, bias: float,
@@ -251,10 +257,11 @@ def write(directory: Path, *, version: str, revision: int, rules_json: list, bia
     (directory / RULES_FILE).write_text(json.dumps(rules_json, indent=1) + "\n")
     scoring = {**({"windows": {"words": windows.words, "delta": windows.delta}}
                   if windows else {}),
-               # a key of its own, so a Mailmoat without rule 5 refuses the set; absent
-               # when "whole", so a set read as rev 6 keeps rev 6's bytes
+               # keys of their own, so a Mailmoat without rules 5 and 6 refuses the set;
+               # absent when "whole", so a set read as rev 6 keeps rev 6's bytes
                **({OFF_WINDOW_KEY: windows.off_window}
-                  if windows and windows.off_window != OFF_WINDOW[0] else {}),
+                  if windows and windows.off_window != SIDES[0] else {}),
+               **({URLS_KEY: windows.urls} if windows and windows.urls != SIDES[0] else {}),
                **({DELISTED_KEY: True} if delisted else {}),
                **({"chars": chars.settings()} if chars else {})}
     model = {"format": 1, "bias": bias, "z90": z90, "info": info,

@@ -10,7 +10,8 @@ What it owns
         windowed = bias + the weights of every feature that is not text + the weights of
                    the text features no window makes (rule 5: in a "spam_side" set, of
                    those that weigh towards spam) + max over the windows of the sum of
-                   the weights of that window's text features
+                   the weights of that window's text features (rule 6: its URL features
+                   only if they weigh towards spam)
         z        = max(sum, windowed - delta)
 
     so a block of padding can only take what shares its window. A ham keeps its own words'
@@ -41,6 +42,14 @@ Rules
        no window makes counts only if it weighs towards spam. The plain sum keeps them all;
        with no window holding a weighed feature the windowed reading is the rest, `delta`
        below. "whole" (the default, rev 6) counts them at their full weight.
+    6. URLs pad no more than words (the set's "urls": "spam_side", with rule 5; docs/
+       antispam-model.md, "URLs as padding (twenty-sixth session)"): a URL written as text
+       is in a window, and one makes up to about 11 features (its host and each parent
+       domain, each word of its path), so URLs spread through a spam's own windows pulled
+       each window down as a few hundred words would. In the windowed reading a URL feature
+       (`u:`, `up:`) counts only if it weighs towards spam, in a window or not; a window
+       whose weighed features were all such URLs is no window (rule 2). The plain sum keeps
+       them all.
 """
 
 from __future__ import annotations
@@ -49,24 +58,34 @@ import math
 from dataclasses import dataclass
 from typing import Iterable
 
-__all__ = ["Windows", "is_text_feature", "windowed_raw", "TEXT_PREFIXES", "OFF_WINDOW",
-           "OFF_WINDOW_KEY"]
+__all__ = ["Windows", "is_text_feature", "windowed_raw", "TEXT_PREFIXES", "URL_PREFIXES",
+           "SIDES", "OFF_WINDOW_KEY", "URLS_KEY"]
 
 TEXT_PREFIXES = ("skip:", "email:", "C:", "u:", "up:")
+URL_PREFIXES = ("u:", "up:")
 
 
-# rule 5: the set's "scoring" key, and its values, the first the default (the key absent)
+# rules 5 and 6: the set's "scoring" keys, and their values, the first the default (the key
+# absent): evidence counted whole, or only towards spam
 OFF_WINDOW_KEY = "off_window"
-OFF_WINDOW = ("whole", "spam_side")
+URLS_KEY = "urls"
+SIDES = ("whole", "spam_side")
 
 
 @dataclass(frozen=True)
 class Windows:
-    """How a definitions set reads windows: `words` per window, `delta` below the sum, and
-    how a text feature no window makes counts (rule 5)."""
+    """How a definitions set reads windows: `words` per window, `delta` below the sum, how
+    a text feature no window makes counts (rule 5) and how a URL feature counts (rule 6,
+    which reads rule 5's too)."""
     words: int
     delta: float
-    off_window: str = OFF_WINDOW[0]
+    off_window: str = SIDES[0]
+    urls: str = SIDES[0]
+
+    def __post_init__(self):
+        if self.urls != SIDES[0] and self.off_window != self.urls:
+            raise ValueError("rule 6 reads the windows as rule 5 does: urls spam_side needs "
+                             "off_window spam_side")
 
 
 def is_text_feature(feature: str) -> bool:
@@ -96,14 +115,17 @@ def windowed_raw(found, window_sets: Iterable[set[str]], weights: dict[str, floa
         return total                            # rule 3
     covered: set[str] = set()
     best = None
+    counted = text
+    if windows.urls == "spam_side":             # rule 6
+        counted = {f for f in text if not (f.startswith(URL_PREFIXES) and get(f) < 0)}
     for window in window_sets:
-        mine = window & text
+        mine = window & counted
         if not mine:
             continue
         score = math.fsum(get(f) for f in mine)
         best = score if best is None or score > best else best
         covered |= mine
-    left_out = (math.fsum(w for f in text - covered if (w := get(f)) < 0)    # rule 5
+    left_out = (math.fsum(w for f in text - covered if (w := get(f)) < 0)    # rules 5, 6
                 if windows.off_window == "spam_side" else 0.0)
     if best is None and not left_out:
         return total

@@ -19,7 +19,7 @@ from core.scan.antispam import learner
 from core.scan.antispam.engine import HeuristicEngine, raw_of
 from core.scan.antispam.tokenizer import MAX_TOKENS, tokens, window_tokens
 from core.scan.antispam.training import view_of
-from core.scan.antispam.windows import OFF_WINDOW, Windows, is_text_feature, windowed_raw
+from core.scan.antispam.windows import SIDES, Windows, is_text_feature, windowed_raw
 
 WINDOWS = Windows(words=10, delta=0.5)
 
@@ -66,9 +66,10 @@ def test_a_hams_best_window_keeps_its_own_words_evidence():
     assert z == pytest.approx(-0.1)
 
 
-@pytest.mark.parametrize("off_window", OFF_WINDOW)
-def test_the_windows_are_read_only_when_they_can_matter(off_window):
-    windows = Windows(10, 0.5, off_window)
+@pytest.mark.parametrize("off_window, urls", [(SIDES[0], SIDES[0]), (SIDES[1], SIDES[0]),
+                                              (SIDES[1], SIDES[1])])
+def test_the_windows_are_read_only_when_they_can_matter(off_window, urls):
+    windows = Windows(10, 0.5, off_window, urls)
     weights = {"cash": 2.0, "kernel": -0.2, "u:example.com": -0.25}
     never = _Unread()
     # negative text evidence no larger than delta: the windows cannot change the score,
@@ -287,11 +288,19 @@ def test_definitions_carry_how_off_window_features_count(tmp_path):
         {"windows": {"words": 200, "delta": 0.5}}
     assert _written(tmp_path, "s2", Windows(200, 0.5, "spam_side"))[1] == \
         {"windows": {"words": 200, "delta": 0.5}, "off_window": "spam_side"}
+    urls = Windows(200, 0.5, "spam_side", "spam_side")
+    directory, scoring = _written(tmp_path, "u2", urls)
+    assert scoring == {"windows": {"words": 200, "delta": 0.5}, "off_window": "spam_side",
+                       "urls": "spam_side"}
+    assert defs.load(directory).windows == urls
 
 
 @pytest.mark.parametrize("edit, refusal", [
     (lambda s: s.update(off_window="half"),
-     "off_window must be whole or spam_side .*windows.py rule 5.*'half'"),
+     "off_window must be whole or spam_side .*windows.py rules 5 and 6.*'half'"),
+    (lambda s: s.update(urls="spam_side", off_window="whole"),
+     "urls spam_side reads the windows as off_window spam_side does"),
+    (lambda s: s.update(urls="yes"), "urls must be whole or spam_side"),
     (lambda s: s.pop("windows"), "off_window reads windows, and the set has none"),
     # a misspelt or later key inside "windows" is not read as rev 6's windows
     (lambda s: s["windows"].update({"off-window": "spam_side"}),
@@ -301,3 +310,70 @@ def test_a_sets_off_window_it_cannot_read_is_refused(tmp_path, edit, refusal):
     directory, _ = _written(tmp_path, "bad", Windows(200, 0.5, "spam_side"), scoring=edit)
     with pytest.raises(defs.DefinitionsError, match=refusal):
         defs.load(directory)
+
+
+URLS = Windows(words=10, delta=0.5, off_window="spam_side", urls="spam_side")
+URLS200 = Windows(200, 0.5, "spam_side", "spam_side")
+
+
+def test_urls_in_a_window_count_only_towards_spam_with_rule_6():
+    # a URL written as text is in a window: 11 features of it towards ham pulled the spam's
+    # window down; with rule 6 they are left out of the windowed reading
+    weights = {"cash": 2.0, "now": 1.0, "h:x": 0.5, "u:spam.example": 0.4,
+               **{f"up:w{i}": -0.5 for i in range(11)}}
+    found = set(weights)
+    window = set(found) - {"h:x"}
+    spam_side = windowed_raw(found, [window], weights, 0.0, SPAM_SIDE)
+    assert spam_side == pytest.approx(max(3.9 - 5.5, 3.9 - 5.5 - 0.5))      # the sum
+    assert windowed_raw(found, [window], weights, 0.0, URLS) == \
+        pytest.approx(0.5 + 3.4 - 0.5)
+    # a window of such URLs alone is no window (rule 2): the spam's own decides
+    assert windowed_raw(found, [{"cash", "now", "u:spam.example"},
+                                {f"up:w{i}" for i in range(11)}], weights, 0.0, URLS) == \
+        pytest.approx(0.5 + 3.4 - 0.5)
+    # words towards ham still count in their window, as with rule 5 alone
+    weights["kernel"] = -1.0
+    found.add("kernel")
+    assert windowed_raw(found, [window | {"kernel"}], weights, 0.0, URLS) == \
+        pytest.approx(0.5 + 2.4 - 0.5)
+
+
+def test_rule_6_reads_the_windows_as_rule_5_does():
+    with pytest.raises(ValueError, match="urls spam_side needs off_window spam_side"):
+        Windows(10, 0.5, urls="spam_side")
+
+
+def test_a_urls_set_keeps_a_spam_padded_with_urls_written_as_text(tmp_path):
+    # through the decomposer: hidden text holding URLs to hosts the model counts towards ham,
+    # spread through the spam's own words, as an attacker who read the weights would
+    packaged = defs.load(defs.PACKAGED_DIR)
+    rules = json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text())
+    hosts = [f[2:] for w, f in sorted((w, f) for f, w in packaged.weights.items()
+                                      if f.startswith("u:") and "." in f and w < 0)][:20]
+    words = ("Lose weight fast! Cheap meds without prescription, 100% satisfaction "
+             "guaranteed. Click here to order now and save 80%! Limited time offer, act "
+             "now!").split()
+    def html(urls):
+        out = []
+        for i, word in enumerate(words):
+            out.append(word)
+            if urls and i < len(hosts):
+                out.append(f'<span style="display:none"> http://{hosts[i]}/login/click.html '
+                           f'</span>')
+        return ("<html><body><p>" + " ".join(out) + "</p><a href=\"http://cheap-meds.example/"
+                "order\">Order</a></body></html>")
+    message = ("From: deals@cheap-meds.example\r\nTo: you@example.com\r\nSubject: "
+               "Cheap meds, save 80%!!!\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n"
+               "\r\n{}\r\n")
+    scores = {}
+    for name, windows in (("rule 5", Windows(200, 0.5, "spam_side")), ("rule 6", URLS200)):
+        defs.write(tmp_path / name, version="2030-01-02", revision=9, rules_json=rules,
+                   bias=packaged.bias, weights=packaged.weights, z90=packaged.z90, info={},
+                   windows=windows)
+        engine = HeuristicEngine(defs.load(tmp_path / name))
+        scores[name] = [engine.score(view_of(message.format(html(u)).encode())).score
+                        for u in (False, True)]
+    assert scores["rule 5"][0] >= 90 and scores["rule 6"][0] >= 90
+    assert scores["rule 5"][1] < 50                     # rev 7's reading: the URLs win
+    assert scores["rule 6"][1] >= 90
+
