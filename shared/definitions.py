@@ -81,7 +81,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey
 __all__ = ["DefinitionsError", "Manifest", "Definitions", "TYPES", "PACKAGE_SUFFIX",
            "build_package", "verify_package", "install_package", "rollback", "current",
            "baseline", "installed_versions", "load_private_key", "public_key_b64",
-           "generate_key", "manifest_for_dir", "check_set", "in_force", "describe",
+           "generate_key", "manifest_for_dir", "check_set", "check_previous", "in_force",
+           "describe",
            "BASELINE_DIRS"]
 
 TYPES = ("virus", "spam")
@@ -527,11 +528,7 @@ def rollback(root: str | os.PathLike, kind: str = "virus") -> Definitions:
         (base / "current").unlink()
         _fsync_dir(base)
         return current(root, kind)
-    try:
-        check_set(kind, base / before)
-    except DefinitionsError as exc:
-        raise DefinitionsError(f"previous {kind} definitions {before} cannot be used: "
-                               f"{exc}") from None
+    check_previous(root, kind)
     if now is None:                         # back from the shipped set: previous again
         _switch(base / "current", before)
         (base / "previous").unlink()
@@ -539,6 +536,19 @@ def rollback(root: str | os.PathLike, kind: str = "virus") -> Definitions:
     else:
         _make_current(base, before)
     return current(root, kind)
+
+
+def check_previous(root: str | os.PathLike, kind: str = "virus") -> None:
+    """DefinitionsError saying why the previous version could not be made current again
+    (rule 5); nothing when it can, or when there is none."""
+    before = installed_versions(root, kind)["previous"]
+    if before is None:
+        return
+    try:
+        check_set(kind, _type_dir(Path(root), kind) / before)
+    except DefinitionsError as exc:
+        raise DefinitionsError(f"previous {kind} definitions {before} cannot be used: "
+                               f"{exc}") from None
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -130,9 +130,9 @@ def _rollback_again(defs, home, kind: str) -> str:
     if not again:
         return ""
     try:
-        defs.check_set(kind, Path(home.definitions) / kind / again)
+        defs.check_previous(home.definitions, kind)
     except defs.DefinitionsError as exc:
-        return f" ({again}, kept as previous, cannot be used: {exc})"
+        return f" (a rollback again refuses it: {exc})"
     return f" (rollback again makes {again} current)"
 
 

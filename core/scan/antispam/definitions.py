@@ -8,13 +8,13 @@ What it owns
     "scoring": {"windows": {"words": N, "delta": D}} when the set is read in windows,
     windows.py — a set without it scores the plain sum —, with "off_window": "spam_side" in
     it when a link's URL counts only towards spam there (windows.py rule 5), and "urls":
-    "spam_side" too when every URL does (rule 6), and
-    "delisted3": true in it when a message a mailing list relayed is read as the list
-    received it, delist.py; the keys of earlier readings, "delisted" and "delisted2", and
-    the withdrawn "sender_names", are refused; "chars": {"order", "lambda", "clip",
-    "max_chars", "denominator"[, "prior"]} when the set adds the bounded character model,
-    whose tables are then the set's `chars.npz`, chars.py). A key of "scoring" or of its
-    "windows" that this Mailmoat does not know is refused.
+    "spam_side" too when every URL does (rule 6), and "delisted3": true in it when a message
+    a mailing list relayed is read as the list received it, delist.py; the keys of earlier
+    readings, "delisted" and "delisted2", and the withdrawn "sender_names", are refused;
+    "chars": {"order", "lambda", "clip", "max_chars", "denominator"[, "prior"]} when the set
+    adds the bounded character model, whose tables are then the set's `chars.npz`,
+    chars.py). A key of "scoring" or of its "windows" that this Mailmoat does not know is
+    refused.
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
     returns the definitions in force: the installed set in the directory `installed` when it
     is a valid one, else the default set shipped inside the package
@@ -230,9 +230,6 @@ def _windows(value, off_window, urls) -> Windows | None:
                              f"counts, windows.py rules 5 and 6), not {side!r}")
         if value is None and side != SIDES[0]:
             raise ValueError(f"scoring {key} reads windows, and the set has none")
-    if urls != SIDES[0] and off_window != urls:
-        raise ValueError(f"scoring {URLS_KEY} {urls} reads the windows as {OFF_WINDOW_KEY} "
-                         f"{urls} does (windows.py rule 6), and {OFF_WINDOW_KEY} is {off_window}")
     if value is None:
         return None
     unknown = sorted(set(value) - {"words", "delta"}) if isinstance(value, dict) else []
@@ -243,7 +240,7 @@ def _windows(value, off_window, urls) -> Windows | None:
     if not (MIN_WINDOW_WORDS <= words and math.isfinite(delta) and delta >= 0):
         raise ValueError(f"scoring windows must have at least {MIN_WINDOW_WORDS} words and "
                          f"a delta of 0 or more (words {words}, delta {delta})")
-    return Windows(words, delta, off_window, urls)
+    return Windows(words, delta, off_window, urls)      # ValueError: rule 6 without rule 5
 
 
 def write(directory: Path, *, version: str, revision: int, rules_json: list, bias: float,

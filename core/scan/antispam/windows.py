@@ -28,18 +28,20 @@ Rules
        `tokens` read) and only those the message's feature set holds, so a window never
        counts a feature the sum does not. A text feature no window makes (an HTML link's
        URL, which is in the markup, not the text) counts once, at its full weight, outside
-       the windows — in a "spam_side" set only if it weighs towards spam (rule 5). Only windows holding a weighed feature compete for the
-       best: one of words the model does not know is no window of 0, which would lift a
-       message whose every window weighs towards ham to the windows' neutral point.
+       the windows — in a "spam_side" set only if it weighs towards spam (rule 5). Only
+       windows holding a weighed feature compete for the best: one of words the model does
+       not know is no window of 0, which would lift a message whose every window weighs
+       towards ham to the windows' neutral point.
     3. Only when it can matter: with the text's negative evidence no larger than `delta`,
        or the sum already at score 100, the windows cannot change the score and are not
        read (`windowed_raw`); the score is the same either way.
     4. Sums are exact (`math.fsum`), so a score does not depend on the order a set of
        features is read in, which changes from process to process with the hash seed.
     5. Links pad no more than text (the set's "off_window": "spam_side"; docs/
-       antispam-model.md, "Links as padding (twenty-sixth session)"): the URLs of hidden HTML links weigh towards ham as much as the
-       sender likes, and no window bounds them, so in the windowed reading a text feature
-       no window makes counts only if it weighs towards spam. The plain sum keeps them all;
+       antispam-model.md, "Links as padding (twenty-sixth session)"): the URLs of hidden
+       HTML links weigh towards ham as much as the sender likes, and no window bounds them,
+       so in the windowed reading a text feature no window makes counts only if it weighs
+       towards spam. The plain sum keeps them all;
        with no window holding a weighed feature the windowed reading is the rest, `delta`
        below. "whole" (the default, rev 6) counts them at their full weight.
     6. URLs pad no more than words (the set's "urls": "spam_side", with rule 5; docs/
@@ -61,8 +63,8 @@ from typing import Iterable
 __all__ = ["Windows", "is_text_feature", "windowed_raw", "TEXT_PREFIXES", "URL_PREFIXES",
            "SIDES", "OFF_WINDOW_KEY", "URLS_KEY"]
 
-TEXT_PREFIXES = ("skip:", "email:", "C:", "u:", "up:")
 URL_PREFIXES = ("u:", "up:")
+TEXT_PREFIXES = ("skip:", "email:", "C:", *URL_PREFIXES)
 
 
 # rules 5 and 6: the set's "scoring" keys, and their values, the first the default (the key
@@ -84,8 +86,8 @@ class Windows:
 
     def __post_init__(self):
         if self.urls != SIDES[0] and self.off_window != self.urls:
-            raise ValueError("rule 6 reads the windows as rule 5 does: urls spam_side needs "
-                             "off_window spam_side")
+            raise ValueError(f"{URLS_KEY} {self.urls} needs {OFF_WINDOW_KEY} {self.urls}: "
+                             f"rule 6 reads the windows as rule 5 does")
 
 
 def is_text_feature(feature: str) -> bool:

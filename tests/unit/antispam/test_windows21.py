@@ -299,7 +299,7 @@ def test_definitions_carry_how_off_window_features_count(tmp_path):
     (lambda s: s.update(off_window="half"),
      "off_window must be whole or spam_side .*windows.py rules 5 and 6.*'half'"),
     (lambda s: s.update(urls="spam_side", off_window="whole"),
-     "urls spam_side reads the windows as off_window spam_side does"),
+     "urls spam_side needs off_window spam_side: rule 6 reads the windows as rule 5 does"),
     (lambda s: s.update(urls="yes"), "urls must be whole or spam_side"),
     (lambda s: s.pop("windows"), "off_window reads windows, and the set has none"),
     # a misspelt or later key inside "windows" is not read as rev 6's windows
