@@ -21,7 +21,7 @@ message per file, e.g. mail an administrator sorted by hand): the same table on 
 SpamAssassin's Bayes still trained on the corpus' training part, as the engine was.
 
 Prints a table and writes the figures as JSON to --json; without it, only the full run (the
-corpus' held-out part, with SpamAssassin) writes them, to bench/antispam-eval.json, the file
+shared corpus' held-out part, with SpamAssassin) writes them, to bench/antispam-eval.json, the file
 docs/antispam.md quotes and the quality test holds the engine to: a quick run or a run on
 other mail leaves it as it is.
 """
@@ -112,7 +112,9 @@ def format_table(rows, sa) -> str:
     lines = ["| classifier | spam at score ≥ | spam recall | ham false positives |",
              "|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| Mailmoat heuristic, sensitivity {r['sensitivity']} | {r['threshold']} "
+        default = " (default)" if r["sensitivity"] == 1 else ""
+        lines.append(f"| Mailmoat heuristic, sensitivity {r['sensitivity']}{default} "
+                     f"| {r['threshold']} "
                      f"| {r['spam_recall']:.1%} ({r['spam_caught']}/{r['spam']}) "
                      f"| {r['ham_fp_rate']:.2%} ({r['ham_fp']}/{r['ham']}) |")
     if sa:
@@ -160,7 +162,8 @@ def main(argv=None) -> int:
               "engine_false_positives_at_1": [s.path.name for s, sc in zip(test, scores)
                                               if s.label == "ham" and sc >= 90]}
     print(format_table(rows, sa))
-    out = args.json or (DEFAULT_JSON if sa is not None and not args.spam else None)
+    full_run = sa is not None and not args.spam and args.corpus == DEFAULT_CORPUS
+    out = args.json or (DEFAULT_JSON if full_run else None)
     if out:
         out.write_text(json.dumps(result, indent=1) + "\n")
     return 0

@@ -126,7 +126,7 @@ def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, bod
     msg["From"] = Address(display_name=name, username=local, domain=domain)
     msg["To"] = ", ".join(recipients)
     # a metatag in the subject template may bring line breaks (${MSGINFO}): one line. What a
-    # sender wrote was made visible when it was filled in (fill_metatags); the rest is the
+    # sender wrote was made visible when its tag was built (metatags); the rest is the
     # administrator's own text, whose right-to-left marks stay (review25b D2)
     msg["Subject"] = header_line(" ".join(subject.split("\n")))
     msg["Date"] = mail_date(time.time())
@@ -141,12 +141,11 @@ def compose_mail(settings: Mapping, hostname: str, recipients, subject: str, bod
 # --- notifications ---------------------------------------------------------------------------
 
 def fill_metatags(template: str, tags: Mapping[str, str]) -> str:
-    """`template` with each ${NAME} replaced by its tag's value, the value's bidi controls
-    made visible: a tag carries what a sender wrote (a file name, a virus report), the
-    template is the administrator's own."""
+    """`template` with each ${NAME} replaced by its tag's value. What a sender wrote is made
+    visible where a tag's value is built (`metatags`: one_line, visible_bidi); the template,
+    and a tag's own words of the administrator (a pattern, a forward address), are theirs."""
     out = template
     for name, value in tags.items():
-        value = visible_bidi(value)
         out = out.replace("${" + name + "}", value).replace("$ {" + name + "}", value)
     return out
 
@@ -171,7 +170,7 @@ def metatags(envelope, outcome) -> dict[str, str]:
     subject_shown = False
     for f in outcome.findings:
         if f.notify == "virus":
-            virus.append(f.reason)
+            virus.append(visible_bidi(f.reason))
         elif f.notify == "content":
             if f.event == "subject_blocked":
                 # the Subject once, then each line it matched (one finding per line)
@@ -182,7 +181,7 @@ def metatags(envelope, outcome) -> dict[str, str]:
                 content.append(f"File: {one_line(str(f.data.get('file', '')))}\n"
                                f"Matching file name: {f.data.get('pattern', '')}")
         elif f.notify == "container":
-            content.append(f.text or f.reason)
+            content.append(visible_bidi(f.text or f.reason))
         elif f.notify == "encrypted":
             encrypt.append(f"Message contained an encrypted container "
                            f"({one_line(str(f.data.get('file', '')))})")

@@ -528,7 +528,11 @@ def rollback(root: str | os.PathLike, kind: str = "virus") -> Definitions:
         (base / "current").unlink()
         _fsync_dir(base)
         return current(root, kind)
-    check_previous(root, kind)
+    try:
+        check_previous(root, kind)
+    except DefinitionsError as exc:
+        raise DefinitionsError(f"previous {kind} definitions {before} cannot be used: "
+                               f"{exc}") from None
     if now is None:                         # back from the shipped set: previous again
         _switch(base / "current", before)
         (base / "previous").unlink()
@@ -540,15 +544,10 @@ def rollback(root: str | os.PathLike, kind: str = "virus") -> Definitions:
 
 def check_previous(root: str | os.PathLike, kind: str = "virus") -> None:
     """DefinitionsError saying why the previous version could not be made current again
-    (rule 5); nothing when it can, or when there is none."""
+    (rule 5; check_set's reason); nothing when it can, or when there is none."""
     before = installed_versions(root, kind)["previous"]
-    if before is None:
-        return
-    try:
+    if before is not None:
         check_set(kind, _type_dir(Path(root), kind) / before)
-    except DefinitionsError as exc:
-        raise DefinitionsError(f"previous {kind} definitions {before} cannot be used: "
-                               f"{exc}") from None
 
 
 # --- reading ---------------------------------------------------------------------------------

@@ -132,7 +132,7 @@ def _rollback_again(defs, home, kind: str) -> str:
     try:
         defs.check_previous(home.definitions, kind)
     except defs.DefinitionsError as exc:
-        return f" (a rollback again refuses it: {exc})"
+        return f" (a second rollback would refuse {again}: {exc})"
     return f" (rollback again makes {again} current)"
 
 

@@ -105,6 +105,7 @@ from shared import definitions as defs
 from shared.disk import LOW_DISK_FRACTION
 from shared.events import COPY_NOT_KEPT, FAILED, SUCCEEDED, Action
 from shared.retention import cutoff_for, cutoff_shown
+from shared.shown_text import visible_bidi
 from shared.spool import EnvelopeError, Recipient, new_queue_id
 
 __all__ = ["AntivirusService", "COUNTER_OF", "VIRUS_QUEUE",
@@ -300,7 +301,8 @@ class AntivirusService:
             return
         from core.notify import compose_mail, fill_metatags
         tags = {"COUNT": str(count), "MINUTES": str(settings["outbreak.minutes"]),
-                "VIRUSINFO": "Virus scan results follow\n" + "\n".join(f.reason for f in infected)}
+                "VIRUSINFO": "Virus scan results follow\n" + "\n".join(
+                    visible_bidi(f.reason) for f in infected)}
         subject = fill_metatags(settings["outbreak.subject"], tags)
         body = fill_metatags(settings["outbreak.body"], tags)
         message = compose_mail(settings, self.hostname(), recipients, subject, body, "alert")

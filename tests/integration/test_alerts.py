@@ -435,13 +435,25 @@ def test_a_right_to_left_subject_keeps_its_marks_and_a_senders_override_is_shown
     assert shown.startswith("\u05d4\u05d5\u05d3\u05e2\u05d4\u200f: From: bad@outside.test")
     assert shown.endswith("Subject: invoice\u27e8U+202E\u27e9fdp.scr")
     assert "\u202e" not in shown
-    # a tag's value is shown as a sender wrote it even where metatags did not (an outbreak's
-    # virus report); and an override stored before the header-text rule is shown too
-    filled = fill_metatags("\u202eOutbreak ${VIRUSINFO}", {"VIRUSINFO": "x\u2067y"})
+    # review26d R2: a tag's words of the administrator (a Subject pattern in Hebrew) keep
+    # their mark, the sender's around them are shown; an override stored before the
+    # header-text rule is shown too
+    blocked = Finding(rule="subject.patterns", action="drop", reason="virus\u202eexe.txt",
+                      event="subject_blocked", notify="content",
+                      data={"pattern": "\u05de\u05d1\u05e6\u05e2\u200f*"})
+    outcome = WorkerOutcome(findings=[blocked], verdict=decide([blocked]),
+                            subject="a\u202eb")
+    filled = fill_metatags("\u202eBlocked: ${CONTENTINFO}", metatags(envelope, outcome))
     shown = email.message_from_bytes(compose_mail(defaults(), "mm.test", ["a@local.test"],
                                                   filled, "body", "alert"),
                                      policy=policy.default)["Subject"]
-    assert shown == "\u27e8U+202E\u27e9Outbreak x\u27e8U+2067\u27e9y"
+    assert shown == ("\u27e8U+202E\u27e9Blocked: Subject: a\u27e8U+202E\u27e9b Matching "
+                     "Subject: \u05de\u05d1\u05e6\u05e2\u200f*")
+    virus = Finding(rule="antivirus", action="drop", reason="File: photo\u202egpj.exe",
+                    event="virus_found", notify="virus")
+    outcome = WorkerOutcome(findings=[virus], verdict=decide([virus]), subject="hi")
+    assert metatags(envelope, outcome)["VIRUSINFO"].endswith(
+        "File: photo\u27e8U+202E\u27e9gpj.exe")
 
 
 def test_alerts_and_notifications_are_dated_in_utc_with_plus_0000():

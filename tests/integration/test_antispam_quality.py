@@ -24,8 +24,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # bench/ is not installed
 
-from bench.antispam_eval import (engine_table, main as antispam_eval, run_spamassassin,  # noqa: E402
-                                 score_engine, split)
+from bench.antispam_eval import (engine_table, format_table, main as antispam_eval,  # noqa: E402
+                                 run_spamassassin, score_engine, split)
 from core.scan.antispam.engine import HeuristicEngine, threshold_for  # noqa: E402
 from core.scan.antispam.training import DEFAULT_CORPUS, view_of     # noqa: E402
 from tests.support.core import CoreProcess, make_home        # noqa: E402
@@ -64,6 +64,10 @@ def test_engine_figures_on_held_out_mail(held_out):
     def figures(rows):
         return [(r["sensitivity"], r["spam_caught"], r["ham_fp"]) for r in rows]
     assert figures(engine_table(test, scores)) == figures(committed["engine"])
+    # and docs/antispam.md's table is the file's (review26d T1)
+    docs = (COMMITTED.parents[1] / "docs" / "antispam.md").read_text()
+    for line in format_table(committed["engine"], committed["spamassassin"]).splitlines():
+        assert line in docs, line
     # default sensitivity: not one false positive (issue 7), whatever the file says
     assert engine_table(test, scores)[0]["ham_fp"] == 0
 
