@@ -1,0 +1,88 @@
+"""bench/antispam_padding.py's attacks write what they say, where they say (docs/
+antispam-model.md, "Links as padding" and "URLs as padding"), and a set read with windows
+rules 5 and 6 keeps a spam the same weights read as rev 6 lose to them."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))   # bench/ is not installed
+
+from bench.antispam_padding import Padding, measure      # noqa: E402
+from core.scan.antispam import definitions as defs       # noqa: E402
+from core.scan.antispam.windows import Windows           # noqa: E402
+
+WEIGHTS = {"u:ham.example": -1.0, "u:www.ham.example": -0.9, "up:login": -0.5,
+           "up:story": -0.4, "up:click": -0.3, "kernel": -0.8, "patch": -0.7,
+           "hn:in-reply-to": -1.2, "H:user-agent:mutt": -1.1, "hn:received": -2.0,
+           "cash": 2.0}
+HTML = (b"From: a@spam.example\nSubject: deal\nContent-Type: text/html\n\n"
+        b"<html><body><p>" + b"cash now " * 150 + b"</p></body></html>\n")
+PLAIN = (b"From: a@spam.example\nSubject: deal\nContent-Type: text/plain\n\n"
+         + b"cash now " * 150 + b"\n")
+
+
+def test_padding_is_made_of_what_weighs_towards_ham_most_first():
+    padding = Padding(WEIGHTS)
+    assert padding.hosts == ["ham.example", "www.ham.example"]
+    assert padding.path_words == ["login", "story", "click"]
+    assert padding.words == ["kernel", "patch"]
+    # received is the MTA's: an attacker adds the others
+    assert padding.header_tokens == [("in-reply-to", None), ("user-agent", "mutt")]
+    assert padding.url(0) == "http://ham.example/login/story/click.html"
+
+
+@pytest.mark.parametrize("name, applies_to, in_text", [
+    ("links_hidden", HTML, False), ("images_hidden", HTML, False),
+    ("urls_front_html", HTML, True), ("urls_spread_html", HTML, True),
+    ("urls_front_plain", PLAIN, True), ("urls_spread_plain", PLAIN, True)])
+def test_each_url_attack_writes_n_urls_where_it_says(name, applies_to, in_text):
+    padding = Padding(WEIGHTS)
+    attack = padding.attacks()[name]
+    other = PLAIN if applies_to is HTML else HTML
+    assert attack(other, 5) is None
+    padded = attack(applies_to, 20).decode()
+    urls = re.findall(r"http://[\w.]+/[\w/]+\.\w+", padded)
+    if "spread" in name:        # one first, then about 20 per 200 of the spam's 300 words
+        assert 25 <= len(urls) <= 40
+    else:
+        assert len(urls) == 20 * (2 if name == "urls_front_html" else 1)   # href and text
+    text = re.sub(r'"[^"]*"', "", padded)           # what is not inside an attribute
+    assert ("http://" in text) is in_text
+
+
+def test_words_and_headers_are_added_as_said():
+    padding = Padding(WEIGHTS)
+    assert padding.words_spread_plain(PLAIN, 10).count(b" kernel ") >= 5
+    padded = padding.headers_added(PLAIN, 2)
+    assert padded.startswith(b"in-reply-to: x\nuser-agent: mutt\nFrom: a@spam.example")
+
+
+def test_rules_5_and_6_keep_a_spam_the_plain_windows_lose(tmp_path):
+    # the packaged weights read three ways, over one synthetic spam: links and URLs towards
+    # ham pull rev 6's reading down, not rules 5 and 6
+    packaged = defs.load(defs.PACKAGED_DIR)
+    rules = json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text())
+    spam = (b"From: deals@cheap-meds.example\nTo: you@example.com\nSubject: Cheap meds, save "
+            b"80%!!!\nMIME-Version: 1.0\nContent-Type: text/html\n\n<html><body><p>Lose "
+            b"weight fast! Cheap meds without prescription, 100% satisfaction guaranteed. "
+            b"Click here to order now and save 80%! Limited time offer, act now!</p><a "
+            b"href=\"http://cheap-meds.example/order\">Order</a></body></html>\n")
+    kept = {}
+    for name, windows in (("rev6", Windows(200, 0.5)), ("rev7", Windows(200, 0.5, "spam_side")),
+                          ("rev8", Windows(200, 0.5, "spam_side", "spam_side"))):
+        defs.write(tmp_path / name, version="2030-01-02", revision=9, rules_json=rules,
+                   bias=packaged.bias, weights=packaged.weights, z90=packaged.z90, info={},
+                   windows=windows)
+        result = measure(defs.load(tmp_path / name), [spam], ["links_hidden",
+                                                              "urls_spread_html"])
+        kept[name] = {attack: counts for attack, (_, counts) in result.items()}
+    assert kept["rev6"]["links_hidden"][-1] == 0 and kept["rev6"]["urls_spread_html"][-1] == 0
+    assert kept["rev7"]["links_hidden"] == [1] * 5 and kept["rev7"]["urls_spread_html"][-1] == 0
+    assert kept["rev8"]["links_hidden"] == [1] * 5
+    assert kept["rev8"]["urls_spread_html"] == [1] * 5
