@@ -1,4 +1,5 @@
-"""Virus definitions a test installs the way an administrator does: a signed package."""
+"""Definitions a test installs the way an administrator does (a signed package), and spam sets
+built from the shipped one."""
 
 from __future__ import annotations
 
@@ -30,3 +31,16 @@ def packaged_spam_files() -> dict[str, bytes]:
     files = manifest["files"]
     names = files if isinstance(files, dict) else [e["name"] for e in files]
     return {name: (spam.PACKAGED_DIR / name).read_bytes() for name in names}
+
+
+def packaged_spam_read(directory, windows):
+    """A spam set in `directory` with the shipped set's rules, weights, bias and z90, read
+    with `windows` (windows.Windows, or None for the plain sum): one model, another reading.
+    Returns the loaded set."""
+    import json
+    from core.scan.antispam import definitions as spam
+    packaged = spam.load(spam.PACKAGED_DIR)
+    spam.write(directory, version="2030-01-02", revision=9, info={},
+               rules_json=json.loads((spam.PACKAGED_DIR / spam.RULES_FILE).read_text()),
+               bias=packaged.bias, weights=packaged.weights, z90=packaged.z90, windows=windows)
+    return spam.load(directory)

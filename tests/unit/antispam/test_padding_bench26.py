@@ -4,7 +4,6 @@ rules 5 and 6 keeps a spam the same weights read as rev 6 lose to them."""
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -14,8 +13,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))   # bench/ is not installed
 
 from bench.antispam_padding import Padding, measure      # noqa: E402
-from core.scan.antispam import definitions as defs       # noqa: E402
+from core.scan.antispam.engine import HeuristicEngine    # noqa: E402
+from core.scan.antispam.training import view_of          # noqa: E402
 from core.scan.antispam.windows import Windows           # noqa: E402
+from tests.support.definitions import packaged_spam_read  # noqa: E402
 
 WEIGHTS = {"u:ham.example": -1.0, "u:www.ham.example": -0.9, "up:login": -0.5,
            "up:story": -0.4, "up:click": -0.3, "kernel": -0.8, "patch": -0.7,
@@ -64,25 +65,27 @@ def test_words_and_headers_are_added_as_said():
 
 
 def test_rules_5_and_6_keep_a_spam_the_plain_windows_lose(tmp_path):
-    # the packaged weights read three ways, over one synthetic spam: links and URLs towards
-    # ham pull rev 6's reading down, not rules 5 and 6
-    packaged = defs.load(defs.PACKAGED_DIR)
-    rules = json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text())
+    # the shipped weights read three ways, over one synthetic spam: links and URLs towards
+    # ham pull rev 6's reading down (and rev 7's, for URLs written as text), not rules 5
+    # and 6 (windows.py)
     spam = (b"From: deals@cheap-meds.example\nTo: you@example.com\nSubject: Cheap meds, save "
             b"80%!!!\nMIME-Version: 1.0\nContent-Type: text/html\n\n<html><body><p>Lose "
             b"weight fast! Cheap meds without prescription, 100% satisfaction guaranteed. "
             b"Click here to order now and save 80%! Limited time offer, act now!</p><a "
             b"href=\"http://cheap-meds.example/order\">Order</a></body></html>\n")
-    kept = {}
+    kept, scores = {}, {}
     for name, windows in (("rev6", Windows(200, 0.5)), ("rev7", Windows(200, 0.5, "spam_side")),
                           ("rev8", Windows(200, 0.5, "spam_side", "spam_side"))):
-        defs.write(tmp_path / name, version="2030-01-02", revision=9, rules_json=rules,
-                   bias=packaged.bias, weights=packaged.weights, z90=packaged.z90, info={},
-                   windows=windows)
-        result = measure(defs.load(tmp_path / name), [spam], ["links_hidden",
-                                                              "urls_spread_html"])
+        definitions = packaged_spam_read(tmp_path / name, windows)
+        result = measure(definitions, [spam], ["links_hidden", "urls_spread_html"])
         kept[name] = {attack: counts for attack, (_, counts) in result.items()}
+        padding, engine = Padding(definitions.weights), HeuristicEngine(definitions)
+        scores[name] = [engine.score(view_of(raw)).score for raw in (
+            spam, padding.links_hidden(spam, 40), padding.urls_spread_html(spam, 50))]
     assert kept["rev6"]["links_hidden"][-1] == 0 and kept["rev6"]["urls_spread_html"][-1] == 0
     assert kept["rev7"]["links_hidden"] == [1] * 5 and kept["rev7"]["urls_spread_html"][-1] == 0
-    assert kept["rev8"]["links_hidden"] == [1] * 5
-    assert kept["rev8"]["urls_spread_html"] == [1] * 5
+    assert kept["rev8"] == {"links_hidden": [1] * 5, "urls_spread_html": [1] * 5}
+    # not only under 90: far under, where they win
+    assert scores["rev6"][0] >= 90 and scores["rev6"][1] < 50 and scores["rev6"][2] < 50
+    assert scores["rev7"][1] >= 90 and scores["rev7"][2] < 50
+    assert min(scores["rev8"]) >= 90

@@ -20,6 +20,7 @@ from core.scan.antispam.engine import HeuristicEngine, raw_of
 from core.scan.antispam.tokenizer import MAX_TOKENS, tokens, window_tokens
 from core.scan.antispam.training import view_of
 from core.scan.antispam.windows import SIDES, Windows, is_text_feature, windowed_raw
+from tests.support.definitions import packaged_spam_read
 
 WINDOWS = Windows(words=10, delta=0.5)
 
@@ -227,45 +228,10 @@ def test_with_no_window_a_spam_side_reading_is_the_rest_delta_below():
             pytest.approx(max(-4.0, -2.0 - 0.5))
 
 
-def test_a_spam_side_set_keeps_a_spam_padded_with_hidden_links(tmp_path):
-    # the same weights read both ways, through the decomposer: a spam whose HTML hides links
-    # to hosts the model counts towards ham (the weights are public) loses its score only
-    # where they count
-    packaged = defs.load(defs.PACKAGED_DIR)
-    rules = json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text())
-    hosts = sorted((w, f[2:]) for f, w in packaged.weights.items()
-                   if f.startswith("u:") and "." in f and w < 0)[:40]
-    links = " ".join(f'<a href="http://{host}/login/click.html">.</a>' for _, host in hosts)
-    html = ("<html><body><p>Lose weight fast! Cheap meds without prescription, 100% "
-            "satisfaction guaranteed. Click here to order now and save 80%! Limited time "
-            "offer, act now!</p><a href=\"http://cheap-meds.example/order\">Order</a>"
-            "<div style=\"display:none\">{}</div></body></html>")
-    message = ("From: deals@cheap-meds.example\r\nTo: you@example.com\r\nSubject: "
-               "Cheap meds, save 80%!!!\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n"
-               "\r\n{}\r\n")
-    plain = message.format(html.format("")).encode()
-    padded = message.format(html.format(links)).encode()
-    scores = {}
-    for off_window in ("whole", "spam_side"):
-        defs.write(tmp_path / off_window, version="2030-01-02", revision=9, rules_json=rules,
-                   bias=packaged.bias, weights=packaged.weights, z90=packaged.z90, info={},
-                   windows=Windows(200, 0.5, off_window))
-        engine = HeuristicEngine(defs.load(tmp_path / off_window))
-        scores[off_window] = [engine.score(view_of(m)).score for m in (plain, padded)]
-    assert scores["whole"][0] >= 90 and scores["spam_side"][0] >= 90
-    assert scores["whole"][1] < 50                      # rev 6's reading: the links win
-    assert scores["spam_side"][1] >= 90
-
-
 def _written(tmp_path, name, windows, scoring=None):
     """A set with the packaged weights and `windows`; `scoring` edits its model's "scoring"
     as a later or a damaged set might have it (the manifest's hash mended)."""
-    packaged = defs.load(defs.PACKAGED_DIR)
-    directory = defs.write(tmp_path / name, version="2030-01-02", revision=9, info={},
-                           rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE)
-                                                 .read_text()),
-                           bias=packaged.bias, weights=packaged.weights, z90=packaged.z90,
-                           windows=windows)
+    directory = packaged_spam_read(tmp_path / name, windows).directory
     model_path = directory / defs.MODEL_FILE
     model = json.loads(gzip.decompress(model_path.read_bytes()))
     if scoring:
@@ -313,7 +279,6 @@ def test_a_sets_off_window_it_cannot_read_is_refused(tmp_path, edit, refusal):
 
 
 URLS = Windows(words=10, delta=0.5, off_window="spam_side", urls="spam_side")
-URLS200 = Windows(200, 0.5, "spam_side", "spam_side")
 
 
 def test_urls_in_a_window_count_only_towards_spam_with_rule_6():
@@ -341,39 +306,3 @@ def test_urls_in_a_window_count_only_towards_spam_with_rule_6():
 def test_rule_6_reads_the_windows_as_rule_5_does():
     with pytest.raises(ValueError, match="urls spam_side needs off_window spam_side"):
         Windows(10, 0.5, urls="spam_side")
-
-
-def test_a_urls_set_keeps_a_spam_padded_with_urls_written_as_text(tmp_path):
-    # through the decomposer: hidden text holding URLs to hosts the model counts towards ham,
-    # spread through the spam's own words, as an attacker who read the weights would
-    packaged = defs.load(defs.PACKAGED_DIR)
-    rules = json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text())
-    hosts = [f[2:] for w, f in sorted((w, f) for f, w in packaged.weights.items()
-                                      if f.startswith("u:") and "." in f and w < 0)][:20]
-    words = ("Lose weight fast! Cheap meds without prescription, 100% satisfaction "
-             "guaranteed. Click here to order now and save 80%! Limited time offer, act "
-             "now!").split()
-    def html(urls):
-        out = []
-        for i, word in enumerate(words):
-            out.append(word)
-            if urls and i < len(hosts):
-                out.append(f'<span style="display:none"> http://{hosts[i]}/login/click.html '
-                           f'</span>')
-        return ("<html><body><p>" + " ".join(out) + "</p><a href=\"http://cheap-meds.example/"
-                "order\">Order</a></body></html>")
-    message = ("From: deals@cheap-meds.example\r\nTo: you@example.com\r\nSubject: "
-               "Cheap meds, save 80%!!!\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\n"
-               "\r\n{}\r\n")
-    scores = {}
-    for name, windows in (("rule 5", Windows(200, 0.5, "spam_side")), ("rule 6", URLS200)):
-        defs.write(tmp_path / name, version="2030-01-02", revision=9, rules_json=rules,
-                   bias=packaged.bias, weights=packaged.weights, z90=packaged.z90, info={},
-                   windows=windows)
-        engine = HeuristicEngine(defs.load(tmp_path / name))
-        scores[name] = [engine.score(view_of(message.format(html(u)).encode())).score
-                        for u in (False, True)]
-    assert scores["rule 5"][0] >= 90 and scores["rule 6"][0] >= 90
-    assert scores["rule 5"][1] < 50                     # rev 7's reading: the URLs win
-    assert scores["rule 6"][1] >= 90
-
