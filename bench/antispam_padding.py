@@ -13,7 +13,10 @@ attack adds n of them (n = 5, 10, 20, 50, 100) to every training spam a set catc
 - urls_front_plain / urls_spread_plain: URLs written as text in a plain-text spam, in front
   of it or n per 200 words of it;
 - words_spread_plain: the most ham-weighted words, n per 200 words (not bounded);
-- headers: header fields holding the n most ham-weighted header tokens (not bounded).
+- headers: header fields holding the n most ham-weighted header tokens (not bounded);
+- licence_front / licence_end: neutral text, n x 25 words of the GPL-3 (in no corpus
+  message; session 21's padding, "Windowed scoring"), as a paragraph in front of or after
+  the spam's text, plain or HTML (front padding is what the character model reads first).
 
 U is http://HOST/W1/W2/W3.html with the hosts (`u:`) and path words (`up:`) that weigh most
 towards ham. An attack applies only to the spam it can be written into (unencoded HTML with
@@ -28,6 +31,7 @@ side by side, each attacked with its own weights.
 from __future__ import annotations
 
 import argparse
+import html
 import re
 import sys
 import time
@@ -40,6 +44,8 @@ from core.scan.antispam.engine import HeuristicEngine, threshold_for   # noqa: E
 from core.scan.antispam.training import DEFAULT_CORPUS, corpus_messages, view_of   # noqa: E402
 
 COUNTS = (5, 10, 20, 50, 100)
+LICENCE = Path("/usr/share/common-licenses/GPL-3")      # Debian's base-files
+LICENCE_WORDS = 25                                       # words a count of 1 adds
 # header fields an attacker cannot usefully add (the MTA's, or read by no filter)
 _NOT_ADDED = {"content-type", "content-transfer-encoding", "content-disposition",
               "mime-version", "from", "to", "cc", "bcc", "subject", "date", "received",
@@ -94,7 +100,8 @@ class Padding:
                 "urls_spread_html": self.urls_spread_html,
                 "urls_front_plain": self.urls_front_plain,
                 "urls_spread_plain": self.urls_spread_plain,
-                "words_spread_plain": self.words_spread_plain, "headers": self.headers_added}
+                "words_spread_plain": self.words_spread_plain, "headers": self.headers_added,
+                "licence_front": self.licence_front, "licence_end": self.licence_end}
 
     # --- the attacks: the padded message, or None where it cannot be written -------------
 
@@ -147,6 +154,29 @@ class Padding:
 
     def headers_added(self, raw: bytes, n: int) -> bytes | None:
         return self.headers(n) + raw
+
+    def licence_front(self, raw: bytes, n: int) -> bytes | None:
+        return _paragraph(raw, _licence(n), front=True)
+
+    def licence_end(self, raw: bytes, n: int) -> bytes | None:
+        return _paragraph(raw, _licence(n), front=False)
+
+
+def _licence(n: int) -> str:
+    words = LICENCE.read_text().split()
+    return " ".join(words[i % len(words)] for i in range(n * LICENCE_WORDS))
+
+
+def _paragraph(raw: bytes, text: str, front: bool) -> bytes | None:
+    """`text` as a paragraph in front of or after the text of an HTML or plain-text spam."""
+    if _html(raw):
+        at = _BODY.search(raw).end() if front else raw.lower().rfind(b"</body>")
+        return raw[:at] + f"<p>{html.escape(text)}</p>".encode() + raw[at:]
+    head, body = _plain(raw)
+    if head is None:
+        return None
+    block = text.encode() + b"\n"
+    return head + b"\n\n" + (block + b"\n" + body if front else body + b"\n" + block)
 
 
 def _step(n: int) -> int:

@@ -174,7 +174,7 @@ def scorer(readings_of, windows: Windows | None, char_terms=None):
 
 
 def chars_settings() -> dict | None:
-    """CHARS as Chars' fields (order, lam, clip, max_chars, denominator, prior), by the
+    """CHARS as Chars' fields (order, lam, clip, max_chars, denominator, prior, min_share), by the
     definitions loader's rules (definitions.chars_settings: ValueError naming the rule); None
     without."""
     return defs.chars_settings(CHARS)
@@ -191,8 +191,8 @@ def char_terms_of(tables, readings_of, indices) -> dict[int, list[float]]:
     """lambda · e per reading of each sample of `indices`, by `tables`."""
     settings = chars_settings()
     lam, clip = settings["lam"], settings["clip"]
-    denominator, prior = settings["denominator"], settings["prior"]
-    return {i: [lam * tables.evidence(r[2], clip, denominator, prior) for r in readings_of[i]]
+    reading = settings["denominator"], settings["prior"], settings["min_share"]
+    return {i: [lam * tables.evidence(r[2], clip, *reading) for r in readings_of[i]]
             for i in indices}
 
 

@@ -42,7 +42,11 @@ Rules
        multiplied by A / (A + k), A the bytes read: the mean per byte shrunk toward 0 as if k
        neutral bytes had been read beside them, so a few bytes cannot give a confident mean
        (with "all": S / (A + k) * A / N; docs/antispam-model.md, "The prior on the ASCII
-       bytes"). An empty text gives 0.
+       bytes"). An empty text gives 0. With a "min_ascii_share" s above 0 the evidence is 0
+       unless the bytes read are at least s of the text's characters (A >= s * N): a text
+       mostly in another script is one the model cannot read, so its ASCII leftovers (a
+       link, a signature, an English line) say nothing either way and the windowed reading
+       stands alone (docs/antispam-model.md, "The gated character model").
     5. Never raises for anything in a message; pure (numpy at scoring).
     6. The file (`Tables.from_bytes`, definitions.py's chars.npz) is read bounded and
        without pickle: its members' declared sizes together at most MAX_TABLE_BYTES, each
@@ -104,19 +108,21 @@ class Chars:
     max_chars: int
     denominator: str                # rule 4: "ascii" or "all"
     prior: int                      # rule 4: k neutral bytes; 0 for none
+    min_share: float                # rule 4: "min_ascii_share"; 0 for no gate
     tables: Tables = field(compare=False, repr=False)
 
     def evidence(self, view, text_parts) -> float:
         """e of one reading: `view` the as_learned view features() read, `text_parts` the
         parts tokenizer.tokens read."""
         return self.tables.evidence(char_text(view, text_parts, self.max_chars), self.clip,
-                                    self.denominator, self.prior)
+                                    self.denominator, self.prior, self.min_share)
 
     def settings(self) -> dict:
         """The model's "scoring" "chars" value."""
         return {"order": self.order, "lambda": self.lam, "clip": self.clip,
                 "max_chars": self.max_chars, "denominator": self.denominator,
-                **({"prior": self.prior} if self.prior else {})}
+                **({"prior": self.prior} if self.prior else {}),
+                **({"min_ascii_share": self.min_share} if self.min_share else {})}
 
 
 def char_text(view, text_parts, max_chars: int) -> CharText:
@@ -163,10 +169,10 @@ class Tables:
         self.orders = orders
 
     def evidence(self, text: CharText, clip: float, denominator: str = "ascii",
-                 prior: int = 0) -> float:
+                 prior: int = 0, min_share: float = 0.0) -> float:
         """Rule 4."""
         data = text.data
-        if not data:
+        if not data or len(data) < min_share * text.characters:
             return 0.0
         if max(data) >= BASE:
             raise ValueError("the character text is ASCII (rule 1)")

@@ -11,7 +11,8 @@ What it owns
     "spam_side" too when every URL does (rule 6), and "delisted3": true in it when a message
     a mailing list relayed is read as the list received it, delist.py; the keys of earlier
     readings, "delisted" and "delisted2", and the withdrawn "sender_names", are refused;
-    "chars": {"order", "lambda", "clip", "max_chars", "denominator"[, "prior"]} when the set
+    "chars": {"order", "lambda", "clip", "max_chars", "denominator"[, "prior",
+    "min_ascii_share"]} when the set
     adds the bounded character model, whose tables are then the set's `chars.npz`,
     chars.py). A key of "scoring" or of its "windows" that this Mailmoat does not know is
     refused.
@@ -177,26 +178,29 @@ def chars_settings(value) -> dict | None:
     if value is None:
         return None
     required = {"order", "lambda", "clip", "max_chars", "denominator"}
-    if not isinstance(value, dict) or not required <= set(value) <= required | {"prior"}:
+    optional = {"prior", "min_ascii_share"}
+    if not isinstance(value, dict) or not required <= set(value) <= required | optional:
         raise ValueError("scoring chars must be {order, lambda, clip, max_chars, "
-                         f"denominator[, prior]}}, not {value!r}")
+                         f"denominator[, prior, min_ascii_share]}}, not {value!r}")
     order, lam, clip = value["order"], value["lambda"], value["clip"]
     max_chars, denominator = value["max_chars"], value["denominator"]
-    prior = value.get("prior", 0)
+    prior, share = value.get("prior", 0), value.get("min_ascii_share", 0)
     if not (type(order) is int and 1 <= order <= MAX_ORDER
             and type(max_chars) is int and 1 <= max_chars <= MAX_CHARS
             and all(type(x) in (int, float) and math.isfinite(x) for x in (lam, clip))
             and lam >= 0 and clip > 0 and denominator in DENOMINATORS
             # any prior only shrinks the term; one past the longest text read does nothing more
-            and type(prior) is int and 0 <= prior <= MAX_CHARS):
+            and type(prior) is int and 0 <= prior <= MAX_CHARS
+            and type(share) in (int, float) and 0 <= share <= 1):
         raise ValueError(f"scoring chars must have an order of 1 to {MAX_ORDER}, a lambda "
                          f"of 0 or more, a clip above 0, max_chars of 1 to {MAX_CHARS}, a "
-                         f"denominator {' or '.join(map(repr, DENOMINATORS))} and a prior "
-                         f"of 0 to {MAX_CHARS} bytes (order {order!r}, lambda {lam!r}, clip "
-                         f"{clip!r}, max_chars {max_chars!r}, denominator {denominator!r}, "
-                         f"prior {prior!r})")
+                         f"denominator {' or '.join(map(repr, DENOMINATORS))}, a prior "
+                         f"of 0 to {MAX_CHARS} bytes and a min_ascii_share of 0 to 1 (order "
+                         f"{order!r}, lambda {lam!r}, clip {clip!r}, max_chars {max_chars!r}, "
+                         f"denominator {denominator!r}, prior {prior!r}, min_ascii_share "
+                         f"{share!r})")
     return {"order": order, "lam": float(lam), "clip": float(clip), "max_chars": max_chars,
-            "denominator": denominator, "prior": prior}
+            "denominator": denominator, "prior": prior, "min_share": float(share)}
 
 
 def _tables(directory: Path, files: dict, chars: dict | None) -> Tables | None:

@@ -27,7 +27,7 @@ import pytest
 from core.pipeline.decompose.text import as_read
 from core.scan.antispam import chars as C
 from core.scan.antispam import definitions as defs
-from core.scan.antispam.engine import HeuristicEngine, features, raw_of
+from core.scan.antispam.engine import HeuristicEngine, features, raw_for_score, raw_of
 from core.scan.antispam.learner import Weights
 from core.scan.antispam.tokenizer import tokens
 from core.scan.antispam.training import DEFAULT_CORPUS, corpus_messages, view_of
@@ -188,6 +188,56 @@ def test_the_engine_reads_the_prior_of_its_set(tmp_path):
         term * a / (a + 100), abs=1e-12)
 
 
+def test_the_gate_leaves_a_text_mostly_in_another_script_unread():
+    # A >= s * N or no evidence at all (docs/antispam-model.md, "The gated character
+    # model"): a Greek note's link or English line says nothing either way
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    link = b"https://photos.example.xx/album/2026-11"
+    for characters, read in ((len(link) * 10, False), (len(link) + 4, True)):
+        text = C.CharText(link, characters)
+        ungated = tables.evidence(text, 2.0, "all", 100)
+        assert ungated != 0
+        assert tables.evidence(text, 2.0, "all", 100, 0.9) == (ungated if read else 0.0)
+    exact = C.CharText(b"x" * 9, 10)           # 0.9 of the characters: read
+    assert tables.evidence(exact, 2.0, "all", 0, 0.9) == tables.evidence(exact, 2.0, "all")
+
+
+def test_a_set_with_a_gate_reads_back_with_it_and_one_without_has_none(tmp_path):
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    loaded = defs.load(chars_set(tmp_path / "with", tables, prior=100, min_share=0.9))
+    assert (loaded.chars.prior, loaded.chars.min_share) == (100, 0.9)
+    model = json.loads(gzip.decompress((tmp_path / "with/set" / defs.MODEL_FILE).read_bytes()))
+    assert model["scoring"]["chars"]["min_ascii_share"] == 0.9
+    loaded = defs.load(chars_set(tmp_path / "without", tables, prior=100))
+    assert loaded.chars.min_share == 0.0
+    model = json.loads(gzip.decompress((tmp_path / "without/set" / defs.MODEL_FILE)
+                                       .read_bytes()))
+    assert "min_ascii_share" not in model["scoring"]["chars"]   # C4s's sets as written
+
+
+def test_the_engine_reads_the_gate_of_its_set(tmp_path):
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    greek = message("Φωτογραφίες", "Καλημέρα, οι φωτογραφίες της εκδρομής είναι εδώ: "
+                    "https://photos.example.xx/album/2026-11 Τα λέμε αύριο.")
+    english = message("buy cheap now", "click here to buy the kernel patch now")
+    ungated = defs.load(chars_set(tmp_path / "ungated", tables, prior=100))
+    gated = defs.load(chars_set(tmp_path / "gated", tables, prior=100, min_share=0.9))
+    for raw, read in ((greek, False), (english, True)):
+        view = view_of(raw)
+        base = HeuristicEngine(replace(ungated, chars=None)).score(view).raw
+        term = HeuristicEngine(ungated).score(view).raw - base
+        assert term != 0
+        assert HeuristicEngine(gated).score(view).raw - base == pytest.approx(
+            term if read else 0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.5, "0.9", True, float("nan")])
+def test_a_bad_gate_is_refused_naming_the_rule(share):
+    settings = dict(SETTINGS, min_ascii_share=share)
+    with pytest.raises(ValueError, match="a min_ascii_share of 0 to 1"):
+        defs.chars_settings(settings)
+
+
 @pytest.mark.parametrize("prior", [-1, 1.5, "100", True, C.MAX_CHARS + 1])
 def test_a_bad_prior_is_refused_naming_the_rule(prior):
     settings = dict(SETTINGS, prior=prior)
@@ -195,10 +245,10 @@ def test_a_bad_prior_is_refused_naming_the_rule(prior):
         defs.chars_settings(settings)
 
 
-def chars_set(tmp_path, tables, denominator="all", prior=0):
+def chars_set(tmp_path, tables, denominator="all", prior=0, min_share=0.0):
     packaged = defs.load(defs.PACKAGED_DIR)
     chars = C.Chars(order=5, lam=4.0, clip=2.0, max_chars=3000, denominator=denominator,
-                    prior=prior, tables=tables)
+                    prior=prior, min_share=min_share, tables=tables)
     return defs.write(tmp_path / "set", version="2026-12-01", revision=7,
                       rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()),
                       bias=packaged.bias, weights=packaged.weights, z90=packaged.z90,
@@ -406,21 +456,25 @@ def test_a_zip_bomb_is_refused_without_inflating_it(declared):
     assert peak < 8 * 2**20          # the member inflates to 64 MB
 
 
-@pytest.mark.parametrize("prior", [0, 100])
-def test_the_trainer_reads_what_the_engine_reads(tmp_path, prior):
+@pytest.mark.parametrize("prior, share", [(0, 0.0), (100, 0.0), (100, 0.9)])
+def test_the_trainer_reads_what_the_engine_reads(tmp_path, prior, share):
     if not (DEFAULT_CORPUS / "MANIFEST").exists():
         pytest.skip("the shared corpus is not here")
-    samples = [s for s in corpus_messages() if s.split == "train"][::60][:50]
-    assert len(samples) == 50 and all(s.split == "train" for s in samples)
+    train = [s for s in corpus_messages() if s.split == "train"]
+    # 50 spread over the part, and 4 in Korean and Chinese charsets, whose text the gate
+    # leaves unread
+    samples = train[::60][:50] + [s for s in train if re.search(
+        rb'(?i)charset="?(ks_c_5601|euc-kr|gb2312|big5)', s.path.read_bytes())][:4]
+    assert len(samples) == 54
     packaged = defs.load(defs.PACKAGED_DIR)
     data, _groups, read = trainer.extract(samples, packaged.rules, windows=packaged.windows,
                                           max_chars=3000)
     tables = C.train([(r[0][2], d[1]) for r, d in zip(read, data)], 5)
-    loaded = defs.load(chars_set(tmp_path, tables, prior=prior))
+    loaded = defs.load(chars_set(tmp_path, tables, prior=prior, min_share=share))
     engine = HeuristicEngine(loaded)
     weights = Weights(loaded.bias, loaded.weights)
     saved = trainer.CHARS
-    trainer.CHARS = dict(SETTINGS, prior=prior)
+    trainer.CHARS = dict(SETTINGS, prior=prior, min_ascii_share=share)
     try:
         terms = trainer.char_terms_of(loaded.chars.tables, read, range(len(samples)))
     finally:
@@ -432,14 +486,23 @@ def test_the_trainer_reads_what_the_engine_reads(tmp_path, prior):
         assert data[i][0] == found
         assert read[i][0][2] == C.char_text(view.as_learned(), parts, 3000)
         scored = engine.score(view)
-        assert trainer.raw_of_readings(weights, read[i], loaded.windows, terms[i]) == \
-            pytest.approx(scored.raw, abs=1e-9)
+        # at score 100 the engine's reading stops at the plain sum (windows.py rule 3), the
+        # trainer's reads on: the same score, raw values that differ above the ceiling
+        ceiling = raw_for_score(100, loaded.z90)
+        assert min(trainer.raw_of_readings(weights, read[i], loaded.windows, terms[i]),
+                   ceiling) == pytest.approx(min(scored.raw, ceiling), abs=1e-9)
         assert scored.raw == pytest.approx(
             raw_of(found, parts, loaded) + terms[i][0], abs=1e-9)
-        # both read the prior (not only agree): the term is rule 4's, shrunk by A / (A + k)
-        a = len(read[i][0][2].data)
-        e = loaded.chars.tables.evidence(read[i][0][2], 2.0, "all")
-        assert terms[i][0] == pytest.approx(4.0 * e * a / (a + prior), abs=1e-12)
+        # both read the prior and the gate (not only agree): the term is rule 4's, shrunk
+        # by A / (A + k), and 0 where A < s * N
+        text = read[i][0][2]
+        a = len(text.data)
+        gated = a == 0 or a < share * text.characters
+        e = loaded.chars.tables.evidence(text, 2.0, "all")
+        assert terms[i][0] == pytest.approx(0.0 if gated else 4.0 * e * a / (a + prior),
+                                            abs=1e-12)
+    if share:
+        assert any(len(r[0][2].data) < share * r[0][2].characters for r in read)
 
 
 # -- what the nested check and write mode's calibration train the character model on
@@ -567,7 +630,7 @@ def test_the_trainer_reads_chars_as_the_loader_does(monkeypatch):
     monkeypatch.setattr(trainer, "CHARS", SETTINGS)
     assert trainer.chars_settings() == defs.chars_settings(SETTINGS) == {
         "order": 5, "lam": 4.0, "clip": 2.0, "max_chars": 3000, "denominator": "all",
-        "prior": 0}
+        "prior": 0, "min_share": 0.0}
 
 
 def test_the_gateway_bench_reads_as_the_tool_or_refuses(monkeypatch, capsys):

@@ -64,6 +64,23 @@ def test_words_and_headers_are_added_as_said():
     assert padded.startswith(b"in-reply-to: x\nuser-agent: mutt\nFrom: a@spam.example")
 
 
+@pytest.mark.parametrize("raw", [HTML, PLAIN])
+def test_the_licence_is_added_in_front_or_after_the_spams_text(raw):
+    padding = Padding(WEIGHTS)
+    front = padding.licence_front(raw, 4).decode()
+    end = padding.licence_end(raw, 4).decode()
+    words = 4 * 25
+    for padded in (front, end):
+        body = padded.partition("\n\n")[2]
+        block = re.search(r"GNU GENERAL PUBLIC LICENSE.*?(?=</p>|\n)", body).group(0)
+        assert len(block.split()) == words
+    assert front.index("GNU GENERAL") < front.index("cash now")
+    assert end.index("GNU GENERAL") > end.rindex("cash now")
+    if raw is HTML:
+        assert "<p>GNU GENERAL" in front and front.index("<body>") < front.index("GNU")
+        assert end.index("GNU") < end.index("</body>")
+
+
 def test_rules_5_and_6_keep_a_spam_the_plain_windows_lose(tmp_path):
     # the shipped weights read three ways, over one synthetic spam: links and URLs towards
     # ham pull rev 6's reading down (and rev 7's, for URLs written as text), not rules 5
