@@ -16,7 +16,13 @@ attack adds n of them (n = 5, 10, 20, 50, 100) to every training spam a set catc
 - headers: header fields holding the n most ham-weighted header tokens (not bounded);
 - licence_front / licence_end: neutral text, n x 25 words of the GPL-3 (in no corpus
   message; session 21's padding, "Windowed scoring"), as a paragraph in front of or after
-  the spam's text, plain or HTML (front padding is what the character model reads first).
+  the text of a single-part plain or HTML spam (front padding is what the character model
+  reads first). Neutral to the character model's reading, not quite to the tokens': its
+  first words hold <https://fsf.org/> and GNU GENERAL PUBLIC LICENSE, as in sessions 12
+  and 21;
+- stars_hidden: n x 30 hidden `&#9733;` (a star, not ASCII) right after `<body>` of a
+  single-part HTML spam: characters the character model's gate counts (chars.py rule 4),
+  so enough of them switch its term off (review27a R1).
 
 U is http://HOST/W1/W2/W3.html with the hosts (`u:`) and path words (`up:`) that weigh most
 towards ham. An attack applies only to the spam it can be written into (unencoded HTML with
@@ -31,6 +37,7 @@ side by side, each attacked with its own weights.
 from __future__ import annotations
 
 import argparse
+import functools
 import html
 import re
 import sys
@@ -46,6 +53,7 @@ from core.scan.antispam.training import DEFAULT_CORPUS, corpus_messages, view_of
 COUNTS = (5, 10, 20, 50, 100)
 LICENCE = Path("/usr/share/common-licenses/GPL-3")      # Debian's base-files
 LICENCE_WORDS = 25                                       # words a count of 1 adds
+STARS = 30                                               # stars a count of 1 adds
 # header fields an attacker cannot usefully add (the MTA's, or read by no filter)
 _NOT_ADDED = {"content-type", "content-transfer-encoding", "content-disposition",
               "mime-version", "from", "to", "cc", "bcc", "subject", "date", "received",
@@ -101,7 +109,8 @@ class Padding:
                 "urls_front_plain": self.urls_front_plain,
                 "urls_spread_plain": self.urls_spread_plain,
                 "words_spread_plain": self.words_spread_plain, "headers": self.headers_added,
-                "licence_front": self.licence_front, "licence_end": self.licence_end}
+                "licence_front": self.licence_front, "licence_end": self.licence_end,
+                "stars_hidden": self.stars_hidden}
 
     # --- the attacks: the padded message, or None where it cannot be written -------------
 
@@ -161,15 +170,34 @@ class Padding:
     def licence_end(self, raw: bytes, n: int) -> bytes | None:
         return _paragraph(raw, _licence(n), front=False)
 
+    def stars_hidden(self, raw: bytes, n: int) -> bytes | None:
+        if not _single_html(raw):
+            return None
+        start = _BODY.search(raw).end()
+        return (raw[:start] + b'<div style="display:none">' + b"&#9733;" * (n * STARS)
+                + b"</div>" + raw[start:])
+
+
+@functools.cache
+def _licence_words() -> tuple[str, ...]:
+    return tuple(LICENCE.read_text().split())
+
 
 def _licence(n: int) -> str:
-    words = LICENCE.read_text().split()
+    words = _licence_words()
     return " ".join(words[i % len(words)] for i in range(n * LICENCE_WORDS))
 
 
+def _single_html(raw: bytes) -> bool:
+    """A single-part HTML spam (so what is added is what the character model reads first)."""
+    head = raw.partition(b"\n\n")[0].lower()
+    return _html(raw) and b"multipart/" not in head
+
+
 def _paragraph(raw: bytes, text: str, front: bool) -> bytes | None:
-    """`text` as a paragraph in front of or after the text of an HTML or plain-text spam."""
-    if _html(raw):
+    """`text` as a paragraph in front of or after the text of a single-part HTML or
+    plain-text spam."""
+    if _single_html(raw):
         at = _BODY.search(raw).end() if front else raw.lower().rfind(b"</body>")
         return raw[:at] + f"<p>{html.escape(text)}</p>".encode() + raw[at:]
     head, body = _plain(raw)
@@ -248,6 +276,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     names = args.attacks or list(Padding({}).attacks())
+    if any(name.startswith("licence") for name in names):
+        _licence_words()                    # a missing licence file fails before scoring
     spam = [s.path.read_bytes().replace(b"\r\n", b"\n") for s in corpus_messages(args.corpus)
             if s.split == "train" and s.label == "spam"]
     print("| attack | set | spam it applies to | " + " | ".join(map(str, COUNTS)) + " |")

@@ -97,7 +97,8 @@ DELISTED = False
 # The bounded character model (core/scan/antispam/chars.py; docs/antispam-model.md,
 # "Character models"): its "scoring" "chars" settings — the declared candidate C4m is
 # {"order": 5, "lambda": 4, "clip": 2, "max_chars": 3000, "denominator": "all"}; C4s adds
-# "prior": 100 ("The prior on the ASCII bytes") —; checked when the tool starts by the
+# "prior": 100 ("The prior on the ASCII bytes"), C4g "prior": 100 and "min_ascii_share":
+# 0.9 ("The gated character model") —; checked when the tool starts by the
 # loader's own rules (definitions.chars_settings); None: without it, as revs 1-8.
 CHARS = None
 # the held-out test part has 889 ham: "expected false positives on it" is the nested

@@ -12,9 +12,8 @@ What it owns
     a mailing list relayed is read as the list received it, delist.py; the keys of earlier
     readings, "delisted" and "delisted2", and the withdrawn "sender_names", are refused;
     "chars": {"order", "lambda", "clip", "max_chars", "denominator"[, "prior",
-    "min_ascii_share"]} when the set
-    adds the bounded character model, whose tables are then the set's `chars.npz`,
-    chars.py). A key of "scoring" or of its "windows" that this Mailmoat does not know is
+    "min_ascii_share"]} when the set adds the bounded character model, whose tables are
+    then the set's `chars.npz`, chars.py). A key of "scoring" or of its "windows" that this Mailmoat does not know is
     refused.
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
     returns the definitions in force: the installed set in the directory `installed` when it

@@ -200,6 +200,9 @@ def test_the_gate_leaves_a_text_mostly_in_another_script_unread():
         assert tables.evidence(text, 2.0, "all", 100, 0.9) == (ungated if read else 0.0)
     exact = C.CharText(b"x" * 9, 10)           # 0.9 of the characters: read
     assert tables.evidence(exact, 2.0, "all", 0, 0.9) == tables.evidence(exact, 2.0, "all")
+    # the gate is the same whatever the denominator
+    assert tables.evidence(C.CharText(link, len(link) * 10), 2.0, "ascii", 0, 0.9) == 0.0
+    assert tables.evidence(exact, 2.0, "ascii", 0, 0.9) == tables.evidence(exact, 2.0, "ascii")
 
 
 def test_a_set_with_a_gate_reads_back_with_it_and_one_without_has_none(tmp_path):
@@ -231,11 +234,13 @@ def test_the_engine_reads_the_gate_of_its_set(tmp_path):
             term if read else 0.0, abs=1e-12)
 
 
-@pytest.mark.parametrize("share", [-0.1, 1.5, "0.9", True, float("nan")])
+@pytest.mark.parametrize("share", [-0.1, 1.5, "0.9", True, None, float("nan"),
+                                   float("inf"), -float("inf")])
 def test_a_bad_gate_is_refused_naming_the_rule(share):
     settings = dict(SETTINGS, min_ascii_share=share)
-    with pytest.raises(ValueError, match="a min_ascii_share of 0 to 1"):
+    with pytest.raises(ValueError, match="a min_ascii_share of 0 to 1") as refused:
         defs.chars_settings(settings)
+    assert f"min_ascii_share {share!r})" in str(refused.value)
 
 
 @pytest.mark.parametrize("prior", [-1, 1.5, "100", True, C.MAX_CHARS + 1])

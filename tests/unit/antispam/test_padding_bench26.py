@@ -13,7 +13,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))   # bench/ is not installed
 
 from bench.antispam_padding import Padding, measure      # noqa: E402
-from core.scan.antispam.engine import HeuristicEngine    # noqa: E402
+from core.scan.antispam import definitions as defs        # noqa: E402
+from core.scan.antispam.chars import char_text           # noqa: E402
+from core.scan.antispam.engine import HeuristicEngine, features   # noqa: E402
 from core.scan.antispam.training import view_of          # noqa: E402
 from core.scan.antispam.windows import Windows           # noqa: E402
 from tests.support.definitions import packaged_spam_read  # noqa: E402
@@ -64,10 +66,22 @@ def test_words_and_headers_are_added_as_said():
     assert padded.startswith(b"in-reply-to: x\nuser-agent: mutt\nFrom: a@spam.example")
 
 
+ALTERNATIVE = (b"From: a@spam.example\nSubject: deal\nMIME-Version: 1.0\nContent-Type: "
+               b"multipart/alternative; boundary=b\n\n--b\nContent-Type: text/plain\n\n"
+               + b"cash now " * 150 + b"\n--b\nContent-Type: text/html\n\n<html><body><p>"
+               + b"cash now " * 150 + b"</p></body></html>\n--b--\n")
+
+
 @pytest.mark.parametrize("raw", [HTML, PLAIN])
 def test_the_licence_is_added_in_front_or_after_the_spams_text(raw):
     padding = Padding(WEIGHTS)
     front = padding.licence_front(raw, 4).decode()
+    # in front, the licence is what the character model reads first (after the Subject)
+    view = view_of(front.encode())
+    parts: list = []
+    features(view, defs.load(defs.PACKAGED_DIR), parts)
+    assert char_text(view.as_learned(), parts, 3000).data.startswith(
+        b"deal gnu general public license version 3")
     end = padding.licence_end(raw, 4).decode()
     words = 4 * 25
     for padded in (front, end):
@@ -79,6 +93,24 @@ def test_the_licence_is_added_in_front_or_after_the_spams_text(raw):
     if raw is HTML:
         assert "<p>GNU GENERAL" in front and front.index("<body>") < front.index("GNU")
         assert end.index("GNU") < end.index("</body>")
+        assert "&lt;https://fsf.org/&gt;" in front
+
+
+def test_the_licence_and_the_stars_go_only_where_they_are_read_first():
+    padding = Padding(WEIGHTS)
+    base64_plain = PLAIN.replace(b"text/plain", b"text/plain\nContent-Transfer-Encoding: base64")
+    for attack in (padding.licence_front, padding.licence_end, padding.stars_hidden):
+        assert attack(ALTERNATIVE, 2) is None
+        assert attack(base64_plain, 2) is None
+    assert padding.stars_hidden(PLAIN, 2) is None
+    starred = padding.stars_hidden(HTML, 2)
+    assert starred.count(b"&#9733;") == 60
+    view = view_of(starred)
+    parts: list = []
+    features(view, defs.load(defs.PACKAGED_DIR), parts)
+    text = char_text(view.as_learned(), parts, 3000)
+    # the stars are characters the gate counts, and no byte the model reads
+    assert text.characters - len(text.data) >= 60 and b"9733" not in text.data
 
 
 def test_rules_5_and_6_keep_a_spam_the_plain_windows_lose(tmp_path):
