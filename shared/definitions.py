@@ -81,7 +81,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey
 __all__ = ["DefinitionsError", "Manifest", "Definitions", "TYPES", "PACKAGE_SUFFIX",
            "build_package", "verify_package", "install_package", "rollback", "current",
            "baseline", "installed_versions", "load_private_key", "public_key_b64",
-           "generate_key", "manifest_for_dir", "check_set", "check_previous", "in_force",
+           "generate_key", "manifest_for_dir", "check_set", "check_previous", "previous_facts",
+           "in_force",
            "describe",
            "BASELINE_DIRS"]
 
@@ -208,7 +209,9 @@ class Definitions:
 
 def describe(facts: dict | None) -> str:
     """One line for the set in force, from `Definitions.as_status()` plus optional
-    "previous" (a label) and "problem" (why the installed current set is not in force):
+    "previous" (a label), "previous_problem" (why a rollback would refuse it: review26d D3,
+    the previous set was listed as if a rollback could go back to it) and "problem" (why the
+    installed current set is not in force):
     "version 2026-11-28 revision 0 (shipped with Mailmoat)". The CLI's `definitions status`
     and the console's Status page both print it, so they say the same thing."""
     if not facts or facts.get("version") is None:
@@ -217,6 +220,8 @@ def describe(facts: dict | None) -> str:
         where = "shipped with Mailmoat" if facts.get("source") == "package" else "installed"
         if facts.get("previous"):
             where += f", previous {facts['previous']}"
+            if facts.get("previous_problem"):
+                where += f", which a rollback would refuse: {facts['previous_problem']}"
         text = f"version {facts['version']} revision {facts['revision']} ({where})"
     if facts and facts.get("problem"):
         text += f"; {facts['problem']}"
@@ -545,9 +550,22 @@ def rollback(root: str | os.PathLike, kind: str = "virus") -> Definitions:
 def check_previous(root: str | os.PathLike, kind: str = "virus") -> None:
     """DefinitionsError saying why the previous version could not be made current again
     (rule 5; check_set's reason); nothing when it can, or when there is none."""
+    problem = previous_facts(root, kind).get("previous_problem")
+    if problem:
+        raise DefinitionsError(problem)
+
+
+def previous_facts(root: str | os.PathLike, kind: str = "virus") -> dict:
+    """{"previous": label} of the installed previous version, with "previous_problem" when a
+    rollback would refuse it (check_set's reason), for `describe`; {} when there is none."""
     before = installed_versions(root, kind)["previous"]
-    if before is not None:
+    if before is None:
+        return {}
+    try:
         check_set(kind, _type_dir(Path(root), kind) / before)
+    except DefinitionsError as exc:
+        return {"previous": before, "previous_problem": str(exc)}
+    return {"previous": before}
 
 
 # --- reading ---------------------------------------------------------------------------------

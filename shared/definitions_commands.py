@@ -155,11 +155,13 @@ def _status(args, defs, home) -> int:
     out = {}
     for kind in defs.TYPES:
         now, problem = defs.in_force(home.definitions, kind)
-        installed = defs.installed_versions(home.definitions, kind) \
-            if (home.definitions / kind).is_dir() else {"current": None, "previous": None}
+        previous = defs.previous_facts(home.definitions, kind) \
+            if (home.definitions / kind).is_dir() else {}
         out[kind] = {**(now.as_status() if now else {"version": None, "revision": None,
                                                       "source": None}),
-                     "previous": installed["previous"], "problem": problem or None}
+                     "previous": previous.get("previous"),
+                     "previous_problem": previous.get("previous_problem"),
+                     "problem": problem or None}
     if args.format == "json":
         print(json.dumps(out, sort_keys=True))
         return EXIT_OK

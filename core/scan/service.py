@@ -198,11 +198,10 @@ class AntivirusService:
         out = (value.as_status() | {"date": value.version} if value
                else {"version": None, "revision": None, "source": None})
         try:
-            previous = defs.installed_versions(self.home.definitions, kind)["previous"]
+            previous = defs.previous_facts(self.home.definitions, kind)
         except OSError:
-            previous = None
-        return out | ({"previous": previous} if previous else {}) \
-            | ({"problem": problem} if problem else {})
+            previous = {}
+        return out | previous | ({"problem": problem} if problem else {})
 
     def worker_settings(self) -> dict:
         out = {}

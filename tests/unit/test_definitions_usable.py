@@ -253,6 +253,18 @@ def test_rollback_refuses_a_previous_set_that_does_not_load(tmp_path, key, home,
            "not match its hash" in err
     assert defs.installed_versions(home.definitions) == {"current": "v2026-12-01-r2",
                                                         "previous": "v2026-12-01-r1"}
+    # review26d D3: status and the Status page's snapshot no longer list it as a way back
+    reason = "mailmoat.ndb: does not match its hash"
+    assert _status(capsys, home)["virus"] == (
+        "version 2026-12-01 revision 2 (installed, previous v2026-12-01-r1, which a rollback "
+        f"would refuse: {reason})")
+    code, out, _ = _cli(capsys, "status", "--format", "json", "--home", home.root)
+    facts = json.loads(out)["virus"]
+    assert (facts["previous"], facts["previous_problem"]) == ("v2026-12-01-r1", reason)
+    service, _events = _core_service(home)
+    snap = service.status_extra["definitions"]["virus"]
+    assert (snap["previous"], snap["previous_problem"]) == ("v2026-12-01-r1", reason)
+    assert defs.describe(snap) == _status(capsys, home)["virus"]
 
 
 def test_a_rollback_to_the_shipped_set_does_not_promise_a_previous_set_that_does_not_load(
