@@ -49,6 +49,39 @@ def _utf8_local(local: str) -> str:
     return "".join(c if c.isascii() else "x" for c in local)
 
 
+LABEL_MAX, DOMAIN_MAX = 63, 253        # RFC 1035 §2.3.4, in A-label form
+_DOMAIN_LENGTH_RULE = (f"a domain may have at most {LABEL_MAX} characters between dots and "
+                       f"{DOMAIN_MAX} in all (an internationalised one in its xn-- form)")
+_LABEL_SHAPE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\Z")
+
+
+def _domain_length(text: Any) -> None:
+    """RuleError naming the length rule when `text` would be a domain but for its length (a
+    label over 63 characters or the whole over 253, counted in A-label form), so a pasted
+    name that looks right is not met with the general "must be …" alone (tester27b C5)."""
+    if not isinstance(text, str) or not text.strip().rstrip("."):
+        return
+    labels = text.strip().rstrip(".").lower().split(".")
+    try:
+        forms = [label if label.isascii() else "xn--" + label.encode("punycode").decode()
+                 for label in labels]
+    except UnicodeError:
+        return
+    if all(_LABEL_SHAPE.match(form.replace("xn--", "x", 1)) for form in forms) and (
+            max(map(len, forms)) > LABEL_MAX or len(".".join(forms)) > DOMAIN_MAX):
+        raise RuleError(_DOMAIN_LENGTH_RULE)
+
+
+def _visible_local(local: str) -> None:
+    """A list entry's local part holds only characters a reader sees (tester27b B1): a zero
+    width space, a soft hyphen or a text-direction override pasted with an address made an
+    entry that matched no sender, shown in the console as if it were right, or reversed."""
+    for i, char in enumerate(local):
+        if not char.isprintable():
+            raise RuleError(f"must not contain invisible or text-direction characters before "
+                            f"the @ (U+{ord(char):04X}, character {i + 1})")
+
+
 def _is_mail_domain(text: str) -> bool:
     """A domain as mail may carry it: internationalised (U-labels) too."""
     form = ascii_domain(text)
@@ -75,6 +108,7 @@ class Domain(Kind):
     def check(self, value):
         form = _ascii_form(value)
         if form is None:
+            _domain_length(value)
             raise RuleError("must be a domain name such as example.com")
         return form.lower().rstrip(".")
 
@@ -453,6 +487,12 @@ class ClamdAddress(Str):
         return "host:port or unix socket path"
 
 
+def _entry_domain_length(value: Any) -> None:
+    """`_domain_length` of a list entry's domain: after its @, or after its leading period."""
+    if isinstance(value, str):
+        _domain_length(value.rpartition("@")[2] if "@" in value else value.removeprefix("."))
+
+
 @dataclass(frozen=True)
 class WhitelistEntry(Kind):
     """`@domain`, `.domain` (the domain and its subdomains) or a full address, stored in
@@ -468,10 +508,12 @@ class WhitelistEntry(Kind):
                                 ".domain for it and its subdomains")
             if "@" in value and not value.startswith(("@", ".")):
                 local, _, domain = value.rpartition("@")
+                _visible_local(local)
                 # shared/mailbox.py rule 3, IDN domains allowed
                 if is_list_local_part(local) and _is_mail_domain(domain):
                     _address_length(f"{local}@{ascii_domain(domain)}")   # the domain in A-labels
                     return entry_form(value)
+            _entry_domain_length(value)
         raise RuleError("must be @domain, .domain or a full email address")
 
     def same_form(self, value):
@@ -493,6 +535,7 @@ class BlacklistEntry(Kind):
             return entry_form(value)
         if isinstance(value, str) and "@" in value:
             local, _, domain = value.rpartition("@")
+            _visible_local(local)
             # shared/mailbox.py rule 3 (* and ? are atext there)
             if _is_mail_domain(domain) and (local == "" or is_list_local_part(local)):
                 if local.startswith('"') and ("*" in local or "?" in local):
@@ -501,6 +544,7 @@ class BlacklistEntry(Kind):
                     raise RuleError("a quoted local part takes no * or ? wildcards")
                 _address_length(f"{local}@{ascii_domain(domain)}")   # the domain in A-labels
                 return entry_form(value)
+        _entry_domain_length(value)
         raise RuleError("must be @domain, .domain or an address (* and ? allowed before the @)")
 
     def same_form(self, value):

@@ -164,6 +164,10 @@ def test_kind_accepts(kind, value, expected):
 
 
 EMAIL_RULE = "must be a full email address such as admin@example.com"
+DOMAIN_LENGTH_RULE = ("a domain may have at most 63 characters between dots and 253 in all (an "
+                      "internationalised one in its xn-- form)")
+INVISIBLE_RULE = ("must not contain invisible or text-direction characters before the @ "
+                  "(U+{}, character {})")
 RELAY_RULE = "must be a host name, IP, CIDR, *.domain or 1.2.3.*"
 RESOLVER_RULE = "must be IP or IP:port (IPv6 as [addr]:port)"
 SENDER_RULE = ("must be a name (Security Office), an email address (alerts@example.com) "
@@ -248,7 +252,11 @@ REJECTED = [
     (Domain(), "", "must be a domain name such as example.com"),
     (Domain(), "@example.com", "must be a domain name such as example.com"),
     (Domain(), "example..com", "must be a domain name such as example.com"),
-    (Domain(), ".".join(["a" * 60] * 5), "must be a domain name such as example.com"),
+    # too long, and said so (tester27b C5): 63 between dots, 253 in all, in A-labels
+    (Domain(), ".".join(["a" * 60] * 5), DOMAIN_LENGTH_RULE),
+    (Domain(), "a" * 64 + ".example", DOMAIN_LENGTH_RULE),
+    (Domain(), "bü" + "a" * 60 + ".example", DOMAIN_LENGTH_RULE),   # xn--b-… is 66
+    (Domain(), "a" * 63 + "_.example", "must be a domain name such as example.com"),
     # TimeOfDay
     (TimeOfDay(), "24:00", "must be a time of day HH:MM (00:00 to 23:59)"),
     (TimeOfDay(), "6:00", "must be a time of day HH:MM (00:00 to 23:59)"),
@@ -332,6 +340,18 @@ REJECTED = [
      "must be @domain, .domain or an address (* and ? allowed before the @)"),
     (BlacklistEntry(), '"a*b"@example.com', "a quoted local part takes no * or ? wildcards"),
     (WhitelistEntry(), 5, "must be @domain, .domain or a full email address"),
+    (WhitelistEntry(), "@" + "a" * 70 + ".com", DOMAIN_LENGTH_RULE),
+    (WhitelistEntry(), "." + "a" * 70 + ".com", DOMAIN_LENGTH_RULE),
+    (WhitelistEntry(), "user@" + "a" * 70 + ".com", DOMAIN_LENGTH_RULE),
+    (BlacklistEntry(), "sp*m@" + ".".join(["b" * 60] * 5), DOMAIN_LENGTH_RULE),
+    # characters no reader sees, before the @, are refused by name (tester27b B1): such an
+    # entry matched no sender while the console showed it as right (or reversed)
+    (BlacklistEntry(), "b\u200bad@spam.test", INVISIBLE_RULE.format("200B", 2)),
+    (WhitelistEntry(), "us\u00ader@friend.test", INVISIBLE_RULE.format("00AD", 3)),
+    (WhitelistEntry(), "\u202ebad@spam.test", INVISIBLE_RULE.format("202E", 1)),
+    (BlacklistEntry(), "\u202e@evil.test", INVISIBLE_RULE.format("202E", 1)),
+    (BlacklistEntry(), "a\u00a0b@evil.test", INVISIBLE_RULE.format("00A0", 2)),
+    (WhitelistEntry(), '"a\u2066b"@evil.test', INVISIBLE_RULE.format("2066", 3)),
     (Email(), "a" * 65 + "@example.com", "must have at most 64 characters before the @"),
     (Email(), "a" * 10 + "@" + ".".join(c * 61 for c in "bcde") + ".com",
      "must be at most 254 characters"),
