@@ -22,7 +22,7 @@ TABLE_7_1 = [
     "Accepted", "Rejected", "Delivered", "Forwarded", "Dropped", "Held", "Quarantined",
     "Mass mailers deleted", "Repaired", "Deleted", "Logged", "Top-level attachments stripped",
     "Encryptions deleted", "Encryptions logged", "Fast queue", "Slow queue", "Hold queue",
-    "Custom blacklist", "Real-time blacklists", "Heuristic engine",
+    "Custom blacklist", "Real-time blacklists", "Heuristic engine and spam rules",
 ]
 
 

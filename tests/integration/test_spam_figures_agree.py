@@ -102,6 +102,6 @@ async def test_status_page_and_summary_report_count_the_same_spam(
     with console_on(home) as console:
         console.set(premium__enabled=False)
     status, summary = await trio.to_thread.run_sync(_pages, home)
-    assert status["Spam messages detected"] == status["Heuristic engine"] == spam
+    assert status["Spam messages detected"] == status["Heuristic engine and spam rules"] == spam
     assert "Spam" not in status and _section(summary, "premium") is None
     core.cancel_scope.cancel()
