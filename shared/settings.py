@@ -57,6 +57,7 @@ __all__ = [
     "refused_values", "SPAM_QUARANTINE_NOT_BUILT", "NOT_BUILT_FEATURES",
     "NOTIFY_SENDER_METATAGS", "NOTIFY_ADMIN_METATAGS", "OUTBREAK_METATAGS", "PORT_KEYS",
     "SECRET_MASK", "URL_MASK_RULE", "read_json", "OPEN_RELAY_WARNING", "RELAY_MODE_LABELS",
+    "SENSITIVITY_THRESHOLDS",
 ]
 
 PASSWORD_MAX_CHARS = 32  # SPEC §3 admin.password: ≤32 chars, case-sensitive
@@ -446,8 +447,12 @@ _add("blacklist.entries", ListOf(BlacklistEntry(), max_items=10_000), [],
 _forwarding_trio("blacklist", "blacklist", "mail from blacklisted senders",
                  ("drop", "log", "forward"), "drop")
 _add("heuristic.enabled", Bool(), False, "Use the heuristic antispam engine.", "heuristic")
+# The score from which each heuristic.sensitivity counts a message as spam: the engine's
+# (core/scan/antispam/engine.py threshold_for) and the console's one table.
+SENSITIVITY_THRESHOLDS = {1: 90, 2: 80, 3: 70, 4: 60, 5: 50}
 _add("heuristic.sensitivity", Int(1, 5), 1,
-     "1..5: spam at score ≥ 90, 80, 70, 60, 50 respectively.", "heuristic")
+     "1..5: spam at score ≥ " + ", ".join(map(str, SENSITIVITY_THRESHOLDS.values()))
+     + " respectively.", "heuristic")
 _add("heuristic.subject_prefix", Str(max_len=100, header=True), "[Spam]",
      "Text prepended to the subject of spam.", "heuristic")
 _add("heuristic.x_bulk", Bool(), False, "Add X-Bulk: <score> to spam.", "heuristic")

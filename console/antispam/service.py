@@ -27,7 +27,7 @@ from console.settings_service import (check_rule_shown, edit_list, pending_comma
                                       save_settings, submit_command)
 from shared.commands import Command
 from shared.idn import entry_form, exclusion_set, is_excluded
-from shared.settings import SettingError
+from shared.settings import SENSITIVITY_THRESHOLDS, SettingError
 
 __all__ = ["AutoEntry", "auto_entries", "listed_entries", "sld_key", "move_auto_entries", "move_warnings",
            "custom_whitelist_off",
@@ -125,6 +125,26 @@ def listed_entries(domains: list[str], sort: str = "frequency") -> list[AutoEntr
 CUSTOM_WHITELIST_OFF = ("The custom whitelist is disabled (whitelist.custom.enabled is off): "
                         "entries added to it leave this list at once, and whitelist nothing "
                         "until it is enabled on the Whitelist page.")
+
+
+def below_spam_score(values) -> list[str]:
+    """The Heuristic Engine page's warnings about the stored settings (tester27b C1): a drop
+    or forward score below the sensitivity's spam score acts on mail the engine does not
+    count as spam (SPEC §3: those compare the score itself), a drop score of 1 on all mail."""
+    sensitivity = values["heuristic.sensitivity"]
+    threshold = SENSITIVITY_THRESHOLDS[sensitivity]
+    out = []
+    for key, verb in (("heuristic.drop_score", "dropped"),
+                      ("heuristic.forward_score", "forwarded")):
+        score = values[key]
+        if score is None or score >= threshold or (
+                verb == "forwarded" and not values["heuristic.forward_to"]):
+            continue
+        out.append(f"Messages scoring {score} or more are {verb}, though sensitivity "
+                   f"{sensitivity} counts only a score of {threshold} or more as spam"
+                   + (": every message is dropped." if score == 1 and verb == "dropped"
+                      else "."))
+    return out
 
 
 def custom_whitelist_off() -> bool:

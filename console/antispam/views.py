@@ -76,7 +76,8 @@ def settings_page(page: str):
     errors = submit(form, lambda: save_settings(form_values(form, keys), page=page, **who()))
     if errors is None:
         return redirect(url_for(request.endpoint))
-    return _render("settings.html", page, form=form, errors=errors)
+    return _render("settings.html", page, form=form, errors=errors,
+                   warnings=service.below_spam_score(settings()) if page == "heuristic" else [])
 
 
 for _page, _url in (("whitelist", "/whitelist"), ("blacklist", "/blacklist"),

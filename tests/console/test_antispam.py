@@ -53,6 +53,27 @@ def test_heuristic_page_saves_and_records_event(admin):
     assert admin.events(Action.OBJECT_MODIFIED)
 
 
+def test_heuristic_page_warns_of_drop_and_forward_scores_below_the_spam_score(admin):
+    # tester27b C1: drop score 1 was saved without a word, and dropped every message
+    assert "below-spam-score" not in admin.get("/antispam/heuristic").get_data(as_text=True)
+    response = admin.post("/antispam/heuristic", {
+        "heuristic__enabled": "y", "heuristic__sensitivity": "1",
+        "heuristic__subject_prefix": "[Spam]", "heuristic__drop_score": "1",
+        "heuristic__forward_score": "", "heuristic__forward_to": ""})
+    assert response.status_code == 302, response.get_data(as_text=True)[:2000]
+    page = html.unescape(admin.get("/antispam/heuristic").get_data(as_text=True))
+    assert ("Messages scoring 1 or more are dropped, though sensitivity 1 counts only a "
+            "score of 90 or more as spam: every message is dropped.") in page
+    admin.set(heuristic__drop_score=None, heuristic__sensitivity=3,
+              heuristic__forward_score=60, heuristic__forward_to="spam@example.com")
+    page = html.unescape(admin.get("/antispam/heuristic").get_data(as_text=True))
+    assert ("Messages scoring 60 or more are forwarded, though sensitivity 3 counts only a "
+            "score of 70 or more as spam.") in page and "dropped" not in page.split(
+                "below-spam-score")[1][:200]
+    admin.set(heuristic__forward_score=70)         # at the spam score: nothing to say
+    assert "below-spam-score" not in admin.get("/antispam/heuristic").get_data(as_text=True)
+
+
 def test_heuristic_forward_must_be_below_drop(admin):
     before = admin.settings()
     response = admin.post("/antispam/heuristic", {

@@ -36,7 +36,7 @@ from core.pipeline.checks import spam_rules
 from core.pipeline.checks.whitelist import stood_aside, whitelisted
 from core.pipeline.findings import Finding, check_failed
 from core.scan.antispam.definitions import RUNTIME_DIR
-from core.scan.antispam.engine import HeuristicEngine
+from core.scan.antispam.engine import HeuristicEngine, threshold_for
 from core.scan.antispam.handling import acts_on, forged_marks, spam_findings
 from shared.events import Action
 
@@ -75,6 +75,12 @@ def _findings(view, settings, whitelist: str | None) -> list[Finding]:
     if not acts_on(result.score, settings):
         return []
     rules = ", ".join(result.rules[:6])
+    sensitivity = settings["heuristic.sensitivity"]
+    # a drop or forward score below the sensitivity's acts on mail it does not call spam,
+    # and the event says so (tester27b C1)
+    lead = ("Message is considered to be spam" if result.score >= threshold_for(sensitivity)
+            else f"Message is below spam score {threshold_for(sensitivity)} of sensitivity "
+                 f"{sensitivity}")
     # what weighed most (engine.py rule 3): the only why of a score without a rule hit
     evidence, towards = result.evidence()
     weighed = (f"; most weight: {', '.join(evidence)} (of {towards} features towards spam)"
@@ -82,7 +88,7 @@ def _findings(view, settings, whitelist: str | None) -> list[Finding]:
     return spam_findings(
         result.score, settings, rule="heuristic.sensitivity",
         event=Action.HEURISTIC_SPAM.value, malformed=bool(view.defects) and not whitelist,
-        reason=f"Message is considered to be spam (score {result.score}, spam definitions "
+        reason=f"{lead} (score {result.score}, spam definitions "
                f"{result.definitions}{'; ' + rules if rules else ''}{weighed})",
         data={"definitions": result.definitions, "rules": list(result.rules[:20]),
               "evidence": list(evidence), "forced_by": result.forced_by})

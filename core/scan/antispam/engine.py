@@ -44,14 +44,15 @@ from core.scan.antispam import delist
 from core.scan.antispam.structure import structure_tokens
 from core.scan.antispam.tokenizer import tokens, window_tokens
 from core.scan.antispam.windows import windowed_raw
+# SPEC §3 heuristic.sensitivity: 1..5 -> spam at score >= 90, 80, 70, 60, 50; the setting's
+# table, re-exported here for the engine's readers
+from shared.settings import SENSITIVITY_THRESHOLDS
 
 __all__ = ["HeuristicEngine", "SpamScore", "SENSITIVITY_THRESHOLDS", "threshold_for",
            "score_from_raw", "raw_for_score", "features", "readings", "raw_of", "chars_term",
            "describe",
            "MAX_EVIDENCE"]
 
-# SPEC §3 heuristic.sensitivity: 1..5 -> spam at score >= 90, 80, 70, 60, 50
-SENSITIVITY_THRESHOLDS = {1: 90, 2: 80, 3: 70, 4: 60, 5: 50}
 MAX_REASON_RULES = 8
 MAX_EVIDENCE = 5
 

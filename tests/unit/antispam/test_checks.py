@@ -341,6 +341,23 @@ def test_heuristic_drop_and_forward_scores():
     assert v.rule == "heuristic.forward_score"
 
 
+def test_a_drop_score_below_the_sensitivitys_says_the_message_is_not_spam_by_it():
+    # tester27b C1: drop score 1 dropped a lunch note "considered to be spam"
+    raw = _sample("sample-nonspam.txt")
+    findings, v = verdict(raw, heuristic__enabled=True, heuristic__drop_score=1)
+    assert v.disposition == "drop" and v.rule == "heuristic.drop_score"
+    (dropped,) = [f for f in findings if f.action == "drop"]
+    score = dropped.score
+    assert score < 90
+    assert dropped.reason.startswith(f"Message is below spam score 90 of sensitivity 1 (score "
+                                     f"{score}, spam definitions ")
+    assert dropped.reason.endswith(f"; score {score} >= drop score 1")
+    findings, _ = verdict(message(body=f"{GTUBE}\n"), heuristic__enabled=True,
+                          heuristic__drop_score=1)
+    assert [f.reason for f in findings if f.action == "drop"][0].startswith(
+        "Message is considered to be spam (score 100")
+
+
 def test_heuristic_off_whitelisted_or_spam_rule_already_matched():
     raw = message(subject="cheap", body=f"watches {GTUBE}\n")
     assert not verdict(raw)[0]
