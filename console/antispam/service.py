@@ -147,6 +147,21 @@ def below_spam_score(values) -> list[str]:
     return out
 
 
+def whole_domains(values) -> list[str]:
+    """The Whitelist page's warning about entries that name a whole top-level domain
+    (tester27b C4): `.com` or `@com` lets every sender there past the blacklists and the
+    heuristic engine. Warned, not refused: an administrator may mean `.gov`."""
+    if not values["whitelist.custom.enabled"]:
+        return []
+    whole = [entry for entry in values["whitelist.custom"]
+             if entry.startswith(("@", ".")) and "." not in entry[1:]]
+    if not whole:
+        return []
+    return [f"{', '.join(whole)} whitelist{'s' if len(whole) == 1 else ''} every sender in "
+            f"{'that' if len(whole) == 1 else 'each'} top-level domain: they bypass the custom "
+            f"blacklist, the real-time blacklists and the heuristic engine."]
+
+
 def custom_whitelist_off() -> bool:
     """Is the custom whitelist switched off, so that a move to it ends the moved domains'
     whitelisting (CUSTOM_WHITELIST_OFF)?"""

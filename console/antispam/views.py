@@ -69,6 +69,10 @@ def index():
     return redirect(url_for("antispam.whitelist"))
 
 
+# what a page warns of in the stored settings, above its form
+_PAGE_WARNINGS = {"heuristic": service.below_spam_score, "whitelist": service.whole_domains}
+
+
 @requires(Access.ADMIN)
 def settings_page(page: str):
     keys = PAGE_KEYS[page]
@@ -77,7 +81,7 @@ def settings_page(page: str):
     if errors is None:
         return redirect(url_for(request.endpoint))
     return _render("settings.html", page, form=form, errors=errors,
-                   warnings=service.below_spam_score(settings()) if page == "heuristic" else [])
+                   warnings=_PAGE_WARNINGS.get(page, lambda _values: [])(settings()))
 
 
 for _page, _url in (("whitelist", "/whitelist"), ("blacklist", "/blacklist"),

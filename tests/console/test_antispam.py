@@ -55,7 +55,7 @@ def test_heuristic_page_saves_and_records_event(admin):
 
 def test_heuristic_page_warns_of_drop_and_forward_scores_below_the_spam_score(admin):
     # tester27b C1: drop score 1 was saved without a word, and dropped every message
-    assert "below-spam-score" not in admin.get("/antispam/heuristic").get_data(as_text=True)
+    assert "heuristic-warning" not in admin.get("/antispam/heuristic").get_data(as_text=True)
     response = admin.post("/antispam/heuristic", {
         "heuristic__enabled": "y", "heuristic__sensitivity": "1",
         "heuristic__subject_prefix": "[Spam]", "heuristic__drop_score": "1",
@@ -69,9 +69,21 @@ def test_heuristic_page_warns_of_drop_and_forward_scores_below_the_spam_score(ad
     page = html.unescape(admin.get("/antispam/heuristic").get_data(as_text=True))
     assert ("Messages scoring 60 or more are forwarded, though sensitivity 3 counts only a "
             "score of 70 or more as spam.") in page and "dropped" not in page.split(
-                "below-spam-score")[1][:200]
+                "heuristic-warning")[1][:200]
     admin.set(heuristic__forward_score=70)         # at the spam score: nothing to say
-    assert "below-spam-score" not in admin.get("/antispam/heuristic").get_data(as_text=True)
+    assert "heuristic-warning" not in admin.get("/antispam/heuristic").get_data(as_text=True)
+
+
+def test_whitelist_page_warns_of_an_entry_naming_a_whole_top_level_domain(admin):
+    # tester27b C4: .com let every .com sender past the blacklists, without a word
+    admin.set(whitelist__custom__enabled=True, whitelist__custom=["@friend.test", ".com"])
+    page = html.unescape(admin.get("/antispam/whitelist").get_data(as_text=True))
+    assert (".com whitelists every sender in that top-level domain: they bypass the custom "
+            "blacklist, the real-time blacklists and the heuristic engine.") in page
+    admin.set(whitelist__custom=["@friend.test", ".co.uk"])
+    assert "whitelist-warning" not in admin.get("/antispam/whitelist").get_data(as_text=True)
+    admin.set(whitelist__custom=[".com", "@org"], whitelist__custom__enabled=False)
+    assert "whitelist-warning" not in admin.get("/antispam/whitelist").get_data(as_text=True)
 
 
 def test_heuristic_forward_must_be_below_drop(admin):
