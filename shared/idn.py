@@ -38,6 +38,7 @@ from shared.mailbox import canonical_local
 from shared.wildcard import matches
 
 __all__ = ["ascii_domain", "domain_form", "entry_form", "local_form", "ascii_pattern",
+           "unicode_domain",
            "matches_domain", "any_matches_domain", "first_matching", "address_literal",
            "address_pattern", "spellings", "exclusion_set", "is_excluded"]
 
@@ -212,6 +213,18 @@ def first_matching(patterns: Iterable[str], domain: str) -> int | None:
     return None
 
 
+def unicode_domain(domain: str) -> str | None:
+    """The U-label form of a domain stored in A-labels (`xn--bcher-kva.example` is
+    `bücher.example`), for a page to show beside it; None when it has no A-label or does not
+    decode."""
+    if "xn--" not in domain.lower():
+        return None
+    try:
+        return idna.decode(domain)
+    except (idna.IDNAError, UnicodeError):
+        return None
+
+
 def spellings(text: str) -> tuple[str, ...]:
     """`text`, and, when it is a domain or ends in `@domain` whose domain has an
     internationalised label, the same with the domain in its other form: a search for
@@ -222,9 +235,6 @@ def spellings(text: str) -> tuple[str, ...]:
     form = ascii_domain(domain)
     if form is None:
         return (text,)
-    try:
-        unicode_form = idna.decode(form)
-    except (idna.IDNAError, UnicodeError):
-        unicode_form = None
+    unicode_form = unicode_domain(form)
     others = {head + at + f for f in (form, unicode_form) if f and f != domain.lower()}
     return (text, *sorted(others))

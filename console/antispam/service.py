@@ -26,7 +26,7 @@ from console.schema_forms import rule_by_line, text_lines
 from console.settings_service import (check_rule_shown, edit_list, pending_command_items,
                                       save_settings, submit_command)
 from shared.commands import Command
-from shared.idn import entry_form, exclusion_set, is_excluded
+from shared.idn import entry_form, exclusion_set, is_excluded, unicode_domain
 from shared.settings import SENSITIVITY_THRESHOLDS, SettingError
 
 __all__ = ["AutoEntry", "auto_entries", "listed_entries", "sld_key", "move_auto_entries", "move_warnings",
@@ -45,6 +45,17 @@ class AutoEntry:
     first_seen: float
     last_seen: float
     excluded: bool
+
+    @property
+    def shown(self) -> str:
+        """The domain as a reader writes it: an internationalised one in U-labels, which the
+        page shows beside the A-labels it is stored in and sorts by (tester27b C3)."""
+        return unicode_domain(self.domain) or self.domain
+
+    @property
+    def label(self) -> str:
+        """What the list and its Delete confirmation show: both forms when they differ."""
+        return self.domain if self.shown == self.domain else f"{self.shown} ({self.domain})"
 
 
 # Public suffixes of two labels under which organisations register their names, so that
@@ -106,8 +117,8 @@ def auto_entries(sort: str = "frequency") -> list[AutoEntry]:
                          is_excluded(r["domain"], excluded))
                for r in rows if r["domain"] not in leaving]
     if sort == "domain":
-        return sorted(entries, key=lambda e: sld_key(e.domain))
-    return sorted(entries, key=lambda e: (-e.count, e.first_seen, e.domain))
+        return sorted(entries, key=lambda e: sld_key(e.shown))
+    return sorted(entries, key=lambda e: (-e.count, e.first_seen, e.shown))
 
 
 def listed_entries(domains: list[str], sort: str = "frequency") -> list[AutoEntry]:

@@ -559,6 +559,21 @@ def test_sort_by_second_level_domain_looks_past_multi_label_public_suffixes(admi
         page.index(f'value="{d}"') for d in order)
 
 
+def test_an_internationalised_domain_is_shown_and_sorted_as_written(admin, home):
+    # tester27b C3: xn--bcher-kva.example alone, sorted under "x"
+    _seed_auto(home, [("xn--bcher-kva.example", 3, 1.0, 9.0), ("alpha.example", 2, 1.0, 9.0),
+                      ("cedar.example", 1, 1.0, 9.0)])
+    page = html.unescape(admin.get("/antispam/auto-whitelist?sort=domain").get_data(
+        as_text=True))
+    assert "bücher.example (xn--bcher-kva.example)" in page
+    order = ["alpha.example", "xn--bcher-kva.example", "cedar.example"]     # a, b(ü), c
+    assert [page.index(f'value="{d}"') for d in order] == sorted(
+        page.index(f'value="{d}"') for d in order)
+    confirm = html.unescape(admin.post("/antispam/auto-whitelist/manage", {
+        "domains": ["xn--bcher-kva.example"], "delete": "y"}).get_data(as_text=True))
+    assert "<td>bücher.example (xn--bcher-kva.example)</td>" in confirm
+
+
 # --- numbers in ASCII digits only ----------------------------------------------------------
 
 def test_sensitivity_is_chosen_from_its_five_levels(admin):
