@@ -32,7 +32,7 @@ Rules
        not grow (the guide); excluded entries do not whitelist. Exclusions are read when the
        recipient is delivered, from the settings in force then.
     3. At most MAX_ENTRIES (2000) entries; adding one to a full list first removes the
-       EVICT_COUNT (50) least frequent, ties: the oldest first seen.
+       EVICT_COUNT (50) least frequent, ties: the oldest first seen, then by name.
     4. Writes are batched: dirty entries and deletions are flushed every FLUSH_SECONDS in a
        thread, never on the event loop. A deletion the console asked for is written before
        its command reports it done: the administrator's action survives a crash.
@@ -147,7 +147,10 @@ class AutoWhitelist:
             self._changed()
 
     def _evict(self) -> None:
-        victims = sorted(self.entries.items(), key=lambda item: (item[1][0], item[1][1]))
+        # ties of count and first seen (domains one message taught) by name, so which go
+        # does not depend on the order they were learned in (tester27b D1)
+        victims = sorted(self.entries.items(),
+                         key=lambda item: (item[1][0], item[1][1], item[0]))
         for domain, _ in victims[:EVICT_COUNT]:
             del self.entries[domain]
             self._dirty.discard(domain)

@@ -146,6 +146,17 @@ def test_auto_whitelist_full_list_drops_the_50_least_frequent_oldest_first():
     assert all(f"d{i}.test" in wl.entries for i in range(EVICT_COUNT, 100))
 
 
+def test_auto_whitelist_ties_of_one_message_go_by_name_not_by_the_order_learned():
+    # tester27b D1: domains one message taught had the same count and first seen, and
+    # which of them went was the order the recipients happened to be in
+    wl, s = _list()
+    names = [f"d{i:04d}.test" for i in range(MAX_ENTRIES)]
+    wl.note_outbound([f"u@{d}" for d in reversed(names)], s)
+    assert len({e[1] for e in wl.entries.values()}) == 1      # one first seen for all
+    wl.note_outbound(["u@newcomer.test"], s)
+    assert sorted(set(names) - set(wl.entries)) == names[:EVICT_COUNT]
+
+
 def test_auto_whitelist_off_collects_nothing_and_delete_works():
     wl, s = _list(whitelist__auto__enabled=False)
     wl.note_outbound(["a@partner.test"], s)
