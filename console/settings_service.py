@@ -110,8 +110,14 @@ def rule_errors(exc: SettingError, key: str, index: int,
             continue
         others = []
         for position, error in cause.entries:
+            first = getattr(error.rule, "first", None)      # a repeat (settings_types._Repeat)
             if position != index + 1:
-                others.append((position, error.rule))
+                if first is None or not error.rule.is_first:
+                    others.append((position, error.rule))
+                continue
+            if first is not None and not error.rule.is_first:
+                # the rule this one repeats, by the number the page shows it under
+                out.append(("name", f"rule {first} has this name"))
                 continue
             for part in error.field_errors or (error,):      # every bad field of the rule
                 if part.field in RULE_FIELDS:

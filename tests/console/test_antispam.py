@@ -230,6 +230,18 @@ def test_spam_rules_add_edit_delete(admin):
     assert admin.settings()["rules.spam"] == []
 
 
+def test_a_second_rule_of_the_same_name_is_refused_beside_its_name(admin):
+    # tester27b C6: two rules named "pills", told apart in events only by their position
+    for terms, code in (("cheap", 302), ("pills", 200)):
+        response = admin.post("/antispam/spam-rules/save", {
+            "prefix": "new", "new-index": "", "new-name": "Pills " if code == 200 else "pills",
+            "new-enabled": "y", "new-match": "any", "new-terms": terms, "new-none_of": ""})
+        assert response.status_code == code
+    page = html.unescape(response.get_data(as_text=True))
+    assert '<span class="error" id="new-name-error">rule 1 has this name</span>' in page
+    assert [r["name"] for r in admin.settings()["rules.spam"]] == ["pills"]
+
+
 def test_stale_spam_rule_edit_and_delete_are_refused(admin):
     """Rules were addressed by list index only, so a page opened before another session
     deleted a rule edited or deleted the rule that moved into its place."""
