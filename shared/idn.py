@@ -38,13 +38,13 @@ from shared.mailbox import canonical_local
 from shared.wildcard import matches
 
 __all__ = ["ascii_domain", "domain_form", "entry_form", "local_form", "ascii_pattern",
-           "unicode_domain",
+           "unicode_domain", "FULL_STOPS",
            "matches_domain", "any_matches_domain", "first_matching", "address_literal",
            "address_pattern", "spellings", "exclusion_set", "is_excluded"]
 
 # UTS #46 maps these to "." (the ideographic, fullwidth and halfwidth full stops); mapped
 # first, so that a domain ending in one loses it as it loses a final "."
-_FULL_STOPS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+FULL_STOPS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
 
 
 def ascii_domain(domain: str) -> str | None:
@@ -52,7 +52,7 @@ def ascii_domain(domain: str) -> str | None:
     UTS #46 non-transitional, as registries issue them and browsers read them: straße.example
     is xn--strae-oqa.example, not strasse.example as Python's IDNA 2003 codec has it); None
     when a label cannot be one."""
-    domain = domain.strip().translate(_FULL_STOPS).lower().rstrip(".")
+    domain = domain.strip().translate(FULL_STOPS).lower().rstrip(".")
     if domain.isascii():
         return domain
     try:
@@ -112,7 +112,7 @@ def ascii_pattern(pattern: str) -> str | None:
     `ascii_domain`'s form, label by label; a label with a wildcard stays as written (lower
     case). None when such a label is not ASCII (`münch*.de`: a wildcard cannot stand inside
     an A-label's letters) or another label cannot be an A-label."""
-    pattern = pattern.strip().translate(_FULL_STOPS).lower().rstrip(".")
+    pattern = pattern.strip().translate(FULL_STOPS).lower().rstrip(".")
     return pattern if pattern.isascii() else _ascii_labels(pattern)
 
 

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from shared.idn import ascii_domain, entry_form
+import idna
+
+from shared.idn import FULL_STOPS, ascii_domain, entry_form
 from shared.mailbox import is_list_local_part
 from shared.settings_types import (
     Characters, Int, Kind, RuleError, Str, integer_from_text, plain_object,
@@ -58,18 +61,38 @@ _LABEL_SHAPE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\Z")
 def _domain_length(text: Any) -> None:
     """RuleError naming the length rule when `text` would be a domain but for its length (a
     label over 63 characters or the whole over 253, counted in A-label form), so a pasted
-    name that looks right is not met with the general "must be …" alone (tester27b C5)."""
-    if not isinstance(text, str) or not text.strip().rstrip("."):
+    name that looks right is not met with the general "must be …" alone (tester27b C5).
+    Each label read as shared/idn.py reads it (full stops, UTS #46); one that is no label
+    whatever its length leaves the general rule to say so."""
+    if not isinstance(text, str):
         return
-    labels = text.strip().rstrip(".").lower().split(".")
-    try:
-        forms = [label if label.isascii() else "xn--" + label.encode("punycode").decode()
-                 for label in labels]
-    except UnicodeError:
-        return
-    if all(_LABEL_SHAPE.match(form.replace("xn--", "x", 1)) for form in forms) and (
-            max(map(len, forms)) > LABEL_MAX or len(".".join(forms)) > DOMAIN_MAX):
+    forms = []
+    for label in text.strip().translate(FULL_STOPS).rstrip(".").split("."):
+        if label.isascii():
+            if not _LABEL_SHAPE.match(label):
+                return
+            forms.append(label)
+            continue
+        try:
+            mapped = idna.uts46_remap(label, std3_rules=True, transitional=False)
+            idna.check_label(mapped)
+        except (idna.IDNAError, UnicodeError) as exc:
+            if getattr(exc, "code", None) == "input_too_long":   # idna's own bound
+                raise RuleError(_DOMAIN_LENGTH_RULE) from None
+            return
+        # punycode writes at least a character for each: a long label is too long as it is,
+        # and is not encoded (encoding is quadratic in its length: review27c R1)
+        forms.append("x" * len(mapped) if len(mapped) > LABEL_MAX
+                     else "xn--" + mapped.encode("punycode").decode("ascii"))
+    if max(map(len, forms)) > LABEL_MAX or len(".".join(forms)) > DOMAIN_MAX:
         raise RuleError(_DOMAIN_LENGTH_RULE)
+
+
+# What no reader sees in an address (tester27b B1): controls, format characters (zero width
+# space, soft hyphen, text-direction marks and overrides) but the joiners Persian and Indic
+# words are written with, and spaces other than the ASCII one a quoted local part may hold.
+_UNSEEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
+_JOINERS = frozenset("\u200c\u200d")
 
 
 def _visible_local(local: str) -> None:
@@ -77,7 +100,8 @@ def _visible_local(local: str) -> None:
     width space, a soft hyphen or a text-direction override pasted with an address made an
     entry that matched no sender, shown in the console as if it were right, or reversed."""
     for i, char in enumerate(local):
-        if not char.isprintable():
+        if (char != " " and char not in _JOINERS
+                and unicodedata.category(char) in _UNSEEN_CATEGORIES):
             raise RuleError(f"must not contain invisible or text-direction characters before "
                             f"the @ (U+{ord(char):04X}, character {i + 1})")
 
@@ -488,9 +512,17 @@ class ClamdAddress(Str):
 
 
 def _entry_domain_length(value: Any) -> None:
-    """`_domain_length` of a list entry's domain: after its @, or after its leading period."""
-    if isinstance(value, str):
-        _domain_length(value.rpartition("@")[2] if "@" in value else value.removeprefix("."))
+    """`_domain_length` of a list entry's domain, when its form is otherwise right: `@domain`,
+    `.domain`, or a local part the lists take before its @ (review27c R6: an entry without
+    its @ was told only the length)."""
+    if not isinstance(value, str):
+        return
+    if value.startswith("."):
+        _domain_length(value[1:])
+    elif "@" in value:
+        local, _, domain = value.rpartition("@")
+        if local == "" or is_list_local_part(local):
+            _domain_length(domain)
 
 
 @dataclass(frozen=True)

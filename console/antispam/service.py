@@ -27,7 +27,8 @@ from console.settings_service import (check_rule_shown, edit_list, pending_comma
                                       save_settings, submit_command)
 from shared.commands import Command
 from shared.idn import entry_form, exclusion_set, is_excluded, unicode_domain
-from shared.settings import SENSITIVITY_THRESHOLDS, SettingError
+from shared.settings import SCHEMA, SENSITIVITY_THRESHOLDS, SettingError
+from shared.settings_types import RuleError
 
 __all__ = ["AutoEntry", "auto_entries", "listed_entries", "sld_key", "move_auto_entries", "move_warnings",
            "custom_whitelist_off",
@@ -142,14 +143,15 @@ def below_spam_score(values) -> list[str]:
     """The Heuristic Engine page's warnings about the stored settings (tester27b C1): a drop
     or forward score below the sensitivity's spam score acts on mail the engine does not
     count as spam (SPEC §3: those compare the score itself), a drop score of 1 on all mail."""
-    sensitivity = values["heuristic.sensitivity"]
+    checked = _as_checked(values, "heuristic.sensitivity", "heuristic.drop_score",
+                          "heuristic.forward_score", "heuristic.forward_to")
+    if checked is None:
+        return []
+    sensitivity, drop, forward, forward_to = checked
     threshold = SENSITIVITY_THRESHOLDS[sensitivity]
     out = []
-    for key, verb in (("heuristic.drop_score", "dropped"),
-                      ("heuristic.forward_score", "forwarded")):
-        score = values[key]
-        if score is None or score >= threshold or (
-                verb == "forwarded" and not values["heuristic.forward_to"]):
+    for score, verb in ((drop, "dropped"), (forward, "forwarded")):
+        if score is None or score >= threshold or (verb == "forwarded" and not forward_to):
             continue
         out.append(f"Messages scoring {score} or more are {verb}, though sensitivity "
                    f"{sensitivity} counts only a score of {threshold} or more as spam"
@@ -162,15 +164,26 @@ def whole_domains(values) -> list[str]:
     """The Whitelist page's warning about entries that name a whole top-level domain
     (tester27b C4): `.com` or `@com` lets every sender there past the blacklists and the
     heuristic engine. Warned, not refused: an administrator may mean `.gov`."""
-    if not values["whitelist.custom.enabled"]:
+    checked = _as_checked(values, "whitelist.custom.enabled", "whitelist.custom")
+    if checked is None or not checked[0]:
         return []
-    whole = [entry for entry in values["whitelist.custom"]
-             if entry.startswith(("@", ".")) and "." not in entry[1:]]
+    whole = [entry for entry in checked[1] if entry.startswith(".") and (
+        "." not in entry[1:] or entry[1:] in SECOND_LEVEL_SUFFIXES)]
     if not whole:
         return []
     return [f"{', '.join(whole)} whitelist{'s' if len(whole) == 1 else ''} every sender in "
-            f"{'that' if len(whole) == 1 else 'each'} top-level domain: they bypass the custom "
-            f"blacklist, the real-time blacklists and the heuristic engine."]
+            f"{'that' if len(whole) == 1 else 'each'} top-level domain or public suffix: they "
+            f"bypass the custom blacklist, the real-time blacklists and the heuristic engine."]
+
+
+def _as_checked(values, *keys) -> list | None:
+    """The stored `keys` as their kinds read them, or None when one breaks its rule (a value
+    an older release stored): a page's warning is then left out, not the page (review27c
+    R2; the page's form says what is wrong)."""
+    try:
+        return [SCHEMA[key].kind.check(values[key]) for key in keys]
+    except RuleError:
+        return None
 
 
 def custom_whitelist_off() -> bool:

@@ -78,12 +78,27 @@ def test_whitelist_page_warns_of_an_entry_naming_a_whole_top_level_domain(admin)
     # tester27b C4: .com let every .com sender past the blacklists, without a word
     admin.set(whitelist__custom__enabled=True, whitelist__custom=["@friend.test", ".com"])
     page = html.unescape(admin.get("/antispam/whitelist").get_data(as_text=True))
-    assert (".com whitelists every sender in that top-level domain: they bypass the custom "
-            "blacklist, the real-time blacklists and the heuristic engine.") in page
-    admin.set(whitelist__custom=["@friend.test", ".co.uk"])
+    assert (".com whitelists every sender in that top-level domain or public suffix: they "
+            "bypass the custom blacklist, the real-time blacklists and the heuristic "
+            "engine.") in page
+    admin.set(whitelist__custom=[".co.uk", ".example.co.uk", "@org"])
+    page = html.unescape(admin.get("/antispam/whitelist").get_data(as_text=True))
+    # @org is that domain alone (review27c R5): no sender's, and nothing to warn of
+    assert ".co.uk whitelists every sender in that top-level domain" in page
+    assert "@org" not in page.split("whitelist-warning")[1].split("</p>")[0]
+    admin.set(whitelist__custom=[".com"], whitelist__custom__enabled=False)
     assert "whitelist-warning" not in admin.get("/antispam/whitelist").get_data(as_text=True)
-    admin.set(whitelist__custom=[".com", "@org"], whitelist__custom__enabled=False)
-    assert "whitelist-warning" not in admin.get("/antispam/whitelist").get_data(as_text=True)
+
+
+def test_page_warnings_leave_values_an_older_release_stored_to_the_form(admin, home):
+    # review27c R2: a stored sensitivity of 7, a drop score "50" or a whitelist entry 5 made
+    # the pages that warn of them answer 500
+    store_unchecked(home, {"heuristic.sensitivity": 7, "heuristic.drop_score": "50",
+                           "whitelist.custom.enabled": True, "whitelist.custom": [5, ".com"]})
+    for url in ("/antispam/heuristic", "/antispam/whitelist"):
+        response = admin.get(url)
+        assert response.status_code == 200
+        assert "-warning-" not in response.get_data(as_text=True)
 
 
 def test_heuristic_forward_must_be_below_drop(admin):

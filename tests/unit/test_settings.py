@@ -136,6 +136,11 @@ ACCEPTED = [
     # internationalised domains, as SMTPUTF8 mail carries them, stored in A-label form as
     # every other setting stores them (settings findings 16, section 7); a local part as typed
     (WhitelistEntry(), "@Bücher.example", "@xn--bcher-kva.example"),
+    # the joiners Persian and Indic words are written with, and combining marks, are seen
+    # (review27c R7); a quoted space is the local part's own
+    (WhitelistEntry(), "مي\u200cخواهم@example.ir", "مي\u200cخواهم@example.ir"),
+    (BlacklistEntry(), "jose\u0301@corp.test", "jos\u00e9@corp.test"),
+    (WhitelistEntry(), '"a b"@x.test', '"a b"@x.test'),
     (WhitelistEntry(), "Jörg@bücher.example", "jörg@xn--bcher-kva.example"),
     (BlacklistEntry(), "@müll.example", "@xn--mll-hoa.example"),
     (BlacklistEntry(), "sp*m@müll.example", "sp*m@xn--mll-hoa.example"),
@@ -257,6 +262,14 @@ REJECTED = [
     (Domain(), "a" * 64 + ".example", DOMAIN_LENGTH_RULE),
     (Domain(), "bü" + "a" * 60 + ".example", DOMAIN_LENGTH_RULE),   # xn--b-… is 66
     (Domain(), "a" * 63 + "_.example", "must be a domain name such as example.com"),
+    # the length rule only where length is the fault (review27c R6), read as idn.py reads
+    (Domain(), "例子" * 10 + "。" + "广告" * 10 + "☃", "must be a domain name such as example.com"),
+    (Domain(), "a" * 64 + "。example", DOMAIN_LENGTH_RULE),
+    (WhitelistEntry(), "a" * 70 + ".com", "must be @domain, .domain or a full email address"),
+    (WhitelistEntry(), "a b@" + "a" * 70 + ".com",
+     "must be @domain, .domain or a full email address"),
+    # idna's own bound, far past the length rule: no quadratic encoding (review27c R1)
+    (WhitelistEntry(), "@" + "例" * 200_000 + ".example", DOMAIN_LENGTH_RULE),
     # TimeOfDay
     (TimeOfDay(), "24:00", "must be a time of day HH:MM (00:00 to 23:59)"),
     (TimeOfDay(), "6:00", "must be a time of day HH:MM (00:00 to 23:59)"),
@@ -356,6 +369,7 @@ REJECTED = [
     (BlacklistEntry(), "\u202e@evil.test", INVISIBLE_RULE.format("202E", 1)),
     (BlacklistEntry(), "a\u00a0b@evil.test", INVISIBLE_RULE.format("00A0", 2)),
     (WhitelistEntry(), '"a\u2066b"@evil.test', INVISIBLE_RULE.format("2066", 3)),
+    (WhitelistEntry(), "a\u200bb" * 40 + "@evil.test", INVISIBLE_RULE.format("200B", 2)),
     (Email(), "a" * 65 + "@example.com", "must have at most 64 characters before the @"),
     (Email(), "a" * 10 + "@" + ".".join(c * 61 for c in "bcde") + ".com",
      "must be at most 254 characters"),
