@@ -504,7 +504,7 @@ _add("premium.signature_filtering", Bool(), True, "Signature (fuzzy) filtering (
 _not_built("premium", "premium.")
 _add("rules.body_scanning", Bool(), True,
      "Spam and content rules look at the message text, not only the Subject.", "spam_rules")
-_add("rules.spam", ListOf(Rule(), max_items=RULES_MAX_TOTAL), [],
+_add("rules.spam", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
      "Spam rules: a match makes the message spam with score 100. " + RULE_TERMS_HELP,
      "spam_rules")
 
@@ -632,7 +632,7 @@ _add("address_chars.enabled", Bool(), False,
 _add("address_chars.chars", AddressCharacters(max_len=32, min_len=1), "!%",
      "Characters refused in recipients, each once (no spaces or commas; not @ or ., which "
      "every address has).", "relay")
-_add("rules.content", ListOf(Rule(), max_items=RULES_MAX_TOTAL), [],
+_add("rules.content", ListOf(Rule(), max_items=RULES_MAX_TOTAL, unique=False), [],
      "Content rules. " + RULE_TERMS_HELP, "content_rules")
 _add("rules.content_action", Choice(("drop", "log", "forward", "quarantine"),
                                    withheld=("quarantine",)), "drop",

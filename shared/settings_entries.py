@@ -198,7 +198,9 @@ class Rule(Kind):
 
     def check(self, value):
         value = plain_object(value, {"terms"}, {"enabled", "match", "none_of", "name"})
-        name = [("name", Str(max_len=100), value["name"])] \
+        # a name is shown in events and the Detail report: no control or text-direction
+        # character that would reverse the line it is shown in (review27c R8)
+        name = [("name", Str(max_len=100, header=True), value["name"])] \
             if value.get("name") is not None else []
         # SPEC's "≤50 terms per rule" counts the "none of" terms too: each is matched as a
         # term is (tester "guide", finding 11: 50 + 50 was accepted). One wording, with the
@@ -226,17 +228,6 @@ class Rule(Kind):
             raise RuleError(entries_rule([(number, exc.rule) for number, exc in also]),
                             entries=tuple(also)).within("none_of")
         return rule
-
-    def same_form(self, value):
-        # A rule is named in events and reports by its name (tester27b C6: two rules named
-        # "pills" told apart only by a position that changes when one before is deleted),
-        # so a name is one rule's; unnamed rules repeat none (the same terms twice, in
-        # rules an import may carry, are harmless).
-        name = (value.get("name") or "").strip().lower()
-        return name or None
-
-    def repeat_note(self, value, first):
-        return "the same name"
 
     def describe(self):
         return '{"enabled", "match": all|any, "terms": [...], "none_of": [...]}'

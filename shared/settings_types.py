@@ -260,7 +260,7 @@ class Kind:
     def same_form(self, value: Any) -> Any:
         """What two checked values that are the same entry of a list have in common (a list
         refuses the second, `ListOf.unique`): the value itself, unless the kind says that
-        two spellings mean one thing; None for a value that repeats no other."""
+        two spellings mean one thing."""
         return repr(value)
 
     def repeat_note(self, value: Any, first: Any) -> str | None:
@@ -500,9 +500,8 @@ class ListOf(Kind):
                 bad.append((index, exc))
                 continue
             out.append(checked)
-            form = self.item.same_form(checked) if self.unique else None
-            if form is not None:                 # every repeat, named with its first entry
-                first = first_at.setdefault(form, index)
+            if self.unique:                      # every repeat, named with its first entry
+                first = first_at.setdefault(self.item.same_form(checked), index)
                 if first != index:
                     note = self.item.repeat_note(checked, value[first - 1])
                     bad.append((index, RuleError(_Repeat.of(first, note=note))))

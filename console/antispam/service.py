@@ -23,8 +23,8 @@ from typing import Any
 
 from console.context import request_db, settings
 from console.schema_forms import rule_by_line, text_lines
-from console.settings_service import (check_rule_shown, edit_list, pending_command_items,
-                                      save_settings, submit_command)
+from console.settings_service import (check_rule_name, check_rule_shown, edit_list,
+                                      pending_command_items, save_settings, submit_command)
 from shared.commands import Command
 from shared.idn import entry_form, exclusion_set, is_excluded, unicode_domain
 from shared.settings import SCHEMA, SENSITIVITY_THRESHOLDS, SettingError
@@ -330,9 +330,11 @@ def save_rule(index: int | None, shown: str, rule: dict, *, user: str,
     Returns False when rule `index` already is `rule`: nothing is written then."""
     def edit(rules):
         if index is None:
+            check_rule_name(rules, None, rule)
             rules.append(rule)
             return True
         check_rule_shown("rules.spam", rules, index, shown)
+        check_rule_name(rules, index, rule)
         changed, rules[index] = rules[index] != rule, rule
         return changed
     return edit_list("rules.spam", edit, user=user, client_ip=client_ip, page="spam_rules")

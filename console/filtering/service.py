@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Any
 
 from console.context import settings
-from console.settings_service import check_rule_shown, edit_list, rule_key, save_settings
+from console.settings_service import (check_rule_name, check_rule_shown, edit_list, rule_key,
+                                      save_settings)
 from shared.settings import OPEN_RELAY_WARNING
 
 __all__ = ["save_page", "add_rule", "update_rule", "delete_rule", "rule_key", "page_warnings"]
@@ -31,13 +32,17 @@ def _edit(edit, *, user, client_ip):
 
 
 def add_rule(rule: dict, *, user, client_ip) -> None:
-    _edit(lambda rules: rules.append(rule), user=user, client_ip=client_ip)
+    def edit(rules):
+        check_rule_name(rules, None, rule)
+        rules.append(rule)
+    _edit(edit, user=user, client_ip=client_ip)
 
 
 def update_rule(index: int, original: str, rule: dict, *, user, client_ip) -> bool:
     """Replace rule `index`; False when it already is `rule` (nothing is written then)."""
     def edit(rules):
         check_rule_shown("rules.content", rules, index, original)
+        check_rule_name(rules, index, rule)
         changed, rules[index] = rules[index] != rule, rule
         return changed
     return _edit(edit, user=user, client_ip=client_ip)

@@ -245,16 +245,31 @@ def test_spam_rules_add_edit_delete(admin):
     assert admin.settings()["rules.spam"] == []
 
 
-def test_a_second_rule_of_the_same_name_is_refused_beside_its_name(admin):
+def test_a_second_rule_of_the_same_name_is_refused_beside_its_name(admin, home):
     # tester27b C6: two rules named "pills", told apart in events only by their position
-    for terms, code in (("cheap", 302), ("pills", 200)):
+    for terms, code in (("cheap", 302), ("other", 302), ("pills", 200)):
         response = admin.post("/antispam/spam-rules/save", {
-            "prefix": "new", "new-index": "", "new-name": "Pills " if code == 200 else "pills",
-            "new-enabled": "y", "new-match": "any", "new-terms": terms, "new-none_of": ""})
+            "prefix": "new", "new-index": "", "new-enabled": "y", "new-match": "any",
+            "new-name": {"cheap": "pills", "other": "other", "pills": "Pills\u200b "}[terms],
+            "new-terms": terms, "new-none_of": ""})
         assert response.status_code == code
     page = html.unescape(response.get_data(as_text=True))
     assert '<span class="error" id="new-name-error">rule 1 has this name</span>' in page
-    assert [r["name"] for r in admin.settings()["rules.spam"]] == ["pills"]
+    # renaming the first to the second's name (review27c R3)
+    response = admin.post("/antispam/spam-rules/save", {
+        **_shown_rule_fields(admin, "r0"), "prefix": "r0", "r0-name": "OTHER"})
+    assert response.status_code == 200
+    assert '<span class="error" id="r0-name-error">rule 2 has this name</span>' in \
+        html.unescape(response.get_data(as_text=True))
+    assert [r["name"] for r in admin.settings()["rules.spam"]] == ["pills", "other"]
+    # two of one name an older release (or `config set`) stored block no other rule's save
+    store_unchecked(home, {"rules.spam": [*admin.settings()["rules.spam"],
+                                          {"enabled": True, "match": "any", "terms": ["x"],
+                                           "none_of": [], "name": "pills"}]})
+    assert admin.post("/antispam/spam-rules/save", {
+        **_shown_rule_fields(admin, "r1"), "prefix": "r1",
+        "r1-terms": "other, more"}).status_code == 302
+    assert admin.settings()["rules.spam"][1]["terms"] == ["other", "more"]
 
 
 def test_stale_spam_rule_edit_and_delete_are_refused(admin):

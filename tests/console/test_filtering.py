@@ -146,3 +146,26 @@ def test_a_refused_content_rule_names_the_bad_terms_next_to_their_field(admin):
     assert _field_error(response.get_data(as_text=True), "edit-terms") == \
         "term 3 repeats term 1"
     assert admin.settings()["rules.content"][0]["terms"] == ["merger"]
+
+
+def test_a_content_rule_takes_no_name_another_rule_has(admin):
+    # tester27b C6, on the Content Rules page: added, and edited to another's name
+    import html
+    import re
+    admin.set(rules__content=[
+        {"enabled": True, "match": "any", "terms": ["merger"], "none_of": [], "name": "M&A"},
+        {"enabled": True, "match": "any", "terms": ["salary"], "none_of": [], "name": "HR"}])
+    response = admin.post("/filtering/content-rules/add", {
+        "add-enabled": "y", "add-name": "m&a ", "add-match": "any", "add-terms": "buyout",
+        "add-none_of": ""})
+    assert response.status_code == 200
+    assert "rule 1 has this name" in html.unescape(response.get_data(as_text=True))
+    edit = admin.get("/filtering/content-rules/0").get_data(as_text=True)
+    original = html.unescape(re.search(r'name="edit-original" type="hidden" value="([^"]*)"',
+                                       edit).group(1))
+    response = admin.post("/filtering/content-rules/0", {
+        "edit-enabled": "y", "edit-name": "hr", "edit-match": "any", "edit-terms": "merger",
+        "edit-none_of": "", "edit-original": original})
+    assert response.status_code == 200
+    assert "rule 2 has this name" in html.unescape(response.get_data(as_text=True))
+    assert [r["name"] for r in admin.settings()["rules.content"]] == ["M&A", "HR"]
