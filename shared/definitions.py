@@ -81,7 +81,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey
 __all__ = ["DefinitionsError", "Manifest", "Definitions", "TYPES", "PACKAGE_SUFFIX",
            "build_package", "verify_package", "install_package", "rollback", "current",
            "baseline", "installed_versions", "load_private_key", "public_key_b64",
-           "generate_key", "manifest_for_dir", "check_set", "check_previous", "previous_facts",
+           "generate_key", "manifest_for_dir", "check_set", "previous_facts",
            "in_force",
            "describe",
            "BASELINE_DIRS"]
@@ -518,11 +518,8 @@ def rollback(root: str | os.PathLike, kind: str = "virus") -> Definitions:
     base = _type_dir(Path(root), kind)
     links = installed_versions(root, kind) if base.is_dir() else {"current": None,
                                                                   "previous": None}
-    now, before = links["current"], links["previous"]
-    if before == now:
-        before = None                       # an interrupted roll back to the shipped set
-    if before is not None and not (base / before).is_dir():
-        raise DefinitionsError(f"previous {kind} definitions {before} are no longer there")
+    facts = previous_facts(root, kind)
+    now, before = links["current"], facts.get("previous")
     if now is None and before is None:
         raise DefinitionsError(f"no {kind} definitions installed: the shipped set is in force, "
                                f"there is nothing to roll back")
@@ -533,11 +530,9 @@ def rollback(root: str | os.PathLike, kind: str = "virus") -> Definitions:
         (base / "current").unlink()
         _fsync_dir(base)
         return current(root, kind)
-    try:
-        check_previous(root, kind)
-    except DefinitionsError as exc:
+    if facts.get("previous_problem"):
         raise DefinitionsError(f"previous {kind} definitions {before} cannot be used: "
-                               f"{exc}") from None
+                               f"{facts['previous_problem']}")
     if now is None:                         # back from the shipped set: previous again
         _switch(base / "current", before)
         (base / "previous").unlink()
@@ -547,22 +542,22 @@ def rollback(root: str | os.PathLike, kind: str = "virus") -> Definitions:
     return current(root, kind)
 
 
-def check_previous(root: str | os.PathLike, kind: str = "virus") -> None:
-    """DefinitionsError saying why the previous version could not be made current again
-    (rule 5; check_set's reason); nothing when it can, or when there is none."""
-    problem = previous_facts(root, kind).get("previous_problem")
-    if problem:
-        raise DefinitionsError(problem)
-
-
 def previous_facts(root: str | os.PathLike, kind: str = "virus") -> dict:
-    """{"previous": label} of the installed previous version, with "previous_problem" when a
-    rollback would refuse it (check_set's reason), for `describe`; {} when there is none."""
-    before = installed_versions(root, kind)["previous"]
-    if before is None:
+    """{"previous": label} of the installed previous version a rollback would go back to,
+    with "previous_problem" when it would refuse it (gone, or check_set's reason), for
+    `describe` and `rollback`, one reading for both; {} when there is none (none installed,
+    or previous is current: a roll back to the shipped set that was interrupted)."""
+    base = _type_dir(Path(root), kind)
+    if not base.is_dir():
         return {}
+    links = installed_versions(root, kind)
+    before = links["previous"]
+    if before is None or before == links["current"]:
+        return {}
+    if not (base / before).is_dir():
+        return {"previous": before, "previous_problem": "it is no longer there"}
     try:
-        check_set(kind, _type_dir(Path(root), kind) / before)
+        check_set(kind, base / before)
     except DefinitionsError as exc:
         return {"previous": before, "previous_problem": str(exc)}
     return {"previous": before}

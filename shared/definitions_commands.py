@@ -126,13 +126,12 @@ def _rollback_again(defs, home, kind: str) -> str:
     """What a second rollback would do, after one back to the shipped set: the set it
     would make current, or why it would refuse it (tester26b C1: the damaged set the first
     rollback left was promised, and the second refused it)."""
-    again = defs.installed_versions(home.definitions, kind)["previous"]
+    facts = defs.previous_facts(home.definitions, kind)
+    again = facts.get("previous")
     if not again:
         return ""
-    try:
-        defs.check_previous(home.definitions, kind)
-    except defs.DefinitionsError as exc:
-        return f" (a second rollback would refuse {again}: {exc})"
+    if facts.get("previous_problem"):
+        return f" (a second rollback would refuse {again}: {facts['previous_problem']})"
     return f" (rollback again makes {again} current)"
 
 

@@ -20,7 +20,7 @@ from console.roles import Access, requires
 from console.rule_terms import RULE_TEXTS, join_terms, rule_from_form
 from console.schema_forms import attach_errors, form_data, form_values
 from console.settings_service import RuleListChanged, rule_form_errors, rule_key, save_settings
-from shared.settings import SCHEMA, SettingError
+from shared.settings import SCHEMA, SENSITIVITY_THRESHOLDS, SettingError
 from shared.settings_types import RuleError
 
 PREMIUM_NOTICE = ("Premium AntiSpam (reputation lists, URL and signature filtering, language "
@@ -81,7 +81,8 @@ def settings_page(page: str):
     if errors is None:
         return redirect(url_for(request.endpoint))
     return _render("settings.html", page, form=form, errors=errors,
-                   warnings=_PAGE_WARNINGS.get(page, lambda _values: [])(settings()))
+                   warnings=_PAGE_WARNINGS.get(page, lambda _values: [])(settings()),
+                   sensitivity_scores=SENSITIVITY_THRESHOLDS.items())
 
 
 for _page, _url in (("whitelist", "/whitelist"), ("blacklist", "/blacklist"),

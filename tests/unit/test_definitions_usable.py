@@ -267,6 +267,25 @@ def test_rollback_refuses_a_previous_set_that_does_not_load(tmp_path, key, home,
     assert defs.describe(snap) == _status(capsys, home)["virus"]
 
 
+def test_a_previous_set_that_is_gone_is_said_so_alike_by_status_and_rollback(
+        tmp_path, key, home, capsys):
+    # review27c D2: the status lines and the refused rollback worded a missing previous
+    # set differently
+    import shutil
+    files = {"mailmoat.ndb": EICAR_NDB.encode()}
+    for revision in (1, 2):
+        assert _cli(capsys, "install", _package(tmp_path, key, "virus", files,
+                                                revision=revision), "--home", home.root)[0] == 0
+    shutil.rmtree(home.definitions / "virus" / "v2026-12-01-r1")
+    assert _status(capsys, home)["virus"] == (
+        "version 2026-12-01 revision 2 (installed, previous v2026-12-01-r1, which a rollback "
+        "would refuse: it is no longer there)")
+    code, _, err = _cli(capsys, "rollback", "--home", home.root)
+    assert code == 1
+    assert "previous virus definitions v2026-12-01-r1 cannot be used: it is no longer " \
+           "there" in err
+
+
 def test_a_rollback_to_the_shipped_set_does_not_promise_a_previous_set_that_does_not_load(
         tmp_path, key, home, capsys):
     # tester26b C1: "rollback again makes v2026-12-01-r1 current", and the next one refused it

@@ -78,7 +78,7 @@ def _findings(view, settings, whitelist: str | None) -> list[Finding]:
     sensitivity = settings["heuristic.sensitivity"]
     # a drop or forward score below the sensitivity's acts on mail it does not call spam,
     # and the event says so (tester27b C1)
-    lead = ("Message is considered to be spam" if result.score >= threshold_for(sensitivity)
+    lead = ("Message is considered to be spam" if result.is_spam(sensitivity)
             else f"Message is below spam score {threshold_for(sensitivity)} of sensitivity "
                  f"{sensitivity}")
     # what weighed most (engine.py rule 3): the only why of a score without a rule hit
