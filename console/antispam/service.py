@@ -176,6 +176,16 @@ def whole_domains(values) -> list[str]:
             f"bypass the custom blacklist, the real-time blacklists and the heuristic engine."]
 
 
+def one_label_zones(values) -> list[str]:
+    """The Real-time Blacklists page's warning (tester27b C4): a zone of one label (`com`)
+    is a top-level domain, not a blacklist; every lookup under it finds nothing."""
+    checked = _as_checked(values, "rbl.zones")
+    if checked is None:
+        return []
+    return [f"Zone {zone['zone']} is a top-level domain, not a blacklist: its lookups list no "
+            f"client." for zone in checked[0] if zone["enabled"] and "." not in zone["zone"]]
+
+
 def _as_checked(values, *keys) -> list | None:
     """The stored `keys` as their kinds read them, or None when one breaks its rule (a value
     an older release stored): a page's warning is then left out, not the page (review27c

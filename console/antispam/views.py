@@ -177,7 +177,8 @@ def rbl():
         else:
             flash("Changes saved." if changed else "No changes to save.", "info")
             return redirect(url_for("antispam.rbl"))
-    return _render("rbl.html", "rbl", form=form, errors=errors, rows=range(RBL_ZONE_ROWS))
+    return _render("rbl.html", "rbl", form=form, errors=errors, rows=range(RBL_ZONE_ROWS),
+                   warnings=service.one_label_zones(settings()))
 
 
 # --- spam rules --------------------------------------------------------------------------------

@@ -90,12 +90,25 @@ def test_whitelist_page_warns_of_an_entry_naming_a_whole_top_level_domain(admin)
     assert "whitelist-warning" not in admin.get("/antispam/whitelist").get_data(as_text=True)
 
 
+def test_rbl_page_warns_of_a_zone_that_is_a_top_level_domain(admin):
+    # tester27b C4: a zone "com" was saved without a word
+    admin.set(rbl__zones=[{"enabled": True, "zone": "com", "return_codes": []},
+                          {"enabled": True, "zone": "bl.example", "return_codes": []}])
+    page = html.unescape(admin.get("/antispam/rbl").get_data(as_text=True))
+    assert "Zone com is a top-level domain, not a blacklist: its lookups list no client." in page
+    assert "bl.example is" not in page
+    admin.set(rbl__zones=[{"enabled": False, "zone": "com", "return_codes": []}])
+    assert "rbl-warning" not in admin.get("/antispam/rbl").get_data(as_text=True)
+
+
 def test_page_warnings_leave_values_an_older_release_stored_to_the_form(admin, home):
     # review27c R2: a stored sensitivity of 7, a drop score "50" or a whitelist entry 5 made
     # the pages that warn of them answer 500
     store_unchecked(home, {"heuristic.sensitivity": 7, "heuristic.drop_score": "50",
-                           "whitelist.custom.enabled": True, "whitelist.custom": [5, ".com"]})
-    for url in ("/antispam/heuristic", "/antispam/whitelist"):
+                           "whitelist.custom.enabled": True, "whitelist.custom": [5, ".com"],
+                           "rbl.zones": [{"enabled": True, "zone": "com", "return_codes": []},
+                                         {"enabled": True, "zone": "com", "return_codes": []}]})
+    for url in ("/antispam/heuristic", "/antispam/whitelist", "/antispam/rbl"):
         response = admin.get(url)
         assert response.status_code == 200
         assert "-warning-" not in response.get_data(as_text=True)
