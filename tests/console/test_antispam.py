@@ -105,10 +105,8 @@ def test_page_warnings_leave_values_an_older_release_stored_to_the_form(admin, h
     # review27c R2: a stored sensitivity of 7, a drop score "50" or a whitelist entry 5 made
     # the pages that warn of them answer 500
     store_unchecked(home, {"heuristic.sensitivity": 7, "heuristic.drop_score": "50",
-                           "whitelist.custom.enabled": True, "whitelist.custom": [5, ".com"],
-                           "rbl.zones": [{"enabled": True, "zone": "com", "return_codes": []},
-                                         {"enabled": True, "zone": "com", "return_codes": []}]})
-    for url in ("/antispam/heuristic", "/antispam/whitelist", "/antispam/rbl"):
+                           "whitelist.custom.enabled": True, "whitelist.custom": [5, ".com"]})
+    for url in ("/antispam/heuristic", "/antispam/whitelist"):
         response = admin.get(url)
         assert response.status_code == 200
         assert "-warning-" not in response.get_data(as_text=True)
