@@ -81,8 +81,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey
 __all__ = ["DefinitionsError", "Manifest", "Definitions", "TYPES", "PACKAGE_SUFFIX",
            "build_package", "verify_package", "install_package", "rollback", "current",
            "baseline", "installed_versions", "load_private_key", "public_key_b64",
-           "generate_key", "manifest_for_dir", "check_set", "previous_facts",
-           "in_force",
+           "generate_key", "manifest_for_dir", "check_set", "previous_facts", "in_force",
            "describe",
            "BASELINE_DIRS"]
 

@@ -154,8 +154,7 @@ def _status(args, defs, home) -> int:
     out = {}
     for kind in defs.TYPES:
         now, problem = defs.in_force(home.definitions, kind)
-        previous = defs.previous_facts(home.definitions, kind) \
-            if (home.definitions / kind).is_dir() else {}
+        previous = defs.previous_facts(home.definitions, kind)
         out[kind] = {**(now.as_status() if now else {"version": None, "revision": None,
                                                       "source": None}),
                      "previous": previous.get("previous"),

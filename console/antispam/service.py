@@ -162,8 +162,9 @@ def below_spam_score(values) -> list[str]:
 
 def whole_domains(values) -> list[str]:
     """The Whitelist page's warning about entries that name a whole top-level domain
-    (tester27b C4): `.com` or `@com` lets every sender there past the blacklists and the
-    heuristic engine. Warned, not refused: an administrator may mean `.gov`."""
+    (tester27b C4) or a public suffix (`.co.uk`): every sender there gets past the
+    blacklists and the heuristic engine. Warned, not refused: an administrator may mean
+    `.gov`. (`@com` is that domain alone, no sender's.)"""
     checked = _as_checked(values, "whitelist.custom.enabled", "whitelist.custom")
     if checked is None or not checked[0]:
         return []

@@ -13,8 +13,8 @@ What it owns
     readings, "delisted" and "delisted2", and the withdrawn "sender_names", are refused;
     "chars": {"order", "lambda", "clip", "max_chars", "denominator"[, "prior",
     "min_ascii_share"]} when the set adds the bounded character model, whose tables are
-    then the set's `chars.npz`, chars.py). A key of "scoring" or of its "windows" that this Mailmoat does not know is
-    refused.
+    then the set's `chars.npz`, chars.py). A key of "scoring" or of its "windows" that this
+    Mailmoat does not know is refused.
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
     returns the definitions in force: the installed set in the directory `installed` when it
     is a valid one, else the default set shipped inside the package
