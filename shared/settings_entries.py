@@ -143,7 +143,7 @@ class RuleTerm(Kind):
     without them and reads back in the console as it was saved."""
 
     def check(self, value):
-        value = Str(max_len=200, min_len=1).check(value)
+        value = Str(max_len=200, min_len=1, header=True).check(value)
         if not value.strip(" \t*?"):
             raise RuleError("must contain something other than spaces and wildcards "
                             "(it would match every message)")

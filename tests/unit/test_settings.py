@@ -25,7 +25,7 @@ from shared.settings_addresses import (
     BlacklistEntry, Domain, Email, HostPort, Hostname, IpAddress, MailDomain, RelayEntry, Resolver,
     Sender, WhitelistEntry,
 )
-from shared.settings_entries import RblZone, RoutingEntry, Rule, RuleTerms
+from shared.settings_entries import RblZone, RoutingEntry, Rule, RuleTerm, RuleTerms
 from shared.settings_types import (
     Base64Key, Bool, Choice, Extension, Int, ListOf, Nullable, Pattern, RuleError, Str, TimeOfDay,
     Timezone, Weekday,
@@ -136,6 +136,7 @@ ACCEPTED = [
     # internationalised domains, as SMTPUTF8 mail carries them, stored in A-label form as
     # every other setting stores them (settings findings 16, section 7); a local part as typed
     (WhitelistEntry(), "@Bücher.example", "@xn--bcher-kva.example"),
+    (RuleTerm(), "\u05e1\u05d5\u05d3\u05d9\u200f", "\u05e1\u05d5\u05d3\u05d9\u200f"),  # a mark stays
     # the joiners Persian and Indic words are written with, and combining marks, are seen
     # (review27c R7); a quoted space is the local part's own
     (WhitelistEntry(), "مي\u200cخواهم@example.ir", "مي\u200cخواهم@example.ir"),
@@ -355,6 +356,10 @@ REJECTED = [
     (WhitelistEntry(), 5, "must be @domain, .domain or a full email address"),
     (Rule(), {"name": "pills\u202e", "terms": ["a"]},
      "name: must not contain control or text-direction characters (U+202E, character 6)"),
+    # nor a term: the console showed the line reversed, the matcher ignored it (tester27b C6)
+    (Rule(), {"terms": ["ok", "\u202efoo"]},
+     "terms: entry 2: must not contain control or text-direction characters (U+202E, "
+     "character 1)"),
     (WhitelistEntry(), "@" + "a" * 70 + ".com", DOMAIN_LENGTH_RULE),
     (WhitelistEntry(), "." + "a" * 70 + ".com", DOMAIN_LENGTH_RULE),
     (WhitelistEntry(), "user@" + "a" * 70 + ".com", DOMAIN_LENGTH_RULE),
