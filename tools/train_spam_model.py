@@ -98,7 +98,8 @@ DELISTED = False
 # "Character models"): its "scoring" "chars" settings — the declared candidate C4m is
 # {"order": 5, "lambda": 4, "clip": 2, "max_chars": 3000, "denominator": "all"}; C4s adds
 # "prior": 100 ("The prior on the ASCII bytes"), C4g "prior": 100 and "min_ascii_share":
-# 0.9 ("The gated character model") —; checked when the tool starts by the
+# 0.9 ("The gated character model"), C4e C4g's and "min_english_share": 0.05 and
+# "drop_urls": true ("The English-gated character model") —; checked when the tool starts by the
 # loader's own rules (definitions.chars_settings); None: without it, as revs 1-8.
 CHARS = None
 # the held-out test part has 889 ham: "expected false positives on it" is the nested
@@ -115,14 +116,14 @@ class _Probe:
 
 
 def extract(samples, rules, view=view_of, windows: Windows | None = None,
-            delisted: bool = False, max_chars: int | None = None
+            delisted: bool = False, chars: dict | None = None
             ) -> tuple[list[tuple[frozenset, bool]], list[str], list[list[tuple]]]:
     """(features, is_spam) per sample — of the reading the model learns on —, its body key
     (the cross-validation group) and its readings: (features, the text tokens of its windows
     — tokenizer.window_tokens; an empty list without `windows`) of each reading the engine
     scores it on (engine.readings: one, or for a relayed message read `delisted`, two), and
-    with `max_chars` its character text third (chars.char_text). `view` makes the message
-    view from the file's bytes."""
+    with `chars` (chars_settings()) its character text third (chars.char_text). `view`
+    makes the message view from the file's bytes."""
     probe = _Probe(rules, delisted)
     out, groups, readings_of = [], [], []
     for sample in samples:
@@ -135,7 +136,8 @@ def extract(samples, rules, view=view_of, windows: Windows | None = None,
                          [frozenset(w) for w in window_tokens(text_parts, windows.words)]
                          if windows else [])
                         + ((char_model.char_text(reading.as_learned(), text_parts,
-                                                 max_chars),) if max_chars else ()))
+                                                 chars["max_chars"], chars["drop_urls"]),)
+                           if chars else ()))
         out.append((read[0][0], sample.label == "spam"))
         groups.append(body_key(raw))
         readings_of.append(read)
@@ -175,9 +177,9 @@ def scorer(readings_of, windows: Windows | None, char_terms=None):
 
 
 def chars_settings() -> dict | None:
-    """CHARS as Chars' fields (order, lam, clip, max_chars, denominator, prior, min_share), by the
-    definitions loader's rules (definitions.chars_settings: ValueError naming the rule); None
-    without."""
+    """CHARS as Chars' fields (order, lam, clip, max_chars, denominator, prior, min_share,
+    min_english, drop_urls), by the definitions loader's rules (definitions.chars_settings:
+    ValueError naming the rule); None without."""
     return defs.chars_settings(CHARS)
 
 
@@ -192,7 +194,8 @@ def char_terms_of(tables, readings_of, indices) -> dict[int, list[float]]:
     """lambda · e per reading of each sample of `indices`, by `tables`."""
     settings = chars_settings()
     lam, clip = settings["lam"], settings["clip"]
-    reading = settings["denominator"], settings["prior"], settings["min_share"]
+    reading = (settings["denominator"], settings["prior"], settings["min_share"],
+               settings["min_english"])
     return {i: [lam * tables.evidence(r[2], clip, *reading) for r in readings_of[i]]
             for i in indices}
 
@@ -314,7 +317,7 @@ def main(argv=None) -> int:
     rules = RuleSet.from_json(rules_json)
     samples = [s for s in corpus_messages(args.corpus) if s.split == "train"]
     data, groups, readings_of = extract(samples, rules, windows=WINDOWS, delisted=DELISTED,
-                                        max_chars=settings and settings["max_chars"])
+                                        chars=settings)
     sample_weights = [HARD_HAM_WEIGHT if s.group == "hard_ham" else 1.0 for s in samples]
     print(f"{len(data)} training messages ({sum(y for _, y in data)} spam) "
           f"in {time.monotonic() - started:.1f} s", file=sys.stderr)

@@ -18,7 +18,13 @@ Rules
        the parts tokenizer.tokens read (its `text_parts`, no more), joined by spaces; lower
        case, white space collapsed, the first `max_chars` characters; UTF-8, the non-ASCII
        bytes removed, white space collapsed again. So no script is read as such: a text in
-       another script leaves only its ASCII (signatures, numbers, addresses).
+       another script leaves only its ASCII (signatures, numbers, addresses). With "drop_urls"
+       the URLs written in each piece (tokenizer.without_urls, the pattern the URL tokens
+       are read with) are removed before anything else: the tokens read them, and a run of
+       URLs in front of the text would otherwise fill the characters read
+       (docs/antispam-model.md, "The English-gated character model"). The text's words (its
+       runs of letters, any script, before the non-ASCII bytes go) are counted, and how many
+       of them are ENGLISH_WORDS.
     2. The models: Witten-Bell interpolated, of `order` (a context of up to `order` bytes),
        interpolated down to order 0 and then a uniform 1/256; each text is preceded by
        `order` start bytes (0x02), context only, never predicted. Counts are unweighted (a
@@ -46,7 +52,12 @@ Rules
        unless the bytes read are at least s of the text's characters (A >= s * N): a text
        mostly in another script is one the model cannot read, so its ASCII leftovers (a
        link, a signature, an English line) say nothing either way and the windowed reading
-       stands alone (docs/antispam-model.md, "The gated character model").
+       stands alone (docs/antispam-model.md, "The gated character model"). With a
+       "min_english_share" s above 0 the evidence is also 0 unless at least s of the text's
+       words are ENGLISH_WORDS (none when it has no word): the tables are trained on English
+       mail, and a text in another Latin-script language passes the ASCII gate but reads
+       as spam by its unfamiliar byte sequences (docs/antispam-model.md, "The English-gated
+       character model").
     5. Never raises for anything in a message; pure (numpy at scoring).
     6. The file (`Tables.from_bytes`, definitions.py's chars.npz) is read bounded and
        without pickle: its members' declared sizes together at most MAX_TABLE_BYTES, each
@@ -68,7 +79,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["Chars", "CharText", "Tables", "char_text", "train", "START", "BASE", "DENOMINATORS",
-           "MAX_ORDER", "MAX_CHARS", "MAX_TABLE_BYTES"]
+           "ENGLISH_WORDS", "MAX_ORDER", "MAX_CHARS", "MAX_TABLE_BYTES"]
 
 START = 2                   # the start byte (rule 2)
 BASE = 128                  # a byte's place in a gram code: the text is ASCII (rule 1)
@@ -86,17 +97,32 @@ MAX_CHARS = 100_000
 # training part unpack to 22 MB, so 64 MB leaves room for a larger corpus and no more.
 MAX_TABLE_BYTES = 64 * 2**20
 
+# Rule 4's English gate: common English function words that are not also common words of
+# another Latin-script language of Europe (so not "a", "in", "to", "is", "on", "at", "for",
+# "was", "will", "me", "my", "no", "do", "he", "are": Polish "to", Dutch "is", French
+# "on", Danish "at" and "for", German "was" and "will", Romanian "are"...). In English prose
+# they are about a fifth of the words; a letter in Portuguese or German holds almost none.
+ENGLISH_WORDS = frozenset("""
+    the and of it you your with this that these those which what who whom whose when where
+    why how we our they their them his she its have had would could should been not from or
+    if were be than then there here into about just only more some any all by can please
+    """.split())
+
 _WS = re.compile(r"\s+")
+_LETTERS = re.compile(r"[^\W\d_]+")
 _WSB = re.compile(rb"\s+")
 _NONASCII = re.compile(rb"[\x80-\xff]+")
 
 
 @dataclass(frozen=True)
 class CharText:
-    """Rule 1's text, and how many characters it had before its non-ASCII bytes were
-    removed (rule 4's "all")."""
+    """Rule 1's text, how many characters it had before its non-ASCII bytes were removed
+    (rule 4's "all"), its words and how many of them are ENGLISH_WORDS (rule 4's English
+    gate)."""
     data: bytes
     characters: int
+    words: int = 0
+    english: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,26 +136,33 @@ class Chars:
     prior: int                      # rule 4: k neutral bytes; 0 for none
     min_share: float                # rule 4: "min_ascii_share"; 0 for no gate
     tables: Tables = field(compare=False, repr=False)
+    min_english: float = 0.0        # rule 4: "min_english_share"; 0 for no gate
+    drop_urls: bool = False         # rule 1: "drop_urls"
 
     def evidence(self, view, text_parts) -> float:
         """e of one reading: `view` the as_learned view features() read, `text_parts` the
         parts tokenizer.tokens read."""
-        return self.tables.evidence(char_text(view, text_parts, self.max_chars), self.clip,
-                                    self.denominator, self.prior, self.min_share)
+        text = char_text(view, text_parts, self.max_chars, self.drop_urls)
+        return self.tables.evidence(text, self.clip, self.denominator, self.prior,
+                                    self.min_share, self.min_english)
 
     def settings(self) -> dict:
         """The model's "scoring" "chars" value."""
         return {"order": self.order, "lambda": self.lam, "clip": self.clip,
                 "max_chars": self.max_chars, "denominator": self.denominator,
                 **({"prior": self.prior} if self.prior else {}),
-                **({"min_ascii_share": self.min_share} if self.min_share else {})}
+                **({"min_ascii_share": self.min_share} if self.min_share else {}),
+                **({"min_english_share": self.min_english} if self.min_english else {}),
+                **({"drop_urls": True} if self.drop_urls else {})}
 
 
-def char_text(view, text_parts, max_chars: int) -> CharText:
+def char_text(view, text_parts, max_chars: int, drop_urls: bool = False) -> CharText:
     """Rule 1. `view`: the as_learned view features() read; `text_parts`: tokenizer.tokens'.
     Only a prefix long enough is read: white-space collapsing is local, so the first
-    `max_chars` characters of a collapsed prefix longer than `max_chars` are the whole's."""
+    `max_chars` characters of a collapsed prefix longer than `max_chars` are the whole's
+    (and removing URLs only shortens a prefix)."""
     from core.pipeline.decompose.text import as_read
+    from core.scan.antispam.tokenizer import without_urls
     pieces = [as_read(view.subject or "")] + [p.text for p in text_parts]
     total = sum(map(len, pieces)) + len(pieces)
     n = 4 * max_chars + 64
@@ -138,15 +171,17 @@ def char_text(view, text_parts, max_chars: int) -> CharText:
         for piece in pieces:
             if left <= 0:
                 break
-            out.append(piece[:left])
+            out.append(without_urls(piece[:left]) if drop_urls else piece[:left])
             left -= len(piece) + 1
         text = _WS.sub(" ", " ".join(out).lower()).strip()
         if len(text) > max_chars or n >= total:
             break
         n *= 4
     text = text[:max_chars]
+    words = _LETTERS.findall(text)
     data = _NONASCII.sub(b"", text.encode("utf-8", "replace"))
-    return CharText(_WSB.sub(b" ", data).strip(), len(text))
+    return CharText(_WSB.sub(b" ", data).strip(), len(text), len(words),
+                    sum(word in ENGLISH_WORDS for word in words))
 
 
 def _codes(data: bytes, order: int) -> np.ndarray:
@@ -169,10 +204,12 @@ class Tables:
         self.orders = orders
 
     def evidence(self, text: CharText, clip: float, denominator: str = "ascii",
-                 prior: int = 0, min_share: float = 0.0) -> float:
+                 prior: int = 0, min_share: float = 0.0, min_english: float = 0.0) -> float:
         """Rule 4."""
         data = text.data
-        if not data or len(data) < min_share * text.characters:
+        if (not data or len(data) < min_share * text.characters
+                or (min_english and (not text.words
+                                     or text.english < min_english * text.words))):
             return 0.0
         if max(data) >= BASE:
             raise ValueError("the character text is ASCII (rule 1)")

@@ -12,9 +12,9 @@ What it owns
     a mailing list relayed is read as the list received it, delist.py; the keys of earlier
     readings, "delisted" and "delisted2", and the withdrawn "sender_names", are refused;
     "chars": {"order", "lambda", "clip", "max_chars", "denominator"[, "prior",
-    "min_ascii_share"]} when the set adds the bounded character model, whose tables are
-    then the set's `chars.npz`, chars.py). A key of "scoring" or of its "windows" that this
-    Mailmoat does not know is refused.
+    "min_ascii_share", "min_english_share", "drop_urls"]} when the set adds the bounded
+    character model, whose tables are then the set's `chars.npz`, chars.py). A key of
+    "scoring" or of its "windows" that this Mailmoat does not know is refused.
     `load(directory)` checks the hashes and returns `SpamDefinitions`; `current(installed)`
     returns the definitions in force: the installed set in the directory `installed` when it
     is a valid one, else the default set shipped inside the package
@@ -177,29 +177,35 @@ def chars_settings(value) -> dict | None:
     if value is None:
         return None
     required = {"order", "lambda", "clip", "max_chars", "denominator"}
-    optional = {"prior", "min_ascii_share"}
+    optional = {"prior", "min_ascii_share", "min_english_share", "drop_urls"}
     if not isinstance(value, dict) or not required <= set(value) <= required | optional:
         raise ValueError("scoring chars must be {order, lambda, clip, max_chars, "
-                         f"denominator[, prior, min_ascii_share]}}, not {value!r}")
+                         "denominator[, prior, min_ascii_share, min_english_share, "
+                         f"drop_urls]}}, not {value!r}")
     order, lam, clip = value["order"], value["lambda"], value["clip"]
     max_chars, denominator = value["max_chars"], value["denominator"]
     prior, share = value.get("prior", 0), value.get("min_ascii_share", 0)
+    english, drop_urls = value.get("min_english_share", 0), value.get("drop_urls", False)
     if not (type(order) is int and 1 <= order <= MAX_ORDER
             and type(max_chars) is int and 1 <= max_chars <= MAX_CHARS
             and all(type(x) in (int, float) and math.isfinite(x) for x in (lam, clip))
             and lam >= 0 and clip > 0 and denominator in DENOMINATORS
             # any prior only shrinks the term; one past the longest text read does nothing more
             and type(prior) is int and 0 <= prior <= MAX_CHARS
-            and type(share) in (int, float) and 0 <= share <= 1):
+            and all(type(x) in (int, float) and 0 <= x <= 1 for x in (share, english))
+            and type(drop_urls) is bool):
         raise ValueError(f"scoring chars must have an order of 1 to {MAX_ORDER}, a lambda "
                          f"of 0 or more, a clip above 0, max_chars of 1 to {MAX_CHARS}, a "
                          f"denominator {' or '.join(map(repr, DENOMINATORS))}, a prior "
-                         f"of 0 to {MAX_CHARS} bytes and a min_ascii_share of 0 to 1 (order "
+                         f"of 0 to {MAX_CHARS} bytes, a min_ascii_share and a "
+                         "min_english_share of 0 to 1 and drop_urls true or false (order "
                          f"{order!r}, lambda {lam!r}, clip {clip!r}, max_chars {max_chars!r}, "
                          f"denominator {denominator!r}, prior {prior!r}, min_ascii_share "
-                         f"{share!r})")
+                         f"{share!r}, min_english_share {english!r}, drop_urls "
+                         f"{drop_urls!r})")
     return {"order": order, "lam": float(lam), "clip": float(clip), "max_chars": max_chars,
-            "denominator": denominator, "prior": prior, "min_share": float(share)}
+            "denominator": denominator, "prior": prior, "min_share": float(share),
+            "min_english": float(english), "drop_urls": drop_urls}
 
 
 def _tables(directory: Path, files: dict, chars: dict | None) -> Tables | None:

@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 from core.pipeline.decompose.text import as_read
 
-__all__ = ["tokens", "window_tokens", "urls", "registered_domain", "MAX_TOKENS",
-           "MAX_TEXT_CHARS"]
+__all__ = ["tokens", "window_tokens", "urls", "without_urls", "registered_domain",
+           "MAX_TOKENS", "MAX_TEXT_CHARS"]
 
 MAX_TEXT_CHARS = 200_000
 MAX_TOKENS = 5_000
@@ -89,6 +89,11 @@ def urls(text: str) -> list[str]:
     found += [m.group(1) for m in _HREF.finditer(text[:MAX_HTML_CHARS])
               if m.group(1).lower().startswith(("http", "www", "mailto:"))]
     return found
+
+
+def without_urls(text: str) -> str:
+    """`text` with the URLs written in it (as `urls` finds them in text) each made a space."""
+    return _URL.sub(" ", text)
 
 
 def registered_domain(host: str) -> str:

@@ -234,13 +234,88 @@ def test_the_engine_reads_the_gate_of_its_set(tmp_path):
             term if read else 0.0, abs=1e-12)
 
 
+def char_text_dropping(raw: bytes, drop_urls=True) -> C.CharText:
+    v = view_of(raw).as_learned()
+    parts: list = []
+    tokens(v, parts)
+    return C.char_text(v, parts, 3000, drop_urls)
+
+
+def test_the_text_counts_its_words_and_its_english_words():
+    english = char_text_dropping(message("Your order", "Thank you for the order; we have "
+                                                       "shipped it with the invoice."))
+    # your order thank you for the order we have shipped it with the invoice
+    assert (english.words, english.english) == (14, 8)
+    portuguese = char_text_dropping(message(
+        "Proposta", "Prezado senhor, segue em anexo a proposta comercial para o ano que vem."))
+    assert (portuguese.words, portuguese.english) == (14, 0)
+    greek = char_text_dropping(message("Φωτογραφίες", "Καλημέρα, the photos 2026"))
+    assert (greek.words, greek.english) == (4, 1)        # letters of any script; no digits
+
+
+def test_the_english_gate_leaves_a_text_in_another_language_unread():
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    text = b"buy the kernel patch now"
+    for words, english, read in ((20, 1, True), (21, 1, False), (5, 0, False), (0, 0, False)):
+        gated = C.CharText(text, len(text), words, english)
+        ungated = tables.evidence(gated, 2.0, "all", 100)
+        assert ungated != 0
+        assert tables.evidence(gated, 2.0, "all", 100, 0.0, 0.05) == (ungated if read else 0.0)
+        # the gates are separate: the ASCII share alone reads it
+        assert tables.evidence(gated, 2.0, "all", 100, 0.9) == ungated
+
+
+def test_drop_urls_takes_the_urls_out_of_the_text_read():
+    urls = " ".join(f"http://ham{i}.example.org/mailing/list/archive.html" for i in range(100))
+    raw = message("cheap", urls + "\nbuy cheap pills now, click here www.pills.example/buy")
+    dropped, kept = char_text_dropping(raw), char_text_dropping(raw, drop_urls=False)
+    assert dropped.data == b"cheap buy cheap pills now, click here"
+    assert kept.data.startswith(b"cheap http://ham0.example.org/") and len(kept.data) == 3000
+    assert (dropped.words, dropped.english) == (7, 1)            # "here"
+
+
+def test_the_engine_reads_the_english_gate_and_drop_urls_of_its_set(tmp_path):
+    tables = C.train([(t, True) for t in SPAM] + [(t, False) for t in HAM], 5)
+    loaded = defs.load(chars_set(tmp_path / "set", tables, prior=100, min_share=0.9,
+                                 min_english=0.05, drop_urls=True))
+    assert (loaded.chars.min_english, loaded.chars.drop_urls) == (0.05, True)
+    model = json.loads(gzip.decompress((tmp_path / "set/set" / defs.MODEL_FILE).read_bytes()))
+    assert model["scoring"]["chars"] == dict(SETTINGS, prior=100, min_ascii_share=0.9,
+                                             min_english_share=0.05, drop_urls=True)
+    ungated = defs.load(chars_set(tmp_path / "ungated", tables, prior=100))
+    portuguese = message("compre agora", "clique aqui para comprar barato agora")
+    english = message("buy cheap now", "click here to buy the kernel patch now "
+                      "https://www.example.org/patch")
+    for raw, read in ((portuguese, False), (english, True)):
+        view = view_of(raw)
+        base = HeuristicEngine(replace(ungated, chars=None)).score(view).raw
+        term = HeuristicEngine(loaded).score(view).raw - base
+        assert term == pytest.approx(
+            4.0 * loaded.chars.tables.evidence(char_text_dropping(raw), 2.0, "all", 100)
+            if read else 0.0, abs=1e-12)
+        assert (term != 0) is read
+
+
 @pytest.mark.parametrize("share", [-0.1, 1.5, "0.9", True, None, float("nan"),
                                    float("inf"), -float("inf")])
 def test_a_bad_gate_is_refused_naming_the_rule(share):
     settings = dict(SETTINGS, min_ascii_share=share)
-    with pytest.raises(ValueError, match="a min_ascii_share of 0 to 1") as refused:
+    with pytest.raises(ValueError, match="a min_ascii_share and a min_english_share of 0 "
+                                         "to 1") as refused:
         defs.chars_settings(settings)
-    assert f"min_ascii_share {share!r})" in str(refused.value)
+    assert f"min_ascii_share {share!r}," in str(refused.value)
+    settings = dict(SETTINGS, min_english_share=share)
+    with pytest.raises(ValueError, match="a min_ascii_share and a min_english_share of 0 "
+                                         "to 1") as refused:
+        defs.chars_settings(settings)
+    assert f"min_english_share {share!r}," in str(refused.value)
+
+
+@pytest.mark.parametrize("drop", [1, 0, "true", None])
+def test_a_bad_drop_urls_is_refused_naming_the_rule(drop):
+    with pytest.raises(ValueError, match="drop_urls true or false") as refused:
+        defs.chars_settings(dict(SETTINGS, drop_urls=drop))
+    assert f"drop_urls {drop!r})" in str(refused.value)
 
 
 @pytest.mark.parametrize("prior", [-1, 1.5, "100", True, C.MAX_CHARS + 1])
@@ -250,10 +325,12 @@ def test_a_bad_prior_is_refused_naming_the_rule(prior):
         defs.chars_settings(settings)
 
 
-def chars_set(tmp_path, tables, denominator="all", prior=0, min_share=0.0):
+def chars_set(tmp_path, tables, denominator="all", prior=0, min_share=0.0, min_english=0.0,
+              drop_urls=False):
     packaged = defs.load(defs.PACKAGED_DIR)
     chars = C.Chars(order=5, lam=4.0, clip=2.0, max_chars=3000, denominator=denominator,
-                    prior=prior, min_share=min_share, tables=tables)
+                    prior=prior, min_share=min_share, tables=tables, min_english=min_english,
+                    drop_urls=drop_urls)
     return defs.write(tmp_path / "set", version="2026-12-01", revision=7,
                       rules_json=json.loads((defs.PACKAGED_DIR / defs.RULES_FILE).read_text()),
                       bias=packaged.bias, weights=packaged.weights, z90=packaged.z90,
@@ -461,8 +538,9 @@ def test_a_zip_bomb_is_refused_without_inflating_it(declared):
     assert peak < 8 * 2**20          # the member inflates to 64 MB
 
 
-@pytest.mark.parametrize("prior, share", [(0, 0.0), (100, 0.0), (100, 0.9)])
-def test_the_trainer_reads_what_the_engine_reads(tmp_path, prior, share):
+@pytest.mark.parametrize("prior, share, english", [(0, 0.0, 0.0), (100, 0.0, 0.0),
+                                                   (100, 0.9, 0.0), (100, 0.9, 0.05)])
+def test_the_trainer_reads_what_the_engine_reads(tmp_path, prior, share, english):
     if not (DEFAULT_CORPUS / "MANIFEST").exists():
         pytest.skip("the shared corpus is not here")
     train = [s for s in corpus_messages() if s.split == "train"]
@@ -472,14 +550,18 @@ def test_the_trainer_reads_what_the_engine_reads(tmp_path, prior, share):
         rb'(?i)charset="?(ks_c_5601|euc-kr|gb2312|big5)', s.path.read_bytes())][:4]
     assert len(samples) == 54
     packaged = defs.load(defs.PACKAGED_DIR)
+    drop = bool(english)                # C4e's reading: the English gate with drop_urls
+    settings = dict(SETTINGS, prior=prior, min_ascii_share=share, min_english_share=english,
+                    drop_urls=drop)
     data, _groups, read = trainer.extract(samples, packaged.rules, windows=packaged.windows,
-                                          max_chars=3000)
+                                          chars=defs.chars_settings(settings))
     tables = C.train([(r[0][2], d[1]) for r, d in zip(read, data)], 5)
-    loaded = defs.load(chars_set(tmp_path, tables, prior=prior, min_share=share))
+    loaded = defs.load(chars_set(tmp_path, tables, prior=prior, min_share=share,
+                                 min_english=english, drop_urls=drop))
     engine = HeuristicEngine(loaded)
     weights = Weights(loaded.bias, loaded.weights)
     saved = trainer.CHARS
-    trainer.CHARS = dict(SETTINGS, prior=prior, min_ascii_share=share)
+    trainer.CHARS = settings
     try:
         terms = trainer.char_terms_of(loaded.chars.tables, read, range(len(samples)))
     finally:
@@ -489,7 +571,7 @@ def test_the_trainer_reads_what_the_engine_reads(tmp_path, prior, share):
         parts: list = []
         found, _ = features(view, loaded, parts)
         assert data[i][0] == found
-        assert read[i][0][2] == C.char_text(view.as_learned(), parts, 3000)
+        assert read[i][0][2] == C.char_text(view.as_learned(), parts, 3000, drop)
         scored = engine.score(view)
         # at score 100 the engine's reading stops at the plain sum (windows.py rule 3), the
         # trainer's reads on: the same score, raw values that differ above the ceiling
@@ -499,10 +581,11 @@ def test_the_trainer_reads_what_the_engine_reads(tmp_path, prior, share):
         assert scored.raw == pytest.approx(
             raw_of(found, parts, loaded) + terms[i][0], abs=1e-9)
         # both read the prior and the gate (not only agree): the term is rule 4's, shrunk
-        # by A / (A + k), and 0 where A < s * N
+        # by A / (A + k), and 0 where A < s * N or the English words are too few
         text = read[i][0][2]
         a = len(text.data)
-        gated = a == 0 or a < share * text.characters
+        gated = (a == 0 or a < share * text.characters
+                 or (english and (not text.words or text.english < english * text.words)))
         e = loaded.chars.tables.evidence(text, 2.0, "all")
         assert terms[i][0] == pytest.approx(0.0 if gated else 4.0 * e * a / (a + prior),
                                             abs=1e-12)
@@ -635,7 +718,7 @@ def test_the_trainer_reads_chars_as_the_loader_does(monkeypatch):
     monkeypatch.setattr(trainer, "CHARS", SETTINGS)
     assert trainer.chars_settings() == defs.chars_settings(SETTINGS) == {
         "order": 5, "lam": 4.0, "clip": 2.0, "max_chars": 3000, "denominator": "all",
-        "prior": 0, "min_share": 0.0}
+        "prior": 0, "min_share": 0.0, "min_english": 0.0, "drop_urls": False}
 
 
 def test_the_gateway_bench_reads_as_the_tool_or_refuses(monkeypatch, capsys):
