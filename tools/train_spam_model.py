@@ -87,7 +87,8 @@ DEFAULT_REVISION = 8
 # scoring (twenty-first session)"), a link's URL counting only towards spam there (rule 5,
 # rev 7: "Links as padding"), and every URL so (rule 6, rev 8: "URLs as padding";
 # Windows(200, 0.5, "spam_side") is rev 7's reading, Windows(200, 0.5) rev 6's, byte for
-# byte); None scores the plain sum, as revs 1-5 did.
+# byte; a fifth field caps what is read whole towards ham, rule 7, "Header fields as
+# padding", not shipped); None scores the plain sum, as revs 1-5 did.
 WINDOWS = Windows(words=200, delta=0.5, off_window="spam_side", urls="spam_side")
 # True reads a message a mailing list relayed as the list received it, guarded by the
 # message as it came (core/scan/antispam/delist.py rule 7; docs/

@@ -8,8 +8,9 @@ What it owns
     "scoring": {"windows": {"words": N, "delta": D}} when the set is read in windows,
     windows.py — a set without it scores the plain sum —, with "off_window": "spam_side" in
     it when a link's URL counts only towards spam there (windows.py rule 5), and "urls":
-    "spam_side" too when every URL does (rule 6), and "delisted3": true in it when a message
-    a mailing list relayed is read as the list received it, delist.py; the keys of earlier
+    "spam_side" too when every URL does (rule 6), "whole_ham_cap": C when what is read
+    whole counts towards ham at most C there (rule 7), and "delisted3": true in it when a
+    message a mailing list relayed is read as the list received it, delist.py; the keys of earlier
     readings, "delisted" and "delisted2", and the withdrawn "sender_names", are refused;
     "chars": {"order", "lambda", "clip", "max_chars", "denominator"[, "prior",
     "min_ascii_share", "min_english_share", "drop_urls"]} when the set adds the bounded
@@ -55,7 +56,7 @@ from pathlib import Path
 from core.scan.antispam.chars import DENOMINATORS, MAX_CHARS, MAX_ORDER, Chars, Tables
 from core.scan.antispam.delist import DELISTED_KEY
 from core.scan.antispam.heuristic_rules import RuleSet, RuleSetError
-from core.scan.antispam.windows import OFF_WINDOW_KEY, SIDES, URLS_KEY, Windows
+from core.scan.antispam.windows import OFF_WINDOW_KEY, SIDES, URLS_KEY, WHOLE_CAP_KEY, Windows
 
 __all__ = ["SpamDefinitions", "DefinitionsError", "load", "current", "write",
            "PACKAGED_DIR", "RUNTIME_DIR", "MODEL_FILE", "RULES_FILE", "MANIFEST_FILE",
@@ -159,14 +160,15 @@ def _scoring(scoring: dict) -> tuple[Windows | None, bool, dict | None]:
     """The model's "scoring" (windows.py, delist.py, chars.py); a way of
     scoring this engine does not know is refused, not read as the plain sum a later set's
     calibration was not made for."""
-    unknown = sorted(set(scoring) - {"windows", OFF_WINDOW_KEY, URLS_KEY, DELISTED_KEY, "chars"})
+    unknown = sorted(set(scoring) - {"windows", OFF_WINDOW_KEY, URLS_KEY, WHOLE_CAP_KEY,
+                                     DELISTED_KEY, "chars"})
     if unknown:
         raise ValueError(f"scoring {', '.join(map(str, unknown))} is unknown to this Mailmoat")
     delisted = scoring.get(DELISTED_KEY, False)
     if not isinstance(delisted, bool):
         raise ValueError(f"scoring {DELISTED_KEY} must be true or false, not {delisted!r}")
     windows = _windows(scoring.get("windows"), scoring.get(OFF_WINDOW_KEY, SIDES[0]),
-                       scoring.get(URLS_KEY, SIDES[0]))
+                       scoring.get(URLS_KEY, SIDES[0]), scoring.get(WHOLE_CAP_KEY))
     return windows, delisted, chars_settings(scoring.get("chars"))
 
 
@@ -232,13 +234,21 @@ def _tables(directory: Path, files: dict, chars: dict | None) -> Tables | None:
         raise DefinitionsError(f"{CHARS_FILE}: {exc}") from None
 
 
-def _windows(value, off_window, urls) -> Windows | None:
+def _windows(value, off_window, urls, whole_cap=None) -> Windows | None:
     for key, side in ((OFF_WINDOW_KEY, off_window), (URLS_KEY, urls)):
         if side not in SIDES:
             raise ValueError(f"scoring {key} must be {' or '.join(SIDES)} (how text evidence "
                              f"counts, windows.py rules 5 and 6), not {side!r}")
         if value is None and side != SIDES[0]:
             raise ValueError(f"scoring {key} reads windows, and the set has none")
+    if whole_cap is not None:
+        if not (type(whole_cap) in (int, float) and math.isfinite(whole_cap)
+                and whole_cap >= 0):
+            raise ValueError(f"scoring {WHOLE_CAP_KEY} must be a number of 0 or more (how "
+                             f"much what is read whole counts towards ham, windows.py rule "
+                             f"7), not {whole_cap!r}")
+        if value is None:
+            raise ValueError(f"scoring {WHOLE_CAP_KEY} reads windows, and the set has none")
     if value is None:
         return None
     unknown = sorted(set(value) - {"words", "delta"}) if isinstance(value, dict) else []
@@ -249,7 +259,8 @@ def _windows(value, off_window, urls) -> Windows | None:
     if not (MIN_WINDOW_WORDS <= words and math.isfinite(delta) and delta >= 0):
         raise ValueError(f"scoring windows must have at least {MIN_WINDOW_WORDS} words and "
                          f"a delta of 0 or more (words {words}, delta {delta})")
-    return Windows(words, delta, off_window, urls)      # ValueError: rule 6 without rule 5
+    return Windows(words, delta, off_window, urls,      # ValueError: rule 6 without rule 5
+                   None if whole_cap is None else float(whole_cap))
 
 
 def write(directory: Path, *, version: str, revision: int, rules_json: list, bias: float,
@@ -268,6 +279,8 @@ def write(directory: Path, *, version: str, revision: int, rules_json: list, bia
                **({OFF_WINDOW_KEY: windows.off_window}
                   if windows and windows.off_window != SIDES[0] else {}),
                **({URLS_KEY: windows.urls} if windows and windows.urls != SIDES[0] else {}),
+               **({WHOLE_CAP_KEY: windows.whole_cap}
+                  if windows and windows.whole_cap is not None else {}),
                **({DELISTED_KEY: True} if delisted else {}),
                **({"chars": chars.settings()} if chars else {})}
     model = {"format": 1, "bias": bias, "z90": z90, "info": info,

@@ -52,6 +52,15 @@ Rules
        (`u:`, `up:`) counts only if it weighs towards spam, in a window or not; a window
        whose weighed features were all such URLs is no window (rule 2). The plain sum keeps
        them all.
+    7. What is read whole pads no more than `whole_cap` (the set's "whole_ham_cap"; docs/
+       antispam-model.md, "Header fields as padding (twenty-eighth session)"): header fields,
+       the Subject and the message's structure are read whole (rule 1), and a sender writes
+       them at will, so fields holding the tokens that weigh most towards ham (In-Reply-To,
+       User-Agent, Precedence: list...) took most caught spam out. In the windowed reading
+       the features that are not text count towards ham at most `whole_cap` in all: when
+       their weights below 0 sum to less than -whole_cap, the reading is lifted by the
+       difference. Towards spam they count in full, and the plain sum keeps them all. None
+       (the key absent, revs 6-8) leaves them uncapped.
 """
 
 from __future__ import annotations
@@ -61,7 +70,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 __all__ = ["Windows", "is_text_feature", "windowed_raw", "TEXT_PREFIXES", "URL_PREFIXES",
-           "SIDES", "OFF_WINDOW_KEY", "URLS_KEY"]
+           "SIDES", "OFF_WINDOW_KEY", "URLS_KEY", "WHOLE_CAP_KEY"]
 
 URL_PREFIXES = ("u:", "up:")
 TEXT_PREFIXES = ("skip:", "email:", "C:", *URL_PREFIXES)
@@ -72,17 +81,20 @@ TEXT_PREFIXES = ("skip:", "email:", "C:", *URL_PREFIXES)
 OFF_WINDOW_KEY = "off_window"
 URLS_KEY = "urls"
 SIDES = ("whole", "spam_side")
+WHOLE_CAP_KEY = "whole_ham_cap"         # rule 7: the set's "scoring" key; absent, no cap
 
 
 @dataclass(frozen=True)
 class Windows:
     """How a definitions set reads windows: `words` per window, `delta` below the sum, how
-    a text feature no window makes counts (rule 5) and how a URL feature counts (rule 6,
-    which reads rule 5's too)."""
+    a text feature no window makes counts (rule 5), how a URL feature counts (rule 6,
+    which reads rule 5's too) and how much what is read whole counts towards ham (rule 7;
+    None: all of it)."""
     words: int
     delta: float
     off_window: str = SIDES[0]
     urls: str = SIDES[0]
+    whole_cap: float | None = None
 
     def __post_init__(self):
         if self.urls != SIDES[0] and self.off_window != self.urls:
@@ -103,17 +115,25 @@ def windowed_raw(found, window_sets: Iterable[set[str]], weights: dict[str, floa
     get = weights.get
     found_weights = [bias]
     negatives = []
+    whole_negatives = []
     text = set()
     for feature in found:
         weight = get(feature, 0.0)
         found_weights.append(weight)
-        if weight and is_text_feature(feature):
+        if not weight:
+            continue
+        if is_text_feature(feature):
             text.add(feature)
             if weight < 0:
                 negatives.append(weight)
+        elif weight < 0:
+            whole_negatives.append(weight)
     total = math.fsum(found_weights)            # rule 4
     negative = math.fsum(negatives)
-    if -negative <= windows.delta or total >= ceiling:
+    lift = 0.0
+    if windows.whole_cap is not None:           # rule 7
+        lift = max(0.0, -math.fsum(whole_negatives) - windows.whole_cap)
+    if total >= ceiling or (-negative <= windows.delta and not lift):
         return total                            # rule 3
     covered: set[str] = set()
     best = None
@@ -130,6 +150,6 @@ def windowed_raw(found, window_sets: Iterable[set[str]], weights: dict[str, floa
     left_out = (math.fsum(w for f in text - covered if (w := get(f)) < 0)    # rules 5, 6
                 if windows.off_window == "spam_side" else 0.0)
     if best is None and not left_out:
-        return total
+        return max(total, total + lift - windows.delta)
     covered_sum = math.fsum(get(f) for f in covered)
-    return max(total, total - covered_sum - left_out + (best or 0.0) - windows.delta)
+    return max(total, total - covered_sum - left_out + (best or 0.0) + lift - windows.delta)

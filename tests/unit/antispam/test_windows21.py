@@ -306,3 +306,72 @@ def test_urls_in_a_window_count_only_towards_spam_with_rule_6():
 def test_rule_6_reads_the_windows_as_rule_5_does():
     with pytest.raises(ValueError, match="urls spam_side needs off_window spam_side"):
         Windows(10, 0.5, urls="spam_side")
+
+
+CAPPED = Windows(words=10, delta=0.5, off_window="spam_side", urls="spam_side", whole_cap=2.0)
+
+
+def test_what_is_read_whole_counts_towards_ham_at_most_the_cap_with_rule_7():
+    # header fields a sender adds at will (In-Reply-To, User-Agent, Precedence: list...)
+    # weigh towards ham as much as the sender likes; with rule 7 the windowed reading counts
+    # at most whole_cap of them
+    weights = {"cash": 2.0, "now": 1.0, "h:x-spam": 0.5,
+               **{f"hn:field{i}": -1.0 for i in range(6)}}
+    found = set(weights)
+    windows = [{"cash", "now"}]
+    # uncapped: the six fields pull the sum and the windowed reading down alike
+    assert windowed_raw(found, windows, weights, 0.0, URLS) == pytest.approx(3.5 - 6.0)
+    # capped: -6 counts as -2 in the windowed reading, the sum keeps it all
+    assert windowed_raw(found, windows, weights, 0.0, CAPPED) == \
+        pytest.approx(3.5 - 2.0 - 0.5)
+    # more such fields move the sum, not the windowed reading
+    padded = found | {f"H:user-agent:w{i}" for i in range(50)}
+    weights.update({f"H:user-agent:w{i}": -1.0 for i in range(50)})
+    assert windowed_raw(padded, windows, weights, 0.0, CAPPED) == \
+        pytest.approx(3.5 - 2.0 - 0.5)
+    # towards spam they count in full; within the cap nothing changes
+    within = {"cash": 2.0, "h:x-spam": 0.5, "hn:in-reply-to": -1.5}
+    assert windowed_raw(set(within), [{"cash"}], within, 0.0, CAPPED) == \
+        windowed_raw(set(within), [{"cash"}], within, 0.0, URLS) == pytest.approx(1.0)
+
+
+def test_rule_7_lifts_a_reading_the_windows_would_leave_alone():
+    # no text evidence towards ham (rule 3 would return the sum), no window at all: the
+    # lift still applies, delta below
+    weights = {"s:offer": 1.0, **{f"hn:f{i}": -1.0 for i in range(5)}}
+    found = set(weights)
+    assert windowed_raw(found, [], weights, 0.0, URLS) == pytest.approx(-4.0)
+    assert windowed_raw(found, [], weights, 0.0, CAPPED) == pytest.approx(1.0 - 2.0 - 0.5)
+    # at or above the ceiling the sum stands (score 100 either way)
+    assert windowed_raw(found, [], weights, 0.0, CAPPED, ceiling=-4.0) == pytest.approx(-4.0)
+    # a ham whose text decides keeps its windows' reading, lifted by the same rule
+    ham = {"meeting": -2.0, "agenda": -2.0, **{f"H:list-id:w{i}": -1.0 for i in range(4)}}
+    assert windowed_raw(set(ham), [{"meeting"}, {"agenda"}], ham, 0.0, CAPPED) == \
+        pytest.approx(max(-8.0, -8.0 + 2.0 + 2.0 - 0.5))
+
+
+def test_definitions_carry_the_whole_cap(tmp_path):
+    directory, scoring = _written(tmp_path, "capped", Windows(200, 0.5, "spam_side",
+                                                              "spam_side", 5.0))
+    assert scoring == {"windows": {"words": 200, "delta": 0.5}, "off_window": "spam_side",
+                       "urls": "spam_side", "whole_ham_cap": 5.0}
+    assert defs.load(directory).windows.whole_cap == 5.0
+    # absent: no cap, and rev 8's bytes
+    directory, scoring = _written(tmp_path, "rev8", Windows(200, 0.5, "spam_side", "spam_side"))
+    assert "whole_ham_cap" not in scoring and defs.load(directory).windows.whole_cap is None
+
+
+@pytest.mark.parametrize("edit, refusal", [
+    (lambda s: s.update(whole_ham_cap=-1), r"whole_ham_cap must be a number of 0 or more .*"
+                                           r"windows.py rule 7\), not -1"),
+    (lambda s: s.update(whole_ham_cap="5"), "whole_ham_cap must be a number of 0 or more"),
+    (lambda s: s.update(whole_ham_cap=True), "whole_ham_cap must be a number of 0 or more"),
+    (lambda s: s.update(whole_ham_cap=float("inf")), "whole_ham_cap must be a number"),
+    (lambda s: (s.pop("windows"), s.pop("off_window"), s.pop("urls")),
+     "whole_ham_cap reads windows, and the set has none"),
+])
+def test_a_sets_whole_cap_it_cannot_read_is_refused(tmp_path, edit, refusal):
+    directory, _ = _written(tmp_path, "bad", Windows(200, 0.5, "spam_side", "spam_side", 5.0),
+                            scoring=edit)
+    with pytest.raises(defs.DefinitionsError, match=refusal):
+        defs.load(directory)
