@@ -22,7 +22,11 @@ Rules
        the URLs written in each piece (tokenizer.without_urls, the pattern the URL tokens
        are read with) are removed before anything else: the tokens read them, and a run of
        URLs in front of the text would otherwise fill the characters read
-       (docs/antispam-model.md, "The English-gated character model"). The text's words (its
+       (docs/antispam-model.md, "The English-gated character model"); a URL's first 300
+       characters go, as the tokens read it. Whatever the text holds, no more than its
+       first tokenizer.MAX_HTML_CHARS characters are read, as the tokens read no more (a
+       body of white space or URLs collapses to nothing, and reading on would cost time
+       with the message's size: review28a R2). The text's words (its
        runs of letters, any script, before the non-ASCII bytes go) are counted, and how many
        of them are ENGLISH_WORDS.
     2. The models: Witten-Bell interpolated, of `order` (a context of up to `order` bytes),
@@ -97,17 +101,22 @@ MAX_CHARS = 100_000
 # training part unpack to 22 MB, so 64 MB leaves room for a larger corpus and no more.
 MAX_TABLE_BYTES = 64 * 2**20
 
-# Rule 4's English gate: common English function words that are not also common words of
-# another Latin-script language of Europe (so not "a", "in", "to", "is", "on", "at", "for",
-# "was", "will", "me", "my", "no", "do", "he", "are": Polish "to", Dutch "is", French
-# "on", Danish "at" and "for", German "was" and "will", Romanian "are"...). In English prose
-# they are about a fifth of the words; a letter in Portuguese or German holds almost none.
+# Rule 4's English gate: common English function words, leaving out the ones that are the
+# commonest words of another Latin-script language of Europe ("a", "in", "to", "is", "on",
+# "at", "for", "was", "will", "me", "my", "no", "do", "he", "are": Polish "to", Dutch "is",
+# French "on", Danish "at" and "for", German "was" and "will", Romanian "are"...). In
+# English prose they are about a fifth of the words; a letter in Portuguese, Spanish,
+# Italian or German holds almost none. Some remain words elsewhere (review28a R1: Dutch
+# "we", "of", "had"; Polish "we", "by"; Czech "by"; Hungarian "be"; Swedish "all", "just";
+# Turkish "can"), so a Dutch, Polish or Swedish letter can reach one word in twenty.
 ENGLISH_WORDS = frozenset("""
     the and of it you your with this that these those which what who whom whose when where
     why how we our they their them his she its have had would could should been not from or
     if were be than then there here into about just only more some any all by can please
     """.split())
 
+# the longest start of a URL the URL pattern does not find: "https://" and one character
+_URL_CUT = 9
 _WS = re.compile(r"\s+")
 _LETTERS = re.compile(r"[^\W\d_]+")
 _WSB = re.compile(rb"\s+")
@@ -159,14 +168,18 @@ class Chars:
 def char_text(view, text_parts, max_chars: int, drop_urls: bool = False) -> CharText:
     """Rule 1. `view`: the as_learned view features() read; `text_parts`: tokenizer.tokens'.
     Only a prefix long enough is read: white-space collapsing is local, so the first
-    `max_chars` characters of a collapsed prefix longer than `max_chars` are the whole's
-    (and removing URLs only shortens a prefix)."""
+    `max_chars` characters of a collapsed prefix longer than `max_chars` are the whole's.
+    Removing URLs only shortens a prefix, but for a URL cut where the prefix ends: too
+    short to be found (at most _URL_CUT characters), its start may stay, so with
+    `drop_urls` a prefix must give that many characters more (review28a R5)."""
     from core.pipeline.decompose.text import as_read
-    from core.scan.antispam.tokenizer import without_urls
+    from core.scan.antispam.tokenizer import MAX_HTML_CHARS, without_urls
     pieces = [as_read(view.subject or "")] + [p.text for p in text_parts]
-    total = sum(map(len, pieces)) + len(pieces)
+    total = min(sum(map(len, pieces)) + len(pieces), max(MAX_HTML_CHARS, 4 * max_chars + 64))
+    enough = max_chars + (_URL_CUT if drop_urls else 0)
     n = 4 * max_chars + 64
     while True:
+        n = min(n, total)
         out, left = [], n
         for piece in pieces:
             if left <= 0:
@@ -174,7 +187,7 @@ def char_text(view, text_parts, max_chars: int, drop_urls: bool = False) -> Char
             out.append(without_urls(piece[:left]) if drop_urls else piece[:left])
             left -= len(piece) + 1
         text = _WS.sub(" ", " ".join(out).lower()).strip()
-        if len(text) > max_chars or n >= total:
+        if len(text) > enough or n >= total:
             break
         n *= 4
     text = text[:max_chars]

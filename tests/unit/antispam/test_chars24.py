@@ -29,7 +29,7 @@ from core.scan.antispam import chars as C
 from core.scan.antispam import definitions as defs
 from core.scan.antispam.engine import HeuristicEngine, features, raw_for_score, raw_of
 from core.scan.antispam.learner import Weights
-from core.scan.antispam.tokenizer import tokens
+from core.scan.antispam.tokenizer import MAX_HTML_CHARS, tokens, without_urls
 from core.scan.antispam.training import DEFAULT_CORPUS, corpus_messages, view_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
@@ -267,11 +267,39 @@ def test_the_english_gate_leaves_a_text_in_another_language_unread():
 
 def test_drop_urls_takes_the_urls_out_of_the_text_read():
     urls = " ".join(f"http://ham{i}.example.org/mailing/list/archive.html" for i in range(100))
-    raw = message("cheap", urls + "\nbuy cheap pills now, click here www.pills.example/buy")
+    raw = message("cheap www.pills.example", urls + "\nbuy cheap pills now, click here "
+                  "www.pills.example/buy")
     dropped, kept = char_text_dropping(raw), char_text_dropping(raw, drop_urls=False)
-    assert dropped.data == b"cheap buy cheap pills now, click here"
-    assert kept.data.startswith(b"cheap http://ham0.example.org/") and len(kept.data) == 3000
+    assert dropped.data == b"cheap buy cheap pills now, click here"      # the Subject's too
+    assert kept.data.startswith(b"cheap www.pills.example http://ham0.example.org/")
+    assert len(kept.data) == 3000
     assert (dropped.words, dropped.english) == (7, 1)            # "here"
+
+
+@pytest.mark.parametrize("count", [300, 2000])
+def test_drop_urls_reads_past_any_number_of_urls_as_the_whole_text_would(count):
+    """More URLs in front than the first prefix holds (review28a R3): the prefixes grow until
+    the text read is the whole text's, URLs removed from each piece whole."""
+    urls = " ".join(f"http://ham{i}.example.org/mailing/list/archive.html" for i in range(count))
+    words = " ".join(f"word{i % 50}" for i in range(1000))
+    raw = message("offer", f"{urls}\n{words}")
+    v = view_of(raw).as_learned()
+    parts: list = []
+    tokens(v, parts)
+    text = " ".join([as_read(v.subject or "")] + [without_urls(p.text) for p in parts])
+    whole = re.sub(r"\s+", " ", text.lower()).strip()[:3000].encode()
+    assert len(urls) > 4 * 3000 + 64
+    assert char_text_dropping(raw).data == whole
+
+
+def test_the_text_read_ends_where_the_tokens_stop_reading():
+    """Nothing past tokenizer.MAX_HTML_CHARS characters is read (review28a R2): a body of
+    white space or URLs collapses to nothing, and reading on would cost time with its size."""
+    for filler in (" " * (MAX_HTML_CHARS + 10), "http://x.example/ " * (MAX_HTML_CHARS // 17)):
+        raw = message("offer", filler + "buy cheap pills now")
+        for drop in (True, False):
+            got = char_text_dropping(raw, drop)
+            assert b"pills" not in got.data and got.data.startswith(b"offer")
 
 
 def test_the_engine_reads_the_english_gate_and_drop_urls_of_its_set(tmp_path):
@@ -591,6 +619,9 @@ def test_the_trainer_reads_what_the_engine_reads(tmp_path, prior, share, english
                                             abs=1e-12)
     if share:
         assert any(len(r[0][2].data) < share * r[0][2].characters for r in read)
+    if english:        # the English gate alone closes on some (review28a R3)
+        assert any(len(t.data) >= share * t.characters and t.english < english * t.words
+                   for t in (r[0][2] for r in read))
 
 
 # -- what the nested check and write mode's calibration train the character model on
