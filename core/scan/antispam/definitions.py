@@ -139,7 +139,7 @@ def load(directory: Path) -> SpamDefinitions:
         info = model.get("info", {})
         windows, delisted, chars = _scoring(model.get("scoring", {}))
     except (KeyError, TypeError, ValueError, AttributeError, OSError, EOFError,
-            zlib.error) as exc:
+            OverflowError, zlib.error) as exc:      # OverflowError: a 400-digit number
         raise DefinitionsError(f"{MODEL_FILE}: {type(exc).__name__}: {exc}") from None
     if not (math.isfinite(bias) and math.isfinite(z90) and z90 > 0
             and all(math.isfinite(w) for w in weights.values())):
@@ -168,7 +168,7 @@ def _scoring(scoring: dict) -> tuple[Windows | None, bool, dict | None]:
     if not isinstance(delisted, bool):
         raise ValueError(f"scoring {DELISTED_KEY} must be true or false, not {delisted!r}")
     windows = _windows(scoring.get("windows"), scoring.get(OFF_WINDOW_KEY, SIDES[0]),
-                       scoring.get(URLS_KEY, SIDES[0]), scoring.get(WHOLE_CAP_KEY))
+                       scoring.get(URLS_KEY, SIDES[0]), scoring.get(WHOLE_CAP_KEY, _NO_CAP))
     return windows, delisted, chars_settings(scoring.get("chars"))
 
 
@@ -234,14 +234,17 @@ def _tables(directory: Path, files: dict, chars: dict | None) -> Tables | None:
         raise DefinitionsError(f"{CHARS_FILE}: {exc}") from None
 
 
-def _windows(value, off_window, urls, whole_cap=None) -> Windows | None:
+_NO_CAP = object()      # "whole_ham_cap" absent: a null is refused, as other keys' are
+
+
+def _windows(value, off_window, urls, whole_cap=_NO_CAP) -> Windows | None:
     for key, side in ((OFF_WINDOW_KEY, off_window), (URLS_KEY, urls)):
         if side not in SIDES:
             raise ValueError(f"scoring {key} must be {' or '.join(SIDES)} (how text evidence "
                              f"counts, windows.py rules 5 and 6), not {side!r}")
         if value is None and side != SIDES[0]:
             raise ValueError(f"scoring {key} reads windows, and the set has none")
-    if whole_cap is not None:
+    if whole_cap is not _NO_CAP:
         if not (type(whole_cap) in (int, float) and math.isfinite(whole_cap)
                 and whole_cap >= 0):
             raise ValueError(f"scoring {WHOLE_CAP_KEY} must be a number of 0 or more (how "
@@ -260,7 +263,7 @@ def _windows(value, off_window, urls, whole_cap=None) -> Windows | None:
         raise ValueError(f"scoring windows must have at least {MIN_WINDOW_WORDS} words and "
                          f"a delta of 0 or more (words {words}, delta {delta})")
     return Windows(words, delta, off_window, urls,      # ValueError: rule 6 without rule 5
-                   None if whole_cap is None else float(whole_cap))
+                   None if whole_cap is _NO_CAP else float(whole_cap))
 
 
 def write(directory: Path, *, version: str, revision: int, rules_json: list, bias: float,

@@ -7,11 +7,12 @@ What it owns
     the text a sender writes is read in windows of `words` words (each text part's own
     text, split at white space), and
 
-        windowed = bias + the weights of every feature that is not text + the weights of
-                   the text features no window makes (rule 5: in a "spam_side" set, of
-                   those that weigh towards spam) + max over the windows of the sum of
-                   the weights of that window's text features (rule 6: its URL features
-                   only if they weigh towards spam)
+        windowed = bias + the weights of every feature that is not text (rule 7: those
+                   towards ham at most whole_cap in all) + the weights of the text
+                   features no window makes (rule 5: in a "spam_side" set, of those that
+                   weigh towards spam) + max over the windows of the sum of the weights of
+                   that window's text features (rule 6: its URL features only if they weigh
+                   towards spam)
         z        = max(sum, windowed - delta)
 
     so a block of padding can only take what shares its window. A ham keeps its own words'
@@ -32,9 +33,9 @@ Rules
        windows holding a weighed feature compete for the best: one of words the model does
        not know is no window of 0, which would lift a message whose every window weighs
        towards ham to the windows' neutral point.
-    3. Only when it can matter: with the text's negative evidence no larger than `delta`,
-       or the sum already at score 100, the windows cannot change the score and are not
-       read (`windowed_raw`); the score is the same either way.
+    3. Only when it can matter: with the text's negative evidence no larger than `delta`
+       and no rule 7 lift, or the sum already at score 100, the windows cannot change the
+       score and are not read (`windowed_raw`); the score is the same either way.
     4. Sums are exact (`math.fsum`), so a score does not depend on the order a set of
        features is read in, which changes from process to process with the hash seed.
     5. Links pad no more than text (the set's "off_window": "spam_side"; docs/

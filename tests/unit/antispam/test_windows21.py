@@ -375,3 +375,65 @@ def test_a_sets_whole_cap_it_cannot_read_is_refused(tmp_path, edit, refusal):
                             scoring=edit)
     with pytest.raises(defs.DefinitionsError, match=refusal):
         defs.load(directory)
+
+
+def test_rule_3_reads_the_windows_whenever_rule_7_lifts():
+    # the text's evidence towards ham is within delta, so without a lift the windows could
+    # not matter; a lift smaller than delta still makes them matter (review28b R4)
+    weights = {"cash": 3.0, "kernel": -0.4, **{f"hn:f{i}": -1.06 for i in range(5)}}
+    found = set(weights)
+    total = 3.0 - 0.4 - 5.3
+    assert windowed_raw(found, [{"cash"}, {"kernel"}], weights, 0.0, CAPPED) == \
+        pytest.approx(total - 2.6 + 3.0 + (5.3 - 2.0) - 0.5)
+    cap5 = Windows(10, 0.5, "spam_side", "spam_side", 5.0)          # a lift of 0.3
+    assert windowed_raw(found, [{"cash"}, {"kernel"}], weights, 0.0, cap5) == \
+        pytest.approx(total + 0.4 + 0.3 - 0.5)
+
+
+def test_urls_towards_ham_are_text_not_what_rule_7_caps():
+    # URL features are text (rule 1; rule 6 bounds them): they do not count into the cap
+    weights = {"cash": 2.0, "up:archive": -3.0, "hn:in-reply-to": -1.5, "hn:user-agent": -1.5}
+    found = set(weights)
+    capped = Windows(10, 0.5, "spam_side", "spam_side", 3.0)
+    assert windowed_raw(found, [{"cash", "up:archive"}], weights, 0.0, capped) == \
+        windowed_raw(found, [{"cash", "up:archive"}], weights, 0.0, URLS) == \
+        pytest.approx(2.0 - 3.0 - 0.5)
+
+
+@pytest.mark.parametrize("edit, refusal", [
+    (lambda s: s.update(whole_ham_cap=None), "whole_ham_cap must be a number of 0 or more"),
+    (lambda s: s.update(whole_ham_cap=float("nan")), "whole_ham_cap must be a number"),
+    (lambda s: s.update(whole_ham_cap=10 ** 400), "model.json.gz: OverflowError"),
+])
+def test_a_null_or_unreadable_whole_cap_is_refused(tmp_path, edit, refusal):
+    """review28b R2, R3: a null is not read as "no cap", and a number too large for a float
+    is a refusal naming the file, not an error the loader lets through."""
+    directory, _ = _written(tmp_path, "bad", Windows(200, 0.5, "spam_side", "spam_side", 5.0),
+                            scoring=edit)
+    with pytest.raises(defs.DefinitionsError, match=refusal):
+        defs.load(directory)
+
+
+def test_the_trainer_reads_a_capped_set_as_the_engine_does(tmp_path, monkeypatch):
+    from core.scan.antispam.training import DEFAULT_CORPUS, corpus_messages
+    from core.scan.antispam.engine import raw_for_score
+    import tools.train_spam_model as trainer
+    if not (DEFAULT_CORPUS / "MANIFEST").exists():
+        pytest.skip("the shared corpus is not here")
+    samples = [s for s in corpus_messages() if s.split == "train"][::40]
+    loaded = packaged_spam_read(tmp_path / "capped",
+                                Windows(200, 0.5, "spam_side", "spam_side", 5.0))
+    monkeypatch.setattr(trainer, "WINDOWS", loaded.windows)
+    data, _, read = trainer.extract(samples, loaded.rules, windows=loaded.windows)
+    engine = HeuristicEngine(loaded)
+    weights = learner.Weights(loaded.bias, loaded.weights)
+    ceiling = raw_for_score(100, loaded.z90)
+    lifted = 0
+    for i, sample in enumerate(samples):
+        view = view_of(sample.path.read_bytes())
+        scored = engine.score(view)
+        mine = trainer.raw_of_readings(weights, read[i], loaded.windows)
+        assert min(mine, ceiling) == pytest.approx(min(scored.raw, ceiling), abs=1e-9)
+        lifted += mine != trainer.raw_of_readings(
+            weights, read[i], Windows(200, 0.5, "spam_side", "spam_side"))
+    assert lifted > len(samples) // 3        # the cap acts on many of them
