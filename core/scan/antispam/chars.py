@@ -26,9 +26,9 @@ Rules
        characters go, as the tokens read it. Whatever the text holds, no more than its
        first tokenizer.MAX_HTML_CHARS characters are read, as the tokens read no more (a
        body of white space or URLs collapses to nothing, and reading on would cost time
-       with the message's size: review28a R2). The text's words (its
-       runs of letters, any script, before the non-ASCII bytes go) are counted, and how many
-       of them are ENGLISH_WORDS.
+       with the message's size: review28a R2). The text's words (its runs of letters, any
+       script, before the non-ASCII bytes go) are counted, and how many of them are
+       ENGLISH_WORDS.
     2. The models: Witten-Bell interpolated, of `order` (a context of up to `order` bytes),
        interpolated down to order 0 and then a uniform 1/256; each text is preceded by
        `order` start bytes (0x02), context only, never predicted. Counts are unweighted (a
