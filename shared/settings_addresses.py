@@ -308,11 +308,15 @@ def _sender_name(text: str) -> str:
     name = text.strip(" ")
     if len(name) >= 2 and name[0] == name[-1] == '"':
         name = name[1:-1]
-    if not name.isprintable() or any(c in _NAME_SPECIALS for c in name):
+    bad = next((i for i, c in enumerate(name) if not c.isprintable() or c in _NAME_SPECIALS),
+               None)
+    if bad is not None:
         # isprintable: no control, line break or bidi control, which would let the name
-        # start a forged header line or read backwards in a mail reader
+        # start a forged header line or read backwards in a mail reader; named as the
+        # header-text rule names one (settings_types.Str), since neither shows on the page
         raise RuleError(f"{_SENDER_RULE}; a name cannot hold control characters, "
-                        f"quotes inside it, \\, <, > or @")
+                        f"quotes inside it, \\, <, > or @ (U+{ord(name[bad]):04X}, "
+                        f"character {bad + 1} of the name)")
     name = " ".join(name.split())
     if len(name) > SENDER_NAME_MAX:
         raise RuleError(f"{_SENDER_RULE}; the name may have at most {SENDER_NAME_MAX} "

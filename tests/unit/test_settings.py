@@ -230,7 +230,14 @@ REJECTED = [
     # Sender: a name, an address, or both (a name may have spaces: "Security Office")
     (Sender(), "bad <name", SENDER_RULE),
     (Sender(), "Mailmoat\n", SENDER_RULE + "; a name cannot hold control characters, quotes "
-                                           "inside it, \\, <, > or @"),
+                                           "inside it, \\, <, > or @ (U+000A, character 9 "
+                                           "of the name)"),
+    (Sender(), "Security\u202eOffice <alerts@example.com>",
+     SENDER_RULE + "; a name cannot hold control characters, quotes inside it, \\, <, > or @ "
+                   "(U+202E, character 9 of the name)"),
+    (Sender(), '"Sec "Office" <alerts@example.com>',
+     SENDER_RULE + "; a name cannot hold control characters, quotes inside it, \\, <, > or @ "
+                   "(U+0022, character 5 of the name)"),
     (Sender(), "", SENDER_RULE),
     (Sender(), "alerts@", EMAIL_RULE),
     # IpAddress: text only (ip_address() would turn 5 into 0.0.0.5)
