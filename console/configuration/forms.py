@@ -165,7 +165,8 @@ class HoldSelectionForm(FlaskForm):
 
 class HoldConfirmForm(FlaskForm):
     action = HiddenField(validators=[InputRequired()])
-    ids = HiddenField()  # comma-separated queue ids; empty = every message in the hold queue
+    ids = HiddenField()  # comma-separated queue ids, the messages the question counted
+    scope = HiddenField()  # "all": they were every message in hold (the question's words)
     subject = StringField("Subject", validators=[Length(max=255)])
     address = StringField("Email address", validators=[Length(max=320)])
     confirm = SubmitField("Yes")

@@ -31,6 +31,7 @@ from console import certs
 from console.context import console_context, request_db, settings
 from console.settings_service import edit_list, record_change, save_settings, submit_command
 from shared.commands import HOLD_ACTIONS
+from shared.home import CORE_LOCK, lock_holder
 from shared.idn import address_pattern, first_matching
 from shared.retention import DirectoryUsage, diagnostics_usage
 from shared.settings import FORWARD_SUBJECT, SettingError
@@ -41,14 +42,19 @@ from shared.settings_types import RuleError, integer_from_text
 from shared.shown_text import quoted
 from shared.status import STALE_AFTER_SECONDS, not_listening_notices, read_snapshot
 
-__all__ = ["save_page", "page_warnings", "DiagnosticsFolder",
+__all__ = ["HOLD_ACTION_LIMIT", "save_page", "page_warnings", "DiagnosticsFolder",
            "diagnostics_folder", "add_route", "update_route", "route_at", "AfterDelete",
            "route_after_delete", "delete_route", "HeldMessage",
-           "HoldListing", "list_hold", "hold_selection", "request_hold_action",
+           "HoldListing", "HoldRequest", "list_hold", "last_hold_request", "core_running",
+           "hold_selection", "confirmed_selection", "request_hold_action",
            "create_certificate_request",
            "install_ca_certificate", "install_self_signed_certificate", "RequestFieldsError"]
 
 HOLD_LIST_LIMIT = 500  # messages shown; the actions still reach all of them
+# The most messages one confirmation names (tester28c B1: it names them, so that a message
+# held after the question was asked is not acted on unseen); 50,000 queue ids make a
+# 700 KB form, inside the console's largest request (security.MAX_POST_OCTETS).
+HOLD_ACTION_LIMIT = 50_000
 # The guide's warning on the Diagnostics tab (§3 "Configuring queue file save and SMTP
 # conversation logging"), with "support" for the vendor's Technical Support.
 DIAGNOSTICS_WARNING = ("Do not change this setting unless you are instructed by support to "
@@ -297,6 +303,7 @@ class HoldListing:
     total: int
     messages: list[HeldMessage]
     unreadable: int
+    queue_ids: tuple[str, ...] = ()     # every message in hold, oldest queue ids first
 
 
 def list_hold(limit: int = HOLD_LIST_LIMIT) -> HoldListing:
@@ -317,14 +324,53 @@ def list_hold(limit: int = HOLD_LIST_LIMIT) -> HoldListing:
                                         data.get("hold_reason")))
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             unreadable += 1
-    return HoldListing(len(names), messages, unreadable)
+    return HoldListing(len(names), messages, unreadable, tuple(names))
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    """The last hold-queue request, for the page that made it (tester28c C1: the page said
+    "the hold queue shows the result" whatever happened, a stopped core or a failure)."""
+    kind: str                   # "drop", "reprocess" or "forward"
+    named: int                  # messages the request named
+    requested_by: str
+    created_at: float
+    state: str                  # pending, running, done, failed
+    result: str | None
+
+
+def last_hold_request() -> HoldRequest | None:
+    """The newest hold-queue command of any user, or None."""
+    kinds = {kind: action for action, kind in HOLD_ACTIONS.items()}
+    row = request_db().execute(
+        "SELECT kind, args, requested_by, created_at, state, result FROM commands "
+        f"WHERE kind IN ({','.join('?' * len(kinds))}) ORDER BY id DESC LIMIT 1",
+        tuple(kinds)).fetchone()
+    if row is None:
+        return None
+    try:
+        named = len(json.loads(row["args"]).get("ids") or ())
+    except (ValueError, AttributeError, TypeError):
+        named = 0
+    return HoldRequest(kinds[row["kind"]], named, row["requested_by"] or "",
+                       row["created_at"], row["state"], row["result"])
+
+
+def core_running() -> bool:
+    """Whether a core holds its lock (shared.home CORE_LOCK), as the Status page asks."""
+    try:
+        return lock_holder(console_context().home, CORE_LOCK.name) is not None
+    except OSError:
+        return True             # unknown: say nothing a running core would make untrue
 
 
 def hold_selection(ids_text: str) -> list[str]:
     """The queue ids a hold-queue action acts on, from the comma-separated `ids_text`: what
     the confirmation page counts and what the action then asks the core for, read by this
-    one function so that both say the same. `[]` (from an empty `ids_text` only) means every
-    message in the hold queue; blank entries are skipped and repeats counted once.
+    one function so that both say the same. `[]` (from an empty `ids_text` only) is no
+    selection: the confirmation then names every message in the hold queue, and an action
+    naming none is refused (request_hold_action); blank entries are skipped and repeats
+    counted once.
 
     Raises SettingError (key "ids") for a text that holds no queue id (",", " "): a
     selection of nothing is refused, never taken for "all" (console18 B1), and for an entry
@@ -342,6 +388,18 @@ def hold_selection(ids_text: str) -> list[str]:
     return ids
 
 
+def confirmed_selection(ids_text: str) -> list[str]:
+    """The queue ids a confirmation names (`hold_selection`); SettingError (key "ids") when
+    it names none. The confirmation names the messages it counted, "all" too (tester28c B1):
+    one naming none is from a page older than that, and "all" would act on whatever is in
+    hold when the core gets to it, messages no one was asked about among them."""
+    ids = hold_selection(ids_text)
+    if not ids:
+        raise SettingError([("ids", "the confirmation named no message: open the hold "
+                                    "queue and choose again")])
+    return ids
+
+
 def request_hold_action(action: str, ids_text: str, address: str, subject: str, *,
                         user: str, client_ip: str | None) -> int:
     """Queue a hold-queue command for the core; returns the command id.
@@ -350,8 +408,7 @@ def request_hold_action(action: str, ids_text: str, address: str, subject: str, 
     """
     if action not in HOLD_ACTIONS:
         raise SettingError([("action", "must be reprocess, drop or forward")])
-    ids = hold_selection(ids_text)
-    args: dict[str, Any] = {"ids": ids} if ids else {"all": True}
+    args: dict[str, Any] = {"ids": confirmed_selection(ids_text)}
     if action == "forward":
         errors = []
         try:

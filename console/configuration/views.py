@@ -132,7 +132,8 @@ for _page, _url in (("setup", "/setup"), ("scan_policy", "/scan-policy"),
 @requires(Access.ADMIN)
 def hold():
     return _render("hold.html", "hold", listing=service.list_hold(),
-                   form=HoldSelectionForm())
+                   form=HoldSelectionForm(), last_request=service.last_hold_request(),
+                   core_running=service.core_running())
 
 
 @bp.route("/hold/confirm", methods=["POST"])
@@ -151,10 +152,16 @@ def hold_confirm():
     except SettingError as exc:
         return _hold_refused(exc)
     listing = service.list_hold()
-    if not ids and not listing.total:    # not "Drop all 0 message(s)?"
-        flash(f"The hold queue is empty: there is nothing to {action}.", "info")
-        return redirect(url_for("configuration.hold"))
-    form = HoldConfirmForm(formdata=None, action=action, ids=",".join(ids))
+    everything = not ids
+    if everything:
+        if not listing.total:            # not "Drop all 0 message(s)?"
+            flash(f"The hold queue is empty: there is nothing to {action}.", "info")
+            return redirect(url_for("configuration.hold"))
+        # named, not "all": a message held after this question is not acted on unseen
+        # (tester28c B1)
+        ids = list(listing.queue_ids[:service.HOLD_ACTION_LIMIT])
+    form = HoldConfirmForm(formdata=None, action=action, ids=",".join(ids),
+                           scope="all" if everything else "selected")
     return _render("hold_confirm.html", "hold", form=form, action=action,
                    count=len(ids), listing=listing, errors=[])
 
@@ -171,7 +178,7 @@ def _hold_refused(exc: SettingError):
 def hold_action():
     form = HoldConfirmForm()
     try:
-        count = len(service.hold_selection(form.ids.data or ""))
+        count = len(service.confirmed_selection(form.ids.data or ""))
     except SettingError as exc:
         return _hold_refused(exc)
     errors: list[str] = []
@@ -184,8 +191,13 @@ def hold_action():
             errors = attach_errors(form, exc.errors, {"address": "address",
                                                       "subject": "subject"})
         else:
-            flash("The request was passed to the core; the hold queue shows the result "
-                  "within a few seconds.", "info")
+            if service.core_running():
+                flash("The request was passed to the core, which carries it out within a few "
+                      "seconds: the last request's result is below.", "info")
+            else:
+                flash("The core is not running: the request waits, and the core carries it "
+                      "out when it starts, on the messages named that are still in the hold "
+                      "queue then.", "warning")
             return redirect(url_for("configuration.hold"))
     return _render("hold_confirm.html", "hold", form=form, action=form.action.data,
                    count=count, listing=service.list_hold(), errors=errors)

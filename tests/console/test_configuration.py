@@ -503,19 +503,61 @@ def test_hold_queue_lists_messages_read_only(admin, home):
     assert "1 message(s) could not be read" in html
 
 
-def test_hold_drop_all_asks_then_queues_a_command(admin, home):
+def _confirmed_ids(page: str) -> str:
+    [ids] = re.findall(r'name="ids" type="hidden" value="([^"]*)"', page)
+    return ids
+
+
+def test_hold_drop_all_asks_then_queues_a_command_naming_what_it_counted(admin, home):
     _hold(home, "q1aaaa")
+    _hold(home, "q2bbbb")
     confirm = admin.post("/configuration/hold/confirm", {"drop": "Drop Messages"})
     assert confirm.status_code == 200
-    assert b"Drop all 1 message(s) in the hold queue?" in confirm.data
+    assert b"Drop all 2 message(s) in the hold queue?" in confirm.data
     assert admin.commands() == []
-    done = admin.post("/configuration/hold/action", {"action": "drop", "ids": ""})
+    ids = _confirmed_ids(confirm.get_data(as_text=True))
+    assert ids == "q1aaaa,q2bbbb"
+    _hold(home, "q3late")           # held after the question was asked (tester28c B1)
+    done = admin.post("/configuration/hold/action", {"action": "drop", "ids": ids,
+                                                     "scope": "all"})
     assert done.status_code == 302
     [command] = admin.commands()
     assert (command["kind"], command["args"], command["requested_by"], command["state"]) == \
-        ("hold.drop", {"all": True}, "admin", "pending")
+        ("hold.drop", {"ids": ["q1aaaa", "q2bbbb"]}, "admin", "pending")
     assert (home.queue("hold") / "q1aaaa").exists()  # the console never touches the spool
     assert admin.events(Action.OBJECT_MODIFIED)[-1]["data"]["command"] == "hold.drop"
+
+
+def test_an_action_naming_no_message_is_refused_not_taken_for_all(admin, home):
+    """A confirmation from before the page named its messages posted ids="", which the core
+    read as every message in hold when it got to it (tester28c B1)."""
+    _hold(home, "q1aaaa")
+    response = admin.post("/configuration/hold/action", {"action": "drop", "ids": ""})
+    assert response.status_code == 302          # back to the hold queue, which says why
+    assert "Nothing was done: the confirmation named no message: open the hold queue and " \
+        "choose again" in admin.get("/configuration/hold").get_data(as_text=True)
+    assert admin.commands() == []
+
+
+def test_the_hold_page_says_what_became_of_the_last_request(admin, home):
+    """tester28c C1: the page said "the hold queue shows the result" whatever happened."""
+    _hold(home, "q1aaaa")
+    done = admin.post("/configuration/hold/action", {"action": "drop", "ids": "q1aaaa"})
+    assert done.status_code == 302
+    page = admin.get("/configuration/hold").get_data(as_text=True)
+    # no core runs in these tests: the request waits, and both the notice and the page say so
+    assert "The core is not running: the request waits" in page
+    assert re.search(r'id="hold-last-request">Last request: drop of 1 message\(s\), by '
+                     r'.*admin.*<strong>waiting</strong>: the core is not running', page, re.S)
+    conn = db.connect(home.db)
+    try:
+        with db.write_transaction(conn):
+            conn.execute("UPDATE commands SET state = 'failed', "
+                         "result = 'not in the hold queue: q1aaaa'")
+    finally:
+        conn.close()
+    page = admin.get("/configuration/hold").get_data(as_text=True)
+    assert re.search(r"<strong>not done</strong> — .*not in the hold queue: q1aaaa", page)
 
 
 def test_hold_reprocess_selected(admin, home):
@@ -530,23 +572,25 @@ def test_hold_reprocess_selected(admin, home):
 def test_hold_forward_needs_one_valid_address(admin, home):
     _hold(home, "q1aaaa")
     response = admin.post("/configuration/hold/action", {
-        "action": "forward", "ids": "", "address": "not an address", "subject": "Held"})
+        "action": "forward", "ids": "q1aaaa", "address": "not an address", "subject": "Held"})
     assert response.status_code == 200
     assert "must be a full email address" in response.get_data(as_text=True)
     assert admin.commands() == []
     admin.post("/configuration/hold/action", {
-        "action": "forward", "ids": "", "address": "sec@example.com", "subject": "Held mail"})
-    assert admin.commands()[-1]["args"] == {"all": True, "address": "sec@example.com",
+        "action": "forward", "ids": "q1aaaa", "address": "sec@example.com",
+        "subject": "Held mail"})
+    assert admin.commands()[-1]["args"] == {"ids": ["q1aaaa"], "address": "sec@example.com",
                                             "subject": "Held mail"}
     # a blank subject keeps the message's own, as `queue forward` without --subject does
     admin.post("/configuration/hold/action", {
-        "action": "forward", "ids": "", "address": "sec@example.com", "subject": "  "})
-    assert admin.commands()[-1]["args"] == {"all": True, "address": "sec@example.com",
+        "action": "forward", "ids": "q1aaaa", "address": "sec@example.com", "subject": "  "})
+    assert admin.commands()[-1]["args"] == {"ids": ["q1aaaa"], "address": "sec@example.com",
                                             "subject": None}
     # header text, as the settings' forward subjects (review25b R1)
     before = admin.commands()
     response = admin.post("/configuration/hold/action", {
-        "action": "forward", "ids": "", "address": "sec@example.com", "subject": "a\x07b"})
+        "action": "forward", "ids": "q1aaaa", "address": "sec@example.com",
+        "subject": "a\x07b"})
     assert response.status_code == 200
     assert "must not contain control or text-direction characters (U+0007, character 2)" \
         in response.get_data(as_text=True)
