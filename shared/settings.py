@@ -255,7 +255,11 @@ _add("smtp.max_incoming", Int(1, 1000), 15,
      "number of listener processes (smtp.listener_processes; 0 = one per CPU core) runs only "
      "as many processes as it allows: a change that crosses that number changes the "
      "listeners, as smtp.listener_processes does.", "setup")
-_add("smtp.max_outgoing", Int(1, 1000), 30, "Delivery connections open at once.", "setup")
+_add("smtp.max_outgoing", Int(1, 1000), 30,
+     "Delivery connections open at once. One next hop uses at most 20 of them and, of two or "
+     "more, never all (one stays for the others), so a next hop that never answers holds up "
+     "no other.",
+     "setup")
 _add("smtp.listener_processes", Int(0, 32), 0,
      "SMTP listener processes sharing the port (0 = one per CPU core; 1 = inside the core "
      "process). A change applies live: the new listeners open before the old ones stop "

@@ -53,10 +53,13 @@ Rules
        the restart. A record the deadline cuts writes a SCAN_ERROR of rule "queue.error"
        saying so: what its queue file does not show is done again after the start.
     8. A delivery attempt runs in a task of its own, not in the worker that took the message
-       up, and a next hop has at most HOP_ATTEMPTS attempts in progress (core/spool/hops.py);
-       a message for a full next hop waits, in memory and still in its queue on disk, for
-       one of them to end. So a slow or silent next hop holds no worker and no other next
-       hop's mail. At most MAX_ATTEMPTS attempts run and MAX_WAITING messages wait; past
+       up, and a next hop has at most `hop_attempts` attempts in progress (core/spool/
+       hops.py): HOP_ATTEMPTS, and never every one of `smtp.max_outgoing`'s connections,
+       one of which each attempt holds (tester28c B2: with 3 a silent next hop took all 3
+       for its 300 s greeting timeout); a message for a full next hop waits, in memory and
+       still in its queue on disk, for one of them to end. So a slow or silent next hop
+       holds no worker and no other next hop's mail; two or more silent next hops can still
+       hold every connection between them until their timeouts. At most MAX_ATTEMPTS attempts run and MAX_WAITING messages wait; past
        that the workers wait too (backpressure, as a full channel is).
     9. Queue File Save (core/spool/queue_file_save.py) hears of a message when it is first
        taken up, before the pipeline may edit it (`keep`), and how it ends: in an error
@@ -167,6 +170,13 @@ RECORD_CUT_SECONDS = 10         # how long past the stop's grace an attempt may 
                                 # its results (rule 7)
 HOP_ATTEMPTS = 20               # attempts in progress per next hop (rule 8; Postfix's default
                                 # destination concurrency limit)
+
+
+def hop_attempts(max_outgoing: int) -> int:
+    """Rule 8: the attempts one next hop may have in progress, at most HOP_ATTEMPTS and
+    leaving at least one of `max_outgoing` connections to the other next hops (but for a
+    limit of 1, which one next hop must be able to use)."""
+    return min(HOP_ATTEMPTS, max(1, max_outgoing - 1))
 MAX_ATTEMPTS = 256              # attempts in progress in all (rule 8)
 MAX_WAITING = 10_000            # messages waiting for a full next hop (rule 8)
 SLOW_CHANNEL_SIZE = 100
@@ -790,7 +800,9 @@ class QueueManager:
         a full next hop (rule 8)."""
         if self._stopping or (self._alerts_only and envelope.meta.get("kind") != "alert"):
             return
-        hops = {hop.key for hop in self._routes(envelope, self.settings())}
+        settings = self.settings()
+        hops = {hop.key for hop in self._routes(envelope, settings)}
+        self._hops.limit = hop_attempts(int(settings["smtp.max_outgoing"]))
         queue_id = envelope.queue_id
         self._delivering.add(queue_id)
         while (full := self._hops.full_hop(hops)) is not None:

@@ -745,6 +745,34 @@ async def test_a_next_hop_that_never_answers_holds_up_no_other_next_hop(tmp_path
     await h.until(lambda: h.ids("fast") == [])
 
 
+async def test_a_silent_next_hop_leaves_a_connection_to_the_others_at_a_small_max_outgoing(
+        tmp_path, make_sink, running):
+    # tester28c B2: with smtp.max_outgoing 3 a next hop that never answered took all three
+    # connections (a next hop may have 20 attempts), and a healthy next hop's mail waited
+    # for the silent one's 300 s timeout. A next hop now leaves one connection to the rest.
+    from core.spool.manager import hop_attempts
+    assert (hop_attempts(1), hop_attempts(3), hop_attempts(30), hop_attempts(100)) == \
+        (1, 2, 20, 20)
+    slow, healthy = make_sink(), make_sink()
+    release = threading.Event()
+    slow.data_reply = lambda message: release.wait(30) and None
+    h = Harness(tmp_path, routes_to(("slow.test", slow), ("ok.test", healthy)),
+                **{"smtp.max_outgoing": 3})
+    manager = await running(h)
+    try:
+        for n in range(6):
+            manager.message_accepted(h.put("a@sender.test", [f"u{n}@slow.test"]))
+        await h.until(lambda: slow.open_connections >= 2)
+        manager.message_accepted(h.put("a@sender.test", ["bob@ok.test"]))
+        [message] = await healthy.await_messages(1)
+        assert message.recipients == ["bob@ok.test"]
+        assert slow.max_open_connections == 2
+    finally:
+        release.set()
+    await slow.await_messages(6)
+    await h.until(lambda: h.ids("fast") == [])
+
+
 async def test_past_max_waiting_the_workers_wait_and_every_message_still_goes(
         tmp_path, sink, running, monkeypatch):
     # rule 8's bounds at their smallest: one attempt per next hop, one message waiting; the
