@@ -516,7 +516,7 @@ def _queue_list(home, only: str | None) -> int:
                 env = spool.read_envelope(queue, queue_id)
             except (OSError, ValueError):
                 if listing_corrupt:
-                    rows.append((queue, queue_id, *origin, "", "", "", "", "", problem))
+                    rows.append((queue, queue_id, *origin, "", "", "", "", "", "", problem))
                 continue  # moved or being written right now
             # what the message still waits for: its pending and deferred recipients and
             # their error, not those already delivered or bounced
@@ -532,9 +532,10 @@ def _queue_list(home, only: str | None) -> int:
                 if last else None
             rows.append((queue, queue_id, *origin, _age(now - env.received_at),
                          env.sender or "<>", recipients, env.size, env.attempts,
+                         _next_attempt(queue, env.next_attempt_at, now),
                          problem or env.hold_reason or last_error or ""))
     header = ("QUEUE", "ID", *(("FROM",) if listing_corrupt else ()), "AGE", "SENDER",
-              "RECIPIENTS", "SIZE", "ATTEMPTS", "LAST ERROR")
+              "RECIPIENTS", "SIZE", "ATTEMPTS", "NEXT", "LAST ERROR")
     # a sender's addresses, a file name in a hold reason, a next hop's reply: a terminal must
     # not run their escape sequences nor show a right-to-left override's disguise, as
     # `mailmoat report` shows them (security21 B1)
@@ -544,6 +545,17 @@ def _queue_list(home, only: str | None) -> int:
     for row in [header, *rows]:
         print("  ".join(padded(v, w) for v, w in zip(row, widths)).rstrip())
     return 0
+
+
+def _next_attempt(queue: str, next_attempt_at: float | None, now: float) -> str:
+    """NEXT of a slow entry: when its next attempt is due as its envelope has it ("in
+    9m58s", or "due" when the time has come and the core has not tried it yet); nothing
+    for the other queues (tester28c C2: nothing said when mail waiting after a failure
+    would be tried again). A next hop that takes mail again moves its entries up before
+    then (reordering), which only the core knows."""
+    if queue != "slow" or next_attempt_at is None:
+        return ""
+    return f"in {_age(next_attempt_at - now)}" if next_attempt_at > now else "due"
 
 
 def _set_aside_why(spool, queue_id: str) -> str:

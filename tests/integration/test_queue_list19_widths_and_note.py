@@ -66,3 +66,23 @@ def test_decomposed_hangul_takes_the_columns_of_its_syllables():
     assert len(name) == 12
     assert display_width(name) == display_width("한국어.txt") == 10
     assert display_width("\u1100\ud7b0\ud7cb") == 2        # the extended-B jamo too
+
+
+def test_next_says_when_a_slow_entry_is_tried_again(tmp_path):
+    """tester28c C2: nothing said when mail waiting after a failure would be tried again."""
+    import time
+    from shared.spool import Spool
+    home = make_home(tmp_path / "home")
+    later = _waiting(home, "a@example.com", "b@example.net", "451 4.2.0 busy")
+    due = _waiting(home, "a@example.com", "c@example.net", "451 4.2.0 busy")
+    spool = Spool(home.spool)
+    for queue_id, at in ((later, time.time() + 600), (due, time.time() - 5)):
+        envelope = spool.read_envelope("slow", queue_id)
+        envelope.next_attempt_at = at
+        spool.write_envelope("slow", envelope)
+    header, *rows = mailmoat("queue", "list", "--home", home.root).stdout.splitlines()
+    column = header.index("NEXT")
+    shown = {row.split()[1]: row[column:].split()[:2] for row in rows}
+    assert shown[later][0] == "in" and shown[later][1] in {f"9m{s:02d}s" for s in range(50, 60)} \
+        | {"10m00s"}, rows
+    assert shown[due][0] == "due", rows
