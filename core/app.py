@@ -419,6 +419,18 @@ async def _mail_stop_alert(events: EventWriter, alerts, queue) -> None:
                           info=f"alerts not mailed at stop: {type(exc).__name__}: {exc}")
 
 
+# A hold request names up to 50,000 messages (the console's "all"): its result, which the
+# Hold Queue page shows, names the first few it could not find and counts the rest
+# (review28d R3)
+NAMED_IN_RESULT = 10
+
+
+def _some(queue_ids: list[str]) -> str:
+    shown = ", ".join(queue_ids[:NAMED_IN_RESULT])
+    rest = len(queue_ids) - NAMED_IN_RESULT
+    return shown + (f" and {rest} more" if rest > 0 else "")
+
+
 def _first_leaf(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup):
         exc = exc.exceptions[0]
@@ -436,8 +448,8 @@ def _register_commands(commands: CommandRunner, queue) -> None:
         present = set(await trio.to_thread.run_sync(files.list_ids, queue.spool, "hold", ids))
         missing = [queue_id for queue_id in ids if queue_id not in present]
         if missing and len(missing) == len(ids):
-            raise CommandRefused("not in the hold queue: " + ", ".join(missing))
-        return "; not in the hold queue: " + ", ".join(missing) if missing else ""
+            raise CommandRefused("not in the hold queue: " + _some(missing))
+        return "; not in the hold queue: " + _some(missing) if missing else ""
 
     async def reprocess(args):
         missing = await not_in_hold(args)

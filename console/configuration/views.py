@@ -160,10 +160,25 @@ def hold_confirm():
         # named, not "all": a message held after this question is not acted on unseen
         # (tester28c B1)
         ids = list(listing.queue_ids[:service.HOLD_ACTION_LIMIT])
-    form = HoldConfirmForm(formdata=None, action=action, ids=",".join(ids),
-                           scope="all" if everything else "selected")
+    scope = "all" if everything else "selected"
+    form = HoldConfirmForm(formdata=None, action=action, ids=",".join(ids), scope=scope)
     return _render("hold_confirm.html", "hold", form=form, action=action,
-                   count=len(ids), listing=listing, errors=[])
+                   what=_hold_what(scope, ids, listing), errors=[])
+
+
+def _hold_what(scope: str, ids: list[str], listing) -> str:
+    """What the confirmation asks about: the selection, or, with none, the messages it names
+    measured against the hold queue as it is now (review28d R1, R2)."""
+    if scope != "all":
+        return f"the {len(ids)} selected message(s)"
+    now = set(listing.queue_ids)
+    if set(ids) == now:
+        return f"all {len(ids)} message(s) in the hold queue"
+    if len(ids) == service.HOLD_ACTION_LIMIT and set(ids) <= now:
+        return (f"the oldest {len(ids)} of the {listing.total} message(s) in the hold queue "
+                f"(the rest another time)")
+    return (f"the {len(ids)} message(s) that were in the hold queue when this question was "
+            f"first shown ({len(now & set(ids))} of them still are; {listing.total} in it now)")
 
 
 def _hold_refused(exc: SettingError):
@@ -178,7 +193,7 @@ def _hold_refused(exc: SettingError):
 def hold_action():
     form = HoldConfirmForm()
     try:
-        count = len(service.confirmed_selection(form.ids.data or ""))
+        ids = service.confirmed_selection(form.ids.data or "")
     except SettingError as exc:
         return _hold_refused(exc)
     errors: list[str] = []
@@ -200,7 +215,7 @@ def hold_action():
                       "queue then.", "warning")
             return redirect(url_for("configuration.hold"))
     return _render("hold_confirm.html", "hold", form=form, action=form.action.data,
-                   count=count, listing=service.list_hold(), errors=errors)
+                   what=_hold_what(form.scope.data, ids, service.list_hold()), errors=errors)
 
 
 # --- Routing -------------------------------------------------------------------------------

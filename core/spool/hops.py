@@ -16,6 +16,9 @@ Rules
        message waiting for it; the caller tries it again (it may wait on another next hop).
     3. Pure bookkeeping: no I/O, no trio; the caller bounds how many messages wait
        (`waiting_count`).
+    4. The limit may change (`set_limit`: it follows `smtp.max_outgoing`, QueueManager rule
+       8). A lower one lets the attempts in progress end; a higher one hands back at once
+       the messages waiting for which there is room now.
 """
 
 from __future__ import annotations
@@ -45,6 +48,21 @@ class HopGate:
     def wait(self, hop: str, item: Any) -> None:
         self._waiting.setdefault(hop, deque()).append(item)
         self.waiting_count += 1
+
+    def set_limit(self, limit: int) -> list[Any]:
+        """Rule 4: the limit from now on; the messages that may go now because it rose, as
+        many per next hop as it has room for (a raised limit reached no next hop that had
+        messages waiting: each ending attempt woke one, review28d R9)."""
+        self.limit = limit
+        ready = []
+        for hop in list(self._waiting):
+            waiting = self._waiting[hop]
+            for _ in range(min(max(0, limit - self.active[hop]), len(waiting))):
+                ready.append(waiting.popleft())
+                self.waiting_count -= 1
+            if not waiting:
+                del self._waiting[hop]
+        return ready
 
     def leave(self, hops: Iterable[str]) -> list[Any]:
         """Free `hops` (rule 2); the messages that may go now, one per next hop freed."""

@@ -802,7 +802,9 @@ class QueueManager:
             return
         settings = self.settings()
         hops = {hop.key for hop in self._routes(envelope, settings)}
-        self._hops.limit = hop_attempts(int(settings["smtp.max_outgoing"]))
+        limit = hop_attempts(int(settings["smtp.max_outgoing"]))
+        if limit != self._hops.limit:
+            self._go_on(self._hops.set_limit(limit))
         queue_id = envelope.queue_id
         self._delivering.add(queue_id)
         while (full := self._hops.full_hop(hops)) is not None:
@@ -841,12 +843,16 @@ class QueueManager:
         """The attempt is over: free its next hops, and let what waited for them go on."""
         self._delivering.discard(queue_id)
         self._release(queue_id)
-        assert self._nursery is not None
-        for queue, envelope in self._hops.leave(hops):
-            self._delivering.discard(envelope.queue_id)
-            self._nursery.start_soon(self._attempt_waited, queue, envelope)
+        self._go_on(self._hops.leave(hops))
         self._hop_freed.set()
         self._hop_freed = trio.Event()
+
+    def _go_on(self, ready) -> None:
+        """Attempt again the messages that waited for a next hop (`HopGate`), now free."""
+        assert self._nursery is not None
+        for queue, envelope in ready:
+            self._delivering.discard(envelope.queue_id)
+            self._nursery.start_soon(self._attempt_waited, queue, envelope)
 
     async def _attempt_waited(self, queue: str, envelope: Envelope) -> None:
         try:

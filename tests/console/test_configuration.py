@@ -678,3 +678,21 @@ def test_a_local_route_matching_every_domain_is_refused_on_the_page(admin):
     assert ("&#39;*&#39; would make mail to every domain local, which turns anti-relay off"
             in response.get_data(as_text=True))
     assert admin.settings()["routing.local"] == []
+
+
+def test_a_confirmation_shown_again_says_what_it_names_against_the_hold_queue_now(admin, home):
+    """review28d R2: shown again after a bad address, it said "all 2 message(s)" while one
+    of them had left hold and another, not named, had come."""
+    import shutil
+    _hold(home, "q1aaaa")
+    _hold(home, "q2bbbb")
+    ids = _confirmed_ids(admin.post("/configuration/hold/confirm",
+                                    {"forward": "Forward Messages"}).get_data(as_text=True))
+    shutil.rmtree(home.queue("hold") / "q1aaaa")
+    _hold(home, "q3late")
+    page = admin.post("/configuration/hold/action", {
+        "action": "forward", "ids": ids, "scope": "all", "address": "not an address",
+        "subject": ""}).get_data(as_text=True)
+    assert "Forward copies of the 2 message(s) that were in the hold queue when this " \
+        "question was first shown (1 of them still are; 2 in it now)?" in page
+    assert admin.commands() == []

@@ -28,3 +28,20 @@ def test_a_message_for_two_next_hops_enters_both_or_waits_on_the_full_one():
     assert gate.full_hop({"a", "b"}) is None
     gate.enter({"a", "b"})
     assert gate.active == {"a": 1, "b": 1}
+
+
+def test_a_raised_limit_hands_back_at_once_what_now_has_room():
+    # review28d R9: the limit follows smtp.max_outgoing; raised, it reached no next hop
+    # that had messages waiting, as each ending attempt woke just one of them
+    gate = HopGate(2)
+    gate.enter(["h"])
+    gate.enter(["h"])
+    for n in range(5):
+        gate.wait("h", n)
+    gate.wait("g", "other")          # waits on a hop with nothing in progress
+    assert gate.set_limit(4) == [0, 1, "other"]
+    assert gate.waiting_count == 3
+    # lowered, nothing is handed back: the attempts in progress end as they do
+    assert gate.set_limit(1) == []
+    assert gate.waiting_count == 3
+    assert gate.full_hop(["h"]) == "h"
