@@ -167,15 +167,18 @@ def _field_rule(error: RuleError, numbers: list[int] | None) -> str:
 
 
 def submit_command(kind: str, args: dict[str, Any], *, user: str, client_ip: str | None,
-                   page: str) -> int:
-    """Queue a command for the core; returns its id. The core carries it out."""
+                   page: str, recorded_args: dict[str, Any] | None = None) -> int:
+    """Queue a command for the core; returns its id. The core carries it out. Its event
+    records `recorded_args` when given (a shorter form of `args`), else `args`."""
     conn = request_db()
     now = console_context().clock.now()
     with db.write_transaction(conn):
         cursor = conn.execute(
             "INSERT INTO commands (created_at, kind, args, requested_by) VALUES (?, ?, ?, ?)",
             (now, kind, json.dumps(args, sort_keys=True), user))
-    record_change(user, client_ip, page, {}, command=kind, args=args, command_id=cursor.lastrowid)
+    record_change(user, client_ip, page, {}, command=kind,
+                  args=args if recorded_args is None else recorded_args,
+                  command_id=cursor.lastrowid)
     return cursor.lastrowid
 
 

@@ -696,3 +696,13 @@ def test_a_confirmation_shown_again_says_what_it_names_against_the_hold_queue_no
     assert "Forward copies of the 2 message(s) that were in the hold queue when this " \
         "question was first shown (1 of them still are; 2 in it now)?" in page
     assert admin.commands() == []
+
+
+def test_a_request_naming_many_messages_records_the_first_hundred_and_a_count(admin, home):
+    """review28d R3: a confirmation of "all" names up to 50,000 queue ids; its event row
+    held them all."""
+    ids = ",".join(f"q{n:05d}" for n in range(150))
+    admin.post("/configuration/hold/action", {"action": "drop", "ids": ids, "scope": "all"})
+    assert len(admin.commands()[-1]["args"]["ids"]) == 150          # the core gets them all
+    recorded = admin.events(Action.OBJECT_MODIFIED)[-1]["data"]["args"]
+    assert recorded["ids"] == [f"q{n:05d}" for n in range(100)] and recorded["more_ids"] == 50
