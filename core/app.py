@@ -466,7 +466,21 @@ def _register_commands(commands: CommandRunner, queue) -> None:
         count = await queue.hold_forward(args["address"], args.get("subject"), args.get("ids"))
         return f"{count} copy(ies) forwarded to {args['address']}{missing}"
 
-    # hold/ looked at first (core/spool/manager.py rule 15), the other requests meanwhile
+    async def retry(args):
+        ids = args.get("ids")
+        due, trying = await queue.slow_retry(ids)
+        found = set(due).union(trying)
+        missing = [queue_id for queue_id in dict.fromkeys(ids or ()) if queue_id not in found]
+        if ids and not found:
+            raise CommandRefused("not in the slow queue: " + _some(missing))
+        result = f"{len(due)} message(s) of the slow queue to be tried now"
+        if trying:
+            result += f"; {len(trying)} being tried already"
+        if queue.settings().get("delivery.paused"):
+            result += "; delivery is paused (delivery.paused): they go when it is turned off"
+        return result + ("; not in the slow queue: " + _some(missing) if missing else "")
+
+    # hold/ and slow/ looked at first (core/spool/manager.py rule 15), other requests meanwhile
     for kind, handler in ((Command.HOLD_REPROCESS, reprocess), (Command.HOLD_DROP, drop),
-                          (Command.HOLD_FORWARD, forward)):
+                          (Command.HOLD_FORWARD, forward), (Command.SLOW_RETRY, retry)):
         commands.register(kind, handler, waits_for=queue.loaded)

@@ -7,8 +7,9 @@ each watches a lifeline to it and stops cleanly when it goes, kill -9 included
 (shared.parent_watch). A core or console it did not start, found on the data home at start,
 is named in one line and `run` exits 1.
 
-`queue list` reads the spool (read-only); `queue reprocess|drop|forward` are requests the core
-carries out through the commands table, as Postfix's postsuper asks its queue manager.
+`queue list` reads the spool (read-only); `queue reprocess|drop|forward --hold` and
+`queue retry --slow` are requests the core carries out through the commands table, as
+Postfix's postsuper and `postqueue -f` ask its queue manager.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import trio
 from core.restart import RESTART_INITIAL_SECONDS, RestartBackoff
 from shared.busy import is_held_by_another
 from shared.cli import CommandFailed, record_change, register
-from shared.commands import HOLD_ACTIONS, WITHDRAWN
+from shared.commands import HOLD_ACTIONS, SLOW_ACTIONS, WITHDRAWN
 from shared.known_failures import LOCKED_REASON
 from shared.paths import resolve_home
 
@@ -326,9 +327,9 @@ async def _keep_running(part: str, home: str) -> None:
 
 
 def queue_command(args) -> int:
-    """`queue list`, or a hold request: checked whole before it is written (exit 2, nothing
-    requested), then carried out by the core; its result on stdout (exit 0), or on stderr
-    when the core could not carry it out or did not take it up (exit 1)."""
+    """`queue list`, or a hold or slow-queue request: checked whole before it is written
+    (exit 2, nothing requested), then carried out by the core; its result on stdout (exit
+    0), or on stderr when the core could not carry it out or did not take it up (exit 1)."""
     from shared.home import open_db
 
     home = resolve_home(args.home)
@@ -336,7 +337,7 @@ def queue_command(args) -> int:
     try:
         if args.action == "list":
             return _queue_list(home, args.queue or None)
-        kind = HOLD_ACTIONS[args.action]
+        kind = {**HOLD_ACTIONS, **SLOW_ACTIONS}[args.action]
         request = {}
         if args.action == "forward":
             from shared.settings import FORWARD_SUBJECT
@@ -352,7 +353,7 @@ def queue_command(args) -> int:
                 raise CommandFailed(f"--subject: {exc.rule}", 2) from None
             request = {"address": address, "subject": subject}
         if args.ids:
-            _check_held(home, args.ids)
+            _check_queued(home, args.acted_on, args.ids)
             request["ids"] = args.ids
         # from the request's writing on, Ctrl-C (or a kill) withdraws it or leaves it to the
         # core (the wait below): never a request written with no word of it
@@ -364,7 +365,7 @@ def queue_command(args) -> int:
                 # who asked, as the console's hold buttons record it: the core's forwarded
                 # and dropped rows say what was done, not by whom
                 asked = {"command": kind, "args": request, "command_id": command_id}
-                record_change(home, {}, f"queue {args.action} --hold", **asked)
+                record_change(home, {}, f"queue {args.action} --{args.acted_on}", **asked)
                 if args.no_wait:
                     print(f"request {command_id} queued for the core")
                     return 0
@@ -405,7 +406,7 @@ def _await_result(home, conn, command_id: int, args, asked: dict, stopped: list)
                 conn, command_id, round(waited, 1) if stopped or taken_up else args.wait):
             why = _withdrawn_because(args.wait, stopped, taken_up) + "; nothing was changed"
             # the audit trail's request above did not happen (clispec19 B4)
-            record_change(home, {}, f"queue {args.action} --hold (request {command_id} "
+            record_change(home, {}, f"queue {args.action} --{args.acted_on} (request {command_id} "
                           f"withdrawn: {why})", result=WITHDRAWN, **asked)
             raise CommandFailed(f"request {command_id} withdrawn: {why}")
         if stopped:
@@ -452,19 +453,19 @@ def _stop_noted(*, active: bool = True):
             signal.signal(signum, handler)
 
 
-def _check_held(home, ids: list[str]) -> None:
-    """CommandFailed (exit 2) unless every one of `ids` is in the hold queue now. A list
-    naming one that is not (a typing error, or a message gone since it was listed) asks for
-    nothing, not for the rest: the command can be given again, corrected (docs/operations.md,
-    Queues). One that leaves hold before the core acts is named in its result."""
+def _check_queued(home, queue: str, ids: list[str]) -> None:
+    """CommandFailed (exit 2) unless every one of `ids` is in `queue` now. A list naming one
+    that is not (a typing error, or a message gone since it was listed) asks for nothing,
+    not for the rest: the command can be given again, corrected (docs/operations.md,
+    Queues). One that leaves the queue before the core acts is named in its result."""
     from shared.spool import Spool
 
     if any(not queue_id for queue_id in ids):
         raise CommandFailed("--id: must not be empty", 2)
-    held = set(Spool(home.spool).list("hold"))
-    missing = [queue_id for queue_id in dict.fromkeys(ids) if queue_id not in held]
+    queued = set(Spool(home.spool).list(queue))
+    missing = [queue_id for queue_id in dict.fromkeys(ids) if queue_id not in queued]
     if missing:
-        raise CommandFailed("not in the hold queue: " + ", ".join(missing)
+        raise CommandFailed(f"not in the {queue} queue: " + ", ".join(missing)
                             + "; nothing was requested", 2)
 
 
@@ -574,13 +575,16 @@ def _age(seconds: float) -> str:
 
 
 def _queue_setup(parser) -> None:
-    parser.add_argument("action", choices=("list", "reprocess", "drop", "forward"))
+    parser.add_argument("action", choices=("list", *HOLD_ACTIONS, *SLOW_ACTIONS))
     parser.add_argument("queue", nargs="?", help="list: fast | slow | hold (default: these "
                         "three) | corrupt (entries set aside); forward: the ADDRESS")
-    parser.add_argument("--hold", action="store_true", help="act on the hold queue")
+    parser.add_argument("--hold", action="store_true", help="act on the hold queue "
+                        "(reprocess, drop, forward)")
+    parser.add_argument("--slow", action="store_true", help="act on the slow queue (retry: "
+                        "try its messages now)")
     parser.add_argument("--subject", help="forward: subject of the copies")
     parser.add_argument("--id", dest="ids", action="append", help="only this message "
-                        "(repeatable; default: every message in the hold queue)")
+                        "(repeatable; default: every message in the queue acted on)")
     parser.add_argument("--wait", type=float, default=30.0,
                         help="seconds to wait for the core (default 30)")
     parser.add_argument("--no-wait", action="store_true", help="queue the request and return")
@@ -598,17 +602,33 @@ def _queue_run(args) -> int:
     elif args.action == "list":
         if args.queue not in (None, "fast", "slow", "hold", "corrupt"):
             raise CommandFailed("queue: must be one of fast, slow, hold, corrupt", 2)
-        if args.hold and args.queue not in (None, "hold"):
-            raise CommandFailed(f"--hold: `queue list` lists the queue it is given, here "
-                                f"{args.queue}; for the hold queue: queue list hold", 2)
-        if args.hold:
-            args.queue = "hold"
+        flags = [queue for queue in ("hold", "slow") if getattr(args, queue)]
+        if len(flags) > 1:
+            raise CommandFailed("--hold, --slow: `queue list` lists one queue or all", 2)
+        if flags and args.queue not in (None, flags[0]):
+            raise CommandFailed(f"--{flags[0]}: `queue list` lists the queue it is given, here "
+                                f"{args.queue}; for the {flags[0]} queue: queue list {flags[0]}",
+                                2)
+        if flags:
+            args.queue = flags[0]
     elif args.queue is not None:
+        acted_on = "slow" if args.action in SLOW_ACTIONS else "hold"
         raise CommandFailed(f"{args.queue}: `queue {args.action}` takes no queue: it acts on "
-                            f"the hold queue (--hold)", 2)
-    if args.action != "list":
+                            f"the {acted_on} queue (--{acted_on})", 2)
+    if args.slow and args.action not in ("list", *SLOW_ACTIONS):
+        raise CommandFailed(f"--slow: the slow queue takes only retry, not {args.action}", 2)
+    if args.action in SLOW_ACTIONS:
+        if args.hold:
+            raise CommandFailed(f"--hold: the hold queue takes reprocess, drop and forward, "
+                                f"not {args.action}", 2)
+        if not args.slow:
+            raise CommandFailed(f"{args.action} acts on the slow queue: add --slow", 2)
+        args.acted_on = "slow"
+    elif args.action != "list":
         if not args.hold:
             raise CommandFailed("only the hold queue takes actions: add --hold", 2)
+        args.acted_on = "hold"
+    if args.action != "list":
         if not (0 < args.wait < math.inf):
             raise CommandFailed("--wait: must be a number of seconds above 0", 2)
     return queue_command(args)

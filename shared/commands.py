@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["Command", "HOLD_ACTIONS", "can_run_again", "INTERRUPTED", "RESUMED",
+__all__ = ["Command", "HOLD_ACTIONS", "SLOW_ACTIONS", "can_run_again", "INTERRUPTED", "RESUMED",
            "RESUMED_RESULT", "WITHDRAWN"]
 
 
@@ -18,6 +18,7 @@ class Command(enum.StrEnum):
     HOLD_REPROCESS = "hold.reprocess"                   # {"ids"?: [...]}
     HOLD_DROP = "hold.drop"                             # {"ids"?: [...]}
     HOLD_FORWARD = "hold.forward"                       # {"address", "subject"?, "ids"?}
+    SLOW_RETRY = "slow.retry"                           # {"ids"?: [...]}
     WHITELIST_AUTO_DELETE = "whitelist.auto.delete"     # {"domains": [...]}
     VIRUS_QUARANTINE_DELETE = "virus_quarantine.delete"  # {"ids": [...]}
     VIRUS_QUARANTINE_CENTRAL_RESEND = "virus_quarantine.central_resend"  # {"ids": [...]}
@@ -26,6 +27,8 @@ class Command(enum.StrEnum):
 # The hold queue's actions as the console's buttons and `mailmoat queue ACTION --hold` name them.
 HOLD_ACTIONS = {"reprocess": Command.HOLD_REPROCESS, "drop": Command.HOLD_DROP,
                 "forward": Command.HOLD_FORWARD}
+# The slow queue's, as `mailmoat queue ACTION --slow` names them.
+SLOW_ACTIONS = {"retry": Command.SLOW_RETRY}
 
 
 # The `result` of the object_modified event `mailmoat queue ACTION --hold` writes when it
@@ -52,8 +55,10 @@ def can_run_again(kind: str, args: dict) -> bool:
     the next core start and do what was asked (core/control.py): those that name what they
     act on, and whose second run skips what the first did. An action on every message in
     hold does not: mail held since the request would be taken in too; a forward or a
-    resend would be made twice."""
-    if kind in (Command.VIRUS_QUARANTINE_DELETE, Command.WHITELIST_AUTO_DELETE):
+    resend would be made twice. A slow-queue retry may: it changes only when the next
+    attempts are, and mail deferred since the request is mail it was asked for too."""
+    if kind in (Command.VIRUS_QUARANTINE_DELETE, Command.WHITELIST_AUTO_DELETE,
+                Command.SLOW_RETRY):
         return True
     if kind in (Command.HOLD_REPROCESS, Command.HOLD_DROP):
         return bool(args.get("ids"))

@@ -59,8 +59,9 @@ Rules
        for its 300 s greeting timeout); a message for a full next hop waits, in memory and
        still in its queue on disk, for one of them to end. So a slow or silent next hop
        holds no worker and no other next hop's mail; two or more silent next hops can still
-       hold every connection between them until their timeouts. At most MAX_ATTEMPTS attempts run and MAX_WAITING messages wait; past
-       that the workers wait too (backpressure, as a full channel is).
+       hold every connection between them until their timeouts. At most MAX_ATTEMPTS
+       attempts run and MAX_WAITING messages wait; past that the workers wait too
+       (backpressure, as a full channel is).
     9. Queue File Save (core/spool/queue_file_save.py) hears of a message when it is first
        taken up, before the pipeline may edit it (`keep`), and how it ends: in an error
        (a crash, an unexpected error, a bounce, expiry: `error`) or not (delivered to every
@@ -383,6 +384,14 @@ class QueueManager:
         from core.spool.hold import forward
         await self._loaded.wait()
         return await forward(self, address, subject, ids)
+
+    async def slow_retry(self, ids=None) -> tuple[list[str], list[str]]:
+        """Retry now (core/spool/schedule.py rule 5) the slow messages *ids* (None: all):
+        returns those made due and those already in an attempt."""
+        await self._loaded.wait()       # slow/ looked at first (rule 15)
+        due, trying = self.schedule.retry_now(self.clock.now(), ids)
+        self._slow_wakeup.set()
+        return due, trying
 
     # --- tasks ----------------------------------------------------------------------------------
     async def _load_waiting(self, slow: list[str], hold: list[str]) -> None:
@@ -904,8 +913,9 @@ class QueueManager:
             def decided(result) -> None:
                 results[result.address] = (hop, result)
 
-            for result in await self.deliverer.deliver(hop, envelope, [r.address for r in recipients],
-                                                       path, settings, on_result=decided):
+            addresses = [r.address for r in recipients]
+            for result in await self.deliverer.deliver(hop, envelope, addresses, path, settings,
+                                                       on_result=decided):
                 decided(result)
             running -= 1
             if running:         # other next hops are still at it (rule 14)

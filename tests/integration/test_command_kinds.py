@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from core.app import run_core
 from shared import db
-from shared.commands import HOLD_ACTIONS, Command
+from shared.commands import HOLD_ACTIONS, SLOW_ACTIONS, Command
 from tests.support.commands import ask
 from tests.support.core import make_home
 from tests.support.waiting import until
@@ -16,6 +16,7 @@ _HARMLESS_ARGS = {
     Command.HOLD_REPROCESS: {"ids": ["NOSUCHID"]},
     Command.HOLD_DROP: {"ids": ["NOSUCHID"]},
     Command.HOLD_FORWARD: {"ids": ["NOSUCHID"], "address": "admin@local.test"},
+    Command.SLOW_RETRY: {"ids": ["NOSUCHID"]},
     Command.WHITELIST_AUTO_DELETE: {"domains": []},
     Command.VIRUS_QUARANTINE_DELETE: {"ids": []},
     Command.VIRUS_QUARANTINE_CENTRAL_RESEND: {"ids": []},
@@ -49,3 +50,8 @@ async def test_the_core_has_a_handler_for_every_command_kind(tmp_path, nursery):
 def test_every_hold_action_is_a_hold_command():
     assert {str(kind) for kind in HOLD_ACTIONS.values()} == {
         str(kind) for kind in Command if kind.startswith("hold.")}
+
+
+def test_every_slow_queue_action_is_a_slow_command():
+    assert {str(kind) for kind in SLOW_ACTIONS.values()} == {
+        str(kind) for kind in Command if kind.startswith("slow.")}
