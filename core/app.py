@@ -208,7 +208,8 @@ async def _run_locked(home: DataHome, clock: WallClock, pipeline_options: dict |
             counters=counters, events=events, sessions_file=sessions_file,
             on_space_refused=alerts.monitor.check_soon), events)
         status = StatusReporter(home.db, counters, clock, settings, queue.queue_sizes,
-                                VERSION, improper, not_listening=listeners.not_listening)
+                                VERSION, improper, not_listening=listeners.not_listening,
+                                attempts=queue.attempts_in_progress)
         antivirus = AntivirusService(home, events, counters, settings, spool,
                                      submit=queue.submit_generated, deliverer=deliverer,
                                      hostname=hostname, status_extra=status.extra)

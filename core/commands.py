@@ -33,6 +33,7 @@ from shared.cli import CommandFailed, record_change, register
 from shared.commands import HOLD_ACTIONS, SLOW_ACTIONS, WITHDRAWN
 from shared.known_failures import LOCKED_REASON
 from shared.paths import resolve_home
+from shared.status import STALE_AFTER_SECONDS, read_snapshot
 
 __all__ = ["serve_core", "supervise", "smtp_port_line", "LOGON_LINE"]
 
@@ -336,7 +337,7 @@ def queue_command(args) -> int:
     conn = open_db(home, writing=args.action != "list")
     try:
         if args.action == "list":
-            return _queue_list(home, args.queue or None)
+            return _queue_list(home, conn, args.queue or None)
         kind = {**HOLD_ACTIONS, **SLOW_ACTIONS}[args.action]
         request = {}
         if args.action == "forward":
@@ -492,7 +493,7 @@ SET_ASIDE_BECAUSE = f"{NOTHING_WRONG_NOW}; set aside because: "
 SET_ASIDE_UNKNOWN = f"{NOTHING_WRONG_NOW}; its spool.corrupt event says why it was set aside"
 
 
-def _queue_list(home, only: str | None) -> int:
+def _queue_list(home, conn, only: str | None) -> int:
     from core.delivery import with_note
     from shared.report_format import display_width, padded
     from shared.shown_text import one_line
@@ -500,6 +501,7 @@ def _queue_list(home, only: str | None) -> int:
 
     spool = Spool(home.spool)
     now = time.time()
+    trying = _attempts_in_progress(conn, now)
     rows = []
     # corrupt/: entries the core set aside (an event and a Suspect Message alert said so);
     # FROM is the queue one came from ("?" when not known), LAST ERROR why it is there: what
@@ -533,7 +535,8 @@ def _queue_list(home, only: str | None) -> int:
                 if last else None
             rows.append((queue, queue_id, *origin, _age(now - env.received_at),
                          env.sender or "<>", recipients, env.size, env.attempts,
-                         _next_attempt(queue, env.next_attempt_at, now),
+                         _next_attempt(queue, env.next_attempt_at, now,
+                                       trying.get(queue_id)),
                          problem or env.hold_reason or last_error or ""))
     header = ("QUEUE", "ID", *(("FROM",) if listing_corrupt else ()), "AGE", "SENDER",
               "RECIPIENTS", "SIZE", "ATTEMPTS", "NEXT", "LAST ERROR")
@@ -548,12 +551,31 @@ def _queue_list(home, only: str | None) -> int:
     return 0
 
 
-def _next_attempt(queue: str, next_attempt_at: float | None, now: float) -> str:
-    """NEXT of a slow entry: when its next attempt is due as its envelope has it ("in
-    9m58s", or "due" when the time has come and the core has not tried it yet); nothing
-    for the other queues (tester28c C2: nothing said when mail waiting after a failure
-    would be tried again). A next hop that takes mail again moves its entries up before
-    then (reordering), which only the core knows."""
+def _attempts_in_progress(conn, now: float) -> dict[str, float]:
+    """The running core's delivery attempts in progress, queue id -> since when, from its
+    status snapshot; none when no core has written one lately (shared/status.py) or the
+    snapshot cannot be read now: the listing is of the spool, and does without."""
+    try:
+        found = read_snapshot(conn)
+    except sqlite3.OperationalError:
+        return {}
+    if found is None or now - found[1] > STALE_AFTER_SECONDS:
+        return {}
+    attempts = found[0].get("attempts")
+    return attempts if isinstance(attempts, dict) else {}
+
+
+def _next_attempt(queue: str, next_attempt_at: float | None, now: float,
+                  trying_since: float | None = None) -> str:
+    """NEXT: for a message the running core is trying to deliver now, for how long ("trying
+    (5m02s)": a silent next hop holds an attempt up to its timeouts, tester28c C3); else for
+    a slow entry when its next attempt is due as its envelope has it ("in 9m58s", or "due"
+    when the time has come and the core has not tried it yet); nothing for the other
+    queues (tester28c C2: nothing said when mail waiting after a failure would be tried
+    again). A next hop that takes mail again moves its entries up before then
+    (reordering), which only the core knows."""
+    if trying_since is not None and queue != "hold":
+        return f"trying ({_age(now - trying_since)})"
     if queue != "slow" or next_attempt_at is None:
         return ""
     return f"in {_age(next_attempt_at - now)}" if next_attempt_at > now else "due"

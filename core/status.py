@@ -90,9 +90,11 @@ class StatusReporter:
     def __init__(self, db_path, counters: Counters, clock: WallClock,
                  settings: Callable[[], Mapping], queue_sizes: Callable[[], dict],
                  version: str, improper_shutdown: bool,
-                 not_listening: Callable[[], list[dict]] = list):
+                 not_listening: Callable[[], list[dict]] = list,
+                 attempts: Callable[[], dict[str, float]] = dict):
         """`not_listening()`: the addresses of smtp.listen the SMTP listener leaves out
-        (core/smtp/listeners.py Listeners.not_listening)."""
+        (core/smtp/listeners.py Listeners.not_listening); `attempts()`: the delivery
+        attempts in progress, queue id -> since (QueueManager.attempts_in_progress)."""
         self.db_path = db_path
         self.counters = counters
         self.clock = clock
@@ -101,6 +103,7 @@ class StatusReporter:
         self.version = version
         self.improper_shutdown = improper_shutdown
         self.not_listening = not_listening
+        self.attempts = attempts
         self.started_at = clock.now()
         # what `config set` and the console ask before they move a listener below 1024
         # (shared.ports); a process's rights do not change while it runs
@@ -128,6 +131,7 @@ class StatusReporter:
                                     s["av.quarantine"], "disabled")),
             counters=self.counters.as_dict(),
             queues=self.queue_sizes(),
+            attempts=self.attempts(),
             may_bind_privileged_ports=self.may_bind_privileged_ports,
             **self.extra,
         )

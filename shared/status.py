@@ -66,6 +66,7 @@ def new_snapshot(**facts: Any) -> dict[str, Any]:
         "definitions": {"virus": None, "spam": None},
         "auto_whitelist_entries": 0,
         "smtp_not_listening": [],
+        "attempts": {},         # queue id -> since when its delivery attempt is in progress
     }
     base.update(facts)
     return base

@@ -256,6 +256,7 @@ class QueueManager:
         self._recording: set[trio.CancelScope] = set()  # their results being recorded
         self._grace_ends: float | None = None   # trio time the stop's grace ends (rule 7)
         self._delivering: set[str] = set()    # in an attempt, or waiting for a next hop
+        self._trying: dict[str, float] = {}    # in an attempt: since when (wall clock)
         self._hops = HopGate(HOP_ATTEMPTS)
         self._attempt_slots = trio.Semaphore(MAX_ATTEMPTS)
         self._hop_freed = trio.Event()         # a waiting message went on (rule 8)
@@ -327,6 +328,13 @@ class QueueManager:
         """Set once the slow and hold entries listed at start are looked at (rule 15): what
         a hold action waits for (the core's command runner, apart: core/control.py)."""
         return self._loaded
+
+    def attempts_in_progress(self) -> dict[str, float]:
+        """Queue id -> when its delivery attempt began (wall clock), for each in progress
+        (at most MAX_ATTEMPTS): the status snapshot's, which `mailmoat queue list` shows
+        (tester28c C3: a message held up by a silent next hop showed as `due` for minutes,
+        as one nobody was trying)."""
+        return dict(self._trying)
 
     def queue_sizes(self) -> dict[str, int]:
         # until the look at start ends, the slow entries listed and not looked at yet too
@@ -836,12 +844,14 @@ class QueueManager:
         try:
             with trio.CancelScope(shield=True) as scope:
                 self._attempts.add(scope)
+                self._trying[envelope.queue_id] = self.clock.now()
                 try:
                     await self._attempt_now(queue, envelope)
                     # a later error is a new episode, with its own event (rule 12)
                     self._errors.pop(envelope.queue_id, None)
                 finally:
                     self._attempts.discard(scope)
+                    self._trying.pop(envelope.queue_id, None)
         except Exception as exc:            # boundary, as in _worker
             self._failed(queue, envelope.queue_id, exc, envelope)
         finally:

@@ -1,0 +1,64 @@
+"""`mailmoat queue list` shows a delivery attempt in progress, and for how long (tester28c
+C3): a message held up by a next hop that accepts connections and never greets sat in the
+listing for the greeting timeout (300 s) as one nobody was trying."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+import trio
+
+from core.app import run_core
+from tests.support.core import make_home
+from tests.support.mail import send_text
+from tests.support.waiting import until
+
+pytest_plugins = ["tests.support.fixtures"]
+
+
+def _listing(home) -> dict[str, dict[str, str]]:
+    """`queue list`'s rows by queue id, each by column name (ASCII rows: the header's
+    columns start where the row's do)."""
+    result = subprocess.run([sys.executable, "-m", "shared.cli", "queue", "list",
+                             "--home", str(home.root)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    header, *lines = result.stdout.splitlines()
+    names = header.split()
+    starts = [header.index(name) for name in names]
+    rows = {}
+    for line in lines:
+        cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
+        rows[cells[1]] = dict(zip(names, cells))
+    return rows
+
+
+@pytest.mark.trio
+async def test_an_attempt_held_up_by_a_silent_next_hop_shows_as_trying(tmp_path, nursery):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    home = make_home(tmp_path, routing__local=[
+        {"match": "silent.test", "relay": "127.0.0.1", "port": silent.getsockname()[1]}],
+        delivery__retry_initial_seconds=3600, delivery__retry_max_seconds=7200)
+    core = await nursery.start(run_core, home)
+    await trio.to_thread.run_sync(send_text, core.smtp_addresses[0][1], "held up", "Hi.\n",
+                                  "a@silent.test", "user@silent.test")
+    connection, _ = await trio.to_thread.run_sync(silent.accept)   # no greeting, ever
+    try:
+        rows = await until(lambda: [r for r in _listing(home).values()
+                                    if r["NEXT"].startswith("trying (")])
+        [row] = rows
+        assert (row["QUEUE"], row["RECIPIENTS"]) == ("fast", "user@silent.test")
+    finally:
+        connection.close()      # the attempt ends: deferred, to the slow queue
+        silent.close()
+    queue_id = row["ID"]
+    # the snapshot is written once a second: the attempt's end shows within one
+    after = await until(lambda: (r := _listing(home).get(queue_id)) and r["QUEUE"] == "slow"
+                        and not r["NEXT"].startswith("trying") and r)
+    assert after["NEXT"].startswith("in "), after
+    core.cancel_scope.cancel()
