@@ -440,17 +440,23 @@ def _first_leaf(exc: BaseException) -> BaseException:
 
 def _register_commands(commands: CommandRunner, queue) -> None:
     """Console/CLI requests the core carries out (commands table kinds). A request naming
-    messages says which of them are not in hold; naming only such messages, it fails."""
+    messages says which of them are not in its queue (hold, or slow for a retry); naming
+    only such messages, it fails."""
+
+    def not_in(queue_name: str, ids, found) -> str:
+        """The ids asked for that are not in `found`: a refusal when none is, else the
+        result's words for them."""
+        missing = [queue_id for queue_id in dict.fromkeys(ids or ()) if queue_id not in found]
+        if missing and len(missing) == len(set(ids)):
+            raise CommandRefused(f"not in the {queue_name} queue: " + _some(missing))
+        return f"; not in the {queue_name} queue: " + _some(missing) if missing else ""
 
     async def not_in_hold(args) -> str:
         ids = args.get("ids")
         if not ids:
             return ""
-        present = set(await trio.to_thread.run_sync(files.list_ids, queue.spool, "hold", ids))
-        missing = [queue_id for queue_id in ids if queue_id not in present]
-        if missing and len(missing) == len(ids):
-            raise CommandRefused("not in the hold queue: " + _some(missing))
-        return "; not in the hold queue: " + _some(missing) if missing else ""
+        present = await trio.to_thread.run_sync(files.list_ids, queue.spool, "hold", ids)
+        return not_in("hold", ids, set(present))
 
     async def reprocess(args):
         missing = await not_in_hold(args)
@@ -468,18 +474,17 @@ def _register_commands(commands: CommandRunner, queue) -> None:
         return f"{count} copy(ies) forwarded to {args['address']}{missing}"
 
     async def retry(args):
-        ids = args.get("ids")
-        due, trying = await queue.slow_retry(ids)
-        found = set(due).union(trying)
-        missing = [queue_id for queue_id in dict.fromkeys(ids or ()) if queue_id not in found]
-        if ids and not found:
-            raise CommandRefused("not in the slow queue: " + _some(missing))
-        result = f"{len(due)} message(s) of the slow queue to be tried now"
-        if trying:
-            result += f"; {len(trying)} being tried already"
-        if queue.settings().get("delivery.paused"):
+        done = await queue.slow_retry(args.get("ids"))
+        missing = not_in("slow", args.get("ids"), set(done.due).union(done.taken))
+        result = f"{len(done.due)} message(s) of the slow queue to be tried now"
+        if done.taken:
+            result += f"; {len(done.taken)} taken up for an attempt already"
+        if done.due and queue.settings().get("delivery.paused"):
             result += "; delivery is paused (delivery.paused): they go when it is turned off"
-        return result + ("; not in the slow queue: " + _some(missing) if missing else "")
+        if done.error:
+            result += (f"; not written in every envelope ({done.error}): a restart before "
+                       f"their attempt has those wait for their backoff")
+        return result + missing
 
     # hold/ and slow/ looked at first (core/spool/manager.py rule 15), other requests meanwhile
     for kind, handler in ((Command.HOLD_REPROCESS, reprocess), (Command.HOLD_DROP, drop),

@@ -17,10 +17,10 @@
   when nothing they name is there any more, which the first run did (a drop, a delete), or
   someone else meanwhile. The result of a handler that returned is written even when the
   core stops then, so a clean stop leaves `running` only a row cut off in its handler.
-  A kind registered with `waits_for` (the hold actions: the queue manager's look at hold/
-  after a start, core/spool/manager.py rule 15) does not hold up the others: a row of it
-  claimed while that event is not set waits apart, `running` (the CLI sees a request taken
-  up through: core/commands.py), and the rows of other kinds are carried out meanwhile;
+  A kind registered with `waits_for` (the hold actions and the slow-queue retry: the queue
+  manager's look at hold/ and slow/ after a start, core/spool/manager.py rule 15) does not
+  hold up the others: a row of it claimed while that event is not set waits apart, `running`
+  (the CLI sees a request taken up through: core/queue_commands.py), and the rows of other kinds are carried out meanwhile;
   those of the waiting kinds stay pending behind it, in order. It is carried out as soon as
   the event is set, a stop meanwhile puts it back to pending (it never began). Before, it
   waited in its handler and every request after it waited too (review22b D2). The claim

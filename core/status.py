@@ -91,7 +91,7 @@ class StatusReporter:
                  settings: Callable[[], Mapping], queue_sizes: Callable[[], dict],
                  version: str, improper_shutdown: bool,
                  not_listening: Callable[[], list[dict]] = list,
-                 attempts: Callable[[], dict[str, float]] = dict):
+                 attempts: Callable[[], dict[str, int]] = dict):
         """`not_listening()`: the addresses of smtp.listen the SMTP listener leaves out
         (core/smtp/listeners.py Listeners.not_listening); `attempts()`: the delivery
         attempts in progress, queue id -> since (QueueManager.attempts_in_progress)."""

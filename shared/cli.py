@@ -246,8 +246,8 @@ def _load_commands() -> None:
     """Import the modules that register the areas' commands (each registers on import)."""
     import importlib
 
-    for module in ("core.commands", "console.commands", "shared.report_commands",
-                   "shared.definitions_commands"):
+    for module in ("core.commands", "core.queue_commands", "console.commands",
+                   "shared.report_commands", "shared.definitions_commands"):
         importlib.import_module(module)
 
 

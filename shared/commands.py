@@ -32,7 +32,7 @@ SLOW_ACTIONS = {"retry": Command.SLOW_RETRY}
 
 
 # The `result` of the object_modified event `mailmoat queue ACTION --hold` writes when it
-# withdraws its request, which the core had not taken up (core/commands.py): the event
+# withdraws its request, which the core had not taken up (core/queue_commands.py): the event
 # written as it asked (result "saved") stands for nothing done (clispec19 B4).
 WITHDRAWN = "withdrawn"
 

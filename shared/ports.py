@@ -67,7 +67,7 @@ from typing import Any, Mapping
 from shared.clock import SYSTEM_CLOCK, WallClock
 from shared.settings import PORT_KEYS, SCHEMA, SettingError
 from shared.settings_types import RuleError, entries_rule
-from shared.status import STALE_AFTER_SECONDS, read_snapshot
+from shared.status import live_snapshot
 
 __all__ = ["port_problem", "address_problem", "check_ports", "may_bind_privileged_ports",
            "privileged_port_start", "core_may_bind_privileged_ports", "broadcast_networks",
@@ -145,10 +145,10 @@ def core_may_bind_privileged_ports(conn: sqlite3.Connection,
     ports`); None when there is no live snapshot (none, or one older than the Status page
     allows: no core runs, or it has not written for a while) or it is of a release that
     did not say."""
-    found = read_snapshot(conn)
-    if found is None or clock.now() - found[1] > STALE_AFTER_SECONDS:
+    snapshot = live_snapshot(conn, clock.now())
+    if snapshot is None:
         return None
-    value = found[0].get("may_bind_privileged_ports")
+    value = snapshot.get("may_bind_privileged_ports")
     return value if isinstance(value, bool) else None
 
 

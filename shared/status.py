@@ -18,7 +18,8 @@ import time
 from typing import Any
 
 __all__ = ["COUNTERS", "SPAM_COUNTERS", "HEURISTIC_ROWS", "PREMIUM_ROWS", "QUEUES",
-           "new_snapshot", "write_snapshot", "read_snapshot", "STALE_AFTER_SECONDS",
+           "new_snapshot", "write_snapshot", "read_snapshot", "live_snapshot",
+           "STALE_AFTER_SECONDS",
            "not_listening_notices"]
 
 # Table 7-1 counters, since the core last started.
@@ -66,7 +67,9 @@ def new_snapshot(**facts: Any) -> dict[str, Any]:
         "definitions": {"virus": None, "spam": None},
         "auto_whitelist_entries": 0,
         "smtp_not_listening": [],
-        "attempts": {},         # queue id -> since when its delivery attempt is in progress
+        # queue id -> since when (unix time, whole seconds) its delivery attempt is in
+        # progress, at most MAX_ATTEMPTS (core/spool/manager.py): `mailmoat queue list`
+        "attempts": {},
     }
     base.update(facts)
     return base
@@ -87,6 +90,16 @@ def read_snapshot(conn: sqlite3.Connection, process: str = "core") -> tuple[dict
     if row is None:
         return None
     return json.loads(row["data"]), row["updated_at"]
+
+
+def live_snapshot(conn: sqlite3.Connection, now: float) -> dict | None:
+    """The running core's snapshot; None when there is no live one at `now` (none written,
+    or one older than STALE_AFTER_SECONDS: no core runs, or it has not written for a
+    while)."""
+    found = read_snapshot(conn)
+    if found is None or now - found[1] > STALE_AFTER_SECONDS:
+        return None
+    return found[0]
 
 
 def not_listening_notices(snapshot: dict[str, Any]) -> list[str]:

@@ -40,7 +40,7 @@ from shared.settings_entries import RoutingEntry
 from shared.settings_store import check_on_this_host
 from shared.settings_types import RuleError, integer_from_text
 from shared.shown_text import quoted
-from shared.status import STALE_AFTER_SECONDS, not_listening_notices, read_snapshot
+from shared.status import live_snapshot, not_listening_notices
 
 __all__ = ["HOLD_ACTION_LIMIT", "save_page", "page_warnings", "DiagnosticsFolder",
            "diagnostics_folder", "add_route", "update_route", "route_at", "AfterDelete",
@@ -102,10 +102,7 @@ def _running_core_snapshot() -> dict | None:
     """The status snapshot of the running core; None when there is no live one (none
     written, or one older than the Status page allows: no core runs, or it has not
     written for a while, shared.status STALE_AFTER_SECONDS)."""
-    found = read_snapshot(request_db())
-    if found is None or console_context().clock.now() - found[1] > STALE_AFTER_SECONDS:
-        return None
-    return found[0]
+    return live_snapshot(request_db(), console_context().clock.now())
 
 
 def _temp_dir_note(snapshot: dict, stored: str) -> str | None:

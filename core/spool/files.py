@@ -149,3 +149,23 @@ def list_ids(spool: Spool, queue: str, ids: Iterable[str] | None) -> list[str]:
         return present
     wanted = set(ids)
     return [queue_id for queue_id in present if queue_id in wanted]
+
+
+def due_now(spool: Spool, queue_ids: list[str], now: float) -> tuple[list[str], str | None]:
+    """Write `now` as the next attempt of the slow entries *queue_ids* whose envelope has a
+    later one (`mailmoat queue retry --slow`, core/spool/schedule.py rule 5): a restart
+    before their attempt keeps it. Returns the ids gone from slow/ meanwhile, and the first
+    error of those that could not be written (they are due in memory all the same)."""
+    gone, error = [], None
+    for queue_id in queue_ids:
+        try:
+            envelope = spool.read_envelope("slow", queue_id)
+            if envelope.next_attempt_at is not None and envelope.next_attempt_at <= now:
+                continue
+            envelope.next_attempt_at = now
+            spool.write_envelope("slow", envelope)
+        except FileNotFoundError:
+            gone.append(queue_id)
+        except (OSError, ValueError) as exc:
+            error = error or f"{queue_id}: {exc}"
+    return gone, error

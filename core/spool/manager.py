@@ -120,13 +120,14 @@ Rules
        the look lost the event of every entry already moved). A stop ends the look at the
        next entry (trio.from_thread.check_cancelled); what was not looked at waits on disk
        for the next start, each entry being handled whole. Until the look ends the slow
-       queue waits, a hold action waits (apart: the core's other console and CLI requests are
-       carried out meanwhile, core/control.py), and the slow count is what is scheduled
-       plus what is listed and not looked at yet. A next hop that takes mail meanwhile
-       moves up at once what is scheduled (rule 2 of core/spool/schedule.py), and, as they
-       are read, the entries waiting for it (SlowSchedule.loaded, one REORDERING_STARTED
-       when the look ends): as if they had been scheduled before, not after, what it defers
-       after it took mail (that waits for its backoff).
+       queue waits, a hold action or a slow-queue retry waits (apart: the core's other
+       console and CLI requests are carried out meanwhile, core/control.py), and the slow
+       count is what is scheduled plus what is listed and not looked at yet. A next hop
+       that takes mail meanwhile moves up at once what is scheduled (rule 2 of
+       core/spool/schedule.py), and, as they are read, the entries waiting for it
+       (SlowSchedule.loaded, one REORDERING_STARTED when the look ends): as if they had
+       been scheduled before, not after, what it defers after it took mail (that waits for
+       its backoff).
 
 Never: block the event loop, write event names as literals, delete a message that still
 has undelivered recipients (unless expired, bounced, or dropped by an operator or policy).
@@ -140,6 +141,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import trio
@@ -171,6 +173,16 @@ RECORD_CUT_SECONDS = 10         # how long past the stop's grace an attempt may 
                                 # its results (rule 7)
 HOP_ATTEMPTS = 20               # attempts in progress per next hop (rule 8; Postfix's default
                                 # destination concurrency limit)
+
+
+@dataclass
+class SlowRetry:
+    """What `QueueManager.slow_retry` did: the ids made due, those taken up for an attempt
+    already, those not in the slow queue, and the first error writing an envelope."""
+    due: list[str] = field(default_factory=list)
+    taken: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    error: str | None = None
 
 
 def hop_attempts(max_outgoing: int) -> int:
@@ -326,15 +338,16 @@ class QueueManager:
     @property
     def loaded(self) -> trio.Event:
         """Set once the slow and hold entries listed at start are looked at (rule 15): what
-        a hold action waits for (the core's command runner, apart: core/control.py)."""
+        a hold action or a slow-queue retry waits for (the core's command runner, apart:
+        core/control.py)."""
         return self._loaded
 
-    def attempts_in_progress(self) -> dict[str, float]:
-        """Queue id -> when its delivery attempt began (wall clock), for each in progress
-        (at most MAX_ATTEMPTS): the status snapshot's, which `mailmoat queue list` shows
-        (tester28c C3: a message held up by a silent next hop showed as `due` for minutes,
-        as one nobody was trying)."""
-        return dict(self._trying)
+    def attempts_in_progress(self) -> dict[str, int]:
+        """Queue id -> when its delivery attempt began (wall clock, whole seconds), for each
+        in progress (at most MAX_ATTEMPTS): the status snapshot's, which `mailmoat queue
+        list` shows (tester28c C3: a message held up by a silent next hop showed as `due`
+        for minutes, as one nobody was trying)."""
+        return {queue_id: round(since) for queue_id, since in self._trying.items()}
 
     def queue_sizes(self) -> dict[str, int]:
         # until the look at start ends, the slow entries listed and not looked at yet too
@@ -393,13 +406,37 @@ class QueueManager:
         await self._loaded.wait()
         return await forward(self, address, subject, ids)
 
-    async def slow_retry(self, ids=None) -> tuple[list[str], list[str]]:
-        """Retry now (core/spool/schedule.py rule 5) the slow messages *ids* (None: all):
-        returns those made due and those already in an attempt."""
+    async def slow_retry(self, ids=None) -> SlowRetry:
+        """Retry now (core/spool/schedule.py rule 5) the slow messages *ids* (None: all),
+        LOAD_CHUNK at a time: each chunk's entries held from the slow loop (`_busy`) while
+        their envelopes are written, then due. Those taken up for an attempt already (being
+        tried, or waiting for their next hop or for a pause to end) are left as they are."""
         await self._loaded.wait()       # slow/ looked at first (rule 15)
-        due, trying = self.schedule.retry_now(self.clock.now(), ids)
-        self._slow_wakeup.set()
-        return due, trying
+        asked = list(self.schedule.entries) if ids is None else list(dict.fromkeys(ids))
+        result = SlowRetry()
+        for start in range(0, len(asked), LOAD_CHUNK):
+            chunk = []
+            for queue_id in asked[start:start + LOAD_CHUNK]:
+                if queue_id not in self.schedule.entries:
+                    result.missing.append(queue_id)
+                elif queue_id in self._busy:
+                    result.taken.append(queue_id)
+                else:
+                    chunk.append(queue_id)
+            now = self.clock.now()
+            self._busy.update(chunk)
+            try:
+                gone, error = await trio.to_thread.run_sync(files.due_now, self.spool, chunk,
+                                                            now)
+            finally:
+                self._busy.difference_update(chunk)
+            result.error = result.error or error
+            result.missing += gone
+            due = [queue_id for queue_id in chunk if queue_id not in gone]
+            self.schedule.retry_now(now, due)
+            result.due += due
+            self._slow_wakeup.set()
+        return result
 
     # --- tasks ----------------------------------------------------------------------------------
     async def _load_waiting(self, slow: list[str], hold: list[str]) -> None:

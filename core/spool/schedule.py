@@ -33,9 +33,10 @@ Rules
        attempt that fails temporarily at or after `retry_until` ends it. The queue
        manager, its delay notice ("retry until") and the central forwarder read it here.
     5. Retry now (`mailmoat queue retry --slow`, like Postfix's `postqueue -f`): the
-       messages asked for that are not in an attempt become due now; in memory only, as a
-       reordering is. Their attempt counts as any other: one that fails again waits for the
-       next step of its backoff, and expiry (rule 4) is unchanged.
+       messages asked for that are not taken up for an attempt become due now, written so
+       in their envelopes first (the queue manager: a restart before their attempt keeps
+       it). Their attempt counts as any other: one that fails again waits for the next step
+       of its backoff, and expiry (rule 4) is unchanged.
 
 Never: touch the spool or read a clock — times come in as arguments.
 """
@@ -181,20 +182,13 @@ class SlowSchedule:
                 finished.append(hop)
         return finished
 
-    def retry_now(self, now: float, queue_ids=None) -> tuple[list[str], list[str]]:
-        """Rule 5 for *queue_ids* (None: every message). Returns those made due and those
-        already in an attempt; ids not in the schedule are in neither."""
-        due, trying = [], []
-        for queue_id in self.entries if queue_ids is None else dict.fromkeys(queue_ids):
+    def retry_now(self, now: float, queue_ids) -> None:
+        """Rule 5: *queue_ids* (scheduled, not in an attempt: the queue manager's choice)
+        are due at `now`, unless due earlier."""
+        for queue_id in queue_ids:
             entry = self.entries.get(queue_id)
-            if entry is None:
-                continue
-            if entry.in_attempt:
-                trying.append(queue_id)
-            else:
+            if entry is not None:
                 entry.next_attempt_at = min(entry.next_attempt_at, now)
-                due.append(queue_id)
-        return due, trying
 
     def due(self, now: float, exclude=frozenset()) -> list[str]:
         """Due ids: reordered first, then by next attempt (rule 3)."""

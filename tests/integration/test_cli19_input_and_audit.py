@@ -143,7 +143,7 @@ def test_a_request_taken_up_and_put_back_at_the_core_s_stop_is_withdrawn_as_such
     puts it back to pending. Withdrawn then, it said "the core did not take it up within
     1 s" after a wait of many seconds. The core's part is played by the CLI's own clock
     and sleeps: each sleep is the next step, so what the CLI saw does not hang on timing."""
-    import core.commands
+    import core.queue_commands
     put_message(Spool(home.spool), "hold", hold_reason="suspect_message")
     now = [0.0]
     steps = [("running", 5.0),      # the core takes it up; the wait's 1 s goes by
@@ -158,7 +158,7 @@ def test_a_request_taken_up_and_put_back_at_the_core_s_stop_is_withdrawn_as_such
             conn.close()
         now[0] += later
 
-    monkeypatch.setattr(core.commands, "time", types.SimpleNamespace(
+    monkeypatch.setattr(core.queue_commands, "time", types.SimpleNamespace(
         time=time.time, monotonic=lambda: now[0], sleep=step))
     status, out, err = _run(capsys, "queue", "drop", "--hold", "--wait", "1", "--home",
                             home.root)

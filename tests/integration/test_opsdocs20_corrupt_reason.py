@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 
-from core.commands import SET_ASIDE_UNKNOWN
+from core.queue_commands import SET_ASIDE_UNKNOWN
 from shared.spool import CORRUPT, Spool
 from tests.support.core import make_home
 from tests.support.spool import put_message

@@ -7,13 +7,18 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import trio
 
 from core.app import run_core
+from shared import db
+from shared.spool import Spool
+from shared.status import STALE_AFTER_SECONDS, new_snapshot, write_snapshot
 from tests.support.core import make_home
 from tests.support.mail import send_text
+from tests.support.spool import put_message
 from tests.support.waiting import until
 
 pytest_plugins = ["tests.support.fixtures"]
@@ -62,3 +67,34 @@ async def test_an_attempt_held_up_by_a_silent_next_hop_shows_as_trying(tmp_path,
                         and not r["NEXT"].startswith("trying") and r)
     assert after["NEXT"].startswith("in "), after
     core.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("written_ago, shown", [
+    (0, "trying (1m00s)"),                         # a live snapshot: how long so far
+    (STALE_AFTER_SECONDS + 1, "due"),               # a core gone: its attempts are not
+])
+def test_only_a_live_snapshot_says_what_is_being_tried(tmp_path, written_ago, shown):
+    home = make_home(tmp_path)
+    now = time.time()
+    queue_id = put_message(Spool(home.spool), "slow", attempts=1, next_attempt_at=now - 5)
+    conn = db.connect(home.db)
+    try:
+        write_snapshot(conn, new_snapshot(attempts={queue_id: round(now - 60)}),
+                       now - written_ago)
+    finally:
+        conn.close()
+    assert _listing(home)[queue_id]["NEXT"] == shown
+
+
+def test_a_snapshot_of_a_release_without_attempts_shows_none(tmp_path):
+    home = make_home(tmp_path)
+    queue_id = put_message(Spool(home.spool), "slow", attempts=1,
+                           next_attempt_at=time.time() + 600)
+    snapshot = new_snapshot()
+    del snapshot["attempts"]
+    conn = db.connect(home.db)
+    try:
+        write_snapshot(conn, snapshot)
+    finally:
+        conn.close()
+    assert _listing(home)[queue_id]["NEXT"].startswith("in 9m")

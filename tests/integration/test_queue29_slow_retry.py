@@ -6,8 +6,10 @@ backoff, unless some other message went through that next hop first."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import trio
@@ -15,8 +17,11 @@ import trio
 from core.app import run_core
 from shared.events import Action
 from shared.spool import Spool
+from shared.commands import RESUMED_RESULT, Command
+from tests.support.commands import ask, command_row
 from tests.support.core import make_home, routed_home, set_settings
 from tests.support.mail import send_text
+from tests.support.spool import put_message
 from tests.support.waiting import events_of, until
 
 pytest_plugins = ["tests.support.fixtures"]
@@ -95,41 +100,137 @@ async def test_a_deferred_message_goes_at_once_when_asked_and_not_before(tmp_pat
     core.cancel_scope.cancel()
 
 
+def _slow_entry(home, recipient: str = "u@local.test", **fields) -> str:
+    """A slow-queue message from a@b.test whose next attempt is hours away."""
+    fields.setdefault("next_attempt_at", time.time() + HOURS)
+    return put_message(Spool(home.spool), "slow", recipients=(recipient,), attempts=1,
+                       **fields)
+
+
+async def _done(home, command_id: int):
+    return await until(lambda: (row := command_row(home, command_id))["state"] in (
+        "done", "failed") and tuple(row))
+
+
 @pytest.mark.trio
 async def test_ids_not_in_the_slow_queue_ask_for_nothing_or_are_named(tmp_path, sink,
                                                                       nursery):
     sink.tempfail_all = True
     home = routed_home(tmp_path, sink, delivery__retry_initial_seconds=HOURS,
-                       delivery__retry_max_seconds=2 * HOURS, delivery__paused=False)
+                       delivery__retry_max_seconds=2 * HOURS)
+    present = _slow_entry(home)
     core = await nursery.start(run_core, home)
-    await trio.to_thread.run_sync(send_text, core.smtp_addresses[0][1], "one", "Hello.\n",
-                                  "a@client.test", "one@local.test")
-    [queue_id] = await until(lambda: list(_slow(home)), flush=core.events.aflush)
 
-    typo = await _cli(home, "retry", "--slow", "--id", queue_id, "--id", "NOSUCH")
+    typo = await _cli(home, "retry", "--slow", "--id", present, "--id", "NOSUCH")
     assert (typo.returncode, typo.stdout, typo.stderr) == (
         2, "", "mailmoat: not in the slow queue: NOSUCH; nothing was requested\n")
     assert events_of(home, Action.OBJECT_MODIFIED) == []
 
-    # delivery paused: the retry is taken, and says when the messages go
-    set_settings(home, delivery__paused=True)
-    await until(lambda: core.settings()["delivery.paused"])
-    paused = await _cli(home, "retry", "--slow", "--id", queue_id)
-    assert paused.stdout == ("1 message(s) of the slow queue to be tried now; delivery is "
-                             "paused (delivery.paused): they go when it is turned off\n")
-    sink.tempfail_all = False
+    # ids that leave the slow queue after the command looked (as a request the console or
+    # a CLI that checked earlier leaves): named in the result, or the request fails
+    none_there = ask(home, Command.SLOW_RETRY, {"ids": ["GONE1", "GONE2"]})
+    assert await _done(home, none_there) == ("failed", "not in the slow queue: GONE1, GONE2")
+    some = ask(home, Command.SLOW_RETRY, {"ids": ["GONE1", present]})
+    assert await _done(home, some) == (
+        "done", "1 message(s) of the slow queue to be tried now; not in the slow queue: GONE1")
+    core.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_message_being_tried_is_counted_apart(tmp_path, nursery):
+    """A retry leaves a message taken up for an attempt as it is, and says so: here its
+    attempt waits on a next hop that accepted the connection and never greets."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    home = make_home(tmp_path, routing__local=[
+        {"match": "silent.test", "relay": "127.0.0.1", "port": silent.getsockname()[1]}])
+    queue_id = _slow_entry(home, "user@silent.test")
+    core = await nursery.start(run_core, home)
+    first = await _cli(home, "retry", "--slow")
+    assert first.stdout == "1 message(s) of the slow queue to be tried now\n", first.stderr
+    connection, _ = await trio.to_thread.run_sync(silent.accept)
+    try:
+        again = await _cli(home, "retry", "--slow", "--id", queue_id)
+        assert (again.returncode, again.stdout) == (0, "0 message(s) of the slow queue to be "
+                                                       "tried now; 1 taken up for an attempt "
+                                                       "already\n"), again.stderr
+    finally:
+        connection.close()
+        silent.close()
+    core.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_retry_asked_while_delivery_is_paused_outlasts_a_restart(tmp_path, sink):
+    """Review29b R1: the retry is written in the envelopes, not only in the core's memory,
+    so a core stopped before the attempt (here: delivery paused, then a restart) does not
+    forget it, and `queue list` shows the message due at once."""
+    home = routed_home(tmp_path, sink, delivery__paused=True)
+    queue_id = _slow_entry(home)
+    async with trio.open_nursery() as nursery:
+        core = await nursery.start(run_core, home)
+        paused = await _cli(home, "retry", "--slow")
+        assert paused.stdout == ("1 message(s) of the slow queue to be tried now; delivery "
+                                 "is paused (delivery.paused): they go when it is turned "
+                                 "off\n"), paused.stderr
+        core.cancel_scope.cancel()
+    assert Spool(home.spool).read_envelope("slow", queue_id).next_attempt_at <= time.time()
+    listed = _mailmoat(home, "list", "slow")
+    assert f"{queue_id}  " in listed.stdout and "  due" in listed.stdout, listed.stdout
     set_settings(home, delivery__paused=False)
-    await trio.to_thread.run_sync(sink.wait_for, 1)
+    async with trio.open_nursery() as nursery:
+        core = await nursery.start(run_core, home)
+        [delivered] = await trio.to_thread.run_sync(sink.wait_for, 1)
+        assert delivered.recipients == ["u@local.test"]
+        core.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("named", [True, False])
+async def test_a_retry_cut_off_by_a_stop_is_carried_out_again(tmp_path, sink, named):
+    """A retry left `running` by a kill -9 is carried out again at the next start
+    (shared.commands.can_run_again): a second run only asks for attempts now once more."""
+    home = routed_home(tmp_path, sink)
+    queue_id = _slow_entry(home)
+    command_id = ask(home, Command.SLOW_RETRY, {"ids": [queue_id]} if named else {},
+                     state="running")
+    async with trio.open_nursery() as nursery:
+        core = await nursery.start(run_core, home)
+        assert await _done(home, command_id) == (
+            "done", RESUMED_RESULT + "1 message(s) of the slow queue to be tried now")
+        await trio.to_thread.run_sync(sink.wait_for, 1)
+        core.cancel_scope.cancel()
+
+
+@pytest.mark.trio
+async def test_a_message_past_retry_days_is_bounced_by_the_attempt_a_retry_asks_for(
+        tmp_path, sink, nursery):
+    """The retry changes when the attempt comes, not how long mail is tried: a message
+    older than `delivery.retry_days` that is deferred again is bounced (SPEC §4)."""
+    sink.tempfail_all = True
+    home = routed_home(tmp_path, sink, delivery__retry_days=1)
+    old = time.time() - 2 * 86_400
+    queue_id = _slow_entry(home, clock=lambda: old)
+    core = await nursery.start(run_core, home)
+    retried = await _cli(home, "retry", "--slow", "--id", queue_id)
+    assert retried.returncode == 0, retried.stderr
+    [bounced] = await until(lambda: events_of(home, Action.BOUNCED), flush=core.events.aflush)
+    assert bounced["queue_id"] == queue_id
+    await until(lambda: queue_id not in Spool(home.spool).list("slow"))
     core.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("args, error", [
-    (["retry"], "retry acts on the slow queue: add --slow"),
+    (["retry"], "--slow: retry acts on the slow queue; add it"),
+    (["drop"], "--hold: drop acts on the hold queue; add it"),
     (["retry", "--hold"], "--hold: the hold queue takes reprocess, drop and forward, not retry"),
     (["retry", "--slow", "--hold"],
      "--hold: the hold queue takes reprocess, drop and forward, not retry"),
     (["retry", "slow", "--slow"],
      "slow: `queue retry` takes no queue: it acts on the slow queue (--slow)"),
+    (["retry", "--slow", "--subject", "S"], "--subject: only forward takes a subject, not retry"),
+    (["drop", "--hold", "--subject", "S"], "--subject: only forward takes a subject, not drop"),
     (["drop", "--slow"], "--slow: the slow queue takes only retry, not drop"),
     (["forward", "x@example.test", "--hold", "--slow"],
      "--slow: the slow queue takes only retry, not forward"),
@@ -137,6 +238,11 @@ async def test_ids_not_in_the_slow_queue_ask_for_nothing_or_are_named(tmp_path, 
     (["list", "fast", "--slow"],
      "--slow: `queue list` lists the queue it is given, here fast; for the slow queue: "
      "queue list slow"),
+    (["list", "--id", "X"], "--id: `queue list` lists whole queues and asks the core for nothing"),
+    (["list", "slow", "--wait", "5"],
+     "--wait: `queue list` lists whole queues and asks the core for nothing"),
+    (["list", "--no-wait"],
+     "--no-wait: `queue list` lists whole queues and asks the core for nothing"),
     (["retry", "--slow", "--id", ""], "--id: must not be empty"),
     (["retry", "--slow", "--wait", "0"], "--wait: must be a number of seconds above 0"),
 ])
