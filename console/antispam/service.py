@@ -30,9 +30,11 @@ from shared.idn import entry_form, exclusion_set, is_excluded, unicode_domain
 from shared.settings import SCHEMA, SENSITIVITY_THRESHOLDS, SettingError
 from shared.settings_types import RuleError
 
-__all__ = ["AutoEntry", "auto_entries", "listed_entries", "sld_key", "move_auto_entries", "move_warnings",
+__all__ = ["AutoEntry", "Moved", "auto_entries", "listed_entries", "sld_key",
+           "move_auto_entries", "move_warnings",
            "custom_whitelist_off",
            "save_rbl", "rbl_rows", "zone_error_fields", "SECOND_LEVEL_SUFFIXES",
+           "blacklisted_whole_domains",
            "CUSTOM_WHITELIST_OFF", "save_rule", "rule_at", "delete_rule",
            "AUTO_ACTIONS", "ZONE_REPEATS"]
 
@@ -46,6 +48,15 @@ class AutoEntry:
     first_seen: float
     last_seen: float
     excluded: bool
+    whitelisted_by: str | None = None       # the custom whitelist entry that covers it
+
+    @property
+    def status(self) -> str:
+        """The Status column: excluded, and whether the custom whitelist covers it already
+        (tester29a A2: nothing said so before a move that then added nothing)."""
+        return "; ".join(filter(None, (
+            "excluded" if self.excluded else "",
+            f"on the custom whitelist ({self.whitelisted_by})" if self.whitelisted_by else "")))
 
     @property
     def shown(self) -> str:
@@ -113,9 +124,10 @@ def auto_entries(sort: str = "frequency") -> list[AutoEntry]:
     rows = _learned_rows()
     # the core's answer (shared/idn.py), the list put in its one form once per page
     excluded = exclusion_set(settings()["whitelist.auto.exclusions"])
+    custom = _domain_entries(settings()["whitelist.custom"])
     leaving = pending_command_items(Command.WHITELIST_AUTO_DELETE, "domains")
     entries = [AutoEntry(r["domain"], r["count"], r["first_seen"], r["last_seen"],
-                         is_excluded(r["domain"], excluded))
+                         is_excluded(r["domain"], excluded), _whitelisted_by(r["domain"], custom))
                for r in rows if r["domain"] not in leaving]
     if sort == "domain":
         return sorted(entries, key=lambda e: sld_key(e.shown))
@@ -177,6 +189,23 @@ def whole_domains(values) -> list[str]:
             f"bypass the custom blacklist, the real-time blacklists and the heuristic engine."]
 
 
+def blacklisted_whole_domains(values) -> list[str]:
+    """The Custom Blacklist page's warning (tester29a A1), as the Whitelist page's: an entry
+    naming a whole top-level domain or public suffix (`@com`, `.co.uk`) blocks every sender
+    there, since a blacklist entry takes in the domain's subdomains; with the default action
+    drop, a slip (`@com` for `@foo.com`) deletes most mail. Warned, not refused."""
+    checked = _as_checked(values, "blacklist.enabled", "blacklist.entries", "blacklist.action")
+    if checked is None or not checked[0]:
+        return []
+    whole = [entry for entry in checked[1] if entry[:1] in ("@", ".") and (
+        "." not in entry[1:] or entry[1:] in SECOND_LEVEL_SUFFIXES)]
+    if not whole:
+        return []
+    return [f"{', '.join(whole)} block{'s' if len(whole) == 1 else ''} every sender in "
+            f"{'that' if len(whole) == 1 else 'each'} top-level domain or public suffix: the "
+            f"blacklist's action ({checked[2]}) applies to all of their mail."]
+
+
 def one_label_zones(values) -> list[str]:
     """The Real-time Blacklists page's warning (tester27b C4): a zone of one label (`com`)
     is a top-level domain, not a blacklist; every lookup under it finds nothing."""
@@ -211,17 +240,27 @@ def move_warnings(action: str) -> list[str]:
     return []
 
 
+@dataclass
+class Moved:
+    """What `move_auto_entries` did: the entries that left the auto-generated list (moved or
+    deleted), and of those moved, the ones the target list held or covered already, which
+    were not added (tester29a A2: "2 entries: added" when one was there already)."""
+    count: int
+    already: list[str]
+
+
 def move_auto_entries(action: str, domains: list[str], *, user: str,
-                      client_ip: str | None) -> int:
-    """Guide §5 list management; returns the number of entries moved or deleted. Raises
-    SettingError when a move breaks a setting's rule.
+                      client_ip: str | None) -> Moved:
+    """Guide §5 list management. Raises SettingError when a move breaks a setting's rule.
 
     Delete counts, and asks the core to delete, only the entries the page lists (`_listed`):
     a stale page or a forged request may name domains the list does not hold (0: nothing
     to delete, no command). A move adds what it names, learned or not: each is a valid
-    entry of the target list, which checks it. An entry already in the target list, in
-    either form of its domain (shared/idn.py `entry_form`, as the lists compare), is not
-    added again."""
+    entry of the target list, which checks it. An entry the target list covers already is
+    not added, and leaves the auto-generated list all the same: in the custom whitelist
+    `@domain` in either form of the domain (shared/idn.py `entry_form`, as the lists
+    compare) or a `.domain` wildcard of it or a parent; in the exclusion list the domain or
+    a parent (`is_excluded`)."""
     if action not in AUTO_ACTIONS:
         raise ValueError(action)
     domains = sorted({d.strip().lower() for d in domains if d.strip()})
@@ -229,25 +268,49 @@ def move_auto_entries(action: str, domains: list[str], *, user: str,
         listed = _listed()
         domains = [d for d in domains if d in listed]
     if not domains:
-        return 0
-    if action == "to_custom":     # made on this page, whatever page edits the list
-        edit_list("whitelist.custom", lambda entries: _add_new(entries, [f"@{d}" for d in domains]),
-                  user=user, client_ip=client_ip, page="auto_whitelist")
-    elif action == "to_exclusions":
-        edit_list("whitelist.auto.exclusions", lambda entries: _add_new(entries, domains),
-                  user=user, client_ip=client_ip, page="auto_whitelist")
-    submit_command(Command.WHITELIST_AUTO_DELETE, {"domains": domains}, user=user, client_ip=client_ip,
-                   page="auto_whitelist")
-    return len(domains)
+        return Moved(0, [])
+
+    def add_to_custom(entries: list[str]) -> list[str]:
+        covered, already = _domain_entries(entries), []
+        for domain in domains:
+            if _whitelisted_by(domain, covered):
+                already.append(domain)
+            else:
+                entries.append(f"@{domain}")
+                covered.add(entry_form(f"@{domain}"))
+        return already
+
+    def add_to_exclusions(entries: list[str]) -> list[str]:
+        already = []
+        for domain in domains:
+            if is_excluded(domain, entries):
+                already.append(domain)
+            else:
+                entries.append(domain)
+        return already
+
+    already = []
+    if action != "delete":      # made on this page, whatever page edits the list
+        key, add = (("whitelist.custom", add_to_custom) if action == "to_custom" else
+                    ("whitelist.auto.exclusions", add_to_exclusions))
+        already = edit_list(key, add, user=user, client_ip=client_ip, page="auto_whitelist")
+    submit_command(Command.WHITELIST_AUTO_DELETE, {"domains": domains}, user=user,
+                   client_ip=client_ip, page="auto_whitelist")
+    return Moved(len(domains), already)
 
 
-def _add_new(entries: list[str], added: list[str]) -> None:
-    """Append to `entries` those of `added` whose form (`entry_form`) is not yet among them."""
-    forms = {entry_form(e) for e in entries}
-    for entry in added:
-        if entry_form(entry) not in forms:
-            entries.append(entry)
-            forms.add(entry_form(entry))
+def _domain_entries(entries) -> set[str]:
+    """The custom whitelist's `@domain` and `.domain` entries in the lists' one form."""
+    return {form for form in map(entry_form, entries) if form[:1] in ("@", ".")}
+
+
+def _whitelisted_by(domain: str, forms: set[str]) -> str | None:
+    """The form of the custom whitelist entry (of `_domain_entries`) that whitelists every
+    sender at `domain`: `@domain`, or `.domain` or `.parent` (core/scan/antispam/lists.py
+    rule 1); None when none does."""
+    labels = entry_form(domain).split(".")
+    wanted = ["@" + ".".join(labels)] + ["." + ".".join(labels[i:]) for i in range(len(labels))]
+    return next((form for form in wanted if form in forms), None)
 
 
 # --- real-time blacklists ------------------------------------------------------------------

@@ -36,6 +36,11 @@ STALE_RULE = ("the rule list changed meanwhile (in another tab or by another adm
 # What an auto-generated whitelist action did to the entries it counts
 AUTO_DONE = {"to_custom": "added to the custom whitelist",
              "to_exclusions": "added to the exclusion list", "delete": "deleted"}
+# a moved entry the target list holds or covers already: not added, and gone from this list
+AUTO_COVERED = {"to_custom": "on the custom whitelist already (an entry for it or a wildcard "
+                             "covering it), so not added again; gone from this list",
+                "to_exclusions": "covered by the exclusion list already (it or a parent "
+                                 "domain), so not added again; gone from this list"}
 # A Delete of entries the auto-generated whitelist no longer holds (a stale page: another tab
 # moved or deleted them, or the core evicted them)
 NOTHING_DELETED = ("Nothing was deleted: the selected entries are no longer in the "
@@ -70,7 +75,8 @@ def index():
 
 
 # what a page warns of in the stored settings, above its form
-_PAGE_WARNINGS = {"heuristic": service.below_spam_score, "whitelist": service.whole_domains}
+_PAGE_WARNINGS = {"heuristic": service.below_spam_score, "whitelist": service.whole_domains,
+                  "blacklist": service.blacklisted_whole_domains}
 
 
 @requires(Access.ADMIN)
@@ -125,13 +131,16 @@ def auto_whitelist_manage():
             if action == "delete" and not form.confirm.data:
                 return _confirm_auto_delete(form.domains.data, sort)
             try:
-                count = service.move_auto_entries(action, form.domains.data, **who())
+                moved = service.move_auto_entries(action, form.domains.data, **who())
             except SettingError as exc:
                 for key, rule in exc.errors:
                     flash(f"{key}: {rule}", "error")
             else:
+                count = moved.count - len(moved.already)
                 flash(f"{count} entr{'y' if count == 1 else 'ies'}: {AUTO_DONE[action]}."
                       if count or action != "delete" else NOTHING_DELETED, "info")
+                if moved.already:
+                    flash(f"{', '.join(moved.already)}: {AUTO_COVERED[action]}", "info")
                 for warning in service.move_warnings(action):
                     flash(warning, "warning")
         else:

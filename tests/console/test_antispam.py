@@ -90,6 +90,26 @@ def test_whitelist_page_warns_of_an_entry_naming_a_whole_top_level_domain(admin)
     assert "whitelist-warning" not in admin.get("/antispam/whitelist").get_data(as_text=True)
 
 
+def test_blacklist_page_warns_of_an_entry_naming_a_whole_top_level_domain(admin):
+    # tester29a A1: @com (a slip for @foo.com) dropped jane@gmail.com, without a word; a
+    # blacklist entry takes in the domain's subdomains, so @com is every .com sender
+    admin.set(blacklist__enabled=True, blacklist__entries=["@example.com", "@com",
+                                                          "foo@example.com"])
+    page = html.unescape(admin.get("/antispam/blacklist").get_data(as_text=True))
+    assert ("@com blocks every sender in that top-level domain or public suffix: the "
+            "blacklist's action (drop) applies to all of their mail.") in page
+    assert "@example.com" not in page.split("blacklist-warning")[1].split("</p>")[0]
+    admin.set(blacklist__entries=[".co.uk", "@example.co.uk", "x@com"],
+              blacklist__action="log")
+    page = html.unescape(admin.get("/antispam/blacklist").get_data(as_text=True))
+    warning = page.split("blacklist-warning")[1].split("</p>")[0]
+    assert warning.endswith(".co.uk blocks every sender in that top-level domain or public "
+                            "suffix: the blacklist's action (log) applies to all of their "
+                            "mail.")
+    admin.set(blacklist__enabled=False)
+    assert "blacklist-warning" not in admin.get("/antispam/blacklist").get_data(as_text=True)
+
+
 def test_rbl_page_warns_of_a_zone_that_is_a_top_level_domain(admin):
     # tester27b C4: a zone "com" was saved without a word
     admin.set(rbl__zones=[{"enabled": True, "zone": "com", "return_codes": []},
@@ -534,6 +554,38 @@ def test_move_to_a_disabled_custom_whitelist_warns_and_still_moves(admin, home):
     assert "1 entry: added to the custom whitelist." in page
     assert "whitelist.custom.enabled" not in page
     assert admin.settings()["whitelist.custom"] == ["@partner.example", "@other.example"]
+
+
+def test_a_move_says_which_entries_the_target_list_covered_already(admin, home):
+    """tester29a A2: "2 entries: added" when one was on the list already, and entries that a
+    `.domain` wildcard or a parent exclusion covers were added as redundant lines; the
+    Status column did not say a domain was whitelisted already."""
+    admin.set(whitelist__custom__enabled=True, whitelist__custom=["@wl.test", ".dwl.test"],
+              whitelist__auto__exclusions=["alpha.com"])
+    _seed_auto(home, [(domain, 2, 1.0, 9.0) for domain in (
+        "wl.test", "x.dwl.test", "new.test", "alpha.com", "mail.alpha.com", "beta.com")])
+    page = html.unescape(admin.get("/antispam/auto-whitelist").get_data(as_text=True))
+    rows = dict(re.findall(r'<label for="d-\d+">([^<]*)</label></td><td>\d+</td>\s*'
+                           r'<td>([^<]*)</td>', page))
+    assert rows == {"wl.test": "on the custom whitelist (@wl.test)",
+                    "x.dwl.test": "on the custom whitelist (.dwl.test)", "new.test": "",
+                    "alpha.com": "excluded", "mail.alpha.com": "excluded", "beta.com": ""}
+
+    admin.post("/antispam/auto-whitelist/manage", {
+        "domains": ["wl.test", "x.dwl.test", "new.test"], "to_custom": "y"})
+    page = html.unescape(admin.get("/antispam/auto-whitelist").get_data(as_text=True))
+    assert "1 entry: added to the custom whitelist." in page
+    assert ("wl.test, x.dwl.test: on the custom whitelist already (an entry for it or a "
+            "wildcard covering it), so not added again; gone from this list") in page
+    assert admin.settings()["whitelist.custom"] == ["@wl.test", ".dwl.test", "@new.test"]
+
+    admin.post("/antispam/auto-whitelist/manage", {
+        "domains": ["mail.alpha.com", "beta.com"], "to_exclusions": "y"})
+    page = html.unescape(admin.get("/antispam/auto-whitelist").get_data(as_text=True))
+    assert "1 entry: added to the exclusion list." in page
+    assert ("mail.alpha.com: covered by the exclusion list already (it or a parent domain), "
+            "so not added again; gone from this list") in page
+    assert admin.settings()["whitelist.auto.exclusions"] == ["alpha.com", "beta.com"]
 
 
 # --- list edits at the same moment all land ------------------------------------------------

@@ -287,3 +287,13 @@ def test_replace_part_for_antivirus_repair():
 def test_nothing_to_do_returns_the_same_bytes():
     raw = message()
     assert rewrite(raw, view_of(raw), []) is raw
+
+
+def test_a_prefixed_message_keeps_only_its_first_subject_field():
+    """docs/antispam.md (tester29a A4): a second Subject field left as it was would show the
+    spam unmarked in a reader that shows the later one; the prefixed first one stays."""
+    raw = (b"From: a@b.test\r\nSubject: first\r\nTo: c@d.test\r\nSubject: second\r\n\r\n"
+           b"body\r\n")
+    out = rewrite(raw, view_of(raw), [edit("prefix_subject", text="[Spam]")])
+    assert out == (b"From: a@b.test\r\nSubject: [Spam] first\r\nTo: c@d.test\r\n\r\n"
+                   b"body\r\n")
