@@ -434,7 +434,10 @@ def _text_bodies(view: MessageView, covered) -> list[Part]:
     return [p for p in (plain, html_part) if p is not None]
 
 
-_SIGNED_TYPES = ("multipart/signed", "application/pkcs7-mime", "application/x-pkcs7-mime")
+# what the disclaimer goes beside, never into: signed or encrypted entities (PGP/MIME's
+# multipart/encrypted holds exactly its control part and the data, RFC 3156 §4; tester29c C1)
+_SIGNED_TYPES = ("multipart/signed", "multipart/encrypted", "application/pkcs7-mime",
+                 "application/x-pkcs7-mime")
 
 
 def _inside_signed(view: MessageView, bodies: list[Part]) -> bool:

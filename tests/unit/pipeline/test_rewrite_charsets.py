@@ -342,9 +342,19 @@ SMIME_OPAQUE = (HEAD + b"MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mi
                 b"smime-type=signed-data; name=smime.p7m\r\nContent-Transfer-Encoding: base64"
                 b"\r\n\r\nMIAGCSqGSIb3DQEHAqCAMIACAQExDzANBglghkgBZQMEAgEFADCABgkqhkiG9w0BBwGg\r\n")
 
+# tester29c C1: the disclaimer went in as the first part of multipart/encrypted, ahead of
+# the control part RFC 1847 §2.2 and RFC 3156 §4 require first: no longer PGP/MIME
+PGP_ENCRYPTED = (HEAD + b"MIME-Version: 1.0\r\nContent-Type: multipart/encrypted; "
+                 b'protocol="application/pgp-encrypted"; boundary="pg"\r\n\r\n'
+                 b"--pg\r\nContent-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n\r\n"
+                 b"--pg\r\nContent-Type: application/octet-stream; name=encrypted.asc\r\n\r\n"
+                 b"-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA1234567890abcdef\r\n"
+                 b"-----END PGP MESSAGE-----\r\n--pg--\r\n")
+
 
 @pytest.mark.parametrize("raw, signed_type", [(PGP_SIGNED, "multipart/signed"),
-                                              (SMIME_OPAQUE, "application/pkcs7-mime")])
+                                              (SMIME_OPAQUE, "application/pkcs7-mime"),
+                                              (PGP_ENCRYPTED, "multipart/encrypted")])
 def test_a_signed_message_gets_the_disclaimer_beside_what_is_signed(raw, signed_type):
     """Appended inside the signed text it broke every PGP/MIME and S/MIME signature
     (regressions finding 4): it goes into a part of its own, the signed entity unchanged."""
