@@ -180,8 +180,7 @@ def whole_domains(values) -> list[str]:
     checked = _as_checked(values, "whitelist.custom.enabled", "whitelist.custom")
     if checked is None or not checked[0]:
         return []
-    whole = [entry for entry in checked[1] if entry.startswith(".") and (
-        "." not in entry[1:] or entry[1:] in SECOND_LEVEL_SUFFIXES)]
+    whole = _whole_domain_entries(checked[1], ".")
     if not whole:
         return []
     return [f"{', '.join(whole)} whitelist{'s' if len(whole) == 1 else ''} every sender in "
@@ -197,13 +196,19 @@ def blacklisted_whole_domains(values) -> list[str]:
     checked = _as_checked(values, "blacklist.enabled", "blacklist.entries", "blacklist.action")
     if checked is None or not checked[0]:
         return []
-    whole = [entry for entry in checked[1] if entry[:1] in ("@", ".") and (
-        "." not in entry[1:] or entry[1:] in SECOND_LEVEL_SUFFIXES)]
+    whole = _whole_domain_entries(checked[1], "@.")
     if not whole:
         return []
     return [f"{', '.join(whole)} block{'s' if len(whole) == 1 else ''} every sender in "
             f"{'that' if len(whole) == 1 else 'each'} top-level domain or public suffix: the "
             f"blacklist's action ({checked[2]}) applies to all of their mail."]
+
+
+def _whole_domain_entries(entries, marks: str) -> list[str]:
+    """The entries starting with one of `marks` (`@`, `.`) that name a top-level domain or
+    a public suffix."""
+    return [entry for entry in entries if entry[:1] and entry[:1] in marks and (
+        "." not in entry[1:] or entry[1:] in SECOND_LEVEL_SUFFIXES)]
 
 
 def one_label_zones(values) -> list[str]:
